@@ -1,0 +1,75 @@
+"""One exception tree for everything `canary` raises on purpose.
+
+The class says what the caller should do, so retry and exit-code decisions are
+made by type, never by parsing messages::
+
+    CanaryError
+    ├── ConfigError            bad input (policy, flags, manifests)  -> exit 2, never retried
+    │   └── PolicyError        a policy file: carries file and field
+    ├── TargetError            the VirtualService/DestinationRule is not what we can drive -> exit 2
+    ├── GateError              a Triton gate refused the canary (schema, warm-up, readiness)
+    ├── TransientError         worth retrying (network, 5xx, timeouts)     -> bounded retries
+    │   ├── MetricsUnavailable Prometheus could not be asked              -> "could not measure"
+    │   └── KubeUnavailable    the Kubernetes API could not be reached
+    ├── NoData                 Prometheus answered, but nothing about this arm
+    ├── RoutingConflict        someone else wrote the VirtualService (409 after re-tries,
+    │                          or a foreign edit of the weights)
+    └── RolloutBusy            another rollout already owns this VirtualService
+
+Library exceptions are wrapped with ``raise ... from exc`` at the boundary
+(routing/, metrics/, triton.py); a raw urllib3 or requests traceback never
+reaches a user.
+"""
+
+from __future__ import annotations
+
+
+class CanaryError(Exception):
+    """Base of every error `canary` raises on purpose."""
+
+
+class ConfigError(CanaryError):
+    """Bad input given by the user. Never retried; exit code 2."""
+
+
+class PolicyError(ConfigError):
+    """A policy file is invalid. The message names the file and the field."""
+
+    def __init__(self, file: str, field: str, message: str) -> None:
+        self.file = file
+        self.field = field
+        self.detail = message
+        where = f"{file}: {field}" if field else file
+        super().__init__(f"{where}: {message}")
+
+
+class TargetError(ConfigError):
+    """The Istio objects cannot be driven (missing, wrong shape, missing subset)."""
+
+
+class GateError(CanaryError):
+    """A Triton gate refused the canary before or during traffic."""
+
+
+class TransientError(CanaryError):
+    """A dependency failed in a way that may pass; retried within a budget."""
+
+
+class MetricsUnavailable(TransientError):
+    """Prometheus could not be asked (refused, 5xx, timeout, bad answer)."""
+
+
+class KubeUnavailable(TransientError):
+    """The Kubernetes API could not be reached or kept failing."""
+
+
+class NoData(CanaryError):
+    """Prometheus answered, but had no samples for the arm/query."""
+
+
+class RoutingConflict(CanaryError):
+    """The VirtualService changed under us in a way we will not overwrite."""
+
+
+class RolloutBusy(CanaryError):
+    """Another rollout is in progress on this VirtualService."""

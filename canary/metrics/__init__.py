@@ -1,0 +1,1 @@
+"""Metrics providers: how both arms are measured (Prometheus today)."""

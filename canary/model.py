@@ -1,0 +1,214 @@
+"""Values shared by every layer: weights, measurements, verdicts, rollout state.
+
+All are frozen and check their invariants on construction, so a value that
+exists is a valid one (a `Weights` always sums to 100, a `Histogram` is
+cumulative and non-decreasing). Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Weights:
+    """Traffic split between the stable and canary subsets, integers summing to 100."""
+
+    stable: int
+    canary: int
+
+    def __post_init__(self) -> None:
+        for name in ("stable", "canary"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"Weights.{name} must be an int, got {value!r}")
+            if not 0 <= value <= 100:
+                raise ValueError(f"Weights.{name} must be within 0..100, got {value}")
+        if self.stable + self.canary != 100:
+            raise ValueError(f"weights must sum to 100, got {self.stable}+{self.canary}")
+
+    @classmethod
+    def canary_at(cls, canary: int) -> "Weights":
+        return cls(stable=100 - canary, canary=canary)
+
+    def __str__(self) -> str:
+        return f"{self.stable}/{self.canary}"
+
+
+STABLE_ONLY = Weights(stable=100, canary=0)
+
+
+@dataclass(frozen=True)
+class Histogram:
+    """Prometheus-style cumulative histogram: counts[i] = observations <= bounds[i].
+
+    The last bound is +Inf, so counts[-1] is the total number of observations.
+    """
+
+    bounds: tuple[float, ...]
+    counts: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.bounds) != len(self.counts):
+            raise ValueError("histogram bounds and counts differ in length")
+        if not self.bounds or not math.isinf(self.bounds[-1]):
+            raise ValueError("histogram must end with a +Inf bucket")
+        for a, b in zip(self.bounds, self.bounds[1:]):
+            if not a < b:
+                raise ValueError(f"histogram bounds must increase strictly ({a} then {b})")
+        for a, b in zip(self.counts, self.counts[1:]):
+            if b < a:
+                raise ValueError(f"histogram counts must be cumulative, non-decreasing ({a} then {b})")
+        if self.counts and self.counts[0] < 0:
+            raise ValueError("histogram counts must be non-negative")
+
+    @property
+    def total(self) -> float:
+        return self.counts[-1]
+
+    def per_bucket(self) -> tuple[float, ...]:
+        """Non-cumulative counts, one per bucket."""
+        prev = 0.0
+        out = []
+        for c in self.counts:
+            out.append(c - prev)
+            prev = c
+        return tuple(out)
+
+
+@dataclass(frozen=True)
+class Counts:
+    """Events out of a total (errors of requests, missing features of requests)."""
+
+    events: float
+    total: float
+
+    def __post_init__(self) -> None:
+        if self.events < 0 or self.total < 0:
+            raise ValueError("counts must be non-negative")
+        if self.events > self.total + 1e-9:
+            raise ValueError(f"events ({self.events}) exceed total ({self.total})")
+
+    @property
+    def rate(self) -> float:
+        return self.events / self.total if self.total > 0 else math.nan
+
+
+@dataclass(frozen=True)
+class Scalar:
+    """One number per arm (custom PromQL checks) with the request count behind it."""
+
+    value: float
+    n: float = math.nan
+
+
+ArmData = Histogram | Counts | Scalar
+
+
+class Outcome(enum.IntEnum):
+    """Ordered verdict: a larger value is worse, and the worst one wins."""
+
+    PASS = 0
+    INCONCLUSIVE = 1  # measured, but not enough evidence either way
+    ERROR = 2  # could not measure; never a promotion, never "the canary is bad"
+    FAIL = 3  # the canary breaches the policy
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One check's verdict with every number behind it."""
+
+    check: str
+    kind: str
+    outcome: Outcome
+    reason: str  # one line a human understands
+    stable_value: float = math.nan
+    canary_value: float = math.nan
+    n_stable: float = 0.0
+    n_canary: float = 0.0
+    threshold: float = math.nan
+    statistic: float = math.nan
+    p_value: float = math.nan
+    effect_size: float = math.nan
+    alpha: float = math.nan
+    hard: bool = False  # a breach rolls back at once, whatever the failure count
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["outcome"] = self.outcome.label
+        return {k: _json_number(v) for k, v in d.items()}
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """All checks of one look, combined worst-of."""
+
+    outcome: Outcome
+    results: tuple[CheckResult, ...]
+
+    @classmethod
+    def combine(cls, results: tuple[CheckResult, ...] | list[CheckResult]) -> "Judgement":
+        results = tuple(results)
+        worst = max((r.outcome for r in results), default=Outcome.INCONCLUSIVE)
+        return cls(outcome=worst, results=results)
+
+    @property
+    def hard_breach(self) -> bool:
+        return any(r.hard and r.outcome is Outcome.FAIL for r in self.results)
+
+    @property
+    def failed(self) -> tuple[CheckResult, ...]:
+        return tuple(r for r in self.results if r.outcome is Outcome.FAIL)
+
+    def reason(self) -> str:
+        """The reason of the worst result(s), joined: what on-call reads first."""
+        worst = [r for r in self.results if r.outcome is self.outcome]
+        return "; ".join(f"{r.check}: {r.reason}" for r in worst) or self.outcome.label
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"outcome": self.outcome.label, "results": [r.to_dict() for r in self.results]}
+
+
+def _json_number(value: Any) -> Any:
+    """NaN/inf are not JSON; they become None (unknown) in every serialised form."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+class Phase(enum.Enum):
+    PENDING = "pending"  # accepted, nothing touched yet
+    PROGRESSING = "progressing"  # canary has traffic, steps advancing
+    PAUSED = "paused"  # a person paused it; weights held
+    PROMOTED = "promoted"  # terminal: stable subset runs the new version, 100/0
+    ROLLED_BACK = "rolled_back"  # terminal: stable 100%, stable subset untouched
+    ABORTED = "aborted"  # terminal: could not complete; traffic at stable 100%
+
+    @property
+    def terminal(self) -> bool:
+        return self in (Phase.PROMOTED, Phase.ROLLED_BACK, Phase.ABORTED)
+
+
+@dataclass(frozen=True)
+class Target:
+    """What one rollout drives: the Istio objects and the two versions."""
+
+    namespace: str
+    virtual_service: str
+    model: str
+    stable_version: str
+    canary_version: str
+    destination_rule: str = ""  # defaults to the VirtualService's name
+    route: str = ""  # name of the HTTP route; "" means the only one
+
+    @property
+    def dr_name(self) -> str:
+        return self.destination_rule or self.virtual_service

@@ -1,0 +1,1 @@
+"""Traffic routers: how weights reach the data plane (Istio today)."""

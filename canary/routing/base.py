@@ -1,0 +1,40 @@
+"""The TrafficRouter protocol: the four things a rollout needs from a mesh.
+
+Kept small (after Flagger's router interface) so the controller never knows
+which mesh it drives, and tests can use a fake that satisfies it without
+inheriting.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from canary.model import Target, Weights
+
+
+@dataclass(frozen=True)
+class RouteStatus:
+    """What the router read: current weights, persisted state, subset versions."""
+
+    weights: Weights
+    state: str | None  # the raw rollout-state annotation (JSON), None when absent
+    stable_subset_version: str  # the `version` label the stable subset selects
+    canary_subset_version: str
+    resource_version: str = ""
+
+
+class TrafficRouter(Protocol):
+    def inspect(self, target: Target) -> RouteStatus:
+        """Read and validate the objects (VS exists, route has exactly the two
+        destinations, DR defines both subsets). Raises TargetError otherwise."""
+
+    def set_weights(self, target: Target, weights: Weights, *, state: str) -> RouteStatus:
+        """Write the route's weights and the state annotation in ONE write, with a
+        resourceVersion precondition; on 409 re-read, re-check, re-apply."""
+
+    def point_subset(self, target: Target, subset: str, version: str) -> None:
+        """Make subset ('stable' | 'canary') select pods labelled version=<version>."""
+
+    def record_event(self, target: Target, *, reason: str, message: str, warning: bool = False) -> None:
+        """Best effort: a Kubernetes Event on the VirtualService. Never raises."""

@@ -1,0 +1,1 @@
+"""Test fixtures: kube (owned by one writer)."""

@@ -1,0 +1,1 @@
+"""Test fixtures: prom (owned by one writer)."""

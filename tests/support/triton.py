@@ -1,0 +1,1 @@
+"""Test fixtures: triton (owned by one writer)."""
