@@ -171,8 +171,10 @@ class Failure(_Strict):
 
 
 class Metrics(_Strict):
-    source: Source = "model"
-    request_metric: str | None = Field(None, description="override of the request-count metric")
+    source: Source = Field("model", description="default metric family for checks: model | istio | triton")
+    arm_label: str | None = Field(None, description="label carrying the version; default per source")
+    model_label: str | None = Field(None, description="label carrying the model name; default per source")
+    labels: dict[str, str] = Field(default_factory=dict, description="extra equality matchers on every query")
 
 
 class TritonGate(_Strict):
