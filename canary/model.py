@@ -184,19 +184,6 @@ def _json_number(value: Any) -> Any:
     return value
 
 
-class Phase(enum.Enum):
-    PENDING = "pending"  # accepted, nothing touched yet
-    PROGRESSING = "progressing"  # canary has traffic, steps advancing
-    PAUSED = "paused"  # a person paused it; weights held
-    PROMOTED = "promoted"  # terminal: stable subset runs the new version, 100/0
-    ROLLED_BACK = "rolled_back"  # terminal: stable 100%, stable subset untouched
-    ABORTED = "aborted"  # terminal: could not complete; traffic at stable 100%
-
-    @property
-    def terminal(self) -> bool:
-        return self in (Phase.PROMOTED, Phase.ROLLED_BACK, Phase.ABORTED)
-
-
 @dataclass(frozen=True)
 class Target:
     """What one rollout drives: the Istio objects and the two versions."""

@@ -1,0 +1,42 @@
+"""structlog configuration: JSON lines for machines, console rendering for people.
+
+Every decision is one event with a stable name (documented in the README for
+on-call) and flat, machine-readable fields. The rollout context (model,
+versions, weights, step) is bound once per rollout so every line carries it.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any, TextIO
+
+import structlog
+
+
+def configure(*, fmt: str = "auto", level: str = "info", stream: TextIO | None = None) -> None:
+    """fmt: 'json', 'console' or 'auto' (JSON unless the stream is a TTY)."""
+    stream = stream or sys.stderr
+    if fmt == "auto":
+        fmt = "console" if stream.isatty() else "json"
+    renderer: Any
+    if fmt == "json":
+        renderer = structlog.processors.JSONRenderer(sort_keys=False)
+    else:
+        renderer = structlog.dev.ConsoleRenderer(colors=stream.isatty())
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.dict_tracebacks,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper(), logging.INFO)),
+        logger_factory=structlog.PrintLoggerFactory(file=stream),
+        cache_logger_on_first_use=False,
+    )
+
+
+def get(**context: Any) -> Any:
+    return structlog.get_logger("canary").bind(**context)

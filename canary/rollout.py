@@ -1,0 +1,277 @@
+"""The rollout state machine: pure, so every decision is a function of its inputs.
+
+    transition(state, event, policy) -> (new_state, actions)
+
+No clocks (events carry `now`), no I/O. The controller carries out the actions
+in order; the new state is persisted in the same write as the weights (a
+`SetWeights` action carries it), so what is recorded and what is routed never
+disagree. Phases::
+
+    PENDING ──Begin──▶ PROGRESSING ──(last step passes)──▶ PROMOTING ──▶ PROMOTED
+       │                 │   ▲  │
+       │            Pause│   │Resume
+       │                 ▼   │  └─(breach | deadline | gate | Abort)──▶ ROLLED_BACK
+       │               PAUSED
+       └──(gate refused / infrastructure)──▶ ABORTED        (stable 100% in every terminal phase
+                                                              but PROMOTED, where stable *is* the new version)
+
+PROMOTING is persisted before the stable subset is re-pointed at the new
+version, so a process killed half-way finishes the promotion on restart
+instead of "rolling back" onto a subset that already runs the new version.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from canary.model import STABLE_ONLY, Judgement, Outcome, Weights
+from canary.policy import Policy
+
+# Phases live here (not in model.Phase) because PROMOTING is a state-machine detail.
+PENDING, PROGRESSING, PAUSED, PROMOTING = "pending", "progressing", "paused", "promoting"
+PROMOTED, ROLLED_BACK, ABORTED = "promoted", "rolled_back", "aborted"
+TERMINAL = frozenset({PROMOTED, ROLLED_BACK, ABORTED})
+PHASES = frozenset({PENDING, PROGRESSING, PAUSED, PROMOTING}) | TERMINAL
+
+
+@dataclass(frozen=True)
+class RolloutState:
+    model: str
+    stable_version: str
+    canary_version: str
+    phase: str
+    weights: Weights
+    step: int = -1  # index into policy.steps; -1 before the first step
+    look: int = 0  # looks judged in the whole rollout (drives alpha spending)
+    step_looks: int = 0  # looks judged in the current step
+    failed_looks: int = 0  # consecutive failed looks
+    started_at: float = 0.0
+    step_started_at: float = 0.0
+    updated_at: float = 0.0
+    reason: str = ""
+    last_verdict: dict[str, Any] | None = None
+    history: tuple[dict[str, Any], ...] = field(default_factory=tuple)  # one line per step/phase change
+
+    def __post_init__(self) -> None:
+        if self.phase not in PHASES:
+            raise ValueError(f"unknown rollout phase {self.phase!r}")
+
+    @property
+    def terminal(self) -> bool:
+        return self.phase in TERMINAL
+
+    def to_json(self) -> str:
+        d = dataclasses.asdict(self)
+        d["weights"] = {"stable": self.weights.stable, "canary": self.weights.canary}
+        d["history"] = list(self.history)[-20:]  # an annotation must stay small
+        return json.dumps(d, sort_keys=True, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> "RolloutState":
+        d = json.loads(text)
+        if not isinstance(d, dict):
+            raise ValueError("rollout state must be a JSON object")
+        known = {f.name for f in dataclasses.fields(cls)}
+        d = {k: v for k, v in d.items() if k in known}  # tolerate fields from newer versions
+        d["weights"] = Weights(**d["weights"])
+        d["history"] = tuple(d.get("history") or ())
+        return cls(**d)
+
+
+# ---- events -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Begin:
+    """Gates passed: give the canary its first step of traffic."""
+
+    now: float
+
+
+@dataclass(frozen=True)
+class Looked:
+    """One look of the judge over the current step's window."""
+
+    now: float
+    judgement: Judgement
+    canary_requests: float
+
+
+@dataclass(frozen=True)
+class GateFailed:
+    """The canary server went unready / failed its probe: roll back at once."""
+
+    now: float
+    reason: str
+
+
+@dataclass(frozen=True)
+class Abort:
+    """A person (`canary rollback`) or an interrupt asks for stable 100%."""
+
+    now: float
+    reason: str
+    infrastructure: bool = False  # True: could not complete (exit 3) rather than rolled back
+
+
+@dataclass(frozen=True)
+class Pause:
+    now: float
+    reason: str = "paused by operator"
+
+
+@dataclass(frozen=True)
+class Resume:
+    now: float
+
+
+Event = Begin | Looked | GateFailed | Abort | Pause | Resume
+
+
+# ---- actions ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SetWeights:
+    """Write weights and the new state in one write."""
+
+    weights: Weights
+
+
+@dataclass(frozen=True)
+class PointSubset:
+    subset: str
+    version: str
+
+
+@dataclass(frozen=True)
+class Emit:
+    """A log event (stable name, documented in the README) and fields."""
+
+    event: str
+    fields: dict[str, Any]
+    warning: bool = False
+
+
+Action = SetWeights | PointSubset | Emit
+
+
+def new_rollout(*, model: str, stable_version: str, canary_version: str, now: float) -> tuple[RolloutState, list[Action]]:
+    """Claim the VirtualService (PENDING at 100/0), then point the canary subset."""
+    state = RolloutState(
+        model=model, stable_version=stable_version, canary_version=canary_version,
+        phase=PENDING, weights=STABLE_ONLY, started_at=now, step_started_at=now, updated_at=now,
+    )
+    return state, [SetWeights(STABLE_ONLY), PointSubset("canary", canary_version), Emit("rollout.started", {})]
+
+
+def transition(state: RolloutState, event: Event, policy: Policy) -> tuple[RolloutState, list[Action]]:
+    """The whole decision logic. Unknown combinations change nothing."""
+    if state.terminal:
+        return state, []
+    now = event.now
+    if isinstance(event, Abort):
+        return _end(state, now, reason=event.reason, phase=ABORTED if event.infrastructure else ROLLED_BACK)
+    if isinstance(event, GateFailed):
+        return _end(state, now, reason=f"gate: {event.reason}", phase=ROLLED_BACK)
+    if isinstance(event, Pause) and state.phase == PROGRESSING:
+        s = replace(state, phase=PAUSED, reason=event.reason, updated_at=now)
+        return s, [SetWeights(s.weights), Emit("rollout.paused", {"reason": event.reason})]
+    if isinstance(event, Resume) and state.phase == PAUSED:
+        # the step starts over: paused time is neither evidence nor deadline
+        s = replace(state, phase=PROGRESSING, reason="", step_started_at=now, step_looks=0, failed_looks=0, updated_at=now)
+        return s, [SetWeights(s.weights), Emit("rollout.resumed", {})]
+    if isinstance(event, Begin) and state.phase == PENDING:
+        return _enter_step(state, 0, policy, now)
+    if isinstance(event, Looked) and state.phase == PROGRESSING:
+        return _judge(state, event, policy)
+    return state, []
+
+
+def finish_promotion(state: RolloutState, now: float) -> tuple[RolloutState, list[Action]]:
+    """From PROMOTING: stable subset -> new version, then 100/0 on it."""
+    s = replace(state, phase=PROMOTED, weights=STABLE_ONLY, updated_at=now, reason="all steps passed")
+    s = _log(s, now, "promoted")
+    return s, [
+        PointSubset("stable", state.canary_version),
+        SetWeights(STABLE_ONLY),
+        Emit("rollout.promoted", {"duration_s": round(now - state.started_at, 1)}),
+    ]
+
+
+def _judge(state: RolloutState, ev: Looked, policy: Policy) -> tuple[RolloutState, list[Action]]:
+    j = ev.judgement
+    s = replace(state, look=state.look + 1, step_looks=state.step_looks + 1, updated_at=ev.now,
+                last_verdict=_verdict_summary(j, ev))
+    actions: list[Action] = [Emit("look.completed", {"outcome": j.outcome.label, "canary_requests": ev.canary_requests,
+                                                     "look": state.look, "results": [r.to_dict() for r in j.results]})]
+    if j.hard_breach:
+        s2, more = _end(s, ev.now, reason=j.reason(), phase=ROLLED_BACK, judgement=j)
+        return s2, actions + more
+    if j.outcome is Outcome.FAIL:
+        s = replace(s, failed_looks=s.failed_looks + 1)
+        for r in j.failed:
+            actions.append(Emit("check.failed", {"check": r.check, "reason": r.reason, "failed_looks": s.failed_looks,
+                                                 "max_failed_looks": policy.failure.max_failed_looks, "evidence": r.to_dict()},
+                                warning=True))
+        if s.failed_looks >= policy.failure.max_failed_looks:
+            s2, more = _end(s, ev.now, reason=j.reason(), phase=ROLLED_BACK, judgement=j)
+            return s2, actions + more
+        return s, actions
+    s = replace(s, failed_looks=0)
+    elapsed = ev.now - s.step_started_at
+    if elapsed < policy.analysis.interval:
+        return s, actions
+    if j.outcome is Outcome.PASS and ev.canary_requests >= policy.analysis.min_canary_requests:
+        if s.step + 1 < len(policy.steps):
+            s2, more = _enter_step(s, s.step + 1, policy, ev.now)
+            return s2, actions + more
+        s2 = _log(replace(s, phase=PROMOTING, reason="all steps passed"), ev.now, "promoting")
+        return s2, actions + [SetWeights(s2.weights), Emit("rollout.promoting", {})]
+    overdue = elapsed - policy.analysis.interval
+    if overdue < policy.failure.no_data_deadline:
+        return s, actions
+    why = (f"no verdict after {elapsed:.0f}s at step {s.step + 1} ({j.outcome.label}: {j.reason()}; "
+           f"canary requests {ev.canary_requests:.0f}, need {policy.analysis.min_canary_requests})")
+    if policy.failure.on_deadline == "hold":
+        s2 = _log(replace(s, phase=PAUSED, reason=why), ev.now, "held")
+        return s2, actions + [SetWeights(s2.weights), Emit("rollout.held", {"reason": why}, warning=True)]
+    # never a promotion without evidence: measured-but-unclear rolls back (exit 1); unmeasurable aborts (exit 3)
+    phase = ABORTED if j.outcome is Outcome.ERROR else ROLLED_BACK
+    s2, more = _end(s, ev.now, reason=why, phase=phase, judgement=j)
+    return s2, actions + more
+
+
+def _enter_step(state: RolloutState, step: int, policy: Policy, now: float) -> tuple[RolloutState, list[Action]]:
+    weights = Weights.canary_at(policy.steps[step])
+    s = replace(state, phase=PROGRESSING, step=step, weights=weights, step_started_at=now, step_looks=0,
+                failed_looks=0, updated_at=now, reason="")
+    s = _log(s, now, f"step {step + 1}/{len(policy.steps)} canary {weights.canary}%")
+    return s, [SetWeights(weights), Emit("step.advanced", {"step": step + 1, "steps": len(policy.steps),
+                                                          "from_weights": str(state.weights)})]
+
+
+def _end(state: RolloutState, now: float, *, reason: str, phase: str,
+         judgement: Judgement | None = None) -> tuple[RolloutState, list[Action]]:
+    """Traffic first: one write sets stable 100% and records why."""
+    s = _log(replace(state, phase=phase, weights=STABLE_ONLY, reason=reason, updated_at=now), now, f"{phase}: {reason}")
+    evidence = [r.to_dict() for r in judgement.results if r.outcome >= Outcome.ERROR] if judgement else []
+    fields: dict[str, Any] = {"reason": reason, "from_weights": str(state.weights), "step": state.step + 1}
+    if evidence:
+        fields["evidence"] = evidence
+    start = "rollback.started" if phase == ROLLED_BACK else "rollout.aborting"
+    done = "rollback.completed" if phase == ROLLED_BACK else "rollout.aborted"
+    return s, [Emit(start, fields, warning=True), SetWeights(STABLE_ONLY), Emit(done, fields, warning=True)]
+
+
+def _log(state: RolloutState, now: float, what: str) -> RolloutState:
+    entry = {"at": round(now, 3), "phase": state.phase, "weights": str(state.weights), "what": what}
+    return replace(state, history=(state.history + (entry,))[-20:])
+
+
+def _verdict_summary(j: Judgement, ev: Looked) -> dict[str, Any]:
+    return {"at": round(ev.now, 3), "outcome": j.outcome.label, "reason": j.reason(),
+            "canary_requests": ev.canary_requests, "results": [r.to_dict() for r in j.results]}
