@@ -1,0 +1,270 @@
+"""`canary` command line: parse, call the library, render, exit with a documented code.
+
+Exit codes (README "Exit codes"): 0 promoted / ok, 1 rolled back, 2 bad input
+(nothing touched), 3 could not complete (infrastructure; traffic at stable),
+130 interrupted with --on-interrupt pause (state recorded, resumable).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from canary import logs
+from canary import rollout as rl
+from canary.errors import CanaryError, ConfigError, RolloutBusy, TransientError
+from canary.model import Target
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Canary analysis and rollback for ML models on Triton behind Istio.")
+policy_app = typer.Typer(no_args_is_help=True, help="Validate policies and print their JSON Schema.")
+app.add_typer(policy_app, name="policy")
+
+EXIT_BAD_INPUT, EXIT_INFRA = 2, 3
+
+# ---- shared options ------------------------------------------------------------------
+
+NamespaceOpt = typer.Option("default", "--namespace", "-n", help="namespace of the VirtualService")
+KubeconfigOpt = typer.Option(None, "--kubeconfig", envvar="KUBECONFIG", help="kubeconfig file (default: ~/.kube/config, else in-cluster)")
+ContextOpt = typer.Option(None, "--context", help="kubeconfig context")
+VsOpt = typer.Option(None, "--virtual-service", help="VirtualService name (default: the model name)")
+DrOpt = typer.Option(None, "--destination-rule", help="DestinationRule name (default: the VirtualService name)")
+OutputOpt = typer.Option("text", "--output", "-o", help="text or json")
+LogFormatOpt = typer.Option("auto", "--log-format", help="auto (JSON unless a TTY), json or console")
+
+
+def fail(message: str, code: int) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def run_guarded(fn: Any) -> Any:
+    """Map the exception tree onto exit codes; never show a library traceback."""
+    try:
+        return fn()
+    except (ConfigError, RolloutBusy) as exc:
+        fail(str(exc), EXIT_BAD_INPUT)
+    except TransientError as exc:
+        fail(f"could not complete: {exc}", EXIT_INFRA)
+    except CanaryError as exc:
+        fail(str(exc), EXIT_INFRA)
+
+
+def _router(kubeconfig: Optional[str], context: Optional[str]) -> Any:
+    from canary.kube import api_client
+    from canary.routing.istio import IstioRouter
+
+    return IstioRouter(api_client(kubeconfig=kubeconfig, context=context))
+
+
+def _metrics(url: Optional[str], token: Optional[str], user: Optional[str], password: Optional[str], insecure: bool) -> Any:
+    from canary.metrics.prometheus import PrometheusProvider
+
+    if not url:
+        raise ConfigError("no Prometheus address: pass --prometheus-url or set CANARY_PROMETHEUS_URL")
+    auth = (user, password or "") if user else None
+    return PrometheusProvider(url, token=token, basic_auth=auth, verify_tls=not insecure)
+
+
+def _target(model: str, namespace: str, vs: Optional[str], dr: Optional[str], *, stable: str = "", canary: str = "",
+            route: Optional[str] = None) -> Target:
+    return Target(namespace=namespace, virtual_service=vs or model, model=model, stable_version=stable,
+                  canary_version=canary, destination_rule=dr or "", route=route or "")
+
+
+def state_dict(state: rl.RolloutState, *, exit_code: int | None = None) -> dict[str, Any]:
+    d = json.loads(state.to_json())
+    if exit_code is not None:
+        d["exit_code"] = exit_code
+    return d
+
+
+# ---- promote ---------------------------------------------------------------------------
+
+
+@app.command()
+def promote(
+    model: str = typer.Argument(..., help="model name (and VirtualService name unless --virtual-service)"),
+    canary_version: str = typer.Option(..., "--canary-version", help="version label of the canary pods"),
+    policy_file: Path = typer.Option(..., "--policy", help="policy YAML"),
+    stable_version: str = typer.Option("", "--stable-version", help="default: what the stable subset selects now"),
+    namespace: str = NamespaceOpt,
+    virtual_service: Optional[str] = VsOpt,
+    destination_rule: Optional[str] = DrOpt,
+    kubeconfig: Optional[str] = KubeconfigOpt,
+    context: Optional[str] = ContextOpt,
+    prometheus_url: Optional[str] = typer.Option(None, "--prometheus-url", envvar="CANARY_PROMETHEUS_URL"),
+    prometheus_token: Optional[str] = typer.Option(None, "--prometheus-token", envvar="CANARY_PROMETHEUS_TOKEN", show_default=False),
+    prometheus_user: Optional[str] = typer.Option(None, "--prometheus-user", envvar="CANARY_PROMETHEUS_USER"),
+    prometheus_password: Optional[str] = typer.Option(None, "--prometheus-password", envvar="CANARY_PROMETHEUS_PASSWORD", show_default=False),
+    insecure: bool = typer.Option(False, "--insecure-skip-tls-verify", envvar="CANARY_PROMETHEUS_INSECURE"),
+    triton_canary: Optional[str] = typer.Option(None, "--triton-canary", help="canary Triton URL (host:port) for the gates"),
+    triton_stable: Optional[str] = typer.Option(None, "--triton-stable", help="stable Triton URL, to compare model metadata"),
+    on_interrupt: str = typer.Option("rollback", "--on-interrupt", help="on SIGINT/SIGTERM: rollback (stable 100%, exit 3) or pause (keep split, exit 130)"),
+    output: str = OutputOpt,
+    log_format: str = LogFormatOpt,
+) -> None:
+    """Walk traffic to the canary step by step; promote (exit 0) or roll back (exit 1)."""
+    logs.configure(fmt=log_format)
+    if on_interrupt not in ("rollback", "pause"):
+        fail("--on-interrupt must be 'rollback' or 'pause'", EXIT_BAD_INPUT)
+
+    def go() -> int:
+        from canary.controller import Controller
+        from canary.policy import load_policy
+
+        policy = load_policy(policy_file)
+        target = _target(model, namespace, virtual_service, destination_rule, stable=stable_version,
+                         canary=canary_version, route=policy.route)
+        gate = _gate(policy, policy_file, model, triton_stable, triton_canary)
+        ctl = Controller(policy=policy, target=target, router=_router(kubeconfig, context),
+                         metrics=_metrics(prometheus_url, prometheus_token, prometheus_user, prometheus_password, insecure),
+                         gate=gate, on_interrupt=on_interrupt)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: ctl.stop.set())
+        display = None
+        if output == "text" and sys.stdout.isatty():
+            from canary.display import LiveDisplay
+
+            display = LiveDisplay(policy)
+            ctl.on_update = display.update
+        try:
+            result = ctl.run()
+        finally:
+            if display:
+                display.close()
+        if output == "json":
+            typer.echo(json.dumps(state_dict(result.state, exit_code=result.exit_code)))
+        else:
+            s = result.state
+            typer.echo(f"{s.phase}: {s.model} {s.canary_version} weights {s.weights} (stable/canary) - {s.reason}")
+        return result.exit_code
+
+    raise typer.Exit(run_guarded(go))
+
+
+def _gate(policy: Any, policy_file: Path, model: str, stable_url: Optional[str], canary_url: Optional[str]) -> Any:
+    cfg = policy.gates.triton
+    if cfg is None or not cfg.enabled:
+        return None
+    if not canary_url:
+        raise ConfigError(f"{policy_file}: gates.triton is enabled; pass --triton-canary (and --triton-stable)")
+    from canary.gates import TritonGates
+
+    return TritonGates(cfg, model=model, stable_url=stable_url, canary_url=canary_url, base_dir=policy_file.parent)
+
+
+# ---- operator commands -------------------------------------------------------------------
+
+
+def _operator(model: str, namespace: str, vs: Optional[str], dr: Optional[str], kubeconfig: Optional[str],
+              context: Optional[str], event: Any, output: str) -> None:
+    logs.configure()
+
+    def go() -> int:
+        from canary.controller import operator_action
+
+        target = _target(model, namespace, vs, dr)
+        state = operator_action(_router(kubeconfig, context), target, event, log=logs.get(model=model, namespace=namespace))
+        if output == "json":
+            typer.echo(json.dumps(state_dict(state)))
+        else:
+            typer.echo(f"{state.phase}: weights {state.weights} (stable/canary) {state.reason}")
+        return 0
+
+    raise typer.Exit(run_guarded(go))
+
+
+@app.command()
+def rollback(model: str, reason: str = typer.Option("manual rollback", "--reason"), namespace: str = NamespaceOpt,
+             virtual_service: Optional[str] = VsOpt, destination_rule: Optional[str] = DrOpt,
+             kubeconfig: Optional[str] = KubeconfigOpt, context: Optional[str] = ContextOpt, output: str = OutputOpt) -> None:
+    """Send all traffic to stable now and record why."""
+    _operator(model, namespace, virtual_service, destination_rule, kubeconfig, context,
+              rl.Abort(time.time(), f"operator: {reason}"), output)
+
+
+@app.command()
+def pause(model: str, namespace: str = NamespaceOpt, virtual_service: Optional[str] = VsOpt,
+          kubeconfig: Optional[str] = KubeconfigOpt, context: Optional[str] = ContextOpt, output: str = OutputOpt) -> None:
+    """Hold the current weights; the running `promote` waits."""
+    _operator(model, namespace, virtual_service, None, kubeconfig, context, rl.Pause(time.time()), output)
+
+
+@app.command()
+def resume(model: str, namespace: str = NamespaceOpt, virtual_service: Optional[str] = VsOpt,
+           kubeconfig: Optional[str] = KubeconfigOpt, context: Optional[str] = ContextOpt, output: str = OutputOpt) -> None:
+    """Continue a paused rollout (the current step starts over)."""
+    _operator(model, namespace, virtual_service, None, kubeconfig, context, rl.Resume(time.time()), output)
+
+
+@app.command()
+def status(model: str, namespace: str = NamespaceOpt, virtual_service: Optional[str] = VsOpt,
+           kubeconfig: Optional[str] = KubeconfigOpt, context: Optional[str] = ContextOpt, output: str = OutputOpt,
+           watch: bool = typer.Option(False, "--watch", "-w", help="refresh every 2 s until a terminal phase")) -> None:
+    """Weights, step, phase and the last verdict with its evidence."""
+    from canary.display import render_status
+
+    def go() -> int:
+        router = _router(kubeconfig, context)
+        target = _target(model, namespace, virtual_service, None)
+        while True:
+            st = router.inspect(target)
+            state = rl.RolloutState.from_json(st.state) if st.state else None
+            if output == "json":
+                typer.echo(json.dumps({"weights": {"stable": st.weights.stable, "canary": st.weights.canary},
+                                       "stable_subset_version": st.stable_subset_version,
+                                       "canary_subset_version": st.canary_subset_version,
+                                       "rollout": state_dict(state) if state else None}))
+            else:
+                render_status(st, state)
+            if not watch or state is None or state.terminal:
+                return 0
+            time.sleep(2)
+
+    raise typer.Exit(run_guarded(go))
+
+
+# ---- policy ------------------------------------------------------------------------------
+
+
+@policy_app.command("validate")
+def policy_validate(files: list[Path] = typer.Argument(..., help="policy files")) -> None:
+    """Load and check policies; exit 2 naming the file and field on the first error."""
+    from canary.policy import load_policy
+
+    def go() -> int:
+        for f in files:
+            p = load_policy(f)
+            typer.echo(f"{f}: ok ({len(p.steps)} steps {p.steps}, {len(p.checks)} checks)")
+        return 0
+
+    raise typer.Exit(run_guarded(go))
+
+
+@policy_app.command("schema")
+def policy_schema() -> None:
+    """Print the policy JSON Schema (for editors: yaml-language-server $schema)."""
+    from canary.policy import json_schema
+
+    typer.echo(json_schema())
+
+
+def _register_optional() -> None:
+    """Commands that live in their own modules (analysis, sandbox)."""
+    for module in ("canary.cli_analysis", "canary.cli_ops"):
+        try:
+            mod = __import__(module, fromlist=["register"])
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+            continue
+        mod.register(app)
+
+
+_register_optional()

@@ -1,0 +1,98 @@
+"""What people see: a live progress panel for `promote`, tables for `status`/`analyze`.
+
+Rendering only; everything shown comes from the recorded state or a Judgement.
+Machines read `--output json` and the JSON logs instead.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from canary import rollout as rl
+from canary.policy import Policy
+from canary.routing.base import RouteStatus
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}g}"
+    return str(value)
+
+
+def evidence_table(results: Iterable[dict[str, Any]], title: str = "checks") -> Table:
+    t = Table(title=title, show_lines=False)
+    for col in ("check", "verdict", "stable", "canary", "n stable/canary", "threshold", "p", "effect", "reason"):
+        t.add_column(col, overflow="fold")
+    colors = {"pass": "green", "inconclusive": "yellow", "error": "magenta", "fail": "red"}
+    for r in results:
+        outcome = r.get("outcome", "")
+        t.add_row(
+            r.get("check", ""), Text(outcome, style=colors.get(outcome, "")), _fmt(r.get("stable_value")),
+            _fmt(r.get("canary_value")), f"{_fmt(r.get('n_stable'), 6)}/{_fmt(r.get('n_canary'), 6)}",
+            _fmt(r.get("threshold")), _fmt(r.get("p_value"), 2), _fmt(r.get("effect_size"), 3), r.get("reason", ""),
+        )
+    return t
+
+
+def _weights_bar(stable: int, canary: int, width: int = 40) -> Text:
+    c = round(width * canary / 100)
+    bar = Text("stable ")
+    bar.append("█" * (width - c), style="blue")
+    bar.append("█" * c, style="yellow")
+    bar.append(f" canary   {stable}/{canary}")
+    return bar
+
+
+def state_panel(state: rl.RolloutState, steps: list[int] | None = None) -> Panel:
+    head = Text(f"{state.model}: {state.stable_version} → {state.canary_version}   phase ")
+    head.append(state.phase, style="bold red" if state.phase in (rl.ROLLED_BACK, rl.ABORTED) else "bold")
+    if steps and state.step >= 0:
+        head.append(f"   step {state.step + 1}/{len(steps)} of {steps}")
+    parts: list[Any] = [head, _weights_bar(state.weights.stable, state.weights.canary)]
+    if state.reason:
+        parts.append(Text(f"reason: {state.reason}"))
+    if state.last_verdict:
+        v = state.last_verdict
+        parts.append(evidence_table(v.get("results", []), title=f"last look: {v.get('outcome')} "
+                                    f"(canary requests {_fmt(v.get('canary_requests'), 6)})"))
+    return Panel(Group(*parts), title="canary")
+
+
+class LiveDisplay:
+    """A refreshing panel on the terminal while `promote` runs."""
+
+    def __init__(self, policy: Policy) -> None:
+        self.steps = list(policy.steps)
+        self.live = Live(console=Console(), refresh_per_second=4, transient=False)
+        self.live.start()
+
+    def update(self, state: rl.RolloutState) -> None:
+        self.live.update(state_panel(state, self.steps))
+
+    def close(self) -> None:
+        self.live.stop()
+
+
+def render_status(status: RouteStatus, state: rl.RolloutState | None) -> None:
+    console = Console()
+    console.print(_weights_bar(status.weights.stable, status.weights.canary))
+    console.print(f"subsets: stable → version={status.stable_subset_version}, canary → version={status.canary_subset_version}")
+    if state is None:
+        console.print("no rollout recorded on this VirtualService")
+        return
+    console.print(state_panel(state))
+    if state.history:
+        t = Table(title="history")
+        for col in ("at", "phase", "weights", "what"):
+            t.add_column(col)
+        for h in state.history:
+            t.add_row(str(h.get("at")), str(h.get("phase")), str(h.get("weights")), str(h.get("what")))
+        console.print(t)
