@@ -1,0 +1,215 @@
+"""The sandbox's served model, "rec-model", and the metrics it exports.
+
+A recommendation scorer small enough to start in seconds, yet real enough that
+the canary analysis has something to judge: 8 FP32 features -> a score in
+[0, 1] through the logistic of a fixed weight vector. Missing features arrive
+as NaN and are imputed (with 0, the training mean), and the share of missing
+features is reported the way the article's monitoring stack does.
+
+Each arm runs the same code with different *behaviour knobs* (extra latency,
+prediction shift, error share, NaN output, incompatible schema, device). The
+knobs live in a small JSON file that the model re-reads at most every 200 ms,
+so a scenario can inject a fault into a running server without a restart --
+the way a bad model version behaves badly from its first request, while the
+sandbox still decides *when* the canary starts misbehaving.
+
+Metrics (prometheus_client, one registry per process, labelled with
+model_name and model_version such as "v2.1.0"):
+
+- ``model_inference_duration_seconds``   histogram, per request
+- ``model_prediction_value``              histogram of scores, per row
+- ``model_feature_missing_rate``          gauge, missing share over the last rows
+- ``model_requests_total{outcome}``       counter, success | error, per request
+- ``model_features_total{state}``         counter, missing | present feature values
+  (a cumulative form of the gauge, so a window rate can be taken in PromQL)
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import random
+import threading
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+MODEL_NAME = "rec-model"
+N_FEATURES = 8
+INPUT_NAME = "features"
+OUTPUT_NAME = "score"
+# Fixed "trained" parameters; the bias puts typical scores around 0.4..0.6.
+WEIGHTS = np.array([0.8, -0.5, 0.3, 0.6, -0.9, 0.4, 0.2, -0.3], dtype=np.float32)
+BIAS = np.float32(-0.1)
+FEATURE_MEANS = np.zeros(N_FEATURES, dtype=np.float32)
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+PREDICTION_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+MISSING_WINDOW_ROWS = 500
+
+
+@dataclass(frozen=True)
+class Behaviour:
+    """How one arm behaves. The defaults are a healthy model.
+
+    ``schema`` is read only at start (Triton fixes the model config when the
+    model loads); every other knob can change at run time.
+    """
+
+    extra_latency_ms: float = 0.0  # slow: added to every request
+    prediction_shift: float = 0.0  # drift: added to the logit before the sigmoid
+    error_share: float = 0.0  # errors: share of calls that raise
+    output_nan: bool = False  # garbage: the model answers NaN
+    schema: str = "ok"  # "ok" | "bad" (output score FP64 instead of FP32)
+    device: str = "cpu"  # "cpu" | "cuda" (torch on the GPU)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> "Behaviour":
+        return cls(**{k: v for k, v in raw.items() if k in cls.__dataclass_fields__})
+
+
+# What each sandbox scenario does to the canary arm once the fault is injected.
+SCENARIOS: dict[str, Behaviour] = {
+    "good": Behaviour(),
+    "slow": Behaviour(extra_latency_ms=60.0),
+    "drift": Behaviour(prediction_shift=2.0),
+    "errors": Behaviour(error_share=0.2),
+    "crash": Behaviour(),  # the fault is a killed process, not a knob
+    "bad-schema": Behaviour(schema="bad"),
+}
+
+
+def write_behaviour(path: Path, behaviour: Behaviour) -> None:
+    """Atomically replace the knob file (the server never reads half a file)."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(behaviour.to_json(), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+class ModelMetrics:
+    """The article's model metrics, in a private registry served on its own port."""
+
+    def __init__(self, *, model_name: str, model_version: str) -> None:
+        self.registry = CollectorRegistry()
+        labels = ["model_name", "model_version"]
+        self._lv = {"model_name": model_name, "model_version": model_version}
+        self.latency = Histogram(
+            "model_inference_duration_seconds", "Time spent on model inference", labels,
+            buckets=LATENCY_BUCKETS, registry=self.registry,
+        ).labels(**self._lv)
+        self.prediction = Histogram(
+            "model_prediction_value", "Distribution of prediction values", labels,
+            buckets=PREDICTION_BUCKETS, registry=self.registry,
+        ).labels(**self._lv)
+        self.missing_rate = Gauge(
+            "model_feature_missing_rate", "Rate of missing features in recent inference requests", labels,
+            registry=self.registry,
+        ).labels(**self._lv)
+        requests = Counter(
+            "model_requests", "Inference requests by outcome", [*labels, "outcome"], registry=self.registry
+        )
+        self.success = requests.labels(**self._lv, outcome="success")
+        self.error = requests.labels(**self._lv, outcome="error")
+        features = Counter(
+            "model_features", "Feature values received, missing or present", [*labels, "state"],
+            registry=self.registry,
+        )
+        self.features_missing = features.labels(**self._lv, state="missing")
+        self.features_present = features.labels(**self._lv, state="present")
+        self._recent: collections.deque[float] = collections.deque(maxlen=MISSING_WINDOW_ROWS)
+        self.success.inc(0)
+        self.error.inc(0)
+
+    def observe_inputs(self, features: np.ndarray) -> None:
+        missing = np.isnan(features)
+        n_missing = int(missing.sum())
+        self.features_missing.inc(n_missing)
+        self.features_present.inc(missing.size - n_missing)
+        self._recent.extend(missing.mean(axis=1).tolist())
+        self.missing_rate.set(float(np.mean(self._recent)) if self._recent else 0.0)
+
+
+def score(features: np.ndarray, *, shift: float = 0.0, device: str = "cpu") -> np.ndarray:
+    """Impute NaN with the feature mean, then logistic(x.w + b + shift); shape (n, 1)."""
+    x = np.where(np.isnan(features), FEATURE_MEANS, features).astype(np.float32)
+    if device == "cuda":
+        import torch  # only on the GPU machine; the CPU sandbox never imports torch
+
+        t = torch.from_numpy(x).to("cuda")
+        w = torch.from_numpy(WEIGHTS).to("cuda")
+        out = torch.sigmoid(t @ w + float(BIAS) + shift)
+        return out.cpu().numpy().astype(np.float32).reshape(-1, 1)
+    logit = x @ WEIGHTS + BIAS + np.float32(shift)
+    return (1.0 / (1.0 + np.exp(-logit))).astype(np.float32).reshape(-1, 1)
+
+
+class RecModel:
+    """The Triton inference callable: a list of requests in, a list of responses out.
+
+    Requests are handled one by one (not with PyTriton's @batch) so that the
+    request counter and the latency histogram count client requests, which is
+    what the canary analysis compares.
+    """
+
+    def __init__(self, *, metrics: ModelMetrics, knob_file: Path | None, initial: Behaviour) -> None:
+        self.metrics = metrics
+        self._knob_file = knob_file
+        self._behaviour = initial
+        self._checked_at = 0.0
+        self._mtime = 0.0
+        self._lock = threading.Lock()
+
+    def behaviour(self) -> Behaviour:
+        now = time.monotonic()
+        if self._knob_file is None or now - self._checked_at < 0.2:
+            return self._behaviour
+        with self._lock:
+            self._checked_at = now
+            try:
+                mtime = self._knob_file.stat().st_mtime
+                if mtime != self._mtime:
+                    raw = json.loads(self._knob_file.read_text(encoding="utf-8"))
+                    # the schema is fixed at load time; never let a knob file change it
+                    self._behaviour = replace(Behaviour.from_dict(raw), schema=self._behaviour.schema)
+                    self._mtime = mtime
+            except (OSError, ValueError, TypeError):
+                pass  # keep the last good knobs; a torn or missing file is not a model error
+        return self._behaviour
+
+    def __call__(self, requests: list[Any]) -> list[dict[str, np.ndarray]]:
+        b = self.behaviour()
+        started = time.perf_counter()
+        fail = b.error_share > 0 and random.random() < b.error_share
+        try:
+            out_dtype = np.float64 if b.schema == "bad" else np.float32
+            responses = []
+            for request in requests:
+                features = np.asarray(request[INPUT_NAME], dtype=np.float32)
+                self.metrics.observe_inputs(features)
+                scores = score(features, shift=b.prediction_shift, device=b.device)
+                if b.output_nan:
+                    scores = np.full_like(scores, np.nan)
+                responses.append({OUTPUT_NAME: scores.astype(out_dtype)})
+            if b.extra_latency_ms > 0:
+                time.sleep(b.extra_latency_ms / 1000.0)
+            if fail:
+                raise RuntimeError("injected failure (sandbox scenario 'errors')")
+        except Exception:
+            self.metrics.error.inc(len(requests))
+            raise
+        elapsed = time.perf_counter() - started
+        for response in responses:
+            self.metrics.latency.observe(elapsed)
+            self.metrics.success.inc()
+            for value in response[OUTPUT_NAME].ravel():
+                if np.isfinite(value):
+                    self.metrics.prediction.observe(float(value))
+        return responses

@@ -1,0 +1,281 @@
+"""One real Triton Inference Server (PyTriton, CPU or GPU) per arm, in its own process.
+
+Why a subprocess per arm: a canary and its stable run in different pods, and
+the "crash" scenario must be able to kill one arm without touching the other
+or the test process. The child runs ``python -m canary.sandbox.tritonserver
+<config.json>``; the parent (:class:`TritonServer`) picks free ports, waits for
+readiness, and stops the process group by its id.
+
+Two facts from shared/reference/README.md are baked in: PyTriton's Python
+backend stub needs ``LD_LIBRARY_PATH`` = the interpreter's LIBDIR when Python
+is a pyenv/venv build, and ``PYTRITON_HOME`` must be a private temp dir.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import structlog
+
+from canary.sandbox.model import MODEL_NAME, Behaviour, write_behaviour
+
+log = structlog.get_logger(__name__)
+
+
+def free_port() -> int:
+    """A port the kernel says is free on 127.0.0.1 (tiny race, fine for a sandbox)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def child_env(home: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    libdir = sysconfig.get_config_var("LIBDIR") or ""
+    env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in (libdir, env.get("LD_LIBRARY_PATH", "")) if p)
+    env["PYTRITON_HOME"] = str(home)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+def _die_with_parent() -> None:
+    """Child pre-exec: new process group, and SIGTERM when the parent dies (no orphans)."""
+    os.setpgrp()
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+@dataclass
+class TritonServer:
+    """Parent-side handle on one arm's Triton process.
+
+    ``arm`` names the process ("stable" / "canary"); ``version`` is the model
+    version label carried by its metrics ("v1.0.0"). Triton's own model version
+    is always 1: each arm is a separate server, as in separate pods.
+    """
+
+    arm: str
+    version: str
+    behaviour: Behaviour = field(default_factory=Behaviour)
+    workdir: Path | None = None
+    max_batch_size: int = 64
+    http_port: int = 0
+    grpc_port: int = 0
+    metrics_port: int = 0  # Triton's own /metrics
+    model_metrics_port: int = 0  # prometheus_client metrics of the model
+    proc: subprocess.Popen[bytes] | None = None
+    started_at: float = 0.0
+    ready_after_s: float = 0.0
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def grpc_url(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    @property
+    def triton_metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
+
+    @property
+    def model_metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.model_metrics_port}/metrics"
+
+    @property
+    def knob_file(self) -> Path:
+        assert self.workdir is not None
+        return self.workdir / "behaviour.json"
+
+    @property
+    def log_file(self) -> Path:
+        assert self.workdir is not None
+        return self.workdir / "server.log"
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def start(self) -> "TritonServer":
+        """Spawn the child; returns at once (call :meth:`wait_ready`)."""
+        if self.workdir is None:
+            self.workdir = Path(tempfile.mkdtemp(prefix=f"canary-triton-{self.arm}-"))
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        for name in ("http_port", "grpc_port", "metrics_port", "model_metrics_port"):
+            if not getattr(self, name):
+                setattr(self, name, free_port())
+        write_behaviour(self.knob_file, self.behaviour)
+        config = {
+            "arm": self.arm, "version": self.version, "max_batch_size": self.max_batch_size,
+            "http_port": self.http_port, "grpc_port": self.grpc_port, "metrics_port": self.metrics_port,
+            "model_metrics_port": self.model_metrics_port, "knob_file": str(self.knob_file),
+            "behaviour": json.loads(self.behaviour.to_json()),
+        }
+        cfg = self.workdir / "config.json"
+        cfg.write_text(json.dumps(config), encoding="utf-8")
+        home = self.workdir / "pytriton-home"
+        home.mkdir(exist_ok=True)
+        self.started_at = time.monotonic()
+        with open(self.log_file, "ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "canary.sandbox.tritonserver", str(cfg)],
+                env=child_env(home), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                preexec_fn=_die_with_parent, cwd=str(self.workdir),
+            )
+        log.info("triton.starting", arm=self.arm, version=self.version, pid=self.proc.pid, http_port=self.http_port)
+        return self
+
+    def is_ready(self, timeout: float = 0.5) -> bool:
+        for path in ("/v2/health/ready", f"/v2/models/{MODEL_NAME}/ready"):
+            try:
+                with urllib.request.urlopen(self.http_url + path, timeout=timeout) as r:
+                    if r.status != 200:
+                        return False
+            except (urllib.error.URLError, OSError):
+                return False
+        return True
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def wait_ready(self, timeout: float = 60.0) -> float:
+        """Block until server and model are ready; seconds since start. Raises with the log tail."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.alive():
+                raise RuntimeError(f"triton {self.arm} exited (rc={self.proc and self.proc.returncode}):\n{self.log_tail()}")
+            if self.is_ready() and _http_ok(self.model_metrics_url):
+                self.ready_after_s = time.monotonic() - self.started_at
+                log.info("triton.ready", arm=self.arm, version=self.version, seconds=round(self.ready_after_s, 2),
+                         rss_mb=round(self.rss_mb(), 1))
+                return self.ready_after_s
+            time.sleep(0.1)
+        raise TimeoutError(f"triton {self.arm} not ready after {timeout}s:\n{self.log_tail()}")
+
+    def set_behaviour(self, behaviour: Behaviour) -> None:
+        """Change the running model's knobs (picked up within ~200 ms)."""
+        self.behaviour = behaviour
+        write_behaviour(self.knob_file, behaviour)
+        log.info("triton.behaviour_changed", arm=self.arm, **json.loads(behaviour.to_json()))
+
+    def kill(self) -> None:
+        """Crash the arm: SIGKILL to its whole process group (server, stubs, metrics)."""
+        if self.alive():
+            assert self.proc is not None
+            _signal_group(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
+            log.warning("triton.killed", arm=self.arm, pid=self.proc.pid)
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """SIGTERM (PyTriton stops Triton cleanly), then SIGKILL the group if needed."""
+        if self.proc is None:
+            return
+        if self.alive():
+            _signal_group(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        _signal_group(self.proc.pid, signal.SIGKILL)  # leftovers (stubs) in the group, if any
+        if self.proc.poll() is None:
+            self.proc.wait(timeout=5)
+        log.info("triton.stopped", arm=self.arm, pid=self.proc.pid)
+
+    def rss_mb(self) -> float:
+        """Resident memory of the process group (server + Triton + stubs), in MB."""
+        if self.proc is None:
+            return 0.0
+        total = 0
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                if os.getpgid(int(entry.name)) != self.proc.pid:
+                    continue
+                for line in (entry / "status").read_text().splitlines():
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+            except (OSError, ValueError):
+                continue
+        return total / 1024.0
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=0.5) as r:
+            return r.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _serve(config_path: str) -> None:
+    """Child side: model metrics endpoint + PyTriton, until SIGTERM/SIGINT."""
+    import numpy as np
+    from prometheus_client import start_http_server
+    from pytriton.model_config import ModelConfig, Tensor
+    from pytriton.triton import Triton, TritonConfig
+
+    from canary.sandbox.model import INPUT_NAME, N_FEATURES, OUTPUT_NAME, ModelMetrics, RecModel
+
+    cfg = json.loads(Path(config_path).read_text(encoding="utf-8"))
+    behaviour = Behaviour.from_dict(cfg["behaviour"])
+    metrics = ModelMetrics(model_name=MODEL_NAME, model_version=cfg["version"])
+    start_http_server(cfg["model_metrics_port"], addr="127.0.0.1", registry=metrics.registry)
+    model = RecModel(metrics=metrics, knob_file=Path(cfg["knob_file"]), initial=behaviour)
+    out_dtype = np.float64 if behaviour.schema == "bad" else np.float32
+    triton_config = TritonConfig(
+        http_address="127.0.0.1", http_port=cfg["http_port"],
+        grpc_address="127.0.0.1", grpc_port=cfg["grpc_port"],
+        metrics_address="127.0.0.1", metrics_port=cfg["metrics_port"], allow_metrics=True,
+        allow_gpu_metrics=behaviour.device == "cuda", allow_cpu_metrics=True, metrics_interval_ms=1000,
+        metrics_config=["summary_latencies=true"], log_verbose=0,
+        exit_timeout_secs=2,  # keep-alive client connections must not hold a stop for 30 s
+    )
+    signal.signal(signal.SIGTERM, _interrupt)  # serve() turns KeyboardInterrupt into a clean stop
+    with Triton(config=triton_config) as triton:
+        triton.bind(
+            model_name=MODEL_NAME, infer_func=model,
+            inputs=[Tensor(name=INPUT_NAME, dtype=np.float32, shape=(N_FEATURES,))],
+            outputs=[Tensor(name=OUTPUT_NAME, dtype=out_dtype, shape=(1,))],
+            config=ModelConfig(max_batch_size=cfg["max_batch_size"]),
+        )
+        try:
+            triton.serve()
+        except KeyboardInterrupt:
+            pass
+
+
+if __name__ == "__main__":
+    _serve(sys.argv[1])
