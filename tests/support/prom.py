@@ -1,1 +1,174 @@
-"""Test fixtures: prom (owned by one writer)."""
+"""Prometheus fixtures: one real, backfilled Prometheus per session, plus a factory.
+
+Fixtures:
+  prometheus_binary   path of `prometheus` (skips the test, with the reason, if absent)
+  prom_dataset        the `Dataset` backfilled into the session server (known answers)
+  prom_server         session PromServer holding `prom_dataset`'s history
+  prom_provider       PrometheusProvider on `prom_server`, evaluating at `prom_dataset.at`
+  prom_server_factory start extra servers (live scrape, ...); all stopped at teardown
+
+Every series is a linear counter (or a constant gauge), so `increase()` over a
+window on the 15 s grid is exact: tests compare against `Dataset` numbers
+with a small float tolerance only.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+import pytest
+
+from canary.metrics.prometheus import PrometheusProvider
+from canary.model import Target
+from canary.sandbox.promserver import (
+    PromServer, Series, counter, find_binary, gauge, histogram, history_window, openmetrics,
+)
+
+WINDOW_S = 60
+TARGET = Target(namespace="ml", virtual_service="rec", model="rec", stable_version="v1", canary_version="v2")
+EVIL_MODEL = 'rec"}or vector(1)#'  # a model name that tries to inject PromQL
+
+MODEL_LATENCY_BOUNDS_S = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)  # the article's buckets
+ISTIO_LATENCY_BOUNDS_MS = (5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0)
+PREDICTION_BOUNDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+
+
+@dataclass(frozen=True)
+class Arm:
+    """Per-window (60 s) counts of one arm; every source reports the same traffic."""
+
+    version: str
+    latency: tuple[float, ...]  # per bucket incl. +Inf, non-cumulative
+    predictions: tuple[float, ...]
+    success: float
+    errors: float
+    missing: dict[str, float]  # feature -> missing fraction (gauge)
+    duration_us: float  # Triton cumulative µs per window
+
+    @property
+    def requests(self) -> float:
+        return self.success + self.errors
+
+    @property
+    def missing_rate(self) -> float:
+        return sum(self.missing.values()) / len(self.missing)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    start: float
+    end: float
+    at: float  # evaluation time for deterministic queries (on the grid, about now)
+    stable: Arm
+    canary: Arm
+    evil_requests: float = 42.0
+    target: Target = TARGET
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def arm(self, name: str) -> Arm:
+        return self.stable if name == "stable" else self.canary
+
+    def series(self) -> list[Series]:
+        out: list[Series] = []
+        for arm in (self.stable, self.canary):
+            out += _arm_series(arm, self.target)
+        out += counter("model_requests_total", {"model_name": EVIL_MODEL, "model_version": "v1", "outcome": "success"},
+                       self.evil_requests / WINDOW_S)
+        return out
+
+    def openmetrics(self) -> str:
+        return openmetrics(self.series(), start=self.start, end=self.end)
+
+
+def _per_s(counts: tuple[float, ...]) -> list[float]:
+    return [c / WINDOW_S for c in counts]
+
+
+def _arm_series(arm: Arm, t: Target) -> list[Series]:
+    m = {"model_name": t.model, "model_version": arm.version}
+    out = histogram("model_inference_duration_seconds", m, MODEL_LATENCY_BOUNDS_S, _per_s(arm.latency))
+    out += histogram("model_prediction_value", m, PREDICTION_BOUNDS, _per_s(arm.predictions))
+    out += counter("model_requests_total", {**m, "outcome": "success"}, arm.success / WINDOW_S)
+    out += counter("model_requests_total", {**m, "outcome": "error"}, arm.errors / WINDOW_S)
+    for feature, rate in arm.missing.items():
+        out += gauge("model_feature_missing_rate", {**m, "feature_name": feature}, rate)
+    for reporter in ("destination", "source"):  # both proxies report each request; we must count once
+        i = {"reporter": reporter, "destination_service_name": t.model, "destination_service_namespace": t.namespace,
+             "destination_version": arm.version}
+        out += histogram("istio_request_duration_milliseconds", i, ISTIO_LATENCY_BOUNDS_MS, _per_s(arm.latency))
+        out += counter("istio_requests_total", {**i, "response_code": "200"}, arm.success / WINDOW_S)
+        out += counter("istio_requests_total", {**i, "response_code": "503"}, arm.errors / WINDOW_S)
+    tr = {"model": t.model, "version": arm.version}
+    out += counter("nv_inference_request_success", tr, arm.success / WINDOW_S)
+    out += counter("nv_inference_request_failure", tr, arm.errors / WINDOW_S)
+    out += counter("nv_inference_request_duration_us", tr, arm.duration_us / WINDOW_S)
+    out += counter("nv_inference_queue_duration_us", tr, arm.duration_us / 10 / WINDOW_S)
+    return out
+
+
+def make_dataset(now: float | None = None) -> Dataset:
+    start, end = history_window(now)
+    return Dataset(
+        start=start, end=end, at=start + 1800,
+        stable=Arm("v1", latency=(10, 20, 30, 20, 10, 5, 3, 1, 1), predictions=(5, 10, 15, 20, 20, 10, 8, 6, 4, 2, 0),
+                   success=594, errors=6, missing={"age": 0.01, "income": 0.03}, duration_us=600 * 40_000),
+        canary=Arm("v2", latency=(5, 10, 20, 30, 20, 8, 4, 2, 1), predictions=(0, 2, 4, 6, 8, 10, 20, 20, 15, 10, 5),
+                   success=108, errors=12, missing={"age": 0.1, "income": 0.2}, duration_us=120 * 60_000),
+    )
+
+
+def cumulative(counts: tuple[float, ...]) -> tuple[float, ...]:
+    out, running = [], 0.0
+    for c in counts:
+        running += c
+        out.append(running)
+    return tuple(out)
+
+
+@pytest.fixture(scope="session")
+def prometheus_binary() -> str:
+    path = find_binary("prometheus")
+    if not path or not find_binary("promtool"):
+        pytest.skip("prometheus/promtool not installed (Debian package `prometheus`; CI installs it)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def prom_dataset() -> Dataset:
+    return make_dataset()
+
+
+@pytest.fixture(scope="session")
+def prom_server(prometheus_binary: str, prom_dataset: Dataset) -> Iterator[PromServer]:
+    server = PromServer(history=prom_dataset.openmetrics(), binary=prometheus_binary)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def prom_provider(prom_server: PromServer, prom_dataset: Dataset) -> PrometheusProvider:
+    return PrometheusProvider(prom_server.url, at=prom_dataset.at, retries=2, budget_s=3.0, backoff_s=0.05)
+
+
+@pytest.fixture
+def prom_server_factory(prometheus_binary: str) -> Iterator[Callable[..., PromServer]]:
+    started: list[PromServer] = []
+
+    def start(**kwargs: Any) -> PromServer:
+        server = PromServer(binary=prometheus_binary, **kwargs)
+        server.start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+def close(a: float, b: float, rel: float = 1e-6) -> bool:
+    return math.isclose(a, b, rel_tol=rel, abs_tol=1e-6)

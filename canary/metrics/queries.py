@@ -1,0 +1,298 @@
+"""PromQL for each check, built from presets: pure strings, no I/O.
+
+Kept apart from the HTTP client so every query the controller will ever send
+can be printed, reviewed and unit-tested without a Prometheus.
+
+Three metric families are understood out of the box (``metrics.source``):
+
+``model``  -- the article's ``prometheus_client`` metrics, labels
+    ``model_name``/``model_version``: ``model_inference_duration_seconds``
+    (histogram, SECONDS), ``model_prediction_value`` (histogram),
+    ``model_feature_missing_rate`` (gauge, a 0..1 fraction, also labelled
+    ``feature_name``). Our convention, not the article's: every ``model_*``
+    metric carries ``model_version`` (the article's prediction histogram and
+    gauges lack it; without it the arms cannot be told apart), and errors come
+    from the counter ``model_requests_total{model_name, model_version,
+    outcome="success"|"error"}``. Request counts fall back to the latency
+    histogram's ``_count`` when that counter is absent.
+``istio``  -- Envoy's standard metrics: ``istio_request_duration_milliseconds``
+    (histogram, ms) and ``istio_requests_total`` (5xx are errors). The arm is
+    ``destination_version`` (the pod's ``version`` label); the model is matched
+    on ``destination_service_name`` (the Kubernetes Service, which we expect to
+    be named after ``Target.model``; set ``metrics.model_label`` to e.g.
+    ``destination_app`` otherwise, or ``""`` to match no model label and use
+    ``metrics.labels``). ``reporter="destination"`` (as Flagger does: each
+    request is reported by both proxies) and ``destination_service_namespace``
+    are always matched. There is no prediction or feature metric.
+``triton`` -- Triton's own counters, labels ``model``/``version``:
+    ``nv_inference_request_success``/``_failure``. Triton 2.51 exports no
+    latency histograms, only cumulative µs counters, so a latency check with
+    source ``triton`` is a ConfigError; `triton_mean_latency_query` gives the
+    mean for dashboards.
+
+``metrics.arm_label`` and ``metrics.model_label`` override the label names for
+every source (a wrong override gives a loud NoData, never a silent pass);
+``metrics.labels`` adds equality matchers, replacing a preset's fixed one of the
+same name. Label names and metric names are validated; label VALUES are
+escaped, so no model or version name can change the shape of a query.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
+
+from canary.errors import ConfigError
+from canary.model import Histogram, Target
+from canary.policy import Policy
+
+ARMS = ("stable", "canary")
+_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+_METRIC_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
+_PLACEHOLDER = re.compile(r"\{(model|version|namespace|window)\}")
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Where one metric family keeps each thing a check needs (None: it has none)."""
+
+    name: str
+    arm_label: str
+    model_label: str
+    requests: tuple[str, ...]  # counters summed into the request count
+    errors: str  # counter of failed requests
+    errors_matcher: str = ""  # constant matcher narrowing `errors` to failures
+    requests_fallback: str | None = None  # counter used when `requests` has no series
+    latency: str | None = None  # histogram base name
+    latency_to_ms: float = 1.0
+    prediction: str | None = None
+    feature_missing: str | None = None  # gauge, fraction 0..1
+    namespace_label: str | None = None
+    fixed: tuple[tuple[str, str], ...] = field(default=())
+
+
+PRESETS: dict[str, Preset] = {
+    "model": Preset(
+        name="model", arm_label="model_version", model_label="model_name",
+        requests=("model_requests_total",), errors="model_requests_total", errors_matcher='outcome="error"',
+        requests_fallback="model_inference_duration_seconds_count",
+        latency="model_inference_duration_seconds", latency_to_ms=1000.0,
+        prediction="model_prediction_value", feature_missing="model_feature_missing_rate",
+    ),
+    "istio": Preset(
+        name="istio", arm_label="destination_version", model_label="destination_service_name",
+        requests=("istio_requests_total",), errors="istio_requests_total", errors_matcher='response_code=~"5.."',
+        latency="istio_request_duration_milliseconds", namespace_label="destination_service_namespace",
+        fixed=(("reporter", "destination"),),
+    ),
+    "triton": Preset(
+        name="triton", arm_label="version", model_label="model",
+        requests=("nv_inference_request_success", "nv_inference_request_failure"),
+        errors="nv_inference_request_failure",
+    ),
+}
+
+
+def preset(source: str) -> Preset:
+    try:
+        return PRESETS[source]
+    except KeyError:
+        raise ConfigError(f"unknown metrics source {source!r} (use one of {', '.join(PRESETS)})") from None
+
+
+def escape(value: str) -> str:
+    """Escape a label value for a double-quoted PromQL (or OpenMetrics) string."""
+    out = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return out.replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
+
+
+def duration(window_s: float) -> str:
+    """PromQL duration: whole seconds as '60s', anything finer in ms (PromQL has no '1.5s')."""
+    if window_s <= 0 or not math.isfinite(window_s):
+        raise ConfigError(f"window must be a positive number of seconds, got {window_s!r}")
+    if float(window_s).is_integer():
+        return f"{int(window_s)}s"
+    return f"{max(1, round(window_s * 1000))}ms"
+
+
+def _label_name(name: str, what: str) -> str:
+    if not _LABEL_NAME.match(name):
+        raise ConfigError(f"{what}: {name!r} is not a valid Prometheus label name")
+    return name
+
+
+def metric_name(name: str, what: str) -> str:
+    if not _METRIC_NAME.match(name):
+        raise ConfigError(f"{what}: {name!r} is not a valid Prometheus metric name")
+    return name
+
+
+def arm_version(target: Target, arm: str) -> str:
+    if arm not in ARMS:
+        raise ValueError(f"arm must be 'stable' or 'canary', got {arm!r}")
+    return target.stable_version if arm == "stable" else target.canary_version
+
+
+def selector(policy: Policy, target: Target, arm: str, source: str) -> str:
+    """The label matchers that pick one arm of one model: '{model_name="m",model_version="2"}'."""
+    p = preset(source)
+    m = policy.metrics
+    pairs: dict[str, str] = {}
+    model_label = p.model_label if m.model_label is None else m.model_label
+    if model_label:
+        pairs[_label_name(model_label, "metrics.model_label")] = target.model
+    pairs[_label_name(m.arm_label or p.arm_label, "metrics.arm_label")] = arm_version(target, arm)
+    if p.namespace_label:
+        pairs[p.namespace_label] = target.namespace
+    fixed = dict(p.fixed)
+    fixed.update(m.labels)
+    for name in sorted(fixed):
+        pairs[_label_name(name, f"metrics.labels.{name}")] = fixed[name]
+    return "{" + ",".join(f'{k}="{escape(v)}"' for k, v in pairs.items()) + "}"
+
+
+def _with(sel: str, matcher: str) -> str:
+    return sel[:-1] + ("," if len(sel) > 2 else "") + matcher + "}" if matcher else sel
+
+
+def _sum_increase(metric: str, sel: str, window_s: float) -> str:
+    return f"sum(increase({metric}{sel}[{duration(window_s)}]))"
+
+
+def histogram_query(base: str, sel: str, window_s: float) -> str:
+    return f"sum by (le) (increase({base}_bucket{sel}[{duration(window_s)}]))"
+
+
+def requests_query(p: Preset, sel: str, window_s: float) -> str:
+    """Requests of one arm; extra counters count as 0 when absent, the first one may not be."""
+    q = _sum_increase(p.requests[0], sel, window_s)
+    for extra in p.requests[1:]:
+        q += f" + ({_sum_increase(extra, sel, window_s)} or vector(0))"
+    if p.requests_fallback:
+        q = f"({q}) or {_sum_increase(p.requests_fallback, sel, window_s)}"
+    return q
+
+
+def errors_query(p: Preset, sel: str, window_s: float) -> str:
+    """Failed requests; absent series mean none (a 5xx series exists only after a 5xx)."""
+    return f"({_sum_increase(p.errors, _with(sel, p.errors_matcher), window_s)} or vector(0))"
+
+
+def feature_missing_query(p: Preset, sel: str, window_s: float) -> str:
+    """Mean missing fraction over the window and over all features (each feature weighs the same)."""
+    return f"avg(avg_over_time({p.feature_missing}{sel}[{duration(window_s)}]))"
+
+
+def triton_mean_latency_query(sel: str, window_s: float, *, include_queue: bool = False) -> str:
+    """Mean request latency in ms from Triton's cumulative µs counters (no quantiles possible)."""
+    w = duration(window_s)
+    num = f"sum(increase(nv_inference_request_duration_us{sel}[{w}]))"
+    if include_queue:
+        num = f"({num} + sum(increase(nv_inference_queue_duration_us{sel}[{w}])))"
+    den = f"(sum(increase(nv_inference_request_success{sel}[{w}])) + sum(increase(nv_inference_request_failure{sel}[{w}])))"
+    return f"{num} / {den} / 1000"
+
+
+def latency_metric(p: Preset, check_name: str) -> tuple[str, float]:
+    if p.latency is None:
+        raise ConfigError(
+            f"check {check_name!r}: source {p.name!r} has no latency histogram (Triton exports only "
+            "cumulative µs counters, so no quantile can be computed); use source 'model' or 'istio'"
+        )
+    return p.latency, p.latency_to_ms
+
+
+def prediction_metric(p: Preset, check_name: str, metric: str | None) -> str:
+    if metric:
+        base = metric[: -len("_bucket")] if metric.endswith("_bucket") else metric
+        return metric_name(base, f"check {check_name!r}: metric")
+    if p.prediction is None:
+        raise ConfigError(
+            f"check {check_name!r}: source {p.name!r} has no prediction histogram; "
+            "use source 'model' or set the check's `metric`"
+        )
+    return p.prediction
+
+
+def feature_metric(p: Preset, check_name: str) -> None:
+    if p.feature_missing is None:
+        raise ConfigError(f"check {check_name!r}: source {p.name!r} has no feature-missing gauge; use source 'model'")
+
+
+def render_custom(template: str, *, check_name: str, model: str, version: str, namespace: str, window_s: float) -> str:
+    """Substitute {model} {version} {namespace} {window} into a custom check's PromQL.
+
+    Values are escaped for a double-quoted string, and a name placeholder found
+    anywhere else (bare, or in '...' or `...`) is refused: escaping only protects
+    inside double quotes, and a model name must never become PromQL.
+    """
+    values = {"model": model, "version": version, "namespace": namespace}
+    out: list[str] = []
+    quote = ""  # the open string's quote character, "" outside strings
+    i = 0
+    while i < len(template):
+        ch = template[i]
+        m = _PLACEHOLDER.match(template, i)
+        if m:
+            name = m.group(1)
+            if name == "window":
+                out.append(duration(window_s))
+            elif quote == '"':
+                out.append(escape(values[name]))
+            else:
+                raise ConfigError(
+                    f"check {check_name!r}: placeholder {{{name}}} must stand inside a double-quoted "
+                    f'string, e.g. model_name="{{{name}}}"; query: {template}'
+                )
+            i = m.end()
+            continue
+        out.append(ch)
+        if quote and ch == "\\" and quote != "`" and i + 1 < len(template):
+            out.append(template[i + 1])
+            i += 2
+            continue
+        if quote and ch == quote:
+            quote = ""
+        elif not quote and ch in "\"'`":
+            quote = ch
+        i += 1
+    return "".join(out)
+
+
+def parse_le(value: str) -> float:
+    """A bucket's `le` label as a float ('+Inf', '0.25', '1e+06')."""
+    return float(value)  # Python reads '+Inf', 'Inf' and '1e+06' as Prometheus writes them
+
+
+def normalise(raw: Iterable[tuple[float, float]], bounds: Sequence[float], *, scale: float = 1.0) -> Histogram:
+    """Turn `sum by (le) (increase(...))` samples into a valid cumulative Histogram.
+
+    `increase()` extrapolates each bucket series separately, so neighbouring
+    buckets can disagree by a little (a lower bucket slightly above a higher
+    one), and a bucket may be absent or NaN. We sum samples with the same
+    bound ('1' and '1.0' from different exporters), sort numerically with
+    +Inf last, treat absent/NaN as "no more observations than the bucket
+    below", and clamp to a running maximum so the counts never decrease.
+    `bounds` is the union over both arms, so both Histograms compare bucket by
+    bucket; `scale` converts bounds (1000 for seconds -> ms).
+    """
+    by_le: dict[float, float] = {}
+    for le, count in raw:
+        if math.isnan(count) or math.isnan(le):
+            continue
+        by_le[le] = by_le.get(le, 0.0) + max(0.0, count)
+    ordered = sorted(set(bounds) | {math.inf})
+    counts: list[float] = []
+    running = 0.0
+    for le in ordered:
+        running = max(running, by_le.get(le, running))
+        counts.append(running)
+    scaled = tuple(b if math.isinf(b) else _scale(b, scale) for b in ordered)
+    return Histogram(bounds=scaled, counts=tuple(counts))
+
+
+def _scale(bound: float, scale: float) -> float:
+    # round away binary noise (0.025 * 1000 = 25.000000000000004) without merging real bounds
+    return float(f"{bound * scale:.12g}")
