@@ -1,0 +1,123 @@
+"""Policy loading: every mistake names the file and field; arbitrary input never tracebacks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from canary.cli import app
+from canary.errors import PolicyError
+from canary.policy import Policy, load_policy, parse_duration, parse_policy
+
+ROOT = Path(__file__).resolve().parents[2]
+GOOD = {"steps": [5, 50, 100], "checks": [{"name": "lat", "kind": "latency", "max_increase_pct": 20}]}
+
+
+def with_(**changes: object) -> dict:
+    d = json.loads(json.dumps(GOOD))
+    d.update(changes)
+    return d
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "policies").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_policies_load(path: Path) -> None:
+    assert isinstance(load_policy(path), Policy)
+
+
+@pytest.mark.parametrize("raw,field,text", [
+    (with_(steps=[5, 5, 100]), "steps", "increase strictly"),
+    (with_(steps=[0, 50, 100]), "steps", "1..100"),
+    (with_(steps=[5, 150]), "steps", "1..100"),
+    (with_(steps=[5, 50]), "steps", "last step must be 100"),
+    (with_(steps="5,50,100"), "steps", "list"),
+    (with_(stepz=[1]), "stepz", "unknown key"),
+    (with_(analysis={"interval": "ten minutes"}), "analysis.interval", "not a duration"),
+    (with_(analysis={"interval": "10s", "look_every": "1m"}), "analysis", "look_every"),
+    (with_(analysis={"alpha": 2}), "analysis.alpha", "less than"),
+    (with_(checks=[{"name": "lat", "kind": "latency", "max_ms": "fast"}]), "checks[0].max_ms", "number"),
+    (with_(checks=[{"name": "lat", "kind": "latency", "max_msec": 3}]), "checks[0].max_msec", "unknown key"),
+    (with_(checks=[{"name": "lat", "kind": "latency"}]), "checks[0]", "max_increase_pct"),
+    (with_(checks=[{"name": "x", "kind": "vibes"}]), "checks[0]", "does not match"),
+    (with_(checks=[{"name": "a", "kind": "custom", "max_value": 1}]), "checks[0]", "query"),
+    (with_(checks=[{"name": "a", "kind": "latency", "max_ms": 1}, {"name": "a", "kind": "latency", "max_ms": 2}]),
+     "checks", "used twice"),
+    (with_(failure={"on_deadline": "panic"}), "failure.on_deadline", "rollback"),
+    (with_(metrics={"source": "datadog"}), "metrics.source", "istio"),
+])
+def test_bad_policies_name_file_and_field(raw: dict, field: str, text: str) -> None:
+    with pytest.raises(PolicyError) as err:
+        parse_policy(raw, file="p.yaml")
+    assert err.value.file == "p.yaml" and err.value.field == field, str(err.value)
+    assert text in str(err.value)
+
+
+@pytest.mark.parametrize("text,seconds", [("500ms", 0.5), ("10s", 10), ("5m", 300), ("1h", 3600), (7, 7.0), ("2.5s", 2.5)])
+def test_durations(text: object, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+def test_unreadable_and_non_yaml_files(tmp_path: Path) -> None:
+    with pytest.raises(PolicyError, match="cannot read"):
+        load_policy(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("steps: [1, 2\n")
+    with pytest.raises(PolicyError, match="not valid YAML"):
+        load_policy(bad)
+    bad.write_text("- just\n- a list\n")
+    with pytest.raises(PolicyError, match="mapping"):
+        load_policy(bad)
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-1000, 1000) | st.floats(allow_nan=True) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    max_leaves=20,
+)
+keys = st.sampled_from(["steps", "analysis", "failure", "checks", "metrics", "route", "gates", "extra"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(keys, json_values, max_size=6) | json_values)
+def test_arbitrary_input_is_a_policy_or_a_policy_error(raw: object) -> None:
+    try:
+        p = parse_policy(raw, file="f.yaml")
+    except PolicyError as exc:
+        assert str(exc).startswith("f.yaml")
+        return
+    assert p.steps[-1] == 100 and all(a < b for a, b in zip(p.steps, p.steps[1:]))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(-10, 120), min_size=0, max_size=7))
+def test_steps_are_valid_or_rejected(steps: list[int]) -> None:
+    try:
+        p = parse_policy(with_(steps=steps), file="f.yaml")
+    except PolicyError as exc:
+        assert exc.field.startswith("steps")
+        return
+    assert all(0 < w <= 100 for w in p.steps) and p.steps == sorted(set(p.steps)) and p.steps[-1] == 100
+
+
+def test_cli_validate_and_schema(tmp_path: Path) -> None:
+    runner = CliRunner()
+    ok = runner.invoke(app, ["policy", "validate", str(ROOT / "policies" / "default.yaml")])
+    assert ok.exit_code == 0 and "ok" in ok.output
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(with_(steps=[50, 10, 100])))
+    res = runner.invoke(app, ["policy", "validate", str(bad)])
+    assert res.exit_code == 2 and f"{bad}: steps" in res.output
+    schema = runner.invoke(app, ["policy", "schema"])
+    assert schema.exit_code == 0 and "steps" in json.loads(schema.output)["properties"]
+
+
+def test_published_schema_is_current() -> None:
+    from canary.policy import json_schema
+
+    assert (ROOT / "docs" / "policy.schema.json").read_text().strip() == json_schema().strip(), \
+        "regenerate with: canary policy schema > docs/policy.schema.json"

@@ -1,0 +1,145 @@
+"""The pure state machine: table of situations -> next phase, weights and actions."""
+
+from __future__ import annotations
+
+import pytest
+
+from canary import rollout as rl
+from canary.model import STABLE_ONLY, CheckResult, Judgement, Outcome, Weights
+from canary.policy import parse_policy
+
+POLICY = parse_policy({
+    "steps": [10, 50, 100],
+    "analysis": {"interval": "10s", "look_every": "2s", "min_canary_requests": 50},
+    "failure": {"max_failed_looks": 2, "no_data_deadline": "20s"},
+    "checks": [{"name": "lat", "kind": "latency", "max_increase_pct": 20},
+               {"name": "err", "kind": "error_rate", "max_rate_pct": 10, "hard": True}],
+})
+
+
+def verdict(outcome: Outcome, *, hard: bool = False, check: str = "lat") -> Judgement:
+    return Judgement.combine([CheckResult(check=check, kind="latency", outcome=outcome, reason=f"{outcome.label} reason",
+                                          stable_value=100.0, canary_value=150.0, hard=hard)])
+
+
+def started(now: float = 0.0) -> rl.RolloutState:
+    s, actions = rl.new_rollout(model="m", stable_version="v1", canary_version="v2", now=now)
+    assert s.phase == rl.PENDING and s.weights == STABLE_ONLY
+    # the canary subset is pointed while it has no traffic, after the claim
+    assert [type(a) for a in actions[:2]] == [rl.SetWeights, rl.PointSubset]
+    s, actions = rl.transition(s, rl.Begin(now), POLICY)
+    assert s.phase == rl.PROGRESSING and s.weights == Weights(90, 10) and s.step == 0
+    return s
+
+
+def look(s: rl.RolloutState, now: float, outcome: Outcome, n: float = 100, **kw: object) -> tuple[rl.RolloutState, list]:
+    return rl.transition(s, rl.Looked(now, verdict(outcome, **kw), n), POLICY)
+
+
+def names(actions: list) -> list[str]:
+    return [a.event for a in actions if isinstance(a, rl.Emit)]
+
+
+def test_pass_before_interval_holds_the_step() -> None:
+    s, _ = look(started(), 2, Outcome.PASS)
+    assert s.step == 0 and s.look == 1 and s.step_looks == 1
+
+
+def test_pass_after_interval_advances_and_writes_weights() -> None:
+    s, actions = look(started(), 10, Outcome.PASS)
+    assert s.step == 1 and s.weights == Weights(50, 50) and s.step_started_at == 10
+    assert rl.SetWeights(Weights(50, 50)) in actions and "step.advanced" in names(actions)
+
+
+def test_pass_with_too_few_canary_requests_does_not_advance() -> None:
+    s, _ = look(started(), 12, Outcome.PASS, n=49)
+    assert s.step == 0
+
+
+def test_last_step_pass_goes_through_promoting_then_promoted() -> None:
+    s = started()
+    for t in (10, 20, 30):
+        s, _ = look(s, t, Outcome.PASS)
+    assert s.phase == rl.PROMOTING and s.weights == Weights(0, 100)
+    s, actions = rl.finish_promotion(s, 31)
+    assert s.phase == rl.PROMOTED and s.weights == STABLE_ONLY
+    # stable subset re-pointed BEFORE traffic returns to it
+    kinds = [a for a in actions if not isinstance(a, rl.Emit)]
+    assert kinds == [rl.PointSubset("stable", "v2"), rl.SetWeights(STABLE_ONLY)]
+
+
+def test_one_fail_is_counted_two_consecutive_roll_back() -> None:
+    s, actions = look(started(), 2, Outcome.FAIL)
+    assert s.phase == rl.PROGRESSING and s.failed_looks == 1 and "check.failed" in names(actions)
+    s, actions = look(s, 4, Outcome.FAIL)
+    assert s.phase == rl.ROLLED_BACK and s.weights == STABLE_ONLY
+    ev = names(actions)
+    assert ev.index("rollback.started") < ev.index("rollback.completed")
+    # traffic moves between the two events, and the evidence travels with them
+    i = actions.index(rl.SetWeights(STABLE_ONLY))
+    assert names(actions[:i])[-1] == "rollback.started"
+    done = [a for a in actions if isinstance(a, rl.Emit) and a.event == "rollback.completed"][0]
+    assert done.fields["evidence"][0]["canary_value"] == 150.0 and "fail reason" in done.fields["reason"]
+
+
+def test_a_pass_resets_the_failure_count() -> None:
+    s, _ = look(started(), 2, Outcome.FAIL)
+    s, _ = look(s, 4, Outcome.PASS)
+    s, _ = look(s, 6, Outcome.FAIL)
+    assert s.phase == rl.PROGRESSING and s.failed_looks == 1
+
+
+def test_hard_breach_rolls_back_at_first_look() -> None:
+    s, _ = look(started(), 2, Outcome.FAIL, hard=True, check="err")
+    assert s.phase == rl.ROLLED_BACK and "err" in s.reason
+
+
+@pytest.mark.parametrize("outcome,phase", [(Outcome.INCONCLUSIVE, rl.ROLLED_BACK), (Outcome.ERROR, rl.ABORTED)])
+def test_no_verdict_waits_until_the_deadline_never_promotes(outcome: Outcome, phase: str) -> None:
+    s = started()
+    for t in range(2, 30, 2):  # interval 10 + deadline 20 = 30
+        s, _ = look(s, t, outcome)
+        assert s.phase == rl.PROGRESSING and s.step == 0
+    s, _ = look(s, 30, outcome)
+    assert s.phase == phase and s.weights == STABLE_ONLY and "no verdict" in s.reason
+
+
+def test_hold_on_deadline_pauses_instead() -> None:
+    policy = POLICY.model_copy(update={"failure": POLICY.failure.model_copy(update={"on_deadline": "hold"})})
+    s = started()
+    s, _ = rl.transition(s, rl.Looked(31, verdict(Outcome.INCONCLUSIVE), 100), policy)
+    assert s.phase == rl.PAUSED and s.weights == Weights(90, 10)
+
+
+def test_gate_failure_and_abort_end_at_stable() -> None:
+    s, _ = rl.transition(started(), rl.GateFailed(3, "canary not ready"), POLICY)
+    assert s.phase == rl.ROLLED_BACK and s.weights == STABLE_ONLY and "gate" in s.reason
+    s, _ = rl.transition(started(), rl.Abort(3, "interrupted", infrastructure=True), POLICY)
+    assert s.phase == rl.ABORTED and s.weights == STABLE_ONLY
+
+
+def test_pause_holds_weights_and_resume_restarts_the_step() -> None:
+    s, _ = look(started(), 2, Outcome.FAIL)
+    s, actions = rl.transition(s, rl.Pause(5), POLICY)
+    assert s.phase == rl.PAUSED and s.weights == Weights(90, 10) and rl.SetWeights(Weights(90, 10)) in actions
+    assert look(s, 50, Outcome.PASS)[0] is s  # looks are ignored while paused
+    s, _ = rl.transition(s, rl.Resume(100), POLICY)
+    assert s.phase == rl.PROGRESSING and s.step_started_at == 100 and s.failed_looks == 0
+
+
+def test_terminal_states_ignore_everything() -> None:
+    s, _ = rl.transition(started(), rl.Abort(1, "x"), POLICY)
+    for ev in (rl.Begin(2), rl.Resume(2), rl.Pause(2), rl.GateFailed(2, "x"), rl.Looked(2, verdict(Outcome.FAIL), 1)):
+        assert rl.transition(s, ev, POLICY) == (s, [])
+
+
+def test_state_round_trips_through_json() -> None:
+    s, _ = look(started(), 2, Outcome.FAIL)
+    back = rl.RolloutState.from_json(s.to_json())
+    assert back == s
+    assert rl.RolloutState.from_json(s.to_json().replace('"look"', '"look_from_future":1,"look"')) == s
+
+
+def test_unknown_phase_is_rejected() -> None:
+    with pytest.raises(ValueError, match="phase"):
+        rl.RolloutState(model="m", stable_version="a", canary_version="b", phase="nope", weights=STABLE_ONLY)
