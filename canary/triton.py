@@ -1,0 +1,376 @@
+"""Triton gates: is the canary server fit to receive traffic, and is it still up?
+
+Metrics judge a canary only once it has traffic. Some failures need no
+statistics and must be caught before the first user request: the server is not
+ready, the new model changed its tensor contract (a renamed input, FP64 where
+clients read FP32, a lower max batch size), or it loads but answers NaN. The
+preflight asks the canary Triton directly (tritonclient, HTTP or gRPC), compares
+its model metadata and config with the stable's, and runs warm-up inferences.
+During the rollout a cheap :class:`ReadinessProbe` catches a crashed canary in
+about a second, long before an error-rate window would.
+
+Every tritonclient failure is wrapped (``raise GateError(...) from exc``).
+
+Warm-up sample file (``gates.triton.sample_file``, relative to the policy file)::
+
+    {"requests": [
+        {"features": [[0.1, -1.2, null, 0.3, 0.0, 1.0, 0.5, -0.2]]},
+        {"features": [[...], [...]]}
+    ]}
+
+Each request maps input names to nested lists whose shape is the full request
+shape, batch dimension included when the model batches; ``null`` is NaN (a
+missing feature). Requests are reused in turn until ``warmup_requests`` have
+been sent. Without a file, inputs are generated from the model metadata
+(standard-normal floats, small integers), with a fixed seed.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import numpy as np
+
+from canary.errors import GateError
+from canary.policy import TritonGate
+
+
+@dataclass(frozen=True)
+class TritonEndpoint:
+    """One Triton server and the model on it; ``url`` is host:port or http(s)://host:port."""
+
+    url: str
+    model: str
+    version: str = ""  # Triton model version; "" = the server's policy (latest ready)
+    protocol: Literal["http", "grpc"] = "http"
+
+    @property
+    def hostport(self) -> str:
+        for prefix in ("http://", "https://", "grpc://"):
+            if self.url.startswith(prefix):
+                return self.url[len(prefix):].rstrip("/")
+        return self.url.rstrip("/")
+
+    def __str__(self) -> str:
+        v = f":{self.version}" if self.version else ""
+        return f"{self.model}{v}@{self.hostport}"
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    datatype: str
+    shape: tuple[int, ...]  # as in model metadata: batch dim (-1) included when batching
+    optional: bool = False
+
+
+@dataclass(frozen=True)
+class Signature:
+    """The contract clients see: tensors and the largest batch."""
+
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    max_batch_size: int
+
+
+@dataclass(frozen=True)
+class PreflightReport:
+    canary: str
+    stable: str | None
+    signature: Signature
+    warmup_requests: int
+    sample_source: str  # "generated" or "file:<path>"
+    warm_p50_ms: float
+    warm_max_ms: float
+    checks: tuple[str, ...] = field(default_factory=tuple)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class _Client(Protocol):
+    def is_server_live(self) -> bool: ...
+    def is_server_ready(self) -> bool: ...
+    def is_model_ready(self, model_name: str, model_version: str = "") -> bool: ...
+
+
+def _module(protocol: str) -> Any:
+    if protocol == "grpc":
+        import tritonclient.grpc as mod
+    else:
+        import tritonclient.http as mod
+    return mod
+
+
+def connect(ep: TritonEndpoint, *, timeout: float = 5.0) -> Any:
+    """A tritonclient client for the endpoint (HTTP or gRPC)."""
+    mod = _module(ep.protocol)
+    try:
+        if ep.protocol == "grpc":
+            return mod.InferenceServerClient(url=ep.hostport)
+        return mod.InferenceServerClient(
+            url=ep.hostport, ssl=ep.url.startswith("https://"),
+            connection_timeout=timeout, network_timeout=timeout,
+        )
+    except Exception as exc:  # tritonclient raises plain exceptions for bad URLs
+        raise GateError(f"cannot create a Triton {ep.protocol} client for {ep.url}: {exc}") from exc
+
+
+def signature(client: Any, ep: TritonEndpoint) -> Signature:
+    """Tensors from the metadata, max_batch_size and optional flags from the config."""
+    try:
+        if ep.protocol == "grpc":
+            meta = client.get_model_metadata(ep.model, ep.version, as_json=True)
+            config = client.get_model_config(ep.model, ep.version, as_json=True).get("config", {})
+        else:
+            meta = client.get_model_metadata(ep.model, ep.version)
+            config = client.get_model_config(ep.model, ep.version)
+    except Exception as exc:
+        raise GateError(f"{ep}: cannot read model metadata/config: {_msg(exc)}") from exc
+    optional = {t["name"] for t in config.get("input", []) if t.get("optional")}
+
+    def specs(items: list[dict[str, Any]]) -> tuple[TensorSpec, ...]:
+        return tuple(
+            TensorSpec(t["name"], t["datatype"], tuple(int(d) for d in t["shape"]), t["name"] in optional)
+            for t in items
+        )
+
+    return Signature(specs(meta.get("inputs", [])), specs(meta.get("outputs", [])),
+                     int(config.get("max_batch_size", 0) or 0))
+
+
+def compare(stable: Signature, canary: Signature) -> list[str]:
+    """Every incompatibility, one message each, naming the tensor. Empty = compatible.
+
+    Inputs: the canary must accept whatever stable accepts (a dim is fixed to the
+    same size or dynamic). Outputs: clients must read what they read before (a
+    dim matches, or stable's is dynamic). Extra canary outputs are harmless;
+    extra *required* canary inputs are not (clients do not send them).
+    """
+    problems: list[str] = []
+    for kind, s_specs, c_specs in (("input", stable.inputs, canary.inputs), ("output", stable.outputs, canary.outputs)):
+        c_by = {t.name: t for t in c_specs}
+        for s in s_specs:
+            c = c_by.get(s.name)
+            if c is None:
+                problems.append(f"{kind} '{s.name}': present on stable, missing on canary")
+                continue
+            if s.datatype != c.datatype:
+                problems.append(f"{kind} '{s.name}': datatype {s.datatype} on stable, {c.datatype} on canary")
+            if not _shape_ok(kind, s.shape, c.shape):
+                problems.append(f"{kind} '{s.name}': shape {list(s.shape)} on stable, {list(c.shape)} on canary")
+    s_inputs = {t.name for t in stable.inputs}
+    for c in canary.inputs:
+        if c.name not in s_inputs and not c.optional:
+            problems.append(f"input '{c.name}': required on canary, unknown to stable's clients")
+    if canary.max_batch_size < stable.max_batch_size:
+        problems.append(f"max_batch_size {stable.max_batch_size} on stable, {canary.max_batch_size} on canary (lower)")
+    return problems
+
+
+def _shape_ok(kind: str, stable: tuple[int, ...], canary: tuple[int, ...]) -> bool:
+    if len(stable) != len(canary):
+        return False
+    if kind == "input":
+        return all(c == s or c == -1 for s, c in zip(stable, canary))
+    return all(c == s or s == -1 for s, c in zip(stable, canary))
+
+
+def preflight(
+    stable: TritonEndpoint | None, canary: TritonEndpoint, gate: TritonGate, *, base_dir: Path
+) -> PreflightReport:
+    """All pre-traffic checks on the canary; raises GateError naming what failed."""
+    checks: list[str] = []
+    client = connect(canary)
+    _require_ready(client, canary)
+    checks.append("canary server live and ready, model ready")
+    sig = signature(client, canary)
+    if stable is not None:
+        stable_client = connect(stable)
+        _require_ready(stable_client, stable)
+        problems = compare(signature(stable_client, stable), sig)
+        _close(stable_client)
+        if problems:
+            raise GateError(f"canary {canary} is not compatible with stable {stable}: " + "; ".join(problems))
+        checks.append("tensor names, datatypes, shapes and max_batch_size compatible with stable")
+    requests, source = _warmup_inputs(sig, gate, base_dir)
+    latencies = _warm_up(client, canary, sig, requests, gate)
+    _close(client)
+    if latencies:
+        checks.append(f"{len(latencies)} warm-up inferences, outputs finite"
+                      + (f" and within {list(gate.output_range)}" if gate.output_range else ""))
+    p50 = float(np.percentile(latencies, 50)) if latencies else float("nan")
+    return PreflightReport(
+        canary=str(canary), stable=str(stable) if stable else None, signature=sig,
+        warmup_requests=len(latencies), sample_source=source,
+        warm_p50_ms=round(p50, 3), warm_max_ms=round(max(latencies), 3) if latencies else float("nan"),
+        checks=tuple(checks),
+    )
+
+
+def _require_ready(client: Any, ep: TritonEndpoint) -> None:
+    try:
+        if not client.is_server_live():
+            raise GateError(f"{ep}: Triton server is not live")
+        if not client.is_server_ready():
+            raise GateError(f"{ep}: Triton server is not ready")
+        if not client.is_model_ready(ep.model, ep.version):
+            raise GateError(f"{ep}: model {ep.model!r} version {ep.version or '(default)'} is not ready")
+    except GateError:
+        raise
+    except Exception as exc:
+        raise GateError(f"{ep}: Triton server unreachable: {_msg(exc)}") from exc
+
+
+def _warmup_inputs(sig: Signature, gate: TritonGate, base_dir: Path) -> tuple[list[dict[str, np.ndarray]], str]:
+    if gate.sample_file:
+        path = (base_dir / gate.sample_file).resolve()
+        return load_samples(path, sig), f"file:{path}"
+    return [generate_inputs(sig, seed=i) for i in range(max(1, min(gate.warmup_requests, 16)))], "generated"
+
+
+def load_samples(path: Path, sig: Signature) -> list[dict[str, np.ndarray]]:
+    """Read the sample file (format in the module docstring) into typed arrays."""
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise GateError(f"warm-up sample file {path}: cannot read: {exc}") from exc
+    reqs = raw.get("requests") if isinstance(raw, dict) else None
+    if not isinstance(reqs, list) or not reqs:
+        raise GateError(f"warm-up sample file {path}: expected {{\"requests\": [{{input: nested list}}, ...]}}")
+    types = {t.name: t.datatype for t in sig.inputs}
+    out = []
+    for i, req in enumerate(reqs):
+        if not isinstance(req, dict):
+            raise GateError(f"warm-up sample file {path}: requests[{i}] must be an object")
+        arrays = {}
+        for name, value in req.items():
+            if name not in types:
+                raise GateError(f"warm-up sample file {path}: requests[{i}]: the model has no input {name!r}")
+            try:
+                arrays[name] = _as_array(value, types[name])
+            except (TypeError, ValueError) as exc:
+                raise GateError(f"warm-up sample file {path}: requests[{i}].{name}: {exc}") from exc
+        out.append(arrays)
+    return out
+
+
+def _as_array(value: Any, datatype: str) -> np.ndarray:
+    from tritonclient.utils import triton_to_np_dtype
+
+    dtype = triton_to_np_dtype(datatype)
+    if datatype == "BYTES":
+        return np.array(value, dtype=np.object_)
+    if np.issubdtype(dtype, np.floating):
+        return np.array(_nulls_to_nan(value), dtype=dtype)
+    return np.array(value, dtype=dtype)
+
+
+def _nulls_to_nan(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_nulls_to_nan(v) for v in value]
+    return float("nan") if value is None else value
+
+
+def generate_inputs(sig: Signature, *, seed: int = 0) -> dict[str, np.ndarray]:
+    """One request per input from the metadata: dynamic dims become 1."""
+    from tritonclient.utils import triton_to_np_dtype
+
+    rng = np.random.default_rng(seed)
+    out = {}
+    for t in sig.inputs:
+        shape = tuple(1 if d < 0 else d for d in t.shape)
+        if t.datatype == "BYTES":
+            out[t.name] = np.full(shape, b"warmup", dtype=np.object_)
+        elif t.datatype == "BOOL":
+            out[t.name] = rng.integers(0, 2, size=shape).astype(bool)
+        else:
+            dtype = triton_to_np_dtype(t.datatype)
+            values = rng.standard_normal(shape) if np.issubdtype(dtype, np.floating) else rng.integers(0, 10, shape)
+            out[t.name] = values.astype(dtype)
+    return out
+
+
+def _warm_up(client: Any, ep: TritonEndpoint, sig: Signature, requests: list[dict[str, np.ndarray]],
+             gate: TritonGate) -> list[float]:
+    mod = _module(ep.protocol)
+    types = {t.name: t.datatype for t in sig.inputs}
+    latencies: list[float] = []
+    for i in range(gate.warmup_requests):
+        arrays = requests[i % len(requests)]
+        inputs = []
+        for name, array in arrays.items():
+            tensor = mod.InferInput(name, list(array.shape), types[name])
+            tensor.set_data_from_numpy(array)
+            inputs.append(tensor)
+        outputs = [mod.InferRequestedOutput(t.name) for t in sig.outputs]
+        started = time.perf_counter()
+        try:
+            result = client.infer(ep.model, inputs, model_version=ep.version, outputs=outputs)
+        except Exception as exc:
+            raise GateError(f"{ep}: warm-up request {i + 1} failed: {_msg(exc)}") from exc
+        latencies.append((time.perf_counter() - started) * 1000.0)
+        for t in sig.outputs:
+            _check_output(ep, t.name, result.as_numpy(t.name), gate, i)
+    return latencies
+
+
+def _check_output(ep: TritonEndpoint, name: str, value: Any, gate: TritonGate, i: int) -> None:
+    if value is None:
+        raise GateError(f"{ep}: warm-up request {i + 1}: output '{name}' missing from the response")
+    if value.dtype == np.object_ or value.dtype == np.bool_:
+        return
+    if not np.all(np.isfinite(value)):
+        raise GateError(f"{ep}: warm-up request {i + 1}: output '{name}' is not finite (NaN/inf): {value.ravel()[:4]}")
+    if gate.output_range is not None:
+        lo, hi = gate.output_range
+        if value.size and (value.min() < lo or value.max() > hi):
+            raise GateError(f"{ep}: warm-up request {i + 1}: output '{name}' outside [{lo}, {hi}]: "
+                            f"min {float(value.min()):g}, max {float(value.max()):g}")
+
+
+class ReadinessProbe:
+    """Server ready AND model ready, within ~0.5 s; False on any failure, never raises."""
+
+    def __init__(self, endpoint: TritonEndpoint, *, timeout: float = 0.5) -> None:
+        self.endpoint = endpoint
+        self.timeout = timeout
+        self._client: Any = None
+
+    def ready(self) -> bool:
+        try:
+            if self._client is None:
+                self._client = connect(self.endpoint, timeout=self.timeout)
+            if self.endpoint.protocol == "grpc":
+                return bool(self._client.is_server_ready(client_timeout=self.timeout)
+                            and self._client.is_model_ready(self.endpoint.model, self.endpoint.version,
+                                                            client_timeout=self.timeout))
+            return bool(self._client.is_server_ready()
+                        and self._client.is_model_ready(self.endpoint.model, self.endpoint.version))
+        except Exception:  # by contract: a probe answers, it does not raise
+            _close(self._client)
+            self._client = None  # a fresh connection next time (the old one may be dead)
+            return False
+
+    def close(self) -> None:
+        _close(self._client)
+        self._client = None
+
+
+def _close(client: Any) -> None:
+    try:
+        if client is not None:
+            client.close()
+    except Exception:
+        pass
+
+
+def _msg(exc: BaseException) -> str:
+    """tritonclient's exceptions carry the server's message; keep it one line."""
+    text = getattr(exc, "message", None)
+    text = text() if callable(text) else text
+    return " ".join(str(text or exc).split())
