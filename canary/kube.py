@@ -1,0 +1,123 @@
+"""The one place that builds a Kubernetes client and turns its errors into ours.
+
+Two jobs, both about keeping library details at the boundary:
+
+* :func:`api_client` picks the configuration the way kubectl users expect
+  (explicit --kubeconfig/--context, else $KUBECONFIG or ~/.kube/config, else
+  the in-cluster service account) and reports a broken setup as ConfigError
+  with the path or context named, not as a kubernetes-config traceback.
+* :func:`translate` maps ApiException / urllib3 / socket errors onto the
+  exception tree, so callers decide retry-or-not by type (5xx and network ->
+  KubeUnavailable, 404 -> TargetError, 409 -> RoutingConflict, 401/403 ->
+  ConfigError). Our own retries are done with tenacity, so the client's
+  urllib3 retries are switched off to keep the attempt budget honest.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from canary.errors import CanaryError, ConfigError, KubeUnavailable, RoutingConflict, TargetError
+
+
+def api_client(*, kubeconfig: str | None = None, context: str | None = None) -> Any:
+    """A `kubernetes.client.ApiClient` for the chosen cluster. Raises ConfigError."""
+    import kubernetes.client
+    from kubernetes import config as kconfig
+
+    cfg = kubernetes.client.Configuration()
+    try:
+        if kubeconfig or context:
+            where = kubeconfig or _default_kubeconfig() or "~/.kube/config"
+            _load_file(kconfig, cfg, kubeconfig, context, where)
+        elif (found := _default_kubeconfig()) is not None:
+            _load_file(kconfig, cfg, None, None, found)
+        else:
+            try:
+                kconfig.load_incluster_config(client_configuration=cfg)
+            except kconfig.ConfigException as exc:
+                raise ConfigError(
+                    "no Kubernetes configuration: no --kubeconfig, no $KUBECONFIG, no ~/.kube/config, "
+                    f"and not running in a cluster ({exc})") from exc
+    except ConfigError:
+        raise
+    except Exception as exc:  # yaml, OSError, bad certificates: all mean "fix your config"
+        raise ConfigError(f"cannot load Kubernetes configuration: {exc}") from exc
+    cfg.retries = False  # tenacity owns the retries (see module docstring)
+    return kubernetes.client.ApiClient(cfg)
+
+
+def _default_kubeconfig() -> str | None:
+    env = os.environ.get("KUBECONFIG", "")
+    if env:
+        return env  # may be a ':'-separated list; the loader merges it
+    home = Path("~/.kube/config").expanduser()
+    return str(home) if home.is_file() else None
+
+
+def _load_file(kconfig: Any, cfg: Any, path: str | None, context: str | None, where: str) -> None:
+    first = (path or where).split(os.pathsep)[0]
+    if not Path(first).expanduser().is_file():
+        raise ConfigError(f"kubeconfig {first!r} does not exist")
+    try:
+        kconfig.load_kube_config(config_file=path or where, context=context,
+                                 client_configuration=cfg, persist_config=False)
+    except kconfig.ConfigException as exc:
+        what = f"context {context!r} in " if context else ""
+        raise ConfigError(f"cannot use {what}kubeconfig {first!r}: {exc}") from exc
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for errors worth another attempt: 5xx, 429, timeouts, refused connections."""
+    status = getattr(exc, "status", None)
+    if _is_api_exception(exc) and isinstance(status, int):
+        return status >= 500 or status == 429 or status == 0
+    return _is_network_error(exc)
+
+
+def translate(exc: BaseException, what: str) -> CanaryError:
+    """The CanaryError for a client exception; `what` names the object ('ml/rec-model')."""
+    if isinstance(exc, CanaryError):
+        return exc
+    if _is_api_exception(exc):
+        status = getattr(exc, "status", 0) or 0
+        reason = _status_message(exc)
+        if status == 404:
+            return TargetError(f"{what}: not found ({reason})")
+        if status == 409:
+            return RoutingConflict(f"{what}: conflicting write ({reason})")
+        if status in (401, 403):
+            return ConfigError(f"{what}: the Kubernetes API refused us (HTTP {status}: {reason}); check RBAC")
+        if status >= 500 or status in (0, 429):
+            return KubeUnavailable(f"{what}: Kubernetes API error HTTP {status} ({reason})")
+        return TargetError(f"{what}: the Kubernetes API rejected the request (HTTP {status}: {reason})")
+    if _is_network_error(exc):
+        return KubeUnavailable(f"{what}: Kubernetes API unreachable ({type(exc).__name__}: {exc})")
+    return KubeUnavailable(f"{what}: unexpected Kubernetes client error ({type(exc).__name__}: {exc})")
+
+
+def _status_message(exc: BaseException) -> str:
+    """The `message` of a Kubernetes Status body, else the HTTP reason."""
+    import json
+
+    body = getattr(exc, "body", None)
+    try:
+        data = json.loads(body) if body else {}
+    except (TypeError, ValueError):
+        data = {}
+    message = data.get("message") if isinstance(data, dict) else None
+    return str(message or getattr(exc, "reason", "") or "no detail")
+
+
+def _is_api_exception(exc: BaseException) -> bool:
+    from kubernetes.client.exceptions import ApiException
+
+    return isinstance(exc, ApiException)
+
+
+def _is_network_error(exc: BaseException) -> bool:
+    import urllib3.exceptions
+
+    return isinstance(exc, (urllib3.exceptions.HTTPError, OSError, TimeoutError))

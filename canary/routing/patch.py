@@ -1,0 +1,198 @@
+"""Pure edits of VirtualService and DestinationRule dicts: no I/O, no client.
+
+The router's one promise to the user is "we change the weights of one route
+and nothing else". Keeping the computation here, on plain dicts, lets unit and
+property tests prove it: every function returns a deep copy in which only the
+named fields differ, and every malformed input ends in a TargetError naming
+namespace/name and the field, never in a KeyError or TypeError.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+from canary.errors import TargetError
+from canary.model import Weights
+
+STABLE = "stable"
+CANARY = "canary"
+STATE_ANNOTATION = "canary.ml/rollout"
+VERSION_LABEL = "version"
+
+
+@dataclass(frozen=True)
+class RouteRef:
+    """Where the driven route sits in the VirtualService."""
+
+    index: int  # position in spec.http
+    stable: int  # position of the stable destination in that route
+    canary: int
+    host: str
+
+    @property
+    def field(self) -> str:
+        return f"spec.http[{self.index}].route"
+
+
+def where(obj: Any) -> str:
+    """'namespace/name' of an object, for error messages."""
+    meta = obj.get("metadata") if isinstance(obj, dict) else None
+    meta = meta if isinstance(meta, dict) else {}
+    return f"{meta.get('namespace', '?')}/{meta.get('name', '?')}"
+
+
+def locate_route(vs: Any, route_name: str = "") -> RouteRef:
+    """Find and check the route to drive: the one named `route_name`, or the only one."""
+    at = where(vs)
+    spec = vs.get("spec") if isinstance(vs, dict) else None
+    if not isinstance(spec, dict):
+        raise TargetError(f"{at}: spec is missing or not a mapping")
+    http = spec.get("http")
+    if not isinstance(http, list) or not http:
+        raise TargetError(f"{at}: spec.http has no HTTP routes")
+    if route_name:
+        found = [i for i, r in enumerate(http) if isinstance(r, dict) and r.get("name") == route_name]
+        if not found:
+            names = [r.get("name") for r in http if isinstance(r, dict) and r.get("name")]
+            raise TargetError(f"{at}: spec.http has no route named {route_name!r} (routes: {names})")
+        if len(found) > 1:
+            raise TargetError(f"{at}: spec.http has {len(found)} routes named {route_name!r}")
+        index = found[0]
+    elif len(http) != 1:
+        raise TargetError(f"{at}: spec.http has {len(http)} routes; name the one to shift (policy `route:`)")
+    else:
+        index = 0
+    return _check_route(http[index], index, at)
+
+
+def _check_route(route: Any, index: int, at: str) -> RouteRef:
+    field = f"spec.http[{index}].route"
+    dests = route.get("route") if isinstance(route, dict) else None
+    if not isinstance(dests, list):
+        raise TargetError(f"{at}: {field} is missing or not a list")
+    if len(dests) != 2:
+        raise TargetError(f"{at}: {field} has {len(dests)} destinations, expected 2 (subsets stable, canary)")
+    subsets: dict[str, int] = {}
+    hosts: set[Any] = set()
+    for i, d in enumerate(dests):
+        dest = d.get("destination") if isinstance(d, dict) else None
+        if not isinstance(dest, dict):
+            raise TargetError(f"{at}: {field}[{i}].destination is missing or not a mapping")
+        subset, host = dest.get("subset"), dest.get("host")
+        if subset not in (STABLE, CANARY) or subset in subsets:
+            raise TargetError(
+                f"{at}: {field}[{i}].destination.subset is {subset!r}; expected one 'stable' and one 'canary'")
+        if not isinstance(host, str) or not host:
+            raise TargetError(f"{at}: {field}[{i}].destination.host is missing")
+        subsets[subset] = i
+        hosts.add(host)
+    if len(hosts) != 1:
+        raise TargetError(f"{at}: {field} destinations name different hosts {sorted(hosts)}; expected one")
+    return RouteRef(index=index, stable=subsets[STABLE], canary=subsets[CANARY], host=hosts.pop())
+
+
+def read_weights(vs: dict[str, Any], ref: RouteRef) -> Weights:
+    """The route's current weights; a missing weight counts as 0 (as in Istio)."""
+    dests = vs["spec"]["http"][ref.index]["route"]
+    values = []
+    for i in (ref.stable, ref.canary):
+        w = dests[i].get("weight", 0)
+        if isinstance(w, bool) or not isinstance(w, int) or not 0 <= w <= 100:
+            raise TargetError(f"{where(vs)}: {ref.field}[{i}].weight is {w!r}; expected an integer 0..100")
+        values.append(w)
+    if sum(values) != 100:
+        raise TargetError(f"{where(vs)}: {ref.field} weights {values[0]}+{values[1]} do not sum to 100")
+    return Weights(stable=values[0], canary=values[1])
+
+
+def read_state(vs: Any) -> str | None:
+    """The rollout-state annotation, None when absent."""
+    meta = vs.get("metadata") if isinstance(vs, dict) else None
+    ann = meta.get("annotations") if isinstance(meta, dict) else None
+    value = ann.get(STATE_ANNOTATION) if isinstance(ann, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def with_weights(vs: Any, weights: Weights, *, route_name: str = "", state: str | None = None) -> dict[str, Any]:
+    """A copy of `vs` with the route's weights (and the state annotation) set; nothing else changes.
+
+    An existing `weight` key keeps its place in the mapping, so a re-serialised
+    object differs from the original only in those values.
+    """
+    if not isinstance(weights, Weights):
+        raise TypeError("weights must be a Weights value")
+    ref = locate_route(vs, route_name)
+    out = copy.deepcopy(vs)
+    dests = out["spec"]["http"][ref.index]["route"]
+    dests[ref.stable]["weight"] = weights.stable
+    dests[ref.canary]["weight"] = weights.canary
+    if state is not None:
+        meta = out.setdefault("metadata", {})
+        if not isinstance(meta, dict):
+            raise TargetError(f"{where(vs)}: metadata is not a mapping")
+        ann = meta.get("annotations")
+        if ann is None:
+            ann = meta["annotations"] = {}
+        if not isinstance(ann, dict):
+            raise TargetError(f"{where(vs)}: metadata.annotations is not a mapping")
+        ann[STATE_ANNOTATION] = state
+    return out
+
+
+def subset_versions(dr: Any, *, host: str = "") -> dict[str, str]:
+    """{'stable': v, 'canary': v} from the DestinationRule's subsets, checked.
+
+    A subset without a `version` label maps to "" (it selects every pod of the
+    host, which is legal Istio but unusual; the caller decides).
+    """
+    at = where(dr)
+    spec = dr.get("spec") if isinstance(dr, dict) else None
+    if not isinstance(spec, dict):
+        raise TargetError(f"{at}: spec is missing or not a mapping")
+    if host and isinstance(spec.get("host"), str) and _short(spec["host"]) != _short(host):
+        raise TargetError(f"{at}: spec.host is {spec['host']!r}, but the route sends traffic to {host!r}")
+    found: dict[str, str] = {}
+    for name in (STABLE, CANARY):
+        i, subset = _find_subset(spec, name, at)
+        labels = subset.get("labels")
+        if labels is None:
+            labels = {}
+        if not isinstance(labels, dict):
+            raise TargetError(f"{at}: spec.subsets[{i}].labels is not a mapping")
+        version = labels.get(VERSION_LABEL, "")
+        found[name] = version if isinstance(version, str) else str(version)
+    return found
+
+
+def with_subset_version(dr: Any, subset: str, version: str) -> dict[str, Any]:
+    """A copy of `dr` whose `subset` selects version=<version>; other labels are kept."""
+    if subset not in (STABLE, CANARY):
+        raise ValueError(f"subset must be 'stable' or 'canary', got {subset!r}")
+    if not isinstance(version, str) or not version:
+        raise ValueError("version must be a non-empty string")
+    subset_versions(dr)  # the same checks as inspect()
+    out = copy.deepcopy(dr)
+    _, found = _find_subset(out["spec"], subset, where(dr))
+    labels = found.get("labels")
+    if labels is None:
+        labels = found["labels"] = {}
+    labels[VERSION_LABEL] = version
+    return out
+
+
+def _find_subset(spec: dict[str, Any], name: str, at: str) -> tuple[int, dict[str, Any]]:
+    subsets = spec.get("subsets")
+    if not isinstance(subsets, list):
+        raise TargetError(f"{at}: spec.subsets is missing; expected subsets 'stable' and 'canary'")
+    hits = [(i, s) for i, s in enumerate(subsets) if isinstance(s, dict) and s.get("name") == name]
+    if len(hits) != 1:
+        what = "does not define" if not hits else "defines more than one"
+        raise TargetError(f"{at}: spec.subsets {what} subset {name!r}")
+    return hits[0]
+
+
+def _short(host: str) -> str:
+    """'rec-model.ml.svc.cluster.local' and 'rec-model' name the same service."""
+    return host.split(".", 1)[0]

@@ -1,0 +1,552 @@
+"""A strict, in-memory Kubernetes API server for tests and the local sandbox.
+
+No real kube-apiserver can be installed on our machines, and kmock's stock
+emulator is too forgiving for a controller whose safety rests on optimistic
+concurrency: it has no resourceVersion, no 409 on stale writes, no PUT and
+answers 200 on create. This module keeps kmock's HTTP plumbing (request
+parsing, discovery endpoints, Status-shaped errors) and replaces its object
+store with a strict one:
+
+* every write bumps a cluster-wide, monotonically increasing resourceVersion;
+* PUT and merge-patch carrying a stale resourceVersion get 409 Conflict;
+  a failing JSON-patch ``test`` op gets 422 (as the real apiserver does);
+* create answers 201, duplicates 409 AlreadyExists, missing objects 404 —
+  always as a ``kind: Status`` body the official client understands;
+* GET/LIST/WATCH, POST, PUT, PATCH (merge, strategic treated as merge, JSON
+  patch) and DELETE for the registered resources; anything else is 404.
+
+Tests drive it through :class:`KubeAPIServer` (a real HTTP server on
+127.0.0.1 in a background thread) and can inject faults or make a "foreign"
+edit land just before the next write, to prove that callers survive races.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import itertools
+import json
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp.test_utils
+import aiohttp.web
+import kmock
+
+
+Obj = dict[str, Any]
+Key = tuple[str, str, str, str]  # group, plural, namespace, name
+ISTIO = "networking.istio.io"
+ISTIO_VERSIONS = ("v1", "v1beta1", "v1alpha3")
+
+
+@dataclass(frozen=True)
+class Resource:
+    group: str
+    plural: str
+    kind: str
+    versions: tuple[str, ...]
+    namespaced: bool = True
+
+
+DEFAULT_RESOURCES = (
+    Resource(ISTIO, "virtualservices", "VirtualService", ISTIO_VERSIONS),
+    Resource(ISTIO, "destinationrules", "DestinationRule", ISTIO_VERSIONS),
+    Resource("", "events", "Event", ("v1",)),
+    Resource("", "configmaps", "ConfigMap", ("v1",)),
+    Resource("coordination.k8s.io", "leases", "Lease", ("v1",)),
+)
+
+
+@dataclass
+class Fault:
+    """Answer the next `times` matching requests with `status` instead of serving them."""
+
+    status: int
+    times: int
+    methods: frozenset[str]
+    plural: str | None = None
+
+
+class ApiError(Exception):
+    def __init__(self, code: int, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.code, self.reason, self.message = code, reason, message
+
+
+def status_body(code: int, reason: str, message: str, details: Obj | None = None) -> Obj:
+    return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": message, "reason": reason, "details": details or {}, "code": code}
+
+
+class StrictKubeAPI(kmock.KubernetesScaffold):
+    """The request handler: kmock's discovery and parsing, our strict object store.
+
+    All state sits behind one threading lock, so tests may seed, read and edit
+    objects from their own thread while the event loop serves requests.
+    """
+
+    def __attrs_post_init__(self) -> None:
+        super().__attrs_post_init__()
+        self.lock = threading.RLock()
+        self.objects: dict[Key, Obj] = {}
+        self.kinds: dict[tuple[str, str], Resource] = {}
+        self.log: list[tuple[int, str, Key, Obj]] = []  # (rv, event type, key, object)
+        self.faults: list[Fault] = []
+        self.before_write: list[Callable[[], None]] = []
+        self.writes: list[tuple[str, str, int]] = []  # (method, path, status) of every write
+        self.closing = False
+        self._rv = itertools.count(1)
+        for res in DEFAULT_RESOURCES:
+            self.register(res)
+
+    # --- store API (thread-safe; used by the handler and by tests) ---------
+
+    def register(self, res: Resource) -> None:
+        with self.lock:
+            self.kinds[(res.group, res.plural)] = res
+            for v in res.versions:
+                key = f"{res.group}/{v}/{res.plural}" if res.group else f"v1/{res.plural}"
+                self.resources[key] = kmock.ResourceInfo(
+                    kind=res.kind, namespaced=res.namespaced,
+                    verbs={"get", "list", "watch", "create", "update", "patch", "delete"})
+
+    def put_object(self, obj: Obj) -> Obj:
+        """Create or overwrite an object without preconditions (seeding, foreign edits)."""
+        group, _, _ = obj["apiVersion"].rpartition("/")
+        res = next(r for r in self.kinds.values() if r.group == group and r.kind == obj["kind"])
+        meta = obj.setdefault("metadata", {})
+        key = (group, res.plural, meta.get("namespace", ""), meta["name"])
+        with self.lock:
+            old = self.objects.get(key)
+            return self._store(key, copy.deepcopy(obj), old, "MODIFIED" if old else "ADDED")
+
+    def get_object(self, group: str, plural: str, namespace: str, name: str) -> Obj | None:
+        with self.lock:
+            obj = self.objects.get((group, plural, namespace, name))
+            return copy.deepcopy(obj) if obj is not None else None
+
+    def edit_object(self, group: str, plural: str, namespace: str, name: str,
+                    edit: Callable[[Obj], None]) -> Obj:
+        """A foreign writer's edit: mutate a copy, store it with a new resourceVersion."""
+        with self.lock:
+            key = (group, plural, namespace, name)
+            new = copy.deepcopy(self.objects[key])
+            edit(new)
+            return self._store(key, new, self.objects[key], "MODIFIED")
+
+    def _store(self, key: Key, new: Obj, old: Obj | None, event: str) -> Obj:
+        meta = new.setdefault("metadata", {})
+        meta["namespace"], meta["name"] = key[2], key[3]
+        if old is None:
+            meta.setdefault("uid", str(uuid.uuid4()))
+            meta.setdefault("creationTimestamp", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+            meta["generation"] = 1
+        else:
+            for f in ("uid", "creationTimestamp"):
+                meta[f] = old["metadata"][f]
+            changed = {k: v for k, v in new.items() if k not in ("metadata", "status")} != \
+                      {k: v for k, v in old.items() if k not in ("metadata", "status")}
+            meta["generation"] = old["metadata"].get("generation", 1) + int(changed)
+        meta["resourceVersion"] = str(next(self._rv))
+        self.objects[key] = new
+        self._append_log(event, key, new)
+        return copy.deepcopy(new)
+
+    def _append_log(self, event: str, key: Key, obj: Obj) -> None:
+        self.log.append((int(obj["metadata"]["resourceVersion"]), event, key, copy.deepcopy(obj)))
+        del self.log[:-1000]
+
+    # --- HTTP ---------------------------------------------------------------
+
+    async def _handle(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
+        res = request.resource
+        if request.url.path == "/version/":  # the official client asks with a trailing slash
+            return aiohttp.web.json_response(await self._serve_server_version(request))
+        if res is None or res.plural is None:
+            return await super()._handle(request)  # discovery, /version, 404 fallback
+        method = str(request.method.value).upper()
+        try:
+            self._check_fault(method, res.plural)
+            kind = self.kinds.get((res.group, res.plural))
+            if kind is None or res.version not in kind.versions or request.subresource:
+                raise ApiError(404, "NotFound", "the server could not find the requested resource")
+            if method == "GET" and request.params.get("watch") in ("true", "1"):
+                return await self._watch(request, kind)
+            with self.lock:
+                if method != "GET":
+                    for hook in self.before_write:
+                        hook()
+                    self.before_write.clear()
+                code, body = self._serve(method, request, kind)
+            if method != "GET":
+                self.writes.append((method, request.url.path, code))
+        except ApiError as exc:
+            if method != "GET":
+                self.writes.append((method, request.url.path, exc.code))
+            details = {"name": request.name or "", "group": res.group, "kind": res.plural}
+            body, code = status_body(exc.code, exc.reason, exc.message, details), exc.code
+        return aiohttp.web.json_response(body, status=code)
+
+    def _check_fault(self, method: str, plural: str) -> None:
+        with self.lock:
+            for fault in self.faults:
+                if fault.times > 0 and method in fault.methods and fault.plural in (None, plural):
+                    fault.times -= 1
+                    raise ApiError(fault.status, _REASONS.get(fault.status, "InternalError"),
+                                   f"injected fault: HTTP {fault.status}")
+
+    def _serve(self, method: str, request: kmock.Request, kind: Resource) -> tuple[int, Any]:
+        version = request.resource.version
+        ns, name = request.namespace or "", request.name
+        key = (kind.group, kind.plural, ns, name or "")
+        if method == "GET" and name is None:
+            items = [self._out(o, kind, version) for (g, p, n, _), o in sorted(self.objects.items())
+                     if (g, p) == (kind.group, kind.plural) and (not ns or n == ns)]
+            return 200, {"apiVersion": "v1" if not kind.group else f"{kind.group}/{version}",
+                         "kind": f"{kind.kind}List", "items": items,
+                         "metadata": {"resourceVersion": self._current_rv()}}
+        if method == "POST" and name is None:
+            return 201, self._out(self._create(request, kind, ns), kind, version)
+        if name is None:
+            raise ApiError(405, "MethodNotAllowed", f"{method} is not allowed on a collection")
+        current = self.objects.get(key)
+        if current is None:
+            raise ApiError(404, "NotFound", f'{kind.plural}.{kind.group or "core"} "{name}" not found')
+        if method == "GET":
+            return 200, self._out(current, kind, version)
+        if method == "DELETE":
+            del self.objects[key]
+            rv = str(next(self._rv))
+            gone = copy.deepcopy(current)
+            gone["metadata"]["resourceVersion"] = rv
+            self._append_log("DELETED", key, gone)
+            return 200, {**status_body(200, "", ""), "status": "Success"}
+        body = self._body(request)
+        if method == "PUT":
+            new = body
+        elif method == "PATCH":
+            new = self._patch(current, body, request.headers.get("Content-Type", ""))
+        else:
+            raise ApiError(405, "MethodNotAllowed", f"{method} is not supported")
+        if not isinstance(new, dict):
+            raise ApiError(400, "BadRequest", "the object must be a JSON object")
+        sent_rv = (new.get("metadata") or {}).get("resourceVersion")
+        if sent_rv and sent_rv != current["metadata"]["resourceVersion"]:
+            raise ApiError(409, "Conflict",
+                           f'Operation cannot be fulfilled on {kind.plural}.{kind.group} "{name}": '
+                           "the object has been modified; please apply your changes to the latest "
+                           "version and try again")
+        expected = f"{kind.group}/{version}" if kind.group else "v1"
+        if new.get("apiVersion", expected) != expected:
+            raise ApiError(400, "BadRequest", f"the API version in the data ({new.get('apiVersion')}) "
+                           f"does not match the expected API version ({expected})")
+        if (new.get("metadata") or {}).get("name", name) != name:
+            raise ApiError(400, "BadRequest", "metadata.name does not match the URL")
+        new.setdefault("apiVersion", current["apiVersion"])
+        new.setdefault("kind", kind.kind)
+        return 200, self._out(self._store(key, new, current, "MODIFIED"), kind, version)
+
+    def _create(self, request: kmock.Request, kind: Resource, ns: str) -> Obj:
+        obj = self._body(request)
+        if not isinstance(obj, dict):
+            raise ApiError(400, "BadRequest", "the object must be a JSON object")
+        meta = obj.setdefault("metadata", {})
+        if not meta.get("name") and meta.get("generateName"):
+            meta["name"] = meta["generateName"] + uuid.uuid4().hex[:5]
+        if not meta.get("name"):
+            raise ApiError(422, "Invalid", "metadata.name: Required value")
+        if meta.get("namespace", ns) != ns:
+            raise ApiError(400, "BadRequest", "metadata.namespace does not match the URL")
+        if meta.get("resourceVersion"):
+            raise ApiError(422, "Invalid", "metadata.resourceVersion must be empty on create")
+        key = (kind.group, kind.plural, ns, meta["name"])
+        if key in self.objects:
+            raise ApiError(409, "AlreadyExists", f'{kind.plural} "{meta["name"]}" already exists')
+        obj.setdefault("kind", kind.kind)
+        obj.setdefault("apiVersion", f"{kind.group}/{request.resource.version}" if kind.group else "v1")
+        return self._store(key, obj, None, "ADDED")
+
+    @staticmethod
+    def _body(request: kmock.Request) -> Any:
+        try:
+            return json.loads(request.body or b"null")
+        except ValueError as exc:
+            raise ApiError(400, "BadRequest", f"the body is not JSON: {exc}") from exc
+
+    @staticmethod
+    def _patch(current: Obj, patch: Any, content_type: str) -> Any:
+        ctype = content_type.split(";")[0].strip()
+        if ctype == "application/json-patch+json":
+            if not isinstance(patch, list):
+                raise ApiError(400, "BadRequest", "a JSON patch must be a list of operations")
+            try:
+                return json_patch(current, patch)
+            except (KeyError, IndexError, ValueError, TypeError) as exc:
+                raise ApiError(422, "Invalid", f"the JSON patch cannot be applied: {exc}") from exc
+        if ctype in ("application/merge-patch+json", "application/strategic-merge-patch+json"):
+            if not isinstance(patch, dict):
+                raise ApiError(400, "BadRequest", "a merge patch must be a JSON object")
+            return merge_patch(current, patch)
+        raise ApiError(415, "UnsupportedMediaType", f"unsupported patch type {content_type!r}")
+
+    def _out(self, obj: Obj, kind: Resource, version: str) -> Obj:
+        out = copy.deepcopy(obj)
+        out["apiVersion"] = f"{kind.group}/{version}" if kind.group else "v1"
+        return out
+
+    def _current_rv(self) -> str:
+        return str(self.log[-1][0]) if self.log else "0"
+
+    async def _watch(self, request: kmock.Request, kind: Resource) -> aiohttp.web.StreamResponse:
+        """Stream events by polling the event log: simple, thread-safe, ~50 ms latency."""
+        ns, name, version = request.namespace or "", request.name, request.resource.version
+        since = request.params.get("resourceVersion", "")
+        deadline = time.monotonic() + float(request.params.get("timeoutSeconds", 300))
+
+        def match(key: Key) -> bool:
+            return key[:2] == (kind.group, kind.plural) and (not ns or key[2] == ns) and \
+                (name is None or key[3] == name)
+
+        with self.lock:
+            if since in ("", "0"):
+                backlog = [{"type": "ADDED", "object": self._out(o, kind, version)}
+                           for k, o in sorted(self.objects.items()) if match(k)]
+                cursor = int(self._current_rv())
+            else:
+                cursor = int(since)
+                backlog = []
+                if self.log and self.log[0][0] > cursor + 1 and len(self.log) >= 1000:
+                    backlog = [{"type": "ERROR", "object": status_body(410, "Expired", "too old")}]
+        resp = aiohttp.web.StreamResponse(headers={"Content-Type": "application/json"})
+        await resp.prepare(request._raw_request)
+        for event in backlog:
+            await resp.write(json.dumps(event).encode() + b"\n")
+        while not self.closing and time.monotonic() < deadline:
+            with self.lock:
+                fresh = [(rv, t, self._out(o, kind, version)) for rv, t, k, o in self.log
+                         if rv > cursor and match(k)]
+                cursor = max([cursor, *(e[0] for e in self.log)])
+            for _, t, o in fresh:
+                await resp.write(json.dumps({"type": t, "object": o}).encode() + b"\n")
+            await asyncio.sleep(0.05)
+        await resp.write_eof()
+        return resp
+
+
+_REASONS = {409: "Conflict", 500: "InternalError", 503: "ServiceUnavailable", 504: "Timeout",
+            429: "TooManyRequests", 403: "Forbidden", 404: "NotFound"}
+
+
+def merge_patch(doc: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch (null deletes a key; lists are replaced whole)."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    out = copy.deepcopy(doc) if isinstance(doc, dict) else {}
+    for k, v in patch.items():
+        if v is None:
+            out.pop(k, None)
+        else:
+            out[k] = merge_patch(out.get(k), v)
+    return out
+
+
+def json_patch(doc: Any, ops: list[Any]) -> Any:
+    """RFC 6902 JSON patch: add, remove, replace, move, copy, test. Raises ValueError."""
+    doc = copy.deepcopy(doc)
+    for op in ops:
+        kind, path = op["op"], _pointer(op["path"])
+        if kind == "test":
+            if _get(doc, path) != op["value"]:
+                raise ValueError(f"test failed at {op['path']}")
+        elif kind == "remove":
+            _remove(doc, path)
+        elif kind in ("add", "replace"):
+            if kind == "replace":
+                _get(doc, path)  # must exist
+            value = copy.deepcopy(op["value"])
+            doc = value if not path else _add(doc, path, value, replace=kind == "replace")
+        elif kind in ("move", "copy"):
+            src = _pointer(op["from"])
+            value = copy.deepcopy(_get(doc, src))
+            if kind == "move":
+                _remove(doc, src)
+            doc = value if not path else _add(doc, path, value, replace=False)
+        else:
+            raise ValueError(f"unknown op {kind!r}")
+    return doc
+
+
+def _pointer(text: str) -> list[str]:
+    if text and not text.startswith("/"):
+        raise ValueError(f"bad JSON pointer {text!r}")
+    return [p.replace("~1", "/").replace("~0", "~") for p in text.split("/")[1:]]
+
+
+def _get(doc: Any, path: list[str]) -> Any:
+    for part in path:
+        doc = doc[int(part)] if isinstance(doc, list) else doc[part]
+    return doc
+
+
+def _add(doc: Any, path: list[str], value: Any, *, replace: bool) -> Any:
+    parent, last = _get(doc, path[:-1]), path[-1]
+    if isinstance(parent, list):
+        idx = len(parent) if last == "-" else int(last)
+        if replace:
+            parent[idx] = value
+        elif 0 <= idx <= len(parent):
+            parent.insert(idx, value)
+        else:
+            raise IndexError(f"index {idx} out of range")
+    elif isinstance(parent, dict):
+        parent[last] = value
+    else:
+        raise TypeError(f"cannot add into a {type(parent).__name__}")
+    return doc
+
+
+def _remove(doc: Any, path: list[str]) -> None:
+    parent, last = _get(doc, path[:-1]), path[-1]
+    if isinstance(parent, list):
+        del parent[int(last)]
+    else:
+        del parent[last]
+
+
+class KubeAPIServer:
+    """Runs :class:`StrictKubeAPI` as a real HTTP server on 127.0.0.1, in a thread.
+
+    ``with KubeAPIServer(seed=[vs, dr]) as api: client = api.api_client()``.
+    Tests reach the store through ``api.handler`` and the helpers below.
+    """
+
+    def __init__(self, *, seed: Iterable[Obj] = (), host: str = "127.0.0.1", port: int = 0) -> None:
+        self.handler = StrictKubeAPI()
+        self._host, self._port = host, port
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._server: aiohttp.test_utils.RawTestServer | None = None
+        self._thread: threading.Thread | None = None
+        for obj in seed:
+            self.handler.put_object(obj)
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None, "the server is not started"
+        return f"http://{self._host}:{self._server.port}"
+
+    def start(self) -> "KubeAPIServer":
+        started = threading.Event()
+        errors: list[BaseException] = []
+
+        async def boot() -> None:
+            await self.handler.__aenter__()
+            self._server = aiohttp.test_utils.RawTestServer(self.handler, host=self._host,
+                                                            port=self._port or None)
+            await self._server.start_server()
+
+        def run() -> None:
+            loop = self._loop = asyncio.new_event_loop()
+            try:
+                loop.run_until_complete(boot())
+            except BaseException as exc:  # surfaced to the starting thread
+                errors.append(exc)
+                started.set()
+                return
+            started.set()
+            loop.run_forever()
+
+        self._thread = threading.Thread(target=run, name="kubeapi", daemon=True)
+        self._thread.start()
+        started.wait(10)
+        if errors:
+            raise errors[0]
+        return self
+
+    def stop(self) -> None:
+        if self._loop is None or self._thread is None:
+            return
+        self.handler.closing = True
+
+        async def shutdown() -> None:
+            if self._server is not None:
+                await self._server.close()
+            await self.handler.__aexit__(None, None, None)
+
+        asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
+        self._loop = self._thread = None
+
+    def __enter__(self) -> "KubeAPIServer":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def api_client(self) -> Any:
+        """An official `kubernetes` ApiClient pointed at this server (short timeouts, no retries)."""
+        import kubernetes.client
+
+        config = kubernetes.client.Configuration()
+        config.host = self.url
+        config.retries = False  # the code under test owns its retries
+        return kubernetes.client.ApiClient(config)
+
+    # --- test helpers ---------------------------------------------------------
+
+    def fail_next(self, status: int, *, times: int = 1, methods: Iterable[str] = ("PUT", "PATCH", "POST"),
+                  plural: str | None = None) -> None:
+        """The next `times` matching requests get `status` (e.g. 409, 500) and change nothing."""
+        with self.handler.lock:
+            self.handler.faults.append(Fault(status, times, frozenset(m.upper() for m in methods), plural))
+
+    def before_next_write(self, hook: Callable[[], None]) -> None:
+        """Run `hook` (e.g. a foreign edit) just before the next write is served: a race, on demand."""
+        with self.handler.lock:
+            self.handler.before_write.append(hook)
+
+    def edit(self, group: str, plural: str, namespace: str, name: str, edit: Callable[[Obj], None]) -> Obj:
+        return self.handler.edit_object(group, plural, namespace, name, edit)
+
+    def get(self, group: str, plural: str, namespace: str, name: str) -> Obj | None:
+        return self.handler.get_object(group, plural, namespace, name)
+
+    def list(self, group: str, plural: str, namespace: str = "") -> list[Obj]:
+        with self.handler.lock:
+            return [copy.deepcopy(o) for (g, p, n, _), o in sorted(self.handler.objects.items())
+                    if (g, p) == (group, plural) and (not namespace or n == namespace)]
+
+    @property
+    def writes(self) -> list[tuple[str, str, int]]:
+        """(method, path, status) of every write the server answered, faults included."""
+        with self.handler.lock:
+            return list(self.handler.writes)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m canary.sandbox.kubeapi --port 6443 istio/*.yaml``: serve until interrupted."""
+    import argparse
+
+    import yaml
+
+    parser = argparse.ArgumentParser(description="strict in-memory Kubernetes API on 127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("seed", nargs="*", help="YAML files with objects to load")
+    args = parser.parse_args(argv)
+    seed = [d for f in args.seed for d in yaml.safe_load_all(open(f, encoding="utf-8")) if d]
+    with KubeAPIServer(seed=seed, port=args.port) as api:
+        print(json.dumps({"url": api.url}), flush=True)
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            pass
+
+
+if __name__ == "__main__":
+    main()

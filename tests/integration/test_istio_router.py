@@ -1,0 +1,218 @@
+"""IstioRouter against the strict Kubernetes API emulator, through the official client.
+
+Also proves the emulator is strict where our safety depends on it: 409 on a
+stale write, 201 on create, PUT, 404 as a Status object.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import kubernetes
+import pytest
+import tenacity
+
+from canary.errors import KubeUnavailable, RoutingConflict, TargetError
+from canary.model import Target, Weights
+from canary.routing.istio import GROUP, IstioRouter
+from canary.routing.patch import STATE_ANNOTATION
+from canary.sandbox.kubeapi import KubeAPIServer
+
+pytestmark = pytest.mark.integration
+
+VS, DR = "virtualservices", "destinationrules"
+TARGET = Target(namespace="ml", virtual_service="rec-model", model="rec-model",
+                stable_version="v1", canary_version="v2")
+
+
+def router(api: KubeAPIServer, **kwargs: object) -> IstioRouter:
+    return IstioRouter(api.api_client(), wait=tenacity.wait_none(), **kwargs)  # type: ignore[arg-type]
+
+
+def vs_of(api: KubeAPIServer) -> dict:
+    obj = api.get(GROUP, VS, "ml", "rec-model")
+    assert obj is not None
+    return obj
+
+
+def weights_of(api: KubeAPIServer) -> list[int]:
+    return [d["weight"] for d in vs_of(api)["spec"]["http"][0]["route"]]
+
+
+# --- the emulator is strict ------------------------------------------------------
+
+
+def test_emulator_409_on_stale_put_201_on_create_and_404_status(kube_api: KubeAPIServer) -> None:
+    co = kubernetes.client.CustomObjectsApi(kube_api.api_client())
+    body = {"apiVersion": f"{GROUP}/v1beta1", "kind": "VirtualService",
+            "metadata": {"name": "a", "namespace": "ml"}, "spec": {"hosts": ["a"]}}
+    created, status, _ = co.create_namespaced_custom_object_with_http_info(GROUP, "v1beta1", "ml", VS, body)
+    assert status == 201 and created["metadata"]["resourceVersion"]
+    stale = dict(created)
+    replaced = co.replace_namespaced_custom_object(GROUP, "v1beta1", "ml", VS, "a",
+                                                   {**created, "spec": {"hosts": ["b"]}})
+    assert int(replaced["metadata"]["resourceVersion"]) > int(created["metadata"]["resourceVersion"])
+    assert replaced["spec"] == {"hosts": ["b"]}
+    with pytest.raises(kubernetes.client.ApiException) as conflict:
+        co.replace_namespaced_custom_object(GROUP, "v1beta1", "ml", VS, "a", stale)
+    assert conflict.value.status == 409
+    assert json.loads(conflict.value.body)["reason"] == "Conflict"
+    with pytest.raises(kubernetes.client.ApiException) as dup:
+        co.create_namespaced_custom_object(GROUP, "v1beta1", "ml", VS, body)
+    assert dup.value.status == 409 and json.loads(dup.value.body)["reason"] == "AlreadyExists"
+    with pytest.raises(kubernetes.client.ApiException) as missing:
+        co.get_namespaced_custom_object(GROUP, "v1beta1", "ml", VS, "nope")
+    assert missing.value.status == 404 and json.loads(missing.value.body)["kind"] == "Status"
+
+
+def test_emulator_patches_and_watch(kube_api: KubeAPIServer) -> None:
+    co = kubernetes.client.CustomObjectsApi(kube_api.api_client())
+    body = {"apiVersion": f"{GROUP}/v1beta1", "kind": "VirtualService",
+            "metadata": {"name": "a", "namespace": "ml"}, "spec": {"hosts": ["a"], "x": 1}}
+    created = co.create_namespaced_custom_object(GROUP, "v1beta1", "ml", VS, body)
+    merged = co.patch_namespaced_custom_object(GROUP, "v1beta1", "ml", VS, "a", {"spec": {"x": None, "y": 2}},
+                                               _content_type="application/merge-patch+json")
+    assert merged["spec"] == {"hosts": ["a"], "y": 2}
+    rv = merged["metadata"]["resourceVersion"]
+    ops = [{"op": "test", "path": "/metadata/resourceVersion", "value": rv},
+           {"op": "replace", "path": "/spec/y", "value": 3}]
+    patched = co.patch_namespaced_custom_object(GROUP, "v1beta1", "ml", VS, "a", ops,
+                                                _content_type="application/json-patch+json")
+    assert patched["spec"]["y"] == 3
+    with pytest.raises(kubernetes.client.ApiException) as failed:  # stale test op
+        co.patch_namespaced_custom_object(GROUP, "v1beta1", "ml", VS, "a", ops,
+                                          _content_type="application/json-patch+json")
+    assert failed.value.status == 422
+    events = []
+    stream = kubernetes.watch.Watch().stream(co.list_namespaced_custom_object, GROUP, "v1beta1", "ml", VS,
+                                             resource_version=created["metadata"]["resourceVersion"],
+                                             timeout_seconds=1)
+    for event in stream:
+        events.append((event["type"], event["object"]["spec"].get("y")))
+    assert events == [("MODIFIED", 2), ("MODIFIED", 3)]
+
+
+# --- inspect and validation --------------------------------------------------------
+
+
+def test_inspect_reads_weights_versions_and_state(istio_api: KubeAPIServer) -> None:
+    status = router(istio_api).inspect(TARGET)
+    assert status.weights == Weights(100, 0)
+    assert (status.stable_subset_version, status.canary_subset_version) == ("v1", "v2")
+    assert status.state is None and status.resource_version
+
+
+def test_missing_objects_are_target_errors(istio_api: KubeAPIServer) -> None:
+    with pytest.raises(TargetError, match="ml/nope"):
+        router(istio_api).inspect(Target("ml", "nope", "m", "v1", "v2", destination_rule="rec-model"))
+    with pytest.raises(TargetError, match="ml/other"):
+        router(istio_api).inspect(Target("ml", "rec-model", "m", "v1", "v2", destination_rule="other"))
+
+
+def test_three_destinations_is_a_target_error_and_nothing_is_written(istio_api: KubeAPIServer) -> None:
+    def third(obj: dict) -> None:
+        obj["spec"]["http"][0]["route"].append({"destination": {"host": "rec-model", "subset": "canary"}})
+
+    istio_api.edit(GROUP, VS, "ml", "rec-model", third)
+    before = len(istio_api.writes)
+    with pytest.raises(TargetError, match=r"ml/rec-model: spec.http\[0\].route has 3 destinations"):
+        router(istio_api).set_weights(TARGET, Weights.canary_at(10), state="{}")
+    assert len(istio_api.writes) == before
+
+
+def test_missing_subset_in_destination_rule(istio_api: KubeAPIServer) -> None:
+    istio_api.edit(GROUP, DR, "ml", "rec-model", lambda o: o["spec"]["subsets"].pop())
+    with pytest.raises(TargetError, match="does not define subset 'canary'"):
+        router(istio_api).inspect(TARGET)
+
+
+# --- writes ------------------------------------------------------------------------
+
+
+def test_set_weights_and_state_in_one_write(istio_api: KubeAPIServer) -> None:
+    rv_before = int(vs_of(istio_api)["metadata"]["resourceVersion"])
+    writes_before = len(istio_api.writes)
+    status = router(istio_api).set_weights(TARGET, Weights.canary_at(25), state='{"step": 1}')
+    obj = vs_of(istio_api)
+    assert weights_of(istio_api) == [75, 25]
+    assert obj["metadata"]["annotations"][STATE_ANNOTATION] == '{"step": 1}'
+    assert len(istio_api.writes) == writes_before + 1
+    assert int(obj["metadata"]["resourceVersion"]) == rv_before + 1
+    assert status.weights == Weights(75, 25) and status.state == '{"step": 1}'
+    assert status.resource_version == obj["metadata"]["resourceVersion"]
+    assert obj["spec"]["http"][0]["retries"]["attempts"] == 3  # untouched
+
+
+def test_foreign_edit_between_read_and_write_is_kept(istio_api: KubeAPIServer) -> None:
+    def foreign() -> None:
+        istio_api.edit(GROUP, VS, "ml", "rec-model",
+                       lambda o: o["spec"]["http"][0].update(timeout="30s"))
+
+    istio_api.before_next_write(foreign)
+    router(istio_api).set_weights(TARGET, Weights.canary_at(10), state="{}")
+    obj = vs_of(istio_api)
+    assert weights_of(istio_api) == [90, 10]
+    assert obj["spec"]["http"][0]["timeout"] == "30s"
+    assert [w[2] for w in istio_api.writes] == [409, 200]
+
+
+def test_conflicts_exhausted_raise_routing_conflict(istio_api: KubeAPIServer) -> None:
+    istio_api.fail_next(409, times=10, methods=["PUT"])
+    with pytest.raises(RoutingConflict, match="ml/rec-model"):
+        router(istio_api, conflict_attempts=3).set_weights(TARGET, Weights.canary_at(10), state="{}")
+    assert weights_of(istio_api) == [100, 0]
+
+
+def test_server_errors_are_retried(istio_api: KubeAPIServer) -> None:
+    istio_api.fail_next(500, times=2, methods=["GET"])
+    istio_api.fail_next(503, times=2, methods=["PUT"])
+    router(istio_api).set_weights(TARGET, Weights.canary_at(50), state="{}")
+    assert weights_of(istio_api) == [50, 50]
+
+
+def test_persistent_server_errors_become_kube_unavailable(istio_api: KubeAPIServer) -> None:
+    istio_api.fail_next(500, times=100, methods=["GET"])
+    with pytest.raises(KubeUnavailable, match="HTTP 500") as info:
+        router(istio_api, transient_attempts=3).inspect(TARGET)
+    assert isinstance(info.value.__cause__, kubernetes.client.ApiException)
+
+
+def test_unreachable_api_is_kube_unavailable() -> None:
+    api = KubeAPIServer().start()
+    client = api.api_client()
+    api.stop()
+    started = time.monotonic()
+    with pytest.raises(KubeUnavailable, match="unreachable"):
+        IstioRouter(client, wait=tenacity.wait_none(), request_timeout=1).inspect(TARGET)
+    assert time.monotonic() - started < 10
+
+
+def test_point_subset_changes_only_the_version_label_and_is_idempotent(istio_api: KubeAPIServer) -> None:
+    r = router(istio_api)
+    r.point_subset(TARGET, "stable", "v2")
+    dr = istio_api.get(GROUP, DR, "ml", "rec-model")
+    assert dr is not None
+    assert dr["spec"]["subsets"][0]["labels"] == {"app": "rec-model", "version": "v2"}
+    assert dr["spec"]["trafficPolicy"]["outlierDetection"]["consecutive5xxErrors"] == 5
+    writes = len(istio_api.writes)
+    r.point_subset(TARGET, "stable", "v2")
+    assert len(istio_api.writes) == writes
+    assert r.inspect(TARGET).stable_subset_version == "v2"
+
+
+def test_point_subset_survives_a_conflict(istio_api: KubeAPIServer) -> None:
+    istio_api.fail_next(409, times=1, methods=["PUT"], plural=DR)
+    router(istio_api).point_subset(TARGET, "canary", "v3")
+    assert router(istio_api).inspect(TARGET).canary_subset_version == "v3"
+
+
+def test_record_event_creates_an_event_and_never_raises(istio_api: KubeAPIServer) -> None:
+    r = router(istio_api)
+    assert r.record_event(TARGET, reason="RolledBack", message="p95 too high", warning=True) is True
+    (event,) = istio_api.list("", "events", "ml")
+    assert event["involvedObject"]["kind"] == "VirtualService"
+    assert event["involvedObject"]["name"] == "rec-model"
+    assert (event["reason"], event["type"], event["source"]["component"]) == ("RolledBack", "Warning", "canary")
+    istio_api.fail_next(500, times=5, methods=["POST"])
+    assert r.record_event(TARGET, reason="X", message="y") is False
