@@ -194,7 +194,7 @@ class Gates(_Strict):
 class Policy(_Strict):
     """A rollout policy (see policies/default.yaml for a commented example)."""
 
-    steps: list[int] = Field(min_length=1, description="canary weights in %, strictly increasing, last must be 100")
+    steps: list[int] = Field(min_length=1, description="canary weights in %, strictly increasing; the last must be 100 and is the promotion (not judged)")
     analysis: Analysis = Analysis()
     failure: Failure = Failure()
     metrics: Metrics = Metrics()
@@ -213,6 +213,8 @@ class Policy(_Strict):
                 raise ValueError(f"steps[{i}]={steps[i]}: weights must increase strictly")
         if steps[-1] != 100:
             raise ValueError("the last step must be 100 (full promotion)")
+        if len(steps) < 2:
+            raise ValueError("at least one step below 100 is needed: the canary is judged at each step below 100")
         return steps
 
     @field_validator("checks")

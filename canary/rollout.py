@@ -207,7 +207,8 @@ def _judge(state: RolloutState, ev: Looked, policy: Policy) -> tuple[RolloutStat
     s = replace(state, look=state.look + 1, step_looks=state.step_looks + 1, updated_at=ev.now,
                 last_verdict=_verdict_summary(j, ev))
     actions: list[Action] = [Emit("look.completed", {"outcome": j.outcome.label, "canary_requests": ev.canary_requests,
-                                                     "look": state.look, "results": [r.to_dict() for r in j.results]})]
+                                                     "look": state.look,
+                                                     "checks": {r.check: r.outcome.label for r in j.results}})]
     if j.hard_breach:
         s2, more = _end(s, ev.now, reason=j.reason(), phase=ROLLED_BACK, judgement=j)
         return s2, actions + more
@@ -226,10 +227,15 @@ def _judge(state: RolloutState, ev: Looked, policy: Policy) -> tuple[RolloutStat
     if elapsed < policy.analysis.interval:
         return s, actions
     if j.outcome is Outcome.PASS and ev.canary_requests >= policy.analysis.min_canary_requests:
-        if s.step + 1 < len(policy.steps):
+        if s.step + 2 < len(policy.steps):
             s2, more = _enter_step(s, s.step + 1, policy, ev.now)
             return s2, actions + more
-        s2 = _log(replace(s, phase=PROMOTING, reason="all steps passed"), ev.now, "promoting")
+        # The last step (100%) is the promotion itself: with no stable traffic left there
+        # is nothing to compare against, so it is not judged. All traffic moves to the
+        # canary subset (a state persisted as PROMOTING), then finish_promotion re-points
+        # stable at the new version and returns to 100/0 on it.
+        s2 = _log(replace(s, phase=PROMOTING, step=len(policy.steps) - 1, weights=Weights.canary_at(100),
+                          reason="all steps passed"), ev.now, "promoting")
         return s2, actions + [SetWeights(s2.weights), Emit("rollout.promoting", {})]
     overdue = elapsed - policy.analysis.interval
     if overdue < policy.failure.no_data_deadline:

@@ -58,9 +58,10 @@ def test_pass_with_too_few_canary_requests_does_not_advance() -> None:
 
 def test_last_step_pass_goes_through_promoting_then_promoted() -> None:
     s = started()
-    for t in (10, 20, 30):
-        s, _ = look(s, t, Outcome.PASS)
-    assert s.phase == rl.PROMOTING and s.weights == Weights(0, 100)
+    s, _ = look(s, 10, Outcome.PASS)
+    assert s.phase == rl.PROGRESSING and s.weights == Weights(50, 50)
+    s, _ = look(s, 20, Outcome.PASS)  # passing the step before 100 promotes: 100% is not judged
+    assert s.phase == rl.PROMOTING and s.weights == Weights(0, 100) and s.step == 2
     s, actions = rl.finish_promotion(s, 31)
     assert s.phase == rl.PROMOTED and s.weights == STABLE_ONLY
     # stable subset re-pointed BEFORE traffic returns to it

@@ -1,0 +1,102 @@
+"""In-memory stand-ins for unit tests of the controller's timing and ordering.
+
+The real router and provider are exercised against the Kubernetes API emulator
+and a real Prometheus in tests/integration and tests/e2e; these fakes only let
+unit tests run the controller loop on a fake clock, without sockets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from canary.model import STABLE_ONLY, Counts, Histogram, Target, Weights
+from canary.routing.base import RouteStatus
+
+
+class FakeClock:
+    def __init__(self, start: float = 1_000.0) -> None:
+        self.t = start
+
+    def now(self) -> float:
+        return self.t
+
+    def sleep(self, seconds: float) -> None:
+        self.t += max(seconds, 0.001)
+
+
+@dataclass
+class FakeRouter:
+    weights: Weights = STABLE_ONLY
+    state: str | None = None
+    subsets: dict[str, str] = field(default_factory=lambda: {"stable": "v1", "canary": "v1"})
+    log: list[tuple[str, Any]] = field(default_factory=list)  # ordered writes, for ordering assertions
+    fail_writes: int = 0
+
+    def inspect(self, target: Target) -> RouteStatus:
+        return RouteStatus(self.weights, self.state, self.subsets["stable"], self.subsets["canary"])
+
+    def set_weights(self, target: Target, weights: Weights, *, state: str) -> RouteStatus:
+        if self.fail_writes:
+            from canary.errors import KubeUnavailable
+
+            self.fail_writes -= 1
+            raise KubeUnavailable("fake: API down")
+        self.weights, self.state = weights, state
+        self.log.append(("weights", weights))
+        return self.inspect(target)
+
+    def point_subset(self, target: Target, subset: str, version: str) -> None:
+        self.subsets[subset] = version
+        self.log.append(("subset", (subset, version)))
+
+    def record_event(self, target: Target, *, reason: str, message: str, warning: bool = False) -> bool:
+        self.log.append(("event", reason))
+        return True
+
+
+# fine enough (x1.25 per bucket) that a 2x slowdown is resolvable; coarse-bucket behaviour is the judge's own test
+BOUNDS = tuple(round(5 * 1.25**i, 3) for i in range(24)) + (float("inf"),)
+
+
+def latency_histogram(n: int, scale_ms: float, seed: int) -> Histogram:
+    rng = np.random.default_rng(seed)
+    x = rng.lognormal(np.log(scale_ms), 0.5, size=n)
+    counts = [float((x <= b).sum()) for b in BOUNDS]
+    return Histogram(BOUNDS, tuple(counts))
+
+
+@dataclass
+class FakeMetrics:
+    """Per-arm traffic proportional to the current weights; canary latency scaled by `slowdown(t)`."""
+
+    router: FakeRouter
+    clock: FakeClock
+    rps: float = 100.0
+    slowdown: Callable[[float], float] = lambda t: 1.0
+    down: bool = False
+    calls: int = 0
+
+    def _n(self, window_s: int) -> tuple[int, int]:
+        w = self.router.weights
+        return int(self.rps * window_s * w.stable / 100), int(self.rps * window_s * w.canary / 100)
+
+    def measure(self, policy: Any, check: Any, target: Target, *, window_s: int) -> tuple[Any, Any]:
+        from canary.errors import MetricsUnavailable, NoData
+
+        self.calls += 1
+        if self.down:
+            raise MetricsUnavailable("fake: connection refused")
+        ns, nc = self._n(window_s)
+        if nc == 0:
+            raise NoData(f"{check.name}: no canary samples")
+        seed = int(self.clock.now() * 10) % 100_000
+        if check.kind == "latency":
+            return (latency_histogram(ns, 40.0, seed), latency_histogram(nc, 40.0 * self.slowdown(self.clock.now()), seed + 1))
+        return Counts(0, ns), Counts(0, nc)
+
+    def request_counts(self, policy: Any, target: Target, *, window_s: int) -> tuple[float, float]:
+        ns, nc = self._n(window_s)
+        return float(ns), float(nc)

@@ -1,0 +1,142 @@
+"""The controller loop on a fake clock: ordering of writes, timing, resume, interrupts."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from canary import rollout as rl
+from canary.controller import EXIT_INFRA, EXIT_INTERRUPTED, Controller, operator_action
+from canary.errors import ConfigError, RolloutBusy, TargetError
+from canary.logs import get
+from canary.model import STABLE_ONLY, Target, Weights
+from canary.policy import parse_policy
+from tests.fakes import FakeClock, FakeMetrics, FakeRouter
+
+POLICY = parse_policy({
+    "steps": [10, 50, 100],
+    "analysis": {"interval": "10s", "look_every": "2s", "min_canary_requests": 50, "alpha": 0.01},
+    "failure": {"max_failed_looks": 2, "no_data_deadline": "20s"},
+    "checks": [{"name": "lat", "kind": "latency", "max_increase_pct": 20},
+               {"name": "err", "kind": "error_rate", "max_increase_points": 1}],
+})
+TARGET = Target(namespace="ml", virtual_service="rec", model="rec", stable_version="", canary_version="v2")
+
+
+def make(**kw: object) -> tuple[Controller, FakeRouter, FakeMetrics, FakeClock]:
+    clock, router = FakeClock(), FakeRouter()
+    metrics = FakeMetrics(router, clock, **kw)
+    return Controller(policy=POLICY, target=TARGET, router=router, metrics=metrics, clock=clock), router, metrics, clock
+
+
+def test_good_canary_is_promoted_and_ends_on_the_new_version() -> None:
+    ctl, router, _, clock = make()
+    res = ctl.run()
+    assert res.exit_code == 0 and res.state.phase == rl.PROMOTED
+    assert router.weights == STABLE_ONLY and router.subsets == {"stable": "v2", "canary": "v2"}
+    writes = [x for x in router.log if x[0] != "event"]
+    # canary subset pointed while it had no traffic; stable re-pointed while canary had all of it
+    assert writes[0] == ("weights", STABLE_ONLY) and writes[1] == ("subset", ("canary", "v2"))
+    i = writes.index(("subset", ("stable", "v2")))
+    assert writes[i - 1] == ("weights", Weights(0, 100)) and writes[i + 1] == ("weights", STABLE_ONLY)
+    assert [w for k, w in writes if k == "weights"][1:4] == [Weights(90, 10), Weights(50, 50), Weights(0, 100)]
+    assert clock.t - 1000 >= 20  # two judged steps of at least 10 s; 100% is the promotion
+    assert json.loads(router.state)["phase"] == "promoted"
+
+
+def test_slow_canary_rolls_back_within_two_looks_of_the_breach() -> None:
+    ctl, router, _, clock = make(slowdown=lambda t: 2.0 if t >= 1012 else 1.0)
+    res = ctl.run()
+    assert res.exit_code == 1 and res.state.phase == rl.ROLLED_BACK and router.weights == STABLE_ONLY
+    assert router.subsets["stable"] == "v1"  # rollback leaves stable as it was
+    assert "lat" in res.state.reason
+    assert clock.t - 1012 <= 2 * POLICY.analysis.look_every + 0.5
+
+
+def test_prometheus_down_aborts_at_the_deadline_with_stable_at_100() -> None:
+    ctl, router, metrics, clock = make()
+    metrics.down = True
+    res = ctl.run()
+    assert res.exit_code == EXIT_INFRA and res.state.phase == rl.ABORTED and router.weights == STABLE_ONLY
+    assert 30 <= clock.t - 1000 <= 33  # interval 10 s + deadline 20 s
+
+
+def test_resume_from_recorded_state_continues_the_step() -> None:
+    ctl, router, _, clock = make()
+    ctl.stop.set()
+    ctl.on_interrupt = "pause"
+    res = ctl.run()
+    assert res.exit_code == EXIT_INTERRUPTED and res.state.phase == rl.PAUSED and router.weights == Weights(90, 10)
+    ctl2 = Controller(policy=POLICY, target=TARGET, router=router, metrics=FakeMetrics(router, clock), clock=clock)
+    res2 = ctl2.run()
+    assert res2.exit_code == 0 and router.weights == STABLE_ONLY
+
+
+def test_interrupt_defaults_to_rollback() -> None:
+    ctl, router, _, _ = make()
+    ctl.stop.set()
+    res = ctl.run()
+    assert res.exit_code == EXIT_INFRA and router.weights == STABLE_ONLY and res.state.reason == "interrupted"
+
+
+def test_other_rollout_in_progress_is_refused_untouched() -> None:
+    router = FakeRouter(weights=Weights(90, 10))
+    other = rl.RolloutState(model="rec", stable_version="v1", canary_version="v9", phase=rl.PROGRESSING,
+                            weights=Weights(90, 10))
+    router.state = other.to_json()
+    ctl = Controller(policy=POLICY, target=TARGET, router=router, metrics=FakeMetrics(router, FakeClock()), clock=FakeClock())
+    with pytest.raises(RolloutBusy, match="v9"):
+        ctl.run()
+    assert router.log == []
+
+
+def test_split_traffic_without_a_rollout_is_refused() -> None:
+    router = FakeRouter(weights=Weights(70, 30))
+    ctl = Controller(policy=POLICY, target=TARGET, router=router, metrics=FakeMetrics(router, FakeClock()), clock=FakeClock())
+    with pytest.raises(TargetError, match="70/30"):
+        ctl.run()
+    assert router.log == []
+
+
+def test_same_version_is_bad_input() -> None:
+    router = FakeRouter(subsets={"stable": "v2", "canary": "v2"})
+    ctl = Controller(policy=POLICY, target=TARGET, router=router, metrics=FakeMetrics(router, FakeClock()), clock=FakeClock())
+    with pytest.raises(ConfigError, match="already the stable"):
+        ctl.run()
+
+
+def test_operator_rollback_from_another_process_is_adopted() -> None:
+    ctl, router, metrics, clock = make()
+
+    def rollback_midway(t: float) -> float:
+        if t >= 1015 and json.loads(router.state)["phase"] == rl.PROGRESSING:
+            operator_action(router, TARGET, rl.Abort(t, "operator: on-call says no"), log=get())
+        return 1.0
+
+    metrics.slowdown = rollback_midway
+    res = ctl.run()
+    assert res.exit_code == 1 and res.state.reason == "operator: on-call says no" and router.weights == STABLE_ONLY
+
+
+def test_foreign_weight_edit_is_reasserted() -> None:
+    ctl, router, metrics, clock = make()
+    edited = []
+
+    def foreign(t: float) -> float:
+        if t >= 1013 and not edited:
+            edited.append(True)
+            router.weights = Weights(100, 0)  # a GitOps sync resets the weights, leaving our annotation
+        return 1.0
+
+    metrics.slowdown = foreign
+    res = ctl.run()
+    assert res.exit_code == 0 and edited
+
+
+def test_operator_rollback_forces_stable_even_without_a_recorded_rollout() -> None:
+    router = FakeRouter(weights=Weights(60, 40))
+    state = operator_action(router, TARGET, rl.Abort(1.0, "operator: x"), log=get())
+    assert router.weights == STABLE_ONLY and state.phase == rl.ROLLED_BACK
+    with pytest.raises(ConfigError, match="no rollout in progress"):
+        operator_action(router, TARGET, rl.Pause(2.0), log=get())
