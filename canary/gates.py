@@ -1,0 +1,38 @@
+"""Adapts the Triton checks (canary/triton.py) to the controller's Gate protocol.
+
+The controller only asks two things of a gate: may the canary get traffic
+(`preflight`, raising GateError), and is it still up (`ready`, never raising).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from canary.policy import TritonGate
+from canary.triton import ReadinessProbe, TritonEndpoint, preflight
+
+
+class TritonGates:
+    def __init__(self, cfg: TritonGate, *, model: str, stable_url: str | None, canary_url: str, base_dir: Path) -> None:
+        self.cfg = cfg
+        self.base_dir = base_dir
+        self.canary = TritonEndpoint(url=canary_url, model=model, protocol=cfg.protocol)
+        self.stable = TritonEndpoint(url=stable_url, model=model, protocol=cfg.protocol) if stable_url else None
+        self._probe: ReadinessProbe | None = None
+
+    @property
+    def probe_interval(self) -> float:
+        return self.cfg.probe_interval
+
+    @property
+    def probe_failures(self) -> int:
+        return self.cfg.probe_failures
+
+    def preflight(self) -> dict[str, Any]:
+        return preflight(self.stable, self.canary, self.cfg, base_dir=self.base_dir).to_dict()
+
+    def ready(self) -> bool:
+        if self._probe is None:
+            self._probe = ReadinessProbe(self.canary)
+        return self._probe.ready()
