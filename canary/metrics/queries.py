@@ -283,7 +283,7 @@ def normalise(raw: Iterable[tuple[float, float]], bounds: Sequence[float], *, sc
         if math.isnan(count) or math.isnan(le):
             continue
         by_le[le] = by_le.get(le, 0.0) + max(0.0, count)
-    ordered = sorted(set(bounds) | {math.inf})
+    ordered = sorted({b for b in bounds if not math.isnan(b)} | set(by_le) | {math.inf})
     counts: list[float] = []
     running = 0.0
     for le in ordered:

@@ -1,0 +1,282 @@
+"""PrometheusProvider against a real Prometheus (backfilled, and one live scrape).
+
+The session server holds `tests.support.prom.make_dataset()`: linear counters,
+so every expected number below is exact up to float noise.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Iterator
+
+import pytest
+
+from canary.errors import ConfigError, MetricsUnavailable, NoData
+from canary.metrics.prometheus import PrometheusProvider
+from canary.model import Counts, Histogram, Scalar, Target
+from canary.policy import Policy, parse_policy
+from canary.sandbox.promserver import free_port
+from tests.support.prom import (
+    EVIL_MODEL, ISTIO_LATENCY_BOUNDS_MS, MODEL_LATENCY_BOUNDS_S, PREDICTION_BOUNDS, TARGET, WINDOW_S, Dataset, cumulative,
+)
+
+pytestmark = pytest.mark.integration
+CHECKS: list[dict[str, Any]] = [
+    {"name": "p95", "kind": "latency", "max_ms": 100},
+    {"name": "errors", "kind": "error_rate", "max_rate_pct": 5},
+    {"name": "shift", "kind": "prediction_shift", "max_psi": 0.2},
+    {"name": "missing", "kind": "feature_missing", "max_rate_pct": 5},
+    {"name": "rps", "kind": "custom", "max_value": 100,
+     "query": 'sum(rate(model_requests_total{model_name="{model}",model_version="{version}"}[{window}]))'},
+]
+
+
+def make_policy(source: str = "model", checks: list[dict[str, Any]] | None = None, **metrics: Any) -> Policy:
+    return parse_policy({"steps": [10, 100], "metrics": {"source": source, **metrics}, "checks": checks or CHECKS})
+
+
+def check(policy: Policy, name: str) -> Any:
+    return next(c for c in policy.checks if c.name == name)
+
+
+def approx(x: float) -> Any:
+    return pytest.approx(x, rel=1e-6, abs=1e-6)
+
+
+@pytest.mark.parametrize(("source", "bounds_ms"), [
+    ("model", tuple(b * 1000 for b in MODEL_LATENCY_BOUNDS_S)), ("istio", ISTIO_LATENCY_BOUNDS_MS),
+])
+def test_latency_histograms_in_ms(prom_provider: PrometheusProvider, prom_dataset: Dataset, source: str,
+                                  bounds_ms: tuple[float, ...]) -> None:
+    pol = make_policy(source)
+    stable, canary = prom_provider.measure(pol, check(pol, "p95"), TARGET, window_s=WINDOW_S)
+    for arm, h in (("stable", stable), ("canary", canary)):
+        assert isinstance(h, Histogram)
+        assert h.bounds == pytest.approx((*bounds_ms, math.inf))
+        assert h.counts == pytest.approx(cumulative(prom_dataset.arm(arm).latency))
+
+
+def test_prediction_histograms(prom_provider: PrometheusProvider, prom_dataset: Dataset) -> None:
+    pol = make_policy("model")
+    stable, canary = prom_provider.measure(pol, check(pol, "shift"), TARGET, window_s=WINDOW_S)
+    assert isinstance(canary, Histogram) and canary.bounds == (*PREDICTION_BOUNDS, math.inf)
+    assert canary.counts == pytest.approx(cumulative(prom_dataset.canary.predictions))
+    assert stable.counts == pytest.approx(cumulative(prom_dataset.stable.predictions))  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("source", ["model", "istio", "triton"])
+def test_error_counts_and_request_counts(prom_provider: PrometheusProvider, prom_dataset: Dataset, source: str) -> None:
+    pol = make_policy(source)
+    stable, canary = prom_provider.measure(pol, check(pol, "errors"), TARGET, window_s=WINDOW_S)
+    for arm, c in (("stable", stable), ("canary", canary)):
+        assert isinstance(c, Counts)
+        assert (c.events, c.total) == (approx(prom_dataset.arm(arm).errors), approx(prom_dataset.arm(arm).requests))
+    n = prom_provider.request_counts(pol, TARGET, window_s=WINDOW_S)
+    assert n == (approx(prom_dataset.stable.requests), approx(prom_dataset.canary.requests))
+
+
+def test_feature_missing_is_mean_rate_times_requests(prom_provider: PrometheusProvider, prom_dataset: Dataset) -> None:
+    pol = make_policy("model")
+    stable, canary = prom_provider.measure(pol, check(pol, "missing"), TARGET, window_s=WINDOW_S)
+    for arm, c in (("stable", stable), ("canary", canary)):
+        a = prom_dataset.arm(arm)
+        assert isinstance(c, Counts) and c.total == approx(a.requests)
+        assert c.rate == approx(a.missing_rate)
+
+
+@pytest.mark.parametrize("source", ["model", "triton"])
+def test_custom_scalar_with_request_count(prom_provider: PrometheusProvider, prom_dataset: Dataset, source: str) -> None:
+    pol = make_policy(source)
+    stable, canary = prom_provider.measure(pol, check(pol, "rps"), TARGET, window_s=WINDOW_S)
+    assert isinstance(stable, Scalar) and isinstance(canary, Scalar)
+    assert stable.value == approx(prom_dataset.stable.requests / WINDOW_S)
+    assert (stable.n, canary.n) == (approx(prom_dataset.stable.requests), approx(prom_dataset.canary.requests))
+
+
+@pytest.mark.parametrize(("source", "name"), [("triton", "p95"), ("istio", "shift"), ("istio", "missing")])
+def test_source_without_the_metric_is_a_config_error(prom_provider: PrometheusProvider, source: str, name: str) -> None:
+    pol = make_policy(source)
+    with pytest.raises(ConfigError, match=repr(name)):
+        prom_provider.measure(pol, check(pol, name), TARGET, window_s=WINDOW_S)
+
+
+@pytest.mark.parametrize("name", ["p95", "errors", "shift", "missing"])
+def test_unknown_version_is_no_data_naming_check_arm_query(prom_provider: PrometheusProvider, name: str) -> None:
+    pol = make_policy("model")
+    target = Target(namespace="ml", virtual_service="rec", model="rec", stable_version="v1", canary_version="v404")
+    with pytest.raises(NoData, match=rf"'{name}'.*canary arm.*query: .*v404"):
+        prom_provider.measure(pol, check(pol, name), target, window_s=WINDOW_S)
+
+
+def test_window_before_history_is_no_data(prom_provider: PrometheusProvider, prom_dataset: Dataset) -> None:
+    pol = make_policy("istio")
+    with pytest.raises(NoData, match="stable arm"):
+        prom_provider.measure(pol, check(pol, "p95"), TARGET, window_s=WINDOW_S, at=prom_dataset.start - 3600)
+
+
+def test_bad_promql_is_a_config_error_naming_check_and_query(prom_provider: PrometheusProvider) -> None:
+    pol = make_policy(checks=[{"name": "broken", "kind": "custom", "max_value": 1, "query": "sum(rate(x[{window}])"}])
+    with pytest.raises(ConfigError, match=r"'broken'.*query: sum\(rate\(x\[60s\]\)"):
+        prom_provider.measure(pol, pol.checks[0], TARGET, window_s=WINDOW_S)
+
+
+def test_custom_returning_many_series_is_a_config_error(prom_provider: PrometheusProvider) -> None:
+    pol = make_policy(checks=[{"name": "wide", "kind": "custom", "max_value": 1, "query": "model_requests_total"}])
+    with pytest.raises(ConfigError, match="'wide'.*one number per arm"):
+        prom_provider.measure(pol, pol.checks[0], TARGET, window_s=WINDOW_S)
+
+
+def test_escaping_end_to_end(prom_provider: PrometheusProvider, prom_dataset: Dataset) -> None:
+    evil = Target(namespace="ml", virtual_service="rec", model=EVIL_MODEL, stable_version="v1", canary_version="v2")
+    pol = make_policy(checks=[CHECKS[-1]])
+    with pytest.raises(NoData, match="canary arm"):  # the name matched literally: only v1 exists for it
+        prom_provider.request_counts(pol, evil, window_s=WINDOW_S)
+    stable_only = Target(namespace="ml", virtual_service="rec", model=EVIL_MODEL, stable_version="v1", canary_version="v1")
+    assert prom_provider.request_counts(pol, stable_only, window_s=WINDOW_S) == (approx(42.0), approx(42.0))
+    stable, canary = prom_provider.measure(pol, pol.checks[0], stable_only, window_s=WINDOW_S)
+    assert stable.value == approx(prom_dataset.evil_requests / WINDOW_S)  # type: ignore[union-attr]
+
+
+def test_query_at_now_sees_history_past_now(prom_server: Any, prom_dataset: Dataset) -> None:
+    provider = PrometheusProvider(prom_server.url)
+    n = provider.request_counts(make_policy("triton"), TARGET, window_s=WINDOW_S)
+    assert n == (pytest.approx(prom_dataset.stable.requests, rel=1e-3), pytest.approx(prom_dataset.canary.requests, rel=1e-3))
+
+
+def test_dead_port_is_metrics_unavailable_quickly() -> None:
+    provider = PrometheusProvider(f"http://127.0.0.1:{free_port()}", retries=3, budget_s=2.0, backoff_s=0.05)
+    pol = make_policy("model")
+    t0 = time.monotonic()
+    with pytest.raises(MetricsUnavailable, match=r"'errors'.*stable arm.*connection failed.*query: ") as info:
+        provider.measure(pol, check(pol, "errors"), TARGET, window_s=WINDOW_S)
+    assert time.monotonic() - t0 < 2.5
+    assert info.value.__cause__ is not None  # the requests error is kept as the cause, not shown raw
+
+
+class _Stub:
+    """A scripted HTTP server: answers (status, body) in turn, records request headers."""
+
+    def __init__(self, answers: list[tuple[int, str]]) -> None:
+        self.answers, self.headers = answers, []
+        stub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802
+                stub.headers.append(dict(self.headers))
+                status, body = stub.answers.pop(0) if len(stub.answers) > 1 else stub.answers[0]
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(body.encode())
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def stub() -> Iterator[Any]:
+    made: list[_Stub] = []
+
+    def make(answers: list[tuple[int, str]]) -> _Stub:
+        made.append(_Stub(answers))
+        return made[-1]
+
+    yield make
+    for s in made:
+        s.close()
+
+
+OK = json.dumps({"status": "success", "data": {"resultType": "vector", "result": [{"metric": {}, "value": [1, "7"]}]}})
+
+
+def test_5xx_is_retried_then_succeeds_with_auth(stub: Any) -> None:
+    s = stub([(503, "overloaded"), (502, "bad gateway"), (200, OK)])
+    provider = PrometheusProvider(s.url, token="s3cret", retries=3, backoff_s=0.01)
+    assert provider.scalar("up", check="x") == 7.0
+    assert len(s.headers) == 3 and s.headers[-1]["Authorization"] == "Bearer s3cret"
+
+
+@pytest.mark.parametrize("answer", [(503, "down"), (200, "<html>not json</html>"), (200, '{"data": 1}')])
+def test_persistent_failure_or_malformed_answer_is_unavailable(stub: Any, answer: tuple[int, str]) -> None:
+    s = stub([answer])
+    provider = PrometheusProvider(s.url, basic_auth=("ann", "pw"), retries=2, backoff_s=0.01)
+    with pytest.raises(MetricsUnavailable, match="'x'"):
+        provider.scalar("up", check="x")
+    assert len(s.headers) == 2 and s.headers[0]["Authorization"].startswith("Basic ")
+
+
+def test_from_env() -> None:
+    env = {"CANARY_PROMETHEUS_URL": "https://prom:9090/", "CANARY_PROMETHEUS_TOKEN": "t",
+           "CANARY_PROMETHEUS_INSECURE": "true"}
+    p = PrometheusProvider.from_env(env, retries=1)
+    assert p.url == "https://prom:9090" and p.retries == 1 and p._client._session.verify is False
+    with pytest.raises(ConfigError, match="CANARY_PROMETHEUS_URL"):
+        PrometheusProvider.from_env({})
+    with pytest.raises(ConfigError, match="PASSWORD"):
+        PrometheusProvider.from_env({"CANARY_PROMETHEUS_URL": "http://x", "CANARY_PROMETHEUS_USER": "ann"})
+
+
+class _Exporter:
+    """Counters that grow with wall time, in Prometheus text format, on 127.0.0.1."""
+
+    RATES = {"v1": 40.0, "v2": 10.0}  # requests per second
+
+    def __init__(self) -> None:
+        t0 = time.time()
+        rates = self.RATES
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802
+                lines = ["# TYPE model_requests_total counter"]
+                for version, rate in rates.items():
+                    lines.append(f'model_requests_total{{model_name="live",model_version="{version}",'
+                                 f'outcome="success"}} {rate * (time.time() - t0)}')
+                body = ("\n".join(lines) + "\n").encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain; version=0.0.4")
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.target = f"127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_live_scrape(prom_server_factory: Any) -> None:
+    exporter = _Exporter()
+    try:
+        server = prom_server_factory(targets=[exporter.target], scrape_interval="1s")
+        provider = PrometheusProvider(server.url, retries=1)
+        target = Target(namespace="ml", virtual_service="live", model="live", stable_version="v1", canary_version="v2")
+        deadline = time.monotonic() + 30  # first scrape about 6 s after start; increase() needs two
+        while True:
+            try:
+                stable, canary = provider.request_counts(make_policy("model"), target, window_s=30)
+                break
+            except NoData:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+        assert stable > 0 and canary > 0
+        assert stable / canary == pytest.approx(4.0, rel=0.05)
+    finally:
+        exporter.close()
