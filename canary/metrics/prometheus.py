@@ -19,6 +19,8 @@ the proportion tests can weigh by sample size.
 
 from __future__ import annotations
 
+import ast
+import json
 import math
 import os
 import re
@@ -27,6 +29,7 @@ from typing import Any, Mapping
 
 import requests
 import structlog
+import urllib3
 from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, stop_after_delay, wait_exponential
 from urllib3.util.retry import Retry
@@ -38,6 +41,7 @@ from canary.policy import Check, Policy
 
 log = structlog.get_logger(__name__)
 _STATUS = re.compile(r"HTTP Status Code (\d+)")
+_BODY = re.compile(r"HTTP Status Code \d+ \((b'.*'|b\".*\")\)\s*$", re.DOTALL)
 _TRUE = {"1", "true", "yes", "on"}
 
 
@@ -71,10 +75,11 @@ class PrometheusProvider:
         session = requests.Session()
         session.verify = verify_tls  # a path is a CA bundle, as in requests
         headers = {"Authorization": f"Bearer {token}"} if token else None
-        # urllib3's own retries are switched off: tenacity alone owns the budget
+        # urllib3's own retries are off (read=False keeps a read timeout a Timeout, as requests'
+        # default adapter does): tenacity alone owns the budget
         self._client = PrometheusConnect(
             url=self.url, headers=headers, auth=basic_auth, session=session,
-            retry=Retry(total=0, raise_on_status=False), timeout=timeout_s,  # type: ignore[arg-type]
+            retry=Retry(0, read=False, raise_on_status=False), timeout=timeout_s,  # type: ignore[arg-type]
         )
 
     @classmethod
@@ -117,7 +122,7 @@ class PrometheusProvider:
             hists = {arm: q.normalise(raws[arm][0], bounds, scale=scale) for arm in q.ARMS}
             for arm, h in hists.items():
                 if h.total <= 0:
-                    raise NoData(f"check {name!r}: no observations for the {arm} arm in {window_s}s; query: {raws[arm][1]}")
+                    raise NoData(f"check {name!r}: no observations for {_arm(arm)} in {window_s}s; query: {raws[arm][1]}")
             return hists["stable"], hists["canary"]
         if check.kind == "error_rate":
             return self._error_counts(p, sels["stable"], name, "stable", window_s, at), \
@@ -145,7 +150,7 @@ class PrometheusProvider:
         query = q.requests_query(p, sel, window_s)
         n = self.scalar(query, check=check, arm=arm, at=at)
         if n <= 0:
-            raise NoData(f"check {check!r}: no requests for the {arm} arm in {window_s}s; query: {query}")
+            raise NoData(f"check {check!r}: no requests for {_arm(arm)} in {window_s}s; query: {query}")
         return n
 
     def _error_counts(self, p: q.Preset, sel: str, check: str, arm: str, window_s: float, at: float | None) -> Counts:
@@ -159,7 +164,7 @@ class PrometheusProvider:
         rate = self.scalar(query, check=check, arm=arm, at=at)
         if rate < 0 or rate > 1 + 1e-9:
             raise ConfigError(
-                f"check {check!r}: {p.feature_missing} must be a fraction 0..1, got {rate:g} for the {arm} arm "
+                f"check {check!r}: {p.feature_missing} must be a fraction 0..1, got {rate:g} for {_arm(arm)} "
                 f"(exported as a percentage?); query: {query}"
             )
         n = self._requests(p, sel, check, arm, window_s, at)
@@ -187,7 +192,7 @@ class PrometheusProvider:
             value = float(result[1])
         else:
             if not result:
-                raise NoData(f"check {check!r}: no series for the {arm} arm; query: {query}")
+                raise NoData(f"check {check!r}: no series for {_arm(arm)}; query: {query}")
             if len(result) > 1 or "value" not in result[0]:
                 raise ConfigError(
                     f"check {check!r}: query must return one number per arm, got {len(result)} series "
@@ -195,17 +200,17 @@ class PrometheusProvider:
                 )
             value = float(result[0]["value"][1])
         if math.isnan(value):
-            raise NoData(f"check {check!r}: NaN for the {arm} arm; query: {query}")
+            raise NoData(f"check {check!r}: NaN for {_arm(arm)}; query: {query}")
         return value
 
     def _buckets(self, query: str, check: str, arm: str, at: float | None) -> tuple[list[tuple[float, float]], str]:
         result = self.query(query, check=check, arm=arm, at=at)
         if _is_scalar(result) or not result:
-            raise NoData(f"check {check!r}: no histogram series for the {arm} arm; query: {query}")
+            raise NoData(f"check {check!r}: no histogram series for {_arm(arm)}; query: {query}")
         try:
             raw = [(q.parse_le(s["metric"]["le"]), float(s["value"][1])) for s in result]
         except (KeyError, ValueError, TypeError) as exc:
-            raise MetricsUnavailable(f"check {check!r}: malformed histogram answer for the {arm} arm; query: {query}") from exc
+            raise MetricsUnavailable(f"check {check!r}: malformed histogram answer for {_arm(arm)}; query: {query}") from exc
         return raw, query
 
     def query(self, query: str, *, check: str = "", arm: str = "", at: float | None = None) -> Any:
@@ -231,7 +236,7 @@ class PrometheusProvider:
         except _Transient as exc:
             log.error("metrics.query_failed", check=check, arm=arm, url=self.url, error=str(exc), query=query)
             raise MetricsUnavailable(
-                f"check {check!r}: Prometheus at {self.url} could not be asked for the {arm or 'any'} arm "
+                f"check {check!r}: Prometheus at {self.url} could not be asked for {_arm(arm)} "
                 f"({exc}); query: {query}"
             ) from exc.__cause__ or exc
         raise AssertionError("unreachable")  # pragma: no cover
@@ -249,7 +254,7 @@ class PrometheusProvider:
             raise _Transient(f"timed out after {timeout:.1f}s") from exc
         except requests.exceptions.ConnectionError as exc:
             raise _Transient("connection failed") from exc
-        except (requests.exceptions.RequestException, ValueError, KeyError, TypeError) as exc:
+        except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, ValueError, KeyError, TypeError) as exc:
             raise _Transient(f"malformed answer: {type(exc).__name__}") from exc
 
 
@@ -257,7 +262,14 @@ def _is_scalar(result: Any) -> bool:
     return isinstance(result, list) and len(result) == 2 and not isinstance(result[0], dict)
 
 
+def _arm(arm: str) -> str:
+    return f"the {arm} arm" if arm else "the query"
+
+
 def _error_text(exc: Exception) -> str:
-    """Prometheus's own error string from the client's message, when there is one."""
-    m = re.search(r'"error":\s*"((?:[^"\\]|\\.)*)"', str(exc))
-    return m.group(1).replace('\\"', '"') if m else str(exc)
+    """Prometheus's own error string: the client puts repr(response body) in its message."""
+    m = _BODY.search(str(exc))
+    try:
+        return str(json.loads(ast.literal_eval(m.group(1)))["error"]) if m else str(exc)
+    except (ValueError, SyntaxError, KeyError, TypeError):
+        return str(exc)

@@ -160,13 +160,14 @@ def test_dead_port_is_metrics_unavailable_quickly() -> None:
 class _Stub:
     """A scripted HTTP server: answers (status, body) in turn, records request headers."""
 
-    def __init__(self, answers: list[tuple[int, str]]) -> None:
+    def __init__(self, answers: list[tuple[int, str]], delay_s: float = 0.0) -> None:
         self.answers, self.headers = answers, []
         stub = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802
                 stub.headers.append(dict(self.headers))
+                time.sleep(delay_s)
                 status, body = stub.answers.pop(0) if len(stub.answers) > 1 else stub.answers[0]
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -178,7 +179,7 @@ class _Stub:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
 
     def close(self) -> None:
         self.server.shutdown()
@@ -189,8 +190,8 @@ class _Stub:
 def stub() -> Iterator[Any]:
     made: list[_Stub] = []
 
-    def make(answers: list[tuple[int, str]]) -> _Stub:
-        made.append(_Stub(answers))
+    def make(answers: list[tuple[int, str]], delay_s: float = 0.0) -> _Stub:
+        made.append(_Stub(answers, delay_s))
         return made[-1]
 
     yield make
@@ -215,6 +216,23 @@ def test_persistent_failure_or_malformed_answer_is_unavailable(stub: Any, answer
     with pytest.raises(MetricsUnavailable, match="'x'"):
         provider.scalar("up", check="x")
     assert len(s.headers) == 2 and s.headers[0]["Authorization"].startswith("Basic ")
+
+
+def test_hanging_prometheus_stays_within_the_budget(stub: Any) -> None:
+    s = stub([(200, OK)], delay_s=3.0)
+    provider = PrometheusProvider(s.url, timeout_s=0.4, retries=5, budget_s=1.0, backoff_s=0.01)
+    t0 = time.monotonic()
+    with pytest.raises(MetricsUnavailable, match="timed out"):
+        provider.scalar("up", check="x")
+    assert time.monotonic() - t0 < 1.5
+
+
+def test_4xx_is_a_config_error_at_once(stub: Any) -> None:
+    body = json.dumps({"status": "error", "errorType": "bad_data", "error": 'parse error: unexpected "}"'})
+    s = stub([(400, body)])
+    with pytest.raises(ConfigError, match=r"'x'.*parse error: unexpected \"}\".*query: up"):
+        PrometheusProvider(s.url, retries=3).scalar("up", check="x")
+    assert len(s.headers) == 1
 
 
 def test_from_env() -> None:
@@ -254,7 +272,7 @@ class _Exporter:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.target = f"127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
 
     def close(self) -> None:
         self.server.shutdown()
