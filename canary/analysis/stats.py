@@ -1,0 +1,328 @@
+"""Hypothesis tests over what Prometheus gives us: bucket counts and event counts.
+
+Why these tests: a canary judge looks many times at small, unequal samples
+(the canary gets 1-10% of traffic), sees latency only as cumulative bucket
+counts with coarse bounds, and must never roll back on noise. So:
+
+* quantiles are bounded *distribution-free* from bucket counts: the number of
+  observations <= b is exactly Binomial(n, F(b)), so a one-sided binomial test
+  at a bucket bound is an exact confidence statement about the quantile, with
+  no interpolation inside buckets (the usual source of made-up precision);
+* proportions use the Farrington-Manning score test with a margin, and an
+  exact (Clopper-Pearson) fallback when counts are small, because the per-look
+  alpha is tiny and normal tails lie there;
+* distribution shift needs significance *and* an effect size above the
+  policy's threshold, so large samples do not turn trivial shifts into
+  rollbacks.
+
+Every function is pure, takes plain numbers/arrays and returns a frozen
+`TestResult`. docs/judge.md gives the reasoning and the guarantees.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import special
+from scipy import stats as st
+
+# Counts below this many expected events per cell make the normal score test
+# unreliable at small alphas; the exact Clopper-Pearson comparison is used.
+_EXACT_BELOW = 10
+_MIN_EXPECTED = 5.0  # chi-square cells are merged until each arm expects this many
+
+
+@dataclass(frozen=True)
+class TestResult:
+    """One one-sided test: did the canary breach H0 at `alpha`, and the numbers why."""
+
+    breach: bool  # H0 ("canary within the limit") rejected at alpha
+    decidable: bool  # False: with this n no data could have rejected (inconclusive)
+    p_value: float
+    statistic: float = math.nan
+    stable: float = math.nan  # point estimate, stable arm (for humans)
+    canary: float = math.nan  # point estimate, canary arm
+    effect: float = math.nan
+    note: str = ""
+
+
+def _ints(counts: np.ndarray) -> np.ndarray:
+    """Prometheus increase() yields fractional counts; binomials need integers."""
+    return np.rint(np.maximum(np.asarray(counts, dtype=float), 0.0)).astype(np.int64)
+
+
+def histogram_quantile(bounds: np.ndarray, cum: np.ndarray, q: float) -> float:
+    """Prometheus' histogram_quantile: linear interpolation inside the bucket.
+
+    Used for display and for the Flagger-style baseline, never for decisions.
+    """
+    total = float(cum[-1])
+    if total <= 0:
+        return math.nan
+    rank = q * total
+    i = int(np.searchsorted(cum, rank, side="left"))
+    if i >= len(bounds) - 1:  # the +Inf bucket: Prometheus returns the last finite bound
+        return float(bounds[-2])
+    lo = 0.0 if i == 0 else float(bounds[i - 1])
+    below = 0.0 if i == 0 else float(cum[i - 1])
+    inside = float(cum[i]) - below
+    if i == 0 and bounds[0] <= 0:
+        return float(bounds[0])
+    frac = (rank - below) / inside if inside > 0 else 1.0
+    return lo + (float(bounds[i]) - lo) * frac
+
+
+def quantile_pvalues(cum: np.ndarray, q: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per finite bound b: p-values for 'quantile <= b' and 'quantile > b'.
+
+    k(b) ~ Binomial(n, F(b)). `below[i]` = P(Bin(n,q) >= k) is small when the
+    data show F(b) >= q (quantile at most b); `above[i]` = P(Bin(n,q) <= k) is
+    small when they show F(b) < q (quantile above b). Both are exact.
+    """
+    k = _ints(cum)
+    n = int(k[-1])
+    kf = k[:-1]
+    below = np.where(kf > 0, special.bdtrc(np.maximum(kf - 1, 0), n, q), 1.0)  # P(Bin >= k)
+    above = special.bdtr(kf, n, q)  # P(Bin <= k)
+    return np.asarray(below, dtype=float), np.asarray(above, dtype=float)
+
+
+def latency_relative(
+    bounds: np.ndarray, stable: np.ndarray, canary: np.ndarray, *, q: float, tol: float, alpha: float
+) -> TestResult:
+    """H0: the canary is at most (1+tol) slower than stable near its q-quantile.
+
+    Precisely: P(canary > b') <= P(stable > b) for a stable bound b next to the
+    stable q-quantile and b' the first bound >= (1+tol)*b. At b = stable's
+    q-quantile this *is* "canary_q <= (1+tol)*stable_q"; off it, the quantile
+    tested is the stable's F(b) (reported), and rounding b' up to a bound
+    widens the tolerance (reported; "too coarse" when it doubles). A one-sided
+    two-proportion test decides, so a faster canary never fails.
+    """
+    finite = bounds[:-1]
+    k_s, k_c = _ints(stable), _ints(canary)
+    n_s, n_c = int(k_s[-1]), int(k_c[-1])
+    s_est = histogram_quantile(bounds, stable, q)
+    c_est = histogram_quantile(bounds, canary, q)
+    effect = (c_est / s_est - 1.0) if s_est > 0 and math.isfinite(c_est) else math.nan
+    if n_s <= 0 or n_c <= 0:
+        return TestResult(False, False, 1.0, stable=s_est, canary=c_est, effect=effect,
+                          note="an arm has no requests")
+    pick = pick_bounds(finite, k_s[:-1] / n_s, q=q, tol=tol)
+    if pick is None:
+        return TestResult(False, False, 1.0, stable=s_est, canary=c_est, effect=effect,
+                          note=f"buckets too coarse: no bound pair {1 + tol:g}x apart near p{q * 100:g}")
+    i, j = pick
+    x_s, x_c = n_s - int(k_s[i]), n_c - int(k_c[j])
+    t = proportion_increase(x_s, n_s, x_c, n_c, margin=0.0, alpha=alpha)
+    eff_tol = finite[j] / finite[i] - 1.0
+    note = f"compared canary >{finite[j]:g} with stable >{finite[i]:g} (stable p{100 * k_s[i] / n_s:.3g})"
+    if eff_tol > 2 * tol:
+        note = f"buckets too coarse: only >+{eff_tol * 100:.0f}% is resolvable (limit +{tol * 100:g}%); " + note
+    return TestResult(t.breach, t.decidable, t.p_value, statistic=t.statistic, stable=s_est, canary=c_est,
+                      effect=effect, note=note)
+
+
+def pick_bounds(finite: np.ndarray, below: np.ndarray, *, q: float, tol: float) -> tuple[int, int] | None:
+    """Choose (b, b') from the bounds and the stable CDF at them.
+
+    Among stable bounds whose exceedance is within 1.5x of 1-q, take the one
+    whose (1+tol)*b lands closest below a bound (least widening of the
+    tolerance); failing that, the bound whose exceedance is nearest 1-q. Only
+    the stable arm (much larger) informs the choice, never the canary.
+    """
+    exceed = 1.0 - below
+    target = (1.0 + tol) * finite * (1 - 1e-12)
+    j = np.searchsorted(finite, target, side="left")
+    usable = (j < len(finite)) & (exceed > 0)
+    if not usable.any():
+        return None
+    dist = np.abs(np.log(np.where(exceed > 0, exceed, 1e-300) / (1.0 - q)))
+    near = usable & (dist <= math.log(1.5))
+    if near.any():
+        widen = np.where(near, finite[np.minimum(j, len(finite) - 1)] / np.where(near, target, 1.0), np.inf)
+        i = int(np.argmin(widen + 1e-6 * dist))
+    else:
+        i = int(np.argmin(np.where(usable, dist, np.inf)))
+    return i, int(j[i])
+
+
+def latency_ceiling(bounds: np.ndarray, canary: np.ndarray, *, q: float, max_value: float, alpha: float) -> TestResult:
+    """H0: canary q-quantile <= max_value. Exact binomial at the first bound >= max_value."""
+    finite = bounds[:-1]
+    c_est = histogram_quantile(bounds, canary, q)
+    j = int(np.searchsorted(finite, max_value * (1 - 1e-12), side="left"))
+    if j >= len(finite):  # a breach cannot be shown; a p95 inside the finite buckets still passes
+        return TestResult(False, True, 1.0, canary=c_est, note=f"no bucket bound at or above {max_value:g}")
+    _, p_above = quantile_pvalues(canary, q)
+    p = float(p_above[j])
+    note = "" if finite[j] <= max_value * 1.0001 else f"ceiling checked at bucket bound {finite[j]:g}"
+    return TestResult(p <= alpha, True, p, statistic=float(finite[j]), canary=c_est,
+                      effect=c_est - max_value if not math.isnan(c_est) else math.nan, note=note)
+
+
+def _cp_lower(x: int, n: int, a: float) -> float:
+    return 0.0 if x <= 0 else float(st.beta.ppf(a, x, n - x + 1))
+
+
+def _cp_upper(x: int, n: int, a: float) -> float:
+    return 1.0 if x >= n else float(st.beta.isf(a, x + 1, n - x))
+
+
+def fm_restricted(p1: float, p2: float, n1: float, n2: float, delta: float) -> tuple[float, float]:
+    """Restricted MLE of (p1, p2) under p1 - p2 = delta (Farrington & Manning 1990)."""
+    if delta == 0:
+        pooled = (p1 * n1 + p2 * n2) / (n1 + n2)
+        return pooled, pooled
+    th = n2 / n1
+    a = 1 + th
+    b = -(1 + th + p1 + th * p2 + delta * (th + 2))
+    c = delta * delta + delta * (2 * p1 + th + 1) + p1 + th * p2
+    d = -p1 * delta * (1 + delta)
+    v = b**3 / (27 * a**3) - b * c / (6 * a * a) + d / (2 * a)
+    u = math.copysign(math.sqrt(max(b * b / (9 * a * a) - c / (3 * a), 0.0)), v)
+    ratio = v / u**3 if u != 0 else 0.0
+    w = (math.pi + math.acos(max(-1.0, min(1.0, ratio)))) / 3
+    r1 = min(max(2 * u * math.cos(w) - b / (3 * a), delta), 1.0)
+    return r1, r1 - delta
+
+
+def proportion_increase(x_s: float, n_s: float, x_c: float, n_c: float, *, margin: float, alpha: float) -> TestResult:
+    """H0: p_canary - p_stable <= margin (one-sided).
+
+    Score test when every cell is large; otherwise exact: Fisher's test when
+    the margin is 0, else the conservative comparison of Clopper-Pearson
+    bounds at alpha/2 each (its p-value is the smallest alpha at which it
+    rejects, found by bisection).
+    """
+    xs, ns, xc, nc = (int(round(v)) for v in (x_s, n_s, x_c, n_c))
+    if ns <= 0 or nc <= 0:
+        return TestResult(False, False, 1.0, note="an arm has no requests")
+    ps, pc = xs / ns, xc / nc
+    eff = pc - ps
+    if min(xs, ns - xs, xc, nc - xc) >= _EXACT_BELOW:
+        r1, r2 = fm_restricted(pc, ps, nc, ns, margin)
+        se = math.sqrt(max(r1 * (1 - r1) / nc + r2 * (1 - r2) / ns, 1e-300))
+        z = (eff - margin) / se
+        p = float(st.norm.sf(z))
+        return TestResult(p <= alpha, True, p, statistic=z, stable=ps, canary=pc, effect=eff)
+    if eff <= margin:
+        return TestResult(False, True, 1.0, stable=ps, canary=pc, effect=eff, note="exact")
+    if margin == 0:  # Fisher's exact test (conditional on the margins): exact and not overly conservative
+        p = float(st.hypergeom.sf(xc - 1, ns + nc, xs + xc, nc))
+        return TestResult(p <= alpha, True, p, statistic=float(xc), stable=ps, canary=pc, effect=eff, note="exact")
+
+    def gap(a: float) -> float:
+        return _cp_lower(xc, nc, a / 2) - _cp_upper(xs, ns, a / 2) - margin
+
+    lo, hi = -300.0, 0.0  # log10 alpha
+    if gap(1.0) <= 0:
+        return TestResult(False, True, 1.0, stable=ps, canary=pc, effect=eff, note="exact")
+    for _ in range(40):
+        mid = (lo + hi) / 2
+        lo, hi = (lo, mid) if gap(10**mid) > 0 else (mid, hi)
+    p = float(10**hi)
+    return TestResult(p <= alpha, True, p, stable=ps, canary=pc, effect=eff, note="exact")
+
+
+def proportion_ceiling(x_c: float, n_c: float, *, max_rate: float, alpha: float) -> TestResult:
+    """H0: p_canary <= max_rate. Exact one-sided binomial test."""
+    xc, nc = int(round(x_c)), int(round(n_c))
+    if nc <= 0:
+        return TestResult(False, False, 1.0, note="canary has no requests")
+    p = float(st.binom.sf(xc - 1, nc, max_rate)) if xc > 0 else 1.0
+    return TestResult(p <= alpha, True, p, statistic=float(xc), canary=xc / nc, effect=xc / nc - max_rate)
+
+
+def merge_sparse(stable: np.ndarray, canary: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Merge adjacent bins (left to right) until each arm expects >= 5 in every cell."""
+    s, c = np.asarray(stable, float), np.asarray(canary, float)
+    n_s, n_c = s.sum(), c.sum()
+    share = min(n_s, n_c) / (n_s + n_c)
+    pooled = s + c
+    edges, acc = [], 0.0
+    for i, v in enumerate(pooled):
+        acc += v
+        if acc * share >= _MIN_EXPECTED:
+            edges.append(i + 1)
+            acc = 0.0
+    if not edges:
+        return np.array([n_s]), np.array([n_c])
+    edges[-1] = len(pooled)  # a sparse tail joins the last full cell
+    starts = [0] + edges[:-1]
+    return (np.array([s[a:b].sum() for a, b in zip(starts, edges)]),
+            np.array([c[a:b].sum() for a, b in zip(starts, edges)]))
+
+
+def psi(stable: np.ndarray, canary: np.ndarray) -> float:
+    """Population stability index, with +0.5 per cell so empty cells stay finite."""
+    ps = (stable + 0.5) / (stable.sum() + 0.5 * len(stable))
+    pc = (canary + 0.5) / (canary.sum() + 0.5 * len(canary))
+    return float(np.sum((pc - ps) * np.log(pc / ps)))
+
+
+def js_distance(stable: np.ndarray, canary: np.ndarray) -> float:
+    """Jensen-Shannon distance, base 2 (0 identical .. 1 disjoint)."""
+    ps, pc = stable / stable.sum(), canary / canary.sum()
+    m = (ps + pc) / 2
+
+    def kl(p: np.ndarray) -> float:
+        pos = p > 0  # 0 * log 0 = 0; where p > 0, m > 0 too
+        return float(np.sum(p[pos] * np.log2(p[pos] / m[pos])))
+
+    return float(math.sqrt(max(0.5 * kl(ps) + 0.5 * kl(pc), 0.0)))
+
+
+def js_to_psi(js: float) -> float:
+    """PSI equivalent of a JS distance for small shifts: JSD(nats) ~ PSI/8."""
+    return 8.0 * math.log(2) * js * js
+
+
+def distribution_shift(stable: np.ndarray, canary: np.ndarray, *, max_psi: float, alpha: float,
+                       pass_level: float = 0.05) -> tuple[TestResult, float, float]:
+    """H0: PSI <= max_psi, on per-bucket (non-cumulative) counts of both arms.
+
+    Under a shift of true size PSI, n_eff*PSI_hat is close to noncentral
+    chi-square(df=k-1, lambda=n_eff*PSI) with n_eff = n_s n_c/(n_s+n_c), since
+    PSI is the symmetric KL divergence and its plug-in is the chi-square
+    statistic over n_eff to first order. So: breach when both the chi-square
+    homogeneity test and the effect test reject at alpha; `upper` is the
+    (1 - pass_level) upper confidence bound on PSI, used to PASS.
+    Returns (result, psi_upper, js_distance).
+    """
+    if np.sum(stable) <= 0 or np.sum(canary) <= 0:
+        return TestResult(False, False, 1.0, note="an arm has no observations"), math.inf, math.nan
+    s, c = merge_sparse(stable, canary)
+    n_s, n_c = s.sum(), c.sum()
+    if len(s) < 2:
+        return TestResult(False, False, 1.0, note="too few observations to compare"), math.inf, math.nan
+    table = np.vstack([s, c])
+    expected = table.sum(0) * table.sum(1)[:, None] / table.sum()
+    chi2 = float(np.sum((table - expected) ** 2 / np.where(expected > 0, expected, 1.0)))
+    df = len(s) - 1
+    p_chi = float(st.chi2.sf(chi2, df))
+    n_eff = n_s * n_c / (n_s + n_c)
+    est = psi(s, c)
+    obs = n_eff * est
+    p_eff = float(st.ncx2.sf(obs, df, n_eff * max_psi))
+    upper = _ncx2_upper(obs, df, pass_level) / n_eff
+    p = max(p_chi, p_eff)
+    res = TestResult(p <= alpha, True, p, statistic=chi2, effect=est, note=f"{len(s)} cells")
+    return res, upper, js_distance(s, c)
+
+
+def _ncx2_upper(obs: float, df: int, level: float) -> float:
+    """Approximate upper confidence bound on the noncentrality lambda.
+
+    Solves obs = mean - z*sd for ncx2(df, lambda) (mean df+lambda, variance
+    2(df+2 lambda)) in closed form: it only decides PASS vs INCONCLUSIVE, never
+    a rollback, so a normal approximation is enough and keeps a look cheap.
+    """
+    z = float(st.norm.isf(level))
+    disc = z * z - (df / 2.0 - obs)
+    if disc < 0:
+        return 0.0
+    y = 2.0 * (z + math.sqrt(disc))
+    return max(0.0, (y * y / 2.0 - df) / 2.0)
