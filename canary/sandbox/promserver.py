@@ -19,6 +19,7 @@ start (Prometheus's fixed service-discovery delay).
 
 from __future__ import annotations
 
+import json
 import shutil
 import socket
 import subprocess
@@ -77,6 +78,7 @@ class PromServer:
         self,
         *,
         targets: Sequence[str] = (),
+        labelled: Sequence[tuple[Mapping[str, str], Sequence[str]]] = (),
         scrape_interval: str = "1s",
         data_dir: str | Path | None = None,
         port: int | None = None,
@@ -85,6 +87,8 @@ class PromServer:
         extra_args: Sequence[str] = (),
     ) -> None:
         self.targets = list(targets)
+        # (labels, targets) pairs: static-config labels stand in for Kubernetes SD relabelling
+        self.labelled = [(dict(labels), list(ts)) for labels, ts in labelled]
         self.scrape_interval = scrape_interval
         self._own_data = data_dir is None
         self.data_dir = Path(data_dir) if data_dir else Path(tempfile.mkdtemp(prefix="canary-prom-data-"))
@@ -106,10 +110,12 @@ class PromServer:
     def config(self) -> dict[str, object]:
         cfg: dict[str, object] = {"global": {"scrape_interval": self.scrape_interval,
                                              "evaluation_interval": self.scrape_interval}}
-        if self.targets:
+        static: list[dict[str, object]] = [{"targets": self.targets}] if self.targets else []
+        static += [{"targets": ts, "labels": labels} for labels, ts in self.labelled]
+        if static:
             cfg["scrape_configs"] = [{
                 "job_name": "sandbox", "scrape_interval": self.scrape_interval,
-                "scrape_timeout": self.scrape_interval, "static_configs": [{"targets": self.targets}],
+                "scrape_timeout": self.scrape_interval, "static_configs": static,
             }]
         return cfg
 
@@ -162,6 +168,21 @@ class PromServer:
                 pass
             time.sleep(0.05)
         return False
+
+    def wait_targets_up(self, *, timeout_s: float = 30.0) -> float:
+        """Block until every configured target has been scraped healthy; returns seconds waited."""
+        want = len(self.targets) + sum(len(ts) for _, ts in self.labelled)
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < timeout_s:
+            try:
+                with urllib.request.urlopen(self.url + "/api/v1/targets?state=active", timeout=1) as resp:
+                    active = json.load(resp)["data"]["activeTargets"]
+                if sum(1 for t in active if t.get("health") == "up") >= want:
+                    return time.monotonic() - t0
+            except (OSError, ValueError, KeyError):
+                pass
+            time.sleep(0.2)
+        raise PromServerError(f"prometheus targets not all up after {timeout_s}s: {self.log_tail(500)}")
 
     def log_tail(self, chars: int = 2000) -> str:
         if not self._workdir or not (self._workdir / "prometheus.log").exists():

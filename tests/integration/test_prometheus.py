@@ -282,13 +282,14 @@ class _Exporter:
 def test_live_scrape(prom_server_factory: Any) -> None:
     exporter = _Exporter()
     try:
-        server = prom_server_factory(targets=[exporter.target], scrape_interval="1s")
+        server = prom_server_factory(labelled=[({"team": "ml"}, [exporter.target])], scrape_interval="1s")
+        assert server.wait_targets_up(timeout_s=20) < 20  # first scrape about 6 s after start
         provider = PrometheusProvider(server.url, retries=1)
         target = Target(namespace="ml", virtual_service="live", model="live", stable_version="v1", canary_version="v2")
         deadline = time.monotonic() + 30  # first scrape about 6 s after start; increase() needs two
         while True:
             try:
-                stable, canary = provider.request_counts(make_policy("model"), target, window_s=30)
+                stable, canary = provider.request_counts(make_policy("model", labels={"team": "ml"}), target, window_s=30)
                 break
             except NoData:
                 if time.monotonic() > deadline:
