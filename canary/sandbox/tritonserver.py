@@ -181,12 +181,17 @@ class TritonServer:
             self.proc.wait(timeout=10)
             log.warning("triton.killed", arm=self.arm, pid=self.proc.pid)
 
+    def terminate(self) -> None:
+        """Ask the arm to stop (SIGTERM to its group) without waiting; :meth:`stop` waits."""
+        if self.proc is not None and self.alive():
+            _signal_group(self.proc.pid, signal.SIGTERM)
+
     def stop(self, timeout: float = 15.0) -> None:
         """SIGTERM (PyTriton stops Triton cleanly), then SIGKILL the group if needed."""
         if self.proc is None:
             return
         if self.alive():
-            _signal_group(self.proc.pid, signal.SIGTERM)
+            self.terminate()
             try:
                 self.proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:

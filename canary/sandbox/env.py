@@ -1,0 +1,318 @@
+"""The local stand-in for a cluster: every moving part of a canary rollout, for real.
+
+``with Sandbox("slow") as sb:`` starts, all on 127.0.0.1:
+
+- the strict Kubernetes API emulator holding the shipped ``istio/`` VirtualService
+  and DestinationRule (subsets pointed at the two versions), and a kubeconfig for it;
+- two Triton servers (PyTriton): ``stable`` runs ``stable_version``, ``canary`` runs
+  ``canary_version``, each exporting the model's metrics;
+- HAProxy as the data plane, and the watcher that plays istiod (VS weights -> HAProxy);
+- Prometheus scraping both model-metrics and both Triton-metrics endpoints every
+  second, with target labels ``arm`` and ``version`` (Triton's own ``version="1"``
+  becomes ``exported_version``, as with a PodMonitor's ``podTargetLabels``);
+- a load generator sending requests through HAProxy.
+
+The scenario's fault reaches the canary when it first receives traffic (or at
+``inject_fault()``): "slow", "drift" and "errors" change the canary's knobs, "crash"
+kills its process ``crash_after_s`` later, "bad-schema" is built in from the start
+(its canary must be refused before any traffic). Everything is stopped in reverse
+order by PID on exit, Ctrl-C or a failed start. Start it from a thread that outlives
+it (the main thread): the Triton children die with the thread that spawned them.
+"""
+
+from __future__ import annotations
+
+import atexit
+import copy
+import json
+import shutil
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any, Callable
+
+import structlog
+import yaml
+
+from canary.sandbox.haproxy import HAProxy
+from canary.sandbox.loadgen import LoadGenerator
+from canary.sandbox.model import MODEL_NAME, SCENARIOS, Behaviour
+from canary.sandbox.promserver import PromServer
+from canary.sandbox.tritonserver import TritonServer
+
+log = structlog.get_logger(__name__)
+
+ISTIO_DIR = Path(__file__).resolve().parents[2] / "istio"
+
+
+def istio_objects(istio_dir: Path, *, stable_version: str, canary_version: str) -> list[dict[str, Any]]:
+    """The shipped VirtualService/DestinationRule, DR subsets pointed at the two versions."""
+    out = []
+    for path in sorted(istio_dir.glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")):
+            if isinstance(doc, dict) and doc.get("kind") in ("VirtualService", "DestinationRule"):
+                doc = copy.deepcopy(doc)
+                if doc["kind"] == "DestinationRule":
+                    versions = {"stable": stable_version, "canary": canary_version}
+                    for subset in doc["spec"].get("subsets", []):
+                        if subset.get("name") in versions:
+                            subset.setdefault("labels", {})["version"] = versions[subset["name"]]
+                out.append(doc)
+    if not out:
+        raise FileNotFoundError(f"no VirtualService/DestinationRule manifests in {istio_dir}")
+    return out
+
+
+def write_kubeconfig(path: Path, server: str, namespace: str) -> Path:
+    cfg = {
+        "apiVersion": "v1", "kind": "Config", "current-context": "sandbox",
+        "clusters": [{"name": "sandbox", "cluster": {"server": server}}],
+        "users": [{"name": "sandbox", "user": {"token": "sandbox"}}],
+        "contexts": [{"name": "sandbox", "context": {"cluster": "sandbox", "user": "sandbox", "namespace": namespace}}],
+    }
+    path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    return path
+
+
+class Sandbox:
+    """Context manager; see the module docstring. Attributes are valid after start()."""
+
+    SCENARIOS = tuple(SCENARIOS)
+
+    def __init__(self, scenario: str = "good", *, model: str = MODEL_NAME, namespace: str = "ml",
+                 stable_version: str = "v1.0.0", canary_version: str = "v2.1.0", rate: float = 30.0,
+                 missing_share: float = 0.05, load: bool = True, fault_at: str = "traffic",
+                 crash_after_s: float = 3.0, device: str = "cpu", prometheus: bool = True,
+                 workdir: Path | None = None, istio_dir: Path = ISTIO_DIR, watch: bool = True) -> None:
+        if scenario not in SCENARIOS:
+            raise ValueError(f"unknown scenario {scenario!r}; choose one of {', '.join(SCENARIOS)}")
+        if fault_at not in ("traffic", "start", "manual"):
+            raise ValueError("fault_at must be 'traffic', 'start' or 'manual'")
+        if model != MODEL_NAME:
+            raise ValueError(f"the sandbox serves only {MODEL_NAME!r}")
+        self.scenario, self.model, self.namespace = scenario, model, namespace
+        self.stable_version, self.canary_version = stable_version, canary_version
+        self.rate, self.missing_share, self.load = rate, missing_share, load
+        self.fault_at, self.crash_after_s, self.device = fault_at, crash_after_s, device
+        self.use_prometheus, self.istio_dir, self.watch = prometheus, istio_dir, watch
+        self._own_workdir = workdir is None
+        self.workdir = workdir or Path(tempfile.mkdtemp(prefix="canary-sandbox-"))
+        self.kube: Any = None
+        self.stable: TritonServer | None = None
+        self.canary: TritonServer | None = None
+        self.haproxy: HAProxy | None = None
+        self.watcher: Any = None
+        self.prom: Any = None
+        self.loadgen: LoadGenerator | None = None
+        self.kubeconfig: Path = self.workdir / "kubeconfig"
+        self.fault_injected_at: float | None = None
+        self.timings: dict[str, float] = {}
+        self._stops: list[tuple[str, Callable[[], None]]] = []
+        self._lock = threading.Lock()
+        self._timer: threading.Timer | None = None
+
+    # -- urls ------------------------------------------------------------------------------
+    @property
+    def kube_url(self) -> str:
+        return str(self.kube.url)
+
+    @property
+    def prometheus_url(self) -> str:
+        return str(self.prom.url) if self.prom else ""
+
+    @property
+    def triton_stable_url(self) -> str:
+        assert self.stable is not None
+        return self.stable.http_url
+
+    @property
+    def triton_canary_url(self) -> str:
+        assert self.canary is not None
+        return self.canary.http_url
+
+    @property
+    def haproxy_url(self) -> str:
+        assert self.haproxy is not None
+        return self.haproxy.url
+
+    def promote_args(self, policy: str | Path) -> list[str]:
+        """Arguments for `canary promote` against this sandbox."""
+        return [
+            "promote", self.model, "--canary-version", self.canary_version, "--stable-version", self.stable_version,
+            "--namespace", self.namespace, "--policy", str(policy), "--kubeconfig", str(self.kubeconfig),
+            "--prometheus-url", self.prometheus_url, "--triton-canary", self.triton_canary_url,
+            "--triton-stable", self.triton_stable_url,
+        ]
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def __enter__(self) -> "Sandbox":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> "Sandbox":
+        atexit.register(self.stop)
+        t0 = time.monotonic()
+        try:
+            self._start_kube()
+            self._start_tritons()
+            self._start_data_plane()
+            if self.use_prometheus:
+                self._start_prometheus()
+            if self.load:
+                self.loadgen = LoadGenerator(self.haproxy_url, rate=self.rate, missing_share=self.missing_share).start()
+                self._stops.append(("loadgen", self.loadgen.stop))
+            if self.fault_at == "start":
+                self.inject_fault()
+        except BaseException:
+            self.stop()
+            raise
+        self.timings["total_start_s"] = round(time.monotonic() - t0, 2)
+        log.info("sandbox.started", scenario=self.scenario, **self.urls(), **self.timings)
+        return self
+
+    def _start_kube(self) -> None:
+        from canary.sandbox.kubeapi import KubeAPIServer
+
+        objs = istio_objects(self.istio_dir, stable_version=self.stable_version, canary_version=self.canary_version)
+        for obj in objs:
+            obj.setdefault("metadata", {})["namespace"] = self.namespace
+        self.kube = KubeAPIServer(seed=objs).start()
+        self._stops.append(("kube", self.kube.stop))
+        write_kubeconfig(self.kubeconfig, self.kube.url, self.namespace)
+
+    def _start_tritons(self) -> None:
+        canary_b = Behaviour(device=self.device, schema=SCENARIOS[self.scenario].schema)
+        self.stable = TritonServer("stable", self.stable_version, Behaviour(device=self.device),
+                                   workdir=self.workdir / "triton-stable")
+        self.canary = TritonServer("canary", self.canary_version, canary_b, workdir=self.workdir / "triton-canary")
+        for server in (self.stable, self.canary):  # both spawn now, from this thread; then wait together
+            server.start()
+        self._stops.append(("tritons", self._stop_tritons))
+        for server in (self.stable, self.canary):
+            self.timings[f"triton_{server.arm}_ready_s"] = round(server.wait_ready(), 2)
+
+    def _stop_tritons(self) -> None:
+        servers = [s for s in (self.stable, self.canary) if s is not None]
+        for s in servers:  # both stop in parallel (each waits ~2 s for open connections)
+            s.terminate()
+        for s in servers:
+            s.stop()
+
+    def _start_data_plane(self) -> None:
+        from canary.sandbox.watcher import Watcher
+
+        assert self.stable and self.canary
+        self.haproxy = HAProxy({"stable": f"127.0.0.1:{self.stable.http_port}",
+                                "canary": f"127.0.0.1:{self.canary.http_port}"},
+                               workdir=self.workdir / "haproxy").start()
+        self._stops.append(("haproxy", self.haproxy.stop))
+        self._api_client = self.kube.api_client()
+        self.watcher = Watcher(self._api_client, self.haproxy, namespace=self.namespace, name=self.model,
+                               servers={self.stable_version: "stable", self.canary_version: "canary"},
+                               use_watch=self.watch, on_push=self._on_push).start()
+        self._stops.append(("watcher", self.watcher.stop))
+
+    def _start_prometheus(self) -> None:
+        assert self.stable and self.canary
+        labelled = [
+            ({"arm": s.arm, "version": s.version}, [f"127.0.0.1:{s.model_metrics_port}", f"127.0.0.1:{s.metrics_port}"])
+            for s in (self.stable, self.canary)
+        ]
+        self.prom = LabelledPromServer(labelled, data_dir=self.workdir / "prometheus-data").start()
+        self._stops.append(("prometheus", self.prom.stop))
+        t = time.monotonic()
+        self.prom.wait_targets_up(timeout_s=30.0)
+        self.timings["prometheus_first_scrape_s"] = round(time.monotonic() - t, 2)
+
+    def stop(self) -> None:
+        """Stop everything started, newest first; never raises (logs what failed)."""
+        with self._lock:
+            if self._timer:
+                self._timer.cancel()
+            while self._stops:
+                name, stop = self._stops.pop()
+                try:
+                    stop()
+                except Exception as exc:  # keep stopping the rest
+                    log.error("sandbox.stop_failed", part=name, error=str(exc))
+            if getattr(self, "_api_client", None) is not None:
+                self._api_client.close()
+                self._api_client = None
+            if self._own_workdir:
+                shutil.rmtree(self.workdir, ignore_errors=True)
+        atexit.unregister(self.stop)
+
+    # -- faults ----------------------------------------------------------------------------
+    def _on_push(self, weights: dict[str, int]) -> None:
+        if self.fault_at == "traffic" and weights.get("canary", 0) > 0 and self.fault_injected_at is None:
+            self.inject_fault()
+
+    def inject_fault(self) -> None:
+        """Make the canary misbehave as the scenario says (idempotent)."""
+        if self.fault_injected_at is not None or self.canary is None:
+            return
+        self.fault_injected_at = time.monotonic()
+        knobs = SCENARIOS[self.scenario]
+        log.warning("sandbox.fault_injected", scenario=self.scenario)
+        if self.scenario == "crash":
+            self._timer = threading.Timer(self.crash_after_s, self.canary.kill)
+            self._timer.daemon = True
+            self._timer.start()
+        elif self.scenario in ("slow", "drift", "errors"):
+            self.canary.set_behaviour(Behaviour(
+                extra_latency_ms=knobs.extra_latency_ms, prediction_shift=knobs.prediction_shift,
+                error_share=knobs.error_share, schema=self.canary.behaviour.schema, device=self.device))
+
+    # -- reporting -------------------------------------------------------------------------
+    def urls(self) -> dict[str, str]:
+        return {"kubeconfig": str(self.kubeconfig), "kube_url": self.kube_url if self.kube else "",
+                "prometheus_url": self.prometheus_url,
+                "triton_stable_url": self.stable.http_url if self.stable else "",
+                "triton_canary_url": self.canary.http_url if self.canary else "",
+                "haproxy_url": self.haproxy.url if self.haproxy else ""}
+
+    def summary(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"scenario": self.scenario, "timings": dict(self.timings)}
+        for s in (self.stable, self.canary):
+            if s is not None:
+                out[f"triton_{s.arm}"] = {"pid": s.pid, "alive": s.alive(), "rss_mb": round(s.rss_mb(), 1)}
+        if self.haproxy and self.haproxy.proc and self.haproxy.proc.poll() is None:
+            out["haproxy_weights"] = self.haproxy.weights()
+        if self.loadgen:
+            out["load"] = self.loadgen.snapshot()
+        return out
+
+
+class LabelledPromServer(PromServer):
+    """PromServer with per-target labels (the sandbox's stand-in for Kubernetes SD relabelling)."""
+
+    def __init__(self, labelled: list[tuple[dict[str, str], list[str]]], **kwargs: Any) -> None:
+        super().__init__(targets=[t for _, ts in labelled for t in ts], **kwargs)
+        self.labelled = labelled
+
+    def config(self) -> dict[str, object]:
+        cfg = super().config()
+        cfg["scrape_configs"] = [{
+            "job_name": "sandbox", "scrape_interval": self.scrape_interval, "scrape_timeout": self.scrape_interval,
+            "static_configs": [{"targets": t, "labels": labels} for labels, t in self.labelled],
+        }]
+        return cfg
+
+    def wait_targets_up(self, timeout_s: float = 30.0) -> None:
+        """Block until every target has been scraped successfully once (~6 s after start)."""
+        want = len(self.targets)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(self.url + "/api/v1/targets?state=active", timeout=1) as r:
+                    active = json.load(r)["data"]["activeTargets"]
+                if sum(1 for t in active if t.get("health") == "up") >= want:
+                    return
+            except (OSError, ValueError, KeyError):
+                pass
+            time.sleep(0.2)
+        raise TimeoutError(f"prometheus targets not all up after {timeout_s}s")
