@@ -17,7 +17,8 @@ from typing import Any, Callable, Protocol
 
 from canary import rollout as rl
 from canary.analysis.judge import judge
-from canary.errors import CanaryError, ConfigError, KubeUnavailable, RolloutBusy, TargetError, TransientError
+from canary.errors import (CanaryError, ConfigError, KubeUnavailable, MetricsUnavailable, RolloutBusy, TargetError,
+                           TransientError)
 from canary.logs import get as get_logger
 from canary.metrics.base import MetricsProvider
 from canary.model import STABLE_ONLY, ArmData, Target
@@ -175,9 +176,12 @@ class Controller:
                 measurements[check.name] = self.metrics.measure(self.policy, check, self.target, window_s=window)
             except CanaryError as exc:
                 measurements[check.name] = exc
+            except Exception as exc:  # a provider bug must not crash a tick that holds split traffic
+                self.log.error("metrics.unexpected_error", check=check.name, error=f"{type(exc).__name__}: {exc}")
+                measurements[check.name] = MetricsUnavailable(f"{type(exc).__name__}: {exc}")
         try:
             _, canary_n = self.metrics.request_counts(self.policy, self.target, window_s=window)
-        except CanaryError:
+        except Exception:  # counted as no canary requests: a step cannot pass without them
             canary_n = 0.0
         verdict = judge(self.policy, measurements, look=state.look)
         return self._apply(state, *rl.transition(state, rl.Looked(now, verdict, canary_n), self.policy))
