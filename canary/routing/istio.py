@@ -77,17 +77,17 @@ class IstioRouter:
         return self._status(vs, dr, patch.read_weights(vs, ref))
 
     def set_weights(self, target: Target, weights: Weights, *, state: str) -> RouteStatus:
-        def compute() -> tuple[Obj, Obj]:
+        def compute() -> tuple[Obj, Obj, Obj]:
             vs, dr = self._read_checked(target)
-            return vs, patch.with_weights(vs, weights, route_name=target.route, state=state)
+            return vs, patch.with_weights(vs, weights, route_name=target.route, state=state), dr
 
         written, dr = self._update(target, VS_PLURAL, target.virtual_service, compute)
         return self._status(written, dr, weights)
 
     def point_subset(self, target: Target, subset: str, version: str) -> None:
-        def compute() -> tuple[Obj, Obj]:
+        def compute() -> tuple[Obj, Obj, Obj]:
             dr = self._get(DR_PLURAL, target.namespace, target.dr_name)
-            return dr, patch.with_subset_version(dr, subset, version)
+            return dr, patch.with_subset_version(dr, subset, version), dr
 
         self._update(target, DR_PLURAL, target.dr_name, compute)
 
@@ -140,10 +140,12 @@ class IstioRouter:
         )
 
     def _update(self, target: Target, plural: str, name: str,
-                compute: Callable[[], tuple[Obj, Obj]]) -> tuple[Obj, Obj]:
+                compute: Callable[[], tuple[Obj, Obj, Obj]]) -> tuple[Obj, Obj]:
         """Read-compute-replace with the read resourceVersion; on 409 start over (bounded).
 
-        Returns (written object, DestinationRule as read in the last round).
+        `compute` reads and returns (current, desired, DestinationRule as read);
+        the desired object still carries the resourceVersion it was read at.
+        Returns (written object, DestinationRule).
         """
         what = f"{target.namespace}/{name}"
         try:
@@ -154,8 +156,7 @@ class IstioRouter:
                 reraise=True,
             ):
                 with attempt:
-                    current, desired = compute()
-                    dr = current if plural == DR_PLURAL else self._get(DR_PLURAL, target.namespace, target.dr_name)
+                    current, desired, dr = compute()
                     if desired == current:
                         return current, dr  # idempotent: nothing to write
                     return self._replace(plural, target.namespace, name, desired), dr

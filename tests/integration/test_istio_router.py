@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import kubernetes
 import pytest
 import tenacity
+import yaml
 
-from canary.errors import KubeUnavailable, RoutingConflict, TargetError
+from canary import kube
+from canary.errors import ConfigError, KubeUnavailable, RoutingConflict, TargetError
 from canary.model import Target, Weights
 from canary.routing.istio import GROUP, IstioRouter
 from canary.routing.patch import STATE_ANNOTATION
@@ -216,3 +219,52 @@ def test_record_event_creates_an_event_and_never_raises(istio_api: KubeAPIServer
     assert (event["reason"], event["type"], event["source"]["component"]) == ("RolledBack", "Warning", "canary")
     istio_api.fail_next(500, times=5, methods=["POST"])
     assert r.record_event(TARGET, reason="X", message="y") is False
+
+
+# --- canary.kube: client configuration and error translation ---------------------------
+
+
+def _kubeconfig(tmp_path: Path, url: str) -> Path:
+    path = tmp_path / "kubeconfig"
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "emulator",
+        "clusters": [{"name": "emu", "cluster": {"server": url}},
+                     {"name": "nowhere", "cluster": {"server": "http://127.0.0.1:9"}}],
+        "users": [{"name": "me", "user": {"token": "t"}}],
+        "contexts": [{"name": "emulator", "context": {"cluster": "emu", "user": "me"}},
+                     {"name": "broken", "context": {"cluster": "nowhere", "user": "me"}}],
+    }))
+    return path
+
+
+def test_api_client_from_explicit_kubeconfig_and_context(istio_api: KubeAPIServer, tmp_path: Path) -> None:
+    path = _kubeconfig(tmp_path, istio_api.url)
+    client = kube.api_client(kubeconfig=str(path), context=None)
+    assert IstioRouter(client).inspect(TARGET).weights == Weights(100, 0)
+    other = kube.api_client(kubeconfig=str(path), context="broken")
+    assert other.configuration.host == "http://127.0.0.1:9"
+    with pytest.raises(ConfigError, match="context 'nope'"):
+        kube.api_client(kubeconfig=str(path), context="nope")
+
+
+def test_api_client_from_env_and_missing_config(istio_api: KubeAPIServer, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KUBECONFIG", str(_kubeconfig(tmp_path, istio_api.url)))
+    assert kube.api_client().configuration.host == istio_api.url
+    with pytest.raises(ConfigError, match="does not exist"):
+        kube.api_client(kubeconfig=str(tmp_path / "missing"))
+    monkeypatch.delenv("KUBECONFIG")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    with pytest.raises(ConfigError, match="no Kubernetes configuration"):
+        kube.api_client()
+
+
+@pytest.mark.parametrize(("status", "kind"), [(404, TargetError), (409, RoutingConflict), (403, ConfigError),
+                                              (500, KubeUnavailable), (429, KubeUnavailable), (422, TargetError)])
+def test_translate_maps_statuses_onto_the_error_tree(status: int, kind: type) -> None:
+    exc = kubernetes.client.ApiException(status=status, reason="Why")
+    exc.body = json.dumps({"kind": "Status", "message": "because"})
+    err = kube.translate(exc, "ml/rec-model")
+    assert type(err) is kind and "ml/rec-model" in str(err) and "because" in str(err)
+    assert kube.is_transient(exc) == (kind is KubeUnavailable)
