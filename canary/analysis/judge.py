@@ -143,9 +143,12 @@ def _result(check: Check, outcome: Outcome, reason: str, t: stats.TestResult, *,
     notes = [x for x in dict.fromkeys(notes) if x not in reason]
     if notes and outcome is not Outcome.FAIL:
         reason += "; " + "; ".join(notes)
+    # `alpha` is what this p-value was compared with: the check's share split over its tests.
+    extra["check_alpha"] = alpha
     return CheckResult(check=check.name, kind=check.kind, outcome=outcome, reason=reason,
                        n_stable=n[0], n_canary=n[1], threshold=threshold, statistic=t.statistic,
-                       p_value=t.p_value, effect_size=effect, alpha=alpha, hard=check.hard, extra=extra, **values)
+                       p_value=t.p_value, effect_size=effect, alpha=alpha / len(subs), hard=check.hard, extra=extra,
+                       **values)
 
 
 def _latency(check: LatencyCheck, s: ArmData, c: ArmData, alpha: float, min_canary: int) -> CheckResult:

@@ -60,9 +60,10 @@ def test_alpha_is_split_over_the_tests_of_all_checks():
     m = {"lat": (hist(50, 20000), hist(50, 3000, seed=1)), "err": (Counts(100, 20000), Counts(15, 3000)),
          "pred": (hist(50, 20000), hist(50, 3000, seed=2)), "c": (Scalar(0.5, 100), Scalar(0.5, 200))}
     j = J.judge(p, m, look=0)
-    alphas = {r.check: r.alpha for r in j.results}
+    alphas = {r.check: r.extra.get("check_alpha", math.nan) for r in j.results}
     assert sum(a for a in alphas.values() if not math.isnan(a)) == pytest.approx(alpha_for_look(p, 0))
     assert alphas["lat"] == pytest.approx(2 * alphas["pred"])
+    assert {r.check: r.alpha for r in j.results}["lat"] == pytest.approx(alphas["pred"])  # per test
     assert math.isnan(alphas["c"])
 
 

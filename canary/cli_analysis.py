@@ -1,0 +1,127 @@
+"""`canary judge` and `canary plan`: the statistics, usable without a cluster.
+
+Thin on purpose: parse flags, call canary.offline / canary.analysis, render a
+rich table or JSON, exit with a documented code. `judge` exits 0 PASS, 1 FAIL,
+4 INCONCLUSIVE or ERROR, 2 bad input (docs/judge.md). `register` is called by
+canary/cli.py so these commands join the main app.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from canary.errors import CanaryError
+from canary.model import Judgement, Outcome
+
+EXIT_PASS, EXIT_FAIL, EXIT_BAD_INPUT, EXIT_UNDECIDED = 0, 1, 2, 4
+_COLOUR = {Outcome.PASS: "green", Outcome.INCONCLUSIVE: "yellow", Outcome.ERROR: "magenta", Outcome.FAIL: "red"}
+
+
+def _fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def exit_code(outcome: Outcome) -> int:
+    return {Outcome.PASS: EXIT_PASS, Outcome.FAIL: EXIT_FAIL}.get(outcome, EXIT_UNDECIDED)
+
+
+def _num(x: float, fmt: str = ".4g") -> str:
+    return "-" if x is None or (isinstance(x, float) and not math.isfinite(x)) else format(x, fmt)
+
+
+def render_judgement(j: Judgement, console: Console) -> None:
+    table = Table(title=f"verdict: {j.outcome.label.upper()}", title_style=_COLOUR[j.outcome])
+    for col in ("check", "outcome", "stable", "canary", "n stable", "n canary", "limit", "p", "alpha"):
+        table.add_column(col)
+    for r in j.results:
+        table.add_row(r.check + (" (hard)" if r.hard else ""), f"[{_COLOUR[r.outcome]}]{r.outcome.label}[/]",
+                      _num(r.stable_value), _num(r.canary_value), _num(r.n_stable, ",.0f"),
+                      _num(r.n_canary, ",.0f"), _num(r.threshold), _num(r.p_value, ".2g"), _num(r.alpha, ".2g"))
+    console.print(table)
+    for r in j.results:  # reasons are long sentences: one line each, not a squeezed column
+        console.print(f"[{_COLOUR[r.outcome]}]{r.outcome.label:>12}[/]  {r.check}: {r.reason}", soft_wrap=True)
+
+
+def judge_cmd(
+    input: Path = typer.Option(..., "--input", "-i", help="exported measurements (JSON, see docs/judge.md)"),
+    output: str = typer.Option("table", "--output", "-o", help="table or json"),
+) -> None:
+    """Judge exported measurements offline. Exit 0 pass, 1 fail, 4 inconclusive/error, 2 bad input."""
+    from canary.analysis.judge import judge
+    from canary.offline import load_exported
+
+    if output not in ("table", "json"):
+        _fail(f"--output must be 'table' or 'json', got {output!r}")
+    try:
+        data = load_exported(input)
+    except CanaryError as exc:
+        _fail(str(exc))
+    j = judge(data.policy, data.measurements, look=data.look)
+    if output == "json":
+        typer.echo(json.dumps({**j.to_dict(), "look": data.look, "reason": j.reason()}, indent=2))
+    else:
+        render_judgement(j, Console())
+    raise typer.Exit(exit_code(j.outcome))
+
+
+def plan_cmd(
+    policy: Path = typer.Option(..., "--policy", "-p", help="policy file"),
+    rps: float = typer.Option(..., "--rps", help="total requests per second to the model (both arms)"),
+    canary_share: Optional[float] = typer.Option(None, "--canary-share",
+                                                 help="fixed canary fraction 0..1 instead of the step weights"),
+    latency_sigma: float = typer.Option(0.5, "--latency-sigma", help="assumed lognormal shape of latency"),
+    error_rate: float = typer.Option(0.5, "--error-rate", help="baseline error rate in %"),
+    bins: int = typer.Option(10, "--bins", help="prediction histogram bins"),
+    output: str = typer.Option("table", "--output", "-o", help="table or json"),
+) -> None:
+    """How long a rollout takes and the smallest regressions it detects (95% power) per step."""
+    from canary.analysis.plan import plan
+    from canary.policy import load_policy
+
+    if output not in ("table", "json"):
+        _fail(f"--output must be 'table' or 'json', got {output!r}")
+    if rps <= 0 or (canary_share is not None and not 0 < canary_share < 1) or not 0 <= error_rate < 100 or bins < 2:
+        _fail("need --rps > 0, 0 < --canary-share < 1, 0 <= --error-rate < 100 and --bins >= 2")
+    try:
+        pol = load_policy(policy)
+    except CanaryError as exc:
+        _fail(str(exc))
+    p = plan(pol, rps=rps, canary_share=canary_share, latency_sigma=latency_sigma, error_rate=error_rate / 100,
+             bins=bins)
+    if output == "json":
+        typer.echo(json.dumps(_plan_dict(p), indent=2))
+        return
+    t = Table(title=f"rollout at {rps:g} rps: {p.seconds:g} s over {len(p.steps)} judged steps, {p.looks} looks")
+    for col in ("step %", "seconds", "canary req", "stable req", "alpha/test", "p95 +% (95% power)",
+                "error +points", "PSI"):
+        t.add_column(col, justify="right")
+    for s in p.steps:
+        t.add_row(str(s.weight), f"{s.seconds:g}", f"{s.canary_requests:,.0f}", f"{s.stable_requests:,.0f}",
+                  f"{s.alpha:.2g}", _opt(s.p95_increase_pct, "+{:.0f}%"), _opt(s.error_points, "+{:.2f}"),
+                  _opt(s.psi, "{:.3f}"))
+    console = Console()
+    console.print(t)
+    console.print(f"assumes {p.assumptions}; '-' = not detectable in one step (or no such check)")
+
+
+def _opt(x: Any, fmt: str) -> str:
+    return "-" if x is None else fmt.format(x)
+
+
+def _plan_dict(p: Any) -> dict[str, Any]:
+    return asdict(p) | {"steps": [asdict(s) for s in p.steps]}
+
+
+def register(app: typer.Typer) -> None:
+    """Add `judge` and `plan` to the main app (called by canary/cli.py)."""
+    app.command("judge")(judge_cmd)
+    app.command("plan")(plan_cmd)

@@ -1,0 +1,115 @@
+"""`canary plan` sizing, the exported-data loader, and the two commands' exit codes."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from canary.analysis.plan import latency_detectable, plan, psi_detectable
+from canary.cli_analysis import register
+from canary.errors import ConfigError, NoData
+from canary.model import Counts, Histogram, Scalar
+from canary.offline import parse_exported
+from canary.policy import parse_policy
+
+POLICY = {"steps": [5, 25, 50, 100], "analysis": {"interval": "60s", "look_every": "10s"},
+          "checks": [{"name": "lat", "kind": "latency", "max_increase_pct": 10, "max_ms": 400},
+                     {"name": "err", "kind": "error_rate", "max_increase_points": 1},
+                     {"name": "pred", "kind": "prediction_shift", "max_psi": 0.1},
+                     {"name": "c", "kind": "custom", "query": "q", "max_value": 1}]}
+H = {"bounds": [50, 100, 200, "+Inf"], "counts": [100, 900, 990, 1000]}
+
+
+def test_plan_gets_sharper_with_more_traffic_and_is_deterministic():
+    p = parse_policy(POLICY)
+    low, high = plan(p, rps=20), plan(p, rps=2000)
+    assert plan(p, rps=20) == low
+    assert low.seconds == 180 and low.looks == 18 and [s.weight for s in low.steps] == [5, 25, 50]
+    assert high.steps[0].p95_increase_pct < 30
+    assert low.steps[0].p95_increase_pct is None or low.steps[0].p95_increase_pct > high.steps[0].p95_increase_pct
+    assert high.steps[2].error_points < high.steps[0].error_points
+    assert high.steps[0].canary_requests == pytest.approx(2000 * 0.05 * 60)
+
+
+def test_detectable_effects_exceed_their_tolerances():
+    assert latency_detectable(1e6, 1e6, q=0.95, tol=0.1, sigma=0.5, alpha=1e-4) == pytest.approx(10, abs=1.0)
+    assert psi_detectable(1e6, 1e6, max_psi=0.1, bins=10, alpha=1e-4) == pytest.approx(0.1, abs=0.01)
+    assert latency_detectable(10, 10, q=0.95, tol=0.1, sigma=0.5, alpha=1e-4) > 100
+
+
+def test_parse_exported_builds_every_arm_kind(tmp_path):
+    raw = {"policy": POLICY, "look": 7, "checks": {
+        "lat": {"stable": H, "canary": H}, "err": {"stable": {"events": 1, "total": 10}, "canary": {"events": 0, "total": 5}},
+        "pred": {"stable": {"error": "no series"}, "canary": H}, "c": {"stable": {"value": 0.5}, "canary": {"value": 0.7, "n": 30}}}}
+    e = parse_exported(raw, file="x.json")
+    assert e.look == 7
+    assert isinstance(e.measurements["lat"][0], Histogram) and e.measurements["lat"][0].bounds[-1] == math.inf
+    assert isinstance(e.measurements["err"][1], Counts)
+    assert isinstance(e.measurements["pred"], NoData)
+    assert isinstance(e.measurements["c"][0], Scalar) and math.isnan(e.measurements["c"][0].n)
+
+
+@pytest.mark.parametrize(("mutate", "field"), [
+    (lambda r: r.update(look=-1), "x.json: look:"),
+    (lambda r: r.update(extra=1), "x.json: extra: unknown key"),
+    (lambda r: r.pop("policy"), "x.json: policy: give exactly one"),
+    (lambda r: r["checks"].update(nope={"stable": H, "canary": H}), "checks.nope: no such check"),
+    (lambda r: r["checks"]["lat"].pop("canary"), "checks.lat.canary: missing"),
+    (lambda r: r["checks"]["lat"]["stable"].update(counts=[1, 2, "x", 4]), "checks.lat.stable.counts[2]"),
+    (lambda r: r["checks"]["lat"]["stable"].update(counts=[5, 4, 6, 7]), "checks.lat.stable: histogram counts"),
+    (lambda r: r["checks"]["lat"].update(stable={"events": 1}), "checks.lat.stable: must be"),
+    (lambda r: r["policy"].update(steps=[100]), "policy: steps"),
+])
+def test_loader_errors_name_the_file_and_field(mutate, field):
+    raw = json.loads(json.dumps({"policy": POLICY, "look": 0, "checks": {"lat": {"stable": H, "canary": H}}}))
+    mutate(raw)
+    with pytest.raises(ConfigError) as exc:
+        parse_exported(raw, file="x.json")
+    assert field in str(exc.value)
+
+
+def _app() -> typer.Typer:
+    app = typer.Typer()
+
+    @app.callback()
+    def main() -> None:
+        """test app"""
+
+    register(app)
+    return app
+
+
+def _write(tmp_path, checks):
+    (tmp_path / "p.json").write_text(json.dumps(POLICY))  # YAML is a superset of JSON
+    f = tmp_path / "in.json"
+    f.write_text(json.dumps({"policy_file": "p.json", "look": 0, "checks": checks}))
+    return f
+
+
+def test_judge_command_exit_codes(tmp_path):
+    runner = CliRunner()
+    slow = {"bounds": [50, 100, 200, 400, "+Inf"], "counts": [0, 10, 100, 200, 1000]}
+    fast = {"bounds": [50, 100, 200, 400, "+Inf"], "counts": [9000, 9900, 9990, 10000, 10000]}
+    ok = {"err": {"stable": {"events": 10, "total": 10000}, "canary": {"events": 2, "total": 2000}}}
+    partial = runner.invoke(_app(), ["judge", "--input", str(_write(tmp_path, ok))])
+    assert partial.exit_code == 4  # other checks unmeasured: ERROR
+    bad = {"lat": {"stable": fast, "canary": slow}}
+    res = runner.invoke(_app(), ["judge", "--input", str(_write(tmp_path, bad)), "--output", "json"])
+    assert res.exit_code == 1
+    out = json.loads(res.stdout)
+    assert out["results"][0]["outcome"] == "fail" and out["results"][0]["p_value"] < 1e-6
+    missing = runner.invoke(_app(), ["judge", "--input", str(tmp_path / "nope.json")])
+    assert missing.exit_code == 2 and "error: " in missing.output
+
+
+def test_plan_command(tmp_path):
+    (tmp_path / "p.json").write_text(json.dumps(POLICY))
+    res = CliRunner().invoke(_app(), ["plan", "--policy", str(tmp_path / "p.json"), "--rps", "50", "-o", "json"])
+    assert res.exit_code == 0, res.output
+    assert len(json.loads(res.stdout)["steps"]) == 3
+    res = CliRunner().invoke(_app(), ["plan", "--policy", str(tmp_path / "p.json"), "--rps", "0"])
+    assert res.exit_code == 2
