@@ -373,4 +373,5 @@ def _msg(exc: BaseException) -> str:
     """tritonclient's exceptions carry the server's message; keep it one line."""
     text = getattr(exc, "message", None)
     text = text() if callable(text) else text
-    return " ".join(str(text or exc).split())
+    text = " ".join(str(text or exc).split())
+    return text if len(text) <= 400 else f"{text[:200]} ... {text[-180:]}"  # server tracebacks are long

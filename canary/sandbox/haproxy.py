@@ -12,6 +12,7 @@ arm answered (the tests prove weights really move traffic with it).
 
 from __future__ import annotations
 
+import shutil
 import signal
 import socket
 import subprocess
@@ -66,6 +67,7 @@ class HAProxy:
         first = next(iter(servers))
         self.initial = weights or {name: (100 if name == first else 0) for name in servers}
         self.port = port or free_port()
+        self._own_workdir = workdir is None
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="canary-haproxy-"))
         self.health_checks = health_checks
         self.proc: subprocess.Popen[bytes] | None = None
@@ -146,15 +148,16 @@ class HAProxy:
         return {name: int(self.command(f"get weight {BACKEND}/{name}").split()[0]) for name in self.servers}
 
     def stop(self, timeout: float = 5.0) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGUSR1)  # soft stop: finish in-flight requests
-        try:
-            self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=5)
-        log.info("haproxy.stopped", pid=self.proc.pid)
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGUSR1)  # soft stop: finish in-flight requests
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+            log.info("haproxy.stopped", pid=self.proc.pid)
+        if self._own_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
 
     def _log_tail(self) -> str:
         try:

@@ -17,6 +17,7 @@ import ctypes
 import ctypes.util
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -80,6 +81,7 @@ class TritonServer:
     proc: subprocess.Popen[bytes] | None = None
     started_at: float = 0.0
     ready_after_s: float = 0.0
+    own_workdir: bool = False  # created by start(); removed by stop()
 
     @property
     def http_url(self) -> str:
@@ -115,6 +117,7 @@ class TritonServer:
         """Spawn the child; returns at once (call :meth:`wait_ready`)."""
         if self.workdir is None:
             self.workdir = Path(tempfile.mkdtemp(prefix=f"canary-triton-{self.arm}-"))
+            self.own_workdir = True
         self.workdir.mkdir(parents=True, exist_ok=True)
         for name in ("http_port", "grpc_port", "metrics_port", "model_metrics_port"):
             if not getattr(self, name):
@@ -167,11 +170,16 @@ class TritonServer:
             time.sleep(0.1)
         raise TimeoutError(f"triton {self.arm} not ready after {timeout}s:\n{self.log_tail()}")
 
-    def set_behaviour(self, behaviour: Behaviour) -> None:
-        """Change the running model's knobs (picked up within ~200 ms)."""
+    def set_behaviour(self, behaviour: Behaviour, *, settle: bool = True) -> None:
+        """Change the running model's knobs; with ``settle``, return once they are in effect.
+
+        The model re-reads its knob file at most every 200 ms, so settling waits 250 ms.
+        """
         self.behaviour = behaviour
         write_behaviour(self.knob_file, behaviour)
         log.info("triton.behaviour_changed", arm=self.arm, **json.loads(behaviour.to_json()))
+        if settle:
+            time.sleep(0.25)
 
     def kill(self) -> None:
         """Crash the arm: SIGKILL to its whole process group (server, stubs, metrics)."""
@@ -200,6 +208,8 @@ class TritonServer:
         if self.proc.poll() is None:
             self.proc.wait(timeout=5)
         log.info("triton.stopped", arm=self.arm, pid=self.proc.pid)
+        if self.own_workdir and self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
 
     def rss_mb(self) -> float:
         """Resident memory of the process group (server + Triton + stubs), in MB."""

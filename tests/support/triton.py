@@ -1,1 +1,99 @@
-"""Test fixtures: triton (owned by one writer)."""
+"""Test fixtures: real Triton servers (PyTriton, CPU) and HAProxy, on 127.0.0.1.
+
+A Triton server takes ~4 s and ~200 MB to start, so the fleet is session
+scoped and started in one go (all processes spawn, then are waited for
+together). Tests that change a server's knobs restore them; the server that a
+test kills (``triton_victim``) is used by no other test.
+
+Fixtures:
+    triton_fleet    {name: TritonServer} for: stable (v1.0.0), canary (v2.1.0, same
+                    schema), bad_schema (score FP64), nan (answers NaN), victim (to kill)
+    triton_stable / triton_canary / triton_bad_schema / triton_nan / triton_victim
+    haproxy_pair    HAProxy in front of triton_stable and triton_canary (weights 100/0)
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from canary.sandbox.model import Behaviour
+from canary.sandbox.tritonserver import TritonServer
+
+FLEET = {
+    "stable": ("v1.0.0", Behaviour()),
+    "canary": ("v2.1.0", Behaviour()),
+    "bad_schema": ("v2.1.0", Behaviour(schema="bad")),
+    "nan": ("v2.1.0", Behaviour(output_nan=True)),
+    "victim": ("v2.1.0", Behaviour()),
+}
+
+
+def _need_pytriton() -> None:
+    if importlib.util.find_spec("pytriton") is None:
+        pytest.skip("nvidia-pytriton is not installed (pip install -e '.[sandbox]')")
+
+
+@pytest.fixture(scope="session")
+def triton_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, TritonServer]]:
+    _need_pytriton()
+    base = tmp_path_factory.mktemp("triton")
+    fleet = {name: TritonServer(name, version, behaviour, workdir=base / name)
+             for name, (version, behaviour) in FLEET.items()}
+    try:
+        for server in fleet.values():
+            server.start()
+        for server in fleet.values():
+            server.wait_ready(timeout=90)
+        yield fleet
+    finally:
+        for server in fleet.values():
+            server.terminate()
+        for server in fleet.values():
+            server.stop()
+
+
+@pytest.fixture
+def triton_stable(triton_fleet: dict[str, TritonServer]) -> TritonServer:
+    return triton_fleet["stable"]
+
+
+@pytest.fixture
+def triton_canary(triton_fleet: dict[str, TritonServer]) -> Iterator[TritonServer]:
+    server = triton_fleet["canary"]
+    yield server
+    if server.behaviour != FLEET["canary"][1]:
+        server.set_behaviour(FLEET["canary"][1])  # a test changed the knobs: put them back
+
+
+@pytest.fixture
+def triton_bad_schema(triton_fleet: dict[str, TritonServer]) -> TritonServer:
+    return triton_fleet["bad_schema"]
+
+
+@pytest.fixture
+def triton_nan(triton_fleet: dict[str, TritonServer]) -> TritonServer:
+    return triton_fleet["nan"]
+
+
+@pytest.fixture
+def triton_victim(triton_fleet: dict[str, TritonServer]) -> TritonServer:
+    return triton_fleet["victim"]
+
+
+@pytest.fixture
+def haproxy_pair(triton_stable: TritonServer, triton_canary: TritonServer, tmp_path: Path) -> Iterator[object]:
+    if shutil.which("haproxy") is None:
+        pytest.skip("haproxy is not installed (Debian: apt-get install haproxy)")
+    from canary.sandbox.haproxy import HAProxy
+
+    proxy = HAProxy({"stable": f"127.0.0.1:{triton_stable.http_port}",
+                     "canary": f"127.0.0.1:{triton_canary.http_port}"}, workdir=tmp_path / "haproxy").start()
+    try:
+        yield proxy
+    finally:
+        proxy.stop()

@@ -1,0 +1,153 @@
+"""The Triton gates against real Triton servers (PyTriton on CPU).
+
+What must hold before a canary gets its first request: a compatible model
+passes with a measured warm latency, over HTTP and gRPC; an incompatible schema
+is refused with the tensor named; a model that loads but answers NaN is refused;
+and once traffic flows, the readiness probe turns False when the server dies.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from canary.errors import GateError
+from canary.policy import TritonGate
+from canary.sandbox.tritonserver import TritonServer, free_port
+from canary.triton import (ReadinessProbe, Signature, TensorSpec, TritonEndpoint, compare,
+                           preflight)
+
+pytestmark = pytest.mark.integration
+MODEL = "rec-model"
+GATE = TritonGate(warmup_requests=8, output_range=(0.0, 1.0))
+
+
+def endpoint(server: TritonServer, protocol: str = "http") -> TritonEndpoint:
+    url = server.http_url if protocol == "http" else server.grpc_url
+    return TritonEndpoint(url=url, model=MODEL, protocol=protocol)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_compatible_pair_passes_with_warm_latency(triton_stable: TritonServer, triton_canary: TritonServer,
+                                                  protocol: str, tmp_path: Path) -> None:
+    report = preflight(endpoint(triton_stable, protocol), endpoint(triton_canary, protocol), GATE, base_dir=tmp_path)
+    assert report.warmup_requests == 8
+    assert report.sample_source == "generated"
+    assert 0 < report.warm_p50_ms <= report.warm_max_ms < 5000
+    assert report.signature.max_batch_size == 64
+    assert [t.name for t in report.signature.outputs] == ["score"]
+    assert len(report.checks) == 3
+    assert report.to_dict()["warm_p50_ms"] == report.warm_p50_ms
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_bad_schema_is_refused_naming_the_tensor(triton_stable: TritonServer, triton_bad_schema: TritonServer,
+                                                 protocol: str, tmp_path: Path) -> None:
+    with pytest.raises(GateError) as err:
+        preflight(endpoint(triton_stable, protocol), endpoint(triton_bad_schema, protocol), GATE, base_dir=tmp_path)
+    assert "output 'score': datatype FP32 on stable, FP64 on canary" in str(err.value)
+
+
+def test_model_answering_nan_fails_warmup(triton_stable: TritonServer, triton_nan: TritonServer,
+                                          tmp_path: Path) -> None:
+    with pytest.raises(GateError, match=r"output 'score' is not finite"):
+        preflight(endpoint(triton_stable), endpoint(triton_nan), GATE, base_dir=tmp_path)
+
+
+def test_output_outside_range_fails_warmup(triton_canary: TritonServer, tmp_path: Path) -> None:
+    gate = TritonGate(warmup_requests=4, output_range=(2.0, 3.0))
+    with pytest.raises(GateError, match=r"output 'score' outside \[2.0, 3.0\]"):
+        preflight(None, endpoint(triton_canary), gate, base_dir=tmp_path)
+
+
+def test_erroring_model_fails_warmup(triton_canary: TritonServer, tmp_path: Path) -> None:
+    from canary.sandbox.model import Behaviour
+
+    triton_canary.set_behaviour(Behaviour(error_share=1.0))
+    with pytest.raises(GateError, match=r"warm-up request 1 failed: .*injected failure"):
+        preflight(None, endpoint(triton_canary), GATE, base_dir=tmp_path)
+
+
+def test_sample_file_with_missing_features(triton_stable: TritonServer, triton_canary: TritonServer,
+                                           tmp_path: Path) -> None:
+    samples = {"requests": [
+        {"features": [[0.1, -1.2, None, 0.3, 0.0, 1.0, 0.5, -0.2]]},
+        {"features": [[None] * 8, [1.0] * 8]},
+    ]}
+    (tmp_path / "warmup.json").write_text(json.dumps(samples))
+    gate = TritonGate(warmup_requests=4, sample_file="warmup.json", output_range=(0.0, 1.0))
+    report = preflight(endpoint(triton_stable), endpoint(triton_canary), gate, base_dir=tmp_path)
+    assert report.sample_source == f"file:{tmp_path / 'warmup.json'}"
+    assert report.warmup_requests == 4
+
+
+def test_sample_file_naming_an_unknown_input_is_refused(triton_canary: TritonServer, tmp_path: Path) -> None:
+    (tmp_path / "bad.json").write_text(json.dumps({"requests": [{"feats": [[0.0] * 8]}]}))
+    gate = TritonGate(warmup_requests=1, sample_file="bad.json")
+    with pytest.raises(GateError, match=r"requests\[0\]: the model has no input 'feats'"):
+        preflight(None, endpoint(triton_canary), gate, base_dir=tmp_path)
+
+
+def test_unreachable_canary_is_a_gate_error(tmp_path: Path) -> None:
+    dead = TritonEndpoint(url=f"127.0.0.1:{free_port()}", model=MODEL)
+    with pytest.raises(GateError, match="unreachable") as err:
+        preflight(None, dead, GATE, base_dir=tmp_path)
+    assert err.value.__cause__ is not None  # the tritonclient error is kept, not shown raw
+
+
+def test_unknown_model_is_not_ready(triton_canary: TritonServer, tmp_path: Path) -> None:
+    ep = TritonEndpoint(url=triton_canary.http_url, model="no-such-model")
+    with pytest.raises(GateError, match="is not ready"):
+        preflight(None, ep, GATE, base_dir=tmp_path)
+    assert ReadinessProbe(ep).ready() is False
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_probe_is_false_quickly_on_a_closed_port(protocol: str) -> None:
+    probe = ReadinessProbe(TritonEndpoint(url=f"127.0.0.1:{free_port()}", model=MODEL, protocol=protocol))
+    started = time.monotonic()
+    assert probe.ready() is False
+    assert time.monotonic() - started < 2.0
+
+
+def test_probe_turns_false_after_kill(triton_victim: TritonServer) -> None:
+    http, grpc = ReadinessProbe(endpoint(triton_victim)), ReadinessProbe(endpoint(triton_victim, "grpc"))
+    assert http.ready() and grpc.ready()
+    triton_victim.kill()
+    started = time.monotonic()
+    assert http.ready() is False
+    assert grpc.ready() is False
+    assert time.monotonic() - started < 2.0
+
+
+# -- compare(): the compatibility rules, without a server ---------------------------------
+
+def sig(inputs: list[tuple[str, str, tuple[int, ...]]], outputs: list[tuple[str, str, tuple[int, ...]]],
+        mbs: int = 64) -> Signature:
+    return Signature(tuple(TensorSpec(*t) for t in inputs), tuple(TensorSpec(*t) for t in outputs), mbs)
+
+
+STABLE = sig([("features", "FP32", (-1, 8))], [("score", "FP32", (-1, 1))])
+
+
+@pytest.mark.parametrize("canary, expected", [
+    (STABLE, []),
+    (sig([("features", "FP32", (-1, -1))], [("score", "FP32", (-1, 1)), ("extra", "FP32", (-1, 2))], 128), []),
+    (sig([("features", "FP32", (-1, 9))], [("score", "FP32", (-1, 1))]),
+     ["input 'features': shape [-1, 8] on stable, [-1, 9] on canary"]),
+    (sig([("features", "FP16", (-1, 8))], [("score", "FP32", (-1, 1))]),
+     ["input 'features': datatype FP32 on stable, FP16 on canary"]),
+    (sig([("features", "FP32", (-1, 8))], [("prob", "FP32", (-1, 1))]),
+     ["output 'score': present on stable, missing on canary"]),
+    (sig([("features", "FP32", (-1, 8)), ("user", "INT64", (-1, 1))], [("score", "FP32", (-1, 1))]),
+     ["input 'user': required on canary, unknown to stable's clients"]),
+    (sig([("features", "FP32", (-1, 8))], [("score", "FP32", (-1, -1))]),
+     ["output 'score': shape [-1, 1] on stable, [-1, -1] on canary"]),
+    (sig([("features", "FP32", (-1, 8))], [("score", "FP32", (-1, 1))], 8),
+     ["max_batch_size 64 on stable, 8 on canary (lower)"]),
+])
+def test_compare_rules(canary: Signature, expected: list[str]) -> None:
+    assert compare(STABLE, canary) == expected
