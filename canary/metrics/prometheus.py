@@ -36,7 +36,7 @@ from urllib3.util.retry import Retry
 
 from canary.errors import ConfigError, MetricsUnavailable, NoData
 from canary.metrics import queries as q
-from canary.model import ArmData, Counts, Scalar, Target
+from canary.model import ArmData, Counts, Histogram, Scalar, Target
 from canary.policy import Check, Policy
 
 log = structlog.get_logger(__name__)
@@ -110,31 +110,25 @@ class PrometheusProvider:
     ) -> tuple[ArmData, ArmData]:
         source = policy.source_of(check)
         p = q.preset(source)
-        sels = {arm: q.selector(policy, target, arm, source) for arm in q.ARMS}
         name = check.name
-        if check.kind in ("latency", "prediction_shift"):
-            if check.kind == "latency":
-                base, scale = q.latency_metric(p, name)
-            else:
-                base, scale = q.prediction_metric(p, name, check.metric), 1.0  # type: ignore[union-attr]
-            raws = {arm: self._buckets(q.histogram_query(base, sels[arm], window_s), name, arm, at) for arm in q.ARMS}
-            bounds = [le for raw in raws.values() for le, _ in raw[0]]
-            hists = {arm: q.normalise(raws[arm][0], bounds, scale=scale) for arm in q.ARMS}
-            for arm, h in hists.items():
-                if h.total <= 0:
-                    raise NoData(f"check {name!r}: no observations for {_arm(arm)} in {window_s}s; query: {raws[arm][1]}")
-            return hists["stable"], hists["canary"]
-        if check.kind == "error_rate":
-            return self._error_counts(p, sels["stable"], name, "stable", window_s, at), \
-                self._error_counts(p, sels["canary"], name, "canary", window_s, at)
-        if check.kind == "feature_missing":
-            q.feature_metric(p, name)
-            return self._missing_counts(p, sels["stable"], name, "stable", window_s, at), \
-                self._missing_counts(p, sels["canary"], name, "canary", window_s, at)
         if check.kind == "custom":
             return self._custom(policy, check, target, "stable", window_s, at), \
                 self._custom(policy, check, target, "canary", window_s, at)
-        raise ConfigError(f"check {name!r}: unknown kind {check.kind!r}")
+        sels = {arm: q.selector(policy, target, arm, source) for arm in q.ARMS}
+        if check.kind == "latency":
+            base, scale = q.latency_metric(p, name)
+            return self._histograms(base, sels, name, window_s, at, scale=scale)
+        if check.kind == "prediction_shift":
+            return self._histograms(q.prediction_metric(p, name, check.metric), sels, name, window_s, at)
+        if check.kind == "error_rate":
+            per_arm = self._error_counts
+        elif check.kind == "feature_missing":
+            q.feature_metric(p, name)
+            per_arm = self._missing_counts
+        else:
+            raise ConfigError(f"check {name!r}: unknown kind {check.kind!r}")
+        return per_arm(p, sels["stable"], name, "stable", window_s, at), \
+            per_arm(p, sels["canary"], name, "canary", window_s, at)
 
     def request_counts(
         self, policy: Policy, target: Target, *, window_s: int, at: float | None = None, check: str = "request_counts"
@@ -145,6 +139,19 @@ class PrometheusProvider:
         return out[0], out[1]
 
     # -- per kind ------------------------------------------------------------------------
+
+    def _histograms(
+        self, base: str, sels: dict[str, str], check: str, window_s: float, at: float | None, *, scale: float = 1.0
+    ) -> tuple[Histogram, Histogram]:
+        """Both arms on the union of their bounds, so the judge can compare bucket by bucket."""
+        queries = {arm: q.histogram_query(base, sels[arm], window_s) for arm in q.ARMS}
+        raws = {arm: self._buckets(queries[arm], check, arm, at) for arm in q.ARMS}
+        bounds = [le for raw in raws.values() for le, _ in raw]
+        hists = {arm: q.normalise(raws[arm], bounds, scale=scale) for arm in q.ARMS}
+        for arm, h in hists.items():
+            if h.total <= 0:
+                raise NoData(f"check {check!r}: no observations for {_arm(arm)} in {window_s}s; query: {queries[arm]}")
+        return hists["stable"], hists["canary"]
 
     def _requests(self, p: q.Preset, sel: str, check: str, arm: str, window_s: float, at: float | None) -> float:
         query = q.requests_query(p, sel, window_s)
@@ -203,7 +210,7 @@ class PrometheusProvider:
             raise NoData(f"check {check!r}: NaN for {_arm(arm)}; query: {query}")
         return value
 
-    def _buckets(self, query: str, check: str, arm: str, at: float | None) -> tuple[list[tuple[float, float]], str]:
+    def _buckets(self, query: str, check: str, arm: str, at: float | None) -> list[tuple[float, float]]:
         result = self.query(query, check=check, arm=arm, at=at)
         if _is_scalar(result) or not result:
             raise NoData(f"check {check!r}: no histogram series for {_arm(arm)}; query: {query}")
@@ -211,7 +218,7 @@ class PrometheusProvider:
             raw = [(q.parse_le(s["metric"]["le"]), float(s["value"][1])) for s in result]
         except (KeyError, ValueError, TypeError) as exc:
             raise MetricsUnavailable(f"check {check!r}: malformed histogram answer for {_arm(arm)}; query: {query}") from exc
-        return raw, query
+        return raw
 
     def query(self, query: str, *, check: str = "", arm: str = "", at: float | None = None) -> Any:
         """Instant query with bounded retries; returns Prometheus's `data.result` as is."""
