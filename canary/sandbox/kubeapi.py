@@ -64,12 +64,14 @@ DEFAULT_RESOURCES = (
 
 @dataclass
 class Fault:
-    """Answer the next `times` matching requests with `status` instead of serving them."""
+    """Answer the next `times` matching requests with `status` instead of serving them,
+    or (status 0) serve them only after `delay` seconds, to provoke client timeouts."""
 
     status: int
     times: int
     methods: frozenset[str]
     plural: str | None = None
+    delay: float = 0.0
 
 
 class ApiError(Exception):
@@ -171,7 +173,9 @@ class StrictKubeAPI(kmock.KubernetesScaffold):
             return await super()._handle(request)  # discovery, /version, 404 fallback
         method = str(request.method.value).upper()
         try:
-            self._check_fault(method, res.plural)
+            delay = self._check_fault(method, res.plural)
+            if delay:
+                await asyncio.sleep(delay)
             kind = self.kinds.get((res.group, res.plural))
             if kind is None or res.version not in kind.versions or request.subresource:
                 raise ApiError(404, "NotFound", "the server could not find the requested resource")
@@ -192,13 +196,16 @@ class StrictKubeAPI(kmock.KubernetesScaffold):
             body, code = status_body(exc.code, exc.reason, exc.message, details), exc.code
         return aiohttp.web.json_response(body, status=code)
 
-    def _check_fault(self, method: str, plural: str) -> None:
+    def _check_fault(self, method: str, plural: str) -> float:
         with self.lock:
             for fault in self.faults:
                 if fault.times > 0 and method in fault.methods and fault.plural in (None, plural):
                     fault.times -= 1
+                    if fault.delay:
+                        return fault.delay
                     raise ApiError(fault.status, _REASONS.get(fault.status, "InternalError"),
                                    f"injected fault: HTTP {fault.status}")
+        return 0.0
 
     def _serve(self, method: str, request: kmock.Request, kind: Resource) -> tuple[int, Any]:
         version = request.resource.version
@@ -505,6 +512,12 @@ class KubeAPIServer:
         """The next `times` matching requests get `status` (e.g. 409, 500) and change nothing."""
         with self.handler.lock:
             self.handler.faults.append(Fault(status, times, frozenset(m.upper() for m in methods), plural))
+
+    def delay_next(self, seconds: float, *, times: int = 1, methods: Iterable[str] = ("GET",),
+                   plural: str | None = None) -> None:
+        """The next `times` matching requests are answered only after `seconds` (client timeouts)."""
+        with self.handler.lock:
+            self.handler.faults.append(Fault(0, times, frozenset(m.upper() for m in methods), plural, seconds))
 
     def before_next_write(self, hook: Callable[[], None]) -> None:
         """Run `hook` (e.g. a foreign edit) just before the next write is served: a race, on demand."""

@@ -181,6 +181,14 @@ def test_persistent_server_errors_become_kube_unavailable(istio_api: KubeAPIServ
     assert isinstance(info.value.__cause__, kubernetes.client.ApiException)
 
 
+def test_timeouts_are_retried_then_kube_unavailable(istio_api: KubeAPIServer) -> None:
+    istio_api.delay_next(0.6, times=1)
+    assert router(istio_api, request_timeout=0.2).inspect(TARGET).weights == Weights(100, 0)
+    istio_api.delay_next(0.6, times=2)
+    with pytest.raises(KubeUnavailable, match="unreachable.*[Tt]imeout"):
+        router(istio_api, request_timeout=0.2, transient_attempts=2).inspect(TARGET)
+
+
 def test_unreachable_api_is_kube_unavailable() -> None:
     api = KubeAPIServer().start()
     client = api.api_client()
