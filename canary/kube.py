@@ -84,6 +84,9 @@ def translate(exc: BaseException, what: str) -> CanaryError:
     if _is_api_exception(exc):
         status = getattr(exc, "status", 0) or 0
         reason = _status_message(exc)
+        if status == 404 and reason == "the server could not find the requested resource":
+            return TargetError(f"{what}: this API group/version is not served by the cluster ({reason}); "
+                               "is the CRD installed, and is the version right?")
         if status == 404:
             return TargetError(f"{what}: not found ({reason})")
         if status == 409:

@@ -119,13 +119,16 @@ class StrictKubeAPI(kmock.KubernetesScaffold):
 
     def put_object(self, obj: Obj) -> Obj:
         """Create or overwrite an object without preconditions (seeding, foreign edits)."""
+        obj = copy.deepcopy(obj)
         group, _, _ = obj["apiVersion"].rpartition("/")
-        res = next(r for r in self.kinds.values() if r.group == group and r.kind == obj["kind"])
+        found = [r for r in self.kinds.values() if r.group == group and r.kind == obj.get("kind")]
+        if not found:
+            raise ValueError(f"unregistered kind {obj['apiVersion']} {obj.get('kind')}; call register() first")
         meta = obj.setdefault("metadata", {})
-        key = (group, res.plural, meta.get("namespace", ""), meta["name"])
+        key = (group, found[0].plural, meta.get("namespace", ""), meta["name"])
         with self.lock:
             old = self.objects.get(key)
-            return self._store(key, copy.deepcopy(obj), old, "MODIFIED" if old else "ADDED")
+            return self._store(key, obj, old, "MODIFIED" if old else "ADDED")
 
     def get_object(self, group: str, plural: str, namespace: str, name: str) -> Obj | None:
         with self.lock:

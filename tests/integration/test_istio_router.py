@@ -113,6 +113,12 @@ def test_missing_objects_are_target_errors(istio_api: KubeAPIServer) -> None:
         router(istio_api).inspect(Target("ml", "rec-model", "m", "v1", "v2", destination_rule="other"))
 
 
+def test_unserved_version_is_a_clear_target_error(istio_api: KubeAPIServer) -> None:
+    with pytest.raises(TargetError, match="not served by the cluster"):
+        router(istio_api, version="v2").inspect(TARGET)
+    assert router(istio_api, version="v1").inspect(TARGET).weights == Weights(100, 0)
+
+
 def test_three_destinations_is_a_target_error_and_nothing_is_written(istio_api: KubeAPIServer) -> None:
     def third(obj: dict) -> None:
         obj["spec"]["http"][0]["route"].append({"destination": {"host": "rec-model", "subset": "canary"}})
