@@ -72,13 +72,12 @@ class IstioRouter:
     # --- TrafficRouter ------------------------------------------------------------
 
     def inspect(self, target: Target) -> RouteStatus:
-        vs, dr = self._read_checked(target)
-        ref = patch.locate_route(vs, target.route)
+        vs, dr, ref = self._read_checked(target)
         return self._status(vs, dr, patch.read_weights(vs, ref))
 
     def set_weights(self, target: Target, weights: Weights, *, state: str) -> RouteStatus:
         def compute() -> tuple[Obj, Obj, Obj]:
-            vs, dr = self._read_checked(target)
+            vs, dr, _ = self._read_checked(target)
             return vs, patch.with_weights(vs, weights, route_name=target.route, state=state), dr
 
         written, dr = self._update(target, VS_PLURAL, target.virtual_service, compute)
@@ -121,13 +120,13 @@ class IstioRouter:
         # A dict body keeps fields such as reportingComponent exactly as we wrote them.
         self.core.create_namespaced_event(namespace, body, _request_timeout=min(self.timeout, 3.0))
 
-    def _read_checked(self, target: Target) -> tuple[Obj, Obj]:
+    def _read_checked(self, target: Target) -> tuple[Obj, Obj, patch.RouteRef]:
         """Read VS and DR and check them together: route shape, subsets, host."""
         vs = self._get(VS_PLURAL, target.namespace, target.virtual_service)
         ref = patch.locate_route(vs, target.route)
         dr = self._get(DR_PLURAL, target.namespace, target.dr_name)
         patch.subset_versions(dr, host=ref.host)
-        return vs, dr
+        return vs, dr, ref
 
     def _status(self, vs: Obj, dr: Obj, weights: Weights) -> RouteStatus:
         versions = patch.subset_versions(dr)
