@@ -215,8 +215,9 @@ class StrictKubeAPI(kmock.KubernetesScaffold):
         ns, name = request.namespace or "", request.name
         key = (kind.group, kind.plural, ns, name or "")
         if method == "GET" and name is None:
+            sel = _selector(request.params)
             items = [self._out(o, kind, version) for (g, p, n, _), o in sorted(self.objects.items())
-                     if (g, p) == (kind.group, kind.plural) and (not ns or n == ns)]
+                     if (g, p) == (kind.group, kind.plural) and (not ns or n == ns) and sel(o)]
             return 200, {"apiVersion": "v1" if not kind.group else f"{kind.group}/{version}",
                          "kind": f"{kind.kind}List", "items": items,
                          "metadata": {"resourceVersion": self._current_rv()}}
@@ -317,15 +318,16 @@ class StrictKubeAPI(kmock.KubernetesScaffold):
         ns, name, version = request.namespace or "", request.name, request.resource.version
         since = request.params.get("resourceVersion", "")
         deadline = time.monotonic() + float(request.params.get("timeoutSeconds", 300))
+        sel = _selector(request.params)
 
-        def match(key: Key) -> bool:
+        def match(key: Key, obj: Obj) -> bool:
             return key[:2] == (kind.group, kind.plural) and (not ns or key[2] == ns) and \
-                (name is None or key[3] == name)
+                (name is None or key[3] == name) and sel(obj)
 
         with self.lock:
             if since in ("", "0"):
                 backlog = [{"type": "ADDED", "object": self._out(o, kind, version)}
-                           for k, o in sorted(self.objects.items()) if match(k)]
+                           for k, o in sorted(self.objects.items()) if match(k, o)]
                 cursor = int(self._current_rv())
             else:
                 cursor = int(since)
@@ -339,13 +341,36 @@ class StrictKubeAPI(kmock.KubernetesScaffold):
         while not self.closing and time.monotonic() < deadline:
             with self.lock:
                 fresh = [(rv, t, self._out(o, kind, version)) for rv, t, k, o in self.log
-                         if rv > cursor and match(k)]
+                         if rv > cursor and match(k, o)]
                 cursor = max([cursor, *(e[0] for e in self.log)])
             for _, t, o in fresh:
                 await resp.write(json.dumps({"type": t, "object": o}).encode() + b"\n")
             await asyncio.sleep(0.05)
         await resp.write_eof()
         return resp
+
+
+def _selector(params: Any) -> Callable[[Obj], bool]:
+    """fieldSelector on metadata.name/namespace and equality labelSelectors; anything else is 400."""
+    wanted: list[tuple[str, str, str]] = []
+    for param, prefix in (("fieldSelector", ""), ("labelSelector", "metadata.labels.")):
+        for term in filter(None, params.get(param, "").split(",")):
+            field, op, value = term.partition("==") if "==" in term else term.partition("=")
+            if not op or "!" in field or (param == "fieldSelector" and field not in
+                                          ("metadata.name", "metadata.namespace")):
+                raise ApiError(400, "BadRequest", f"unsupported {param} {term!r} (emulator limitation)")
+            wanted.append((param, prefix + field.strip(), value.strip()))
+
+    def sel(obj: Obj) -> bool:
+        meta = obj.get("metadata", {})
+        for _, field, value in wanted:
+            actual = meta.get("labels", {}).get(field.rpartition(".")[2]) if field.startswith("metadata.labels.") \
+                else meta.get(field.partition(".")[2])
+            if actual != value:
+                return False
+        return True
+
+    return sel
 
 
 _REASONS = {409: "Conflict", 500: "InternalError", 503: "ServiceUnavailable", 504: "Timeout",

@@ -282,3 +282,14 @@ def test_translate_maps_statuses_onto_the_error_tree(status: int, kind: type) ->
     err = kube.translate(exc, "ml/rec-model")
     assert type(err) is kind and "ml/rec-model" in str(err) and "because" in str(err)
     assert kube.is_transient(exc) == (kind is KubeUnavailable)
+
+
+def test_emulator_selectors(istio_api: KubeAPIServer) -> None:
+    co = kubernetes.client.CustomObjectsApi(istio_api.api_client())
+    by_name = co.list_namespaced_custom_object(GROUP, "v1beta1", "ml", VS, field_selector="metadata.name=rec-model")
+    assert [o["metadata"]["name"] for o in by_name["items"]] == ["rec-model"]
+    assert co.list_namespaced_custom_object(GROUP, "v1beta1", "ml", VS, label_selector="app=other")["items"] == []
+    assert len(co.list_namespaced_custom_object(GROUP, "v1beta1", "ml", DR, label_selector="app=rec-model")["items"]) == 1
+    with pytest.raises(kubernetes.client.ApiException) as bad:
+        co.list_namespaced_custom_object(GROUP, "v1beta1", "ml", VS, label_selector="app in (a,b)")
+    assert bad.value.status == 400
