@@ -213,7 +213,7 @@ class Sandbox:
         self._api_client = self.kube.api_client()
         self.watcher = Watcher(self._api_client, self.haproxy, namespace=self.namespace, name=self.model,
                                servers={self.stable_version: "stable", self.canary_version: "canary"},
-                               use_watch=self.watch, on_push=self._on_push).start()
+                               use_watch=self.watch, before_push=self._before_push).start()
         self._stops.append(("watcher", self.watcher.stop))
 
     def _start_prometheus(self) -> None:
@@ -247,7 +247,7 @@ class Sandbox:
         atexit.unregister(self.stop)
 
     # -- faults ----------------------------------------------------------------------------
-    def _on_push(self, weights: dict[str, int]) -> None:
+    def _before_push(self, weights: dict[str, int]) -> None:
         if self.fault_at == "traffic" and weights.get("canary", 0) > 0 and self.fault_injected_at is None:
             self.inject_fault()
 

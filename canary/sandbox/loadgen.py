@@ -54,14 +54,16 @@ class LoadStats:
     stopped_at: float = 0.0
 
     def summary(self) -> dict[str, Any]:
-        lat = np.array(self.latencies_ms) if self.latencies_ms else np.array([np.nan])
+        lat = np.array(self.latencies_ms)
+        p50 = round(float(np.percentile(lat, 50)), 2) if lat.size else None
+        p95 = round(float(np.percentile(lat, 95)), 2) if lat.size else None
         elapsed = (self.stopped_at or time.monotonic()) - self.started_at
         return {
             "sent": self.sent, "ok": self.ok, "failed": self.failed,
             "error_rate": round(self.failed / self.sent, 4) if self.sent else None,
             "by_server": dict(self.by_server), "failed_by_server": dict(self.failed_by_server),
             "errors": dict(self.errors.most_common(5)),
-            "p50_ms": round(float(np.nanpercentile(lat, 50)), 2), "p95_ms": round(float(np.nanpercentile(lat, 95)), 2),
+            "p50_ms": p50, "p95_ms": p95,
             "seconds": round(elapsed, 1), "rate_rps": round(self.sent / elapsed, 1) if elapsed > 0 else None,
         }
 

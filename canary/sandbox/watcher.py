@@ -70,7 +70,7 @@ class Watcher:
     def __init__(self, api_client: Any, haproxy: HAProxy, *, namespace: str, name: str, servers: dict[str, str],
                  dr_name: str | None = None, route: str | None = None, api_version: str = "v1beta1",
                  poll_interval: float = 0.2, use_watch: bool = True,
-                 on_push: Callable[[dict[str, int]], None] | None = None) -> None:
+                 before_push: Callable[[dict[str, int]], None] | None = None) -> None:
         from kubernetes import client
 
         self.api = client.CustomObjectsApi(api_client)
@@ -81,7 +81,9 @@ class Watcher:
         self.api_version = api_version
         self.poll_interval = poll_interval
         self.use_watch = use_watch
-        self.on_push = on_push  # called after each push (the sandbox injects faults on first canary traffic)
+        # called with the new weights just before they reach HAProxy: the sandbox injects
+        # its fault there, so the canary misbehaves from its very first request
+        self.before_push = before_push
         self.history: list[tuple[float, dict[str, int]]] = []  # (monotonic time, weights pushed)
         self._objs: dict[str, dict[str, Any]] = {}
         self._pushed: dict[str, int] | None = None
@@ -136,6 +138,11 @@ class Watcher:
             weights = server_weights(vs, dr, self.servers, route=self.route)
             if weights == self._pushed:
                 return
+            if self.before_push is not None:
+                try:
+                    self.before_push(dict(weights))
+                except Exception as exc:  # a hook must not stop the data plane
+                    log.error("watcher.hook_failed", error=str(exc))
             try:
                 self.haproxy.set_weights(weights)
             except (OSError, RuntimeError) as exc:
@@ -145,11 +152,6 @@ class Watcher:
             self.history.append((time.monotonic(), dict(weights)))
         log.info("watcher.weights_pushed", resource_version=vs.get("metadata", {}).get("resourceVersion"),
                  vs_weights=route_weights(vs, self.route), subsets=subset_versions(dr), **weights)
-        if self.on_push is not None:
-            try:
-                self.on_push(dict(weights))
-            except Exception as exc:  # a hook must not stop the data plane
-                log.error("watcher.hook_failed", error=str(exc))
 
     def _poll_loop(self, plural: str, name: str) -> None:
         last_rv = ""
