@@ -17,8 +17,8 @@ from typing import Any, Callable, Protocol
 
 from canary import rollout as rl
 from canary.analysis.judge import judge
-from canary.errors import (CanaryError, ConfigError, KubeUnavailable, MetricsUnavailable, RolloutBusy, TargetError,
-                           TransientError)
+from canary.errors import (CanaryError, ConfigError, KubeUnavailable, MetricsUnavailable, RolloutBusy, RoutingConflict,
+                           TargetError, TransientError)
 from canary.logs import get as get_logger
 from canary.metrics.base import MetricsProvider
 from canary.model import STABLE_ONLY, ArmData, Target
@@ -90,14 +90,17 @@ class Controller:
                 self.on_update(state)
             if state.terminal:
                 return Result(state, EXIT_CODES[state.phase])
-            if state.phase == rl.PROMOTING:
-                state = self._apply(state, *rl.finish_promotion(state, self.clock.now()))
-            elif state.phase == rl.PENDING:
-                state = self._preflight(state)
-            elif state.phase == rl.PAUSED and self.stop.is_set():
-                return Result(state, EXIT_INTERRUPTED)
-            else:
-                state = self._wait_and_look(state)
+            try:
+                if state.phase == rl.PROMOTING:
+                    state = self._apply(state, *rl.finish_promotion(state, self.clock.now()))
+                elif state.phase == rl.PENDING:
+                    state = self._preflight(state)
+                elif state.phase == rl.PAUSED and self.stop.is_set():
+                    return Result(state, EXIT_INTERRUPTED)
+                else:
+                    state = self._wait_and_look(state)
+            except RoutingConflict as exc:
+                state = self._adopt_outside(state, exc)
 
     # ---- phases ---------------------------------------------------------------------
 
@@ -123,6 +126,7 @@ class Controller:
         if status.weights != STABLE_ONLY:
             raise TargetError(f"{target.namespace}/{target.virtual_service}: traffic is already split {status.weights} "
                               f"(stable/canary) with no rollout in progress; set it to 100/0 first")
+        self._written = status.state or ""
         state, actions = rl.new_rollout(model=target.model, stable_version=target.stable_version,
                                         canary_version=target.canary_version, now=self.clock.now())
         self.log = self.log.bind(stable_version=target.stable_version)
@@ -228,7 +232,8 @@ class Controller:
     # ---- actions --------------------------------------------------------------------
 
     def _apply(self, old: rl.RolloutState, new: rl.RolloutState, actions: list[rl.Action]) -> rl.RolloutState:
-        return execute(self.router, self.target, new, actions, log=self.log, written=self._remember)
+        return execute(self.router, self.target, new, actions, log=self.log, expect=self._written or None,
+                       written=self._remember)
 
     def _remember(self, text: str) -> None:
         self._written = text
@@ -236,15 +241,27 @@ class Controller:
     def _emit(self, state: rl.RolloutState, event: str, fields: dict[str, Any], *, warning: bool = False) -> None:
         execute(self.router, self.target, state, [rl.Emit(event, fields, warning)], log=self.log)
 
+    def _adopt_outside(self, state: rl.RolloutState, exc: RoutingConflict) -> rl.RolloutState:
+        """Our write was refused because someone else recorded a decision: take theirs."""
+        status = self.router.inspect(self.target)
+        theirs = _parse_state(status)
+        if theirs is None or theirs.canary_version != state.canary_version:
+            raise exc
+        self._written = status.state or ""
+        self.log.info("rollout.changed_outside", phase=theirs.phase, reason=theirs.reason, weights=str(theirs.weights))
+        return theirs
+
 
 def execute(router: TrafficRouter, target: Target, state: rl.RolloutState, actions: list[rl.Action], *,
-            log: Any, written: Callable[[str], None] | None = None) -> rl.RolloutState:
-    """Carry out actions in order. A failed write of stable-100% is logged as rollback.failed and re-raised."""
+            log: Any, expect: Any = ..., written: Callable[[str], None] | None = None) -> rl.RolloutState:
+    """Carry out actions in order. Writes are guarded on the recorded state being `expect` (what we
+    last read or wrote; `...` = unguarded). A failed write of stable-100% is logged as rollback.failed and re-raised."""
     for action in actions:
         if isinstance(action, rl.SetWeights):
             text = state.to_json()
             try:
-                router.set_weights(target, action.weights, state=text)
+                router.set_weights(target, action.weights, state=text, expect_state=expect)
+                expect = text
             except CanaryError as exc:
                 if action.weights == STABLE_ONLY and state.phase in rl.TERMINAL:
                     log.critical("rollback.failed", error=str(exc), weights=str(action.weights))
@@ -293,7 +310,9 @@ def operator_action(router: TrafficRouter, target: Target, event: rl.Abort | rl.
     new, actions = rl.transition(state, event, None)  # type: ignore[arg-type]
     if new is state:
         raise ConfigError(f"cannot {type(event).__name__.lower()} a rollout that is {state.phase}")
-    return execute(router, target, new, actions, log=log)
+    if isinstance(event, rl.Abort):
+        return execute(router, target, new, actions, log=log)  # a rollback always wins, whatever raced it
+    return execute(router, target, new, actions, log=log, expect=status.state)
 
 
 __all__ = ["Controller", "Result", "SystemClock", "execute", "operator_action", "KubeUnavailable"]

@@ -38,7 +38,11 @@ class FakeRouter:
     def inspect(self, target: Target) -> RouteStatus:
         return RouteStatus(self.weights, self.state, self.subsets["stable"], self.subsets["canary"])
 
-    def set_weights(self, target: Target, weights: Weights, *, state: str) -> RouteStatus:
+    def set_weights(self, target: Target, weights: Weights, *, state: str, expect_state: Any = ...) -> RouteStatus:
+        if expect_state is not ... and self.state not in (expect_state, state):
+            from canary.errors import RoutingConflict
+
+            raise RoutingConflict("fake: state changed by someone else")
         if self.fail_writes:
             from canary.errors import KubeUnavailable
 

@@ -29,12 +29,14 @@ class TrafficRouter(Protocol):
         """Read and validate the objects (VS exists, route has exactly the two
         destinations, DR defines both subsets). Raises TargetError otherwise."""
 
-    def set_weights(self, target: Target, weights: Weights, *, state: str) -> RouteStatus:
+    def set_weights(self, target: Target, weights: Weights, *, state: str, expect_state: str | None | object = ...) -> RouteStatus:
         """Write the route's weights and the state annotation in ONE write, with a
-        resourceVersion precondition; on 409 re-read, re-check, re-apply."""
+        resourceVersion precondition; on 409 re-read, re-check, re-apply. With
+        `expect_state`, raise RoutingConflict instead when the recorded state is
+        neither that nor `state` (another writer's rollout decision wins)."""
 
     def point_subset(self, target: Target, subset: str, version: str) -> None:
         """Make subset ('stable' | 'canary') select pods labelled version=<version>."""
 
-    def record_event(self, target: Target, *, reason: str, message: str, warning: bool = False) -> None:
-        """Best effort: a Kubernetes Event on the VirtualService. Never raises."""
+    def record_event(self, target: Target, *, reason: str, message: str, warning: bool = False) -> bool:
+        """Best effort: a Kubernetes Event on the VirtualService. Never raises; False if not recorded."""

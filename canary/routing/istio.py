@@ -38,6 +38,9 @@ class _Conflict(Exception):
     """Internal: a write got 409; the conflict loop re-reads and tries again."""
 
 
+ANY_STATE: object = ...  # (Ellipsis) set_weights without a guard on the recorded state
+
+
 class IstioRouter:
     """Drives one VirtualService route and its DestinationRule through the Kubernetes API.
 
@@ -75,9 +78,16 @@ class IstioRouter:
         vs, dr, ref = self._read_checked(target)
         return self._status(vs, dr, patch.read_weights(vs, ref))
 
-    def set_weights(self, target: Target, weights: Weights, *, state: str) -> RouteStatus:
+    def set_weights(self, target: Target, weights: Weights, *, state: str,
+                    expect_state: str | None | object = ANY_STATE) -> RouteStatus:
         def compute() -> tuple[Obj, Obj, Obj]:
             vs, dr, _ = self._read_checked(target)
+            found = patch.read_state(vs)
+            # A retry after 409 re-applies our weights on top of other edits -- but never on top
+            # of another writer's rollout state (an operator's `canary rollback`): that is theirs.
+            if expect_state is not ANY_STATE and found != expect_state and found != state:
+                raise RoutingConflict(f"{target.namespace}/{target.virtual_service}: the rollout state was changed "
+                                      "by someone else; re-read it before writing")
             return vs, patch.with_weights(vs, weights, route_name=target.route, state=state), dr
 
         written, dr = self._update(target, VS_PLURAL, target.virtual_service, compute)
