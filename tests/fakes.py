@@ -34,11 +34,14 @@ class FakeRouter:
     subsets: dict[str, str] = field(default_factory=lambda: {"stable": "v1", "canary": "v1"})
     log: list[tuple[str, Any]] = field(default_factory=list)  # ordered writes, for ordering assertions
     fail_writes: int = 0
+    before_write: list[Callable[[], None]] = field(default_factory=list)  # races, on demand
 
     def inspect(self, target: Target) -> RouteStatus:
         return RouteStatus(self.weights, self.state, self.subsets["stable"], self.subsets["canary"])
 
     def set_weights(self, target: Target, weights: Weights, *, state: str, expect_state: Any = ...) -> RouteStatus:
+        while self.before_write:
+            self.before_write.pop(0)()
         if expect_state is not ... and self.state not in (expect_state, state):
             from canary.errors import RoutingConflict
 

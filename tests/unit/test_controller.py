@@ -140,3 +140,20 @@ def test_operator_rollback_forces_stable_even_without_a_recorded_rollout() -> No
     assert router.weights == STABLE_ONLY and state.phase == rl.ROLLED_BACK
     with pytest.raises(ConfigError, match="no rollout in progress"):
         operator_action(router, TARGET, rl.Pause(2.0), log=get())
+
+
+def test_operator_rollback_racing_our_write_is_never_undone() -> None:
+    ctl, router, metrics, clock = make()
+    raced = []
+
+    def slowdown(t: float) -> float:
+        if t >= 1009 and not raced:  # just before the step-1 -> step-2 write
+            raced.append(True)
+            router.before_write.append(
+                lambda: operator_action(router, TARGET, rl.Abort(t, "operator: stop"), log=get()))
+        return 1.0
+
+    metrics.slowdown = slowdown
+    res = ctl.run()
+    assert raced and res.exit_code == 1 and res.state.reason == "operator: stop"
+    assert router.weights == STABLE_ONLY and json.loads(router.state)["phase"] == rl.ROLLED_BACK
