@@ -30,6 +30,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -82,8 +83,8 @@ class Sandbox:
     SCENARIOS = tuple(SCENARIOS)
 
     def __init__(self, scenario: str = "good", *, model: str = MODEL_NAME, namespace: str = "ml",
-                 stable_version: str = "v1.0.0", canary_version: str = "v2.1.0", rate: float = 30.0,
-                 missing_share: float = 0.05, load: bool = True, fault_at: str = "traffic",
+                 stable_version: str = "v1.0.0", canary_version: str = "v2.1.0", rate: float = 40.0,
+                 batch: int = 4, missing_share: float = 0.05, load: bool = True, fault_at: str = "traffic",
                  crash_after_s: float = 3.0, device: str = "cpu", prometheus: bool = True,
                  workdir: Path | None = None, istio_dir: Path = ISTIO_DIR, watch: bool = True) -> None:
         if scenario not in SCENARIOS:
@@ -94,7 +95,9 @@ class Sandbox:
             raise ValueError(f"the sandbox serves only {MODEL_NAME!r}")
         self.scenario, self.model, self.namespace = scenario, model, namespace
         self.stable_version, self.canary_version = stable_version, canary_version
-        self.rate, self.missing_share, self.load = rate, missing_share, load
+        # batch: rows (candidate items) per request; 4 gives the prediction-shift test
+        # 4x the samples per request, so a good canary is bounded within a short step
+        self.rate, self.batch, self.missing_share, self.load = rate, batch, missing_share, load
         self.fault_at, self.crash_after_s, self.device = fault_at, crash_after_s, device
         self.use_prometheus, self.istio_dir, self.watch = prometheus, istio_dir, watch
         self._own_workdir = workdir is None
@@ -163,7 +166,8 @@ class Sandbox:
             if self.use_prometheus:
                 self._start_prometheus()
             if self.load:
-                self.loadgen = LoadGenerator(self.haproxy_url, rate=self.rate, missing_share=self.missing_share).start()
+                self.loadgen = LoadGenerator(self.haproxy_url, rate=self.rate, batch=self.batch,
+                                             missing_share=self.missing_share).start()
                 self._stops.append(("loadgen", self.loadgen.stop))
             if self.fault_at == "start":
                 self.inject_fault()
@@ -263,9 +267,9 @@ class Sandbox:
             self._timer.daemon = True
             self._timer.start()
         elif self.scenario in ("slow", "drift", "errors"):
-            self.canary.set_behaviour(Behaviour(
-                extra_latency_ms=knobs.extra_latency_ms, prediction_shift=knobs.prediction_shift,
-                error_share=knobs.error_share, schema=self.canary.behaviour.schema, device=self.device))
+            self.canary.set_behaviour(replace(
+                self.canary.behaviour, extra_latency_ms=knobs.extra_latency_ms,
+                prediction_shift=knobs.prediction_shift, error_share=knobs.error_share))
 
     # -- reporting -------------------------------------------------------------------------
     def urls(self) -> dict[str, str]:

@@ -57,7 +57,7 @@ class LoadStats:
         lat = np.array(self.latencies_ms)
         p50 = round(float(np.percentile(lat, 50)), 2) if lat.size else None
         p95 = round(float(np.percentile(lat, 95)), 2) if lat.size else None
-        elapsed = (self.stopped_at or time.monotonic()) - self.started_at
+        elapsed = ((self.stopped_at or time.monotonic()) - self.started_at) if self.started_at else 0.0
         return {
             "sent": self.sent, "ok": self.ok, "failed": self.failed,
             "error_rate": round(self.failed / self.sent, 4) if self.sent else None,

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import collections
 import json
+import math
 import os
 import random
 import threading
@@ -61,6 +62,7 @@ class Behaviour:
     model loads); every other knob can change at run time.
     """
 
+    base_latency_ms: float = 3.0  # median of a log-normal "compute time" (sigma 0.4), see RecModel
     extra_latency_ms: float = 0.0  # slow: added to every request
     prediction_shift: float = 0.0  # drift: added to the logit before the sigmoid
     error_share: float = 0.0  # errors: share of calls that raise
@@ -79,7 +81,7 @@ class Behaviour:
 # What each sandbox scenario does to the canary arm once the fault is injected.
 SCENARIOS: dict[str, Behaviour] = {
     "good": Behaviour(),
-    "slow": Behaviour(extra_latency_ms=60.0),
+    "slow": Behaviour(extra_latency_ms=40.0),
     "drift": Behaviour(prediction_shift=2.0),
     "errors": Behaviour(error_share=0.2),
     "crash": Behaviour(),  # the fault is a killed process, not a knob
@@ -156,7 +158,10 @@ class RecModel:
 
     Requests are handled one by one (not with PyTriton's @batch) so that the
     request counter and the latency histogram count client requests, which is
-    what the canary analysis compares.
+    what the canary analysis compares. The numpy scorer itself takes ~50 µs, all
+    inside the first latency bucket, which no quantile test can resolve; a
+    log-normal wait (median ``base_latency_ms``) stands in for a real model's
+    compute time, so latency spreads over several buckets as in production.
     """
 
     def __init__(self, *, metrics: ModelMetrics, knob_file: Path | None, initial: Behaviour) -> None:
@@ -198,8 +203,11 @@ class RecModel:
                 if b.output_nan:
                     scores = np.full_like(scores, np.nan)
                 responses.append({OUTPUT_NAME: scores.astype(out_dtype)})
-            if b.extra_latency_ms > 0:
-                time.sleep(b.extra_latency_ms / 1000.0)
+            wait_ms = b.extra_latency_ms
+            if b.base_latency_ms > 0:
+                wait_ms += random.lognormvariate(math.log(b.base_latency_ms), 0.4)
+            if wait_ms > 0:
+                time.sleep(wait_ms / 1000.0)
             if fail:
                 raise RuntimeError("injected failure (sandbox scenario 'errors')")
         except Exception:
