@@ -142,9 +142,40 @@ def test_sandbox_assembles_and_shows_the_fault_in_prometheus() -> None:
         assert errors.get("v2.1.0", 0) > 0 and errors.get("v1.0.0", 0) == 0
         triton = _query(sb.prometheus_url, "sum by (version) (nv_inference_request_success)")
         assert set(triton) == {"v1.0.0", "v2.1.0"}  # Triton's metrics carry the arm's version too
+        values = {arm: _doc_checks(sb.prometheus_url, version) for arm, version in
+                  (("stable", sb.stable_version), ("canary", sb.canary_version))}
+        assert values["stable"]["triton-failures"] == 0 < values["canary"]["triton-failures"]
+        for arm in values.values():  # every documented (non-GPU) Triton query answers one number
+            assert all(v == v for v in arm.values()), values
         pids = [sb.stable.pid, sb.canary.pid, sb.haproxy.pid, sb.prom.pid]
     for pid in pids:
         assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
+
+
+def _doc_checks(prom: str, version: str) -> dict[str, float]:
+    """Run the custom checks from docs/triton.md (parsed as a real policy) for one version."""
+    import re
+
+    import yaml
+
+    from canary.metrics.queries import render_custom
+    from canary.policy import parse_policy
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "triton.md").read_text()
+    block = next(b for b in re.findall(r"```yaml\n(.*?)```", text, re.S) if "triton-failures" in b)
+    raw = yaml.safe_load(block)
+    raw.update(steps=[10, 100])
+    policy = parse_policy(raw, file="docs/triton.md")
+    out = {}
+    for check in policy.checks:
+        if check.kind != "custom" or check.name.startswith("gpu-"):
+            continue
+        query = render_custom(check.template("canary"), check_name=check.name, model="rec-model",
+                              version=version, namespace="ml", window_s=30)
+        result = _query(prom, query)
+        assert len(result) == 1, (check.name, query, result)
+        out[check.name] = next(iter(result.values()))
+    return out
 
 
 def _scrape(url: str) -> str:
