@@ -26,6 +26,7 @@ import atexit
 import copy
 import json
 import shutil
+import signal
 import tempfile
 import threading
 import time
@@ -115,6 +116,7 @@ class Sandbox:
         self._stops: list[tuple[str, Callable[[], None]]] = []
         self._lock = threading.Lock()
         self._timer: threading.Timer | None = None
+        self._old_sigterm: Any = None
 
     # -- urls ------------------------------------------------------------------------------
     @property
@@ -158,6 +160,7 @@ class Sandbox:
 
     def start(self) -> "Sandbox":
         atexit.register(self.stop)
+        self._trap_sigterm()
         t0 = time.monotonic()
         try:
             self._start_kube()
@@ -248,7 +251,17 @@ class Sandbox:
                 self._api_client = None
             if self._own_workdir:
                 shutil.rmtree(self.workdir, ignore_errors=True)
+            if self._old_sigterm is not None:
+                signal.signal(signal.SIGTERM, self._old_sigterm)
+                self._old_sigterm = None
         atexit.unregister(self.stop)
+
+    def _trap_sigterm(self) -> None:
+        """SIGTERM becomes KeyboardInterrupt (so `with` cleans up), if nobody else handles it."""
+        if threading.current_thread() is threading.main_thread() and \
+                signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+            self._old_sigterm = signal.SIG_DFL
+            signal.signal(signal.SIGTERM, _raise_interrupt)
 
     # -- faults ----------------------------------------------------------------------------
     def _before_push(self, weights: dict[str, int]) -> None:
@@ -289,6 +302,10 @@ class Sandbox:
         if self.loadgen:
             out["load"] = self.loadgen.snapshot()
         return out
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 class LabelledPromServer(PromServer):

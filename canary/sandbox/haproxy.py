@@ -22,7 +22,7 @@ from pathlib import Path
 
 import structlog
 
-from canary.sandbox.tritonserver import free_port
+from canary.sandbox.tritonserver import die_with_parent, free_port
 
 log = structlog.get_logger(__name__)
 
@@ -102,7 +102,7 @@ class HAProxy:
         with open(self.workdir / "haproxy.log", "ab") as out:
             # -db: foreground, no daemon, so the PID we hold is the process that serves.
             self.proc = subprocess.Popen(["haproxy", "-db", "-f", str(cfg)], stdout=out, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL)
+                                         stdin=subprocess.DEVNULL, preexec_fn=die_with_parent)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

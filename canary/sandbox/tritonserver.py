@@ -53,7 +53,7 @@ def child_env(home: Path) -> dict[str, str]:
     return env
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """Child pre-exec: new process group, and SIGTERM when the parent dies (no orphans)."""
     os.setpgrp()
     libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
@@ -138,7 +138,7 @@ class TritonServer:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "canary.sandbox.tritonserver", str(cfg)],
                 env=child_env(home), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                preexec_fn=_die_with_parent, cwd=str(self.workdir),
+                preexec_fn=die_with_parent, cwd=str(self.workdir),
             )
         log.info("triton.starting", arm=self.arm, version=self.version, pid=self.proc.pid, http_port=self.http_port)
         return self
