@@ -269,6 +269,10 @@ def _serve(config_path: str) -> None:
     metrics = ModelMetrics(model_name=MODEL_NAME, model_version=cfg["version"])
     start_http_server(cfg["model_metrics_port"], addr="127.0.0.1", registry=metrics.registry)
     model = RecModel(metrics=metrics, knob_file=Path(cfg["knob_file"]), initial=behaviour)
+    if behaviour.device == "cuda":  # import torch and initialise CUDA now, not in the first user request
+        from canary.sandbox.model import score
+
+        score(np.zeros((1, N_FEATURES), dtype=np.float32), device="cuda")
     out_dtype = np.float64 if behaviour.schema == "bad" else np.float32
     triton_config = TritonConfig(
         http_address="127.0.0.1", http_port=cfg["http_port"],
