@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from canary.analysis import stats
-from canary.analysis.sequential import alpha_for_look
+from canary.analysis.sequential import alpha_for_look, tests_in
 from canary.model import ArmData, CheckResult, Counts, Histogram, Judgement, Outcome, Scalar
 from canary.policy import (
     Check,
@@ -29,17 +29,6 @@ from canary.policy import (
 )
 
 Measurement = tuple[ArmData, ArmData] | Exception
-
-
-def tests_in(check: Check) -> int:
-    """How many statistical tests a check runs per look (its share of alpha)."""
-    if isinstance(check, LatencyCheck):
-        return (check.max_increase_pct is not None) + (check.max_ms is not None)
-    if isinstance(check, (ErrorRateCheck, FeatureMissingCheck)):
-        return (check.max_increase_points is not None) + (check.max_rate_pct is not None)
-    if isinstance(check, PredictionShiftCheck):
-        return 1
-    return 0  # custom checks compare values; no statistics, no alpha
 
 
 def judge(policy: Policy, measurements: Mapping[str, Measurement], *, look: int) -> Judgement:
