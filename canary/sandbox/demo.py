@@ -1,0 +1,177 @@
+"""`canary demo`: one real rollout in the local sandbox, and the measurements behind it.
+
+The rollout is the real `canary promote` process, with the same flags a user
+would pass against a cluster: Istio router against the Kubernetes API
+emulator, Prometheus provider against a real Prometheus scraping two real
+Triton servers, HAProxy carrying the traffic. `run_scenario` is shared by the
+demo, the end-to-end tests and scripts/bench_rollback.py, so the numbers in
+docs/benchmarks/rollback.md come from exactly what a user sees.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import typer
+
+ROOT = Path(__file__).resolve().parents[2]
+SANDBOX_POLICY = ROOT / "policies" / "sandbox.yaml"
+EXPECTED = {"good": "promoted", "slow": "rolled_back", "drift": "rolled_back", "errors": "rolled_back",
+            "crash": "rolled_back", "bad-schema": "rolled_back"}
+
+
+@dataclass
+class ScenarioResult:
+    scenario: str
+    exit_code: int
+    phase: str
+    reason: str
+    final_vs_weights: dict[str, int]
+    fault_onset_s: float | None  # seconds after promote started (monotonic)
+    stable_100_after_onset_s: float | None  # fault onset -> HAProxy sends everything to the stable server
+    rollout_s: float
+    load: dict[str, Any]
+    canary_requests_before_rollback: int | None = None
+    events: list[dict[str, Any]] = field(default_factory=list)  # promote's JSON log lines (when captured)
+
+    @property
+    def as_expected(self) -> bool:
+        return self.phase == EXPECTED[self.scenario]
+
+    def brief(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("events")
+        return d
+
+
+def run_scenario(scenario: str, *, rate: float = 50.0, policy: Path = SANDBOX_POLICY, capture: bool = True,
+                 extra_args: tuple[str, ...] = (), timeout_s: float = 240.0, **sandbox_kw: Any) -> ScenarioResult:
+    """Start the sandbox, run `canary promote` against it, measure, stop everything."""
+    from canary.sandbox.env import Sandbox
+
+    with Sandbox(scenario, rate=rate, **sandbox_kw) as sb:
+        cmd = [sys.executable, "-m", "canary", *sb.promote_args(policy), *extra_args]
+        if capture:
+            cmd += ["--log-format", "json", "--output", "json"]
+        t0 = time.monotonic()
+        # not captured (the demo): promote owns the terminal and shows its live display
+        proc = subprocess.run(cmd, capture_output=capture, text=True, timeout=timeout_s)
+        t1 = time.monotonic()
+        out = _recorded_state(sb)
+        onset = _onset(sb)
+        back = _stable_100_at(sb.watcher.history, after=onset) if onset is not None else None
+        canary_served = _canary_served_until(sb, back)
+        return ScenarioResult(
+            scenario=scenario, exit_code=proc.returncode, phase=str(out.get("phase", "?")),
+            reason=str(out.get("reason") or (proc.stderr or "")[-500:]),
+            final_vs_weights=_vs_weights(sb), rollout_s=round(t1 - t0, 2),
+            fault_onset_s=round(onset - t0, 2) if onset is not None else None,
+            stable_100_after_onset_s=round(back - onset, 2) if back is not None and onset is not None else None,
+            load=sb.loadgen.snapshot() if sb.loadgen else {}, canary_requests_before_rollback=canary_served,
+            events=_json_lines(proc.stderr) if capture else [],
+        )
+
+
+def _onset(sb: Any) -> float | None:
+    """When the canary started misbehaving (monotonic): injection, or the kill for `crash`."""
+    if sb.fault_injected_at is None or sb.scenario in ("good", "bad-schema"):
+        return None
+    if sb.scenario == "crash":
+        return sb.canary.killed_at if getattr(sb.canary, "killed_at", None) else sb.fault_injected_at + sb.crash_after_s
+    return float(sb.fault_injected_at)
+
+
+def _stable_100_at(history: list[tuple[float, dict[str, int]]], *, after: float) -> float | None:
+    for t, weights in history:
+        if t >= after and weights.get("canary", 0) == 0:
+            return t
+    return None
+
+
+def _canary_served_until(sb: Any, until: float | None) -> int | None:
+    by = (sb.loadgen.snapshot() if sb.loadgen else {}).get("by_server", {})
+    return int(by.get("canary", 0)) if until is not None else None
+
+
+def _vs_weights(sb: Any) -> dict[str, int]:
+    from canary.sandbox.watcher import route_weights
+
+    vs = sb.kube.get("networking.istio.io", "virtualservices", sb.namespace, sb.model)
+    return route_weights(vs) if vs else {}
+
+
+def _json_lines(text: str | None) -> list[dict[str, Any]]:
+    out = []
+    for line in (text or "").splitlines():
+        if line.startswith("{"):
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                pass
+    return out
+
+
+def _recorded_state(sb: Any) -> dict[str, Any]:
+    """The rollout state promote left on the VirtualService (what `canary status` shows)."""
+    vs = sb.kube.get("networking.istio.io", "virtualservices", sb.namespace, sb.model) or {}
+    raw = vs.get("metadata", {}).get("annotations", {}).get("canary.ml/rollout")
+    return json.loads(raw) if raw else {}
+
+
+def demo(
+    scenario: str = typer.Option("good", "--scenario", "-s", help="good | slow | drift | errors | crash | bad-schema"),
+    rate: float = typer.Option(50.0, "--rate", help="requests per second through HAProxy"),
+    policy: Path = typer.Option(SANDBOX_POLICY, "--policy", help="policy for the rollout"),
+    output: str = typer.Option("text", "--output", "-o", help="text or json (the measured summary)"),
+) -> None:
+    """Run a real canary rollout on this machine: two Triton servers, Prometheus, HAProxy, a Kubernetes API emulator.
+
+    Exit 0 when the outcome is the one the scenario should produce (good: promoted,
+    every other: rolled back), 1 otherwise, 2 for a bad scenario name.
+    """
+    from canary import logs
+
+    if scenario not in EXPECTED:
+        typer.echo(f"error: unknown scenario {scenario!r}; choose one of {', '.join(EXPECTED)}", err=True)
+        raise typer.Exit(2)
+    logs.configure()
+    typer.echo(f"starting the sandbox for scenario {scenario!r} (two Tritons, Prometheus, HAProxy, API emulator)...",
+               err=True)
+    result = run_scenario(scenario, rate=rate, policy=policy, capture=False)
+    if output == "json":
+        typer.echo(json.dumps(result.brief()))
+    else:
+        _print_summary(result)
+    raise typer.Exit(0 if result.as_expected else 1)
+
+
+def _print_summary(r: ScenarioResult) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=f"canary demo --scenario {r.scenario}: {r.phase} "
+                    f"({'as expected' if r.as_expected else 'NOT as expected: ' + EXPECTED[r.scenario]})")
+    t.add_column("measure")
+    t.add_column("value")
+    t.add_row("promote exit code", str(r.exit_code))
+    t.add_row("reason", r.reason)
+    t.add_row("VirtualService weights now (stable/canary)", f"{r.final_vs_weights.get('stable')}/{r.final_vs_weights.get('canary')}")
+    t.add_row("rollout wall time", f"{r.rollout_s} s")
+    if r.stable_100_after_onset_s is not None:
+        t.add_row("fault onset -> stable 100% in the data plane", f"{r.stable_100_after_onset_s} s")
+    load = r.load
+    if load:
+        t.add_row("requests sent / failed", f"{load.get('sent')} / {load.get('failed')}")
+        t.add_row("served by stable / canary server", f"{load.get('by_server', {}).get('stable', 0)} / "
+                                                        f"{load.get('by_server', {}).get('canary', 0)}")
+        t.add_row("client latency p50 / p95", f"{load.get('p50_ms')} ms / {load.get('p95_ms')} ms")
+    Console().print(t)
+
+
+__all__ = ["run_scenario", "ScenarioResult", "demo", "EXPECTED"]

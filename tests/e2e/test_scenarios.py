@@ -1,0 +1,79 @@
+"""End to end: every sandbox scenario through the real `canary promote` process.
+
+Real processes on 127.0.0.1: two Triton servers, Prometheus scraping them
+every second, HAProxy carrying the load generator's traffic, the Kubernetes
+API emulator, and the watcher that pushes VirtualService weights into HAProxy.
+Times are asserted only as generous functional bounds (the rollback came from
+the breach, not from a deadline); the measured times are in
+docs/benchmarks/rollback.md (scripts/bench_rollback.py).
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from canary.policy import load_policy
+from canary.sandbox.demo import SANDBOX_POLICY, ScenarioResult, run_scenario
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+if not (shutil.which("prometheus") and shutil.which("haproxy")):
+    pytest.skip("the sandbox needs prometheus and haproxy (scripts/setup.sh installs them)", allow_module_level=True)
+
+POLICY = load_policy(SANDBOX_POLICY)
+# the breach is visible at the first looks of the first step; two failed looks are needed
+BREACH_BOUND_S = POLICY.analysis.interval + 5 + 10  # target interval+5 s, plus slack for a shared machine
+CRASH_BOUND_S = 5 + 10  # target 5 s, plus slack
+
+
+def rollback_event(r: ScenarioResult) -> dict:
+    done = [e for e in r.events if e.get("event") == "rollback.completed"]
+    assert len(done) == 1, [e.get("event") for e in r.events]
+    ev = done[0]
+    assert ev["model"] == "rec-model" and ev["canary_version"] == "v2.1.0" and ev["weights"] == "100/0"
+    return ev
+
+
+def assert_rolled_back(r: ScenarioResult) -> dict:
+    assert r.exit_code == 1, r.reason
+    assert r.phase == "rolled_back" and r.final_vs_weights == {"stable": 100, "canary": 0}
+    return rollback_event(r)
+
+
+def test_good_canary_is_promoted_without_a_failed_request() -> None:
+    r = run_scenario("good")
+    assert r.exit_code == 0 and r.phase == "promoted", r.reason
+    assert r.final_vs_weights == {"stable": 100, "canary": 0}  # on the stable subset, now the new version
+    assert r.load["failed"] == 0 and r.load["sent"] > 500
+    assert r.load["by_server"].get("canary", 0) > 100  # the canary really served traffic
+    names = [e.get("event") for e in r.events]
+    assert names.count("step.advanced") == len(POLICY.steps) - 1 and "rollout.promoted" in names
+    assert "gate.passed" in names
+
+
+@pytest.mark.parametrize("scenario,check", [("slow", "latency-p95"), ("drift", "predictions"), ("errors", "errors")])
+def test_breach_is_rolled_back_with_its_evidence(scenario: str, check: str) -> None:
+    r = run_scenario(scenario)
+    ev = assert_rolled_back(r)
+    assert check in ev["reason"]
+    failing = {e["check"]: e for e in ev["evidence"]}
+    assert check in failing and failing[check]["outcome"] == "fail"
+    e = failing[check]
+    assert e["n_canary"] > 0 and e["n_stable"] > 0 and e["p_value"] is not None and e["reason"]
+    assert r.stable_100_after_onset_s is not None and r.stable_100_after_onset_s <= BREACH_BOUND_S
+
+
+def test_crashed_canary_is_rolled_back_by_the_probe_within_seconds() -> None:
+    r = run_scenario("crash")
+    ev = assert_rolled_back(r)
+    assert "gate" in ev["reason"] and "not ready" in ev["reason"]
+    assert r.stable_100_after_onset_s is not None and r.stable_100_after_onset_s <= CRASH_BOUND_S
+
+
+def test_incompatible_model_never_gets_traffic() -> None:
+    r = run_scenario("bad-schema")
+    ev = assert_rolled_back(r)
+    assert "gate" in ev["reason"] and "compatible" in ev["reason"]
+    assert r.load["by_server"].get("canary", 0) == 0  # refused before any traffic
+    assert "gate.failed" in [e.get("event") for e in r.events]
