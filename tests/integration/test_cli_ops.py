@@ -1,0 +1,116 @@
+"""Operator commands through the real CLI: status, pause, resume, rollback, analyze."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+import yaml
+
+from canary import rollout as rl
+from canary.kube import api_client
+from canary.model import Target, Weights
+from canary.routing.istio import IstioRouter
+from canary.sandbox.kubeapi import KubeAPIServer
+from canary.sandbox.promserver import PromServer
+from tests.support.kube import shipped_istio_objects
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+GROUP = "networking.istio.io"
+TARGET = Target(namespace="ml", virtual_service="rec-model", model="rec-model", stable_version="v1", canary_version="v2")
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[tuple[KubeAPIServer, Path]]:
+    api = KubeAPIServer(seed=shipped_istio_objects()).start()
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "c",
+        "clusters": [{"name": "c", "cluster": {"server": api.url}}], "users": [{"name": "u", "user": {}}],
+        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+    }))
+    yield api, kubeconfig
+    api.stop()
+
+
+def canary(*args: str, kubeconfig: Path | None = None) -> subprocess.CompletedProcess[str]:
+    extra = ["--kubeconfig", str(kubeconfig)] if kubeconfig else []
+    return subprocess.run([sys.executable, "-m", "canary", *args, *extra], capture_output=True, text=True,
+                          timeout=60, cwd=ROOT, env={**os.environ, "KUBECONFIG": ""})
+
+
+def in_progress(kubeconfig: Path, weights: Weights = Weights(75, 25)) -> None:
+    router = IstioRouter(api_client(kubeconfig=str(kubeconfig)))
+    state = rl.RolloutState(model="rec-model", stable_version="v1", canary_version="v2", phase=rl.PROGRESSING,
+                            weights=weights, step=1, started_at=1.0, step_started_at=2.0)
+    router.set_weights(TARGET, weights, state=state.to_json())
+
+
+def vs(api: KubeAPIServer) -> tuple[list[int], dict[str, Any]]:
+    obj = api.get(GROUP, "virtualservices", "ml", "rec-model")
+    return [d["weight"] for d in obj["spec"]["http"][0]["route"]], json.loads(obj["metadata"]["annotations"]["canary.ml/rollout"])
+
+
+def test_status_pause_resume_rollback(cluster: Any) -> None:
+    api, kc = cluster
+    res = canary("status", "rec-model", "-n", "ml", "-o", "json", kubeconfig=kc)
+    assert res.returncode == 0 and json.loads(res.stdout)["rollout"] is None
+    in_progress(kc)
+    st = json.loads(canary("status", "rec-model", "-n", "ml", "-o", "json", kubeconfig=kc).stdout)
+    assert st["weights"] == {"stable": 75, "canary": 25} and st["rollout"]["phase"] == rl.PROGRESSING
+    human = canary("status", "rec-model", "-n", "ml", kubeconfig=kc)
+    assert human.returncode == 0 and "progressing" in human.stdout and "75/25" in human.stdout
+
+    assert canary("pause", "rec-model", "-n", "ml", kubeconfig=kc).returncode == 0
+    assert vs(api) == ([75, 25], vs(api)[1]) and vs(api)[1]["phase"] == rl.PAUSED
+    assert canary("pause", "rec-model", "-n", "ml", kubeconfig=kc).returncode == 2  # already paused
+    assert canary("resume", "rec-model", "-n", "ml", kubeconfig=kc).returncode == 0
+    assert vs(api)[1]["phase"] == rl.PROGRESSING
+
+    res = canary("rollback", "rec-model", "-n", "ml", "--reason", "pager says so", "-o", "json", kubeconfig=kc)
+    assert res.returncode == 0, res.stderr
+    weights, state = vs(api)
+    assert weights == [100, 0] and state["phase"] == rl.ROLLED_BACK and "pager says so" in state["reason"]
+    assert canary("rollback", "rec-model", "-n", "ml", kubeconfig=kc).returncode == 2  # nothing in progress
+    assert any(e.get("reason") == "RollbackCompleted" for e in api.list("", "events", "ml"))
+
+
+def test_rollback_forces_stable_when_traffic_is_split_without_a_record(cluster: Any) -> None:
+    api, kc = cluster
+    api.edit(GROUP, "virtualservices", "ml", "rec-model",
+             lambda o: [d.__setitem__("weight", w) for d, w in zip(o["spec"]["http"][0]["route"], (60, 40))])
+    assert canary("rollback", "rec-model", "-n", "ml", kubeconfig=kc).returncode == 0
+    assert vs(api)[0] == [100, 0]
+
+
+def test_unreachable_cluster_is_exit_3_without_traceback(tmp_path: Path) -> None:
+    kc = tmp_path / "kc"
+    kc.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "c",
+        "clusters": [{"name": "c", "cluster": {"server": "http://127.0.0.1:9"}}], "users": [{"name": "u", "user": {}}],
+        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}]}))
+    res = canary("rollback", "rec-model", "-n", "ml", kubeconfig=kc)
+    assert res.returncode == 3 and "Traceback" not in res.stderr and res.stderr.startswith("error:")
+
+
+def test_analyze_compares_the_arms_now(prom_server: PromServer, tmp_path: Path) -> None:
+    policy = tmp_path / "p.yaml"
+    policy.write_text(yaml.safe_dump({
+        "steps": [10, 100], "metrics": {"source": "model"},
+        "checks": [{"name": "errors", "kind": "error_rate", "max_increase_points": 1},
+                   {"name": "lat", "kind": "latency", "max_increase_pct": 20}]}))
+    res = canary("analyze", "rec", "-n", "ml", "--policy", str(policy), "--stable-version", "v1",
+                 "--canary-version", "v2", "--window", "5m", "--prometheus-url", prom_server.url, "-o", "json")
+    out = json.loads(res.stdout)
+    by = {r["check"]: r for r in out["results"]}
+    assert res.returncode == 1 and out["outcome"] == "fail"  # the dataset's canary has 10% errors vs 1%
+    assert by["errors"]["outcome"] == "fail" and by["errors"]["canary_value"] > by["errors"]["stable_value"]
+    table = canary("analyze", "rec", "-n", "ml", "--policy", str(policy), "--stable-version", "v1",
+                   "--canary-version", "v2", "--window", "5m", "--prometheus-url", prom_server.url)
+    assert table.returncode == 1 and "errors" in table.stdout and "fail" in table.stdout
