@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from canary.analysis import stats
+from canary.analysis import shift, stats
 from canary.analysis.sequential import alpha_for_look, tests_in
 from canary.model import ArmData, CheckResult, Counts, Histogram, Judgement, Outcome, Scalar
 from canary.policy import (
@@ -205,9 +205,9 @@ def _shift(check: PredictionShiftCheck, s: ArmData, c: ArmData, alpha: float, mi
         return bad
     _, sc, cc = _common(s, c)  # type: ignore[arg-type]
     per_s, per_c = np.diff(sc, prepend=0.0), np.diff(cc, prepend=0.0)
-    limits = [x for x in (check.max_psi, check.max_js and stats.js_to_psi(check.max_js)) if x]
+    limits = [x for x in (check.max_psi, check.max_js and shift.js_to_psi(check.max_js)) if x]
     limit = float(min(limits))
-    t, upper, js = stats.distribution_shift(per_s, per_c, max_psi=limit, alpha=alpha)
+    t, upper, js = shift.distribution_shift(per_s, per_c, max_psi=limit, alpha=alpha)
     n = (float(sc[-1]), float(cc[-1]))
     subs = [("shift", t, False)]
     outcome, _, more = _verdict(check, subs, n[1], min_canary)

@@ -23,7 +23,7 @@ from scipy import stats as st
 from canary.analysis.judge import tests_in
 from canary.analysis.sequential import alpha_for_look, looks_per_step
 from canary.policy import ErrorRateCheck, FeatureMissingCheck, LatencyCheck, Policy, PredictionShiftCheck
-from canary.analysis.stats import js_to_psi
+from canary.analysis.shift import js_to_psi
 
 POWER = 0.95
 

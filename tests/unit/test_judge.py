@@ -50,6 +50,19 @@ def test_alpha_spending_never_exceeds_the_rollout_budget():
     assert alpha_for_look(p, n + 5) < alpha_for_look(p, n)
 
 
+def test_one_test_with_two_failed_looks_uses_the_nested_boundary():
+    single = policy({**LAT, "max_ms": None}, alpha=0.01)
+    assert J.tests_in(single.checks[0]) == 1
+    n = planned_looks(single)
+    assert alpha_for_look(single, 0) == alpha_for_look(single, n - 1) > 5 * 0.009 / n  # far above Bonferroni
+    assert spent_alpha(single, n) == pytest.approx(0.009, rel=1e-3)
+    assert spent_alpha(single, n + 100_000) <= 0.01
+    hard = policy({**LAT, "max_ms": None, "hard": True}, alpha=0.01)
+    assert alpha_for_look(hard, 0) == pytest.approx(0.009 / n)  # one failure rolls back: Bonferroni
+    once = parse_policy({"steps": [5, 25, 50, 100], "failure": {"max_failed_looks": 1}, "checks": [LAT]})
+    assert alpha_for_look(once, 0) == pytest.approx(0.009 / n)
+
+
 def test_planned_looks_rounds_partial_looks_up():
     assert planned_looks(parse_policy({"steps": [10, 100], "analysis": {"interval": "60s", "look_every": "25s"},
                                        "checks": [LAT]})) == 3  # ceil(60/25) looks at the one judged step

@@ -10,7 +10,7 @@ from scipy import optimize
 from scipy import stats as st
 from scipy.spatial.distance import jensenshannon
 
-from canary.analysis import stats
+from canary.analysis import sequential, shift, stats
 
 INF = math.inf
 
@@ -52,13 +52,15 @@ def test_fm_restricted_mle_maximises_constrained_likelihood(x1, n1, x2, n2, delt
     assert r1 - r2 == pytest.approx(delta)
 
 
-def test_score_test_without_margin_is_the_pooled_z_test():
+def test_increase_without_margin_is_the_signed_root_likelihood_ratio():
     xs, ns, xc, nc = 200, 10000, 40, 1000
     pooled = (xs + xc) / (ns + nc)
-    z = (xc / nc - xs / ns) / math.sqrt(pooled * (1 - pooled) * (1 / nc + 1 / ns))
+    ll = lambda x, n, p: st.binom.logpmf(x, n, p)  # noqa: E731
+    lr = 2 * (ll(xc, nc, xc / nc) + ll(xs, ns, xs / ns) - ll(xc, nc, pooled) - ll(xs, ns, pooled))
     t = stats.proportion_increase(xs, ns, xc, nc, margin=0.0, alpha=0.01)
-    assert t.statistic == pytest.approx(z)
-    assert t.p_value == pytest.approx(st.norm.sf(z))
+    assert t.statistic == pytest.approx(math.sqrt(lr))
+    assert t.p_value == pytest.approx(st.norm.sf(math.sqrt(lr)))
+    assert stats.proportion_increase(xs, ns, 10, nc, margin=0.0, alpha=0.01).p_value > 0.5  # one-sided
 
 
 @pytest.mark.parametrize(("xs", "ns", "xc", "nc"), [(2, 5000, 4, 100), (0, 300, 3, 50), (9, 1000, 5, 80)])
@@ -68,11 +70,15 @@ def test_small_counts_without_margin_use_fishers_exact_test(xs, ns, xc, nc):
     assert t.p_value == pytest.approx(ref, rel=1e-6)
 
 
-def test_small_counts_with_margin_use_clopper_pearson_bounds():
-    t = stats.proportion_increase(1, 5000, 8, 100, margin=0.01, alpha=0.01)
-    lo = st.binomtest(8, 100).proportion_ci(1 - t.p_value, method="exact").low  # two-sided at 1-p => alpha p/2 per side
-    hi = st.binomtest(1, 5000).proportion_ci(1 - t.p_value, method="exact").high
-    assert lo - hi - 0.01 == pytest.approx(0.0, abs=1e-6)
+@pytest.mark.parametrize(("ps", "margin", "nc"), [(0.005, 0.01, 120), (0.005, 0.01, 1000), (0.02, 0.0, 300)])
+def test_proportion_increase_holds_its_level_in_the_far_tail(ps, margin, nc):
+    """At a per-look alpha (1e-3), at the margin, with the small counts a canary sees."""
+    rng = np.random.default_rng(5)
+    ns, alpha, runs = 9 * nc, 1e-3, 20000
+    xs, xc = rng.binomial(ns, ps, runs), rng.binomial(nc, ps + margin, runs)
+    hits = sum(stats.proportion_increase(a, ns, b, nc, margin=margin, alpha=alpha).breach
+               for a, b in zip(xs, xc) if b / nc - a / ns > margin + 0.5 * ps)  # the rest cannot reject
+    assert hits <= alpha * runs + 3 * math.sqrt(alpha * runs)
 
 
 @pytest.mark.parametrize(("x", "n", "rate"), [(12, 200, 0.03), (0, 50, 0.01), (30, 1000, 0.02)])
@@ -84,7 +90,7 @@ def test_ceiling_is_the_exact_binomial_test(x, n, rate):
 def test_js_distance_and_chi_square_match_scipy():
     s = np.array([500, 300, 150, 50], float)
     c = np.array([90, 60, 40, 10], float)
-    t, upper, js = stats.distribution_shift(s, c, max_psi=0.2, alpha=0.01)
+    t, upper, js = shift.distribution_shift(s, c, max_psi=0.2, alpha=0.01)
     assert js == pytest.approx(jensenshannon(s / s.sum(), c / c.sum(), base=2))
     chi2, p, *_ = st.chi2_contingency(np.vstack([s, c]), correction=False)
     assert t.statistic == pytest.approx(chi2)
@@ -96,7 +102,7 @@ def test_js_distance_and_chi_square_match_scipy():
 def test_merge_sparse_keeps_totals_and_expected_counts():
     s = np.array([0, 1, 2, 500, 400, 3, 0, 1], float)
     c = np.array([0, 0, 1, 20, 30, 0, 0, 0], float)
-    ms, mc = stats.merge_sparse(s, c)
+    ms, mc = shift.merge_sparse(s, c)
     assert ms.sum() == s.sum() and mc.sum() == c.sum()
     share = c.sum() / (s.sum() + c.sum())
     assert np.all((ms + mc) * share >= 5)
@@ -154,3 +160,44 @@ def test_proportion_increase_is_calibrated_at_the_margin():
     xc = rng.binomial(nc, ps + margin, 2000)
     rejections = sum(stats.proportion_increase(a, ns, b, nc, margin=margin, alpha=0.05).breach for a, b in zip(xs, xc))
     assert rejections / 2000 <= 0.05 + 3 * math.sqrt(0.05 * 0.95 / 2000)
+
+
+def test_latency_relative_holds_its_level_at_the_limit():
+    """A canary exactly +10% slower (the limit): rejections at most alpha (interpolated stable exceedance)."""
+    rng = np.random.default_rng(9)
+    runs, alpha = 2500, 0.01
+    hits = 0
+    for _ in range(runs):
+        s = _lognormal_hist(rng, BOUNDS, 50.0, 9000)
+        c = _lognormal_hist(rng, BOUNDS, 55.0, 1000)
+        hits += stats.latency_relative(BOUNDS, s, c, q=0.95, tol=0.10, alpha=alpha).breach
+    assert hits <= alpha * runs + 3 * math.sqrt(alpha * runs)
+
+
+def test_latency_relative_interpolates_on_fine_buckets_and_rounds_down_on_a_rising_density():
+    rng = np.random.default_rng(4)
+    s = _lognormal_hist(rng, BOUNDS, 50.0, 20000)
+    c = _lognormal_hist(rng, BOUNDS, 60.0, 3000)
+    t = stats.latency_relative(BOUNDS, s, c, q=0.95, tol=0.10, alpha=1e-3)
+    assert "interpolated" in t.note and "stable p9" in t.note and t.breach  # +20% found in 3,000 requests
+    rising = np.cumsum([0] * 20 + [100, 200, 400, 800, 1600, 3200, 6400, 12800] + [0] * 22 + [50]).astype(float)
+    t = stats.latency_relative(BOUNDS, rising, rising / 10, q=0.95, tol=0.10, alpha=1e-3)
+    assert "rounded down" in t.note and not t.breach
+
+
+def test_run_probability_matches_monte_carlo():
+    rng = np.random.default_rng(0)
+    z = np.cumsum(rng.standard_normal((400_000, 6)), axis=1) / np.sqrt(np.arange(1, 7))
+    for run in (1, 2):
+        over = z > 2.6
+        hit = over.any(1) if run == 1 else (over[:, 1:] & over[:, :-1]).any(1)
+        assert sequential.run_probability(2.6, 6, run) == pytest.approx(hit.mean(), rel=0.08)
+
+
+def test_boundary_spends_the_level_over_the_worst_split_of_the_looks():
+    c = sequential.boundary(12, 2, 0.009)
+    assert sequential.worst_split(c, 12, 2) == pytest.approx(0.009, rel=1e-3)
+    assert 2 * sequential.run_probability(c, 6, 2) <= 0.009 * (1 + 1e-3)  # two steps of six
+    assert sequential.run_probability(c, 12, 2) <= 0.009 * (1 + 1e-3)  # one long step
+    assert c < st.norm.isf(0.009 / 12) - 0.4  # far below Bonferroni
+    assert sequential.boundary(12, 1, 0.009) == pytest.approx(st.norm.isf(0.009 / 12))
