@@ -157,3 +157,38 @@ def test_operator_rollback_racing_our_write_is_never_undone() -> None:
     res = ctl.run()
     assert raced and res.exit_code == 1 and res.state.reason == "operator: stop"
     assert router.weights == STABLE_ONLY and json.loads(router.state)["phase"] == rl.ROLLED_BACK
+
+
+class FakeGate:
+    def __init__(self, clock: FakeClock, *, down_at: float = 1e12, refuse: str = "") -> None:
+        self.clock, self.down_at, self.refuse, self.probes = clock, down_at, refuse, 0
+        self.probe_interval, self.probe_failures = 0.5, 2
+
+    def preflight(self) -> dict:
+        if self.refuse:
+            from canary.errors import GateError
+
+            raise GateError(self.refuse)
+        return {"warm_p50_ms": 3.0}
+
+    def ready(self) -> bool:
+        self.probes += 1
+        return self.clock.now() < self.down_at
+
+
+def test_canary_going_down_rolls_back_within_the_probe_budget() -> None:
+    ctl, router, _, clock = make()
+    gate = FakeGate(clock, down_at=1013.0)
+    ctl.gate = gate
+    res = ctl.run()
+    assert res.exit_code == 1 and "not ready" in res.state.reason and router.weights == STABLE_ONLY
+    assert clock.t - 1013.0 <= gate.probe_interval * gate.probe_failures + 0.3
+    assert gate.probes <= (clock.t - 1000) / gate.probe_interval + 3  # probes at probe_interval, not faster
+
+
+def test_gate_refusal_means_the_canary_never_gets_traffic() -> None:
+    ctl, router, _, clock = make()
+    ctl.gate = FakeGate(clock, refuse="output 'score': datatype FP32 on stable, FP64 on canary")
+    res = ctl.run()
+    assert res.exit_code == 1 and "FP64" in res.state.reason
+    assert all(w == STABLE_ONLY for k, w in router.log if k == "weights")
