@@ -315,7 +315,11 @@ def _warm_up(client: Any, ep: TritonEndpoint, sig: Signature, requests: list[dic
             raise GateError(f"{ep}: warm-up request {i + 1} failed: {_msg(exc)}") from exc
         latencies.append((time.perf_counter() - started) * 1000.0)
         for t in sig.outputs:
-            _check_output(ep, t.name, result.as_numpy(t.name), gate, i)
+            try:
+                value = result.as_numpy(t.name)
+            except Exception as exc:  # a response that does not decode is a broken model too
+                raise GateError(f"{ep}: warm-up request {i + 1}: output '{t.name}' unreadable: {_msg(exc)}") from exc
+            _check_output(ep, t.name, value, gate, i)
     return latencies
 
 

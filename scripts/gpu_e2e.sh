@@ -68,16 +68,29 @@ run() {
   local site=/tmp/canary-site out=${OUT:-/tmp/canary-gpu-out}
   mkdir -p "$out" /tmp/canary-bin "$site"
   tar -C "$site" -xJf "$W/site312.tar.xz"
+  # Outside the interpreter's site-packages PyTriton believes it is an editable install
+  # and looks for its libraries in tritonserver/external_libs: point that at the wheel's.
+  ln -sfn "$site/nvidia_pytriton.libs" "$site/pytriton/tritonserver/external_libs"
   for b in haproxy prometheus; do xz -dc "$W/bin/$b.xz" > "/tmp/canary-bin/$b"; chmod +x "/tmp/canary-bin/$b"; done
-  # $site first: its numpy 1.26 must shadow the image's numpy 2
-  export PATH=/tmp/canary-bin:$PATH PYTHONPATH=$site:$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
+  # $site must come first in EVERY Python of this interpreter, including the Python-backend
+  # stub that Triton embeds (it ignores PYTHONPATH but reads the interpreter's site-packages,
+  # found through PATH): a .pth there puts $site at the front, so numpy 1.26 and pyzmq win.
+  # PyTriton 0.7 really needs numpy < 2 (with numpy 2 its proxy returns empty outputs).
+  # The controller (`canary promote`) runs with CANARY_GPU_IMAGE_NUMPY=1: $site goes to the
+  # END of its path, so it uses the image's numpy 2 and the scipy built for it (scipy >= 1.18
+  # does not import on numpy 1.26) and still finds kubernetes, pydantic, tritonclient in $site.
+  # (The machine is bare and given back afterwards; nothing else is changed in its venv.)
+  local site_pkgs; site_pkgs=$("$py" -c 'import site; print(site.getsitepackages()[0])')
+  echo "import os, sys; (sys.path.append if os.environ.get('CANARY_GPU_IMAGE_NUMPY') else (lambda p: sys.path.insert(0, p)))('$site')" \
+    > "$site_pkgs/00-canary-gpu-e2e.pth"
+  export PATH=/tmp/canary-bin:$PATH PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
   local libdir; libdir=$("$py" -c 'import sysconfig; print(sysconfig.get_config_var("LIBDIR"))')
   # LIBDIR: PyTriton's Python-backend stub links libpython3.12 (see shared/reference/README.md);
   # $W/lib: the three libraries haproxy needs that the image lacks.
   export LD_LIBRARY_PATH=$libdir:$PWD/$W/lib:${LD_LIBRARY_PATH:-}
   ls "$libdir"/libpython3.12*.so* >/dev/null 2>&1 || echo "WARNING: no libpython3.12 shared library in $libdir"
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || true
-  haproxy -v | head -1
+  haproxy -v | sed -n 1p  # not head: with pipefail, SIGPIPE would end the script
   "$py" - "$out" <<'EOF'
 import json, os, subprocess, sys, threading, time, urllib.request
 from pathlib import Path
@@ -85,7 +98,11 @@ from pathlib import Path
 import numpy
 DEVICE = os.environ.get("CANARY_GPU_DEVICE", "cuda")  # "cpu": a dry run of this script without a GPU
 print(f"numpy {numpy.__version__} python {sys.version.split()[0]} device {DEVICE}", flush=True)
-assert numpy.__version__.startswith("1."), "PyTriton 0.7 needs numpy < 2: the carried numpy did not shadow numpy 2"
+assert numpy.__version__.startswith("1."), "the carried numpy 1.26 did not shadow the image's numpy 2"
+CONTROLLER_ENV = dict(os.environ, CANARY_GPU_IMAGE_NUMPY="1")  # see the .pth written above
+print(subprocess.run([sys.executable, "-c", "import numpy, scipy; print('controller: numpy', numpy.__version__, "
+                      "'scipy', scipy.__version__)"], env=CONTROLLER_ENV, capture_output=True, text=True).stdout,
+      flush=True)
 if DEVICE == "cuda":
     import torch
     print(f"torch {torch.__version__} cuda {torch.cuda.is_available()}", flush=True)
@@ -145,7 +162,7 @@ for scenario in ("good", "slow"):
         stop, samples = threading.Event(), []
         th = threading.Thread(target=sample, args=(sb, stop, samples), daemon=True); th.start()
         cmd = [sys.executable, "-m", "canary", *sb.promote_args("policies/sandbox.yaml"), "--output", "json"]
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=CONTROLLER_ENV)
         stop.set(); th.join()
         try:
             state = json.loads(r.stdout.strip().splitlines()[-1])

@@ -49,6 +49,9 @@ def child_env(home: Path) -> dict[str, str]:
     libdir = sysconfig.get_config_var("LIBDIR") or ""
     env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in (libdir, env.get("LD_LIBRARY_PATH", "")) if p)
     env["PYTRITON_HOME"] = str(home)
+    # The child runs in its work dir: make sure it imports this very `canary` package.
+    root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
 
@@ -162,6 +165,8 @@ class TritonServer:
         while time.monotonic() < deadline:
             if not self.alive():
                 raise RuntimeError(f"triton {self.arm} exited (rc={self.proc and self.proc.returncode}):\n{self.log_tail()}")
+            if "exited with failure" in self.log_tail(5):  # PyTriton lingers after Triton died
+                raise RuntimeError(f"triton {self.arm}: Triton Inference Server failed to start:\n{self.log_tail()}")
             if self.is_ready() and _http_ok(self.model_metrics_url):
                 self.ready_after_s = time.monotonic() - self.started_at
                 log.info("triton.ready", arm=self.arm, version=self.version, seconds=round(self.ready_after_s, 2),
