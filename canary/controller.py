@@ -80,6 +80,7 @@ class Controller:
                               virtual_service=self.target.virtual_service, canary_version=self.target.canary_version)
         self._written = ""  # the state JSON we last wrote (to tell outside edits from ours)
         self._probe_failures = 0
+        self._next_probe = 0.0
 
     # ---- entry point ----------------------------------------------------------------
 
@@ -148,13 +149,12 @@ class Controller:
         due = state.step_started_at + (state.step_looks + 1) * a.look_every if state.phase == rl.PROGRESSING \
             else self.clock.now() + self.watch_every
         next_watch = self.clock.now() + self.watch_every
-        next_probe = self.clock.now()
         while True:
             now = self.clock.now()
             if self.stop.is_set():
                 return self._interrupted(state)
-            if self.gate is not None and state.phase == rl.PROGRESSING and now >= next_probe:
-                next_probe = now + self.gate.probe_interval
+            if self.gate is not None and state.phase == rl.PROGRESSING and now >= self._next_probe:
+                self._next_probe = now + self.gate.probe_interval
                 failed = self._probe(state)
                 if failed:
                     return failed
@@ -167,7 +167,7 @@ class Controller:
                 break
             step = min(due, next_watch) - now
             if self.gate is not None:
-                step = min(step, next_probe - now)
+                step = min(step, max(self._next_probe - now, 0.0))
             self.clock.sleep(max(0.01, min(step, 0.25)))
         if state.phase != rl.PROGRESSING:
             return state
