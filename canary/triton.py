@@ -9,20 +9,9 @@ its model metadata and config with the stable's, and runs warm-up inferences.
 During the rollout a cheap :class:`ReadinessProbe` catches a crashed canary in
 about a second, long before an error-rate window would.
 
-Every tritonclient failure is wrapped (``raise GateError(...) from exc``).
-
-Warm-up sample file (``gates.triton.sample_file``, relative to the policy file)::
-
-    {"requests": [
-        {"features": [[0.1, -1.2, null, 0.3, 0.0, 1.0, 0.5, -0.2]]},
-        {"features": [[...], [...]]}
-    ]}
-
-Each request maps input names to nested lists whose shape is the full request
-shape, batch dimension included when the model batches; ``null`` is NaN (a
-missing feature). Requests are reused in turn until ``warmup_requests`` have
-been sent. Without a file, inputs are generated from the model metadata
-(standard-normal floats, small integers), with a fixed seed.
+Every tritonclient failure is wrapped (``raise GateError(...) from exc``). The
+warm-up sample file format (``gates.triton.sample_file``) is in docs/triton.md
+and :func:`load_samples`; without a file, inputs are generated from the metadata.
 """
 
 from __future__ import annotations
@@ -31,7 +20,7 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 import numpy as np
 
@@ -89,13 +78,10 @@ class PreflightReport:
     checks: tuple[str, ...] = field(default_factory=tuple)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-class _Client(Protocol):
-    def is_server_live(self) -> bool: ...
-    def is_server_ready(self) -> bool: ...
-    def is_model_ready(self, model_name: str, model_version: str = "") -> bool: ...
+        d = asdict(self)
+        for k in ("warm_p50_ms", "warm_max_ms"):  # NaN (no warm-up) is not JSON
+            d[k] = d[k] if d[k] == d[k] else None
+        return d
 
 
 def _module(protocol: str) -> Any:
@@ -186,20 +172,24 @@ def preflight(
     """All pre-traffic checks on the canary; raises GateError naming what failed."""
     checks: list[str] = []
     client = connect(canary)
-    _require_ready(client, canary)
-    checks.append("canary server live and ready, model ready")
-    sig = signature(client, canary)
-    if stable is not None:
-        stable_client = connect(stable)
-        _require_ready(stable_client, stable)
-        problems = compare(signature(stable_client, stable), sig)
-        _close(stable_client)
-        if problems:
-            raise GateError(f"canary {canary} is not compatible with stable {stable}: " + "; ".join(problems))
-        checks.append("tensor names, datatypes, shapes and max_batch_size compatible with stable")
-    requests, source = _warmup_inputs(sig, gate, base_dir)
-    latencies = _warm_up(client, canary, sig, requests, gate)
-    _close(client)
+    try:
+        _require_ready(client, canary)
+        checks.append("canary server live and ready, model ready")
+        sig = signature(client, canary)
+        if stable is not None:
+            stable_client = connect(stable)
+            try:
+                _require_ready(stable_client, stable)
+                problems = compare(signature(stable_client, stable), sig)
+            finally:
+                _close(stable_client)
+            if problems:
+                raise GateError(f"canary {canary} is not compatible with stable {stable}: " + "; ".join(problems))
+            checks.append("tensor names, datatypes, shapes and max_batch_size compatible with stable")
+        requests, source = _warmup_inputs(sig, gate, base_dir)
+        latencies = _warm_up(client, canary, sig, requests, gate)
+    finally:
+        _close(client)
     if latencies:
         checks.append(f"{len(latencies)} warm-up inferences, outputs finite"
                       + (f" and within {list(gate.output_range)}" if gate.output_range else ""))
@@ -234,7 +224,12 @@ def _warmup_inputs(sig: Signature, gate: TritonGate, base_dir: Path) -> tuple[li
 
 
 def load_samples(path: Path, sig: Signature) -> list[dict[str, np.ndarray]]:
-    """Read the sample file (format in the module docstring) into typed arrays."""
+    """Read a sample file into typed arrays, one dict per request.
+
+    ``{"requests": [{"features": [[0.1, null, ...]]}, ...]}``: input name -> nested
+    list of the full request shape (batch dim included when the model batches);
+    ``null`` is NaN (a missing feature); datatypes come from the metadata.
+    """
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
