@@ -85,6 +85,7 @@ class TritonServer:
     started_at: float = 0.0
     ready_after_s: float = 0.0
     own_workdir: bool = False  # created by start(); removed by stop()
+    killed_at: float | None = None  # monotonic time of kill() (the "crash" fault's onset)
 
     @property
     def http_url(self) -> str:
@@ -190,6 +191,7 @@ class TritonServer:
         """Crash the arm: SIGKILL to its whole process group (server, stubs, metrics)."""
         if self.alive():
             assert self.proc is not None
+            self.killed_at = time.monotonic()
             _signal_group(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=10)
             log.warning("triton.killed", arm=self.arm, pid=self.proc.pid)
