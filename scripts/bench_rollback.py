@@ -18,6 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from canary import logs  # noqa: E402
 from canary.policy import load_policy  # noqa: E402
 from canary.sandbox.demo import SANDBOX_POLICY, run_scenario  # noqa: E402
 
@@ -30,6 +31,7 @@ def main() -> int:
     ap.add_argument("--rate", type=float, default=50.0)
     ap.add_argument("--scenarios", default=",".join(SCENARIOS))
     args = ap.parse_args()
+    logs.configure(fmt="console", stream=sys.stderr, level="warning")  # the table alone on stdout
     policy = load_policy(SANDBOX_POLICY)
     print(f"policy {SANDBOX_POLICY.name}: steps {policy.steps}, interval {policy.analysis.interval:g} s, "
           f"look every {policy.analysis.look_every:g} s, {policy.failure.max_failed_looks} failed looks; "
