@@ -197,3 +197,45 @@ def test_concurrent_edit_of_the_virtual_service_is_survived(cluster: Any, promet
     vs = api.get(GROUP, "virtualservices", "ml", "rec-model")
     assert vs["spec"]["http"][0]["timeout"] == "7s"  # their edit kept
     assert [d["weight"] for d in vs["spec"]["http"][0]["route"]] == [100, 0]
+
+
+def _promote_then_signal(kubeconfig: Path, policy: Path, prom_url: str, api: KubeAPIServer,
+                         *extra: str) -> subprocess.CompletedProcess[str]:
+    """Start promote, wait until the canary has traffic, send SIGTERM."""
+    import signal
+    import time
+
+    env = {**os.environ, "KUBECONFIG": "", "CANARY_PROMETHEUS_URL": prom_url}
+    proc = subprocess.Popen(
+        [*CANARY, "promote", "rec-model", "--canary-version", "v2", "--policy", str(policy), "--namespace", "ml",
+         "--kubeconfig", str(kubeconfig), "--output", "json", "--log-format", "json", *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        weights = [d["weight"] for d in api.get(GROUP, "virtualservices", "ml", "rec-model")["spec"]["http"][0]["route"]]
+        if weights[1] > 0:
+            break
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def test_sigterm_rolls_back_by_default(cluster: Any, prometheus: PromServer) -> None:
+    api, kubeconfig, policy = cluster
+    res = _promote_then_signal(kubeconfig, policy, prometheus.url, api)
+    assert res.returncode == 3, res.stderr[-2000:]
+    weights, state = vs_state(api)
+    assert weights == [100, 0] and state["phase"] == rl.ABORTED and state["reason"] == "interrupted"
+
+
+def test_sigterm_with_pause_keeps_a_resumable_state(cluster: Any, prometheus: PromServer) -> None:
+    api, kubeconfig, policy = cluster
+    res = _promote_then_signal(kubeconfig, policy, prometheus.url, api, "--on-interrupt", "pause")
+    assert res.returncode == 130, res.stderr[-2000:]
+    weights, state = vs_state(api)
+    assert weights[1] > 0 and state["phase"] == rl.PAUSED  # split kept, and recorded as such
+    again = promote(kubeconfig, policy, prometheus.url, "v2")  # the same command resumes it
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "rollout.resumed_from_state" in [e["event"] for e in events(again.stderr)]
+    assert vs_state(api)[0] == [100, 0] and subsets(api)["stable"] == "v2"

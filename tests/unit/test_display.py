@@ -1,0 +1,33 @@
+"""What people see: the live panel and the evidence table render the recorded state."""
+
+from __future__ import annotations
+
+from rich.console import Console
+
+from canary import rollout as rl
+from canary.display import evidence_table, state_panel
+from canary.model import CheckResult, Judgement, Outcome, Weights
+
+
+def render(renderable: object) -> str:
+    console = Console(record=True, width=160)
+    console.print(renderable)
+    return console.export_text()
+
+
+def test_panel_shows_weights_phase_step_and_last_verdict() -> None:
+    j = Judgement.combine([CheckResult(check="latency-p95", kind="latency", outcome=Outcome.FAIL,
+                                       reason="p95 312 ms vs 240 ms (+30%, limit +20%)", stable_value=240.0,
+                                       canary_value=312.0, n_stable=9310, n_canary=1840, p_value=0.0004)])
+    state = rl.RolloutState(model="rec-model", stable_version="v1", canary_version="v2", phase=rl.PROGRESSING,
+                            weights=Weights(75, 25), step=1,
+                            last_verdict={"outcome": "fail", "canary_requests": 1840,
+                                          "results": [r.to_dict() for r in j.results]})
+    text = render(state_panel(state, [10, 25, 100]))
+    for needle in ("rec-model", "v1 → v2", "progressing", "step 2/3", "75/25", "latency-p95", "fail", "312", "+30%"):
+        assert needle in text, needle
+
+
+def test_evidence_table_handles_unknown_values() -> None:
+    text = render(evidence_table([{"check": "x", "outcome": "error", "stable_value": None, "reason": "could not measure"}]))
+    assert "could not measure" in text and "-" in text
