@@ -21,7 +21,7 @@ from canary.errors import (CanaryError, ConfigError, KubeUnavailable, MetricsUna
                            TargetError, TransientError)
 from canary.logs import get as get_logger
 from canary.metrics.base import MetricsProvider
-from canary.model import STABLE_ONLY, ArmData, Target
+from canary.model import STABLE_ONLY, ArmData, Judgement, Outcome, Target
 from canary.policy import Policy
 from canary.routing.base import RouteStatus, TrafficRouter
 
@@ -81,6 +81,7 @@ class Controller:
         self._written = ""  # the state JSON we last wrote (to tell outside edits from ours)
         self._probe_failures = 0
         self._next_probe = 0.0
+        self._last_look: tuple[Any, float] | None = None
 
     # ---- entry point ----------------------------------------------------------------
 
@@ -190,6 +191,15 @@ class Controller:
         except Exception:  # counted as no canary requests: a step cannot pass without them
             canary_n = 0.0
         verdict = judge(self.policy, measurements, look=state.look)
+        key = (state.step, state.step_started_at)
+        if self._last_look == (key, canary_n) and canary_n > 0:
+            # Two looks over the same data are one piece of evidence, not two: the judge's
+            # error bound assumes each look sees new canary requests (docs/judge.md).
+            verdict = Judgement.combine([replace(r, outcome=Outcome.INCONCLUSIVE,
+                                                 reason=f"no new canary requests since the last look; {r.reason}")
+                                         if r.outcome is Outcome.FAIL and not r.hard else r
+                                         for r in verdict.results])
+        self._last_look = (key, canary_n)
         return self._apply(state, *rl.transition(state, rl.Looked(now, verdict, canary_n), self.policy))
 
     def _probe(self, state: rl.RolloutState) -> rl.RolloutState | None:

@@ -71,6 +71,15 @@ def backfill(data_dir: str | Path, openmetrics_text: str, *, promtool: str | Non
         raise PromServerError(f"promtool backfill failed ({proc.returncode}): {proc.stderr.strip()[-2000:]}")
 
 
+def _die_with_parent() -> None:
+    """Child pre-exec: SIGTERM when the parent dies (PR_SET_PDEATHSIG), so a killed test run leaves no orphan."""
+    import ctypes
+    import ctypes.util
+    import signal
+
+    ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True).prctl(1, signal.SIGTERM)
+
+
 class PromServer:
     """Context manager running one private Prometheus on 127.0.0.1:<free port>."""
 
@@ -153,7 +162,7 @@ class PromServer:
         log = open(self._workdir / "prometheus.log", "wb")
         with log:
             self._proc = subprocess.Popen(args, cwd=self._workdir, stdout=log, stderr=subprocess.STDOUT,
-                                          stdin=subprocess.DEVNULL)
+                                          stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
 
     def _wait_ready(self, timeout_s: float) -> bool:
         deadline = time.monotonic() + timeout_s

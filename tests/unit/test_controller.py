@@ -192,3 +192,15 @@ def test_gate_refusal_means_the_canary_never_gets_traffic() -> None:
     res = ctl.run()
     assert res.exit_code == 1 and "FP64" in res.state.reason
     assert all(w == STABLE_ONLY for k, w in router.log if k == "weights")
+
+
+def test_a_look_without_new_canary_data_is_not_a_second_failure() -> None:
+    ctl, router, metrics, clock = make(slowdown=lambda t: 3.0)
+
+    def frozen(policy: object, target: object, *, window_s: int) -> tuple[float, float]:
+        return 5000.0, 500.0  # Prometheus has not scraped anything new since the last look
+
+    metrics.request_counts = frozen  # type: ignore[method-assign]
+    res = ctl.run()
+    # one real failure per distinct data set: never two in a row, so no latency rollback
+    assert res.exit_code == 1 and res.state.reason.startswith("no verdict")
