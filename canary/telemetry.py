@@ -1,0 +1,296 @@
+"""The controller's own observability: Prometheus metrics and health endpoints.
+
+Why this exists: a long-running controller that silently stops ticking, loses
+leadership or keeps rolling back is invisible in its logs until someone reads
+them. These series answer on-call's first questions from one dashboard:
+which version serves what share (`canary_rollout_weight`), what phase every
+rollout is in, why rollbacks happen (`canary_rollbacks_total{reason}`), how
+fast a breach is undone (`canary_time_to_rollback_seconds`), and whether the
+controller itself is healthy (tick duration, Prometheus/Kubernetes errors,
+leadership). The metric names are fixed: the Grafana dashboard uses them.
+
+Every `Telemetry` owns its own `CollectorRegistry` (never the process-global
+one), so tests and several controllers in one process never collide, and a
+forgotten rollout's series really disappear.
+
+`HealthServer` serves /metrics, /healthz (liveness: is the loop alive) and
+/readyz (readiness: leader or healthy standby, dependencies reachable) on a
+stdlib ThreadingHTTPServer bound only to the host given (127.0.0.1 unless the
+Deployment passes 0.0.0.0 explicitly).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import socket
+import threading
+from collections.abc import Callable, Iterable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from canary import logs
+from canary import rollout as rl
+from canary.model import CheckResult
+
+ROLLBACK_REASONS = ("check", "gate", "deadline", "operator", "interrupted", "infrastructure", "foreign_edit", "other")
+KUBE_ERROR_KINDS = ("conflict", "unavailable", "other")
+# breach first seen -> stable 100% written: sub-second is the goal, ten minutes is an incident
+ROLLBACK_BUCKETS = (0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0)
+TICK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+# (pattern on the start of the reason, class); the first match wins. The reasons are the ones
+# rollout.py and the controller write: "gate: ...", "no verdict after ...", "operator: ...",
+# "interrupted", and a judgement's "<check>: <why>; <check>: <why>".
+_REASON_RULES: tuple[tuple[re.Pattern[str], str], ...] = tuple((re.compile(p, re.I), c) for p, c in (
+    (r"^\s*operator\b", "operator"),
+    (r"^\s*gate\b", "gate"),
+    (r"^\s*(no verdict|deadline)\b", "deadline"),
+    (r"^\s*interrupt", "interrupted"),
+    (r"^\s*(foreign|weights\.foreign)", "foreign_edit"),
+    (r"^\s*(infrastructure|kube|kubernetes|prometheus|metrics unavailable|unreachable)\b", "infrastructure"),
+    (r"^\s*[\w.\-/]+: ", "check"),
+))
+
+
+def classify_reason(reason: str) -> str:
+    """Map a free-text rollback reason onto the closed set of `canary_rollbacks_total{reason}`.
+
+    The label must stay low-cardinality (a raw reason carries numbers), yet "why do we roll back"
+    must be one query; anything unrecognised is "other", never a new label value.
+    """
+    for pattern, cls in _REASON_RULES:
+        if pattern.search(reason or ""):
+            return cls
+    return "other"
+
+
+class Telemetry:
+    """All metrics of one controller process, in a private registry."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        r = self.registry
+        ro = ["namespace", "rollout", "model"]
+        self.weight = Gauge("canary_rollout_weight", "Traffic share (percent) per arm of a rollout",
+                            ro + ["stable_version", "canary_version", "arm"], registry=r)
+        self.phase = Gauge("canary_rollout_phase", "1 for the rollout's current phase, 0 for the others",
+                           ro + ["phase"], registry=r)
+        self.step = Gauge("canary_rollout_step", "Current step, 1-based (0 before the first step)", ro, registry=r)
+        self.judgements = Counter("canary_judgements_total", "Check verdicts, per check and outcome",
+                                  ["model", "check", "outcome"], registry=r)
+        self.effect = Gauge("canary_check_effect_size", "Last effect size per check (e.g. PSI for prediction shift)",
+                            ["model", "check"], registry=r)
+        self.rollbacks = Counter("canary_rollbacks_total", "Rollbacks, by class of reason",
+                                 ["model", "reason"], registry=r)
+        self.promotions = Counter("canary_promotions_total", "Completed promotions", ["model"], registry=r)
+        self.time_to_rollback = Histogram("canary_time_to_rollback_seconds",
+                                          "From a breach first seen to stable 100% written",
+                                          buckets=ROLLBACK_BUCKETS, registry=r)
+        self.tick = Histogram("canary_tick_duration_seconds", "Duration of one controller tick",
+                              buckets=TICK_BUCKETS, registry=r)
+        self.tick_rollouts = Gauge("canary_tick_rollouts", "Rollouts handled in the last tick", registry=r)
+        self.prom_queries = Counter("canary_prometheus_queries_total", "Prometheus queries sent", registry=r)
+        self.prom_errors = Counter("canary_prometheus_errors_total", "Prometheus queries that failed", registry=r)
+        self.kube_errors = Counter("canary_kube_errors_total", "Kubernetes API errors", ["kind"], registry=r)
+        self.leader = Gauge("canary_leader", "1 when this replica holds the leader lease", registry=r)
+        self.leader.set(0)
+        for kind in KUBE_ERROR_KINDS:  # present at 0 from the start, so rate() sees the first error
+            self.kube_errors.labels(kind)
+        # Label sets written per rollout, so a version change or a forget() removes the old series
+        # instead of leaving a stale "v1 serves 90%" line on the dashboard forever.
+        self._lock = threading.Lock()
+        self._weight_labels: dict[tuple[str, str], list[tuple[str, ...]]] = {}
+        self._rollout_model: dict[tuple[str, str], str] = {}
+        self._checks: dict[str, set[str]] = {}  # model -> checks with an effect-size series
+
+    # ---- rollouts ------------------------------------------------------------------
+
+    def record_state(self, *, namespace: str, rollout: str, state: rl.RolloutState) -> None:
+        """Set weight, phase and step gauges from a rollout's recorded state."""
+        key = (namespace, rollout)
+        w = state.weights
+        labels = [(namespace, rollout, state.model, state.stable_version, state.canary_version, arm)
+                  for arm in ("stable", "canary")]
+        with self._lock:
+            old_model = self._rollout_model.get(key)
+            if old_model is not None and old_model != state.model:
+                self._remove_rollout(key, old_model)
+            for old in self._weight_labels.get(key, []):
+                if old not in labels:
+                    _remove(self.weight, old)
+            self._weight_labels[key] = labels
+            self._rollout_model[key] = state.model
+            self.weight.labels(*labels[0]).set(w.stable)
+            self.weight.labels(*labels[1]).set(w.canary)
+            for phase in sorted(rl.PHASES):
+                self.phase.labels(namespace, rollout, state.model, phase).set(1 if phase == state.phase else 0)
+            self.step.labels(namespace, rollout, state.model).set(state.step + 1)
+
+    def forget(self, namespace: str, rollout: str) -> None:
+        """Remove every series of a deleted rollout (and its model's effect sizes if no other rollout has it).
+
+        Counters keyed by model only (judgements, rollbacks, promotions) are kept: they are history,
+        and dropping them would read as a counter reset to `rate()`.
+        """
+        key = (namespace, rollout)
+        with self._lock:
+            model = self._rollout_model.pop(key, None)
+            if model is not None:
+                self._remove_rollout(key, model)
+                if model not in self._rollout_model.values():
+                    for check in self._checks.pop(model, set()):
+                        _remove(self.effect, (model, check))
+
+    def _remove_rollout(self, key: tuple[str, str], model: str) -> None:
+        for labels in self._weight_labels.pop(key, []):
+            _remove(self.weight, labels)
+        for phase in rl.PHASES:
+            _remove(self.phase, (*key, model, phase))
+        _remove(self.step, (*key, model))
+
+    # ---- decisions -----------------------------------------------------------------
+
+    def record_judgement(self, *, model: str, results: Iterable[CheckResult]) -> None:
+        """Count each check's outcome; keep its last finite effect size."""
+        for r in results:
+            self.judgements.labels(model, r.check, r.outcome.label).inc()
+            if isinstance(r.effect_size, (int, float)) and math.isfinite(r.effect_size):
+                self.effect.labels(model, r.check).set(r.effect_size)
+                with self._lock:
+                    self._checks.setdefault(model, set()).add(r.check)
+
+    def record_rollback(self, *, model: str, reason: str, seconds: float | None) -> None:
+        """One rollback; `seconds` from the breach first seen to stable 100% written (None: unknown)."""
+        self.rollbacks.labels(model, classify_reason(reason)).inc()
+        if seconds is not None and math.isfinite(seconds) and seconds >= 0:
+            self.time_to_rollback.observe(seconds)
+
+    def record_promotion(self, *, model: str) -> None:
+        self.promotions.labels(model).inc()
+
+    # ---- the controller itself -----------------------------------------------------
+
+    def observe_tick(self, seconds: float, rollouts: int) -> None:
+        self.tick.observe(max(0.0, seconds))
+        self.tick_rollouts.set(rollouts)
+
+    def prometheus_query(self, ok: bool, n: int = 1) -> None:
+        """`n` queries sent; all failed when not ok."""
+        self.prom_queries.inc(n)
+        if not ok:
+            self.prom_errors.inc(n)
+
+    def kube_error(self, kind: str) -> None:
+        self.kube_errors.labels(kind if kind in KUBE_ERROR_KINDS else "other").inc()
+
+    def set_leader(self, leader: bool) -> None:
+        self.leader.set(1 if leader else 0)
+
+    def render(self) -> bytes:
+        """Text exposition format (what /metrics serves)."""
+        return generate_latest(self.registry)
+
+
+def _remove(metric: Any, labels: tuple[str, ...]) -> None:
+    try:
+        metric.remove(*labels)
+    except KeyError:
+        pass  # never written (e.g. a phase gauge of a rollout recorded before a restart)
+
+
+# ---- health server ---------------------------------------------------------------------
+
+Probe = Callable[[], tuple[bool, str]]
+
+
+class HealthServer:
+    """/metrics, /healthz and /readyz on a background thread; binds only `host`."""
+
+    def __init__(self, telemetry: Telemetry, *, host: str = "127.0.0.1", port: int = 0,
+                 ready: Probe, live: Probe | None = None) -> None:
+        self.telemetry = telemetry
+        self.host = host
+        self._ready = ready
+        self._live = live or (lambda: (True, ""))
+        self._server = _server_class(host)((host, port), self._handler())
+        self._thread: threading.Thread | None = None
+        self.log = logs.get(component="health")
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    @property
+    def url(self) -> str:
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(self.host, self.host)
+        return f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
+
+    def start(self) -> "HealthServer":
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.2},
+                                        name="canary-health", daemon=True)
+        self._thread.start()
+        self.log.info("health.listening", host=self.host, port=self.port)
+        return self
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._server.shutdown()
+            self._thread.join(timeout=5)
+            self._thread = None
+        self._server.server_close()
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            timeout = 10  # a client that never sends its request does not hold a thread forever
+            server_version = "canary"
+
+            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+                path = self.path.split("?", 1)[0]
+                if path == "/metrics":
+                    self._send(200, outer.telemetry.render(), CONTENT_TYPE_LATEST)
+                elif path in ("/healthz", "/readyz"):
+                    ok, why = _ask(outer._live if path == "/healthz" else outer._ready)
+                    text = ("ok" + (f": {why}" if why else "")) if ok else (why or "not ok")
+                    self._send(200 if ok else 503, (text + "\n").encode(), "text/plain; charset=utf-8")
+                else:
+                    self._send(404, b"not found\n", "text/plain; charset=utf-8")
+
+            def _send(self, code: int, body: bytes, ctype: str) -> None:
+                self.send_response(code)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Cache-Control", "no-store")
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+                pass  # probes every few seconds would drown the event log
+
+        return Handler
+
+
+def _ask(probe: Probe) -> tuple[bool, str]:
+    """A probe that raises is a failing probe, with the exception as the reason."""
+    try:
+        ok, why = probe()
+        return bool(ok), str(why or "")
+    except Exception as exc:  # noqa: BLE001 - the endpoint must answer, not crash its thread
+        return False, f"probe raised {type(exc).__name__}: {exc}"
+
+
+def _server_class(host: str) -> type[ThreadingHTTPServer]:
+    if ":" not in host:
+        return ThreadingHTTPServer
+
+    class V6(ThreadingHTTPServer):
+        address_family = socket.AF_INET6
+
+    return V6
+
+
+__all__ = ["HealthServer", "Telemetry", "classify_reason", "ROLLBACK_REASONS", "KUBE_ERROR_KINDS"]

@@ -1,0 +1,284 @@
+"""Telemetry metric values (read back through the text exposition) and notification payload shapes."""
+
+from __future__ import annotations
+
+import math
+import threading
+
+import pytest
+from prometheus_client import REGISTRY
+from prometheus_client.parser import text_string_to_metric_families
+from structlog.testing import capture_logs
+
+from canary import rollout as rl
+from canary.errors import ConfigError
+from canary.model import CheckResult, Outcome, Weights
+from canary.notify import Notifier, payload_for, slack_body, webhook_body
+from canary.telemetry import ROLLBACK_REASONS, Telemetry, classify_reason
+
+
+def samples(t: Telemetry) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    out = {}
+    for fam in text_string_to_metric_families(t.render().decode()):
+        for s in fam.samples:
+            out[(s.name, frozenset(s.labels.items()))] = s.value
+    return out
+
+
+def value(t: Telemetry, name: str, **labels: str) -> float | None:
+    return samples(t).get((name, frozenset(labels.items())))
+
+
+def names(t: Telemetry, name: str) -> list[dict[str, str]]:
+    return [dict(lbl) for (n, lbl) in samples(t) if n == name]
+
+
+def state(phase: str = rl.PROGRESSING, canary: int = 10, step: int = 0, stable_v: str = "v1",
+          canary_v: str = "v2", model: str = "rec") -> rl.RolloutState:
+    return rl.RolloutState(model=model, stable_version=stable_v, canary_version=canary_v, phase=phase,
+                           weights=Weights.canary_at(canary), step=step)
+
+
+RO = {"namespace": "ml", "rollout": "rec-vs", "model": "rec"}
+
+
+def test_own_registry_never_the_global_one():
+    a, b = Telemetry(), Telemetry()
+    a.record_promotion(model="m")
+    assert value(a, "canary_promotions_total", model="m") == 1
+    assert value(b, "canary_promotions_total", model="m") is None
+    assert "canary_promotions_total" not in {m.name for m in REGISTRY.collect()}
+
+
+def test_record_state_sets_weights_phase_and_step():
+    t = Telemetry()
+    t.record_state(namespace="ml", rollout="rec-vs", state=state(canary=25, step=1))
+    w = dict(RO, stable_version="v1", canary_version="v2")
+    assert value(t, "canary_rollout_weight", **w, arm="stable") == 75
+    assert value(t, "canary_rollout_weight", **w, arm="canary") == 25
+    assert value(t, "canary_rollout_step", **RO) == 2  # 1-based, as in the log lines
+    phases = {lbl["phase"]: value(t, "canary_rollout_phase", **lbl) for lbl in names(t, "canary_rollout_phase")}
+    assert phases == {p: (1.0 if p == rl.PROGRESSING else 0.0) for p in rl.PHASES}
+
+
+def test_version_change_replaces_old_weight_series():
+    t = Telemetry()
+    t.record_state(namespace="ml", rollout="rec-vs", state=state(canary=50))
+    t.record_state(namespace="ml", rollout="rec-vs", state=state(phase=rl.PENDING, canary=0, stable_v="v2",
+                                                                 canary_v="v3", step=-1))
+    series = names(t, "canary_rollout_weight")
+    assert {(s["stable_version"], s["canary_version"]) for s in series} == {("v2", "v3")}
+    assert value(t, "canary_rollout_step", **RO) == 0
+    assert value(t, "canary_rollout_phase", **RO, phase=rl.PENDING) == 1
+
+
+def test_forget_removes_every_series_of_the_rollout_only():
+    t = Telemetry()
+    t.record_state(namespace="ml", rollout="rec-vs", state=state())
+    t.record_state(namespace="ml", rollout="other", state=state(model="other"))
+    t.record_judgement(model="rec", results=[CheckResult("shift", "prediction_shift", Outcome.PASS, "ok",
+                                                         effect_size=0.02)])
+    t.record_rollback(model="rec", reason="gate: canary not ready", seconds=1.0)
+    t.forget("ml", "rec-vs")
+    t.forget("ml", "never-seen")  # harmless
+    for metric in ("canary_rollout_weight", "canary_rollout_phase", "canary_rollout_step"):
+        assert {s["rollout"] for s in names(t, metric)} == {"other"}, metric
+    assert names(t, "canary_check_effect_size") == []
+    assert value(t, "canary_rollbacks_total", model="rec", reason="gate") == 1  # history is kept
+
+
+def test_record_judgement_counts_outcomes_and_keeps_last_finite_effect():
+    t = Telemetry()
+    r1 = [CheckResult("shift", "prediction_shift", Outcome.FAIL, "PSI 0.3", effect_size=0.31),
+          CheckResult("latency-p95", "latency", Outcome.PASS, "fine", effect_size=1.02),
+          CheckResult("errors", "error_rate", Outcome.ERROR, "no data")]  # NaN effect: not exported
+    t.record_judgement(model="rec", results=r1)
+    t.record_judgement(model="rec", results=[CheckResult("shift", "prediction_shift", Outcome.FAIL, "PSI 0.4",
+                                                         effect_size=0.4)])
+    assert value(t, "canary_judgements_total", model="rec", check="shift", outcome="fail") == 2
+    assert value(t, "canary_judgements_total", model="rec", check="errors", outcome="error") == 1
+    assert value(t, "canary_check_effect_size", model="rec", check="shift") == pytest.approx(0.4)
+    assert value(t, "canary_check_effect_size", model="rec", check="errors") is None
+
+
+def test_rollbacks_promotions_and_time_to_rollback():
+    t = Telemetry()
+    t.record_rollback(model="rec", reason="latency-p95: p95 94 ms vs 61 ms", seconds=0.8)
+    t.record_rollback(model="rec", reason="operator: bad deploy", seconds=None)
+    t.record_rollback(model="rec", reason="interrupted", seconds=math.nan)
+    t.record_promotion(model="rec")
+    assert value(t, "canary_rollbacks_total", model="rec", reason="check") == 1
+    assert value(t, "canary_rollbacks_total", model="rec", reason="operator") == 1
+    assert value(t, "canary_promotions_total", model="rec") == 1
+    assert value(t, "canary_time_to_rollback_seconds_count") == 1
+    assert value(t, "canary_time_to_rollback_seconds_bucket", le="0.5") == 0
+    assert value(t, "canary_time_to_rollback_seconds_bucket", le="1.0") == 1
+    assert value(t, "canary_time_to_rollback_seconds_bucket", le="600.0") == 1
+
+
+def test_controller_health_metrics():
+    t = Telemetry()
+    assert value(t, "canary_leader") == 0
+    assert value(t, "canary_kube_errors_total", kind="conflict") == 0  # present before the first error
+    t.observe_tick(0.03, 4)
+    t.prometheus_query(True, n=5)
+    t.prometheus_query(False)
+    t.kube_error("conflict")
+    t.kube_error("teapot")
+    t.set_leader(True)
+    assert value(t, "canary_tick_duration_seconds_count") == 1
+    assert value(t, "canary_tick_duration_seconds_bucket", le="0.05") == 1
+    assert value(t, "canary_tick_rollouts") == 4
+    assert value(t, "canary_prometheus_queries_total") == 6
+    assert value(t, "canary_prometheus_errors_total") == 1
+    assert value(t, "canary_kube_errors_total", kind="conflict") == 1
+    assert value(t, "canary_kube_errors_total", kind="other") == 1
+    assert value(t, "canary_leader") == 1
+
+
+@pytest.mark.parametrize("reason,cls", [
+    ("latency-p95: p95 94.1 ms vs 61.2 ms (+54%, limit +20%)", "check"),
+    ("shift: PSI 0.31; errors: 2.1% vs 0.4%", "check"),
+    ("gate: canary Triton not ready (3 probes in a row)", "gate"),
+    ("no verdict after 900s at step 2 (inconclusive: latency-p95: too few requests)", "deadline"),
+    ("deadline passed", "deadline"),
+    ("operator: rolled back by alice", "operator"),
+    ("interrupted", "interrupted"),
+    ("infrastructure: kubernetes unreachable", "infrastructure"),
+    ("foreign edit of the weights", "foreign_edit"),
+    ("", "other"),
+    ("something else entirely", "other"),
+])
+def test_classify_reason(reason, cls):
+    assert classify_reason(reason) == cls
+    assert cls in ROLLBACK_REASONS
+
+
+def test_concurrent_record_and_render_do_not_break():
+    t = Telemetry()
+
+    def writer(i: int) -> None:
+        for k in range(200):
+            t.record_state(namespace="ml", rollout=f"r{i}", state=state(canary_v=f"v{k % 3}"))
+            if k % 50 == 0:
+                t.forget("ml", f"r{i}")
+
+    threads = [threading.Thread(target=writer, args=(i,)) for i in range(4)]
+    for th in threads:
+        th.start()
+    for _ in range(20):
+        text_string_to_metric_families(t.render().decode())
+    for th in threads:
+        th.join()
+    assert len(names(t, "canary_rollout_weight")) == 8  # 4 rollouts x 2 arms, one version pair each
+
+
+# ---- notification payloads (fake sender) ----------------------------------------------------------
+
+
+class FakeSender:
+    def __init__(self, statuses: list[int | Exception] | None = None) -> None:
+        self.calls: list[tuple[str, dict]] = []
+        self.statuses = list(statuses or [])
+
+    def __call__(self, url: str, body: dict, timeout: float) -> int:
+        self.calls.append((url, body))
+        nxt = self.statuses.pop(0) if self.statuses else 200
+        if isinstance(nxt, Exception):
+            raise nxt
+        return nxt
+
+
+EVIDENCE = CheckResult("latency-p95", "latency", Outcome.FAIL, "p95 94 ms vs 61 ms, p < 0.001", p_value=3e-9)
+PAYLOAD = {"model": "rec-model", "namespace": "ml", "rollout": "rec-vs", "stable_version": "v2.0.0",
+           "canary_version": "v2.1.0", "weights": Weights(100, 0), "reason": "latency-p95: p95 94 ms vs 61 ms",
+           "evidence": [EVIDENCE], "at": 1700000000.0}
+
+
+def test_generic_webhook_body_shape():
+    b = webhook_body("rollback", PAYLOAD)
+    assert set(b) == {"event", "model", "namespace", "rollout", "stable_version", "canary_version", "weights",
+                      "reason", "evidence", "at"}
+    assert b["weights"] == {"stable": 100, "canary": 0}
+    assert b["at"] == "2023-11-14T22:13:20.000Z"
+    assert b["evidence"][0]["check"] == "latency-p95" and b["evidence"][0]["stable_value"] is None  # NaN -> null
+    assert webhook_body("rollback", dict(PAYLOAD, weights="90/10"))["weights"] == {"stable": 90, "canary": 10}
+
+
+def test_slack_body_shape_and_escaping():
+    b = slack_body("rollback", PAYLOAD)
+    assert b["text"] == ":rotating_light: rollback rec-model v2.1.0 -&gt; stable 100%: latency-p95: p95 94 ms vs 61 ms"
+    assert b["blocks"][0] == {"type": "section", "text": {"type": "mrkdwn", "text": b["text"]}}
+    fields = [f["text"] for f in b["blocks"][1]["fields"]]
+    assert "*Model*\nrec-model" in fields and "*Weights*\nstable 100% / canary 0%" in fields
+    assert any(f.startswith("*latency-p95*\nfail:") and "&lt; 0.001" in f for f in fields)
+    assert len(fields) <= 10
+    assert slack_body("promotion", PAYLOAD)["text"].startswith(":white_check_mark: promoted rec-model v2.1.0")
+    assert "prediction shift" in slack_body("prediction_shift", PAYLOAD)["text"]
+
+
+def test_notifier_sends_both_formats_and_retries_5xx_not_4xx():
+    fake = FakeSender([503, 200, 400])
+    n = Notifier(webhooks=["http://hooks.example/a"], slack=["https://hooks.slack.com/services/T/B/SECRET"],
+                 sender=fake, backoff_s=0.001)
+    with capture_logs() as logs:
+        n.notify("rollback", PAYLOAD)
+        assert n.close(5)
+    assert [u for u, _ in fake.calls] == ["http://hooks.example/a"] * 2 + ["https://hooks.slack.com/services/T/B/SECRET"]
+    assert fake.calls[0][1]["event"] == "rollback" and "blocks" in fake.calls[2][1]
+    assert (n.sent, n.failed) == (1, 1)
+    assert not any("SECRET" in repr(line) or "/services" in repr(line) for line in logs)
+    assert {line["event"] for line in logs} == {"notify.sent", "notify.rejected"}
+    assert "SECRET" not in repr(n)
+
+
+def test_notifier_gives_up_after_bounded_retries_on_connection_errors():
+    fake = FakeSender([ConnectionError("http://h/secret-path refused")] * 5)
+    n = Notifier(webhooks=["http://h/secret-path"], retries=2, sender=fake, backoff_s=0.001)
+    with capture_logs() as logs:
+        n.notify("aborted", PAYLOAD)
+        assert n.close(5)
+    assert len(fake.calls) == 3 and n.failed == 1
+    assert "secret-path" not in repr(logs)
+
+
+def test_notify_never_raises_and_drops_oldest_when_full():
+    gate, entered = threading.Event(), threading.Event()
+
+    def slow(url: str, body: dict, timeout: float) -> int:
+        entered.set()
+        gate.wait(5)
+        seen.append(body["reason"])
+        return 200
+
+    seen: list[str] = []
+    n = Notifier(webhooks=["http://h/x"], sender=slow, max_queue=2)
+    n.notify("rollback", dict(PAYLOAD, reason="r0"))  # taken by the worker, blocks in the sender
+    assert entered.wait(5)
+    for i in range(1, 5):
+        n.notify("rollback", dict(PAYLOAD, reason=f"r{i}"))
+    n.notify("rollback", {"weights": object()})  # nonsense payload: no exception here
+    gate.set()
+    assert n.close(5)
+    assert n.dropped == 3  # r1, r2, r3: the newest two were kept
+    assert seen == ["r0", "r4", ""]
+
+
+def test_from_env_and_url_validation():
+    env = {"CANARY_WEBHOOK_URLS": "http://a/x, http://b/y", "CANARY_SLACK_WEBHOOK_URLS": "https://hooks.slack.com/s"}
+    n = Notifier.from_env(env, slack=["https://c/z"], timeout_s=1.0)
+    assert n.webhooks == ["http://a/x", "http://b/y"] and n.slack == ["https://hooks.slack.com/s", "https://c/z"]
+    assert not Notifier.from_env({}).enabled
+    with pytest.raises(ConfigError) as err:
+        Notifier(slack=["hooks.slack.com/services/SECRET"])
+    assert "SECRET" not in str(err.value)
+
+
+def test_payload_for_a_rolled_back_state():
+    s = rl.RolloutState(model="rec", stable_version="v1", canary_version="v2", phase=rl.ROLLED_BACK,
+                        weights=Weights(100, 0), reason="shift: PSI 0.3", updated_at=1700000000.0,
+                        last_verdict={"results": [{"check": "shift", "outcome": "fail"}, {"check": "x", "outcome": "pass"}]})
+    p = payload_for(s, namespace="ml", rollout="rec-vs")
+    b = webhook_body("rollback", p)
+    assert b["evidence"] == [{"check": "shift", "outcome": "fail"}] and b["weights"] == {"stable": 100, "canary": 0}
+    assert b["reason"] == "shift: PSI 0.3" and b["rollout"] == "rec-vs"
