@@ -1,0 +1,362 @@
+"""Leader election on a ``coordination.k8s.io/v1`` Lease, with fencing.
+
+Two controller replicas must never both write traffic weights. Exactly one
+holds the Lease; the other waits. The rules are client-go's leaderelection,
+plus a fence the caller can check before every write.
+
+Acquire or renew (one attempt, :meth:`LeaderElector.try_acquire_or_renew`):
+
+* no Lease -> create it holding it (POST; 409 AlreadyExists means someone won).
+* held by us -> renew: PUT a new ``renewTime``.
+* held by nobody (released) -> take it now.
+* held by another -> take it only when the record has not *changed* for its
+  lease duration, measured from when *we* first saw the current record, on
+  our own monotonic clock. The wall-clock ``renewTime`` is written for people
+  and other tools but never compared across machines, so clock skew between
+  replicas does not matter; only the rates of the monotonic clocks do.
+
+Every write is a PUT carrying the resourceVersion we read (or last wrote), so
+two candidates racing produce one winner; the other gets 409 and is not leader.
+
+Fencing (:meth:`is_leader`): True only while
+``clock() - sent < renew_deadline_s``, where ``sent`` is the monotonic time
+taken *before* the last write that succeeded was sent. A slow request cannot
+extend leadership, and a leader that cannot renew (API down, network stall,
+a GC or SIGSTOP pause: the monotonic clock keeps running) stops by itself.
+
+Why two leaders cannot overlap. Let the old leader's last successful write
+be sent at ``s``. It lands at the server at some ``w >= s``. A standby can
+only observe that record after it landed, at ``o >= w >= s``, and takes over
+no earlier than ``o + lease_duration_s`` (any later write by the old leader
+restarts that wait, and a takeover racing with such a write gets 409). The
+old leader's is_leader() turned False at ``s + renew_deadline_s``. Since
+``renew_deadline_s < lease_duration_s``, the old leader has stopped before
+the new one starts, by at least ``lease_duration_s - renew_deadline_s`` less
+the drift of the two monotonic clocks over one lease duration. What this
+cannot cover: a write that passed the is_leader() check and then stalled for
+longer than that margin. Writes should therefore have timeouts well under the
+margin, and objects written should carry :meth:`fence_token` (or use their
+own resourceVersion preconditions) so a late write can be recognised.
+
+Fence token: ``spec.leaseTransitions`` of the term we hold. It grows by one
+whenever a new term starts (another holder, a released Lease, or a holder
+whose term we did not know, e.g. our own restart), so tokens grow across
+leaders. A renewal keeps it: a successful conditional PUT proves nobody else
+held the Lease in between.
+
+``leaseDurationSeconds`` is an integer in the API. We write ``ceil`` of our
+duration there (so other tools wait at least as long as we do) and the exact
+value in the ``canary.ml/lease-duration-s`` annotation, which our replicas
+prefer when it is consistent with the integer field (sub-second durations in
+tests and in the failover benchmark).
+
+Log events (for on-call): ``leader.acquired`` (fence_token), ``leader.lost``
+(reason: renew_deadline | taken | released), ``leader.renew_failed`` (error),
+``leader.attempt_failed`` (debug: a standby could not reach the API or lost a
+race), ``leader.callback_failed``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any, Protocol, runtime_checkable
+
+import structlog
+
+from canary.errors import CanaryError, ConfigError, RoutingConflict
+from canary.kube import translate
+
+log = structlog.get_logger(__name__)
+
+DURATION_ANNOTATION = "canary.ml/lease-duration-s"
+_NOT_SERVED = "the server could not find the requested resource"
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def micro_time(t: datetime) -> str:
+    """RFC 3339 with six fractional digits: what the API server parses a MicroTime with.
+
+    The pydantic-based official client (37 here) re-parses this string into a datetime and
+    sends ``isoformat()``, which drops the fraction when it is zero; the API server's
+    parser then rejects it. So a whole second is nudged by one microsecond.
+    """
+    t = t.astimezone(timezone.utc)
+    return (t if t.microsecond else t.replace(microsecond=1)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@runtime_checkable
+class LeaseStore(Protocol):
+    """The three calls leader election needs. Raise CanaryError (409 -> RoutingConflict)."""
+
+    def get(self, namespace: str, name: str) -> dict[str, Any] | None: ...
+    def create(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]: ...
+    def replace(self, namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any]: ...
+
+
+class KubeLeaseStore:
+    """LeaseStore over the official client; plain dicts in and out, errors translated."""
+
+    def __init__(self, api_client: Any, *, timeout_s: float) -> None:
+        import kubernetes.client
+
+        self._api = kubernetes.client.CoordinationV1Api(api_client)
+        self._timeout = timeout_s
+
+    def get(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            resp = self._api.read_namespaced_lease(name, namespace, _preload_content=False,
+                                                   _request_timeout=self._timeout)
+            return _json(resp)
+        except Exception as exc:
+            if getattr(exc, "status", None) == 404 and _NOT_SERVED not in str(getattr(exc, "body", "")):
+                return None
+            raise translate(exc, f"lease {namespace}/{name}") from exc
+
+    def create(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return _json(self._api.create_namespaced_lease(namespace, body, _preload_content=False,
+                                                           _request_timeout=self._timeout))
+        except Exception as exc:
+            raise translate(exc, f"lease {namespace}/{body['metadata']['name']}") from exc
+
+    def replace(self, namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return _json(self._api.replace_namespaced_lease(name, namespace, body, _preload_content=False,
+                                                            _request_timeout=self._timeout))
+        except Exception as exc:
+            raise translate(exc, f"lease {namespace}/{name}") from exc
+
+
+def _json(resp: Any) -> dict[str, Any]:
+    data = json.loads(resp.data)
+    if not isinstance(data, dict):
+        raise ValueError("the Lease is not a JSON object")
+    return data
+
+
+class LeaderElector:
+    """One replica's view of the election. Thread-safe: run() in one thread, is_leader() anywhere."""
+
+    def __init__(self, api_client: Any, *, namespace: str, name: str = "canary-controller", identity: str,
+                 lease_duration_s: float = 15.0, renew_deadline_s: float = 10.0, retry_period_s: float = 2.0,
+                 clock: Callable[[], float] = time.monotonic, wall: Callable[[], datetime] = utcnow) -> None:
+        if not identity:
+            raise ConfigError("leader election: identity must be a non-empty, per-process unique string")
+        if not 0 < retry_period_s < renew_deadline_s < lease_duration_s:
+            raise ConfigError("leader election: need 0 < retry_period_s < renew_deadline_s < lease_duration_s, "
+                              f"got {retry_period_s}, {renew_deadline_s}, {lease_duration_s}")
+        # A request may not outlive the time we have left to renew; it should also not be so short
+        # that a busy API server is mistaken for a dead one.
+        timeout = max(retry_period_s, renew_deadline_s / 2)
+        self._store: LeaseStore = api_client if isinstance(api_client, LeaseStore) else \
+            KubeLeaseStore(api_client, timeout_s=timeout)
+        self.namespace, self.name, self.identity = namespace, name, identity
+        self.lease_duration_s, self.renew_deadline_s = lease_duration_s, renew_deadline_s
+        self.retry_period_s = retry_period_s
+        self._clock, self._wall = clock, wall
+        self._lock = threading.Lock()
+        self._sent: float | None = None          # monotonic send time of the last successful write of our term
+        self._token: int | None = None           # leaseTransitions of the term we hold (or held, unbroken)
+        self._cached: dict[str, Any] | None = None  # the Lease as we last wrote it (fast renew path)
+        self._observed: tuple[str, float] | None = None  # (record fingerprint, monotonic time first seen)
+        self._reported = False
+        self._last_token = -1                     # for logs: the term we last held
+        self._lost_reason = "renew_deadline"
+        self._on_change: Callable[[bool], None] | None = None
+        self._log = log.bind(lease=f"{namespace}/{name}", identity=identity)
+
+    # --- the fence ------------------------------------------------------------------------------
+
+    def is_leader(self) -> bool:
+        with self._lock:
+            return self._leading_at(self._clock())
+
+    def _leading_at(self, now: float) -> bool:
+        return self._sent is not None and self._token is not None and now - self._sent < self.renew_deadline_s
+
+    def fence_token(self) -> int:
+        """leaseTransitions of our current (or last unbroken) term; -1 when we have none."""
+        with self._lock:
+            return -1 if self._token is None else self._token
+
+    # --- one attempt ----------------------------------------------------------------------------
+
+    def try_acquire_or_renew(self) -> bool:
+        try:
+            self._attempt()
+        except CanaryError as exc:
+            self._failed(exc)
+        except Exception as exc:  # a malformed Lease must not kill the loop either
+            self._failed(translate(exc, f"lease {self.namespace}/{self.name}"))
+        self._notify()
+        return self.is_leader()
+
+    def _attempt(self) -> None:
+        with self._lock:
+            cached = self._cached if self._leading_at(self._clock()) else None
+        if cached is not None:  # fast path: renew with what we last wrote, no GET
+            try:
+                self._write(cached, new_term=False)
+                return
+            except RoutingConflict:
+                pass  # someone wrote since: look at what is there now
+        lease = self._store.get(self.namespace, self.name)
+        if lease is None:
+            self._write(None, new_term=True)
+            return
+        spec = lease.get("spec") or {}
+        holder = spec.get("holderIdentity") or ""
+        now = self._observe(lease)
+        with self._lock:
+            ours = holder == self.identity and self._token is not None and \
+                _int(spec.get("leaseTransitions")) == self._token
+            if holder and holder != self.identity:
+                if self._token is not None:
+                    self._lost_reason = "taken"
+                self._token, self._cached = None, None
+                assert self._observed is not None
+                if now - self._observed[1] < self._duration_of(lease):
+                    return  # a live holder (by what we have seen of it): stand by
+        self._write(lease, new_term=not ours)
+
+    def _observe(self, lease: dict[str, Any]) -> float:
+        """Note when we first saw this version of the record; returns now (after the GET answered)."""
+        meta = lease.get("metadata") or {}
+        fingerprint = str(meta.get("resourceVersion") or json.dumps(lease.get("spec"), sort_keys=True))
+        now = self._clock()
+        with self._lock:
+            if self._observed is None or self._observed[0] != fingerprint:
+                self._observed = (fingerprint, now)
+        return now
+
+    def _duration_of(self, lease: dict[str, Any]) -> float:
+        declared = _int((lease.get("spec") or {}).get("leaseDurationSeconds"))
+        if declared <= 0:
+            return self.lease_duration_s
+        try:
+            exact = float(((lease.get("metadata") or {}).get("annotations") or {})[DURATION_ANNOTATION])
+        except (KeyError, TypeError, ValueError):
+            return float(declared)
+        return exact if declared - 1 < exact <= declared else float(declared)
+
+    def _write(self, base: dict[str, Any] | None, *, new_term: bool) -> None:
+        now = self._wall()
+        body = _lease_body(base, namespace=self.namespace, name=self.name)
+        spec = body["spec"]
+        if new_term:
+            spec["leaseTransitions"] = 0 if base is None else _int(spec.get("leaseTransitions")) + 1
+            spec["acquireTime"] = micro_time(now)
+        spec["holderIdentity"] = self.identity
+        spec["leaseDurationSeconds"] = math.ceil(self.lease_duration_s)
+        spec["renewTime"] = micro_time(now)
+        body["metadata"].setdefault("annotations", {})[DURATION_ANNOTATION] = repr(self.lease_duration_s)
+        sent = self._clock()  # before the request: a slow answer must not stretch our term
+        written = self._store.create(self.namespace, body) if base is None else \
+            self._store.replace(self.namespace, self.name, body)
+        with self._lock:
+            self._sent, self._token, self._cached = sent, _int(spec["leaseTransitions"]), written
+            self._last_token = self._token
+
+    def _failed(self, exc: CanaryError) -> None:
+        with self._lock:
+            held = self._token is not None and self._sent is not None
+        if held:
+            self._log.warning("leader.renew_failed", error=str(exc), error_type=type(exc).__name__)
+        else:
+            self._log.debug("leader.attempt_failed", error=str(exc), error_type=type(exc).__name__)
+
+    # --- hand-over ------------------------------------------------------------------------------
+
+    def release(self) -> None:
+        """Stop leading now, then clear holderIdentity if the Lease is still ours (best effort)."""
+        with self._lock:
+            base, token, self._sent, self._token, self._cached = self._cached, self._token, None, None, None
+            if token is not None:
+                self._lost_reason = "released"
+        self._notify()  # fence first: nothing of ours may be written once the Lease says nobody holds it
+        try:
+            if base is None:
+                base = self._store.get(self.namespace, self.name)
+            if base is None or ((base.get("spec") or {}).get("holderIdentity") or "") != self.identity:
+                return
+            body = _lease_body(base, namespace=self.namespace, name=self.name)
+            now = micro_time(self._wall())
+            body["spec"].update(holderIdentity="", leaseDurationSeconds=1, renewTime=now, acquireTime=now)
+            self._store.replace(self.namespace, self.name, body)
+            self._log.info("leader.released", fence_token=token)
+        except Exception as exc:  # best effort: the Lease expires on its own anyway
+            self._log.warning("leader.release_failed", error=str(exc), error_type=type(exc).__name__)
+
+    # --- the loop -------------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event, on_change: Callable[[bool], None] | None = None) -> None:
+        """Try every retry_period until `stop`; on_change(bool) on every change of is_leader().
+
+        Stopping does not release the Lease (call release() for a fast hand-over); is_leader()
+        then lapses by itself at the renew deadline.
+        """
+        self._on_change = on_change
+        while not stop.is_set():
+            started = self._clock()
+            leading = self.try_acquire_or_renew()
+            # Standbys jitter (as client-go does) so candidates do not march in step.
+            next_try = started + self.retry_period_s * (1.0 if leading else 1.0 + 0.2 * random.random())
+            while not stop.is_set():
+                now = self._clock()
+                if now >= next_try:
+                    break
+                with self._lock:
+                    sent = self._sent if self._leading_at(now) else None
+                lapse = next_try if sent is None else sent + self.renew_deadline_s
+                stop.wait(max(0.0, min(next_try, lapse) - now) + 0.001)
+                self._notify()  # report a lapse when it happens, not at the next attempt
+
+    def start(self, stop: threading.Event) -> threading.Thread:
+        thread = threading.Thread(target=self.run, args=(stop,), name=f"leader-{self.identity}", daemon=True)
+        thread.start()
+        return thread
+
+    def _notify(self) -> None:
+        with self._lock:
+            now = self._leading_at(self._clock())
+            if now == self._reported:
+                return
+            self._reported, callback, token, reason = now, self._on_change, self._last_token, self._lost_reason
+            self._lost_reason = "renew_deadline"
+        if now:
+            self._log.info("leader.acquired", fence_token=token)
+        else:
+            self._log.warning("leader.lost", reason=reason, fence_token=token)
+        if callback is not None:
+            try:
+                callback(now)
+            except Exception as exc:
+                self._log.error("leader.callback_failed", error=str(exc), error_type=type(exc).__name__)
+
+
+def _lease_body(base: dict[str, Any] | None, *, namespace: str, name: str) -> dict[str, Any]:
+    """A fresh Lease, or a copy of `base` keeping its resourceVersion (our precondition)."""
+    body = json.loads(json.dumps(base)) if base is not None else {}
+    body["apiVersion"], body["kind"] = "coordination.k8s.io/v1", "Lease"
+    meta = body.setdefault("metadata", {})
+    meta.setdefault("name", name)
+    meta.setdefault("namespace", namespace)
+    if not isinstance(body.get("spec"), dict):
+        body["spec"] = {}
+    return body
+
+
+def _int(value: Any) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return 0
