@@ -106,6 +106,9 @@ def promote(
     triton_canary: Optional[str] = typer.Option(None, "--triton-canary", help="canary Triton URL (host:port) for the gates"),
     triton_stable: Optional[str] = typer.Option(None, "--triton-stable", help="stable Triton URL, to compare model metadata"),
     on_interrupt: str = typer.Option("rollback", "--on-interrupt", help="on SIGINT/SIGTERM: rollback (stable 100%, exit 3) or pause (keep split, exit 130)"),
+    via_controller: bool = typer.Option(False, "--via-controller", help="create a CanaryRollout for `canary controller run` and follow it (same exit codes)"),
+    rollout_name: Optional[str] = typer.Option(None, "--rollout-name", help="CanaryRollout name (default: <model>-<version>)"),
+    timeout: float = typer.Option(3600.0, "--timeout", help="--via-controller: give up following after this many seconds (exit 3; the rollout goes on)"),
     output: str = OutputOpt,
     log_format: str = LogFormatOpt,
 ) -> None:
@@ -113,6 +116,14 @@ def promote(
     logs.configure(fmt=log_format)
     if on_interrupt not in ("rollback", "pause"):
         fail("--on-interrupt must be 'rollback' or 'pause'", EXIT_BAD_INPUT)
+    if via_controller:
+        from canary.cli_controller import follow
+
+        triton = {k: v for k, v in (("stableUrl", triton_stable), ("canaryUrl", triton_canary)) if v} or None
+        raise typer.Exit(run_guarded(lambda: follow(
+            model=model, canary_version=canary_version, policy_file=policy_file, namespace=namespace,
+            stable_version=stable_version, virtual_service=virtual_service, kubeconfig=kubeconfig, context=context,
+            name=rollout_name, triton=triton, output=output, timeout_s=timeout)))
 
     def go() -> int:
         from canary.controller import Controller
@@ -257,7 +268,7 @@ def policy_schema() -> None:
 
 def _register_optional() -> None:
     """Commands that live in their own modules (analysis, sandbox)."""
-    for module in ("canary.cli_analysis", "canary.cli_ops"):
+    for module in ("canary.cli_analysis", "canary.cli_ops", "canary.cli_controller"):
         try:
             mod = __import__(module, fromlist=["register"])
         except ModuleNotFoundError as exc:

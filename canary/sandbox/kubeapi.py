@@ -51,6 +51,7 @@ class Resource:
     kind: str
     versions: tuple[str, ...]
     namespaced: bool = True
+    status_subresource: bool = False  # as a CRD with `subresources: {status: {}}`
 
 
 DEFAULT_RESOURCES = (
@@ -180,7 +181,8 @@ class StrictKubeAPI(kmock.KubernetesScaffold):
             if delay:
                 await asyncio.sleep(delay)
             kind = self.kinds.get((res.group, res.plural))
-            if kind is None or res.version not in kind.versions or request.subresource:
+            sub = request.subresource or ""
+            if kind is None or res.version not in kind.versions or (sub and not (sub == "status" and kind.status_subresource)):
                 raise ApiError(404, "NotFound", "the server could not find the requested resource")
             if method == "GET" and request.params.get("watch") in ("true", "1"):
                 return await self._watch(request, kind)
@@ -260,6 +262,16 @@ class StrictKubeAPI(kmock.KubernetesScaffold):
             raise ApiError(400, "BadRequest", "metadata.name does not match the URL")
         new.setdefault("apiVersion", current["apiVersion"])
         new.setdefault("kind", kind.kind)
+        if kind.status_subresource:
+            # like the real API server: /status writes only status; the main resource never does
+            if request.subresource == "status":
+                new = {**copy.deepcopy(current), "status": new.get("status"),
+                       "metadata": {**current["metadata"], **{k: v for k, v in (new.get("metadata") or {}).items()
+                                                               if k == "resourceVersion"}}}
+            else:
+                new["status"] = copy.deepcopy(current.get("status"))
+                if new["status"] is None:
+                    new.pop("status")
         return 200, self._out(self._store(key, new, current, "MODIFIED"), kind, version)
 
     def _create(self, request: kmock.Request, kind: Resource, ns: str) -> Obj:

@@ -1,0 +1,178 @@
+"""`canary controller run` (the long-running controller) and `canary promote --via-controller`.
+
+Registered onto the main app by cli.py. The controller serves /metrics,
+/healthz and /readyz, elects a leader on a Lease when asked, and stops
+cleanly on SIGTERM (the lease is released so a standby takes over at once).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+import yaml
+
+from canary import cli, crd
+from canary import rollout as rl
+
+controller_app = typer.Typer(no_args_is_help=True, help="Run canary as a long-running controller of CanaryRollouts.")
+
+
+@controller_app.command("run")
+def run(
+    namespace: Optional[str] = typer.Option(None, "--namespace", "-n", help="watch one namespace (default: all)"),
+    kubeconfig: Optional[str] = cli.KubeconfigOpt,
+    context: Optional[str] = cli.ContextOpt,
+    prometheus_url: Optional[str] = typer.Option(None, "--prometheus-url", envvar="CANARY_PROMETHEUS_URL"),
+    prometheus_token: Optional[str] = typer.Option(None, "--prometheus-token", envvar="CANARY_PROMETHEUS_TOKEN", show_default=False),
+    insecure: bool = typer.Option(False, "--insecure-skip-tls-verify", envvar="CANARY_PROMETHEUS_INSECURE"),
+    leader_elect: bool = typer.Option(False, "--leader-elect", help="hold a coordination.k8s.io Lease; only the leader writes"),
+    lease_namespace: str = typer.Option("", "--lease-namespace", envvar="POD_NAMESPACE", help="namespace of the Lease (default: canary-system)"),
+    lease_name: str = typer.Option("canary-controller", "--lease-name"),
+    lease_duration: float = typer.Option(15.0, "--lease-duration", help="seconds"),
+    renew_deadline: float = typer.Option(10.0, "--renew-deadline", help="seconds; must be below --lease-duration"),
+    retry_period: float = typer.Option(2.0, "--retry-period", help="seconds"),
+    identity: str = typer.Option("", "--identity", envvar="POD_NAME", help="default: hostname-pid"),
+    metrics_addr: str = typer.Option("127.0.0.1:8080", "--metrics-addr", help="host:port for /metrics /healthz /readyz ('' to disable)"),
+    tick: float = typer.Option(1.0, "--tick", help="seconds between passes over all rollouts"),
+    log_format: str = cli.LogFormatOpt,
+) -> None:
+    """Drive every CanaryRollout until it is promoted or rolled back."""
+    from canary import logs
+
+    logs.configure(fmt=log_format)
+    log = logs.get(component="controller")
+
+    def go() -> int:
+        from canary.kube import api_client
+        from canary.operator import Operator
+        from canary.routing.istio import IstioRouter
+
+        if renew_deadline >= lease_duration:
+            raise cli.ConfigError("--renew-deadline must be below --lease-duration (fencing)")
+        import kubernetes.client as kc
+
+        client = api_client(kubeconfig=kubeconfig, context=context)
+        me = identity or f"{socket.gethostname()}-{os.getpid()}"
+        stop = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+        telemetry, server, elector, notifier = _observability(metrics_addr)
+        is_leader = lambda: True  # noqa: E731
+        if leader_elect:
+            from canary.leader import LeaderElector
+
+            elector = LeaderElector(client, namespace=lease_namespace or "canary-system", name=lease_name,
+                                    identity=me, lease_duration_s=lease_duration, renew_deadline_s=renew_deadline,
+                                    retry_period_s=retry_period)
+            elector.start(stop)
+            is_leader = elector.is_leader
+        op = Operator(custom=kc.CustomObjectsApi(client), core=kc.CoreV1Api(client), router=IstioRouter(client),
+                      metrics=cli._metrics(prometheus_url, prometheus_token, None, None, insecure),
+                      namespace=namespace, is_leader=is_leader, identity=me, telemetry=telemetry, notifier=notifier)
+        if server is not None:
+            state = {"last_tick": time.monotonic()}
+            server.live = lambda: (time.monotonic() - state["last_tick"] < max(30.0, 10 * tick), "tick loop stalled")
+            server.ready = lambda: (True, "leader" if is_leader() else "standby")
+            server.start()
+            log.info("controller.serving", url=server.url)
+            orig = op.tick
+
+            def ticked() -> int:
+                n = orig()
+                state["last_tick"] = time.monotonic()
+                return n
+
+            op.tick = ticked  # type: ignore[method-assign]
+        log.info("controller.started", identity=me, namespace=namespace or "(all)", leader_elect=leader_elect)
+        try:
+            op.run(stop, tick_s=tick)
+        finally:
+            if elector is not None:
+                elector.release()
+            if notifier is not None:
+                notifier.close(5.0)
+            if server is not None:
+                server.stop()
+            log.info("controller.stopped", identity=me)
+        return 0
+
+    raise typer.Exit(cli.run_guarded(go))
+
+
+def _observability(addr: str) -> tuple[Any, Any, Any, Any]:
+    telemetry = server = notifier = None
+    try:
+        from canary.telemetry import HealthServer, Telemetry
+
+        telemetry = Telemetry()
+        if addr:
+            host, _, port = addr.rpartition(":")
+            server = HealthServer(telemetry, host=host or "127.0.0.1", port=int(port or 0),
+                                  ready=lambda: (True, "starting"))
+    except ModuleNotFoundError:
+        pass
+    try:
+        from canary.notify import Notifier
+
+        notifier = Notifier.from_env()
+    except ModuleNotFoundError:
+        pass
+    return telemetry, server, None, notifier
+
+
+def follow(*, model: str, canary_version: str, policy_file: Path, namespace: str, stable_version: str,
+           virtual_service: Optional[str], kubeconfig: Optional[str], context: Optional[str], name: Optional[str],
+           triton: dict[str, str] | None, output: str, timeout_s: float) -> int:
+    """`promote --via-controller`: create/update the CanaryRollout, follow its status, same exit codes."""
+    import kubernetes.client as kc
+
+    from canary.kube import api_client, translate
+    from canary.policy import load_policy
+
+    load_policy(policy_file)  # bad input fails here, exit 2, nothing created
+    raw = yaml.safe_load(policy_file.read_text(encoding="utf-8"))
+    body = crd.new_object(namespace=namespace, name=name or f"{model}-{canary_version}".lower().replace(".", "-"),
+                          model=model, canary_version=canary_version, policy_raw=raw, stable_version=stable_version,
+                          virtual_service=virtual_service or "", triton=triton)
+    api = kc.CustomObjectsApi(api_client(kubeconfig=kubeconfig, context=context))
+    meta = body["metadata"]
+    try:
+        try:
+            api.create_namespaced_custom_object(crd.GROUP, crd.VERSION, namespace, crd.PLURAL, body)
+        except Exception as exc:
+            if getattr(exc, "status", None) != 409:
+                raise
+            current = api.get_namespaced_custom_object(crd.GROUP, crd.VERSION, namespace, crd.PLURAL, meta["name"])
+            body["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+            api.replace_namespaced_custom_object(crd.GROUP, crd.VERSION, namespace, crd.PLURAL, meta["name"], body)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            obj = api.get_namespaced_custom_object(crd.GROUP, crd.VERSION, namespace, crd.PLURAL, meta["name"])
+            st = obj.get("status") or {}
+            if st.get("phase") in rl.TERMINAL:
+                code = {rl.PROMOTED: 0, rl.ROLLED_BACK: 1, rl.ABORTED: 3}[st["phase"]]
+                if output == "json":
+                    typer.echo(json.dumps({**st, "exit_code": code, "rollout": f"{namespace}/{meta['name']}"}))
+                else:
+                    typer.echo(f"{st['phase']}: {model} {canary_version} weights "
+                               f"{st.get('weights', {}).get('stable')}/{st.get('weights', {}).get('canary')} - {st.get('reason', '')}")
+                return code
+            time.sleep(1.0)
+    except cli.CanaryError:
+        raise
+    except Exception as exc:
+        raise translate(exc, f"CanaryRollout {namespace}/{meta['name']}") from exc
+    raise cli.TransientError(f"CanaryRollout {namespace}/{meta['name']} did not finish within {timeout_s:.0f}s; "
+                             "it keeps running in the controller (`canary status`)")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(controller_app, name="controller")

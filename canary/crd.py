@@ -1,0 +1,120 @@
+"""The CanaryRollout custom resource: what a rollout asks for, read into our values.
+
+A CanaryRollout (group canary.ml, v1alpha1; manifest in canary/deploy/) names
+the VirtualService, the versions and the policy (inline, or a ConfigMap key),
+and carries status (phase, step, weights, verdict history, conditions) that the
+controller mirrors from the VirtualService's rollout annotation -- the
+annotation stays the single source of truth, because it is written in the same
+write as the weights.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import yaml
+
+from canary.errors import ConfigError, PolicyError
+from canary.model import Target
+from canary.policy import Policy, parse_policy
+
+GROUP, VERSION, PLURAL, KIND = "canary.ml", "v1alpha1", "canaryrollouts", "CanaryRollout"
+ACTIONS = ("", "pause", "resume", "rollback")
+
+
+@dataclass(frozen=True)
+class RolloutSpec:
+    namespace: str
+    name: str
+    uid: str
+    generation: int
+    target: Target
+    policy: Policy
+    on_foreign_edit: str  # reassert | abort
+    on_prometheus_outage: str  # rollback | hold
+    action: str
+    action_reason: str
+    triton_stable: str | None
+    triton_canary: str | None
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+def parse(obj: dict[str, Any], *, configmap: Callable[[str, str], dict[str, str]] | None = None) -> RolloutSpec:
+    """Validate one CanaryRollout; ConfigError names namespace/name and the field."""
+    meta = obj.get("metadata") or {}
+    ns, name = meta.get("namespace", ""), meta.get("name", "")
+    where = f"CanaryRollout {ns}/{name}"
+    spec = obj.get("spec")
+    if not isinstance(spec, dict):
+        raise ConfigError(f"{where}: spec is missing")
+
+    def text(field: str, *, required: bool = False, default: str = "") -> str:
+        value = spec.get(field, default)
+        if value is None:
+            value = default
+        if not isinstance(value, str) or (required and not value):
+            raise ConfigError(f"{where}: spec.{field} must be a non-empty string")
+        return value
+
+    model, canary = text("model", required=True), text("canaryVersion", required=True)
+    policy = _policy(spec, where, ns, configmap)
+    action = text("action")
+    if action not in ACTIONS:
+        raise ConfigError(f"{where}: spec.action must be empty or one of pause, resume, rollback")
+    on_edit, on_outage = text("onForeignEdit", default="reassert"), text("onPrometheusOutage", default="rollback")
+    if on_edit not in ("reassert", "abort"):
+        raise ConfigError(f"{where}: spec.onForeignEdit must be reassert or abort")
+    if on_outage not in ("rollback", "hold"):
+        raise ConfigError(f"{where}: spec.onPrometheusOutage must be rollback or hold")
+    triton = spec.get("triton") or {}
+    target = Target(namespace=ns, virtual_service=text("virtualService") or model, model=model,
+                    stable_version=text("stableVersion"), canary_version=canary,
+                    destination_rule=text("destinationRule"), route=text("route") or (policy.route or ""))
+    return RolloutSpec(namespace=ns, name=name, uid=str(meta.get("uid", "")), generation=int(meta.get("generation", 0)),
+                       target=target, policy=policy, on_foreign_edit=on_edit, on_prometheus_outage=on_outage,
+                       action=action, action_reason=text("actionReason"),
+                       triton_stable=triton.get("stableUrl"), triton_canary=triton.get("canaryUrl"))
+
+
+def _policy(spec: dict[str, Any], where: str, ns: str,
+            configmap: Callable[[str, str], dict[str, str]] | None) -> Policy:
+    inline, ref = spec.get("policy"), spec.get("policyRef")
+    if (inline is None) == (ref is None):
+        raise ConfigError(f"{where}: give exactly one of spec.policy and spec.policyRef")
+    if inline is not None:
+        try:
+            return parse_policy(inline, file=f"{where} spec.policy")
+        except PolicyError as exc:
+            raise ConfigError(str(exc)) from None
+    if not isinstance(ref, dict) or not ref.get("configMap") or not ref.get("key"):
+        raise ConfigError(f"{where}: spec.policyRef needs configMap and key")
+    if configmap is None:
+        raise ConfigError(f"{where}: spec.policyRef needs Kubernetes access to read ConfigMaps")
+    data = configmap(ns, ref["configMap"])
+    if ref["key"] not in data:
+        raise ConfigError(f"{where}: ConfigMap {ns}/{ref['configMap']} has no key {ref['key']!r}")
+    try:
+        raw = yaml.safe_load(data[ref["key"]])
+        return parse_policy(raw, file=f"ConfigMap {ns}/{ref['configMap']}[{ref['key']}]")
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"ConfigMap {ns}/{ref['configMap']}[{ref['key']}]: not valid YAML: {exc}") from None
+    except PolicyError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def new_object(*, namespace: str, name: str, model: str, canary_version: str, policy_raw: dict[str, Any],
+               stable_version: str = "", virtual_service: str = "", triton: dict[str, str] | None = None) -> dict[str, Any]:
+    """The CanaryRollout `canary promote --via-controller` creates."""
+    spec: dict[str, Any] = {"model": model, "canaryVersion": canary_version, "policy": policy_raw}
+    if stable_version:
+        spec["stableVersion"] = stable_version
+    if virtual_service:
+        spec["virtualService"] = virtual_service
+    if triton:
+        spec["triton"] = triton
+    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": KIND,
+            "metadata": {"name": name, "namespace": namespace}, "spec": spec}

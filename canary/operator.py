@@ -1,0 +1,362 @@
+"""`canary controller run`: every CanaryRollout, level-triggered, one tick at a time.
+
+Each tick reads the world (all CanaryRollouts, each one's VirtualService with
+its rollout annotation), decides with the pure state machine, acts through the
+same router and `execute()` as `canary promote`, and records (CR status,
+Kubernetes Events, /metrics, webhooks). Nothing lives only in memory but the
+metric baselines, which are an optimisation: a restarted controller (or a new
+leader) picks every rollout up from its annotation at the next tick.
+
+Writes are fenced: the router is wrapped so that no write leaves this process
+unless the leader elector says we still hold the lease.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable
+
+from canary import crd
+from canary import rollout as rl
+from canary.analysis.judge import judge
+from canary.controller import SystemClock, _parse_state, execute
+from canary.errors import CanaryError, ConfigError, KubeUnavailable, RoutingConflict, TransientError
+from canary.logs import get as get_logger
+from canary.model import STABLE_ONLY, ArmData, Judgement, Outcome, Target, Weights
+from canary.routing.base import RouteStatus, TrafficRouter
+
+
+class NotLeader(CanaryError):
+    """This replica lost (or never had) the lease: it must not write."""
+
+
+@dataclass
+class FencedRouter:
+    """Refuses every write unless `may_write()` is true at the moment of writing."""
+
+    inner: TrafficRouter
+    may_write: Callable[[], bool]
+
+    def inspect(self, target: Target) -> RouteStatus:
+        return self.inner.inspect(target)
+
+    def set_weights(self, target: Target, weights: Weights, *, state: str, expect_state: Any = ...) -> RouteStatus:
+        self._fence()
+        return self.inner.set_weights(target, weights, state=state, expect_state=expect_state)
+
+    def point_subset(self, target: Target, subset: str, version: str) -> None:
+        self._fence()
+        self.inner.point_subset(target, subset, version)
+
+    def record_event(self, target: Target, *, reason: str, message: str, warning: bool = False) -> bool:
+        return bool(self.may_write()) and bool(self.inner.record_event(target, reason=reason, message=message,
+                                                                       warning=warning))
+
+    def _fence(self) -> None:
+        if not self.may_write():
+            raise NotLeader("not the leader: write refused")
+
+
+@dataclass
+class Operator:
+    """Drives all CanaryRollouts in `namespace` (or all namespaces)."""
+
+    custom: Any  # kubernetes CustomObjectsApi
+    core: Any  # kubernetes CoreV1Api
+    router: TrafficRouter
+    metrics: Any  # MetricsProvider (per-rollout fallback) ; batch: see canary.metrics.batch
+    namespace: str | None = None
+    clock: Any = field(default_factory=SystemClock)
+    is_leader: Callable[[], bool] = lambda: True
+    identity: str = "canary"
+    telemetry: Any = None
+    notifier: Any = None
+    batch: Any = None  # canary.metrics.batch.BatchMetrics, when available
+
+    def __post_init__(self) -> None:
+        self.log = get_logger(component="controller", identity=self.identity)
+        self.fenced = FencedRouter(self.router, self.is_leader)
+        self._baselines: dict[tuple[str, float], Any] = {}
+        self._last_n: dict[str, tuple[tuple[int, float], float]] = {}
+        self._breach_seen: dict[str, float] = {}
+
+    # ---- the loop -------------------------------------------------------------------
+
+    def run(self, stop: threading.Event, *, tick_s: float = 1.0) -> None:
+        while not stop.is_set():
+            started = time.monotonic()
+            try:
+                self.tick()
+            except Exception as exc:  # a tick never kills the loop; the next one re-reads the world
+                self.log.error("tick.failed", error=f"{type(exc).__name__}: {exc}")
+            stop.wait(max(0.0, tick_s - (time.monotonic() - started)))
+
+    def tick(self) -> int:
+        """One pass over every rollout; returns how many were looked at."""
+        t0 = time.monotonic()
+        if not self.is_leader():
+            if self.telemetry:
+                self.telemetry.set_leader(False)
+            return 0
+        if self.telemetry:
+            self.telemetry.set_leader(True)
+        objs = self._list()
+        due: list[tuple[crd.RolloutSpec, rl.RolloutState, dict[str, Any]]] = []
+        for obj in objs:
+            try:
+                item = self._advance(obj)
+            except NotLeader:
+                return len(objs)
+            except (CanaryError, Exception) as exc:  # one bad rollout never stops the others
+                self._fail_status(obj, exc)
+                continue
+            if item is not None:
+                due.append(item)
+        self._looks(due)
+        if self.telemetry:
+            self.telemetry.observe_tick(time.monotonic() - t0, len(objs))
+        return len(objs)
+
+    # ---- per rollout ----------------------------------------------------------------
+
+    def _advance(self, obj: dict[str, Any]) -> tuple[crd.RolloutSpec, rl.RolloutState, dict[str, Any]] | None:
+        spec = crd.parse(obj, configmap=self._configmap)
+        if spec.on_prometheus_outage == "hold":
+            spec = replace(spec, policy=spec.policy.model_copy(
+                update={"failure": spec.policy.failure.model_copy(update={"on_deadline": "hold"})}))
+        log = self.log.bind(rollout=spec.key, model=spec.target.model, canary_version=spec.target.canary_version)
+        status = self.router.inspect(spec.target)
+        target = spec.target if spec.target.stable_version else replace(spec.target,
+                                                                        stable_version=status.stable_subset_version)
+        spec = replace(spec, target=target)
+        state = _parse_state(status)
+        now = self.clock.now()
+        if state is None or state.canary_version != target.canary_version:
+            if _finished(obj):
+                return None  # this CR ended; the VirtualService has moved on since
+            if state is not None and not state.terminal:
+                raise ConfigError(f"{spec.key}: another rollout ({state.canary_version}, {state.phase}) owns "
+                                  f"{target.namespace}/{target.virtual_service}")
+            if status.weights != STABLE_ONLY:
+                raise ConfigError(f"{spec.key}: traffic already split {status.weights} with no rollout recorded")
+            state, actions = rl.new_rollout(model=target.model, stable_version=target.stable_version,
+                                            canary_version=target.canary_version, now=now)
+            state = self._do(spec, state, actions, expect=status.state, log=log)
+            self._status(obj, spec, state)
+            return None
+        if state.terminal:
+            self._status(obj, spec, state)
+            return None
+        state = self._operator_action(spec, state, status, log) or state
+        if not state.terminal and state.phase not in (rl.PENDING, rl.PROMOTING) and status.weights != state.weights:
+            state = self._foreign_edit(spec, state, status, log)
+        if state.phase == rl.PENDING:
+            state = self._do(spec, *rl.transition(state, rl.Begin(now), spec.policy), expect=..., log=log)
+        elif state.phase == rl.PROMOTING:
+            state = self._do(spec, *rl.finish_promotion(state, now), expect=..., log=log)
+        self._status(obj, spec, state)
+        if state.phase == rl.PROGRESSING:
+            a = spec.policy.analysis
+            if now >= state.step_started_at + (state.step_looks + 1) * a.look_every:
+                return spec, state, obj
+        return None
+
+    def _operator_action(self, spec: crd.RolloutSpec, state: rl.RolloutState, status: RouteStatus,
+                         log: Any) -> rl.RolloutState | None:
+        now = self.clock.now()
+        event: rl.Event | None = None
+        if spec.action == "rollback":
+            event = rl.Abort(now, f"operator: {spec.action_reason or 'rollback requested'}")
+        elif spec.action == "pause" and state.phase == rl.PROGRESSING:
+            event = rl.Pause(now, spec.action_reason or "paused by operator")
+        elif spec.action == "resume" and state.phase == rl.PAUSED:
+            event = rl.Resume(now)
+        if event is None:
+            return None
+        return self._do(spec, *rl.transition(state, event, spec.policy), expect=status.state, log=log)
+
+    def _foreign_edit(self, spec: crd.RolloutSpec, state: rl.RolloutState, status: RouteStatus,
+                      log: Any) -> rl.RolloutState:
+        log.warning("weights.foreign_edit", expected=str(state.weights), found=str(status.weights),
+                    policy=spec.on_foreign_edit)
+        if self.telemetry:
+            self.telemetry.kube_error("conflict")
+        if spec.on_foreign_edit == "abort":
+            ev = rl.Abort(self.clock.now(), f"foreign edit of the weights: expected {state.weights}, found {status.weights}")
+            return self._do(spec, *rl.transition(state, ev, spec.policy), expect=status.state, log=log)
+        return self._do(spec, state, [rl.SetWeights(state.weights),
+                                      rl.Emit("weights.reasserted", {"found": str(status.weights)}, warning=True)],
+                        expect=status.state, log=log)
+
+    def _do(self, spec: crd.RolloutSpec, state: rl.RolloutState, actions: list[rl.Action], *, expect: Any,
+            log: Any) -> rl.RolloutState:
+        new = execute(self.fenced, spec.target, state, actions, log=log, expect=expect)
+        self._record(spec, new, actions)
+        return new
+
+    # ---- looks (batched measurement) ------------------------------------------------
+
+    def _looks(self, due: list[tuple[crd.RolloutSpec, rl.RolloutState, dict[str, Any]]]) -> None:
+        for spec, state, obj in due:
+            log = self.log.bind(rollout=spec.key, model=spec.target.model)
+            try:
+                measurements, canary_n = self._measure(spec, state)
+                verdict = judge(spec.policy, measurements, look=state.look)
+                verdict = self._no_new_data(spec, state, verdict, canary_n)
+                if self.telemetry:
+                    self.telemetry.record_judgement(model=spec.target.model, results=verdict.results)
+                if verdict.outcome is Outcome.FAIL:
+                    self._breach_seen.setdefault(spec.key, time.monotonic())
+                new, actions = rl.transition(state, rl.Looked(self.clock.now(), verdict, canary_n), spec.policy)
+                expect = state.to_json()
+                new = self._do(spec, new, actions, expect=expect, log=log)
+                self._status(obj, spec, new, verdict=verdict)
+            except NotLeader:
+                return
+            except RoutingConflict:
+                log.info("rollout.changed_outside")  # the next tick adopts what the other writer recorded
+            except Exception as exc:
+                self._fail_status(obj, exc)
+
+    def _measure(self, spec: crd.RolloutSpec, state: rl.RolloutState) -> tuple[dict[str, Any], float]:
+        window = max(math.ceil(self.clock.now() - state.step_started_at), math.ceil(spec.policy.analysis.look_every))
+        out: dict[str, tuple[ArmData, ArmData] | Exception] = {}
+        for check in spec.policy.checks:
+            try:
+                out[check.name] = self.metrics.measure(spec.policy, check, spec.target, window_s=window)
+            except Exception as exc:
+                out[check.name] = exc
+            if self.telemetry:
+                self.telemetry.prometheus_query(not isinstance(out[check.name], TransientError))
+        try:
+            _, canary_n = self.metrics.request_counts(spec.policy, spec.target, window_s=window)
+        except Exception:
+            canary_n = 0.0
+        return out, canary_n
+
+    def _no_new_data(self, spec: crd.RolloutSpec, state: rl.RolloutState, verdict: Judgement, n: float) -> Judgement:
+        key = (state.step, state.step_started_at)
+        last = self._last_n.get(spec.key)
+        self._last_n[spec.key] = (key, n)
+        if last != (key, n) or n <= 0:
+            return verdict
+        return Judgement.combine([replace(r, outcome=Outcome.INCONCLUSIVE, reason=f"no new canary requests; {r.reason}")
+                                  if r.outcome is Outcome.FAIL and not r.hard else r for r in verdict.results])
+
+    # ---- recording ------------------------------------------------------------------
+
+    def _record(self, spec: crd.RolloutSpec, state: rl.RolloutState, actions: list[rl.Action]) -> None:
+        events = {a.event for a in actions if isinstance(a, rl.Emit)}
+        t, n = self.telemetry, self.notifier
+        if t:
+            t.record_state(namespace=spec.namespace, rollout=spec.name, state=state)
+        if "rollback.completed" in events or "rollout.aborted" in events:
+            seen = self._breach_seen.pop(spec.key, None)
+            if t:
+                t.record_rollback(model=spec.target.model, reason=state.reason,
+                                  seconds=time.monotonic() - seen if seen else None)
+            if n:
+                n.notify("rollback" if state.phase == rl.ROLLED_BACK else "aborted", _payload(spec, state))
+                if "predictions" in state.reason or "PSI" in state.reason:
+                    n.notify("prediction_shift", _payload(spec, state))
+        if "rollout.promoted" in events:
+            if t:
+                t.record_promotion(model=spec.target.model)
+            if n:
+                n.notify("promotion", _payload(spec, state))
+
+    def _status(self, obj: dict[str, Any], spec: crd.RolloutSpec, state: rl.RolloutState,
+                verdict: Judgement | None = None) -> None:
+        old = obj.get("status") or {}
+        history = list(old.get("verdictHistory") or [])
+        if verdict is not None:
+            history = (history + [{"at": _iso(self.clock.now()), "step": state.step + 1, "weights": str(state.weights),
+                                   **verdict.to_dict()}])[-50:]
+        new = {
+            "phase": state.phase, "step": state.step + 1,
+            "weights": {"stable": state.weights.stable, "canary": state.weights.canary},
+            "reason": state.reason, "startedAt": _iso(state.started_at), "updatedAt": _iso(state.updated_at),
+            "lastVerdict": state.last_verdict, "verdictHistory": history, "observedGeneration": spec.generation,
+            "leader": self.identity,
+            "conditions": _conditions(state, old.get("conditions") or [], spec.generation, self.clock.now()),
+        }
+        if all(old.get(k) == v for k, v in new.items() if k not in ("conditions",)):
+            return
+        self._patch_status(obj, new)
+
+    def _fail_status(self, obj: dict[str, Any], exc: BaseException) -> None:
+        meta = obj.get("metadata") or {}
+        msg = f"{type(exc).__name__}: {exc}" if not isinstance(exc, CanaryError) else str(exc)
+        self.log.warning("rollout.invalid" if isinstance(exc, ConfigError) else "rollout.tick_failed",
+                         rollout=f"{meta.get('namespace')}/{meta.get('name')}", error=msg)
+        if self.telemetry and isinstance(exc, (KubeUnavailable, RoutingConflict)):
+            self.telemetry.kube_error("unavailable" if isinstance(exc, KubeUnavailable) else "conflict")
+        cond = {"type": "Ready", "status": "False", "reason": type(exc).__name__, "message": msg[:1000],
+                "lastTransitionTime": _iso(self.clock.now()), "observedGeneration": meta.get("generation", 0)}
+        old = (obj.get("status") or {}).get("conditions") or []
+        if any(c.get("type") == "Ready" and c.get("message") == cond["message"] for c in old):
+            return
+        try:
+            self._patch_status(obj, {"conditions": [c for c in old if c.get("type") != "Ready"] + [cond]})
+        except Exception:
+            pass
+
+    def _patch_status(self, obj: dict[str, Any], status: dict[str, Any]) -> None:
+        if not self.is_leader():
+            raise NotLeader("not the leader: status write refused")
+        meta = obj["metadata"]
+        self.custom.patch_namespaced_custom_object_status(crd.GROUP, crd.VERSION, meta["namespace"], crd.PLURAL,
+                                                          meta["name"], {"status": status})
+        obj["status"] = {**(obj.get("status") or {}), **status}
+
+    # ---- reading --------------------------------------------------------------------
+
+    def _list(self) -> list[dict[str, Any]]:
+        if self.namespace:
+            res = self.custom.list_namespaced_custom_object(crd.GROUP, crd.VERSION, self.namespace, crd.PLURAL)
+        else:
+            res = self.custom.list_cluster_custom_object(crd.GROUP, crd.VERSION, crd.PLURAL)
+        return list(res.get("items", []))
+
+    def _configmap(self, namespace: str, name: str) -> dict[str, str]:
+        try:
+            cm = self.core.read_namespaced_config_map(name, namespace)
+        except Exception as exc:
+            raise ConfigError(f"ConfigMap {namespace}/{name} cannot be read: {exc}") from None
+        return dict(cm.data or {})
+
+
+def _finished(obj: dict[str, Any]) -> bool:
+    return (obj.get("status") or {}).get("phase") in rl.TERMINAL
+
+
+def _conditions(state: rl.RolloutState, old: list[dict[str, Any]], generation: int, now: float) -> list[dict[str, Any]]:
+    wanted = {
+        "Ready": ("True", "Reconciled", ""),
+        "Progressing": ("True" if not state.terminal else "False", state.phase, state.reason),
+        "Promoted": ("True" if state.phase == rl.PROMOTED else "False", state.phase, ""),
+        "RolledBack": ("True" if state.phase in (rl.ROLLED_BACK, rl.ABORTED) else "False", state.phase, state.reason),
+    }
+    out = []
+    for typ, (st, reason, message) in wanted.items():
+        prev = next((c for c in old if c.get("type") == typ), None)
+        changed = prev is None or prev.get("status") != st
+        out.append({"type": typ, "status": st, "reason": "".join(p.capitalize() for p in reason.split("_")) or "None",
+                    "message": message[:1000], "observedGeneration": generation,
+                    "lastTransitionTime": _iso(now) if changed else prev.get("lastTransitionTime")})
+    return out
+
+
+def _payload(spec: crd.RolloutSpec, state: rl.RolloutState) -> dict[str, Any]:
+    evidence = (state.last_verdict or {}).get("results", [])
+    return {"model": spec.target.model, "namespace": spec.namespace, "rollout": spec.name,
+            "stable_version": state.stable_version, "canary_version": state.canary_version,
+            "weights": str(state.weights), "reason": state.reason,
+            "evidence": [r for r in evidence if r.get("outcome") in ("fail", "error")], "at": _iso(state.updated_at)}
+
+
+def _iso(t: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t)) if t else ""

@@ -1,0 +1,92 @@
+"""Many rollouts at once, for the controller's tests and benchmark.
+
+Rollout i drives VirtualService/DestinationRule `m<i>` in namespace `ml`
+(copies of istio/*.yaml) for model `m<i>`. Prometheus history (backfilled,
+1 s resolution, linear counters) has, for every model: stable `v1`, a good
+canary `v2` (same latency) and a slow canary `v3` (+60% latency).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import numpy as np
+
+from canary import crd
+from canary.sandbox.kubeapi import KubeAPIServer, Resource
+from canary.sandbox.promserver import counter, histogram, history_window, openmetrics
+from tests.support.kube import shipped_istio_objects
+
+BOUNDS_S = tuple(round(0.005 * 1.25**i, 6) for i in range(16))
+FAST_POLICY = {
+    "steps": [20, 50, 100],
+    "analysis": {"interval": "2s", "look_every": "1s", "min_canary_requests": 20, "alpha": 0.01},
+    "failure": {"max_failed_looks": 2, "no_data_deadline": "8s"},
+    "metrics": {"source": "model"},
+    "checks": [{"name": "latency-p95", "kind": "latency", "max_increase_pct": 20},
+               {"name": "errors", "kind": "error_rate", "max_increase_points": 2}],
+}
+CANARY_RESOURCE = Resource(crd.GROUP, crd.PLURAL, crd.KIND, (crd.VERSION,), status_subresource=True)
+
+
+def model(i: int) -> str:
+    return f"m{i}"
+
+
+def istio_objects(n: int) -> list[dict[str, Any]]:
+    base = shipped_istio_objects()
+    out = []
+    for i in range(n):
+        for obj in base:
+            o = copy.deepcopy(obj)
+            o["metadata"]["name"] = model(i)
+            o["metadata"].pop("resourceVersion", None)
+            if o["kind"] == "VirtualService":
+                o["spec"]["hosts"] = [model(i)]
+                for route in o["spec"]["http"]:
+                    for d in route["route"]:
+                        d["destination"]["host"] = model(i)
+            else:
+                o["spec"]["host"] = model(i)
+                for sub in o["spec"]["subsets"]:
+                    sub["labels"]["version"] = "v1"
+            out.append(o)
+    return out
+
+
+def start_api(n: int) -> KubeAPIServer:
+    api = KubeAPIServer(seed=istio_objects(n))
+    api.handler.register(CANARY_RESOURCE)
+    return api.start()
+
+
+def _latency_rates(scale_s: float, rps: float) -> list[float]:
+    from scipy.stats import lognorm
+
+    cdf = [lognorm.cdf(b, 0.4, scale=scale_s) for b in BOUNDS_S] + [1.0]
+    return list(rps * np.diff([0.0, *cdf]))
+
+
+def history(n: int, *, before_s: float = 30, after_s: float = 330, rps: float = 40.0) -> str:
+    start, end = history_window(before_s=before_s, after_s=after_s, step=1.0)
+    series = []
+    rates = {"v1": _latency_rates(0.040, rps), "v2": _latency_rates(0.040, rps), "v3": _latency_rates(0.064, rps)}
+    for i in range(n):
+        for version, lat in rates.items():
+            m = {"model_name": model(i), "model_version": version}
+            series += histogram("model_inference_duration_seconds", m, BOUNDS_S, lat)
+            series += counter("model_requests_total", {**m, "outcome": "success"}, rps * 0.995)
+            series += counter("model_requests_total", {**m, "outcome": "error"}, rps * 0.005)
+    return openmetrics(series, start=start, end=end, step=1.0)
+
+
+def rollout_object(i: int, version: str, **spec: Any) -> dict[str, Any]:
+    obj = crd.new_object(namespace="ml", name=f"r{i}", model=model(i), canary_version=version,
+                         policy_raw=copy.deepcopy(FAST_POLICY))
+    obj["spec"].update(spec)
+    return obj
+
+
+def expected_phase(version: str) -> str:
+    return "promoted" if version == "v2" else "rolled_back"

@@ -1,0 +1,128 @@
+"""The long-running controller in-process: many CanaryRollouts against the strict
+API emulator and a real (backfilled) Prometheus."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from typing import Any, Iterator
+
+import kubernetes.client as kc
+import pytest
+
+from canary import crd
+from canary import rollout as rl
+from canary.metrics.prometheus import PrometheusProvider
+from canary.operator import Operator
+from canary.routing.istio import IstioRouter
+from canary.sandbox.kubeapi import KubeAPIServer
+from canary.sandbox.promserver import PromServer
+from tests import fleet
+
+pytestmark = pytest.mark.integration
+N = 6
+GROUP = "networking.istio.io"
+
+
+@pytest.fixture(scope="module")
+def prometheus(prometheus_binary: str) -> Iterator[PromServer]:
+    server = PromServer(history=fleet.history(N), binary=prometheus_binary)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def world(prometheus: PromServer) -> Iterator[tuple[KubeAPIServer, Operator, Any]]:
+    api = fleet.start_api(N)
+    client = api.api_client()
+    op = Operator(custom=kc.CustomObjectsApi(client), core=kc.CoreV1Api(client),
+                  router=IstioRouter(client, wait=None), metrics=PrometheusProvider(prometheus.url, retries=2, budget_s=2),
+                  namespace="ml")
+    yield api, op, kc.CustomObjectsApi(client)
+    client.close()
+    api.stop()
+
+
+def run_until_done(op: Operator, custom: Any, names: list[str], timeout: float = 90) -> dict[str, dict[str, Any]]:
+    stop = threading.Event()
+    t = threading.Thread(target=op.run, args=(stop,), kwargs={"tick_s": 0.2}, daemon=True)
+    t.start()
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            objs = {o["metadata"]["name"]: o for o in custom.list_namespaced_custom_object(
+                crd.GROUP, crd.VERSION, "ml", crd.PLURAL)["items"]}
+            if all((objs[n].get("status") or {}).get("phase") in rl.TERMINAL for n in names):
+                return objs
+            time.sleep(0.2)
+        raise AssertionError({n: (objs[n].get("status") or {}).get("phase") for n in names})
+    finally:
+        stop.set()
+        t.join(10)
+
+
+def vs(api: KubeAPIServer, i: int) -> tuple[list[int], dict[str, Any]]:
+    obj = api.get(GROUP, "virtualservices", "ml", fleet.model(i))
+    return [d["weight"] for d in obj["spec"]["http"][0]["route"]], json.loads(obj["metadata"]["annotations"]["canary.ml/rollout"])
+
+
+def test_many_rollouts_each_reach_the_right_end(world: Any) -> None:
+    api, op, custom = world
+    versions = ["v2", "v3", "v2", "v3", "v2", "v3"]
+    for i, v in enumerate(versions):
+        custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(i, v))
+    objs = run_until_done(op, custom, [f"r{i}" for i in range(N)])
+    for i, v in enumerate(versions):
+        st = objs[f"r{i}"]["status"]
+        assert st["phase"] == fleet.expected_phase(v), (i, st.get("reason"))
+        weights, state = vs(api, i)
+        assert weights == [100, 0] and state["phase"] == st["phase"]  # CR status mirrors the annotation
+        assert st["verdictHistory"] and st["verdictHistory"][-1]["results"]
+        assert {c["type"] for c in st["conditions"]} >= {"Ready", "Progressing", "Promoted", "RolledBack"}
+        dr = api.get(GROUP, "destinationrules", "ml", fleet.model(i))
+        stable = [s["labels"]["version"] for s in dr["spec"]["subsets"] if s["name"] == "stable"][0]
+        assert stable == ("v2" if v == "v2" else "v1")
+
+
+def test_invalid_rollout_is_reported_and_others_go_on(world: Any) -> None:
+    api, op, custom = world
+    bad = fleet.rollout_object(0, "v2")
+    bad["spec"]["policy"]["steps"] = [50, 10, 100]
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, bad)
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(1, "v2"))
+    run_until_done(op, custom, ["r1"])
+    obj = custom.get_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0")
+    ready = [c for c in obj["status"]["conditions"] if c["type"] == "Ready"][0]
+    assert ready["status"] == "False" and "steps" in ready["message"]
+    assert vs(api, 0)[0] == [100, 0] if api.get(GROUP, "virtualservices", "ml", "m0")["metadata"].get("annotations") else True
+
+
+def test_rollback_action_and_foreign_edit_abort(world: Any) -> None:
+    api, op, custom = world
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL,
+                                           fleet.rollout_object(0, "v2", onForeignEdit="abort"))
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(1, "v2"))
+    for _ in range(6):  # both claim their VirtualService and reach the first step
+        op.tick()
+        time.sleep(0.1)
+    api.edit(GROUP, "virtualservices", "ml", "m0",  # a GitOps sync resets the weights
+             lambda o: [d.__setitem__("weight", w) for d, w in zip(o["spec"]["http"][0]["route"], (100, 0))])
+    custom.patch_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r1",
+                                          {"spec": {"action": "rollback", "actionReason": "pager"}})
+    objs = run_until_done(op, custom, ["r0", "r1"])
+    assert objs["r0"]["status"]["phase"] == rl.ROLLED_BACK and "foreign edit" in objs["r0"]["status"]["reason"]
+    assert objs["r1"]["status"]["phase"] == rl.ROLLED_BACK and "pager" in objs["r1"]["status"]["reason"]
+    assert vs(api, 0)[0] == [100, 0] and vs(api, 1)[0] == [100, 0]
+
+
+def test_a_standby_never_writes(world: Any) -> None:
+    api, op, custom = world
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v2"))
+    op.is_leader = lambda: False
+    op.fenced.may_write = op.is_leader
+    before = len(api.handler.writes)
+    for _ in range(5):
+        op.tick()
+    assert len(api.handler.writes) == before
