@@ -1,0 +1,373 @@
+"""Batched snapshots and deltas: query shapes, escaping, grouping, delta arithmetic. No Prometheus.
+
+`FakeProm` evaluates the one PromQL shape the batch sends, `sum by (...) (metric{...})`,
+with a strict parser: a query it cannot parse fails the test, so an injected
+name shows up as a parse failure, and regex matchers run through Python's `re`
+(the escaped RE2 metacharacters mean the same there).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+import pytest
+
+from canary.errors import ConfigError, MetricsUnavailable, NoData
+from canary.metrics import batch as b
+from canary.metrics import queries as q
+from canary.model import Counts, Histogram, Target
+from canary.policy import Policy, parse_policy
+
+T = Target(namespace="ml", virtual_service="rec", model="rec", stable_version="v1", canary_version="v2")
+EVIL = 'rec"}or vector(1)#'
+_QUERY = re.compile(r"^sum by \(([a-zA-Z_, ]*)\) \(([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\)$", re.DOTALL)
+_MATCHER = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)(=~|=)"((?:[^"\\]|\\.)*)"')
+_UNESCAPE = {"\\": "\\", '"': '"', "n": "\n", "r": "\r", "t": "\t"}
+Sample = tuple[str, dict[str, str], float]
+
+
+def _unescape(s: str) -> str:
+    return re.sub(r"\\(.)", lambda m: _UNESCAPE[m.group(1)], s)
+
+
+def parse_matchers(body: str) -> list[tuple[str, str, str]]:
+    out, pos = [], 0
+    while pos < len(body):
+        m = _MATCHER.match(body, pos)
+        assert m, f"unparsable matchers at {body[pos:]!r}"
+        out.append((m.group(1), m.group(2), _unescape(m.group(3))))
+        pos = m.end()
+        if pos < len(body):
+            assert body[pos] == ",", f"unparsable matchers at {body[pos:]!r}"
+            pos += 1
+    return out
+
+
+class FakeProm:
+    """Just enough of PrometheusProvider for BatchMetrics: `.at` and `.query()`."""
+
+    def __init__(self, series: list[Sample] | None = None) -> None:
+        self.series = series or []
+        self.queries: list[str] = []
+        self.at = None
+
+    def query(self, query: str, *, check: str = "", arm: str = "", at: float | None = None) -> Any:
+        self.queries.append(query)
+        m = _QUERY.match(query)
+        assert m, f"unexpected query shape: {query}"
+        by = [x.strip() for x in m.group(1).split(",")]
+        matchers = parse_matchers(m.group(3) or "")
+        sums: dict[tuple[str, ...], float] = {}
+        for name, labels, value in self.series:
+            if name != m.group(2):
+                continue
+            if all((labels.get(k, "") == v) if op == "=" else re.fullmatch(v, labels.get(k, "")) for k, op, v in matchers):
+                key = tuple(labels.get(x, "") for x in by)
+                sums[key] = sums.get(key, 0.0) + value
+        return [{"metric": {k: v for k, v in zip(by, key) if v}, "value": [0, repr(v)]} for key, v in sums.items()]
+
+
+def policy(source: str = "model", checks: list[dict[str, Any]] | None = None, **metrics: Any) -> Policy:
+    return parse_policy({"steps": [10, 100], "metrics": {"source": source, **metrics}, "checks": checks or [
+        {"name": "lat", "kind": "latency", "max_ms": 100},
+        {"name": "err", "kind": "error_rate", "max_rate_pct": 5},
+        {"name": "shift", "kind": "prediction_shift", "max_psi": 0.2},
+        {"name": "miss", "kind": "feature_missing", "max_rate_pct": 5},
+    ]})
+
+
+def chk(pol: Policy, name: str) -> Any:
+    return next(c for c in pol.checks if c.name == name)
+
+
+def hist(name: str, labels: dict[str, str], bounds: list[float], cumulative: list[float]) -> list[Sample]:
+    les = [repr(x) for x in bounds] + ["+Inf"]
+    return [(f"{name}_bucket", {**labels, "le": le}, c) for le, c in zip(les, cumulative)]
+
+
+def model_arm(model: str, version: str, *, lat: list[float], ok: float, err: float, miss: float = 0.0,
+              present: float = 0.0, bounds: list[float] | None = None) -> list[Sample]:
+    m = {"model_name": model, "model_version": version}
+    out = hist("model_inference_duration_seconds", m, bounds or [0.01, 0.1], lat)
+    out += hist("model_prediction_value", m, [0.5], [lat[0], lat[-1]])
+    out += [("model_requests_total", {**m, "outcome": "success"}, ok),
+            ("model_requests_total", {**m, "outcome": "error"}, err)]
+    if miss or present:
+        out += [("model_features_total", {**m, "state": "missing"}, miss),
+                ("model_features_total", {**m, "state": "present"}, present)]
+    return out
+
+
+def snap(series: list[Sample], pol: Policy, *targets: Target, at: float = 0.0) -> b.Snapshot:
+    return b.BatchMetrics(FakeProm(series)).snapshot([b.Want(pol, t) for t in targets or (T,)], at=at)  # type: ignore[arg-type]
+
+
+# -- escaping ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("raw", "escaped"), [
+    ("rec", "rec"), ("a.*|b", r"a\.\*\|b"), ("x(y)[z]{1}^$+?", r"x\(y\)\[z\]\{1\}\^\$\+\?"), ("a\\b", r"a\\b"),
+    ('q"x', 'q"x'),  # a quote is no regex metacharacter: PromQL string escaping handles it
+])
+def test_regex_escape(raw: str, escaped: str) -> None:
+    assert b.regex_escape(raw) == escaped
+    assert re.fullmatch(escaped, raw)
+
+
+def test_regex_matcher_is_promql_escaped_and_matches_only_the_names() -> None:
+    text = b.regex_matcher("model_name", ["a.*|b", "c"])
+    assert text == 'model_name=~"a\\\\.\\\\*\\\\|b|c"'
+    [(label, op, regex)] = parse_matchers(text)
+    assert (label, op) == ("model_name", "=~")
+    for name, hit in [("a.*|b", True), ("c", True), ("b", False), ("axx", False), ("a", False), ("a.*", False)]:
+        assert bool(re.fullmatch(regex, name)) is hit, name
+
+
+def test_a_model_name_cannot_inject_promql_or_widen_the_match() -> None:
+    pol = policy()
+    evil = Target(namespace="ml", virtual_service="x", model=EVIL, stable_version="v1", canary_version="v2")
+    wide = Target(namespace="ml", virtual_service="x", model="a.*|b", stable_version="v1", canary_version="v2")
+    series = (model_arm(EVIL, "v1", lat=[1, 2, 3], ok=5, err=1) + model_arm("a.*|b", "v1", lat=[1, 1, 1], ok=7, err=0)
+              + model_arm("b", "v1", lat=[9, 9, 9], ok=100, err=50) + model_arm("axx", "v1", lat=[9, 9, 9], ok=100, err=0))
+    fake = FakeProm(series)
+    s = b.BatchMetrics(fake).snapshot([b.Want(pol, evil), b.Want(pol, wide)])  # type: ignore[arg-type]
+    for query in fake.queries:
+        assert _QUERY.match(query), query  # strict parse: the quote stayed inside its string
+        assert "vector(1)" not in query.replace('or vector(1)#', '')
+    assert s.requests(pol, wide, "stable") == 7
+    assert s.requests(pol, evil, "stable") == 6
+    # every answered series belongs to one of the two wanted models
+    models = {k[0] for fam in s.series.values() for k in fam}
+    assert models <= {EVIL, "a.*|b"}
+
+
+# -- shapes and grouping ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("metrics", [
+    {"source": "model"}, {"source": "triton"}, {"source": "istio"},
+    {"source": "istio", "arm_label": "version", "model_label": "destination_app", "labels": {"reporter": "source", "c": "eu"}},
+    {"source": "model", "model_label": "", "labels": {"job": "rec"}},
+    {"source": "istio", "labels": {"destination_service_namespace": "fixed"}},
+])
+def test_family_selects_what_selector_selects(metrics: dict[str, Any]) -> None:
+    pol = policy(**metrics, checks=[{"name": "e", "kind": "error_rate", "max_rate_pct": 5}])
+    source = metrics["source"]
+    fam = b.families(pol)[0]
+    for arm in q.ARMS:
+        mine = {f'{k}="{q.escape(v)}"' for k, v in fam.constant}
+        mine |= {f'{label}="{q.escape(v)}"' for (label, _), v in zip(fam.by, fam.ident(T, arm))}
+        assert mine == set(q.selector(pol, T, arm, source)[1:-1].split(","))
+
+
+def three_policies() -> list[Policy]:
+    return [policy(), policy("istio", checks=[{"name": "lat", "kind": "latency", "max_ms": 100},
+                                              {"name": "err", "kind": "error_rate", "max_rate_pct": 5}]),
+            policy("triton", checks=[{"name": "err", "kind": "error_rate", "max_rate_pct": 5},
+                                     {"name": "c", "kind": "custom", "max_value": 1, "query": "vector(1)"}])]
+
+
+def wants(n: int) -> list[b.Want]:
+    pols = three_policies()
+    return [b.Want(pols[i % 3], Target(namespace=f"ns{i % 7}", virtual_service=f"m{i}", model=f"m{i}",
+                                       stable_version=f"v{i}", canary_version=f"v{i + 1}")) for i in range(n)]
+
+
+def test_query_count_is_independent_of_the_number_of_rollouts() -> None:
+    counts = {}
+    for n in (3, 30, 1000):
+        fake = FakeProm()
+        batch = b.BatchMetrics(fake)  # type: ignore[arg-type]
+        batch.snapshot(wants(n))
+        counts[n] = batch.queries_last
+        assert len(fake.queries) == batch.queries_last
+    # model: requests, _count fallback, errors, latency, predictions, features; istio: requests, errors,
+    # latency; triton: success, failure (errors are the failure counter); custom is not batched
+    assert counts == {3: 11, 30: 11, 1000: 11}
+
+
+def test_regex_only_while_few_values() -> None:
+    few = b.BatchMetrics(FakeProm()).plan(wants(30))  # type: ignore[arg-type]
+    many = b.BatchMetrics(FakeProm()).plan(wants(1000))  # type: ignore[arg-type]
+    assert all("model_name=~" in text for fam, text in few.items() if fam.metric.startswith("model_"))
+    for fam, text in many.items():
+        assert "=~\"m" not in text and "=~\"v" not in text  # hundreds of names: no regex at all
+        assert text == fam.key or "namespace=~" in text
+    istio = [t for f, t in many.items() if f.metric == "istio_requests_total" and not f.matcher][0]
+    assert 'reporter="destination"' in istio and "destination_service_namespace=~" in istio  # 7 namespaces
+
+
+def test_policies_with_different_label_shapes_get_their_own_queries() -> None:
+    a, c = policy(), policy(labels={"cluster": "eu"})
+    plan = b.BatchMetrics(FakeProm()).plan([b.Want(a, T), b.Want(c, T), b.Want(a, T)])  # type: ignore[arg-type]
+    assert len(plan) == 12
+    assert sum('cluster="eu"' in text for text in plan.values()) == 6
+
+
+@pytest.mark.parametrize(("source", "check", "ok"), [
+    ("model", {"kind": "latency", "max_ms": 1}, True),
+    ("istio", {"kind": "latency", "max_ms": 1}, True),
+    ("triton", {"kind": "latency", "max_ms": 1}, False),
+    ("model", {"kind": "error_rate", "max_rate_pct": 1}, True),
+    ("triton", {"kind": "error_rate", "max_rate_pct": 1}, True),
+    ("model", {"kind": "prediction_shift", "max_psi": 0.1}, True),
+    ("istio", {"kind": "prediction_shift", "max_psi": 0.1}, False),
+    ("istio", {"kind": "prediction_shift", "max_psi": 0.1, "metric": "my_hist_bucket"}, True),
+    ("model", {"kind": "feature_missing", "max_rate_pct": 1}, True),
+    ("istio", {"kind": "feature_missing", "max_rate_pct": 1}, False),
+    ("model", {"kind": "custom", "max_value": 1, "query": "vector(1)"}, False),
+])
+def test_batchable(source: str, check: dict[str, Any], ok: bool) -> None:
+    pol = policy(source, checks=[{"name": "c", **check}])
+    assert b.batchable(pol, pol.checks[0]) is ok
+    if not ok:
+        s = b.Snapshot(0.0)
+        with pytest.raises(ConfigError):
+            b.measure_delta(pol, pol.checks[0], T, s, s)
+
+
+# -- delta arithmetic ------------------------------------------------------------------------
+
+
+def both(**kw: Any) -> list[Sample]:
+    return model_arm("rec", "v1", **kw) + model_arm("rec", "v2", **{**kw, "ok": kw["ok"] * 2})
+
+
+def test_histogram_and_counts_deltas() -> None:
+    pol = policy()
+    base = snap(both(lat=[1, 3, 4], ok=10, err=1, miss=1, present=9), pol, at=100)
+    now = snap(both(lat=[3, 9, 14], ok=30, err=4, miss=3, present=27), pol, at=160)
+    s, c = b.measure_delta(pol, chk(pol, "lat"), T, now, base)
+    assert isinstance(s, Histogram) and s.bounds == (10.0, 100.0, math.inf) and s.counts == (2, 6, 10)
+    assert c == s
+    s, c = b.measure_delta(pol, chk(pol, "err"), T, now, base)
+    assert s == Counts(events=3, total=23) and c == Counts(events=3, total=43)
+    s, _ = b.measure_delta(pol, chk(pol, "miss"), T, now, base)
+    assert s == Counts(events=2, total=20)
+    assert b.requests_delta(pol, T, now, base) == (23, 43)
+    assert now.arm(pol, chk(pol, "lat"), T, "stable") == Histogram((10.0, 100.0, math.inf), (3, 9, 14))
+    assert now.arm(pol, chk(pol, "err"), T, "canary") == Counts(events=4, total=64)
+
+
+def test_counter_reset_uses_the_current_values_and_is_flagged() -> None:
+    pol = policy()
+    base = snap(both(lat=[5, 10, 20], ok=100, err=5), pol)
+    now = snap(both(lat=[1, 2, 3], ok=8, err=1), pol)
+    d = b.arm_delta(pol, chk(pol, "lat"), T, "stable", now, base)
+    assert d.reset and d.data == Histogram((10.0, 100.0, math.inf), (1, 2, 3))
+    d = b.arm_delta(pol, chk(pol, "err"), T, "stable", now, base)
+    assert d.reset and d.data == Counts(events=1, total=9)
+    assert b.requests_delta(pol, T, now, base) == (9, 17)
+    assert not b.arm_delta(pol, chk(pol, "err"), T, "stable", base, snap(both(lat=[1, 2, 3], ok=8, err=1), pol)).reset
+
+
+def test_bucket_set_change_takes_the_union_and_carries_from_below() -> None:
+    pol = policy()
+    base = snap(model_arm("rec", "v1", lat=[2, 4], ok=4, err=0, bounds=[0.01]), pol)
+    now = snap(model_arm("rec", "v1", lat=[3, 5, 10], ok=10, err=0, bounds=[0.01, 0.1]), pol)
+    h = b.arm_delta(pol, chk(pol, "lat"), T, "stable", now, base).data
+    # base had no 0.1 bucket: it carries 2 from the 0.01 bucket below
+    assert h == Histogram((10.0, 100.0, math.inf), (1, 3, 6))
+
+
+def test_a_series_born_in_the_window_counts_from_zero() -> None:
+    pol = policy()
+    base = snap(model_arm("rec", "v1", lat=[1, 1, 1], ok=1, err=0), pol)
+    now = snap(both(lat=[2, 4, 5], ok=5, err=1), pol)
+    _, c = b.measure_delta(pol, chk(pol, "err"), T, now, base)
+    assert c == Counts(events=1, total=11)
+    _, c = b.measure_delta(pol, chk(pol, "lat"), T, now, base)
+    assert c.counts == (2, 4, 5)
+
+
+def test_no_data_cases() -> None:
+    pol = policy()
+    same = snap(both(lat=[1, 2, 3], ok=5, err=0), pol)
+    with pytest.raises(NoData, match="no observations"):
+        b.measure_delta(pol, chk(pol, "lat"), T, same, same)
+    with pytest.raises(NoData, match="no requests"):
+        b.measure_delta(pol, chk(pol, "err"), T, same, same)
+    with pytest.raises(NoData):
+        b.requests_delta(pol, T, same, same)
+    absent = snap([], pol)
+    with pytest.raises(NoData):
+        b.measure_delta(pol, chk(pol, "lat"), T, absent, absent)
+    other = Target(namespace="ml", virtual_service="o", model="other", stable_version="v1", canary_version="v2")
+    with pytest.raises(NoData, match="among the snapshot's wants"):
+        b.measure_delta(pol, chk(pol, "lat"), T, same, b.Snapshot(0.0))
+    assert same.arm(pol, chk(pol, "lat"), other, "stable") is None and same.requests(pol, other, "canary") is None
+
+
+def test_gauge_only_feature_missing_is_not_batchable() -> None:
+    pol = policy()
+    base = snap(both(lat=[1, 2, 3], ok=5, err=0), pol)
+    now = snap(both(lat=[2, 4, 6], ok=9, err=0), pol)
+    with pytest.raises(b.NotBatchable, match="gauge only"):
+        b.measure_delta(pol, chk(pol, "miss"), T, now, base)
+    # the counter exists for the stable arm only: the canary has not reported yet -> NoData
+    now = snap(both(lat=[2, 4, 6], ok=9, err=0) + [("model_features_total", {"model_name": "rec", "model_version": "v1",
+                                                                          "state": "missing"}, 3.0)], pol)
+    with pytest.raises(NoData):
+        b.measure_delta(pol, chk(pol, "miss"), T, now, base)
+
+
+def test_requests_fall_back_to_the_latency_count() -> None:
+    pol = policy()
+    m = {"model_name": "rec"}
+    def counts(n1: float, n2: float) -> list[Sample]:
+        return [("model_inference_duration_seconds_count", {**m, "model_version": "v1"}, n1),
+                ("model_inference_duration_seconds_count", {**m, "model_version": "v2"}, n2)]
+    assert b.requests_delta(pol, T, snap(counts(10, 20), pol), snap(counts(4, 5), pol)) == (6, 15)
+
+
+def test_triton_requests_are_success_plus_failure() -> None:
+    pol = policy("triton", checks=[{"name": "err", "kind": "error_rate", "max_rate_pct": 5}])
+    def arms(ok: float, bad: float) -> list[Sample]:
+        return [(name, {"model": "rec", "version": v}, val) for v in ("v1", "v2")
+                for name, val in (("nv_inference_request_success", ok), ("nv_inference_request_failure", bad))]
+    s, _ = b.measure_delta(pol, chk(pol, "err"), T, snap(arms(50, 5), pol), snap(arms(10, 1), pol))
+    assert s == Counts(events=4, total=44)
+
+
+# -- persistence -------------------------------------------------------------------------------
+
+
+def test_json_round_trip_and_restrict() -> None:
+    pol = policy()
+    other = Target(namespace="ml", virtual_service="o", model="other", stable_version="v1", canary_version="v9")
+    series = both(lat=[1, 2, 3], ok=5, err=1, miss=1, present=2) + model_arm("other", "v9", lat=[1, 1, 1], ok=1, err=0)
+    full = snap(series, pol, T, other, at=123.5)
+    assert b.Snapshot.from_json(full.to_json()) == full
+    assert b.Snapshot.from_json(full.to_dict()) == full
+    mine = full.restrict(pol, T)
+    assert mine.taken_at == 123.5
+    assert all(k[0] == "rec" for fam in mine.series.values() for k in fam)
+    assert set(mine.series) == set(full.series)
+    now = snap(both(lat=[4, 5, 9], ok=9, err=2, miss=2, present=4), pol, at=200)
+    restored = b.Snapshot.from_json(mine.to_json())
+    for name in ("lat", "err", "shift", "miss"):
+        assert b.measure_delta(pol, chk(pol, name), T, now, restored) == b.measure_delta(pol, chk(pol, name), T, now, full)
+    assert "+Inf" in mine.to_json() and "Infinity" not in mine.to_json()
+    with pytest.raises(ConfigError):
+        b.Snapshot.from_json('{"version": 2}')
+    with pytest.raises(ConfigError):
+        b.Snapshot.from_json("not json")
+
+
+def test_snapshot_is_immutable() -> None:
+    s = snap(both(lat=[1, 2, 3], ok=5, err=1), policy())
+    with pytest.raises((TypeError, AttributeError)):
+        s.series["x"] = {}  # type: ignore[index]
+    with pytest.raises((TypeError, AttributeError)):
+        next(iter(s.series.values()))[("a",)] = 1.0  # type: ignore[index]
+
+
+def test_a_malformed_answer_is_metrics_unavailable() -> None:
+    class Broken(FakeProm):
+        def query(self, query: str, **kw: Any) -> Any:
+            return [{"metric": {"model_name": "rec", "model_version": "v1"}, "value": [0, "x"]}]
+
+    with pytest.raises(MetricsUnavailable):
+        b.BatchMetrics(Broken()).snapshot([b.Want(policy(), T)])  # type: ignore[arg-type]
