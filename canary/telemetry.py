@@ -158,8 +158,8 @@ class Telemetry:
         for r in results:
             self.judgements.labels(model, r.check, r.outcome.label).inc()
             if isinstance(r.effect_size, (int, float)) and math.isfinite(r.effect_size):
-                self.effect.labels(model, r.check).set(r.effect_size)
-                with self._lock:
+                with self._lock:  # with forget(): a series is either tracked or gone
+                    self.effect.labels(model, r.check).set(r.effect_size)
                     self._checks.setdefault(model, set()).add(r.check)
 
     def record_rollback(self, *, model: str, reason: str, seconds: float | None) -> None:

@@ -1,0 +1,176 @@
+"""Notifier against a real local HTTP receiver; HealthServer over real HTTP.
+
+The receiver is a stdlib http.server on 127.0.0.1 in a thread that answers
+with a scripted status per path and records every request body.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Iterator
+
+import pytest
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+from canary import rollout as rl
+from canary.model import Weights
+from canary.notify import Notifier
+from canary.telemetry import HealthServer, Telemetry
+
+pytestmark = pytest.mark.integration
+
+PAYLOAD = {"model": "rec-model", "namespace": "ml", "rollout": "rec-vs", "stable_version": "v2.0.0",
+           "canary_version": "v2.1.0", "weights": Weights(100, 0), "reason": "latency-p95: p95 94 ms vs 61 ms",
+           "evidence": [{"check": "latency-p95", "outcome": "fail", "p_value": 3e-9}], "at": 1700000000.0}
+
+
+class Receiver:
+    def __init__(self) -> None:
+        self.script: dict[str, list[int]] = {}  # path -> statuses to answer, in order (then 200)
+        self.got: list[tuple[str, dict[str, Any], str]] = []  # (path, body, content type)
+        outer = self
+
+        class H(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                outer.got.append((self.path, body, self.headers.get("Content-Type", "")))
+                statuses = outer.script.get(self.path, [])
+                code = statuses.pop(0) if statuses else 200
+                self.send_response(code)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
+                                       daemon=True)
+        self.thread.start()
+
+    def paths(self) -> list[str]:
+        return [p for p, _, _ in self.got]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    yield r
+    r.close()
+
+
+def test_both_formats_arrive(receiver):
+    n = Notifier(webhooks=[receiver.url + "/hook"], slack=[receiver.url + "/services/T0/B0/secret"], timeout_s=2)
+    n.notify("prediction_shift", PAYLOAD)
+    assert n.close(5)
+    (p1, generic, ct1), (p2, slack, _) = receiver.got
+    assert (p1, p2) == ("/hook", "/services/T0/B0/secret") and ct1 == "application/json"
+    assert generic["event"] == "prediction_shift" and generic["weights"] == {"stable": 100, "canary": 0}
+    assert generic["evidence"][0]["p_value"] == 3e-9 and generic["at"].endswith("Z")
+    assert slack["text"].startswith(":chart_with_upwards_trend: prediction shift rec-model v2.1.0 vs v2.0.0")
+    assert slack["blocks"][1]["fields"]
+    assert n.sent == 2
+
+
+def test_500_is_retried_then_succeeds_and_400_is_not_retried(receiver):
+    receiver.script = {"/flaky": [500, 200], "/bad": [400, 200]}
+    n = Notifier(webhooks=[receiver.url + "/flaky", receiver.url + "/bad"], retries=2, backoff_s=0.01)
+    n.notify("rollback", PAYLOAD)
+    assert n.close(5)
+    assert receiver.paths() == ["/flaky", "/flaky", "/bad"]
+    assert (n.sent, n.failed) == (1, 1)
+
+
+def _closed_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def test_dead_and_hanging_urls_never_block_notify(receiver):
+    hang = socket.socket()  # accepts connections (backlog) but never answers
+    hang.bind(("127.0.0.1", 0))
+    hang.listen(8)
+    try:
+        n = Notifier(webhooks=[f"http://127.0.0.1:{hang.getsockname()[1]}/x", f"http://127.0.0.1:{_closed_port()}/y",
+                               receiver.url + "/ok"], timeout_s=0.3, retries=1, backoff_s=0.01)
+        t0 = time.perf_counter()
+        for _ in range(20):
+            n.notify("rollback", PAYLOAD)
+        assert time.perf_counter() - t0 < 0.2  # the caller never waits on delivery
+        assert not n.close(0.1)  # cannot drain in time, and says so without blocking long
+        assert time.perf_counter() - t0 < 1.0
+    finally:
+        hang.close()
+
+
+def test_dead_url_then_live_url_still_delivers(receiver):
+    n = Notifier(webhooks=[f"http://127.0.0.1:{_closed_port()}/dead", receiver.url + "/live"], retries=1,
+                 backoff_s=0.01, timeout_s=0.5)
+    n.notify("aborted", PAYLOAD)
+    assert n.close(5)
+    assert receiver.paths() == ["/live"] and (n.sent, n.failed) == (1, 1)
+
+
+# ---- health server ------------------------------------------------------------------------------
+
+
+def test_health_server_endpoints():
+    t = Telemetry()
+    t.record_state(namespace="ml", rollout="rec-vs", state=rl.RolloutState(
+        model="rec", stable_version="v1", canary_version="v2", phase=rl.PROGRESSING, weights=Weights(90, 10), step=0))
+    readiness = {"v": (False, "standby: Kubernetes API unreachable")}
+    liveness = {"v": (True, "")}
+    hs = HealthServer(t, ready=lambda: readiness["v"], live=lambda: liveness["v"]).start()
+    try:
+        assert hs.url == f"http://127.0.0.1:{hs.port}" and hs.port > 0
+        r = requests.get(hs.url + "/metrics", timeout=2)
+        assert r.status_code == 200 and r.headers["Content-Type"].startswith("text/plain; version=")
+        fams = {f.name: f for f in text_string_to_metric_families(r.text)}
+        weights = {s.labels["arm"]: s.value for s in fams["canary_rollout_weight"].samples}
+        assert weights == {"stable": 90, "canary": 10}
+
+        r = requests.get(hs.url + "/healthz", timeout=2)
+        assert (r.status_code, r.text.strip()) == (200, "ok")
+        r = requests.get(hs.url + "/readyz", timeout=2)
+        assert (r.status_code, r.text.strip()) == (503, "standby: Kubernetes API unreachable")
+
+        readiness["v"] = (True, "leader")
+        liveness["v"] = (False, "loop stalled: last tick 95 s ago")
+        r = requests.get(hs.url + "/readyz", timeout=2)
+        assert (r.status_code, r.text.strip()) == (200, "ok: leader")
+        r = requests.get(hs.url + "/healthz", timeout=2)
+        assert (r.status_code, r.text.strip()) == (503, "loop stalled: last tick 95 s ago")
+
+        def boom() -> tuple[bool, str]:
+            raise RuntimeError("dependency check exploded")
+
+        hs._ready = boom
+        r = requests.get(hs.url + "/readyz", timeout=2)
+        assert r.status_code == 503 and "dependency check exploded" in r.text
+        assert requests.get(hs.url + "/nope", timeout=2).status_code == 404
+    finally:
+        hs.stop()
+    with pytest.raises(requests.ConnectionError):
+        requests.get(hs.url + "/healthz", timeout=1)
+
+
+def test_health_server_binds_only_the_given_host():
+    hs = HealthServer(Telemetry(), ready=lambda: (True, "")).start()
+    try:
+        assert hs._server.server_address[0] == "127.0.0.1"
+        assert requests.get(hs.url + "/healthz", timeout=2).text.strip() == "ok"  # live=None: alive while serving
+    finally:
+        hs.stop()
