@@ -185,7 +185,10 @@ def transition(state: RolloutState, event: Event, policy: Policy) -> tuple[Rollo
         s = replace(state, phase=PROGRESSING, reason="", step_started_at=now, step_looks=0, failed_looks=0, updated_at=now)
         return s, [SetWeights(s.weights), Emit("rollout.resumed", {})]
     if isinstance(event, Begin) and state.phase == PENDING:
-        return _enter_step(state, 0, policy, now)
+        # Point the canary subset again (idempotent): a process killed between the claim and
+        # the first pointing must not send the first step to whatever the subset selected before.
+        s, actions = _enter_step(state, 0, policy, now)
+        return s, [PointSubset("canary", state.canary_version), *actions]
     if isinstance(event, Looked) and state.phase == PROGRESSING:
         return _judge(state, event, policy)
     return state, []

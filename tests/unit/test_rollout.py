@@ -29,6 +29,8 @@ def started(now: float = 0.0) -> rl.RolloutState:
     assert [type(a) for a in actions[:2]] == [rl.SetWeights, rl.PointSubset]
     s, actions = rl.transition(s, rl.Begin(now), POLICY)
     assert s.phase == rl.PROGRESSING and s.weights == Weights(90, 10) and s.step == 0
+    # re-pointed before the first traffic, in case a crash fell between claim and pointing
+    assert actions[0] == rl.PointSubset("canary", "v2") and actions[1] == rl.SetWeights(Weights(90, 10))
     return s
 
 
