@@ -1,0 +1,608 @@
+"""What canary/deploy/ ships is valid to Kubernetes and does only what docs/deploy.md says.
+
+* Every Kubernetes object (canary/deploy/*.yaml and examples/) validates,
+  strictly (unknown fields are errors), against the real Kubernetes OpenAPI
+  schemas bundled by the `kubernetes-validate` package, for Kubernetes 1.30
+  and the newest version it knows. Skipped, with the reason, without it.
+* The CanaryRollout examples validate against the CRD's own openAPIV3Schema
+  (translated to JSON Schema as in test_manifests.py), and their policies load
+  through canary.policy, so the CRD and the policy format cannot drift apart.
+* RBAC is least privilege: the exact set of (apiGroup, resource, verb) granted.
+* The Dockerfile parses and runs as a non-root user; the Grafana dashboard is
+  well formed and its PromQL parses (`promtool`, when installed).
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import functools
+import json
+import shlex
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any, Callable
+
+import jsonschema
+import pytest
+import yaml
+
+from canary.policy import load_policy, parse_policy
+
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "canary" / "deploy"
+K8S_VERSIONS = ["1.30", "latest"]
+NOT_KUBERNETES = {"Kustomization", "CanaryRollout"}
+
+
+# --------------------------------------------------------------------------- loading
+
+def load_docs(path: Path) -> list[dict[str, Any]]:
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    return [d for d in yaml.load_all(path.read_text(encoding="utf-8"), Loader=loader) if d]  # noqa: S506
+
+
+@functools.lru_cache(maxsize=1)
+def _parsed() -> tuple[tuple[str, dict[str, Any]], ...]:
+    out = []
+    for path in sorted(DEPLOY.glob("*.yaml")) + sorted((DEPLOY / "examples").glob("*.yaml")):
+        out.extend((str(path.relative_to(DEPLOY)), doc) for doc in load_docs(path))
+    return tuple(out)
+
+
+def all_objects() -> list[tuple[str, dict[str, Any]]]:
+    """Every document under canary/deploy (fresh copies: tests edit them)."""
+    return copy.deepcopy(list(_parsed()))
+
+
+def kubernetes_objects() -> list[tuple[str, dict[str, Any]]]:
+    return [(f, o) for f, o in all_objects() if o["kind"] not in NOT_KUBERNETES]
+
+
+def one(kind: str, name: str | None = None, file: str | None = None) -> dict[str, Any]:
+    found = [o for f, o in all_objects() if o["kind"] == kind and (name is None or o["metadata"]["name"] == name)
+             and (file is None or f == file)]
+    assert len(found) == 1, f"expected one {kind} {name or ''} in {file or 'canary/deploy'}, found {len(found)}"
+    return copy.deepcopy(found[0])
+
+
+def crd() -> dict[str, Any]:
+    return one("CustomResourceDefinition", "canaryrollouts.canary.ml")
+
+
+def rollout_examples() -> list[tuple[str, dict[str, Any]]]:
+    return [(f, o) for f, o in all_objects() if o["kind"] == "CanaryRollout"]
+
+
+# --------------------------------------------------------------------------- Kubernetes schemas
+
+def k8s_errors(obj: dict[str, Any], version: str) -> str | None:
+    """None if valid; else the validator's message with the path."""
+    kv = pytest.importorskip("kubernetes_validate", reason="kubernetes-validate not installed (pip install kubernetes-validate)")
+    if version == "latest":
+        version = kv.utils.latest_version()
+    try:
+        kv.validate(obj, version, strict=True)
+    except kv.ValidationError as exc:
+        return f"{'/'.join(map(str, exc.absolute_path))}: {exc.message}"
+    except kv.SchemaNotFoundError as exc:
+        return exc.message
+    return None
+
+
+def _obj_id(value: Any) -> str:
+    if isinstance(value, dict):
+        return f"{value['kind']}-{value['metadata']['name']}"
+    return str(value)
+
+
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+@pytest.mark.parametrize(("file", "obj"), kubernetes_objects(), ids=_obj_id)
+def test_every_kubernetes_object_validates_strictly(file: str, obj: dict[str, Any], version: str) -> None:
+    assert k8s_errors(obj, version) is None, f"{file}: {k8s_errors(obj, version)}"
+
+
+def _deployment() -> dict[str, Any]:
+    return one("Deployment", "canary-controller")
+
+
+@pytest.mark.parametrize(
+    ("make", "expect"),
+    [
+        (lambda: {**_deployment(), "spec": {**_deployment()["spec"], "replica": 2}}, "replica"),
+        (lambda: _with(_deployment(), ["spec", "template", "spec", "containers", 0, "livenessProbe", "httpGet"],
+                       pth="/healthz"), "pth"),
+        (lambda: _with(one("HorizontalPodAutoscaler", "rec-model-v2-1-0"), ["spec"], minReplicas="one"), "one"),
+        (lambda: _with(crd(), ["spec", "versions", 0, "schema", "openAPIV3Schema", "properties", "spec"],
+                       tpye="object"), "tpye"),
+        (lambda: _with(one("ClusterRole"), ["rules", 0], verb=["get"]), "verb"),
+    ],
+    ids=["deployment-typo", "probe-typo", "hpa-type", "crd-schema-typo", "rbac-typo"],
+)
+def test_the_kubernetes_check_is_not_vacuous(make: Callable[[], dict[str, Any]], expect: str) -> None:
+    error = k8s_errors(make(), "1.30")
+    assert error and expect in error
+
+
+def _with(obj: dict[str, Any], path: list[Any], **fields: Any) -> dict[str, Any]:
+    node: Any = obj
+    for key in path:
+        node = node[key]
+    node.update(fields)
+    return obj
+
+
+def test_deploy_folder_contents_and_kustomization() -> None:
+    names = {p.name for p in DEPLOY.iterdir() if not p.name.startswith(".")}
+    assert {"crd-canaryrollout.yaml", "controller.yaml", "triton-example.yaml", "kustomization.yaml", "Dockerfile",
+            "grafana-dashboard.json", "README.md", "examples"} <= names
+    kust = one("Kustomization")
+    assert kust["resources"] == ["crd-canaryrollout.yaml", "controller.yaml"]  # the controller, not the examples
+    assert all((DEPLOY / r).is_file() for r in kust["resources"])
+    images = {i["name"]: i["newTag"] for i in kust["images"]}
+    image = _deployment()["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert image == f"ghcr.io/example/canary:{images['ghcr.io/example/canary']}"
+
+
+# --------------------------------------------------------------------------- the CRD
+
+def structural_to_jsonschema(node: Any) -> Any:
+    """A CRD structural schema -> JSON Schema (see test_manifests.py): nullable, pruning -> rejection."""
+    if isinstance(node, list):
+        return [structural_to_jsonschema(n) for n in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: structural_to_jsonschema(v) for k, v in node.items() if not k.startswith("x-kubernetes-")}
+    if out.pop("nullable", False) and "type" in out:
+        out["type"] = [out["type"], "null"]
+    if "properties" in node and not node.get("x-kubernetes-preserve-unknown-fields"):
+        out.setdefault("additionalProperties", False)
+    return out
+
+
+_FORMATS = jsonschema.FormatChecker()
+
+
+@_FORMATS.checks("date-time", raises=ValueError)
+def _date_time(value: object) -> bool:
+    if not isinstance(value, str):
+        return True
+    if "T" not in value or not (value.endswith("Z") or value[-6] in "+-"):
+        raise ValueError("RFC 3339 date-time with a time zone expected")
+    dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return True
+
+
+@functools.lru_cache(maxsize=1)
+def crd_validator() -> jsonschema.Draft7Validator:
+    (version,) = crd()["spec"]["versions"]
+    schema = structural_to_jsonschema(version["schema"]["openAPIV3Schema"])
+    schema["properties"].update({"apiVersion": {"const": "canary.ml/v1alpha1"}, "kind": {"const": "CanaryRollout"}})
+    schema["required"] = ["apiVersion", "kind", "metadata", "spec"]
+    return jsonschema.Draft7Validator(schema, format_checker=_FORMATS)
+
+
+def crd_errors(obj: dict[str, Any]) -> list[str]:
+    return [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in crd_validator().iter_errors(obj)]
+
+
+def test_crd_names_versions_and_columns() -> None:
+    spec = crd()["spec"]
+    assert (spec["group"], spec["scope"]) == ("canary.ml", "Namespaced")
+    assert spec["names"] == {"kind": "CanaryRollout", "listKind": "CanaryRolloutList", "plural": "canaryrollouts",
+                             "singular": "canaryrollout", "shortNames": ["crollout"], "categories": ["canary"]}
+    (version,) = spec["versions"]
+    assert (version["name"], version["served"], version["storage"]) == ("v1alpha1", True, True)
+    assert version["subresources"] == {"status": {}}
+    columns = [c["name"] for c in version["additionalPrinterColumns"] if not c.get("priority")]
+    assert columns == ["Model", "Canary", "Phase", "Weights", "Step", "Age"]
+    for column in version["additionalPrinterColumns"]:
+        assert column["jsonPath"].startswith((".spec.", ".status.", ".metadata."))
+
+
+def _walk(node: Any, path: str = "") -> Any:
+    if isinstance(node, dict):
+        yield path, node
+        for key, value in node.get("properties", {}).items():
+            yield from _walk(value, f"{path}.{key}")
+        if "items" in node:
+            yield from _walk(node["items"], f"{path}[]")
+
+
+def test_crd_schema_is_structural() -> None:
+    """The API server's structural-schema rules we can check here (it refuses the CRD otherwise)."""
+    root = crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    assert root["properties"]["metadata"] == {"type": "object"}  # nothing else is allowed at the root's metadata
+    for path, node in _walk(root):
+        assert "type" in node, f"{path or '<root>'}: every node needs a type"
+        for junctor in ("oneOf", "anyOf", "allOf", "not"):
+            for branch in node.get(junctor, []) if junctor != "not" else [node.get("not", {})]:
+                assert not {"type", "default", "description", "additionalProperties", "nullable"} & set(branch), \
+                    f"{path}.{junctor}: only value validations inside a junctor"
+                for field in branch.get("required", []):
+                    assert field in node["properties"], f"{path}.{junctor}: {field} not declared outside it"
+        if "default" in node:  # defaults must be valid (and not pruned) or the CRD is refused
+            jsonschema.validate(node["default"], structural_to_jsonschema(node))
+        if node.get("type") == "object" and "properties" not in node:
+            assert node.get("x-kubernetes-preserve-unknown-fields") or path == ".metadata", \
+                f"{path}: an object without properties must preserve unknown fields (or it is always empty)"
+
+
+def test_crd_cel_rules_are_known() -> None:
+    """CEL (x-kubernetes-validations) is not evaluated here: keep the list short and checked by hand."""
+    root = crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    rules = {path: [r["rule"] for r in node["x-kubernetes-validations"]]
+             for path, node in _walk(root) if "x-kubernetes-validations" in node}
+    assert rules == {".status.weights": ["self.stable + self.canary == 100"]}
+
+
+def test_crd_enums_and_defaults() -> None:
+    props = crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]
+    spec, status = props["spec"]["properties"], props["status"]["properties"]
+    assert props["spec"]["required"] == ["model", "canaryVersion"]
+    assert (spec["onForeignEdit"]["enum"], spec["onForeignEdit"]["default"]) == (["reassert", "abort"], "reassert")
+    assert (spec["onPrometheusOutage"]["enum"], spec["onPrometheusOutage"]["default"]) == (["rollback", "hold"], "rollback")
+    assert spec["action"]["enum"] == ["", "pause", "resume", "rollback"]
+    assert spec["policy"] == {**spec["policy"], "type": "object", "x-kubernetes-preserve-unknown-fields": True}
+    assert status["phase"]["enum"] == ["pending", "progressing", "paused", "promoting", "promoted", "rolled_back",
+                                       "aborted"]
+    assert status["verdictHistory"]["maxItems"] == 50
+    assert set(status["conditions"]["items"]["properties"]) == {"type", "status", "reason", "message",
+                                                                 "lastTransitionTime", "observedGeneration"}
+
+
+def test_crd_phases_are_the_state_machines_phases() -> None:
+    from canary.rollout import PHASES
+
+    status = crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]
+    assert set(status["phase"]["enum"]) == set(PHASES)
+
+
+@pytest.mark.parametrize(("file", "obj"), rollout_examples(), ids=_obj_id)
+def test_examples_validate_against_the_crd(file: str, obj: dict[str, Any]) -> None:
+    assert not crd_errors(obj), f"{file}: {crd_errors(obj)}"
+
+
+def test_there_is_one_example_per_policy_source() -> None:
+    kinds = sorted("policy" if "policy" in o["spec"] else "policyRef" for _, o in rollout_examples())
+    assert kinds == ["policy", "policyRef"]
+
+
+def test_the_inline_example_is_the_sandbox_policy_and_loads() -> None:
+    (inline,) = [o for _, o in rollout_examples() if "policy" in o["spec"]]
+    sandbox = yaml.safe_load((ROOT / "policies" / "sandbox.yaml").read_text(encoding="utf-8"))
+    assert inline["spec"]["policy"] == sandbox
+    assert parse_policy(inline["spec"]["policy"], file="canaryrollout-inline.yaml") == load_policy(ROOT / "policies" / "sandbox.yaml")
+
+
+def test_the_policy_ref_example_points_at_a_shipped_configmap_with_the_default_policy() -> None:
+    (ref,) = [o for _, o in rollout_examples() if "policyRef" in o["spec"]]
+    cm = one("ConfigMap", ref["spec"]["policyRef"]["configMap"])
+    assert cm["metadata"]["namespace"] == ref["metadata"]["namespace"]
+    raw = yaml.safe_load(cm["data"][ref["spec"]["policyRef"]["key"]])
+    assert parse_policy(raw, file="configmap") == load_policy(ROOT / "policies" / "default.yaml")
+
+
+FULL_STATUS: dict[str, Any] = {
+    "phase": "progressing", "step": 1, "weights": {"stable": 75, "canary": 25}, "reason": "step 1 passed",
+    "startedAt": "2025-01-01T10:00:00Z", "updatedAt": "2025-01-01T10:06:30.5+00:00",
+    "lastVerdict": {"outcome": "pass", "checks": [{"name": "latency-p95", "p_value": 0.4, "n": [900, 210]}]},
+    "verdictHistory": [{"at": "2025-01-01T10:06:30Z", "outcome": "pass"}] * 50,
+    "conditions": [{"type": "Progressing", "status": "True", "reason": "StepAdvanced", "message": "25% canary",
+                    "lastTransitionTime": "2025-01-01T10:05:00Z", "observedGeneration": 3},
+                   {"type": "canary.ml/Healthy", "status": "Unknown", "reason": "NoData", "message": "",
+                    "lastTransitionTime": "2025-01-01T10:05:00Z"}],
+    "observedGeneration": 3, "leader": "canary-controller-7d9f-abcde",
+}
+
+
+def _example(kind: str = "policyRef") -> dict[str, Any]:
+    (obj,) = [copy.deepcopy(o) for _, o in rollout_examples() if kind in o["spec"]]
+    return obj
+
+
+def test_a_full_status_validates() -> None:
+    obj = _example()
+    obj["status"] = copy.deepcopy(FULL_STATUS)
+    assert not crd_errors(obj)
+
+
+def _set(path: str, value: Any, *, delete: bool = False) -> Callable[[dict[str, Any]], None]:
+    def edit(obj: dict[str, Any]) -> None:
+        obj.setdefault("status", copy.deepcopy(FULL_STATUS))
+        *parents, last = path.split(".")
+        node: Any = obj
+        for key in parents:
+            node = node[int(key)] if isinstance(node, list) else node[key]
+        if delete:
+            del node[last]
+        else:
+            node[last] = value
+    return edit
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        _set("spec.policy", {"steps": [50, 100]}),           # both policy and policyRef
+        _set("spec.policyRef", None, delete=True),           # neither
+        _set("spec.model", None, delete=True),
+        _set("spec.canaryversion", "v3"),                     # a typo would be pruned: we reject it
+        _set("spec.action", "stop"),
+        _set("spec.onForeignEdit", "ignore"),
+        _set("spec.onPrometheusOutage", "retry"),
+        _set("spec.policyRef.configMap", None, delete=True),
+        _set("spec.triton", {"canaryURL": "x:8000"}),
+        _set("status.phase", "done"),
+        _set("status.weights", {"stable": 101, "canary": -1}),
+        _set("status.step", "one"),
+        _set("status.updatedAt", "yesterday"),
+        _set("status.verdictHistory", [{}] * 51),
+        _set("status.conditions", [{"type": "Ready", "status": "yes", "reason": "R", "message": "",
+                                    "lastTransitionTime": "2025-01-01T10:05:00Z"}]),
+        _set("status.conditions", [{"type": "Ready", "status": "True", "reason": "not a reason", "message": "",
+                                    "lastTransitionTime": "2025-01-01T10:05:00Z"}]),
+    ],
+    ids=["both-policies", "no-policy", "no-model", "typo", "action", "foreign-edit", "outage", "ref-without-configmap",
+         "triton-typo", "phase", "weights", "step", "date-time", "history-51", "condition-status", "condition-reason"],
+)
+def test_the_crd_schema_rejects(edit: Callable[[dict[str, Any]], None]) -> None:
+    obj = _example()
+    edit(obj)
+    assert crd_errors(obj)
+
+
+# --------------------------------------------------------------------------- RBAC
+
+def grants(role: dict[str, Any]) -> set[tuple[str, str, str]]:
+    out = set()
+    for rule in role["rules"]:
+        assert not rule.get("resourceNames") and not rule.get("nonResourceURLs")
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                for verb in rule["verbs"]:
+                    out.add((group, resource, verb))
+    return out
+
+
+def test_cluster_role_is_least_privilege() -> None:
+    expected = {("canary.ml", "canaryrollouts", v) for v in ("get", "list", "watch", "update", "patch")}
+    expected |= {("canary.ml", "canaryrollouts/status", v) for v in ("get", "update", "patch")}
+    for resource in ("virtualservices", "destinationrules"):
+        expected |= {("networking.istio.io", resource, v) for v in ("get", "list", "watch", "update", "patch")}
+    expected |= {("", "events", "create"), ("", "events", "patch")}
+    expected |= {("", "configmaps", v) for v in ("get", "list", "watch")}
+    assert grants(one("ClusterRole", "canary-controller")) == expected
+
+
+def test_leader_election_is_a_namespaced_role() -> None:
+    role = one("Role", "canary-leader-election")
+    assert role["metadata"]["namespace"] == "canary-system"
+    assert grants(role) == {("coordination.k8s.io", "leases", v) for v in ("get", "create", "update")}
+    kinds = {o["kind"] for _, o in all_objects()}
+    assert not {"ClusterRole", "Role"} - kinds
+    roles = [o for _, o in all_objects() if o["kind"] in ("ClusterRole", "Role")]
+    assert len(roles) == 2, "no other roles: every permission is in docs/deploy.md"
+
+
+@pytest.mark.parametrize(("kind", "role_kind", "role"), [("ClusterRoleBinding", "ClusterRole", "canary-controller"),
+                                                         ("RoleBinding", "Role", "canary-leader-election")])
+def test_bindings_bind_the_controller_service_account(kind: str, role_kind: str, role: str) -> None:
+    binding = one(kind)
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": role_kind, "name": role}
+    sa = one("ServiceAccount")
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": sa["metadata"]["name"],
+                                    "namespace": sa["metadata"]["namespace"]}]
+    assert _deployment()["spec"]["template"]["spec"]["serviceAccountName"] == sa["metadata"]["name"]
+
+
+# --------------------------------------------------------------------------- the controller's Deployment
+
+def test_controller_deployment() -> None:
+    dep = _deployment()
+    assert dep["metadata"]["namespace"] == "canary-system" == one("Namespace", "canary-system")["metadata"]["name"]
+    assert dep["spec"]["replicas"] == 2
+    pod = dep["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    assert c["image"] == "ghcr.io/example/canary:0.1.0"
+    assert c["args"] == ["controller", "run", "--leader-elect", "--metrics-addr", "0.0.0.0:8080"]
+    assert "CANARY_PROMETHEUS_URL" in {e["name"] for e in c["env"]}
+    assert c["resources"] == {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"cpu": "1", "memory": "300Mi"}}
+    sc = c["securityContext"]
+    assert sc["runAsNonRoot"] and sc["readOnlyRootFilesystem"] and sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"] == {"drop": ["ALL"]}
+    assert sc["seccompProfile"] == pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["securityContext"]["runAsUser"] != 0
+    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    assert ports == {"http-metrics": 8080}
+    assert (c["livenessProbe"]["httpGet"]["path"], c["readinessProbe"]["httpGet"]["path"]) == ("/healthz", "/readyz")
+    assert ports[c["livenessProbe"]["httpGet"]["port"]] == ports[c["readinessProbe"]["httpGet"]["port"]] == 8080
+    assert 0 < pod["terminationGracePeriodSeconds"] <= 60
+    labels = dep["spec"]["template"]["metadata"]["labels"]
+    assert dep["spec"]["selector"]["matchLabels"] == labels
+    (spread,) = pod["topologySpreadConstraints"]
+    assert spread["topologyKey"] == "kubernetes.io/hostname" and spread["labelSelector"]["matchLabels"] == labels
+
+
+def test_pdb_and_metrics_service_select_the_controller() -> None:
+    labels = _deployment()["spec"]["template"]["metadata"]["labels"]
+    pdb = one("PodDisruptionBudget", "canary-controller")
+    assert pdb["spec"] == {"minAvailable": 1, "selector": {"matchLabels": labels}}
+    svc = one("Service", "canary-controller-metrics")
+    assert svc["spec"]["selector"] == labels
+    assert [(p["name"], p["port"], p["targetPort"]) for p in svc["spec"]["ports"]] == [("http-metrics", 8080, "http-metrics")]
+    for obj in (pdb, svc, _deployment(), one("ServiceAccount")):
+        assert obj["metadata"]["namespace"] == "canary-system"
+
+
+# --------------------------------------------------------------------------- the Triton example
+
+TRITON = "triton-example.yaml"
+
+
+def _triton_deployments() -> dict[str, dict[str, Any]]:
+    deps = [o for f, o in all_objects() if f == TRITON and o["kind"] == "Deployment"]
+    return {d["spec"]["template"]["metadata"]["labels"]["version"]: d for d in deps}
+
+
+def test_triton_example_has_both_versions_ready_for_the_istio_example() -> None:
+    deps = _triton_deployments()
+    assert sorted(deps) == ["v1.0.0", "v2.1.0"]
+    svc = one("Service", "rec-model", file=TRITON)
+    vs = load_docs(ROOT / "istio" / "virtualservice.yaml")[0]
+    dr = load_docs(ROOT / "istio" / "destinationrule.yaml")[0]
+    assert vs["spec"]["hosts"] == [svc["metadata"]["name"]] and dr["spec"]["host"] == svc["metadata"]["name"]
+    assert svc["metadata"]["namespace"] == vs["metadata"]["namespace"] == "ml"
+    assert [(p["name"], p["port"]) for p in svc["spec"]["ports"]] == [("http", 8000), ("grpc", 8001), ("http-metrics", 8002)]
+    for version, dep in deps.items():
+        labels = dep["spec"]["template"]["metadata"]["labels"]
+        assert labels == {"app": "rec-model", "version": version}
+        assert svc["spec"]["selector"].items() <= labels.items()
+        for subset in dr["spec"]["subsets"]:  # the DR's subsets select pods by these labels (+ version)
+            assert set(subset["labels"]) <= set(labels)
+
+
+def test_triton_containers_probe_like_the_gate_and_get_a_gpu() -> None:
+    gate = load_policy(ROOT / "policies" / "default.yaml").gates.triton
+    assert gate is not None
+    for dep in _triton_deployments().values():
+        (c,) = dep["spec"]["template"]["spec"]["containers"]
+        assert c["image"] == "nvcr.io/nvidia/tritonserver:24.10-py3"
+        assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"http": 8000, "grpc": 8001, "metrics": 8002}
+        ready, live = c["readinessProbe"], c["livenessProbe"]
+        assert (ready["httpGet"]["path"], ready["httpGet"]["port"]) == ("/v2/health/ready", "http")
+        assert (ready["periodSeconds"], ready["failureThreshold"]) == (gate.probe_interval, gate.probe_failures) == (1, 2)
+        assert live["httpGet"]["path"] == "/v2/health/live"
+        assert c["resources"]["requests"]["nvidia.com/gpu"] == c["resources"]["limits"]["nvidia.com/gpu"] == 1
+
+
+def test_each_version_scales_on_its_inference_queue() -> None:
+    hpas = [o for f, o in all_objects() if f == TRITON and o["kind"] == "HorizontalPodAutoscaler"]
+    deps = {d["metadata"]["name"] for d in _triton_deployments().values()}
+    assert sorted(h["spec"]["scaleTargetRef"]["name"] for h in hpas) == sorted(deps)
+    for hpa in hpas:
+        (metric,) = hpa["spec"]["metrics"]
+        assert metric["type"] == "Pods"
+        assert metric["pods"]["metric"]["name"] == "nv_inference_pending_request_count"
+        assert metric["pods"]["target"]["type"] == "AverageValue"
+
+
+# --------------------------------------------------------------------------- Dockerfile
+
+INSTRUCTIONS = {"FROM", "RUN", "CMD", "LABEL", "EXPOSE", "ENV", "ADD", "COPY", "ENTRYPOINT", "VOLUME", "USER",
+                "WORKDIR", "ARG", "ONBUILD", "STOPSIGNAL", "HEALTHCHECK", "SHELL"}
+
+
+def dockerfile() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) with comments dropped and continuation lines joined."""
+    out: list[tuple[str, str]] = []
+    pending = ""
+    for line in (DEPLOY / "Dockerfile").read_text(encoding="utf-8").splitlines():
+        if not pending and (not line.strip() or line.lstrip().startswith("#")):
+            continue
+        if line.rstrip().endswith("\\"):
+            pending += line.rstrip()[:-1] + " "
+            continue
+        word, _, args = (pending + line).strip().partition(" ")
+        out.append((word.upper(), args.strip()))
+        pending = ""
+    assert not pending, "Dockerfile ends in a continuation"
+    return out
+
+
+def test_dockerfile_parses_and_runs_as_non_root() -> None:
+    steps = dockerfile()
+    assert {w for w, _ in steps} <= INSTRUCTIONS, {w for w, _ in steps} - INSTRUCTIONS
+    assert steps[0] == ("FROM", "python:3.11-slim AS build")
+    last_from = max(i for i, (w, _) in enumerate(steps) if w == "FROM")
+    final = steps[last_from:]
+    assert final[0][1].split()[0] == "python:3.11-slim"
+    users = [a for w, a in final if w == "USER"]
+    assert users and users[-1].split(":")[0] not in ("0", "root")
+    assert users[-1].split(":")[0] == str(_deployment()["spec"]["template"]["spec"]["securityContext"]["runAsUser"])
+    user_at = max(i for i, (w, _) in enumerate(final) if w == "USER")
+    assert all(w != "RUN" for w, _ in final[user_at:]), "nothing runs as root after USER"
+    assert [json.loads(a) for w, a in final if w == "ENTRYPOINT"] == [["canary"]]
+    assert 'canary = "canary.cli:app"' in (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+
+
+def test_dockerfile_builds_from_the_repository_root_without_secrets() -> None:
+    for word, args in dockerfile():
+        if word in ("COPY", "ADD") and "--from=" not in args:
+            *sources, _dest = shlex.split(args)
+            for src in sources:
+                assert (ROOT / src).exists(), f"{word} {src}: not in the repository root (build context)"
+        if word in ("ENV", "ARG", "LABEL"):
+            for name in ("PASSWORD", "TOKEN", "SECRET", "API_KEY", "PRIVATE"):
+                assert name not in args.upper(), f"{word} {args}: no secrets in the image"
+    assert "ADD" not in {w for w, _ in dockerfile()}
+
+
+# --------------------------------------------------------------------------- Grafana
+
+def dashboard() -> dict[str, Any]:
+    return json.loads((DEPLOY / "grafana-dashboard.json").read_text(encoding="utf-8"))
+
+
+def panels() -> list[dict[str, Any]]:
+    return [p for p in dashboard()["panels"] if p["type"] != "row"]
+
+
+def test_dashboard_structure() -> None:
+    dash = dashboard()
+    assert 36 <= dash["schemaVersion"] <= 41 and dash["uid"] and dash["title"]
+    variables = {v["name"]: v for v in dash["templating"]["list"]}
+    assert variables["model"]["type"] == "query" and "canary_rollout_weight" in variables["model"]["definition"]
+    assert variables["datasource"]["type"] == "datasource"
+    ids = [p["id"] for p in dash["panels"]]
+    assert len(ids) == len(set(ids))
+    cells: set[tuple[int, int]] = set()
+    for p in dash["panels"]:
+        g = p["gridPos"]
+        assert g["x"] + g["w"] <= 24
+        mine = {(x, y) for x in range(g["x"], g["x"] + g["w"]) for y in range(g["y"], g["y"] + g["h"])}
+        assert not cells & mine, f"panel {p['title']!r} overlaps another"
+        cells |= mine
+    for p in panels():
+        assert p["datasource"]["uid"] == "${datasource}", p["title"]
+        assert p["targets"], p["title"]
+        assert len({t["refId"] for t in p["targets"]}) == len(p["targets"])
+        for t in p["targets"]:
+            assert t["expr"].strip() and t["datasource"] == p["datasource"]
+
+
+def test_dashboard_shows_what_the_issue_asks_for() -> None:
+    exprs = " ".join(t["expr"] for p in panels() for t in p["targets"])
+    for needle in ('canary_rollout_weight{model="$model"}', "canary_rollout_phase",
+                   'histogram_quantile(0.95, sum by (le, model_version) '
+                   '(rate(model_inference_duration_seconds_bucket{model_name="$model"}[1m])))',
+                   "canary_check_effect_size", "increase(canary_rollbacks_total", "canary_judgements_total",
+                   "canary_time_to_rollback_seconds_bucket", "canary_tick_duration_seconds_bucket",
+                   "canary_prometheus_errors_total", "canary_kube_errors_total"):
+        assert needle in exprs, needle
+
+
+def test_dashboard_promql_parses(tmp_path: Path) -> None:
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool not installed (Debian package `prometheus`)")
+    exprs = [t["expr"] for p in panels() for t in p["targets"]]
+    exprs += [a["expr"] for a in dashboard()["annotations"]["list"] if "expr" in a]
+    rules = [{"record": f"dashboard:expr{i}", "expr": e.replace("$model", "rec-model").replace("$__range", "1h")}
+             for i, e in enumerate(exprs)]
+    path = tmp_path / "rules.yaml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}), encoding="utf-8")
+    done = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+# --------------------------------------------------------------------------- docs
+
+def test_deploy_docs_explain_every_permission() -> None:
+    text = (ROOT / "docs" / "deploy.md").read_text(encoding="utf-8")
+    for group, resource, _verb in grants(one("ClusterRole")) | grants(one("Role")):
+        assert resource.split("/")[0] in text, resource
+    for needle in ("docker build -f canary/deploy/Dockerfile", "prometheus-adapter", "kubectl apply -k canary/deploy",
+                   "grafana-dashboard.json"):
+        assert needle in text, needle
