@@ -79,8 +79,10 @@ def run(
                       namespace=namespace, is_leader=is_leader, identity=me, telemetry=telemetry, notifier=notifier)
         if server is not None:
             state = {"last_tick": time.monotonic()}
-            server.live = lambda: (time.monotonic() - state["last_tick"] < max(30.0, 10 * tick), "tick loop stalled")
-            server.ready = lambda: (True, "leader" if is_leader() else "standby")
+            stall = max(30.0, 10 * tick)
+            server._live = lambda: (time.monotonic() - state["last_tick"] < stall,
+                                    f"no tick for {time.monotonic() - state['last_tick']:.0f}s")
+            server._ready = lambda: (True, "leader" if is_leader() else "standby")
             server.start()
             log.info("controller.serving", url=server.url)
             orig = op.tick
