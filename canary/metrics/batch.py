@@ -127,8 +127,22 @@ class _Spec:
     scale: float = 1.0
 
 
+_FAMILIES: dict[tuple[Any, ...], Family] = {}  # a controller has few label shapes; building one is not free
+
+
 def _family(policy: Policy, source: str, metric: str, *, matcher: str = "", extra: str = "") -> Family:
     """Mirror of `queries.selector`: the same matchers, the per-rollout ones turned into `by` labels."""
+    m = policy.metrics
+    key = (source, m.model_label, m.arm_label, tuple(sorted(m.labels.items())), metric, matcher, extra)
+    fam = _FAMILIES.get(key)
+    if fam is None:
+        if len(_FAMILIES) > 4096:  # policies edited over months: never grow without bound
+            _FAMILIES.clear()
+        fam = _FAMILIES[key] = _build_family(policy, source, metric, matcher=matcher, extra=extra)
+    return fam
+
+
+def _build_family(policy: Policy, source: str, metric: str, *, matcher: str, extra: str) -> Family:
     q.selector(policy, _PROBE, "stable", source)  # validates label names with selector's own messages
     p, m = q.preset(source), policy.metrics
     model_label = p.model_label if m.model_label is None else m.model_label
@@ -216,33 +230,42 @@ class Snapshot:
     taken_at: float
     series: Mapping[str, Mapping[tuple[str, ...], float]] = field(default_factory=dict)
 
+    _index: Mapping[str, Mapping[Ident, dict[str, float]]] = field(default_factory=dict, init=False, repr=False,
+                                                                      compare=False)
+
     def __post_init__(self) -> None:
         frozen = {k: MappingProxyType(dict(v)) for k, v in self.series.items()}
         object.__setattr__(self, "series", MappingProxyType(frozen))
+        index: dict[str, dict[Ident, dict[str, float]]] = {}
+        for key, got in frozen.items():  # by rollout arm, so a look is O(1), not O(series)
+            per = index[key] = {}
+            for k, v in got.items():
+                per.setdefault(k[:-1], {})[k[-1]] = v
+        object.__setattr__(self, "_index", index)
 
     def values(self, fam: Family, ident: Ident) -> dict[str, float] | None:
         """{extra label value: cumulative value} for one rollout arm; None if the family was never asked."""
-        got = self.series.get(fam.key)
+        got = self._index.get(fam.key)
         if got is None:
             return None
-        n = len(ident)
-        return {k[n]: v for k, v in got.items() if k[:n] == ident}
+        return dict(got.get(ident, {}))
 
     def arm(self, policy: Policy, check: Check, target: Target, arm: str) -> ArmData | None:
         """Cumulative data for one check and arm (bounds in ms for latency); None if absent."""
         spec = _spec(policy, check)
         vals = self.values(spec.family, spec.family.ident(target, arm))
-        if not vals:
+        if vals is None or (not vals and spec.kind != "errors"):
             return None
         if spec.kind == "histogram":
             return q.normalise(_raw_buckets(vals), [], scale=spec.scale)
         if spec.kind == "features":
             missing, total = _feature_counts(vals, spec.source)
             return Counts(events=missing, total=total)
-        total = _requests(self, policy, spec.source, target, arm, fallback=_needs_fallback(self, policy, spec.source, target, arm))
+        fallback = _needs_fallback(self, policy, spec.source, target, arm)
+        total = _requests(self, policy, spec.source, target, arm, fallback=fallback)
         if total is None:
             return None
-        return Counts(events=min(sum(vals.values()), total), total=total)
+        return Counts(events=min(sum(vals.values()), total), total=total)  # no error series: no errors
 
     def requests(self, policy: Policy, target: Target, arm: str) -> float | None:
         source = policy.metrics.source
@@ -252,12 +275,11 @@ class Snapshot:
         """Only this rollout's series (both arms, every family its policy reads): what it persists."""
         out: dict[str, dict[tuple[str, ...], float]] = {}
         for fam in _policy_families(policy):
-            got = self.series.get(fam.key)
+            got = self._index.get(fam.key)
             if got is None:
                 continue
             idents = {fam.ident(target, arm) for arm in q.ARMS}
-            n = len(fam.by)
-            out[fam.key] = {k: v for k, v in got.items() if k[:n] in idents}
+            out[fam.key] = {(*i, x): v for i in idents for x, v in got.get(i, {}).items()}
         return Snapshot(self.taken_at, out)
 
     def to_dict(self) -> dict[str, Any]:
@@ -338,6 +360,16 @@ def arm_delta(policy: Policy, check: Check, target: Target, arm: str, now: Snaps
             raise _missing_family(fam.metric, snap, check.name)
     assert vals_now is not None and vals_base is not None
     where = f"check {check.name!r}: {arm} arm of {target.model!r}"
+    d = _arm_delta(spec, policy, target, arm, snaps=(now, base), vals=(vals_now, vals_base), where=where)
+    if d.reset:
+        log.warning("metrics.counter_reset", check=check.name, model=target.model, namespace=target.namespace,
+                    arm=arm, base_taken_at=base.taken_at, now_taken_at=now.taken_at)
+    return d
+
+
+def _arm_delta(spec: _Spec, policy: Policy, target: Target, arm: str, *, snaps: tuple[Snapshot, Snapshot],
+               vals: tuple[dict[str, float], dict[str, float]], where: str) -> ArmDelta:
+    fam, (now, base), (vals_now, vals_base) = spec.family, snaps, vals
     if spec.kind == "histogram":
         if not vals_now:
             raise NoData(f"{where}: no {fam.metric} series; query: {fam.key}")
@@ -345,11 +377,12 @@ def arm_delta(policy: Policy, check: Check, target: Target, arm: str, now: Snaps
     if spec.kind == "features":
         if not vals_now:
             other = "canary" if arm == "stable" else "stable"
-            if not now.values(fam, fam.ident(target, other)) and now.requests(policy, target, arm):
+            fallback = _needs_fallback(now, policy, spec.source, target, arm)
+            if not now.values(fam, fam.ident(target, other)) and _requests(now, policy, spec.source, target, arm,
+                                                                           fallback=fallback):
                 raise NotBatchable(f"{where}: no {fam.metric} counter (gauge only?); measure it per rollout")
             raise NoData(f"{where}: no {fam.metric} series; query: {fam.key}")
-        d = _counts_delta(_feature_counts(vals_now, spec.source), _feature_counts(vals_base, spec.source), where)
-        return d
+        return _counts_delta(_feature_counts(vals_now, spec.source), _feature_counts(vals_base, spec.source), where)
     fallback = _needs_fallback(now, policy, spec.source, target, arm)
     totals = [_requests(s, policy, spec.source, target, arm, fallback=fallback) for s in (now, base)]
     if totals[0] is None:
@@ -366,7 +399,6 @@ def _histogram_delta(now_raw: list[tuple[float, float]], base_raw: list[tuple[fl
     h_now, h_base = q.normalise(now_raw, bounds), q.normalise(base_raw, bounds)
     reset = h_now.total < h_base.total
     if reset:
-        log.warning("metrics.counter_reset", where=where, now=h_now.total, base=h_base.total)
         delta = list(zip(h_now.bounds, h_now.counts))
     else:
         delta = [(le, a - b) for le, a, b in zip(h_now.bounds, h_now.counts, h_base.counts)]
@@ -380,7 +412,6 @@ def _counts_delta(now: tuple[float, float], base: tuple[float, float], where: st
     (e_now, n_now), (e_base, n_base) = now, base
     reset = n_now < n_base or e_now < e_base
     if reset:
-        log.warning("metrics.counter_reset", where=where, now=n_now, base=n_base)
         events, total = e_now, n_now
     else:
         events, total = e_now - e_base, n_now - n_base
@@ -407,7 +438,8 @@ def requests_delta(policy: Policy, target: Target, now: Snapshot, base: Snapshot
             raise NoData(f"check 'request_counts': no requests for the {arm} arm of {target.model!r}")
         n_base = n_base or 0.0
         if n_now < n_base:
-            log.warning("metrics.counter_reset", where=f"requests: {arm} arm of {target.model!r}", now=n_now, base=n_base)
+            log.warning("metrics.counter_reset", check="request_counts", model=target.model,
+                        namespace=target.namespace, arm=arm, base_taken_at=base.taken_at, now_taken_at=now.taken_at)
             n = n_now
         else:
             n = n_now - n_base

@@ -371,3 +371,12 @@ def test_a_malformed_answer_is_metrics_unavailable() -> None:
 
     with pytest.raises(MetricsUnavailable):
         b.BatchMetrics(Broken()).snapshot([b.Want(policy(), T)])  # type: ignore[arg-type]
+
+
+def test_cumulative_arm_without_error_series_has_no_errors() -> None:
+    pol = policy()
+    m = {"model_name": "rec", "model_version": "v1"}
+    s = snap([("model_requests_total", {**m, "outcome": "success"}, 40.0)], pol)
+    assert s.arm(pol, chk(pol, "err"), T, "stable") == Counts(events=0, total=40)
+    assert s.arm(pol, chk(pol, "err"), T, "canary") is None
+    assert s.arm(pol, chk(pol, "lat"), T, "stable") is None
