@@ -145,6 +145,17 @@ def test_deploy_folder_contents_and_kustomization() -> None:
     assert image == f"ghcr.io/example/canary:{images['ghcr.io/example/canary']}"
 
 
+def test_kustomize_builds_the_controller(tmp_path: Path) -> None:
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl not installed (its built-in kustomize renders canary/deploy)")
+    done = subprocess.run([kubectl, "kustomize", str(DEPLOY)], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    built = sorted((o["kind"], o["metadata"]["name"]) for o in yaml.safe_load_all(done.stdout) if o)
+    files = ("crd-canaryrollout.yaml", "controller.yaml")
+    assert built == sorted((o["kind"], o["metadata"]["name"]) for f, o in all_objects() if f in files)
+
+
 # --------------------------------------------------------------------------- the CRD
 
 def structural_to_jsonschema(node: Any) -> Any:
@@ -351,6 +362,93 @@ def test_the_crd_schema_rejects(edit: Callable[[dict[str, Any]], None]) -> None:
     obj = _example()
     edit(obj)
     assert crd_errors(obj)
+
+
+# --------------------------------------------------------------------------- the controller's side of the contract
+
+def _merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch (what patch_namespaced_custom_object_status sends)."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    out = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = _merge_patch(out.get(key), value)
+    return out
+
+
+class _RecordingCustomObjects:
+    def __init__(self) -> None:
+        self.patches: list[dict[str, Any]] = []
+
+    def patch_namespaced_custom_object_status(self, group: str, version: str, namespace: str, plural: str,
+                                              name: str, body: dict[str, Any]) -> None:
+        assert (group, version, plural) == ("canary.ml", "v1alpha1", "canaryrollouts")
+        self.patches.append(body)
+
+
+def _configmaps(namespace: str, name: str) -> dict[str, str]:
+    cm = one("ConfigMap", name)
+    assert cm["metadata"]["namespace"] == namespace
+    return dict(cm["data"])
+
+
+@pytest.mark.parametrize("kind", ["policy", "policyRef"])
+def test_the_controller_reads_the_examples(kind: str) -> None:
+    from canary import crd as rollout_crd
+
+    spec = rollout_crd.parse(_example(kind), configmap=_configmaps)
+    assert (spec.target.model, spec.target.canary_version) == ("rec-model", "v2.1.0")
+
+
+def test_what_promote_via_controller_creates_fits_the_crd() -> None:
+    from canary import crd as rollout_crd
+
+    sandbox = yaml.safe_load((ROOT / "policies" / "sandbox.yaml").read_text(encoding="utf-8"))
+    obj = rollout_crd.new_object(namespace="ml", name="rec-model-v2-1-0", model="rec-model", canary_version="v2.1.0",
+                                 policy_raw=sandbox, stable_version="v1.0.0", virtual_service="rec-model",
+                                 triton={"stableUrl": "a:8000", "canaryUrl": "b:8000"})
+    assert not crd_errors(obj)
+
+
+def test_the_status_the_controller_writes_fits_the_crd() -> None:
+    """Every status patch the controller sends, merged as the API server would, validates against the CRD."""
+    from dataclasses import replace
+
+    from canary import crd as rollout_crd
+    from canary import rollout as rl
+    from canary.errors import ConfigError
+    from canary.model import CheckResult, Judgement, Outcome, Weights
+    from canary.operator import Operator
+
+    custom = _RecordingCustomObjects()
+    op = Operator(custom=custom, core=None, router=None, metrics=None, identity="canary-controller-abc-1")  # type: ignore[arg-type]
+    obj = _example("policy")
+    obj["metadata"].update(generation=2, uid="u-1")
+    spec = rollout_crd.parse(obj)
+    verdict = Judgement.combine([CheckResult("latency-p95", "latency", Outcome.FAIL, "p95 +35% (limit 20%)",
+                                             stable_value=0.1, canary_value=0.135, n_stable=900, n_canary=210),
+                                 CheckResult("predictions", "prediction_shift", Outcome.PASS, "PSI 0.01")])
+    state, _ = rl.new_rollout(model="rec-model", stable_version="v1.0.0", canary_version="v2.1.0", now=1.7e9)
+    states = [state,
+              replace(state, phase=rl.PROGRESSING, step=1, weights=Weights.canary_at(25), updated_at=1.7e9 + 60,
+                      last_verdict=verdict.to_dict()),
+              replace(state, phase=rl.PAUSED, step=1, weights=Weights.canary_at(25), reason="paused by operator"),
+              replace(state, phase=rl.ROLLED_BACK, step=2, reason="latency-p95: p95 +35% (limit 20%), 2 failed looks",
+                      updated_at=1.7e9 + 90, last_verdict=verdict.to_dict()),
+              replace(state, phase=rl.PROMOTED, step=3, reason="promoted", updated_at=1.7e9 + 300)]
+    for i, st in enumerate(states * 30):  # 150 writes: the verdict history is capped by the controller
+        op._status(obj, spec, replace(st, updated_at=st.updated_at + i), verdict if i % 2 else None)
+    op._fail_status(obj, ConfigError("CanaryRollout ml/x: spec.policy: checks[0].max_ms: unknown key (typo?)"))
+    op._fail_status(obj, RuntimeError("boom: 'quoted' <and> odd %s"))
+    assert custom.patches
+    status: dict[str, Any] = {}
+    for patch in custom.patches:
+        status = _merge_patch(status, patch["status"])
+        checked = {**_example("policy"), "status": status}
+        assert not crd_errors(checked), crd_errors(checked)
 
 
 # --------------------------------------------------------------------------- RBAC
@@ -581,6 +679,20 @@ def test_dashboard_shows_what_the_issue_asks_for() -> None:
                    "canary_time_to_rollback_seconds_bucket", "canary_tick_duration_seconds_bucket",
                    "canary_prometheus_errors_total", "canary_kube_errors_total"):
         assert needle in exprs, needle
+
+
+def test_dashboard_reads_only_metrics_the_controller_exports() -> None:
+    import re
+
+    from canary.telemetry import Telemetry
+
+    exported = {m.name for m in Telemetry().registry.collect()}  # base names: counters without _total
+    exprs = " ".join(t["expr"] for p in panels() for t in p["targets"])
+    used = set(re.findall(r"\b(canary_[a-z_]+)", exprs))
+    assert len(used) >= 9
+    for name in used:
+        base = re.sub(r"(_total|_bucket|_sum|_count)$", "", name)
+        assert name in exported or base in exported, f"{name}: not a metric of canary.telemetry"
 
 
 def test_dashboard_promql_parses(tmp_path: Path) -> None:
