@@ -305,6 +305,7 @@ FULL_STATUS: dict[str, Any] = {
                    {"type": "canary.ml/Healthy", "status": "Unknown", "reason": "NoData", "message": "",
                     "lastTransitionTime": "2025-01-01T10:05:00Z"}],
     "observedGeneration": 3, "leader": "canary-controller-7d9f-abcde",
+    "baseline": {"stepStartedAt": 1735725900.25, "snapshot": {"at": 1735725901.0, "series": {"a": [1.0, 2.5]}}},
 }
 
 
