@@ -74,9 +74,12 @@ def run(
                                     retry_period_s=retry_period)
             elector.start(stop)
             is_leader = elector.is_leader
+        from canary.metrics.batch import BatchMetrics
+
+        prom = cli._metrics(prometheus_url, prometheus_token, None, None, insecure)
         op = Operator(custom=kc.CustomObjectsApi(client), core=kc.CoreV1Api(client), router=IstioRouter(client),
-                      metrics=cli._metrics(prometheus_url, prometheus_token, None, None, insecure),
-                      namespace=namespace, is_leader=is_leader, identity=me, telemetry=telemetry, notifier=notifier)
+                      metrics=prom, batch=BatchMetrics(prom), namespace=namespace, is_leader=is_leader, identity=me,
+                      telemetry=telemetry, notifier=notifier)
         if server is not None:
             state = {"last_tick": time.monotonic()}
             stall = max(30.0, 10 * tick)

@@ -104,7 +104,7 @@ class Operator:
         if self.telemetry:
             self.telemetry.set_leader(True)
         objs = self._list()
-        due: list[tuple[crd.RolloutSpec, rl.RolloutState, dict[str, Any]]] = []
+        active: list[tuple[crd.RolloutSpec, rl.RolloutState, dict[str, Any], bool]] = []
         for obj in objs:
             try:
                 item = self._advance(obj)
@@ -114,15 +114,16 @@ class Operator:
                 self._fail_status(obj, exc)
                 continue
             if item is not None:
-                due.append(item)
-        self._looks(due)
+                active.append(item)
+        snap = self._snapshot(active)
+        self._looks([(spec, state, obj) for spec, state, obj, due in active if due], snap)
         if self.telemetry:
             self.telemetry.observe_tick(time.monotonic() - t0, len(objs))
         return len(objs)
 
     # ---- per rollout ----------------------------------------------------------------
 
-    def _advance(self, obj: dict[str, Any]) -> tuple[crd.RolloutSpec, rl.RolloutState, dict[str, Any]] | None:
+    def _advance(self, obj: dict[str, Any]) -> tuple[crd.RolloutSpec, rl.RolloutState, dict[str, Any], bool] | None:
         spec = crd.parse(obj, configmap=self._configmap)
         if spec.on_prometheus_outage == "hold":
             spec = replace(spec, policy=spec.policy.model_copy(
@@ -160,8 +161,7 @@ class Operator:
         self._status(obj, spec, state)
         if state.phase == rl.PROGRESSING:
             a = spec.policy.analysis
-            if now >= state.step_started_at + (state.step_looks + 1) * a.look_every:
-                return spec, state, obj
+            return spec, state, obj, now >= state.step_started_at + (state.step_looks + 1) * a.look_every
         return None
 
     def _operator_action(self, spec: crd.RolloutSpec, state: rl.RolloutState, status: RouteStatus,
@@ -199,11 +199,43 @@ class Operator:
 
     # ---- looks (batched measurement) ------------------------------------------------
 
-    def _looks(self, due: list[tuple[crd.RolloutSpec, rl.RolloutState, dict[str, Any]]]) -> None:
+    def _snapshot(self, active: list[tuple[crd.RolloutSpec, rl.RolloutState, dict[str, Any], bool]]) -> Any:
+        """One batched snapshot for every progressing rollout (queries independent of their number);
+        a rollout's first snapshot in a step becomes its baseline, persisted in its CR status."""
+        if self.batch is None or not active:
+            return None
+        from canary.metrics.batch import Snapshot, Want
+
+        try:
+            snap = self.batch.snapshot([Want(spec.policy, spec.target) for spec, _, _, _ in active])
+        except CanaryError as exc:
+            self.log.warning("metrics.snapshot_failed", error=str(exc))
+            if self.telemetry:
+                self.telemetry.prometheus_query(False)
+            return None
+        if self.telemetry:
+            self.telemetry.prometheus_query(True, self.batch.queries_last)
+        for spec, state, obj, _ in active:
+            have = self._baselines.get(spec.key)
+            if have is not None and have[0] == state.step_started_at:
+                continue
+            saved = (obj.get("status") or {}).get("baseline") or {}
+            if saved.get("stepStartedAt") == state.step_started_at and saved.get("snapshot"):
+                self._baselines[spec.key] = (state.step_started_at, Snapshot.from_dict(saved["snapshot"]))
+                continue
+            base = snap.restrict(spec.policy, spec.target)
+            self._baselines[spec.key] = (state.step_started_at, base)
+            try:
+                self._patch_status(obj, {"baseline": {"stepStartedAt": state.step_started_at, "snapshot": base.to_dict()}})
+            except Exception as exc:  # only an optimisation for restarts
+                self.log.info("baseline.not_persisted", rollout=spec.key, error=str(exc))
+        return snap
+
+    def _looks(self, due: list[tuple[crd.RolloutSpec, rl.RolloutState, dict[str, Any]]], snap: Any = None) -> None:
         for spec, state, obj in due:
             log = self.log.bind(rollout=spec.key, model=spec.target.model)
             try:
-                measurements, canary_n = self._measure(spec, state)
+                measurements, canary_n = self._measure(spec, state, snap)
                 verdict = judge(spec.policy, measurements, look=state.look)
                 verdict = self._no_new_data(spec, state, verdict, canary_n)
                 if self.telemetry:
@@ -211,6 +243,9 @@ class Operator:
                 if verdict.outcome is Outcome.FAIL:
                     self._breach_seen.setdefault(spec.key, time.monotonic())
                 new, actions = rl.transition(state, rl.Looked(self.clock.now(), verdict, canary_n), spec.policy)
+                if not any(isinstance(a, rl.SetWeights) for a in actions):
+                    # this process keeps nothing between ticks: look and failure counts must be recorded
+                    actions = [*actions, rl.SetWeights(new.weights)]
                 expect = state.to_json()
                 new = self._do(spec, new, actions, expect=expect, log=log)
                 self._status(obj, spec, new, verdict=verdict)
@@ -221,7 +256,12 @@ class Operator:
             except Exception as exc:
                 self._fail_status(obj, exc)
 
-    def _measure(self, spec: crd.RolloutSpec, state: rl.RolloutState) -> tuple[dict[str, Any], float]:
+    def _measure(self, spec: crd.RolloutSpec, state: rl.RolloutState, snap: Any = None) -> tuple[dict[str, Any], float]:
+        base = self._baselines.get(spec.key)
+        if snap is not None and base is not None and base[0] == state.step_started_at and snap.taken_at > base[1].taken_at:
+            batched = self._measure_batched(spec, snap, base[1])
+            if batched is not None:
+                return batched
         window = max(math.ceil(self.clock.now() - state.step_started_at), math.ceil(spec.policy.analysis.look_every))
         out: dict[str, tuple[ArmData, ArmData] | Exception] = {}
         for check in spec.policy.checks:
@@ -233,6 +273,27 @@ class Operator:
                 self.telemetry.prometheus_query(not isinstance(out[check.name], TransientError))
         try:
             _, canary_n = self.metrics.request_counts(spec.policy, spec.target, window_s=window)
+        except Exception:
+            canary_n = 0.0
+        return out, canary_n
+
+    def _measure_batched(self, spec: crd.RolloutSpec, now: Any, base: Any) -> tuple[dict[str, Any], float] | None:
+        """Window = baseline (first snapshot of the step) -> now; per-rollout queries only for
+        checks that cannot be batched (custom PromQL, feature-missing gauges)."""
+        from canary.metrics.batch import batchable, measure_delta, requests_delta
+
+        out: dict[str, Any] = {}
+        window = max(1, math.ceil(now.taken_at - base.taken_at))
+        for check in spec.policy.checks:
+            try:
+                if batchable(spec.policy, check) and check.kind != "feature_missing":
+                    out[check.name] = measure_delta(spec.policy, check, spec.target, now, base)
+                else:
+                    out[check.name] = self.metrics.measure(spec.policy, check, spec.target, window_s=window)
+            except Exception as exc:
+                out[check.name] = exc
+        try:
+            canary_n = requests_delta(spec.policy, spec.target, now, base)[1]
         except Exception:
             canary_n = 0.0
         return out, canary_n

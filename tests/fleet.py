@@ -21,7 +21,7 @@ from tests.support.kube import shipped_istio_objects
 BOUNDS_S = tuple(round(0.005 * 1.25**i, 6) for i in range(16))
 FAST_POLICY = {
     "steps": [20, 50, 100],
-    "analysis": {"interval": "2s", "look_every": "1s", "min_canary_requests": 20, "alpha": 0.01},
+    "analysis": {"interval": "3s", "look_every": "1s", "min_canary_requests": 100, "alpha": 0.01},
     "failure": {"max_failed_looks": 2, "no_data_deadline": "8s"},
     "metrics": {"source": "model"},
     "checks": [{"name": "latency-p95", "kind": "latency", "max_increase_pct": 20},

@@ -13,6 +13,7 @@ import pytest
 
 from canary import crd
 from canary import rollout as rl
+from canary.metrics.batch import BatchMetrics
 from canary.metrics.prometheus import PrometheusProvider
 from canary.operator import Operator
 from canary.routing.istio import IstioRouter
@@ -37,9 +38,9 @@ def prometheus(prometheus_binary: str) -> Iterator[PromServer]:
 def world(prometheus: PromServer) -> Iterator[tuple[KubeAPIServer, Operator, Any]]:
     api = fleet.start_api(N)
     client = api.api_client()
+    prom = PrometheusProvider(prometheus.url, retries=2, budget_s=2)
     op = Operator(custom=kc.CustomObjectsApi(client), core=kc.CoreV1Api(client),
-                  router=IstioRouter(client, wait=None), metrics=PrometheusProvider(prometheus.url, retries=2, budget_s=2),
-                  namespace="ml")
+                  router=IstioRouter(client, wait=None), metrics=prom, batch=BatchMetrics(prom), namespace="ml")
     yield api, op, kc.CustomObjectsApi(client)
     client.close()
     api.stop()
