@@ -104,6 +104,11 @@ class Operator:
         if self.telemetry:
             self.telemetry.set_leader(True)
         objs = self._list()
+        if objs and hasattr(self.router, "prefetch"):
+            try:
+                self.router.prefetch(self.namespace)  # 2 LISTs instead of 2 GETs per rollout
+            except CanaryError as exc:
+                self.log.warning("prefetch.failed", error=str(exc))
         active: list[tuple[crd.RolloutSpec, rl.RolloutState, dict[str, Any], bool]] = []
         for obj in objs:
             try:

@@ -175,7 +175,28 @@ class IstioRouter:
                 "someone else keeps editing this object") from exc.__cause__
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def prefetch(self, namespace: str | None) -> int:
+        """LIST VirtualServices and DestinationRules once (a controller tick over many rollouts):
+        each listed object then serves ONE read; every later read (a retry after 409, the read
+        before a write) goes to the API again, so nothing stale is ever written back."""
+        cache: dict[tuple[str, str, str], Obj] = {}
+        for plural in (VS_PLURAL, DR_PLURAL):
+            if namespace:
+                res = self._call(lambda: self.custom.list_namespaced_custom_object(
+                    GROUP, self.version, namespace, plural, _request_timeout=self.timeout), f"{namespace} ({plural})")
+            else:
+                res = self._call(lambda: self.custom.list_cluster_custom_object(
+                    GROUP, self.version, plural, _request_timeout=self.timeout), f"all namespaces ({plural})")
+            for item in (res or {}).get("items", []):
+                meta = item.get("metadata", {})
+                cache[(plural, meta.get("namespace", ""), meta.get("name", ""))] = item
+        self._cache = cache
+        return len(cache)
+
     def _get(self, plural: str, namespace: str, name: str) -> Obj:
+        cached = getattr(self, "_cache", {}).pop((plural, namespace, name), None)
+        if cached is not None:
+            return cached
         obj = self._call(
             lambda: self.custom.get_namespaced_custom_object(
                 GROUP, self.version, namespace, plural, name, _request_timeout=self.timeout),
