@@ -1,0 +1,152 @@
+"""The long-running controller at scale: N concurrent CanaryRollouts (default 1,000).
+
+Real Prometheus (backfilled, 15 s resolution) and the strict Kubernetes API
+emulator (in this process); the controller runs as its own process
+(`canary controller run`), so its CPU and RSS are measured alone (from /proc).
+Prometheus queries per tick are counted from the controller's own /metrics.
+Prints a table; exits 0.
+
+    .venv/bin/python scripts/bench_controller.py --rollouts 1000 --seconds 120
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import yaml  # noqa: E402
+
+from canary import logs  # noqa: E402
+from canary.sandbox.promserver import PromServer, counter, free_port, histogram, history_window, openmetrics  # noqa: E402
+from tests import fleet  # noqa: E402
+
+POLICY = {
+    "steps": [5, 10, 25, 50, 100],
+    "analysis": {"interval": "30s", "look_every": "30s", "min_canary_requests": 100, "alpha": 0.01},
+    "failure": {"max_failed_looks": 2, "no_data_deadline": "5m"},
+    "metrics": {"source": "model"},
+    "checks": [{"name": "latency-p95", "kind": "latency", "max_increase_pct": 20},
+               {"name": "errors", "kind": "error_rate", "max_increase_points": 2}],
+}
+BOUNDS_S = (0.005, 0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.08, 0.1, 0.15, 0.2, 0.3)
+
+
+def history(n: int) -> str:
+    start, end = history_window(before_s=300, after_s=900, step=15.0)
+    lat = [2.0, 3.0, 6.0, 7.0, 6.0, 5.0, 4.0, 3.0, 2.0, 1.0, 0.6, 0.3, 0.1]
+    series = []
+    for i in range(n):
+        for version in ("v1", "v2"):
+            m = {"model_name": fleet.model(i), "model_version": version}
+            series += histogram("model_inference_duration_seconds", m, BOUNDS_S, lat)
+            series += counter("model_requests_total", {**m, "outcome": "success"}, 40.0)
+            series += counter("model_requests_total", {**m, "outcome": "error"}, 0.2)
+    return openmetrics(series, start=start, end=end, step=15.0)
+
+
+def proc_stats(pid: int) -> tuple[float, float]:
+    """(cpu seconds user+system, RSS MB) of one process, from /proc."""
+    with open(f"/proc/{pid}/stat") as f:
+        parts = f.read().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    cpu = (int(parts[11]) + int(parts[12])) / ticks
+    with open(f"/proc/{pid}/status") as f:
+        rss = next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) / 1024
+    return cpu, rss
+
+
+def scrape(url: str) -> dict[str, float]:
+    out: dict[str, float] = {}
+    with urllib.request.urlopen(url, timeout=5) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith(("canary_tick_duration_seconds_count", "canary_tick_duration_seconds_sum",
+                                "canary_prometheus_queries_total", "canary_tick_rollouts")):
+                name, value = line.rsplit(" ", 1)
+                out[name.split("{")[0]] = float(value)
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rollouts", type=int, default=1000)
+    ap.add_argument("--seconds", type=float, default=120.0)
+    ap.add_argument("--tick", type=float, default=5.0)
+    args = ap.parse_args()
+    logs.configure(fmt="console", level="warning")
+    n = args.rollouts
+    t = time.monotonic()
+    prom = PromServer(history=history(n), binary="prometheus").start()
+    setup_prom = time.monotonic() - t
+    api = fleet.start_api(n)
+    for i in range(n):
+        obj = fleet.rollout_object(i, "v2")
+        obj["spec"]["policy"] = POLICY
+        api.handler.put_object(obj)
+    tmp = Path(prom._workdir)  # noqa: SLF001 - a scratch folder that is removed with Prometheus
+    kubeconfig = tmp / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "c",
+        "clusters": [{"name": "c", "cluster": {"server": api.url}}], "users": [{"name": "u", "user": {}}],
+        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}]}))
+    port = free_port()
+    ctl = subprocess.Popen(
+        [sys.executable, "-m", "canary", "controller", "run", "--kubeconfig", str(kubeconfig), "-n", "ml",
+         "--prometheus-url", prom.url, "--tick", str(args.tick), "--metrics-addr", f"127.0.0.1:{port}",
+         "--log-format", "json"], stdout=subprocess.DEVNULL, stderr=open(tmp / "controller.log", "wb"), cwd=ROOT,
+        env={**os.environ, "KUBECONFIG": ""})
+    metrics_url = f"http://127.0.0.1:{port}/metrics"
+    try:
+        for _ in range(200):
+            try:
+                scrape(metrics_url)
+                break
+            except OSError:
+                time.sleep(0.2)
+        time.sleep(args.tick * 2)  # warm-up: first claims and first baselines
+        cpu0, _ = proc_stats(ctl.pid)
+        m0, t0 = scrape(metrics_url), time.monotonic()
+        rss = []
+        while time.monotonic() - t0 < args.seconds:
+            time.sleep(2)
+            rss.append(proc_stats(ctl.pid)[1])
+        cpu1, _ = proc_stats(ctl.pid)
+        m1, t1 = scrape(metrics_url), time.monotonic()
+        ticks = m1["canary_tick_duration_seconds_count"] - m0["canary_tick_duration_seconds_count"]
+        tick_s = (m1["canary_tick_duration_seconds_sum"] - m0["canary_tick_duration_seconds_sum"]) / max(ticks, 1)
+        queries = (m1.get("canary_prometheus_queries_total", 0) - m0.get("canary_prometheus_queries_total", 0)) / max(ticks, 1)
+        phases: dict[str, int] = {}
+        for i in range(n):
+            st = (api.get("canary.ml", "canaryrollouts", "ml", f"r{i}") or {}).get("status") or {}
+            phases[st.get("phase", "none")] = phases.get(st.get("phase", "none"), 0) + 1
+        print(f"rollouts {n}, tick every {args.tick:g} s, measured {t1 - t0:.0f} s (Prometheus backfill + start {setup_prom:.1f} s)")
+        print(f"{'metric':<38} {'value':>12}")
+        print("-" * 51)
+        print(f"{'controller CPU (cores, average)':<38} {(cpu1 - cpu0) / (t1 - t0):>12.2f}")
+        print(f"{'controller RSS MB (max)':<38} {max(rss):>12.0f}")
+        print(f"{'ticks':<38} {ticks:>12.0f}")
+        print(f"{'tick duration s (mean)':<38} {tick_s:>12.2f}")
+        print(f"{'Prometheus queries per tick (mean)':<38} {queries:>12.1f}")
+        print(f"{'rollouts by phase at the end':<38} {json.dumps(phases):>12}")
+    finally:
+        ctl.terminate()
+        try:
+            ctl.wait(15)
+        except subprocess.TimeoutExpired:
+            ctl.kill()
+        api.stop()
+        prom.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
