@@ -53,7 +53,7 @@ tests and in the failover benchmark).
 Log events (for on-call): ``leader.acquired`` (fence_token), ``leader.lost``
 (reason: renew_deadline | taken | released), ``leader.renew_failed`` (error),
 ``leader.attempt_failed`` (debug: a standby could not reach the API or lost a
-race), ``leader.callback_failed``.
+race), ``leader.released``, ``leader.release_failed``, ``leader.callback_failed``.
 """
 
 from __future__ import annotations
