@@ -316,6 +316,10 @@ class Operator:
 
     def _record(self, spec: crd.RolloutSpec, state: rl.RolloutState, actions: list[rl.Action]) -> None:
         events = {a.event for a in actions if isinstance(a, rl.Emit)}
+        for a in actions:
+            if isinstance(a, rl.Emit) and a.event in _CR_EVENTS:
+                self._cr_event(spec, a.event, f"{a.event}: weights {state.weights} {a.fields.get('reason', '')}".strip(),
+                               warning=a.warning)
         t, n = self.telemetry, self.notifier
         if t:
             t.record_state(namespace=spec.namespace, rollout=spec.name, state=state)
@@ -333,6 +337,23 @@ class Operator:
                 t.record_promotion(model=spec.target.model)
             if n:
                 n.notify("promotion", _payload(spec, state))
+
+    def _cr_event(self, spec: crd.RolloutSpec, event: str, message: str, *, warning: bool) -> None:
+        """Best effort: a Kubernetes Event on the CanaryRollout itself (kubectl describe shows it)."""
+        if not self.is_leader():
+            return
+        now = _iso(self.clock.now())
+        body = {"apiVersion": "v1", "kind": "Event",
+                "metadata": {"generateName": f"{spec.name}.", "namespace": spec.namespace},
+                "involvedObject": {"apiVersion": f"{crd.GROUP}/{crd.VERSION}", "kind": crd.KIND, "name": spec.name,
+                                   "namespace": spec.namespace, "uid": spec.uid},
+                "reason": "".join(p.capitalize() for p in event.replace("_", ".").split(".")), "message": message[:1024],
+                "type": "Warning" if warning else "Normal", "source": {"component": "canary-controller"},
+                "firstTimestamp": now, "lastTimestamp": now, "count": 1}
+        try:
+            self.core.create_namespaced_event(spec.namespace, body, _request_timeout=3)
+        except Exception:
+            pass
 
     def _status(self, obj: dict[str, Any], spec: crd.RolloutSpec, state: rl.RolloutState,
                 verdict: Judgement | None = None) -> None:
@@ -393,6 +414,10 @@ class Operator:
         except Exception as exc:
             raise ConfigError(f"ConfigMap {namespace}/{name} cannot be read: {exc}") from None
         return dict(cm.data or {})
+
+
+_CR_EVENTS = {"rollout.started", "step.advanced", "rollout.promoting", "rollout.promoted", "rollback.completed",
+              "rollout.aborted", "rollout.paused", "rollout.resumed", "rollout.held", "weights.reasserted"}
 
 
 def _finished(obj: dict[str, Any]) -> bool:

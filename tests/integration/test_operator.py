@@ -127,3 +127,34 @@ def test_a_standby_never_writes(world: Any) -> None:
     for _ in range(5):
         op.tick()
     assert len(api.handler.writes) == before
+
+
+def test_events_on_the_canary_rollout(world: Any) -> None:
+    api, op, custom = world
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v2"))
+    run_until_done(op, custom, ["r0"])
+    reasons = [e["reason"] for e in api.list("", "events", "ml") if e["involvedObject"]["kind"] == crd.KIND]
+    assert "RolloutStarted" in reasons and "StepAdvanced" in reasons and "RolloutPromoted" in reasons
+
+
+def test_prometheus_outage_never_promotes_and_ends_at_stable(world: Any) -> None:
+    api, op, custom = world
+    from canary.metrics.prometheus import PrometheusProvider
+
+    dead = PrometheusProvider("http://127.0.0.1:9", retries=1, budget_s=0.5)
+    op.metrics, op.batch = dead, BatchMetrics(dead)
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v2"))
+    objs = run_until_done(op, custom, ["r0"], timeout=60)
+    assert objs["r0"]["status"]["phase"] == rl.ABORTED and vs(api, 0)[0] == [100, 0]
+
+
+def test_api_conflicts_and_errors_are_survived(world: Any) -> None:
+    api, op, custom = world
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v2"))
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(1, "v3"))
+    api.fail_next(409, times=3, methods=("PUT",), plural="virtualservices")
+    api.fail_next(500, times=4, methods=("PUT", "PATCH"))
+    api.fail_next(500, times=3, methods=("GET",), plural="virtualservices")
+    objs = run_until_done(op, custom, ["r0", "r1"])
+    assert objs["r0"]["status"]["phase"] == rl.PROMOTED and objs["r1"]["status"]["phase"] == rl.ROLLED_BACK
+    assert vs(api, 0)[0] == [100, 0] and vs(api, 1)[0] == [100, 0]
