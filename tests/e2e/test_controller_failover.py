@@ -1,0 +1,92 @@
+"""Two controllers against one API: only the leader writes; the standby takes over
+after the leader is SIGKILLed, and the rollouts finish correctly."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from canary import crd
+from canary import rollout as rl
+from canary.sandbox.promserver import PromServer
+from tests import fleet
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+ROOT = Path(__file__).resolve().parents[2]
+N = 6
+WRITES = {"subset.pointed", "rollout.started", "step.advanced", "rollout.promoting", "rollout.promoted",
+          "rollback.completed", "weights.reasserted"}
+
+
+def controller(identity: str, kubeconfig: Path, prom_url: str, log: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "canary", "controller", "run", "--kubeconfig", str(kubeconfig), "-n", "ml",
+         "--prometheus-url", prom_url, "--tick", "0.3", "--metrics-addr", "", "--log-format", "json",
+         "--leader-elect", "--lease-namespace", "ml", "--identity", identity,
+         "--lease-duration", "3", "--renew-deadline", "2", "--retry-period", "0.3"],
+        stdout=open(log, "wb"), stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, "KUBECONFIG": ""})
+
+
+def events(path: Path) -> list[dict[str, Any]]:
+    out = []
+    for line in path.read_text(errors="replace").splitlines():
+        if line.startswith("{"):
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                pass
+    return out
+
+
+def test_only_the_leader_writes_and_the_standby_takes_over(prometheus_binary: str, tmp_path: Path) -> None:
+    prom = PromServer(history=fleet.history(N), binary=prometheus_binary).start()
+    api = fleet.start_api(N)
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "c",
+        "clusters": [{"name": "c", "cluster": {"server": api.url}}], "users": [{"name": "u", "user": {}}],
+        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}]}))
+    logs = {"a": tmp_path / "a.log", "b": tmp_path / "b.log"}
+    procs = {"a": controller("a", kubeconfig, prom.url, logs["a"])}
+    time.sleep(3)  # a is leader first
+    procs["b"] = controller("b", kubeconfig, prom.url, logs["b"])
+    try:
+        for i in range(N):
+            api.handler.put_object(fleet.rollout_object(i, "v2" if i % 2 == 0 else "v3"))
+        time.sleep(4)  # a is mid-rollout
+        procs["a"].send_signal(signal.SIGKILL)
+        killed = time.time()
+        procs["a"].wait(10)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            sts = [(api.get(crd.GROUP, crd.PLURAL, "ml", f"r{i}") or {}).get("status") or {} for i in range(N)]
+            if all(s.get("phase") in rl.TERMINAL for s in sts):
+                break
+            time.sleep(0.5)
+        for i, s in enumerate(sts):
+            assert s.get("phase") == fleet.expected_phase("v2" if i % 2 == 0 else "v3"), (i, s.get("reason"))
+        ev = {k: events(p) for k, p in logs.items()}
+        a_writes = [e for e in ev["a"] if e.get("event") in WRITES]
+        b_writes = [e for e in ev["b"] if e.get("event") in WRITES]
+        b_acquired = [e for e in ev["b"] if e.get("event") == "leader.acquired"]
+        assert a_writes and b_writes and b_acquired
+        first_b = min(e["timestamp"] for e in b_writes)
+        assert first_b >= b_acquired[0]["timestamp"]  # b wrote nothing while standby
+        assert max(e["timestamp"] for e in a_writes) <= b_acquired[0]["timestamp"]  # never both
+        acquired_at = time.mktime(time.strptime(b_acquired[0]["timestamp"][:19], "%Y-%m-%dT%H:%M:%S")) - time.timezone
+        print(f"\nfailover: standby led {acquired_at - killed:.1f} s after the leader was SIGKILLed (lease 3 s)")
+    finally:
+        for p in procs.values():
+            p.kill()
+            p.wait(10)
+        api.stop()
+        prom.stop()
