@@ -67,14 +67,16 @@ def test_sigkilled_controller_ends_every_rollout_correctly(prometheus_binary: st
         "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}]}))
     versions = [rng.choice(["v2", "v3"]) for _ in range(N)]
     for i, v in enumerate(versions):
-        api.handler.put_object(fleet.rollout_object(i, v))
+        obj = fleet.rollout_object(i, v)
+        obj["spec"]["policy"]["steps"] = [10, 20, 30, 50, 100]  # four judged steps: many moments to be killed in
+        api.handler.put_object(obj)
     log = open(tmp_path / "controller.log", "ab")
     kills = 0
     proc = start_controller(kubeconfig, prom.url, log)
     try:
         deadline = time.monotonic() + 420
         while time.monotonic() < deadline:
-            time.sleep(rng.uniform(1.0, 6.0))
+            time.sleep(rng.uniform(0.5, 3.5))
             statuses = [(api.get(crd.GROUP, crd.PLURAL, "ml", f"r{i}") or {}).get("status") or {} for i in range(N)]
             if all(s.get("phase") in rl.TERMINAL for s in statuses):
                 break
