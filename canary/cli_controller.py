@@ -42,6 +42,8 @@ def run(
     identity: str = typer.Option("", "--identity", envvar="POD_NAME", help="default: hostname-pid"),
     metrics_addr: str = typer.Option("127.0.0.1:8080", "--metrics-addr", help="host:port for /metrics /healthz /readyz ('' to disable)"),
     tick: float = typer.Option(1.0, "--tick", help="seconds between passes over all rollouts"),
+    webhook: list[str] = typer.Option([], "--webhook", help="generic JSON webhook URL (repeatable; also CANARY_WEBHOOK_URLS)"),
+    slack_webhook: list[str] = typer.Option([], "--slack-webhook", help="Slack incoming-webhook URL (repeatable; also CANARY_SLACK_WEBHOOK_URLS)"),
     log_format: str = cli.LogFormatOpt,
 ) -> None:
     """Drive every CanaryRollout until it is promoted or rolled back."""
@@ -64,7 +66,7 @@ def run(
         stop = threading.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
-        telemetry, server, elector, notifier = _observability(metrics_addr)
+        telemetry, server, elector, notifier = _observability(metrics_addr, webhook, slack_webhook)
         is_leader = lambda: True  # noqa: E731
         if leader_elect:
             from canary.leader import LeaderElector
@@ -85,7 +87,11 @@ def run(
             stall = max(30.0, 10 * tick)
             server._live = lambda: (time.monotonic() - state["last_tick"] < stall,
                                     f"no tick for {time.monotonic() - state['last_tick']:.0f}s")
-            server._ready = lambda: (True, "leader" if is_leader() else "standby")
+            def ready() -> tuple[bool, str]:
+                ok, why = op.health
+                return ok, f"{'leader' if is_leader() else 'standby'}; {why}"
+
+            server._ready = ready
             server.start()
             log.info("controller.serving", url=server.url)
             orig = op.tick
@@ -112,7 +118,7 @@ def run(
     raise typer.Exit(cli.run_guarded(go))
 
 
-def _observability(addr: str) -> tuple[Any, Any, Any, Any]:
+def _observability(addr: str, webhooks: list[str], slack: list[str]) -> tuple[Any, Any, Any, Any]:
     telemetry = server = notifier = None
     try:
         from canary.telemetry import HealthServer, Telemetry
@@ -127,7 +133,7 @@ def _observability(addr: str) -> tuple[Any, Any, Any, Any]:
     try:
         from canary.notify import Notifier
 
-        notifier = Notifier.from_env()
+        notifier = Notifier.from_env(webhooks=webhooks, slack=slack)
     except ModuleNotFoundError:
         pass
     return telemetry, server, None, notifier

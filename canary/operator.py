@@ -82,6 +82,7 @@ class Operator:
         self._baselines: dict[tuple[str, float], Any] = {}
         self._last_n: dict[str, tuple[tuple[int, float], float]] = {}
         self._breach_seen: dict[str, float] = {}
+        self.health: tuple[bool, str] = (True, "starting")  # /readyz: dependencies reachable at the last tick
 
     # ---- the loop -------------------------------------------------------------------
 
@@ -103,7 +104,14 @@ class Operator:
             return 0
         if self.telemetry:
             self.telemetry.set_leader(True)
-        objs = self._list()
+        try:
+            objs = self._list()
+        except Exception as exc:
+            self.health = (False, f"kubernetes API: {type(exc).__name__}")
+            if self.telemetry:
+                self.telemetry.kube_error("unavailable")
+            raise
+        self.health = (True, "ok")
         if objs and hasattr(self.router, "prefetch"):
             try:
                 self.router.prefetch(self.namespace)  # 2 LISTs instead of 2 GETs per rollout
@@ -214,6 +222,7 @@ class Operator:
         try:
             snap = self.batch.snapshot([Want(spec.policy, spec.target) for spec, _, _, _ in active])
         except CanaryError as exc:
+            self.health = (False, f"prometheus: {exc}"[:200])
             self.log.warning("metrics.snapshot_failed", error=str(exc))
             if self.telemetry:
                 self.telemetry.prometheus_query(False)

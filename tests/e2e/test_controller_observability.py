@@ -1,0 +1,91 @@
+"""`canary controller run` as a process: /metrics, /healthz, /readyz and webhooks for a
+promotion and a rollback."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import yaml
+
+from canary import crd
+from canary import rollout as rl
+from canary.sandbox.promserver import PromServer, free_port
+from tests import fleet
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Receiver(BaseHTTPRequestHandler):
+    got: list[tuple[str, dict[str, Any]]] = []
+
+    def do_POST(self) -> None:  # noqa: N802
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        Receiver.got.append((self.path, body))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_metrics_health_and_webhooks(prometheus_binary: str, tmp_path: Path) -> None:
+    prom = PromServer(history=fleet.history(2), binary=prometheus_binary).start()
+    api = fleet.start_api(2)
+    hook = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=hook.serve_forever, daemon=True).start()
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "c",
+        "clusters": [{"name": "c", "cluster": {"server": api.url}}], "users": [{"name": "u", "user": {}}],
+        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}]}))
+    port = free_port()
+    base = f"http://127.0.0.1:{hook.server_address[1]}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "canary", "controller", "run", "--kubeconfig", str(kubeconfig), "-n", "ml",
+         "--prometheus-url", prom.url, "--tick", "0.3", "--metrics-addr", f"127.0.0.1:{port}",
+         "--webhook", f"{base}/generic", "--slack-webhook", f"{base}/slack"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT, env={**os.environ, "KUBECONFIG": ""})
+    try:
+        api.handler.put_object(fleet.rollout_object(0, "v2"))
+        api.handler.put_object(fleet.rollout_object(1, "v3"))
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            sts = [(api.get(crd.GROUP, crd.PLURAL, "ml", f"r{i}") or {}).get("status") or {} for i in range(2)]
+            if all(s.get("phase") in rl.TERMINAL for s in sts):
+                break
+            time.sleep(0.3)
+        assert [s.get("phase") for s in sts] == [rl.PROMOTED, rl.ROLLED_BACK]
+        url = f"http://127.0.0.1:{port}"
+        assert requests.get(f"{url}/healthz", timeout=5).status_code == 200
+        ready = requests.get(f"{url}/readyz", timeout=5)
+        assert ready.status_code == 200 and "leader" in ready.text
+        text = requests.get(f"{url}/metrics", timeout=5).text
+        assert 'canary_rollbacks_total{model="m1",reason="check"} 1.0' in text
+        assert 'canary_promotions_total{model="m0"} 1.0' in text
+        assert 'canary_rollout_weight{arm="stable"' in text and "canary_tick_duration_seconds_count" in text
+        for _ in range(50):
+            if len(Receiver.got) >= 4:
+                break
+            time.sleep(0.1)
+        generic = {b["event"]: b for p, b in Receiver.got if p == "/generic"}
+        assert generic["rollback"]["model"] == "m1" and "latency-p95" in generic["rollback"]["reason"]
+        assert generic["promotion"]["model"] == "m0" and generic["rollback"]["evidence"]
+        slack = [b for p, b in Receiver.got if p == "/slack"]
+        assert any("rollback" in b["text"] for b in slack) and all("blocks" in b for b in slack)
+    finally:
+        proc.terminate()
+        proc.wait(15)
+        hook.shutdown()
+        api.stop()
+        prom.stop()
