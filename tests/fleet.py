@@ -88,5 +88,16 @@ def rollout_object(i: int, version: str, **spec: Any) -> dict[str, Any]:
     return obj
 
 
+def write_kubeconfig(path: Any, server: str) -> Any:
+    """A kubeconfig for the emulator (no credentials: it listens on 127.0.0.1 only)."""
+    import yaml
+
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "c",
+        "clusters": [{"name": "c", "cluster": {"server": server}}], "users": [{"name": "u", "user": {}}],
+        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}]}))
+    return path
+
+
 def expected_phase(version: str) -> str:
     return "promoted" if version == "v2" else "rolled_back"

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from canary import crd
 from canary import rollout as rl
@@ -60,11 +59,7 @@ def test_sigkilled_controller_ends_every_rollout_correctly(prometheus_binary: st
     rng = random.Random(7)
     prom = PromServer(history=fleet.history(N), binary=prometheus_binary).start()
     api = fleet.start_api(N)
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "c",
-        "clusters": [{"name": "c", "cluster": {"server": api.url}}], "users": [{"name": "u", "user": {}}],
-        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}]}))
+    kubeconfig = fleet.write_kubeconfig(tmp_path / "kubeconfig", api.url)
     versions = [rng.choice(["v2", "v3"]) for _ in range(N)]
     for i, v in enumerate(versions):
         obj = fleet.rollout_object(i, v)

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from canary import crd
 from canary import rollout as rl
@@ -50,11 +49,7 @@ def events(path: Path) -> list[dict[str, Any]]:
 def test_only_the_leader_writes_and_the_standby_takes_over(prometheus_binary: str, tmp_path: Path) -> None:
     prom = PromServer(history=fleet.history(N), binary=prometheus_binary).start()
     api = fleet.start_api(N)
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "c",
-        "clusters": [{"name": "c", "cluster": {"server": api.url}}], "users": [{"name": "u", "user": {}}],
-        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}]}))
+    kubeconfig = fleet.write_kubeconfig(tmp_path / "kubeconfig", api.url)
     logs = {"a": tmp_path / "a.log", "b": tmp_path / "b.log"}
     procs = {"a": controller("a", kubeconfig, prom.url, logs["a"])}
     time.sleep(3)  # a is leader first

@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 import requests
-import yaml
 
 from canary import crd
 from canary import rollout as rl
@@ -44,11 +43,7 @@ def test_metrics_health_and_webhooks(prometheus_binary: str, tmp_path: Path) -> 
     api = fleet.start_api(2)
     hook = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
     threading.Thread(target=hook.serve_forever, daemon=True).start()
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "c",
-        "clusters": [{"name": "c", "cluster": {"server": api.url}}], "users": [{"name": "u", "user": {}}],
-        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}]}))
+    kubeconfig = fleet.write_kubeconfig(tmp_path / "kubeconfig", api.url)
     port = free_port()
     base = f"http://127.0.0.1:{hook.server_address[1]}"
     proc = subprocess.Popen(

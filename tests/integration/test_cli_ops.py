@@ -18,6 +18,7 @@ from canary.model import Target, Weights
 from canary.routing.istio import IstioRouter
 from canary.sandbox.kubeapi import KubeAPIServer
 from canary.sandbox.promserver import PromServer
+from tests import fleet
 from tests.support.kube import shipped_istio_objects
 
 pytestmark = pytest.mark.integration
@@ -29,12 +30,7 @@ TARGET = Target(namespace="ml", virtual_service="rec-model", model="rec-model", 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[tuple[KubeAPIServer, Path]]:
     api = KubeAPIServer(seed=shipped_istio_objects()).start()
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "c",
-        "clusters": [{"name": "c", "cluster": {"server": api.url}}], "users": [{"name": "u", "user": {}}],
-        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
-    }))
+    kubeconfig = fleet.write_kubeconfig(tmp_path / "kubeconfig", api.url)
     yield api, kubeconfig
     api.stop()
 
@@ -90,11 +86,7 @@ def test_rollback_forces_stable_when_traffic_is_split_without_a_record(cluster: 
 
 
 def test_unreachable_cluster_is_exit_3_without_traceback(tmp_path: Path) -> None:
-    kc = tmp_path / "kc"
-    kc.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "c",
-        "clusters": [{"name": "c", "cluster": {"server": "http://127.0.0.1:9"}}], "users": [{"name": "u", "user": {}}],
-        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}]}))
+    kc = fleet.write_kubeconfig(tmp_path / "kc", "http://127.0.0.1:9")
     res = canary("rollback", "rec-model", "-n", "ml", kubeconfig=kc)
     assert res.returncode == 3 and "Traceback" not in res.stderr and res.stderr.startswith("error:")
 
