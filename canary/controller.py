@@ -21,7 +21,7 @@ from canary.errors import (CanaryError, ConfigError, KubeUnavailable, MetricsUna
                            TargetError, TransientError)
 from canary.logs import get as get_logger
 from canary.metrics.base import MetricsProvider
-from canary.model import STABLE_ONLY, ArmData, Judgement, Outcome, Target
+from canary.model import STABLE_ONLY, ArmData, Target
 from canary.policy import Policy
 from canary.routing.base import RouteStatus, TrafficRouter
 
@@ -193,12 +193,7 @@ class Controller:
         verdict = judge(self.policy, measurements, look=state.look)
         key = (state.step, state.step_started_at)
         if self._last_look == (key, canary_n) and canary_n > 0:
-            # Two looks over the same data are one piece of evidence, not two: the judge's
-            # error bound assumes each look sees new canary requests (docs/judge.md).
-            verdict = Judgement.combine([replace(r, outcome=Outcome.INCONCLUSIVE,
-                                                 reason=f"no new canary requests since the last look; {r.reason}")
-                                         if r.outcome is Outcome.FAIL and not r.hard else r
-                                         for r in verdict.results])
+            verdict = rl.without_repeated_failures(verdict)
         self._last_look = (key, canary_n)
         return self._apply(state, *rl.transition(state, rl.Looked(now, verdict, canary_n), self.policy))
 

@@ -316,10 +316,7 @@ class Operator:
         key = (state.step, state.step_started_at)
         last = self._last_n.get(spec.key)
         self._last_n[spec.key] = (key, n)
-        if last != (key, n) or n <= 0:
-            return verdict
-        return Judgement.combine([replace(r, outcome=Outcome.INCONCLUSIVE, reason=f"no new canary requests; {r.reason}")
-                                  if r.outcome is Outcome.FAIL and not r.hard else r for r in verdict.results])
+        return verdict if last != (key, n) or n <= 0 else rl.without_repeated_failures(verdict)
 
     # ---- recording ------------------------------------------------------------------
 

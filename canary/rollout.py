@@ -194,6 +194,16 @@ def transition(state: RolloutState, event: Event, policy: Policy) -> tuple[Rollo
     return state, []
 
 
+def without_repeated_failures(judgement: Judgement) -> Judgement:
+    """The same data judged twice is one piece of evidence: a look whose canary request count
+    has not grown since the previous look in the step cannot add a (non-hard) failure. The
+    judge's error bound assumes each look sees new data (docs/judge.md)."""
+    return Judgement.combine([
+        dataclasses.replace(r, outcome=Outcome.INCONCLUSIVE, reason=f"no new canary requests since the last look; {r.reason}")
+        if r.outcome is Outcome.FAIL and not r.hard else r
+        for r in judgement.results])
+
+
 def finish_promotion(state: RolloutState, now: float) -> tuple[RolloutState, list[Action]]:
     """From PROMOTING: stable subset -> new version, then 100/0 on it."""
     s = replace(state, phase=PROMOTED, weights=STABLE_ONLY, updated_at=now, reason="all steps passed")
