@@ -10,11 +10,13 @@ write as the weights.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
 import yaml
 
+from canary import rollout as rl
 from canary.errors import ConfigError, PolicyError
 from canary.model import Target
 from canary.policy import Policy, parse_policy
@@ -118,3 +120,35 @@ def new_object(*, namespace: str, name: str, model: str, canary_version: str, po
         spec["triton"] = triton
     return {"apiVersion": f"{GROUP}/{VERSION}", "kind": KIND,
             "metadata": {"name": name, "namespace": namespace}, "spec": spec}
+
+
+# ---- status and notification shapes (written by canary/operator.py) ----------------
+
+
+def conditions(state: rl.RolloutState, old: list[dict[str, Any]], generation: int, now: float) -> list[dict[str, Any]]:
+    wanted = {
+        "Ready": ("True", "Reconciled", ""),
+        "Progressing": ("True" if not state.terminal else "False", state.phase, state.reason),
+        "Promoted": ("True" if state.phase == rl.PROMOTED else "False", state.phase, ""),
+        "RolledBack": ("True" if state.phase in (rl.ROLLED_BACK, rl.ABORTED) else "False", state.phase, state.reason),
+    }
+    out = []
+    for typ, (st, reason, message) in wanted.items():
+        prev = next((c for c in old if c.get("type") == typ), None)
+        changed = prev is None or prev.get("status") != st
+        out.append({"type": typ, "status": st, "reason": "".join(p.capitalize() for p in reason.split("_")) or "None",
+                    "message": message[:1000], "observedGeneration": generation,
+                    "lastTransitionTime": iso(now) if changed else prev.get("lastTransitionTime")})
+    return out
+
+
+def notification(spec: RolloutSpec, state: rl.RolloutState) -> dict[str, Any]:
+    evidence = (state.last_verdict or {}).get("results", [])
+    return {"model": spec.target.model, "namespace": spec.namespace, "rollout": spec.name,
+            "stable_version": state.stable_version, "canary_version": state.canary_version,
+            "weights": str(state.weights), "reason": state.reason,
+            "evidence": [r for r in evidence if r.get("outcome") in ("fail", "error")], "at": iso(state.updated_at)}
+
+
+def iso(t: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t)) if t else ""

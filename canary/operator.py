@@ -25,39 +25,9 @@ from canary.analysis.judge import judge
 from canary.controller import SystemClock, _parse_state, execute
 from canary.errors import CanaryError, ConfigError, KubeUnavailable, RoutingConflict, TransientError
 from canary.logs import get as get_logger
-from canary.model import STABLE_ONLY, ArmData, Judgement, Outcome, Target, Weights
+from canary.model import STABLE_ONLY, ArmData, Judgement, Outcome
+from canary.fencing import FencedRouter, NotLeader
 from canary.routing.base import RouteStatus, TrafficRouter
-
-
-class NotLeader(CanaryError):
-    """This replica lost (or never had) the lease: it must not write."""
-
-
-@dataclass
-class FencedRouter:
-    """Refuses every write unless `may_write()` is true at the moment of writing."""
-
-    inner: TrafficRouter
-    may_write: Callable[[], bool]
-
-    def inspect(self, target: Target) -> RouteStatus:
-        return self.inner.inspect(target)
-
-    def set_weights(self, target: Target, weights: Weights, *, state: str, expect_state: Any = ...) -> RouteStatus:
-        self._fence()
-        return self.inner.set_weights(target, weights, state=state, expect_state=expect_state)
-
-    def point_subset(self, target: Target, subset: str, version: str) -> None:
-        self._fence()
-        self.inner.point_subset(target, subset, version)
-
-    def record_event(self, target: Target, *, reason: str, message: str, warning: bool = False) -> bool:
-        return bool(self.may_write()) and bool(self.inner.record_event(target, reason=reason, message=message,
-                                                                       warning=warning))
-
-    def _fence(self) -> None:
-        if not self.may_write():
-            raise NotLeader("not the leader: write refused")
 
 
 @dataclass
@@ -335,20 +305,20 @@ class Operator:
                 t.record_rollback(model=spec.target.model, reason=state.reason,
                                   seconds=time.monotonic() - seen if seen else None)
             if n:
-                n.notify("rollback" if state.phase == rl.ROLLED_BACK else "aborted", _payload(spec, state))
+                n.notify("rollback" if state.phase == rl.ROLLED_BACK else "aborted", crd.notification(spec, state))
                 if "predictions" in state.reason or "PSI" in state.reason:
-                    n.notify("prediction_shift", _payload(spec, state))
+                    n.notify("prediction_shift", crd.notification(spec, state))
         if "rollout.promoted" in events:
             if t:
                 t.record_promotion(model=spec.target.model)
             if n:
-                n.notify("promotion", _payload(spec, state))
+                n.notify("promotion", crd.notification(spec, state))
 
     def _cr_event(self, spec: crd.RolloutSpec, event: str, message: str, *, warning: bool) -> None:
         """Best effort: a Kubernetes Event on the CanaryRollout itself (kubectl describe shows it)."""
         if not self.is_leader():
             return
-        now = _iso(self.clock.now())
+        now = crd.iso(self.clock.now())
         body = {"apiVersion": "v1", "kind": "Event",
                 "metadata": {"generateName": f"{spec.name}.", "namespace": spec.namespace},
                 "involvedObject": {"apiVersion": f"{crd.GROUP}/{crd.VERSION}", "kind": crd.KIND, "name": spec.name,
@@ -366,15 +336,15 @@ class Operator:
         old = obj.get("status") or {}
         history = list(old.get("verdictHistory") or [])
         if verdict is not None:
-            history = (history + [{"at": _iso(self.clock.now()), "step": state.step + 1, "weights": str(state.weights),
+            history = (history + [{"at": crd.iso(self.clock.now()), "step": state.step + 1, "weights": str(state.weights),
                                    **verdict.to_dict()}])[-50:]
         new = {
             "phase": state.phase, "step": state.step + 1,
             "weights": {"stable": state.weights.stable, "canary": state.weights.canary},
-            "reason": state.reason, "startedAt": _iso(state.started_at), "updatedAt": _iso(state.updated_at),
+            "reason": state.reason, "startedAt": crd.iso(state.started_at), "updatedAt": crd.iso(state.updated_at),
             "lastVerdict": state.last_verdict, "verdictHistory": history, "observedGeneration": spec.generation,
             "leader": self.identity,
-            "conditions": _conditions(state, old.get("conditions") or [], spec.generation, self.clock.now()),
+            "conditions": crd.conditions(state, old.get("conditions") or [], spec.generation, self.clock.now()),
         }
         if all(old.get(k) == v for k, v in new.items() if k not in ("conditions",)):
             return
@@ -388,7 +358,7 @@ class Operator:
         if self.telemetry and isinstance(exc, (KubeUnavailable, RoutingConflict)):
             self.telemetry.kube_error("unavailable" if isinstance(exc, KubeUnavailable) else "conflict")
         cond = {"type": "Ready", "status": "False", "reason": type(exc).__name__, "message": msg[:1000],
-                "lastTransitionTime": _iso(self.clock.now()), "observedGeneration": meta.get("generation", 0)}
+                "lastTransitionTime": crd.iso(self.clock.now()), "observedGeneration": meta.get("generation", 0)}
         old = (obj.get("status") or {}).get("conditions") or []
         if any(c.get("type") == "Ready" and c.get("message") == cond["message"] for c in old):
             return
@@ -428,32 +398,3 @@ _CR_EVENTS = {"rollout.started", "step.advanced", "rollout.promoting", "rollout.
 
 def _finished(obj: dict[str, Any]) -> bool:
     return (obj.get("status") or {}).get("phase") in rl.TERMINAL
-
-
-def _conditions(state: rl.RolloutState, old: list[dict[str, Any]], generation: int, now: float) -> list[dict[str, Any]]:
-    wanted = {
-        "Ready": ("True", "Reconciled", ""),
-        "Progressing": ("True" if not state.terminal else "False", state.phase, state.reason),
-        "Promoted": ("True" if state.phase == rl.PROMOTED else "False", state.phase, ""),
-        "RolledBack": ("True" if state.phase in (rl.ROLLED_BACK, rl.ABORTED) else "False", state.phase, state.reason),
-    }
-    out = []
-    for typ, (st, reason, message) in wanted.items():
-        prev = next((c for c in old if c.get("type") == typ), None)
-        changed = prev is None or prev.get("status") != st
-        out.append({"type": typ, "status": st, "reason": "".join(p.capitalize() for p in reason.split("_")) or "None",
-                    "message": message[:1000], "observedGeneration": generation,
-                    "lastTransitionTime": _iso(now) if changed else prev.get("lastTransitionTime")})
-    return out
-
-
-def _payload(spec: crd.RolloutSpec, state: rl.RolloutState) -> dict[str, Any]:
-    evidence = (state.last_verdict or {}).get("results", [])
-    return {"model": spec.target.model, "namespace": spec.namespace, "rollout": spec.name,
-            "stable_version": state.stable_version, "canary_version": state.canary_version,
-            "weights": str(state.weights), "reason": state.reason,
-            "evidence": [r for r in evidence if r.get("outcome") in ("fail", "error")], "at": _iso(state.updated_at)}
-
-
-def _iso(t: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t)) if t else ""
