@@ -306,7 +306,8 @@ class Operator:
                                   seconds=time.monotonic() - seen if seen else None)
             if n:
                 n.notify("rollback" if state.phase == rl.ROLLED_BACK else "aborted", crd.notification(spec, state))
-                if "predictions" in state.reason or "PSI" in state.reason:
+                failed = (state.last_verdict or {}).get("results", [])
+                if any(r.get("kind") == "prediction_shift" and r.get("outcome") == "fail" for r in failed):
                     n.notify("prediction_shift", crd.notification(spec, state))
         if "rollout.promoted" in events:
             if t:

@@ -84,3 +84,33 @@ def test_metrics_health_and_webhooks(prometheus_binary: str, tmp_path: Path) -> 
         hook.shutdown()
         api.stop()
         prom.stop()
+
+
+def test_promote_via_controller_follows_the_rollout(prometheus_binary: str, tmp_path: Path) -> None:
+    prom = PromServer(history=fleet.history(2), binary=prometheus_binary).start()
+    api = fleet.start_api(2)
+    kubeconfig = fleet.write_kubeconfig(tmp_path / "kubeconfig", api.url)
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(json.dumps(fleet.FAST_POLICY))
+    env = {**os.environ, "KUBECONFIG": ""}
+    ctl = subprocess.Popen(
+        [sys.executable, "-m", "canary", "controller", "run", "--kubeconfig", str(kubeconfig), "-n", "ml",
+         "--prometheus-url", prom.url, "--tick", "0.3", "--metrics-addr", ""],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT, env=env)
+    try:
+        def promote(model: str, version: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [sys.executable, "-m", "canary", "promote", model, "--canary-version", version, "--policy", str(policy),
+                 "-n", "ml", "--kubeconfig", str(kubeconfig), "--via-controller", "-o", "json", "--timeout", "90"],
+                capture_output=True, text=True, timeout=120, cwd=ROOT, env=env)
+
+        good, slow = promote("m0", "v2"), promote("m1", "v3")
+        assert good.returncode == 0, good.stderr[-2000:]
+        assert json.loads(good.stdout)["phase"] == rl.PROMOTED
+        assert slow.returncode == 1 and json.loads(slow.stdout)["phase"] == rl.ROLLED_BACK
+        assert "latency-p95" in json.loads(slow.stdout)["reason"]
+    finally:
+        ctl.terminate()
+        ctl.wait(15)
+        api.stop()
+        prom.stop()
