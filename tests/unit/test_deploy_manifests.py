@@ -29,6 +29,7 @@ import pytest
 import yaml
 
 from canary.policy import load_policy, parse_policy
+from tests.crdschema import structural_to_jsonschema
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "canary" / "deploy"
@@ -157,19 +158,6 @@ def test_kustomize_builds_the_controller(tmp_path: Path) -> None:
 
 
 # --------------------------------------------------------------------------- the CRD
-
-def structural_to_jsonschema(node: Any) -> Any:
-    """A CRD structural schema -> JSON Schema (see test_manifests.py): nullable, pruning -> rejection."""
-    if isinstance(node, list):
-        return [structural_to_jsonschema(n) for n in node]
-    if not isinstance(node, dict):
-        return node
-    out = {k: structural_to_jsonschema(v) for k, v in node.items() if not k.startswith("x-kubernetes-")}
-    if out.pop("nullable", False) and "type" in out:
-        out["type"] = [out["type"], "null"]
-    if "properties" in node and not node.get("x-kubernetes-preserve-unknown-fields"):
-        out.setdefault("additionalProperties", False)
-    return out
 
 
 _FORMATS = jsonschema.FormatChecker()

@@ -26,23 +26,11 @@ import yaml
 
 from canary.model import Weights
 from canary.routing.patch import locate_route, read_weights, subset_versions, with_subset_version, with_weights
+from tests.crdschema import structural_to_jsonschema
 
 ROOT = Path(__file__).resolve().parents[2]
 CRDS = ROOT / ".." / "shared" / "reference" / "istio-crds"
 KINDS = {"VirtualService": "virtualservice.crd.yaml", "DestinationRule": "destinationrule.crd.yaml"}
-
-
-def structural_to_jsonschema(node: Any) -> Any:
-    if isinstance(node, list):
-        return [structural_to_jsonschema(n) for n in node]
-    if not isinstance(node, dict):
-        return node
-    out = {k: structural_to_jsonschema(v) for k, v in node.items() if not k.startswith("x-kubernetes-")}
-    if out.pop("nullable", False) and "type" in out:
-        out["type"] = [out["type"], "null"]
-    if "properties" in node and not node.get("x-kubernetes-preserve-unknown-fields"):
-        out.setdefault("additionalProperties", False)
-    return out
 
 
 _cache: dict[tuple[str, str], Any] = {}
