@@ -7,6 +7,7 @@ versions, weights, step) is bound once per rollout so every line carries it.
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from typing import Any, TextIO
@@ -40,3 +41,15 @@ def configure(*, fmt: str = "auto", level: str = "info", stream: TextIO | None =
 
 def get(**context: Any) -> Any:
     return structlog.get_logger("canary").bind(**context)
+
+
+def parse_json_lines(text: str | None) -> list[dict[str, Any]]:
+    """The JSON log events in a captured stream (other lines, e.g. a traceback, are skipped)."""
+    out = []
+    for line in (text or "").splitlines():
+        if line.startswith("{"):
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                pass
+    return out

@@ -53,7 +53,10 @@ class ScenarioResult:
 def run_scenario(scenario: str, *, rate: float = 50.0, policy: Path = SANDBOX_POLICY, capture: bool = True,
                  extra_args: tuple[str, ...] = (), timeout_s: float = 240.0, **sandbox_kw: Any) -> ScenarioResult:
     """Start the sandbox, run `canary promote` against it, measure, stop everything."""
+    from canary.logs import parse_json_lines
+    from canary.routing.patch import read_state
     from canary.sandbox.env import Sandbox
+    from canary.sandbox.watcher import route_weights
 
     with Sandbox(scenario, rate=rate, **sandbox_kw) as sb:
         cmd = [sys.executable, "-m", "canary", *sb.promote_args(policy), *extra_args]
@@ -63,18 +66,21 @@ def run_scenario(scenario: str, *, rate: float = 50.0, policy: Path = SANDBOX_PO
         # not captured (the demo): promote owns the terminal and shows its live display
         proc = subprocess.run(cmd, capture_output=capture, text=True, timeout=timeout_s)
         t1 = time.monotonic()
-        out = _recorded_state(sb)
+        # what promote left on the VirtualService: the weights and the recorded state (`canary status`)
+        vs = sb.kube.get("networking.istio.io", "virtualservices", sb.namespace, sb.model) or {}
+        raw = read_state(vs)
+        out = json.loads(raw) if raw else {}
         onset = _onset(sb)
         back = _stable_100_at(sb.watcher.history, after=onset) if onset is not None else None
-        canary_served = _canary_served_until(sb, back)
+        load = sb.loadgen.snapshot() if sb.loadgen else {}
         return ScenarioResult(
             scenario=scenario, exit_code=proc.returncode, phase=str(out.get("phase", "?")),
             reason=str(out.get("reason") or (proc.stderr or "")[-500:]),
-            final_vs_weights=_vs_weights(sb), rollout_s=round(t1 - t0, 2),
+            final_vs_weights=route_weights(vs) if vs else {}, rollout_s=round(t1 - t0, 2),
             fault_onset_s=round(onset - t0, 2) if onset is not None else None,
             stable_100_after_onset_s=round(back - onset, 2) if back is not None and onset is not None else None,
-            load=sb.loadgen.snapshot() if sb.loadgen else {}, canary_requests_before_rollback=canary_served,
-            events=_json_lines(proc.stderr) if capture else [],
+            load=load, events=parse_json_lines(proc.stderr) if capture else [],
+            canary_requests_before_rollback=int(load.get("by_server", {}).get("canary", 0)) if back is not None else None,
         )
 
 
@@ -92,36 +98,6 @@ def _stable_100_at(history: list[tuple[float, dict[str, int]]], *, after: float)
         if t >= after and weights.get("canary", 0) == 0:
             return t
     return None
-
-
-def _canary_served_until(sb: Any, until: float | None) -> int | None:
-    by = (sb.loadgen.snapshot() if sb.loadgen else {}).get("by_server", {})
-    return int(by.get("canary", 0)) if until is not None else None
-
-
-def _vs_weights(sb: Any) -> dict[str, int]:
-    from canary.sandbox.watcher import route_weights
-
-    vs = sb.kube.get("networking.istio.io", "virtualservices", sb.namespace, sb.model)
-    return route_weights(vs) if vs else {}
-
-
-def _json_lines(text: str | None) -> list[dict[str, Any]]:
-    out = []
-    for line in (text or "").splitlines():
-        if line.startswith("{"):
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                pass
-    return out
-
-
-def _recorded_state(sb: Any) -> dict[str, Any]:
-    """The rollout state promote left on the VirtualService (what `canary status` shows)."""
-    vs = sb.kube.get("networking.istio.io", "virtualservices", sb.namespace, sb.model) or {}
-    raw = vs.get("metadata", {}).get("annotations", {}).get("canary.ml/rollout")
-    return json.loads(raw) if raw else {}
 
 
 def demo(

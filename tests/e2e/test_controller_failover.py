@@ -3,19 +3,18 @@ after the leader is SIGKILLed, and the rollouts finish correctly."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from canary import crd
 from canary import rollout as rl
+from canary.logs import parse_json_lines
 from canary.sandbox.promserver import PromServer
 from tests import fleet
 
@@ -33,17 +32,6 @@ def controller(identity: str, kubeconfig: Path, prom_url: str, log: Path) -> sub
          "--leader-elect", "--lease-namespace", "ml", "--identity", identity,
          "--lease-duration", "3", "--renew-deadline", "2", "--retry-period", "0.3"],
         stdout=open(log, "wb"), stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, "KUBECONFIG": ""})
-
-
-def events(path: Path) -> list[dict[str, Any]]:
-    out = []
-    for line in path.read_text(errors="replace").splitlines():
-        if line.startswith("{"):
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                pass
-    return out
 
 
 def test_only_the_leader_writes_and_the_standby_takes_over(prometheus_binary: str, tmp_path: Path) -> None:
@@ -69,7 +57,7 @@ def test_only_the_leader_writes_and_the_standby_takes_over(prometheus_binary: st
             time.sleep(0.5)
         for i, s in enumerate(sts):
             assert s.get("phase") == fleet.expected_phase("v2" if i % 2 == 0 else "v3"), (i, s.get("reason"))
-        ev = {k: events(p) for k, p in logs.items()}
+        ev = {k: parse_json_lines(p.read_text(errors="replace")) for k, p in logs.items()}
         a_writes = [e for e in ev["a"] if e.get("event") in WRITES]
         b_writes = [e for e in ev["b"] if e.get("event") in WRITES]
         b_acquired = [e for e in ev["b"] if e.get("event") == "leader.acquired"]

@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from canary import rollout as rl
+from canary.logs import parse_json_lines
 from canary.sandbox.kubeapi import KubeAPIServer
 from canary.sandbox.promserver import PromServer, counter, gauge, histogram, history_window, openmetrics
 from tests.support.kube import shipped_istio_objects
@@ -98,16 +99,6 @@ def promote(kubeconfig: Path, policy: Path, prom_url: str, version: str, *extra:
         capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
 
 
-def events(stderr: str) -> list[dict[str, Any]]:
-    out = []
-    for line in stderr.splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            pass
-    return out
-
-
 def vs_state(api: KubeAPIServer) -> tuple[list[int], dict[str, Any]]:
     vs = api.get(GROUP, "virtualservices", "ml", "rec-model")
     assert vs is not None
@@ -131,7 +122,7 @@ def test_good_canary_is_promoted(cluster: Any, prometheus: PromServer) -> None:
     weights, state = vs_state(api)
     assert weights == [100, 0] and state["phase"] == rl.PROMOTED
     assert subsets(api) == {"stable": "v2", "canary": "v2"}  # the next release starts from a normal state
-    names = [e["event"] for e in events(res.stderr)]
+    names = [e["event"] for e in parse_json_lines(res.stderr)]
     for name in ("rollout.started", "step.advanced", "rollout.promoting", "rollout.promoted"):
         assert name in names
     after = api.get(GROUP, "virtualservices", "ml", "rec-model")
@@ -147,7 +138,7 @@ def test_slow_canary_is_rolled_back_with_evidence(cluster: Any, prometheus: Prom
     weights, state = vs_state(api)
     assert weights == [100, 0] and state["phase"] == rl.ROLLED_BACK
     assert subsets(api)["stable"] == "v1"  # rollback leaves stable as it was
-    done = [e for e in events(res.stderr) if e["event"] == "rollback.completed"]
+    done = [e for e in parse_json_lines(res.stderr) if e["event"] == "rollback.completed"]
     assert len(done) == 1
     ev = done[0]
     assert ev["model"] == "rec-model" and ev["canary_version"] == "v3" and ev["weights"] == "100/0"
@@ -237,5 +228,5 @@ def test_sigterm_with_pause_keeps_a_resumable_state(cluster: Any, prometheus: Pr
     assert weights[1] > 0 and state["phase"] == rl.PAUSED  # split kept, and recorded as such
     again = promote(kubeconfig, policy, prometheus.url, "v2")  # the same command resumes it
     assert again.returncode == 0, again.stderr[-2000:]
-    assert "rollout.resumed_from_state" in [e["event"] for e in events(again.stderr)]
+    assert "rollout.resumed_from_state" in [e["event"] for e in parse_json_lines(again.stderr)]
     assert vs_state(api)[0] == [100, 0] and subsets(api)["stable"] == "v2"
