@@ -14,7 +14,7 @@ import socket
 import threading
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import typer
 import yaml
@@ -54,8 +54,11 @@ def run(
 
     def go() -> int:
         from canary.kube import api_client
+        from canary.metrics.batch import BatchMetrics
+        from canary.notify import Notifier
         from canary.operator import Operator
         from canary.routing.istio import IstioRouter
+        from canary.telemetry import HealthServer, Telemetry
 
         if renew_deadline >= lease_duration:
             raise cli.ConfigError("--renew-deadline must be below --lease-duration (fencing)")
@@ -66,7 +69,9 @@ def run(
         stop = threading.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
-        telemetry, server, elector, notifier = _observability(metrics_addr, webhook, slack_webhook)
+        telemetry = Telemetry()
+        notifier = Notifier.from_env(webhooks=webhook, slack=slack_webhook)
+        elector = None
         is_leader = lambda: True  # noqa: E731
         if leader_elect:
             from canary.leader import LeaderElector
@@ -76,67 +81,38 @@ def run(
                                     retry_period_s=retry_period)
             elector.start(stop)
             is_leader = elector.is_leader
-        from canary.metrics.batch import BatchMetrics
-
         prom = cli._metrics(prometheus_url, prometheus_token, None, None, insecure)
         op = Operator(custom=kc.CustomObjectsApi(client), core=kc.CoreV1Api(client), router=IstioRouter(client),
                       metrics=prom, batch=BatchMetrics(prom), namespace=namespace, is_leader=is_leader, identity=me,
                       telemetry=telemetry, notifier=notifier)
-        if server is not None:
-            state = {"last_tick": time.monotonic()}
-            stall = max(30.0, 10 * tick)
-            server._live = lambda: (time.monotonic() - state["last_tick"] < stall,
-                                    f"no tick for {time.monotonic() - state['last_tick']:.0f}s")
-            def ready() -> tuple[bool, str]:
-                ok, why = op.health
-                return ok, f"{'leader' if is_leader() else 'standby'}; {why}"
+        stall = max(30.0, 10 * tick)
 
-            server._ready = ready
+        def live() -> tuple[bool, str]:
+            return time.monotonic() - op.last_tick < stall, f"no tick for {time.monotonic() - op.last_tick:.0f}s"
+
+        def ready() -> tuple[bool, str]:
+            ok, why = op.health
+            return ok, f"{'leader' if is_leader() else 'standby'}; {why}"
+
+        server = None
+        if metrics_addr:
+            host, _, port = metrics_addr.rpartition(":")
+            server = HealthServer(telemetry, host=host or "127.0.0.1", port=int(port or 0), ready=ready, live=live)
             server.start()
             log.info("controller.serving", url=server.url)
-            orig = op.tick
-
-            def ticked() -> int:
-                n = orig()
-                state["last_tick"] = time.monotonic()
-                return n
-
-            op.tick = ticked  # type: ignore[method-assign]
         log.info("controller.started", identity=me, namespace=namespace or "(all)", leader_elect=leader_elect)
         try:
             op.run(stop, tick_s=tick)
         finally:
             if elector is not None:
                 elector.release()
-            if notifier is not None:
-                notifier.close(5.0)
+            notifier.close(5.0)
             if server is not None:
                 server.stop()
             log.info("controller.stopped", identity=me)
         return 0
 
     raise typer.Exit(cli.run_guarded(go))
-
-
-def _observability(addr: str, webhooks: list[str], slack: list[str]) -> tuple[Any, Any, Any, Any]:
-    telemetry = server = notifier = None
-    try:
-        from canary.telemetry import HealthServer, Telemetry
-
-        telemetry = Telemetry()
-        if addr:
-            host, _, port = addr.rpartition(":")
-            server = HealthServer(telemetry, host=host or "127.0.0.1", port=int(port or 0),
-                                  ready=lambda: (True, "starting"))
-    except ModuleNotFoundError:
-        pass
-    try:
-        from canary.notify import Notifier
-
-        notifier = Notifier.from_env(webhooks=webhooks, slack=slack)
-    except ModuleNotFoundError:
-        pass
-    return telemetry, server, None, notifier
 
 
 def follow(*, model: str, canary_version: str, policy_file: Path, namespace: str, stable_version: str,

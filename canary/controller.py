@@ -17,8 +17,8 @@ from typing import Any, Callable, Protocol
 
 from canary import rollout as rl
 from canary.analysis.judge import judge
-from canary.errors import (CanaryError, ConfigError, KubeUnavailable, MetricsUnavailable, RolloutBusy, RoutingConflict,
-                           TargetError, TransientError)
+from canary.errors import (CanaryError, ConfigError, MetricsUnavailable, RolloutBusy, RoutingConflict, TargetError,
+                           TransientError)
 from canary.logs import get as get_logger
 from canary.metrics.base import MetricsProvider
 from canary.model import STABLE_ONLY, ArmData, Target
@@ -176,20 +176,8 @@ class Controller:
 
     def _look(self, state: rl.RolloutState) -> rl.RolloutState:
         now = self.clock.now()
-        window = max(math.ceil(now - state.step_started_at), math.ceil(self.policy.analysis.look_every))
-        measurements: dict[str, tuple[ArmData, ArmData] | Exception] = {}
-        for check in self.policy.checks:
-            try:
-                measurements[check.name] = self.metrics.measure(self.policy, check, self.target, window_s=window)
-            except CanaryError as exc:
-                measurements[check.name] = exc
-            except Exception as exc:  # a provider bug must not crash a tick that holds split traffic
-                self.log.error("metrics.unexpected_error", check=check.name, error=f"{type(exc).__name__}: {exc}")
-                measurements[check.name] = MetricsUnavailable(f"{type(exc).__name__}: {exc}")
-        try:
-            _, canary_n = self.metrics.request_counts(self.policy, self.target, window_s=window)
-        except Exception:  # counted as no canary requests: a step cannot pass without them
-            canary_n = 0.0
+        measurements, canary_n = measure_window(self.metrics, self.policy, self.target,
+                                                window_s=look_window(self.policy, state, now), log=self.log)
         verdict = judge(self.policy, measurements, look=state.look)
         key = (state.step, state.step_started_at)
         if self._last_look == (key, canary_n) and canary_n > 0:
@@ -259,6 +247,31 @@ class Controller:
         return theirs
 
 
+def look_window(policy: Policy, state: rl.RolloutState, now: float) -> int:
+    """Seconds of data a look judges: since the step started, at least one look period."""
+    return max(math.ceil(now - state.step_started_at), math.ceil(policy.analysis.look_every))
+
+
+def measure_window(metrics: MetricsProvider, policy: Policy, target: Target, *, window_s: int,
+                   log: Any) -> tuple[dict[str, tuple[ArmData, ArmData] | Exception], float]:
+    """Every check's (stable, canary) data over the window, and the canary request count.
+    Failures become the check's "could not measure"; nothing here raises."""
+    out: dict[str, tuple[ArmData, ArmData] | Exception] = {}
+    for check in policy.checks:
+        try:
+            out[check.name] = metrics.measure(policy, check, target, window_s=window_s)
+        except CanaryError as exc:
+            out[check.name] = exc
+        except Exception as exc:  # a provider bug must not crash a tick that holds split traffic
+            log.error("metrics.unexpected_error", check=check.name, error=f"{type(exc).__name__}: {exc}")
+            out[check.name] = MetricsUnavailable(f"{type(exc).__name__}: {exc}")
+    try:
+        _, canary_n = metrics.request_counts(policy, target, window_s=window_s)
+    except Exception:  # counted as no canary requests: a step cannot pass without them
+        canary_n = 0.0
+    return out, canary_n
+
+
 def execute(router: TrafficRouter, target: Target, state: rl.RolloutState, actions: list[rl.Action], *,
             log: Any, expect: Any = ..., written: Callable[[str], None] | None = None) -> rl.RolloutState:
     """Carry out actions in order. Writes are guarded on the recorded state being `expect` (what we
@@ -322,4 +335,4 @@ def operator_action(router: TrafficRouter, target: Target, event: rl.Abort | rl.
     return execute(router, target, new, actions, log=log, expect=status.state)
 
 
-__all__ = ["Controller", "Result", "SystemClock", "execute", "operator_action", "KubeUnavailable"]
+__all__ = ["Controller", "Result", "SystemClock", "execute", "look_window", "measure_window", "operator_action"]

@@ -22,12 +22,23 @@ from typing import Any, Callable
 from canary import crd
 from canary import rollout as rl
 from canary.analysis.judge import judge
-from canary.controller import SystemClock, _parse_state, execute
+from canary.controller import SystemClock, _parse_state, execute, look_window, measure_window
 from canary.errors import CanaryError, ConfigError, KubeUnavailable, RoutingConflict, TransientError
 from canary.logs import get as get_logger
-from canary.model import STABLE_ONLY, ArmData, Judgement, Outcome
+from canary.model import STABLE_ONLY, Judgement, Outcome
 from canary.fencing import FencedRouter, NotLeader
 from canary.routing.base import RouteStatus, TrafficRouter
+
+
+@dataclass(frozen=True)
+class _Active:
+    """A progressing rollout after this tick's decisions, and the state text it last recorded."""
+
+    spec: crd.RolloutSpec
+    state: rl.RolloutState
+    obj: dict[str, Any]
+    due: bool  # a look is due now
+    recorded: str | None  # the annotation as written: guards the look's write
 
 
 @dataclass
@@ -53,6 +64,7 @@ class Operator:
         self._last_n: dict[str, tuple[tuple[int, float], float]] = {}
         self._breach_seen: dict[str, float] = {}
         self.health: tuple[bool, str] = (True, "starting")  # /readyz: dependencies reachable at the last tick
+        self.last_tick = time.monotonic()  # /healthz: the loop is alive
 
     # ---- the loop -------------------------------------------------------------------
 
@@ -87,26 +99,27 @@ class Operator:
                 self.router.prefetch(self.namespace)  # 2 LISTs instead of 2 GETs per rollout
             except CanaryError as exc:
                 self.log.warning("prefetch.failed", error=str(exc))
-        active: list[tuple[crd.RolloutSpec, rl.RolloutState, dict[str, Any], bool]] = []
+        active: list[_Active] = []
         for obj in objs:
             try:
                 item = self._advance(obj)
             except NotLeader:
                 return len(objs)
-            except (CanaryError, Exception) as exc:  # one bad rollout never stops the others
+            except Exception as exc:  # one bad rollout never stops the others
                 self._fail_status(obj, exc)
                 continue
             if item is not None:
                 active.append(item)
         snap = self._snapshot(active)
-        self._looks([(spec, state, obj) for spec, state, obj, due in active if due], snap)
+        self._looks([a for a in active if a.due], snap)
         if self.telemetry:
             self.telemetry.observe_tick(time.monotonic() - t0, len(objs))
+        self.last_tick = time.monotonic()
         return len(objs)
 
     # ---- per rollout ----------------------------------------------------------------
 
-    def _advance(self, obj: dict[str, Any]) -> tuple[crd.RolloutSpec, rl.RolloutState, dict[str, Any], bool] | None:
+    def _advance(self, obj: dict[str, Any]) -> _Active | None:
         spec = crd.parse(obj, configmap=self._configmap)
         if spec.on_prometheus_outage == "hold":
             spec = replace(spec, policy=spec.policy.model_copy(
@@ -128,61 +141,63 @@ class Operator:
                 raise ConfigError(f"{spec.key}: traffic already split {status.weights} with no rollout recorded")
             state, actions = rl.new_rollout(model=target.model, stable_version=target.stable_version,
                                             canary_version=target.canary_version, now=now)
-            state = self._do(spec, state, actions, expect=status.state, log=log)
+            state, _ = self._do(spec, state, actions, expect=status.state, log=log)
             self._status(obj, spec, state)
             return None
         if state.terminal:
             self._status(obj, spec, state)
             return None
-        state = self._operator_action(spec, state, status, log) or state
+        recorded = status.state  # every write below is guarded on what is recorded now
+        event = self._operator_action(spec, state, now)
+        if event is not None:
+            state, recorded = self._do(spec, *rl.transition(state, event, spec.policy), expect=recorded, log=log)
         if not state.terminal and state.phase not in (rl.PENDING, rl.PROMOTING) and status.weights != state.weights:
-            state = self._foreign_edit(spec, state, status, log)
+            state, recorded = self._do(spec, *self._foreign_edit(spec, state, status, log), expect=recorded, log=log)
         if state.phase == rl.PENDING:
-            state = self._do(spec, *rl.transition(state, rl.Begin(now), spec.policy), expect=..., log=log)
+            state, recorded = self._do(spec, *rl.transition(state, rl.Begin(now), spec.policy), expect=recorded, log=log)
         elif state.phase == rl.PROMOTING:
-            state = self._do(spec, *rl.finish_promotion(state, now), expect=..., log=log)
+            state, recorded = self._do(spec, *rl.finish_promotion(state, now), expect=recorded, log=log)
         self._status(obj, spec, state)
         if state.phase == rl.PROGRESSING:
             a = spec.policy.analysis
-            return spec, state, obj, now >= state.step_started_at + (state.step_looks + 1) * a.look_every
+            due = now >= state.step_started_at + (state.step_looks + 1) * a.look_every
+            return _Active(spec, state, obj, due, recorded)
         return None
 
-    def _operator_action(self, spec: crd.RolloutSpec, state: rl.RolloutState, status: RouteStatus,
-                         log: Any) -> rl.RolloutState | None:
-        now = self.clock.now()
-        event: rl.Event | None = None
+    @staticmethod
+    def _operator_action(spec: crd.RolloutSpec, state: rl.RolloutState, now: float) -> rl.Event | None:
+        """spec.action is the desired state: the event that moves the rollout there, if any."""
         if spec.action == "rollback":
-            event = rl.Abort(now, f"operator: {spec.action_reason or 'rollback requested'}")
-        elif spec.action == "pause" and state.phase == rl.PROGRESSING:
-            event = rl.Pause(now, spec.action_reason or "paused by operator")
-        elif spec.action == "resume" and state.phase == rl.PAUSED:
-            event = rl.Resume(now)
-        if event is None:
-            return None
-        return self._do(spec, *rl.transition(state, event, spec.policy), expect=status.state, log=log)
+            return rl.Abort(now, f"operator: {spec.action_reason or 'rollback requested'}")
+        if spec.action == "pause" and state.phase == rl.PROGRESSING:
+            return rl.Pause(now, spec.action_reason or "paused by operator")
+        if spec.action == "resume" and state.phase == rl.PAUSED:
+            return rl.Resume(now)
+        return None
 
     def _foreign_edit(self, spec: crd.RolloutSpec, state: rl.RolloutState, status: RouteStatus,
-                      log: Any) -> rl.RolloutState:
+                      log: Any) -> tuple[rl.RolloutState, list[rl.Action]]:
         log.warning("weights.foreign_edit", expected=str(state.weights), found=str(status.weights),
                     policy=spec.on_foreign_edit)
         if self.telemetry:
             self.telemetry.kube_error("conflict")
         if spec.on_foreign_edit == "abort":
             ev = rl.Abort(self.clock.now(), f"foreign edit of the weights: expected {state.weights}, found {status.weights}")
-            return self._do(spec, *rl.transition(state, ev, spec.policy), expect=status.state, log=log)
-        return self._do(spec, state, [rl.SetWeights(state.weights),
-                                      rl.Emit("weights.reasserted", {"found": str(status.weights)}, warning=True)],
-                        expect=status.state, log=log)
+            return rl.transition(state, ev, spec.policy)
+        return state, [rl.SetWeights(state.weights),
+                       rl.Emit("weights.reasserted", {"found": str(status.weights)}, warning=True)]
 
-    def _do(self, spec: crd.RolloutSpec, state: rl.RolloutState, actions: list[rl.Action], *, expect: Any,
-            log: Any) -> rl.RolloutState:
+    def _do(self, spec: crd.RolloutSpec, state: rl.RolloutState, actions: list[rl.Action], *, expect: str | None,
+            log: Any) -> tuple[rl.RolloutState, str | None]:
+        """Execute guarded on `expect`; returns the new state and the state text now recorded."""
         new = execute(self.fenced, spec.target, state, actions, log=log, expect=expect)
         self._record(spec, new, actions)
-        return new
+        wrote = any(isinstance(a, rl.SetWeights) for a in actions)
+        return new, new.to_json() if wrote else expect
 
     # ---- looks (batched measurement) ------------------------------------------------
 
-    def _snapshot(self, active: list[tuple[crd.RolloutSpec, rl.RolloutState, dict[str, Any], bool]]) -> Any:
+    def _snapshot(self, active: list[_Active]) -> Any:
         """One batched snapshot for every progressing rollout (queries independent of their number);
         a rollout's first snapshot in a step becomes its baseline, persisted in its CR status."""
         if self.batch is None or not active:
@@ -190,7 +205,7 @@ class Operator:
         from canary.metrics.batch import Snapshot, Want
 
         try:
-            snap = self.batch.snapshot([Want(spec.policy, spec.target) for spec, _, _, _ in active])
+            snap = self.batch.snapshot([Want(a.spec.policy, a.spec.target) for a in active])
         except CanaryError as exc:
             self.health = (False, f"prometheus: {exc}"[:200])
             self.log.warning("metrics.snapshot_failed", error=str(exc))
@@ -199,7 +214,8 @@ class Operator:
             return None
         if self.telemetry:
             self.telemetry.prometheus_query(True, self.batch.queries_last)
-        for spec, state, obj, _ in active:
+        for a in active:
+            spec, state, obj = a.spec, a.state, a.obj
             have = self._baselines.get(spec.key)
             if have is not None and have[0] == state.step_started_at:
                 continue
@@ -215,8 +231,9 @@ class Operator:
                 self.log.info("baseline.not_persisted", rollout=spec.key, error=str(exc))
         return snap
 
-    def _looks(self, due: list[tuple[crd.RolloutSpec, rl.RolloutState, dict[str, Any]]], snap: Any = None) -> None:
-        for spec, state, obj in due:
+    def _looks(self, due: list[_Active], snap: Any = None) -> None:
+        for a in due:
+            spec, state, obj = a.spec, a.state, a.obj
             log = self.log.bind(rollout=spec.key, model=spec.target.model)
             try:
                 measurements, canary_n = self._measure(spec, state, snap)
@@ -230,8 +247,7 @@ class Operator:
                 if not any(isinstance(a, rl.SetWeights) for a in actions):
                     # this process keeps nothing between ticks: look and failure counts must be recorded
                     actions = [*actions, rl.SetWeights(new.weights)]
-                expect = state.to_json()
-                new = self._do(spec, new, actions, expect=expect, log=log)
+                new, _ = self._do(spec, new, actions, expect=a.recorded, log=log)
                 self._status(obj, spec, new, verdict=verdict)
             except NotLeader:
                 return
@@ -243,25 +259,15 @@ class Operator:
     def _measure(self, spec: crd.RolloutSpec, state: rl.RolloutState, snap: Any = None) -> tuple[dict[str, Any], float]:
         base = self._baselines.get(spec.key)
         if snap is not None and base is not None and base[0] == state.step_started_at and snap.taken_at > base[1].taken_at:
-            batched = self._measure_batched(spec, snap, base[1])
-            if batched is not None:
-                return batched
-        window = max(math.ceil(self.clock.now() - state.step_started_at), math.ceil(spec.policy.analysis.look_every))
-        out: dict[str, tuple[ArmData, ArmData] | Exception] = {}
-        for check in spec.policy.checks:
-            try:
-                out[check.name] = self.metrics.measure(spec.policy, check, spec.target, window_s=window)
-            except Exception as exc:
-                out[check.name] = exc
-            if self.telemetry:
-                self.telemetry.prometheus_query(not isinstance(out[check.name], TransientError))
-        try:
-            _, canary_n = self.metrics.request_counts(spec.policy, spec.target, window_s=window)
-        except Exception:
-            canary_n = 0.0
+            return self._measure_batched(spec, snap, base[1])
+        out, canary_n = measure_window(self.metrics, spec.policy, spec.target,
+                                       window_s=look_window(spec.policy, state, self.clock.now()), log=self.log)
+        if self.telemetry:
+            for m in out.values():
+                self.telemetry.prometheus_query(not isinstance(m, TransientError))
         return out, canary_n
 
-    def _measure_batched(self, spec: crd.RolloutSpec, now: Any, base: Any) -> tuple[dict[str, Any], float] | None:
+    def _measure_batched(self, spec: crd.RolloutSpec, now: Any, base: Any) -> tuple[dict[str, Any], float]:
         """Window = baseline (first snapshot of the step) -> now; per-rollout queries only for
         checks that cannot be batched (custom PromQL, feature-missing gauges)."""
         from canary.metrics.batch import batchable, measure_delta, requests_delta
