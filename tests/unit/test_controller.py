@@ -132,6 +132,9 @@ def test_foreign_weight_edit_is_reasserted() -> None:
     metrics.slowdown = foreign
     res = ctl.run()
     assert res.exit_code == 0 and edited
+    writes = [w for k, w in router.log if k == "weights"]
+    # step 2 (50/50) was written, reset to 100/0 by the foreign edit, and written again
+    assert writes.count(Weights(50, 50)) == 2
 
 
 def test_operator_rollback_forces_stable_even_without_a_recorded_rollout() -> None:
