@@ -266,16 +266,12 @@ def policy_schema() -> None:
     typer.echo(json_schema())
 
 
-def _register_optional() -> None:
-    """Commands that live in their own modules (analysis, sandbox)."""
-    for module in ("canary.cli_analysis", "canary.cli_ops", "canary.cli_controller"):
-        try:
-            mod = __import__(module, fromlist=["register"])
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
-            continue
+def _register_commands() -> None:
+    """Commands that live in their own modules (analysis, on-call and sandbox, the controller)."""
+    from canary import cli_analysis, cli_controller, cli_ops
+
+    for mod in (cli_analysis, cli_ops, cli_controller):
         mod.register(app)
 
 
-_register_optional()
+_register_commands()

@@ -76,9 +76,7 @@ def analyze(
 
 
 def register(app: typer.Typer) -> None:
+    from canary.sandbox.demo import demo
+
     app.command("analyze")(analyze)
-    try:
-        from canary.sandbox.demo import demo
-    except ModuleNotFoundError:
-        return
     app.command("demo")(demo)
