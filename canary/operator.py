@@ -200,7 +200,12 @@ class Operator:
     def _snapshot(self, active: list[_Active]) -> Any:
         """One batched snapshot for every progressing rollout (queries independent of their number);
         a rollout's first snapshot in a step becomes its baseline, persisted in its CR status."""
-        if self.batch is None or not active:
+        def has_baseline(a: _Active) -> bool:
+            have = self._baselines.get(a.spec.key)
+            return have is not None and have[0] == a.state.step_started_at
+
+        # no query at all on ticks where no look is due and every step already has its baseline
+        if self.batch is None or not any(a.due or not has_baseline(a) for a in active):
             return None
         from canary.metrics.batch import Snapshot, Want
 
@@ -216,8 +221,7 @@ class Operator:
             self.telemetry.prometheus_query(True, self.batch.queries_last)
         for a in active:
             spec, state, obj = a.spec, a.state, a.obj
-            have = self._baselines.get(spec.key)
-            if have is not None and have[0] == state.step_started_at:
+            if has_baseline(a):
                 continue
             saved = (obj.get("status") or {}).get("baseline") or {}
             if saved.get("stepStartedAt") == state.step_started_at and saved.get("snapshot"):
