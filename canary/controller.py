@@ -94,7 +94,7 @@ class Controller:
                 return Result(state, EXIT_CODES[state.phase])
             try:
                 if state.phase == rl.PROMOTING:
-                    state = self._apply(state, *rl.finish_promotion(state, self.clock.now()))
+                    state = self._apply(*rl.finish_promotion(state, self.clock.now()))
                 elif state.phase == rl.PENDING:
                     state = self._preflight(state)
                 elif state.phase == rl.PAUSED and self.stop.is_set():
@@ -123,7 +123,7 @@ class Controller:
                           weights=str(existing.weights), started_at=existing.started_at)
             self._written = status.state or ""
             if existing.phase == rl.PAUSED:  # re-running promote on a paused rollout means "go on"
-                existing = self._apply(existing, *rl.transition(existing, rl.Resume(self.clock.now()), self.policy))
+                existing = self._apply(*rl.transition(existing, rl.Resume(self.clock.now()), self.policy))
             return existing
         if status.weights != STABLE_ONLY:
             raise TargetError(f"{target.namespace}/{target.virtual_service}: traffic is already split {status.weights} "
@@ -132,7 +132,7 @@ class Controller:
         state, actions = rl.new_rollout(model=target.model, stable_version=target.stable_version,
                                         canary_version=target.canary_version, now=self.clock.now())
         self.log = self.log.bind(stable_version=target.stable_version)
-        return self._apply(state, state, actions)
+        return self._apply(state, actions)
 
     def _preflight(self, state: rl.RolloutState) -> rl.RolloutState:
         if self.gate is not None:
@@ -140,9 +140,9 @@ class Controller:
                 report = self.gate.preflight()
             except CanaryError as exc:
                 self._emit(state, "gate.failed", {"reason": str(exc), "stage": "preflight"}, warning=True)
-                return self._apply(state, *rl.transition(state, rl.GateFailed(self.clock.now(), str(exc)), self.policy))
+                return self._apply(*rl.transition(state, rl.GateFailed(self.clock.now(), str(exc)), self.policy))
             self._emit(state, "gate.passed", report)
-        return self._apply(state, *rl.transition(state, rl.Begin(self.clock.now()), self.policy))
+        return self._apply(*rl.transition(state, rl.Begin(self.clock.now()), self.policy))
 
     def _wait_and_look(self, state: rl.RolloutState) -> rl.RolloutState:
         """Sleep until the next look, probing the canary and watching for outside changes."""
@@ -183,7 +183,7 @@ class Controller:
         if self._last_look == (key, canary_n) and canary_n > 0:
             verdict = rl.without_repeated_failures(verdict)
         self._last_look = (key, canary_n)
-        return self._apply(state, *rl.transition(state, rl.Looked(now, verdict, canary_n), self.policy))
+        return self._apply(*rl.transition(state, rl.Looked(now, verdict, canary_n), self.policy))
 
     def _probe(self, state: rl.RolloutState) -> rl.RolloutState | None:
         assert self.gate is not None
@@ -196,7 +196,7 @@ class Controller:
             return None
         reason = f"canary Triton not ready ({self._probe_failures} probes in a row)"
         self._emit(state, "gate.failed", {"reason": reason, "stage": "probe"}, warning=True)
-        return self._apply(state, *rl.transition(state, rl.GateFailed(self.clock.now(), reason), self.policy))
+        return self._apply(*rl.transition(state, rl.GateFailed(self.clock.now(), reason), self.policy))
 
     def _check_outside(self, state: rl.RolloutState) -> rl.RolloutState:
         """Adopt `canary rollback/pause/resume` from another process; re-assert foreign weight edits."""
@@ -214,19 +214,19 @@ class Controller:
                 return theirs
         if status.weights != state.weights:
             self.log.warning("weights.foreign_edit", expected=str(state.weights), found=str(status.weights))
-            return self._apply(state, state, [rl.SetWeights(state.weights),
-                                              rl.Emit("weights.reasserted", {"found": str(status.weights)}, warning=True)])
+            return self._apply(state, [rl.SetWeights(state.weights),
+                                       rl.Emit("weights.reasserted", {"found": str(status.weights)}, warning=True)])
         return state
 
     def _interrupted(self, state: rl.RolloutState) -> rl.RolloutState:
         now = self.clock.now()
         if self.on_interrupt == "pause":
-            return self._apply(state, *rl.transition(state, rl.Pause(now, "interrupted; resume with `canary promote`"), self.policy))
-        return self._apply(state, *rl.transition(state, rl.Abort(now, "interrupted", infrastructure=True), self.policy))
+            return self._apply(*rl.transition(state, rl.Pause(now, "interrupted; resume with `canary promote`"), self.policy))
+        return self._apply(*rl.transition(state, rl.Abort(now, "interrupted", infrastructure=True), self.policy))
 
     # ---- actions --------------------------------------------------------------------
 
-    def _apply(self, old: rl.RolloutState, new: rl.RolloutState, actions: list[rl.Action]) -> rl.RolloutState:
+    def _apply(self, new: rl.RolloutState, actions: list[rl.Action]) -> rl.RolloutState:
         return execute(self.router, self.target, new, actions, log=self.log, expect=self._written or None,
                        written=self._remember)
 
