@@ -1,35 +1,43 @@
-"""Carries out one rollout: timing, measuring, judging, acting, persisting.
+"""`canary promote`'s runner: the loop that drives one rollout to its end.
 
-The decisions are made by the pure `rollout.transition`; this module only
-feeds it events and executes the actions it returns, in order. Traffic is
-always written together with the recorded state (one VirtualService write),
-so a process killed at any instant leaves a state a new `canary promote`
-resumes from, and `canary rollback` can always end.
+The decisions are made by the pure `rollout.transition`; the writes by
+`reconcile.execute`. This module owns only the loop: sleeping until the next
+look, probing the canary, watching for outside changes, and signals. Traffic
+is always written together with the recorded state (one VirtualService
+write), so a process killed at any instant leaves a state a new `canary
+promote` resumes from, and `canary rollback` can always end.
+
+Failure paths all end with stable at 100%: an exception of any type while
+traffic may be split, an API error past its retry budget, or a signal (within
+`stop_budget_s`, whatever a look is waiting on: looks and probes run in a
+worker thread that an interrupt abandons).
 """
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Protocol, TypeVar
 
 from canary import rollout as rl
 from canary.analysis.judge import judge
-from canary.errors import (CanaryError, ConfigError, MetricsUnavailable, RolloutBusy, RoutingConflict, TargetError,
-                           TransientError)
+from canary.errors import CanaryError, ConfigError, RolloutBusy, RoutingConflict, TargetError, TransientError
 from canary.logs import get as get_logger
 from canary.metrics.base import MetricsProvider
-from canary.model import STABLE_ONLY, ArmData, Target
+from canary.model import STABLE_ONLY, Target
 from canary.policy import Policy
-from canary.routing.base import RouteStatus, TrafficRouter
+from canary.reconcile import (EXIT_BAD_INPUT, EXIT_CODES, EXIT_INFRA, EXIT_INTERRUPTED, EXIT_PROMOTED,
+                              EXIT_ROLLED_BACK, execute, look_due, look_window, measure_window, parse_state,
+                              subset_drift, to_stable, with_look_recorded)
+from canary.routing.base import TrafficRouter
 
-EXIT_PROMOTED, EXIT_ROLLED_BACK, EXIT_BAD_INPUT, EXIT_INFRA, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
-EXIT_CODES = {rl.PROMOTED: EXIT_PROMOTED, rl.ROLLED_BACK: EXIT_ROLLED_BACK, rl.ABORTED: EXIT_INFRA}
-# phase changes that also become Kubernetes Events on the VirtualService
-_K8S_EVENTS = {"rollout.started", "step.advanced", "rollout.promoting", "rollout.promoted", "rollback.completed",
-               "rollout.aborted", "rollout.paused", "rollout.resumed", "rollout.held", "gate.failed"}
+_parse_state = parse_state  # older name, kept for importers
+T = TypeVar("T")
+
+
+class _Interrupted(Exception):
+    """A signal arrived while a look or probe was in flight: abandon it."""
 
 
 class Clock(Protocol):
@@ -64,6 +72,8 @@ class Result:
 
 @dataclass
 class Controller:
+    """Runs one rollout to its end (`canary promote`). `run()` returns the final state and exit code."""
+
     policy: Policy
     target: Target
     router: TrafficRouter
@@ -81,13 +91,31 @@ class Controller:
         self._written = ""  # the state JSON we last wrote (to tell outside edits from ours)
         self._probe_failures = 0
         self._next_probe = 0.0
-        self._last_look: tuple[Any, float] | None = None
 
     # ---- entry point ----------------------------------------------------------------
 
     def run(self) -> Result:
         state = self._start()
+        try:
+            return self._loop(state)
+        except BaseException as exc:  # any failure while traffic may be split: stable gets 100% first
+            current = getattr(self, "_current", state)
+            if current.terminal and current.phase != rl.PROMOTING:
+                raise
+            reason = f"{type(exc).__name__}: {exc}" if not isinstance(exc, CanaryError) else str(exc)
+            self.log.error("rollout.failed", error=reason, phase=current.phase, weights=str(current.weights))
+            try:
+                final = to_stable(self.router, self.target, current, reason=f"failed: {reason}"[:500], log=self.log,
+                                  now=self.clock.now())
+            except CanaryError:
+                raise exc from None  # rollback.failed is logged; the CLI exits 3
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
+            return Result(final, EXIT_INFRA)
+
+    def _loop(self, state: rl.RolloutState) -> Result:
         while True:
+            self._current = state
             if self.on_update:
                 self.on_update(state)
             if state.terminal:
@@ -103,41 +131,62 @@ class Controller:
                     state = self._wait_and_look(state)
             except RoutingConflict as exc:
                 state = self._adopt_outside(state, exc)
+            except _Interrupted:
+                state = self._interrupted(state)
 
     # ---- phases ---------------------------------------------------------------------
 
     def _start(self) -> rl.RolloutState:
+        """Resume what is recorded, or check everything that can be checked and claim the route."""
         status = self.router.inspect(self.target)
         target = self.target
-        if not target.stable_version:
-            target = self.target = replace(target, stable_version=status.stable_subset_version)
-        if target.stable_version == target.canary_version:
-            raise ConfigError(f"canary version {target.canary_version!r} is already the stable version")
-        existing = _parse_state(status)
+        existing = parse_state(status)
         if existing is not None and not existing.terminal:
             if existing.canary_version != target.canary_version:
                 raise RolloutBusy(f"{target.namespace}/{target.virtual_service}: a rollout of "
                                   f"{existing.canary_version} is in progress ({existing.phase}, weights {existing.weights}); "
                                   f"finish it or run `canary rollback` first")
+            if target.stable_version and target.stable_version != existing.stable_version:
+                raise ConfigError(f"--stable-version {target.stable_version} differs from the recorded rollout's "
+                                  f"stable version {existing.stable_version}")
+            # the recorded stable version is the truth (in PROMOTING the stable subset may already select the canary)
+            self.target = replace(target, stable_version=existing.stable_version)
             self.log.info("rollout.resumed_from_state", phase=existing.phase, step=existing.step + 1,
                           weights=str(existing.weights), started_at=existing.started_at)
             self._written = status.state or ""
             if existing.phase == rl.PAUSED:  # re-running promote on a paused rollout means "go on"
                 existing = self._apply(*rl.transition(existing, rl.Resume(self.clock.now()), self.policy))
             return existing
+        if not target.stable_version:
+            target = self.target = replace(target, stable_version=status.stable_subset_version)
+        if target.stable_version == target.canary_version:
+            raise ConfigError(f"canary version {target.canary_version!r} is already the stable version")
+        if status.stable_subset_version != target.stable_version:
+            raise TargetError(f"{target.namespace}/{target.dr_name}: the stable subset selects "
+                              f"{status.stable_subset_version}, not the stable version {target.stable_version}")
         if status.weights != STABLE_ONLY:
             raise TargetError(f"{target.namespace}/{target.virtual_service}: traffic is already split {status.weights} "
                               f"(stable/canary) with no rollout in progress; set it to 100/0 first")
+        self._check_metrics()
         self._written = status.state or ""
         state, actions = rl.new_rollout(model=target.model, stable_version=target.stable_version,
                                         canary_version=target.canary_version, now=self.clock.now())
         self.log = self.log.bind(stable_version=target.stable_version)
         return self._apply(state, actions)
 
+    def _check_metrics(self) -> None:
+        """Every query the rollout will run, asked once before traffic moves (ConfigError: exit 2;
+        MetricsUnavailable: exit 3; nothing touched either way)."""
+        preflight = getattr(self.metrics, "preflight", None)
+        if preflight is None:
+            return
+        report = preflight(self.policy, self.target)
+        self.log.info("metrics.preflight_passed", **(report.to_dict() if hasattr(report, "to_dict") else {}))
+
     def _preflight(self, state: rl.RolloutState) -> rl.RolloutState:
         if self.gate is not None:
             try:
-                report = self.gate.preflight()
+                report = self._bounded(self.gate.preflight)
             except CanaryError as exc:
                 self._emit(state, "gate.failed", {"reason": str(exc), "stage": "preflight"}, warning=True)
                 return self._apply(*rl.transition(state, rl.GateFailed(self.clock.now(), str(exc)), self.policy))
@@ -153,7 +202,7 @@ class Controller:
         while True:
             now = self.clock.now()
             if self.stop.is_set():
-                return self._interrupted(state)
+                raise _Interrupted()
             if self.gate is not None and state.phase == rl.PROGRESSING and now >= self._next_probe:
                 self._next_probe = now + self.gate.probe_interval
                 failed = self._probe(state)
@@ -170,24 +219,44 @@ class Controller:
             if self.gate is not None:
                 step = min(step, max(self._next_probe - now, 0.0))
             self.clock.sleep(max(0.01, min(step, 0.25)))
-        if state.phase != rl.PROGRESSING:
+        if not look_due(self.policy, state, self.clock.now()):
             return state
         return self._look(state)
 
     def _look(self, state: rl.RolloutState) -> rl.RolloutState:
         now = self.clock.now()
-        measurements, canary_n = measure_window(self.metrics, self.policy, self.target,
-                                                window_s=look_window(self.policy, state, now), log=self.log)
+        window = look_window(self.policy, state, now)
+        measurements, canary_n = self._bounded(lambda: measure_window(self.metrics, self.policy, self.target,
+                                                                      window_s=window, log=self.log))
         verdict = judge(self.policy, measurements, look=state.look)
-        key = (state.step, state.step_started_at)
-        if self._last_look == (key, canary_n) and canary_n > 0:
-            verdict = rl.without_repeated_failures(verdict)
-        self._last_look = (key, canary_n)
-        return self._apply(*rl.transition(state, rl.Looked(now, verdict, canary_n), self.policy))
+        new, actions = rl.transition(state, rl.Looked(self.clock.now(), verdict, canary_n), self.policy)
+        return self._apply(new, with_look_recorded(new, actions))
+
+    def _bounded(self, fn: Callable[[], T]) -> T:
+        """Run `fn` in a worker thread; a signal abandons it at once (raises _Interrupted), so the
+        time from SIGTERM to stable 100% does not depend on what a look is waiting on."""
+        box: dict[str, Any] = {}
+
+        def work() -> None:
+            try:
+                box["value"] = fn()
+            except BaseException as exc:  # handed to the caller's thread
+                box["error"] = exc
+
+        worker = threading.Thread(target=work, name="canary-look", daemon=True)
+        worker.start()
+        while worker.is_alive():
+            worker.join(0.05)
+            if self.stop.is_set() and worker.is_alive():
+                self.log.warning("look.abandoned", reason="interrupted")
+                raise _Interrupted()
+        if "error" in box:
+            raise box["error"]
+        return box["value"]  # type: ignore[no-any-return]
 
     def _probe(self, state: rl.RolloutState) -> rl.RolloutState | None:
         assert self.gate is not None
-        if self.gate.ready():
+        if self._bounded(self.gate.ready):
             self._probe_failures = 0
             return None
         self._probe_failures += 1
@@ -199,19 +268,25 @@ class Controller:
         return self._apply(*rl.transition(state, rl.GateFailed(self.clock.now(), reason), self.policy))
 
     def _check_outside(self, state: rl.RolloutState) -> rl.RolloutState:
-        """Adopt `canary rollback/pause/resume` from another process; re-assert foreign weight edits."""
+        """Adopt `canary rollback/pause/resume` from another process; re-assert foreign weight edits;
+        abort when the subsets no longer select the versions being judged."""
         try:
             status = self.router.inspect(self.target)
         except TransientError as exc:
             self.log.warning("watch.failed", error=str(exc))
             return state
         if (status.state or "") != self._written:
-            theirs = _parse_state(status)
+            theirs = parse_state(status)
             if theirs is not None and theirs.canary_version == state.canary_version:
                 self._written = status.state or ""
                 self.log.info("rollout.changed_outside", phase=theirs.phase, reason=theirs.reason,
                               weights=str(theirs.weights))
                 return theirs
+        drift = subset_drift(state, status)
+        if drift:
+            self.log.warning("subset.foreign_edit", reason=drift)
+            return self._apply(*rl.transition(state, rl.Abort(self.clock.now(), drift, infrastructure=True),
+                                              self.policy))
         if status.weights != state.weights:
             self.log.warning("weights.foreign_edit", expected=str(state.weights), found=str(status.weights))
             return self._apply(state, [rl.SetWeights(state.weights),
@@ -220,8 +295,10 @@ class Controller:
 
     def _interrupted(self, state: rl.RolloutState) -> rl.RolloutState:
         now = self.clock.now()
-        if self.on_interrupt == "pause":
+        if self.on_interrupt == "pause" and state.phase in (rl.PROGRESSING, rl.PAUSED):
             return self._apply(*rl.transition(state, rl.Pause(now, "interrupted; resume with `canary promote`"), self.policy))
+        if state.phase == rl.PROMOTING:  # finishing is quicker and safer than undoing a promotion half-way
+            return self._apply(*rl.finish_promotion(state, now))
         return self._apply(*rl.transition(state, rl.Abort(now, "interrupted", infrastructure=True), self.policy))
 
     # ---- actions --------------------------------------------------------------------
@@ -239,7 +316,7 @@ class Controller:
     def _adopt_outside(self, state: rl.RolloutState, exc: RoutingConflict) -> rl.RolloutState:
         """Our write was refused because someone else recorded a decision: take theirs."""
         status = self.router.inspect(self.target)
-        theirs = _parse_state(status)
+        theirs = parse_state(status)
         if theirs is None or theirs.canary_version != state.canary_version:
             raise exc
         self._written = status.state or ""
@@ -247,77 +324,11 @@ class Controller:
         return theirs
 
 
-def look_window(policy: Policy, state: rl.RolloutState, now: float) -> int:
-    """Seconds of data a look judges: since the step started, at least one look period."""
-    return max(math.ceil(now - state.step_started_at), math.ceil(policy.analysis.look_every))
-
-
-def measure_window(metrics: MetricsProvider, policy: Policy, target: Target, *, window_s: int,
-                   log: Any) -> tuple[dict[str, tuple[ArmData, ArmData] | Exception], float]:
-    """Every check's (stable, canary) data over the window, and the canary request count.
-    Failures become the check's "could not measure"; nothing here raises."""
-    out: dict[str, tuple[ArmData, ArmData] | Exception] = {}
-    for check in policy.checks:
-        try:
-            out[check.name] = metrics.measure(policy, check, target, window_s=window_s)
-        except CanaryError as exc:
-            out[check.name] = exc
-        except Exception as exc:  # a provider bug must not crash a tick that holds split traffic
-            log.error("metrics.unexpected_error", check=check.name, error=f"{type(exc).__name__}: {exc}")
-            out[check.name] = MetricsUnavailable(f"{type(exc).__name__}: {exc}")
-    try:
-        _, canary_n = metrics.request_counts(policy, target, window_s=window_s)
-    except Exception:  # counted as no canary requests: a step cannot pass without them
-        canary_n = 0.0
-    return out, canary_n
-
-
-def execute(router: TrafficRouter, target: Target, state: rl.RolloutState, actions: list[rl.Action], *,
-            log: Any, expect: Any = ..., written: Callable[[str], None] | None = None) -> rl.RolloutState:
-    """Carry out actions in order. Writes are guarded on the recorded state being `expect` (what we
-    last read or wrote; `...` = unguarded). A failed write of stable-100% is logged as rollback.failed and re-raised."""
-    for action in actions:
-        if isinstance(action, rl.SetWeights):
-            text = state.to_json()
-            try:
-                router.set_weights(target, action.weights, state=text, expect_state=expect)
-                expect = text
-            except CanaryError as exc:
-                if action.weights == STABLE_ONLY and state.phase in rl.TERMINAL:
-                    log.critical("rollback.failed", error=str(exc), weights=str(action.weights))
-                raise
-            if written:
-                written(text)
-        elif isinstance(action, rl.PointSubset):
-            router.point_subset(target, action.subset, action.version)
-            log.info("subset.pointed", subset=action.subset, version=action.version)
-        elif isinstance(action, rl.Emit):
-            fields = {"phase": state.phase, "weights": str(state.weights), "step": state.step + 1, **action.fields}
-            (log.warning if action.warning else log.info)(action.event, **fields)
-            if action.event in _K8S_EVENTS:
-                router.record_event(target, reason=_camel(action.event), warning=action.warning,
-                                    message=f"{action.event}: weights {state.weights} " + str(action.fields.get("reason", "")))
-    return state
-
-
-def _camel(event: str) -> str:
-    return "".join(p.capitalize() for p in event.replace("_", ".").split("."))
-
-
-def _parse_state(status: RouteStatus) -> rl.RolloutState | None:
-    if not status.state:
-        return None
-    try:
-        return rl.RolloutState.from_json(status.state)
-    except (ValueError, TypeError, KeyError) as exc:
-        raise TargetError(f"rollout state annotation is unreadable ({exc}); fix or remove it") from None
-
-
 def operator_action(router: TrafficRouter, target: Target, event: rl.Abort | rl.Pause | rl.Resume, *,
                     log: Any) -> rl.RolloutState:
     """`canary rollback/pause/resume`: apply one event to the recorded state."""
     status = router.inspect(target)
-    state = _parse_state(status)
+    state = parse_state(status)
     if state is None or state.terminal:
         if isinstance(event, rl.Abort) and status.weights != STABLE_ONLY:
             # no rollout recorded but traffic is split: stable gets 100% anyway
@@ -335,4 +346,5 @@ def operator_action(router: TrafficRouter, target: Target, event: rl.Abort | rl.
     return execute(router, target, new, actions, log=log, expect=status.state)
 
 
-__all__ = ["Controller", "Result", "SystemClock", "execute", "look_window", "measure_window", "operator_action"]
+__all__ = ["Controller", "EXIT_BAD_INPUT", "EXIT_CODES", "EXIT_INFRA", "EXIT_INTERRUPTED", "EXIT_PROMOTED",
+           "EXIT_ROLLED_BACK", "Result", "SystemClock", "execute", "look_window", "measure_window", "operator_action"]

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -48,6 +49,9 @@ class RolloutState:
     look: int = 0  # looks judged in the whole rollout (drives alpha spending)
     step_looks: int = 0  # looks judged in the current step
     failed_looks: int = 0  # consecutive failed looks
+    # canary requests counted at the previous look of this step (-1: none yet). Persisted, so a
+    # resumed process knows a look over the same data is not new evidence (no re-spent failures).
+    last_look_requests: float = -1.0
     started_at: float = 0.0
     step_started_at: float = 0.0
     updated_at: float = 0.0
@@ -71,13 +75,38 @@ class RolloutState:
 
     @classmethod
     def from_json(cls, text: str) -> "RolloutState":
+        """Parse a recorded state. Raises ValueError naming the field when the shape is wrong:
+        a state read back is re-validated, never trusted (it may have been edited by hand)."""
         d = json.loads(text)
         if not isinstance(d, dict):
             raise ValueError("rollout state must be a JSON object")
         known = {f.name for f in dataclasses.fields(cls)}
         d = {k: v for k, v in d.items() if k in known}  # tolerate fields from newer versions
-        d["weights"] = Weights(**d["weights"])
-        d["history"] = tuple(d.get("history") or ())
+        for name in ("model", "stable_version", "canary_version", "phase", "weights"):
+            if name not in d:
+                raise ValueError(f"rollout state: {name} is missing")
+        for name in ("model", "stable_version", "canary_version", "phase", "reason"):
+            if name in d and not isinstance(d[name], str):
+                raise ValueError(f"rollout state: {name} must be a string, got {type(d[name]).__name__}")
+        for name in ("step", "look", "step_looks", "failed_looks"):
+            if name in d and (isinstance(d[name], bool) or not isinstance(d[name], int) or d[name] < -1):
+                raise ValueError(f"rollout state: {name} must be an integer >= -1, got {d[name]!r}")
+        for name in ("started_at", "step_started_at", "updated_at", "last_look_requests"):
+            v = d.get(name, 0.0)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise ValueError(f"rollout state: {name} must be a finite number, got {v!r}")
+            if name in d:
+                d[name] = float(v)
+        w = d["weights"]
+        if not isinstance(w, dict) or set(w) != {"stable", "canary"}:
+            raise ValueError("rollout state: weights must be {stable, canary}")
+        d["weights"] = Weights(**w)
+        if d.get("last_verdict") is not None and not isinstance(d["last_verdict"], dict):
+            raise ValueError("rollout state: last_verdict must be an object")
+        history = d.get("history") or ()
+        if not isinstance(history, (list, tuple)) or not all(isinstance(h, dict) for h in history):
+            raise ValueError("rollout state: history must be a list of objects")
+        d["history"] = tuple(history)
         return cls(**d)
 
 
@@ -143,8 +172,14 @@ class SetWeights:
 
 @dataclass(frozen=True)
 class PointSubset:
+    """Make `subset` select `version`. With `guarded`, the executor first checks that the recorded
+    state is still the one this process wrote, and after the write checks again (undoing it if a
+    rollback was recorded meanwhile): re-pointing stable at the new version races `canary rollback`."""
+
     subset: str
     version: str
+    guarded: bool = False
+    undo_version: str = ""  # with guarded: what to point back to when the guard fails after the write
 
 
 @dataclass(frozen=True)
@@ -182,7 +217,8 @@ def transition(state: RolloutState, event: Event, policy: Policy) -> tuple[Rollo
         return s, [SetWeights(s.weights), Emit("rollout.paused", {"reason": event.reason})]
     if isinstance(event, Resume) and state.phase == PAUSED:
         # the step starts over: paused time is neither evidence nor deadline
-        s = replace(state, phase=PROGRESSING, reason="", step_started_at=now, step_looks=0, failed_looks=0, updated_at=now)
+        s = replace(state, phase=PROGRESSING, reason="", step_started_at=now, step_looks=0, failed_looks=0,
+                    last_look_requests=-1.0, updated_at=now)
         return s, [SetWeights(s.weights), Emit("rollout.resumed", {})]
     if isinstance(event, Begin) and state.phase == PENDING:
         # Point the canary subset again (idempotent): a process killed between the claim and
@@ -209,7 +245,7 @@ def finish_promotion(state: RolloutState, now: float) -> tuple[RolloutState, lis
     s = replace(state, phase=PROMOTED, weights=STABLE_ONLY, updated_at=now, reason="all steps passed")
     s = _log(s, now, "promoted")
     return s, [
-        PointSubset("stable", state.canary_version),
+        PointSubset("stable", state.canary_version, guarded=True, undo_version=state.stable_version),
         SetWeights(STABLE_ONLY),
         Emit("rollout.promoted", {"duration_s": round(now - state.started_at, 1)}),
     ]
@@ -217,8 +253,10 @@ def finish_promotion(state: RolloutState, now: float) -> tuple[RolloutState, lis
 
 def _judge(state: RolloutState, ev: Looked, policy: Policy) -> tuple[RolloutState, list[Action]]:
     j = ev.judgement
+    if ev.canary_requests > 0 and ev.canary_requests == state.last_look_requests:
+        j = without_repeated_failures(j)  # the same data twice is one piece of evidence
     s = replace(state, look=state.look + 1, step_looks=state.step_looks + 1, updated_at=ev.now,
-                last_verdict=_verdict_summary(j, ev))
+                last_verdict=_verdict_summary(j, ev), last_look_requests=ev.canary_requests)
     actions: list[Action] = [Emit("look.completed", {"outcome": j.outcome.label, "canary_requests": ev.canary_requests,
                                                      "look": state.look,
                                                      "checks": {r.check: r.outcome.label for r in j.results}})]
@@ -258,8 +296,10 @@ def _judge(state: RolloutState, ev: Looked, policy: Policy) -> tuple[RolloutStat
     if policy.failure.on_deadline == "hold":
         s2 = _log(replace(s, phase=PAUSED, reason=why), ev.now, "held")
         return s2, actions + [SetWeights(s2.weights), Emit("rollout.held", {"reason": why}, warning=True)]
-    # never a promotion without evidence: measured-but-unclear rolls back (exit 1); unmeasurable aborts (exit 3)
-    phase = ABORTED if j.outcome is Outcome.ERROR else ROLLED_BACK
+    # never a promotion without evidence: measured-but-unclear rolls back (exit 1), and so does a
+    # Prometheus that answered without the canary's series; only "could not ask Prometheus" aborts (exit 3)
+    unreachable = any(r.outcome is Outcome.ERROR and r.extra.get("unavailable") for r in j.results)
+    phase = ABORTED if unreachable else ROLLED_BACK
     s2, more = _end(s, ev.now, reason=why, phase=phase, judgement=j)
     return s2, actions + more
 
@@ -267,7 +307,7 @@ def _judge(state: RolloutState, ev: Looked, policy: Policy) -> tuple[RolloutStat
 def _enter_step(state: RolloutState, step: int, policy: Policy, now: float) -> tuple[RolloutState, list[Action]]:
     weights = Weights.canary_at(policy.steps[step])
     s = replace(state, phase=PROGRESSING, step=step, weights=weights, step_started_at=now, step_looks=0,
-                failed_looks=0, updated_at=now, reason="")
+                failed_looks=0, last_look_requests=-1.0, updated_at=now, reason="")
     s = _log(s, now, f"step {step + 1}/{len(policy.steps)} canary {weights.canary}%")
     return s, [SetWeights(weights), Emit("step.advanced", {"step": step + 1, "steps": len(policy.steps),
                                                           "from_weights": str(state.weights)})]
@@ -283,7 +323,12 @@ def _end(state: RolloutState, now: float, *, reason: str, phase: str,
         fields["evidence"] = evidence
     start = "rollback.started" if phase == ROLLED_BACK else "rollout.aborting"
     done = "rollback.completed" if phase == ROLLED_BACK else "rollout.aborted"
-    return s, [Emit(start, fields, warning=True), SetWeights(STABLE_ONLY), Emit(done, fields, warning=True)]
+    # The stable subset must select the stable version whenever stable is recorded as serving: a
+    # promotion may have re-pointed it (PROMOTING, canary at 100%) or may race this rollback. Point it
+    # back while it carries no traffic, write 100/0, then check it again (idempotent: no write if right).
+    repoint = [PointSubset("stable", state.stable_version)] if state.phase == PROMOTING else []
+    return s, [Emit(start, fields, warning=True), *repoint, SetWeights(STABLE_ONLY),
+               PointSubset("stable", state.stable_version), Emit(done, fields, warning=True)]
 
 
 def _log(state: RolloutState, now: float, what: str) -> RolloutState:

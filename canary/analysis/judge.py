@@ -17,6 +17,7 @@ import numpy as np
 
 from canary.analysis import shift, stats
 from canary.analysis.sequential import alpha_for_look, tests_in
+from canary.errors import TransientError
 from canary.model import ArmData, CheckResult, Counts, Histogram, Judgement, Outcome, Scalar
 from canary.policy import (
     Check,
@@ -41,7 +42,10 @@ def judge(policy: Policy, measurements: Mapping[str, Measurement], *, look: int)
         if m is None:
             results.append(_error(check, "no measurement was provided"))
         elif isinstance(m, BaseException):
-            results.append(_error(check, f"could not measure: {type(m).__name__}: {m}"))
+            # "Prometheus could not be asked" (transient) is told apart from "asked, no such series":
+            # only the first may end a rollout as aborted rather than rolled back.
+            results.append(_error(check, f"could not measure: {type(m).__name__}: {m}",
+                                  unavailable=isinstance(m, TransientError)))
         else:
             try:
                 results.append(judge_check(check, m[0], m[1], alpha=a_look * tests_in(check) / total,
@@ -64,8 +68,9 @@ def judge_check(check: Check, stable: ArmData, canary: ArmData, *, alpha: float,
     raise TypeError(f"unknown check kind {type(check).__name__}")
 
 
-def _error(check: Check, reason: str) -> CheckResult:
-    return CheckResult(check=check.name, kind=check.kind, outcome=Outcome.ERROR, reason=reason, hard=check.hard)
+def _error(check: Check, reason: str, *, unavailable: bool = False) -> CheckResult:
+    return CheckResult(check=check.name, kind=check.kind, outcome=Outcome.ERROR, reason=reason, hard=check.hard,
+                       extra={"unavailable": True} if unavailable else {})
 
 
 def _want(check: Check, data: tuple[ArmData, ArmData], kind: type) -> CheckResult | None:

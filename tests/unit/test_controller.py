@@ -40,7 +40,9 @@ def test_good_canary_is_promoted_and_ends_on_the_new_version() -> None:
     assert writes[0] == ("weights", STABLE_ONLY) and writes[1] == ("subset", ("canary", "v2"))
     i = writes.index(("subset", ("stable", "v2")))
     assert writes[i - 1] == ("weights", Weights(0, 100)) and writes[i + 1] == ("weights", STABLE_ONLY)
-    assert [w for k, w in writes if k == "weights"][1:4] == [Weights(90, 10), Weights(50, 50), Weights(0, 100)]
+    weights = [w for k, w in writes if k == "weights"]
+    changes = [w for i, w in enumerate(weights) if i == 0 or w != weights[i - 1]]  # every look is recorded too
+    assert changes[1:4] == [Weights(90, 10), Weights(50, 50), Weights(0, 100)]
     assert clock.t - 1000 >= 20  # two judged steps of at least 10 s; 100% is the promotion
     assert json.loads(router.state)["phase"] == "promoted"
 
@@ -134,7 +136,7 @@ def test_foreign_weight_edit_is_reasserted() -> None:
     assert res.exit_code == 0 and edited
     writes = [w for k, w in router.log if k == "weights"]
     # step 2 (50/50) was written, reset to 100/0 by the foreign edit, and written again
-    assert writes.count(Weights(50, 50)) == 2
+    assert writes.count(Weights(50, 50)) >= 2 and router.weights == STABLE_ONLY
 
 
 def test_operator_rollback_forces_stable_even_without_a_recorded_rollout() -> None:

@@ -17,9 +17,10 @@ POLICY = parse_policy({
 })
 
 
-def verdict(outcome: Outcome, *, hard: bool = False, check: str = "lat") -> Judgement:
+def verdict(outcome: Outcome, *, hard: bool = False, check: str = "lat", unavailable: bool = False) -> Judgement:
     return Judgement.combine([CheckResult(check=check, kind="latency", outcome=outcome, reason=f"{outcome.label} reason",
-                                          stable_value=100.0, canary_value=150.0, hard=hard)])
+                                          stable_value=100.0, canary_value=150.0, hard=hard,
+                                          extra={"unavailable": True} if unavailable else {})])
 
 
 def started(now: float = 0.0) -> rl.RolloutState:
@@ -34,7 +35,10 @@ def started(now: float = 0.0) -> rl.RolloutState:
     return s
 
 
-def look(s: rl.RolloutState, now: float, outcome: Outcome, n: float = 100, **kw: object) -> tuple[rl.RolloutState, list]:
+def look(s: rl.RolloutState, now: float, outcome: Outcome, n: float | None = None,
+         **kw: object) -> tuple[rl.RolloutState, list]:
+    """One look; by default the canary count grows with time (each look sees new requests)."""
+    n = 100 + 10 * now if n is None else n
     return rl.transition(s, rl.Looked(now, verdict(outcome, **kw), n), POLICY)
 
 
@@ -68,7 +72,7 @@ def test_last_step_pass_goes_through_promoting_then_promoted() -> None:
     assert s.phase == rl.PROMOTED and s.weights == STABLE_ONLY
     # stable subset re-pointed BEFORE traffic returns to it
     kinds = [a for a in actions if not isinstance(a, rl.Emit)]
-    assert kinds == [rl.PointSubset("stable", "v2"), rl.SetWeights(STABLE_ONLY)]
+    assert kinds == [rl.PointSubset("stable", "v2", guarded=True, undo_version="v1"), rl.SetWeights(STABLE_ONLY)]
 
 
 def test_one_fail_is_counted_two_consecutive_roll_back() -> None:
@@ -97,13 +101,17 @@ def test_hard_breach_rolls_back_at_first_look() -> None:
     assert s.phase == rl.ROLLED_BACK and "err" in s.reason
 
 
-@pytest.mark.parametrize("outcome,phase", [(Outcome.INCONCLUSIVE, rl.ROLLED_BACK), (Outcome.ERROR, rl.ABORTED)])
-def test_no_verdict_waits_until_the_deadline_never_promotes(outcome: Outcome, phase: str) -> None:
+@pytest.mark.parametrize("outcome,unavailable,phase", [
+    (Outcome.INCONCLUSIVE, False, rl.ROLLED_BACK),
+    (Outcome.ERROR, False, rl.ROLLED_BACK),  # Prometheus answered, the canary series never came: exit 1
+    (Outcome.ERROR, True, rl.ABORTED),  # Prometheus could not be asked: exit 3
+])
+def test_no_verdict_waits_until_the_deadline_never_promotes(outcome: Outcome, unavailable: bool, phase: str) -> None:
     s = started()
     for t in range(2, 30, 2):  # interval 10 + deadline 20 = 30
-        s, _ = look(s, t, outcome)
+        s, _ = look(s, t, outcome, unavailable=unavailable)
         assert s.phase == rl.PROGRESSING and s.step == 0
-    s, _ = look(s, 30, outcome)
+    s, _ = look(s, 30, outcome, unavailable=unavailable)
     assert s.phase == phase and s.weights == STABLE_ONLY and "no verdict" in s.reason
 
 
@@ -146,3 +154,46 @@ def test_state_round_trips_through_json() -> None:
 def test_unknown_phase_is_rejected() -> None:
     with pytest.raises(ValueError, match="phase"):
         rl.RolloutState(model="m", stable_version="a", canary_version="b", phase="nope", weights=STABLE_ONLY)
+
+
+def test_a_look_over_the_same_canary_requests_adds_no_failure_even_after_a_restart() -> None:
+    s, _ = look(started(), 2, Outcome.FAIL, n=300)
+    assert s.failed_looks == 1 and s.last_look_requests == 300
+    s = rl.RolloutState.from_json(s.to_json())  # a new process resumes from the recorded state
+    s, _ = look(s, 4, Outcome.FAIL, n=300)
+    assert s.phase == rl.PROGRESSING and s.failed_looks == 0  # same data: inconclusive, not a 2nd failure
+    s, _ = look(s, 6, Outcome.FAIL, n=400)
+    assert s.failed_looks == 1
+
+
+def test_a_hard_breach_on_the_same_data_still_rolls_back() -> None:
+    s, _ = look(started(), 2, Outcome.PASS, n=300)
+    s, _ = look(s, 4, Outcome.FAIL, n=300, hard=True, check="err")
+    assert s.phase == rl.ROLLED_BACK
+
+
+def test_rollback_during_promoting_points_stable_back_before_traffic_returns() -> None:
+    s = rl.RolloutState(model="m", stable_version="v1", canary_version="v2", phase=rl.PROMOTING,
+                        weights=Weights(0, 100), step=2)
+    s, actions = rl.transition(s, rl.Abort(5, "operator"), POLICY)
+    writes = [a for a in actions if not isinstance(a, rl.Emit)]
+    assert writes == [rl.PointSubset("stable", "v1"), rl.SetWeights(STABLE_ONLY), rl.PointSubset("stable", "v1")]
+
+
+def test_every_rollback_verifies_the_stable_subset_after_the_weights() -> None:
+    s, actions = look(started(), 2, Outcome.FAIL, hard=True, check="err")
+    writes = [a for a in actions if not isinstance(a, rl.Emit)]
+    assert writes == [rl.SetWeights(STABLE_ONLY), rl.PointSubset("stable", "v1")]
+
+
+@pytest.mark.parametrize("field,value", [
+    ("weights", {"stable": 1, "canary": 1}), ("step", "1"), ("step", True), ("started_at", float("inf")),
+    ("phase", "exploded"), ("model", 3), ("history", "x"), ("last_verdict", [1]), ("look", -5),
+])
+def test_a_recorded_state_of_the_wrong_shape_is_refused_naming_the_field(field: str, value: object) -> None:
+    import json
+
+    d = json.loads(started().to_json())
+    d[field] = value
+    with pytest.raises(ValueError):
+        rl.RolloutState.from_json(json.dumps(d))

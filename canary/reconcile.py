@@ -1,0 +1,178 @@
+"""One step of one rollout, shared by `canary promote` (the runner) and the controller.
+
+The runner (`canary.controller.Controller`) and the CanaryRollout controller
+(`canary.operator.Operator`) differ only in their loops; everything that turns
+a decision into writes, and every rule about what a look may judge, lives
+here once:
+
+- `execute`       carries out the state machine's actions in order, guarded on
+                  the recorded state; a stable-100% write that fails is logged
+                  as ``rollback.failed``.
+- `to_stable`     the emergency path: any failure while traffic is split ends
+                  in stable 100% with its own retry budget.
+- `measure_window` every check's data over the step's window; never raises.
+- `look_due`, `look_window`, `parse_state`, `subset_drift`, `EXIT_CODES`.
+
+Nothing here sleeps or loops; callers bound time (see `controller.py`).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, Callable
+
+from canary import rollout as rl
+from canary.errors import CanaryError, MetricsUnavailable, RoutingConflict, TargetError
+from canary.metrics.base import MetricsProvider
+from canary.model import STABLE_ONLY, ArmData, Target
+from canary.policy import Policy
+from canary.routing.base import RouteStatus, TrafficRouter
+
+EXIT_PROMOTED, EXIT_ROLLED_BACK, EXIT_BAD_INPUT, EXIT_INFRA, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_CODES = {rl.PROMOTED: EXIT_PROMOTED, rl.ROLLED_BACK: EXIT_ROLLED_BACK, rl.ABORTED: EXIT_INFRA}
+# phase changes that also become Kubernetes Events on the VirtualService
+K8S_EVENTS = frozenset({"rollout.started", "step.advanced", "rollout.promoting", "rollout.promoted",
+                        "rollback.completed", "rollout.aborted", "rollout.paused", "rollout.resumed", "rollout.held",
+                        "gate.failed", "weights.reasserted"})
+
+
+def parse_state(status: RouteStatus) -> rl.RolloutState | None:
+    """The recorded rollout state, re-validated. Raises TargetError when it is unreadable."""
+    if not status.state:
+        return None
+    try:
+        return rl.RolloutState.from_json(status.state)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise TargetError(f"rollout state annotation is unreadable ({exc}); fix or remove it") from None
+
+
+def look_due(policy: Policy, state: rl.RolloutState, now: float) -> bool:
+    """A look is due once per `look_every` since the step started (state.step_looks counts them)."""
+    return state.phase == rl.PROGRESSING and now >= state.step_started_at + (state.step_looks + 1) * policy.analysis.look_every
+
+
+def look_window(policy: Policy, state: rl.RolloutState, now: float) -> int:
+    """Seconds of data a look judges: since the step started, at least one look period."""
+    return max(math.ceil(now - state.step_started_at), math.ceil(policy.analysis.look_every))
+
+
+def subset_drift(state: rl.RolloutState, status: RouteStatus) -> str:
+    """Why the DestinationRule no longer routes what the rollout judges ("" when it does).
+
+    While a step is running, the canary subset must select the canary version and the stable
+    subset the stable version; anything else means the traffic goes somewhere unjudged."""
+    if state.phase not in (rl.PROGRESSING, rl.PAUSED):
+        return ""
+    if status.canary_subset_version != state.canary_version:
+        return (f"the canary subset was re-pointed from {state.canary_version} to {status.canary_subset_version} "
+                "outside the rollout")
+    if status.stable_subset_version != state.stable_version:
+        return (f"the stable subset was re-pointed from {state.stable_version} to {status.stable_subset_version} "
+                "outside the rollout")
+    return ""
+
+
+def measure_window(metrics: MetricsProvider, policy: Policy, target: Target, *, window_s: int,
+                   log: Any) -> tuple[dict[str, tuple[ArmData, ArmData] | Exception], float]:
+    """Every check's (stable, canary) data over the window, and the canary request count.
+    Failures become the check's "could not measure"; nothing here raises."""
+    out: dict[str, tuple[ArmData, ArmData] | Exception] = {}
+    for check in policy.checks:
+        try:
+            out[check.name] = metrics.measure(policy, check, target, window_s=window_s)
+        except CanaryError as exc:
+            out[check.name] = exc
+        except Exception as exc:  # a provider bug must not crash a tick that holds split traffic
+            log.error("metrics.unexpected_error", check=check.name, error=f"{type(exc).__name__}: {exc}")
+            out[check.name] = MetricsUnavailable(f"{type(exc).__name__}: {exc}")
+    try:
+        _, canary_n = metrics.request_counts(policy, target, window_s=window_s)
+    except Exception:  # counted as no canary requests: a step cannot pass without them
+        canary_n = 0.0
+    return out, canary_n
+
+
+def with_look_recorded(new: rl.RolloutState, actions: list[rl.Action]) -> list[rl.Action]:
+    """Every look is recorded (look and failure counts, the canary count it saw): a process that
+    keeps nothing between looks must not re-spend the failure budget after a restart."""
+    if any(isinstance(a, rl.SetWeights) for a in actions):
+        return actions
+    return [*actions, rl.SetWeights(new.weights)]
+
+
+def execute(router: TrafficRouter, target: Target, state: rl.RolloutState, actions: list[rl.Action], *,
+            log: Any, expect: Any = ..., written: Callable[[str], None] | None = None,
+            report_failure: bool = True) -> rl.RolloutState:
+    """Carry out actions in order. Writes are guarded on the recorded state being `expect` (what we
+    last read or wrote; `...` = unguarded). A failed write that should have put stable at 100% is
+    logged as ``rollback.failed`` and re-raised. A guarded PointSubset checks the recorded state
+    before and after its write and undoes itself if another writer recorded a decision meanwhile."""
+    for action in actions:
+        if isinstance(action, rl.SetWeights):
+            text = state.to_json()
+            try:
+                router.set_weights(target, action.weights, state=text, expect_state=expect)
+                expect = text
+            except CanaryError as exc:
+                if report_failure and action.weights == STABLE_ONLY and state.phase in rl.TERMINAL:
+                    log.critical("rollback.failed", error=str(exc), weights=str(action.weights))
+                raise
+            if written:
+                written(text)
+        elif isinstance(action, rl.PointSubset):
+            _point(router, target, state, action, log=log, expect=expect, report_failure=report_failure)
+        elif isinstance(action, rl.Emit):
+            fields = {"phase": state.phase, "weights": str(state.weights), "step": state.step + 1, **action.fields}
+            (log.warning if action.warning else log.info)(action.event, **fields)
+            if action.event in K8S_EVENTS:
+                router.record_event(target, reason=camel(action.event), warning=action.warning,
+                                    message=f"{action.event}: weights {state.weights} " + str(action.fields.get("reason", "")))
+    return state
+
+
+def _point(router: TrafficRouter, target: Target, state: rl.RolloutState, action: rl.PointSubset, *, log: Any,
+           expect: Any, report_failure: bool) -> None:
+    if action.guarded and expect is not ...:
+        if router.inspect(target).state != expect:
+            raise RoutingConflict(f"{target.namespace}/{target.virtual_service}: the rollout state changed before "
+                                  f"the {action.subset} subset was re-pointed; not re-pointing")
+    try:
+        router.point_subset(target, action.subset, action.version)
+    except CanaryError as exc:
+        if report_failure and state.phase in rl.TERMINAL and state.phase != rl.PROMOTED:
+            log.critical("rollback.failed", error=str(exc), subset=action.subset, version=action.version)
+        raise
+    log.info("subset.pointed", subset=action.subset, version=action.version)
+    if action.guarded and expect is not ...:
+        if router.inspect(target).state != expect:  # a rollback was recorded while we wrote: undo
+            router.point_subset(target, action.subset, action.undo_version)
+            log.warning("subset.repointed_back", subset=action.subset, version=action.undo_version)
+            raise RoutingConflict(f"{target.namespace}/{target.virtual_service}: a rollback was recorded while the "
+                                  f"{action.subset} subset was re-pointed; pointed it back at {action.undo_version}")
+
+
+def to_stable(router: TrafficRouter, target: Target, state: rl.RolloutState, *, reason: str, log: Any,
+              now: float, attempts: int = 3, budget_s: float = 20.0) -> rl.RolloutState:
+    """Stable 100% after a failure, with a retry budget of its own (`attempts` writes within
+    `budget_s`, each with the router's own retries). The rollout is recorded ``aborted`` (exit 3).
+    Unguarded, like `canary rollback`: stable 100% wins over anything recorded meanwhile.
+    Raises the last error, after logging ``rollback.failed``, when every attempt failed."""
+    new, actions = rl.transition(state, rl.Abort(now, reason, infrastructure=True), None)  # type: ignore[arg-type]
+    if new is state:  # terminal already: nothing to do
+        return state
+    deadline = time.monotonic() + budget_s
+    for attempt in range(1, attempts + 1):
+        last = attempt == attempts or time.monotonic() >= deadline
+        try:
+            return execute(router, target, new, actions, log=log, report_failure=last)
+        except CanaryError as exc:
+            if last:
+                raise
+            log.warning("rollback.retrying", attempt=attempt, error=str(exc))
+            time.sleep(min(0.5 * attempt, max(0.0, deadline - time.monotonic())))
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def camel(event: str) -> str:
+    return "".join(p.capitalize() for p in event.replace("_", ".").split("."))

@@ -1,0 +1,183 @@
+"""`canary promote`'s runner under faults, on a fake clock: every failure path ends with stable
+at 100% and the exit code the README's table gives. Each case is one kind of fault."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+
+from canary import rollout as rl
+from canary.controller import EXIT_INFRA, EXIT_ROLLED_BACK, Controller, operator_action
+from canary.errors import KubeUnavailable, NoData
+from canary.logs import get
+from canary.model import STABLE_ONLY, Target, Weights
+from tests.fakes import FakeClock, FakeMetrics, FakeRouter
+from tests.unit.test_controller import POLICY, TARGET, make
+
+
+def test_api_errors_past_the_budget_on_a_step_write_end_at_stable_100() -> None:
+    ctl, router, metrics, clock = make()
+    calls = {"n": 0}
+    real = router.set_weights
+
+    def flaky(target: Target, weights: Weights, **kw: object) -> object:
+        if weights == Weights(50, 50) and calls["n"] < 4:  # the step-2 write fails 4 times in a row
+            calls["n"] += 1
+            raise KubeUnavailable("503 Service Unavailable")
+        return real(target, weights, **kw)  # type: ignore[arg-type]
+
+    router.set_weights = flaky  # type: ignore[method-assign]
+    res = ctl.run()
+    assert res.exit_code == EXIT_INFRA and res.state.phase == rl.ABORTED
+    assert router.weights == STABLE_ONLY and json.loads(router.state)["phase"] == rl.ABORTED
+    assert "503" in res.state.reason
+
+
+@pytest.mark.parametrize("exc", [RuntimeError("bug"), ZeroDivisionError("x"), KeyError("k"), MemoryError()])
+def test_an_exception_of_any_type_mid_rollout_ends_at_stable_100(exc: BaseException) -> None:
+    ctl, router, metrics, clock = make()
+    real = router.inspect
+
+    def inspect(target: Target) -> object:
+        if router.weights == Weights(90, 10):
+            raise exc
+        return real(target)
+
+    router.inspect = inspect  # type: ignore[method-assign]
+    res = ctl.run()
+    assert res.exit_code == EXIT_INFRA and router.weights == STABLE_ONLY and res.state.phase == rl.ABORTED
+
+
+def test_when_even_the_rollback_write_fails_rollback_failed_is_logged_and_the_error_raised(capsys: object) -> None:
+    ctl, router, metrics, clock = make()
+    real = router.set_weights
+
+    def down(target: Target, weights: Weights, **kw: object) -> object:
+        if weights != STABLE_ONLY or router.weights != STABLE_ONLY:
+            if router.weights == Weights(90, 10):
+                raise KubeUnavailable("API gone")
+        return real(target, weights, **kw)  # type: ignore[arg-type]
+
+    router.set_weights = down  # type: ignore[method-assign]
+    import structlog.testing
+
+    with structlog.testing.capture_logs() as logs, pytest.raises(KubeUnavailable):
+        ctl.run()
+    assert any(e["event"] == "rollback.failed" for e in logs)
+
+
+def test_a_signal_during_a_hanging_look_reaches_stable_100_without_waiting_for_it() -> None:
+    ctl, router, metrics, clock = make()
+    release = threading.Event()
+    real = metrics.measure
+
+    def hang(*a: object, **kw: object) -> object:
+        ctl.stop.set()  # SIGTERM arrives while Prometheus does not answer
+        release.wait(60)
+        return real(*a, **kw)  # type: ignore[arg-type]
+
+    metrics.measure = hang  # type: ignore[method-assign]
+    try:
+        res = ctl.run()
+    finally:
+        release.set()
+    assert res.exit_code == EXIT_INFRA and router.weights == STABLE_ONLY and res.state.reason == "interrupted"
+
+
+def test_killed_after_stable_was_repointed_the_rerun_finishes_the_promotion() -> None:
+    clock = FakeClock()
+    state = rl.RolloutState(model="rec", stable_version="v1", canary_version="v2", phase=rl.PROMOTING,
+                            weights=Weights(0, 100), step=2)
+    router = FakeRouter(weights=Weights(0, 100), state=state.to_json(), subsets={"stable": "v2", "canary": "v2"})
+    ctl = Controller(policy=POLICY, target=TARGET, router=router, metrics=FakeMetrics(router, clock), clock=clock)
+    res = ctl.run()
+    assert res.exit_code == 0 and res.state.phase == rl.PROMOTED
+    assert router.weights == STABLE_ONLY and router.subsets["stable"] == "v2"
+
+
+def test_a_rollback_racing_the_stable_repointing_leaves_the_stable_subset_on_the_stable_version() -> None:
+    ctl, router, metrics, clock = make()
+    real = router.point_subset
+
+    def point(target: Target, subset: str, version: str) -> None:
+        real(target, subset, version)
+        if subset == "stable" and version == "v2" and json.loads(router.state)["phase"] == rl.PROMOTING:
+            operator_action(router, TARGET, rl.Abort(clock.now(), "on-call says no"), log=get())
+
+    router.point_subset = point  # type: ignore[method-assign]
+    res = ctl.run()
+    assert res.exit_code == EXIT_ROLLED_BACK and res.state.phase == rl.ROLLED_BACK
+    assert router.weights == STABLE_ONLY and router.subsets["stable"] == "v1"
+
+
+def test_a_rollback_recorded_just_before_the_stable_repointing_stops_it() -> None:
+    ctl, router, metrics, clock = make()
+    real = router.point_subset
+
+    def point(target: Target, subset: str, version: str) -> None:
+        if subset == "stable" and version == "v2" and json.loads(router.state)["phase"] == rl.PROMOTING:
+            operator_action(router, TARGET, rl.Abort(clock.now(), "on-call says no"), log=get())
+        real(target, subset, version)
+
+    router.point_subset = point  # type: ignore[method-assign]
+    res = ctl.run()
+    assert res.state.phase == rl.ROLLED_BACK and router.weights == STABLE_ONLY and router.subsets["stable"] == "v1"
+
+
+def test_a_canary_subset_repointed_under_a_running_step_aborts_the_rollout() -> None:
+    ctl, router, metrics, clock = make()
+
+    def repoint(t: float) -> float:
+        if t >= 1005 and router.subsets["canary"] == "v2":
+            router.subsets["canary"] = "v3"  # someone re-points the canary subset during step 1
+        return 1.0
+
+    metrics.slowdown = repoint
+    res = ctl.run()
+    assert res.exit_code == EXIT_INFRA and res.state.phase == rl.ABORTED and router.weights == STABLE_ONLY
+    assert "v3" in res.state.reason and res.state.step == 0
+
+
+def test_prometheus_answering_without_canary_series_rolls_back_at_the_deadline() -> None:
+    ctl, router, metrics, clock = make()
+
+    def nodata(*a: object, **kw: object) -> object:
+        raise NoData("no canary series")
+
+    metrics.measure = nodata  # type: ignore[method-assign]
+    res = ctl.run()
+    assert res.exit_code == EXIT_ROLLED_BACK and res.state.phase == rl.ROLLED_BACK and router.weights == STABLE_ONLY
+    assert "no verdict" in res.state.reason
+
+
+class Killed(BaseException):
+    """SIGKILL, simulated: once raised, the process makes no further write of any kind."""
+
+
+def test_look_counts_survive_a_restart_so_the_failure_budget_is_not_re_spent() -> None:
+    ctl, router, metrics, clock = make(slowdown=lambda t: 3.0)
+    real = router.set_weights
+    dead: list[bool] = []
+
+    def kill_after_first_failure(target: Target, weights: Weights, *, state: str, **kw: object) -> object:
+        if dead:
+            raise Killed()
+        out = real(target, weights, state=state, **kw)  # type: ignore[arg-type]
+        if json.loads(state)["failed_looks"] == 1:
+            dead.append(True)
+            raise Killed()  # the process dies right after recording one failed look
+        return out
+
+    router.set_weights = kill_after_first_failure  # type: ignore[method-assign]
+    with pytest.raises(Killed):
+        ctl.run()
+    router.set_weights = real  # type: ignore[method-assign]
+    assert json.loads(router.state)["failed_looks"] == 1 and router.weights == Weights(90, 10)
+    ctl2 = Controller(policy=POLICY, target=TARGET, router=router, metrics=FakeMetrics(router, clock, slowdown=lambda t: 3.0),
+                      clock=clock)
+    t0 = clock.t
+    res = ctl2.run()
+    # the recorded failure counts: one more failed look rolls back
+    assert res.exit_code == EXIT_ROLLED_BACK and clock.t - t0 <= POLICY.analysis.look_every + 0.5
