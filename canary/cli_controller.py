@@ -73,6 +73,7 @@ def run(
         notifier = Notifier.from_env(webhooks=webhook, slack=slack_webhook)
         elector = None
         is_leader = lambda: True  # noqa: E731
+        lease_left = None
         if leader_elect:
             from canary.leader import LeaderElector
 
@@ -80,10 +81,10 @@ def run(
                                     identity=me, lease_duration_s=lease_duration, renew_deadline_s=renew_deadline,
                                     retry_period_s=retry_period)
             elector.start(stop)
-            is_leader = elector.is_leader
+            is_leader, lease_left = elector.is_leader, elector.lease_left
         prom = cli._metrics(prometheus_url, prometheus_token, None, None, insecure)
         op = Operator(custom=kc.CustomObjectsApi(client), core=kc.CoreV1Api(client), router=IstioRouter(client),
-                      metrics=prom, batch=BatchMetrics(prom), namespace=namespace, is_leader=is_leader, identity=me,
+                      metrics=prom, batch=BatchMetrics(prom), namespace=namespace, is_leader=is_leader, lease_left=lease_left, identity=me,
                       telemetry=telemetry, notifier=notifier)
         stall = max(30.0, 10 * tick)
 

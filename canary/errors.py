@@ -14,7 +14,8 @@ made by type, never by parsing messages::
     ├── NoData                 Prometheus answered, but nothing about this arm
     ├── RoutingConflict        someone else wrote the VirtualService (409 after re-tries,
     │                          or a foreign edit of the weights)
-    └── RolloutBusy            another rollout already owns this VirtualService
+    ├── RolloutBusy            another rollout already owns this VirtualService
+    └── NotLeader              this controller replica may not write (lease lost or expiring)
 
 Library exceptions are wrapped with ``raise ... from exc`` at the boundary
 (routing/, metrics/, triton.py); a raw urllib3 or requests traceback never
@@ -73,3 +74,7 @@ class RoutingConflict(CanaryError):
 
 class RolloutBusy(CanaryError):
     """Another rollout is in progress on this VirtualService."""
+
+
+class NotLeader(CanaryError):
+    """This replica lost (or never had) the lease, or has too little of it left for a write."""

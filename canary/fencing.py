@@ -3,7 +3,10 @@
 The controller's router is wrapped in `FencedRouter`; reads pass through,
 every write asks `may_write()` (the leader elector's `is_leader`, which turns
 False at the renew deadline, before a standby can take over) at the moment
-of writing.
+of writing. A write that retries (409s, 5xx) is fenced on EVERY attempt, not
+once: the router's `fence` hook is given `lease_left()`, the seconds this
+replica may still write, and each attempt's request timeout is cut to fit
+inside it, so no attempt can land after the renew deadline.
 """
 
 from __future__ import annotations
@@ -11,21 +14,28 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from canary.errors import CanaryError
+import math
+
+from canary.errors import NotLeader
 from canary.model import Target, Weights
 from canary.routing.base import RouteStatus, TrafficRouter
 
-
-class NotLeader(CanaryError):
-    """This replica lost (or never had) the lease: it must not write."""
+__all__ = ["FencedRouter", "NotLeader"]
 
 
 @dataclass
 class FencedRouter:
-    """Refuses every write unless `may_write()` is true at the moment of writing."""
+    """Refuses every write unless `may_write()` is true at the moment of writing; with `lease_left`
+    (seconds of leadership left), every retried attempt inside the router is fenced too."""
 
     inner: TrafficRouter
     may_write: Callable[[], bool]
+    lease_left: Callable[[], float] | None = None
+
+    def __post_init__(self) -> None:
+        if hasattr(self.inner, "fence"):
+            left = self.lease_left
+            self.inner.fence = left if left is not None else (lambda: math.inf if self.may_write() else 0.0)
 
     def inspect(self, target: Target) -> RouteStatus:
         return self.inner.inspect(target)

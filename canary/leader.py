@@ -180,6 +180,16 @@ class LeaderElector:
         with self._lock:
             return self._leading_at(self._clock())
 
+    def lease_left(self) -> float:
+        """Seconds this replica may still write: until its renew deadline (0 when not leading).
+        A write must land before then; the standby takes over no earlier than lease_duration_s."""
+        with self._lock:
+            now = self._clock()
+            if not self._leading_at(now):
+                return 0.0
+            assert self._sent is not None
+            return self.renew_deadline_s - (now - self._sent)
+
     def _leading_at(self, now: float) -> bool:
         return self._sent is not None and self._token is not None and now - self._sent < self.renew_deadline_s
 

@@ -22,12 +22,18 @@ from typing import Any, Callable
 from canary import crd
 from canary import rollout as rl
 from canary.analysis.judge import judge
-from canary.controller import SystemClock, _parse_state, execute, look_window, measure_window
-from canary.errors import CanaryError, ConfigError, KubeUnavailable, RoutingConflict, TransientError
+from canary.controller import SystemClock
+from canary.errors import CanaryError, ConfigError, KubeUnavailable, NotLeader, RoutingConflict, TransientError
+from canary.fencing import FencedRouter
 from canary.logs import get as get_logger
 from canary.model import STABLE_ONLY, Judgement, Outcome
-from canary.fencing import FencedRouter, NotLeader
+from canary.reconcile import (execute, look_due, look_window, measure_window, parse_state, subset_drift, to_stable,
+                              with_look_recorded)
 from canary.routing.base import RouteStatus, TrafficRouter
+
+_parse_state = parse_state
+# a rollout whose ticks keep failing with transient errors this long while traffic is split goes to stable
+FAILURE_BUDGET_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -52,6 +58,7 @@ class Operator:
     namespace: str | None = None
     clock: Any = field(default_factory=SystemClock)
     is_leader: Callable[[], bool] = lambda: True
+    lease_left: Callable[[], float] | None = None  # seconds this replica may still write (leader election)
     identity: str = "canary"
     telemetry: Any = None
     notifier: Any = None
@@ -59,10 +66,14 @@ class Operator:
 
     def __post_init__(self) -> None:
         self.log = get_logger(component="controller", identity=self.identity)
-        self.fenced = FencedRouter(self.router, self.is_leader)
-        self._baselines: dict[tuple[str, float], Any] = {}
-        self._last_n: dict[str, tuple[tuple[int, float], float]] = {}
+        self.fenced = FencedRouter(self.router, self.is_leader, self.lease_left)
+        # rollout key -> (binding, step-start snapshot or None). The binding (canary version, step, step
+        # start) is checked on every read; None means "no snapshot near the step's start": measure the
+        # whole step per rollout instead of judging a window shorter than the step (docs/decisions.md).
+        self._baselines: dict[str, tuple[tuple[str, int, float], Any]] = {}
         self._breach_seen: dict[str, float] = {}
+        self._failing: dict[str, float] = {}  # rollout key -> when its ticks started failing
+        self._known: dict[str, tuple[crd.RolloutSpec, rl.RolloutState]] = {}  # last state read, per rollout
         self.health: tuple[bool, str] = (True, "starting")  # /readyz: dependencies reachable at the last tick
         self.last_tick = time.monotonic()  # /healthz: the loop is alive
 
@@ -106,8 +117,9 @@ class Operator:
             except NotLeader:
                 return len(objs)
             except Exception as exc:  # one bad rollout never stops the others
-                self._fail_status(obj, exc)
+                self._failed(obj, exc)
                 continue
+            self._failing.pop(_key(obj), None)
             if item is not None:
                 active.append(item)
         snap = self._snapshot(active)
@@ -129,8 +141,10 @@ class Operator:
         target = spec.target if spec.target.stable_version else replace(spec.target,
                                                                         stable_version=status.stable_subset_version)
         spec = replace(spec, target=target)
-        state = _parse_state(status)
+        state = parse_state(status)
         now = self.clock.now()
+        if state is not None and state.canary_version == target.canary_version:
+            self._known[spec.key] = (spec, state)
         if state is None or state.canary_version != target.canary_version:
             if _finished(obj):
                 return None  # this CR ended; the VirtualService has moved on since
@@ -151,6 +165,11 @@ class Operator:
         event = self._operator_action(spec, state, now)
         if event is not None:
             state, recorded = self._do(spec, *rl.transition(state, event, spec.policy), expect=recorded, log=log)
+        drift = subset_drift(state, status)
+        if drift and not state.terminal:
+            log.warning("subset.foreign_edit", reason=drift)
+            state, recorded = self._do(spec, *rl.transition(state, rl.Abort(now, drift, infrastructure=True), spec.policy),
+                                       expect=recorded, log=log)
         if not state.terminal and state.phase not in (rl.PENDING, rl.PROMOTING) and status.weights != state.weights:
             state, recorded = self._do(spec, *self._foreign_edit(spec, state, status, log), expect=recorded, log=log)
         if state.phase == rl.PENDING:
@@ -159,9 +178,7 @@ class Operator:
             state, recorded = self._do(spec, *rl.finish_promotion(state, now), expect=recorded, log=log)
         self._status(obj, spec, state)
         if state.phase == rl.PROGRESSING:
-            a = spec.policy.analysis
-            due = now >= state.step_started_at + (state.step_looks + 1) * a.look_every
-            return _Active(spec, state, obj, due, recorded)
+            return _Active(spec, state, obj, look_due(spec.policy, state, now), recorded)
         return None
 
     @staticmethod
@@ -197,12 +214,23 @@ class Operator:
 
     # ---- looks (batched measurement) ------------------------------------------------
 
+    @staticmethod
+    def _binding(state: rl.RolloutState) -> tuple[str, int, float]:
+        return (state.canary_version, state.step, state.step_started_at)
+
+    @staticmethod
+    def _slack(spec: crd.RolloutSpec) -> float:
+        """How far from the step's start a snapshot may be taken and still serve as its baseline."""
+        return spec.policy.analysis.look_every / 2
+
     def _snapshot(self, active: list[_Active]) -> Any:
         """One batched snapshot for every progressing rollout (queries independent of their number);
-        a rollout's first snapshot in a step becomes its baseline, persisted in its CR status."""
+        a snapshot taken within `_slack` of a step's start becomes its baseline, persisted in the CR
+        status with what it is bound to. A step whose start no snapshot came near (a restart, a slow
+        tick) is measured per rollout over the whole step: a look never judges less than its step."""
         def has_baseline(a: _Active) -> bool:
             have = self._baselines.get(a.spec.key)
-            return have is not None and have[0] == a.state.step_started_at
+            return have is not None and have[0] == self._binding(a.state)
 
         # no query at all on ticks where no look is due and every step already has its baseline
         if self.batch is None or not any(a.due or not has_baseline(a) for a in active):
@@ -223,17 +251,29 @@ class Operator:
             spec, state, obj = a.spec, a.state, a.obj
             if has_baseline(a):
                 continue
+            bind = self._binding(state)
             saved = (obj.get("status") or {}).get("baseline") or {}
-            if saved.get("stepStartedAt") == state.step_started_at and saved.get("snapshot"):
-                self._baselines[spec.key] = (state.step_started_at, Snapshot.from_dict(saved["snapshot"]))
-                continue
-            base = snap.restrict(spec.policy, spec.target)
-            self._baselines[spec.key] = (state.step_started_at, base)
-            try:
-                self._patch_status(obj, {"baseline": {"stepStartedAt": state.step_started_at, "snapshot": base.to_dict()}})
-            except Exception as exc:  # only an optimisation for restarts
-                self.log.info("baseline.not_persisted", rollout=spec.key, error=str(exc))
+            if _saved_binding(saved) == bind and saved.get("snapshot"):
+                try:
+                    self._baselines[spec.key] = (bind, Snapshot.from_dict(saved["snapshot"]))
+                    continue
+                except (ValueError, TypeError, KeyError, ConfigError) as exc:
+                    self.log.info("baseline.unusable", rollout=spec.key, error=str(exc))
+            self._set_baseline(spec, state, obj, snap)
         return snap
+
+    def _set_baseline(self, spec: crd.RolloutSpec, state: rl.RolloutState, obj: dict[str, Any], snap: Any) -> None:
+        bind = self._binding(state)
+        if snap is None or abs(snap.taken_at - state.step_started_at) > self._slack(spec):
+            self._baselines[spec.key] = (bind, None)  # too far from the step's start: measure per rollout
+            return
+        base = snap.restrict(spec.policy, spec.target)
+        self._baselines[spec.key] = (bind, base)
+        try:
+            self._patch_status(obj, {"baseline": {"canaryVersion": bind[0], "step": bind[1], "stepStartedAt": bind[2],
+                                                  "snapshot": base.to_dict()}})
+        except Exception as exc:  # only an optimisation for restarts
+            self.log.info("baseline.not_persisted", rollout=spec.key, error=str(exc))
 
     def _looks(self, due: list[_Active], snap: Any = None) -> None:
         for a in due:
@@ -242,28 +282,28 @@ class Operator:
             try:
                 measurements, canary_n = self._measure(spec, state, snap)
                 verdict = judge(spec.policy, measurements, look=state.look)
-                verdict = self._no_new_data(spec, state, verdict, canary_n)
                 if self.telemetry:
                     self.telemetry.record_judgement(model=spec.target.model, results=verdict.results)
                 if verdict.outcome is Outcome.FAIL:
                     self._breach_seen.setdefault(spec.key, time.monotonic())
                 new, actions = rl.transition(state, rl.Looked(self.clock.now(), verdict, canary_n), spec.policy)
-                if not any(isinstance(a, rl.SetWeights) for a in actions):
-                    # this process keeps nothing between ticks: look and failure counts must be recorded
-                    actions = [*actions, rl.SetWeights(new.weights)]
-                new, _ = self._do(spec, new, actions, expect=a.recorded, log=log)
+                new, _ = self._do(spec, new, with_look_recorded(new, actions), expect=a.recorded, log=log)
+                self._known[spec.key] = (spec, new)
                 self._status(obj, spec, new, verdict=verdict)
+                if new.phase == rl.PROGRESSING and new.step != state.step:
+                    self._set_baseline(spec, new, obj, snap)  # this tick's snapshot starts the new step
             except NotLeader:
                 return
             except RoutingConflict:
                 log.info("rollout.changed_outside")  # the next tick adopts what the other writer recorded
             except Exception as exc:
-                self._fail_status(obj, exc)
+                self._failed(obj, exc)
 
     def _measure(self, spec: crd.RolloutSpec, state: rl.RolloutState, snap: Any = None) -> tuple[dict[str, Any], float]:
-        base = self._baselines.get(spec.key)
-        if snap is not None and base is not None and base[0] == state.step_started_at and snap.taken_at > base[1].taken_at:
-            return self._measure_batched(spec, snap, base[1])
+        have = self._baselines.get(spec.key)
+        base = have[1] if have is not None and have[0] == self._binding(state) else None
+        if snap is not None and base is not None and snap.taken_at > base.taken_at:
+            return self._measure_batched(spec, snap, base)
         out, canary_n = measure_window(self.metrics, spec.policy, spec.target,
                                        window_s=look_window(spec.policy, state, self.clock.now()), log=self.log)
         if self.telemetry:
@@ -272,7 +312,7 @@ class Operator:
         return out, canary_n
 
     def _measure_batched(self, spec: crd.RolloutSpec, now: Any, base: Any) -> tuple[dict[str, Any], float]:
-        """Window = baseline (first snapshot of the step) -> now; per-rollout queries only for
+        """Window = baseline (a snapshot near the step's start) -> now; per-rollout queries only for
         checks that cannot be batched (custom PromQL, feature-missing gauges)."""
         from canary.metrics.batch import batchable, measure_delta, requests_delta
 
@@ -292,11 +332,32 @@ class Operator:
             canary_n = 0.0
         return out, canary_n
 
-    def _no_new_data(self, spec: crd.RolloutSpec, state: rl.RolloutState, verdict: Judgement, n: float) -> Judgement:
-        key = (state.step, state.step_started_at)
-        last = self._last_n.get(spec.key)
-        self._last_n[spec.key] = (key, n)
-        return verdict if last != (key, n) or n <= 0 else rl.without_repeated_failures(verdict)
+    def _failed(self, obj: dict[str, Any], exc: BaseException) -> None:
+        """A rollout's tick failed. Recorded on its status; and when its traffic is split, stable gets
+        100% at once for a non-transient failure, or once transient ones have lasted FAILURE_BUDGET_S."""
+        self._fail_status(obj, exc)
+        key = _key(obj)
+        known = self._known.get(key)
+        if known is None or isinstance(exc, (NotLeader, RoutingConflict)):
+            return
+        spec, state = known
+        if state.terminal or state.weights == STABLE_ONLY:
+            return
+        first = self._failing.setdefault(key, self.clock.now())
+        if isinstance(exc, TransientError) and self.clock.now() - first < FAILURE_BUDGET_S:
+            return
+        reason = f"failed: {exc}" if isinstance(exc, CanaryError) else f"failed: {type(exc).__name__}: {exc}"
+        log = self.log.bind(rollout=spec.key, model=spec.target.model)
+        try:
+            new = to_stable(self.fenced, spec.target, state, reason=reason[:500], log=log, now=self.clock.now())
+        except CanaryError:
+            return  # rollback.failed is logged; the next tick tries again
+        self._known[key] = (spec, new)
+        self._failing.pop(key, None)
+        try:
+            self._status(obj, spec, new)
+        except Exception:
+            pass
 
     # ---- recording ------------------------------------------------------------------
 
@@ -379,11 +440,13 @@ class Operator:
             pass
 
     def _patch_status(self, obj: dict[str, Any], status: dict[str, Any]) -> None:
-        if not self.is_leader():
+        left = self.lease_left() if self.lease_left is not None else 10.0
+        if not self.is_leader() or left <= 0.05:
             raise NotLeader("not the leader: status write refused")
         meta = obj["metadata"]
         self.custom.patch_namespaced_custom_object_status(crd.GROUP, crd.VERSION, meta["namespace"], crd.PLURAL,
-                                                          meta["name"], {"status": status})
+                                                          meta["name"], {"status": status},
+                                                          _request_timeout=min(10.0, left))
         obj["status"] = {**(obj.get("status") or {}), **status}
 
     # ---- reading --------------------------------------------------------------------
@@ -405,6 +468,15 @@ class Operator:
 
 _CR_EVENTS = {"rollout.started", "step.advanced", "rollout.promoting", "rollout.promoted", "rollback.completed",
               "rollout.aborted", "rollout.paused", "rollout.resumed", "rollout.held", "weights.reasserted"}
+
+
+def _key(obj: dict[str, Any]) -> str:
+    meta = obj.get("metadata") or {}
+    return f"{meta.get('namespace')}/{meta.get('name')}"
+
+
+def _saved_binding(saved: dict[str, Any]) -> tuple[Any, Any, Any]:
+    return (saved.get("canaryVersion"), saved.get("step"), saved.get("stepStartedAt"))
 
 
 def _finished(obj: dict[str, Any]) -> bool:

@@ -23,7 +23,9 @@ from kubernetes import client as kclient
 from kubernetes.client.exceptions import ApiException
 
 from canary import kube
-from canary.errors import RoutingConflict
+import math
+
+from canary.errors import NotLeader, RoutingConflict
 from canary.model import Target, Weights
 from canary.routing import patch
 from canary.routing.base import RouteStatus
@@ -71,6 +73,9 @@ class IstioRouter:
         self.transient_attempts = transient_attempts
         self.wait = wait if wait is not None else tenacity.wait_exponential(multiplier=0.2, max=2.0)
         self.timeout = request_timeout
+        # seconds this process may still write (set by FencedRouter under leader election); checked
+        # before EVERY write attempt, and each attempt's timeout is cut to fit inside it
+        self.fence: Callable[[], float] = lambda: math.inf
 
     # --- TrafficRouter ------------------------------------------------------------
 
@@ -208,9 +213,12 @@ class IstioRouter:
 
     def _replace(self, plural: str, namespace: str, name: str, body: Obj) -> Obj:
         def put() -> Obj:
+            left = self.fence()
+            if left <= 0.05:
+                raise NotLeader(f"{namespace}/{name}: not the leader (or the lease expires now); write refused")
             try:
                 return self.custom.replace_namespaced_custom_object(  # type: ignore[no-any-return]
-                    GROUP, self.version, namespace, plural, name, body, _request_timeout=self.timeout)
+                    GROUP, self.version, namespace, plural, name, body, _request_timeout=min(self.timeout, left))
             except ApiException as exc:
                 if exc.status == 409:
                     raise _Conflict(f"{namespace}/{name}: 409") from exc
@@ -229,7 +237,7 @@ class IstioRouter:
             ):
                 with attempt:
                     return fn()
-        except _Conflict:
+        except (_Conflict, NotLeader):
             raise
         except Exception as exc:
             raise kube.translate(exc, what) from exc

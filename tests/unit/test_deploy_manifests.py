@@ -373,7 +373,7 @@ class _RecordingCustomObjects:
         self.patches: list[dict[str, Any]] = []
 
     def patch_namespaced_custom_object_status(self, group: str, version: str, namespace: str, plural: str,
-                                              name: str, body: dict[str, Any]) -> None:
+                                              name: str, body: dict[str, Any], **_: Any) -> None:
         assert (group, version, plural) == ("canary.ml", "v1alpha1", "canaryrollouts")
         self.patches.append(body)
 
