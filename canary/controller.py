@@ -96,6 +96,8 @@ class Controller:
 
     def run(self) -> Result:
         state = self._start()
+        if state.terminal:
+            return Result(state, EXIT_CODES[state.phase])
         try:
             return self._loop(state)
         except BaseException as exc:  # any failure while traffic may be split: stable gets 100% first
@@ -156,6 +158,11 @@ class Controller:
             self._written = status.state or ""
             if existing.phase == rl.PAUSED:  # re-running promote on a paused rollout means "go on"
                 existing = self._apply(*rl.transition(existing, rl.Resume(self.clock.now()), self.policy))
+            return existing
+        if (existing is not None and existing.phase == rl.PROMOTED and existing.canary_version == target.canary_version
+                and status.stable_subset_version == target.canary_version and status.weights == STABLE_ONLY):
+            # promote is idempotent: a CD step re-run after its process was killed at the very end
+            self.log.info("rollout.already_promoted", promoted_at=existing.updated_at)
             return existing
         if not target.stable_version:
             target = self.target = replace(target, stable_version=status.stable_subset_version)
