@@ -74,6 +74,8 @@ class Operator:
         self._breach_seen: dict[str, float] = {}
         self._failing: dict[str, float] = {}  # rollout key -> when its ticks started failing
         self._known: dict[str, tuple[crd.RolloutSpec, rl.RolloutState]] = {}  # last state read, per rollout
+        self._gates: dict[tuple[str, str], Any] = {}  # (rollout, canary version) -> TritonGates
+        self._probes: dict[tuple[str, str, float], tuple[int, float]] = {}  # -> (consecutive failures, next probe)
         self.health: tuple[bool, str] = (True, "starting")  # /readyz: dependencies reachable at the last tick
         self.last_tick = time.monotonic()  # /healthz: the loop is alive
 
@@ -138,14 +140,18 @@ class Operator:
                 update={"failure": spec.policy.failure.model_copy(update={"on_deadline": "hold"})}))
         log = self.log.bind(rollout=spec.key, model=spec.target.model, canary_version=spec.target.canary_version)
         status = self.router.inspect(spec.target)
-        target = spec.target if spec.target.stable_version else replace(spec.target,
-                                                                        stable_version=status.stable_subset_version)
-        spec = replace(spec, target=target)
         state = parse_state(status)
+        ours = state is not None and state.canary_version == spec.target.canary_version
+        # the recorded stable version is the truth once a rollout runs (in PROMOTING the stable subset
+        # may already select the canary); before, what the CR says or what the stable subset selects
+        stable = state.stable_version if ours and state is not None else (spec.target.stable_version
+                                                                          or status.stable_subset_version)
+        target = replace(spec.target, stable_version=stable)
+        spec = replace(spec, target=target)
         now = self.clock.now()
-        if state is not None and state.canary_version == target.canary_version:
+        if state is not None and ours:
             self._known[spec.key] = (spec, state)
-        if state is None or state.canary_version != target.canary_version:
+        if state is None or not ours:
             if _finished(obj):
                 return None  # this CR ended; the VirtualService has moved on since
             if state is not None and not state.terminal:
@@ -153,6 +159,12 @@ class Operator:
                                   f"{target.namespace}/{target.virtual_service}")
             if status.weights != STABLE_ONLY:
                 raise ConfigError(f"{spec.key}: traffic already split {status.weights} with no rollout recorded")
+            if target.stable_version == target.canary_version:
+                raise ConfigError(f"{spec.key}: canary version {target.canary_version} is already the stable version")
+            if status.stable_subset_version != target.stable_version:
+                raise ConfigError(f"{spec.key}: the stable subset selects {status.stable_subset_version}, not the "
+                                  f"stable version {target.stable_version}")
+            self._check_before_claim(spec)
             state, actions = rl.new_rollout(model=target.model, stable_version=target.stable_version,
                                             canary_version=target.canary_version, now=now)
             state, _ = self._do(spec, state, actions, expect=status.state, log=log)
@@ -173,13 +185,75 @@ class Operator:
         if not state.terminal and state.phase not in (rl.PENDING, rl.PROMOTING) and status.weights != state.weights:
             state, recorded = self._do(spec, *self._foreign_edit(spec, state, status, log), expect=recorded, log=log)
         if state.phase == rl.PENDING:
-            state, recorded = self._do(spec, *rl.transition(state, rl.Begin(now), spec.policy), expect=recorded, log=log)
+            gate_failed = self._gate_preflight(spec, state, log)
+            event: rl.Event = rl.GateFailed(now, gate_failed) if gate_failed else rl.Begin(now)
+            state, recorded = self._do(spec, *rl.transition(state, event, spec.policy), expect=recorded, log=log)
+        elif state.phase == rl.PROGRESSING and (why := self._gate_probe(spec, state, now, log)):
+            state, recorded = self._do(spec, *rl.transition(state, rl.GateFailed(now, why), spec.policy),
+                                       expect=recorded, log=log)
         elif state.phase == rl.PROMOTING:
             state, recorded = self._do(spec, *rl.finish_promotion(state, now), expect=recorded, log=log)
         self._status(obj, spec, state)
         if state.phase == rl.PROGRESSING:
             return _Active(spec, state, obj, look_due(spec.policy, state, now), recorded)
         return None
+
+    # ---- checks before traffic: metrics preflight, Triton gates ---------------------
+
+    def _check_before_claim(self, spec: crd.RolloutSpec) -> None:
+        """Every query the rollout will run, asked once (ConfigError: reported, nothing touched;
+        MetricsUnavailable: retried at the next tick), and the Triton gate configuration."""
+        preflight = getattr(self.metrics, "preflight", None)
+        if preflight is not None:
+            preflight(spec.policy, spec.target)
+        if spec.policy.gates.triton is not None and not spec.triton_canary:
+            raise ConfigError(f"{spec.key}: policy gates.triton needs spec.triton.canaryUrl")
+
+    def _gate(self, spec: crd.RolloutSpec) -> Any:
+        cfg = spec.policy.gates.triton
+        if cfg is None or not spec.triton_canary:
+            return None
+        key = (spec.key, spec.target.canary_version)
+        if key not in self._gates:
+            from pathlib import Path
+
+            from canary.gates import TritonGates
+
+            self._gates[key] = TritonGates(cfg, model=spec.target.model, stable_url=spec.triton_stable,
+                                           canary_url=spec.triton_canary, base_dir=Path.cwd())
+        return self._gates[key]
+
+    def _gate_preflight(self, spec: crd.RolloutSpec, state: rl.RolloutState, log: Any) -> str:
+        """The Triton pre-traffic gate (schema, warm-up, outputs); "" when it passed or there is none."""
+        gate = self._gate(spec)
+        if gate is None:
+            return ""
+        try:
+            report = gate.preflight()
+        except CanaryError as exc:
+            log.warning("gate.failed", reason=str(exc), stage="preflight")
+            return str(exc)
+        log.info("gate.passed", **report)
+        return ""
+
+    def _gate_probe(self, spec: crd.RolloutSpec, state: rl.RolloutState, now: float, log: Any) -> str:
+        """The in-traffic readiness probe, every probe_interval; "" while the canary is ready.
+        Consecutive failures are counted per (rollout, canary version, step start)."""
+        gate = self._gate(spec)
+        if gate is None:
+            return ""
+        key = (spec.key, state.canary_version, state.step_started_at)
+        failures, next_at = self._probes.get(key, (0, 0.0))
+        if now < next_at:
+            return ""
+        failures = 0 if gate.ready() else failures + 1
+        self._probes = {k: v for k, v in self._probes.items() if k[0] != spec.key}
+        self._probes[key] = (failures, now + gate.probe_interval)
+        if failures:
+            log.warning("gate.probe_failed", consecutive=failures, limit=gate.probe_failures)
+        if failures < gate.probe_failures:
+            return ""
+        return f"canary Triton not ready ({failures} probes in a row)"
 
     @staticmethod
     def _operator_action(spec: crd.RolloutSpec, state: rl.RolloutState, now: float) -> rl.Event | None:

@@ -1,0 +1,98 @@
+"""The controller runs the same Triton gates as `canary promote`: the pre-traffic gate (schema,
+warm-up) before the first step, and the readiness probe while the canary has traffic. Real
+PyTriton servers, the strict Kubernetes API emulator, a fake clock and fake metrics."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import kubernetes.client as kc
+import pytest
+import tenacity
+
+from canary import crd
+from canary import rollout as rl
+from canary.model import Target
+from canary.operator import Operator
+from canary.routing.istio import IstioRouter
+from canary.sandbox.tritonserver import TritonServer
+from tests import fleet
+from tests.fakes import FakeClock, FakeMetrics
+from tests.support.killpoints import LiveWeights
+
+pytestmark = pytest.mark.integration
+GATES = {"triton": {"enabled": True, "protocol": "http", "warmup_requests": 4, "output_range": [0.0, 1.0],
+                    "probe_interval": "1s", "probe_failures": 2}}
+
+
+def run(stable: TritonServer, canary_url: str, ticks: int = 12) -> tuple[Any, list[str]]:
+    api = fleet.start_api(1)
+    policy = copy.deepcopy(fleet.FAST_POLICY)
+    policy["gates"] = GATES
+    api.handler.put_object(crd.new_object(namespace="ml", name="r0", model="rec-model", canary_version="v2",
+                                          virtual_service="m0", policy_raw=policy,
+                                          triton={"stableUrl": stable.http_url, "canaryUrl": canary_url}))
+    client = api.api_client()
+    clock = FakeClock()
+    router = IstioRouter(client, wait=tenacity.wait_none())
+    target = Target(namespace="ml", virtual_service="m0", model="rec-model", stable_version="v1", canary_version="v2")
+    op = Operator(custom=kc.CustomObjectsApi(client), core=kc.CoreV1Api(client), router=router,
+                  metrics=FakeMetrics(LiveWeights(router, target), clock), namespace="ml", clock=clock)  # type: ignore[arg-type]
+    phases = []
+    try:
+        for _ in range(ticks):
+            op.tick()
+            phases.append(((api.get(crd.GROUP, crd.PLURAL, "ml", "r0") or {}).get("status") or {}).get("phase", ""))
+            if phases[-1] in rl.TERMINAL:
+                break
+            clock.sleep(0.5)
+        return api.get(crd.GROUP, crd.PLURAL, "ml", "r0")["status"], phases
+    finally:
+        client.close()
+        api.stop()
+
+
+def test_a_canary_with_another_schema_is_refused_before_any_traffic(triton_stable: TritonServer,
+                                                                    triton_bad_schema: TritonServer) -> None:
+    status, phases = run(triton_stable, triton_bad_schema.http_url)
+    assert status["phase"] == rl.ROLLED_BACK and "gate" in status["reason"] and "FP64" in status["reason"]
+    assert rl.PROGRESSING not in phases and status["weights"] == {"stable": 100, "canary": 0}
+
+
+def test_a_compatible_canary_passes_the_gate_and_gets_traffic(triton_stable: TritonServer,
+                                                               triton_canary: TritonServer) -> None:
+    status, phases = run(triton_stable, triton_canary.http_url, ticks=4)
+    assert rl.PROGRESSING in phases and status["weights"]["canary"] > 0
+
+
+def test_a_canary_that_dies_under_traffic_is_rolled_back_by_the_probe(triton_stable: TritonServer) -> None:
+    own = TritonServer(arm="canary", version="v2.1.0").start()  # killed by this test only
+    own.wait_ready()
+    api = fleet.start_api(1)
+    policy = copy.deepcopy(fleet.FAST_POLICY)
+    policy["gates"] = GATES
+    api.handler.put_object(crd.new_object(namespace="ml", name="r0", model="rec-model", canary_version="v2",
+                                          virtual_service="m0", policy_raw=policy,
+                                          triton={"stableUrl": triton_stable.http_url, "canaryUrl": own.http_url}))
+    client = api.api_client()
+    clock = FakeClock()
+    router = IstioRouter(client, wait=tenacity.wait_none())
+    target = Target(namespace="ml", virtual_service="m0", model="rec-model", stable_version="v1", canary_version="v2")
+    op = Operator(custom=kc.CustomObjectsApi(client), core=kc.CoreV1Api(client), router=router,
+                  metrics=FakeMetrics(LiveWeights(router, target), clock), namespace="ml", clock=clock)  # type: ignore[arg-type]
+    try:
+        op.tick()
+        op.tick()
+        assert api.get(crd.GROUP, crd.PLURAL, "ml", "r0")["status"]["phase"] == rl.PROGRESSING
+        own.kill()
+        for _ in range(8):
+            clock.sleep(0.6)
+            op.tick()
+        status = api.get(crd.GROUP, crd.PLURAL, "ml", "r0")["status"]
+        assert status["phase"] == rl.ROLLED_BACK and "not ready" in status["reason"]
+        assert status["weights"] == {"stable": 100, "canary": 0}
+    finally:
+        own.stop()
+        client.close()
+        api.stop()
