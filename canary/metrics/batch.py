@@ -3,30 +3,51 @@
 `PrometheusProvider.measure` asks ``increase(...[window])`` per check, per arm,
 per rollout: a controller driving hundreds of rollouts sends hundreds of
 queries a tick. Here each tick sends ONE instant query per *family* (a metric
-with its constant matchers and label shape) for all rollouts at once,
-returning the CUMULATIVE counters, e.g.::
+with its constant matchers and label shape) for all rollouts at once, returning
+the CUMULATIVE counter of every series, e.g.::
 
-    sum by (model_name, model_version, le) (model_inference_duration_seconds_bucket{model_name=~"a|b"})
+    last_over_time(model_inference_duration_seconds_bucket{model_name=~"a|b"}[10m])
 
 Each rollout keeps the `Snapshot` taken when its step started (its baseline,
 `Snapshot.restrict` keeps only its own series so it fits in a CR status) and
-its window is `now - baseline`: per-rollout timing stays independent while
-the query count depends only on the set of families (`BatchMetrics.queries_last`).
+its window is `now - baseline`, computed PER SERIES and then summed per arm:
+per-rollout timing stays independent while the query count depends only on the
+set of families (`BatchMetrics.queries_last`; families whose query text is the
+same share one query).
 
 Decisions:
 
+- Per series, not per arm: a sum over pods hides one pod's restart (the sum
+  barely moves, or drops and throws away the other pods' history), so snapshots
+  keep series apart. No `sum by` at all: we cannot know which labels tell
+  series apart (pod, instance, container, ...), and summing away any of them can
+  merge a restarted series with a live one. A series is named by a 48-bit hash
+  of its labels other than the rollout labels, `le`/state and `__name__`
+  (`Family.series_id`), so a persisted baseline stays small. Answers are larger
+  (times the pods), the price of counting like `increase()`.
+- `last_over_time(...[LOOKBACK])`, not a bare selector: a scrape that failed at
+  snapshot time writes staleness markers and would make a live series look
+  "born" later (counted from 0: its whole history); a pod deleted after the
+  baseline stays visible for LOOKBACK, so its growth until it died still counts.
+- Per series group (one series' buckets or feature states) between baseline and
+  now: present in both and no value went down -> the difference; any value went
+  down -> the group restarted and counts its current values, as `increase()` does
+  across a reset between two samples (flagged in `ArmDelta.reset`, logged as
+  ``metrics.counter_reset``); absent from the baseline -> born in the window, from
+  0; absent now -> contributes nothing new. Limitation of two points: growth
+  before a restart is not seen (`increase()` sees it between samples), nor a
+  restart after which a series outgrew its own baseline value. Rates match
+  `increase()`'s while a series' error share is steady; counts can be lower.
+- A baseline is BOUND: `restrict` records namespace, model, both versions and
+  (given) the step; `taken_at` is when it was taken. `arm_delta` refuses a bound
+  snapshot of another model/version, or a baseline newer than now;
+  `check_baseline` also checks the step. Refusals and unreadable or old-format
+  persisted snapshots raise `UnusableBaseline`: take a new baseline.
 - Model, version and namespace values get a regex matcher (RE2 metacharacters
   escaped, then PromQL-string escaped) while there are at most `REGEX_LIMIT`
   of them; beyond that none (one big answer beats a huge URL). Either way the
   answer is filtered client-side on exact label values, so a name can neither
   inject PromQL nor widen what a rollout sees.
-- A counter reset (current below baseline; a restart) makes the window the
-  current cumulative value alone, flagged in `ArmDelta.reset` and logged as
-  ``metrics.counter_reset``. Limitation: a reset of one series under a `sum`
-  (one of several pods restarting) that leaves the sum above the baseline is
-  invisible and undercounts the window; `increase()` per rollout does not.
-- A series absent from the baseline but present now was born in the window: it
-  counts from 0. A family the snapshot never asked for is `NoData`.
 - Feature-missing needs a counter (``model_features_total{state="missing"|
   "present"}``): Counts(events=missing, total=missing+present) counts feature
   VALUES, not requests as the gauge path does. Where only the gauge exists the
@@ -36,10 +57,12 @@ Decisions:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from types import MappingProxyType
 from typing import Any, Iterable, Mapping
 
@@ -48,11 +71,13 @@ import structlog
 from canary.errors import ConfigError, MetricsUnavailable, NoData
 from canary.metrics import queries as q
 from canary.metrics.prometheus import PrometheusProvider
-from canary.model import ArmData, Counts, Histogram, Target
+from canary.model import ArmData, Counts, Target
 from canary.policy import Check, Policy
 
 log = structlog.get_logger(__name__)
 REGEX_LIMIT = 50  # more distinct values than this: no regex matcher, filter client-side only
+LOOKBACK = "10m"  # last_over_time range: bridges failed scrapes, keeps recently deleted pods visible
+FORMAT = 2  # persisted snapshot format; 1 summed series per arm
 _RE2_META = frozenset("\\.+*?()|[]{}^$")
 # source -> (counter, state label, missing value, present value); only the model family exports one
 FEATURE_COUNTERS: dict[str, tuple[str, str, str, str]] = {
@@ -60,10 +85,15 @@ FEATURE_COUNTERS: dict[str, tuple[str, str, str, str]] = {
 }
 _PROBE = Target(namespace="n", virtual_service="v", model="m", stable_version="s", canary_version="c")
 Ident = tuple[str, ...]
+Groups = Mapping[str, Mapping[str, float]]  # series id -> {extra label value: cumulative value}
 
 
 class NotBatchable(ConfigError):
     """This check cannot be measured from snapshots; measure it per rollout instead."""
+
+
+class UnusableBaseline(ConfigError):
+    """This snapshot cannot be the baseline here (another rollout/step, old format, unreadable): take a new one."""
 
 
 def regex_escape(value: str) -> str:
@@ -103,18 +133,36 @@ class Family:
             parts.append(self.matcher)
         return "{" + ",".join(parts) + "}" if parts else ""
 
-    def query(self, filters: Mapping[str, Iterable[str]] | None = None) -> str:
-        labels = [label for label, _ in self.by] + ([self.extra] if self.extra else [])
-        return f"sum by ({', '.join(labels)}) ({self.metric}{self._matchers(filters)})"
+    def query(self, filters: Mapping[str, Iterable[str]] | None = None, *, lookback: str = LOOKBACK) -> str:
+        """Every series' latest cumulative value (series kept apart: see the module docstring)."""
+        return f"last_over_time({self.metric}{self._matchers(filters)}[{lookback}])"
 
-    @property
+    @cached_property
     def key(self) -> str:
-        """The query without per-rollout matchers: the same whatever rollouts a snapshot covered."""
-        return self.query()
+        """Names the family in a snapshot, whatever rollouts it covered: the selector and the labels
+        that tell rollouts apart (two label shapes can share a query, never a key)."""
+        labels = [label for label, _ in self.by] + ([self.extra] if self.extra else [])
+        return f"{self.metric}{self._matchers(None)} by ({', '.join(labels)})"
 
     def ident(self, target: Target, arm: str) -> Ident:
         values = {"model": target.model, "version": q.arm_version(target, arm), "namespace": target.namespace}
         return tuple(values[role] for _, role in self.by)
+
+    @cached_property
+    def _not_identity(self) -> frozenset[str]:
+        return frozenset([label for label, _ in self.by] + [self.extra, "__name__"])
+
+    def identity(self, labels: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+        """The labels that tell one rollout arm's series apart (pod, instance, outcome...), sorted."""
+        return tuple(sorted(kv for kv in labels.items() if kv[0] not in self._not_identity))
+
+    def series_id(self, labels: Mapping[str, str]) -> str:
+        """48-bit hash of `identity`: what names a series in a snapshot."""
+        return _hash_identity(self.identity(labels))
+
+
+def _hash_identity(identity: tuple[tuple[str, str], ...]) -> str:
+    return hashlib.blake2b(json.dumps(identity, separators=(",", ":")).encode(), digest_size=6).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -220,35 +268,70 @@ def _policy_families(policy: Policy) -> list[Family]:
 
 
 @dataclass(frozen=True)
-class Snapshot:
-    """Cumulative counters of many rollouts at one instant; immutable and JSON-serialisable.
+class Binding:
+    """What a baseline measures: one rollout's model and versions, and (when given) its step."""
 
-    `series` maps a family's key to {ident + (extra,): value}; a family present
-    with no entry for an ident was asked for and had no series (counts as 0).
+    namespace: str
+    model: str
+    stable_version: str
+    canary_version: str
+    step_started_at: float | None = None
+
+    @classmethod
+    def of(cls, target: Target, step_started_at: float | None = None) -> "Binding":
+        return cls(target.namespace, target.model, target.stable_version, target.canary_version, step_started_at)
+
+    def mismatch(self, target: Target, *, step_started_at: float | None = None) -> str | None:
+        """Why this binding does not fit `target` (and the step, if given); None when it does."""
+        mine = (self.namespace, self.model, self.stable_version, self.canary_version)
+        if mine != (theirs := (target.namespace, target.model, target.stable_version, target.canary_version)):
+            return "taken for {}/{} {} -> {}, not {}/{} {} -> {}".format(*mine, *theirs)
+        if step_started_at is not None and self.step_started_at != step_started_at:
+            return f"taken for the step started at {self.step_started_at}, not {step_started_at}"
+        return None
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Cumulative counters of many rollouts' series at one instant; immutable and JSON-serialisable.
+
+    `series` maps a family's key to {ident + (series id, extra): value}; a family
+    present with no entry for an ident was asked for and had no series (counts as
+    0). `bound` is set on a rollout's baseline (`restrict`).
     """
 
     taken_at: float
     series: Mapping[str, Mapping[tuple[str, ...], float]] = field(default_factory=dict)
+    bound: Binding | None = None
 
-    _index: Mapping[str, Mapping[Ident, dict[str, float]]] = field(default_factory=dict, init=False, repr=False,
-                                                                      compare=False)
+    _index: Mapping[str, Mapping[Ident, dict[str, dict[str, float]]]] = field(
+        default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         frozen = {k: MappingProxyType(dict(v)) for k, v in self.series.items()}
         object.__setattr__(self, "series", MappingProxyType(frozen))
-        index: dict[str, dict[Ident, dict[str, float]]] = {}
-        for key, got in frozen.items():  # by rollout arm, so a look is O(1), not O(series)
+        index: dict[str, dict[Ident, dict[str, dict[str, float]]]] = {}
+        for key, got in frozen.items():  # by rollout arm, then series: a look is O(its series)
             per = index[key] = {}
             for k, v in got.items():
-                per.setdefault(k[:-1], {})[k[-1]] = v
+                per.setdefault(k[:-2], {}).setdefault(k[-2], {})[k[-1]] = v
         object.__setattr__(self, "_index", index)
 
-    def values(self, fam: Family, ident: Ident) -> dict[str, float] | None:
-        """{extra label value: cumulative value} for one rollout arm; None if the family was never asked."""
+    def _groups(self, fam: Family, ident: Ident) -> Groups | None:
+        """{series id: {extra: cumulative}} of one rollout arm (read only); None if the family was never asked."""
         got = self._index.get(fam.key)
-        if got is None:
+        return None if got is None else got.get(ident, {})
+
+    def values(self, fam: Family, ident: Ident) -> dict[str, float] | None:
+        """{extra label value: cumulative value summed over series} for one rollout arm; None if never asked."""
+        groups = self._groups(fam, ident)
+        if groups is None:
             return None
-        return dict(got.get(ident, {}))
+        out: dict[str, float] = {}
+        for vals in groups.values():
+            for x, v in vals.items():
+                out[x] = out.get(x, 0.0) + v
+        return out
 
     def arm(self, policy: Policy, check: Check, target: Target, arm: str) -> ArmData | None:
         """Cumulative data for one check and arm (bounds in ms for latency); None if absent."""
@@ -261,48 +344,89 @@ class Snapshot:
         if spec.kind == "features":
             missing, total = _feature_counts(vals, spec.source)
             return Counts(events=missing, total=total)
-        fallback = _needs_fallback(self, policy, spec.source, target, arm)
-        total = _requests(self, policy, spec.source, target, arm, fallback=fallback)
+        total = self.requests(policy, target, arm, source=spec.source)
         if total is None:
             return None
         return Counts(events=min(sum(vals.values()), total), total=total)  # no error series: no errors
 
-    def requests(self, policy: Policy, target: Target, arm: str) -> float | None:
-        source = policy.metrics.source
-        return _requests(self, policy, source, target, arm, fallback=_needs_fallback(self, policy, source, target, arm))
+    def requests(self, policy: Policy, target: Target, arm: str, *, source: str | None = None) -> float | None:
+        """Cumulative requests of one arm, summed over series; None without a request counter series."""
+        fams = _request_fams(self, policy, source or policy.metrics.source, target, arm)
+        if not self._groups(fams[0], fams[0].ident(target, arm)):
+            return None
+        return sum(sum((self.values(f, f.ident(target, arm)) or {}).values()) for f in fams)
 
-    def restrict(self, policy: Policy, target: Target) -> "Snapshot":
-        """Only this rollout's series (both arms, every family its policy reads): what it persists."""
+    def restrict(self, policy: Policy, target: Target, *, step_started_at: float | None = None) -> "Snapshot":
+        """Only this rollout's series (both arms, every family its policy reads), bound to it: what it persists."""
         out: dict[str, dict[tuple[str, ...], float]] = {}
         for fam in _policy_families(policy):
             got = self._index.get(fam.key)
             if got is None:
                 continue
             idents = {fam.ident(target, arm) for arm in q.ARMS}
-            out[fam.key] = {(*i, x): v for i in idents for x, v in got.get(i, {}).items()}
-        return Snapshot(self.taken_at, out)
+            out[fam.key] = {(*i, sid, x): v for i in idents for sid, vals in got.get(i, {}).items()
+                            for x, v in vals.items()}
+        return Snapshot(self.taken_at, out, Binding.of(target, step_started_at))
+
+    def check_baseline(self, target: Target, *, step_started_at: float | None = None) -> "Snapshot":
+        """This snapshot if it is a baseline taken for `target` (and that step, if given); else UnusableBaseline."""
+        why = "not bound to a rollout (restrict() binds it)" if self.bound is None else \
+            self.bound.mismatch(target, step_started_at=step_started_at)
+        if why:
+            raise UnusableBaseline(f"baseline taken at {self.taken_at:.3f}: {why}")
+        return self
 
     def to_dict(self) -> dict[str, Any]:
-        return {"version": 1, "taken_at": self.taken_at,
-                "series": {key: [[*k, v] for k, v in sorted(got.items())] for key, got in self.series.items()}}
+        """{"version", "taken_at", "bound"?, "series": {key: [[*ident, {series id: {extra: value}}]]}}."""
+        series = {key: [[*ident, {sid: dict(sorted(vals.items())) for sid, vals in sorted(groups.items())}]
+                        for ident, groups in sorted(per.items())] for key, per in self._index.items()}
+        out: dict[str, Any] = {"version": FORMAT, "taken_at": self.taken_at, "series": series}
+        if self.bound is not None:
+            out["bound"] = {k: v for k, v in vars(self.bound).items() if v is not None}
+        return out
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), separators=(",", ":"), sort_keys=True, allow_nan=False)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "Snapshot":
-        if data.get("version") != 1:
-            raise ConfigError(f"snapshot: unknown version {data.get('version')!r}")
-        series = {key: {tuple(str(x) for x in row[:-1]): float(row[-1]) for row in rows}
-                  for key, rows in data["series"].items()}
-        return cls(float(data["taken_at"]), series)
+        """Raises UnusableBaseline for an old format or anything malformed: the caller takes a new baseline."""
+        try:
+            version = data.get("version")
+            if version == 1:
+                raise UnusableBaseline("snapshot: format 1 sums counters over series, so it cannot see one series "
+                                       "restart; take a new baseline")
+            if version != FORMAT:
+                raise UnusableBaseline(f"snapshot: unknown format {version!r}")
+            series: dict[str, dict[tuple[str, ...], float]] = {}
+            for key, rows in data["series"].items():
+                got = series[str(key)] = {}
+                for row in rows:
+                    *ident, groups = row
+                    for sid, vals in groups.items():
+                        for x, v in vals.items():
+                            if not math.isfinite(value := float(v)):
+                                raise ValueError(f"value {v!r}")
+                            got[(*(str(i) for i in ident), str(sid), str(x))] = value
+            return cls(float(data["taken_at"]), series, _binding(data.get("bound")))
+        except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
+            raise UnusableBaseline(f"snapshot: not a valid persisted snapshot ({exc})") from exc
 
     @classmethod
     def from_json(cls, text: str | Mapping[str, Any]) -> "Snapshot":
         try:
-            return cls.from_dict(json.loads(text) if isinstance(text, str) else text)
-        except (ValueError, KeyError, TypeError, IndexError) as exc:
-            raise ConfigError(f"snapshot: not a valid persisted snapshot ({exc})") from exc
+            data = json.loads(text) if isinstance(text, str) else text
+        except ValueError as exc:
+            raise UnusableBaseline(f"snapshot: not a valid persisted snapshot ({exc})") from exc
+        return cls.from_dict(data)
+
+
+def _binding(data: Mapping[str, Any] | None) -> Binding | None:
+    if data is None:
+        return None
+    step = data.get("step_started_at")
+    return Binding(*(str(data[k]) for k in ("namespace", "model", "stable_version", "canary_version")),
+                   step_started_at=None if step is None else float(step))
 
 
 def _raw_buckets(vals: Mapping[str, float]) -> list[tuple[float, float]]:
@@ -315,30 +439,18 @@ def _feature_counts(vals: Mapping[str, float], source: str) -> tuple[float, floa
     return m, m + p
 
 
-def _needs_fallback(snap: Snapshot, policy: Policy, source: str, target: Target, arm: str) -> bool:
+def _request_fams(snap: Snapshot, policy: Policy, source: str, target: Target, arm: str) -> list[Family]:
+    """The preset's request counters, or its fallback when `snap` has no series of the first for this arm.
+    Further counters (Triton's failures) count as 0 when absent."""
     main, fallback = _request_families(policy, source)
-    return fallback is not None and not snap.values(main[0], main[0].ident(target, arm))
-
-
-def _requests(snap: Snapshot, policy: Policy, source: str, target: Target, arm: str, *, fallback: bool) -> float | None:
-    """Cumulative requests of one arm: the preset's counters summed, or its fallback counter.
-
-    None: the first counter has no series (or the family was never asked);
-    further counters (Triton's failures) count as 0 when absent."""
-    main, fb = _request_families(policy, source)
-    fams = [fb] if fallback and fb is not None else main
-    first = snap.values(fams[0], fams[0].ident(target, arm))
-    if not first:
-        return None
-    total = sum(first.values())
-    for fam in fams[1:]:
-        total += sum((snap.values(fam, fam.ident(target, arm)) or {}).values())
-    return total
+    if fallback is not None and not snap.values(main[0], main[0].ident(target, arm)):
+        return [fallback]
+    return main
 
 
 @dataclass(frozen=True)
 class ArmDelta:
-    """One arm's data over a window, and whether a counter reset made it 'since the restart'."""
+    """One arm's data over a window, and whether a counter reset made part of it 'since the restart'."""
 
     data: ArmData
     reset: bool = False
@@ -349,75 +461,122 @@ def _missing_family(what: str, snap: Snapshot, check: str) -> NoData:
                   "(was it among the snapshot's wants?)")
 
 
+def _check_pair(now: Snapshot, base: Snapshot, target: Target) -> None:
+    for snap in (base, now):
+        why = snap.bound.mismatch(target) if snap.bound is not None else None
+        if why:
+            raise UnusableBaseline(f"snapshot taken at {snap.taken_at:.3f} {why}")
+    if now.taken_at < base.taken_at:
+        raise UnusableBaseline(f"baseline taken at {base.taken_at:.3f}, after the snapshot it is compared with "
+                               f"({now.taken_at:.3f})")
+
+
+def _counter_delta(now: Groups, base: Groups) -> tuple[dict[str, float], int]:
+    """Per series group: now - base; the current values after a reset (any value went down);
+    from 0 for a group born in the window. Summed per extra label value; also the resets."""
+    out: dict[str, float] = {}
+    resets = 0
+    for sid, cur in now.items():
+        before = base.get(sid, {})
+        if any(cur.get(x, 0.0) < v for x, v in before.items()):
+            resets, before = resets + 1, {}
+        for x, v in cur.items():
+            out[x] = out.get(x, 0.0) + v - before.get(x, 0.0)
+    return out, resets
+
+
+def _histogram_delta(now: Groups, base: Groups, scale: float, where: str) -> tuple[ArmDelta, int]:
+    """Per series: both histograms on the union of their bounds (a missing bucket carries the one below),
+    subtracted, or the current one after a reset; then summed on the union of every series' bounds."""
+    deltas: list[list[tuple[float, float]]] = []
+    resets = 0
+    for sid, cur in now.items():
+        now_raw, base_raw = _raw_buckets(cur), _raw_buckets(base.get(sid, {}))
+        bounds = [le for le, _ in now_raw + base_raw]
+        h_now, h_base = q.normalise(now_raw, bounds), q.normalise(base_raw, bounds)
+        if any(a < b for a, b in zip(h_now.counts, h_base.counts)):
+            resets += 1
+            deltas.append(list(zip(h_now.bounds, h_now.counts)))
+        else:
+            deltas.append([(le, a - b) for le, a, b in zip(h_now.bounds, h_now.counts, h_base.counts)])
+    bounds = sorted({le for d in deltas for le, _ in d} | {math.inf})
+    summed = [0.0] * len(bounds)
+    for d in deltas:
+        summed = [s + c for s, c in zip(summed, q.normalise(d, bounds).counts)]
+    h = q.normalise(list(zip(bounds, summed)), bounds, scale=scale)  # clamps to non-negative, non-decreasing
+    if h.total <= 0:
+        raise NoData(f"{where}: no observations in the window")
+    return ArmDelta(h, resets > 0), resets
+
+
+def _requests_delta(now: Snapshot, base: Snapshot, policy: Policy, source: str, target: Target,
+                    arm: str) -> tuple[float, int] | None:
+    """Requests of one arm over base..now, series by series, and the series that restarted; None when
+    `now` has no request counter series for the arm."""
+    fams = _request_fams(now, policy, source, target, arm)
+    if not now._groups(fams[0], fams[0].ident(target, arm)):
+        return None
+    total, resets = 0.0, 0
+    for fam in fams:
+        ident = fam.ident(target, arm)
+        vals_base = base._groups(fam, ident)
+        if vals_base is None:
+            raise _missing_family(f"request counter {fam.metric}", base, "request_counts")
+        d, r = _counter_delta(now._groups(fam, ident) or {}, vals_base)
+        total, resets = total + sum(d.values()), resets + r
+    return total, resets
+
+
+def _log_resets(resets: int, check: str, target: Target, arm: str, now: Snapshot, base: Snapshot) -> None:
+    if resets:
+        log.warning("metrics.counter_reset", check=check, model=target.model, namespace=target.namespace, arm=arm,
+                    series=resets, base_taken_at=base.taken_at, now_taken_at=now.taken_at)
+
+
 def arm_delta(policy: Policy, check: Check, target: Target, arm: str, now: Snapshot, base: Snapshot) -> ArmDelta:
     """One arm's data between `base` and `now`. NoData without observations; NotBatchable/ConfigError
-    when snapshots cannot measure the check."""
+    when snapshots cannot measure the check; UnusableBaseline when a snapshot is bound to another rollout."""
     spec = _spec(policy, check)
+    _check_pair(now, base, target)
     fam, ident = spec.family, spec.family.ident(target, arm)
-    vals_now, vals_base = now.values(fam, ident), base.values(fam, ident)
-    for snap, vals in ((now, vals_now), (base, vals_base)):
-        if vals is None:
+    g_now, g_base = now._groups(fam, ident), base._groups(fam, ident)
+    for snap, got in ((now, g_now), (base, g_base)):
+        if got is None:
             raise _missing_family(fam.metric, snap, check.name)
-    assert vals_now is not None and vals_base is not None
+    assert g_now is not None and g_base is not None
     where = f"check {check.name!r}: {arm} arm of {target.model!r}"
-    d = _arm_delta(spec, policy, target, arm, snaps=(now, base), vals=(vals_now, vals_base), where=where)
-    if d.reset:
-        log.warning("metrics.counter_reset", check=check.name, model=target.model, namespace=target.namespace,
-                    arm=arm, base_taken_at=base.taken_at, now_taken_at=now.taken_at)
+    d, resets = _arm_delta(spec, policy, target, arm, snaps=(now, base), groups=(g_now, g_base), where=where)
+    _log_resets(resets, check.name, target, arm, now, base)
     return d
 
 
 def _arm_delta(spec: _Spec, policy: Policy, target: Target, arm: str, *, snaps: tuple[Snapshot, Snapshot],
-               vals: tuple[dict[str, float], dict[str, float]], where: str) -> ArmDelta:
-    fam, (now, base), (vals_now, vals_base) = spec.family, snaps, vals
+               groups: tuple[Groups, Groups], where: str) -> tuple[ArmDelta, int]:
+    fam, (now, base), (g_now, g_base) = spec.family, snaps, groups
     if spec.kind == "histogram":
-        if not vals_now:
-            raise NoData(f"{where}: no {fam.metric} series; query: {fam.key}")
-        return _histogram_delta(_raw_buckets(vals_now), _raw_buckets(vals_base), spec.scale, where)
+        if not g_now:
+            raise NoData(f"{where}: no {fam.metric} series; query: {fam.query()}")
+        return _histogram_delta(g_now, g_base, spec.scale, where)
     if spec.kind == "features":
-        if not vals_now:
+        if not g_now:
             other = "canary" if arm == "stable" else "stable"
-            fallback = _needs_fallback(now, policy, spec.source, target, arm)
-            if not now.values(fam, fam.ident(target, other)) and _requests(now, policy, spec.source, target, arm,
-                                                                           fallback=fallback):
+            if not now._groups(fam, fam.ident(target, other)) and now.requests(policy, target, arm, source=spec.source):
                 raise NotBatchable(f"{where}: no {fam.metric} counter (gauge only?); measure it per rollout")
-            raise NoData(f"{where}: no {fam.metric} series; query: {fam.key}")
-        return _counts_delta(_feature_counts(vals_now, spec.source), _feature_counts(vals_base, spec.source), where)
-    fallback = _needs_fallback(now, policy, spec.source, target, arm)
-    totals = [_requests(s, policy, spec.source, target, arm, fallback=fallback) for s in (now, base)]
-    if totals[0] is None:
+            raise NoData(f"{where}: no {fam.metric} series; query: {fam.query()}")
+        d, resets = _counter_delta(g_now, g_base)
+        missing, total = _feature_counts(d, spec.source)
+        return _counts(missing, total, resets, where), resets
+    got = _requests_delta(now, base, policy, spec.source, target, arm)
+    if got is None:
         raise NoData(f"{where}: no request counter series")
-    n_now, n_base = totals[0], totals[1] or 0.0
-    e_now, e_base = sum(vals_now.values()), sum(vals_base.values())
-    return _counts_delta((e_now, n_now), (e_base, n_base), where)
+    d, resets = _counter_delta(g_now, g_base)
+    return _counts(sum(d.values()), got[0], resets + got[1], where), resets + got[1]
 
 
-def _histogram_delta(now_raw: list[tuple[float, float]], base_raw: list[tuple[float, float]], scale: float,
-                     where: str) -> ArmDelta:
-    """Both histograms on the union of their bounds (a missing bucket carries the one below), then subtracted."""
-    bounds = [le for le, _ in now_raw + base_raw]
-    h_now, h_base = q.normalise(now_raw, bounds), q.normalise(base_raw, bounds)
-    reset = h_now.total < h_base.total
-    if reset:
-        delta = list(zip(h_now.bounds, h_now.counts))
-    else:
-        delta = [(le, a - b) for le, a, b in zip(h_now.bounds, h_now.counts, h_base.counts)]
-    h = q.normalise(delta, h_now.bounds, scale=scale)  # clamps to non-negative, non-decreasing
-    if h.total <= 0:
-        raise NoData(f"{where}: no observations in the window")
-    return ArmDelta(h, reset)
-
-
-def _counts_delta(now: tuple[float, float], base: tuple[float, float], where: str) -> ArmDelta:
-    (e_now, n_now), (e_base, n_base) = now, base
-    reset = n_now < n_base or e_now < e_base
-    if reset:
-        events, total = e_now, n_now
-    else:
-        events, total = e_now - e_base, n_now - n_base
+def _counts(events: float, total: float, resets: int, where: str) -> ArmDelta:
     if total <= 0:
         raise NoData(f"{where}: no requests in the window")
-    return ArmDelta(Counts(events=min(max(events, 0.0), total), total=total), reset)
+    return ArmDelta(Counts(events=min(max(events, 0.0), total), total=total), resets > 0)
 
 
 def measure_delta(policy: Policy, check: Check, target: Target, now: Snapshot, base: Snapshot) -> tuple[ArmData, ArmData]:
@@ -427,25 +586,21 @@ def measure_delta(policy: Policy, check: Check, target: Target, now: Snapshot, b
 
 
 def requests_delta(policy: Policy, target: Target, now: Snapshot, base: Snapshot) -> tuple[float, float]:
-    """(stable, canary) requests over base..now (a reset counts from the restart); NoData when none."""
-    out: list[float] = []
+    """(stable, canary) requests over base..now (series by series, a reset counts from the restart);
+    NoData when none; UnusableBaseline when a snapshot is bound to another rollout."""
+    _check_pair(now, base, target)
+    source, out = policy.metrics.source, []
     for arm in q.ARMS:
-        n_now, n_base = now.requests(policy, target, arm), base.requests(policy, target, arm)
-        if n_now is None:
-            fams = families(policy)
-            if now.values(fams[0], fams[0].ident(target, arm)) is None:
+        got = _requests_delta(now, base, policy, source, target, arm)
+        if got is None:
+            fam = families(policy)[0]
+            if now._groups(fam, fam.ident(target, arm)) is None:
                 raise _missing_family("request counter", now, "request_counts")
             raise NoData(f"check 'request_counts': no requests for the {arm} arm of {target.model!r}")
-        n_base = n_base or 0.0
-        if n_now < n_base:
-            log.warning("metrics.counter_reset", check="request_counts", model=target.model,
-                        namespace=target.namespace, arm=arm, base_taken_at=base.taken_at, now_taken_at=now.taken_at)
-            n = n_now
-        else:
-            n = n_now - n_base
-        if n <= 0:
+        _log_resets(got[1], "request_counts", target, arm, now, base)
+        if got[0] <= 0:
             raise NoData(f"check 'request_counts': no requests for the {arm} arm of {target.model!r} in the window")
-        out.append(n)
+        out.append(got[0])
     return out[0], out[1]
 
 
@@ -458,9 +613,10 @@ class _Group:
 class BatchMetrics:
     """Takes snapshots for many rollouts with one query per family."""
 
-    def __init__(self, prom: PrometheusProvider, *, regex_limit: int = REGEX_LIMIT) -> None:
+    def __init__(self, prom: PrometheusProvider, *, regex_limit: int = REGEX_LIMIT, lookback: str = LOOKBACK) -> None:
         self.prom = prom
         self.regex_limit = regex_limit
+        self.lookback = lookback
         self.queries_last = 0
 
     def plan(self, wants: Iterable[Want]) -> dict[Family, str]:
@@ -469,18 +625,19 @@ class BatchMetrics:
 
     def _query(self, fam: Family, group: _Group) -> str:
         filters = {k: v for k, v in group.filters.items() if len(v) <= self.regex_limit}
-        return fam.query(filters)
+        return fam.query(filters, lookback=self.lookback)
 
     def snapshot(self, wants: Iterable[Want], *, at: float | None = None) -> Snapshot:
         groups = _group(wants)
         taken_at = at if at is not None else (self.prom.at if self.prom.at is not None else time.time())
         series: dict[str, dict[tuple[str, ...], float]] = {}
-        self.queries_last = 0
+        answers: dict[str, Any] = {}  # label shapes that differ only in roles share one query
         for fam, group in groups.items():
             query = self._query(fam, group)
-            self.queries_last += 1
-            result = self.prom.query(query, check="batch", at=at)
-            series[fam.key] = _parse(result, fam, group.idents, query)
+            if query not in answers:
+                answers[query] = self.prom.query(query, check="batch", at=at)
+            series[fam.key] = _parse(answers[query], fam, group.idents, query)
+        self.queries_last = len(answers)
         log.debug("metrics.batch_snapshot", families=len(groups), queries=self.queries_last)
         return Snapshot(taken_at, series)
 
@@ -506,6 +663,7 @@ def _parse(result: Any, fam: Family, idents: set[Ident], query: str) -> dict[tup
     if not isinstance(result, list):
         raise MetricsUnavailable(f"batch: malformed answer (not a vector); query: {query}")
     out: dict[tuple[str, ...], float] = {}
+    ids: dict[tuple[tuple[str, str], ...], str] = {}  # one hash per series, not per bucket
     try:
         for s in result:
             labels = s["metric"]
@@ -514,8 +672,10 @@ def _parse(result: Any, fam: Family, idents: set[Ident], query: str) -> dict[tup
                 continue  # filtered client-side: exact values only, whatever the regex let through
             value = float(s["value"][1])
             if math.isfinite(value):
-                key = (*ident, labels.get(fam.extra, "") if fam.extra else "")
-                out[key] = out.get(key, 0.0) + value
-    except (KeyError, ValueError, TypeError, IndexError) as exc:
+                own = fam.identity(labels)
+                sid = ids.get(own) or ids.setdefault(own, _hash_identity(own))
+                key = (*ident, sid, labels.get(fam.extra, "") if fam.extra else "")
+                out[key] = out.get(key, 0.0) + value  # one id for two series: a 48-bit collision; summed
+    except (KeyError, ValueError, TypeError, IndexError, AttributeError) as exc:
         raise MetricsUnavailable(f"batch: malformed answer; query: {query}") from exc
     return out

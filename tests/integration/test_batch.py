@@ -214,7 +214,7 @@ def test_regex_neither_widens_nor_narrows_in_prometheus(world: World, snaps: tup
         assert answer and {s["metric"]["model_name"] for s in answer} == {"a.*|b"}, query  # not "b", not "rec-*"
     no_regex = b.BatchMetrics(world.prom, regex_limit=0)
     base, now = (no_regex.snapshot(all_wants(), at=at) for at in (world.t1, world.t2))
-    assert all(query == fam.key for fam, query in no_regex.plan(all_wants()).items())  # no per-rollout matcher
+    assert all(query == fam.query() for fam, query in no_regex.plan(all_wants()).items())  # no per-rollout matcher
     ref_base, ref_now, _ = snaps
     for model in ("a.*|b", "b", "rec-b"):
         for name in ("lat", "err", "miss"):
