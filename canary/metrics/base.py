@@ -2,15 +2,85 @@
 
 After Flagger's two-method provider: an empty or NaN answer becomes a named
 `NoData`, a failed request a `MetricsUnavailable` (after bounded retries) --
-never a pass.
+never a pass. A third method, `preflight`, asks every query of a policy once
+before any traffic moves, so a query Prometheus cannot run is a ConfigError
+(exit 2, nothing touched) rather than an abort after the first step.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+import math
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from canary.model import ArmData, Target
 from canary.policy import Check, Policy
+
+_ARMS = ("stable", "canary")
+
+
+@dataclass(frozen=True)
+class PreflightQuery:
+    """One query a rollout will send, and how Prometheus answered it at preflight.
+
+    `where` names it in the policy ("checks[1] 'errors'", or "request counts"),
+    `check` is the name `measure` reports it under, `series` the number of
+    series in the answer (a scalar counts as 1), `value` the number when the
+    answer is one number (None for histograms and empty answers).
+    """
+
+    where: str
+    check: str
+    arm: str
+    query: str
+    series: int
+    value: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.arm not in _ARMS:
+            raise ValueError(f"arm must be 'stable' or 'canary', got {self.arm!r}")
+        if self.series < 0:
+            raise ValueError(f"series must be >= 0, got {self.series}")
+
+    @property
+    def no_data(self) -> bool:
+        """No series, or NaN: what `measure` would call NoData for this query."""
+        return self.series == 0 or (self.value is not None and math.isnan(self.value))
+
+
+@dataclass(frozen=True)
+class PreflightReport:
+    """Every query of a policy, each answered once without an error.
+
+    Returned only when nothing blocks a rollout (errors are raised, never
+    reported). Empty answers are not errors -- the canary has no series before
+    it gets traffic -- but an empty STABLE arm usually means a label or value
+    that matches nothing: see `empty_stable` and `warnings`.
+    """
+
+    url: str
+    window_s: int
+    queries: tuple[PreflightQuery, ...]  # in the order a look sends them; equal queries share one request
+    sent: int  # distinct queries sent, the known-answer probe included (retries not counted)
+    elapsed_s: float
+
+    @property
+    def empty_stable(self) -> tuple[PreflightQuery, ...]:
+        return tuple(x for x in self.queries if x.arm == "stable" and x.no_data)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Log fields (``metrics.preflight_passed``): counts and the empty stable queries by name."""
+        return {"url": self.url, "window_s": self.window_s, "queries": len(self.queries), "sent": self.sent,
+                "elapsed_s": round(self.elapsed_s, 3),
+                "empty_stable": [f"{x.where} ({x.query})" for x in self.empty_stable]}
+
+    def warnings(self) -> tuple[str, ...]:
+        """One line per stable-arm query that found nothing over the window."""
+        return tuple(
+            f"{x.where}: no data for the stable arm over the last {self.window_s}s "
+            f"(a label or value that matches nothing?); query: {x.query}"
+            for x in self.empty_stable
+        )
 
 
 class MetricsProvider(Protocol):
@@ -21,3 +91,9 @@ class MetricsProvider(Protocol):
 
     def request_counts(self, policy: Policy, target: Target, *, window_s: int) -> tuple[float, float]:
         """(stable, canary) number of requests over the window."""
+
+    def preflight(self, policy: Policy, target: Target) -> PreflightReport:
+        """Send every query `measure` and `request_counts` will send for this
+        policy, both arms, once. Raises ConfigError for anything that cannot
+        work (a query the server rejects, a URL that is not a metrics API, bad
+        credentials), MetricsUnavailable when the server cannot be asked now."""

@@ -1,0 +1,311 @@
+"""PrometheusProvider.preflight against a real Prometheus, and against things that are not one.
+
+Preflight must turn every policy mistake the server can see into a ConfigError
+(exit 2, nothing touched) before traffic moves, tell "this URL is not
+Prometheus" apart from "this check is wrong", and stay within a stated time
+bound when the server is down or hangs. Policies that the loader would refuse
+are built with pydantic's `model_copy` (no validation): they stand for a
+mistake that slips past the loader, so the server-side check is what is tested.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+
+from canary.errors import ConfigError, MetricsUnavailable
+from canary.metrics.prometheus import PrometheusProvider
+from canary.model import Target
+from canary.policy import Policy, load_policy, parse_policy
+from canary.sandbox.promserver import PromServer, free_port
+from tests.support.prom import TARGET, Dataset
+
+pytestmark = pytest.mark.integration
+DEFAULT_POLICY = Path(__file__).resolve().parents[2] / "policies" / "default.yaml"
+RPS = 'sum(rate(model_requests_total{model_name="{model}",model_version="{version}"}[{window}]))'
+Answer = tuple[int, str, str]  # status, content type, body
+
+
+def custom_policy(**check: Any) -> Policy:
+    """A valid one-custom-check policy, then the check's fields replaced WITHOUT validation."""
+    pol = parse_policy({"steps": [10, 100], "metrics": {"source": "model"},
+                        "checks": [{"name": "broken", "kind": "custom", "max_value": 1, "query": RPS}]})
+    return pol.model_copy(update={"checks": [pol.checks[0].model_copy(update=check)]})
+
+
+def provider(url: str, **kw: Any) -> PrometheusProvider:
+    kw = {"retries": 2, "budget_s": 3.0, "backoff_s": 0.05, **kw}
+    return PrometheusProvider(url, **kw)
+
+
+@pytest.fixture
+def prom(prom_server: PromServer, prom_dataset: Dataset) -> PrometheusProvider:
+    return provider(prom_server.url, at=prom_dataset.at)
+
+
+class _Http:
+    """A scripted HTTP server on 127.0.0.1: `answer(path, headers) -> (status, type, body)`."""
+
+    def __init__(self, answer: Callable[[str, dict[str, str]], Answer]) -> None:
+        self.paths: list[str] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802
+                outer.paths.append(self.path)
+                status, ctype, body = answer(self.path, dict(self.headers))
+                data = body.encode()
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=5)
+
+
+@pytest.fixture
+def http() -> Iterator[Callable[..., _Http]]:
+    made: list[_Http] = []
+
+    def make(answer: Callable[[str, dict[str, str]], Answer]) -> _Http:
+        made.append(_Http(answer))
+        return made[-1]
+
+    yield make
+    for server in made:
+        server.close()
+
+
+@pytest.fixture
+def hanging_url() -> Iterator[str]:
+    """A listener that completes TCP handshakes (kernel backlog) and never answers."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        sock.close()
+
+
+def always(status: int, body: str, ctype: str = "application/json") -> Callable[[str, dict[str, str]], Answer]:
+    return lambda path, headers: (status, ctype, body)
+
+
+# -- a valid policy --------------------------------------------------------------------------
+
+
+def test_default_policy_passes_and_checks_what_a_look_sends(prom: PrometheusProvider,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    pol = load_policy(DEFAULT_POLICY)
+    report = prom.preflight(pol, TARGET)
+    assert report.empty_stable == () and report.warnings() == ()
+    assert report.window_s == 300  # analysis.interval: 5m
+    assert {(x.check, x.arm) for x in report.queries} == {
+        (c, arm) for c in [*(c.name for c in pol.checks), "request_counts"] for arm in ("stable", "canary")}
+    assert all(not x.no_data for x in report.queries)
+    distinct = {x.query for x in report.queries}
+    assert report.sent == 1 + len(distinct) < len(report.queries)  # errors/errors-hard share queries
+    assert report.elapsed_s < 3.0
+
+    sent: list[str] = []  # what measure() and request_counts() really send over the same window
+    real_once = prom._once
+    monkeypatch.setattr(prom, "_once", lambda query, *a: sent.append(query) or real_once(query, *a))
+    for check in pol.checks:
+        prom.measure(pol, check, TARGET, window_s=report.window_s)
+    prom.request_counts(pol, TARGET, window_s=report.window_s)
+    assert set(sent) == distinct
+
+
+def test_canary_without_series_is_recorded_not_raised(prom: PrometheusProvider) -> None:
+    pol = load_policy(DEFAULT_POLICY)
+    fresh = Target(namespace="ml", virtual_service="rec", model="rec", stable_version="v1", canary_version="v9")
+    report = prom.preflight(pol, fresh)
+    assert report.empty_stable == ()
+    canary_hist = [x for x in report.queries if x.arm == "canary" and x.check == "latency-p95"]
+    assert canary_hist and all(x.no_data for x in canary_hist)
+
+
+def test_empty_stable_arm_is_a_warning_naming_the_check(prom: PrometheusProvider) -> None:
+    pol = load_policy(DEFAULT_POLICY)
+    report = prom.preflight(pol, Target(namespace="ml", virtual_service="rec", model="nope",
+                                        stable_version="v1", canary_version="v2"))
+    assert {x.check for x in report.empty_stable} == {*(c.name for c in pol.checks), "request_counts"}
+    errors = [x for x in report.queries if x.check == "errors" and x.arm == "stable"]
+    assert [x.no_data for x in errors] == [True, False]  # requests; errors: `or vector(0)`, never empty
+    assert any(w.startswith("checks[0] 'latency-p95': no data for the stable arm") for w in report.warnings())
+
+
+# -- the server rejects a query -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(("query", "prometheus_says"), [
+    ("sum(rate(model_requests_total[{window}])", "parse error"),  # unbalanced
+    ('sum(model_requests_total{model-name="{model}"})', "parse error"),  # invalid label name
+    ("sum(rate(model-requests_total[{window}]))", "binary expression must contain only scalar and instant vector"),
+    ('model_requests_total{model_name="{model}"} / on (model_name) model_requests_total{model_name="{model}"}',
+     "many-to-many matching not allowed"),  # HTTP 422: found at execution
+])
+def test_query_the_server_rejects_is_a_config_error_naming_the_check(prom: PrometheusProvider, query: str,
+                                                                     prometheus_says: str) -> None:
+    with pytest.raises(ConfigError, match=r"policy checks\[0\] 'broken' \(stable arm\): Prometheus rejected "
+                                          rf"the query \(HTTP 4\d\d \w+: .*{prometheus_says}.*\); query: ") as info:
+        prom.preflight(custom_policy(query=query), TARGET)
+    assert not isinstance(info.value, MetricsUnavailable)
+
+
+def test_bad_canary_query_names_the_canary_arm(prom: PrometheusProvider) -> None:
+    pol = custom_policy(query=None, stable_query=RPS, canary_query="sum(rate(x[{window}]) by")
+    with pytest.raises(ConfigError, match=r"checks\[0\] 'broken' \(canary arm\).*parse error"):
+        prom.preflight(pol, TARGET)
+
+
+@pytest.mark.parametrize(("query", "why"), [
+    ('model_requests_total{model_name="{model}",model_version="{version}"}', "one number per arm"),
+    ('model_requests_total{model_name="{model}",model_version="{version}",outcome="error"}[{window}]',
+     "range vector"),
+])
+def test_answer_a_check_cannot_use_is_a_config_error(prom: PrometheusProvider, query: str, why: str) -> None:
+    with pytest.raises(ConfigError, match=rf"^policy checks\[0\] 'broken' \(stable arm\): [^']*{why}"):
+        prom.preflight(custom_policy(query=query), TARGET)
+
+
+def test_invalid_label_and_metric_names_are_caught_before_any_request() -> None:
+    closed = provider(f"http://127.0.0.1:{free_port()}")  # a request would be MetricsUnavailable
+    pol = load_policy(DEFAULT_POLICY)
+    bad_arm = pol.model_copy(update={"metrics": pol.metrics.model_copy(update={"arm_label": "dest-version"})})
+    with pytest.raises(ConfigError, match=r"policy checks\[0\] 'latency-p95': metrics.arm_label: 'dest-version'"):
+        closed.preflight(bad_arm, TARGET)
+    shift = pol.checks[3]
+    bad_metric = pol.model_copy(update={"checks": [shift.model_copy(update={"metric": "model-prediction"})]})
+    with pytest.raises(ConfigError, match=r"policy checks\[0\] 'predictions'.*'model-prediction' is not a valid"):
+        closed.preflight(bad_metric, TARGET)
+
+
+# -- the URL is not a Prometheus HTTP API -------------------------------------------------
+
+
+def test_wrong_path_prefix_on_a_real_prometheus(prom_server: PromServer) -> None:
+    with pytest.raises(ConfigError, match=r"does not look like a Prometheus HTTP API.*HTTP 404.*path prefix"):
+        provider(prom_server.url + "/prometheus").preflight(load_policy(DEFAULT_POLICY), TARGET)
+
+
+@pytest.mark.parametrize("answer", [
+    always(404, "404 page not found\n", "text/plain"),
+    always(200, "<!doctype html><html><title>Grafana</title></html>", "text/html"),
+    always(200, json.dumps({"status": "success", "data": {"resultType": "vector", "result": []}})),  # no known answer
+    always(200, json.dumps({"status": "success", "data": {"result": {"x": 1}}})),  # wrong shape
+    always(400, "<html>Bad Request</html>", "text/html"),  # even vector(1) is refused
+    always(405, "method not allowed", "text/plain"),
+])
+def test_a_server_that_is_not_prometheus_is_a_config_error(http: Callable[..., _Http], answer: Any) -> None:
+    server = http(answer)
+    t0 = time.monotonic()
+    with pytest.raises(ConfigError, match=r"does not look like a Prometheus HTTP API.*path prefix") as info:
+        provider(server.url, retries=3).preflight(load_policy(DEFAULT_POLICY), TARGET)
+    assert time.monotonic() - t0 < 1.0
+    assert len(server.paths) == 1 and server.paths[0].startswith("/api/v1/query?")  # no retries, no check queries
+    assert "checks[" not in str(info.value)  # the URL is wrong, not a check
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_refused_credentials_are_a_config_error(http: Callable[..., _Http], status: int) -> None:
+    server = http(always(status, "Unauthorized", "text/plain"))
+    with pytest.raises(ConfigError, match=rf"refused our credentials \(HTTP {status}.*--prometheus-token"):
+        provider(server.url, token="wrong").preflight(load_policy(DEFAULT_POLICY), TARGET)
+    assert len(server.paths) == 1
+
+
+def test_prometheus_behind_a_prefix_with_credentials(http: Callable[..., _Http], prom_server: PromServer,
+                                                     prom_dataset: Dataset) -> None:
+    """A reverse proxy: /prom/... with the right token is passed to the real Prometheus."""
+    import urllib.request
+
+    def proxy(path: str, headers: dict[str, str]) -> Answer:
+        if headers.get("Authorization") != "Bearer good":
+            return 401, "text/plain", "no"
+        if not path.startswith("/prom/"):
+            return 404, "text/plain", "not found"
+        with urllib.request.urlopen(prom_server.url + path[len("/prom"):], timeout=5) as resp:
+            return resp.status, "application/json", resp.read().decode()
+
+    server = http(proxy)
+    report = provider(server.url + "/prom", token="good", at=prom_dataset.at).preflight(
+        load_policy(DEFAULT_POLICY), TARGET)
+    assert report.empty_stable == () and report.url == server.url + "/prom"
+    with pytest.raises(ConfigError, match="path prefix"):
+        provider(server.url, token="good").preflight(load_policy(DEFAULT_POLICY), TARGET)
+
+
+# -- the server cannot be asked now: transient, bounded ------------------------------------
+
+
+def test_closed_port_is_metrics_unavailable_quickly() -> None:
+    p = provider(f"http://127.0.0.1:{free_port()}", retries=3, budget_s=2.0)
+    t0 = time.monotonic()
+    with pytest.raises(MetricsUnavailable, match="connection failed"):
+        p.preflight(load_policy(DEFAULT_POLICY), TARGET)
+    assert time.monotonic() - t0 < 1.0  # refused at once; only the backoffs (0.05 + 0.1 s) wait
+
+
+def test_persistent_5xx_is_metrics_unavailable_after_the_retries(http: Callable[..., _Http]) -> None:
+    server = http(always(503, "overloaded", "text/plain"))
+    with pytest.raises(MetricsUnavailable, match="HTTP 503"):
+        provider(server.url, retries=3).preflight(load_policy(DEFAULT_POLICY), TARGET)
+    assert len(server.paths) == 3
+
+
+def test_hanging_server_is_metrics_unavailable_within_the_stated_bound(hanging_url: str) -> None:
+    """With the provider's defaults (what `canary promote` builds): timeout 5 s, 3 tries, budget 5 s."""
+    p = PrometheusProvider(hanging_url)
+    assert p.query_bound_s == pytest.approx(5.45)
+    t0 = time.monotonic()
+    with pytest.raises(MetricsUnavailable, match="timed out"):
+        p.preflight(load_policy(DEFAULT_POLICY), TARGET)
+    assert time.monotonic() - t0 <= p.query_bound_s + 0.5
+
+
+def test_hanging_server_with_short_timeouts(hanging_url: str) -> None:
+    p = provider(hanging_url, timeout_s=0.3, retries=3, budget_s=2.0)
+    assert p.query_bound_s == pytest.approx(3 * 0.3 + 0.05 + 0.1)  # every attempt times out first
+    t0 = time.monotonic()
+    with pytest.raises(MetricsUnavailable, match="timed out"):
+        p.preflight(load_policy(DEFAULT_POLICY), TARGET)
+    assert time.monotonic() - t0 <= p.query_bound_s + 0.3
+
+
+def test_slow_server_is_cut_by_the_preflight_budget(http: Callable[..., _Http], prom_server: PromServer,
+                                                    prom_dataset: Dataset) -> None:
+    """Each answer is right but slow: the whole preflight stays within 3 x budget_s."""
+    import urllib.request
+
+    def slow(path: str, headers: dict[str, str]) -> Answer:
+        time.sleep(0.25)
+        with urllib.request.urlopen(prom_server.url + path, timeout=5) as resp:
+            return resp.status, "application/json", resp.read().decode()
+
+    server = http(slow)
+    p = provider(server.url, at=prom_dataset.at, timeout_s=1.0, budget_s=0.5)
+    t0 = time.monotonic()
+    with pytest.raises(MetricsUnavailable):
+        p.preflight(load_policy(DEFAULT_POLICY), TARGET)
+    assert time.monotonic() - t0 <= 3 * 0.5 + 0.3
