@@ -329,7 +329,9 @@ class Operator:
             saved = (obj.get("status") or {}).get("baseline") or {}
             if _saved_binding(saved) == bind and saved.get("snapshot"):
                 try:
-                    self._baselines[spec.key] = (bind, Snapshot.from_dict(saved["snapshot"]))
+                    saved_snap = Snapshot.from_dict(saved["snapshot"]).check_baseline(
+                        spec.target, step_started_at=state.step_started_at)
+                    self._baselines[spec.key] = (bind, saved_snap)
                     continue
                 except (ValueError, TypeError, KeyError, ConfigError) as exc:
                     self.log.info("baseline.unusable", rollout=spec.key, error=str(exc))
@@ -341,7 +343,7 @@ class Operator:
         if snap is None or abs(snap.taken_at - state.step_started_at) > self._slack(spec):
             self._baselines[spec.key] = (bind, None)  # too far from the step's start: measure per rollout
             return
-        base = snap.restrict(spec.policy, spec.target)
+        base = snap.restrict(spec.policy, spec.target, step_started_at=state.step_started_at)
         self._baselines[spec.key] = (bind, base)
         try:
             self._patch_status(obj, {"baseline": {"canaryVersion": bind[0], "step": bind[1], "stepStartedAt": bind[2],
@@ -377,7 +379,12 @@ class Operator:
         have = self._baselines.get(spec.key)
         base = have[1] if have is not None and have[0] == self._binding(state) else None
         if snap is not None and base is not None and snap.taken_at > base.taken_at:
-            return self._measure_batched(spec, snap, base)
+            from canary.metrics.batch import UnusableBaseline
+
+            out, n = self._measure_batched(spec, snap, base)
+            if not any(isinstance(m, UnusableBaseline) for m in out.values()):
+                return out, n
+            self._baselines[spec.key] = (self._binding(state), None)  # measured per rollout from now on
         out, canary_n = measure_window(self.metrics, spec.policy, spec.target,
                                        window_s=look_window(spec.policy, state, self.clock.now()), log=self.log)
         if self.telemetry:

@@ -104,6 +104,7 @@ class StrictKubeAPI(kmock.KubernetesScaffold):
         self.faults: list[Fault] = []
         self.before_write: list[Callable[[], None]] = []
         self.writes: list[tuple[str, str, int]] = []  # (method, path, status) of every write
+        self.arrivals: list[tuple[float, str, str]] = []  # (time.monotonic() on receipt, method, path) of writes
         self.closing = False
         self._rv = itertools.count(1)
         for res in DEFAULT_RESOURCES:
@@ -178,6 +179,9 @@ class StrictKubeAPI(kmock.KubernetesScaffold):
         if res is None or res.plural is None:
             return await super()._handle(request)  # discovery, /version, 404 fallback
         method = str(request.method.value).upper()
+        if method != "GET":
+            self.arrivals.append((time.monotonic(), method, request.url.path))
+            del self.arrivals[:-1000]
         try:
             delay = self._check_fault(method, res.plural)
             if delay:

@@ -1,0 +1,64 @@
+"""A deposed leader never writes: a write that keeps retrying (5xx, 429, slow answers) while the
+lease runs out is fenced on EVERY attempt, and each attempt's timeout fits inside the lease, so
+no PUT reaches the API server after the renew deadline. Real LeaderElector, IstioRouter and the
+strict Kubernetes API emulator (which records when each write arrived)."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+import tenacity
+
+from canary.errors import NotLeader
+from canary.fencing import FencedRouter
+from canary.leader import LeaderElector
+from canary.model import Target, Weights
+from canary.routing.istio import IstioRouter
+from canary.sandbox.kubeapi import Fault
+from tests import fleet
+
+pytestmark = pytest.mark.integration
+TARGET = Target(namespace="ml", virtual_service="m0", model="m0", stable_version="v1", canary_version="v2")
+
+
+def trial(api: Any, client: Any, seed: int, *, renew_deadline_s: float = 0.5) -> dict[str, Any]:
+    """One write retried through a lease that lapses mid-way. Returns the PUTs that arrived
+    before and after the renew deadline (after must be 0)."""
+    rng = random.Random(seed)
+    elector = LeaderElector(client, namespace="ml", name=f"lease-{seed}", identity="a",
+                            lease_duration_s=renew_deadline_s * 1.5, renew_deadline_s=renew_deadline_s,
+                            retry_period_s=renew_deadline_s / 5)
+    assert elector.try_acquire_or_renew()  # and never renewed again: the lease lapses during the write
+    assert elector._sent is not None
+    deadline = elector._sent + elector.renew_deadline_s
+    router = IstioRouter(client, wait=tenacity.wait_random(0, 0.05), transient_attempts=1000,
+                         request_timeout=rng.uniform(0.05, 0.3))
+    fenced = FencedRouter(router, elector.is_leader, elector.lease_left)
+    faults = []
+    for _ in range(400):  # every PUT fails: 5xx, 429, or an answer slower than the client waits
+        status = rng.choice([500, 503, 429, 0])
+        faults.append(Fault(status=status, times=1, methods=frozenset({"PUT"}), plural="virtualservices",
+                            delay=0.5 if status == 0 else 0.0))
+    api.handler.faults[:] = faults
+    start = len(api.handler.arrivals)
+    try:
+        with pytest.raises(NotLeader):
+            fenced.set_weights(TARGET, Weights(50, 50), state="{}")
+    finally:
+        api.handler.faults.clear()
+    puts = [t for t, method, path in api.handler.arrivals[start:] if method == "PUT" and "virtualservices" in path]
+    return {"before": sum(t < deadline for t in puts), "after": sum(t >= deadline for t in puts)}
+
+
+def test_no_write_arrives_after_the_renew_deadline_however_the_retries_fall() -> None:
+    api = fleet.start_api(1)
+    client = api.api_client()
+    try:
+        results = [trial(api, client, seed) for seed in range(6)]
+    finally:
+        client.close()
+        api.stop()
+    assert all(r["after"] == 0 for r in results), results
+    assert sum(r["before"] for r in results) >= 6  # the writes were really attempted, and retried
