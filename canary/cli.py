@@ -34,6 +34,8 @@ KubeconfigOpt = typer.Option(None, "--kubeconfig", envvar="KUBECONFIG", help="ku
 ContextOpt = typer.Option(None, "--context", help="kubeconfig context")
 VsOpt = typer.Option(None, "--virtual-service", help="VirtualService name (default: the model name)")
 DrOpt = typer.Option(None, "--destination-rule", help="DestinationRule name (default: the VirtualService name)")
+RouteOpt = typer.Option(None, "--route", help="name of the VirtualService's HTTP route (default: the only one, else the "
+                                               "only one with this DestinationRule's stable and canary subsets)")
 OutputOpt = typer.Option("text", "--output", "-o", help="text or json")
 LogFormatOpt = typer.Option("auto", "--log-format", help="auto (JSON unless a TTY), json or console")
 
@@ -60,6 +62,42 @@ def _router(kubeconfig: Optional[str], context: Optional[str]) -> Any:
     from canary.routing.istio import IstioRouter
 
     return IstioRouter(api_client(kubeconfig=kubeconfig, context=context))
+
+
+def _oncall_router(kubeconfig: Optional[str], context: Optional[str]) -> Any:
+    """An IstioRouter for status/pause/resume/rollback, which must act on every VirtualService a
+    rollout could drive, whatever its weights: `inspect` reads any weights (Istio's split of them,
+    and the raw values in RouteStatus.raw_weights) instead of refusing what a rollout may not start
+    from, and `resolve` names the route when the VirtualService has several. Writes are IstioRouter's."""
+    from dataclasses import replace
+
+    from canary.kube import api_client
+    from canary.routing import patch
+    from canary.routing.base import RouteStatus
+    from canary.routing.istio import DR_PLURAL, VS_PLURAL, IstioRouter
+
+    class OnCallRouter(IstioRouter):
+        def inspect(self, target: Target) -> RouteStatus:
+            vs, dr, ref = self._read_checked(target)
+            seen = patch.observe_weights(vs, ref)
+            return replace(self._status(vs, dr, seen.weights), raw_weights=None if seen.canonical else seen.raw)
+
+        def resolve(self, target: Target) -> Target:
+            if target.route:
+                return target
+            vs = self._get(VS_PLURAL, target.namespace, target.virtual_service)
+            dr = self._get(DR_PLURAL, target.namespace, target.dr_name)
+            return replace(target, route=patch.route_for(vs, dr, recorded=_recorded_weights(patch.read_state(vs))))
+
+    return OnCallRouter(api_client(kubeconfig=kubeconfig, context=context))
+
+
+def _recorded_weights(text: Optional[str]) -> Any:
+    """The weights the recorded rollout wrote; None when there is no readable record."""
+    try:
+        return rl.RolloutState.from_json(text).weights if text else None
+    except (ValueError, TypeError, KeyError):
+        return None
 
 
 def _metrics(url: Optional[str], token: Optional[str], user: Optional[str], password: Optional[str], insecure: bool) -> Any:
@@ -173,19 +211,22 @@ def _gate(policy: Any, policy_file: Path, model: str, stable_url: Optional[str],
 # ---- operator commands -------------------------------------------------------------------
 
 
-def _operator(model: str, namespace: str, vs: Optional[str], dr: Optional[str], kubeconfig: Optional[str],
-              context: Optional[str], event: Any, output: str) -> None:
+def _operator(model: str, namespace: str, vs: Optional[str], dr: Optional[str], route: Optional[str],
+              kubeconfig: Optional[str], context: Optional[str], event: Any, output: str) -> None:
     logs.configure()
 
     def go() -> int:
         from canary.controller import operator_action
 
-        target = _target(model, namespace, vs, dr)
-        state = operator_action(_router(kubeconfig, context), target, event, log=logs.get(model=model, namespace=namespace))
+        router = _oncall_router(kubeconfig, context)
+        target = router.resolve(_target(model, namespace, vs, dr, route=route))
+        log = logs.get(model=model, namespace=namespace, **({"route": target.route} if target.route else {}))
+        state = operator_action(router, target, event, log=log)
         if output == "json":
             typer.echo(json.dumps(state_dict(state)))
         else:
-            typer.echo(f"{state.phase}: weights {state.weights} (stable/canary) {state.reason}")
+            where = f" (route {target.route})" if target.route else ""
+            typer.echo(f"{state.phase}: weights {state.weights} (stable/canary){where} {state.reason}")
         return 0
 
     raise typer.Exit(run_guarded(go))
@@ -194,51 +235,82 @@ def _operator(model: str, namespace: str, vs: Optional[str], dr: Optional[str], 
 @app.command()
 def rollback(model: str, reason: str = typer.Option("manual rollback", "--reason"), namespace: str = NamespaceOpt,
              virtual_service: Optional[str] = VsOpt, destination_rule: Optional[str] = DrOpt,
-             kubeconfig: Optional[str] = KubeconfigOpt, context: Optional[str] = ContextOpt, output: str = OutputOpt) -> None:
-    """Send all traffic to stable now and record why."""
-    _operator(model, namespace, virtual_service, destination_rule, kubeconfig, context,
+             route: Optional[str] = RouteOpt, kubeconfig: Optional[str] = KubeconfigOpt,
+             context: Optional[str] = ContextOpt, output: str = OutputOpt) -> None:
+    """Send all traffic to stable now (100/0, from any weights) and record why."""
+    _operator(model, namespace, virtual_service, destination_rule, route, kubeconfig, context,
               rl.Abort(time.time(), f"operator: {reason}"), output)
 
 
 @app.command()
 def pause(model: str, namespace: str = NamespaceOpt, virtual_service: Optional[str] = VsOpt,
+          destination_rule: Optional[str] = DrOpt, route: Optional[str] = RouteOpt,
           kubeconfig: Optional[str] = KubeconfigOpt, context: Optional[str] = ContextOpt, output: str = OutputOpt) -> None:
     """Hold the current weights; the running `promote` waits."""
-    _operator(model, namespace, virtual_service, None, kubeconfig, context, rl.Pause(time.time()), output)
+    _operator(model, namespace, virtual_service, destination_rule, route, kubeconfig, context,
+              rl.Pause(time.time()), output)
 
 
 @app.command()
 def resume(model: str, namespace: str = NamespaceOpt, virtual_service: Optional[str] = VsOpt,
+           destination_rule: Optional[str] = DrOpt, route: Optional[str] = RouteOpt,
            kubeconfig: Optional[str] = KubeconfigOpt, context: Optional[str] = ContextOpt, output: str = OutputOpt) -> None:
     """Continue a paused rollout (the current step starts over)."""
-    _operator(model, namespace, virtual_service, None, kubeconfig, context, rl.Resume(time.time()), output)
+    _operator(model, namespace, virtual_service, destination_rule, route, kubeconfig, context,
+              rl.Resume(time.time()), output)
 
 
 @app.command()
 def status(model: str, namespace: str = NamespaceOpt, virtual_service: Optional[str] = VsOpt,
+           destination_rule: Optional[str] = DrOpt, route: Optional[str] = RouteOpt,
            kubeconfig: Optional[str] = KubeconfigOpt, context: Optional[str] = ContextOpt, output: str = OutputOpt,
            watch: bool = typer.Option(False, "--watch", "-w", help="refresh every 2 s until a terminal phase")) -> None:
-    """Weights, step, phase and the last verdict with its evidence."""
+    """Weights (as written and as Istio splits them), step, phase and the last verdict with its evidence."""
     from canary.display import render_status
 
     def go() -> int:
-        router = _router(kubeconfig, context)
-        target = _target(model, namespace, virtual_service, None)
+        router = _oncall_router(kubeconfig, context)
+        target = router.resolve(_target(model, namespace, virtual_service, destination_rule, route=route))
         while True:
             st = router.inspect(target)
-            state = rl.RolloutState.from_json(st.state) if st.state else None
+            state = _parse_state(st.state)
+            raw = st.raw_weights or (st.weights.stable, st.weights.canary)
             if output == "json":
                 typer.echo(json.dumps({"weights": {"stable": st.weights.stable, "canary": st.weights.canary},
+                                       "raw_weights": {"stable": raw[0], "canary": raw[1]},
+                                       "route": target.route or None,
                                        "stable_subset_version": st.stable_subset_version,
                                        "canary_subset_version": st.canary_subset_version,
                                        "rollout": state_dict(state) if state else None}))
             else:
                 render_status(st, state)
+                if st.raw_weights is not None:
+                    typer.echo(_raw_note(st.weights, st.raw_weights))
             if not watch or state is None or state.terminal:
                 return 0
             time.sleep(2)
 
     raise typer.Exit(run_guarded(go))
+
+
+def _raw_note(weights: Any, raw: tuple[Any, Any]) -> str:
+    from canary.routing.patch import SeenWeights
+
+    shown = " ".join(f"{k}={'(missing)' if v is None else repr(v)}" for k, v in zip(("stable", "canary"), raw))
+    how = (f"Istio splits them {weights}" if SeenWeights(weights, raw).routable
+           else f"Istio rejects them: not non-negative integers, or a total of 0; shown as {weights}")
+    return f"note: the route's weights are written as {shown} ({how}); `canary rollback` writes 100/0"
+
+
+def _parse_state(text: Optional[str]) -> Optional[rl.RolloutState]:
+    from canary.errors import TargetError
+
+    if not text:
+        return None
+    try:
+        return rl.RolloutState.from_json(text)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise TargetError(f"rollout state annotation is unreadable ({exc}); fix or remove it") from None
 
 
 # ---- policy ------------------------------------------------------------------------------

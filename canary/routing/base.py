@@ -8,7 +8,7 @@ inheriting.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from canary.model import Target, Weights
 
@@ -22,6 +22,10 @@ class RouteStatus:
     stable_subset_version: str  # the `version` label the stable subset selects
     canary_subset_version: str
     resource_version: str = ""
+    # The route's weights as written, when they are not exactly `weights` (not summing to 100,
+    # missing, 0/0, not non-negative integers); `weights` is then Istio's split of them.
+    # None when the route says exactly `weights`.
+    raw_weights: tuple[Any, Any] | None = None
 
 
 class TrafficRouter(Protocol):

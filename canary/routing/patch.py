@@ -94,7 +94,9 @@ def _check_route(route: Any, index: int, at: str) -> RouteRef:
 
 
 def read_weights(vs: dict[str, Any], ref: RouteRef) -> Weights:
-    """The route's current weights; a missing weight counts as 0 (as in Istio)."""
+    """The route's current weights, strictly: two integers 0..100 summing to 100 (a missing
+    weight counts as 0, as in Istio), the only form a rollout starts from or continues with.
+    On-call commands read any weights with :func:`observe_weights` instead."""
     dests = vs["spec"]["http"][ref.index]["route"]
     values = []
     for i in (ref.stable, ref.canary):
@@ -105,6 +107,105 @@ def read_weights(vs: dict[str, Any], ref: RouteRef) -> Weights:
     if sum(values) != 100:
         raise TargetError(f"{where(vs)}: {ref.field} weights {values[0]}+{values[1]} do not sum to 100")
     return Weights(stable=values[0], canary=values[1])
+
+
+@dataclass(frozen=True)
+class SeenWeights:
+    """A route's weights as written, and the split Istio makes of them."""
+
+    weights: Weights  # each subset's share, normalised to integers summing to 100
+    raw: tuple[Any, Any]  # (stable, canary) as written; None where `weight` is absent
+
+    @property
+    def canonical(self) -> bool:
+        """True when the route says exactly `weights`: two integers summing to 100."""
+        return all(type(v) is int for v in self.raw) and self.raw == (self.weights.stable, self.weights.canary)
+
+    @property
+    def routable(self) -> bool:
+        """False when Istio rejects the values (a weight not a non-negative integer, a total of 0)."""
+        values = [0 if v is None else v for v in self.raw]
+        return all(type(v) is int and v >= 0 for v in values) and sum(values) > 0
+
+
+def observe_weights(vs: dict[str, Any], ref: RouteRef) -> SeenWeights:
+    """The route's weights as Istio reads them; never refuses a value (on-call must act on any).
+
+    Istio's weights are relative: a destination gets weight/(sum of weights) of the
+    requests, a missing weight is 0, and a 0-weighted destination gets nothing. So
+    1/1 is 50/50 and 3/0 is 100/0. Shares are rounded to integers summing to 100,
+    except that a positive weight never rounds to 0% (1/1000 is 99/1, not 100/0):
+    traffic that reaches the canary is never reported as stable-only.
+
+    Values Istio refuses to route by, reported so that a caller never mistakes them
+    for stable-only: a weight that is not a non-negative integer (negative, string,
+    float, bool) counts as 0, and a total of 0 (0/0, both missing -- Istio's
+    validation rejects it, IST0106 "total destination weight = 0", and Envoy is
+    left with no cluster for the route) is reported as 50/50, the equal-weights
+    split. Callers that care use `raw` / `canonical`: `canary status` shows the raw
+    values, `canary rollback` writes 100/0 over any of them.
+    """
+    dests = vs["spec"]["http"][ref.index]["route"]
+    raw = (dests[ref.stable].get("weight"), dests[ref.canary].get("weight"))
+    stable, canary = (v if type(v) is int and v >= 0 else 0 for v in raw)
+    total = stable + canary
+    if total == 0:
+        return SeenWeights(Weights(50, 50), raw)
+    share = (200 * canary + total) // (2 * total)  # canary's percent, rounded half up
+    if canary and share == 0:
+        share = 1
+    elif stable and share == 100:
+        share = 99
+    return SeenWeights(Weights.canary_at(share), raw)
+
+
+def route_for(vs: Any, dr: Any, *, recorded: Weights | None = None) -> str:
+    """The name of the route an on-call command acts on when none is named ("" = the only route).
+
+    A rollout drives the only HTTP route, or the one its policy names. Without that
+    name: the only route that sends traffic to exactly this DestinationRule's
+    `stable` and `canary` subsets; among several such, the only one whose weights
+    are the `recorded` ones (the rollout wrote both in one write). Anything else is
+    a TargetError listing the routes, so the user can pass --route.
+    """
+    at = where(vs)
+    spec = vs.get("spec") if isinstance(vs, dict) else None
+    http = spec.get("http") if isinstance(spec, dict) else None
+    if not isinstance(http, list) or len(http) <= 1:
+        return ""  # locate_route reports the shape, as for a rollout
+    dr_spec = dr.get("spec") if isinstance(dr, dict) else None
+    dr_host = dr_spec.get("host") if isinstance(dr_spec, dict) else None
+    found: list[tuple[int, RouteRef]] = []
+    for i, route in enumerate(http):
+        try:
+            ref = _check_route(route, i, at)
+        except TargetError:
+            continue
+        if not isinstance(dr_host, str) or _short(dr_host) == _short(ref.host):
+            found.append((i, ref))
+    if len(found) > 1 and recorded is not None:
+        seen = [(i, ref, observe_weights(vs, ref)) for i, ref in found]
+        mine = [(i, ref) for i, ref, w in seen if w.canonical and w.weights == recorded]
+        found = mine if len(mine) == 1 else found
+    names = [_route_label(r, i) for i, r in enumerate(http)]
+    if not found:
+        raise TargetError(f"{at}: none of its {len(http)} HTTP routes {names} sends traffic to exactly the subsets "
+                          f"'stable' and 'canary' of {where(dr)}; name the route with --route")
+    if len(found) > 1:
+        which = [names[i] for i, _ in found]
+        raise TargetError(f"{at}: {len(found)} of its {len(http)} HTTP routes send traffic to subsets 'stable' and "
+                          f"'canary' ({which}; all routes: {names}); name the one to act on with --route")
+    index = found[0][0]
+    name = http[index].get("name")
+    if not isinstance(name, str) or not name:
+        raise TargetError(f"{at}: spec.http[{index}] is the route with subsets 'stable' and 'canary' but has no name; "
+                          "canary addresses a route among several by its name: add `name:` to it")
+    return name
+
+
+def _route_label(route: Any, index: int) -> str:
+    name = route.get("name") if isinstance(route, dict) else None
+    return name if isinstance(name, str) and name else f"#{index} (unnamed)"
 
 
 def read_state(vs: Any) -> str | None:

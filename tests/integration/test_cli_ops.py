@@ -1,4 +1,4 @@
-"""Operator commands through the real CLI: status, pause, resume, rollback, analyze."""
+"""Operator commands through the real CLI: status, pause, resume, rollback (also --route, any weights), analyze."""
 
 from __future__ import annotations
 
@@ -106,3 +106,27 @@ def test_analyze_compares_the_arms_now(prom_server: PromServer, tmp_path: Path) 
     table = canary("analyze", "rec", "-n", "ml", "--policy", str(policy), "--stable-version", "v1",
                    "--canary-version", "v2", "--window", "5m", "--prometheus-url", prom_server.url)
     assert table.returncode == 1 and "errors" in table.stdout and "fail" in table.stdout
+
+
+def test_on_call_commands_take_route_and_any_weights(cluster: Any) -> None:
+    """Issue 8 through the real CLI (in-process cases: test_oncall_any_vs.py)."""
+    api, kc = cluster
+    shadow = {"name": "shadow", "match": [{"headers": {"x-canary": {"exact": "1"}}}],
+              "route": [{"destination": {"host": "rec-model", "subset": "stable"}, "weight": 0},
+                        {"destination": {"host": "rec-model", "subset": "canary"}, "weight": 100}]}
+
+    def setup(obj: dict[str, Any]) -> None:
+        obj["spec"]["http"].append(shadow)
+        for d, w in zip(obj["spec"]["http"][0]["route"], (1, 1)):  # Istio's 50/50
+            d["weight"] = w
+
+    api.edit(GROUP, "virtualservices", "ml", "rec-model", setup)
+    res = canary("rollback", "rec-model", "-n", "ml", kubeconfig=kc)
+    assert res.returncode == 2 and "['primary', 'shadow']" in res.stderr and "--route" in res.stderr
+    st = json.loads(canary("status", "rec-model", "-n", "ml", "--route", "primary", "-o", "json", kubeconfig=kc).stdout)
+    assert st["raw_weights"] == {"stable": 1, "canary": 1} and st["weights"] == {"stable": 50, "canary": 50}
+    res = canary("rollback", "rec-model", "-n", "ml", "--route", "primary", "-o", "json", kubeconfig=kc)
+    assert res.returncode == 0, res.stderr
+    weights, state = vs(api)
+    assert weights == [100, 0] and state["phase"] == rl.ROLLED_BACK
+    assert api.get(GROUP, "virtualservices", "ml", "rec-model")["spec"]["http"][1] == shadow
