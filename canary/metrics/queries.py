@@ -33,8 +33,11 @@ Three metric families are understood out of the box (``metrics.source``):
 ``metrics.arm_label`` and ``metrics.model_label`` override the label names for
 every source (a wrong override gives a loud NoData, never a silent pass);
 ``metrics.labels`` adds equality matchers, replacing a preset's fixed one of the
-same name. Label names and metric names are validated; label VALUES are
-escaped, so no model or version name can change the shape of a query.
+same name but never an identity one (model, arm, namespace): the policy refuses
+that at load time, and `selector` raises ValueError should one get through, so a
+query always reads exactly the model and arm it names. Label names and metric
+names are validated at load time and again here; label VALUES are escaped, so no
+model or version name can change the shape of a query.
 """
 
 from __future__ import annotations
@@ -46,12 +49,11 @@ from typing import Iterable, Sequence
 
 from canary.errors import ConfigError
 from canary.model import Histogram, Target
-from canary.policy import Policy
+from canary.policy import Policy, scan_promql
 
 ARMS = ("stable", "canary")
 _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 _METRIC_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
-_PLACEHOLDER = re.compile(r"\{(model|version|namespace|window)\}")
 
 
 @dataclass(frozen=True)
@@ -118,7 +120,7 @@ def duration(window_s: float) -> str:
 
 
 def _label_name(name: str, what: str) -> str:
-    if not _LABEL_NAME.match(name):
+    if not _LABEL_NAME.match(name) or name.startswith("__"):
         raise ConfigError(f"{what}: {name!r} is not a valid Prometheus label name")
     return name
 
@@ -135,22 +137,41 @@ def arm_version(target: Target, arm: str) -> str:
     return target.stable_version if arm == "stable" else target.canary_version
 
 
-def selector(policy: Policy, target: Target, arm: str, source: str) -> str:
-    """The label matchers that pick one arm of one model: '{model_name="m",model_version="2"}'."""
-    p = preset(source)
-    m = policy.metrics
-    pairs: dict[str, str] = {}
+def identity(policy: Policy, target: Target, arm: str, source: str) -> dict[str, str]:
+    """The matchers that pick the model, the arm and the namespace, in that order."""
+    p, m = preset(source), policy.metrics
     model_label = p.model_label if m.model_label is None else m.model_label
-    if model_label:
-        pairs[_label_name(model_label, "metrics.model_label")] = target.model
-    pairs[_label_name(m.arm_label or p.arm_label, "metrics.arm_label")] = arm_version(target, arm)
-    if p.namespace_label:
-        pairs[p.namespace_label] = target.namespace
-    fixed = dict(p.fixed)
-    fixed.update(m.labels)
-    for name in sorted(fixed):
-        pairs[_label_name(name, f"metrics.labels.{name}")] = fixed[name]
-    return "{" + ",".join(f'{k}="{escape(v)}"' for k, v in pairs.items()) + "}"
+    pairs: dict[str, str] = {}
+    for label, value, what in ((model_label, target.model, "metrics.model_label"),
+                               (m.arm_label or p.arm_label, arm_version(target, arm), "metrics.arm_label"),
+                               (p.namespace_label or "", target.namespace, "namespace label")):
+        if not label:
+            continue
+        if label in pairs:
+            raise ValueError(f"source {source!r}: {label!r} is named for more than one of model, arm and namespace")
+        pairs[_label_name(label, what)] = value
+    return pairs
+
+
+def selector(policy: Policy, target: Target, arm: str, source: str) -> str:
+    """The label matchers that pick one arm of one model: '{model_name="m",model_version="2"}'.
+
+    The preset's fixed matchers and metrics.labels are gathered first and the
+    identity matchers laid over them; a name in both raises ValueError (the
+    policy refuses it at load time, so reaching it is a bug, never a quiet
+    read of the other arm or another model).
+    """
+    p = preset(source)
+    extra = dict(p.fixed)
+    extra.update(policy.metrics.labels)
+    extra = {_label_name(k, f"metrics.labels.{k}"): extra[k] for k in sorted(extra)}
+    ident = identity(policy, target, arm, source)
+    clash = sorted(set(extra) & set(ident))
+    if clash:
+        raise ValueError(f"source {source!r}: matcher(s) {clash} would override the model/arm/namespace labels")
+    pairs = {**extra, **ident}  # identity last: it wins even if the check above is ever removed
+    order = list(ident) + [k for k in extra if k not in ident]
+    return "{" + ",".join(f'{k}="{escape(pairs[k])}"' for k in order) + "}"
 
 
 def _with(sel: str, matcher: str) -> str:
@@ -226,38 +247,23 @@ def render_custom(template: str, *, check_name: str, model: str, version: str, n
 
     Values are escaped for a double-quoted string, and a name placeholder found
     anywhere else (bare, or in '...' or `...`) is refused: escaping only protects
-    inside double quotes, and a model name must never become PromQL.
+    inside double quotes, and a model name must never become PromQL. Comments
+    and unknown {names} are left as written (the policy refuses the latter).
     """
     values = {"model": model, "version": version, "namespace": namespace}
     out: list[str] = []
-    quote = ""  # the open string's quote character, "" outside strings
-    i = 0
-    while i < len(template):
-        ch = template[i]
-        m = _PLACEHOLDER.match(template, i)
-        if m:
-            name = m.group(1)
-            if name == "window":
-                out.append(duration(window_s))
-            elif quote == '"':
-                out.append(escape(values[name]))
-            else:
-                raise ConfigError(
-                    f"check {check_name!r}: placeholder {{{name}}} must stand inside a double-quoted "
-                    f'string, e.g. model_name="{{{name}}}"; query: {template}'
-                )
-            i = m.end()
-            continue
-        out.append(ch)
-        if quote and ch == "\\" and quote != "`" and i + 1 < len(template):
-            out.append(template[i + 1])
-            i += 2
-            continue
-        if quote and ch == quote:
-            quote = ""
-        elif not quote and ch in "\"'`":
-            quote = ch
-        i += 1
+    for text, ctx, name in scan_promql(template)[0]:
+        if name == "window":
+            out.append(duration(window_s))
+        elif name not in values:
+            out.append(text)
+        elif ctx == '"':
+            out.append(escape(values[name]))
+        else:
+            raise ConfigError(
+                f"check {check_name!r}: placeholder {{{name}}} must stand inside a double-quoted "
+                f'string, e.g. model_name="{{{name}}}"; query: {template}'
+            )
     return "".join(out)
 
 
