@@ -335,9 +335,17 @@ def operator_action(router: TrafficRouter, target: Target, event: rl.Abort | rl.
                     log: Any) -> rl.RolloutState:
     """`canary rollback/pause/resume`: apply one event to the recorded state."""
     status = router.inspect(target)
-    state = parse_state(status)
+    try:
+        state = parse_state(status)
+    except TargetError:
+        if not isinstance(event, rl.Abort):
+            raise
+        # on-call must always be able to send everything to stable: an unreadable record is replaced
+        log.warning("rollout.state_unreadable", action="rollback writes stable 100% and a new record")
+        state = None
     if state is None or state.terminal:
-        if isinstance(event, rl.Abort) and status.weights != STABLE_ONLY:
+        if isinstance(event, rl.Abort) and (status.weights != STABLE_ONLY or status.raw_weights is not None
+                                            or state is None and status.state):
             # no rollout recorded but traffic is split: stable gets 100% anyway
             state = rl.RolloutState(model=target.model, stable_version=status.stable_subset_version,
                                     canary_version=status.canary_subset_version, phase=rl.PROGRESSING,

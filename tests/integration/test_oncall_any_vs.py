@@ -148,12 +148,8 @@ def test_without_route_the_rollouts_route_is_found(cluster: Any) -> None:
 
 # --- any weights -------------------------------------------------------------------------
 
-NEEDS_OPERATOR_ACTION = pytest.mark.xfail(
-    strict=True, reason="operator_action forces stable only when the split is not 100/0; these are "
-                        "100/0 in Istio's reading but not written so (issue 8: needs `or status.raw_weights is not None`)")
 ANY = [(1, 1), (0, 0), (40, 40), (MISSING, 100), (MISSING, MISSING), (-5, 105), ("90", 10), (10, 2**31 - 1),
-       pytest.param(3, 0, marks=NEEDS_OPERATOR_ACTION), pytest.param(100, MISSING, marks=NEEDS_OPERATOR_ACTION),
-       pytest.param(100, -1, marks=NEEDS_OPERATOR_ACTION)]
+       (3, 0), (100, MISSING), (100, -1)]
 
 
 @pytest.mark.parametrize(("stable", "canary"), ANY)

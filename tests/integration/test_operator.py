@@ -139,13 +139,35 @@ def test_events_on_the_canary_rollout(world: Any) -> None:
     assert "RolloutStarted" in reasons and "StepAdvanced" in reasons and "RolloutPromoted" in reasons
 
 
-def test_prometheus_outage_never_promotes_and_ends_at_stable(world: Any) -> None:
+def test_prometheus_down_before_the_start_touches_nothing_and_says_why(world: Any) -> None:
     api, op, custom = world
     from canary.metrics.prometheus import PrometheusProvider
 
     dead = PrometheusProvider("http://127.0.0.1:9", retries=1, budget_s=0.5)
     op.metrics, op.batch = dead, BatchMetrics(dead)
+    before = api.get(GROUP, "virtualservices", "ml", fleet.model(0))
     custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v2"))
+    for _ in range(3):
+        op.tick()
+    status = custom.get_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0").get("status") or {}
+    assert api.get(GROUP, "virtualservices", "ml", fleet.model(0)) == before  # the preflight failed: no claim
+    ready = [c for c in status.get("conditions", []) if c["type"] == "Ready"]
+    assert ready and ready[0]["status"] == "False" and ready[0]["reason"] == "MetricsUnavailable"
+
+
+def test_prometheus_outage_mid_rollout_never_promotes_and_ends_at_stable(world: Any) -> None:
+    api, op, custom = world
+    from canary.metrics.prometheus import PrometheusProvider
+
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v2"))
+    for _ in range(20):
+        op.tick()
+        if (custom.get_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0").get("status")
+                or {}).get("phase") == rl.PROGRESSING:
+            break
+        time.sleep(0.1)
+    dead = PrometheusProvider("http://127.0.0.1:9", retries=1, budget_s=0.5)
+    op.metrics, op.batch = dead, BatchMetrics(dead)  # Prometheus goes away while the canary has traffic
     objs = run_until_done(op, custom, ["r0"], timeout=60)
     assert objs["r0"]["status"]["phase"] == rl.ABORTED and vs(api, 0)[0] == [100, 0]
 

@@ -147,12 +147,39 @@ def test_slow_canary_is_rolled_back_with_evidence(cluster: Any, prometheus: Prom
     assert lat["n_canary"] > 0 and lat["p_value"] is not None and "p95" in lat["reason"]
 
 
-def test_prometheus_down_exits_3_with_stable_at_100(cluster: Any) -> None:
+def test_prometheus_down_exits_3_and_touches_nothing(cluster: Any) -> None:
     api, kubeconfig, policy = cluster
+    before = api.get(GROUP, "virtualservices", "ml", "rec-model")
     res = promote(kubeconfig, policy, "http://127.0.0.1:9", "v2")  # nothing listens on port 9
     assert res.returncode == 3, res.stderr[-3000:]
-    weights, state = vs_state(api)
-    assert weights == [100, 0] and state["phase"] == rl.ABORTED
+    assert api.get(GROUP, "virtualservices", "ml", "rec-model") == before  # checked before traffic moved
+
+
+@pytest.mark.parametrize("change,expect", [
+    ({"checks": [{"name": "custom", "kind": "custom", "query": 'rate(model_requests_total{model_version="{version}"})',
+                  "max_value": 1}]}, "custom"),  # balanced, but rate() of an instant vector: Prometheus says 400
+    ({"metrics": {"source": "model", "arm_label": "model-version"}}, "arm_label"),
+])
+def test_a_policy_prometheus_would_refuse_exits_2_and_touches_nothing(cluster: Any, prometheus: PromServer,
+                                                                      tmp_path: Path, change: dict[str, Any],
+                                                                      expect: str) -> None:
+    api, kubeconfig, _ = cluster
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({**POLICY, **change}))
+    before = api.get(GROUP, "virtualservices", "ml", "rec-model")
+    res = promote(kubeconfig, bad, prometheus.url, "v2")
+    assert res.returncode == 2 and expect in res.stderr, res.stderr[-2000:]
+    assert "Traceback" not in res.stderr
+    assert api.get(GROUP, "virtualservices", "ml", "rec-model") == before
+
+
+def test_a_prometheus_url_that_is_not_a_prometheus_api_exits_2_and_touches_nothing(cluster: Any,
+                                                                                  prometheus: PromServer) -> None:
+    api, kubeconfig, policy = cluster
+    before = api.get(GROUP, "virtualservices", "ml", "rec-model")
+    res = promote(kubeconfig, policy, prometheus.url + "/not-here", "v2")  # answers 404
+    assert res.returncode == 2 and "Prometheus" in res.stderr, res.stderr[-2000:]
+    assert api.get(GROUP, "virtualservices", "ml", "rec-model") == before
 
 
 def test_bad_policy_exits_2_and_touches_nothing(cluster: Any, tmp_path: Path) -> None:

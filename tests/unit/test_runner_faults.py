@@ -181,3 +181,11 @@ def test_look_counts_survive_a_restart_so_the_failure_budget_is_not_re_spent() -
     res = ctl2.run()
     # the recorded failure counts: one more failed look rolls back
     assert res.exit_code == EXIT_ROLLED_BACK and clock.t - t0 <= POLICY.analysis.look_every + 0.5
+
+
+@pytest.mark.parametrize("garbage", ["{not json", '{"phase": "progressing"}', "[]", '{"weights": 5}'])
+def test_rollback_works_even_when_the_recorded_state_is_unreadable(garbage: str) -> None:
+    router = FakeRouter(weights=Weights(60, 40), state=garbage, subsets={"stable": "v1", "canary": "v2"})
+    state = operator_action(router, TARGET, rl.Abort(5.0, "on-call"), log=get())
+    assert router.weights == STABLE_ONLY and state.phase == rl.ROLLED_BACK
+    assert rl.RolloutState.from_json(router.state).phase == rl.ROLLED_BACK
