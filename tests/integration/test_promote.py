@@ -257,3 +257,25 @@ def test_sigterm_with_pause_keeps_a_resumable_state(cluster: Any, prometheus: Pr
     assert again.returncode == 0, again.stderr[-2000:]
     assert "rollout.resumed_from_state" in [e["event"] for e in parse_json_lines(again.stderr)]
     assert vs_state(api)[0] == [100, 0] and subsets(api)["stable"] == "v2"
+
+
+def test_sigterm_during_a_look_on_an_unresponsive_prometheus_goes_to_stable_without_waiting(
+        cluster: Any, prometheus: PromServer) -> None:
+    from urllib.parse import urlparse
+
+    from tests.support.blackhole import BlackholeProxy, sigterm_trial
+
+    api, kubeconfig, policy = cluster
+    up = urlparse(prometheus.url)
+    proxy = BlackholeProxy(up.hostname or "127.0.0.1", up.port or 80).start()
+    try:
+        env = {**os.environ, "KUBECONFIG": "", "CANARY_PROMETHEUS_URL": proxy.url}
+        argv = [*CANARY, "promote", "rec-model", "--canary-version", "v2", "--policy", str(policy), "--namespace",
+                "ml", "--kubeconfig", str(kubeconfig), "--output", "json", "--log-format", "json"]
+        r = sigterm_trial(api, argv, env, proxy, cwd=ROOT)
+    finally:
+        proxy.stop()
+    print(f"\nSIGTERM -> stable 100%: {r['seconds']:.2f} s")
+    assert r["exit"] == 3 and r["weights"] == [100, 0] and r["phase"] == rl.ABORTED, r
+    events = [e["event"] for e in parse_json_lines(r["stderr"])]
+    assert "look.abandoned" in events or "rollout.aborted" in events

@@ -1,0 +1,111 @@
+"""A TCP proxy on 127.0.0.1 that can turn into a black hole: connections are accepted and held,
+and nothing is ever answered (an unresponsive Prometheus, as a hung server or a dropped network
+looks to a client). Used by the SIGTERM-latency test and scripts/bench_sigterm.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+
+class BlackholeProxy:
+    def __init__(self, upstream_host: str, upstream_port: int) -> None:
+        self.upstream = (upstream_host, upstream_port)
+        self.blackhole = False
+        self._sock = socket.socket()
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(64)
+        self.port = self._sock.getsockname()[1]
+        self._held: list[socket.socket] = []
+        self._stop = threading.Event()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> "BlackholeProxy":
+        threading.Thread(target=self._accept, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._sock.close()
+        for s in self._held:
+            s.close()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                client, _ = self._sock.accept()
+            except OSError:
+                return
+            if self.blackhole:
+                self._held.append(client)  # accepted, never answered
+                continue
+            threading.Thread(target=self._pipe_pair, args=(client,), daemon=True).start()
+
+    def _pipe_pair(self, client: socket.socket) -> None:
+        try:
+            upstream = socket.create_connection(self.upstream, timeout=5)
+        except OSError:
+            client.close()
+            return
+        for a, b in ((client, upstream), (upstream, client)):
+            threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while not self.blackhole and (data := src.recv(65536)):
+                dst.sendall(data)
+        except OSError:
+            pass
+        if not self.blackhole:
+            for s in (src, dst):
+                try:
+                    s.close()
+                except OSError:
+                    pass
+
+
+def weights(api: Any) -> list[int]:
+    vs = api.get("networking.istio.io", "virtualservices", "ml", "rec-model")
+    return [d["weight"] for d in vs["spec"]["http"][0]["route"]]
+
+
+def sigterm_trial(api: Any, argv: list[str], env: dict[str, str], proxy: BlackholeProxy, *, cwd: Path,
+                  hang_s: float = 1.5) -> dict[str, Any]:
+    """Start `canary promote` (argv), wait until the canary has traffic, make Prometheus
+    unresponsive, wait `hang_s` (a look is then waiting on it), send SIGTERM, and time how long
+    until the route is back at stable 100%. Returns seconds, exit code, final weights."""
+    proxy.blackhole = False
+    proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while weights(api)[1] == 0:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise AssertionError(f"promote never gave the canary traffic: {proc.poll()} "
+                                     f"{proc.stderr.read()[-2000:] if proc.poll() is not None else ''}")
+            time.sleep(0.05)
+        proxy.blackhole = True
+        time.sleep(hang_s)
+        os.kill(proc.pid, signal.SIGTERM)
+        t0 = time.monotonic()
+        while weights(api) != [100, 0] and time.monotonic() - t0 < 60:
+            time.sleep(0.01)
+        seconds = time.monotonic() - t0
+        out, err = proc.communicate(timeout=60)
+        state = json.loads(out) if out.strip().startswith("{") else {}
+        return {"seconds": seconds, "exit": proc.returncode, "weights": weights(api), "phase": state.get("phase"),
+                "stderr": err[-2000:]}
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
