@@ -239,7 +239,7 @@ def rollback(model: str, reason: str = typer.Option("manual rollback", "--reason
              context: Optional[str] = ContextOpt, output: str = OutputOpt) -> None:
     """Send all traffic to stable now (100/0, from any weights) and record why."""
     _operator(model, namespace, virtual_service, destination_rule, route, kubeconfig, context,
-              rl.Abort(time.time(), f"operator: {reason}"), output)
+              rl.Rollback(time.time(), f"operator: {reason}"), output)
 
 
 @app.command()

@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from canary.errors import CanaryError
-from canary.model import Judgement, Outcome
+from canary.model import Verdict, Outcome
 
 EXIT_PASS, EXIT_FAIL, EXIT_BAD_INPUT, EXIT_UNDECIDED = 0, 1, 2, 4
 _COLOUR = {Outcome.PASS: "green", Outcome.INCONCLUSIVE: "yellow", Outcome.ERROR: "magenta", Outcome.FAIL: "red"}
@@ -38,7 +38,7 @@ def _num(x: float, fmt: str = ".4g") -> str:
     return "-" if x is None or (isinstance(x, float) and not math.isfinite(x)) else format(x, fmt)
 
 
-def render_judgement(j: Judgement, console: Console) -> None:
+def render_verdict(j: Verdict, console: Console) -> None:
     table = Table(title=f"verdict: {j.outcome.label.upper()}", title_style=_COLOUR[j.outcome])
     for col in ("check", "outcome", "stable", "canary", "n stable", "n canary", "limit", "p", "alpha"):
         table.add_column(col)
@@ -69,7 +69,7 @@ def judge_cmd(
     if output == "json":
         typer.echo(json.dumps({**j.to_dict(), "look": data.look, "reason": j.reason()}, indent=2))
     else:
-        render_judgement(j, Console())
+        render_verdict(j, Console())
     raise typer.Exit(exit_code(j.outcome))
 
 

@@ -292,7 +292,7 @@ class Controller:
         drift = subset_drift(state, status)
         if drift:
             self.log.warning("subset.foreign_edit", reason=drift)
-            return self._apply(*rl.transition(state, rl.Abort(self.clock.now(), drift, infrastructure=True),
+            return self._apply(*rl.transition(state, rl.Rollback(self.clock.now(), drift, aborted=True),
                                               self.policy))
         if status.weights != state.weights:
             self.log.warning("weights.foreign_edit", expected=str(state.weights), found=str(status.weights))
@@ -306,7 +306,7 @@ class Controller:
             return self._apply(*rl.transition(state, rl.Pause(now, "interrupted; resume with `canary promote`"), self.policy))
         if state.phase == rl.PROMOTING:  # finishing is quicker and safer than undoing a promotion half-way
             return self._apply(*rl.finish_promotion(state, now))
-        return self._apply(*rl.transition(state, rl.Abort(now, "interrupted", infrastructure=True), self.policy))
+        return self._apply(*rl.transition(state, rl.Rollback(now, "interrupted", aborted=True), self.policy))
 
     # ---- actions --------------------------------------------------------------------
 
@@ -331,20 +331,20 @@ class Controller:
         return theirs
 
 
-def operator_action(router: TrafficRouter, target: Target, event: rl.Abort | rl.Pause | rl.Resume, *,
+def operator_action(router: TrafficRouter, target: Target, event: rl.Rollback | rl.Pause | rl.Resume, *,
                     log: Any) -> rl.RolloutState:
     """`canary rollback/pause/resume`: apply one event to the recorded state."""
     status = router.inspect(target)
     try:
         state = parse_state(status)
     except TargetError:
-        if not isinstance(event, rl.Abort):
+        if not isinstance(event, rl.Rollback):
             raise
         # on-call must always be able to send everything to stable: an unreadable record is replaced
         log.warning("rollout.state_unreadable", action="rollback writes stable 100% and a new record")
         state = None
     if state is None or state.terminal:
-        if isinstance(event, rl.Abort) and (status.weights != STABLE_ONLY or status.raw_weights is not None
+        if isinstance(event, rl.Rollback) and (status.weights != STABLE_ONLY or status.raw_weights is not None
                                             or state is None and status.state):
             # no rollout recorded but traffic is split: stable gets 100% anyway
             state = rl.RolloutState(model=target.model, stable_version=status.stable_subset_version,
@@ -356,7 +356,7 @@ def operator_action(router: TrafficRouter, target: Target, event: rl.Abort | rl.
     new, actions = rl.transition(state, event, None)  # type: ignore[arg-type]
     if new is state:
         raise ConfigError(f"cannot {type(event).__name__.lower()} a rollout that is {state.phase}")
-    if isinstance(event, rl.Abort):
+    if isinstance(event, rl.Rollback):
         return execute(router, target, new, actions, log=log)  # a rollback always wins, whatever raced it
     return execute(router, target, new, actions, log=log, expect=status.state)
 

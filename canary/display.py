@@ -1,6 +1,6 @@
 """What people see: a live progress panel for `promote`, tables for `status`/`analyze`.
 
-Rendering only; everything shown comes from the recorded state or a Judgement.
+Rendering only; everything shown comes from the recorded state or a Verdict.
 Machines read `--output json` and the JSON logs instead.
 """
 

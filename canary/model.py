@@ -148,14 +148,14 @@ class CheckResult:
 
 
 @dataclass(frozen=True)
-class Judgement:
+class Verdict:
     """All checks of one look, combined worst-of."""
 
     outcome: Outcome
     results: tuple[CheckResult, ...]
 
     @classmethod
-    def combine(cls, results: tuple[CheckResult, ...] | list[CheckResult]) -> "Judgement":
+    def combine(cls, results: tuple[CheckResult, ...] | list[CheckResult]) -> "Verdict":
         results = tuple(results)
         worst = max((r.outcome for r in results), default=Outcome.INCONCLUSIVE)
         return cls(outcome=worst, results=results)

@@ -49,7 +49,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait
 
 from canary import logs
 from canary.errors import ConfigError
-from canary.model import CheckResult, Judgement, Weights
+from canary.model import CheckResult, Verdict, Weights
 
 EVENTS = ("rollback", "promotion", "prediction_shift", "aborted")
 ENV_WEBHOOKS, ENV_SLACK = "CANARY_WEBHOOK_URLS", "CANARY_SLACK_WEBHOOK_URLS"
@@ -281,7 +281,7 @@ def _weights(w: Any) -> dict[str, int] | None:
 def _evidence(ev: Any) -> list[Any]:
     if ev is None:
         return []
-    if isinstance(ev, Judgement):
+    if isinstance(ev, Verdict):
         ev = ev.results
     if isinstance(ev, (CheckResult, Mapping)):
         ev = [ev]

@@ -4,7 +4,7 @@ Each tick reads the world (all CanaryRollouts, each one's VirtualService with
 its rollout annotation), decides with the pure state machine, acts through the
 same router and `execute()` as `canary promote`, and records (CR status,
 Kubernetes Events, /metrics, webhooks). Nothing lives only in memory but the
-metric baselines, which are an optimisation: a restarted controller (or a new
+metric step-start snapshots, which are an optimisation: a restarted controller (or a new
 leader) picks every rollout up from its annotation at the next tick.
 
 Writes are fenced: the router is wrapped so that no write leaves this process
@@ -26,7 +26,7 @@ from canary.controller import SystemClock
 from canary.errors import CanaryError, ConfigError, KubeUnavailable, NotLeader, RoutingConflict, TransientError
 from canary.fencing import FencedRouter
 from canary.logs import get as get_logger
-from canary.model import STABLE_ONLY, Judgement, Outcome
+from canary.model import STABLE_ONLY, Verdict, Outcome
 from canary.reconcile import (execute, look_due, look_window, measure_window, parse_state, subset_drift, to_stable,
                               with_look_recorded)
 from canary.routing.base import RouteStatus, TrafficRouter
@@ -70,7 +70,7 @@ class Operator:
         # rollout key -> (binding, step-start snapshot or None). The binding (canary version, step, step
         # start) is checked on every read; None means "no snapshot near the step's start": measure the
         # whole step per rollout instead of judging a window shorter than the step (docs/decisions.md).
-        self._baselines: dict[str, tuple[tuple[str, int, float], Any]] = {}
+        self._step_starts: dict[str, tuple[tuple[str, int, float], Any]] = {}
         self._breach_seen: dict[str, float] = {}
         self._failing: dict[str, float] = {}  # rollout key -> when its ticks started failing
         self._known: dict[str, tuple[crd.RolloutSpec, rl.RolloutState]] = {}  # last state read, per rollout
@@ -180,7 +180,7 @@ class Operator:
         drift = subset_drift(state, status)
         if drift and not state.terminal:
             log.warning("subset.foreign_edit", reason=drift)
-            state, recorded = self._do(spec, *rl.transition(state, rl.Abort(now, drift, infrastructure=True), spec.policy),
+            state, recorded = self._do(spec, *rl.transition(state, rl.Rollback(now, drift, aborted=True), spec.policy),
                                        expect=recorded, log=log)
         if not state.terminal and state.phase not in (rl.PENDING, rl.PROMOTING) and status.weights != state.weights:
             state, recorded = self._do(spec, *self._foreign_edit(spec, state, status, log), expect=recorded, log=log)
@@ -259,7 +259,7 @@ class Operator:
     def _operator_action(spec: crd.RolloutSpec, state: rl.RolloutState, now: float) -> rl.Event | None:
         """spec.action is the desired state: the event that moves the rollout there, if any."""
         if spec.action == "rollback":
-            return rl.Abort(now, f"operator: {spec.action_reason or 'rollback requested'}")
+            return rl.Rollback(now, f"operator: {spec.action_reason or 'rollback requested'}")
         if spec.action == "pause" and state.phase == rl.PROGRESSING:
             return rl.Pause(now, spec.action_reason or "paused by operator")
         if spec.action == "resume" and state.phase == rl.PAUSED:
@@ -273,7 +273,7 @@ class Operator:
         if self.telemetry:
             self.telemetry.kube_error("conflict")
         if spec.on_foreign_edit == "abort":
-            ev = rl.Abort(self.clock.now(), f"foreign edit of the weights: expected {state.weights}, found {status.weights}")
+            ev = rl.Rollback(self.clock.now(), f"foreign edit of the weights: expected {state.weights}, found {status.weights}")
             return rl.transition(state, ev, spec.policy)
         return state, [rl.SetWeights(state.weights),
                        rl.Emit("weights.reasserted", {"found": str(status.weights)}, warning=True)]
@@ -294,20 +294,20 @@ class Operator:
 
     @staticmethod
     def _slack(spec: crd.RolloutSpec) -> float:
-        """How far from the step's start a snapshot may be taken and still serve as its baseline."""
+        """How far from the step's start a snapshot may be taken and still serve as its step-start snapshot."""
         return spec.policy.analysis.look_every / 2
 
     def _snapshot(self, active: list[_Active]) -> Any:
         """One batched snapshot for every progressing rollout (queries independent of their number);
-        a snapshot taken within `_slack` of a step's start becomes its baseline, persisted in the CR
+        a snapshot taken within `_slack` of a step's start becomes its step-start snapshot, persisted in the CR
         status with what it is bound to. A step whose start no snapshot came near (a restart, a slow
         tick) is measured per rollout over the whole step: a look never judges less than its step."""
-        def has_baseline(a: _Active) -> bool:
-            have = self._baselines.get(a.spec.key)
+        def has_step_start(a: _Active) -> bool:
+            have = self._step_starts.get(a.spec.key)
             return have is not None and have[0] == self._binding(a.state)
 
-        # no query at all on ticks where no look is due and every step already has its baseline
-        if self.batch is None or not any(a.due or not has_baseline(a) for a in active):
+        # no query at all on ticks where no look is due and every step already has its step-start snapshot
+        if self.batch is None or not any(a.due or not has_step_start(a) for a in active):
             return None
         from canary.metrics.batch import Snapshot, Want
 
@@ -323,33 +323,33 @@ class Operator:
             self.telemetry.prometheus_query(True, self.batch.queries_last)
         for a in active:
             spec, state, obj = a.spec, a.state, a.obj
-            if has_baseline(a):
+            if has_step_start(a):
                 continue
             bind = self._binding(state)
-            saved = (obj.get("status") or {}).get("baseline") or {}
+            saved = (obj.get("status") or {}).get("stepStart") or {}
             if _saved_binding(saved) == bind and saved.get("snapshot"):
                 try:
-                    saved_snap = Snapshot.from_dict(saved["snapshot"]).check_baseline(
+                    saved_snap = Snapshot.from_dict(saved["snapshot"]).check_step_start(
                         spec.target, step_started_at=state.step_started_at)
-                    self._baselines[spec.key] = (bind, saved_snap)
+                    self._step_starts[spec.key] = (bind, saved_snap)
                     continue
                 except (ValueError, TypeError, KeyError, ConfigError) as exc:
-                    self.log.info("baseline.unusable", rollout=spec.key, error=str(exc))
-            self._set_baseline(spec, state, obj, snap)
+                    self.log.info("step_start.unusable", rollout=spec.key, error=str(exc))
+            self._set_step_start(spec, state, obj, snap)
         return snap
 
-    def _set_baseline(self, spec: crd.RolloutSpec, state: rl.RolloutState, obj: dict[str, Any], snap: Any) -> None:
+    def _set_step_start(self, spec: crd.RolloutSpec, state: rl.RolloutState, obj: dict[str, Any], snap: Any) -> None:
         bind = self._binding(state)
         if snap is None or abs(snap.taken_at - state.step_started_at) > self._slack(spec):
-            self._baselines[spec.key] = (bind, None)  # too far from the step's start: measure per rollout
+            self._step_starts[spec.key] = (bind, None)  # too far from the step's start: measure per rollout
             return
         base = snap.restrict(spec.policy, spec.target, step_started_at=state.step_started_at)
-        self._baselines[spec.key] = (bind, base)
+        self._step_starts[spec.key] = (bind, base)
         try:
-            self._patch_status(obj, {"baseline": {"canaryVersion": bind[0], "step": bind[1], "stepStartedAt": bind[2],
+            self._patch_status(obj, {"stepStart": {"canaryVersion": bind[0], "step": bind[1], "stepStartedAt": bind[2],
                                                   "snapshot": base.to_dict()}})
         except Exception as exc:  # only an optimisation for restarts
-            self.log.info("baseline.not_persisted", rollout=spec.key, error=str(exc))
+            self.log.info("step_start.not_persisted", rollout=spec.key, error=str(exc))
 
     def _looks(self, due: list[_Active], snap: Any = None) -> None:
         for a in due:
@@ -359,7 +359,7 @@ class Operator:
                 measurements, canary_n = self._measure(spec, state, snap)
                 verdict = judge(spec.policy, measurements, look=state.look)
                 if self.telemetry:
-                    self.telemetry.record_judgement(model=spec.target.model, results=verdict.results)
+                    self.telemetry.record_verdict(model=spec.target.model, results=verdict.results)
                 if verdict.outcome is Outcome.FAIL:
                     self._breach_seen.setdefault(spec.key, time.monotonic())
                 new, actions = rl.transition(state, rl.Looked(self.clock.now(), verdict, canary_n), spec.policy)
@@ -367,7 +367,7 @@ class Operator:
                 self._known[spec.key] = (spec, new)
                 self._status(obj, spec, new, verdict=verdict)
                 if new.phase == rl.PROGRESSING and new.step != state.step:
-                    self._set_baseline(spec, new, obj, snap)  # this tick's snapshot starts the new step
+                    self._set_step_start(spec, new, obj, snap)  # this tick's snapshot starts the new step
             except NotLeader:
                 return
             except RoutingConflict:
@@ -376,15 +376,15 @@ class Operator:
                 self._failed(obj, exc)
 
     def _measure(self, spec: crd.RolloutSpec, state: rl.RolloutState, snap: Any = None) -> tuple[dict[str, Any], float]:
-        have = self._baselines.get(spec.key)
+        have = self._step_starts.get(spec.key)
         base = have[1] if have is not None and have[0] == self._binding(state) else None
         if snap is not None and base is not None and snap.taken_at > base.taken_at:
-            from canary.metrics.batch import UnusableBaseline
+            from canary.metrics.batch import UnusableStepStart
 
             out, n = self._measure_batched(spec, snap, base)
-            if not any(isinstance(m, UnusableBaseline) for m in out.values()):
+            if not any(isinstance(m, UnusableStepStart) for m in out.values()):
                 return out, n
-            self._baselines[spec.key] = (self._binding(state), None)  # measured per rollout from now on
+            self._step_starts[spec.key] = (self._binding(state), None)  # measured per rollout from now on
         out, canary_n = measure_window(self.metrics, spec.policy, spec.target,
                                        window_s=look_window(spec.policy, state, self.clock.now()), log=self.log)
         if self.telemetry:
@@ -393,7 +393,7 @@ class Operator:
         return out, canary_n
 
     def _measure_batched(self, spec: crd.RolloutSpec, now: Any, base: Any) -> tuple[dict[str, Any], float]:
-        """Window = baseline (a snapshot near the step's start) -> now; per-rollout queries only for
+        """Window = step-start snapshot (a snapshot near the step's start) -> now; per-rollout queries only for
         checks that cannot be batched (custom PromQL, feature-missing gauges)."""
         from canary.metrics.batch import batchable, measure_delta, requests_delta
 
@@ -485,7 +485,7 @@ class Operator:
             pass
 
     def _status(self, obj: dict[str, Any], spec: crd.RolloutSpec, state: rl.RolloutState,
-                verdict: Judgement | None = None) -> None:
+                verdict: Verdict | None = None) -> None:
         old = obj.get("status") or {}
         history = list(old.get("verdictHistory") or [])
         if verdict is not None:

@@ -158,7 +158,7 @@ def to_stable(router: TrafficRouter, target: Target, state: rl.RolloutState, *, 
     `budget_s`, each with the router's own retries). The rollout is recorded ``aborted`` (exit 3).
     Unguarded, like `canary rollback`: stable 100% wins over anything recorded meanwhile.
     Raises the last error, after logging ``rollback.failed``, when every attempt failed."""
-    new, actions = rl.transition(state, rl.Abort(now, reason, infrastructure=True), None)  # type: ignore[arg-type]
+    new, actions = rl.transition(state, rl.Rollback(now, reason, aborted=True), None)  # type: ignore[arg-type]
     if new is state:  # terminal already: nothing to do
         return state
     deadline = time.monotonic() + budget_s

@@ -10,7 +10,7 @@ disagree. Phases::
     PENDING ──Begin──▶ PROGRESSING ──(last step passes)──▶ PROMOTING ──▶ PROMOTED
        │                 │   ▲  │
        │            Pause│   │Resume
-       │                 ▼   │  └─(breach | deadline | gate | Abort)──▶ ROLLED_BACK
+       │                 ▼   │  └─(breach | deadline | gate | Rollback)──▶ ROLLED_BACK
        │               PAUSED
        └──(gate refused / infrastructure)──▶ ABORTED        (stable 100% in every terminal phase
                                                               but PROMOTED, where stable *is* the new version)
@@ -28,7 +28,7 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from canary.model import STABLE_ONLY, Judgement, Outcome, Weights
+from canary.model import STABLE_ONLY, Verdict, Outcome, Weights
 from canary.policy import Policy
 
 # Phases live here (not in model.Phase) because PROMOTING is a state-machine detail.
@@ -125,7 +125,7 @@ class Looked:
     """One look of the judge over the current step's window."""
 
     now: float
-    judgement: Judgement
+    verdict: Verdict
     canary_requests: float
 
 
@@ -138,12 +138,14 @@ class GateFailed:
 
 
 @dataclass(frozen=True)
-class Abort:
-    """A person (`canary rollback`) or an interrupt asks for stable 100%."""
+class Rollback:
+    """Stable 100% now, asked by a person (`canary rollback`) -> ROLLED_BACK, or because the
+    rollout could not complete (interrupt, unexpected error, objects changed under it) with
+    `aborted=True` -> ABORTED. ABORTED always means "could not complete", never "bad canary"."""
 
     now: float
     reason: str
-    infrastructure: bool = False  # True: could not complete (exit 3) rather than rolled back
+    aborted: bool = False
 
 
 @dataclass(frozen=True)
@@ -157,7 +159,7 @@ class Resume:
     now: float
 
 
-Event = Begin | Looked | GateFailed | Abort | Pause | Resume
+Event = Begin | Looked | GateFailed | Rollback | Pause | Resume
 
 
 # ---- actions ------------------------------------------------------------------------
@@ -208,8 +210,8 @@ def transition(state: RolloutState, event: Event, policy: Policy) -> tuple[Rollo
     if state.terminal:
         return state, []
     now = event.now
-    if isinstance(event, Abort):
-        return _end(state, now, reason=event.reason, phase=ABORTED if event.infrastructure else ROLLED_BACK)
+    if isinstance(event, Rollback):
+        return _end(state, now, reason=event.reason, phase=ABORTED if event.aborted else ROLLED_BACK)
     if isinstance(event, GateFailed):
         return _end(state, now, reason=f"gate: {event.reason}", phase=ROLLED_BACK)
     if isinstance(event, Pause) and state.phase == PROGRESSING:
@@ -230,14 +232,14 @@ def transition(state: RolloutState, event: Event, policy: Policy) -> tuple[Rollo
     return state, []
 
 
-def without_repeated_failures(judgement: Judgement) -> Judgement:
+def without_repeated_failures(verdict: Verdict) -> Verdict:
     """The same data judged twice is one piece of evidence: a look whose canary request count
     has not grown since the previous look in the step cannot add a (non-hard) failure. The
     judge's error bound assumes each look sees new data (docs/judge.md)."""
-    return Judgement.combine([
+    return Verdict.combine([
         dataclasses.replace(r, outcome=Outcome.INCONCLUSIVE, reason=f"no new canary requests since the last look; {r.reason}")
         if r.outcome is Outcome.FAIL and not r.hard else r
-        for r in judgement.results])
+        for r in verdict.results])
 
 
 def finish_promotion(state: RolloutState, now: float) -> tuple[RolloutState, list[Action]]:
@@ -252,7 +254,7 @@ def finish_promotion(state: RolloutState, now: float) -> tuple[RolloutState, lis
 
 
 def _judge(state: RolloutState, ev: Looked, policy: Policy) -> tuple[RolloutState, list[Action]]:
-    j = ev.judgement
+    j = ev.verdict
     if ev.canary_requests > 0 and ev.canary_requests == state.last_look_requests:
         j = without_repeated_failures(j)  # the same data twice is one piece of evidence
     s = replace(state, look=state.look + 1, step_looks=state.step_looks + 1, updated_at=ev.now,
@@ -261,7 +263,7 @@ def _judge(state: RolloutState, ev: Looked, policy: Policy) -> tuple[RolloutStat
                                                      "look": state.look,
                                                      "checks": {r.check: r.outcome.label for r in j.results}})]
     if j.hard_breach:
-        s2, more = _end(s, ev.now, reason=j.reason(), phase=ROLLED_BACK, judgement=j)
+        s2, more = _end(s, ev.now, reason=j.reason(), phase=ROLLED_BACK, verdict=j)
         return s2, actions + more
     if j.outcome is Outcome.FAIL:
         s = replace(s, failed_looks=s.failed_looks + 1)
@@ -270,7 +272,7 @@ def _judge(state: RolloutState, ev: Looked, policy: Policy) -> tuple[RolloutStat
                                                  "max_failed_looks": policy.failure.max_failed_looks, "evidence": r.to_dict()},
                                 warning=True))
         if s.failed_looks >= policy.failure.max_failed_looks:
-            s2, more = _end(s, ev.now, reason=j.reason(), phase=ROLLED_BACK, judgement=j)
+            s2, more = _end(s, ev.now, reason=j.reason(), phase=ROLLED_BACK, verdict=j)
             return s2, actions + more
         return s, actions
     s = replace(s, failed_looks=0)
@@ -300,7 +302,7 @@ def _judge(state: RolloutState, ev: Looked, policy: Policy) -> tuple[RolloutStat
     # Prometheus that answered without the canary's series; only "could not ask Prometheus" aborts (exit 3)
     unreachable = any(r.outcome is Outcome.ERROR and r.extra.get("unavailable") for r in j.results)
     phase = ABORTED if unreachable else ROLLED_BACK
-    s2, more = _end(s, ev.now, reason=why, phase=phase, judgement=j)
+    s2, more = _end(s, ev.now, reason=why, phase=phase, verdict=j)
     return s2, actions + more
 
 
@@ -314,10 +316,10 @@ def _enter_step(state: RolloutState, step: int, policy: Policy, now: float) -> t
 
 
 def _end(state: RolloutState, now: float, *, reason: str, phase: str,
-         judgement: Judgement | None = None) -> tuple[RolloutState, list[Action]]:
+         verdict: Verdict | None = None) -> tuple[RolloutState, list[Action]]:
     """Traffic first: one write sets stable 100% and records why."""
     s = _log(replace(state, phase=phase, weights=STABLE_ONLY, reason=reason, updated_at=now), now, f"{phase}: {reason}")
-    evidence = [r.to_dict() for r in judgement.results if r.outcome >= Outcome.ERROR] if judgement else []
+    evidence = [r.to_dict() for r in verdict.results if r.outcome >= Outcome.ERROR] if verdict else []
     fields: dict[str, Any] = {"reason": reason, "from_weights": str(state.weights), "step": state.step + 1}
     if evidence:
         fields["evidence"] = evidence
@@ -336,6 +338,6 @@ def _log(state: RolloutState, now: float, what: str) -> RolloutState:
     return replace(state, history=(state.history + (entry,))[-20:])
 
 
-def _verdict_summary(j: Judgement, ev: Looked) -> dict[str, Any]:
+def _verdict_summary(j: Verdict, ev: Looked) -> dict[str, Any]:
     return {"at": round(ev.now, 3), "outcome": j.outcome.label, "reason": j.reason(),
             "canary_requests": ev.canary_requests, "results": [r.to_dict() for r in j.results]}

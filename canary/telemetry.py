@@ -43,7 +43,7 @@ TICK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 3
 
 # (pattern on the start of the reason, class); the first match wins. The reasons are the ones
 # rollout.py and the controller write: "gate: ...", "no verdict after ...", "operator: ...",
-# "interrupted", and a judgement's "<check>: <why>; <check>: <why>".
+# "interrupted", and a verdict's "<check>: <why>; <check>: <why>".
 _REASON_RULES: tuple[tuple[re.Pattern[str], str], ...] = tuple((re.compile(p, re.I), c) for p, c in (
     (r"^\s*operator\b", "operator"),
     (r"^\s*gate\b", "gate"),
@@ -79,7 +79,7 @@ class Telemetry:
         self.phase = Gauge("canary_rollout_phase", "1 for the rollout's current phase, 0 for the others",
                            ro + ["phase"], registry=r)
         self.step = Gauge("canary_rollout_step", "Current step, 1-based (0 before the first step)", ro, registry=r)
-        self.judgements = Counter("canary_judgements_total", "Check verdicts, per check and outcome",
+        self.verdicts = Counter("canary_verdicts_total", "Check verdicts, per check and outcome",
                                   ["model", "check", "outcome"], registry=r)
         self.effect = Gauge("canary_check_effect_size", "Last effect size per check (e.g. PSI for prediction shift)",
                             ["model", "check"], registry=r)
@@ -132,7 +132,7 @@ class Telemetry:
     def forget(self, namespace: str, rollout: str) -> None:
         """Remove every series of a deleted rollout (and its model's effect sizes if no other rollout has it).
 
-        Counters keyed by model only (judgements, rollbacks, promotions) are kept: they are history,
+        Counters keyed by model only (verdicts, rollbacks, promotions) are kept: they are history,
         and dropping them would read as a counter reset to `rate()`.
         """
         key = (namespace, rollout)
@@ -153,10 +153,10 @@ class Telemetry:
 
     # ---- decisions -----------------------------------------------------------------
 
-    def record_judgement(self, *, model: str, results: Iterable[CheckResult]) -> None:
+    def record_verdict(self, *, model: str, results: Iterable[CheckResult]) -> None:
         """Count each check's outcome; keep its last finite effect size."""
         for r in results:
-            self.judgements.labels(model, r.check, r.outcome.label).inc()
+            self.verdicts.labels(model, r.check, r.outcome.label).inc()
             if isinstance(r.effect_size, (int, float)) and math.isfinite(r.effect_size):
                 with self._lock:  # with forget(): a series is either tracked or gone
                     self.effect.labels(model, r.check).set(r.effect_size)

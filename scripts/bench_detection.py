@@ -348,8 +348,8 @@ def main() -> int:
             print(f"{sc.name:<36} {'oracle':<12} {'95.0%':>9} {o:>18,.0f} {o / sc.canary_rps:>9.0f}")
         print(f"{'':<36} ({n} rollouts)")
     lat, shift = cost()
-    print(f"\njudge cost: {lat:.0f} us per latency judgement (50 buckets), {shift:.0f} us per prediction-shift "
-          f"judgement; total run {time.perf_counter() - t0:.0f} s")
+    print(f"\njudge cost: {lat:.0f} us per latency verdict (50 buckets), {shift:.0f} us per prediction-shift "
+          f"verdict; total run {time.perf_counter() - t0:.0f} s")
     return 0
 
 

@@ -1,7 +1,7 @@
 """Pure statistics for canary analysis: no I/O, no clocks, no cluster clients.
 
 `judge.judge(policy, measurements, look=...)` turns one look's measurements
-into a `Judgement`; `sequential.alpha_for_look` says how much false-rollback
+into a `Verdict`; `sequential.alpha_for_look` says how much false-rollback
 risk that look may spend; `plan` sizes a rollout before it starts. The
 layering test (tests/unit/test_layering.py) keeps this package free of I/O.
 

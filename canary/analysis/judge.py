@@ -1,10 +1,10 @@
-"""Measurements of one look -> one Judgement, with every number behind it.
+"""Measurements of one look -> one Verdict, with every number behind it.
 
 This is the only place that knows what each check kind means statistically:
 which tests run, how the look's alpha is split between them, when a small
 canary sample may still fail (only on a significant absolute or hard breach),
 and how the evidence reads to a human. It is pure: the controller passes in
-what Prometheus said (or the exception it raised) and gets a `Judgement`.
+what Prometheus said (or the exception it raised) and gets a `Verdict`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import numpy as np
 from canary.analysis import shift, stats
 from canary.analysis.sequential import alpha_for_look, tests_in
 from canary.errors import TransientError
-from canary.model import ArmData, CheckResult, Counts, Histogram, Judgement, Outcome, Scalar
+from canary.model import ArmData, CheckResult, Counts, Histogram, Verdict, Outcome, Scalar
 from canary.policy import (
     Check,
     CustomCheck,
@@ -32,7 +32,7 @@ from canary.policy import (
 Measurement = tuple[ArmData, ArmData] | Exception
 
 
-def judge(policy: Policy, measurements: Mapping[str, Measurement], *, look: int) -> Judgement:
+def judge(policy: Policy, measurements: Mapping[str, Measurement], *, look: int) -> Verdict:
     """Judge every check of the policy at this look; worst outcome wins."""
     a_look = alpha_for_look(policy, look)
     total = sum(tests_in(c) for c in policy.checks) or 1
@@ -52,7 +52,7 @@ def judge(policy: Policy, measurements: Mapping[str, Measurement], *, look: int)
                                            min_canary=policy.analysis.min_canary_requests))
             except (ValueError, TypeError, ArithmeticError) as exc:  # never crash a tick
                 results.append(_error(check, f"cannot judge: {exc}"))
-    return Judgement.combine(results)
+    return Verdict.combine(results)
 
 
 def judge_check(check: Check, stable: ArmData, canary: ArmData, *, alpha: float, min_canary: int) -> CheckResult:

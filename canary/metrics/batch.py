@@ -8,9 +8,9 @@ the CUMULATIVE counter of every series, e.g.::
 
     last_over_time(model_inference_duration_seconds_bucket{model_name=~"a|b"}[10m])
 
-Each rollout keeps the `Snapshot` taken when its step started (its baseline,
+Each rollout keeps the `Snapshot` taken when its step started (its step-start snapshot,
 `Snapshot.restrict` keeps only its own series so it fits in a CR status) and
-its window is `now - baseline`, computed PER SERIES and then summed per arm:
+its window is `now - step-start snapshot`, computed PER SERIES and then summed per arm:
 per-rollout timing stays independent while the query count depends only on the
 set of families (`BatchMetrics.queries_last`; families whose query text is the
 same share one query).
@@ -23,26 +23,26 @@ Decisions:
   series apart (pod, instance, container, ...), and summing away any of them can
   merge a restarted series with a live one. A series is named by a 48-bit hash
   of its labels other than the rollout labels, `le`/state and `__name__`
-  (`Family.series_id`), so a persisted baseline stays small. Answers are larger
+  (`Family.series_id`), so a persisted step-start snapshot stays small. Answers are larger
   (times the pods), the price of counting like `increase()`.
 - `last_over_time(...[LOOKBACK])`, not a bare selector: a scrape that failed at
   snapshot time writes staleness markers and would make a live series look
   "born" later (counted from 0: its whole history); a pod deleted after the
-  baseline stays visible for LOOKBACK, so its growth until it died still counts.
-- Per series group (one series' buckets or feature states) between baseline and
+  step-start snapshot stays visible for LOOKBACK, so its growth until it died still counts.
+- Per series group (one series' buckets or feature states) between step-start snapshot and
   now: present in both and no value went down -> the difference; any value went
   down -> the group restarted and counts its current values, as `increase()` does
   across a reset between two samples (flagged in `ArmDelta.reset`, logged as
-  ``metrics.counter_reset``); absent from the baseline -> born in the window, from
+  ``metrics.counter_reset``); absent from the step-start snapshot -> born in the window, from
   0; absent now -> contributes nothing new. Limitation of two points: growth
   before a restart is not seen (`increase()` sees it between samples), nor a
-  restart after which a series outgrew its own baseline value. Rates match
+  restart after which a series outgrew its own step-start snapshot value. Rates match
   `increase()`'s while a series' error share is steady; counts can be lower.
-- A baseline is BOUND: `restrict` records namespace, model, both versions and
+- A step-start snapshot is BOUND: `restrict` records namespace, model, both versions and
   (given) the step; `taken_at` is when it was taken. `arm_delta` refuses a bound
-  snapshot of another model/version, or a baseline newer than now;
-  `check_baseline` also checks the step. Refusals and unreadable or old-format
-  persisted snapshots raise `UnusableBaseline`: take a new baseline.
+  snapshot of another model/version, or a step-start snapshot newer than now;
+  `check_step_start` also checks the step. Refusals and unreadable or old-format
+  persisted snapshots raise `UnusableStepStart`: take a new step-start snapshot.
 - Model, version and namespace values get a regex matcher (RE2 metacharacters
   escaped, then PromQL-string escaped) while there are at most `REGEX_LIMIT`
   of them; beyond that none (one big answer beats a huge URL). Either way the
@@ -92,8 +92,8 @@ class NotBatchable(ConfigError):
     """This check cannot be measured from snapshots; measure it per rollout instead."""
 
 
-class UnusableBaseline(ConfigError):
-    """This snapshot cannot be the baseline here (another rollout/step, old format, unreadable): take a new one."""
+class UnusableStepStart(ConfigError):
+    """This snapshot cannot be the step-start snapshot here (another rollout/step, old format, unreadable): take a new one."""
 
 
 def regex_escape(value: str) -> str:
@@ -269,7 +269,7 @@ def _policy_families(policy: Policy) -> list[Family]:
 
 @dataclass(frozen=True)
 class Binding:
-    """What a baseline measures: one rollout's model and versions, and (when given) its step."""
+    """What a step-start snapshot measures: one rollout's model and versions, and (when given) its step."""
 
     namespace: str
     model: str
@@ -297,7 +297,7 @@ class Snapshot:
 
     `series` maps a family's key to {ident + (series id, extra): value}; a family
     present with no entry for an ident was asked for and had no series (counts as
-    0). `bound` is set on a rollout's baseline (`restrict`).
+    0). `bound` is set on a rollout's step-start snapshot (`restrict`).
     """
 
     taken_at: float
@@ -368,12 +368,12 @@ class Snapshot:
                             for x, v in vals.items()}
         return Snapshot(self.taken_at, out, Binding.of(target, step_started_at))
 
-    def check_baseline(self, target: Target, *, step_started_at: float | None = None) -> "Snapshot":
-        """This snapshot if it is a baseline taken for `target` (and that step, if given); else UnusableBaseline."""
+    def check_step_start(self, target: Target, *, step_started_at: float | None = None) -> "Snapshot":
+        """This snapshot if it is a step-start snapshot taken for `target` (and that step, if given); else UnusableStepStart."""
         why = "not bound to a rollout (restrict() binds it)" if self.bound is None else \
             self.bound.mismatch(target, step_started_at=step_started_at)
         if why:
-            raise UnusableBaseline(f"baseline taken at {self.taken_at:.3f}: {why}")
+            raise UnusableStepStart(f"step-start snapshot taken at {self.taken_at:.3f}: {why}")
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -390,14 +390,14 @@ class Snapshot:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "Snapshot":
-        """Raises UnusableBaseline for an old format or anything malformed: the caller takes a new baseline."""
+        """Raises UnusableStepStart for an old format or anything malformed: the caller takes a new step-start snapshot."""
         try:
             version = data.get("version")
             if version == 1:
-                raise UnusableBaseline("snapshot: format 1 sums counters over series, so it cannot see one series "
-                                       "restart; take a new baseline")
+                raise UnusableStepStart("snapshot: format 1 sums counters over series, so it cannot see one series "
+                                       "restart; take a new step-start snapshot")
             if version != FORMAT:
-                raise UnusableBaseline(f"snapshot: unknown format {version!r}")
+                raise UnusableStepStart(f"snapshot: unknown format {version!r}")
             series: dict[str, dict[tuple[str, ...], float]] = {}
             for key, rows in data["series"].items():
                 got = series[str(key)] = {}
@@ -410,14 +410,14 @@ class Snapshot:
                             got[(*(str(i) for i in ident), str(sid), str(x))] = value
             return cls(float(data["taken_at"]), series, _binding(data.get("bound")))
         except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
-            raise UnusableBaseline(f"snapshot: not a valid persisted snapshot ({exc})") from exc
+            raise UnusableStepStart(f"snapshot: not a valid persisted snapshot ({exc})") from exc
 
     @classmethod
     def from_json(cls, text: str | Mapping[str, Any]) -> "Snapshot":
         try:
             data = json.loads(text) if isinstance(text, str) else text
         except ValueError as exc:
-            raise UnusableBaseline(f"snapshot: not a valid persisted snapshot ({exc})") from exc
+            raise UnusableStepStart(f"snapshot: not a valid persisted snapshot ({exc})") from exc
         return cls.from_dict(data)
 
 
@@ -465,9 +465,9 @@ def _check_pair(now: Snapshot, base: Snapshot, target: Target) -> None:
     for snap in (base, now):
         why = snap.bound.mismatch(target) if snap.bound is not None else None
         if why:
-            raise UnusableBaseline(f"snapshot taken at {snap.taken_at:.3f} {why}")
+            raise UnusableStepStart(f"snapshot taken at {snap.taken_at:.3f} {why}")
     if now.taken_at < base.taken_at:
-        raise UnusableBaseline(f"baseline taken at {base.taken_at:.3f}, after the snapshot it is compared with "
+        raise UnusableStepStart(f"step-start snapshot taken at {base.taken_at:.3f}, after the snapshot it is compared with "
                                f"({now.taken_at:.3f})")
 
 
@@ -535,7 +535,7 @@ def _log_resets(resets: int, check: str, target: Target, arm: str, now: Snapshot
 
 def arm_delta(policy: Policy, check: Check, target: Target, arm: str, now: Snapshot, base: Snapshot) -> ArmDelta:
     """One arm's data between `base` and `now`. NoData without observations; NotBatchable/ConfigError
-    when snapshots cannot measure the check; UnusableBaseline when a snapshot is bound to another rollout."""
+    when snapshots cannot measure the check; UnusableStepStart when a snapshot is bound to another rollout."""
     spec = _spec(policy, check)
     _check_pair(now, base, target)
     fam, ident = spec.family, spec.family.ident(target, arm)
@@ -587,7 +587,7 @@ def measure_delta(policy: Policy, check: Check, target: Target, now: Snapshot, b
 
 def requests_delta(policy: Policy, target: Target, now: Snapshot, base: Snapshot) -> tuple[float, float]:
     """(stable, canary) requests over base..now (series by series, a reset counts from the restart);
-    NoData when none; UnusableBaseline when a snapshot is bound to another rollout."""
+    NoData when none; UnusableStepStart when a snapshot is bound to another rollout."""
     _check_pair(now, base, target)
     source, out = policy.metrics.source, []
     for arm in q.ARMS:

@@ -246,7 +246,7 @@ def test_not_batchable_checks_are_named(snaps: tuple[b.Snapshot, b.Snapshot, int
     assert b.measure_delta(pol, chk(pol, "err"), target("gauge-only"), now, base)[0].total > 0  # type: ignore[union-attr]
 
 
-def test_a_persisted_restricted_baseline_gives_the_same_delta(snaps: tuple[b.Snapshot, b.Snapshot, int]) -> None:
+def test_a_persisted_restricted_step_start_gives_the_same_delta(snaps: tuple[b.Snapshot, b.Snapshot, int]) -> None:
     base, now, _ = snaps
     for source, t in (("model", target("b")), ("istio", target("rec-a", "other")), ("triton", target("rec-a"))):
         pol = POLICIES[source]

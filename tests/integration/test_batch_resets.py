@@ -194,12 +194,12 @@ def test_latency_histogram_resets_per_pod(world: World) -> None:
     assert canary.total == pytest.approx(4_500)
 
 
-def test_a_persisted_bound_baseline_gives_the_same_answer(world: World) -> None:
+def test_a_persisted_bound_step_start_gives_the_same_answer(world: World) -> None:
     stored = b.Snapshot.from_json(world.base.restrict(POLICY, TARGET, step_started_at=world.t1).to_json())
-    stored.check_baseline(TARGET, step_started_at=world.t1)
+    stored.check_step_start(TARGET, step_started_at=world.t1)
     for check in POLICY.checks:
         assert b.measure_delta(POLICY, check, TARGET, world.now, stored) == \
             b.measure_delta(POLICY, check, TARGET, world.now, world.base)
     other = Target(namespace="ml", virtual_service="rec", model="rec", stable_version="v1", canary_version="v3")
-    with pytest.raises(b.UnusableBaseline):
+    with pytest.raises(b.UnusableStepStart):
         b.measure_delta(POLICY, POLICY.checks[0], other, world.now, stored)

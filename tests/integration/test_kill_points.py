@@ -20,7 +20,7 @@ import tenacity
 from canary import crd
 from canary import rollout as rl
 from canary.controller import Controller
-from canary.model import STABLE_ONLY, Target
+from canary.model import Target
 from canary.operator import Operator
 from canary.policy import parse_policy
 from canary.routing.istio import IstioRouter

@@ -354,7 +354,7 @@ def test_json_round_trip_and_restrict() -> None:
         assert b.measure_delta(pol, chk(pol, name), T, now, restored) == b.measure_delta(pol, chk(pol, name), T, now, full)
     assert "+Inf" in mine.to_json() and "Infinity" not in mine.to_json()
     for bad in ('{"version": 3}', '{"version": 2}', "not json", "[]", '{"version": 2, "taken_at": 1, "series": {"k": [1]}}'):
-        with pytest.raises(b.UnusableBaseline):  # a ConfigError: unreadable, take a new baseline
+        with pytest.raises(b.UnusableStepStart):  # a ConfigError: unreadable, take a new step-start snapshot
             b.Snapshot.from_json(bad)
 
 

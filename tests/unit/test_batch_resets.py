@@ -1,4 +1,4 @@
-"""Counter resets per series, and baselines bound to what they measure (issue 8). No Prometheus.
+"""Counter resets per series, and step-start snapshots bound to what they measure (issue 8). No Prometheus.
 
 Snapshots keep every series apart (here: one per pod), so one pod restarting
 under a sum of several is seen as a reset of THAT series: it counts from its
@@ -72,7 +72,7 @@ def test_issue_8_one_pod_restarting_under_the_sum_gives_the_canary_its_5_percent
 
 
 def test_issue_8_a_reset_the_sum_hid_entirely() -> None:
-    """c2 had served fewer requests before: the sums stay above the baseline, so the former format saw
+    """c2 had served fewer requests before: the sums stay above the step-start snapshot, so the former format saw
     no reset at all and subtracted c2's old counts from the growth (2,420 requests, 145 errors)."""
     pol, base, now = issue_8(c2_before=(2_000, 80))
     assert sum_then_diff(base, now, pol, "canary") == (145, 2_420)
@@ -95,7 +95,7 @@ def test_born_series_count_from_zero_and_vanished_series_add_nothing() -> None:
 
 def test_only_the_series_that_went_down_is_reset() -> None:
     pol = policy(checks=ERR_POLICY)
-    # pod a's error counter restarted (3 < 5) while its success counter did not (it outgrew its baseline)
+    # pod a's error counter restarted (3 < 5) while its success counter did not (it outgrew its step-start snapshot)
     base = snap(pods("v1", a=(100, 5), b=(100, 5)) + pods("v2", a=(1, 0)), pol)
     now = snap(pods("v1", a=(150, 3), b=(200, 9)) + pods("v2", a=(2, 0)), pol)
     stable, _ = b.measure_delta(pol, chk(pol, "err"), T, now, base)
@@ -134,7 +134,7 @@ def test_features_reset_per_series_group() -> None:
         return [("model_features_total", {**m, "state": "missing"}, missing),
                 ("model_features_total", {**m, "state": "present"}, present)]
     base = snap(feats("a", 1, 100) + feats("b", 10, 90), pol)
-    # a restarted: its missing counter (2) outgrew its baseline (1), but present (50 < 100) did not
+    # a restarted: its missing counter (2) outgrew its step-start snapshot (1), but present (50 < 100) did not
     now = snap(feats("a", 2, 50) + feats("b", 15, 135), pol)
     d = b.arm_delta(pol, chk(pol, "miss"), T, "stable", now, base)
     assert d.reset and d.data == Counts(events=2 + 5, total=52 + 50)
@@ -176,21 +176,21 @@ def test_families_sharing_one_query_send_it_once() -> None:
     assert got[2][0].requests(a, T, "stable") == 11 and got[2][0].requests(c, T, "canary") == 7
 
 
-# -- baselines bound to what they measure -------------------------------------------------
+# -- step-start snapshots bound to what they measure -------------------------------------------------
 
 
-def test_restrict_binds_the_baseline_and_it_survives_persistence() -> None:
+def test_restrict_binds_the_step_start_and_it_survives_persistence() -> None:
     pol, base, now = issue_8(c2_before=(6_000, 0))
     mine = base.restrict(pol, T, step_started_at=990.0)
     assert mine.bound == b.Binding("ml", "rec", "v1", "v2", 990.0) and mine.taken_at == 1000
     stored = b.Snapshot.from_json(mine.to_json())
     assert stored == mine and stored.bound == mine.bound
-    assert stored.check_baseline(T, step_started_at=990.0) is stored
+    assert stored.check_step_start(T, step_started_at=990.0) is stored
     assert b.measure_delta(pol, chk(pol, "err"), T, now, stored) == b.measure_delta(pol, chk(pol, "err"), T, now, base)
-    with pytest.raises(b.UnusableBaseline, match="step started at 990.0, not 1050"):
-        stored.check_baseline(T, step_started_at=1050.0)
-    with pytest.raises(b.UnusableBaseline, match="not bound"):
-        base.check_baseline(T)
+    with pytest.raises(b.UnusableStepStart, match="step started at 990.0, not 1050"):
+        stored.check_step_start(T, step_started_at=1050.0)
+    with pytest.raises(b.UnusableStepStart, match="not bound"):
+        base.check_step_start(T)
 
 
 @pytest.mark.parametrize("other", [
@@ -198,37 +198,37 @@ def test_restrict_binds_the_baseline_and_it_survives_persistence() -> None:
     Target(namespace="ml", virtual_service="rec", model="rec", stable_version="v0", canary_version="v2"),
     Target(namespace="other", virtual_service="rec", model="rec", stable_version="v1", canary_version="v2"),
 ])
-def test_a_baseline_for_another_version_is_refused_not_counted_from_zero(other: Target) -> None:
+def test_a_step_start_for_another_version_is_refused_not_counted_from_zero(other: Target) -> None:
     """Without the binding, the canary v3's series would be 'born in the window': all its history counted."""
     pol, base, now = issue_8(c2_before=(6_000, 0))
     mine = base.restrict(pol, T)
-    with pytest.raises(b.UnusableBaseline, match="taken for ml/rec v1 -> v2"):
+    with pytest.raises(b.UnusableStepStart, match="taken for ml/rec v1 -> v2"):
         b.measure_delta(pol, chk(pol, "err"), other, now, mine)
-    with pytest.raises(b.UnusableBaseline):
+    with pytest.raises(b.UnusableStepStart):
         b.requests_delta(pol, other, now, mine)
-    with pytest.raises(b.UnusableBaseline):
-        mine.check_baseline(other)
+    with pytest.raises(b.UnusableStepStart):
+        mine.check_step_start(other)
 
 
-def test_a_baseline_newer_than_now_is_refused() -> None:
+def test_a_step_start_newer_than_now_is_refused() -> None:
     pol, base, now = issue_8(c2_before=(6_000, 0))
-    with pytest.raises(b.UnusableBaseline, match="after the snapshot"):
+    with pytest.raises(b.UnusableStepStart, match="after the snapshot"):
         b.measure_delta(pol, chk(pol, "err"), T, base, now)
 
 
-def test_an_old_format_snapshot_is_an_unusable_baseline() -> None:
+def test_an_old_format_snapshot_is_an_unusable_step_start() -> None:
     old = {"version": 1, "taken_at": 5.0, "series": {
         "sum by (model_name, model_version) (model_requests_total)": [["rec", "v1", "", 100.0]]}}
-    with pytest.raises(b.UnusableBaseline, match="format 1 .* take a new baseline"):
+    with pytest.raises(b.UnusableStepStart, match="format 1 .* take a new step-start snapshot"):
         b.Snapshot.from_dict(old)
     with pytest.raises(ConfigError):  # what callers that only knew ConfigError catch
         b.Snapshot.from_json(json.dumps(old))
     bad = {"version": 2, "taken_at": 5.0, "series": {"k": [["rec", "v1", {"abc": {"": "NaN"}}]]}}
-    with pytest.raises(b.UnusableBaseline):
+    with pytest.raises(b.UnusableStepStart):
         b.Snapshot.from_dict(bad)
 
 
-def test_the_persisted_baseline_stays_compact() -> None:
+def test_the_persisted_step_start_stays_compact() -> None:
     """Rollout labels once per arm and family, a 12-character id per series, values per bucket."""
     pol = policy()
     lat = [float(i) for i in range(1, 4)]

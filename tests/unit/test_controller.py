@@ -113,7 +113,7 @@ def test_operator_rollback_from_another_process_is_adopted() -> None:
 
     def rollback_midway(t: float) -> float:
         if t >= 1015 and json.loads(router.state)["phase"] == rl.PROGRESSING:
-            operator_action(router, TARGET, rl.Abort(t, "operator: on-call says no"), log=get())
+            operator_action(router, TARGET, rl.Rollback(t, "operator: on-call says no"), log=get())
         return 1.0
 
     metrics.slowdown = rollback_midway
@@ -141,7 +141,7 @@ def test_foreign_weight_edit_is_reasserted() -> None:
 
 def test_operator_rollback_forces_stable_even_without_a_recorded_rollout() -> None:
     router = FakeRouter(weights=Weights(60, 40))
-    state = operator_action(router, TARGET, rl.Abort(1.0, "operator: x"), log=get())
+    state = operator_action(router, TARGET, rl.Rollback(1.0, "operator: x"), log=get())
     assert router.weights == STABLE_ONLY and state.phase == rl.ROLLED_BACK
     with pytest.raises(ConfigError, match="no rollout in progress"):
         operator_action(router, TARGET, rl.Pause(2.0), log=get())
@@ -155,7 +155,7 @@ def test_operator_rollback_racing_our_write_is_never_undone() -> None:
         if t >= 1009 and not raced:  # just before the step-1 -> step-2 write
             raced.append(True)
             router.before_write.append(
-                lambda: operator_action(router, TARGET, rl.Abort(t, "operator: stop"), log=get()))
+                lambda: operator_action(router, TARGET, rl.Rollback(t, "operator: stop"), log=get()))
         return 1.0
 
     metrics.slowdown = slowdown

@@ -293,7 +293,7 @@ FULL_STATUS: dict[str, Any] = {
                    {"type": "canary.ml/Healthy", "status": "Unknown", "reason": "NoData", "message": "",
                     "lastTransitionTime": "2025-01-01T10:05:00Z"}],
     "observedGeneration": 3, "leader": "canary-controller-7d9f-abcde",
-    "baseline": {"stepStartedAt": 1735725900.25, "snapshot": {"at": 1735725901.0, "series": {"a": [1.0, 2.5]}}},
+    "stepStart": {"stepStartedAt": 1735725900.25, "snapshot": {"at": 1735725901.0, "series": {"a": [1.0, 2.5]}}},
 }
 
 
@@ -409,7 +409,7 @@ def test_the_status_the_controller_writes_fits_the_crd() -> None:
     from canary import crd as rollout_crd
     from canary import rollout as rl
     from canary.errors import ConfigError
-    from canary.model import CheckResult, Judgement, Outcome, Weights
+    from canary.model import CheckResult, Verdict, Outcome, Weights
     from canary.operator import Operator
 
     custom = _RecordingCustomObjects()
@@ -417,7 +417,7 @@ def test_the_status_the_controller_writes_fits_the_crd() -> None:
     obj = _example("policy")
     obj["metadata"].update(generation=2, uid="u-1")
     spec = rollout_crd.parse(obj)
-    verdict = Judgement.combine([CheckResult("latency-p95", "latency", Outcome.FAIL, "p95 +35% (limit 20%)",
+    verdict = Verdict.combine([CheckResult("latency-p95", "latency", Outcome.FAIL, "p95 +35% (limit 20%)",
                                              stable_value=0.1, canary_value=0.135, n_stable=900, n_canary=210),
                                  CheckResult("predictions", "prediction_shift", Outcome.PASS, "PSI 0.01")])
     state, _ = rl.new_rollout(model="rec-model", stable_version="v1.0.0", canary_version="v2.1.0", now=1.7e9)
@@ -664,7 +664,7 @@ def test_dashboard_shows_what_the_issue_asks_for() -> None:
     for needle in ('canary_rollout_weight{model="$model"}', "canary_rollout_phase",
                    'histogram_quantile(0.95, sum by (le, model_version) '
                    '(rate(model_inference_duration_seconds_bucket{model_name="$model"}[1m])))',
-                   "canary_check_effect_size", "increase(canary_rollbacks_total", "canary_judgements_total",
+                   "canary_check_effect_size", "increase(canary_rollbacks_total", "canary_verdicts_total",
                    "canary_time_to_rollback_seconds_bucket", "canary_tick_duration_seconds_bucket",
                    "canary_prometheus_errors_total", "canary_kube_errors_total"):
         assert needle in exprs, needle

@@ -6,7 +6,7 @@ from rich.console import Console
 
 from canary import rollout as rl
 from canary.display import evidence_table, state_panel
-from canary.model import CheckResult, Judgement, Outcome, Weights
+from canary.model import CheckResult, Verdict, Outcome, Weights
 
 
 def render(renderable: object) -> str:
@@ -16,7 +16,7 @@ def render(renderable: object) -> str:
 
 
 def test_panel_shows_weights_phase_step_and_last_verdict() -> None:
-    j = Judgement.combine([CheckResult(check="latency-p95", kind="latency", outcome=Outcome.FAIL,
+    j = Verdict.combine([CheckResult(check="latency-p95", kind="latency", outcome=Outcome.FAIL,
                                        reason="p95 312 ms vs 240 ms (+30%, limit +20%)", stable_value=240.0,
                                        canary_value=312.0, n_stable=9310, n_canary=1840, p_value=0.0004)])
     state = rl.RolloutState(model="rec-model", stable_version="v1", canary_version="v2", phase=rl.PROGRESSING,

@@ -172,7 +172,7 @@ def test_custom_checks_compare_values(check, stable, canary, expected):
     assert small.outcome is Outcome.INCONCLUSIVE
 
 
-def test_judgement_serialises_to_strict_json():
+def test_verdict_serialises_to_strict_json():
     p = policy(LAT, ERR, SHIFT, MISS)
     m = {"lat": (hist(50, 1000), hist(50, 0)), "err": (Counts(0, 0), Counts(0, 0)),
          "pred": (hist(50, 0), hist(50, 0)), "miss": (Counts(1, 10), Counts(1, 10))}

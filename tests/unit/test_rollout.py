@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from canary import rollout as rl
-from canary.model import STABLE_ONLY, CheckResult, Judgement, Outcome, Weights
+from canary.model import STABLE_ONLY, CheckResult, Verdict, Outcome, Weights
 from canary.policy import parse_policy
 
 POLICY = parse_policy({
@@ -17,8 +17,8 @@ POLICY = parse_policy({
 })
 
 
-def verdict(outcome: Outcome, *, hard: bool = False, check: str = "lat", unavailable: bool = False) -> Judgement:
-    return Judgement.combine([CheckResult(check=check, kind="latency", outcome=outcome, reason=f"{outcome.label} reason",
+def verdict(outcome: Outcome, *, hard: bool = False, check: str = "lat", unavailable: bool = False) -> Verdict:
+    return Verdict.combine([CheckResult(check=check, kind="latency", outcome=outcome, reason=f"{outcome.label} reason",
                                           stable_value=100.0, canary_value=150.0, hard=hard,
                                           extra={"unavailable": True} if unavailable else {})])
 
@@ -125,7 +125,7 @@ def test_hold_on_deadline_pauses_instead() -> None:
 def test_gate_failure_and_abort_end_at_stable() -> None:
     s, _ = rl.transition(started(), rl.GateFailed(3, "canary not ready"), POLICY)
     assert s.phase == rl.ROLLED_BACK and s.weights == STABLE_ONLY and "gate" in s.reason
-    s, _ = rl.transition(started(), rl.Abort(3, "interrupted", infrastructure=True), POLICY)
+    s, _ = rl.transition(started(), rl.Rollback(3, "interrupted", aborted=True), POLICY)
     assert s.phase == rl.ABORTED and s.weights == STABLE_ONLY
 
 
@@ -139,7 +139,7 @@ def test_pause_holds_weights_and_resume_restarts_the_step() -> None:
 
 
 def test_terminal_states_ignore_everything() -> None:
-    s, _ = rl.transition(started(), rl.Abort(1, "x"), POLICY)
+    s, _ = rl.transition(started(), rl.Rollback(1, "x"), POLICY)
     for ev in (rl.Begin(2), rl.Resume(2), rl.Pause(2), rl.GateFailed(2, "x"), rl.Looked(2, verdict(Outcome.FAIL), 1)):
         assert rl.transition(s, ev, POLICY) == (s, [])
 
@@ -175,7 +175,7 @@ def test_a_hard_breach_on_the_same_data_still_rolls_back() -> None:
 def test_rollback_during_promoting_points_stable_back_before_traffic_returns() -> None:
     s = rl.RolloutState(model="m", stable_version="v1", canary_version="v2", phase=rl.PROMOTING,
                         weights=Weights(0, 100), step=2)
-    s, actions = rl.transition(s, rl.Abort(5, "operator"), POLICY)
+    s, actions = rl.transition(s, rl.Rollback(5, "operator"), POLICY)
     writes = [a for a in actions if not isinstance(a, rl.Emit)]
     assert writes == [rl.PointSubset("stable", "v1"), rl.SetWeights(STABLE_ONLY), rl.PointSubset("stable", "v1")]
 

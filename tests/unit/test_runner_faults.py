@@ -104,7 +104,7 @@ def test_a_rollback_racing_the_stable_repointing_leaves_the_stable_subset_on_the
     def point(target: Target, subset: str, version: str) -> None:
         real(target, subset, version)
         if subset == "stable" and version == "v2" and json.loads(router.state)["phase"] == rl.PROMOTING:
-            operator_action(router, TARGET, rl.Abort(clock.now(), "on-call says no"), log=get())
+            operator_action(router, TARGET, rl.Rollback(clock.now(), "on-call says no"), log=get())
 
     router.point_subset = point  # type: ignore[method-assign]
     res = ctl.run()
@@ -118,7 +118,7 @@ def test_a_rollback_recorded_just_before_the_stable_repointing_stops_it() -> Non
 
     def point(target: Target, subset: str, version: str) -> None:
         if subset == "stable" and version == "v2" and json.loads(router.state)["phase"] == rl.PROMOTING:
-            operator_action(router, TARGET, rl.Abort(clock.now(), "on-call says no"), log=get())
+            operator_action(router, TARGET, rl.Rollback(clock.now(), "on-call says no"), log=get())
         real(target, subset, version)
 
     router.point_subset = point  # type: ignore[method-assign]
@@ -186,6 +186,6 @@ def test_look_counts_survive_a_restart_so_the_failure_budget_is_not_re_spent() -
 @pytest.mark.parametrize("garbage", ["{not json", '{"phase": "progressing"}', "[]", '{"weights": 5}'])
 def test_rollback_works_even_when_the_recorded_state_is_unreadable(garbage: str) -> None:
     router = FakeRouter(weights=Weights(60, 40), state=garbage, subsets={"stable": "v1", "canary": "v2"})
-    state = operator_action(router, TARGET, rl.Abort(5.0, "on-call"), log=get())
+    state = operator_action(router, TARGET, rl.Rollback(5.0, "on-call"), log=get())
     assert router.weights == STABLE_ONLY and state.phase == rl.ROLLED_BACK
     assert rl.RolloutState.from_json(router.state).phase == rl.ROLLED_BACK

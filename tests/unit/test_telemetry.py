@@ -76,7 +76,7 @@ def test_forget_removes_every_series_of_the_rollout_only():
     t = Telemetry()
     t.record_state(namespace="ml", rollout="rec-vs", state=state())
     t.record_state(namespace="ml", rollout="other", state=state(model="other"))
-    t.record_judgement(model="rec", results=[CheckResult("shift", "prediction_shift", Outcome.PASS, "ok",
+    t.record_verdict(model="rec", results=[CheckResult("shift", "prediction_shift", Outcome.PASS, "ok",
                                                          effect_size=0.02)])
     t.record_rollback(model="rec", reason="gate: canary not ready", seconds=1.0)
     t.forget("ml", "rec-vs")
@@ -87,16 +87,16 @@ def test_forget_removes_every_series_of_the_rollout_only():
     assert value(t, "canary_rollbacks_total", model="rec", reason="gate") == 1  # history is kept
 
 
-def test_record_judgement_counts_outcomes_and_keeps_last_finite_effect():
+def test_record_verdict_counts_outcomes_and_keeps_last_finite_effect():
     t = Telemetry()
     r1 = [CheckResult("shift", "prediction_shift", Outcome.FAIL, "PSI 0.3", effect_size=0.31),
           CheckResult("latency-p95", "latency", Outcome.PASS, "fine", effect_size=1.02),
           CheckResult("errors", "error_rate", Outcome.ERROR, "no data")]  # NaN effect: not exported
-    t.record_judgement(model="rec", results=r1)
-    t.record_judgement(model="rec", results=[CheckResult("shift", "prediction_shift", Outcome.FAIL, "PSI 0.4",
+    t.record_verdict(model="rec", results=r1)
+    t.record_verdict(model="rec", results=[CheckResult("shift", "prediction_shift", Outcome.FAIL, "PSI 0.4",
                                                          effect_size=0.4)])
-    assert value(t, "canary_judgements_total", model="rec", check="shift", outcome="fail") == 2
-    assert value(t, "canary_judgements_total", model="rec", check="errors", outcome="error") == 1
+    assert value(t, "canary_verdicts_total", model="rec", check="shift", outcome="fail") == 2
+    assert value(t, "canary_verdicts_total", model="rec", check="errors", outcome="error") == 1
     assert value(t, "canary_check_effect_size", model="rec", check="shift") == pytest.approx(0.4)
     assert value(t, "canary_check_effect_size", model="rec", check="errors") is None
 
