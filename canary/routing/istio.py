@@ -140,7 +140,7 @@ class IstioRouter:
         vs = self._get(VS_PLURAL, target.namespace, target.virtual_service)
         ref = patch.locate_route(vs, target.route)
         dr = self._get(DR_PLURAL, target.namespace, target.dr_name)
-        patch.subset_versions(dr, host=ref.host)
+        patch.subset_versions(dr, host=ref.host, host_namespace=target.namespace)
         return vs, dr, ref
 
     def _status(self, vs: Obj, dr: Obj, weights: Weights) -> RouteStatus:

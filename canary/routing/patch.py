@@ -181,7 +181,7 @@ def route_for(vs: Any, dr: Any, *, recorded: Weights | None = None) -> str:
             ref = _check_route(route, i, at)
         except TargetError:
             continue
-        if not isinstance(dr_host, str) or _short(dr_host) == _short(ref.host):
+        if not isinstance(dr_host, str) or _same_service(ref.host, _namespace_of(vs), dr, dr_host):
             found.append((i, ref))
     if len(found) > 1 and recorded is not None:
         seen = [(i, ref, observe_weights(vs, ref)) for i, ref in found]
@@ -242,9 +242,12 @@ def with_weights(vs: Any, weights: Weights, *, route_name: str = "", state: str 
     return out
 
 
-def subset_versions(dr: Any, *, host: str = "") -> dict[str, str]:
+def subset_versions(dr: Any, *, host: str = "", host_namespace: str = "") -> dict[str, str]:
     """{'stable': v, 'canary': v} from the DestinationRule's subsets, checked.
 
+    With `host` (the route's destination host, said in `host_namespace`), the DestinationRule
+    must be for that same service, both names resolved as Istio does (`fqdn`): the rule whose
+    subsets we point must be the one that shapes the traffic we shift.
     A subset without a `version` label maps to "" (it selects every pod of the
     host, which is legal Istio but unusual; the caller decides).
     """
@@ -252,8 +255,10 @@ def subset_versions(dr: Any, *, host: str = "") -> dict[str, str]:
     spec = dr.get("spec") if isinstance(dr, dict) else None
     if not isinstance(spec, dict):
         raise TargetError(f"{at}: spec is missing or not a mapping")
-    if host and isinstance(spec.get("host"), str) and _short(spec["host"]) != _short(host):
-        raise TargetError(f"{at}: spec.host is {spec['host']!r}, but the route sends traffic to {host!r}")
+    if host and isinstance(spec.get("host"), str) and not _same_service(host, host_namespace, dr, spec["host"]):
+        dr_ns = _namespace_of(dr) or host_namespace
+        raise TargetError(f"{at}: spec.host {spec['host']!r} is {fqdn(spec['host'], dr_ns)!r}, but the route sends "
+                          f"traffic to {host!r}, which is {fqdn(host, host_namespace or dr_ns)!r}")
     found: dict[str, str] = {}
     for name in (STABLE, CANARY):
         i, subset = _find_subset(spec, name, at)
@@ -294,6 +299,23 @@ def _find_subset(spec: dict[str, Any], name: str, at: str) -> tuple[int, dict[st
     return hits[0]
 
 
-def _short(host: str) -> str:
-    """'rec-model.ml.svc.cluster.local' and 'rec-model' name the same service."""
-    return host.split(".", 1)[0]
+def fqdn(host: str, namespace: str, *, domain: str = "cluster.local") -> str:
+    """The service a host names, as Istio resolves it (ResolveShortnameToFQDN): a short name
+    (no dot) is relative to the namespace of the object that says it,
+    'rec-model' in ml -> 'rec-model.ml.svc.cluster.local'; a name with a dot is taken as written.
+    So 'rec-model' in ml and 'rec-model.other.svc.cluster.local' are two services."""
+    h = host.strip().lower().rstrip(".")
+    if h and "." not in h and h != "*" and namespace:
+        return f"{h}.{namespace}.svc.{domain}"
+    return h
+
+
+def _namespace_of(obj: Any) -> str:
+    meta = obj.get("metadata") if isinstance(obj, dict) else None
+    ns = meta.get("namespace") if isinstance(meta, dict) else None
+    return ns if isinstance(ns, str) else ""
+
+
+def _same_service(route_host: str, route_ns: str, dr: Any, dr_host: str) -> bool:
+    dr_ns = _namespace_of(dr) or route_ns
+    return fqdn(route_host, route_ns or dr_ns) == fqdn(dr_host, dr_ns)

@@ -119,8 +119,8 @@ def test_window_before_history_is_no_data(prom_provider: PrometheusProvider, pro
 
 
 def test_bad_promql_is_a_config_error_naming_check_and_query(prom_provider: PrometheusProvider) -> None:
-    pol = make_policy(checks=[{"name": "broken", "kind": "custom", "max_value": 1, "query": "sum(rate(x[{window}])"}])
-    with pytest.raises(ConfigError, match=r"'broken'.*query: sum\(rate\(x\[60s\]\)"):
+    pol = make_policy(checks=[{"name": "broken", "kind": "custom", "max_value": 1, "query": "sum(rate(x[{window}])) by"}])
+    with pytest.raises(ConfigError, match=r"'broken'.*query: sum\(rate\(x\[60s\]\)\) by"):
         prom_provider.measure(pol, pol.checks[0], TARGET, window_s=WINDOW_S)
 
 

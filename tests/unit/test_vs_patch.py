@@ -123,8 +123,31 @@ def test_subsets_read_checked_and_pointed() -> None:
     assert with_subset_version(out, "stable", "v2") == out
     with pytest.raises(TargetError, match=r"ml/rec-model: spec.subsets does not define subset 'canary'"):
         subset_versions(dr({"name": "stable"}))
-    with pytest.raises(TargetError, match="spec.host is 'rec-model.ml.svc.cluster.local', but the route"):
+    with pytest.raises(TargetError, match="spec.host 'rec-model.ml.svc.cluster.local' is .*, but the route"):
         subset_versions(rule, host="other")
+
+
+@pytest.mark.parametrize("route_host,route_ns,dr_host,same", [
+    ("rec-model", "ml", "rec-model", True),
+    ("rec-model", "ml", "rec-model.ml.svc.cluster.local", True),
+    ("REC-MODEL.ml.svc.cluster.local.", "ml", "rec-model", True),
+    ("rec-model", "ml", "rec-model.other.svc.cluster.local", False),  # same short name, another namespace
+    ("rec-model.other.svc.cluster.local", "ml", "rec-model", False),
+    ("rec-model", "ml", "rec-model.ml", False),  # a dotted name is taken as written, as Istio does
+])
+def test_hosts_are_resolved_with_namespaces_as_istio_does(route_host: str, route_ns: str, dr_host: str,
+                                                          same: bool) -> None:
+    from canary.routing.patch import fqdn
+
+    rule = {"metadata": {"name": "rec-model", "namespace": "ml"},
+            "spec": {"host": dr_host, "subsets": [{"name": "stable", "labels": {"version": "v1"}},
+                                                  {"name": "canary", "labels": {"version": "v2"}}]}}
+    assert (fqdn(route_host, route_ns) == fqdn(dr_host, "ml")) is same
+    if same:
+        assert subset_versions(rule, host=route_host, host_namespace=route_ns)["stable"] == "v1"
+    else:
+        with pytest.raises(TargetError, match="but the route sends traffic to"):
+            subset_versions(rule, host=route_host, host_namespace=route_ns)
     with pytest.raises(ValueError):
         with_subset_version(rule, "blue", "v2")
 
