@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -40,12 +41,24 @@ def test_only_the_leader_writes_and_the_standby_takes_over(prometheus_binary: st
     kubeconfig = fleet.write_kubeconfig(tmp_path / "kubeconfig", api.url)
     logs = {"a": tmp_path / "a.log", "b": tmp_path / "b.log"}
     procs = {"a": controller("a", kubeconfig, prom.url, logs["a"])}
-    time.sleep(3)  # a is leader first
-    procs["b"] = controller("b", kubeconfig, prom.url, logs["b"])
+
+    def wait_for(what: str, cond: Any) -> None:  # conditions, not sleeps: the test must not depend on timing
+        deadline = time.monotonic() + 90
+        while not cond():
+            assert time.monotonic() < deadline, f"timed out waiting for {what}"
+            time.sleep(0.1)
+
+    def events(who: str) -> list[str]:
+        return [e.get("event", "") for e in parse_json_lines(logs[who].read_text(errors="replace"))] \
+            if logs[who].exists() else []
+
     try:
+        wait_for("a to lead", lambda: "leader.acquired" in events("a"))
+        procs["b"] = controller("b", kubeconfig, prom.url, logs["b"])
+        wait_for("b to run as standby", lambda: "controller.started" in events("b"))
         for i in range(N):
             api.handler.put_object(fleet.rollout_object(i, "v2" if i % 2 == 0 else "v3"))
-        time.sleep(4)  # a is mid-rollout
+        wait_for("a to be mid-rollout", lambda: "step.advanced" in events("a"))
         procs["a"].send_signal(signal.SIGKILL)
         killed = time.time()
         procs["a"].wait(10)
