@@ -14,12 +14,10 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-import yaml
-
 from canary import rollout as rl
 from canary.errors import ConfigError, PolicyError
 from canary.model import Target
-from canary.policy import Policy, parse_policy
+from canary.policy import Policy, parse_policy, parse_policy_text
 
 GROUP, VERSION, PLURAL, KIND = "canary.ml", "v1alpha1", "canaryrollouts", "CanaryRollout"
 ACTIONS = ("", "pause", "resume", "rollback")
@@ -46,11 +44,16 @@ class RolloutSpec:
 
 
 def parse(obj: dict[str, Any], *, configmap: Callable[[str, str], dict[str, str]] | None = None) -> RolloutSpec:
-    """Validate one CanaryRollout; ConfigError names namespace/name and the field."""
-    meta = obj.get("metadata") or {}
+    """Validate one CanaryRollout; ConfigError names namespace/name and the field. Whatever the
+    object holds (it comes from the API server, but fields under preserve-unknown-fields and
+    hand-written ConfigMaps are anyone's), nothing but ConfigError comes out."""
+    meta = obj.get("metadata") if isinstance(obj, dict) else None
+    meta = meta if isinstance(meta, dict) else {}
     ns, name = meta.get("namespace", ""), meta.get("name", "")
+    if not isinstance(ns, str) or not isinstance(name, str):
+        raise ConfigError("CanaryRollout: metadata.namespace and metadata.name must be strings")
     where = f"CanaryRollout {ns}/{name}"
-    spec = obj.get("spec")
+    spec = obj.get("spec") if isinstance(obj, dict) else None
     if not isinstance(spec, dict):
         raise ConfigError(f"{where}: spec is missing")
 
@@ -73,10 +76,15 @@ def parse(obj: dict[str, Any], *, configmap: Callable[[str, str], dict[str, str]
     if on_outage not in ("rollback", "hold"):
         raise ConfigError(f"{where}: spec.onPrometheusOutage must be rollback or hold")
     triton = spec.get("triton") or {}
+    if not isinstance(triton, dict) or not all(isinstance(triton.get(k, ""), str) for k in ("stableUrl", "canaryUrl")):
+        raise ConfigError(f"{where}: spec.triton must be a mapping of stableUrl and canaryUrl strings")
+    generation = meta.get("generation", 0)
+    if isinstance(generation, bool) or not isinstance(generation, int):
+        raise ConfigError(f"{where}: metadata.generation must be an integer")
     target = Target(namespace=ns, virtual_service=text("virtualService") or model, model=model,
                     stable_version=text("stableVersion"), canary_version=canary,
                     destination_rule=text("destinationRule"), route=text("route") or (policy.route or ""))
-    return RolloutSpec(namespace=ns, name=name, uid=str(meta.get("uid", "")), generation=int(meta.get("generation", 0)),
+    return RolloutSpec(namespace=ns, name=name, uid=str(meta.get("uid", "")), generation=generation,
                        target=target, policy=policy, on_foreign_edit=on_edit, on_prometheus_outage=on_outage,
                        action=action, action_reason=text("actionReason"),
                        triton_stable=triton.get("stableUrl"), triton_canary=triton.get("canaryUrl"))
@@ -92,18 +100,16 @@ def _policy(spec: dict[str, Any], where: str, ns: str,
             return parse_policy(inline, file=f"{where} spec.policy")
         except PolicyError as exc:
             raise ConfigError(str(exc)) from None
-    if not isinstance(ref, dict) or not ref.get("configMap") or not ref.get("key"):
+    if not isinstance(ref, dict) or not isinstance(ref.get("configMap"), str) or not isinstance(ref.get("key"), str) \
+            or not ref["configMap"] or not ref["key"]:
         raise ConfigError(f"{where}: spec.policyRef needs configMap and key")
     if configmap is None:
         raise ConfigError(f"{where}: spec.policyRef needs Kubernetes access to read ConfigMaps")
     data = configmap(ns, ref["configMap"])
     if ref["key"] not in data:
         raise ConfigError(f"{where}: ConfigMap {ns}/{ref['configMap']} has no key {ref['key']!r}")
-    try:
-        raw = yaml.safe_load(data[ref["key"]])
-        return parse_policy(raw, file=f"ConfigMap {ns}/{ref['configMap']}[{ref['key']}]")
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"ConfigMap {ns}/{ref['configMap']}[{ref['key']}]: not valid YAML: {exc}") from None
+    try:  # the strict loader: no YAML coercions, bounded size and depth
+        return parse_policy_text(data[ref["key"]], file=f"ConfigMap {ns}/{ref['configMap']}[{ref['key']}]")
     except PolicyError as exc:
         raise ConfigError(str(exc)) from None
 

@@ -1,0 +1,62 @@
+"""Whatever a CanaryRollout object holds, `crd.parse` raises ConfigError naming it, nothing else
+(a bad object is reported on its status; it must never crash a controller tick)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from canary import crd
+from canary.errors import ConfigError
+from tests import fleet
+
+json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+                           lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=10), c, max_size=4),
+                           max_leaves=20)
+FIELDS = ["model", "canaryVersion", "stableVersion", "virtualService", "destinationRule", "route", "action",
+          "actionReason", "onForeignEdit", "onPrometheusOutage", "triton", "policy", "policyRef"]
+
+
+def _parse(obj: Any, configmap: Any = None) -> None:
+    try:
+        crd.parse(obj, configmap=configmap)
+    except ConfigError:
+        pass
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(field=st.sampled_from(FIELDS), value=json_values)
+def test_any_value_in_any_spec_field_is_a_config_error_or_valid(field: str, value: Any) -> None:
+    obj = fleet.rollout_object(0, "v2")
+    obj["spec"][field] = value
+    _parse(obj)
+
+
+@settings(max_examples=200, deadline=None)
+@given(meta=json_values, spec=json_values)
+def test_any_metadata_and_spec_shapes(meta: Any, spec: Any) -> None:
+    _parse({"metadata": meta, "spec": spec})
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=st.text(max_size=300) | st.binary(max_size=300).map(lambda b: b.decode("latin-1")))
+def test_any_configmap_policy_text(text: str) -> None:
+    obj = fleet.rollout_object(0, "v2")
+    del obj["spec"]["policy"]
+    obj["spec"]["policyRef"] = {"configMap": "p", "key": "policy.yaml"}
+    _parse(obj, configmap=lambda ns, name: {"policy.yaml": text})
+
+
+def test_a_configmap_policy_with_a_yaml_coercion_names_the_configmap() -> None:
+    obj = fleet.rollout_object(0, "v2")
+    del obj["spec"]["policy"]
+    obj["spec"]["policyRef"] = {"configMap": "p", "key": "policy.yaml"}
+    text = "steps: [10, 100]\nchecks: [{name: e, kind: error_rate, max_rate_pct: 1, hard: yes}]\n"
+    try:
+        crd.parse(obj, configmap=lambda ns, name: {"policy.yaml": text})
+    except ConfigError as exc:
+        assert "ConfigMap ml/p[policy.yaml]" in str(exc)
+    else:
+        raise AssertionError("'hard: yes' must not be read as true")
