@@ -236,7 +236,7 @@ class Controller:
         measurements, canary_n = self._bounded(lambda: measure_window(self.metrics, self.policy, self.target,
                                                                       window_s=window, log=self.log))
         verdict = judge(self.policy, measurements, look=state.look)
-        new, actions = rl.transition(state, rl.Looked(self.clock.now(), verdict, canary_n), self.policy)
+        new, actions = rl.transition(state, rl.Looked(self.clock.now(), verdict, canary_n, float(window)), self.policy)
         return self._apply(new, with_look_recorded(new, actions))
 
     def _bounded(self, fn: Callable[[], T]) -> T:

@@ -356,13 +356,14 @@ class Operator:
             spec, state, obj = a.spec, a.state, a.obj
             log = self.log.bind(rollout=spec.key, model=spec.target.model)
             try:
-                measurements, canary_n = self._measure(spec, state, snap)
+                measurements, canary_n, window_s = self._measure(spec, state, snap)
                 verdict = judge(spec.policy, measurements, look=state.look)
                 if self.telemetry:
                     self.telemetry.record_verdict(model=spec.target.model, results=verdict.results)
                 if verdict.outcome is Outcome.FAIL:
                     self._breach_seen.setdefault(spec.key, time.monotonic())
-                new, actions = rl.transition(state, rl.Looked(self.clock.now(), verdict, canary_n), spec.policy)
+                new, actions = rl.transition(state, rl.Looked(self.clock.now(), verdict, canary_n, window_s),
+                                             spec.policy)
                 new, _ = self._do(spec, new, with_look_recorded(new, actions), expect=a.recorded, log=log)
                 self._known[spec.key] = (spec, new)
                 self._status(obj, spec, new, verdict=verdict)
@@ -375,7 +376,9 @@ class Operator:
             except Exception as exc:
                 self._failed(obj, exc)
 
-    def _measure(self, spec: crd.RolloutSpec, state: rl.RolloutState, snap: Any = None) -> tuple[dict[str, Any], float]:
+    def _measure(self, spec: crd.RolloutSpec, state: rl.RolloutState,
+                 snap: Any = None) -> tuple[dict[str, Any], float, float]:
+        """(measurements, canary requests, seconds of data covered) for one look."""
         have = self._step_starts.get(spec.key)
         base = have[1] if have is not None and have[0] == self._binding(state) else None
         if snap is not None and base is not None and snap.taken_at > base.taken_at:
@@ -383,14 +386,14 @@ class Operator:
 
             out, n = self._measure_batched(spec, snap, base)
             if not any(isinstance(m, UnusableStepStart) for m in out.values()):
-                return out, n
+                return out, n, snap.taken_at - base.taken_at
             self._step_starts[spec.key] = (self._binding(state), None)  # measured per rollout from now on
-        out, canary_n = measure_window(self.metrics, spec.policy, spec.target,
-                                       window_s=look_window(spec.policy, state, self.clock.now()), log=self.log)
+        window = look_window(spec.policy, state, self.clock.now())
+        out, canary_n = measure_window(self.metrics, spec.policy, spec.target, window_s=window, log=self.log)
         if self.telemetry:
             for m in out.values():
                 self.telemetry.prometheus_query(not isinstance(m, TransientError))
-        return out, canary_n
+        return out, canary_n, float(window)
 
     def _measure_batched(self, spec: crd.RolloutSpec, now: Any, base: Any) -> tuple[dict[str, Any], float]:
         """Window = step-start snapshot (a snapshot near the step's start) -> now; per-rollout queries only for

@@ -122,11 +122,15 @@ class Begin:
 
 @dataclass(frozen=True)
 class Looked:
-    """One look of the judge over the current step's window."""
+    """One look of the judge over the current step's window. `window_s`: seconds of data the
+    measurement covers (None: the whole step). A step can pass only when the judged data cover
+    `analysis.interval`, however long the step has been running (a restarted or slow process
+    may measure less than the step's age)."""
 
     now: float
     verdict: Verdict
     canary_requests: float
+    window_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -242,6 +246,16 @@ def without_repeated_failures(verdict: Verdict) -> Verdict:
         for r in verdict.results])
 
 
+def _no_pass_on_less_data(verdict: Verdict, before: float) -> Verdict:
+    """A look that saw fewer canary requests than an earlier look of the step judged a shorter
+    window (e.g. a restarted controller's snapshot): its passes are not evidence."""
+    return Verdict.combine([
+        dataclasses.replace(r, outcome=Outcome.INCONCLUSIVE,
+                            reason=f"fewer canary requests than an earlier look of this step ({before:.0f}); {r.reason}")
+        if r.outcome is Outcome.PASS else r
+        for r in verdict.results])
+
+
 def finish_promotion(state: RolloutState, now: float) -> tuple[RolloutState, list[Action]]:
     """From PROMOTING: stable subset -> new version, then 100/0 on it."""
     s = replace(state, phase=PROMOTED, weights=STABLE_ONLY, updated_at=now, reason="all steps passed")
@@ -255,10 +269,14 @@ def finish_promotion(state: RolloutState, now: float) -> tuple[RolloutState, lis
 
 def _judge(state: RolloutState, ev: Looked, policy: Policy) -> tuple[RolloutState, list[Action]]:
     j = ev.verdict
+    stale = False  # no new evidence: the failure count neither grows nor resets
     if ev.canary_requests > 0 and ev.canary_requests == state.last_look_requests:
-        j = without_repeated_failures(j)  # the same data twice is one piece of evidence
+        j, stale = without_repeated_failures(j), True  # the same data twice is one piece of evidence
+    elif 0 <= ev.canary_requests < state.last_look_requests:
+        j, stale = _no_pass_on_less_data(j, state.last_look_requests), True  # a smaller window cannot overturn a bigger one
     s = replace(state, look=state.look + 1, step_looks=state.step_looks + 1, updated_at=ev.now,
-                last_verdict=_verdict_summary(j, ev), last_look_requests=ev.canary_requests)
+                last_verdict=_verdict_summary(j, ev),
+                last_look_requests=max(ev.canary_requests, state.last_look_requests))
     actions: list[Action] = [Emit("look.completed", {"outcome": j.outcome.label, "canary_requests": ev.canary_requests,
                                                      "look": state.look,
                                                      "checks": {r.check: r.outcome.label for r in j.results}})]
@@ -275,11 +293,18 @@ def _judge(state: RolloutState, ev: Looked, policy: Policy) -> tuple[RolloutStat
             s2, more = _end(s, ev.now, reason=j.reason(), phase=ROLLED_BACK, verdict=j)
             return s2, actions + more
         return s, actions
-    s = replace(s, failed_looks=0)
+    if not stale:
+        s = replace(s, failed_looks=0)
     elapsed = ev.now - s.step_started_at
-    if elapsed < policy.analysis.interval:
-        return s, actions
-    if j.outcome is Outcome.PASS and ev.canary_requests >= policy.analysis.min_canary_requests:
+    covered = elapsed if ev.window_s is None else min(elapsed, ev.window_s)
+    if covered < policy.analysis.interval:
+        if elapsed >= policy.analysis.interval:
+            actions.append(Emit("look.window_short", {"window_s": round(covered, 3),
+                                                      "interval_s": policy.analysis.interval}))
+        if elapsed < policy.analysis.interval + policy.failure.no_data_deadline:
+            return s, actions
+    if covered >= policy.analysis.interval and j.outcome is Outcome.PASS \
+            and ev.canary_requests >= policy.analysis.min_canary_requests:
         if s.step + 2 < len(policy.steps):
             s2, more = _enter_step(s, s.step + 1, policy, ev.now)
             return s2, actions + more

@@ -630,6 +630,9 @@ class BatchMetrics:
     def snapshot(self, wants: Iterable[Want], *, at: float | None = None) -> Snapshot:
         groups = _group(wants)
         taken_at = at if at is not None else (self.prom.at if self.prom.at is not None else time.time())
+        # every family at ONE evaluation time: otherwise the request counter and a histogram of
+        # the same snapshot can fall in different seconds and disagree on the window's traffic
+        at = taken_at
         series: dict[str, dict[tuple[str, ...], float]] = {}
         answers: dict[str, Any] = {}  # label shapes that differ only in roles share one query
         for fam, group in groups.items():

@@ -161,9 +161,10 @@ def test_a_look_over_the_same_canary_requests_adds_no_failure_even_after_a_resta
     assert s.failed_looks == 1 and s.last_look_requests == 300
     s = rl.RolloutState.from_json(s.to_json())  # a new process resumes from the recorded state
     s, _ = look(s, 4, Outcome.FAIL, n=300)
-    assert s.phase == rl.PROGRESSING and s.failed_looks == 0  # same data: inconclusive, not a 2nd failure
+    # same data: inconclusive, not a 2nd failure -- and not a reset of the first either
+    assert s.phase == rl.PROGRESSING and s.failed_looks == 1
     s, _ = look(s, 6, Outcome.FAIL, n=400)
-    assert s.failed_looks == 1
+    assert s.phase == rl.ROLLED_BACK
 
 
 def test_a_hard_breach_on_the_same_data_still_rolls_back() -> None:
@@ -197,3 +198,28 @@ def test_a_recorded_state_of_the_wrong_shape_is_refused_naming_the_field(field: 
     d[field] = value
     with pytest.raises(ValueError):
         rl.RolloutState.from_json(json.dumps(d))
+
+
+def test_a_step_passes_only_when_the_judged_window_covers_the_interval() -> None:
+    s = started()
+    # the step is 12 s old, but the data judged cover 4 s (a restarted process's first snapshot)
+    s, actions = rl.transition(s, rl.Looked(12, verdict(Outcome.PASS), 500, window_s=4.0), POLICY)
+    assert s.step == 0 and "look.window_short" in names(actions)
+    s, _ = rl.transition(s, rl.Looked(18, verdict(Outcome.PASS), 900, window_s=10.0), POLICY)
+    assert s.step == 1
+
+
+def test_short_windows_still_end_at_the_deadline_never_in_a_promotion() -> None:
+    s = started()
+    for t in range(2, 30, 2):
+        s, _ = rl.transition(s, rl.Looked(t, verdict(Outcome.PASS), 100 + 10 * t, window_s=3.0), POLICY)
+        assert s.phase == rl.PROGRESSING and s.step == 0
+    s, _ = rl.transition(s, rl.Looked(30, verdict(Outcome.PASS), 500, window_s=3.0), POLICY)
+    assert s.phase == rl.ROLLED_BACK and "no verdict" in s.reason
+
+
+def test_a_pass_on_fewer_requests_than_an_earlier_look_cannot_overturn_it() -> None:
+    s, _ = look(started(), 10, Outcome.FAIL, n=400)  # whole step measured: a failure
+    s, actions = look(s, 11, Outcome.PASS, n=300)  # a shorter window says pass
+    assert s.step == 0 and s.failed_looks == 1 and s.last_look_requests == 400
+    assert s.last_verdict is not None and s.last_verdict["outcome"] == "inconclusive"
