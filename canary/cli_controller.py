@@ -21,6 +21,7 @@ import yaml
 
 from canary import cli, crd
 from canary import rollout as rl
+from canary.reconcile import EXIT_CODES
 
 controller_app = typer.Typer(no_args_is_help=True, help="Run canary as a long-running controller of CanaryRollouts.")
 
@@ -146,7 +147,7 @@ def follow(*, model: str, canary_version: str, policy_file: Path, namespace: str
             obj = api.get_namespaced_custom_object(crd.GROUP, crd.VERSION, namespace, crd.PLURAL, meta["name"])
             st = obj.get("status") or {}
             if st.get("phase") in rl.TERMINAL:
-                code = {rl.PROMOTED: 0, rl.ROLLED_BACK: 1, rl.ABORTED: 3}[st["phase"]]
+                code = EXIT_CODES[st["phase"]]
                 if output == "json":
                     typer.echo(json.dumps({**st, "exit_code": code, "rollout": f"{namespace}/{meta['name']}"}))
                 else:

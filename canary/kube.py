@@ -124,3 +124,18 @@ def _is_network_error(exc: BaseException) -> bool:
     import urllib3.exceptions
 
     return isinstance(exc, (urllib3.exceptions.HTTPError, OSError, TimeoutError))
+
+
+def event_body(*, namespace: str, involved: dict[str, Any], reason: str, message: str, warning: bool,
+               component: str, generate_name: str) -> dict[str, Any]:
+    """A core/v1 Event (the one shape both the VirtualService's and the CanaryRollout's Events use).
+    `reason` is CamelCase (<= 128 chars), `message` is cut at 1,024 characters."""
+    import datetime
+
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {"apiVersion": "v1", "kind": "Event",
+            "metadata": {"generateName": generate_name, "namespace": namespace},
+            "involvedObject": {**involved, "namespace": namespace},
+            "reason": reason[:128], "message": message[:1024], "type": "Warning" if warning else "Normal",
+            "source": {"component": component}, "reportingComponent": component,
+            "firstTimestamp": now, "lastTimestamp": now, "count": 1}

@@ -27,7 +27,8 @@ from canary.errors import CanaryError, ConfigError, KubeUnavailable, NotLeader, 
 from canary.fencing import FencedRouter
 from canary.logs import get as get_logger
 from canary.model import STABLE_ONLY, Verdict, Outcome
-from canary.reconcile import (execute, look_due, look_window, measure_window, parse_state, subset_drift, to_stable,
+from canary import kube
+from canary.reconcile import (K8S_EVENTS, camel, execute, look_due, look_window, measure_window, parse_state, subset_drift, to_stable,
                               with_look_recorded)
 from canary.routing.base import RouteStatus, TrafficRouter
 
@@ -448,7 +449,7 @@ class Operator:
     def _record(self, spec: crd.RolloutSpec, state: rl.RolloutState, actions: list[rl.Action]) -> None:
         events = {a.event for a in actions if isinstance(a, rl.Emit)}
         for a in actions:
-            if isinstance(a, rl.Emit) and a.event in _CR_EVENTS:
+            if isinstance(a, rl.Emit) and a.event in K8S_EVENTS:
                 self._cr_event(spec, a.event, f"{a.event}: weights {state.weights} {a.fields.get('reason', '')}".strip(),
                                warning=a.warning)
         t, n = self.telemetry, self.notifier
@@ -474,14 +475,10 @@ class Operator:
         """Best effort: a Kubernetes Event on the CanaryRollout itself (kubectl describe shows it)."""
         if not self.is_leader():
             return
-        now = crd.iso(self.clock.now())
-        body = {"apiVersion": "v1", "kind": "Event",
-                "metadata": {"generateName": f"{spec.name}.", "namespace": spec.namespace},
-                "involvedObject": {"apiVersion": f"{crd.GROUP}/{crd.VERSION}", "kind": crd.KIND, "name": spec.name,
-                                   "namespace": spec.namespace, "uid": spec.uid},
-                "reason": "".join(p.capitalize() for p in event.replace("_", ".").split(".")), "message": message[:1024],
-                "type": "Warning" if warning else "Normal", "source": {"component": "canary-controller"},
-                "firstTimestamp": now, "lastTimestamp": now, "count": 1}
+        body = kube.event_body(namespace=spec.namespace, reason=camel(event), message=message, warning=warning,
+                               involved={"apiVersion": f"{crd.GROUP}/{crd.VERSION}", "kind": crd.KIND,
+                                         "name": spec.name, "uid": spec.uid},
+                               component="canary-controller", generate_name=f"{spec.name}.")
         try:
             self.core.create_namespaced_event(spec.namespace, body, _request_timeout=3)
         except Exception:
@@ -550,8 +547,6 @@ class Operator:
         return dict(cm.data or {})
 
 
-_CR_EVENTS = {"rollout.started", "step.advanced", "rollout.promoting", "rollout.promoted", "rollback.completed",
-              "rollout.aborted", "rollout.paused", "rollout.resumed", "rollout.held", "weights.reasserted"}
 
 
 def _key(obj: dict[str, Any]) -> str:

@@ -14,7 +14,6 @@ module only adds I/O, retries and error translation.
 
 from __future__ import annotations
 
-import datetime
 from collections.abc import Callable
 from typing import Any
 
@@ -107,22 +106,10 @@ class IstioRouter:
 
     def record_event(self, target: Target, *, reason: str, message: str, warning: bool = False) -> bool:
         """Best effort, one attempt, short timeout: an Event must never stall a rollback."""
-        now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-        body = {
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {"generateName": f"{target.virtual_service}.", "namespace": target.namespace},
-            "involvedObject": {"apiVersion": f"{GROUP}/{self.version}", "kind": "VirtualService",
-                               "name": target.virtual_service, "namespace": target.namespace},
-            "reason": reason[:128],
-            "message": message[:1024],
-            "type": "Warning" if warning else "Normal",
-            "source": {"component": "canary"},
-            "reportingComponent": "canary",
-            "firstTimestamp": now,
-            "lastTimestamp": now,
-            "count": 1,
-        }
+        body = kube.event_body(namespace=target.namespace, reason=reason, message=message, warning=warning,
+                               involved={"apiVersion": f"{GROUP}/{self.version}", "kind": "VirtualService",
+                                         "name": target.virtual_service},
+                               component="canary", generate_name=f"{target.virtual_service}.")
         try:
             self._raw_create_event(target.namespace, body)
             return True
