@@ -86,16 +86,19 @@ def _oncall_router(kubeconfig: Optional[str], context: Optional[str]) -> Any:
             if target.route:
                 return target
             vs = self._get(VS_PLURAL, target.namespace, target.virtual_service)
+            recorded = _recorded(patch.read_state(vs))
+            if recorded is not None and recorded.route and not recorded.terminal:
+                return replace(target, route=recorded.route)  # the route the rollout in progress drives
             dr = self._get(DR_PLURAL, target.namespace, target.dr_name)
-            return replace(target, route=patch.route_for(vs, dr, recorded=_recorded_weights(patch.read_state(vs))))
+            return replace(target, route=patch.route_for(vs, dr, recorded=recorded.weights if recorded else None))
 
     return OnCallRouter(api_client(kubeconfig=kubeconfig, context=context))
 
 
-def _recorded_weights(text: Optional[str]) -> Any:
-    """The weights the recorded rollout wrote; None when there is no readable record."""
+def _recorded(text: Optional[str]) -> Optional[rl.RolloutState]:
+    """The recorded rollout; None when there is no readable record."""
     try:
-        return rl.RolloutState.from_json(text).weights if text else None
+        return rl.RolloutState.from_json(text) if text else None
     except (ValueError, TypeError, KeyError):
         return None
 

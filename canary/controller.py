@@ -177,7 +177,8 @@ class Controller:
         self._check_metrics()
         self._written = status.state or ""
         state, actions = rl.new_rollout(model=target.model, stable_version=target.stable_version,
-                                        canary_version=target.canary_version, now=self.clock.now())
+                                        canary_version=target.canary_version, now=self.clock.now(),
+                                        route=target.route)
         self.log = self.log.bind(stable_version=target.stable_version)
         return self._apply(state, actions)
 
@@ -343,6 +344,9 @@ def operator_action(router: TrafficRouter, target: Target, event: rl.Rollback | 
         # on-call must always be able to send everything to stable: an unreadable record is replaced
         log.warning("rollout.state_unreadable", action="rollback writes stable 100% and a new record")
         state = None
+    if state is not None and not state.terminal and state.route and target.route and state.route != target.route:
+        raise ConfigError(f"{target.namespace}/{target.virtual_service}: the rollout in progress drives route "
+                          f"{state.route!r}, not {target.route!r}; use --route {state.route}")
     if state is None or state.terminal:
         if isinstance(event, rl.Rollback) and (status.weights != STABLE_ONLY or status.raw_weights is not None
                                             or state is None and status.state):

@@ -167,7 +167,7 @@ class Operator:
                                   f"stable version {target.stable_version}")
             self._check_before_claim(spec)
             state, actions = rl.new_rollout(model=target.model, stable_version=target.stable_version,
-                                            canary_version=target.canary_version, now=now)
+                                            canary_version=target.canary_version, now=now, route=target.route)
             state, _ = self._do(spec, state, actions, expect=status.state, log=log)
             self._status(obj, spec, state)
             return None

@@ -52,6 +52,7 @@ class RolloutState:
     # canary requests counted at the previous look of this step (-1: none yet). Persisted, so a
     # resumed process knows a look over the same data is not new evidence (no re-spent failures).
     last_look_requests: float = -1.0
+    route: str = ""  # the VirtualService HTTP route the rollout drives ("" = the only one)
     started_at: float = 0.0
     step_started_at: float = 0.0
     updated_at: float = 0.0
@@ -85,7 +86,7 @@ class RolloutState:
         for name in ("model", "stable_version", "canary_version", "phase", "weights"):
             if name not in d:
                 raise ValueError(f"rollout state: {name} is missing")
-        for name in ("model", "stable_version", "canary_version", "phase", "reason"):
+        for name in ("model", "stable_version", "canary_version", "phase", "reason", "route"):
             if name in d and not isinstance(d[name], str):
                 raise ValueError(f"rollout state: {name} must be a string, got {type(d[name]).__name__}")
         for name in ("step", "look", "step_looks", "failed_looks"):
@@ -200,10 +201,11 @@ class Emit:
 Action = SetWeights | PointSubset | Emit
 
 
-def new_rollout(*, model: str, stable_version: str, canary_version: str, now: float) -> tuple[RolloutState, list[Action]]:
+def new_rollout(*, model: str, stable_version: str, canary_version: str, now: float,
+                route: str = "") -> tuple[RolloutState, list[Action]]:
     """Claim the VirtualService (PENDING at 100/0), then point the canary subset."""
     state = RolloutState(
-        model=model, stable_version=stable_version, canary_version=canary_version,
+        model=model, stable_version=stable_version, canary_version=canary_version, route=route,
         phase=PENDING, weights=STABLE_ONLY, started_at=now, step_started_at=now, updated_at=now,
     )
     return state, [SetWeights(STABLE_ONLY), PointSubset("canary", canary_version), Emit("rollout.started", {})]

@@ -81,10 +81,11 @@ def set_raw(api: KubeAPIServer, stable: Any, canary: Any, name: str = "primary")
     api.edit(GROUP, VS, "ml", "rec-model", edit)
 
 
-def in_progress(kc: Path, weights: Weights = Weights(75, 25), route: str = "") -> None:
+def in_progress(kc: Path, weights: Weights = Weights(75, 25), route: str = "", record_route: bool = False) -> None:
     router = IstioRouter(api_client(kubeconfig=str(kc)))
     state = rl.RolloutState(model="rec-model", stable_version="v1", canary_version="v2", phase=rl.PROGRESSING,
-                            weights=weights, step=1, started_at=1.0, step_started_at=2.0)
+                            weights=weights, step=1, started_at=1.0, step_started_at=2.0,
+                            route=route if record_route else "")
     router.set_weights(Target(**{**TARGET.__dict__, "route": route}), weights, state=state.to_json())
 
 
@@ -208,3 +209,16 @@ def test_promote_still_refuses_weights_it_did_not_write(cluster: Any) -> None:
         set_raw(api, *raw)
         with pytest.raises(TargetError, match="weight"):
             router.inspect(TARGET)
+
+
+def test_the_route_recorded_by_the_rollout_is_the_one_on_call_acts_on(cluster: Any) -> None:
+    api, kc = cluster
+    with_routes(api, SHADOW, LEGACY)
+    set_raw(api, 0, 100, name="shadow")
+    in_progress(kc, Weights(80, 20), route="primary", record_route=True)
+    writes = len(api.writes)
+    res = cli(kc, "rollback", "--route", "shadow")  # the wrong route: refused, nothing written
+    assert res.exit_code == 2 and "--route primary" in res.output, res.output
+    assert len(api.writes) == writes and weights(api) == [80, 20]
+    assert cli(kc, "rollback").exit_code == 0  # no --route: the recorded one
+    assert weights(api) == [100, 0] and weights(api, "shadow") == [0, 100]
