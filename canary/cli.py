@@ -55,6 +55,11 @@ def run_guarded(fn: Any) -> Any:
         fail(f"could not complete: {exc}", EXIT_INFRA)
     except CanaryError as exc:
         fail(str(exc), EXIT_INFRA)
+    except (typer.Exit, typer.Abort, KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as exc:  # a bug: exit 3 (never 1, which means "rolled back"), the type and message
+        logs.get().error("cli.unexpected_error", error=f"{type(exc).__name__}: {exc}")
+        fail(f"unexpected error ({type(exc).__name__}: {exc})", EXIT_INFRA)
 
 
 def _router(kubeconfig: Optional[str], context: Optional[str]) -> Any:

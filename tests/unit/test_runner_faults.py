@@ -189,3 +189,16 @@ def test_rollback_works_even_when_the_recorded_state_is_unreadable(garbage: str)
     state = operator_action(router, TARGET, rl.Rollback(5.0, "on-call"), log=get())
     assert router.weights == STABLE_ONLY and state.phase == rl.ROLLED_BACK
     assert rl.RolloutState.from_json(router.state).phase == rl.ROLLED_BACK
+
+
+def test_an_unexpected_error_in_any_command_exits_3_without_a_traceback() -> None:
+    import typer
+
+    from canary.cli import run_guarded
+
+    def boom() -> int:
+        raise RuntimeError("a bug")
+
+    with pytest.raises(typer.Exit) as exit_info:
+        run_guarded(boom)
+    assert exit_info.value.exit_code == 3  # never 1, which means "rolled back"
