@@ -1,0 +1,134 @@
+"""The five kinds of check a policy can hold, each refusing to load without a threshold.
+
+A check is one question the judge asks of both arms (latency, error rate,
+prediction shift, missing features, or any PromQL); `Check` is their union,
+told apart by `kind`. Kept apart from the rest of the policy because it is
+what grows: a new kind of check is a class here and a branch in the judge.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Union
+
+from pydantic import Field, field_validator, model_validator
+
+from canary.policy_fields import METRIC_NAME, METRIC_PATTERN, Source, Strict, show
+from canary.policy_promql import check_promql
+
+
+class _CheckBase(Strict):
+    name: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.-]+$", description="unique name, used in logs")
+    source: Source | None = Field(None, description="metric family; defaults to metrics.source")
+    hard: bool = Field(False, description="a failure rolls back at once, without waiting for failure.max_failed_looks")
+
+
+class LatencyCheck(_CheckBase):
+    """Canary latency quantile vs stable (relative) and/or vs a ceiling (absolute)."""
+
+    kind: Literal["latency"]
+    quantile: float = Field(0.95, gt=0, lt=1)
+    max_increase_pct: float | None = Field(None, ge=0, description="canary quantile at most this % above stable")
+    max_ms: float | None = Field(None, gt=0, description="canary quantile must stay below this many ms")
+
+    @model_validator(mode="after")
+    def _one_threshold(self) -> "LatencyCheck":
+        if self.max_increase_pct is None and self.max_ms is None:
+            raise ValueError("latency check needs max_increase_pct and/or max_ms")
+        return self
+
+
+class ErrorRateCheck(_CheckBase):
+    kind: Literal["error_rate"]
+    max_increase_points: float | None = Field(None, ge=0, le=100, description="canary error % at most this many points above stable")
+    max_rate_pct: float | None = Field(None, ge=0, le=100, description="canary error % ceiling")
+
+    @model_validator(mode="after")
+    def _one_threshold(self) -> "ErrorRateCheck":
+        if self.max_increase_points is None and self.max_rate_pct is None:
+            raise ValueError("error_rate check needs max_increase_points and/or max_rate_pct")
+        return self
+
+
+class PredictionShiftCheck(_CheckBase):
+    """Distribution of the model's outputs (or any per-request histogram) canary vs stable."""
+
+    kind: Literal["prediction_shift"]
+    metric: str | None = Field(None, description="histogram metric name (with or without _bucket); defaults to the source's prediction metric",
+                               json_schema_extra={"pattern": METRIC_NAME})
+    max_psi: float | None = Field(None, gt=0, description="population stability index ceiling (0.1 small, 0.25 large)")
+    max_js: float | None = Field(None, gt=0, le=1, description="Jensen-Shannon distance ceiling (base 2, 0..1)")
+
+    @field_validator("metric")
+    @classmethod
+    def _metric(cls, name: str | None) -> str | None:
+        base = name[: -len("_bucket")] if name and name.endswith("_bucket") else name
+        if base is not None and not METRIC_PATTERN.match(base):
+            raise ValueError(f"{show(name)} is not a valid Prometheus metric name ([a-zA-Z_:][a-zA-Z0-9_:]*)")
+        return name
+
+    @model_validator(mode="after")
+    def _one_threshold(self) -> "PredictionShiftCheck":
+        if self.max_psi is None and self.max_js is None:
+            raise ValueError("prediction_shift check needs max_psi and/or max_js")
+        return self
+
+
+class FeatureMissingCheck(_CheckBase):
+    kind: Literal["feature_missing"]
+    max_increase_points: float | None = Field(None, ge=0, le=100)
+    max_rate_pct: float | None = Field(None, ge=0, le=100)
+
+    @model_validator(mode="after")
+    def _one_threshold(self) -> "FeatureMissingCheck":
+        if self.max_increase_points is None and self.max_rate_pct is None:
+            raise ValueError("feature_missing check needs max_increase_points and/or max_rate_pct")
+        return self
+
+
+class CustomCheck(_CheckBase):
+    """Any PromQL returning one number per arm.
+
+    Templates may use {model}, {version}, {namespace} (inside double-quoted
+    strings only: the values are escaped there) and {window}; any other
+    {identifier} is refused as a typo, so a literal `{word}` cannot be written.
+    Use `query` for one template applied to both arms, or `stable_query` and
+    `canary_query`. Brackets and strings are checked at load time; the server
+    checks the rest.
+    """
+
+    kind: Literal["custom"]
+    query: str | None = None
+    stable_query: str | None = None
+    canary_query: str | None = None
+    higher_is_better: bool = False
+    max_value: float | None = Field(None, description="canary value must not exceed (or, higher_is_better, fall below) this")
+    max_ratio: float | None = Field(None, gt=0, description="canary/stable ratio limit (lower is better: at most; else at least 1/x)")
+    max_increase: float | None = Field(None, ge=0, description="canary - stable at most this (worse direction)")
+
+    @field_validator("query", "stable_query", "canary_query")
+    @classmethod
+    def _promql(cls, template: str | None) -> str | None:
+        return None if template is None else check_promql(template)
+
+    @model_validator(mode="after")
+    def _shape(self) -> "CustomCheck":
+        per_arm = (self.stable_query, self.canary_query)
+        if self.query is None and None in per_arm:
+            raise ValueError("custom check needs `query`, or both `stable_query` and `canary_query`")
+        if self.query is not None and any(q is not None for q in per_arm):
+            raise ValueError("custom check takes `query` or per-arm queries, not both")
+        if self.max_value is None and self.max_ratio is None and self.max_increase is None:
+            raise ValueError("custom check needs max_value, max_ratio and/or max_increase")
+        return self
+
+    def template(self, arm: str) -> str:
+        if self.query is not None:
+            return self.query
+        return self.stable_query if arm == "stable" else self.canary_query  # type: ignore[return-value]
+
+
+Check = Annotated[
+    Union[LatencyCheck, ErrorRateCheck, PredictionShiftCheck, FeatureMissingCheck, CustomCheck],
+    Field(discriminator="kind"),
+]
+

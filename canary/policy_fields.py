@@ -1,0 +1,113 @@
+"""The value types every part of a policy is built from: names, durations, strict models.
+
+Kept apart from the policy's sections (`policy_checks`, `policy_metrics`,
+`policy`) so that each of them declares its fields with the same rules and
+the same error wording, without importing one another.
+
+Values are strict, because a coerced value is a silent surprise mid-rollout:
+`Strict` models forbid unknown keys, never coerce (a boolean is never a
+number, a string is never a boolean) and refuse ``.inf``/``.nan``. Durations
+are '500ms'/'30s'/'5m'/'1h' or seconds, each within bounds that keep a rollout
+sane: at least 1 s and at most 24 h for the step interval, the look period and
+the no-data deadline (a step longer than a day is a unit mistake, e.g. ms
+written as s, and a Prometheus window that long outlives most retention), a
+Triton probe every 0.1 s .. 10 min (a dead canary keeps its traffic for
+failures x interval).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Annotated, Any, Literal
+
+import pydantic
+from pydantic import BaseModel, ConfigDict
+
+LABEL_NAME = r"^[a-zA-Z_][a-zA-Z0-9_]*$"
+METRIC_NAME = r"^[a-zA-Z_:][a-zA-Z0-9_:]*$"
+_LABEL, METRIC_PATTERN = re.compile(LABEL_NAME), re.compile(METRIC_NAME)
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+class FieldProblem(ValueError):
+    """A validation error naming the field it is about, below where pydantic places it."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def show(value: Any, limit: int = 40) -> str:
+    """`value` as it may stand in an error message: its repr, cut to `limit` characters."""
+    try:
+        text = repr(value)
+    except ValueError:  # an int too long to print
+        text = "<a very long number>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def label_name(name: str, *, allow_empty: bool = False) -> str:
+    """A valid Prometheus label name, not reserved (`__` prefix); raises ValueError."""
+    if allow_empty and name == "":
+        return name
+    if not _LABEL.match(name) or name.startswith("__"):
+        raise ValueError(f"{show(name)} is not a valid Prometheus label name "
+                         "([a-zA-Z_][a-zA-Z0-9_]*, not starting with __)")
+    return name
+
+
+def parse_duration(value: Any) -> float:
+    """'500ms', '10s', '5m', '1h' or a number of seconds -> seconds (a finite float > 0)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError("a duration must be like '30s', '5m' or a number of seconds")
+    try:
+        if isinstance(value, str):
+            match = _DURATION.match(value)
+            if not match:
+                raise ValueError(f"{show(value)} is not a duration (use e.g. '500ms', '30s', '5m', '1h')")
+            seconds = float(match.group(1)) * _UNIT[match.group(2)]
+        else:
+            seconds = float(value)
+    except OverflowError:
+        raise ValueError("a duration must be finite") from None
+    if not math.isfinite(seconds):
+        raise ValueError("a duration must be finite")
+    if seconds <= 0:
+        raise ValueError("a duration must be positive")
+    return seconds
+
+
+def _fmt_s(seconds: float) -> str:
+    for unit, size in (("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds * 1000:g}ms"
+
+
+def _duration(lo: float, hi: float) -> Any:
+    def bounded(seconds: float) -> float:
+        if not lo <= seconds <= hi:
+            raise ValueError(f"{_fmt_s(seconds)} is out of range: use {_fmt_s(lo)} .. {_fmt_s(hi)}")
+        return seconds
+
+    schema = {"anyOf": [{"type": "number", "minimum": lo, "maximum": hi},
+                        {"type": "string", "pattern": _DURATION.pattern}]}
+    return Annotated[float, pydantic.BeforeValidator(parse_duration), pydantic.AfterValidator(bounded),
+                     pydantic.WithJsonSchema(schema)]
+
+
+def as_tuple(value: Any) -> Any:
+    """A YAML list as the tuple a field declares (YAML has no tuples)."""
+    return tuple(value) if isinstance(value, list) else value
+
+
+StepDuration = _duration(1.0, 86400.0)
+ProbeDuration = _duration(0.1, 600.0)
+Source = Literal["model", "istio", "triton"]
+
+
+class Strict(BaseModel):
+    # no docstring: pydantic would put it in the JSON Schema of every section
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)

@@ -1,0 +1,103 @@
+"""The metrics section of a policy, and the labels that pick one model, arm and namespace.
+
+A query that matched the wrong labels would read another model's series, or
+both arms as one, and the judge would compare a thing with itself. So the
+identity labels of each metric family (`SOURCE_LABELS`) are declared here,
+beside the `metrics` section that may rename them, and `check_identity`
+refuses at load time any override or extra matcher that would change what a
+query reads. `metrics.queries.PRESETS` mirrors these labels (a unit test keeps
+the two equal); `metrics.queries.selector` checks again at query time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pydantic
+from pydantic import Field, field_validator
+
+from canary.policy_fields import LABEL_NAME, FieldProblem, Source, Strict, label_name
+
+
+@dataclass(frozen=True)
+class SourceLabels:
+    """The label names one metric family's queries depend on (metrics.queries.PRESETS mirrors
+    them; a unit test keeps the two equal). Identity labels pick model, arm and namespace."""
+
+    arm: str
+    model: str
+    namespace: str | None = None
+    fixed: tuple[str, ...] = ()  # constant matchers metrics.labels may replace (istio's reporter)
+    matched: tuple[str, ...] = ()  # labels the family's own queries match or split on
+
+
+SOURCE_LABELS: dict[str, SourceLabels] = {
+    "model": SourceLabels("model_version", "model_name", matched=("outcome", "state")),
+    "istio": SourceLabels("destination_version", "destination_service_name", "destination_service_namespace",
+                          fixed=("reporter",), matched=("response_code",)),
+    "triton": SourceLabels("version", "model"),
+}
+QUERY_LABELS = ("le",)  # every histogram query groups by it, whatever the source
+
+
+class Metrics(Strict):
+    source: Source = Field("model", description="default metric family for checks: model | istio | triton")
+    arm_label: str | None = Field(None, description="label carrying the version; default per source",
+                                  json_schema_extra={"pattern": LABEL_NAME})
+    model_label: str | None = Field(None, description="label carrying the model name; default per source; '' for none",
+                                    json_schema_extra={"pattern": "^$|" + LABEL_NAME})
+    labels: dict[str, str] = Field(default_factory=dict, description="extra equality matchers on every query; never one "
+                                   "of the identity labels (model, arm, namespace)",
+                                   json_schema_extra={"propertyNames": {"pattern": LABEL_NAME}})
+
+    @field_validator("arm_label", "model_label")
+    @classmethod
+    def _label(cls, name: str | None, info: pydantic.ValidationInfo) -> str | None:
+        return None if name is None else label_name(name, allow_empty=info.field_name == "model_label")
+
+    @field_validator("labels")
+    @classmethod
+    def _label_keys(cls, labels: dict[str, str]) -> dict[str, str]:
+        for key in labels:
+            try:
+                label_name(key)
+            except ValueError as exc:
+                raise FieldProblem(key, str(exc)) from None
+        return labels
+
+
+def identity_labels(metrics: Metrics, source: str) -> dict[str, str]:
+    """role -> label name of the matchers that pick one model, arm and namespace ('' model: none)."""
+    sl = SOURCE_LABELS[source]
+    out = {"model label": sl.model if metrics.model_label is None else metrics.model_label,
+           "arm label": metrics.arm_label or sl.arm}
+    if sl.namespace:
+        out["namespace label"] = sl.namespace
+    return {role: name for role, name in out.items() if name}
+
+
+def check_identity(metrics: Metrics, source: str) -> None:
+    """Refuse what would make a query read another model, another arm or both arms as one."""
+    sl = SOURCE_LABELS[source]
+    ident = identity_labels(metrics, source)
+    protected = {**{name: role for role, name in ident.items()},
+                 **{n: f"default {r}" for r, n in (("model label", sl.model), ("arm label", sl.arm)) if n not in ident.values()}}
+    used = {name: f"a label the queries of source {source!r} match or split on themselves"
+            for name in sl.matched + QUERY_LABELS}
+    if ident.get("arm label") == ident.get("model label"):
+        raise FieldProblem("metrics.arm_label",
+                           f"the arm label and the model label must differ (both {ident['arm label']!r})")
+    for role, name in ident.items():
+        clash = (f"the namespace label of source {source!r}" if name == sl.namespace else
+                 f"a fixed matcher of source {source!r}" if name in sl.fixed else used.get(name))
+        if clash and role != "namespace label":
+            field = "metrics.arm_label" if role == "arm label" else "metrics.model_label"
+            raise FieldProblem(field, f"{name!r} cannot be the {role}: it is {clash}")
+    for key in metrics.labels:
+        if key in protected:
+            raise FieldProblem(f"metrics.labels.{key}", f"{key!r} is the {protected[key]} of source {source!r}; it "
+                               "picks which series a query reads and cannot be overridden (the arms would read the "
+                               "same, or another model's, series)")
+        if key in used:
+            raise FieldProblem(f"metrics.labels.{key}", f"{key!r} is {used[key]}; a matcher on it would change what "
+                               "counts as an error, a bucket or a feature")

@@ -1,0 +1,133 @@
+"""Policy YAML read strictly and within bounds: no silent conversions, no bombs.
+
+A policy arrives as text from a file or a ConfigMap, written by hand, so
+PyYAML's safe loader is not strict enough:
+
+- booleans are ``true``/``false``: YAML 1.1's ``yes``/``no``/``on``/``off``
+  are refused when unquoted (PyYAML would read ``on`` as True, kubectl too);
+- integers must be plain decimal and floats have no base-60 form (YAML 1.1
+  reads ``010`` as 8 and ``1:30`` as 90); dates stay the text that was
+  written; duplicate keys are refused.
+
+Malformed input of any kind (bytes, bombs, nesting) gives one `PolicyError`,
+never another exception: the text is at most `MAX_BYTES`, and composing stops
+at `MAX_VALUES` nodes or `MAX_DEPTH` levels. `too_big` bounds the same for a
+policy that arrives already parsed (a CanaryRollout's spec).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from canary.errors import PolicyError
+from canary.policy_fields import show
+
+MAX_VALUES, MAX_DEPTH = 10_000, 32
+MAX_BYTES = 256 << 10  # 80x the shipped default policy; keeps the pure-Python parser under ~0.5 s on any input
+
+
+def too_big(raw: Any) -> str | None:
+    """Bound what validation walks: a YAML alias bomb is small text but a huge (or cyclic) graph."""
+    stack, seen = [(raw, 1)], 0
+    while stack:
+        value, depth = stack.pop()
+        seen += 1
+        if seen > MAX_VALUES:
+            return f"more than {MAX_VALUES} values (YAML aliases expanding?)"
+        if depth > MAX_DEPTH:
+            return f"nested deeper than {MAX_DEPTH} levels"
+        if isinstance(value, dict):
+            stack.extend((v, depth + 1) for kv in value.items() for v in kv)
+        elif isinstance(value, (list, tuple, set, frozenset)):
+            stack.extend((v, depth + 1) for v in value)
+    return None
+
+
+class _Loader(yaml.SafeLoader):
+    """safe_load without YAML 1.1's silent conversions (see the module docstring), and bounded:
+    composing stops at MAX_VALUES nodes or MAX_DEPTH levels, long before the pure-Python
+    parser has spent a second or Python's recursion limit is near."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.nodes = self.depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self.nodes, self.depth = self.nodes + 1, self.depth + 1
+        if self.nodes > MAX_VALUES or self.depth > MAX_DEPTH:
+            what = f"more than {MAX_VALUES} values" if self.nodes > MAX_VALUES else f"deeper than {MAX_DEPTH} levels"
+            raise yaml.composer.ComposerError(None, None, f"too large: {what}", self.peek_event().start_mark)
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        seen: set[str] = set()
+        for key_node, _ in node.value if isinstance(node, yaml.MappingNode) else ():
+            if key_node.tag != "tag:yaml.org,2002:merge" and isinstance(key_node, yaml.ScalarNode):
+                if key_node.value in seen:
+                    raise yaml.constructor.ConstructorError(None, None, f"duplicate key {show(key_node.value)}",
+                                                            key_node.start_mark)
+                seen.add(key_node.value)
+        return super().construct_mapping(node, deep)
+
+
+def _strict_scalar(kind: str, ok: str, hint: str) -> None:
+    base, pattern = yaml.SafeLoader.yaml_constructors[f"tag:yaml.org,2002:{kind}"], re.compile(ok)
+
+    def construct(loader: _Loader, node: Any) -> Any:
+        text = str(node.value)
+        problem = hint if not pattern.match(text) else "too many digits" if len(text) > 40 else ""
+        if problem:
+            raise yaml.constructor.ConstructorError(None, None, f"{show(text)}: {problem}", node.start_mark)
+        return base(loader, node)
+
+    _Loader.add_constructor(f"tag:yaml.org,2002:{kind}", construct)
+
+
+_strict_scalar("bool", r"(?i)(true|false)\Z", "write true or false (or quote it for a string)")
+_strict_scalar("int", r"[-+]?(0|[1-9][0-9_]*)\Z", "write integers in plain decimal (YAML 1.1 reads 010 as 8 "
+               "and 1:30 as 90), or quote it for a string")
+_strict_scalar("float", r"[^:]*\Z", "no base-60 numbers (YAML 1.1 reads 1:30.0 as 90.0); quote it for a string")
+_Loader.yaml_implicit_resolvers = {  # dates stay the text that was written
+    ch: [(tag, rx) for tag, rx in rs if tag != "tag:yaml.org,2002:timestamp"]
+    for ch, rs in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
+        mark = exc.problem_mark
+        return f"line {mark.line + 1}, column {mark.column + 1}: {exc.context or ''} {exc.problem or ''}".strip()
+    return " ".join(str(exc).split())
+
+
+def load_text(text: str | bytes, *, file: str = "<policy>") -> Any:
+    """The data in YAML text (a file's, a ConfigMap's), read with the strict loader; PolicyError if unreadable."""
+    if len(text) > MAX_BYTES:
+        raise PolicyError(file, "", f"too large: more than {MAX_BYTES} bytes")
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise PolicyError(file, "", f"not UTF-8 text (byte {exc.start})") from None
+    try:
+        return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        raise PolicyError(file, "", f"not valid YAML: {_yaml_problem(exc)[:300]}") from None
+    except (ValueError, TypeError, OverflowError, RecursionError) as exc:  # a constructor's own (!!float abc)
+        raise PolicyError(file, "", f"not valid YAML: {type(exc).__name__}: {str(exc)[:200]}") from None
+
+
+def read_file(path: Path) -> bytes:
+    """A policy file's bytes, one more than MAX_BYTES at most (so `load_text` can tell it is too large)."""
+    try:
+        with path.open("rb") as f:
+            return f.read(MAX_BYTES + 1)
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
+        raise PolicyError(str(path), "", f"cannot read: {getattr(exc, 'strerror', None) or exc}") from None
