@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import random
 import sys
 import time
@@ -35,6 +34,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import benchdoc  # noqa: E402
 
 import kubernetes.client as kc  # noqa: E402
 import structlog  # noqa: E402
@@ -207,16 +209,12 @@ def main() -> None:
     print(table)
     if args.write:
         cmd = f".venv/bin/python scripts/bench_crash.py --seeds {args.seeds} --rollouts {args.rollouts} --write"
-        (ROOT / "docs" / "benchmarks" / "crash.md").write_text(
-            "# Crash benchmark: interrupted rollouts end right and consistent\n\n"
-            f"Command: `{cmd}`  \nMachine: {platform.machine()}, Python {platform.python_version()}, "
-            f"{time.strftime('%Y-%m-%d')}\n\n"
+        benchdoc.write("crash", title="Crash benchmark: interrupted rollouts end right and consistent", command=cmd, body=(
             "What is counted: see the docstring of `scripts/bench_crash.py`. An *interrupted rollout* is one "
             "that was not finished when its controller (or `canary promote`) was killed; a *wrong outcome* "
             "is a 60%-slower `v3` promoted or a good `v2` not promoted; an *inconsistent state* is any "
             "disagreement between the route's weights, the recorded state, the CR status and the subsets.\n\n"
-            + table + "\n\nTarget (issue 8): 0 wrong and 0 inconsistent in at least 500 interrupted rollouts.\n",
-            encoding="utf-8")
+            + table + "\n\nTarget (issue 8): 0 wrong and 0 inconsistent in at least 500 interrupted rollouts."))
 
 
 if __name__ == "__main__":

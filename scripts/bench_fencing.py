@@ -13,13 +13,15 @@ Prints a table and exits 0; with --write, writes docs/benchmarks/fencing.md.
 from __future__ import annotations
 
 import argparse
-import platform
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import benchdoc  # noqa: E402
 
 import structlog  # noqa: E402
 
@@ -50,14 +52,11 @@ def main() -> None:
     print(table)
     if args.write:
         cmd = f".venv/bin/python scripts/bench_fencing.py --trials {args.trials} --write"
-        (ROOT / "docs" / "benchmarks" / "fencing.md").write_text(
-            "# Fencing: a retried write never lands after the lease's renew deadline\n\n"
-            f"Command: `{cmd}`  \nMachine: {platform.machine()}, Python {platform.python_version()}, "
-            f"{time.strftime('%Y-%m-%d')}; renew deadline {args.renew_deadline} s (scaled down from 10 s)\n\n"
+        benchdoc.write("fencing", title="Fencing: a retried write never lands after the lease's renew deadline",
+                       command=cmd, extra=f"; renew deadline {args.renew_deadline} s (scaled down from 10 s)", body=(
             "Each trial: a Lease acquired once and never renewed; one VirtualService write retried through "
             "500/503/429 and too-slow answers at random. Every attempt is fenced (`IstioRouter.fence` = "
-            "`LeaderElector.lease_left`) and its timeout cut to the lease left.\n\n" + table + "\n",
-            encoding="utf-8")
+            "`LeaderElector.lease_left`) and its timeout cut to the lease left.\n\n" + table))
 
 
 if __name__ == "__main__":

@@ -13,16 +13,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 from urllib.parse import urlparse
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import benchdoc  # noqa: E402
 
 import yaml  # noqa: E402
 
@@ -74,14 +75,11 @@ def main() -> None:
     print(table)
     if args.write:
         cmd = f".venv/bin/python scripts/bench_sigterm.py --trials {args.trials} --write"
-        (ROOT / "docs" / "benchmarks" / "sigterm.md").write_text(
-            "# SIGTERM to stable 100% with an unresponsive Prometheus\n\n"
-            f"Command: `{cmd}`  \nMachine: {platform.machine()}, Python {platform.python_version()}, "
-            f"{time.strftime('%Y-%m-%d')}\n\n"
+        benchdoc.write("sigterm", title="SIGTERM to stable 100% with an unresponsive Prometheus", command=cmd, body=(
             "A look is waiting on a Prometheus that accepted the connection and never answers when SIGTERM "
             "arrives. The look runs in a worker thread that the signal abandons; the rollback write follows "
             "at once. Before (issue 8) the same case took 19-29 s: the look had to time out and retry first.\n\n"
-            + table + "\n", encoding="utf-8")
+            + table))
 
 
 if __name__ == "__main__":

@@ -26,19 +26,25 @@ GATES = {"triton": {"enabled": True, "protocol": "http", "warmup_requests": 4, "
                     "probe_interval": "1s", "probe_failures": 2}}
 
 
-def run(stable: TritonServer, canary_url: str, ticks: int = 12) -> tuple[Any, list[str]]:
+def world(stable_url: str, canary_url: str) -> tuple[Any, Any, FakeClock, Operator]:
+    """The emulator with one gated CanaryRollout, and a controller on a fake clock."""
     api = fleet.start_api(1)
     policy = copy.deepcopy(fleet.FAST_POLICY)
     policy["gates"] = GATES
     api.handler.put_object(crd.new_object(namespace="ml", name="r0", model="rec-model", canary_version="v2",
                                           virtual_service="m0", policy_raw=policy,
-                                          triton={"stableUrl": stable.http_url, "canaryUrl": canary_url}))
+                                          triton={"stableUrl": stable_url, "canaryUrl": canary_url}))
     client = api.api_client()
     clock = FakeClock()
     router = IstioRouter(client, wait=tenacity.wait_none())
     target = Target(namespace="ml", virtual_service="m0", model="rec-model", stable_version="v1", canary_version="v2")
     op = Operator(custom=kc.CustomObjectsApi(client), core=kc.CoreV1Api(client), router=router,
                   metrics=FakeMetrics(LiveWeights(router, target), clock), namespace="ml", clock=clock)  # type: ignore[arg-type]
+    return api, client, clock, op
+
+
+def run(stable: TritonServer, canary_url: str, ticks: int = 12) -> tuple[Any, list[str]]:
+    api, client, clock, op = world(stable.http_url, canary_url)
     phases = []
     try:
         for _ in range(ticks):
@@ -69,18 +75,7 @@ def test_a_compatible_canary_passes_the_gate_and_gets_traffic(triton_stable: Tri
 def test_a_canary_that_dies_under_traffic_is_rolled_back_by_the_probe(triton_stable: TritonServer) -> None:
     own = TritonServer(arm="canary", version="v2.1.0").start()  # killed by this test only
     own.wait_ready()
-    api = fleet.start_api(1)
-    policy = copy.deepcopy(fleet.FAST_POLICY)
-    policy["gates"] = GATES
-    api.handler.put_object(crd.new_object(namespace="ml", name="r0", model="rec-model", canary_version="v2",
-                                          virtual_service="m0", policy_raw=policy,
-                                          triton={"stableUrl": triton_stable.http_url, "canaryUrl": own.http_url}))
-    client = api.api_client()
-    clock = FakeClock()
-    router = IstioRouter(client, wait=tenacity.wait_none())
-    target = Target(namespace="ml", virtual_service="m0", model="rec-model", stable_version="v1", canary_version="v2")
-    op = Operator(custom=kc.CustomObjectsApi(client), core=kc.CoreV1Api(client), router=router,
-                  metrics=FakeMetrics(LiveWeights(router, target), clock), namespace="ml", clock=clock)  # type: ignore[arg-type]
+    api, client, clock, op = world(triton_stable.http_url, own.http_url)
     try:
         op.tick()
         op.tick()
