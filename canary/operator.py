@@ -72,7 +72,7 @@ class Operator:
         # start) is checked on every read; None means "no snapshot near the step's start": measure the
         # whole step per rollout instead of judging a window shorter than the step (docs/decisions.md).
         self._step_starts: dict[str, tuple[tuple[str, int, float], Any]] = {}
-        self._breach_seen: dict[str, float] = {}
+        self._breach_seen: dict[tuple[str, str], float] = {}  # (rollout, canary version) -> first failed look
         self._failing: dict[str, float] = {}  # rollout key -> when its ticks started failing
         self._known: dict[str, tuple[crd.RolloutSpec, rl.RolloutState]] = {}  # last state read, per rollout
         self._gates: dict[tuple[str, str], Any] = {}  # (rollout, canary version) -> TritonGates
@@ -127,6 +127,8 @@ class Operator:
                 active.append(item)
         snap = self._snapshot(active)
         self._looks([a for a in active if a.due], snap)
+        if hasattr(self.router, "forget_prefetch"):
+            self.router.forget_prefetch()  # prefetched objects serve this tick only
         if self.telemetry:
             self.telemetry.observe_tick(time.monotonic() - t0, len(objs))
         self.last_tick = time.monotonic()
@@ -362,7 +364,7 @@ class Operator:
                 if self.telemetry:
                     self.telemetry.record_verdict(model=spec.target.model, results=verdict.results)
                 if verdict.outcome is Outcome.FAIL:
-                    self._breach_seen.setdefault(spec.key, time.monotonic())
+                    self._breach_seen.setdefault((spec.key, state.canary_version), time.monotonic())
                 new, actions = rl.transition(state, rl.Looked(self.clock.now(), verdict, canary_n, window_s),
                                              spec.policy)
                 new, _ = self._do(spec, new, with_look_recorded(new, actions), expect=a.recorded, log=log)
@@ -456,7 +458,7 @@ class Operator:
         if t:
             t.record_state(namespace=spec.namespace, rollout=spec.name, state=state)
         if "rollback.completed" in events or "rollout.aborted" in events:
-            seen = self._breach_seen.pop(spec.key, None)
+            seen = self._breach_seen.pop((spec.key, state.canary_version), None)
             if t:
                 t.record_rollback(model=spec.target.model, reason=state.reason,
                                   seconds=time.monotonic() - seen if seen else None)
@@ -466,6 +468,7 @@ class Operator:
                 if any(r.get("kind") == "prediction_shift" and r.get("outcome") == "fail" for r in failed):
                     n.notify("prediction_shift", crd.notification(spec, state))
         if "rollout.promoted" in events:
+            self._breach_seen.pop((spec.key, state.canary_version), None)
             if t:
                 t.record_promotion(model=spec.target.model)
             if n:

@@ -185,6 +185,10 @@ class IstioRouter:
         self._cache = cache
         return len(cache)
 
+    def forget_prefetch(self) -> None:
+        """Drop what `prefetch` listed and no read used: it must not serve a later tick."""
+        self._cache = {}
+
     def _get(self, plural: str, namespace: str, name: str) -> Obj:
         cached = getattr(self, "_cache", {}).pop((plural, namespace, name), None)
         if cached is not None:
