@@ -1,0 +1,69 @@
+"""Reading Prometheus's answers: one number, a histogram's buckets, or a named reason for neither.
+
+Shared by the measuring path (`PrometheusProvider`) and `preflight`, so an
+answer preflight accepts is one a look can read, and the same empty, NaN or
+misshapen answer gets the same `NoData`/`ConfigError` either way.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from canary.errors import ConfigError, MetricsUnavailable, NoData
+from canary.metrics import queries as q
+
+
+def is_scalar(result: Any) -> bool:
+    """A scalar answer: one [time, "value"] pair rather than a list of series."""
+    return isinstance(result, list) and len(result) == 2 and not isinstance(result[0], dict)
+
+
+def well_formed(result: Any) -> bool:
+    """data.result as Prometheus writes it: a [time, "value"] pair, or a list of series."""
+    if is_scalar(result):
+        return isinstance(result[1], str)
+    return isinstance(result, list) and all(
+        isinstance(s, dict) and isinstance(s.get("metric"), dict) and ("value" in s or "values" in s) for s in result
+    )
+
+
+def number(pair: Any) -> float | None:
+    """The value of a [time, "value"] pair; None when it is not one."""
+    try:
+        return float(pair[1])
+    except (TypeError, ValueError, IndexError, KeyError):
+        return None
+
+
+def arm_name(arm: str) -> str:
+    return f"the {arm} arm" if arm else "the query"
+
+
+def number_of(result: Any, query: str, check: str, arm: str) -> float:
+    """The one number of an answer that must be one series or a scalar."""
+    if is_scalar(result):
+        value = float(result[1])
+    else:
+        if not result:
+            raise NoData(f"check {check!r}: no series for {arm_name(arm)}; query: {query}")
+        if len(result) > 1 or "value" not in result[0]:
+            raise ConfigError(
+                f"check {check!r}: query must return one number per arm, got {len(result)} series "
+                f"(aggregate with sum() or avg()); query: {query}"
+            )
+        value = float(result[0]["value"][1])
+    if math.isnan(value):
+        raise NoData(f"check {check!r}: NaN for {arm_name(arm)}; query: {query}")
+    return value
+
+
+def bucket_pairs(result: Any, query: str, check: str, arm: str) -> list[tuple[float, float]]:
+    """(le, cumulative count) of every bucket series in a histogram answer."""
+    if is_scalar(result) or not result:
+        raise NoData(f"check {check!r}: no histogram series for {arm_name(arm)}; query: {query}")
+    try:
+        raw = [(q.parse_le(s["metric"]["le"]), float(s["value"][1])) for s in result]
+    except (KeyError, ValueError, TypeError) as exc:
+        raise MetricsUnavailable(f"check {check!r}: malformed histogram answer for {arm_name(arm)}; query: {query}") from exc
+    return raw

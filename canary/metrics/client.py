@@ -1,0 +1,245 @@
+"""PrometheusClient: instant queries against one Prometheus, every wire failure in our error tree.
+
+The HTTP and retry layer under `PrometheusProvider` (which turns checks into
+queries and answers into arm data) and `BatchMetrics` (which asks for
+snapshots). Everything that can go wrong on the wire is turned into our error
+tree here:
+
+- connection refused, timeout, 5xx/408/429, a malformed answer: retried with
+  tenacity within a bounded budget (``retries`` attempts and ``budget_s``
+  seconds in all, each request's timeout cut to what is left), then
+  `MetricsUnavailable` -- "could not measure", never a pass;
+- any other 4xx: `ConfigError` at once -- 400/422 a query Prometheus rejects
+  (naming the check, quoting Prometheus's error), 401/403 credentials, 404 and
+  the rest a URL that is not a Prometheus HTTP API (path prefix).
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import re
+import time
+from typing import Any, Mapping, Self
+
+import requests
+import structlog
+import urllib3
+from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, stop_after_delay, wait_exponential
+from urllib3.util.retry import Retry
+
+from canary.errors import ConfigError, MetricsUnavailable
+from canary.metrics.answers import arm_name, number_of, well_formed
+
+log = structlog.get_logger(__name__)
+_STATUS = re.compile(r"HTTP Status Code (\d+)")
+_BODY = re.compile(r"HTTP Status Code \d+ \((b'.*'|b\".*\")\)\s*$", re.DOTALL)
+_TRUE = {"1", "true", "yes", "on"}
+_MAX_BACKOFF_S = 1.0
+_MIN_TIMEOUT_S = 0.05
+
+
+class _Transient(Exception):
+    """One failed attempt worth another try (internal to the retry loop)."""
+
+
+class _Malformed(_Transient):
+    """A 2xx answer that is not Prometheus's JSON: transient for `measure`, fatal at preflight."""
+
+
+class NotPrometheus(ConfigError):
+    """The URL answers, but not as a Prometheus HTTP API does."""
+
+
+class Rejected(ConfigError):
+    """Prometheus answered 400/422: the query cannot run."""
+
+
+PREFIX_HINT = ("; check the path prefix in --prometheus-url (a reverse proxy's path such as /prometheus, "
+               "or Prometheus's --web.route-prefix), which must be the part before /api/v1")
+
+
+class PrometheusClient:
+    """Instant queries against one Prometheus, with bounded retries."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        token: str | None = None,
+        basic_auth: tuple[str, str] | None = None,
+        verify_tls: bool | str = True,
+        timeout_s: float = 5.0,
+        retries: int = 3,
+        budget_s: float = 5.0,
+        backoff_s: float = 0.2,
+        at: float | None = None,
+    ) -> None:
+        if not url:
+            raise ConfigError("Prometheus URL is empty (set CANARY_PROMETHEUS_URL or --prometheus)")
+        if retries < 1 or timeout_s <= 0 or budget_s <= 0:
+            raise ConfigError("retries must be >= 1, timeout_s and budget_s > 0")
+        self.url = url.rstrip("/")
+        self.retries, self.timeout_s, self.budget_s, self.backoff_s = retries, timeout_s, budget_s, backoff_s
+        self.at = at  # evaluation time for every query (replay/tests); None: Prometheus's now
+        session = requests.Session()
+        session.verify = verify_tls  # a path is a CA bundle, as in requests
+        headers = {"Authorization": f"Bearer {token}"} if token else None
+        # urllib3's own retries are off (read=False keeps a read timeout a Timeout, as requests'
+        # default adapter does): tenacity alone owns the budget
+        self._client = PrometheusConnect(
+            url=self.url, headers=headers, auth=basic_auth, session=session,
+            retry=Retry(0, read=False, raise_on_status=False), timeout=timeout_s,  # type: ignore[arg-type]
+        )
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Self:
+        """Build from CANARY_PROMETHEUS_{URL,TOKEN,USER,PASSWORD,INSECURE,CA_FILE}."""
+        env = os.environ if env is None else env
+        url = env.get("CANARY_PROMETHEUS_URL", "")
+        if not url:
+            raise ConfigError("CANARY_PROMETHEUS_URL is not set")
+        user, password = env.get("CANARY_PROMETHEUS_USER"), env.get("CANARY_PROMETHEUS_PASSWORD")
+        if bool(user) != bool(password):
+            raise ConfigError("set both CANARY_PROMETHEUS_USER and CANARY_PROMETHEUS_PASSWORD, or neither")
+        verify: bool | str = env.get("CANARY_PROMETHEUS_CA_FILE") or True
+        if env.get("CANARY_PROMETHEUS_INSECURE", "").strip().lower() in _TRUE:
+            verify = False
+        kwargs: dict[str, Any] = {
+            "token": env.get("CANARY_PROMETHEUS_TOKEN") or None,
+            "basic_auth": (user, password) if user and password else None,
+            "verify_tls": verify,
+        }
+        kwargs.update(overrides)
+        return cls(url, **kwargs)
+
+    @property
+    def query_bound_s(self) -> float:
+        """Worst-case seconds one `query` takes before it answers or raises, e.g. against a
+        server that accepts connections and never answers: the smaller of every attempt
+        timing out (retries x timeout_s + the backoffs) and the budget plus the last backoff
+        plus one minimal attempt. requests applies timeout_s per socket operation (connect,
+        each read), so a server trickling bytes, or a connect that succeeds only just in
+        time, can stretch one attempt; that is the only way past this bound."""
+        waits = [min(self.backoff_s * 2**k, _MAX_BACKOFF_S) for k in range(self.retries - 1)]
+        all_attempts = self.retries * self.timeout_s + sum(waits)
+        return min(all_attempts, self.budget_s + max(waits, default=0.0) + _MIN_TIMEOUT_S)
+
+    # -- querying ------------------------------------------------------------------------
+
+    def scalar(self, query: str, *, check: str = "", arm: str = "", at: float | None = None) -> float:
+        """One number from an instant query that must return one series or a scalar."""
+        return number_of(self.query(query, check=check, arm=arm, at=at), query, check, arm)
+
+    def query(self, query: str, *, check: str = "", arm: str = "", at: float | None = None) -> Any:
+        """Instant query with bounded retries; returns Prometheus's `data.result` as is."""
+        return self.ask(query, check=check, arm=arm, at=at, who=f"check {check!r}", strict=False, deadline=None)
+
+    def ask(self, query: str, *, check: str, arm: str, at: float | None, who: str, strict: bool,
+             deadline: float | None) -> Any:
+        """`query`, and preflight's stricter variant: a 2xx that is not Prometheus's answer
+        is then a ConfigError at once instead of a retried transient failure."""
+        at = self.at if at is None else at
+        params = {} if at is None else {"time": f"{at:.3f}"}
+        now = time.monotonic()
+        deadline = now + self.budget_s if deadline is None else min(deadline, now + self.budget_s)
+        if deadline <= now:
+            raise MetricsUnavailable(f"{who}: no time left in the budget to ask Prometheus at {self.url}; query: {query}")
+        retrying = Retrying(
+            stop=stop_after_attempt(self.retries) | stop_after_delay(deadline - now),
+            wait=wait_exponential(multiplier=self.backoff_s, max=_MAX_BACKOFF_S),
+            retry=retry_if_exception_type(_Transient),
+            reraise=True,
+            before_sleep=lambda rs: log.warning(
+                "metrics.query_retry", check=check, arm=arm, attempt=rs.attempt_number,
+                error=str(rs.outcome.exception()) if rs.outcome else "",
+            ),
+        )
+        try:
+            for attempt in retrying:
+                with attempt:
+                    timeout = max(_MIN_TIMEOUT_S, min(self.timeout_s, deadline - time.monotonic()))
+                    result = self._once(query, params, timeout, who, strict)
+                    if strict and not well_formed(result):
+                        raise NotPrometheus(f"{self.url} does not look like a Prometheus HTTP API: its answer has "
+                                            f"no list of series in data.result ({excerpt(json.dumps(result))})"
+                                            f"{PREFIX_HINT}")
+                    return result
+        except _Transient as exc:
+            log.error("metrics.query_failed", check=check, arm=arm, url=self.url, error=str(exc), query=query)
+            raise MetricsUnavailable(
+                f"{who}: Prometheus at {self.url} could not be asked for {arm_name(arm)} ({exc}); query: {query}"
+            ) from exc.__cause__ or exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _once(self, query: str, params: dict[str, str], timeout: float, who: str, strict: bool) -> Any:
+        try:
+            return self._client.custom_query(query, params=params, timeout=timeout)  # type: ignore[arg-type]
+        except PrometheusApiClientException as exc:
+            status, body = status_and_body(exc)
+            if 400 <= status < 500 and status not in (408, 429):
+                raise self._refused(status, body, query, who) from exc
+            raise _Transient(f"HTTP {status or '?'}") from exc
+        except requests.exceptions.Timeout as exc:
+            raise _Transient(f"timed out after {timeout:.1f}s") from exc
+        except requests.exceptions.ConnectionError as exc:
+            raise _Transient("connection failed") from exc
+        except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
+                requests.exceptions.InvalidSchema) as exc:
+            raise ConfigError(f"Prometheus URL {self.url!r} is not a valid http(s) URL ({exc})") from exc
+        except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, ValueError, KeyError, TypeError) as exc:
+            doc = getattr(exc, "doc", None)  # a JSONDecodeError keeps the text it could not read
+            what = f"not JSON: {excerpt(doc)}" if isinstance(doc, str) else type(exc).__name__
+            if strict:
+                raise NotPrometheus(f"{self.url} does not look like a Prometheus HTTP API: GET /api/v1/query "
+                                    f"answered {what}{PREFIX_HINT}") from exc
+            raise _Malformed(f"malformed answer: {type(exc).__name__}") from exc
+
+    def _refused(self, status: int, body: bytes, query: str, who: str) -> ConfigError:
+        """The ConfigError for a 4xx: a rejected query, credentials, or not a Prometheus API."""
+        prom = prometheus_error(body)
+        if status in (400, 422) or (prom is not None and prom[0] in ("bad_data", "execution")):
+            error = f"{prom[0]}: {prom[1]}" if prom else excerpt(body)
+            return Rejected(f"{who}: Prometheus rejected the query (HTTP {status} {error}); query: {query}")
+        if status in (401, 403):
+            return ConfigError(
+                f"Prometheus at {self.url} refused our credentials (HTTP {status}: {excerpt(body)}); check "
+                "--prometheus-token, or --prometheus-user/--prometheus-password (CANARY_PROMETHEUS_TOKEN/USER/PASSWORD)"
+            )
+        return NotPrometheus(f"{self.url} does not look like a Prometheus HTTP API: GET /api/v1/query answered "
+                             f"HTTP {status} ({excerpt(body)}){PREFIX_HINT}")
+
+
+def status_and_body(exc: Exception) -> tuple[int, bytes]:
+    """HTTP status and body from the client's exception ("HTTP Status Code 400 (b'...')")."""
+    text = str(exc)
+    m = _STATUS.search(text)
+    b = _BODY.search(text)
+    try:
+        body = ast.literal_eval(b.group(1)) if b else b""
+    except (ValueError, SyntaxError):
+        body = b""
+    return (int(m.group(1)) if m else 0), (body if isinstance(body, bytes) else b"")
+
+
+def prometheus_error(body: bytes) -> tuple[str, str] | None:
+    """(errorType, error) when the body is Prometheus's error JSON."""
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if isinstance(data, dict) and data.get("status") == "error" and "error" in data:
+        return str(data.get("errorType", "")), str(data["error"])
+    return None
+
+
+def excerpt(text: bytes | str | None, limit: int = 120) -> str:
+    """The start of a body, on one line, for a message (an HTML page says what answered)."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    flat = " ".join((text or "").split())
+    if not flat:
+        return "empty body"
+    return repr(flat if len(flat) <= limit else flat[:limit] + "...")

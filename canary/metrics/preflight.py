@@ -1,0 +1,120 @@
+"""Preflight: every query a look of this rollout will send, asked once before any traffic moves.
+
+A query Prometheus cannot run is then a ConfigError (exit 2, nothing touched)
+rather than an abort after the first step. The queries come from
+`query_plan`/`request_plan`, the very functions `measure` and `request_counts`
+build theirs with, and the answers are read with the same code (`answers`),
+so what is checked is what runs. The answer to a known query (`PROBE`) tells a
+URL that is not Prometheus apart from a bad check.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+
+from canary.errors import ConfigError, MetricsUnavailable, NoData
+from canary.metrics import queries as q
+from canary.metrics.answers import bucket_pairs, is_scalar, number, number_of
+from canary.metrics.base import PreflightQuery, PreflightReport
+from canary.metrics.client import PREFIX_HINT, NotPrometheus, PrometheusClient, Rejected, excerpt
+from canary.metrics.query_plan import HISTOGRAM, query_plan, request_plan
+from canary.model import Target
+from canary.policy import Policy
+
+PROBE = "vector(1)"  # known answer: one series, no labels, value "1"
+
+
+def preflight(client: PrometheusClient, policy: Policy, target: Target, *,
+              window_s: int | None = None) -> PreflightReport:
+    """Ask Prometheus, once each, every query a look of this rollout will send.
+
+    Shapes: the queries are those of `query_plan` for each of `policy.checks`
+    and of `request_plan`, both arms, over `window_s` (default: the policy's
+    `analysis.interval`, so an empty stable arm means no data over a whole
+    step); equal queries are sent once. A known-answer query (`vector(1)`)
+    goes first, so a URL that is not Prometheus is told apart from a bad
+    check. Returns a `PreflightReport` (empty answers are recorded, not
+    raised: a canary has no series before it gets traffic).
+
+    Errors (source: `canary.errors`):
+    - ConfigError (exit 2, never retried): a query that cannot be built
+      ("policy checks[i] 'name': ...", or "policy metrics: ..."); a query
+      Prometheus rejects (HTTP 400/422, bad_data/execution; its error is
+      quoted, with the check and arm); 401/403 (credentials); 404, another
+      4xx, or an answer that is not Prometheus's JSON (not a Prometheus
+      HTTP API: check the path prefix); an invalid URL.
+    - MetricsUnavailable (transient): refused, timed out, 5xx/408/429 after
+      the provider's bounded retries. Preflight stops at the first one, so
+      a server that hangs costs ONE query: at most `query_bound_s` seconds
+      (5.45 s with the defaults timeout_s=5, retries=3, budget_s=5). In all,
+      preflight takes at most 3 x budget_s (+ one backoff); a server slower
+      than that is MetricsUnavailable too.
+    """
+    t0 = time.monotonic()
+    deadline = t0 + 3 * client.budget_s
+    window = int(window_s or max(1, math.ceil(policy.analysis.interval)))
+    planned = preflight_plan(policy, target, window)
+    answers: dict[str, tuple[int, float | None]] = {}
+    _probe(client, deadline)
+    for where, check, arm, role, query in planned:
+        if query not in answers:
+            answers[query] = _preflight_one(client, query, where=where, check=check, arm=arm, role=role,
+                                            deadline=deadline)
+    found = tuple(PreflightQuery(where=w, check=c, arm=a, query=x, series=answers[x][0], value=answers[x][1])
+                  for w, c, a, _, x in planned)
+    return PreflightReport(url=client.url, window_s=window, queries=found, sent=1 + len(answers),
+                           elapsed_s=time.monotonic() - t0)
+
+
+def _probe(client: PrometheusClient, deadline: float) -> None:
+    try:
+        result = client.ask(PROBE, check="preflight", arm="", at=None, who="preflight", strict=True,
+                            deadline=deadline)
+    except Rejected as exc:  # nothing is wrong with vector(1): whatever answered is not Prometheus
+        raise NotPrometheus(f"{client.url} does not look like a Prometheus HTTP API: it rejected the "
+                            f"query {PROBE} ({exc}){PREFIX_HINT}") from exc
+    ok = (isinstance(result, list) and len(result) == 1 and isinstance(result[0], dict)
+          and result[0].get("metric") == {} and number(result[0].get("value")) == 1.0)
+    if not ok:
+        raise NotPrometheus(f"{client.url} does not look like a Prometheus HTTP API: {PROBE} answered "
+                            f"{excerpt(json.dumps(result))} instead of one series of value 1{PREFIX_HINT}")
+
+
+def _preflight_one(client: PrometheusClient, query: str, *, where: str, check: str, arm: str, role: str,
+                   deadline: float) -> tuple[int, float | None]:
+    """(series, value) of one answer, checked with the code `measure` reads it with."""
+    who = f"policy {where} ({arm} arm)"
+    result = client.ask(query, check=check, arm=arm, at=None, who=who, strict=True, deadline=deadline)
+    if isinstance(result, list) and result and isinstance(result[0], dict) and "values" in result[0]:
+        raise ConfigError(f"{who}: the query returns a range vector; a check needs an instant vector "
+                          f"or a scalar; query: {query}")
+    series = 1 if is_scalar(result) else len(result)
+    try:
+        if role == HISTOGRAM:  # value: observations in the window (the +Inf bucket)
+            pairs = bucket_pairs(result, query, check, arm)
+            return series, q.normalise(pairs, [le for le, _ in pairs]).total
+        return series, number_of(result, query, check, arm)
+    except NoData:
+        return series, (math.nan if series else None)
+    except (ConfigError, MetricsUnavailable) as exc:  # the answer's shape, not the wire: fix the query
+        detail = str(exc).removeprefix(f"check {check!r}: ")
+        raise ConfigError(f"{who}: {detail}") from exc
+
+
+def preflight_plan(policy: Policy, target: Target, window_s: int) -> list[tuple[str, str, str, str, str]]:
+    """(where, check, arm, role, query) for every query of a look, in the order a look sends them."""
+    out: list[tuple[str, str, str, str, str]] = []
+    for i, check in enumerate(policy.checks):
+        where = f"checks[{i}] {check.name!r}"
+        try:
+            plan = query_plan(policy, check, target, window_s=window_s)
+        except (ConfigError, ValueError) as exc:  # queries.selector: ValueError for an identity label override
+            raise ConfigError(f"policy {where}: {exc}") from exc
+        out += [(where, check.name, arm, role, query) for arm in q.ARMS for role, query in plan[arm].items()]
+    try:
+        counts = request_plan(policy, target, window_s=window_s)
+    except (ConfigError, ValueError) as exc:
+        raise ConfigError(f"policy metrics: {exc}") from exc
+    return out + [("request counts", "request_counts", arm, "requests", counts[arm]) for arm in q.ARMS]

@@ -1,0 +1,56 @@
+"""Which PromQL a look sends for each check, both arms: pure, so it can be checked before it runs.
+
+`PrometheusProvider.measure` and `request_counts` send exactly these queries,
+and `preflight` asks the same ones once before any traffic moves: one plan, so
+what is checked is what runs.
+"""
+
+from __future__ import annotations
+
+from canary.errors import ConfigError
+from canary.metrics import queries as q
+from canary.model import Target
+from canary.policy import Check, Policy
+
+HISTOGRAM = "histogram"  # the plan role read as buckets; every other role is one number
+Plan = dict[str, dict[str, str]]  # arm -> role -> PromQL, in the order `measure` sends them
+
+
+def query_plan(policy: Policy, check: Check, target: Target, *, window_s: float) -> Plan:
+    """Every query `measure` sends for one check: {arm: {role: PromQL}}, both arms.
+
+    Roles: ``histogram`` (latency, prediction_shift), ``requests``, ``errors``,
+    ``feature_missing``, ``custom``. Pure; raises ConfigError for what is wrong
+    before any request (an invalid label or metric name, a source without the
+    metric, a misplaced placeholder, an unknown kind).
+    """
+    source = policy.source_of(check)
+    p = q.preset(source)
+    name = check.name
+    out: Plan = {}
+    for arm in q.ARMS:
+        sel = q.selector(policy, target, arm, source)
+        if check.kind == "latency":
+            out[arm] = {HISTOGRAM: q.histogram_query(q.latency_metric(p, name)[0], sel, window_s)}
+        elif check.kind == "prediction_shift":
+            out[arm] = {HISTOGRAM: q.histogram_query(q.prediction_metric(p, name, check.metric), sel, window_s)}
+        elif check.kind == "error_rate":
+            out[arm] = {"requests": q.requests_query(p, sel, window_s), "errors": q.errors_query(p, sel, window_s)}
+        elif check.kind == "feature_missing":
+            q.feature_metric(p, name)
+            out[arm] = {"feature_missing": q.feature_missing_query(p, sel, window_s),
+                        "requests": q.requests_query(p, sel, window_s)}
+        elif check.kind == "custom":
+            custom = q.render_custom(check.template(arm), check_name=name, model=target.model,  # type: ignore[union-attr]
+                                     version=q.arm_version(target, arm), namespace=target.namespace, window_s=window_s)
+            out[arm] = {"custom": custom, "requests": q.requests_query(p, sel, window_s)}
+        else:
+            raise ConfigError(f"check {name!r}: unknown kind {check.kind!r}")
+    return out
+
+
+def request_plan(policy: Policy, target: Target, *, window_s: float) -> dict[str, str]:
+    """The query `request_counts` sends per arm: {arm: PromQL} (source: `metrics.source`)."""
+    source = policy.metrics.source
+    p = q.preset(source)
+    return {arm: q.requests_query(p, q.selector(policy, target, arm, source), window_s) for arm in q.ARMS}
