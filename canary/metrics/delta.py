@@ -1,0 +1,191 @@
+"""Deltas: one arm's data over a window, from two snapshots, series by series.
+
+The arithmetic `increase()` does between samples, done between a rollout's
+step-start snapshot and now, so that the window of each rollout stays its own
+while the queries are shared (`batch`). Kept apart from the snapshot format
+(`snapshot`) because this is where counter resets are judged.
+
+- Per series group (one series' buckets or feature states) between step-start snapshot and
+  now: present in both and no value went down -> the difference; any value went
+  down -> the group restarted and counts its current values, as `increase()` does
+  across a reset between two samples (flagged in `ArmDelta.reset`, logged as
+  ``metrics.counter_reset``); absent from the step-start snapshot -> born in the window, from
+  0; absent now -> contributes nothing new. Limitation of two points: growth
+  before a restart is not seen (`increase()` sees it between samples), nor a
+  restart after which a series outgrew its own step-start snapshot value. Rates match
+  `increase()`'s while a series' error share is steady; counts can be lower.
+- Both snapshots must fit the rollout (`Binding`) and the step-start one may not be
+  newer than now; otherwise `UnusableStepStart`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import structlog
+
+from canary.errors import NoData
+from canary.metrics import queries as q
+from canary.metrics.families import NotBatchable, Spec, check_spec, families
+from canary.metrics.snapshot import Groups, Snapshot, UnusableStepStart, feature_counts, raw_buckets, request_fams
+from canary.model import ArmData, Counts, Target
+from canary.policy import Check, Policy
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class ArmDelta:
+    """One arm's data over a window, and whether a counter reset made part of it 'since the restart'."""
+
+    data: ArmData
+    reset: bool = False
+
+
+def _missing_family(what: str, snap: Snapshot, check: str) -> NoData:
+    return NoData(f"check {check!r}: the snapshot taken at {snap.taken_at:.3f} holds no {what} for this rollout "
+                  "(was it among the snapshot's wants?)")
+
+
+def _check_pair(now: Snapshot, base: Snapshot, target: Target) -> None:
+    for snap in (base, now):
+        why = snap.bound.mismatch(target) if snap.bound is not None else None
+        if why:
+            raise UnusableStepStart(f"snapshot taken at {snap.taken_at:.3f} {why}")
+    if now.taken_at < base.taken_at:
+        raise UnusableStepStart(f"step-start snapshot taken at {base.taken_at:.3f}, after the snapshot it is compared with "
+                               f"({now.taken_at:.3f})")
+
+
+def _counter_delta(now: Groups, base: Groups) -> tuple[dict[str, float], int]:
+    """Per series group: now - base; the current values after a reset (any value went down);
+    from 0 for a group born in the window. Summed per extra label value; also the resets."""
+    out: dict[str, float] = {}
+    resets = 0
+    for sid, cur in now.items():
+        before = base.get(sid, {})
+        if any(cur.get(x, 0.0) < v for x, v in before.items()):
+            resets, before = resets + 1, {}
+        for x, v in cur.items():
+            out[x] = out.get(x, 0.0) + v - before.get(x, 0.0)
+    return out, resets
+
+
+def _histogram_delta(now: Groups, base: Groups, scale: float, where: str) -> tuple[ArmDelta, int]:
+    """Per series: both histograms on the union of their bounds (a missing bucket carries the one below),
+    subtracted, or the current one after a reset; then summed on the union of every series' bounds."""
+    deltas: list[list[tuple[float, float]]] = []
+    resets = 0
+    for sid, cur in now.items():
+        now_raw, base_raw = raw_buckets(cur), raw_buckets(base.get(sid, {}))
+        bounds = [le for le, _ in now_raw + base_raw]
+        h_now, h_base = q.normalise(now_raw, bounds), q.normalise(base_raw, bounds)
+        if any(a < b for a, b in zip(h_now.counts, h_base.counts)):
+            resets += 1
+            deltas.append(list(zip(h_now.bounds, h_now.counts)))
+        else:
+            deltas.append([(le, a - b) for le, a, b in zip(h_now.bounds, h_now.counts, h_base.counts)])
+    bounds = sorted({le for d in deltas for le, _ in d} | {math.inf})
+    summed = [0.0] * len(bounds)
+    for d in deltas:
+        summed = [s + c for s, c in zip(summed, q.normalise(d, bounds).counts)]
+    h = q.normalise(list(zip(bounds, summed)), bounds, scale=scale)  # clamps to non-negative, non-decreasing
+    if h.total <= 0:
+        raise NoData(f"{where}: no observations in the window")
+    return ArmDelta(h, resets > 0), resets
+
+
+def _requests_delta(now: Snapshot, base: Snapshot, policy: Policy, source: str, target: Target,
+                    arm: str) -> tuple[float, int] | None:
+    """Requests of one arm over base..now, series by series, and the series that restarted; None when
+    `now` has no request counter series for the arm."""
+    fams = request_fams(now, policy, source, target, arm)
+    if not now.groups(fams[0], fams[0].ident(target, arm)):
+        return None
+    total, resets = 0.0, 0
+    for fam in fams:
+        ident = fam.ident(target, arm)
+        vals_base = base.groups(fam, ident)
+        if vals_base is None:
+            raise _missing_family(f"request counter {fam.metric}", base, "request_counts")
+        d, r = _counter_delta(now.groups(fam, ident) or {}, vals_base)
+        total, resets = total + sum(d.values()), resets + r
+    return total, resets
+
+
+def _log_resets(resets: int, check: str, target: Target, arm: str, now: Snapshot, base: Snapshot) -> None:
+    if resets:
+        log.warning("metrics.counter_reset", check=check, model=target.model, namespace=target.namespace, arm=arm,
+                    series=resets, base_taken_at=base.taken_at, now_taken_at=now.taken_at)
+
+
+def arm_delta(policy: Policy, check: Check, target: Target, arm: str, now: Snapshot, base: Snapshot) -> ArmDelta:
+    """One arm's data between `base` and `now`. NoData without observations; NotBatchable/ConfigError
+    when snapshots cannot measure the check; UnusableStepStart when a snapshot is bound to another rollout."""
+    spec = check_spec(policy, check)
+    _check_pair(now, base, target)
+    fam, ident = spec.family, spec.family.ident(target, arm)
+    g_now, g_base = now.groups(fam, ident), base.groups(fam, ident)
+    for snap, got in ((now, g_now), (base, g_base)):
+        if got is None:
+            raise _missing_family(fam.metric, snap, check.name)
+    assert g_now is not None and g_base is not None
+    where = f"check {check.name!r}: {arm} arm of {target.model!r}"
+    d, resets = _arm_delta(spec, policy, target, arm, snaps=(now, base), groups=(g_now, g_base), where=where)
+    _log_resets(resets, check.name, target, arm, now, base)
+    return d
+
+
+def _arm_delta(spec: Spec, policy: Policy, target: Target, arm: str, *, snaps: tuple[Snapshot, Snapshot],
+               groups: tuple[Groups, Groups], where: str) -> tuple[ArmDelta, int]:
+    fam, (now, base), (g_now, g_base) = spec.family, snaps, groups
+    if spec.kind == "histogram":
+        if not g_now:
+            raise NoData(f"{where}: no {fam.metric} series; query: {fam.query()}")
+        return _histogram_delta(g_now, g_base, spec.scale, where)
+    if spec.kind == "features":
+        if not g_now:
+            other = "canary" if arm == "stable" else "stable"
+            if not now.groups(fam, fam.ident(target, other)) and now.requests(policy, target, arm, source=spec.source):
+                raise NotBatchable(f"{where}: no {fam.metric} counter (gauge only?); measure it per rollout")
+            raise NoData(f"{where}: no {fam.metric} series; query: {fam.query()}")
+        d, resets = _counter_delta(g_now, g_base)
+        missing, total = feature_counts(d, spec.source)
+        return _counts(missing, total, resets, where), resets
+    got = _requests_delta(now, base, policy, spec.source, target, arm)
+    if got is None:
+        raise NoData(f"{where}: no request counter series")
+    d, resets = _counter_delta(g_now, g_base)
+    return _counts(sum(d.values()), got[0], resets + got[1], where), resets + got[1]
+
+
+def _counts(events: float, total: float, resets: int, where: str) -> ArmDelta:
+    if total <= 0:
+        raise NoData(f"{where}: no requests in the window")
+    return ArmDelta(Counts(events=min(max(events, 0.0), total), total=total), resets > 0)
+
+
+def measure_delta(policy: Policy, check: Check, target: Target, now: Snapshot, base: Snapshot) -> tuple[ArmData, ArmData]:
+    """(stable, canary) over the window base..now, as `PrometheusProvider.measure` gives for a window."""
+    return (arm_delta(policy, check, target, "stable", now, base).data,
+            arm_delta(policy, check, target, "canary", now, base).data)
+
+
+def requests_delta(policy: Policy, target: Target, now: Snapshot, base: Snapshot) -> tuple[float, float]:
+    """(stable, canary) requests over base..now (series by series, a reset counts from the restart);
+    NoData when none; UnusableStepStart when a snapshot is bound to another rollout."""
+    _check_pair(now, base, target)
+    source, out = policy.metrics.source, []
+    for arm in q.ARMS:
+        got = _requests_delta(now, base, policy, source, target, arm)
+        if got is None:
+            fam = families(policy)[0]
+            if now.groups(fam, fam.ident(target, arm)) is None:
+                raise _missing_family("request counter", now, "request_counts")
+            raise NoData(f"check 'request_counts': no requests for the {arm} arm of {target.model!r}")
+        _log_resets(got[1], "request_counts", target, arm, now, base)
+        if got[0] <= 0:
+            raise NoData(f"check 'request_counts': no requests for the {arm} arm of {target.model!r} in the window")
+        out.append(got[0])
+    return out[0], out[1]

@@ -1,0 +1,223 @@
+"""Snapshots: every series' cumulative counters at one instant, bound to a rollout and persisted.
+
+A rollout keeps the `Snapshot` taken when its step started (its step-start
+snapshot) in its status, and measures its window as the difference to a
+later one (`delta`). Kept apart from querying (`batch`) and from the
+arithmetic (`delta`) because this is the persisted format: what a restarted
+controller must be able to read back, or refuse.
+
+- Per series, not per arm: a sum over pods hides one pod's restart (the sum
+  barely moves, or drops and throws away the other pods' history), so
+  snapshots keep series apart (`Family.series_id`). Answers are larger (times
+  the pods), the price of counting like `increase()`. `restrict` keeps only
+  one rollout's series, so it fits in a CR status.
+- A step-start snapshot is BOUND: `restrict` records namespace, model, both versions and
+  (given) the step; `taken_at` is when it was taken. `delta.arm_delta` refuses a bound
+  snapshot of another model/version, or a step-start snapshot newer than now;
+  `check_step_start` also checks the step. Refusals and unreadable or old-format
+  persisted snapshots raise `UnusableStepStart`: take a new step-start snapshot.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Mapping
+
+from canary.errors import ConfigError
+from canary.metrics import queries as q
+from canary.metrics.families import FEATURE_COUNTERS, Family, Ident, check_spec, policy_families, request_families
+from canary.model import ArmData, Counts, Target
+from canary.policy import Check, Policy
+
+FORMAT = 2  # persisted snapshot format; 1 summed series per arm
+Groups = Mapping[str, Mapping[str, float]]  # series id -> {extra label value: cumulative value}
+
+
+class UnusableStepStart(ConfigError):
+    """This snapshot cannot be the step-start snapshot here (another rollout/step, old format, unreadable): take a new one."""
+
+
+@dataclass(frozen=True)
+class Binding:
+    """What a step-start snapshot measures: one rollout's model and versions, and (when given) its step."""
+
+    namespace: str
+    model: str
+    stable_version: str
+    canary_version: str
+    step_started_at: float | None = None
+
+    @classmethod
+    def of(cls, target: Target, step_started_at: float | None = None) -> "Binding":
+        return cls(target.namespace, target.model, target.stable_version, target.canary_version, step_started_at)
+
+    def mismatch(self, target: Target, *, step_started_at: float | None = None) -> str | None:
+        """Why this binding does not fit `target` (and the step, if given); None when it does."""
+        mine = (self.namespace, self.model, self.stable_version, self.canary_version)
+        if mine != (theirs := (target.namespace, target.model, target.stable_version, target.canary_version)):
+            return "taken for {}/{} {} -> {}, not {}/{} {} -> {}".format(*mine, *theirs)
+        if step_started_at is not None and self.step_started_at != step_started_at:
+            return f"taken for the step started at {self.step_started_at}, not {step_started_at}"
+        return None
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Cumulative counters of many rollouts' series at one instant; immutable and JSON-serialisable.
+
+    `series` maps a family's key to {ident + (series id, extra): value}; a family
+    present with no entry for an ident was asked for and had no series (counts as
+    0). `bound` is set on a rollout's step-start snapshot (`restrict`).
+    """
+
+    taken_at: float
+    series: Mapping[str, Mapping[tuple[str, ...], float]] = field(default_factory=dict)
+    bound: Binding | None = None
+
+    _index: Mapping[str, Mapping[Ident, dict[str, dict[str, float]]]] = field(
+        default_factory=dict, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        frozen = {k: MappingProxyType(dict(v)) for k, v in self.series.items()}
+        object.__setattr__(self, "series", MappingProxyType(frozen))
+        index: dict[str, dict[Ident, dict[str, dict[str, float]]]] = {}
+        for key, got in frozen.items():  # by rollout arm, then series: a look is O(its series)
+            per = index[key] = {}
+            for k, v in got.items():
+                per.setdefault(k[:-2], {}).setdefault(k[-2], {})[k[-1]] = v
+        object.__setattr__(self, "_index", index)
+
+    def groups(self, fam: Family, ident: Ident) -> Groups | None:
+        """{series id: {extra: cumulative}} of one rollout arm (read only); None if the family was never asked."""
+        got = self._index.get(fam.key)
+        return None if got is None else got.get(ident, {})
+
+    def values(self, fam: Family, ident: Ident) -> dict[str, float] | None:
+        """{extra label value: cumulative value summed over series} for one rollout arm; None if never asked."""
+        groups = self.groups(fam, ident)
+        if groups is None:
+            return None
+        out: dict[str, float] = {}
+        for vals in groups.values():
+            for x, v in vals.items():
+                out[x] = out.get(x, 0.0) + v
+        return out
+
+    def arm(self, policy: Policy, check: Check, target: Target, arm: str) -> ArmData | None:
+        """Cumulative data for one check and arm (bounds in ms for latency); None if absent."""
+        spec = check_spec(policy, check)
+        vals = self.values(spec.family, spec.family.ident(target, arm))
+        if vals is None or (not vals and spec.kind != "errors"):
+            return None
+        if spec.kind == "histogram":
+            return q.normalise(raw_buckets(vals), [], scale=spec.scale)
+        if spec.kind == "features":
+            missing, total = feature_counts(vals, spec.source)
+            return Counts(events=missing, total=total)
+        total = self.requests(policy, target, arm, source=spec.source)
+        if total is None:
+            return None
+        return Counts(events=min(sum(vals.values()), total), total=total)  # no error series: no errors
+
+    def requests(self, policy: Policy, target: Target, arm: str, *, source: str | None = None) -> float | None:
+        """Cumulative requests of one arm, summed over series; None without a request counter series."""
+        fams = request_fams(self, policy, source or policy.metrics.source, target, arm)
+        if not self.groups(fams[0], fams[0].ident(target, arm)):
+            return None
+        return sum(sum((self.values(f, f.ident(target, arm)) or {}).values()) for f in fams)
+
+    def restrict(self, policy: Policy, target: Target, *, step_started_at: float | None = None) -> "Snapshot":
+        """Only this rollout's series (both arms, every family its policy reads), bound to it: what it persists."""
+        out: dict[str, dict[tuple[str, ...], float]] = {}
+        for fam in policy_families(policy):
+            got = self._index.get(fam.key)
+            if got is None:
+                continue
+            idents = {fam.ident(target, arm) for arm in q.ARMS}
+            out[fam.key] = {(*i, sid, x): v for i in idents for sid, vals in got.get(i, {}).items()
+                            for x, v in vals.items()}
+        return Snapshot(self.taken_at, out, Binding.of(target, step_started_at))
+
+    def check_step_start(self, target: Target, *, step_started_at: float | None = None) -> "Snapshot":
+        """This snapshot if it is a step-start snapshot taken for `target` (and that step, if given); else UnusableStepStart."""
+        why = "not bound to a rollout (restrict() binds it)" if self.bound is None else \
+            self.bound.mismatch(target, step_started_at=step_started_at)
+        if why:
+            raise UnusableStepStart(f"step-start snapshot taken at {self.taken_at:.3f}: {why}")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """{"version", "taken_at", "bound"?, "series": {key: [[*ident, {series id: {extra: value}}]]}}."""
+        series = {key: [[*ident, {sid: dict(sorted(vals.items())) for sid, vals in sorted(groups.items())}]
+                        for ident, groups in sorted(per.items())] for key, per in self._index.items()}
+        out: dict[str, Any] = {"version": FORMAT, "taken_at": self.taken_at, "series": series}
+        if self.bound is not None:
+            out["bound"] = {k: v for k, v in vars(self.bound).items() if v is not None}
+        return out
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), separators=(",", ":"), sort_keys=True, allow_nan=False)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Snapshot":
+        """Raises UnusableStepStart for an old format or anything malformed: the caller takes a new step-start snapshot."""
+        try:
+            version = data.get("version")
+            if version == 1:
+                raise UnusableStepStart("snapshot: format 1 sums counters over series, so it cannot see one series "
+                                       "restart; take a new step-start snapshot")
+            if version != FORMAT:
+                raise UnusableStepStart(f"snapshot: unknown format {version!r}")
+            series: dict[str, dict[tuple[str, ...], float]] = {}
+            for key, rows in data["series"].items():
+                got = series[str(key)] = {}
+                for row in rows:
+                    *ident, groups = row
+                    for sid, vals in groups.items():
+                        for x, v in vals.items():
+                            if not math.isfinite(value := float(v)):
+                                raise ValueError(f"value {v!r}")
+                            got[(*(str(i) for i in ident), str(sid), str(x))] = value
+            return cls(float(data["taken_at"]), series, _binding(data.get("bound")))
+        except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
+            raise UnusableStepStart(f"snapshot: not a valid persisted snapshot ({exc})") from exc
+
+    @classmethod
+    def from_json(cls, text: str | Mapping[str, Any]) -> "Snapshot":
+        try:
+            data = json.loads(text) if isinstance(text, str) else text
+        except ValueError as exc:
+            raise UnusableStepStart(f"snapshot: not a valid persisted snapshot ({exc})") from exc
+        return cls.from_dict(data)
+
+
+def _binding(data: Mapping[str, Any] | None) -> Binding | None:
+    if data is None:
+        return None
+    step = data.get("step_started_at")
+    return Binding(*(str(data[k]) for k in ("namespace", "model", "stable_version", "canary_version")),
+                   step_started_at=None if step is None else float(step))
+
+
+def raw_buckets(vals: Mapping[str, float]) -> list[tuple[float, float]]:
+    """{le label value: cumulative count} as (le, count) pairs, for `queries.normalise`."""
+    return [(q.parse_le(le), v) for le, v in vals.items()]
+
+
+def feature_counts(vals: Mapping[str, float], source: str) -> tuple[float, float]:
+    """(missing, missing + present) from {feature state: count}."""
+    _, _, missing, present = FEATURE_COUNTERS[source]
+    m, p = max(vals.get(missing, 0.0), 0.0), max(vals.get(present, 0.0), 0.0)
+    return m, m + p
+
+
+def request_fams(snap: Snapshot, policy: Policy, source: str, target: Target, arm: str) -> list[Family]:
+    """The preset's request counters, or its fallback when `snap` has no series of the first for this arm.
+    Further counters (Triton's failures) count as 0 when absent."""
+    main, fallback = request_families(policy, source)
+    if fallback is not None and not snap.values(main[0], main[0].ident(target, arm)):
+        return [fallback]
+    return main
