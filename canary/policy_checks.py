@@ -62,7 +62,7 @@ class PredictionShiftCheck(_CheckBase):
     @classmethod
     def _metric(cls, name: str | None) -> str | None:
         base = name[: -len("_bucket")] if name and name.endswith("_bucket") else name
-        if base is not None and not METRIC_PATTERN.match(base):
+        if base is not None and not METRIC_PATTERN.fullmatch(base):
             raise ValueError(f"{show(name)} is not a valid Prometheus metric name ([a-zA-Z_:][a-zA-Z0-9_:]*)")
         return name
 

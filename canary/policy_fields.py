@@ -26,8 +26,8 @@ from pydantic import BaseModel, ConfigDict
 
 LABEL_NAME = r"^[a-zA-Z_][a-zA-Z0-9_]*$"
 METRIC_NAME = r"^[a-zA-Z_:][a-zA-Z0-9_:]*$"
-_LABEL, METRIC_PATTERN = re.compile(LABEL_NAME), re.compile(METRIC_NAME)
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_LABEL, METRIC_PATTERN = re.compile(LABEL_NAME, re.ASCII), re.compile(METRIC_NAME, re.ASCII)
+_DURATION = re.compile(r"^[ \t]*([0-9]+(?:\.[0-9]+)?)[ \t]*(ms|s|m|h)?[ \t]*$", re.ASCII)
 _UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 
 
@@ -52,7 +52,7 @@ def label_name(name: str, *, allow_empty: bool = False) -> str:
     """A valid Prometheus label name, not reserved (`__` prefix); raises ValueError."""
     if allow_empty and name == "":
         return name
-    if not _LABEL.match(name) or name.startswith("__"):
+    if not _LABEL.fullmatch(name) or name.startswith("__"):
         raise ValueError(f"{show(name)} is not a valid Prometheus label name "
                          "([a-zA-Z_][a-zA-Z0-9_]*, not starting with __)")
     return name
@@ -64,7 +64,7 @@ def parse_duration(value: Any) -> float:
         raise ValueError("a duration must be like '30s', '5m' or a number of seconds")
     try:
         if isinstance(value, str):
-            match = _DURATION.match(value)
+            match = _DURATION.fullmatch(value)
             if not match:
                 raise ValueError(f"{show(value)} is not a duration (use e.g. '500ms', '30s', '5m', '1h')")
             seconds = float(match.group(1)) * _UNIT[match.group(2)]

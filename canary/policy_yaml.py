@@ -82,7 +82,7 @@ def _strict_scalar(kind: str, ok: str, hint: str) -> None:
 
     def construct(loader: _Loader, node: Any) -> Any:
         text = str(node.value)
-        problem = hint if not pattern.match(text) else "too many digits" if len(text) > 40 else ""
+        problem = hint if not pattern.fullmatch(text) else "too many digits" if len(text) > 40 else ""
         if problem:
             raise yaml.constructor.ConstructorError(None, None, f"{show(text)}: {problem}", node.start_mark)
         return base(loader, node)

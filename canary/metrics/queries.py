@@ -52,8 +52,8 @@ from canary.model import Histogram, Target
 from canary.policy import Policy, scan_promql
 
 ARMS = ("stable", "canary")
-_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
-_METRIC_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
+_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*", re.ASCII)
+_METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*", re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -120,13 +120,13 @@ def duration(window_s: float) -> str:
 
 
 def _label_name(name: str, what: str) -> str:
-    if not _LABEL_NAME.match(name) or name.startswith("__"):
+    if not _LABEL_NAME.fullmatch(name) or name.startswith("__"):
         raise ConfigError(f"{what}: {name!r} is not a valid Prometheus label name")
     return name
 
 
 def metric_name(name: str, what: str) -> str:
-    if not _METRIC_NAME.match(name):
+    if not _METRIC_NAME.fullmatch(name):
         raise ConfigError(f"{what}: {name!r} is not a valid Prometheus metric name")
     return name
 

@@ -600,3 +600,28 @@ def test_fuzz_huge_numbers_in_yaml(path: str, number: str) -> None:
 @given(values.filter(lambda v: not isinstance(v, dict)))
 def test_fuzz_non_mapping_top_levels(value: Any) -> None:
     refused(value, "", "mapping")
+
+
+@pytest.mark.parametrize("change", [
+    {"metrics": {"source": "model", "labels": {"model_version\n": "v1"}}},
+    {"metrics": {"source": "model", "model_label": "", "labels": {"model_name\n": "victim"}}},
+    {"metrics": {"source": "istio", "labels": {"destination_version\n": "v1"}}},
+    {"metrics": {"source": "model", "arm_label": "model_version\n"}},
+    {"metrics": {"source": "model", "arm_label": "versión"}},
+    {"analysis": {"interval": "3s\n"}},
+    {"analysis": {"interval": "\u0661\u0660s"}},  # Arabic-Indic digits
+])
+def test_names_and_durations_match_whole_and_ascii_only(change: dict) -> None:
+    """A `$` anchor also matches before a final newline: 'model_version\\n' passed as a label name,
+    and Prometheus reads it as a matcher on model_version (issue 8, found by an adversarial run)."""
+    base = {"steps": [10, 100], "checks": [{"name": "e", "kind": "error_rate", "max_rate_pct": 1}]}
+    with pytest.raises(PolicyError):
+        parse_policy({**base, **change})
+
+
+@pytest.mark.parametrize("name", ["model_version\n", "a b", "é", "__name__"])
+def test_queries_refuse_whole_invalid_label_names(name: str) -> None:
+    from canary.metrics import queries
+
+    with pytest.raises((ValueError, ConfigError)):
+        queries._label_name(name, "metrics.arm_label")
