@@ -91,6 +91,7 @@ class Controller:
         self._written = ""  # the state JSON we last wrote (to tell outside edits from ours)
         self._probe_failures = 0
         self._next_probe = 0.0
+        self._next_watch = 0.0
 
     # ---- entry point ----------------------------------------------------------------
 
@@ -206,7 +207,7 @@ class Controller:
         a = self.policy.analysis
         due = state.step_started_at + (state.step_looks + 1) * a.look_every if state.phase == rl.PROGRESSING \
             else self.clock.now() + self.watch_every
-        next_watch = self.clock.now() + self.watch_every
+        next_watch = self._next_watch  # kept across calls: a look every second must not starve the watch
         while True:
             now = self.clock.now()
             if self.stop.is_set():
@@ -218,9 +219,9 @@ class Controller:
                     return failed
             if now >= next_watch:
                 outside = self._check_outside(state)
+                self._next_watch = next_watch = now + self.watch_every
                 if outside is not state:
                     return outside
-                next_watch = now + self.watch_every
             if now >= due:
                 break
             step = min(due, next_watch) - now
@@ -232,6 +233,10 @@ class Controller:
         return self._look(state)
 
     def _look(self, state: rl.RolloutState) -> rl.RolloutState:
+        # what is judged must be what is routed: subsets, weights and the record are re-read first
+        outside = self._check_outside(state)
+        if outside is not state:
+            return outside
         now = self.clock.now()
         window = look_window(self.policy, state, now)
         measurements, canary_n = self._bounded(lambda: measure_window(self.metrics, self.policy, self.target,

@@ -202,3 +202,20 @@ def test_an_unexpected_error_in_any_command_exits_3_without_a_traceback() -> Non
     with pytest.raises(typer.Exit) as exit_info:
         run_guarded(boom)
     assert exit_info.value.exit_code == 3  # never 1, which means "rolled back"
+
+
+@pytest.mark.parametrize("subset,to", [("canary", "v3"), ("stable", "v3")])
+def test_a_subset_repointed_is_caught_before_the_next_look_even_when_looks_outpace_the_watch(subset: str,
+                                                                                            to: str) -> None:
+    ctl, router, metrics, clock = make()
+    ctl.watch_every = 10.0  # longer than look_every (2 s): the periodic watch alone would never run
+
+    def repoint(t: float) -> float:
+        if t >= 1003 and router.subsets[subset] != to and json.loads(router.state)["phase"] == rl.PROGRESSING:
+            router.subsets[subset] = to
+        return 1.0
+
+    metrics.slowdown = repoint
+    res = ctl.run()
+    assert res.state.phase == rl.ABORTED and res.exit_code == EXIT_INFRA and router.weights == STABLE_ONLY
+    assert to in res.state.reason
