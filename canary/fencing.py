@@ -44,9 +44,9 @@ class FencedRouter:
         self._fence()
         return self.inner.set_weights(target, weights, state=state, expect_state=expect_state)
 
-    def point_subset(self, target: Target, subset: str, version: str) -> None:
+    def point_subset(self, target: Target, subset: str, version: str, **kw: Any) -> None:
         self._fence()
-        self.inner.point_subset(target, subset, version)
+        self.inner.point_subset(target, subset, version, **kw)
 
     def record_event(self, target: Target, *, reason: str, message: str, warning: bool = False) -> bool:
         return bool(self.may_write()) and bool(self.inner.record_event(target, reason=reason, message=message,

@@ -133,12 +133,18 @@ def execute(router: TrafficRouter, target: Target, state: rl.RolloutState, actio
 
 def _point(router: TrafficRouter, target: Target, state: rl.RolloutState, action: rl.PointSubset, *, log: Any,
            expect: Any, report_failure: bool) -> None:
-    if action.guarded and expect is not ...:
+    def guard() -> None:  # before every attempt of the write, 409 retries included
         if router.inspect(target).state != expect:
-            raise RoutingConflict(f"{target.namespace}/{target.virtual_service}: the rollout state changed before "
-                                  f"the {action.subset} subset was re-pointed; not re-pointing")
+            raise RoutingConflict(f"{target.namespace}/{target.virtual_service}: the rollout state changed "
+                                  f"before the {action.subset} subset was re-pointed; not re-pointing")
+
+    kw: dict[str, Any] = {}
+    if action.guarded and expect is not ...:
+        kw["guard"] = guard
+    if action.supersede:
+        kw["supersede"] = True
     try:
-        router.point_subset(target, action.subset, action.version)
+        router.point_subset(target, action.subset, action.version, **kw)
     except CanaryError as exc:
         if report_failure and state.phase in rl.TERMINAL and state.phase != rl.PROMOTED:
             log.critical("rollback.failed", error=str(exc), subset=action.subset, version=action.version)

@@ -187,6 +187,7 @@ class PointSubset:
     version: str
     guarded: bool = False
     undo_version: str = ""  # with guarded: what to point back to when the guard fails after the write
+    supersede: bool = False  # write even if unchanged: a write another process prepared earlier then fails
 
 
 @dataclass(frozen=True)
@@ -355,9 +356,12 @@ def _end(state: RolloutState, now: float, *, reason: str, phase: str,
     # The stable subset must select the stable version whenever stable is recorded as serving: a
     # promotion may have re-pointed it (PROMOTING, canary at 100%) or may race this rollback. Point it
     # back while it carries no traffic, write 100/0, then check it again (idempotent: no write if right).
-    repoint = [PointSubset("stable", state.stable_version)] if state.phase == PROMOTING else []
+    # From PROMOTING the final check supersedes: a promoting process's DestinationRule write that is
+    # still in flight (or whose process died mid-request) fails its precondition instead of landing.
+    promoting = state.phase == PROMOTING
+    repoint = [PointSubset("stable", state.stable_version)] if promoting else []
     return s, [Emit(start, fields, warning=True), *repoint, SetWeights(STABLE_ONLY),
-               PointSubset("stable", state.stable_version), Emit(done, fields, warning=True)]
+               PointSubset("stable", state.stable_version, supersede=promoting), Emit(done, fields, warning=True)]
 
 
 def _log(state: RolloutState, now: float, what: str) -> RolloutState:

@@ -55,7 +55,10 @@ class FakeRouter:
         self.log.append(("weights", weights))
         return self.inspect(target)
 
-    def point_subset(self, target: Target, subset: str, version: str) -> None:
+    def point_subset(self, target: Target, subset: str, version: str, *, guard: Any = None,
+                     supersede: bool = False) -> None:
+        if guard is not None:
+            guard()
         self.subsets[subset] = version
         self.log.append(("subset", (subset, version)))
 

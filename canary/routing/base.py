@@ -8,7 +8,7 @@ inheriting.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 from canary.model import Target, Weights
 
@@ -39,8 +39,12 @@ class TrafficRouter(Protocol):
         `expect_state`, raise RoutingConflict instead when the recorded state is
         neither that nor `state` (another writer's rollout decision wins)."""
 
-    def point_subset(self, target: Target, subset: str, version: str) -> None:
-        """Make subset ('stable' | 'canary') select pods labelled version=<version>."""
+    def point_subset(self, target: Target, subset: str, version: str, *,
+                     guard: Callable[[], None] | None = None, supersede: bool = False) -> None:
+        """Make subset ('stable' | 'canary') select pods labelled version=<version>. `guard` is
+        called before every attempt (it raises to stop the write); with `supersede` the
+        DestinationRule is written even when unchanged, so that any write prepared earlier by
+        another process (and still in flight) fails its resourceVersion precondition."""
 
     def record_event(self, target: Target, *, reason: str, message: str, warning: bool = False) -> bool:
         """Best effort: a Kubernetes Event on the VirtualService. Never raises; False if not recorded."""

@@ -14,6 +14,8 @@ module only adds I/O, retries and error translation.
 
 from __future__ import annotations
 
+import datetime
+
 from collections.abc import Callable
 from typing import Any
 
@@ -97,10 +99,17 @@ class IstioRouter:
         written, dr = self._update(target, VS_PLURAL, target.virtual_service, compute)
         return self._status(written, dr, weights)
 
-    def point_subset(self, target: Target, subset: str, version: str) -> None:
+    def point_subset(self, target: Target, subset: str, version: str, *,
+                     guard: Callable[[], None] | None = None, supersede: bool = False) -> None:
         def compute() -> tuple[Obj, Obj, Obj]:
+            if guard is not None:
+                guard()  # on every attempt: a 409 retry must not re-apply what a rollback forbade
             dr = self._get(DR_PLURAL, target.namespace, target.dr_name)
-            return dr, patch.with_subset_version(dr, subset, version), dr
+            desired = patch.with_subset_version(dr, subset, version)
+            if supersede:
+                now = datetime.datetime.now(datetime.timezone.utc).isoformat()
+                desired = patch.with_subsets_mark(desired, f"{subset}={version} {now}")
+            return dr, desired, dr
 
         self._update(target, DR_PLURAL, target.dr_name, compute)
 

@@ -272,6 +272,23 @@ def subset_versions(dr: Any, *, host: str = "", host_namespace: str = "") -> dic
     return found
 
 
+SUBSETS_ANNOTATION = "canary.ml/subsets"
+
+
+def with_subsets_mark(dr: dict[str, Any], mark: str) -> dict[str, Any]:
+    """A copy of `dr` with our subsets annotation set to `mark` (who pointed what, when): a write
+    that changes the object even when the subsets are already right supersedes older writes."""
+    out = copy.deepcopy(dr)
+    meta = out.setdefault("metadata", {})
+    ann = meta.get("annotations")
+    if ann is None:
+        ann = meta["annotations"] = {}
+    if not isinstance(ann, dict):
+        raise TargetError(f"{where(dr)}: metadata.annotations is not a mapping")
+    ann[SUBSETS_ANNOTATION] = mark
+    return out
+
+
 def with_subset_version(dr: Any, subset: str, version: str) -> dict[str, Any]:
     """A copy of `dr` whose `subset` selects version=<version>; other labels are kept."""
     if subset not in (STABLE, CANARY):

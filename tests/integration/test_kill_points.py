@@ -20,7 +20,7 @@ import tenacity
 from canary import crd
 from canary import rollout as rl
 from canary.controller import Controller
-from canary.model import Target
+from canary.model import Target, Weights
 from canary.operator import Operator
 from canary.policy import parse_policy
 from canary.routing.istio import IstioRouter
@@ -155,3 +155,52 @@ def test_controller_killed_after_every_write_resumes_to_the_right_end(version: s
         finally:
             client.close()
             api.stop()
+
+
+def test_a_promotions_stable_repointing_still_in_flight_cannot_land_after_a_rollback() -> None:
+    """promote prepared 'stable -> v2' and its PUT is slow (or its process died mid-request);
+    meanwhile on-call rolls back. The rollback's final DestinationRule write supersedes: the
+    late PUT fails its resourceVersion precondition, and stable stays on the stable version."""
+    import threading
+
+    from canary.controller import operator_action
+    from canary.logs import get
+
+    api = fleet.start_api(1)
+    client = api.api_client()
+    try:
+        router = IstioRouter(client, wait=tenacity.wait_none(), conflict_attempts=1)
+        target = Target(namespace="ml", virtual_service="m0", model="m0", stable_version="v1", canary_version="v2")
+        router.point_subset(target, "canary", "v2")
+        promoting = rl.RolloutState(model="m0", stable_version="v1", canary_version="v2", phase=rl.PROMOTING,
+                                    weights=Weights(0, 100), step=2)
+        router.set_weights(target, Weights(0, 100), state=promoting.to_json())
+        api.delay_next(3.0, methods=("PUT",), plural="destinationrules")
+        arrived = len(api.handler.arrivals)
+        late: list[BaseException] = []
+
+        def dying_promote() -> None:  # no guard, no retry: a process that died after sending its PUT
+            try:
+                router.point_subset(target, "stable", "v2")
+            except BaseException as exc:  # noqa: BLE001 - recorded for the assertion
+                late.append(exc)
+
+        t = threading.Thread(target=dying_promote)
+        t.start()
+        import time
+
+        deadline = time.monotonic() + 10
+        while not any(m == "PUT" and "destinationrules" in p for _, m, p in api.handler.arrivals[arrived:]):
+            assert time.monotonic() < deadline
+            time.sleep(0.01)  # until the API server holds its PUT (a condition, not a guess)
+        state = operator_action(IstioRouter(client, wait=tenacity.wait_none()), target,
+                                rl.Rollback(1.0, "on-call"), log=get())
+        t.join(10)
+        weights, recorded, stable, _ = cluster_state(api)
+        assert state.phase == rl.ROLLED_BACK and recorded["phase"] == rl.ROLLED_BACK and weights == [100, 0]
+        # whichever order the API server applied them in, the stable subset ends on the stable version
+        # (if the late PUT is applied after the rollback, its precondition fails: `late` holds a 409)
+        assert stable == "v1", "the late promotion write landed after the rollback"
+    finally:
+        client.close()
+        api.stop()

@@ -46,9 +46,9 @@ class Killer:
         self._wrote(f"weights {weights} {json.loads(state)['phase']}")
         return out
 
-    def point_subset(self, target: Target, subset: str, version: str) -> None:
+    def point_subset(self, target: Target, subset: str, version: str, **kw: Any) -> None:
         self._alive()
-        self.inner.point_subset(target, subset, version)
+        self.inner.point_subset(target, subset, version, **kw)
         self._wrote(f"subset {subset}={version}")
 
     def record_event(self, target: Target, *, reason: str, message: str, warning: bool = False) -> bool:

@@ -178,7 +178,8 @@ def test_rollback_during_promoting_points_stable_back_before_traffic_returns() -
                         weights=Weights(0, 100), step=2)
     s, actions = rl.transition(s, rl.Rollback(5, "operator"), POLICY)
     writes = [a for a in actions if not isinstance(a, rl.Emit)]
-    assert writes == [rl.PointSubset("stable", "v1"), rl.SetWeights(STABLE_ONLY), rl.PointSubset("stable", "v1")]
+    assert writes == [rl.PointSubset("stable", "v1"), rl.SetWeights(STABLE_ONLY),
+                      rl.PointSubset("stable", "v1", supersede=True)]
 
 
 def test_every_rollback_verifies_the_stable_subset_after_the_weights() -> None:

@@ -101,8 +101,8 @@ def test_a_rollback_racing_the_stable_repointing_leaves_the_stable_subset_on_the
     ctl, router, metrics, clock = make()
     real = router.point_subset
 
-    def point(target: Target, subset: str, version: str) -> None:
-        real(target, subset, version)
+    def point(target: Target, subset: str, version: str, **kw: object) -> None:
+        real(target, subset, version, **kw)  # type: ignore[arg-type]
         if subset == "stable" and version == "v2" and json.loads(router.state)["phase"] == rl.PROMOTING:
             operator_action(router, TARGET, rl.Rollback(clock.now(), "on-call says no"), log=get())
 
@@ -116,10 +116,10 @@ def test_a_rollback_recorded_just_before_the_stable_repointing_stops_it() -> Non
     ctl, router, metrics, clock = make()
     real = router.point_subset
 
-    def point(target: Target, subset: str, version: str) -> None:
+    def point(target: Target, subset: str, version: str, **kw: object) -> None:
         if subset == "stable" and version == "v2" and json.loads(router.state)["phase"] == rl.PROMOTING:
             operator_action(router, TARGET, rl.Rollback(clock.now(), "on-call says no"), log=get())
-        real(target, subset, version)
+        real(target, subset, version, **kw)  # type: ignore[arg-type]
 
     router.point_subset = point  # type: ignore[method-assign]
     res = ctl.run()
