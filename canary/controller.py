@@ -25,7 +25,7 @@ from canary.analysis.judge import judge
 from canary.errors import CanaryError, ConfigError, RolloutBusy, RoutingConflict, TargetError, TransientError
 from canary.logs import get as get_logger
 from canary.metrics.base import MetricsProvider
-from canary.model import STABLE_ONLY, Target
+from canary.model import STABLE_ONLY, Target, check_version
 from canary.policy import Policy
 from canary.reconcile import (EXIT_BAD_INPUT, EXIT_CODES, EXIT_INFRA, EXIT_INTERRUPTED, EXIT_PROMOTED,
                               EXIT_ROLLED_BACK, execute, look_due, look_window, measure_window, parse_state,
@@ -141,6 +141,9 @@ class Controller:
 
     def _start(self) -> rl.RolloutState:
         """Resume what is recorded, or check everything that can be checked and claim the route."""
+        check_version(self.target.canary_version, "--canary-version")  # before anything is read or written
+        if self.target.stable_version:
+            check_version(self.target.stable_version, "--stable-version")
         status = self.router.inspect(self.target)
         target = self.target
         existing = parse_state(status)
@@ -167,6 +170,7 @@ class Controller:
             return existing
         if not target.stable_version:
             target = self.target = replace(target, stable_version=status.stable_subset_version)
+        check_version(target.stable_version, f"{target.namespace}/{target.dr_name}: the stable subset's version")
         if target.stable_version == target.canary_version:
             raise ConfigError(f"canary version {target.canary_version!r} is already the stable version")
         if status.stable_subset_version != target.stable_version:

@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 from canary import rollout as rl
 from canary.errors import ConfigError, PolicyError
-from canary.model import Target
+from canary.model import Target, check_version
 from canary.policy import Policy, parse_policy, parse_policy_text
 
 GROUP, VERSION, PLURAL, KIND = "canary.ml", "v1alpha1", "canaryrollouts", "CanaryRollout"
@@ -66,6 +66,9 @@ def parse(obj: dict[str, Any], *, configmap: Callable[[str, str], dict[str, str]
         return value
 
     model, canary = text("model", required=True), text("canaryVersion", required=True)
+    for field, value in (("canaryVersion", canary), ("stableVersion", text("stableVersion"))):
+        if value:
+            check_version(value, f"{where}: spec.{field}")
     policy = _policy(spec, where, ns, configmap)
     action = text("action")
     if action not in ACTIONS:

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import enum
 import math
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from canary.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -199,3 +202,14 @@ class Target:
     @property
     def dr_name(self) -> str:
         return self.destination_rule or self.virtual_service
+
+
+_LABEL_VALUE = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?", re.ASCII)
+
+
+def check_version(value: object, what: str) -> None:
+    """A version is what a subset selects (a `version=<v>` label): it must be a valid, non-empty
+    Kubernetes label value, or the subset would select no pod. Raises ConfigError (exit 2)."""
+    if not isinstance(value, str) or not _LABEL_VALUE.fullmatch(value):
+        raise ConfigError(f"{what} {value!r} is not a Kubernetes label value "
+                          "(1-63 of A-Z a-z 0-9 - _ . , starting and ending with a letter or digit)")

@@ -219,3 +219,26 @@ def test_a_subset_repointed_is_caught_before_the_next_look_even_when_looks_outpa
     res = ctl.run()
     assert res.state.phase == rl.ABORTED and res.exit_code == EXIT_INFRA and router.weights == STABLE_ONLY
     assert to in res.state.reason
+
+
+@pytest.mark.parametrize("version", ["", "v2\n", "x" * 64, "-v2", "v 2", "v2/", "ü"])
+def test_a_canary_version_no_subset_can_select_is_bad_input_and_nothing_is_written(version: str) -> None:
+    from canary.errors import ConfigError
+
+    router = FakeRouter()
+    ctl = Controller(policy=POLICY, target=Target(**{**TARGET.__dict__, "canary_version": version}), router=router,
+                     metrics=FakeMetrics(router, FakeClock()), clock=FakeClock())
+    with pytest.raises(ConfigError, match="Kubernetes label value"):
+        ctl.run()
+    assert router.log == [] and router.state is None
+
+
+@pytest.mark.parametrize("version", ["", "v2\n", "x" * 64])
+def test_a_canary_rollout_with_such_a_version_is_invalid(version: str) -> None:
+    from canary import crd
+    from canary.errors import ConfigError
+    from tests import fleet
+
+    with pytest.raises(ConfigError, match="spec.canaryVersion"):
+        crd.parse(fleet.rollout_object(0, version or "v2") | {"spec": {**fleet.rollout_object(0, "v2")["spec"],
+                                                                        "canaryVersion": version or " "}})
