@@ -281,7 +281,12 @@ def status(model: str, namespace: str = NamespaceOpt, virtual_service: Optional[
         target = router.resolve(_target(model, namespace, virtual_service, destination_rule, route=route))
         while True:
             st = router.inspect(target)
-            state = _parse_state(st.state)
+            unreadable = ""
+            try:  # status must show the traffic even when the record is damaged
+                state = _parse_state(st.state)
+            except CanaryError as exc:
+                state, unreadable = None, str(exc)
+                logs.get(model=model, namespace=namespace).warning("rollout.state_unreadable", error=unreadable)
             raw = st.raw_weights or (st.weights.stable, st.weights.canary)
             if output == "json":
                 typer.echo(json.dumps({"weights": {"stable": st.weights.stable, "canary": st.weights.canary},
@@ -289,11 +294,14 @@ def status(model: str, namespace: str = NamespaceOpt, virtual_service: Optional[
                                        "route": target.route or None,
                                        "stable_subset_version": st.stable_subset_version,
                                        "canary_subset_version": st.canary_subset_version,
-                                       "rollout": state_dict(state) if state else None}))
+                                       "rollout": state_dict(state) if state else None,
+                                       **({"unreadable_state": unreadable} if unreadable else {})}))
             else:
                 render_status(st, state)
                 if st.raw_weights is not None:
                     typer.echo(_raw_note(st.weights, st.raw_weights))
+                if unreadable:
+                    typer.echo(f"note: {unreadable}; `canary rollback` writes 100/0 and a new record")
             if not watch or state is None or state.terminal:
                 return 0
             time.sleep(2)

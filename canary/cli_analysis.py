@@ -89,6 +89,9 @@ def plan_cmd(
 
     if output not in ("table", "json"):
         _fail(f"--output must be 'table' or 'json', got {output!r}")
+    numbers = [rps, error_rate, latency_sigma] + ([canary_share] if canary_share is not None else [])
+    if not all(math.isfinite(x) for x in numbers) or latency_sigma <= 0:
+        _fail("--rps, --canary-share, --error-rate and --latency-sigma must be finite numbers (sigma > 0)")
     if rps <= 0 or (canary_share is not None and not 0 < canary_share < 1) or not 0 <= error_rate < 100 or bins < 2:
         _fail("need --rps > 0, 0 < --canary-share < 1, 0 <= --error-rate < 100 and --bins >= 2")
     try:

@@ -21,6 +21,7 @@ import yaml
 
 from canary import cli, crd
 from canary import rollout as rl
+from canary.model import check_version
 from canary.reconcile import EXIT_CODES
 
 controller_app = typer.Typer(no_args_is_help=True, help="Run canary as a long-running controller of CanaryRollouts.")
@@ -127,6 +128,9 @@ def follow(*, model: str, canary_version: str, policy_file: Path, namespace: str
     from canary.policy import load_policy
 
     load_policy(policy_file)  # bad input fails here, exit 2, nothing created
+    if not (isinstance(timeout_s, (int, float)) and 0 < timeout_s < float("inf")):
+        raise cli.ConfigError(f"--timeout must be a positive number of seconds, got {timeout_s}")
+    check_version(canary_version, "--canary-version")
     raw = yaml.safe_load(policy_file.read_text(encoding="utf-8"))
     body = crd.new_object(namespace=namespace, name=name or f"{model}-{canary_version}".lower().replace(".", "-"),
                           model=model, canary_version=canary_version, policy_raw=raw, stable_version=stable_version,

@@ -50,8 +50,10 @@ def load_exported(path: str | Path) -> Exported:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path}: not valid JSON: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); export the measurements as JSON") from None
+    except (json.JSONDecodeError, RecursionError, ValueError) as exc:
+        raise ConfigError(f"{path}: not valid JSON: {str(exc)[:200]}") from None
     return parse_exported(raw, file=str(path), base=path.parent)
 
 

@@ -43,7 +43,11 @@ def arm_name(arm: str) -> str:
 def number_of(result: Any, query: str, check: str, arm: str) -> float:
     """The one number of an answer that must be one series or a scalar."""
     if is_scalar(result):
-        value = float(result[1])
+        try:
+            value = float(result[1])
+        except (TypeError, ValueError):
+            raise ConfigError(f"check {check!r}: the query returns {str(result[1])[:40]!r}, not a number; "
+                              f"query: {query}") from None
     else:
         if not result:
             raise NoData(f"check {check!r}: no series for {arm_name(arm)}; query: {query}")

@@ -19,6 +19,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import urllib.parse
 import re
 import time
 from typing import Any, Mapping, Self
@@ -79,6 +80,13 @@ class PrometheusClient:
     ) -> None:
         if not url:
             raise ConfigError("Prometheus URL is empty (set CANARY_PROMETHEUS_URL or --prometheus)")
+        try:
+            parts = urllib.parse.urlsplit(url)
+            parts.port  # noqa: B018 - raises ValueError on a bad port
+        except ValueError as exc:
+            raise ConfigError(f"Prometheus URL {url!r} is not a URL: {exc}") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(f"Prometheus URL {url!r} must be http(s)://host[:port][/prefix]")
         if retries < 1 or timeout_s <= 0 or budget_s <= 0:
             raise ConfigError("retries must be >= 1, timeout_s and budget_s > 0")
         self.url = url.rstrip("/")

@@ -222,3 +222,15 @@ def test_the_route_recorded_by_the_rollout_is_the_one_on_call_acts_on(cluster: A
     assert len(api.writes) == writes and weights(api) == [80, 20]
     assert cli(kc, "rollback").exit_code == 0  # no --route: the recorded one
     assert weights(api) == [100, 0] and weights(api, "shadow") == [0, 100]
+
+
+def test_status_shows_the_traffic_even_when_the_record_is_unreadable(cluster: Any) -> None:
+    api, kc = cluster
+    set_raw(api, 70, 30)
+    api.edit(GROUP, VS, "ml", "rec-model",
+             lambda o: o["metadata"].setdefault("annotations", {}).__setitem__("canary.ml/rollout", "{garbage"))
+    res = cli(kc, "status", "-o", "json")
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert out["weights"] == {"stable": 70, "canary": 30} and "unreadable" in out["unreadable_state"]
+    assert cli(kc, "rollback").exit_code == 0 and weights(api) == [100, 0]

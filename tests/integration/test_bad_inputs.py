@@ -1,0 +1,56 @@
+"""Bad input anywhere is exit 2 with a message, never a traceback and never a touched route
+(cases an adversarial run found: a string-valued custom query, an unparsable URL, non-UTF-8
+exported measurements, a non-finite --rps, a negative --timeout)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from canary.cli import app
+from canary.errors import ConfigError
+from canary.model import Target
+from canary.policy import parse_policy
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run(*args: str) -> object:
+    return CliRunner().invoke(app, list(args))
+
+
+def test_a_custom_query_answering_a_string_is_a_config_error(prom_provider: object) -> None:
+    policy = parse_policy({"steps": [10, 100], "checks": [{"name": "s", "kind": "custom", "query": '"hello"',
+                                                            "max_value": 1}]})
+    target = Target(namespace="ml", virtual_service="m", model="rec-model", stable_version="v1", canary_version="v2")
+    with pytest.raises(ConfigError, match="not a number"):
+        prom_provider.preflight(policy, target)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("url", ["http://[::1", "localhost:9090", "http://127.0.0.1:99999"])
+def test_an_unparsable_prometheus_url_exits_2(url: str, tmp_path: Path) -> None:
+    res = run("analyze", "rec-model", "--policy", str(ROOT / "policies" / "sandbox.yaml"), "--prometheus-url", url,
+              "--stable-version", "v1", "--canary-version", "v2")
+    assert res.exit_code == 2 and "Prometheus URL" in res.output, res.output  # type: ignore[attr-defined]
+
+
+def test_non_utf8_exported_measurements_exit_2(tmp_path: Path) -> None:
+    bad = tmp_path / "m.json"
+    bad.write_bytes(b'{"policy": "\xff\xfe"}')
+    res = run("judge", "--input", str(bad))
+    assert res.exit_code == 2 and "UTF-8" in res.output, res.output  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("rps", ["nan", "inf", "-inf"])
+def test_plan_refuses_non_finite_numbers(rps: str) -> None:
+    res = run("plan", "--policy", str(ROOT / "policies" / "sandbox.yaml"), "--rps", rps)
+    assert res.exit_code == 2, res.output  # type: ignore[attr-defined]
+
+
+def test_via_controller_refuses_a_negative_timeout_before_creating_anything(tmp_path: Path) -> None:
+    res = run("promote", "rec-model", "--canary-version", "v2", "--policy", str(ROOT / "policies" / "sandbox.yaml"),
+              "--via-controller", "--timeout", "-1", "--kubeconfig", str(tmp_path / "none"))
+    assert res.exit_code == 2 and "--timeout" in res.output, res.output  # type: ignore[attr-defined]
