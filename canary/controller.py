@@ -22,12 +22,12 @@ from typing import Any, Callable, Protocol, TypeVar
 
 from canary import rollout as rl
 from canary.analysis.judge import judge
-from canary.errors import CanaryError, ConfigError, RolloutBusy, RoutingConflict, TargetError, TransientError
+from canary.errors import CanaryError, ConfigError, RoutingConflict, TargetError, TransientError
 from canary.logs import get as get_logger
 from canary.metrics.base import MetricsProvider
 from canary.model import STABLE_ONLY, Target, check_version
 from canary.policy import Policy
-from canary.reconcile import (EXIT_BAD_INPUT, EXIT_CODES, EXIT_INFRA, EXIT_INTERRUPTED, EXIT_PROMOTED,
+from canary.reconcile import (EXIT_BAD_INPUT, check_claim, preflight_metrics, EXIT_CODES, EXIT_INFRA, EXIT_INTERRUPTED, EXIT_PROMOTED,
                               EXIT_ROLLED_BACK, execute, look_due, look_window, measure_window, parse_state,
                               subset_drift, to_stable, with_look_recorded)
 from canary.routing.base import TrafficRouter
@@ -147,11 +147,7 @@ class Controller:
         status = self.router.inspect(self.target)
         target = self.target
         existing = parse_state(status)
-        if existing is not None and not existing.terminal:
-            if existing.canary_version != target.canary_version:
-                raise RolloutBusy(f"{target.namespace}/{target.virtual_service}: a rollout of "
-                                  f"{existing.canary_version} is in progress ({existing.phase}, weights {existing.weights}); "
-                                  f"finish it or run `canary rollback` first")
+        if existing is not None and not existing.terminal and existing.canary_version == target.canary_version:
             if target.stable_version and target.stable_version != existing.stable_version:
                 raise ConfigError(f"--stable-version {target.stable_version} differs from the recorded rollout's "
                                   f"stable version {existing.stable_version}")
@@ -170,31 +166,14 @@ class Controller:
             return existing
         if not target.stable_version:
             target = self.target = replace(target, stable_version=status.stable_subset_version)
-        check_version(target.stable_version, f"{target.namespace}/{target.dr_name}: the stable subset's version")
-        if target.stable_version == target.canary_version:
-            raise ConfigError(f"canary version {target.canary_version!r} is already the stable version")
-        if status.stable_subset_version != target.stable_version:
-            raise TargetError(f"{target.namespace}/{target.dr_name}: the stable subset selects "
-                              f"{status.stable_subset_version}, not the stable version {target.stable_version}")
-        if status.weights != STABLE_ONLY:
-            raise TargetError(f"{target.namespace}/{target.virtual_service}: traffic is already split {status.weights} "
-                              f"(stable/canary) with no rollout in progress; set it to 100/0 first")
-        self._check_metrics()
+        check_claim(target, status, existing)
+        preflight_metrics(self.metrics, self.policy, target, log=self.log)
         self._written = status.state or ""
         state, actions = rl.new_rollout(model=target.model, stable_version=target.stable_version,
                                         canary_version=target.canary_version, now=self.clock.now(),
                                         route=target.route)
         self.log = self.log.bind(stable_version=target.stable_version)
         return self._apply(state, actions)
-
-    def _check_metrics(self) -> None:
-        """Every query the rollout will run, asked once before traffic moves (ConfigError: exit 2;
-        MetricsUnavailable: exit 3; nothing touched either way)."""
-        preflight = getattr(self.metrics, "preflight", None)
-        if preflight is None:
-            return
-        report = preflight(self.policy, self.target)
-        self.log.info("metrics.preflight_passed", **(report.to_dict() if hasattr(report, "to_dict") else {}))
 
     def _preflight(self, state: rl.RolloutState) -> rl.RolloutState:
         if self.gate is not None:

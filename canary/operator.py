@@ -28,8 +28,8 @@ from canary.fencing import FencedRouter
 from canary.logs import get as get_logger
 from canary.model import STABLE_ONLY, Verdict, Outcome
 from canary import kube
-from canary.reconcile import (K8S_EVENTS, camel, execute, look_due, look_window, measure_window, parse_state, subset_drift, to_stable,
-                              with_look_recorded)
+from canary.reconcile import (K8S_EVENTS, camel, check_claim, execute, look_due, look_window, measure_window,
+                              parse_state, preflight_metrics, subset_drift, to_stable, with_look_recorded)
 from canary.routing.base import RouteStatus, TrafficRouter
 
 _parse_state = parse_state
@@ -157,16 +157,7 @@ class Operator:
         if state is None or not ours:
             if _finished(obj):
                 return None  # this CR ended; the VirtualService has moved on since
-            if state is not None and not state.terminal:
-                raise ConfigError(f"{spec.key}: another rollout ({state.canary_version}, {state.phase}) owns "
-                                  f"{target.namespace}/{target.virtual_service}")
-            if status.weights != STABLE_ONLY:
-                raise ConfigError(f"{spec.key}: traffic already split {status.weights} with no rollout recorded")
-            if target.stable_version == target.canary_version:
-                raise ConfigError(f"{spec.key}: canary version {target.canary_version} is already the stable version")
-            if status.stable_subset_version != target.stable_version:
-                raise ConfigError(f"{spec.key}: the stable subset selects {status.stable_subset_version}, not the "
-                                  f"stable version {target.stable_version}")
+            check_claim(target, status, state, where=spec.key)
             self._check_before_claim(spec)
             state, actions = rl.new_rollout(model=target.model, stable_version=target.stable_version,
                                             canary_version=target.canary_version, now=now, route=target.route)
@@ -206,9 +197,7 @@ class Operator:
     def _check_before_claim(self, spec: crd.RolloutSpec) -> None:
         """Every query the rollout will run, asked once (ConfigError: reported, nothing touched;
         MetricsUnavailable: retried at the next tick), and the Triton gate configuration."""
-        preflight = getattr(self.metrics, "preflight", None)
-        if preflight is not None:
-            preflight(spec.policy, spec.target)
+        preflight_metrics(self.metrics, spec.policy, spec.target, log=self.log.bind(rollout=spec.key))
         if spec.policy.gates.triton is not None and not spec.triton_canary:
             raise ConfigError(f"{spec.key}: policy gates.triton needs spec.triton.canaryUrl")
 

@@ -23,9 +23,9 @@ import time
 from typing import Any, Callable
 
 from canary import rollout as rl
-from canary.errors import CanaryError, MetricsUnavailable, RoutingConflict, TargetError
+from canary.errors import CanaryError, ConfigError, MetricsUnavailable, RolloutBusy, RoutingConflict, TargetError
 from canary.metrics.base import MetricsProvider
-from canary.model import STABLE_ONLY, ArmData, Target
+from canary.model import STABLE_ONLY, ArmData, Target, check_version
 from canary.policy import Policy
 from canary.routing.base import RouteStatus, TrafficRouter
 
@@ -45,6 +45,37 @@ def parse_state(status: RouteStatus) -> rl.RolloutState | None:
         return rl.RolloutState.from_json(status.state)
     except (ValueError, TypeError, KeyError) as exc:
         raise TargetError(f"rollout state annotation is unreadable ({exc}); fix or remove it") from None
+
+
+def check_claim(target: Target, status: RouteStatus, recorded: rl.RolloutState | None, *, where: str = "") -> None:
+    """May a new rollout of `target` claim the route now? Shared by promote and the controller.
+    Raises RolloutBusy (another rollout in progress), ConfigError (the canary is the stable version,
+    or a version no subset can select), TargetError (the stable subset selects another version, or
+    traffic is split with no rollout recorded). Nothing has been written when it raises."""
+    at = where or f"{target.namespace}/{target.virtual_service}"
+    if recorded is not None and not recorded.terminal and recorded.canary_version != target.canary_version:
+        raise RolloutBusy(f"{at}: a rollout of {recorded.canary_version} is in progress ({recorded.phase}, weights "
+                          f"{recorded.weights}); finish it or run `canary rollback` first")
+    check_version(target.canary_version, f"{at}: canary version")
+    check_version(target.stable_version, f"{at}: stable version (what the stable subset selects)")
+    if target.stable_version == target.canary_version:
+        raise ConfigError(f"{at}: canary version {target.canary_version!r} is already the stable version")
+    if status.stable_subset_version != target.stable_version:
+        raise TargetError(f"{target.namespace}/{target.dr_name}: the stable subset selects "
+                          f"{status.stable_subset_version}, not the stable version {target.stable_version}")
+    if status.weights != STABLE_ONLY:
+        raise TargetError(f"{at}: traffic is already split {status.weights} (stable/canary) with no rollout in "
+                          "progress; set it to 100/0 first")
+
+
+def preflight_metrics(metrics: Any, policy: Policy, target: Target, *, log: Any) -> None:
+    """Every query the rollout will run, asked once before traffic moves (ConfigError: bad input;
+    MetricsUnavailable: try later). A provider without `preflight` (a test fake) is not asked."""
+    preflight = getattr(metrics, "preflight", None)
+    if preflight is None:
+        return
+    report = preflight(policy, target)
+    log.info("metrics.preflight_passed", **(report.to_dict() if hasattr(report, "to_dict") else {}))
 
 
 def look_due(policy: Policy, state: rl.RolloutState, now: float) -> bool:
