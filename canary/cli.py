@@ -276,6 +276,8 @@ def status(model: str, namespace: str = NamespaceOpt, virtual_service: Optional[
     """Weights (as written and as Istio splits them), step, phase and the last verdict with its evidence."""
     from canary.display import render_status
 
+    logs.configure()  # logs on stderr: stdout carries only the status
+
     def go() -> int:
         router = _oncall_router(kubeconfig, context)
         target = router.resolve(_target(model, namespace, virtual_service, destination_rule, route=route))
