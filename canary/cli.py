@@ -102,9 +102,11 @@ def _oncall_router(kubeconfig: Optional[str], context: Optional[str]) -> Any:
 
 def _recorded(text: Optional[str]) -> Optional[rl.RolloutState]:
     """The recorded rollout; None when there is no readable record."""
+    from canary.reconcile import parse_record
+
     try:
-        return rl.RolloutState.from_json(text) if text else None
-    except (ValueError, TypeError, KeyError):
+        return parse_record(text)
+    except CanaryError:
         return None
 
 
@@ -275,6 +277,7 @@ def status(model: str, namespace: str = NamespaceOpt, virtual_service: Optional[
            watch: bool = typer.Option(False, "--watch", "-w", help="refresh every 2 s until a terminal phase")) -> None:
     """Weights (as written and as Istio splits them), step, phase and the last verdict with its evidence."""
     from canary.display import render_status
+    from canary.reconcile import parse_record
 
     logs.configure()  # logs on stderr: stdout carries only the status
 
@@ -285,7 +288,7 @@ def status(model: str, namespace: str = NamespaceOpt, virtual_service: Optional[
             st = router.inspect(target)
             unreadable = ""
             try:  # status must show the traffic even when the record is damaged
-                state = _parse_state(st.state)
+                state = parse_record(st.state)
             except CanaryError as exc:
                 state, unreadable = None, str(exc)
                 logs.get(model=model, namespace=namespace).warning("rollout.state_unreadable", error=unreadable)
@@ -320,15 +323,6 @@ def _raw_note(weights: Any, raw: tuple[Any, Any]) -> str:
     return f"note: the route's weights are written as {shown} ({how}); `canary rollback` writes 100/0"
 
 
-def _parse_state(text: Optional[str]) -> Optional[rl.RolloutState]:
-    from canary.errors import TargetError
-
-    if not text:
-        return None
-    try:
-        return rl.RolloutState.from_json(text)
-    except (ValueError, TypeError, KeyError) as exc:
-        raise TargetError(f"rollout state annotation is unreadable ({exc}); fix or remove it") from None
 
 
 # ---- policy ------------------------------------------------------------------------------

@@ -8,9 +8,9 @@ write), so a process killed at any instant leaves a state a new `canary
 promote` resumes from, and `canary rollback` can always end.
 
 Failure paths all end with stable at 100%: an exception of any type while
-traffic may be split, an API error past its retry budget, or a signal (within
-`stop_budget_s`, whatever a look is waiting on: looks and probes run in a
-worker thread that an interrupt abandons).
+traffic may be split, an API error past its retry budget, or a signal (at
+once, whatever a look is waiting on: looks, gates and probes run in a worker
+thread that an interrupt abandons).
 """
 
 from __future__ import annotations
@@ -27,12 +27,11 @@ from canary.logs import get as get_logger
 from canary.metrics.base import MetricsProvider
 from canary.model import STABLE_ONLY, Target, check_version
 from canary.policy import Policy
-from canary.reconcile import (EXIT_BAD_INPUT, check_claim, preflight_metrics, EXIT_CODES, EXIT_INFRA, EXIT_INTERRUPTED, EXIT_PROMOTED,
-                              EXIT_ROLLED_BACK, execute, look_due, look_window, measure_window, parse_state,
-                              subset_drift, to_stable, with_look_recorded)
+from canary.reconcile import (EXIT_BAD_INPUT, EXIT_CODES, EXIT_INFRA, EXIT_INTERRUPTED, EXIT_PROMOTED,
+                              EXIT_ROLLED_BACK, check_claim, execute, look_window, measure_window, next_look_at,
+                              parse_state, preflight_metrics, subset_drift, to_stable, with_look_recorded)
 from canary.routing.base import TrafficRouter
 
-_parse_state = parse_state  # older name, kept for importers
 T = TypeVar("T")
 
 
@@ -96,14 +95,14 @@ class Controller:
     # ---- entry point ----------------------------------------------------------------
 
     def run(self) -> Result:
-        state = self._start()
+        state = self._current = self._start()
         if state.terminal:
             return Result(state, EXIT_CODES[state.phase])
         try:
             return self._loop(state)
         except BaseException as exc:  # any failure while traffic may be split: stable gets 100% first
-            current = getattr(self, "_current", state)
-            if current.terminal and current.phase != rl.PROMOTING:
+            current = self._current  # the last state this process applied
+            if current.terminal:
                 raise
             reason = f"{type(exc).__name__}: {exc}" if not isinstance(exc, CanaryError) else str(exc)
             self.log.error("rollout.failed", error=reason, phase=current.phase, weights=str(current.weights))
@@ -186,40 +185,33 @@ class Controller:
         return self._apply(*rl.transition(state, rl.Begin(self.clock.now()), self.policy))
 
     def _wait_and_look(self, state: rl.RolloutState) -> rl.RolloutState:
-        """Sleep until the next look, probing the canary and watching for outside changes."""
-        a = self.policy.analysis
-        due = state.step_started_at + (state.step_looks + 1) * a.look_every if state.phase == rl.PROGRESSING \
-            else self.clock.now() + self.watch_every
-        next_watch = self._next_watch  # kept across calls: a look every second must not starve the watch
+        """Sleep until the next look, probing the canary and watching for outside changes. The watch
+        also runs right before every look: what is judged must be what is routed (subsets, weights,
+        record), and a look every second must not starve it (`_next_watch` is kept across calls)."""
+        progressing = state.phase == rl.PROGRESSING
+        due = next_look_at(self.policy, state) if progressing else self.clock.now() + self.watch_every
         while True:
             now = self.clock.now()
             if self.stop.is_set():
                 raise _Interrupted()
-            if self.gate is not None and state.phase == rl.PROGRESSING and now >= self._next_probe:
+            if self.gate is not None and progressing and now >= self._next_probe:
                 self._next_probe = now + self.gate.probe_interval
                 failed = self._probe(state)
                 if failed:
                     return failed
-            if now >= next_watch:
+            if now >= self._next_watch or now >= due:
                 outside = self._check_outside(state)
-                self._next_watch = next_watch = now + self.watch_every
+                self._next_watch = now + self.watch_every
                 if outside is not state:
                     return outside
             if now >= due:
-                break
-            step = min(due, next_watch) - now
+                return self._look(state) if progressing else state
+            step = min(due, self._next_watch) - now
             if self.gate is not None:
                 step = min(step, max(self._next_probe - now, 0.0))
             self.clock.sleep(max(0.01, min(step, 0.25)))
-        if not look_due(self.policy, state, self.clock.now()):
-            return state
-        return self._look(state)
 
     def _look(self, state: rl.RolloutState) -> rl.RolloutState:
-        # what is judged must be what is routed: subsets, weights and the record are re-read first
-        outside = self._check_outside(state)
-        if outside is not state:
-            return outside
         now = self.clock.now()
         window = look_window(self.policy, state, now)
         measurements, canary_n = self._bounded(lambda: measure_window(self.metrics, self.policy, self.target,

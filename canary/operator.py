@@ -32,7 +32,6 @@ from canary.reconcile import (K8S_EVENTS, camel, check_claim, execute, look_due,
                               parse_state, preflight_metrics, subset_drift, to_stable, with_look_recorded)
 from canary.routing.base import RouteStatus, TrafficRouter
 
-_parse_state = parse_state
 # a rollout whose ticks keep failing with transient errors this long while traffic is split goes to stable
 FAILURE_BUDGET_S = 30.0
 
@@ -76,7 +75,8 @@ class Operator:
         self._failing: dict[str, float] = {}  # rollout key -> when its ticks started failing
         self._known: dict[str, tuple[crd.RolloutSpec, rl.RolloutState]] = {}  # last state read, per rollout
         self._gates: dict[tuple[str, str], Any] = {}  # (rollout, canary version) -> TritonGates
-        self._probes: dict[tuple[str, str, float], tuple[int, float]] = {}  # -> (consecutive failures, next probe)
+        # rollout key -> (canary version, step start, consecutive failures, next probe)
+        self._probes: dict[str, tuple[str, float, int, float]] = {}
         self.health: tuple[bool, str] = (True, "starting")  # /readyz: dependencies reachable at the last tick
         self.last_tick = time.monotonic()  # /healthz: the loop is alive
 
@@ -113,12 +113,23 @@ class Operator:
                 self.router.prefetch(self.namespace)  # 2 LISTs instead of 2 GETs per rollout
             except CanaryError as exc:
                 self.log.warning("prefetch.failed", error=str(exc))
+        try:
+            self._advance_all(objs)
+        finally:
+            if hasattr(self.router, "forget_prefetch"):
+                self.router.forget_prefetch()  # prefetched objects serve this tick only, however it ends
+        if self.telemetry:
+            self.telemetry.observe_tick(time.monotonic() - t0, len(objs))
+        self.last_tick = time.monotonic()
+        return len(objs)
+
+    def _advance_all(self, objs: list[dict[str, Any]]) -> None:
         active: list[_Active] = []
         for obj in objs:
             try:
                 item = self._advance(obj)
             except NotLeader:
-                return len(objs)
+                return
             except Exception as exc:  # one bad rollout never stops the others
                 self._failed(obj, exc)
                 continue
@@ -127,12 +138,6 @@ class Operator:
                 active.append(item)
         snap = self._snapshot(active)
         self._looks([a for a in active if a.due], snap)
-        if hasattr(self.router, "forget_prefetch"):
-            self.router.forget_prefetch()  # prefetched objects serve this tick only
-        if self.telemetry:
-            self.telemetry.observe_tick(time.monotonic() - t0, len(objs))
-        self.last_tick = time.monotonic()
-        return len(objs)
 
     # ---- per rollout ----------------------------------------------------------------
 
@@ -234,13 +239,14 @@ class Operator:
         gate = self._gate(spec)
         if gate is None:
             return ""
-        key = (spec.key, state.canary_version, state.step_started_at)
-        failures, next_at = self._probes.get(key, (0, 0.0))
+        bound = (state.canary_version, state.step_started_at)
+        version, started, failures, next_at = self._probes.get(spec.key, (*bound, 0, 0.0))
+        if (version, started) != bound:
+            failures, next_at = 0, 0.0  # counted for another version or step: start over
         if now < next_at:
             return ""
         failures = 0 if gate.ready() else failures + 1
-        self._probes = {k: v for k, v in self._probes.items() if k[0] != spec.key}
-        self._probes[key] = (failures, now + gate.probe_interval)
+        self._probes[spec.key] = (*bound, failures, now + gate.probe_interval)
         if failures:
             log.warning("gate.probe_failed", consecutive=failures, limit=gate.probe_failures)
         if failures < gate.probe_failures:
@@ -537,8 +543,6 @@ class Operator:
         except Exception as exc:
             raise ConfigError(f"ConfigMap {namespace}/{name} cannot be read: {exc}") from None
         return dict(cm.data or {})
-
-
 
 
 def _key(obj: dict[str, Any]) -> str:

@@ -11,9 +11,10 @@ here once:
 - `to_stable`     the emergency path: any failure while traffic is split ends
                   in stable 100% with its own retry budget.
 - `measure_window` every check's data over the step's window; never raises.
-- `look_due`, `look_window`, `parse_state`, `subset_drift`, `EXIT_CODES`.
+- `check_claim`, `preflight_metrics`: what is checked before a rollout claims a route.
+- `next_look_at`/`look_due`, `look_window`, `parse_record`/`parse_state`, `subset_drift`, `EXIT_CODES`.
 
-Nothing here sleeps or loops; callers bound time (see `controller.py`).
+Only `to_stable` waits (between its own retries); every other wait is the callers' loops.
 """
 
 from __future__ import annotations
@@ -37,14 +38,20 @@ K8S_EVENTS = frozenset({"rollout.started", "step.advanced", "rollout.promoting",
                         "gate.failed", "weights.reasserted"})
 
 
-def parse_state(status: RouteStatus) -> rl.RolloutState | None:
-    """The recorded rollout state, re-validated. Raises TargetError when it is unreadable."""
-    if not status.state:
+def parse_record(text: str | None) -> rl.RolloutState | None:
+    """A recorded rollout state (the annotation's text), re-validated; None when there is none.
+    Raises TargetError when it is unreadable."""
+    if not text:
         return None
     try:
-        return rl.RolloutState.from_json(status.state)
+        return rl.RolloutState.from_json(text)
     except (ValueError, TypeError, KeyError) as exc:
         raise TargetError(f"rollout state annotation is unreadable ({exc}); fix or remove it") from None
+
+
+def parse_state(status: RouteStatus) -> rl.RolloutState | None:
+    """The rollout state recorded on the route `status` was read from (see `parse_record`)."""
+    return parse_record(status.state)
 
 
 def check_claim(target: Target, status: RouteStatus, recorded: rl.RolloutState | None, *, where: str = "") -> None:
@@ -78,9 +85,14 @@ def preflight_metrics(metrics: Any, policy: Policy, target: Target, *, log: Any)
     log.info("metrics.preflight_passed", **(report.to_dict() if hasattr(report, "to_dict") else {}))
 
 
+def next_look_at(policy: Policy, state: rl.RolloutState) -> float:
+    """When the step's next look is due: one per `look_every` since the step started
+    (state.step_looks counts the looks done)."""
+    return state.step_started_at + (state.step_looks + 1) * policy.analysis.look_every
+
+
 def look_due(policy: Policy, state: rl.RolloutState, now: float) -> bool:
-    """A look is due once per `look_every` since the step started (state.step_looks counts them)."""
-    return state.phase == rl.PROGRESSING and now >= state.step_started_at + (state.step_looks + 1) * policy.analysis.look_every
+    return state.phase == rl.PROGRESSING and now >= next_look_at(policy, state)
 
 
 def look_window(policy: Policy, state: rl.RolloutState, now: float) -> int:

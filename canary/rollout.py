@@ -239,23 +239,16 @@ def transition(state: RolloutState, event: Event, policy: Policy) -> tuple[Rollo
     return state, []
 
 
-def without_repeated_failures(verdict: Verdict) -> Verdict:
-    """The same data judged twice is one piece of evidence: a look whose canary request count
-    has not grown since the previous look in the step cannot add a (non-hard) failure. The
-    judge's error bound assumes each look sees new data (docs/judge.md)."""
-    return Verdict.combine([
-        dataclasses.replace(r, outcome=Outcome.INCONCLUSIVE, reason=f"no new canary requests since the last look; {r.reason}")
-        if r.outcome is Outcome.FAIL and not r.hard else r
-        for r in verdict.results])
+def _not_evidence(verdict: Verdict, outcome: Outcome, why: str) -> Verdict:
+    """The verdict with its (non-hard) `outcome` results turned INCONCLUSIVE, `why` in front of their reason.
 
-
-def _no_pass_on_less_data(verdict: Verdict, before: float) -> Verdict:
-    """A look that saw fewer canary requests than an earlier look of the step judged a shorter
-    window (e.g. a restarted controller's snapshot): its passes are not evidence."""
+    Used for a look that brings no new evidence: the same canary requests as the previous look
+    (the judge's error bound assumes each look sees new data, docs/judge.md) cannot add a failure;
+    fewer requests than an earlier look of the step (a shorter window, e.g. a restarted
+    controller's snapshot) cannot pass."""
     return Verdict.combine([
-        dataclasses.replace(r, outcome=Outcome.INCONCLUSIVE,
-                            reason=f"fewer canary requests than an earlier look of this step ({before:.0f}); {r.reason}")
-        if r.outcome is Outcome.PASS else r
+        dataclasses.replace(r, outcome=Outcome.INCONCLUSIVE, reason=f"{why}; {r.reason}")
+        if r.outcome is outcome and not (r.hard and outcome is Outcome.FAIL) else r
         for r in verdict.results])
 
 
@@ -272,14 +265,14 @@ def finish_promotion(state: RolloutState, now: float) -> tuple[RolloutState, lis
 
 def _judge(state: RolloutState, ev: Looked, policy: Policy) -> tuple[RolloutState, list[Action]]:
     j = ev.verdict
-    stale = False  # no new evidence: the failure count neither grows nor resets
-    if ev.canary_requests > 0 and ev.canary_requests == state.last_look_requests:
-        j, stale = without_repeated_failures(j), True  # the same data twice is one piece of evidence
-    elif 0 <= ev.canary_requests < state.last_look_requests:
-        j, stale = _no_pass_on_less_data(j, state.last_look_requests), True  # a smaller window cannot overturn a bigger one
+    n, before = ev.canary_requests, state.last_look_requests
+    stale = n > 0 and n == before or 0 <= n < before  # no new evidence: the failure count neither grows nor resets
+    if stale and n == before:
+        j = _not_evidence(j, Outcome.FAIL, "no new canary requests since the last look")
+    elif stale:
+        j = _not_evidence(j, Outcome.PASS, f"fewer canary requests than an earlier look of this step ({before:.0f})")
     s = replace(state, look=state.look + 1, step_looks=state.step_looks + 1, updated_at=ev.now,
-                last_verdict=_verdict_summary(j, ev),
-                last_look_requests=max(ev.canary_requests, state.last_look_requests))
+                last_verdict=_verdict_summary(j, ev), last_look_requests=max(n, before))
     actions: list[Action] = [Emit("look.completed", {"outcome": j.outcome.label, "canary_requests": ev.canary_requests,
                                                      "look": state.look,
                                                      "checks": {r.check: r.outcome.label for r in j.results}})]
@@ -300,14 +293,10 @@ def _judge(state: RolloutState, ev: Looked, policy: Policy) -> tuple[RolloutStat
         s = replace(s, failed_looks=0)
     elapsed = ev.now - s.step_started_at
     covered = elapsed if ev.window_s is None else min(elapsed, ev.window_s)
-    if covered < policy.analysis.interval:
-        if elapsed >= policy.analysis.interval:
-            actions.append(Emit("look.window_short", {"window_s": round(covered, 3),
-                                                      "interval_s": policy.analysis.interval}))
-        if elapsed < policy.analysis.interval + policy.failure.no_data_deadline:
-            return s, actions
-    if covered >= policy.analysis.interval and j.outcome is Outcome.PASS \
-            and ev.canary_requests >= policy.analysis.min_canary_requests:
+    interval = policy.analysis.interval
+    if covered < interval <= elapsed:
+        actions.append(Emit("look.window_short", {"window_s": round(covered, 3), "interval_s": interval}))
+    if covered >= interval and j.outcome is Outcome.PASS and ev.canary_requests >= policy.analysis.min_canary_requests:
         if s.step + 2 < len(policy.steps):
             s2, more = _enter_step(s, s.step + 1, policy, ev.now)
             return s2, actions + more
@@ -318,8 +307,7 @@ def _judge(state: RolloutState, ev: Looked, policy: Policy) -> tuple[RolloutStat
         s2 = _log(replace(s, phase=PROMOTING, step=len(policy.steps) - 1, weights=Weights.canary_at(100),
                           reason="all steps passed"), ev.now, "promoting")
         return s2, actions + [SetWeights(s2.weights), Emit("rollout.promoting", {})]
-    overdue = elapsed - policy.analysis.interval
-    if overdue < policy.failure.no_data_deadline:
+    if elapsed < interval + policy.failure.no_data_deadline:
         return s, actions
     why = (f"no verdict after {elapsed:.0f}s at step {s.step + 1} ({j.outcome.label}: {j.reason()}; "
            f"canary requests {ev.canary_requests:.0f}, need {policy.analysis.min_canary_requests})")

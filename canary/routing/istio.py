@@ -105,11 +105,8 @@ class IstioRouter:
             if guard is not None:
                 guard()  # on every attempt: a 409 retry must not re-apply what a rollback forbade
             dr = self._get(DR_PLURAL, target.namespace, target.dr_name)
-            desired = patch.with_subset_version(dr, subset, version)
-            if supersede:
-                now = datetime.datetime.now(datetime.timezone.utc).isoformat()
-                desired = patch.with_subsets_mark(desired, f"{subset}={version} {now}")
-            return dr, desired, dr
+            mark = f"{subset}={version} {datetime.datetime.now(datetime.timezone.utc).isoformat()}" if supersede else None
+            return dr, patch.with_subset_version(dr, subset, version, mark=mark), dr
 
         self._update(target, DR_PLURAL, target.dr_name, compute)
 

@@ -230,16 +230,21 @@ def with_weights(vs: Any, weights: Weights, *, route_name: str = "", state: str 
     dests[ref.stable]["weight"] = weights.stable
     dests[ref.canary]["weight"] = weights.canary
     if state is not None:
-        meta = out.setdefault("metadata", {})
-        if not isinstance(meta, dict):
-            raise TargetError(f"{where(vs)}: metadata is not a mapping")
-        ann = meta.get("annotations")
-        if ann is None:
-            ann = meta["annotations"] = {}
-        if not isinstance(ann, dict):
-            raise TargetError(f"{where(vs)}: metadata.annotations is not a mapping")
-        ann[STATE_ANNOTATION] = state
+        _annotate(out, STATE_ANNOTATION, state)
     return out
+
+
+def _annotate(obj: dict[str, Any], key: str, value: str) -> None:
+    """Set one annotation on `obj` in place (a copy the caller owns); TargetError on a malformed metadata."""
+    meta = obj.setdefault("metadata", {})
+    if not isinstance(meta, dict):
+        raise TargetError(f"{where(obj)}: metadata is not a mapping")
+    ann = meta.get("annotations")
+    if ann is None:
+        ann = meta["annotations"] = {}
+    if not isinstance(ann, dict):
+        raise TargetError(f"{where(obj)}: metadata.annotations is not a mapping")
+    ann[key] = value
 
 
 def subset_versions(dr: Any, *, host: str = "", host_namespace: str = "") -> dict[str, str]:
@@ -275,22 +280,10 @@ def subset_versions(dr: Any, *, host: str = "", host_namespace: str = "") -> dic
 SUBSETS_ANNOTATION = "canary.ml/subsets"
 
 
-def with_subsets_mark(dr: dict[str, Any], mark: str) -> dict[str, Any]:
-    """A copy of `dr` with our subsets annotation set to `mark` (who pointed what, when): a write
-    that changes the object even when the subsets are already right supersedes older writes."""
-    out = copy.deepcopy(dr)
-    meta = out.setdefault("metadata", {})
-    ann = meta.get("annotations")
-    if ann is None:
-        ann = meta["annotations"] = {}
-    if not isinstance(ann, dict):
-        raise TargetError(f"{where(dr)}: metadata.annotations is not a mapping")
-    ann[SUBSETS_ANNOTATION] = mark
-    return out
-
-
-def with_subset_version(dr: Any, subset: str, version: str) -> dict[str, Any]:
-    """A copy of `dr` whose `subset` selects version=<version>; other labels are kept."""
+def with_subset_version(dr: Any, subset: str, version: str, *, mark: str | None = None) -> dict[str, Any]:
+    """A copy of `dr` whose `subset` selects version=<version>; other labels are kept. With `mark`
+    (who pointed what, when) our subsets annotation is set too, so the write changes the object
+    even when the subset is already right and supersedes any write prepared before it."""
     if subset not in (STABLE, CANARY):
         raise ValueError(f"subset must be 'stable' or 'canary', got {subset!r}")
     if not isinstance(version, str) or not version:
@@ -302,6 +295,8 @@ def with_subset_version(dr: Any, subset: str, version: str) -> dict[str, Any]:
     if labels is None:
         labels = found["labels"] = {}
     labels[VERSION_LABEL] = version
+    if mark is not None:
+        _annotate(out, SUBSETS_ANNOTATION, mark)
     return out
 
 
