@@ -37,7 +37,7 @@ from typing import Any, Iterable, Mapping
 from canary.errors import ConfigError
 from canary.metrics import queries as q
 from canary.model import Target
-from canary.policy import Check, Policy
+from canary.policy import Check, Policy, identity_labels
 
 LOOKBACK = "10m"  # last_over_time range: bridges failed scrapes, keeps recently deleted pods visible
 _RE2_META = frozenset("\\.+*?()|[]{}^$")
@@ -140,19 +140,14 @@ def _family(policy: Policy, source: str, metric: str, *, matcher: str = "", extr
     return fam
 
 
+_ROLES = {"model label": "model", "arm label": "version", "namespace label": "namespace"}  # Family.by roles
+
+
 def _build_family(policy: Policy, source: str, metric: str, *, matcher: str, extra: str) -> Family:
-    q.selector(policy, _PROBE, "stable", source)  # validates label names with selector's own messages
-    p, m = q.preset(source), policy.metrics
-    model_label = p.model_label if m.model_label is None else m.model_label
-    roles: dict[str, str] = {}
-    if model_label:
-        roles[model_label] = "model"
-    roles[m.arm_label or p.arm_label] = "version"
-    if p.namespace_label:
-        roles[p.namespace_label] = "namespace"
-    fixed = dict(p.fixed)
-    fixed.update(m.labels)  # as in selector: a fixed matcher replaces a per-rollout one of the same name
-    by = tuple((label, role) for label, role in roles.items() if label not in fixed)
+    q.selector(policy, _PROBE, "stable", source)  # validates label names, refuses identity clashes
+    fixed = dict(q.preset(source).fixed)
+    fixed.update(policy.metrics.labels)
+    by = tuple((label, _ROLES[role]) for role, label in identity_labels(policy.metrics, source).items())
     return Family(q.metric_name(metric, "metric"), tuple(sorted(fixed.items())), by, matcher, extra)
 
 

@@ -110,11 +110,11 @@ def preflight_plan(policy: Policy, target: Target, window_s: int) -> list[tuple[
         where = f"checks[{i}] {check.name!r}"
         try:
             plan = query_plan(policy, check, target, window_s=window_s)
-        except (ConfigError, ValueError) as exc:  # queries.selector: ValueError for an identity label override
+        except ConfigError as exc:
             raise ConfigError(f"policy {where}: {exc}") from exc
         out += [(where, check.name, arm, role, query) for arm in q.ARMS for role, query in plan[arm].items()]
     try:
         counts = request_plan(policy, target, window_s=window_s)
-    except (ConfigError, ValueError) as exc:
+    except ConfigError as exc:
         raise ConfigError(f"policy metrics: {exc}") from exc
     return out + [("request counts", "request_counts", arm, "requests", counts[arm]) for arm in q.ARMS]

@@ -34,7 +34,7 @@ Three metric families are understood out of the box (``metrics.source``):
 every source (a wrong override gives a loud NoData, never a silent pass);
 ``metrics.labels`` adds equality matchers, replacing a preset's fixed one of the
 same name but never an identity one (model, arm, namespace): the policy refuses
-that at load time, and `selector` raises ValueError should one get through, so a
+that at load time, and `selector` raises IdentityClash should one get through, so a
 query always reads exactly the model and arm it names. Label names and metric
 names are validated at load time and again here; label VALUES are escaped, so no
 model or version name can change the shape of a query.
@@ -43,17 +43,21 @@ model or version name can change the shape of a query.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
 from canary.errors import ConfigError
 from canary.model import Histogram, Target
-from canary.policy import Policy, scan_promql
+from canary.policy import Policy, identity_labels, label_name, scan_promql
+from canary.policy_fields import METRIC_PATTERN
 
 ARMS = ("stable", "canary")
-_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*", re.ASCII)
-_METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*", re.ASCII)
+_ROLE_FIELD = {"model label": "metrics.model_label", "arm label": "metrics.arm_label", "namespace label": "namespace label"}
+
+
+class IdentityClash(ConfigError, ValueError):
+    """A matcher would pick another model, another arm or both arms as one. The policy refuses this
+    at load time; reaching it means a policy skipped validation (a bug), never a quiet misread."""
 
 
 @dataclass(frozen=True)
@@ -120,13 +124,15 @@ def duration(window_s: float) -> str:
 
 
 def _label_name(name: str, what: str) -> str:
-    if not _LABEL_NAME.fullmatch(name) or name.startswith("__"):
-        raise ConfigError(f"{what}: {name!r} is not a valid Prometheus label name")
-    return name
+    """The policy's own rule (`policy.label_name`), as a ConfigError naming `what`."""
+    try:
+        return label_name(name)
+    except ValueError:
+        raise ConfigError(f"{what}: {name!r} is not a valid Prometheus label name") from None
 
 
 def metric_name(name: str, what: str) -> str:
-    if not _METRIC_NAME.fullmatch(name):
+    if not METRIC_PATTERN.fullmatch(name):
         raise ConfigError(f"{what}: {name!r} is not a valid Prometheus metric name")
     return name
 
@@ -138,40 +144,34 @@ def arm_version(target: Target, arm: str) -> str:
 
 
 def identity(policy: Policy, target: Target, arm: str, source: str) -> dict[str, str]:
-    """The matchers that pick the model, the arm and the namespace, in that order."""
-    p, m = preset(source), policy.metrics
-    model_label = p.model_label if m.model_label is None else m.model_label
+    """The matchers that pick the model, the arm and the namespace, in that order (the labels are
+    the policy's `identity_labels`, the one table of which label plays which role)."""
+    preset(source)  # an unknown source is a ConfigError here too
+    values = {"model label": target.model, "arm label": arm_version(target, arm), "namespace label": target.namespace}
     pairs: dict[str, str] = {}
-    for label, value, what in ((model_label, target.model, "metrics.model_label"),
-                               (m.arm_label or p.arm_label, arm_version(target, arm), "metrics.arm_label"),
-                               (p.namespace_label or "", target.namespace, "namespace label")):
-        if not label:
-            continue
+    for role, label in identity_labels(policy.metrics, source).items():
         if label in pairs:
-            raise ValueError(f"source {source!r}: {label!r} is named for more than one of model, arm and namespace")
-        pairs[_label_name(label, what)] = value
+            raise IdentityClash(f"source {source!r}: {label!r} is named for more than one of model, arm and namespace")
+        pairs[_label_name(label, _ROLE_FIELD[role])] = values[role]
     return pairs
 
 
 def selector(policy: Policy, target: Target, arm: str, source: str) -> str:
     """The label matchers that pick one arm of one model: '{model_name="m",model_version="2"}'.
 
-    The preset's fixed matchers and metrics.labels are gathered first and the
-    identity matchers laid over them; a name in both raises ValueError (the
-    policy refuses it at load time, so reaching it is a bug, never a quiet
-    read of the other arm or another model).
+    The identity matchers come first, then the preset's fixed matchers and
+    metrics.labels; a name in both raises IdentityClash (the policy refuses it
+    at load time, so reaching it is a bug, never a quiet read of the other arm
+    or another model).
     """
-    p = preset(source)
-    extra = dict(p.fixed)
+    extra = dict(preset(source).fixed)
     extra.update(policy.metrics.labels)
     extra = {_label_name(k, f"metrics.labels.{k}"): extra[k] for k in sorted(extra)}
     ident = identity(policy, target, arm, source)
     clash = sorted(set(extra) & set(ident))
     if clash:
-        raise ValueError(f"source {source!r}: matcher(s) {clash} would override the model/arm/namespace labels")
-    pairs = {**extra, **ident}  # identity last: it wins even if the check above is ever removed
-    order = list(ident) + [k for k in extra if k not in ident]
-    return "{" + ",".join(f'{k}="{escape(pairs[k])}"' for k in order) + "}"
+        raise IdentityClash(f"source {source!r}: matcher(s) {clash} would override the model/arm/namespace labels")
+    return "{" + ",".join(f'{k}="{escape(v)}"' for k, v in {**ident, **extra}.items()) + "}"
 
 
 def _with(sel: str, matcher: str) -> str:
