@@ -82,7 +82,9 @@ def preflight_metrics(metrics: Any, policy: Policy, target: Target, *, log: Any)
     if preflight is None:
         return
     report = preflight(policy, target)
-    log.info("metrics.preflight_passed", **(report.to_dict() if hasattr(report, "to_dict") else {}))
+    log.info("metrics.preflight_passed", **report.to_dict())
+    for line in report.warnings():  # an empty STABLE arm: most often a label or value matching nothing
+        log.warning("metrics.preflight_empty_stable", detail=line)
 
 
 def next_look_at(policy: Policy, state: rl.RolloutState) -> float:

@@ -46,10 +46,6 @@ class _Transient(Exception):
     """One failed attempt worth another try (internal to the retry loop)."""
 
 
-class _Malformed(_Transient):
-    """A 2xx answer that is not Prometheus's JSON: transient for `measure`, fatal at preflight."""
-
-
 class NotPrometheus(ConfigError):
     """The URL answers, but not as a Prometheus HTTP API does."""
 
@@ -203,7 +199,7 @@ class PrometheusClient:
             if strict:
                 raise NotPrometheus(f"{self.url} does not look like a Prometheus HTTP API: GET /api/v1/query "
                                     f"answered {what}{PREFIX_HINT}") from exc
-            raise _Malformed(f"malformed answer: {type(exc).__name__}") from exc
+            raise _Transient(f"malformed answer: {type(exc).__name__}") from exc
 
     def _refused(self, status: int, body: bytes, query: str, who: str) -> ConfigError:
         """The ConfigError for a 4xx: a rejected query, credentials, or not a Prometheus API."""

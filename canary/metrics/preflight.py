@@ -26,14 +26,13 @@ from canary.policy import Policy
 PROBE = "vector(1)"  # known answer: one series, no labels, value "1"
 
 
-def preflight(client: PrometheusClient, policy: Policy, target: Target, *,
-              window_s: int | None = None) -> PreflightReport:
+def preflight(client: PrometheusClient, policy: Policy, target: Target) -> PreflightReport:
     """Ask Prometheus, once each, every query a look of this rollout will send.
 
     Shapes: the queries are those of `query_plan` for each of `policy.checks`
-    and of `request_plan`, both arms, over `window_s` (default: the policy's
-    `analysis.interval`, so an empty stable arm means no data over a whole
-    step); equal queries are sent once. A known-answer query (`vector(1)`)
+    and of `request_plan`, both arms, over the policy's `analysis.interval`
+    (so an empty stable arm means no data over a whole step); equal queries
+    are sent once. A known-answer query (`vector(1)`)
     goes first, so a URL that is not Prometheus is told apart from a bad
     check. Returns a `PreflightReport` (empty answers are recorded, not
     raised: a canary has no series before it gets traffic).
@@ -54,17 +53,19 @@ def preflight(client: PrometheusClient, policy: Policy, target: Target, *,
     """
     t0 = time.monotonic()
     deadline = t0 + 3 * client.budget_s
-    window = int(window_s or max(1, math.ceil(policy.analysis.interval)))
+    window = max(1, math.ceil(policy.analysis.interval))
     planned = preflight_plan(policy, target, window)
     answers: dict[str, tuple[int, float | None]] = {}
     _probe(client, deadline)
+    sent = 1
     for where, check, arm, role, query in planned:
         if query not in answers:
             answers[query] = _preflight_one(client, query, where=where, check=check, arm=arm, role=role,
                                             deadline=deadline)
+            sent += 1
     found = tuple(PreflightQuery(where=w, check=c, arm=a, query=x, series=answers[x][0], value=answers[x][1])
                   for w, c, a, _, x in planned)
-    return PreflightReport(url=client.url, window_s=window, queries=found, sent=1 + len(answers),
+    return PreflightReport(url=client.url, window_s=window, queries=found, sent=sent,
                            elapsed_s=time.monotonic() - t0)
 
 

@@ -23,21 +23,14 @@ import math
 from canary.errors import ConfigError, NoData
 from canary.metrics import queries as q
 from canary.metrics.answers import arm_name, bucket_pairs
-from canary.metrics.answers import well_formed as _well_formed
 from canary.metrics.base import PreflightReport
 from canary.metrics.client import PrometheusClient
-from canary.metrics.client import excerpt as _excerpt
-from canary.metrics.client import prometheus_error as _prometheus_error
-from canary.metrics.client import status_and_body as _status_and_body
 from canary.metrics.preflight import preflight as run_preflight
-from canary.metrics.preflight import preflight_plan as _preflight_plan
-from canary.metrics.query_plan import HISTOGRAM, Plan, query_plan, request_plan
+from canary.metrics.query_plan import HISTOGRAM, query_plan, request_plan
 from canary.model import ArmData, Counts, Histogram, Scalar, Target
 from canary.policy import Check, Policy
 
-# the names this module had before the split, kept importable from here
-__all__ = ["Plan", "PrometheusProvider", "query_plan", "request_plan",
-           "_excerpt", "_preflight_plan", "_prometheus_error", "_status_and_body", "_well_formed"]
+__all__ = ["PrometheusProvider"]
 
 
 class PrometheusProvider(PrometheusClient):
@@ -64,9 +57,9 @@ class PrometheusProvider(PrometheusClient):
         out = [self._requests(plan[arm], check, arm, window_s, at) for arm in q.ARMS]
         return out[0], out[1]
 
-    def preflight(self, policy: Policy, target: Target, *, window_s: int | None = None) -> PreflightReport:
+    def preflight(self, policy: Policy, target: Target) -> PreflightReport:
         """Ask Prometheus, once each, every query a look of this rollout will send (`metrics.preflight`)."""
-        return run_preflight(self, policy, target, window_s=window_s)
+        return run_preflight(self, policy, target)
 
     # -- per kind ------------------------------------------------------------------------
 

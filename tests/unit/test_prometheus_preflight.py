@@ -13,9 +13,12 @@ import pytest
 from prometheus_api_client import PrometheusApiClientException
 
 from canary.errors import ConfigError
-from canary.metrics import prometheus as pm
+from canary.metrics.answers import well_formed
 from canary.metrics.base import PreflightQuery, PreflightReport
-from canary.metrics.prometheus import PrometheusProvider, query_plan, request_plan
+from canary.metrics.client import excerpt, prometheus_error, status_and_body
+from canary.metrics.preflight import preflight_plan
+from canary.metrics.prometheus import PrometheusProvider
+from canary.metrics.query_plan import query_plan, request_plan
 from canary.model import Target
 from canary.policy import load_policy, parse_policy
 
@@ -55,7 +58,7 @@ def test_custom_plan_renders_each_arm_and_counts_requests_from_its_source() -> N
 
 
 def test_preflight_plan_names_every_query_and_shares_equal_ones() -> None:
-    planned = pm._preflight_plan(DEFAULT, TARGET, 300)
+    planned = preflight_plan(DEFAULT, TARGET, 300)
     wheres = [w for w, *_ in planned]
     assert wheres[0] == "checks[0] 'latency-p95'" and wheres[-1] == "request counts"
     errors = [x for w, _, _, _, x in planned if w == "checks[1] 'errors'"]
@@ -67,10 +70,10 @@ def test_preflight_plan_names_every_query_and_shares_equal_ones() -> None:
 def test_preflight_plan_errors_name_the_check() -> None:
     bad = DEFAULT.model_copy(update={"metrics": DEFAULT.metrics.model_copy(update={"arm_label": "a b"})})
     with pytest.raises(ConfigError, match=r"^policy checks\[0\] 'latency-p95': metrics.arm_label: 'a b'"):
-        pm._preflight_plan(bad, TARGET, 60)
+        preflight_plan(bad, TARGET, 60)
     triton = DEFAULT.model_copy(update={"metrics": DEFAULT.metrics.model_copy(update={"source": "triton"})})
     with pytest.raises(ConfigError, match=r"^policy checks\[0\] 'latency-p95': .*no latency histogram"):
-        pm._preflight_plan(triton, TARGET, 60)
+        preflight_plan(triton, TARGET, 60)
 
 
 def test_report_values() -> None:
@@ -97,15 +100,15 @@ def test_report_values() -> None:
     ("something else", 0, b""),
 ])
 def test_status_and_body(message: str, status: int, body: bytes) -> None:
-    assert pm._status_and_body(PrometheusApiClientException(message)) == (status, body)
+    assert status_and_body(PrometheusApiClientException(message)) == (status, body)
 
 
 def test_prometheus_error_and_excerpt() -> None:
-    assert pm._prometheus_error(b'{"status":"error","errorType":"bad_data","error":"parse error"}') == (
+    assert prometheus_error(b'{"status":"error","errorType":"bad_data","error":"parse error"}') == (
         "bad_data", "parse error")
-    assert pm._prometheus_error(b"<html>") is None and pm._prometheus_error(b'{"status":"success"}') is None
-    assert pm._excerpt(b"<html>\n  <title>Grafana</title>\n</html>") == "'<html> <title>Grafana</title> </html>'"
-    assert pm._excerpt("x" * 200).endswith("...'") and pm._excerpt(None) == "empty body"
+    assert prometheus_error(b"<html>") is None and prometheus_error(b'{"status":"success"}') is None
+    assert excerpt(b"<html>\n  <title>Grafana</title>\n</html>") == "'<html> <title>Grafana</title> </html>'"
+    assert excerpt("x" * 200).endswith("...'") and excerpt(None) == "empty body"
 
 
 @pytest.mark.parametrize(("result", "ok"), [
@@ -113,4 +116,4 @@ def test_prometheus_error_and_excerpt() -> None:
     ([{"metric": {}, "values": [[1, "2"]]}], True), ({"x": 1}, False), ([{"value": [1, "2"]}], False), ("x", False),
 ])
 def test_well_formed(result: object, ok: bool) -> None:
-    assert pm._well_formed(result) is ok
+    assert well_formed(result) is ok
