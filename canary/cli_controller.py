@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-import yaml
 
 from canary import cli, crd
 from canary import rollout as rl
@@ -125,13 +124,15 @@ def follow(*, model: str, canary_version: str, policy_file: Path, namespace: str
     import kubernetes.client as kc
 
     from canary.kube import api_client, translate
-    from canary.policy import load_policy
+    from canary.policy import parse_policy
+    from canary.policy_yaml import load_text, read_file
 
-    load_policy(policy_file)  # bad input fails here, exit 2, nothing created
+    # read and parsed once, strictly: what is checked here (exit 2, nothing created) is what is sent
+    raw = load_text(read_file(policy_file), file=str(policy_file))
+    parse_policy(raw, file=str(policy_file))
     if not (isinstance(timeout_s, (int, float)) and 0 < timeout_s < float("inf")):
         raise cli.ConfigError(f"--timeout must be a positive number of seconds, got {timeout_s}")
     check_version(canary_version, "--canary-version")
-    raw = yaml.safe_load(policy_file.read_text(encoding="utf-8"))
     body = crd.new_object(namespace=namespace, name=name or f"{model}-{canary_version}".lower().replace(".", "-"),
                           model=model, canary_version=canary_version, policy_raw=raw, stable_version=stable_version,
                           virtual_service=virtual_service or "", triton=triton)

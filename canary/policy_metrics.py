@@ -5,8 +5,8 @@ both arms as one, and the judge would compare a thing with itself. So the
 identity labels of each metric family (`SOURCE_LABELS`) are declared here,
 beside the `metrics` section that may rename them, and `check_identity`
 refuses at load time any override or extra matcher that would change what a
-query reads. `metrics.queries.PRESETS` mirrors these labels (a unit test keeps
-the two equal); `metrics.queries.selector` checks again at query time.
+query reads. `metrics.queries.PRESETS` reads its label names from this table;
+`metrics.queries.selector` checks again at query time.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from canary.policy_fields import LABEL_NAME, FieldProblem, Source, Strict, label
 
 @dataclass(frozen=True)
 class SourceLabels:
-    """The label names one metric family's queries depend on (metrics.queries.PRESETS mirrors
-    them; a unit test keeps the two equal). Identity labels pick model, arm and namespace."""
+    """The label names one metric family's queries depend on (metrics.queries.PRESETS reads
+    them from here). Identity labels pick model, arm and namespace."""
 
     arm: str
     model: str

@@ -48,7 +48,7 @@ from typing import Iterable, Sequence
 
 from canary.errors import ConfigError
 from canary.model import Histogram, Target
-from canary.policy import Policy, identity_labels, label_name, scan_promql
+from canary.policy import SOURCE_LABELS, Policy, identity_labels, label_name, scan_promql
 from canary.policy_fields import METRIC_PATTERN
 
 ARMS = ("stable", "canary")
@@ -65,8 +65,6 @@ class Preset:
     """Where one metric family keeps each thing a check needs (None: it has none)."""
 
     name: str
-    arm_label: str
-    model_label: str
     requests: tuple[str, ...]  # counters summed into the request count
     errors: str  # counter of failed requests
     errors_matcher: str = ""  # constant matcher narrowing `errors` to failures
@@ -75,26 +73,38 @@ class Preset:
     latency_to_ms: float = 1.0
     prediction: str | None = None
     feature_missing: str | None = None  # gauge, fraction 0..1
-    namespace_label: str | None = None
     fixed: tuple[tuple[str, str], ...] = field(default=())
+
+    # which label is the arm, the model, the namespace: the policy's table (SOURCE_LABELS), read here
+    @property
+    def arm_label(self) -> str:
+        return SOURCE_LABELS[self.name].arm
+
+    @property
+    def model_label(self) -> str:
+        return SOURCE_LABELS[self.name].model
+
+    @property
+    def namespace_label(self) -> str | None:
+        return SOURCE_LABELS[self.name].namespace
 
 
 PRESETS: dict[str, Preset] = {
     "model": Preset(
-        name="model", arm_label="model_version", model_label="model_name",
+        name="model",
         requests=("model_requests_total",), errors="model_requests_total", errors_matcher='outcome="error"',
         requests_fallback="model_inference_duration_seconds_count",
         latency="model_inference_duration_seconds", latency_to_ms=1000.0,
         prediction="model_prediction_value", feature_missing="model_feature_missing_rate",
     ),
     "istio": Preset(
-        name="istio", arm_label="destination_version", model_label="destination_service_name",
+        name="istio",
         requests=("istio_requests_total",), errors="istio_requests_total", errors_matcher='response_code=~"5.."',
-        latency="istio_request_duration_milliseconds", namespace_label="destination_service_namespace",
+        latency="istio_request_duration_milliseconds",
         fixed=(("reporter", "destination"),),
     ),
     "triton": Preset(
-        name="triton", arm_label="version", model_label="model",
+        name="triton",
         requests=("nv_inference_request_success", "nv_inference_request_failure"),
         errors="nv_inference_request_failure",
     ),
