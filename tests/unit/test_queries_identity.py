@@ -13,7 +13,7 @@ import re
 from typing import Any, get_args
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from canary.errors import ConfigError, PolicyError
@@ -157,15 +157,23 @@ def skeleton(query: str) -> str:
 
 TOKENS = ["sum(", "rate(", ")", "x", "{", "}", "a=", '"', "'", "`", "{model}", "{version}", "{namespace}",
           "{window}", "[", "]", " ", "\\", "#", "\n", ",", " by (le) ", "=~", "{other}", "}or vector(1)"]
+# whole, balanced pieces: joined, they load, so most examples carry a value into a real query
+PIECES = ['x{a="{model}"}', 'y{b=~"{version}",c="{namespace}"}', "sum(rate(z[{window}]))",
+          'sum by (le) (rate(h{m="{model}",v="{version}"}[{window}]))', 'w{a="{model}"} # a "comment" {version}',
+          "vector(1)", 'q{a=\'{version}\'}']
+TEMPLATES = st.one_of(st.lists(st.sampled_from(TOKENS), max_size=24).map("".join),
+                      st.lists(st.sampled_from(PIECES), min_size=1, max_size=5).map(" + ".join))
 
 
 @settings(max_examples=500, deadline=None)
-@given(st.lists(st.sampled_from(TOKENS), max_size=24).map("".join))
+@given(TEMPLATES)
 def test_a_loadable_template_renders_and_no_value_changes_its_shape(template: str) -> None:
     try:
         check_promql(template)
     except ValueError:
         return
+    event("carries a value" if any(p in template for p in ('"{model}"', '"{version}"', '"{namespace}"'))
+          else "loads, no value")
     plain, evil = render(template), render(template, model=EVIL, version=EVIL)
     assert skeleton(plain) == skeleton(evil), (template, evil)
     assert check_promql(plain) == plain and check_promql(evil) == evil  # still one balanced query once rendered
