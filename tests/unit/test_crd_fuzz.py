@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -41,8 +43,48 @@ def test_any_metadata_and_spec_shapes(meta: Any, spec: Any) -> None:
 
 
 @settings(max_examples=200, deadline=None)
+@given(field=st.sampled_from(["namespace", "name", "generation", "uid"]), value=json_values)
+def test_any_metadata_value_on_a_valid_rollout(field: str, value: Any) -> None:
+    """The random shapes above mostly stop at the spec; here everything else is valid."""
+    obj = fleet.rollout_object(0, "v2")
+    obj["metadata"][field] = value
+    _parse(obj)
+
+
+@pytest.mark.parametrize("change,field", [
+    ({"metadata": {"namespace": 5, "name": "r0"}}, "metadata.namespace"),
+    ({"metadata": {"namespace": "ml", "name": "r0", "generation": True}}, "metadata.generation"),
+    ({"metadata": {"namespace": "ml", "name": "r0", "generation": "1"}}, "metadata.generation"),
+    ({"metadata": {"namespace": "ml", "name": "r0", "generation": 1.5}}, "metadata.generation"),
+    ({"spec": {"triton": "x"}}, "spec.triton"),
+    ({"spec": {"triton": {"canaryUrl": 5}}}, "spec.triton"),
+    ({"spec": {"canaryVersion": "v2\n"}}, "spec.canaryVersion"),
+])
+def test_each_malformed_field_is_named(change: dict[str, Any], field: str) -> None:
+    obj = fleet.rollout_object(0, "v2")
+    for part, values in change.items():
+        obj[part] = {**obj[part], **values}
+    with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
+        crd.parse(obj)
+
+
+VALID_POLICY = yaml.safe_dump(fleet.FAST_POLICY)
+
+
+@settings(max_examples=200, deadline=None)
+@given(at=st.integers(0, len(VALID_POLICY)), insert=st.text(max_size=12), cut=st.integers(0, 8))
+def test_a_mutated_valid_configmap_policy(at: int, insert: str, cut: int) -> None:
+    """Near-valid texts: these reach the strict YAML rules and the policy's own checks."""
+    _configmap_text(VALID_POLICY[:at] + insert + VALID_POLICY[at + cut:])
+
+
+@settings(max_examples=200, deadline=None)
 @given(text=st.text(max_size=300) | st.binary(max_size=300).map(lambda b: b.decode("latin-1")))
 def test_any_configmap_policy_text(text: str) -> None:
+    _configmap_text(text)
+
+
+def _configmap_text(text: str) -> None:
     obj = fleet.rollout_object(0, "v2")
     del obj["spec"]["policy"]
     obj["spec"]["policyRef"] = {"configMap": "p", "key": "policy.yaml"}
