@@ -124,19 +124,21 @@ def test_operator_rollback_from_another_process_is_adopted() -> None:
 def test_foreign_weight_edit_is_reasserted() -> None:
     ctl, router, metrics, clock = make()
     edited = []
+    real_sleep = clock.sleep
 
-    def foreign(t: float) -> float:
-        if t >= 1013 and not edited:
+    def sleep_then_edit(seconds: float) -> None:  # the edit lands between two looks
+        real_sleep(seconds)
+        if clock.t >= 1013 and not edited:
             edited.append(True)
             router.weights = Weights(100, 0)  # a GitOps sync resets the weights, leaving our annotation
-        return 1.0
 
-    metrics.slowdown = foreign
+    clock.sleep = sleep_then_edit  # type: ignore[method-assign]
     res = ctl.run()
     assert res.exit_code == 0 and edited
     writes = [w for k, w in router.log if k == "weights"]
-    # step 2 (50/50) was written, reset to 100/0 by the foreign edit, and written again
+    # step 2 (50/50) was written, reset to 100/0 by the foreign edit, and put back as a re-assertion
     assert writes.count(Weights(50, 50)) >= 2 and router.weights == STABLE_ONLY
+    assert ("event", "WeightsReasserted") in router.log
 
 
 def test_operator_rollback_forces_stable_even_without_a_recorded_rollout() -> None:

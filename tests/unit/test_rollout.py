@@ -197,7 +197,7 @@ def test_a_recorded_state_of_the_wrong_shape_is_refused_naming_the_field(field: 
 
     d = json.loads(started().to_json())
     d[field] = value
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=field):
         rl.RolloutState.from_json(json.dumps(d))
 
 

@@ -14,6 +14,7 @@ from canary.errors import KubeUnavailable, NoData
 from canary.logs import get
 from canary.model import STABLE_ONLY, Target, Weights
 from tests.fakes import FakeClock, FakeMetrics, FakeRouter
+from tests.support.killpoints import Killed
 from tests.unit.test_controller import POLICY, TARGET, make
 
 
@@ -50,14 +51,28 @@ def test_an_exception_of_any_type_mid_rollout_ends_at_stable_100(exc: BaseExcept
     assert res.exit_code == EXIT_INFRA and router.weights == STABLE_ONLY and res.state.phase == rl.ABORTED
 
 
-def test_when_even_the_rollback_write_fails_rollback_failed_is_logged_and_the_error_raised(capsys: object) -> None:
+def test_a_base_exception_mid_rollout_still_ends_at_stable_100_and_propagates() -> None:
+    ctl, router, metrics, clock = make()
+    real = router.inspect
+
+    def inspect(target: Target) -> object:
+        if router.weights == Weights(90, 10):
+            raise KeyboardInterrupt()
+        return real(target)
+
+    router.inspect = inspect  # type: ignore[method-assign]
+    with pytest.raises(KeyboardInterrupt):
+        ctl.run()
+    assert router.weights == STABLE_ONLY and json.loads(router.state)["phase"] == rl.ABORTED
+
+
+def test_when_even_the_rollback_write_fails_rollback_failed_is_logged_and_the_error_raised() -> None:
     ctl, router, metrics, clock = make()
     real = router.set_weights
 
     def down(target: Target, weights: Weights, **kw: object) -> object:
-        if weights != STABLE_ONLY or router.weights != STABLE_ONLY:
-            if router.weights == Weights(90, 10):
-                raise KubeUnavailable("API gone")
+        if router.weights == Weights(90, 10):  # from the first step on, the API refuses every write
+            raise KubeUnavailable("API gone")
         return real(target, weights, **kw)  # type: ignore[arg-type]
 
     router.set_weights = down  # type: ignore[method-assign]
@@ -70,19 +85,22 @@ def test_when_even_the_rollback_write_fails_rollback_failed_is_logged_and_the_er
 
 def test_a_signal_during_a_hanging_look_reaches_stable_100_without_waiting_for_it() -> None:
     ctl, router, metrics, clock = make()
-    release = threading.Event()
+    release, answered = threading.Event(), threading.Event()
     real = metrics.measure
 
     def hang(*a: object, **kw: object) -> object:
         ctl.stop.set()  # SIGTERM arrives while Prometheus does not answer
-        release.wait(60)
+        release.wait(30)
+        answered.set()
         return real(*a, **kw)  # type: ignore[arg-type]
 
     metrics.measure = hang  # type: ignore[method-assign]
     try:
         res = ctl.run()
+        hanging_when_done = not answered.is_set()  # run() returned while the look still waited
     finally:
         release.set()
+    assert hanging_when_done, "the rollback waited for the hanging look"
     assert res.exit_code == EXIT_INFRA and router.weights == STABLE_ONLY and res.state.reason == "interrupted"
 
 
@@ -152,10 +170,6 @@ def test_prometheus_answering_without_canary_series_rolls_back_at_the_deadline()
     assert "no verdict" in res.state.reason
 
 
-class Killed(BaseException):
-    """SIGKILL, simulated: once raised, the process makes no further write of any kind."""
-
-
 def test_look_counts_survive_a_restart_so_the_failure_budget_is_not_re_spent() -> None:
     ctl, router, metrics, clock = make(slowdown=lambda t: 3.0)
     real = router.set_weights
@@ -191,7 +205,7 @@ def test_rollback_works_even_when_the_recorded_state_is_unreadable(garbage: str)
     assert rl.RolloutState.from_json(router.state).phase == rl.ROLLED_BACK
 
 
-def test_an_unexpected_error_in_any_command_exits_3_without_a_traceback() -> None:
+def test_an_unexpected_error_exits_3_never_1() -> None:
     import typer
 
     from canary.cli import run_guarded
@@ -208,17 +222,21 @@ def test_an_unexpected_error_in_any_command_exits_3_without_a_traceback() -> Non
 def test_a_subset_repointed_is_caught_before_the_next_look_even_when_looks_outpace_the_watch(subset: str,
                                                                                             to: str) -> None:
     ctl, router, metrics, clock = make()
-    ctl.watch_every = 10.0  # longer than look_every (2 s): the periodic watch alone would never run
+    ctl.watch_every = 10.0  # longer than look_every (2 s): the periodic watch alone would be late
+    repointed: list[float] = []
 
     def repoint(t: float) -> float:
         if t >= 1003 and router.subsets[subset] != to and json.loads(router.state)["phase"] == rl.PROGRESSING:
             router.subsets[subset] = to
+            repointed.append(t)
         return 1.0
 
     metrics.slowdown = repoint
     res = ctl.run()
     assert res.state.phase == rl.ABORTED and res.exit_code == EXIT_INFRA and router.weights == STABLE_ONLY
     assert to in res.state.reason
+    # caught at the very next look, not at the next periodic watch (10 s later)
+    assert res.state.updated_at - repointed[0] <= POLICY.analysis.look_every + 0.5
 
 
 @pytest.mark.parametrize("version", ["", "v2\n", "x" * 64, "-v2", "v 2", "v2/", "ü"])
@@ -239,6 +257,7 @@ def test_a_canary_rollout_with_such_a_version_is_invalid(version: str) -> None:
     from canary.errors import ConfigError
     from tests import fleet
 
+    obj = fleet.rollout_object(0, "v2")
+    obj["spec"]["canaryVersion"] = version
     with pytest.raises(ConfigError, match="spec.canaryVersion"):
-        crd.parse(fleet.rollout_object(0, version or "v2") | {"spec": {**fleet.rollout_object(0, "v2")["spec"],
-                                                                        "canaryVersion": version or " "}})
+        crd.parse(obj)
