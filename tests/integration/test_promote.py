@@ -278,4 +278,6 @@ def test_sigterm_during_a_look_on_an_unresponsive_prometheus_goes_to_stable_with
     print(f"\nSIGTERM -> stable 100%: {r['seconds']:.2f} s")
     assert r["exit"] == 3 and r["weights"] == [100, 0] and r["phase"] == rl.ABORTED, r
     events = [e["event"] for e in parse_json_lines(r["stderr"])]
-    assert "look.abandoned" in events or "rollout.aborted" in events
+    assert "look.abandoned" in events  # the look waiting on Prometheus was dropped, not waited for
+    # issue 8's bound (typically 0.05 s); waiting for the look instead takes the provider's 15-30 s
+    assert r["seconds"] < 5, r["seconds"]

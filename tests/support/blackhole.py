@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -16,9 +17,14 @@ from typing import Any
 
 
 class BlackholeProxy:
+    """Forwards to `upstream` until `blackhole` is set; from then on every request is held, never
+    answered, on new and on kept-alive connections alike. `holding` is set once a request is held:
+    a client is then waiting on it (a condition the tests wait for, not a guess of how long)."""
+
     def __init__(self, upstream_host: str, upstream_port: int) -> None:
         self.upstream = (upstream_host, upstream_port)
         self.blackhole = False
+        self.holding = threading.Event()
         self._sock = socket.socket()
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind(("127.0.0.1", 0))
@@ -41,6 +47,10 @@ class BlackholeProxy:
         for s in self._held:
             s.close()
 
+    def _hold(self, *socks: socket.socket) -> None:
+        self._held.extend(socks)
+        self.holding.set()
+
     def _accept(self) -> None:
         while not self._stop.is_set():
             try:
@@ -48,7 +58,7 @@ class BlackholeProxy:
             except OSError:
                 return
             if self.blackhole:
-                self._held.append(client)  # accepted, never answered
+                self._hold(client)  # accepted, never answered
                 continue
             threading.Thread(target=self._pipe_pair, args=(client,), daemon=True).start()
 
@@ -58,21 +68,24 @@ class BlackholeProxy:
         except OSError:
             client.close()
             return
-        for a, b in ((client, upstream), (upstream, client)):
-            threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+        threading.Thread(target=self._pipe, args=(client, upstream, True), daemon=True).start()
+        threading.Thread(target=self._pipe, args=(upstream, client, False), daemon=True).start()
 
-    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
+    def _pipe(self, src: socket.socket, dst: socket.socket, from_client: bool) -> None:
         try:
-            while not self.blackhole and (data := src.recv(65536)):
+            while data := src.recv(65536):
+                if self.blackhole:  # checked after every read: a kept-alive connection is held too
+                    if from_client:
+                        self._hold(src, dst)
+                    return
                 dst.sendall(data)
         except OSError:
-            pass
-        if not self.blackhole:
-            for s in (src, dst):
-                try:
-                    s.close()
-                except OSError:
-                    pass
+            return
+        for s in (src, dst):
+            try:
+                s.close()
+            except OSError:
+                pass
 
 
 def weights(api: Any) -> list[int]:
@@ -80,32 +93,39 @@ def weights(api: Any) -> list[int]:
     return [d["weight"] for d in vs["spec"]["http"][0]["route"]]
 
 
-def sigterm_trial(api: Any, argv: list[str], env: dict[str, str], proxy: BlackholeProxy, *, cwd: Path,
-                  hang_s: float = 1.5) -> dict[str, Any]:
+def sigterm_trial(api: Any, argv: list[str], env: dict[str, str], proxy: BlackholeProxy, *,
+                  cwd: Path) -> dict[str, Any]:
     """Start `canary promote` (argv), wait until the canary has traffic, make Prometheus
-    unresponsive, wait `hang_s` (a look is then waiting on it), send SIGTERM, and time how long
-    until the route is back at stable 100%. Returns seconds, exit code, final weights."""
+    unresponsive, wait until a request of the process is held (a look is waiting on it), send
+    SIGTERM, and time how long until the route is back at stable 100%. Returns seconds, exit
+    code, final weights, phase, and the process's whole stderr."""
     proxy.blackhole = False
-    proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 60
-        while weights(api)[1] == 0:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise AssertionError(f"promote never gave the canary traffic: {proc.poll()} "
-                                     f"{proc.stderr.read()[-2000:] if proc.poll() is not None else ''}")
-            time.sleep(0.05)
-        proxy.blackhole = True
-        time.sleep(hang_s)
-        os.kill(proc.pid, signal.SIGTERM)
-        t0 = time.monotonic()
-        while weights(api) != [100, 0] and time.monotonic() - t0 < 60:
-            time.sleep(0.01)
-        seconds = time.monotonic() - t0
-        out, err = proc.communicate(timeout=60)
-        state = json.loads(out) if out.strip().startswith("{") else {}
+    proxy.holding.clear()
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=out, stderr=err, text=True)
+        try:
+            deadline = time.monotonic() + 60
+            while weights(api)[1] == 0:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    err.seek(0)
+                    raise AssertionError(f"promote never gave the canary traffic: {proc.poll()} {err.read()[-2000:]}")
+                time.sleep(0.05)
+            proxy.blackhole = True
+            if not proxy.holding.wait(60):
+                raise AssertionError("promote sent no query to Prometheus within 60 s")
+            os.kill(proc.pid, signal.SIGTERM)
+            t0 = time.monotonic()
+            while weights(api) != [100, 0] and time.monotonic() - t0 < 60:
+                time.sleep(0.01)
+            seconds = time.monotonic() - t0
+            proc.wait(60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        out.seek(0)
+        err.seek(0)
+        text = out.read()
+        state = json.loads(text) if text.strip().startswith("{") else {}
         return {"seconds": seconds, "exit": proc.returncode, "weights": weights(api), "phase": state.get("phase"),
-                "stderr": err[-2000:]}
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+                "stderr": err.read()}
