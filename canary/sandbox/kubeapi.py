@@ -68,13 +68,15 @@ DEFAULT_RESOURCES = (
 @dataclass
 class Fault:
     """Answer the next `times` matching requests with `status` instead of serving them,
-    or (status 0) serve them only after `delay` seconds, to provoke client timeouts."""
+    or (status 0) serve them only after `delay` seconds, to provoke client timeouts, or
+    (status 0, `hold`) only once `hold` is set, so a test decides when a request lands."""
 
     status: int
     times: int
     methods: frozenset[str]
     plural: str | None = None
     delay: float = 0.0
+    hold: threading.Event | None = None
 
 
 class ApiError(Exception):
@@ -184,7 +186,9 @@ class StrictKubeAPI(kmock.KubernetesScaffold):
             del self.arrivals[:-1000]
         try:
             delay = self._check_fault(method, res.plural)
-            if delay:
+            if isinstance(delay, threading.Event):
+                await asyncio.get_running_loop().run_in_executor(None, delay.wait)  # the server keeps serving
+            elif delay:
                 await asyncio.sleep(delay)
             kind = self.kinds.get((res.group, res.plural))
             sub = request.subresource or ""
@@ -207,11 +211,13 @@ class StrictKubeAPI(kmock.KubernetesScaffold):
             body, code = status_body(exc.code, exc.reason, exc.message, details), exc.code
         return aiohttp.web.json_response(body, status=code)
 
-    def _check_fault(self, method: str, plural: str) -> float:
+    def _check_fault(self, method: str, plural: str) -> float | threading.Event:
         with self.lock:
             for fault in self.faults:
                 if fault.times > 0 and method in fault.methods and fault.plural in (None, plural):
                     fault.times -= 1
+                    if fault.hold is not None:
+                        return fault.hold
                     if fault.delay:
                         return fault.delay
                     raise ApiError(fault.status, _REASONS.get(fault.status, "InternalError"),
@@ -488,6 +494,13 @@ class KubeAPIServer:
         """The next `times` matching requests are answered only after `seconds` (client timeouts)."""
         with self.handler.lock:
             self.handler.faults.append(Fault(0, times, frozenset(m.upper() for m in methods), plural, seconds))
+
+    def hold_next(self, *, methods: Iterable[str] = ("PUT",), plural: str | None = None) -> threading.Event:
+        """The next matching request is received but served only once the returned Event is set."""
+        release = threading.Event()
+        with self.handler.lock:
+            self.handler.faults.append(Fault(0, 1, frozenset(m.upper() for m in methods), plural, hold=release))
+        return release
 
     def before_next_write(self, hook: Callable[[], None]) -> None:
         """Run `hook` (e.g. a foreign edit) just before the next write is served: a race, on demand."""

@@ -160,10 +160,13 @@ def test_controller_killed_after_every_write_resumes_to_the_right_end(version: s
 def test_a_promotions_stable_repointing_still_in_flight_cannot_land_after_a_rollback() -> None:
     """promote prepared 'stable -> v2' and its PUT is slow (or its process died mid-request);
     meanwhile on-call rolls back. The rollback's final DestinationRule write supersedes: the
-    late PUT fails its resourceVersion precondition, and stable stays on the stable version."""
+    late PUT fails its resourceVersion precondition, and stable stays on the stable version.
+    The API server holds the PUT until the rollback is done (no timing decides the order)."""
     import threading
+    import time
 
     from canary.controller import operator_action
+    from canary.errors import RoutingConflict
     from canary.logs import get
 
     api = fleet.start_api(1)
@@ -175,7 +178,7 @@ def test_a_promotions_stable_repointing_still_in_flight_cannot_land_after_a_roll
         promoting = rl.RolloutState(model="m0", stable_version="v1", canary_version="v2", phase=rl.PROMOTING,
                                     weights=Weights(0, 100), step=2)
         router.set_weights(target, Weights(0, 100), state=promoting.to_json())
-        api.delay_next(3.0, methods=("PUT",), plural="destinationrules")
+        release = api.hold_next(methods=("PUT",), plural="destinationrules")
         arrived = len(api.handler.arrivals)
         late: list[BaseException] = []
 
@@ -187,20 +190,18 @@ def test_a_promotions_stable_repointing_still_in_flight_cannot_land_after_a_roll
 
         t = threading.Thread(target=dying_promote)
         t.start()
-        import time
-
         deadline = time.monotonic() + 10
         while not any(m == "PUT" and "destinationrules" in p for _, m, p in api.handler.arrivals[arrived:]):
             assert time.monotonic() < deadline
             time.sleep(0.01)  # until the API server holds its PUT (a condition, not a guess)
         state = operator_action(IstioRouter(client, wait=tenacity.wait_none()), target,
                                 rl.Rollback(1.0, "on-call"), log=get())
+        release.set()  # now the late PUT is served, after the rollback
         t.join(10)
         weights, recorded, stable, _ = cluster_state(api)
         assert state.phase == rl.ROLLED_BACK and recorded["phase"] == rl.ROLLED_BACK and weights == [100, 0]
-        # whichever order the API server applied them in, the stable subset ends on the stable version
-        # (if the late PUT is applied after the rollback, its precondition fails: `late` holds a 409)
         assert stable == "v1", "the late promotion write landed after the rollback"
+        assert len(late) == 1 and isinstance(late[0], RoutingConflict)  # refused: 409 on its resourceVersion
     finally:
         client.close()
         api.stop()
