@@ -9,6 +9,7 @@ deadline and the lease duration is for, so arrivals are judged against the expir
 from __future__ import annotations
 
 import random
+import time
 from typing import Any
 
 import pytest
@@ -27,8 +28,8 @@ TARGET = Target(namespace="ml", virtual_service="m0", model="m0", stable_version
 
 
 def trial(api: Any, client: Any, seed: int, *, renew_deadline_s: float = 0.5) -> dict[str, Any]:
-    """One write retried through a lease that lapses mid-way. Returns the PUTs that arrived
-    before and after the renew deadline (after must be 0)."""
+    """One write retried through a lease that lapses mid-way. Returns the PUTs that arrived before
+    the renew deadline, in the margin up to the lease's expiry, and after it (must be 0)."""
     rng = random.Random(seed)
     elector = LeaderElector(client, namespace="ml", name=f"lease-{seed}", identity="a",
                             lease_duration_s=renew_deadline_s * 3, renew_deadline_s=renew_deadline_s,
@@ -46,18 +47,19 @@ def trial(api: Any, client: Any, seed: int, *, renew_deadline_s: float = 0.5) ->
         faults.append(Fault(status=status, times=1, methods=frozenset({"PUT"}), plural="virtualservices",
                             delay=0.5 if status == 0 else 0.0))
     api.handler.faults[:] = faults
-    start = len(api.handler.arrivals)
+    started = time.monotonic()  # by time, not index: the emulator keeps only its last 1,000 arrivals
     try:
         with pytest.raises(NotLeader):
             fenced.set_weights(TARGET, Weights(50, 50), state="{}")
     finally:
         api.handler.faults.clear()
-    puts = [t for t, method, path in api.handler.arrivals[start:] if method == "PUT" and "virtualservices" in path]
+    puts = [t for t, method, path in list(api.handler.arrivals)
+            if t >= started and method == "PUT" and "virtualservices" in path]
     return {"before": sum(t < deadline for t in puts), "in_margin": sum(deadline <= t < expiry for t in puts),
             "after": sum(t >= expiry for t in puts)}
 
 
-def test_no_write_arrives_after_the_renew_deadline_however_the_retries_fall() -> None:
+def test_no_write_arrives_once_the_lease_expired_however_the_retries_fall() -> None:
     api = fleet.start_api(1)
     client = api.api_client()
     try:
@@ -66,4 +68,6 @@ def test_no_write_arrives_after_the_renew_deadline_however_the_retries_fall() ->
         client.close()
         api.stop()
     assert all(r["after"] == 0 for r in results), results
-    assert sum(r["before"] for r in results) >= 6  # the writes were really attempted, and retried
+    # the writes were really attempted, and retried (a trial whose lease is already too short to
+    # write in may send none: the fence refuses before the first attempt, as it should)
+    assert sum(r["before"] for r in results) >= len(results)

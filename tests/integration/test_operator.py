@@ -141,8 +141,6 @@ def test_events_on_the_canary_rollout(world: Any) -> None:
 
 def test_prometheus_down_before_the_start_touches_nothing_and_says_why(world: Any) -> None:
     api, op, custom = world
-    from canary.metrics.prometheus import PrometheusProvider
-
     dead = PrometheusProvider("http://127.0.0.1:9", retries=1, budget_s=0.5)
     op.metrics, op.batch = dead, BatchMetrics(dead)
     before = api.get(GROUP, "virtualservices", "ml", fleet.model(0))
@@ -157,15 +155,15 @@ def test_prometheus_down_before_the_start_touches_nothing_and_says_why(world: An
 
 def test_prometheus_outage_mid_rollout_never_promotes_and_ends_at_stable(world: Any) -> None:
     api, op, custom = world
-    from canary.metrics.prometheus import PrometheusProvider
-
     custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v2"))
-    for _ in range(20):
+    for _ in range(20):  # ticks, not time: claim, then the first step
         op.tick()
         if (custom.get_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0").get("status")
                 or {}).get("phase") == rl.PROGRESSING:
             break
-        time.sleep(0.1)
+    else:
+        pytest.fail("the rollout never reached its first step")
+    assert vs(api, 0)[0][1] > 0  # mid-rollout: the canary has traffic
     dead = PrometheusProvider("http://127.0.0.1:9", retries=1, budget_s=0.5)
     op.metrics, op.batch = dead, BatchMetrics(dead)  # Prometheus goes away while the canary has traffic
     objs = run_until_done(op, custom, ["r0"], timeout=60)
