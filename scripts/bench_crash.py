@@ -1,6 +1,6 @@
 """Crash benchmark: rollouts interrupted by kills end right, and consistent, every time.
 
-Three modes, all against the strict Kubernetes API emulator (a real HTTP server on
+Two modes, both against the strict Kubernetes API emulator (a real HTTP server on
 127.0.0.1) and the real IstioRouter; metrics come from a fake provider on a fake clock that
 sees the cluster's weights (`v2` is as fast as stable, `v3` is 60% slower), so a run is
 deterministic for its seed:
@@ -9,9 +9,10 @@ deterministic for its seed:
   random number of writes (1..60, at most 15 kills), each time replaced by a fresh one;
 * ``points``: for one rollout of each version, for `canary promote` and for the controller,
   a kill right after EVERY write an uninterrupted rollout makes (claim, subsets, each step's
-  weights, each recorded look, promoting, stable re-pointed, final, CR status);
-* ``process`` (opt-in, slow): real `canary controller run` processes SIGKILLed at random
-  times against a real Prometheus, as tests/e2e/test_controller_crash.py does.
+  weights, each recorded look, promoting, stable re-pointed, final, CR status).
+
+Real `canary controller run` processes SIGKILLed at random times against a real Prometheus
+are tests/e2e/test_controller_crash.py's part (it runs in the suite).
 
 A kill is simulated by tests/support/killpoints.py: once the k-th write has landed, the
 process makes no further write of any kind (what SIGKILL leaves behind). Reported per mode:
@@ -25,7 +26,6 @@ Prints a table and exits 0; with --write, also writes docs/benchmarks/crash.md.
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import sys
 import time
@@ -49,11 +49,8 @@ from canary.operator import Operator  # noqa: E402
 from canary.routing.istio import IstioRouter  # noqa: E402
 from tests import fleet  # noqa: E402
 from tests.fakes import FakeClock, FakeMetrics  # noqa: E402
-from tests.support.killpoints import Killed, Killer, KillerCustom, LiveWeights  # noqa: E402
-
-GROUP = "networking.istio.io"
-SLOWDOWN = {"v2": 1.0, "v3": 1.6}
-RPS = 1000.0
+from tests.support.killpoints import (RPS, SLOWDOWN, Killed, Killer, KillerCustom, LiveWeights,  # noqa: E402
+                                      every_kill_point, problems)
 
 
 class FleetMetrics:
@@ -73,22 +70,10 @@ class FleetMetrics:
         return self._one(target).request_counts(policy, target, window_s=window_s)
 
 
-def check(api: Any, i: int, version: str, phase: str | None) -> tuple[bool, list[str]]:
-    """(wrong outcome, inconsistencies) of rollout i."""
-    vs = api.get(GROUP, "virtualservices", "ml", fleet.model(i))
-    dr = api.get(GROUP, "destinationrules", "ml", fleet.model(i))
-    weights = [d["weight"] for d in vs["spec"]["http"][0]["route"]]
-    state = json.loads(vs["metadata"]["annotations"].get("canary.ml/rollout", "{}") or "{}")
-    stable = {s["name"]: s["labels"]["version"] for s in dr["spec"]["subsets"]}["stable"]
-    want = fleet.expected_phase(version)
-    problems = []
-    if state.get("phase") != phase:
-        problems.append(f"recorded {state.get('phase')} vs status {phase}")
-    if weights != [100, 0] or [state.get("weights", {}).get(k) for k in ("stable", "canary")] != weights:
-        problems.append(f"weights {weights} vs recorded {state.get('weights')}")
-    if stable != ("v2" if phase == rl.PROMOTED else "v1"):
-        problems.append(f"stable subset selects {stable} while {phase}")
-    return phase != want, problems
+def tally(found: list[str] | tuple[str, ...]) -> tuple[int, int]:
+    """(wrong outcome, inconsistent state) as 0/1 from `killpoints.problems`' findings."""
+    wrong = any(f.startswith("wrong outcome") for f in found)
+    return int(wrong), int(any(not f.startswith("wrong outcome") for f in found))
 
 
 def operator(api: Any, client: Any, clock: FakeClock, kill_after: int | None) -> tuple[Operator, Killer]:
@@ -114,8 +99,9 @@ def run_random(seed: int, n: int, max_kills: int = 15) -> dict[str, Any]:
     kills, interrupted = 0, set()
     try:
         op, killer = operator(api, client, clock, rng.randint(1, 60))
+        now = phases(api, n)
         for _ in range(2000):
-            before = phases(api, n)
+            before = now
             try:
                 op.tick()
             except Killed:
@@ -128,12 +114,10 @@ def run_random(seed: int, n: int, max_kills: int = 15) -> dict[str, Any]:
             if all(p in rl.TERMINAL for p in now):
                 break
             clock.sleep(0.5)
-        final = phases(api, n)
         wrong, bad = 0, 0
         for i, v in enumerate(versions):
-            w, problems = check(api, i, v, final[i])
-            wrong += w
-            bad += bool(problems)
+            w, b = tally(problems(api, v, now[i], i))
+            wrong, bad = wrong + w, bad + b
         return {"rollouts": n, "interrupted": len(interrupted), "kills": kills, "wrong": wrong, "inconsistent": bad}
     finally:
         client.close()
@@ -141,45 +125,13 @@ def run_random(seed: int, n: int, max_kills: int = 15) -> dict[str, Any]:
 
 
 def run_points() -> dict[str, Any]:
-    from tests.integration import test_kill_points as kp
-
-    rollouts = interrupted = wrong = bad = 0
+    rollouts = kills = wrong = bad = 0
     for version in ("v2", "v3"):
         for kind in ("promote", "controller"):
-            writes: list[str] = []
-            api = fleet.start_api(1)
-            if kind == "controller":
-                api.handler.put_object(fleet.rollout_object(0, version))
-            client = api.api_client()
-            (kp.promote(api, client, version, FakeClock(), None, writes) if kind == "promote"
-             else kp.controller_run(api, client, FakeClock(), version, None, writes))
-            client.close()
-            api.stop()
-            for k in range(1, len(writes) + 1):
-                api = fleet.start_api(1)
-                if kind == "controller":
-                    api.handler.put_object(fleet.rollout_object(0, version))
-                client = api.api_client()
-                clock = FakeClock()
-                try:
-                    if kind == "promote":
-                        kp.promote(api, client, version, clock, k, [])
-                        phase = getattr(kp.promote(api, client, version, clock, None, []), "phase", None)
-                    else:
-                        kp.controller_run(api, client, clock, version, k, [])
-                        kp.controller_run(api, client, clock, version, None, [])
-                        phase = phases(api, 1)[0]
-                    w, problems = check(api, 0, version, phase)
-                except Exception as exc:  # counted, never hidden
-                    w, problems = True, [f"{type(exc).__name__}: {exc}"]
-                finally:
-                    client.close()
-                    api.stop()
-                rollouts += 1
-                interrupted += 1
-                wrong += w
-                bad += bool(problems)
-    return {"rollouts": rollouts, "interrupted": interrupted, "kills": interrupted, "wrong": wrong, "inconsistent": bad}
+            for point in every_kill_point(kind, version):
+                w, b = tally(point.problems)
+                rollouts, kills, wrong, bad = rollouts + 1, kills + point.killed, wrong + w, bad + b
+    return {"rollouts": rollouts, "interrupted": kills, "kills": kills, "wrong": wrong, "inconsistent": bad}
 
 
 def main() -> None:

@@ -12,9 +12,22 @@ the outcome, so no test depends on when a real signal lands.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
+import kubernetes.client as kc
+import tenacity
+
+from canary import crd
+from canary import rollout as rl
+from canary.controller import Controller
 from canary.model import Target, Weights
+from canary.operator import Operator
+from canary.policy import parse_policy
+from canary.routing.istio import IstioRouter
+from tests import fleet
+from tests.fakes import FakeClock, FakeMetrics
 
 
 class Killed(BaseException):
@@ -83,3 +96,123 @@ class LiveWeights:
     @property
     def weights(self) -> Weights:
         return self.router.inspect(self.target).weights
+
+
+# ---- every kill point of one rollout (tests/integration/test_kill_points.py, scripts/bench_crash.py) --------
+
+GROUP = "networking.istio.io"
+SLOWDOWN = {"v2": 1.0, "v3": 1.6}  # v3 is 60% slower: must never be promoted
+RPS = 1000.0  # enough canary requests per look that the judge decides v3 at the first step
+
+
+def cluster_state(api: Any, i: int = 0) -> tuple[list[int], dict[str, Any], str, str]:
+    """Rollout i's route weights, recorded state, and the versions the stable and canary subsets select."""
+    vs = api.get(GROUP, "virtualservices", "ml", fleet.model(i))
+    dr = api.get(GROUP, "destinationrules", "ml", fleet.model(i))
+    subsets = {s["name"]: s["labels"]["version"] for s in dr["spec"]["subsets"]}
+    state = json.loads(vs["metadata"]["annotations"].get("canary.ml/rollout") or "{}")
+    return [d["weight"] for d in vs["spec"]["http"][0]["route"]], state, subsets["stable"], subsets["canary"]
+
+
+def problems(api: Any, version: str, phase: str | None, i: int = 0) -> list[str]:
+    """What is wrong with rollout i once it ended in `phase`: the outcome (a v3 promoted, a v2 not),
+    or weights, recorded state and subsets disagreeing. Empty when all is right."""
+    weights, state, stable, _ = cluster_state(api, i)
+    out = []
+    want = fleet.expected_phase(version)
+    if phase != want:
+        out.append(f"wrong outcome: {phase}, want {want} ({state.get('reason')})")
+    if state.get("phase") != phase:
+        out.append(f"recorded {state.get('phase')} vs {phase}")
+    if weights != [100, 0] or [state.get("weights", {}).get(k) for k in ("stable", "canary")] != weights:
+        out.append(f"weights {weights} vs recorded {state.get('weights')}")
+    if stable != ("v2" if phase == rl.PROMOTED else "v1"):
+        out.append(f"stable subset selects {stable} while {phase}")
+    return out
+
+
+def promote(client: Any, version: str, clock: Any, kill_after: int | None, log: list[str]) -> Any:
+    """`canary promote` of rollout 0 (its runner, in-process); its final state, or None if it was killed."""
+    target = Target(namespace="ml", virtual_service=fleet.model(0), model=fleet.model(0), stable_version="",
+                    canary_version=version)
+    real = IstioRouter(client, wait=tenacity.wait_none())
+    metrics = FakeMetrics(LiveWeights(real, target), clock, slowdown=lambda t: SLOWDOWN[version], rps=RPS)  # type: ignore[arg-type]
+    ctl = Controller(policy=parse_policy(fleet.FAST_POLICY), target=target, router=Killer(real, kill_after, log),
+                     metrics=metrics, clock=clock)
+    try:
+        return ctl.run().state
+    except Killed:
+        return None
+
+
+def controller_run(api: Any, client: Any, clock: Any, version: str, kill_after: int | None, log: list[str],
+                   max_ticks: int = 400) -> bool:
+    """Tick a fresh controller until CanaryRollout r0 is terminal (True) or it is killed (False)."""
+    real = IstioRouter(client, wait=tenacity.wait_none())
+    killer = Killer(real, kill_after, log)
+    target = Target(namespace="ml", virtual_service=fleet.model(0), model=fleet.model(0), stable_version="v1",
+                    canary_version=version)
+    metrics = FakeMetrics(LiveWeights(real, target), clock, slowdown=lambda t: SLOWDOWN[version], rps=RPS)  # type: ignore[arg-type]
+    op = Operator(custom=KillerCustom(kc.CustomObjectsApi(client), killer), core=kc.CoreV1Api(client),
+                  router=killer, metrics=metrics, namespace="ml", clock=clock)
+    status: dict[str, Any] = {}
+    for _ in range(max_ticks):
+        try:
+            op.tick()
+        except Killed:
+            return False
+        if killer.dead:
+            return False
+        status = (api.get(crd.GROUP, crd.PLURAL, "ml", "r0") or {}).get("status") or {}
+        if status.get("phase") in rl.TERMINAL:
+            return True
+        clock.sleep(0.5)
+    raise AssertionError(f"controller did not finish: {status.get('phase')}")
+
+
+@dataclass(frozen=True)
+class KillPoint:
+    k: int  # killed right after the k-th write
+    write: str  # what that write was
+    killed: bool  # the process really died there
+    problems: tuple[str, ...]  # after a fresh process took over and finished (empty: all right)
+
+
+def every_kill_point(kind: str, version: str) -> Iterator[KillPoint]:
+    """For `kind` 'promote' or 'controller': run one rollout of `version` uninterrupted to list its
+    writes, then for each write k a fresh cluster where the process is killed right after write k,
+    and a fresh process (a re-run `promote`, the next leader) finishes the rollout."""
+
+    def run(kill_after: int | None, log: list[str]) -> tuple[bool, list[str]]:
+        api = fleet.start_api(1)
+        if kind == "controller":
+            api.handler.put_object(fleet.rollout_object(0, version))
+        client = api.api_client()
+        try:
+            clock = FakeClock()
+            if kind == "promote":
+                state = promote(client, version, clock, kill_after, log)
+                killed = state is None
+                if killed:
+                    state = promote(client, version, clock, None, [])  # `canary promote` run again
+                phase = state.phase if state is not None else None
+            else:
+                killed = not controller_run(api, client, clock, version, kill_after, log)
+                if killed:
+                    controller_run(api, client, clock, version, None, [])
+                status = (api.get(crd.GROUP, crd.PLURAL, "ml", "r0") or {}).get("status") or {}
+                phase = status.get("phase")
+                if status.get("weights") != {"stable": 100, "canary": 0}:
+                    return killed, [f"CR status weights {status.get('weights')}"]
+            return killed, problems(api, version, phase)
+        finally:
+            client.close()
+            api.stop()
+
+    writes: list[str] = []
+    _, wrong = run(None, writes)
+    if wrong:
+        raise AssertionError(f"{kind} {version}, uninterrupted: {wrong}")
+    for k in range(1, len(writes) + 1):
+        killed, found = run(k, [])
+        yield KillPoint(k, writes[k - 1], killed, tuple(found))
