@@ -39,7 +39,6 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import benchdoc  # noqa: E402
 
 import kubernetes.client as kc  # noqa: E402
-import structlog  # noqa: E402
 import tenacity  # noqa: E402
 
 from canary import crd  # noqa: E402
@@ -140,7 +139,7 @@ def main() -> None:
     ap.add_argument("--rollouts", type=int, default=50)
     ap.add_argument("--write", action="store_true", help="write docs/benchmarks/crash.md")
     args = ap.parse_args()
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(50))  # quiet: only the table
+    benchdoc.quiet()
     rows = []
     t0 = time.monotonic()
     for seed in range(args.seeds):
@@ -160,8 +159,7 @@ def main() -> None:
     table = "\n".join(lines)
     print(table)
     if args.write:
-        cmd = f".venv/bin/python scripts/bench_crash.py --seeds {args.seeds} --rollouts {args.rollouts} --write"
-        benchdoc.write("crash", title="Crash benchmark: interrupted rollouts end right and consistent", command=cmd, body=(
+        benchdoc.write("crash", title="Crash benchmark: interrupted rollouts end right and consistent", body=(
             "What is counted: see the docstring of `scripts/bench_crash.py`. An *interrupted rollout* is one "
             "that was not finished when its controller (or `canary promote`) was killed; a *wrong outcome* "
             "is a 60%-slower `v3` promoted or a good `v2` not promoted; an *inconsistent state* is any "

@@ -25,7 +25,6 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 import benchdoc  # noqa: E402
 
-import structlog  # noqa: E402
 
 from tests import fleet  # noqa: E402
 from tests.integration.test_fencing_retries import trial  # noqa: E402
@@ -37,7 +36,7 @@ def main() -> None:
     ap.add_argument("--renew-deadline", type=float, default=0.5, help="seconds (production: 10)")
     ap.add_argument("--write", action="store_true")
     args = ap.parse_args()
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(50))
+    benchdoc.quiet()
     api = fleet.start_api(1)
     client = api.api_client()
     t0 = time.monotonic()
@@ -55,9 +54,8 @@ def main() -> None:
              f"| {len(results)} | {before} | {margin} | {after} | {late_trials} | {time.monotonic() - t0:.1f} |")
     print(table)
     if args.write:
-        cmd = f".venv/bin/python scripts/bench_fencing.py --trials {args.trials} --write"
         benchdoc.write("fencing", title="Fencing: a retried write never lands once the lease expired",
-                       command=cmd, extra=f"; renew deadline {args.renew_deadline} s (scaled down from 10 s)", body=(
+                       extra=f"; renew deadline {args.renew_deadline} s (scaled down from 10 s)", body=(
             "Each trial: a Lease acquired once and never renewed; one VirtualService write retried through "
             "500/503/429 and too-slow answers at random. Every attempt is fenced (`IstioRouter.fence` = "
             "`LeaderElector.lease_left`) and its timeout cut to the lease left.\n\n" + table))

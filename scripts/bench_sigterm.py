@@ -29,6 +29,7 @@ import yaml  # noqa: E402
 
 from canary.sandbox.kubeapi import KubeAPIServer  # noqa: E402
 from canary.sandbox.promserver import PromServer, history_window, openmetrics  # noqa: E402
+from tests import fleet  # noqa: E402
 from tests.integration.test_promote import POLICY, arm_series  # noqa: E402
 from tests.support.blackhole import BlackholeProxy, sigterm_trial  # noqa: E402
 from tests.support.kube import shipped_istio_objects  # noqa: E402
@@ -51,11 +52,7 @@ def main() -> None:
             policy.write_text(yaml.safe_dump(POLICY))
             for _ in range(args.trials):
                 api = KubeAPIServer(seed=shipped_istio_objects()).start()
-                kubeconfig = Path(tmp) / "kubeconfig"
-                kubeconfig.write_text(yaml.safe_dump({
-                    "apiVersion": "v1", "kind": "Config", "current-context": "c",
-                    "clusters": [{"name": "c", "cluster": {"server": api.url}}], "users": [{"name": "u", "user": {}}],
-                    "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u", "namespace": "ml"}}]}))
+                kubeconfig = fleet.write_kubeconfig(Path(tmp) / "kubeconfig", api.url)
                 env = {**os.environ, "KUBECONFIG": "", "CANARY_PROMETHEUS_URL": proxy.url}
                 argv = [sys.executable, "-m", "canary", "promote", "rec-model", "--canary-version", "v2", "--policy",
                         str(policy), "--namespace", "ml", "--kubeconfig", str(kubeconfig), "--output", "json"]
@@ -74,8 +71,7 @@ def main() -> None:
              f"| {len(results)} | {ok} | {statistics.median(secs):.3f} | {max(secs):.3f} | <= 5 s |")
     print(table)
     if args.write:
-        cmd = f".venv/bin/python scripts/bench_sigterm.py --trials {args.trials} --write"
-        benchdoc.write("sigterm", title="SIGTERM to stable 100% with an unresponsive Prometheus", command=cmd, body=(
+        benchdoc.write("sigterm", title="SIGTERM to stable 100% with an unresponsive Prometheus", body=(
             "A look is waiting on a Prometheus that accepted the connection and never answers when SIGTERM "
             "arrives. The look runs in a worker thread that the signal abandons; the rollback write follows "
             "at once. Before (issue 8) the same case took 19-29 s: the look had to time out and retry first.\n\n"
