@@ -47,13 +47,15 @@ def parse(obj: dict[str, Any], *, configmap: Callable[[str, str], dict[str, str]
     """Validate one CanaryRollout; ConfigError names namespace/name and the field. Whatever the
     object holds (it comes from the API server, but fields under preserve-unknown-fields and
     hand-written ConfigMaps are anyone's), nothing but ConfigError comes out."""
-    meta = obj.get("metadata") if isinstance(obj, dict) else None
+    if not isinstance(obj, dict):
+        raise ConfigError("CanaryRollout: not an object")
+    meta = obj.get("metadata")
     meta = meta if isinstance(meta, dict) else {}
     ns, name = meta.get("namespace", ""), meta.get("name", "")
     if not isinstance(ns, str) or not isinstance(name, str):
         raise ConfigError("CanaryRollout: metadata.namespace and metadata.name must be strings")
     where = f"CanaryRollout {ns}/{name}"
-    spec = obj.get("spec") if isinstance(obj, dict) else None
+    spec = obj.get("spec")
     if not isinstance(spec, dict):
         raise ConfigError(f"{where}: spec is missing")
 
@@ -65,8 +67,8 @@ def parse(obj: dict[str, Any], *, configmap: Callable[[str, str], dict[str, str]
             raise ConfigError(f"{where}: spec.{field} must be a non-empty string")
         return value
 
-    model, canary = text("model", required=True), text("canaryVersion", required=True)
-    for field, value in (("canaryVersion", canary), ("stableVersion", text("stableVersion"))):
+    model, canary, stable = text("model", required=True), text("canaryVersion", required=True), text("stableVersion")
+    for field, value in (("canaryVersion", canary), ("stableVersion", stable)):
         if value:
             check_version(value, f"{where}: spec.{field}")
     policy = _policy(spec, where, ns, configmap)
@@ -85,7 +87,7 @@ def parse(obj: dict[str, Any], *, configmap: Callable[[str, str], dict[str, str]
     if isinstance(generation, bool) or not isinstance(generation, int):
         raise ConfigError(f"{where}: metadata.generation must be an integer")
     target = Target(namespace=ns, virtual_service=text("virtualService") or model, model=model,
-                    stable_version=text("stableVersion"), canary_version=canary,
+                    stable_version=stable, canary_version=canary,
                     destination_rule=text("destinationRule"), route=text("route") or (policy.route or ""))
     return RolloutSpec(namespace=ns, name=name, uid=str(meta.get("uid", "")), generation=generation,
                        target=target, policy=policy, on_foreign_edit=on_edit, on_prometheus_outage=on_outage,

@@ -56,8 +56,6 @@ from canary.policy_checks import (
     PredictionShiftCheck,
 )
 from canary.policy_fields import (
-    LABEL_NAME,
-    METRIC_NAME,
     FieldProblem,
     ProbeDuration,
     Source,
@@ -68,14 +66,14 @@ from canary.policy_fields import (
     parse_duration,
     show,
 )
-from canary.policy_metrics import QUERY_LABELS, SOURCE_LABELS, Metrics, SourceLabels, check_identity, identity_labels
-from canary.policy_promql import PLACEHOLDERS, check_promql, scan_promql
-from canary.policy_yaml import MAX_BYTES, MAX_DEPTH, MAX_VALUES, load_text, read_file, too_big
+from canary.policy_metrics import QUERY_LABELS, SOURCE_LABELS, Metrics, check_identity, identity_labels
+from canary.policy_promql import check_promql, scan_promql
+from canary.policy_yaml import MAX_BYTES, load_text, read_file, too_big
 
 __all__ = [
-    "LABEL_NAME", "MAX_BYTES", "MAX_DEPTH", "MAX_LOOKS", "MAX_VALUES", "METRIC_NAME", "PLACEHOLDERS", "QUERY_LABELS",
+    "MAX_BYTES", "MAX_LOOKS", "QUERY_LABELS",
     "SOURCE_LABELS", "Analysis", "Check", "CustomCheck", "ErrorRateCheck", "Failure", "FeatureMissingCheck", "Gates",
-    "LatencyCheck", "Metrics", "Policy", "PredictionShiftCheck", "ProbeDuration", "Source", "SourceLabels",
+    "LatencyCheck", "Metrics", "Policy", "PredictionShiftCheck", "ProbeDuration", "Source",
     "StepDuration", "TritonGate", "check_identity", "check_promql", "identity_labels", "json_schema", "label_name",
     "load_policy", "parse_duration", "parse_policy", "parse_policy_text", "scan_promql",
 ]

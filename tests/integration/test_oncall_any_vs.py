@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import structlog
 from typer.testing import CliRunner
 
 from canary import rollout as rl
@@ -43,13 +42,11 @@ LEGACY = {"name": "legacy", "match": [{"uri": {"prefix": "/v1/old"}}],
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[tuple[KubeAPIServer, Path]]:
-    saved = structlog.get_config()  # the commands configure logging for this process
-    api = KubeAPIServer(seed=shipped_istio_objects()).start()
+    api = KubeAPIServer(seed=shipped_istio_objects()).start()  # logging is put back by tests/conftest.py
     try:
         yield api, fleet.write_kubeconfig(tmp_path / "kubeconfig", api.url)
     finally:
         api.stop()
-        structlog.configure(**saved)
 
 
 def cli(kc: Path, *args: str) -> Any:
@@ -82,11 +79,11 @@ def set_raw(api: KubeAPIServer, stable: Any, canary: Any, name: str = "primary")
 
 
 def in_progress(kc: Path, weights: Weights = Weights(75, 25), route: str = "", record_route: bool = False) -> None:
-    router = IstioRouter(api_client(kubeconfig=str(kc)))
     state = rl.RolloutState(model="rec-model", stable_version="v1", canary_version="v2", phase=rl.PROGRESSING,
                             weights=weights, step=1, started_at=1.0, step_started_at=2.0,
                             route=route if record_route else "")
-    router.set_weights(Target(**{**TARGET.__dict__, "route": route}), weights, state=state.to_json())
+    with api_client(kubeconfig=str(kc)) as client:
+        IstioRouter(client).set_weights(Target(**{**TARGET.__dict__, "route": route}), weights, state=state.to_json())
 
 
 def with_routes(api: KubeAPIServer, *extra: dict[str, Any]) -> None:
@@ -204,11 +201,12 @@ def test_pause_and_resume_work_on_normalised_weights(cluster: Any) -> None:
 
 def test_promote_still_refuses_weights_it_did_not_write(cluster: Any) -> None:
     api, kc = cluster
-    router = IstioRouter(api_client(kubeconfig=str(kc)))
-    for raw in ((-5, 105), ("90", 10), (1, 1)):
-        set_raw(api, *raw)
-        with pytest.raises(TargetError, match="weight"):
-            router.inspect(TARGET)
+    with api_client(kubeconfig=str(kc)) as client:
+        router = IstioRouter(client)
+        for raw in ((-5, 105), ("90", 10), (1, 1)):
+            set_raw(api, *raw)
+            with pytest.raises(TargetError, match="weight"):
+                router.inspect(TARGET)
 
 
 def test_the_route_recorded_by_the_rollout_is_the_one_on_call_acts_on(cluster: Any) -> None:
