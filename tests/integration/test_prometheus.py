@@ -20,6 +20,7 @@ from canary.metrics.prometheus import PrometheusProvider
 from canary.model import Counts, Histogram, Scalar, Target
 from canary.policy import Policy, parse_policy
 from canary.sandbox.promserver import free_port
+from tests.support.http import ScriptedHTTP
 from tests.support.prom import (
     EVIL_MODEL, ISTIO_LATENCY_BOUNDS_MS, MODEL_LATENCY_BOUNDS_S, PREDICTION_BOUNDS, TARGET, WINDOW_S, Dataset, cumulative,
 )
@@ -246,37 +247,23 @@ def test_from_env() -> None:
         PrometheusProvider.from_env({"CANARY_PROMETHEUS_URL": "http://x", "CANARY_PROMETHEUS_USER": "ann"})
 
 
-class _Exporter:
+class _Exporter(ScriptedHTTP):
     """Counters that grow with wall time, in Prometheus text format, on 127.0.0.1."""
 
     RATES = {"v1": 40.0, "v2": 10.0}  # requests per second
 
     def __init__(self) -> None:
         t0 = time.time()
-        rates = self.RATES
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
-                lines = ["# TYPE model_requests_total counter"]
-                for version, rate in rates.items():
-                    lines.append(f'model_requests_total{{model_name="live",model_version="{version}",'
-                                 f'outcome="success"}} {rate * (time.time() - t0)}')
-                body = ("\n".join(lines) + "\n").encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "text/plain; version=0.0.4")
-                self.end_headers()
-                self.wfile.write(body)
+        def metrics(path: str, headers: dict[str, str]) -> tuple[int, str, str]:
+            lines = ["# TYPE model_requests_total counter"]
+            for version, rate in self.RATES.items():
+                lines.append(f'model_requests_total{{model_name="live",model_version="{version}",'
+                             f'outcome="success"}} {rate * (time.time() - t0)}')
+            return 200, "text/plain; version=0.0.4", "\n".join(lines) + "\n"
 
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.target = f"127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(metrics)
+        self.target = self.address
 
 
 def test_live_scrape(prom_server_factory: Any) -> None:

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -25,12 +23,12 @@ from canary.metrics.prometheus import PrometheusProvider
 from canary.model import Target
 from canary.policy import Policy, load_policy, parse_policy
 from canary.sandbox.promserver import PromServer, free_port
+from tests.support.http import Answer, ScriptedHTTP
 from tests.support.prom import TARGET, Dataset
 
 pytestmark = pytest.mark.integration
 DEFAULT_POLICY = Path(__file__).resolve().parents[2] / "policies" / "default.yaml"
 RPS = 'sum(rate(model_requests_total{model_name="{model}",model_version="{version}"}[{window}]))'
-Answer = tuple[int, str, str]  # status, content type, body
 
 
 def custom_policy(**check: Any) -> Policy:
@@ -50,44 +48,12 @@ def prom(prom_server: PromServer, prom_dataset: Dataset) -> PrometheusProvider:
     return provider(prom_server.url, at=prom_dataset.at)
 
 
-class _Http:
-    """A scripted HTTP server on 127.0.0.1: `answer(path, headers) -> (status, type, body)`."""
-
-    def __init__(self, answer: Callable[[str, dict[str, str]], Answer]) -> None:
-        self.paths: list[str] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
-                outer.paths.append(self.path)
-                status, ctype, body = answer(self.path, dict(self.headers))
-                data = body.encode()
-                self.send_response(status)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=5)
-
-
 @pytest.fixture
-def http() -> Iterator[Callable[..., _Http]]:
-    made: list[_Http] = []
+def http() -> Iterator[Callable[..., ScriptedHTTP]]:
+    made: list[ScriptedHTTP] = []
 
-    def make(answer: Callable[[str, dict[str, str]], Answer]) -> _Http:
-        made.append(_Http(answer))
+    def make(answer: Callable[[str, dict[str, str]], Answer]) -> ScriptedHTTP:
+        made.append(ScriptedHTTP(answer))
         return made[-1]
 
     yield make
@@ -219,7 +185,7 @@ def test_wrong_path_prefix_on_a_real_prometheus(prom_server: PromServer) -> None
     always(400, "<html>Bad Request</html>", "text/html"),  # even vector(1) is refused
     always(405, "method not allowed", "text/plain"),
 ])
-def test_a_server_that_is_not_prometheus_is_a_config_error(http: Callable[..., _Http], answer: Any) -> None:
+def test_a_server_that_is_not_prometheus_is_a_config_error(http: Callable[..., ScriptedHTTP], answer: Any) -> None:
     server = http(answer)
     with pytest.raises(ConfigError, match=r"does not look like a Prometheus HTTP API.*path prefix") as info:
         provider(server.url, retries=3).preflight(load_policy(DEFAULT_POLICY), TARGET)
@@ -228,14 +194,14 @@ def test_a_server_that_is_not_prometheus_is_a_config_error(http: Callable[..., _
 
 
 @pytest.mark.parametrize("status", [401, 403])
-def test_refused_credentials_are_a_config_error(http: Callable[..., _Http], status: int) -> None:
+def test_refused_credentials_are_a_config_error(http: Callable[..., ScriptedHTTP], status: int) -> None:
     server = http(always(status, "Unauthorized", "text/plain"))
     with pytest.raises(ConfigError, match=rf"refused our credentials \(HTTP {status}.*--prometheus-token"):
         provider(server.url, token="wrong").preflight(load_policy(DEFAULT_POLICY), TARGET)
     assert len(server.paths) == 1
 
 
-def test_prometheus_behind_a_prefix_with_credentials(http: Callable[..., _Http], prom_server: PromServer,
+def test_prometheus_behind_a_prefix_with_credentials(http: Callable[..., ScriptedHTTP], prom_server: PromServer,
                                                      prom_dataset: Dataset) -> None:
     """A reverse proxy: /prom/... with the right token is passed to the real Prometheus."""
     import urllib.request
@@ -268,7 +234,7 @@ def test_closed_port_is_metrics_unavailable_quickly() -> None:
     assert time.monotonic() - t0 < p.query_bound_s
 
 
-def test_persistent_5xx_is_metrics_unavailable_after_the_retries(http: Callable[..., _Http]) -> None:
+def test_persistent_5xx_is_metrics_unavailable_after_the_retries(http: Callable[..., ScriptedHTTP]) -> None:
     server = http(always(503, "overloaded", "text/plain"))
     with pytest.raises(MetricsUnavailable, match="HTTP 503"):
         provider(server.url, retries=3).preflight(load_policy(DEFAULT_POLICY), TARGET)
@@ -284,7 +250,7 @@ def test_hanging_server_with_short_timeouts(hanging_url: str) -> None:
     assert time.monotonic() - t0 <= p.query_bound_s + 2.0  # the bound, plus a margin for a loaded machine
 
 
-def test_slow_server_is_cut_by_the_preflight_budget(http: Callable[..., _Http], prom_server: PromServer,
+def test_slow_server_is_cut_by_the_preflight_budget(http: Callable[..., ScriptedHTTP], prom_server: PromServer,
                                                     prom_dataset: Dataset) -> None:
     """Each answer is right but slow: the whole preflight stays within 3 x budget_s."""
     import urllib.request
