@@ -75,13 +75,10 @@ def check_claim(target: Target, status: RouteStatus, recorded: rl.RolloutState |
                           "progress; set it to 100/0 first")
 
 
-def preflight_metrics(metrics: Any, policy: Policy, target: Target, *, log: Any) -> None:
+def preflight_metrics(metrics: MetricsProvider, policy: Policy, target: Target, *, log: Any) -> None:
     """Every query the rollout will run, asked once before traffic moves (ConfigError: bad input;
-    MetricsUnavailable: try later). A provider without `preflight` (a test fake) is not asked."""
-    preflight = getattr(metrics, "preflight", None)
-    if preflight is None:
-        return
-    report = preflight(policy, target)
+    MetricsUnavailable: try later)."""
+    report = metrics.preflight(policy, target)
     log.info("metrics.preflight_passed", **report.to_dict())
     for line in report.warnings():  # an empty STABLE arm: most often a label or value matching nothing
         log.warning("metrics.preflight_empty_stable", detail=line)

@@ -68,6 +68,9 @@ class FleetMetrics:
     def request_counts(self, policy: Any, target: Target, *, window_s: int) -> Any:
         return self._one(target).request_counts(policy, target, window_s=window_s)
 
+    def preflight(self, policy: Any, target: Target) -> Any:
+        return self._one(target).preflight(policy, target)
+
 
 def tally(found: list[str] | tuple[str, ...]) -> tuple[int, int]:
     """(wrong outcome, inconsistent state) as 0/1 from `killpoints.problems`' findings."""

@@ -107,6 +107,12 @@ class FakeMetrics:
             return (latency_histogram(ns, 40.0, seed), latency_histogram(nc, 40.0 * self.slowdown(self.clock.now()), seed + 1))
         return Counts(0, ns), Counts(0, nc)
 
+    def preflight(self, policy: Any, target: Target) -> Any:
+        """Nothing to ask: every query of a fake is fine."""
+        from canary.metrics.base import PreflightReport
+
+        return PreflightReport(url="fake://", window_s=1, queries=(), sent=0, elapsed_s=0.0)
+
     def request_counts(self, policy: Any, target: Target, *, window_s: int) -> tuple[float, float]:
         ns, nc = self._n(window_s)
         return float(ns), float(nc)
