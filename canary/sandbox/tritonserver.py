@@ -56,6 +56,32 @@ def child_env(home: Path) -> dict[str, str]:
     return env
 
 
+# PyTriton binds a ZeroMQ IPC socket at
+# ``$PYTRITON_HOME/workspace_XXXXXXXX/<model>_0_0-server.sock``; a Unix socket path
+# holds at most 107 bytes (sizeof sockaddr_un.sun_path). Past that, the model's
+# request server dies while Triton still reports the model ready, and every
+# request is refused. So the home is never derived from the caller's work dir
+# (pytest's are long and grow with the run number).
+_SOCKET_TAIL = len("/workspace_XXXXXXXX/") + len(MODEL_NAME) + len("_0_0-server.sock")
+_SUN_PATH_MAX = 107
+
+
+def pytriton_home(arm: str) -> Path:
+    """A fresh PYTRITON_HOME short enough for PyTriton's IPC socket path.
+
+    Shape: ``<tmp>/canary-pt-<arm>-XXXXXXXX`` (created). Falls back to ``/tmp`` when
+    ``$TMPDIR`` is too long. Raises ``RuntimeError`` (naming the path) if even
+    that would overflow the 107-byte socket path limit.
+    """
+    for base in (tempfile.gettempdir(), "/tmp"):
+        home = Path(tempfile.mkdtemp(prefix=f"canary-pt-{arm[:12]}-", dir=base))
+        if len(str(home)) + _SOCKET_TAIL <= _SUN_PATH_MAX:
+            return home
+        home.rmdir()
+    raise RuntimeError(f"PYTRITON_HOME {str(home)!r} is too long: PyTriton's socket path would pass "
+                       f"{_SUN_PATH_MAX} bytes; set TMPDIR to a shorter directory")
+
+
 def die_with_parent() -> None:
     """Child pre-exec: new process group, and SIGTERM when the parent dies (no orphans)."""
     os.setpgrp()
@@ -86,6 +112,7 @@ class TritonServer:
     ready_after_s: float = 0.0
     own_workdir: bool = False  # created by start(); removed by stop()
     killed_at: float | None = None  # monotonic time of kill() (the "crash" fault's onset)
+    home: Path | None = None  # PYTRITON_HOME: short, outside workdir (see pytriton_home); removed by stop()
 
     @property
     def http_url(self) -> str:
@@ -135,8 +162,9 @@ class TritonServer:
         }
         cfg = self.workdir / "config.json"
         cfg.write_text(json.dumps(config), encoding="utf-8")
-        home = self.workdir / "pytriton-home"
-        home.mkdir(exist_ok=True)
+        if self.home is None:
+            self.home = pytriton_home(self.arm)
+        home = self.home
         self.started_at = time.monotonic()
         with open(self.log_file, "ab") as out:
             self.proc = subprocess.Popen(
@@ -169,6 +197,8 @@ class TritonServer:
             if "exited with failure" in self.log_tail(5):  # PyTriton lingers after Triton died
                 raise RuntimeError(f"triton {self.arm}: Triton Inference Server failed to start:\n{self.log_tail()}")
             if self.is_ready() and _http_ok(self.model_metrics_url):
+                if "RequestsServer will be closed" in self.log_tail(400):  # ready, yet every request fails
+                    raise RuntimeError(f"triton {self.arm}: the model's request server died:\n{self.log_tail()}")
                 self.ready_after_s = time.monotonic() - self.started_at
                 log.info("triton.ready", arm=self.arm, version=self.version, seconds=round(self.ready_after_s, 2),
                          rss_mb=round(self.rss_mb(), 1))
@@ -217,6 +247,8 @@ class TritonServer:
         log.info("triton.stopped", arm=self.arm, pid=self.proc.pid)
         if self.own_workdir and self.workdir is not None:
             shutil.rmtree(self.workdir, ignore_errors=True)
+        if self.home is not None:
+            shutil.rmtree(self.home, ignore_errors=True)
 
     def rss_mb(self) -> float:
         """Resident memory of the process group (server + Triton + stubs), in MB."""

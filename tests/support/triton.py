@@ -41,7 +41,9 @@ def _need_pytriton() -> None:
 @pytest.fixture(scope="session")
 def triton_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, TritonServer]]:
     _need_pytriton()
-    base = tmp_path_factory.mktemp("triton")
+    # Deliberately long: a server must not depend on how deep its work dir is
+    # (PyTriton's IPC socket path once overflowed 107 bytes at pytest-109).
+    base = tmp_path_factory.mktemp("triton") / ("deep-workdir-" * 6)
     fleet = {name: TritonServer(name, version, behaviour, workdir=base / name)
              for name, (version, behaviour) in FLEET.items()}
     try:
