@@ -28,8 +28,8 @@ from canary.metrics.base import MetricsProvider
 from canary.model import STABLE_ONLY, Target, check_version
 from canary.policy import Policy
 from canary.reconcile import (EXIT_BAD_INPUT, EXIT_CODES, EXIT_INFRA, EXIT_INTERRUPTED, EXIT_PROMOTED,
-                              EXIT_ROLLED_BACK, check_claim, execute, look_window, measure_window, next_look_at,
-                              parse_state, preflight_metrics, subset_drift, to_stable, with_look_recorded)
+                              EXIT_ROLLED_BACK, Observation, check_claim, decide, execute, look_window,
+                              measure_window, next_look_at, parse_state, preflight_metrics, to_stable)
 from canary.routing.base import TrafficRouter
 
 T = TypeVar("T")
@@ -124,7 +124,7 @@ class Controller:
                 return Result(state, EXIT_CODES[state.phase])
             try:
                 if state.phase == rl.PROMOTING:
-                    state = self._apply(*rl.finish_promotion(state, self.clock.now()))
+                    state = self._decide(state, Observation())
                 elif state.phase == rl.PENDING:
                     state = self._preflight(state)
                 elif state.phase == rl.PAUSED and self.stop.is_set():
@@ -179,10 +179,9 @@ class Controller:
             try:
                 report = self._bounded(self.gate.preflight)
             except CanaryError as exc:
-                self._emit(state, "gate.failed", {"reason": str(exc), "stage": "preflight"}, warning=True)
-                return self._apply(*rl.transition(state, rl.GateFailed(self.clock.now(), str(exc)), self.policy))
+                return self._decide(state, Observation(gate_ran=True, gate_failed=str(exc)))
             self._emit(state, "gate.passed", report)
-        return self._apply(*rl.transition(state, rl.Begin(self.clock.now()), self.policy))
+        return self._decide(state, Observation(gate_ran=True))
 
     def _wait_and_look(self, state: rl.RolloutState) -> rl.RolloutState:
         """Sleep until the next look, probing the canary and watching for outside changes. The watch
@@ -217,8 +216,7 @@ class Controller:
         measurements, canary_n = self._bounded(lambda: measure_window(self.metrics, self.policy, self.target,
                                                                       window_s=window, log=self.log))
         verdict = judge(self.policy, measurements, look=state.look)
-        new, actions = rl.transition(state, rl.Looked(self.clock.now(), verdict, canary_n, float(window)), self.policy)
-        return self._apply(new, with_look_recorded(new, actions))
+        return self._decide(state, Observation(look=rl.Looked(self.clock.now(), verdict, canary_n, float(window))))
 
     def _bounded(self, fn: Callable[[], T]) -> T:
         """Run `fn` in a worker thread; a signal abandons it at once (raises _Interrupted), so the
@@ -251,9 +249,8 @@ class Controller:
         self.log.warning("gate.probe_failed", consecutive=self._probe_failures, limit=self.gate.probe_failures)
         if self._probe_failures < self.gate.probe_failures:
             return None
-        reason = f"canary Triton not ready ({self._probe_failures} probes in a row)"
-        self._emit(state, "gate.failed", {"reason": reason, "stage": "probe"}, warning=True)
-        return self._apply(*rl.transition(state, rl.GateFailed(self.clock.now(), reason), self.policy))
+        return self._decide(state, Observation(
+            probe_failed=f"canary Triton not ready ({self._probe_failures} probes in a row)"))
 
     def _check_outside(self, state: rl.RolloutState) -> rl.RolloutState:
         """Adopt `canary rollback/pause/resume` from another process; re-assert foreign weight edits;
@@ -270,16 +267,7 @@ class Controller:
                 self.log.info("rollout.changed_outside", phase=theirs.phase, reason=theirs.reason,
                               weights=str(theirs.weights))
                 return theirs
-        drift = subset_drift(state, status)
-        if drift:
-            self.log.warning("subset.foreign_edit", reason=drift)
-            return self._apply(*rl.transition(state, rl.Rollback(self.clock.now(), drift, aborted=True),
-                                              self.policy))
-        if status.weights != state.weights:
-            self.log.warning("weights.foreign_edit", expected=str(state.weights), found=str(status.weights))
-            return self._apply(state, [rl.SetWeights(state.weights),
-                                       rl.Emit("weights.reasserted", {"found": str(status.weights)}, warning=True)])
-        return state
+        return self._decide(state, Observation(status=status))
 
     def _interrupted(self, state: rl.RolloutState) -> rl.RolloutState:
         now = self.clock.now()
@@ -290,6 +278,12 @@ class Controller:
         return self._apply(*rl.transition(state, rl.Rollback(now, "interrupted", aborted=True), self.policy))
 
     # ---- actions --------------------------------------------------------------------
+
+    def _decide(self, state: rl.RolloutState, seen: Observation) -> rl.RolloutState:
+        """The shared reconcile step (`reconcile.decide`), each write guarded on the previous one."""
+        for new, actions in decide(self.policy, state, seen, self.clock.now()):
+            state = self._apply(new, actions)
+        return state
 
     def _apply(self, new: rl.RolloutState, actions: list[rl.Action]) -> rl.RolloutState:
         return execute(self.router, self.target, new, actions, log=self.log, expect=self._written or None,

@@ -28,9 +28,9 @@ from canary.fencing import FencedRouter
 from canary.logs import get as get_logger
 from canary.model import STABLE_ONLY, Verdict, Outcome
 from canary import kube
-from canary.reconcile import (K8S_EVENTS, camel, check_claim, execute, look_due, look_window, measure_window,
-                              parse_state, preflight_metrics, subset_drift, to_stable, with_look_recorded)
-from canary.routing.base import RouteStatus, TrafficRouter
+from canary.reconcile import (K8S_EVENTS, Observation, camel, check_claim, decide, execute, look_due, look_window,
+                              measure_window, parse_state, preflight_metrics, to_stable)
+from canary.routing.base import TrafficRouter
 
 # a rollout whose ticks keep failing with transient errors this long while traffic is split goes to stable
 FAILURE_BUDGET_S = 30.0
@@ -173,25 +173,14 @@ class Operator:
             self._status(obj, spec, state)
             return None
         recorded = status.state  # every write below is guarded on what is recorded now
-        event = self._operator_action(spec, state, now)
-        if event is not None:
-            state, recorded = self._do(spec, *rl.transition(state, event, spec.policy), expect=recorded, log=log)
-        drift = subset_drift(state, status)
-        if drift and not state.terminal:
-            log.warning("subset.foreign_edit", reason=drift)
-            state, recorded = self._do(spec, *rl.transition(state, rl.Rollback(now, drift, aborted=True), spec.policy),
-                                       expect=recorded, log=log)
-        if not state.terminal and state.phase not in (rl.PENDING, rl.PROMOTING) and status.weights != state.weights:
-            state, recorded = self._do(spec, *self._foreign_edit(spec, state, status, log), expect=recorded, log=log)
+        seen = Observation(status=status, command=self._operator_action(spec, state, now),
+                           on_foreign_edit=spec.on_foreign_edit)
+        state, recorded = self._decide(spec, state, seen, expect=recorded, log=log)
         if state.phase == rl.PENDING:
-            gate_failed = self._gate_preflight(spec, state, log)
-            event: rl.Event = rl.GateFailed(now, gate_failed) if gate_failed else rl.Begin(now)
-            state, recorded = self._do(spec, *rl.transition(state, event, spec.policy), expect=recorded, log=log)
+            seen = Observation(gate_ran=True, gate_failed=self._gate_preflight(spec, state, log) or None)
+            state, recorded = self._decide(spec, state, seen, expect=recorded, log=log)
         elif state.phase == rl.PROGRESSING and (why := self._gate_probe(spec, state, now, log)):
-            state, recorded = self._do(spec, *rl.transition(state, rl.GateFailed(now, why), spec.policy),
-                                       expect=recorded, log=log)
-        elif state.phase == rl.PROMOTING:
-            state, recorded = self._do(spec, *rl.finish_promotion(state, now), expect=recorded, log=log)
+            state, recorded = self._decide(spec, state, Observation(probe_failed=why), expect=recorded, log=log)
         self._status(obj, spec, state)
         if state.phase == rl.PROGRESSING:
             return _Active(spec, state, obj, look_due(spec.policy, state, now), recorded)
@@ -227,8 +216,7 @@ class Operator:
             return ""
         try:
             report = gate.preflight()
-        except CanaryError as exc:
-            log.warning("gate.failed", reason=str(exc), stage="preflight")
+        except CanaryError as exc:  # decide() emits gate.failed
             return str(exc)
         log.info("gate.passed", **report)
         return ""
@@ -264,25 +252,22 @@ class Operator:
             return rl.Resume(now)
         return None
 
-    def _foreign_edit(self, spec: crd.RolloutSpec, state: rl.RolloutState, status: RouteStatus,
-                      log: Any) -> tuple[rl.RolloutState, list[rl.Action]]:
-        log.warning("weights.foreign_edit", expected=str(state.weights), found=str(status.weights),
-                    policy=spec.on_foreign_edit)
-        if self.telemetry:
-            self.telemetry.kube_error("conflict")
-        if spec.on_foreign_edit == "abort":
-            ev = rl.Rollback(self.clock.now(), f"foreign edit of the weights: expected {state.weights}, found {status.weights}")
-            return rl.transition(state, ev, spec.policy)
-        return state, [rl.SetWeights(state.weights),
-                       rl.Emit("weights.reasserted", {"found": str(status.weights)}, warning=True)]
-
     def _do(self, spec: crd.RolloutSpec, state: rl.RolloutState, actions: list[rl.Action], *, expect: str | None,
             log: Any) -> tuple[rl.RolloutState, str | None]:
         """Execute guarded on `expect`; returns the new state and the state text now recorded."""
         new = execute(self.fenced, spec.target, state, actions, log=log, expect=expect)
         self._record(spec, new, actions)
+        if self.telemetry and any(isinstance(a, rl.Emit) and a.event == "weights.foreign_edit" for a in actions):
+            self.telemetry.kube_error("conflict")
         wrote = any(isinstance(a, rl.SetWeights) for a in actions)
         return new, new.to_json() if wrote else expect
+
+    def _decide(self, spec: crd.RolloutSpec, state: rl.RolloutState, seen: Observation, *, expect: str | None,
+                log: Any) -> tuple[rl.RolloutState, str | None]:
+        """The shared reconcile step (`reconcile.decide`), each write guarded on the previous one."""
+        for new, actions in decide(spec.policy, state, seen, self.clock.now()):
+            state, expect = self._do(spec, new, actions, expect=expect, log=log)
+        return state, expect
 
     # ---- looks (batched measurement) ------------------------------------------------
 
@@ -360,9 +345,8 @@ class Operator:
                     self.telemetry.record_verdict(model=spec.target.model, results=verdict.results)
                 if verdict.outcome is Outcome.FAIL:
                     self._breach_seen.setdefault((spec.key, state.canary_version), time.monotonic())
-                new, actions = rl.transition(state, rl.Looked(self.clock.now(), verdict, canary_n, window_s),
-                                             spec.policy)
-                new, _ = self._do(spec, new, with_look_recorded(new, actions), expect=a.recorded, log=log)
+                seen = Observation(look=rl.Looked(self.clock.now(), verdict, canary_n, window_s))
+                new, _ = self._decide(spec, state, seen, expect=a.recorded, log=log)
                 self._known[spec.key] = (spec, new)
                 self._status(obj, spec, new, verdict=verdict)
                 if new.phase == rl.PROGRESSING and new.step != state.step:

@@ -11,6 +11,9 @@ here once:
 - `to_stable`     the emergency path: any failure while traffic is split ends
                   in stable 100% with its own retry budget.
 - `measure_window` every check's data over the step's window; never raises.
+- `decide`        the one reconcile step both loops call: from what a loop
+                  observed (the route, a person's command, the Triton gate and
+                  probe, a look) to the writes, in one fixed order.
 - `check_claim`, `preflight_metrics`: what is checked before a rollout claims a route.
 - `next_look_at`/`look_due`, `look_window`, `parse_record`/`parse_state`, `subset_drift`, `EXIT_CODES`.
 
@@ -21,7 +24,8 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any, Callable
+from dataclasses import dataclass
+from typing import Any, Callable, Literal
 
 from canary import rollout as rl
 from canary.errors import CanaryError, ConfigError, MetricsUnavailable, RolloutBusy, RoutingConflict, TargetError
@@ -133,6 +137,88 @@ def measure_window(metrics: MetricsProvider, policy: Policy, target: Target, *, 
     except Exception:  # counted as no canary requests: a step cannot pass without them
         canary_n = 0.0
     return out, canary_n
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What a loop saw of one rollout since its last step; each loop gathers it its own way
+    (the runner in its sleep loop and a worker thread, the controller once per tick, batched).
+
+    status        the route as read now (None: not read this time; no drift/foreign-edit checks)
+    command       a person's rollback/pause/resume (the CR's spec.action; the runner adopts
+                  `canary rollback` from the record instead)
+    gate_failed   PENDING only: why the Triton pre-traffic gate refused the canary; None when it
+                  passed or there is none. `decide` moves a PENDING rollout only when `gate_ran`.
+    probe_failed  PROGRESSING only: why the canary is not ready ("" = ready or not probed)
+    look          the judge's look over the step's window, when one was due
+    on_foreign_edit  "reassert" our weights, or "abort" (roll back), when the weights were edited
+    """
+
+    status: RouteStatus | None = None
+    command: rl.Rollback | rl.Pause | rl.Resume | None = None
+    gate_ran: bool = False
+    gate_failed: str | None = None
+    probe_failed: str = ""
+    look: rl.Looked | None = None
+    on_foreign_edit: Literal["reassert", "abort"] = "reassert"
+
+
+Step = tuple[rl.RolloutState, list[rl.Action]]
+
+
+def decide(policy: Policy, state: rl.RolloutState, seen: Observation, now: float) -> list[Step]:
+    """The reconcile step shared by `canary promote` and the controller. Pure.
+
+    Order: a person's command; the subsets still select the judged versions (else abort);
+    the weights are ours (else reassert or roll back); PENDING + gate -> Begin/GateFailed;
+    PROGRESSING + failed probe -> GateFailed; PROMOTING -> finish; PROGRESSING + look ->
+    Looked (every look recorded). Returns the (state, actions) pairs to execute in order,
+    each write guarded on the previous one; [] when nothing changes."""
+    steps: list[Step] = []
+
+    def then(step: Step) -> None:
+        nonlocal state
+        new, actions = step
+        if new is state and not actions:
+            return
+        steps.append((new, actions))
+        state = new
+
+    if seen.command is not None:
+        then(rl.transition(state, seen.command, policy))
+    status = seen.status
+    if status is not None and not state.terminal:
+        drift = subset_drift(state, status)
+        if drift:
+            new, actions = rl.transition(state, rl.Rollback(now, drift, aborted=True), policy)
+            then((new, [rl.Emit("subset.foreign_edit", {"reason": drift}, warning=True), *actions]))
+        elif state.phase in (rl.PROGRESSING, rl.PAUSED) and status.weights != state.weights:
+            found = {"expected": str(state.weights), "found": str(status.weights), "policy": seen.on_foreign_edit}
+            edit = rl.Emit("weights.foreign_edit", found, warning=True)
+            if seen.on_foreign_edit == "abort":
+                new, actions = rl.transition(state, rl.Rollback(
+                    now, f"foreign edit of the weights: expected {state.weights}, found {status.weights}"), policy)
+                then((new, [edit, *actions]))
+            else:
+                then((state, [edit, rl.SetWeights(state.weights),
+                              rl.Emit("weights.reasserted", {"found": str(status.weights)}, warning=True)]))
+    if state.phase == rl.PENDING and seen.gate_ran:
+        if seen.gate_failed is not None:
+            failed = rl.Emit("gate.failed", {"reason": seen.gate_failed, "stage": "preflight"}, warning=True)
+            new, actions = rl.transition(state, rl.GateFailed(now, seen.gate_failed), policy)
+            then((new, [failed, *actions]))
+        else:
+            then(rl.transition(state, rl.Begin(now), policy))
+    elif state.phase == rl.PROGRESSING and seen.probe_failed:
+        failed = rl.Emit("gate.failed", {"reason": seen.probe_failed, "stage": "probe"}, warning=True)
+        new, actions = rl.transition(state, rl.GateFailed(now, seen.probe_failed), policy)
+        then((new, [failed, *actions]))
+    elif state.phase == rl.PROMOTING:
+        then(rl.finish_promotion(state, now))
+    if state.phase == rl.PROGRESSING and seen.look is not None:
+        new, actions = rl.transition(state, seen.look, policy)
+        then((new, with_look_recorded(new, actions)))
+    return steps
 
 
 def with_look_recorded(new: rl.RolloutState, actions: list[rl.Action]) -> list[rl.Action]:

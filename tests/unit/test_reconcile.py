@@ -1,4 +1,4 @@
-"""reconcile.preflight_metrics: what a preflight found is logged where on-call reads it."""
+"""reconcile: the metrics preflight logging, and `decide`, the one reconcile step both loops call."""
 
 from __future__ import annotations
 
@@ -29,3 +29,102 @@ def test_an_empty_stable_arm_is_logged_as_a_warning_naming_the_check_and_query()
     assert passed and passed[0]["empty_stable"] == ["checks[0] 'err' (q{v=\"v1\"})"]
     assert len(warned) == 1 and warned[0]["log_level"] == "warning"
     assert "checks[0] 'err'" in warned[0]["detail"] and 'q{v="v1"}' in warned[0]["detail"]  # not the canary's
+
+
+# ---- decide: the one reconcile step both loops call -----------------------------------
+
+import dataclasses  # noqa: E402
+
+import pytest  # noqa: E402
+
+from canary import rollout as rl  # noqa: E402
+from canary.model import STABLE_ONLY, CheckResult, Outcome, Verdict, Weights  # noqa: E402
+from canary.reconcile import Observation, decide  # noqa: E402
+from canary.routing.base import RouteStatus  # noqa: E402
+
+NOW = 1000.0
+
+
+def _running(phase: str = rl.PROGRESSING, weights: Weights = Weights(90, 10)) -> rl.RolloutState:
+    return rl.RolloutState(model="m", stable_version="v1", canary_version="v2", phase=phase, weights=weights,
+                           started_at=900.0, step_started_at=950.0, updated_at=950.0)
+
+
+def _status(weights: Weights = Weights(90, 10), stable: str = "v1", canary: str = "v2") -> RouteStatus:
+    return RouteStatus(weights=weights, state="{}", stable_subset_version=stable, canary_subset_version=canary)
+
+
+def _events(steps: list[tuple[rl.RolloutState, list[rl.Action]]]) -> list[str]:
+    return [a.event for _, actions in steps for a in actions if isinstance(a, rl.Emit)]
+
+
+def _look(outcome: Outcome) -> rl.Looked:
+    result = CheckResult(check="err", kind="error_rate", outcome=outcome, reason="r", n_canary=500, n_stable=5000)
+    return rl.Looked(NOW, Verdict.combine([result]), canary_requests=500.0, window_s=60.0)
+
+
+def test_nothing_to_do_is_no_step() -> None:
+    assert decide(POLICY, _running(), Observation(status=_status()), NOW) == []
+    assert decide(POLICY, _running(), Observation(), NOW) == []
+
+
+def test_a_command_comes_first_and_ends_the_step() -> None:
+    steps = decide(POLICY, _running(), Observation(status=_status(Weights(50, 50)), command=rl.Rollback(NOW, "x"),
+                                                   look=_look(Outcome.PASS)), NOW)
+    assert [s.phase for s, _ in steps] == [rl.ROLLED_BACK]  # no reassert, no look after a rollback
+    assert steps[-1][0].weights == STABLE_ONLY
+
+
+@pytest.mark.parametrize("subset", ["stable", "canary"])
+def test_a_re_pointed_subset_aborts_even_when_the_weights_were_also_edited(subset: str) -> None:
+    status = _status(Weights(50, 50), **{subset: "v9"})
+    steps = decide(POLICY, _running(), Observation(status=status, look=_look(Outcome.PASS)), NOW)
+    assert [s.phase for s, _ in steps] == [rl.ABORTED]
+    assert _events(steps)[0] == "subset.foreign_edit" and "v9" in steps[0][0].reason
+
+
+def test_edited_weights_are_reasserted_or_rolled_back_by_policy() -> None:
+    state = _running(rl.PAUSED)
+    reassert = decide(POLICY, state, Observation(status=_status(Weights(0, 100))), NOW)
+    assert len(reassert) == 1 and reassert[0][0] is state
+    assert rl.SetWeights(Weights(90, 10)) in reassert[0][1]
+    assert _events(reassert) == ["weights.foreign_edit", "weights.reasserted"]
+    abort = decide(POLICY, state, Observation(status=_status(Weights(0, 100)), on_foreign_edit="abort"), NOW)
+    assert abort[-1][0].phase == rl.ROLLED_BACK and "foreign edit" in abort[-1][0].reason
+
+
+def test_pending_moves_only_once_the_gate_ran() -> None:
+    pending = _running(rl.PENDING, STABLE_ONLY)
+    assert decide(POLICY, pending, Observation(status=_status(STABLE_ONLY)), NOW) == []
+    begun = decide(POLICY, pending, Observation(gate_ran=True), NOW)
+    assert begun[-1][0].phase == rl.PROGRESSING and begun[-1][0].weights == Weights(90, 10)
+    refused = decide(POLICY, pending, Observation(gate_ran=True, gate_failed="schema differs"), NOW)
+    assert refused[-1][0].phase == rl.ROLLED_BACK and refused[-1][0].weights == STABLE_ONLY
+    assert _events(refused)[0] == "gate.failed" and "schema differs" in refused[-1][0].reason
+
+
+def test_a_failed_probe_rolls_back_before_any_look_is_judged() -> None:
+    steps = decide(POLICY, _running(), Observation(probe_failed="not ready (3 probes in a row)",
+                                                   look=_look(Outcome.PASS)), NOW)
+    assert [s.phase for s, _ in steps] == [rl.ROLLED_BACK]
+    assert ("gate.failed" in _events(steps)) and steps[0][0].reason.startswith("gate: not ready")
+
+
+def test_promoting_is_finished_whatever_else_was_seen() -> None:
+    promoting = dataclasses.replace(_running(rl.PROMOTING, Weights(0, 100)))
+    steps = decide(POLICY, promoting, Observation(status=_status(Weights(0, 100), stable="v2")), NOW)
+    assert steps[-1][0].phase == rl.PROMOTED and steps[-1][0].weights == STABLE_ONLY
+
+
+@pytest.mark.parametrize("outcome", list(Outcome))
+def test_every_look_is_recorded_with_one_weights_write(outcome: Outcome) -> None:
+    steps = decide(POLICY, _running(), Observation(look=_look(outcome)), NOW)
+    assert len(steps) == 1
+    new, actions = steps[0]
+    assert new.step_looks == 1 and sum(isinstance(a, rl.SetWeights) for a in actions) == 1
+
+
+def test_decide_is_pure() -> None:
+    state, seen = _running(), Observation(status=_status(Weights(0, 100)), look=_look(Outcome.FAIL))
+    assert decide(POLICY, state, seen, NOW) == decide(POLICY, state, seen, NOW)
+    assert state == _running()
