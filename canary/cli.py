@@ -174,14 +174,14 @@ def promote(
             name=rollout_name, triton=triton, output=output, timeout_s=timeout)))
 
     def go() -> int:
-        from canary.controller import Controller
+        from canary.runner import Runner
         from canary.policy import load_policy
 
         policy = load_policy(policy_file)
         target = _target(model, namespace, virtual_service, destination_rule, stable=stable_version,
                          canary=canary_version, route=policy.route)
         gate = _gate(policy, policy_file, model, triton_stable, triton_canary)
-        ctl = Controller(policy=policy, target=target, router=_router(kubeconfig, context),
+        ctl = Runner(policy=policy, target=target, router=_router(kubeconfig, context),
                          metrics=_metrics(prometheus_url, prometheus_token, prometheus_user, prometheus_password, insecure),
                          gate=gate, on_interrupt=on_interrupt)
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -226,12 +226,12 @@ def _operator(model: str, namespace: str, vs: Optional[str], dr: Optional[str], 
     logs.configure()
 
     def go() -> int:
-        from canary.controller import operator_action
+        from canary.runner import oncall_action
 
         router = _oncall_router(kubeconfig, context)
         target = router.resolve(_target(model, namespace, vs, dr, route=route))
         log = logs.get(model=model, namespace=namespace, **({"route": target.route} if target.route else {}))
-        state = operator_action(router, target, event, log=log)
+        state = oncall_action(router, target, event, log=log)
         if output == "json":
             typer.echo(json.dumps(state_dict(state)))
         else:

@@ -57,7 +57,7 @@ def run(
         from canary.kube import api_client
         from canary.metrics.batch import BatchMetrics
         from canary.notify import Notifier
-        from canary.operator import Operator
+        from canary.controller import Controller
         from canary.routing.istio import IstioRouter
         from canary.telemetry import HealthServer, Telemetry
 
@@ -84,7 +84,7 @@ def run(
             elector.start(stop)
             is_leader, lease_left = elector.is_leader, elector.lease_left
         prom = cli._metrics(prometheus_url, prometheus_token, None, None, insecure)
-        op = Operator(custom=kc.CustomObjectsApi(client), core=kc.CoreV1Api(client), router=IstioRouter(client),
+        op = Controller(custom=kc.CustomObjectsApi(client), core=kc.CoreV1Api(client), router=IstioRouter(client),
                       metrics=prom, batch=BatchMetrics(prom), namespace=namespace, is_leader=is_leader, lease_left=lease_left, identity=me,
                       telemetry=telemetry, notifier=notifier)
         stall = max(30.0, 10 * tick)

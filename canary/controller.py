@@ -1,343 +1,542 @@
-"""`canary promote`'s runner: the loop that drives one rollout to its end.
+"""`canary controller run`: every CanaryRollout, level-triggered, one tick at a time.
 
-The decisions are made by the pure `rollout.transition`; the writes by
-`reconcile.execute`. This module owns only the loop: sleeping until the next
-look, probing the canary, watching for outside changes, and signals. Traffic
-is always written together with the recorded state (one VirtualService
-write), so a process killed at any instant leaves a state a new `canary
-promote` resumes from, and `canary rollback` can always end.
+Each tick reads the world (all CanaryRollouts, each one's VirtualService with
+its rollout annotation), decides with the pure state machine, acts through the
+same router and `execute()` as `canary promote`, and records (CR status,
+Kubernetes Events, /metrics, webhooks). Nothing lives only in memory but the
+metric step-start snapshots, which are an optimisation: a restarted controller (or a new
+leader) picks every rollout up from its annotation at the next tick.
 
-Failure paths all end with stable at 100%: an exception of any type while
-traffic may be split, an API error past its retry budget, or a signal (at
-once, whatever a look is waiting on: looks, gates and probes run in a worker
-thread that an interrupt abandons).
+Writes are fenced: the router is wrapped so that no write leaves this process
+unless the leader elector says we still hold the lease.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Protocol, TypeVar
+from typing import Any, Callable
 
+from canary import crd
 from canary import rollout as rl
 from canary.analysis.judge import judge
-from canary.errors import CanaryError, ConfigError, RoutingConflict, TargetError, TransientError
+from canary.runner import SystemClock
+from canary.errors import CanaryError, ConfigError, KubeUnavailable, NotLeader, RoutingConflict, TransientError
+from canary.fencing import FencedRouter
 from canary.logs import get as get_logger
-from canary.metrics.base import MetricsProvider
-from canary.model import STABLE_ONLY, Target, check_version
-from canary.policy import Policy
-from canary.reconcile import (EXIT_BAD_INPUT, EXIT_CODES, EXIT_INFRA, EXIT_INTERRUPTED, EXIT_PROMOTED,
-                              EXIT_ROLLED_BACK, Observation, check_claim, decide, execute, look_window,
-                              measure_window, next_look_at, parse_state, preflight_metrics, to_stable)
+from canary.model import STABLE_ONLY, Verdict, Outcome
+from canary import kube
+from canary.reconcile import (K8S_EVENTS, Observation, camel, check_claim, decide, execute, look_due, look_window,
+                              measure_window, parse_state, preflight_metrics, to_stable)
 from canary.routing.base import TrafficRouter
 
-T = TypeVar("T")
+# a rollout whose ticks keep failing with transient errors this long while traffic is split goes to stable
+FAILURE_BUDGET_S = 30.0
 
 
-class _Interrupted(Exception):
-    """A signal arrived while a look or probe was in flight: abandon it."""
+@dataclass(frozen=True)
+class _Active:
+    """A progressing rollout after this tick's decisions, and the state text it last recorded."""
 
-
-class Clock(Protocol):
-    def now(self) -> float: ...
-    def sleep(self, seconds: float) -> None: ...
-
-
-class SystemClock:
-    def now(self) -> float:
-        return time.time()
-
-    def sleep(self, seconds: float) -> None:
-        time.sleep(max(0.0, seconds))
-
-
-class Gate(Protocol):
-    """Pre-traffic and in-traffic checks on the canary server (Triton)."""
-
-    def preflight(self) -> dict[str, Any]: ...  # raises GateError
-    def ready(self) -> bool: ...  # never raises
-    @property
-    def probe_interval(self) -> float: ...
-    @property
-    def probe_failures(self) -> int: ...
-
-
-@dataclass
-class Result:
+    spec: crd.RolloutSpec
     state: rl.RolloutState
-    exit_code: int
+    obj: dict[str, Any]
+    due: bool  # a look is due now
+    recorded: str | None  # the annotation as written: guards the look's write
 
 
 @dataclass
 class Controller:
-    """Runs one rollout to its end (`canary promote`). `run()` returns the final state and exit code."""
+    """Drives all CanaryRollouts in `namespace` (or all namespaces)."""
 
-    policy: Policy
-    target: Target
+    custom: Any  # kubernetes CustomObjectsApi
+    core: Any  # kubernetes CoreV1Api
     router: TrafficRouter
-    metrics: MetricsProvider
-    clock: Clock = field(default_factory=SystemClock)
-    gate: Gate | None = None
-    stop: threading.Event = field(default_factory=threading.Event)
-    on_interrupt: str = "rollback"  # or "pause"
-    on_update: Callable[[rl.RolloutState], None] | None = None
-    watch_every: float = 1.0  # how often the VirtualService is re-read for outside changes
+    metrics: Any  # MetricsProvider (per-rollout fallback) ; batch: see canary.metrics.batch
+    namespace: str | None = None
+    clock: Any = field(default_factory=SystemClock)
+    is_leader: Callable[[], bool] = lambda: True
+    lease_left: Callable[[], float] | None = None  # seconds this replica may still write (leader election)
+    identity: str = "canary"
+    telemetry: Any = None
+    notifier: Any = None
+    batch: Any = None  # canary.metrics.batch.BatchMetrics, when available
 
     def __post_init__(self) -> None:
-        self.log = get_logger(model=self.target.model, namespace=self.target.namespace,
-                              virtual_service=self.target.virtual_service, canary_version=self.target.canary_version)
-        self._written = ""  # the state JSON we last wrote (to tell outside edits from ours)
-        self._probe_failures = 0
-        self._next_probe = 0.0
-        self._next_watch = 0.0
+        self.log = get_logger(component="controller", identity=self.identity)
+        self.fenced = FencedRouter(self.router, self.is_leader, self.lease_left)
+        # rollout key -> (binding, step-start snapshot or None). The binding (canary version, step, step
+        # start) is checked on every read; None means "no snapshot near the step's start": measure the
+        # whole step per rollout instead of judging a window shorter than the step (docs/decisions.md).
+        self._step_starts: dict[str, tuple[tuple[str, int, float], Any]] = {}
+        self._breach_seen: dict[tuple[str, str], float] = {}  # (rollout, canary version) -> first failed look
+        self._failing: dict[str, float] = {}  # rollout key -> when its ticks started failing
+        self._known: dict[str, tuple[crd.RolloutSpec, rl.RolloutState]] = {}  # last state read, per rollout
+        self._gates: dict[tuple[str, str], Any] = {}  # (rollout, canary version) -> TritonGates
+        # rollout key -> (canary version, step start, consecutive failures, next probe)
+        self._probes: dict[str, tuple[str, float, int, float]] = {}
+        self.health: tuple[bool, str] = (True, "starting")  # /readyz: dependencies reachable at the last tick
+        self.last_tick = time.monotonic()  # /healthz: the loop is alive
 
-    # ---- entry point ----------------------------------------------------------------
+    # ---- the loop -------------------------------------------------------------------
 
-    def run(self) -> Result:
-        state = self._current = self._start()
-        if state.terminal:
-            return Result(state, EXIT_CODES[state.phase])
+    def run(self, stop: threading.Event, *, tick_s: float = 1.0) -> None:
+        while not stop.is_set():
+            started = time.monotonic()
+            try:
+                self.tick()
+            except Exception as exc:  # a tick never kills the loop; the next one re-reads the world
+                self.log.error("tick.failed", error=f"{type(exc).__name__}: {exc}")
+            stop.wait(max(0.0, tick_s - (time.monotonic() - started)))
+
+    def tick(self) -> int:
+        """One pass over every rollout; returns how many were looked at."""
+        t0 = time.monotonic()
+        if not self.is_leader():
+            if self.telemetry:
+                self.telemetry.set_leader(False)
+            return 0
+        if self.telemetry:
+            self.telemetry.set_leader(True)
         try:
-            return self._loop(state)
-        except BaseException as exc:  # any failure while traffic may be split: stable gets 100% first
-            current = self._current  # the last state this process applied
-            if current.terminal:
-                raise
-            reason = f"{type(exc).__name__}: {exc}" if not isinstance(exc, CanaryError) else str(exc)
-            self.log.error("rollout.failed", error=reason, phase=current.phase, weights=str(current.weights))
-            try:
-                final = to_stable(self.router, self.target, current, reason=f"failed: {reason}"[:500], log=self.log,
-                                  now=self.clock.now())
-            except CanaryError:
-                raise exc from None  # rollback.failed is logged; the CLI exits 3
-            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
-                raise
-            return Result(final, EXIT_INFRA)
-
-    def _loop(self, state: rl.RolloutState) -> Result:
-        while True:
-            self._current = state
-            if self.on_update:
-                self.on_update(state)
-            if state.terminal:
-                return Result(state, EXIT_CODES[state.phase])
-            try:
-                if state.phase == rl.PROMOTING:
-                    state = self._decide(state, Observation())
-                elif state.phase == rl.PENDING:
-                    state = self._preflight(state)
-                elif state.phase == rl.PAUSED and self.stop.is_set():
-                    return Result(state, EXIT_INTERRUPTED)
-                else:
-                    state = self._wait_and_look(state)
-            except RoutingConflict as exc:
-                state = self._adopt_outside(state, exc)
-            except _Interrupted:
-                state = self._interrupted(state)
-
-    # ---- phases ---------------------------------------------------------------------
-
-    def _start(self) -> rl.RolloutState:
-        """Resume what is recorded, or check everything that can be checked and claim the route."""
-        check_version(self.target.canary_version, "--canary-version")  # before anything is read or written
-        if self.target.stable_version:
-            check_version(self.target.stable_version, "--stable-version")
-        status = self.router.inspect(self.target)
-        target = self.target
-        existing = parse_state(status)
-        if existing is not None and not existing.terminal and existing.canary_version == target.canary_version:
-            if target.stable_version and target.stable_version != existing.stable_version:
-                raise ConfigError(f"--stable-version {target.stable_version} differs from the recorded rollout's "
-                                  f"stable version {existing.stable_version}")
-            # the recorded stable version is the truth (in PROMOTING the stable subset may already select the canary)
-            self.target = replace(target, stable_version=existing.stable_version)
-            self.log.info("rollout.resumed_from_state", phase=existing.phase, step=existing.step + 1,
-                          weights=str(existing.weights), started_at=existing.started_at)
-            self._written = status.state or ""
-            if existing.phase == rl.PAUSED:  # re-running promote on a paused rollout means "go on"
-                existing = self._apply(*rl.transition(existing, rl.Resume(self.clock.now()), self.policy))
-            return existing
-        if (existing is not None and existing.phase == rl.PROMOTED and existing.canary_version == target.canary_version
-                and status.stable_subset_version == target.canary_version and status.weights == STABLE_ONLY):
-            # promote is idempotent: a CD step re-run after its process was killed at the very end
-            self.log.info("rollout.already_promoted", promoted_at=existing.updated_at)
-            return existing
-        if not target.stable_version:
-            target = self.target = replace(target, stable_version=status.stable_subset_version)
-        check_claim(target, status, existing)
-        preflight_metrics(self.metrics, self.policy, target, log=self.log)
-        self._written = status.state or ""
-        state, actions = rl.new_rollout(model=target.model, stable_version=target.stable_version,
-                                        canary_version=target.canary_version, now=self.clock.now(),
-                                        route=target.route)
-        self.log = self.log.bind(stable_version=target.stable_version)
-        return self._apply(state, actions)
-
-    def _preflight(self, state: rl.RolloutState) -> rl.RolloutState:
-        if self.gate is not None:
-            try:
-                report = self._bounded(self.gate.preflight)
-            except CanaryError as exc:
-                return self._decide(state, Observation(gate_ran=True, gate_failed=str(exc)))
-            self._emit(state, "gate.passed", report)
-        return self._decide(state, Observation(gate_ran=True))
-
-    def _wait_and_look(self, state: rl.RolloutState) -> rl.RolloutState:
-        """Sleep until the next look, probing the canary and watching for outside changes. The watch
-        also runs right before every look: what is judged must be what is routed (subsets, weights,
-        record), and a look every second must not starve it (`_next_watch` is kept across calls)."""
-        progressing = state.phase == rl.PROGRESSING
-        due = next_look_at(self.policy, state) if progressing else self.clock.now() + self.watch_every
-        while True:
-            now = self.clock.now()
-            if self.stop.is_set():
-                raise _Interrupted()
-            if self.gate is not None and progressing and now >= self._next_probe:
-                self._next_probe = now + self.gate.probe_interval
-                failed = self._probe(state)
-                if failed:
-                    return failed
-            if now >= self._next_watch or now >= due:
-                outside = self._check_outside(state)
-                self._next_watch = now + self.watch_every
-                if outside is not state:
-                    return outside
-            if now >= due:
-                return self._look(state) if progressing else state
-            step = min(due, self._next_watch) - now
-            if self.gate is not None:
-                step = min(step, max(self._next_probe - now, 0.0))
-            self.clock.sleep(max(0.01, min(step, 0.25)))
-
-    def _look(self, state: rl.RolloutState) -> rl.RolloutState:
-        now = self.clock.now()
-        window = look_window(self.policy, state, now)
-        measurements, canary_n = self._bounded(lambda: measure_window(self.metrics, self.policy, self.target,
-                                                                      window_s=window, log=self.log))
-        verdict = judge(self.policy, measurements, look=state.look)
-        return self._decide(state, Observation(look=rl.Looked(self.clock.now(), verdict, canary_n, float(window))))
-
-    def _bounded(self, fn: Callable[[], T]) -> T:
-        """Run `fn` in a worker thread; a signal abandons it at once (raises _Interrupted), so the
-        time from SIGTERM to stable 100% does not depend on what a look is waiting on."""
-        box: dict[str, Any] = {}
-
-        def work() -> None:
-            try:
-                box["value"] = fn()
-            except BaseException as exc:  # handed to the caller's thread
-                box["error"] = exc
-
-        worker = threading.Thread(target=work, name="canary-look", daemon=True)
-        worker.start()
-        while worker.is_alive():
-            worker.join(0.05)
-            if self.stop.is_set() and worker.is_alive():
-                self.log.warning("look.abandoned", reason="interrupted")
-                raise _Interrupted()
-        if "error" in box:
-            raise box["error"]
-        return box["value"]  # type: ignore[no-any-return]
-
-    def _probe(self, state: rl.RolloutState) -> rl.RolloutState | None:
-        assert self.gate is not None
-        if self._bounded(self.gate.ready):
-            self._probe_failures = 0
-            return None
-        self._probe_failures += 1
-        self.log.warning("gate.probe_failed", consecutive=self._probe_failures, limit=self.gate.probe_failures)
-        if self._probe_failures < self.gate.probe_failures:
-            return None
-        return self._decide(state, Observation(
-            probe_failed=f"canary Triton not ready ({self._probe_failures} probes in a row)"))
-
-    def _check_outside(self, state: rl.RolloutState) -> rl.RolloutState:
-        """Adopt `canary rollback/pause/resume` from another process; re-assert foreign weight edits;
-        abort when the subsets no longer select the versions being judged."""
-        try:
-            status = self.router.inspect(self.target)
-        except TransientError as exc:
-            self.log.warning("watch.failed", error=str(exc))
-            return state
-        if (status.state or "") != self._written:
-            theirs = parse_state(status)
-            if theirs is not None and theirs.canary_version == state.canary_version:
-                self._written = status.state or ""
-                self.log.info("rollout.changed_outside", phase=theirs.phase, reason=theirs.reason,
-                              weights=str(theirs.weights))
-                return theirs
-        return self._decide(state, Observation(status=status))
-
-    def _interrupted(self, state: rl.RolloutState) -> rl.RolloutState:
-        now = self.clock.now()
-        if self.on_interrupt == "pause" and state.phase in (rl.PROGRESSING, rl.PAUSED):
-            return self._apply(*rl.transition(state, rl.Pause(now, "interrupted; resume with `canary promote`"), self.policy))
-        if state.phase == rl.PROMOTING:  # finishing is quicker and safer than undoing a promotion half-way
-            return self._apply(*rl.finish_promotion(state, now))
-        return self._apply(*rl.transition(state, rl.Rollback(now, "interrupted", aborted=True), self.policy))
-
-    # ---- actions --------------------------------------------------------------------
-
-    def _decide(self, state: rl.RolloutState, seen: Observation) -> rl.RolloutState:
-        """The shared reconcile step (`reconcile.decide`), each write guarded on the previous one."""
-        for new, actions in decide(self.policy, state, seen, self.clock.now()):
-            state = self._apply(new, actions)
-        return state
-
-    def _apply(self, new: rl.RolloutState, actions: list[rl.Action]) -> rl.RolloutState:
-        return execute(self.router, self.target, new, actions, log=self.log, expect=self._written or None,
-                       written=self._remember)
-
-    def _remember(self, text: str) -> None:
-        self._written = text
-
-    def _emit(self, state: rl.RolloutState, event: str, fields: dict[str, Any], *, warning: bool = False) -> None:
-        execute(self.router, self.target, state, [rl.Emit(event, fields, warning)], log=self.log)
-
-    def _adopt_outside(self, state: rl.RolloutState, exc: RoutingConflict) -> rl.RolloutState:
-        """Our write was refused because someone else recorded a decision: take theirs."""
-        status = self.router.inspect(self.target)
-        theirs = parse_state(status)
-        if theirs is None or theirs.canary_version != state.canary_version:
-            raise exc
-        self._written = status.state or ""
-        self.log.info("rollout.changed_outside", phase=theirs.phase, reason=theirs.reason, weights=str(theirs.weights))
-        return theirs
-
-
-def operator_action(router: TrafficRouter, target: Target, event: rl.Rollback | rl.Pause | rl.Resume, *,
-                    log: Any) -> rl.RolloutState:
-    """`canary rollback/pause/resume`: apply one event to the recorded state."""
-    status = router.inspect(target)
-    try:
-        state = parse_state(status)
-    except TargetError:
-        if not isinstance(event, rl.Rollback):
+            objs = self._list()
+        except Exception as exc:
+            self.health = (False, f"kubernetes API: {type(exc).__name__}")
+            if self.telemetry:
+                self.telemetry.kube_error("unavailable")
             raise
-        # on-call must always be able to send everything to stable: an unreadable record is replaced
-        log.warning("rollout.state_unreadable", action="rollback writes stable 100% and a new record")
-        state = None
-    if state is not None and not state.terminal and state.route and target.route and state.route != target.route:
-        raise ConfigError(f"{target.namespace}/{target.virtual_service}: the rollout in progress drives route "
-                          f"{state.route!r}, not {target.route!r}; use --route {state.route}")
-    if state is None or state.terminal:
-        if isinstance(event, rl.Rollback) and (status.weights != STABLE_ONLY or status.raw_weights is not None
-                                            or state is None and status.state):
-            # no rollout recorded but traffic is split: stable gets 100% anyway
-            state = rl.RolloutState(model=target.model, stable_version=status.stable_subset_version,
-                                    canary_version=status.canary_subset_version, phase=rl.PROGRESSING,
-                                    weights=status.weights, started_at=event.now, updated_at=event.now)
+        self.health = (True, "ok")
+        if objs and hasattr(self.router, "prefetch"):
+            try:
+                self.router.prefetch(self.namespace)  # 2 LISTs instead of 2 GETs per rollout
+            except CanaryError as exc:
+                self.log.warning("prefetch.failed", error=str(exc))
+        try:
+            self._advance_all(objs)
+        finally:
+            if hasattr(self.router, "forget_prefetch"):
+                self.router.forget_prefetch()  # prefetched objects serve this tick only, however it ends
+        if self.telemetry:
+            self.telemetry.observe_tick(time.monotonic() - t0, len(objs))
+        self.last_tick = time.monotonic()
+        return len(objs)
+
+    def _advance_all(self, objs: list[dict[str, Any]]) -> None:
+        active: list[_Active] = []
+        for obj in objs:
+            try:
+                item = self._advance(obj)
+            except NotLeader:
+                return
+            except Exception as exc:  # one bad rollout never stops the others
+                self._failed(obj, exc)
+                continue
+            self._failing.pop(_key(obj), None)
+            if item is not None:
+                active.append(item)
+        snap = self._snapshot(active)
+        self._looks([a for a in active if a.due], snap)
+
+    # ---- per rollout ----------------------------------------------------------------
+
+    def _advance(self, obj: dict[str, Any]) -> _Active | None:
+        spec = crd.parse(obj, configmap=self._configmap)
+        if spec.on_prometheus_outage == "hold":
+            spec = replace(spec, policy=spec.policy.model_copy(
+                update={"failure": spec.policy.failure.model_copy(update={"on_deadline": "hold"})}))
+        log = self.log.bind(rollout=spec.key, model=spec.target.model, canary_version=spec.target.canary_version)
+        status = self.router.inspect(spec.target)
+        state = parse_state(status)
+        ours = state is not None and state.canary_version == spec.target.canary_version
+        # the recorded stable version is the truth once a rollout runs (in PROMOTING the stable subset
+        # may already select the canary); before, what the CR says or what the stable subset selects
+        stable = state.stable_version if ours and state is not None else (spec.target.stable_version
+                                                                          or status.stable_subset_version)
+        target = replace(spec.target, stable_version=stable)
+        spec = replace(spec, target=target)
+        now = self.clock.now()
+        if state is not None and ours:
+            self._known[spec.key] = (spec, state)
+        if state is None or not ours:
+            if _finished(obj):
+                return None  # this CR ended; the VirtualService has moved on since
+            check_claim(target, status, state, where=spec.key)
+            self._check_before_claim(spec)
+            state, actions = rl.new_rollout(model=target.model, stable_version=target.stable_version,
+                                            canary_version=target.canary_version, now=now, route=target.route)
+            state, _ = self._do(spec, state, actions, expect=status.state, log=log)
+            self._status(obj, spec, state)
+            return None
+        if state.terminal:
+            self._status(obj, spec, state)
+            return None
+        recorded = status.state  # every write below is guarded on what is recorded now
+        seen = Observation(status=status, command=self._operator_action(spec, state, now),
+                           on_foreign_edit=spec.on_foreign_edit)
+        state, recorded = self._decide(spec, state, seen, expect=recorded, log=log)
+        if state.phase == rl.PENDING:
+            seen = Observation(gate_ran=True, gate_failed=self._gate_preflight(spec, state, log) or None)
+            state, recorded = self._decide(spec, state, seen, expect=recorded, log=log)
+        elif state.phase == rl.PROGRESSING and (why := self._gate_probe(spec, state, now, log)):
+            state, recorded = self._decide(spec, state, Observation(probe_failed=why), expect=recorded, log=log)
+        self._status(obj, spec, state)
+        if state.phase == rl.PROGRESSING:
+            return _Active(spec, state, obj, look_due(spec.policy, state, now), recorded)
+        return None
+
+    # ---- checks before traffic: metrics preflight, Triton gates ---------------------
+
+    def _check_before_claim(self, spec: crd.RolloutSpec) -> None:
+        """Every query the rollout will run, asked once (ConfigError: reported, nothing touched;
+        MetricsUnavailable: retried at the next tick), and the Triton gate configuration."""
+        preflight_metrics(self.metrics, spec.policy, spec.target, log=self.log.bind(rollout=spec.key))
+        if spec.policy.gates.triton is not None and not spec.triton_canary:
+            raise ConfigError(f"{spec.key}: policy gates.triton needs spec.triton.canaryUrl")
+
+    def _gate(self, spec: crd.RolloutSpec) -> Any:
+        cfg = spec.policy.gates.triton
+        if cfg is None or not spec.triton_canary:
+            return None
+        key = (spec.key, spec.target.canary_version)
+        if key not in self._gates:
+            from pathlib import Path
+
+            from canary.gates import TritonGates
+
+            self._gates[key] = TritonGates(cfg, model=spec.target.model, stable_url=spec.triton_stable,
+                                           canary_url=spec.triton_canary, base_dir=Path.cwd())
+        return self._gates[key]
+
+    def _gate_preflight(self, spec: crd.RolloutSpec, state: rl.RolloutState, log: Any) -> str:
+        """The Triton pre-traffic gate (schema, warm-up, outputs); "" when it passed or there is none."""
+        gate = self._gate(spec)
+        if gate is None:
+            return ""
+        try:
+            report = gate.preflight()
+        except CanaryError as exc:  # decide() emits gate.failed
+            return str(exc)
+        log.info("gate.passed", **report)
+        return ""
+
+    def _gate_probe(self, spec: crd.RolloutSpec, state: rl.RolloutState, now: float, log: Any) -> str:
+        """The in-traffic readiness probe, every probe_interval; "" while the canary is ready.
+        Consecutive failures are counted per (rollout, canary version, step start)."""
+        gate = self._gate(spec)
+        if gate is None:
+            return ""
+        bound = (state.canary_version, state.step_started_at)
+        version, started, failures, next_at = self._probes.get(spec.key, (*bound, 0, 0.0))
+        if (version, started) != bound:
+            failures, next_at = 0, 0.0  # counted for another version or step: start over
+        if now < next_at:
+            return ""
+        failures = 0 if gate.ready() else failures + 1
+        self._probes[spec.key] = (*bound, failures, now + gate.probe_interval)
+        if failures:
+            log.warning("gate.probe_failed", consecutive=failures, limit=gate.probe_failures)
+        if failures < gate.probe_failures:
+            return ""
+        return f"canary Triton not ready ({failures} probes in a row)"
+
+    @staticmethod
+    def _operator_action(spec: crd.RolloutSpec, state: rl.RolloutState, now: float) -> rl.Event | None:
+        """spec.action is the desired state: the event that moves the rollout there, if any."""
+        if spec.action == "rollback":
+            return rl.Rollback(now, f"operator: {spec.action_reason or 'rollback requested'}")
+        if spec.action == "pause" and state.phase == rl.PROGRESSING:
+            return rl.Pause(now, spec.action_reason or "paused by operator")
+        if spec.action == "resume" and state.phase == rl.PAUSED:
+            return rl.Resume(now)
+        return None
+
+    def _do(self, spec: crd.RolloutSpec, state: rl.RolloutState, actions: list[rl.Action], *, expect: str | None,
+            log: Any) -> tuple[rl.RolloutState, str | None]:
+        """Execute guarded on `expect`; returns the new state and the state text now recorded."""
+        new = execute(self.fenced, spec.target, state, actions, log=log, expect=expect)
+        self._record(spec, new, actions)
+        if self.telemetry and any(isinstance(a, rl.Emit) and a.event == "weights.foreign_edit" for a in actions):
+            self.telemetry.kube_error("conflict")
+        wrote = any(isinstance(a, rl.SetWeights) for a in actions)
+        return new, new.to_json() if wrote else expect
+
+    def _decide(self, spec: crd.RolloutSpec, state: rl.RolloutState, seen: Observation, *, expect: str | None,
+                log: Any) -> tuple[rl.RolloutState, str | None]:
+        """The shared reconcile step (`reconcile.decide`), each write guarded on the previous one."""
+        for new, actions in decide(spec.policy, state, seen, self.clock.now()):
+            state, expect = self._do(spec, new, actions, expect=expect, log=log)
+        return state, expect
+
+    # ---- looks (batched measurement) ------------------------------------------------
+
+    @staticmethod
+    def _binding(state: rl.RolloutState) -> tuple[str, int, float]:
+        return (state.canary_version, state.step, state.step_started_at)
+
+    @staticmethod
+    def _slack(spec: crd.RolloutSpec) -> float:
+        """How far from the step's start a snapshot may be taken and still serve as its step-start snapshot."""
+        return spec.policy.analysis.look_every / 2
+
+    def _snapshot(self, active: list[_Active]) -> Any:
+        """One batched snapshot for every progressing rollout (queries independent of their number);
+        a snapshot taken within `_slack` of a step's start becomes its step-start snapshot, persisted in the CR
+        status with what it is bound to. A step whose start no snapshot came near (a restart, a slow
+        tick) is measured per rollout over the whole step: a look never judges less than its step."""
+        def has_step_start(a: _Active) -> bool:
+            have = self._step_starts.get(a.spec.key)
+            return have is not None and have[0] == self._binding(a.state)
+
+        # no query at all on ticks where no look is due and every step already has its step-start snapshot
+        if self.batch is None or not any(a.due or not has_step_start(a) for a in active):
+            return None
+        from canary.metrics.batch import Snapshot, Want
+
+        try:
+            snap = self.batch.snapshot([Want(a.spec.policy, a.spec.target) for a in active])
+        except CanaryError as exc:
+            self.health = (False, f"prometheus: {exc}"[:200])
+            self.log.warning("metrics.snapshot_failed", error=str(exc))
+            if self.telemetry:
+                self.telemetry.prometheus_query(False)
+            return None
+        if self.telemetry:
+            self.telemetry.prometheus_query(True, self.batch.queries_last)
+        for a in active:
+            spec, state, obj = a.spec, a.state, a.obj
+            if has_step_start(a):
+                continue
+            bind = self._binding(state)
+            saved = (obj.get("status") or {}).get("stepStart") or {}
+            if _saved_binding(saved) == bind and saved.get("snapshot"):
+                try:
+                    saved_snap = Snapshot.from_dict(saved["snapshot"]).check_step_start(
+                        spec.target, step_started_at=state.step_started_at)
+                    self._step_starts[spec.key] = (bind, saved_snap)
+                    continue
+                except (ValueError, TypeError, KeyError, ConfigError) as exc:
+                    self.log.info("step_start.unusable", rollout=spec.key, error=str(exc))
+            self._set_step_start(spec, state, obj, snap)
+        return snap
+
+    def _set_step_start(self, spec: crd.RolloutSpec, state: rl.RolloutState, obj: dict[str, Any], snap: Any) -> None:
+        bind = self._binding(state)
+        if snap is None or abs(snap.taken_at - state.step_started_at) > self._slack(spec):
+            self._step_starts[spec.key] = (bind, None)  # too far from the step's start: measure per rollout
+            return
+        base = snap.restrict(spec.policy, spec.target, step_started_at=state.step_started_at)
+        self._step_starts[spec.key] = (bind, base)
+        try:
+            self._patch_status(obj, {"stepStart": {"canaryVersion": bind[0], "step": bind[1], "stepStartedAt": bind[2],
+                                                  "snapshot": base.to_dict()}})
+        except Exception as exc:  # only an optimisation for restarts
+            self.log.info("step_start.not_persisted", rollout=spec.key, error=str(exc))
+
+    def _looks(self, due: list[_Active], snap: Any = None) -> None:
+        for a in due:
+            spec, state, obj = a.spec, a.state, a.obj
+            log = self.log.bind(rollout=spec.key, model=spec.target.model)
+            try:
+                measurements, canary_n, window_s = self._measure(spec, state, snap)
+                verdict = judge(spec.policy, measurements, look=state.look)
+                if self.telemetry:
+                    self.telemetry.record_verdict(model=spec.target.model, results=verdict.results)
+                if verdict.outcome is Outcome.FAIL:
+                    self._breach_seen.setdefault((spec.key, state.canary_version), time.monotonic())
+                seen = Observation(look=rl.Looked(self.clock.now(), verdict, canary_n, window_s))
+                new, _ = self._decide(spec, state, seen, expect=a.recorded, log=log)
+                self._known[spec.key] = (spec, new)
+                self._status(obj, spec, new, verdict=verdict)
+                if new.phase == rl.PROGRESSING and new.step != state.step:
+                    self._set_step_start(spec, new, obj, snap)  # this tick's snapshot starts the new step
+            except NotLeader:
+                return
+            except RoutingConflict:
+                log.info("rollout.changed_outside")  # the next tick adopts what the other writer recorded
+            except Exception as exc:
+                self._failed(obj, exc)
+
+    def _measure(self, spec: crd.RolloutSpec, state: rl.RolloutState,
+                 snap: Any = None) -> tuple[dict[str, Any], float, float]:
+        """(measurements, canary requests, seconds of data covered) for one look."""
+        have = self._step_starts.get(spec.key)
+        base = have[1] if have is not None and have[0] == self._binding(state) else None
+        if snap is not None and base is not None and snap.taken_at > base.taken_at:
+            from canary.metrics.batch import UnusableStepStart
+
+            out, n = self._measure_batched(spec, snap, base)
+            if not any(isinstance(m, UnusableStepStart) for m in out.values()):
+                return out, n, snap.taken_at - base.taken_at
+            self._step_starts[spec.key] = (self._binding(state), None)  # measured per rollout from now on
+        window = look_window(spec.policy, state, self.clock.now())
+        out, canary_n = measure_window(self.metrics, spec.policy, spec.target, window_s=window, log=self.log)
+        if self.telemetry:
+            for m in out.values():
+                self.telemetry.prometheus_query(not isinstance(m, TransientError))
+        return out, canary_n, float(window)
+
+    def _measure_batched(self, spec: crd.RolloutSpec, now: Any, base: Any) -> tuple[dict[str, Any], float]:
+        """Window = step-start snapshot (a snapshot near the step's start) -> now; per-rollout queries only for
+        checks that cannot be batched (custom PromQL, feature-missing gauges)."""
+        from canary.metrics.batch import batchable, measure_delta, requests_delta
+
+        out: dict[str, Any] = {}
+        window = max(1, math.ceil(now.taken_at - base.taken_at))
+        for check in spec.policy.checks:
+            try:
+                if batchable(spec.policy, check) and check.kind != "feature_missing":
+                    out[check.name] = measure_delta(spec.policy, check, spec.target, now, base)
+                else:
+                    out[check.name] = self.metrics.measure(spec.policy, check, spec.target, window_s=window)
+            except Exception as exc:
+                out[check.name] = exc
+        try:
+            canary_n = requests_delta(spec.policy, spec.target, now, base)[1]
+        except Exception:
+            canary_n = 0.0
+        return out, canary_n
+
+    def _failed(self, obj: dict[str, Any], exc: BaseException) -> None:
+        """A rollout's tick failed. Recorded on its status; and when its traffic is split, stable gets
+        100% at once for a non-transient failure, or once transient ones have lasted FAILURE_BUDGET_S."""
+        self._fail_status(obj, exc)
+        key = _key(obj)
+        known = self._known.get(key)
+        if known is None or isinstance(exc, (NotLeader, RoutingConflict)):
+            return
+        spec, state = known
+        if state.terminal or state.weights == STABLE_ONLY:
+            return
+        first = self._failing.setdefault(key, self.clock.now())
+        if isinstance(exc, TransientError) and self.clock.now() - first < FAILURE_BUDGET_S:
+            return
+        reason = f"failed: {exc}" if isinstance(exc, CanaryError) else f"failed: {type(exc).__name__}: {exc}"
+        log = self.log.bind(rollout=spec.key, model=spec.target.model)
+        try:
+            new = to_stable(self.fenced, spec.target, state, reason=reason[:500], log=log, now=self.clock.now())
+        except CanaryError:
+            return  # rollback.failed is logged; the next tick tries again
+        self._known[key] = (spec, new)
+        self._failing.pop(key, None)
+        try:
+            self._status(obj, spec, new)
+        except Exception:
+            pass
+
+    # ---- recording ------------------------------------------------------------------
+
+    def _record(self, spec: crd.RolloutSpec, state: rl.RolloutState, actions: list[rl.Action]) -> None:
+        events = {a.event for a in actions if isinstance(a, rl.Emit)}
+        for a in actions:
+            if isinstance(a, rl.Emit) and a.event in K8S_EVENTS:
+                self._cr_event(spec, a.event, f"{a.event}: weights {state.weights} {a.fields.get('reason', '')}".strip(),
+                               warning=a.warning)
+        t, n = self.telemetry, self.notifier
+        if t:
+            t.record_state(namespace=spec.namespace, rollout=spec.name, state=state)
+        if "rollback.completed" in events or "rollout.aborted" in events:
+            seen = self._breach_seen.pop((spec.key, state.canary_version), None)
+            if t:
+                t.record_rollback(model=spec.target.model, reason=state.reason,
+                                  seconds=time.monotonic() - seen if seen else None)
+            if n:
+                n.notify("rollback" if state.phase == rl.ROLLED_BACK else "aborted", crd.notification(spec, state))
+                failed = (state.last_verdict or {}).get("results", [])
+                if any(r.get("kind") == "prediction_shift" and r.get("outcome") == "fail" for r in failed):
+                    n.notify("prediction_shift", crd.notification(spec, state))
+        if "rollout.promoted" in events:
+            self._breach_seen.pop((spec.key, state.canary_version), None)
+            if t:
+                t.record_promotion(model=spec.target.model)
+            if n:
+                n.notify("promotion", crd.notification(spec, state))
+
+    def _cr_event(self, spec: crd.RolloutSpec, event: str, message: str, *, warning: bool) -> None:
+        """Best effort: a Kubernetes Event on the CanaryRollout itself (kubectl describe shows it)."""
+        if not self.is_leader():
+            return
+        body = kube.event_body(namespace=spec.namespace, reason=camel(event), message=message, warning=warning,
+                               involved={"apiVersion": f"{crd.GROUP}/{crd.VERSION}", "kind": crd.KIND,
+                                         "name": spec.name, "uid": spec.uid},
+                               component="canary-controller", generate_name=f"{spec.name}.")
+        try:
+            self.core.create_namespaced_event(spec.namespace, body, _request_timeout=3)
+        except Exception:
+            pass
+
+    def _status(self, obj: dict[str, Any], spec: crd.RolloutSpec, state: rl.RolloutState,
+                verdict: Verdict | None = None) -> None:
+        old = obj.get("status") or {}
+        history = list(old.get("verdictHistory") or [])
+        if verdict is not None:
+            history = (history + [{"at": crd.iso(self.clock.now()), "step": state.step + 1, "weights": str(state.weights),
+                                   **verdict.to_dict()}])[-50:]
+        new = {
+            "phase": state.phase, "step": state.step + 1,
+            "weights": {"stable": state.weights.stable, "canary": state.weights.canary},
+            "reason": state.reason, "startedAt": crd.iso(state.started_at), "updatedAt": crd.iso(state.updated_at),
+            "lastVerdict": state.last_verdict, "verdictHistory": history, "observedGeneration": spec.generation,
+            "leader": self.identity,
+            "conditions": crd.conditions(state, old.get("conditions") or [], spec.generation, self.clock.now()),
+        }
+        if all(old.get(k) == v for k, v in new.items() if k not in ("conditions",)):
+            return
+        self._patch_status(obj, new)
+
+    def _fail_status(self, obj: dict[str, Any], exc: BaseException) -> None:
+        meta = obj.get("metadata") or {}
+        msg = f"{type(exc).__name__}: {exc}" if not isinstance(exc, CanaryError) else str(exc)
+        self.log.warning("rollout.invalid" if isinstance(exc, ConfigError) else "rollout.tick_failed",
+                         rollout=f"{meta.get('namespace')}/{meta.get('name')}", error=msg)
+        if self.telemetry and isinstance(exc, (KubeUnavailable, RoutingConflict)):
+            self.telemetry.kube_error("unavailable" if isinstance(exc, KubeUnavailable) else "conflict")
+        cond = {"type": "Ready", "status": "False", "reason": type(exc).__name__, "message": msg[:1000],
+                "lastTransitionTime": crd.iso(self.clock.now()), "observedGeneration": meta.get("generation", 0)}
+        old = (obj.get("status") or {}).get("conditions") or []
+        if any(c.get("type") == "Ready" and c.get("message") == cond["message"] for c in old):
+            return
+        try:
+            self._patch_status(obj, {"conditions": [c for c in old if c.get("type") != "Ready"] + [cond]})
+        except Exception:
+            pass
+
+    def _patch_status(self, obj: dict[str, Any], status: dict[str, Any]) -> None:
+        left = self.lease_left() if self.lease_left is not None else 10.0
+        if not self.is_leader() or left <= 0.05:
+            raise NotLeader("not the leader: status write refused")
+        meta = obj["metadata"]
+        self.custom.patch_namespaced_custom_object_status(crd.GROUP, crd.VERSION, meta["namespace"], crd.PLURAL,
+                                                          meta["name"], {"status": status},
+                                                          _request_timeout=min(10.0, left))
+        obj["status"] = {**(obj.get("status") or {}), **status}
+
+    # ---- reading --------------------------------------------------------------------
+
+    def _list(self) -> list[dict[str, Any]]:
+        if self.namespace:
+            res = self.custom.list_namespaced_custom_object(crd.GROUP, crd.VERSION, self.namespace, crd.PLURAL)
         else:
-            raise ConfigError(f"{target.namespace}/{target.virtual_service}: no rollout in progress"
-                              + (f" (last: {state.phase}, {state.reason})" if state else ""))
-    new, actions = rl.transition(state, event, None)  # type: ignore[arg-type]
-    if new is state:
-        raise ConfigError(f"cannot {type(event).__name__.lower()} a rollout that is {state.phase}")
-    if isinstance(event, rl.Rollback):
-        return execute(router, target, new, actions, log=log)  # a rollback always wins, whatever raced it
-    return execute(router, target, new, actions, log=log, expect=status.state)
+            res = self.custom.list_cluster_custom_object(crd.GROUP, crd.VERSION, crd.PLURAL)
+        return list(res.get("items", []))
+
+    def _configmap(self, namespace: str, name: str) -> dict[str, str]:
+        try:
+            cm = self.core.read_namespaced_config_map(name, namespace)
+        except Exception as exc:
+            raise ConfigError(f"ConfigMap {namespace}/{name} cannot be read: {exc}") from None
+        return dict(cm.data or {})
 
 
-__all__ = ["Controller", "EXIT_BAD_INPUT", "EXIT_CODES", "EXIT_INFRA", "EXIT_INTERRUPTED", "EXIT_PROMOTED",
-           "EXIT_ROLLED_BACK", "Result", "SystemClock", "execute", "look_window", "measure_window", "operator_action"]
+def _key(obj: dict[str, Any]) -> str:
+    meta = obj.get("metadata") or {}
+    return f"{meta.get('namespace')}/{meta.get('name')}"
+
+
+def _saved_binding(saved: dict[str, Any]) -> tuple[Any, Any, Any]:
+    return (saved.get("canaryVersion"), saved.get("step"), saved.get("stepStartedAt"))
+
+
+def _finished(obj: dict[str, Any]) -> bool:
+    return (obj.get("status") or {}).get("phase") in rl.TERMINAL

@@ -133,7 +133,7 @@ def new_object(*, namespace: str, name: str, model: str, canary_version: str, po
             "metadata": {"name": name, "namespace": namespace}, "spec": spec}
 
 
-# ---- status and notification shapes (written by canary/operator.py) ----------------
+# ---- status and notification shapes (written by canary/controller.py) ----------------
 
 
 def conditions(state: rl.RolloutState, old: list[dict[str, Any]], generation: int, now: float) -> list[dict[str, Any]]:

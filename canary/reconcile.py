@@ -1,7 +1,7 @@
 """One step of one rollout, shared by `canary promote` (the runner) and the controller.
 
-The runner (`canary.controller.Controller`) and the CanaryRollout controller
-(`canary.operator.Operator`) differ only in their loops; everything that turns
+The runner (`canary.runner.Runner`) and the CanaryRollout controller
+(`canary.controller.Controller`) differ only in their loops; everything that turns
 a decision into writes, and every rule about what a look may judge, lives
 here once:
 

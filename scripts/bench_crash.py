@@ -44,7 +44,7 @@ import tenacity  # noqa: E402
 from canary import crd  # noqa: E402
 from canary import rollout as rl  # noqa: E402
 from canary.model import Target  # noqa: E402
-from canary.operator import Operator  # noqa: E402
+from canary.controller import Controller  # noqa: E402
 from canary.routing.istio import IstioRouter  # noqa: E402
 from tests import fleet  # noqa: E402
 from tests.fakes import FakeClock, FakeMetrics  # noqa: E402
@@ -78,10 +78,10 @@ def tally(found: list[str] | tuple[str, ...]) -> tuple[int, int]:
     return int(wrong), int(any(not f.startswith("wrong outcome") for f in found))
 
 
-def operator(api: Any, client: Any, clock: FakeClock, kill_after: int | None) -> tuple[Operator, Killer]:
+def controller(api: Any, client: Any, clock: FakeClock, kill_after: int | None) -> tuple[Controller, Killer]:
     real = IstioRouter(client, wait=tenacity.wait_none())
     killer = Killer(real, kill_after, [])
-    op = Operator(custom=KillerCustom(kc.CustomObjectsApi(client), killer), core=kc.CoreV1Api(client), router=killer,
+    op = Controller(custom=KillerCustom(kc.CustomObjectsApi(client), killer), core=kc.CoreV1Api(client), router=killer,
                   metrics=FleetMetrics(real, clock), namespace="ml", clock=clock)
     return op, killer
 
@@ -100,7 +100,7 @@ def run_random(seed: int, n: int, max_kills: int = 15) -> dict[str, Any]:
     clock = FakeClock()
     kills, interrupted = 0, set()
     try:
-        op, killer = operator(api, client, clock, rng.randint(1, 60))
+        op, killer = controller(api, client, clock, rng.randint(1, 60))
         now = phases(api, n)
         for _ in range(2000):
             before = now
@@ -111,7 +111,7 @@ def run_random(seed: int, n: int, max_kills: int = 15) -> dict[str, Any]:
             if killer.dead:
                 kills += 1
                 interrupted |= {i for i, p in enumerate(before) if p not in rl.TERMINAL}
-                op, killer = operator(api, client, clock, rng.randint(1, 60) if kills < max_kills else None)
+                op, killer = controller(api, client, clock, rng.randint(1, 60) if kills < max_kills else None)
             now = phases(api, n)
             if all(p in rl.TERMINAL for p in now):
                 break

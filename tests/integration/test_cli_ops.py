@@ -1,4 +1,4 @@
-"""Operator commands through the real CLI: status, pause, resume, rollback (also --route, any weights), analyze."""
+"""On-call commands through the real CLI: status, pause, resume, rollback (also --route, any weights), analyze."""
 
 from __future__ import annotations
 

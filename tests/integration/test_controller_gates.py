@@ -14,7 +14,7 @@ import tenacity
 from canary import crd
 from canary import rollout as rl
 from canary.model import Target
-from canary.operator import Operator
+from canary.controller import Controller
 from canary.routing.istio import IstioRouter
 from canary.sandbox.tritonserver import TritonServer
 from tests import fleet
@@ -26,7 +26,7 @@ GATES = {"triton": {"enabled": True, "protocol": "http", "warmup_requests": 4, "
                     "probe_interval": "1s", "probe_failures": 2}}
 
 
-def world(stable_url: str, canary_url: str) -> tuple[Any, Any, FakeClock, Operator]:
+def world(stable_url: str, canary_url: str) -> tuple[Any, Any, FakeClock, Controller]:
     """The emulator with one gated CanaryRollout, and a controller on a fake clock."""
     api = fleet.start_api(1)
     policy = copy.deepcopy(fleet.FAST_POLICY)
@@ -38,7 +38,7 @@ def world(stable_url: str, canary_url: str) -> tuple[Any, Any, FakeClock, Operat
     clock = FakeClock()
     router = IstioRouter(client, wait=tenacity.wait_none())
     target = Target(namespace="ml", virtual_service="m0", model="rec-model", stable_version="v1", canary_version="v2")
-    op = Operator(custom=kc.CustomObjectsApi(client), core=kc.CoreV1Api(client), router=router,
+    op = Controller(custom=kc.CustomObjectsApi(client), core=kc.CoreV1Api(client), router=router,
                   metrics=FakeMetrics(LiveWeights(router, target), clock), namespace="ml", clock=clock)  # type: ignore[arg-type]
     return api, client, clock, op
 

@@ -42,7 +42,7 @@ def test_a_promotions_stable_repointing_still_in_flight_cannot_land_after_a_roll
     import threading
     import time
 
-    from canary.controller import operator_action
+    from canary.runner import oncall_action
     from canary.errors import RoutingConflict
     from canary.logs import get
 
@@ -71,7 +71,7 @@ def test_a_promotions_stable_repointing_still_in_flight_cannot_land_after_a_roll
         while not any(m == "PUT" and "destinationrules" in p for _, m, p in api.handler.arrivals[arrived:]):
             assert time.monotonic() < deadline
             time.sleep(0.01)  # until the API server holds its PUT (a condition, not a guess)
-        state = operator_action(IstioRouter(client, wait=tenacity.wait_none()), target,
+        state = oncall_action(IstioRouter(client, wait=tenacity.wait_none()), target,
                                 rl.Rollback(1.0, "on-call"), log=get())
         release.set()  # now the late PUT is served, after the rollback
         t.join(10)

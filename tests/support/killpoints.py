@@ -21,9 +21,9 @@ import tenacity
 
 from canary import crd
 from canary import rollout as rl
-from canary.controller import Controller
+from canary.runner import Runner
 from canary.model import Target, Weights
-from canary.operator import Operator
+from canary.controller import Controller
 from canary.policy import parse_policy
 from canary.routing.istio import IstioRouter
 from tests import fleet
@@ -137,7 +137,7 @@ def promote(client: Any, version: str, clock: Any, kill_after: int | None, log: 
                     canary_version=version)
     real = IstioRouter(client, wait=tenacity.wait_none())
     metrics = FakeMetrics(LiveWeights(real, target), clock, slowdown=lambda t: SLOWDOWN[version], rps=RPS)  # type: ignore[arg-type]
-    ctl = Controller(policy=parse_policy(fleet.FAST_POLICY), target=target, router=Killer(real, kill_after, log),
+    ctl = Runner(policy=parse_policy(fleet.FAST_POLICY), target=target, router=Killer(real, kill_after, log),
                      metrics=metrics, clock=clock)
     try:
         return ctl.run().state
@@ -153,7 +153,7 @@ def controller_run(api: Any, client: Any, clock: Any, version: str, kill_after: 
     target = Target(namespace="ml", virtual_service=fleet.model(0), model=fleet.model(0), stable_version="v1",
                     canary_version=version)
     metrics = FakeMetrics(LiveWeights(real, target), clock, slowdown=lambda t: SLOWDOWN[version], rps=RPS)  # type: ignore[arg-type]
-    op = Operator(custom=KillerCustom(kc.CustomObjectsApi(client), killer), core=kc.CoreV1Api(client),
+    op = Controller(custom=KillerCustom(kc.CustomObjectsApi(client), killer), core=kc.CoreV1Api(client),
                   router=killer, metrics=metrics, namespace="ml", clock=clock)
     status: dict[str, Any] = {}
     for _ in range(max_ticks):

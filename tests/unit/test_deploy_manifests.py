@@ -410,10 +410,10 @@ def test_the_status_the_controller_writes_fits_the_crd() -> None:
     from canary import rollout as rl
     from canary.errors import ConfigError
     from canary.model import CheckResult, Verdict, Outcome, Weights
-    from canary.operator import Operator
+    from canary.controller import Controller
 
     custom = _RecordingCustomObjects()
-    op = Operator(custom=custom, core=None, router=None, metrics=None, identity="canary-controller-abc-1")  # type: ignore[arg-type]
+    op = Controller(custom=custom, core=None, router=None, metrics=None, identity="canary-controller-abc-1")  # type: ignore[arg-type]
     obj = _example("policy")
     obj["metadata"].update(generation=2, uid="u-1")
     spec = rollout_crd.parse(obj)

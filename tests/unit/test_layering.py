@@ -14,7 +14,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 FORBIDDEN = (
     "kubernetes", "prometheus_api_client", "requests", "urllib3", "tritonclient", "socket", "time",
-    "structlog", "canary.routing", "canary.metrics", "canary.controller", "canary.cli",
+    "structlog", "canary.routing", "canary.metrics", "canary.runner", "canary.controller", "canary.cli",
     "httpx", "urllib.request", "subprocess", "datetime",
 )
 

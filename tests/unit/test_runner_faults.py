@@ -9,13 +9,13 @@ import threading
 import pytest
 
 from canary import rollout as rl
-from canary.controller import EXIT_INFRA, EXIT_ROLLED_BACK, Controller, operator_action
+from canary.runner import EXIT_INFRA, EXIT_ROLLED_BACK, Runner, oncall_action
 from canary.errors import KubeUnavailable, NoData
 from canary.logs import get
 from canary.model import STABLE_ONLY, Target, Weights
 from tests.fakes import FakeClock, FakeMetrics, FakeRouter
 from tests.support.killpoints import Killed
-from tests.unit.test_controller import POLICY, TARGET, make
+from tests.unit.test_runner import POLICY, TARGET, make
 
 
 def test_api_errors_past_the_budget_on_a_step_write_end_at_stable_100() -> None:
@@ -109,7 +109,7 @@ def test_killed_after_stable_was_repointed_the_rerun_finishes_the_promotion() ->
     state = rl.RolloutState(model="rec", stable_version="v1", canary_version="v2", phase=rl.PROMOTING,
                             weights=Weights(0, 100), step=2)
     router = FakeRouter(weights=Weights(0, 100), state=state.to_json(), subsets={"stable": "v2", "canary": "v2"})
-    ctl = Controller(policy=POLICY, target=TARGET, router=router, metrics=FakeMetrics(router, clock), clock=clock)
+    ctl = Runner(policy=POLICY, target=TARGET, router=router, metrics=FakeMetrics(router, clock), clock=clock)
     res = ctl.run()
     assert res.exit_code == 0 and res.state.phase == rl.PROMOTED
     assert router.weights == STABLE_ONLY and router.subsets["stable"] == "v2"
@@ -122,7 +122,7 @@ def test_a_rollback_racing_the_stable_repointing_leaves_the_stable_subset_on_the
     def point(target: Target, subset: str, version: str, **kw: object) -> None:
         real(target, subset, version, **kw)  # type: ignore[arg-type]
         if subset == "stable" and version == "v2" and json.loads(router.state)["phase"] == rl.PROMOTING:
-            operator_action(router, TARGET, rl.Rollback(clock.now(), "on-call says no"), log=get())
+            oncall_action(router, TARGET, rl.Rollback(clock.now(), "on-call says no"), log=get())
 
     router.point_subset = point  # type: ignore[method-assign]
     res = ctl.run()
@@ -136,7 +136,7 @@ def test_a_rollback_recorded_just_before_the_stable_repointing_stops_it() -> Non
 
     def point(target: Target, subset: str, version: str, **kw: object) -> None:
         if subset == "stable" and version == "v2" and json.loads(router.state)["phase"] == rl.PROMOTING:
-            operator_action(router, TARGET, rl.Rollback(clock.now(), "on-call says no"), log=get())
+            oncall_action(router, TARGET, rl.Rollback(clock.now(), "on-call says no"), log=get())
         real(target, subset, version, **kw)  # type: ignore[arg-type]
 
     router.point_subset = point  # type: ignore[method-assign]
@@ -189,7 +189,7 @@ def test_look_counts_survive_a_restart_so_the_failure_budget_is_not_re_spent() -
         ctl.run()
     router.set_weights = real  # type: ignore[method-assign]
     assert json.loads(router.state)["failed_looks"] == 1 and router.weights == Weights(90, 10)
-    ctl2 = Controller(policy=POLICY, target=TARGET, router=router, metrics=FakeMetrics(router, clock, slowdown=lambda t: 3.0),
+    ctl2 = Runner(policy=POLICY, target=TARGET, router=router, metrics=FakeMetrics(router, clock, slowdown=lambda t: 3.0),
                       clock=clock)
     t0 = clock.t
     res = ctl2.run()
@@ -200,7 +200,7 @@ def test_look_counts_survive_a_restart_so_the_failure_budget_is_not_re_spent() -
 @pytest.mark.parametrize("garbage", ["{not json", '{"phase": "progressing"}', "[]", '{"weights": 5}'])
 def test_rollback_works_even_when_the_recorded_state_is_unreadable(garbage: str) -> None:
     router = FakeRouter(weights=Weights(60, 40), state=garbage, subsets={"stable": "v1", "canary": "v2"})
-    state = operator_action(router, TARGET, rl.Rollback(5.0, "on-call"), log=get())
+    state = oncall_action(router, TARGET, rl.Rollback(5.0, "on-call"), log=get())
     assert router.weights == STABLE_ONLY and state.phase == rl.ROLLED_BACK
     assert rl.RolloutState.from_json(router.state).phase == rl.ROLLED_BACK
 
@@ -244,7 +244,7 @@ def test_a_canary_version_no_subset_can_select_is_bad_input_and_nothing_is_writt
     from canary.errors import ConfigError
 
     router = FakeRouter()
-    ctl = Controller(policy=POLICY, target=Target(**{**TARGET.__dict__, "canary_version": version}), router=router,
+    ctl = Runner(policy=POLICY, target=Target(**{**TARGET.__dict__, "canary_version": version}), router=router,
                      metrics=FakeMetrics(router, FakeClock()), clock=FakeClock())
     with pytest.raises(ConfigError, match="Kubernetes label value"):
         ctl.run()

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from canary import rollout as rl
-from canary.controller import EXIT_INFRA, EXIT_INTERRUPTED, Controller, operator_action
+from canary.runner import EXIT_INFRA, EXIT_INTERRUPTED, Runner, oncall_action
 from canary.errors import ConfigError, RolloutBusy, TargetError
 from canary.logs import get
 from canary.model import STABLE_ONLY, Target, Weights
@@ -24,10 +24,10 @@ POLICY = parse_policy({
 TARGET = Target(namespace="ml", virtual_service="rec", model="rec", stable_version="", canary_version="v2")
 
 
-def make(**kw: object) -> tuple[Controller, FakeRouter, FakeMetrics, FakeClock]:
+def make(**kw: object) -> tuple[Runner, FakeRouter, FakeMetrics, FakeClock]:
     clock, router = FakeClock(), FakeRouter()
     metrics = FakeMetrics(router, clock, **kw)
-    return Controller(policy=POLICY, target=TARGET, router=router, metrics=metrics, clock=clock), router, metrics, clock
+    return Runner(policy=POLICY, target=TARGET, router=router, metrics=metrics, clock=clock), router, metrics, clock
 
 
 def test_good_canary_is_promoted_and_ends_on_the_new_version() -> None:
@@ -70,7 +70,7 @@ def test_resume_from_recorded_state_continues_the_step() -> None:
     ctl.on_interrupt = "pause"
     res = ctl.run()
     assert res.exit_code == EXIT_INTERRUPTED and res.state.phase == rl.PAUSED and router.weights == Weights(90, 10)
-    ctl2 = Controller(policy=POLICY, target=TARGET, router=router, metrics=FakeMetrics(router, clock), clock=clock)
+    ctl2 = Runner(policy=POLICY, target=TARGET, router=router, metrics=FakeMetrics(router, clock), clock=clock)
     res2 = ctl2.run()
     assert res2.exit_code == 0 and router.weights == STABLE_ONLY
 
@@ -87,7 +87,7 @@ def test_other_rollout_in_progress_is_refused_untouched() -> None:
     other = rl.RolloutState(model="rec", stable_version="v1", canary_version="v9", phase=rl.PROGRESSING,
                             weights=Weights(90, 10))
     router.state = other.to_json()
-    ctl = Controller(policy=POLICY, target=TARGET, router=router, metrics=FakeMetrics(router, FakeClock()), clock=FakeClock())
+    ctl = Runner(policy=POLICY, target=TARGET, router=router, metrics=FakeMetrics(router, FakeClock()), clock=FakeClock())
     with pytest.raises(RolloutBusy, match="v9"):
         ctl.run()
     assert router.log == []
@@ -95,7 +95,7 @@ def test_other_rollout_in_progress_is_refused_untouched() -> None:
 
 def test_split_traffic_without_a_rollout_is_refused() -> None:
     router = FakeRouter(weights=Weights(70, 30))
-    ctl = Controller(policy=POLICY, target=TARGET, router=router, metrics=FakeMetrics(router, FakeClock()), clock=FakeClock())
+    ctl = Runner(policy=POLICY, target=TARGET, router=router, metrics=FakeMetrics(router, FakeClock()), clock=FakeClock())
     with pytest.raises(TargetError, match="70/30"):
         ctl.run()
     assert router.log == []
@@ -103,17 +103,17 @@ def test_split_traffic_without_a_rollout_is_refused() -> None:
 
 def test_same_version_is_bad_input() -> None:
     router = FakeRouter(subsets={"stable": "v2", "canary": "v2"})
-    ctl = Controller(policy=POLICY, target=TARGET, router=router, metrics=FakeMetrics(router, FakeClock()), clock=FakeClock())
+    ctl = Runner(policy=POLICY, target=TARGET, router=router, metrics=FakeMetrics(router, FakeClock()), clock=FakeClock())
     with pytest.raises(ConfigError, match="already the stable"):
         ctl.run()
 
 
-def test_operator_rollback_from_another_process_is_adopted() -> None:
+def test_oncall_rollback_from_another_process_is_adopted() -> None:
     ctl, router, metrics, clock = make()
 
     def rollback_midway(t: float) -> float:
         if t >= 1015 and json.loads(router.state)["phase"] == rl.PROGRESSING:
-            operator_action(router, TARGET, rl.Rollback(t, "operator: on-call says no"), log=get())
+            oncall_action(router, TARGET, rl.Rollback(t, "operator: on-call says no"), log=get())
         return 1.0
 
     metrics.slowdown = rollback_midway
@@ -141,15 +141,15 @@ def test_foreign_weight_edit_is_reasserted() -> None:
     assert ("event", "WeightsReasserted") in router.log
 
 
-def test_operator_rollback_forces_stable_even_without_a_recorded_rollout() -> None:
+def test_oncall_rollback_forces_stable_even_without_a_recorded_rollout() -> None:
     router = FakeRouter(weights=Weights(60, 40))
-    state = operator_action(router, TARGET, rl.Rollback(1.0, "operator: x"), log=get())
+    state = oncall_action(router, TARGET, rl.Rollback(1.0, "operator: x"), log=get())
     assert router.weights == STABLE_ONLY and state.phase == rl.ROLLED_BACK
     with pytest.raises(ConfigError, match="no rollout in progress"):
-        operator_action(router, TARGET, rl.Pause(2.0), log=get())
+        oncall_action(router, TARGET, rl.Pause(2.0), log=get())
 
 
-def test_operator_rollback_racing_our_write_is_never_undone() -> None:
+def test_oncall_rollback_racing_our_write_is_never_undone() -> None:
     ctl, router, metrics, clock = make()
     raced = []
 
@@ -157,7 +157,7 @@ def test_operator_rollback_racing_our_write_is_never_undone() -> None:
         if t >= 1009 and not raced:  # just before the step-1 -> step-2 write
             raced.append(True)
             router.before_write.append(
-                lambda: operator_action(router, TARGET, rl.Rollback(t, "operator: stop"), log=get()))
+                lambda: oncall_action(router, TARGET, rl.Rollback(t, "operator: stop"), log=get()))
         return 1.0
 
     metrics.slowdown = slowdown

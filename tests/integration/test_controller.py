@@ -15,7 +15,7 @@ from canary import crd
 from canary import rollout as rl
 from canary.metrics.batch import BatchMetrics
 from canary.metrics.prometheus import PrometheusProvider
-from canary.operator import Operator
+from canary.controller import Controller
 from canary.routing.istio import IstioRouter
 from canary.sandbox.kubeapi import KubeAPIServer
 from canary.sandbox.promserver import PromServer
@@ -35,18 +35,18 @@ def prometheus(prometheus_binary: str) -> Iterator[PromServer]:
 
 
 @pytest.fixture
-def world(prometheus: PromServer) -> Iterator[tuple[KubeAPIServer, Operator, Any]]:
+def world(prometheus: PromServer) -> Iterator[tuple[KubeAPIServer, Controller, Any]]:
     api = fleet.start_api(N)
     client = api.api_client()
     prom = PrometheusProvider(prometheus.url, retries=2, budget_s=2)
-    op = Operator(custom=kc.CustomObjectsApi(client), core=kc.CoreV1Api(client),
+    op = Controller(custom=kc.CustomObjectsApi(client), core=kc.CoreV1Api(client),
                   router=IstioRouter(client, wait=None), metrics=prom, batch=BatchMetrics(prom), namespace="ml")
     yield api, op, kc.CustomObjectsApi(client)
     client.close()
     api.stop()
 
 
-def run_until_done(op: Operator, custom: Any, names: list[str], timeout: float = 90) -> dict[str, dict[str, Any]]:
+def run_until_done(op: Controller, custom: Any, names: list[str], timeout: float = 90) -> dict[str, dict[str, Any]]:
     stop = threading.Event()
     t = threading.Thread(target=op.run, args=(stop,), kwargs={"tick_s": 0.2}, daemon=True)
     t.start()

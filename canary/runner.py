@@ -1,0 +1,343 @@
+"""`canary promote`'s runner: the loop that drives one rollout to its end.
+
+The decisions are made by the pure `rollout.transition`; the writes by
+`reconcile.execute`. This module owns only the loop: sleeping until the next
+look, probing the canary, watching for outside changes, and signals. Traffic
+is always written together with the recorded state (one VirtualService
+write), so a process killed at any instant leaves a state a new `canary
+promote` resumes from, and `canary rollback` can always end.
+
+Failure paths all end with stable at 100%: an exception of any type while
+traffic may be split, an API error past its retry budget, or a signal (at
+once, whatever a look is waiting on: looks, gates and probes run in a worker
+thread that an interrupt abandons).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Protocol, TypeVar
+
+from canary import rollout as rl
+from canary.analysis.judge import judge
+from canary.errors import CanaryError, ConfigError, RoutingConflict, TargetError, TransientError
+from canary.logs import get as get_logger
+from canary.metrics.base import MetricsProvider
+from canary.model import STABLE_ONLY, Target, check_version
+from canary.policy import Policy
+from canary.reconcile import (EXIT_BAD_INPUT, EXIT_CODES, EXIT_INFRA, EXIT_INTERRUPTED, EXIT_PROMOTED,
+                              EXIT_ROLLED_BACK, Observation, check_claim, decide, execute, look_window,
+                              measure_window, next_look_at, parse_state, preflight_metrics, to_stable)
+from canary.routing.base import TrafficRouter
+
+T = TypeVar("T")
+
+
+class _Interrupted(Exception):
+    """A signal arrived while a look or probe was in flight: abandon it."""
+
+
+class Clock(Protocol):
+    def now(self) -> float: ...
+    def sleep(self, seconds: float) -> None: ...
+
+
+class SystemClock:
+    def now(self) -> float:
+        return time.time()
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(max(0.0, seconds))
+
+
+class Gate(Protocol):
+    """Pre-traffic and in-traffic checks on the canary server (Triton)."""
+
+    def preflight(self) -> dict[str, Any]: ...  # raises GateError
+    def ready(self) -> bool: ...  # never raises
+    @property
+    def probe_interval(self) -> float: ...
+    @property
+    def probe_failures(self) -> int: ...
+
+
+@dataclass
+class Result:
+    state: rl.RolloutState
+    exit_code: int
+
+
+@dataclass
+class Runner:
+    """Runs one rollout to its end (`canary promote`). `run()` returns the final state and exit code."""
+
+    policy: Policy
+    target: Target
+    router: TrafficRouter
+    metrics: MetricsProvider
+    clock: Clock = field(default_factory=SystemClock)
+    gate: Gate | None = None
+    stop: threading.Event = field(default_factory=threading.Event)
+    on_interrupt: str = "rollback"  # or "pause"
+    on_update: Callable[[rl.RolloutState], None] | None = None
+    watch_every: float = 1.0  # how often the VirtualService is re-read for outside changes
+
+    def __post_init__(self) -> None:
+        self.log = get_logger(model=self.target.model, namespace=self.target.namespace,
+                              virtual_service=self.target.virtual_service, canary_version=self.target.canary_version)
+        self._written = ""  # the state JSON we last wrote (to tell outside edits from ours)
+        self._probe_failures = 0
+        self._next_probe = 0.0
+        self._next_watch = 0.0
+
+    # ---- entry point ----------------------------------------------------------------
+
+    def run(self) -> Result:
+        state = self._current = self._start()
+        if state.terminal:
+            return Result(state, EXIT_CODES[state.phase])
+        try:
+            return self._loop(state)
+        except BaseException as exc:  # any failure while traffic may be split: stable gets 100% first
+            current = self._current  # the last state this process applied
+            if current.terminal:
+                raise
+            reason = f"{type(exc).__name__}: {exc}" if not isinstance(exc, CanaryError) else str(exc)
+            self.log.error("rollout.failed", error=reason, phase=current.phase, weights=str(current.weights))
+            try:
+                final = to_stable(self.router, self.target, current, reason=f"failed: {reason}"[:500], log=self.log,
+                                  now=self.clock.now())
+            except CanaryError:
+                raise exc from None  # rollback.failed is logged; the CLI exits 3
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
+            return Result(final, EXIT_INFRA)
+
+    def _loop(self, state: rl.RolloutState) -> Result:
+        while True:
+            self._current = state
+            if self.on_update:
+                self.on_update(state)
+            if state.terminal:
+                return Result(state, EXIT_CODES[state.phase])
+            try:
+                if state.phase == rl.PROMOTING:
+                    state = self._decide(state, Observation())
+                elif state.phase == rl.PENDING:
+                    state = self._preflight(state)
+                elif state.phase == rl.PAUSED and self.stop.is_set():
+                    return Result(state, EXIT_INTERRUPTED)
+                else:
+                    state = self._wait_and_look(state)
+            except RoutingConflict as exc:
+                state = self._adopt_outside(state, exc)
+            except _Interrupted:
+                state = self._interrupted(state)
+
+    # ---- phases ---------------------------------------------------------------------
+
+    def _start(self) -> rl.RolloutState:
+        """Resume what is recorded, or check everything that can be checked and claim the route."""
+        check_version(self.target.canary_version, "--canary-version")  # before anything is read or written
+        if self.target.stable_version:
+            check_version(self.target.stable_version, "--stable-version")
+        status = self.router.inspect(self.target)
+        target = self.target
+        existing = parse_state(status)
+        if existing is not None and not existing.terminal and existing.canary_version == target.canary_version:
+            if target.stable_version and target.stable_version != existing.stable_version:
+                raise ConfigError(f"--stable-version {target.stable_version} differs from the recorded rollout's "
+                                  f"stable version {existing.stable_version}")
+            # the recorded stable version is the truth (in PROMOTING the stable subset may already select the canary)
+            self.target = replace(target, stable_version=existing.stable_version)
+            self.log.info("rollout.resumed_from_state", phase=existing.phase, step=existing.step + 1,
+                          weights=str(existing.weights), started_at=existing.started_at)
+            self._written = status.state or ""
+            if existing.phase == rl.PAUSED:  # re-running promote on a paused rollout means "go on"
+                existing = self._apply(*rl.transition(existing, rl.Resume(self.clock.now()), self.policy))
+            return existing
+        if (existing is not None and existing.phase == rl.PROMOTED and existing.canary_version == target.canary_version
+                and status.stable_subset_version == target.canary_version and status.weights == STABLE_ONLY):
+            # promote is idempotent: a CD step re-run after its process was killed at the very end
+            self.log.info("rollout.already_promoted", promoted_at=existing.updated_at)
+            return existing
+        if not target.stable_version:
+            target = self.target = replace(target, stable_version=status.stable_subset_version)
+        check_claim(target, status, existing)
+        preflight_metrics(self.metrics, self.policy, target, log=self.log)
+        self._written = status.state or ""
+        state, actions = rl.new_rollout(model=target.model, stable_version=target.stable_version,
+                                        canary_version=target.canary_version, now=self.clock.now(),
+                                        route=target.route)
+        self.log = self.log.bind(stable_version=target.stable_version)
+        return self._apply(state, actions)
+
+    def _preflight(self, state: rl.RolloutState) -> rl.RolloutState:
+        if self.gate is not None:
+            try:
+                report = self._bounded(self.gate.preflight)
+            except CanaryError as exc:
+                return self._decide(state, Observation(gate_ran=True, gate_failed=str(exc)))
+            self._emit(state, "gate.passed", report)
+        return self._decide(state, Observation(gate_ran=True))
+
+    def _wait_and_look(self, state: rl.RolloutState) -> rl.RolloutState:
+        """Sleep until the next look, probing the canary and watching for outside changes. The watch
+        also runs right before every look: what is judged must be what is routed (subsets, weights,
+        record), and a look every second must not starve it (`_next_watch` is kept across calls)."""
+        progressing = state.phase == rl.PROGRESSING
+        due = next_look_at(self.policy, state) if progressing else self.clock.now() + self.watch_every
+        while True:
+            now = self.clock.now()
+            if self.stop.is_set():
+                raise _Interrupted()
+            if self.gate is not None and progressing and now >= self._next_probe:
+                self._next_probe = now + self.gate.probe_interval
+                failed = self._probe(state)
+                if failed:
+                    return failed
+            if now >= self._next_watch or now >= due:
+                outside = self._check_outside(state)
+                self._next_watch = now + self.watch_every
+                if outside is not state:
+                    return outside
+            if now >= due:
+                return self._look(state) if progressing else state
+            step = min(due, self._next_watch) - now
+            if self.gate is not None:
+                step = min(step, max(self._next_probe - now, 0.0))
+            self.clock.sleep(max(0.01, min(step, 0.25)))
+
+    def _look(self, state: rl.RolloutState) -> rl.RolloutState:
+        now = self.clock.now()
+        window = look_window(self.policy, state, now)
+        measurements, canary_n = self._bounded(lambda: measure_window(self.metrics, self.policy, self.target,
+                                                                      window_s=window, log=self.log))
+        verdict = judge(self.policy, measurements, look=state.look)
+        return self._decide(state, Observation(look=rl.Looked(self.clock.now(), verdict, canary_n, float(window))))
+
+    def _bounded(self, fn: Callable[[], T]) -> T:
+        """Run `fn` in a worker thread; a signal abandons it at once (raises _Interrupted), so the
+        time from SIGTERM to stable 100% does not depend on what a look is waiting on."""
+        box: dict[str, Any] = {}
+
+        def work() -> None:
+            try:
+                box["value"] = fn()
+            except BaseException as exc:  # handed to the caller's thread
+                box["error"] = exc
+
+        worker = threading.Thread(target=work, name="canary-look", daemon=True)
+        worker.start()
+        while worker.is_alive():
+            worker.join(0.05)
+            if self.stop.is_set() and worker.is_alive():
+                self.log.warning("look.abandoned", reason="interrupted")
+                raise _Interrupted()
+        if "error" in box:
+            raise box["error"]
+        return box["value"]  # type: ignore[no-any-return]
+
+    def _probe(self, state: rl.RolloutState) -> rl.RolloutState | None:
+        assert self.gate is not None
+        if self._bounded(self.gate.ready):
+            self._probe_failures = 0
+            return None
+        self._probe_failures += 1
+        self.log.warning("gate.probe_failed", consecutive=self._probe_failures, limit=self.gate.probe_failures)
+        if self._probe_failures < self.gate.probe_failures:
+            return None
+        return self._decide(state, Observation(
+            probe_failed=f"canary Triton not ready ({self._probe_failures} probes in a row)"))
+
+    def _check_outside(self, state: rl.RolloutState) -> rl.RolloutState:
+        """Adopt `canary rollback/pause/resume` from another process; re-assert foreign weight edits;
+        abort when the subsets no longer select the versions being judged."""
+        try:
+            status = self.router.inspect(self.target)
+        except TransientError as exc:
+            self.log.warning("watch.failed", error=str(exc))
+            return state
+        if (status.state or "") != self._written:
+            theirs = parse_state(status)
+            if theirs is not None and theirs.canary_version == state.canary_version:
+                self._written = status.state or ""
+                self.log.info("rollout.changed_outside", phase=theirs.phase, reason=theirs.reason,
+                              weights=str(theirs.weights))
+                return theirs
+        return self._decide(state, Observation(status=status))
+
+    def _interrupted(self, state: rl.RolloutState) -> rl.RolloutState:
+        now = self.clock.now()
+        if self.on_interrupt == "pause" and state.phase in (rl.PROGRESSING, rl.PAUSED):
+            return self._apply(*rl.transition(state, rl.Pause(now, "interrupted; resume with `canary promote`"), self.policy))
+        if state.phase == rl.PROMOTING:  # finishing is quicker and safer than undoing a promotion half-way
+            return self._apply(*rl.finish_promotion(state, now))
+        return self._apply(*rl.transition(state, rl.Rollback(now, "interrupted", aborted=True), self.policy))
+
+    # ---- actions --------------------------------------------------------------------
+
+    def _decide(self, state: rl.RolloutState, seen: Observation) -> rl.RolloutState:
+        """The shared reconcile step (`reconcile.decide`), each write guarded on the previous one."""
+        for new, actions in decide(self.policy, state, seen, self.clock.now()):
+            state = self._apply(new, actions)
+        return state
+
+    def _apply(self, new: rl.RolloutState, actions: list[rl.Action]) -> rl.RolloutState:
+        return execute(self.router, self.target, new, actions, log=self.log, expect=self._written or None,
+                       written=self._remember)
+
+    def _remember(self, text: str) -> None:
+        self._written = text
+
+    def _emit(self, state: rl.RolloutState, event: str, fields: dict[str, Any], *, warning: bool = False) -> None:
+        execute(self.router, self.target, state, [rl.Emit(event, fields, warning)], log=self.log)
+
+    def _adopt_outside(self, state: rl.RolloutState, exc: RoutingConflict) -> rl.RolloutState:
+        """Our write was refused because someone else recorded a decision: take theirs."""
+        status = self.router.inspect(self.target)
+        theirs = parse_state(status)
+        if theirs is None or theirs.canary_version != state.canary_version:
+            raise exc
+        self._written = status.state or ""
+        self.log.info("rollout.changed_outside", phase=theirs.phase, reason=theirs.reason, weights=str(theirs.weights))
+        return theirs
+
+
+def oncall_action(router: TrafficRouter, target: Target, event: rl.Rollback | rl.Pause | rl.Resume, *,
+                    log: Any) -> rl.RolloutState:
+    """`canary rollback/pause/resume`: apply one event to the recorded state."""
+    status = router.inspect(target)
+    try:
+        state = parse_state(status)
+    except TargetError:
+        if not isinstance(event, rl.Rollback):
+            raise
+        # on-call must always be able to send everything to stable: an unreadable record is replaced
+        log.warning("rollout.state_unreadable", action="rollback writes stable 100% and a new record")
+        state = None
+    if state is not None and not state.terminal and state.route and target.route and state.route != target.route:
+        raise ConfigError(f"{target.namespace}/{target.virtual_service}: the rollout in progress drives route "
+                          f"{state.route!r}, not {target.route!r}; use --route {state.route}")
+    if state is None or state.terminal:
+        if isinstance(event, rl.Rollback) and (status.weights != STABLE_ONLY or status.raw_weights is not None
+                                            or state is None and status.state):
+            # no rollout recorded but traffic is split: stable gets 100% anyway
+            state = rl.RolloutState(model=target.model, stable_version=status.stable_subset_version,
+                                    canary_version=status.canary_subset_version, phase=rl.PROGRESSING,
+                                    weights=status.weights, started_at=event.now, updated_at=event.now)
+        else:
+            raise ConfigError(f"{target.namespace}/{target.virtual_service}: no rollout in progress"
+                              + (f" (last: {state.phase}, {state.reason})" if state else ""))
+    new, actions = rl.transition(state, event, None)  # type: ignore[arg-type]
+    if new is state:
+        raise ConfigError(f"cannot {type(event).__name__.lower()} a rollout that is {state.phase}")
+    if isinstance(event, rl.Rollback):
+        return execute(router, target, new, actions, log=log)  # a rollback always wins, whatever raced it
+    return execute(router, target, new, actions, log=log, expect=status.state)
+
+
+__all__ = ["Runner", "EXIT_BAD_INPUT", "EXIT_CODES", "EXIT_INFRA", "EXIT_INTERRUPTED", "EXIT_PROMOTED",
+           "EXIT_ROLLED_BACK", "Result", "SystemClock", "execute", "look_window", "measure_window", "oncall_action"]
