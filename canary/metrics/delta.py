@@ -74,7 +74,8 @@ def _counter_delta(now: Groups, base: Groups) -> tuple[dict[str, float], int]:
 
 def _histogram_delta(now: Groups, base: Groups, scale: float, where: str) -> tuple[ArmDelta, int]:
     """Per series: both histograms on the union of their bounds (a missing bucket carries the one below),
-    subtracted, or the current one after a reset; then summed on the union of every series' bounds."""
+    subtracted, or the current one after a reset; then summed on the bounds *every* series has (a bound
+    only some series export would miss the others' observations: never invent or drop counts)."""
     deltas: list[list[tuple[float, float]]] = []
     resets = 0
     for sid, cur in now.items():
@@ -86,10 +87,11 @@ def _histogram_delta(now: Groups, base: Groups, scale: float, where: str) -> tup
             deltas.append(list(zip(h_now.bounds, h_now.counts)))
         else:
             deltas.append([(le, a - b) for le, a, b in zip(h_now.bounds, h_now.counts, h_base.counts)])
-    bounds = sorted({le for d in deltas for le, _ in d} | {math.inf})
+    shared = set.intersection(*({le for le, _ in d} for d in deltas)) if deltas else set()
+    bounds = sorted(shared | {math.inf})
     summed = [0.0] * len(bounds)
     for d in deltas:
-        summed = [s + c for s, c in zip(summed, q.normalise(d, bounds).counts)]
+        summed = [s + c for s, c in zip(summed, q.normalise([(le, c) for le, c in d if le in shared], bounds).counts)]
     h = q.normalise(list(zip(bounds, summed)), bounds, scale=scale)  # clamps to non-negative, non-decreasing
     if h.total <= 0:
         raise NoData(f"{where}: no observations in the window")

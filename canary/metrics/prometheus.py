@@ -66,10 +66,11 @@ class PrometheusProvider(PrometheusClient):
     def _histograms(
         self, queries: dict[str, str], check: str, window_s: float, at: float | None, *, scale: float = 1.0
     ) -> tuple[Histogram, Histogram]:
-        """Both arms on the union of their bounds, so the judge can compare bucket by bucket."""
+        """Each arm on its own bounds: counts exist only at the bounds an arm exports. The judge
+        compares the arms on the bounds they share; filling a bound one arm lacks with the count
+        below it would invent observations (and fail identical arms exporting different layouts)."""
         raws = {arm: self._buckets(queries[arm], check, arm, at) for arm in q.ARMS}
-        bounds = [le for raw in raws.values() for le, _ in raw]
-        hists = {arm: q.normalise(raws[arm], bounds, scale=scale) for arm in q.ARMS}
+        hists = {arm: q.normalise(raws[arm], [le for le, _ in raws[arm]], scale=scale) for arm in q.ARMS}
         for arm, h in hists.items():
             if h.total <= 0:
                 raise NoData(f"check {check!r}: no observations for {arm_name(arm)} in {window_s}s; query: {queries[arm]}")

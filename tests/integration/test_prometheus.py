@@ -286,3 +286,22 @@ def test_live_scrape(prom_server_factory: Any) -> None:
         assert stable / canary == pytest.approx(4.0, rel=0.05)
     finally:
         exporter.close()
+
+
+def test_arms_with_different_bucket_layouts_are_compared_on_shared_bounds(prom_provider: PrometheusProvider) -> None:
+    """Issue 9, 4b: identical latency, different `le` sets. No count is invented for a bound an
+    arm does not export, and the judge does not fail the canary."""
+    from canary.analysis.judge import judge
+    from canary.model import Outcome
+    from tests.support.prom import LAYOUT_MODEL
+
+    pol = make_policy("model", checks=[{"name": "p95", "kind": "latency", "max_increase_pct": 20}])
+    target = Target(namespace="ml", virtual_service=LAYOUT_MODEL, model=LAYOUT_MODEL, stable_version="v1",
+                    canary_version="v2")
+    stable, canary = prom_provider.measure(pol, check(pol, "p95"), target, window_s=WINDOW_S)
+    assert stable.bounds == approx((100.0, 150.0, 250.0, math.inf))  # type: ignore[union-attr]
+    assert stable.counts == approx((6000.0, 8000.0, 9500.0, 10000.0))  # type: ignore[union-attr]
+    assert canary.bounds == approx((50.0, 100.0, 250.0, math.inf))  # type: ignore[union-attr]
+    assert canary.counts == approx((3000.0, 6000.0, 9500.0, 10000.0))  # type: ignore[union-attr]
+    verdict = judge(pol, {"p95": (stable, canary)}, look=0)
+    assert verdict.outcome is not Outcome.FAIL, verdict.results[0].reason

@@ -33,6 +33,10 @@ EVIL_MODEL = 'rec"}or vector(1)#'  # a model name that tries to inject PromQL
 MODEL_LATENCY_BOUNDS_S = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)  # the article's buckets
 ISTIO_LATENCY_BOUNDS_MS = (5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0)
 PREDICTION_BOUNDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+# model "layouts": both arms have the same latency (30% <= 50 ms, 60% <= 100, 80% <= 150, 95% <= 250 ms,
+# per 60 s window of 10,000 requests) but export different bucket bounds (issue 9, defect 4b)
+LAYOUT_MODEL = "layouts"
+LAYOUTS_S = {"v1": ((0.1, 0.15, 0.25), (6000, 2000, 1500, 500)), "v2": ((0.05, 0.1, 0.25), (3000, 3000, 3500, 500))}
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,9 @@ class Dataset:
             out += _arm_series(arm, self.target)
         out += counter("model_requests_total", {"model_name": EVIL_MODEL, "model_version": "v1", "outcome": "success"},
                        self.evil_requests / WINDOW_S)
+        for version, (bounds, counts) in LAYOUTS_S.items():
+            out += histogram("model_inference_duration_seconds", {"model_name": LAYOUT_MODEL, "model_version": version},
+                             bounds, _per_s(counts))
         return out
 
     def openmetrics(self) -> str:

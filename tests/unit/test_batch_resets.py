@@ -246,3 +246,19 @@ def test_no_data_when_nothing_moved_under_any_series() -> None:
     pol, base, _ = issue_8(c2_before=(6_000, 0))
     with pytest.raises(NoData, match="no requests in the window"):
         b.measure_delta(pol, chk(pol, "err"), T, base, base)
+
+
+def test_pods_of_one_arm_with_different_layouts_are_summed_on_the_bounds_all_share() -> None:
+    """Issue 9, 4b within an arm: pod p exports le 0.01/0.1, pod q (a newer exporter) 0.05/0.1.
+    At 10 ms only p is known: summing there would drop q's observations, so the arm keeps the
+    bounds every pod has (100 ms and +Inf), with every observation counted."""
+    pol = policy(checks=[{"name": "lat", "kind": "latency", "max_ms": 100}])
+    m = {"model_name": "rec", "model_version": "v1"}
+
+    def arm(p: list[float], q: list[float]) -> list[Sample]:
+        return hist("model_inference_duration_seconds", {**m, "pod": "p"}, [0.01, 0.1], p) + \
+            hist("model_inference_duration_seconds", {**m, "pod": "q"}, [0.05, 0.1], q)
+    base = snap(arm([0, 0, 0], [0, 0, 0]), pol)
+    now = snap(arm([10, 20, 30], [40, 60, 80]), pol)
+    d = b.arm_delta(pol, chk(pol, "lat"), T, "stable", now, base)
+    assert d.data == Histogram((100.0, math.inf), (20 + 60, 30 + 80))
