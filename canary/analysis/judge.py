@@ -210,19 +210,28 @@ def _shift(check: PredictionShiftCheck, s: ArmData, c: ArmData, alpha: float, mi
         return bad
     _, sc, cc = _common(s, c)  # type: ignore[arg-type]
     per_s, per_c = np.diff(sc, prepend=0.0), np.diff(cc, prepend=0.0)
-    limits = [x for x in (check.max_psi, check.max_js and shift.js_to_psi(check.max_js)) if x]
-    limit = float(min(limits))
-    t, upper, js = shift.distribution_shift(per_s, per_c, max_psi=limit, alpha=alpha)
+    tests = shift.shift_tests(per_s, per_c, max_psi=check.max_psi, max_js=check.max_js, alpha=alpha)
     n = (float(sc[-1]), float(cc[-1]))
-    subs = [("shift", t, False)]
+    subs = [(name, t, False) for name, _, t, _ in tests]
     outcome, _, more = _verdict(check, subs, n[1], min_canary)
-    if outcome is Outcome.PASS and not upper < limit:
-        outcome, more = Outcome.INCONCLUSIVE, f"effect not yet bounded below the limit (95% upper PSI {_g(upper, 2)})"
-    lim = f"PSI limit {_g(limit, 2)}" + (f" = JS {check.max_js:g}" if check.max_js and limit != check.max_psi else "")
-    reason = (f"PSI {_g(t.effect, 2)}, JS {_g(js, 2)} ({lim}), chi2={_g(t.statistic)}, "
-              f"n={_n(n[1])}/{_n(n[0])}, p={_p(t.p_value)}") + (f"; {more}" if more else "")
+    unbounded = [f"{name.upper()} {_g(upper, 2)} (limit {_g(limit, 2)})" for name, limit, _, upper in tests
+                 if not upper < limit]
+    if outcome is Outcome.PASS and unbounded:
+        outcome, more = Outcome.INCONCLUSIVE, "effect not yet bounded below the limit (95% upper " + \
+            ", ".join(unbounded) + ")"
+    ok = per_s.sum() > 0 and per_c.sum() > 0
+    cells = shift.merge_sparse(per_s, per_c) if ok else None
+    psi_v = shift.psi(*cells) if cells is not None else math.nan
+    js_v = shift.js_distance(*cells) if cells is not None else math.nan
+    lim = ", ".join(f"{name.upper()} limit {_g(limit, 2)}" for name, limit, _, _ in tests)
+    reason = (f"PSI {_g(psi_v, 2)}, JS {_g(js_v, 2)} ({lim}), chi2={_g(tests[0][2].statistic)}, "
+              f"n={_n(n[1])}/{_n(n[0])}, p={_p(min(t.p_value for _, _, t, _ in tests))}") + (f"; {more}" if more else "")
+    # the check's effect and threshold: the limit nearest to its breach (largest effect / limit)
+    _, limit, t, _ = max(tests, key=lambda x: x[2].effect / x[1] if math.isfinite(x[2].effect) else -1.0)
     res = _result(check, outcome, reason, t, n=n, threshold=limit, effect=t.effect, alpha=alpha, subs=subs)
-    res.extra.update({"psi_upper_95": _clean(upper), "js_distance": _clean(js)})
+    uppers = {name: upper for name, _, _, upper in tests}
+    res.extra.update({"psi_upper_95": _clean(uppers.get("psi", math.nan)),
+                      "js_upper_95": _clean(uppers.get("js", math.nan)), "js_distance": _clean(js_v)})
     return res
 
 

@@ -155,6 +155,24 @@ def test_prediction_shift_with_js_limit():
     assert r.outcome is Outcome.FAIL and r.extra["js_distance"] > 0.1
 
 
+def test_each_shift_limit_is_enforced_on_its_own_statistic():
+    """Issue 9, defect 3: PSI 0.082 and JS 0.085 are both under max_psi 0.2 and max_js 0.1; mapping
+    JS 0.1 onto PSI (0.055) used to roll this back."""
+    p = policy({"name": "pred", "kind": "prediction_shift", "max_psi": 0.2, "max_js": 0.1})
+    skewed = (Histogram((0.9, INF), (119993, 120000)), Histogram((0.9, INF), (23640, 24000)))
+    r = J.judge(p, {"pred": skewed}, look=0).results[0]
+    assert r.outcome is Outcome.PASS, r.reason
+    assert "PSI 0.082" in r.reason and "JS 0.085" in r.reason and "JS limit 0.1" in r.reason
+    assert r.extra["js_upper_95"] < 0.1 and r.extra["psi_upper_95"] < 0.2
+    # the same cells against a JS limit they are beyond fail on JS alone, whatever the PSI limit
+    js_only = policy({"name": "pred", "kind": "prediction_shift", "max_psi": 5.0, "max_js": 0.06})
+    r = J.judge(js_only, {"pred": skewed}, look=0).results[0]
+    assert r.outcome is Outcome.FAIL and r.threshold == 0.06 and r.effect_size == pytest.approx(0.085, abs=0.001)
+    psi_only = policy({"name": "pred", "kind": "prediction_shift", "max_psi": 0.05, "max_js": 0.9})
+    r = J.judge(psi_only, {"pred": skewed}, look=0).results[0]
+    assert r.outcome is Outcome.FAIL and r.threshold == 0.05 and r.effect_size == pytest.approx(0.082, abs=0.001)
+
+
 @pytest.mark.parametrize(("check", "stable", "canary", "expected"), [
     ({"max_value": 1.0}, 0.5, 1.2, Outcome.FAIL),
     ({"max_value": 1.0}, 0.5, 0.9, Outcome.PASS),

@@ -113,3 +113,15 @@ def test_plan_command(tmp_path):
     assert len(json.loads(res.stdout)["steps"]) == 3
     res = CliRunner().invoke(_app(), ["plan", "--policy", str(tmp_path / "p.json"), "--rps", "0"])
     assert res.exit_code == 2
+
+
+def test_judge_command_on_issue_9_defect_3_input(tmp_path):
+    """The filed input, verbatim: PSI 0.082 and JS 0.085, each under its own limit -> exit 0."""
+    f = tmp_path / "in.json"
+    f.write_text('{"policy":{"steps":[10,100],"analysis":{"interval":"5m","look_every":"1m"},"checks":[{"name":'
+                 '"predictions","kind":"prediction_shift","max_psi":0.2,"max_js":0.1}]}, "look":0,"checks":'
+                 '{"predictions":{"stable":{"bounds":[0.9,"+Inf"],"counts":[119993,120000]},"canary":{"bounds":'
+                 '[0.9,"+Inf"],"counts":[23640,24000]}}}}')
+    res = CliRunner().invoke(_app(), ["judge", "--input", str(f), "--output", "json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["results"][0]["outcome"] == "pass"
