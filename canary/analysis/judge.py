@@ -3,19 +3,23 @@
 This is the only place that knows what each check kind means statistically:
 which tests run, how the look's alpha is split between them, when a small
 canary sample may still fail (only on a significant absolute or hard breach),
-and how the evidence reads to a human. It is pure: the controller passes in
-what Prometheus said (or the exception it raised) and gets a `Verdict`.
+what a PASS needs (every limit shown within, `evidence`), and how the evidence
+reads to a human. It is pure: the controller passes in what Prometheus said
+(or the exception it raised, for the check or for one arm) and gets a `Verdict`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
-from canary.analysis import shift, stats
+from canary.analysis import evidence, shift, stats
+from canary.analysis.custom import judge_custom
+from canary.analysis.evidence import attach
 from canary.analysis.sequential import alpha_for_look, tests_in
 from canary.errors import TransientError
 from canary.model import ArmData, CheckResult, Counts, Histogram, Verdict, Outcome, Scalar
@@ -29,12 +33,16 @@ from canary.policy import (
     PredictionShiftCheck,
 )
 
-Measurement = tuple[ArmData, ArmData] | Exception
+# (stable, canary), either arm possibly the exception that measuring it raised; or one exception
+# for the whole check. A limit on the canary alone (max_ms, max_rate_pct, max_value) is judged
+# without the stable arm.
+Measurement = tuple[ArmData | Exception, ArmData | Exception] | Exception
 
 
 def judge(policy: Policy, measurements: Mapping[str, Measurement], *, look: int) -> Verdict:
     """Judge every check of the policy at this look; worst outcome wins."""
     a_look = alpha_for_look(policy, look)
+    beta = evidence.pass_level(policy)
     total = sum(tests_in(c) for c in policy.checks) or 1
     results = []
     for check in policy.checks:
@@ -49,23 +57,82 @@ def judge(policy: Policy, measurements: Mapping[str, Measurement], *, look: int)
         else:
             try:
                 results.append(judge_check(check, m[0], m[1], alpha=a_look * tests_in(check) / total,
-                                           min_canary=policy.analysis.min_canary_requests))
+                                           min_canary=policy.analysis.min_canary_requests, beta=beta))
             except (ValueError, TypeError, ArithmeticError) as exc:  # never crash a tick
                 results.append(_error(check, f"cannot judge: {exc}"))
     return Verdict.combine(results)
 
 
-def judge_check(check: Check, stable: ArmData, canary: ArmData, *, alpha: float, min_canary: int) -> CheckResult:
-    """One check at one look. `alpha` is this check's share, split over its tests."""
+def judge_check(check: Check, stable: ArmData | Exception, canary: ArmData | Exception, *, alpha: float,
+                min_canary: int, beta: float = evidence.PASS_LEVEL) -> CheckResult:
+    """One check at one look. `alpha` is this check's share, split over its tests (FAIL);
+    `beta` the level at which each limit must be shown within (PASS)."""
+    if isinstance(canary, BaseException):
+        return _measure_error(check, "canary", canary)
+    if isinstance(stable, BaseException):
+        return _canary_only(check, stable, canary, alpha=alpha, min_canary=min_canary, beta=beta)
+    return _by_kind(check, stable, canary, alpha=alpha, min_canary=min_canary, beta=beta)
+
+
+def _by_kind(check: Check, stable: ArmData | None, canary: ArmData, *, alpha: float, min_canary: int,
+             beta: float) -> CheckResult:
     if isinstance(check, LatencyCheck):
-        return _latency(check, stable, canary, alpha, min_canary)
+        return _latency(check, stable, canary, alpha, min_canary, beta)
     if isinstance(check, (ErrorRateCheck, FeatureMissingCheck)):
-        return _proportion(check, stable, canary, alpha, min_canary)
+        return _proportion(check, stable, canary, alpha, min_canary, beta)
     if isinstance(check, PredictionShiftCheck):
-        return _shift(check, stable, canary, alpha, min_canary)
+        if stable is None:
+            raise TypeError("prediction_shift needs both arms")
+        return _shift(check, stable, canary, alpha, min_canary, beta)
     if isinstance(check, CustomCheck):
-        return _custom(check, stable, canary, min_canary)
+        bad = _want(check, (canary,) if stable is None else (stable, canary), Scalar)
+        return bad or judge_custom(check, stable, canary, min_canary=min_canary)  # type: ignore[arg-type]
     raise TypeError(f"unknown check kind {type(check).__name__}")
+
+
+def _absolute(check: Check) -> bool:
+    """Has the check a limit on the canary alone?"""
+    return any(getattr(check, f, None) is not None for f in ("max_ms", "max_rate_pct", "max_value"))
+
+
+def _relative(check: Check) -> list[str]:
+    """The limits that compare the canary with stable."""
+    if isinstance(check, PredictionShiftCheck):
+        return [f for f in ("max_psi", "max_js") if getattr(check, f) is not None]
+    return [f for f in ("max_increase_pct", "max_increase_points", "max_ratio", "max_increase")
+            if getattr(check, f, None) is not None]
+
+
+def _measure_error(check: Check, arm: str, exc: BaseException) -> CheckResult:
+    return _error(check, f"could not measure {arm}: {type(exc).__name__}: {exc}",
+                  unavailable=isinstance(exc, TransientError))
+
+
+def _canary_only(check: Check, exc: BaseException, canary: ArmData, *, alpha: float, min_canary: int,
+                 beta: float) -> CheckResult:
+    """The stable arm could not be measured: its absolute limits are judged on the canary alone.
+
+    A breach of one FAILs (a hard check at once) as it would with both arms; anything else is
+    ERROR while a relative limit is left unjudged, and the absolute result when there is none.
+    """
+    if not _absolute(check):
+        return _measure_error(check, "stable", exc)
+    why = f"{type(exc).__name__}: {exc}"
+    if isinstance(check, CustomCheck):
+        bad = _want(check, (canary,), Scalar)
+        r = bad or judge_custom(check, None, canary, min_canary=min_canary, stable_error=why)  # type: ignore[arg-type]
+    else:
+        r = _by_kind(check, None, canary, alpha=alpha, min_canary=min_canary, beta=beta)
+    if r.outcome is Outcome.ERROR and isinstance(exc, TransientError):
+        return dataclasses.replace(r, extra={**r.extra, "unavailable": True})
+    if r.outcome is Outcome.FAIL or r.outcome is Outcome.ERROR:
+        return r
+    unjudged = _relative(check)
+    if unjudged:
+        return dataclasses.replace(r, outcome=Outcome.ERROR, extra={**r.extra, **(
+            {"unavailable": True} if isinstance(exc, TransientError) else {})},
+            reason=f"{' and '.join(unjudged)} not judged, could not measure stable: {why}; {r.reason}")
+    return r
 
 
 def _error(check: Check, reason: str, *, unavailable: bool = False) -> CheckResult:
@@ -112,8 +179,9 @@ def _verdict(check: Check, subs: list[tuple[str, stats.TestResult, bool]], n_c: 
              ) -> tuple[Outcome, tuple[str, stats.TestResult, bool], str]:
     """Combine a check's sub-tests: (outcome, the sub-test to report, extra reason).
 
-    Below min_canary only a significant absolute breach, or any significant
-    breach of a hard check, may FAIL; the check is otherwise INCONCLUSIVE.
+    FAIL on a significant breach (below min_canary only an absolute one, or any of a hard
+    check); PASS only when every sub-test shows the canary within its limit; INCONCLUSIVE
+    otherwise, with what is missing.
     """
     small = n_c < min_canary
     fails = [s for s in subs if s[1].breach and (not small or s[2] or check.hard)]
@@ -122,9 +190,10 @@ def _verdict(check: Check, subs: list[tuple[str, stats.TestResult, bool]], n_c: 
     shown = min(subs, key=lambda s: s[1].p_value)
     if small:
         return Outcome.INCONCLUSIVE, shown, f"canary n={_n(n_c)} below min {min_canary:,}"
-    undecided = [s for s in subs if not s[1].decidable]
-    if undecided:
-        return Outcome.INCONCLUSIVE, undecided[0], undecided[0][1].note or "too little data to tell"
+    unsure = [s for s in subs if not s[1].within]
+    if unsure:
+        t = unsure[0][1]
+        return Outcome.INCONCLUSIVE, unsure[0], t.why_not or t.note or "not yet shown within the limit"
     return Outcome.PASS, shown, ""
 
 
@@ -132,8 +201,10 @@ def _result(check: Check, outcome: Outcome, reason: str, t: stats.TestResult, *,
             threshold: float, effect: float, alpha: float, subs: list[tuple[str, stats.TestResult, bool]],
             **values: float) -> CheckResult:
     notes = [s[1].note for s in subs if s[1].note]
-    extra = {"tests": [{"test": name, "p_value": _clean(r.p_value), "breach": r.breach, "absolute": absolute,
-                        "decidable": r.decidable, "note": r.note} for name, r, absolute in subs]}
+    extra: dict[str, Any] = {"tests": [
+        {"test": name, "p_value": _clean(r.p_value), "breach": r.breach, "absolute": absolute,
+         "decidable": r.decidable, "within": r.within, "bound": _clean(r.bound), "note": r.note,
+         "why_not": r.why_not} for name, r, absolute in subs]}
     notes = [x for x in dict.fromkeys(notes) if x not in reason]
     if notes and outcome is not Outcome.FAIL:
         reason += "; " + "; ".join(notes)
@@ -145,54 +216,79 @@ def _result(check: Check, outcome: Outcome, reason: str, t: stats.TestResult, *,
                        **values)
 
 
-def _latency(check: LatencyCheck, s: ArmData, c: ArmData, alpha: float, min_canary: int) -> CheckResult:
-    bad = _want(check, (s, c), Histogram)
+def _q_text(bounds: np.ndarray, cum: np.ndarray, q: float) -> str:
+    """The quantile for humans: interpolated, or '>b' when it lies in the open +Inf bucket."""
+    lo, hi = evidence.quantile_bucket(bounds, cum, q)
+    return f">{_g(lo)}" if math.isinf(hi) else _g(stats.histogram_quantile(bounds, cum, q))
+
+
+def _latency(check: LatencyCheck, s: ArmData | None, c: ArmData, alpha: float, min_canary: int,
+             beta: float) -> CheckResult:
+    bad = _want(check, (c,) if s is None else (s, c), Histogram)
     if bad:
         return bad
-    bounds, sc, cc = _common(s, c)  # type: ignore[arg-type]
+    assert isinstance(c, Histogram)
+    if s is None:  # stable not measured: the ceiling alone, on the canary's own bounds
+        bounds, cc = np.array(c.bounds), np.array(c.counts, float)
+        sc = None
+    else:
+        assert isinstance(s, Histogram)
+        bounds, sc, cc = _common(s, c)
     if len(bounds) < 2:
         return _error(check, "the arms share no finite bucket bound")
     q, label = check.quantile, f"p{check.quantile * 100:g}"
     a = alpha / max(1, tests_in(check))
     subs: list[tuple[str, stats.TestResult, bool]] = []
-    if check.max_increase_pct is not None:
-        subs.append(("relative", stats.latency_relative(bounds, sc, cc, q=q, tol=check.max_increase_pct / 100,
-                                                        alpha=a), False))
+    if check.max_increase_pct is not None and sc is not None:
+        tol = check.max_increase_pct / 100
+        subs.append(("relative", attach(stats.latency_relative(bounds, sc, cc, q=q, tol=tol, alpha=a),
+                                        evidence.relative_within(bounds, sc, cc, q=q, tol=tol, level=beta)), False))
     if check.max_ms is not None:
-        subs.append(("ceiling", stats.latency_ceiling(bounds, cc, q=q, max_value=check.max_ms, alpha=a), True))
-    n = (float(sc[-1]), float(cc[-1]))
+        subs.append(("ceiling", attach(stats.latency_ceiling(bounds, cc, q=q, max_value=check.max_ms, alpha=a),
+                                       evidence.ceiling_within(bounds, cc, q=q, max_value=check.max_ms,
+                                                               level=beta)), True))
+    n = (float(sc[-1]) if sc is not None else 0.0, float(cc[-1]))
     outcome, (name, t, _), more = _verdict(check, subs, n[1], min_canary)
-    sv, cv = stats.histogram_quantile(bounds, sc, q), stats.histogram_quantile(bounds, cc, q)
+    sv = stats.histogram_quantile(bounds, sc, q) if sc is not None else math.nan
+    cv = stats.histogram_quantile(bounds, cc, q)
+    c_text = _q_text(bounds, cc, q)
     if name == "relative":
+        assert sc is not None
         rel = (cv / sv - 1) * 100 if sv > 0 else math.nan
-        head = f"{label} {_g(cv)} ms vs {_g(sv)} ms ({rel:+.0f}%, limit +{check.max_increase_pct:g}%)"
+        rel_text = f"{rel:+.0f}%" if c_text[0] != ">" else f">{rel:+.0f}%"
+        head = (f"{label} {c_text} ms vs {_q_text(bounds, sc, q)} ms ({rel_text}, "
+                f"limit +{check.max_increase_pct:g}%)")
         threshold, effect = float(check.max_increase_pct), rel  # type: ignore[arg-type]
     else:
-        head = f"{label} {_g(cv)} ms (limit {check.max_ms:g} ms)"
+        head = f"{label} {c_text} ms (limit {check.max_ms:g} ms)"
         threshold, effect = float(check.max_ms), cv  # type: ignore[arg-type]
     reason = f"{head}, n={_n(n[1])}/{_n(n[0])}, p={_p(t.p_value)}" + (f"; {more}" if more else "")
     return _result(check, outcome, reason, t, n=n, threshold=threshold, effect=effect, alpha=alpha, subs=subs,
                    stable_value=sv, canary_value=cv)
 
 
-def _proportion(check: ErrorRateCheck | FeatureMissingCheck, s: ArmData, c: ArmData, alpha: float,
-                min_canary: int) -> CheckResult:
-    bad = _want(check, (s, c), Counts)
+def _proportion(check: ErrorRateCheck | FeatureMissingCheck, s: ArmData | None, c: ArmData, alpha: float,
+                min_canary: int, beta: float) -> CheckResult:
+    bad = _want(check, (c,) if s is None else (s, c), Counts)
     if bad:
         return bad
-    assert isinstance(s, Counts) and isinstance(c, Counts)
+    assert isinstance(c, Counts) and (s is None or isinstance(s, Counts))
     a = alpha / max(1, tests_in(check))
     subs: list[tuple[str, stats.TestResult, bool]] = []
-    if check.max_increase_points is not None:
-        subs.append(("increase", stats.proportion_increase(s.events, s.total, c.events, c.total,
-                                                           margin=check.max_increase_points / 100, alpha=a), False))
+    if check.max_increase_points is not None and s is not None:
+        m = check.max_increase_points / 100
+        subs.append(("increase", attach(stats.proportion_increase(s.events, s.total, c.events, c.total, margin=m,
+                                                                  alpha=a),
+                                        evidence.increase_within(s.events, s.total, c.events, c.total, margin=m,
+                                                                 level=beta)), False))
     if check.max_rate_pct is not None:
-        subs.append(("ceiling", stats.proportion_ceiling(c.events, c.total, max_rate=check.max_rate_pct / 100,
-                                                         alpha=a), True))
-    n = (float(s.total), float(c.total))
+        r = check.max_rate_pct / 100
+        subs.append(("ceiling", attach(stats.proportion_ceiling(c.events, c.total, max_rate=r, alpha=a),
+                                       evidence.rate_within(c.events, c.total, max_rate=r, level=beta)), True))
+    n = (float(s.total) if s is not None else 0.0, float(c.total))
     outcome, (name, t, _), more = _verdict(check, subs, n[1], min_canary)
     what = "errors" if check.kind == "error_rate" else "missing"
-    sv, cv = s.rate * 100, c.rate * 100
+    sv, cv = (s.rate * 100 if s is not None else math.nan), c.rate * 100
     if name == "increase":
         head = f"{what} {_g(cv)}% vs {_g(sv)}% ({cv - sv:+.2g} points, limit +{check.max_increase_points:g})"
         threshold, effect = float(check.max_increase_points), cv - sv  # type: ignore[arg-type]
@@ -204,73 +300,27 @@ def _proportion(check: ErrorRateCheck | FeatureMissingCheck, s: ArmData, c: ArmD
                    stable_value=sv, canary_value=cv)
 
 
-def _shift(check: PredictionShiftCheck, s: ArmData, c: ArmData, alpha: float, min_canary: int) -> CheckResult:
+def _shift(check: PredictionShiftCheck, s: ArmData, c: ArmData, alpha: float, min_canary: int,
+           beta: float) -> CheckResult:
+    """Each limit on its own statistic: max_psi on PSI, max_js on the JS distance (`shift.shift_tests`)."""
     bad = _want(check, (s, c), Histogram)
     if bad:
         return bad
     _, sc, cc = _common(s, c)  # type: ignore[arg-type]
     per_s, per_c = np.diff(sc, prepend=0.0), np.diff(cc, prepend=0.0)
-    tests = shift.shift_tests(per_s, per_c, max_psi=check.max_psi, max_js=check.max_js, alpha=alpha)
+    subs = [(name, t, False) for name, t in shift.shift_tests(per_s, per_c, max_psi=check.max_psi,
+                                                               max_js=check.max_js, alpha=alpha, beta=beta)]
     n = (float(sc[-1]), float(cc[-1]))
-    subs = [(name, t, False) for name, _, t, _ in tests]
-    outcome, _, more = _verdict(check, subs, n[1], min_canary)
-    unbounded = [f"{name.upper()} {_g(upper, 2)} (limit {_g(limit, 2)})" for name, limit, _, upper in tests
-                 if not upper < limit]
-    if outcome is Outcome.PASS and unbounded:
-        outcome, more = Outcome.INCONCLUSIVE, "effect not yet bounded below the limit (95% upper " + \
-            ", ".join(unbounded) + ")"
-    ok = per_s.sum() > 0 and per_c.sum() > 0
-    cells = shift.merge_sparse(per_s, per_c) if ok else None
-    psi_v = shift.psi(*cells) if cells is not None else math.nan
-    js_v = shift.js_distance(*cells) if cells is not None else math.nan
-    lim = ", ".join(f"{name.upper()} limit {_g(limit, 2)}" for name, limit, _, _ in tests)
-    reason = (f"PSI {_g(psi_v, 2)}, JS {_g(js_v, 2)} ({lim}), chi2={_g(tests[0][2].statistic)}, "
-              f"n={_n(n[1])}/{_n(n[0])}, p={_p(min(t.p_value for _, _, t, _ in tests))}") + (f"; {more}" if more else "")
-    # the check's effect and threshold: the limit nearest to its breach (largest effect / limit)
-    _, limit, t, _ = max(tests, key=lambda x: x[2].effect / x[1] if math.isfinite(x[2].effect) else -1.0)
-    res = _result(check, outcome, reason, t, n=n, threshold=limit, effect=t.effect, alpha=alpha, subs=subs)
-    uppers = {name: upper for name, _, _, upper in tests}
-    res.extra.update({"psi_upper_95": _clean(uppers.get("psi", math.nan)),
-                      "js_upper_95": _clean(uppers.get("js", math.nan)), "js_distance": _clean(js_v)})
+    outcome, (name, t, _), more = _verdict(check, subs, n[1], min_canary)
+    by = {nm: r for nm, r, _ in subs}
+    limit = {"psi": check.max_psi, "js": check.max_js}
+    parts = [f"{nm.upper()} {_g(r.effect, 2)} (limit {limit[nm]:g}, upper {_g(r.bound, 2)})" for nm, r in by.items()]
+    reason = (", ".join(parts) + f", chi2={_g(t.statistic)}, n={_n(n[1])}/{_n(n[0])}, p={_p(t.p_value)}"
+              + (f"; {more}" if more else ""))
+    res = _result(check, outcome, reason, t, n=n, threshold=float(limit[name]), effect=t.effect,  # type: ignore[arg-type]
+                  alpha=alpha, subs=subs)
+    if "psi" in by:
+        res.extra["psi_upper"] = _clean(by["psi"].bound)
+    if "js" in by:
+        res.extra.update({"js_distance": _clean(by["js"].effect), "js_upper": _clean(by["js"].bound)})
     return res
-
-
-def _custom(check: CustomCheck, s: ArmData, c: ArmData, min_canary: int) -> CheckResult:
-    bad = _want(check, (s, c), Scalar)
-    if bad:
-        return bad
-    assert isinstance(s, Scalar) and isinstance(c, Scalar)
-    sv, cv, hib = float(s.value), float(c.value), check.higher_is_better
-    base = dict(check=check.name, kind=check.kind, stable_value=sv, canary_value=cv,
-                n_stable=float(s.n) if math.isfinite(s.n) else 0.0,
-                n_canary=float(c.n) if math.isfinite(c.n) else 0.0, hard=check.hard)
-    if not math.isfinite(cv):
-        return CheckResult(outcome=Outcome.ERROR, reason="canary value is not a number", **base)  # type: ignore[arg-type]
-    worse = -1.0 if hib else 1.0  # sign that makes "worse" positive
-    breaches, shown = [], []
-    if check.max_value is not None:
-        gap = worse * (cv - check.max_value)
-        shown.append((f"{_g(cv)} ({'min' if hib else 'max'} {check.max_value:g})", check.max_value, cv))
-        if gap > 0:
-            breaches.append(shown[-1])
-    if check.max_ratio is not None and math.isfinite(sv) and sv != 0:
-        ratio, lim = cv / sv, (1 / check.max_ratio if hib else check.max_ratio)
-        shown.append((f"ratio {_g(ratio)} ({'at least' if hib else 'at most'} {_g(lim)})", lim, ratio))
-        if worse * (ratio - lim) > 0:
-            breaches.append(shown[-1])
-    if check.max_increase is not None and math.isfinite(sv):
-        inc = worse * (cv - sv)
-        shown.append((f"worse by {_g(inc)} (limit {check.max_increase:g})", check.max_increase, inc))
-        if inc > check.max_increase:
-            breaches.append(shown[-1])
-    head = f"{_g(cv)} vs {_g(sv)}"
-    if math.isfinite(c.n) and c.n < min_canary:
-        return CheckResult(outcome=Outcome.INCONCLUSIVE, reason=f"{head}; canary n={_n(c.n)} below min {min_canary:,}",
-                           **base)  # type: ignore[arg-type]
-    if not shown:
-        return CheckResult(outcome=Outcome.INCONCLUSIVE, reason=f"{head}; stable value unusable for a relative limit",
-                           **base)  # type: ignore[arg-type]
-    text, thr, eff = (breaches or shown)[0]
-    outcome = Outcome.FAIL if breaches else Outcome.PASS
-    return CheckResult(outcome=outcome, reason=f"{head}: {text}", threshold=float(thr), effect_size=float(eff),
-                       **base)  # type: ignore[arg-type]

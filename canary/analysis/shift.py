@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from scipy import special
 from scipy import stats as st
 
 from canary.analysis.stats import TestResult
@@ -97,25 +98,25 @@ def distribution_shift(stable: np.ndarray, canary: np.ndarray, *, max_psi: float
 
 
 def shift_tests(stable: np.ndarray, canary: np.ndarray, *, max_psi: float | None, max_js: float | None,
-                alpha: float, pass_level: float = 0.05) -> list[tuple[str, float, TestResult, float]]:
-    """Each configured limit tested on its own statistic: [(name, limit, result, upper)], name "psi" | "js".
+                alpha: float, beta: float) -> list[tuple[str, TestResult]]:
+    """Each configured limit tested on its own statistic: [("psi" | "js", TestResult)].
 
-    PSI and the Jensen-Shannon divergence (JSD, nats; the base-2 distance is sqrt(JSD / ln 2)) are
+    PSI and the Jensen-Shannon divergence (JSD, nats; the distance is sqrt(JSD / ln 2)) are
     both, to first order, the chi-square divergence over 1 and over 8, so n_eff*PSI_hat and
-    8*n_eff*JSD_hat each follow noncentral chi-square(k-1, n_eff*D) with D their own true value.
-    A limit is breached when the homogeneity test and its effect test both reject at its share of
-    alpha (alpha / number of limits: either may fail the check); `upper` is the (1 - pass_level)
-    upper bound on its own statistic, in its own unit (PSI, or JS distance). No limit is mapped onto
-    the other statistic: JS 0.1 is not PSI 0.055 (the two disagree by 2x on skewed cells).
+    8*n_eff*JSD_hat each follow noncentral chi-square(k-1, n_eff*D) with D their own true
+    value. A limit is breached when the homogeneity test and its effect test reject at its
+    share of alpha (alpha / limits: either may fail the check); it is shown `within` when the
+    (1 - beta) upper bound on its own statistic is below it. No limit is mapped onto the other
+    statistic: JS 0.1 is not PSI 0.055 (the two disagree by 2x on skewed cells).
     """
     limits = [(name, float(x)) for name, x in (("psi", max_psi), ("js", max_js)) if x]
     if np.sum(stable) <= 0 or np.sum(canary) <= 0:
-        return [(n, lim, TestResult(False, False, 1.0, note="an arm has no observations"), math.inf)
-                for n, lim in limits]
+        why = "an arm has no observations"
+        return [(name, TestResult(False, False, 1.0, note=why, why_not=why)) for name, _ in limits]
     s, c = merge_sparse(stable, canary)
     if len(s) < 2:
-        return [(n, lim, TestResult(False, False, 1.0, note="too few observations to compare"), math.inf)
-                for n, lim in limits]
+        why = "too few observations to compare"
+        return [(name, TestResult(False, False, 1.0, note=why, why_not=why)) for name, _ in limits]
     table = np.vstack([s, c])
     expected = table.sum(0) * table.sum(1)[:, None] / table.sum()
     chi2 = float(np.sum((table - expected) ** 2 / np.where(expected > 0, expected, 1.0)))
@@ -125,17 +126,20 @@ def shift_tests(stable: np.ndarray, canary: np.ndarray, *, max_psi: float | None
     out = []
     for name, limit in limits:
         if name == "psi":
-            est = psi(s, c)
-            scale, obs, at_limit = n_eff, n_eff * est, n_eff * limit
-            upper = _ncx2_upper(obs, df, pass_level) / scale
+            est, scale, level = psi(s, c), n_eff, limit
+            to_limit_unit = lambda d: d  # noqa: E731
         else:
-            est = js_distance(s, c)
-            scale = 8.0 * math.log(2) * n_eff  # JSD(nats) = ln 2 * JS distance^2
-            obs, at_limit = scale * est * est, scale * limit * limit
-            upper = math.sqrt(_ncx2_upper(obs, df, pass_level) / scale)
-        p = max(p_chi, float(st.ncx2.sf(obs, df, at_limit)))
-        out.append((name, limit, TestResult(p <= alpha / len(limits), True, p, statistic=chi2, effect=est,
-                                            note=f"{len(s)} cells"), float(upper)))
+            est, scale, level = js_distance(s, c), 8.0 * n_eff * math.log(2), limit * limit
+            to_limit_unit = math.sqrt
+        obs = scale * (est if name == "psi" else est * est)
+        p = max(p_chi, float(st.ncx2.sf(obs, df, scale * level)))
+        upper = to_limit_unit(_ncx2_upper(obs, df, beta) / scale)
+        upper = float(upper)
+        within = bool(upper < limit)
+        why_not = "" if within else (f"{name.upper()} not yet bounded below its limit {limit:g} "
+                                     f"(upper {upper:.2g}, level {beta:.2g})")
+        out.append((name, TestResult(p <= alpha / len(limits), True, p, statistic=chi2, effect=est,
+                                     note=f"{len(s)} cells", within=within, bound=upper, why_not=why_not)))
     return out
 
 
@@ -146,7 +150,7 @@ def _ncx2_upper(obs: float, df: int, level: float) -> float:
     2(df+2 lambda)) in closed form: it only decides PASS vs INCONCLUSIVE, never
     a rollback, so a normal approximation is enough and keeps a look cheap.
     """
-    z = float(st.norm.isf(level))
+    z = float(-special.ndtri(level))
     disc = z * z - (df / 2.0 - obs)
     if disc < 0:
         return 0.0

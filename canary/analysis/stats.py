@@ -15,7 +15,8 @@ counts with coarse bounds, and must never roll back on noise. So:
   per-look alphas are 1e-3..1e-4, where score tests over-reject 1.2-11x at
   the counts a canary sees.
 
-Distribution shift (prediction histograms) lives in `shift.py`.
+Distribution shift (prediction histograms) lives in `shift.py`; the other
+direction, what a PASS rests on (shown within the limit), in `evidence.py`.
 
 Every function is pure, takes plain numbers/arrays and returns a frozen
 `TestResult`. docs/judge.md gives the reasoning and the guarantees.
@@ -47,6 +48,12 @@ class TestResult:
     canary: float = math.nan  # point estimate, canary arm
     effect: float = math.nan
     note: str = ""
+    # The other direction, what a PASS rests on (filled in by `evidence`): the data show the
+    # canary within the limit at the pass level. Neither `breach` nor `within` is inconclusive;
+    # `why_not` says what is missing and `bound` is the confidence bound behind `within`.
+    within: bool = False
+    bound: float = math.nan
+    why_not: str = ""
 
 
 def _ints(counts: np.ndarray) -> np.ndarray:
@@ -208,9 +215,12 @@ def latency_ceiling(bounds: np.ndarray, canary: np.ndarray, *, q: float, max_val
     """H0: canary q-quantile <= max_value. Exact binomial at the first bound >= max_value."""
     finite = bounds[:-1]
     c_est = histogram_quantile(bounds, canary, q)
+    if float(canary[-1]) <= 0:
+        return TestResult(False, False, 1.0, note="canary has no requests")
     j = int(np.searchsorted(finite, max_value * (1 - 1e-12), side="left"))
-    if j >= len(finite):  # a breach cannot be shown; a p95 inside the finite buckets still passes
-        return TestResult(False, True, 1.0, canary=c_est, note=f"no bucket bound at or above {max_value:g}")
+    if j >= len(finite):  # a breach cannot be shown (and whether it is within is `evidence`'s question)
+        return TestResult(False, True, 1.0, canary=c_est, effect=c_est - max_value,
+                          note=f"no bucket bound at or above {max_value:g}")
     _, p_above = quantile_pvalues(canary, q)
     p = float(p_above[j])
     note = "" if finite[j] <= max_value * 1.0001 else f"ceiling checked at bucket bound {finite[j]:g}"

@@ -96,8 +96,10 @@ def test_wrong_data_kind_is_an_error():
     assert r.outcome is Outcome.ERROR and "expected Histogram" in r.reason
 
 
-@pytest.mark.parametrize(("scale", "expected"), [(0.7, Outcome.PASS), (1.0, Outcome.PASS), (1.05, Outcome.PASS),
-                                                 (1.5, Outcome.FAIL)])
+@pytest.mark.parametrize(("scale", "expected"), [(0.7, Outcome.PASS), (1.0, Outcome.PASS),
+                                                 # p95 121 vs 113 ms in 5 ms buckets: (120, 125] over (110, 115]
+                                                 # may be +14%, beyond +10%: not shown within (issue 9)
+                                                 (1.05, Outcome.INCONCLUSIVE), (1.5, Outcome.FAIL)])
 def test_latency_outcomes_and_evidence(scale, expected):
     p = policy({**LAT, "max_ms": None})
     j = J.judge(p, {"lat": (hist(50, 30000), hist(50 * scale, 4000, seed=5))}, look=2)

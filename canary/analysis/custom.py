@@ -1,0 +1,77 @@
+"""Custom checks: one number per arm compared with the policy's limits, no statistics.
+
+Kept apart from the statistical checks because its rules are about which limits
+can be judged at all: `max_value` is absolute and needs only the canary (a
+stable series that does not exist, or a stable value that is not a number,
+does not stop a canary over its ceiling from failing), while `max_ratio` and
+`max_increase` need a usable stable value. A limit that could not be judged
+never lets the check pass: with the stable arm unmeasured the check is ERROR,
+with a stable value that is not a number (or 0 for a ratio) INCONCLUSIVE.
+Custom checks are deterministic and outside the alpha guarantee.
+"""
+
+from __future__ import annotations
+
+import math
+
+from canary.model import CheckResult, Outcome, Scalar
+from canary.policy import CustomCheck
+
+
+def _g(x: float) -> str:
+    return "?" if not math.isfinite(x) else f"{x:.3g}"
+
+
+def judge_custom(check: CustomCheck, s: Scalar | None, c: Scalar, *, min_canary: int,
+                 stable_error: str = "") -> CheckResult:
+    """`s` is None when the stable arm could not be measured (`stable_error` says why)."""
+    sv = float(s.value) if s is not None else math.nan
+    cv, hib = float(c.value), check.higher_is_better
+    base = dict(check=check.name, kind=check.kind, stable_value=sv, canary_value=cv,
+                n_stable=float(s.n) if s is not None and math.isfinite(s.n) else 0.0,
+                n_canary=float(c.n) if math.isfinite(c.n) else 0.0, hard=check.hard)
+    if not math.isfinite(cv):
+        return CheckResult(outcome=Outcome.ERROR, reason="canary value is not a number", **base)  # type: ignore[arg-type]
+    worse = -1.0 if hib else 1.0  # sign that makes "worse" positive
+    shown: list[tuple[str, float, float, bool]] = []  # (text, limit, value, breached)
+    unjudged: list[str] = []
+    if check.max_value is not None:
+        shown.append((f"{_g(cv)} ({'min' if hib else 'max'} {check.max_value:g})", check.max_value, cv,
+                      worse * (cv - check.max_value) > 0))
+    if check.max_ratio is not None:
+        if math.isfinite(sv) and sv != 0:
+            ratio, lim = cv / sv, (1 / check.max_ratio if hib else check.max_ratio)
+            shown.append((f"ratio {_g(ratio)} ({'at least' if hib else 'at most'} {_g(lim)})", lim, ratio,
+                          worse * (ratio - lim) > 0))
+        else:
+            unjudged.append("max_ratio")
+    if check.max_increase is not None:
+        if math.isfinite(sv):
+            inc = worse * (cv - sv)
+            shown.append((f"worse by {_g(inc)} (limit {check.max_increase:g})", check.max_increase, inc,
+                          inc > check.max_increase))
+        else:
+            unjudged.append("max_increase")
+    head = f"{_g(cv)} vs {_g(sv)}" if s is not None else f"{_g(cv)} (stable not measured)"
+    if math.isfinite(c.n) and c.n < min_canary:
+        return CheckResult(outcome=Outcome.INCONCLUSIVE, reason=f"{head}; canary n={c.n:,.0f} below min {min_canary:,}",
+                           **base)  # type: ignore[arg-type]
+    breaches = [x for x in shown if x[3]]
+    if breaches:
+        text, thr, eff, _ = breaches[0]
+        extra = f"; stable: {stable_error}" if s is None and stable_error else ""
+        return CheckResult(outcome=Outcome.FAIL, reason=f"{head}: {text}{extra}", threshold=float(thr),
+                           effect_size=float(eff), **base)  # type: ignore[arg-type]
+    thr, eff = (float(shown[0][1]), float(shown[0][2])) if shown else (math.nan, math.nan)
+    judged = "; ".join(x[0] for x in shown)
+    if unjudged:
+        if s is None:
+            return CheckResult(outcome=Outcome.ERROR, threshold=thr, effect_size=eff, **base,  # type: ignore[arg-type]
+                               reason=f"{head}: {' and '.join(unjudged)} not judged, could not measure stable: "
+                                      f"{stable_error}" + (f"; {judged}" if judged else ""))
+        return CheckResult(outcome=Outcome.INCONCLUSIVE, threshold=thr, effect_size=eff, **base,  # type: ignore[arg-type]
+                           reason=f"{head}; stable value unusable for {' and '.join(unjudged)}"
+                                  + (f"; {judged}" if judged else ""))
+    note = "; absolute limit only, stable not measured" if s is None else ""
+    return CheckResult(outcome=Outcome.PASS, reason=f"{head}: {judged}{note}", threshold=thr, effect_size=eff,
+                       **base)  # type: ignore[arg-type]

@@ -1,0 +1,246 @@
+"""What a PASS rests on: the data show the canary *within* each limit.
+
+`stats` and `shift` test for a breach (H0: within the limit; reject -> FAIL).
+Not rejecting is not evidence of being within: a small or coarsely bucketed
+sample rejects nothing. So a check passes only when the other direction is
+shown too: a one-sided confidence bound on the limited quantity, at the
+look's *pass level*, lies inside the limit. Neither shown -> INCONCLUSIVE, and
+the step keeps collecting until its deadline (docs/judge.md).
+
+Every bound here is exact or conservative where it can be cheaply
+(binomial counts at bucket bounds, Clopper-Pearson), and asymptotic only where
+cells are large (the likelihood-ratio bound on an error-rate increase). The
+bucket layout enters as it should: a latency bound is a bucket bound, so a
+quantile whose bucket straddles the limit can never be shown within it.
+
+Pure functions; `pass_level(policy)` is the per-look level that keeps the
+chance of a false pass below `PASS_BETA` per step window (see its docstring).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from functools import lru_cache
+
+import numpy as np
+from scipy import optimize, special
+
+from canary.analysis.sequential import looks_per_step, run_curve
+from canary.analysis.stats import TestResult, _ll, fm_restricted, histogram_quantile, quantile_pvalues
+from canary.policy import Policy
+
+PASS_BETA = 0.05  # P(a step window passes | the canary is beyond a limit), at most
+PASS_LEVEL = 0.05  # per-look level when the caller names none (one look, no policy)
+_CAP = 60  # pass looks integrated exactly; beyond, the curve is extended upward
+_EXACT_BELOW = 10  # cells below this: exact Clopper-Pearson bounds instead of the LR bound
+_SLACK = 1e-9  # float noise when a bound equals the limit
+
+
+def pass_looks(policy: Policy) -> int:
+    """Looks at which one step window may pass: from the end of `interval` until `no_data_deadline`."""
+    a, f = policy.analysis, policy.failure
+    return 1 + max(0, math.ceil(f.no_data_deadline / a.look_every - 1e-9))
+
+
+@lru_cache(maxsize=256)
+def _pass_boundary(first: int, looks: int, beta: float) -> float:
+    """z-boundary c with P(some of `looks` nested looks at information first, first+1, ... exceeds c) = beta."""
+    k = min(looks, _CAP)
+    times = tuple(float(first + i) for i in range(k))
+
+    def crossing(c: float) -> float:
+        curve = run_curve(c, k, 1, times)
+        if looks <= k:
+            return float(curve[-1])
+        step = float(curve[-1] - curve[-2]) if k > 1 else float(curve[-1])
+        return float(curve[-1]) + step * (looks - k)  # increments shrink: an over-estimate
+
+    hi = float(-special.ndtri(beta / looks))  # Bonferroni: crossing(hi) <= beta
+    lo = float(-special.ndtri(beta))  # one look: crossing(lo) >= beta
+    if crossing(lo) <= beta:
+        return lo
+    if crossing(hi) >= beta:
+        return hi
+    return float(optimize.brentq(lambda c: crossing(c) - beta, lo, hi + 1e-9, xtol=1e-5))
+
+
+def pass_level(policy: Policy) -> float:
+    """Per-look level of each "within the limit" claim.
+
+    A step advances at its first look that covers the interval and passes; after
+    `no_data_deadline` more it ends. So a canary beyond a limit is falsely advanced
+    from one step window only if that check's claim is falsely shown at one of
+    `pass_looks` looks. Each claim rests on one-sided tests at fixed (unknown)
+    bucket bounds or margins, on nested data within the window: their statistics
+    follow one Brownian motion at information L, L+1, ..., L+K-1 (L = looks per
+    interval), the model `sequential.run_curve` integrates. The level is the one
+    whose crossing probability over those K looks is PASS_BETA. Several checks
+    need no split: a false verdict PASS needs the violated check's own claim to
+    be falsely shown (intersection-union).
+    """
+    c = _pass_boundary(looks_per_step(policy), pass_looks(policy), PASS_BETA)
+    return float(special.ndtr(-c))
+
+
+def attach(t: TestResult, shown: tuple[bool, float, str]) -> TestResult:
+    """The breach test `t` with the "within" evidence added."""
+    within, bound, why_not = shown
+    return dataclasses.replace(t, within=within, bound=bound, why_not=why_not)
+
+
+def _fmt(x: float) -> str:
+    return "+Inf" if math.isinf(x) else f"{x:g}"
+
+
+# -- latency: bucket bounds --------------------------------------------------------------------
+
+
+def quantile_bounds(bounds: np.ndarray, cum: np.ndarray, q: float, level: float) -> tuple[float, float]:
+    """One-sided confidence bounds on the q-quantile at bucket bounds, each at `level`.
+
+    lower: the largest finite bound b the counts show has F(b) < q (the quantile is above b), else 0;
+    upper: the smallest finite bound b they show has F(b) >= q (the quantile is at most b), else inf.
+    Exact and distribution-free: k(b) ~ Binomial(n, F(b)) and k grows with b, so the p-values are
+    monotone in b and a wrong bound means a rejection at the one bound nearest the quantile on its
+    wrong side: P(wrong) <= level, with no multiplicity over the bounds.
+    """
+    finite = np.asarray(bounds[:-1], float)
+    below, above = quantile_pvalues(np.asarray(cum, float), q)
+    up = np.nonzero(below <= level)[0]
+    lo = np.nonzero(above <= level)[0]
+    return (float(finite[lo[-1]]) if len(lo) else 0.0), (float(finite[up[0]]) if len(up) else math.inf)
+
+
+def quantile_bucket(bounds: np.ndarray, cum: np.ndarray, q: float) -> tuple[float, float]:
+    """The bucket (lo, hi] that holds the empirical q-quantile (hi = inf: the open +Inf bucket).
+
+    What no amount of data in this layout narrows: a limit inside it can be shown neither way.
+    (nan, nan) without observations.
+    """
+    total = float(cum[-1])
+    if total <= 0:
+        return math.nan, math.nan
+    i = min(int(np.searchsorted(np.asarray(cum, float), q * total * (1 - 1e-12), side="left")), len(bounds) - 1)
+    return (0.0 if i == 0 else float(bounds[i - 1])), float(bounds[i])
+
+
+def relative_within(bounds: np.ndarray, stable: np.ndarray, canary: np.ndarray, *, q: float, tol: float,
+                    level: float) -> tuple[bool, float, str]:
+    """Do the counts show canary_q <= (1+tol) * stable_q? (within, upper bound on the increase, why not).
+
+    The upper bound is U_c / L_s - 1: U_c the canary's upper and L_s the stable's lower bound
+    on its q-quantile, each at level/2. If both hold, canary_q <= U_c <= (1+tol) L_s <
+    (1+tol) stable_q; so a canary beyond the limit passes only when one is wrong (<= level).
+    Exact, distribution-free, at q itself (unlike the breach test's stable F(x)).
+    """
+    if float(stable[-1]) <= 0 or float(canary[-1]) <= 0:
+        return False, math.inf, "an arm has no requests"
+    lo_s, _ = quantile_bounds(bounds, stable, q, level / 2)
+    _, up_c = quantile_bounds(bounds, canary, q, level / 2)
+    bound = up_c / lo_s - 1.0 if lo_s > 0 and math.isfinite(up_c) else math.inf
+    if bound <= tol + _SLACK:
+        return True, bound, ""
+    label = f"p{q * 100:g}"
+    c_lo, c_hi = quantile_bucket(bounds, canary, q)
+    s_lo, s_hi = quantile_bucket(bounds, stable, q)
+    best = c_hi / s_lo - 1.0 if s_lo > 0 and math.isfinite(c_hi) else math.inf
+    s_est, c_est = histogram_quantile(bounds, stable, q), histogram_quantile(bounds, canary, q)
+    why = []
+    if math.isfinite(c_hi) and s_est > 0 and c_est > (1 + tol) * s_est:
+        why.append(f"estimated beyond +{tol * 100:g}%, not significant")
+    if best > tol + _SLACK:
+        at_best = "no increase can be bounded" if math.isinf(best) else f"at best +{best * 100:.0f}% can be shown"
+        why.append(f"buckets too coarse to show within +{tol * 100:g}%: canary {label} in ({_fmt(c_lo)}, "
+                   f"{_fmt(c_hi)}], stable {label} in ({_fmt(s_lo)}, {_fmt(s_hi)}] ms, {at_best}")
+    elif not why:
+        shown = "unbounded" if math.isinf(bound) else f"+{bound * 100:.0f}%"
+        why.append(f"not yet shown within +{tol * 100:g}%: upper bound {shown} (canary {label} <= {_fmt(up_c)}, "
+                   f"stable {label} > {_fmt(lo_s)} ms, level {level:.2g})")
+    return False, bound, "; ".join(why)
+
+
+def ceiling_within(bounds: np.ndarray, canary: np.ndarray, *, q: float, max_value: float, level: float
+                   ) -> tuple[bool, float, str]:
+    """Do the counts show canary_q <= max_value? (within, upper bound on canary_q, why not)."""
+    if float(canary[-1]) <= 0:
+        return False, math.inf, "canary has no requests"
+    _, up_c = quantile_bounds(bounds, canary, q, level)
+    if up_c <= max_value * (1 + _SLACK):
+        return True, up_c, ""
+    label = f"p{q * 100:g}"
+    lo, hi = quantile_bucket(bounds, canary, q)
+    where = f"({_fmt(lo)}, {_fmt(hi)}] ms"
+    if lo >= max_value:
+        return False, up_c, f"canary {label} in {where}, above {max_value:g} ms"
+    if hi > max_value * (1 + _SLACK):
+        return False, up_c, f"buckets cannot resolve {label} against {max_value:g} ms: canary {label} in {where}"
+    return False, up_c, (f"not yet shown below {max_value:g} ms: upper bound "
+                         f"{'unbounded' if math.isinf(up_c) else _fmt(up_c) + ' ms'} (level {level:.2g})")
+
+
+# -- proportions --------------------------------------------------------------------------------
+
+
+def _cp_upper(x: int, n: int, level: float) -> float:
+    """Clopper-Pearson upper bound (the beta quantile, as scipy.stats.beta.ppf(1 - level, x+1, n-x))."""
+    return float(special.betaincinv(x + 1, n - x, 1 - level)) if x < n else 1.0
+
+
+def _cp_lower(x: int, n: int, level: float) -> float:
+    return float(special.betaincinv(x, n - x + 1, level)) if x > 0 else 0.0
+
+
+def increase_within(x_s: float, n_s: float, x_c: float, n_c: float, *, margin: float, level: float
+                    ) -> tuple[bool, float, str]:
+    """Do the counts show p_canary - p_stable < margin? (within, upper bound on the increase, why not).
+
+    Every cell >= 10: the signed-root likelihood-ratio bound (the breach test's statistic read
+    in its other tail; simulated at the margin it shows "within" 1.0-1.2x as often as the
+    level). Otherwise (rare events, e.g. a canary without errors), exactly: U_c - L_s from
+    Clopper-Pearson bounds at level/2 per arm (if both hold, the increase is below it).
+    """
+    xs, ns, xc, nc = (int(round(v)) for v in (x_s, n_s, x_c, n_c))
+    if ns <= 0 or nc <= 0:
+        return False, math.inf, "an arm has no requests"
+    if margin >= 1:
+        return True, 1.0, ""
+    if min(xs, ns - xs, xc, nc - xc) >= _EXACT_BELOW:
+        bound, how = _lr_upper(xs, ns, xc, nc, level), ""
+    else:
+        bound, how = _cp_upper(xc, nc, level / 2) - _cp_lower(xs, ns, level / 2), ", exact"
+    if bound < margin:
+        return True, bound, ""
+    eff = xc / nc - xs / ns
+    if eff >= margin:
+        return False, bound, f"increase {eff * 100:+.2g} points, not below +{margin * 100:g}"
+    return False, bound, (f"not yet shown within +{margin * 100:g} points: upper bound {bound * 100:+.2g} "
+                          f"(level {level:.2g}{how})")
+
+
+def _lr_upper(xs: int, ns: int, xc: int, nc: int, level: float) -> float:
+    """The margin m at which the signed root of H0: p_c - p_s >= m has lower-tail p-value `level`."""
+    ps, pc = xs / ns, xc / nc
+    z = float(-special.ndtri(level))
+    full = _ll(xc, nc, pc) + _ll(xs, ns, ps)
+
+    def excess(m: float) -> float:  # increasing in m above the estimate
+        r1, r2 = fm_restricted(pc, ps, nc, ns, m)
+        r1, r2 = min(max(r1, 1e-15), 1 - 1e-15), min(max(r2, 1e-15), 1 - 1e-15)
+        return math.sqrt(max(2 * (full - _ll(xc, nc, r1) - _ll(xs, ns, r2)), 0.0)) - z
+
+    lo, hi = pc - ps, 1.0 - ps - 1e-9
+    if hi <= lo or excess(hi) < 0:
+        return 1.0
+    return float(optimize.brentq(excess, lo, hi, xtol=1e-7))
+
+
+def rate_within(x_c: float, n_c: float, *, max_rate: float, level: float) -> tuple[bool, float, str]:
+    """Does the canary's exact (Clopper-Pearson) upper bound at `level` lie below max_rate?"""
+    xc, nc = int(round(x_c)), int(round(n_c))
+    if nc <= 0:
+        return False, math.inf, "canary has no requests"
+    upper = _cp_upper(xc, nc, level)
+    if upper < max_rate:
+        return True, upper, ""
+    return False, upper, f"not yet shown below {max_rate * 100:g}%: upper bound {upper * 100:.2g}% (level {level:.2g})"
