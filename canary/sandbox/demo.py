@@ -50,7 +50,7 @@ class ScenarioResult:
         return d
 
 
-def run_scenario(scenario: str, *, rate: float = 50.0, policy: Path = SANDBOX_POLICY, capture: bool = True,
+def run_scenario(scenario: str, *, rate: float = 150.0, policy: Path = SANDBOX_POLICY, capture: bool = True,
                  extra_args: tuple[str, ...] = (), timeout_s: float = 240.0, **sandbox_kw: Any) -> ScenarioResult:
     """Start the sandbox, run `canary promote` against it, measure, stop everything."""
     from canary.logs import parse_json_lines
@@ -102,7 +102,7 @@ def _stable_100_at(history: list[tuple[float, dict[str, int]]], *, after: float)
 
 def demo(
     scenario: str = typer.Option("good", "--scenario", "-s", help="good | slow | drift | errors | crash | bad-schema"),
-    rate: float = typer.Option(50.0, "--rate", help="requests per second through HAProxy"),
+    rate: float = typer.Option(150.0, "--rate", help="requests per second through HAProxy"),
     policy: Path = typer.Option(SANDBOX_POLICY, "--policy", help="policy for the rollout"),
     output: str = typer.Option("text", "--output", "-o", help="text or json (the measured summary)"),
 ) -> None:
