@@ -86,8 +86,9 @@ def parse_exported(raw: Any, *, file: str = "<input>", base: Path | None = None)
             if arm not in entry:
                 raise _bad(file, f"{field}.{arm}", "missing")
             arms.append(_arm(entry[arm], file, f"{field}.{arm}"))
-        errors = [a for a in arms if isinstance(a, Exception)]
-        measurements[name] = errors[0] if errors else (arms[0], arms[1])  # type: ignore[assignment]
+        # each arm's {"error"} stays in its place: a limit on the canary alone is judged without stable
+        both_failed = all(isinstance(a, Exception) for a in arms)
+        measurements[name] = arms[1] if both_failed else (arms[0], arms[1])  # type: ignore[assignment]
     return Exported(policy=policy, look=look, measurements=measurements)
 
 

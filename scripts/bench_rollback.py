@@ -28,7 +28,7 @@ SCENARIOS = ("slow", "drift", "errors", "crash", "good", "bad-schema")
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--rate", type=float, default=50.0)
+    ap.add_argument("--rate", type=float, default=150.0)
     ap.add_argument("--scenarios", default=",".join(SCENARIOS))
     args = ap.parse_args()
     logs.configure(fmt="console", stream=sys.stderr, level="warning")  # the table alone on stdout

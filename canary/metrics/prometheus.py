@@ -19,6 +19,7 @@ the proportion tests can weigh by sample size.
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 from canary.errors import ConfigError, NoData
 from canary.metrics import queries as q
@@ -33,6 +34,19 @@ from canary.policy import Check, Policy
 __all__ = ["PrometheusProvider"]
 
 
+def _pair(fetch: Callable[[str], ArmData]) -> tuple[ArmData | NoData, ArmData | NoData]:
+    """(stable, canary), each arm's NoData kept in its place; NoData when neither arm has data."""
+    out: list[ArmData | NoData] = []
+    for arm in q.ARMS:
+        try:
+            out.append(fetch(arm))
+        except NoData as exc:
+            out.append(exc)
+    if all(isinstance(x, NoData) for x in out):
+        raise NoData("; ".join(str(x) for x in out))
+    return out[0], out[1]
+
+
 class PrometheusProvider(PrometheusClient):
     """Measures both arms of a rollout with instant queries against one Prometheus."""
 
@@ -40,15 +54,19 @@ class PrometheusProvider(PrometheusClient):
 
     def measure(
         self, policy: Policy, check: Check, target: Target, *, window_s: int, at: float | None = None
-    ) -> tuple[ArmData, ArmData]:
+    ) -> tuple[ArmData | NoData, ArmData | NoData]:
+        """(stable, canary) for one check. An arm without data is its own `NoData` in the pair, so
+        that a limit on the canary alone (`max_ms`, `max_rate_pct`, `max_value`) is still judged when
+        the stable series do not exist; raises NoData only when neither arm has data, and
+        ConfigError / MetricsUnavailable for the whole check."""
         plan = query_plan(policy, check, target, window_s=window_s)
         name = check.name
         if check.kind in ("latency", "prediction_shift"):
             scale = q.latency_metric(q.preset(policy.source_of(check)), name)[1] if check.kind == "latency" else 1.0
-            return self._histograms({arm: plan[arm][HISTOGRAM] for arm in q.ARMS}, name, window_s, at, scale=scale)
+            return _pair(lambda arm: self._histogram(plan[arm][HISTOGRAM], name, arm, window_s, at, scale=scale))
         per_arm = {"error_rate": self._error_counts, "feature_missing": self._missing_counts,
                    "custom": self._custom}[check.kind]
-        return per_arm(plan["stable"], name, "stable", window_s, at), per_arm(plan["canary"], name, "canary", window_s, at)
+        return _pair(lambda arm: per_arm(plan[arm], name, arm, window_s, at))
 
     def request_counts(
         self, policy: Policy, target: Target, *, window_s: int, at: float | None = None, check: str = "request_counts"
@@ -63,18 +81,17 @@ class PrometheusProvider(PrometheusClient):
 
     # -- per kind ------------------------------------------------------------------------
 
-    def _histograms(
-        self, queries: dict[str, str], check: str, window_s: float, at: float | None, *, scale: float = 1.0
-    ) -> tuple[Histogram, Histogram]:
-        """Each arm on its own bounds: counts exist only at the bounds an arm exports. The judge
+    def _histogram(
+        self, query: str, check: str, arm: str, window_s: float, at: float | None, *, scale: float = 1.0
+    ) -> Histogram:
+        """One arm on its own bounds: counts exist only at the bounds an arm exports. The judge
         compares the arms on the bounds they share; filling a bound one arm lacks with the count
         below it would invent observations (and fail identical arms exporting different layouts)."""
-        raws = {arm: self._buckets(queries[arm], check, arm, at) for arm in q.ARMS}
-        hists = {arm: q.normalise(raws[arm], [le for le, _ in raws[arm]], scale=scale) for arm in q.ARMS}
-        for arm, h in hists.items():
-            if h.total <= 0:
-                raise NoData(f"check {check!r}: no observations for {arm_name(arm)} in {window_s}s; query: {queries[arm]}")
-        return hists["stable"], hists["canary"]
+        raw = self._buckets(query, check, arm, at)
+        h = q.normalise(raw, [le for le, _ in raw], scale=scale)
+        if h.total <= 0:
+            raise NoData(f"check {check!r}: no observations for {arm_name(arm)} in {window_s}s; query: {query}")
+        return h
 
     def _requests(self, query: str, check: str, arm: str, window_s: float, at: float | None) -> float:
         n = self.scalar(query, check=check, arm=arm, at=at)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -105,12 +106,37 @@ def test_source_without_the_metric_is_a_config_error(prom_provider: PrometheusPr
         prom_provider.measure(pol, check(pol, name), TARGET, window_s=WINDOW_S)
 
 
-@pytest.mark.parametrize("name", ["p95", "errors", "shift", "missing"])
-def test_unknown_version_is_no_data_naming_check_arm_query(prom_provider: PrometheusProvider, name: str) -> None:
+@pytest.mark.parametrize("name", ["p95", "errors", "shift", "missing", "rps"])
+def test_an_arm_without_data_is_its_own_no_data_naming_check_arm_query(prom_provider: PrometheusProvider,
+                                                                        name: str) -> None:
+    """Each arm's NoData stays in its place (issue 9, defect 5); NoData for the check only when
+    neither arm has data."""
     pol = make_policy("model")
     target = Target(namespace="ml", virtual_service="rec", model="rec", stable_version="v1", canary_version="v404")
-    with pytest.raises(NoData, match=rf"'{name}'.*canary arm.*query: .*v404"):
-        prom_provider.measure(pol, check(pol, name), target, window_s=WINDOW_S)
+    stable, canary = prom_provider.measure(pol, check(pol, name), target, window_s=WINDOW_S)
+    assert not isinstance(stable, Exception)
+    assert isinstance(canary, NoData) and re.search(rf"'{name}'.*canary arm.*query: .*v404", str(canary))
+    gone = Target(namespace="ml", virtual_service="rec", model="rec", stable_version="v0", canary_version="v2")
+    stable, canary = prom_provider.measure(pol, check(pol, name), gone, window_s=WINDOW_S)
+    assert isinstance(stable, NoData) and "stable arm" in str(stable) and not isinstance(canary, Exception)
+    both = Target(namespace="ml", virtual_service="rec", model="rec", stable_version="v0", canary_version="v404")
+    with pytest.raises(NoData, match=r"stable arm.*canary arm"):
+        prom_provider.measure(pol, check(pol, name), both, window_s=WINDOW_S)
+
+
+def test_an_absolute_limit_fails_the_canary_when_the_stable_series_do_not_exist(prom_provider: PrometheusProvider,
+                                                                                prom_dataset: Dataset) -> None:
+    """Issue 9, defect 5: only `max_value`, no stable series, the canary over the limit -> FAIL (was ERROR,
+    which kept the canary's traffic until the deadline)."""
+    from canary.analysis.judge import judge
+    from canary.model import Outcome
+
+    pol = make_policy("model", checks=[{"name": "rps", "kind": "custom", "max_value": 0.5, "hard": True,
+                                        "query": CHECKS[-1]["query"]}])
+    gone = Target(namespace="ml", virtual_service="rec", model="rec", stable_version="v0", canary_version="v2")
+    measured = prom_provider.measure(pol, pol.checks[0], gone, window_s=WINDOW_S)
+    verdict = judge(pol, {"rps": measured}, look=0)
+    assert verdict.outcome is Outcome.FAIL and verdict.hard_breach, verdict.results[0].reason
 
 
 def test_window_before_history_is_no_data(prom_provider: PrometheusProvider, prom_dataset: Dataset) -> None:

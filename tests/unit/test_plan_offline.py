@@ -49,8 +49,11 @@ def test_parse_exported_builds_every_arm_kind(tmp_path):
     assert e.look == 7
     assert isinstance(e.measurements["lat"][0], Histogram) and e.measurements["lat"][0].bounds[-1] == math.inf
     assert isinstance(e.measurements["err"][1], Counts)
-    assert isinstance(e.measurements["pred"], NoData)
+    stable, canary = e.measurements["pred"]  # each arm's error stays in its place (issue 9, defect 5)
+    assert isinstance(stable, NoData) and str(stable) == "no series" and isinstance(canary, Histogram)
     assert isinstance(e.measurements["c"][0], Scalar) and math.isnan(e.measurements["c"][0].n)
+    raw["checks"]["lat"] = {"stable": {"error": "a"}, "canary": {"error": "b"}}
+    assert isinstance(parse_exported(raw, file="x.json").measurements["lat"], NoData)
 
 
 @pytest.mark.parametrize(("mutate", "field"), [
