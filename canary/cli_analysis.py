@@ -65,12 +65,18 @@ def judge_cmd(
         data = load_exported(input)
     except CanaryError as exc:
         _fail(str(exc))
-    j = judge(data.policy, data.measurements, look=data.look)
-    if output == "json":
-        typer.echo(json.dumps({**j.to_dict(), "look": data.look, "reason": j.reason()}, indent=2))
-    else:
-        render_verdict(j, Console())
-    raise typer.Exit(exit_code(j.outcome))
+
+    def go() -> int:  # a bug exits 3 with its type and message, never 1 (which means "fail")
+        j = judge(data.policy, data.measurements, look=data.look)
+        if output == "json":
+            typer.echo(json.dumps({**j.to_dict(), "look": data.look, "reason": j.reason()}, indent=2))
+        else:
+            render_verdict(j, Console())
+        return exit_code(j.outcome)
+
+    from canary.cli import run_guarded
+
+    raise typer.Exit(run_guarded(go))
 
 
 def plan_cmd(

@@ -29,6 +29,7 @@ from canary.model import ArmData, Counts, Histogram, Scalar
 from canary.policy import Policy, load_policy, parse_policy
 
 _TOP = {"policy", "policy_file", "look", "checks"}
+MAX_LOOK = 1_000_000  # a look every second for 11 days; beyond, (look+1)(look+2) leaves float range
 
 
 @dataclass(frozen=True)
@@ -65,12 +66,13 @@ def parse_exported(raw: Any, *, file: str = "<input>", base: Path | None = None)
         raise _bad(file, unknown[0], "unknown key (typo?)")
     policy = _policy(raw, file, base)
     look = raw.get("look", 0)
-    if isinstance(look, bool) or not isinstance(look, int) or look < 0:
-        raise _bad(file, "look", f"must be a non-negative integer, got {look!r}")
+    if isinstance(look, bool) or not isinstance(look, int) or not 0 <= look <= MAX_LOOK:
+        raise _bad(file, "look", f"must be an integer from 0 to {MAX_LOOK:,}, got {str(look)[:40]}")
     checks = raw.get("checks")
     if not isinstance(checks, dict):
         raise _bad(file, "checks", "must be an object mapping check names to {stable, canary}")
-    names = {c.name for c in policy.checks}
+    kinds = {c.name: c.kind for c in policy.checks}
+    names = set(kinds)
     measurements: dict[str, tuple[ArmData, ArmData] | Exception] = {}
     for name, entry in checks.items():
         field = f"checks.{name}"
@@ -85,7 +87,10 @@ def parse_exported(raw: Any, *, file: str = "<input>", base: Path | None = None)
         for arm in ("stable", "canary"):
             if arm not in entry:
                 raise _bad(file, f"{field}.{arm}", "missing")
-            arms.append(_arm(entry[arm], file, f"{field}.{arm}"))
+            data = _arm(entry[arm], file, f"{field}.{arm}")
+            if kinds[name] == "latency" and isinstance(data, Histogram) and data.bounds[0] < 0:
+                raise _bad(file, f"{field}.{arm}.bounds[0]", f"a latency bound is a duration (ms, >= 0), got {data.bounds[0]:g}")
+            arms.append(data)
         # each arm's {"error"} stays in its place: a limit on the canary alone is judged without stable
         both_failed = all(isinstance(a, Exception) for a in arms)
         measurements[name] = arms[1] if both_failed else (arms[0], arms[1])  # type: ignore[assignment]
@@ -111,10 +116,13 @@ def _num(value: Any, file: str, field: str, *, inf_ok: bool = False) -> float:
     if inf_ok and value in ("+Inf", "Inf", "inf", "+inf"):
         return math.inf
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise _bad(file, field, f"must be a number, got {value!r}")
-    x = float(value)
-    if math.isnan(x) or (math.isinf(x) and not inf_ok):
-        raise _bad(file, field, f"must be a finite number, got {value!r}")
+        raise _bad(file, field, f"must be a number, got {str(value)[:40]!r}")
+    try:
+        x = float(value)
+    except OverflowError:  # a 400-digit integer literal
+        raise _bad(file, field, f"out of range: {str(value)[:20]}... ({len(str(value))} digits)") from None
+    if math.isnan(x) or (math.isinf(x) and not (inf_ok and x > 0)):
+        raise _bad(file, field, f"must be a finite number{' or +Inf' if inf_ok else ''}, got {value!r}")
     return x
 
 

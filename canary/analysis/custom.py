@@ -6,7 +6,8 @@ stable series that does not exist, or a stable value that is not a number,
 does not stop a canary over its ceiling from failing), while `max_ratio` and
 `max_increase` need a usable stable value. A limit that could not be judged
 never lets the check pass: with the stable arm unmeasured the check is ERROR,
-with a stable value that is not a number (or 0 for a ratio) INCONCLUSIVE.
+with a stable value that is not a number (or, for a ratio, either value not positive:
+-1 vs 100 is a ratio of -100, "better" than any limit) INCONCLUSIVE.
 Custom checks are deterministic and outside the alpha guarantee.
 """
 
@@ -39,7 +40,7 @@ def judge_custom(check: CustomCheck, s: Scalar | None, c: Scalar, *, min_canary:
         shown.append((f"{_g(cv)} ({'min' if hib else 'max'} {check.max_value:g})", check.max_value, cv,
                       worse * (cv - check.max_value) > 0))
     if check.max_ratio is not None:
-        if math.isfinite(sv) and sv != 0:
+        if math.isfinite(sv) and sv > 0 and cv >= 0:  # a ratio of values of other signs means nothing
             ratio, lim = cv / sv, (1 / check.max_ratio if hib else check.max_ratio)
             shown.append((f"ratio {_g(ratio)} ({'at least' if hib else 'at most'} {_g(lim)})", lim, ratio,
                           worse * (ratio - lim) > 0))
