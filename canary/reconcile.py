@@ -86,6 +86,8 @@ def preflight_metrics(metrics: MetricsProvider, policy: Policy, target: Target, 
     log.info("metrics.preflight_passed", **report.to_dict())
     for line in report.warnings():  # an empty STABLE arm: most often a label or value matching nothing
         log.warning("metrics.preflight_empty_stable", detail=line)
+    for line in report.unresolvable:  # the canary can pass only by being faster by a whole bucket
+        log.warning("metrics.buckets_too_coarse", detail=line)
 
 
 def next_look_at(policy: Policy, state: rl.RolloutState) -> float:

@@ -125,6 +125,27 @@ def quantile_bucket(bounds: np.ndarray, cum: np.ndarray, q: float) -> tuple[floa
     return (0.0 if i == 0 else float(bounds[i - 1])), float(bounds[i])
 
 
+def layout_problem(bounds: np.ndarray, cum: np.ndarray, *, q: float, tol: float) -> str:
+    """Why this layout can never show a canary *as fast as stable* within +tol at q ("" if it can).
+
+    Shapes: `bounds` ascending (ms, last +Inf), `cum` cumulative counts of the stable arm. A canary
+    equal to stable has its q-quantile in the stable's bucket (lo, hi], so the best showable bound
+    on the increase is hi / lo - 1: if that is above `tol` (or the bucket is the first or the open
+    +Inf one), only a canary faster by a bucket can pass. "" when the stable arm has no data."""
+    lo, hi = quantile_bucket(bounds, cum, q)
+    if math.isnan(lo):
+        return ""
+    where = f"stable p{q * 100:g} in ({lo:g}, {hi:g}] ms"
+    if math.isinf(hi):
+        return f"{where}, the open +Inf bucket: no canary can be shown within +{tol * 100:g}%"
+    if lo <= 0:
+        return f"{where}, the first bucket: no canary can be shown within +{tol * 100:g}%"
+    if hi / lo - 1 > tol * (1 + 1e-9):
+        return (f"{where}, a bucket {hi / lo:.3g}x wide: a canary as fast as stable can never be shown within "
+                f"+{tol * 100:g}% (needs buckets narrower than {1 + tol:.3g}x there; x{1 + tol / 2:.3g} or finer)")
+    return ""
+
+
 def relative_within(bounds: np.ndarray, stable: np.ndarray, canary: np.ndarray, *, q: float, tol: float,
                     level: float) -> tuple[bool, float, str]:
     """Do the counts show canary_q <= (1+tol) * stable_q? (within, upper bound on the increase, why not).

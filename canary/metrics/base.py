@@ -63,6 +63,9 @@ class PreflightReport:
     queries: tuple[PreflightQuery, ...]  # in the order a look sends them; equal queries share one request
     sent: int  # distinct queries sent, the known-answer probe included (retries not counted)
     elapsed_s: float
+    # latency checks whose stable bucket layout cannot show a canary as fast as stable within the
+    # relative limit ("checks[0] 'latency-p95': stable p95 in (100, 250] ms, ...")
+    unresolvable: tuple[str, ...] = ()
 
     @property
     def empty_stable(self) -> tuple[PreflightQuery, ...]:
@@ -72,7 +75,8 @@ class PreflightReport:
         """Log fields (``metrics.preflight_passed``): counts and the empty stable queries by name."""
         return {"url": self.url, "window_s": self.window_s, "queries": len(self.queries), "sent": self.sent,
                 "elapsed_s": round(self.elapsed_s, 3),
-                "empty_stable": [f"{x.where} ({x.query})" for x in self.empty_stable]}
+                "empty_stable": [f"{x.where} ({x.query})" for x in self.empty_stable],
+                "unresolvable": list(self.unresolvable)}
 
     def warnings(self) -> tuple[str, ...]:
         """One line per stable-arm query that found nothing over the window."""

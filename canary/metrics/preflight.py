@@ -14,13 +14,15 @@ import json
 import math
 import time
 
+import numpy as np
+
 from canary.errors import ConfigError, MetricsUnavailable, NoData
 from canary.metrics import queries as q
 from canary.metrics.answers import bucket_pairs, is_scalar, number, number_of
 from canary.metrics.base import PreflightQuery, PreflightReport
 from canary.metrics.client import PREFIX_HINT, NotPrometheus, PrometheusClient, Rejected, excerpt
 from canary.metrics.query_plan import HISTOGRAM, query_plan, request_plan
-from canary.model import Target
+from canary.model import Histogram, Target
 from canary.policy import Policy
 
 PROBE = "vector(1)"  # known answer: one series, no labels, value "1"
@@ -55,7 +57,7 @@ def preflight(client: PrometheusClient, policy: Policy, target: Target) -> Prefl
     deadline = t0 + 3 * client.budget_s
     window = max(1, math.ceil(policy.analysis.interval))
     planned = preflight_plan(policy, target, window)
-    answers: dict[str, tuple[int, float | None]] = {}
+    answers: dict[str, tuple[int, float | None, Histogram | None]] = {}
     _probe(client, deadline)
     sent = 1
     for where, check, arm, role, query in planned:
@@ -66,7 +68,30 @@ def preflight(client: PrometheusClient, policy: Policy, target: Target) -> Prefl
     found = tuple(PreflightQuery(where=w, check=c, arm=a, query=x, series=answers[x][0], value=answers[x][1])
                   for w, c, a, _, x in planned)
     return PreflightReport(url=client.url, window_s=window, queries=found, sent=sent,
-                           elapsed_s=time.monotonic() - t0)
+                           elapsed_s=time.monotonic() - t0, unresolvable=_unresolvable(policy, planned, answers))
+
+
+def _unresolvable(policy: Policy, planned: list[tuple[str, str, str, str, str]],
+                  answers: dict[str, tuple[int, float | None, Histogram | None]]) -> tuple[str, ...]:
+    """Latency checks whose stable layout can never show a canary as fast as stable within the
+    relative limit (`evidence.layout_problem`), read from the stable histogram preflight fetched."""
+    from canary.analysis.evidence import layout_problem
+
+    out = []
+    for where, name, arm, role, query in planned:
+        check = next((c for c in policy.checks if c.name == name), None)
+        hist = answers[query][2]
+        if arm != "stable" or role != HISTOGRAM or hist is None or check is None or check.kind != "latency":
+            continue
+        tol = getattr(check, "max_increase_pct", None)
+        if tol is None:
+            continue
+        scale = q.latency_metric(q.preset(policy.source_of(check)), name)[1]
+        bounds = np.array([b if math.isinf(b) else b * scale for b in hist.bounds])
+        why = layout_problem(bounds, np.array(hist.counts, float), q=check.quantile, tol=tol / 100)
+        if why:
+            out.append(f"{where}: {why}")
+    return tuple(out)
 
 
 def _probe(client: PrometheusClient, deadline: float) -> None:
@@ -84,8 +109,8 @@ def _probe(client: PrometheusClient, deadline: float) -> None:
 
 
 def _preflight_one(client: PrometheusClient, query: str, *, where: str, check: str, arm: str, role: str,
-                   deadline: float) -> tuple[int, float | None]:
-    """(series, value) of one answer, checked with the code `measure` reads it with."""
+                   deadline: float) -> tuple[int, float | None, Histogram | None]:
+    """(series, value, histogram or None) of one answer, checked with the code `measure` reads it with."""
     who = f"policy {where} ({arm} arm)"
     result = client.ask(query, check=check, arm=arm, at=None, who=who, strict=True, deadline=deadline)
     if isinstance(result, list) and result and isinstance(result[0], dict) and "values" in result[0]:
@@ -95,10 +120,11 @@ def _preflight_one(client: PrometheusClient, query: str, *, where: str, check: s
     try:
         if role == HISTOGRAM:  # value: observations in the window (the +Inf bucket)
             pairs = bucket_pairs(result, query, check, arm)
-            return series, q.normalise(pairs, [le for le, _ in pairs]).total
-        return series, number_of(result, query, check, arm)
+            hist = q.normalise(pairs, [le for le, _ in pairs])
+            return series, hist.total, hist
+        return series, number_of(result, query, check, arm), None
     except NoData:
-        return series, (math.nan if series else None)
+        return series, (math.nan if series else None), None
     except (ConfigError, MetricsUnavailable) as exc:  # the answer's shape, not the wire: fix the query
         detail = str(exc).removeprefix(f"check {check!r}: ")
         raise ConfigError(f"{who}: {detail}") from exc

@@ -104,6 +104,16 @@ def test_default_policy_passes_and_checks_what_a_look_sends(prom: PrometheusProv
     assert set(sent) == distinct
 
 
+def test_a_bucket_layout_that_cannot_show_the_limit_is_named_before_traffic(prom: PrometheusProvider) -> None:
+    """Istio's default buckets put the dataset's stable p95 in (100, 250] ms: a canary as fast as
+    stable can never be shown within +20% there (issue 9), and preflight says so, by check."""
+    report = prom.preflight(load_policy(DEFAULT_POLICY), TARGET)
+    assert len(report.unresolvable) == 1, report.unresolvable
+    line = report.unresolvable[0]
+    assert line.startswith("checks[0] 'latency-p95': stable p95 in (100, 250] ms, a bucket 2.5x wide")
+    assert "+20%" in line and report.to_dict()["unresolvable"] == [line]
+
+
 def test_canary_without_series_is_recorded_not_raised(prom: PrometheusProvider) -> None:
     pol = load_policy(DEFAULT_POLICY)
     fresh = Target(namespace="ml", virtual_service="rec", model="rec", stable_version="v1", canary_version="v9")

@@ -34,6 +34,7 @@ def test_an_empty_stable_arm_is_logged_as_a_warning_naming_the_check_and_query()
 # ---- decide: the one reconcile step both loops call -----------------------------------
 
 import dataclasses  # noqa: E402
+import math  # noqa: E402
 
 import pytest  # noqa: E402
 
@@ -128,3 +129,36 @@ def test_decide_is_pure() -> None:
     state, seen = _running(), Observation(status=_status(Weights(0, 100)), look=_look(Outcome.FAIL))
     assert decide(POLICY, state, seen, NOW) == decide(POLICY, state, seen, NOW)
     assert state == _running()
+
+
+# ---- the preflight's bucket-layout warning ---------------------------------------------
+
+def test_a_layout_that_cannot_show_the_limit_is_logged_as_a_warning() -> None:
+    from canary.metrics.base import PreflightReport
+
+    class _Coarse:
+        def preflight(self, policy: object, target: object) -> PreflightReport:
+            return PreflightReport(url="http://p", window_s=60, sent=1, elapsed_s=0.0, queries=(),
+                                   unresolvable=("checks[0] 'lat': stable p95 in (100, 250] ms, ...",))
+
+    with structlog.testing.capture_logs() as logs:
+        preflight_metrics(_Coarse(), POLICY, TARGET, log=get())
+    warned = [e for e in logs if e["event"] == "metrics.buckets_too_coarse"]
+    assert len(warned) == 1 and warned[0]["log_level"] == "warning" and "(100, 250]" in warned[0]["detail"]
+
+
+@pytest.mark.parametrize(("bounds", "cum", "tol", "problem"), [
+    ((100.0, 250.0, math.inf), (60.0, 99.0, 100.0), 0.2, "a bucket 2.5x wide"),
+    ((100.0, 250.0, math.inf), (60.0, 90.0, 100.0), 0.2, "the open +Inf bucket"),
+    ((100.0, 250.0, math.inf), (99.0, 100.0, 100.0), 0.2, "the first bucket"),
+    ((100.0, 105.0, 110.25, math.inf), (10.0, 99.0, 100.0, 100.0), 0.2, ""),
+    ((100.0, 115.0, math.inf), (10.0, 99.0, 100.0), 0.1, "a bucket 1.15x wide"),
+    ((100.0, 250.0, math.inf), (0.0, 0.0, 0.0), 0.2, ""),  # no stable data: nothing to say
+])
+def test_layout_problem(bounds: tuple[float, ...], cum: tuple[float, ...], tol: float, problem: str) -> None:
+    import numpy as np
+
+    from canary.analysis.evidence import layout_problem
+
+    got = layout_problem(np.array(bounds), np.array(cum), q=0.95, tol=tol)
+    assert (problem in got) if problem else got == ""
