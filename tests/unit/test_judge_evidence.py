@@ -11,7 +11,6 @@ import math
 
 import numpy as np
 import pytest
-import typer
 from scipy import special
 from scipy import stats as st
 from scipy.spatial.distance import jensenshannon
@@ -20,12 +19,12 @@ from typer.testing import CliRunner
 from canary.analysis import evidence as E
 from canary.analysis import judge as J
 from canary.analysis import shift
-from canary.cli_analysis import register
 from canary.errors import MetricsUnavailable, NoData
 from canary.metrics import queries as q
 from canary.model import Counts, Histogram, Outcome, Scalar
 from canary.offline import parse_exported
 from canary.policy import load_policy, parse_policy
+from tests.unit.test_plan_offline import _app
 
 INF = math.inf
 
@@ -56,17 +55,6 @@ DEFECT_4B = {"policy": {"steps": [10, 100], "checks": [{"name": "lat", "kind": "
                             "counts": [round(20000 * _LAT_CDF(b)) for b in (100, 150, 250)] + [20000]},
                  "canary": {"bounds": [50, 100, 250, "+Inf"],
                             "counts": [round(2000 * _LAT_CDF(b)) for b in (50, 100, 250)] + [2000]}}}}
-
-
-def _app() -> typer.Typer:
-    app = typer.Typer()
-
-    @app.callback()
-    def main() -> None:
-        """test app"""
-
-    register(app)
-    return app
 
 
 def _cli(tmp_path, data: dict) -> tuple[int, dict]:
