@@ -7,15 +7,27 @@ command's captured stdout. The suite starts with the product's configuration, on
 every test gets it back afterwards: an in-process command configures logging onto its runner's
 stream, which is closed once the command returns, and every later log line would then fail
 ("I/O operation on closed file").
+
+Hypothesis runs derandomized (the same examples every run, no example database): a suite
+whose result depends on which random examples a run happens to draw is flaky by definition.
+`HYPOTHESIS_PROFILE=explore` draws fresh examples, for hunting new counterexamples by hand;
+each one found becomes an explicit test case.
 """
 
 import sys
 from collections.abc import Iterator
 
+import os
+
 import pytest
 import structlog
+from hypothesis import settings
 
 from canary import logs
+
+settings.register_profile("ci", derandomize=True, database=None)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 logs.configure(fmt="console", stream=sys.__stderr__)
 
