@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -34,6 +33,7 @@ from typing import Iterable, Mapping, Sequence
 import yaml
 
 from canary.metrics.queries import escape
+from canary.sandbox.ports import free_port
 
 
 class PromServerError(RuntimeError):
@@ -43,12 +43,6 @@ class PromServerError(RuntimeError):
 def find_binary(name: str) -> str | None:
     """Path of `prometheus`/`promtool` on PATH or in /usr/bin, else None."""
     return shutil.which(name) or shutil.which(name, path="/usr/bin:/usr/local/bin")
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def backfill(data_dir: str | Path, openmetrics_text: str, *, promtool: str | None = None) -> None:

@@ -19,7 +19,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import sysconfig
@@ -33,15 +32,11 @@ from pathlib import Path
 import structlog
 
 from canary.sandbox.model import MODEL_NAME, Behaviour, write_behaviour
+from canary.sandbox.ports import free_port
 
 log = structlog.get_logger(__name__)
 
 
-def free_port() -> int:
-    """A port the kernel says is free on 127.0.0.1 (tiny race, fine for a sandbox)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def child_env(home: Path) -> dict[str, str]:
@@ -113,6 +108,8 @@ class TritonServer:
     own_workdir: bool = False  # created by start(); removed by stop()
     killed_at: float | None = None  # monotonic time of kill() (the "crash" fault's onset)
     home: Path | None = None  # PYTRITON_HOME: short, outside workdir (see pytriton_home); removed by stop()
+    auto_ports: set[str] = field(default_factory=set)  # port fields start() picked (re-picked on a clash)
+    _log_from: int = 0  # server.log offset where this start's output begins
 
     @property
     def http_url(self) -> str:
@@ -153,6 +150,7 @@ class TritonServer:
         for name in ("http_port", "grpc_port", "metrics_port", "model_metrics_port"):
             if not getattr(self, name):
                 setattr(self, name, free_port())
+                self.auto_ports.add(name)
         write_behaviour(self.knob_file, self.behaviour)
         config = {
             "arm": self.arm, "version": self.version, "max_batch_size": self.max_batch_size,
@@ -166,6 +164,7 @@ class TritonServer:
             self.home = pytriton_home(self.arm)
         home = self.home
         self.started_at = time.monotonic()
+        self._log_from = self.log_file.stat().st_size if self.log_file.exists() else 0
         with open(self.log_file, "ab") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "canary.sandbox.tritonserver", str(cfg)],
@@ -188,13 +187,26 @@ class TritonServer:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def wait_ready(self, timeout: float = 60.0) -> float:
-        """Block until server and model are ready; seconds since start. Raises with the log tail."""
+    def wait_ready(self, timeout: float = 60.0, *, port_retries: int = 2) -> float:
+        """Block until server and model are ready; seconds since start. Raises with the log tail.
+
+        A port start() picked that another process took meanwhile ("already in use") is picked
+        again and the server restarted, `port_retries` times at most."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            failed = not self.alive() or "exited with failure" in self.log_tail(5)  # PyTriton lingers
+            if failed and port_retries > 0 and self.auto_ports and "already in use" in self._this_start_log():
+                log.warning("triton.port_taken", arm=self.arm, http_port=self.http_port, grpc_port=self.grpc_port)
+                self.stop(timeout=5.0, keep_files=True)
+                for name in self.auto_ports:
+                    setattr(self, name, 0)
+                self.auto_ports.clear()
+                self.start()
+                port_retries -= 1
+                continue
             if not self.alive():
                 raise RuntimeError(f"triton {self.arm} exited (rc={self.proc and self.proc.returncode}):\n{self.log_tail()}")
-            if "exited with failure" in self.log_tail(5):  # PyTriton lingers after Triton died
+            if failed:
                 raise RuntimeError(f"triton {self.arm}: Triton Inference Server failed to start:\n{self.log_tail()}")
             if self.is_ready() and _http_ok(self.model_metrics_url):
                 if "RequestsServer will be closed" in self.log_tail(400):  # ready, yet every request fails
@@ -231,7 +243,15 @@ class TritonServer:
         if self.proc is not None and self.alive():
             _signal_group(self.proc.pid, signal.SIGTERM)
 
-    def stop(self, timeout: float = 15.0) -> None:
+    def _this_start_log(self) -> str:
+        try:
+            with open(self.log_file, "rb") as f:
+                f.seek(self._log_from)
+                return f.read().decode(errors="replace")
+        except OSError:
+            return ""
+
+    def stop(self, timeout: float = 15.0, *, keep_files: bool = False) -> None:
         """SIGTERM (PyTriton stops Triton cleanly), then SIGKILL the group if needed."""
         if self.proc is None:
             return
@@ -245,10 +265,13 @@ class TritonServer:
         if self.proc.poll() is None:
             self.proc.wait(timeout=5)
         log.info("triton.stopped", arm=self.arm, pid=self.proc.pid)
+        if keep_files:  # a restart follows (wait_ready after a port clash)
+            return
         if self.own_workdir and self.workdir is not None:
             shutil.rmtree(self.workdir, ignore_errors=True)
         if self.home is not None:
             shutil.rmtree(self.home, ignore_errors=True)
+            self.home = None
 
     def rss_mb(self) -> float:
         """Resident memory of the process group (server + Triton + stubs), in MB."""

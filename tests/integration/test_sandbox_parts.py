@@ -195,3 +195,39 @@ def _query(prom: str, expr: str) -> dict[str, Any]:
     with urllib.request.urlopen(url, timeout=5) as r:
         result = json.load(r)["data"]["result"]
     return {next(iter(s["metric"].values()), ""): float(s["value"][1]) for s in result}
+
+
+def test_a_triton_port_taken_before_the_server_binds_it_is_picked_again(monkeypatch: pytest.MonkeyPatch,
+                                                                        tmp_path: Path) -> None:
+    """A port picked free and taken before the child binds it ("Socket ... already in use", seen in CI)
+    is picked again and the server restarted, instead of failing the test that needed the server."""
+    import socket
+
+    import structlog.testing
+
+    from canary.sandbox import ports, tritonserver
+
+    taken = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    taken.bind(("127.0.0.1", 0))
+    taken.listen(1)
+    clash = taken.getsockname()[1]
+    handed = iter([clash])  # the first port handed out is the one somebody else holds
+    monkeypatch.setattr(tritonserver, "free_port", lambda: next(handed, None) or ports.free_port())
+    server = TritonServer("clash", "v9", workdir=tmp_path / "clash")
+    try:
+        with structlog.testing.capture_logs() as logs:
+            server.start()
+            assert server.http_port == clash
+            server.wait_ready(timeout=90)
+        assert server.http_port != clash and server.is_ready()
+        assert [e for e in logs if e["event"] == "triton.port_taken"]
+    finally:
+        server.stop()
+        taken.close()
+    assert server.home is None
+
+
+def test_sandbox_ports_come_from_below_the_ephemeral_range() -> None:
+    from canary.sandbox.ports import free_port
+
+    assert all(20000 <= free_port() < 32768 for _ in range(20))
