@@ -90,8 +90,11 @@ class PreflightReport:
 class MetricsProvider(Protocol):
     def measure(self, policy: Policy, check: Check, target: Target, *, window_s: int) -> tuple[ArmData, ArmData]:
         """(stable, canary) data for one check over the last window_s seconds.
-        Histogram for latency (bounds in ms) and prediction_shift, Counts for
-        error_rate and feature_missing, Scalar for custom."""
+        Histogram for latency (bounds in ms, each arm on its own bounds) and
+        prediction_shift, Counts for error_rate and feature_missing, Scalar for
+        custom. An arm without data may be its own `NoData` in the pair (a limit
+        on the canary alone is then still judged); raises NoData when neither arm
+        has data, ConfigError / MetricsUnavailable for the whole check."""
 
     def request_counts(self, policy: Policy, target: Target, *, window_s: int) -> tuple[float, float]:
         """(stable, canary) number of requests over the window."""
