@@ -132,15 +132,12 @@ def shift_tests(stable: np.ndarray, canary: np.ndarray, *, max_psi: float | None
     out = []
     for name, limit in limits:
         if name == "psi":
-            est, scale, level = psi(s, c), n_eff, limit
-            to_limit_unit = lambda d: d  # noqa: E731
-            raw_obs = scale * psi(raw_s, raw_c)
-        else:
-            est, scale, level = js_distance(s, c), 8.0 * n_eff * math.log(2), limit * limit
-            to_limit_unit = math.sqrt
-            raw_obs = scale * js_distance(raw_s, raw_c) ** 2
-        obs = scale * (est if name == "psi" else est * est)
-        p = max(p_chi, float(st.ncx2.sf(obs, df, scale * level)))
+            stat, scale, to_limit_unit, at_limit = psi, n_eff, float, limit
+        else:  # JSD(nats) = ln 2 * JS distance^2
+            stat, scale, to_limit_unit, at_limit = _jsd_bits, 8.0 * n_eff * math.log(2), math.sqrt, limit * limit
+        value = stat(s, c)
+        est, obs, raw_obs = to_limit_unit(value), scale * value, scale * stat(raw_s, raw_c)
+        p = max(p_chi, float(st.ncx2.sf(obs, df, scale * at_limit)))
         merged_upper = float(to_limit_unit(_ncx2_upper(obs, df, beta) / scale))
         raw_upper = float(to_limit_unit(_ncx2_upper(raw_obs, max(len(raw_s) - 1, 1), beta) / scale))
         upper = max(merged_upper, raw_upper)
@@ -152,6 +149,11 @@ def shift_tests(stable: np.ndarray, canary: np.ndarray, *, max_psi: float | None
         out.append((name, TestResult(p <= alpha / len(limits), True, p, statistic=chi2, effect=est,
                                      note=f"{len(s)} cells", within=within, bound=upper, why_not=why_not)))
     return out
+
+
+def _jsd_bits(stable: np.ndarray, canary: np.ndarray) -> float:
+    """Jensen-Shannon divergence in bits: the square of `js_distance`."""
+    return js_distance(stable, canary) ** 2
 
 
 def _ncx2_upper(obs: float, df: int, level: float) -> float:

@@ -23,7 +23,7 @@ from canary.metrics.base import PreflightQuery, PreflightReport
 from canary.metrics.client import PREFIX_HINT, NotPrometheus, PrometheusClient, Rejected, excerpt
 from canary.metrics.query_plan import HISTOGRAM, query_plan, request_plan
 from canary.model import Histogram, Target
-from canary.policy import Policy
+from canary.policy import LatencyCheck, Policy
 
 PROBE = "vector(1)"  # known answer: one series, no labels, value "1"
 
@@ -77,18 +77,17 @@ def _unresolvable(policy: Policy, planned: list[tuple[str, str, str, str, str]],
     relative limit (`evidence.layout_problem`), read from the stable histogram preflight fetched."""
     from canary.analysis.evidence import layout_problem
 
+    checks = {c.name: c for c in policy.checks}
     out = []
     for where, name, arm, role, query in planned:
-        check = next((c for c in policy.checks if c.name == name), None)
-        hist = answers[query][2]
-        if arm != "stable" or role != HISTOGRAM or hist is None or check is None or check.kind != "latency":
-            continue
-        tol = getattr(check, "max_increase_pct", None)
-        if tol is None:
+        check, hist = checks.get(name), answers[query][2]
+        if (arm != "stable" or role != HISTOGRAM or hist is None or not isinstance(check, LatencyCheck)
+                or check.max_increase_pct is None):
             continue
         scale = q.latency_metric(q.preset(policy.source_of(check)), name)[1]
-        bounds = np.array([b if math.isinf(b) else b * scale for b in hist.bounds])
-        why = layout_problem(bounds, np.array(hist.counts, float), q=check.quantile, tol=tol / 100)
+        in_ms = q.normalise(zip(hist.bounds, hist.counts), hist.bounds, scale=scale)  # as `measure` reads it
+        why = layout_problem(np.array(in_ms.bounds), np.array(in_ms.counts, float), q=check.quantile,
+                             tol=check.max_increase_pct / 100)
         if why:
             out.append(f"{where}: {why}")
     return tuple(out)

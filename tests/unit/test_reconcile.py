@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import math
+
+import pytest
 import structlog.testing
 
+from canary import rollout as rl
 from canary.logs import get
 from canary.metrics.base import PreflightQuery, PreflightReport
-from canary.model import Target
+from canary.model import STABLE_ONLY, CheckResult, Outcome, Target, Verdict, Weights
 from canary.policy import parse_policy
-from canary.reconcile import preflight_metrics
+from canary.reconcile import Observation, decide, preflight_metrics
+from canary.routing.base import RouteStatus
 
 POLICY = parse_policy({"steps": [10, 100], "checks": [{"name": "err", "kind": "error_rate", "max_rate_pct": 1}]})
 TARGET = Target(namespace="ml", virtual_service="m", model="m", stable_version="v1", canary_version="v2")
@@ -33,15 +38,6 @@ def test_an_empty_stable_arm_is_logged_as_a_warning_naming_the_check_and_query()
 
 # ---- decide: the one reconcile step both loops call -----------------------------------
 
-import dataclasses  # noqa: E402
-import math  # noqa: E402
-
-import pytest  # noqa: E402
-
-from canary import rollout as rl  # noqa: E402
-from canary.model import STABLE_ONLY, CheckResult, Outcome, Verdict, Weights  # noqa: E402
-from canary.reconcile import Observation, decide  # noqa: E402
-from canary.routing.base import RouteStatus  # noqa: E402
 
 NOW = 1000.0
 
@@ -112,7 +108,7 @@ def test_a_failed_probe_rolls_back_before_any_look_is_judged() -> None:
 
 
 def test_promoting_is_finished_whatever_else_was_seen() -> None:
-    promoting = dataclasses.replace(_running(rl.PROMOTING, Weights(0, 100)))
+    promoting = _running(rl.PROMOTING, Weights(0, 100))
     steps = decide(POLICY, promoting, Observation(status=_status(Weights(0, 100), stable="v2")), NOW)
     assert steps[-1][0].phase == rl.PROMOTED and steps[-1][0].weights == STABLE_ONLY
 
