@@ -67,7 +67,7 @@ def judge_cmd(
         _fail(str(exc))
 
     def go() -> int:  # a bug exits 3 with its type and message, never 1 (which means "fail")
-        j = judge(data.policy, data.measurements, look=data.look)
+        j = judge(data.policy, data.measurements, prior=data.prior, window=data.window)
         if output == "json":
             typer.echo(json.dumps({**j.to_dict(), "look": data.look, "reason": j.reason()}, indent=2))
         else:
@@ -88,8 +88,22 @@ def plan_cmd(
     error_rate: float = typer.Option(0.5, "--error-rate", help="baseline error rate in %"),
     bins: int = typer.Option(10, "--bins", help="prediction histogram bins"),
     output: str = typer.Option("table", "--output", "-o", help="table or json"),
+    prometheus_url: Optional[str] = typer.Option(
+        None, "--prometheus-url", envvar="CANARY_PROMETHEUS_URL",
+        help="read the stable's real latency bucket layout from this Prometheus (needs --model, --stable-version)"),
+    prometheus_token: Optional[str] = typer.Option(None, "--prometheus-token", envvar="CANARY_PROMETHEUS_TOKEN",
+                                                   show_default=False),
+    insecure: bool = typer.Option(False, "--insecure-skip-tls-verify", envvar="CANARY_PROMETHEUS_INSECURE"),
+    model: Optional[str] = typer.Option(None, "--model", help="model whose layout to read"),
+    stable_version: Optional[str] = typer.Option(None, "--stable-version", help="version serving the traffic now"),
+    namespace: str = typer.Option("default", "--namespace", "-n", help="namespace of the model"),
 ) -> None:
-    """How long a rollout takes and the smallest regressions it detects (95% power) per step."""
+    """How long a rollout takes and the smallest regressions it detects (95% power) per step.
+
+    With --prometheus-url it also reads the stable version's real latency buckets over the last
+    `analysis.interval` and says, per latency check, whether they can resolve its relative limit
+    (a layout that cannot never lets a canary pass).
+    """
     from canary.analysis.plan import plan
     from canary.policy import load_policy
 
@@ -104,13 +118,20 @@ def plan_cmd(
         pol = load_policy(policy)
     except CanaryError as exc:
         _fail(str(exc))
+    if prometheus_url and not (model and stable_version):
+        _fail("--prometheus-url needs --model and --stable-version (whose latency buckets to read)")
     p = plan(pol, rps=rps, canary_share=canary_share, latency_sigma=latency_sigma, error_rate=error_rate / 100,
              bins=bins)
+    layout = (_read_layout(pol, prometheus_url, prometheus_token, insecure, model or "", stable_version or "",
+                           namespace) if prometheus_url else None)
     if output == "json":
-        typer.echo(json.dumps(_plan_dict(p), indent=2))
+        d = _plan_dict(p)
+        if layout is not None:
+            d["layout"] = [asdict(x) for x in layout]
+        typer.echo(json.dumps(d, indent=2))
         return
     t = Table(title=f"rollout at {rps:g} rps: {p.seconds:g} s over {len(p.steps)} judged steps, {p.looks} looks")
-    for col in ("step %", "seconds", "canary req", "stable req", "alpha/test", "p95 +% (95% power)",
+    for col in ("step %", "seconds", "canary req", "stable req", "level (pooled)", "p95 +% (95% power)",
                 "error +points", "PSI"):
         t.add_column(col, justify="right")
     for s in p.steps:
@@ -119,7 +140,35 @@ def plan_cmd(
                   _opt(s.psi, "{:.3f}"))
     console = Console()
     console.print(t)
-    console.print(f"assumes {p.assumptions}; '-' = not detectable in one step (or no such check)")
+    console.print(f"assumes {p.assumptions}; '-' = not detectable by the end of that step, with the evidence "
+                  "of the steps before it (or no such check)")
+    for x in layout or ():
+        colour = {True: "green", False: "red", None: "yellow"}[x.resolves]
+        verdict = {True: "resolves its limit", False: "CANNOT resolve its limit", None: "layout unknown"}[x.resolves]
+        console.print(f"[{colour}]{x.check}: {verdict}[/{colour}]: {x.detail}", highlight=False)
+
+
+def _read_layout(pol: Any, url: str, token: Optional[str], insecure: bool, model: str, version: str,
+                 namespace: str) -> Any:
+    """The stable arm's latency histograms over the last interval, per latency check, as the rollout reads them."""
+    from canary.analysis.plan import layout_report
+    from canary.cli import _metrics, _target
+    from canary.policy import LatencyCheck
+
+    try:
+        metrics = _metrics(url, token, None, None, insecure)
+    except CanaryError as exc:
+        _fail(str(exc))
+    target = _target(model, namespace, None, None, stable=version, canary=version)
+    stable: dict[str, Any] = {}
+    for check in pol.checks:
+        if isinstance(check, LatencyCheck) and check.max_increase_pct is not None:
+            try:
+                arm = metrics.measure(pol, check, target, window_s=pol.analysis.interval)
+                stable[check.name] = arm if isinstance(arm, BaseException) else arm[0]
+            except CanaryError as exc:
+                stable[check.name] = exc
+    return layout_report(pol, stable)
 
 
 def _opt(x: Any, fmt: str) -> str:

@@ -58,7 +58,7 @@ def analyze(
                 measurements[check.name] = metrics.measure(policy, check, target, window_s=window_s)
             except cli.CanaryError as exc:
                 measurements[check.name] = exc
-        verdict = judge(policy, measurements, look=0)
+        verdict = judge(policy, measurements)
         if output == "json":
             typer.echo(json.dumps({"model": model, "stable_version": stable, "canary_version": canary,
                                    "window_s": window_s, **verdict.to_dict()}))

@@ -340,7 +340,7 @@ class Controller:
             log = self.log.bind(rollout=spec.key, model=spec.target.model)
             try:
                 measurements, canary_n, window_s = self._measure(spec, state, snap)
-                verdict = judge(spec.policy, measurements, look=state.look)
+                verdict = judge(spec.policy, measurements, prior=state.prior(), window=state.step_window)
                 if self.telemetry:
                     self.telemetry.record_verdict(model=spec.target.model, results=verdict.results)
                 if verdict.outcome is Outcome.FAIL:

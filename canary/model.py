@@ -176,6 +176,19 @@ class Verdict:
         worst = [r for r in self.results if r.outcome is self.outcome]
         return "; ".join(f"{r.check}: {r.reason}" for r in worst) or self.outcome.label
 
+    def window_evidence(self) -> dict[str, tuple[float, float]]:
+        """This look's contribution of its own window per sub-test "check/test": (z*sqrt(I), I).
+
+        What a caller keeps while the window is open and adds to the rollout's prior evidence
+        when it closes (the step advances, or an operator resumes); see analysis.sequential.
+        """
+        out: dict[str, tuple[float, float]] = {}
+        for r in self.results:
+            for t in r.extra.get("tests", ()):
+                if t.get("info_window"):
+                    out[f"{r.check}/{t['test']}"] = (float(t["s_window"]), float(t["info_window"]))
+        return out
+
     def to_dict(self) -> dict[str, Any]:
         return {"outcome": self.outcome.label, "results": [r.to_dict() for r in self.results]}
 

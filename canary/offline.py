@@ -5,7 +5,9 @@ a post-mortem, a ticket, a test), from exactly the numbers the controller
 saw. The format is documented in docs/judge.md:
 
     {"policy": {...} | "policy_file": "path (relative to this file)",
-     "look": 0,
+     "look": 0,                       (informational: the levels do not depend on it)
+     "window": 0,                     (resumes of the current step so far: the pass level)
+     "prior": {"<check>/<test>": [S, I]},   (earlier windows' failure evidence)
      "checks": {"<check name>": {"stable": ARM, "canary": ARM}}}
 
     ARM = {"bounds": [..., "+Inf"], "counts": [...cumulative...]}   histogram
@@ -28,8 +30,9 @@ from canary.errors import ConfigError, NoData, PolicyError
 from canary.model import ArmData, Counts, Histogram, Scalar
 from canary.policy import Policy, load_policy, parse_policy
 
-_TOP = {"policy", "policy_file", "look", "checks"}
-MAX_LOOK = 1_000_000  # a look every second for 11 days; beyond, (look+1)(look+2) leaves float range
+_TOP = {"policy", "policy_file", "look", "window", "prior", "checks"}
+MAX_LOOK = 1_000_000  # a look every second for 11 days
+MAX_WINDOW = 10_000  # operator resumes of one step
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,8 @@ class Exported:
     policy: Policy
     look: int
     measurements: dict[str, tuple[ArmData, ArmData] | Exception]
+    window: int = 0
+    prior: dict[str, tuple[float, float]] | None = None
 
 
 def _bad(file: str, field: str, message: str) -> ConfigError:
@@ -68,6 +73,10 @@ def parse_exported(raw: Any, *, file: str = "<input>", base: Path | None = None)
     look = raw.get("look", 0)
     if isinstance(look, bool) or not isinstance(look, int) or not 0 <= look <= MAX_LOOK:
         raise _bad(file, "look", f"must be an integer from 0 to {MAX_LOOK:,}, got {str(look)[:40]}")
+    window = raw.get("window", 0)
+    if isinstance(window, bool) or not isinstance(window, int) or not 0 <= window <= MAX_WINDOW:
+        raise _bad(file, "window", f"must be an integer from 0 to {MAX_WINDOW:,}, got {str(window)[:40]}")
+    prior = _prior(raw.get("prior", {}), file, policy)
     checks = raw.get("checks")
     if not isinstance(checks, dict):
         raise _bad(file, "checks", "must be an object mapping check names to {stable, canary}")
@@ -94,7 +103,26 @@ def parse_exported(raw: Any, *, file: str = "<input>", base: Path | None = None)
         # each arm's {"error"} stays in its place: a limit on the canary alone is judged without stable
         both_failed = all(isinstance(a, Exception) for a in arms)
         measurements[name] = arms[1] if both_failed else (arms[0], arms[1])  # type: ignore[assignment]
-    return Exported(policy=policy, look=look, measurements=measurements)
+    return Exported(policy=policy, look=look, measurements=measurements, window=window, prior=prior)
+
+
+def _prior(raw: Any, file: str, policy: Policy) -> dict[str, tuple[float, float]]:
+    """Earlier windows' evidence, {"check/test": [S, I]} as a rollout state records it."""
+    if not isinstance(raw, dict):
+        raise _bad(file, "prior", 'must be an object {"<check>/<test>": [S, I]}')
+    names = {c.name for c in policy.checks}
+    out = {}
+    for key, v in raw.items():
+        field = f"prior.{key}"
+        if not isinstance(key, str) or key.rpartition("/")[0] not in names:
+            raise _bad(file, field, f"must be '<check>/<test>' with a check of the policy "
+                                    f"(known: {', '.join(sorted(names))})")
+        if (not isinstance(v, list) or len(v) != 2
+                or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)
+                or not all(math.isfinite(x) for x in v) or v[1] < 0):
+            raise _bad(file, field, f"must be [S, I]: finite numbers, I >= 0, got {str(v)[:60]}")
+        out[key] = (float(v[0]), float(v[1]))
+    return out
 
 
 def _policy(raw: dict[str, Any], file: str, base: Path | None) -> Policy:

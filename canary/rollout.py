@@ -52,6 +52,13 @@ class RolloutState:
     # canary requests counted at the previous look of this step (-1: none yet). Persisted, so a
     # resumed process knows a look over the same data is not new evidence (no re-spent failures).
     last_look_requests: float = -1.0
+    # Failure-side evidence (analysis.sequential), per sub-test "check/test": [S, I]. `evidence`
+    # sums the closed windows of the rollout (earlier steps, stretches before a resume); the
+    # judge adds the open window's data to it at every look. `window_evidence` is the open
+    # window's latest contribution, folded into `evidence` when the window closes.
+    evidence: dict[str, tuple[float, float]] = field(default_factory=dict)
+    window_evidence: dict[str, tuple[float, float]] = field(default_factory=dict)
+    step_window: int = 0  # windows opened in this step by operator resumes (sets the pass level)
     route: str = ""  # the VirtualService HTTP route the rollout drives ("" = the only one)
     started_at: float = 0.0
     step_started_at: float = 0.0
@@ -89,7 +96,7 @@ class RolloutState:
         for name in ("model", "stable_version", "canary_version", "phase", "reason", "route"):
             if name in d and not isinstance(d[name], str):
                 raise ValueError(f"rollout state: {name} must be a string, got {type(d[name]).__name__}")
-        for name in ("step", "look", "step_looks", "failed_looks"):
+        for name in ("step", "look", "step_looks", "failed_looks", "step_window"):
             if name in d and (isinstance(d[name], bool) or not isinstance(d[name], int) or d[name] < -1):
                 raise ValueError(f"rollout state: {name} must be an integer >= -1, got {d[name]!r}")
         for name in ("started_at", "step_started_at", "updated_at", "last_look_requests"):
@@ -108,7 +115,35 @@ class RolloutState:
         if not isinstance(history, (list, tuple)) or not all(isinstance(h, dict) for h in history):
             raise ValueError("rollout state: history must be a list of objects")
         d["history"] = tuple(history)
+        for name in ("evidence", "window_evidence"):
+            d[name] = _evidence(d.get(name) or {}, name)
         return cls(**d)
+
+    def prior(self) -> dict[str, tuple[float, float]]:
+        """The closed windows' evidence the judge pools the open window with."""
+        return dict(self.evidence)
+
+
+def _evidence(raw: Any, name: str) -> dict[str, tuple[float, float]]:
+    if not isinstance(raw, dict):
+        raise ValueError(f"rollout state: {name} must be an object")
+    out = {}
+    for key, v in raw.items():
+        if (not isinstance(v, (list, tuple)) or len(v) != 2
+                or not all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in v)
+                or v[1] < 0):
+            raise ValueError(f"rollout state: {name}[{key!r}] must be [S, I] with finite S and I >= 0, got {v!r}")
+        out[str(key)] = (float(v[0]), float(v[1]))
+    return out
+
+
+def _fold(state: "RolloutState") -> dict[str, tuple[float, float]]:
+    """The evidence with the open window added: what stays when the window closes."""
+    out = dict(state.evidence)
+    for key, (s_w, i_w) in state.window_evidence.items():
+        s0, i0 = out.get(key, (0.0, 0.0))
+        out[key] = (s0 + s_w, i0 + i_w)
+    return out
 
 
 # ---- events -------------------------------------------------------------------------
@@ -225,9 +260,11 @@ def transition(state: RolloutState, event: Event, policy: Policy) -> tuple[Rollo
         s = replace(state, phase=PAUSED, reason=event.reason, updated_at=now)
         return s, [SetWeights(s.weights), Emit("rollout.paused", {"reason": event.reason})]
     if isinstance(event, Resume) and state.phase == PAUSED:
-        # the step starts over: paused time is neither evidence nor deadline
+        # the step's window starts over: paused time is neither evidence nor deadline. The closed
+        # window's failure evidence is kept (pooled); a pass needs the new window's own data.
         s = replace(state, phase=PROGRESSING, reason="", step_started_at=now, step_looks=0, failed_looks=0,
-                    last_look_requests=-1.0, updated_at=now)
+                    last_look_requests=-1.0, updated_at=now, evidence=_fold(state), window_evidence={},
+                    step_window=state.step_window + 1)
         return s, [SetWeights(s.weights), Emit("rollout.resumed", {})]
     if isinstance(event, Begin) and state.phase == PENDING:
         # Point the canary subset again (idempotent): a process killed between the claim and
@@ -273,6 +310,8 @@ def _judge(state: RolloutState, ev: Looked, policy: Policy) -> tuple[RolloutStat
         j = _not_evidence(j, Outcome.PASS, f"fewer canary requests than an earlier look of this step ({before:.0f})")
     s = replace(state, look=state.look + 1, step_looks=state.step_looks + 1, updated_at=ev.now,
                 last_verdict=_verdict_summary(j, ev), last_look_requests=max(n, before))
+    if not (0 <= n < before):  # a shorter window than an earlier look's is not this window's data
+        s = replace(s, window_evidence={**s.window_evidence, **j.window_evidence()})
     actions: list[Action] = [Emit("look.completed", {"outcome": j.outcome.label, "canary_requests": ev.canary_requests,
                                                      "look": state.look,
                                                      "checks": {r.check: r.outcome.label for r in j.results}})]
@@ -325,7 +364,8 @@ def _judge(state: RolloutState, ev: Looked, policy: Policy) -> tuple[RolloutStat
 def _enter_step(state: RolloutState, step: int, policy: Policy, now: float) -> tuple[RolloutState, list[Action]]:
     weights = Weights.canary_at(policy.steps[step])
     s = replace(state, phase=PROGRESSING, step=step, weights=weights, step_started_at=now, step_looks=0,
-                failed_looks=0, last_look_requests=-1.0, updated_at=now, reason="")
+                failed_looks=0, last_look_requests=-1.0, updated_at=now, reason="", evidence=_fold(state),
+                window_evidence={}, step_window=0)
     s = _log(s, now, f"step {step + 1}/{len(policy.steps)} canary {weights.canary}%")
     return s, [SetWeights(weights), Emit("step.advanced", {"step": step + 1, "steps": len(policy.steps),
                                                           "from_weights": str(state.weights)})]

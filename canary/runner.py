@@ -215,7 +215,7 @@ class Runner:
         window = look_window(self.policy, state, now)
         measurements, canary_n = self._bounded(lambda: measure_window(self.metrics, self.policy, self.target,
                                                                       window_s=window, log=self.log))
-        verdict = judge(self.policy, measurements, look=state.look)
+        verdict = judge(self.policy, measurements, prior=state.prior(), window=state.step_window)
         return self._decide(state, Observation(look=rl.Looked(self.clock.now(), verdict, canary_n, float(window))))
 
     def _bounded(self, fn: Callable[[], T]) -> T:

@@ -81,7 +81,7 @@ def main() -> int:
                 for _ in range(args.reps):
                     s = np.cumsum(rng.multinomial(9 * n_c, ps)).astype(float)
                     c = np.cumsum(rng.multinomial(n_c, pc)).astype(float)
-                    v = judge(policy, {check.name: (Histogram(b, tuple(s)), Histogram(b, tuple(c)))}, look=0)
+                    v = judge(policy, {check.name: (Histogram(b, tuple(s)), Histogram(b, tuple(c)))})
                     tally[v.results[0].outcome] += 1
                 rows.append((layout, label, n_c, tally[Outcome.PASS] / args.reps, tally[Outcome.FAIL] / args.reps))
     seconds = time.perf_counter() - t0

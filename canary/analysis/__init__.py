@@ -1,8 +1,8 @@
 """Pure statistics for canary analysis: no I/O, no clocks, no cluster clients.
 
-`judge.judge(policy, measurements, look=...)` turns one look's measurements
-into a `Verdict`; `sequential.alpha_for_look` says how much false-rollback
-risk that look may spend; `plan` sizes a rollout before it starts. The
+`judge.judge(policy, measurements, prior=...)` turns one look's measurements
+into a `Verdict`, pooling the failure evidence of earlier windows
+anytime-validly (`sequential`); `plan` sizes a rollout before it starts. The
 layering test (tests/unit/test_layering.py) keeps this package free of I/O.
 
 Nothing is re-exported here on purpose: `canary.analysis.judge` must stay the

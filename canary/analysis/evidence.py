@@ -32,6 +32,7 @@ from canary.policy import Policy
 
 PASS_BETA = 0.05  # P(a step window passes | the canary is beyond a limit), at most
 PASS_LEVEL = 0.05  # per-look level when the caller names none (one look, no policy)
+PASS_TAIL = 0.1  # share of PASS_BETA kept for the windows an operator's resumes open
 _CAP = 60  # pass looks integrated exactly; beyond, the curve is extended upward
 _EXACT_BELOW = 10  # cells below this: exact Clopper-Pearson bounds instead of the LR bound
 _SLACK = 1e-9  # float noise when a bound equals the limit
@@ -65,8 +66,20 @@ def _pass_boundary(first: int, looks: int, beta: float) -> float:
     return float(optimize.brentq(lambda c: crossing(c) - beta, lo, hi + 1e-9, xtol=1e-5))
 
 
-def pass_level(policy: Policy) -> float:
-    """Per-look level of each "within the limit" claim.
+def window_beta(window: int) -> float:
+    """The false-pass budget of the `window`-th window of one step (0: the step itself, then one per resume).
+
+    (1 - PASS_TAIL) * PASS_BETA for the first, PASS_TAIL * PASS_BETA / (w (w + 1)) for the w-th
+    resume: the series sums to PASS_BETA, so however often an operator resumes a held step, the
+    chance that it advances a canary beyond a limit stays <= PASS_BETA.
+    """
+    if window < 0:
+        raise ValueError(f"window must be >= 0, got {window}")
+    return (1 - PASS_TAIL) * PASS_BETA if window == 0 else PASS_TAIL * PASS_BETA / (window * (window + 1))
+
+
+def pass_level(policy: Policy, window: int = 0) -> float:
+    """Per-look level of each "within the limit" claim, in the `window`-th window of a step.
 
     A step advances at its first look that covers the interval and passes; after
     `no_data_deadline` more it ends. So a canary beyond a limit is falsely advanced
@@ -75,11 +88,12 @@ def pass_level(policy: Policy) -> float:
     bucket bounds or margins, on nested data within the window: their statistics
     follow one Brownian motion at information L, L+1, ..., L+K-1 (L = looks per
     interval), the model `sequential.run_curve` integrates. The level is the one
-    whose crossing probability over those K looks is PASS_BETA. Several checks
+    whose crossing probability over those K looks is the window's share of
+    PASS_BETA (`window_beta`: each operator resume opens a window). Several checks
     need no split: a false verdict PASS needs the violated check's own claim to
     be falsely shown (intersection-union).
     """
-    c = _pass_boundary(looks_per_step(policy), pass_looks(policy), PASS_BETA)
+    c = _pass_boundary(looks_per_step(policy), pass_looks(policy), window_beta(window))
     return float(special.ndtr(-c))
 
 

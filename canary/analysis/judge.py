@@ -20,7 +20,7 @@ import numpy as np
 from canary.analysis import evidence, shift, stats
 from canary.analysis.custom import judge_custom
 from canary.analysis.evidence import attach
-from canary.analysis.sequential import alpha_for_look, tests_in
+from canary.analysis.sequential import anytime_p, sub_levels, test_weights, tests_in, window_z
 from canary.errors import TransientError
 from canary.model import ArmData, CheckResult, Counts, Histogram, Verdict, Outcome, Scalar
 from canary.policy import (
@@ -37,13 +37,25 @@ from canary.policy import (
 # for the whole check. A limit on the canary alone (max_ms, max_rate_pct, max_value) is judged
 # without the stable arm.
 Measurement = tuple[ArmData | Exception, ArmData | Exception] | Exception
+# The evidence of earlier windows of this rollout (steps, resumed stretches), per sub-test
+# "check/test": (S, I), the sums of z*sqrt(I) and of the information I (`sequential`).
+Prior = Mapping[str, tuple[float, float]]
 
 
-def judge(policy: Policy, measurements: Mapping[str, Measurement], *, look: int) -> Verdict:
-    """Judge every check of the policy at this look; worst outcome wins."""
-    a_look = alpha_for_look(policy, look)
-    beta = evidence.pass_level(policy)
-    total = sum(tests_in(c) for c in policy.checks) or 1
+def judge(policy: Policy, measurements: Mapping[str, Measurement], *, prior: Prior | None = None,
+          window: int = 0) -> Verdict:
+    """Judge every check of the policy at one look; worst outcome wins.
+
+    `measurements` cover the current window (the step since it began, or since an operator
+    resumed it). `prior` is the evidence of the rollout's earlier windows (what a previous
+    look's `Verdict.window_evidence()` returned when its window closed, summed): a breach is
+    judged on all of it, at the same level at every look (anytime-valid, `sequential`).
+    `window` is the 0-based index of the current window within its step (operator resumes),
+    which sets the pass level (`evidence.pass_level`).
+    """
+    levels = sub_levels(policy)
+    beta = evidence.pass_level(policy, window)
+    prior = prior or {}
     results = []
     for check in policy.checks:
         m = measurements.get(check.name)
@@ -56,37 +68,80 @@ def judge(policy: Policy, measurements: Mapping[str, Measurement], *, look: int)
                                   unavailable=isinstance(m, TransientError)))
         else:
             try:
-                results.append(judge_check(check, m[0], m[1], alpha=a_look * tests_in(check) / total,
-                                           min_canary=policy.analysis.min_canary_requests, beta=beta))
+                mine = {k.rpartition("/")[2]: v for k, v in levels.items() if k.rpartition("/")[0] == check.name}
+                results.append(judge_check(check, m[0], m[1], alpha=sum(mine.values()),
+                                           min_canary=policy.analysis.min_canary_requests, beta=beta,
+                                           prior=prior, levels=mine))
             except (ValueError, TypeError, ArithmeticError) as exc:  # never crash a tick
                 results.append(_error(check, f"cannot judge: {exc}"))
     return Verdict.combine(results)
 
 
 def judge_check(check: Check, stable: ArmData | Exception, canary: ArmData | Exception, *, alpha: float,
-                min_canary: int, beta: float = evidence.PASS_LEVEL) -> CheckResult:
-    """One check at one look. `alpha` is this check's share, split over its tests (FAIL);
-    `beta` the level at which each limit must be shown within (PASS)."""
+                min_canary: int, beta: float = evidence.PASS_LEVEL, prior: Prior | None = None,
+                levels: Mapping[str, float] | None = None) -> CheckResult:
+    """One check at one look. `alpha` is this check's share of the failure level; `levels` its
+    split per sub-test (default: evenly), each compared with the pooled anytime p-value with
+    `prior` (FAIL); `beta` the level at which each limit must be shown within (PASS)."""
     if isinstance(canary, BaseException):
         return _measure_error(check, "canary", canary)
+    ctx = _Ctx(alpha=alpha, min_canary=min_canary, beta=beta, prior=prior or {}, levels=levels or {})
     if isinstance(stable, BaseException):
-        return _canary_only(check, stable, canary, alpha=alpha, min_canary=min_canary, beta=beta)
-    return _by_kind(check, stable, canary, alpha=alpha, min_canary=min_canary, beta=beta)
+        return _canary_only(check, stable, canary, ctx)
+    return _by_kind(check, stable, canary, ctx)
 
 
-def _by_kind(check: Check, stable: ArmData | None, canary: ArmData, *, alpha: float, min_canary: int,
-             beta: float) -> CheckResult:
+@dataclasses.dataclass(frozen=True)
+class _Ctx:
+    alpha: float  # the check's share of the failure level
+    min_canary: int
+    beta: float  # pass level
+    prior: Prior
+    levels: Mapping[str, float]  # sub-test -> failure level (empty: alpha split evenly)
+
+
+def _pool(check: Check, subs: list[tuple[str, stats.TestResult, bool]], ctx: _Ctx, *, info: float,
+          info_canary: float) -> tuple[list[tuple[str, stats.TestResult, bool]], dict[str, dict]]:
+    """Each sub-test's breach decided on the pooled, anytime-valid evidence (`sequential`).
+
+    The window's fixed-sample p-value becomes z; with the window's information (effective
+    requests; the canary's for a limit on it alone) it adds to the prior windows' (S, I). The
+    sub-test breaches when the anytime p-value of the sum is <= `level` and the window could
+    decide it. Returns the sub-tests with `breach` and `p_value` (now the anytime p) replaced,
+    and per sub-test the numbers behind it.
+    """
+    out, seq, prior = [], {}, ctx.prior
+    even = ctx.alpha / max(1, len(test_weights(check)))
+    for name, t, absolute in subs:
+        level = ctx.levels.get(name, even)
+        i_w = (info_canary if absolute else info) if t.decidable else 0.0
+        z_w = window_z(t.p_value) if i_w > 0 else 0.0
+        s_w = z_w * math.sqrt(i_w)
+        s0, i0 = prior.get(f"{check.name}/{name}", (0.0, 0.0))
+        s_all, i_all = s0 + s_w, i0 + i_w
+        p_av = anytime_p(s_all, i_all) if i_all > 0 else 1.0
+        seq[name] = {"p_window": _clean(t.p_value), "s_window": s_w, "info_window": i_w,
+                     "s": s_all, "info": i_all, "windows_before": i0 > 0, "level": level}
+        out.append((name, dataclasses.replace(t, breach=bool(i_w > 0 and p_av <= level), p_value=p_av), absolute))
+    return out, seq
+
+
+def _eff(n_s: float, n_c: float) -> float:
+    return n_s * n_c / (n_s + n_c) if n_s > 0 and n_c > 0 else 0.0
+
+
+def _by_kind(check: Check, stable: ArmData | None, canary: ArmData, ctx: _Ctx) -> CheckResult:
     if isinstance(check, LatencyCheck):
-        return _latency(check, stable, canary, alpha, min_canary, beta)
+        return _latency(check, stable, canary, ctx)
     if isinstance(check, (ErrorRateCheck, FeatureMissingCheck)):
-        return _proportion(check, stable, canary, alpha, min_canary, beta)
+        return _proportion(check, stable, canary, ctx)
     if isinstance(check, PredictionShiftCheck):
         if stable is None:
             raise TypeError("prediction_shift needs both arms")
-        return _shift(check, stable, canary, alpha, min_canary, beta)
+        return _shift(check, stable, canary, ctx)
     if isinstance(check, CustomCheck):
         bad = _want(check, (canary,) if stable is None else (stable, canary), Scalar)
-        return bad or judge_custom(check, stable, canary, min_canary=min_canary)  # type: ignore[arg-type]
+        return bad or judge_custom(check, stable, canary, min_canary=ctx.min_canary)  # type: ignore[arg-type]
     raise TypeError(f"unknown check kind {type(check).__name__}")
 
 
@@ -108,8 +163,7 @@ def _measure_error(check: Check, arm: str, exc: BaseException) -> CheckResult:
                   unavailable=isinstance(exc, TransientError))
 
 
-def _canary_only(check: Check, exc: BaseException, canary: ArmData, *, alpha: float, min_canary: int,
-                 beta: float) -> CheckResult:
+def _canary_only(check: Check, exc: BaseException, canary: ArmData, ctx: _Ctx) -> CheckResult:
     """The stable arm could not be measured: its absolute limits are judged on the canary alone.
 
     A breach of one FAILs (a hard check at once) as it would with both arms; anything else is
@@ -120,9 +174,9 @@ def _canary_only(check: Check, exc: BaseException, canary: ArmData, *, alpha: fl
     why = f"{type(exc).__name__}: {exc}"
     if isinstance(check, CustomCheck):
         bad = _want(check, (canary,), Scalar)
-        r = bad or judge_custom(check, None, canary, min_canary=min_canary, stable_error=why)  # type: ignore[arg-type]
+        r = bad or judge_custom(check, None, canary, min_canary=ctx.min_canary, stable_error=why)  # type: ignore[arg-type]
     else:
-        r = _by_kind(check, None, canary, alpha=alpha, min_canary=min_canary, beta=beta)
+        r = _by_kind(check, None, canary, ctx)
     if r.outcome is Outcome.ERROR and isinstance(exc, TransientError):
         return dataclasses.replace(r, extra={**r.extra, "unavailable": True})
     if r.outcome is Outcome.FAIL or r.outcome is Outcome.ERROR:
@@ -202,12 +256,12 @@ def _verdict(check: Check, subs: list[tuple[str, stats.TestResult, bool]], n_c: 
 
 def _result(check: Check, outcome: Outcome, reason: str, t: stats.TestResult, *, n: tuple[float, float],
             threshold: float, effect: float, alpha: float, subs: list[tuple[str, stats.TestResult, bool]],
-            **values: float) -> CheckResult:
+            seq: dict[str, dict], **values: float) -> CheckResult:
     notes = [s[1].note for s in subs if s[1].note]
     extra: dict[str, Any] = {"tests": [
         {"test": name, "p_value": _clean(r.p_value), "breach": r.breach, "absolute": absolute,
          "decidable": r.decidable, "within": r.within, "bound": _clean(r.bound), "note": r.note,
-         "why_not": r.why_not} for name, r, absolute in subs]}
+         "why_not": r.why_not, **seq.get(name, {})} for name, r, absolute in subs]}
     notes = [x for x in dict.fromkeys(notes) if x not in reason]
     if notes:  # a FAIL names the quantile it tested, too
         reason += "; " + "; ".join(notes)
@@ -215,8 +269,13 @@ def _result(check: Check, outcome: Outcome, reason: str, t: stats.TestResult, *,
     extra["check_alpha"] = alpha
     return CheckResult(check=check.name, kind=check.kind, outcome=outcome, reason=reason,
                        n_stable=n[0], n_canary=n[1], threshold=threshold, statistic=t.statistic,
-                       p_value=t.p_value, effect_size=effect, alpha=alpha / len(subs), hard=check.hard, extra=extra,
+                       p_value=t.p_value, effect_size=effect, hard=check.hard, extra=extra,
+                       alpha=seq.get(_shown_name(subs, t), {}).get("level", alpha / len(subs)),
                        **values)
+
+
+def _shown_name(subs: list[tuple[str, stats.TestResult, bool]], t: stats.TestResult) -> str:
+    return next((name for name, r, _ in subs if r is t), "")
 
 
 def _q_text(bounds: np.ndarray, cum: np.ndarray, q: float) -> str:
@@ -225,8 +284,7 @@ def _q_text(bounds: np.ndarray, cum: np.ndarray, q: float) -> str:
     return f">{_g(lo)}" if math.isinf(hi) else _g(stats.histogram_quantile(bounds, cum, q))
 
 
-def _latency(check: LatencyCheck, s: ArmData | None, c: ArmData, alpha: float, min_canary: int,
-             beta: float) -> CheckResult:
+def _latency(check: LatencyCheck, s: ArmData | None, c: ArmData, ctx: _Ctx) -> CheckResult:
     bad = _want(check, (c,) if s is None else (s, c), Histogram)
     if bad:
         return bad
@@ -240,6 +298,7 @@ def _latency(check: LatencyCheck, s: ArmData | None, c: ArmData, alpha: float, m
     if len(bounds) < 2:
         return _error(check, "the arms share no finite bucket bound")
     q, label = check.quantile, f"p{check.quantile * 100:g}"
+    alpha, beta = ctx.alpha, ctx.beta
     a = alpha / max(1, tests_in(check))
     subs: list[tuple[str, stats.TestResult, bool]] = []
     if check.max_increase_pct is not None and sc is not None:
@@ -251,7 +310,8 @@ def _latency(check: LatencyCheck, s: ArmData | None, c: ArmData, alpha: float, m
                                        evidence.ceiling_within(bounds, cc, q=q, max_value=check.max_ms,
                                                                level=beta)), True))
     n = (float(sc[-1]) if sc is not None else 0.0, float(cc[-1]))
-    outcome, (name, t, _), more = _verdict(check, subs, n[1], min_canary)
+    subs, seq = _pool(check, subs, ctx, info=_eff(*n), info_canary=n[1])
+    outcome, (name, t, _), more = _verdict(check, subs, n[1], ctx.min_canary)
     sv = stats.histogram_quantile(bounds, sc, q) if sc is not None else math.nan
     cv = stats.histogram_quantile(bounds, cc, q)
     c_text = _q_text(bounds, cc, q)
@@ -267,15 +327,16 @@ def _latency(check: LatencyCheck, s: ArmData | None, c: ArmData, alpha: float, m
         threshold, effect = float(check.max_ms), cv  # type: ignore[arg-type]
     reason = f"{head}, n={_n(n[1])}/{_n(n[0])}, p={_p(t.p_value)}" + (f"; {more}" if more else "")
     return _result(check, outcome, reason, t, n=n, threshold=threshold, effect=effect, alpha=alpha, subs=subs,
-                   stable_value=sv, canary_value=cv)
+                   seq=seq, stable_value=sv, canary_value=cv)
 
 
-def _proportion(check: ErrorRateCheck | FeatureMissingCheck, s: ArmData | None, c: ArmData, alpha: float,
-                min_canary: int, beta: float) -> CheckResult:
+def _proportion(check: ErrorRateCheck | FeatureMissingCheck, s: ArmData | None, c: ArmData, ctx: _Ctx
+                ) -> CheckResult:
     bad = _want(check, (c,) if s is None else (s, c), Counts)
     if bad:
         return bad
     assert isinstance(c, Counts) and (s is None or isinstance(s, Counts))
+    alpha, beta = ctx.alpha, ctx.beta
     a = alpha / max(1, tests_in(check))
     subs: list[tuple[str, stats.TestResult, bool]] = []
     if check.max_increase_points is not None and s is not None:
@@ -289,7 +350,8 @@ def _proportion(check: ErrorRateCheck | FeatureMissingCheck, s: ArmData | None, 
         subs.append(("ceiling", attach(stats.proportion_ceiling(c.events, c.total, max_rate=r, alpha=a),
                                        evidence.rate_within(c.events, c.total, max_rate=r, level=beta)), True))
     n = (float(s.total) if s is not None else 0.0, float(c.total))
-    outcome, (name, t, _), more = _verdict(check, subs, n[1], min_canary)
+    subs, seq = _pool(check, subs, ctx, info=_eff(*n), info_canary=n[1])
+    outcome, (name, t, _), more = _verdict(check, subs, n[1], ctx.min_canary)
     what = "errors" if check.kind == "error_rate" else "missing"
     sv, cv = (s.rate * 100 if s is not None else math.nan), c.rate * 100
     if name == "increase":
@@ -300,11 +362,10 @@ def _proportion(check: ErrorRateCheck | FeatureMissingCheck, s: ArmData | None, 
         threshold, effect = float(check.max_rate_pct), cv  # type: ignore[arg-type]
     reason = f"{head}, n={_n(n[1])}/{_n(n[0])}, p={_p(t.p_value)}" + (f"; {more}" if more else "")
     return _result(check, outcome, reason, t, n=n, threshold=threshold, effect=effect, alpha=alpha, subs=subs,
-                   stable_value=sv, canary_value=cv)
+                   seq=seq, stable_value=sv, canary_value=cv)
 
 
-def _shift(check: PredictionShiftCheck, s: ArmData, c: ArmData, alpha: float, min_canary: int,
-           beta: float) -> CheckResult:
+def _shift(check: PredictionShiftCheck, s: ArmData, c: ArmData, ctx: _Ctx) -> CheckResult:
     """Each limit on its own statistic: max_psi on PSI, max_js on the JS distance (`shift.shift_tests`)."""
     bad = _want(check, (s, c), Histogram)
     if bad:
@@ -312,16 +373,18 @@ def _shift(check: PredictionShiftCheck, s: ArmData, c: ArmData, alpha: float, mi
     _, sc, cc = _common(s, c)  # type: ignore[arg-type]
     per_s, per_c = np.diff(sc, prepend=0.0), np.diff(cc, prepend=0.0)
     subs = [(name, t, False) for name, t in shift.shift_tests(per_s, per_c, max_psi=check.max_psi,
-                                                               max_js=check.max_js, alpha=alpha, beta=beta)]
+                                                               max_js=check.max_js, alpha=ctx.alpha,
+                                                               beta=ctx.beta)]
     n = (float(sc[-1]), float(cc[-1]))
-    outcome, (name, t, _), more = _verdict(check, subs, n[1], min_canary)
+    subs, seq = _pool(check, subs, ctx, info=_eff(*n), info_canary=n[1])
+    outcome, (name, t, _), more = _verdict(check, subs, n[1], ctx.min_canary)
     by = {nm: r for nm, r, _ in subs}
     limit = {"psi": check.max_psi, "js": check.max_js}
     parts = [f"{nm.upper()} {_g(r.effect, 2)} (limit {limit[nm]:g}, upper {_g(r.bound, 2)})" for nm, r in by.items()]
     reason = (", ".join(parts) + f", chi2={_g(t.statistic)}, n={_n(n[1])}/{_n(n[0])}, p={_p(t.p_value)}"
               + (f"; {more}" if more else ""))
     res = _result(check, outcome, reason, t, n=n, threshold=float(limit[name]), effect=t.effect,  # type: ignore[arg-type]
-                  alpha=alpha, subs=subs)
+                  alpha=ctx.alpha, subs=subs, seq=seq)
     if "psi" in by:
         res.extra["psi_upper"] = _clean(by["psi"].bound)
     if "js" in by:

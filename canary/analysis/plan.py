@@ -4,8 +4,11 @@ Why: a policy that cannot see a +20% p95 regression at the traffic a model
 gets is a false comfort; a release engineer should learn that from
 `canary plan`, not from an incident. Per judged step this computes the canary
 and stable requests at the end of the step and the smallest regression the
-judge detects there with 95% power, at the alpha that look spends (the
-look's alpha split over the policy's tests, exactly as judge.py does).
+judge detects there with 95% power. Evidence is pooled over steps
+(`sequential`): at the end of step i the judge has the information of steps
+1..i, and a breach needs the anytime p-value of all of it below alpha / tests,
+i.e. the pooled z above `sequential.z_boundary(I)`; the column `alpha` is the
+fixed-sample level equivalent to that boundary.
 
 Power is analytic, hence deterministic: the same normal/noncentral
 chi-square approximations the tests use, with an assumed shape for latency
@@ -16,12 +19,15 @@ power; the judge says so when it happens).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
+import numpy as np
 from scipy import stats as st
 
-from canary.analysis.judge import tests_in
-from canary.analysis.sequential import alpha_for_look, looks_per_step
+from canary.analysis.evidence import layout_problem, quantile_bucket
+from canary.analysis.sequential import fail_level, looks_per_step, z_boundary
+from canary.model import Histogram
 from canary.policy import ErrorRateCheck, FeatureMissingCheck, LatencyCheck, Policy, PredictionShiftCheck
 from canary.analysis.shift import js_to_psi
 
@@ -34,7 +40,7 @@ class StepPlan:
     seconds: float
     canary_requests: float
     stable_requests: float
-    alpha: float  # per-test alpha at the step's last look
+    alpha: float  # fixed-sample level equivalent to the anytime boundary at the step's last look
     p95_increase_pct: float | None  # smallest detectable canary quantile increase, %
     error_points: float | None  # smallest detectable error-rate increase, points
     psi: float | None  # smallest detectable PSI
@@ -104,28 +110,76 @@ def plan(policy: Policy, *, rps: float, canary_share: float | None = None, laten
         raise ValueError("rps must be positive")
     a = policy.analysis
     per_step = looks_per_step(policy)
-    total_tests = sum(tests_in(c) for c in policy.checks) or 1
+    level = fail_level(policy)
     lat = next((c for c in policy.checks if isinstance(c, LatencyCheck) and c.max_increase_pct is not None), None)
     err = next((c for c in policy.checks if isinstance(c, (ErrorRateCheck, FeatureMissingCheck))
                 and c.max_increase_points is not None), None)
     shift = next((c for c in policy.checks if isinstance(c, PredictionShiftCheck)), None)
     steps = []
     judged = [w for w in policy.steps if w < 100]
+    info = pooled_c = pooled_s = 0.0
     for i, w in enumerate(judged):
         share = canary_share if canary_share is not None else w / 100
         n_c, n_s = rps * share * a.interval, rps * (1 - share) * a.interval
-        alpha = alpha_for_look(policy, (i + 1) * per_step - 1) / total_tests
+        # pooled over the steps so far: the power below uses the summed requests at this level
+        info += n_s * n_c / (n_s + n_c) if n_s > 0 and n_c > 0 else 0.0
+        pooled_c, pooled_s = pooled_c + n_c, pooled_s + n_s
+        alpha = float(st.norm.sf(z_boundary(info, level))) if info > 0 else 0.0
         steps.append(StepPlan(
             weight=w, seconds=a.interval, canary_requests=n_c, stable_requests=n_s, alpha=alpha,
             p95_increase_pct=None if lat is None else latency_detectable(
-                n_s, n_c, q=lat.quantile, tol=lat.max_increase_pct / 100, sigma=latency_sigma, alpha=alpha),
+                pooled_s, pooled_c, q=lat.quantile, tol=lat.max_increase_pct / 100, sigma=latency_sigma,
+                alpha=alpha),
             error_points=None if err is None else error_detectable(
-                n_s, n_c, base=error_rate, margin=err.max_increase_points / 100, alpha=alpha),
+                pooled_s, pooled_c, base=error_rate, margin=err.max_increase_points / 100, alpha=alpha),
             psi=None if shift is None else psi_detectable(
-                n_s, n_c, max_psi=min(x for x in (shift.max_psi, shift.max_js and js_to_psi(shift.max_js)) if x),
+                pooled_s, pooled_c, max_psi=min(x for x in (shift.max_psi, shift.max_js and js_to_psi(shift.max_js)) if x),
                 bins=bins, alpha=alpha),
         ))
     assumptions = (f"latency lognormal sigma={latency_sigma:g} with fine buckets; baseline error rate "
-                   f"{error_rate * 100:g}%; {bins} prediction bins; power {POWER:.0%} at each step's last look")
+                   f"{error_rate * 100:g}%; {bins} prediction bins; power {POWER:.0%} at each step's last look, "
+                   "evidence pooled over the steps so far")
     return Plan(rps=rps, seconds=a.interval * len(judged), looks=per_step * len(judged), steps=tuple(steps),
                 assumptions=assumptions)
+
+
+@dataclass(frozen=True)
+class LayoutCheck:
+    """Can the bucket layout a latency check reads resolve its relative limit? (`canary plan --prometheus-url`)"""
+
+    check: str
+    resolves: bool | None  # None: the layout could not be read (no stable series, or an error)
+    detail: str
+
+
+def layout_report(policy: Policy, stable: Mapping[str, Histogram | BaseException]) -> tuple[LayoutCheck, ...]:
+    """Per latency check with `max_increase_pct`: does the stable arm's real bucket layout let a
+    canary as fast as stable be shown within the limit (`evidence.layout_problem`)?
+
+    `stable` maps check name -> the stable arm's histogram over a recent window (bounds in ms),
+    or the exception reading it raised. Checks absent from it are reported as not read.
+    """
+    out = []
+    for check in policy.checks:
+        if not isinstance(check, LatencyCheck) or check.max_increase_pct is None:
+            continue
+        h = stable.get(check.name)
+        if h is None or isinstance(h, BaseException):
+            why = "not measured" if h is None else f"{type(h).__name__}: {h}"
+            out.append(LayoutCheck(check.name, None, f"could not read the stable histogram: {why}"))
+            continue
+        bounds, cum = np.array(h.bounds, float), np.array(h.counts, float)
+        if float(cum[-1]) <= 0:
+            out.append(LayoutCheck(check.name, None, "the stable arm had no requests in the window"))
+            continue
+        tol = check.max_increase_pct / 100
+        problem = layout_problem(bounds, cum, q=check.quantile, tol=tol)
+        if problem:
+            out.append(LayoutCheck(check.name, False, problem))
+            continue
+        lo, hi = quantile_bucket(bounds, cum, check.quantile)
+        out.append(LayoutCheck(check.name, True, (
+            f"stable p{check.quantile * 100:g} in ({lo:g}, {hi:g}] ms, a bucket {hi / lo:.3g}x wide: "
+            f"a canary as fast as stable can be shown within +{check.max_increase_pct:g}% "
+            f"(buckets x{1 + tol / 2:.3g} or finer there pass it with fewer requests)")))
+    return tuple(out)

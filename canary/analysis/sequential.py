@@ -1,35 +1,45 @@
-"""Alpha spending: how much false-rollback risk each look may use.
+"""False-rollback control that holds at any number of looks: pooled, anytime-valid evidence.
 
-A rollout looks at the data many times (every `analysis.look_every` within
-each step, across all steps). Testing every look at the full alpha would make
-a false rollback almost certain over a long rollout; Bonferroni over all
-looks (what this module did first) is valid but ignores two facts that make
-it needlessly conservative:
+A rollout looks at the data many times, at times nobody fixes in advance: a
+step is extended while it stays inconclusive, an operator pauses and resumes,
+a controller restarts and resumes a rollout, ticks run late. A per-look level
+planned for a fixed number of looks breaks there (looks past the plan had to
+be tested at ever smaller levels, so stronger evidence later could fail to
+roll back what weaker evidence earlier did). So the failure side is a
+*confidence-sequence* test instead (Robbins' normal mixture; the approach of
+Johari et al. "always valid p-values" and of Netflix's sequential canary
+analysis, Lindon et al., KDD 2022):
 
-* within a step the windows are *nested*: each look re-tests the data of the
-  previous one plus 10 s more, so the statistics of consecutive looks are
-  strongly correlated (corr sqrt(n_j / n_{j+1}) for asymptotically normal
-  statistics on cumulative data: the looks sample one Brownian motion);
-* a rollback needs `failure.max_failed_looks` (r) *consecutive* failed looks.
+* Every statistical sub-test of a check yields, on one *window* of data (a
+  step from its start, or from an operator's resume), a one-sided z and an
+  information I (effective requests, n_s*n_c/(n_s+n_c); n_c for a limit on
+  the canary alone). S = z*sqrt(I) behaves as a Brownian motion in I with
+  drift <= 0 while the canary is within the limit (the signed-root
+  likelihood-ratio statistics are asymptotically normal on cumulative data).
+* Windows hold disjoint data, so their S and I add: the pooled (S, I) over
+  all windows of the rollout is one Brownian motion in total information,
+  stratified by window (load, share and the stable's level may differ
+  between steps; each window compares the arms under its own conditions).
+  Evidence of every step counts, not only the current one's.
+* M(S, I) = 2 sqrt(rho/(I+rho)) exp(S^2/(2(I+rho))) Phi(S/sqrt(I+rho)) is the
+  half-normal mixture over drifts theta > 0 of exp(theta S - theta^2 I / 2):
+  a non-negative supermartingale under any drift <= 0, so by Ville's
+  inequality P(M ever reaches 1/a) <= a, over *all* looks, whenever they
+  happen. The anytime p-value is 1/M; a sub-test fails when it is <= its
+  level (`sub_levels`: alpha split over the sub-tests by weight): a fixed level, so stronger evidence
+  never turns a verdict the other way, and a union over sub-tests keeps the
+  whole rollout's P(false rollback) <= alpha whatever their dependence and
+  whatever `failure.max_failed_looks` (consecutive failures only lower it).
 
-So the planned looks share one constant z-boundary c (Pocock-type), chosen
-so that, for one test on nested windows at evenly spaced information
-(steady traffic, a look every `look_every`), P(r consecutive looks of one
-step exceed c) = (1 - TAIL) * alpha / (judged steps * tests). The
-probability is computed by numerical integration over the Brownian motion
-(deterministic, cached per policy shape). With several statistical tests,
-or a `hard` check (which rolls back on one failure), r = 1 is used, i.e. the
-probability that *any* look of the step exceeds c: a union over tests is
-then valid whatever their dependence. Looks beyond the plan (a step extended
-because it stayed inconclusive) spend the reserved TAIL * alpha as
-TAIL * alpha / ((j+1)(j+2)) for the j-th extra look (Bonferroni; the series
-sums to TAIL * alpha). docs/judge.md states the argument and its limits.
+`RHO` (effective requests) sets where the boundary is tightest (around 5-50x
+RHO); docs/judge.md gives the argument, the cost against a planned-looks
+boundary and what the asymptotics assume. `run_curve` (Brownian crossings at
+given looks) is kept for the pass side (`evidence.pass_level`).
 """
 
 from __future__ import annotations
 
 import math
-from functools import lru_cache
 
 import numpy as np
 from scipy import optimize
@@ -37,10 +47,10 @@ from scipy import special
 
 from canary.policy import CustomCheck, ErrorRateCheck, FeatureMissingCheck, LatencyCheck, Policy
 
-TAIL = 0.1  # share of alpha reserved for looks beyond the planned ones
+RHO = 200.0  # mixture spread, in effective requests: the boundary is tightest from ~1,000 to ~10,000
+Z_CLIP = 3.0  # a window's z is clipped to [-Z_CLIP, 40]: p = 1 from an exact test, p = 0 underflow
 _GRID = 120  # cells per state in the numerical integration (finer moves c by < 0.001)
 _SPAN = 8.0  # z range tracked either side of the boundary
-_CAP = 60  # looks per window integrated exactly; beyond, extrapolated upward
 
 
 def tests_in(check: object) -> int:
@@ -57,20 +67,6 @@ def tests_in(check: object) -> int:
 def statistical_tests(policy: Policy) -> int:
     """Statistical tests per look over all checks (at least 1)."""
     return max(1, sum(tests_in(c) for c in policy.checks))
-
-
-def consecutive_rule(policy: Policy) -> int:
-    """Consecutive failed looks a false rollback needs, as the boundary may assume.
-
-    max_failed_looks when the policy has exactly one statistical test and it is
-    not hard; otherwise 1 (a hard check rolls back at once, and with several
-    tests two consecutive failures may come from different tests, whose joint
-    law is unknown).
-    """
-    stat = [c for c in policy.checks if tests_in(c)]
-    if statistical_tests(policy) == 1 and not any(c.hard for c in stat):
-        return policy.failure.max_failed_looks
-    return 1
 
 
 def looks_per_step(policy: Policy) -> int:
@@ -134,79 +130,85 @@ def run_probability(c: float, looks: int, run: int, times: tuple[float, ...] | N
     return float(run_curve(c, looks, run, times)[-1]) if looks > 0 else 0.0
 
 
-def worst_split(c: float, total: int, run: int) -> float:
-    """Max over ways to cut `total` looks into windows (steps, extensions, resumes) of the summed run probability.
+def window_z(p_value: float) -> float:
+    """The one-sided z of a window's fixed-sample p-value (larger: more evidence of a breach).
 
-    A run never spans two windows (the failure count restarts with the window),
-    so P(false rollback) <= sum over windows of run_probability(window's looks):
-    maximised here by dynamic programming. Beyond _CAP looks per window the
-    curve is extended linearly with its last increment (increments shrink, so
-    this over-estimates).
+    Clipped to [-Z_CLIP, 40] so that p = 1 (an exact test with the estimate on the null side)
+    or p = 0 (underflow) stays a finite contribution. The lower clip moves only events rarer
+    than Phi(-3) = 0.13% up to -3, and an exact test's p = 1 (true z <= 0) down to -3: a
+    window that favoured the canary weighs against a later breach, but not without bound.
     """
-    g = np.concatenate([[0.0], run_curve(c, min(total, _CAP), run)])
-    if total > _CAP:
-        step = g[-1] - g[-2]
-        g = np.concatenate([g, g[-1] + step * np.arange(1, total - _CAP + 1)])
-    best = np.zeros(total + 1)
-    for n in range(1, total + 1):
-        best[n] = max(best[n - 1], float(np.max(best[n - 1::-1][: n] + g[1 : n + 1])))
-    return float(best[total])
+    p = min(max(float(p_value), 1e-300), 1.0)
+    return float(min(max(-special.ndtri(p) if p < 1.0 else -Z_CLIP, -Z_CLIP), 40.0))
 
 
-@lru_cache(maxsize=256)
-def boundary(total: int, run: int, level: float) -> float:
-    """The constant z-boundary for `total` planned looks so that the worst split spends `level`.
+def log_mixture(s: float, i: float, rho: float = RHO) -> float:
+    """log M(S, I): the one-sided normal-mixture likelihood ratio (see the module docstring).
 
-    run == 1 (any failed look rolls back): Bonferroni over the looks, which
-    holds whatever the spacing of the looks or the number of windows.
+    `s` is the pooled sum z*sqrt(I) over windows, `i` the pooled information (effective requests).
     """
-    if total <= 0:
+    if i < 0 or rho <= 0:
+        raise ValueError(f"information must be >= 0 and rho > 0, got I={i}, rho={rho}")
+    v = i + rho
+    return float(math.log(2.0) + 0.5 * math.log(rho / v) + s * s / (2.0 * v) + special.log_ndtr(s / math.sqrt(v)))
+
+
+def anytime_p(s: float, i: float, rho: float = RHO) -> float:
+    """The anytime-valid p-value 1/M(S, I), capped at 1: P(it is ever <= a | within the limit) <= a."""
+    return float(min(1.0, math.exp(-log_mixture(s, i, rho))))
+
+
+def z_boundary(i: float, level: float, rho: float = RHO) -> float:
+    """The pooled z = S/sqrt(I) at which the anytime p-value reaches `level` at information I.
+
+    What `canary plan` sizes detection with; inf at I = 0. Increases slowly with I past its
+    minimum (~15 rho): the price of validity at any number of looks.
+    """
+    if i <= 0:
         return math.inf
-    bonferroni = float(-special.ndtri(level / total))
-    if run == 1:
-        return bonferroni
-    f = lambda c: worst_split(c, total, run) - level  # noqa: E731
-    lo = float(-special.ndtri(level)) - 0.5
-    while f(lo) < 0:
-        lo -= 0.5
-    return float(optimize.brentq(f, lo, bonferroni + 1e-9, xtol=1e-5))
+    target = -math.log(level)
+    f = lambda z: log_mixture(z * math.sqrt(i), i, rho) - target  # noqa: E731
+    hi = 2.0
+    while f(hi) < 0:
+        hi *= 2
+    return float(optimize.brentq(f, 0.0, hi, xtol=1e-6))
 
 
-def rollout_level(policy: Policy) -> float:
-    """False-rollback budget of the planned looks for one statistical test."""
-    return (1.0 - TAIL) * policy.analysis.alpha / statistical_tests(policy)
+CEILING_WEIGHT = 0.25  # an absolute ceiling's share of alpha relative to a comparison with stable
 
 
-def look_boundary(policy: Policy) -> float:
-    """The z-boundary every planned look compares each test with."""
-    return boundary(planned_looks(policy), consecutive_rule(policy), rollout_level(policy))
+def test_weights(check: object) -> dict[str, float]:
+    """A check's statistical sub-tests and their weights in the split of alpha (issue 9, defect 7).
 
-
-def per_test_alpha(policy: Policy, look: int) -> float:
-    """Nominal level of each statistical test at this 0-based look of the rollout."""
-    if look < 0:
-        raise ValueError(f"look must be >= 0, got {look}")
-    n = planned_looks(policy)
-    if look < n:
-        return float(special.ndtr(-look_boundary(policy)))
-    j = look - n
-    return TAIL * policy.analysis.alpha / ((j + 1) * (j + 2)) / statistical_tests(policy)
-
-
-def alpha_for_look(policy: Policy, look: int) -> float:
-    """Nominal level of the whole look (the sum over its statistical tests), for the 0-based look index.
-
-    The judge gives each test alpha_for_look / statistical_tests. This is the
-    level a p-value is compared with, not the probability the look spends:
-    nested windows and the consecutive-failure rule make the latter smaller
-    (see `spent_alpha`).
+    Comparisons with stable (`relative`, `increase`, the shift limits) weigh 1 (a shift check's
+    limits share its 1); absolute ceilings (`max_ms`, `max_rate_pct`) weigh CEILING_WEIGHT: they
+    sit far from where a model runs, so the breaches they exist for are large and found at any
+    level (the boundary grows only with sqrt(log(1/level))), while the budget they leave buys
+    detection where regressions are small. Custom checks: none.
     """
-    return per_test_alpha(policy, look) * statistical_tests(policy)
+    if isinstance(check, LatencyCheck):
+        return {**({"relative": 1.0} if check.max_increase_pct is not None else {}),
+                **({"ceiling": CEILING_WEIGHT} if check.max_ms is not None else {})}
+    if isinstance(check, (ErrorRateCheck, FeatureMissingCheck)):
+        return {**({"increase": 1.0} if check.max_increase_points is not None else {}),
+                **({"ceiling": CEILING_WEIGHT} if check.max_rate_pct is not None else {})}
+    if isinstance(check, CustomCheck):
+        return {}
+    limits = [name for name in ("psi", "js") if getattr(check, f"max_{name}", None)]
+    return {name: 1.0 / len(limits) for name in limits}
 
 
-def spent_alpha(policy: Policy, looks: int) -> float:
-    """Bound on P(false rollback) by the end of the first `looks` looks, however they fall into windows."""
-    n = planned_looks(policy)
-    head = worst_split(look_boundary(policy), min(looks, n), consecutive_rule(policy)) if looks > 0 else 0.0
-    extra = max(0, looks - n)
-    return head * statistical_tests(policy) + TAIL * policy.analysis.alpha * (1.0 - 1.0 / (extra + 1))
+def sub_levels(policy: Policy) -> dict[str, float]:
+    """The level of each statistical sub-test "check/test": alpha split by `test_weights`.
+
+    The same at every look; the levels sum to `analysis.alpha` (a union bound over sub-tests).
+    """
+    weights = {f"{c.name}/{t}": w for c in policy.checks for t, w in test_weights(c).items()}
+    total = sum(weights.values())
+    return {k: policy.analysis.alpha * w / total for k, w in weights.items()} if total > 0 else {}
+
+
+def fail_level(policy: Policy) -> float:
+    """The level of a comparison with stable (weight 1) at every look; see `sub_levels`."""
+    total = sum(sum(test_weights(c).values()) for c in policy.checks)
+    return policy.analysis.alpha / total if total > 0 else policy.analysis.alpha

@@ -218,8 +218,8 @@ def latency_ceiling(bounds: np.ndarray, canary: np.ndarray, *, q: float, max_val
     if float(canary[-1]) <= 0:
         return TestResult(False, False, 1.0, note="canary has no requests")
     j = int(np.searchsorted(finite, max_value * (1 - 1e-12), side="left"))
-    if j >= len(finite):  # a breach cannot be shown (and whether it is within is `evidence`'s question)
-        return TestResult(False, True, 1.0, canary=c_est, effect=c_est - max_value,
+    if j >= len(finite):  # no data could show a breach (whether it is within is `evidence`'s question)
+        return TestResult(False, False, 1.0, canary=c_est, effect=c_est - max_value,
                           note=f"no bucket bound at or above {max_value:g}")
     _, p_above = quantile_pvalues(canary, q)
     p = float(p_above[j])

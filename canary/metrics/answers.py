@@ -8,6 +8,7 @@ misshapen answer gets the same `NoData`/`ConfigError` either way.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 from canary.errors import ConfigError, MetricsUnavailable, NoData
@@ -71,3 +72,17 @@ def bucket_pairs(result: Any, query: str, check: str, arm: str) -> list[tuple[fl
     except (KeyError, ValueError, TypeError) as exc:
         raise MetricsUnavailable(f"check {check!r}: malformed histogram answer for {arm_name(arm)}; query: {query}") from exc
     return raw
+
+
+def arms_pair(fetch: Callable[[str], Any]) -> tuple[Any, Any]:
+    """(stable, canary) from `fetch(arm)`, each arm's NoData kept in its place; NoData when neither
+    arm has data. A limit on the canary alone is then judged without the stable series."""
+    out: list[Any] = []
+    for arm in q.ARMS:
+        try:
+            out.append(fetch(arm))
+        except NoData as exc:
+            out.append(exc)
+    if all(isinstance(x, NoData) for x in out):
+        raise NoData("; ".join(str(x) for x in out))
+    return out[0], out[1]

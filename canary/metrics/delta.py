@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import structlog
 
 from canary.errors import NoData
+from canary.metrics.answers import arms_pair
 from canary.metrics import queries as q
 from canary.metrics.families import NotBatchable, Spec, check_spec, families
 from canary.metrics.snapshot import Groups, Snapshot, UnusableStepStart, feature_counts, raw_buckets, request_fams
@@ -168,10 +169,12 @@ def _counts(events: float, total: float, resets: int, where: str) -> ArmDelta:
     return ArmDelta(Counts(events=min(max(events, 0.0), total), total=total), resets > 0)
 
 
-def measure_delta(policy: Policy, check: Check, target: Target, now: Snapshot, base: Snapshot) -> tuple[ArmData, ArmData]:
-    """(stable, canary) over the window base..now, as `PrometheusProvider.measure` gives for a window."""
-    return (arm_delta(policy, check, target, "stable", now, base).data,
-            arm_delta(policy, check, target, "canary", now, base).data)
+def measure_delta(policy: Policy, check: Check, target: Target, now: Snapshot, base: Snapshot
+                  ) -> tuple[ArmData | NoData, ArmData | NoData]:
+    """(stable, canary) over the window base..now, as `PrometheusProvider.measure` gives for a window:
+    each arm's NoData kept in its place (a limit on the canary alone is judged without the stable
+    series), NoData when neither arm has data."""
+    return arms_pair(lambda arm: arm_delta(policy, check, target, arm, now, base).data)
 
 
 def requests_delta(policy: Policy, target: Target, now: Snapshot, base: Snapshot) -> tuple[float, float]:

@@ -7,8 +7,9 @@ check before any traffic moves is `preflight`'s; this module is about meaning:
 
 - an empty answer, NaN, or an arm with zero requests: `NoData` naming the
   check, the arm and the query;
-- histograms of both arms are put on the union of their bounds, so the judge
-  can compare bucket by bucket.
+- each arm's histogram keeps its own bucket bounds (the judge compares on the
+  bounds both arms share; no count is invented at a bound one arm lacks), and
+  each arm's NoData stays in its place (`answers.arms_pair`).
 
 Feature-missing is a gauge (a fraction per feature), not a counter, so it is
 turned into `Counts(events=rate * n, total=n)` with n the arm's request count
@@ -19,11 +20,10 @@ the proportion tests can weigh by sample size.
 from __future__ import annotations
 
 import math
-from typing import Callable
 
 from canary.errors import ConfigError, NoData
 from canary.metrics import queries as q
-from canary.metrics.answers import arm_name, bucket_pairs
+from canary.metrics.answers import arm_name, arms_pair, bucket_pairs
 from canary.metrics.base import PreflightReport
 from canary.metrics.client import PrometheusClient
 from canary.metrics.preflight import preflight as run_preflight
@@ -32,19 +32,6 @@ from canary.model import ArmData, Counts, Histogram, Scalar, Target
 from canary.policy import Check, Policy
 
 __all__ = ["PrometheusProvider"]
-
-
-def _pair(fetch: Callable[[str], ArmData]) -> tuple[ArmData | NoData, ArmData | NoData]:
-    """(stable, canary), each arm's NoData kept in its place; NoData when neither arm has data."""
-    out: list[ArmData | NoData] = []
-    for arm in q.ARMS:
-        try:
-            out.append(fetch(arm))
-        except NoData as exc:
-            out.append(exc)
-    if all(isinstance(x, NoData) for x in out):
-        raise NoData("; ".join(str(x) for x in out))
-    return out[0], out[1]
 
 
 class PrometheusProvider(PrometheusClient):
@@ -63,10 +50,10 @@ class PrometheusProvider(PrometheusClient):
         name = check.name
         if check.kind in ("latency", "prediction_shift"):
             scale = q.latency_metric(q.preset(policy.source_of(check)), name)[1] if check.kind == "latency" else 1.0
-            return _pair(lambda arm: self._histogram(plan[arm][HISTOGRAM], name, arm, window_s, at, scale=scale))
+            return arms_pair(lambda arm: self._histogram(plan[arm][HISTOGRAM], name, arm, window_s, at, scale=scale))
         per_arm = {"error_rate": self._error_counts, "feature_missing": self._missing_counts,
                    "custom": self._custom}[check.kind]
-        return _pair(lambda arm: per_arm(plan[arm], name, arm, window_s, at))
+        return arms_pair(lambda arm: per_arm(plan[arm], name, arm, window_s, at))
 
     def request_counts(
         self, policy: Policy, target: Target, *, window_s: int, at: float | None = None, check: str = "request_counts"

@@ -16,7 +16,7 @@ import pytest
 
 from canary.metrics import batch as b
 from canary.metrics.prometheus import PrometheusProvider
-from canary.model import Counts, Histogram, Target
+from canary.model import Counts, Histogram, Outcome, Target
 from canary.policy import Policy, parse_policy
 from canary.sandbox.promserver import PromServer, Series, counter, gauge, histogram, history_window, openmetrics
 from tests.support.prom import ISTIO_LATENCY_BOUNDS_MS, MODEL_LATENCY_BOUNDS_S, cumulative
@@ -256,3 +256,24 @@ def test_a_persisted_restricted_step_start_gives_the_same_delta(snaps: tuple[b.S
             if b.batchable(pol, check):
                 assert b.measure_delta(pol, check, t, now, stored) == b.measure_delta(pol, check, t, now, base)
         assert b.requests_delta(pol, t, now, stored) == b.requests_delta(pol, t, now, base)
+
+
+def test_an_arm_without_series_keeps_its_nodata_in_place(snaps: tuple[b.Snapshot, b.Snapshot, int]) -> None:
+    """Issue 9 defect 5 on the batched path: the stable's series do not exist, the canary's do; the
+    canary's absolute limit is still judged (here: the error ceiling), the relative one is not."""
+    from dataclasses import replace
+
+    from canary.analysis.judge import judge
+    from canary.errors import NoData
+
+    base, now, _ = snaps
+    pol, t = POLICIES["model"], replace(target("rec-a"), stable_version="v-missing")
+    stable, canary = b.measure_delta(pol, chk(pol, "err"), t, now, base)
+    assert isinstance(stable, NoData) and "stable arm" in str(stable)
+    assert counts(canary) == approx((rate("rec-a", "canary") * WINDOW * error_share("canary"),
+                                     rate("rec-a", "canary") * WINDOW))
+    r = judge(pol, {"err": (stable, canary)}).results[0]
+    assert r.outcome is not Outcome.ERROR and "could not measure" not in r.reason, r.reason
+    neither = replace(t, canary_version="v-missing-too")
+    with pytest.raises(NoData, match="stable arm.*canary arm"):
+        b.measure_delta(pol, chk(pol, "err"), neither, now, base)

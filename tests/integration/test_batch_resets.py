@@ -160,7 +160,7 @@ def test_error_rate_agrees_with_increase_and_fails_the_canary(world: World) -> N
         assert g.events / g.total == pytest.approx(w.events / w.total, rel=0.01)
     assert got[1] == Counts(events=225, total=4_500)
     for measured in (got, want):  # 5% against 1%: the canary fails, as the issue says it must
-        [result] = [r for r in judge(POLICY, {"err": measured}, look=1).results if r.check == "err"]
+        [result] = [r for r in judge(POLICY, {"err": measured}).results if r.check == "err"]
         assert result.outcome is Outcome.FAIL
 
 

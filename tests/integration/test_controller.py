@@ -28,7 +28,7 @@ GROUP = "networking.istio.io"
 
 @pytest.fixture(scope="module")
 def prometheus(prometheus_binary: str) -> Iterator[PromServer]:
-    server = PromServer(history=fleet.history(N), binary=prometheus_binary)
+    server = PromServer(history=fleet.history(N, after_s=1800), binary=prometheus_binary)  # outlasts the module
     server.start()
     yield server
     server.stop()

@@ -135,7 +135,7 @@ def test_an_absolute_limit_fails_the_canary_when_the_stable_series_do_not_exist(
                                         "query": CHECKS[-1]["query"]}])
     gone = Target(namespace="ml", virtual_service="rec", model="rec", stable_version="v0", canary_version="v2")
     measured = prom_provider.measure(pol, pol.checks[0], gone, window_s=WINDOW_S)
-    verdict = judge(pol, {"rps": measured}, look=0)
+    verdict = judge(pol, {"rps": measured})
     assert verdict.outcome is Outcome.FAIL and verdict.hard_breach, verdict.results[0].reason
 
 
@@ -329,5 +329,39 @@ def test_arms_with_different_bucket_layouts_are_compared_on_shared_bounds(prom_p
     assert stable.counts == approx((6000.0, 8000.0, 9500.0, 10000.0))  # type: ignore[union-attr]
     assert canary.bounds == approx((50.0, 100.0, 250.0, math.inf))  # type: ignore[union-attr]
     assert canary.counts == approx((3000.0, 6000.0, 9500.0, 10000.0))  # type: ignore[union-attr]
-    verdict = judge(pol, {"p95": (stable, canary)}, look=0)
+    verdict = judge(pol, {"p95": (stable, canary)})
     assert verdict.outcome is not Outcome.FAIL, verdict.results[0].reason
+
+
+def test_plan_reads_the_real_bucket_layout_and_says_it_cannot_resolve_the_limit(
+        prom_provider: PrometheusProvider) -> None:
+    """`canary plan --prometheus-url`: the article's buckets (10, 25, 50, 100 ms, ...) cannot show a
+    canary within +20% at p95; Istio's (..., 25, 50, 100, 250, ...) neither."""
+    from canary.analysis.plan import layout_report
+
+    for source in ("model", "istio"):
+        pol = make_policy(source, [{"name": "p95", "kind": "latency", "quantile": 0.95, "max_increase_pct": 20}])
+        stable, _ = prom_provider.measure(pol, check(pol, "p95"), TARGET, window_s=WINDOW_S)
+        [line] = layout_report(pol, {"p95": stable})
+        assert line.resolves is False and "can never be shown within +20%" in line.detail, line
+
+
+def test_plan_cli_with_prometheus(prom_server: Any, tmp_path: Any) -> None:
+    """The CLI glue against the real server, at now: the article's buckets cannot resolve +20%."""
+    from typer.testing import CliRunner
+
+    from canary.cli import app
+
+    pol = tmp_path / "p.yaml"
+    pol.write_text("steps: [10, 100]\nmetrics: {source: model}\n"
+                   "checks: [{name: p95, kind: latency, max_increase_pct: 20}]\n")
+    bad = CliRunner().invoke(app, ["plan", "--policy", str(pol), "--rps", "50", "--prometheus-url", prom_server.url])
+    assert bad.exit_code == 2 and "--model and --stable-version" in bad.output
+    r = CliRunner().invoke(app, ["plan", "--policy", str(pol), "--rps", "50", "--prometheus-url", prom_server.url,
+                                 "--model", TARGET.model, "--stable-version", "v1", "-n", TARGET.namespace, "-o", "json"])
+    assert r.exit_code == 0, r.output
+    [line] = json.loads(r.output)["layout"]
+    assert line["check"] == "p95" and line["resolves"] is False and "can never be shown" in line["detail"], line
+    table = CliRunner().invoke(app, ["plan", "--policy", str(pol), "--rps", "50", "--prometheus-url", prom_server.url,
+                                     "--model", TARGET.model, "--stable-version", "v1", "-n", TARGET.namespace])
+    assert table.exit_code == 0 and "p95: CANNOT resolve its limit" in table.output

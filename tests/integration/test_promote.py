@@ -54,7 +54,7 @@ def arm_series(version: str, *, scale_s: float, rps: float = 800.0, err: float =
 
 @pytest.fixture(scope="module")
 def prometheus(prometheus_binary: str) -> Iterator[PromServer]:
-    start, end = history_window(before_s=120, after_s=400, step=1.0)
+    start, end = history_window(before_s=120, after_s=1800, step=1.0)  # outlasts the module on a loaded machine
     series = arm_series("v1", scale_s=0.040) + arm_series("v2", scale_s=0.040) + arm_series("v3", scale_s=0.060)
     server = PromServer(history=openmetrics(series, start=start, end=end, step=1.0), binary=prometheus_binary)
     server.start()

@@ -116,7 +116,9 @@ def _arm_series(arm: Arm, t: Target) -> list[Series]:
 
 
 def make_dataset(now: float | None = None) -> Dataset:
-    start, end = history_window(now)
+    # History reaches 3 h past now: a query "at now" must see it however slowly the suite reaches it
+    # (300 s ahead failed a run whose tests reached it 11 min in, on a loaded machine).
+    start, end = history_window(now, after_s=3 * 3600)
     return Dataset(
         start=start, end=end, at=start + 1800,
         stable=Arm("v1", latency=(10, 20, 30, 20, 10, 5, 3, 1, 1), predictions=(5, 10, 15, 20, 20, 10, 8, 6, 4, 2, 0),

@@ -12,7 +12,7 @@ from hypothesis import strategies as hs
 from scipy import stats as st
 
 from canary.analysis import judge as J
-from canary.analysis.sequential import TAIL, alpha_for_look, planned_looks, spent_alpha
+from canary.analysis.sequential import fail_level, planned_looks
 from canary.errors import MetricsUnavailable, NoData
 from canary.model import Counts, Histogram, Outcome, Scalar
 from canary.policy import parse_policy
@@ -39,28 +39,12 @@ def hist(scale: float, n: int, *, seed: int = 0, bounds=BOUNDS, sigma: float = 0
     return Histogram(tuple(bounds), tuple(float(x) for x in np.cumsum(rng.multinomial(n, probs))))
 
 
-def test_alpha_spending_never_exceeds_the_rollout_budget():
+def test_every_look_compares_with_the_same_level_whatever_its_index():
+    """Anytime-valid: the level is alpha / tests at look 0 and at look 10,000 alike (issue 9, defect 2)."""
     p = policy(LAT, alpha=0.01)
-    n = planned_looks(p)
-    assert n == 3 * 6  # steps 5, 25, 50 are judged; 100 is not
-    total = sum(alpha_for_look(p, k) for k in range(n + 100_000))
-    assert total <= 0.01
-    assert total == pytest.approx(spent_alpha(p, n + 100_000))
-    assert sum(alpha_for_look(p, k) for k in range(n)) == pytest.approx((1 - TAIL) * 0.01)
-    assert alpha_for_look(p, n + 5) < alpha_for_look(p, n)
-
-
-def test_one_test_with_two_failed_looks_uses_the_nested_boundary():
+    assert fail_level(p) == pytest.approx(0.01 / 1.25)  # a ceiling weighs 1/4
     single = policy({**LAT, "max_ms": None}, alpha=0.01)
-    assert J.tests_in(single.checks[0]) == 1
-    n = planned_looks(single)
-    assert alpha_for_look(single, 0) == alpha_for_look(single, n - 1) > 5 * 0.009 / n  # far above Bonferroni
-    assert spent_alpha(single, n) == pytest.approx(0.009, rel=1e-3)
-    assert spent_alpha(single, n + 100_000) <= 0.01
-    hard = policy({**LAT, "max_ms": None, "hard": True}, alpha=0.01)
-    assert alpha_for_look(hard, 0) == pytest.approx(0.009 / n)  # one failure rolls back: Bonferroni
-    once = parse_policy({"steps": [5, 25, 50, 100], "failure": {"max_failed_looks": 1}, "checks": [LAT]})
-    assert alpha_for_look(once, 0) == pytest.approx(0.009 / n)
+    assert fail_level(single) == pytest.approx(0.01)
 
 
 def test_planned_looks_rounds_partial_looks_up():
@@ -72,17 +56,31 @@ def test_alpha_is_split_over_the_tests_of_all_checks():
     p = policy(LAT, ERR, SHIFT, {"name": "c", "kind": "custom", "query": "q", "max_value": 1})
     m = {"lat": (hist(50, 20000), hist(50, 3000, seed=1)), "err": (Counts(100, 20000), Counts(15, 3000)),
          "pred": (hist(50, 20000), hist(50, 3000, seed=2)), "c": (Scalar(0.5, 100), Scalar(0.5, 200))}
-    j = J.judge(p, m, look=0)
+    j = J.judge(p, m)
     alphas = {r.check: r.extra.get("check_alpha", math.nan) for r in j.results}
-    assert sum(a for a in alphas.values() if not math.isnan(a)) == pytest.approx(alpha_for_look(p, 0))
-    assert alphas["lat"] == pytest.approx(2 * alphas["pred"])
-    assert {r.check: r.alpha for r in j.results}["lat"] == pytest.approx(alphas["pred"])  # per test
+    assert sum(a for a in alphas.values() if not math.isnan(a)) == pytest.approx(0.01)
+    # comparisons with stable weigh 1, absolute ceilings 1/4 (defect 7: the budget where it buys detection)
+    assert alphas["lat"] == pytest.approx(1.25 * alphas["pred"]) == pytest.approx(alphas["err"])
+    assert alphas["pred"] == pytest.approx(0.01 / 3.5) == pytest.approx(fail_level(p))
+    levels = {t["test"]: t["level"] for t in next(r for r in j.results if r.check == "lat").extra["tests"]}
+    assert levels == {"relative": pytest.approx(0.01 / 3.5), "ceiling": pytest.approx(0.0025 / 3.5)}
     assert math.isnan(alphas["c"])
+
+
+def test_sub_levels_sum_to_alpha_for_the_default_policy():
+    from canary.analysis.sequential import sub_levels
+    from canary.policy import load_policy
+
+    levels = sub_levels(load_policy("policies/default.yaml"))
+    assert sum(levels.values()) == pytest.approx(0.01)
+    assert levels["latency-p95/relative"] == pytest.approx(0.01 / 4.5)  # 1 + 1/4 + 1 + 1/4 + 1 + 1
+    assert levels["errors-hard/ceiling"] == pytest.approx(0.0025 / 4.5)
+    assert levels["predictions/psi"] == levels["predictions/js"] == pytest.approx(0.005 / 4.5)
 
 
 def test_missing_and_failed_measurements_are_errors_not_failures():
     p = policy(LAT, ERR, {**MISS, "hard": True})
-    j = J.judge(p, {"lat": NoData("no series for canary"), "err": MetricsUnavailable("503")}, look=3)
+    j = J.judge(p, {"lat": NoData("no series for canary"), "err": MetricsUnavailable("503")})
     by = {r.check: r for r in j.results}
     assert [r.outcome for r in j.results] == [Outcome.ERROR] * 3
     assert "NoData" in by["lat"].reason and "no series" in by["lat"].reason
@@ -102,12 +100,12 @@ def test_wrong_data_kind_is_an_error():
                                                  (1.05, Outcome.INCONCLUSIVE), (1.5, Outcome.FAIL)])
 def test_latency_outcomes_and_evidence(scale, expected):
     p = policy({**LAT, "max_ms": None})
-    j = J.judge(p, {"lat": (hist(50, 30000), hist(50 * scale, 4000, seed=5))}, look=2)
+    j = J.judge(p, {"lat": (hist(50, 30000), hist(50 * scale, 4000, seed=5))})
     r = j.results[0]
     assert r.outcome is expected, r.reason
     assert r.n_stable == 30000 and r.n_canary == 4000 and r.threshold == 10
     assert math.isfinite(r.stable_value) and math.isfinite(r.canary_value) and 0 <= r.p_value <= 1
-    assert r.alpha == pytest.approx(alpha_for_look(p, 2))
+    assert r.alpha == pytest.approx(fail_level(p))
     assert r.reason.startswith("p95 ") and "n=4,000/30,000" in r.reason and "p=" in r.reason
     if scale != 1.0:
         assert (r.effect_size > 0) == (scale > 1)
@@ -115,9 +113,9 @@ def test_latency_outcomes_and_evidence(scale, expected):
 
 def test_small_canary_is_inconclusive_but_a_significant_ceiling_breach_still_fails():
     p = policy(LAT, min_canary_requests=500)
-    ok = J.judge(p, {"lat": (hist(50, 30000), hist(50, 200, seed=1))}, look=0).results[0]
+    ok = J.judge(p, {"lat": (hist(50, 30000), hist(50, 200, seed=1))}).results[0]
     assert ok.outcome is Outcome.INCONCLUSIVE and "below min 500" in ok.reason
-    slow = J.judge(p, {"lat": (hist(50, 30000), hist(400, 200, seed=1))}, look=0).results[0]
+    slow = J.judge(p, {"lat": (hist(50, 30000), hist(400, 200, seed=1))}).results[0]
     assert slow.outcome is Outcome.FAIL and slow.threshold == 200  # absolute ceiling, significant
 
 
@@ -125,8 +123,8 @@ def test_small_canary_relative_breach_fails_only_for_hard_checks():
     soft = policy({**LAT, "max_ms": None}, min_canary_requests=5000)
     hard = policy({**LAT, "max_ms": None, "hard": True}, min_canary_requests=5000)
     data = {"lat": (hist(50, 30000), hist(150, 400, seed=1))}
-    assert J.judge(soft, data, look=0).outcome is Outcome.INCONCLUSIVE
-    j = J.judge(hard, data, look=0)
+    assert J.judge(soft, data).outcome is Outcome.INCONCLUSIVE
+    j = J.judge(hard, data)
     assert j.outcome is Outcome.FAIL and j.hard_breach
 
 
@@ -137,23 +135,23 @@ def test_small_canary_relative_breach_fails_only_for_hard_checks():
     (Counts(100, 20000), Counts(0, 10), Outcome.INCONCLUSIVE, "below min"),
 ])
 def test_error_rate_outcomes(stable, canary, expected, text):
-    r = J.judge(policy(ERR), {"err": (stable, canary)}, look=0).results[0]
+    r = J.judge(policy(ERR), {"err": (stable, canary)}).results[0]
     assert r.outcome is expected and text in r.reason, r.reason
 
 
 def test_prediction_shift_needs_significance_and_size():
     p = policy(SHIFT)
-    trivial = J.judge(p, {"pred": (hist(50, 2_000_000), hist(51, 1_000_000, seed=1))}, look=0).results[0]
+    trivial = J.judge(p, {"pred": (hist(50, 2_000_000), hist(51, 1_000_000, seed=1))}).results[0]
     assert trivial.outcome is Outcome.PASS and trivial.p_value > 0.01  # significant at huge n, but tiny PSI
-    big = J.judge(p, {"pred": (hist(50, 50000), hist(75, 5000, seed=1))}, look=0).results[0]
+    big = J.judge(p, {"pred": (hist(50, 50000), hist(75, 5000, seed=1))}).results[0]
     assert big.outcome is Outcome.FAIL and big.effect_size > 0.1
-    unsure = J.judge(p, {"pred": (hist(50, 50000), hist(60, 400, seed=1))}, look=0).results[0]
+    unsure = J.judge(p, {"pred": (hist(50, 50000), hist(60, 400, seed=1))}).results[0]
     assert unsure.outcome is Outcome.INCONCLUSIVE and "upper" in unsure.reason
 
 
 def test_prediction_shift_with_js_limit():
     p = policy({"name": "pred", "kind": "prediction_shift", "max_js": 0.1})
-    r = J.judge(p, {"pred": (hist(50, 50000), hist(75, 5000, seed=1))}, look=0).results[0]
+    r = J.judge(p, {"pred": (hist(50, 50000), hist(75, 5000, seed=1))}).results[0]
     assert r.outcome is Outcome.FAIL and r.extra["js_distance"] > 0.1
 
 
@@ -162,17 +160,17 @@ def test_each_shift_limit_is_enforced_on_its_own_statistic():
     JS 0.1 onto PSI (0.055) used to roll this back."""
     p = policy({"name": "pred", "kind": "prediction_shift", "max_psi": 0.2, "max_js": 0.1})
     skewed = (Histogram((0.9, INF), (119993, 120000)), Histogram((0.9, INF), (23640, 24000)))
-    r = J.judge(p, {"pred": skewed}, look=0).results[0]
+    r = J.judge(p, {"pred": skewed}).results[0]
     assert r.outcome is Outcome.PASS, r.reason
     assert "PSI 0.082" in r.reason and "JS 0.085 (limit 0.1" in r.reason
     bounds = {t["test"]: t["bound"] for t in r.extra["tests"]}
     assert bounds["js"] < 0.1 and bounds["psi"] < 0.2
     # the same cells against a JS limit they are beyond fail on JS alone, whatever the PSI limit
     js_only = policy({"name": "pred", "kind": "prediction_shift", "max_psi": 5.0, "max_js": 0.06})
-    r = J.judge(js_only, {"pred": skewed}, look=0).results[0]
+    r = J.judge(js_only, {"pred": skewed}).results[0]
     assert r.outcome is Outcome.FAIL and r.threshold == 0.06 and r.effect_size == pytest.approx(0.085, abs=0.001)
     psi_only = policy({"name": "pred", "kind": "prediction_shift", "max_psi": 0.05, "max_js": 0.9})
-    r = J.judge(psi_only, {"pred": skewed}, look=0).results[0]
+    r = J.judge(psi_only, {"pred": skewed}).results[0]
     assert r.outcome is Outcome.FAIL and r.threshold == 0.05 and r.effect_size == pytest.approx(0.082, abs=0.001)
 
 
@@ -197,7 +195,7 @@ def test_verdict_serialises_to_strict_json():
     p = policy(LAT, ERR, SHIFT, MISS)
     m = {"lat": (hist(50, 1000), hist(50, 0)), "err": (Counts(0, 0), Counts(0, 0)),
          "pred": (hist(50, 0), hist(50, 0)), "miss": (Counts(1, 10), Counts(1, 10))}
-    d = J.judge(p, m, look=0).to_dict()
+    d = J.judge(p, m).to_dict()
     json.dumps(d, allow_nan=False)
     assert {r["outcome"] for r in d["results"]} <= {"inconclusive", "error"}
 
@@ -210,14 +208,16 @@ cum_counts = hs.lists(hs.integers(0, 5000), min_size=2, max_size=12).map(lambda 
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(s=cum_counts, c=cum_counts, look=hs.integers(0, 200), min_canary=hs.integers(0, 2000))
-def test_random_histograms_never_raise_and_give_a_valid_outcome(s, c, look, min_canary):
+@given(s=cum_counts, c=cum_counts, prior=hs.tuples(hs.floats(-1e4, 1e4), hs.floats(0, 1e6)),
+       min_canary=hs.integers(0, 2000))
+def test_random_histograms_never_raise_and_give_a_valid_outcome(s, c, prior, min_canary):
     k = min(len(s), len(c))
     bounds = tuple([*(2.0 ** np.arange(k - 1)), INF])
     hs_, hc = Histogram(bounds, tuple(map(float, s[:k]))), Histogram(bounds, tuple(map(float, c[:k])))
     p = policy({**LAT, "max_ms": 3.0}, SHIFT, min_canary_requests=min_canary)
     for check in p.checks:
-        r = J.judge_check(check, hs_, hc, alpha=alpha_for_look(p, look), min_canary=min_canary)
+        r = J.judge_check(check, hs_, hc, alpha=fail_level(p), min_canary=min_canary,
+                          prior={f"{check.name}/{t}": prior for t in ("relative", "ceiling", "psi")})
         assert r.outcome in set(Outcome) and r.reason
         assert r.p_value != r.p_value or 0.0 <= r.p_value <= 1.0
         json.dumps(r.to_dict(), allow_nan=False)

@@ -35,7 +35,7 @@ def test_a_shift_into_a_bucket_stable_never_uses_is_never_a_pass(stable_scale: i
     p = _policy({"name": "pred", "kind": "prediction_shift", "max_psi": 0.2, "max_js": 0.1})
     stable = Histogram((0.1, 0.2, INF), (0.0, 1000.0 * stable_scale, 10000.0 * stable_scale))
     canary = Histogram((0.1, 0.2, INF), (100.0, 100.0, 1000.0))  # 10% where stable has nothing
-    r = J.judge(p, {"pred": (stable, canary)}, look=0).results[0]
+    r = J.judge(p, {"pred": (stable, canary)}).results[0]
     assert r.outcome is not Outcome.PASS, r.reason
 
 
@@ -43,7 +43,7 @@ def test_a_spike_into_a_rare_bucket_is_not_shown_within() -> None:
     p = _policy({"name": "pred", "kind": "prediction_shift", "max_psi": 0.2})
     stable = Histogram(PRED_BOUNDS, (571, 1723, 2899, 3833, 4453, 4795, 4945, 4992, 5000, 5000))
     canary = Histogram(PRED_BOUNDS, (54, 163, 275, 364, 423, 456, 470, 475, 476, 500))  # 24 above 0.9
-    r = J.judge(p, {"pred": (stable, canary)}, look=0).results[0]
+    r = J.judge(p, {"pred": (stable, canary)}).results[0]
     assert r.outcome is Outcome.INCONCLUSIVE and "as exported" in r.reason, r.reason
 
 
@@ -51,7 +51,7 @@ def test_identical_predictions_still_pass() -> None:
     p = _policy({"name": "pred", "kind": "prediction_shift", "max_psi": 0.25, "max_js": 0.15})
     shares = (0.02, 0.07, 0.17, 0.32, 0.5, 0.68, 0.83, 0.93, 0.98, 1.0)
     r = J.judge(p, {"pred": (Histogram(PRED_BOUNDS, tuple(9000 * x for x in shares)),
-                             Histogram(PRED_BOUNDS, tuple(1000 * x for x in shares)))}, look=0).results[0]
+                             Histogram(PRED_BOUNDS, tuple(1000 * x for x in shares)))}).results[0]
     assert r.outcome is Outcome.PASS, r.reason
 
 
@@ -60,7 +60,7 @@ def test_a_canary_shown_faster_is_not_failed_by_an_interpolated_quantile() -> No
     b = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, INF)
     stable = Histogram(b, (100, 500, 2000, 5000, 9300, 9900, 9990, 10000, 10000, 10000))
     canary = Histogram(b, (30, 150, 600, 1500, 2880, 2880, 3000, 3000, 3000, 3000))  # p95 <= 100 < stable's
-    r = J.judge(p, {"lat": (stable, canary)}, look=0).results[0]
+    r = J.judge(p, {"lat": (stable, canary)}).results[0]
     assert r.outcome is not Outcome.FAIL, r.reason
     assert "stable p97.3" in r.reason  # the reason names the quantile the breach test used
 
@@ -69,7 +69,7 @@ def test_a_canary_shown_faster_is_not_failed_by_an_interpolated_quantile() -> No
                                                         (0.0, 5.0, False), (2.0, -3.0, True)])
 def test_a_ratio_of_values_of_other_signs_is_never_a_pass(stable: float, canary: float, hib: bool) -> None:
     p = _policy({"name": "c", "kind": "custom", "query": "q", "max_ratio": 2, "higher_is_better": hib})
-    r = J.judge(p, {"c": (Scalar(stable, 5000), Scalar(canary, 5000))}, look=0).results[0]
+    r = J.judge(p, {"c": (Scalar(stable, 5000), Scalar(canary, 5000))}).results[0]
     assert r.outcome is not Outcome.PASS, r.reason
 
 

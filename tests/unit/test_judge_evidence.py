@@ -85,11 +85,12 @@ def test_issue_9_inputs_through_canary_judge(tmp_path, data, exit_code, outcome,
 def test_defect_1_evidence_numbers():
     """Stable p95 > 60 ms and canary p95 <= 100 ms are shown; the upper bound on the increase is 100/60 - 1."""
     e = parse_exported(DEFECT_1)
-    r = J.judge(e.policy, e.measurements, look=e.look).results[0]
+    r = J.judge(e.policy, e.measurements).results[0]
     t = r.extra["tests"][0]
     assert t["breach"] is False and t["within"] is False
     assert t["bound"] == pytest.approx(100 / 60 - 1)
-    assert r.p_value == pytest.approx(0.0252, abs=1e-4)  # the breach test is unchanged (defect 2 is not this)
+    assert t["p_window"] == pytest.approx(0.0252, abs=1e-4)  # the window's fixed-sample breach test
+    assert r.p_value == t["p_value"] > t["p_window"]  # what the level sees: the anytime p
 
 
 # -- defect 1: what a pass needs, kind by kind ----------------------------------------------------
@@ -228,8 +229,9 @@ def test_increase_within_holds_its_level_at_the_margin():
 
 
 @pytest.mark.parametrize(("policy_file", "looks", "level"), [
-    ("policies/sandbox.yaml", 16, 0.01265),  # 10 s interval, 2 s looks, 30 s deadline: looks 5..20
-    ("policies/default.yaml", 21, 0.01350),  # 5 m interval, 30 s looks, 10 m deadline: looks 10..30
+    # the first window of a step spends 0.9 * PASS_BETA; resumes share the other 0.1
+    ("policies/sandbox.yaml", 16, 0.011187),  # 10 s interval, 2 s looks, 30 s deadline: looks 5..20
+    ("policies/default.yaml", 21, 0.011935),  # 5 m interval, 30 s looks, 10 m deadline: looks 10..30
 ])
 def test_pass_level_spends_beta_over_a_step_window(policy_file, looks, level):
     p = load_policy(policy_file)
@@ -241,7 +243,16 @@ def test_pass_boundary_matches_monte_carlo():
     c = -special.ndtri(E.pass_level(load_policy("policies/sandbox.yaml")))
     rng = np.random.default_rng(0)
     z = np.cumsum(rng.standard_normal((200_000, 20)), axis=1) / np.sqrt(np.arange(1, 21))
-    assert (z[:, 4:] > c).any(axis=1).mean() == pytest.approx(E.PASS_BETA, abs=0.003)
+    assert (z[:, 4:] > c).any(axis=1).mean() == pytest.approx(E.window_beta(0), abs=0.003)
+
+
+def test_resumed_windows_of_a_step_share_what_is_left_of_beta():
+    """However often an operator resumes a held step, its false-pass chance stays <= PASS_BETA."""
+    assert E.window_beta(0) + sum(E.window_beta(w) for w in range(1, 100_000)) <= E.PASS_BETA
+    p = load_policy("policies/sandbox.yaml")
+    assert E.pass_level(p, 0) > E.pass_level(p, 1) > E.pass_level(p, 5)
+    with pytest.raises(ValueError):
+        E.window_beta(-1)
 
 
 def test_pass_level_with_many_looks_stays_between_one_look_and_bonferroni():
@@ -347,7 +358,7 @@ MISSING = NoData("no series for stable")
 ])
 def test_absolute_limits_need_only_the_canary(spec, stable, canary, expected, in_reason):
     p = parse_policy({"steps": [10, 100], "analysis": {"min_canary_requests": 100}, "checks": [spec]})
-    j = J.judge(p, {spec["name"]: (stable, canary)}, look=0)
+    j = J.judge(p, {spec["name"]: (stable, canary)})
     r = j.results[0]
     assert r.outcome is expected, r.reason
     assert in_reason in r.reason
@@ -356,8 +367,8 @@ def test_absolute_limits_need_only_the_canary(spec, stable, canary, expected, in
 
 def test_an_unreachable_stable_arm_stays_an_unavailable_error():
     p = parse_policy({"steps": [10, 100], "checks": [{**CUSTOM, "max_value": 1.0, "max_ratio": 1.1}]})
-    r = J.judge(p, {"c": (MetricsUnavailable("503"), Scalar(0.5, 1000))}, look=0).results[0]
+    r = J.judge(p, {"c": (MetricsUnavailable("503"), Scalar(0.5, 1000))}).results[0]
     assert r.outcome is Outcome.ERROR and r.extra.get("unavailable") is True
     # one exception for the whole check (what the metrics layer sends today) says nothing of the canary
-    r = J.judge(p, {"c": MISSING}, look=0).results[0]
+    r = J.judge(p, {"c": MISSING}).results[0]
     assert r.outcome is Outcome.ERROR

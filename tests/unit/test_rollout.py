@@ -191,6 +191,8 @@ def test_every_rollback_verifies_the_stable_subset_after_the_weights() -> None:
 @pytest.mark.parametrize("field,value", [
     ("weights", {"stable": 1, "canary": 1}), ("step", "1"), ("step", True), ("started_at", float("inf")),
     ("phase", "exploded"), ("model", 3), ("history", "x"), ("last_verdict", [1]), ("look", -5),
+    ("evidence", {"lat/relative": [1.0]}), ("evidence", {"lat/relative": [1.0, -2.0]}), ("window_evidence", "x"),
+    ("window_evidence", {"lat/relative": [None, 2.0]}), ("step_window", -3),
 ])
 def test_a_recorded_state_of_the_wrong_shape_is_refused_naming_the_field(field: str, value: object) -> None:
     import json
@@ -224,3 +226,36 @@ def test_a_pass_on_fewer_requests_than_an_earlier_look_cannot_overturn_it() -> N
     s, actions = look(s, 11, Outcome.PASS, n=300)  # a shorter window says pass
     assert s.step == 0 and s.failed_looks == 1 and s.last_look_requests == 400
     assert s.last_verdict is not None and s.last_verdict["outcome"] == "inconclusive"
+
+
+def _with_evidence(outcome: Outcome, s_w: float, i_w: float) -> Verdict:
+    v = verdict(outcome)
+    r = v.results[0]
+    tests = [{"test": "relative", "s_window": s_w, "info_window": i_w}]
+    return Verdict.combine([CheckResult(**{**r.__dict__, "extra": {"tests": tests}})])
+
+
+def test_failure_evidence_is_pooled_over_windows_steps_and_resumes() -> None:
+    """The open window's latest (S, I) is kept; it joins the rollout's evidence when the window closes
+    (the step advances, or an operator resumes), and the pass level's window counts resumes."""
+    s = started()
+    s, _ = rl.transition(s, rl.Looked(2, _with_evidence(Outcome.INCONCLUSIVE, 1.0, 100.0), 120), POLICY)
+    s, _ = rl.transition(s, rl.Looked(4, _with_evidence(Outcome.INCONCLUSIVE, 3.0, 200.0), 140), POLICY)
+    assert s.window_evidence == {"lat/relative": (3.0, 200.0)} and s.evidence == {}
+    s, _ = rl.transition(s, rl.Looked(10, _with_evidence(Outcome.PASS, 2.0, 500.0), 200), POLICY)
+    assert s.step == 1 and s.evidence == {"lat/relative": (2.0, 500.0)} and s.window_evidence == {}
+    s, _ = rl.transition(s, rl.Looked(12, _with_evidence(Outcome.INCONCLUSIVE, 4.0, 50.0), 220), POLICY)
+    s, _ = rl.transition(s, rl.Pause(13), POLICY)
+    s, _ = rl.transition(s, rl.Resume(20), POLICY)
+    assert s.evidence == {"lat/relative": (6.0, 550.0)} and s.window_evidence == {} and s.step_window == 1
+    assert s.prior() == {"lat/relative": (6.0, 550.0)}
+    assert rl.RolloutState.from_json(s.to_json()) == s
+    s, _ = rl.transition(s, rl.Looked(22, _with_evidence(Outcome.FAIL, 9.0, 60.0), 300), POLICY)
+    assert s.failed_looks == 1 and s.window_evidence == {"lat/relative": (9.0, 60.0)}
+
+
+def test_a_shorter_window_does_not_replace_the_open_windows_evidence() -> None:
+    s = started()
+    s, _ = rl.transition(s, rl.Looked(2, _with_evidence(Outcome.INCONCLUSIVE, 5.0, 300.0), 300), POLICY)
+    s, _ = rl.transition(s, rl.Looked(4, _with_evidence(Outcome.INCONCLUSIVE, 1.0, 100.0), 100), POLICY)
+    assert s.window_evidence == {"lat/relative": (5.0, 300.0)}

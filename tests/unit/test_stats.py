@@ -194,10 +194,3 @@ def test_run_probability_matches_monte_carlo():
         assert sequential.run_probability(2.6, 6, run) == pytest.approx(hit.mean(), rel=0.08)
 
 
-def test_boundary_spends_the_level_over_the_worst_split_of_the_looks():
-    c = sequential.boundary(12, 2, 0.009)
-    assert sequential.worst_split(c, 12, 2) == pytest.approx(0.009, rel=1e-3)
-    assert 2 * sequential.run_probability(c, 6, 2) <= 0.009 * (1 + 1e-3)  # two steps of six
-    assert sequential.run_probability(c, 12, 2) <= 0.009 * (1 + 1e-3)  # one long step
-    assert c < st.norm.isf(0.009 / 12) - 0.4  # far below Bonferroni
-    assert sequential.boundary(12, 1, 0.009) == pytest.approx(st.norm.isf(0.009 / 12))

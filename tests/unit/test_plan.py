@@ -1,0 +1,59 @@
+"""`canary plan`: the layout report and the pooled, anytime-valid detection columns."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from canary.analysis.plan import layout_report, plan
+from canary.errors import NoData
+from canary.model import Histogram
+from canary.offline import parse_exported
+from canary.policy import parse_policy
+
+POL = parse_policy({"steps": [5, 25, 50, 100], "analysis": {"interval": "60s", "look_every": "10s"},
+                    "checks": [{"name": "p95", "kind": "latency", "max_increase_pct": 20},
+                               {"name": "ceiling", "kind": "latency", "max_ms": 300}]})
+
+
+def _hist(bounds: tuple[float, ...], shares: tuple[float, ...], n: float = 10_000) -> Histogram:
+    return Histogram((*bounds, math.inf), tuple(n * s for s in shares))
+
+
+def test_layout_report_says_which_layouts_resolve_the_limit():
+    fine = _hist((90, 95, 100, 105, 110, 115, 120), (0.5, 0.7, 0.85, 0.93, 0.96, 0.99, 1.0, 1.0))
+    coarse = _hist((50, 100, 250), (0.3, 0.9, 0.99, 1.0))  # p95 in (100, 250]: 2.5x wide
+    [ok] = layout_report(POL, {"p95": fine})
+    [bad] = layout_report(POL, {"p95": coarse})
+    assert ok.resolves is True and "(105, 110] ms" in ok.detail
+    assert bad.resolves is False and "2.5x wide" in bad.detail and "can never be shown within +20%" in bad.detail
+    [empty] = layout_report(POL, {"p95": _hist((50, 100), (0, 0, 0))})
+    [err] = layout_report(POL, {"p95": NoData("no series for stable")})
+    [missing] = layout_report(POL, {})
+    assert empty.resolves is err.resolves is missing.resolves is None
+    assert "no series for stable" in err.detail and "not measured" in missing.detail
+
+
+def test_plan_pools_evidence_so_later_steps_detect_smaller_regressions():
+    p = plan(POL, rps=20)
+    lat = [s.p95_increase_pct for s in p.steps]
+    known = [x for x in lat if x is not None]
+    assert known == sorted(known, reverse=True) and len(known) >= 2  # pooled: sharper step by step
+    assert all(0 < s.alpha < 0.01 for s in p.steps)
+
+
+def test_judge_input_accepts_prior_evidence_and_names_bad_fields():
+    base = {"policy": {"steps": [10, 100], "checks": [{"name": "err", "kind": "error_rate",
+                                                        "max_increase_points": 1}]},
+            "checks": {"err": {"stable": {"events": 300, "total": 30000}, "canary": {"events": 87, "total": 3000}}}}
+    e = parse_exported({**base, "prior": {"err/increase": [100.0, 2727.0]}, "window": 2, "look": 9})
+    assert e.prior == {"err/increase": (100.0, 2727.0)} and e.window == 2
+    for bad, field in [({"prior": {"nope/increase": [1, 2]}}, "prior.nope/increase"),
+                       ({"prior": {"err/increase": [1, -2]}}, "prior.err/increase"),
+                       ({"prior": {"err/increase": [1, "x"]}}, "prior.err/increase"),
+                       ({"prior": [1]}, "prior"), ({"window": -1}, "window"), ({"window": True}, "window")]:
+        with pytest.raises(Exception, match=field.replace("/", ".")):
+            parse_exported({**base, **bad}, file="look.json")
+    json.dumps(base)
