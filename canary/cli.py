@@ -352,9 +352,9 @@ def policy_schema() -> None:
 
 def _register_commands() -> None:
     """Commands that live in their own modules (analysis, on-call and sandbox, the controller)."""
-    from canary import cli_analysis, cli_controller, cli_ops
+    from canary import cli_analysis, cli_controller, cli_drift, cli_ops
 
-    for mod in (cli_analysis, cli_ops, cli_controller):
+    for mod in (cli_analysis, cli_ops, cli_controller, cli_drift):
         mod.register(app)
 
 

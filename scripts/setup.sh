@@ -23,6 +23,6 @@ hash="$(sha256sum pyproject.toml | cut -d' ' -f1)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$hash" ]; then
   echo "setup: installing Python packages into .venv" >&2
   .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-  .venv/bin/python -m pip install -q -e '.[sandbox,test]'
+  .venv/bin/python -m pip install -q -e '.[sandbox,test,drift]'
   echo "$hash" > "$stamp"
 fi

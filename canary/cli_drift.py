@@ -1,0 +1,170 @@
+"""`canary baseline capture` and `canary drift check`: drift against the training baseline (issue 12).
+
+Thin: parse flags, call canary.drift, print a table or JSON (only the requested
+output on stdout), exit with a documented code:
+
+    baseline capture: 0 written, 2 bad input (the message names the file and column)
+    drift check:      0 no dataset drift, 1 dataset drift, 4 no live data to compare, 2 bad input,
+                      3 Prometheus could not be asked
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from canary.errors import CanaryError, ConfigError, TransientError
+
+baseline_app = typer.Typer(no_args_is_help=True, help="Training baselines: capture a reference profile of features.")
+drift_app = typer.Typer(no_args_is_help=True, help="Drift of live data against the training baseline.")
+EXIT_OK, EXIT_DRIFT, EXIT_BAD, EXIT_UNAVAILABLE, EXIT_NO_DATA = 0, 1, 2, 3, 4
+
+
+def _fail(message: str, code: int = EXIT_BAD) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _output(value: str, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        _fail(f"--output must be one of {', '.join(allowed)}, got {value!r}")
+    return value
+
+
+@baseline_app.command("capture")
+def capture_cmd(
+    file: Path = typer.Argument(..., help="training or validation data: .csv or .parquet"),
+    model: str = typer.Option(..., "--model", help="model name, as the model server labels it"),
+    version: str = typer.Option(..., "--version", help="model version the data trained"),
+    prediction: Optional[str] = typer.Option(None, "--prediction", help="column holding the model's prediction"),
+    features: Optional[str] = typer.Option(None, "--features", help="comma-separated columns (default: all)"),
+    buckets: int = typer.Option(20, "--buckets", help="buckets per numeric feature (at its quantiles)"),
+    output_file: Optional[Path] = typer.Option(None, "--output-file", "-f",
+                                               help="where to write the profile (default MODEL-VERSION.profile.json)"),
+    output: str = typer.Option("text", "--output", "-o", help="text or json (a summary of what was written)"),
+) -> None:
+    """Profile the training data of MODEL VERSION: per-feature histograms, category shares,
+    missing rates, the prediction distribution, row count, schema and the file's hash.
+
+    Example: canary baseline capture train.parquet --model rec-model --version v2 --prediction score
+    """
+    from canary.drift.profile import capture, file_sha256, read_table
+
+    _output(output, ("text", "json"))
+    names = [c.strip() for c in features.split(",") if c.strip()] if features else None
+    try:
+        table = read_table(file)
+        prof = capture(table, model=model, version=version, file=str(file), sha256=file_sha256(file),
+                       prediction=prediction, features=names, buckets=buckets)
+    except CanaryError as exc:
+        _fail(str(exc))
+    target = output_file or Path(f"{model}-{version}.profile.json")
+    try:
+        target.write_text(json.dumps(prof, indent=1, allow_nan=False) + "\n", encoding="utf-8")
+    except OSError as exc:
+        _fail(f"{target}: cannot write: {exc.strerror or exc}")
+    summary = {"file": str(target), "model": model, "version": version, "rows": prof["rows"],
+               "features": {n: f["type"] for n, f in prof["features"].items()}, "sha256": prof["source"]["sha256"]}
+    if output == "json":
+        typer.echo(json.dumps(summary))
+    else:
+        typer.echo(f"{target}: {prof['rows']:,} rows, {len(prof['features'])} features "
+                   f"({', '.join(f'{n} {t}' for n, t in summary['features'].items())})")
+
+
+@drift_app.command("check")
+def check_cmd(
+    baseline: Path = typer.Option(..., "--baseline", help="profile written by `canary baseline capture`"),
+    input: Optional[Path] = typer.Option(None, "--input", "-i", help="live counts as JSON (see docs/drift.md)"),
+    prometheus_url: Optional[str] = typer.Option(None, "--prometheus-url", envvar="CANARY_PROMETHEUS_URL"),
+    prometheus_token: Optional[str] = typer.Option(None, "--prometheus-token", envvar="CANARY_PROMETHEUS_TOKEN",
+                                                   show_default=False),
+    insecure: bool = typer.Option(False, "--insecure-skip-tls-verify", envvar="CANARY_PROMETHEUS_INSECURE"),
+    version: Optional[str] = typer.Option(None, "--version", help="live version to check (default: the profile's)"),
+    window: str = typer.Option("1h", "--window", help="how far back to read live data, e.g. 30m, 1h"),
+    output: str = typer.Option("table", "--output", "-o", help="table or json"),
+) -> None:
+    """Compare live feature distributions with the training profile, once (for scripts).
+
+    Exit 0 no dataset drift, 1 dataset drift, 4 no live data, 2 bad input, 3 Prometheus unavailable.
+    Example: canary drift check --baseline rec-model-v2.profile.json --prometheus-url http://prometheus:9090
+    """
+    from canary.drift.compare import compare
+    from canary.policy_fields import parse_duration
+
+    _output(output, ("table", "json"))
+    if (input is None) == (prometheus_url is None):
+        _fail("give exactly one of --input (a JSON file) or --prometheus-url")
+    try:
+        prof = _load_json(baseline, "baseline")
+        if not isinstance(prof, dict) or not isinstance(prof.get("features"), dict) or prof.get("format") != 1:
+            raise ConfigError(f"{baseline}: not a profile written by `canary baseline capture` (format 1)")
+        window_s = parse_duration(window)
+        if input is not None:
+            raw = _load_json(input, "input")
+            live = raw.get("features") if isinstance(raw, dict) else None
+            if not isinstance(live, dict):
+                raise ConfigError(f"{input}: features: must be an object mapping feature names to live counts")
+        else:
+            live = _from_prometheus(prometheus_url or "", prometheus_token, insecure, prof,
+                                    version or str(prof["version"]), window_s)
+        result = compare(prof, live)
+    except TransientError as exc:
+        _fail(str(exc), EXIT_UNAVAILABLE)
+    except (CanaryError, ValueError) as exc:
+        _fail(str(exc))
+    quiet = sorted(set(prof["features"]) - {f.feature for f in result.features})
+    if output == "json":
+        typer.echo(json.dumps({
+            "model": prof["model"], "version": version or prof["version"], "dataset_drift": result.drifted,
+            "share": result.share, "drifted_features": list(result.drifted_features()), "no_live_data": quiet,
+            "features": [{**f.__dict__, "score": f.score, "reason": f.reason()} for f in result.features]}))
+    else:
+        _table(prof, result, quiet)
+    if not result.features:
+        raise typer.Exit(EXIT_NO_DATA)
+    raise typer.Exit(EXIT_DRIFT if result.drifted else EXIT_OK)
+
+
+def _load_json(path: Path, what: str) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the {what}: {exc.strerror or exc}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: the {what} is not valid JSON: {str(exc)[:160]}") from None
+
+
+def _from_prometheus(url: str, token: Optional[str], insecure: bool, prof: dict, version: str,
+                     window_s: float) -> dict:
+    from canary.drift.live import live_counts
+    from canary.metrics.client import PrometheusClient
+
+    client = PrometheusClient(url, token=token, verify_tls=not insecure)
+    return live_counts(client, prof, model=str(prof["model"]), version=version, window_s=window_s)
+
+
+def _table(prof: dict, result: Any, quiet: list[str]) -> None:
+    t = Table(title=f"{prof['model']} {prof['version']}: "
+                    f"{'DATASET DRIFT' if result.drifted else 'no dataset drift'} "
+                    f"({result.share:.0%} of {len(result.features)} features drifted)")
+    for col in ("feature", "kind", "test", "value", "threshold", "PSI", "live n", "drift"):
+        t.add_column(col, justify="left" if col in ("feature", "kind", "test") else "right")
+    for f in result.features:
+        t.add_row(f.feature, f.kind, f.test, f"{f.value:.3g}", f"{f.threshold:g}", f"{f.psi:.3g}",
+                  f"{f.n_current:,.0f}", "[red]yes[/red]" if f.drifted else "no")
+    console = Console()
+    console.print(t)
+    if quiet:
+        console.print(f"no live data for: {', '.join(quiet)}", highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    """Add `baseline` and `drift` to the main app (called by canary/cli.py)."""
+    app.add_typer(baseline_app, name="baseline")
+    app.add_typer(drift_app, name="drift")

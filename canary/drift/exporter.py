@@ -1,0 +1,133 @@
+"""Live per-feature distributions for a model server to export (issue 12).
+
+A model server adds three lines (the README shows them):
+
+    from canary.drift.exporter import FeatureExporter
+    drift = FeatureExporter.from_file("rec-model-v2.profile.json")  # registers with prometheus_client
+    drift.observe({"age": 41, "city": "Lyon"}, prediction=0.83)      # once per request
+
+and serves prometheus_client's registry as it already does. Exported, per model
+version and feature, over the profile's own bounds (so `canary drift check`
+compares bucket for bucket, never re-binning):
+
+    model_feature_value_bucket{model_name, model_version, feature, le}   numeric features (a histogram)
+    model_feature_category_total{model_name, model_version, feature, category}   categorical features
+    model_feature_missing_total{model_name, model_version, feature}       missing values (None, NaN)
+    model_feature_observations_total{model_name, model_version}           observed requests
+
+The prediction column of the profile, when it has one, is exported as the
+feature of that name. Memory is constant in the number of requests: counts
+per bucket and per profiled category (values beyond them count as
+category "__other__").
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from prometheus_client import REGISTRY, CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
+
+OTHER = "__other__"
+
+
+class FeatureExporter:
+    """A prometheus_client collector of live feature distributions over a profile's buckets."""
+
+    def __init__(self, profile: Mapping[str, Any], *, model: str | None = None, version: str | None = None,
+                 registry: CollectorRegistry | None = REGISTRY) -> None:
+        self.model = model or str(profile["model"])
+        self.version = version or str(profile["version"])
+        self._prediction = profile.get("prediction")
+        self._lock = threading.Lock()
+        self._numeric: dict[str, tuple[np.ndarray, np.ndarray, list[float]]] = {}  # bounds, counts, [sum]
+        self._categorical: dict[str, dict[str, int]] = {}
+        self._missing: dict[str, int] = {}
+        self._observed = 0
+        for name, f in profile["features"].items():
+            self._missing[name] = 0
+            if f["type"] == "numeric":
+                self._numeric[name] = (np.asarray(f["bounds"], float), np.zeros(len(f["bounds"]) + 1, np.int64), [0.0])
+            else:
+                self._categorical[name] = {**{k: 0 for k in f["categories"]}, OTHER: 0}
+        if registry is not None:
+            registry.register(self)
+
+    @classmethod
+    def from_file(cls, path: str | Path, **kwargs: Any) -> "FeatureExporter":
+        return cls(json.loads(Path(path).read_text(encoding="utf-8")), **kwargs)
+
+    def observe(self, features: Mapping[str, Any], *, prediction: Any = None) -> None:
+        """Count one request's features (and prediction). Features the profile does not know are
+        ignored; a profiled feature absent from `features`, None or NaN counts as missing."""
+        values = dict(features)
+        if self._prediction and prediction is not None:
+            values[self._prediction] = prediction
+        with self._lock:
+            self._observed += 1
+            for name, (bounds, counts, total) in self._numeric.items():
+                v = values.get(name)
+                x = _number(v)
+                if x is None:
+                    self._missing[name] += 1
+                    continue
+                counts[int(np.searchsorted(bounds, x, side="left"))] += 1  # `le` buckets
+                total[0] += x
+            for name, cats in self._categorical.items():
+                v = values.get(name)
+                if v is None or (isinstance(v, float) and math.isnan(v)):
+                    self._missing[name] += 1
+                    continue
+                key = str(v)
+                cats[key if key in cats else OTHER] += 1
+
+    def live_counts(self) -> dict[str, dict[str, Any]]:
+        """The counts so far in `canary.drift.compare`'s live format (for tests and offline checks)."""
+        with self._lock:
+            out: dict[str, dict[str, Any]] = {n: {"counts": [int(c) for c in cs], "missing": self._missing[n]}
+                                              for n, (_, cs, _) in self._numeric.items()}
+            out.update({n: {"categories": {k: v for k, v in cats.items() if k != OTHER}, "missing": self._missing[n]}
+                        for n, cats in self._categorical.items()})
+            return out
+
+    def collect(self) -> Any:
+        labels = ["model_name", "model_version", "feature"]
+        hist = HistogramMetricFamily("model_feature_value", "Live feature values over the training profile's buckets",
+                                     labels=labels)
+        cats = CounterMetricFamily("model_feature_category", "Live categorical feature values",
+                                   labels=[*labels, "category"])
+        missing = CounterMetricFamily("model_feature_missing", "Requests with the feature missing", labels=labels)
+        observed = CounterMetricFamily("model_feature_observations", "Requests observed by the drift exporter",
+                                       labels=labels[:2])
+        with self._lock:
+            for name, (bounds, counts, total) in self._numeric.items():
+                cum = np.cumsum(counts)
+                buckets = [(_le(b), float(c)) for b, c in zip(bounds, cum[:-1])] + [("+Inf", float(cum[-1]))]
+                hist.add_metric([self.model, self.version, name], buckets, total[0])
+            for name, values in self._categorical.items():
+                for key, n in values.items():
+                    cats.add_metric([self.model, self.version, name, key], float(n))
+            for name, n in self._missing.items():
+                missing.add_metric([self.model, self.version, name], float(n))
+            observed.add_metric([self.model, self.version], float(self._observed))
+        yield from (hist, cats, missing, observed)
+
+
+def _le(bound: float) -> str:
+    return repr(float(bound))
+
+
+def _number(v: Any) -> float | None:
+    if v is None or isinstance(v, bool):
+        return None
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) else None

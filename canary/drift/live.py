@@ -1,0 +1,63 @@
+"""Read live feature counts from Prometheus: what `canary.drift.exporter` exports, over a window.
+
+Two queries per profile, whatever the number of features (constant in features
+and in requests):
+
+    sum by (feature, le) (increase(model_feature_value_bucket{model_name="M", model_version="V"}[W]))
+    sum by (feature, category) (increase(model_feature_category_total{model_name="M", model_version="V"}[W]))
+
+The answer is turned into `canary.drift.compare`'s live format. Buckets whose
+bounds are not the profile's (an exporter built from another profile) are a
+ConfigError naming the feature: comparing them would re-bin, which drift
+checks never do.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from canary.errors import ConfigError
+from canary.metrics import queries as q
+from canary.metrics.answers import number
+from canary.metrics.client import PrometheusClient
+
+
+def live_counts(client: PrometheusClient, profile: Mapping[str, Any], *, model: str, version: str,
+                window_s: float) -> dict[str, dict[str, Any]]:
+    """Per feature of the profile with live data: {"counts": [...]} or {"categories": {...}}."""
+    sel = f'model_name="{q.escape(model)}",model_version="{q.escape(version)}"'
+    w = q.duration(window_s)
+    hist = client.ask(f"sum by (feature, le) (increase(model_feature_value_bucket{{{sel}}}[{w}]))",
+                      check="drift", arm=version, at=None, who="drift check", strict=False, deadline=None)
+    cats = client.ask(f"sum by (feature, category) (increase(model_feature_category_total{{{sel}}}[{w}]))",
+                      check="drift", arm=version, at=None, who="drift check", strict=False, deadline=None)
+    buckets: dict[str, dict[float, float]] = defaultdict(dict)
+    for s in hist or []:
+        m, v = s.get("metric", {}), number(s.get("value"))
+        if v is not None and "feature" in m and "le" in m:
+            buckets[m["feature"]][q.parse_le(m["le"])] = max(v, 0.0)
+    categories: dict[str, dict[str, float]] = defaultdict(dict)
+    for s in cats or []:
+        m, v = s.get("metric", {}), number(s.get("value"))
+        if v is not None and "feature" in m and "category" in m:
+            categories[m["feature"]][m["category"]] = max(v, 0.0)
+    out: dict[str, dict[str, Any]] = {}
+    for name, f in profile["features"].items():
+        if f["type"] == "numeric" and name in buckets:
+            got, want = buckets[name], [float(b) for b in f["bounds"]]
+            les = sorted(got)
+            if (len(les) != len(want) + 1 or les[-1] != float("inf")
+                    or not np.allclose(les[:-1], want, rtol=1e-9, atol=0.0)):
+                raise ConfigError(f"feature {name!r}: the exporter's buckets {les[:4]}... are not the profile's "
+                                  f"{want[:4]}...; export with the same profile (canary.drift.exporter)")
+            cum = np.array([got[b] for b in les])
+            cum = np.maximum.accumulate(cum)  # increase() of each bucket may round differently
+            out[name] = {"counts": [float(x) for x in np.diff(cum, prepend=0.0)]}
+        elif f["type"] == "categorical" and name in categories:
+            out[name] = {"categories": {k: v for k, v in categories[name].items() if k != "__other__"},
+                         "other": categories[name].get("__other__", 0.0)}
+    return out

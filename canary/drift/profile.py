@@ -1,0 +1,153 @@
+"""The training baseline: a reference profile of features and predictions (issue 12).
+
+`canary baseline capture --model M --version V FILE` reads the training (or
+validation) data -- CSV or Parquet, through pyarrow (a maintained reader beats
+our own: types, quoting, compression, nulls) -- and writes a profile:
+
+    {"format": 1, "model": M, "version": V, "rows": N,
+     "source": {"file": "train.parquet", "sha256": "..."},
+     "schema": {"<column>": "<arrow type>"},
+     "prediction": "<column>" | null,
+     "features": {"<column>": NUMERIC | CATEGORICAL}}
+
+    NUMERIC = {"type": "numeric", "bounds": [b1 < ... < bk], "counts": [k + 1 per-bucket counts, the last
+               above bk], "missing": m, "min", "max", "mean", "std", "n_unique", "quantiles": {"0.5": ...}}
+    CATEGORICAL = {"type": "categorical", "categories": {"value": count, ...}, "other": count of values
+                   beyond the MAX_CATEGORIES most frequent, "missing": m, "n_unique"}
+
+Bounds are chosen per feature at its own quantiles (equal-frequency buckets,
+duplicates removed), so every bucket holds data and a live histogram exported
+with the same bounds (`canary.drift.exporter`) compares bucket for bucket.
+The prediction column is profiled like a feature. Every problem is a
+ConfigError naming the file and the column.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from canary.errors import ConfigError
+
+FORMAT = 1
+MAX_CATEGORIES = 100
+QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
+
+
+def read_table(path: str | Path) -> Any:
+    """A pyarrow Table from a .csv or .parquet file. ConfigError naming the file on any problem."""
+    path = Path(path)
+    try:
+        import pyarrow.csv as pacsv
+        import pyarrow.parquet as pq
+    except ImportError:  # pragma: no cover - the drift extra is part of the test install
+        raise ConfigError("reading training data needs pyarrow: pip install 'canary[drift]'") from None
+    import pyarrow as pa
+
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such file")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".csv":
+            table = pacsv.read_csv(path)
+        elif suffix in (".parquet", ".pq"):
+            table = pq.read_table(path)
+        else:
+            raise ConfigError(f"{path}: unknown format {suffix or '(no suffix)'}: use .csv or .parquet")
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
+        raise ConfigError(f"{path}: cannot read: {str(exc).splitlines()[0][:200]}") from None
+    if table.num_rows == 0:
+        raise ConfigError(f"{path}: no rows (an empty file cannot be a baseline)")
+    return table
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def capture(table: Any, *, model: str, version: str, file: str, sha256: str, prediction: str | None = None,
+            features: list[str] | None = None, buckets: int = 20) -> dict[str, Any]:
+    """The profile of `table` (see the module docstring). `features`: the columns to profile
+    (default: every column but the prediction's); each must exist. ConfigError names the file and
+    column of every problem: a missing column, one whose values are all missing, one mixing
+    numbers and text."""
+    if buckets < 2 or buckets > 200:
+        raise ConfigError(f"buckets must be from 2 to 200, got {buckets}")
+    names = list(table.column_names)
+    wanted = features if features is not None else [c for c in names if c != prediction]
+    missing = [c for c in [*wanted, *([prediction] if prediction else [])] if c not in names]
+    if missing:
+        raise ConfigError(f"{file}: no column {missing[0]!r} (columns: {', '.join(names)})")
+    if not wanted:
+        raise ConfigError(f"{file}: no feature columns to profile")
+    out: dict[str, Any] = {}
+    for col in [*wanted, *([prediction] if prediction and prediction not in wanted else [])]:
+        out[col] = profile_column(table.column(col), name=col, file=file, buckets=buckets)
+    return {"format": FORMAT, "model": model, "version": version, "rows": int(table.num_rows),
+            "source": {"file": Path(file).name, "sha256": sha256},
+            "schema": {c: str(table.schema.field(c).type) for c in names},
+            "prediction": prediction, "features": out}
+
+
+def profile_column(values: Any, *, name: str, file: str, buckets: int = 20) -> dict[str, Any]:
+    """One column's profile. Numeric arrow types -> NUMERIC; strings, booleans, dictionaries ->
+    CATEGORICAL, except a text column whose values are partly numbers (mixed types: an error)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    n_missing = int(values.null_count)
+    present = pc.drop_null(values)
+    if len(present) == 0:
+        raise ConfigError(f"{file}: column {name!r}: all {len(values):,} values are missing")
+    t = values.type
+    if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t):
+        x = np.asarray(present.cast(pa.float64()).to_numpy(zero_copy_only=False), float)
+        bad = ~np.isfinite(x)
+        if bad.any():
+            raise ConfigError(f"{file}: column {name!r}: {int(bad.sum()):,} values are NaN or infinite")
+        return _numeric(x, n_missing, buckets)
+    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_dictionary(t) or pa.types.is_boolean(t):
+        texts = [str(v) for v in present.cast(pa.string()).to_pylist()]
+        numeric = [_is_number(v) for v in texts]
+        if any(numeric) and not all(numeric):
+            row = next(i for i, v in enumerate(texts) if not numeric[i])
+            num = next(v for i, v in enumerate(texts) if numeric[i])
+            raise ConfigError(f"{file}: column {name!r} mixes numbers ({num!r}) and text ({texts[row]!r}); "
+                              f"clean it or cast it before capturing a baseline")
+        return _categorical(texts, n_missing)
+    raise ConfigError(f"{file}: column {name!r}: type {t} is neither numeric nor categorical")
+
+
+def _is_number(text: str) -> bool:
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return False
+
+
+def _numeric(x: np.ndarray, n_missing: int, buckets: int) -> dict[str, Any]:
+    qs = np.quantile(x, np.arange(1, buckets) / buckets)
+    bounds = np.unique(qs)
+    if len(bounds) == 0:
+        bounds = np.array([float(x[0])])
+    counts = np.bincount(np.searchsorted(bounds, x, side="left"), minlength=len(bounds) + 1)  # `le` buckets
+    return {"type": "numeric", "bounds": [float(b) for b in bounds], "counts": [int(c) for c in counts],
+            "missing": n_missing, "min": float(x.min()), "max": float(x.max()), "mean": float(x.mean()),
+            "std": float(x.std(ddof=1)) if len(x) > 1 else 0.0, "n_unique": int(len(np.unique(x))),
+            "quantiles": {f"{q:g}": float(v) for q, v in zip(QUANTILES, np.quantile(x, QUANTILES))}}
+
+
+def _categorical(texts: list[str], n_missing: int) -> dict[str, Any]:
+    values, counts = np.unique(np.asarray(texts, dtype=object), return_counts=True)
+    order = np.argsort(-counts, kind="stable")
+    top = order[:MAX_CATEGORIES]
+    return {"type": "categorical", "categories": {str(values[i]): int(counts[i]) for i in top},
+            "other": int(counts[order[MAX_CATEGORIES:]].sum()), "missing": n_missing, "n_unique": int(len(values))}

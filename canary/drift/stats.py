@@ -1,0 +1,194 @@
+"""Per-feature drift of live data against a training profile, from bucket counts.
+
+Pure functions over counts (no I/O). The live side is what a model server
+exports with the profile's own bounds (`canary.drift.exporter`), so both sides
+are histograms over the same buckets and a comparison never re-bins.
+
+Test selection follows Evidently's data-drift preset defaults (its "how it
+works" page and `evidently.calculations.stattests`), so a user of that preset
+gets the verdicts they expect:
+
+| reference rows | numeric (more than 5 distinct values) | categorical, or numeric with <= 5 values |
+|---|---|---|
+| <= 1,000 | two-sample Kolmogorov-Smirnov, drift when p < 0.05 | chi-square goodness of fit, p < 0.05 (two categories: z-test of proportions) |
+| > 1,000 | Wasserstein distance / reference std >= 0.1 | Jensen-Shannon distance (natural log) >= 0.1 |
+
+The dataset drifts when the share of drifted features is >= 0.5. PSI is
+always computed as well (the article's `model_data_drift_score`).
+
+What bucket counts change (documented, measured in docs/benchmarks/drift.md):
+the KS statistic is read at bucket bounds, a lower bound of the exact one
+(conservative); the Wasserstein distance integrates CDFs linear inside each
+bucket, with the open end buckets closed at the reference's min and max.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import special
+from scipy import stats as st
+
+SMALL_REFERENCE = 1_000  # Evidently: <= 1000 reference rows -> tests with p-values, else distances
+P_THRESHOLD = 0.05  # Evidently's default for p-value tests (0.95 confidence)
+DISTANCE_THRESHOLD = 0.1  # Evidently's default for Wasserstein (normed) and Jensen-Shannon
+DRIFT_SHARE = 0.5  # dataset drift: share of drifted features at or above this
+CATEGORICAL_BELOW = 6  # numeric features with fewer distinct values are compared as categories
+_EPS = 1e-4  # floor on shares in PSI and JS (Evidently floors empty bins at 1e-4 too)
+
+
+@dataclass(frozen=True)
+class FeatureDrift:
+    """One feature's comparison: which test, its value, and the verdict."""
+
+    feature: str
+    kind: str  # "numeric" | "categorical"
+    test: str  # "ks" | "wasserstein" | "chisquare" | "z" | "jensenshannon"
+    value: float  # the test's statistic: a p-value for ks/chisquare/z, a distance otherwise
+    threshold: float
+    drifted: bool
+    psi: float
+    n_reference: float
+    n_current: float
+    note: str = ""
+
+    @property
+    def score(self) -> float:
+        """`model_data_drift_score`: larger is more drift (1 - p for p-value tests, the distance otherwise)."""
+        return 1.0 - self.value if self.test in ("ks", "chisquare", "z") else self.value
+
+    def reason(self) -> str:
+        rel = "<" if self.test in ("ks", "chisquare", "z") else ">="
+        what = "p" if self.test in ("ks", "chisquare", "z") else self.test
+        verdict = "drift" if self.drifted else "no drift"
+        return (f"{self.feature}: {verdict} ({what} {self.value:.3g}, drift when {rel} {self.threshold:g}; "
+                f"PSI {self.psi:.3g}; n={self.n_current:,.0f} vs {self.n_reference:,.0f} reference)"
+                + (f"; {self.note}" if self.note else ""))
+
+
+@dataclass(frozen=True)
+class DatasetDrift:
+    features: tuple[FeatureDrift, ...]
+    share: float  # drifted features / compared features
+    drifted: bool  # share >= DRIFT_SHARE
+
+    def drifted_features(self) -> tuple[str, ...]:
+        return tuple(f.feature for f in self.features if f.drifted)
+
+
+def psi(reference: np.ndarray, current: np.ndarray) -> float:
+    """Population stability index over the same buckets (shares floored at 1e-4)."""
+    r, c = _shares(reference), _shares(current)
+    return float(np.sum((c - r) * np.log(c / r)))
+
+
+def js_distance(reference: np.ndarray, current: np.ndarray) -> float:
+    """Jensen-Shannon distance with natural logarithms (scipy.spatial.distance.jensenshannon's default)."""
+    r, c = _norm(reference), _norm(current)
+    m = (r + c) / 2
+    jsd = 0.5 * float(np.sum(special.rel_entr(r, m)) + np.sum(special.rel_entr(c, m)))
+    return math.sqrt(max(jsd, 0.0))
+
+
+def ks_binned(reference: np.ndarray, current: np.ndarray) -> tuple[float, float]:
+    """(D, p): the two-sample KS statistic at the bucket bounds and its asymptotic p-value.
+
+    D at bucket bounds is a lower bound of the exact statistic, so the p-value is conservative.
+    """
+    n, m = float(np.sum(reference)), float(np.sum(current))
+    d = float(np.max(np.abs(np.cumsum(reference) / n - np.cumsum(current) / m)))
+    en = n * m / (n + m)
+    return d, float(special.kolmogorov(math.sqrt(en) * d)) if d > 0 else 1.0
+
+
+def wasserstein_binned(edges: np.ndarray, reference: np.ndarray, current: np.ndarray) -> float:
+    """First Wasserstein distance of two histograms over `edges` (len(counts) + 1, all finite),
+    with each CDF linear inside a bucket: the exact integral of |F_r - F_c| under that model."""
+    fr = np.concatenate([[0.0], np.cumsum(reference) / np.sum(reference)])
+    fc = np.concatenate([[0.0], np.cumsum(current) / np.sum(current)])
+    d, w = fr - fc, np.diff(edges)
+    d0, d1 = d[:-1], d[1:]
+    same = d0 * d1 >= 0
+    area = np.where(same, (np.abs(d0) + np.abs(d1)) / 2,
+                    (d0 * d0 + d1 * d1) / (2 * np.maximum(np.abs(d0) + np.abs(d1), 1e-300)))
+    return float(np.sum(area * w))
+
+
+def numeric_drift(feature: str, bounds: np.ndarray, reference: np.ndarray, current: np.ndarray, *,
+                  lo: float, hi: float, std: float, n_unique: int) -> FeatureDrift:
+    """A numeric feature: `bounds` the finite upper bounds of its buckets (the last bucket is open,
+    so counts have len(bounds) + 1 entries), `lo`/`hi` the reference's min and max, `std` its
+    standard deviation, `n_unique` its distinct values. Counts are per bucket, not cumulative."""
+    ref, cur = np.asarray(reference, float), np.asarray(current, float)
+    n_r, n_c = float(ref.sum()), float(cur.sum())
+    p = psi(ref, cur)
+    if n_unique < CATEGORICAL_BELOW:
+        return _categorical(feature, ref, cur, psi_value=p, kind="numeric")
+    if n_r <= SMALL_REFERENCE:
+        _, pv = ks_binned(ref, cur)
+        return FeatureDrift(feature, "numeric", "ks", pv, P_THRESHOLD, pv < P_THRESHOLD, p, n_r, n_c)
+    edges = np.concatenate([[min(lo, float(bounds[0]))], np.asarray(bounds, float), [max(hi, float(bounds[-1]))]])
+    if std <= 0 or not math.isfinite(std):
+        dist, note = (0.0 if np.allclose(_norm(ref), _norm(cur)) else math.inf), "constant in the reference"
+    else:
+        dist, note = wasserstein_binned(edges, ref, cur) / std, ""
+    return FeatureDrift(feature, "numeric", "wasserstein", dist, DISTANCE_THRESHOLD, dist >= DISTANCE_THRESHOLD, p,
+                        n_r, n_c, note)
+
+
+def categorical_drift(feature: str, reference: np.ndarray, current: np.ndarray) -> FeatureDrift:
+    """A categorical feature: counts per category, in the same order on both sides (a category the
+    reference never saw has reference count 0)."""
+    ref, cur = np.asarray(reference, float), np.asarray(current, float)
+    return _categorical(feature, ref, cur, psi_value=psi(ref, cur), kind="categorical")
+
+
+def _categorical(feature: str, ref: np.ndarray, cur: np.ndarray, *, psi_value: float, kind: str) -> FeatureDrift:
+    n_r, n_c = float(ref.sum()), float(cur.sum())
+    used = (ref + cur) > 0
+    if n_r > SMALL_REFERENCE:
+        d = js_distance(ref[used], cur[used])
+        return FeatureDrift(feature, kind, "jensenshannon", d, DISTANCE_THRESHOLD, d >= DISTANCE_THRESHOLD,
+                            psi_value, n_r, n_c)
+    if int(used.sum()) <= 2:
+        pv = _z_test(ref[used], cur[used])
+        return FeatureDrift(feature, kind, "z", pv, P_THRESHOLD, pv < P_THRESHOLD, psi_value, n_r, n_c)
+    expected = ref[used] * (n_c / n_r)
+    if np.any(expected <= 0):  # a category the reference never saw: drift (scipy's chisquare gives p = 0)
+        return FeatureDrift(feature, kind, "chisquare", 0.0, P_THRESHOLD, True, psi_value, n_r, n_c,
+                            "a category absent from the reference")
+    stat = float(np.sum((cur[used] - expected) ** 2 / expected))
+    pv = float(special.chdtrc(int(used.sum()) - 1, stat))
+    return FeatureDrift(feature, kind, "chisquare", pv, P_THRESHOLD, pv < P_THRESHOLD, psi_value, n_r, n_c)
+
+
+def _z_test(ref: np.ndarray, cur: np.ndarray) -> float:
+    """Two-sided z-test of the first category's share (pooled variance), as Evidently's z stattest."""
+    if len(ref) < 2:
+        return 1.0 if len(ref) == 1 and ref[0] > 0 and cur[0] > 0 else 0.0
+    n_r, n_c = ref.sum(), cur.sum()
+    p_r, p_c = ref[0] / n_r, cur[0] / n_c
+    pooled = (ref[0] + cur[0]) / (n_r + n_c)
+    se = math.sqrt(pooled * (1 - pooled) * (1 / n_r + 1 / n_c))
+    if se == 0:
+        return 1.0 if p_r == p_c else 0.0
+    return float(2 * st.norm.sf(abs(p_r - p_c) / se))
+
+
+def dataset_drift(features: list[FeatureDrift] | tuple[FeatureDrift, ...]) -> DatasetDrift:
+    """The dataset drifts when at least DRIFT_SHARE of the compared features drift."""
+    fs = tuple(features)
+    share = sum(f.drifted for f in fs) / len(fs) if fs else 0.0
+    return DatasetDrift(fs, share, bool(fs) and share >= DRIFT_SHARE)
+
+
+def _norm(counts: np.ndarray) -> np.ndarray:
+    c = np.asarray(counts, float)
+    total = c.sum()
+    return c / total if total > 0 else np.full(len(c), 1.0 / max(len(c), 1))
+
+
+def _shares(counts: np.ndarray) -> np.ndarray:
+    return np.maximum(_norm(counts), _EPS)

@@ -1,0 +1,187 @@
+"""Drift against the training baseline: the statistics (known answers from scipy) and the profile."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+from scipy import stats as st
+from scipy.spatial import distance
+
+from canary.drift import stats as D
+from canary.drift.profile import capture, file_sha256, read_table
+from canary.errors import ConfigError
+
+
+def _counts(x: np.ndarray, bounds: np.ndarray) -> np.ndarray:
+    return np.bincount(np.searchsorted(bounds, x, side="left"), minlength=len(bounds) + 1)
+
+
+def test_binned_statistics_agree_with_scipy_on_the_raw_data():
+    rng = np.random.default_rng(1)
+    ref, cur = rng.normal(0, 1, 20_000), rng.normal(0.3, 1.2, 5_000)
+    bounds = np.unique(np.quantile(ref, np.arange(1, 20) / 20))
+    r, c = _counts(ref, bounds), _counts(cur, bounds)
+    d, p = D.ks_binned(r, c)
+    exact = st.ks_2samp(ref, cur)
+    assert d <= exact.statistic + 1e-12 and d > 0.8 * exact.statistic  # read at bounds: a lower bound
+    edges = np.concatenate([[ref.min()], bounds, [ref.max()]])
+    w = D.wasserstein_binned(edges, r, c)
+    assert w == pytest.approx(st.wasserstein_distance(ref, cur), rel=0.15)
+    shares_r, shares_c = r / r.sum(), c / c.sum()
+    assert D.js_distance(r, c) == pytest.approx(distance.jensenshannon(shares_r, shares_c), rel=1e-9)
+
+
+def test_tests_are_chosen_as_evidently_chooses_them():
+    rng = np.random.default_rng(2)
+    ref = rng.normal(0, 1, 50_000)
+    bounds = np.unique(np.quantile(ref, np.arange(1, 20) / 20))
+    kw = dict(lo=float(ref.min()), hi=float(ref.max()), std=float(ref.std()), n_unique=50_000)
+    same = D.numeric_drift("x", bounds, _counts(ref, bounds), _counts(rng.normal(0, 1, 2_000), bounds), **kw)
+    moved = D.numeric_drift("x", bounds, _counts(ref, bounds), _counts(rng.normal(0.5, 1, 2_000), bounds), **kw)
+    assert same.test == moved.test == "wasserstein" and not same.drifted and moved.drifted
+    assert moved.value == pytest.approx(0.5, rel=0.15) and "drift when >= 0.1" in moved.reason()
+    small = ref[:800]
+    sb = np.unique(np.quantile(small, np.arange(1, 20) / 20))
+    r = D.numeric_drift("x", sb, _counts(small, sb), _counts(rng.normal(0.5, 1, 800), sb),
+                        lo=float(small.min()), hi=float(small.max()), std=1.0, n_unique=800)
+    assert r.test == "ks" and r.drifted and r.value < 0.05
+    cats = D.categorical_drift("c", np.array([500, 300, 200]), np.array([480, 330, 190]))
+    assert cats.test == "chisquare" and not cats.drifted
+    assert cats.value == pytest.approx(st.chisquare([480, 330, 190], [500, 300, 200]).pvalue)
+    new = D.categorical_drift("c", np.array([500, 300, 0]), np.array([400, 300, 300]))
+    assert new.drifted and "absent from the reference" in new.note
+    binary = D.categorical_drift("b", np.array([600, 400]), np.array([300, 700]))
+    assert binary.test == "z" and binary.drifted
+    big = D.categorical_drift("c", np.array([5000, 3000, 2000]), np.array([100, 100, 800]))
+    assert big.test == "jensenshannon" and big.drifted
+
+
+def test_dataset_drift_is_the_share_of_drifted_features():
+    f = lambda d: D.FeatureDrift("x", "numeric", "ks", 0.01 if d else 0.5, 0.05, d, 0.0, 1, 1)  # noqa: E731
+    assert D.dataset_drift([f(True), f(False)]).drifted
+    assert not D.dataset_drift([f(True), f(False), f(False)]).drifted
+    assert D.dataset_drift([]).share == 0.0
+
+
+def _write(tmp_path, name: str, text: str):
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def test_capture_profiles_csv_and_parquet_alike(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(3)
+    n = 2_000
+    data = {"age": rng.integers(18, 90, n).astype(float), "city": rng.choice(["a", "b", "c"], n).tolist(),
+            "score": rng.random(n)}
+    data["age"][:10] = np.nan
+    table = pa.table({"age": pa.array(data["age"], from_pandas=True), "city": data["city"], "score": data["score"]})
+    pq.write_table(table, tmp_path / "train.parquet")
+    csv = tmp_path / "train.csv"
+    import pyarrow.csv as pacsv
+
+    pacsv.write_csv(table, csv)
+    profiles = []
+    for path in (tmp_path / "train.parquet", csv):
+        prof = capture(read_table(path), model="m", version="v1", file=str(path), sha256=file_sha256(path),
+                       prediction="score", buckets=10)
+        json.dumps(prof, allow_nan=False)
+        profiles.append(prof)
+    for prof in profiles:
+        age = prof["features"]["age"]
+        assert prof["rows"] == n and prof["prediction"] == "score" and age["missing"] == 10
+        assert age["type"] == "numeric" and sum(age["counts"]) == n - 10 and len(age["counts"]) == len(age["bounds"]) + 1
+        assert prof["features"]["city"]["type"] == "categorical" and sum(prof["features"]["city"]["categories"].values()) == n
+        assert "score" in prof["features"]
+    assert profiles[0]["features"]["age"]["bounds"] == profiles[1]["features"]["age"]["bounds"]
+
+
+@pytest.mark.parametrize(("name", "text", "kwargs", "message"), [
+    ("empty.csv", "a,b\n", {}, "no rows"),
+    ("x.csv", "a,b\n1,2\n", {"features": ["a", "zz"]}, "no column 'zz'"),
+    ("x.csv", "a,b\n,2\n,3\n", {}, "column 'a': all 2 values are missing"),
+    ("x.csv", "a,b\n1,2\nx,3\n", {}, "column 'a' mixes numbers ('1') and text ('x')"),
+    ("x.txt", "a\n1\n", {}, "unknown format .txt"),
+    ("x.csv", "a,b\n1,2\n", {"prediction": "p"}, "no column 'p'"),
+])
+def test_bad_training_data_is_refused_naming_file_and_column(tmp_path, name, text, kwargs, message):
+    path = _write(tmp_path, name, text)
+    with pytest.raises(ConfigError, match=re.escape(message)) as info:
+        capture(read_table(path), model="m", version="v", file=str(path), sha256="0", **kwargs)
+    assert str(path) in str(info.value)
+    with pytest.raises(ConfigError, match="no such file"):
+        read_table(tmp_path / "absent.csv")
+
+
+def _profile(tmp_path, n: int = 5_000):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(4)
+    table = pa.table({"age": rng.normal(40, 10, n), "city": rng.choice(["a", "b", "c"], n, p=[0.5, 0.3, 0.2]).tolist(),
+                      "score": rng.random(n)})
+    path = tmp_path / "train.parquet"
+    pq.write_table(table, path)
+    return path, capture(read_table(path), model="rec", version="v1", file=str(path), sha256=file_sha256(path),
+                         prediction="score")
+
+
+def test_exporter_counts_over_the_profiles_buckets_and_exports_them(tmp_path):
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from canary.drift.compare import compare
+    from canary.drift.exporter import FeatureExporter
+
+    _, prof = _profile(tmp_path)
+    reg = CollectorRegistry()
+    ex = FeatureExporter(prof, registry=reg)
+    rng = np.random.default_rng(5)
+    for age, city in zip(rng.normal(55, 10, 3_000), rng.choice(["a", "b", "c", "zz"], 3_000, p=[0.5, 0.3, 0.19, 0.01])):
+        ex.observe({"age": age, "city": city}, prediction=0.5)
+    ex.observe({"city": None})
+    live = ex.live_counts()
+    assert sum(live["age"]["counts"]) == 3_000 and live["age"]["missing"] == 1 and live["city"]["missing"] == 1
+    result = compare(prof, live)
+    by = {f.feature: f for f in result.features}
+    assert by["age"].drifted and not by["city"].drifted and by["score"].drifted  # all predictions 0.5
+    text = generate_latest(reg).decode()
+    assert 'model_feature_value_bucket{feature="age",le="+Inf",model_name="rec",model_version="v1"} 3000.0' in text
+    assert 'model_feature_category_total{category="__other__",feature="city"' in text
+    assert 'model_feature_missing_total{feature="age",model_name="rec",model_version="v1"} 1.0' in text
+
+
+def test_drift_check_cli_offline(tmp_path):
+    from typer.testing import CliRunner
+
+    from canary.cli import app
+
+    src, _ = _profile(tmp_path)
+    out = tmp_path / "rec-v1.profile.json"
+    r = CliRunner().invoke(app, ["baseline", "capture", str(src), "--model", "rec", "--version", "v1",
+                                 "--prediction", "score", "-f", str(out), "-o", "json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["features"] == {"age": "numeric", "city": "categorical", "score": "numeric"}
+    prof = json.loads(out.read_text())
+    same = {"features": {"age": {"counts": prof["features"]["age"]["counts"]},
+                         "city": {"categories": prof["features"]["city"]["categories"]}}}
+    shifted = {"features": {"age": {"counts": list(reversed(prof["features"]["age"]["counts"]))},
+                            "city": {"categories": {"a": 10, "b": 10, "c": 980}}}}
+    for live, code in ((same, 0), (shifted, 1)):
+        f = tmp_path / "live.json"
+        f.write_text(json.dumps(live))
+        r = CliRunner().invoke(app, ["drift", "check", "--baseline", str(out), "--input", str(f), "-o", "json"])
+        assert r.exit_code == code, r.output
+        d = json.loads(r.output)
+        assert d["dataset_drift"] is (code == 1) and d["no_live_data"] == ["score"]
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"features": {"age": {"counts": [1, 2]}}}))
+    r = CliRunner().invoke(app, ["drift", "check", "--baseline", str(out), "--input", str(bad)])
+    assert r.exit_code == 2 and "feature 'age'" in r.output
+    r = CliRunner().invoke(app, ["drift", "check", "--baseline", str(out)])
+    assert r.exit_code == 2 and "exactly one of --input" in r.output
