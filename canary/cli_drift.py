@@ -131,6 +131,77 @@ def check_cmd(
     raise typer.Exit(EXIT_DRIFT if result.drifted else EXIT_OK)
 
 
+@drift_app.command("watch")
+def watch_cmd(
+    baselines: list[Path] = typer.Option(..., "--baseline", help="a profile per model version to watch (repeat)"),
+    prometheus_url: Optional[str] = typer.Option(None, "--prometheus-url", envvar="CANARY_PROMETHEUS_URL"),
+    prometheus_token: Optional[str] = typer.Option(None, "--prometheus-token", envvar="CANARY_PROMETHEUS_TOKEN",
+                                                   show_default=False),
+    insecure: bool = typer.Option(False, "--insecure-skip-tls-verify", envvar="CANARY_PROMETHEUS_INSECURE"),
+    window: str = typer.Option("1h", "--window", help="live data each evaluation reads"),
+    interval: str = typer.Option("5m", "--interval", help="time between evaluations"),
+    enter_after: int = typer.Option(3, "--enter-after", help="drifted evaluations in a row to start an episode"),
+    exit_after: int = typer.Option(3, "--exit-after", help="clean evaluations in a row to end one"),
+    quiet: str = typer.Option("1h", "--quiet", help="after a version is first seen, no episode starts"),
+    state_file: Optional[Path] = typer.Option(None, "--state-file", help="keeps episodes across restarts"),
+    retrain_job: Optional[Path] = typer.Option(None, "--retrain-job", help="batch/v1 Job template (YAML) to create "
+                                                                           "once per drift episode"),
+    retrain_webhook: Optional[str] = typer.Option(None, "--retrain-webhook", help="or POST the evidence here"),
+    namespace: str = typer.Option("default", "--namespace", "-n", help="namespace of the Events and the Job"),
+    kubeconfig: Optional[str] = typer.Option(None, "--kubeconfig", envvar="KUBECONFIG"),
+    context: Optional[str] = typer.Option(None, "--context"),
+    no_kube: bool = typer.Option(False, "--no-kube", help="no Kubernetes Events (and no Job)"),
+    once: bool = typer.Option(False, "--once", help="one evaluation, then exit (1 if any episode is open)"),
+) -> None:
+    """Watch live feature distributions against their training profiles, continuously: alerts with
+    hysteresis, a quiet period after a version starts, and one retraining trigger per drift episode.
+
+    Example: canary drift watch --baseline rec-model-v2.profile.json --retrain-job retrain.yaml -n ml
+    """
+    import threading
+
+    from canary.drift import monitor as M
+    from canary.drift.watch import DriftWatcher, load_job_template
+    from canary.metrics.client import PrometheusClient
+    from canary.notify import Notifier
+    from canary.policy_fields import parse_duration
+
+    try:
+        if not prometheus_url:
+            raise ConfigError("no Prometheus address: pass --prometheus-url or set CANARY_PROMETHEUS_URL")
+        if retrain_job and retrain_webhook:
+            raise ConfigError("give at most one of --retrain-job and --retrain-webhook")
+        if retrain_job and no_kube:
+            raise ConfigError("--retrain-job creates a Kubernetes Job: it cannot go with --no-kube")
+        profiles = [_load_json(p, "baseline") for p in baselines]
+        template = load_job_template(retrain_job) if retrain_job else None
+        window_s, interval_s, quiet_s = parse_duration(window), parse_duration(interval), parse_duration(quiet)
+        if enter_after < 1 or exit_after < 1:
+            raise ConfigError("--enter-after and --exit-after must be at least 1")
+        core = batch = None
+        if not no_kube:
+            import kubernetes
+
+            from canary.kube import api_client
+
+            api = api_client(kubeconfig=kubeconfig, context=context)
+            core, batch = kubernetes.client.CoreV1Api(api), kubernetes.client.BatchV1Api(api)
+    except (CanaryError, ValueError) as exc:
+        _fail(str(exc))
+    watcher = DriftWatcher(profiles, client=PrometheusClient(prometheus_url or "", token=prometheus_token,
+                                                             verify_tls=not insecure),
+                           window_s=window_s, namespace=namespace, state_file=state_file, core_api=core,
+                           batch_api=batch, job_template=template, retrain_webhook=retrain_webhook,
+                           notifier=Notifier.from_env(),
+                           config=M.MonitorConfig(enter_after=enter_after, exit_after=exit_after, quiet_s=quiet_s))
+    stop = threading.Event()
+    while True:
+        watcher.once()
+        if once or stop.wait(interval_s):
+            break
+    raise typer.Exit(EXIT_DRIFT if any(s.phase == M.DRIFTING for s in watcher.states.values()) else EXIT_OK)
+
+
 def _load_json(path: Path, what: str) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))

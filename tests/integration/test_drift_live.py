@@ -60,3 +60,86 @@ def test_drift_check_reads_the_exporter_through_prometheus(prom_server_factory: 
     finally:
         server.shutdown()
         thread.join(timeout=5)
+
+
+def test_the_watcher_alerts_once_per_episode_creates_one_retraining_job_and_survives_a_restart(
+        prom_server_factory: Any, tmp_path: Any) -> None:
+    """Real Prometheus scraping the exporter, the strict Kubernetes API emulator for Events and
+    Jobs: drift for two evaluations starts an episode (Event, one Job with the evidence); later
+    evaluations and a restarted watcher (state file) create no second Job; an A/A stream of the
+    same length raises nothing."""
+    import kubernetes
+
+    from canary.drift import monitor as M
+    from canary.drift.profile import capture, file_sha256, read_table
+    from canary.drift.watch import DriftWatcher, load_job_template
+    from canary.metrics.client import PrometheusClient
+    from canary.sandbox.kubeapi import KubeAPIServer, Resource
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(10)
+    pq.write_table(pa.table({"age": rng.normal(40, 10, 5_000), "city": rng.choice(["a", "b"], 5_000).tolist()}),
+                   tmp_path / "t.parquet")
+    profiles = {}
+    for version in ("v1", "v2"):  # v1 drifts, v2 is served what it was trained on
+        path = tmp_path / "t.parquet"
+        profiles[version] = capture(read_table(path), model="rec", version=version, file=str(path),
+                                    sha256=file_sha256(path))
+    reg = CollectorRegistry()
+    exporters = {v: FeatureExporter(p, registry=reg) for v, p in profiles.items()}
+    for ex in exporters.values():
+        ex.observe({"age": 40.0, "city": "a"})
+    port = free_port()
+    server, thread = start_http_server(port, addr="127.0.0.1", registry=reg)
+    template = tmp_path / "job.yaml"
+    template.write_text("apiVersion: batch/v1\nkind: Job\nmetadata: {generateName: retrain-}\n"
+                        "spec:\n  template:\n    spec:\n      restartPolicy: Never\n"
+                        "      containers: [{name: train, image: trainer:1}]\n")
+    api = KubeAPIServer()
+    api.handler.register(Resource("batch", "jobs", "Job", ("v1",)))
+    api.start()
+    try:
+        prom = prom_server_factory(targets=[f"127.0.0.1:{port}"], scrape_interval="1s")
+        assert prom.wait_targets_up(timeout_s=30) < 30
+        for age, city in zip(rng.normal(60, 10, 3_000), rng.choice(["a", "b"], 3_000)):
+            exporters["v1"].observe({"age": age, "city": city})
+        for age, city in zip(rng.normal(40, 10, 3_000), rng.choice(["a", "b"], 3_000)):
+            exporters["v2"].observe({"age": age, "city": city})
+        client = PrometheusClient(prom.url)
+        from canary.drift.live import live_counts
+
+        deadline = time.monotonic() + 40  # until Prometheus has a scrape after the traffic
+        while sum(live_counts(client, profiles["v1"], model="rec", version="v1", window_s=300)
+                  .get("age", {}).get("counts", [0])) < 1_000 and time.monotonic() < deadline:
+            time.sleep(0.5)
+        k = api.api_client()
+        state = tmp_path / "state.json"
+        clock = iter(range(1000, 100_000, 60))
+
+        def watcher() -> DriftWatcher:
+            return DriftWatcher(list(profiles.values()), client=client, window_s=300, namespace="ml",
+                                state_file=state, core_api=kubernetes.client.CoreV1Api(k),
+                                batch_api=kubernetes.client.BatchV1Api(k), job_template=load_job_template(template),
+                                config=M.MonitorConfig(enter_after=2, exit_after=2, quiet_s=0),
+                                clock=lambda: float(next(clock)))
+
+        w = watcher()
+        first, second, third = w.once(), w.once(), w.once()
+        assert first == [] and [d.get("alert") for d in second if "alert" in d] == ["drift.started"]
+        assert [d["trigger"] for d in second if "trigger" in d] == [1] and third == []
+        listed = kubernetes.client.BatchV1Api(k).list_namespaced_job("ml").items
+        assert len(listed) == 1 and listed[0].metadata.name == "retrain-rec-v1-e1"
+        env = {e.name: e.value for e in listed[0].spec.template.spec.containers[0].env}
+        assert json.loads(env["CANARY_DRIFT_EVIDENCE"])["drifted_features"] == ["age"]
+        events = kubernetes.client.CoreV1Api(k).list_namespaced_event("ml").items
+        assert [e.reason for e in events] == ["DriftDetected"] and "rec v1" in events[0].message
+        assert w.states["rec/v2"].phase == M.OK and w.states["rec/v2"].episode == 0  # A/A: nothing
+        again = watcher()  # a restarted watcher continues the episode: no new Job, no new alert
+        assert again.once() == [] and again.states["rec/v1"].phase == M.DRIFTING
+        assert len(kubernetes.client.BatchV1Api(k).list_namespaced_job("ml").items) == 1
+    finally:
+        server.shutdown()
+        thread.join(timeout=5)
+        api.stop()

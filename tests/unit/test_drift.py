@@ -185,3 +185,41 @@ def test_drift_check_cli_offline(tmp_path):
     assert r.exit_code == 2 and "feature 'age'" in r.output
     r = CliRunner().invoke(app, ["drift", "check", "--baseline", str(out)])
     assert r.exit_code == 2 and "exactly one of --input" in r.output
+
+
+def _result(drifted: bool) -> "D.DatasetDrift":
+    f = D.FeatureDrift("age", "numeric", "wasserstein", 0.3 if drifted else 0.01, 0.1, drifted, 0.2, 5000, 900)
+    return D.dataset_drift([f])
+
+
+def test_monitor_hysteresis_quiet_period_and_one_trigger_per_episode():
+    from canary.drift import monitor as M
+
+    cfg = M.MonitorConfig(enter_after=2, exit_after=2, quiet_s=100, retry_s=10, retry_max_s=40)
+    s = M.MonitorState("rec", "v1", quiet_until=100)
+    seq = [(t, True) for t in (10, 20, 30, 110)]  # drift inside the quiet period starts nothing
+    for t, d in seq[:3]:
+        s, acts = M.step(s, _result(d), t, cfg, window_s=60)
+        assert acts == [] and s.phase == M.OK
+    s, acts = M.step(s, _result(True), 110, cfg, window_s=60)
+    assert s.phase == M.DRIFTING and s.episode == 1
+    assert [type(a).__name__ for a in acts] == ["Alert", "Trigger"] and acts[0].event == "drift.started"
+    assert acts[1].evidence["drifted_features"] == ["age"] and acts[1].evidence["window_s"] == 60
+    s, acts = M.trigger_result(s, False, 111, cfg, error="HTTP 503")
+    assert acts[0].event == "drift.retrain_failed" and "503" in acts[0].message and s.trigger_due == 121
+    s, acts = M.step(s, _result(True), 115, cfg, window_s=60)
+    assert acts == []  # not due yet: no second trigger
+    s, acts = M.step(s, _result(False), 125, cfg, window_s=60)  # one clean look: still drifting, trigger due
+    assert s.phase == M.DRIFTING and [type(a).__name__ for a in acts] == ["Trigger"]
+    s, _ = M.trigger_result(s, True, 126, cfg)
+    s, acts = M.step(s, _result(True), 130, cfg, window_s=60)  # hovering: no flap, no new trigger
+    assert acts == [] and s.trigger == "done"
+    for t in (140, 150):
+        s, acts = M.step(s, _result(False), t, cfg, window_s=60)
+    assert s.phase == M.OK and acts[0].event == "drift.resolved"
+    assert M.MonitorState.from_dict(s.to_dict()) == s
+    for t in (160, 170):
+        s, acts = M.step(s, _result(True), t, cfg, window_s=60)
+    assert s.episode == 2 and any(isinstance(a, M.Trigger) and a.episode == 2 for a in acts)
+    with pytest.raises(ValueError, match="bad phase"):
+        M.MonitorState.from_dict({**s.to_dict(), "phase": "weird"})

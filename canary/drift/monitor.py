@@ -1,0 +1,136 @@
+"""The drift monitor's decisions for one model version: pure, like the rollout state machine.
+
+    step(state, result, now, config) -> (state, actions)
+    trigger_result(state, ok, now, config, error="") -> (state, actions)
+
+A *drift episode* starts when `config.enter_after` evaluations in a row show
+dataset drift and ends when `config.exit_after` in a row show none
+(hysteresis: a share that hovers at the threshold does not flap the alert).
+Nothing starts during the quiet period after the version began serving
+(`quiet_until`): right after a rollout the live data are few and moving.
+At the start of an episode: an `Alert` (Kubernetes Event, webhook, Slack) and
+one retraining `Trigger`, recorded with its evidence. A failed trigger is
+retried with exponential backoff (`Trigger` again when due) and every failure
+is reported (`Alert` "drift.retrain_failed"); it is never dropped, and never
+sent twice for one episode: the state says it succeeded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from canary.drift.stats import DatasetDrift
+
+OK, DRIFTING = "ok", "drifting"
+
+
+@dataclass(frozen=True)
+class MonitorConfig:
+    enter_after: int = 3  # drifted evaluations in a row to start an episode
+    exit_after: int = 3  # clean evaluations in a row to end one
+    quiet_s: float = 3600.0  # after a version starts serving, no episode starts
+    retry_s: float = 30.0  # first retry of a failed trigger; doubles, up to retry_max_s
+    retry_max_s: float = 1800.0
+
+
+@dataclass(frozen=True)
+class MonitorState:
+    model: str
+    version: str
+    phase: str = OK
+    drifted_in_row: int = 0
+    clean_in_row: int = 0
+    episode: int = 0  # episodes started so far (the current one while DRIFTING)
+    quiet_until: float = 0.0
+    trigger: str = ""  # "" none for this episode, "pending", "done"
+    trigger_attempts: int = 0
+    trigger_due: float = 0.0
+    evidence: dict[str, Any] = field(default_factory=dict)  # the episode's start: features, scores, window
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "MonitorState":
+        known = {f.name for f in dataclasses.fields(cls)}
+        state = cls(**{k: v for k, v in d.items() if k in known})
+        if state.phase not in (OK, DRIFTING) or state.trigger not in ("", "pending", "done"):
+            raise ValueError(f"drift monitor state of {state.model} {state.version}: bad phase/trigger")
+        return state
+
+
+@dataclass(frozen=True)
+class Alert:
+    event: str  # "drift.started" | "drift.resolved" | "drift.retrain_failed"
+    message: str
+    evidence: dict[str, Any]
+    warning: bool = True
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """Start retraining for this episode (idempotent per episode: the Job's name carries it)."""
+
+    episode: int
+    evidence: dict[str, Any]
+
+
+Action = Alert | Trigger
+
+
+def evidence_of(result: DatasetDrift, *, window_s: float, now: float) -> dict[str, Any]:
+    """What an alert and a trigger carry: which features, their tests and scores, the window."""
+    return {"at": now, "window_s": window_s, "share": result.share,
+            "drifted_features": list(result.drifted_features()),
+            "features": [{"feature": f.feature, "test": f.test, "value": f.value, "threshold": f.threshold,
+                          "score": f.score, "psi": f.psi, "drifted": f.drifted, "n_current": f.n_current}
+                         for f in result.features]}
+
+
+def step(state: MonitorState, result: DatasetDrift, now: float, config: MonitorConfig, *,
+         window_s: float) -> tuple[MonitorState, list[Action]]:
+    """One evaluation of the live data against the profile."""
+    actions: list[Action] = []
+    if not result.features:  # no live data: neither drift nor its absence
+        return state, _due(state, now)
+    if result.drifted:
+        state = replace(state, drifted_in_row=state.drifted_in_row + 1, clean_in_row=0)
+    else:
+        state = replace(state, clean_in_row=state.clean_in_row + 1, drifted_in_row=0)
+    ev = evidence_of(result, window_s=window_s, now=now)
+    who = f"{state.model} {state.version}"
+    if state.phase == OK and state.drifted_in_row >= config.enter_after and now >= state.quiet_until:
+        state = replace(state, phase=DRIFTING, episode=state.episode + 1, trigger="pending", trigger_attempts=0,
+                        trigger_due=now, evidence=ev)
+        feats = ", ".join(ev["drifted_features"])
+        actions.append(Alert("drift.started", f"{who}: dataset drift, {result.share:.0%} of features drifted "
+                                              f"({feats}) in {state.drifted_in_row} evaluations in a row; "
+                                              f"retraining episode {state.episode}", ev))
+    elif state.phase == DRIFTING and state.clean_in_row >= config.exit_after:
+        state = replace(state, phase=OK)
+        actions.append(Alert("drift.resolved", f"{who}: no dataset drift in {state.clean_in_row} evaluations "
+                                               f"in a row; episode {state.episode} ended", ev, warning=False))
+    return state, actions + _due(state, now)
+
+
+def _due(state: MonitorState, now: float) -> list[Action]:
+    if state.trigger == "pending" and now >= state.trigger_due:
+        return [Trigger(state.episode, state.evidence)]
+    return []
+
+
+def trigger_result(state: MonitorState, ok: bool, now: float, config: MonitorConfig,
+                   error: str = "") -> tuple[MonitorState, list[Action]]:
+    """Record a trigger's outcome: done, or retried later with backoff (and reported)."""
+    if state.trigger != "pending":
+        return state, []
+    if ok:
+        return replace(state, trigger="done"), []
+    attempts = state.trigger_attempts + 1
+    delay = min(config.retry_s * 2 ** (attempts - 1), config.retry_max_s)
+    state = replace(state, trigger_attempts=attempts, trigger_due=now + delay)
+    return state, [Alert("drift.retrain_failed", f"{state.model} {state.version}: retraining trigger for episode "
+                                                  f"{state.episode} failed (attempt {attempts}): {error}; "
+                                                  f"retrying in {delay:.0f}s", state.evidence)]

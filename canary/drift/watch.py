@@ -1,0 +1,217 @@
+"""`canary drift watch`: the drift monitor's loop, and what its decisions do (issue 12).
+
+Every `interval`, for every profile: read the live counts of its version from
+Prometheus (`live.live_counts`), compare (`compare.compare`), step the pure
+monitor (`monitor.step`) and carry out its actions:
+
+* `Alert` -> one log line (what happened and why), a Kubernetes Event on the
+  model's VirtualService (name = model, `--namespace`), the webhook/Slack
+  notifications that already exist (`canary.notify`);
+* `Trigger` -> a retraining Job created from the user's template (its name
+  carries model, version and episode, so a second create for the same episode
+  is AlreadyExists, i.e. done: at most one Job per episode, across restarts),
+  the evidence in the `CANARY_DRIFT_EVIDENCE` env var of every container and
+  in an annotation; or a POST of the evidence to `--retrain-webhook`. A failure
+  is reported and retried with backoff (`monitor.trigger_result`).
+
+The monitor states are written to `--state-file` after every change (atomic
+rename), so a restarted watcher continues its episodes instead of re-alerting
+and re-triggering. Gauges for the person on call:
+`model_data_drift_score{model, version, feature}`,
+`model_data_drift_share{model, version}`, `model_data_drift_episode{model, version}`
+(1 while drifting).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import structlog
+from prometheus_client import CollectorRegistry, Gauge
+
+from canary.drift import monitor as M
+from canary.drift.compare import compare
+from canary.drift.live import live_counts
+from canary.errors import CanaryError, ConfigError
+
+log = structlog.get_logger("canary.drift")
+
+
+class DriftWatcher:
+    def __init__(self, profiles: Sequence[Mapping[str, Any]], *, client: Any, window_s: float,
+                 config: M.MonitorConfig, namespace: str = "default", state_file: Path | None = None,
+                 core_api: Any = None, batch_api: Any = None, job_template: Mapping[str, Any] | None = None,
+                 retrain_webhook: str | None = None, notifier: Any = None, registry: CollectorRegistry | None = None,
+                 clock: Callable[[], float] = time.time, post: Callable[[str, dict], int] | None = None) -> None:
+        self.profiles = list(profiles)
+        self.client, self.window_s, self.config, self.namespace = client, window_s, config, namespace
+        self.state_file, self.core, self.batch = state_file, core_api, batch_api
+        self.job_template, self.retrain_webhook, self.notifier = job_template, retrain_webhook, notifier
+        self.clock, self._post = clock, post or _post_json
+        self.states: dict[str, M.MonitorState] = _load_states(state_file)
+        reg = registry if registry is not None else CollectorRegistry()
+        self.g_score = Gauge("model_data_drift_score", "Drift score per feature (1 - p, or the distance)",
+                             ["model", "version", "feature"], registry=reg)
+        self.g_share = Gauge("model_data_drift_share", "Share of drifted features", ["model", "version"], registry=reg)
+        self.g_episode = Gauge("model_data_drift_episode", "1 while a drift episode is open", ["model", "version"],
+                               registry=reg)
+
+    def once(self) -> list[dict[str, Any]]:
+        """One evaluation of every profile; returns what was done (for logs and tests)."""
+        done: list[dict[str, Any]] = []
+        for prof in self.profiles:
+            model, version = str(prof["model"]), str(prof["version"])
+            key, now = f"{model}/{version}", self.clock()
+            state = self.states.get(key) or M.MonitorState(model, version, quiet_until=now + self.config.quiet_s)
+            try:
+                live = live_counts(self.client, prof, model=model, version=version, window_s=self.window_s)
+                result = compare(prof, live)
+            except CanaryError as exc:  # Prometheus down or a bad answer: nothing is decided, say so
+                log.warning("drift.unmeasured", model=model, version=version, error=str(exc))
+                done.append({"model": model, "version": version, "error": str(exc)})
+                self._save(key, state)
+                continue
+            for f in result.features:
+                self.g_score.labels(model, version, f.feature).set(f.score)
+            self.g_share.labels(model, version).set(result.share)
+            state, actions = M.step(state, result, now, self.config, window_s=self.window_s)
+            state = self._act(state, actions, done)
+            self.g_episode.labels(model, version).set(1.0 if state.phase == M.DRIFTING else 0.0)
+            self._save(key, state)
+        return done
+
+    def _act(self, state: M.MonitorState, actions: list[M.Action], done: list[dict[str, Any]]) -> M.MonitorState:
+        queue = list(actions)
+        while queue:
+            a = queue.pop(0)
+            if isinstance(a, M.Alert):
+                self._alert(state, a)
+                done.append({"model": state.model, "version": state.version, "alert": a.event, "message": a.message})
+            else:
+                ok, error = self._trigger(state, a)
+                done.append({"model": state.model, "version": state.version, "trigger": a.episode, "ok": ok,
+                             "error": error})
+                state, more = M.trigger_result(state, ok, self.clock(), self.config, error)
+                queue.extend(more)
+                if ok:
+                    log.warning("drift.retrain_triggered", model=state.model, version=state.version,
+                                episode=a.episode, features=a.evidence.get("drifted_features"))
+        return state
+
+    def _alert(self, state: M.MonitorState, a: M.Alert) -> None:
+        (log.warning if a.warning else log.info)(a.event, model=state.model, version=state.version,
+                                                   episode=state.episode, message=a.message)
+        if self.notifier is not None:
+            self.notifier.notify(a.event.replace(".", "_"), {
+                "model": state.model, "namespace": self.namespace, "rollout": state.model,
+                "stable_version": state.version, "canary_version": "", "weights": None, "reason": a.message,
+                "evidence": a.evidence.get("features", [])})
+        if self.core is not None:
+            from canary.kube import event_body
+
+            body = event_body(namespace=self.namespace, reason={"drift.started": "DriftDetected",
+                                                                "drift.resolved": "DriftResolved"}.get(
+                                  a.event, "RetrainTriggerFailed"),
+                              involved={"apiVersion": "networking.istio.io/v1beta1", "kind": "VirtualService",
+                                        "name": state.model},
+                              message=a.message, warning=a.warning, component="canary-drift",
+                              generate_name=f"{state.model}-drift-")
+            try:
+                self.core.create_namespaced_event(self.namespace, body, _request_timeout=3)
+            except Exception as exc:  # an Event is a record, not a decision: log and go on
+                log.warning("drift.event_failed", model=state.model, error=f"{type(exc).__name__}: {exc}"[:300])
+
+    def _trigger(self, state: M.MonitorState, t: M.Trigger) -> tuple[bool, str]:
+        if self.job_template is not None and self.batch is not None:
+            job = retrain_job(self.job_template, model=state.model, version=state.version, episode=t.episode,
+                              evidence=t.evidence)
+            try:
+                self.batch.create_namespaced_job(self.namespace, job, _request_timeout=5)
+                return True, ""
+            except Exception as exc:
+                if getattr(exc, "status", None) == 409:  # created before (a restart, a retry): done
+                    return True, ""
+                return False, f"{type(exc).__name__}: {getattr(exc, 'status', '')} {getattr(exc, 'reason', exc)}"[:300]
+        if self.retrain_webhook:
+            try:
+                code = self._post(self.retrain_webhook, {"event": "retrain", "model": state.model,
+                                                         "version": state.version, "episode": t.episode,
+                                                         "evidence": t.evidence})
+            except Exception as exc:
+                return False, f"{type(exc).__name__}: {exc}"[:300]
+            return (200 <= code < 300), ("" if 200 <= code < 300 else f"HTTP {code}")
+        return True, ""  # no trigger configured: the episode is alerted only
+
+    def _save(self, key: str, state: M.MonitorState) -> None:
+        if self.states.get(key) == state:
+            return
+        self.states[key] = state
+        if self.state_file is None:
+            return
+        tmp = self.state_file.with_suffix(self.state_file.suffix + ".tmp")
+        tmp.write_text(json.dumps({k: s.to_dict() for k, s in self.states.items()}), encoding="utf-8")
+        os.replace(tmp, self.state_file)
+
+
+def retrain_job(template: Mapping[str, Any], *, model: str, version: str, episode: int,
+                evidence: Mapping[str, Any]) -> dict[str, Any]:
+    """The user's Job template with a name per episode, labels, and the evidence attached."""
+    job = copy.deepcopy(dict(template))
+    meta = job.setdefault("metadata", {})
+    base = meta.pop("generateName", None) or meta.get("name") or "retrain"
+    meta["name"] = _dns_name(f"{base.rstrip('-')}-{model}-{version}-e{episode}")
+    meta.setdefault("labels", {}).update({"canary.ml/model": _label(model), "canary.ml/version": _label(version),
+                                          "canary.ml/drift-episode": str(episode)})
+    text = json.dumps(evidence, separators=(",", ":"), allow_nan=False, default=str)
+    meta.setdefault("annotations", {})["canary.ml/drift-evidence"] = text[:60_000]
+    for c in job.get("spec", {}).get("template", {}).get("spec", {}).get("containers", []):
+        c.setdefault("env", []).append({"name": "CANARY_DRIFT_EVIDENCE", "value": text[:60_000]})
+    return job
+
+
+def load_job_template(path: Path) -> dict[str, Any]:
+    """A batch/v1 Job from YAML. ConfigError naming the file and field when it is not one."""
+    import yaml
+
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot read the Job template: {str(exc)[:200]}") from None
+    if not isinstance(raw, dict) or raw.get("kind") != "Job" or not str(raw.get("apiVersion", "")).startswith("batch/"):
+        raise ConfigError(f"{path}: kind/apiVersion: the retraining template must be a batch/v1 Job")
+    containers = raw.get("spec", {}).get("template", {}).get("spec", {}).get("containers")
+    if not isinstance(containers, list) or not containers:
+        raise ConfigError(f"{path}: spec.template.spec.containers: the Job needs at least one container")
+    return raw
+
+
+def _dns_name(text: str) -> str:
+    name = re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")
+    return name[:63].rstrip("-") or "retrain"
+
+
+def _label(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text)[:63].strip("-_.") or "x"
+
+
+def _load_states(path: Path | None) -> dict[str, M.MonitorState]:
+    if path is None or not path.exists():
+        return {}
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        return {k: M.MonitorState.from_dict(v) for k, v in raw.items()}
+    except (OSError, ValueError, TypeError, AttributeError) as exc:
+        raise ConfigError(f"{path}: cannot read the drift monitor state: {str(exc)[:200]}") from None
+
+
+def _post_json(url: str, body: dict) -> int:
+    import requests
+
+    return requests.post(url, json=body, timeout=5).status_code
