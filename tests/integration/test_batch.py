@@ -272,7 +272,7 @@ def test_an_arm_without_series_keeps_its_nodata_in_place(snaps: tuple[b.Snapshot
     assert isinstance(stable, NoData) and "stable arm" in str(stable)
     assert counts(canary) == approx((rate("rec-a", "canary") * WINDOW * error_share("canary"),
                                      rate("rec-a", "canary") * WINDOW))
-    r = judge(pol, {"err": (stable, canary)}).results[0]
+    [r] = [x for x in judge(pol, {"err": (stable, canary)}).results if x.check == "err"]
     assert r.outcome is not Outcome.ERROR and "could not measure" not in r.reason, r.reason
     neither = replace(t, canary_version="v-missing-too")
     with pytest.raises(NoData, match="stable arm.*canary arm"):
