@@ -47,6 +47,7 @@ from canary.sandbox.tritonserver import TritonServer
 log = structlog.get_logger(__name__)
 
 ISTIO_DIR = Path(__file__).resolve().parents[2] / "istio"
+DATA_DRIFT_FEATURES, DATA_DRIFT_SHIFT = 5, 1.0  # "data-drift": 5 of 8 inputs move by one standard deviation
 
 
 def istio_objects(istio_dir: Path, *, stable_version: str, canary_version: str) -> list[dict[str, Any]]:
@@ -182,20 +183,24 @@ class Sandbox:
         return self
 
     def _start_kube(self) -> None:
-        from canary.sandbox.kubeapi import KubeAPIServer
+        from canary.sandbox.kubeapi import KubeAPIServer, Resource
 
         objs = istio_objects(self.istio_dir, stable_version=self.stable_version, canary_version=self.canary_version)
         for obj in objs:
             obj.setdefault("metadata", {})["namespace"] = self.namespace
-        self.kube = KubeAPIServer(seed=objs).start()
+        self.kube = KubeAPIServer(seed=objs)
+        self.kube.handler.register(Resource("batch", "jobs", "Job", ("v1",)))  # retraining Jobs (drift)
+        self.kube.start()
         self._stops.append(("kube", self.kube.stop))
         write_kubeconfig(self.kubeconfig, self.kube.url, self.namespace)
 
     def _start_tritons(self) -> None:
         canary_b = Behaviour(device=self.device, schema=SCENARIOS[self.scenario].schema)
+        profiles = self.write_profiles()
         self.stable = TritonServer("stable", self.stable_version, Behaviour(device=self.device),
-                                   workdir=self.workdir / "triton-stable")
-        self.canary = TritonServer("canary", self.canary_version, canary_b, workdir=self.workdir / "triton-canary")
+                                   workdir=self.workdir / "triton-stable", drift_profile=profiles.get("stable"))
+        self.canary = TritonServer("canary", self.canary_version, canary_b, workdir=self.workdir / "triton-canary",
+                                   drift_profile=profiles.get("canary"))
         for server in (self.stable, self.canary):  # both spawn now, from this thread; then wait together
             server.start()
         self._stops.append(("tritons", self._stop_tritons))
@@ -208,6 +213,22 @@ class Sandbox:
             s.terminate()
         for s in servers:
             s.stop()
+
+    def write_profiles(self) -> dict[str, Path]:
+        """Each version's training profile (`model.training_profile`) in the workdir, for the
+        servers' drift exporters and for `canary drift watch`; {} when pyarrow is not installed."""
+        try:
+            from canary.sandbox.model import training_profile
+
+            out = {}
+            for arm, version in (("stable", self.stable_version), ("canary", self.canary_version)):
+                path = self.workdir / f"{self.model}-{version}.profile.json"
+                path.write_text(json.dumps(training_profile(version)), encoding="utf-8")
+                out[arm] = path
+            return out
+        except ImportError:
+            log.info("sandbox.no_drift_profiles", why="pyarrow is not installed (the drift extra)")
+            return {}
 
     def _start_data_plane(self) -> None:
         from canary.sandbox.watcher import Watcher
@@ -279,6 +300,8 @@ class Sandbox:
             self._timer = threading.Timer(self.crash_after_s, self.canary.kill)
             self._timer.daemon = True
             self._timer.start()
+        elif self.scenario == "data-drift" and self.loadgen is not None:  # the inputs move, on every arm
+            self.loadgen.input_shift[:DATA_DRIFT_FEATURES] = DATA_DRIFT_SHIFT
         elif self.scenario in ("slow", "drift", "errors"):
             self.canary.set_behaviour(replace(
                 self.canary.behaviour, extra_latency_ms=knobs.extra_latency_ms,

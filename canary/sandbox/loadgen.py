@@ -83,6 +83,9 @@ class LoadGenerator:
         self.timeout = timeout
         self.seed = seed
         self.stats = LoadStats()
+        # added to every feature column of every request (the sandbox's "data-drift": the inputs move
+        # away from the training data); settable while running
+        self.input_shift = np.zeros(N_FEATURES, dtype=np.float32)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._workers: list[threading.Thread] = []
@@ -113,7 +116,7 @@ class LoadGenerator:
             return self.stats.summary()
 
     def features(self, rng: np.random.Generator) -> np.ndarray:
-        x = rng.standard_normal((self.batch, N_FEATURES)).astype(np.float32)
+        x = rng.standard_normal((self.batch, N_FEATURES)).astype(np.float32) + self.input_shift
         for row in range(self.batch):
             if rng.random() < self.missing_share:
                 k = int(rng.integers(1, 4))

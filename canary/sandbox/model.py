@@ -90,7 +90,26 @@ SCENARIOS: dict[str, Behaviour] = {
     "errors": Behaviour(error_share=0.2),
     "crash": Behaviour(),  # the fault is a killed process, not a knob
     "bad-schema": Behaviour(schema="bad"),
+    # no rollout: the *stable* arm's inputs move away from the training data (the load generator
+    # shifts them); `canary drift watch` must alert and trigger retraining (issue 12)
+    "data-drift": Behaviour(),
 }
+FEATURE_NAMES = tuple(f"f{i}" for i in range(N_FEATURES))
+PREDICTION_NAME = "score"
+
+
+def training_profile(version: str, *, rows: int = 20_000, seed: int = 0) -> dict[str, Any]:
+    """The profile of the sandbox model's "training data": the inputs the load generator sends when
+    nothing drifts (standard normal features) and their scores (`canary baseline capture` on them)."""
+    import pyarrow as pa
+
+    from canary.drift.profile import capture
+
+    x = np.random.default_rng(seed).standard_normal((rows, N_FEATURES)).astype(np.float32)
+    table = pa.table({**{n: x[:, i].astype(float) for i, n in enumerate(FEATURE_NAMES)},
+                      PREDICTION_NAME: score(x).ravel().astype(float)})
+    return capture(table, model=MODEL_NAME, version=version, file="sandbox-training-data", sha256="-",
+                   prediction=PREDICTION_NAME)
 
 
 def write_behaviour(path: Path, behaviour: Behaviour) -> None:
@@ -103,8 +122,14 @@ def write_behaviour(path: Path, behaviour: Behaviour) -> None:
 class ModelMetrics:
     """The article's model metrics, in a private registry served on its own port."""
 
-    def __init__(self, *, model_name: str, model_version: str) -> None:
+    def __init__(self, *, model_name: str, model_version: str, drift_profile: dict[str, Any] | None = None) -> None:
         self.registry = CollectorRegistry()
+        self.drift: Any = None
+        if drift_profile is not None:  # live feature distributions over the training profile's buckets
+            from canary.drift.exporter import FeatureExporter
+
+            self.drift = FeatureExporter(drift_profile, model=model_name, version=model_version,
+                                         registry=self.registry)
         labels = ["model_name", "model_version"]
         self._lv = {"model_name": model_name, "model_version": model_version}
         self.latency = Histogram(
@@ -133,6 +158,13 @@ class ModelMetrics:
         self._recent: collections.deque[float] = collections.deque(maxlen=MISSING_WINDOW_ROWS)
         self.success.inc(0)
         self.error.inc(0)
+
+    def observe_drift(self, features: np.ndarray, scores: np.ndarray) -> None:
+        """Each row's features and score, for the drift exporter (NaN counts as missing)."""
+        if self.drift is None:
+            return
+        for row, s in zip(features, np.asarray(scores).ravel()):
+            self.drift.observe(dict(zip(FEATURE_NAMES, row.tolist())), prediction=float(s))
 
     def observe_inputs(self, features: np.ndarray) -> None:
         missing = np.isnan(features)
@@ -204,6 +236,7 @@ class RecModel:
                 features = np.asarray(request[INPUT_NAME], dtype=np.float32)
                 self.metrics.observe_inputs(features)
                 scores = score(features, shift=b.prediction_shift, device=b.device)
+                self.metrics.observe_drift(features, scores)
                 if b.output_nan:
                     scores = np.full_like(scores, np.nan)
                 responses.append({OUTPUT_NAME: scores.astype(out_dtype)})

@@ -102,6 +102,7 @@ class TritonServer:
     grpc_port: int = 0
     metrics_port: int = 0  # Triton's own /metrics
     model_metrics_port: int = 0  # prometheus_client metrics of the model
+    drift_profile: Path | None = None  # a training profile: the model also exports feature distributions
     proc: subprocess.Popen[bytes] | None = None
     started_at: float = 0.0
     ready_after_s: float = 0.0
@@ -157,6 +158,7 @@ class TritonServer:
             "http_port": self.http_port, "grpc_port": self.grpc_port, "metrics_port": self.metrics_port,
             "model_metrics_port": self.model_metrics_port, "knob_file": str(self.knob_file),
             "behaviour": json.loads(self.behaviour.to_json()),
+            "drift_profile": str(self.drift_profile) if self.drift_profile else "",
         }
         cfg = self.workdir / "config.json"
         cfg.write_text(json.dumps(config), encoding="utf-8")
@@ -328,7 +330,9 @@ def _serve(config_path: str) -> None:
 
     cfg = json.loads(Path(config_path).read_text(encoding="utf-8"))
     behaviour = Behaviour.from_dict(cfg["behaviour"])
-    metrics = ModelMetrics(model_name=MODEL_NAME, model_version=cfg["version"])
+    profile = (json.loads(Path(cfg["drift_profile"]).read_text(encoding="utf-8"))
+               if cfg.get("drift_profile") else None)
+    metrics = ModelMetrics(model_name=MODEL_NAME, model_version=cfg["version"], drift_profile=profile)
     start_http_server(cfg["model_metrics_port"], addr="127.0.0.1", registry=metrics.registry)
     model = RecModel(metrics=metrics, knob_file=Path(cfg["knob_file"]), initial=behaviour)
     if behaviour.device == "cuda":  # import torch and initialise CUDA now, not in the first user request
