@@ -14,7 +14,7 @@ import socket
 import threading
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
@@ -45,6 +45,11 @@ def run(
     tick: float = typer.Option(1.0, "--tick", help="seconds between passes over all rollouts"),
     webhook: list[str] = typer.Option([], "--webhook", help="generic JSON webhook URL (repeatable; also CANARY_WEBHOOK_URLS)"),
     slack_webhook: list[str] = typer.Option([], "--slack-webhook", help="Slack incoming-webhook URL (repeatable; also CANARY_SLACK_WEBHOOK_URLS)"),
+    drift: bool = typer.Option(False, "--drift", help="also watch every baseline ConfigMap for data drift (docs/drift.md)"),
+    drift_interval: str = typer.Option("5m", "--drift-interval", help="time between drift evaluations"),
+    drift_window: str = typer.Option("1h", "--drift-window", help="live data each drift evaluation reads"),
+    drift_quiet: str = typer.Option("1h", "--drift-quiet", help="no drift episode within this of a version first seen"),
+    retrain_job: Optional[Path] = typer.Option(None, "--retrain-job", help="batch/v1 Job template created once per drift episode"),
     log_format: str = cli.LogFormatOpt,
 ) -> None:
     """Drive every CanaryRollout until it is promoted or rolled back."""
@@ -88,6 +93,10 @@ def run(
                       metrics=prom, batch=BatchMetrics(prom), namespace=namespace, is_leader=is_leader, lease_left=lease_left, identity=me,
                       telemetry=telemetry, notifier=notifier)
         stall = max(30.0, 10 * tick)
+        if drift:
+            _start_drift(client, prom, namespace=namespace, state_namespace=lease_namespace or "canary-system",
+                         stop=stop, is_leader=is_leader, notifier=notifier, interval=drift_interval,
+                         window=drift_window, quiet=drift_quiet, retrain_job=retrain_job)
 
         def live() -> tuple[bool, str]:
             return time.monotonic() - op.last_tick < stall, f"no tick for {time.monotonic() - op.last_tick:.0f}s"
@@ -115,6 +124,35 @@ def run(
         return 0
 
     raise typer.Exit(cli.run_guarded(go))
+
+
+def _start_drift(client: Any, prom: Any, *, namespace: Optional[str], state_namespace: str, stop: Any,
+                 is_leader: Any, notifier: Any, interval: str, window: str, quiet: str,
+                 retrain_job: Optional[Path]) -> None:
+    """The drift monitor beside the rollouts: a thread over the baseline ConfigMaps (leader only)."""
+    import kubernetes.client as kc
+
+    from canary.drift import monitor as M
+    from canary.drift.store import ConfigMapStateStore
+    from canary.drift.watch import DriftWatcher, load_job_template, watch_baselines
+    from canary.policy_fields import parse_duration
+
+    try:
+        interval_s, window_s, quiet_s = parse_duration(interval), parse_duration(window), parse_duration(quiet)
+    except ValueError as exc:
+        raise cli.ConfigError(f"--drift-interval/--drift-window/--drift-quiet: {exc}") from None
+    template = load_job_template(retrain_job) if retrain_job else None
+    core = kc.CoreV1Api(client)
+    watcher = DriftWatcher([], client=prom, window_s=window_s, config=M.MonitorConfig(quiet_s=quiet_s),
+                           store=ConfigMapStateStore(core, namespace=state_namespace), core_api=core,
+                           batch_api=kc.BatchV1Api(client), job_template=template, notifier=notifier)
+    threading.Thread(target=watch_baselines, args=(watcher, core),
+                     kwargs={"namespace": namespace, "stop": stop, "interval_s": interval_s, "is_leader": is_leader},
+                     name="canary-drift", daemon=True).start()
+    from canary import logs
+
+    logs.get(component="controller").info("controller.drift_monitor", interval_s=interval_s, window_s=window_s,
+                                          retrain_job=str(retrain_job or ""))
 
 
 def follow(*, model: str, canary_version: str, policy_file: Path, namespace: str, stable_version: str,

@@ -47,6 +47,11 @@ def capture_cmd(
     output_file: Optional[Path] = typer.Option(None, "--output-file", "-f",
                                                help="where to write the profile (default MODEL-VERSION.profile.json)"),
     output: str = typer.Option("text", "--output", "-o", help="text or json (a summary of what was written)"),
+    configmap: Optional[str] = typer.Option(None, "--configmap",
+                                            help="also store it as this baseline ConfigMap (for the controller)"),
+    namespace: str = typer.Option("default", "--namespace", "-n", help="namespace of --configmap"),
+    kubeconfig: Optional[str] = typer.Option(None, "--kubeconfig", envvar="KUBECONFIG"),
+    context: Optional[str] = typer.Option(None, "--context"),
 ) -> None:
     """Profile the training data of MODEL VERSION: per-feature histograms, category shares,
     missing rates, the prediction distribution, row count, schema and the file's hash.
@@ -68,13 +73,30 @@ def capture_cmd(
         target.write_text(json.dumps(prof, indent=1, allow_nan=False) + "\n", encoding="utf-8")
     except OSError as exc:
         _fail(f"{target}: cannot write: {exc.strerror or exc}")
-    summary = {"file": str(target), "model": model, "version": version, "rows": prof["rows"],
+    stored = ""
+    if configmap:
+        import kubernetes
+
+        from canary.drift.store import save_profile
+        from canary.kube import api_client
+
+        try:
+            core = kubernetes.client.CoreV1Api(api_client(kubeconfig=kubeconfig, context=context))
+            stored = f"ConfigMap {namespace}/{configmap} " + save_profile(core, namespace=namespace, name=configmap,
+                                                                          profile=prof)
+        except CanaryError as exc:
+            _fail(str(exc))
+        except Exception as exc:  # the cluster could not be reached: the file is written, say so
+            _fail(f"{target} written, but ConfigMap {namespace}/{configmap} not: {type(exc).__name__}: "
+                  f"{str(exc)[:200]}", EXIT_UNAVAILABLE)
+    summary = {"file": str(target), "model": model, "version": version, "rows": prof["rows"], "stored": stored,
                "features": {n: f["type"] for n, f in prof["features"].items()}, "sha256": prof["source"]["sha256"]}
     if output == "json":
         typer.echo(json.dumps(summary))
     else:
         typer.echo(f"{target}: {prof['rows']:,} rows, {len(prof['features'])} features "
-                   f"({', '.join(f'{n} {t}' for n, t in summary['features'].items())})")
+                   f"({', '.join(f'{n} {t}' for n, t in summary['features'].items())})"
+                   + (f"; {stored}" if stored else ""))
 
 
 @drift_app.command("check")

@@ -47,15 +47,18 @@ log = structlog.get_logger("canary.drift")
 class DriftWatcher:
     def __init__(self, profiles: Sequence[Mapping[str, Any]], *, client: Any, window_s: float,
                  config: M.MonitorConfig, namespace: str = "default", state_file: Path | None = None,
+                 store: Any = None,
                  core_api: Any = None, batch_api: Any = None, job_template: Mapping[str, Any] | None = None,
                  retrain_webhook: str | None = None, notifier: Any = None, registry: CollectorRegistry | None = None,
                  clock: Callable[[], float] = time.time, post: Callable[[str, dict], int] | None = None) -> None:
         self.profiles = list(profiles)
         self.client, self.window_s, self.config, self.namespace = client, window_s, config, namespace
-        self.state_file, self.core, self.batch = state_file, core_api, batch_api
+        self.core, self.batch = core_api, batch_api
         self.job_template, self.retrain_webhook, self.notifier = job_template, retrain_webhook, notifier
         self.clock, self._post = clock, post or _post_json
-        self.states: dict[str, M.MonitorState] = _load_states(state_file)
+        # where the monitor states live: a file (`canary drift watch`), or a ConfigMap (the controller)
+        self.store = store if store is not None else (FileStateStore(state_file) if state_file else None)
+        self.states: dict[str, M.MonitorState] = _states(self.store)
         reg = registry if registry is not None else CollectorRegistry()
         self.g_score = Gauge("model_data_drift_score", "Drift score per feature (1 - p, or the distance)",
                              ["model", "version", "feature"], registry=reg)
@@ -68,7 +71,9 @@ class DriftWatcher:
         done: list[dict[str, Any]] = []
         for prof in self.profiles:
             model, version = str(prof["model"]), str(prof["version"])
-            key, now = f"{model}/{version}", self.clock()
+            ns = str(prof.get("_namespace") or self.namespace)  # a baseline ConfigMap's namespace
+            key = f"{model}/{version}" if "_namespace" not in prof else f"{ns}/{model}/{version}"
+            now = self.clock()
             state = self.states.get(key) or M.MonitorState(model, version, quiet_until=now + self.config.quiet_s)
             try:
                 live = live_counts(self.client, prof, model=model, version=version, window_s=self.window_s)
@@ -82,20 +87,21 @@ class DriftWatcher:
                 self.g_score.labels(model, version, f.feature).set(f.score)
             self.g_share.labels(model, version).set(result.share)
             state, actions = M.step(state, result, now, self.config, window_s=self.window_s)
-            state = self._act(state, actions, done)
+            state = self._act(state, actions, done, ns)
             self.g_episode.labels(model, version).set(1.0 if state.phase == M.DRIFTING else 0.0)
             self._save(key, state)
         return done
 
-    def _act(self, state: M.MonitorState, actions: list[M.Action], done: list[dict[str, Any]]) -> M.MonitorState:
+    def _act(self, state: M.MonitorState, actions: list[M.Action], done: list[dict[str, Any]],
+             namespace: str) -> M.MonitorState:
         queue = list(actions)
         while queue:
             a = queue.pop(0)
             if isinstance(a, M.Alert):
-                self._alert(state, a)
+                self._alert(state, a, namespace)
                 done.append({"model": state.model, "version": state.version, "alert": a.event, "message": a.message})
             else:
-                ok, error = self._trigger(state, a)
+                ok, error = self._trigger(state, a, namespace)
                 done.append({"model": state.model, "version": state.version, "trigger": a.episode, "ok": ok,
                              "error": error})
                 state, more = M.trigger_result(state, ok, self.clock(), self.config, error)
@@ -105,18 +111,18 @@ class DriftWatcher:
                                 episode=a.episode, features=a.evidence.get("drifted_features"))
         return state
 
-    def _alert(self, state: M.MonitorState, a: M.Alert) -> None:
+    def _alert(self, state: M.MonitorState, a: M.Alert, namespace: str) -> None:
         (log.warning if a.warning else log.info)(a.event, model=state.model, version=state.version,
                                                    episode=state.episode, message=a.message)
         if self.notifier is not None:
             self.notifier.notify(a.event.replace(".", "_"), {
-                "model": state.model, "namespace": self.namespace, "rollout": state.model,
+                "model": state.model, "namespace": namespace, "rollout": state.model,
                 "stable_version": state.version, "canary_version": "", "weights": None, "reason": a.message,
                 "evidence": a.evidence.get("features", [])})
         if self.core is not None:
             from canary.kube import event_body
 
-            body = event_body(namespace=self.namespace, reason={"drift.started": "DriftDetected",
+            body = event_body(namespace=namespace, reason={"drift.started": "DriftDetected",
                                                                 "drift.resolved": "DriftResolved"}.get(
                                   a.event, "RetrainTriggerFailed"),
                               involved={"apiVersion": "networking.istio.io/v1beta1", "kind": "VirtualService",
@@ -124,16 +130,16 @@ class DriftWatcher:
                               message=a.message, warning=a.warning, component="canary-drift",
                               generate_name=f"{state.model}-drift-")
             try:
-                self.core.create_namespaced_event(self.namespace, body, _request_timeout=3)
+                self.core.create_namespaced_event(namespace, body, _request_timeout=3)
             except Exception as exc:  # an Event is a record, not a decision: log and go on
                 log.warning("drift.event_failed", model=state.model, error=f"{type(exc).__name__}: {exc}"[:300])
 
-    def _trigger(self, state: M.MonitorState, t: M.Trigger) -> tuple[bool, str]:
+    def _trigger(self, state: M.MonitorState, t: M.Trigger, namespace: str) -> tuple[bool, str]:
         if self.job_template is not None and self.batch is not None:
             job = retrain_job(self.job_template, model=state.model, version=state.version, episode=t.episode,
                               evidence=t.evidence)
             try:
-                self.batch.create_namespaced_job(self.namespace, job, _request_timeout=5)
+                self.batch.create_namespaced_job(namespace, job, _request_timeout=5)
                 return True, ""
             except Exception as exc:
                 if getattr(exc, "status", None) == 409:  # created before (a restart, a retry): done
@@ -153,11 +159,8 @@ class DriftWatcher:
         if self.states.get(key) == state:
             return
         self.states[key] = state
-        if self.state_file is None:
-            return
-        tmp = self.state_file.with_suffix(self.state_file.suffix + ".tmp")
-        tmp.write_text(json.dumps({k: s.to_dict() for k, s in self.states.items()}), encoding="utf-8")
-        os.replace(tmp, self.state_file)
+        if self.store is not None:
+            self.store.save({k: s.to_dict() for k, s in self.states.items()})
 
 
 def retrain_job(template: Mapping[str, Any], *, model: str, version: str, episode: int,
@@ -201,17 +204,64 @@ def _label(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", text)[:63].strip("-_.") or "x"
 
 
-def _load_states(path: Path | None) -> dict[str, M.MonitorState]:
-    if path is None or not path.exists():
+class FileStateStore:
+    """The monitor states in a JSON file, replaced atomically (write, then rename)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def load(self) -> dict[str, Any]:
+        if not self.path.exists():
+            return {}
+        try:
+            raw = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"{self.path}: cannot read the drift monitor state: {str(exc)[:200]}") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{self.path}: the drift monitor state must be a JSON object")
+        return raw
+
+    def save(self, states: Mapping[str, Any]) -> None:
+        tmp = self.path.with_suffix(self.path.suffix + ".tmp")
+        tmp.write_text(json.dumps(states), encoding="utf-8")
+        os.replace(tmp, self.path)
+
+
+def _states(store: Any) -> dict[str, M.MonitorState]:
+    if store is None:
         return {}
+    raw = store.load()
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
         return {k: M.MonitorState.from_dict(v) for k, v in raw.items()}
-    except (OSError, ValueError, TypeError, AttributeError) as exc:
-        raise ConfigError(f"{path}: cannot read the drift monitor state: {str(exc)[:200]}") from None
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise ConfigError(f"the drift monitor state is not readable: {str(exc)[:200]}") from None
 
 
 def _post_json(url: str, body: dict) -> int:
     import requests
 
     return requests.post(url, json=body, timeout=5).status_code
+
+
+def watch_baselines(watcher: DriftWatcher, core: Any, *, namespace: str | None, stop: Any, interval_s: float,
+                    is_leader: Callable[[], bool] = lambda: True) -> None:
+    """The controller's drift loop: every `interval_s`, while this replica leads, evaluate every
+    baseline ConfigMap (`store.load_profiles`; new versions are picked up without a restart).
+    Never raises: a failed pass is logged and the next one tries again."""
+    from canary.drift.store import load_profiles
+
+    while True:
+        if is_leader():
+            try:
+                good = []
+                for where, prof in load_profiles(core, namespace):
+                    if "error" in prof:
+                        log.warning("drift.bad_baseline", configmap=where, error=prof["error"])
+                    else:
+                        good.append({**prof, "_namespace": where.split("/", 1)[0]})
+                watcher.profiles = good
+                watcher.once()
+            except Exception as exc:  # the rollouts' controller must never die of its drift monitor
+                log.warning("drift.pass_failed", error=f"{type(exc).__name__}: {exc}"[:300])
+        if stop.wait(interval_s):
+            return

@@ -388,7 +388,8 @@ def _selector(params: Any) -> Callable[[Obj], bool]:
     def sel(obj: Obj) -> bool:
         meta = obj.get("metadata", {})
         for _, field, value in wanted:
-            actual = meta.get("labels", {}).get(field.rpartition(".")[2]) if field.startswith("metadata.labels.") \
+            labels = "metadata.labels."  # a label key may hold dots itself ("canary.ml/baseline")
+            actual = meta.get("labels", {}).get(field[len(labels):]) if field.startswith(labels) \
                 else meta.get(field.partition(".")[2])
             if actual != value:
                 return False

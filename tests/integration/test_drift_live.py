@@ -143,3 +143,71 @@ def test_the_watcher_alerts_once_per_episode_creates_one_retraining_job_and_surv
         server.shutdown()
         thread.join(timeout=5)
         api.stop()
+
+
+def test_baselines_in_configmaps_are_watched_by_the_controller_loop(prom_server_factory: Any, tmp_path: Any) -> None:
+    """`baseline capture --configmap` stores the profile; the controller's drift loop (watch_baselines)
+    finds it by label, evaluates it, keeps its state in a ConfigMap, and creates the Job in the
+    baseline's namespace; a malformed baseline ConfigMap is skipped, not fatal."""
+    import threading
+
+    import kubernetes
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from canary.drift import monitor as M
+    from canary.drift.store import ConfigMapStateStore
+    from canary.drift.watch import DriftWatcher, load_job_template, watch_baselines
+    from canary.metrics.client import PrometheusClient
+    from canary.sandbox.env import write_kubeconfig
+    from canary.sandbox.kubeapi import KubeAPIServer, Resource
+
+    rng = np.random.default_rng(12)
+    pq.write_table(pa.table({"age": rng.normal(40, 10, 3_000)}), tmp_path / "t.parquet")
+    api = KubeAPIServer()
+    api.handler.register(Resource("batch", "jobs", "Job", ("v1",)))
+    api.start()
+    reg = CollectorRegistry()
+    port = free_port()
+    server, thread = start_http_server(port, addr="127.0.0.1", registry=reg)
+    try:
+        kubeconfig = write_kubeconfig(tmp_path / "kc", api.url, "ml")
+        r = CliRunner().invoke(app, ["baseline", "capture", str(tmp_path / "t.parquet"), "--model", "rec",
+                                     "--version", "v1", "-f", str(tmp_path / "p.json"), "--configmap", "rec-v1-baseline",
+                                     "-n", "ml", "--kubeconfig", str(kubeconfig), "-o", "json"])
+        assert r.exit_code == 0 and json.loads(r.output)["stored"] == "ConfigMap ml/rec-v1-baseline created", r.output
+        k = api.api_client()
+        core = kubernetes.client.CoreV1Api(k)
+        core.create_namespaced_config_map("ml", {"metadata": {"name": "broken", "labels": {"canary.ml/baseline": "true"}},
+                                                 "data": {"profile.json": "{not json"}})
+        exporter = FeatureExporter(json.loads((tmp_path / "p.json").read_text()), registry=reg)
+        exporter.observe({"age": 40.0})
+        prom = prom_server_factory(targets=[f"127.0.0.1:{port}"], scrape_interval="1s")
+        assert prom.wait_targets_up(timeout_s=30) < 30
+        for age in rng.normal(70, 10, 2_000):
+            exporter.observe({"age": age})
+        template = tmp_path / "job.yaml"
+        template.write_text("apiVersion: batch/v1\nkind: Job\nmetadata: {name: retrain}\nspec:\n  template:\n"
+                            "    spec:\n      restartPolicy: Never\n      containers: [{name: t, image: t:1}]\n")
+        watcher = DriftWatcher([], client=PrometheusClient(prom.url), window_s=300,
+                               config=M.MonitorConfig(enter_after=1, quiet_s=0),
+                               store=ConfigMapStateStore(core, namespace="canary-system"), core_api=core,
+                               batch_api=kubernetes.client.BatchV1Api(k), job_template=load_job_template(template))
+        stop = threading.Event()
+        loop = threading.Thread(target=watch_baselines, args=(watcher, core),
+                                kwargs={"namespace": None, "stop": stop, "interval_s": 0.5}, daemon=True)
+        loop.start()
+        deadline = time.monotonic() + 60
+        jobs: list[Any] = []
+        while not jobs and time.monotonic() < deadline:
+            time.sleep(0.5)
+            jobs = kubernetes.client.BatchV1Api(k).list_namespaced_job("ml").items
+        stop.set()
+        loop.join(timeout=10)
+        assert [j.metadata.name for j in jobs] == ["retrain-rec-v1-e1"]
+        saved = json.loads(core.read_namespaced_config_map("canary-drift-state", "canary-system").data["state.json"])
+        assert saved["ml/rec/v1"]["phase"] == "drifting" and saved["ml/rec/v1"]["trigger"] == "done"
+    finally:
+        server.shutdown()
+        thread.join(timeout=5)
+        api.stop()

@@ -1,0 +1,110 @@
+"""Where baselines and the monitor's state live in a cluster: ConfigMaps.
+
+A baseline is a ConfigMap labelled `canary.ml/baseline: "true"` (and
+`canary.ml/model`, `canary.ml/version`) whose `profile.json` key holds the
+profile (`canary baseline capture --configmap NAME`). The controller's drift
+monitor (`canary controller run --drift`) lists them every evaluation, so a
+new model version's profile is picked up without a restart, and keeps its
+monitor states in one ConfigMap (`canary-drift-state` by default) written with
+resourceVersion preconditions. ConfigMaps hold at most 1 MiB: a profile beyond
+900 KB is refused with the figure (fewer --buckets, fewer features).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from canary.errors import ConfigError
+
+LABEL = "canary.ml/baseline"
+KEY = "profile.json"
+MAX_BYTES = 900_000
+
+
+def _label(text: str) -> str:
+    import re
+
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text)[:63].strip("-_.") or "x"
+
+
+def save_profile(core: Any, *, namespace: str, name: str, profile: Mapping[str, Any]) -> str:
+    """Create or replace the baseline ConfigMap; returns 'created' or 'updated'."""
+    from kubernetes.client.exceptions import ApiException
+
+    text = json.dumps(profile, separators=(",", ":"), allow_nan=False)
+    if len(text.encode()) > MAX_BYTES:
+        raise ConfigError(f"the profile is {len(text.encode()):,} bytes; a ConfigMap holds at most 1 MiB "
+                          f"(use fewer --buckets or --features, or keep it as a file)")
+    body = {"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": name, "namespace": namespace,
+                         "labels": {LABEL: "true", "canary.ml/model": _label(str(profile["model"])),
+                                    "canary.ml/version": _label(str(profile["version"]))}},
+            "data": {KEY: text}}
+    try:
+        core.create_namespaced_config_map(namespace, body, _request_timeout=10)
+        return "created"
+    except ApiException as exc:
+        if exc.status != 409:
+            raise ConfigError(f"ConfigMap {namespace}/{name}: {exc.status} {exc.reason}") from None
+    core.replace_namespaced_config_map(name, namespace, body, _request_timeout=10)
+    return "updated"
+
+
+def load_profiles(core: Any, namespace: str | None) -> list[tuple[str, dict[str, Any]]]:
+    """(namespace/name, profile) of every baseline ConfigMap; a malformed one is skipped with its reason
+    in the second list entry's place: ("ns/name", {"error": ...})."""
+    sel = f"{LABEL}=true"
+    if namespace:
+        items = core.list_namespaced_config_map(namespace, label_selector=sel, _request_timeout=10).items
+    else:
+        items = core.list_config_map_for_all_namespaces(label_selector=sel, _request_timeout=10).items
+    out = []
+    for cm in items:
+        where = f"{cm.metadata.namespace}/{cm.metadata.name}"
+        try:
+            prof = json.loads((cm.data or {})[KEY])
+            if not isinstance(prof, dict) or prof.get("format") != 1 or not isinstance(prof.get("features"), dict):
+                raise ValueError("not a format-1 profile")
+            out.append((where, prof))
+        except (KeyError, ValueError, TypeError) as exc:
+            out.append((where, {"error": f"ConfigMap {where}: {KEY}: {exc}"}))
+    return out
+
+
+class ConfigMapStateStore:
+    """The monitor states in one ConfigMap (key `state.json`), replaced with its resourceVersion."""
+
+    def __init__(self, core: Any, *, namespace: str, name: str = "canary-drift-state") -> None:
+        self.core, self.namespace, self.name = core, namespace, name
+        self._version: str | None = None
+
+    def load(self) -> dict[str, Any]:
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            cm = self.core.read_namespaced_config_map(self.name, self.namespace, _request_timeout=10)
+        except ApiException as exc:
+            if exc.status == 404:
+                self._version = None
+                return {}
+            raise
+        self._version = cm.metadata.resource_version
+        try:
+            raw = json.loads((cm.data or {}).get("state.json", "{}"))
+        except ValueError as exc:
+            raise ConfigError(f"ConfigMap {self.namespace}/{self.name}: state.json: {exc}") from None
+        return raw if isinstance(raw, dict) else {}
+
+    def save(self, states: Mapping[str, Any]) -> None:
+        body = {"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": self.name, "namespace": self.namespace},
+                "data": {"state.json": json.dumps(states, separators=(",", ":"))}}
+        if self._version is None:
+            created = self.core.create_namespaced_config_map(self.namespace, body, _request_timeout=10)
+            self._version = created.metadata.resource_version
+            return
+        body["metadata"]["resourceVersion"] = self._version
+        done = self.core.replace_namespaced_config_map(self.name, self.namespace, body, _request_timeout=10)
+        self._version = done.metadata.resource_version
