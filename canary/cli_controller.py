@@ -96,7 +96,7 @@ def run(
         if drift:
             _start_drift(client, prom, namespace=namespace, state_namespace=lease_namespace or "canary-system",
                          stop=stop, is_leader=is_leader, notifier=notifier, interval=drift_interval,
-                         window=drift_window, quiet=drift_quiet, retrain_job=retrain_job)
+                         window=drift_window, quiet=drift_quiet, retrain_job=retrain_job, registry=telemetry.registry)
 
         def live() -> tuple[bool, str]:
             return time.monotonic() - op.last_tick < stall, f"no tick for {time.monotonic() - op.last_tick:.0f}s"
@@ -128,7 +128,7 @@ def run(
 
 def _start_drift(client: Any, prom: Any, *, namespace: Optional[str], state_namespace: str, stop: Any,
                  is_leader: Any, notifier: Any, interval: str, window: str, quiet: str,
-                 retrain_job: Optional[Path]) -> None:
+                 retrain_job: Optional[Path], registry: Any = None) -> None:
     """The drift monitor beside the rollouts: a thread over the baseline ConfigMaps (leader only)."""
     import kubernetes.client as kc
 
@@ -145,7 +145,8 @@ def _start_drift(client: Any, prom: Any, *, namespace: Optional[str], state_name
     core = kc.CoreV1Api(client)
     watcher = DriftWatcher([], client=prom, window_s=window_s, config=M.MonitorConfig(quiet_s=quiet_s),
                            store=ConfigMapStateStore(core, namespace=state_namespace), core_api=core,
-                           batch_api=kc.BatchV1Api(client), job_template=template, notifier=notifier)
+                           batch_api=kc.BatchV1Api(client), job_template=template, notifier=notifier,
+                           registry=registry)  # model_data_drift_* on the controller's /metrics
     threading.Thread(target=watch_baselines, args=(watcher, core),
                      kwargs={"namespace": namespace, "stop": stop, "interval_s": interval_s, "is_leader": is_leader},
                      name="canary-drift", daemon=True).start()

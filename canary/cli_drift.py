@@ -30,6 +30,24 @@ def _fail(message: str, code: int = EXIT_BAD) -> None:
     raise typer.Exit(code)
 
 
+def _duration(value: str, flag: str, *, zero: bool = False) -> float:
+    """A flag's duration in seconds; ConfigError naming the flag. `zero`: "0"/"0s" allowed."""
+    from canary.policy_fields import parse_duration
+
+    if zero and value.strip() in ("0", "0s"):
+        return 0.0
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise ConfigError(f"{flag}: {exc}") from None
+
+
+def _logs() -> None:
+    from canary import logs
+
+    logs.configure()  # on stderr: stdout carries only the requested output
+
+
 def _output(value: str, allowed: tuple[str, ...]) -> str:
     if value not in allowed:
         _fail(f"--output must be one of {', '.join(allowed)}, got {value!r}")
@@ -60,6 +78,7 @@ def capture_cmd(
     """
     from canary.drift.profile import capture, file_sha256, read_table
 
+    _logs()
     _output(output, ("text", "json"))
     names = [c.strip() for c in features.split(",") if c.strip()] if features else None
     try:
@@ -116,17 +135,16 @@ def check_cmd(
     Exit 0 no dataset drift, 1 dataset drift, 4 no live data, 2 bad input, 3 Prometheus unavailable.
     Example: canary drift check --baseline rec-model-v2.profile.json --prometheus-url http://prometheus:9090
     """
-    from canary.drift.compare import compare
-    from canary.policy_fields import parse_duration
+    from canary.drift.compare import compare, validate_profile
 
+    _logs()
     _output(output, ("table", "json"))
     if (input is None) == (prometheus_url is None):
         _fail("give exactly one of --input (a JSON file) or --prometheus-url")
     try:
         prof = _load_json(baseline, "baseline")
-        if not isinstance(prof, dict) or not isinstance(prof.get("features"), dict) or prof.get("format") != 1:
-            raise ConfigError(f"{baseline}: not a profile written by `canary baseline capture` (format 1)")
-        window_s = parse_duration(window)
+        validate_profile(prof, str(baseline))
+        window_s = _duration(window, "--window")
         if input is not None:
             raw = _load_json(input, "input")
             live = raw.get("features") if isinstance(raw, dict) else None
@@ -173,7 +191,9 @@ def watch_cmd(
     kubeconfig: Optional[str] = typer.Option(None, "--kubeconfig", envvar="KUBECONFIG"),
     context: Optional[str] = typer.Option(None, "--context"),
     no_kube: bool = typer.Option(False, "--no-kube", help="no Kubernetes Events (and no Job)"),
-    once: bool = typer.Option(False, "--once", help="one evaluation, then exit (1 if any episode is open)"),
+    once: bool = typer.Option(False, "--once", help="one evaluation, then exit (1 if any episode is open, "
+                                                    "3 if Prometheus could not be read)"),
+    metrics_port: int = typer.Option(0, "--metrics-port", help="serve model_data_drift_* on 127.0.0.1:PORT"),
 ) -> None:
     """Watch live feature distributions against their training profiles, continuously: alerts with
     hysteresis, a quiet period after a version starts, and one retraining trigger per drift episode.
@@ -185,9 +205,10 @@ def watch_cmd(
     from canary.drift import monitor as M
     from canary.drift.watch import DriftWatcher, load_job_template
     from canary.metrics.client import PrometheusClient
+    from canary.drift.compare import validate_profile
     from canary.notify import Notifier
-    from canary.policy_fields import parse_duration
 
+    _logs()
     try:
         if not prometheus_url:
             raise ConfigError("no Prometheus address: pass --prometheus-url or set CANARY_PROMETHEUS_URL")
@@ -196,8 +217,11 @@ def watch_cmd(
         if retrain_job and no_kube:
             raise ConfigError("--retrain-job creates a Kubernetes Job: it cannot go with --no-kube")
         profiles = [_load_json(p, "baseline") for p in baselines]
+        for p, prof in zip(baselines, profiles):
+            validate_profile(prof, str(p))
         template = load_job_template(retrain_job) if retrain_job else None
-        window_s, interval_s, quiet_s = parse_duration(window), parse_duration(interval), parse_duration(quiet)
+        window_s, interval_s = _duration(window, "--window"), _duration(interval, "--interval")
+        quiet_s = _duration(quiet, "--quiet", zero=True)
         if enter_after < 1 or exit_after < 1:
             raise ConfigError("--enter-after and --exit-after must be at least 1")
         core = batch = None
@@ -208,20 +232,29 @@ def watch_cmd(
 
             api = api_client(kubeconfig=kubeconfig, context=context)
             core, batch = kubernetes.client.CoreV1Api(api), kubernetes.client.BatchV1Api(api)
+        from prometheus_client import CollectorRegistry
+
+        registry = CollectorRegistry()
+        watcher = DriftWatcher(profiles, client=PrometheusClient(prometheus_url or "", token=prometheus_token,
+                                                                 verify_tls=not insecure),
+                               window_s=window_s, namespace=namespace, state_file=state_file, core_api=core,
+                               batch_api=batch, job_template=template, retrain_webhook=retrain_webhook,
+                               notifier=Notifier.from_env(), registry=registry,
+                               config=M.MonitorConfig(enter_after=enter_after, exit_after=exit_after, quiet_s=quiet_s))
+        if metrics_port:
+            from prometheus_client import start_http_server
+
+            start_http_server(metrics_port, addr="127.0.0.1", registry=registry)
     except (CanaryError, ValueError) as exc:
         _fail(str(exc))
-    watcher = DriftWatcher(profiles, client=PrometheusClient(prometheus_url or "", token=prometheus_token,
-                                                             verify_tls=not insecure),
-                           window_s=window_s, namespace=namespace, state_file=state_file, core_api=core,
-                           batch_api=batch, job_template=template, retrain_webhook=retrain_webhook,
-                           notifier=Notifier.from_env(),
-                           config=M.MonitorConfig(enter_after=enter_after, exit_after=exit_after, quiet_s=quiet_s))
     stop = threading.Event()
     while True:
-        watcher.once()
+        done = watcher.once()
         if once or stop.wait(interval_s):
             break
-    raise typer.Exit(EXIT_DRIFT if any(s.phase == M.DRIFTING for s in watcher.states.values()) else EXIT_OK)
+    if any(s.phase == M.DRIFTING for s in watcher.states.values()):
+        raise typer.Exit(EXIT_DRIFT)
+    raise typer.Exit(EXIT_UNAVAILABLE if any("error" in d and "trigger" not in d for d in done) else EXIT_OK)
 
 
 def _load_json(path: Path, what: str) -> Any:

@@ -19,14 +19,47 @@ from canary.drift.stats import DatasetDrift, FeatureDrift, categorical_drift, da
 from canary.errors import ConfigError
 
 
+MIN_LIVE = 100  # live observations a feature needs to be compared (5 requests are not a distribution)
+
+_NUMERIC_KEYS = ("bounds", "counts", "min", "max", "std", "n_unique")
+
+
+def validate_profile(profile: Any, where: str = "profile") -> None:
+    """ConfigError naming the field when `profile` is not what `canary baseline capture` writes."""
+    if not isinstance(profile, Mapping) or profile.get("format") != 1:
+        raise ConfigError(f"{where}: not a profile written by `canary baseline capture` (format 1)")
+    for key in ("model", "version"):
+        if not isinstance(profile.get(key), str) or not profile.get(key):
+            raise ConfigError(f"{where}: {key}: missing (a profile names its model and version)")
+    feats = profile.get("features")
+    if not isinstance(feats, Mapping) or not feats:
+        raise ConfigError(f"{where}: features: missing or empty")
+    for name, f in feats.items():
+        field = f"{where}: features.{name}"
+        if not isinstance(f, Mapping) or f.get("type") not in ("numeric", "categorical"):
+            raise ConfigError(f"{field}.type: must be numeric or categorical")
+        if f["type"] == "numeric":
+            for key in _NUMERIC_KEYS:
+                if key not in f:
+                    raise ConfigError(f"{field}.{key}: missing")
+            if not isinstance(f["bounds"], list) or not isinstance(f["counts"], list) or \
+                    len(f["counts"]) != len(f["bounds"]) + 1 or not f["bounds"]:
+                raise ConfigError(f"{field}: counts must hold one more entry than bounds (the bucket above the last)")
+        elif not isinstance(f.get("categories"), Mapping):
+            raise ConfigError(f"{field}.categories: missing")
+
+
 def compare(profile: Mapping[str, Any], live: Mapping[str, Mapping[str, Any]], *,
-            features: list[str] | None = None) -> DatasetDrift:
+            features: list[str] | None = None, min_live: float = MIN_LIVE) -> DatasetDrift:
     """Every profiled feature present in `live` (or those named), compared with the profile.
 
     ConfigError names the feature when live counts do not fit the profile (a numeric feature with
     another number of buckets, categories for a numeric one, negative counts). Features without
     live observations are left out (they cannot drift; `canary drift check` lists them).
     """
+    validate_profile(profile)
+    if not isinstance(live, Mapping):
+        raise ConfigError("live data must be an object mapping feature names to counts")
     out: list[FeatureDrift] = []
     prof = profile["features"]
     for name in features or [f for f in prof if f in live]:
@@ -35,31 +68,43 @@ def compare(profile: Mapping[str, Any], live: Mapping[str, Mapping[str, Any]], *
         ref, cur = prof[name], live.get(name)
         if cur is None:
             continue
+        if not isinstance(cur, Mapping):
+            raise ConfigError(f"feature {name!r}: live data must be an object, {{\"counts\": [...]}} or "
+                              f"{{\"categories\": {{...}}}}, got {str(cur)[:60]}")
         if ref["type"] == "numeric":
             counts = cur.get("counts")
             if not isinstance(counts, (list, tuple)) or len(counts) != len(ref["counts"]):
                 raise ConfigError(f"feature {name!r}: live counts must be {len(ref['counts'])} per-bucket counts "
                                   f"over the profile's bounds, got {str(counts)[:60]}")
             c = _nonneg(counts, name)
-            if c.sum() <= 0:
+            if c.sum() < max(min_live, 1e-9):
                 continue
+            qs = ref.get("quantiles", {})  # close the open end buckets at the 0.1% / 99.9% quantiles
             out.append(numeric_drift(name, np.asarray(ref["bounds"], float), np.asarray(ref["counts"], float), c,
-                                     lo=ref["min"], hi=ref["max"], std=ref["std"], n_unique=ref["n_unique"]))
+                                     lo=float(qs.get("0.001", ref["min"])), hi=float(qs.get("0.999", ref["max"])),
+                                     std=ref["std"], n_unique=ref["n_unique"]))
         else:
             cats = cur.get("categories")
             if not isinstance(cats, Mapping):
                 raise ConfigError(f"feature {name!r}: live data of a categorical feature must be "
                                   f"{{\"categories\": {{value: count}}}}")
-            keys = list(ref["categories"]) + [k for k in cats if k not in ref["categories"]]
-            r = np.array([ref["categories"].get(k, 0) for k in keys] + [ref.get("other", 0)], float)
-            c = _nonneg([cats.get(k, 0) for k in keys] + [cur.get("other", 0)], name)
-            if c.sum() <= 0:
+            known, other = ref["categories"], float(ref.get("other", 0))
+            # a value the profile folded into "other" (beyond its most frequent) is not a new category
+            unknown = [k for k in cats if k not in known]
+            fresh = [] if other > 0 else unknown
+            folded = sum(_nonneg([cats[k] for k in unknown], name)) if other > 0 and unknown else 0.0
+            keys = list(known) + fresh
+            r = np.array([known.get(k, 0) for k in keys] + [other], float)
+            c = _nonneg([cats.get(k, 0) for k in keys] + [_nonneg([cur.get("other", 0)], name)[0] + folded], name)
+            if c.sum() < max(min_live, 1e-9):
                 continue
             out.append(categorical_drift(name, r, c))
     return dataset_drift(out)
 
 
 def _nonneg(values: Any, name: str) -> np.ndarray:
+    if isinstance(values, (str, bytes)) or any(isinstance(v, (str, bytes, bool)) for v in values):
+        raise ConfigError(f"feature {name!r}: counts must be numbers, got {str(values)[:60]}")
     try:
         c = np.asarray(values, float)
     except (TypeError, ValueError):

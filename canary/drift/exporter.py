@@ -84,7 +84,7 @@ class FeatureExporter:
                 if v is None or (isinstance(v, float) and math.isnan(v)):
                     self._missing[name] += 1
                     continue
-                key = str(v)
+                key = _category(v)
                 cats[key if key in cats else OTHER] += 1
 
     def live_counts(self) -> dict[str, dict[str, Any]]:
@@ -92,8 +92,8 @@ class FeatureExporter:
         with self._lock:
             out: dict[str, dict[str, Any]] = {n: {"counts": [int(c) for c in cs], "missing": self._missing[n]}
                                               for n, (_, cs, _) in self._numeric.items()}
-            out.update({n: {"categories": {k: v for k, v in cats.items() if k != OTHER}, "missing": self._missing[n]}
-                        for n, cats in self._categorical.items()})
+            out.update({n: {"categories": {k: v for k, v in cats.items() if k != OTHER}, "other": cats[OTHER],
+                            "missing": self._missing[n]} for n, cats in self._categorical.items()})
             return out
 
     def collect(self) -> Any:
@@ -117,6 +117,13 @@ class FeatureExporter:
                 missing.add_metric([self.model, self.version, name], float(n))
             observed.add_metric([self.model, self.version], float(self._observed))
         yield from (hist, cats, missing, observed)
+
+
+def _category(v: Any) -> str:
+    """A value as the profile spells categories: booleans "true"/"false" (Arrow's cast), else str()."""
+    if isinstance(v, (bool, np.bool_)):
+        return "true" if v else "false"
+    return str(v)
 
 
 def _le(bound: float) -> str:

@@ -54,8 +54,22 @@ class MonitorState:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "MonitorState":
-        known = {f.name for f in dataclasses.fields(cls)}
-        state = cls(**{k: v for k, v in d.items() if k in known})
+        if not isinstance(d, dict):
+            raise ValueError("a drift monitor state must be an object")
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        kw = {k: v for k, v in d.items() if k in known}
+        for name in ("model", "version", "phase", "trigger"):
+            if name in kw and not isinstance(kw[name], str):
+                raise ValueError(f"drift monitor state: {name} must be a string, got {kw[name]!r}")
+        for name in ("drifted_in_row", "clean_in_row", "episode", "trigger_attempts"):
+            if name in kw and (isinstance(kw[name], bool) or not isinstance(kw[name], int) or kw[name] < 0):
+                raise ValueError(f"drift monitor state: {name} must be an integer >= 0, got {kw[name]!r}")
+        for name in ("quiet_until", "trigger_due"):
+            if name in kw and (isinstance(kw[name], bool) or not isinstance(kw[name], (int, float))):
+                raise ValueError(f"drift monitor state: {name} must be a number, got {kw[name]!r}")
+        if "evidence" in kw and not isinstance(kw["evidence"], dict):
+            raise ValueError("drift monitor state: evidence must be an object")
+        state = cls(**kw)
         if state.phase not in (OK, DRIFTING) or state.trigger not in ("", "pending", "done"):
             raise ValueError(f"drift monitor state of {state.model} {state.version}: bad phase/trigger")
         return state

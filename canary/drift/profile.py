@@ -35,7 +35,8 @@ from canary.errors import ConfigError
 
 FORMAT = 1
 MAX_CATEGORIES = 100
-QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
+QUANTILES = (0.001, 0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99, 0.999)
+FEW_VALUES = 6  # numeric features with fewer distinct values get a bucket per value
 
 
 def read_table(path: str | Path) -> Any:
@@ -82,6 +83,10 @@ def capture(table: Any, *, model: str, version: str, file: str, sha256: str, pre
     if buckets < 2 or buckets > 200:
         raise ConfigError(f"buckets must be from 2 to 200, got {buckets}")
     names = list(table.column_names)
+    dup = sorted({c for c in names if names.count(c) > 1})
+    if dup:
+        raise ConfigError(f"{file}: column {dup[0]!r} appears {names.count(dup[0])} times; a baseline needs "
+                          f"unique column names")
     wanted = features if features is not None else [c for c in names if c != prediction]
     missing = [c for c in [*wanted, *([prediction] if prediction else [])] if c not in names]
     if missing:
@@ -117,13 +122,16 @@ def profile_column(values: Any, *, name: str, file: str, buckets: int = 20) -> d
     if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_dictionary(t) or pa.types.is_boolean(t):
         texts = [str(v) for v in present.cast(pa.string()).to_pylist()]
         numeric = [_is_number(v) for v in texts]
-        if any(numeric) and not all(numeric):
+        if pa.types.is_boolean(t):  # "true"/"false", as the exporter spells them
+            texts = ["true" if v else "false" for v in present.to_pylist()]
+        elif any(numeric) and not all(numeric) and 2 * sum(numeric) >= len(numeric):
             row = next(i for i, v in enumerate(texts) if not numeric[i])
             num = next(v for i, v in enumerate(texts) if numeric[i])
             raise ConfigError(f"{file}: column {name!r} mixes numbers ({num!r}) and text ({texts[row]!r}); "
                               f"clean it or cast it before capturing a baseline")
         return _categorical(texts, n_missing)
-    raise ConfigError(f"{file}: column {name!r}: type {t} is neither numeric nor categorical")
+    raise ConfigError(f"{file}: column {name!r}: type {t} is neither numeric nor categorical; leave it out "
+                      f"with --features, or cast it")
 
 
 def _is_number(text: str) -> bool:
@@ -133,15 +141,24 @@ def _is_number(text: str) -> bool:
         return False
 
 
+def bucket_levels(buckets: int) -> np.ndarray:
+    """The quantile levels of a numeric feature's bounds: `buckets - 1` evenly spaced ones plus finer
+    ones in both tails (0.5%, 1%, 2.5% and their mirrors), so a tail shift shows, and the end buckets
+    the Wasserstein distance must close are small."""
+    even = np.arange(1, buckets) / buckets
+    return np.unique(np.concatenate([even, [0.005, 0.01, 0.025, 0.975, 0.99, 0.995]]))
+
+
 def _numeric(x: np.ndarray, n_missing: int, buckets: int) -> dict[str, Any]:
-    qs = np.quantile(x, np.arange(1, buckets) / buckets)
-    bounds = np.unique(qs)
-    if len(bounds) == 0:
-        bounds = np.array([float(x[0])])
+    values = np.unique(x)
+    if len(values) < FEW_VALUES:  # a bucket per value: compared value by value, as categories are
+        bounds = values
+    else:
+        bounds = np.unique(np.quantile(x, bucket_levels(buckets)))
     counts = np.bincount(np.searchsorted(bounds, x, side="left"), minlength=len(bounds) + 1)  # `le` buckets
     return {"type": "numeric", "bounds": [float(b) for b in bounds], "counts": [int(c) for c in counts],
             "missing": n_missing, "min": float(x.min()), "max": float(x.max()), "mean": float(x.mean()),
-            "std": float(x.std(ddof=1)) if len(x) > 1 else 0.0, "n_unique": int(len(np.unique(x))),
+            "std": float(x.std(ddof=1)) if len(x) > 1 else 0.0, "n_unique": int(len(values)),
             "quantiles": {f"{q:g}": float(v) for q, v in zip(QUANTILES, np.quantile(x, QUANTILES))}}
 
 

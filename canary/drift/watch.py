@@ -97,18 +97,30 @@ class DriftWatcher:
         queue = list(actions)
         while queue:
             a = queue.pop(0)
-            if isinstance(a, M.Alert):
-                self._alert(state, a, namespace)
-                done.append({"model": state.model, "version": state.version, "alert": a.event, "message": a.message})
-            else:
-                ok, error = self._trigger(state, a, namespace)
-                done.append({"model": state.model, "version": state.version, "trigger": a.episode, "ok": ok,
-                             "error": error})
-                state, more = M.trigger_result(state, ok, self.clock(), self.config, error)
-                queue.extend(more)
-                if ok:
-                    log.warning("drift.retrain_triggered", model=state.model, version=state.version,
-                                episode=a.episode, features=a.evidence.get("drifted_features"))
+            try:
+                state = self._one(state, a, done, namespace, queue)
+            except Exception as exc:  # an action must not lose the state (it is saved by the caller)
+                log.error("drift.action_failed", model=state.model, version=state.version,
+                          action=type(a).__name__, error=f"{type(exc).__name__}: {exc}"[:300])
+                if isinstance(a, M.Trigger):
+                    state, more = M.trigger_result(state, False, self.clock(), self.config,
+                                                   f"{type(exc).__name__}: {exc}"[:300])
+                    queue.extend(more)
+        return state
+
+    def _one(self, state: M.MonitorState, a: M.Action, done: list[dict[str, Any]], namespace: str,
+             queue: list[M.Action]) -> M.MonitorState:
+        if isinstance(a, M.Alert):
+            self._alert(state, a, namespace)
+            done.append({"model": state.model, "version": state.version, "alert": a.event, "message": a.message})
+            return state
+        ok, error = self._trigger(state, a, namespace)
+        done.append({"model": state.model, "version": state.version, "trigger": a.episode, "ok": ok, "error": error})
+        state, more = M.trigger_result(state, ok, self.clock(), self.config, error)
+        queue.extend(more)
+        if ok:
+            log.warning("drift.retrain_triggered", model=state.model, version=state.version, episode=a.episode,
+                        features=a.evidence.get("drifted_features"))
         return state
 
     def _alert(self, state: M.MonitorState, a: M.Alert, namespace: str) -> None:
@@ -169,7 +181,7 @@ def retrain_job(template: Mapping[str, Any], *, model: str, version: str, episod
     job = copy.deepcopy(dict(template))
     meta = job.setdefault("metadata", {})
     base = meta.pop("generateName", None) or meta.get("name") or "retrain"
-    meta["name"] = _dns_name(f"{base.rstrip('-')}-{model}-{version}-e{episode}")
+    meta["name"] = job_name(base, model=model, version=version, episode=episode)
     meta.setdefault("labels", {}).update({"canary.ml/model": _label(model), "canary.ml/version": _label(version),
                                           "canary.ml/drift-episode": str(episode)})
     text = json.dumps(evidence, separators=(",", ":"), allow_nan=False, default=str)
@@ -189,15 +201,39 @@ def load_job_template(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: cannot read the Job template: {str(exc)[:200]}") from None
     if not isinstance(raw, dict) or raw.get("kind") != "Job" or not str(raw.get("apiVersion", "")).startswith("batch/"):
         raise ConfigError(f"{path}: kind/apiVersion: the retraining template must be a batch/v1 Job")
-    containers = raw.get("spec", {}).get("template", {}).get("spec", {}).get("containers")
-    if not isinstance(containers, list) or not containers:
+    for field, value in (("metadata", raw.get("metadata", {})), ("spec", raw.get("spec")),
+                         ("spec.template", (raw.get("spec") or {}).get("template") if isinstance(raw.get("spec"), dict)
+                          else None)):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}: {field}: must be a mapping")
+    pod = raw["spec"]["template"].get("spec")
+    containers = pod.get("containers") if isinstance(pod, dict) else None
+    if not isinstance(containers, list) or not containers or not all(isinstance(c, dict) for c in containers):
         raise ConfigError(f"{path}: spec.template.spec.containers: the Job needs at least one container")
+    for i, c in enumerate(containers):
+        if not isinstance(c.get("env", []), list):
+            raise ConfigError(f"{path}: spec.template.spec.containers[{i}].env: must be a list")
+    for key in ("labels", "annotations"):
+        if not isinstance(raw["metadata"].get(key, {}), dict):
+            raise ConfigError(f"{path}: metadata.{key}: must be a mapping")
     return raw
 
 
-def _dns_name(text: str) -> str:
-    name = re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")
-    return name[:63].rstrip("-") or "retrain"
+def job_name(prefix: str, *, model: str, version: str, episode: int) -> str:
+    """`<prefix>-<model>-<version>-e<episode>`, a DNS-1123 name of at most 63 characters. When it
+    would be longer (or when lowercasing and replacing characters could make two versions alike,
+    e.g. v2.1 and v2-1), the middle is shortened and a hash of the exact model and version
+    keeps it unique; the episode number is always kept."""
+    import hashlib
+
+    clean = lambda t: re.sub(r"[^a-z0-9-]+", "-", t.lower()).strip("-")  # noqa: E731
+    tail = f"-e{episode}"
+    body = clean(f"{prefix.rstrip('-')}-{model}-{version}")
+    exact = f"{prefix.rstrip('-')}-{model}-{version}" == body
+    if exact and len(body) + len(tail) <= 63:
+        return body + tail
+    digest = hashlib.sha256(f"{model}\0{version}".encode()).hexdigest()[:8]
+    return f"{body[:63 - len(tail) - 9].rstrip('-')}-{digest}{tail}"
 
 
 def _label(text: str) -> str:
@@ -262,6 +298,9 @@ def watch_baselines(watcher: DriftWatcher, core: Any, *, namespace: str | None, 
                 watcher.profiles = good
                 watcher.once()
             except Exception as exc:  # the rollouts' controller must never die of its drift monitor
-                log.warning("drift.pass_failed", error=f"{type(exc).__name__}: {exc}"[:300])
+                try:
+                    log.warning("drift.pass_failed", error=f"{type(exc).__name__}: {exc}"[:300])
+                except Exception:  # noqa: BLE001 - not even of a log stream that went away
+                    pass
         if stop.wait(interval_s):
             return

@@ -176,6 +176,9 @@ def test_baselines_in_configmaps_are_watched_by_the_controller_loop(prom_server_
                                      "--version", "v1", "-f", str(tmp_path / "p.json"), "--configmap", "rec-v1-baseline",
                                      "-n", "ml", "--kubeconfig", str(kubeconfig), "-o", "json"])
         assert r.exit_code == 0 and json.loads(r.output)["stored"] == "ConfigMap ml/rec-v1-baseline created", r.output
+        from canary import logs
+
+        logs.configure()  # the CLI pointed the logs at CliRunner's stream, closed now; the loop below logs
         k = api.api_client()
         core = kubernetes.client.CoreV1Api(k)
         core.create_namespaced_config_map("ml", {"metadata": {"name": "broken", "labels": {"canary.ml/baseline": "true"}},

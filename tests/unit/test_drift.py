@@ -223,3 +223,124 @@ def test_monitor_hysteresis_quiet_period_and_one_trigger_per_episode():
     assert s.episode == 2 and any(isinstance(a, M.Trigger) and a.episode == 2 for a in acts)
     with pytest.raises(ValueError, match="bad phase"):
         M.MonitorState.from_dict({**s.to_dict(), "phase": "weird"})
+
+
+# -- defects found by an adversarial review, each as a kind -------------------------------------------
+
+
+def test_booleans_and_few_valued_numbers_are_compared_value_by_value(tmp_path):
+    import pyarrow as pa
+    from prometheus_client import CollectorRegistry
+
+    from canary.drift.compare import compare
+    from canary.drift.exporter import FeatureExporter
+
+    rng = np.random.default_rng(6)
+    n = 900  # <= 1,000 reference rows: p-value tests (chi-square per value, z for the boolean), as Evidently
+    flags, levels = rng.random(n) < 0.3, rng.choice([0, 1, 2], n, p=[0.97, 0.02, 0.01]).astype(float)
+    prof = capture(pa.table({"flag": flags, "level": levels}), model="m", version="v", file="f", sha256="-")
+    assert prof["features"]["level"]["bounds"] == [0.0, 1.0, 2.0]  # a bucket per value
+    ex = FeatureExporter(prof, registry=CollectorRegistry())
+    for f, lv in zip(rng.random(2_000) < 0.3, rng.choice([0, 1, 2], 2_000, p=[0.97, 0.02, 0.01])):
+        ex.observe({"flag": bool(f), "level": float(lv)})
+    same = {f.feature: f for f in compare(prof, ex.live_counts()).features}
+    assert not same["flag"].drifted and not same["level"].drifted, [f.reason() for f in same.values()]
+    ex2 = FeatureExporter(prof, registry=CollectorRegistry())
+    for lv in rng.choice([0, 1, 2], 2_000, p=[0.97, 0.0, 0.03]):  # the 1s became 2s
+        ex2.observe({"flag": True, "level": float(lv)})
+    moved = {f.feature: f for f in compare(prof, ex2.live_counts()).features}
+    assert moved["level"].drifted and moved["flag"].drifted
+
+
+def test_a_value_folded_into_other_is_not_a_new_category_and_tiny_samples_are_not_compared():
+    from canary.drift.compare import compare
+
+    prof = {"format": 1, "model": "m", "version": "v", "features": {
+        "c": {"type": "categorical", "categories": {f"c{i}": 100 for i in range(100)}, "other": 500, "missing": 0}}}
+    live = {"c": {"categories": {**{f"c{i}": 10 for i in range(100)}, "c149": 50}}}
+    [f] = compare(prof, live).features
+    assert "absent from the reference" not in f.note and not f.drifted
+    assert compare(prof, {"c": {"categories": {"c1": 5}}}).features == ()  # 5 requests: not a distribution
+
+
+@pytest.mark.parametrize(("live", "message"), [
+    ({"age": [1, 2, 3]}, "feature 'age': live data must be an object"),
+    ({"age": "x"}, "feature 'age': live data must be an object"),
+    ({"age": {"counts": ["5"] * 3}}, "feature 'age'"),
+    ({"age": {"counts": [True]}}, "feature 'age'"),
+])
+def test_bad_live_data_is_a_clear_error(tmp_path, live, message):
+    from canary.drift.compare import compare
+
+    _, prof = _profile(tmp_path)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        compare(prof, live)
+
+
+@pytest.mark.parametrize(("edit", "field"), [
+    (lambda p: p["features"]["age"].pop("std"), "features.age.std"),
+    (lambda p: p.pop("model"), "model"),
+    (lambda p: p["features"]["age"]["counts"].pop(), "features.age"),
+    (lambda p: p.update(format=2), "format 1"),
+])
+def test_a_profile_edited_by_hand_is_refused_naming_the_field(tmp_path, edit, field):
+    from canary.drift.compare import compare
+
+    _, prof = _profile(tmp_path)
+    edit(prof)
+    with pytest.raises(ConfigError, match=re.escape(field)):
+        compare(prof, {})
+
+
+def test_duplicate_columns_are_refused(tmp_path):
+    path = _write(tmp_path, "dup.csv", "a,a,b\n1,2,3\n")
+    with pytest.raises(ConfigError, match="column 'a' appears 2 times"):
+        capture(read_table(path), model="m", version="v", file=str(path), sha256="-")
+
+
+def test_job_names_keep_the_episode_and_stay_unique():
+    from canary.drift.watch import job_name
+
+    long = dict(model="recommendation-ranker-large", version="v2.1.0-2024-06-01")
+    a = job_name("retrain-recommendation-ranker-", episode=1, **long)
+    b = job_name("retrain-recommendation-ranker-", episode=2, **long)
+    assert a != b and a.endswith("-e1") and b.endswith("-e2") and len(a) <= 63 and len(b) <= 63
+    assert job_name("r", model="m", version="v2.1", episode=1) != job_name("r", model="m", version="v2-1", episode=1)
+    assert job_name("retrain-", model="rec", version="v1", episode=3) == "retrain-rec-v1-e3"
+
+
+@pytest.mark.parametrize(("yaml_text", "field"), [
+    ("apiVersion: batch/v1\nkind: Job\nmetadata: null\nspec: {template: {spec: {containers: [{name: a}]}}}\n",
+     "metadata"),
+    ("apiVersion: batch/v1\nkind: Job\nspec: foo\n", "spec"),
+    ("apiVersion: batch/v1\nkind: Job\nspec: {template: {spec: {containers: [{name: a, env: null}]}}}\n",
+     "containers[0].env"),
+    ("apiVersion: v1\nkind: Pod\n", "kind/apiVersion"),
+])
+def test_bad_job_templates_are_refused_before_anything_runs(tmp_path, yaml_text, field):
+    from canary.drift.watch import load_job_template
+
+    path = _write(tmp_path, "job.yaml", yaml_text)
+    with pytest.raises(ConfigError, match=re.escape(field)):
+        load_job_template(path)
+
+
+def test_a_corrupt_monitor_state_is_refused_naming_the_field():
+    from canary.drift import monitor as M
+
+    with pytest.raises(ValueError, match="drifted_in_row"):
+        M.MonitorState.from_dict({"model": "m", "version": "v", "drifted_in_row": "2"})
+
+
+def test_watch_once_without_prometheus_exits_3(tmp_path):
+    from typer.testing import CliRunner
+
+    from canary.cli import app
+    from canary.sandbox.ports import free_port
+
+    src, prof = _profile(tmp_path)
+    p = tmp_path / "p.json"
+    p.write_text(json.dumps(prof))
+    r = CliRunner().invoke(app, ["drift", "watch", "--baseline", str(p), "--once", "--no-kube",
+                                 "--prometheus-url", f"http://127.0.0.1:{free_port()}"])
+    assert r.exit_code == 3, r.output
