@@ -5,7 +5,7 @@ check --input` reads):
 
     {"<feature>": {"counts": [k + 1 per-bucket counts over the profile's bounds]}      numeric
                 | {"categories": {"value": count, ...}}                                categorical
-     ... optional "missing": count in either (reported, not part of the drift tests)}
+     ... optional "missing": count in either (accepted; missing rates are not compared yet)}
 """
 
 from __future__ import annotations
