@@ -27,6 +27,9 @@ def _watch(sb: Sandbox, state: str, job: str) -> tuple[int, str]:
         "drift", "watch", "--baseline", str(profile), "--prometheus-url", sb.prometheus_url, "--window", "15s",
         "--enter-after", "2", "--exit-after", "2", "--quiet", "1s", "--state-file", state, "--retrain-job", job,
         "-n", sb.namespace, "--kubeconfig", str(sb.kubeconfig), "--once"])
+    from canary import logs
+
+    logs.configure()  # the command pointed the logs at CliRunner's stream, closed now; the sandbox logs on
     return r.exit_code, r.output
 
 
@@ -60,7 +63,10 @@ def test_stable_inputs_drift_alert_and_one_retraining_job(tmp_path) -> None:
             code, out = _watch(sb, state, str(job))
         assert code == 1, out
         jobs = batch.list_namespaced_job(sb.namespace).items
-        assert [j.metadata.name for j in jobs] == [f"retrain-rec-model-{sb.stable_version.replace('.', '-')}-e1"]
+        from canary.drift.watch import job_name
+
+        assert [j.metadata.name for j in jobs] == [job_name("retrain-", model=sb.model, version=sb.stable_version,
+                                                            episode=1)]
         evidence = json.loads(jobs[0].metadata.annotations["canary.ml/drift-evidence"])
         assert set(evidence["drifted_features"]) >= {"f0", "f1", "f2", "f3", "f4"}
         assert not set(evidence["drifted_features"]) & {"f5", "f6", "f7"}
