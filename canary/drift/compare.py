@@ -3,7 +3,8 @@
 Live counts per feature (what `canary.drift.exporter` exports, or `canary drift
 check --input` reads):
 
-    {"<feature>": {"counts": [k + 1 per-bucket counts over the profile's bounds]}      numeric
+    {"<feature>": {"counts": [k + 1 per-bucket counts over the profile's bounds],      numeric
+                   "sum": sum of the values (optional: the live mean bounds the distance from below)}
                 | {"categories": {"value": count, ...}}                                categorical
      ... optional "missing": count in either (accepted; missing rates are not compared yet)}
 """
@@ -80,9 +81,13 @@ def compare(profile: Mapping[str, Any], live: Mapping[str, Mapping[str, Any]], *
             if c.sum() < max(min_live, 1e-9):
                 continue
             qs = ref.get("quantiles", {})  # close the open end buckets at the 0.1% / 99.9% quantiles
+            live_sum = cur.get("sum")
+            mean_gap = (abs(float(live_sum) / c.sum() - float(ref["mean"]))
+                        if isinstance(live_sum, (int, float)) and not isinstance(live_sum, bool)
+                        and np.isfinite(live_sum) and "mean" in ref else None)
             out.append(numeric_drift(name, np.asarray(ref["bounds"], float), np.asarray(ref["counts"], float), c,
                                      lo=float(qs.get("0.001", ref["min"])), hi=float(qs.get("0.999", ref["max"])),
-                                     std=ref["std"], n_unique=ref["n_unique"]))
+                                     std=ref["std"], n_unique=ref["n_unique"], mean_gap=mean_gap))
         else:
             cats = cur.get("categories")
             if not isinstance(cats, Mapping):

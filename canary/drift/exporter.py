@@ -23,6 +23,7 @@ category "__other__").
 
 from __future__ import annotations
 
+import bisect
 import json
 import math
 import threading
@@ -46,14 +47,15 @@ class FeatureExporter:
         self.version = version or str(profile["version"])
         self._prediction = profile.get("prediction")
         self._lock = threading.Lock()
-        self._numeric: dict[str, tuple[np.ndarray, np.ndarray, list[float]]] = {}  # bounds, counts, [sum]
+        # bounds (a list: bisect on it is ~10x faster than numpy for one value), counts, [sum]
+        self._numeric: dict[str, tuple[list[float], np.ndarray, list[float]]] = {}
         self._categorical: dict[str, dict[str, int]] = {}
         self._missing: dict[str, int] = {}
         self._observed = 0
         for name, f in profile["features"].items():
             self._missing[name] = 0
             if f["type"] == "numeric":
-                self._numeric[name] = (np.asarray(f["bounds"], float), np.zeros(len(f["bounds"]) + 1, np.int64), [0.0])
+                self._numeric[name] = ([float(b) for b in f["bounds"]], np.zeros(len(f["bounds"]) + 1, np.int64), [0.0])
             else:
                 self._categorical[name] = {**{k: 0 for k in f["categories"]}, OTHER: 0}
         if registry is not None:
@@ -77,7 +79,7 @@ class FeatureExporter:
                 if x is None:
                     self._missing[name] += 1
                     continue
-                counts[int(np.searchsorted(bounds, x, side="left"))] += 1  # `le` buckets
+                counts[bisect.bisect_left(bounds, x)] += 1  # `le` buckets: the first bound >= x
                 total[0] += x
             for name, cats in self._categorical.items():
                 v = values.get(name)
@@ -90,8 +92,9 @@ class FeatureExporter:
     def live_counts(self) -> dict[str, dict[str, Any]]:
         """The counts so far in `canary.drift.compare`'s live format (for tests and offline checks)."""
         with self._lock:
-            out: dict[str, dict[str, Any]] = {n: {"counts": [int(c) for c in cs], "missing": self._missing[n]}
-                                              for n, (_, cs, _) in self._numeric.items()}
+            out: dict[str, dict[str, Any]] = {n: {"counts": [int(c) for c in cs], "sum": total[0],
+                                                  "missing": self._missing[n]}
+                                              for n, (_, cs, total) in self._numeric.items()}
             out.update({n: {"categories": {k: v for k, v in cats.items() if k != OTHER}, "other": cats[OTHER],
                             "missing": self._missing[n]} for n, cats in self._categorical.items()})
             return out

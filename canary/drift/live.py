@@ -1,7 +1,7 @@
 """Read live feature counts from Prometheus: what `canary.drift.exporter` exports, over a window.
 
-Two queries per profile, whatever the number of features (constant in features
-and in requests):
+Three queries per profile, whatever the number of features (constant in features
+and in requests; the third, the histograms' `_sum`, gives each feature's live mean):
 
     sum by (feature, le) (increase(model_feature_value_bucket{model_name="M", model_version="V"}[W]))
     sum by (feature, category) (increase(model_feature_category_total{model_name="M", model_version="V"}[W]))
@@ -35,6 +35,13 @@ def live_counts(client: PrometheusClient, profile: Mapping[str, Any], *, model: 
                       check="drift", arm=version, at=None, who="drift check", strict=False, deadline=None)
     cats = client.ask(f"sum by (feature, category) (increase(model_feature_category_total{{{sel}}}[{w}]))",
                       check="drift", arm=version, at=None, who="drift check", strict=False, deadline=None)
+    sums = client.ask(f"sum by (feature) (increase(model_feature_value_sum{{{sel}}}[{w}]))",
+                      check="drift", arm=version, at=None, who="drift check", strict=False, deadline=None)
+    total: dict[str, float] = {}
+    for s in sums or []:
+        m, v = s.get("metric", {}), number(s.get("value"))
+        if v is not None and "feature" in m:
+            total[m["feature"]] = v
     buckets: dict[str, dict[float, float]] = defaultdict(dict)
     for s in hist or []:
         m, v = s.get("metric", {}), number(s.get("value"))
@@ -57,6 +64,8 @@ def live_counts(client: PrometheusClient, profile: Mapping[str, Any], *, model: 
             cum = np.array([got[b] for b in les])
             cum = np.maximum.accumulate(cum)  # increase() of each bucket may round differently
             out[name] = {"counts": [float(x) for x in np.diff(cum, prepend=0.0)]}
+            if name in total and cum[-1] > 0:  # the live mean: a lower bound on the Wasserstein distance
+                out[name]["sum"] = total[name]
         elif f["type"] == "categorical" and name in categories:
             out[name] = {"categories": {k: v for k, v in categories[name].items() if k != "__other__"},
                          "other": categories[name].get("__other__", 0.0)}

@@ -54,6 +54,11 @@ class FeatureDrift:
     n_current: float
     note: str = ""
 
+    def __post_init__(self) -> None:  # plain Python numbers (JSON), whatever numpy handed over
+        for name in ("value", "threshold", "psi", "n_reference", "n_current"):
+            object.__setattr__(self, name, float(getattr(self, name)))
+        object.__setattr__(self, "drifted", bool(self.drifted))
+
     @property
     def score(self) -> float:
         """`model_data_drift_score`: larger is more drift (1 - p for p-value tests, the distance otherwise)."""
@@ -117,10 +122,12 @@ def wasserstein_binned(edges: np.ndarray, reference: np.ndarray, current: np.nda
 
 
 def numeric_drift(feature: str, bounds: np.ndarray, reference: np.ndarray, current: np.ndarray, *,
-                  lo: float, hi: float, std: float, n_unique: int) -> FeatureDrift:
+                  lo: float, hi: float, std: float, n_unique: int, mean_gap: float | None = None) -> FeatureDrift:
     """A numeric feature: `bounds` the finite upper bounds of its buckets (the last bucket is open,
     so counts have len(bounds) + 1 entries), `lo`/`hi` the reference's min and max, `std` its
-    standard deviation, `n_unique` its distinct values. Counts are per bucket, not cumulative."""
+    standard deviation, `n_unique` its distinct values. Counts are per bucket, not cumulative.
+    `mean_gap`, |live mean - reference mean| when known, bounds the Wasserstein distance from below
+    (W1 >= |difference of means|): mass that moved beyond the last bucket still counts."""
     ref, cur = np.asarray(reference, float), np.asarray(current, float)
     n_r, n_c = float(ref.sum()), float(cur.sum())
     p = psi(ref, cur)
@@ -133,7 +140,10 @@ def numeric_drift(feature: str, bounds: np.ndarray, reference: np.ndarray, curre
     if std <= 0 or not math.isfinite(std):
         dist, note = (0.0 if np.allclose(_norm(ref), _norm(cur)) else math.inf), "constant in the reference"
     else:
-        dist, note = wasserstein_binned(edges, ref, cur) / std, ""
+        binned = wasserstein_binned(edges, ref, cur)
+        dist, note = max(binned, mean_gap or 0.0) / std, ""
+        if mean_gap is not None and mean_gap > binned:
+            note = "the means' gap exceeds the binned distance (mass beyond the buckets)"
     return FeatureDrift(feature, "numeric", "wasserstein", dist, DISTANCE_THRESHOLD, dist >= DISTANCE_THRESHOLD, p,
                         n_r, n_c, note)
 

@@ -47,13 +47,13 @@ def test_drift_check_reads_the_exporter_through_prometheus(prom_server_factory: 
         deadline = time.monotonic() + 40  # until a scrape after the traffic is in: increase() needs two samples
         while True:
             out = CliRunner().invoke(app, args)
-            done = out.exit_code in (0, 1) and json.loads(out.output)["features"] and \
-                sum(f["n_current"] for f in json.loads(out.output)["features"] if f["feature"] == "age") > 1_000
+            done = out.exit_code in (0, 1) and json.loads(out.stdout)["features"] and \
+                sum(f["n_current"] for f in json.loads(out.stdout)["features"] if f["feature"] == "age") > 1_000
             if done or time.monotonic() > deadline:
                 break
             time.sleep(0.5)
         assert out.exit_code == 1, out.output
-        d = json.loads(out.output)
+        d = json.loads(out.stdout)
         by = {f["feature"]: f for f in d["features"]}
         assert by["age"]["drifted"] and by["age"]["test"] == "wasserstein" and not by["city"]["drifted"]
         assert d["drifted_features"] == ["age"] and d["share"] == 0.5
@@ -175,7 +175,7 @@ def test_baselines_in_configmaps_are_watched_by_the_controller_loop(prom_server_
         r = CliRunner().invoke(app, ["baseline", "capture", str(tmp_path / "t.parquet"), "--model", "rec",
                                      "--version", "v1", "-f", str(tmp_path / "p.json"), "--configmap", "rec-v1-baseline",
                                      "-n", "ml", "--kubeconfig", str(kubeconfig), "-o", "json"])
-        assert r.exit_code == 0 and json.loads(r.output)["stored"] == "ConfigMap ml/rec-v1-baseline created", r.output
+        assert r.exit_code == 0 and json.loads(r.stdout)["stored"] == "ConfigMap ml/rec-v1-baseline created", r.output
         from canary import logs
 
         logs.configure()  # the CLI pointed the logs at CliRunner's stream, closed now; the loop below logs

@@ -344,3 +344,24 @@ def test_watch_once_without_prometheus_exits_3(tmp_path):
     r = CliRunner().invoke(app, ["drift", "watch", "--baseline", str(p), "--once", "--no-kube",
                                  "--prometheus-url", f"http://127.0.0.1:{free_port()}"])
     assert r.exit_code == 3, r.output
+
+
+def test_mass_moved_beyond_the_last_bucket_still_counts_and_verdicts_are_plain_json():
+    """The top 5% moved by 4 standard deviations, past the reference's maximum: the buckets cannot
+    say how far, the live mean can (W1 >= |difference of means|)."""
+    import pyarrow as pa
+    from prometheus_client import CollectorRegistry
+
+    from canary.drift.compare import compare
+    from canary.drift.exporter import FeatureExporter
+
+    rng = np.random.default_rng(0)
+    ref, cur = rng.normal(0, 1, 20_000), rng.normal(0, 1, 5_000)
+    cur[cur > np.quantile(cur, 0.95)] += 4
+    prof = capture(pa.table({"x": ref}), model="m", version="v", file="f", sha256="-")
+    ex = FeatureExporter(prof, registry=CollectorRegistry())
+    for v in cur:
+        ex.observe({"x": float(v)})
+    [f] = compare(prof, ex.live_counts()).features
+    assert f.drifted and f.value == pytest.approx(st.wasserstein_distance(ref, cur) / ref.std(ddof=1), rel=0.1)
+    json.dumps(f.__dict__)
