@@ -32,7 +32,7 @@ from canary.policy import Policy
 
 PASS_BETA = 0.05  # P(a step window passes | the canary is beyond a limit), at most
 PASS_LEVEL = 0.05  # per-look level when the caller names none (one look, no policy)
-PASS_TAIL = 0.1  # share of PASS_BETA kept for the windows an operator's resumes open
+PASS_TAIL = 0.02  # share of PASS_BETA kept for the windows an operator's resumes open (rare: a held step)
 _CAP = 60  # pass looks integrated exactly; beyond, the curve is extended upward
 _EXACT_BELOW = 10  # cells below this: exact Clopper-Pearson bounds instead of the LR bound
 _SLACK = 1e-9  # float noise when a bound equals the limit

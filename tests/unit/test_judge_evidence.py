@@ -229,9 +229,9 @@ def test_increase_within_holds_its_level_at_the_margin():
 
 
 @pytest.mark.parametrize(("policy_file", "looks", "level"), [
-    # the first window of a step spends 0.9 * PASS_BETA; resumes share the other 0.1
-    ("policies/sandbox.yaml", 16, 0.011187),  # 10 s interval, 2 s looks, 30 s deadline: looks 5..20
-    ("policies/default.yaml", 21, 0.011935),  # 5 m interval, 30 s looks, 10 m deadline: looks 10..30
+    # the first window of a step spends 0.98 * PASS_BETA; resumes share the other 0.02
+    ("policies/sandbox.yaml", 16, 0.012354),  # 10 s interval, 2 s looks, 30 s deadline: looks 5..20
+    ("policies/default.yaml", 21, 0.013185),  # 5 m interval, 30 s looks, 10 m deadline: looks 10..30
 ])
 def test_pass_level_spends_beta_over_a_step_window(policy_file, looks, level):
     p = load_policy(policy_file)
