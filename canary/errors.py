@@ -36,12 +36,19 @@ class ConfigError(CanaryError):
 class PolicyError(ConfigError):
     """A policy file is invalid. The message names the file and the field."""
 
-    def __init__(self, file: str, field: str, message: str) -> None:
+    def __init__(self, file: str, field: str, message: str,
+                 problems: "list[tuple[str, str]] | None" = None) -> None:
         self.file = file
         self.field = field
         self.detail = message
+        # every problem (field, message), in the order found: a user fixing a policy needs all of them
+        self.problems = problems or [(field, message)]
         where = f"{file}: {field}" if field else file
-        super().__init__(f"{where}: {message}")
+        text = f"{where}: {message}"
+        if len(self.problems) > 1:
+            text += f" ({len(self.problems)} problems in all:" + "".join(
+                f"\n  - {f or '(top level)'}: {m}" for f, m in self.problems) + ")"
+        super().__init__(text)
 
 
 class TargetError(ConfigError):

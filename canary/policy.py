@@ -233,10 +233,8 @@ def parse_policy(raw: Any, *, file: str = "<policy>") -> Policy:
         return Policy.model_validate(raw)
     except pydantic.ValidationError as exc:
         errors = exc.errors()
-        msg, more = _message(errors[0]), len(errors) - 1
-        if more:
-            msg += f" (and {more} more problem{'s' if more > 1 else ''})"
-        raise PolicyError(file, _where(errors[0]), msg) from None
+        problems = list(dict.fromkeys((_where(e), _message(e)) for e in errors))
+        raise PolicyError(file, problems[0][0], problems[0][1], problems=problems) from None
 
 
 def parse_policy_text(text: str | bytes, *, file: str = "<policy>") -> Policy:

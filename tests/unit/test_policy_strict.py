@@ -625,3 +625,22 @@ def test_queries_refuse_whole_invalid_label_names(name: str) -> None:
 
     with pytest.raises((ValueError, ConfigError)):
         queries._label_name(name, "metrics.arm_label")
+
+
+def test_every_problem_of_a_policy_is_listed_with_its_field_path(tmp_path):
+    """Issue 11: a typo'd key, a missing field and an unknown top-level key are all named at once."""
+    from typer.testing import CliRunner
+
+    from canary.cli import app
+
+    bad = tmp_path / "p.yaml"
+    bad.write_text("steps: [10, 100]\nanalyss: {interval: 5m}\nchecks:\n  - name: x\n    kind: latency\n"
+                   "    max_increas_pct: 20\n  - kind: error_rate\n    max_rate_pct: 5\n")
+    with pytest.raises(PolicyError) as info:
+        load_policy(bad)
+    fields = [f for f, _ in info.value.problems]
+    assert set(fields) == {"checks[0].max_increas_pct", "checks[1].name", "analyss"}
+    r = CliRunner().invoke(app, ["policy", "validate", str(bad)])
+    assert r.exit_code == 2
+    for f in fields:
+        assert f"  - {f}: " in r.output
