@@ -25,6 +25,14 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="Canary analy
 policy_app = typer.Typer(no_args_is_help=True, help="Validate policies and print their JSON Schema.")
 app.add_typer(policy_app, name="policy")
 
+
+@app.callback()
+def _every_command() -> None:
+    """Canary analysis and rollback for ML models on Triton behind Istio."""
+    # Logs go to stderr from the first line of every command (structlog's default is stdout): stdout
+    # carries only the requested output, on any path (issue 11). Commands with --log-format refine it.
+    logs.configure()
+
 EXIT_BAD_INPUT, EXIT_INFRA = 2, 3
 
 # ---- shared options ------------------------------------------------------------------

@@ -54,3 +54,27 @@ def test_via_controller_refuses_a_negative_timeout_before_creating_anything(tmp_
     res = run("promote", "rec-model", "--canary-version", "v2", "--policy", str(ROOT / "policies" / "sandbox.yaml"),
               "--via-controller", "--timeout", "-1", "--kubeconfig", str(tmp_path / "none"))
     assert res.exit_code == 2 and "--timeout" in res.output, res.output  # type: ignore[attr-defined]
+
+
+def test_stdout_holds_only_the_requested_output_when_prometheus_fails(tmp_path: Path) -> None:
+    """Issue 11: `analyze -o json` against a Prometheus answering 503 printed its retry log lines on
+    stdout before the JSON. Logs go to stderr from the first line of every command."""
+    import json
+    import subprocess
+    import sys
+
+    from tests.support.http import ScriptedHTTP
+
+    server = ScriptedHTTP(lambda path, headers: (503, "text/plain", "unavailable"))
+    try:
+        pol = tmp_path / "p.yaml"
+        pol.write_text("steps: [10, 100]\nchecks: [{name: err, kind: error_rate, max_rate_pct: 5}]\n")
+        r = subprocess.run([sys.executable, "-m", "canary", "analyze", "rec", "--policy", str(pol),
+                            "--stable-version", "v1", "--canary-version", "v2", "--window", "1m",
+                            "--prometheus-url", server.url, "-o", "json"],
+                           capture_output=True, text=True, timeout=120)
+        out = json.loads(r.stdout)  # nothing but the JSON
+        assert out["outcome"] == "error" and r.returncode == 4, r.stderr[-500:]
+        assert "metrics.query_retry" in r.stderr or "503" in r.stderr or "503" in r.stdout
+    finally:
+        server.close()
