@@ -34,6 +34,8 @@ def _every_command() -> None:
     logs.configure()
 
 EXIT_BAD_INPUT, EXIT_INFRA = 2, 3
+EXIT_WATCH_TIMEOUT = 4  # `status --watch --timeout`: still running when the time ran out
+WATCH_EXIT = {rl.PROMOTED: 0, rl.ROLLED_BACK: 1, rl.ABORTED: EXIT_INFRA}  # `status --watch` by terminal phase
 
 # ---- shared options ------------------------------------------------------------------
 
@@ -282,12 +284,29 @@ def resume(model: str, namespace: str = NamespaceOpt, virtual_service: Optional[
 def status(model: str, namespace: str = NamespaceOpt, virtual_service: Optional[str] = VsOpt,
            destination_rule: Optional[str] = DrOpt, route: Optional[str] = RouteOpt,
            kubeconfig: Optional[str] = KubeconfigOpt, context: Optional[str] = ContextOpt, output: str = OutputOpt,
-           watch: bool = typer.Option(False, "--watch", "-w", help="refresh every 2 s until a terminal phase")) -> None:
-    """Weights (as written and as Istio splits them), step, phase and the last verdict with its evidence."""
+           watch: bool = typer.Option(False, "--watch", "-w", help="refresh every 2 s until a terminal phase"),
+           timeout: Optional[str] = typer.Option(None, "--timeout", help="with --watch: give up after this long "
+                                                                          "(e.g. 30s, 10m), exit 4")) -> None:
+    """Weights (as written and as Istio splits them), step, phase and the last verdict with its evidence.
+
+    With --watch, exits by phase like `kubectl argo rollouts status`: 0 promoted, 1 rolled back,
+    3 aborted, 4 still running when --timeout ran out (2 bad input). Without --watch: 0.
+    Example: canary status rec-model -n ml --watch --timeout 15m
+    """
     from canary.display import render_status
     from canary.reconcile import parse_record
 
     logs.configure()  # logs on stderr: stdout carries only the status
+
+    if timeout is not None and not watch:
+        fail("--timeout only applies with --watch", EXIT_BAD_INPUT)
+    try:
+        from canary.policy_fields import parse_duration
+
+        limit_s = parse_duration(timeout) if timeout is not None else None
+    except ValueError as exc:
+        fail(f"--timeout: {exc}", EXIT_BAD_INPUT)
+    deadline = time.monotonic() + limit_s if limit_s is not None else None
 
     def go() -> int:
         router = _oncall_router(kubeconfig, context)
@@ -315,9 +334,14 @@ def status(model: str, namespace: str = NamespaceOpt, virtual_service: Optional[
                     typer.echo(_raw_note(st.weights, st.raw_weights))
                 if unreadable:
                     typer.echo(f"note: {unreadable}; `canary rollback` writes 100/0 and a new record")
-            if not watch or state is None or state.terminal:
+            if not watch or state is None:
                 return 0
-            time.sleep(2)
+            if state.terminal:
+                return WATCH_EXIT[state.phase]
+            if deadline is not None and time.monotonic() >= deadline:
+                typer.echo(f"timed out after {timeout}: the rollout is {state.phase}", err=True)
+                return EXIT_WATCH_TIMEOUT
+            time.sleep(2 if deadline is None else max(0.0, min(2.0, deadline - time.monotonic())))
 
     raise typer.Exit(run_guarded(go))
 

@@ -130,3 +130,20 @@ def test_on_call_commands_take_route_and_any_weights(cluster: Any) -> None:
     weights, state = vs(api)
     assert weights == [100, 0] and state["phase"] == rl.ROLLED_BACK
     assert api.get(GROUP, "virtualservices", "ml", "rec-model")["spec"]["http"][1] == shadow
+
+
+def test_status_watch_exits_by_phase_and_times_out(cluster: Any) -> None:
+    """Issue 11, as `kubectl argo rollouts status`: --watch ends with the phase's exit code, and
+    --timeout gives up on a rollout still running (exit 4) instead of polling forever."""
+    api, kc = cluster
+    in_progress(kc)
+    res = canary("status", "rec-model", "-n", "ml", "--watch", "--timeout", "1s", "-o", "json", kubeconfig=kc)
+    assert res.returncode == 4 and "timed out after 1s: the rollout is progressing" in res.stderr
+    assert json.loads(res.stdout.splitlines()[0])["rollout"]["phase"] == rl.PROGRESSING
+    assert canary("rollback", "rec-model", "-n", "ml", kubeconfig=kc).returncode == 0
+    res = canary("status", "rec-model", "-n", "ml", "--watch", "-o", "json", kubeconfig=kc)
+    assert res.returncode == 1 and json.loads(res.stdout)["rollout"]["phase"] == rl.ROLLED_BACK
+    bad = canary("status", "rec-model", "-n", "ml", "--timeout", "5m", kubeconfig=kc)
+    assert bad.returncode == 2 and "--timeout only applies with --watch" in bad.stderr
+    bad = canary("status", "rec-model", "-n", "ml", "--watch", "--timeout", "soon", kubeconfig=kc)
+    assert bad.returncode == 2 and "--timeout" in bad.stderr
