@@ -21,7 +21,7 @@ from canary import rollout as rl
 from canary.errors import CanaryError, ConfigError, RolloutBusy, TransientError
 from canary.model import Target
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Canary analysis and rollback for ML models on Triton behind Istio.")
+app = typer.Typer(add_completion=True, no_args_is_help=True, help="Canary analysis and rollback for ML models on Triton behind Istio.")
 policy_app = typer.Typer(no_args_is_help=True, help="Validate policies and print their JSON Schema.")
 app.add_typer(policy_app, name="policy")
 

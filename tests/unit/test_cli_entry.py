@@ -1,0 +1,24 @@
+"""Issue 11: a kubectl plugin executable and shell completion."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_kubectl_canary_is_installed_and_runs_the_same_app():
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts["kubectl-canary"] == scripts["canary"] == "canary.cli:app"
+    exe = Path(sys.executable).parent / "kubectl-canary"  # what `kubectl canary ...` finds on PATH
+    r = subprocess.run([str(exe), "status", "--help"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "--watch" in r.stdout and "--timeout" in r.stdout
+
+
+def test_shell_completion_is_offered():
+    r = subprocess.run([sys.executable, "-m", "canary", "--show-completion", "bash"], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0 and "complete" in r.stdout
