@@ -53,7 +53,10 @@ def judge(policy: Policy, measurements: Mapping[str, Measurement], *, prior: Pri
     `window` is the 0-based index of the current window within its step (operator resumes),
     which sets the pass level (`evidence.pass_level`).
     """
-    levels = sub_levels(policy)
+    by_check: dict[str, dict[str, float]] = {}  # check -> sub-test -> level, grouped once per look
+    for key, level in sub_levels(policy).items():
+        name, _, test = key.rpartition("/")
+        by_check.setdefault(name, {})[test] = level
     beta = evidence.pass_level(policy, window)
     prior = prior or {}
     results = []
@@ -68,7 +71,7 @@ def judge(policy: Policy, measurements: Mapping[str, Measurement], *, prior: Pri
                                   unavailable=isinstance(m, TransientError)))
         else:
             try:
-                mine = {k.rpartition("/")[2]: v for k, v in levels.items() if k.rpartition("/")[0] == check.name}
+                mine = by_check.get(check.name, {})
                 results.append(judge_check(check, m[0], m[1], alpha=sum(mine.values()),
                                            min_canary=policy.analysis.min_canary_requests, beta=beta,
                                            prior=prior, levels=mine))
@@ -122,7 +125,9 @@ def _pool(check: Check, subs: list[tuple[str, stats.TestResult, bool]], ctx: _Ct
         p_av = anytime_p(s_all, i_all) if i_all > 0 else 1.0
         seq[name] = {"p_window": _clean(t.p_value), "s_window": s_w, "info_window": i_w,
                      "s": s_all, "info": i_all, "windows_before": i0 > 0, "level": level}
-        out.append((name, dataclasses.replace(t, breach=bool(i_w > 0 and p_av <= level), p_value=p_av), absolute))
+        # TestResult(**...) rather than dataclasses.replace: a third of the cost, at every sub-test of every look
+        out.append((name, stats.TestResult(**{**vars(t), "breach": bool(i_w > 0 and p_av <= level), "p_value": p_av}),
+                    absolute))
     return out, seq
 
 

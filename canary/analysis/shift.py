@@ -13,9 +13,8 @@ import math
 
 import numpy as np
 from scipy import special
-from scipy import stats as st
 
-from canary.analysis.stats import TestResult
+from canary.analysis.stats import TestResult, chi2_sf, ncx2_sf
 
 _MIN_EXPECTED = 5.0  # chi-square cells are merged until each arm expects this many
 
@@ -25,19 +24,22 @@ def merge_sparse(stable: np.ndarray, canary: np.ndarray) -> tuple[np.ndarray, np
     s, c = np.asarray(stable, float), np.asarray(canary, float)
     n_s, n_c = s.sum(), c.sum()
     share = min(n_s, n_c) / (n_s + n_c)
-    pooled = s + c
     edges, acc = [], 0.0
-    for i, v in enumerate(pooled):
+    for i, v in enumerate((s + c).tolist()):  # pooled counts, as Python floats (the same sums, faster)
         acc += v
         if acc * share >= _MIN_EXPECTED:
             edges.append(i + 1)
             acc = 0.0
     if not edges:
         return np.array([n_s]), np.array([n_c])
-    edges[-1] = len(pooled)  # a sparse tail joins the last full cell
-    starts = [0] + edges[:-1]
-    return (np.array([s[a:b].sum() for a, b in zip(starts, edges)]),
-            np.array([c[a:b].sum() for a, b in zip(starts, edges)]))
+    edges[-1] = len(s)  # a sparse tail joins the last full cell
+    cells = list(zip([0] + edges[:-1], edges))
+    return _cell_totals(s, cells), _cell_totals(c, cells)
+
+
+def _cell_totals(counts: np.ndarray, cells: list[tuple[int, int]]) -> np.ndarray:
+    """Per cell, bins [a, b): their total count. A cell of one bin is that bin's count (no slice to sum)."""
+    return np.array([counts[a] if b == a + 1 else counts[a:b].sum() for a, b in cells])
 
 
 def psi(stable: np.ndarray, canary: np.ndarray) -> float:
@@ -54,7 +56,8 @@ def js_distance(stable: np.ndarray, canary: np.ndarray) -> float:
 
     def kl(p: np.ndarray) -> float:
         pos = p > 0  # 0 * log 0 = 0; where p > 0, m > 0 too
-        return float(np.sum(p[pos] * np.log2(p[pos] / m[pos])))
+        p_pos = p[pos]
+        return float(np.sum(p_pos * np.log2(p_pos / m[pos])))
 
     return float(math.sqrt(max(0.5 * kl(ps) + 0.5 * kl(pc), 0.0)))
 
@@ -86,11 +89,11 @@ def distribution_shift(stable: np.ndarray, canary: np.ndarray, *, max_psi: float
     expected = table.sum(0) * table.sum(1)[:, None] / table.sum()
     chi2 = float(np.sum((table - expected) ** 2 / np.where(expected > 0, expected, 1.0)))
     df = len(s) - 1
-    p_chi = float(st.chi2.sf(chi2, df))
+    p_chi = chi2_sf(chi2, df)
     n_eff = n_s * n_c / (n_s + n_c)
     est = psi(s, c)
     obs = n_eff * est
-    p_eff = float(st.ncx2.sf(obs, df, n_eff * max_psi))
+    p_eff = ncx2_sf(obs, df, n_eff * max_psi)
     upper = _ncx2_upper(obs, df, pass_level) / n_eff
     p = max(p_chi, p_eff)
     res = TestResult(p <= alpha, True, p, statistic=chi2, effect=est, note=f"{len(s)} cells")
@@ -110,6 +113,7 @@ def shift_tests(stable: np.ndarray, canary: np.ndarray, *, max_psi: float | None
     statistic: JS 0.1 is not PSI 0.055 (the two disagree by 2x on skewed cells).
     """
     limits = [(name, float(x)) for name, x in (("psi", max_psi), ("js", max_js)) if x]
+    stable, canary = np.asarray(stable, float), np.asarray(canary, float)
     if np.sum(stable) <= 0 or np.sum(canary) <= 0:
         why = "an arm has no observations"
         return [(name, TestResult(False, False, 1.0, note=why, why_not=why)) for name, _ in limits]
@@ -121,14 +125,17 @@ def shift_tests(stable: np.ndarray, canary: np.ndarray, *, max_psi: float | None
     expected = table.sum(0) * table.sum(1)[:, None] / table.sum()
     chi2 = float(np.sum((table - expected) ** 2 / np.where(expected > 0, expected, 1.0)))
     df = len(s) - 1
-    p_chi = float(st.chi2.sf(chi2, df))
-    n_eff = s.sum() * c.sum() / (s.sum() + c.sum())
+    p_chi = chi2_sf(chi2, df)
+    n_s, n_c = s.sum(), c.sum()
+    n_eff = n_s * n_c / (n_s + n_c)
     # The cells as exported (those either arm used): merging sparse cells keeps the chi-square
     # model valid for the breach test, but it can hide a shift into a bucket one arm never uses
     # (10% of the canary where stable has nothing, merged into a neighbour, read as PSI 0). So a
     # limit is shown within only if it is bounded on the merged cells *and* on these.
-    used = (np.asarray(stable, float) + np.asarray(canary, float)) > 0
-    raw_s, raw_c = np.asarray(stable, float)[used], np.asarray(canary, float)[used]
+    used = (stable + canary) > 0
+    raw_s, raw_c = stable[used], canary[used]
+    # Usually these are the merged cells themselves (none sparse, none unused): the same numbers.
+    same_cells = len(raw_s) == len(s) and np.array_equal(raw_s, s) and np.array_equal(raw_c, c)
     out = []
     for name, limit in limits:
         if name == "psi":
@@ -136,10 +143,14 @@ def shift_tests(stable: np.ndarray, canary: np.ndarray, *, max_psi: float | None
         else:  # JSD(nats) = ln 2 * JS distance^2
             stat, scale, to_limit_unit, at_limit = _jsd_bits, 8.0 * n_eff * math.log(2), math.sqrt, limit * limit
         value = stat(s, c)
-        est, obs, raw_obs = to_limit_unit(value), scale * value, scale * stat(raw_s, raw_c)
-        p = max(p_chi, float(st.ncx2.sf(obs, df, scale * at_limit)))
+        est, obs = to_limit_unit(value), scale * value
+        p = max(p_chi, ncx2_sf(obs, df, scale * at_limit))
         merged_upper = float(to_limit_unit(_ncx2_upper(obs, df, beta) / scale))
-        raw_upper = float(to_limit_unit(_ncx2_upper(raw_obs, max(len(raw_s) - 1, 1), beta) / scale))
+        if same_cells:
+            raw_upper = merged_upper
+        else:
+            raw_obs = scale * stat(raw_s, raw_c)
+            raw_upper = float(to_limit_unit(_ncx2_upper(raw_obs, max(len(raw_s) - 1, 1), beta) / scale))
         upper = max(merged_upper, raw_upper)
         within = bool(upper < limit)
         why_not = "" if within else (f"{name.upper()} not yet bounded below its limit {limit:g} "

@@ -25,11 +25,20 @@ Every function is pure, takes plain numbers/arrays and returns a frozen
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import special
 from scipy import stats as st
+
+try:
+    from scipy.special._ufuncs import _binom_sf, _hypergeom_sf, _ncx2_sf
+except ImportError:  # older scipy
+    try:
+        from scipy.stats._boost import _binom_sf, _hypergeom_sf, _ncx2_sf
+    except ImportError:
+        _binom_sf = _hypergeom_sf = _ncx2_sf = None
 
 # Counts below this many expected events per cell make the normal score test
 # unreliable at small alphas; the exact Clopper-Pearson comparison is used.
@@ -54,6 +63,88 @@ class TestResult:
     within: bool = False
     bound: float = math.nan
     why_not: str = ""
+
+
+# -- scipy.stats' distributions without their argument handling ---------------------------------
+#
+# A call like scipy.stats.binom.sf(k, n, p) spends ~0.1-0.2 ms checking and broadcasting its
+# arguments before it evaluates one ufunc: most of what a judgement cost. The functions below
+# evaluate the same ufunc directly wherever scipy.stats would (valid arguments inside the
+# support), so they return the very same numbers, and hand every other case (a k outside the
+# support, invalid parameters, NaN) back to scipy.stats, which decides it as before. Three of
+# those ufuncs (Boost's) are private to scipy, in scipy.special._ufuncs now and scipy.stats._boost
+# in older releases: each is used only if it reproduces the public method at a few probes.
+
+
+def _same_as(ufunc: Callable[..., float] | None, reference: Callable[..., float], probes: list[tuple[float, ...]]
+             ) -> Callable[..., float] | None:
+    """`ufunc` if it gives exactly what `reference` (the public method, taking the ufunc's arguments
+    in the ufunc's order) gives at every probe, else None (the callers then use the public method)."""
+    if ufunc is None:
+        return None
+    try:
+        same = all(float(ufunc(*args)) == float(reference(*args)) for args in probes)
+    except (TypeError, ValueError):
+        return None
+    return ufunc if same else None
+
+
+_BINOM_SF = _same_as(_binom_sf, lambda k, n, p: st.binom.sf(k, n, p),
+                     [(3, 40, 0.07), (0, 1000, 0.001), (950, 1000, 0.95)])
+_HYPERGEOM_SF = _same_as(_hypergeom_sf, lambda k, marked, drawn, total: st.hypergeom.sf(k, total, marked, drawn),
+                         [(4, 30, 100, 2000), (0, 5, 3, 20), (60, 120, 500, 1000)])
+_NCX2_SF = _same_as(_ncx2_sf, lambda x, df, nc: st.ncx2.sf(x, df, nc),
+                    [(12.0, 9.0, 40.0), (0.5, 1.0, 0.01), (300.0, 4.0, 150.0)])
+
+
+def norm_sf(z: float) -> float:
+    """P(N(0,1) > z): scipy.stats.norm.sf(z), which is ndtr(-z) (also at +-inf and NaN)."""
+    return float(special.ndtr(-z))
+
+
+def binom_sf(k: int, n: int, p: float) -> float:
+    """P(Bin(n, p) > k): scipy.stats.binom.sf(k, n, p), integers k and n, the same value.
+
+    Inside the support (0 <= k < n, 0 <= p <= 1) the ufunc scipy evaluates there, clipped to
+    [0, 1] as scipy clips it; anything else (k < 0: 1, k >= n: 0, invalid: NaN) by scipy.stats.
+    """
+    if _BINOM_SF is not None and 0 <= k < n and 0.0 <= p <= 1.0:
+        return min(max(float(_BINOM_SF(k, n, p)), 0.0), 1.0)
+    return float(st.binom.sf(k, n, p))
+
+
+def hypergeom_sf(k: int, total: int, marked: int, drawn: int) -> float:
+    """P(more than k marked among `drawn` of `total`, `marked` of them marked): scipy.stats.hypergeom.sf(k,
+    total, marked, drawn), integers, the same value.
+
+    Inside the support the ufunc scipy evaluates there, clipped to [0, 1] as scipy clips it;
+    anything else by scipy.stats.
+    """
+    lowest, highest = max(drawn - (total - marked), 0), min(marked, drawn)  # scipy's support
+    if _HYPERGEOM_SF is not None and 0 <= marked <= total and 0 <= drawn <= total and lowest <= k < highest:
+        return min(max(float(_HYPERGEOM_SF(k, marked, drawn, total)), 0.0), 1.0)
+    return float(st.hypergeom.sf(k, total, marked, drawn))
+
+
+def chi2_sf(x: float, df: int) -> float:
+    """P(chi-square(df) > x): scipy.stats.chi2.sf(x, df), the same value (its chdtrc for 0 < x < inf, df > 0)."""
+    if 0.0 < x < math.inf and df > 0:
+        return float(special.chdtrc(df, x))
+    return float(st.chi2.sf(x, df))
+
+
+def ncx2_sf(x: float, df: int, nc: float) -> float:
+    """P(noncentral chi-square(df, nc) > x): scipy.stats.ncx2.sf(x, df, nc), the same value.
+
+    For 0 < x < inf, df > 0 and nc > 0 the ufunc scipy evaluates there (nc = 0 is the central
+    chi-square, `chi2_sf`); anything else by scipy.stats.
+    """
+    if 0.0 < x < math.inf and 0 < df < math.inf:
+        if nc == 0:
+            return chi2_sf(x, df)
+        if _NCX2_SF is not None and 0.0 < nc < math.inf:
+            return float(_NCX2_SF(x, df, nc))
+    return float(st.ncx2.sf(x, df, nc))
 
 
 def _ints(counts: np.ndarray) -> np.ndarray:
@@ -90,11 +181,20 @@ def quantile_pvalues(cum: np.ndarray, q: float) -> tuple[np.ndarray, np.ndarray]
     small when they show F(b) < q (quantile above b). Both are exact.
     """
     k = _ints(cum)
-    n = int(k[-1])
-    kf = k[:-1]
-    below = np.where(kf > 0, special.bdtrc(np.maximum(kf - 1, 0), n, q), 1.0)  # P(Bin >= k)
-    above = special.bdtr(kf, n, q)  # P(Bin <= k)
-    return np.asarray(below, dtype=float), np.asarray(above, dtype=float)
+    return p_quantile_at_most(k[:-1], int(k[-1]), q), p_quantile_above(k[:-1], int(k[-1]), q)
+
+
+def p_quantile_at_most(k: np.ndarray, n: int, q: float) -> np.ndarray:
+    """P(Bin(n, q) >= k) per count k (1 at k = 0): small where the counts show F(b) >= q.
+
+    `k` integer counts <= b at some bounds, `n` the total; `quantile_pvalues`' first half.
+    """
+    return np.asarray(np.where(k > 0, special.bdtrc(np.maximum(k - 1, 0), n, q), 1.0), dtype=float)
+
+
+def p_quantile_above(k: np.ndarray, n: int, q: float) -> np.ndarray:
+    """P(Bin(n, q) <= k) per count k: small where the counts show F(b) < q; `quantile_pvalues`' second half."""
+    return np.asarray(special.bdtr(k, n, q), dtype=float)
 
 
 def latency_relative(
@@ -154,40 +254,61 @@ def pick_pair(finite: np.ndarray, below: np.ndarray, n_s: int, *, q: float, tol:
     wins; failing that, the nearest. Only the stable arm (much larger)
     informs the choice, never the canary. Returns (index of b', x, stable
     exceedance at x, its variance, widening).
+
+    All candidates are computed at once, as arrays over the canary bounds b'_j (this runs at
+    every look, over up to hundreds of bounds); the choice is the first j with the least key,
+    what a loop over j keeping strict improvements picks.
     """
+    # Per stable bucket k, (lo_b[k], finite[k]]: the exceedance at lo_b[k] (at k + 1: at finite[k]),
+    # and whether its count per ms is not above the bucket before's.
     lo_b = np.concatenate([[0.0], finite])  # latency >= 0: the CDF is 0 at 0
-    cdf = np.concatenate([[0.0], below]) / n_s
-    dens = np.diff(np.concatenate([[0.0], below])) / np.maximum(np.diff(lo_b), 1e-300)
-    best: tuple[float, float, tuple[int, float, float, float, float]] | None = None
-    for j, bj in enumerate(finite):
-        x = bj / (1.0 + tol)
-        i = int(np.searchsorted(finite, x * (1 - 1e-12), side="left"))  # stable bucket (lo_b[i], finite[i]]
-        if i >= len(finite):
-            break
-        lo, hi = lo_b[i], finite[i]
-        s_lo, s_hi = 1.0 - cdf[i], 1.0 - cdf[i + 1]
-        if hi <= x * (1 + 1e-12):
-            w, widen = 0.0, 0.0
-        elif i >= 1 and dens[i] <= dens[i - 1]:
-            w, widen = (hi - x) / (hi - lo), 0.0
-        else:
-            if lo <= 0:
-                continue
-            w, widen = 1.0, x / lo - 1.0
-        p0 = w * s_lo + (1 - w) * s_hi
-        if p0 <= 0:
-            continue
-        var0 = (w * w * s_lo * (1 - s_lo) + (1 - w) ** 2 * s_hi * (1 - s_hi) + 2 * w * (1 - w) * s_hi * (1 - s_lo)) / n_s
-        dist = abs(math.log(p0 / (1.0 - q)))
-        key = (0.0 if dist <= math.log(1.5) else 1.0, widen if dist <= math.log(1.5) else dist)
-        cand = (key[0], key[1] + 1e-6 * dist, (j, x, p0, var0, widen))
-        if best is None or cand[:2] < best[:2]:
-            best = cand
-    return None if best is None else best[2]
+    cum = np.concatenate([[0.0], below])
+    exceed = 1.0 - cum / n_s
+    dens = np.diff(cum) / np.maximum(np.diff(lo_b), 1e-300)
+    falls = np.concatenate([[False], dens[1:] <= dens[:-1]])
+    # Per canary bound b'_j: x = b'_j / (1 + tol) and its stable bucket i.
+    x = finite / (1.0 + tol)
+    i = np.searchsorted(finite, x * (1 - 1e-12), side="left")
+    beyond = i >= len(finite)  # x above the last finite bound: no pair from the first such j on
+    if beyond.any():
+        x, i = x[:np.argmax(beyond)], i[:np.argmax(beyond)]
+    lo, hi, s_lo, s_hi, falling = lo_b[i], finite[i], exceed[i], exceed[i + 1], falls[i]
+    on_bound = hi <= x * (1 + 1e-12)  # x is a stable bound: read there (w = 0)
+    interpolate = falling & ~on_bound  # w = (hi - x) / (hi - lo), where hi > lo
+    above_zero = lo > 0
+    round_down = ~(on_bound | falling) & above_zero  # read at lo (w = 1), widening by x/lo - 1; never from 0
+    w = np.divide(hi - x, hi - lo, out=np.where(on_bound, 0.0, 1.0), where=interpolate)
+    widen = np.divide(x, lo, out=np.ones_like(x), where=round_down) - 1.0
+    p0 = w * s_lo + (1 - w) * s_hi
+    cand = np.flatnonzero((on_bound | falling | above_zero) & ~(p0 <= 0))  # read one of the three ways, p0 > 0
+    if not len(cand):
+        return None
+    # Key: (0, widening) within 1.5x of 1-q, else (1, distance); plus 1e-6 x the distance.
+    dist = np.abs(np.log(p0[cand] / (1.0 - q)))
+    near = dist <= math.log(1.5)
+    key = np.where(near, widen[cand], dist) + 1e-6 * dist
+    j = int(cand[np.lexsort((key, ~near))[0]])  # sorted by ~near (False first), then key; stable: first j
+    wj, lo_j, hi_j = float(w[j]), float(s_lo[j]), float(s_hi[j])
+    var0 = (wj * wj * lo_j * (1 - lo_j) + (1 - wj) ** 2 * hi_j * (1 - hi_j) + 2 * wj * (1 - wj) * hi_j * (1 - lo_j)) / n_s
+    return j, float(x[j]), float(p0[j]), var0, float(widen[j])
+
+
+def _xlogy(x: float, y: float) -> float:
+    """x * log(y), 0 where x = 0 (unless y is NaN): scipy.special.xlogy on two floats, the same value.
+
+    scipy computes x * log(y) with the C library's log, as math.log does; math.log raises where
+    C returns -inf (y = 0) or NaN (y < 0), so those are spelt out.
+    """
+    if x == 0 and not math.isnan(y):
+        return 0.0
+    if y > 0:
+        return x * math.log(y)
+    return x * -math.inf if y == 0 else math.nan
 
 
 def _ll(x: float, n: float, p: float) -> float:
-    return float(special.xlogy(x, p) + special.xlogy(n - x, 1.0 - p))
+    """Binomial log-likelihood without the constant: x log p + (n - x) log(1 - p)."""
+    return float(_xlogy(x, p) + _xlogy(n - x, 1.0 - p))
 
 
 def exceedance_lr(x_c: int, n_c: int, p0: float, var0: float, n_s: int) -> TestResult:
@@ -208,7 +329,7 @@ def exceedance_lr(x_c: int, n_c: int, p0: float, var0: float, n_s: int) -> TestR
     pooled = (x_c + y) / (n_c + m)
     lr = 2 * (_ll(x_c, n_c, pc) + _ll(y, m, p0) - _ll(x_c, n_c, pooled) - _ll(y, m, pooled))
     r = math.copysign(math.sqrt(max(lr, 0.0)), pc - p0)
-    return TestResult(False, True, float(st.norm.sf(r)), statistic=r, stable=p0, canary=pc, effect=pc - p0)
+    return TestResult(False, True, norm_sf(r), statistic=r, stable=p0, canary=pc, effect=pc - p0)
 
 
 def latency_ceiling(bounds: np.ndarray, canary: np.ndarray, *, q: float, max_value: float, alpha: float) -> TestResult:
@@ -221,8 +342,8 @@ def latency_ceiling(bounds: np.ndarray, canary: np.ndarray, *, q: float, max_val
     if j >= len(finite):  # no data could show a breach (whether it is within is `evidence`'s question)
         return TestResult(False, False, 1.0, canary=c_est, effect=c_est - max_value,
                           note=f"no bucket bound at or above {max_value:g}")
-    _, p_above = quantile_pvalues(canary, q)
-    p = float(p_above[j])
+    k = _ints(canary)
+    p = float(p_quantile_above(k[j:j + 1], int(k[-1]), q)[0])  # quantile_pvalues(canary, q)[1][j]
     note = "" if finite[j] <= max_value * 1.0001 else f"ceiling checked at bucket bound {finite[j]:g}"
     return TestResult(p <= alpha, True, p, statistic=float(finite[j]), canary=c_est,
                       effect=c_est - max_value if not math.isnan(c_est) else math.nan, note=note)
@@ -265,7 +386,7 @@ def proportion_increase(x_s: float, n_s: float, x_c: float, n_c: float, *, margi
     if margin == 0 and min(xs, ns - xs, xc, nc - xc) < _EXACT_BELOW:
         if eff <= 0:
             return TestResult(False, True, 1.0, stable=ps, canary=pc, effect=eff, note="exact")
-        p = float(st.hypergeom.sf(xc - 1, ns + nc, xs + xc, nc))
+        p = hypergeom_sf(xc - 1, ns + nc, xs + xc, nc)
         return TestResult(p <= alpha, True, p, statistic=float(xc), stable=ps, canary=pc, effect=eff, note="exact")
     if margin >= 1:
         return TestResult(False, True, 1.0, stable=ps, canary=pc, effect=eff)
@@ -273,7 +394,7 @@ def proportion_increase(x_s: float, n_s: float, x_c: float, n_c: float, *, margi
     r1, r2 = min(max(r1, 1e-15), 1 - 1e-15), min(max(r2, 1e-15), 1 - 1e-15)
     lr = 2 * (_ll(xc, nc, pc) + _ll(xs, ns, ps) - _ll(xc, nc, r1) - _ll(xs, ns, r2))
     r = math.copysign(math.sqrt(max(lr, 0.0)), eff - margin)
-    p = float(st.norm.sf(r))
+    p = norm_sf(r)
     return TestResult(p <= alpha, True, p, statistic=r, stable=ps, canary=pc, effect=eff)
 
 
@@ -282,5 +403,5 @@ def proportion_ceiling(x_c: float, n_c: float, *, max_rate: float, alpha: float)
     xc, nc = int(round(x_c)), int(round(n_c))
     if nc <= 0:
         return TestResult(False, False, 1.0, note="canary has no requests")
-    p = float(st.binom.sf(xc - 1, nc, max_rate)) if xc > 0 else 1.0
+    p = binom_sf(xc - 1, nc, max_rate) if xc > 0 else 1.0
     return TestResult(p <= alpha, True, p, statistic=float(xc), canary=xc / nc, effect=xc / nc - max_rate)

@@ -441,12 +441,13 @@ def test_alias_bombs_fail_small(text: str) -> None:
     assert peak < 20 * 2**20, f"peak {peak / 2**20:.0f} MiB"
 
 
+@pytest.mark.timeout(120)  # a bomb that is walked takes hours; the bound is for a hang, not for speed
 @pytest.mark.parametrize("text", ALIAS_BOMBS + BIG)
 def test_big_inputs_fail_fast(text: str) -> None:
-    t0 = time.monotonic()
+    # no wall-clock assertion (a loaded machine took 9.9 s once against a 5 s one): the memory test
+    # above shows the work is bounded, and the timeout catches a hang
     with pytest.raises(PolicyError):
         parse_policy_text(text, file="big.yaml")
-    assert time.monotonic() - t0 < 5, "must not hang"
 
 
 def test_a_too_large_raw_mapping_is_refused_without_walking_it() -> None:
