@@ -163,7 +163,8 @@ def check_cmd(
         typer.echo(json.dumps({
             "model": prof["model"], "version": version or prof["version"], "dataset_drift": result.drifted,
             "share": result.share, "drifted_features": list(result.drifted_features()), "no_live_data": quiet,
-            "features": [{**f.__dict__, "score": f.score, "reason": f.reason()} for f in result.features]}))
+            "features": [{**f.__dict__, "score": f.score, "reason": f.reason()} for f in result.features],
+            "missing": [{**m.__dict__, "reason": m.reason()} for m in result.missing]}))
     else:
         _table(prof, result, quiet)
     if not result.features:
@@ -288,6 +289,9 @@ def _table(prof: dict, result: Any, quiet: list[str]) -> None:
     console.print(t)
     if quiet:
         console.print(f"no live data for: {', '.join(quiet)}", highlight=False)
+    for m in result.missing:
+        if m.shifted:
+            console.print(f"[yellow]{m.reason()}[/yellow]", highlight=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -6,7 +6,8 @@ check --input` reads):
     {"<feature>": {"counts": [k + 1 per-bucket counts over the profile's bounds],      numeric
                    "sum": sum of the values (optional: the live mean bounds the distance from below)}
                 | {"categories": {"value": count, ...}}                                categorical
-     ... optional "missing": count in either (accepted; missing rates are not compared yet)}
+     ... optional "missing": count in either: its missing rate is compared with training's
+         (`DatasetDrift.missing`; reported beside the drift tests, not part of the share)}
 """
 
 from __future__ import annotations
@@ -16,7 +17,15 @@ from typing import Any
 
 import numpy as np
 
-from canary.drift.stats import DatasetDrift, FeatureDrift, categorical_drift, dataset_drift, numeric_drift
+from canary.drift.stats import (
+    DatasetDrift,
+    FeatureDrift,
+    MissingShift,
+    categorical_drift,
+    dataset_drift,
+    missing_shift,
+    numeric_drift,
+)
 from canary.errors import ConfigError
 
 
@@ -104,7 +113,27 @@ def compare(profile: Mapping[str, Any], live: Mapping[str, Mapping[str, Any]], *
             if c.sum() < max(min_live, 1e-9):
                 continue
             out.append(categorical_drift(name, r, c))
-    return dataset_drift(out)
+    return dataset_drift(out, _missing(prof, live))
+
+
+def _missing(prof: Mapping[str, Any], live: Mapping[str, Any]) -> list[MissingShift]:
+    """Missing rates of the features whose live data carry a "missing" count."""
+    out = []
+    for name, cur in live.items():
+        ref = prof.get(name)
+        if ref is None or not isinstance(cur, Mapping) or "missing" not in cur:
+            continue
+        miss = _nonneg([cur["missing"]], name)[0]
+        present = (float(sum(_nonneg(cur.get("counts", []), name))) if ref["type"] == "numeric" else
+                   float(sum(_nonneg(list((cur.get("categories") or {}).values()), name)))
+                   + float(_nonneg([cur.get("other", 0)], name)[0]))
+        if miss + present < MIN_LIVE:
+            continue
+        ref_present = float(sum(ref["counts"])) if ref["type"] == "numeric" else \
+            float(sum(ref["categories"].values())) + float(ref.get("other", 0))
+        out.append(missing_shift(name, ref_missing=float(ref.get("missing", 0)), ref_present=ref_present,
+                                 live_missing=miss, live_present=present))
+    return out
 
 
 def _nonneg(values: Any, name: str) -> np.ndarray:

@@ -1,7 +1,8 @@
 """Read live feature counts from Prometheus: what `canary.drift.exporter` exports, over a window.
 
-Three queries per profile, whatever the number of features (constant in features
-and in requests; the third, the histograms' `_sum`, gives each feature's live mean):
+Four queries per profile, whatever the number of features (constant in features
+and in requests; the histograms' `_sum` gives each feature's live mean, the
+missing counter its missing rate):
 
     sum by (feature, le) (increase(model_feature_value_bucket{model_name="M", model_version="V"}[W]))
     sum by (feature, category) (increase(model_feature_category_total{model_name="M", model_version="V"}[W]))
@@ -37,6 +38,13 @@ def live_counts(client: PrometheusClient, profile: Mapping[str, Any], *, model: 
                       check="drift", arm=version, at=None, who="drift check", strict=False, deadline=None)
     sums = client.ask(f"sum by (feature) (increase(model_feature_value_sum{{{sel}}}[{w}]))",
                       check="drift", arm=version, at=None, who="drift check", strict=False, deadline=None)
+    missing = client.ask(f"sum by (feature) (increase(model_feature_missing_total{{{sel}}}[{w}]))",
+                         check="drift", arm=version, at=None, who="drift check", strict=False, deadline=None)
+    gone: dict[str, float] = {}
+    for s in missing or []:
+        m, v = s.get("metric", {}), number(s.get("value"))
+        if v is not None and "feature" in m:
+            gone[m["feature"]] = max(v, 0.0)
     total: dict[str, float] = {}
     for s in sums or []:
         m, v = s.get("metric", {}), number(s.get("value"))
@@ -69,4 +77,7 @@ def live_counts(client: PrometheusClient, profile: Mapping[str, Any], *, model: 
         elif f["type"] == "categorical" and name in categories:
             out[name] = {"categories": {k: v for k, v in categories[name].items() if k != "__other__"},
                          "other": categories[name].get("__other__", 0.0)}
+    for name in out:
+        if name in gone:
+            out[name]["missing"] = gone[name]
     return out

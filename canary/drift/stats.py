@@ -35,6 +35,7 @@ SMALL_REFERENCE = 1_000  # Evidently: <= 1000 reference rows -> tests with p-val
 P_THRESHOLD = 0.05  # Evidently's default for p-value tests (0.95 confidence)
 DISTANCE_THRESHOLD = 0.1  # Evidently's default for Wasserstein (normed) and Jensen-Shannon
 DRIFT_SHARE = 0.5  # dataset drift: share of drifted features at or above this
+MISSING_POINTS = 5.0  # a missing rate this many points above training's (and significant) is reported
 CATEGORICAL_BELOW = 6  # numeric features with fewer distinct values are compared as categories
 _EPS = 1e-4  # floor on shares in PSI and JS (Evidently floors empty bins at 1e-4 too)
 
@@ -74,10 +75,31 @@ class FeatureDrift:
 
 
 @dataclass(frozen=True)
+class MissingShift:
+    """A feature's missing-value rate, reference vs live (`model_feature_missing_rate`).
+
+    `shifted` when the live rate is above the reference's by more than MISSING_POINTS points and
+    the difference is significant (two-proportion z, one-sided p < P_THRESHOLD): an upstream
+    pipeline that starts sending nulls. Reported beside the drift tests, not part of the share.
+    """
+
+    feature: str
+    reference_rate: float
+    live_rate: float
+    n_live: float
+    shifted: bool
+
+    def reason(self) -> str:
+        return (f"{self.feature}: missing {self.live_rate:.1%} live vs {self.reference_rate:.1%} in training "
+                f"(n={self.n_live:,.0f})" + ("; MORE MISSING" if self.shifted else ""))
+
+
+@dataclass(frozen=True)
 class DatasetDrift:
     features: tuple[FeatureDrift, ...]
     share: float  # drifted features / compared features
     drifted: bool  # share >= DRIFT_SHARE
+    missing: tuple[MissingShift, ...] = ()
 
     def drifted_features(self) -> tuple[str, ...]:
         return tuple(f.feature for f in self.features if f.drifted)
@@ -187,11 +209,24 @@ def _z_test(ref: np.ndarray, cur: np.ndarray) -> float:
     return float(2 * st.norm.sf(abs(p_r - p_c) / se))
 
 
-def dataset_drift(features: list[FeatureDrift] | tuple[FeatureDrift, ...]) -> DatasetDrift:
+def dataset_drift(features: list[FeatureDrift] | tuple[FeatureDrift, ...],
+                  missing: list[MissingShift] | tuple[MissingShift, ...] = ()) -> DatasetDrift:
     """The dataset drifts when at least DRIFT_SHARE of the compared features drift."""
     fs = tuple(features)
     share = sum(f.drifted for f in fs) / len(fs) if fs else 0.0
-    return DatasetDrift(fs, share, bool(fs) and share >= DRIFT_SHARE)
+    return DatasetDrift(fs, share, bool(fs) and share >= DRIFT_SHARE, tuple(missing))
+
+
+def missing_shift(feature: str, *, ref_missing: float, ref_present: float, live_missing: float,
+                  live_present: float) -> MissingShift:
+    """Compare missing rates (counts of missing and present values on each side)."""
+    n_r, n_c = ref_missing + ref_present, live_missing + live_present
+    p_r = ref_missing / n_r if n_r > 0 else 0.0
+    p_c = live_missing / n_c if n_c > 0 else 0.0
+    pooled = (ref_missing + live_missing) / (n_r + n_c) if n_r + n_c > 0 else 0.0
+    se = math.sqrt(pooled * (1 - pooled) * (1 / max(n_r, 1) + 1 / max(n_c, 1)))
+    significant = p_c > p_r and (se == 0 or float(special.ndtr(-(p_c - p_r) / se)) < P_THRESHOLD)
+    return MissingShift(feature, p_r, p_c, n_c, bool(significant and p_c - p_r > MISSING_POINTS / 100))
 
 
 def _norm(counts: np.ndarray) -> np.ndarray:

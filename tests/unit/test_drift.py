@@ -365,3 +365,21 @@ def test_mass_moved_beyond_the_last_bucket_still_counts_and_verdicts_are_plain_j
     [f] = compare(prof, ex.live_counts()).features
     assert f.drifted and f.value == pytest.approx(st.wasserstein_distance(ref, cur) / ref.std(ddof=1), rel=0.1)
     json.dumps(f.__dict__)
+
+
+def test_a_rise_in_missing_values_is_reported_beside_the_drift_tests(tmp_path):
+    from prometheus_client import CollectorRegistry
+
+    from canary.drift.compare import compare
+    from canary.drift.exporter import FeatureExporter
+
+    _, prof = _profile(tmp_path)  # no missing values in training
+    ex = FeatureExporter(prof, registry=CollectorRegistry())
+    rng = np.random.default_rng(8)
+    for i, (age, city) in enumerate(zip(rng.normal(40, 10, 2_000), rng.choice(["a", "b", "c"], 2_000, p=[0.5, 0.3, 0.2]))):
+        ex.observe({"age": None if i % 5 == 0 else age, "city": city})  # 20% of ages missing
+    result = compare(prof, ex.live_counts())
+    by = {m.feature: m for m in result.missing}
+    assert by["age"].shifted and by["age"].live_rate == pytest.approx(0.2) and by["age"].reference_rate == 0.0
+    assert not by["city"].shifted and "MORE MISSING" in by["age"].reason()
+    assert not any(f.drifted for f in result.features if f.feature == "age")  # the values themselves did not move
