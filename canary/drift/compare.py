@@ -137,12 +137,13 @@ def _missing(prof: Mapping[str, Any], live: Mapping[str, Any]) -> list[MissingSh
 
 
 def _nonneg(values: Any, name: str) -> np.ndarray:
-    if isinstance(values, (str, bytes)) or any(isinstance(v, (str, bytes, bool)) for v in values):
-        raise ConfigError(f"feature {name!r}: counts must be numbers, got {str(values)[:60]}")
     try:
-        c = np.asarray(values, float)
+        raw = np.asarray(values)
     except (TypeError, ValueError):
-        raise ConfigError(f"feature {name!r}: counts must be numbers, got {str(values)[:60]}") from None
+        raw = np.asarray([], dtype=object)
+    if raw.dtype.kind not in "iuf":  # text, booleans, None, nested lists: not counts
+        raise ConfigError(f"feature {name!r}: counts must be numbers, got {str(values)[:60]}")
+    c = raw.astype(float, copy=False)
     if c.ndim != 1 or not np.all(np.isfinite(c)) or np.any(c < 0):
         raise ConfigError(f"feature {name!r}: counts must be finite and >= 0, got {str(values)[:60]}")
     return c
