@@ -20,7 +20,7 @@ import numpy as np
 from canary.analysis import evidence, shift, stats
 from canary.analysis.custom import judge_custom
 from canary.analysis.evidence import attach
-from canary.analysis.sequential import anytime_p, sub_levels, test_weights, tests_in, window_z
+from canary.analysis.sequential import anytime_p, effective_requests, sub_levels, test_weights, tests_in, window_z
 from canary.errors import TransientError
 from canary.model import ArmData, CheckResult, Counts, Histogram, Verdict, Outcome, Scalar
 from canary.policy import (
@@ -129,10 +129,6 @@ def _pool(check: Check, subs: list[tuple[str, stats.TestResult, bool]], ctx: _Ct
         out.append((name, stats.TestResult(**{**vars(t), "breach": bool(i_w > 0 and p_av <= level), "p_value": p_av}),
                     absolute))
     return out, seq
-
-
-def _eff(n_s: float, n_c: float) -> float:
-    return n_s * n_c / (n_s + n_c) if n_s > 0 and n_c > 0 else 0.0
 
 
 def _by_kind(check: Check, stable: ArmData | None, canary: ArmData, ctx: _Ctx) -> CheckResult:
@@ -315,7 +311,7 @@ def _latency(check: LatencyCheck, s: ArmData | None, c: ArmData, ctx: _Ctx) -> C
                                        evidence.ceiling_within(bounds, cc, q=q, max_value=check.max_ms,
                                                                level=beta)), True))
     n = (float(sc[-1]) if sc is not None else 0.0, float(cc[-1]))
-    subs, seq = _pool(check, subs, ctx, info=_eff(*n), info_canary=n[1])
+    subs, seq = _pool(check, subs, ctx, info=effective_requests(*n), info_canary=n[1])
     outcome, (name, t, _), more = _verdict(check, subs, n[1], ctx.min_canary)
     sv = stats.histogram_quantile(bounds, sc, q) if sc is not None else math.nan
     cv = stats.histogram_quantile(bounds, cc, q)
@@ -355,7 +351,7 @@ def _proportion(check: ErrorRateCheck | FeatureMissingCheck, s: ArmData | None, 
         subs.append(("ceiling", attach(stats.proportion_ceiling(c.events, c.total, max_rate=r, alpha=a),
                                        evidence.rate_within(c.events, c.total, max_rate=r, level=beta)), True))
     n = (float(s.total) if s is not None else 0.0, float(c.total))
-    subs, seq = _pool(check, subs, ctx, info=_eff(*n), info_canary=n[1])
+    subs, seq = _pool(check, subs, ctx, info=effective_requests(*n), info_canary=n[1])
     outcome, (name, t, _), more = _verdict(check, subs, n[1], ctx.min_canary)
     what = "errors" if check.kind == "error_rate" else "missing"
     sv, cv = (s.rate * 100 if s is not None else math.nan), c.rate * 100
@@ -381,7 +377,7 @@ def _shift(check: PredictionShiftCheck, s: ArmData, c: ArmData, ctx: _Ctx) -> Ch
                                                                max_js=check.max_js, alpha=ctx.alpha,
                                                                beta=ctx.beta)]
     n = (float(sc[-1]), float(cc[-1]))
-    subs, seq = _pool(check, subs, ctx, info=_eff(*n), info_canary=n[1])
+    subs, seq = _pool(check, subs, ctx, info=effective_requests(*n), info_canary=n[1])
     outcome, (name, t, _), more = _verdict(check, subs, n[1], ctx.min_canary)
     by = {nm: r for nm, r, _ in subs}
     limit = {"psi": check.max_psi, "js": check.max_js}

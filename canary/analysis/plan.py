@@ -26,7 +26,7 @@ import numpy as np
 from scipy import stats as st
 
 from canary.analysis.evidence import layout_problem, quantile_bucket
-from canary.analysis.sequential import fail_level, looks_per_step, z_boundary
+from canary.analysis.sequential import effective_requests, fail_level, looks_per_step, z_boundary
 from canary.model import Histogram
 from canary.policy import ErrorRateCheck, FeatureMissingCheck, LatencyCheck, Policy, PredictionShiftCheck
 from canary.analysis.shift import js_to_psi
@@ -122,7 +122,7 @@ def plan(policy: Policy, *, rps: float, canary_share: float | None = None, laten
         share = canary_share if canary_share is not None else w / 100
         n_c, n_s = rps * share * a.interval, rps * (1 - share) * a.interval
         # pooled over the steps so far: the power below uses the summed requests at this level
-        info += n_s * n_c / (n_s + n_c) if n_s > 0 and n_c > 0 else 0.0
+        info += effective_requests(n_s, n_c)
         pooled_c, pooled_s = pooled_c + n_c, pooled_s + n_s
         alpha = float(st.norm.sf(z_boundary(info, level))) if info > 0 else 0.0
         steps.append(StepPlan(

@@ -130,6 +130,11 @@ def run_probability(c: float, looks: int, run: int, times: tuple[float, ...] | N
     return float(run_curve(c, looks, run, times)[-1]) if looks > 0 else 0.0
 
 
+def effective_requests(n_stable: float, n_canary: float) -> float:
+    """The information unit of a comparison of two arms: n_s*n_c/(n_s+n_c) (0 when an arm is empty)."""
+    return n_stable * n_canary / (n_stable + n_canary) if n_stable > 0 and n_canary > 0 else 0.0
+
+
 def window_z(p_value: float) -> float:
     """The one-sided z of a window's fixed-sample p-value (larger: more evidence of a breach).
 

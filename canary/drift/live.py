@@ -32,34 +32,26 @@ def live_counts(client: PrometheusClient, profile: Mapping[str, Any], *, model: 
     """Per feature of the profile with live data: {"counts": [...]} or {"categories": {...}}."""
     sel = f'model_name="{q.escape(model)}",model_version="{q.escape(version)}"'
     w = q.duration(window_s)
-    hist = client.ask(f"sum by (feature, le) (increase(model_feature_value_bucket{{{sel}}}[{w}]))",
-                      check="drift", arm=version, at=None, who="drift check", strict=False, deadline=None)
-    cats = client.ask(f"sum by (feature, category) (increase(model_feature_category_total{{{sel}}}[{w}]))",
-                      check="drift", arm=version, at=None, who="drift check", strict=False, deadline=None)
-    sums = client.ask(f"sum by (feature) (increase(model_feature_value_sum{{{sel}}}[{w}]))",
-                      check="drift", arm=version, at=None, who="drift check", strict=False, deadline=None)
-    missing = client.ask(f"sum by (feature) (increase(model_feature_missing_total{{{sel}}}[{w}]))",
-                         check="drift", arm=version, at=None, who="drift check", strict=False, deadline=None)
-    gone: dict[str, float] = {}
-    for s in missing or []:
-        m, v = s.get("metric", {}), number(s.get("value"))
-        if v is not None and "feature" in m:
-            gone[m["feature"]] = max(v, 0.0)
-    total: dict[str, float] = {}
-    for s in sums or []:
-        m, v = s.get("metric", {}), number(s.get("value"))
-        if v is not None and "feature" in m:
-            total[m["feature"]] = v
+
+    def ask(metric: str, by: str) -> list[tuple[dict[str, str], float]]:
+        """(labels, value) of `sum by (by) (increase(metric{sel}[w]))`, series without a value left out."""
+        got = client.ask(f"sum by ({by}) (increase({metric}{{{sel}}}[{w}]))", check="drift", arm=version,
+                         at=None, who="drift check", strict=False, deadline=None)
+        out = []
+        for s in got or []:
+            labels, v = s.get("metric", {}), number(s.get("value"))
+            if v is not None and all(k.strip() in labels for k in by.split(",")):
+                out.append((labels, v))
+        return out
+
     buckets: dict[str, dict[float, float]] = defaultdict(dict)
-    for s in hist or []:
-        m, v = s.get("metric", {}), number(s.get("value"))
-        if v is not None and "feature" in m and "le" in m:
-            buckets[m["feature"]][q.parse_le(m["le"])] = max(v, 0.0)
+    for m, v in ask("model_feature_value_bucket", "feature, le"):
+        buckets[m["feature"]][q.parse_le(m["le"])] = max(v, 0.0)
     categories: dict[str, dict[str, float]] = defaultdict(dict)
-    for s in cats or []:
-        m, v = s.get("metric", {}), number(s.get("value"))
-        if v is not None and "feature" in m and "category" in m:
-            categories[m["feature"]][m["category"]] = max(v, 0.0)
+    for m, v in ask("model_feature_category_total", "feature, category"):
+        categories[m["feature"]][m["category"]] = max(v, 0.0)
+    total = {m["feature"]: v for m, v in ask("model_feature_value_sum", "feature")}  # a sum of values may be < 0
+    gone = {m["feature"]: max(v, 0.0) for m, v in ask("model_feature_missing_total", "feature")}
     out: dict[str, dict[str, Any]] = {}
     for name, f in profile["features"].items():
         if f["type"] == "numeric" and name in buckets:

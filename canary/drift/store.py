@@ -23,7 +23,8 @@ KEY = "profile.json"
 MAX_BYTES = 900_000
 
 
-def _label(text: str) -> str:
+def label_value(text: str) -> str:
+    """`text` as a Kubernetes label value: at most 63 of [A-Za-z0-9_.-], alphanumeric at both ends."""
     import re
 
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", text)[:63].strip("-_.") or "x"
@@ -39,8 +40,8 @@ def save_profile(core: Any, *, namespace: str, name: str, profile: Mapping[str, 
                           f"(use fewer --buckets or --features, or keep it as a file)")
     body = {"apiVersion": "v1", "kind": "ConfigMap",
             "metadata": {"name": name, "namespace": namespace,
-                         "labels": {LABEL: "true", "canary.ml/model": _label(str(profile["model"])),
-                                    "canary.ml/version": _label(str(profile["version"]))}},
+                         "labels": {LABEL: "true", "canary.ml/model": label_value(str(profile["model"])),
+                                    "canary.ml/version": label_value(str(profile["version"]))}},
             "data": {KEY: text}}
     try:
         core.create_namespaced_config_map(namespace, body, _request_timeout=10)

@@ -39,6 +39,7 @@ from prometheus_client import CollectorRegistry, Gauge
 from canary.drift import monitor as M
 from canary.drift.compare import compare
 from canary.drift.live import live_counts
+from canary.drift.store import label_value
 from canary.errors import CanaryError, ConfigError
 
 log = structlog.get_logger("canary.drift")
@@ -182,7 +183,8 @@ def retrain_job(template: Mapping[str, Any], *, model: str, version: str, episod
     meta = job.setdefault("metadata", {})
     base = meta.pop("generateName", None) or meta.get("name") or "retrain"
     meta["name"] = job_name(base, model=model, version=version, episode=episode)
-    meta.setdefault("labels", {}).update({"canary.ml/model": _label(model), "canary.ml/version": _label(version),
+    meta.setdefault("labels", {}).update({"canary.ml/model": label_value(model),
+                                          "canary.ml/version": label_value(version),
                                           "canary.ml/drift-episode": str(episode)})
     text = json.dumps(evidence, separators=(",", ":"), allow_nan=False, default=str)
     meta.setdefault("annotations", {})["canary.ml/drift-evidence"] = text[:60_000]
@@ -234,10 +236,6 @@ def job_name(prefix: str, *, model: str, version: str, episode: int) -> str:
         return body + tail
     digest = hashlib.sha256(f"{model}\0{version}".encode()).hexdigest()[:8]
     return f"{body[:63 - len(tail) - 9].rstrip('-')}-{digest}{tail}"
-
-
-def _label(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text)[:63].strip("-_.") or "x"
 
 
 class FileStateStore:

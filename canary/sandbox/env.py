@@ -221,9 +221,10 @@ class Sandbox:
             from canary.sandbox.model import training_profile
 
             out = {}
+            profile = training_profile(self.stable_version)  # the same training data: captured once
             for arm, version in (("stable", self.stable_version), ("canary", self.canary_version)):
                 path = self.workdir / f"{self.model}-{version}.profile.json"
-                path.write_text(json.dumps(training_profile(version)), encoding="utf-8")
+                path.write_text(json.dumps({**profile, "version": version}), encoding="utf-8")
                 out[arm] = path
             return out
         except ImportError:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 
 import pytest
@@ -56,4 +55,3 @@ def test_judge_input_accepts_prior_evidence_and_names_bad_fields():
                        ({"prior": [1]}, "prior"), ({"window": -1}, "window"), ({"window": True}, "window")]:
         with pytest.raises(Exception, match=field.replace("/", ".")):
             parse_exported({**base, **bad}, file="look.json")
-    json.dumps(base)
