@@ -77,6 +77,8 @@ class Controller:
         self._gates: dict[tuple[str, str], Any] = {}  # (rollout, canary version) -> TritonGates
         # rollout key -> (canary version, step start, consecutive failures, next probe)
         self._probes: dict[str, tuple[str, float, int, float]] = {}
+        # rollout key -> its history recorder (`canary report`); flushed every 10 looks and at each step/phase change
+        self._histories: dict[str, Any] = {}
         self.health: tuple[bool, str] = (True, "starting")  # /readyz: dependencies reachable at the last tick
         self.last_tick = time.monotonic()  # /healthz: the loop is alive
 
@@ -159,6 +161,8 @@ class Controller:
         now = self.clock.now()
         if state is not None and ours:
             self._known[spec.key] = (spec, state)
+            if spec.key in self._histories:  # followed by this process: record what another one changed
+                self._observe(spec, state)
         if state is None or not ours:
             if _finished(obj):
                 return None  # this CR ended; the VirtualService has moved on since
@@ -219,6 +223,9 @@ class Controller:
         except CanaryError as exc:  # decide() emits gate.failed
             return str(exc)
         log.info("gate.passed", **report)
+        from canary.runner import gate_detail
+
+        self._history(spec).gate(at=self.clock.now(), stage="preflight", outcome="passed", detail=gate_detail(report))
         return ""
 
     def _gate_probe(self, spec: crd.RolloutSpec, state: rl.RolloutState, now: float, log: Any) -> str:
@@ -256,6 +263,7 @@ class Controller:
             log: Any) -> tuple[rl.RolloutState, str | None]:
         """Execute guarded on `expect`; returns the new state and the state text now recorded."""
         new = execute(self.fenced, spec.target, state, actions, log=log, expect=expect)
+        self._observe(spec, new, actions)
         self._record(spec, new, actions)
         if self.telemetry and any(isinstance(a, rl.Emit) and a.event == "weights.foreign_edit" for a in actions):
             self.telemetry.kube_error("conflict")
@@ -418,6 +426,7 @@ class Controller:
             new = to_stable(self.fenced, spec.target, state, reason=reason[:500], log=log, now=self.clock.now())
         except CanaryError:
             return  # rollback.failed is logged; the next tick tries again
+        self._observe(spec, new)
         self._known[key] = (spec, new)
         self._failing.pop(key, None)
         try:
@@ -426,6 +435,26 @@ class Controller:
             pass
 
     # ---- recording ------------------------------------------------------------------
+
+    def _history(self, spec: crd.RolloutSpec) -> Any:
+        from canary.history_store import ConfigMapStore, Recorder
+
+        rec = self._histories.get(spec.key)
+        if rec is None or rec.vs != spec.target.virtual_service:
+            def may_write() -> bool:  # fenced like every other write of the controller
+                return self.is_leader() and (self.lease_left is None or self.lease_left() > 0.05)
+
+            rec = self._histories[spec.key] = Recorder(
+                ConfigMapStore(self.core, may_write=may_write), namespace=spec.target.namespace,
+                virtual_service=spec.target.virtual_service, policy=spec.policy, source="controller", name=spec.key,
+                flush_every=10, log=self.log.bind(rollout=spec.key))
+        return rec
+
+    def _observe(self, spec: crd.RolloutSpec, state: rl.RolloutState, actions: list[rl.Action] | None = None) -> None:
+        """The rollout's history (`canary.history_store`): never fails the tick."""
+        self._history(spec).observe(state, actions or ())
+        if state.terminal:
+            self._histories.pop(spec.key, None)
 
     def _record(self, spec: crd.RolloutSpec, state: rl.RolloutState, actions: list[rl.Action]) -> None:
         events = {a.event for a in actions if isinstance(a, rl.Emit)}

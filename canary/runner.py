@@ -83,6 +83,9 @@ class Runner:
     on_interrupt: str = "rollback"  # or "pause"
     on_update: Callable[[rl.RolloutState], None] | None = None
     watch_every: float = 1.0  # how often the VirtualService is re-read for outside changes
+    # canary.history_store.Recorder: every look, step and phase change for `canary report`. Default: the
+    # VirtualService's history ConfigMap when the router has a Kubernetes core API, else nothing recorded
+    history: Any = None
 
     def __post_init__(self) -> None:
         self.log = get_logger(model=self.target.model, namespace=self.target.namespace,
@@ -91,6 +94,13 @@ class Runner:
         self._probe_failures = 0
         self._next_probe = 0.0
         self._next_watch = 0.0
+        if self.history is None:
+            from canary.history_store import ConfigMapStore, Recorder
+
+            core = getattr(self.router, "core", None)
+            self.history = Recorder(ConfigMapStore(core) if core is not None else None, policy=self.policy,
+                                    namespace=self.target.namespace, virtual_service=self.target.virtual_service,
+                                    source="promote", log=self.log)
 
     # ---- entry point ----------------------------------------------------------------
 
@@ -109,6 +119,7 @@ class Runner:
             try:
                 final = to_stable(self.router, self.target, current, reason=f"failed: {reason}"[:500], log=self.log,
                                   now=self.clock.now())
+                self.history.observe(final)
             except CanaryError:
                 raise exc from None  # rollback.failed is logged; the CLI exits 3
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
@@ -118,6 +129,7 @@ class Runner:
     def _loop(self, state: rl.RolloutState) -> Result:
         while True:
             self._current = state
+            self.history.observe(state)  # a change another process recorded; the end
             if self.on_update:
                 self.on_update(state)
             if state.terminal:
@@ -181,6 +193,7 @@ class Runner:
             except CanaryError as exc:
                 return self._decide(state, Observation(gate_ran=True, gate_failed=str(exc)))
             self._emit(state, "gate.passed", report)
+            self.history.gate(at=self.clock.now(), stage="preflight", outcome="passed", detail=gate_detail(report))
         return self._decide(state, Observation(gate_ran=True))
 
     def _wait_and_look(self, state: rl.RolloutState) -> rl.RolloutState:
@@ -286,8 +299,10 @@ class Runner:
         return state
 
     def _apply(self, new: rl.RolloutState, actions: list[rl.Action]) -> rl.RolloutState:
-        return execute(self.router, self.target, new, actions, log=self.log, expect=self._written or None,
-                       written=self._remember)
+        state = execute(self.router, self.target, new, actions, log=self.log, expect=self._written or None,
+                        written=self._remember)
+        self.history.observe(state, actions)
+        return state
 
     def _remember(self, text: str) -> None:
         self._written = text
@@ -304,6 +319,11 @@ class Runner:
         self._written = status.state or ""
         self.log.info("rollout.changed_outside", phase=theirs.phase, reason=theirs.reason, weights=str(theirs.weights))
         return theirs
+
+
+def gate_detail(report: dict[str, Any]) -> str:
+    """A gate's report (`TritonGates.preflight`) as one line for the rollout history."""
+    return ", ".join(f"{k}={v}" for k, v in report.items())
 
 
 def oncall_action(router: TrafficRouter, target: Target, event: rl.Rollback | rl.Pause | rl.Resume, *,

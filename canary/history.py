@@ -1,0 +1,241 @@
+"""A rollout's per-look history, bounded: what `canary report` draws. Pure (no I/O).
+
+The rollout state on the VirtualService keeps what the *decisions* need (evidence, counts,
+the last verdict); this keeps what *people* need to see afterwards: every look's per-arm
+values, outcome and evidence, the weights over time, the gates and the phase changes. It is
+an observation, never read back by a decision, so losing part of it can never change an
+outcome. `canary.history_store` keeps it in one ConfigMap per VirtualService
+(docs/decisions.md, "the rollout history").
+
+The document (format 1), also what `canary report -o json` exports and `--input` reads::
+
+    {"format": 1,
+     "rollout": {"model", "namespace", "virtual_service", "route", "stable_version", "canary_version",
+                 "started_at" (unix s), "source": "promote" | "controller", "name" (CR "ns/name" or "")},
+     "policy":  {"steps": [int %], "interval_s", "look_every_s", "alpha", "max_failed_looks",
+                 "checks": [{"name", "kind", "hard", "limits": {"max_ms": 250.0, ...}}]},
+     "phase", "reason", "updated_at" (unix s),
+     "weights": [[at, canary %], ...]                   every weight written, in order
+     "events":  [{"at", "event", "phase", "weights", "reason"}]   step and phase changes
+     "gates":   [{"at", "stage": "preflight" | "probe", "outcome": "passed" | "failed", "detail"}]
+     "looks":   [{"n": look number (1-based, whole rollout), "at", "step" (1-based), "w": canary %,
+                  "o": outcome, "r": reason, "cn": canary requests,
+                  "c": {check: {"o", "sv", "cv" (stable/canary value: ms for latency, % for rates),
+                                "e" (effect), "th" (threshold), "p", "n": [stable, canary], "r",
+                                "x": {kind-specific extras, e.g. "js_distance", "psi_upper"}}}}],
+     "thinned": looks dropped to stay within the bounds}
+
+Bounds: at most MAX_LOOKS looks and MAX_BYTES of JSON (a ConfigMap holds 1 MiB). Beyond them
+every other *ordinary* look is dropped, oldest first; failed, error and each step's first and
+last looks are kept (`bound`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any, Iterable
+
+from canary.errors import ConfigError
+
+FORMAT = 1
+MAX_LOOKS = 240
+MAX_BYTES = 700_000
+MAX_EVENTS = 200
+MAX_WEIGHTS = 200
+MAX_GATES = 50
+MAX_REASON = 240
+SOURCES = ("promote", "controller")
+# log events that are not step or phase changes (they are part of a look, or too frequent)
+_NOT_EVENTS = frozenset({"look.completed", "check.failed", "look.window_short", "gate.probe_failed", "gate.passed"})
+
+
+def _num(x: Any) -> float | None:
+    """A float rounded to 5 significant digits; None for missing, NaN or infinite values."""
+    if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
+        return None
+    return float(f"{float(x):.5g}")
+
+
+def at_time(x: Any) -> float:
+    """A unix time in seconds, to the millisecond (0.0 when missing)."""
+    if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
+        return 0.0
+    return round(float(x), 3)
+
+
+def _cut(text: Any, limit: int = MAX_REASON) -> str:
+    text = str(text or "")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def policy_summary(policy: Any) -> dict[str, Any]:
+    """The policy fields a report needs: steps, timings and each check's limits (every numeric
+    `max_*`/`min_*`/`quantile` field that is set)."""
+    checks = []
+    for check in policy.checks:
+        fields = check.model_dump()
+        limits = {k: float(v) for k, v in fields.items()
+                  if (k.startswith(("max_", "min_")) or k == "quantile")
+                  and isinstance(v, (int, float)) and not isinstance(v, bool)}
+        checks.append({"name": check.name, "kind": check.kind, "hard": bool(check.hard), "limits": limits})
+    return {"steps": list(policy.steps), "interval_s": float(policy.analysis.interval),
+            "look_every_s": float(policy.analysis.look_every), "alpha": float(policy.analysis.alpha),
+            "max_failed_looks": int(policy.failure.max_failed_looks), "checks": checks}
+
+
+def new_doc(*, rollout: dict[str, Any], policy: dict[str, Any]) -> dict[str, Any]:
+    """An empty history for `rollout` (the "rollout" mapping above) judged under `policy`
+    (`policy_summary`)."""
+    return {"format": FORMAT, "rollout": dict(rollout), "policy": dict(policy), "phase": "", "reason": "",
+            "updated_at": rollout.get("started_at", 0.0), "weights": [], "events": [], "gates": [], "looks": [],
+            "thinned": 0}
+
+
+def same_rollout(doc: dict[str, Any], rollout: dict[str, Any]) -> bool:
+    """Whether `doc` is the history of `rollout` (same canary version, same start)."""
+    mine = doc.get("rollout") or {}
+    return (mine.get("canary_version") == rollout.get("canary_version")
+            and at_time(mine.get("started_at")) == at_time(rollout.get("started_at")))
+
+
+def check_record(result: dict[str, Any]) -> dict[str, Any]:
+    """One check's result (`CheckResult.to_dict()`) in the compact form of a look."""
+    rec: dict[str, Any] = {"o": result.get("outcome", ""), "sv": _num(result.get("stable_value")),
+                           "cv": _num(result.get("canary_value")), "e": _num(result.get("effect_size")),
+                           "th": _num(result.get("threshold")), "p": _num(result.get("p_value")),
+                           "n": [_num(result.get("n_stable")), _num(result.get("n_canary"))],
+                           "r": _cut(result.get("reason"))}
+    extra = result.get("extra") or {}
+    x = {k: _num(extra[k]) for k in ("js_distance", "js_upper", "psi_upper") if _num(extra.get(k)) is not None}
+    for t in extra.get("tests") or ():
+        if isinstance(t, dict) and _num(t.get("bound")) is not None:
+            x[f"{t.get('test')}_bound"] = _num(t.get("bound"))
+    if x:
+        rec["x"] = x
+    return rec
+
+
+def look_record(verdict: dict[str, Any], *, n: int, step: int, canary_weight: int) -> dict[str, Any]:
+    """A look from a recorded verdict summary (`RolloutState.last_verdict`: at, outcome, reason,
+    canary_requests, results). `step` is 1-based; `canary_weight` in %."""
+    results = [r for r in verdict.get("results") or () if isinstance(r, dict)]
+    return {"n": int(n), "at": at_time(verdict.get("at")), "step": int(step), "w": int(canary_weight),
+            "o": str(verdict.get("outcome", "")), "r": _cut(verdict.get("reason"), 2 * MAX_REASON),
+            "cn": _num(verdict.get("canary_requests")),
+            "c": {str(r.get("check")): check_record(r) for r in results}}
+
+
+def event_record(*, at: float, event: str, phase: str, weights: str, reason: str = "") -> dict[str, Any]:
+    return {"at": at_time(at), "event": event, "phase": phase, "weights": weights, "reason": _cut(reason)}
+
+
+def gate_record(*, at: float, stage: str, outcome: str, detail: str = "") -> dict[str, Any]:
+    return {"at": at_time(at), "stage": stage, "outcome": outcome, "detail": _cut(detail, 2 * MAX_REASON)}
+
+
+def is_event(name: str) -> bool:
+    """Whether a log event is kept as a step/phase change."""
+    return name not in _NOT_EVENTS
+
+
+def merge(doc: dict[str, Any], *, looks: Iterable[dict[str, Any]] = (), events: Iterable[dict[str, Any]] = (),
+          gates: Iterable[dict[str, Any]] = (), weights: Iterable[list[Any]] = ()) -> dict[str, Any]:
+    """`doc` with new records added (looks keyed by number: a look recorded twice is kept once;
+    events, gates and weight points already present are not repeated), then `bound`."""
+    out = dict(doc)
+    by_n = {lk["n"]: lk for lk in doc.get("looks") or ()}
+    for lk in looks:
+        by_n[lk["n"]] = lk
+    out["looks"] = [by_n[k] for k in sorted(by_n)]
+    out["events"] = _union(doc.get("events") or [], events)[-MAX_EVENTS:]
+    out["gates"] = _union(doc.get("gates") or [], gates)[-MAX_GATES:]
+    pts: list[list[Any]] = []
+    unique = dict.fromkeys((p[0], p[1]) for p in [*(doc.get("weights") or []), *weights])  # in write order
+    for at, w in sorted(unique, key=lambda p: p[0]):
+        if not pts or pts[-1][1] != w:  # a weight written again (every look's record) is not a change
+            pts.append([at, w])
+    out["weights"] = pts[-MAX_WEIGHTS:]
+    return bound(out)
+
+
+def _union(old: list[dict[str, Any]], new: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    seen = {json.dumps(e, sort_keys=True) for e in old}
+    out = list(old)
+    for e in new:
+        key = json.dumps(e, sort_keys=True)
+        if key not in seen:
+            seen.add(key)
+            out.append(e)
+    return sorted(out, key=lambda e: e.get("at") or 0.0)
+
+
+def size(doc: dict[str, Any]) -> int:
+    return len(dumps(doc).encode())
+
+
+def dumps(doc: dict[str, Any]) -> str:
+    return json.dumps(doc, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
+
+
+def bound(doc: dict[str, Any], *, max_looks: int = MAX_LOOKS, max_bytes: int = MAX_BYTES) -> dict[str, Any]:
+    """Thin the looks until at most `max_looks` and `max_bytes` remain. Kept: failed and error
+    looks, each step's first and last look, the last look. The others go every other one,
+    oldest first, as often as needed; `thinned` counts what went."""
+    looks = list(doc.get("looks") or [])
+    thinned = int(doc.get("thinned") or 0)
+    out = {**doc, "looks": looks}
+    while len(looks) > max_looks or (len(looks) > 1 and size(out) > max_bytes):
+        keep = _kept(looks)
+        ordinary = [i for i in range(len(looks)) if i not in keep]
+        drop = set(ordinary[::2]) if ordinary else {0}  # nothing ordinary left: the oldest goes
+        excess = len(looks) - max_looks
+        if 0 < excess < len(drop):
+            drop = set(sorted(drop)[:excess])
+        looks = [lk for i, lk in enumerate(looks) if i not in drop]
+        thinned += len(drop)
+        out = {**doc, "looks": looks, "thinned": thinned}
+    return out
+
+
+def _kept(looks: list[dict[str, Any]]) -> set[int]:
+    keep = {len(looks) - 1}
+    for i, lk in enumerate(looks):
+        if lk.get("o") in ("fail", "error"):
+            keep.add(i)
+        if i == 0 or looks[i - 1].get("step") != lk.get("step"):
+            keep.add(i)
+            if i:
+                keep.add(i - 1)
+    return keep
+
+
+def parse(text: str | bytes, *, where: str) -> dict[str, Any]:
+    """A history read back (a ConfigMap's value, an exported file), checked. Raises ConfigError
+    naming `where` and the field when the shape is wrong."""
+    try:
+        doc = json.loads(text)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: not JSON ({exc})") from None
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{where}: a rollout history must be a JSON object")
+    if doc.get("format") != FORMAT:
+        raise ConfigError(f"{where}: format: expected {FORMAT}, got {doc.get('format')!r}")
+    for name, kind in (("rollout", dict), ("policy", dict), ("looks", list), ("events", list), ("weights", list),
+                       ("gates", list)):
+        if not isinstance(doc.get(name), kind):
+            raise ConfigError(f"{where}: {name}: must be a JSON {'object' if kind is dict else 'array'}")
+    for name in ("model", "canary_version", "stable_version"):
+        if not isinstance(doc["rollout"].get(name), str):
+            raise ConfigError(f"{where}: rollout.{name}: must be a string")
+    if not isinstance(doc["policy"].get("steps"), list) or not isinstance(doc["policy"].get("checks"), list):
+        raise ConfigError(f"{where}: policy.steps and policy.checks: must be arrays")
+    for i, lk in enumerate(doc["looks"]):
+        if not isinstance(lk, dict) or not isinstance(lk.get("n"), int) or not isinstance(lk.get("c"), dict):
+            raise ConfigError(f"{where}: looks[{i}]: must be an object with an integer n and an object c")
+        if _num(lk.get("at")) is None:
+            raise ConfigError(f"{where}: looks[{i}].at: must be a number (unix seconds)")
+    for i, p in enumerate(doc["weights"]):
+        if not (isinstance(p, list) and len(p) == 2 and _num(p[0]) is not None and _num(p[1]) is not None):
+            raise ConfigError(f"{where}: weights[{i}]: must be [at, canary %]")
+    return doc

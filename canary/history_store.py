@@ -1,0 +1,222 @@
+"""Where a rollout's history (`canary.history`) lives in a cluster, and who writes it.
+
+One ConfigMap per VirtualService, `<virtual-service>-canary-history`, key `history.json`,
+labelled `canary.ml/history: "true"`: a VirtualService holds one rollout at a time, and its
+ConfigMap holds that rollout's history (a new rollout replaces it). Not the CR status and not
+the VirtualService annotation: those are read on every LIST/watch event (the controller's
+prefetch, istiod), the history only by `canary report` and `canary status` (docs/decisions.md).
+
+`Recorder` is what `canary promote` (the runner) and the controller feed after every executed
+step. It keeps only what it has not written yet; a flush reads the ConfigMap, merges, bounds
+and writes it back with the resourceVersion it read (a conflict is re-read and merged, so two
+writers never lose each other's looks). The runner flushes after every look (one process, one
+rollout: one more write per `look_every`); the controller every `flush_every` looks and at
+every step or phase change, so a look that changes nothing costs no extra write in most ticks.
+Writing the history never fails a rollout: an error is logged (`history.write_failed`) and the
+records are kept for the next flush.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Callable, Iterable
+
+from canary import history as hist
+from canary import rollout as rl
+from canary.errors import CanaryError, ConfigError, NotLeader
+from canary.logs import get as get_logger
+
+LABEL = "canary.ml/history"
+KEY = "history.json"
+
+
+class _Conflict(Exception):
+    """The ConfigMap changed since it was read (409): read, merge and write again."""
+
+
+def configmap_name(virtual_service: str) -> str:
+    """The history ConfigMap's name for a VirtualService (a DNS subdomain of at most 253 characters)."""
+    name = f"{virtual_service}-canary-history"
+    if len(name) <= 253:
+        return name
+    digest = hashlib.sha256(virtual_service.encode()).hexdigest()[:10]
+    return f"{virtual_service[:253 - 26]}-{digest}-canary-history"
+
+
+class ConfigMapStore:
+    """Reads and writes history ConfigMaps through a `kubernetes.client.CoreV1Api`.
+
+    `may_write` (the controller's leadership and fencing) is asked before every write; False
+    raises NotLeader and nothing is written."""
+
+    def __init__(self, core: Any, *, may_write: Callable[[], bool] | None = None, timeout_s: float = 5.0) -> None:
+        self.core, self.may_write, self.timeout_s = core, may_write, timeout_s
+
+    def load(self, namespace: str, virtual_service: str) -> tuple[dict[str, Any] | None, str | None]:
+        """(history, resourceVersion); (None, None) when there is no ConfigMap. Raises ConfigError
+        when it exists but is unreadable (its resourceVersion in `.resource_version`), and the
+        translated API error otherwise."""
+        from canary.kube import translate
+
+        name = configmap_name(virtual_service)
+        try:
+            cm = self.core.read_namespaced_config_map(name, namespace, _request_timeout=self.timeout_s)
+        except Exception as exc:
+            if getattr(exc, "status", None) == 404:
+                return None, None
+            raise translate(exc, f"ConfigMap {namespace}/{name}") from exc
+        rv = cm.metadata.resource_version
+        text = (cm.data or {}).get(KEY)
+        try:
+            if text is None:
+                raise ConfigError(f"ConfigMap {namespace}/{name}: no {KEY} key")
+            return hist.parse(text, where=f"ConfigMap {namespace}/{name} {KEY}"), rv
+        except ConfigError as exc:
+            exc.resource_version = rv  # type: ignore[attr-defined]
+            raise
+
+    def save(self, namespace: str, virtual_service: str, doc: dict[str, Any], resource_version: str | None) -> None:
+        """Create (no resourceVersion) or replace (guarded on it). Raises _Conflict on 409."""
+        from canary.kube import translate
+        from canary.drift.store import label_value
+
+        if self.may_write is not None and not self.may_write():
+            raise NotLeader("not the leader: history write refused")
+        name = configmap_name(virtual_service)
+        meta: dict[str, Any] = {"name": name, "namespace": namespace,
+                                "labels": {LABEL: "true", "canary.ml/model": label_value(doc["rollout"]["model"])}}
+        if resource_version:
+            meta["resourceVersion"] = resource_version
+        body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": {KEY: hist.dumps(doc)}}
+        try:
+            if resource_version:
+                self.core.replace_namespaced_config_map(name, namespace, body, _request_timeout=self.timeout_s)
+            else:
+                self.core.create_namespaced_config_map(namespace, body, _request_timeout=self.timeout_s)
+        except Exception as exc:
+            if getattr(exc, "status", None) == 409:
+                raise _Conflict() from None
+            raise translate(exc, f"ConfigMap {namespace}/{name}") from exc
+
+
+def load_history(core: Any, namespace: str, virtual_service: str) -> dict[str, Any]:
+    """The recorded history of the VirtualService's latest rollout. Raises ConfigError when
+    there is none or it is unreadable (naming the ConfigMap)."""
+    doc, _ = ConfigMapStore(core).load(namespace, virtual_service)
+    if doc is None:
+        raise ConfigError(f"no rollout history for {namespace}/{virtual_service}: ConfigMap "
+                          f"{namespace}/{configmap_name(virtual_service)} not found (no rollout recorded one yet)")
+    return doc
+
+
+class Recorder:
+    """Feeds one VirtualService's history from the states and actions a loop executed.
+
+    observe(state, actions)  after every executed (state, actions) pair; actions=() for a state
+                             only read (an outside change, the final state)
+    gate(...)                a Triton gate's result
+    flush()                  write what is pending (also called by observe when it is due)
+    """
+
+    def __init__(self, store: ConfigMapStore | None, *, namespace: str, virtual_service: str, policy: Any,
+                 source: str, name: str = "", flush_every: int = 1, log: Any = None) -> None:
+        assert source in hist.SOURCES
+        self.store, self.namespace, self.vs = store, namespace, virtual_service
+        self.policy, self.summary = policy, hist.policy_summary(policy)
+        self.source, self.name, self.flush_every = source, name, max(1, flush_every)
+        self.log = log or get_logger(component="history")
+        self._ident: dict[str, Any] | None = None
+        self._state: rl.RolloutState | None = None
+        self._looks: list[dict[str, Any]] = []
+        self._events: list[dict[str, Any]] = []
+        self._gates: list[dict[str, Any]] = []
+        self._weights: list[list[Any]] = []
+
+    @property
+    def pending(self) -> int:
+        return len(self._looks) + len(self._events) + len(self._gates)
+
+    def observe(self, state: rl.RolloutState, actions: Iterable[Any] = ()) -> None:
+        if self.store is None:
+            return
+        actions = list(actions)
+        ident = self._identity(state)
+        if self._ident is not None and not hist.same_rollout({"rollout": self._ident}, ident):
+            self.flush()  # the previous rollout's last records, then start over
+            self._clear()
+        changed_outside = self._state is not None and self._state.phase != state.phase and not actions
+        self._ident, before, self._state = ident, self._state, state
+        names = {a.event for a in actions if isinstance(a, rl.Emit)}
+        moved = bool(names & {"step.advanced", "rollout.promoting"})
+        for a in actions:
+            if isinstance(a, rl.SetWeights):
+                self._weights.append([hist.at_time(state.updated_at), a.weights.canary])
+            elif isinstance(a, rl.Emit) and a.event == "look.completed" and state.last_verdict:
+                step = state.step - 1 if moved else state.step  # the step the look judged
+                weight = self.policy.steps[step] if 0 <= step < len(self.policy.steps) else state.weights.canary
+                self._looks.append(hist.look_record(state.last_verdict, n=int(a.fields.get("look", state.look - 1)) + 1,
+                                                    step=step + 1, canary_weight=weight))
+            elif isinstance(a, rl.Emit) and hist.is_event(a.event):
+                self._events.append(hist.event_record(at=state.updated_at, event=a.event, phase=state.phase,
+                                                      weights=str(state.weights), reason=str(a.fields.get("reason", ""))))
+                if a.event == "gate.failed":
+                    self._gates.append(hist.gate_record(at=state.updated_at, stage=str(a.fields.get("stage", "")),
+                                                        outcome="failed", detail=str(a.fields.get("reason", ""))))
+        if changed_outside:
+            self._events.append(hist.event_record(at=state.updated_at, event="rollout.phase_changed",
+                                                  phase=state.phase, weights=str(state.weights), reason=state.reason))
+            if before is not None and state.weights != before.weights:
+                self._weights.append([hist.at_time(state.updated_at), state.weights.canary])
+        if len(self._looks) >= self.flush_every or self._events or self._gates or (state.terminal and self._looks):
+            self.flush()
+
+    def gate(self, *, at: float, stage: str, outcome: str, detail: str = "") -> None:
+        if self.store is None:
+            return
+        self._gates.append(hist.gate_record(at=at, stage=stage, outcome=outcome, detail=detail))
+        self.flush()
+
+    def flush(self) -> None:
+        """Write what is pending, merged into what the ConfigMap holds. Never raises."""
+        if self.store is None or self._ident is None or self._state is None:
+            return
+        if not self.pending and not self._weights:
+            return
+        try:
+            for _ in range(3):
+                try:
+                    self._write()
+                    self._clear()
+                    return
+                except _Conflict:
+                    continue
+            raise CanaryError("the ConfigMap kept changing under the write (3 conflicts)")
+        except Exception as exc:  # an observation: it never fails a rollout
+            if not isinstance(exc, NotLeader):
+                self.log.warning("history.write_failed", namespace=self.namespace, virtual_service=self.vs,
+                                 error=f"{type(exc).__name__}: {exc}"[:500], pending=self.pending)
+            self._looks = self._looks[-hist.MAX_LOOKS:]  # kept for the next flush, bounded
+            self._events, self._gates = self._events[-hist.MAX_EVENTS:], self._gates[-hist.MAX_GATES:]
+            self._weights = self._weights[-hist.MAX_WEIGHTS:]
+
+    def _write(self) -> None:
+        assert self.store is not None and self._ident is not None and self._state is not None
+        try:
+            doc, rv = self.store.load(self.namespace, self.vs)
+        except ConfigError as exc:  # unreadable (edited by hand): replaced by this rollout's history
+            doc, rv = None, getattr(exc, "resource_version", None)
+        if doc is None or not hist.same_rollout(doc, self._ident):
+            doc = hist.new_doc(rollout=self._ident, policy=self.summary)
+        s = self._state
+        doc = {**doc, "rollout": self._ident, "policy": self.summary, "phase": s.phase, "reason": s.reason,
+               "updated_at": hist.at_time(s.updated_at)}
+        doc = hist.merge(doc, looks=self._looks, events=self._events, gates=self._gates, weights=self._weights)
+        self.store.save(self.namespace, self.vs, doc, rv)
+
+    def _identity(self, state: rl.RolloutState) -> dict[str, Any]:
+        return {"model": state.model, "namespace": self.namespace, "virtual_service": self.vs, "route": state.route,
+                "stable_version": state.stable_version, "canary_version": state.canary_version,
+                "started_at": hist.at_time(state.started_at), "source": self.source, "name": self.name}
+
+    def _clear(self) -> None:
+        self._looks, self._events, self._gates, self._weights = [], [], [], []

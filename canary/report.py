@@ -1,0 +1,168 @@
+"""`canary report`: one rollout as a self-contained HTML page.
+
+Input: a rollout history (`canary.history`, format 1) read from the cluster's history
+ConfigMap or from a saved export. Output: one HTML file with everything inline (CSS, SVG
+plots, a few lines of script that only filter the looks table), so it opens with no
+network, is attached to a ticket as is, and prints. Sections: the outcome and why; the
+weights over time with each look's outcome; each check's per-arm values against its limits;
+the gates; the step and phase changes; every look's verdict with its evidence (reason,
+values, n, p-value per check).
+"""
+
+from __future__ import annotations
+
+import datetime
+import html
+from typing import Any
+
+from canary import report_plots as plots
+
+_CSS = """
+body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:1.5rem auto;max-width:1100px;color:#212121;padding:0 1rem}
+h1{font-size:1.4rem;margin-bottom:.2rem} h2{font-size:1.1rem;margin-top:2rem;border-bottom:1px solid #ddd}
+.sub{color:#616161;margin:0 0 1rem 0} .phase{font-weight:600;padding:.1rem .5rem;border-radius:.3rem;color:#fff}
+.promoted{background:#2e7d32} .rolled_back,.aborted{background:#c62828} .progressing,.pending,.promoting{background:#1565c0}
+.paused{background:#f9a825}
+table{border-collapse:collapse;width:100%;font-size:.85rem} th,td{border-bottom:1px solid #eee;padding:.25rem .4rem;
+text-align:left;vertical-align:top} th{background:#fafafa}
+.o-pass{color:#2e7d32} .o-inconclusive{color:#b28704} .o-error{color:#8e24aa} .o-fail{color:#c62828;font-weight:600}
+figure{margin:.5rem 0} figure svg{width:100%;height:auto} details summary{cursor:pointer}
+.note{color:#616161;font-size:.85rem} dl{display:grid;grid-template-columns:max-content 1fr;gap:.2rem 1rem}
+dt{color:#616161} dd{margin:0}
+"""
+
+# Only filters the looks table; the page reads the same without it.
+_JS = """
+(function(){
+  var box=document.getElementById('only-problems');
+  function apply(){
+    var rows=document.querySelectorAll('tr.look');
+    for(var i=0;i<rows.length;i++){
+      rows[i].hidden=box.checked&&rows[i].getAttribute('data-outcome')==='pass';
+    }
+  }
+  if(box){box.addEventListener('change',apply);apply();}
+  document.body.setAttribute('data-ready','1');
+})();
+"""
+
+
+def _e(x: Any) -> str:
+    return html.escape(str(x), quote=True)
+
+
+def _iso(t: Any) -> str:
+    if not isinstance(t, (int, float)) or not t:
+        return "-"
+    return datetime.datetime.fromtimestamp(float(t), datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _f(x: Any, digits: int = 4) -> str:
+    return "-" if x is None else f"{x:.{digits}g}" if isinstance(x, float) else _e(x)
+
+
+def _outcome(o: str) -> str:
+    return f'<span class="o-{_e(o)}">{_e(o)}</span>'
+
+
+def render(doc: dict[str, Any]) -> str:
+    """The HTML page (a str) for a parsed history (`canary.history.parse`)."""
+    ro, pol = doc["rollout"], doc["policy"]
+    looks = doc.get("looks") or []
+    t0 = float(ro.get("started_at") or (looks[0]["at"] if looks else 0.0))
+    ends = [t0, float(doc.get("updated_at") or 0.0)] + [lk["at"] for lk in looks] + [p[0] for p in doc["weights"]]
+    t_end = max(ends)
+    checks = [c for c in pol.get("checks") or () if isinstance(c, dict) and "name" in c]
+    figures = [("weights", plots.weights_svg(doc, t0, t_end))]
+    figures += [(f"check-{c['name']}", plots.check_svg(doc, c, t0, i)) for i, c in enumerate(checks)]
+    title = f"{ro['model']} {ro['stable_version']} → {ro['canary_version']}"
+    parts = [
+        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>canary report: {_e(title)}</title><style>{_CSS}</style></head><body>",
+        f"<h1>{_e(title)} <span class=\"phase {_e(doc.get('phase'))}\">{_e(doc.get('phase') or 'unknown')}</span></h1>",
+        f"<p class=\"sub\">{_e(doc.get('reason') or '')}</p>",
+        _summary(doc, t0, t_end),
+        '<h2 id="plots">Over time</h2>',
+        *(f'<figure class="plot" id="{_e(fid)}">{svg}</figure>' for fid, svg in figures),
+        _gates(doc, t0), _events(doc, t0), _looks(doc, checks, t0),
+        f"<p class=\"note\">Rendered by canary report from history format {doc.get('format')}; times are seconds "
+        f"since {_e(_iso(t0))}.</p>",
+        f"<script>{_JS}</script></body></html>",
+    ]
+    return "\n".join(parts)
+
+
+def _summary(doc: dict[str, Any], t0: float, t_end: float) -> str:
+    ro, pol = doc["rollout"], doc["policy"]
+    looks = doc.get("looks") or []
+    by: dict[str, int] = {}
+    for lk in looks:
+        by[lk.get("o", "")] = by.get(lk.get("o", ""), 0) + 1
+    numbers = [lk["n"] for lk in looks]
+    missing = (max(numbers) - len(numbers)) if numbers else 0
+    who = ro.get("source", "")
+    if ro.get("name"):
+        who += f" (CanaryRollout {ro['name']})"
+    rows = [
+        ("where", f"{ro.get('namespace', '')}/{ro.get('virtual_service', '')}"
+                  + (f" route {ro['route']}" if ro.get("route") else "")),
+        ("run by", who), ("started", _iso(t0)), ("last update", _iso(doc.get("updated_at"))),
+        ("duration", f"{t_end - t0:.0f} s"),
+        ("steps", " → ".join(f"{s}%" for s in pol.get("steps") or [])),
+        ("looks", f"{len(looks)} recorded: " + ", ".join(f"{n} {o}" for o, n in sorted(by.items()))
+                  + (f"; {missing} not kept (bounded history, or written by a process that stopped)" if missing else "")),
+        ("analysis", f"interval {pol.get('interval_s', 0):g} s, a look every {pol.get('look_every_s', 0):g} s, "
+                     f"alpha {pol.get('alpha', 0):g}, {pol.get('max_failed_looks', '?')} failed looks to roll back"),
+    ]
+    return "<dl>" + "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in rows) + "</dl>"
+
+
+def _gates(doc: dict[str, Any], t0: float) -> str:
+    gates = doc.get("gates") or []
+    if not gates:
+        return '<h2 id="gates">Gates</h2><p class="note">No Triton gate ran for this rollout.</p>'
+    rows = "".join(f"<tr><td>{e['at'] - t0:.1f}</td><td>{_e(e.get('stage'))}</td>"
+                   f"<td>{_outcome('pass' if e.get('outcome') == 'passed' else 'fail')}</td>"
+                   f"<td>{_e(e.get('detail'))}</td></tr>" for e in gates)
+    return ('<h2 id="gates">Gates</h2><table><tr><th>t (s)</th><th>stage</th><th>outcome</th><th>detail</th></tr>'
+            f"{rows}</table>")
+
+
+def _events(doc: dict[str, Any], t0: float) -> str:
+    rows = "".join(f"<tr><td>{e['at'] - t0:.1f}</td><td>{_e(e.get('event'))}</td><td>{_e(e.get('phase'))}</td>"
+                   f"<td>{_e(e.get('weights'))}</td><td>{_e(e.get('reason'))}</td></tr>" for e in doc.get("events") or ())
+    return ('<h2 id="events">Steps and phase changes</h2><table><tr><th>t (s)</th><th>event</th><th>phase</th>'
+            f"<th>weights (stable/canary)</th><th>reason</th></tr>{rows}</table>")
+
+
+def _looks(doc: dict[str, Any], checks: list[dict[str, Any]], t0: float) -> str:
+    names = [c["name"] for c in checks]
+    head = "".join(f"<th>{_e(n)}</th>" for n in names)
+    rows = []
+    for lk in doc.get("looks") or ():
+        cells = "".join(_check_cell(lk["c"].get(n)) for n in names)
+        detail = "".join(
+            f"<tr><td>{_e(n)}</td><td>{_outcome(r.get('o', ''))}</td><td>{_f(r.get('sv'))}</td><td>{_f(r.get('cv'))}"
+            f"</td><td>{_f((r.get('n') or [None, None])[0], 6)}/{_f((r.get('n') or [None, None])[1], 6)}</td>"
+            f"<td>{_f(r.get('th'))}</td><td>{_f(r.get('p'), 3)}</td><td>{_e(r.get('r', ''))}</td></tr>"
+            for n, r in lk["c"].items())
+        rows.append(
+            f'<tr class="look" data-outcome="{_e(lk.get("o"))}"><td>{lk["n"]}</td><td>{lk["at"] - t0:.1f}</td>'
+            f"<td>{_e(lk.get('step'))}</td><td>{_e(lk.get('w'))}%</td><td>{_outcome(lk.get('o', ''))}</td>"
+            f"<td>{_f(lk.get('cn'), 6)}</td>{cells}<td><details><summary>{_e(lk.get('r', ''))}</summary>"
+            "<table><tr><th>check</th><th>outcome</th><th>stable</th><th>canary</th><th>n stable/canary</th>"
+            f"<th>threshold</th><th>p</th><th>reason</th></tr>{detail}</table></details></td></tr>")
+    thinned = doc.get("thinned") or 0
+    note = (f'<p class="note">{thinned} ordinary looks were dropped to keep the history bounded; failed and '
+            "error looks and each step's first and last look are always kept.</p>") if thinned else ""
+    return ('<h2 id="looks">Every look</h2>'
+            '<label><input type="checkbox" id="only-problems"> only looks that did not pass</label>'
+            f'{note}<table id="looks-table"><tr><th>#</th><th>t (s)</th><th>step</th><th>canary</th><th>verdict</th>'
+            f"<th>canary requests</th>{head}<th>reason (click for the evidence)</th></tr>{''.join(rows)}</table>")
+
+
+def _check_cell(rec: dict[str, Any] | None) -> str:
+    if not rec:
+        return "<td>-</td>"
+    return f"<td>{_outcome(rec.get('o', ''))}<br><span class=\"note\">p={_f(rec.get('p'), 2)}</span></td>"

@@ -1,0 +1,158 @@
+"""The report's plots: matplotlib figures rendered to inline SVG strings.
+
+Inline SVG keeps the page self-contained (no script, no font or CDN to fetch: it opens
+offline, in a mail attachment, on paper) and its text searchable. Time is seconds since the
+rollout started, so a page reads the same in every time zone. Each figure gets its own SVG
+id salt: several inline SVGs on one page must not share clip-path ids.
+
+Needs the `report` extra (`pip install 'canary[report]'`).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from typing import Any
+
+OUTCOME_COLORS = {"pass": "#2e7d32", "inconclusive": "#f9a825", "error": "#8e24aa", "fail": "#c62828"}
+STABLE, CANARY, LIMIT = "#1565c0", "#ef6c00", "#616161"
+# the unit of each kind's per-arm values (as the judge reports them)
+UNITS = {"latency": "ms", "error_rate": "% of requests", "feature_missing": "% missing"}
+
+
+def _plt() -> Any:
+    try:
+        import matplotlib
+    except ImportError:  # pragma: no cover - the extra is installed by scripts/setup.sh
+        from canary.errors import ConfigError
+
+        raise ConfigError("canary report needs matplotlib: pip install 'canary[report]'") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _svg(fig: Any, salt: str) -> str:
+    plt = _plt()
+    buf = io.StringIO()
+    with plt.rc_context({"svg.fonttype": "none", "svg.hashsalt": salt}):
+        fig.savefig(buf, format="svg", metadata={"Date": None}, bbox_inches="tight")
+    plt.close(fig)
+    text = buf.getvalue()
+    return text[text.index("<svg"):]  # inline: no XML declaration or DOCTYPE
+
+
+def _axes(title: str, ylabel: str) -> tuple[Any, Any]:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(9.5, 3.0), dpi=100)
+    ax.set_title(title, loc="left", fontsize=11)
+    ax.set_ylabel(ylabel)
+    ax.set_xlabel("seconds since the rollout started")
+    ax.grid(True, alpha=0.3)
+    return fig, ax
+
+
+def _legend(ax: Any) -> None:
+    """Below the plot, so it never hides a line."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="upper left", bbox_to_anchor=(0.0, -0.22), fontsize=8, ncol=7, frameon=False)
+
+
+def _step_edges(ax: Any, doc: dict[str, Any], t0: float) -> None:
+    """A faint vertical line where each step began, and a red one at a rollback or abort."""
+    for e in doc.get("events") or ():
+        if e.get("event") == "step.advanced":
+            ax.axvline(e["at"] - t0, color=LIMIT, alpha=0.25, lw=0.8)
+        elif e.get("event") in ("rollback.started", "rollout.aborting"):
+            ax.axvline(e["at"] - t0, color=OUTCOME_COLORS["fail"], alpha=0.7, lw=1.2)
+
+
+def weights_svg(doc: dict[str, Any], t0: float, t_end: float) -> str:
+    """Canary weight (%) over time as written, with each look's outcome as a dot at its weight."""
+    fig, ax = _axes("Traffic to the canary", "canary weight (%)")
+    pts = doc.get("weights") or []
+    if pts:
+        xs = [p[0] - t0 for p in pts] + [max(t_end - t0, pts[-1][0] - t0)]
+        ys = [p[1] for p in pts] + [pts[-1][1]]
+        ax.step(xs, ys, where="post", color=CANARY, lw=2, label="canary %")
+    for outcome, color in OUTCOME_COLORS.items():
+        looks = [lk for lk in doc.get("looks") or () if lk.get("o") == outcome]
+        if looks:
+            ax.scatter([lk["at"] - t0 for lk in looks], [lk["w"] for lk in looks], s=18, color=color,
+                       label=f"look: {outcome}", zorder=3)
+    _step_edges(ax, doc, t0)
+    ax.set_ylim(-5, 105)
+    _legend(ax)
+    return _svg(fig, "weights")
+
+
+def _series(looks: list[dict[str, Any]], name: str, key: str, t0: float) -> tuple[list[float], list[float]]:
+    xs, ys = [], []
+    for lk in looks:
+        rec = lk["c"].get(name) or {}
+        v = (rec.get("x") or {}).get(key[2:]) if key.startswith("x.") else rec.get(key)
+        if isinstance(v, (int, float)) and math.isfinite(v):
+            xs.append(lk["at"] - t0)
+            ys.append(float(v))
+    return xs, ys
+
+
+def _outcome_dots(ax: Any, looks: list[dict[str, Any]], name: str, key: str, t0: float) -> None:
+    """The canary's points coloured by the check's outcome at that look."""
+    for outcome, color in OUTCOME_COLORS.items():
+        sub = [lk for lk in looks if (lk["c"].get(name) or {}).get("o") == outcome]
+        xs, ys = _series(sub, name, key, t0)
+        if xs:
+            ax.scatter(xs, ys, s=16, color=color, zorder=3, label=f"{outcome}")
+
+
+def check_svg(doc: dict[str, Any], check: dict[str, Any], t0: float, index: int) -> str:
+    """One check over time: both arms' values against the policy's limits (per kind), or, for a
+    prediction shift, each statistic's upper bound and the JS distance against their limits."""
+    name, kind, lim = check["name"], check["kind"], check.get("limits") or {}
+    looks = [lk for lk in doc.get("looks") or () if name in (lk.get("c") or {})]
+    hard = " (hard)" if check.get("hard") else ""
+    if kind == "prediction_shift":
+        fig, ax = _axes(f"{name}{hard}: prediction shift, canary vs stable", "statistic")
+        for key, label, color in (("x.js_distance", "JS distance", CANARY), ("x.js_bound", "JS upper bound", "#ffb74d"),
+                                  ("x.psi_bound", "PSI upper bound", "#6d4c41")):
+            xs, ys = _series(looks, name, key, t0)
+            if xs:
+                ax.plot(xs, ys, color=color, lw=1.5, label=label)
+        for key, label in (("max_js", "limit JS"), ("max_psi", "limit PSI")):
+            if key in lim:
+                ax.axhline(lim[key], color=LIMIT, ls="--" if key == "max_js" else ":", lw=1.2,
+                           label=f"{label} {lim[key]:g}")
+        _outcome_dots(ax, looks, name, "x.js_distance" if "max_js" in lim else "x.psi_bound", t0)
+    else:
+        q = lim.get("quantile")
+        what = f"p{q * 100:g} latency" if kind == "latency" and q else kind.replace("_", " ")
+        fig, ax = _axes(f"{name}{hard}: {what}", UNITS.get(kind, "value"))
+        xs_s, ys_s = _series(looks, name, "sv", t0)
+        xs_c, ys_c = _series(looks, name, "cv", t0)
+        if xs_s:
+            ax.plot(xs_s, ys_s, color=STABLE, lw=1.5, label="stable")
+        if xs_c:
+            ax.plot(xs_c, ys_c, color=CANARY, lw=1.5, label="canary")
+        rel = lim.get("max_increase_pct") if kind == "latency" else lim.get("max_increase_points")
+        if rel is not None and xs_s:
+            ys = [v * (1 + rel / 100) for v in ys_s] if kind == "latency" else [v + rel for v in ys_s]
+            ax.plot(xs_s, ys, color=LIMIT, ls="--", lw=1.2,
+                    label=f"limit stable +{rel:g}{'%' if kind == 'latency' else ' points'}")
+        for key in ("max_ms", "max_rate_pct", "max_value"):
+            if key in lim:
+                ax.axhline(lim[key], color=LIMIT, ls=":", lw=1.2, label=f"limit {lim[key]:g}")
+        if not xs_c:  # a custom check without per-arm values: its effect against its threshold
+            xs, ys = _series(looks, name, "e", t0)
+            if xs:
+                ax.plot(xs, ys, color=CANARY, lw=1.5, label="effect")
+            _outcome_dots(ax, looks, name, "e", t0)
+        else:
+            _outcome_dots(ax, looks, name, "cv", t0)
+    _step_edges(ax, doc, t0)
+    if not looks:
+        ax.text(0.5, 0.5, "no look recorded a value for this check", transform=ax.transAxes, ha="center",
+                color=LIMIT)
+    _legend(ax)
+    return _svg(fig, f"check{index}")
