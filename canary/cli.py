@@ -16,6 +16,7 @@ from typing import Any, Optional
 
 import typer
 
+from canary import cli_options as opts
 from canary import logs
 from canary import rollout as rl
 from canary.errors import CanaryError, ConfigError, RolloutBusy, TransientError
@@ -39,14 +40,12 @@ WATCH_EXIT = {rl.PROMOTED: 0, rl.ROLLED_BACK: 1, rl.ABORTED: EXIT_INFRA}  # `sta
 
 # ---- shared options ------------------------------------------------------------------
 
-NamespaceOpt = typer.Option("default", "--namespace", "-n", help="namespace of the VirtualService")
-KubeconfigOpt = typer.Option(None, "--kubeconfig", envvar="KUBECONFIG", help="kubeconfig file (default: ~/.kube/config, else in-cluster)")
-ContextOpt = typer.Option(None, "--context", help="kubeconfig context")
+# defined once in cli_options (with the renderer and the parsers); the names here are the ones commands use
+NamespaceOpt, KubeconfigOpt, ContextOpt, OutputOpt = opts.NamespaceOpt, opts.KubeconfigOpt, opts.ContextOpt, opts.OutputOpt
 VsOpt = typer.Option(None, "--virtual-service", help="VirtualService name (default: the model name)")
 DrOpt = typer.Option(None, "--destination-rule", help="DestinationRule name (default: the VirtualService name)")
 RouteOpt = typer.Option(None, "--route", help="name of the VirtualService's HTTP route (default: the only one, else the "
                                                "only one with this DestinationRule's stable and canary subsets)")
-OutputOpt = typer.Option("text", "--output", "-o", help="text or json")
 LogFormatOpt = typer.Option("auto", "--log-format", help="auto (JSON unless a TTY), json or console")
 
 
@@ -120,13 +119,9 @@ def _recorded(text: Optional[str]) -> Optional[rl.RolloutState]:
         return None
 
 
-def _metrics(url: Optional[str], token: Optional[str], user: Optional[str], password: Optional[str], insecure: bool) -> Any:
-    from canary.metrics.prometheus import PrometheusProvider
-
-    if not url:
-        raise ConfigError("no Prometheus address: pass --prometheus-url or set CANARY_PROMETHEUS_URL")
-    auth = (user, password or "") if user else None
-    return PrometheusProvider(url, token=token, basic_auth=auth, verify_tls=not insecure)
+def _metrics(url: Optional[str], token: Optional[str], user: Optional[str], password: Optional[str], insecure: bool,
+             ca_file: Optional[str] = None) -> Any:
+    return opts.prometheus(url, token, user, password, ca_file, insecure)
 
 
 def _target(model: str, namespace: str, vs: Optional[str], dr: Optional[str], *, stable: str = "", canary: str = "",
@@ -151,26 +146,35 @@ def promote(
     canary_version: str = typer.Option(..., "--canary-version", help="version label of the canary pods"),
     policy_file: Path = typer.Option(..., "--policy", help="policy YAML"),
     stable_version: str = typer.Option("", "--stable-version", help="default: what the stable subset selects now"),
-    namespace: str = NamespaceOpt,
+    namespace: Optional[str] = NamespaceOpt,
     virtual_service: Optional[str] = VsOpt,
     destination_rule: Optional[str] = DrOpt,
+    route: Optional[str] = typer.Option(None, "--route", help="name of the VirtualService's HTTP route (default: the "
+                                                              "policy's `route`, else the only one)"),
     kubeconfig: Optional[str] = KubeconfigOpt,
     context: Optional[str] = ContextOpt,
-    prometheus_url: Optional[str] = typer.Option(None, "--prometheus-url", envvar="CANARY_PROMETHEUS_URL"),
-    prometheus_token: Optional[str] = typer.Option(None, "--prometheus-token", envvar="CANARY_PROMETHEUS_TOKEN", show_default=False),
-    prometheus_user: Optional[str] = typer.Option(None, "--prometheus-user", envvar="CANARY_PROMETHEUS_USER"),
-    prometheus_password: Optional[str] = typer.Option(None, "--prometheus-password", envvar="CANARY_PROMETHEUS_PASSWORD", show_default=False),
-    insecure: bool = typer.Option(False, "--insecure-skip-tls-verify", envvar="CANARY_PROMETHEUS_INSECURE"),
+    prometheus_url: Optional[str] = opts.PromUrlOpt,
+    prometheus_token: Optional[str] = opts.PromTokenOpt,
+    prometheus_user: Optional[str] = opts.PromUserOpt,
+    prometheus_password: Optional[str] = opts.PromPasswordOpt,
+    prometheus_ca_file: Optional[str] = opts.PromCaOpt,
+    insecure: bool = opts.InsecureOpt,
     triton_canary: Optional[str] = typer.Option(None, "--triton-canary", help="canary Triton URL (host:port) for the gates"),
     triton_stable: Optional[str] = typer.Option(None, "--triton-stable", help="stable Triton URL, to compare model metadata"),
     on_interrupt: str = typer.Option("rollback", "--on-interrupt", help="on SIGINT/SIGTERM: rollback (stable 100%, exit 3) or pause (keep split, exit 130)"),
     via_controller: bool = typer.Option(False, "--via-controller", help="create a CanaryRollout for `canary controller run` and follow it (same exit codes)"),
     rollout_name: Optional[str] = typer.Option(None, "--rollout-name", help="CanaryRollout name (default: <model>-<version>)"),
-    timeout: float = typer.Option(3600.0, "--timeout", help="--via-controller: give up following after this many seconds (exit 3; the rollout goes on)"),
+    timeout: float = opts.DurationOpt("1h", "--timeout", help="--via-controller: give up following after this long "
+                                                              "(exit 3; the rollout goes on)"),
     output: str = OutputOpt,
     log_format: str = LogFormatOpt,
 ) -> None:
-    """Walk traffic to the canary step by step; promote (exit 0) or roll back (exit 1)."""
+    """Walk traffic to the canary step by step; promote (exit 0) or roll back (exit 1).
+
+    Example: canary promote rec-model --canary-version v2 --policy policies/default.yaml --prometheus-url http://prometheus:9090
+
+    Example: canary promote rec-model --canary-version v2 --policy p.yaml --via-controller --timeout 2h -o yaml
+    """
     logs.configure(fmt=log_format)
     if on_interrupt not in ("rollback", "pause"):
         fail("--on-interrupt must be 'rollback' or 'pause'", EXIT_BAD_INPUT)
@@ -179,21 +183,23 @@ def promote(
 
         triton = {k: v for k, v in (("stableUrl", triton_stable), ("canaryUrl", triton_canary)) if v} or None
         raise typer.Exit(run_guarded(lambda: follow(
-            model=model, canary_version=canary_version, policy_file=policy_file, namespace=namespace,
-            stable_version=stable_version, virtual_service=virtual_service, kubeconfig=kubeconfig, context=context,
-            name=rollout_name, triton=triton, output=output, timeout_s=timeout)))
+            model=model, canary_version=canary_version, policy_file=policy_file,
+            namespace=opts.namespace(namespace, kubeconfig, context), stable_version=stable_version,
+            virtual_service=virtual_service, destination_rule=destination_rule, route=route, kubeconfig=kubeconfig,
+            context=context, name=rollout_name, triton=triton, output=output, timeout_s=timeout)))
 
     def go() -> int:
         from canary.runner import Runner
         from canary.policy import load_policy
 
         policy = load_policy(policy_file)
-        target = _target(model, namespace, virtual_service, destination_rule, stable=stable_version,
-                         canary=canary_version, route=policy.route)
+        target = _target(model, opts.namespace(namespace, kubeconfig, context), virtual_service, destination_rule,
+                         stable=stable_version, canary=canary_version, route=route or policy.route)
+        metrics = _metrics(prometheus_url, prometheus_token, prometheus_user, prometheus_password, insecure,
+                           prometheus_ca_file)
         gate = _gate(policy, policy_file, model, triton_stable, triton_canary)
-        ctl = Runner(policy=policy, target=target, router=_router(kubeconfig, context),
-                         metrics=_metrics(prometheus_url, prometheus_token, prometheus_user, prometheus_password, insecure),
-                         gate=gate, on_interrupt=on_interrupt)
+        ctl = Runner(policy=policy, target=target, router=_router(kubeconfig, context), metrics=metrics,
+                     gate=gate, on_interrupt=on_interrupt)
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: ctl.stop.set())
         display = None
@@ -207,14 +213,22 @@ def promote(
         finally:
             if display:
                 display.close()
-        if output == "json":
-            typer.echo(json.dumps(state_dict(result.state, exit_code=result.exit_code)))
-        else:
-            s = result.state
-            typer.echo(f"{s.phase}: {s.model} {s.canary_version} weights {s.weights} (stable/canary) - {s.reason}")
+        opts.emit(state_dict(result.state, exit_code=result.exit_code), output,
+                  lambda wide: typer.echo(state_line(result.state, wide=wide, route=target.route)))
         return result.exit_code
 
     raise typer.Exit(run_guarded(go))
+
+
+def state_line(s: rl.RolloutState, *, wide: bool = False, route: str = "") -> str:
+    """One rollout state as the one line `promote`, `rollback`, `pause` and `resume` print."""
+    line = f"{s.phase}: {s.model} {s.canary_version} weights {s.weights} (stable/canary)"
+    if route:
+        line += f" route {route}"
+    if wide:
+        step = f"{s.step + 1}" if s.step >= 0 else "-"
+        line += f" stable {s.stable_version or '-'} step {step} look {s.look} failed-looks {s.failed_looks}"
+    return f"{line} - {s.reason}"
 
 
 def _gate(policy: Any, policy_file: Path, model: str, stable_url: Optional[str], canary_url: Optional[str]) -> Any:
@@ -231,67 +245,84 @@ def _gate(policy: Any, policy_file: Path, model: str, stable_url: Optional[str],
 # ---- operator commands -------------------------------------------------------------------
 
 
-def _operator(model: str, namespace: str, vs: Optional[str], dr: Optional[str], route: Optional[str],
+def _operator(model: str, namespace: Optional[str], vs: Optional[str], dr: Optional[str], route: Optional[str],
               kubeconfig: Optional[str], context: Optional[str], event: Any, output: str) -> None:
     logs.configure()
 
     def go() -> int:
         from canary.runner import oncall_action
 
+        ns = opts.namespace(namespace, kubeconfig, context)
         router = _oncall_router(kubeconfig, context)
-        target = router.resolve(_target(model, namespace, vs, dr, route=route))
-        log = logs.get(model=model, namespace=namespace, **({"route": target.route} if target.route else {}))
+        target = router.resolve(_target(model, ns, vs, dr, route=route))
+        log = logs.get(model=model, namespace=ns, **({"route": target.route} if target.route else {}))
         state = oncall_action(router, target, event, log=log)
-        if output == "json":
-            typer.echo(json.dumps(state_dict(state)))
-        else:
+
+        def text(wide: bool) -> None:
+            if wide:
+                typer.echo(state_line(state, wide=True, route=target.route))
+                return
             where = f" (route {target.route})" if target.route else ""
             typer.echo(f"{state.phase}: weights {state.weights} (stable/canary){where} {state.reason}")
+
+        opts.emit(state_dict(state), output, text)
         return 0
 
     raise typer.Exit(run_guarded(go))
 
 
 @app.command()
-def rollback(model: str, reason: str = typer.Option("manual rollback", "--reason"), namespace: str = NamespaceOpt,
+def rollback(model: str, reason: str = typer.Option("manual rollback", "--reason"), namespace: Optional[str] = NamespaceOpt,
              virtual_service: Optional[str] = VsOpt, destination_rule: Optional[str] = DrOpt,
              route: Optional[str] = RouteOpt, kubeconfig: Optional[str] = KubeconfigOpt,
              context: Optional[str] = ContextOpt, output: str = OutputOpt) -> None:
-    """Send all traffic to stable now (100/0, from any weights) and record why."""
+    """Send all traffic to stable now (100/0, from any weights) and record why.
+
+    Example: canary rollback rec-model -n ml --reason "p95 alert" --route primary
+    """
     _operator(model, namespace, virtual_service, destination_rule, route, kubeconfig, context,
               rl.Rollback(time.time(), f"operator: {reason}"), output)
 
 
 @app.command()
-def pause(model: str, namespace: str = NamespaceOpt, virtual_service: Optional[str] = VsOpt,
+def pause(model: str, namespace: Optional[str] = NamespaceOpt, virtual_service: Optional[str] = VsOpt,
           destination_rule: Optional[str] = DrOpt, route: Optional[str] = RouteOpt,
           kubeconfig: Optional[str] = KubeconfigOpt, context: Optional[str] = ContextOpt, output: str = OutputOpt) -> None:
-    """Hold the current weights; the running `promote` waits."""
+    """Hold the current weights; the running `promote` waits.
+
+    Example: canary pause rec-model -n ml
+    """
     _operator(model, namespace, virtual_service, destination_rule, route, kubeconfig, context,
               rl.Pause(time.time()), output)
 
 
 @app.command()
-def resume(model: str, namespace: str = NamespaceOpt, virtual_service: Optional[str] = VsOpt,
+def resume(model: str, namespace: Optional[str] = NamespaceOpt, virtual_service: Optional[str] = VsOpt,
            destination_rule: Optional[str] = DrOpt, route: Optional[str] = RouteOpt,
            kubeconfig: Optional[str] = KubeconfigOpt, context: Optional[str] = ContextOpt, output: str = OutputOpt) -> None:
-    """Continue a paused rollout (the current step starts over)."""
+    """Continue a paused rollout (the current step starts over).
+
+    Example: canary resume rec-model -n ml -o yaml
+    """
     _operator(model, namespace, virtual_service, destination_rule, route, kubeconfig, context,
               rl.Resume(time.time()), output)
 
 
 @app.command()
-def status(model: str, namespace: str = NamespaceOpt, virtual_service: Optional[str] = VsOpt,
+def status(model: str, namespace: Optional[str] = NamespaceOpt, virtual_service: Optional[str] = VsOpt,
            destination_rule: Optional[str] = DrOpt, route: Optional[str] = RouteOpt,
            kubeconfig: Optional[str] = KubeconfigOpt, context: Optional[str] = ContextOpt, output: str = OutputOpt,
            watch: bool = typer.Option(False, "--watch", "-w", help="refresh every 2 s until a terminal phase"),
-           timeout: Optional[str] = typer.Option(None, "--timeout", help="with --watch: give up after this long "
-                                                                          "(e.g. 30s, 10m), exit 4")) -> None:
+           timeout: Optional[float] = opts.DurationOpt(None, "--timeout", help="with --watch: give up after this "
+                                                                                "long, exit 4")) -> None:
     """Weights (as written and as Istio splits them), step, phase and the last verdict with its evidence.
 
     With --watch, exits by phase like `kubectl argo rollouts status`: 0 promoted, 1 rolled back,
     3 aborted, 4 still running when --timeout ran out (2 bad input). Without --watch: 0.
+
     Example: canary status rec-model -n ml --watch --timeout 15m
+
+    Example: canary status rec-model --route primary -o yaml
     """
     from canary.display import render_status
     from canary.reconcile import parse_record
@@ -300,17 +331,12 @@ def status(model: str, namespace: str = NamespaceOpt, virtual_service: Optional[
 
     if timeout is not None and not watch:
         fail("--timeout only applies with --watch", EXIT_BAD_INPUT)
-    try:
-        from canary.policy_fields import parse_duration
-
-        limit_s = parse_duration(timeout) if timeout is not None else None
-    except ValueError as exc:
-        fail(f"--timeout: {exc}", EXIT_BAD_INPUT)
-    deadline = time.monotonic() + limit_s if limit_s is not None else None
+    deadline = time.monotonic() + timeout if timeout is not None else None
 
     def go() -> int:
+        ns = opts.namespace(namespace, kubeconfig, context)
         router = _oncall_router(kubeconfig, context)
-        target = router.resolve(_target(model, namespace, virtual_service, destination_rule, route=route))
+        target = router.resolve(_target(model, ns, virtual_service, destination_rule, route=route))
         while True:
             st = router.inspect(target)
             unreadable = ""
@@ -318,28 +344,33 @@ def status(model: str, namespace: str = NamespaceOpt, virtual_service: Optional[
                 state = parse_record(st.state)
             except CanaryError as exc:
                 state, unreadable = None, str(exc)
-                logs.get(model=model, namespace=namespace).warning("rollout.state_unreadable", error=unreadable)
+                logs.get(model=model, namespace=ns).warning("rollout.state_unreadable", error=unreadable)
             raw = st.raw_weights or (st.weights.stable, st.weights.canary)
-            if output == "json":
-                typer.echo(json.dumps({"weights": {"stable": st.weights.stable, "canary": st.weights.canary},
-                                       "raw_weights": {"stable": raw[0], "canary": raw[1]},
-                                       "route": target.route or None,
-                                       "stable_subset_version": st.stable_subset_version,
-                                       "canary_subset_version": st.canary_subset_version,
-                                       "rollout": state_dict(state) if state else None,
-                                       **({"unreadable_state": unreadable} if unreadable else {})}))
-            else:
+
+            def text(wide: bool) -> None:
+                if wide:
+                    typer.echo(f"{ns}/{target.virtual_service} route {target.route or '(the only one)'} "
+                               f"destination rule {target.dr_name}; weights as written stable={raw[0]!r} "
+                               f"canary={raw[1]!r}")
                 render_status(st, state)
                 if st.raw_weights is not None:
                     typer.echo(_raw_note(st.weights, st.raw_weights))
                 if unreadable:
                     typer.echo(f"note: {unreadable}; `canary rollback` writes 100/0 and a new record")
+
+            opts.emit({"weights": {"stable": st.weights.stable, "canary": st.weights.canary},
+                       "raw_weights": {"stable": raw[0], "canary": raw[1]},
+                       "route": target.route or None,
+                       "stable_subset_version": st.stable_subset_version,
+                       "canary_subset_version": st.canary_subset_version,
+                       "rollout": state_dict(state) if state else None,
+                       **({"unreadable_state": unreadable} if unreadable else {})}, output, text, stream=watch)
             if not watch or state is None:
                 return 0
             if state.terminal:
                 return WATCH_EXIT[state.phase]
             if deadline is not None and time.monotonic() >= deadline:
-                typer.echo(f"timed out after {timeout}: the rollout is {state.phase}", err=True)
+                typer.echo(f"timed out after {timeout:g}s: the rollout is {state.phase}", err=True)
                 return EXIT_WATCH_TIMEOUT
             time.sleep(2 if deadline is None else max(0.0, min(2.0, deadline - time.monotonic())))
 
@@ -361,33 +392,67 @@ def _raw_note(weights: Any, raw: tuple[Any, Any]) -> str:
 
 
 @policy_app.command("validate")
-def policy_validate(files: list[Path] = typer.Argument(..., help="policy files")) -> None:
-    """Load and check policies; exit 2 naming the file and field on the first error."""
+def policy_validate(files: list[Path] = typer.Argument(..., help="policy files"), output: str = OutputOpt) -> None:
+    """Load and check every policy; list every problem of each, with its field path. Exit 0 all valid, 2 any not.
+
+    With -o json/yaml the problems are in the output too ({"files": [{"file", "ok", "problems": [{"field",
+    "message"}]}]}); in text they go to stderr.
+
+    Example: canary policy validate policies/*.yaml -o json
+    """
+    from canary.errors import PolicyError
     from canary.policy import load_policy
 
     def go() -> int:
+        report: list[dict[str, Any]] = []
         for f in files:
-            p = load_policy(f)
-            typer.echo(f"{f}: ok ({len(p.steps)} steps {p.steps}, {len(p.checks)} checks)")
-        return 0
+            try:
+                p = load_policy(f)
+            except PolicyError as exc:
+                report.append({"file": str(f), "ok": False, "error": str(exc),
+                               "problems": [{"field": fld, "message": msg} for fld, msg in exc.problems]})
+                continue
+            report.append({"file": str(f), "ok": True, "steps": list(p.steps),
+                           "checks": [{"name": c.name, "kind": c.kind} for c in p.checks],
+                           "interval_s": p.analysis.interval, "look_every_s": p.analysis.look_every})
+
+        def text(wide: bool) -> None:
+            for r in report:
+                if not r["ok"]:
+                    typer.echo(f"error: {r['error']}", err=True)
+                    continue
+                typer.echo(f"{r['file']}: ok ({len(r['steps'])} steps {r['steps']}, {len(r['checks'])} checks)")
+                if wide:
+                    typer.echo(f"  looks every {r['look_every_s']:g}s, at least {r['interval_s']:g}s a step; checks: "
+                               + ", ".join(f"{c['name']} ({c['kind']})" for c in r["checks"]))
+
+        opts.emit({"files": report}, output, text)
+        return EXIT_BAD_INPUT if any(not r["ok"] for r in report) else 0
 
     raise typer.Exit(run_guarded(go))
 
 
 @policy_app.command("schema")
-def policy_schema() -> None:
-    """Print the policy JSON Schema (for editors: yaml-language-server $schema)."""
+def policy_schema(output: str = OutputOpt) -> None:
+    """Print the policy JSON Schema (for editors: yaml-language-server $schema); -o yaml prints it as YAML.
+
+    Example: canary policy schema > policy.schema.json
+    """
     from canary.policy import json_schema
 
-    typer.echo(json_schema())
+    text = json_schema()
+    opts.emit(json.loads(text), output, lambda wide: typer.echo(text))
 
 
 def _register_commands() -> None:
     """Commands that live in their own modules (analysis, on-call and sandbox, the controller)."""
-    from canary import cli_analysis, cli_controller, cli_drift, cli_ops
+    from canary import cli_analysis, cli_controller, cli_drift, cli_ops, cli_serve
 
-    for mod in (cli_analysis, cli_ops, cli_controller, cli_drift):
+    for mod in (cli_analysis, cli_ops, cli_controller, cli_drift, cli_serve):
         mod.register(app)
+    from canary import cli_report  # `canary report` (issue 11)
+
+    cli_report.register(app)
 
 
 _register_commands()

@@ -8,7 +8,6 @@ canary/cli.py so these commands join the main app.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict
 from pathlib import Path
@@ -18,6 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from canary import cli_options as opts
 from canary.errors import CanaryError
 from canary.model import Verdict, Outcome
 
@@ -38,14 +38,18 @@ def _num(x: float, fmt: str = ".4g") -> str:
     return "-" if x is None or (isinstance(x, float) and not math.isfinite(x)) else format(x, fmt)
 
 
-def render_verdict(j: Verdict, console: Console) -> None:
+def render_verdict(j: Verdict, console: Console, *, wide: bool = False) -> None:
     table = Table(title=f"verdict: {j.outcome.label.upper()}", title_style=_COLOUR[j.outcome])
-    for col in ("check", "outcome", "stable", "canary", "n stable", "n canary", "limit", "p", "alpha"):
+    cols = ("check", "outcome", "stable", "canary", "n stable", "n canary", "limit", "p", "alpha")
+    for col in cols + (("kind", "statistic", "effect") if wide else ()):
         table.add_column(col)
     for r in j.results:
-        table.add_row(r.check + (" (hard)" if r.hard else ""), f"[{_COLOUR[r.outcome]}]{r.outcome.label}[/]",
-                      _num(r.stable_value), _num(r.canary_value), _num(r.n_stable, ",.0f"),
-                      _num(r.n_canary, ",.0f"), _num(r.threshold), _num(r.p_value, ".2g"), _num(r.alpha, ".2g"))
+        row = [r.check + (" (hard)" if r.hard else ""), f"[{_COLOUR[r.outcome]}]{r.outcome.label}[/]",
+               _num(r.stable_value), _num(r.canary_value), _num(r.n_stable, ",.0f"),
+               _num(r.n_canary, ",.0f"), _num(r.threshold), _num(r.p_value, ".2g"), _num(r.alpha, ".2g")]
+        if wide:
+            row += [r.kind, _num(r.statistic), _num(r.effect_size, ".3g")]
+        table.add_row(*row)
     console.print(table)
     for r in j.results:  # reasons are long sentences: one line each, not a squeezed column
         console.print(f"[{_COLOUR[r.outcome]}]{r.outcome.label:>12}[/]  {r.check}: {r.reason}", soft_wrap=True)
@@ -53,14 +57,15 @@ def render_verdict(j: Verdict, console: Console) -> None:
 
 def judge_cmd(
     input: Path = typer.Option(..., "--input", "-i", help="exported measurements (JSON, see docs/judge.md)"),
-    output: str = typer.Option("table", "--output", "-o", help="table or json"),
+    output: str = opts.OutputOpt,
 ) -> None:
-    """Judge exported measurements offline. Exit 0 pass, 1 fail, 4 inconclusive/error, 2 bad input."""
+    """Judge exported measurements offline. Exit 0 pass, 1 fail, 4 inconclusive/error, 2 bad input.
+
+    Example: canary judge --input look.json -o wide
+    """
     from canary.analysis.judge import judge
     from canary.offline import load_exported
 
-    if output not in ("table", "json"):
-        _fail(f"--output must be 'table' or 'json', got {output!r}")
     try:
         data = load_exported(input)
     except CanaryError as exc:
@@ -68,10 +73,8 @@ def judge_cmd(
 
     def go() -> int:  # a bug exits 3 with its type and message, never 1 (which means "fail")
         j = judge(data.policy, data.measurements, prior=data.prior, window=data.window)
-        if output == "json":
-            typer.echo(json.dumps({**j.to_dict(), "look": data.look, "reason": j.reason()}, indent=2))
-        else:
-            render_verdict(j, Console())
+        opts.emit({**j.to_dict(), "look": data.look, "reason": j.reason()}, output,
+                  lambda wide: render_verdict(j, opts.console(wide), wide=wide))
         return exit_code(j.outcome)
 
     from canary.cli import run_guarded
@@ -87,28 +90,35 @@ def plan_cmd(
     latency_sigma: float = typer.Option(0.5, "--latency-sigma", help="assumed lognormal shape of latency"),
     error_rate: float = typer.Option(0.5, "--error-rate", help="baseline error rate in %"),
     bins: int = typer.Option(10, "--bins", help="prediction histogram bins"),
-    output: str = typer.Option("table", "--output", "-o", help="table or json"),
+    output: str = opts.OutputOpt,
     prometheus_url: Optional[str] = typer.Option(
         None, "--prometheus-url", envvar="CANARY_PROMETHEUS_URL",
         help="read the stable's real latency bucket layout from this Prometheus (needs --model, --stable-version)"),
-    prometheus_token: Optional[str] = typer.Option(None, "--prometheus-token", envvar="CANARY_PROMETHEUS_TOKEN",
-                                                   show_default=False),
-    insecure: bool = typer.Option(False, "--insecure-skip-tls-verify", envvar="CANARY_PROMETHEUS_INSECURE"),
+    prometheus_token: Optional[str] = opts.PromTokenOpt,
+    prometheus_user: Optional[str] = opts.PromUserOpt,
+    prometheus_password: Optional[str] = opts.PromPasswordOpt,
+    prometheus_ca_file: Optional[str] = opts.PromCaOpt,
+    insecure: bool = opts.InsecureOpt,
     model: Optional[str] = typer.Option(None, "--model", help="model whose layout to read"),
     stable_version: Optional[str] = typer.Option(None, "--stable-version", help="version serving the traffic now"),
-    namespace: str = typer.Option("default", "--namespace", "-n", help="namespace of the model"),
+    namespace: Optional[str] = typer.Option(None, "--namespace", "-n", show_default=False,
+                                            help="namespace of the model (default: the kubeconfig context's)"),
+    kubeconfig: Optional[str] = opts.KubeconfigOpt,
+    context: Optional[str] = opts.ContextOpt,
 ) -> None:
     """How long a rollout takes and the smallest regressions it detects (95% power) per step.
 
     With --prometheus-url it also reads the stable version's real latency buckets over the last
     `analysis.interval` and says, per latency check, whether they can resolve its relative limit
     (a layout that cannot never lets a canary pass).
+
+    Example: canary plan --policy policies/default.yaml --rps 50
+
+    Example: canary plan -p p.yaml --rps 50 --prometheus-url http://prometheus:9090 --model rec-model --stable-version v1 -n ml
     """
     from canary.analysis.plan import plan
     from canary.policy import load_policy
 
-    if output not in ("table", "json"):
-        _fail(f"--output must be 'table' or 'json', got {output!r}")
     numbers = [rps, error_rate, latency_sigma] + ([canary_share] if canary_share is not None else [])
     if not all(math.isfinite(x) for x in numbers) or latency_sigma <= 0:
         _fail("--rps, --canary-share, --error-rate and --latency-sigma must be finite numbers (sigma > 0)")
@@ -122,14 +132,22 @@ def plan_cmd(
         _fail("--prometheus-url needs --model and --stable-version (whose latency buckets to read)")
     p = plan(pol, rps=rps, canary_share=canary_share, latency_sigma=latency_sigma, error_rate=error_rate / 100,
              bins=bins)
-    layout = (_read_layout(pol, prometheus_url, prometheus_token, insecure, model or "", stable_version or "",
-                           namespace) if prometheus_url else None)
-    if output == "json":
-        d = _plan_dict(p)
-        if layout is not None:
-            d["layout"] = [asdict(x) for x in layout]
-        typer.echo(json.dumps(d, indent=2))
-        return
+    layout = None
+    if prometheus_url:
+        try:
+            metrics = opts.prometheus(prometheus_url, prometheus_token, prometheus_user, prometheus_password,
+                                      prometheus_ca_file, insecure)
+            ns = opts.namespace(namespace, kubeconfig, context)
+        except CanaryError as exc:
+            _fail(str(exc))
+        layout = _read_layout(pol, metrics, model or "", stable_version or "", ns)
+    d = _plan_dict(p)
+    if layout is not None:
+        d["layout"] = [asdict(x) for x in layout]
+    opts.emit(d, output, lambda wide: _plan_text(p, rps, layout, opts.console(wide)))
+
+
+def _plan_text(p: Any, rps: float, layout: Any, console: Console) -> None:
     t = Table(title=f"rollout at {rps:g} rps: {p.seconds:g} s over {len(p.steps)} judged steps, {p.looks} looks")
     for col in ("step %", "seconds", "canary req", "stable req", "level (pooled)", "p95 +% (95% power)",
                 "error +points", "PSI"):
@@ -138,7 +156,6 @@ def plan_cmd(
         t.add_row(str(s.weight), f"{s.seconds:g}", f"{s.canary_requests:,.0f}", f"{s.stable_requests:,.0f}",
                   f"{s.alpha:.2g}", _opt(s.p95_increase_pct, "+{:.0f}%"), _opt(s.error_points, "+{:.2f}"),
                   _opt(s.psi, "{:.3f}"))
-    console = Console()
     console.print(t)
     console.print(f"assumes {p.assumptions}; '-' = not detectable by the end of that step, with the evidence "
                   "of the steps before it (or no such check)")
@@ -148,17 +165,12 @@ def plan_cmd(
         console.print(f"[{colour}]{x.check}: {verdict}[/{colour}]: {x.detail}", highlight=False)
 
 
-def _read_layout(pol: Any, url: str, token: Optional[str], insecure: bool, model: str, version: str,
-                 namespace: str) -> Any:
+def _read_layout(pol: Any, metrics: Any, model: str, version: str, namespace: str) -> Any:
     """The stable arm's latency histograms over the last interval, per latency check, as the rollout reads them."""
     from canary.analysis.plan import layout_report
-    from canary.cli import _metrics, _target
+    from canary.cli import _target
     from canary.policy import LatencyCheck
 
-    try:
-        metrics = _metrics(url, token, None, None, insecure)
-    except CanaryError as exc:
-        _fail(str(exc))
     target = _target(model, namespace, None, None, stable=version, canary=version)
     stable: dict[str, Any] = {}
     for check in pol.checks:

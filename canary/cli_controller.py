@@ -7,7 +7,6 @@ cleanly on SIGTERM (the lease is released so a standby takes over at once).
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -19,6 +18,7 @@ from typing import Any, Optional
 import typer
 
 from canary import cli, crd
+from canary import cli_options as opts
 from canary import rollout as rl
 from canary.model import check_version
 from canary.reconcile import EXIT_CODES
@@ -31,28 +31,38 @@ def run(
     namespace: Optional[str] = typer.Option(None, "--namespace", "-n", help="watch one namespace (default: all)"),
     kubeconfig: Optional[str] = cli.KubeconfigOpt,
     context: Optional[str] = cli.ContextOpt,
-    prometheus_url: Optional[str] = typer.Option(None, "--prometheus-url", envvar="CANARY_PROMETHEUS_URL"),
-    prometheus_token: Optional[str] = typer.Option(None, "--prometheus-token", envvar="CANARY_PROMETHEUS_TOKEN", show_default=False),
-    insecure: bool = typer.Option(False, "--insecure-skip-tls-verify", envvar="CANARY_PROMETHEUS_INSECURE"),
+    prometheus_url: Optional[str] = opts.PromUrlOpt,
+    prometheus_token: Optional[str] = opts.PromTokenOpt,
+    prometheus_user: Optional[str] = opts.PromUserOpt,
+    prometheus_password: Optional[str] = opts.PromPasswordOpt,
+    prometheus_ca_file: Optional[str] = opts.PromCaOpt,
+    insecure: bool = opts.InsecureOpt,
     leader_elect: bool = typer.Option(False, "--leader-elect", help="hold a coordination.k8s.io Lease; only the leader writes"),
     lease_namespace: str = typer.Option("", "--lease-namespace", envvar="POD_NAMESPACE", help="namespace of the Lease (default: canary-system)"),
     lease_name: str = typer.Option("canary-controller", "--lease-name"),
-    lease_duration: float = typer.Option(15.0, "--lease-duration", help="seconds"),
-    renew_deadline: float = typer.Option(10.0, "--renew-deadline", help="seconds; must be below --lease-duration"),
-    retry_period: float = typer.Option(2.0, "--retry-period", help="seconds"),
+    lease_duration: float = opts.DurationOpt("15s", "--lease-duration", help="how long a Lease holds"),
+    renew_deadline: float = opts.DurationOpt("10s", "--renew-deadline", help="must be below --lease-duration"),
+    retry_period: float = opts.DurationOpt("2s", "--retry-period", help="between tries to take or renew the Lease"),
     identity: str = typer.Option("", "--identity", envvar="POD_NAME", help="default: hostname-pid"),
     metrics_addr: str = typer.Option("127.0.0.1:8080", "--metrics-addr", help="host:port for /metrics /healthz /readyz ('' to disable)"),
-    tick: float = typer.Option(1.0, "--tick", help="seconds between passes over all rollouts"),
+    tick: float = opts.DurationOpt("1s", "--tick", help="between passes over all rollouts"),
     webhook: list[str] = typer.Option([], "--webhook", help="generic JSON webhook URL (repeatable; also CANARY_WEBHOOK_URLS)"),
     slack_webhook: list[str] = typer.Option([], "--slack-webhook", help="Slack incoming-webhook URL (repeatable; also CANARY_SLACK_WEBHOOK_URLS)"),
     drift: bool = typer.Option(False, "--drift", help="also watch every baseline ConfigMap for data drift (docs/drift.md)"),
-    drift_interval: str = typer.Option("5m", "--drift-interval", help="time between drift evaluations"),
-    drift_window: str = typer.Option("1h", "--drift-window", help="live data each drift evaluation reads"),
-    drift_quiet: str = typer.Option("1h", "--drift-quiet", help="no drift episode within this of a version first seen"),
+    drift_interval: float = opts.DurationOpt("5m", "--drift-interval", help="time between drift evaluations"),
+    drift_window: float = opts.DurationOpt("1h", "--drift-window", help="live data each drift evaluation reads"),
+    drift_quiet: float = opts.DurationOpt("1h", "--drift-quiet", zero=True,
+                                          help="no drift episode within this of a version first seen"),
     retrain_job: Optional[Path] = typer.Option(None, "--retrain-job", help="batch/v1 Job template created once per drift episode"),
     log_format: str = cli.LogFormatOpt,
 ) -> None:
-    """Drive every CanaryRollout until it is promoted or rolled back."""
+    """Drive every CanaryRollout until it is promoted or rolled back.
+
+    -n watches one namespace; without it, all (unlike other commands, it does not default to the
+    kubeconfig context's namespace: a controller serves the cluster).
+
+    Example: canary controller run --leader-elect --prometheus-url http://prometheus:9090 --tick 2s --drift
+    """
     from canary import logs
 
     logs.configure(fmt=log_format)
@@ -88,7 +98,8 @@ def run(
                                     retry_period_s=retry_period)
             elector.start(stop)
             is_leader, lease_left = elector.is_leader, elector.lease_left
-        prom = cli._metrics(prometheus_url, prometheus_token, None, None, insecure)
+        prom = cli._metrics(prometheus_url, prometheus_token, prometheus_user, prometheus_password, insecure,
+                            prometheus_ca_file)
         op = Controller(custom=kc.CustomObjectsApi(client), core=kc.CoreV1Api(client), router=IstioRouter(client),
                       metrics=prom, batch=BatchMetrics(prom), namespace=namespace, is_leader=is_leader, lease_left=lease_left, identity=me,
                       telemetry=telemetry, notifier=notifier)
@@ -127,7 +138,7 @@ def run(
 
 
 def _start_drift(client: Any, prom: Any, *, namespace: Optional[str], state_namespace: str, stop: Any,
-                 is_leader: Any, notifier: Any, interval: str, window: str, quiet: str,
+                 is_leader: Any, notifier: Any, interval: float, window: float, quiet: float,
                  retrain_job: Optional[Path], registry: Any = None) -> None:
     """The drift monitor beside the rollouts: a thread over the baseline ConfigMaps (leader only)."""
     import kubernetes.client as kc
@@ -135,12 +146,8 @@ def _start_drift(client: Any, prom: Any, *, namespace: Optional[str], state_name
     from canary.drift import monitor as M
     from canary.drift.store import ConfigMapStateStore
     from canary.drift.watch import DriftWatcher, load_job_template, watch_baselines
-    from canary.policy_fields import parse_duration
 
-    try:
-        interval_s, window_s, quiet_s = parse_duration(interval), parse_duration(window), parse_duration(quiet)
-    except ValueError as exc:
-        raise cli.ConfigError(f"--drift-interval/--drift-window/--drift-quiet: {exc}") from None
+    interval_s, window_s, quiet_s = interval, window, quiet  # seconds, parsed by their options
     template = load_job_template(retrain_job) if retrain_job else None
     core = kc.CoreV1Api(client)
     watcher = DriftWatcher([], client=prom, window_s=window_s, config=M.MonitorConfig(quiet_s=quiet_s),
@@ -158,7 +165,8 @@ def _start_drift(client: Any, prom: Any, *, namespace: Optional[str], state_name
 
 def follow(*, model: str, canary_version: str, policy_file: Path, namespace: str, stable_version: str,
            virtual_service: Optional[str], kubeconfig: Optional[str], context: Optional[str], name: Optional[str],
-           triton: dict[str, str] | None, output: str, timeout_s: float) -> int:
+           triton: dict[str, str] | None, output: str, timeout_s: float, destination_rule: Optional[str] = None,
+           route: Optional[str] = None) -> int:
     """`promote --via-controller`: create/update the CanaryRollout, follow its status, same exit codes."""
     import kubernetes.client as kc
 
@@ -175,6 +183,7 @@ def follow(*, model: str, canary_version: str, policy_file: Path, namespace: str
     body = crd.new_object(namespace=namespace, name=name or f"{model}-{canary_version}".lower().replace(".", "-"),
                           model=model, canary_version=canary_version, policy_raw=raw, stable_version=stable_version,
                           virtual_service=virtual_service or "", triton=triton)
+    body["spec"].update({k: v for k, v in (("destinationRule", destination_rule), ("route", route)) if v})
     api = kc.CustomObjectsApi(api_client(kubeconfig=kubeconfig, context=context))
     meta = body["metadata"]
     try:
@@ -192,11 +201,15 @@ def follow(*, model: str, canary_version: str, policy_file: Path, namespace: str
             st = obj.get("status") or {}
             if st.get("phase") in rl.TERMINAL:
                 code = EXIT_CODES[st["phase"]]
-                if output == "json":
-                    typer.echo(json.dumps({**st, "exit_code": code, "rollout": f"{namespace}/{meta['name']}"}))
-                else:
-                    typer.echo(f"{st['phase']}: {model} {canary_version} weights "
-                               f"{st.get('weights', {}).get('stable')}/{st.get('weights', {}).get('canary')} - {st.get('reason', '')}")
+                where = f"{namespace}/{meta['name']}"
+
+                def text(wide: bool, st: dict[str, Any] = st) -> None:
+                    w = st.get("weights") or {}
+                    extra = f" (CanaryRollout {where}, route {route or '-'})" if wide else ""
+                    typer.echo(f"{st['phase']}: {model} {canary_version} weights {w.get('stable')}/{w.get('canary')}"
+                               f"{extra} - {st.get('reason', '')}")
+
+                opts.emit({**st, "exit_code": code, "rollout": where}, output, text)
                 return code
             time.sleep(1.0)
     except cli.CanaryError:

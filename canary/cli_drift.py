@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from canary import cli_options as opts
 from canary.errors import CanaryError, ConfigError, TransientError
 
 baseline_app = typer.Typer(no_args_is_help=True, help="Training baselines: capture a reference profile of features.")
@@ -30,28 +30,10 @@ def _fail(message: str, code: int = EXIT_BAD) -> None:
     raise typer.Exit(code)
 
 
-def _duration(value: str, flag: str, *, zero: bool = False) -> float:
-    """A flag's duration in seconds; ConfigError naming the flag. `zero`: "0"/"0s" allowed."""
-    from canary.policy_fields import parse_duration
-
-    if zero and value.strip() in ("0", "0s"):
-        return 0.0
-    try:
-        return parse_duration(value)
-    except ValueError as exc:
-        raise ConfigError(f"{flag}: {exc}") from None
-
-
 def _logs() -> None:
     from canary import logs
 
     logs.configure()  # on stderr: stdout carries only the requested output
-
-
-def _output(value: str, allowed: tuple[str, ...]) -> str:
-    if value not in allowed:
-        _fail(f"--output must be one of {', '.join(allowed)}, got {value!r}")
-    return value
 
 
 @baseline_app.command("capture")
@@ -62,29 +44,40 @@ def capture_cmd(
     prediction: Optional[str] = typer.Option(None, "--prediction", help="column holding the model's prediction"),
     features: Optional[str] = typer.Option(None, "--features", help="comma-separated columns (default: all)"),
     buckets: int = typer.Option(20, "--buckets", help="buckets per numeric feature (at its quantiles)"),
+    bounds_from: Optional[Path] = typer.Option(None, "--bounds-from",
+                                               help="another version's profile: reuse its bounds and categories, so "
+                                                    "a rollout's feature_drift check compares the two bucket for bucket"),
     output_file: Optional[Path] = typer.Option(None, "--output-file", "-f",
                                                help="where to write the profile (default MODEL-VERSION.profile.json)"),
-    output: str = typer.Option("text", "--output", "-o", help="text or json (a summary of what was written)"),
+    output: str = opts.OutputOpt,
     configmap: Optional[str] = typer.Option(None, "--configmap",
                                             help="also store it as this baseline ConfigMap (for the controller)"),
-    namespace: str = typer.Option("default", "--namespace", "-n", help="namespace of --configmap"),
-    kubeconfig: Optional[str] = typer.Option(None, "--kubeconfig", envvar="KUBECONFIG"),
-    context: Optional[str] = typer.Option(None, "--context"),
+    namespace: Optional[str] = typer.Option(None, "--namespace", "-n", show_default=False,
+                                            help="namespace of --configmap (default: the kubeconfig context's)"),
+    kubeconfig: Optional[str] = opts.KubeconfigOpt,
+    context: Optional[str] = opts.ContextOpt,
 ) -> None:
     """Profile the training data of MODEL VERSION: per-feature histograms, category shares,
     missing rates, the prediction distribution, row count, schema and the file's hash.
 
     Example: canary baseline capture train.parquet --model rec-model --version v2 --prediction score
+
+    Example: canary baseline capture train.csv --model rec-model --version v2 --configmap rec-model-v2 -n ml -o json
     """
     from canary.drift.profile import capture, file_sha256, read_table
 
     _logs()
-    _output(output, ("text", "json"))
     names = [c.strip() for c in features.split(",") if c.strip()] if features else None
     try:
+        like = None
+        if bounds_from is not None:
+            from canary.drift.compare import validate_profile
+
+            like = _load_json(bounds_from, "--bounds-from")
+            validate_profile(like, str(bounds_from))
         table = read_table(file)
         prof = capture(table, model=model, version=version, file=str(file), sha256=file_sha256(file),
-                       prediction=prediction, features=names, buckets=buckets)
+                       prediction=prediction, features=names, buckets=buckets, bounds_from=like)
     except CanaryError as exc:
         _fail(str(exc))
     target = output_file or Path(f"{model}-{version}.profile.json")
@@ -100,6 +93,7 @@ def capture_cmd(
         from canary.kube import api_client
 
         try:
+            namespace = opts.namespace(namespace, kubeconfig, context)
             core = kubernetes.client.CoreV1Api(api_client(kubeconfig=kubeconfig, context=context))
             stored = f"ConfigMap {namespace}/{configmap} " + save_profile(core, namespace=namespace, name=configmap,
                                                                           profile=prof)
@@ -110,63 +104,68 @@ def capture_cmd(
                   f"{str(exc)[:200]}", EXIT_UNAVAILABLE)
     summary = {"file": str(target), "model": model, "version": version, "rows": prof["rows"], "stored": stored,
                "features": {n: f["type"] for n, f in prof["features"].items()}, "sha256": prof["source"]["sha256"]}
-    if output == "json":
-        typer.echo(json.dumps(summary))
-    else:
+
+    def text(wide: bool) -> None:
         typer.echo(f"{target}: {prof['rows']:,} rows, {len(prof['features'])} features "
                    f"({', '.join(f'{n} {t}' for n, t in summary['features'].items())})"
                    + (f"; {stored}" if stored else ""))
+        if wide:
+            typer.echo(f"  model {model} version {version}, source {file} sha256 {summary['sha256']}")
+
+    opts.emit(summary, output, text)
 
 
 @drift_app.command("check")
 def check_cmd(
     baseline: Path = typer.Option(..., "--baseline", help="profile written by `canary baseline capture`"),
     input: Optional[Path] = typer.Option(None, "--input", "-i", help="live counts as JSON (see docs/drift.md)"),
-    prometheus_url: Optional[str] = typer.Option(None, "--prometheus-url", envvar="CANARY_PROMETHEUS_URL"),
-    prometheus_token: Optional[str] = typer.Option(None, "--prometheus-token", envvar="CANARY_PROMETHEUS_TOKEN",
-                                                   show_default=False),
-    insecure: bool = typer.Option(False, "--insecure-skip-tls-verify", envvar="CANARY_PROMETHEUS_INSECURE"),
+    prometheus_url: Optional[str] = opts.PromUrlOpt,
+    prometheus_token: Optional[str] = opts.PromTokenOpt,
+    prometheus_user: Optional[str] = opts.PromUserOpt,
+    prometheus_password: Optional[str] = opts.PromPasswordOpt,
+    prometheus_ca_file: Optional[str] = opts.PromCaOpt,
+    insecure: bool = opts.InsecureOpt,
     version: Optional[str] = typer.Option(None, "--version", help="live version to check (default: the profile's)"),
-    window: str = typer.Option("1h", "--window", help="how far back to read live data, e.g. 30m, 1h"),
-    output: str = typer.Option("table", "--output", "-o", help="table or json"),
+    window: float = opts.DurationOpt("1h", "--window", help="how far back to read live data"),
+    output: str = opts.OutputOpt,
 ) -> None:
     """Compare live feature distributions with the training profile, once (for scripts).
 
     Exit 0 no dataset drift, 1 dataset drift, 4 no live data, 2 bad input, 3 Prometheus unavailable.
     Example: canary drift check --baseline rec-model-v2.profile.json --prometheus-url http://prometheus:9090
+
+    Example: canary drift check --baseline rec-model-v2.profile.json --input live.json --window 1h30m -o yaml
     """
     from canary.drift.compare import compare, validate_profile
 
     _logs()
-    _output(output, ("table", "json"))
     if (input is None) == (prometheus_url is None):
         _fail("give exactly one of --input (a JSON file) or --prometheus-url")
     try:
         prof = _load_json(baseline, "baseline")
         validate_profile(prof, str(baseline))
-        window_s = _duration(window, "--window")
+        window_s = window
         if input is not None:
             raw = _load_json(input, "input")
             live = raw.get("features") if isinstance(raw, dict) else None
             if not isinstance(live, dict):
                 raise ConfigError(f"{input}: features: must be an object mapping feature names to live counts")
         else:
-            live = _from_prometheus(prometheus_url or "", prometheus_token, insecure, prof,
-                                    version or str(prof["version"]), window_s)
+            client = opts.prometheus(prometheus_url, prometheus_token, prometheus_user, prometheus_password,
+                                     prometheus_ca_file, insecure, provider=False)
+            live = _from_prometheus(client, prof, version or str(prof["version"]), window_s)
         result = compare(prof, live)
     except TransientError as exc:
         _fail(str(exc), EXIT_UNAVAILABLE)
     except (CanaryError, ValueError) as exc:
         _fail(str(exc))
     quiet = sorted(set(prof["features"]) - {f.feature for f in result.features})
-    if output == "json":
-        typer.echo(json.dumps({
-            "model": prof["model"], "version": version or prof["version"], "dataset_drift": result.drifted,
-            "share": result.share, "drifted_features": list(result.drifted_features()), "no_live_data": quiet,
-            "features": [{**f.__dict__, "score": f.score, "reason": f.reason()} for f in result.features],
-            "missing": [{**m.__dict__, "reason": m.reason()} for m in result.missing]}))
-    else:
-        _table(prof, result, quiet)
+    opts.emit({
+        "model": prof["model"], "version": version or prof["version"], "dataset_drift": result.drifted,
+        "share": result.share, "drifted_features": list(result.drifted_features()), "no_live_data": quiet,
+        "features": [{**f.__dict__, "score": f.score, "reason": f.reason()} for f in result.features],
+        "missing": [{**m.__dict__, "reason": m.reason()} for m in result.missing]},
+        output, lambda wide: _table(prof, result, quiet, wide=wide))
     if not result.features:
         raise typer.Exit(EXIT_NO_DATA)
     raise typer.Exit(EXIT_DRIFT if result.drifted else EXIT_OK)
@@ -175,22 +174,27 @@ def check_cmd(
 @drift_app.command("watch")
 def watch_cmd(
     baselines: list[Path] = typer.Option(..., "--baseline", help="a profile per model version to watch (repeat)"),
-    prometheus_url: Optional[str] = typer.Option(None, "--prometheus-url", envvar="CANARY_PROMETHEUS_URL"),
-    prometheus_token: Optional[str] = typer.Option(None, "--prometheus-token", envvar="CANARY_PROMETHEUS_TOKEN",
-                                                   show_default=False),
-    insecure: bool = typer.Option(False, "--insecure-skip-tls-verify", envvar="CANARY_PROMETHEUS_INSECURE"),
-    window: str = typer.Option("1h", "--window", help="live data each evaluation reads"),
-    interval: str = typer.Option("5m", "--interval", help="time between evaluations"),
+    prometheus_url: Optional[str] = opts.PromUrlOpt,
+    prometheus_token: Optional[str] = opts.PromTokenOpt,
+    prometheus_user: Optional[str] = opts.PromUserOpt,
+    prometheus_password: Optional[str] = opts.PromPasswordOpt,
+    prometheus_ca_file: Optional[str] = opts.PromCaOpt,
+    insecure: bool = opts.InsecureOpt,
+    window: float = opts.DurationOpt("1h", "--window", help="live data each evaluation reads"),
+    interval: float = opts.DurationOpt("5m", "--interval", help="time between evaluations"),
     enter_after: int = typer.Option(3, "--enter-after", help="drifted evaluations in a row to start an episode"),
     exit_after: int = typer.Option(3, "--exit-after", help="clean evaluations in a row to end one"),
-    quiet: str = typer.Option("1h", "--quiet", help="after a version is first seen, no episode starts"),
+    quiet: float = opts.DurationOpt("1h", "--quiet", zero=True,
+                                    help="after a version is first seen, no episode starts for this long"),
     state_file: Optional[Path] = typer.Option(None, "--state-file", help="keeps episodes across restarts"),
     retrain_job: Optional[Path] = typer.Option(None, "--retrain-job", help="batch/v1 Job template (YAML) to create "
                                                                            "once per drift episode"),
     retrain_webhook: Optional[str] = typer.Option(None, "--retrain-webhook", help="or POST the evidence here"),
-    namespace: str = typer.Option("default", "--namespace", "-n", help="namespace of the Events and the Job"),
-    kubeconfig: Optional[str] = typer.Option(None, "--kubeconfig", envvar="KUBECONFIG"),
-    context: Optional[str] = typer.Option(None, "--context"),
+    namespace: Optional[str] = typer.Option(None, "--namespace", "-n", show_default=False,
+                                            help="namespace of the Events and the Job (default: the kubeconfig "
+                                                 "context's)"),
+    kubeconfig: Optional[str] = opts.KubeconfigOpt,
+    context: Optional[str] = opts.ContextOpt,
     no_kube: bool = typer.Option(False, "--no-kube", help="no Kubernetes Events (and no Job)"),
     once: bool = typer.Option(False, "--once", help="one evaluation, then exit (1 if any episode is open, "
                                                     "3 if Prometheus could not be read)"),
@@ -205,14 +209,13 @@ def watch_cmd(
 
     from canary.drift import monitor as M
     from canary.drift.watch import DriftWatcher, load_job_template
-    from canary.metrics.client import PrometheusClient
     from canary.drift.compare import validate_profile
     from canary.notify import Notifier
 
     _logs()
     try:
-        if not prometheus_url:
-            raise ConfigError("no Prometheus address: pass --prometheus-url or set CANARY_PROMETHEUS_URL")
+        client = opts.prometheus(prometheus_url, prometheus_token, prometheus_user, prometheus_password,
+                                 prometheus_ca_file, insecure, provider=False)
         if retrain_job and retrain_webhook:
             raise ConfigError("give at most one of --retrain-job and --retrain-webhook")
         if retrain_job and no_kube:
@@ -221,8 +224,7 @@ def watch_cmd(
         for p, prof in zip(baselines, profiles):
             validate_profile(prof, str(p))
         template = load_job_template(retrain_job) if retrain_job else None
-        window_s, interval_s = _duration(window, "--window"), _duration(interval, "--interval")
-        quiet_s = _duration(quiet, "--quiet", zero=True)
+        window_s, interval_s, quiet_s = window, interval, quiet  # seconds, parsed by their options
         if enter_after < 1 or exit_after < 1:
             raise ConfigError("--enter-after and --exit-after must be at least 1")
         core = batch = None
@@ -231,14 +233,13 @@ def watch_cmd(
 
             from canary.kube import api_client
 
+            namespace = opts.namespace(namespace, kubeconfig, context)
             api = api_client(kubeconfig=kubeconfig, context=context)
             core, batch = kubernetes.client.CoreV1Api(api), kubernetes.client.BatchV1Api(api)
         from prometheus_client import CollectorRegistry
 
         registry = CollectorRegistry()
-        watcher = DriftWatcher(profiles, client=PrometheusClient(prometheus_url or "", token=prometheus_token,
-                                                                 verify_tls=not insecure),
-                               window_s=window_s, namespace=namespace, state_file=state_file, core_api=core,
+        watcher = DriftWatcher(profiles, client=client, window_s=window_s, namespace=namespace or "default", state_file=state_file, core_api=core,
                                batch_api=batch, job_template=template, retrain_webhook=retrain_webhook,
                                notifier=Notifier.from_env(), registry=registry,
                                config=M.MonitorConfig(enter_after=enter_after, exit_after=exit_after, quiet_s=quiet_s))
@@ -267,25 +268,26 @@ def _load_json(path: Path, what: str) -> Any:
         raise ConfigError(f"{path}: the {what} is not valid JSON: {str(exc)[:160]}") from None
 
 
-def _from_prometheus(url: str, token: Optional[str], insecure: bool, prof: dict, version: str,
-                     window_s: float) -> dict:
+def _from_prometheus(client: Any, prof: dict, version: str, window_s: float) -> dict:
     from canary.drift.live import live_counts
-    from canary.metrics.client import PrometheusClient
 
-    client = PrometheusClient(url, token=token, verify_tls=not insecure)
     return live_counts(client, prof, model=str(prof["model"]), version=version, window_s=window_s)
 
 
-def _table(prof: dict, result: Any, quiet: list[str]) -> None:
+def _table(prof: dict, result: Any, quiet: list[str], *, wide: bool = False) -> None:
     t = Table(title=f"{prof['model']} {prof['version']}: "
                     f"{'DATASET DRIFT' if result.drifted else 'no dataset drift'} "
                     f"({result.share:.0%} of {len(result.features)} features drifted)")
-    for col in ("feature", "kind", "test", "value", "threshold", "PSI", "live n", "drift"):
-        t.add_column(col, justify="left" if col in ("feature", "kind", "test") else "right")
+    cols = ("feature", "kind", "test", "value", "threshold", "PSI", "live n", "drift")
+    for col in cols + (("training n", "score", "note") if wide else ()):
+        t.add_column(col, justify="left" if col in ("feature", "kind", "test", "note") else "right")
     for f in result.features:
-        t.add_row(f.feature, f.kind, f.test, f"{f.value:.3g}", f"{f.threshold:g}", f"{f.psi:.3g}",
-                  f"{f.n_current:,.0f}", "[red]yes[/red]" if f.drifted else "no")
-    console = Console()
+        row = [f.feature, f.kind, f.test, f"{f.value:.3g}", f"{f.threshold:g}", f"{f.psi:.3g}",
+               f"{f.n_current:,.0f}", "[red]yes[/red]" if f.drifted else "no"]
+        if wide:
+            row += [f"{f.n_reference:,.0f}", f"{f.score:.3g}", f.note or ""]
+        t.add_row(*row)
+    console = opts.console(wide)
     console.print(t)
     if quiet:
         console.print(f"no live data for: {', '.join(quiet)}", highlight=False)

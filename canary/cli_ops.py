@@ -6,52 +6,66 @@ main Typer app by `register`.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Optional
 
 import typer
 
 from canary import cli
+from canary import cli_options as opts
 
 
 def analyze(
     model: str = typer.Argument(..., help="model name"),
     policy_file: Path = typer.Option(..., "--policy", help="policy whose checks to run"),
-    window: str = typer.Option("5m", "--window", help="how far back to compare, e.g. 30s, 5m"),
+    window: float = opts.DurationOpt("5m", "--window", help="how far back to compare"),
     canary_version: str = typer.Option("", "--canary-version", help="default: what the canary subset selects"),
     stable_version: str = typer.Option("", "--stable-version", help="default: what the stable subset selects"),
-    namespace: str = cli.NamespaceOpt,
+    namespace: Optional[str] = cli.NamespaceOpt,
     virtual_service: Optional[str] = cli.VsOpt,
+    destination_rule: Optional[str] = cli.DrOpt,
+    route: Optional[str] = cli.RouteOpt,
     kubeconfig: Optional[str] = cli.KubeconfigOpt,
     context: Optional[str] = cli.ContextOpt,
-    prometheus_url: Optional[str] = typer.Option(None, "--prometheus-url", envvar="CANARY_PROMETHEUS_URL"),
-    prometheus_token: Optional[str] = typer.Option(None, "--prometheus-token", envvar="CANARY_PROMETHEUS_TOKEN", show_default=False),
-    insecure: bool = typer.Option(False, "--insecure-skip-tls-verify", envvar="CANARY_PROMETHEUS_INSECURE"),
+    prometheus_url: Optional[str] = opts.PromUrlOpt,
+    prometheus_token: Optional[str] = opts.PromTokenOpt,
+    prometheus_user: Optional[str] = opts.PromUserOpt,
+    prometheus_password: Optional[str] = opts.PromPasswordOpt,
+    prometheus_ca_file: Optional[str] = opts.PromCaOpt,
+    insecure: bool = opts.InsecureOpt,
     output: str = cli.OutputOpt,
 ) -> None:
     """Compare stable and canary now over --window, print the verdict with its evidence.
 
     Exit 0 pass, 1 fail, 4 inconclusive or could not measure, 2 bad input.
     Nothing is written anywhere. Versions not given are read from the
-    DestinationRule's subsets (needs Kubernetes access).
+    DestinationRule's subsets (needs Kubernetes access; --route picks the
+    HTTP route of a VirtualService that has several).
+
+    Example: canary analyze rec-model -n ml --policy policies/default.yaml --window 10m --prometheus-url http://prometheus:9090
+
+    Example: canary analyze rec-model --policy p.yaml --stable-version v1 --canary-version v2 --window 1m30s -o json
     """
     from canary.analysis.judge import judge
     from canary.model import Outcome
-    from canary.policy import load_policy, parse_duration
+    from canary.policy import load_policy
 
     def go() -> int:
         policy = load_policy(policy_file)
-        try:
-            window_s = int(parse_duration(window))
-        except ValueError as exc:
-            raise cli.ConfigError(f"--window: {exc}") from None
+        window_s = max(1, int(window))
+        metrics = cli._metrics(prometheus_url, prometheus_token, prometheus_user, prometheus_password, insecure,
+                               prometheus_ca_file)
+        ns = opts.namespace(namespace, kubeconfig, context)
         stable, canary = stable_version, canary_version
+        where = route or policy.route
         if not (stable and canary):
-            st = cli._router(kubeconfig, context).inspect(cli._target(model, namespace, virtual_service, None))
+            router = cli._oncall_router(kubeconfig, context)
+            resolved = router.resolve(cli._target(model, ns, virtual_service, destination_rule, route=where))
+            where = resolved.route
+            st = router.inspect(resolved)
             stable, canary = stable or st.stable_subset_version, canary or st.canary_subset_version
-        target = cli._target(model, namespace, virtual_service, None, stable=stable, canary=canary, route=policy.route)
-        metrics = cli._metrics(prometheus_url, prometheus_token, None, None, insecure)
+        target = cli._target(model, ns, virtual_service, destination_rule, stable=stable, canary=canary,
+                             route=where)
         measurements: dict = {}
         for check in policy.checks:
             try:
@@ -59,17 +73,18 @@ def analyze(
             except cli.CanaryError as exc:
                 measurements[check.name] = exc
         verdict = judge(policy, measurements)
-        if output == "json":
-            typer.echo(json.dumps({"model": model, "stable_version": stable, "canary_version": canary,
-                                   "window_s": window_s, **verdict.to_dict()}))
-        else:
-            from rich.console import Console
 
+        def text(wide: bool) -> None:
             from canary.display import evidence_table
 
-            Console().print(evidence_table((r.to_dict() for r in verdict.results),
-                                           title=f"{model}: {stable} (stable) vs {canary} (canary), last {window}: "
-                                                 f"{verdict.outcome.label}"))
+            where_ = f" route {target.route}," if wide and target.route else ""
+            opts.console(wide).print(evidence_table(
+                (r.to_dict() for r in verdict.results),
+                title=f"{model}: {stable} (stable) vs {canary} (canary),{where_} last {window_s}s: "
+                      f"{verdict.outcome.label}"))
+
+        opts.emit({"model": model, "namespace": ns, "stable_version": stable, "canary_version": canary,
+                   "route": target.route or None, "window_s": window_s, **verdict.to_dict()}, output, text)
         return {Outcome.PASS: 0, Outcome.FAIL: 1}.get(verdict.outcome, 4)
 
     raise typer.Exit(cli.run_guarded(go))
@@ -79,4 +94,4 @@ def register(app: typer.Typer) -> None:
     from canary.sandbox.demo import demo
 
     app.command("analyze")(analyze)
-    app.command("demo")(demo)
+    app.command("demo", epilog="Example: canary demo --scenario slow -o json")(demo)

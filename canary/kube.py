@@ -5,7 +5,8 @@ Two jobs, both about keeping library details at the boundary:
 * :func:`api_client` picks the configuration the way kubectl users expect
   (explicit --kubeconfig/--context, else $KUBECONFIG or ~/.kube/config, else
   the in-cluster service account) and reports a broken setup as ConfigError
-  with the path or context named, not as a kubernetes-config traceback.
+  with the path or context named, not as a kubernetes-config traceback;
+  :func:`default_namespace` picks the namespace from the same place, as kubectl does.
 * :func:`translate` maps ApiException / urllib3 / socket errors onto the
   exception tree, so callers decide retry-or-not by type (5xx and network ->
   KubeUnavailable, 404 -> TargetError, 409 -> RoutingConflict, 401/403 ->
@@ -20,6 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from canary.errors import CanaryError, ConfigError, KubeUnavailable, RoutingConflict, TargetError
+
+# where a pod's service account tells its namespace (kubectl and client-go read the same file)
+IN_CLUSTER_NAMESPACE_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 
 
 def api_client(*, kubeconfig: str | None = None, context: str | None = None) -> Any:
@@ -47,6 +51,39 @@ def api_client(*, kubeconfig: str | None = None, context: str | None = None) -> 
         raise ConfigError(f"cannot load Kubernetes configuration: {exc}") from exc
     cfg.retries = False  # tenacity owns the retries (see module docstring)
     return kubernetes.client.ApiClient(cfg)
+
+
+def default_namespace(*, kubeconfig: str | None = None, context: str | None = None) -> str:
+    """The namespace a command acts in when no `-n` is given, as kubectl picks it: the selected
+    context's (`--context`, else the current context) in the kubeconfig that `api_client` would
+    load; in a pod without a kubeconfig, the pod's own (the service account's namespace file);
+    else 'default'. Raises ConfigError for a kubeconfig that cannot be read or an unknown context."""
+    from kubernetes import config as kconfig
+
+    where = kubeconfig or _default_kubeconfig()
+    if where is None:
+        if context:
+            raise ConfigError(f"--context {context!r}: there is no kubeconfig (no --kubeconfig, no $KUBECONFIG, "
+                              "no ~/.kube/config)")
+        try:
+            return Path(IN_CLUSTER_NAMESPACE_FILE).read_text(encoding="utf-8").strip() or "default"
+        except OSError:
+            return "default"
+    first = where.split(os.pathsep)[0]
+    if not Path(first).expanduser().is_file():
+        raise ConfigError(f"kubeconfig {first!r} does not exist")
+    try:
+        contexts, current = kconfig.list_kube_config_contexts(config_file=where)
+    except Exception as exc:  # ConfigException, yaml, OSError: all mean "fix your config"
+        raise ConfigError(f"cannot read kubeconfig {first!r}: {exc}") from exc
+    if context:
+        chosen = next((c for c in contexts or () if c.get("name") == context), None)
+        if chosen is None:
+            raise ConfigError(f"--context {context!r} is not in kubeconfig {first!r} "
+                              f"(contexts: {', '.join(str(c.get('name')) for c in contexts or ()) or 'none'})")
+    else:
+        chosen = current
+    return str(((chosen or {}).get("context") or {}).get("namespace") or "default")
 
 
 def _default_kubeconfig() -> str | None:

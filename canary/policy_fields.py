@@ -7,7 +7,7 @@ the same error wording, without importing one another.
 Values are strict, because a coerced value is a silent surprise mid-rollout:
 `Strict` models forbid unknown keys, never coerce (a boolean is never a
 number, a string is never a boolean) and refuse ``.inf``/``.nan``. Durations
-are '500ms'/'30s'/'5m'/'1h' or seconds, each within bounds that keep a rollout
+are Go-style ('500ms', '30s', '1m30s', '2h') or seconds, each within bounds that keep a rollout
 sane: at least 1 s and at most 24 h for the step interval, the look period and
 the no-data deadline (a step longer than a day is a unit mistake, e.g. ms
 written as s, and a Prometheus window that long outlives most retention), a
@@ -27,8 +27,12 @@ from pydantic import BaseModel, ConfigDict
 LABEL_NAME = r"^[a-zA-Z_][a-zA-Z0-9_]*$"
 METRIC_NAME = r"^[a-zA-Z_:][a-zA-Z0-9_:]*$"
 _LABEL, METRIC_PATTERN = re.compile(LABEL_NAME, re.ASCII), re.compile(METRIC_NAME, re.ASCII)
-_DURATION = re.compile(r"^[ \t]*([0-9]+(?:\.[0-9]+)?)[ \t]*(ms|s|m|h)?[ \t]*$", re.ASCII)
-_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+# Go's time.ParseDuration grammar ('1m30s', '500ms', '1.5h'; units ns us µs ms s m h), or a plain number of
+# seconds; ASCII digits only, spaces or tabs around it. Checked here because durationpy, which does the
+# arithmetic, also takes Unicode digits and units Go does not know (d, w, mm for months, y).
+_GO_PART = r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:ns|us|µs|μs|ms|s|m|h)"
+_DURATION = re.compile(rf"^[ \t]*(?:[0-9]+(?:\.[0-9]+)?|\+?(?:{_GO_PART})+)[ \t]*$")
+_SECONDS = re.compile(r"^[ \t]*[0-9]+(?:\.[0-9]+)?[ \t]*$")
 
 
 class FieldProblem(ValueError):
@@ -59,23 +63,33 @@ def label_name(name: str, *, allow_empty: bool = False) -> str:
 
 
 def parse_duration(value: Any) -> float:
-    """'500ms', '10s', '5m', '1h' or a number of seconds -> seconds (a finite float > 0)."""
+    """A Go-style duration ('1m30s', '500ms', '2h', '90s') or a number of seconds (90, '90') -> seconds,
+    a finite float > 0; ValueError quoting the bad value. The parse is durationpy's, the library the
+    Kubernetes client uses for Go durations."""
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise ValueError("a duration must be like '30s', '5m' or a number of seconds")
+        raise ValueError("a duration must be like '30s', '5m', '1m30s' or a number of seconds")
     try:
         if isinstance(value, str):
-            match = _DURATION.fullmatch(value)
-            if not match:
-                raise ValueError(f"{show(value)} is not a duration (use e.g. '500ms', '30s', '5m', '1h')")
-            seconds = float(match.group(1)) * _UNIT[match.group(2)]
+            if not _DURATION.fullmatch(value):
+                raise ValueError(f"{show(value)} is not a duration (use e.g. '500ms', '30s', '1m30s', '2h')")
+            if _SECONDS.fullmatch(value):
+                seconds = float(value)
+            else:
+                import durationpy
+
+                seconds = durationpy.from_str(value.strip()).total_seconds()
         else:
             seconds = float(value)
     except OverflowError:
-        raise ValueError("a duration must be finite") from None
+        raise ValueError(f"{show(value)}: a duration must be finite") from None
+    except ValueError as exc:  # durationpy.DurationError: out of range
+        if "is not a duration" in str(exc):
+            raise
+        raise ValueError(f"{show(value)} is too long a duration") from None
     if not math.isfinite(seconds):
-        raise ValueError("a duration must be finite")
+        raise ValueError(f"{show(value)}: a duration must be finite")
     if seconds <= 0:
-        raise ValueError("a duration must be positive")
+        raise ValueError(f"{show(value)}: a duration must be positive")
     return seconds
 
 

@@ -1,0 +1,166 @@
+"""The options every command shares, and the one renderer: so that every command parses and prints alike.
+
+kubectl habits, on every command (issue 11):
+
+* `-o/--output text|wide|json|yaml` wherever a command prints: `json` one object per line, `yaml`
+  the same data through PyYAML, `text` what a person reads, `wide` the same with more columns and no
+  folding. Anything else is refused before the command runs (exit 2, naming the flag). `table`, the
+  word `plan`, `judge` and `drift check` used before, still means `text`. Only the requested output
+  goes to stdout; logs and errors go to stderr.
+* `-n/--namespace` defaults to the kubeconfig context's namespace, as kubectl's does
+  (`canary.kube.default_namespace`); an explicit `-n` wins.
+* durations are Go-style (`1m30s`, `500ms`, `2h`) or plain seconds, one parser with the policy's
+  (`policy_fields.parse_duration`); a bad one is refused naming the flag and the value.
+* Prometheus: URL, bearer token, basic auth and a CA bundle, each with its CANARY_PROMETHEUS_* variable,
+  built into a client in one place.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Callable, Optional
+
+import typer
+
+from canary.errors import ConfigError
+
+OUTPUTS = ("text", "wide", "json", "yaml")
+_ALIASES = {"table": "text"}
+
+
+def output_format(value: str) -> str:
+    """Typer callback of --output: one of OUTPUTS, else a usage error (exit 2) naming the flag."""
+    v = _ALIASES.get(value, value)
+    if v not in OUTPUTS:
+        raise typer.BadParameter(f"{value!r} is not an output format: use text, wide, json or yaml")
+    return v
+
+
+OutputOpt = typer.Option("text", "--output", "-o", callback=output_format, metavar="FORMAT",
+                         help="text, wide (more columns), json or yaml")
+
+
+def emit(data: Any, output: str, text: Optional[Callable[[bool], None]] = None, *, stream: bool = False) -> None:
+    """Print `data` as asked: json/yaml from the data itself, text/wide by `text(wide)` (default: the
+    data as JSON). `stream`: one of several documents (`status --watch`): yaml starts each with ---."""
+    if output == "json" or (text is None and output in ("text", "wide")):
+        typer.echo(json.dumps(data, default=str))
+    elif output == "yaml":
+        import yaml
+
+        plain = json.loads(json.dumps(data, default=str))  # tuples, paths, enums: as JSON has them
+        typer.echo(yaml.safe_dump(plain, sort_keys=False, allow_unicode=True, explicit_start=stream), nl=False)
+    else:
+        assert text is not None
+        text(output == "wide")
+
+
+def console(wide: bool = False) -> Any:
+    """A rich Console on stdout; `wide`: at least 200 columns, so that no table is folded."""
+    from rich.console import Console
+
+    c = Console()
+    return Console(width=200) if wide and c.width < 200 else c
+
+
+# ---- durations -------------------------------------------------------------------------------
+
+
+def _parse_duration(value: Any, *, zero: bool) -> float:
+    from canary.policy_fields import parse_duration
+
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = str(value)  # a default given as a number
+    if zero and isinstance(value, str) and value.strip() in ("0", "0s"):
+        return 0.0
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+def duration(value: Any) -> float:
+    """Typer parser: a Go-style duration or seconds -> seconds (> 0)."""
+    return _parse_duration(value, zero=False)
+
+
+def duration_or_zero(value: Any) -> float:
+    """Typer parser: as `duration`, and 0 allowed."""
+    return _parse_duration(value, zero=True)
+
+
+def DurationOpt(default: Any, *names: str, help: str, zero: bool = False, **kw: Any) -> Any:  # noqa: N802
+    """An option holding a duration: '1m30s', '500ms', '2h', or seconds ('90')."""
+    return typer.Option(default, *names, parser=duration_or_zero if zero else duration, metavar="DURATION",
+                        help=f"{help} (Go-style duration: 1m30s, 500ms, 2h; or seconds)", **kw)
+
+
+# ---- Kubernetes ------------------------------------------------------------------------------
+
+NamespaceOpt = typer.Option(None, "--namespace", "-n", show_default=False,
+                            help="namespace (default: the kubeconfig context's, as kubectl's; in a pod its own)")
+KubeconfigOpt = typer.Option(None, "--kubeconfig", envvar="KUBECONFIG",
+                             help="kubeconfig file (default: ~/.kube/config, else in-cluster)")
+ContextOpt = typer.Option(None, "--context", help="kubeconfig context (default: the current context)")
+
+
+def namespace(explicit: Optional[str], kubeconfig: Optional[str], context: Optional[str]) -> str:
+    """`-n` if given, else the context's namespace (ConfigError for an unreadable kubeconfig or context)."""
+    if explicit:
+        return explicit
+    from canary.kube import default_namespace
+
+    return default_namespace(kubeconfig=kubeconfig, context=context)
+
+
+# ---- Prometheus ------------------------------------------------------------------------------
+
+PromUrlOpt = typer.Option(None, "--prometheus-url", envvar="CANARY_PROMETHEUS_URL",
+                          help="Prometheus HTTP API base URL, e.g. http://prometheus:9090")
+PromTokenOpt = typer.Option(None, "--prometheus-token", envvar="CANARY_PROMETHEUS_TOKEN", show_default=False,
+                            help="bearer token for Prometheus")
+PromUserOpt = typer.Option(None, "--prometheus-user", envvar="CANARY_PROMETHEUS_USER",
+                           help="basic-auth user for Prometheus")
+PromPasswordOpt = typer.Option(None, "--prometheus-password", envvar="CANARY_PROMETHEUS_PASSWORD",
+                               show_default=False, help="basic-auth password (with --prometheus-user)")
+PromCaOpt = typer.Option(None, "--prometheus-ca-file", envvar="CANARY_PROMETHEUS_CA_FILE",
+                         help="CA bundle (PEM) that signed Prometheus's certificate")
+InsecureOpt = typer.Option(False, "--insecure-skip-tls-verify", envvar="CANARY_PROMETHEUS_INSECURE",
+                           help="do not verify Prometheus's TLS certificate")
+
+
+def prometheus(url: Optional[str], token: Optional[str] = None, user: Optional[str] = None,
+               password: Optional[str] = None, ca_file: Optional[str] = None, insecure: bool = False, *,
+               provider: bool = True) -> Any:
+    """A PrometheusProvider (or, `provider=False`, the bare PrometheusClient) from the shared options.
+    ConfigError naming the flag for a missing URL, a password without a user, an unreadable CA file."""
+    from canary.metrics.client import PrometheusClient
+    from canary.metrics.prometheus import PrometheusProvider
+
+    if not url:
+        raise ConfigError("no Prometheus address: pass --prometheus-url or set CANARY_PROMETHEUS_URL")
+    if password and not user:
+        raise ConfigError("--prometheus-password needs --prometheus-user (CANARY_PROMETHEUS_USER)")
+    verify: bool | str = True
+    if ca_file:
+        if insecure:
+            raise ConfigError("give at most one of --prometheus-ca-file and --insecure-skip-tls-verify")
+        verify = _ca_bundle(ca_file)
+    elif insecure:
+        verify = False
+    cls = PrometheusProvider if provider else PrometheusClient
+    return cls(url, token=token or None, basic_auth=(user, password or "") if user else None, verify_tls=verify)
+
+
+def _ca_bundle(path: str) -> str:
+    import ssl
+    from pathlib import Path
+
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise ConfigError(f"--prometheus-ca-file: {path!r} does not exist or is not a file")
+    try:
+        ssl.create_default_context(cafile=str(p))
+    except (ssl.SSLError, OSError, ValueError) as exc:
+        raise ConfigError(f"--prometheus-ca-file: {path!r} is not a readable PEM CA bundle ({exc})") from None
+    return str(p)
