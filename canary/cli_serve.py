@@ -1,0 +1,95 @@
+"""`canary serve`: the judge as an HTTP service for Argo Rollouts and Flagger (canary/serve.py).
+
+Thin on purpose: parse flags, load every policy and open the state directory (a bad one exits
+2 before anything listens), then serve until SIGINT/SIGTERM (exit 0). Registered onto the main
+app by `register`.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from canary import cli
+
+
+def serve(
+    policy: list[Path] = typer.Option([], "--policy", "-p", help="policy file, named by its file name without "
+                                      ".yaml (repeatable)"),
+    policy_dir: Optional[Path] = typer.Option(None, "--policy-dir", help="load every *.yaml / *.yml policy in it"),
+    state_dir: Path = typer.Option(..., "--state-dir", envvar="CANARY_SERVE_STATE_DIR",
+                                   help="where each rollout revision's sequential state is kept (a volume)"),
+    host: str = typer.Option("127.0.0.1", "--host", help="address to bind (0.0.0.0 in a pod behind a Service)"),
+    port: int = typer.Option(8090, "--port", help="TCP port (0: any free one, logged in serve.listening)"),
+    state_ttl: str = typer.Option("168h", "--state-ttl", help="forget revisions not looked at for this long "
+                                                              "(Go-style duration)"),
+    prometheus_url: Optional[str] = typer.Option(None, "--prometheus-url", envvar="CANARY_PROMETHEUS_URL"),
+    prometheus_token: Optional[str] = typer.Option(None, "--prometheus-token", envvar="CANARY_PROMETHEUS_TOKEN",
+                                                   show_default=False),
+    prometheus_user: Optional[str] = typer.Option(None, "--prometheus-user", envvar="CANARY_PROMETHEUS_USER"),
+    prometheus_password: Optional[str] = typer.Option(None, "--prometheus-password",
+                                                      envvar="CANARY_PROMETHEUS_PASSWORD", show_default=False),
+    insecure: bool = typer.Option(False, "--insecure-skip-tls-verify", envvar="CANARY_PROMETHEUS_INSECURE"),
+    log_format: str = cli.LogFormatOpt,
+) -> None:
+    """Serve the judge to Argo Rollouts (web metric) and Flagger (webhooks); docs/integrations.md.
+
+    Endpoints: GET|POST /api/v1/argo/measure; POST /api/v1/flagger/{pre-rollout, rollout,
+    confirm-traffic-increase, confirm-promotion}; GET /healthz. One JSON log line per decision
+    on stderr. Exit 0 on SIGINT/SIGTERM, 2 on bad flags or policies.
+
+    Example: canary serve --policy policies/default.yaml --state-dir /var/lib/canary-serve
+    --prometheus-url http://prometheus:9090
+    """
+    from canary import logs
+
+    logs.configure(fmt=log_format)
+    log = logs.get(component="serve")
+
+    def go() -> int:
+        from canary.policy import parse_duration
+        from canary.serve import Service, load_policies
+        from canary.serve_http import ServeServer
+        from canary.serve_store import SessionStore
+
+        try:
+            ttl = parse_duration(state_ttl)
+        except ValueError as exc:
+            raise cli.ConfigError(f"--state-ttl: {exc}") from None
+        if not 0 <= port <= 65535:
+            raise cli.ConfigError(f"--port must be 0..65535, got {port}")
+        files = list(policy)
+        if policy_dir is not None:
+            if not policy_dir.is_dir():
+                raise cli.ConfigError(f"--policy-dir {policy_dir}: not a directory")
+            files += sorted(p for p in policy_dir.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
+        policies = load_policies(files)
+        store = SessionStore(state_dir)
+        pruned = store.prune(older_than_s=ttl)
+        metrics = cli._metrics(prometheus_url, prometheus_token, prometheus_user, prometheus_password, insecure)
+        try:
+            server = ServeServer(Service(policies=policies, metrics=metrics, store=store), host=host, port=port)
+        except OSError as exc:
+            raise cli.ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        stop = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+        log.info("serve.started", policies=sorted(policies), state_dir=str(state_dir), pruned=pruned)
+        server.start()
+        try:
+            stop.wait()
+        finally:
+            server.stop()
+            log.info("serve.stopped")
+        return 0
+
+    raise typer.Exit(cli.run_guarded(go))
+
+
+def register(app: typer.Typer) -> None:
+    """Add `serve` to the main app (called by canary/cli.py)."""
+    app.command("serve")(serve)

@@ -1,0 +1,300 @@
+"""`canary serve`: our judge behind Argo Rollouts' `web` metric provider and Flagger's webhooks.
+
+Why: people who already run Argo Rollouts or Flagger keep their controller (it owns the
+traffic) and call this service once per analysis interval; each call measures both arms in
+Prometheus over the rollout's open window, judges with the rollout's pooled evidence (the
+judge's `prior`) and answers with a verdict. The sequential state of every rollout revision
+(`serve_session.Session`) is written to disk before the answer leaves (`serve_store`), so a
+restarted service spends the error budget where the last one stopped.
+
+Endpoints (`Service.handle`; the HTTP layer is serve_http.py). Shapes: serve_requests.py.
+
+    GET|POST /api/v1/argo/measure        Argo web metric: 200 with the look document below
+                                         (503 when Prometheus could not be asked)
+    POST /api/v1/flagger/pre-rollout     the policy's Triton gates: 200 passed (or none
+                                         configured), 409 refused, 503 could not check
+    POST /api/v1/flagger/rollout         one look: 200 pass or inconclusive, 409 fail, 503
+    POST /api/v1/flagger/confirm-traffic-increase
+    POST /api/v1/flagger/confirm-promotion
+                                         no measurement: 200 only when the revision's last look
+                                         passed (the canary shown within every limit), 409 when
+                                         it failed, 412 while the evidence is not there yet
+    GET  /healthz                        200 {"ok": true}
+
+The look document (`result` is what an Argo `jsonPath: "{$.result}"` selects):
+
+    {"result": {"verdict": "pass|fail|inconclusive", "outcome": "<this look's judge outcome>",
+                "reason": str, "look": int, "window": int, "window_s": int, "failed_looks": int,
+                "max_failed_looks": int, "canary_requests": float, "checks": {name: outcome}},
+     "rollout": {"key", "revision", "policy", "model", "namespace", "stableVersion",
+                 "canaryVersion", "step"},
+     "evidence": [CheckResult.to_dict(), ...]}          (Argo only; Flagger shows bodies as events)
+
+Every refused request is {"error": str, "field": str} with a 4xx; every decision is one JSON
+log line `serve.decision` on stderr.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from canary import logs
+from canary.analysis.judge import judge
+from canary.errors import CanaryError, ConfigError, GateError, MetricsUnavailable
+from canary.model import Outcome, Target, Verdict
+from canary.policy import Policy, load_policy
+from canary.serve_requests import Ask, BadRequest, argo_ask, flagger_ask, query_fields, read_json
+from canary.serve_session import FAIL, PASS, Session, new_session, open_window, record_gates, record_look
+from canary.serve_store import SessionStore, StoreError
+
+FLAGGER_HOOKS = ("pre-rollout", "rollout", "confirm-traffic-increase", "confirm-promotion")
+STATUS = {PASS: 200, "inconclusive": 200, FAIL: 409}
+Reply = tuple[int, dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class NamedPolicy:
+    name: str
+    policy: Policy
+    base_dir: Path  # where the policy's relative paths (a gate's sample_file) resolve
+
+
+def load_policies(files: list[Path]) -> dict[str, NamedPolicy]:
+    """Policies by name (the file name without .yaml/.yml); ConfigError for a bad file or a name twice."""
+    out: dict[str, NamedPolicy] = {}
+    for f in files:
+        name = f.name.rsplit(".", 1)[0] if f.suffix in (".yaml", ".yml") else f.name
+        if name in out:
+            raise ConfigError(f"{f}: a policy named {name!r} is already loaded (policy names are file names)")
+        out[name] = NamedPolicy(name=name, policy=load_policy(f), base_dir=f.parent)
+    if not out:
+        raise ConfigError("no policy: pass --policy FILE (repeatable) or --policy-dir DIR")
+    return out
+
+
+def default_gates(cfg: Any, *, model: str, stable_url: str | None, canary_url: str, base_dir: Path) -> Any:
+    from canary.gates import TritonGates
+
+    return TritonGates(cfg, model=model, stable_url=stable_url, canary_url=canary_url, base_dir=base_dir)
+
+
+class Service:
+    """The endpoints, without HTTP: `handle(method, path, query, body, content_type) -> (status, JSON)`.
+
+    `metrics` is a PrometheusProvider (anything with its `measure`/`request_counts` taking `at`);
+    `clock` gives Unix seconds (the window bookkeeping and the queries' evaluation time).
+    """
+
+    def __init__(self, *, policies: dict[str, NamedPolicy], metrics: Any, store: SessionStore,
+                 clock: Callable[[], float] = time.time, gates: Callable[..., Any] = default_gates) -> None:
+        self.policies, self.metrics, self.store, self.clock, self.gates = policies, metrics, store, clock, gates
+        self.log = logs.get(component="serve")
+
+    def handle(self, method: str, path: str, query: str, body: bytes, content_type: str | None) -> Reply:
+        try:
+            return self._route(method, path, query, body, content_type)
+        except BadRequest as exc:
+            self.log.warning("serve.bad_request", path=path, status=exc.status, field=exc.field, error=exc.message)
+            return exc.status, {"error": str(exc), "field": exc.field}
+        except StoreError as exc:
+            self.log.error("serve.state_error", path=path, error=str(exc))
+            return 500, {"error": str(exc), "field": ""}
+        except Exception as exc:  # noqa: BLE001 - a bug answers 500 and the service goes on
+            self.log.error("serve.unexpected_error", path=path, error=f"{type(exc).__name__}: {exc}")
+            return 500, {"error": f"unexpected error ({type(exc).__name__}: {exc})", "field": ""}
+
+    def _route(self, method: str, path: str, query: str, body: bytes, content_type: str | None) -> Reply:
+        if path == "/healthz":
+            _allow(method, ("GET",))
+            return 200, {"ok": True}
+        if path == "/api/v1/argo/measure":
+            _allow(method, ("GET", "POST"))
+            if method == "GET":
+                raw: Any = query_fields(query)
+            else:
+                if query:
+                    raise BadRequest("", "give the fields in the JSON body or in the query string, not both")
+                raw = read_json(body, content_type)
+            return self._look(argo_ask(raw), hook="measure")
+        prefix = "/api/v1/flagger/"
+        if path.startswith(prefix):
+            hook = path[len(prefix):]
+            if hook not in FLAGGER_HOOKS:
+                raise BadRequest("", f"no Flagger webhook {hook!r} here; known: {', '.join(FLAGGER_HOOKS)}", 404)
+            _allow(method, ("POST",))
+            ask = flagger_ask(read_json(body, content_type))
+            if hook == "pre-rollout":
+                return self._gates(ask)
+            if hook == "rollout":
+                return self._look(ask, hook=hook)
+            return self._confirm(ask, hook=hook)
+        raise BadRequest("", f"no such endpoint {path[:100]!r}", 404)
+
+    # -- the three kinds of answer -----------------------------------------------------
+
+    def _look(self, ask: Ask, *, hook: str) -> Reply:
+        named = self._policy(ask)
+        policy = named.policy
+        with self.store.lock(ask.key, ask.revision):
+            s = self._session(ask, named, create=True)
+            assert s is not None
+            verdict: Verdict | None = None
+            window_s, n, unmeasured = 0, None, False
+            if not s.ended:
+                now = self.clock()
+                s = open_window(s, now=now, step=ask.step)
+                window_s = max(math.ceil(now - s.window_started_at), math.ceil(policy.analysis.look_every))
+                measurements, n = self._measure(policy, _target(s), window_s=window_s, at=now)
+                verdict = judge(policy, measurements, prior=s.prior(), window=s.window)
+                s, verdict = record_look(s, verdict, canary_requests=n, now=now, policy=policy)
+                unmeasured = s.verdict != FAIL and all(
+                    r.outcome is Outcome.ERROR and r.extra.get("unavailable") for r in verdict.results)
+            self.store.save(s)
+        status = 503 if unmeasured else (200 if ask.integration == "argo" else STATUS[s.verdict])
+        doc = _document(s, verdict, policy=policy, window_s=window_s, canary_requests=n)
+        if ask.integration == "flagger":
+            doc.pop("evidence")
+        self._decided(ask, hook, status, s, verdict, n)
+        return status, doc
+
+    def _confirm(self, ask: Ask, *, hook: str) -> Reply:
+        named = self._policy(ask)
+        with self.store.lock(ask.key, ask.revision):
+            s = self._session(ask, named, create=False)
+        if s is None:
+            status, doc = 412, {"error": f"no look recorded for {ask.key} revision {ask.revision} yet: the rollout "
+                                         "webhook must come before this one", "field": "checksum"}
+            self.log.info("serve.decision", integration=ask.integration, hook=hook, key=ask.key,
+                          revision=ask.revision, status=status, verdict="inconclusive", reason=doc["error"])
+            return status, doc
+        status = {PASS: 200, FAIL: 409}.get(s.verdict, 412)
+        doc = _document(s, None, policy=named.policy, window_s=0, canary_requests=None)
+        doc.pop("evidence")
+        self._decided(ask, hook, status, s, None, None)
+        return status, doc
+
+    def _gates(self, ask: Ask) -> Reply:
+        named = self._policy(ask)
+        cfg = named.policy.gates.triton
+        if cfg is not None and cfg.enabled and not ask.triton_canary:
+            raise BadRequest("metadata.tritonCanary", f"missing: policy {named.name!r} enables gates.triton")
+        with self.store.lock(ask.key, ask.revision):
+            s = self._session(ask, named, create=True)
+            assert s is not None
+            if s.ended:
+                status = 409
+            elif cfg is None or not cfg.enabled:
+                s, status = record_gates(s, passed=True, why="", now=self.clock()), 200
+                s = _with_reason(s, f"no gates configured in policy {named.name!r}")
+            else:
+                status, why = self._run_gates(cfg, ask, named)
+                s = record_gates(s, passed=status == 200, why=why, now=self.clock())
+                s = _with_reason(s, why)
+            self.store.save(s)
+        doc = _document(s, None, policy=named.policy, window_s=0, canary_requests=None)
+        doc.pop("evidence")
+        doc["result"]["gates"] = s.gates
+        self._decided(ask, "pre-rollout", status, s, None, None)
+        return status, doc
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def _run_gates(self, cfg: Any, ask: Ask, named: NamedPolicy) -> tuple[int, str]:
+        """(200, what passed) | (409, why refused) | (503, why they could not be run)."""
+        try:
+            report = self.gates(cfg, model=ask.model, stable_url=ask.triton_stable or None,
+                                canary_url=ask.triton_canary, base_dir=named.base_dir).preflight()
+            return 200, "gates passed: " + "; ".join(report.get("checks", ()))
+        except GateError as exc:
+            return 409, str(exc)
+        except CanaryError as exc:
+            return 503, f"could not run the gates: {exc}"
+        except ImportError as exc:
+            return 503, f"could not run the gates: tritonclient is not installed ({exc})"
+
+    def _policy(self, ask: Ask) -> NamedPolicy:
+        field = "policy" if ask.integration == "argo" else "metadata.policy"
+        if not ask.policy:
+            if len(self.policies) == 1:
+                return next(iter(self.policies.values()))
+            raise BadRequest(field, f"missing: this server has several policies ({', '.join(sorted(self.policies))})")
+        if ask.policy not in self.policies:
+            raise BadRequest(field, f"no policy {ask.policy!r} here; known: {', '.join(sorted(self.policies))}")
+        return self.policies[ask.policy]
+
+    def _session(self, ask: Ask, named: NamedPolicy, *, create: bool) -> Session | None:
+        """The revision's stored session (a new one if `create`); 409 when the request names other
+        inputs than those it was started with: a revision is judged with one policy and one pair."""
+        s = self.store.load(ask.key, ask.revision)
+        if s is None:
+            if not create:
+                return None
+            return new_session(key=ask.key, revision=ask.revision, policy=named.name, model=ask.model,
+                               namespace=ask.namespace, stable_version=ask.stable_version,
+                               canary_version=ask.canary_version, now=self.clock(), step=ask.step)
+        meta = "" if ask.integration == "argo" else "metadata."
+        for field, recorded, given in (("policy", s.policy, named.name), ("model", s.model, ask.model),
+                                       ("stableVersion", s.stable_version, ask.stable_version),
+                                       ("canaryVersion", s.canary_version, ask.canary_version)):
+            if recorded != given:
+                raise BadRequest(meta + field, f"{ask.key} revision {ask.revision} is judged with {field} "
+                                               f"{recorded!r}, not {given!r} (a new release needs a new revision)", 409)
+        return s
+
+    def _measure(self, policy: Policy, target: Target, *, window_s: int, at: float) -> tuple[dict[str, Any], float]:
+        """Every check's (stable, canary) over the window ending `at`, and the canary requests.
+        Nothing raises: a failure is that check's "could not measure"."""
+        out: dict[str, Any] = {}
+        for check in policy.checks:
+            try:
+                out[check.name] = self.metrics.measure(policy, check, target, window_s=window_s, at=at)
+            except CanaryError as exc:
+                out[check.name] = exc
+            except Exception as exc:  # noqa: BLE001 - a provider bug is "could not measure", not a 500
+                self.log.error("metrics.unexpected_error", check=check.name, error=f"{type(exc).__name__}: {exc}")
+                out[check.name] = MetricsUnavailable(f"{type(exc).__name__}: {exc}")
+        try:
+            _, n = self.metrics.request_counts(policy, target, window_s=window_s, at=at)
+        except Exception:  # noqa: BLE001 - no count, no pass
+            n = 0.0
+        return out, float(n)
+
+    def _decided(self, ask: Ask, hook: str, status: int, s: Session, verdict: Verdict | None, n: float | None) -> None:
+        fields = dict(integration=ask.integration, hook=hook, key=ask.key, revision=ask.revision, policy=s.policy,
+                      model=s.model, status=status, verdict=s.verdict, reason=s.reason, look=s.looks,
+                      window=s.windows_closed, failed_looks=s.failed_looks)
+        if verdict is not None:
+            fields.update(outcome=verdict.outcome.label, canary_requests=n,
+                          checks={r.check: r.outcome.label for r in verdict.results})
+        (self.log.warning if status >= 400 else self.log.info)("serve.decision", **fields)
+
+
+def _allow(method: str, methods: tuple[str, ...]) -> None:
+    if method not in methods:
+        raise BadRequest("", f"method {method} not allowed here; use {' or '.join(methods)}", 405)
+
+
+def _target(s: Session) -> Target:
+    return Target(namespace=s.namespace, virtual_service=s.model, model=s.model, stable_version=s.stable_version,
+                  canary_version=s.canary_version)
+
+
+def _with_reason(s: Session, reason: str) -> Session:
+    return replace(s, reason=reason) if not s.ended else s
+
+
+def _document(s: Session, verdict: Verdict | None, *, policy: Policy, window_s: int,
+              canary_requests: float | None) -> dict[str, Any]:
+    result = {"verdict": s.verdict, "outcome": verdict.outcome.label if verdict else None, "reason": s.reason,
+              "look": s.looks, "window": s.windows_closed, "window_s": window_s, "failed_looks": s.failed_looks,
+              "max_failed_looks": policy.failure.max_failed_looks, "canary_requests": canary_requests,
+              "checks": {r.check: r.outcome.label for r in verdict.results} if verdict else {}}
+    rollout = {"key": s.key, "revision": s.revision, "policy": s.policy, "model": s.model, "namespace": s.namespace,
+               "stableVersion": s.stable_version, "canaryVersion": s.canary_version, "step": s.step}
+    return {"result": result, "rollout": rollout,
+            "evidence": [r.to_dict() for r in verdict.results] if verdict else []}

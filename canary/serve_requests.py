@@ -1,0 +1,172 @@
+"""The requests `canary serve` accepts, validated field by field into an `Ask`.
+
+Why a module of its own: every request comes from another system's template (an Argo
+`AnalysisTemplate`, a Flagger `Canary`), so a typo there must come back as a 400 that names
+the field, never as a look at the wrong series or a crash. Shapes:
+
+Argo Rollouts, `web` metric provider: GET with a query string, or POST with `jsonBody`
+(an object of strings), the same names either way:
+
+    namespace      the Rollout's namespace (DNS label)                      required
+    rollout        the Rollout's name (DNS subdomain)                       required
+    model          the model name in the metrics                             required
+    stableVersion  the stable arm's value of the policy's arm label          required
+    canaryVersion  the canary arm's value                                    required
+    policy         a policy name the server loaded                           required with several
+    revision       what identifies this release (default: canaryVersion)     optional
+    step           the rollout step (index or weight): a new one opens a window   optional
+
+Flagger webhooks (POST), the payload Flagger documents and sends (pkg/controller/webhook.go):
+
+    {"name": "<canary>", "namespace": "<ns>", "phase": "Progressing", "checksum": "<hash>",
+     "metadata": {"model": ..., "stableVersion": ..., "canaryVersion": ..., "policy": ...,
+                  "tritonCanary": "host:port", "tritonStable": "host:port"}}
+
+`metadata` is the webhook's own map of strings; `tritonCanary`/`tritonStable` only matter to
+`pre-rollout`. The checksum (Flagger's hash of the target's spec) is the revision.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import urllib.parse
+from dataclasses import dataclass
+from typing import Any
+
+from canary.errors import ConfigError
+from canary.model import check_version
+
+MAX_BODY = 64 * 1024
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", re.ASCII)
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?", re.ASCII)
+_NAME = re.compile(r"[A-Za-z0-9][-A-Za-z0-9_.]{0,62}", re.ASCII)
+_PRINTABLE = re.compile(r"[\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?", re.ASCII)
+ARGO_FIELDS = ("namespace", "rollout", "model", "stableVersion", "canaryVersion", "policy", "revision", "step")
+FLAGGER_FIELDS = ("name", "namespace", "phase", "checksum", "metadata")
+FLAGGER_METADATA = ("model", "stableVersion", "canaryVersion", "policy", "tritonCanary", "tritonStable")
+
+
+class BadRequest(Exception):
+    """A request we refuse: HTTP `status`, the `field` at fault ("" for the whole body), why."""
+
+    def __init__(self, field: str, message: str, status: int = 400) -> None:
+        super().__init__(f"{field}: {message}" if field else message)
+        self.field, self.message, self.status = field, message, status
+
+
+@dataclass(frozen=True)
+class Ask:
+    """What a request asks about: one rollout revision, measured with one policy."""
+
+    integration: str  # "argo" | "flagger"
+    namespace: str
+    name: str  # the Rollout's or the Canary's name
+    revision: str
+    model: str
+    stable_version: str
+    canary_version: str
+    policy: str = ""  # "" = the server's only policy
+    step: str = ""
+    phase: str = ""  # Flagger's phase, informational
+    triton_canary: str = ""
+    triton_stable: str = ""
+
+    @property
+    def key(self) -> str:
+        return f"{self.integration}/{self.namespace}/{self.name}"
+
+
+def read_json(body: bytes, content_type: str | None) -> Any:
+    """The body as JSON; BadRequest (415 for another content type, 400 for bad JSON)."""
+    if content_type and content_type.split(";", 1)[0].strip().lower() not in ("application/json", ""):
+        raise BadRequest("", f"Content-Type must be application/json, got {content_type[:80]!r}", 415)
+    try:
+        return json.loads(body.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise BadRequest("", f"the body is not UTF-8 (byte {exc.start})") from None
+    except (json.JSONDecodeError, RecursionError, ValueError) as exc:
+        raise BadRequest("", f"the body is not valid JSON: {str(exc)[:160]}") from None
+
+
+def query_fields(query: str) -> dict[str, str]:
+    """A query string as {name: value}; a name given twice is refused."""
+    try:
+        pairs = urllib.parse.parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query), max_num_fields=32)
+    except ValueError as exc:
+        raise BadRequest("", f"the query string is malformed: {str(exc)[:120]}") from None
+    out: dict[str, str] = {}
+    for k, v in pairs:
+        if k in out:
+            raise BadRequest(k, "given more than once")
+        out[k] = v
+    return out
+
+
+def _known(raw: dict[str, Any], allowed: tuple[str, ...], where: str = "") -> None:
+    for k in raw:
+        if k not in allowed:
+            raise BadRequest(f"{where}{k}", f"unknown field (typo?); known: {', '.join(allowed)}")
+
+
+def _text(raw: dict[str, Any], name: str, *, where: str = "", required: bool = True, pattern: re.Pattern[str] = _PRINTABLE,
+          what: str = "printable ASCII, 1-253 characters", limit: int = 253) -> str:
+    field = f"{where}{name}"
+    if name not in raw or raw[name] == "":
+        if required:
+            raise BadRequest(field, "missing")
+        return ""
+    v = raw[name]
+    if not isinstance(v, str):
+        raise BadRequest(field, f"must be a string, got {type(v).__name__}")
+    if len(v) > limit or not pattern.fullmatch(v):
+        raise BadRequest(field, f"must be {what}, got {v[:80]!r}")
+    return v
+
+
+def _version(raw: dict[str, Any], name: str, where: str = "") -> str:
+    v = _text(raw, name, where=where)
+    try:
+        check_version(v, name)
+    except ConfigError as exc:
+        raise BadRequest(f"{where}{name}", str(exc)) from None
+    return v
+
+
+def argo_ask(raw: Any) -> Ask:
+    """An Argo web-metric request (query fields, or the POSTed jsonBody) -> Ask."""
+    if not isinstance(raw, dict):
+        raise BadRequest("", "the body must be a JSON object of strings (the metric's jsonBody)")
+    _known(raw, ARGO_FIELDS)
+    namespace = _text(raw, "namespace", pattern=_DNS_LABEL, what="a DNS label (Kubernetes namespace)", limit=63)
+    name = _text(raw, "rollout", pattern=_DNS_SUBDOMAIN, what="a Kubernetes object name")
+    model, stable, canary = _text(raw, "model"), _version(raw, "stableVersion"), _version(raw, "canaryVersion")
+    return Ask(integration="argo", namespace=namespace, name=name, model=model, stable_version=stable,
+               canary_version=canary,
+               policy=_text(raw, "policy", required=False, pattern=_NAME, what="a policy name", limit=63),
+               revision=_text(raw, "revision", required=False) or canary,
+               step=_text(raw, "step", required=False, limit=63, what="printable ASCII, 1-63 characters"))
+
+
+def flagger_ask(raw: Any) -> Ask:
+    """A Flagger webhook payload -> Ask (`tritonCanary` is checked by `pre-rollout`, with the policy)."""
+    if not isinstance(raw, dict):
+        raise BadRequest("", "the body must be Flagger's webhook payload, a JSON object")
+    _known(raw, FLAGGER_FIELDS)
+    meta = raw.get("metadata")
+    if not isinstance(meta, dict):
+        raise BadRequest("metadata", "missing: set the webhook's metadata (model, stableVersion, canaryVersion, "
+                                     "policy) in the Canary")
+    _known(meta, FLAGGER_METADATA, "metadata.")
+    m = "metadata."
+    return Ask(integration="flagger",
+               namespace=_text(raw, "namespace", pattern=_DNS_LABEL, what="a DNS label (Kubernetes namespace)",
+                               limit=63),
+               name=_text(raw, "name", pattern=_DNS_SUBDOMAIN, what="a Kubernetes object name"),
+               revision=_text(raw, "checksum", pattern=_PRINTABLE, what="Flagger's checksum"),
+               phase=_text(raw, "phase", required=False, pattern=_NAME, what="a Flagger phase", limit=63),
+               model=_text(meta, "model", where=m), stable_version=_version(meta, "stableVersion", m),
+               canary_version=_version(meta, "canaryVersion", m),
+               policy=_text(meta, "policy", where=m, required=False, pattern=_NAME, what="a policy name", limit=63),
+               triton_canary=_text(meta, "tritonCanary", where=m, required=False),
+               triton_stable=_text(meta, "tritonStable", where=m, required=False))

@@ -1,0 +1,228 @@
+"""The sequential state of one rollout revision judged for an external controller, pure.
+
+Why this exists: Argo Rollouts and Flagger own the traffic and call `canary serve` once per
+analysis interval. The judge's guarantees need what our own state machine keeps between
+looks (canary/rollout.py): the failure evidence of closed windows (the judge's `prior`), the
+open window's latest contribution, the consecutive failed looks, the canary requests of the
+last look (a look on the same data is no new evidence), and the window's index within its
+step (the pass level). A `Session` is exactly that for one rollout revision, and `record_look`
+turns one look's `Verdict` into what the caller acts on:
+
+    pass          the window covers `analysis.interval` and every check is shown within its
+                  limits with at least `min_canary_requests` canary requests: advance. The
+                  next look opens a new window, from the moment of this answer.
+    fail          `failure.max_failed_looks` consecutive failed looks, a hard check's breach,
+                  or the window's deadline (`interval + no_data_deadline`) passed without a
+                  pass under `on_deadline: rollback`. Sticky: every later look says fail.
+    inconclusive  neither yet: keep looking. A deadline under `on_deadline: hold` answers
+                  this too and opens the next window of the step at its smaller pass level,
+                  as an operator's resume does in rollout.py.
+
+Windows also close when the caller names a different `step` than the window's (Argo's step
+index or weight, passed as an argument). No clocks and no I/O here: `now` comes in.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from canary.model import Outcome, Verdict
+from canary.policy import Policy
+
+PASS, FAIL, INCONCLUSIVE = "pass", "fail", "inconclusive"
+VERDICTS = (PASS, FAIL, INCONCLUSIVE)
+
+
+@dataclass(frozen=True)
+class Session:
+    """One rollout revision's state. Times are Unix seconds; evidence is {"check/test": (S, I)}."""
+
+    key: str  # "argo/<namespace>/<rollout>" or "flagger/<namespace>/<canary>"
+    revision: str  # Argo: `revision` or the canary version; Flagger: the payload's checksum
+    policy: str  # the name of the policy it is judged with (fixed for the revision)
+    model: str
+    namespace: str
+    stable_version: str
+    canary_version: str
+    created_at: float
+    window_started_at: float
+    step: str = ""  # the caller's step label of the open window ("" when it gives none)
+    window: int = 0  # index of the open window within its step: 0, then 1, 2 after holds
+    windows_closed: int = 0
+    looks: int = 0
+    window_looks: int = 0
+    failed_looks: int = 0  # consecutive
+    last_look_requests: float = -1.0  # canary requests at the previous look of this window
+    evidence: dict[str, tuple[float, float]] = field(default_factory=dict)  # closed windows, summed
+    window_evidence: dict[str, tuple[float, float]] = field(default_factory=dict)  # the open window's latest
+    verdict: str = INCONCLUSIVE  # the last answer
+    reason: str = ""
+    advanced_at: float | None = None  # set by a pass: the next look opens a window from here
+    gates: str = ""  # pre-rollout: "" not run, "passed", or why they refused
+    updated_at: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.verdict not in VERDICTS:
+            raise ValueError(f"session verdict must be one of {VERDICTS}, got {self.verdict!r}")
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> "Session":
+        """Parse a stored session; ValueError naming the field when its shape is wrong."""
+        d = json.loads(text)
+        if not isinstance(d, dict):
+            raise ValueError("a session must be a JSON object")
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - set(fields))
+        if unknown:
+            raise ValueError(f"{unknown[0]}: unknown field")
+        for name in ("key", "revision", "policy", "model", "namespace", "stable_version", "canary_version",
+                     "created_at", "window_started_at"):
+            if name not in d:
+                raise ValueError(f"{name}: missing")
+        for name, f in fields.items():
+            if name not in d:
+                continue
+            v = d[name]
+            if f.type == "str" and not isinstance(v, str):
+                raise ValueError(f"{name}: must be a string")
+            if f.type == "int" and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
+                raise ValueError(f"{name}: must be an integer >= 0")
+            if f.type == "float" or (f.type == "float | None" and v is not None):
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                    raise ValueError(f"{name}: must be a finite number")
+                d[name] = float(v)
+        for name in ("evidence", "window_evidence"):
+            d[name] = _evidence(d.get(name, {}), name)
+        return cls(**d)
+
+    def prior(self) -> dict[str, tuple[float, float]]:
+        """The closed windows' evidence the judge pools the open window with."""
+        return dict(self.evidence)
+
+    @property
+    def ended(self) -> bool:
+        return self.verdict == FAIL
+
+
+def _evidence(raw: Any, name: str) -> dict[str, tuple[float, float]]:
+    if not isinstance(raw, dict):
+        raise ValueError(f"{name}: must be an object")
+    out = {}
+    for key, v in raw.items():
+        if (not isinstance(v, (list, tuple)) or len(v) != 2
+                or not all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in v)
+                or v[1] < 0):
+            raise ValueError(f"{name}.{key}: must be [S, I] with finite S and I >= 0")
+        out[str(key)] = (float(v[0]), float(v[1]))
+    return out
+
+
+def new_session(*, key: str, revision: str, policy: str, model: str, namespace: str, stable_version: str,
+                canary_version: str, now: float, step: str = "") -> Session:
+    """A revision seen for the first time: its first window starts now."""
+    return Session(key=key, revision=revision, policy=policy, model=model, namespace=namespace,
+                   stable_version=stable_version, canary_version=canary_version, created_at=now,
+                   window_started_at=now, step=step, updated_at=now)
+
+
+def _fold(s: Session) -> dict[str, tuple[float, float]]:
+    """The evidence with the open window added: what stays when the window closes."""
+    out = dict(s.evidence)
+    for key, (s_w, i_w) in s.window_evidence.items():
+        s0, i0 = out.get(key, (0.0, 0.0))
+        out[key] = (s0 + s_w, i0 + i_w)
+    return out
+
+
+def _next_window(s: Session, *, start: float, step: str, index: int) -> Session:
+    return replace(s, evidence=_fold(s), window_evidence={}, window_started_at=start, step=step, window=index,
+                   windows_closed=s.windows_closed + 1, window_looks=0, failed_looks=0, last_look_requests=-1.0,
+                   advanced_at=None)
+
+
+def open_window(s: Session, *, now: float, step: str = "") -> Session:
+    """The session with the window this look belongs to open.
+
+    After a pass the caller advanced: a new window from the time of that answer (index 0). A
+    different `step` than the window's (when the caller names steps) opens one from now
+    (index 0: a new step). Otherwise the open window goes on. A failed session stays as is.
+    """
+    if s.ended:
+        return s
+    moved = bool(step) and step != s.step
+    if s.advanced_at is not None:
+        return _next_window(s, start=s.advanced_at, step=step or s.step, index=0)
+    if moved:
+        return _next_window(s, start=now, step=step, index=0)
+    return s
+
+
+def _not_evidence(verdict: Verdict, outcome: Outcome, why: str) -> Verdict:
+    """`outcome` results (not a hard breach) turned INCONCLUSIVE: a look without new evidence."""
+    return Verdict.combine([
+        dataclasses.replace(r, outcome=Outcome.INCONCLUSIVE, reason=f"{why}; {r.reason}")
+        if r.outcome is outcome and not (r.hard and outcome is Outcome.FAIL) else r
+        for r in verdict.results])
+
+
+def record_look(s: Session, verdict: Verdict, *, canary_requests: float, now: float,
+                policy: Policy) -> tuple[Session, Verdict]:
+    """One look of the open window (see `open_window`) -> (the new session, the verdict as counted).
+
+    The session's `verdict` and `reason` are the answer. Same rules as rollout.py's looks: a
+    look with the same canary requests as the last one cannot add a failure, one with fewer
+    cannot pass and does not replace the window's evidence; failures must be consecutive.
+    """
+    if s.ended:
+        return s, verdict
+    j, n, before = verdict, canary_requests, s.last_look_requests
+    stale = (n > 0 and n == before) or 0 <= n < before
+    if stale and n == before:
+        j = _not_evidence(j, Outcome.FAIL, "no new canary requests since the last look")
+    elif stale:
+        j = _not_evidence(j, Outcome.PASS, f"fewer canary requests than an earlier look of this window ({before:.0f})")
+    s = replace(s, looks=s.looks + 1, window_looks=s.window_looks + 1, updated_at=now,
+                last_look_requests=max(n, before))
+    if not 0 <= n < before:
+        s = replace(s, window_evidence={**s.window_evidence, **j.window_evidence()})
+    fail = policy.failure
+    if j.hard_breach:
+        return replace(s, verdict=FAIL, reason=f"hard check breached: {j.reason()}"), j
+    if j.outcome is Outcome.FAIL:
+        failed = s.failed_looks + 1
+        if failed >= fail.max_failed_looks:
+            return replace(s, failed_looks=failed, verdict=FAIL,
+                           reason=f"{failed} consecutive failed looks: {j.reason()}"), j
+        return replace(s, failed_looks=failed, verdict=INCONCLUSIVE,
+                       reason=f"failed look {failed} of {fail.max_failed_looks}: {j.reason()}"), j
+    if not stale:
+        s = replace(s, failed_looks=0)
+    elapsed = now - s.window_started_at
+    a = policy.analysis
+    if elapsed >= a.interval and j.outcome is Outcome.PASS and n >= a.min_canary_requests:
+        return replace(s, verdict=PASS, advanced_at=now, reason=f"all checks shown within their limits: {j.reason()}"), j
+    if elapsed < a.interval + fail.no_data_deadline:
+        why = j.reason() if elapsed >= a.interval else f"window {elapsed:.0f}s of {a.interval:g}s; {j.reason()}"
+        return replace(s, verdict=INCONCLUSIVE, reason=why), j
+    why = (f"no verdict after {elapsed:.0f}s in this window ({j.outcome.label}: {j.reason()}; canary requests "
+           f"{n:.0f}, need {a.min_canary_requests})")
+    if fail.on_deadline == "hold":
+        held = _next_window(s, start=now, step=s.step, index=s.window + 1)
+        return replace(held, verdict=INCONCLUSIVE, reason=f"held: {why}"), j
+    return replace(s, verdict=FAIL, reason=why), j
+
+
+def record_gates(s: Session, *, passed: bool, why: str, now: float) -> Session:
+    """Pre-rollout gates: passed (the canary gets traffic next, so a window with no look yet starts
+    now), or refused (recorded; not sticky: the caller may ask again once the canary is ready)."""
+    if not passed:
+        return replace(s, gates=why or "refused", updated_at=now)
+    s = replace(s, gates="passed", updated_at=now)
+    return replace(s, window_started_at=now) if s.looks == 0 else s

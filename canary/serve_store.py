@@ -1,0 +1,101 @@
+"""Where `canary serve` keeps each rollout revision's Session: one JSON file per revision.
+
+Why files (docs/decisions.md): the service must survive its own restart with each rollout's
+evidence intact, and it runs beside Argo Rollouts or Flagger without any Kubernetes write
+access of its own. A file is written whole to a temporary name, fsynced and renamed over the
+old one, so a process killed at any instant leaves the previous look or the new one, never a
+mix. One file per revision keeps a write small and lets revisions be written in parallel; the
+caller serialises the looks of one revision (`lock`).
+
+A file that cannot be read is an error (`StoreError`), never a fresh start: starting over
+would forget the failure evidence and the failed looks, and spend the error budget again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from canary.errors import CanaryError
+from canary.serve_session import Session
+
+_LOCKS = 64  # striped: bounded memory whatever the number of revisions
+
+
+class StoreError(CanaryError):
+    """A stored session exists but cannot be read or written (the message names the file)."""
+
+
+class SessionStore:
+    """Sessions under `directory` (created if missing), named by a hash of (key, revision)."""
+
+    def __init__(self, directory: str | Path) -> None:
+        self.dir = Path(directory)
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"{self.dir}: cannot create the state directory: {exc.strerror or exc}") from None
+        if not os.access(self.dir, os.W_OK):
+            raise StoreError(f"{self.dir}: the state directory is not writable")
+        self._locks = [threading.Lock() for _ in range(_LOCKS)]
+
+    def path(self, key: str, revision: str) -> Path:
+        digest = hashlib.sha256(f"{key}\0{revision}".encode()).hexdigest()[:40]
+        return self.dir / f"{digest}.json"
+
+    def lock(self, key: str, revision: str) -> threading.Lock:
+        """The lock every read-modify-write of this revision holds (looks of one revision in order)."""
+        return self._locks[int(self.path(key, revision).stem[:8], 16) % _LOCKS]
+
+    def load(self, key: str, revision: str) -> Session | None:
+        """The stored session, None when there is none; StoreError when it exists but is unreadable."""
+        p = self.path(key, revision)
+        try:
+            text = p.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise StoreError(f"{p}: cannot read the stored state of {key} revision {revision}: {exc}") from None
+        try:
+            s = Session.from_json(text)
+        except (ValueError, TypeError) as exc:  # JSONDecodeError is a ValueError
+            raise StoreError(f"{p}: the stored state of {key} revision {revision} is unreadable ({exc}); "
+                             "delete the file to start this revision over") from None
+        if (s.key, s.revision) != (key, revision):
+            raise StoreError(f"{p}: holds {s.key} revision {s.revision}, not {key} revision {revision}")
+        return s
+
+    def save(self, s: Session) -> None:
+        """Write atomically (temporary file, fsync, rename); StoreError if the disk refuses."""
+        p = self.path(s.key, s.revision)
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=self.dir)
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as f:
+                    f.write(s.to_json())
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(tmp, p)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+        except OSError as exc:
+            raise StoreError(f"{p}: cannot write the state of {s.key} revision {s.revision}: "
+                             f"{exc.strerror or exc}") from None
+
+    def prune(self, *, older_than_s: float, now: float | None = None) -> int:
+        """Delete sessions not written for `older_than_s` seconds (by file time); how many."""
+        cutoff = (time.time() if now is None else now) - older_than_s
+        gone = 0
+        for p in self.dir.glob("*.json"):
+            try:
+                if p.stat().st_mtime < cutoff:
+                    p.unlink()
+                    gone += 1
+            except OSError:
+                continue  # another replica or a concurrent write: try again next time
+        return gone

@@ -1,0 +1,122 @@
+"""serve_session: one look at a time, the rules of rollout.py's looks, for an external controller.
+
+The verdicts come from the real judge on counts with known answers; times are plain numbers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from canary.analysis.judge import judge
+from canary.model import Counts
+from canary.policy import Policy, parse_policy
+from canary.serve_session import (
+    FAIL, INCONCLUSIVE, PASS, Session, new_session, open_window, record_gates, record_look,
+)
+
+RAW = {"steps": [10, 100], "analysis": {"interval": "60s", "look_every": "10s", "min_canary_requests": 100},
+       "failure": {"max_failed_looks": 2, "no_data_deadline": "2m"},
+       "checks": [{"name": "errors", "kind": "error_rate", "max_increase_points": 1}]}
+POLICY = parse_policy(RAW)
+T0 = 1_000.0
+
+
+def counts(canary_errors: float, canary_n: float = 5000) -> dict[str, tuple[Counts, Counts]]:
+    return {"errors": (Counts(50, 10_000), Counts(canary_errors, canary_n))}
+
+
+GOOD, BAD = counts(25), counts(500)
+
+
+def look(s: Session, data: dict, *, now: float, n: float = 5000, policy: Policy = POLICY, step: str = "") -> Session:
+    s = open_window(s, now=now, step=step)
+    verdict = judge(policy, data, prior=s.prior(), window=s.window)
+    return record_look(s, verdict, canary_requests=n, now=now, policy=policy)[0]
+
+
+def fresh(**kw: object) -> Session:
+    return new_session(key="argo/ml/rec", revision="v2", policy="p", model="rec", namespace="ml",
+                       stable_version="v1", canary_version="v2", now=T0, **kw)  # type: ignore[arg-type]
+
+
+def test_a_pass_needs_the_interval_and_then_the_next_look_opens_a_window_with_the_prior() -> None:
+    s = look(fresh(), GOOD, now=T0 + 30)
+    assert s.verdict == INCONCLUSIVE and "window 30s of 60s" in s.reason
+    s = look(s, counts(26, 5100), now=T0 + 60, n=5100)
+    assert s.verdict == PASS and s.advanced_at == T0 + 60 and s.window_evidence
+    s2 = open_window(s, now=T0 + 75)
+    assert (s2.window_started_at, s2.window, s2.windows_closed, s2.window_evidence) == (T0 + 60, 0, 1, {})
+    assert s2.evidence == s.window_evidence and s2.prior() == s.window_evidence
+
+
+def test_failures_must_be_consecutive_and_the_end_is_sticky() -> None:
+    s = look(fresh(), BAD, now=T0 + 10, n=5000)
+    assert (s.verdict, s.failed_looks) == (INCONCLUSIVE, 1) and "failed look 1 of 2" in s.reason
+    s = look(s, counts(30, 5200), now=T0 + 20, n=5200)
+    assert s.failed_looks == 0, "a look that does not fail resets the count"
+    s = look(s, counts(600, 5400), now=T0 + 30, n=5400)
+    s = look(s, counts(700, 5600), now=T0 + 40, n=5600)
+    assert s.verdict == FAIL and "2 consecutive failed looks" in s.reason
+    assert look(s, GOOD, now=T0 + 70, n=9000) == s
+
+
+def test_a_look_on_the_same_requests_adds_no_failure() -> None:
+    s = look(fresh(), BAD, now=T0 + 10, n=5000)
+    s = look(s, BAD, now=T0 + 20, n=5000)
+    assert (s.verdict, s.failed_looks) == (INCONCLUSIVE, 1)
+
+
+def test_fewer_requests_than_an_earlier_look_cannot_pass_nor_replace_the_window_evidence() -> None:
+    s = look(fresh(), GOOD, now=T0 + 30, n=5000)
+    before = s.window_evidence
+    s = look(s, counts(10, 2000), now=T0 + 70, n=2000)
+    assert s.verdict == INCONCLUSIVE and "fewer canary requests" in s.reason and s.window_evidence == before
+
+
+def test_a_hard_breach_fails_at_once() -> None:
+    hard = parse_policy({**RAW, "checks": [{**RAW["checks"][0], "hard": True}]})
+    s = look(fresh(), BAD, now=T0 + 10, policy=hard)
+    assert s.verdict == FAIL and s.reason.startswith("hard check breached")
+
+
+def test_the_deadline_rolls_back_or_holds_into_the_next_window() -> None:
+    unsure = counts(0, 40)  # below min_canary_requests: never a pass
+    s = look(fresh(), unsure, now=T0 + 179, n=40)
+    assert s.verdict == INCONCLUSIVE
+    assert look(s, counts(0, 50), now=T0 + 180, n=50).verdict == FAIL
+    hold = parse_policy({**RAW, "failure": {**RAW["failure"], "on_deadline": "hold"}})
+    s = look(fresh(), counts(0, 50), now=T0 + 180, n=50, policy=hold)
+    assert s.verdict == INCONCLUSIVE and s.reason.startswith("held")
+    assert (s.window, s.window_started_at, s.windows_closed) == (1, T0 + 180, 1), "smaller pass level, as a resume"
+
+
+def test_a_new_step_label_opens_a_window_from_now() -> None:
+    s = look(fresh(step="20"), GOOD, now=T0 + 30, step="20")
+    assert s.window_started_at == T0
+    s = look(s, GOOD, now=T0 + 45, step="40")
+    assert (s.step, s.window, s.window_started_at, s.windows_closed) == ("40", 0, T0 + 45, 1)
+    assert s.evidence, "the closed window's evidence is kept"
+
+
+def test_gates_passed_start_the_window_and_a_refusal_is_not_sticky() -> None:
+    s = record_gates(fresh(), passed=False, why="not ready", now=T0 + 5)
+    assert (s.gates, s.verdict) == ("not ready", INCONCLUSIVE)
+    s = record_gates(s, passed=True, why="", now=T0 + 9)
+    assert (s.gates, s.window_started_at) == ("passed", T0 + 9)
+
+
+def test_json_round_trip_and_refusals_name_the_field() -> None:
+    s = look(fresh(), GOOD, now=T0 + 60)
+    assert Session.from_json(s.to_json()) == s
+    text = s.to_json()
+    for broken, field in ((text.replace('"looks":1', '"looks":-1'), "looks"),
+                          (text.replace('"model":"rec"', '"model":7'), "model"),
+                          (text.replace('"key":', '"kee":'), "kee"),
+                          (text.replace('"verdict":"pass"', '"verdict":"maybe"'), "verdict"),
+                          (text.replace('"window_evidence":{', '"window_evidence":{"x":[1],'), "window_evidence.x")):
+        with pytest.raises(ValueError, match=field):
+            Session.from_json(broken)
+    with pytest.raises(ValueError):
+        replace(s, verdict="maybe")
