@@ -108,7 +108,50 @@ class Scalar:
     n: float = math.nan
 
 
-ArmData = Histogram | Counts | Scalar
+@dataclass(frozen=True)
+class FeatureCounts:
+    """One arm's live input features over a window (what `canary.drift.exporter` exports).
+
+    `numeric`: feature -> cumulative Histogram over the bounds the arm exports (the feature's
+    own units); `categorical`: feature -> category -> count; `missing`: feature -> values
+    missing (None, NaN, absent). A feature is numeric or categorical, never both.
+    """
+
+    numeric: dict[str, Histogram] = field(default_factory=dict)
+    categorical: dict[str, dict[str, float]] = field(default_factory=dict)
+    missing: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        both = sorted(set(self.numeric) & set(self.categorical))
+        if both:
+            raise ValueError(f"feature {both[0]!r} is both numeric and categorical")
+        for name, cats in self.categorical.items():
+            if any(not math.isfinite(v) or v < 0 for v in cats.values()):
+                raise ValueError(f"feature {name!r}: category counts must be finite and non-negative")
+        for name, v in self.missing.items():
+            if not math.isfinite(v) or v < 0:
+                raise ValueError(f"feature {name!r}: the missing count must be finite and non-negative")
+
+    def names(self) -> set[str]:
+        """Features with any series (values, categories or missing counts)."""
+        return set(self.numeric) | set(self.categorical) | set(self.missing)
+
+    def kind(self, name: str) -> str | None:
+        return "numeric" if name in self.numeric else "categorical" if name in self.categorical else None
+
+    def observed(self, name: str) -> float:
+        """Values seen for one feature, missing ones included."""
+        present = (self.numeric[name].total if name in self.numeric
+                   else sum(self.categorical.get(name, {}).values()))
+        return float(present + self.missing.get(name, 0.0))
+
+    @property
+    def total(self) -> float:
+        """Observations of the most observed feature: the arm's requests, as far as features tell."""
+        return max((self.observed(n) for n in self.names()), default=0.0)
+
+
+ArmData = Histogram | Counts | Scalar | FeatureCounts
 
 
 class Outcome(enum.IntEnum):

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from canary.errors import ConfigError, NoData, PolicyError
-from canary.model import ArmData, Counts, Histogram, Scalar
+from canary.model import ArmData, Counts, FeatureCounts, Histogram, Scalar
 from canary.policy import Policy, load_policy, parse_policy
 
 _TOP = {"policy", "policy_file", "look", "window", "prior", "checks"}
@@ -159,10 +159,12 @@ def _arm(raw: Any, file: str, field: str) -> ArmData | Exception:
         raise _bad(file, field, "must be an object")
     keys = set(raw)
     shapes = [{"bounds", "counts"}, {"events", "total"}, {"value"}, {"value", "n"}, {"error"}]
-    if keys not in shapes:
-        raise _bad(file, field, "must be {bounds, counts} | {events, total} | {value[, n]} | {error}, "
-                                f"got keys {sorted(keys)}")
+    if keys not in shapes and not (keys and keys <= _FEATURE_KEYS):
+        raise _bad(file, field, "must be {bounds, counts} | {events, total} | {value[, n]} | {error} | "
+                                f"{{numeric, categorical, missing}} (features), got keys {sorted(keys)}")
     try:
+        if keys <= _FEATURE_KEYS:
+            return _features(raw, file, field)
         if "error" in keys:
             return NoData(str(raw["error"]))
         if "bounds" in keys:
@@ -178,3 +180,40 @@ def _arm(raw: Any, file: str, field: str) -> ArmData | Exception:
         return Scalar(_num(raw["value"], file, f"{field}.value"), n)
     except ValueError as exc:  # the value types check their own invariants
         raise _bad(file, field, str(exc)) from None
+
+
+_FEATURE_KEYS = {"numeric", "categorical", "missing"}
+
+
+def _features(raw: dict[str, Any], file: str, field: str) -> FeatureCounts:
+    """A feature_drift arm: {"numeric": {feature: {bounds, counts}}, "categorical": {feature:
+    {category: count}}, "missing": {feature: count}}, each part optional."""
+    parts: dict[str, dict[str, Any]] = {}
+    for part in ("numeric", "categorical", "missing"):
+        got = raw.get(part, {})
+        if not isinstance(got, dict):
+            raise _bad(file, f"{field}.{part}", "must be an object keyed by feature name")
+        parts[part] = got
+    numeric = {}
+    for name, h in parts["numeric"].items():
+        where = f"{field}.numeric.{name}"
+        if not isinstance(h, dict) or set(h) != {"bounds", "counts"}:
+            raise _bad(file, where, "must be {bounds, counts}")
+        got = _arm(h, file, where)
+        assert isinstance(got, Histogram)
+        numeric[name] = got
+    categorical = {}
+    for name, cats in parts["categorical"].items():
+        where = f"{field}.categorical.{name}"
+        if not isinstance(cats, dict) or not cats:
+            raise _bad(file, where, "must be a non-empty object {category: count}")
+        categorical[name] = {str(k): _count(v, file, f"{where}.{k}") for k, v in cats.items()}
+    missing = {name: _count(v, file, f"{field}.missing.{name}") for name, v in parts["missing"].items()}
+    return FeatureCounts(numeric=numeric, categorical=categorical, missing=missing)
+
+
+def _count(value: Any, file: str, field: str) -> float:
+    x = _num(value, file, field)
+    if x < 0:
+        raise _bad(file, field, f"a count must be >= 0, got {x:g}")
+    return x

@@ -51,6 +51,7 @@ from canary.policy_checks import (
     Check,
     CustomCheck,
     ErrorRateCheck,
+    FeatureDriftCheck,
     FeatureMissingCheck,
     LatencyCheck,
     PredictionShiftCheck,
@@ -72,7 +73,8 @@ from canary.policy_yaml import MAX_BYTES, load_text, read_file, too_big
 
 __all__ = [
     "MAX_BYTES", "MAX_LOOKS", "QUERY_LABELS",
-    "SOURCE_LABELS", "Analysis", "Check", "CustomCheck", "ErrorRateCheck", "Failure", "FeatureMissingCheck", "Gates",
+    "SOURCE_LABELS", "Analysis", "Check", "CustomCheck", "ErrorRateCheck", "Failure", "FeatureDriftCheck", "FeatureMissingCheck",
+    "Gates",
     "LatencyCheck", "Metrics", "Policy", "PredictionShiftCheck", "ProbeDuration", "Source",
     "StepDuration", "TritonGate", "check_identity", "check_promql", "identity_labels", "json_schema", "label_name",
     "load_policy", "parse_duration", "parse_policy", "parse_policy_text", "scan_promql",
@@ -194,7 +196,7 @@ def _field_path(loc: tuple[Any, ...]) -> str:
     return out
 
 
-_KIND_TAGS = {"latency", "error_rate", "prediction_shift", "feature_missing", "custom"}
+_KIND_TAGS = {"latency", "error_rate", "prediction_shift", "feature_missing", "feature_drift", "custom"}
 _TYPE_MESSAGES = {
     "string_type": "must be a string", "bool_type": "must be true or false", "int_type": "must be a whole number",
     "float_type": "must be a number", "finite_number": "must be a finite number (not .inf or .nan)",

@@ -1,7 +1,7 @@
-"""The five kinds of check a policy can hold, each refusing to load without a threshold.
+"""The six kinds of check a policy can hold, each refusing to load without a threshold.
 
 A check is one question the judge asks of both arms (latency, error rate,
-prediction shift, missing features, or any PromQL); `Check` is their union,
+prediction shift, missing features, feature drift, or any PromQL); `Check` is their union,
 told apart by `kind`. Kept apart from the rest of the policy because it is
 what grows: a new kind of check is a class here and a branch in the judge.
 """
@@ -85,6 +85,46 @@ class FeatureMissingCheck(_CheckBase):
         return self
 
 
+class FeatureDriftCheck(_CheckBase):
+    """Each input feature's distribution, canary vs stable (a changed upstream pipeline).
+
+    Reads what `canary.drift.exporter` exports (`model_feature_value_bucket`,
+    `model_feature_category_total`, `model_feature_missing_total`, labels
+    `model_name`/`model_version`), so its source is always `model`. Per feature, the
+    missing values are one more cell of its distribution, and each limit is tested on its
+    own statistic as in `prediction_shift`; the check's alpha is split evenly over the
+    features compared.
+    """
+
+    kind: Literal["feature_drift"]
+    source: Literal["model"] = Field("model", description="always 'model': the drift exporter's metrics")
+    features: list[str] | None = Field(None, min_length=1, max_length=500,
+                                       description="the features to compare (each must be exported by both arms); "
+                                                   "default: every feature both arms export")
+    max_psi: float | None = Field(None, gt=0, description="per-feature population stability index ceiling")
+    max_js: float | None = Field(None, gt=0, le=1, description="per-feature Jensen-Shannon distance ceiling (base 2, 0..1)")
+
+    @field_validator("features")
+    @classmethod
+    def _features(cls, names: list[str] | None) -> list[str] | None:
+        if names is None:
+            return None
+        seen: set[str] = set()
+        for i, name in enumerate(names):
+            if not isinstance(name, str) or not name or len(name) > 200:
+                raise ValueError(f"features[{i}] must be a feature name of 1..200 characters")
+            if name in seen:
+                raise ValueError(f"features[{i}]={show(name)} is listed twice")
+            seen.add(name)
+        return names
+
+    @model_validator(mode="after")
+    def _one_threshold(self) -> "FeatureDriftCheck":
+        if self.max_psi is None and self.max_js is None:
+            raise ValueError("feature_drift check needs max_psi and/or max_js")
+        return self
+
+
 class CustomCheck(_CheckBase):
     """Any PromQL returning one number per arm.
 
@@ -128,7 +168,7 @@ class CustomCheck(_CheckBase):
 
 
 Check = Annotated[
-    Union[LatencyCheck, ErrorRateCheck, PredictionShiftCheck, FeatureMissingCheck, CustomCheck],
+    Union[LatencyCheck, ErrorRateCheck, PredictionShiftCheck, FeatureMissingCheck, FeatureDriftCheck, CustomCheck],
     Field(discriminator="kind"),
 ]
 

@@ -22,11 +22,12 @@ from canary.analysis.custom import judge_custom
 from canary.analysis.evidence import attach
 from canary.analysis.sequential import anytime_p, effective_requests, sub_levels, test_weights, tests_in, window_z
 from canary.errors import TransientError
-from canary.model import ArmData, CheckResult, Counts, Histogram, Verdict, Outcome, Scalar
+from canary.model import ArmData, CheckResult, Counts, FeatureCounts, Histogram, Verdict, Outcome, Scalar
 from canary.policy import (
     Check,
     CustomCheck,
     ErrorRateCheck,
+    FeatureDriftCheck,
     FeatureMissingCheck,
     LatencyCheck,
     Policy,
@@ -140,6 +141,10 @@ def _by_kind(check: Check, stable: ArmData | None, canary: ArmData, ctx: _Ctx) -
         if stable is None:
             raise TypeError("prediction_shift needs both arms")
         return _shift(check, stable, canary, ctx)
+    if isinstance(check, FeatureDriftCheck):
+        if stable is None:
+            raise TypeError("feature_drift needs both arms")
+        return _feature_drift(check, stable, canary, ctx)
     if isinstance(check, CustomCheck):
         bad = _want(check, (canary,) if stable is None else (stable, canary), Scalar)
         return bad or judge_custom(check, stable, canary, min_canary=ctx.min_canary)  # type: ignore[arg-type]
@@ -153,7 +158,7 @@ def _absolute(check: Check) -> bool:
 
 def _relative(check: Check) -> list[str]:
     """The limits that compare the canary with stable."""
-    if isinstance(check, PredictionShiftCheck):
+    if isinstance(check, (PredictionShiftCheck, FeatureDriftCheck)):
         return [f for f in ("max_psi", "max_js") if getattr(check, f) is not None]
     return [f for f in ("max_increase_pct", "max_increase_points", "max_ratio", "max_increase")
             if getattr(check, f, None) is not None]
@@ -391,3 +396,137 @@ def _shift(check: PredictionShiftCheck, s: ArmData, c: ArmData, ctx: _Ctx) -> Ch
     if "js" in by:
         res.extra.update({"js_distance": _clean(by["js"].effect), "js_upper": _clean(by["js"].bound)})
     return res
+
+
+MAX_FEATURES = 500  # features one feature_drift check compares (as many as a policy may list)
+
+
+def _feature_drift(check: FeatureDriftCheck, s: ArmData, c: ArmData, ctx: _Ctx) -> CheckResult:
+    """Each feature's distribution, canary vs stable, with the missing values as one more cell.
+
+    Per feature and limit a sub-test "psi:<feature>" / "js:<feature>" (`shift.shift_tests`,
+    pooled over windows like any sub-test), at the limit's level split evenly over the features
+    compared. FAIL when one feature is shown beyond a limit, or when the schema moved (a listed
+    feature the canary does not export, a feature numeric in one arm and categorical in the
+    other); PASS only when every feature is shown within; ERROR when a feature cannot be
+    compared (stable does not export a listed one; the arms share no bucket bound).
+    """
+    bad = _want(check, (s, c), FeatureCounts)
+    if bad:
+        return bad
+    assert isinstance(s, FeatureCounts) and isinstance(c, FeatureCounts)
+    s_names, c_names = s.names(), c.names()
+    names = list(check.features) if check.features else sorted(s_names & c_names)
+    if not names:
+        return _error(check, f"the arms export no feature in common (stable: {_few(s_names)}; "
+                             f"canary: {_few(c_names)})")
+    if len(names) > MAX_FEATURES:
+        return _error(check, f"{len(names)} features in common, more than {MAX_FEATURES}: list the ones to "
+                             "compare in the check's `features`")
+    schema: list[str] = []  # facts, not statistics: the canary's inputs are not stable's
+    unusable: list[str] = []  # cannot be compared: never a pass
+    cells: list[tuple[str, np.ndarray, np.ndarray]] = []
+    for f in names:
+        if f not in s_names:
+            unusable.append(f"stable exports no feature {f!r}")
+        elif f not in c_names:
+            schema.append(f"{f}: the canary does not export it")
+        elif s.kind(f) and c.kind(f) and s.kind(f) != c.kind(f):
+            schema.append(f"{f}: {s.kind(f)} in stable, {c.kind(f)} in canary")
+        else:
+            got = _feature_cells(f, s, c)
+            if isinstance(got, str):
+                unusable.append(got)
+            else:
+                cells.append((f, *got))
+    limits = [name for name in ("psi", "js") if getattr(check, f"max_{name}") is not None]
+    share = max(1, len(names))
+    base = {name: ctx.levels.get(name, ctx.alpha / len(limits)) for name in limits}
+    subs: list[tuple[str, stats.TestResult, bool]] = []
+    seq: dict[str, dict] = {}
+    per_feature: list[dict[str, Any]] = []
+    for f, ps, pc in cells:
+        tests = [(f"{name}:{f}", t, False) for name, t in shift.shift_tests(
+            ps, pc, max_psi=check.max_psi, max_js=check.max_js, alpha=ctx.alpha / share, beta=ctx.beta)]
+        n_f = (float(ps.sum()), float(pc.sum()))
+        levels = {f"{name}:{f}": base[name] / share for name in limits}
+        pooled, more = _pool(check, tests, dataclasses.replace(ctx, levels=levels),
+                             info=effective_requests(*n_f), info_canary=n_f[1])
+        subs += pooled
+        seq.update(more)
+        row: dict[str, Any] = {"feature": f, "n_stable": n_f[0], "n_canary": n_f[1],
+                               "missing_stable": _clean(float(ps[-1] / n_f[0]) if n_f[0] else math.nan),
+                               "missing_canary": _clean(float(pc[-1] / n_f[1]) if n_f[1] else math.nan)}
+        for name, t, _ in pooled:
+            lim = name.partition(":")[0]
+            row.update({lim: _clean(t.effect), f"{lim}_upper": _clean(t.bound)})
+        row["breach"] = any(t.breach and not t.within for _, t, _ in pooled)
+        row["within"] = all(t.within for _, t, _ in pooled)
+        per_feature.append(row)
+    n = (max((float(p.sum()) for _, p, _ in cells), default=0.0), c.total)
+    limit_of = {"psi": check.max_psi or math.inf, "js": check.max_js or math.inf}
+    small = n[1] < ctx.min_canary and not check.hard
+    head = f"{len(cells)} of {len(names)} features compared"
+    # one line per feature would drown the reason: the per-feature numbers are in extra["features"]
+    subs = [(nm, stats.TestResult(**{**vars(t), "note": ""}), a) for nm, t, a in subs]
+    if subs:
+        outcome, (name, t, _), more = _verdict(check, subs, n[1], ctx.min_canary)
+        if outcome is not Outcome.FAIL:  # show the feature closest to its limit, not the smallest p
+            name, t, _ = max(subs, key=lambda x: _clean(x[1].bound / limit_of[x[0].partition(":")[0]]) or 0.0)
+    else:
+        outcome, name, t, more = Outcome.INCONCLUSIVE, "", stats.TestResult(False, False, 1.0), "nothing compared"
+    lim = name.partition(":")[0]
+    limit = {"psi": check.max_psi, "js": check.max_js}
+    if schema and not small:
+        outcome, more = Outcome.FAIL, "schema changed: " + "; ".join(schema[:5]) + (
+            f" (and {len(schema) - 5} more)" if len(schema) > 5 else "")
+    elif schema and outcome is not Outcome.FAIL:
+        outcome, more = Outcome.INCONCLUSIVE, f"schema changed ({'; '.join(schema[:3])}) but canary n={_n(n[1])} " \
+                                              f"below min {ctx.min_canary:,}"
+    elif unusable and outcome is not Outcome.FAIL:
+        outcome, more = Outcome.ERROR, "; ".join(unusable[:5]) + (
+            f" (and {len(unusable) - 5} more)" if len(unusable) > 5 else "")
+    drifted = [r["feature"] for r in per_feature if r["breach"]]
+    if name:
+        worst = name.partition(":")[2]
+        head += (f"; {'beyond' if drifted else 'worst'}: {worst} {lim.upper()} {_g(t.effect, 2)} "
+                 f"(limit {limit[lim]:g}, upper {_g(t.bound, 2)})")
+        if len(drifted) > 1:
+            head += f" and {len(drifted) - 1} more ({_few(drifted[1:])})"
+    reason = f"{head}, n={_n(n[1])}/{_n(n[0])}, p={_p(t.p_value)}" + (f"; {more}" if more else "")
+    res = _result(check, outcome, reason, t, n=n, threshold=float(limit[lim] or math.nan) if lim else math.nan,
+                  effect=t.effect if name else math.nan, alpha=ctx.alpha, subs=subs or [(name, t, False)], seq=seq)
+    res.extra.update({"features": sorted(per_feature, key=lambda r: (not r["breach"], -(r.get(limits[0]) or 0.0)))[:50],
+                      "schema": schema, "unusable": unusable,
+                      "only_stable": sorted(s_names - c_names)[:50], "only_canary": sorted(c_names - s_names)[:50]})
+    return res
+
+
+def _feature_cells(f: str, s: FeatureCounts, c: FeatureCounts) -> tuple[np.ndarray, np.ndarray] | str:
+    """Per-cell counts of one feature in both arms, missing values last; a reason when the arms
+    cannot be compared cell for cell (numeric buckets that share no bound)."""
+    if f in s.numeric or f in c.numeric:
+        hs, hc = s.numeric.get(f), c.numeric.get(f)
+        if hs is not None and hc is not None:
+            bounds, sc, cc = _common(hs, hc)
+            if len(bounds) < 2:
+                return (f"{f}: the arms' buckets share no finite bound (capture the canary's profile with "
+                        "`canary baseline capture --bounds-from` the stable's)")
+            ps, pc = np.diff(sc, prepend=0.0), np.diff(cc, prepend=0.0)
+        else:  # one arm has only missing values for it: one "present" cell
+            ps = np.array([hs.total if hs is not None else 0.0])
+            pc = np.array([hc.total if hc is not None else 0.0])
+    else:
+        cs, cc_ = s.categorical.get(f, {}), c.categorical.get(f, {})
+        cats = sorted(set(cs) | set(cc_))
+        ps = np.array([cs.get(k, 0.0) for k in cats], float)
+        pc = np.array([cc_.get(k, 0.0) for k in cats], float)
+    return (np.append(ps, s.missing.get(f, 0.0)), np.append(pc, c.missing.get(f, 0.0)))
+
+
+def _few(names: Any, limit: int = 5) -> str:
+    """Up to `limit` names, then how many more; 'none' for none."""
+    items = sorted(names)
+    if not items:
+        return "none"
+    return ", ".join(items[:limit]) + (f" (+{len(items) - limit})" if len(items) > limit else "")

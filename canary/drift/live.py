@@ -23,7 +23,7 @@ import numpy as np
 
 from canary.errors import ConfigError
 from canary.metrics import queries as q
-from canary.metrics.answers import number
+from canary.metrics.features import series_by
 from canary.metrics.client import PrometheusClient
 
 
@@ -37,21 +37,16 @@ def live_counts(client: PrometheusClient, profile: Mapping[str, Any], *, model: 
         """(labels, value) of `sum by (by) (increase(metric{sel}[w]))`, series without a value left out."""
         got = client.ask(f"sum by ({by}) (increase({metric}{{{sel}}}[{w}]))", check="drift", arm=version,
                          at=None, who="drift check", strict=False, deadline=None)
-        out = []
-        for s in got or []:
-            labels, v = s.get("metric", {}), number(s.get("value"))
-            if v is not None and all(k.strip() in labels for k in by.split(",")):
-                out.append((labels, v))
-        return out
+        return series_by(got, [k.strip() for k in by.split(",")])
 
     buckets: dict[str, dict[float, float]] = defaultdict(dict)
-    for m, v in ask("model_feature_value_bucket", "feature, le"):
+    for m, v in ask(q.FEATURE_BUCKETS, "feature, le"):
         buckets[m["feature"]][q.parse_le(m["le"])] = max(v, 0.0)
     categories: dict[str, dict[str, float]] = defaultdict(dict)
-    for m, v in ask("model_feature_category_total", "feature, category"):
+    for m, v in ask(q.FEATURE_CATEGORIES, "feature, category"):
         categories[m["feature"]][m["category"]] = max(v, 0.0)
     total = {m["feature"]: v for m, v in ask("model_feature_value_sum", "feature")}  # a sum of values may be < 0
-    gone = {m["feature"]: max(v, 0.0) for m, v in ask("model_feature_missing_total", "feature")}
+    gone = {m["feature"]: max(v, 0.0) for m, v in ask(q.FEATURE_MISSING, "feature")}
     out: dict[str, dict[str, Any]] = {}
     for name, f in profile["features"].items():
         if f["type"] == "numeric" and name in buckets:

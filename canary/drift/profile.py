@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -75,11 +76,15 @@ def file_sha256(path: str | Path) -> str:
 
 
 def capture(table: Any, *, model: str, version: str, file: str, sha256: str, prediction: str | None = None,
-            features: list[str] | None = None, buckets: int = 20) -> dict[str, Any]:
+            features: list[str] | None = None, buckets: int = 20,
+            bounds_from: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The profile of `table` (see the module docstring). `features`: the columns to profile
-    (default: every column but the prediction's); each must exist. ConfigError names the file and
-    column of every problem: a missing column, one whose values are all missing, one mixing
-    numbers and text."""
+    (default: every column but the prediction's); each must exist. `bounds_from`: another
+    version's profile whose numeric bounds (and categories, first) this one reuses for the
+    features of the same type, so that the two versions' exporters count over the same buckets
+    and a rollout's `feature_drift` check compares them bucket for bucket. ConfigError names the
+    file and column of every problem: a missing column, one whose values are all missing, one
+    mixing numbers and text."""
     if buckets < 2 or buckets > 200:
         raise ConfigError(f"buckets must be from 2 to 200, got {buckets}")
     names = list(table.column_names)
@@ -95,16 +100,20 @@ def capture(table: Any, *, model: str, version: str, file: str, sha256: str, pre
         raise ConfigError(f"{file}: no feature columns to profile")
     out: dict[str, Any] = {}
     for col in [*wanted, *([prediction] if prediction and prediction not in wanted else [])]:
-        out[col] = profile_column(table.column(col), name=col, file=file, buckets=buckets)
+        like = (bounds_from or {}).get("features", {}).get(col)
+        out[col] = profile_column(table.column(col), name=col, file=file, buckets=buckets, like=like)
     return {"format": FORMAT, "model": model, "version": version, "rows": int(table.num_rows),
             "source": {"file": Path(file).name, "sha256": sha256},
             "schema": {c: str(table.schema.field(c).type) for c in names},
             "prediction": prediction, "features": out}
 
 
-def profile_column(values: Any, *, name: str, file: str, buckets: int = 20) -> dict[str, Any]:
+def profile_column(values: Any, *, name: str, file: str, buckets: int = 20,
+                   like: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """One column's profile. Numeric arrow types -> NUMERIC; strings, booleans, dictionaries ->
-    CATEGORICAL, except a text column whose values are partly numbers (mixed types: an error)."""
+    CATEGORICAL, except a text column whose values are partly numbers (mixed types: an error).
+    `like`: the same feature's profile in another version; of the same type, its bounds (numeric)
+    or its categories (listed first) are reused."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -118,7 +127,8 @@ def profile_column(values: Any, *, name: str, file: str, buckets: int = 20) -> d
         bad = ~np.isfinite(x)
         if bad.any():
             raise ConfigError(f"{file}: column {name!r}: {int(bad.sum()):,} values are NaN or infinite")
-        return _numeric(x, n_missing, buckets)
+        return _numeric(x, n_missing, buckets,
+                        bounds=like["bounds"] if like and like.get("type") == "numeric" else None)
     if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_dictionary(t) or pa.types.is_boolean(t):
         texts = [str(v) for v in present.cast(pa.string()).to_pylist()]
         numeric = [_is_number(v) for v in texts]
@@ -129,7 +139,8 @@ def profile_column(values: Any, *, name: str, file: str, buckets: int = 20) -> d
             num = next(v for i, v in enumerate(texts) if numeric[i])
             raise ConfigError(f"{file}: column {name!r} mixes numbers ({num!r}) and text ({texts[row]!r}); "
                               f"clean it or cast it before capturing a baseline")
-        return _categorical(texts, n_missing)
+        return _categorical(texts, n_missing,
+                            first=list(like["categories"]) if like and like.get("type") == "categorical" else ())
     raise ConfigError(f"{file}: column {name!r}: type {t} is neither numeric nor categorical; leave it out "
                       f"with --features, or cast it")
 
@@ -149,9 +160,11 @@ def bucket_levels(buckets: int) -> np.ndarray:
     return np.unique(np.concatenate([even, [0.005, 0.01, 0.025, 0.975, 0.99, 0.995]]))
 
 
-def _numeric(x: np.ndarray, n_missing: int, buckets: int) -> dict[str, Any]:
+def _numeric(x: np.ndarray, n_missing: int, buckets: int, bounds: Any = None) -> dict[str, Any]:
     values = np.unique(x)
-    if len(values) < FEW_VALUES:  # a bucket per value: compared value by value, as categories are
+    if bounds is not None:
+        bounds = np.asarray(bounds, float)
+    elif len(values) < FEW_VALUES:  # a bucket per value: compared value by value, as categories are
         bounds = values
     else:
         bounds = np.unique(np.quantile(x, bucket_levels(buckets)))
@@ -162,9 +175,11 @@ def _numeric(x: np.ndarray, n_missing: int, buckets: int) -> dict[str, Any]:
             "quantiles": {f"{q:g}": float(v) for q, v in zip(QUANTILES, np.quantile(x, QUANTILES))}}
 
 
-def _categorical(texts: list[str], n_missing: int) -> dict[str, Any]:
+def _categorical(texts: list[str], n_missing: int, first: Any = ()) -> dict[str, Any]:
     values, counts = np.unique(np.asarray(texts, dtype=object), return_counts=True)
+    seen = {str(v): int(c) for v, c in zip(values, counts)}
     order = np.argsort(-counts, kind="stable")
-    top = order[:MAX_CATEGORIES]
-    return {"type": "categorical", "categories": {str(values[i]): int(counts[i]) for i in top},
-            "other": int(counts[order[MAX_CATEGORIES:]].sum()), "missing": n_missing, "n_unique": int(len(values))}
+    keep = list(dict.fromkeys([*(str(k) for k in first), *(str(values[i]) for i in order)]))[:MAX_CATEGORIES]
+    cats = {k: seen.get(k, 0) for k in keep}
+    return {"type": "categorical", "categories": cats, "other": int(len(texts) - sum(cats.values())),
+            "missing": n_missing, "n_unique": int(len(values))}

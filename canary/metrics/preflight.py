@@ -21,7 +21,7 @@ from canary.metrics import queries as q
 from canary.metrics.answers import bucket_pairs, is_scalar, number, number_of
 from canary.metrics.base import PreflightQuery, PreflightReport
 from canary.metrics.client import PREFIX_HINT, NotPrometheus, PrometheusClient, Rejected, excerpt
-from canary.metrics.query_plan import HISTOGRAM, query_plan, request_plan
+from canary.metrics.query_plan import FEATURE_ROLES, HISTOGRAM, query_plan, request_plan
 from canary.model import Histogram, Target
 from canary.policy import LatencyCheck, Policy
 
@@ -117,6 +117,10 @@ def _preflight_one(client: PrometheusClient, query: str, *, where: str, check: s
                           f"or a scalar; query: {query}")
     series = 1 if is_scalar(result) else len(result)
     try:
+        if role in FEATURE_ROLES:  # a series per feature (and bucket or category): counted, not read as one.
+            # No categories or no missing values is a normal answer (a model without categorical
+            # features); only an empty bucket answer warns as a selector that matches nothing.
+            return series, (0.0 if series == 0 and role != FEATURE_ROLES[0] else None), None
         if role == HISTOGRAM:  # value: observations in the window (the +Inf bucket)
             pairs = bucket_pairs(result, query, check, arm)
             hist = q.normalise(pairs, [le for le, _ in pairs])

@@ -28,7 +28,8 @@ from canary.metrics.base import PreflightReport
 from canary.metrics.client import PrometheusClient
 from canary.metrics.preflight import preflight as run_preflight
 from canary.metrics.query_plan import HISTOGRAM, query_plan, request_plan
-from canary.model import ArmData, Counts, Histogram, Scalar, Target
+from canary.metrics.features import feature_counts
+from canary.model import ArmData, Counts, FeatureCounts, Histogram, Scalar, Target
 from canary.policy import Check, Policy
 
 __all__ = ["PrometheusProvider"]
@@ -52,7 +53,7 @@ class PrometheusProvider(PrometheusClient):
             scale = q.latency_metric(q.preset(policy.source_of(check)), name)[1] if check.kind == "latency" else 1.0
             return arms_pair(lambda arm: self._histogram(plan[arm][HISTOGRAM], name, arm, window_s, at, scale=scale))
         per_arm = {"error_rate": self._error_counts, "feature_missing": self._missing_counts,
-                   "custom": self._custom}[check.kind]
+                   "feature_drift": self._features, "custom": self._custom}[check.kind]
         return arms_pair(lambda arm: per_arm(plan[arm], name, arm, window_s, at))
 
     def request_counts(
@@ -102,6 +103,13 @@ class PrometheusProvider(PrometheusClient):
             )
         n = self._requests(plan["requests"], check, arm, window_s, at)
         return Counts(events=min(rate, 1.0) * n, total=n)
+
+    def _features(self, plan: dict[str, str], check: str, arm: str, window_s: float, at: float | None
+                  ) -> FeatureCounts:
+        """Each feature's distribution (values, categories, missing) over the window: three queries
+        per arm whatever the number of features."""
+        answers = {role: self.query(query, check=check, arm=arm, at=at) for role, query in plan.items()}
+        return feature_counts(answers, queries=plan, check=check, arm=arm, window_s=window_s)
 
     def _custom(self, plan: dict[str, str], check: str, arm: str, window_s: float, at: float | None) -> Scalar:
         value = self.scalar(plan["custom"], check=check, arm=arm, at=at)

@@ -216,6 +216,21 @@ def feature_missing_query(p: Preset, sel: str, window_s: float) -> str:
     return f"avg(avg_over_time({p.feature_missing}{sel}[{duration(window_s)}]))"
 
 
+# What `canary.drift.exporter` exports, read by the `feature_drift` check (and `canary drift check`)
+FEATURE_BUCKETS = "model_feature_value_bucket"
+FEATURE_CATEGORIES = "model_feature_category_total"
+FEATURE_MISSING = "model_feature_missing_total"
+
+
+def feature_queries(sel: str, window_s: float) -> dict[str, str]:
+    """One arm's per-feature distributions over the window: {role: PromQL}, one query per role
+    whatever the number of features (grouped `by (feature, ...)`)."""
+    w = duration(window_s)
+    return {"feature_buckets": f"sum by (feature, le) (increase({FEATURE_BUCKETS}{sel}[{w}]))",
+            "feature_categories": f"sum by (feature, category) (increase({FEATURE_CATEGORIES}{sel}[{w}]))",
+            "feature_missing_counts": f"sum by (feature) (increase({FEATURE_MISSING}{sel}[{w}]))"}
+
+
 def triton_mean_latency_query(sel: str, window_s: float, *, include_queue: bool = False) -> str:
     """Mean request latency in ms from Triton's cumulative µs counters (no quantiles possible)."""
     w = duration(window_s)

@@ -12,7 +12,9 @@ from canary.metrics import queries as q
 from canary.model import Target
 from canary.policy import Check, Policy
 
-HISTOGRAM = "histogram"  # the plan role read as buckets; every other role is one number
+HISTOGRAM = "histogram"  # the plan role read as buckets
+FEATURE_ROLES = ("feature_buckets", "feature_categories", "feature_missing_counts")  # feature_drift: series per feature
+# every other role is one number
 Plan = dict[str, dict[str, str]]  # arm -> role -> PromQL, in the order `measure` sends them
 
 
@@ -20,7 +22,8 @@ def query_plan(policy: Policy, check: Check, target: Target, *, window_s: float)
     """Every query `measure` sends for one check: {arm: {role: PromQL}}, both arms.
 
     Roles: ``histogram`` (latency, prediction_shift), ``requests``, ``errors``,
-    ``feature_missing``, ``custom``. Pure; raises ConfigError for what is wrong
+    ``feature_missing``, ``custom``, and for feature_drift the per-feature roles of
+    `FEATURE_ROLES` (many series per answer, grouped by feature). Pure; raises ConfigError for what is wrong
     before any request (an invalid label or metric name, a source without the
     metric, a misplaced placeholder, an unknown kind).
     """
@@ -40,6 +43,8 @@ def query_plan(policy: Policy, check: Check, target: Target, *, window_s: float)
             q.feature_metric(p, name)
             out[arm] = {"feature_missing": q.feature_missing_query(p, sel, window_s),
                         "requests": q.requests_query(p, sel, window_s)}
+        elif check.kind == "feature_drift":
+            out[arm] = q.feature_queries(sel, window_s)
         elif check.kind == "custom":
             custom = q.render_custom(check.template(arm), check_name=name, model=target.model,  # type: ignore[union-attr]
                                      version=q.arm_version(target, arm), namespace=target.namespace, window_s=window_s)

@@ -37,6 +37,17 @@ PREDICTION_BOUNDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 # per 60 s window of 10,000 requests) but export different bucket bounds (issue 9, defect 4b)
 LAYOUT_MODEL = "layouts"
 LAYOUTS_S = {"v1": ((0.1, 0.15, 0.25), (6000, 2000, 1500, 500)), "v2": ((0.05, 0.1, 0.25), (3000, 3000, 3500, 500))}
+# what canary.drift.exporter exports for model "features", per 60 s window: v1 is stable, v2 a
+# canary whose upstream pipeline sends `age` in months (and drops `plan`), v3 an A/A copy of v1
+FEATURE_MODEL = "features"
+AGE_BOUNDS = (20.0, 30.0, 40.0, 50.0)
+FEATURES = {
+    "v1": {"age": (100, 300, 300, 200, 100), "city": {"paris": 600, "lyon": 400}, "missing": {"age": 10, "city": 0},
+           "plan": {"free": 700, "pro": 300}},
+    "v2": {"age": (0, 0, 10, 90, 900), "city": {"paris": 600, "lyon": 400}, "missing": {"age": 10, "city": 0}},
+    "v3": {"age": (100, 300, 300, 200, 100), "city": {"paris": 600, "lyon": 400}, "missing": {"age": 10, "city": 0},
+           "plan": {"free": 700, "pro": 300}},
+}
 
 
 @dataclass(frozen=True)
@@ -83,6 +94,8 @@ class Dataset:
         for version, (bounds, counts) in LAYOUTS_S.items():
             out += histogram("model_inference_duration_seconds", {"model_name": LAYOUT_MODEL, "model_version": version},
                              bounds, _per_s(counts))
+        for version, f in FEATURES.items():
+            out += _feature_series(version, f)
         return out
 
     def openmetrics(self) -> str:
@@ -112,6 +125,18 @@ def _arm_series(arm: Arm, t: Target) -> list[Series]:
     out += counter("nv_inference_request_failure", tr, arm.errors / WINDOW_S)
     out += counter("nv_inference_request_duration_us", tr, arm.duration_us / WINDOW_S)
     out += counter("nv_inference_queue_duration_us", tr, arm.duration_us / 10 / WINDOW_S)
+    return out
+
+
+def _feature_series(version: str, f: dict[str, Any]) -> list[Series]:
+    m = {"model_name": FEATURE_MODEL, "model_version": version}
+    out = histogram("model_feature_value", {**m, "feature": "age"}, AGE_BOUNDS, _per_s(f["age"]))
+    for feature in ("city", "plan"):
+        for category, n in f.get(feature, {}).items():
+            out += counter("model_feature_category_total", {**m, "feature": feature, "category": category}, n / WINDOW_S)
+    for feature, n in f["missing"].items():
+        out += counter("model_feature_missing_total", {**m, "feature": feature}, n / WINDOW_S)
+    out += counter("model_requests_total", {**m, "outcome": "success"}, sum(f["age"]) / WINDOW_S)
     return out
 
 
