@@ -239,3 +239,28 @@ def parse(text: str | bytes, *, where: str) -> dict[str, Any]:
         if not (isinstance(p, list) and len(p) == 2 and _num(p[0]) is not None and _num(p[1]) is not None):
             raise ConfigError(f"{where}: weights[{i}]: must be [at, canary %]")
     return doc
+
+
+def with_state(doc: dict[str, Any], state: dict[str, Any]) -> dict[str, Any]:
+    """`doc` completed from the rollout state recorded on the VirtualService (the mapping of
+    `RolloutState.to_json()`), when that is the same rollout and newer than the history (the
+    controller writes the history every few looks): its phase, reason and weights, and its last
+    look when the history does not have it yet."""
+    ident = {"canary_version": state.get("canary_version"), "started_at": state.get("started_at")}
+    if not same_rollout(doc, ident) or at_time(state.get("updated_at")) <= at_time(doc.get("updated_at")):
+        return doc
+    out = {**doc, "phase": str(state.get("phase", "")), "reason": str(state.get("reason", "")),
+           "updated_at": at_time(state.get("updated_at"))}
+    verdict, n = state.get("last_verdict"), state.get("look")
+    looks: list[dict[str, Any]] = []
+    if isinstance(verdict, dict) and isinstance(n, int) and n > 0 and n not in {lk["n"] for lk in doc["looks"]}:
+        steps = list(doc["policy"].get("steps") or [])
+        step = int(state.get("step", 0))
+        if state.get("phase") in ("promoting", "promoted"):
+            step = len(steps) - 2  # the last judged step; 100% is the promotion
+        elif at_time(verdict.get("at")) < at_time(state.get("step_started_at")) and not state.get("step_window"):
+            step -= 1  # the look that advanced the step
+        weight = steps[step] if 0 <= step < len(steps) else int((state.get("weights") or {}).get("canary", 0))
+        looks.append(look_record(verdict, n=n, step=step + 1, canary_weight=weight))
+    w = (state.get("weights") or {}).get("canary")
+    return merge(out, looks=looks, weights=[[at_time(state.get("updated_at")), w]] if isinstance(w, int) else [])

@@ -1,0 +1,157 @@
+"""`canary report`: one rollout as a self-contained HTML page, from the cluster or a saved export.
+
+    canary report rec-model -n ml -o rec-model.html            # the VirtualService's latest rollout
+    canary report -n ml --rollout rec-model-v2 -o r.html        # a CanaryRollout's (the controller's)
+    canary report rec-model -n ml -o json > rollout.json        # the history itself, to keep
+    canary report --input rollout.json -o r.html                # later, with no cluster
+
+Exit 0 written; 2 bad input (no history recorded, an unreadable export naming the file and
+field, a CanaryRollout whose VirtualService has recorded a later rollout); 3 the cluster could
+not be reached. Registered onto the main app by `register`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from canary import cli
+
+_FORMATS = ("json", "yaml")
+
+
+def _output(value: str) -> str:
+    """-o: FILE.html (the page), FILE.json (the export), or json / yaml (the export on stdout)."""
+    if value in ("", *_FORMATS) or value.lower().endswith((".html", ".htm", ".json")):
+        return value
+    raise typer.BadParameter(f"{value!r}: give FILE.html (the page), FILE.json (the history), or json / yaml "
+                             "(the history on stdout)")
+
+
+def report_cmd(
+    model: Optional[str] = typer.Argument(None, help="model name (and VirtualService name unless --virtual-service)"),
+    namespace: Optional[str] = cli.NamespaceOpt,
+    virtual_service: Optional[str] = cli.VsOpt,
+    rollout: Optional[str] = typer.Option(None, "--rollout", help="a CanaryRollout's name: the rollout it drives"),
+    input_file: Optional[Path] = typer.Option(None, "--input", "-f", help="a saved history (`-o json`) instead "
+                                                                           "of the cluster"),
+    output: str = typer.Option("", "--output", "-o", callback=_output, metavar="FILE.html|FILE.json|json|yaml",
+                               help="where the page goes (default <model>-<canary version>.report.html), or the "
+                                    "history as JSON/YAML"),
+    kubeconfig: Optional[str] = cli.KubeconfigOpt,
+    context: Optional[str] = cli.ContextOpt,
+) -> None:
+    """Render one rollout as an HTML page that opens with no network: weights over time, each
+    check's per-arm values against its limits, every look's verdict with its evidence, the gates.
+
+    Works for rollouts run by `canary promote` and by the controller (`--rollout NAME`).
+
+    Example: canary report rec-model -n ml -o rec-model.html
+
+    Example: canary report --input rollout.json -o rollout.html
+    """
+    from canary import logs
+
+    logs.configure()  # logs on stderr: stdout carries only the requested output
+
+    def go() -> int:
+        doc = _from_file(input_file) if input_file is not None else _from_cluster(
+            model, namespace, virtual_service, rollout, kubeconfig, context)
+        if output == "json":
+            typer.echo(json.dumps(doc, ensure_ascii=False))
+            return 0
+        if output == "yaml":
+            import yaml
+
+            typer.echo(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True), nl=False)
+            return 0
+        ro = doc["rollout"]
+        path = Path(output or f"{ro.get('virtual_service') or ro['model']}-{ro['canary_version']}.report.html")
+        if path.suffix.lower() == ".json":
+            text = json.dumps(doc, indent=1, ensure_ascii=False)
+        else:
+            from canary.report import render
+
+            text = render(doc)
+        try:
+            path.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise cli.ConfigError(f"{path}: cannot write ({exc.strerror})") from None
+        logs.get().info("report.written", path=str(path), looks=len(doc["looks"]), phase=doc.get("phase"))
+        typer.echo(str(path))
+        return 0
+
+    raise typer.Exit(cli.run_guarded(go))
+
+
+def _from_file(path: Path) -> dict[str, Any]:
+    from canary import history as hist
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise cli.ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+    return hist.parse(text, where=str(path))
+
+
+def _namespace(explicit: Optional[str], kubeconfig: Optional[str], context: Optional[str]) -> str:
+    if explicit:
+        return explicit
+    try:
+        from canary import cli_options as opts
+    except ImportError:  # pragma: no cover - before the shared options module
+        return "default"
+    return opts.namespace(None, kubeconfig, context)
+
+
+def _from_cluster(model: Optional[str], namespace: Optional[str], vs: Optional[str], rollout: Optional[str],
+                  kubeconfig: Optional[str], context: Optional[str]) -> dict[str, Any]:
+    import kubernetes.client as kc
+
+    from canary import crd
+    from canary import history as hist
+    from canary.history_store import configmap_name, load_history
+    from canary.kube import api_client, translate
+    from canary.reconcile import parse_record
+    from canary.routing import patch
+    from canary.routing.istio import GROUP, VS_PLURAL
+
+    if not model and not rollout:
+        raise cli.ConfigError("give MODEL, --rollout NAME or --input FILE")
+    ns = _namespace(namespace, kubeconfig, context)
+    client = api_client(kubeconfig=kubeconfig, context=context)
+    canary_version = ""
+    if rollout:
+        try:
+            obj = kc.CustomObjectsApi(client).get_namespaced_custom_object(crd.GROUP, crd.VERSION, ns, crd.PLURAL,
+                                                                           rollout)
+        except Exception as exc:
+            if getattr(exc, "status", None) == 404:
+                raise cli.ConfigError(f"CanaryRollout {ns}/{rollout} not found") from None
+            raise translate(exc, f"CanaryRollout {ns}/{rollout}") from exc
+        spec = obj.get("spec") or {}
+        vs = vs or spec.get("virtualService") or spec.get("model") or model
+        canary_version = str(spec.get("canaryVersion") or "")
+    vs = vs or model
+    assert vs
+    doc = load_history(kc.CoreV1Api(client), ns, vs)
+    if canary_version and doc["rollout"]["canary_version"] != canary_version:
+        raise cli.ConfigError(f"ConfigMap {ns}/{configmap_name(vs)} holds the history of a later rollout of {vs} "
+                              f"({doc['rollout']['canary_version']}), not of CanaryRollout {ns}/{rollout} "
+                              f"({canary_version})")
+    try:  # the recorded state may be newer than the history (the controller writes it every 10 looks)
+        vs_obj = kc.CustomObjectsApi(client).get_namespaced_custom_object(GROUP, "v1beta1", ns, VS_PLURAL, vs)
+        state = parse_record(patch.read_state(vs_obj))
+    except Exception as exc:  # the history alone still makes a report
+        from canary import logs
+
+        logs.get().info("report.state_unread", virtual_service=f"{ns}/{vs}", error=f"{type(exc).__name__}: {exc}")
+        return doc
+    return hist.with_state(doc, json.loads(state.to_json())) if state is not None else doc
+
+
+def register(app: typer.Typer) -> None:
+    app.command("report")(report_cmd)

@@ -1,0 +1,67 @@
+"""The report page in a real headless browser (Debian's chromium): it loads with no console
+message or script error and no network, and its plots are drawn (pixels of each series' colour)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from canary.report import render
+from canary.report_plots import CANARY, OUTCOME_COLORS, STABLE
+from tests.support.browser import chromium, load, screenshot  # noqa: F401  (chromium: a fixture)
+from tests.unit.test_history import fake_rollout
+
+pytestmark = pytest.mark.integration
+
+
+def _rgb(hex_color: str) -> tuple[int, int, int]:
+    return tuple(int(hex_color[i:i + 2], 16) for i in (1, 3, 5))  # type: ignore[return-value]
+
+
+def assert_report_page(binary: str, page: Path, tmp: Path, *, checks: list[str], looks: int,
+                       colours: tuple[str, ...] = (CANARY, STABLE)) -> str:
+    """Load `page` in chromium and check it; returns the DOM after its script ran."""
+    loaded = load(binary, page, tmp=tmp)
+    assert loaded.console == [], loaded.console  # no console message, no uncaught error
+    dom = loaded.dom
+    assert 'data-ready="1"' in dom  # the page's script ran to its end
+    figures = re.findall(r'<figure class="plot" id="([^"]+)"><svg[^>]*>(.*?)</svg>\s*</figure>', dom, re.S)
+    assert [f[0] for f in figures] == ["weights", *(f"check-{c}" for c in checks)]
+    assert all(svg.count("<path") >= 5 for _, svg in figures)  # axes, ticks and the series are in the DOM
+    assert dom.count('<tr class="look"') == looks
+    png = tmp / "page.png"
+    screenshot(binary, page, png, tmp=tmp)
+    from PIL import Image
+
+    present = {rgb: n for n, rgb in Image.open(png).convert("RGB").getcolors(maxcolors=1 << 24)}
+    counts = {c: present.get(_rgb(c), 0) for c in colours}
+    assert all(n >= 50 for n in counts.values()), counts  # each series was drawn, not just declared
+    return dom
+
+
+def test_a_rollback_report_loads_without_errors_and_draws_its_plots(chromium: str, tmp_path: Path) -> None:
+    doc = fake_rollout(slow=True)
+    page = tmp_path / "rollback.html"
+    page.write_text(render(doc), encoding="utf-8")
+    dom = assert_report_page(chromium, page, tmp_path, checks=["lat", "err"], looks=len(doc["looks"]),
+                             colours=(CANARY, STABLE, OUTCOME_COLORS["fail"]))
+    assert dom.count('data-outcome="fail"') == 2 and "rolled_back" in dom
+
+
+def test_a_promotion_report_loads_without_errors(chromium: str, tmp_path: Path) -> None:
+    doc: dict[str, Any] = fake_rollout()
+    page = tmp_path / "promoted.html"
+    page.write_text(render(doc), encoding="utf-8")
+    assert_report_page(chromium, page, tmp_path, checks=["lat", "err"], looks=len(doc["looks"]),
+                       colours=(CANARY, STABLE, OUTCOME_COLORS["pass"]))
+
+
+def test_the_browser_check_sees_a_script_error(chromium: str, tmp_path: Path) -> None:
+    """The console check has teeth: a page whose script fails is caught."""
+    page = tmp_path / "broken.html"
+    page.write_text(render(fake_rollout()).replace("</body>", "<script>undefinedFunction();</script></body>"))
+    loaded = load(chromium, page, tmp=tmp_path)
+    assert any("undefinedFunction" in line for line in loaded.console), loaded.console

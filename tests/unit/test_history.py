@@ -1,0 +1,192 @@
+"""The rollout history behind `canary report`: what a rollout records, the bounds, merging,
+reading back, and that recording never changes a rollout's outcome (fake clock, fake cluster)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from typing import Any
+
+import pytest
+
+from canary import history as hist
+from canary import rollout as rl
+from canary.errors import ConfigError, KubeUnavailable
+from canary.history_store import Recorder, _Conflict, configmap_name
+from canary.runner import Runner
+from tests.fakes import FakeClock, FakeMetrics, FakeRouter
+from tests.unit.test_runner import POLICY, TARGET
+
+
+class MemoryStore:
+    """The ConfigMapStore's two methods over a dict, with resourceVersion preconditions."""
+
+    def __init__(self) -> None:
+        self.doc: dict[str, Any] | None = None
+        self.rv = 0
+        self.saves = 0
+        self.fail_next: list[Exception] = []
+
+    def load(self, namespace: str, vs: str) -> tuple[dict[str, Any] | None, str | None]:
+        return (copy.deepcopy(self.doc), str(self.rv)) if self.doc else (None, None)
+
+    def save(self, namespace: str, vs: str, doc: dict[str, Any], rv: str | None) -> None:
+        if self.fail_next:
+            raise self.fail_next.pop(0)
+        if (str(self.rv) if self.doc else None) != rv:
+            raise _Conflict()
+        self.doc = json.loads(hist.dumps(doc))  # what a ConfigMap gives back
+        self.rv += 1
+        self.saves += 1
+
+
+def run_rollout(*, slow: bool = False, store: MemoryStore | None = None) -> tuple[Any, MemoryStore]:
+    store = store or MemoryStore()
+    clock, router = FakeClock(), FakeRouter()
+    metrics = FakeMetrics(router, clock, **({"slowdown": lambda t: 2.0 if t >= 1012 else 1.0} if slow else {}))
+    rec = Recorder(store, namespace="ml", virtual_service="rec", policy=POLICY, source="promote")  # type: ignore[arg-type]
+    res = Runner(policy=POLICY, target=TARGET, router=router, metrics=metrics, clock=clock, history=rec).run()
+    return res, store
+
+
+def fake_rollout(*, slow: bool = False) -> dict[str, Any]:
+    """A whole rollout's history, driven by the real runner on a fake clock (also for the browser tests)."""
+    _, store = run_rollout(slow=slow)
+    assert store.doc is not None
+    return store.doc
+
+
+def test_a_promotion_records_every_look_with_both_arms_and_the_weights() -> None:
+    res, store = run_rollout()
+    doc = store.doc
+    assert res.exit_code == 0 and doc is not None and doc["phase"] == rl.PROMOTED
+    assert [lk["n"] for lk in doc["looks"]] == list(range(1, res.state.look + 1))  # every look, in order
+    assert [p[1] for p in doc["weights"]] == [0, 10, 50, 100, 0]
+    assert {lk["step"]: lk["w"] for lk in doc["looks"]} == {1: 10, 2: 50}  # the step each look judged
+    lat = doc["looks"][-1]["c"]["lat"]
+    assert lat["o"] == "pass" and lat["sv"] > 0 and lat["cv"] > 0 and lat["p"] is not None and lat["n"][1] > 0
+    events = [e["event"] for e in doc["events"]]
+    assert events == ["rollout.started", "step.advanced", "step.advanced", "rollout.promoting", "rollout.promoted"]
+    assert doc["policy"]["checks"][0] == {"name": "lat", "kind": "latency", "hard": False,
+                                          "limits": {"max_increase_pct": 20.0, "quantile": 0.95}}
+    assert hist.parse(hist.dumps(doc), where="x") == doc
+
+
+def test_a_rollback_keeps_the_failed_looks_evidence() -> None:
+    res, store = run_rollout(slow=True)
+    doc = store.doc
+    assert res.exit_code == 1 and doc is not None and doc["phase"] == rl.ROLLED_BACK
+    failed = [lk for lk in doc["looks"] if lk["o"] == "fail"]
+    assert len(failed) == POLICY.failure.max_failed_looks
+    assert failed[-1]["c"]["lat"]["cv"] > 1.2 * failed[-1]["c"]["lat"]["sv"] and "limit +20%" in failed[-1]["r"]
+    assert doc["reason"] == res.state.reason and doc["weights"][-1][1] == 0
+
+
+def test_recording_never_changes_the_outcome_nor_fails_the_rollout() -> None:
+    store = MemoryStore()
+    store.fail_next = [KubeUnavailable("ConfigMap: 503")] * 3 + [_Conflict()]
+    res, _ = run_rollout(slow=True, store=store)
+    plain = Runner(policy=POLICY, target=TARGET, router=(r := FakeRouter()),
+                   metrics=FakeMetrics(r, (c := FakeClock()), slowdown=lambda t: 2.0 if t >= 1012 else 1.0),
+                   clock=c).run()
+    assert (res.exit_code, res.state.phase, res.state.look) == (plain.exit_code, plain.state.phase, plain.state.look)
+    # what the failed writes held was kept and written by a later flush
+    assert store.doc is not None and [lk["n"] for lk in store.doc["looks"]] == list(range(1, res.state.look + 1))
+
+
+def test_a_restarted_process_continues_the_same_history() -> None:
+    store = MemoryStore()
+    clock, router = FakeClock(), FakeRouter()
+    first = Runner(policy=POLICY, target=TARGET, router=router, metrics=FakeMetrics(router, clock), clock=clock,
+                   history=Recorder(store, namespace="ml", virtual_service="rec", policy=POLICY,  # type: ignore[arg-type]
+                                    source="promote"), on_interrupt="pause")
+    first.on_update = lambda s: first.stop.set() if s.look >= 3 else None
+    assert first.run().state.phase == rl.PAUSED
+    second = Runner(policy=POLICY, target=TARGET, router=router, metrics=FakeMetrics(router, clock), clock=clock,
+                    history=Recorder(store, namespace="ml", virtual_service="rec", policy=POLICY,  # type: ignore[arg-type]
+                                     source="promote"))
+    res = second.run()
+    assert res.state.phase == rl.PROMOTED and store.doc is not None
+    assert [lk["n"] for lk in store.doc["looks"]] == list(range(1, res.state.look + 1))
+    assert {"rollout.paused", "rollout.resumed", "rollout.promoted"} <= {e["event"] for e in store.doc["events"]}
+
+
+def test_a_new_rollout_replaces_the_previous_history() -> None:
+    store = MemoryStore()
+    run_rollout(store=store)
+    old = store.doc
+    clock, router = FakeClock(start=5_000.0), FakeRouter()
+    router.subsets = {"stable": "v2", "canary": "v2"}
+    target = TARGET.__class__(**{**TARGET.__dict__, "canary_version": "v3"})
+    Runner(policy=POLICY, target=target, router=router, metrics=FakeMetrics(router, clock), clock=clock,
+           history=Recorder(store, namespace="ml", virtual_service="rec", policy=POLICY,  # type: ignore[arg-type]
+                            source="promote")).run()
+    assert old is not None and store.doc is not None
+    assert store.doc["rollout"]["canary_version"] == "v3" and store.doc["rollout"]["stable_version"] == "v2"
+    assert store.doc["looks"][0]["at"] >= 5_000.0
+
+
+def _look(n: int, step: int, outcome: str = "pass", reason_len: int = 50) -> dict[str, Any]:
+    return {"n": n, "at": 1000.0 + n, "step": step, "w": 10 * step, "o": outcome, "r": "x" * reason_len, "cn": 1.0,
+            "c": {"lat": {"o": outcome, "sv": 1.0, "cv": 1.0, "r": "y" * reason_len}}}
+
+
+def test_the_history_is_bounded_and_keeps_what_explains_the_outcome() -> None:
+    looks = [_look(n, 1 + n // 400, "fail" if n in (77, 901) else "pass") for n in range(1, 1201)]
+    doc = hist.merge(hist.new_doc(rollout={"model": "m", "canary_version": "v2", "stable_version": "v1",
+                                           "started_at": 1000.0}, policy={"steps": [10, 20, 30, 100], "checks": []}),
+                     looks=looks)
+    kept = {lk["n"] for lk in doc["looks"]}
+    assert len(kept) <= hist.MAX_LOOKS and doc["thinned"] == 1200 - len(kept)
+    assert {77, 901, 1, 399, 400, 799, 800, 1200} <= kept  # failures, each step's first and last, the end
+    assert hist.size(doc) <= hist.MAX_BYTES
+    big = hist.bound({**doc, "looks": [_look(n, 1, reason_len=2000) for n in range(1, 200)]})
+    assert hist.size(big) <= hist.MAX_BYTES and big["looks"][-1]["n"] == 199
+
+
+def test_merging_twice_keeps_each_look_once() -> None:
+    doc = hist.new_doc(rollout={"model": "m", "canary_version": "v2", "stable_version": "v1", "started_at": 1.0},
+                       policy={"steps": [50, 100], "checks": []})
+    once = hist.merge(doc, looks=[_look(1, 1), _look(2, 1)], weights=[[1.0, 0], [1.0, 50], [3.0, 50]])
+    twice = hist.merge(once, looks=[_look(2, 1)], weights=[[3.0, 50]])
+    assert twice == once and once["weights"] == [[1.0, 0], [1.0, 50]]
+
+
+@pytest.mark.parametrize("edit, field", [
+    (lambda d: d.__setitem__("format", 2), "format"),
+    (lambda d: d.__setitem__("looks", {}), "looks"),
+    (lambda d: d["looks"][0].pop("n"), "looks[0]"),
+    (lambda d: d["looks"][0].__setitem__("at", "noon"), "looks[0].at"),
+    (lambda d: d["rollout"].__setitem__("canary_version", 3), "rollout.canary_version"),
+    (lambda d: d["weights"].append([1.0]), "weights[2]"),
+])
+def test_a_bad_export_is_refused_naming_the_field(edit: Any, field: str) -> None:
+    doc = json.loads(json.dumps(fake_rollout_small()))
+    edit(doc)
+    with pytest.raises(ConfigError, match="saved\\.json: " + re.escape(field)):
+        hist.parse(json.dumps(doc), where="saved.json")
+
+
+def fake_rollout_small() -> dict[str, Any]:
+    doc = hist.new_doc(rollout={"model": "m", "canary_version": "v2", "stable_version": "v1", "started_at": 1.0},
+                       policy={"steps": [50, 100], "checks": []})
+    return hist.merge(doc, looks=[_look(1, 1)], weights=[[1.0, 0], [1.0, 50]])
+
+
+def test_the_recorded_state_completes_a_history_written_a_few_looks_ago() -> None:
+    res, store = run_rollout(slow=True)
+    doc = store.doc
+    assert doc is not None
+    behind = {**doc, "looks": doc["looks"][:-1], "phase": rl.PROGRESSING, "updated_at": doc["looks"][-2]["at"]}
+    full = hist.with_state(behind, json.loads(res.state.to_json()))
+    assert full["phase"] == rl.ROLLED_BACK and full["looks"][-1]["n"] == res.state.look
+    assert full["looks"][-1]["step"] == doc["looks"][-1]["step"] and full["looks"][-1]["o"] == "fail"
+    other = json.loads(res.state.to_json()) | {"canary_version": "v9"}
+    assert hist.with_state(behind, other) == behind  # another rollout's state adds nothing
+
+
+def test_configmap_names_fit_kubernetes() -> None:
+    assert configmap_name("rec-model") == "rec-model-canary-history"
+    long = configmap_name("a" * 253)
+    assert len(long) <= 253 and long.endswith("-canary-history")

@@ -1,0 +1,89 @@
+"""`canary report` from a saved history: the page's content, that it needs nothing from the
+network, and the command's inputs and outputs (in-process, no cluster)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from canary import history as hist
+from canary.cli import app
+from canary.report import render
+from tests.unit.test_history import fake_rollout
+
+@pytest.fixture(scope="module")
+def slow() -> dict[str, Any]:
+    return fake_rollout(slow=True)
+
+
+def external_references(page: str) -> list[str]:
+    """Every src/href/url() that is not a fragment (#id) or inline data."""
+    refs = re.findall(r"""(?:src|href)\s*=\s*["']([^"']*)["']""", page) + re.findall(r"url\(([^)]*)\)", page)
+    return [r for r in refs if not r.strip("'\" ").startswith(("#", "data:"))]
+
+
+def test_the_page_has_a_plot_per_check_and_every_look(slow: dict[str, Any]) -> None:
+    page = render(slow)
+    figures = re.findall(r'<figure class="plot" id="([^"]+)"><svg', page)
+    assert figures == ["weights", "check-lat", "check-err"]
+    assert page.count('<tr class="look"') == len(slow["looks"])
+    assert page.count('data-outcome="fail"') == 2
+    assert "rolled_back" in page and "limit +20%" in page and "No Triton gate ran" in page
+    assert external_references(page) == []  # opens with no network
+    assert render(slow) == page  # the same history, the same page
+
+
+def test_text_from_the_cluster_is_escaped(slow: dict[str, Any]) -> None:
+    doc = json.loads(json.dumps(slow))
+    doc["reason"] = "<script>alert(1)</script>"
+    doc["looks"][0]["c"]["lat"]["r"] = '"><img src=x onerror=alert(1)>'
+    page = render(doc)
+    assert "<script>alert(1)" not in page and "<img src=x" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
+def test_gates_and_a_prediction_shift_are_drawn(slow: dict[str, Any]) -> None:
+    doc = json.loads(json.dumps(slow))
+    doc["gates"] = [hist.gate_record(at=doc["rollout"]["started_at"], stage="preflight", outcome="passed",
+                                     detail="warmup=20 ok")]
+    doc["policy"]["checks"].append({"name": "pred", "kind": "prediction_shift", "hard": False,
+                                    "limits": {"max_psi": 0.2, "max_js": 0.1}})
+    for i, lk in enumerate(doc["looks"]):
+        lk["c"]["pred"] = {"o": "pass", "p": 0.5, "n": [1, 1], "r": "",
+                           "x": {"js_distance": 0.01 * i, "js_bound": 0.02 * i, "psi_bound": 0.03 * i}}
+    page = render(doc)
+    assert 'id="check-pred"><svg' in page and "warmup=20 ok" in page and "limit JS 0.1" in page
+
+
+def test_report_from_a_saved_export(tmp_path: Path, slow: dict[str, Any]) -> None:
+    saved = tmp_path / "rollout.json"
+    saved.write_text(json.dumps(slow))
+    out = tmp_path / "r.html"
+    res = CliRunner().invoke(app, ["report", "--input", str(saved), "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    assert res.stdout.strip() == str(out) and out.read_text() == render(slow)
+    again = CliRunner().invoke(app, ["report", "--input", str(saved), "-o", "json"])
+    assert again.exit_code == 0 and json.loads(again.stdout) == slow  # an export reads back as it was
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["report", "--input", "{missing}"], "cannot read"),
+    (["report", "--input", "{bad}"], "bad.json: looks[0]"),
+    (["report", "--input", "{good}", "-o", "text"], "FILE.html"),
+    (["report"], "give MODEL, --rollout NAME or --input FILE"),
+])
+def test_bad_input_exits_2_naming_it(tmp_path: Path, slow: dict[str, Any], args: list[str], needle: str) -> None:
+    bad = json.loads(json.dumps(slow))
+    bad["looks"][0] = {"n": "one"}
+    (tmp_path / "bad.json").write_text(json.dumps(bad))
+    (tmp_path / "good.json").write_text(json.dumps(slow))
+    paths = {"missing": str(tmp_path / "nope.json"), "bad": str(tmp_path / "bad.json"),
+             "good": str(tmp_path / "good.json")}
+    res = CliRunner().invoke(app, [a.format(**paths) for a in args])
+    assert res.exit_code == 2, res.output
+    assert needle in res.output
