@@ -80,6 +80,8 @@ def run(
             raise cli.ConfigError("--renew-deadline must be below --lease-duration (fencing)")
         import kubernetes.client as kc
 
+        prom = cli._metrics(prometheus_url, prometheus_token, prometheus_user, prometheus_password, insecure,
+                            prometheus_ca_file)  # flags first: a bad one is refused before the cluster is asked
         client = api_client(kubeconfig=kubeconfig, context=context)
         me = identity or f"{socket.gethostname()}-{os.getpid()}"
         stop = threading.Event()
@@ -98,8 +100,6 @@ def run(
                                     retry_period_s=retry_period)
             elector.start(stop)
             is_leader, lease_left = elector.is_leader, elector.lease_left
-        prom = cli._metrics(prometheus_url, prometheus_token, prometheus_user, prometheus_password, insecure,
-                            prometheus_ca_file)
         op = Controller(custom=kc.CustomObjectsApi(client), core=kc.CoreV1Api(client), router=IstioRouter(client),
                       metrics=prom, batch=BatchMetrics(prom), namespace=namespace, is_leader=is_leader, lease_left=lease_left, identity=me,
                       telemetry=telemetry, notifier=notifier)

@@ -142,18 +142,17 @@ def check_cmd(
     if (input is None) == (prometheus_url is None):
         _fail("give exactly one of --input (a JSON file) or --prometheus-url")
     try:
+        client = (opts.prometheus(prometheus_url, prometheus_token, prometheus_user, prometheus_password,
+                                  prometheus_ca_file, insecure, provider=False) if prometheus_url else None)
         prof = _load_json(baseline, "baseline")
         validate_profile(prof, str(baseline))
-        window_s = window
-        if input is not None:
+        if client is None:
             raw = _load_json(input, "input")
             live = raw.get("features") if isinstance(raw, dict) else None
             if not isinstance(live, dict):
                 raise ConfigError(f"{input}: features: must be an object mapping feature names to live counts")
         else:
-            client = opts.prometheus(prometheus_url, prometheus_token, prometheus_user, prometheus_password,
-                                     prometheus_ca_file, insecure, provider=False)
-            live = _from_prometheus(client, prof, version or str(prof["version"]), window_s)
+            live = _from_prometheus(client, prof, version or str(prof["version"]), window)
         result = compare(prof, live)
     except TransientError as exc:
         _fail(str(exc), EXIT_UNAVAILABLE)

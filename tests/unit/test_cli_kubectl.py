@@ -1,0 +1,247 @@
+"""Issue 11: every command behaves like the kubectl tools its users live in.
+
+The namespace comes from the kubeconfig context (an explicit -n wins); `-o text|wide|json|yaml`
+wherever a command prints, anything else refused naming the flag; `--route`/`--destination-rule`
+wherever the VirtualService is resolved; an example in every command's --help. Commands that need a
+cluster run in-process against the strict Kubernetes API emulator (tests/support/kube.py).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from canary import kube, logs
+from canary.cli import app
+from canary.errors import ConfigError
+from canary.sandbox.kubeapi import KubeAPIServer
+from tests.support.http import ScriptedHTTP
+
+GROUP, VS = "networking.istio.io", "virtualservices"
+ROOT = Path(__file__).resolve().parents[2]
+EMPTY = json.dumps({"status": "success", "data": {"resultType": "vector", "result": []}})
+SHADOW = {"name": "shadow", "match": [{"headers": {"x-canary": {"exact": "1"}}}],
+          "route": [{"destination": {"host": "rec-model", "subset": "stable"}, "weight": 0},
+                    {"destination": {"host": "rec-model", "subset": "canary"}, "weight": 100}]}
+
+
+def kubeconfig(path: Path, server: str, *, current: str = "ml-ctx") -> Path:
+    """Three contexts on one cluster: namespace ml, namespace other, and none (-> default)."""
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": current,
+        "clusters": [{"name": "c", "cluster": {"server": server}}], "users": [{"name": "u", "user": {}}],
+        "contexts": [{"name": "ml-ctx", "context": {"cluster": "c", "user": "u", "namespace": "ml"}},
+                     {"name": "other-ctx", "context": {"cluster": "c", "user": "u", "namespace": "other"}},
+                     {"name": "bare", "context": {"cluster": "c", "user": "u"}}]}))
+    return path
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> Any:
+    try:
+        return CliRunner().invoke(app, list(args), env={"KUBECONFIG": "", **(env or {})})
+    finally:
+        logs.configure()  # the in-process command pointed the logs at the runner's stream
+
+
+def policy(tmp_path: Path) -> Path:
+    p = tmp_path / "p.yaml"
+    p.write_text(yaml.safe_dump({"steps": [10, 100], "metrics": {"source": "model"},
+                                 "checks": [{"name": "errors", "kind": "error_rate", "max_increase_points": 1}]}))
+    return p
+
+
+# --- the namespace ---------------------------------------------------------------------------
+
+
+def test_default_namespace_is_the_contexts(tmp_path: Path) -> None:
+    kc = str(kubeconfig(tmp_path / "kc", "http://127.0.0.1:1"))
+    assert kube.default_namespace(kubeconfig=kc) == "ml"  # the current context's
+    assert kube.default_namespace(kubeconfig=kc, context="other-ctx") == "other"
+    assert kube.default_namespace(kubeconfig=kc, context="bare") == "default"
+    with pytest.raises(ConfigError, match="'nope' is not in kubeconfig"):
+        kube.default_namespace(kubeconfig=kc, context="nope")
+    with pytest.raises(ConfigError, match="does not exist"):
+        kube.default_namespace(kubeconfig=str(tmp_path / "missing"))
+
+
+def test_default_namespace_follows_kubeconfig_merging_and_in_cluster(tmp_path: Path, monkeypatch: Any) -> None:
+    first = tmp_path / "a"
+    first.write_text(yaml.safe_dump({"apiVersion": "v1", "kind": "Config", "current-context": "other-ctx"}))
+    second = kubeconfig(tmp_path / "b", "http://127.0.0.1:1")
+    second.write_text(second.read_text().replace("current-context: ml-ctx\n", ""))
+    monkeypatch.setenv("KUBECONFIG", f"{first}:{second}")  # merged: one file's current context, another's contexts
+    assert kube.default_namespace() == "other"
+    monkeypatch.setenv("KUBECONFIG", "")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # no ~/.kube/config: in a pod, the pod's namespace
+    ns_file = tmp_path / "namespace"
+    ns_file.write_text("team-a\n")
+    monkeypatch.setattr(kube, "IN_CLUSTER_NAMESPACE_FILE", str(ns_file))
+    assert kube.default_namespace() == "team-a"
+    monkeypatch.setattr(kube, "IN_CLUSTER_NAMESPACE_FILE", str(tmp_path / "absent"))
+    assert kube.default_namespace() == "default"
+
+
+def test_commands_act_in_the_contexts_namespace_and_n_wins(istio_api: KubeAPIServer, tmp_path: Path) -> None:
+    kc = str(kubeconfig(tmp_path / "kc", istio_api.url))
+    res = run("status", "rec-model", "--kubeconfig", kc, "-o", "json")  # rec-model lives in ml
+    assert res.exit_code == 0, res.stderr
+    assert json.loads(res.stdout)["weights"] == {"stable": 100, "canary": 0}
+    res = run("status", "rec-model", "--kubeconfig", kc, "--context", "other-ctx")
+    assert res.exit_code == 2 and "other/rec-model" in res.stderr and res.stdout == ""
+    res = run("pause", "rec-model", "--kubeconfig", kc, "--context", "other-ctx", "-n", "ml")
+    assert res.exit_code == 2 and "ml/rec-model" in res.stderr  # found in ml; nothing to pause there
+    res = run("rollback", "rec-model", "--kubeconfig", kc, "--context", "nope")
+    assert res.exit_code == 2 and "'nope'" in res.stderr and "Traceback" not in res.stderr
+    res = run("status", "rec-model", env={"KUBECONFIG": kc})  # $KUBECONFIG, as kubectl reads it
+    assert res.exit_code == 0 and "100/0" in res.stdout
+
+
+# --- -o text|wide|json|yaml --------------------------------------------------------------------
+
+
+def test_status_renders_every_format_from_the_same_data(istio_api: KubeAPIServer, tmp_path: Path) -> None:
+    kc = str(kubeconfig(tmp_path / "kc", istio_api.url))
+    as_json = json.loads(run("status", "rec-model", "--kubeconfig", kc, "-o", "json").stdout)
+    assert yaml.safe_load(run("status", "rec-model", "--kubeconfig", kc, "-o", "yaml").stdout) == as_json
+    text = run("status", "rec-model", "--kubeconfig", kc).stdout
+    wide = run("status", "rec-model", "--kubeconfig", kc, "-o", "wide").stdout
+    assert "100/0" in text and "ml/rec-model" not in text
+    assert "ml/rec-model" in wide and "destination rule rec-model" in wide and "100/0" in wide
+
+
+def test_policy_validate_reports_every_file_in_json_and_yaml(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("steps: [10, 100]\nanalyss: {interval: 5m}\nchecks:\n  - name: x\n    kind: latency\n")
+    good = ROOT / "policies" / "default.yaml"
+    res = run("policy", "validate", str(bad), str(good), "-o", "json")
+    files = json.loads(res.stdout)["files"]
+    assert res.exit_code == 2 and [f["ok"] for f in files] == [False, True]
+    assert {p["field"] for p in files[0]["problems"]} >= {"analyss", "checks[0]"}
+    res = run("policy", "validate", str(good), "-o", "yaml")
+    assert res.exit_code == 0 and yaml.safe_load(res.stdout)["files"][0]["steps"][-1] == 100
+    res = run("policy", "validate", str(good), "-o", "wide")
+    assert res.exit_code == 0 and "checks:" in res.stdout
+
+
+def _commands(tmp_path: Path, prom: str, kc: str) -> dict[str, list[str]]:
+    """One invocation of every command that prints output (enough arguments to get past parsing)."""
+    pol = str(policy(tmp_path))
+    return {
+        "status": ["status", "rec-model", "--kubeconfig", kc],
+        "promote": ["promote", "rec-model", "--canary-version", "v2", "--policy", pol, "--kubeconfig", kc,
+                    "--prometheus-url", prom],
+        "rollback": ["rollback", "rec-model", "--kubeconfig", kc],
+        "pause": ["pause", "rec-model", "--kubeconfig", kc],
+        "resume": ["resume", "rec-model", "--kubeconfig", kc],
+        "analyze": ["analyze", "rec-model", "--policy", pol, "--kubeconfig", kc, "--prometheus-url", prom],
+        "plan": ["plan", "--policy", pol, "--rps", "50"],
+        "judge": ["judge", "--input", str(tmp_path / "missing.json")],
+        "policy validate": ["policy", "validate", pol],
+        "policy schema": ["policy", "schema"],
+        "baseline capture": ["baseline", "capture", str(tmp_path / "missing.csv"), "--model", "m", "--version", "v"],
+        "drift check": ["drift", "check", "--baseline", str(tmp_path / "missing.json"), "--input", pol],
+    }
+
+
+@pytest.fixture
+def prom_503() -> Any:
+    server = ScriptedHTTP(lambda path, headers: (503, "text/plain", "overloaded"))
+    yield server
+    server.close()
+
+
+@pytest.mark.parametrize("name", ["status", "promote", "rollback", "pause", "resume", "analyze", "plan", "judge",
+                                  "policy validate", "policy schema", "baseline capture", "drift check"])
+def test_every_command_refuses_an_unknown_output_naming_the_flag(name: str, tmp_path: Path) -> None:
+    res = run(*_commands(tmp_path, "http://127.0.0.1:9", "unused")[name], "-o", "xml")
+    assert res.exit_code == 2 and res.stdout == ""
+    assert "'--output'" in res.stderr and "'xml'" in res.stderr and "Traceback" not in res.stderr
+
+
+@pytest.mark.parametrize("fmt", ["json", "yaml"])
+@pytest.mark.parametrize("name", ["status", "promote", "rollback", "pause", "resume", "analyze", "plan", "judge",
+                                  "policy validate", "policy schema", "baseline capture", "drift check"])
+def test_stdout_holds_the_requested_output_and_nothing_else(name: str, fmt: str, istio_api: KubeAPIServer,
+                                                            prom_503: Any, tmp_path: Path) -> None:
+    """On success and on every failure path: stdout is empty or one document of the format asked;
+    the logs (analyze retries a 503 Prometheus, promote refuses it) are on stderr."""
+    kc = str(kubeconfig(tmp_path / "kc", istio_api.url))
+    res = run(*_commands(tmp_path, prom_503.url, kc)[name], "-o", fmt)
+    assert res.exit_code in (0, 1, 2, 3, 4), res.stderr
+    if res.stdout:
+        doc = json.loads(res.stdout) if fmt == "json" else yaml.safe_load(res.stdout)
+        assert isinstance(doc, dict), res.stdout
+        if fmt == "json":
+            assert len(res.stdout.strip().splitlines()) == 1  # one JSON object per line
+    else:
+        assert res.exit_code != 0 and res.stderr  # nothing printed: the reason is on stderr
+    if name == "analyze":  # every query answered 503: could not measure (exit 4), and the verdict says so
+        assert res.exit_code == 4 and res.stdout and "503" in res.stdout
+
+
+# --- --route and --destination-rule where the VirtualService is resolved ---------------------------
+
+
+def test_analyze_takes_route_on_a_multi_route_virtual_service(istio_api: KubeAPIServer, tmp_path: Path) -> None:
+    istio_api.edit(GROUP, VS, "ml", "rec-model",
+                   lambda o: o["spec"].__setitem__("http", [copy.deepcopy(SHADOW), *o["spec"]["http"]]))
+    kc = str(kubeconfig(tmp_path / "kc", istio_api.url))
+    prom = ScriptedHTTP(lambda path, headers: (200, "application/json", EMPTY))
+    try:
+        args = ["analyze", "rec-model", "--policy", str(policy(tmp_path)), "--kubeconfig", kc,
+                "--prometheus-url", prom.url, "-o", "json"]
+        res = run(*args)
+        assert res.exit_code == 2 and "--route" in res.stderr and "shadow" in res.stderr
+        res = run(*args, "--route", "primary", "--destination-rule", "rec-model", "--window", "1m30s")
+        out = json.loads(res.stdout)
+        assert res.exit_code == 4 and out["route"] == "primary" and out["window_s"] == 90
+        assert (out["stable_version"], out["canary_version"], out["namespace"]) == ("v1", "v2", "ml")
+        res = run(*args, "--route", "primary", "--destination-rule", "nope")
+        assert res.exit_code == 2 and "nope" in res.stderr
+    finally:
+        prom.close()
+
+
+@pytest.mark.parametrize("name", ["status", "pause", "resume", "rollback", "analyze", "promote"])
+def test_route_and_destination_rule_flags_where_the_virtual_service_is_resolved(name: str) -> None:
+    res = run(*name.split(), "--help", env={"COLUMNS": "250"})
+    assert res.exit_code == 0 and "--route" in res.stdout and "--destination-rule" in res.stdout
+
+
+# --- help ---------------------------------------------------------------------------------------
+
+EVERY_COMMAND = ["promote", "status", "rollback", "pause", "resume", "analyze", "judge", "plan", "demo",
+                 "policy validate", "policy schema", "baseline capture", "drift check", "drift watch",
+                 "controller run"]
+
+
+@pytest.mark.parametrize("name", EVERY_COMMAND)
+def test_every_command_shows_an_example_in_its_help(name: str) -> None:
+    res = run(*name.split(), "--help")
+    assert res.exit_code == 0 and "Example: canary " in res.stdout
+
+
+def test_on_call_commands_print_their_state_in_every_format(istio_api: KubeAPIServer, tmp_path: Path) -> None:
+    from canary import rollout as rl
+    from canary.model import Target, Weights
+    from canary.routing.istio import IstioRouter
+
+    kc = str(kubeconfig(tmp_path / "kc", istio_api.url))
+    state = rl.RolloutState(model="rec-model", stable_version="v1", canary_version="v2", phase=rl.PROGRESSING,
+                            weights=Weights(75, 25), step=1, started_at=1.0, step_started_at=2.0)
+    with kube.api_client(kubeconfig=kc) as client:
+        IstioRouter(client).set_weights(Target(namespace="ml", virtual_service="rec-model", model="rec-model",
+                                               stable_version="v1", canary_version="v2"),
+                                        Weights(75, 25), state=state.to_json())
+    res = run("pause", "rec-model", "--kubeconfig", kc, "-o", "yaml")
+    assert res.exit_code == 0 and yaml.safe_load(res.stdout)["phase"] == rl.PAUSED
+    res = run("resume", "rec-model", "--kubeconfig", kc, "-o", "wide")
+    assert res.exit_code == 0 and "progressing: rec-model v2 weights 75/25" in res.stdout and "step 2" in res.stdout
+    res = run("rollback", "rec-model", "--kubeconfig", kc, "-o", "json", "--reason", "pager")
+    assert res.exit_code == 0 and json.loads(res.stdout)["weights"] == {"stable": 100, "canary": 0}

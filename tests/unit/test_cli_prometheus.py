@@ -1,0 +1,171 @@
+"""Issue 11: every command that asks Prometheus takes the same credentials and CA bundle.
+
+`--prometheus-user/--prometheus-password` (basic auth), `--prometheus-token`, and
+`--prometheus-ca-file` (CANARY_PROMETHEUS_CA_FILE, documented before but read by nothing) reach
+the wire: a tiny Prometheus stand-in records what each request carried, over HTTP and over HTTPS
+with a self-signed certificate only the CA file makes trusted.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import ssl
+import subprocess
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from canary import cli_options, logs
+from canary.cli import app
+from canary.errors import ConfigError
+
+EMPTY = json.dumps({"status": "success", "data": {"resultType": "vector", "result": []}}).encode()
+PROM_COMMANDS = ["promote", "analyze", "plan", "drift check", "drift watch", "controller run"]
+
+
+class FakeProm:
+    """Answers every query with an empty vector; records each request's Authorization header."""
+
+    def __init__(self, tls: tuple[Path, Path] | None = None) -> None:
+        self.auth: list[str | None] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802
+                outer.auth.append(self.headers.get("Authorization"))
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(EMPTY)))
+                self.end_headers()
+                self.wfile.write(EMPTY)
+
+            do_POST = do_GET  # noqa: N815
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        scheme = "http"
+        if tls:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(str(tls[0]), str(tls[1]))
+            self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
+            scheme = "https"
+        self.url = f"{scheme}://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def prom() -> Iterator[FakeProm]:
+    p = FakeProm()
+    yield p
+    p.close()
+
+
+@pytest.fixture
+def cert(tmp_path: Path) -> tuple[Path, Path]:
+    if not shutil.which("openssl"):
+        pytest.skip("openssl is needed to make a self-signed certificate")
+    crt, key = tmp_path / "ca.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(crt),
+                    "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True, timeout=60)
+    return crt, key
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> Any:
+    try:
+        return CliRunner().invoke(app, list(args), env={"KUBECONFIG": "", **(env or {})})
+    finally:
+        logs.configure()
+
+
+def analyze(tmp_path: Path, url: str, *extra: str, env: dict[str, str] | None = None) -> Any:
+    pol = tmp_path / "p.yaml"
+    pol.write_text(yaml.safe_dump({"steps": [10, 100], "metrics": {"source": "model"},
+                                   "checks": [{"name": "errors", "kind": "error_rate", "max_increase_points": 1}]}))
+    return run("analyze", "rec-model", "-n", "ml", "--policy", str(pol), "--stable-version", "v1",
+               "--canary-version", "v2", "--prometheus-url", url, "-o", "json", *extra, env=env)
+
+
+@pytest.mark.parametrize("name", PROM_COMMANDS)
+def test_every_prometheus_command_takes_the_same_options(name: str) -> None:
+    res = run(*name.split(), "--help", env={"COLUMNS": "250"})  # long option names are not cut at 80 columns
+    flat = " ".join(res.stdout.replace("│", " ").split())
+    for flag in ("--prometheus-url", "--prometheus-token", "--prometheus-user", "--prometheus-password",
+                 "--prometheus-ca-file", "--insecure-skip-tls-verify"):
+        assert flag in flat, (name, flag)
+
+
+def test_basic_auth_reaches_prometheus_from_flags_and_env(prom: FakeProm, tmp_path: Path) -> None:
+    res = analyze(tmp_path, prom.url, "--prometheus-user", "ops", "--prometheus-password", "s3cret")
+    assert res.exit_code == 4, res.stderr  # no data: inconclusive, but every query was asked
+    basic = "Basic " + base64.b64encode(b"ops:s3cret").decode()
+    assert prom.auth and set(prom.auth) == {basic}
+    prom.auth.clear()
+    res = analyze(tmp_path, prom.url, env={"CANARY_PROMETHEUS_USER": "env-user", "CANARY_PROMETHEUS_PASSWORD": "pw"})
+    assert prom.auth and set(prom.auth) == {"Basic " + base64.b64encode(b"env-user:pw").decode()}
+    prom.auth.clear()
+    res = analyze(tmp_path, prom.url, "--prometheus-token", "tok")
+    assert set(prom.auth) == {"Bearer tok"}
+
+
+def test_a_password_without_a_user_is_refused(prom: FakeProm, tmp_path: Path) -> None:
+    res = analyze(tmp_path, prom.url, "--prometheus-password", "s3cret")
+    assert res.exit_code == 2 and "--prometheus-user" in res.stderr and not prom.auth and res.stdout == ""
+
+
+def test_ca_file_makes_a_self_signed_prometheus_trusted(cert: tuple[Path, Path], tmp_path: Path) -> None:
+    prom = FakeProm(tls=cert)
+    try:
+        with pytest.raises(Exception):  # without the CA: verification fails before any request is served
+            cli_options.prometheus(prom.url, provider=False)._client.custom_query("up")  # noqa: SLF001
+        assert not prom.auth
+        res = analyze(tmp_path, prom.url, "--prometheus-ca-file", str(cert[0]))
+        assert res.exit_code == 4 and prom.auth, res.stderr  # the queries were served over TLS
+        served = len(prom.auth)
+        res = analyze(tmp_path, prom.url, env={"CANARY_PROMETHEUS_CA_FILE": str(cert[0])})
+        assert res.exit_code == 4 and len(prom.auth) > served
+    finally:
+        prom.close()
+
+
+@pytest.mark.parametrize("name", PROM_COMMANDS)
+def test_a_bad_ca_file_is_refused_naming_the_flag(name: str, tmp_path: Path) -> None:
+    pol, prof = tmp_path / "p.yaml", tmp_path / "b.json"
+    pol.write_text(yaml.safe_dump({"steps": [10, 100], "checks": [{"name": "e", "kind": "error_rate",
+                                                                   "max_rate_pct": 1}]}))
+    garbage = tmp_path / "ca.pem"
+    garbage.write_text("not a certificate\n")
+    args = {"promote": ["promote", "m", "--canary-version", "v2", "--policy", str(pol)],
+            "analyze": ["analyze", "m", "--policy", str(pol), "--stable-version", "v1", "--canary-version", "v2"],
+            "plan": ["plan", "--policy", str(pol), "--rps", "5", "--model", "m", "--stable-version", "v1", "-n", "ml"],
+            "drift check": ["drift", "check", "--baseline", str(prof)],
+            "drift watch": ["drift", "watch", "--baseline", str(prof), "--no-kube", "--once"],
+            "controller run": ["controller", "run"]}[name]
+    for ca in (str(tmp_path / "missing.pem"), str(garbage)):
+        res = run(*args, "--prometheus-url", "https://127.0.0.1:9", "--prometheus-ca-file", ca)
+        assert res.exit_code == 2 and "--prometheus-ca-file" in res.stderr and ca in res.stderr, res.stderr
+        assert res.stdout == "" and "Traceback" not in res.stderr
+
+
+def test_the_options_build_one_client() -> None:
+    client = cli_options.prometheus("http://p:9090", None, "u", "pw", None, False)
+    assert client._client.auth == ("u", "pw")  # noqa: SLF001
+    assert cli_options.prometheus("http://p:9090", insecure=True)._client._session.verify is False  # noqa: SLF001
+    with pytest.raises(ConfigError, match="no Prometheus address"):
+        cli_options.prometheus(None)
+    with pytest.raises(ConfigError, match="at most one of --prometheus-ca-file and --insecure-skip-tls-verify"):
+        cli_options.prometheus("https://p", ca_file=__file__, insecure=True)
