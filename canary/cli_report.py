@@ -19,6 +19,7 @@ from typing import Any, Optional
 import typer
 
 from canary import cli
+from canary import cli_options as opts
 
 _FORMATS = ("json", "yaml")
 
@@ -33,7 +34,7 @@ def _output(value: str) -> str:
 
 def report_cmd(
     model: Optional[str] = typer.Argument(None, help="model name (and VirtualService name unless --virtual-service)"),
-    namespace: Optional[str] = cli.NamespaceOpt,
+    namespace: Optional[str] = opts.NamespaceOpt,
     virtual_service: Optional[str] = cli.VsOpt,
     rollout: Optional[str] = typer.Option(None, "--rollout", help="a CanaryRollout's name: the rollout it drives"),
     input_file: Optional[Path] = typer.Option(None, "--input", "-f", help="a saved history (`-o json`) instead "
@@ -41,8 +42,8 @@ def report_cmd(
     output: str = typer.Option("", "--output", "-o", callback=_output, metavar="FILE.html|FILE.json|json|yaml",
                                help="where the page goes (default <model>-<canary version>.report.html), or the "
                                     "history as JSON/YAML"),
-    kubeconfig: Optional[str] = cli.KubeconfigOpt,
-    context: Optional[str] = cli.ContextOpt,
+    kubeconfig: Optional[str] = opts.KubeconfigOpt,
+    context: Optional[str] = opts.ContextOpt,
 ) -> None:
     """Render one rollout as an HTML page that opens with no network: weights over time, each
     check's per-arm values against its limits, every look's verdict with its evidence, the gates.
@@ -97,16 +98,6 @@ def _from_file(path: Path) -> dict[str, Any]:
     return hist.parse(text, where=str(path))
 
 
-def _namespace(explicit: Optional[str], kubeconfig: Optional[str], context: Optional[str]) -> str:
-    if explicit:
-        return explicit
-    try:
-        from canary import cli_options as opts
-    except ImportError:  # pragma: no cover - before the shared options module
-        return "default"
-    return opts.namespace(None, kubeconfig, context)
-
-
 def _from_cluster(model: Optional[str], namespace: Optional[str], vs: Optional[str], rollout: Optional[str],
                   kubeconfig: Optional[str], context: Optional[str]) -> dict[str, Any]:
     import kubernetes.client as kc
@@ -121,7 +112,7 @@ def _from_cluster(model: Optional[str], namespace: Optional[str], vs: Optional[s
 
     if not model and not rollout:
         raise cli.ConfigError("give MODEL, --rollout NAME or --input FILE")
-    ns = _namespace(namespace, kubeconfig, context)
+    ns = opts.namespace(namespace, kubeconfig, context)
     client = api_client(kubeconfig=kubeconfig, context=context)
     canary_version = ""
     if rollout:

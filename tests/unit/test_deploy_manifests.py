@@ -459,7 +459,7 @@ def test_cluster_role_is_least_privilege() -> None:
     for resource in ("virtualservices", "destinationrules"):
         expected |= {("networking.istio.io", resource, v) for v in ("get", "list", "watch", "update", "patch")}
     expected |= {("", "events", "create"), ("", "events", "patch")}
-    expected |= {("", "configmaps", v) for v in ("get", "list", "watch")}
+    expected |= {("", "configmaps", v) for v in ("get", "list", "watch", "create", "update")}  # + rollout histories
     assert grants(one("ClusterRole", "canary-controller")) == expected
 
 
