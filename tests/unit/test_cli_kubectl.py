@@ -216,12 +216,24 @@ def test_route_and_destination_rule_flags_where_the_virtual_service_is_resolved(
 
 # --- help ---------------------------------------------------------------------------------------
 
-EVERY_COMMAND = ["promote", "status", "rollback", "pause", "resume", "analyze", "judge", "plan", "demo",
-                 "policy validate", "policy schema", "baseline capture", "drift check", "drift watch",
-                 "controller run"]
+def every_command() -> list[str]:
+    """Every leaf command of the app, as typed ('drift check'), including ones added after this test."""
+    import typer.main
+
+    def walk(cmd: Any, prefix: list[str]) -> list[str]:
+        subs = getattr(cmd, "commands", None)
+        if not subs:
+            return [" ".join(prefix)]
+        return [n for name, sub in sorted(subs.items()) for n in walk(sub, [*prefix, name])]
+
+    return walk(typer.main.get_command(app), [])
 
 
-@pytest.mark.parametrize("name", EVERY_COMMAND)
+def test_the_command_list_is_complete() -> None:
+    assert {"promote", "status", "analyze", "policy validate", "drift check", "controller run"} <= set(every_command())
+
+
+@pytest.mark.parametrize("name", every_command())
 def test_every_command_shows_an_example_in_its_help(name: str) -> None:
     res = run(*name.split(), "--help")
     assert res.exit_code == 0 and "Example: canary " in res.stdout
@@ -245,3 +257,6 @@ def test_on_call_commands_print_their_state_in_every_format(istio_api: KubeAPISe
     assert res.exit_code == 0 and "progressing: rec-model v2 weights 75/25" in res.stdout and "step 2" in res.stdout
     res = run("rollback", "rec-model", "--kubeconfig", kc, "-o", "json", "--reason", "pager")
     assert res.exit_code == 0 and json.loads(res.stdout)["weights"] == {"stable": 100, "canary": 0}
+    res = run("status", "rec-model", "--kubeconfig", kc, "--watch", "-o", "yaml")  # a stream of YAML documents
+    assert res.exit_code == 1 and res.stdout.startswith("---\n")
+    assert [d["rollout"]["phase"] for d in yaml.safe_load_all(res.stdout)] == [rl.ROLLED_BACK]
