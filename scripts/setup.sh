@@ -9,6 +9,7 @@ need_apt=()
 command -v prometheus >/dev/null 2>&1 || need_apt+=(prometheus)
 command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
 command -v haproxy >/dev/null 2>&1 || need_apt+=(haproxy)
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)  # the report tests load the page in a real browser
 if ((${#need_apt[@]})); then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   echo "setup: installing ${need_apt[*]} with apt" >&2
@@ -23,6 +24,6 @@ hash="$(sha256sum pyproject.toml | cut -d' ' -f1)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$hash" ]; then
   echo "setup: installing Python packages into .venv" >&2
   .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-  .venv/bin/python -m pip install -q -e '.[sandbox,test,drift]'
+  .venv/bin/python -m pip install -q -e '.[sandbox,test,drift,report]'
   echo "$hash" > "$stamp"
 fi
