@@ -10,11 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from canary.policy import TritonGate
-from canary.triton import ReadinessProbe, TritonEndpoint, preflight
+from canary.triton import ReadinessProbe, TritonEndpoint, preflight, require_client
 
 
 class TritonGates:
     def __init__(self, cfg: TritonGate, *, model: str, stable_url: str | None, canary_url: str, base_dir: Path) -> None:
+        require_client(cfg.protocol)  # ConfigError without the `triton` extra: refused before traffic moves
         self.cfg = cfg
         self.base_dir = base_dir
         self.canary = TritonEndpoint(url=canary_url, model=model, protocol=cfg.protocol)

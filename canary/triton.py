@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from canary.errors import GateError
+from canary.errors import ConfigError, GateError
 from canary.policy import TritonGate
 
 
@@ -85,11 +85,22 @@ class PreflightReport:
 
 
 def _module(protocol: str) -> Any:
-    if protocol == "grpc":
-        import tritonclient.grpc as mod
-    else:
-        import tritonclient.http as mod
+    """tritonclient's module for the protocol; ConfigError naming the extra when it is not installed
+    (it is the optional `triton` extra: only the Triton gates need it)."""
+    try:
+        if protocol == "grpc":
+            import tritonclient.grpc as mod
+        else:
+            import tritonclient.http as mod
+    except ImportError as exc:
+        raise ConfigError(f"gates.triton ({protocol}) needs tritonclient, which is not installed ({exc}): "
+                          f"pip install 'modelcanary[triton]'") from None
     return mod
+
+
+def require_client(protocol: str) -> None:
+    """Raise ConfigError now, before any traffic moves, when tritonclient cannot be imported."""
+    _module(protocol)
 
 
 def connect(ep: TritonEndpoint, *, timeout: float = 5.0) -> Any:

@@ -24,6 +24,8 @@ hash="$(sha256sum pyproject.toml | cut -d' ' -f1)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$hash" ]; then
   echo "setup: installing Python packages into .venv" >&2
   .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-  .venv/bin/python -m pip install -q -e '.[sandbox,test,drift,report]'
+  # the distribution was called `canary` before it became `modelcanary`: drop an old editable install
+  .venv/bin/python -m pip uninstall -y -q canary >/dev/null 2>&1 || true
+  .venv/bin/python -m pip install -q -e '.[sandbox,test]'  # sandbox brings triton, drift, report
   echo "$hash" > "$stamp"
 fi

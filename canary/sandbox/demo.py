@@ -20,8 +20,9 @@ from typing import Any
 
 import typer
 
-ROOT = Path(__file__).resolve().parents[2]
-SANDBOX_POLICY = ROOT / "policies" / "sandbox.yaml"
+# policies/sandbox.yaml, shipped inside the package (canary/sandbox/data links to it) so that the demo
+# runs from an installed wheel as from a checkout
+SANDBOX_POLICY = Path(__file__).resolve().parent / "data" / "sandbox.yaml"
 EXPECTED = {"good": "promoted", "slow": "rolled_back", "drift": "rolled_back", "errors": "rolled_back",
             "crash": "rolled_back", "bad-schema": "rolled_back"}
 

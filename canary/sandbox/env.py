@@ -46,7 +46,7 @@ from canary.sandbox.tritonserver import TritonServer
 
 log = structlog.get_logger(__name__)
 
-ISTIO_DIR = Path(__file__).resolve().parents[2] / "istio"
+ISTIO_DIR = Path(__file__).resolve().parent / "data" / "istio"  # the repository's istio/, shipped in the package
 DATA_DRIFT_FEATURES, DATA_DRIFT_SHIFT = 5, 1.0  # "data-drift": 5 of 8 inputs move by one standard deviation
 
 

@@ -1,0 +1,94 @@
+"""What a user installs (issue 11, packaging): the wheel's name, its dependencies and extras, and
+a sandbox that runs from the installed package rather than from a source checkout."""
+
+from __future__ import annotations
+
+import email.parser
+import os
+import subprocess
+import sys
+import tomllib
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: Any) -> Path:
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(out),
+                    str(ROOT)], check=True, capture_output=True, timeout=240)
+    (path,) = out.glob("*.whl")
+    return path
+
+
+def _metadata(wheel: Path) -> Any:
+    with zipfile.ZipFile(wheel) as z:
+        name = next(n for n in z.namelist() if n.endswith(".dist-info/METADATA"))
+        return email.parser.Parser().parsestr(z.read(name).decode())
+
+
+def _requires(meta: Any, extra: str | None) -> list[str]:
+    out = []
+    for req in meta.get_all("Requires-Dist") or []:
+        spec, _, marker = req.partition(";")
+        if (extra is None and not marker) or (extra is not None and f'extra == "{extra}"' in marker):
+            out.append(spec.strip())
+    return out
+
+
+def test_the_distribution_has_a_free_name_and_the_core_allows_numpy_2(wheel: Path) -> None:
+    meta = _metadata(wheel)
+    assert meta["Name"] == "modelcanary" and wheel.name.startswith("modelcanary-")
+    core = _requires(meta, None)
+    numpy = [r for r in core if r.startswith("numpy")]
+    assert numpy and "<2" not in numpy[0].replace(" ", ""), numpy  # the pin belongs to the sandbox extra
+    assert not any(r.startswith("tritonclient") for r in core), core  # the Triton gates' extra
+    assert any(r.startswith("tritonclient") for r in _requires(meta, "triton"))
+    sandbox = " ".join(_requires(meta, "sandbox"))
+    for needed in ("nvidia-pytriton", "numpy<2", "kmock", "modelcanary[drift,report,triton]"):
+        assert needed in sandbox.replace(" ", ""), (needed, sandbox)
+
+
+def test_the_sandbox_runs_from_the_installed_package_not_the_checkout(wheel: Path, tmp_path: Path) -> None:
+    """The wheel unpacked in an empty directory, imported with the checkout out of reach: the demo's
+    policy and Istio objects are inside the package."""
+    site = tmp_path / "site"
+    with zipfile.ZipFile(wheel) as z:
+        z.extractall(site)
+    probe = (
+        "import canary.policy, pathlib\n"
+        "from canary.sandbox.demo import SANDBOX_POLICY\n"
+        "from canary.sandbox.env import ISTIO_DIR, istio_objects\n"
+        "from canary.policy import load_policy\n"
+        f"assert pathlib.Path(canary.policy.__file__).is_relative_to({str(site)!r}), canary.policy.__file__\n"
+        "p = load_policy(SANDBOX_POLICY)\n"
+        "objs = istio_objects(ISTIO_DIR, stable_version='v1', canary_version='v2')\n"
+        "print(len(p.steps), sorted(o['kind'] for o in objs))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"PYTHONPATH": str(site)}
+    r = subprocess.run([sys.executable, "-P", "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "DestinationRule" in r.stdout and "VirtualService" in r.stdout
+
+
+def test_a_triton_gate_without_tritonclient_is_refused_before_traffic_moves(monkeypatch: Any) -> None:
+    from canary.errors import ConfigError
+    from canary.gates import TritonGates
+    from canary.policy import TritonGate
+
+    for mod in ("tritonclient", "tritonclient.http", "tritonclient.grpc"):
+        monkeypatch.setitem(sys.modules, mod, None)  # `import tritonclient.http` now raises ImportError
+    with pytest.raises(ConfigError, match=r"pip install 'modelcanary\[triton\]'"):
+        TritonGates(TritonGate(), model="m", stable_url=None, canary_url="http://127.0.0.1:1", base_dir=ROOT)
+
+
+def test_setup_installs_the_extras_the_suite_needs() -> None:
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert {"sandbox", "test", "triton", "drift", "report"} <= set(extras)
+    assert "'.[sandbox,test]'" in (ROOT / "scripts" / "setup.sh").read_text()
