@@ -15,6 +15,7 @@ from typing import Optional
 import typer
 
 from canary import cli
+from canary import cli_options as opts
 
 
 def serve(
@@ -25,25 +26,22 @@ def serve(
                                    help="where each rollout revision's sequential state is kept (a volume)"),
     host: str = typer.Option("127.0.0.1", "--host", help="address to bind (0.0.0.0 in a pod behind a Service)"),
     port: int = typer.Option(8090, "--port", help="TCP port (0: any free one, logged in serve.listening)"),
-    state_ttl: str = typer.Option("168h", "--state-ttl", help="forget revisions not looked at for this long "
-                                                              "(Go-style duration)"),
-    prometheus_url: Optional[str] = typer.Option(None, "--prometheus-url", envvar="CANARY_PROMETHEUS_URL"),
-    prometheus_token: Optional[str] = typer.Option(None, "--prometheus-token", envvar="CANARY_PROMETHEUS_TOKEN",
-                                                   show_default=False),
-    prometheus_user: Optional[str] = typer.Option(None, "--prometheus-user", envvar="CANARY_PROMETHEUS_USER"),
-    prometheus_password: Optional[str] = typer.Option(None, "--prometheus-password",
-                                                      envvar="CANARY_PROMETHEUS_PASSWORD", show_default=False),
-    insecure: bool = typer.Option(False, "--insecure-skip-tls-verify", envvar="CANARY_PROMETHEUS_INSECURE"),
+    state_ttl: float = opts.DurationOpt("168h", "--state-ttl", help="forget revisions not looked at for this long"),
+    prometheus_url: Optional[str] = opts.PromUrlOpt,
+    prometheus_token: Optional[str] = opts.PromTokenOpt,
+    prometheus_user: Optional[str] = opts.PromUserOpt,
+    prometheus_password: Optional[str] = opts.PromPasswordOpt,
+    prometheus_ca_file: Optional[str] = opts.PromCaOpt,
+    insecure: bool = opts.InsecureOpt,
     log_format: str = cli.LogFormatOpt,
 ) -> None:
     """Serve the judge to Argo Rollouts (web metric) and Flagger (webhooks); docs/integrations.md.
 
-    Endpoints: GET|POST /api/v1/argo/measure; POST /api/v1/flagger/{pre-rollout, rollout,
-    confirm-traffic-increase, confirm-promotion}; GET /healthz. One JSON log line per decision
-    on stderr. Exit 0 on SIGINT/SIGTERM, 2 on bad flags or policies.
+    Endpoints: GET|POST /api/v1/argo/measure; POST /api/v1/flagger/{pre-rollout, rollout, confirm-traffic-increase, confirm-promotion}; GET /healthz.
 
-    Example: canary serve --policy policies/default.yaml --state-dir /var/lib/canary-serve
-    --prometheus-url http://prometheus:9090
+    One JSON log line per decision on stderr. Exit 0 on SIGINT/SIGTERM, 2 on bad flags or policies.
+
+    Example: canary serve --policy policies/default.yaml --state-dir /var/lib/canary-serve --prometheus-url http://prometheus:9090
     """
     from canary import logs
 
@@ -51,15 +49,10 @@ def serve(
     log = logs.get(component="serve")
 
     def go() -> int:
-        from canary.policy import parse_duration
         from canary.serve import Service, load_policies
         from canary.serve_http import ServeServer
         from canary.serve_store import SessionStore
 
-        try:
-            ttl = parse_duration(state_ttl)
-        except ValueError as exc:
-            raise cli.ConfigError(f"--state-ttl: {exc}") from None
         if not 0 <= port <= 65535:
             raise cli.ConfigError(f"--port must be 0..65535, got {port}")
         files = list(policy)
@@ -68,9 +61,10 @@ def serve(
                 raise cli.ConfigError(f"--policy-dir {policy_dir}: not a directory")
             files += sorted(p for p in policy_dir.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
         policies = load_policies(files)
+        metrics = opts.prometheus(prometheus_url, prometheus_token, prometheus_user, prometheus_password,
+                                  prometheus_ca_file, insecure)
         store = SessionStore(state_dir)
-        pruned = store.prune(older_than_s=ttl)
-        metrics = cli._metrics(prometheus_url, prometheus_token, prometheus_user, prometheus_password, insecure)
+        pruned = store.prune(older_than_s=state_ttl)
         try:
             server = ServeServer(Service(policies=policies, metrics=metrics, store=store), host=host, port=port)
         except OSError as exc:

@@ -357,15 +357,68 @@ def test_canary_serve_command_binds_loopback_and_stops_on_sigterm(tmp_path: Path
 
 
 def _event(proc: subprocess.Popen[bytes], name: str, timeout: float = 60.0) -> dict[str, Any]:
-    """The first JSON log line `name` on the process's stderr (fails with what came if it exits first)."""
+    """The first JSON log line `name` on the process's stderr (fails with what came if it exits first).
+
+    Reads the pipe's file descriptor itself: a buffered readline could hold the wanted line in
+    its buffer while select() waits on the (empty) pipe."""
     assert proc.stderr is not None
-    seen = []
+    fd, buf = proc.stderr.fileno(), b""
     while True:
-        ready, _, _ = select.select([proc.stderr], [], [], timeout)
-        assert ready, f"no {name} within {timeout}s; stderr so far: {seen}"
-        line = proc.stderr.readline()
-        assert line, f"exited ({proc.wait()}) before {name}: {seen}"
-        seen.append(line.decode(errors="replace"))
-        for e in logs.parse_json_lines(seen[-1]):
-            if e.get("event") == name:
-                return e
+        *lines, buf = buf.split(b"\n")
+        for line in lines:
+            for e in logs.parse_json_lines(line.decode(errors="replace")):
+                if e.get("event") == name:
+                    return e
+        ready, _, _ = select.select([fd], [], [], timeout)
+        assert ready, f"no {name} within {timeout}s; stderr so far: {buf!r}"
+        chunk = os.read(fd, 65536)
+        assert chunk, f"exited ({proc.wait()}) before {name}: {buf!r}"
+        buf += chunk
+
+
+# ---- the documented examples ------------------------------------------------------------------
+
+
+def _doc_objects() -> dict[str, Any]:
+    import re
+
+    import yaml
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "integrations.md").read_text(encoding="utf-8")
+    objects = [yaml.safe_load(b) for b in re.findall(r"```yaml\n(.*?)```", text, re.S)]
+    return {o["kind"]: o for o in objects if isinstance(o, dict) and "kind" in o}
+
+
+def test_the_documented_argo_and_flagger_requests_are_accepted_as_written(serve: Any) -> None:
+    docs = _doc_objects()
+    assert set(docs) == {"AnalysisTemplate", "Rollout", "Canary"}
+    server = serve(policies={"argo": POLICY, "flagger": POLICY})
+    metric = docs["AnalysisTemplate"]["spec"]["metrics"][0]
+    web = metric["provider"]["web"]
+    assert (metric["successCondition"], metric["failureCondition"]) == (
+        'result.verdict == "pass"', 'result.verdict == "fail"')
+    hashes = {"Stable": "7c9d5f6b8", "Latest": "5d4f8b9c7"}
+    for step in (s for s in docs["Rollout"]["spec"]["strategy"]["canary"]["steps"] if "analysis" in s):
+        args = {a["name"]: a.get("value") or hashes[a["valueFrom"]["podTemplateHashValue"]]
+                for a in step["analysis"]["args"]}
+        body = {k: v.replace("{{args.", "{").replace("}}", "}").format(**args) if "{{" in v else v
+                for k, v in web["jsonBody"].items()}
+        path = urllib.parse.urlsplit(web["url"]).path
+        code, doc = call(server.url + path, method=web["method"], body=body)
+        assert code == 200 and web["jsonPath"] == "{$.result}" and doc["result"]["verdict"] in ("inconclusive",)
+        assert doc["rollout"]["step"] == args["step"] and doc["rollout"]["canaryVersion"] == hashes["Latest"]
+    canary = docs["Canary"]
+    for hook in canary["spec"]["analysis"]["webhooks"]:
+        payload = {"name": canary["metadata"]["name"], "namespace": canary["metadata"]["namespace"],
+                   "phase": "Progressing", "checksum": "8f7d6c5b4", "metadata": hook["metadata"]}
+        code, doc = call(server.url + urllib.parse.urlsplit(hook["url"]).path, method="POST", body=payload)
+        assert code in {"pre-rollout": (200,), "rollout": (200,)}.get(hook["type"], (412,)), (hook["type"], doc)
+
+
+def test_serve_help_shows_an_example() -> None:
+    from typer.testing import CliRunner
+
+    from canary.cli import app
+
+    res = CliRunner().invoke(app, ["serve", "--help"])
+    assert res.exit_code == 0 and "Example: canary serve" in res.stdout
