@@ -271,7 +271,7 @@ class Service:
         if verdict is not None:
             fields.update(outcome=verdict.outcome.label, canary_requests=n,
                           checks={r.check: r.outcome.label for r in verdict.results})
-        (self.log.warning if status >= 400 else self.log.info)("serve.decision", **fields)
+        (self.log.warning if status >= 400 or s.verdict == FAIL else self.log.info)("serve.decision", **fields)
 
 
 def _allow(method: str, methods: tuple[str, ...]) -> None:

@@ -310,6 +310,16 @@ def test_wrong_content_type_and_a_revision_judged_with_other_inputs(serve: Any) 
     assert (code, doc["field"]) == (409, "policy") and "judged with policy 'ml'" in doc["error"]
 
 
+def test_an_unreadable_state_file_is_a_500_naming_it_not_a_fresh_start(serve: Any, tmp_path: Path) -> None:
+    server = serve()
+    assert argo_get(server, "good")[0] == 200
+    path = SessionStore(tmp_path / "state").path("argo/ml/good", "v2")
+    path.write_text("{", encoding="utf-8")
+    code, doc = argo_get(server, "good")
+    assert code == 500 and str(path) in doc["error"]
+    assert call(server.url + "/healthz")[0] == 200
+
+
 def test_one_json_decision_line_per_answer_on_stderr(serve: Any, clock: Clock) -> None:
     stream = io.StringIO()
     logs.configure(fmt="json", stream=stream)

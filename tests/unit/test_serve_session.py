@@ -6,6 +6,7 @@ The verdicts come from the real judge on counts with known answers; times are pl
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -120,3 +121,23 @@ def test_json_round_trip_and_refusals_name_the_field() -> None:
             Session.from_json(broken)
     with pytest.raises(ValueError):
         replace(s, verdict="maybe")
+
+
+def test_store_keeps_one_file_per_revision_refuses_an_unreadable_one_and_prunes(tmp_path: Path) -> None:
+    import os
+
+    from canary.serve_store import SessionStore, StoreError
+
+    store = SessionStore(tmp_path / "state")
+    s = look(fresh(), GOOD, now=T0 + 60)
+    assert store.load(s.key, s.revision) is None
+    store.save(s)
+    assert store.load(s.key, s.revision) == s and store.load(s.key, "v3") is None
+    assert [p.name for p in (tmp_path / "state").iterdir()] == [store.path(s.key, s.revision).name], "no temp left"
+    store.path(s.key, s.revision).write_text('{"key": "argo/ml/rec"', encoding="utf-8")
+    with pytest.raises(StoreError, match="unreadable.*delete the file"):
+        store.load(s.key, s.revision)
+    store.save(s)
+    os.utime(store.path(s.key, s.revision), (T0, T0))
+    assert store.prune(older_than_s=3600, now=T0 + 3599) == 0
+    assert store.prune(older_than_s=3600, now=T0 + 3601) == 1 and store.load(s.key, s.revision) is None
