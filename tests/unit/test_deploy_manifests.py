@@ -8,8 +8,12 @@
   (translated to JSON Schema as in test_manifests.py), and their policies load
   through canary.policy, so the CRD and the policy format cannot drift apart.
 * RBAC is least privilege: the exact set of (apiGroup, resource, verb) granted.
-* The Dockerfile parses and runs as a non-root user; the Grafana dashboard is
-  well formed and its PromQL parses (`promtool`, when installed).
+* The Dockerfile parses, runs as a non-root user and installs only from the
+  lock (canary/deploy/requirements.txt: hash-checked `==` pins, no resolution),
+  which satisfies every core and `triton` dependency of pyproject.toml.
+* The Grafana dashboard is well formed, has latency (ms) and error-rate panels
+  for every metrics source, never mixes units in a panel, and its PromQL parses
+  and reads known values off synthetic series (`promtool`, when installed).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import copy
 import datetime as dt
 import functools
 import json
+import re
 import shlex
 import shutil
 import subprocess
@@ -137,7 +142,7 @@ def _with(obj: dict[str, Any], path: list[Any], **fields: Any) -> dict[str, Any]
 def test_deploy_folder_contents_and_kustomization() -> None:
     names = {p.name for p in DEPLOY.iterdir() if not p.name.startswith(".")}
     assert {"crd-canaryrollout.yaml", "controller.yaml", "triton-example.yaml", "kustomization.yaml", "Dockerfile",
-            "grafana-dashboard.json", "README.md", "examples"} <= names
+            "grafana-dashboard.json", "README.md", "examples", "requirements.txt"} <= names
     kust = one("Kustomization")
     assert kust["resources"] == ["crd-canaryrollout.yaml", "controller.yaml"]  # the controller, not the examples
     assert all((DEPLOY / r).is_file() for r in kust["resources"])
@@ -626,6 +631,167 @@ def test_dockerfile_builds_from_the_repository_root_without_secrets() -> None:
     assert "ADD" not in {w for w, _ in dockerfile()}
 
 
+# --------------------------------------------------------------------------- the image's lock
+
+LOCK = DEPLOY / "requirements.txt"
+LOCK_SCRIPT = ROOT / "scripts" / "lock_requirements.sh"
+LOCK_IN_IMAGE = "canary/deploy/requirements.txt"
+
+
+def lock_entries() -> dict[str, tuple[str, str, list[str]]]:
+    """{canonical name: (version, marker, [sha256 hashes])}, from `name==version [; marker] --hash=...` entries."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    text = LOCK.read_text(encoding="utf-8")
+    joined = re.sub(r"\\\n", " ", "\n".join(line.split(" #")[0] for line in text.splitlines()))
+    out: dict[str, tuple[str, str, list[str]]] = {}
+    for line in joined.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        assert not line.startswith("-"), f"{line!r}: no options in the lock (index, find-links, -e, -r)"
+        spec, *opts = re.split(r"\s+(?=--)", line)
+        req = Requirement(spec)
+        (pin,) = req.specifier
+        assert pin.operator == "==" and "*" not in pin.version, f"{spec}: pinned with == to one version"
+        assert not req.url and not req.extras, spec
+        hashes = [o.removeprefix("--hash=sha256:") for o in opts]
+        assert hashes and all(re.fullmatch(r"[0-9a-f]{64}", h) for h in hashes), f"{spec}: sha256 hashes"
+        name = canonicalize_name(req.name)
+        assert name not in out, f"{name}: twice in the lock"
+        out[name] = (pin.version, str(req.marker or ""), hashes)
+    return out
+
+
+def _pyproject() -> dict[str, Any]:
+    import tomllib
+
+    return tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+
+
+def image_requirements() -> list[str]:
+    """What the image must contain: the core dependencies, the `triton` extra, the build backend."""
+    project = _pyproject()["project"]
+    extras = project.get("optional-dependencies", {})
+    triton = extras.get("triton", [])
+    # before the `triton` extra existed, tritonclient was a core dependency: either way it is in the image
+    assert triton or any(r.startswith("tritonclient") for r in project["dependencies"]), "the Triton gates' client"
+    return [*project["dependencies"], *triton, *_pyproject()["build-system"]["requires"]]
+
+
+def test_the_lock_pins_every_package_with_hashes() -> None:
+    entries = lock_entries()
+    assert len(entries) >= 20  # the resolved set, not only the direct dependencies
+    head = LOCK.read_text(encoding="utf-8").splitlines()[:3]
+    assert any("scripts/lock_requirements.sh" in line for line in head), "the lock says how it was made"
+
+
+def test_the_lock_satisfies_every_core_and_triton_dependency_for_python_311_on_linux() -> None:
+    from packaging.markers import Marker
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    entries = lock_entries()
+    env = {"python_version": "3.11", "python_full_version": "3.11.0", "sys_platform": "linux",
+           "platform_system": "Linux", "os_name": "posix", "implementation_name": "cpython",
+           "platform_python_implementation": "CPython", "platform_machine": "x86_64"}
+    for line in image_requirements():
+        req = Requirement(line)
+        if req.marker is not None and not req.marker.evaluate(env):
+            continue
+        name = canonicalize_name(req.name)
+        assert name in entries, f"{line}: not in {LOCK.name} (run scripts/lock_requirements.sh)"
+        version = entries[name][0]
+        assert req.specifier.contains(version, prereleases=True), \
+            f"{line}: the lock has {version} (run scripts/lock_requirements.sh)"
+    # resolved for the image's platform: no entry is meant for another one
+    assert all(not marker or Marker(marker).evaluate(env) for _, marker, _ in entries.values())
+
+
+def test_the_lock_script_regenerates_it_from_pyproject() -> None:
+    script = LOCK_SCRIPT.read_text(encoding="utf-8")
+    assert LOCK_SCRIPT.stat().st_mode & 0o111, "executable"
+    for needle in ("pip compile", "pyproject.toml", "--extra triton", "--python-version 3.11", "--generate-hashes",
+                   LOCK_IN_IMAGE, "build-system", "https://pypi.org/simple"):
+        assert needle in script, needle
+    assert re.search(r"^UV_VERSION=\d+\.\d+\.\d+$", script, re.M), "the resolver's version is pinned too"
+
+
+def _pip_installs(run: str) -> list[list[str]]:
+    """The argument lists after `pip install` in one RUN (commands joined with &&)."""
+    out = []
+    for command in re.split(r"&&|;", run):
+        argv = shlex.split(command)
+        for i, word in enumerate(argv[:-1]):
+            if (word == "pip" or word.endswith("/pip") or word.endswith("/pip3")) and argv[i + 1] == "install":
+                out.append(argv[i + 2:])
+    return out
+
+
+def test_dockerfile_installs_only_from_the_lock() -> None:
+    steps = dockerfile()
+    last_from = max(i for i, (w, _) in enumerate(steps) if w == "FROM")
+    build, final = steps[:last_from], steps[last_from:]
+    copies = []  # (step, sources, destination)
+    for i, (word, args) in enumerate(build):
+        if word == "COPY":
+            *sources, dest = shlex.split(args)
+            copies.append((i, sources, dest))
+    i_copy_lock, _, dest = next(c for c in copies if c[1] == [LOCK_IN_IMAGE])
+    lock_file = Path(LOCK_IN_IMAGE).name if dest.endswith("/") else Path(dest).name
+    i_copy_sources = min(i for i, sources, _ in copies if "canary" in sources)
+    installs = [(i, args) for i, (w, a) in enumerate(build) if w == "RUN" for args in _pip_installs(a)]
+    assert len(installs) == 2, f"one install from the lock, one of the project: {installs}"
+    (i_lock, from_lock), (i_project, project) = installs
+    # 1. the dependencies: the lock alone, exact and hash-checked, nothing resolved, nothing built from source
+    assert {"--require-hashes", "--no-deps", "--only-binary=:all:"} <= set(from_lock), from_lock
+    assert from_lock.count("-r") == 1 and Path(from_lock[from_lock.index("-r") + 1]).name == lock_file
+    named = [a for j, a in enumerate(from_lock) if not a.startswith("-") and from_lock[j - 1] != "-r"]
+    assert named == [], f"packages named outside the lock: {named}"
+    assert i_copy_lock < i_lock < i_copy_sources, "the lock's layer comes before the sources are copied"
+    # 2. the project: itself only, built by the locked setuptools, then every dependency checked
+    assert {"--no-deps", "--no-build-isolation"} <= set(project), project
+    assert [a for a in project if not a.startswith("-")] == ["."], project
+    assert i_lock < i_project
+    assert any(re.search(r"\bpip check\b", a) for w, a in build[i_project:] if w == "RUN"), "pip check"
+    # the runtime stage gets the virtual environment the lock went into, and runs from it
+    venv = next(shlex.split(a)[-1] for w, a in build if w == "RUN" and "-m venv" in a)
+    assert all(a.split()[0].startswith(f"{venv}/bin/") for w, a in build if w == "RUN" and "pip " in a)
+    assert any(w == "COPY" and a.split() == ["--from=build", venv, venv] for w, a in final)
+    assert any(w == "ENV" and f"PATH={venv}/bin:" in a for w, a in final)
+    assert not any(_pip_installs(a) for w, a in final if w == "RUN"), "nothing installed in the runtime stage"
+
+
+def _dockerignored(path: str) -> bool:
+    """Whether BuildKit leaves `path` out of the context: the last matching pattern wins (a pattern also
+    matches everything under a directory it matches)."""
+    ignored = False
+    for raw in (DEPLOY / "Dockerfile.dockerignore").read_text(encoding="utf-8").splitlines():
+        pattern = raw.strip()
+        if not pattern or pattern.startswith("#"):
+            continue
+        negate = pattern.startswith("!")
+        pattern = pattern.lstrip("!")
+        rx = re.escape(pattern).replace(r"\*\*", ".*").replace(r"\*", "[^/]*").replace(r"\?", "[^/]")
+        parts = path.split("/")
+        if any(re.fullmatch(rx, "/".join(parts[:n])) for n in range(1, len(parts) + 1)):
+            ignored = not negate
+    return ignored
+
+
+def test_dockerignore_keeps_what_the_dockerfile_copies() -> None:
+    for word, args in dockerfile():
+        if word == "COPY" and "--from=" not in args:
+            *sources, _dest = shlex.split(args)
+            for src in sources:
+                files = [src] if (ROOT / src).is_file() else [str(p.relative_to(ROOT)) for p in (ROOT / src).rglob("*.py")][:50]
+                for f in files:
+                    assert not _dockerignored(f), f"{f}: copied by the Dockerfile but left out by the .dockerignore"
+    assert _dockerignored(".venv/bin/python") and _dockerignored("tests/unit/test_deploy_manifests.py")
+    assert _dockerignored("canary/__pycache__/cli.cpython-311.pyc")
+
+
 # --------------------------------------------------------------------------- Grafana
 
 def dashboard() -> dict[str, Any]:
@@ -633,7 +799,31 @@ def dashboard() -> dict[str, Any]:
 
 
 def panels() -> list[dict[str, Any]]:
-    return [p for p in dashboard()["panels"] if p["type"] != "row"]
+    """Every panel but rows, including those inside collapsed rows."""
+    out = []
+    for p in dashboard()["panels"]:
+        out.extend([p] if p["type"] != "row" else p.get("panels", []))
+    return out
+
+
+def exprs_of(panel: dict[str, Any]) -> list[str]:
+    return [t["expr"] for t in panel["targets"]]
+
+
+# what each source's panels may read, and the variables the dashboard's queries use
+SOURCE_METRICS = {"model": "model_", "istio": "istio_", "triton": "nv_inference_"}
+VARIABLES = {"$model": "rec-model", "$namespace": "ml", "$triton_arm_label": "version", "$check": "p95_latency",
+             "$__range": "1h"}
+
+
+def _overlaps(layout: list[dict[str, Any]]) -> None:
+    cells: set[tuple[int, int]] = set()
+    for p in layout:
+        g = p["gridPos"]
+        assert g["x"] + g["w"] <= 24
+        mine = {(x, y) for x in range(g["x"], g["x"] + g["w"]) for y in range(g["y"], g["y"] + g["h"])}
+        assert not cells & mine, f"panel {p['title']!r} overlaps another"
+        cells |= mine
 
 
 def test_dashboard_structure() -> None:
@@ -642,15 +832,14 @@ def test_dashboard_structure() -> None:
     variables = {v["name"]: v for v in dash["templating"]["list"]}
     assert variables["model"]["type"] == "query" and "canary_rollout_weight" in variables["model"]["definition"]
     assert variables["datasource"]["type"] == "datasource"
-    ids = [p["id"] for p in dash["panels"]]
-    assert len(ids) == len(set(ids))
-    cells: set[tuple[int, int]] = set()
-    for p in dash["panels"]:
-        g = p["gridPos"]
-        assert g["x"] + g["w"] <= 24
-        mine = {(x, y) for x in range(g["x"], g["x"] + g["w"]) for y in range(g["y"], g["y"] + g["h"])}
-        assert not cells & mine, f"panel {p['title']!r} overlaps another"
-        cells |= mine
+    assert {f"${name}" for name in variables} - {"$datasource"} == {v for v in VARIABLES if not v.startswith("$__")}
+    ids = [p["id"] for p in dash["panels"]] + [p["id"] for p in panels()]
+    assert len(set(ids)) == len(dash["panels"]) + sum(len(r.get("panels", [])) for r in dash["panels"])
+    _overlaps(dash["panels"])  # the layout as shown; a collapsed row's panels as they unfold
+    for row in dash["panels"]:
+        if row["type"] == "row":
+            assert bool(row["panels"]) == row["collapsed"], f"{row['title']}: collapsed rows hold their panels"
+            _overlaps(row["panels"])
     for p in panels():
         assert p["datasource"]["uid"] == "${datasource}", p["title"]
         assert p["targets"], p["title"]
@@ -660,7 +849,7 @@ def test_dashboard_structure() -> None:
 
 
 def test_dashboard_shows_what_the_issue_asks_for() -> None:
-    exprs = " ".join(t["expr"] for p in panels() for t in p["targets"])
+    exprs = " ".join(e for p in panels() for e in exprs_of(p))
     for needle in ('canary_rollout_weight{model="$model"}', "canary_rollout_phase",
                    'histogram_quantile(0.95, sum by (le, model_version) '
                    '(rate(model_inference_duration_seconds_bucket{model_name="$model"}[1m])))',
@@ -671,12 +860,10 @@ def test_dashboard_shows_what_the_issue_asks_for() -> None:
 
 
 def test_dashboard_reads_only_metrics_the_controller_exports() -> None:
-    import re
-
     from canary.telemetry import Telemetry
 
     exported = {m.name for m in Telemetry().registry.collect()}  # base names: counters without _total
-    exprs = " ".join(t["expr"] for p in panels() for t in p["targets"])
+    exprs = " ".join(e for p in panels() for e in exprs_of(p))
     used = set(re.findall(r"\b(canary_[a-z_]+)", exprs))
     assert len(used) >= 9
     for name in used:
@@ -684,18 +871,169 @@ def test_dashboard_reads_only_metrics_the_controller_exports() -> None:
         assert name in exported or base in exported, f"{name}: not a metric of canary.telemetry"
 
 
-def test_dashboard_promql_parses(tmp_path: Path) -> None:
+def source_panels(source: str) -> dict[str, dict[str, Any]]:
+    """A source's panels, by what they show: {'latency': panel, 'errors': panel}."""
+    mine = [p for p in panels() if p["title"].endswith(f"source: {source}")]
+    by_unit = {p["fieldConfig"]["defaults"]["unit"]: p for p in mine}
+    assert len(mine) == len(by_unit) == 2 and set(by_unit) == {"ms", "percentunit"}, [p["title"] for p in mine]
+    return {"latency": by_unit["ms"], "errors": by_unit["percentunit"]}
+
+
+@pytest.mark.parametrize("source", sorted(SOURCE_METRICS))
+def test_dashboard_has_latency_and_errors_for_every_source(source: str) -> None:
+    from canary.metrics.queries import PRESETS
+
+    assert set(SOURCE_METRICS) == set(PRESETS)
+    preset, shown = PRESETS[source], source_panels(source)
+    arm = "$triton_arm_label" if source == "triton" else preset.arm_label
+    if source == "triton":  # the variable's default is the preset's arm label
+        (var,) = [v for v in dashboard()["templating"]["list"] if v["name"] == "triton_arm_label"]
+        assert var["query"] == var["current"]["value"] == preset.arm_label
+    for what, panel in shown.items():
+        for expr in exprs_of(panel):
+            selectors = re.findall(r"\b([a-z_]+)\{([^}]*)\}", expr)
+            assert selectors and all(m.startswith(SOURCE_METRICS[source]) for m, _ in selectors), panel["title"]
+            must = {f'{preset.model_label}="$model"', *(f'{k}="{v}"' for k, v in preset.fixed)}
+            if preset.namespace_label:
+                must.add(f'{preset.namespace_label}="$namespace"')
+            for metric, matchers in selectors:  # every selector picks the model as the checks do
+                assert must <= set(matchers.split(",")), f"{metric}{{{matchers}}}: needs {must}"
+            assert f"by ({arm})" in expr or f"by (le, {arm})" in expr, expr
+    errors = exprs_of(shown["errors"])[0]
+    assert f"{preset.errors}{{" in errors and preset.errors_matcher in errors
+    latency = shown["latency"]
+    if preset.latency:  # a histogram: the p95 a latency check judges, converted to ms as the check does
+        (expr,) = exprs_of(latency)
+        assert f"histogram_quantile(0.95, sum by (le, {preset.arm_label}) (rate({preset.latency}_bucket{{" in expr
+        assert expr.startswith("1000 * ") if preset.latency_to_ms == 1000 else "1000" not in expr
+        assert latency["title"].startswith("p95")
+    else:  # Triton: cumulative µs counters only; the panel says there is no quantile
+        assert latency["title"].startswith("Mean") and all(e.endswith(" / 1000") for e in exprs_of(latency))
+        assert "no latency histogram" in latency["description"] and "no p95" in latency["description"]
+
+
+LATENCY_TO_MS = {"model_inference_duration_seconds_bucket": 1000.0, "istio_request_duration_milliseconds_bucket": 1.0,
+                 "nv_inference_request_duration_us": 0.001, "nv_inference_queue_duration_us": 0.001}
+GAUGE_UNITS = {"canary_rollout_weight": "percent", "canary_check_effect_size": "none", "canary_rollout_phase": "short",
+               "canary_leader": "short"}
+
+
+def unit_of(expr: str) -> str:
+    """The unit an expression's values are in, from the metrics it reads and what it does with them."""
+    bare = re.sub(r"\{[^}]*\}|by \([^)]*\)", "", expr)  # metric names only, no label names
+    metrics = set(re.findall(r"\b((?:canary|model|istio|nv)_[a-z_]+)", bare))
+    latency = metrics & set(LATENCY_TO_MS)
+    if latency:
+        (factor,) = {LATENCY_TO_MS[m] for m in latency}
+        ok = {1000.0: expr.startswith("1000 * "), 1.0: "1000" not in expr, 0.001: expr.endswith(" / 1000")}[factor]
+        assert ok, f"{expr}: not converted to ms"
+        return "ms"
+    if " / " in expr:
+        return "percentunit"  # a share of requests
+    if expr.startswith("histogram_quantile(") and all(m.endswith("_seconds_bucket") for m in metrics):
+        return "s"
+    if "rate(" in expr:
+        return "reqps"
+    if "increase(" in expr:
+        return "short"
+    (unit,) = {GAUGE_UNITS[m] for m in metrics}
+    return unit
+
+
+def test_no_panel_mixes_units() -> None:
+    for p in panels():
+        assert all(prop["id"] != "unit" for o in p["fieldConfig"]["overrides"] for prop in o["properties"]), p["title"]
+        units = {unit_of(e) for e in exprs_of(p)}
+        assert units == {p["fieldConfig"]["defaults"]["unit"]}, (p["title"], units)
+        if units == {"ms"}:  # one statistic too: quantiles and means are not drawn on one axis
+            assert len({e.startswith("1000 * histogram") or e.startswith("histogram") for e in exprs_of(p)}) == 1
+    # each check's effect size is in that check's unit (ms, percentage points, PSI...): one panel per check
+    (effect,) = [p for p in panels() if any("canary_check_effect_size" in e for e in exprs_of(p))]
+    assert effect["repeat"] == "check" and exprs_of(effect) == ['canary_check_effect_size{model="$model",check=~"$check"}']
+    assert "$check" in effect["title"]
+
+
+def _substituted(expr: str) -> str:
+    for name in sorted(VARIABLES, key=len, reverse=True):
+        expr = expr.replace(name, VARIABLES[name])
+    assert "$" not in expr, f"{expr}: a variable the test does not know"
+    return expr
+
+
+def _promtool() -> str:
     promtool = shutil.which("promtool")
     if promtool is None:
         pytest.skip("promtool not installed (Debian package `prometheus`)")
-    exprs = [t["expr"] for p in panels() for t in p["targets"]]
+    return promtool
+
+
+def test_dashboard_promql_parses(tmp_path: Path) -> None:
+    promtool = _promtool()
+    exprs = [e for p in panels() for e in exprs_of(p)]
     exprs += [a["expr"] for a in dashboard()["annotations"]["list"] if "expr" in a]
-    rules = [{"record": f"dashboard:expr{i}", "expr": e.replace("$model", "rec-model").replace("$__range", "1h")}
-             for i, e in enumerate(exprs)]
+    exprs += [v["definition"].removeprefix("label_values(").rsplit(",", 1)[0]
+              for v in dashboard()["templating"]["list"] if v.get("definition", "").startswith("label_values(")]
+    rules = [{"record": f"dashboard:expr{i}", "expr": _substituted(e)} for i, e in enumerate(exprs)]
     path = tmp_path / "rules.yaml"
     path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}), encoding="utf-8")
     done = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True, text=True, timeout=30)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def _series(name: str, labels: dict[str, str], per_15s: float) -> dict[str, str]:
+    text = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    return {"series": f"{name}{{{text}}}", "values": f"0+{per_15s:g}x40"}
+
+
+def _known_traffic() -> list[dict[str, str]]:
+    """Canary v2: every request takes 20-30 ms (Triton: 25 ms on average), 2% fail; stable v1: no error series."""
+    model = {"model_name": "rec-model"}
+    istio = {"reporter": "destination", "destination_service_name": "rec-model", "destination_service_namespace": "ml"}
+    out = []
+    for version in ("v1", "v2"):
+        m, i, t = {**model, "model_version": version}, {**istio, "destination_version": version}, \
+            {"model": "rec-model", "version": version}
+        for le, n in (("0.02", 0), ("0.03", 100), ("+Inf", 100)):
+            out.append(_series("model_inference_duration_seconds_bucket", {**m, "le": le}, n))
+        for le, n in (("20", 0), ("30", 100), ("+Inf", 100)):
+            out.append(_series("istio_request_duration_milliseconds_bucket", {**i, "le": le}, n))
+        out.append(_series("nv_inference_request_duration_us", t, 100 * 25_000))
+        out.append(_series("nv_inference_queue_duration_us", t, 100 * 5_000))
+        fail = 2 if version == "v2" else 0
+        out.append(_series("model_requests_total", {**m, "outcome": "success"}, 100 - fail))
+        out.append(_series("istio_requests_total", {**i, "response_code": "200"}, 100 - fail))
+        out.append(_series("nv_inference_request_success", t, 100 - fail))
+        if fail:
+            out.append(_series("model_requests_total", {**m, "outcome": "error"}, fail))
+            out.append(_series("istio_requests_total", {**i, "response_code": "503"}, fail))
+        out.append(_series("nv_inference_request_failure", t, fail))  # Triton exports it at 0
+    return out
+
+
+def test_every_source_latency_panel_reads_ms_and_error_panel_a_share(tmp_path: Path) -> None:
+    """Fed the same traffic in each source's own units (s, ms, µs), every source's panels show ms and 0..1."""
+    promtool = _promtool()
+    tests = []
+    expected = {("model", "latency", "A"): 29.5, ("istio", "latency", "A"): 29.5, ("triton", "latency", "A"): 25.0,
+                ("triton", "latency", "B"): 5.0}  # p95 inside the 20-30 ms bucket; Triton's means
+    arm = {"model": "model_version", "istio": "destination_version", "triton": "version"}
+    for source in SOURCE_METRICS:
+        for what, panel in source_panels(source).items():
+            for t in panel["targets"]:
+                per_arm = {"v1": 0.0, "v2": 0.02} if what == "errors" else \
+                    {v: expected[(source, what, t["refId"])] for v in ("v1", "v2")}
+                # round(): promtool 2.42 compares floats exactly, and 25 ms reads as 24.999999999999996
+                tests.append({"expr": f"round({_substituted(t['expr'])}, 0.001)", "eval_time": "5m",
+                              "exp_samples": [{"labels": f'{{{arm[source]}="{v}"}}', "value": x}
+                                              for v, x in per_arm.items()]})
+    (tmp_path / "rules.yaml").write_text("groups: []\n", encoding="utf-8")
+    spec = {"rule_files": ["rules.yaml"], "evaluation_interval": "15s",
+            "tests": [{"interval": "15s", "input_series": _known_traffic(), "promql_expr_test": tests}]}
+    (tmp_path / "test.yaml").write_text(yaml.safe_dump(spec), encoding="utf-8")
+    done = subprocess.run([promtool, "test", "rules", "test.yaml"], capture_output=True, text=True, timeout=60,
+                          cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert len(tests) == 7
 
 
 # --------------------------------------------------------------------------- docs
@@ -705,5 +1043,5 @@ def test_deploy_docs_explain_every_permission() -> None:
     for group, resource, _verb in grants(one("ClusterRole")) | grants(one("Role")):
         assert resource.split("/")[0] in text, resource
     for needle in ("docker build -f canary/deploy/Dockerfile", "prometheus-adapter", "kubectl apply -k canary/deploy",
-                   "grafana-dashboard.json"):
+                   "grafana-dashboard.json", "scripts/lock_requirements.sh", "--require-hashes", "triton_arm_label"):
         assert needle in text, needle
