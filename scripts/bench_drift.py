@@ -624,6 +624,29 @@ def cost(reps: int) -> dict[str, Any]:
         res[f"compare_50_{max(k)}_{rows}"] = med * 1e3
         print(f"| 50 numeric features {what} | {rows:,} | {', '.join(tests)} | {med * 1e3:.2f} | {p90 * 1e3:.2f} "
               f"| {fast * 1e3:.2f} | {cpu * 1e3:.2f} |")
+        if rows == 50_000 and buckets == b20:  # what live.live_counts hands over: increase() floats, sum, missing
+            prom = {n: {"counts": [float(x) * 1.0001 for x in c["counts"]],
+                        "sum": float(prof["features"][n]["mean"]) * 36_000 * 1.01, "missing": 120.0}
+                    for n, c in live.items()}
+            med, p90, fast, cpu = timed(lambda: compare(prof, prom), reps)
+            res["compare_50_20_prometheus"] = med * 1e3
+            print(f"| 50 numeric features x 20 buckets, live as Prometheus answers (float counts, sum, missing) "
+                  f"| {rows:,} | {', '.join(tests)} | {med * 1e3:.2f} | {p90 * 1e3:.2f} | {fast * 1e3:.2f} "
+                  f"| {cpu * 1e3:.2f} |")
+    cats = {f"c{i:02d}": rng.choice([f"v{j}" for j in range(19)], 50_000, p=rng.dirichlet(np.ones(19))).tolist()
+            for i in range(50)}
+    prof_c = capture(pa.table(cats), model="bench", version="v1", file="generated", sha256="-")
+    live_c = {}
+    for n, f in prof_c["features"].items():
+        keys = list(f["categories"])
+        c = rng.multinomial(36_000, np.array([f["categories"][k] for k in keys] + [f.get("other", 0)], float) / 50_000)
+        live_c[n] = {"categories": dict(zip(keys, c[:-1].astype(float).tolist())), "other": float(c[-1]),
+                     "missing": 10.0}
+    med, p90, fast, cpu = timed(lambda: compare(prof_c, live_c), reps)
+    tests = sorted({f.test for f in compare(prof_c, live_c).features})
+    res["compare_50_categorical"] = med * 1e3
+    print(f"| 50 categorical features x 19 values + other (with missing) | 50,000 | {', '.join(tests)} "
+          f"| {med * 1e3:.2f} | {p90 * 1e3:.2f} | {fast * 1e3:.2f} | {cpu * 1e3:.2f} |")
     prof7 = _profile_from(50_000, 1)
     live7 = {}
     for n, (kind, keys, p) in bucket_probs(prof7, BASE).items():
@@ -655,7 +678,8 @@ def cost(reps: int) -> dict[str, Any]:
                 ex.observe(r)
             batch.append((time.perf_counter() - t) / len(reqs))
         us, us_min = float(np.median(batch)) * 1e6, float(np.min(batch)) * 1e6
-        arrays = sum(b.nbytes + c.nbytes for b, c, _ in ex._numeric.values())
+        # bounds: a list of floats since the exporter bisects (8 B a value as float64), counts: an int64 array
+        arrays = sum(8 * len(b) + c.nbytes for b, c, _ in ex._numeric.values())
         ncat = sum(len(c) for c in ex._categorical.values())
         del reqs
         gc.collect()

@@ -12,6 +12,7 @@ check --input` reads):
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,9 +23,11 @@ from canary.drift.stats import (
     FeatureDrift,
     MissingShift,
     categorical_drift,
+    categorical_drift_many,
     dataset_drift,
     missing_shift,
     numeric_drift,
+    numeric_drift_many,
 )
 from canary.errors import ConfigError
 
@@ -70,9 +73,130 @@ def compare(profile: Mapping[str, Any], live: Mapping[str, Mapping[str, Any]], *
     validate_profile(profile)
     if not isinstance(live, Mapping):
         raise ConfigError("live data must be an object mapping feature names to counts")
-    out: list[FeatureDrift] = []
     prof = profile["features"]
-    for name in features or [f for f in prof if f in live]:
+    names = features or [f for f in prof if f in live]
+    try:
+        out = _compare_batched(prof, live, names, min_live)
+    except Exception:  # noqa: BLE001 -- refused or tripped on: the per-feature path decides, with its errors
+        out = _compare_each(prof, live, names, min_live)
+    return dataset_drift(out, _missing(prof, live))
+
+
+class _NotPlain(Exception):
+    """Live data the batched path does not vouch for (a fault to name, unusual number types)."""
+
+
+_Row = tuple[int, str, Mapping[str, Any], Any]  # (position in the answer, feature, profile entry, live cells)
+
+
+def _compare_batched(prof: Mapping[str, Any], live: Mapping[str, Any], names: list[str],
+                     min_live: float) -> list[FeatureDrift]:
+    """`_compare_each` in one numpy pass per kind: numeric features grouped by bucket count, categorical
+    ones padded with zeros. It accepts only plain input (counts that are ints or floats, finite, >= 0)
+    and raises on anything else, which `compare` then hands to `_compare_each`: one behaviour, two speeds
+    (tests/unit/test_drift_batch.py holds them equal)."""
+    floor = max(min_live, 1e-9)
+    numeric: dict[int, list[_Row]] = {}
+    cats: list[_Row] = []
+    for i, name in enumerate(names):
+        ref, cur = prof[name], live.get(name)
+        if cur is None:
+            continue
+        if not isinstance(cur, Mapping):
+            raise _NotPlain(name)
+        if ref["type"] == "numeric":
+            counts = cur.get("counts")
+            if not isinstance(counts, (list, tuple)) or len(counts) != len(ref["counts"]) or \
+                    isinstance(counts[0], (bool, np.bool_)):  # all booleans: a matrix would hide it as ints
+                raise _NotPlain(name)
+            numeric.setdefault(len(counts), []).append((i, name, ref, cur))
+        else:
+            cells = _category_cells(ref, cur)
+            if sum(cells[1]) >= floor:
+                cats.append((i, name, ref, cells))
+    slots: list[FeatureDrift | None] = [None] * len(names)
+    for rows in numeric.values():
+        for i, f in _numeric_group(rows, floor):
+            slots[i] = f
+    if cats:
+        width = max(len(r) for _, _, _, (r, _) in cats)
+        ref_m, cur_m = np.zeros((len(cats), width)), np.zeros((len(cats), width))
+        for j, (_, _, _, (r, c)) in enumerate(cats):
+            ref_m[j, :len(r)], cur_m[j, :len(c)] = r, c
+        done = categorical_drift_many([row[1] for row in cats], ref_m, cur_m, [len(r) for *_, (r, _) in cats])
+        for row, f in zip(cats, done):
+            slots[row[0]] = f
+    return [f for f in slots if f is not None]
+
+
+def _numeric_group(rows: list[_Row], floor: float) -> list[tuple[int, FeatureDrift]]:
+    """Numeric features with one bucket count: their live counts checked as one matrix."""
+    matrix = np.array([cur["counts"] for *_, cur in rows])
+    if matrix.ndim != 2 or matrix.dtype.kind not in "iuf":
+        raise _NotPlain("counts")
+    c = matrix.astype(float, copy=False)
+    if not np.isfinite(c).all() or (c < 0).any():
+        raise _NotPlain("counts")
+    totals = c.sum(axis=1).tolist()
+    keep = [j for j, t in enumerate(totals) if not t < floor]
+    if not keep:
+        return []
+    refs = [rows[j][2] for j in keep]
+    qs = [ref.get("quantiles", {}) for ref in refs]  # close the open end buckets at the 0.1% / 99.9% quantiles
+    done = numeric_drift_many(
+        [rows[j][1] for j in keep], np.array([ref["bounds"] for ref in refs], float),
+        np.array([ref["counts"] for ref in refs], float), c[keep],
+        lo=[float(q.get("0.001", ref["min"])) for q, ref in zip(qs, refs)],
+        hi=[float(q.get("0.999", ref["max"])) for q, ref in zip(qs, refs)],
+        std=[ref["std"] for ref in refs], n_unique=[ref["n_unique"] for ref in refs],
+        mean_gap=[_mean_gap(rows[j][2], rows[j][3], totals[j]) for j in keep])
+    return [(rows[j][0], f) for j, f in zip(keep, done)]
+
+
+def _category_cells(ref: Mapping[str, Any], cur: Mapping[str, Any]) -> tuple[list[Any], list[float]]:
+    """The reference's and the live counts per category, as `_compare_each` lays them out."""
+    cats = cur.get("categories")
+    if not isinstance(cats, Mapping):
+        raise _NotPlain("categories")
+    known, other = ref["categories"], float(ref.get("other", 0))
+    unknown = [k for k in cats if k not in known]
+    keys = list(known) if other > 0 or not unknown else list(known) + unknown
+    c = [cats.get(k, 0) for k in keys]
+    folded = [cats[k] for k in unknown] if other > 0 else []
+    live_other = cur.get("other", 0)
+    if not (_plain(c) and _plain(folded) and _plain([live_other])):
+        raise _NotPlain("categories")
+    c.append(float(live_other) + sum(float(v) for v in folded))
+    return [known.get(k, 0) for k in keys] + [other], c
+
+
+_INTS, _FLOATS = (int, np.int64), (float, np.float64)
+
+
+def _plain(values: list[Any]) -> bool:
+    """Every value an int or float (not a boolean), finite and >= 0: what `_nonneg` accepts beyond doubt."""
+    for v in values:
+        t = type(v)
+        if not ((t in _FLOATS and 0.0 <= v < math.inf) or (t in _INTS and 0 <= v < 2**63)):
+            return False
+    return True
+
+
+def _mean_gap(ref: Mapping[str, Any], cur: Mapping[str, Any], total: float) -> float | None:
+    """|live mean - reference mean| when the live sum is known: a lower bound on the Wasserstein distance."""
+    live_sum = cur.get("sum")
+    if isinstance(live_sum, (int, float)) and not isinstance(live_sum, bool) and np.isfinite(live_sum) \
+            and "mean" in ref:
+        return abs(float(live_sum) / total - float(ref["mean"]))
+    return None
+
+
+def _compare_each(prof: Mapping[str, Any], live: Mapping[str, Any], names: list[str],
+                  min_live: float) -> list[FeatureDrift]:
+    """Feature by feature, with `stats`' per-feature functions: the definition `_compare_batched` must
+    match, and the path for input it refuses (whose faults are named here, in feature order)."""
+    out: list[FeatureDrift] = []
+    for name in names:
         if name not in prof:
             raise ConfigError(f"feature {name!r} is not in the profile (profiled: {', '.join(prof)})")
         ref, cur = prof[name], live.get(name)
@@ -113,7 +237,7 @@ def compare(profile: Mapping[str, Any], live: Mapping[str, Mapping[str, Any]], *
             if c.sum() < max(min_live, 1e-9):
                 continue
             out.append(categorical_drift(name, r, c))
-    return dataset_drift(out, _missing(prof, live))
+    return out
 
 
 def _missing(prof: Mapping[str, Any], live: Mapping[str, Any]) -> list[MissingShift]:
@@ -123,10 +247,7 @@ def _missing(prof: Mapping[str, Any], live: Mapping[str, Any]) -> list[MissingSh
         ref = prof.get(name)
         if ref is None or not isinstance(cur, Mapping) or "missing" not in cur:
             continue
-        miss = _nonneg([cur["missing"]], name)[0]
-        present = (float(sum(_nonneg(cur.get("counts", []), name))) if ref["type"] == "numeric" else
-                   float(sum(_nonneg(list((cur.get("categories") or {}).values()), name)))
-                   + float(_nonneg([cur.get("other", 0)], name)[0]))
+        miss, present = _missing_and_present(name, ref, cur)
         if miss + present < MIN_LIVE:
             continue
         ref_present = float(sum(ref["counts"])) if ref["type"] == "numeric" else \
@@ -134,6 +255,22 @@ def _missing(prof: Mapping[str, Any], live: Mapping[str, Any]) -> list[MissingSh
         out.append(missing_shift(name, ref_missing=float(ref.get("missing", 0)), ref_present=ref_present,
                                  live_missing=miss, live_present=present))
     return out
+
+
+def _missing_and_present(name: str, ref: Mapping[str, Any], cur: Mapping[str, Any]) -> tuple[float, float]:
+    """Live missing and present counts; plain numbers are summed as they are (the same sums, without a
+    numpy array per feature), anything else is checked by `_nonneg`, which names the fault."""
+    miss = cur["missing"]
+    if ref["type"] == "numeric":
+        counts = cur.get("counts", [])
+        if isinstance(counts, (list, tuple)) and _plain(counts) and _plain([miss]):
+            return float(miss), float(sum(counts))
+        return (_nonneg([miss], name)[0], float(sum(_nonneg(counts, name))))
+    cats, other = cur.get("categories") or {}, cur.get("other", 0)
+    if isinstance(cats, dict) and _plain(list(cats.values())) and _plain([miss, other]):
+        return float(miss), float(sum(cats.values())) + float(other)
+    return (_nonneg([miss], name)[0], float(sum(_nonneg(list(cats.values()), name)))
+            + float(_nonneg([other], name)[0]))
 
 
 def _nonneg(values: Any, name: str) -> np.ndarray:

@@ -25,6 +25,7 @@ bucket, with the open end buckets closed at the reference's min and max.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -210,6 +211,104 @@ def _z_test(ref: np.ndarray, cur: np.ndarray) -> float:
     return float(2 * st.norm.sf(abs(p_r - p_c) / se))
 
 
+# -- many features in one pass: rows of 2-D arrays, one row per feature ------------------------------
+# numpy's cost is per call, not per element: per feature, 50 features x 20 buckets spent ~100 us each in
+# call overhead (docs/benchmarks/drift.md). Row by row these equal the functions above to rounding
+# (tests/unit/test_drift_batch.py); rare cases (few values, a constant reference, a small reference's
+# chi-square) still go through the per-feature functions.
+
+def psi_rows(reference: np.ndarray, current: np.ndarray) -> np.ndarray:
+    """`psi` of every row pair."""
+    r, c = np.maximum(_norm_rows(reference), _EPS), np.maximum(_norm_rows(current), _EPS)
+    return np.sum((c - r) * np.log(c / r), axis=1)
+
+
+def js_rows(reference: np.ndarray, current: np.ndarray) -> np.ndarray:
+    """`js_distance` of every row pair (rows padded with zeros on both sides: such cells add nothing)."""
+    r, c = _norm_rows(reference), _norm_rows(current)
+    m = (r + c) / 2
+    jsd = 0.5 * (np.sum(special.rel_entr(r, m), axis=1) + np.sum(special.rel_entr(c, m), axis=1))
+    return np.sqrt(np.maximum(jsd, 0.0))
+
+
+def ks_rows(reference: np.ndarray, current: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`ks_binned` of every row pair: (D, p)."""
+    n, m = reference.sum(axis=1), current.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):  # an empty side: D is NaN, p 1 (as ks_binned)
+        d = np.max(np.abs(np.cumsum(reference, axis=1) / n[:, None] - np.cumsum(current, axis=1) / m[:, None]),
+                   axis=1)
+        p = special.kolmogorov(np.sqrt(n * m / (n + m)) * d)
+    return d, np.where(d > 0, p, 1.0)
+
+
+def wasserstein_rows(edges: np.ndarray, reference: np.ndarray, current: np.ndarray) -> np.ndarray:
+    """`wasserstein_binned` of every row: `edges` has one more column than the counts."""
+    cr, cc = np.cumsum(reference, axis=1), np.cumsum(current, axis=1)
+    d = np.zeros((cr.shape[0], cr.shape[1] + 1))
+    np.subtract(cr / cr[:, -1:], cc / cc[:, -1:], out=d[:, 1:])
+    d0, d1 = d[:, :-1], d[:, 1:]
+    a0, a1 = np.abs(d0), np.abs(d1)
+    area = np.where(d0 * d1 >= 0, (a0 + a1) / 2, (d0 * d0 + d1 * d1) / (2 * np.maximum(a0 + a1, 1e-300)))
+    return np.einsum("ij,ij->i", area, np.diff(edges, axis=1))
+
+
+def numeric_drift_many(features: Sequence[str], bounds: np.ndarray, reference: np.ndarray, current: np.ndarray, *,
+                       lo: Sequence[float], hi: Sequence[float], std: Sequence[float], n_unique: Sequence[int],
+                       mean_gap: Sequence[float | None]) -> list[FeatureDrift]:
+    """`numeric_drift` of features with the same number of buckets: row i of `bounds` (k - 1 columns),
+    `reference` and `current` (k columns) and item i of the keyword sequences are feature i's."""
+    ref, cur = np.asarray(reference, float), np.asarray(current, float)
+    n_r, n_c = ref.sum(axis=1).tolist(), cur.sum(axis=1).tolist()
+    p = psi_rows(ref, cur).tolist()
+    out: list[FeatureDrift | None] = [None] * len(features)
+    ks, wd = [], []
+    for i, name in enumerate(features):
+        if n_unique[i] < CATEGORICAL_BELOW or (n_r[i] > SMALL_REFERENCE and (std[i] <= 0 or not math.isfinite(std[i]))):
+            out[i] = numeric_drift(name, bounds[i], ref[i], cur[i], lo=lo[i], hi=hi[i], std=std[i],
+                                   n_unique=n_unique[i], mean_gap=mean_gap[i])
+        else:
+            (ks if n_r[i] <= SMALL_REFERENCE else wd).append(i)
+    if ks:
+        _, pv = ks_rows(ref[ks], cur[ks])
+        for i, v in zip(ks, pv.tolist()):
+            out[i] = FeatureDrift(features[i], "numeric", "ks", v, P_THRESHOLD, v < P_THRESHOLD, p[i], n_r[i], n_c[i])
+    if wd:
+        b = np.asarray(bounds, float)[wd]
+        low, high = np.array([lo[i] for i in wd], float), np.array([hi[i] for i in wd], float)
+        edges = np.empty((len(wd), b.shape[1] + 2))
+        edges[:, 1:-1] = b
+        edges[:, 0] = np.where(b[:, 0] < low, b[:, 0], low)  # min(lo, bounds[0]), as Python's min picks
+        edges[:, -1] = np.where(b[:, -1] > high, b[:, -1], high)
+        binned = wasserstein_rows(edges, ref[wd], cur[wd]).tolist()
+        for i, w in zip(wd, binned):
+            gap = mean_gap[i]
+            floor = gap or 0.0
+            dist = (floor if floor > w else w) / std[i]  # max(w, floor), as Python's max picks
+            out[i] = FeatureDrift(features[i], "numeric", "wasserstein", dist, DISTANCE_THRESHOLD,
+                                  dist >= DISTANCE_THRESHOLD, p[i], n_r[i], n_c[i],
+                                  "the means' gap exceeds the binned distance (mass beyond the buckets)"
+                                  if gap is not None and gap > w else "")
+    return out  # type: ignore[return-value]  # every slot filled above
+
+
+def categorical_drift_many(features: Sequence[str], reference: np.ndarray, current: np.ndarray,
+                           widths: Sequence[int]) -> list[FeatureDrift]:
+    """`categorical_drift` of many features: row i holds feature i's `widths[i]` categories, then zeros."""
+    ref, cur = np.asarray(reference, float), np.asarray(current, float)
+    n_r, n_c = ref.sum(axis=1).tolist(), cur.sum(axis=1).tolist()
+    big = [i for i, n in enumerate(n_r) if n > SMALL_REFERENCE]
+    out: list[FeatureDrift | None] = [None] * len(features)
+    if big:
+        p, d = psi_rows(ref[big], cur[big]).tolist(), js_rows(ref[big], cur[big]).tolist()
+        for j, i in enumerate(big):
+            out[i] = FeatureDrift(features[i], "categorical", "jensenshannon", d[j], DISTANCE_THRESHOLD,
+                                  d[j] >= DISTANCE_THRESHOLD, p[j], n_r[i], n_c[i])
+    for i, f in enumerate(out):
+        if f is None:  # a small reference: chi-square or z, branch by branch, on the row without its padding
+            out[i] = categorical_drift(features[i], ref[i, :widths[i]], cur[i, :widths[i]])
+    return out  # type: ignore[return-value]
+
+
 def dataset_drift(features: list[FeatureDrift] | tuple[FeatureDrift, ...],
                   missing: list[MissingShift] | tuple[MissingShift, ...] = ()) -> DatasetDrift:
     """The dataset drifts when at least DRIFT_SHARE of the compared features drift."""
@@ -234,6 +333,17 @@ def _norm(counts: np.ndarray) -> np.ndarray:
     c = np.asarray(counts, float)
     total = c.sum()
     return c / total if total > 0 else np.full(len(c), 1.0 / max(len(c), 1))
+
+
+def _norm_rows(counts: np.ndarray) -> np.ndarray:
+    """`_norm` of every row."""
+    total = counts.sum(axis=1, keepdims=True)
+    empty = ~(total[:, 0] > 0)
+    if not empty.any():
+        return counts / total
+    out = counts / np.where(empty[:, None], 1.0, total)
+    out[empty] = 1.0 / max(counts.shape[1], 1)
+    return out
 
 
 def _shares(counts: np.ndarray) -> np.ndarray:
