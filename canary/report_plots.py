@@ -5,7 +5,7 @@ offline, in a mail attachment, on paper) and its text searchable. Time is second
 rollout started, so a page reads the same in every time zone. Each figure gets its own SVG
 id salt: several inline SVGs on one page must not share clip-path ids.
 
-Needs the `report` extra (`pip install 'canary[report]'`).
+Needs the `report` extra (`pip install 'modelcanary[report]'`).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ def _plt() -> Any:
     except ImportError:  # pragma: no cover - the extra is installed by scripts/setup.sh
         from canary.errors import ConfigError
 
-        raise ConfigError("canary report needs matplotlib: pip install 'canary[report]'") from None
+        raise ConfigError("canary report needs matplotlib: pip install 'modelcanary[report]'") from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

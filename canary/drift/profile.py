@@ -47,7 +47,7 @@ def read_table(path: str | Path) -> Any:
         import pyarrow.csv as pacsv
         import pyarrow.parquet as pq
     except ImportError:  # pragma: no cover - the drift extra is part of the test install
-        raise ConfigError("reading training data needs pyarrow: pip install 'canary[drift]'") from None
+        raise ConfigError("reading training data needs pyarrow: pip install 'modelcanary[drift]'") from None
     import pyarrow as pa
 
     if not path.is_file():
