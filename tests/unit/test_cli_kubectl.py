@@ -164,7 +164,7 @@ def test_every_command_refuses_an_unknown_output_naming_the_flag(name: str, tmp_
     assert "'--output'" in res.stderr and "'xml'" in res.stderr and "Traceback" not in res.stderr
 
 
-@pytest.mark.parametrize("fmt", ["json", "yaml"])
+@pytest.mark.parametrize("fmt", ["json", "yaml", "text"])
 @pytest.mark.parametrize("name", ["status", "promote", "rollback", "pause", "resume", "analyze", "plan", "judge",
                                   "policy validate", "policy schema", "baseline capture", "drift check"])
 def test_stdout_holds_the_requested_output_and_nothing_else(name: str, fmt: str, istio_api: KubeAPIServer,
@@ -174,6 +174,9 @@ def test_stdout_holds_the_requested_output_and_nothing_else(name: str, fmt: str,
     kc = str(kubeconfig(tmp_path / "kc", istio_api.url))
     res = run(*_commands(tmp_path, prom_503.url, kc)[name], "-o", fmt)
     assert res.exit_code in (0, 1, 2, 3, 4), res.stderr
+    assert not [e for e in logs.parse_json_lines(res.stdout) if "level" in e]  # no log line on stdout
+    if fmt == "text":
+        return
     if res.stdout:
         doc = json.loads(res.stdout) if fmt == "json" else yaml.safe_load(res.stdout)
         assert isinstance(doc, dict), res.stdout
