@@ -69,20 +69,9 @@ def report_cmd(
 
             typer.echo(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True), nl=False)
             return 0
-        ro = doc["rollout"]
-        path = Path(output or f"{ro.get('virtual_service') or ro['model']}-{ro['canary_version']}.report.html")
-        if path.suffix.lower() == ".json":
-            text = json.dumps(doc, indent=1, ensure_ascii=False)
-        else:
-            from canary.report import render
+        from canary.report import write
 
-            text = render(doc)
-        try:
-            path.write_text(text, encoding="utf-8")
-        except OSError as exc:
-            raise cli.ConfigError(f"{path}: cannot write ({exc.strerror})") from None
-        logs.get().info("report.written", path=str(path), looks=len(doc["looks"]), phase=doc.get("phase"))
-        typer.echo(str(path))
+        typer.echo(str(write(doc, Path(output) if output else None)))
         return 0
 
     raise typer.Exit(cli.run_guarded(go))
@@ -103,12 +92,7 @@ def _from_cluster(model: Optional[str], namespace: Optional[str], vs: Optional[s
     import kubernetes.client as kc
 
     from canary import crd
-    from canary import history as hist
-    from canary.history_store import configmap_name, load_history
     from canary.kube import api_client, translate
-    from canary.reconcile import parse_record
-    from canary.routing import patch
-    from canary.routing.istio import GROUP, VS_PLURAL
 
     if not model and not rollout:
         raise cli.ConfigError("give MODEL, --rollout NAME or --input FILE")
@@ -128,20 +112,9 @@ def _from_cluster(model: Optional[str], namespace: Optional[str], vs: Optional[s
         canary_version = str(spec.get("canaryVersion") or "")
     vs = vs or model
     assert vs
-    doc = load_history(kc.CoreV1Api(client), ns, vs)
-    if canary_version and doc["rollout"]["canary_version"] != canary_version:
-        raise cli.ConfigError(f"ConfigMap {ns}/{configmap_name(vs)} holds the history of a later rollout of {vs} "
-                              f"({doc['rollout']['canary_version']}), not of CanaryRollout {ns}/{rollout} "
-                              f"({canary_version})")
-    try:  # the recorded state may be newer than the history (the controller writes it every 10 looks)
-        vs_obj = kc.CustomObjectsApi(client).get_namespaced_custom_object(GROUP, "v1beta1", ns, VS_PLURAL, vs)
-        state = parse_record(patch.read_state(vs_obj))
-    except Exception as exc:  # the history alone still makes a report
-        from canary import logs
+    from canary.history_store import from_cluster
 
-        logs.get().info("report.state_unread", virtual_service=f"{ns}/{vs}", error=f"{type(exc).__name__}: {exc}")
-        return doc
-    return hist.with_state(doc, json.loads(state.to_json())) if state is not None else doc
+    return from_cluster(client, ns, vs, canary_version=canary_version, rollout=rollout or "")
 
 
 def register(app: typer.Typer) -> None:

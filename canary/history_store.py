@@ -19,6 +19,7 @@ records are kept for the next flush.
 from __future__ import annotations
 
 import hashlib
+import json
 from typing import Any, Callable, Iterable
 
 from canary import history as hist
@@ -107,6 +108,35 @@ def load_history(core: Any, namespace: str, virtual_service: str) -> dict[str, A
         raise ConfigError(f"no rollout history for {namespace}/{virtual_service}: ConfigMap "
                           f"{namespace}/{configmap_name(virtual_service)} not found (no rollout recorded one yet)")
     return doc
+
+
+def from_cluster(client: Any, namespace: str, virtual_service: str, *, canary_version: str = "",
+                 rollout: str = "") -> dict[str, Any]:
+    """The history of the VirtualService's latest rollout (`client`: a kubernetes ApiClient),
+    completed from its recorded state when that is newer. With `canary_version` (that of
+    CanaryRollout `rollout`), ConfigError if the history is another rollout's; ConfigError
+    when there is none."""
+    import kubernetes.client as kc
+
+    from canary.reconcile import parse_record
+    from canary.routing import patch
+    from canary.routing.istio import GROUP, VS_PLURAL
+
+    ns, vs = namespace, virtual_service
+    doc = load_history(kc.CoreV1Api(client), ns, vs)
+    if canary_version and doc["rollout"]["canary_version"] != canary_version:
+        raise ConfigError(f"ConfigMap {ns}/{configmap_name(vs)} holds the history of a later rollout of {vs} "
+                          f"({doc['rollout']['canary_version']}), not of CanaryRollout {ns}/{rollout} "
+                          f"({canary_version})")
+    try:  # the recorded state may be newer than the history (the controller writes it every 10 looks)
+        vs_obj = kc.CustomObjectsApi(client).get_namespaced_custom_object(GROUP, "v1beta1", ns, VS_PLURAL, vs)
+        state = parse_record(patch.read_state(vs_obj))
+    except Exception as exc:  # the history alone still makes a report
+        from canary import logs
+
+        logs.get().info("report.state_unread", virtual_service=f"{ns}/{vs}", error=f"{type(exc).__name__}: {exc}")
+        return doc
+    return hist.with_state(doc, json.loads(state.to_json())) if state is not None else doc
 
 
 class Recorder:

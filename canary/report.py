@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import datetime
 import html
-from typing import Any
+import json
+from pathlib import Path
+from typing import Any, Optional
 
 from canary import report_plots as plots
+from canary.errors import ConfigError
 
 _CSS = """
 body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:1.5rem auto;max-width:1100px;color:#212121;padding:0 1rem}
@@ -91,6 +94,25 @@ def render(doc: dict[str, Any]) -> str:
         f"<script>{_JS}</script></body></html>",
     ]
     return "\n".join(parts)
+
+
+def write(doc: dict[str, Any], path: Optional[Path] = None) -> Path:
+    """Write the page (or, for a `.json` path, the history) and return where. Default path:
+    `<virtual-service>-<canary version>.report.html`. Raises ConfigError when it cannot be written."""
+    from canary import logs
+
+    ro = doc["rollout"]
+    path = path or Path(f"{ro.get('virtual_service') or ro['model']}-{ro['canary_version']}.report.html")
+    if path.suffix.lower() == ".json":
+        text = json.dumps(doc, indent=1, ensure_ascii=False)
+    else:
+        text = render(doc)
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot write ({exc.strerror})") from None
+    logs.get().info("report.written", path=str(path), looks=len(doc["looks"]), phase=doc.get("phase"))
+    return path
 
 
 def _summary(doc: dict[str, Any], t0: float, t_end: float) -> str:
