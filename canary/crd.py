@@ -1,6 +1,6 @@
 """The CanaryRollout custom resource: what a rollout asks for, read into our values.
 
-A CanaryRollout (group canary.ml, v1alpha1; manifest in canary/deploy/) names
+A CanaryRollout (group modelcanary.dev, v1alpha1; manifest in canary/deploy/) names
 the VirtualService, the versions and the policy (inline, or a ConfigMap key),
 and carries status (phase, step, weights, verdict history, conditions) that the
 controller mirrors from the VirtualService's rollout annotation -- the
@@ -19,7 +19,7 @@ from canary.errors import ConfigError, PolicyError
 from canary.model import Target, check_version
 from canary.policy import Policy, parse_policy, parse_policy_text
 
-GROUP, VERSION, PLURAL, KIND = "canary.ml", "v1alpha1", "canaryrollouts", "CanaryRollout"
+GROUP, VERSION, PLURAL, KIND = "modelcanary.dev", "v1alpha1", "canaryrollouts", "CanaryRollout"
 ACTIONS = ("", "pause", "resume", "rollback")
 
 

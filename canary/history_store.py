@@ -1,7 +1,7 @@
 """Where a rollout's history (`canary.history`) lives in a cluster, and who writes it.
 
 One ConfigMap per VirtualService, `<virtual-service>-canary-history`, key `history.json`,
-labelled `canary.ml/history: "true"`: a VirtualService holds one rollout at a time, and its
+labelled `modelcanary.dev/history: "true"`: a VirtualService holds one rollout at a time, and its
 ConfigMap holds that rollout's history (a new rollout replaces it). Not the CR status and not
 the VirtualService annotation: those are read on every LIST/watch event (the controller's
 prefetch, istiod), the history only by `canary report` and `canary status` (docs/decisions.md).
@@ -27,7 +27,7 @@ from canary import rollout as rl
 from canary.errors import CanaryError, ConfigError, NotLeader
 from canary.logs import get as get_logger
 
-LABEL = "canary.ml/history"
+LABEL = "modelcanary.dev/history"
 KEY = "history.json"
 
 
@@ -85,7 +85,7 @@ class ConfigMapStore:
             raise NotLeader("not the leader: history write refused")
         name = configmap_name(virtual_service)
         meta: dict[str, Any] = {"name": name, "namespace": namespace,
-                                "labels": {LABEL: "true", "canary.ml/model": label_value(doc["rollout"]["model"])}}
+                                "labels": {LABEL: "true", "modelcanary.dev/model": label_value(doc["rollout"]["model"])}}
         if resource_version:
             meta["resourceVersion"] = resource_version
         body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": {KEY: hist.dumps(doc)}}

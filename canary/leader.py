@@ -46,7 +46,7 @@ held the Lease in between.
 
 ``leaseDurationSeconds`` is an integer in the API. We write ``ceil`` of our
 duration there (so other tools wait at least as long as we do) and the exact
-value in the ``canary.ml/lease-duration-s`` annotation, which our replicas
+value in the ``modelcanary.dev/lease-duration-s`` annotation, which our replicas
 prefer when it is consistent with the integer field (sub-second durations in
 tests and in the failover benchmark).
 
@@ -74,7 +74,7 @@ from canary.kube import translate
 
 log = structlog.get_logger(__name__)
 
-DURATION_ANNOTATION = "canary.ml/lease-duration-s"
+DURATION_ANNOTATION = "modelcanary.dev/lease-duration-s"
 _NOT_SERVED = "the server could not find the requested resource"
 
 

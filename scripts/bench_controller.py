@@ -125,7 +125,7 @@ def main() -> int:
         queries = (m1.get("canary_prometheus_queries_total", 0) - m0.get("canary_prometheus_queries_total", 0)) / max(ticks, 1)
         phases: dict[str, int] = {}
         for i in range(n):
-            st = (api.get("canary.ml", "canaryrollouts", "ml", f"r{i}") or {}).get("status") or {}
+            st = (api.get("modelcanary.dev", "canaryrollouts", "ml", f"r{i}") or {}).get("status") or {}
             phases[st.get("phase", "none")] = phases.get(st.get("phase", "none"), 0) + 1
         print(f"rollouts {n}, tick every {args.tick:g} s, measured {t1 - t0:.0f} s (Prometheus backfill + start {setup_prom:.1f} s)")
         print(f"{'metric':<38} {'value':>12}")

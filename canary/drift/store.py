@@ -1,7 +1,7 @@
 """Where baselines and the monitor's state live in a cluster: ConfigMaps.
 
-A baseline is a ConfigMap labelled `canary.ml/baseline: "true"` (and
-`canary.ml/model`, `canary.ml/version`) whose `profile.json` key holds the
+A baseline is a ConfigMap labelled `modelcanary.dev/baseline: "true"` (and
+`modelcanary.dev/model`, `modelcanary.dev/version`) whose `profile.json` key holds the
 profile (`canary baseline capture --configmap NAME`). The controller's drift
 monitor (`canary controller run --drift`) lists them every evaluation, so a
 new model version's profile is picked up without a restart, and keeps its
@@ -18,7 +18,7 @@ from typing import Any
 
 from canary.errors import ConfigError
 
-LABEL = "canary.ml/baseline"
+LABEL = "modelcanary.dev/baseline"
 KEY = "profile.json"
 MAX_BYTES = 900_000
 
@@ -40,8 +40,8 @@ def save_profile(core: Any, *, namespace: str, name: str, profile: Mapping[str, 
                           f"(use fewer --buckets or --features, or keep it as a file)")
     body = {"apiVersion": "v1", "kind": "ConfigMap",
             "metadata": {"name": name, "namespace": namespace,
-                         "labels": {LABEL: "true", "canary.ml/model": label_value(str(profile["model"])),
-                                    "canary.ml/version": label_value(str(profile["version"]))}},
+                         "labels": {LABEL: "true", "modelcanary.dev/model": label_value(str(profile["model"])),
+                                    "modelcanary.dev/version": label_value(str(profile["version"]))}},
             "data": {KEY: text}}
     try:
         core.create_namespaced_config_map(namespace, body, _request_timeout=10)

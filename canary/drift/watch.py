@@ -183,11 +183,11 @@ def retrain_job(template: Mapping[str, Any], *, model: str, version: str, episod
     meta = job.setdefault("metadata", {})
     base = meta.pop("generateName", None) or meta.get("name") or "retrain"
     meta["name"] = job_name(base, model=model, version=version, episode=episode)
-    meta.setdefault("labels", {}).update({"canary.ml/model": label_value(model),
-                                          "canary.ml/version": label_value(version),
-                                          "canary.ml/drift-episode": str(episode)})
+    meta.setdefault("labels", {}).update({"modelcanary.dev/model": label_value(model),
+                                          "modelcanary.dev/version": label_value(version),
+                                          "modelcanary.dev/drift-episode": str(episode)})
     text = json.dumps(evidence, separators=(",", ":"), allow_nan=False, default=str)
-    meta.setdefault("annotations", {})["canary.ml/drift-evidence"] = text[:60_000]
+    meta.setdefault("annotations", {})["modelcanary.dev/drift-evidence"] = text[:60_000]
     for c in job.get("spec", {}).get("template", {}).get("spec", {}).get("containers", []):
         c.setdefault("env", []).append({"name": "CANARY_DRIFT_EVIDENCE", "value": text[:60_000]})
     return job

@@ -18,7 +18,7 @@ from canary.model import Weights
 
 STABLE = "stable"
 CANARY = "canary"
-STATE_ANNOTATION = "canary.ml/rollout"
+STATE_ANNOTATION = "modelcanary.dev/rollout"
 VERSION_LABEL = "version"
 
 
@@ -277,7 +277,7 @@ def subset_versions(dr: Any, *, host: str = "", host_namespace: str = "") -> dic
     return found
 
 
-SUBSETS_ANNOTATION = "canary.ml/subsets"
+SUBSETS_ANNOTATION = "modelcanary.dev/subsets"
 
 
 def with_subset_version(dr: Any, subset: str, version: str, *, mark: str | None = None) -> dict[str, Any]:

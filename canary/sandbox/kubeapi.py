@@ -388,7 +388,7 @@ def _selector(params: Any) -> Callable[[Obj], bool]:
     def sel(obj: Obj) -> bool:
         meta = obj.get("metadata", {})
         for _, field, value in wanted:
-            labels = "metadata.labels."  # a label key may hold dots itself ("canary.ml/baseline")
+            labels = "metadata.labels."  # a label key may hold dots itself ("modelcanary.dev/baseline")
             actual = meta.get("labels", {}).get(field[len(labels):]) if field.startswith(labels) \
                 else meta.get(field.partition(".")[2])
             if actual != value:

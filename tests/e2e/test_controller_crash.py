@@ -40,7 +40,7 @@ def consistency(api: Any, i: int, version: str, status: dict[str, Any]) -> list[
     problems = []
     vs = api.get(GROUP, "virtualservices", "ml", fleet.model(i))
     weights = [d["weight"] for d in vs["spec"]["http"][0]["route"]]
-    state = json.loads(vs["metadata"]["annotations"]["canary.ml/rollout"])
+    state = json.loads(vs["metadata"]["annotations"]["modelcanary.dev/rollout"])
     dr = api.get(GROUP, "destinationrules", "ml", fleet.model(i))
     stable = [s["labels"]["version"] for s in dr["spec"]["subsets"] if s["name"] == "stable"][0]
     want = fleet.expected_phase(version)

@@ -67,7 +67,7 @@ def test_stable_inputs_drift_alert_and_one_retraining_job(tmp_path) -> None:
 
         assert [j.metadata.name for j in jobs] == [job_name("retrain-", model=sb.model, version=sb.stable_version,
                                                             episode=1)]
-        evidence = json.loads(jobs[0].metadata.annotations["canary.ml/drift-evidence"])
+        evidence = json.loads(jobs[0].metadata.annotations["modelcanary.dev/drift-evidence"])
         assert set(evidence["drifted_features"]) >= {"f0", "f1", "f2", "f3", "f4"}
         assert not set(evidence["drifted_features"]) & {"f5", "f6", "f7"}
         events = kubernetes.client.CoreV1Api(sb.kube.api_client()).list_namespaced_event(sb.namespace).items

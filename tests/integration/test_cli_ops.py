@@ -50,7 +50,7 @@ def in_progress(kubeconfig: Path, weights: Weights = Weights(75, 25)) -> None:
 
 def vs(api: KubeAPIServer) -> tuple[list[int], dict[str, Any]]:
     obj = api.get(GROUP, "virtualservices", "ml", "rec-model")
-    return [d["weight"] for d in obj["spec"]["http"][0]["route"]], json.loads(obj["metadata"]["annotations"]["canary.ml/rollout"])
+    return [d["weight"] for d in obj["spec"]["http"][0]["route"]], json.loads(obj["metadata"]["annotations"]["modelcanary.dev/rollout"])
 
 
 def test_status_pause_resume_rollback(cluster: Any) -> None:

@@ -66,7 +66,7 @@ def run_until_done(op: Controller, custom: Any, names: list[str], timeout: float
 
 def vs(api: KubeAPIServer, i: int) -> tuple[list[int], dict[str, Any]]:
     obj = api.get(GROUP, "virtualservices", "ml", fleet.model(i))
-    return [d["weight"] for d in obj["spec"]["http"][0]["route"]], json.loads(obj["metadata"]["annotations"]["canary.ml/rollout"])
+    return [d["weight"] for d in obj["spec"]["http"][0]["route"]], json.loads(obj["metadata"]["annotations"]["modelcanary.dev/rollout"])
 
 
 def test_many_rollouts_each_reach_the_right_end(world: Any) -> None:
@@ -98,7 +98,7 @@ def test_invalid_rollout_is_reported_and_others_go_on(world: Any) -> None:
     ready = [c for c in obj["status"]["conditions"] if c["type"] == "Ready"][0]
     assert ready["status"] == "False" and "steps" in ready["message"]
     untouched = api.get(GROUP, "virtualservices", "ml", "m0")
-    assert "canary.ml/rollout" not in (untouched["metadata"].get("annotations") or {})  # nothing claimed
+    assert "modelcanary.dev/rollout" not in (untouched["metadata"].get("annotations") or {})  # nothing claimed
     assert [d["weight"] for d in untouched["spec"]["http"][0]["route"]] == [100, 0]
 
 

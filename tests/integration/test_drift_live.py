@@ -181,7 +181,7 @@ def test_baselines_in_configmaps_are_watched_by_the_controller_loop(prom_server_
         logs.configure()  # the CLI pointed the logs at CliRunner's stream, closed now; the loop below logs
         k = api.api_client()
         core = kubernetes.client.CoreV1Api(k)
-        core.create_namespaced_config_map("ml", {"metadata": {"name": "broken", "labels": {"canary.ml/baseline": "true"}},
+        core.create_namespaced_config_map("ml", {"metadata": {"name": "broken", "labels": {"modelcanary.dev/baseline": "true"}},
                                                  "data": {"profile.json": "{not json"}})
         exporter = FeatureExporter(json.loads((tmp_path / "p.json").read_text()), registry=reg)
         exporter.observe({"age": 40.0})

@@ -294,7 +294,7 @@ def test_emulator_selectors(istio_api: KubeAPIServer) -> None:
         co.list_namespaced_custom_object(GROUP, "v1beta1", "ml", VS, label_selector="app in (a,b)")
     assert bad.value.status == 400
     core = kubernetes.client.CoreV1Api(istio_api.api_client())  # a label key with dots in it, as K8s allows
-    core.create_namespaced_config_map("ml", {"metadata": {"name": "b", "labels": {"canary.ml/baseline": "true"}}})
+    core.create_namespaced_config_map("ml", {"metadata": {"name": "b", "labels": {"modelcanary.dev/baseline": "true"}}})
     assert [c.metadata.name for c in core.list_namespaced_config_map(
-        "ml", label_selector="canary.ml/baseline=true").items] == ["b"]
+        "ml", label_selector="modelcanary.dev/baseline=true").items] == ["b"]
     assert core.list_namespaced_config_map("ml", label_selector="baseline=true").items == []

@@ -63,7 +63,7 @@ def weights(api: KubeAPIServer, name: str = "primary") -> list[Any]:
 
 
 def recorded(api: KubeAPIServer) -> dict[str, Any] | None:
-    text = api.get(GROUP, VS, "ml", "rec-model")["metadata"].get("annotations", {}).get("canary.ml/rollout")  # type: ignore[index]
+    text = api.get(GROUP, VS, "ml", "rec-model")["metadata"].get("annotations", {}).get("modelcanary.dev/rollout")  # type: ignore[index]
     return json.loads(text) if text else None
 
 
@@ -226,7 +226,7 @@ def test_status_shows_the_traffic_even_when_the_record_is_unreadable(cluster: An
     api, kc = cluster
     set_raw(api, 70, 30)
     api.edit(GROUP, VS, "ml", "rec-model",
-             lambda o: o["metadata"].setdefault("annotations", {}).__setitem__("canary.ml/rollout", "{garbage"))
+             lambda o: o["metadata"].setdefault("annotations", {}).__setitem__("modelcanary.dev/rollout", "{garbage"))
     res = cli(kc, "status", "-o", "json")
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)

@@ -103,7 +103,7 @@ def vs_state(api: KubeAPIServer) -> tuple[list[int], dict[str, Any]]:
     vs = api.get(GROUP, "virtualservices", "ml", "rec-model")
     assert vs is not None
     weights = [d["weight"] for d in vs["spec"]["http"][0]["route"]]
-    return weights, json.loads(vs["metadata"]["annotations"]["canary.ml/rollout"])
+    return weights, json.loads(vs["metadata"]["annotations"]["modelcanary.dev/rollout"])
 
 
 def subsets(api: KubeAPIServer) -> dict[str, str]:

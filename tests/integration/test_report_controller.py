@@ -41,7 +41,7 @@ def test_controller_rollouts_have_their_history_and_a_report(world: Any, chromiu
         assert cm is not None
         doc = hist.parse(cm["data"][KEY], where="history")
         state = json.loads(api.get("networking.istio.io", "virtualservices", "ml", fleet.model(i))
-                           ["metadata"]["annotations"]["canary.ml/rollout"])
+                           ["metadata"]["annotations"]["modelcanary.dev/rollout"])
         assert doc["phase"] == phase and doc["rollout"] == {**doc["rollout"], "source": "controller", "name": f"ml/r{i}"}
         # flushed every 10 looks and at every step and phase change: a run that ends has them all
         assert [lk["n"] for lk in doc["looks"]] == list(range(1, state["look"] + 1))

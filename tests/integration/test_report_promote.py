@@ -28,7 +28,7 @@ CHECKS = ["latency-p95", "errors", "predictions"]
 def recorded(api: KubeAPIServer) -> dict[str, Any]:
     cm = api.get("", "configmaps", "ml", configmap_name("rec-model"))
     assert cm is not None, "no history ConfigMap"
-    assert cm["metadata"]["labels"]["canary.ml/history"] == "true"
+    assert cm["metadata"]["labels"]["modelcanary.dev/history"] == "true"
     return hist.parse(cm["data"][KEY], where="history ConfigMap")
 
 
@@ -43,7 +43,7 @@ def test_a_promotion_driven_end_to_end_makes_a_report_with_its_looks(
     res = promote(kubeconfig, policy, prometheus.url, "v2")
     assert res.returncode == 0, res.stderr[-3000:]
     state = json.loads(api.get("networking.istio.io", "virtualservices", "ml", "rec-model")["metadata"]["annotations"]
-                       ["canary.ml/rollout"])
+                       ["modelcanary.dev/rollout"])
     doc = recorded(api)
     assert doc["phase"] == rl.PROMOTED and doc["rollout"]["source"] == "promote"
     assert [lk["n"] for lk in doc["looks"]] == list(range(1, state["look"] + 1))  # promote writes every look

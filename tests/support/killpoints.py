@@ -110,7 +110,7 @@ def cluster_state(api: Any, i: int = 0) -> tuple[list[int], dict[str, Any], str,
     vs = api.get(GROUP, "virtualservices", "ml", fleet.model(i))
     dr = api.get(GROUP, "destinationrules", "ml", fleet.model(i))
     subsets = {s["name"]: s["labels"]["version"] for s in dr["spec"]["subsets"]}
-    state = json.loads(vs["metadata"]["annotations"].get("canary.ml/rollout") or "{}")
+    state = json.loads(vs["metadata"]["annotations"].get("modelcanary.dev/rollout") or "{}")
     return [d["weight"] for d in vs["spec"]["http"][0]["route"]], state, subsets["stable"], subsets["canary"]
 
 

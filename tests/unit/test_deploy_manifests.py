@@ -74,7 +74,7 @@ def one(kind: str, name: str | None = None, file: str | None = None) -> dict[str
 
 
 def crd() -> dict[str, Any]:
-    return one("CustomResourceDefinition", "canaryrollouts.canary.ml")
+    return one("CustomResourceDefinition", "canaryrollouts.modelcanary.dev")
 
 
 def rollout_examples() -> list[tuple[str, dict[str, Any]]]:
@@ -182,7 +182,7 @@ def _date_time(value: object) -> bool:
 def crd_validator() -> jsonschema.Draft7Validator:
     (version,) = crd()["spec"]["versions"]
     schema = structural_to_jsonschema(version["schema"]["openAPIV3Schema"])
-    schema["properties"].update({"apiVersion": {"const": "canary.ml/v1alpha1"}, "kind": {"const": "CanaryRollout"}})
+    schema["properties"].update({"apiVersion": {"const": "modelcanary.dev/v1alpha1"}, "kind": {"const": "CanaryRollout"}})
     schema["required"] = ["apiVersion", "kind", "metadata", "spec"]
     return jsonschema.Draft7Validator(schema, format_checker=_FORMATS)
 
@@ -193,7 +193,7 @@ def crd_errors(obj: dict[str, Any]) -> list[str]:
 
 def test_crd_names_versions_and_columns() -> None:
     spec = crd()["spec"]
-    assert (spec["group"], spec["scope"]) == ("canary.ml", "Namespaced")
+    assert (spec["group"], spec["scope"]) == ("modelcanary.dev", "Namespaced")
     assert spec["names"] == {"kind": "CanaryRollout", "listKind": "CanaryRolloutList", "plural": "canaryrollouts",
                              "singular": "canaryrollout", "shortNames": ["crollout"], "categories": ["canary"]}
     (version,) = spec["versions"]
@@ -295,7 +295,7 @@ FULL_STATUS: dict[str, Any] = {
     "verdictHistory": [{"at": "2025-01-01T10:06:30Z", "outcome": "pass"}] * 50,
     "conditions": [{"type": "Progressing", "status": "True", "reason": "StepAdvanced", "message": "25% canary",
                     "lastTransitionTime": "2025-01-01T10:05:00Z", "observedGeneration": 3},
-                   {"type": "canary.ml/Healthy", "status": "Unknown", "reason": "NoData", "message": "",
+                   {"type": "modelcanary.dev/Healthy", "status": "Unknown", "reason": "NoData", "message": "",
                     "lastTransitionTime": "2025-01-01T10:05:00Z"}],
     "observedGeneration": 3, "leader": "canary-controller-7d9f-abcde",
     "stepStart": {"stepStartedAt": 1735725900.25, "snapshot": {"at": 1735725901.0, "series": {"a": [1.0, 2.5]}}},
@@ -379,7 +379,7 @@ class _RecordingCustomObjects:
 
     def patch_namespaced_custom_object_status(self, group: str, version: str, namespace: str, plural: str,
                                               name: str, body: dict[str, Any], **_: Any) -> None:
-        assert (group, version, plural) == ("canary.ml", "v1alpha1", "canaryrollouts")
+        assert (group, version, plural) == ("modelcanary.dev", "v1alpha1", "canaryrollouts")
         self.patches.append(body)
 
 
@@ -459,8 +459,8 @@ def grants(role: dict[str, Any]) -> set[tuple[str, str, str]]:
 
 
 def test_cluster_role_is_least_privilege() -> None:
-    expected = {("canary.ml", "canaryrollouts", v) for v in ("get", "list", "watch", "update", "patch")}
-    expected |= {("canary.ml", "canaryrollouts/status", v) for v in ("get", "update", "patch")}
+    expected = {("modelcanary.dev", "canaryrollouts", v) for v in ("get", "list", "watch", "update", "patch")}
+    expected |= {("modelcanary.dev", "canaryrollouts/status", v) for v in ("get", "update", "patch")}
     for resource in ("virtualservices", "destinationrules"):
         expected |= {("networking.istio.io", resource, v) for v in ("get", "list", "watch", "update", "patch")}
     expected |= {("", "events", "create"), ("", "events", "patch")}
