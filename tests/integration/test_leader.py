@@ -1,9 +1,13 @@
-"""Leader election against the strict Kubernetes API emulator, through the official client, in real time.
+"""Leader election against the strict Kubernetes API emulator, through the official client, on a
+simulated clock.
 
-Durations are the production ones scaled by 0.1 (lease 1.5 s, renew deadline
-1.0 s, retry 0.2 s). A sampler thread reads both replicas' is_leader() every
-few milliseconds and records each transition with its monotonic time, so the
-order of "old leader stops" and "new leader starts" is asserted, not assumed.
+Durations are the production ones scaled by 0.1 (lease 1.5 s, renew deadline 1.0 s, retry
+0.2 s). Every elector reads one `SimClock`; `Sim` steps the clock in 10 ms ticks and runs each
+replica's `try_acquire_or_renew()` when its retry period is due, exactly as `run()` schedules it
+(standbys without the jitter). At every tick it records each replica's is_leader() and any
+instant with two leaders. The Lease, the writes and the faults are the emulator's, over HTTP; only
+time is simulated, so the bounds asserted are exact (to one tick) and hold on any machine load.
+The `run()` loop itself is covered by one threaded test that only waits for conditions.
 """
 
 from __future__ import annotations
@@ -23,93 +27,82 @@ pytestmark = pytest.mark.integration
 
 NS = "ml"
 LEASE, DEADLINE, RETRY = 1.5, 1.0, 0.2
+TICK = 0.01
 GROUP, PLURAL = "coordination.k8s.io", "leases"
 
 
-class Sampler:
-    """Polls is_leader() of every elector; keeps transitions and any instant with two leaders."""
+class SimClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
 
-    def __init__(self, electors: dict[str, LeaderElector], period: float = 0.002) -> None:
-        self.electors, self.period = electors, period
-        self.state = {n: False for n in electors}
+    def __call__(self) -> float:
+        return self.now
+
+
+class Replica:
+    """One elector with its own client; `alive` False stops its attempts (a crash or a partition)."""
+
+    def __init__(self, api: KubeAPIServer, identity: str, clock: SimClock, offset: float) -> None:
+        self.name = identity
+        self.client = api.api_client()
+        self.elector = LeaderElector(self.client, namespace=NS, identity=identity, lease_duration_s=LEASE,
+                                     renew_deadline_s=DEADLINE, retry_period_s=RETRY, clock=clock)
+        self.next_try = clock.now + offset
+        self.alive = True
+        self.attempts: list[tuple[float, bool]] = []
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class Sim:
+    def __init__(self, api: KubeAPIServer) -> None:
+        self.api, self.clock = api, SimClock()
+        self.replicas: dict[str, Replica] = {}
+        self.state: dict[str, bool] = {}
         self.transitions: list[tuple[float, str, bool]] = []
         self.overlaps: list[float] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> "Sampler":
-        self._thread.start()
-        return self
+    def add(self, name: str, offset: float = 0.0) -> Replica:
+        r = self.replicas[name] = Replica(self.api, name, self.clock, offset)
+        self.state[name] = False
+        return r
 
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(2)
+    def sample(self) -> None:
+        now = {n: r.elector.is_leader() for n, r in self.replicas.items()}
+        if sum(now.values()) > 1:
+            self.overlaps.append(self.clock.now)
+        for n, leading in now.items():
+            if leading != self.state[n]:
+                self.state[n] = leading
+                self.transitions.append((self.clock.now, n, leading))
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            now = {n: e.is_leader() for n, e in self.electors.items()}
-            t = time.monotonic()
-            if sum(now.values()) > 1:
-                self.overlaps.append(t)
-            for n, leading in now.items():
-                if leading != self.state[n]:
-                    self.state[n] = leading
-                    self.transitions.append((t, n, leading))
-            self._stop.wait(self.period)
+    def run(self, seconds: float, until: Callable[[], bool] | None = None) -> float:
+        """Advance `seconds` (or until `until()`), attempting for each live replica when due."""
+        end = self.clock.now + seconds
+        while self.clock.now < end - 1e-9:
+            for r in self.replicas.values():
+                if r.alive and self.clock.now >= r.next_try - 1e-9:
+                    started = self.clock.now
+                    r.attempts.append((started, r.elector.try_acquire_or_renew()))
+                    r.next_try = started + RETRY
+            self.sample()
+            if until is not None and until():
+                return self.clock.now
+            self.clock.now = round(self.clock.now + TICK, 6)
+        if until is not None:
+            raise AssertionError(f"condition not met within {seconds} simulated s")
+        return self.clock.now
 
     def first(self, name: str, leading: bool, after: float = 0.0) -> float:
         return next(t for t, n, v in self.transitions if n == name and v == leading and t >= after)
 
 
-def wait_for(cond: Callable[[], bool], timeout: float) -> float:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return time.monotonic()
-        time.sleep(0.002)
-    raise AssertionError(f"condition not met within {timeout} s")
-
-
-class Replica:
-    """One elector with its own client and its own run() thread, which can be 'killed' (stops renewing)."""
-
-    def __init__(self, api: KubeAPIServer, identity: str) -> None:
-        self.client = api.api_client()
-        self.elector = LeaderElector(self.client, namespace=NS, identity=identity, lease_duration_s=LEASE,
-                                     renew_deadline_s=DEADLINE, retry_period_s=RETRY)
-        self.changes: list[tuple[float, bool]] = []
-        self.stop = threading.Event()
-        self.thread: threading.Thread | None = None
-
-    def start(self) -> "Replica":
-        def run() -> None:
-            self.elector.run(self.stop, lambda leading: self.changes.append((time.monotonic(), leading)))
-        self.thread = threading.Thread(target=run, daemon=True)
-        self.thread.start()
-        return self
-
-    def kill(self) -> float:
-        self.stop.set()
-        assert self.thread is not None
-        self.thread.join(2)
-        return time.monotonic()
-
-    def close(self) -> None:
-        if self.thread is not None and not self.stop.is_set():
-            self.kill()
-        self.client.close()
-
-
 @pytest.fixture
-def replicas(kube_api: KubeAPIServer) -> Iterator[Callable[[str], Replica]]:
-    made: list[Replica] = []
-
-    def make(identity: str) -> Replica:
-        made.append(Replica(kube_api, identity))
-        return made[-1]
-
-    yield make
-    for r in made:
+def sim(kube_api: KubeAPIServer) -> Iterator[Sim]:
+    s = Sim(kube_api)
+    yield s
+    for r in s.replicas.values():
         r.close()
 
 
@@ -125,58 +118,58 @@ def clear_faults(api: KubeAPIServer) -> None:
         api.handler.faults.clear()
 
 
-def test_two_replicas_one_leader(kube_api, replicas):
-    a, b = replicas("a").start(), replicas("b").start()
-    with Sampler({"a": a.elector, "b": b.elector}) as s:
-        wait_for(lambda: a.elector.is_leader() or b.elector.is_leader(), 2)
-        time.sleep(2.5)  # longer than a lease: the leader keeps it, the standby never takes it
-    assert s.overlaps == []
-    leader = "a" if a.elector.is_leader() else "b"
-    assert [(n, v) for _, n, v in s.transitions] == [(leader, True)]
+def last_renewal(r: Replica, before: float = float("inf")) -> float:
+    """When the last attempt before `before` began: every attempt before a fault renews."""
+    return max(t for t, _ in r.attempts if t < before)
+
+
+def test_two_replicas_one_leader(kube_api, sim):
+    sim.add("a"), sim.add("b", offset=RETRY / 2)
+    sim.run(2.5)  # longer than a lease: the leader keeps it, the standby never takes it
+    assert sim.overlaps == []
+    assert [(n, v) for _, n, v in sim.transitions] == [("a", True)]
     spec = lease(kube_api)["spec"]
-    assert spec["holderIdentity"] == leader and spec["leaseTransitions"] == 0
+    assert spec["holderIdentity"] == "a" and spec["leaseTransitions"] == 0
     assert spec["leaseDurationSeconds"] == 2  # ceil(1.5); the exact 1.5 is in the annotation
     writes = [w for w in kube_api.writes if "/leases" in w[1]]
     assert writes[0][2] == 201 and all(code in (200, 201, 409) for _, _, code in writes)
 
 
-def test_killed_leader_is_replaced_after_a_lease_duration_and_stops_first(kube_api, replicas):
-    a = replicas("a").start()
-    wait_for(a.elector.is_leader, 2)
-    b = replicas("b").start()
-    with Sampler({"a": a.elector, "b": b.elector}) as s:
-        time.sleep(1.0)
-        assert a.elector.is_leader() and not b.elector.is_leader()
-        killed = a.kill()  # no more renewals, no release: a crashed or a partitioned replica
-        wait_for(b.elector.is_leader, 4)
-        time.sleep(0.1)
-    a_stopped, b_started = s.first("a", False), s.first("b", True)
-    assert s.overlaps == []
-    assert a_stopped < b_started                              # the deposed leader stops first ...
-    assert b_started - a_stopped >= LEASE - DEADLINE - 0.1    # ... by about lease - deadline
-    assert a_stopped - killed <= DEADLINE + 0.05              # fenced by its own clock, nobody told it
-    assert LEASE - RETRY - 0.1 <= b_started - killed <= LEASE + 3 * RETRY + 0.5
-    assert b.changes and b.changes[0][1] is True and b.changes[0][0] >= a_stopped
+def test_killed_leader_is_replaced_after_a_lease_duration_and_stops_first(kube_api, sim):
+    a, b = sim.add("a"), sim.add("b", offset=RETRY / 2)
+    sim.run(0.6)
+    a.alive = False  # no more renewals, no release: a crashed or a partitioned replica
+    killed = sim.clock.now
+    sim.run(LEASE + 3 * RETRY, until=b.elector.is_leader)
+    sim.run(0.1)
+    a_stopped, b_started = sim.first("a", False), sim.first("b", True)
+    assert sim.overlaps == []
+    # the deposed leader stops by its own clock at its renew deadline, nobody told it
+    assert a_stopped == pytest.approx(last_renewal(a) + DEADLINE, abs=TICK + 1e-9)
+    assert a_stopped - killed <= DEADLINE + TICK
+    # the standby waits a lease duration from when it first saw a's last record, and no longer than a retry more
+    seen = min(t for t, _ in b.attempts if t >= last_renewal(a))
+    assert seen + LEASE - 1e-9 <= b_started <= seen + LEASE + RETRY + TICK
+    assert b_started - a_stopped >= LEASE - DEADLINE - TICK  # the old leader stopped first, with a margin
     assert b.elector.fence_token() == 1 and lease(kube_api)["spec"]["leaseTransitions"] == 1
 
 
-def test_api_errors_fence_the_leader_by_the_renew_deadline_and_it_comes_back(kube_api, replicas):
-    a = replicas("a")
+def test_api_errors_fence_the_leader_by_the_renew_deadline_and_it_comes_back(kube_api, sim):
+    a = sim.add("a")
     with capture_logs() as logs:
-        a.start()
-        wait_for(a.elector.is_leader, 2)
-        time.sleep(0.5)
+        sim.run(0.5)
+        assert a.elector.is_leader()
         kube_api.fail_next(500, times=10**6, methods=("GET", "PUT", "POST"), plural=PLURAL)
-        broken = time.monotonic()
-        lost = wait_for(lambda: not a.elector.is_leader(), DEADLINE + 0.5)
-        assert lost - broken <= DEADLINE + 0.05  # the last good renewal was sent before `broken`
-        assert lost - broken >= DEADLINE - RETRY - 0.1
-        time.sleep(0.3)
+        broken = sim.clock.now
+        lost = sim.run(DEADLINE + 0.5, until=lambda: not a.elector.is_leader())
+        assert lost == pytest.approx(last_renewal(a, broken) + DEADLINE, abs=TICK + 1e-9)  # the last good renewal
+        assert lost - broken <= DEADLINE + TICK
+        sim.run(0.3)
         clear_faults(kube_api)
-        healed = time.monotonic()
-        back = wait_for(a.elector.is_leader, 2)
-    assert back - healed <= 2 * RETRY + 0.2
-    assert [v for _, v in a.changes] == [True, False, True]
+        healed = sim.clock.now
+        back = sim.run(2, until=a.elector.is_leader)
+    assert back - healed <= RETRY + TICK  # the next attempt
+    assert [(n, v) for _, n, v in sim.transitions] == [("a", True), ("a", False), ("a", True)]
     assert a.elector.fence_token() == 0  # nobody held the lease in between: the same term goes on
     events = [e["event"] for e in logs]
     assert "leader.renew_failed" in events
@@ -186,35 +179,60 @@ def test_api_errors_fence_the_leader_by_the_renew_deadline_and_it_comes_back(kub
     assert failed["error_type"] == "KubeUnavailable" and "500" in failed["error"]
 
 
-def test_a_stalled_api_fences_the_leader_too(kube_api, replicas):
-    a = replicas("a").start()
-    wait_for(a.elector.is_leader, 2)
-    time.sleep(0.3)
-    # Every request now hangs for longer than the client's timeout: no answers, no errors from the server.
+def test_a_stalled_api_fences_the_leader_too(kube_api, sim):
+    """Every request hangs past the client's timeout (a real 0.8 s against 0.5 s): no answers, no
+    errors from the server. The simulated clock runs on; the leader lapses at its deadline."""
+    a = sim.add("a")
+    sim.run(0.3)
     kube_api.delay_next(0.8, times=10**6, methods=("GET", "PUT", "POST"), plural=PLURAL)
-    stalled = time.monotonic()
-    lost = wait_for(lambda: not a.elector.is_leader(), DEADLINE + 0.5)
-    assert lost - stalled <= DEADLINE + 0.05
+    stalled = sim.clock.now
+    lost = sim.run(DEADLINE + 0.5, until=lambda: not a.elector.is_leader())
+    assert lost == pytest.approx(last_renewal(a, stalled) + DEADLINE, abs=TICK + 1e-9)
+    assert lost - stalled <= DEADLINE + TICK
     clear_faults(kube_api)
-    wait_for(a.elector.is_leader, 3)
+    sim.run(3, until=a.elector.is_leader)
 
 
-def test_release_hands_over_at_once(kube_api, replicas):
-    a = replicas("a").start()
-    wait_for(a.elector.is_leader, 2)
-    b = replicas("b").start()
-    with Sampler({"a": a.elector, "b": b.elector}) as s:
-        time.sleep(0.6)
-        a.kill()
-        released = time.monotonic()
-        a.elector.release()
-        assert not a.elector.is_leader()
-        wait_for(b.elector.is_leader, LEASE)
-        time.sleep(0.1)  # let the sampler see it too
-    assert s.overlaps == []
-    assert s.first("b", True) - released <= 1.2 * RETRY + 0.15  # one standby poll, not a lease duration
-    assert s.first("a", False) <= released + 0.01
+def test_release_hands_over_at_once(kube_api, sim):
+    a, b = sim.add("a"), sim.add("b", offset=RETRY / 2)
+    sim.run(0.6)
+    a.alive = False
+    released = sim.clock.now
+    a.elector.release()
+    assert not a.elector.is_leader()  # fenced before the Lease says nobody holds it
+    started = sim.run(LEASE, until=b.elector.is_leader)
+    assert sim.overlaps == []
+    assert started - released <= RETRY + TICK  # b's next attempt, not a lease duration
     assert lease(kube_api)["spec"]["holderIdentity"] == "b" and b.elector.fence_token() == 1
+
+
+def test_the_run_loop_reports_changes_and_a_stop_leaves_the_lease_to_lapse(kube_api):
+    """The threaded loop on the real clock: only conditions are awaited (generous bounds), no timing asserted."""
+    client = kube_api.api_client()
+    elector = LeaderElector(client, namespace=NS, identity="solo", lease_duration_s=LEASE,
+                            renew_deadline_s=DEADLINE, retry_period_s=RETRY)
+    changes: list[bool] = []
+    stop = threading.Event()
+    thread = threading.Thread(target=elector.run, args=(stop, changes.append), daemon=True)
+    thread.start()
+    try:
+        _wait(lambda: changes == [True], 30)
+        stop.set()
+        thread.join(30)
+        assert not thread.is_alive()
+        _wait(lambda: not elector.is_leader(), 30)  # lapses by itself at the renew deadline
+        assert lease(kube_api)["spec"]["holderIdentity"] == "solo"  # a stop does not release
+    finally:
+        stop.set()
+        client.close()
+
+
+def _wait(cond: Callable[[], bool], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        time.sleep(0.01)
 
 
 def test_candidates_racing_for_a_new_lease_elect_one(kube_api):
