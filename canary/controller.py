@@ -25,6 +25,7 @@ from canary.analysis.judge import judge
 from canary.runner import SystemClock
 from canary.errors import CanaryError, ConfigError, KubeUnavailable, NotLeader, RoutingConflict, TransientError
 from canary.fencing import FencedRouter
+from canary.history_store import configmap_name
 from canary.logs import get as get_logger
 from canary.model import STABLE_ONLY, Verdict, Outcome
 from canary import kube
@@ -144,6 +145,9 @@ class Controller:
     # ---- per rollout ----------------------------------------------------------------
 
     def _advance(self, obj: dict[str, Any]) -> _Active | None:
+        if _settled(obj):  # finished and its status mirrors this generation: nothing to parse, read or write
+            self._forget(_key(obj))
+            return None
         spec = crd.parse(obj, configmap=self._configmap)
         if spec.on_prometheus_outage == "hold":
             spec = replace(spec, policy=spec.policy.model_copy(
@@ -189,6 +193,14 @@ class Controller:
         if state.phase == rl.PROGRESSING:
             return _Active(spec, state, obj, look_due(spec.policy, state, now), recorded)
         return None
+
+    def _forget(self, key: str) -> None:
+        """Drop what this process kept about a finished rollout (a long-running controller must not grow)."""
+        for kept in (self._step_starts, self._failing, self._known, self._probes, self._histories):
+            kept.pop(key, None)
+        for kept2 in (self._gates, self._breach_seen):
+            for k in [k for k in kept2 if k[0] == key]:
+                kept2.pop(k, None)
 
     # ---- checks before traffic: metrics preflight, Triton gates ---------------------
 
@@ -303,7 +315,8 @@ class Controller:
         from canary.metrics.batch import Snapshot, Want
 
         try:
-            snap = self.batch.snapshot([Want(a.spec.policy, a.spec.target) for a in active])
+            # evaluated at the controller's clock: the time every state transition is stamped with
+            snap = self.batch.snapshot([Want(a.spec.policy, a.spec.target) for a in active], at=self.clock.now())
         except CanaryError as exc:
             self.health = (False, f"prometheus: {exc}"[:200])
             self.log.warning("metrics.snapshot_failed", error=str(exc))
@@ -496,23 +509,29 @@ class Controller:
             pass
 
     def _status(self, obj: dict[str, Any], spec: crd.RolloutSpec, state: rl.RolloutState,
-                verdict: Verdict | None = None) -> None:
+                verdict: Verdict | None = None, *, step_start: dict[str, Any] | None = None) -> None:
+        """The CR status: small and bounded (phase, weights, the last verdict, a summary of the looks);
+        every look with its per-arm values is in the history ConfigMap (`canary report`)."""
         old = obj.get("status") or {}
-        history = list(old.get("verdictHistory") or [])
-        if verdict is not None:
-            history = (history + [{"at": crd.iso(self.clock.now()), "step": state.step + 1, "weights": str(state.weights),
-                                   **verdict.to_dict()}])[-50:]
         new = {
             "phase": state.phase, "step": state.step + 1,
             "weights": {"stable": state.weights.stable, "canary": state.weights.canary},
             "reason": state.reason, "startedAt": crd.iso(state.started_at), "updatedAt": crd.iso(state.updated_at),
-            "lastVerdict": state.last_verdict, "verdictHistory": history, "observedGeneration": spec.generation,
-            "leader": self.identity,
+            "lastVerdict": state.last_verdict,
+            "summary": crd.summary(old.get("summary"), state, verdict=verdict.outcome.label if verdict else None,
+                                   history=configmap_name(spec.target.virtual_service)),
+            "observedGeneration": spec.generation, "leader": self.identity,
             "conditions": crd.conditions(state, old.get("conditions") or [], spec.generation, self.clock.now()),
         }
+        if step_start is not None:
+            new["stepStart"] = step_start
+        if "verdictHistory" in old:  # written by older versions: removed (a merge patch deletes with null)
+            new["verdictHistory"] = None
         if all(old.get(k) == v for k, v in new.items() if k not in ("conditions",)):
             return
         self._patch_status(obj, new)
+        if new.get("verdictHistory", "") is None:
+            obj["status"].pop("verdictHistory", None)
 
     def _fail_status(self, obj: dict[str, Any], exc: BaseException) -> None:
         meta = obj.get("metadata") or {}
@@ -569,3 +588,10 @@ def _saved_binding(saved: dict[str, Any]) -> tuple[Any, Any, Any]:
 
 def _finished(obj: dict[str, Any]) -> bool:
     return (obj.get("status") or {}).get("phase") in rl.TERMINAL
+
+
+def _settled(obj: dict[str, Any]) -> bool:
+    """Finished, and its status was written for the spec it has now: a finished rollout costs nothing
+    (no parse, no read, no write) until someone edits its spec (a new generation)."""
+    st, meta = obj.get("status") or {}, obj.get("metadata") or {}
+    return st.get("phase") in rl.TERMINAL and st.get("observedGeneration") == meta.get("generation")

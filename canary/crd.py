@@ -2,7 +2,7 @@
 
 A CanaryRollout (group modelcanary.dev, v1alpha1; manifest in canary/deploy/) names
 the VirtualService, the versions and the policy (inline, or a ConfigMap key),
-and carries status (phase, step, weights, verdict history, conditions) that the
+and carries status (phase, step, weights, the last verdict and a summary, conditions) that the
 controller mirrors from the VirtualService's rollout annotation -- the
 annotation stays the single source of truth, because it is written in the same
 write as the weights.
@@ -151,6 +151,26 @@ def conditions(state: rl.RolloutState, old: list[dict[str, Any]], generation: in
                     "message": message[:1000], "observedGeneration": generation,
                     "lastTransitionTime": iso(now) if changed else prev.get("lastTransitionTime")})
     return out
+
+
+OUTCOMES = ("pass", "inconclusive", "error", "fail")
+
+
+def summary(old: Any, state: rl.RolloutState, *, verdict: str | None, history: str) -> dict[str, Any]:
+    """status.summary: what the looks came to, in constant size (the per-look record, with every arm's
+    values, is the history ConfigMap `history` in the rollout's namespace: `canary report`).
+
+    looks / stepLooks / failedLooks come from the rollout state (the truth, whoever wrote it);
+    `outcomes` counts this CR's verdicts by outcome, carried over from the previous status."""
+    prev = old.get("outcomes") if isinstance(old, dict) else None
+    counts = {k: int(prev.get(k, 0)) if isinstance(prev, dict) and isinstance(prev.get(k, 0), int) else 0
+              for k in OUTCOMES}
+    if verdict in counts:
+        counts[verdict] += 1
+    last = (state.last_verdict or {}).get("at")
+    return {"looks": state.look, "stepLooks": state.step_looks, "failedLooks": state.failed_looks,
+            "outcomes": counts, "lastLookAt": iso(float(last)) if isinstance(last, (int, float)) else "",
+            "historyConfigMap": history}
 
 
 def notification(spec: RolloutSpec, state: rl.RolloutState) -> dict[str, Any]:

@@ -80,7 +80,10 @@ def test_many_rollouts_each_reach_the_right_end(world: Any) -> None:
         assert st["phase"] == fleet.expected_phase(v), (i, st.get("reason"))
         weights, state = vs(api, i)
         assert weights == [100, 0] and state["phase"] == st["phase"]  # CR status mirrors the annotation
-        assert st["verdictHistory"] and st["verdictHistory"][-1]["results"]
+        assert st["lastVerdict"]["results"] and "verdictHistory" not in st  # bounded: every look is in the history
+        assert st["summary"]["looks"] == sum(st["summary"]["outcomes"].values()) > 0
+        cm = api.get("", "configmaps", "ml", st["summary"]["historyConfigMap"])
+        assert len(json.loads(cm["data"]["history.json"])["looks"]) == st["summary"]["looks"]
         assert {c["type"] for c in st["conditions"]} >= {"Ready", "Progressing", "Promoted", "RolledBack"}
         dr = api.get(GROUP, "destinationrules", "ml", fleet.model(i))
         stable = [s["labels"]["version"] for s in dr["spec"]["subsets"] if s["name"] == "stable"][0]

@@ -1,0 +1,167 @@
+"""The controller's cost per rollout (issue 10): a small status, finished rollouts that cost nothing,
+and batched snapshots that serve every look. Real Prometheus (backfilled), the strict API emulator;
+time is an injected clock that the snapshots are evaluated at, so nothing depends on how fast this
+machine runs."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Iterator
+
+import kubernetes.client as kc
+import pytest
+
+from canary import crd
+from canary import rollout as rl
+from canary.controller import Controller
+from canary.metrics.batch import BatchMetrics
+from canary.metrics.prometheus import PrometheusProvider
+from canary.routing.istio import IstioRouter
+from canary.sandbox.kubeapi import KubeAPIServer
+from canary.sandbox.promserver import PromServer
+from tests import fleet
+
+pytestmark = pytest.mark.integration
+N = 4
+
+
+class Clock:
+    """Starts at the backfilled history's present; moves only when a test says so."""
+
+    def __init__(self, t: float) -> None:
+        self.t = t
+
+    def now(self) -> float:
+        return self.t
+
+    def sleep(self, seconds: float) -> None:
+        self.t += max(0.0, seconds)
+
+
+class Counting:
+    """Wraps a provider or router and counts the calls a test cares about."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner, self.calls = inner, {}
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self.inner, name)
+        if not callable(attr):
+            return attr
+
+        def counted(*a: Any, **kw: Any) -> Any:
+            self.calls[name] = self.calls.get(name, 0) + 1
+            return attr(*a, **kw)
+        return counted
+
+
+@pytest.fixture(scope="module")
+def prometheus(prometheus_binary: str) -> Iterator[PromServer]:
+    server = PromServer(history=fleet.history(N, after_s=1800), binary=prometheus_binary)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def world(prometheus: PromServer) -> Iterator[tuple[KubeAPIServer, Controller, Any, Clock]]:
+    import time
+
+    api = fleet.start_api(N)
+    client = api.api_client()
+    prom = PrometheusProvider(prometheus.url, retries=2, budget_s=5)
+    clock = Clock(time.time())
+    op = Controller(custom=kc.CustomObjectsApi(client), core=kc.CoreV1Api(client),
+                    router=IstioRouter(client, wait=None), metrics=Counting(prom), batch=BatchMetrics(prom),
+                    namespace="ml", clock=clock)
+    yield api, op, kc.CustomObjectsApi(client), clock
+    client.close()
+    api.stop()
+
+
+def status(custom: Any, name: str) -> dict[str, Any]:
+    return custom.get_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, name).get("status") or {}
+
+
+def drive(op: Controller, custom: Any, clock: Clock, names: list[str], *, step_s: float = 1.0,
+          ticks: int = 200) -> None:
+    """Tick, moving the clock `step_s` per tick, until every rollout is finished."""
+    for _ in range(ticks):
+        op.tick()
+        if all(status(custom, n).get("phase") in rl.TERMINAL for n in names):
+            return
+        clock.t += step_s
+    raise AssertionError({n: status(custom, n).get("phase") for n in names})
+
+
+def create(custom: Any, i: int, version: str, **spec: Any) -> None:
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL,
+                                           fleet.rollout_object(i, version, **spec))
+
+
+# ---- part 1: a bounded status ---------------------------------------------------------------
+
+
+def test_the_status_keeps_the_last_verdict_and_a_summary_and_the_history_every_look(world: Any) -> None:
+    api, op, custom, clock = world
+    create(custom, 0, "v2")
+    drive(op, custom, clock, ["r0"])
+    st = status(custom, "r0")
+    assert st["phase"] == rl.PROMOTED
+    assert "verdictHistory" not in st and st["lastVerdict"]["results"]
+    summary = st["summary"]
+    assert summary["looks"] >= 2 and summary["outcomes"]["pass"] >= 2
+    assert sum(summary["outcomes"].values()) == summary["looks"]
+    assert summary["historyConfigMap"] == "m0-canary-history"
+    looks = json.loads(api.get("", "configmaps", "ml", "m0-canary-history")["data"]["history.json"])["looks"]
+    assert [look["n"] for look in looks] == list(range(1, summary["looks"] + 1))
+    assert all(set(look["c"]) == {"latency-p95", "errors"} for look in looks)  # every look's per-check record
+    from tests.unit.test_deploy_manifests import crd_errors
+
+    obj = custom.get_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0")
+    assert not crd_errors(obj)  # what the controller writes is what the CRD's schema admits
+    # constant size: what a LIST or a watch event carries per CR, whatever the number of looks
+    assert len(json.dumps({k: v for k, v in st.items() if k != "stepStart"})) < 6000
+
+
+def test_a_verdict_history_written_by_an_older_controller_is_removed(world: Any) -> None:
+    api, op, custom, clock = world
+    create(custom, 0, "v2")
+    op.tick()
+    api.edit(crd.GROUP, crd.PLURAL, "ml", "r0",
+             lambda o: o.setdefault("status", {}).update(verdictHistory=[{"outcome": "pass"}] * 50))
+    clock.t += 1.0
+    op.tick()
+    assert "verdictHistory" not in status(custom, "r0")
+
+
+def test_a_finished_rollout_costs_nothing_until_its_spec_changes(world: Any) -> None:
+    api, op, custom, clock = world
+    create(custom, 0, "v2")
+    drive(op, custom, clock, ["r0"])
+    op.tick()  # the tick after the end: status mirrors it, nothing is pending
+    router = op.router
+    spy = Counting(router)
+    op.router, op.fenced.inner = spy, spy
+    parsed: list[str] = []
+    real_parse = crd.parse
+
+    def parse(obj: Any, **kw: Any) -> Any:
+        parsed.append(obj["metadata"]["name"])
+        return real_parse(obj, **kw)
+
+    crd.parse = parse  # type: ignore[assignment]
+    try:
+        writes = len(api.handler.writes)
+        for _ in range(5):
+            clock.t += 1.0
+            op.tick()
+        assert parsed == [] and spy.calls.get("inspect", 0) == 0 and len(api.handler.writes) == writes
+        assert "ml/r0" not in op._known and "ml/r0" not in op._histories  # noqa: SLF001 - nothing kept
+        custom.patch_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0",
+                                              {"spec": {"actionReason": "a new generation"}})
+        op.tick()
+        assert parsed == ["r0"]  # a new generation is looked at again (and finds it finished)
+    finally:
+        crd.parse = real_parse  # type: ignore[assignment]
+
