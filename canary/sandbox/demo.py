@@ -18,7 +18,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import structlog
 import typer
+
+from canary import cli_options as opts
 
 # policies/sandbox.yaml, shipped inside the package (canary/sandbox/data links to it) so that the demo
 # runs from an installed wheel as from a checkout
@@ -40,6 +43,7 @@ class ScenarioResult:
     load: dict[str, Any]
     canary_requests_before_rollback: int | None = None
     events: list[dict[str, Any]] = field(default_factory=list)  # promote's JSON log lines (when captured)
+    report: str | None = None  # the HTML report's path ("" when it could not be written; None: not asked)
 
     @property
     def as_expected(self) -> bool:
@@ -52,8 +56,15 @@ class ScenarioResult:
 
 
 def run_scenario(scenario: str, *, rate: float = 150.0, policy: Path = SANDBOX_POLICY, capture: bool = True,
-                 extra_args: tuple[str, ...] = (), timeout_s: float = 240.0, **sandbox_kw: Any) -> ScenarioResult:
-    """Start the sandbox, run `canary promote` against it, measure, stop everything."""
+                 extra_args: tuple[str, ...] = (), timeout_s: float = 240.0, log_file: Any = None,
+                 report: Path | None = None, **sandbox_kw: Any) -> ScenarioResult:
+    """Start the sandbox, run `canary promote` against it, measure, stop everything.
+
+    `capture`: promote's JSON output and logs are kept in the result (tests, benchmarks); else
+    promote owns the terminal (its live panel) and its JSON logs go to `log_file` (an open text
+    file; None: stderr). `report`: where to write the rollout's HTML report before the sandbox
+    stops (`ScenarioResult.report`; "" when it could not be written).
+    """
     from canary.logs import parse_json_lines
     from canary.routing.patch import read_state
     from canary.sandbox.env import Sandbox
@@ -63,10 +74,14 @@ def run_scenario(scenario: str, *, rate: float = 150.0, policy: Path = SANDBOX_P
         cmd = [sys.executable, "-m", "canary", *sb.promote_args(policy), *extra_args]
         if capture:
             cmd += ["--log-format", "json", "--output", "json"]
+        elif log_file is not None:
+            cmd += ["--log-format", "json"]
         t0 = time.monotonic()
-        # not captured (the demo): promote owns the terminal and shows its live display
-        proc = subprocess.run(cmd, capture_output=capture, text=True, timeout=timeout_s)
+        # not captured (the demo): promote owns the terminal and shows its live display; logs to the file
+        proc = subprocess.run(cmd, capture_output=capture, text=True, timeout=timeout_s,
+                              **({} if capture or log_file is None else {"stderr": log_file}))
         t1 = time.monotonic()
+        written = _write_report(sb, report) if report is not None else None
         # what promote left on the VirtualService: the weights and the recorded state (`canary status`)
         vs = sb.kube.get("networking.istio.io", "virtualservices", sb.namespace, sb.model) or {}
         raw = read_state(vs)
@@ -82,7 +97,23 @@ def run_scenario(scenario: str, *, rate: float = 150.0, policy: Path = SANDBOX_P
             stable_100_after_onset_s=round(back - onset, 2) if back is not None and onset is not None else None,
             load=load, events=parse_json_lines(proc.stderr) if capture else [],
             canary_requests_before_rollback=int(load.get("by_server", {}).get("canary", 0)) if back is not None else None,
+            report=written,
         )
+
+
+def _write_report(sb: Any, path: Path) -> str:
+    """The rollout's report from the sandbox's API (`canary report`), before the sandbox stops."""
+    from canary import history_store, report
+    from canary.errors import CanaryError
+
+    client = sb.kube.api_client()
+    try:
+        return str(report.write(history_store.from_cluster(client, sb.namespace, sb.model), path).resolve())
+    except (CanaryError, OSError) as exc:
+        structlog.get_logger("canary").warning("demo.report_failed", error=f"{type(exc).__name__}: {exc}")
+        return ""
+    finally:
+        client.close()
 
 
 def _onset(sb: Any) -> float | None:
@@ -105,10 +136,15 @@ def demo(
     scenario: str = typer.Option("good", "--scenario", "-s", help="good | slow | drift | errors | crash | bad-schema"),
     rate: float = typer.Option(150.0, "--rate", help="requests per second through HAProxy"),
     policy: Path = typer.Option(SANDBOX_POLICY, "--policy", help="policy for the rollout"),
-    output: str = typer.Option("text", "--output", "-o", help="text or json (the measured summary)"),
+    output: str = opts.OutputOpt,
+    log_file: str = typer.Option("canary-demo.log", "--log-file",
+                                 help="where the JSON logs go ('-': stderr, as a machine would read them)"),
+    report: Path = typer.Option(Path("canary-demo.report.html"), "--report", help="the rollout's HTML report"),
 ) -> None:
     """Run a real canary rollout on this machine: two Triton servers, Prometheus, HAProxy, a Kubernetes API emulator.
 
+    On a terminal, promote's live panel shows the weights, each look's per-arm values and verdicts;
+    the JSON logs go to --log-file. At the end: a summary, and the report to open in a browser.
     Exit 0 when the outcome is the one the scenario should produce (good: promoted,
     every other: rolled back), 1 otherwise, 2 for a bad scenario name.
     """
@@ -117,18 +153,28 @@ def demo(
     if scenario not in EXPECTED:
         typer.echo(f"error: unknown scenario {scenario!r}; choose one of {', '.join(EXPECTED)}", err=True)
         raise typer.Exit(2)
-    logs.configure()
-    typer.echo(f"starting the sandbox for scenario {scenario!r} (two Tritons, Prometheus, HAProxy, API emulator)...",
-               err=True)
-    result = run_scenario(scenario, rate=rate, policy=policy, capture=False)
-    if output == "json":
-        typer.echo(json.dumps(result.brief()))
-    else:
-        _print_summary(result)
+    sink: Any = None
+    if log_file != "-":
+        try:
+            sink = open(log_file, "a", encoding="utf-8", buffering=1)  # noqa: SIM115 (closed below)
+        except OSError as exc:
+            typer.echo(f"error: --log-file {log_file}: {exc.strerror or exc}", err=True)
+            raise typer.Exit(2) from None
+    try:
+        logs.configure(fmt="json", stream=sink) if sink is not None else logs.configure()
+        typer.echo(f"starting the sandbox for scenario {scenario!r} (two Tritons, Prometheus, HAProxy, API emulator)"
+                   + (f"; logs in {log_file}" if sink is not None else "") + "...", err=True)
+        result = run_scenario(scenario, rate=rate, policy=policy, capture=False, log_file=sink, report=report)
+    finally:
+        if sink is not None:
+            logs.configure()
+            sink.close()
+    opts.emit({**result.brief(), "log_file": None if sink is None else str(Path(log_file).resolve())}, output,
+              lambda wide: _print_summary(result, None if sink is None else log_file))
     raise typer.Exit(0 if result.as_expected else 1)
 
 
-def _print_summary(r: ScenarioResult) -> None:
+def _print_summary(r: ScenarioResult, log_file: str | None = None) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -149,6 +195,12 @@ def _print_summary(r: ScenarioResult) -> None:
                                                         f"{load.get('by_server', {}).get('canary', 0)}")
         t.add_row("client latency p50 / p95", f"{load.get('p50_ms')} ms / {load.get('p95_ms')} ms")
     Console().print(t)
+    if r.report:
+        Console().print(f"report: file://{r.report}  (canary report rec-model, in a cluster)")
+    elif r.report == "":
+        Console().print("report: could not be written (see the logs)")
+    if log_file:
+        Console().print(f"logs:   {log_file}")
 
 
 __all__ = ["run_scenario", "ScenarioResult", "demo", "EXPECTED"]

@@ -11,6 +11,7 @@ docs/benchmarks/rollback.md (scripts/bench_rollback.py).
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -41,8 +42,8 @@ def assert_rolled_back(r: ScenarioResult) -> dict:
     return rollback_event(r)
 
 
-def test_good_canary_is_promoted_without_a_failed_request() -> None:
-    r = run_scenario("good")
+def test_good_canary_is_promoted_without_a_failed_request(tmp_path: Path) -> None:
+    r = run_scenario("good", report=tmp_path / "demo.report.html")
     assert r.exit_code == 0 and r.phase == "promoted", r.reason
     assert r.final_vs_weights == {"stable": 100, "canary": 0}  # on the stable subset, now the new version
     assert r.load["failed"] == 0 and r.load["sent"] > 500
@@ -50,6 +51,10 @@ def test_good_canary_is_promoted_without_a_failed_request() -> None:
     names = [e.get("event") for e in r.events]
     assert names.count("step.advanced") == len(POLICY.steps) - 1 and "rollout.promoted" in names
     assert "gate.passed" in names
+    # the demo ends by pointing at the rollout's report, written from the sandbox's API before it stops
+    assert r.report and Path(r.report).is_file()
+    page = Path(r.report).read_text()
+    assert "<svg" in page and "promoted" in page
 
 
 @pytest.mark.parametrize("scenario,check", [("slow", "latency-p95"), ("drift", "predictions"), ("errors", "errors")])
