@@ -60,6 +60,7 @@ class DriftWatcher:
         # where the monitor states live: a file (`canary drift watch`), or a ConfigMap (the controller)
         self.store = store if store is not None else (FileStateStore(state_file) if state_file else None)
         self.states: dict[str, M.MonitorState] = _states(self.store)
+        self.last: dict[str, Any] = {}  # per state key: the last evaluation's DatasetDrift (displays, demos)
         reg = registry if registry is not None else CollectorRegistry()
         self.g_score = Gauge("model_data_drift_score", "Drift score per feature (1 - p, or the distance)",
                              ["model", "version", "feature"], registry=reg)
@@ -84,6 +85,7 @@ class DriftWatcher:
                 done.append({"model": model, "version": version, "error": str(exc)})
                 self._save(key, state)
                 continue
+            self.last[key] = result
             for f in result.features:
                 self.g_score.labels(model, version, f.feature).set(f.score)
             self.g_share.labels(model, version).set(result.share)

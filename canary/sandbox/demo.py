@@ -28,6 +28,8 @@ from canary import cli_options as opts
 SANDBOX_POLICY = Path(__file__).resolve().parent / "data" / "sandbox.yaml"
 EXPECTED = {"good": "promoted", "slow": "rolled_back", "drift": "rolled_back", "errors": "rolled_back",
             "crash": "rolled_back", "bad-schema": "rolled_back"}
+DATA_DRIFT = "data-drift"  # no rollout: the stable model's inputs drift (canary.sandbox.drift_demo)
+SCENARIOS_HELP = "good | slow | drift | errors | crash | bad-schema (rollouts) | data-drift (no rollout)"
 
 
 @dataclass
@@ -133,7 +135,7 @@ def _stable_100_at(history: list[tuple[float, dict[str, int]]], *, after: float)
 
 
 def demo(
-    scenario: str = typer.Option("good", "--scenario", "-s", help="good | slow | drift | errors | crash | bad-schema"),
+    scenario: str = typer.Option("good", "--scenario", "-s", help=SCENARIOS_HELP),
     rate: float = typer.Option(150.0, "--rate", help="requests per second through HAProxy"),
     policy: Path = typer.Option(SANDBOX_POLICY, "--policy", help="policy for the rollout"),
     output: str = opts.OutputOpt,
@@ -143,15 +145,17 @@ def demo(
 ) -> None:
     """Run a real canary rollout on this machine: two Triton servers, Prometheus, HAProxy, a Kubernetes API emulator.
 
-    On a terminal, promote's live panel shows the weights, each look's per-arm values and verdicts;
-    the JSON logs go to --log-file. At the end: a summary, and the report to open in a browser.
-    Exit 0 when the outcome is the one the scenario should produce (good: promoted,
-    every other: rolled back), 1 otherwise, 2 for a bad scenario name.
+    On a terminal, promote's live panel shows the weights, each look's per-arm values and verdicts; the JSON logs go to --log-file; at the end, a summary and the report to open in a browser.
+
+    data-drift runs no rollout: the stable model's inputs move away from its training data, and the drift monitor's evaluations show until the alert fires and the retraining Job appears.
+
+    Exit 0 when the outcome is the scenario's (good: promoted; data-drift: one alert and one Job, none before the shift; every other: rolled back), 1 otherwise, 2 for bad input.
     """
     from canary import logs
 
-    if scenario not in EXPECTED:
-        typer.echo(f"error: unknown scenario {scenario!r}; choose one of {', '.join(EXPECTED)}", err=True)
+    if scenario not in EXPECTED and scenario != DATA_DRIFT:
+        typer.echo(f"error: unknown scenario {scenario!r}; choose one of {', '.join([*EXPECTED, DATA_DRIFT])}",
+                   err=True)
         raise typer.Exit(2)
     sink: Any = None
     if log_file != "-":
@@ -164,14 +168,78 @@ def demo(
         logs.configure(fmt="json", stream=sink) if sink is not None else logs.configure()
         typer.echo(f"starting the sandbox for scenario {scenario!r} (two Tritons, Prometheus, HAProxy, API emulator)"
                    + (f"; logs in {log_file}" if sink is not None else "") + "...", err=True)
-        result = run_scenario(scenario, rate=rate, policy=policy, capture=False, log_file=sink, report=report)
+        if scenario == DATA_DRIFT:
+            drift = _drift_demo(rate, live=output in ("text", "wide"))
+        else:
+            result = run_scenario(scenario, rate=rate, policy=policy, capture=False, log_file=sink, report=report)
     finally:
         if sink is not None:
             logs.configure()
             sink.close()
+    if scenario == DATA_DRIFT:
+        opts.emit({**drift.brief(), "log_file": None if sink is None else str(Path(log_file).resolve())}, output,
+                  lambda wide: _print_drift_summary(drift, None if sink is None else log_file))
+        raise typer.Exit(0 if drift.as_expected else 1)
     opts.emit({**result.brief(), "log_file": None if sink is None else str(Path(log_file).resolve())}, output,
               lambda wide: _print_summary(result, None if sink is None else log_file))
     raise typer.Exit(0 if result.as_expected else 1)
+
+
+def _drift_table(rows: list[Any]) -> Any:
+    from rich.table import Table
+    from rich.text import Text
+
+    t = Table(title="drift monitor: rec-model's stable version against its training profile")
+    for col in ("t (s)", "inputs", "drifted share", "drifted features", "monitor", "actions"):
+        t.add_column(col, overflow="fold")
+    for e in rows[-15:]:
+        share = "-" if e.share is None else f"{e.share:.2f}"
+        phase = Text(e.phase, style="bold red" if e.phase == "drifting" else "green")
+        t.add_row(f"{e.t:.0f}", "shifted" if e.shifted else "as trained", share,
+                  e.error[:60] if e.error else (", ".join(e.drifted) or "none"), phase, "; ".join(e.actions))
+    return t
+
+
+def _drift_demo(rate: float, *, live: bool) -> Any:
+    """run_drift_scenario with a live table on a terminal (or a line per evaluation on stderr)."""
+    import sys
+
+    from canary.sandbox.drift_demo import run_drift_scenario
+
+    rows: list[Any] = []
+    if live and sys.stdout.isatty():
+        from rich.live import Live
+
+        with Live(_drift_table(rows), refresh_per_second=4) as screen:
+            def show(e: Any) -> None:
+                rows.append(e)
+                screen.update(_drift_table(rows))
+
+            return run_drift_scenario(rate=rate, on_evaluation=show)
+
+    def line(e: Any) -> None:
+        typer.echo(f"t={e.t:.0f}s inputs={'shifted' if e.shifted else 'as-trained'} share={e.share} "
+                   f"drifted={','.join(e.drifted) or '-'} monitor={e.phase} {'; '.join(e.actions)}", err=True)
+
+    return run_drift_scenario(rate=rate, on_evaluation=line)
+
+
+def _print_drift_summary(r: Any, log_file: str | None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=f"canary demo --scenario data-drift: "
+                    f"{'as expected' if r.as_expected else 'NOT as expected: one alert and one Job after the shift'}")
+    t.add_column("measure")
+    t.add_column("value")
+    t.add_row("evaluations on the training distribution (A/A), alerts", f"{r.clean_before_shift}, {r.false_alerts}")
+    t.add_row("inputs shifted -> alert", "-" if r.alert_after_shift_s is None else f"{r.alert_after_shift_s} s")
+    t.add_row("retraining Jobs", ", ".join(r.jobs) or "none")
+    t.add_row("drifted features (the Job's evidence)", ", ".join(r.job_evidence.get("drifted_features", [])) or "-")
+    t.add_row("Kubernetes Events", ", ".join(sorted(set(r.events))) or "none")
+    Console().print(t)
+    if log_file:
+        Console().print(f"logs:   {log_file}")
 
 
 def _print_summary(r: ScenarioResult, log_file: str | None = None) -> None:

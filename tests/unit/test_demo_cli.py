@@ -20,6 +20,7 @@ def run(*args: str) -> object:
 def test_an_unknown_scenario_is_refused() -> None:
     r = run("--scenario", "nope")
     assert r.exit_code == 2 and "unknown scenario 'nope'" in r.output and "good" in r.output
+    assert "data-drift" in r.output
 
 
 def test_an_unknown_output_format_is_refused() -> None:
