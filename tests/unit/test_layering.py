@@ -23,7 +23,9 @@ def _pure_modules() -> list[Path]:
     files = sorted((ROOT / "canary" / "analysis").glob("*.py"))
     rollout = ROOT / "canary" / "rollout.py"
     drift = [ROOT / "canary" / "drift" / f for f in ("stats.py", "compare.py", "monitor.py")]  # drift statistics are pure too
-    return files + ([rollout] if rollout.exists() else []) + [f for f in drift if f.exists()]
+    # the serve sessions' sequential bookkeeping and the per-look history document are pure as well
+    state = [ROOT / "canary" / f for f in ("serve_session.py", "history.py")]
+    return files + ([rollout] if rollout.exists() else []) + [f for f in drift + state if f.exists()]
 
 
 def _imports(path: Path) -> list[str]:
