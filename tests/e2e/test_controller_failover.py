@@ -69,15 +69,23 @@ def test_only_the_leader_writes_and_the_standby_takes_over(prometheus_binary: st
                 break
             time.sleep(0.5)
         for i, s in enumerate(sts):
-            assert s.get("phase") == fleet.expected_phase("v2" if i % 2 == 0 else "v3"), (i, s.get("reason"))
+            assert s.get("phase") == fleet.expected_phase("v2" if i % 2 == 0 else "v3"), (i, s.get("phase"),
+                                                                                          s.get("reason"))
         ev = {k: parse_json_lines(p.read_text(errors="replace")) for k, p in logs.items()}
         a_writes = [e for e in ev["a"] if e.get("event") in WRITES]
         b_writes = [e for e in ev["b"] if e.get("event") in WRITES]
         b_acquired = [e for e in ev["b"] if e.get("event") == "leader.acquired"]
-        assert a_writes and b_writes and b_acquired
+        # on a failure, say what happened: both replicas' leadership changes and first/last writes
+        story = "\n".join(f"{e.get('timestamp')} {who} {e.get('event')} {e.get('reason', '')}" for who in ("a", "b")
+                          for e in ev[who] if str(e.get("event", "")).startswith("leader."))
+        story += f"\nkilled a at {time.strftime('%H:%M:%S', time.gmtime(killed))}"
+        for who, w in (("a", a_writes), ("b", b_writes)):
+            if w:
+                story += f"\n{who} writes: {len(w)}, first {w[0]['timestamp']}, last {w[-1]['timestamp']}"
+        assert a_writes and b_writes and b_acquired, story
         first_b = min(e["timestamp"] for e in b_writes)
-        assert first_b >= b_acquired[0]["timestamp"]  # b wrote nothing while standby
-        assert max(e["timestamp"] for e in a_writes) <= b_acquired[0]["timestamp"]  # never both
+        assert first_b >= b_acquired[0]["timestamp"], story  # b wrote nothing while standby
+        assert max(e["timestamp"] for e in a_writes) <= b_acquired[0]["timestamp"], story  # never both
         acquired_at = time.mktime(time.strptime(b_acquired[0]["timestamp"][:19], "%Y-%m-%dT%H:%M:%S")) - time.timezone
         print(f"\nfailover: standby led {acquired_at - killed:.1f} s after the leader was SIGKILLed (lease 3 s)")
     finally:
