@@ -483,7 +483,7 @@ def test_leader_election_is_a_namespaced_role() -> None:
 def test_bindings_bind_the_controller_service_account(kind: str, role_kind: str, role: str) -> None:
     binding = one(kind)
     assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": role_kind, "name": role}
-    sa = one("ServiceAccount")
+    sa = one("ServiceAccount", "canary-controller")
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": sa["metadata"]["name"],
                                     "namespace": sa["metadata"]["namespace"]}]
     assert _deployment()["spec"]["template"]["spec"]["serviceAccountName"] == sa["metadata"]["name"]
@@ -524,7 +524,7 @@ def test_pdb_and_metrics_service_select_the_controller() -> None:
     svc = one("Service", "canary-controller-metrics")
     assert svc["spec"]["selector"] == labels
     assert [(p["name"], p["port"], p["targetPort"]) for p in svc["spec"]["ports"]] == [("http-metrics", 8080, "http-metrics")]
-    for obj in (pdb, svc, _deployment(), one("ServiceAccount")):
+    for obj in (pdb, svc, _deployment(), one("ServiceAccount", "canary-controller")):
         assert obj["metadata"]["namespace"] == "canary-system"
 
 

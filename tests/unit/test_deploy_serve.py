@@ -1,0 +1,49 @@
+"""canary/deploy/serve.yaml: `canary serve` as the docs describe it (docs/integrations.md). Every
+object also validates strictly against Kubernetes' schemas in test_deploy_manifests.py."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import typer
+import yaml
+
+from canary.cli import app
+
+ROOT = Path(__file__).resolve().parents[2]
+OBJECTS = [o for o in yaml.safe_load_all((ROOT / "canary" / "deploy" / "serve.yaml").read_text()) if o]
+
+
+def one(kind: str) -> dict[str, Any]:
+    (obj,) = [o for o in OBJECTS if o["kind"] == kind]
+    return obj
+
+
+def test_the_container_args_are_what_canary_serve_accepts() -> None:
+    container = one("Deployment")["spec"]["template"]["spec"]["containers"][0]
+    args = container["args"]
+    assert args[0] == "serve"
+    serve = typer.main.get_command(app).commands["serve"]  # type: ignore[attr-defined]
+    ctx = serve.make_context("serve", list(args[1:]), resilient_parsing=True)
+    assert ctx.params["state_dir"] is not None and ctx.params["port"] == 8090 and ctx.params["host"] == "0.0.0.0"
+    mounts = {m["mountPath"] for m in container["volumeMounts"]}
+    assert {args[args.index("--state-dir") + 1], args[args.index("--policy-dir") + 1]} <= mounts
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+
+
+def test_one_writer_of_the_state_volume_and_no_kubernetes_access() -> None:
+    spec = one("Deployment")["spec"]
+    assert spec["replicas"] == 1 and spec["strategy"]["type"] == "Recreate"
+    assert spec["template"]["spec"]["automountServiceAccountToken"] is False
+    assert not [o for o in OBJECTS if o["kind"] in ("Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding")]
+    claim = spec["template"]["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"]
+    assert claim == one("PersistentVolumeClaim")["metadata"]["name"]
+
+
+def test_the_documented_urls_reach_this_service() -> None:
+    svc = one("Service")
+    host = f"{svc['metadata']['name']}.{svc['metadata']['namespace']}.svc:{svc['spec']['ports'][0]['port']}"
+    urls = re.findall(r"url: http://([^/\s]+)/", (ROOT / "docs" / "integrations.md").read_text())
+    assert urls and set(urls) == {host}
