@@ -23,7 +23,8 @@ from canary import crd
 from canary import rollout as rl
 from canary.analysis.judge import judge
 from canary.runner import SystemClock
-from canary.errors import CanaryError, ConfigError, KubeUnavailable, NotLeader, RoutingConflict, TransientError
+from canary.errors import (CanaryError, ConfigError, KubeUnavailable, MetricsUnavailable, NotLeader, RoutingConflict,
+                           TransientError)
 from canary.fencing import FencedRouter
 from canary.history_store import configmap_name
 from canary.logs import get as get_logger
@@ -297,18 +298,26 @@ class Controller:
 
     @staticmethod
     def _slack(spec: crd.RolloutSpec) -> float:
-        """How far from the step's start a snapshot may be taken and still serve as its step-start snapshot."""
+        """How long before a step's start a snapshot may have been taken and still serve as its step-start
+        snapshot (it then holds a little of the step before). Any later snapshot serves too."""
         return spec.policy.analysis.look_every / 2
 
     def _snapshot(self, active: list[_Active]) -> Any:
-        """One batched snapshot for every progressing rollout (queries independent of their number);
-        a snapshot taken within `_slack` of a step's start becomes its step-start snapshot, persisted in the CR
-        status with what it is bound to. A step whose start no snapshot came near (a restart, a slow
-        tick) is measured per rollout over the whole step: a look never judges less than its step."""
+        """One batched snapshot for every progressing rollout (queries independent of their number), or None
+        when it failed (`_snap_error`: every look of the tick is then "could not measure", at no query).
+
+        Step-start snapshots, so that the batched snapshot serves every look whatever the tick length:
+        a step begun by a look starts from the snapshot that look judged (`_looks`: the windows of two
+        steps meet, nothing is lost or counted twice); any other step (begun, resumed, or another
+        leader's) keeps the one persisted in its status when it is bound to it, else takes the first
+        snapshot not older than `_slack` before its start. A later one only makes the step's windows
+        shorter (`Looked.window_s` says so, and a step passes only once they cover `interval`): never a
+        per-rollout query because a tick was slow."""
         def has_step_start(a: _Active) -> bool:
             have = self._step_starts.get(a.spec.key)
             return have is not None and have[0] == self._binding(a.state)
 
+        self._snap_error: CanaryError | None = None
         # no query at all on ticks where no look is due and every step already has its step-start snapshot
         if self.batch is None or not any(a.due or not has_step_start(a) for a in active):
             return None
@@ -318,6 +327,7 @@ class Controller:
             # evaluated at the controller's clock: the time every state transition is stamped with
             snap = self.batch.snapshot([Want(a.spec.policy, a.spec.target) for a in active], at=self.clock.now())
         except CanaryError as exc:
+            self._snap_error = exc
             self.health = (False, f"prometheus: {exc}"[:200])
             self.log.warning("metrics.snapshot_failed", error=str(exc))
             if self.telemetry:
@@ -339,28 +349,30 @@ class Controller:
                     continue
                 except (ValueError, TypeError, KeyError, ConfigError) as exc:
                     self.log.info("step_start.unusable", rollout=spec.key, error=str(exc))
-            self._set_step_start(spec, state, obj, snap)
+            if snap.taken_at < state.step_started_at - self._slack(spec):
+                continue  # taken well before the step began: the next snapshot starts it
+            try:
+                self._patch_status(obj, {"stepStart": self._step_start(spec, state, snap)})
+            except Exception as exc:  # only an optimisation for restarts
+                self.log.info("step_start.not_persisted", rollout=spec.key, error=str(exc))
         return snap
 
-    def _set_step_start(self, spec: crd.RolloutSpec, state: rl.RolloutState, obj: dict[str, Any], snap: Any) -> None:
+    def _step_start(self, spec: crd.RolloutSpec, state: rl.RolloutState, snap: Any) -> dict[str, Any]:
+        """Make `snap` the step-start snapshot of `state`'s step; returns its persisted form (status.stepStart)."""
         bind = self._binding(state)
-        if snap is None or abs(snap.taken_at - state.step_started_at) > self._slack(spec):
-            self._step_starts[spec.key] = (bind, None)  # too far from the step's start: measure per rollout
-            return
         base = snap.restrict(spec.policy, spec.target, step_started_at=state.step_started_at)
         self._step_starts[spec.key] = (bind, base)
-        try:
-            self._patch_status(obj, {"stepStart": {"canaryVersion": bind[0], "step": bind[1], "stepStartedAt": bind[2],
-                                                  "snapshot": base.to_dict()}})
-        except Exception as exc:  # only an optimisation for restarts
-            self.log.info("step_start.not_persisted", rollout=spec.key, error=str(exc))
+        return {"canaryVersion": bind[0], "step": bind[1], "stepStartedAt": bind[2], "snapshot": base.to_dict()}
 
     def _looks(self, due: list[_Active], snap: Any = None) -> None:
         for a in due:
             spec, state, obj = a.spec, a.state, a.obj
             log = self.log.bind(rollout=spec.key, model=spec.target.model)
             try:
-                measurements, canary_n, window_s = self._measure(spec, state, snap)
+                measured = self._measure(spec, state, snap)
+                if measured is None:
+                    continue  # no window yet (the step's start is this very snapshot): the next one looks
+                measurements, canary_n, window_s = measured
                 verdict = judge(spec.policy, measurements, prior=state.prior(), window=state.step_window)
                 if self.telemetry:
                     self.telemetry.record_verdict(model=spec.target.model, results=verdict.results)
@@ -369,9 +381,10 @@ class Controller:
                 seen = Observation(look=rl.Looked(self.clock.now(), verdict, canary_n, window_s))
                 new, _ = self._decide(spec, state, seen, expect=a.recorded, log=log)
                 self._known[spec.key] = (spec, new)
-                self._status(obj, spec, new, verdict=verdict)
-                if new.phase == rl.PROGRESSING and new.step != state.step:
-                    self._set_step_start(spec, new, obj, snap)  # this tick's snapshot starts the new step
+                step_start = None
+                if new.phase == rl.PROGRESSING and new.step != state.step and snap is not None:
+                    step_start = self._step_start(spec, new, snap)  # the next step starts where this look ended
+                self._status(obj, spec, new, verdict=verdict, step_start=step_start)
             except NotLeader:
                 return
             except RoutingConflict:
@@ -380,27 +393,35 @@ class Controller:
                 self._failed(obj, exc)
 
     def _measure(self, spec: crd.RolloutSpec, state: rl.RolloutState,
-                 snap: Any = None) -> tuple[dict[str, Any], float, float]:
-        """(measurements, canary requests, seconds of data covered) for one look."""
+                 snap: Any = None) -> tuple[dict[str, Any], float, float] | None:
+        """(measurements, canary requests, seconds of data covered) for one look; None when there is no
+        window to judge yet. Per rollout only without batched snapshots at all (no `batch`)."""
+        if self.batch is None:
+            window = look_window(spec.policy, state, self.clock.now())
+            out, canary_n = measure_window(self.metrics, spec.policy, spec.target, window_s=window, log=self.log)
+            if self.telemetry:
+                for m in out.values():
+                    self.telemetry.prometheus_query(not isinstance(m, TransientError))
+            return out, canary_n, float(window)
+        if snap is None:  # the tick's snapshot failed: this look could not measure (no per-rollout retry)
+            exc = getattr(self, "_snap_error", None) or MetricsUnavailable("no metrics snapshot this tick")
+            return {c.name: exc for c in spec.policy.checks}, 0.0, float(look_window(spec.policy, state,
+                                                                                     self.clock.now()))
         have = self._step_starts.get(spec.key)
         base = have[1] if have is not None and have[0] == self._binding(state) else None
-        if snap is not None and base is not None and snap.taken_at > base.taken_at:
-            from canary.metrics.batch import UnusableStepStart
+        if base is None or snap.taken_at <= base.taken_at:
+            return None
+        from canary.metrics.batch import UnusableStepStart
 
-            out, n = self._measure_batched(spec, snap, base)
-            if not any(isinstance(m, UnusableStepStart) for m in out.values()):
-                return out, n, snap.taken_at - base.taken_at
-            self._step_starts[spec.key] = (self._binding(state), None)  # measured per rollout from now on
-        window = look_window(spec.policy, state, self.clock.now())
-        out, canary_n = measure_window(self.metrics, spec.policy, spec.target, window_s=window, log=self.log)
-        if self.telemetry:
-            for m in out.values():
-                self.telemetry.prometheus_query(not isinstance(m, TransientError))
-        return out, canary_n, float(window)
+        out, n = self._measure_batched(spec, snap, base)
+        if any(isinstance(m, UnusableStepStart) for m in out.values()):
+            self._step_starts.pop(spec.key, None)  # the next snapshot starts the step again
+            return None
+        return out, n, snap.taken_at - base.taken_at
 
     def _measure_batched(self, spec: crd.RolloutSpec, now: Any, base: Any) -> tuple[dict[str, Any], float]:
-        """Window = step-start snapshot (a snapshot near the step's start) -> now; per-rollout queries only for
-        checks that cannot be batched (custom PromQL, feature-missing gauges)."""
+        """Window = step-start snapshot -> now; per-rollout queries only for checks that cannot be batched
+        (custom PromQL, per-feature drift, feature missing)."""
         from canary.metrics.batch import batchable, measure_delta, requests_delta
 
         out: dict[str, Any] = {}
@@ -409,8 +430,8 @@ class Controller:
             try:
                 if batchable(spec.policy, check) and check.kind != "feature_missing":
                     out[check.name] = measure_delta(spec.policy, check, spec.target, now, base)
-                else:
-                    out[check.name] = self.metrics.measure(spec.policy, check, spec.target, window_s=window)
+                    continue
+                out[check.name] = self.metrics.measure(spec.policy, check, spec.target, window_s=window)
             except Exception as exc:
                 out[check.name] = exc
         try:

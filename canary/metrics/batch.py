@@ -20,8 +20,13 @@ are made: `families` (what one query asks, series identity, the regex
 matchers, which checks cannot be batched), `snapshot` (series kept apart,
 binding to a rollout and step, the persisted format) and `delta` (the window's
 arithmetic across counter resets). Their public names are importable from here.
-Model, version and namespace values get a regex matcher while there are at most
-`REGEX_LIMIT` of them; beyond that none (one big answer beats a huge URL).
+Every query is filtered to the rollouts it serves, never the whole mesh: model, version and
+namespace values get a regex matcher, and when the model alternation would make a URL longer
+than `MAX_REGEX_CHARS` the rollouts are split into chunks by model, one query per chunk
+(each chunk's versions and namespaces only). Queries per snapshot = families x chunks:
+constant in the number of rollouts up to a chunk's worth of model names (about 2,500 names
+of 5 characters, 800 of 20), then one more query per family per chunk; sharding
+(`canary controller run --shards`) keeps a replica's share under that.
 """
 
 from __future__ import annotations
@@ -55,12 +60,14 @@ from canary.model import Target
 from canary.policy import Policy
 
 __all__ = [
-    "FEATURE_COUNTERS", "FORMAT", "LOOKBACK", "REGEX_LIMIT", "ArmDelta", "BatchMetrics", "Binding", "Family", "Groups",
+    "FEATURE_COUNTERS", "FORMAT", "LOOKBACK", "MAX_REGEX_CHARS", "ArmDelta", "BatchMetrics", "Binding", "Family", "Groups",
     "Ident", "NotBatchable", "Snapshot", "UnusableStepStart", "Want", "arm_delta", "batchable", "families",
     "measure_delta", "regex_escape", "regex_matcher", "requests_delta",
 ]
 log = structlog.get_logger(__name__)
-REGEX_LIMIT = 50  # more distinct values than this: no regex matcher, filter client-side only
+# characters of one query's model alternation: the URL (GET /api/v1/query?query=...) stays under
+# ~16 kB, which Prometheus (1 MiB of headers) and common proxies in front of it accept
+MAX_REGEX_CHARS = 15_000
 
 
 @dataclass(frozen=True)
@@ -73,26 +80,27 @@ class Want:
 
 @dataclass
 class _Group:
-    filters: dict[str, set[str]] = field(default_factory=dict)  # label -> values seen
     idents: set[Ident] = field(default_factory=set)
 
 
 class BatchMetrics:
-    """Takes snapshots for many rollouts with one query per family."""
+    """Takes snapshots for many rollouts with one query per family (per chunk of models)."""
 
-    def __init__(self, prom: PrometheusClient, *, regex_limit: int = REGEX_LIMIT, lookback: str = LOOKBACK) -> None:
+    def __init__(self, prom: PrometheusClient, *, max_regex_chars: int = MAX_REGEX_CHARS,
+                 lookback: str = LOOKBACK) -> None:
+        if max_regex_chars < 1:
+            raise ConfigError(f"max_regex_chars must be positive, got {max_regex_chars}")
         self.prom = prom
-        self.regex_limit = regex_limit
+        self.max_regex_chars = max_regex_chars
         self.lookback = lookback
         self.queries_last = 0
 
-    def plan(self, wants: Iterable[Want]) -> dict[Family, str]:
-        """The query each family will be asked with (what `snapshot` sends)."""
-        return {fam: self._query(fam, g) for fam, g in _group(wants).items()}
+    def plan(self, wants: Iterable[Want]) -> dict[Family, list[str]]:
+        """The queries each family will be asked with (what `snapshot` sends): one per chunk."""
+        return {fam: self._queries(fam, g) for fam, g in _group(wants).items()}
 
-    def _query(self, fam: Family, group: _Group) -> str:
-        filters = {k: v for k, v in group.filters.items() if len(v) <= self.regex_limit}
-        return fam.query(filters, lookback=self.lookback)
+    def _queries(self, fam: Family, group: _Group) -> list[str]:
+        return [fam.query(filters, lookback=self.lookback) for filters in _chunks(fam, group, self.max_regex_chars)]
 
     def snapshot(self, wants: Iterable[Want], *, at: float | None = None) -> Snapshot:
         groups = _group(wants)
@@ -103,13 +111,41 @@ class BatchMetrics:
         series: dict[str, dict[tuple[str, ...], float]] = {}
         answers: dict[str, Any] = {}  # label shapes that differ only in roles share one query
         for fam, group in groups.items():
-            query = self._query(fam, group)
-            if query not in answers:
-                answers[query] = self.prom.query(query, check="batch", at=at)
-            series[fam.key] = _parse(answers[query], fam, group.idents, query)
+            got = series.setdefault(fam.key, {})
+            for query in self._queries(fam, group):
+                if query not in answers:
+                    answers[query] = self.prom.query(query, check="batch", at=at)
+                got.update(_parse(answers[query], fam, group.idents, query))  # chunks: disjoint models
         self.queries_last = len(answers)
         log.debug("metrics.batch_snapshot", families=len(groups), queries=self.queries_last)
         return Snapshot(taken_at, series)
+
+
+def _chunks(fam: Family, group: _Group, limit: int) -> list[dict[str, set[str]]]:
+    """The filters of each query for this family: the rollouts split by model value so that the
+    alternations of one query (models, versions, namespaces) stay within `limit` characters (one
+    model whose own values are longer gets a chunk of its own); each chunk matches only its own
+    rollouts' versions and namespaces."""
+    if not fam.by:
+        return [{}]
+    labels = [label for label, _ in fam.by]
+    split = next((i for i, (_, role) in enumerate(fam.by) if role == "model"), 0)
+    by_value: dict[str, list[Ident]] = {}
+    for ident in sorted(group.idents):
+        by_value.setdefault(ident[split], []).append(ident)
+    chunks: list[dict[str, set[str]]] = [{label: set() for label in labels}]
+    size = 0
+    for idents in by_value.values():
+        new = {(i, ident[i]) for ident in idents for i in range(len(labels)) if ident[i] not in chunks[-1][labels[i]]}
+        cost = sum(len(regex_escape(v)) + 1 for _, v in new)
+        if size and size + cost > limit:
+            chunks.append({label: set() for label in labels})
+            new = {(i, ident[i]) for ident in idents for i in range(len(labels))}
+            cost, size = sum(len(regex_escape(v)) + 1 for _, v in new), 0
+        for i, v in new:
+            chunks[-1][labels[i]].add(v)
+        size += cost
+    return chunks
 
 
 def _group(wants: Iterable[Want]) -> dict[Family, _Group]:
@@ -124,8 +160,6 @@ def _group(wants: Iterable[Want]) -> dict[Family, _Group]:
             for arm in q.ARMS:
                 ident = fam.ident(want.target, arm)
                 g.idents.add(ident)
-                for (label, _), value in zip(fam.by, ident):
-                    g.filters.setdefault(label, set()).add(value)
     return groups
 
 

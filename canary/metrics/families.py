@@ -15,8 +15,9 @@ because it is the only part that knows PromQL and the presets.
   labels other than the rollout labels, `le`/state and `__name__`
   (`Family.series_id`), so a persisted step-start snapshot stays small.
 - Model, version and namespace values get a regex matcher (RE2 metacharacters
-  escaped, then PromQL-string escaped); `BatchMetrics` uses one while there are
-  at most `REGEX_LIMIT` of them. Either way the answer is filtered client-side
+  escaped, then PromQL-string escaped) in every query; `BatchMetrics` splits the
+  rollouts into chunks by model when one alternation would grow past
+  `MAX_REGEX_CHARS`, never dropping the filter. The answer is also filtered client-side
   on exact label values, so a name can neither inject PromQL nor widen what a
   rollout sees.
 - Feature-missing needs a counter (``model_features_total{state="missing"|

@@ -18,11 +18,22 @@ store with a strict one:
 Tests drive it through :class:`KubeAPIServer` (a real HTTP server on
 127.0.0.1 in a background thread) and can inject faults or make a "foreign"
 edit land just before the next write, to prove that callers survive races.
+
+Bounded, so that a benchmark at thousands of rollouts measures the controller,
+not the emulator: the change log that watches replay keeps the last `LOG_SIZE`
+events (references to the stored objects, which are never mutated once stored:
+every write stores a new object); a watch from an older resourceVersion, or one
+that fell more than `LOG_SIZE` events behind, gets a 410 Expired ERROR event and
+must re-list, as from a real API server. `writes` keeps the last `WRITES_KEPT`
+(`write_count` counts them all). Not emulated: admission, defaulting, schema
+validation and pruning, server-side apply, label selectors beyond equality,
+bookmarks, pagination (a LIST answers everything at once), RBAC, finalizers.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import copy
 import itertools
 import json
@@ -44,6 +55,8 @@ Obj = dict[str, Any]
 Key = tuple[str, str, str, str]  # group, plural, namespace, name
 ISTIO = "networking.istio.io"
 ISTIO_VERSIONS = ("v1", "v1beta1", "v1alpha3")
+LOG_SIZE = 5000  # change events a watch can replay (older resourceVersions: 410 Expired)
+WRITES_KEPT = 100_000  # (method, path, status) of the latest writes, for tests
 
 
 @dataclass(frozen=True)
@@ -105,10 +118,13 @@ class StrictKubeAPI(kmock.KubernetesScaffold):
         self.log: list[tuple[int, str, Key, Obj]] = []  # (rv, event type, key, object)
         self.faults: list[Fault] = []
         self.before_write: list[Callable[[], None]] = []
-        self.writes: list[tuple[str, str, int]] = []  # (method, path, status) of every write
+        self.writes: list[tuple[str, str, int]] = []  # (method, path, status) of the last WRITES_KEPT writes
+        self.write_count = 0  # every write answered, faults included
+        self.requests: dict[tuple[str, str], int] = {}  # (method or WATCH, plural) -> requests received
         self.arrivals: list[tuple[float, str, str]] = []  # (time.monotonic() on receipt, method, path) of writes
         self.closing = False
         self._rv = itertools.count(1)
+        self._first_rv = 1  # the resourceVersion of the first event ever logged
         for res in DEFAULT_RESOURCES:
             self.register(res)
 
@@ -169,8 +185,16 @@ class StrictKubeAPI(kmock.KubernetesScaffold):
         return copy.deepcopy(new)
 
     def _append_log(self, event: str, key: Key, obj: Obj) -> None:
-        self.log.append((int(obj["metadata"]["resourceVersion"]), event, key, copy.deepcopy(obj)))
-        del self.log[:-1000]
+        """`obj` is the stored object itself: stored objects are replaced, never mutated, so no copy."""
+        self.log.append((int(obj["metadata"]["resourceVersion"]), event, key, obj))
+        if len(self.log) > LOG_SIZE + LOG_SIZE // 10:  # trimmed in batches: amortised O(1)
+            del self.log[:-LOG_SIZE]
+
+    def _wrote(self, method: str, path: str, code: int) -> None:
+        self.writes.append((method, path, code))
+        self.write_count += 1
+        if len(self.writes) > WRITES_KEPT + WRITES_KEPT // 10:
+            del self.writes[:-WRITES_KEPT]
 
     # --- HTTP ---------------------------------------------------------------
 
@@ -181,6 +205,9 @@ class StrictKubeAPI(kmock.KubernetesScaffold):
         if res is None or res.plural is None:
             return await super()._handle(request)  # discovery, /version, 404 fallback
         method = str(request.method.value).upper()
+        verb = "WATCH" if method == "GET" and request.params.get("watch") in ("true", "1") else method
+        with self.lock:
+            self.requests[(verb, res.plural)] = self.requests.get((verb, res.plural), 0) + 1
         if method != "GET":
             self.arrivals.append((time.monotonic(), method, request.url.path))
             del self.arrivals[:-1000]
@@ -203,10 +230,12 @@ class StrictKubeAPI(kmock.KubernetesScaffold):
                     self.before_write.clear()
                 code, body = self._serve(method, request, kind)
             if method != "GET":
-                self.writes.append((method, request.url.path, code))
+                with self.lock:
+                    self._wrote(method, request.url.path, code)
         except ApiError as exc:
             if method != "GET":
-                self.writes.append((method, request.url.path, exc.code))
+                with self.lock:
+                    self._wrote(method, request.url.path, exc.code)
             details = {"name": request.name or "", "group": res.group, "kind": res.plural}
             body, code = status_body(exc.code, exc.reason, exc.message, details), exc.code
         return aiohttp.web.json_response(body, status=code)
@@ -330,9 +359,12 @@ class StrictKubeAPI(kmock.KubernetesScaffold):
         raise ApiError(415, "UnsupportedMediaType", f"unsupported patch type {content_type!r}")
 
     def _out(self, obj: Obj, kind: Resource, version: str) -> Obj:
-        out = copy.deepcopy(obj)
-        out["apiVersion"] = f"{kind.group}/{version}" if kind.group else "v1"
-        return out
+        """What is sent (serialised at once, never kept): a shallow copy with the asked-for version."""
+        return {**obj, "apiVersion": f"{kind.group}/{version}" if kind.group else "v1"}
+
+    def _trimmed(self) -> bool:
+        """Whether events were dropped from the start of the log (else an old cursor is only a quiet one)."""
+        return self.log[0][0] > self._first_rv
 
     def _current_rv(self) -> str:
         return str(self.log[-1][0]) if self.log else "0"
@@ -356,19 +388,24 @@ class StrictKubeAPI(kmock.KubernetesScaffold):
             else:
                 cursor = int(since)
                 backlog = []
-                if self.log and self.log[0][0] > cursor + 1 and len(self.log) >= 1000:
-                    backlog = [{"type": "ERROR", "object": status_body(410, "Expired", "too old")}]
         resp = aiohttp.web.StreamResponse(headers={"Content-Type": "application/json"})
         await resp.prepare(request._raw_request)
         for event in backlog:
             await resp.write(json.dumps(event).encode() + b"\n")
         while not self.closing and time.monotonic() < deadline:
             with self.lock:
-                fresh = [(rv, t, self._out(o, kind, version)) for rv, t, k, o in self.log
-                         if rv > cursor and match(k, o)]
-                cursor = max([cursor, *(e[0] for e in self.log)])
-            for _, t, o in fresh:
-                await resp.write(json.dumps({"type": t, "object": o}).encode() + b"\n")
+                if self.log and self.log[0][0] > cursor + 1 and self._trimmed():
+                    expired = status_body(410, "Expired", f"too old resource version: {cursor}")
+                    fresh, gone = [], json.dumps({"type": "ERROR", "object": expired}).encode() + b"\n"
+                else:
+                    start = bisect.bisect_right(self.log, cursor, key=lambda e: e[0])
+                    fresh = [(rv, t, self._out(o, kind, version)) for rv, t, k, o in self.log[start:] if match(k, o)]
+                    cursor, gone = (self.log[-1][0] if self.log else cursor), b""
+            if gone:  # the events after `cursor` are no longer kept: the client must re-list
+                await resp.write(gone)
+                break
+            if fresh:
+                await resp.write(b"".join(json.dumps({"type": t, "object": o}).encode() + b"\n" for _, t, o in fresh))
             await asyncio.sleep(0.05)
         await resp.write_eof()
         return resp

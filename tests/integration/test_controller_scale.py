@@ -165,3 +165,72 @@ def test_a_finished_rollout_costs_nothing_until_its_spec_changes(world: Any) -> 
     finally:
         crd.parse = real_parse  # type: ignore[assignment]
 
+
+# ---- part 2: metrics that do not cliff ------------------------------------------------------
+
+
+class Recording:
+    """The batch's Prometheus client, recording every query text."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner, self.queries = inner, []
+
+    @property
+    def at(self) -> Any:
+        return self.inner.at
+
+    def query(self, text: str, **kw: Any) -> Any:
+        self.queries.append(text)
+        return self.inner.query(text, **kw)
+
+
+def test_every_look_is_served_by_the_batched_snapshot_however_long_the_tick(world: Any) -> None:
+    """Each tick "lasts" 40 s (the clock moves on after the snapshot, before the looks), 40 times
+    look_every: before issue 10 every step then lost its step-start snapshot and each look fell back
+    to one query per check per rollout. Now the snapshot a look judged starts the next step."""
+    api, op, custom, clock = world
+    recording = Recording(op.batch.prom)
+    op.batch.prom = recording
+    snapshot = op.batch.snapshot
+
+    def slow_tick_snapshot(*a: Any, **kw: Any) -> Any:
+        snap = snapshot(*a, **kw)
+        clock.t += 40.0  # the rest of the tick
+        return snap
+
+    op.batch.snapshot = slow_tick_snapshot
+    versions = {0: "v2", 1: "v3", 2: "v2", 3: "v3"}
+    for i, v in versions.items():
+        create(custom, i, v)
+    per_tick: list[int] = []
+    for _ in range(40):
+        before = len(recording.queries)
+        op.tick()
+        per_tick.append(len(recording.queries) - before)
+        if all(status(custom, f"r{i}").get("phase") in rl.TERMINAL for i in versions):
+            break
+    for i, v in versions.items():
+        assert status(custom, f"r{i}")["phase"] == fleet.expected_phase(v), i
+    assert op.metrics.calls.get("measure", 0) == 0 and op.metrics.calls.get("request_counts", 0) == 0
+    families = len(op.batch.plan([__import__("canary.metrics.batch", fromlist=["Want"]).Want(
+        crd.parse(fleet.rollout_object(0, "v2")).policy, crd.parse(fleet.rollout_object(0, "v2")).target)]))
+    assert max(per_tick) <= families  # one query per family, whatever the number of rollouts
+    assert all("model_name=~" in q for q in recording.queries)  # never the whole mesh
+
+
+def test_a_failed_snapshot_makes_every_due_look_could_not_measure_at_no_query(world: Any) -> None:
+    api, op, custom, clock = world
+    create(custom, 0, "v2")
+    for _ in range(3):  # claimed, first step, its step-start snapshot
+        op.tick()
+        clock.t += 1.0
+    assert status(custom, "r0")["phase"] == rl.PROGRESSING
+    dead = PrometheusProvider("http://127.0.0.1:9", retries=1, budget_s=0.5)
+    op.batch = BatchMetrics(dead)
+    op.metrics = Counting(dead)
+    for _ in range(3):
+        clock.t += 1.0
+        op.tick()
+    st = status(custom, "r0")
+    assert st["lastVerdict"]["outcome"] == "error" and st["summary"]["outcomes"]["error"] >= 1
+    assert op.metrics.calls == {}  # no per-rollout query behind the failed snapshot

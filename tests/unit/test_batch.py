@@ -193,22 +193,50 @@ def test_query_count_is_independent_of_the_number_of_rollouts() -> None:
     assert counts == {3: 11, 30: 11, 1000: 11}
 
 
-def test_regex_only_while_few_values() -> None:
+def test_every_query_is_filtered_to_its_rollouts_and_chunked_by_model() -> None:
+    """Never the whole mesh (issue 10): however many rollouts, each query names its models, versions and
+    namespaces; past MAX_REGEX_CHARS the models are split over several queries, each with its own values."""
     few = b.BatchMetrics(FakeProm()).plan(wants(30))  # type: ignore[arg-type]
-    many = b.BatchMetrics(FakeProm()).plan(wants(1000))  # type: ignore[arg-type]
-    assert all("model_name=~" in text for fam, text in few.items() if fam.metric.startswith("model_"))
-    for fam, text in many.items():
-        assert "=~\"m" not in text and "=~\"v" not in text  # hundreds of names: no regex at all
-        assert text == fam.query() or "namespace=~" in text
-    istio = [t for f, t in many.items() if f.metric == "istio_requests_total" and not f.matcher][0]
-    assert 'reporter="destination"' in istio and "destination_service_namespace=~" in istio  # 7 namespaces
+    assert all(len(texts) == 1 for texts in few.values())
+    assert all("model_name=~" in texts[0] for fam, texts in few.items() if fam.metric.startswith("model_"))
+    many = wants(3000)
+    plan = b.BatchMetrics(FakeProm(), max_regex_chars=4000).plan(many)  # type: ignore[arg-type]
+    for fam, texts in plan.items():
+        assert len(texts) > 1 and all(text != fam.query() and "=~" in text for text in texts)
+        assert all(len(text) < 4000 + 600 for text in texts)  # the alternations, plus the selector around them
+        model_label = next(label for label, role in fam.by if role == "model")
+        named = [set(re.findall(model_label + r'=~"([^"]*)"', t)[0].split("|")) for t in texts]
+        assert sum(map(len, named)) == len(set().union(*named))  # each model in exactly one chunk
+        assert set().union(*named) == {fam.ident(w.target, "stable")[[r for _, r in fam.by].index("model")]
+                                       for w in many if fam in b.policy_families(w.policy)}
+    fake = FakeProm()
+    batch = b.BatchMetrics(fake, max_regex_chars=4000)  # type: ignore[arg-type]
+    batch.snapshot(many)
+    assert batch.queries_last == len(fake.queries) == sum(len(set(t)) for t in plan.values()) - _shared(plan)
+
+
+def _shared(plan: dict[Any, list[str]]) -> int:
+    """Query texts that two families share (sent once)."""
+    texts = [t for ts in plan.values() for t in set(ts)]
+    return len(texts) - len(set(texts))
+
+
+def test_chunks_cut_at_the_limit_and_a_long_name_gets_its_own() -> None:
+    pol = three_policies()[0]
+    names = ["a" * 50, "b" * 5000, "c" * 50]
+    ws = [b.Want(pol, Target(namespace="ml", virtual_service=n, model=n, stable_version="v1", canary_version="v2"))
+          for n in names]
+    fam = b.policy_families(pol)[0]
+    texts = b.BatchMetrics(FakeProm(), max_regex_chars=200).plan(ws)[fam]  # type: ignore[arg-type]
+    assert [sum(n in t for n in names) for t in texts] == [1, 1, 1]
+    assert b.BatchMetrics(FakeProm()).plan(ws)[fam] == [fam.query({"model_name": set(names), "model_version": {"v1", "v2"}})]  # type: ignore[arg-type]
 
 
 def test_policies_with_different_label_shapes_get_their_own_queries() -> None:
     a, c = policy(), policy(labels={"cluster": "eu"})
     plan = b.BatchMetrics(FakeProm()).plan([b.Want(a, T), b.Want(c, T), b.Want(a, T)])  # type: ignore[arg-type]
     assert len(plan) == 12
-    assert sum('cluster="eu"' in text for text in plan.values()) == 6
+    assert sum('cluster="eu"' in text for texts in plan.values() for text in texts) == 6
 
 
 @pytest.mark.parametrize(("source", "check", "ok"), [

@@ -158,21 +158,23 @@ def test_series_id_ignores_the_rollout_labels_and_tells_pods_apart() -> None:
 def test_the_query_keeps_series_apart_and_bridges_failed_scrapes() -> None:
     pol = policy(checks=ERR_POLICY)
     plan = b.BatchMetrics(FakeProm()).plan([b.Want(pol, T)])  # type: ignore[arg-type]
-    assert plan and all(t.startswith("last_over_time(") and t.endswith("[10m])") and "sum" not in t for t in plan.values())
+    assert plan and all(t.startswith("last_over_time(") and t.endswith("[10m])") and "sum" not in t
+                        for ts in plan.values() for t in ts)
     short = b.BatchMetrics(FakeProm(), lookback="2m").plan([b.Want(pol, T)])  # type: ignore[arg-type]
-    assert all(t.endswith("[2m])") for t in short.values())
+    assert all(t.endswith("[2m])") for ts in short.values() for t in ts)
 
 
 def test_families_sharing_one_query_send_it_once() -> None:
-    """Without regex matchers, two label shapes of one metric (the arm in model_version or in version) send
-    the same query text: it goes once, and each family reads its own labels from the one answer."""
+    """Two label shapes of one metric (the arm in model_version or in version) that send the same query
+    text send it once, and each family reads its own labels from the one answer. Every query is filtered
+    to its rollouts (issue 10), so here the shapes' texts differ in their matchers: two queries each."""
     a, c = policy(checks=ERR_POLICY), policy(checks=ERR_POLICY, arm_label="version")
     series = pods("v1", a=(10, 1)) + [("model_requests_total", {"model_name": "rec", "version": "v2", "pod": "z"}, 7.0)]
     got = []
     for wants in ([b.Want(a, T)], [b.Want(c, T)], [b.Want(a, T), b.Want(c, T)]):
-        batch = b.BatchMetrics(FakeProm(series), regex_limit=0)  # type: ignore[arg-type]
+        batch = b.BatchMetrics(FakeProm(series))  # type: ignore[arg-type]
         got.append((batch.snapshot(wants), batch.queries_last, len(batch.plan(wants))))
-    assert [n for _, n, _ in got] == [3, 3, 3] and got[2][2] == 6  # 6 families, 3 queries
+    assert [n for _, n, _ in got] == [3, 3, 6] and got[2][2] == 6  # 6 families, each filtered on its labels
     assert got[2][0].requests(a, T, "stable") == 11 and got[2][0].requests(c, T, "canary") == 7
 
 

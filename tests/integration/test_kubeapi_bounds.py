@@ -1,0 +1,71 @@
+"""The API emulator stays bounded (issue 10): its change log and write record keep a fixed number of
+entries, a watch that fell behind the log gets 410 Expired (the client re-lists), and objects sent
+out are never the stored ones' aliases that a client could change."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from typing import Any
+
+import pytest
+
+from canary.sandbox import kubeapi
+from canary.sandbox.kubeapi import KubeAPIServer
+
+pytestmark = pytest.mark.integration
+
+
+def cm(name: str, value: str = "x") -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": "ml"},
+            "data": {"v": value}}
+
+
+def watch(api: KubeAPIServer, since: str, timeout_s: int = 1) -> list[dict[str, Any]]:
+    url = f"{api.url}/api/v1/namespaces/ml/configmaps?watch=true&resourceVersion={since}&timeoutSeconds={timeout_s}"
+    with urllib.request.urlopen(url, timeout=10) as r:
+        return [json.loads(line) for line in r.read().decode().splitlines() if line.strip()]
+
+
+def test_the_change_log_is_bounded_and_an_expired_watch_gets_410(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(kubeapi, "LOG_SIZE", 20)
+    with KubeAPIServer() as api:
+        first = api.handler.put_object(cm("a"))["metadata"]["resourceVersion"]
+        for i in range(100):
+            api.handler.put_object(cm("a", str(i)))
+        assert len(api.handler.log) <= 22
+        events = watch(api, first)
+        assert events == [{"type": "ERROR", "object": {**events[0]["object"], "code": 410, "reason": "Expired"}}]
+        recent = api.handler.log[-3][0]
+        got = watch(api, str(recent))
+        assert [e["object"]["data"]["v"] for e in got] == ["98", "99"]  # replayed from the log, in order
+
+
+def test_a_quiet_watch_from_the_first_version_is_not_expired() -> None:
+    with KubeAPIServer() as api:
+        api.handler.put_object(cm("a"))
+        api.handler.put_object(cm("a", "y"))
+        assert [e["type"] for e in watch(api, "1")] == ["MODIFIED"]
+
+
+def test_the_write_record_is_bounded_and_counts_everything(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(kubeapi, "WRITES_KEPT", 10)
+    with KubeAPIServer() as api:
+        client = api.api_client()
+        import kubernetes.client as kc
+
+        core = kc.CoreV1Api(client)
+        for i in range(30):
+            core.create_namespaced_config_map("ml", cm(f"c{i}"))
+        assert api.handler.write_count == 30 and len(api.handler.writes) <= 11
+        client.close()
+
+
+def test_what_is_sent_out_is_not_the_stored_object() -> None:
+    with KubeAPIServer() as api:
+        api.handler.put_object(cm("a"))
+        with api.handler.lock:
+            stored = api.handler.objects[("", "configmaps", "ml", "a")]
+        listed = api.list("", "configmaps", "ml")[0]
+        listed["data"]["v"] = "changed by a test"
+        assert stored["data"]["v"] == "x" and api.get("", "configmaps", "ml", "a")["data"]["v"] == "x"
