@@ -177,19 +177,21 @@ def to_table(cols: dict[str, tuple[np.ndarray, np.ndarray | None]]) -> Any:
 
 # ------------------------------------------------------------------------------------ our verdicts
 class _Prometheus:
-    """Answers live.live_counts' two queries from an exporter's own metric families: increase() over a
-    window holding every observation since the exporter started is the counter itself."""
+    """Answers live.live_counts' four queries from an exporter's own metric families: increase() over a
+    window holding every observation since the exporter started is the counter itself. Each query
+    gets the series of the metric it names, `sum by` the labels it groups by (the bucket, category,
+    value-sum and missing counters), as Prometheus would answer them."""
 
     def __init__(self, exporter: Any) -> None:
-        self.fams = {f.name: f for f in exporter.collect()}
+        self.samples = [s for f in exporter.collect() for s in f.samples]
 
     def ask(self, query: str, **_: Any) -> list[dict[str, Any]]:
-        if "model_feature_value_bucket" in query:
-            return [{"metric": {"feature": s.labels["feature"], "le": s.labels["le"]}, "value": [0, repr(s.value)]}
-                    for s in self.fams["model_feature_value"].samples if s.name.endswith("_bucket")]
-        return [{"metric": {"feature": s.labels["feature"], "category": s.labels["category"]},
-                 "value": [0, repr(s.value)]}
-                for s in self.fams["model_feature_category"].samples if s.name.endswith("_total")]
+        import re
+
+        metric = re.search(r"increase\((\w+)\{", query).group(1)  # type: ignore[union-attr]
+        by = [b.strip() for b in re.search(r"sum by \(([^)]*)\)", query).group(1).split(",")]  # type: ignore[union-attr]
+        return [{"metric": {k: s.labels[k] for k in by}, "value": [0, repr(s.value)]}
+                for s in self.samples if s.name == metric and all(k in s.labels for k in by)]
 
 
 def _verdicts(result: Any) -> dict[str, dict[str, Any]]:
