@@ -133,6 +133,14 @@ def _version(raw: dict[str, Any], name: str, where: str = "") -> str:
     return v
 
 
+def _distinct(stable: str, canary: str, field: str) -> None:
+    """Both arms of one version would compare a series with itself and pass without any evidence
+    about a canary (a template that sets both args from the same hash): refused, as promote does."""
+    if stable == canary:
+        raise BadRequest(field, f"the canary version {canary!r} is the stable version: the two arms must be "
+                                "different versions (check the template's args)")
+
+
 def argo_ask(raw: Any) -> Ask:
     """An Argo web-metric request (query fields, or the POSTed jsonBody) -> Ask."""
     if not isinstance(raw, dict):
@@ -141,6 +149,7 @@ def argo_ask(raw: Any) -> Ask:
     namespace = _text(raw, "namespace", pattern=_DNS_LABEL, what="a DNS label (Kubernetes namespace)", limit=63)
     name = _text(raw, "rollout", pattern=_DNS_SUBDOMAIN, what="a Kubernetes object name")
     model, stable, canary = _text(raw, "model"), _version(raw, "stableVersion"), _version(raw, "canaryVersion")
+    _distinct(stable, canary, "canaryVersion")
     return Ask(integration="argo", namespace=namespace, name=name, model=model, stable_version=stable,
                canary_version=canary,
                policy=_text(raw, "policy", required=False, pattern=_NAME, what="a policy name", limit=63),
@@ -159,6 +168,7 @@ def flagger_ask(raw: Any) -> Ask:
                                      "policy) in the Canary")
     _known(meta, FLAGGER_METADATA, "metadata.")
     m = "metadata."
+    _distinct(_version(meta, "stableVersion", m), _version(meta, "canaryVersion", m), "metadata.canaryVersion")
     return Ask(integration="flagger",
                namespace=_text(raw, "namespace", pattern=_DNS_LABEL, what="a DNS label (Kubernetes namespace)",
                                limit=63),

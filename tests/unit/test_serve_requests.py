@@ -37,6 +37,7 @@ def test_flagger_payload() -> None:
     ({**ARGO, "policy": "a/b"}, "policy"),
     ({**ARGO, "step": "x" * 64}, "step"),
     ({**ARGO, "extra": "1"}, "extra"),
+    ({**ARGO, "canaryVersion": ARGO["stableVersion"]}, "canaryVersion"),  # one series against itself
 ])
 def test_argo_refusals_name_the_field(raw: dict, field: str) -> None:
     with pytest.raises(BadRequest) as err:
@@ -51,6 +52,8 @@ def test_argo_refusals_name_the_field(raw: dict, field: str) -> None:
     ({**FLAGGER, "type": "rollout"}, "type"),
     ({**FLAGGER, "metadata": "model=rec"}, "metadata"),
     ({**FLAGGER, "metadata": {**FLAGGER["metadata"], "model": 1}}, "metadata.model"),
+    ({**FLAGGER, "metadata": {**FLAGGER["metadata"], "canaryVersion": FLAGGER["metadata"]["stableVersion"]}},
+     "metadata.canaryVersion"),
 ])
 def test_flagger_refusals_name_the_field(raw: dict, field: str) -> None:
     with pytest.raises(BadRequest) as err:
