@@ -409,17 +409,21 @@ def _feature_drift(check: FeatureDriftCheck, s: ArmData, c: ArmData, ctx: _Ctx) 
     compared. FAIL when one feature is shown beyond a limit, or when the schema moved (a listed
     feature the canary does not export, a feature numeric in one arm and categorical in the
     other); PASS only when every feature is shown within; ERROR when a feature cannot be
-    compared (stable does not export a listed one; the arms share no bucket bound).
+    compared (stable does not export a listed one; the arms share no bucket bound). Without a
+    `features` list every feature stable exports is compared (one the canary lacks fails);
+    the exporter's prediction column is not among them (role="prediction").
     """
     bad = _want(check, (s, c), FeatureCounts)
     if bad:
         return bad
     assert isinstance(s, FeatureCounts) and isinstance(c, FeatureCounts)
     s_names, c_names = s.names(), c.names()
-    names = list(check.features) if check.features else sorted(s_names & c_names)
+    # Unlisted, every feature stable exports is compared: one the canary dropped is a schema change (an
+    # upstream pipeline that stopped sending it), never a quiet pass; features only the canary has are
+    # reported. A new version that legitimately drops an input lists the ones to compare.
+    names = list(check.features) if check.features else sorted(s_names)
     if not names:
-        return _error(check, f"the arms export no feature in common (stable: {_few(s_names)}; "
-                             f"canary: {_few(c_names)})")
+        return _error(check, f"stable exports no feature (canary: {_few(c_names)})")
     if len(names) > MAX_FEATURES:
         return _error(check, f"{len(names)} features in common, more than {MAX_FEATURES}: list the ones to "
                              "compare in the check's `features`")

@@ -10,13 +10,14 @@ and serves prometheus_client's registry as it already does. Exported, per model
 version and feature, over the profile's own bounds (so `canary drift check`
 compares bucket for bucket, never re-binning):
 
-    model_feature_value_bucket{model_name, model_version, feature, le}   numeric features (a histogram)
-    model_feature_category_total{model_name, model_version, feature, category}   categorical features
-    model_feature_missing_total{model_name, model_version, feature}       missing values (None, NaN)
-    model_feature_observations_total{model_name, model_version}           observed requests
+    model_feature_value_bucket{model_name, model_version, feature, role, le}   numeric features (a histogram)
+    model_feature_category_total{model_name, model_version, feature, role, category}   categorical features
+    model_feature_missing_total{model_name, model_version, feature, role}       missing values (None, NaN)
+    model_feature_observations_total{model_name, model_version}                 observed requests
 
 The prediction column of the profile, when it has one, is exported as the
-feature of that name. Memory is constant in the number of requests: counts
+feature of that name with role="prediction" (every other feature: role="input"),
+so a rollout's `feature_drift` check leaves it to `prediction_shift`. Memory is constant in the number of requests: counts
 per bucket and per profiled category (values beyond them count as
 category "__other__").
 """
@@ -100,7 +101,9 @@ class FeatureExporter:
             return out
 
     def collect(self) -> Any:
-        labels = ["model_name", "model_version", "feature"]
+        # `role`: "prediction" for the profile's prediction column, "input" for the features; a rollout's
+        # feature_drift check compares inputs only (prediction_shift judges the prediction)
+        labels = ["model_name", "model_version", "feature", "role"]
         hist = HistogramMetricFamily("model_feature_value", "Live feature values over the training profile's buckets",
                                      labels=labels)
         cats = CounterMetricFamily("model_feature_category", "Live categorical feature values",
@@ -108,16 +111,17 @@ class FeatureExporter:
         missing = CounterMetricFamily("model_feature_missing", "Requests with the feature missing", labels=labels)
         observed = CounterMetricFamily("model_feature_observations", "Requests observed by the drift exporter",
                                        labels=labels[:2])
+        role = lambda name: "prediction" if name == self._prediction else "input"  # noqa: E731
         with self._lock:
             for name, (bounds, counts, total) in self._numeric.items():
                 cum = np.cumsum(counts)
                 buckets = [(_le(b), float(c)) for b, c in zip(bounds, cum[:-1])] + [("+Inf", float(cum[-1]))]
-                hist.add_metric([self.model, self.version, name], buckets, total[0])
+                hist.add_metric([self.model, self.version, name, role(name)], buckets, total[0])
             for name, values in self._categorical.items():
                 for key, n in values.items():
-                    cats.add_metric([self.model, self.version, name, key], float(n))
+                    cats.add_metric([self.model, self.version, name, role(name), key], float(n))
             for name, n in self._missing.items():
-                missing.add_metric([self.model, self.version, name], float(n))
+                missing.add_metric([self.model, self.version, name, role(name)], float(n))
             observed.add_metric([self.model, self.version], float(self._observed))
         yield from (hist, cats, missing, observed)
 

@@ -224,8 +224,10 @@ FEATURE_MISSING = "model_feature_missing_total"
 
 def feature_queries(sel: str, window_s: float) -> dict[str, str]:
     """One arm's per-feature distributions over the window: {role: PromQL}, one query per role
-    whatever the number of features (grouped `by (feature, ...)`)."""
+    whatever the number of features (grouped `by (feature, ...)`). Inputs only: the exporter marks
+    the prediction column role="prediction" (series without the label are inputs)."""
     w = duration(window_s)
+    sel = _with(sel, 'role!="prediction"')
     return {"feature_buckets": f"sum by (feature, le) (increase({FEATURE_BUCKETS}{sel}[{w}]))",
             "feature_categories": f"sum by (feature, category) (increase({FEATURE_CATEGORIES}{sel}[{w}]))",
             "feature_missing_counts": f"sum by (feature) (increase({FEATURE_MISSING}{sel}[{w}]))"}

@@ -50,7 +50,8 @@ def test_a_pipeline_that_sends_months_fails_naming_the_feature(prom_provider: Pr
     assert "beyond: age" in r.reason
     rows = {f["feature"]: f for f in r.extra["features"]}
     assert rows["age"]["breach"] and not rows["city"]["breach"] and rows["city"]["within"]
-    assert r.extra["only_stable"] == ["plan"]  # not listed: reported, not judged
+    assert r.extra["only_stable"] == ["plan"]
+    assert "schema changed: plan: the canary does not export it" in r.reason  # a dropped input fails too
 
 
 def test_a_listed_feature_the_canary_dropped_is_a_schema_change(prom_provider: PrometheusProvider) -> None:
@@ -61,9 +62,12 @@ def test_a_listed_feature_the_canary_dropped_is_a_schema_change(prom_provider: P
     assert "schema changed: plan: the canary does not export it" in r.reason
 
 
-def test_an_identical_canary_is_shown_within_every_limit(prom_provider: PrometheusProvider) -> None:
+def test_a_canary_with_the_same_inputs_is_shown_within_every_limit(prom_provider: PrometheusProvider) -> None:
+    """v3's inputs are v1's; its predictions moved a lot, but the exporter marks that column
+    role="prediction" and the check reads inputs only (prediction_shift judges predictions)."""
     policy = parse_policy(POLICY)
     data = prom_provider.measure(policy, policy.checks[0], target("v3"), window_s=600)
+    assert "score" not in data[0].names() | data[1].names()
     r = judge(policy, {"inputs": data}).results[0]
     assert r.outcome is Outcome.PASS, r.reason
     assert r.reason.startswith("3 of 3 features compared")

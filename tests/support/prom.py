@@ -48,6 +48,8 @@ FEATURES = {
     "v3": {"age": (100, 300, 300, 200, 100), "city": {"paris": 600, "lyon": 400}, "missing": {"age": 10, "city": 0},
            "plan": {"free": 700, "pro": 300}},
 }
+# the exporter's prediction column (role="prediction"): v3's scores moved a lot, which is prediction_shift's to judge
+SCORES = {"v1": (800, 150, 50), "v2": (800, 150, 50), "v3": (50, 150, 800)}
 
 
 @dataclass(frozen=True)
@@ -130,12 +132,15 @@ def _arm_series(arm: Arm, t: Target) -> list[Series]:
 
 def _feature_series(version: str, f: dict[str, Any]) -> list[Series]:
     m = {"model_name": FEATURE_MODEL, "model_version": version}
-    out = histogram("model_feature_value", {**m, "feature": "age"}, AGE_BOUNDS, _per_s(f["age"]))
+    i = {**m, "role": "input"}
+    out = histogram("model_feature_value", {**i, "feature": "age"}, AGE_BOUNDS, _per_s(f["age"]))
+    out += histogram("model_feature_value", {**m, "role": "prediction", "feature": "score"}, (0.3, 0.6),
+                     _per_s(SCORES[version]))
     for feature in ("city", "plan"):
         for category, n in f.get(feature, {}).items():
-            out += counter("model_feature_category_total", {**m, "feature": feature, "category": category}, n / WINDOW_S)
+            out += counter("model_feature_category_total", {**i, "feature": feature, "category": category}, n / WINDOW_S)
     for feature, n in f["missing"].items():
-        out += counter("model_feature_missing_total", {**m, "feature": feature}, n / WINDOW_S)
+        out += counter("model_feature_missing_total", {**i, "feature": feature}, n / WINDOW_S)
     out += counter("model_requests_total", {**m, "outcome": "success"}, sum(f["age"]) / WINDOW_S)
     return out
 

@@ -151,9 +151,13 @@ def test_exporter_counts_over_the_profiles_buckets_and_exports_them(tmp_path):
     by = {f.feature: f for f in result.features}
     assert by["age"].drifted and not by["city"].drifted and by["score"].drifted  # all predictions 0.5
     text = generate_latest(reg).decode()
-    assert 'model_feature_value_bucket{feature="age",le="+Inf",model_name="rec",model_version="v1"} 3000.0' in text
+    assert ('model_feature_value_bucket{feature="age",le="+Inf",model_name="rec",model_version="v1",role="input"} '
+            '3000.0') in text
     assert 'model_feature_category_total{category="__other__",feature="city"' in text
-    assert 'model_feature_missing_total{feature="age",model_name="rec",model_version="v1"} 1.0' in text
+    assert 'model_feature_missing_total{feature="age",model_name="rec",model_version="v1",role="input"} 1.0' in text
+    # the prediction column is marked, so a rollout's feature_drift check leaves it to prediction_shift
+    assert 'model_feature_value_bucket{feature="score",le="+Inf",model_name="rec",model_version="v1",' \
+           'role="prediction"}' in text
 
 
 def test_drift_check_cli_offline(tmp_path):

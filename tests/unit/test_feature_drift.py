@@ -62,8 +62,9 @@ def test_each_arm_sends_three_queries_whatever_the_number_of_features() -> None:
     t = Target(namespace="ml", virtual_service="rec", model="rec", stable_version="v1", canary_version="v2")
     plan = query_plan(policy(), policy().checks[0], t, window_s=300)
     assert set(plan["canary"]) == {"feature_buckets", "feature_categories", "feature_missing_counts"}
-    assert plan["canary"]["feature_buckets"] == (
-        'sum by (feature, le) (increase(model_feature_value_bucket{model_name="rec",model_version="v2"}[300s]))')
+    assert plan["canary"]["feature_buckets"] == (  # inputs only: the exporter marks its prediction column
+        'sum by (feature, le) (increase(model_feature_value_bucket{model_name="rec",model_version="v2",'
+        'role!="prediction"}[300s]))')
 
 
 # -- judge -------------------------------------------------------------------------------
@@ -103,13 +104,23 @@ def test_a_schema_change_fails_without_statistics_but_not_below_min_canary_reque
     assert r.outcome is Outcome.FAIL and "city: the canary does not export it" in r.reason
 
 
-def test_features_only_one_arm_exports_are_reported_not_judged_unless_listed() -> None:
+def test_a_feature_the_canary_adds_is_reported_one_it_drops_fails_unless_the_list_leaves_it_out() -> None:
     more = FeatureCounts(numeric=arm(seed=3).numeric, categorical={**arm().categorical, "plan": {"free": 5_000.0}},
                          missing=arm().missing)
     r = one(policy(), arm(), more)
     assert r.outcome is Outcome.PASS and r.extra["only_canary"] == ["plan"]
+    r = one(policy(), more, arm())  # the canary stopped sending `plan`: a schema change
+    assert r.outcome is Outcome.FAIL and "plan: the canary does not export it" in r.reason
+    assert one(policy(features=["x", "city"]), more, arm(seed=4)).outcome is Outcome.PASS  # dropped on purpose
     r = one(policy(features=["x", "plan"]), more, arm())
     assert r.outcome is Outcome.FAIL and "plan: the canary does not export it" in r.reason
+
+
+def test_a_canary_that_exports_none_of_stables_inputs_fails() -> None:
+    """An exporter that sends only other features (e.g. its prediction) must not pass by comparing nothing."""
+    r = one(policy(), arm(), FeatureCounts(categorical={"q": {"a": 1_000.0}}))
+    assert r.outcome is Outcome.FAIL and "schema changed" in r.reason
+    assert "city: the canary does not export it" in r.reason and "x: the canary does not export it" in r.reason
 
 
 def test_what_cannot_be_compared_is_an_error_never_a_pass() -> None:
@@ -119,8 +130,8 @@ def test_what_cannot_be_compared_is_an_error_never_a_pass() -> None:
                           categorical=arm().categorical)
     r = one(policy(), arm(), other)
     assert r.outcome is Outcome.ERROR and "--bounds-from" in r.reason
-    r = one(policy(), arm(), FeatureCounts(categorical={"q": {"a": 1_000.0}}))
-    assert r.outcome is Outcome.ERROR and "no feature in common" in r.reason
+    r = one(policy(), FeatureCounts(), arm())
+    assert r.outcome is Outcome.ERROR and "stable exports no feature" in r.reason
 
 
 def test_alpha_is_split_over_the_features_and_evidence_is_kept_per_feature() -> None:
