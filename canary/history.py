@@ -211,34 +211,87 @@ def _kept(looks: list[dict[str, Any]]) -> set[int]:
 
 
 def parse(text: str | bytes, *, where: str) -> dict[str, Any]:
-    """A history read back (a ConfigMap's value, an exported file), checked. Raises ConfigError
-    naming `where` and the field when the shape is wrong."""
+    """A history read back (a ConfigMap's value, an exported file), checked field by field, so
+    that everything a report reads has the type it expects. Raises ConfigError naming `where`
+    and the field when the shape is wrong."""
     try:
         doc = json.loads(text)
-    except ValueError as exc:
-        raise ConfigError(f"{where}: not JSON ({exc})") from None
+    except (ValueError, RecursionError) as exc:
+        raise ConfigError(f"{where}: not JSON ({str(exc)[:200]})") from None
     if not isinstance(doc, dict):
         raise ConfigError(f"{where}: a rollout history must be a JSON object")
     if doc.get("format") != FORMAT:
-        raise ConfigError(f"{where}: format: expected {FORMAT}, got {doc.get('format')!r}")
-    for name, kind in (("rollout", dict), ("policy", dict), ("looks", list), ("events", list), ("weights", list),
-                       ("gates", list)):
-        if not isinstance(doc.get(name), kind):
-            raise ConfigError(f"{where}: {name}: must be a JSON {'object' if kind is dict else 'array'}")
-    for name in ("model", "canary_version", "stable_version"):
-        if not isinstance(doc["rollout"].get(name), str):
-            raise ConfigError(f"{where}: rollout.{name}: must be a string")
-    if not isinstance(doc["policy"].get("steps"), list) or not isinstance(doc["policy"].get("checks"), list):
-        raise ConfigError(f"{where}: policy.steps and policy.checks: must be arrays")
-    for i, lk in enumerate(doc["looks"]):
-        if not isinstance(lk, dict) or not isinstance(lk.get("n"), int) or not isinstance(lk.get("c"), dict):
-            raise ConfigError(f"{where}: looks[{i}]: must be an object with an integer n and an object c")
-        if _num(lk.get("at")) is None:
-            raise ConfigError(f"{where}: looks[{i}].at: must be a number (unix seconds)")
+        raise ConfigError(f"{where}: format: expected {FORMAT}, got {str(doc.get('format'))[:40]!r}")
+    c = _Checker(where)
+    c.fields(doc, "", {"rollout": dict, "policy": dict, "looks": list, "events": list, "weights": list,
+                       "gates": list}, {"phase": str, "reason": str, "updated_at": _NUMBER, "thinned": int})
+    c.fields(doc["rollout"], "rollout.", {"model": str, "canary_version": str, "stable_version": str},
+             {"namespace": str, "virtual_service": str, "route": _OPT_STR, "started_at": _NUMBER, "source": str,
+              "name": _OPT_STR})
+    pol = doc["policy"]
+    c.fields(pol, "policy.", {"steps": list, "checks": list},
+             {"interval_s": _NUMBER, "look_every_s": _NUMBER, "alpha": _NUMBER, "max_failed_looks": int})
+    for i, w in enumerate(pol["steps"]):
+        c.value(w, f"policy.steps[{i}]", _NUMBER)
+    for i, chk in enumerate(pol["checks"]):
+        f = f"policy.checks[{i}]."
+        c.value(chk, f[:-1], dict)
+        c.fields(chk, f, {"name": str, "kind": str}, {"hard": bool, "limits": dict})
+        for k, v in (chk.get("limits") or {}).items():
+            c.value(v, f"{f}limits.{k}", _NUMBER)
     for i, p in enumerate(doc["weights"]):
         if not (isinstance(p, list) and len(p) == 2 and _num(p[0]) is not None and _num(p[1]) is not None):
             raise ConfigError(f"{where}: weights[{i}]: must be [at, canary %]")
+    for i, e in enumerate(doc["events"]):
+        c.value(e, f"events[{i}]", dict)
+        c.fields(e, f"events[{i}].", {"at": _NUMBER, "event": str}, {"phase": str, "weights": str, "reason": str})
+    for i, g in enumerate(doc["gates"]):
+        c.value(g, f"gates[{i}]", dict)
+        c.fields(g, f"gates[{i}].", {"at": _NUMBER, "stage": str, "outcome": str}, {"detail": str})
+    for i, lk in enumerate(doc["looks"]):
+        f = f"looks[{i}]."
+        c.value(lk, f[:-1], dict)
+        c.fields(lk, f, {"n": int, "at": _NUMBER, "c": dict},
+                 {"step": int, "w": _NUMBER, "o": str, "r": str, "cn": _OPT_NUMBER})
+        for name, rec in lk["c"].items():
+            g = f"{f}c.{name}."
+            c.value(rec, g[:-1], dict)
+            c.fields(rec, g, {}, {"o": str, "r": str, **{k: _OPT_NUMBER for k in ("sv", "cv", "e", "th", "p")},
+                                  "n": list, "x": dict})
+            n = rec.get("n")
+            if n is not None and not (len(n) == 2 and all(x is None or _num(x) is not None for x in n)):
+                raise ConfigError(f"{where}: {g}n: must be [stable, canary] numbers")
+            for k, v in (rec.get("x") or {}).items():
+                c.value(v, f"{g}x.{k}", _OPT_NUMBER)
     return doc
+
+
+_NUMBER, _OPT_NUMBER, _OPT_STR = "a number", "a number or null", "a string or null"
+
+
+class _Checker:
+    """Type checks that name the file and the field: ConfigError on the first that fails."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+
+    def value(self, v: Any, field: str, kind: Any) -> None:
+        ok = {_NUMBER: lambda: _num(v) is not None, _OPT_NUMBER: lambda: v is None or _num(v) is not None,
+              _OPT_STR: lambda: v is None or isinstance(v, str),
+              int: lambda: isinstance(v, int) and not isinstance(v, bool)}.get(kind, lambda: isinstance(v, kind))()
+        if not ok:
+            name = kind if isinstance(kind, str) else {dict: "an object", list: "an array", str: "a string",
+                                                       bool: "true or false", int: "an integer"}[kind]
+            raise ConfigError(f"{self.where}: {field}: must be {name}, got {json.dumps(v)[:60]}")
+
+    def fields(self, obj: dict[str, Any], prefix: str, required: dict[str, Any], optional: dict[str, Any]) -> None:
+        for k, kind in required.items():
+            if k not in obj:
+                raise ConfigError(f"{self.where}: {prefix}{k}: missing")
+            self.value(obj[k], prefix + k, kind)
+        for k, kind in optional.items():
+            if k in obj:
+                self.value(obj[k], prefix + k, kind)
 
 
 def with_state(doc: dict[str, Any], state: dict[str, Any]) -> dict[str, Any]:

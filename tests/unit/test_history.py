@@ -160,6 +160,21 @@ def test_merging_twice_keeps_each_look_once() -> None:
     (lambda d: d["looks"][0].__setitem__("at", "noon"), "looks[0].at"),
     (lambda d: d["rollout"].__setitem__("canary_version", 3), "rollout.canary_version"),
     (lambda d: d["weights"].append([1.0]), "weights[2]"),
+    # every field a report reads has its type (a newcomer review found these crash with exit 3)
+    (lambda d: d["looks"][0].__setitem__("c", {"lat": [1, 2]}), "looks[0].c.lat"),
+    (lambda d: d["looks"][0].__setitem__("c", {"lat": {"sv": "abc"}}), "looks[0].c.lat.sv"),
+    (lambda d: d["looks"][0].__setitem__("c", {"lat": {"n": "abc"}}), "looks[0].c.lat.n"),
+    (lambda d: d["looks"][0].__setitem__("o", 5), "looks[0].o"),
+    (lambda d: d["looks"][0].__setitem__("w", "ten"), "looks[0].w"),
+    (lambda d: d["looks"][0].__setitem__("n", True), "looks[0].n"),
+    (lambda d: d["events"].append("boom"), "events[0]"),
+    (lambda d: d["events"].append({"event": "x"}), "events[0].at"),
+    (lambda d: d["gates"].append(7), "gates[0]"),
+    (lambda d: d["policy"]["checks"].append({"name": "c", "kind": "latency", "limits": "x"}),
+     "policy.checks[0].limits"),
+    (lambda d: d["policy"].__setitem__("interval_s", "5m"), "policy.interval_s"),
+    (lambda d: d["rollout"].__setitem__("started_at", "yesterday"), "rollout.started_at"),
+    (lambda d: d.__setitem__("updated_at", "x"), "updated_at"),
 ])
 def test_a_bad_export_is_refused_naming_the_field(edit: Any, field: str) -> None:
     doc = json.loads(json.dumps(fake_rollout_small()))
