@@ -75,11 +75,19 @@ def capture_cmd(
 
             like = _load_json(bounds_from, "--bounds-from")
             validate_profile(like, str(bounds_from))
+            if like["model"] != model:
+                raise ConfigError(f"--bounds-from {bounds_from}: a profile of model {like['model']!r}, not {model!r}")
         table = read_table(file)
         prof = capture(table, model=model, version=version, file=str(file), sha256=file_sha256(file),
                        prediction=prediction, features=names, buckets=buckets, bounds_from=like)
     except CanaryError as exc:
         _fail(str(exc))
+    if like is not None:  # features of this version the older profile lacks got bounds of their own
+        own = sorted(set(prof["features"]) - set(like["features"]))
+        if own:
+            typer.echo(f"warning: --bounds-from {bounds_from} has no {', '.join(own)}: their buckets are this "
+                       "data's own, so a rollout's feature_drift check cannot compare them with that version",
+                       err=True)
     target = output_file or Path(f"{model}-{version}.profile.json")
     try:
         target.write_text(json.dumps(prof, indent=1, allow_nan=False) + "\n", encoding="utf-8")

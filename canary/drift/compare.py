@@ -58,8 +58,38 @@ def validate_profile(profile: Any, where: str = "profile") -> None:
             if not isinstance(f["bounds"], list) or not isinstance(f["counts"], list) or \
                     len(f["counts"]) != len(f["bounds"]) + 1 or not f["bounds"]:
                 raise ConfigError(f"{field}: counts must hold one more entry than bounds (the bucket above the last)")
-        elif not isinstance(f.get("categories"), Mapping):
-            raise ConfigError(f"{field}.categories: missing")
+            bounds = f["bounds"]
+            for i, b in enumerate(bounds):
+                if not _finite(b):
+                    raise ConfigError(f"{field}.bounds[{i}]: must be a finite number, got {str(b)[:40]!r}")
+                if i and not b > bounds[i - 1]:
+                    raise ConfigError(f"{field}.bounds[{i}]: bounds must increase strictly ({bounds[i - 1]!r} "
+                                      f"then {b!r})")
+            _counts(f["counts"], f"{field}.counts")
+            for key in ("min", "max", "std"):
+                if not _finite(f[key]) or (key == "std" and f[key] < 0):
+                    raise ConfigError(f"{field}.{key}: must be a finite number{' >= 0' if key == 'std' else ''}, "
+                                      f"got {str(f[key])[:40]!r}")
+            if isinstance(f["n_unique"], bool) or not isinstance(f["n_unique"], int) or f["n_unique"] < 0:
+                raise ConfigError(f"{field}.n_unique: must be a whole number >= 0")
+        else:
+            cats = f.get("categories")
+            if not isinstance(cats, Mapping):
+                raise ConfigError(f"{field}.categories: missing")
+            _counts(list(cats.values()), f"{field}.categories", names=list(cats))
+            if "other" in f:
+                _counts([f["other"]], f"{field}.other")
+
+
+def _finite(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _counts(values: list[Any], field: str, names: list[Any] | None = None) -> None:
+    for i, v in enumerate(values):
+        if not _finite(v) or v < 0:
+            at = f"[{i}]" if names is None else f".{names[i]}"
+            raise ConfigError(f"{field}{at}: a count must be a finite number >= 0, got {str(v)[:40]!r}")
 
 
 def compare(profile: Mapping[str, Any], live: Mapping[str, Mapping[str, Any]], *,

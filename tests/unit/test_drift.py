@@ -286,6 +286,13 @@ def test_bad_live_data_is_a_clear_error(tmp_path, live, message):
     (lambda p: p.pop("model"), "model"),
     (lambda p: p["features"]["age"]["counts"].pop(), "features.age"),
     (lambda p: p.update(format=2), "format 1"),
+    # what would otherwise crash, or compare nonsense without a word (a newcomer review)
+    (lambda p: p["features"]["age"]["bounds"].__setitem__(0, "x"), "features.age.bounds[0]"),
+    (lambda p: p["features"]["age"]["bounds"].__setitem__(1, float("nan")), "features.age.bounds[1]"),
+    (lambda p: p["features"]["age"]["bounds"].reverse(), "features.age.bounds[1]: bounds must increase"),
+    (lambda p: p["features"]["age"]["counts"].__setitem__(0, -5), "features.age.counts[0]"),
+    (lambda p: p["features"]["age"].__setitem__("std", float("nan")), "features.age.std"),
+    (lambda p: p["features"]["city"]["categories"].__setitem__("a", "many"), "features.city.categories.a"),
 ])
 def test_a_profile_edited_by_hand_is_refused_naming_the_field(tmp_path, edit, field):
     from canary.drift.compare import compare

@@ -245,6 +245,15 @@ def test_bounds_from_makes_a_new_version_count_over_the_old_buckets(tmp_path: An
         bad = CliRunner().invoke(app, ["baseline", "capture", str(tmp_path / "v2.parquet"), "--model", "rec",
                                        "--version", "v2", "--bounds-from", str(tmp_path / "nope.json")])
         assert bad.exit_code == 2 and "nope.json" in bad.output
+        other = CliRunner().invoke(app, ["baseline", "capture", str(tmp_path / "v2.parquet"), "--model", "fraud",
+                                         "--version", "v2", "--bounds-from", str(tmp_path / "rec-v1.json")])
+        assert other.exit_code == 2 and "a profile of model 'rec', not 'fraud'" in other.output
+        broken = json.loads((tmp_path / "rec-v1.json").read_text())
+        broken["features"]["age"]["bounds"].reverse()
+        (tmp_path / "broken.json").write_text(json.dumps(broken))
+        out = CliRunner().invoke(app, ["baseline", "capture", str(tmp_path / "v2.parquet"), "--model", "rec",
+                                       "--version", "v2", "--bounds-from", str(tmp_path / "broken.json")])
+        assert out.exit_code == 2 and "features.age.bounds[1]: bounds must increase" in out.output
     finally:
         logs.configure()
     v1, v2 = (json.loads((tmp_path / f"rec-{v}.json").read_text())["features"] for v in ("v1", "v2"))
