@@ -1,0 +1,29 @@
+"""The examples the docs show work as written (a newcomer copies them)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from canary import logs
+from canary.cli import app
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_canary_judge_input_in_docs_judge_md_is_accepted(tmp_path: Path) -> None:
+    text = (ROOT / "docs" / "judge.md").read_text()
+    section = text[text.index("## `canary judge`"):]
+    example = json.loads(re.search(r"```json\n(.*?)```", section, re.S).group(1))  # type: ignore[union-attr]
+    example["policy_file"] = str(ROOT / example["policy_file"])  # the doc's path is relative to the repository
+    path = tmp_path / "look.json"
+    path.write_text(json.dumps(example))
+    try:
+        out = CliRunner().invoke(app, ["judge", "--input", str(path), "-o", "json"])
+    finally:
+        logs.configure()
+    assert out.exit_code in (0, 1, 4), out.output  # a verdict, not "bad input" (2)
+    assert {r["check"] for r in json.loads(out.stdout)["results"]} == set(example["checks"])
