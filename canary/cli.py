@@ -352,7 +352,7 @@ def status(model: str, namespace: Optional[str] = NamespaceOpt, virtual_service:
                     typer.echo(f"{ns}/{target.virtual_service} route {target.route or '(the only one)'} "
                                f"destination rule {target.dr_name}; weights as written stable={raw[0]!r} "
                                f"canary={raw[1]!r}")
-                render_status(st, state)
+                render_status(st, state, console=opts.console(wide))
                 if st.raw_weights is not None:
                     typer.echo(_raw_note(st.weights, st.raw_weights))
                 if unreadable:

@@ -81,8 +81,10 @@ class LiveDisplay:
         self.live.stop()
 
 
-def render_status(status: RouteStatus, state: rl.RolloutState | None) -> None:
-    console = Console()
+def render_status(status: RouteStatus, state: rl.RolloutState | None, *, console: Console | None = None) -> None:
+    """Weights, subsets, the recorded rollout and its history; `console`: where (default stdout, as
+    wide as the terminal; `-o wide` passes one of at least 200 columns, so nothing is folded)."""
+    console = console or Console()
     console.print(_weights_bar(status.weights.stable, status.weights.canary))
     console.print(f"subsets: stable → version={status.stable_subset_version}, canary → version={status.canary_subset_version}")
     if state is None:

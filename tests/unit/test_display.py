@@ -31,3 +31,26 @@ def test_panel_shows_weights_phase_step_and_last_verdict() -> None:
 def test_evidence_table_handles_unknown_values() -> None:
     text = render(evidence_table([{"check": "x", "outcome": "error", "stable_value": None, "reason": "could not measure"}]))
     assert "could not measure" in text and "-" in text
+
+
+def test_status_wide_does_not_fold_the_verdict_table() -> None:
+    """`status -o wide` renders on a console of at least 200 columns (cli_options.console): the
+    check names and reasons stay on one line even when stdout is a narrow pipe."""
+    from canary import cli_options as opts
+    from canary.display import render_status
+    from canary.routing.base import RouteStatus
+
+    j = Verdict.combine([CheckResult(check="latency-p95", kind="latency", outcome=Outcome.FAIL,
+                                     reason="p95 312 ms vs 240 ms (+30%, limit +20%), n=1,840/9,310",
+                                     stable_value=240.0, canary_value=312.0, n_stable=9310, n_canary=1840)])
+    state = rl.RolloutState(model="rec-model", stable_version="v1", canary_version="v2", phase=rl.PROGRESSING,
+                            weights=Weights(75, 25), step=1,
+                            last_verdict={"outcome": "fail", "results": [r.to_dict() for r in j.results]})
+    status = RouteStatus(weights=Weights(75, 25), state=None, stable_subset_version="v1", canary_subset_version="v2")
+    wide = opts.console(True)
+    narrow = Console(width=80)
+    with wide.capture() as w, narrow.capture() as n:
+        render_status(status, state, console=wide)
+        render_status(status, state, console=narrow)
+    assert "p95 312 ms vs 240 ms (+30%, limit +20%), n=1,840/9,310" in w.get()
+    assert "p95 312 ms vs 240 ms (+30%, limit +20%), n=1,840/9,310" not in n.get()  # folded at 80
