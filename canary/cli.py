@@ -54,21 +54,28 @@ def fail(message: str, code: int) -> None:
     raise typer.Exit(code)
 
 
-def run_guarded(fn: Any) -> Any:
-    """Map the exception tree onto exit codes; never show a library traceback."""
+def run_guarded(fn: Any, *, report: Any = None) -> Any:
+    """Map the exception tree onto exit codes; never show a library traceback. `report(code,
+    message)`, when given, is called before the error is printed and the command exits (a command
+    whose -o json|yaml promises a document on stdout prints one on these paths too)."""
+    def failed(message: str, code: int) -> None:
+        if report is not None:
+            report(code, message)
+        fail(message, code)
+
     try:
         return fn()
     except (ConfigError, RolloutBusy) as exc:
-        fail(str(exc), EXIT_BAD_INPUT)
+        failed(str(exc), EXIT_BAD_INPUT)
     except TransientError as exc:
-        fail(f"could not complete: {exc}", EXIT_INFRA)
+        failed(f"could not complete: {exc}", EXIT_INFRA)
     except CanaryError as exc:
-        fail(str(exc), EXIT_INFRA)
+        failed(str(exc), EXIT_INFRA)
     except (typer.Exit, typer.Abort, KeyboardInterrupt, SystemExit):
         raise
     except Exception as exc:  # a bug: exit 3 (never 1, which means "rolled back"), the type and message
         logs.get().error("cli.unexpected_error", error=f"{type(exc).__name__}: {exc}")
-        fail(f"unexpected error ({type(exc).__name__}: {exc})", EXIT_INFRA)
+        failed(f"unexpected error ({type(exc).__name__}: {exc})", EXIT_INFRA)
 
 
 def _router(kubeconfig: Optional[str], context: Optional[str]) -> Any:
@@ -178,6 +185,12 @@ def promote(
     logs.configure(fmt=log_format)
     if on_interrupt not in ("rollback", "pause"):
         fail("--on-interrupt must be 'rollback' or 'pause'", EXIT_BAD_INPUT)
+
+    def refused(code: int, message: str) -> None:  # -o json|yaml: a document on stdout on every path
+        if output in ("json", "yaml"):
+            opts.emit({"model": model, "canary_version": canary_version, "phase": None, "exit_code": code,
+                       "error": message}, output)
+
     if via_controller:
         from canary.cli_controller import follow
 
@@ -186,7 +199,7 @@ def promote(
             model=model, canary_version=canary_version, policy_file=policy_file,
             namespace=opts.namespace(namespace, kubeconfig, context), stable_version=stable_version,
             virtual_service=virtual_service, destination_rule=destination_rule, route=route, kubeconfig=kubeconfig,
-            context=context, name=rollout_name, triton=triton, output=output, timeout_s=timeout)))
+            context=context, name=rollout_name, triton=triton, output=output, timeout_s=timeout), report=refused))
 
     def go() -> int:
         from canary.runner import Runner
@@ -217,7 +230,7 @@ def promote(
                   lambda wide: typer.echo(state_line(result.state, wide=wide, route=target.route)))
         return result.exit_code
 
-    raise typer.Exit(run_guarded(go))
+    raise typer.Exit(run_guarded(go, report=refused))
 
 
 def state_line(s: rl.RolloutState, *, wide: bool = False, route: str = "") -> str:

@@ -153,6 +153,9 @@ def test_prometheus_down_exits_3_and_touches_nothing(cluster: Any) -> None:
     res = promote(kubeconfig, policy, "http://127.0.0.1:9", "v2")  # nothing listens on port 9
     assert res.returncode == 3, res.stderr[-3000:]
     assert api.get(GROUP, "virtualservices", "ml", "rec-model") == before  # checked before traffic moved
+    # -o json promises a document on stdout on every path: the exit code and the error, no phase
+    out = json.loads(res.stdout)
+    assert out["exit_code"] == 3 and out["phase"] is None and "could not complete" in out["error"]
 
 
 @pytest.mark.parametrize("change,expect", [
@@ -189,6 +192,7 @@ def test_bad_policy_exits_2_and_touches_nothing(cluster: Any, tmp_path: Path) ->
     before = api.get(GROUP, "virtualservices", "ml", "rec-model")
     res = promote(kubeconfig, bad, "http://127.0.0.1:9", "v2")
     assert res.returncode == 2 and f"{bad}: steps" in res.stderr
+    assert json.loads(res.stdout)["exit_code"] == 2
     assert api.get(GROUP, "virtualservices", "ml", "rec-model") == before
 
 
