@@ -45,7 +45,8 @@ def run(
     retry_period: float = opts.DurationOpt("2s", "--retry-period", help="between tries to take or renew the Lease"),
     identity: str = typer.Option("", "--identity", envvar="POD_NAME", help="default: hostname-pid"),
     metrics_addr: str = typer.Option("127.0.0.1:8080", "--metrics-addr", help="host:port for /metrics /healthz /readyz ('' to disable)"),
-    tick: float = opts.DurationOpt("1s", "--tick", help="between passes over all rollouts"),
+    tick: float = opts.DurationOpt("1s", "--tick", help="between passes over the rollouts that are due"),
+    workers: int = typer.Option(4, "--workers", min=1, max=64, help="rollouts reconciled at once (their writes run concurrently)"),
     webhook: list[str] = typer.Option([], "--webhook", help="generic JSON webhook URL (repeatable; also CANARY_WEBHOOK_URLS)"),
     slack_webhook: list[str] = typer.Option([], "--slack-webhook", help="Slack incoming-webhook URL (repeatable; also CANARY_SLACK_WEBHOOK_URLS)"),
     drift: bool = typer.Option(False, "--drift", help="also watch every baseline ConfigMap for data drift (docs/drift.md)"),
@@ -100,9 +101,16 @@ def run(
                                     retry_period_s=retry_period)
             elector.start(stop)
             is_leader, lease_left = elector.is_leader, elector.lease_left
-        op = Controller(custom=kc.CustomObjectsApi(client), core=kc.CoreV1Api(client), router=IstioRouter(client),
-                      metrics=prom, batch=BatchMetrics(prom), namespace=namespace, is_leader=is_leader, lease_left=lease_left, identity=me,
-                      telemetry=telemetry, notifier=notifier)
+        from canary.informer import Informers
+
+        router = IstioRouter(client)
+        informers = Informers(client, namespace=namespace, istio_version=router.version,
+                              on_change=lambda *change: op.changed(*change))  # watches + cache, no LIST per tick
+        op = Controller(custom=kc.CustomObjectsApi(client), core=kc.CoreV1Api(client), router=router,
+                        metrics=prom, batch=BatchMetrics(prom), namespace=namespace, is_leader=is_leader,
+                        lease_left=lease_left, identity=me, telemetry=telemetry, notifier=notifier,
+                        informers=informers, workers=workers)
+        op.watch(stop)
         stall = max(30.0, 10 * tick)
         if drift:
             _start_drift(client, prom, namespace=namespace, state_namespace=lease_namespace or "canary-system",

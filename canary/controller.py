@@ -9,6 +9,14 @@ leader) picks every rollout up from its annotation at the next tick.
 
 Writes are fenced: the router is wrapped so that no write leaves this process
 unless the leader elector says we still hold the lease.
+
+With `informers` (`canary controller run`), nothing is LISTed per tick: CanaryRollouts,
+VirtualServices and DestinationRules come from watches into a local cache
+(`canary.informer`), and a tick handles only the rollouts that are due (`canary.workqueue`:
+a look, a probe, a change of one of their objects, a retry after a failure with its own
+backoff), `workers` of them at a time. Reads come from the cache; every write still carries
+the resourceVersion it was computed from. Without informers (tests, tools) a tick LISTs and
+handles every rollout, as before.
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
@@ -31,8 +40,10 @@ from canary.logs import get as get_logger
 from canary.model import STABLE_ONLY, Verdict, Outcome
 from canary import kube
 from canary.reconcile import (K8S_EVENTS, Observation, camel, check_claim, decide, execute, look_due, look_window,
+                              next_look_at,
                               measure_window, parse_state, preflight_metrics, to_stable)
 from canary.routing.base import TrafficRouter
+from canary.workqueue import DueQueue
 
 # a rollout whose ticks keep failing with transient errors this long while traffic is split goes to stable
 FAILURE_BUDGET_S = 30.0
@@ -65,6 +76,10 @@ class Controller:
     telemetry: Any = None
     notifier: Any = None
     batch: Any = None  # canary.metrics.batch.BatchMetrics, when available
+    informers: Any = None  # canary.informer.Informers: watches and a cache instead of a LIST per tick
+    workers: int = 1  # rollouts reconciled at once (their writes run concurrently)
+    owns: Callable[[dict[str, Any]], bool] = lambda obj: True  # this replica's shard of the rollouts
+    shard: Any = None  # canary.shards.ShardGauges of the shard this controller leads (None: unsharded)
 
     def __post_init__(self) -> None:
         self.log = get_logger(component="controller", identity=self.identity)
@@ -83,8 +98,31 @@ class Controller:
         self._histories: dict[str, Any] = {}
         self.health: tuple[bool, str] = (True, "starting")  # /readyz: dependencies reachable at the last tick
         self.last_tick = time.monotonic()  # /healthz: the loop is alive
+        self.queue = DueQueue()  # with informers: which rollouts are due, and when
+        self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="canary-rollout") if self.workers > 1 else None
+        self._leading = False  # led at the previous tick (a new leader handles every rollout once)
 
     # ---- the loop -------------------------------------------------------------------
+
+    def watch(self, stop: threading.Event) -> None:
+        """Start the informers (a standby keeps its cache warm too) and route their changes to the queue."""
+        if self.informers is None:
+            return
+        self.informers.start(stop)
+        if hasattr(self.router, "written"):
+            self.router.written = self.informers.written  # our own writes are in the cache at once
+
+    def changed(self, plural: str, key: str, obj: dict[str, Any] | None) -> None:
+        """An informer saw a change: the rollouts it concerns are due now."""
+        now = self.clock.now()
+        if plural != crd.PLURAL:
+            for rollout in self.informers.users(plural, key):
+                self.queue.touch(rollout, now)
+        elif obj is None:
+            self.queue.drop(key)
+            self._forget(key)
+        elif self.owns(obj):
+            self.queue.touch(key, now)
 
     def run(self, stop: threading.Event, *, tick_s: float = 1.0) -> None:
         while not stop.is_set():
@@ -99,13 +137,18 @@ class Controller:
         """One pass over every rollout; returns how many were looked at."""
         t0 = time.monotonic()
         if not self.is_leader():
-            if self.telemetry:
+            self._leading = False  # when leadership comes back, every rollout is handled once
+            if self.shard is not None:
+                self.shard.observe(leading=False)
+            elif self.telemetry:
                 self.telemetry.set_leader(False)
             return 0
-        if self.telemetry:
+        if self.shard is None and self.telemetry:
             self.telemetry.set_leader(True)
+        if self.informers is not None:
+            return self._tick_due(t0)
         try:
-            objs = self._list()
+            objs = [o for o in self._list() if self.owns(o)]
         except Exception as exc:
             self.health = (False, f"kubernetes API: {type(exc).__name__}")
             if self.telemetry:
@@ -127,21 +170,100 @@ class Controller:
         self.last_tick = time.monotonic()
         return len(objs)
 
+    def _tick_due(self, t0: float) -> int:
+        """A tick from the cache: only the rollouts that are due (all of them once, when leadership starts)."""
+        inf = self.informers
+        if not inf.synced():
+            self.health = (False, "kubernetes API: informers not synced yet")
+            return 0
+        self.health = (True, "ok")
+        now = self.clock.now()
+        if not self._leading:
+            for obj in inf.rollouts.items():
+                if self.owns(obj):
+                    self.queue.touch(_key(obj), now)
+        self._leading = True
+        objs = []
+        for key in self.queue.pop_due(now):
+            ns, _, name = key.partition("/")
+            obj = inf.rollouts.get(ns, name)
+            if obj is not None and self.owns(obj):
+                objs.append({**obj})  # our copy: a status write replaces its "status", never the cache's
+        self._advance_all(objs)
+        if self.telemetry:
+            self.telemetry.observe_tick(time.monotonic() - t0, len(objs))
+        if self.shard is not None:
+            mine = [o for o in inf.rollouts.items() if self.owns(o)]
+            self.shard.observe(leading=True, rollouts=len(mine),
+                               active=sum(1 for o in mine if not _finished(o)))
+        self.last_tick = time.monotonic()
+        return len(objs)
+
+    def _map(self, fn: Callable[[Any], Any], items: list[Any]) -> list[Any]:
+        """`fn` over items, `workers` at a time; each call catches its own errors."""
+        if self._pool is None or len(items) < 2:
+            return [fn(i) for i in items]
+        return list(self._pool.map(fn, items))
+
+    def _advance_one(self, obj: dict[str, Any]) -> _Active | None | BaseException:
+        try:
+            self._seed(obj)
+            item = self._advance(obj)
+        except NotLeader as exc:
+            return exc
+        except Exception as exc:  # one bad rollout never stops the others
+            self._failed(obj, exc)
+            return exc
+        finally:
+            if self.informers is not None and hasattr(self.router, "forget_prefetch"):
+                self.router.forget_prefetch()
+        self._failing.pop(_key(obj), None)
+        return item
+
     def _advance_all(self, objs: list[dict[str, Any]]) -> None:
-        active: list[_Active] = []
-        for obj in objs:
-            try:
-                item = self._advance(obj)
-            except NotLeader:
-                return
-            except Exception as exc:  # one bad rollout never stops the others
-                self._failed(obj, exc)
-                continue
-            self._failing.pop(_key(obj), None)
-            if item is not None:
-                active.append(item)
+        results = self._map(self._advance_one, objs)
+        if any(isinstance(r, NotLeader) for r in results):
+            return
+        active = [r for r in results if isinstance(r, _Active)]
         snap = self._snapshot(active)
-        self._looks([a for a in active if a.due], snap)
+        looked = self._looks([a for a in active if a.due], snap)
+        if self.informers is not None:
+            now = self.clock.now()
+            for obj, result in zip(objs, results):
+                self._schedule(_key(obj), result, looked.get(_key(obj)), now)
+
+    def _schedule(self, key: str, result: Any, looked: str | None, now: float) -> None:
+        """When this rollout is due next: its next look or probe; the next tick while it moves on its
+        own (pending, promoting, a look that found no window yet); after a failure, a backoff of its
+        own; never by time once finished or paused (a change of one of its objects wakes it)."""
+        if isinstance(result, BaseException) or looked == "failed":
+            self.queue.retry_later(key, now)
+            return
+        self.queue.forget(key)
+        known = self._known.get(key)
+        if known is None:  # settled, or another rollout's route: on change only
+            self.queue.schedule(key, math.inf)
+            return
+        spec, state = known
+        if state.terminal or state.phase == rl.PAUSED:
+            self.queue.schedule(key, math.inf)
+        elif state.phase == rl.PROGRESSING and looked != "skipped":
+            due = next_look_at(spec.policy, state)
+            probe = self._probes.get(key)
+            self.queue.schedule(key, min(due, probe[3]) if probe is not None else due)
+        else:
+            self.queue.schedule(key, now)
+
+    def _seed(self, obj: dict[str, Any]) -> None:
+        """The router's next reads of this rollout's VirtualService and DestinationRule come from the cache."""
+        if self.informers is None or not hasattr(self.router, "seed"):
+            return
+        spec = obj.get("spec") or {}
+        meta = obj.get("metadata") or {}
+        vs = spec.get("virtualService") or spec.get("model") or ""
+        names = {"virtualservices": vs, "destinationrules": spec.get("destinationRule") or vs}
+        self.informers.use(_key(obj), meta.get("namespace", ""), names)
+        self.router.seed(self.informers.route_objects(meta.get("namespace", ""), names))
 
     # ---- per rollout ----------------------------------------------------------------
 
@@ -176,6 +298,7 @@ class Controller:
             state, actions = rl.new_rollout(model=target.model, stable_version=target.stable_version,
                                             canary_version=target.canary_version, now=now, route=target.route)
             state, _ = self._do(spec, state, actions, expect=status.state, log=log)
+            self._known[spec.key] = (spec, state)
             self._status(obj, spec, state)
             return None
         if state.terminal:
@@ -190,6 +313,7 @@ class Controller:
             state, recorded = self._decide(spec, state, seen, expect=recorded, log=log)
         elif state.phase == rl.PROGRESSING and (why := self._gate_probe(spec, state, now, log)):
             state, recorded = self._decide(spec, state, Observation(probe_failed=why), expect=recorded, log=log)
+        self._known[spec.key] = (spec, state)
         self._status(obj, spec, state)
         if state.phase == rl.PROGRESSING:
             return _Active(spec, state, obj, look_due(spec.policy, state, now), recorded)
@@ -364,33 +488,48 @@ class Controller:
         self._step_starts[spec.key] = (bind, base)
         return {"canaryVersion": bind[0], "step": bind[1], "stepStartedAt": bind[2], "snapshot": base.to_dict()}
 
-    def _looks(self, due: list[_Active], snap: Any = None) -> None:
-        for a in due:
-            spec, state, obj = a.spec, a.state, a.obj
-            log = self.log.bind(rollout=spec.key, model=spec.target.model)
-            try:
-                measured = self._measure(spec, state, snap)
-                if measured is None:
-                    continue  # no window yet (the step's start is this very snapshot): the next one looks
-                measurements, canary_n, window_s = measured
-                verdict = judge(spec.policy, measurements, prior=state.prior(), window=state.step_window)
-                if self.telemetry:
-                    self.telemetry.record_verdict(model=spec.target.model, results=verdict.results)
-                if verdict.outcome is Outcome.FAIL:
-                    self._breach_seen.setdefault((spec.key, state.canary_version), time.monotonic())
-                seen = Observation(look=rl.Looked(self.clock.now(), verdict, canary_n, window_s))
-                new, _ = self._decide(spec, state, seen, expect=a.recorded, log=log)
-                self._known[spec.key] = (spec, new)
-                step_start = None
-                if new.phase == rl.PROGRESSING and new.step != state.step and snap is not None:
-                    step_start = self._step_start(spec, new, snap)  # the next step starts where this look ended
-                self._status(obj, spec, new, verdict=verdict, step_start=step_start)
-            except NotLeader:
-                return
-            except RoutingConflict:
-                log.info("rollout.changed_outside")  # the next tick adopts what the other writer recorded
-            except Exception as exc:
-                self._failed(obj, exc)
+    def _looks(self, due: list[_Active], snap: Any = None) -> dict[str, str]:
+        """Every due look, `workers` at a time; rollout key -> looked | skipped (no window yet) | failed."""
+        stop = threading.Event()  # NotLeader: no further look starts
+        outcomes = self._map(lambda a: self._look(a, snap, stop), due)
+        return {a.spec.key: outcome for a, outcome in zip(due, outcomes)}
+
+    def _look(self, a: _Active, snap: Any, stop: threading.Event) -> str:
+        spec, state, obj = a.spec, a.state, a.obj
+        if stop.is_set():
+            return "skipped"
+        log = self.log.bind(rollout=spec.key, model=spec.target.model)
+        try:
+            measured = self._measure(spec, state, snap)
+            if measured is None:
+                return "skipped"  # no window yet (the step's start is this very snapshot): the next one looks
+            measurements, canary_n, window_s = measured
+            verdict = judge(spec.policy, measurements, prior=state.prior(), window=state.step_window)
+            if self.telemetry:
+                self.telemetry.record_verdict(model=spec.target.model, results=verdict.results)
+            if verdict.outcome is Outcome.FAIL:
+                self._breach_seen.setdefault((spec.key, state.canary_version), time.monotonic())
+            seen = Observation(look=rl.Looked(self.clock.now(), verdict, canary_n, window_s))
+            self._seed(obj)  # the write reads what the cache holds now (our own writes included)
+            new, _ = self._decide(spec, state, seen, expect=a.recorded, log=log)
+            self._known[spec.key] = (spec, new)
+            step_start = None
+            if new.phase == rl.PROGRESSING and new.step != state.step and snap is not None:
+                step_start = self._step_start(spec, new, snap)  # the next step starts where this look ended
+            self._status(obj, spec, new, verdict=verdict, step_start=step_start)
+            return "looked"
+        except NotLeader:
+            stop.set()
+            return "skipped"
+        except RoutingConflict:
+            log.info("rollout.changed_outside")  # the next tick adopts what the other writer recorded
+            return "failed"
+        except Exception as exc:
+            self._failed(obj, exc)
+            return "failed"
+        finally:
+            if self.informers is not None and hasattr(self.router, "forget_prefetch"):
+                self.router.forget_prefetch()
 
     def _measure(self, spec: crd.RolloutSpec, state: rl.RolloutState,
                  snap: Any = None) -> tuple[dict[str, Any], float, float] | None:
@@ -576,10 +715,12 @@ class Controller:
         if not self.is_leader() or left <= 0.05:
             raise NotLeader("not the leader: status write refused")
         meta = obj["metadata"]
-        self.custom.patch_namespaced_custom_object_status(crd.GROUP, crd.VERSION, meta["namespace"], crd.PLURAL,
-                                                          meta["name"], {"status": status},
-                                                          _request_timeout=min(10.0, left))
+        written = self.custom.patch_namespaced_custom_object_status(
+            crd.GROUP, crd.VERSION, meta["namespace"], crd.PLURAL, meta["name"], {"status": status},
+            _request_timeout=min(10.0, left))
         obj["status"] = {**(obj.get("status") or {}), **status}
+        if self.informers is not None and isinstance(written, dict):
+            self.informers.rollouts.put(written)  # the cache holds our own write at once
 
     # ---- reading --------------------------------------------------------------------
 

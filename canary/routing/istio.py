@@ -15,8 +15,9 @@ module only adds I/O, retries and error translation.
 from __future__ import annotations
 
 import datetime
+import threading
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import tenacity
@@ -77,6 +78,10 @@ class IstioRouter:
         # seconds this process may still write (set by FencedRouter under leader election); checked
         # before EVERY write attempt, and each attempt's timeout is cut to fit inside it
         self.fence: Callable[[], float] = lambda: math.inf
+        # the controller's informer cache: one-shot reads per thread (`seed`), and every object this
+        # router writes handed back (`written(plural, obj)`) so the cache holds our own writes at once
+        self._local = threading.local()
+        self.written: Callable[[str, Obj], None] | None = None
 
     # --- TrafficRouter ------------------------------------------------------------
 
@@ -188,15 +193,25 @@ class IstioRouter:
             for item in (res or {}).get("items", []):
                 meta = item.get("metadata", {})
                 cache[(plural, meta.get("namespace", ""), meta.get("name", ""))] = item
-        self._cache = cache
+        self._local.cache = cache
         return len(cache)
 
+    def seed(self, objs: Iterable[tuple[str, Obj]]) -> None:
+        """Objects read elsewhere (the controller's informer cache), for this thread: like `prefetch`,
+        each serves ONE read; every later read (a retry after 409, a guard's re-read) asks the API."""
+        cache = getattr(self._local, "cache", None)
+        if cache is None:
+            cache = self._local.cache = {}
+        for plural, obj in objs:
+            meta = obj.get("metadata", {})
+            cache[(plural, meta.get("namespace", ""), meta.get("name", ""))] = obj
+
     def forget_prefetch(self) -> None:
-        """Drop what `prefetch` listed and no read used: it must not serve a later tick."""
-        self._cache = {}
+        """Drop what `prefetch` or `seed` gave this thread and no read used: it must not serve later."""
+        self._local.cache = {}
 
     def _get(self, plural: str, namespace: str, name: str) -> Obj:
-        cached = getattr(self, "_cache", {}).pop((plural, namespace, name), None)
+        cached = getattr(self._local, "cache", {}).pop((plural, namespace, name), None)
         if cached is not None:
             return cached
         obj = self._call(
@@ -221,7 +236,10 @@ class IstioRouter:
                     raise _Conflict(f"{namespace}/{name}: 409") from exc
                 raise
 
-        return self._call(put, f"{namespace}/{name} ({plural})")
+        written: Obj = self._call(put, f"{namespace}/{name} ({plural})")
+        if self.written is not None and isinstance(written, dict):
+            self.written(plural, written)
+        return written
 
     def _call(self, fn: Callable[[], Any], what: str) -> Any:
         """One API call with bounded retries on transient errors, translated at the end."""

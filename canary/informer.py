@@ -1,0 +1,225 @@
+"""Informers: one LIST, then a WATCH, of one kind of object, kept in a local cache.
+
+What client-go's informers do, for the three kinds the controller reads (CanaryRollouts,
+VirtualServices, DestinationRules): the controller reads them from memory instead of
+LISTing everything every tick, and is told what changed. A watch that expires (410 Gone:
+the API server no longer keeps the events since our resourceVersion) or fails is followed by
+a fresh LIST, as informers do; the LIST's differences with the cache are reported as changes.
+
+Reads from the cache may be stale by the watch's latency. That is safe because every write
+still carries the resourceVersion it was computed from (a stale read costs a 409 and a fresh
+read, never a lost update), and a controller's own writes are put back into the cache
+(`put`, client-go's mutation cache) so that its next step does not start from before them.
+
+Log events: ``informer.relisted`` (kind, items, reason), ``informer.watch_failed`` (kind, error).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any, Callable
+
+from canary.logs import get as get_logger
+
+Obj = dict[str, Any]
+
+
+def key_of(obj: Obj) -> str:
+    meta = obj.get("metadata") or {}
+    return f"{meta.get('namespace', '')}/{meta.get('name', '')}"
+
+
+def _rv(obj: Obj | None) -> int | None:
+    try:
+        return int(((obj or {}).get("metadata") or {}).get("resourceVersion"))
+    except (TypeError, ValueError):
+        return None
+
+
+class Informer:
+    """`lister(**kw)` is a kubernetes client list call with its positional arguments bound, e.g.
+    ``functools.partial(custom.list_namespaced_custom_object, group, version, ns, plural)``;
+    it is called with ``_preload_content=False`` (plain JSON, no model classes) and, to watch,
+    ``watch=True, resource_version=..., timeout_seconds=...``. `on_change(key, obj or None)` is
+    called from the informer's thread for every change (None: deleted)."""
+
+    def __init__(self, lister: Callable[..., Any], *, kind: str,
+                 on_change: Callable[[str, Obj | None], None] | None = None,
+                 watch_timeout_s: int = 60, request_timeout_s: float = 30.0, retry_s: float = 1.0) -> None:
+        self.lister, self.kind, self.on_change = lister, kind, on_change
+        self.watch_timeout_s, self.request_timeout_s, self.retry_s = watch_timeout_s, request_timeout_s, retry_s
+        self._items: dict[str, Obj] = {}
+        self._lock = threading.Lock()
+        self.resource_version: str | None = None  # of the last LIST or event seen; None: LIST next
+        self.synced = threading.Event()
+        self.relists = 0
+        self.log = get_logger(component="informer", kind=kind)
+
+    # ---- the cache --------------------------------------------------------------------
+
+    def get(self, namespace: str, name: str) -> Obj | None:
+        with self._lock:
+            return self._items.get(f"{namespace}/{name}")
+
+    def items(self) -> list[Obj]:
+        with self._lock:
+            return list(self._items.values())
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._items)
+
+    def put(self, obj: Obj) -> None:
+        """An object this process just wrote (the API's answer): cached unless the cache already holds a
+        newer version (resourceVersions compared as integers, as etcd's are; otherwise it is taken)."""
+        key = key_of(obj)
+        with self._lock:
+            have, got = _rv(self._items.get(key)), _rv(obj)
+            if have is not None and got is not None and have >= got:
+                return
+            self._items[key] = obj
+
+    # ---- LIST and WATCH ---------------------------------------------------------------
+
+    def relist(self, reason: str = "start") -> None:
+        resp = self.lister(_preload_content=False, _request_timeout=self.request_timeout_s)
+        data = json.loads(resp.data)
+        fresh = {key_of(o): o for o in data.get("items") or []}
+        with self._lock:
+            old, self._items = self._items, fresh
+            self.resource_version = str((data.get("metadata") or {}).get("resourceVersion") or "") or None
+        self.relists += 1
+        self.synced.set()
+        self.log.info("informer.relisted", items=len(fresh), reason=reason)
+        if self.on_change is not None:
+            for key, obj in fresh.items():
+                if _rv(old.get(key)) != _rv(obj) or key not in old:
+                    self.on_change(key, obj)
+            for key in old.keys() - fresh.keys():
+                self.on_change(key, None)
+
+    def watch_once(self, stop: threading.Event | None = None) -> None:
+        """Follow the watch until it ends (timeout, 410, error); a 410 makes the next run LIST."""
+        from kubernetes.watch.watch import iter_resp_lines
+
+        resp = self.lister(watch=True, resource_version=self.resource_version, timeout_seconds=self.watch_timeout_s,
+                           allow_watch_bookmarks=True, _preload_content=False,
+                           _request_timeout=(self.request_timeout_s, self.watch_timeout_s + self.request_timeout_s))
+        try:
+            for line in iter_resp_lines(resp):
+                if stop is not None and stop.is_set():
+                    return
+                if line:
+                    self._event(json.loads(line))
+                    if self.resource_version is None:
+                        return
+        finally:
+            resp.close()
+            resp.release_conn()
+
+    def _event(self, event: dict[str, Any]) -> None:
+        kind, obj = event.get("type"), event.get("object") or {}
+        if kind == "ERROR":
+            code = obj.get("code")
+            self.resource_version = None  # 410 Expired or anything else: LIST again
+            self.log.info("informer.watch_expired" if code == 410 else "informer.watch_failed",
+                          error=str(obj.get("message", ""))[:300], code=code)
+            return
+        rv = (obj.get("metadata") or {}).get("resourceVersion")
+        if kind == "BOOKMARK":
+            self.resource_version = rv or self.resource_version
+            return
+        key = key_of(obj)
+        with self._lock:
+            have = self._items.get(key)
+            if kind == "DELETED":
+                self._items.pop(key, None)
+            elif _rv(have) is None or _rv(obj) is None or _rv(obj) > _rv(have):  # type: ignore[operator]
+                self._items[key] = obj
+            else:
+                have = obj  # our own write, already cached (`put`): not a change
+            self.resource_version = rv or self.resource_version
+        if self.on_change is not None and have is not obj:
+            self.on_change(key, None if kind == "DELETED" else obj)
+
+    def run(self, stop: threading.Event) -> None:
+        """LIST, then WATCH from its resourceVersion, again and again, until `stop`."""
+        while not stop.is_set():
+            try:
+                if self.resource_version is None:
+                    self.relist("start" if not self.synced.is_set() else "expired")
+                self.watch_once(stop)
+            except Exception as exc:  # the API is down or the watch broke: try again, LIST if it keeps failing
+                self.log.warning("informer.watch_failed", error=f"{type(exc).__name__}: {exc}"[:300])
+                self.resource_version = None
+                stop.wait(self.retry_s)
+
+    def start(self, stop: threading.Event) -> threading.Thread:
+        t = threading.Thread(target=self.run, args=(stop,), name=f"informer-{self.kind}", daemon=True)
+        t.start()
+        return t
+
+
+class Informers:
+    """The controller's three informers (CanaryRollouts, VirtualServices, DestinationRules) in one
+    namespace or all, and the index from a VirtualService or DestinationRule to the rollouts that
+    drive it, so that an edit of either wakes those rollouts."""
+
+    def __init__(self, api_client: Any, *, namespace: str | None, istio_version: str = "v1beta1",
+                 on_change: Callable[[str, str, Obj | None], None] | None = None, watch_timeout_s: int = 60) -> None:
+        import kubernetes.client as kc
+
+        from canary import crd
+        from canary.routing.istio import DR_PLURAL, GROUP, VS_PLURAL
+
+        custom = kc.CustomObjectsApi(api_client)
+
+        def lister(group: str, version: str, plural: str) -> Callable[..., Any]:
+            if namespace:
+                return lambda **kw: custom.list_namespaced_custom_object(group, version, namespace, plural, **kw)
+            return lambda **kw: custom.list_cluster_custom_object(group, version, plural, **kw)
+
+        def tell(kind: str) -> Callable[[str, Obj | None], None]:
+            return lambda key, obj: on_change(kind, key, obj) if on_change is not None else None
+
+        self.rollouts = Informer(lister(crd.GROUP, crd.VERSION, crd.PLURAL), kind=crd.PLURAL,
+                                 on_change=tell(crd.PLURAL), watch_timeout_s=watch_timeout_s)
+        self.routes = {plural: Informer(lister(GROUP, istio_version, plural), kind=plural, on_change=tell(plural),
+                                        watch_timeout_s=watch_timeout_s) for plural in (VS_PLURAL, DR_PLURAL)}
+        self._users: dict[tuple[str, str], set[str]] = {}  # (plural, namespace/name) -> rollout keys
+        self._lock = threading.Lock()
+
+    def all(self) -> list[Informer]:
+        return [self.rollouts, *self.routes.values()]
+
+    def start(self, stop: threading.Event) -> None:
+        for inf in self.all():
+            inf.start(stop)
+
+    def synced(self) -> bool:
+        return all(inf.synced.is_set() for inf in self.all())
+
+    def route_objects(self, namespace: str, names: dict[str, str]) -> list[tuple[str, Obj]]:
+        """(plural, cached object) for {plural: name}; what is not cached is left out (read from the API)."""
+        out = []
+        for plural, name in names.items():
+            obj = self.routes[plural].get(namespace, name)
+            if obj is not None:
+                out.append((plural, obj))
+        return out
+
+    def use(self, rollout: str, namespace: str, names: dict[str, str]) -> None:
+        """Rollout `rollout` reads these objects: their changes wake it."""
+        with self._lock:
+            for plural, name in names.items():
+                self._users.setdefault((plural, f"{namespace}/{name}"), set()).add(rollout)
+
+    def users(self, plural: str, key: str) -> set[str]:
+        with self._lock:
+            return set(self._users.get((plural, key), ()))
+
+    def written(self, plural: str, obj: Obj) -> None:
+        """A write's answer, into the cache at once (`Informer.put`)."""
+        inf = self.rollouts if plural not in self.routes else self.routes[plural]
+        inf.put(obj)

@@ -1,0 +1,252 @@
+"""The controller on watches, a local cache and a due-time work queue (issue 10 part 3), against
+the strict API emulator and a real backfilled Prometheus. Time is an injected clock (snapshots are
+evaluated at it); the only waits are for the watches to deliver what the emulator already holds."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from typing import Any, Callable, Iterator
+
+import kubernetes.client as kc
+import pytest
+
+from canary import crd
+from canary import rollout as rl
+from canary.controller import Controller
+from canary.informer import Informers
+from canary.metrics.batch import BatchMetrics
+from canary.metrics.prometheus import PrometheusProvider
+from canary.routing.istio import IstioRouter
+from canary.sandbox.kubeapi import KubeAPIServer
+from canary.sandbox.promserver import PromServer
+from tests import fleet
+from tests.integration.test_controller_scale import Clock, Counting
+
+pytestmark = pytest.mark.integration
+N = 4
+ISTIO = "networking.istio.io"
+
+
+def until(cond: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"never happened: {what}")
+        time.sleep(0.02)
+
+
+@pytest.fixture(scope="module")
+def prometheus(prometheus_binary: str) -> Iterator[PromServer]:
+    server = PromServer(history=fleet.history(N, after_s=1800), binary=prometheus_binary)
+    server.start()
+    yield server
+    server.stop()
+
+
+def make(api: KubeAPIServer, prometheus: PromServer, clock: Clock, *, workers: int = 1,
+         owns: Callable[[dict[str, Any]], bool] | None = None) -> tuple[Controller, threading.Event, Any]:
+    client = api.api_client()
+    prom = PrometheusProvider(prometheus.url, retries=2, budget_s=5)
+    op: Controller
+    informers = Informers(client, namespace="ml", on_change=lambda *c: op.changed(*c), watch_timeout_s=5)
+    op = Controller(custom=kc.CustomObjectsApi(client), core=kc.CoreV1Api(client),
+                    router=IstioRouter(client, wait=None), metrics=Counting(prom), batch=BatchMetrics(prom),
+                    namespace="ml", clock=clock, informers=informers, workers=workers,
+                    **({"owns": owns} if owns else {}))
+    stop = threading.Event()
+    op.watch(stop)
+    until(informers.synced, "the informers' first LIST")
+    return op, stop, client
+
+
+@pytest.fixture
+def world(prometheus: PromServer) -> Iterator[tuple[KubeAPIServer, Controller, Any, Clock]]:
+    api = fleet.start_api(N)
+    clock = Clock(time.time())
+    op, stop, client = make(api, prometheus, clock)
+    yield api, op, kc.CustomObjectsApi(client), clock
+    stop.set()
+    client.close()
+    api.stop()
+
+
+def caught_up(api: KubeAPIServer, op: Controller) -> None:
+    """Every informer holds what the emulator holds (a watch delivers it within its poll)."""
+    kinds = [(crd.GROUP, crd.PLURAL, op.informers.rollouts), (ISTIO, "virtualservices", op.informers.routes["virtualservices"]),
+             (ISTIO, "destinationrules", op.informers.routes["destinationrules"])]
+
+    def same() -> bool:
+        for group, plural, inf in kinds:
+            want = {o["metadata"]["name"]: o["metadata"]["resourceVersion"] for o in api.list(group, plural, "ml")}
+            have = {o["metadata"]["name"]: o["metadata"]["resourceVersion"] for o in inf.items()}
+            if want != have:
+                return False
+        return True
+
+    until(same, "the informers to catch up")
+
+
+def status(api: KubeAPIServer, name: str) -> dict[str, Any]:
+    return (api.get(crd.GROUP, crd.PLURAL, "ml", name) or {}).get("status") or {}
+
+
+def create(api: KubeAPIServer, i: int, version: str, **spec: Any) -> None:
+    api.handler.put_object(fleet.rollout_object(i, version, **spec))
+
+
+def step(api: KubeAPIServer, op: Controller, clock: Clock, dt: float = 1.0) -> None:
+    caught_up(api, op)
+    op.tick()
+    clock.t += dt
+
+
+def test_rollouts_reach_the_right_end_from_the_cache_with_concurrent_writes(prometheus: PromServer) -> None:
+    api = fleet.start_api(N)
+    clock = Clock(time.time())
+    op, stop, client = make(api, prometheus, clock, workers=3)
+    try:
+        versions = {0: "v2", 1: "v3", 2: "v2", 3: "v3"}
+        for i, v in versions.items():
+            create(api, i, v)
+        for _ in range(200):
+            step(api, op, clock)
+            if all(status(api, f"r{i}").get("phase") in rl.TERMINAL for i in versions):
+                break
+        for i, v in versions.items():
+            assert status(api, f"r{i}")["phase"] == fleet.expected_phase(v), i
+        # the informers' one LIST each, then watches: no LIST or GET of rollouts or routes per tick
+        assert [op.informers.rollouts.relists, *(i.relists for i in op.informers.routes.values())] == [1, 1, 1]
+        assert api.handler.requests[("GET", crd.PLURAL)] == 1  # (routes are read again only around phase changes)
+    finally:
+        stop.set()
+        client.close()
+        api.stop()
+
+
+def test_a_look_that_changes_nothing_else_costs_one_route_write_and_one_status_write(world: Any) -> None:
+    api, op, custom, clock = world
+    slow = fleet.rollout_object(0, "v2")
+    slow["spec"]["policy"]["analysis"]["interval"] = "60s"  # one long step: looks that change nothing else
+    api.handler.put_object(slow)
+    for _ in range(6):  # claimed, first step, its step-start snapshot, first looks
+        step(api, op, clock)
+    assert status(api, "r0")["phase"] == rl.PROGRESSING
+    looks0, calls0 = status(api, "r0")["summary"]["looks"], dict(api.handler.requests)
+    for _ in range(8):
+        step(api, op, clock)
+    looks = status(api, "r0")["summary"]["looks"] - looks0
+    calls = {k: v - calls0.get(k, 0) for k, v in api.handler.requests.items() if v != calls0.get(k, 0)}
+    assert looks == 8
+    history = {k: v for k, v in calls.items() if k[1] == "configmaps"}  # the report's ConfigMap, every 10 looks
+    assert calls.pop(("PUT", "virtualservices")) == looks and calls.pop(("PATCH", crd.PLURAL)) == looks
+    assert set(calls) == set(history) and sum(history.values()) <= 2  # nothing else: no GET, LIST, Event
+
+
+def test_a_rollout_is_touched_only_when_due_or_changed(world: Any) -> None:
+    api, op, custom, clock = world
+    slow = fleet.rollout_object(0, "v2")
+    slow["spec"]["policy"]["analysis"].update(interval="60s", look_every="10s")
+    api.handler.put_object(slow)
+    for _ in range(4):
+        step(api, op, clock, dt=0.0)
+    assert status(api, "r0")["phase"] == rl.PROGRESSING
+    caught_up(api, op)
+    due = op.queue.due_at("ml/r0")
+    assert due is not None and due > clock.t  # the next look
+    parsed: list[str] = []
+    real = crd.parse
+    crd.parse = lambda obj, **kw: parsed.append(obj["metadata"]["name"]) or real(obj, **kw)  # type: ignore[assignment]
+    try:
+        before = dict(api.handler.requests)
+        for _ in range(3):
+            step(api, op, clock, dt=1.0)  # not due yet
+        assert parsed == [] and api.handler.requests == before
+        custom.patch_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0",
+                                              {"spec": {"action": "pause", "actionReason": "by hand"}})
+        step(api, op, clock, dt=0.0)  # a change of the rollout: handled at the next tick
+        assert parsed == ["r0"] and status(api, "r0")["phase"] == rl.PAUSED
+        assert op.queue.due_at("ml/r0") == float("inf")  # paused: only a change wakes it
+        api.edit(ISTIO, "virtualservices", "ml", "m0",  # a foreign edit of its VirtualService wakes it too
+                 lambda o: o["metadata"].setdefault("labels", {}).update(touched="yes"))
+        step(api, op, clock, dt=0.0)
+        assert parsed == ["r0", "r0"]
+    finally:
+        crd.parse = real  # type: ignore[assignment]
+
+
+def test_a_failing_rollout_backs_off_and_never_holds_the_others(world: Any) -> None:
+    api, op, custom, clock = world
+    bad = fleet.rollout_object(0, "v2")
+    bad["spec"]["policy"]["steps"] = [50, 10, 100]  # invalid: reported, retried with a growing delay
+    api.handler.put_object(bad)
+    create(api, 1, "v2")
+    delays: list[float] = []
+    retry_later = op.queue.retry_later
+
+    def spy(key: str, now: float) -> float:
+        delay = retry_later(key, now)
+        if key == "ml/r0":
+            delays.append(delay)
+        return delay
+
+    op.queue.retry_later = spy  # type: ignore[method-assign]
+    for _ in range(60):
+        step(api, op, clock, dt=0.25)
+        if status(api, "r1").get("phase") in rl.TERMINAL:
+            break
+    assert status(api, "r1")["phase"] == rl.PROMOTED
+    assert [c for c in status(api, "r0")["conditions"] if c["type"] == "Ready"][0]["status"] == "False"
+    assert len(delays) >= 3 and delays == sorted(delays) and max(delays) <= op.queue.max_delay_s
+
+
+def test_writes_of_different_rollouts_run_concurrently_within_the_bound(prometheus: PromServer) -> None:
+    api = fleet.start_api(N)
+    clock = Clock(time.time())
+    op, stop, client = make(api, prometheus, clock, workers=2)
+    inner = op.router
+    lock, running, peak = threading.Lock(), [0], [0]
+
+    class Slow:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(inner, name)
+
+        def set_weights(self, *a: Any, **kw: Any) -> Any:
+            with lock:
+                running[0] += 1
+                peak[0] = max(peak[0], running[0])
+            try:
+                time.sleep(0.05)  # a slow API: writes overlap when they may
+                return inner.set_weights(*a, **kw)
+            finally:
+                with lock:
+                    running[0] -= 1
+
+    op.fenced.inner = Slow()  # type: ignore[assignment]
+    try:
+        for i in range(N):
+            create(api, i, "v2")
+        for _ in range(100):
+            step(api, op, clock)
+            if all(status(api, f"r{i}").get("phase") in rl.TERMINAL for i in range(N)):
+                break
+        assert all(status(api, f"r{i}")["phase"] == rl.PROMOTED for i in range(N))
+        assert peak[0] <= 2
+    finally:
+        stop.set()
+        client.close()
+        api.stop()
+
+
+def test_the_step_start_and_history_survive_like_before(world: Any) -> None:
+    api, op, custom, clock = world
+    create(api, 0, "v2")
+    for _ in range(100):
+        step(api, op, clock)
+        if status(api, "r0").get("phase") in rl.TERMINAL:
+            break
+    st = status(api, "r0")
+    assert st["phase"] == rl.PROMOTED and "verdictHistory" not in st
+    looks = json.loads(api.get("", "configmaps", "ml", "m0-canary-history")["data"]["history.json"])["looks"]
+    assert len(looks) == st["summary"]["looks"]

@@ -1,0 +1,94 @@
+"""Informers against the strict API emulator: LIST then WATCH, a local cache, re-list on 410."""
+
+from __future__ import annotations
+
+import functools
+import threading
+import time
+from typing import Any, Callable, Iterator
+
+import kubernetes.client as kc
+import pytest
+
+from canary.informer import Informer
+from canary.sandbox import kubeapi
+from canary.sandbox.kubeapi import KubeAPIServer
+
+pytestmark = pytest.mark.integration
+
+
+def cm(name: str, value: str = "x") -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": "ml"},
+            "data": {"v": value}}
+
+
+def until(cond: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
+    """Wait for a condition (a generous bound against a hung test, not a speed assertion)."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"never happened: {what}")
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def world() -> Iterator[tuple[KubeAPIServer, Informer, list[tuple[str, Any]], threading.Event]]:
+    api = KubeAPIServer(seed=[cm("a"), cm("b")]).start()
+    client = api.api_client()
+    changes: list[tuple[str, Any]] = []
+    inf = Informer(functools.partial(kc.CoreV1Api(client).list_namespaced_config_map, "ml"), kind="configmaps",
+                   on_change=lambda k, o: changes.append((k, None if o is None else o["data"]["v"])),
+                   watch_timeout_s=2, retry_s=0.05)
+    stop = threading.Event()
+    inf.start(stop)
+    until(inf.synced.is_set, "the first LIST")
+    yield api, inf, changes, stop
+    stop.set()
+    client.close()
+    api.stop()
+
+
+def test_list_then_watch_keeps_the_cache_and_reports_changes(world: Any) -> None:
+    api, inf, changes, _ = world
+    assert sorted(changes) == [("ml/a", "x"), ("ml/b", "x")] and len(inf) == 2
+    api.handler.put_object(cm("a", "y"))
+    api.handler.put_object(cm("c", "z"))
+    until(lambda: len(changes) == 4, "two watch events")
+    assert changes[2:] == [("ml/a", "y"), ("ml/c", "z")] and inf.get("ml", "a")["data"]["v"] == "y"
+    client = api.api_client()
+    kc.CoreV1Api(client).delete_namespaced_config_map("b", "ml")
+    client.close()
+    until(lambda: inf.get("ml", "b") is None, "the delete")
+    assert changes[-1] == ("ml/b", None) and inf.relists == 1
+
+
+def test_an_expired_watch_is_followed_by_a_new_list(world: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    api, inf, changes, stop = world
+    monkeypatch.setattr(kubeapi, "LOG_SIZE", 5)
+    stop.set()  # the watch goes quiet ...
+    until(lambda: not any(t.name == "informer-configmaps" for t in threading.enumerate()), "the informer to stop")
+    for i in range(20):  # ... while more happens than the server keeps
+        api.handler.put_object(cm("a", f"v{i}"))
+    again = threading.Event()
+    inf.start(again)
+    until(lambda: inf.relists == 2, "a re-list after 410 Expired")
+    assert inf.get("ml", "a")["data"]["v"] == "v19" and changes[-1] == ("ml/a", "v19")
+    again.set()
+
+
+def test_our_own_write_is_cached_at_once_and_not_reported_again(world: Any) -> None:
+    api, inf, changes, _ = world
+    client = api.api_client()
+    written = kc.CoreV1Api(client).replace_namespaced_config_map(
+        "a", "ml", cm("a", "mine"), _preload_content=False)
+    import json
+
+    obj = json.loads(written.data)
+    inf.put(obj)
+    assert inf.get("ml", "a")["data"]["v"] == "mine"  # before any watch event
+    api.handler.put_object(cm("b", "later"))
+    until(lambda: ("ml/b", "later") in changes, "the later event")
+    assert ("ml/a", "mine") not in changes  # the watch event of our own write was no change
+    inf.put({**obj, "data": {"v": "older"}, "metadata": {**obj["metadata"], "resourceVersion": "1"}})
+    assert inf.get("ml", "a")["data"]["v"] == "mine"  # an older version never replaces a newer one
+    client.close()
