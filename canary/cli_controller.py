@@ -47,6 +47,9 @@ def run(
     metrics_addr: str = typer.Option("127.0.0.1:8080", "--metrics-addr", help="host:port for /metrics /healthz /readyz ('' to disable)"),
     tick: float = opts.DurationOpt("1s", "--tick", help="between passes over the rollouts that are due"),
     workers: int = typer.Option(4, "--workers", min=1, max=64, help="rollouts reconciled at once (their writes run concurrently)"),
+    shards: int = typer.Option(1, "--shards", min=1, max=1024, envvar="CANARY_SHARDS", help="split the rollouts into N shards, each led through its own Lease (run N+1 replicas)"),
+    shard_index: Optional[int] = typer.Option(None, "--shard-index", min=0, help="lead only this shard (default: any, up to --max-shards-per-replica)"),
+    max_shards: int = typer.Option(1, "--max-shards-per-replica", min=1, help="shards one replica leads at once"),
     webhook: list[str] = typer.Option([], "--webhook", help="generic JSON webhook URL (repeatable; also CANARY_WEBHOOK_URLS)"),
     slack_webhook: list[str] = typer.Option([], "--slack-webhook", help="Slack incoming-webhook URL (repeatable; also CANARY_SLACK_WEBHOOK_URLS)"),
     drift: bool = typer.Option(False, "--drift", help="also watch every baseline ConfigMap for data drift (docs/drift.md)"),
@@ -71,15 +74,11 @@ def run(
 
     def go() -> int:
         from canary.kube import api_client
-        from canary.metrics.batch import BatchMetrics
         from canary.notify import Notifier
-        from canary.controller import Controller
-        from canary.routing.istio import IstioRouter
         from canary.telemetry import HealthServer, Telemetry
 
         if renew_deadline >= lease_duration:
             raise cli.ConfigError("--renew-deadline must be below --lease-duration (fencing)")
-        import kubernetes.client as kc
 
         prom = cli._metrics(prometheus_url, prometheus_token, prometheus_user, prometheus_password, insecure,
                             prometheus_ca_file)  # flags first: a bad one is refused before the cluster is asked
@@ -90,27 +89,17 @@ def run(
             signal.signal(sig, lambda *_: stop.set())
         telemetry = Telemetry()
         notifier = Notifier.from_env(webhooks=webhook, slack=slack_webhook)
-        elector = None
-        is_leader = lambda: True  # noqa: E731
-        lease_left = None
-        if leader_elect:
-            from canary.leader import LeaderElector
+        if shard_index is not None and shard_index >= shards:
+            raise cli.ConfigError(f"--shard-index must be below --shards ({shards})")
+        from canary import shards as sh
 
-            elector = LeaderElector(client, namespace=lease_namespace or "canary-system", name=lease_name,
-                                    identity=me, lease_duration_s=lease_duration, renew_deadline_s=renew_deadline,
-                                    retry_period_s=retry_period)
-            elector.start(stop)
-            is_leader, lease_left = elector.is_leader, elector.lease_left
-        from canary.informer import Informers
-
-        router = IstioRouter(client)
-        informers = Informers(client, namespace=namespace, istio_version=router.version,
-                              on_change=lambda *change: op.changed(*change))  # watches + cache, no LIST per tick
-        op = Controller(custom=kc.CustomObjectsApi(client), core=kc.CoreV1Api(client), router=router,
-                        metrics=prom, batch=BatchMetrics(prom), namespace=namespace, is_leader=is_leader,
-                        lease_left=lease_left, identity=me, telemetry=telemetry, notifier=notifier,
-                        informers=informers, workers=workers)
-        op.watch(stop)
+        # watches + a local cache (no LIST per tick); one controller per shard this replica may lead
+        ops, is_leader, release = sh.build(
+            client, prom=prom, namespace=namespace, identity=me, telemetry=telemetry, notifier=notifier,
+            workers=workers, shards=shards, shard_index=shard_index, max_shards=max_shards, leader_elect=leader_elect,
+            lease_namespace=lease_namespace or "canary-system", lease_base=lease_name, lease_duration_s=lease_duration,
+            renew_deadline_s=renew_deadline, retry_period_s=retry_period, stop=stop)
+        op = ops[0]
         stall = max(30.0, 10 * tick)
         if drift:
             _start_drift(client, prom, namespace=namespace, state_namespace=lease_namespace or "canary-system",
@@ -118,11 +107,12 @@ def run(
                          window=drift_window, quiet=drift_quiet, retrain_job=retrain_job, registry=telemetry.registry)
 
         def live() -> tuple[bool, str]:
-            return time.monotonic() - op.last_tick < stall, f"no tick for {time.monotonic() - op.last_tick:.0f}s"
+            last = min(o.last_tick for o in ops)
+            return time.monotonic() - last < stall, f"no tick for {time.monotonic() - last:.0f}s"
 
         def ready() -> tuple[bool, str]:
-            ok, why = op.health
-            return ok, f"{'leader' if is_leader() else 'standby'}; {why}"
+            bad = [o.health[1] for o in ops if not o.health[0]]
+            return not bad, f"{'leader' if is_leader() else 'standby'}; {bad[0] if bad else 'ok'}"
 
         server = None
         if metrics_addr:
@@ -130,12 +120,14 @@ def run(
             server = HealthServer(telemetry, host=host or "127.0.0.1", port=int(port or 0), ready=ready, live=live)
             server.start()
             log.info("controller.serving", url=server.url)
-        log.info("controller.started", identity=me, namespace=namespace or "(all)", leader_elect=leader_elect)
+        log.info("controller.started", identity=me, namespace=namespace or "(all)", leader_elect=leader_elect,
+                 shards=shards, shard_index=shard_index, workers=workers)
+        for other in ops[1:]:  # one loop per shard: a slow shard never delays another
+            threading.Thread(target=other.run, args=(stop,), kwargs={"tick_s": tick}, daemon=True).start()
         try:
             op.run(stop, tick_s=tick)
         finally:
-            if elector is not None:
-                elector.release()
+            release()
             notifier.close(5.0)
             if server is not None:
                 server.stop()

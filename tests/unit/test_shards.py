@@ -1,0 +1,78 @@
+"""Shards (canary/shards.py): which shard a rollout is in, and how many shards a replica leads."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from canary import shards as sh
+
+
+def test_jump_hash_spreads_evenly_and_moves_only_a_share_when_shards_are_added() -> None:
+    keys = [f"ns{i % 7}/rollout-{i}" for i in range(4000)]
+    four = {k: sh.shard_of(*k.split("/"), 4) for k in keys}
+    five = {k: sh.shard_of(*k.split("/"), 5) for k in keys}
+    counts = Counter(four.values())
+    assert set(counts) == {0, 1, 2, 3} and min(counts.values()) > 850  # about 1,000 each
+    moved = [k for k in keys if four[k] != five[k]]
+    assert all(five[k] == 4 for k in moved)  # a rollout only ever moves to the new shard
+    assert 600 < len(moved) < 1000  # about 1/5 of them
+    assert sh.shard_of("ml", "r1", 1) == 0 and sh.shard_of("ml", "r1", 4) == sh.shard_of("ml", "r1", 4)
+
+
+def test_owner_matches_one_shard_per_rollout() -> None:
+    objs = [{"metadata": {"namespace": "ml", "name": f"r{i}"}} for i in range(100)]
+    owners = [sh.owner(i, 3) for i in range(3)]
+    assert all(sum(o(obj) for o in owners) == 1 for obj in objs)
+    assert sh.lease_name("canary-controller", 2, 3) == "canary-controller-shard-2-of-3"
+
+
+class FakeElector:
+    """Holds its lease when `free` says nobody else does."""
+
+    def __init__(self, index: int, free: set[int]) -> None:
+        self.index, self.free, self.leading, self.tries = index, free, False, 0
+
+    def is_leader(self) -> bool:
+        return self.leading
+
+    def try_acquire_or_renew(self) -> bool:
+        self.tries += 1
+        if not self.leading and self.index in self.free:
+            self.free.discard(self.index)
+            self.leading = True
+        return self.leading
+
+    def release(self) -> None:
+        self.leading = False
+        self.free.add(self.index)
+
+
+def test_a_replica_leads_at_most_its_share_and_a_spare_takes_a_lost_shard() -> None:
+    """Two shards, three replicas leading at most one each: two leaders and a spare for both."""
+    free = {0, 1}
+    a, b, spare = (sh.ShardLeases([FakeElector(i, free) for i in range(2)], max_shards=1, identity=n) for n in "abc")
+    held_a, held_b, held_c = a.attempt(), b.attempt(), spare.attempt()
+    assert len(held_a) == len(held_b) == 1 and sorted(held_a + held_b) == [0, 1] and held_c == []
+    for _ in range(3):  # renewals keep everyone where they are
+        assert (a.attempt(), b.attempt(), spare.attempt()) == (held_a, held_b, [])
+    lost = held_a[0]
+    a.electors[lost].leading = False  # replica a dies: its lease lapses
+    free.add(lost)
+    assert spare.attempt() == [lost] and b.attempt() == held_b  # only a's shard moved
+
+
+def test_a_replica_with_room_leads_several_shards() -> None:
+    free = {0, 1, 2}
+    a = sh.ShardLeases([FakeElector(i, free) for i in range(3)], max_shards=2, identity="a")
+    b = sh.ShardLeases([FakeElector(i, free) for i in range(3)], max_shards=2, identity="b")
+    assert len(a.attempt()) == 2 and len(b.attempt()) == 1 and not free
+
+
+def test_a_pinned_replica_tries_only_its_shard() -> None:
+    free = {0, 1, 2}
+    electors = [FakeElector(i, free) for i in range(3)]
+    pinned = sh.ShardLeases(electors, max_shards=3, identity="x", pinned=1)
+    assert pinned.attempt() == [1] and electors[0].tries == electors[2].tries == 0
