@@ -19,7 +19,7 @@ import typer
 from canary import cli_options as opts
 from canary import logs
 from canary import rollout as rl
-from canary.errors import CanaryError, ConfigError, RolloutBusy, TransientError
+from canary.errors import AlreadyStable, CanaryError, ConfigError, RolloutBusy, TransientError
 from canary.model import Target
 
 app = typer.Typer(add_completion=True, no_args_is_help=True, help="Canary analysis and rollback for ML models on Triton behind Istio.")
@@ -269,7 +269,12 @@ def _operator(model: str, namespace: Optional[str], vs: Optional[str], dr: Optio
         router = _oncall_router(kubeconfig, context)
         target = router.resolve(_target(model, ns, vs, dr, route=route))
         log = logs.get(model=model, namespace=ns, **({"route": target.route} if target.route else {}))
-        state = oncall_action(router, target, event, log=log)
+        try:
+            state = oncall_action(router, target, event, log=log)
+        except AlreadyStable as exc:  # idempotent: the traffic is where a rollback would put it
+            opts.emit({"weights": {"stable": 100, "canary": 0}, "phase": None, "note": str(exc)}, output,
+                      lambda wide: typer.echo(f"stable 100% already: {exc}"))
+            return 0
 
         def text(wide: bool) -> None:
             if wide:

@@ -83,5 +83,10 @@ class RolloutBusy(CanaryError):
     """Another rollout is in progress on this VirtualService."""
 
 
+class AlreadyStable(CanaryError):
+    """`canary rollback` on a route already at stable 100% with no rollout in progress: the state it
+    asks for holds; nothing is written (exit 0)."""
+
+
 class NotLeader(CanaryError):
     """This replica lost (or never had) the lease, or has too little of it left for a write."""

@@ -22,7 +22,7 @@ from typing import Any, Callable, Protocol, TypeVar
 
 from canary import rollout as rl
 from canary.analysis.judge import judge
-from canary.errors import CanaryError, ConfigError, RoutingConflict, TargetError, TransientError
+from canary.errors import AlreadyStable, CanaryError, ConfigError, RoutingConflict, TargetError, TransientError
 from canary.logs import get as get_logger
 from canary.metrics.base import MetricsProvider
 from canary.model import STABLE_ONLY, Target, check_version
@@ -348,6 +348,9 @@ def oncall_action(router: TrafficRouter, target: Target, event: rl.Rollback | rl
             state = rl.RolloutState(model=target.model, stable_version=status.stable_subset_version,
                                     canary_version=status.canary_subset_version, phase=rl.PROGRESSING,
                                     weights=status.weights, started_at=event.now, updated_at=event.now)
+        elif isinstance(event, rl.Rollback):  # stable already has 100%: what on-call asks for holds
+            raise AlreadyStable(f"{target.namespace}/{target.virtual_service}: stable already serves 100%; no "
+                                "rollout in progress" + (f" (last: {state.phase}, {state.reason})" if state else ""))
         else:
             raise ConfigError(f"{target.namespace}/{target.virtual_service}: no rollout in progress"
                               + (f" (last: {state.phase}, {state.reason})" if state else ""))

@@ -73,7 +73,9 @@ def test_status_pause_resume_rollback(cluster: Any) -> None:
     assert res.returncode == 0, res.stderr
     weights, state = vs(api)
     assert weights == [100, 0] and state["phase"] == rl.ROLLED_BACK and "pager says so" in state["reason"]
-    assert canary("rollback", "rec-model", "-n", "ml", kubeconfig=kc).returncode == 2  # nothing in progress
+    again = canary("rollback", "rec-model", "-n", "ml", "-o", "json", kubeconfig=kc)  # idempotent: stable has 100%
+    assert again.returncode == 0 and json.loads(again.stdout)["weights"] == {"stable": 100, "canary": 0}
+    assert "stable already serves 100%" in json.loads(again.stdout)["note"] and vs(api)[1] == state
     assert any(e.get("reason") == "RollbackCompleted" for e in api.list("", "events", "ml"))
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from canary import rollout as rl
 from canary.runner import EXIT_INFRA, EXIT_INTERRUPTED, Runner, oncall_action
-from canary.errors import ConfigError, RolloutBusy, TargetError
+from canary.errors import AlreadyStable, ConfigError, RolloutBusy, TargetError
 from canary.logs import get
 from canary.model import STABLE_ONLY, Target, Weights
 from canary.policy import parse_policy
@@ -147,6 +147,11 @@ def test_oncall_rollback_forces_stable_even_without_a_recorded_rollout() -> None
     assert router.weights == STABLE_ONLY and state.phase == rl.ROLLED_BACK
     with pytest.raises(ConfigError, match="no rollout in progress"):
         oncall_action(router, TARGET, rl.Pause(2.0), log=get())
+    # a second rollback: stable already has 100%, so it holds; nothing is written (the CLI exits 0)
+    writes = len(router.log)
+    with pytest.raises(AlreadyStable, match="stable already serves 100%"):
+        oncall_action(router, TARGET, rl.Rollback(3.0, "operator: again"), log=get())
+    assert len(router.log) == writes
 
 
 def test_oncall_rollback_racing_our_write_is_never_undone() -> None:
