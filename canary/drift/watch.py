@@ -118,12 +118,16 @@ class DriftWatcher:
             done.append({"model": state.model, "version": state.version, "alert": a.event, "message": a.message})
             return state
         ok, error = self._trigger(state, a, namespace)
-        done.append({"model": state.model, "version": state.version, "trigger": a.episode, "ok": ok, "error": error})
+        configured = self.retrain_webhook is not None or (self.job_template is not None and self.batch is not None)
+        done.append({"model": state.model, "version": state.version, "trigger": a.episode, "ok": ok, "error": error,
+                     **({} if configured else {"configured": False})})
         state, more = M.trigger_result(state, ok, self.clock(), self.config, error)
         queue.extend(more)
-        if ok:
+        if ok and configured:
             log.warning("drift.retrain_triggered", model=state.model, version=state.version, episode=a.episode,
                         features=a.evidence.get("drifted_features"))
+        elif ok:  # the episode is alerted only: say so, never claim a retraining that nothing started
+            log.info("drift.retrain_not_configured", model=state.model, version=state.version, episode=a.episode)
         return state
 
     def _alert(self, state: M.MonitorState, a: M.Alert, namespace: str) -> None:

@@ -394,3 +394,21 @@ def test_a_rise_in_missing_values_is_reported_beside_the_drift_tests(tmp_path):
     assert by["age"].shifted and by["age"].live_rate == pytest.approx(0.2) and by["age"].reference_rate == 0.0
     assert not by["city"].shifted and "MORE MISSING" in by["age"].reason()
     assert not any(f.drifted for f in result.features if f.feature == "age")  # the values themselves did not move
+
+
+def test_an_episode_without_a_retraining_trigger_is_never_logged_as_retrained():
+    """No Job template, no webhook (e.g. `drift watch --no-kube`): the episode is alerted only, and the
+    log says that nothing was started (a newcomer review found drift.retrain_triggered logged)."""
+    from structlog.testing import capture_logs
+
+    from canary.drift import monitor as M
+    from canary.drift.watch import DriftWatcher
+
+    w = DriftWatcher([], client=None, window_s=300, config=M.MonitorConfig())
+    state = M.MonitorState("rec", "v1", phase=M.DRIFTING, episode=1, trigger="pending")
+    done: list = []
+    with capture_logs() as logs:
+        w._act(state, [M.Trigger(episode=1, evidence={"drifted_features": ["age"]})], done, "ml")
+    events = [e["event"] for e in logs]
+    assert "drift.retrain_not_configured" in events and "drift.retrain_triggered" not in events
+    assert done == [{"model": "rec", "version": "v1", "trigger": 1, "ok": True, "error": "", "configured": False}]
