@@ -133,7 +133,8 @@ def prometheus(url: Optional[str], token: Optional[str] = None, user: Optional[s
                password: Optional[str] = None, ca_file: Optional[str] = None, insecure: bool = False, *,
                provider: bool = True) -> Any:
     """A PrometheusProvider (or, `provider=False`, the bare PrometheusClient) from the shared options.
-    ConfigError naming the flag for a missing URL, a password without a user, an unreadable CA file."""
+    ConfigError naming the flag for a missing URL, a password without a user, a token with a user,
+    an unreadable CA file."""
     from canary.metrics.client import PrometheusClient
     from canary.metrics.prometheus import PrometheusProvider
 
@@ -141,6 +142,9 @@ def prometheus(url: Optional[str], token: Optional[str] = None, user: Optional[s
         raise ConfigError("no Prometheus address: pass --prometheus-url or set CANARY_PROMETHEUS_URL")
     if password and not user:
         raise ConfigError("--prometheus-password needs --prometheus-user (CANARY_PROMETHEUS_USER)")
+    if token and user:  # both would set Authorization: which one the server sees is not for us to guess
+        raise ConfigError("give --prometheus-token or --prometheus-user/--prometheus-password, not both "
+                          "(check CANARY_PROMETHEUS_TOKEN and CANARY_PROMETHEUS_USER)")
     verify: bool | str = True
     if ca_file:
         if insecure:

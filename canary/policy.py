@@ -212,9 +212,20 @@ def _message(err: Any) -> str:
         msg += f", not {show(value)}: quote it in YAML (which reads 1.10 as the number 1.1)"
     elif kind in _TYPE_MESSAGES and value is not None and isinstance(value, (bool, int, float, str)):
         msg += f", not {show(value)}" + (" (a boolean)" if isinstance(value, bool) else "")
+        if isinstance(value, str) and kind in ("float_type", "int_type") and _yaml_number_text(value):
+            msg += ": YAML reads an exponent without a dot as text; write it as 1.0e9, or 1000000000"
     elif msg.startswith("Value error, "):
         msg = msg[len("Value error, ") :]
     return msg if len(msg) <= 500 else msg[:497] + "..."
+
+
+def _yaml_number_text(text: str) -> bool:
+    """'1e9', '2E-3': a number to Python, a string to YAML 1.1 (which needs '1.0e9')."""
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return "e" in text.lower()
 
 
 def _where(err: Any) -> str:

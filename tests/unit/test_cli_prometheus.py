@@ -169,3 +169,12 @@ def test_the_options_build_one_client() -> None:
         cli_options.prometheus(None)
     with pytest.raises(ConfigError, match="at most one of --prometheus-ca-file and --insecure-skip-tls-verify"):
         cli_options.prometheus("https://p", ca_file=__file__, insecure=True)
+
+
+def test_a_token_and_a_user_together_are_refused() -> None:
+    """Both would set the Authorization header; the error names both flags (and their variables)."""
+    from canary import cli_options as opts
+    from canary.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="--prometheus-token or --prometheus-user/--prometheus-password, not both"):
+        opts.prometheus("http://127.0.0.1:9", token="t", user="u", password="p")

@@ -644,3 +644,10 @@ def test_every_problem_of_a_policy_is_listed_with_its_field_path(tmp_path):
     assert r.exit_code == 2
     for f in fields:
         assert f"  - {f}: " in r.output
+
+
+def test_an_exponent_yaml_reads_as_text_gets_a_hint() -> None:
+    """PyYAML (YAML 1.1) reads `1e9` as a string: the error says how to write the number."""
+    with pytest.raises(PolicyError, match=r"checks\[0\]\.max_psi: must be a number, not '1e9': YAML reads an "
+                                          r"exponent without a dot as text; write it as 1\.0e9"):
+        parse_policy_text("steps: [10, 100]\nchecks:\n  - {name: p, kind: prediction_shift, max_psi: 1e9}\n")
