@@ -37,7 +37,7 @@ def report_cmd(
     namespace: Optional[str] = opts.NamespaceOpt,
     virtual_service: Optional[str] = cli.VsOpt,
     rollout: Optional[str] = typer.Option(None, "--rollout", help="a CanaryRollout's name: the rollout it drives"),
-    input_file: Optional[Path] = typer.Option(None, "--input", "-f", help="a saved history (`-o json`) instead "
+    input_file: Optional[Path] = typer.Option(None, "--input", "-i", "-f", help="a saved history (`-o json`) instead "
                                                                            "of the cluster"),
     output: str = typer.Option("", "--output", "-o", callback=_output, metavar="FILE.html|FILE.json|json|yaml",
                                help="where the page goes (default <model>-<canary version>.report.html), or the "

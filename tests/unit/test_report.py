@@ -87,3 +87,18 @@ def test_bad_input_exits_2_naming_it(tmp_path: Path, slow: dict[str, Any], args:
     res = CliRunner().invoke(app, [a.format(**paths) for a in args])
     assert res.exit_code == 2, res.output
     assert needle in res.output
+
+
+def test_input_takes_dash_i_as_judge_and_drift_check_do(tmp_path) -> None:
+    """`-i` like `canary judge` and `canary drift check`; `-f` still works."""
+    from typer.testing import CliRunner
+
+    from canary import logs
+    from canary.cli import app
+
+    try:
+        for flag in ("-i", "-f"):
+            r = CliRunner().invoke(app, ["report", flag, str(tmp_path / "missing.json"), "-o", "json"])
+            assert r.exit_code == 2 and "missing.json" in r.output, (flag, r.output)
+    finally:
+        logs.configure()
