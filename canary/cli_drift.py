@@ -206,11 +206,15 @@ def watch_cmd(
     once: bool = typer.Option(False, "--once", help="one evaluation, then exit (1 if any episode is open, "
                                                     "3 if Prometheus could not be read)"),
     metrics_port: int = typer.Option(0, "--metrics-port", help="serve model_data_drift_* on 127.0.0.1:PORT"),
+    output: str = opts.OutputOpt,
 ) -> None:
     """Watch live feature distributions against their training profiles, continuously: alerts with
     hysteresis, a quiet period after a version starts, and one retraining trigger per drift episode.
+    With --once, -o prints each profile's evaluation (logs go to stderr either way).
 
     Example: canary drift watch --baseline rec-model-v2.profile.json --retrain-job retrain.yaml -n ml
+
+    Example: canary drift watch --baseline rec-model-v2.profile.json --no-kube --state-file s.json --once -o json
     """
     import threading
 
@@ -261,9 +265,35 @@ def watch_cmd(
         done = watcher.once()
         if once or stop.wait(interval_s):
             break
+    if once:
+        _print_evaluations(watcher, done, output)
     if any(s.phase == M.DRIFTING for s in watcher.states.values()):
         raise typer.Exit(EXIT_DRIFT)
     raise typer.Exit(EXIT_UNAVAILABLE if any("error" in d and "trigger" not in d for d in done) else EXIT_OK)
+
+
+def _print_evaluations(watcher: Any, done: list[dict[str, Any]], output: str) -> None:
+    """`drift watch --once`: per profile, the monitor's state after this evaluation and what it did."""
+    rows = []
+    for key, st in watcher.states.items():
+        res = watcher.last.get(key)
+        mine = [d for d in done if d.get("model") == st.model and d.get("version") == st.version]
+        rows.append({"model": st.model, "version": st.version, "phase": st.phase, "episode": st.episode,
+                     "drifted_in_row": st.drifted_in_row, "clean_in_row": st.clean_in_row,
+                     "share": None if res is None else res.share,
+                     "drifted_features": [] if res is None else list(res.drifted_features()),
+                     "actions": [{k: v for k, v in d.items() if k not in ("model", "version")} for d in mine]})
+
+    def text(wide: bool) -> None:
+        for r in rows:
+            share = "-" if r["share"] is None else f"{r['share']:.2f}"
+            acts = "; ".join(str(a.get("alert") or (f"trigger episode {a['trigger']}" if "trigger" in a else "")
+                                 or a.get("error", "")) for a in r["actions"])
+            typer.echo(f"{r['model']} {r['version']}: {r['phase']} (episode {r['episode']}), drifted share {share}"
+                       f" [{', '.join(r['drifted_features']) or 'none'}]" + (f"; {acts}" if acts else "")
+                       + (f"; in a row: drifted {r['drifted_in_row']}, clean {r['clean_in_row']}" if wide else ""))
+
+    opts.emit({"profiles": rows}, output, text)
 
 
 def _load_json(path: Path, what: str) -> Any:
