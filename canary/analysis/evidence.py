@@ -25,6 +25,7 @@ from functools import lru_cache
 import numpy as np
 from scipy import optimize, special
 
+from canary.analysis.buckets import Arm
 from canary.analysis.sequential import looks_per_step, run_curve
 from canary.analysis.stats import (
     TestResult,
@@ -180,6 +181,33 @@ def layout_problem(bounds: np.ndarray, cum: np.ndarray, *, q: float, tol: float)
     return ""
 
 
+class ArrayArm:
+    """One arm's counts behind `buckets.Arm`'s interface, computed by the array functions above.
+
+    The reference: it takes any counts (NaN or infinite ones too), where `buckets.Arm` takes
+    finite ones on lists, faster, with the same numbers.
+    """
+
+    def __init__(self, bounds: np.ndarray, cum: np.ndarray, q: float) -> None:
+        self.bounds, self.cum, self.q = bounds, cum, q
+
+    @property
+    def total(self) -> float:
+        return float(self.cum[-1])
+
+    def estimate(self) -> float:
+        return histogram_quantile(self.bounds, self.cum, self.q)
+
+    def bucket(self) -> tuple[float, float]:
+        return quantile_bucket(self.bounds, self.cum, self.q)
+
+    def lower(self, level: float) -> float:
+        return quantile_lower(self.bounds, self.cum, self.q, level)
+
+    def upper(self, level: float) -> float:
+        return quantile_upper(self.bounds, self.cum, self.q, level)
+
+
 def relative_within(bounds: np.ndarray, stable: np.ndarray, canary: np.ndarray, *, q: float, tol: float,
                     level: float) -> tuple[bool, float, str]:
     """Do the counts show canary_q <= (1+tol) * stable_q? (within, upper bound on the increase, why not).
@@ -189,18 +217,24 @@ def relative_within(bounds: np.ndarray, stable: np.ndarray, canary: np.ndarray, 
     (1+tol) stable_q; so a canary beyond the limit passes only when one is wrong (<= level).
     Exact, distribution-free, at q itself (unlike the breach test's stable F(x)).
     """
-    if float(stable[-1]) <= 0 or float(canary[-1]) <= 0:
+    return relative_within_arms(ArrayArm(bounds, stable, q), ArrayArm(bounds, canary, q), q=q, tol=tol, level=level)
+
+
+def relative_within_arms(stable: ArrayArm | Arm, canary: ArrayArm | Arm, *, q: float, tol: float, level: float
+                         ) -> tuple[bool, float, str]:
+    """`relative_within` on two arms (`ArrayArm`, or `buckets.Arm` on lists)."""
+    if stable.total <= 0 or canary.total <= 0:
         return False, math.inf, "an arm has no requests"
-    lo_s = quantile_lower(bounds, stable, q, level / 2)
-    up_c = quantile_upper(bounds, canary, q, level / 2)
+    lo_s = stable.lower(level / 2)
+    up_c = canary.upper(level / 2)
     bound = up_c / lo_s - 1.0 if lo_s > 0 and math.isfinite(up_c) else math.inf
     if bound <= tol + _SLACK:
         return True, bound, ""
     label = f"p{q * 100:g}"
-    c_lo, c_hi = quantile_bucket(bounds, canary, q)
-    s_lo, s_hi = quantile_bucket(bounds, stable, q)
+    c_lo, c_hi = canary.bucket()
+    s_lo, s_hi = stable.bucket()
     best = c_hi / s_lo - 1.0 if s_lo > 0 and math.isfinite(c_hi) else math.inf
-    s_est, c_est = histogram_quantile(bounds, stable, q), histogram_quantile(bounds, canary, q)
+    s_est, c_est = stable.estimate(), canary.estimate()
     why = []
     if math.isfinite(c_hi) and s_est > 0 and c_est > (1 + tol) * s_est:
         why.append(f"estimated beyond +{tol * 100:g}%, not significant")
@@ -218,13 +252,19 @@ def relative_within(bounds: np.ndarray, stable: np.ndarray, canary: np.ndarray, 
 def ceiling_within(bounds: np.ndarray, canary: np.ndarray, *, q: float, max_value: float, level: float
                    ) -> tuple[bool, float, str]:
     """Do the counts show canary_q <= max_value? (within, upper bound on canary_q, why not)."""
-    if float(canary[-1]) <= 0:
+    return ceiling_within_arm(ArrayArm(bounds, canary, q), q=q, max_value=max_value, level=level)
+
+
+def ceiling_within_arm(canary: ArrayArm | Arm, *, q: float, max_value: float, level: float
+                       ) -> tuple[bool, float, str]:
+    """`ceiling_within` on an arm (`ArrayArm`, or `buckets.Arm` on lists)."""
+    if canary.total <= 0:
         return False, math.inf, "canary has no requests"
-    up_c = quantile_upper(bounds, canary, q, level)
+    up_c = canary.upper(level)
     if up_c <= max_value * (1 + _SLACK):
         return True, up_c, ""
     label = f"p{q * 100:g}"
-    lo, hi = quantile_bucket(bounds, canary, q)
+    lo, hi = canary.bucket()
     where = f"({_fmt(lo)}, {_fmt(hi)}] ms"
     if lo >= max_value:
         return False, up_c, f"canary {label} in {where}, above {max_value:g} ms"

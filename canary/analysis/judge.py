@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from bisect import bisect_left
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
-from canary.analysis import evidence, shift, stats
+from canary.analysis import buckets, evidence, shift, stats
+from canary.analysis.buckets import Arm
 from canary.analysis.custom import judge_custom
 from canary.analysis.evidence import attach
 from canary.analysis.sequential import anytime_p, effective_requests, sub_levels, test_weights, tests_in, window_z
@@ -207,13 +209,24 @@ def _want(check: Check, data: tuple[ArmData, ArmData], kind: type) -> CheckResul
     return None
 
 
-def _common(s: Histogram, c: Histogram) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Both arms on the bounds they share (cumulative counts read at those bounds)."""
+def _shared(s: Histogram, c: Histogram) -> tuple[tuple[float, ...], tuple[float, ...], tuple[float, ...]]:
+    """Both arms on the bounds they share: (bounds, stable's and canary's cumulative counts there)."""
     if s.bounds == c.bounds:
-        return np.array(s.bounds), np.array(s.counts, float), np.array(c.counts, float)
+        return s.bounds, s.counts, c.counts
     shared = sorted(set(s.bounds) & set(c.bounds))
-    pick = lambda h: np.array([h.counts[h.bounds.index(b)] for b in shared], float)  # noqa: E731
-    return np.array(shared), pick(s), pick(c)
+    pick = lambda h: tuple(h.counts[h.bounds.index(b)] for b in shared)  # noqa: E731
+    return tuple(shared), pick(s), pick(c)
+
+
+def _common(s: Histogram, c: Histogram) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`_shared` as float arrays."""
+    bounds, sc, cc = _shared(s, c)
+    return np.array(bounds), np.array(sc, float), np.array(cc, float)
+
+
+def _per_bucket(cum: tuple[float, ...]) -> list[float]:
+    """Per-bucket counts from cumulative ones: np.diff(cum, prepend=0.0) as a list (the same floats)."""
+    return [float(b) - float(a) for a, b in zip((0.0, *cum[:-1]), cum)]
 
 
 def _n(x: float) -> str:
@@ -284,10 +297,44 @@ def _shown_name(subs: list[tuple[str, stats.TestResult, bool]], t: stats.TestRes
     return next((name for name, r, _ in subs if r is t), "")
 
 
-def _q_text(bounds: np.ndarray, cum: np.ndarray, q: float) -> str:
+def _q_text(arm: Arm | evidence.ArrayArm) -> str:
     """The quantile for humans: interpolated, or '>b' when it lies in the open +Inf bucket."""
-    lo, hi = evidence.quantile_bucket(bounds, cum, q)
-    return f">{_g(lo)}" if math.isinf(hi) else _g(stats.histogram_quantile(bounds, cum, q))
+    lo, hi = arm.bucket()
+    return f">{_g(lo)}" if math.isinf(hi) else _g(arm.estimate())
+
+
+def _arms(bounds: tuple[float, ...], sc: tuple[float, ...] | None, cc: tuple[float, ...], q: float
+          ) -> tuple[Arm | evidence.ArrayArm | None, Arm | evidence.ArrayArm, bool]:
+    """(stable, canary, on lists): `buckets.Arm`s where the counts allow, else the array reference."""
+    if buckets.usable(cc) and (sc is None or buckets.usable(sc)):
+        return (Arm(bounds, sc, q) if sc is not None else None), Arm(bounds, cc, q), True
+    b = np.array(bounds)
+    return ((evidence.ArrayArm(b, np.array(sc, float), q) if sc is not None else None),
+            evidence.ArrayArm(b, np.array(cc, float), q), False)
+
+
+def _latency_relative(s: Arm | evidence.ArrayArm, c: Arm | evidence.ArrayArm, *, on_lists: bool, tol: float,
+                      alpha: float) -> stats.TestResult:
+    """stats.latency_relative, on lists where the arms are (the same result)."""
+    if not on_lists:
+        return stats.latency_relative(c.bounds, s.cum, c.cum, q=c.q, tol=tol, alpha=alpha)
+    assert isinstance(s, Arm) and isinstance(c, Arm)
+    finite = c.bounds[:-1]
+    pick = buckets.pick_pair(finite, s.k, s.n, q=c.q, tol=tol) if s.n > 0 and c.n > 0 else None
+    return stats.relative_result(finite, pick, c.k, n_s=s.n, n_c=c.n, s_est=s.estimate(), c_est=c.estimate(),
+                                 q=c.q, tol=tol, alpha=alpha)
+
+
+def _latency_ceiling(c: Arm | evidence.ArrayArm, *, on_lists: bool, max_value: float, alpha: float
+                     ) -> stats.TestResult:
+    """stats.latency_ceiling, on lists where the arm is (the same result)."""
+    if not on_lists:
+        return stats.latency_ceiling(c.bounds, c.cum, q=c.q, max_value=max_value, alpha=alpha)
+    assert isinstance(c, Arm)
+    finite = c.bounds[:-1]
+    j = bisect_left(finite, max_value * (1 - 1e-12))
+    p = c.p_above(j) if not c.total <= 0 and j < len(finite) else math.nan
+    return stats.ceiling_result(finite, j, p, total=c.total, c_est=c.estimate(), max_value=max_value, alpha=alpha)
 
 
 def _latency(check: LatencyCheck, s: ArmData | None, c: ArmData, ctx: _Ctx) -> CheckResult:
@@ -296,36 +343,38 @@ def _latency(check: LatencyCheck, s: ArmData | None, c: ArmData, ctx: _Ctx) -> C
         return bad
     assert isinstance(c, Histogram)
     if s is None:  # stable not measured: the ceiling alone, on the canary's own bounds
-        bounds, cc = np.array(c.bounds), np.array(c.counts, float)
-        sc = None
+        bounds, sc, cc = c.bounds, None, c.counts
     else:
         assert isinstance(s, Histogram)
-        bounds, sc, cc = _common(s, c)
+        bounds, sc, cc = _shared(s, c)
     if len(bounds) < 2:
         return _error(check, "the arms share no finite bucket bound")
     q, label = check.quantile, f"p{check.quantile * 100:g}"
+    # Each arm's numbers (quantile estimate, bucket, bounds) are computed once and shared by the
+    # tests, the evidence and the reason.
+    s_arm, c_arm, on_lists = _arms(bounds, sc, cc, q)
     alpha, beta = ctx.alpha, ctx.beta
     a = alpha / max(1, tests_in(check))
     subs: list[tuple[str, stats.TestResult, bool]] = []
-    if check.max_increase_pct is not None and sc is not None:
+    if check.max_increase_pct is not None and s_arm is not None:
         tol = check.max_increase_pct / 100
-        subs.append(("relative", attach(stats.latency_relative(bounds, sc, cc, q=q, tol=tol, alpha=a),
-                                        evidence.relative_within(bounds, sc, cc, q=q, tol=tol, level=beta)), False))
+        subs.append(("relative", attach(_latency_relative(s_arm, c_arm, on_lists=on_lists, tol=tol, alpha=a),
+                                        evidence.relative_within_arms(s_arm, c_arm, q=q, tol=tol, level=beta)), False))
     if check.max_ms is not None:
-        subs.append(("ceiling", attach(stats.latency_ceiling(bounds, cc, q=q, max_value=check.max_ms, alpha=a),
-                                       evidence.ceiling_within(bounds, cc, q=q, max_value=check.max_ms,
-                                                               level=beta)), True))
-    n = (float(sc[-1]) if sc is not None else 0.0, float(cc[-1]))
+        subs.append(("ceiling", attach(_latency_ceiling(c_arm, on_lists=on_lists, max_value=check.max_ms, alpha=a),
+                                       evidence.ceiling_within_arm(c_arm, q=q, max_value=check.max_ms,
+                                                                   level=beta)), True))
+    n = (s_arm.total if s_arm is not None else 0.0, c_arm.total)
     subs, seq = _pool(check, subs, ctx, info=effective_requests(*n), info_canary=n[1])
     outcome, (name, t, _), more = _verdict(check, subs, n[1], ctx.min_canary)
-    sv = stats.histogram_quantile(bounds, sc, q) if sc is not None else math.nan
-    cv = stats.histogram_quantile(bounds, cc, q)
-    c_text = _q_text(bounds, cc, q)
+    sv = s_arm.estimate() if s_arm is not None else math.nan
+    cv = c_arm.estimate()
+    c_text = _q_text(c_arm)
     if name == "relative":
-        assert sc is not None
+        assert s_arm is not None
         rel = (cv / sv - 1) * 100 if sv > 0 else math.nan
         rel_text = f"{rel:+.0f}%" if c_text[0] != ">" else f">{rel:+.0f}%"
-        head = (f"{label} {c_text} ms vs {_q_text(bounds, sc, q)} ms ({rel_text}, "
+        head = (f"{label} {c_text} ms vs {_q_text(s_arm)} ms ({rel_text}, "
                 f"limit +{check.max_increase_pct:g}%)")
         threshold, effect = float(check.max_increase_pct), rel  # type: ignore[arg-type]
     else:
@@ -376,8 +425,8 @@ def _shift(check: PredictionShiftCheck, s: ArmData, c: ArmData, ctx: _Ctx) -> Ch
     bad = _want(check, (s, c), Histogram)
     if bad:
         return bad
-    _, sc, cc = _common(s, c)  # type: ignore[arg-type]
-    per_s, per_c = np.diff(sc, prepend=0.0), np.diff(cc, prepend=0.0)
+    _, sc, cc = _shared(s, c)  # type: ignore[arg-type]
+    per_s, per_c = _per_bucket(sc), _per_bucket(cc)
     subs = [(name, t, False) for name, t in shift.shift_tests(per_s, per_c, max_psi=check.max_psi,
                                                                max_js=check.max_js, alpha=ctx.alpha,
                                                                beta=ctx.beta)]

@@ -25,7 +25,7 @@ Every function is pure, takes plain numbers/arrays and returns a frozen
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -219,11 +219,19 @@ def latency_relative(
     n_s, n_c = int(k_s[-1]), int(k_c[-1])
     s_est = histogram_quantile(bounds, stable, q)
     c_est = histogram_quantile(bounds, canary, q)
+    pick = pick_pair(finite, k_s[:-1].astype(float), n_s, q=q, tol=tol) if n_s > 0 and n_c > 0 else None
+    return relative_result(finite, pick, k_c, n_s=n_s, n_c=n_c, s_est=s_est, c_est=c_est, q=q, tol=tol, alpha=alpha)
+
+
+def relative_result(finite: Sequence[float], pick: tuple[int, float, float, float, float] | None,
+                    k_c: Sequence[int], *, n_s: int, n_c: int, s_est: float, c_est: float, q: float, tol: float,
+                    alpha: float) -> TestResult:
+    """`latency_relative` from its parts (`buckets` computes them on lists): the bound pair `pick`
+    (`pick_pair`; None without one), the canary's integer counts, totals and quantile estimates."""
     effect = (c_est / s_est - 1.0) if s_est > 0 and math.isfinite(c_est) else math.nan
     if n_s <= 0 or n_c <= 0:
         return TestResult(False, False, 1.0, stable=s_est, canary=c_est, effect=effect,
                           note="an arm has no requests")
-    pick = pick_pair(finite, k_s[:-1].astype(float), n_s, q=q, tol=tol)
     if pick is None:
         return TestResult(False, False, 1.0, stable=s_est, canary=c_est, effect=effect,
                           note=f"buckets too coarse: no bound pair {1 + tol:g}x apart near p{q * 100:g}")
@@ -336,14 +344,23 @@ def latency_ceiling(bounds: np.ndarray, canary: np.ndarray, *, q: float, max_val
     """H0: canary q-quantile <= max_value. Exact binomial at the first bound >= max_value."""
     finite = bounds[:-1]
     c_est = histogram_quantile(bounds, canary, q)
-    if float(canary[-1]) <= 0:
-        return TestResult(False, False, 1.0, note="canary has no requests")
     j = int(np.searchsorted(finite, max_value * (1 - 1e-12), side="left"))
+    p = math.nan
+    if not float(canary[-1]) <= 0 and j < len(finite):  # `not <=`: a NaN total is computed, as it was
+        k = _ints(canary)
+        p = float(p_quantile_above(k[j:j + 1], int(k[-1]), q)[0])  # quantile_pvalues(canary, q)[1][j]
+    return ceiling_result(finite, j, p, total=float(canary[-1]), c_est=c_est, max_value=max_value, alpha=alpha)
+
+
+def ceiling_result(finite: Sequence[float], j: int, p: float, *, total: float, c_est: float, max_value: float,
+                   alpha: float) -> TestResult:
+    """`latency_ceiling` from its parts (`buckets` computes them on lists): j the first finite bound
+    >= max_value, p its p-value (`p_quantile_above`), the canary's total and quantile estimate."""
+    if total <= 0:
+        return TestResult(False, False, 1.0, note="canary has no requests")
     if j >= len(finite):  # no data could show a breach (whether it is within is `evidence`'s question)
         return TestResult(False, False, 1.0, canary=c_est, effect=c_est - max_value,
                           note=f"no bucket bound at or above {max_value:g}")
-    k = _ints(canary)
-    p = float(p_quantile_above(k[j:j + 1], int(k[-1]), q)[0])  # quantile_pvalues(canary, q)[1][j]
     note = "" if finite[j] <= max_value * 1.0001 else f"ceiling checked at bucket bound {finite[j]:g}"
     return TestResult(p <= alpha, True, p, statistic=float(finite[j]), canary=c_est,
                       effect=c_est - max_value if not math.isnan(c_est) else math.nan, note=note)
