@@ -13,7 +13,7 @@ every input this class refuses: counts that are not finite; test_judge_speedup c
 from __future__ import annotations
 
 import math
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Sequence
 
 from scipy import special
@@ -158,6 +158,7 @@ def _histogram_quantile(bounds: Sequence[float], cum: Sequence[float], q: float)
 
 
 _NEAR = math.log(1.5)
+_FEW = 24  # bounds (Istio's 19) where pick_pair computes every candidate at once: a first, narrower pass would not pay
 
 
 def pick_pair(finite: Sequence[float], below: Sequence[int], n_s: int, *, q: float, tol: float
@@ -167,26 +168,27 @@ def pick_pair(finite: Sequence[float], below: Sequence[int], n_s: int, *, q: flo
     `below`: the stable's integer counts at the finite bounds (only the first len(finite) are read).
 
     The array function computes every canary bound j; here, first only the j whose stable
-    bucket can hold an exceedance "near" 1-q (within 1.5x, with 1e-9 slack for rounding):
-    exceedances fall with the bucket and buckets rise with j, so those j are one run, and if
-    one of them is near, the choice (near first, least key, first j) is among them. Otherwise
-    (a layout too coarse there) every j is computed, as the array function does.
+    bucket can hold an exceedance "near" 1-q (within 1.5x): exceedances fall with the bucket
+    and buckets rise with j, so those j are one run, and if one of them is near, the choice
+    (near first, least key, first j) is among them. Otherwise (a layout too coarse there) every
+    j is computed, as the array function does; so it is with few bounds (`_FEW`).
     """
-    stable = _Stable(finite, below, n_s)
     m = len(finite)
     target = 1.0 - q
-    lo_band, hi_band = target / 1.5 * (1 - 1e-9), target * 1.5 * (1 + 1e-9)
-    # Stable buckets k that can hold a near exceedance: exceed(k) >= lo_band and exceed(k + 1) <= hi_band,
-    # by bisection (exceed(k) = 1 - below[k-1] / n_s never rises with k, in floats too).
-    first_k = bisect_left(range(m), True, key=lambda k: stable.exceed(k + 1) <= hi_band)
-    last_k = bisect_left(range(m), True, key=lambda k: stable.exceed(k) < lo_band) - 1
+    # Stable buckets k that can hold a near exceedance, exceed(k) >= (1-q)/1.5 and exceed(k+1) <=
+    # 1.5 (1-q) with exceed(k) = 1 - below[k-1]/n_s: found on the counts by bisection, a count
+    # wider either side than the floats need (a wider run only costs a few more candidates).
+    first = bisect_left(below, n_s * (1.0 - target * 1.5) - 1.0, 0, m)
+    last = min(bisect_right(below, n_s * (1.0 - target / 1.5) + 1.0, 0, m), m - 1)
     best = None
-    if first_k <= last_k:
-        lo_x = stable.lo(first_k) * (1.0 + tol)  # canary bounds below this map to earlier stable buckets
+    if first <= last and m > _FEW:
+        rows = _rows(finite, below, n_s, first, last)
+        lo_x = rows[0][0] * (1.0 + tol)  # canary bounds below this map to earlier stable buckets
         j0 = max(bisect_left(finite, lo_x) - 1, 0)
-        best = _choose(stable, range(j0, m), target=target, tol=tol, buckets=(first_k, last_k))
+        best = _choose(finite, range(j0, m), rows, first, target=target, tol=tol, near_only=True)
     if best is None:
-        best = _choose(stable, range(m), target=target, tol=tol, buckets=None)
+        best = _choose(finite, range(m), _rows(finite, below, n_s, 0, m - 1), 0, target=target, tol=tol,
+                       near_only=False)
     if best is None:
         return None
     j, x, w, s_lo, s_hi, p0, widen = best
@@ -194,39 +196,33 @@ def pick_pair(finite: Sequence[float], below: Sequence[int], n_s: int, *, q: flo
     return j, x, p0, var0, widen
 
 
-class _Stable:
-    """The stable arm's buckets for `pick_pair`, each number computed when asked for, as the array
-    function computes it for all: bucket k is (lo(k), finite[k]], exceed(k) the share above lo(k)."""
-
-    __slots__ = ("finite", "below", "n_s")
-
-    def __init__(self, finite: Sequence[float], below: Sequence[int], n_s: int) -> None:
-        self.finite, self.below, self.n_s = finite, below, n_s
-
-    def lo(self, k: int) -> float:
-        return 0.0 if k == 0 else self.finite[k - 1]  # latency >= 0: the CDF is 0 at 0
-
-    def exceed(self, k: int) -> float:
-        return 1.0 - (0.0 if k == 0 else float(self.below[k - 1])) / self.n_s
-
-    def density(self, k: int) -> float:
-        """Bucket k's count per ms (width at least 1e-300: a first bound at 0)."""
-        cum_lo = 0.0 if k == 0 else float(self.below[k - 1])
-        return (float(self.below[k]) - cum_lo) / max(self.finite[k] - self.lo(k), 1e-300)
-
-    def falls(self, k: int) -> bool:
-        """Is bucket k's count per ms not above the bucket before's? (never for the first)"""
-        return k > 0 and self.density(k) <= self.density(k - 1)
+def _rows(finite: Sequence[float], below: Sequence[int], n_s: int, first: int, last: int
+          ) -> list[tuple[float, float, float, bool]]:
+    """Stable buckets first..last, bucket k being (lo, finite[k]]: (lo, the exceedance at lo and at
+    finite[k], whether its count per ms is not above the bucket before's), as the array function
+    computes them (its lo_b[k], exceed[k], exceed[k + 1], falls[k])."""
+    start = max(first - 1, 0)  # `falls` compares with the bucket before
+    lo = [0.0 if k == 0 else finite[k - 1] for k in range(start, last + 1)]
+    cum = [0.0 if k == 0 else float(below[k - 1]) for k in range(start, last + 2)]  # counts <= lo, then the bound
+    exceed = [1.0 - c / n_s for c in cum]
+    # count per ms; a first bound at 0 has width 0: at least 1e-300, as the array function divides
+    dens = [(cum[i + 1] - cum[i]) / max(finite[k] - lo[i], 1e-300) for i, k in enumerate(range(start, last + 1))]
+    rows = []
+    for i, k in enumerate(range(start, last + 1)):
+        if k >= first:
+            rows.append((lo[i], exceed[i], exceed[i + 1], k > 0 and dens[i] <= dens[i - 1]))
+    return rows
 
 
-def _choose(stable: _Stable, js: range, *, target: float, tol: float, buckets: tuple[int, int] | None
+def _choose(finite: Sequence[float], js: range, rows: list[tuple[float, float, float, bool]], first: int, *,
+            target: float, tol: float, near_only: bool
             ) -> tuple[int, float, float, float, float, float, float] | None:
     """The best candidate among canary bounds `js` (stats.pick_pair's key, element by element).
 
-    `buckets` (first, last): only j whose stable bucket is among them, and None unless one of
-    them is near. Returns (j, x, w, s_lo, s_hi, p0, widen).
+    `rows`: `_rows` from stable bucket `first` on; a j whose bucket is outside them is skipped
+    (before) or ends the search (after). `near_only`: None unless some candidate is near.
+    Returns (j, x, w, s_lo, s_hi, p0, widen).
     """
-    finite = stable.finite
     m = len(finite)
     scale = 1.0 + tol
     best, best_key, best_near = None, math.inf, False
@@ -235,12 +231,12 @@ def _choose(stable: _Stable, js: range, *, target: float, tol: float, buckets: t
         i = bisect_left(finite, x * (1 - 1e-12))
         if i >= m:  # x beyond the last finite bound: so is every later j
             break
-        if buckets is not None:
-            if i < buckets[0]:
-                continue
-            if i > buckets[1]:
-                break
-        lo, hi, s_lo, s_hi, falling = stable.lo(i), finite[i], stable.exceed(i), stable.exceed(i + 1), stable.falls(i)
+        if i < first:
+            continue
+        if i - first >= len(rows):
+            break
+        lo, s_lo, s_hi, falling = rows[i - first]
+        hi = finite[i]
         on_bound = hi <= x * (1 + 1e-12)
         above_zero = lo > 0
         if on_bound:
@@ -259,6 +255,6 @@ def _choose(stable: _Stable, js: range, *, target: float, tol: float, buckets: t
         # the array function sorts by (not near, key), stably: a strict improvement replaces
         if (near and not best_near) or (near == best_near and key < best_key):
             best, best_key, best_near = (j, x, w, s_lo, s_hi, p0, widen), key, near
-    if buckets is not None and not best_near:
+    if near_only and not best_near:
         return None
     return best
