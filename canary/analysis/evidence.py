@@ -35,6 +35,7 @@ from canary.analysis.stats import (
     histogram_quantile,
     p_quantile_above,
     p_quantile_at_most,
+    replaced,
 )
 from canary.policy import Policy
 
@@ -108,10 +109,10 @@ def pass_level(policy: Policy, window: int = 0) -> float:
 def attach(t: TestResult, shown: tuple[bool, float, str]) -> TestResult:
     """The breach test `t` with the "within" evidence added.
 
-    What dataclasses.replace does, at a third of its cost (it runs per sub-test at every look).
+    `stats.replaced`: what dataclasses.replace does, cheaper (it runs per sub-test at every look).
     """
     within, bound, why_not = shown
-    return TestResult(**{**vars(t), "within": within, "bound": bound, "why_not": why_not})
+    return replaced(t, within=within, bound=bound, why_not=why_not)
 
 
 def _fmt(x: float) -> str:

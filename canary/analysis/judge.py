@@ -117,9 +117,10 @@ def _pool(check: Check, subs: list[tuple[str, stats.TestResult, bool]], ctx: _Ct
     and per sub-test the numbers behind it.
     """
     out, seq, prior = [], {}, ctx.prior
-    even = ctx.alpha / max(1, len(test_weights(check)))
     for name, t, absolute in subs:
-        level = ctx.levels.get(name, even)
+        level = ctx.levels.get(name)
+        if level is None:  # no split given: alpha evenly over the check's tests
+            level = ctx.alpha / max(1, len(test_weights(check)))
         i_w = (info_canary if absolute else info) if t.decidable else 0.0
         z_w = window_z(t.p_value) if i_w > 0 else 0.0
         s_w = z_w * math.sqrt(i_w)
@@ -128,8 +129,8 @@ def _pool(check: Check, subs: list[tuple[str, stats.TestResult, bool]], ctx: _Ct
         p_av = anytime_p(s_all, i_all) if i_all > 0 else 1.0
         seq[name] = {"p_window": _clean(t.p_value), "s_window": s_w, "info_window": i_w,
                      "s": s_all, "info": i_all, "windows_before": i0 > 0, "level": level}
-        # TestResult(**...) rather than dataclasses.replace: a third of the cost, at every sub-test of every look
-        out.append((name, stats.TestResult(**{**vars(t), "breach": bool(i_w > 0 and p_av <= level), "p_value": p_av}),
+        # stats.replaced rather than dataclasses.replace: a tenth of the cost, at every sub-test of every look
+        out.append((name, stats.replaced(t, breach=bool(i_w > 0 and p_av <= level), p_value=p_av),
                     absolute))
     return out, seq
 
@@ -521,7 +522,7 @@ def _feature_drift(check: FeatureDriftCheck, s: ArmData, c: ArmData, ctx: _Ctx) 
     small = n[1] < ctx.min_canary and not check.hard
     head = f"{len(cells)} of {len(names)} features compared"
     # one line per feature would drown the reason: the per-feature numbers are in extra["features"]
-    subs = [(nm, stats.TestResult(**{**vars(t), "note": ""}), a) for nm, t, a in subs]
+    subs = [(nm, stats.replaced(t, note=""), a) for nm, t, a in subs]
     if subs:
         outcome, (name, t, _), more = _verdict(check, subs, n[1], ctx.min_canary)
         if outcome is not Outcome.FAIL:  # show the feature closest to its limit, not the smallest p

@@ -65,6 +65,21 @@ class TestResult:
     why_not: str = ""
 
 
+def replaced(t: TestResult, **changes: object) -> TestResult:
+    """dataclasses.replace(t, **changes) at a tenth of its cost (it runs per sub-test at every look).
+
+    TestResult has no __post_init__ and checks nothing on construction, so a copy of its fields
+    with `changes` written over them is what replace() builds; writing the new object's __dict__
+    directly is how a frozen dataclass is filled without its __init__.
+    """
+    if not changes.keys() <= t.__dict__.keys():
+        raise TypeError(f"TestResult has no field {sorted(changes.keys() - t.__dict__.keys())[0]!r}")
+    new = object.__new__(TestResult)
+    new.__dict__.update(t.__dict__)
+    new.__dict__.update(changes)
+    return new
+
+
 # -- scipy.stats' distributions without their argument handling ---------------------------------
 #
 # A call like scipy.stats.binom.sf(k, n, p) spends ~0.1-0.2 ms checking and broadcasting its
