@@ -44,6 +44,9 @@ import math
 import numpy as np
 from scipy import optimize
 from scipy import special
+# cython_special: scipy.special's C functions for one float, the same values as its ufuncs at a quarter of
+# the cost of a ufunc call on a scalar (the judge makes a dozen such calls per check and look).
+from scipy.special import cython_special
 
 from canary.policy import CustomCheck, ErrorRateCheck, FeatureMissingCheck, LatencyCheck, Policy
 
@@ -144,7 +147,7 @@ def window_z(p_value: float) -> float:
     window that favoured the canary weighs against a later breach, but not without bound.
     """
     p = min(max(float(p_value), 1e-300), 1.0)
-    return float(min(max(-special.ndtri(p) if p < 1.0 else -Z_CLIP, -Z_CLIP), 40.0))
+    return float(min(max(-cython_special.ndtri(p) if p < 1.0 else -Z_CLIP, -Z_CLIP), 40.0))
 
 
 def log_mixture(s: float, i: float, rho: float = RHO) -> float:
@@ -155,7 +158,8 @@ def log_mixture(s: float, i: float, rho: float = RHO) -> float:
     if i < 0 or rho <= 0:
         raise ValueError(f"information must be >= 0 and rho > 0, got I={i}, rho={rho}")
     v = i + rho
-    return float(math.log(2.0) + 0.5 * math.log(rho / v) + s * s / (2.0 * v) + special.log_ndtr(s / math.sqrt(v)))
+    log_tail = cython_special.log_ndtr(s / math.sqrt(v))
+    return float(math.log(2.0) + 0.5 * math.log(rho / v) + s * s / (2.0 * v) + log_tail)
 
 
 def anytime_p(s: float, i: float, rho: float = RHO) -> float:

@@ -12,7 +12,7 @@ Three references, none of them a timing (benchmarks are scripts: scripts/bench_j
   for counts that are not finite) gives the same verdict.
 * Function by function on random inputs: `buckets.Arm` and `buckets.pick_pair` against the array
   functions they replace; shift's list statistics against `psi`, `js_distance`, `merge_sparse`
-  and np.sum.
+  and np.sum; scipy.special.cython_special's scalar functions against the ufuncs.
 """
 
 from __future__ import annotations
@@ -153,6 +153,25 @@ def test_pick_pair_equals_the_array_function() -> None:
         picked += want is not None
         coarse += want is not None and abs(math.log(want[2] / (1 - q))) > math.log(1.5)
     assert picked > 1500 and coarse > 50  # both searches ran: near the quantile, and every bound
+
+
+def test_scalar_special_functions_equal_the_ufuncs() -> None:
+    """scipy.special.cython_special, which the judge calls on single floats, gives the ufuncs' values."""
+    from scipy import special
+    from scipy.special import cython_special
+
+    rng = random.Random(13)
+    for _ in range(20000):
+        n = rng.choice((1, 7, 150, 3000, 20000, 10 ** 6))
+        k, q = rng.randint(-1, n + 1), rng.choice((0.5, 0.9, 0.95, 0.99, 1e-3))
+        assert _same([cython_special.bdtr(k, n, q)], [float(special.bdtr(np.array([k]), n, q)[0])])
+        assert _same([cython_special.bdtrc(k, n, q)], [float(special.bdtrc(np.array([k]), n, q)[0])])
+        x = rng.choice((-1.0, 1.0)) * 10 ** rng.uniform(-3, 2.5)
+        p = 10 ** -rng.uniform(0, 300)
+        assert _same([cython_special.ndtr(x), cython_special.log_ndtr(x), cython_special.ndtri(p)],
+                     [float(special.ndtr(x)), float(special.log_ndtr(x)), float(special.ndtri(p))])
+        df = rng.randint(1, 40)
+        assert _same([cython_special.chdtrc(df, abs(x))], [float(special.chdtrc(df, abs(x)))])
 
 
 def _cells(rng: random.Random) -> list[float]:
