@@ -163,11 +163,12 @@ _NEAR = math.log(1.5)
 _FEW = 24  # bounds (Istio's 19) where pick_pair computes every candidate at once: a first, narrower pass would not pay
 
 
-def pick_pair(finite: Sequence[float], below: Sequence[int], n_s: int, *, q: float, tol: float
+def pick_pair(finite: Sequence[float], cum: Sequence[float], n_s: int, *, q: float, tol: float
               ) -> tuple[int, float, float, float, float] | None:
     """stats.pick_pair on lists: the same choice and numbers, from fewer candidates.
 
-    `below`: the stable's integer counts at the finite bounds (only the first len(finite) are read).
+    `cum`: the stable's cumulative counts (`usable`) at the finite bounds, rounded here as
+    stats._ints rounds them (only the first len(finite) are read); `n_s` its rounded total.
 
     The array function computes every canary bound j; here, first only the j whose stable
     bucket can hold an exceedance "near" 1-q (within 1.5x): exceedances fall with the bucket
@@ -178,18 +179,18 @@ def pick_pair(finite: Sequence[float], below: Sequence[int], n_s: int, *, q: flo
     m = len(finite)
     target = 1.0 - q
     # Stable buckets k that can hold a near exceedance, exceed(k) >= (1-q)/1.5 and exceed(k+1) <=
-    # 1.5 (1-q) with exceed(k) = 1 - below[k-1]/n_s: found on the counts by bisection, a count
-    # wider either side than the floats need (a wider run only costs a few more candidates).
-    first = bisect_left(below, n_s * (1.0 - target * 1.5) - 1.0, 0, m)
-    last = min(bisect_right(below, n_s * (1.0 - target / 1.5) + 1.0, 0, m), m - 1)
+    # 1.5 (1-q) with exceed(k) = 1 - round(cum[k-1])/n_s: found on the counts by bisection, a count
+    # wider either side than rounding and the floats need (a wider run costs a few more candidates).
+    first = bisect_left(cum, n_s * (1.0 - target * 1.5) - 1.0, 0, m)
+    last = min(bisect_right(cum, n_s * (1.0 - target / 1.5) + 1.0, 0, m), m - 1)
     best = None
     if first <= last and m > _FEW:
-        rows = _rows(finite, below, n_s, first, last)
+        rows = _rows(finite, cum, n_s, first, last)
         lo_x = rows[0][0] * (1.0 + tol)  # canary bounds below this map to earlier stable buckets
         j0 = max(bisect_left(finite, lo_x) - 1, 0)
         best = _choose(finite, range(j0, m), rows, first, target=target, tol=tol, near_only=True)
     if best is None:
-        best = _choose(finite, range(m), _rows(finite, below, n_s, 0, m - 1), 0, target=target, tol=tol,
+        best = _choose(finite, range(m), _rows(finite, cum, n_s, 0, m - 1), 0, target=target, tol=tol,
                        near_only=False)
     if best is None:
         return None
@@ -198,17 +199,18 @@ def pick_pair(finite: Sequence[float], below: Sequence[int], n_s: int, *, q: flo
     return j, x, p0, var0, widen
 
 
-def _rows(finite: Sequence[float], below: Sequence[int], n_s: int, first: int, last: int
+def _rows(finite: Sequence[float], cum: Sequence[float], n_s: int, first: int, last: int
           ) -> list[tuple[float, float, float, bool]]:
     """Stable buckets first..last, bucket k being (lo, finite[k]]: (lo, the exceedance at lo and at
     finite[k], whether its count per ms is not above the bucket before's), as the array function
     computes them (its lo_b[k], exceed[k], exceed[k + 1], falls[k])."""
     start = max(first - 1, 0)  # `falls` compares with the bucket before
     lo = [0.0 if k == 0 else finite[k - 1] for k in range(start, last + 1)]
-    cum = [0.0 if k == 0 else float(below[k - 1]) for k in range(start, last + 2)]  # counts <= lo, then the bound
-    exceed = [1.0 - c / n_s for c in cum]
+    # the rounded count <= each bucket's lo (one more: <= the last bucket's bound), as stats._ints rounds
+    below = [0.0 if k == 0 else float(round(cum[k - 1])) for k in range(start, last + 2)]
+    exceed = [1.0 - c / n_s for c in below]
     # count per ms; a first bound at 0 has width 0: at least 1e-300, as the array function divides
-    dens = [(cum[i + 1] - cum[i]) / max(finite[k] - lo[i], 1e-300) for i, k in enumerate(range(start, last + 1))]
+    dens = [(below[i + 1] - below[i]) / max(finite[k] - lo[i], 1e-300) for i, k in enumerate(range(start, last + 1))]
     rows = []
     for i, k in enumerate(range(start, last + 1)):
         if k >= first:

@@ -321,7 +321,7 @@ def _latency_relative(s: Arm | evidence.ArrayArm, c: Arm | evidence.ArrayArm, *,
         return stats.latency_relative(c.bounds, s.cum, c.cum, q=c.q, tol=tol, alpha=alpha)
     assert isinstance(s, Arm) and isinstance(c, Arm)
     finite = c.bounds[:-1]
-    pick = buckets.pick_pair(finite, s.k, s.n, q=c.q, tol=tol) if s.n > 0 and c.n > 0 else None
+    pick = buckets.pick_pair(finite, s.cum, s.n, q=c.q, tol=tol) if s.n > 0 and c.n > 0 else None
     return stats.relative_result(finite, pick, c.k, n_s=s.n, n_c=c.n, s_est=s.estimate(), c_est=c.estimate(),
                                  q=c.q, tol=tol, alpha=alpha)
 

@@ -149,7 +149,7 @@ def test_pick_pair_equals_the_array_function() -> None:
         q, tol = rng.choice((0.5, 0.9, 0.95, 0.99)), rng.choice((0.0, 0.05, 0.1, 0.2, 0.5))
         arm = buckets.Arm(h.bounds, h.counts, q)
         want = stats.pick_pair(np.array(h.bounds[:-1]), k[:-1].astype(float), int(k[-1]), q=q, tol=tol)
-        assert buckets.pick_pair(h.bounds[:-1], arm.k, arm.n, q=q, tol=tol) == want, (h, q, tol)
+        assert buckets.pick_pair(h.bounds[:-1], h.counts, arm.n, q=q, tol=tol) == want, (h, q, tol)
         picked += want is not None
         coarse += want is not None and abs(math.log(want[2] / (1 - q))) > math.log(1.5)
     assert picked > 1500 and coarse > 50  # both searches ran: near the quantile, and every bound
