@@ -20,14 +20,15 @@ from collections.abc import Callable, Sequence
 # the cost of a ufunc call on a scalar (the judge makes a dozen such calls per check and look).
 from scipy.special import cython_special
 
-# Counts at or above this are left to the array path, whose float -> int64 conversion they overflow.
+# Counts from this on go to the array path: none is that large, and below it Python's round() and
+# numpy's rint-then-int64 give the same integer (numpy's overflows further up, Python's does not).
 _EXACT_INT = 2.0 ** 53
 
 
 def usable(counts: Sequence[float]) -> bool:
-    """Can `Arm` take these cumulative counts (a Histogram's: non-decreasing)? Finite, from 0 to
-    below 2**53 (where a float is an integer count exactly); the array path takes the rest."""
-    return bool(counts) and math.isfinite(math.fsum(counts)) and 0.0 <= counts[0] and counts[-1] < _EXACT_INT
+    """Can `Arm` take these cumulative counts (a Histogram's: non-decreasing)? All finite, from 0
+    to below 2**53; the array path takes the rest (NaN or infinite counts too)."""
+    return bool(counts) and all(map(math.isfinite, counts)) and 0.0 <= counts[0] and counts[-1] < _EXACT_INT
 
 
 class Arm:
