@@ -323,8 +323,8 @@ class Controller:
         """Drop what this process kept about a finished rollout (a long-running controller must not grow)."""
         for kept in (self._step_starts, self._failing, self._known, self._probes, self._histories):
             kept.pop(key, None)
-        for kept2 in (self._gates, self._breach_seen):
-            for k in [k for k in kept2 if k[0] == key]:
+        for kept2 in (self._gates, self._breach_seen):  # called from informer threads too: iterate a copy
+            for k in [k for k in list(kept2) if k[0] == key]:
                 kept2.pop(k, None)
 
     # ---- checks before traffic: metrics preflight, Triton gates ---------------------
