@@ -11,44 +11,25 @@ from __future__ import annotations
 
 import json
 import math
-import socket
-import threading
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from canary import logs
 from canary.serve import Service
 from canary.serve_requests import MAX_BODY
+from canary.telemetry import BackgroundHTTPServer
 
 _DRAIN = 1024 * 1024
 
 
-class ServeServer:
+class ServeServer(BackgroundHTTPServer):
     """`Service` on a background thread (`start`/`stop`), or in the foreground (`serve_forever`)."""
 
+    component = "serve"
+
     def __init__(self, service: Service, *, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.service, self.host = service, host
-        cls = _server_class(host)
-        self._server = cls((host, port), _handler(service))
-        self._thread: threading.Thread | None = None
-        self.log = logs.get(component="serve")
-
-    @property
-    def port(self) -> int:
-        return int(self._server.server_address[1])
-
-    @property
-    def url(self) -> str:
-        host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(self.host, self.host)
-        return f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
-
-    def start(self) -> "ServeServer":
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.2},
-                                        name="canary-serve", daemon=True)
-        self._thread.start()
-        self.log.info("serve.listening", host=self.host, port=self.port, url=self.url)
-        return self
+        self.service = service
+        super().__init__(_handler(service), host=host, port=port)
 
     def serve_forever(self) -> None:
         self.log.info("serve.listening", host=self.host, port=self.port, url=self.url)
@@ -58,12 +39,8 @@ class ServeServer:
         """Stop `serve_forever` (from another thread, e.g. a signal handler's)."""
         self._server.shutdown()
 
-    def stop(self) -> None:
-        if self._thread is not None:
-            self._server.shutdown()
-            self._thread.join(timeout=10)
-            self._thread = None
-        self._server.server_close()
+    def stop(self, timeout_s: float = 10.0) -> None:
+        super().stop(timeout_s)
 
 
 def _handler(service: Service) -> type[BaseHTTPRequestHandler]:
@@ -127,13 +104,3 @@ def _finite(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_finite(v) for v in value]
     return value
-
-
-def _server_class(host: str) -> type[ThreadingHTTPServer]:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-
-    class Server(ThreadingHTTPServer):
-        address_family = family
-        daemon_threads = True
-
-    return Server

@@ -206,18 +206,18 @@ def _remove(metric: Any, labels: tuple[str, ...]) -> None:
 Probe = Callable[[], tuple[bool, str]]
 
 
-class HealthServer:
-    """/metrics, /healthz and /readyz on a background thread; binds only `host`."""
+class BackgroundHTTPServer:
+    """A stdlib ThreadingHTTPServer bound to `host` only (IPv4 or IPv6), served on a daemon thread:
+    `port`, `url`, `start()` (logs `<component>.listening`) and `stop()`. Shared by the controller's
+    health server and `canary serve` (canary/serve_http.py)."""
 
-    def __init__(self, telemetry: Telemetry, *, host: str = "127.0.0.1", port: int = 0,
-                 ready: Probe, live: Probe | None = None) -> None:
-        self.telemetry = telemetry
+    component = "http"
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler], *, host: str, port: int) -> None:
         self.host = host
-        self._ready = ready
-        self._live = live or (lambda: (True, ""))
-        self._server = _server_class(host)((host, port), self._handler())
+        self._server = _server_class(host)((host, port), handler)
         self._thread: threading.Thread | None = None
-        self.log = logs.get(component="health")
+        self.log = logs.get(component=self.component)
 
     @property
     def port(self) -> int:
@@ -228,19 +228,32 @@ class HealthServer:
         host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(self.host, self.host)
         return f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
 
-    def start(self) -> "HealthServer":
+    def start(self) -> Any:
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.2},
-                                        name="canary-health", daemon=True)
+                                        name=f"canary-{self.component}", daemon=True)
         self._thread.start()
-        self.log.info("health.listening", host=self.host, port=self.port)
+        self.log.info(f"{self.component}.listening", host=self.host, port=self.port, url=self.url)
         return self
 
-    def stop(self) -> None:
+    def stop(self, timeout_s: float = 5.0) -> None:
         if self._thread is not None:
             self._server.shutdown()
-            self._thread.join(timeout=5)
+            self._thread.join(timeout=timeout_s)
             self._thread = None
         self._server.server_close()
+
+
+class HealthServer(BackgroundHTTPServer):
+    """/metrics, /healthz and /readyz on a background thread; binds only `host`."""
+
+    component = "health"
+
+    def __init__(self, telemetry: Telemetry, *, host: str = "127.0.0.1", port: int = 0,
+                 ready: Probe, live: Probe | None = None) -> None:
+        self.telemetry = telemetry
+        self._ready = ready
+        self._live = live or (lambda: (True, ""))
+        super().__init__(self._handler(), host=host, port=port)
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         outer = self
@@ -284,13 +297,13 @@ def _ask(probe: Probe) -> tuple[bool, str]:
 
 
 def _server_class(host: str) -> type[ThreadingHTTPServer]:
-    if ":" not in host:
-        return ThreadingHTTPServer
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
 
-    class V6(ThreadingHTTPServer):
-        address_family = socket.AF_INET6
+    class Server(ThreadingHTTPServer):
+        address_family = family
+        daemon_threads = True  # a request thread never keeps the process alive
 
-    return V6
+    return Server
 
 
-__all__ = ["HealthServer", "Telemetry", "classify_reason", "ROLLBACK_REASONS", "KUBE_ERROR_KINDS"]
+__all__ = ["BackgroundHTTPServer", "HealthServer", "Telemetry", "classify_reason", "ROLLBACK_REASONS", "KUBE_ERROR_KINDS"]
