@@ -28,6 +28,7 @@ def test_the_container_args_are_what_canary_serve_accepts() -> None:
     serve = typer.main.get_command(app).commands["serve"]  # type: ignore[attr-defined]
     ctx = serve.make_context("serve", list(args[1:]), resilient_parsing=True)
     assert ctx.params["state_dir"] is not None and ctx.params["port"] == 8090 and ctx.params["host"] == "0.0.0.0"
+    assert ctx.params["policy_dir"] is not None  # the policies mounted from the ConfigMap are read
     mounts = {m["mountPath"] for m in container["volumeMounts"]}
     assert {args[args.index("--state-dir") + 1], args[args.index("--policy-dir") + 1]} <= mounts
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
