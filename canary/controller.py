@@ -39,6 +39,7 @@ from canary.history_store import configmap_name
 from canary.logs import get as get_logger
 from canary.model import STABLE_ONLY, Verdict, Outcome
 from canary import kube
+from canary import malloc
 from canary.reconcile import (K8S_EVENTS, Observation, camel, check_claim, decide, execute, look_due, look_window,
                               next_look_at,
                               measure_window, parse_state, preflight_metrics, to_stable)
@@ -131,6 +132,7 @@ class Controller:
                 self.tick()
             except Exception as exc:  # a tick never kills the loop; the next one re-reads the world
                 self.log.error("tick.failed", error=f"{type(exc).__name__}: {exc}")
+            malloc.trim()  # RSS follows the live heap, not the sum of the ticks' peaks (canary/malloc.py)
             stop.wait(max(0.0, tick_s - (time.monotonic() - started)))
 
     def tick(self) -> int:
