@@ -30,6 +30,18 @@ def key_of(obj: Obj) -> str:
     return f"{meta.get('namespace', '')}/{meta.get('name', '')}"
 
 
+def slim(obj: Obj) -> Obj:
+    """`obj` without `metadata.managedFields` (a shallow copy; `obj` is not changed).
+
+    The server-side-apply bookkeeping the API server adds to every object, often larger than the
+    rest of a small object's metadata; nothing here reads it, and an update that omits it keeps
+    the server's (what client-go's informers drop with TransformStripManagedFields)."""
+    meta = obj.get("metadata")
+    if not isinstance(meta, dict) or "managedFields" not in meta:
+        return obj
+    return {**obj, "metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
+
+
 def _rv(obj: Obj | None) -> int | None:
     try:
         return int(((obj or {}).get("metadata") or {}).get("resourceVersion"))
@@ -73,7 +85,7 @@ class Informer:
     def put(self, obj: Obj) -> None:
         """An object this process just wrote (the API's answer): cached unless the cache already holds a
         newer version (resourceVersions compared as integers, as etcd's are; otherwise it is taken)."""
-        key = key_of(obj)
+        key, obj = key_of(obj), slim(obj)
         with self._lock:
             have, got = _rv(self._items.get(key)), _rv(obj)
             if have is not None and got is not None and have >= got:
@@ -85,7 +97,7 @@ class Informer:
     def relist(self, reason: str = "start") -> None:
         resp = self.lister(_preload_content=False, _request_timeout=self.request_timeout_s)
         data = json.loads(resp.data)
-        fresh = {key_of(o): o for o in data.get("items") or []}
+        fresh = {key_of(o): slim(o) for o in data.get("items") or []}
         with self._lock:
             old, self._items = self._items, fresh
             self.resource_version = str((data.get("metadata") or {}).get("resourceVersion") or "") or None
@@ -119,7 +131,7 @@ class Informer:
             resp.release_conn()
 
     def _event(self, event: dict[str, Any]) -> None:
-        kind, obj = event.get("type"), event.get("object") or {}
+        kind, obj = event.get("type"), slim(event.get("object") or {})
         if kind == "ERROR":
             code = obj.get("code")
             self.resource_version = None  # 410 Expired or anything else: LIST again

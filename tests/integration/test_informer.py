@@ -92,3 +92,26 @@ def test_our_own_write_is_cached_at_once_and_not_reported_again(world: Any) -> N
     inf.put({**obj, "data": {"v": "older"}, "metadata": {**obj["metadata"], "resourceVersion": "1"}})
     assert inf.get("ml", "a")["data"]["v"] == "mine"  # an older version never replaces a newer one
     client.close()
+
+
+def test_managed_fields_are_not_kept_in_the_cache(world: Any) -> None:
+    """The API server's server-side-apply bookkeeping is dropped from every cached object (LIST,
+    WATCH and our own writes): memory per rollout, and nothing reads it."""
+    api, inf, changes, _ = world
+    managed = [{"manager": "kubectl", "operation": "Apply", "apiVersion": "v1", "fieldsType": "FieldsV1",
+                "fieldsV1": {"f:data": {"f:v": {}}}}]
+    with_fields = cm("m", "w")
+    with_fields["metadata"]["managedFields"] = managed
+    api.handler.put_object(with_fields)
+    until(lambda: ("ml/m", "w") in changes, "the watch event")
+    assert api.get("", "configmaps", "ml", "m")["metadata"]["managedFields"] == managed  # the server has them
+    got = inf.get("ml", "m")
+    assert "managedFields" not in got["metadata"] and got["data"]["v"] == "w" and got["metadata"]["name"] == "m"
+    inf.relist("test")
+    assert "managedFields" not in inf.get("ml", "m")["metadata"]
+    mine = {**got, "data": {"v": "mine"},
+            "metadata": {**got["metadata"], "managedFields": managed,
+                         "resourceVersion": str(int(got["metadata"]["resourceVersion"]) + 1000)}}
+    inf.put(mine)
+    assert inf.get("ml", "m")["data"]["v"] == "mine" and "managedFields" not in inf.get("ml", "m")["metadata"]
+    assert mine["metadata"]["managedFields"] == managed  # the caller's object is not changed
