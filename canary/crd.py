@@ -10,7 +10,10 @@ write as the weights.
 
 from __future__ import annotations
 
+import json
+import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -95,6 +98,44 @@ def parse(obj: dict[str, Any], *, configmap: Callable[[str, str], dict[str, str]
                        triton_stable=triton.get("stableUrl"), triton_canary=triton.get("canaryUrl"))
 
 
+class _Parsed:
+    """Parsed policies by their exact text (inline: its JSON; a ConfigMap's: its YAML), shared by the
+    rollouts that carry the same one: a fleet has a handful of policies and thousands of rollouts,
+    and a Policy is immutable (frozen models). Bounded (least recently used out); only valid
+    policies are kept, so every error is raised, with its own rollout's location, as before."""
+
+    def __init__(self, size: int = 256) -> None:
+        self.size, self._lock, self._items = size, threading.Lock(), OrderedDict[str, Policy]()
+
+    def get(self, key: str | None, parse: Callable[[], Policy]) -> Policy:
+        if key is None:
+            return parse()
+        with self._lock:
+            hit = self._items.get(key)
+            if hit is not None:
+                self._items.move_to_end(key)
+                return hit
+        policy = parse()
+        with self._lock:
+            self._items[key] = policy
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+        return policy
+
+
+_PARSED = _Parsed()
+_KEY_MAX = 64 * 1024  # a longer policy text is parsed every time (a policy is ~1-2 kB): the cache stays small
+
+
+def _text_of(raw: Any) -> str | None:
+    """The cache key of an inline policy: its JSON text exactly (key order included), None when it has none."""
+    try:
+        text = json.dumps(raw, separators=(",", ":"), allow_nan=True)
+    except (TypeError, ValueError, RecursionError):
+        return None
+    return "json:" + text if len(text) <= _KEY_MAX else None
+
+
 def _policy(spec: dict[str, Any], where: str, ns: str,
             configmap: Callable[[str, str], dict[str, str]] | None) -> Policy:
     inline, ref = spec.get("policy"), spec.get("policyRef")
@@ -102,7 +143,7 @@ def _policy(spec: dict[str, Any], where: str, ns: str,
         raise ConfigError(f"{where}: give exactly one of spec.policy and spec.policyRef")
     if inline is not None:
         try:
-            return parse_policy(inline, file=f"{where} spec.policy")
+            return _PARSED.get(_text_of(inline), lambda: parse_policy(inline, file=f"{where} spec.policy"))
         except PolicyError as exc:
             raise ConfigError(str(exc)) from None
     if not isinstance(ref, dict) or not isinstance(ref.get("configMap"), str) or not isinstance(ref.get("key"), str) \
@@ -114,7 +155,9 @@ def _policy(spec: dict[str, Any], where: str, ns: str,
     if ref["key"] not in data:
         raise ConfigError(f"{where}: ConfigMap {ns}/{ref['configMap']} has no key {ref['key']!r}")
     try:  # the strict loader: no YAML coercions, bounded size and depth
-        return parse_policy_text(data[ref["key"]], file=f"ConfigMap {ns}/{ref['configMap']}[{ref['key']}]")
+        text = data[ref["key"]]
+        return _PARSED.get("yaml:" + text if isinstance(text, str) and len(text) <= _KEY_MAX else None,
+                           lambda: parse_policy_text(text, file=f"ConfigMap {ns}/{ref['configMap']}[{ref['key']}]"))
     except PolicyError as exc:
         raise ConfigError(str(exc)) from None
 
