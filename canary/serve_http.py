@@ -26,6 +26,7 @@ class ServeServer(BackgroundHTTPServer):
     """`Service` on a background thread (`start`/`stop`), or in the foreground (`serve_forever`)."""
 
     component = "serve"
+    stop_timeout_s = 10.0
 
     def __init__(self, service: Service, *, host: str = "127.0.0.1", port: int = 0) -> None:
         self.service = service
@@ -38,9 +39,6 @@ class ServeServer(BackgroundHTTPServer):
     def shutdown(self) -> None:
         """Stop `serve_forever` (from another thread, e.g. a signal handler's)."""
         self._server.shutdown()
-
-    def stop(self, timeout_s: float = 10.0) -> None:
-        super().stop(timeout_s)
 
 
 def _handler(service: Service) -> type[BaseHTTPRequestHandler]:

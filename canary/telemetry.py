@@ -212,6 +212,7 @@ class BackgroundHTTPServer:
     health server and `canary serve` (canary/serve_http.py)."""
 
     component = "http"
+    stop_timeout_s = 5.0  # how long stop() waits for the serving thread
 
     def __init__(self, handler: type[BaseHTTPRequestHandler], *, host: str, port: int) -> None:
         self.host = host
@@ -235,10 +236,10 @@ class BackgroundHTTPServer:
         self.log.info(f"{self.component}.listening", host=self.host, port=self.port, url=self.url)
         return self
 
-    def stop(self, timeout_s: float = 5.0) -> None:
+    def stop(self) -> None:
         if self._thread is not None:
             self._server.shutdown()
-            self._thread.join(timeout=timeout_s)
+            self._thread.join(timeout=self.stop_timeout_s)
             self._thread = None
         self._server.server_close()
 

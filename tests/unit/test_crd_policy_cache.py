@@ -35,9 +35,10 @@ def test_an_invalid_policy_is_refused_for_each_rollout_with_its_own_location() -
 
 def test_the_same_values_in_another_type_are_another_policy() -> None:
     a = fleet.rollout_object(0, "v2")
+    a["spec"]["policy"].setdefault("failure", {})["max_failed_looks"] = 1
     b = copy.deepcopy(a)
-    b["spec"]["policy"]["analysis"]["alpha"] = True  # JSON `true`, not 1: refused, never served from a's entry
-    crd.parse(a)
+    b["spec"]["policy"]["failure"]["max_failed_looks"] = True  # == 1 in Python, `true` in JSON: strict refuses it
+    assert crd.parse(a).policy.failure.max_failed_looks == 1  # cached; an equality-keyed cache would serve b from it
     with pytest.raises(ConfigError):
         crd.parse(b)
 
