@@ -37,6 +37,7 @@ from canary.errors import (CanaryError, ConfigError, KubeUnavailable, MetricsUna
 from canary.fencing import FencedRouter
 from canary.history_store import configmap_name
 from canary.logs import get as get_logger
+from canary.informer import stub
 from canary.model import STABLE_ONLY, Verdict, Outcome
 from canary import kube
 from canary import malloc
@@ -181,23 +182,23 @@ class Controller:
         self.health = (True, "ok")
         now = self.clock.now()
         if not self._leading:
-            for obj in inf.rollouts.items():
-                if self.owns(obj):
-                    self.queue.touch(_key(obj), now)
+            for key in inf.rollouts.summaries():
+                if self.owns(stub(key)):
+                    self.queue.touch(key, now)
         self._leading = True
         objs = []
         for key in self.queue.pop_due(now):
             ns, _, name = key.partition("/")
             obj = inf.rollouts.get(ns, name)
             if obj is not None and self.owns(obj):
-                objs.append({**obj})  # our copy: a status write replaces its "status", never the cache's
+                objs.append(obj)  # our own copy (the cache parses one per read)
         self._advance_all(objs)
         if self.telemetry:
             self.telemetry.observe_tick(time.monotonic() - t0, len(objs))
         if self.shard is not None:
-            mine = [o for o in inf.rollouts.items() if self.owns(o)]
+            mine = [phase for key, phase in inf.rollouts.summaries().items() if self.owns(stub(key))]
             self.shard.observe(leading=True, rollouts=len(mine),
-                               active=sum(1 for o in mine if not _finished(o)))
+                               active=sum(1 for phase in mine if phase not in rl.TERMINAL))
         self.last_tick = time.monotonic()
         return len(objs)
 

@@ -30,6 +30,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
 
 from canary import logs
 from canary import rollout as rl
@@ -73,12 +74,11 @@ class Telemetry:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
         r = self.registry
-        ro = ["namespace", "rollout", "model"]
-        self.weight = Gauge("canary_rollout_weight", "Traffic share (percent) per arm of a rollout",
-                            ro + ["stable_version", "canary_version", "arm"], registry=r)
-        self.phase = Gauge("canary_rollout_phase", "1 for the rollout's current phase, 0 for the others",
-                           ro + ["phase"], registry=r)
-        self.step = Gauge("canary_rollout_step", "Current step, 1-based (0 before the first step)", ro, registry=r)
+        # The per-rollout series (weight, phase, step) come from one compact row per rollout, rendered at
+        # scrape time (`_RolloutCollector`): 12 prometheus_client children per rollout cost ~12 kB and a
+        # dozen label lookups per look; a row costs a tuple (docs/benchmarks/controller.md).
+        self._rows: dict[tuple[str, str], tuple[str, str, str, float, float, str, int]] = {}
+        r.register(_RolloutCollector(self))
         self.verdicts = Counter("canary_verdicts_total", "Check verdicts, per check and outcome",
                                   ["model", "check", "outcome"], registry=r)
         self.effect = Gauge("canary_check_effect_size", "Last effect size per check (e.g. PSI for prediction shift)",
@@ -99,35 +99,19 @@ class Telemetry:
         self.leader.set(0)
         for kind in KUBE_ERROR_KINDS:  # present at 0 from the start, so rate() sees the first error
             self.kube_errors.labels(kind)
-        # Label sets written per rollout, so a version change or a forget() removes the old series
-        # instead of leaving a stale "v1 serves 90%" line on the dashboard forever.
         self._lock = threading.Lock()
-        self._weight_labels: dict[tuple[str, str], list[tuple[str, ...]]] = {}
-        self._rollout_model: dict[tuple[str, str], str] = {}
         self._checks: dict[str, set[str]] = {}  # model -> checks with an effect-size series
 
     # ---- rollouts ------------------------------------------------------------------
 
     def record_state(self, *, namespace: str, rollout: str, state: rl.RolloutState) -> None:
-        """Set weight, phase and step gauges from a rollout's recorded state."""
-        key = (namespace, rollout)
-        w = state.weights
-        labels = [(namespace, rollout, state.model, state.stable_version, state.canary_version, arm)
-                  for arm in ("stable", "canary")]
+        """Set weight, phase and step gauges from a rollout's recorded state. A rollout has one row:
+        a version or model change replaces its series instead of leaving a stale "v1 serves 90%" line
+        on the dashboard forever."""
+        row = (state.model, state.stable_version, state.canary_version, float(state.weights.stable),
+               float(state.weights.canary), state.phase, state.step + 1)
         with self._lock:
-            old_model = self._rollout_model.get(key)
-            if old_model is not None and old_model != state.model:
-                self._remove_rollout(key, old_model)
-            for old in self._weight_labels.get(key, []):
-                if old not in labels:
-                    _remove(self.weight, old)
-            self._weight_labels[key] = labels
-            self._rollout_model[key] = state.model
-            self.weight.labels(*labels[0]).set(w.stable)
-            self.weight.labels(*labels[1]).set(w.canary)
-            for phase in sorted(rl.PHASES):
-                self.phase.labels(namespace, rollout, state.model, phase).set(1 if phase == state.phase else 0)
-            self.step.labels(namespace, rollout, state.model).set(state.step + 1)
+            self._rows[(namespace, rollout)] = row
 
     def forget(self, namespace: str, rollout: str) -> None:
         """Remove every series of a deleted rollout (and its model's effect sizes if no other rollout has it).
@@ -135,21 +119,15 @@ class Telemetry:
         Counters keyed by model only (verdicts, rollbacks, promotions) are kept: they are history,
         and dropping them would read as a counter reset to `rate()`.
         """
-        key = (namespace, rollout)
         with self._lock:
-            model = self._rollout_model.pop(key, None)
-            if model is not None:
-                self._remove_rollout(key, model)
-                if model not in self._rollout_model.values():
-                    for check in self._checks.pop(model, set()):
-                        _remove(self.effect, (model, check))
+            row = self._rows.pop((namespace, rollout), None)
+            if row is not None and all(r[0] != row[0] for r in self._rows.values()):
+                for check in self._checks.pop(row[0], set()):
+                    _remove(self.effect, (row[0], check))
 
-    def _remove_rollout(self, key: tuple[str, str], model: str) -> None:
-        for labels in self._weight_labels.pop(key, []):
-            _remove(self.weight, labels)
-        for phase in rl.PHASES:
-            _remove(self.phase, (*key, model, phase))
-        _remove(self.step, (*key, model))
+    def rollout_rows(self) -> list[tuple[tuple[str, str], tuple[str, str, str, float, float, str, int]]]:
+        with self._lock:
+            return list(self._rows.items())
 
     # ---- decisions -----------------------------------------------------------------
 
@@ -192,6 +170,37 @@ class Telemetry:
     def render(self) -> bytes:
         """Text exposition format (what /metrics serves)."""
         return generate_latest(self.registry)
+
+
+class _RolloutCollector:
+    """`canary_rollout_weight`, `canary_rollout_phase` and `canary_rollout_step`, rendered from
+    `Telemetry`'s rows at each scrape (prometheus_client's custom-collector interface)."""
+
+    def __init__(self, telemetry: Telemetry) -> None:
+        self.telemetry = telemetry
+
+    def describe(self) -> list[Any]:
+        return list(self._families([]))
+
+    def collect(self) -> Iterable[Any]:
+        return self._families(self.telemetry.rollout_rows())
+
+    @staticmethod
+    def _families(rows: list[tuple[tuple[str, str], tuple[str, str, str, float, float, str, int]]]) -> list[Any]:
+        ro = ["namespace", "rollout", "model"]
+        weight = GaugeMetricFamily("canary_rollout_weight", "Traffic share (percent) per arm of a rollout",
+                                   labels=ro + ["stable_version", "canary_version", "arm"])
+        phase = GaugeMetricFamily("canary_rollout_phase", "1 for the rollout's current phase, 0 for the others",
+                                  labels=ro + ["phase"])
+        step = GaugeMetricFamily("canary_rollout_step", "Current step, 1-based (0 before the first step)", labels=ro)
+        phases = sorted(rl.PHASES)
+        for (namespace, rollout), (model, stable_v, canary_v, w_stable, w_canary, current, n) in rows:
+            weight.add_metric([namespace, rollout, model, stable_v, canary_v, "stable"], w_stable)
+            weight.add_metric([namespace, rollout, model, stable_v, canary_v, "canary"], w_canary)
+            for p in phases:
+                phase.add_metric([namespace, rollout, model, p], 1.0 if p == current else 0.0)
+            step.add_metric([namespace, rollout, model], n)
+        return [weight, phase, step]
 
 
 def _remove(metric: Any, labels: tuple[str, ...]) -> None:

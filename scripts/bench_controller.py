@@ -134,7 +134,7 @@ def main() -> int:
         [sys.executable, "-m", "canary", "controller", "run", "--kubeconfig", str(kubeconfig), "-n", "ml",
          "--prometheus-url", prom.url, "--tick", str(args.tick), "--metrics-addr", f"127.0.0.1:{port}",
          "--log-format", "json", *args.controller_arg], stdout=subprocess.DEVNULL,
-        stderr=open(tmp / "controller.log", "wb"), cwd=root, env={**os.environ, "KUBECONFIG": "", "PYTHONPATH": str(root)})
+        stderr=open(tmp / "controller.log", "wb"), cwd=root, env={"MALLOC_ARENA_MAX": "2", **os.environ, "KUBECONFIG": "", "PYTHONPATH": str(root)})  # as the Deployment sets it
     metrics_url = f"http://127.0.0.1:{port}/metrics"
     try:
         for _ in range(200):

@@ -115,3 +115,48 @@ def test_managed_fields_are_not_kept_in_the_cache(world: Any) -> None:
     inf.put(mine)
     assert inf.get("ml", "m")["data"]["v"] == "mine" and "managedFields" not in inf.get("ml", "m")["metadata"]
     assert mine["metadata"]["managedFields"] == managed  # the caller's object is not changed
+
+
+def test_every_read_is_a_copy_the_cache_cannot_be_changed_through_it(world: Any) -> None:
+    """The cache keeps compact JSON and parses on each read: a caller that edits what it read (the
+    controller merges a status into its copy) never changes what the next reader sees."""
+    _, inf, _, _ = world
+    mine = inf.get("ml", "a")
+    mine["data"]["v"] = "edited"
+    mine["status"] = {"phase": "Promoted"}
+    assert inf.get("ml", "a")["data"]["v"] == "x" and "status" not in inf.get("ml", "a")
+    assert inf.get("ml", "a") is not inf.get("ml", "a")
+    for obj in inf.items():
+        obj["data"].clear()
+    assert sorted(o["data"]["v"] for o in inf.items()) == ["x", "x"]
+
+
+def test_summaries_answer_per_object_questions_and_follow_the_watch() -> None:
+    """`summary` is kept per object (the rollouts informer keeps each CR's phase), updated by every
+    event and write, and dropped with the object."""
+    api = KubeAPIServer(seed=[cm("a", "p1"), cm("b", "p2")]).start()
+    client = api.api_client()
+    inf = Informer(functools.partial(kc.CoreV1Api(client).list_namespaced_config_map, "ml"), kind="configmaps",
+                   summary=lambda o: o["data"]["v"], watch_timeout_s=2, retry_s=0.05)
+    stop = threading.Event()
+    inf.start(stop)
+    try:
+        until(inf.synced.is_set, "the first LIST")
+        assert inf.summaries() == {"ml/a": "p1", "ml/b": "p2"}
+        api.handler.put_object(cm("a", "p3"))
+        until(lambda: inf.summaries().get("ml/a") == "p3", "the watch event's summary")
+        kc.CoreV1Api(client).delete_namespaced_config_map("b", "ml")
+        until(lambda: "ml/b" not in inf.summaries(), "the deleted object's summary to go")
+        assert inf.summaries() == {"ml/a": "p3"}
+    finally:
+        stop.set()
+        client.close()
+        api.stop()
+
+
+def test_phase_of_and_stub() -> None:
+    from canary.informer import phase_of, stub
+
+    assert phase_of({"status": {"phase": "Progressing"}}) == "Progressing"
+    assert phase_of({}) is None and phase_of({"status": None}) is None
+    assert stub("ml/r-1") == {"metadata": {"namespace": "ml", "name": "r-1"}}
