@@ -623,7 +623,7 @@ class Controller:
             rec = self._histories[spec.key] = Recorder(
                 ConfigMapStore(self.core, may_write=may_write), namespace=spec.target.namespace,
                 virtual_service=spec.target.virtual_service, policy=spec.policy, source="controller", name=spec.key,
-                flush_every=10, log=self.log.bind(rollout=spec.key))
+                flush_every=10, log=self.log)  # its warnings name the rollout; no bound logger kept per rollout
         return rec
 
     def _observe(self, spec: crd.RolloutSpec, state: rl.RolloutState, actions: list[rl.Action] | None = None) -> None:

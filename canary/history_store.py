@@ -152,7 +152,7 @@ class Recorder:
                  source: str, name: str = "", flush_every: int = 1, log: Any = None) -> None:
         assert source in hist.SOURCES
         self.store, self.namespace, self.vs = store, namespace, virtual_service
-        self.policy, self.summary = policy, hist.policy_summary(policy)
+        self.policy = policy  # summarised at each write (`summary`), not kept per rollout: a controller holds thousands
         self.source, self.name, self.flush_every = source, name, max(1, flush_every)
         self.log = log or get_logger(component="history")
         self._ident: dict[str, Any] | None = None
@@ -161,6 +161,10 @@ class Recorder:
         self._events: list[dict[str, Any]] = []
         self._gates: list[dict[str, Any]] = []
         self._weights: list[list[Any]] = []
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        return hist.policy_summary(self.policy)
 
     @property
     def pending(self) -> int:
@@ -223,7 +227,7 @@ class Recorder:
             raise CanaryError("the ConfigMap kept changing under the write (3 conflicts)")
         except Exception as exc:  # an observation: it never fails a rollout
             if not isinstance(exc, NotLeader):
-                self.log.warning("history.write_failed", namespace=self.namespace, virtual_service=self.vs,
+                self.log.warning("history.write_failed", namespace=self.namespace, virtual_service=self.vs, rollout=self.name,
                                  error=f"{type(exc).__name__}: {exc}"[:500], pending=self.pending)
             self._looks = self._looks[-hist.MAX_LOOKS:]  # kept for the next flush, bounded
             self._events, self._gates = self._events[-hist.MAX_EVENTS:], self._gates[-hist.MAX_GATES:]
@@ -237,8 +241,8 @@ class Recorder:
             doc, rv = None, getattr(exc, "resource_version", None)
         if doc is None or not hist.same_rollout(doc, self._ident):
             doc = hist.new_doc(rollout=self._ident, policy=self.summary)
-        s = self._state
-        doc = {**doc, "rollout": self._ident, "policy": self.summary, "phase": s.phase, "reason": s.reason,
+        s, summary = self._state, self.summary
+        doc = {**doc, "rollout": self._ident, "policy": summary, "phase": s.phase, "reason": s.reason,
                "updated_at": hist.at_time(s.updated_at)}
         doc = hist.merge(doc, looks=self._looks, events=self._events, gates=self._gates, weights=self._weights)
         self.store.save(self.namespace, self.vs, doc, rv)
