@@ -90,6 +90,9 @@ def plan_cmd(
     latency_sigma: float = typer.Option(0.5, "--latency-sigma", help="assumed lognormal shape of latency"),
     error_rate: float = typer.Option(0.5, "--error-rate", help="baseline error rate in %"),
     bins: int = typer.Option(10, "--bins", help="prediction histogram bins"),
+    bucket_ratio: float = typer.Option(
+        1.0, "--bucket-ratio", help="ratio of neighbouring latency bucket bounds near the stable's quantile "
+        "(1: fine; 1.1 for x1.1 exponential buckets); read from Prometheus with --prometheus-url"),
     output: str = opts.OutputOpt,
     prometheus_url: Optional[str] = typer.Option(
         None, "--prometheus-url", envvar="CANARY_PROMETHEUS_URL",
@@ -119,19 +122,19 @@ def plan_cmd(
     from canary.analysis.plan import plan
     from canary.policy import load_policy
 
-    numbers = [rps, error_rate, latency_sigma] + ([canary_share] if canary_share is not None else [])
+    numbers = [rps, error_rate, latency_sigma, bucket_ratio] + ([canary_share] if canary_share is not None else [])
     if not all(math.isfinite(x) for x in numbers) or latency_sigma <= 0:
         _fail("--rps, --canary-share, --error-rate and --latency-sigma must be finite numbers (sigma > 0)")
     if rps <= 0 or (canary_share is not None and not 0 < canary_share < 1) or not 0 <= error_rate < 100 or bins < 2:
         _fail("need --rps > 0, 0 < --canary-share < 1, 0 <= --error-rate < 100 and --bins >= 2")
+    if bucket_ratio < 1:
+        _fail("--bucket-ratio must be >= 1 (1: fine buckets)")
     try:
         pol = load_policy(policy)
     except CanaryError as exc:
         _fail(str(exc))
     if prometheus_url and not (model and stable_version):
         _fail("--prometheus-url needs --model and --stable-version (whose latency buckets to read)")
-    p = plan(pol, rps=rps, canary_share=canary_share, latency_sigma=latency_sigma, error_rate=error_rate / 100,
-             bins=bins)
     layout = None
     if prometheus_url:
         try:
@@ -141,6 +144,10 @@ def plan_cmd(
         except CanaryError as exc:
             _fail(str(exc))
         layout = _read_layout(pol, metrics, model or "", stable_version or "", ns)
+        read = [x.bucket_ratio for x in layout if x.resolves and x.bucket_ratio]
+        bucket_ratio = max([bucket_ratio, *read])  # the real layout's coarsest bucket at the quantile
+    p = plan(pol, rps=rps, canary_share=canary_share, latency_sigma=latency_sigma, error_rate=error_rate / 100,
+             bins=bins, bucket_ratio=bucket_ratio)
     d = _plan_dict(p)
     if layout is not None:
         d["layout"] = [asdict(x) for x in layout]

@@ -1020,8 +1020,9 @@ def report(results: list[tuple[Scenario, int, list[Tally]]], oracles: dict, sz: 
     if "5" in by_group:
         print("\n## 5. p95 +50% at 2 canary rps (40 rps total), default policy (limit +20%), x1.1 buckets\n")
         (sc, n, ts), = by_group["5"]
-        pl = plan(sc.fam.policy, rps=sc.fam.total_rps)
-        print(f"`canary plan --policy policies/default.yaml --rps {sc.fam.total_rps:g}`: {pl.seconds:g} s over "
+        pl = plan(sc.fam.policy, rps=sc.fam.total_rps, bucket_ratio=1.1)  # the scenario's x1.1 buckets
+        print(f"`canary plan --policy policies/default.yaml --rps {sc.fam.total_rps:g} --bucket-ratio 1.1`: "
+              f"{pl.seconds:g} s over "
               f"{len(pl.steps)} judged steps; smallest p95 increase detected with 95% power by the end of each step: "
               + ", ".join(f"{s.weight}%: " + ("-" if s.p95_increase_pct is None else f"+{s.p95_increase_pct:.0f}%")
                           for s in pl.steps))

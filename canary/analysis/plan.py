@@ -19,8 +19,9 @@ power; the judge says so when it happens).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy import stats as st
@@ -75,39 +76,105 @@ def _two_prop_power(p0: float, p1: float, n_s: float, n_c: float, *, margin: flo
     return float(st.norm.cdf((p1 - p0 - margin - st.norm.isf(alpha) * se0) / se1))
 
 
-def latency_detectable(n_s: float, n_c: float, *, q: float, tol: float, sigma: float, alpha: float) -> float | None:
-    """Smallest canary scale-up (as %) the exceedance test finds with 95% power."""
+Look = tuple[float, float, float]  # (pooled stable requests, pooled canary requests, fixed-sample level)
+
+
+def _all_fail(power_at: Callable[[float, float, float], Callable[[float], float]],
+              looks: Sequence[Look]) -> Callable[[float], float]:
+    """A lower bound on P(every look in `looks` fails) at effect x: P(A and B and ...) >= sum P - (k - 1)
+    (Frechet). The looks between the first and the last of a run see more of the same data than
+    the first, so bounding with those two under-states what the run needs: the claim errs low."""
+    fns = [power_at(*look) for look in looks]
+    return lambda x: max(0.0, sum(f(x) for f in fns) - (len(fns) - 1))
+
+
+def _latency_power(q: float, tol: float, sigma: float) -> Callable[[float, float, float], Callable[[float], float]]:
     z_q = st.norm.ppf(q)
 
-    def power(r: float) -> float:
-        p1 = float(st.norm.sf(z_q + math.log((1 + tol) / r) / sigma))  # canary above (1+tol)*stable_q
-        return _two_prop_power(1 - q, p1, n_s, n_c, margin=0.0, alpha=alpha)
+    def at(n_s: float, n_c: float, alpha: float) -> Callable[[float], float]:
+        def power(r: float) -> float:
+            p1 = float(st.norm.sf(z_q + math.log((1 + tol) / r) / sigma))  # canary above (1+tol)*stable_q
+            return _two_prop_power(1 - q, p1, n_s, n_c, margin=0.0, alpha=alpha)
+        return power
+    return at
 
-    r = _bisect(power, 1 + tol, 20.0)
+
+def _error_power(base: float, margin: float) -> Callable[[float, float, float], Callable[[float], float]]:
+    return lambda n_s, n_c, alpha: (lambda d: _two_prop_power(base, base + d, n_s, n_c, margin=margin, alpha=alpha))
+
+
+def _psi_power(max_psi: float, bins: int) -> Callable[[float, float, float], Callable[[float], float]]:
+    def at(n_s: float, n_c: float, alpha: float) -> Callable[[float], float]:
+        if n_s <= 0 or n_c <= 0:
+            return lambda x: 0.0
+        n_eff, df = n_s * n_c / (n_s + n_c), max(bins - 1, 1)
+        crit = float(st.ncx2.isf(alpha, df, n_eff * max_psi))
+        return lambda x: float(st.ncx2.sf(crit, df, n_eff * x))
+    return at
+
+
+def latency_detectable(n_s: float, n_c: float, *, q: float, tol: float, sigma: float, alpha: float,
+                       looks: Sequence[Look] = ()) -> float | None:
+    """Smallest canary scale-up (as %) the exceedance test finds with 95% power (at every look of
+    `looks` when given, else at the one look (n_s, n_c, alpha))."""
+    r = _bisect(_all_fail(_latency_power(q, tol, sigma), looks or [(n_s, n_c, alpha)]), 1 + tol, 20.0)
     return None if r is None else (r - 1) * 100
 
 
-def error_detectable(n_s: float, n_c: float, *, base: float, margin: float, alpha: float) -> float | None:
+def error_detectable(n_s: float, n_c: float, *, base: float, margin: float, alpha: float,
+                     looks: Sequence[Look] = ()) -> float | None:
     """Smallest error-rate increase (points) found with 95% power at baseline `base`."""
-    r = _bisect(lambda d: _two_prop_power(base, base + d, n_s, n_c, margin=margin, alpha=alpha), margin,
-                1 - base - 1e-9)
+    r = _bisect(_all_fail(_error_power(base, margin), looks or [(n_s, n_c, alpha)]), margin, 1 - base - 1e-9)
     return None if r is None else r * 100
 
 
-def psi_detectable(n_s: float, n_c: float, *, max_psi: float, bins: int, alpha: float) -> float | None:
+def psi_detectable(n_s: float, n_c: float, *, max_psi: float, bins: int, alpha: float,
+                   looks: Sequence[Look] = ()) -> float | None:
     """Smallest PSI whose noncentral chi-square test against max_psi has 95% power."""
-    if n_s <= 0 or n_c <= 0:
+    if not looks and (n_s <= 0 or n_c <= 0):
         return None
-    n_eff, df = n_s * n_c / (n_s + n_c), max(bins - 1, 1)
-    crit = float(st.ncx2.isf(alpha, df, n_eff * max_psi))
-    return _bisect(lambda x: float(st.ncx2.sf(crit, df, n_eff * x)), max_psi, 50.0)
+    return _bisect(_all_fail(_psi_power(max_psi, bins), looks or [(n_s, n_c, alpha)]), max_psi, 50.0)
+
+
+def decision_look(policy: Policy, *, canary_rate: float, hard: bool = False) -> float | None:
+    """Seconds into a step of the latest look at which a breach first seen still ends the step
+    rolled back by its end (its `interval`), or None when no look can.
+
+    A rollback needs `failure.max_failed_looks` consecutive failed looks (1 for a hard check),
+    looks come every `look_every` from the step's start, and a comparison cannot FAIL while the
+    step's window holds fewer than `min_canary_requests` canary requests (the judge's floor).
+    So the first failed look must be at the last multiple of `look_every` that leaves room for
+    the others before the interval ends, and hold the floor's requests there.
+    """
+    a = policy.analysis
+    run = 1 if hard else policy.failure.max_failed_looks
+    first = math.floor(a.interval / a.look_every + 1e-9) - (run - 1)
+    if first < 1:
+        return None
+    t = first * a.look_every
+    return t if canary_rate * t >= a.min_canary_requests else None
 
 
 def plan(policy: Policy, *, rps: float, canary_share: float | None = None, latency_sigma: float = 0.5,
-         error_rate: float = 0.005, bins: int = 10) -> Plan:
-    """Per judged step: duration, requests, and the smallest detectable regressions."""
+         error_rate: float = 0.005, bins: int = 10, bucket_ratio: float = 1.0) -> Plan:
+    """Per judged step: duration, requests, and the smallest regressions detected by its end.
+
+    "Detected by the end of step i" means rolled back at or before the step's interval ends, with
+    95% probability, by the state machine's rules rather than by one test at the step's end: the
+    run of `max_failed_looks` failed looks must fit in the interval, its first look at
+    `decision_look` (where the step's window must hold `min_canary_requests` canary requests),
+    every look tested at the anytime boundary for the evidence pooled until then (`_all_fail`
+    bounds the run from below). None: not detectable by that step's end.
+
+    `bucket_ratio` (>= 1): the ratio of neighbouring latency bucket bounds around the stable's
+    quantile (1: fine buckets). The judge tests at bucket bounds, so in the worst case its limit
+    sits a whole bucket further out: the latency column is computed against (1 + limit) *
+    bucket_ratio (an under-statement of power, never an over-statement).
+    """
     if rps <= 0:
         raise ValueError("rps must be positive")
+    if not (math.isfinite(bucket_ratio) and bucket_ratio >= 1):
+        raise ValueError("bucket_ratio must be a finite number >= 1")
     a = policy.analysis
     per_step = looks_per_step(policy)
     level = fail_level(policy)
@@ -117,28 +184,46 @@ def plan(policy: Policy, *, rps: float, canary_share: float | None = None, laten
     shift = next((c for c in policy.checks if isinstance(c, PredictionShiftCheck)), None)
     steps = []
     judged = [w for w in policy.steps if w < 100]
-    info = pooled_c = pooled_s = 0.0
-    for i, w in enumerate(judged):
+    info = pooled_c = pooled_s = 0.0  # pooled over the whole steps before this one
+    for w in judged:
         share = canary_share if canary_share is not None else w / 100
-        n_c, n_s = rps * share * a.interval, rps * (1 - share) * a.interval
-        # pooled over the steps so far: the power below uses the summed requests at this level
+        rate_c, rate_s = rps * share, rps * (1 - share)
+
+        def look_at(t: float) -> Look:
+            i = info + effective_requests(rate_s * t, rate_c * t)
+            return pooled_s + rate_s * t, pooled_c + rate_c * t, float(st.norm.sf(z_boundary(i, level))) if i > 0 else 0.0
+
+        def run(hard: bool) -> list[Look]:
+            """The first and the last look of the run of failed looks that ends the step rolled back."""
+            first = decision_look(policy, canary_rate=rate_c, hard=hard)
+            if first is None:
+                return []
+            return [look_at(first)] if first >= a.interval - 1e-9 else [look_at(first), look_at(a.interval)]
+
+        def smallest(check: Any, fn: Callable[..., float | None], **kw: Any) -> float | None:
+            looks = run(bool(getattr(check, "hard", False)))
+            return fn(0.0, 0.0, alpha=0.0, looks=looks, **kw) if looks else None
+
+        n_c, n_s = rate_c * a.interval, rate_s * a.interval
+        end = look_at(a.interval)
+        steps.append(StepPlan(
+            weight=w, seconds=a.interval, canary_requests=n_c, stable_requests=n_s, alpha=end[2],
+            p95_increase_pct=None if lat is None else smallest(
+                lat, latency_detectable, q=lat.quantile, tol=(1 + lat.max_increase_pct / 100) * bucket_ratio - 1,
+                sigma=latency_sigma),
+            error_points=None if err is None else smallest(
+                err, error_detectable, base=error_rate, margin=err.max_increase_points / 100),
+            psi=None if shift is None else smallest(
+                shift, psi_detectable, bins=bins,
+                max_psi=min(x for x in (shift.max_psi, shift.max_js and js_to_psi(shift.max_js)) if x)),
+        ))
         info += effective_requests(n_s, n_c)
         pooled_c, pooled_s = pooled_c + n_c, pooled_s + n_s
-        alpha = float(st.norm.sf(z_boundary(info, level))) if info > 0 else 0.0
-        steps.append(StepPlan(
-            weight=w, seconds=a.interval, canary_requests=n_c, stable_requests=n_s, alpha=alpha,
-            p95_increase_pct=None if lat is None else latency_detectable(
-                pooled_s, pooled_c, q=lat.quantile, tol=lat.max_increase_pct / 100, sigma=latency_sigma,
-                alpha=alpha),
-            error_points=None if err is None else error_detectable(
-                pooled_s, pooled_c, base=error_rate, margin=err.max_increase_points / 100, alpha=alpha),
-            psi=None if shift is None else psi_detectable(
-                pooled_s, pooled_c, max_psi=min(x for x in (shift.max_psi, shift.max_js and js_to_psi(shift.max_js)) if x),
-                bins=bins, alpha=alpha),
-        ))
-    assumptions = (f"latency lognormal sigma={latency_sigma:g} with fine buckets; baseline error rate "
-                   f"{error_rate * 100:g}%; {bins} prediction bins; power {POWER:.0%} at each step's last look, "
-                   "evidence pooled over the steps so far")
+    buckets = "fine buckets" if bucket_ratio == 1 else f"buckets x{bucket_ratio:.3g} apart at the quantile"
+    assumptions = (f"latency lognormal sigma={latency_sigma:g} with {buckets}; baseline error rate "
+                   f"{error_rate * 100:g}%; {bins} prediction bins; power {POWER:.0%} of a rollback by the step's end: "
+                   f"{policy.failure.max_failed_looks} failed looks in a row {a.look_every:g} s apart, the first "
+                   f"with at least {a.min_canary_requests} canary requests in the step; evidence pooled over the steps")
     return Plan(rps=rps, seconds=a.interval * len(judged), looks=per_step * len(judged), steps=tuple(steps),
                 assumptions=assumptions)
 
@@ -150,6 +235,7 @@ class LayoutCheck:
     check: str
     resolves: bool | None  # None: the layout could not be read (no stable series, or an error)
     detail: str
+    bucket_ratio: float | None = None  # upper / lower bound of the bucket holding the stable quantile
 
 
 def layout_report(policy: Policy, stable: Mapping[str, Histogram | BaseException]) -> tuple[LayoutCheck, ...]:
@@ -181,5 +267,5 @@ def layout_report(policy: Policy, stable: Mapping[str, Histogram | BaseException
         out.append(LayoutCheck(check.name, True, (
             f"stable p{check.quantile * 100:g} in ({lo:g}, {hi:g}] ms, a bucket {hi / lo:.3g}x wide: "
             f"a canary as fast as stable can be shown within +{check.max_increase_pct:g}% "
-            f"(buckets x{1 + tol / 2:.3g} or finer there pass it with fewer requests)")))
+            f"(buckets x{1 + tol / 2:.3g} or finer there pass it with fewer requests)"), hi / lo if lo > 0 else None))
     return tuple(out)

@@ -128,3 +128,75 @@ def test_judge_command_on_issue_9_defect_3_input(tmp_path):
     res = CliRunner().invoke(_app(), ["judge", "--input", str(f), "--output", "json"])
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["results"][0]["outcome"] == "pass"
+
+
+DEFAULT = {"steps": [5, 10, 25, 50, 100],
+           "analysis": {"interval": "5m", "look_every": "30s", "min_canary_requests": 500, "alpha": 0.01},
+           "failure": {"max_failed_looks": 2},
+           "checks": [{"name": "lat", "kind": "latency", "quantile": 0.95, "max_increase_pct": 20}]}
+
+
+def _with(**changes):
+    raw = json.loads(json.dumps(DEFAULT))
+    for path, value in changes.items():
+        section, field = path.split("__")
+        raw[section][field] = value
+    return parse_policy(raw)
+
+
+def test_the_decision_look_leaves_room_for_the_run_of_failed_looks_and_the_request_floor():
+    """Issue 9: the plan claimed +47% by 300 s at 2 canary rps, but a rollback there needs two failed
+    looks 30 s apart, the first with 500 canary requests in the step: the run must start by 270 s."""
+    from canary.analysis.plan import decision_look
+
+    p = parse_policy(DEFAULT)
+    assert decision_look(p, canary_rate=2.0) == 270  # 540 requests by then: enough
+    assert decision_look(p, canary_rate=2.0, hard=True) == 300  # a hard check needs one look
+    assert decision_look(_with(failure__max_failed_looks=1), canary_rate=2.0) == 300
+    assert decision_look(p, canary_rate=1.8) is None  # 486 requests at 270 s: no look can FAIL in time
+    assert decision_look(_with(failure__max_failed_looks=11), canary_rate=50.0) is None  # 10 looks a step
+
+
+def test_the_plan_claims_less_when_the_state_machine_needs_more():
+    """Every rule between a test crossing and a rollback makes the claimed smallest regression larger:
+    consecutive failed looks, a request floor the step barely reaches, coarser buckets."""
+    def step1(policy, **kw):
+        return plan(policy, rps=40, **kw).steps[0].p95_increase_pct
+
+    one, two = step1(_with(failure__max_failed_looks=1)), step1(parse_policy(DEFAULT))
+    assert one < two
+    assert step1(parse_policy(DEFAULT), bucket_ratio=1.1) > two
+    assert step1(_with(analysis__min_canary_requests=590)) is None  # 540 < 590 at the run's first look
+    assert plan(parse_policy(DEFAULT), rps=40).steps[1].p95_increase_pct is not None  # pooled, 10% reaches it
+    with pytest.raises(ValueError, match="bucket_ratio"):
+        plan(parse_policy(DEFAULT), rps=40, bucket_ratio=0.9)
+
+
+def test_plan_command_takes_a_bucket_ratio(tmp_path):
+    import yaml
+
+    app = typer.Typer()
+    register(app)
+    f = tmp_path / "p.yaml"
+    f.write_text(yaml.safe_dump(DEFAULT))
+    fine = CliRunner().invoke(app, ["plan", "-p", str(f), "--rps", "40", "-o", "json"])
+    coarse = CliRunner().invoke(app, ["plan", "-p", str(f), "--rps", "40", "--bucket-ratio", "1.1", "-o", "json"])
+    assert fine.exit_code == 0 and coarse.exit_code == 0, (fine.output, coarse.output)
+    a, b = json.loads(fine.output), json.loads(coarse.output)
+    assert b["steps"][0]["p95_increase_pct"] > a["steps"][0]["p95_increase_pct"]
+    assert "x1.1 apart" in b["assumptions"] and "fine buckets" in a["assumptions"]
+    bad = CliRunner().invoke(app, ["plan", "-p", str(f), "--rps", "40", "--bucket-ratio", "0.5"])
+    assert bad.exit_code != 0 and "--bucket-ratio" in bad.output
+
+
+def test_layout_report_gives_the_bucket_ratio_at_the_stable_quantile():
+    """`canary plan --prometheus-url` sizes the latency column with the real layout's bucket there."""
+    from canary.analysis.plan import layout_report
+
+    bounds = tuple(round(1.1 ** i, 6) for i in range(60)) + (math.inf,)
+    # a lognormal-ish stable arm: 95% of 100,000 requests at or below ~114 ms (1.1^50 = 117.4)
+    cum = tuple(float(min(100_000, round(100_000 * (0.95 * (b / 117.39) ** 3 if b <= 117.39 else
+                                                      1 - 0.05 * (117.39 / b) ** 4)))) if math.isfinite(b)
+                else 100_000.0 for b in bounds)
+    [line] = layout_report(parse_policy(DEFAULT), {"lat": Histogram(bounds=bounds, counts=cum)})
+    assert line.resolves is True and line.bucket_ratio == pytest.approx(1.1, rel=1e-3), line
