@@ -259,3 +259,24 @@ def test_a_shorter_window_does_not_replace_the_open_windows_evidence() -> None:
     s, _ = rl.transition(s, rl.Looked(2, _with_evidence(Outcome.INCONCLUSIVE, 5.0, 300.0), 300), POLICY)
     s, _ = rl.transition(s, rl.Looked(4, _with_evidence(Outcome.INCONCLUSIVE, 1.0, 100.0), 100), POLICY)
     assert s.window_evidence == {"lat/relative": (5.0, 300.0)}
+
+
+def test_to_json_is_every_field_as_asdict_would_give_it_with_history_cut_to_20() -> None:
+    """The shallow serialisation reads nested values in place; the recorded text must be what a
+    deep copy (dataclasses.asdict) gives, so states written by older versions compare equal."""
+    import dataclasses
+    import json
+
+    from canary.model import Weights
+
+    s = rl.RolloutState(model="m", stable_version="v1", canary_version="v2", phase=rl.PROGRESSING,
+                        weights=Weights(90, 10), evidence={"lat/relative": (1.5, 200.0)},
+                        window_evidence={"lat/relative": (0.5, 20.0)},
+                        last_verdict={"outcome": "pass", "results": [{"check": "lat", "values": {"stable": 1.0}}]},
+                        history=tuple({"at": i, "event": "x"} for i in range(30)))
+    d = dataclasses.asdict(s)
+    d["weights"] = {"stable": 90, "canary": 10}
+    d["history"] = list(s.history)[-20:]
+    assert s.to_json() == json.dumps(d, sort_keys=True, separators=(",", ":"))
+    back = rl.RolloutState.from_json(s.to_json())
+    assert back.evidence == s.evidence and back.history == s.history[-20:] and back.weights == s.weights
