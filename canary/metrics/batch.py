@@ -31,6 +31,8 @@ of 5 characters, 800 of 20), then one more query per family per chunk; sharding
 
 from __future__ import annotations
 
+from collections import Counter
+
 import math
 import time
 from dataclasses import dataclass, field
@@ -109,14 +111,20 @@ class BatchMetrics:
         # the same snapshot can fall in different seconds and disagree on the window's traffic
         at = taken_at
         series: dict[str, dict[tuple[str, ...], float]] = {}
-        answers: dict[str, Any] = {}  # label shapes that differ only in roles share one query
-        for fam, group in groups.items():
+        planned = [(fam, group, query) for fam, group in groups.items() for query in self._queries(fam, group)]
+        uses = Counter(query for _, _, query in planned)  # label shapes that differ only in roles share one query
+        answers: dict[str, Any] = {}
+        asked = 0
+        for fam, group, query in planned:
+            if query not in answers:
+                answers[query] = self.prom.query(query, check="batch", at=at)
+                asked += 1
             got = series.setdefault(fam.key, {})
-            for query in self._queries(fam, group):
-                if query not in answers:
-                    answers[query] = self.prom.query(query, check="batch", at=at)
-                got.update(_parse(answers[query], fam, group.idents, query))  # chunks: disjoint models
-        self.queries_last = len(answers)
+            got.update(_parse(answers[query], fam, group.idents, query))  # chunks: disjoint models
+            uses[query] -= 1
+            if not uses[query]:
+                del answers[query]  # parsed for its last family: one raw answer in memory at a time
+        self.queries_last = asked
         log.debug("metrics.batch_snapshot", families=len(groups), queries=self.queries_last)
         return Snapshot(taken_at, series)
 
@@ -168,17 +176,22 @@ def _parse(result: Any, fam: Family, idents: set[Ident], query: str) -> dict[tup
         raise MetricsUnavailable(f"batch: malformed answer (not a vector); query: {query}")
     out: dict[tuple[str, ...], float] = {}
     ids: dict[tuple[tuple[str, str], ...], str] = {}  # one hash per series, not per bucket
+    # one str object per distinct label value: the snapshot's keys share them (a snapshot holds
+    # tens of thousands of keys at 2,500 rollouts; docs/benchmarks/controller.md)
+    strs: dict[str, str] = {}
+    one = strs.setdefault
     try:
         for s in result:
             labels = s["metric"]
-            ident = tuple(labels.get(label, "") for label, _ in fam.by)
+            ident = tuple(one(v, v) for v in (labels.get(label, "") for label, _ in fam.by))
             if ident not in idents:
                 continue  # filtered client-side: exact values only, whatever the regex let through
             value = float(s["value"][1])
             if math.isfinite(value):
                 own = fam.identity(labels)
                 sid = ids.get(own) or ids.setdefault(own, hash_identity(own))
-                key = (*ident, sid, labels.get(fam.extra, "") if fam.extra else "")
+                extra = labels.get(fam.extra, "") if fam.extra else ""
+                key = (*ident, sid, one(extra, extra))
                 out[key] = out.get(key, 0.0) + value  # one id for two series: a 48-bit collision; summed
     except (KeyError, ValueError, TypeError, IndexError, AttributeError) as exc:
         raise MetricsUnavailable(f"batch: malformed answer; query: {query}") from exc
