@@ -467,10 +467,10 @@ class Controller:
             if has_step_start(a):
                 continue
             bind = self._binding(state)
-            saved = (obj.get("status") or {}).get("stepStart") or {}
-            if _saved_binding(saved) == bind and saved.get("snapshot"):
+            saved = self._saved_step_start(obj, bind)
+            if saved is not None:
                 try:
-                    saved_snap = Snapshot.from_dict(saved["snapshot"]).check_step_start(
+                    saved_snap = Snapshot.from_dict(saved).check_step_start(
                         spec.target, step_started_at=state.step_started_at)
                     self._step_starts[spec.key] = (bind, saved_snap)
                     continue
@@ -483,6 +483,27 @@ class Controller:
             except Exception as exc:  # only an optimisation for restarts
                 self.log.info("step_start.not_persisted", rollout=spec.key, error=str(exc))
         return snap
+
+    def _saved_step_start(self, obj: dict[str, Any], bind: tuple[Any, ...]) -> dict[str, Any] | None:
+        """The persisted step-start snapshot (status.stepStart.snapshot) of this step, if there is one.
+        The informer's cache leaves the snapshot out (`informer.without_step_start_snapshot`): then it
+        is read from the API, once, when this process takes the rollout over in mid-step."""
+        saved = (obj.get("status") or {}).get("stepStart") or {}
+        if _saved_binding(saved) != bind:
+            return None
+        if saved.get("snapshot"):
+            return saved["snapshot"]  # type: ignore[no-any-return]
+        if not saved.get("snapshotOmitted"):
+            return None
+        meta = obj.get("metadata") or {}
+        try:
+            fresh = self.custom.get_namespaced_custom_object(crd.GROUP, crd.VERSION, meta.get("namespace", ""),
+                                                             crd.PLURAL, meta.get("name", ""), _request_timeout=10)
+        except Exception as exc:  # only an optimisation for restarts: the next snapshot starts the step
+            self.log.info("step_start.unreadable", rollout=_key(obj), error=f"{type(exc).__name__}: {exc}"[:300])
+            return None
+        saved = ((fresh or {}).get("status") or {}).get("stepStart") or {}
+        return saved["snapshot"] if _saved_binding(saved) == bind and saved.get("snapshot") else None
 
     def _step_start(self, spec: crd.RolloutSpec, state: rl.RolloutState, snap: Any) -> dict[str, Any]:
         """Make `snap` the step-start snapshot of `state`'s step; returns its persisted form (status.stepStart)."""

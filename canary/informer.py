@@ -49,6 +49,23 @@ def slim(obj: Obj) -> Obj:
     return {**obj, "metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
 
 
+def without_step_start_snapshot(obj: Obj) -> Obj:
+    """A CanaryRollout without `status.stepStart.snapshot` (shallow copies; `obj` is not changed);
+    `status.stepStart.snapshotOmitted` says one was there.
+
+    The rollouts informer's transform: the persisted step-start snapshot (every series of the
+    rollout's metric families at its step's start, kilobytes with fine bucket layouts) is only
+    read when a process takes a rollout over in mid-step, and then from the API (one GET); the
+    controller that wrote it holds it parsed in memory. Cached, it would be parsed at every tick."""
+    status = obj.get("status")
+    saved = status.get("stepStart") if isinstance(status, dict) else None
+    if not isinstance(saved, dict) or "snapshot" not in saved:
+        return obj
+    kept = {k: v for k, v in saved.items() if k != "snapshot"}
+    kept["snapshotOmitted"] = True
+    return {**obj, "status": {**status, "stepStart": kept}}
+
+
 def phase_of(obj: Obj) -> str | None:
     """A CanaryRollout's `status.phase` (None before its first status): the rollouts informer's summary."""
     status = obj.get("status")
@@ -87,13 +104,15 @@ class Informer:
     it is called with ``_preload_content=False`` (plain JSON, no model classes) and, to watch,
     ``watch=True, resource_version=..., timeout_seconds=...``. `on_change(key, obj or None)` is
     called from the informer's thread for every change (None: deleted). `summary(obj)` is kept per
-    object (`summaries`) and must be small."""
+    object (`summaries`) and must be small. `transform(obj)` (client-go's informer transform) cuts
+    what the cache and `on_change` see, after `slim`; it must not change `obj` in place."""
 
     def __init__(self, lister: Callable[..., Any], *, kind: str,
                  on_change: Callable[[str, Obj | None], None] | None = None,
-                 summary: Callable[[Obj], Any] | None = None,
+                 summary: Callable[[Obj], Any] | None = None, transform: Callable[[Obj], Obj] | None = None,
                  watch_timeout_s: int = 60, request_timeout_s: float = 30.0, retry_s: float = 1.0) -> None:
         self.lister, self.kind, self.on_change, self.summary = lister, kind, on_change, summary
+        self.transform = transform
         self.watch_timeout_s, self.request_timeout_s, self.retry_s = watch_timeout_s, request_timeout_s, retry_s
         self._items: dict[str, _Entry] = {}
         self._lock = threading.Lock()
@@ -103,6 +122,10 @@ class Informer:
         self.log = get_logger(component="informer", kind=kind)
 
     # ---- the cache --------------------------------------------------------------------
+
+    def _cut(self, obj: Obj) -> Obj:
+        obj = slim(obj)
+        return self.transform(obj) if self.transform is not None else obj
 
     def _entry(self, obj: Obj) -> _Entry:
         return _Entry(_rv(obj), _encode(obj), self.summary(obj) if self.summary is not None else None)
@@ -131,7 +154,7 @@ class Informer:
     def put(self, obj: Obj) -> None:
         """An object this process just wrote (the API's answer): cached unless the cache already holds a
         newer version (resourceVersions compared as integers, as etcd's are; otherwise it is taken)."""
-        key, entry = key_of(obj), self._entry(slim(obj))
+        key, entry = key_of(obj), self._entry(self._cut(obj))
         with self._lock:
             have = self._items.get(key)
             if have is not None and have.rv is not None and entry.rv is not None and have.rv >= entry.rv:
@@ -143,7 +166,7 @@ class Informer:
     def relist(self, reason: str = "start") -> None:
         resp = self.lister(_preload_content=False, _request_timeout=self.request_timeout_s)
         data = json.loads(resp.data)
-        objs = {key_of(o): slim(o) for o in data.get("items") or []}
+        objs = {key_of(o): self._cut(o) for o in data.get("items") or []}
         list_rv = str((data.get("metadata") or {}).get("resourceVersion") or "") or None
         del data
         fresh = {key: self._entry(obj) for key, obj in objs.items()}
@@ -181,7 +204,7 @@ class Informer:
             resp.release_conn()
 
     def _event(self, event: dict[str, Any]) -> None:
-        kind, obj = event.get("type"), slim(event.get("object") or {})
+        kind, obj = event.get("type"), self._cut(event.get("object") or {})
         if kind == "ERROR":
             code = obj.get("code")
             self.resource_version = None  # 410 Expired or anything else: LIST again
@@ -193,16 +216,20 @@ class Informer:
             self.resource_version = rv or self.resource_version
             return
         key = key_of(obj)
-        entry = None if kind == "DELETED" else self._entry(obj)
-        changed = True
         with self._lock:
             have = self._items.get(key)
-            if entry is None:
+        new_rv = _rv(obj)
+        # our own write, already cached (`put`): not a change, and not encoded again
+        changed = kind == "DELETED" or have is None or have.rv is None or new_rv is None or new_rv > have.rv
+        entry = self._entry(obj) if changed and kind != "DELETED" else None
+        with self._lock:
+            have = self._items.get(key)
+            if kind == "DELETED":
                 self._items.pop(key, None)
-            elif have is None or have.rv is None or entry.rv is None or entry.rv > have.rv:
+            elif entry is not None and (have is None or have.rv is None or entry.rv is None or entry.rv > have.rv):
                 self._items[key] = entry
             else:
-                changed = False  # our own write, already cached (`put`): not a change
+                changed = False
             self.resource_version = rv or self.resource_version
         if self.on_change is not None and changed:
             self.on_change(key, None if entry is None else obj)
@@ -248,7 +275,8 @@ class Informers:
             return lambda key, obj: on_change(kind, key, obj) if on_change is not None else None
 
         self.rollouts = Informer(lister(crd.GROUP, crd.VERSION, crd.PLURAL), kind=crd.PLURAL,
-                                 on_change=tell(crd.PLURAL), summary=phase_of, watch_timeout_s=watch_timeout_s)
+                                 on_change=tell(crd.PLURAL), summary=phase_of,
+                                 transform=without_step_start_snapshot, watch_timeout_s=watch_timeout_s)
         self.routes = {plural: Informer(lister(GROUP, istio_version, plural), kind=plural, on_change=tell(plural),
                                         watch_timeout_s=watch_timeout_s) for plural in (VS_PLURAL, DR_PLURAL)}
         self._users: dict[tuple[str, str], set[str]] = {}  # (plural, namespace/name) -> rollout keys

@@ -111,6 +111,7 @@ def main() -> int:
     ap.add_argument("--warmup", type=float, default=0.0, help="seconds before measuring (default: 2 ticks)")
     ap.add_argument("--controller-root", type=Path, default=ROOT, help="checkout whose controller runs")
     ap.add_argument("--controller-arg", action="append", default=[], help="extra argument for controller run")
+    ap.add_argument("--profile", type=Path, help="record the controller with py-spy over the window: raw stacks of the thread holding the GIL (its CPU)")
     args = ap.parse_args()
     logs.configure(fmt="console", level="warning")
     n = args.rollouts
@@ -145,12 +146,21 @@ def main() -> int:
                 time.sleep(0.2)
         time.sleep(args.warmup or args.tick * 2)  # warm-up: first claims and first step-start snapshots
         cpu0, _ = proc_stats(ctl.pid)
+        own0, prom0 = time.process_time(), proc_stats(prom.pid)[0] if prom.pid else 0.0
+        spy = None
+        if args.profile:
+            spy = subprocess.Popen(["py-spy", "record", "--pid", str(ctl.pid), "--duration", str(int(args.seconds)),
+                                    "--rate", "50", "--nonblocking", "--gil", "--format", "raw", "--output", str(args.profile)],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         m0, t0, k0, l0 = scrape(metrics_url), time.monotonic(), calls(api), looks(api, n)
         rss = []
         while time.monotonic() - t0 < args.seconds:
             time.sleep(2)
             rss.append(proc_stats(ctl.pid)[1])
         cpu1, _ = proc_stats(ctl.pid)
+        own1, prom1 = time.process_time(), proc_stats(prom.pid)[0] if prom.pid else 0.0
+        if spy is not None:
+            spy.wait(60)
         m1, t1, k1, l1 = scrape(metrics_url), time.monotonic(), calls(api), looks(api, n)
         looked = l1 - l0
         kube = {verb: k1.get(verb, 0) - k0.get(verb, 0) for verb in sorted(k1)}
@@ -166,6 +176,9 @@ def main() -> int:
         print("-" * 51)
         print(f"{'controller CPU (cores, average)':<38} {(cpu1 - cpu0) / (t1 - t0):>12.2f}")
         print(f"{'controller RSS MB (max)':<38} {max(rss):>12.0f}")
+        print(f"{'emulator + this script CPU (cores)':<38} {(own1 - own0) / (t1 - t0):>12.2f}")
+        print(f"{'Prometheus CPU (cores)':<38} {(prom1 - prom0) / (t1 - t0):>12.2f}")
+        print(f"{'load average (1 min) at the end':<38} {os.getloadavg()[0]:>12.2f}")
         print(f"{'ticks':<38} {ticks:>12.0f}")
         print(f"{'tick duration s (mean)':<38} {tick_s:>12.2f}")
         print(f"{'Prometheus queries per tick (mean)':<38} {queries:>12.1f}")

@@ -250,3 +250,32 @@ def test_the_step_start_and_history_survive_like_before(world: Any) -> None:
     assert st["phase"] == rl.PROMOTED and "verdictHistory" not in st
     looks = json.loads(api.get("", "configmaps", "ml", "m0-canary-history")["data"]["history.json"])["looks"]
     assert len(looks) == st["summary"]["looks"]
+
+
+def test_a_process_that_takes_over_in_mid_step_reads_the_persisted_step_start_once(world: Any,
+                                                                                   prometheus: PromServer) -> None:
+    api, op, custom, clock = world
+    create(api, 0, "v2")
+    for _ in range(20):
+        step(api, op, clock)
+        if (status(api, "r0").get("stepStart") or {}).get("snapshot"):
+            break
+    saved = status(api, "r0")["stepStart"]
+    assert status(api, "r0")["phase"] == rl.PROGRESSING and saved["snapshot"]["series"]
+    # the cache (and so every tick's read of the rollout) leaves the snapshot out
+    cached = op.informers.rollouts.get("ml", "r0")["status"]["stepStart"]
+    assert "snapshot" not in cached and cached["snapshotOmitted"] is True
+    assert cached["stepStartedAt"] == saved["stepStartedAt"]
+    gets = api.handler.requests.get(("GET", crd.PLURAL), 0)
+    # another process takes the rollout over (its memory is empty): one GET brings the snapshot back
+    other, stop, client = make(api, prometheus, clock)
+    try:
+        for _ in range(3):
+            step(api, other, clock)
+        assert api.handler.requests.get(("GET", crd.PLURAL), 0) == gets + 2  # its informer's LIST, and one GET
+        bind, snap = other._step_starts["ml/r0"]
+        assert snap.taken_at == saved["snapshot"]["taken_at"]  # the step keeps its start: not restarted
+        assert status(api, "r0")["stepStart"]["snapshot"] == saved["snapshot"]
+    finally:
+        stop.set()
+        client.close()

@@ -160,3 +160,16 @@ def test_phase_of_and_stub() -> None:
     assert phase_of({"status": {"phase": "Progressing"}}) == "Progressing"
     assert phase_of({}) is None and phase_of({"status": None}) is None
     assert stub("ml/r-1") == {"metadata": {"namespace": "ml", "name": "r-1"}}
+
+
+def test_the_rollouts_transform_leaves_out_only_the_step_start_snapshot_and_changes_nothing_in_place() -> None:
+    from canary.informer import without_step_start_snapshot
+
+    obj = {"metadata": {"name": "r0", "namespace": "ml"},
+           "status": {"phase": "progressing", "stepStart": {"step": 1, "stepStartedAt": 5.0, "snapshot": {"series": {}}}}}
+    cut = without_step_start_snapshot(obj)
+    assert cut["status"]["stepStart"] == {"step": 1, "stepStartedAt": 5.0, "snapshotOmitted": True}
+    assert cut["status"]["phase"] == "progressing" and cut["metadata"] == obj["metadata"]
+    assert obj["status"]["stepStart"]["snapshot"] == {"series": {}}  # the original keeps it
+    bare = {"metadata": {"name": "r1"}, "status": {"phase": "pending"}}
+    assert without_step_start_snapshot(bare) is bare and without_step_start_snapshot({}) == {}
