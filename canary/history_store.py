@@ -139,6 +139,10 @@ def from_cluster(client: Any, namespace: str, virtual_service: str, *, canary_ve
     return hist.with_state(doc, json.loads(state.to_json())) if state is not None else doc
 
 
+def _compact(record: dict[str, Any]) -> str:
+    return json.dumps(record, separators=(",", ":"))
+
+
 class Recorder:
     """Feeds one VirtualService's history from the states and actions a loop executed.
 
@@ -157,7 +161,10 @@ class Recorder:
         self.log = log or get_logger(component="history")
         self._ident: dict[str, Any] | None = None
         self._state: rl.RolloutState | None = None
-        self._looks: list[dict[str, Any]] = []
+        # pending look records as compact JSON (a record with per-arm values is ~1.5 kB as dicts, a
+        # few hundred bytes as text; a controller holds up to `flush_every` of them for thousands of
+        # rollouts), parsed again only when flushed
+        self._looks: list[str] = []
         self._events: list[dict[str, Any]] = []
         self._gates: list[dict[str, Any]] = []
         self._weights: list[list[Any]] = []
@@ -188,8 +195,8 @@ class Recorder:
             elif isinstance(a, rl.Emit) and a.event == "look.completed" and state.last_verdict:
                 step = state.step - 1 if moved else state.step  # the step the look judged
                 weight = self.policy.steps[step] if 0 <= step < len(self.policy.steps) else state.weights.canary
-                self._looks.append(hist.look_record(state.last_verdict, n=int(a.fields.get("look", state.look - 1)) + 1,
-                                                    step=step + 1, canary_weight=weight))
+                self._looks.append(_compact(hist.look_record(state.last_verdict, n=int(a.fields.get("look", state.look - 1)) + 1,
+                                                             step=step + 1, canary_weight=weight)))
             elif isinstance(a, rl.Emit) and hist.is_event(a.event):
                 self._events.append(hist.event_record(at=state.updated_at, event=a.event, phase=state.phase,
                                                       weights=str(state.weights), reason=str(a.fields.get("reason", ""))))
@@ -244,7 +251,8 @@ class Recorder:
         s, summary = self._state, self.summary
         doc = {**doc, "rollout": self._ident, "policy": summary, "phase": s.phase, "reason": s.reason,
                "updated_at": hist.at_time(s.updated_at)}
-        doc = hist.merge(doc, looks=self._looks, events=self._events, gates=self._gates, weights=self._weights)
+        looks = [json.loads(text) for text in self._looks]
+        doc = hist.merge(doc, looks=looks, events=self._events, gates=self._gates, weights=self._weights)
         self.store.save(self.namespace, self.vs, doc, rv)
 
     def _identity(self, state: rl.RolloutState) -> dict[str, Any]:

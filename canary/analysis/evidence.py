@@ -26,7 +26,7 @@ import numpy as np
 from scipy import optimize, special
 
 from canary.analysis.buckets import Arm
-from canary.analysis.sequential import looks_per_step, run_curve
+from canary.analysis.sequential import looks_per_step, per_policy, run_curve
 from canary.analysis.stats import (
     TestResult,
     _ints,
@@ -102,8 +102,11 @@ def pass_level(policy: Policy, window: int = 0) -> float:
     need no split: a false verdict PASS needs the violated check's own claim to
     be falsely shown (intersection-union).
     """
-    c = _pass_boundary(looks_per_step(policy), pass_looks(policy), window_beta(window))
-    return float(special.ndtr(-c))
+    def compute() -> float:
+        c = _pass_boundary(looks_per_step(policy), pass_looks(policy), window_beta(window))
+        return float(special.ndtr(-c))
+
+    return float(per_policy("pass_level", policy, window, compute))
 
 
 def attach(t: TestResult, shown: tuple[bool, float, str]) -> TestResult:

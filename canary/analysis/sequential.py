@@ -40,6 +40,7 @@ given looks) is kept for the pass side (`evidence.pass_level`).
 from __future__ import annotations
 
 import math
+from typing import Any, Callable
 
 import numpy as np
 from scipy import optimize
@@ -207,14 +208,37 @@ def test_weights(check: object) -> dict[str, float]:
     return {name: 1.0 / len(limits) for name in limits}
 
 
+_BY_POLICY: dict[tuple[str, int, Any], tuple[Policy, Any]] = {}
+
+
+def per_policy(name: str, policy: Policy, arg: Any, compute: Callable[[], Any]) -> Any:
+    """`compute()`, remembered for this very policy object (and `arg`). A parsed Policy is frozen, and
+    rollouts with the same policy text share one object, so a controller judging thousands of
+    rollouts computes a policy's levels once, not at every look. The entry holds the policy, so its
+    id cannot be reused while remembered; at most 1,024 entries (then forgotten all at once)."""
+    key = (name, id(policy), arg)
+    hit = _BY_POLICY.get(key)
+    if hit is not None and hit[0] is policy:
+        return hit[1]
+    value = compute()
+    if len(_BY_POLICY) >= 1024:
+        _BY_POLICY.clear()
+    _BY_POLICY[key] = (policy, value)
+    return value
+
+
 def sub_levels(policy: Policy) -> dict[str, float]:
     """The level of each statistical sub-test "check/test": alpha split by `test_weights`.
 
     The same at every look; the levels sum to `analysis.alpha` (a union bound over sub-tests).
+    A new dict each call (computed once per policy object, `per_policy`).
     """
-    weights = {f"{c.name}/{t}": w for c in policy.checks for t, w in test_weights(c).items()}
-    total = sum(weights.values())
-    return {k: policy.analysis.alpha * w / total for k, w in weights.items()} if total > 0 else {}
+    def compute() -> dict[str, float]:
+        weights = {f"{c.name}/{t}": w for c in policy.checks for t, w in test_weights(c).items()}
+        total = sum(weights.values())
+        return {k: policy.analysis.alpha * w / total for k, w in weights.items()} if total > 0 else {}
+
+    return dict(per_policy("sub_levels", policy, None, compute))
 
 
 def fail_level(policy: Policy) -> float:
