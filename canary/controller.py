@@ -739,7 +739,7 @@ class Controller:
         if not self.is_leader() or left <= 0.05:
             raise NotLeader("not the leader: status write refused")
         meta = obj["metadata"]
-        written = self.custom.patch_namespaced_custom_object_status(
+        written = kube.unvalidated(self.custom.patch_namespaced_custom_object_status)(
             crd.GROUP, crd.VERSION, meta["namespace"], crd.PLURAL, meta["name"], {"status": status},
             _request_timeout=min(10.0, left))
         obj["status"] = {**(obj.get("status") or {}), **status}

@@ -229,7 +229,7 @@ class IstioRouter:
             if left <= 0.05:
                 raise NotLeader(f"{namespace}/{name}: not the leader (or the lease expires now); write refused")
             try:
-                return self.custom.replace_namespaced_custom_object(  # type: ignore[no-any-return]
+                return kube.unvalidated(self.custom.replace_namespaced_custom_object)(  # type: ignore[no-any-return]
                     GROUP, self.version, namespace, plural, name, body, _request_timeout=min(self.timeout, left))
             except ApiException as exc:
                 if exc.status == 409:

@@ -263,3 +263,18 @@ def test_on_call_commands_print_their_state_in_every_format(istio_api: KubeAPISe
     res = run("status", "rec-model", "--kubeconfig", kc, "--watch", "-o", "yaml")  # a stream of YAML documents
     assert res.exit_code == 1 and res.stdout.startswith("---\n")
     assert [d["rollout"]["phase"] for d in yaml.safe_load_all(res.stdout)] == [rl.ROLLED_BACK]
+
+
+def test_unvalidated_calls_the_clients_own_method_without_its_argument_validation() -> None:
+    import functools
+
+    import kubernetes.client as kc
+
+    from canary import kube
+
+    api = kc.CustomObjectsApi(kc.ApiClient(kc.Configuration()))
+    fast = kube.unvalidated(api.replace_namespaced_custom_object)
+    assert isinstance(fast, functools.partial) and fast.args == (api,)
+    assert fast.func is kc.CustomObjectsApi.replace_namespaced_custom_object.__wrapped__
+    double = lambda *a, **kw: "faked"  # noqa: E731 - a test double has no wrapped original: used as it is
+    assert kube.unvalidated(double) is double
