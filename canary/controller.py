@@ -402,13 +402,13 @@ class Controller:
     def _do(self, spec: crd.RolloutSpec, state: rl.RolloutState, actions: list[rl.Action], *, expect: str | None,
             log: Any) -> tuple[rl.RolloutState, str | None]:
         """Execute guarded on `expect`; returns the new state and the state text now recorded."""
-        new = execute(self.fenced, spec.target, state, actions, log=log, expect=expect)
+        texts: list[str] = []  # the state text each weight write recorded (computed once, by execute)
+        new = execute(self.fenced, spec.target, state, actions, log=log, expect=expect, written=texts.append)
         self._observe(spec, new, actions)
         self._record(spec, new, actions)
         if self.telemetry and any(isinstance(a, rl.Emit) and a.event == "weights.foreign_edit" for a in actions):
             self.telemetry.kube_error("conflict")
-        wrote = any(isinstance(a, rl.SetWeights) for a in actions)
-        return new, new.to_json() if wrote else expect
+        return new, texts[-1] if texts else expect
 
     def _decide(self, spec: crd.RolloutSpec, state: rl.RolloutState, seen: Observation, *, expect: str | None,
                 log: Any) -> tuple[rl.RolloutState, str | None]:

@@ -80,17 +80,11 @@ class RolloutState:
 
         Shallow: `weights` is the only nested dataclass; the other fields are JSON values already, so
         json.dumps reads them in place (dataclasses.asdict deep-copied them first: measured as a
-        tenth of the controller's CPU per look). Computed once per state: a state is immutable (every
-        change is a `replace`), and a look asks for its text two or three times (the write, the
-        guard of the next write, the history)."""
-        text: str | None = self.__dict__.get("_json")
-        if text is None:
-            d = {name: getattr(self, name) for name in _FIELDS}
-            d["weights"] = {"stable": self.weights.stable, "canary": self.weights.canary}
-            d["history"] = list(self.history)[-20:]  # an annotation must stay small
-            text = json.dumps(d, sort_keys=True, separators=(",", ":"))
-            object.__setattr__(self, "_json", text)  # a cache, not a field: eq, hash and replace ignore it
-        return text
+        tenth of the controller's CPU per look)."""
+        d = {name: getattr(self, name) for name in _FIELDS}
+        d["weights"] = {"stable": self.weights.stable, "canary": self.weights.canary}
+        d["history"] = list(self.history)[-20:]  # an annotation must stay small
+        return json.dumps(d, sort_keys=True, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str) -> "RolloutState":
