@@ -110,7 +110,7 @@ class BatchMetrics:
         # every family at ONE evaluation time: otherwise the request counter and a histogram of
         # the same snapshot can fall in different seconds and disagree on the window's traffic
         at = taken_at
-        series: dict[str, dict[tuple[str, ...], float]] = {}
+        index: dict[str, dict[Ident, dict[str, dict[str, float]]]] = {}  # family -> ident -> series -> extra
         planned = [(fam, group, query) for fam, group in groups.items() for query in self._queries(fam, group)]
         uses = Counter(query for _, _, query in planned)  # label shapes that differ only in roles share one query
         answers: dict[str, Any] = {}
@@ -119,14 +119,13 @@ class BatchMetrics:
             if query not in answers:
                 answers[query] = self.prom.query(query, check="batch", at=at)
                 asked += 1
-            got = series.setdefault(fam.key, {})
-            got.update(_parse(answers[query], fam, group.idents, query))  # chunks: disjoint models
+            _parse(answers[query], fam, group.idents, query, index.setdefault(fam.key, {}))  # chunks: disjoint models
             uses[query] -= 1
             if not uses[query]:
                 del answers[query]  # parsed for its last family: one raw answer in memory at a time
         self.queries_last = asked
         log.debug("metrics.batch_snapshot", families=len(groups), queries=self.queries_last)
-        return Snapshot(taken_at, series)
+        return Snapshot.from_index(taken_at, index)
 
 
 def _chunks(fam: Family, group: _Group, limit: int) -> list[dict[str, set[str]]]:
@@ -171,10 +170,11 @@ def _group(wants: Iterable[Want]) -> dict[Family, _Group]:
     return groups
 
 
-def _parse(result: Any, fam: Family, idents: set[Ident], query: str) -> dict[tuple[str, ...], float]:
+def _parse(result: Any, fam: Family, idents: set[Ident], query: str,
+           into: dict[Ident, dict[str, dict[str, float]]]) -> None:
+    """Adds one answer's series to `into` ({ident: {series id: {extra: value}}}, a Snapshot's index)."""
     if not isinstance(result, list):
         raise MetricsUnavailable(f"batch: malformed answer (not a vector); query: {query}")
-    out: dict[tuple[str, ...], float] = {}
     ids: dict[tuple[tuple[str, str], ...], str] = {}  # one hash per series, not per bucket
     # one str object per distinct label value: the snapshot's keys share them (a snapshot holds
     # tens of thousands of keys at 2,500 rollouts; docs/benchmarks/controller.md)
@@ -191,8 +191,8 @@ def _parse(result: Any, fam: Family, idents: set[Ident], query: str) -> dict[tup
                 own = fam.identity(labels)
                 sid = ids.get(own) or ids.setdefault(own, hash_identity(own))
                 extra = labels.get(fam.extra, "") if fam.extra else ""
-                key = (*ident, sid, one(extra, extra))
-                out[key] = out.get(key, 0.0) + value  # one id for two series: a 48-bit collision; summed
+                vals = into.setdefault(ident, {}).setdefault(sid, {})
+                x = one(extra, extra)
+                vals[x] = vals.get(x, 0.0) + value  # one id for two series: a 48-bit collision; summed
     except (KeyError, ValueError, TypeError, IndexError, AttributeError) as exc:
         raise MetricsUnavailable(f"batch: malformed answer; query: {query}") from exc
-    return out

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Mapping
 
@@ -64,31 +64,62 @@ class Binding:
         return None
 
 
-@dataclass(frozen=True)
 class Snapshot:
     """Cumulative counters of many rollouts' series at one instant; immutable and JSON-serialisable.
 
-    `series` maps a family's key to {ident + (series id, extra): value}; a family
-    present with no entry for an ident was asked for and had no series (counts as
-    0). `bound` is set on a rollout's step-start snapshot (`restrict`).
+    Built from `series`, which maps a family's key to {ident + (series id, extra): value}; a family
+    present with no entry for an ident was asked for and had no series (counts as 0). `bound` is
+    set on a rollout's step-start snapshot (`restrict`).
+
+    Held once, by rollout arm then series (a look reads O(its series)); the flat `series` form
+    is rebuilt on demand (tests, debugging): a tick's snapshot holds ~85,000 values at 2,500
+    rollouts and each rollout keeps its step-start one, so a second copy costs megabytes.
     """
 
-    taken_at: float
-    series: Mapping[str, Mapping[tuple[str, ...], float]] = field(default_factory=dict)
-    bound: Binding | None = None
+    __slots__ = ("taken_at", "bound", "_index")
 
-    _index: Mapping[str, Mapping[Ident, dict[str, dict[str, float]]]] = field(
-        default_factory=dict, init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        frozen = {k: MappingProxyType(dict(v)) for k, v in self.series.items()}
-        object.__setattr__(self, "series", MappingProxyType(frozen))
+    def __init__(self, taken_at: float, series: Mapping[str, Mapping[tuple[str, ...], float]] | None = None,
+                 bound: Binding | None = None) -> None:
         index: dict[str, dict[Ident, dict[str, dict[str, float]]]] = {}
-        for key, got in frozen.items():  # by rollout arm, then series: a look is O(its series)
-            per = index[key] = {}
+        for key, got in (series or {}).items():
+            per = index[str(key)] = {}
             for k, v in got.items():
                 per.setdefault(k[:-2], {}).setdefault(k[-2], {})[k[-1]] = v
+        object.__setattr__(self, "taken_at", taken_at)
+        object.__setattr__(self, "bound", bound)
         object.__setattr__(self, "_index", index)
+
+    @classmethod
+    def from_index(cls, taken_at: float, index: dict[str, dict[Ident, dict[str, dict[str, float]]]],
+                   bound: Binding | None = None) -> "Snapshot":
+        """A snapshot that takes `index` ({family key: {ident: {series id: {extra: value}}}}) as it is
+        (the caller must not change it afterwards): what `batch` builds while parsing, with no flat copy."""
+        snap = cls(taken_at, None, bound)
+        object.__setattr__(snap, "_index", index)
+        return snap
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"Snapshot is immutable (tried to set {name})")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"Snapshot is immutable (tried to delete {name})")
+
+    @property
+    def series(self) -> Mapping[str, Mapping[tuple[str, ...], float]]:
+        """The flat form: {family key: {ident + (series id, extra): value}} (read only, built on each call)."""
+        return MappingProxyType({key: MappingProxyType({(*ident, sid, x): v for ident, groups in per.items()
+                                                        for sid, vals in groups.items() for x, v in vals.items()})
+                                 for key, per in self._index.items()})
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Snapshot):
+            return NotImplemented
+        return (self.taken_at, self.bound, self._index) == (other.taken_at, other.bound, other._index)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Snapshot(taken_at={self.taken_at!r}, families={len(self._index)}, bound={self.bound!r})"
 
     def groups(self, fam: Family, ident: Ident) -> Groups | None:
         """{series id: {extra: cumulative}} of one rollout arm (read only); None if the family was never asked."""
