@@ -26,7 +26,10 @@ than `MAX_REGEX_CHARS` the rollouts are split into chunks by model, one query pe
 (each chunk's versions and namespaces only). Queries per snapshot = families x chunks:
 constant in the number of rollouts up to a chunk's worth of model names (about 2,500 names
 of 5 characters, 800 of 20), then one more query per family per chunk; sharding
-(`canary controller run --shards`) keeps a replica's share under that.
+(`canary controller run --shards`) keeps a replica's share under that. A family whose last
+answer had many series per rollout (histogram buckets times pods) is also split so that one
+answer holds at most `MAX_SERIES_PER_QUERY` series: a decoded answer is the peak of a tick's
+memory (at 2,500 rollouts, 13 buckets: 3 queries for the bucket family, 6 in all).
 """
 
 from __future__ import annotations
@@ -70,6 +73,10 @@ log = structlog.get_logger(__name__)
 # characters of one query's model alternation: the URL (GET /api/v1/query?query=...) stays under
 # ~16 kB, which Prometheus (1 MiB of headers) and common proxies in front of it accept
 MAX_REGEX_CHARS = 15_000
+# series in one answer, at most (as far as the previous snapshot tells): a decoded answer costs
+# about 1 kB of Python objects per series until it is parsed, so a histogram family of 2,500
+# rollouts (65,000 bucket series) in one answer peaked near 66 MB; at 25,000 it takes 3 queries
+MAX_SERIES_PER_QUERY = 25_000
 
 
 @dataclass(frozen=True)
@@ -89,11 +96,16 @@ class BatchMetrics:
     """Takes snapshots for many rollouts with one query per family (per chunk of models)."""
 
     def __init__(self, prom: PrometheusClient, *, max_regex_chars: int = MAX_REGEX_CHARS,
-                 lookback: str = LOOKBACK) -> None:
+                 lookback: str = LOOKBACK, max_series: int = MAX_SERIES_PER_QUERY) -> None:
         if max_regex_chars < 1:
             raise ConfigError(f"max_regex_chars must be positive, got {max_regex_chars}")
+        if max_series < 1:
+            raise ConfigError(f"max_series must be positive, got {max_series}")
         self.prom = prom
         self.max_regex_chars = max_regex_chars
+        self.max_series = max_series
+        # family key -> series per rollout arm in its last answer (sizes the next snapshot's chunks)
+        self.series_per_ident: dict[str, float] = {}
         self.lookback = lookback
         self.queries_last = 0
 
@@ -102,7 +114,10 @@ class BatchMetrics:
         return {fam: self._queries(fam, g) for fam, g in _group(wants).items()}
 
     def _queries(self, fam: Family, group: _Group) -> list[str]:
-        return [fam.query(filters, lookback=self.lookback) for filters in _chunks(fam, group, self.max_regex_chars)]
+        per = self.series_per_ident.get(fam.key)
+        most = max(1, int(self.max_series // per)) if per else None
+        return [fam.query(filters, lookback=self.lookback)
+                for filters in _chunks(fam, group, self.max_regex_chars, max_idents=most)]
 
     def snapshot(self, wants: Iterable[Want], *, at: float | None = None) -> Snapshot:
         groups = _group(wants)
@@ -115,24 +130,29 @@ class BatchMetrics:
         uses = Counter(query for _, _, query in planned)  # label shapes that differ only in roles share one query
         answers: dict[str, Any] = {}
         asked = 0
+        rows: Counter[str] = Counter()
         for fam, group, query in planned:
             if query not in answers:
                 answers[query] = self.prom.query(query, check="batch", at=at)
                 asked += 1
-            _parse(answers[query], fam, group.idents, query, index.setdefault(fam.key, {}))  # chunks: disjoint models
+            rows[fam.key] += _parse(answers[query], fam, group.idents, query, index.setdefault(fam.key, {}))
             uses[query] -= 1
             if not uses[query]:
                 del answers[query]  # parsed for its last family: one raw answer in memory at a time
         self.queries_last = asked
+        for fam, group in groups.items():
+            if group.idents:
+                self.series_per_ident[fam.key] = rows[fam.key] / len(group.idents)
         log.debug("metrics.batch_snapshot", families=len(groups), queries=self.queries_last)
         return Snapshot.from_index(taken_at, index)
 
 
-def _chunks(fam: Family, group: _Group, limit: int) -> list[dict[str, set[str]]]:
+def _chunks(fam: Family, group: _Group, limit: int, *, max_idents: int | None = None) -> list[dict[str, set[str]]]:
     """The filters of each query for this family: the rollouts split by model value so that the
     alternations of one query (models, versions, namespaces) stay within `limit` characters (one
-    model whose own values are longer gets a chunk of its own); each chunk matches only its own
-    rollouts' versions and namespaces."""
+    model whose own values are longer gets a chunk of its own) and, given `max_idents`, a chunk
+    holds at most that many rollout arms (one model's arms are never split); each chunk matches
+    only its own rollouts' versions and namespaces."""
     if not fam.by:
         return [{}]
     labels = [label for label, _ in fam.by]
@@ -141,17 +161,18 @@ def _chunks(fam: Family, group: _Group, limit: int) -> list[dict[str, set[str]]]
     for ident in sorted(group.idents):
         by_value.setdefault(ident[split], []).append(ident)
     chunks: list[dict[str, set[str]]] = [{label: set() for label in labels}]
-    size = 0
+    size = count = 0
     for idents in by_value.values():
         new = {(i, ident[i]) for ident in idents for i in range(len(labels)) if ident[i] not in chunks[-1][labels[i]]}
         cost = sum(len(regex_escape(v)) + 1 for _, v in new)
-        if size and size + cost > limit:
+        if size and (size + cost > limit or (max_idents is not None and count + len(idents) > max_idents)):
             chunks.append({label: set() for label in labels})
             new = {(i, ident[i]) for ident in idents for i in range(len(labels))}
-            cost, size = sum(len(regex_escape(v)) + 1 for _, v in new), 0
+            cost, size, count = sum(len(regex_escape(v)) + 1 for _, v in new), 0, 0
         for i, v in new:
             chunks[-1][labels[i]].add(v)
         size += cost
+        count += len(idents)
     return chunks
 
 
@@ -171,8 +192,9 @@ def _group(wants: Iterable[Want]) -> dict[Family, _Group]:
 
 
 def _parse(result: Any, fam: Family, idents: set[Ident], query: str,
-           into: dict[Ident, dict[str, dict[str, float]]]) -> None:
-    """Adds one answer's series to `into` ({ident: {series id: {extra: value}}}, a Snapshot's index)."""
+           into: dict[Ident, dict[str, dict[str, float]]]) -> int:
+    """Adds one answer's series to `into` ({ident: {series id: {extra: value}}}, a Snapshot's index);
+    returns how many series of the answer were for `idents`."""
     if not isinstance(result, list):
         raise MetricsUnavailable(f"batch: malformed answer (not a vector); query: {query}")
     ids: dict[tuple[tuple[str, str], ...], str] = {}  # one hash per series, not per bucket
@@ -180,12 +202,14 @@ def _parse(result: Any, fam: Family, idents: set[Ident], query: str,
     # tens of thousands of keys at 2,500 rollouts; docs/benchmarks/controller.md)
     strs: dict[str, str] = {}
     one = strs.setdefault
+    kept = 0
     try:
         for s in result:
             labels = s["metric"]
             ident = tuple(one(v, v) for v in (labels.get(label, "") for label, _ in fam.by))
             if ident not in idents:
                 continue  # filtered client-side: exact values only, whatever the regex let through
+            kept += 1
             value = float(s["value"][1])
             if math.isfinite(value):
                 own = fam.identity(labels)
@@ -196,3 +220,4 @@ def _parse(result: Any, fam: Family, idents: set[Ident], query: str,
                 vals[x] = vals.get(x, 0.0) + value  # one id for two series: a 48-bit collision; summed
     except (KeyError, ValueError, TypeError, IndexError, AttributeError) as exc:
         raise MetricsUnavailable(f"batch: malformed answer; query: {query}") from exc
+    return kept

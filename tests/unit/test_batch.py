@@ -447,3 +447,28 @@ def test_a_snapshot_keeps_one_string_per_label_value_and_one_raw_answer_at_a_tim
     keys = [k for got in snap.series.values() for k in got if "v1" in k]
     assert len(keys) == 3
     assert all(k[i] is keys[0][i] for k in keys for i in range(len(keys[0]) - 1))  # shared, le aside
+
+
+def test_a_family_with_many_series_per_rollout_is_split_so_no_answer_exceeds_the_cap() -> None:
+    pol = policy()
+    targets = [Target(model=f"m{i}", namespace="ml", virtual_service=f"m{i}", stable_version="v1",
+                      canary_version="v2") for i in range(12)]
+    series: list[Sample] = []
+    for t in targets:
+        for v in ("v1", "v2"):
+            series += model_arm(t.model, v, lat=[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], ok=10, err=1,
+                                bounds=[0.01, 0.02, 0.05, 0.1, 0.2])
+    wants = [b.Want(pol, t) for t in targets]
+    fake = FakeProm(series)
+    batch = b.BatchMetrics(fake, max_series=30)  # type: ignore[arg-type]
+    first = batch.snapshot(wants, at=1.0)
+    n_first = batch.queries_last
+    bucket = next(f for f in b.policy_families(pol) if "duration_seconds_bucket" in f.key)
+    assert batch.series_per_ident[bucket.key] == 6  # 6 bucket series per rollout arm (5 bounds and +Inf)
+    fake.queries.clear()
+    second = batch.snapshot(wants, at=1.0)
+    bucket_queries = [q for q in fake.queries if "model_inference_duration_seconds_bucket" in q]
+    assert len(bucket_queries) == 6  # at most 30 series an answer = 5 arms; a model's 2 arms stay together: 2 a query
+    for query in bucket_queries:
+        assert len(fake.query(query)) <= 30
+    assert batch.queries_last > n_first and second == first  # the same values, in more, smaller answers
