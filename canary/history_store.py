@@ -140,6 +140,8 @@ def from_cluster(client: Any, namespace: str, virtual_service: str, *, canary_ve
 
 
 def _compact(record: dict[str, Any]) -> str:
+    """A pending look record as text. Not `history.dumps`: that refuses NaN, and a record that cannot
+    be saved must fail at the flush (a logged `history.write_failed`), never in the look itself."""
     return json.dumps(record, separators=(",", ":"))
 
 

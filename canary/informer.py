@@ -91,6 +91,12 @@ class _Entry:
         self.rv, self.data, self.summary = rv, data, summary
 
 
+def _newer(rv: int | None, have: _Entry | None) -> bool:
+    """Whether a version `rv` replaces the cached `have`: nothing cached, or either version unknown
+    (not an integer: taken), or `rv` is later (resourceVersions compared as integers, as etcd's are)."""
+    return have is None or have.rv is None or rv is None or rv > have.rv
+
+
 def _rv(obj: Obj | None) -> int | None:
     try:
         return int(((obj or {}).get("metadata") or {}).get("resourceVersion"))
@@ -156,10 +162,8 @@ class Informer:
         newer version (resourceVersions compared as integers, as etcd's are; otherwise it is taken)."""
         key, entry = key_of(obj), self._entry(self._cut(obj))
         with self._lock:
-            have = self._items.get(key)
-            if have is not None and have.rv is not None and entry.rv is not None and have.rv >= entry.rv:
-                return
-            self._items[key] = entry
+            if _newer(entry.rv, self._items.get(key)):
+                self._items[key] = entry
 
     # ---- LIST and WATCH ---------------------------------------------------------------
 
@@ -215,21 +219,19 @@ class Informer:
         if kind == "BOOKMARK":
             self.resource_version = rv or self.resource_version
             return
-        key = key_of(obj)
+        key, new_rv = key_of(obj), _rv(obj)
         with self._lock:
             have = self._items.get(key)
-        new_rv = _rv(obj)
         # our own write, already cached (`put`): not a change, and not encoded again
-        changed = kind == "DELETED" or have is None or have.rv is None or new_rv is None or new_rv > have.rv
-        entry = self._entry(obj) if changed and kind != "DELETED" else None
+        entry = self._entry(obj) if kind != "DELETED" and _newer(new_rv, have) else None
         with self._lock:
-            have = self._items.get(key)
             if kind == "DELETED":
+                changed = True
                 self._items.pop(key, None)
-            elif entry is not None and (have is None or have.rv is None or entry.rv is None or entry.rv > have.rv):
-                self._items[key] = entry
-            else:
-                changed = False
+            else:  # checked again: a `put` may have come in between
+                changed = entry is not None and _newer(new_rv, self._items.get(key))
+                if changed:
+                    self._items[key] = entry
             self.resource_version = rv or self.resource_version
         if self.on_change is not None and changed:
             self.on_change(key, None if entry is None else obj)

@@ -82,9 +82,12 @@ class Snapshot:
                  bound: Binding | None = None) -> None:
         index: dict[str, dict[Ident, dict[str, dict[str, float]]]] = {}
         for key, got in (series or {}).items():
-            per = index[str(key)] = {}
+            per = index[key] = {}
             for k, v in got.items():
                 per.setdefault(k[:-2], {}).setdefault(k[-2], {})[k[-1]] = v
+        self._set(taken_at, bound, index)
+
+    def _set(self, taken_at: float, bound: Binding | None, index: dict[str, Any]) -> None:
         object.__setattr__(self, "taken_at", taken_at)
         object.__setattr__(self, "bound", bound)
         object.__setattr__(self, "_index", index)
@@ -94,8 +97,8 @@ class Snapshot:
                    bound: Binding | None = None) -> "Snapshot":
         """A snapshot that takes `index` ({family key: {ident: {series id: {extra: value}}}}) as it is
         (the caller must not change it afterwards): what `batch` builds while parsing, with no flat copy."""
-        snap = cls(taken_at, None, bound)
-        object.__setattr__(snap, "_index", index)
+        snap = cls.__new__(cls)
+        snap._set(taken_at, bound, index)
         return snap
 
     def __setattr__(self, name: str, value: Any) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from canary import rollout as rl
@@ -282,4 +280,3 @@ def test_to_json_is_every_field_as_asdict_would_give_it_with_history_cut_to_20()
     assert s.to_json() == json.dumps(d, sort_keys=True, separators=(",", ":"))
     back = rl.RolloutState.from_json(s.to_json())
     assert back.evidence == s.evidence and back.history == s.history[-20:] and back.weights == s.weights
-
