@@ -20,6 +20,8 @@ from collections.abc import Callable, Sequence
 # the cost of a ufunc call on a scalar (the judge makes a dozen such calls per check and look).
 from scipy.special import cython_special
 
+from canary.analysis.stats import KEY_QUANTUM
+
 # Counts from this on go to the array path: none is that large, and below it Python's round() and
 # numpy's rint-then-int64 give the same integer (numpy's overflows further up, Python's does not).
 _EXACT_INT = 2.0 ** 53
@@ -256,7 +258,7 @@ def _choose(finite: Sequence[float], js: range, rows: list[tuple[float, float, f
             continue
         dist = abs(math.log(p0 / target))
         near = dist <= _NEAR
-        key = (widen if near else dist) + 1e-6 * dist
+        key = math.floor(((widen if near else dist) + 1e-6 * dist) / KEY_QUANTUM + 0.5)  # ties as stats.pick_pair
         # the array function sorts by (not near, key), stably: a strict improvement replaces
         if (near and not best_near) or (near == best_near and key < best_key):
             best, best_key, best_near = (j, x, w, s_lo, s_hi, p0, widen), key, near

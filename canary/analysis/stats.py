@@ -267,6 +267,9 @@ def relative_result(finite: Sequence[float], pick: tuple[int, float, float, floa
                       effect=effect, note=note)
 
 
+KEY_QUANTUM = 1e-12  # pick_pair's keys closer than this are a tie (buckets.pick_pair uses the same)
+
+
 def pick_pair(finite: np.ndarray, below: np.ndarray, n_s: int, *, q: float, tol: float
               ) -> tuple[int, float, float, float, float] | None:
     """Choose the canary bound b' and the stable exceedance it is compared with.
@@ -312,7 +315,9 @@ def pick_pair(finite: np.ndarray, below: np.ndarray, n_s: int, *, q: float, tol:
     # Key: (0, widening) within 1.5x of 1-q, else (1, distance); plus 1e-6 x the distance.
     dist = np.abs(np.log(p0[cand] / (1.0 - q)))
     near = dist <= math.log(1.5)
-    key = np.where(near, widen[cand], dist) + 1e-6 * dist
+    # keys that differ by float noise only (the same exceedance computed two ways, or by another CPU's
+    # log) must tie, so that the first j wins everywhere: compared in units of KEY_QUANTUM
+    key = np.floor((np.where(near, widen[cand], dist) + 1e-6 * dist) / KEY_QUANTUM + 0.5)
     j = int(cand[np.lexsort((key, ~near))[0]])  # sorted by ~near (False first), then key; stable: first j
     wj, lo_j, hi_j = float(w[j]), float(s_lo[j]), float(s_hi[j])
     var0 = (wj * wj * lo_j * (1 - lo_j) + (1 - wj) ** 2 * hi_j * (1 - hi_j) + 2 * wj * (1 - wj) * hi_j * (1 - lo_j)) / n_s

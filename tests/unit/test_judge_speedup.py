@@ -149,7 +149,10 @@ def test_pick_pair_equals_the_array_function() -> None:
         q, tol = rng.choice((0.5, 0.9, 0.95, 0.99)), rng.choice((0.0, 0.05, 0.1, 0.2, 0.5))
         arm = buckets.Arm(h.bounds, h.counts, q)
         want = stats.pick_pair(np.array(h.bounds[:-1]), k[:-1].astype(float), int(k[-1]), q=q, tol=tol)
-        assert buckets.pick_pair(h.bounds[:-1], h.counts, arm.n, q=q, tol=tol) == want, (h, q, tol)
+        got = buckets.pick_pair(h.bounds[:-1], h.counts, arm.n, q=q, tol=tol)
+        assert (got is None) == (want is None), (h, q, tol)
+        if got is not None:  # the same bound; its numbers to the last bits numpy's log and sums allow
+            assert got[0] == want[0] and _same(list(got[1:]), list(want[1:])), (h, q, tol, got, want)
         picked += want is not None
         coarse += want is not None and abs(math.log(want[2] / (1 - q))) > math.log(1.5)
     assert picked > 1500 and coarse > 50  # both searches ran: near the quantile, and every bound
@@ -213,7 +216,10 @@ def test_shift_statistics_on_lists_equal_the_array_ones() -> None:
 
 
 def _same(a: list[float], b: list[float]) -> bool:
-    return len(a) == len(b) and all(x == y or (math.isnan(x) and math.isnan(y)) for x, y in zip(a, b))
+    """Equal to 1e-12 relative, as the golden verdicts are compared: numpy's sums and logs take
+    CPU-specific (SIMD) paths, so the array functions' last bits differ between machines."""
+    return len(a) == len(b) and all(x == y or (math.isnan(x) and math.isnan(y))
+                                    or math.isclose(x, y, rel_tol=1e-12, abs_tol=1e-300) for x, y in zip(a, b))
 
 
 if __name__ == "__main__" and sys.argv[1:] == ["--write"]:
