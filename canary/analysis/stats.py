@@ -27,10 +27,10 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 from scipy import special
-from scipy import stats as st
 # cython_special: scipy.special's C functions for one float, the same values as its ufuncs at a quarter of
 # the cost of a ufunc call on a scalar (the judge makes a dozen such calls per check and look).
 from scipy.special import cython_special
@@ -88,31 +88,58 @@ def replaced(t: TestResult, **changes: object) -> TestResult:
 # A call like scipy.stats.binom.sf(k, n, p) spends ~0.1-0.2 ms checking and broadcasting its
 # arguments before it evaluates one ufunc: most of what a judgement cost. The functions below
 # evaluate the same ufunc directly wherever scipy.stats would (valid arguments inside the
-# support), so they return the very same numbers, and hand every other case (a k outside the
-# support, invalid parameters, NaN) back to scipy.stats, which decides it as before. Three of
-# those ufuncs (Boost's) are private to scipy, in scipy.special._ufuncs now and scipy.stats._boost
-# in older releases: each is used only if it reproduces the public method at a few probes.
+# support), so they return the very same numbers, and hand every other case (outside the
+# support is 0 or 1, as there; invalid parameters, NaN) back to scipy.stats, which decides it as
+# before. Three of those ufuncs (Boost's) are private to scipy, in scipy.special._ufuncs now and
+# scipy.stats._boost in older releases: each is used only if it reproduces the public method's
+# recorded values at a few probes.
 
 
-def _same_as(ufunc: Callable[..., float] | None, reference: Callable[..., float], probes: list[tuple[float, ...]]
+def _stats() -> object:
+    """scipy.stats, imported on first use: it is ~22 MB of a process's RSS (`import scipy.stats`
+    after scipy.special and scipy.optimize, measured with /proc/self/smaps_rollup), and a look needs
+    it only where the functions below hand a case back to it (invalid parameters, NaN, a private
+    ufunc missing or not vetted). A controller that never meets such a case never pays for it."""
+    from scipy import stats
+
+    return stats
+
+
+def _same_as(ufunc: Callable[..., float] | None, probes: list[tuple[tuple[float, ...], float]]
              ) -> Callable[..., float] | None:
-    """`ufunc` if it gives exactly what `reference` (the public method, taking the ufunc's arguments
-    in the ufunc's order) gives at every probe, else None (the callers then use the public method)."""
+    """`ufunc` if at every probe (arguments in the ufunc's order, and the value scipy.stats' public
+    method gives there, recorded with scipy 1.17) it gives that value to 1e-9, else None (the callers
+    then use the public method). Checked against recorded values, not by calling scipy.stats, so
+    that vetting the ufunc does not import scipy.stats (`_stats`); tests/unit/test_stats.py checks
+    the functions below against the public methods themselves."""
     if ufunc is None:
         return None
     try:
-        same = all(float(ufunc(*args)) == float(reference(*args)) for args in probes)
+        same = all(math.isclose(float(ufunc(*args)), want, rel_tol=1e-9, abs_tol=0.0) for args, want in probes)
     except (TypeError, ValueError):
         return None
     return ufunc if same else None
 
 
-_BINOM_SF = _same_as(_binom_sf, lambda k, n, p: st.binom.sf(k, n, p),
-                     [(3, 40, 0.07), (0, 1000, 0.001), (950, 1000, 0.95)])
-_HYPERGEOM_SF = _same_as(_hypergeom_sf, lambda k, marked, drawn, total: st.hypergeom.sf(k, total, marked, drawn),
-                         [(4, 30, 100, 2000), (0, 5, 3, 20), (60, 120, 500, 1000)])
-_NCX2_SF = _same_as(_ncx2_sf, lambda x, df, nc: st.ncx2.sf(x, df, nc),
-                    [(12.0, 9.0, 40.0), (0.5, 1.0, 0.01), (300.0, 4.0, 150.0)])
+@cache
+def _binom_fast() -> Callable[..., float] | None:
+    # st.binom.sf(k, n, p)
+    return _same_as(_binom_sf, [((3, 40, 0.07), 0.3063131778978868), ((0, 1000, 0.001), 0.6323045752290359),
+                                ((950, 1000, 0.95), 0.4797410570873185)])
+
+
+@cache
+def _hypergeom_fast() -> Callable[..., float] | None:
+    # st.hypergeom.sf(k, total, marked, drawn); the ufunc takes (k, marked, drawn, total)
+    return _same_as(_hypergeom_sf, [((4, 30, 100, 2000), 0.014849467287242388), ((0, 5, 3, 20), 0.6008771929824561),
+                                    ((60, 120, 500, 1000), 0.46126009677045327)])
+
+
+@cache
+def _ncx2_fast() -> Callable[..., float] | None:
+    # st.ncx2.sf(x, df, nc)
+    return _same_as(_ncx2_sf, [((12.0, 9.0, 40.0), 0.9998969584187078), ((0.5, 1.0, 0.01), 0.4816925078906417),
+                               ((300.0, 4.0, 150.0), 3.338767105327e-07)])
 
 
 def norm_sf(z: float) -> float:
@@ -124,11 +151,17 @@ def binom_sf(k: int, n: int, p: float) -> float:
     """P(Bin(n, p) > k): scipy.stats.binom.sf(k, n, p), integers k and n, the same value.
 
     Inside the support (0 <= k < n, 0 <= p <= 1) the ufunc scipy evaluates there, clipped to
-    [0, 1] as scipy clips it; anything else (k < 0: 1, k >= n: 0, invalid: NaN) by scipy.stats.
+    [0, 1] as scipy clips it; outside it what scipy.stats returns there (k < 0: 1, k >= n: 0);
+    invalid parameters (NaN) by scipy.stats itself.
     """
-    if _BINOM_SF is not None and 0 <= k < n and 0.0 <= p <= 1.0:
-        return min(max(float(_BINOM_SF(k, n, p)), 0.0), 1.0)
-    return float(st.binom.sf(k, n, p))
+    if 0.0 <= p <= 1.0 and n >= 0:
+        if k < 0:
+            return 1.0  # all the mass is above k (what scipy.stats returns there)
+        if k >= n:
+            return 0.0
+        if (fast := _binom_fast()) is not None:
+            return min(max(float(fast(k, n, p)), 0.0), 1.0)
+    return float(_stats().binom.sf(k, n, p))  # type: ignore[attr-defined]
 
 
 def hypergeom_sf(k: int, total: int, marked: int, drawn: int) -> float:
@@ -136,19 +169,25 @@ def hypergeom_sf(k: int, total: int, marked: int, drawn: int) -> float:
     total, marked, drawn), integers, the same value.
 
     Inside the support the ufunc scipy evaluates there, clipped to [0, 1] as scipy clips it;
-    anything else by scipy.stats.
+    outside it what scipy.stats returns there (1 below, 0 from its top); invalid parameters by
+    scipy.stats itself.
     """
     lowest, highest = max(drawn - (total - marked), 0), min(marked, drawn)  # scipy's support
-    if _HYPERGEOM_SF is not None and 0 <= marked <= total and 0 <= drawn <= total and lowest <= k < highest:
-        return min(max(float(_HYPERGEOM_SF(k, marked, drawn, total)), 0.0), 1.0)
-    return float(st.hypergeom.sf(k, total, marked, drawn))
+    if 0 <= marked <= total and 0 <= drawn <= total and total > 0:  # scipy.stats: M > 0
+        if k < lowest:
+            return 1.0  # as scipy.stats returns outside the support
+        if k >= highest:
+            return 0.0
+        if (fast := _hypergeom_fast()) is not None:
+            return min(max(float(fast(k, marked, drawn, total)), 0.0), 1.0)
+    return float(_stats().hypergeom.sf(k, total, marked, drawn))  # type: ignore[attr-defined]
 
 
 def chi2_sf(x: float, df: int) -> float:
     """P(chi-square(df) > x): scipy.stats.chi2.sf(x, df), the same value (its chdtrc for 0 < x < inf, df > 0)."""
     if 0.0 < x < math.inf and df > 0:
         return float(cython_special.chdtrc(df, x))
-    return float(st.chi2.sf(x, df))
+    return float(_stats().chi2.sf(x, df))  # type: ignore[attr-defined]
 
 
 def ncx2_sf(x: float, df: int, nc: float) -> float:
@@ -160,9 +199,9 @@ def ncx2_sf(x: float, df: int, nc: float) -> float:
     if 0.0 < x < math.inf and 0 < df < math.inf:
         if nc == 0:
             return chi2_sf(x, df)
-        if _NCX2_SF is not None and 0.0 < nc < math.inf:
-            return float(_NCX2_SF(x, df, nc))
-    return float(st.ncx2.sf(x, df, nc))
+        if 0.0 < nc < math.inf and (fast := _ncx2_fast()) is not None:
+            return float(fast(x, df, nc))
+    return float(_stats().ncx2.sf(x, df, nc))  # type: ignore[attr-defined]
 
 
 def _ints(counts: np.ndarray) -> np.ndarray:
