@@ -336,12 +336,15 @@ class Controller:
         """Every query the rollout will run, asked once (ConfigError: reported, nothing touched;
         MetricsUnavailable: retried at the next tick), and the Triton gate configuration."""
         preflight_metrics(self.metrics, spec.policy, spec.target, log=self.log.bind(rollout=spec.key))
-        if spec.policy.gates.triton is not None and not spec.triton_canary:
-            raise ConfigError(f"{spec.key}: policy gates.triton needs spec.triton.canaryUrl")
+        cfg = spec.policy.gates.triton
+        if cfg is not None and cfg.enabled and not spec.triton_canary:
+            raise ConfigError(f"{spec.key}: policy gates.triton is enabled and needs spec.triton.canaryUrl")
 
     def _gate(self, spec: crd.RolloutSpec) -> Any:
+        """The rollout's Triton gates, None when its policy has none or turns them off
+        (`gates.triton.enabled: false`, as policies/default.yaml ships: URLs given are then unused)."""
         cfg = spec.policy.gates.triton
-        if cfg is None or not spec.triton_canary:
+        if cfg is None or not cfg.enabled or not spec.triton_canary:
             return None
         key = (spec.key, spec.target.canary_version)
         if key not in self._gates:

@@ -26,14 +26,16 @@ GATES = {"triton": {"enabled": True, "protocol": "http", "warmup_requests": 4, "
                     "probe_interval": "1s", "probe_failures": 2}}
 
 
-def world(stable_url: str, canary_url: str) -> tuple[Any, Any, FakeClock, Controller]:
+def world(stable_url: str, canary_url: str, *, gates: dict[str, Any] = GATES, triton: bool = True
+          ) -> tuple[Any, Any, FakeClock, Controller]:
     """The emulator with one gated CanaryRollout, and a controller on a fake clock."""
     api = fleet.start_api(1)
     policy = copy.deepcopy(fleet.FAST_POLICY)
-    policy["gates"] = GATES
+    policy["gates"] = gates
     api.handler.put_object(crd.new_object(namespace="ml", name="r0", model="rec-model", canary_version="v2",
                                           virtual_service="m0", policy_raw=policy,
-                                          triton={"stableUrl": stable_url, "canaryUrl": canary_url}))
+                                          **({"triton": {"stableUrl": stable_url, "canaryUrl": canary_url}}
+                                             if triton else {})))
     client = api.api_client()
     clock = FakeClock()
     router = IstioRouter(client, wait=tenacity.wait_none())
@@ -89,5 +91,24 @@ def test_a_canary_that_dies_under_traffic_is_rolled_back_by_the_probe(triton_sta
         assert status["weights"] == {"stable": 100, "canary": 0}
     finally:
         own.stop()
+        client.close()
+        api.stop()
+
+
+@pytest.mark.parametrize("urls", [False, True], ids=["no-triton-urls", "unreachable-urls"])
+def test_a_policy_whose_triton_gate_is_disabled_runs_without_it(urls: bool) -> None:
+    """policies/default.yaml ships `gates.triton.enabled: false`: a CanaryRollout with it is not refused
+    for lacking spec.triton, and Triton URLs it does give are neither warmed up nor probed (nothing
+    listens there: a gate would fail), as `canary promote` and `canary serve` treat it."""
+    off = {"triton": {**GATES["triton"], "enabled": False}}
+    api, client, clock, op = world("http://127.0.0.1:9", "http://127.0.0.1:9", gates=off, triton=urls)
+    try:
+        for _ in range(6):
+            op.tick()
+            clock.sleep(0.6)
+        status = api.get(crd.GROUP, crd.PLURAL, "ml", "r0")["status"]
+        assert status["phase"] in (rl.PROGRESSING, rl.PROMOTED), status
+        assert status["weights"]["canary"] > 0
+    finally:
         client.close()
         api.stop()
