@@ -587,16 +587,20 @@ class Controller:
 
     def _measure_batched(self, spec: crd.RolloutSpec, now: Any, base: Any) -> tuple[dict[str, Any], float]:
         """Window = step-start snapshot -> now; per-rollout queries only for checks that cannot be batched
-        (custom PromQL, per-feature drift, feature missing)."""
-        from canary.metrics.batch import batchable, measure_delta, requests_delta
+        (custom PromQL, per-feature drift) and for a feature_missing check whose model exports only the
+        gauge, not the `model_features_total` counter (`NotBatchable` from the snapshot)."""
+        from canary.metrics.batch import NotBatchable, batchable, measure_delta, requests_delta
 
         out: dict[str, Any] = {}
         window = max(1, math.ceil(now.taken_at - base.taken_at))
         for check in spec.policy.checks:
             try:
-                if batchable(spec.policy, check) and check.kind != "feature_missing":
-                    out[check.name] = measure_delta(spec.policy, check, spec.target, now, base)
-                    continue
+                if batchable(spec.policy, check):
+                    try:
+                        out[check.name] = measure_delta(spec.policy, check, spec.target, now, base)
+                        continue
+                    except NotBatchable:
+                        pass  # gauge only: measured per rollout below
                 out[check.name] = self.metrics.measure(spec.policy, check, spec.target, window_s=window)
             except Exception as exc:
                 out[check.name] = exc

@@ -15,7 +15,7 @@ import numpy as np
 
 from canary import crd
 from canary.sandbox.kubeapi import KubeAPIServer, Resource
-from canary.sandbox.promserver import counter, histogram, history_window, openmetrics
+from canary.sandbox.promserver import counter, gauge, histogram, history_window, openmetrics
 from tests.support.kube import shipped_istio_objects
 
 # x1.05 around the p95s the judge compares (v1/v2 about 78 ms, v3 about 124 ms), coarse elsewhere: a
@@ -72,7 +72,15 @@ def _latency_rates(scale_s: float, rps: float) -> list[float]:
     return list(rps * np.diff([0.0, *cdf]))
 
 
-def history(n: int, *, before_s: float = 30, after_s: float = 330, rps: float = 400.0) -> str:
+FEATURES = 8  # feature values per request in the feature series below
+MISSING = 0.01  # their missing share, every version alike
+
+
+def history(n: int, *, before_s: float = 30, after_s: float = 330, rps: float = 400.0,
+            feature_counters: int = 0) -> str:
+    """Every model's latency histogram and request counters per version; each model also exports the
+    `model_feature_missing_rate` gauge, and the first `feature_counters` models the
+    `model_features_total{state}` counter that snapshots measure feature_missing checks with."""
     start, end = history_window(before_s=before_s, after_s=after_s, step=1.0)
     series = []
     rates = {"v1": _latency_rates(0.040, rps), "v2": _latency_rates(0.040, rps), "v3": _latency_rates(0.064, rps)}
@@ -82,6 +90,10 @@ def history(n: int, *, before_s: float = 30, after_s: float = 330, rps: float = 
             series += histogram("model_inference_duration_seconds", m, BOUNDS_S, lat)
             series += counter("model_requests_total", {**m, "outcome": "success"}, rps * 0.995)
             series += counter("model_requests_total", {**m, "outcome": "error"}, rps * 0.005)
+            series += gauge("model_feature_missing_rate", m, MISSING)
+            if i < feature_counters:
+                series += counter("model_features_total", {**m, "state": "missing"}, rps * FEATURES * MISSING)
+                series += counter("model_features_total", {**m, "state": "present"}, rps * FEATURES * (1 - MISSING))
     return openmetrics(series, start=start, end=end, step=1.0)
 
 

@@ -42,7 +42,7 @@ class Counting:
     """Wraps a provider or router and counts the calls a test cares about."""
 
     def __init__(self, inner: Any) -> None:
-        self.inner, self.calls = inner, {}
+        self.inner, self.calls, self.measured = inner, {}, []
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self.inner, name)
@@ -51,13 +51,16 @@ class Counting:
 
         def counted(*a: Any, **kw: Any) -> Any:
             self.calls[name] = self.calls.get(name, 0) + 1
+            if name == "measure":  # (policy, check, target): which model and check went to Prometheus alone
+                self.measured.append((a[2].model, a[1].name))
             return attr(*a, **kw)
         return counted
 
 
 @pytest.fixture(scope="module")
 def prometheus(prometheus_binary: str) -> Iterator[PromServer]:
-    server = PromServer(history=fleet.history(N, after_s=1800), binary=prometheus_binary)
+    # the last rollout's model exports the feature-missing gauge only, the others the counter too
+    server = PromServer(history=fleet.history(N, after_s=1800, feature_counters=N - 1), binary=prometheus_binary)
     server.start()
     yield server
     server.stop()
@@ -216,6 +219,25 @@ def test_every_look_is_served_by_the_batched_snapshot_however_long_the_tick(worl
         crd.parse(fleet.rollout_object(0, "v2")).policy, crd.parse(fleet.rollout_object(0, "v2")).target)]))
     assert max(per_tick) <= families  # one query per family, whatever the number of rollouts
     assert all("model_name=~" in q for q in recording.queries)  # never the whole mesh
+
+
+def test_a_feature_missing_check_is_served_by_the_snapshot_unless_the_model_exports_only_the_gauge(
+        world: Any) -> None:
+    """The default policy's feature_missing check: measured from the batched snapshot's
+    `model_features_total` counter (no query per look); the one model exporting only the
+    `model_feature_missing_rate` gauge is measured per rollout, and every rollout ends as it should."""
+    api, op, custom, clock = world
+    missing = {"name": "missing-features", "kind": "feature_missing", "max_increase_points": 2}
+    versions = {0: "v2", 1: "v3", N - 1: "v2"}
+    for i, v in versions.items():
+        policy = {**fleet.FAST_POLICY, "checks": [*fleet.FAST_POLICY["checks"], missing]}
+        create(custom, i, v, policy=policy)
+    drive(op, custom, clock, [f"r{i}" for i in versions])
+    for i, v in versions.items():
+        assert status(custom, f"r{i}")["phase"] == fleet.expected_phase(v), i
+    measured = op.metrics.measured
+    assert measured and {model for model, _ in measured} == {fleet.model(N - 1)}  # only the gauge-only model
+    assert {check for _, check in measured} == {"missing-features"}
 
 
 def test_a_failed_snapshot_makes_every_due_look_could_not_measure_at_no_query(world: Any) -> None:
