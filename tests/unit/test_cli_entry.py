@@ -19,6 +19,9 @@ def test_kubectl_canary_is_installed_and_runs_the_same_app():
 
 
 def test_shell_completion_is_offered():
-    r = subprocess.run([sys.executable, "-m", "canary", "--show-completion", "bash"], capture_output=True, text=True,
-                       timeout=60)
-    assert r.returncode == 0 and "complete" in r.stdout
+    # typer finds the shell by walking up the process tree (shellingham), as when a person types the
+    # command: run it from bash, which stays its parent (two commands: bash cannot exec into python),
+    # so the test does not depend on what started pytest (a detached runner has no shell above it)
+    r = subprocess.run(["bash", "-c", '"$0" -m canary --show-completion; exit $?', sys.executable],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "complete" in r.stdout, r.stderr
