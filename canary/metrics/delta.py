@@ -29,7 +29,7 @@ from canary.errors import NoData
 from canary.metrics.answers import arms_pair
 from canary.metrics import queries as q
 from canary.metrics.families import NotBatchable, Spec, check_spec, families
-from canary.metrics.snapshot import Groups, Snapshot, UnusableStepStart, feature_counts, raw_buckets, request_fams
+from canary.metrics.snapshot import Groups, Snapshot, UnusableStepStart, feature_counts, features_as_requests, raw_buckets, request_fams
 from canary.model import ArmData, Counts, Target
 from canary.policy import Check, Policy
 
@@ -154,8 +154,16 @@ def _arm_delta(spec: Spec, policy: Policy, target: Target, arm: str, *, snaps: t
                 raise NotBatchable(f"{where}: no {fam.metric} counter (gauge only?); measure it per rollout")
             raise NoData(f"{where}: no {fam.metric} series; query: {fam.query()}")
         d, resets = _counter_delta(g_now, g_base)
-        missing, total = feature_counts(d, spec.source)
-        return _counts(missing, total, resets, where), resets
+        missing, values = feature_counts(d, spec.source)
+        got = _requests_delta(now, base, policy, spec.source, target, arm)
+        if got is None:
+            raise NoData(f"{where}: no request counter series")
+        if values <= 0:
+            raise NoData(f"{where}: no feature values in the window")
+        # the share of feature values missing, counted over requests, as the gauge path counts it
+        # (`features_as_requests`): a request's features are not independent draws
+        events, total = features_as_requests(missing, values, got[0])
+        return _counts(events, total, resets + got[1], where), resets + got[1]
     got = _requests_delta(now, base, policy, spec.source, target, arm)
     if got is None:
         raise NoData(f"{where}: no request counter series")

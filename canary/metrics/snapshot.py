@@ -149,8 +149,12 @@ class Snapshot:
         if spec.kind == "histogram":
             return q.normalise(raw_buckets(vals), [], scale=spec.scale)
         if spec.kind == "features":
-            missing, total = feature_counts(vals, spec.source)
-            return Counts(events=missing, total=total)
+            missing, values = feature_counts(vals, spec.source)
+            requests = self.requests(policy, target, arm, source=spec.source)
+            if requests is None or values <= 0:
+                return None
+            events, total = features_as_requests(missing, values, requests)
+            return Counts(events=events, total=total)
         total = self.requests(policy, target, arm, source=spec.source)
         if total is None:
             return None
@@ -239,6 +243,16 @@ def _binding(data: Mapping[str, Any] | None) -> Binding | None:
 def raw_buckets(vals: Mapping[str, float]) -> list[tuple[float, float]]:
     """{le label value: cumulative count} as (le, count) pairs, for `queries.normalise`."""
     return [(q.parse_le(le), v) for le, v in vals.items()]
+
+
+def features_as_requests(missing: float, values: float, requests: float) -> tuple[float, float]:
+    """(events, total) of a feature_missing check from feature-value counters: the share of values
+    missing, times the requests. The unit is the request, as in the per-window path (the
+    `model_feature_missing_rate` gauge times requests), not the feature value: a request's features
+    go missing together (one broken upstream empties several), so counting each value as its own
+    draw would overstate the evidence, and the two paths would judge the same data differently."""
+    share = min(max(missing / values, 0.0), 1.0) if values > 0 else 0.0
+    return share * requests, requests
 
 
 def feature_counts(vals: Mapping[str, float], source: str) -> tuple[float, float]:

@@ -133,11 +133,14 @@ def test_features_reset_per_series_group() -> None:
         m = {"model_name": "rec", "model_version": "v1", "pod": pod}
         return [("model_features_total", {**m, "state": "missing"}, missing),
                 ("model_features_total", {**m, "state": "present"}, present)]
-    base = snap(feats("a", 1, 100) + feats("b", 10, 90), pol)
+    def requests(n: float) -> list[Sample]:
+        return [("model_requests_total", {"model_name": "rec", "model_version": "v1", "outcome": "ok"}, n)]
+    base = snap(feats("a", 1, 100) + feats("b", 10, 90) + requests(40), pol)
     # a restarted: its missing counter (2) outgrew its step-start snapshot (1), but present (50 < 100) did not
-    now = snap(feats("a", 2, 50) + feats("b", 15, 135), pol)
+    now = snap(feats("a", 2, 50) + feats("b", 15, 135) + requests(60), pol)
     d = b.arm_delta(pol, chk(pol, "miss"), T, "stable", now, base)
-    assert d.reset and d.data == Counts(events=2 + 5, total=52 + 50)
+    # 7 of 102 values missing (a counted from its restart), over the arm's 20 requests
+    assert d.reset and d.data.total == 20 and d.data.events == pytest.approx(7 / 102 * 20)
 
 
 # -- series identity and the query ----------------------------------------------------------
