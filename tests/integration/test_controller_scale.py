@@ -256,3 +256,46 @@ def test_a_failed_snapshot_makes_every_due_look_could_not_measure_at_no_query(wo
     st = status(custom, "r0")
     assert st["lastVerdict"]["outcome"] == "error" and st["summary"]["outcomes"]["error"] >= 1
     assert op.metrics.calls == {}  # no per-rollout query behind the failed snapshot
+
+
+def test_an_unexpected_error_while_split_sends_stable_100_and_keeps_the_recorded_history(
+        world: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A look that fails with a non-transient error while the canary has traffic: stable gets 100% at
+    once, recorded `aborted` with the error as the reason, from the state recorded on the
+    VirtualService (its looks and history kept, not rebuilt from memory)."""
+    import canary.controller as controller_module
+    from canary.reconcile import parse_record
+    from canary.routing.patch import STATE_ANNOTATION
+
+    api, op, custom, clock = world
+    create(custom, 0, "v2")
+
+    def recorded() -> tuple[list[int], rl.RolloutState]:
+        obj = api.get("networking.istio.io", "virtualservices", "ml", fleet.model(0))
+        weights = [d["weight"] for d in obj["spec"]["http"][0]["route"]]
+        return weights, parse_record(obj["metadata"]["annotations"][STATE_ANNOTATION])
+
+    for _ in range(60):
+        op.tick()
+        clock.t += 1.0
+        weights, before = recorded()
+        if before.phase == rl.PROGRESSING and weights[1] > 0 and before.look >= 2:
+            break
+    else:
+        raise AssertionError(recorded())
+
+    def exploding_judge(*a: Any, **kw: Any) -> Any:
+        raise RuntimeError("judge exploded")
+
+    monkeypatch.setattr(controller_module, "judge", exploding_judge)
+    for _ in range(10):
+        clock.t += 1.0
+        op.tick()
+        if status(custom, "r0").get("phase") in rl.TERMINAL:
+            break
+    st = status(custom, "r0")
+    assert st["phase"] == rl.ABORTED and "judge exploded" in st["reason"], st
+    weights, after = recorded()
+    assert weights == [100, 0] and after.phase == rl.ABORTED
+    assert after.look == before.look and after.started_at == before.started_at  # the recorded rollout, ended
+    assert after.history[:len(before.history)] == before.history
