@@ -30,7 +30,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from canary import logs
 from canary import rollout as rl
@@ -79,10 +79,11 @@ class Telemetry:
         # dozen label lookups per look; a row costs a tuple (docs/benchmarks/controller.md).
         self._rows: dict[tuple[str, str], tuple[str, str, str, float, float, str, int]] = {}
         r.register(_RolloutCollector(self))
-        self.verdicts = Counter("canary_verdicts_total", "Check verdicts, per check and outcome",
-                                  ["model", "check", "outcome"], registry=r)
-        self.effect = Gauge("canary_check_effect_size", "Last effect size per check (e.g. PSI for prediction shift)",
-                            ["model", "check"], registry=r)
+        # Per check and model, also rows rendered at scrape time (`_CheckCollector`): as prometheus_client
+        # children, the default policy's five checks cost ~10 kB a rollout (25 MB at 2,500).
+        self._verdicts: dict[tuple[str, str, str], float] = {}  # (model, check, outcome) -> count
+        self._effects: dict[tuple[str, str], float] = {}  # (model, check) -> last finite effect size
+        r.register(_CheckCollector(self))
         self.rollbacks = Counter("canary_rollbacks_total", "Rollbacks, by class of reason",
                                  ["model", "reason"], registry=r)
         self.promotions = Counter("canary_promotions_total", "Completed promotions", ["model"], registry=r)
@@ -100,7 +101,6 @@ class Telemetry:
         for kind in KUBE_ERROR_KINDS:  # present at 0 from the start, so rate() sees the first error
             self.kube_errors.labels(kind)
         self._lock = threading.Lock()
-        self._checks: dict[str, set[str]] = {}  # model -> checks with an effect-size series
 
     # ---- rollouts ------------------------------------------------------------------
 
@@ -122,8 +122,8 @@ class Telemetry:
         with self._lock:
             row = self._rows.pop((namespace, rollout), None)
             if row is not None and all(r[0] != row[0] for r in self._rows.values()):
-                for check in self._checks.pop(row[0], set()):
-                    _remove(self.effect, (row[0], check))
+                for key in [k for k in self._effects if k[0] == row[0]]:
+                    del self._effects[key]
 
     def rollout_rows(self) -> list[tuple[tuple[str, str], tuple[str, str, str, float, float, str, int]]]:
         with self._lock:
@@ -133,12 +133,17 @@ class Telemetry:
 
     def record_verdict(self, *, model: str, results: Iterable[CheckResult]) -> None:
         """Count each check's outcome; keep its last finite effect size."""
-        for r in results:
-            self.verdicts.labels(model, r.check, r.outcome.label).inc()
-            if isinstance(r.effect_size, (int, float)) and math.isfinite(r.effect_size):
-                with self._lock:  # with forget(): a series is either tracked or gone
-                    self.effect.labels(model, r.check).set(r.effect_size)
-                    self._checks.setdefault(model, set()).add(r.check)
+        with self._lock:  # with forget() and the scrape: a series is either tracked or gone
+            for r in results:
+                key = (model, r.check, r.outcome.label)
+                self._verdicts[key] = self._verdicts.get(key, 0.0) + 1.0
+                if isinstance(r.effect_size, (int, float)) and math.isfinite(r.effect_size):
+                    self._effects[(model, r.check)] = float(r.effect_size)
+
+    def check_rows(self) -> tuple[list[tuple[tuple[str, str, str], float]], list[tuple[tuple[str, str], float]]]:
+        """(verdict counts, effect sizes), copied under the lock (for the scrape)."""
+        with self._lock:
+            return list(self._verdicts.items()), list(self._effects.items())
 
     def record_rollback(self, *, model: str, reason: str, seconds: float | None) -> None:
         """One rollback; `seconds` from the breach first seen to stable 100% written (None: unknown)."""
@@ -203,11 +208,31 @@ class _RolloutCollector:
         return [weight, phase, step]
 
 
-def _remove(metric: Any, labels: tuple[str, ...]) -> None:
-    try:
-        metric.remove(*labels)
-    except KeyError:
-        pass  # never written (e.g. a phase gauge of a rollout recorded before a restart)
+class _CheckCollector:
+    """`canary_verdicts_total` (a counter) and `canary_check_effect_size` (a gauge), per model and
+    check, rendered from `Telemetry`'s rows at each scrape."""
+
+    def __init__(self, telemetry: Telemetry) -> None:
+        self.telemetry = telemetry
+
+    def describe(self) -> list[Any]:
+        return self._families([], [])
+
+    def collect(self) -> Iterable[Any]:
+        return self._families(*self.telemetry.check_rows())
+
+    @staticmethod
+    def _families(verdicts: list[tuple[tuple[str, str, str], float]],
+                  effects: list[tuple[tuple[str, str], float]]) -> list[Any]:
+        counts = CounterMetricFamily("canary_verdicts", "Check verdicts, per check and outcome",
+                                     labels=["model", "check", "outcome"])
+        for labels, n in verdicts:
+            counts.add_metric(list(labels), n)
+        effect = GaugeMetricFamily("canary_check_effect_size",
+                                   "Last effect size per check (e.g. PSI for prediction shift)", labels=["model", "check"])
+        for labels, x in effects:
+            effect.add_metric(list(labels), x)
+        return [counts, effect]
 
 
 # ---- health server ---------------------------------------------------------------------
