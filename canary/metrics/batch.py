@@ -37,6 +37,7 @@ from __future__ import annotations
 from collections import Counter
 
 import math
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any, Iterable
@@ -198,25 +199,26 @@ def _parse(result: Any, fam: Family, idents: set[Ident], query: str,
     if not isinstance(result, list):
         raise MetricsUnavailable(f"batch: malformed answer (not a vector); query: {query}")
     ids: dict[tuple[tuple[str, str], ...], str] = {}  # one hash per series, not per bucket
-    # one str object per distinct label value: the snapshot's keys share them (a snapshot holds
-    # tens of thousands of keys at 2,500 rollouts; docs/benchmarks/controller.md)
-    strs: dict[str, str] = {}
-    one = strs.setdefault
+    # one str object per distinct label value, bucket bound and series id, shared by every snapshot
+    # (sys.intern; an interned str is freed with its last reference): each rollout's step-start
+    # snapshot keeps ~100 of them with the default policy's x1.1 buckets, one copy per snapshot was
+    # ~6 kB a rollout (docs/benchmarks/controller.md)
+    one = sys.intern
     kept = 0
     try:
         for s in result:
             labels = s["metric"]
-            ident = tuple(one(v, v) for v in (labels.get(label, "") for label, _ in fam.by))
+            ident = tuple(one(v) for v in (labels.get(label, "") for label, _ in fam.by))
             if ident not in idents:
                 continue  # filtered client-side: exact values only, whatever the regex let through
             kept += 1
             value = float(s["value"][1])
             if math.isfinite(value):
                 own = fam.identity(labels)
-                sid = ids.get(own) or ids.setdefault(own, hash_identity(own))
+                sid = ids.get(own) or ids.setdefault(own, one(hash_identity(own)))
                 extra = labels.get(fam.extra, "") if fam.extra else ""
                 vals = into.setdefault(ident, {}).setdefault(sid, {})
-                x = one(extra, extra)
+                x = one(extra)
                 vals[x] = vals.get(x, 0.0) + value  # one id for two series: a 48-bit collision; summed
     except (KeyError, ValueError, TypeError, IndexError, AttributeError) as exc:
         raise MetricsUnavailable(f"batch: malformed answer; query: {query}") from exc
