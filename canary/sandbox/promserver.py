@@ -57,7 +57,7 @@ def backfill(data_dir: str | Path, openmetrics_text: str, *, promtool: str | Non
     try:
         proc = subprocess.run(
             [tool, "tsdb", "create-blocks-from", "openmetrics", path, str(data_dir)],
-            capture_output=True, text=True, timeout=60,
+            capture_output=True, text=True, timeout=max(60.0, len(openmetrics_text) / 2e6),  # >= 2 MB/s
         )
     finally:
         Path(path).unlink(missing_ok=True)
