@@ -62,23 +62,6 @@ class _Active:
     recorded: str | None  # the annotation as written: guards the look's write
 
 
-class _Known:
-    """What this process last knew of a rollout, for scheduling (`_schedule`) and the failure path
-    (`_failed`): its spec and the few state fields they read. Not the whole RolloutState: with the
-    default policy's five checks one was ~15 kB (its last verdict, evidence and history), 38 MB at
-    2,500 rollouts; the failure path reads the recorded state back from the VirtualService."""
-
-    __slots__ = ("spec", "canary_version", "phase", "weights", "next_look")
-
-    def __init__(self, spec: crd.RolloutSpec, state: rl.RolloutState) -> None:
-        self.spec, self.canary_version, self.phase, self.weights = spec, state.canary_version, state.phase, state.weights
-        self.next_look = next_look_at(spec.policy, state) if state.phase == rl.PROGRESSING else math.inf
-
-    @property
-    def terminal(self) -> bool:
-        return self.phase in rl.TERMINAL
-
-
 @dataclass
 class Controller:
     """Drives all CanaryRollouts in `namespace` (or all namespaces)."""
@@ -109,7 +92,7 @@ class Controller:
         self._step_starts: dict[str, tuple[tuple[str, int, float], Any]] = {}
         self._breach_seen: dict[tuple[str, str], float] = {}  # (rollout, canary version) -> first failed look
         self._failing: dict[str, float] = {}  # rollout key -> when its ticks started failing
-        self._known: dict[str, _Known] = {}  # last state read or written, per rollout
+        self._known: dict[str, tuple[crd.RolloutSpec, rl.RolloutState]] = {}  # last state read, per rollout
         self._gates: dict[tuple[str, str], Any] = {}  # (rollout, canary version) -> TritonGates
         # rollout key -> (canary version, step start, consecutive failures, next probe)
         self._probes: dict[str, tuple[str, float, int, float]] = {}
@@ -264,10 +247,11 @@ class Controller:
         if known is None:  # settled, or another rollout's route: on change only
             self.queue.schedule(key, math.inf)
             return
-        if known.terminal or known.phase == rl.PAUSED:
+        spec, state = known
+        if state.terminal or state.phase == rl.PAUSED:
             self.queue.schedule(key, math.inf)
-        elif known.phase == rl.PROGRESSING and looked != "skipped":
-            due = known.next_look
+        elif state.phase == rl.PROGRESSING and looked != "skipped":
+            due = next_look_at(spec.policy, state)
             probe = self._probes.get(key)
             self.queue.schedule(key, min(due, probe[3]) if probe is not None else due)
         else:
@@ -306,7 +290,7 @@ class Controller:
         spec = replace(spec, target=target)
         now = self.clock.now()
         if state is not None and ours:
-            self._known[spec.key] = _Known(spec, state)
+            self._known[spec.key] = (spec, state)
             if spec.key in self._histories:  # followed by this process: record what another one changed
                 self._observe(spec, state)
         if state is None or not ours:
@@ -317,7 +301,7 @@ class Controller:
             state, actions = rl.new_rollout(model=target.model, stable_version=target.stable_version,
                                             canary_version=target.canary_version, now=now, route=target.route)
             state, _ = self._do(spec, state, actions, expect=status.state, log=log)
-            self._known[spec.key] = _Known(spec, state)
+            self._known[spec.key] = (spec, state)
             self._status(obj, spec, state)
             return None
         if state.terminal:
@@ -332,7 +316,7 @@ class Controller:
             state, recorded = self._decide(spec, state, seen, expect=recorded, log=log)
         elif state.phase == rl.PROGRESSING and (why := self._gate_probe(spec, state, now, log)):
             state, recorded = self._decide(spec, state, Observation(probe_failed=why), expect=recorded, log=log)
-        self._known[spec.key] = _Known(spec, state)
+        self._known[spec.key] = (spec, state)
         self._status(obj, spec, state)
         if state.phase == rl.PROGRESSING:
             return _Active(spec, state, obj, look_due(spec.policy, state, now), recorded)
@@ -555,7 +539,7 @@ class Controller:
             seen = Observation(look=rl.Looked(self.clock.now(), verdict, canary_n, window_s))
             self._seed(obj)  # the write reads what the cache holds now (our own writes included)
             new, _ = self._decide(spec, state, seen, expect=a.recorded, log=log)
-            self._known[spec.key] = _Known(spec, new)
+            self._known[spec.key] = (spec, new)
             step_start = None
             if new.phase == rl.PROGRESSING and new.step != state.step and snap is not None:
                 step_start = self._step_start(spec, new, snap)  # the next step starts where this look ended
@@ -634,40 +618,25 @@ class Controller:
         known = self._known.get(key)
         if known is None or isinstance(exc, (NotLeader, RoutingConflict)):
             return
-        if known.terminal or known.weights == STABLE_ONLY:
+        spec, state = known
+        if state.terminal or state.weights == STABLE_ONLY:
             return
         first = self._failing.setdefault(key, self.clock.now())
         if isinstance(exc, TransientError) and self.clock.now() - first < FAILURE_BUDGET_S:
             return
-        spec = known.spec
         reason = f"failed: {exc}" if isinstance(exc, CanaryError) else f"failed: {type(exc).__name__}: {exc}"
         log = self.log.bind(rollout=spec.key, model=spec.target.model)
-        state = self._recorded_state(obj, known, log)
-        if state is None or state.terminal or state.weights == STABLE_ONLY:
-            return
         try:
             new = to_stable(self.fenced, spec.target, state, reason=reason[:500], log=log, now=self.clock.now())
         except CanaryError:
             return  # rollback.failed is logged; the next tick tries again
         self._observe(spec, new)
-        self._known[key] = _Known(spec, new)
+        self._known[key] = (spec, new)
         self._failing.pop(key, None)
         try:
             self._status(obj, spec, new)
         except Exception:
             pass
-
-    def _recorded_state(self, obj: dict[str, Any], known: _Known, log: Any) -> rl.RolloutState | None:
-        """The state recorded on this rollout's VirtualService (the cache, our own writes included),
-        when it is still this rollout's (the same canary version); None otherwise or when it cannot be
-        read (then it cannot be written either: the next tick tries again)."""
-        try:
-            self._seed(obj)
-            state = parse_state(self.router.inspect(known.spec.target))
-        except Exception as exc:  # noqa: BLE001 - logged; the next tick tries again
-            log.warning("rollback.state_unreadable", error=f"{type(exc).__name__}: {exc}"[:300])
-            return None
-        return state if state is not None and state.canary_version == known.canary_version else None
 
     # ---- recording ------------------------------------------------------------------
 
