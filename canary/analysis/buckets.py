@@ -232,7 +232,7 @@ def _choose(finite: Sequence[float], js: range, rows: list[tuple[float, float, f
     """
     m = len(finite)
     scale = 1.0 + tol
-    best, best_key, best_near = None, math.inf, False
+    found: list[tuple[bool, float, tuple[int, float, float, float, float, float, float]]] = []  # in j order
     for j in js:
         x = finite[j] / scale
         i = bisect_left(finite, x * (1 - 1e-12))
@@ -258,10 +258,11 @@ def _choose(finite: Sequence[float], js: range, rows: list[tuple[float, float, f
             continue
         dist = abs(math.log(p0 / target))
         near = dist <= _NEAR
-        key = math.floor(((widen if near else dist) + 1e-6 * dist) / KEY_QUANTUM + 0.5)  # ties as stats.pick_pair
-        # the array function sorts by (not near, key), stably: a strict improvement replaces
-        if (near and not best_near) or (near == best_near and key < best_key):
-            best, best_key, best_near = (j, x, w, s_lo, s_hi, p0, widen), key, near
-    if near_only and not best_near:
+        found.append((near, (widen if near else dist) + 1e-6 * dist, (j, x, w, s_lo, s_hi, p0, widen)))
+    # as stats.pick_pair: near candidates first; among them the first j within KEY_QUANTUM of the least key
+    any_near = any(near for near, _, _ in found)
+    if not found or (near_only and not any_near):
         return None
-    return best
+    group = [(key, cand) for near, key, cand in found if near == any_near]
+    least = min(key for key, _ in group)
+    return next(cand for key, cand in group if key <= least + KEY_QUANTUM)

@@ -306,7 +306,7 @@ def relative_result(finite: Sequence[float], pick: tuple[int, float, float, floa
                       effect=effect, note=note)
 
 
-KEY_QUANTUM = 1e-12  # pick_pair's keys closer than this are a tie (buckets.pick_pair uses the same)
+KEY_QUANTUM = 1e-12  # pick_pair: a key within this of the least ties with it (buckets.pick_pair alike)
 
 
 def pick_pair(finite: np.ndarray, below: np.ndarray, n_s: int, *, q: float, tol: float
@@ -324,8 +324,8 @@ def pick_pair(finite: np.ndarray, below: np.ndarray, n_s: int, *, q: float, tol:
     exceedance at x, its variance, widening).
 
     All candidates are computed at once, as arrays over the canary bounds b'_j (this runs at
-    every look, over up to hundreds of bounds); the choice is the first j with the least key,
-    what a loop over j keeping strict improvements picks.
+    every look, over up to hundreds of bounds); the choice is the first j whose key is within
+    KEY_QUANTUM of the least (buckets.pick_pair chooses the same on lists).
     """
     # Per stable bucket k, (lo_b[k], finite[k]]: the exceedance at lo_b[k] (at k + 1: at finite[k]),
     # and whether its count per ms is not above the bucket before's.
@@ -354,10 +354,11 @@ def pick_pair(finite: np.ndarray, below: np.ndarray, n_s: int, *, q: float, tol:
     # Key: (0, widening) within 1.5x of 1-q, else (1, distance); plus 1e-6 x the distance.
     dist = np.abs(np.log(p0[cand] / (1.0 - q)))
     near = dist <= math.log(1.5)
-    # keys that differ by float noise only (the same exceedance computed two ways, or by another CPU's
-    # log) must tie, so that the first j wins everywhere: compared in units of KEY_QUANTUM
-    key = np.floor((np.where(near, widen[cand], dist) + 1e-6 * dist) / KEY_QUANTUM + 0.5)
-    j = int(cand[np.lexsort((key, ~near))[0]])  # sorted by ~near (False first), then key; stable: first j
+    key = np.where(near, widen[cand], dist) + 1e-6 * dist
+    # near candidates first; among them the first j whose key is within KEY_QUANTUM of the least: keys
+    # that differ by float noise only (the same exceedance computed two ways, or another CPU's log) tie
+    group = near if near.any() else ~near
+    j = int(cand[np.flatnonzero(group & (key <= key[group].min() + KEY_QUANTUM))[0]])
     wj, lo_j, hi_j = float(w[j]), float(s_lo[j]), float(s_hi[j])
     var0 = (wj * wj * lo_j * (1 - lo_j) + (1 - wj) ** 2 * hi_j * (1 - hi_j) + 2 * wj * (1 - wj) * hi_j * (1 - lo_j)) / n_s
     return j, float(x[j]), float(p0[j]), var0, float(widen[j])
