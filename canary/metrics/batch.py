@@ -199,26 +199,28 @@ def _parse(result: Any, fam: Family, idents: set[Ident], query: str,
     if not isinstance(result, list):
         raise MetricsUnavailable(f"batch: malformed answer (not a vector); query: {query}")
     ids: dict[tuple[tuple[str, str], ...], str] = {}  # one hash per series, not per bucket
-    # one str object per distinct label value, bucket bound and series id, shared by every snapshot
-    # (sys.intern; an interned str is freed with its last reference): each rollout's step-start
-    # snapshot keeps ~100 of them with the default policy's x1.1 buckets, one copy per snapshot was
-    # ~6 kB a rollout (docs/benchmarks/controller.md)
-    one = sys.intern
+    # one str object per distinct label value within the answer (the snapshot's keys share them), and
+    # bucket bounds and feature states interned, shared by every snapshot: each rollout's step-start
+    # snapshot keeps ~100 of them with x1.1 buckets (one copy per snapshot was ~6 kB a rollout). Only
+    # those, a set fixed by the exporters' layouts: series ids and model names change with pods and
+    # fleets, and interned strings may outlive their last use (immortal in some CPython versions).
+    strs: dict[str, str] = {}
+    one = strs.setdefault
     kept = 0
     try:
         for s in result:
             labels = s["metric"]
-            ident = tuple(one(v) for v in (labels.get(label, "") for label, _ in fam.by))
+            ident = tuple(one(v, v) for v in (labels.get(label, "") for label, _ in fam.by))
             if ident not in idents:
                 continue  # filtered client-side: exact values only, whatever the regex let through
             kept += 1
             value = float(s["value"][1])
             if math.isfinite(value):
                 own = fam.identity(labels)
-                sid = ids.get(own) or ids.setdefault(own, one(hash_identity(own)))
+                sid = ids.get(own) or ids.setdefault(own, hash_identity(own))
                 extra = labels.get(fam.extra, "") if fam.extra else ""
                 vals = into.setdefault(ident, {}).setdefault(sid, {})
-                x = one(extra)
+                x = sys.intern(extra)
                 vals[x] = vals.get(x, 0.0) + value  # one id for two series: a 48-bit collision; summed
     except (KeyError, ValueError, TypeError, IndexError, AttributeError) as exc:
         raise MetricsUnavailable(f"batch: malformed answer; query: {query}") from exc
