@@ -153,22 +153,19 @@ def _arm_delta(spec: Spec, policy: Policy, target: Target, arm: str, *, snaps: t
             if not now.groups(fam, fam.ident(target, other)) and now.requests(policy, target, arm, source=spec.source):
                 raise NotBatchable(f"{where}: no {fam.metric} counter (gauge only?); measure it per rollout")
             raise NoData(f"{where}: no {fam.metric} series; query: {fam.query()}")
-        d, resets = _counter_delta(g_now, g_base)
-        missing, values = feature_counts(d, spec.source)
-        got = _requests_delta(now, base, policy, spec.source, target, arm)
-        if got is None:
-            raise NoData(f"{where}: no request counter series")
-        if values <= 0:
-            raise NoData(f"{where}: no feature values in the window")
-        # the share of feature values missing, counted over requests, as the gauge path counts it
-        # (`features_as_requests`): a request's features are not independent draws
-        events, total = features_as_requests(missing, values, got[0])
-        return _counts(events, total, resets + got[1], where), resets + got[1]
     got = _requests_delta(now, base, policy, spec.source, target, arm)
     if got is None:
         raise NoData(f"{where}: no request counter series")
     d, resets = _counter_delta(g_now, g_base)
-    return _counts(sum(d.values()), got[0], resets + got[1], where), resets + got[1]
+    requests, resets = got[0], resets + got[1]
+    if spec.kind != "features":
+        return _counts(sum(d.values()), requests, resets, where), resets
+    missing, values = feature_counts(d, spec.source)
+    if values <= 0:
+        raise NoData(f"{where}: no feature values in the window")
+    # the share of feature values missing, counted over requests, as the gauge path counts it
+    # (`features_as_requests`): a request's features are not independent draws
+    return _counts(*features_as_requests(missing, values, requests), resets, where), resets
 
 
 def _counts(events: float, total: float, resets: int, where: str) -> ArmDelta:

@@ -250,8 +250,9 @@ def features_as_requests(missing: float, values: float, requests: float) -> tupl
     missing, times the requests. The unit is the request, as in the per-window path (the
     `model_feature_missing_rate` gauge times requests), not the feature value: a request's features
     go missing together (one broken upstream empties several), so counting each value as its own
-    draw would overstate the evidence, and the two paths would judge the same data differently."""
-    share = min(max(missing / values, 0.0), 1.0) if values > 0 else 0.0
+    draw would overstate the evidence, and the two paths would judge the same data differently.
+    `values` > 0."""
+    share = min(max(missing / values, 0.0), 1.0)
     return share * requests, requests
 
 
