@@ -25,6 +25,7 @@ import math
 import re
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -81,7 +82,8 @@ class Telemetry:
         r.register(_RolloutCollector(self))
         # Per check and model, also rows rendered at scrape time (`_CheckCollector`): as prometheus_client
         # children, the default policy's five checks cost ~10 kB a rollout (25 MB at 2,500).
-        self._verdicts: dict[tuple[str, str, str], float] = {}  # (model, check, outcome) -> count
+        # (model, check, outcome) -> (count, created): created as prometheus_client's Counter exports it
+        self._verdicts: dict[tuple[str, str, str], tuple[float, float]] = {}
         self._effects: dict[tuple[str, str], float] = {}  # (model, check) -> last finite effect size
         r.register(_CheckCollector(self))
         self.rollbacks = Counter("canary_rollbacks_total", "Rollbacks, by class of reason",
@@ -136,11 +138,13 @@ class Telemetry:
         with self._lock:  # with forget() and the scrape: a series is either tracked or gone
             for r in results:
                 key = (model, r.check, r.outcome.label)
-                self._verdicts[key] = self._verdicts.get(key, 0.0) + 1.0
+                n, created = self._verdicts.get(key) or (0.0, time.time())
+                self._verdicts[key] = (n + 1.0, created)
                 if isinstance(r.effect_size, (int, float)) and math.isfinite(r.effect_size):
                     self._effects[(model, r.check)] = float(r.effect_size)
 
-    def check_rows(self) -> tuple[list[tuple[tuple[str, str, str], float]], list[tuple[tuple[str, str], float]]]:
+    def check_rows(self) -> tuple[list[tuple[tuple[str, str, str], tuple[float, float]]],
+                                  list[tuple[tuple[str, str], float]]]:
         """(verdict counts, effect sizes), copied under the lock (for the scrape)."""
         with self._lock:
             return list(self._verdicts.items()), list(self._effects.items())
@@ -222,12 +226,12 @@ class _CheckCollector:
         return self._families(*self.telemetry.check_rows())
 
     @staticmethod
-    def _families(verdicts: list[tuple[tuple[str, str, str], float]],
+    def _families(verdicts: list[tuple[tuple[str, str, str], tuple[float, float]]],
                   effects: list[tuple[tuple[str, str], float]]) -> list[Any]:
         counts = CounterMetricFamily("canary_verdicts", "Check verdicts, per check and outcome",
                                      labels=["model", "check", "outcome"])
-        for labels, n in verdicts:
-            counts.add_metric(list(labels), n)
+        for labels, (n, created) in verdicts:
+            counts.add_metric(list(labels), n, created=created)
         effect = GaugeMetricFamily("canary_check_effect_size",
                                    "Last effect size per check (e.g. PSI for prediction shift)", labels=["model", "check"])
         for labels, x in effects:
