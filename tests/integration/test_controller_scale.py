@@ -261,8 +261,8 @@ def test_a_failed_snapshot_makes_every_due_look_could_not_measure_at_no_query(wo
 def test_an_unexpected_error_while_split_sends_stable_100_and_keeps_the_recorded_history(
         world: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """A look that fails with a non-transient error while the canary has traffic: stable gets 100% at
-    once, recorded `aborted` with the error as the reason, from the state recorded on the
-    VirtualService (its looks and history kept, not rebuilt from memory)."""
+    once, recorded `aborted` with the error as the reason, on the rollout as recorded so far (its
+    looks, start and history kept, not a fresh state)."""
     import canary.controller as controller_module
     from canary.reconcile import parse_record
     from canary.routing.patch import STATE_ANNOTATION
