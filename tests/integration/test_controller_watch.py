@@ -279,3 +279,42 @@ def test_a_process_that_takes_over_in_mid_step_reads_the_persisted_step_start_on
     finally:
         stop.set()
         client.close()
+
+
+def test_a_split_rollout_whose_recorded_state_turns_to_garbage_goes_to_stable_from_what_was_known(world: Any) -> None:
+    """The controller keeps a scheduled rollout's state packed (compressed text, `_Known.pack`). When
+    the VirtualService's state annotation is then overwritten with something unreadable while the
+    canary has traffic, the failure path still sends stable 100% from the state this process knew:
+    recorded `aborted`, with the looks, start and history it had."""
+    from canary.reconcile import parse_record
+    from canary.routing.patch import STATE_ANNOTATION
+
+    api, op, custom, clock = world
+    create(api, 0, "v2")
+
+    def vs() -> dict[str, Any]:
+        return api.get(ISTIO, "virtualservices", "ml", fleet.model(0))
+
+    def weights() -> list[int]:
+        return [d["weight"] for d in vs()["spec"]["http"][0]["route"]]
+
+    for _ in range(80):
+        step(api, op, clock)
+        before = parse_record(vs()["metadata"]["annotations"][STATE_ANNOTATION])
+        if before.phase == rl.PROGRESSING and weights()[1] > 0 and before.look >= 2:
+            break
+    else:
+        raise AssertionError(vs())
+    assert op._known["ml/r0"]._state is None  # noqa: SLF001 - packed: the path under test
+    garbage = vs()
+    garbage["metadata"]["annotations"][STATE_ANNOTATION] = "{not json"
+    api.handler.put_object(garbage)
+    for _ in range(20):
+        step(api, op, clock)
+        if weights() == [100, 0]:
+            break
+    assert weights() == [100, 0]
+    after = parse_record(vs()["metadata"]["annotations"][STATE_ANNOTATION])
+    assert after.phase == rl.ABORTED and after.canary_version == "v2"
+    assert after.look == before.look and after.started_at == before.started_at
+    assert after.history[:len(before.history)] == before.history
