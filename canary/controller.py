@@ -130,9 +130,8 @@ class Controller:
     def __post_init__(self) -> None:
         self.log = get_logger(component="controller", identity=self.identity)
         self.fenced = FencedRouter(self.router, self.is_leader, self.lease_left)
-        # rollout key -> (binding, step-start snapshot or None). The binding (canary version, step, step
-        # start) is checked on every read; None means "no snapshot near the step's start": measure the
-        # whole step per rollout instead of judging a window shorter than the step (docs/decisions.md).
+        # rollout key -> (binding, step-start snapshot, packed: `PackedSnapshot`). The binding (canary
+        # version, step, step start) is checked on every read (docs/decisions.md).
         self._step_starts: dict[str, tuple[tuple[str, int, float], Any]] = {}
         self._breach_seen: dict[tuple[str, str], float] = {}  # (rollout, canary version) -> first failed look
         self._failing: dict[str, float] = {}  # rollout key -> when its ticks started failing
@@ -496,6 +495,7 @@ class Controller:
         if self.batch is None or not any(a.due or not has_step_start(a) for a in active):
             return None
         from canary.metrics.batch import Snapshot, Want
+        from canary.metrics.snapshot import PackedSnapshot
 
         try:
             # evaluated at the controller's clock: the time every state transition is stamped with
@@ -519,7 +519,7 @@ class Controller:
                 try:
                     saved_snap = Snapshot.from_dict(saved).check_step_start(
                         spec.target, step_started_at=state.step_started_at)
-                    self._step_starts[spec.key] = (bind, saved_snap)
+                    self._step_starts[spec.key] = (bind, PackedSnapshot(saved_snap))
                     continue
                 except (ValueError, TypeError, KeyError, ConfigError) as exc:
                     self.log.info("step_start.unusable", rollout=spec.key, error=str(exc))
@@ -554,10 +554,13 @@ class Controller:
 
     def _step_start(self, spec: crd.RolloutSpec, state: rl.RolloutState, snap: Any) -> dict[str, Any]:
         """Make `snap` the step-start snapshot of `state`'s step; returns its persisted form (status.stepStart)."""
+        from canary.metrics.snapshot import PackedSnapshot
+
         bind = self._binding(state)
         base = snap.restrict(spec.policy, spec.target, step_started_at=state.step_started_at)
-        self._step_starts[spec.key] = (bind, base)
-        return {"canaryVersion": bind[0], "step": bind[1], "stepStartedAt": bind[2], "snapshot": base.to_dict()}
+        persisted = base.to_dict()
+        self._step_starts[spec.key] = (bind, PackedSnapshot(base, persisted))  # kept packed between looks
+        return {"canaryVersion": bind[0], "step": bind[1], "stepStartedAt": bind[2], "snapshot": persisted}
 
     def _looks(self, due: list[_Active], snap: Any = None) -> dict[str, str]:
         """Every due look, `workers` at a time; rollout key -> looked | skipped (no window yet) | failed."""
@@ -618,11 +621,16 @@ class Controller:
             return {c.name: exc for c in spec.policy.checks}, 0.0, float(look_window(spec.policy, state,
                                                                                      self.clock.now()))
         have = self._step_starts.get(spec.key)
-        base = have[1] if have is not None and have[0] == self._binding(state) else None
-        if base is None or snap.taken_at <= base.taken_at:
+        packed = have[1] if have is not None and have[0] == self._binding(state) else None
+        if packed is None or snap.taken_at <= packed.taken_at:
             return None
         from canary.metrics.batch import UnusableStepStart
 
+        try:
+            base = packed.unpack()
+        except UnusableStepStart:
+            self._step_starts.pop(spec.key, None)
+            return None
         out, n = self._measure_batched(spec, snap, base)
         if any(isinstance(m, UnusableStepStart) for m in out.values()):
             self._step_starts.pop(spec.key, None)  # the next snapshot starts the step again

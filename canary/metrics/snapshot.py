@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import math
+import zlib
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Mapping
@@ -230,6 +231,38 @@ class Snapshot:
         except ValueError as exc:
             raise UnusableStepStart(f"snapshot: not a valid persisted snapshot ({exc})") from exc
         return cls.from_dict(data)
+
+
+class PackedSnapshot:
+    """A step-start snapshot as a long-running controller keeps it between looks: its persisted JSON
+    (`Snapshot.to_dict`), compressed, and when it was taken. One rollout's snapshot with the default
+    policy is ~12 kB as objects (its dicts and floats; 31 MB at 2,500 rollouts), ~1 kB packed;
+    `unpack` (~0.1 ms) runs once per look. Immutable."""
+
+    __slots__ = ("taken_at", "bound", "_blob")
+
+    def __init__(self, snap: Snapshot, persisted: Mapping[str, Any] | None = None) -> None:
+        """`persisted`: `snap.to_dict()` when the caller has it already (not checked against `snap`)."""
+        text = json.dumps(snap.to_dict() if persisted is None else persisted, separators=(",", ":"),
+                          sort_keys=True, allow_nan=False)
+        object.__setattr__(self, "taken_at", snap.taken_at)
+        object.__setattr__(self, "bound", snap.bound)
+        object.__setattr__(self, "_blob", zlib.compress(text.encode(), 1))
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"PackedSnapshot is immutable (tried to set {name})")
+
+    def unpack(self) -> Snapshot:
+        """The snapshot it was made from (equal to it); UnusableStepStart only if the bytes were damaged."""
+        try:
+            text = zlib.decompress(self._blob).decode()
+        except (zlib.error, UnicodeDecodeError) as exc:
+            raise UnusableStepStart(f"snapshot: damaged packed snapshot ({exc})") from exc
+        return Snapshot.from_json(text)
+
+    def __len__(self) -> int:
+        """Bytes held."""
+        return len(self._blob)
 
 
 def _binding(data: Mapping[str, Any] | None) -> Binding | None:

@@ -389,6 +389,23 @@ def test_json_round_trip_and_restrict() -> None:
             b.Snapshot.from_json(bad)
 
 
+def test_a_packed_step_start_snapshot_unpacks_to_the_same_snapshot() -> None:
+    from canary.metrics.snapshot import PackedSnapshot
+
+    pol = policy()
+    mine = snap(both(lat=[1, 2, 3], ok=5, err=1, miss=1, present=2), pol, at=123.5).restrict(pol, T, step_started_at=100.0)
+    packed = PackedSnapshot(mine)
+    assert packed.unpack() == mine and packed.taken_at == 123.5 and packed.bound == mine.bound
+    assert PackedSnapshot(mine, mine.to_dict()).unpack() == mine
+    assert 0 < len(packed) < len(mine.to_json())
+    with pytest.raises(AttributeError):
+        packed.taken_at = 1.0  # type: ignore[misc]
+    damaged = PackedSnapshot(mine)
+    object.__setattr__(damaged, "_blob", b"not zlib")
+    with pytest.raises(b.UnusableStepStart):
+        damaged.unpack()
+
+
 def test_snapshot_is_immutable() -> None:
     s = snap(both(lat=[1, 2, 3], ok=5, err=1), policy())
     with pytest.raises((TypeError, AttributeError)):
