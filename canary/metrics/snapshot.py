@@ -23,9 +23,10 @@ from __future__ import annotations
 import json
 import math
 import zlib
+from array import array
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 from canary.errors import ConfigError
 from canary.metrics import queries as q
@@ -65,6 +66,67 @@ class Binding:
         return None
 
 
+# key layouts shared by every Values with the same keys in the same order (a histogram's bounds,
+# a counter's feature states): {keys: (keys, {key: position})}. A set the exporters' layouts fix;
+# emptied if it ever grows past _MAX_LAYOUTS (the Values made before keep theirs).
+_LAYOUTS: dict[tuple[str, ...], tuple[tuple[str, ...], dict[str, int]]] = {}
+_MAX_LAYOUTS = 10_000
+
+
+class Values(Mapping[str, float]):
+    """One series' {extra label value: cumulative value} (its buckets by `le`, its feature states, or
+    {"": value}), read only and compact: the keys are shared by every series with the same layout and
+    the values are one array of doubles. A tick's snapshot holds ~250,000 of these values at 2,500
+    rollouts with x1.1 buckets: as dicts of floats they were ~29 MB, the largest object a tick builds."""
+
+    __slots__ = ("_keys", "_pos", "_vals")
+
+    def __init__(self, items: Mapping[str, float]) -> None:
+        keys = tuple(items)
+        layout = _LAYOUTS.get(keys)
+        if layout is None:
+            if len(_LAYOUTS) >= _MAX_LAYOUTS:
+                _LAYOUTS.clear()
+            layout = _LAYOUTS.setdefault(keys, (keys, {k: i for i, k in enumerate(keys)}))
+        self._keys, self._pos = layout
+        self._vals = array("d", items.values())
+
+    def __getitem__(self, key: str) -> float:
+        return self._vals[self._pos[key]]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        i = self._pos.get(key)
+        return default if i is None else self._vals[i]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._pos
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def items(self) -> Any:
+        return zip(self._keys, self._vals)
+
+    def values(self) -> Any:
+        return self._vals
+
+    def __repr__(self) -> str:
+        return f"Values({dict(self.items())!r})"
+
+
+def _freeze(index: dict[str, Any]) -> dict[str, Any]:
+    """`index` with every series' values as `Values` (in place; returns it)."""
+    for per in index.values():
+        for groups in per.values():
+            for sid, vals in groups.items():
+                if not isinstance(vals, Values):
+                    groups[sid] = Values(vals)
+    return index
+
+
 class Snapshot:
     """Cumulative counters of many rollouts' series at one instant; immutable and JSON-serialisable.
 
@@ -91,7 +153,7 @@ class Snapshot:
     def _set(self, taken_at: float, bound: Binding | None, index: dict[str, Any]) -> None:
         object.__setattr__(self, "taken_at", taken_at)
         object.__setattr__(self, "bound", bound)
-        object.__setattr__(self, "_index", index)
+        object.__setattr__(self, "_index", _freeze(index))
 
     @classmethod
     def from_index(cls, taken_at: float, index: dict[str, dict[Ident, dict[str, dict[str, float]]]],
@@ -170,15 +232,16 @@ class Snapshot:
 
     def restrict(self, policy: Policy, target: Target, *, step_started_at: float | None = None) -> "Snapshot":
         """Only this rollout's series (both arms, every family its policy reads), bound to it: what it persists."""
-        out: dict[str, dict[tuple[str, ...], float]] = {}
+        out: dict[str, dict[Ident, dict[str, Values]]] = {}
         for fam in policy_families(policy):
             got = self._index.get(fam.key)
             if got is None:
                 continue
-            idents = {fam.ident(target, arm) for arm in q.ARMS}
-            out[fam.key] = {(*i, sid, x): v for i in idents for sid, vals in got.get(i, {}).items()
-                            for x, v in vals.items()}
-        return Snapshot(self.taken_at, out, Binding.of(target, step_started_at))
+            per = out[fam.key] = {}
+            for i in {fam.ident(target, arm) for arm in q.ARMS}:
+                if got.get(i):
+                    per[i] = dict(got[i])  # the Values themselves are immutable: shared
+        return Snapshot.from_index(self.taken_at, out, Binding.of(target, step_started_at))
 
     def check_step_start(self, target: Target, *, step_started_at: float | None = None) -> "Snapshot":
         """This snapshot if it is a step-start snapshot taken for `target` (and that step, if given); else UnusableStepStart."""

@@ -490,3 +490,28 @@ def test_a_family_with_many_series_per_rollout_is_split_so_no_answer_exceeds_the
     for query in bucket_queries:
         assert len(fake.query(query)) <= 30
     assert batch.queries_last > n_first and second == first  # the same values, in more, smaller answers
+
+
+def test_a_snapshot_stores_each_series_compactly_and_shares_the_layout() -> None:
+    """Every series' values are a read-only `Values` (one array of doubles, keys shared by every
+    series with the same layout); it reads like the dict it was built from."""
+    from canary.metrics.snapshot import Values
+
+    pol = policy()
+    other = Target(namespace="ml", virtual_service="o", model="other", stable_version="v1", canary_version="v9")
+    full = snap(both(lat=[1, 2, 3], ok=5, err=1) + model_arm("other", "v9", lat=[1, 1, 4], ok=1, err=0), pol, T, other)
+    vals = [v for per in full._index.values() for groups in per.values() for v in groups.values()]  # noqa: SLF001
+    assert vals and all(isinstance(v, Values) for v in vals)
+    same = [v for v in vals if len(v) == 3]  # the latency buckets (0.01, 0.1, +Inf) of every arm of both rollouts
+    assert len(same) >= 4 and len({id(v._keys) for v in same}) == 1  # noqa: SLF001
+    v = Values({"0.1": 1.0, "0.25": 2.5, "+Inf": 3.0})
+    assert v == {"0.1": 1.0, "0.25": 2.5, "+Inf": 3.0} and dict(v.items()) == dict(v)
+    assert v["0.25"] == 2.5 and v.get("9", 0.0) == 0.0 and "+Inf" in v and "9" not in v and sum(v.values()) == 6.5
+    with pytest.raises(KeyError):
+        v["9"]
+    with pytest.raises(TypeError):
+        v["0.1"] = 2.0  # type: ignore[index]
+    mine = full.restrict(pol, T)
+    assert all(a is b for a, b in zip(  # restrict shares the immutable values, it does not copy them
+        (x for per in mine._index.values() for g in per.values() for x in g.values()),  # noqa: SLF001
+        (full._index[k][i][s] for k, per in mine._index.items() for i, g in per.items() for s in g)))  # noqa: SLF001
