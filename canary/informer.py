@@ -6,12 +6,14 @@ LISTing everything every tick, and is told what changed. A watch that expires (4
 the API server no longer keeps the events since our resourceVersion) or fails is followed by
 a fresh LIST, as informers do; the LIST's differences with the cache are reported as changes.
 
-The cache holds each object as compact JSON (bytes), parsed again on every read: a few kB per
-object instead of the ~5x larger tree of Python dicts and strings (measured: a CanaryRollout of
-5.4 kB of JSON took 26.5 kB parsed; docs/benchmarks/controller.md), and every reader gets its
-own copy, so no caller can change the cache by accident. A read costs a `json.loads` of one
-object (tens of microseconds); `summary` keeps one small value per object (for CanaryRollouts,
-its phase) for the questions asked of every object each tick.
+The cache holds each object as compact JSON, zlib-compressed (level 1), parsed again on every
+read: a few kB per object instead of the ~5x larger tree of Python dicts and strings (measured:
+a CanaryRollout of 5.4 kB of JSON took 26.5 kB parsed; docs/benchmarks/controller.md), and
+about a third of that again compressed (its status and the VirtualService's state annotation
+repeat their keys), and every reader gets its own copy, so no caller can change the cache by
+accident. A read costs a decompression and a `json.loads` of one object (tens of microseconds);
+a cached write, one compression (~10 us for a few kB); `summary` keeps one small value per
+object (for CanaryRollouts, its phase) for the questions asked of every object each tick.
 
 Reads from the cache may be stale by the watch's latency. That is safe because every write
 still carries the resourceVersion it was computed from (a stale read costs a 409 and a fresh
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import json
 import threading
+import zlib
 from typing import Any, Callable
 
 from canary.logs import get as get_logger
@@ -79,11 +82,15 @@ def stub(key: str) -> Obj:
 
 
 def _encode(obj: Obj) -> bytes:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+    return zlib.compress(json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode(), 1)
+
+
+def _decode(data: bytes) -> Obj:
+    return json.loads(zlib.decompress(data))  # type: ignore[no-any-return]
 
 
 class _Entry:
-    """One cached object: its resourceVersion (as an integer when it is one), compact JSON, summary."""
+    """One cached object: its resourceVersion (as an integer when it is one), compressed JSON, summary."""
 
     __slots__ = ("rv", "data", "summary")
 
@@ -140,13 +147,13 @@ class Informer:
         """A fresh copy of the cached object (None: not cached)."""
         with self._lock:
             entry = self._items.get(f"{namespace}/{name}")
-        return None if entry is None else json.loads(entry.data)
+        return None if entry is None else _decode(entry.data)
 
     def items(self) -> list[Obj]:
         """Fresh copies of every cached object (parses them all: for rare questions; see `summaries`)."""
         with self._lock:
             data = [e.data for e in self._items.values()]
-        return [json.loads(d) for d in data]
+        return [_decode(d) for d in data]
 
     def summaries(self) -> dict[str, Any]:
         """namespace/name -> `summary(obj)` of every cached object, without parsing any."""
