@@ -23,9 +23,10 @@ import math
 from functools import lru_cache
 
 import numpy as np
-from scipy import optimize, special
+from scipy import special
 
 from canary.analysis.buckets import Arm
+from canary.analysis.roots import brentq
 from canary.analysis.sequential import looks_per_step, per_policy, run_curve
 from canary.analysis.stats import (
     TestResult,
@@ -72,7 +73,7 @@ def _pass_boundary(first: int, looks: int, beta: float) -> float:
         return lo
     if crossing(hi) >= beta:
         return hi
-    return float(optimize.brentq(lambda c: crossing(c) - beta, lo, hi + 1e-9, xtol=1e-5))
+    return float(brentq(lambda c: crossing(c) - beta, lo, hi + 1e-9, xtol=1e-5))
 
 
 def window_beta(window: int) -> float:
@@ -331,7 +332,7 @@ def _lr_upper(xs: int, ns: int, xc: int, nc: int, level: float) -> float:
     lo, hi = pc - ps, 1.0 - ps - 1e-9
     if hi <= lo or excess(hi) < 0:
         return 1.0
-    return float(optimize.brentq(excess, lo, hi, xtol=1e-7))
+    return float(brentq(excess, lo, hi, xtol=1e-7))
 
 
 def rate_within(x_c: float, n_c: float, *, max_rate: float, level: float) -> tuple[bool, float, str]:

@@ -43,12 +43,12 @@ import math
 from typing import Any, Callable
 
 import numpy as np
-from scipy import optimize
 from scipy import special
 # cython_special: scipy.special's C functions for one float, the same values as its ufuncs at a quarter of
 # the cost of a ufunc call on a scalar (the judge makes a dozen such calls per check and look).
 from scipy.special import cython_special
 
+from canary.analysis.roots import brentq
 from canary.policy import CustomCheck, ErrorRateCheck, FeatureMissingCheck, LatencyCheck, Policy
 
 RHO = 200.0  # mixture spread, in effective requests: the boundary is tightest from ~1,000 to ~10,000
@@ -181,7 +181,7 @@ def z_boundary(i: float, level: float, rho: float = RHO) -> float:
     hi = 2.0
     while f(hi) < 0:
         hi *= 2
-    return float(optimize.brentq(f, 0.0, hi, xtol=1e-6))
+    return float(brentq(f, 0.0, hi, xtol=1e-6))
 
 
 CEILING_WEIGHT = 0.25  # an absolute ceiling's share of alpha relative to a comparison with stable
