@@ -162,7 +162,9 @@ class Recorder:
         self.source, self.name, self.flush_every = source, name, max(1, flush_every)
         self.log = log or get_logger(component="history")
         self._ident: dict[str, Any] | None = None
-        self._state: rl.RolloutState | None = None
+        # of the last state observed, only what a flush writes and `observe` compares: (phase, reason,
+        # updated_at, weights); not the state (~14 kB of objects with five checks, one per rollout)
+        self._last: tuple[str, str, float, Any] | None = None
         # pending look records as compact JSON (a record with per-arm values is ~1.5 kB as dicts, a
         # few hundred bytes as text; a controller holds up to `flush_every` of them for thousands of
         # rollouts), parsed again only when flushed
@@ -187,8 +189,9 @@ class Recorder:
         if self._ident is not None and not hist.same_rollout({"rollout": self._ident}, ident):
             self.flush()  # the previous rollout's last records, then start over
             self._clear()
-        changed_outside = self._state is not None and self._state.phase != state.phase and not actions
-        self._ident, before, self._state = ident, self._state, state
+        changed_outside = self._last is not None and self._last[0] != state.phase and not actions
+        self._ident, before = ident, self._last
+        self._last = (state.phase, state.reason, state.updated_at, state.weights)
         names = {a.event for a in actions if isinstance(a, rl.Emit)}
         moved = bool(names & {"step.advanced", "rollout.promoting"})
         for a in actions:
@@ -208,7 +211,7 @@ class Recorder:
         if changed_outside:
             self._events.append(hist.event_record(at=state.updated_at, event="rollout.phase_changed",
                                                   phase=state.phase, weights=str(state.weights), reason=state.reason))
-            if before is not None and state.weights != before.weights:
+            if before is not None and state.weights != before[3]:
                 self._weights.append([hist.at_time(state.updated_at), state.weights.canary])
         if len(self._looks) >= self.flush_every or self._events or self._gates or (state.terminal and self._looks):
             self.flush()
@@ -221,7 +224,7 @@ class Recorder:
 
     def flush(self) -> None:
         """Write what is pending, merged into what the ConfigMap holds. Never raises."""
-        if self.store is None or self._ident is None or self._state is None:
+        if self.store is None or self._ident is None or self._last is None:
             return
         if not self.pending and not self._weights:
             return
@@ -243,16 +246,16 @@ class Recorder:
             self._weights = self._weights[-hist.MAX_WEIGHTS:]
 
     def _write(self) -> None:
-        assert self.store is not None and self._ident is not None and self._state is not None
+        assert self.store is not None and self._ident is not None and self._last is not None
         try:
             doc, rv = self.store.load(self.namespace, self.vs)
         except ConfigError as exc:  # unreadable (edited by hand): replaced by this rollout's history
             doc, rv = None, getattr(exc, "resource_version", None)
         if doc is None or not hist.same_rollout(doc, self._ident):
             doc = hist.new_doc(rollout=self._ident, policy=self.summary)
-        s, summary = self._state, self.summary
-        doc = {**doc, "rollout": self._ident, "policy": summary, "phase": s.phase, "reason": s.reason,
-               "updated_at": hist.at_time(s.updated_at)}
+        (phase, reason, updated_at, _), summary = self._last, self.summary
+        doc = {**doc, "rollout": self._ident, "policy": summary, "phase": phase, "reason": reason,
+               "updated_at": hist.at_time(updated_at)}
         looks = [json.loads(text) for text in self._looks]
         doc = hist.merge(doc, looks=looks, events=self._events, gates=self._gates, weights=self._weights)
         self.store.save(self.namespace, self.vs, doc, rv)
