@@ -168,6 +168,7 @@ class LeaderElector:
         self._token: int | None = None           # leaseTransitions of the term we hold (or held, unbroken)
         self._cached: dict[str, Any] | None = None  # the Lease as we last wrote it (fast renew path)
         self._observed: tuple[str, float] | None = None  # (record fingerprint, monotonic time first seen)
+        self._may_take_at: float | None = None  # standing by: when the holder's lease lapses unless renewed
         self._reported = False
         self._last_token = -1                     # for logs: the term we last held
         self._lost_reason = "renew_deadline"
@@ -192,6 +193,15 @@ class LeaderElector:
 
     def _leading_at(self, now: float) -> bool:
         return self._sent is not None and self._token is not None and now - self._sent < self.renew_deadline_s
+
+    def take_over_in(self) -> float | None:
+        """Standing by for a live holder: seconds until its lease lapses (by what we last read of it)
+        unless it renews; a loop should try again then, not a retry period later, so that a dead
+        holder's lease moves within one lease duration of its last renewal seen. None otherwise."""
+        with self._lock:
+            if self._may_take_at is None or self._leading_at(self._clock()):
+                return None
+            return max(0.0, self._may_take_at - self._clock())
 
     def fence_token(self) -> int:
         """leaseTransitions of our current (or last unbroken) term; -1 when we have none."""
@@ -234,7 +244,8 @@ class LeaderElector:
                     self._lost_reason = "taken"
                 self._token, self._cached = None, None
                 assert self._observed is not None
-                if now - self._observed[1] < self._duration_of(lease):
+                self._may_take_at = self._observed[1] + self._duration_of(lease)
+                if now < self._may_take_at:
                     return  # a live holder (by what we have seen of it): stand by
         self._write(lease, new_term=not ours)
 
@@ -274,7 +285,7 @@ class LeaderElector:
             self._store.replace(self.namespace, self.name, body)
         with self._lock:
             self._sent, self._token, self._cached = sent, _int(spec["leaseTransitions"]), written
-            self._last_token = self._token
+            self._last_token, self._may_take_at = self._token, None
 
     def _failed(self, exc: CanaryError) -> None:
         with self._lock:
@@ -309,7 +320,7 @@ class LeaderElector:
     # --- the loop -------------------------------------------------------------------------------
 
     def run(self, stop: threading.Event, on_change: Callable[[bool], None] | None = None) -> None:
-        """Try every retry_period until `stop`; on_change(bool) on every change of is_leader().
+        """Try every retry_period (`next_try`) until `stop`; on_change(bool) on every change of is_leader().
 
         Stopping does not release the Lease (call release() for a fast hand-over); is_leader()
         then lapses by itself at the renew deadline.
@@ -318,8 +329,7 @@ class LeaderElector:
         while not stop.is_set():
             started = self._clock()
             leading = self.try_acquire_or_renew()
-            # Standbys jitter (as client-go does) so candidates do not march in step.
-            next_try = started + self.retry_period_s * (1.0 if leading else 1.0 + 0.2 * random.random())
+            next_try = self.next_try(started, leading)
             while not stop.is_set():
                 now = self._clock()
                 if now >= next_try:
@@ -329,6 +339,17 @@ class LeaderElector:
                 lapse = next_try if sent is None else sent + self.renew_deadline_s
                 stop.wait(max(0.0, min(next_try, lapse) - now) + 0.001)
                 self._notify()  # report a lapse when it happens, not at the next attempt
+
+    def next_try(self, started: float, leading: bool, jitter: float | None = None) -> float:
+        """When the loop tries again (monotonic): a retry period after this attempt `started`, standbys
+        jittered by up to 20% (`jitter` in [0, 1); random when None) as client-go does so candidates do
+        not march in step; or just after a live holder's lease lapses (`take_over_in`) when that
+        comes first."""
+        j = random.random() if jitter is None else jitter
+        at = started + self.retry_period_s * (1.0 if leading else 1.0 + 0.2 * j)
+        if (wait := self.take_over_in()) is not None and wait > 0:
+            at = min(at, self._clock() + wait + 0.005)
+        return at
 
     def start(self, stop: threading.Event) -> threading.Thread:
         thread = threading.Thread(target=self.run, args=(stop,), name=f"leader-{self.identity}", daemon=True)

@@ -81,11 +81,24 @@ class ShardLeases:
                 e.try_acquire_or_renew()
         return self.held()
 
+    def next_wait(self, elapsed: float) -> float:
+        """Seconds until the next round: a retry period after the last one began, or sooner when a
+        shard this replica has room for lapses first (its holder stopped renewing), so that a dead
+        replica's shard moves within one lease duration of its last renewal seen, not a retry
+        period later."""
+        wait = self.retry_period_s - elapsed
+        if len(self.held()) < self.max_shards:
+            for e in self.electors:
+                lapse = e.take_over_in() if hasattr(e, "take_over_in") else None
+                if lapse is not None and lapse > 0:  # (lapsed already: the last try failed; a period later)
+                    wait = min(wait, lapse + 0.005)
+        return max(0.0, wait)
+
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
             started = time.monotonic()
             self.attempt()
-            stop.wait(max(0.0, self.retry_period_s - (time.monotonic() - started)))
+            stop.wait(self.next_wait(time.monotonic() - started))
 
     def start(self, stop: threading.Event) -> threading.Thread:
         t = threading.Thread(target=self.run, args=(stop,), name="canary-shard-leases", daemon=True)

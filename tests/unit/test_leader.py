@@ -150,6 +150,26 @@ def test_standby_waits_a_lease_duration_from_the_last_change_it_observed(store, 
     assert store.spec()["holderIdentity"] == "b" and store.spec()["leaseTransitions"] == 1
 
 
+def test_a_standby_tries_again_when_the_holders_lease_lapses_not_a_retry_period_later(store, clock):
+    """A dead holder's lease moves within one lease duration of its last renewal seen: the standby's
+    loop wakes when that lapses (`take_over_in`), not at its next retry period."""
+    a, b = elector(store, clock, "a"), elector(store, clock, "b")
+    a.try_acquire_or_renew()
+    assert a.take_over_in() is None  # leading: nothing to wait for
+    assert not b.try_acquire_or_renew()  # b first sees a's record now: lapses 15 s later unless renewed
+    assert b.take_over_in() == pytest.approx(15.0)
+    assert b.next_try(clock.t, False, jitter=0.5) == pytest.approx(clock.t + 2.2)  # a retry period (+10%)
+    clock.advance(2)
+    assert a.try_acquire_or_renew()  # a renews: b's wait starts again from when b sees it
+    assert not b.try_acquire_or_renew() and b.take_over_in() == pytest.approx(15.0)  # seen at 1002
+    clock.advance(12.9)
+    assert not b.try_acquire_or_renew() and b.take_over_in() == pytest.approx(2.1)  # 15 s from 1002.0
+    assert b.next_try(clock.t, False, jitter=0.5) == pytest.approx(clock.t + 2.1 + 0.005)  # the lapse comes first
+    clock.advance(2.1 + 0.005)  # a died after its renewal at 1002: b takes over 15 s after it saw it
+    assert b.try_acquire_or_renew() and b.take_over_in() is None
+    assert b.next_try(clock.t, True) == pytest.approx(clock.t + 2.0)
+
+
 def test_a_new_standby_waits_a_full_duration_even_if_the_lease_looks_old(store, clock):
     a = elector(store, clock, "a")
     a.try_acquire_or_renew()

@@ -76,3 +76,23 @@ def test_a_pinned_replica_tries_only_its_shard() -> None:
     electors = [FakeElector(i, free) for i in range(3)]
     pinned = sh.ShardLeases(electors, max_shards=3, identity="x", pinned=1)
     assert pinned.attempt() == [1] and electors[0].tries == electors[2].tries == 0
+
+
+class Lapsing(FakeElector):
+    def __init__(self, index: int, free: set[int], lapse: float | None) -> None:
+        super().__init__(index, free)
+        self.lapse = lapse
+
+    def take_over_in(self) -> float | None:
+        return self.lapse
+
+
+def test_a_replica_with_room_wakes_when_a_shard_lapses_not_a_retry_period_later() -> None:
+    free: set[int] = set()
+    electors = [Lapsing(0, free, None), Lapsing(1, free, 0.7), Lapsing(2, free, 5.0)]
+    leases = sh.ShardLeases(electors, max_shards=1, identity="x", retry_period_s=2.0)
+    assert leases.next_wait(0.5) == pytest.approx(0.705)  # shard 1 lapses in 0.7 s: before 1.5 s
+    electors[1].lapse = 0.0  # lapsed already (the last try failed): not a busy loop, a period later
+    assert leases.next_wait(0.5) == pytest.approx(1.5)
+    electors[1].lapse, electors[0].leading = 0.7, True  # no room left: its own lease is all it renews
+    assert leases.next_wait(0.5) == pytest.approx(1.5)
