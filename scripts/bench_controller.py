@@ -21,6 +21,7 @@ import argparse
 import json
 import math
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -220,6 +221,7 @@ def main() -> int:
         print("-" * 51)
         print(f"{'controller CPU (cores, average)':<38} {max(cores):>12.2f}")
         print(f"{'controller RSS MB (max)':<38} {max(max(r) for r in rss):>12.0f}")
+        print(f"{'  RSS MB (median over the window)':<38} {max(statistics.median(r) for r in rss):>12.0f}")
         if replicas > 1:
             print(f"{'  per replica: cores':<38} {json.dumps([round(c, 2) for c in cores]):>12}")
             print(f"{'  per replica: RSS MB (max)':<38} {json.dumps([round(max(r)) for r in rss]):>12}")

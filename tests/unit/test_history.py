@@ -205,3 +205,28 @@ def test_configmap_names_fit_kubernetes() -> None:
     assert configmap_name("rec-model") == "rec-model-canary-history"
     long = configmap_name("a" * 253)
     assert len(long) <= 253 and long.endswith("-canary-history")
+
+
+def test_pending_looks_are_kept_compressed_and_written_as_they_were() -> None:
+    """A controller holds up to `flush_every` looks per rollout between flushes: compressed, each a
+    fraction of its JSON; the flush writes exactly the records the looks made."""
+    from canary.model import Weights
+
+    store = MemoryStore()
+    rec = Recorder(store, namespace="ml", virtual_service="rec", policy=POLICY, source="controller",  # type: ignore[arg-type]
+                   flush_every=5)
+    verdict = {"at": 1000.0, "outcome": "pass", "reason": "every check within its limit", "canary_requests": 812.0,
+               "results": [{"check": f"check-{i}", "kind": "latency", "outcome": "pass", "p_value": 0.5,
+                            "stable": 41.25, "canary": 42.5, "reason": "canary p95 42.5 ms vs stable 41.25 ms"}
+                           for i in range(5)]}
+    made = []
+    for n in range(1, 5):
+        state = rl.RolloutState(model="rec", stable_version="v1", canary_version="v2", phase=rl.PROGRESSING,
+                                weights=Weights(90, 10), step=0, look=n, started_at=900.0, updated_at=1000.0 + n,
+                                last_verdict={**verdict, "at": 1000.0 + n})
+        rec.observe(state, [rl.Emit("look.completed", {"look": n - 1})])
+        made.append(hist.look_record(state.last_verdict, n=n, step=1, canary_weight=10))
+    assert store.doc is None and len(rec._looks) == 4  # noqa: SLF001 - pending, not written yet
+    assert all(isinstance(p, bytes) and len(p) < len(json.dumps(m)) / 2 for p, m in zip(rec._looks, made))  # noqa: SLF001
+    rec.flush()
+    assert store.doc is not None and store.doc["looks"] == json.loads(json.dumps(made)) and rec.pending == 0
