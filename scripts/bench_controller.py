@@ -170,7 +170,7 @@ def main() -> int:
          "--prometheus-url", prom.url, "--tick", str(args.tick), "--metrics-addr", f"127.0.0.1:{ports[i]}",
          "--log-format", "json", *shard_args(i), *args.controller_arg], stdout=subprocess.DEVNULL,
         stderr=open(tmp / f"controller-{i}.log", "wb"), cwd=root,
-        env={"MALLOC_ARENA_MAX": "2", **os.environ, "KUBECONFIG": "", "PYTHONPATH": str(root)})  # as the Deployment sets it
+        env={"MALLOC_ARENA_MAX": "2", "MALLOC_MMAP_THRESHOLD_": "65536", **os.environ, "KUBECONFIG": "", "PYTHONPATH": str(root)})  # as the Deployment sets it
         for i in range(replicas)]
     urls = [f"http://127.0.0.1:{port}/metrics" for port in ports]
     try:
