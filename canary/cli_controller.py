@@ -67,8 +67,9 @@ def run(
 
     Example: canary controller run --leader-elect --prometheus-url http://prometheus:9090 --tick 2s --drift
     """
-    from canary import logs
+    from canary import logs, malloc
 
+    malloc.configure()  # a long-running process: 2 malloc arenas, large blocks unmapped when freed
     logs.configure(fmt=log_format)
     log = logs.get(component="controller")
 

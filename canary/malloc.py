@@ -20,13 +20,44 @@ import time
 
 _lock = threading.Lock()
 _last = float("-inf")
-_trim = None
+_trim = _mallopt = None
 try:
     _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
     _trim = _libc.malloc_trim
     _trim.argtypes, _trim.restype = [ctypes.c_size_t], ctypes.c_int
+    _mallopt = _libc.mallopt
+    _mallopt.argtypes, _mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
 except (OSError, AttributeError):  # not glibc
-    _trim = None
+    _trim = _mallopt = None
+# glibc's mallopt parameters (malloc.h)
+M_MMAP_THRESHOLD, M_ARENA_MAX = -3, -8
+# what a long-running controller asks for unless the environment says otherwise (the Deployment sets
+# the same through MALLOC_ARENA_MAX and MALLOC_MMAP_THRESHOLD_)
+SETTINGS = {"MALLOC_ARENA_MAX": (M_ARENA_MAX, 2), "MALLOC_MMAP_THRESHOLD_": (M_MMAP_THRESHOLD, 64 * 1024)}
+
+
+def configure(environ: dict[str, str] | None = None) -> dict[str, int]:
+    """Set glibc's malloc for a long-running process, where the environment has not: at most 2
+    arenas (not 8 per core: every worker thread's arena keeps its own high-water) and a fixed mmap
+    threshold of 64 KiB (blocks above it, a Prometheus answer's text or a large JSON body, are mapped
+    apart and unmapped when freed; glibc's default raises the threshold after the first such free
+    and then leaves them in the heap). Measured at 2,500 rollouts: 335 -> 322 MB of RSS
+    (docs/benchmarks/controller.md). Returns what it set; {} where the C library is not glibc."""
+    import os
+
+    env = os.environ if environ is None else environ
+    if _mallopt is None:
+        return {}
+    done = {}
+    for name, (param, value) in SETTINGS.items():
+        if name in env:
+            continue  # glibc read it at start-up: the operator's choice stands
+        try:
+            if _mallopt(param, value) == 1:
+                done[name] = value
+        except Exception:  # noqa: BLE001 - an optimisation: never a reason for a process to fail
+            continue
+    return done
 
 
 def available() -> bool:

@@ -32,3 +32,41 @@ def test_a_failing_trim_never_raises(monkeypatch: pytest.MonkeyPatch) -> None:
         raise OSError("no")
     monkeypatch.setattr(malloc, "_trim", boom)
     assert malloc.trim(min_interval_s=0.0) is False
+
+
+@pytest.mark.skipif(not malloc.available(), reason="not glibc: configure is a no-op")
+def test_configure_maps_large_blocks_apart_and_leaves_the_operators_settings() -> None:
+    """In a fresh process: configure() sets what the environment does not; afterwards a 100 kB block
+    freed after the first one of its size is still mapped apart (glibc's default would have raised
+    its threshold past it and kept the next one in the heap)."""
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent("""
+        import ctypes, json, sys
+        from canary import malloc
+        class MI2(ctypes.Structure):
+            _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                                       "fsmblks", "uordblks", "fordblks", "keepcost")]
+        libc = ctypes.CDLL("libc.so.6"); libc.mallinfo2.restype = MI2
+        done = malloc.configure(json.loads(sys.argv[1]))
+        first = bytearray(200_000); del first  # glibc's default: the threshold now rises past 200 kB
+        before = libc.mallinfo2().hblks
+        block = bytearray(100_000)
+        print(json.dumps({"done": done, "mapped": libc.mallinfo2().hblks - before}))
+    """)
+    import json
+
+    def run(env: dict[str, str]) -> dict:
+        out = subprocess.run([sys.executable, "-c", code, json.dumps(env)], capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr[-2000:]
+        return json.loads(out.stdout)
+
+    assert run({}) == {"done": {"MALLOC_ARENA_MAX": 2, "MALLOC_MMAP_THRESHOLD_": 65536}, "mapped": 1}
+    assert run({"MALLOC_ARENA_MAX": "4"})["done"] == {"MALLOC_MMAP_THRESHOLD_": 65536}
+
+
+def test_configure_without_glibc_is_a_no_op(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(malloc, "_mallopt", None)
+    assert malloc.configure({}) == {}
