@@ -149,8 +149,10 @@ def _arm_delta(spec: Spec, policy: Policy, target: Target, arm: str, *, snaps: t
         return _histogram_delta(g_now, g_base, spec.scale, where)
     if spec.kind == "features":
         if not g_now:
-            other = "canary" if arm == "stable" else "stable"
-            if not now.groups(fam, fam.ident(target, other)) and now.requests(policy, target, arm, source=spec.source):
+            # serving without the counter (this version exports the gauge only, whatever the other
+            # arm does): both arms are measured per rollout from the gauge, the same way, rather than
+            # this arm staying NoData until the step's deadline (docs/decisions.md 44)
+            if now.requests(policy, target, arm, source=spec.source):
                 raise NotBatchable(f"{where}: no {fam.metric} counter (gauge only?); measure it per rollout")
             raise NoData(f"{where}: no {fam.metric} series; query: {fam.query()}")
     got = _requests_delta(now, base, policy, spec.source, target, arm)

@@ -340,11 +340,17 @@ def test_gauge_only_feature_missing_is_not_batchable() -> None:
     now = snap(both(lat=[2, 4, 6], ok=9, err=0), pol)
     with pytest.raises(b.NotBatchable, match="gauge only"):
         b.measure_delta(pol, chk(pol, "miss"), T, now, base)
-    # the counter exists for the stable arm only: the canary has not reported yet -> its NoData, in place
+    # the counter exists for the stable arm only while the canary serves requests: the canary's
+    # version exports the gauge only, so the whole check is measured per rollout from the gauge
+    # (both arms the same way), not left NoData on the canary until the deadline
     now = snap(both(lat=[2, 4, 6], ok=9, err=0) + [("model_features_total", {"model_name": "rec", "model_version": "v1",
                                                                           "state": "missing"}, 3.0)], pol)
-    _, canary = b.measure_delta(pol, chk(pol, "miss"), T, now, base)
-    assert isinstance(canary, NoData) and "canary arm" in str(canary)
+    with pytest.raises(b.NotBatchable, match="canary arm.*gauge only"):
+        b.measure_delta(pol, chk(pol, "miss"), T, now, base)
+    # an arm that has served nothing yet (no requests) has no data, in place: not a reason to go per rollout
+    quiet = snap(model_arm("rec", "v1", lat=[2, 4, 6], ok=9, err=0, miss=1, present=9), pol)
+    stable, canary = b.measure_delta(pol, chk(pol, "miss"), T, quiet, base)
+    assert isinstance(canary, NoData) and not isinstance(stable, NoData)
 
 
 def test_requests_fall_back_to_the_latency_count() -> None:
