@@ -534,9 +534,9 @@ class Controller:
         if self.telemetry:
             self.telemetry.prometheus_query(True, self.batch.queries_last)
         for a in active:
-            spec, state, obj = a.spec, a.state, self._fresh(a.obj)
             if has_step_start(a):
                 continue
+            spec, state, obj = a.spec, a.state, self._fresh(a.obj)
             bind = self._binding(state)
             saved = self._saved_step_start(obj, bind)
             if saved is not None:
@@ -593,7 +593,7 @@ class Controller:
         return {a.spec.key: outcome for a, outcome in zip(due, outcomes)}
 
     def _look(self, a: _Active, snap: Any, stop: threading.Event) -> str:
-        spec, state, obj = a.spec, a.state, self._fresh(a.obj)
+        spec, state, obj = a.spec, a.state, a.obj  # read again (`_fresh`) only when the look writes
         if stop.is_set():
             return "skipped"
         log = self.log.bind(rollout=spec.key, model=spec.target.model)
@@ -608,6 +608,7 @@ class Controller:
             if verdict.outcome is Outcome.FAIL:
                 self._breach_seen.setdefault((spec.key, state.canary_version), time.monotonic())
             seen = Observation(look=rl.Looked(self.clock.now(), verdict, canary_n, window_s))
+            obj = self._fresh(obj)
             self._seed(obj)  # the write reads what the cache holds now (our own writes included)
             new, _ = self._decide(spec, state, seen, expect=a.recorded, log=log)
             self._known[spec.key] = _Known(spec, new)
@@ -623,7 +624,7 @@ class Controller:
             log.info("rollout.changed_outside")  # the next tick adopts what the other writer recorded
             return "failed"
         except Exception as exc:
-            self._failed(obj, exc)
+            self._failed(self._fresh(obj), exc)
             return "failed"
         finally:
             if self.informers is not None and hasattr(self.router, "forget_prefetch"):

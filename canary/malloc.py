@@ -49,8 +49,10 @@ def configure(environ: dict[str, str] | None = None) -> dict[str, int]:
     if _mallopt is None:
         return {}
     done = {}
+    tunables = env.get("GLIBC_TUNABLES", "")
     for name, (param, value) in SETTINGS.items():
-        if name in env:
+        tunable = {"MALLOC_ARENA_MAX": "glibc.malloc.arena_max", "MALLOC_MMAP_THRESHOLD_": "glibc.malloc.mmap_threshold"}[name]
+        if name in env or tunable in tunables:
             continue  # glibc read it at start-up: the operator's choice stands
         try:
             if _mallopt(param, value) == 1:

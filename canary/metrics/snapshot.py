@@ -108,10 +108,10 @@ class Values(Mapping[str, float]):
         return len(self._keys)
 
     def items(self) -> Any:
-        return zip(self._keys, self._vals)
+        return tuple(zip(self._keys, self._vals))
 
     def values(self) -> Any:
-        return self._vals
+        return memoryview(self._vals).toreadonly()  # shared by every snapshot that holds it: read only
 
     def __repr__(self) -> str:
         return f"Values({dict(self.items())!r})"

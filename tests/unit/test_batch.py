@@ -517,6 +517,10 @@ def test_a_snapshot_stores_each_series_compactly_and_shares_the_layout() -> None
         v["9"]
     with pytest.raises(TypeError):
         v["0.1"] = 2.0  # type: ignore[index]
+    with pytest.raises(TypeError):
+        v.values()[0] = 9.0  # shared by every snapshot holding it: its values are read only too
+    items = v.items()
+    assert list(items) == list(items) == [("0.1", 1.0), ("0.25", 2.5), ("+Inf", 3.0)] and len(items) == 3
     mine = full.restrict(pol, T)
     assert all(a is b for a, b in zip(  # restrict shares the immutable values, it does not copy them
         (x for per in mine._index.values() for g in per.values() for x in g.values()),  # noqa: SLF001

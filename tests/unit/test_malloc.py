@@ -65,6 +65,7 @@ def test_configure_maps_large_blocks_apart_and_leaves_the_operators_settings() -
 
     assert run({}) == {"done": {"MALLOC_ARENA_MAX": 2, "MALLOC_MMAP_THRESHOLD_": 65536}, "mapped": 1}
     assert run({"MALLOC_ARENA_MAX": "4"})["done"] == {"MALLOC_MMAP_THRESHOLD_": 65536}
+    assert run({"GLIBC_TUNABLES": "glibc.malloc.mmap_threshold=262144"})["done"] == {"MALLOC_ARENA_MAX": 2}
 
 
 def test_configure_without_glibc_is_a_no_op(monkeypatch: pytest.MonkeyPatch) -> None:
