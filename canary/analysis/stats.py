@@ -187,6 +187,8 @@ def chi2_sf(x: float, df: int) -> float:
     """P(chi-square(df) > x): scipy.stats.chi2.sf(x, df), the same value (its chdtrc for 0 < x < inf, df > 0)."""
     if 0.0 < x < math.inf and df > 0:
         return float(cython_special.chdtrc(df, x))
+    if df > 0 and (x <= 0.0 or x == math.inf):  # outside the support: what scipy.stats returns there
+        return 1.0 if x <= 0.0 else 0.0  # (x = 0 is a statistic of two identical histograms)
     return float(_stats().chi2.sf(x, df))  # type: ignore[attr-defined]
 
 
@@ -201,6 +203,8 @@ def ncx2_sf(x: float, df: int, nc: float) -> float:
             return chi2_sf(x, df)
         if 0.0 < nc < math.inf and (fast := _ncx2_fast()) is not None:
             return float(fast(x, df, nc))
+    if 0 < df < math.inf and 0.0 <= nc < math.inf and (x <= 0.0 or x == math.inf):
+        return 1.0 if x <= 0.0 else 0.0  # outside the support, as scipy.stats returns there
     return float(_stats().ncx2.sf(x, df, nc))  # type: ignore[attr-defined]
 
 

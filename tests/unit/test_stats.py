@@ -234,7 +234,8 @@ def test_the_private_ufuncs_pass_their_recorded_probes_with_this_scipy():
 def test_judging_every_kind_of_look_does_not_import_scipy_stats_or_scipy_optimize():
     """scipy.stats and scipy.optimize are ~22 and ~28 MB of RSS a long-running controller need not
     pay: the judge decides every look of judge_corpus (every check kind, layout and edge: empty arms,
-    NaN and +Inf counts, events = total) without importing either (`canary.analysis.roots`)."""
+    NaN and +Inf counts, events = total), and two identical prediction histograms, without importing
+    either (`canary.analysis.roots`)."""
     import subprocess
     import sys
     import textwrap
@@ -249,6 +250,15 @@ def test_judging_every_kind_of_look_does_not_import_scipy_stats_or_scipy_optimiz
             corpus.verdict_record(*corpus.look(seed))
             assert "scipy.stats" not in sys.modules, f"scipy.stats imported while judging look {seed}"
             assert "scipy.optimize" not in sys.modules, f"scipy.optimize imported while judging look {seed}"
+        # two identical prediction histograms (a chi-square statistic of exactly 0: every look of a
+        # canary that predicts as stable does) are judged without it too
+        from canary.analysis.judge import judge
+        from canary.model import Histogram
+        from canary.policy import parse_policy
+        pol = parse_policy({"steps": [10, 100], "checks": [{"name": "p", "kind": "prediction_shift", "max_psi": 0.2}]})
+        same = Histogram(bounds=(0.25, 0.5, 0.75, float("inf")), counts=(1000.0, 3000.0, 4500.0, 5000.0))
+        judge(pol, {"p": (same, same)})
+        assert "scipy.stats" not in sys.modules, "scipy.stats imported judging identical histograms"
     """)
     root = Path(__file__).resolve().parents[2]
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root, timeout=300)
