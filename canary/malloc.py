@@ -33,7 +33,9 @@ except (OSError, AttributeError):  # not glibc
 M_MMAP_THRESHOLD, M_ARENA_MAX = -3, -8
 # what a long-running controller asks for unless the environment says otherwise (the Deployment sets
 # the same through MALLOC_ARENA_MAX and MALLOC_MMAP_THRESHOLD_)
-SETTINGS = {"MALLOC_ARENA_MAX": (M_ARENA_MAX, 2), "MALLOC_MMAP_THRESHOLD_": (M_MMAP_THRESHOLD, 64 * 1024)}
+# env variable -> (mallopt parameter, value, the same setting's GLIBC_TUNABLES name)
+SETTINGS = {"MALLOC_ARENA_MAX": (M_ARENA_MAX, 2, "glibc.malloc.arena_max"),
+            "MALLOC_MMAP_THRESHOLD_": (M_MMAP_THRESHOLD, 64 * 1024, "glibc.malloc.mmap_threshold")}
 
 
 def configure(environ: dict[str, str] | None = None) -> dict[str, int]:
@@ -50,8 +52,7 @@ def configure(environ: dict[str, str] | None = None) -> dict[str, int]:
         return {}
     done = {}
     tunables = env.get("GLIBC_TUNABLES", "")
-    for name, (param, value) in SETTINGS.items():
-        tunable = {"MALLOC_ARENA_MAX": "glibc.malloc.arena_max", "MALLOC_MMAP_THRESHOLD_": "glibc.malloc.mmap_threshold"}[name]
+    for name, (param, value, tunable) in SETTINGS.items():
         if name in env or tunable in tunables:
             continue  # glibc read it at start-up: the operator's choice stands
         try:
