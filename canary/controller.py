@@ -140,6 +140,7 @@ class Controller:
         # rollout key -> (canary version, step start, consecutive failures, next probe)
         self._probes: dict[str, tuple[str, float, int, float]] = {}
         # rollout key -> its history recorder (`canary report`); flushed every 10 looks and at each step/phase change
+        # (a part appended: one PATCH; `canary.history_store`)
         self._histories: dict[str, Any] = {}
         self.health: tuple[bool, str] = (True, "starting")  # /readyz: dependencies reachable at the last tick
         self.last_tick = time.monotonic()  # /healthz: the loop is alive

@@ -1,25 +1,35 @@
 """Where a rollout's history (`canary.history`) lives in a cluster, and who writes it.
 
-One ConfigMap per VirtualService, `<virtual-service>-canary-history`, key `history.json`,
-labelled `modelcanary.dev/history: "true"`: a VirtualService holds one rollout at a time, and its
+One ConfigMap per VirtualService, `<virtual-service>-canary-history`, labelled
+`modelcanary.dev/history: "true"`: a VirtualService holds one rollout at a time, and its
 ConfigMap holds that rollout's history (a new rollout replaces it). Not the CR status and not
 the VirtualService annotation: those are read on every LIST/watch event (the controller's
 prefetch, istiod), the history only by `canary report` and `canary status` (docs/decisions.md).
 
+Its data: `history.json`, the whole history as of its last rewrite, and zero or more parts
+`part-<ms>-<n>.json`, each a history document (same format) holding only the records written
+since. A reader merges the parts of the same rollout into `history.json` (`read`); parts of
+another rollout are ignored.
+
 `Recorder` is what `canary promote` (the runner) and the controller feed after every executed
-step. It keeps only what it has not written yet; a flush reads the ConfigMap, merges, bounds
-and writes it back with the resourceVersion it read (a conflict is re-read and merged, so two
-writers never lose each other's looks). The runner flushes after every look (one process, one
-rollout: one more write per `look_every`); the controller every `flush_every` looks and at
-every step or phase change, so a look that changes nothing costs no extra write in most ticks.
-Writing the history never fails a rollout: an error is logged (`history.write_failed`) and the
-records are kept for the next flush.
+step. It keeps only what it has not written yet. Its first flush (and every flush after a
+failure, and the last one, when the rollout ends) *rewrites*: it reads the ConfigMap, merges,
+bounds and writes it back with the resourceVersion it read (a conflict is re-read and merged,
+so two writers never lose each other's looks), which folds every part into `history.json`.
+Every other flush *appends*: one merge PATCH that adds a part, no read, so a flush costs one
+Kubernetes call. The parts since the last rewrite are kept under `1 MiB - size(history.json)`
+(the API server's ConfigMap limit): past that, the flush rewrites. The runner flushes after
+every look (one process, one rollout: one more write per `look_every`); the controller every
+`flush_every` looks and at every step or phase change (under the default policy both fall on
+the look that ends a step). Writing the history never fails a rollout: an error is logged
+(`history.write_failed`) and the records are kept for the next flush.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 import zlib
 from typing import Any, Callable, Iterable
 
@@ -30,10 +40,22 @@ from canary.logs import get as get_logger
 
 LABEL = "modelcanary.dev/history"
 KEY = "history.json"
+PART = re.compile(r"^part-[0-9]+-[0-9]+\.json$")
+CONFIGMAP_LIMIT = 1_048_576  # bytes of data the API server accepts in one ConfigMap
+_MARGIN = 16_384  # for the ConfigMap's keys and anything else beside the data
 
 
 class _Conflict(Exception):
     """The ConfigMap changed since it was read (409): read, merge and write again."""
+
+
+class _Gone(Exception):
+    """The ConfigMap a part was to be added to does not exist (404): rewrite."""
+
+
+class _Denied(Exception):
+    """The identity may not PATCH ConfigMaps (403; an older Role with create/update only): rewrite,
+    from now on."""
 
 
 def configmap_name(virtual_service: str) -> str:
@@ -54,10 +76,11 @@ class ConfigMapStore:
     def __init__(self, core: Any, *, may_write: Callable[[], bool] | None = None, timeout_s: float = 5.0) -> None:
         self.core, self.may_write, self.timeout_s = core, may_write, timeout_s
 
-    def load(self, namespace: str, virtual_service: str) -> tuple[dict[str, Any] | None, str | None]:
-        """(history, resourceVersion); (None, None) when there is no ConfigMap. Raises ConfigError
-        when it exists but is unreadable (its resourceVersion in `.resource_version`), and the
-        translated API error otherwise."""
+    def load(self, namespace: str, virtual_service: str, *, strict: bool = True) -> tuple[dict[str, Any] | None, str | None]:
+        """(history with its parts merged, resourceVersion); (None, None) when there is no ConfigMap.
+        Raises ConfigError when it exists but is unreadable (its resourceVersion in
+        `.resource_version`), and the translated API error otherwise. `strict=False` skips an
+        unreadable part instead (a rewrite drops it)."""
         from canary.kube import translate
 
         name = configmap_name(virtual_service)
@@ -68,11 +91,8 @@ class ConfigMapStore:
                 return None, None
             raise translate(exc, f"ConfigMap {namespace}/{name}") from exc
         rv = cm.metadata.resource_version
-        text = (cm.data or {}).get(KEY)
         try:
-            if text is None:
-                raise ConfigError(f"ConfigMap {namespace}/{name}: no {KEY} key")
-            return hist.parse(text, where=f"ConfigMap {namespace}/{name} {KEY}"), rv
+            return read(cm.data or {}, where=f"ConfigMap {namespace}/{name}", strict=strict), rv
         except ConfigError as exc:
             exc.resource_version = rv  # type: ignore[attr-defined]
             raise
@@ -99,6 +119,53 @@ class ConfigMapStore:
             if getattr(exc, "status", None) == 409:
                 raise _Conflict() from None
             raise translate(exc, f"ConfigMap {namespace}/{name}") from exc
+
+    def append(self, namespace: str, virtual_service: str, key: str, part: dict[str, Any]) -> None:
+        """Add the data key `key` (a part) with one merge PATCH, no read and no precondition: a part
+        adds records and replaces none, and a rewrite (guarded on its read) folds it in or, when it
+        lands first, is added to. Raises _Gone on 404."""
+        from canary.kube import translate
+
+        if self.may_write is not None and not self.may_write():
+            raise NotLeader("not the leader: history write refused")
+        name = configmap_name(virtual_service)
+        try:
+            self.core.patch_namespaced_config_map(name, namespace, {"data": {key: hist.dumps(part)}},
+                                                  _content_type="application/merge-patch+json",
+                                                  _request_timeout=self.timeout_s)
+        except Exception as exc:
+            if getattr(exc, "status", None) == 404:
+                raise _Gone() from None
+            if getattr(exc, "status", None) == 403:
+                raise _Denied() from None
+            raise translate(exc, f"ConfigMap {namespace}/{name}") from exc
+
+
+def read(data: dict[str, str], *, where: str, strict: bool = True) -> dict[str, Any]:
+    """A history ConfigMap's data as one history: `history.json` with every part of the same rollout
+    merged in (looks, events, gates and weights; phase, reason and updated_at from the newest), then
+    bounded. Raises ConfigError naming the ConfigMap and key when `history.json` is missing or
+    unreadable, or (when `strict`) a part is; a part of another rollout is ignored."""
+    text = data.get(KEY)
+    if text is None:
+        raise ConfigError(f"{where}: no {KEY} key")
+    doc = hist.parse(text, where=f"{where} {KEY}")
+    parts = []
+    for key in sorted(k for k in data if PART.match(k)):
+        try:
+            part = hist.parse(data[key], where=f"{where} {key}")
+        except ConfigError:
+            if strict:
+                raise
+            continue
+        if hist.same_rollout(doc, part["rollout"]):
+            parts.append(part)
+    if not parts:
+        return doc
+    newest = max([doc, *parts], key=lambda d: hist.at_time(d.get("updated_at")))
+    doc = {**doc, **{k: newest[k] for k in ("phase", "reason", "updated_at") if k in newest}}
+    return hist.merge(doc, looks=[lk for p in parts for lk in p["looks"]], events=[e for p in parts for e in p["events"]],
+                      gates=[g for p in parts for g in p["gates"]], weights=[w for p in parts for w in p["weights"]])
 
 
 def load_history(core: Any, namespace: str, virtual_service: str) -> dict[str, Any]:
@@ -180,6 +247,11 @@ class Recorder:
         self._events: list[dict[str, Any]] = []
         self._gates: list[dict[str, Any]] = []
         self._weights: list[list[Any]] = []
+        # bytes a part may still add to the ConfigMap before a rewrite; None until this recorder has
+        # rewritten it with this rollout's history (then it knows the ConfigMap holds this rollout)
+        self._room: int | None = None
+        self._parts = 0
+        self._may_append = True  # False once a PATCH was refused (403): every flush rewrites
 
     @property
     def summary(self) -> dict[str, Any]:
@@ -197,6 +269,7 @@ class Recorder:
         if self._ident is not None and not hist.same_rollout({"rollout": self._ident}, ident):
             self.flush()  # the previous rollout's last records, then start over
             self._clear()
+            self._room = None
         changed_outside = self._last is not None and self._last[0] != state.phase and not actions
         self._ident, before = ident, self._last
         self._last = (state.phase, state.reason, state.updated_at, state.weights)
@@ -231,7 +304,9 @@ class Recorder:
         self.flush()
 
     def flush(self) -> None:
-        """Write what is pending, merged into what the ConfigMap holds. Never raises."""
+        """Write what is pending: a part appended (one PATCH), or the whole history rewritten (a GET
+        and a PUT) when this recorder has not rewritten it yet, the parts would outgrow the
+        ConfigMap, or the rollout has ended. Never raises."""
         if self.store is None or self._ident is None or self._last is None:
             return
         if not self.pending and not self._weights:
@@ -239,13 +314,21 @@ class Recorder:
         try:
             for _ in range(3):
                 try:
-                    self._write()
+                    if not self._append():
+                        self._write()
                     self._clear()
                     return
-                except _Conflict:
+                except (_Conflict, _Gone):
+                    self._room = None
+                    continue
+                except _Denied:
+                    self.log.info("history.patch_denied", namespace=self.namespace, virtual_service=self.vs,
+                                  detail="no RBAC patch on configmaps: every flush reads and rewrites")
+                    self._room, self._may_append = None, False
                     continue
             raise CanaryError("the ConfigMap kept changing under the write (3 conflicts)")
         except Exception as exc:  # an observation: it never fails a rollout
+            self._room = None  # the next flush reads what the ConfigMap holds and rewrites it
             if not isinstance(exc, NotLeader):
                 self.log.warning("history.write_failed", namespace=self.namespace, virtual_service=self.vs, rollout=self.name,
                                  error=f"{type(exc).__name__}: {exc}"[:500], pending=self.pending)
@@ -253,20 +336,40 @@ class Recorder:
             self._events, self._gates = self._events[-hist.MAX_EVENTS:], self._gates[-hist.MAX_GATES:]
             self._weights = self._weights[-hist.MAX_WEIGHTS:]
 
+    def _append(self) -> bool:
+        """Add what is pending as a part, when this recorder may (see `flush`); False when it must rewrite."""
+        assert self.store is not None and self._last is not None
+        if self._room is None or not self._may_append or self._last[0] in rl.TERMINAL:
+            return False
+        part = self._records(hist.new_doc(rollout=self._ident or {}, policy=self.summary))
+        text = hist.size(part) + 64
+        if text > self._room:
+            return False
+        self._parts += 1
+        self.store.append(self.namespace, self.vs, f"part-{int(hist.at_time(self._last[2]) * 1000)}-{self._parts}.json", part)
+        self._room -= text
+        return True
+
     def _write(self) -> None:
         assert self.store is not None and self._ident is not None and self._last is not None
         try:
-            doc, rv = self.store.load(self.namespace, self.vs)
+            doc, rv = self.store.load(self.namespace, self.vs, strict=False)
         except ConfigError as exc:  # unreadable (edited by hand): replaced by this rollout's history
             doc, rv = None, getattr(exc, "resource_version", None)
         if doc is None or not hist.same_rollout(doc, self._ident):
             doc = hist.new_doc(rollout=self._ident, policy=self.summary)
+        doc = self._records(doc)
+        self.store.save(self.namespace, self.vs, doc, rv)  # every part is folded in: the data is history.json alone
+        self._room = CONFIGMAP_LIMIT - _MARGIN - hist.size(doc)
+
+    def _records(self, doc: dict[str, Any]) -> dict[str, Any]:
+        """`doc` with this rollout's identity, policy and last phase, and the pending records merged in."""
+        assert self._ident is not None and self._last is not None
         (phase, reason, updated_at, _), summary = self._last, self.summary
         doc = {**doc, "rollout": self._ident, "policy": summary, "phase": phase, "reason": reason,
                "updated_at": hist.at_time(updated_at)}
         looks = [_expand(pending) for pending in self._looks]
-        doc = hist.merge(doc, looks=looks, events=self._events, gates=self._gates, weights=self._weights)
-        self.store.save(self.namespace, self.vs, doc, rv)
+        return hist.merge(doc, looks=looks, events=self._events, gates=self._gates, weights=self._weights)
 
     def _identity(self, state: rl.RolloutState) -> dict[str, Any]:
         return {"model": state.model, "namespace": self.namespace, "virtual_service": self.vs, "route": state.route,

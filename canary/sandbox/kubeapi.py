@@ -13,7 +13,9 @@ store with a strict one:
 * create answers 201, duplicates 409 AlreadyExists, missing objects 404 —
   always as a ``kind: Status`` body the official client understands;
 * GET/LIST/WATCH, POST, PUT, PATCH (merge, strategic treated as merge, JSON
-  patch) and DELETE for the registered resources; anything else is 404.
+  patch) and DELETE for the registered resources; anything else is 404;
+* a ConfigMap whose data keys are not `[-._a-zA-Z0-9]+` or whose data and
+  binaryData exceed 1 MiB is refused with 422 Invalid, as the API server does.
 
 Tests drive it through :class:`KubeAPIServer` (a real HTTP server on
 127.0.0.1 in a background thread) and can inject faults or make a "foreign"
@@ -37,6 +39,7 @@ import bisect
 import copy
 import itertools
 import json
+import re
 import threading
 import time
 import uuid
@@ -167,6 +170,8 @@ class StrictKubeAPI(kmock.KubernetesScaffold):
             return self._store(key, new, self.objects[key], "MODIFIED")
 
     def _store(self, key: Key, new: Obj, old: Obj | None, event: str) -> Obj:
+        if key[1] == "configmaps":
+            _check_configmap(key[3], new)
         meta = new.setdefault("metadata", {})
         meta["namespace"], meta["name"] = key[2], key[3]
         if old is None:
@@ -409,6 +414,27 @@ class StrictKubeAPI(kmock.KubernetesScaffold):
             await asyncio.sleep(0.05)
         await resp.write_eof()
         return resp
+
+
+_CONFIGMAP_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
+CONFIGMAP_LIMIT = 1_048_576  # bytes of data + binaryData (the API server's MaxSecretSize, which ConfigMaps share)
+
+
+def _check_configmap(name: str, obj: Obj) -> None:
+    """The API server's ConfigMap validation of keys and total size: 422 Invalid otherwise."""
+    total = 0
+    for field in ("data", "binaryData"):
+        values = obj.get(field) or {}
+        if not isinstance(values, dict):
+            raise ApiError(422, "Invalid", f'ConfigMap "{name}" is invalid: {field}: must be a map')
+        for k, v in values.items():
+            if not _CONFIGMAP_KEY.match(k) or k in (".", ".."):
+                raise ApiError(422, "Invalid", f'ConfigMap "{name}" is invalid: {field}[{k}]: Invalid value: '
+                               "a valid config key must consist of alphanumeric characters, '-', '_' or '.'")
+            total += len(str(v).encode())
+    if total > CONFIGMAP_LIMIT:
+        raise ApiError(422, "Invalid", f'ConfigMap "{name}" is invalid: []: Too long: must have at most '
+                       f"{CONFIGMAP_LIMIT} bytes")
 
 
 def _selector(params: Any) -> Callable[[Obj], bool]:

@@ -69,3 +69,20 @@ def test_what_is_sent_out_is_not_the_stored_object() -> None:
         listed = api.list("", "configmaps", "ml")[0]
         listed["data"]["v"] = "changed by a test"
         assert stored["data"]["v"] == "x" and api.get("", "configmaps", "ml", "a")["data"]["v"] == "x"
+
+
+def test_a_configmap_over_1_mib_or_with_a_bad_key_is_refused_like_the_api_server() -> None:
+    import kubernetes.client as kc
+
+    with KubeAPIServer() as api:
+        core = kc.CoreV1Api(api.api_client())
+        core.create_namespaced_config_map("ml", cm("a", "x" * 600_000))
+        with pytest.raises(kc.ApiException) as big:  # a merge patch that takes it past the limit
+            core.patch_namespaced_config_map("a", "ml", {"data": {"w": "y" * 500_000}},
+                                             _content_type="application/merge-patch+json")
+        assert big.value.status == 422 and "must have at most 1048576 bytes" in str(big.value.body)
+        with pytest.raises(kc.ApiException) as bad:
+            core.create_namespaced_config_map("ml", {**cm("b"), "data": {"no/slash": "x"}})
+        assert bad.value.status == 422 and "valid config key" in str(bad.value.body)
+        assert api.get("", "configmaps", "ml", "a")["data"] == {"v": "x" * 600_000}  # nothing half-applied
+        assert api.get("", "configmaps", "ml", "b") is None

@@ -13,32 +13,47 @@ import pytest
 from canary import history as hist
 from canary import rollout as rl
 from canary.errors import ConfigError, KubeUnavailable
-from canary.history_store import Recorder, _Conflict, configmap_name
+from canary.history_store import KEY, Recorder, _Conflict, _Denied, _Gone, configmap_name, read
 from canary.runner import Runner
 from tests.fakes import FakeClock, FakeMetrics, FakeRouter
 from tests.unit.test_runner import POLICY, TARGET
 
 
 class MemoryStore:
-    """The ConfigMapStore's two methods over a dict, with resourceVersion preconditions."""
+    """The ConfigMapStore's three methods over a ConfigMap's data, with resourceVersion preconditions;
+    reads merge the parts as the real store does (`history_store.read`)."""
 
     def __init__(self) -> None:
-        self.doc: dict[str, Any] | None = None
+        self.data: dict[str, str] | None = None
         self.rv = 0
-        self.saves = 0
+        self.saves = self.appends = self.loads = 0
         self.fail_next: list[Exception] = []
 
-    def load(self, namespace: str, vs: str) -> tuple[dict[str, Any] | None, str | None]:
-        return (copy.deepcopy(self.doc), str(self.rv)) if self.doc else (None, None)
+    @property
+    def doc(self) -> dict[str, Any] | None:
+        return read(self.data, where="test") if self.data else None
+
+    def load(self, namespace: str, vs: str, *, strict: bool = True) -> tuple[dict[str, Any] | None, str | None]:
+        self.loads += 1
+        return (read(self.data, where="test", strict=strict), str(self.rv)) if self.data else (None, None)
 
     def save(self, namespace: str, vs: str, doc: dict[str, Any], rv: str | None) -> None:
         if self.fail_next:
             raise self.fail_next.pop(0)
-        if (str(self.rv) if self.doc else None) != rv:
+        if (str(self.rv) if self.data else None) != rv:
             raise _Conflict()
-        self.doc = json.loads(hist.dumps(doc))  # what a ConfigMap gives back
+        self.data = {KEY: hist.dumps(doc)}  # a PUT: the parts are gone
         self.rv += 1
         self.saves += 1
+
+    def append(self, namespace: str, vs: str, key: str, part: dict[str, Any]) -> None:
+        if self.fail_next:
+            raise self.fail_next.pop(0)
+        if self.data is None:
+            raise _Gone()
+        self.data = {**self.data, key: hist.dumps(part)}
+        self.rv += 1
+        self.appends += 1
 
 
 def run_rollout(*, slow: bool = False, store: MemoryStore | None = None) -> tuple[Any, MemoryStore]:
@@ -230,3 +245,88 @@ def test_pending_looks_are_kept_compressed_and_written_as_they_were() -> None:
     assert all(isinstance(p, bytes) and len(p) < len(json.dumps(m)) / 2 for p, m in zip(rec._looks, made))  # noqa: SLF001
     rec.flush()
     assert store.doc is not None and store.doc["looks"] == json.loads(json.dumps(made)) and rec.pending == 0
+
+
+def test_a_flush_after_the_first_appends_a_part_without_reading_and_the_last_folds_them_in() -> None:
+    """The runner flushes at every look: one rewrite (read + write) at the start, one part per flush
+    after it (one write, no read), and a rewrite at the end that leaves history.json alone."""
+    store = MemoryStore()
+    seen: list[tuple[int, int, int, list[int]]] = []
+    clock, router = FakeClock(), FakeRouter()
+    runner = Runner(policy=POLICY, target=TARGET, router=router, metrics=FakeMetrics(router, clock), clock=clock,
+                    history=Recorder(store, namespace="ml", virtual_service="rec", policy=POLICY,  # type: ignore[arg-type]
+                                     source="promote"))
+    runner.on_update = lambda s: seen.append((store.loads, store.saves, store.appends,
+                                              [lk["n"] for lk in store.doc["looks"]] if store.data else []))
+    res = runner.run()
+    assert res.state.phase == rl.PROMOTED and store.appends >= 3
+    assert store.saves == store.loads == 2  # the first flush and the last: the only reads
+    assert store.data is not None and set(store.data) == {KEY}  # the parts are folded in
+    assert [lk["n"] for lk in store.doc["looks"]] == list(range(1, res.state.look + 1))
+    mid = [s for s in seen if s[2] and s[1] == 1]  # read while parts were being added
+    assert mid and all(s[3] == list(range(1, len(s[3]) + 1)) for s in mid)  # every look so far, merged
+    assert any(s[3] for s in mid)
+
+
+def test_parts_never_outgrow_the_configmap_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past `1 MiB - size(history.json)` of parts, a flush rewrites instead of appending."""
+    from canary import history_store
+    from canary.model import Weights
+
+    monkeypatch.setattr(history_store, "CONFIGMAP_LIMIT", 40_000)
+    monkeypatch.setattr(history_store, "_MARGIN", 0)
+    store = MemoryStore()
+    rec = Recorder(store, namespace="ml", virtual_service="rec", policy=POLICY, source="controller",  # type: ignore[arg-type]
+                   flush_every=2)
+    verdict = {"at": 1000.0, "outcome": "pass", "reason": "r" * 200, "canary_requests": 812.0,
+               "results": [{"check": f"c{i}", "kind": "latency", "outcome": "pass", "p_value": 0.5, "reason": "x" * 200}
+                           for i in range(3)]}
+    for n in range(1, 31):  # history.json alone stays under the limit (as MAX_BYTES keeps it under 1 MiB)
+        state = rl.RolloutState(model="rec", stable_version="v1", canary_version="v2", phase=rl.PROGRESSING,
+                                weights=Weights(90, 10), step=0, look=n, started_at=900.0, updated_at=1000.0 + n,
+                                last_verdict={**verdict, "at": 1000.0 + n})
+        rec.observe(state, [rl.Emit("look.completed", {"look": n - 1})])
+        assert store.data is None or sum(len(v.encode()) for v in store.data.values()) <= 40_000
+    assert store.saves > 1 and store.appends > store.saves  # rewrites only when the parts would not fit
+    assert [lk["n"] for lk in store.doc["looks"]] == list(range(1, 31))
+
+
+def test_a_bounded_history_and_its_margin_fit_a_configmap() -> None:
+    from canary import history_store
+    from canary.sandbox.kubeapi import CONFIGMAP_LIMIT
+
+    assert history_store.CONFIGMAP_LIMIT == CONFIGMAP_LIMIT
+    assert hist.MAX_BYTES + history_store._MARGIN < CONFIGMAP_LIMIT  # noqa: SLF001
+
+
+def test_a_reader_ignores_another_rollouts_parts_and_names_an_unreadable_one() -> None:
+    store = MemoryStore()
+    run_rollout(store=store)
+    assert store.data is not None
+    base = json.loads(store.data[KEY])
+    other = {**base, "rollout": {**base["rollout"], "canary_version": "v9"}, "phase": "rolled_back",
+             "updated_at": base["updated_at"] + 100, "looks": [{**base["looks"][0], "n": 999}]}
+    data = {**store.data, "part-1-1.json": hist.dumps(other)}
+    assert read(data, where="ConfigMap ml/rec-canary-history") == store.doc  # another rollout's part: ignored
+    later = {**base, "phase": "rolled_back", "reason": "by hand", "updated_at": base["updated_at"] + 100,
+             "looks": [{**base["looks"][-1], "n": 999}], "events": [], "gates": [], "weights": []}
+    merged = read({**data, "part-2-1.json": hist.dumps(later)}, where="x")
+    assert merged["phase"] == "rolled_back" and merged["looks"][-1]["n"] == 999  # the newest part's phase
+    with pytest.raises(ConfigError, match=r"ConfigMap ml/rec-canary-history part-3-1.json: not JSON"):
+        read({**data, "part-3-1.json": "{"}, where="ConfigMap ml/rec-canary-history")
+    assert read({**data, "part-3-1.json": "{"}, where="x", strict=False) == store.doc
+
+
+def test_without_rbac_to_patch_every_flush_rewrites_and_nothing_is_lost() -> None:
+    """A Role from before parts (configmaps create/update only): the first refused PATCH turns the
+    recorder to rewriting, once, without a warning per flush."""
+    store = MemoryStore()
+    real = store.append
+
+    def denied(*args: Any) -> None:
+        raise _Denied()
+
+    store.append = denied  # type: ignore[method-assign]
+    res, _ = run_rollout(store=store)
+    assert store.appends == 0 and store.saves > 3 and real is not None
+    assert [lk["n"] for lk in store.doc["looks"]] == list(range(1, res.state.look + 1))
