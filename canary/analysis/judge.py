@@ -87,7 +87,8 @@ def judge_check(check: Check, stable: ArmData | Exception, canary: ArmData | Exc
                 min_canary: int, beta: float = evidence.PASS_LEVEL, prior: Prior | None = None,
                 levels: Mapping[str, float] | None = None) -> CheckResult:
     """One check at one look. `alpha` is this check's share of the failure level; `levels` its
-    split per sub-test (default: evenly), each compared with the pooled anytime p-value with
+    split per sub-test (default: evenly; `judge` passes the policy's weighted split,
+    `sequential.sub_levels`), each compared with the pooled anytime p-value with
     `prior` (FAIL); `beta` the level at which each limit must be shown within (PASS)."""
     if isinstance(canary, BaseException):
         return _measure_error(check, "canary", canary)

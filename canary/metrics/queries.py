@@ -308,8 +308,9 @@ def normalise(raw: Iterable[tuple[float, float]], bounds: Sequence[float], *, sc
     bound ('1' and '1.0' from different exporters), sort numerically with
     +Inf last, treat absent/NaN as "no more observations than the bucket
     below", and clamp to a running maximum so the counts never decrease.
-    `bounds` is the union over both arms, so both Histograms compare bucket by
-    bucket; `scale` converts bounds (1000 for seconds -> ms).
+    `bounds` are the bounds to give counts at: the callers pass the arm's own,
+    and the judge compares two arms only on the bounds both have (a bound one
+    arm lacks is never filled in); `scale` converts bounds (1000 for seconds -> ms).
     """
     by_le: dict[float, float] = {}
     for le, count in raw:
