@@ -139,8 +139,8 @@ class Controller:
         self._gates: dict[tuple[str, str], Any] = {}  # (rollout, canary version) -> TritonGates
         # rollout key -> (canary version, step start, consecutive failures, next probe)
         self._probes: dict[str, tuple[str, float, int, float]] = {}
-        # rollout key -> its history recorder (`canary report`); flushed every 10 looks and at each step/phase change
-        # (a part appended: one PATCH; `canary.history_store`)
+        # rollout key -> its history recorder (`canary report`); flushed at each step/phase change and every
+        # `history_flush_every` looks (a part appended: one PATCH; `canary.history_store`)
         self._histories: dict[str, Any] = {}
         self.health: tuple[bool, str] = (True, "starting")  # /readyz: dependencies reachable at the last tick
         self.last_tick = time.monotonic()  # /healthz: the loop is alive
@@ -729,7 +729,7 @@ class Controller:
             rec = self._histories[spec.key] = Recorder(
                 ConfigMapStore(self.core, may_write=may_write), namespace=spec.target.namespace,
                 virtual_service=spec.target.virtual_service, policy=spec.policy, source="controller", name=spec.key,
-                flush_every=10, log=self.log)  # its warnings name the rollout; no bound logger kept per rollout
+                flush_every=history_flush_every(spec.policy), log=self.log)  # its warnings name the rollout
         return rec
 
     def _observe(self, spec: crd.RolloutSpec, state: rl.RolloutState, actions: list[rl.Action] | None = None) -> None:
@@ -846,6 +846,16 @@ class Controller:
         except Exception as exc:
             raise ConfigError(f"ConfigMap {namespace}/{name} cannot be read: {exc}") from None
         return dict(cm.data or {})
+
+
+def history_flush_every(policy: Any) -> int:
+    """Looks a rollout's history holds before a flush: two more than a step's looks (10 to 20), so
+    that under a policy of short steps the flush at the step change (always made) writes them and a
+    count never adds a second write a look or two earlier (a step of 10 looks often ends on its
+    11th); long or extended steps flush every 20 looks (~13 kB pending per rollout)."""
+    from canary.analysis.sequential import looks_per_step
+
+    return min(20, max(10, looks_per_step(policy) + 2))
 
 
 def _key(obj: dict[str, Any]) -> str:

@@ -109,25 +109,30 @@ def scrape(url: str) -> dict[str, float]:
     return out
 
 
-def looks(api: object, n: int) -> int:
-    """Looks judged so far, summed over the rollouts' recorded states (whichever annotation key)."""
-    total = 0
+def looks(api: object, n: int) -> tuple[int, int]:
+    """(looks judged, steps and phases entered) so far, summed over the rollouts' recorded states
+    (whichever annotation key): a state's `look` counts the whole rollout's looks, its `step` the
+    steps begun, and a finished rollout counts its phase change once more."""
+    total = moves = 0
     for i in range(n):
         vs = api.get("networking.istio.io", "virtualservices", "ml", fleet.model(i)) or {}  # type: ignore[attr-defined]
         notes = (vs.get("metadata") or {}).get("annotations") or {}
         text = notes.get("modelcanary.dev/rollout") or notes.get("canary.ml/rollout")
         if text:
-            total += int(json.loads(text).get("look", 0))
-    return total
+            state = json.loads(text)
+            total += int(state.get("look", 0))
+            moves += int(state.get("step", 0)) + int(state.get("phase") in ("promoting", "promoted", "rolled_back", "aborted"))
+    return total, moves
 
 
 def calls(api: object) -> dict[str, int]:
+    """Requests the emulator has answered, by "VERB resource" (e.g. "PUT virtualservices")."""
     handler = api.handler  # type: ignore[attr-defined]
     with handler.lock:
         got = dict(getattr(handler, "requests", {}))
     out: dict[str, int] = {}
-    for (verb, _), count in got.items():
-        out[verb] = out.get(verb, 0) + count
+    for (verb, plural), count in got.items():
+        out[f"{verb} {plural}"] = out.get(f"{verb} {plural}", 0) + count
     return out
 
 
@@ -189,7 +194,7 @@ def main() -> int:
             spy = subprocess.Popen(["py-spy", "record", "--pid", str(ctls[0].pid), "--duration", str(int(args.seconds)),
                                     "--rate", "50", "--nonblocking", "--gil", "--format", "raw", "--output", str(args.profile)],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        m0, t0, k0, l0 = [scrape(u) for u in urls], time.monotonic(), calls(api), looks(api, n)
+        m0, t0, k0, (l0, s0) = [scrape(u) for u in urls], time.monotonic(), calls(api), looks(api, n)
         rss: list[list[float]] = [[] for _ in ctls]
         while time.monotonic() - t0 < args.seconds:
             time.sleep(2)
@@ -199,9 +204,9 @@ def main() -> int:
         own1, prom1 = time.process_time(), proc_stats(prom.pid)[0] if prom.pid else 0.0
         if spy is not None:
             spy.wait(60)
-        m1, t1, k1, l1 = [scrape(u) for u in urls], time.monotonic(), calls(api), looks(api, n)
-        looked, wall = l1 - l0, t1 - t0
-        kube = {verb: k1.get(verb, 0) - k0.get(verb, 0) for verb in sorted(k1)}
+        m1, t1, k1, (l1, s1) = [scrape(u) for u in urls], time.monotonic(), calls(api), looks(api, n)
+        looked, moved, wall = l1 - l0, s1 - s0, t1 - t0
+        kube = {call: k1.get(call, 0) - k0.get(call, 0) for call in sorted(k1) if k1.get(call, 0) != k0.get(call, 0)}
 
         def delta(i: int, name: str) -> float:
             return m1[i].get(name, 0.0) - m0[i].get(name, 0.0)
@@ -234,10 +239,17 @@ def main() -> int:
         print(f"{'looks judged per second':<38} {looked / wall:>12.1f}")
         per_look = f"{1000 * sum(cores) * wall / looked:.1f}" if looked else "-"
         print(f"{'  CPU per look (ms, all replicas)':<38} {per_look:>12}")
-        print(f"{'Kubernetes calls per look':<38} {sum(kube.values()) / max(looked, 1):>12.2f}")
+        total = sum(kube.values())
+        print(f"{'Kubernetes calls per look':<38} {total / max(looked, 1):>12.2f}")
         print(f"{'  of which writes (PUT/PATCH/POST)':<38} "
-              f"{sum(kube.get(v, 0) for v in ('PUT', 'PATCH', 'POST')) / max(looked, 1):>12.2f}")
-        print(f"{'Kubernetes calls by verb':<38} {json.dumps(kube):>12}")
+              f"{sum(v for k, v in kube.items() if k.split()[0] in ('PUT', 'PATCH', 'POST')) / max(looked, 1):>12.2f}")
+        for call, count in kube.items():
+            print(f"{'  ' + call + ' per look':<38} {count / max(looked, 1):>12.3f}")
+        # a look that changes nothing else writes its VirtualService and its status (2 calls): what is
+        # above 2 per look is the cost of the steps and phases entered in the window (and of retries)
+        print(f"{'steps/phases entered per look':<38} {moved / max(looked, 1):>12.3f}")
+        if moved:
+            print(f"{'  calls above 2/look per step entered':<38} {(total - 2 * looked) / moved:>12.2f}")
         print(f"{'rollouts by phase at the end':<38} {json.dumps(phases):>12}")
     finally:
         for c in ctls:

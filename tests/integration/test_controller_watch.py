@@ -14,7 +14,7 @@ import pytest
 
 from canary import crd
 from canary import rollout as rl
-from canary.controller import Controller
+from canary.controller import Controller, history_flush_every
 from canary.informer import Informers
 from canary.metrics.batch import BatchMetrics
 from canary.metrics.prometheus import PrometheusProvider
@@ -134,13 +134,14 @@ def test_a_look_that_changes_nothing_else_costs_one_route_write_and_one_status_w
         step(api, op, clock)
     assert status(api, "r0")["phase"] == rl.PROGRESSING
     looks0, calls0 = status(api, "r0")["summary"]["looks"], dict(api.handler.requests)
-    for _ in range(12):
+    assert history_flush_every(crd.parse(slow).policy) == 20  # 60 looks a step: the most
+    for _ in range(20):
         step(api, op, clock)
     looks = status(api, "r0")["summary"]["looks"] - looks0
     calls = {k: v - calls0.get(k, 0) for k, v in api.handler.requests.items() if v != calls0.get(k, 0)}
-    assert looks == 12
+    assert looks == 20
     assert calls.pop(("PUT", "virtualservices")) == looks and calls.pop(("PATCH", crd.PLURAL)) == looks
-    # and the history, every 10 looks: one part added to its ConfigMap (a merge PATCH; nothing read)
+    # and the history, every 20 looks here: one part added to its ConfigMap (a merge PATCH; nothing read)
     assert calls == {("PATCH", "configmaps"): 1}  # nothing else: no GET, LIST, Event
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import copy
 import json
 import re
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -330,3 +332,32 @@ def test_without_rbac_to_patch_every_flush_rewrites_and_nothing_is_lost() -> Non
     res, _ = run_rollout(store=store)
     assert store.appends == 0 and store.saves > 3 and real is not None
     assert [lk["n"] for lk in store.doc["looks"]] == list(range(1, res.state.look + 1))
+
+
+def test_under_the_default_policy_a_step_costs_one_history_write_even_when_it_takes_11_looks() -> None:
+    """The controller flushes every `history_flush_every` looks and at each step change: with 10-look
+    steps that ended on their 11th look, a count of 10 wrote twice per step (the 10th look, then
+    the step change); two more than a step's looks leaves the step change's write alone."""
+    from canary.controller import history_flush_every
+    from canary.model import Weights
+    from canary.policy import load_policy
+
+    policy = load_policy(Path(__file__).resolve().parents[2] / "policies" / "default.yaml")
+    store = MemoryStore()
+    rec = Recorder(store, namespace="ml", virtual_service="rec", policy=policy, source="controller",  # type: ignore[arg-type]
+                   flush_every=history_flush_every(policy))
+    verdict = {"at": 1000.0, "outcome": "pass", "reason": "ok", "canary_requests": 900.0, "results": []}
+    base = rl.RolloutState(model="rec", stable_version="v1", canary_version="v2", phase=rl.PROGRESSING,
+                           weights=Weights(95, 5), step=0, look=0, started_at=900.0, updated_at=900.0)
+    rec.observe(base, [rl.Emit("rollout.started", {})])  # the first flush: a rewrite
+    n = 0
+    for step, looks in enumerate((11, 10, 11)):
+        for k in range(looks):
+            n += 1
+            moved = k == looks - 1
+            state = replace(base, step=step + int(moved), look=n, updated_at=1000.0 + n,
+                            last_verdict={**verdict, "at": 1000.0 + n})
+            actions = [rl.Emit("look.completed", {"look": n - 1})] + ([rl.Emit("step.advanced", {})] if moved else [])
+            rec.observe(state, actions)
+    assert (store.saves, store.appends) == (1, 3)  # one part per step
+    assert [lk["n"] for lk in store.doc["looks"]] == list(range(1, n + 1))
