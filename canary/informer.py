@@ -175,14 +175,24 @@ class Informer:
     # ---- LIST and WATCH ---------------------------------------------------------------
 
     def relist(self, reason: str = "start") -> None:
+        """LIST and replace the cache with what it answered, except a cached version newer than the
+        LIST's (a write of ours `put` while the LIST was on its way: resourceVersions compared as
+        integers, as in `put`), so that a re-list never takes our own write back."""
         resp = self.lister(_preload_content=False, _request_timeout=self.request_timeout_s)
         data = json.loads(resp.data)
         objs = {key_of(o): self._cut(o) for o in data.get("items") or []}
         list_rv = str((data.get("metadata") or {}).get("resourceVersion") or "") or None
         del data
         fresh = {key: self._entry(obj) for key, obj in objs.items()}
+        list_at = _rv({"metadata": {"resourceVersion": list_rv}})
         with self._lock:
-            old, self._items = self._items, fresh
+            old = self._items
+            for key, have in old.items():  # our own writes (`put`) made after the LIST was served stay
+                got = fresh.get(key)
+                if have.rv is not None and (got.rv is not None and have.rv > got.rv if got is not None
+                                            else list_at is not None and have.rv > list_at):
+                    fresh[key] = have
+            self._items = fresh
             self.resource_version = list_rv
         self.relists += 1
         self.synced.set()

@@ -173,3 +173,31 @@ def test_the_rollouts_transform_leaves_out_only_the_step_start_snapshot_and_chan
     assert obj["status"]["stepStart"]["snapshot"] == {"series": {}}  # the original keeps it
     bare = {"metadata": {"name": "r1"}, "status": {"phase": "pending"}}
     assert without_step_start_snapshot(bare) is bare and without_step_start_snapshot({}) == {}
+
+
+def test_a_relist_never_takes_back_our_own_later_write() -> None:
+    """A LIST served before our write but answered after it (a re-list mid-tick) keeps the write;
+    what the LIST says of everything else (an older deletion, another object) replaces the cache."""
+    import json as _json
+
+    def obj(name: str, rv: int, v: str) -> dict[str, Any]:
+        return {**cm(name, v), "metadata": {"name": name, "namespace": "ml", "resourceVersion": str(rv)}}
+
+    answers = [{"metadata": {"resourceVersion": "5"}, "items": [obj("a", 5, "old"), obj("b", 3, "x")]},
+               {"metadata": {"resourceVersion": "8"}, "items": [obj("a", 5, "old"), obj("c", 7, "new")]}]
+
+    class Resp:
+        def __init__(self, body: dict[str, Any]) -> None:
+            self.data = _json.dumps(body).encode()
+
+    changes: list[tuple[str, Any]] = []
+    inf = Informer(lambda **kw: Resp(answers.pop(0)), kind="configmaps",
+                   on_change=lambda k, o: changes.append((k, None if o is None else o["data"]["v"])))
+    inf.relist()
+    inf.put(obj("a", 9, "ours"))  # our write, after the next LIST was served (at 8)
+    inf.put(obj("d", 10, "created"))  # created by us after it
+    changes.clear()
+    inf.relist("expired")
+    assert inf.get("ml", "a")["data"]["v"] == "ours" and inf.get("ml", "d")["data"]["v"] == "created"
+    assert inf.get("ml", "b") is None and inf.get("ml", "c")["data"]["v"] == "new"
+    assert sorted(changes) == [("ml/b", None), ("ml/c", "new")]  # nothing reported for what we wrote
