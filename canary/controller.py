@@ -24,11 +24,11 @@ from __future__ import annotations
 import math
 import threading
 import time
-import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
+from canary.packing import pack_text, unpack_text
 from canary import crd
 from canary import rollout as rl
 from canary.analysis.judge import judge
@@ -89,7 +89,7 @@ class _Known:
         if self._state is not None:
             return self._state
         assert self._packed is not None
-        return rl.RolloutState.from_json(zlib.decompress(self._packed).decode())
+        return rl.RolloutState.from_json(unpack_text(self._packed))
 
     def next_look(self) -> float:
         """When its next look is due (`reconcile.next_look_at`); inf unless progressing."""
@@ -102,7 +102,7 @@ class _Known:
         """Keep the state as compressed text from now on (idempotent)."""
         if self._state is not None:
             self.next_look()
-            self._packed = zlib.compress(self._state.to_json().encode(), 1)
+            self._packed = pack_text(self._state.to_json())
             self._state = None
 
 

@@ -8,17 +8,19 @@ prefetch, istiod), the history only by `canary report` and `canary status` (docs
 
 Its data: `history.json`, the whole history as of its last rewrite, and zero or more parts
 `part-<ms>-<n>.json`, each a history document (same format) holding only the records written
-since. A reader merges the parts of the same rollout into `history.json` (`read`); parts of
-another rollout are ignored.
+since. A reader merges them (`read`): the latest rollout's records (by start), in write order.
 
 `Recorder` is what `canary promote` (the runner) and the controller feed after every executed
 step. It keeps only what it has not written yet. Its first flush (and every flush after a
 failure, and the last one, when the rollout ends) *rewrites*: it reads the ConfigMap, merges,
 bounds and writes it back with the resourceVersion it read (a conflict is re-read and merged,
 so two writers never lose each other's looks), which folds every part into `history.json`.
-Every other flush *appends*: one merge PATCH that adds a part, no read, so a flush costs one
-Kubernetes call. The parts since the last rewrite are kept under `1 MiB - size(history.json)`
-(the API server's ConfigMap limit): past that, the flush rewrites. The runner flushes after
+Every other flush *appends*: one merge PATCH that adds a part, guarded on the resourceVersion
+the recorder's own previous write returned, no read, so a flush costs one Kubernetes call; a
+409 (anyone else wrote since: another leader, another rollout of the VirtualService, a person)
+makes it rewrite. So a part is only ever added to the ConfigMap exactly as its recorder left
+it. The parts since the last rewrite are kept under `1 MiB - size(history.json)` (the API
+server's ConfigMap limit): past that, the flush rewrites. The runner flushes after
 every look (one process, one rollout: one more write per `look_every`); the controller every
 `flush_every` looks and at every step or phase change (under the default policy both fall on
 the look that ends a step). Writing the history never fails a rollout: an error is logged
@@ -30,9 +32,9 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import zlib
 from typing import Any, Callable, Iterable
 
+from canary.packing import pack_json, unpack_json
 from canary import history as hist
 from canary import rollout as rl
 from canary.errors import CanaryError, ConfigError, NotLeader
@@ -51,6 +53,10 @@ class _Conflict(Exception):
 
 class _Gone(Exception):
     """The ConfigMap a part was to be added to does not exist (404): rewrite."""
+
+
+class _TooBig(Exception):
+    """The API server refused the part (422/413: the ConfigMap would pass its size limit): rewrite."""
 
 
 class _Denied(Exception):
@@ -76,11 +82,10 @@ class ConfigMapStore:
     def __init__(self, core: Any, *, may_write: Callable[[], bool] | None = None, timeout_s: float = 5.0) -> None:
         self.core, self.may_write, self.timeout_s = core, may_write, timeout_s
 
-    def load(self, namespace: str, virtual_service: str, *, strict: bool = True) -> tuple[dict[str, Any] | None, str | None]:
-        """(history with its parts merged, resourceVersion); (None, None) when there is no ConfigMap.
-        Raises ConfigError when it exists but is unreadable (its resourceVersion in
-        `.resource_version`), and the translated API error otherwise. `strict=False` skips an
-        unreadable part instead (a rewrite drops it)."""
+    def load(self, namespace: str, virtual_service: str) -> tuple[dict[str, Any] | None, str | None]:
+        """(history with its parts merged, `read`; resourceVersion); (None, None) when there is no
+        ConfigMap. Raises ConfigError when it exists but its history.json is unreadable (its
+        resourceVersion in `.resource_version`), and the translated API error otherwise."""
         from canary.kube import translate
 
         name = configmap_name(virtual_service)
@@ -92,13 +97,14 @@ class ConfigMapStore:
             raise translate(exc, f"ConfigMap {namespace}/{name}") from exc
         rv = cm.metadata.resource_version
         try:
-            return read(cm.data or {}, where=f"ConfigMap {namespace}/{name}", strict=strict), rv
+            return read(cm.data or {}, where=f"ConfigMap {namespace}/{name}"), rv
         except ConfigError as exc:
             exc.resource_version = rv  # type: ignore[attr-defined]
             raise
 
-    def save(self, namespace: str, virtual_service: str, doc: dict[str, Any], resource_version: str | None) -> None:
-        """Create (no resourceVersion) or replace (guarded on it). Raises _Conflict on 409."""
+    def save(self, namespace: str, virtual_service: str, doc: dict[str, Any], resource_version: str | None) -> str:
+        """Create (no resourceVersion) or replace (guarded on it): history.json alone. Returns the
+        resourceVersion written. Raises _Conflict on 409."""
         from canary.kube import translate
         from canary.drift.store import label_value
 
@@ -112,57 +118,81 @@ class ConfigMapStore:
         body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": {KEY: hist.dumps(doc)}}
         try:
             if resource_version:
-                self.core.replace_namespaced_config_map(name, namespace, body, _request_timeout=self.timeout_s)
+                resp = self.core.replace_namespaced_config_map(name, namespace, body, _preload_content=False,
+                                                               _request_timeout=self.timeout_s)
             else:
-                self.core.create_namespaced_config_map(namespace, body, _request_timeout=self.timeout_s)
+                resp = self.core.create_namespaced_config_map(namespace, body, _preload_content=False,
+                                                              _request_timeout=self.timeout_s)
+            return _written_version(resp)
         except Exception as exc:
             if getattr(exc, "status", None) == 409:
                 raise _Conflict() from None
             raise translate(exc, f"ConfigMap {namespace}/{name}") from exc
 
-    def append(self, namespace: str, virtual_service: str, key: str, part: dict[str, Any]) -> None:
-        """Add the data key `key` (a part) with one merge PATCH, no read and no precondition: a part
-        adds records and replaces none, and a rewrite (guarded on its read) folds it in or, when it
-        lands first, is added to. Raises _Gone on 404."""
+    def append(self, namespace: str, virtual_service: str, key: str, part: dict[str, Any], resource_version: str) -> str:
+        """Add the data key `key` (a part) with one merge PATCH guarded on `resource_version` (the
+        version the caller's own last write returned), no read. Returns the resourceVersion written.
+        Raises _Conflict on 409 (someone else wrote since), _Gone on 404, _TooBig on 422/413 (over
+        the size limit), _Denied on 403."""
         from canary.kube import translate
 
         if self.may_write is not None and not self.may_write():
             raise NotLeader("not the leader: history write refused")
         name = configmap_name(virtual_service)
+        body = {"metadata": {"resourceVersion": resource_version}, "data": {key: hist.dumps(part)}}
         try:
-            self.core.patch_namespaced_config_map(name, namespace, {"data": {key: hist.dumps(part)}},
-                                                  _content_type="application/merge-patch+json",
-                                                  _request_timeout=self.timeout_s)
+            resp = self.core.patch_namespaced_config_map(name, namespace, body, _preload_content=False,
+                                                         _content_type="application/merge-patch+json",
+                                                         _request_timeout=self.timeout_s)
+            return _written_version(resp)
         except Exception as exc:
-            if getattr(exc, "status", None) == 404:
-                raise _Gone() from None
-            if getattr(exc, "status", None) == 403:
-                raise _Denied() from None
+            status = getattr(exc, "status", None)
+            if status in _APPEND_ERRORS:
+                raise _APPEND_ERRORS[status]() from None
             raise translate(exc, f"ConfigMap {namespace}/{name}") from exc
 
 
-def read(data: dict[str, str], *, where: str, strict: bool = True) -> dict[str, Any]:
-    """A history ConfigMap's data as one history: `history.json` with every part of the same rollout
-    merged in (looks, events, gates and weights; phase, reason and updated_at from the newest), then
-    bounded. Raises ConfigError naming the ConfigMap and key when `history.json` is missing or
-    unreadable, or (when `strict`) a part is; a part of another rollout is ignored."""
+_APPEND_ERRORS: dict[int, type[Exception]] = {409: _Conflict, 404: _Gone, 422: _TooBig, 413: _TooBig, 403: _Denied}
+
+
+def _written_version(resp: Any) -> str:
+    """The resourceVersion of the object a write answered with (read without building the client's
+    model of a ConfigMap of up to 1 MiB)."""
+    try:
+        return str(json.loads(resp.data)["metadata"]["resourceVersion"])
+    finally:
+        resp.release_conn()
+
+
+def read(data: dict[str, str], *, where: str) -> dict[str, Any]:
+    """A history ConfigMap's data as one history, bounded: the latest rollout's (by `started_at`;
+    history.json's on a tie), from history.json when it is that rollout's, with that rollout's
+    parts merged in write order (looks, events, gates and weights; phase, reason and updated_at from
+    the newest, the later part on a tie). Raises ConfigError naming the ConfigMap and key when
+    history.json is missing or unreadable. An unreadable part is left out with a warning
+    (`history.part_unreadable`, naming the key): the rest still makes a report, and the next
+    rewrite drops it."""
     text = data.get(KEY)
     if text is None:
         raise ConfigError(f"{where}: no {KEY} key")
     doc = hist.parse(text, where=f"{where} {KEY}")
     parts = []
-    for key in sorted(k for k in data if PART.match(k)):
+    for key in sorted((k for k in data if PART.match(k)), key=lambda k: tuple(int(x) for x in k[5:-5].split("-"))):
         try:
-            part = hist.parse(data[key], where=f"{where} {key}")
-        except ConfigError:
-            if strict:
-                raise
-            continue
-        if hist.same_rollout(doc, part["rollout"]):
-            parts.append(part)
+            parts.append(hist.parse(data[key], where=f"{where} {key}"))
+        except ConfigError as exc:
+            get_logger(component="history").warning("history.part_unreadable", configmap=where, key=key,
+                                                    error=str(exc)[:300])
+    latest = max([doc, *parts], key=lambda d: hist.at_time(d["rollout"].get("started_at")))["rollout"]
+    parts = [p for p in parts if hist.same_rollout(p, latest)]
+    if not hist.same_rollout(doc, latest):  # a later rollout's parts over an earlier one's history.json
+        doc, parts = parts[0], parts[1:]
     if not parts:
         return doc
-    newest = max([doc, *parts], key=lambda d: hist.at_time(d.get("updated_at")))
+    newest = doc
+    for p in parts:
+        if hist.at_time(p.get("updated_at")) >= hist.at_time(newest.get("updated_at")):
+            newest = p
     doc = {**doc, **{k: newest[k] for k in ("phase", "reason", "updated_at") if k in newest}}
     return hist.merge(doc, looks=[lk for p in parts for lk in p["looks"]], events=[e for p in parts for e in p["events"]],
                       gates=[g for p in parts for g in p["gates"]], weights=[w for p in parts for w in p["weights"]])
@@ -213,11 +243,11 @@ def _compact(record: dict[str, Any]) -> bytes:
     per rollout (10 x 2,500 rollouts: 42 MB as text). Not `history.dumps`: that refuses NaN, and a
     record that cannot be saved must fail at the flush (a logged `history.write_failed`), never in
     the look itself."""
-    return zlib.compress(json.dumps(record, separators=(",", ":")).encode(), 1)
+    return pack_json(record)
 
 
 def _expand(pending: bytes) -> dict[str, Any]:
-    return json.loads(zlib.decompress(pending))  # type: ignore[no-any-return]
+    return unpack_json(pending)  # type: ignore[no-any-return]
 
 
 class Recorder:
@@ -250,6 +280,7 @@ class Recorder:
         # bytes a part may still add to the ConfigMap before a rewrite; None until this recorder has
         # rewritten it with this rollout's history (then it knows the ConfigMap holds this rollout)
         self._room: int | None = None
+        self._rv = ""  # the resourceVersion this recorder's last write returned (an append's precondition)
         self._parts = 0
         self._may_append = True  # False once a PATCH was refused (403): every flush rewrites
 
@@ -318,8 +349,8 @@ class Recorder:
                         self._write()
                     self._clear()
                     return
-                except (_Conflict, _Gone):
-                    self._room = None
+                except (_Conflict, _Gone, _TooBig):
+                    self._room = None  # someone else wrote, the ConfigMap went, or it is full: rewrite
                     continue
                 except _Denied:
                     self.log.info("history.patch_denied", namespace=self.namespace, virtual_service=self.vs,
@@ -346,20 +377,21 @@ class Recorder:
         if text > self._room:
             return False
         self._parts += 1
-        self.store.append(self.namespace, self.vs, f"part-{int(hist.at_time(self._last[2]) * 1000)}-{self._parts}.json", part)
+        key = f"part-{max(0, int(hist.at_time(self._last[2]) * 1000))}-{self._parts}.json"
+        self._rv = self.store.append(self.namespace, self.vs, key, part, self._rv)
         self._room -= text
         return True
 
     def _write(self) -> None:
         assert self.store is not None and self._ident is not None and self._last is not None
         try:
-            doc, rv = self.store.load(self.namespace, self.vs, strict=False)
+            doc, rv = self.store.load(self.namespace, self.vs)
         except ConfigError as exc:  # unreadable (edited by hand): replaced by this rollout's history
             doc, rv = None, getattr(exc, "resource_version", None)
         if doc is None or not hist.same_rollout(doc, self._ident):
             doc = hist.new_doc(rollout=self._ident, policy=self.summary)
         doc = self._records(doc)
-        self.store.save(self.namespace, self.vs, doc, rv)  # every part is folded in: the data is history.json alone
+        self._rv = self.store.save(self.namespace, self.vs, doc, rv)  # the parts folded in: history.json alone
         self._room = CONFIGMAP_LIMIT - _MARGIN - hist.size(doc)
 
     def _records(self, doc: dict[str, Any]) -> dict[str, Any]:

@@ -27,9 +27,9 @@ from __future__ import annotations
 
 import json
 import threading
-import zlib
 from typing import Any, Callable
 
+from canary.packing import pack_json, unpack_json
 from canary.logs import get as get_logger
 
 Obj = dict[str, Any]
@@ -79,14 +79,6 @@ def stub(key: str) -> Obj:
     """The metadata of the object namespace/name, for questions that need only its identity (a shard's `owns`)."""
     namespace, _, name = key.partition("/")
     return {"metadata": {"namespace": namespace, "name": name}}
-
-
-def _encode(obj: Obj) -> bytes:
-    return zlib.compress(json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode(), 1)
-
-
-def _decode(data: bytes) -> Obj:
-    return json.loads(zlib.decompress(data))  # type: ignore[no-any-return]
 
 
 class _Entry:
@@ -141,19 +133,19 @@ class Informer:
         return self.transform(obj) if self.transform is not None else obj
 
     def _entry(self, obj: Obj) -> _Entry:
-        return _Entry(_rv(obj), _encode(obj), self.summary(obj) if self.summary is not None else None)
+        return _Entry(_rv(obj), pack_json(obj), self.summary(obj) if self.summary is not None else None)
 
     def get(self, namespace: str, name: str) -> Obj | None:
         """A fresh copy of the cached object (None: not cached)."""
         with self._lock:
             entry = self._items.get(f"{namespace}/{name}")
-        return None if entry is None else _decode(entry.data)
+        return None if entry is None else unpack_json(entry.data)
 
     def items(self) -> list[Obj]:
         """Fresh copies of every cached object (parses them all: for rare questions; see `summaries`)."""
         with self._lock:
             data = [e.data for e in self._items.values()]
-        return [_decode(d) for d in data]
+        return [unpack_json(d) for d in data]
 
     def summaries(self) -> dict[str, Any]:
         """namespace/name -> `summary(obj)` of every cached object, without parsing any."""

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Iterator, Mapping
 
+from canary.packing import pack_text, unpack_text
 from canary.errors import ConfigError
 from canary.metrics import queries as q
 from canary.metrics.families import FEATURE_COUNTERS, Family, Ident, check_spec, policy_families, request_families
@@ -310,7 +311,7 @@ class PackedSnapshot:
                           sort_keys=True, allow_nan=False)
         object.__setattr__(self, "taken_at", snap.taken_at)
         object.__setattr__(self, "bound", snap.bound)
-        object.__setattr__(self, "_blob", zlib.compress(text.encode(), 1))
+        object.__setattr__(self, "_blob", pack_text(text))
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError(f"PackedSnapshot is immutable (tried to set {name})")
@@ -318,7 +319,7 @@ class PackedSnapshot:
     def unpack(self) -> Snapshot:
         """The snapshot it was made from (equal to it); UnusableStepStart only if the bytes were damaged."""
         try:
-            text = zlib.decompress(self._blob).decode()
+            text = unpack_text(self._blob)
         except (zlib.error, UnicodeDecodeError) as exc:
             raise UnusableStepStart(f"snapshot: damaged packed snapshot ({exc})") from exc
         return Snapshot.from_json(text)

@@ -35,6 +35,7 @@ bookmarks, pagination (a LIST answers everything at once), RBAC, finalizers.
 from __future__ import annotations
 
 import asyncio
+import base64
 import bisect
 import copy
 import itertools
@@ -428,10 +429,17 @@ def _check_configmap(name: str, obj: Obj) -> None:
         if not isinstance(values, dict):
             raise ApiError(422, "Invalid", f'ConfigMap "{name}" is invalid: {field}: must be a map')
         for k, v in values.items():
-            if not _CONFIGMAP_KEY.match(k) or k in (".", ".."):
+            if not _CONFIGMAP_KEY.match(k) or k in (".", "..") or len(k) > 253:
                 raise ApiError(422, "Invalid", f'ConfigMap "{name}" is invalid: {field}[{k}]: Invalid value: '
-                               "a valid config key must consist of alphanumeric characters, '-', '_' or '.'")
-            total += len(str(v).encode())
+                               "a valid config key must consist of alphanumeric characters, '-', '_' or '.' "
+                               "(at most 253)")
+            if field == "binaryData":  # sent base64-encoded, counted decoded
+                try:
+                    total += len(base64.b64decode(str(v), validate=True))
+                except ValueError:
+                    raise ApiError(422, "Invalid", f'ConfigMap "{name}" is invalid: binaryData[{k}]: not base64') from None
+            else:
+                total += len(str(v).encode())
     if total > CONFIGMAP_LIMIT:
         raise ApiError(422, "Invalid", f'ConfigMap "{name}" is invalid: []: Too long: must have at most '
                        f"{CONFIGMAP_LIMIT} bytes")

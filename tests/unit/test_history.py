@@ -15,31 +15,31 @@ import pytest
 from canary import history as hist
 from canary import rollout as rl
 from canary.errors import ConfigError, KubeUnavailable
-from canary.history_store import KEY, Recorder, _Conflict, _Denied, _Gone, configmap_name, read
+from canary.history_store import KEY, Recorder, _Conflict, _Denied, _Gone, _TooBig, configmap_name, read
 from canary.runner import Runner
 from tests.fakes import FakeClock, FakeMetrics, FakeRouter
 from tests.unit.test_runner import POLICY, TARGET
 
 
 class MemoryStore:
-    """The ConfigMapStore's three methods over a ConfigMap's data, with resourceVersion preconditions;
-    reads merge the parts as the real store does (`history_store.read`)."""
+    """The ConfigMapStore's three methods over a ConfigMap's data, with resourceVersion preconditions
+    and the API server's size limit; reads merge the parts as the real store does (`history_store.read`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int = 1_048_576) -> None:
         self.data: dict[str, str] | None = None
-        self.rv = 0
-        self.saves = self.appends = self.loads = 0
+        self.rv, self.limit = 0, limit
+        self.saves = self.appends = self.loads = self.attempts = 0
         self.fail_next: list[Exception] = []
 
     @property
     def doc(self) -> dict[str, Any] | None:
         return read(self.data, where="test") if self.data else None
 
-    def load(self, namespace: str, vs: str, *, strict: bool = True) -> tuple[dict[str, Any] | None, str | None]:
+    def load(self, namespace: str, vs: str) -> tuple[dict[str, Any] | None, str | None]:
         self.loads += 1
-        return (read(self.data, where="test", strict=strict), str(self.rv)) if self.data else (None, None)
+        return (read(self.data, where="test"), str(self.rv)) if self.data else (None, None)
 
-    def save(self, namespace: str, vs: str, doc: dict[str, Any], rv: str | None) -> None:
+    def save(self, namespace: str, vs: str, doc: dict[str, Any], rv: str | None) -> str:
         if self.fail_next:
             raise self.fail_next.pop(0)
         if (str(self.rv) if self.data else None) != rv:
@@ -47,15 +47,28 @@ class MemoryStore:
         self.data = {KEY: hist.dumps(doc)}  # a PUT: the parts are gone
         self.rv += 1
         self.saves += 1
+        return str(self.rv)
 
-    def append(self, namespace: str, vs: str, key: str, part: dict[str, Any]) -> None:
+    def append(self, namespace: str, vs: str, key: str, part: dict[str, Any], rv: str) -> str:
+        self.attempts += 1
         if self.fail_next:
             raise self.fail_next.pop(0)
         if self.data is None:
             raise _Gone()
-        self.data = {**self.data, key: hist.dumps(part)}
+        if str(self.rv) != rv:
+            raise _Conflict()
+        data = {**self.data, key: hist.dumps(part)}
+        if sum(len(v.encode()) for v in data.values()) > self.limit:
+            raise _TooBig()
+        self.data = data
         self.rv += 1
         self.appends += 1
+        return str(self.rv)
+
+    def foreign_write(self, data: dict[str, str]) -> None:
+        """Someone else's write (another leader, another rollout, a person): a new resourceVersion."""
+        self.data = data
+        self.rv += 1
 
 
 def run_rollout(*, slow: bool = False, store: MemoryStore | None = None) -> tuple[Any, MemoryStore]:
@@ -301,36 +314,50 @@ def test_a_bounded_history_and_its_margin_fit_a_configmap() -> None:
     assert hist.MAX_BYTES + history_store._MARGIN < CONFIGMAP_LIMIT  # noqa: SLF001
 
 
-def test_a_reader_ignores_another_rollouts_parts_and_names_an_unreadable_one() -> None:
+def test_a_reader_takes_the_latest_rollouts_records_and_leaves_out_an_unreadable_part() -> None:
+    from structlog.testing import capture_logs
+
     store = MemoryStore()
     run_rollout(store=store)
     assert store.data is not None
     base = json.loads(store.data[KEY])
-    other = {**base, "rollout": {**base["rollout"], "canary_version": "v9"}, "phase": "rolled_back",
-             "updated_at": base["updated_at"] + 100, "looks": [{**base["looks"][0], "n": 999}]}
-    data = {**store.data, "part-1-1.json": hist.dumps(other)}
-    assert read(data, where="ConfigMap ml/rec-canary-history") == store.doc  # another rollout's part: ignored
+    earlier = {**base, "rollout": {**base["rollout"], "canary_version": "v0", "started_at": 1.0},
+               "phase": "rolled_back", "updated_at": base["updated_at"] + 100, "looks": [{**base["looks"][0], "n": 999}]}
+    data = {**store.data, "part-1-1.json": hist.dumps(earlier)}
+    assert read(data, where="ConfigMap ml/rec-canary-history") == store.doc  # an earlier rollout's part: ignored
     later = {**base, "phase": "rolled_back", "reason": "by hand", "updated_at": base["updated_at"] + 100,
              "looks": [{**base["looks"][-1], "n": 999}], "events": [], "gates": [], "weights": []}
     merged = read({**data, "part-2-1.json": hist.dumps(later)}, where="x")
     assert merged["phase"] == "rolled_back" and merged["looks"][-1]["n"] == 999  # the newest part's phase
-    with pytest.raises(ConfigError, match=r"ConfigMap ml/rec-canary-history part-3-1.json: not JSON"):
-        read({**data, "part-3-1.json": "{"}, where="ConfigMap ml/rec-canary-history")
-    assert read({**data, "part-3-1.json": "{"}, where="x", strict=False) == store.doc
+    # parts in write order (numbers, not strings): on equal times the later part's phase wins
+    tie = [{**later, "phase": ph, "updated_at": base["updated_at"] + 200, "looks": []} for ph in ("paused", "progressing")]
+    assert read({**data, "part-5-9.json": hist.dumps(tie[0]), "part-5-10.json": hist.dumps(tie[1])},
+                where="x")["phase"] == "progressing"
+    # a later rollout's parts over an earlier rollout's history.json: that later rollout's records
+    newer = {**base, "rollout": {**base["rollout"], "canary_version": "v9", "started_at": base["updated_at"] + 50},
+             "looks": [{**base["looks"][0], "n": 1}], "events": [], "gates": [], "weights": []}
+    got = read({**data, "part-3-1.json": hist.dumps(newer), "part-3-2.json": hist.dumps({**newer, "looks": [{**base["looks"][0], "n": 2}]})},
+               where="x")
+    assert got["rollout"]["canary_version"] == "v9" and [lk["n"] for lk in got["looks"]] == [1, 2]
+    with capture_logs() as logs:
+        assert read({**data, "part-4-1.json": "{"}, where="ConfigMap ml/rec-canary-history") == store.doc
+    assert [(e["event"], e["key"]) for e in logs] == [("history.part_unreadable", "part-4-1.json")]
 
 
 def test_without_rbac_to_patch_every_flush_rewrites_and_nothing_is_lost() -> None:
     """A Role from before parts (configmaps create/update only): the first refused PATCH turns the
-    recorder to rewriting, once, without a warning per flush."""
+    recorder to rewriting for good (one refused PATCH in the whole rollout)."""
     store = MemoryStore()
+    store.fail_next = []
     real = store.append
 
-    def denied(*args: Any) -> None:
+    def denied(*args: Any) -> str:
+        store.attempts += 1
         raise _Denied()
 
     store.append = denied  # type: ignore[method-assign]
     res, _ = run_rollout(store=store)
-    assert store.appends == 0 and store.saves > 3 and real is not None
+    assert store.attempts == 1 and store.appends == 0 and store.saves > 3 and real is not None
     assert [lk["n"] for lk in store.doc["looks"]] == list(range(1, res.state.look + 1))
 
 
@@ -361,3 +388,63 @@ def test_under_the_default_policy_a_step_costs_one_history_write_even_when_it_ta
             rec.observe(state, actions)
     assert (store.saves, store.appends) == (1, 3)  # one part per step
     assert [lk["n"] for lk in store.doc["looks"]] == list(range(1, n + 1))
+
+
+def _drive(rec: Recorder, looks: range, *, canary: str = "v2", started: float = 900.0) -> None:
+    from canary.model import Weights
+
+    verdict = {"at": 1000.0, "outcome": "pass", "reason": "ok", "canary_requests": 900.0, "results": []}
+    for n in looks:
+        state = rl.RolloutState(model="rec", stable_version="v1", canary_version=canary, phase=rl.PROGRESSING,
+                                weights=Weights(90, 10), step=0, look=n, started_at=started, updated_at=started + 100 + n,
+                                last_verdict={**verdict, "at": started + 100 + n})
+        rec.observe(state, [rl.Emit("look.completed", {"look": n - 1})])
+
+
+def _recorder(store: MemoryStore) -> Recorder:
+    return Recorder(store, namespace="ml", virtual_service="rec", policy=POLICY, source="controller",  # type: ignore[arg-type]
+                    flush_every=2)
+
+
+def test_a_part_is_never_added_over_someone_elses_write() -> None:
+    """Appends are guarded on the recorder's own last write: after another rollout's rewrite (or a
+    hand edit leaving a corrupt part), the next flush rewrites, and the ConfigMap shows this
+    rollout again with every look recorded since."""
+    store = MemoryStore()
+    rec = _recorder(store)
+    _drive(rec, range(1, 5))  # a rewrite, then a part
+    assert (store.saves, store.appends) == (1, 1)
+    other = hist.new_doc(rollout={"model": "rec", "canary_version": "v1", "stable_version": "v0",
+                                  "started_at": 500.0}, policy=hist.policy_summary(POLICY))
+    store.foreign_write({KEY: hist.dumps(other), "part-1-1.json": "{not json"})  # a late writer of an earlier rollout
+    _drive(rec, range(5, 9))
+    assert store.saves == 2 and store.doc is not None and store.doc["rollout"]["canary_version"] == "v2"
+    assert [lk["n"] for lk in store.doc["looks"]] == [5, 6, 7, 8] and set(store.data or {}) >= {KEY}
+    assert "part-1-1.json" not in (store.data or {})  # the rewrite dropped the corrupt part
+
+
+def test_a_deleted_configmap_a_failed_write_or_a_full_one_make_the_next_write_a_rewrite() -> None:
+    store = MemoryStore(limit=12_000)
+    rec = _recorder(store)
+    _drive(rec, range(1, 3))
+    store.data = None  # deleted by someone: the append gets 404 and the same flush rewrites
+    _drive(rec, range(3, 5))
+    assert store.saves == 2 and [lk["n"] for lk in store.doc["looks"]] == [3, 4]  # type: ignore[index]
+    store.fail_next = [KubeUnavailable("ConfigMap: 503")]
+    _drive(rec, range(5, 7))  # failed: kept; the next flush reads and rewrites
+    _drive(rec, range(7, 8))
+    assert store.saves == 3 and [lk["n"] for lk in store.doc["looks"]] == [3, 4, 5, 6, 7]  # type: ignore[index]
+    for n in range(8, 40, 2):  # parts until the API server refuses one (over the limit): a rewrite, same flush
+        _drive(rec, range(n, n + 2))
+        assert [lk["n"] for lk in store.doc["looks"]][-1] == n + 1  # type: ignore[index]
+    assert store.saves > 3 and store.appends > 4
+
+
+def test_a_new_rollout_on_the_same_recorder_starts_with_a_rewrite() -> None:
+    store = MemoryStore()
+    rec = _recorder(store)
+    _drive(rec, range(1, 5))
+    saves = store.saves
+    _drive(rec, range(1, 3), canary="v3", started=5_000.0)
+    assert store.saves == saves + 1 and store.doc["rollout"]["canary_version"] == "v3"  # type: ignore[index]
+    assert [lk["n"] for lk in store.doc["looks"]] == [1, 2]  # type: ignore[index]
