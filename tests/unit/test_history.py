@@ -361,10 +361,10 @@ def test_without_rbac_to_patch_every_flush_rewrites_and_nothing_is_lost() -> Non
     assert [lk["n"] for lk in store.doc["looks"]] == list(range(1, res.state.look + 1))
 
 
-def test_under_the_default_policy_a_step_costs_one_history_write_even_when_it_takes_11_looks() -> None:
+def test_under_the_default_policy_a_step_costs_one_history_write_even_when_it_runs_long() -> None:
     """The controller flushes every `history_flush_every` looks and at each step change: with 10-look
-    steps that ended on their 11th look, a count of 10 wrote twice per step (the 10th look, then
-    the step change); two more than a step's looks leaves the step change's write alone."""
+    steps that ended on their 11th to 14th look, a count of 10 (or 12) wrote twice per step (at the
+    count, then at the step change); twice a step's looks leaves the step change's write alone."""
     from canary.controller import history_flush_every
     from canary.model import Weights
     from canary.policy import load_policy
@@ -378,7 +378,8 @@ def test_under_the_default_policy_a_step_costs_one_history_write_even_when_it_ta
                            weights=Weights(95, 5), step=0, look=0, started_at=900.0, updated_at=900.0)
     rec.observe(base, [rl.Emit("rollout.started", {})])  # the first flush: a rewrite
     n = 0
-    for step, looks in enumerate((11, 10, 11)):
+    assert history_flush_every(policy) == 20
+    for step, looks in enumerate((11, 10, 14)):
         for k in range(looks):
             n += 1
             moved = k == looks - 1
