@@ -4,7 +4,7 @@ One ConfigMap per VirtualService, `<virtual-service>-canary-history`, labelled
 `modelcanary.dev/history: "true"`: a VirtualService holds one rollout at a time, and its
 ConfigMap holds that rollout's history (a new rollout replaces it). Not the CR status and not
 the VirtualService annotation: those are read on every LIST/watch event (the controller's
-prefetch, istiod), the history only by `canary report` and `canary status` (docs/decisions.md).
+prefetch, istiod), the history only by `canary report` (docs/decisions.md 35, 45).
 
 Its data: `history.json`, the whole history as of its last rewrite, and zero or more parts
 `part-<ms>-<n>.json`, each a history document (same format) holding only the records written

@@ -27,3 +27,22 @@ def test_the_canary_judge_input_in_docs_judge_md_is_accepted(tmp_path: Path) -> 
         logs.configure()
     assert out.exit_code in (0, 1, 4), out.output  # a verdict, not "bad input" (2)
     assert {r["check"] for r in json.loads(out.stdout)["results"]} == set(example["checks"])
+
+
+def test_the_shipped_judge_input_is_the_docs_example_and_runs_from_the_repository_root(
+        monkeypatch: object) -> None:
+    """docs/examples/judge-input.json is docs/judge.md's example (its policy path relative to the
+    file, as `policy_file` is read), so `canary judge --input docs/examples/judge-input.json`
+    works as the README shows it, from the repository's root."""
+    text = (ROOT / "docs" / "judge.md").read_text()
+    section = text[text.index("## `canary judge`"):]
+    example = json.loads(re.search(r"```json\n(.*?)```", section, re.S).group(1))  # type: ignore[union-attr]
+    shipped = json.loads((ROOT / "docs" / "examples" / "judge-input.json").read_text())
+    assert shipped == {**example, "policy_file": "../../policies/default.yaml"}
+    monkeypatch.chdir(ROOT)  # type: ignore[attr-defined]
+    try:
+        out = CliRunner().invoke(app, ["judge", "--input", "docs/examples/judge-input.json", "-o", "json"])
+    finally:
+        logs.configure()
+    assert out.exit_code == 1, out.output  # the example's canary is +47% over a +20% limit: FAIL
+    assert json.loads(out.stdout)["outcome"] == "fail"
