@@ -7,9 +7,17 @@ Exit codes (README "Exit codes"): 0 promoted / ok, 1 rolled back, 2 bad input
 
 from __future__ import annotations
 
-import json
-import signal
-import sys
+import os
+
+# One OpenBLAS thread, set before numpy is first imported (lazily, by the first judgement): the
+# judge's arrays are a few hundred values, and a second BLAS thread only spins after each call
+# (scripts/bench_judge.py: a latency judgement 0.160 -> 0.080 ms of CPU, docs/benchmarks/judge_speed.md).
+# An operator's own setting is kept.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import json  # noqa: E402
+import signal  # noqa: E402
+import sys  # noqa: E402
 import time
 from pathlib import Path
 from typing import Any, Optional

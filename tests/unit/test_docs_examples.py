@@ -46,3 +46,19 @@ def test_the_shipped_judge_input_is_the_docs_example_and_runs_from_the_repositor
         logs.configure()
     assert out.exit_code == 1, out.output  # the example's canary is +47% over a +20% limit: FAIL
     assert json.loads(out.stdout)["outcome"] == "fail"
+
+
+def test_the_command_line_keeps_numpy_to_one_blas_thread_unless_told_otherwise() -> None:
+    """`canary` sets OPENBLAS_NUM_THREADS=1 before numpy is imported (importing the CLI does not
+    import numpy), and keeps an operator's own value."""
+    import os
+    import subprocess
+    import sys
+
+    probe = "import sys, os, canary.cli; print('numpy' in sys.modules, os.environ['OPENBLAS_NUM_THREADS'])"
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, cwd=ROOT, check=True)
+    assert out.stdout.split() == ["False", "1"]
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         env={**env, "OPENBLAS_NUM_THREADS": "2"}, cwd=ROOT, check=True)
+    assert out.stdout.split() == ["False", "2"]
