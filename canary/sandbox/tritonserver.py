@@ -197,7 +197,7 @@ class TritonServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             failed = not self.alive() or "exited with failure" in self.log_tail(5)  # PyTriton lingers
-            if failed and port_retries > 0 and self.auto_ports and "already in use" in self._this_start_log():
+            if failed and port_retries > 0 and self.auto_ports and _port_clash(self._this_start_log()):
                 log.warning("triton.port_taken", arm=self.arm, http_port=self.http_port, grpc_port=self.grpc_port)
                 self.stop(timeout=5.0, keep_files=True)
                 for name in self.auto_ports:
@@ -364,3 +364,8 @@ def _serve(config_path: str) -> None:
 
 if __name__ == "__main__":
     _serve(sys.argv[1])
+
+
+def _port_clash(log_text: str) -> bool:
+    """Whether a start failed for its ports: one taken by another process, or two of its own the same."""
+    return "already in use" in log_text or "at the same address and port" in log_text

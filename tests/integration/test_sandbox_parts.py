@@ -231,3 +231,22 @@ def test_sandbox_ports_come_from_below_the_ephemeral_range() -> None:
     from canary.sandbox.ports import free_port
 
     assert all(20000 <= free_port() < 32768 for _ in range(20))
+
+
+def test_a_port_once_handed_out_is_not_handed_out_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two servers of one process never get the same port (a Triton arm once got one port for both
+    HTTP and gRPC): the picker skips every port it handed out, even one that is free again."""
+    from canary.sandbox import ports
+
+    draws = iter([24000, 24000, 24000, 24001])
+    monkeypatch.setattr(ports._rng, "randrange", lambda lo, hi: next(draws))  # noqa: SLF001
+    monkeypatch.setattr(ports, "_given", __import__("collections").deque(maxlen=ports.REMEMBERED))
+    monkeypatch.setattr(ports, "_bindable", lambda port: True)
+    assert [ports.free_port(), ports.free_port()] == [24000, 24001]
+
+
+def test_a_triton_start_that_gave_http_and_grpc_one_port_is_a_port_clash() -> None:
+    from canary.sandbox.tritonserver import _port_clash
+
+    assert _port_clash("The server cannot listen to HTTP requests and GRPC requests at the same address and port 127.0.0.1:24000")
+    assert _port_clash("Socket '127.0.0.1:37829' already in use") and not _port_clash("model failed to load")
