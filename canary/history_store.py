@@ -246,10 +246,6 @@ def _compact(record: dict[str, Any]) -> bytes:
     return pack_json(record)
 
 
-def _expand(pending: bytes) -> dict[str, Any]:
-    return unpack_json(pending)  # type: ignore[no-any-return]
-
-
 class Recorder:
     """Feeds one VirtualService's history from the states and actions a loop executed.
 
@@ -369,10 +365,10 @@ class Recorder:
 
     def _append(self) -> bool:
         """Add what is pending as a part, when this recorder may (see `flush`); False when it must rewrite."""
-        assert self.store is not None and self._last is not None
+        assert self.store is not None and self._ident is not None and self._last is not None
         if self._room is None or not self._may_append or self._last[0] in rl.TERMINAL:
             return False
-        part = self._records(hist.new_doc(rollout=self._ident or {}, policy=self.summary))
+        part = self._records(hist.new_doc(rollout=self._ident, policy=self.summary))
         text = hist.size(part) + 64
         if text > self._room:
             return False
@@ -400,7 +396,7 @@ class Recorder:
         (phase, reason, updated_at, _), summary = self._last, self.summary
         doc = {**doc, "rollout": self._ident, "policy": summary, "phase": phase, "reason": reason,
                "updated_at": hist.at_time(updated_at)}
-        looks = [_expand(pending) for pending in self._looks]
+        looks = [unpack_json(pending) for pending in self._looks]
         return hist.merge(doc, looks=looks, events=self._events, gates=self._gates, weights=self._weights)
 
     def _identity(self, state: rl.RolloutState) -> dict[str, Any]:

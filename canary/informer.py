@@ -181,8 +181,7 @@ class Informer:
             old = self._items
             for key, have in old.items():  # our own writes (`put`) made after the LIST was served stay
                 got = fresh.get(key)
-                if have.rv is not None and (got.rv is not None and have.rv > got.rv if got is not None
-                                            else list_at is not None and have.rv > list_at):
+                if not _newer(got.rv if got is not None else list_at, have):
                     fresh[key] = have
             self._items = fresh
             self.resource_version = list_rv

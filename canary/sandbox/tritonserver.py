@@ -362,10 +362,10 @@ def _serve(config_path: str) -> None:
             pass
 
 
-if __name__ == "__main__":
-    _serve(sys.argv[1])
-
-
 def _port_clash(log_text: str) -> bool:
     """Whether a start failed for its ports: one taken by another process, or two of its own the same."""
     return "already in use" in log_text or "at the same address and port" in log_text
+
+
+if __name__ == "__main__":
+    _serve(sys.argv[1])

@@ -10,22 +10,12 @@ import kubernetes.client as kc
 import pytest
 
 from canary import history as hist
-from canary import rollout as rl
 from canary.history_store import KEY, ConfigMapStore, Recorder, load_history
-from canary.model import Weights
 from canary.sandbox.kubeapi import KubeAPIServer
+from tests.unit.test_history import drive
 from tests.unit.test_runner import POLICY
 
 pytestmark = pytest.mark.integration
-
-
-def drive(rec: Recorder, looks: range) -> None:
-    verdict = {"at": 1000.0, "outcome": "pass", "reason": "ok", "canary_requests": 900.0, "results": []}
-    for n in looks:
-        state = rl.RolloutState(model="rec", stable_version="v1", canary_version="v2", phase=rl.PROGRESSING,
-                                weights=Weights(90, 10), step=0, look=n, started_at=900.0, updated_at=1000.0 + n,
-                                last_verdict={**verdict, "at": 1000.0 + n})
-        rec.observe(state, [rl.Emit("look.completed", {"look": n - 1})])
 
 
 def calls(api: KubeAPIServer) -> dict[Any, int]:
