@@ -288,3 +288,16 @@ def check_version(value: object, what: str) -> None:
     if not isinstance(value, str) or not _LABEL_VALUE.fullmatch(value):
         raise ConfigError(f"{what} {value!r} is not a Kubernetes label value "
                           "(1-63 of A-Z a-z 0-9 - _ . , starting and ending with a letter or digit)")
+
+
+def pass_ratio(anchor_requests: float, canary_requests: float) -> float:
+    """A look's canary requests over its window's anchor (the first look that could pass), >= 1.
+
+    The judge sets the pass level of a look by it (`evidence.pass_level`). 1 before the anchor
+    is set (`anchor_requests` < 0 or 0) and for a look with fewer requests than the anchor
+    (such a look cannot pass); infinite for a non-finite count (the strictest level)."""
+    if not anchor_requests > 0:
+        return 1.0
+    if not math.isfinite(canary_requests):
+        return math.inf
+    return max(1.0, canary_requests / anchor_requests)

@@ -30,7 +30,7 @@ from canary.errors import ConfigError, NoData, PolicyError
 from canary.model import ArmData, Counts, FeatureCounts, Histogram, Scalar
 from canary.policy import Policy, load_policy, parse_policy
 
-_TOP = {"policy", "policy_file", "look", "window", "prior", "checks"}
+_TOP = {"policy", "policy_file", "look", "window", "pass_ratio", "prior", "checks"}
 MAX_LOOK = 1_000_000  # a look every second for 11 days
 MAX_WINDOW = 10_000  # operator resumes of one step
 
@@ -44,6 +44,7 @@ class Exported:
     measurements: dict[str, tuple[ArmData, ArmData] | Exception]
     window: int = 0
     prior: dict[str, tuple[float, float]] | None = None
+    pass_ratio: float = 1.0
 
 
 def _bad(file: str, field: str, message: str) -> ConfigError:
@@ -76,6 +77,10 @@ def parse_exported(raw: Any, *, file: str = "<input>", base: Path | None = None)
     window = raw.get("window", 0)
     if isinstance(window, bool) or not isinstance(window, int) or not 0 <= window <= MAX_WINDOW:
         raise _bad(file, "window", f"must be an integer from 0 to {MAX_WINDOW:,}, got {str(window)[:40]}")
+    ratio = raw.get("pass_ratio", 1)
+    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 1 <= ratio < math.inf:
+        raise _bad(file, "pass_ratio", "must be a number >= 1 (canary requests now / at the window's first look "
+                                       f"that could pass), got {str(ratio)[:40]}")
     prior = _prior(raw.get("prior", {}), file, policy)
     checks = raw.get("checks")
     if not isinstance(checks, dict):
@@ -103,7 +108,8 @@ def parse_exported(raw: Any, *, file: str = "<input>", base: Path | None = None)
         # each arm's {"error"} stays in its place: a limit on the canary alone is judged without stable
         both_failed = all(isinstance(a, Exception) for a in arms)
         measurements[name] = arms[1] if both_failed else (arms[0], arms[1])  # type: ignore[assignment]
-    return Exported(policy=policy, look=look, measurements=measurements, window=window, prior=prior)
+    return Exported(policy=policy, look=look, measurements=measurements, window=window, prior=prior,
+                    pass_ratio=float(ratio))
 
 
 def _prior(raw: Any, file: str, policy: Policy) -> dict[str, tuple[float, float]]:

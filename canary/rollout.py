@@ -28,7 +28,7 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from canary.model import STABLE_ONLY, Verdict, Outcome, Weights
+from canary.model import STABLE_ONLY, Outcome, Verdict, Weights, pass_ratio
 from canary.policy import Policy
 
 # Phases live here (not in model.Phase) because PROMOTING is a state-machine detail.
@@ -59,6 +59,9 @@ class RolloutState:
     evidence: dict[str, tuple[float, float]] = field(default_factory=dict)
     window_evidence: dict[str, tuple[float, float]] = field(default_factory=dict)
     step_window: int = 0  # windows opened in this step by operator resumes (sets the pass level)
+    # canary requests at the open window's first look that could pass (covering the interval, with
+    # min_canary_requests): the pass level of a later look depends on its requests over these (-1: none yet)
+    pass_anchor_requests: float = -1.0
     route: str = ""  # the VirtualService HTTP route the rollout drives ("" = the only one)
     started_at: float = 0.0
     step_started_at: float = 0.0
@@ -104,7 +107,7 @@ class RolloutState:
         for name in ("step", "look", "step_looks", "failed_looks", "step_window"):
             if name in d and (isinstance(d[name], bool) or not isinstance(d[name], int) or d[name] < -1):
                 raise ValueError(f"rollout state: {name} must be an integer >= -1, got {d[name]!r}")
-        for name in ("started_at", "step_started_at", "updated_at", "last_look_requests"):
+        for name in ("started_at", "step_started_at", "updated_at", "last_look_requests", "pass_anchor_requests"):
             v = d.get(name, 0.0)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
                 raise ValueError(f"rollout state: {name} must be a finite number, got {v!r}")
@@ -127,6 +130,11 @@ class RolloutState:
     def prior(self) -> dict[str, tuple[float, float]]:
         """The closed windows' evidence the judge pools the open window with."""
         return dict(self.evidence)
+
+    def pass_ratio(self, canary_requests: float) -> float:
+        """The judge's `pass_ratio` for a look with `canary_requests` in the open window: over the
+        window's anchor (`pass_anchor_requests`), at least 1; 1 before the anchor is set."""
+        return pass_ratio(self.pass_anchor_requests, canary_requests)
 
 
 _FIELDS = tuple(f.name for f in dataclasses.fields(RolloutState))
@@ -272,7 +280,7 @@ def transition(state: RolloutState, event: Event, policy: Policy) -> tuple[Rollo
         # window's failure evidence is kept (pooled); a pass needs the new window's own data.
         s = replace(state, phase=PROGRESSING, reason="", step_started_at=now, step_looks=0, failed_looks=0,
                     last_look_requests=-1.0, updated_at=now, evidence=_fold(state), window_evidence={},
-                    step_window=state.step_window + 1)
+                    step_window=state.step_window + 1, pass_anchor_requests=-1.0)
         return s, [SetWeights(s.weights), Emit("rollout.resumed", {})]
     if isinstance(event, Begin) and state.phase == PENDING:
         # Point the canary subset again (idempotent): a process killed between the claim and
@@ -343,6 +351,9 @@ def _judge(state: RolloutState, ev: Looked, policy: Policy) -> tuple[RolloutStat
     interval = policy.analysis.interval
     if covered < interval <= elapsed:
         actions.append(Emit("look.window_short", {"window_s": round(covered, 3), "interval_s": interval}))
+    if (s.pass_anchor_requests < 0 and not stale and covered >= interval
+            and ev.canary_requests >= policy.analysis.min_canary_requests):
+        s = replace(s, pass_anchor_requests=float(ev.canary_requests))  # this look was judged at ratio 1
     if covered >= interval and j.outcome is Outcome.PASS and ev.canary_requests >= policy.analysis.min_canary_requests:
         if s.step + 2 < len(policy.steps):
             s2, more = _enter_step(s, s.step + 1, policy, ev.now)
@@ -373,7 +384,7 @@ def _enter_step(state: RolloutState, step: int, policy: Policy, now: float) -> t
     weights = Weights.canary_at(policy.steps[step])
     s = replace(state, phase=PROGRESSING, step=step, weights=weights, step_started_at=now, step_looks=0,
                 failed_looks=0, last_look_requests=-1.0, updated_at=now, reason="", evidence=_fold(state),
-                window_evidence={}, step_window=0)
+                window_evidence={}, step_window=0, pass_anchor_requests=-1.0)
     s = _log(s, now, f"step {step + 1}/{len(policy.steps)} canary {weights.canary}%")
     return s, [SetWeights(weights), Emit("step.advanced", {"step": step + 1, "steps": len(policy.steps),
                                                           "from_weights": str(state.weights)})]

@@ -228,7 +228,8 @@ class Runner:
         window = look_window(self.policy, state, now)
         measurements, canary_n = self._bounded(lambda: measure_window(self.metrics, self.policy, self.target,
                                                                       window_s=window, log=self.log))
-        verdict = judge(self.policy, measurements, prior=state.prior(), window=state.step_window)
+        verdict = judge(self.policy, measurements, prior=state.prior(), window=state.step_window,
+                        pass_ratio=state.pass_ratio(canary_n))
         return self._decide(state, Observation(look=rl.Looked(self.clock.now(), verdict, canary_n, float(window))))
 
     def _bounded(self, fn: Callable[[], T]) -> T:

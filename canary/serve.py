@@ -150,7 +150,7 @@ class Service:
                 s = open_window(s, now=now, step=ask.step)
                 window_s = max(math.ceil(now - s.window_started_at), math.ceil(policy.analysis.look_every))
                 measurements, n = self._measure(policy, _target(s), window_s=window_s, at=now)
-                verdict = judge(policy, measurements, prior=s.prior(), window=s.window)
+                verdict = judge(policy, measurements, prior=s.prior(), window=s.window, pass_ratio=s.pass_ratio(n))
                 s, verdict = record_look(s, verdict, canary_requests=n, now=now, policy=policy)
                 unmeasured = s.verdict != FAIL and all(
                     r.outcome is Outcome.ERROR and r.extra.get("unavailable") for r in verdict.results)

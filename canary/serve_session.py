@@ -30,7 +30,7 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from canary.model import Outcome, Verdict
+from canary.model import Outcome, Verdict, pass_ratio
 from canary.policy import Policy
 
 PASS, FAIL, INCONCLUSIVE = "pass", "fail", "inconclusive"
@@ -57,6 +57,7 @@ class Session:
     window_looks: int = 0
     failed_looks: int = 0  # consecutive
     last_look_requests: float = -1.0  # canary requests at the previous look of this window
+    pass_anchor_requests: float = -1.0  # canary requests at the window's first look that could pass
     evidence: dict[str, tuple[float, float]] = field(default_factory=dict)  # closed windows, summed
     window_evidence: dict[str, tuple[float, float]] = field(default_factory=dict)  # the open window's latest
     verdict: str = INCONCLUSIVE  # the last answer
@@ -106,6 +107,10 @@ class Session:
         """The closed windows' evidence the judge pools the open window with."""
         return dict(self.evidence)
 
+    def pass_ratio(self, canary_requests: float) -> float:
+        """The judge's `pass_ratio` for a look with `canary_requests` in the open window."""
+        return pass_ratio(self.pass_anchor_requests, canary_requests)
+
     @property
     def ended(self) -> bool:
         return self.verdict == FAIL
@@ -144,7 +149,7 @@ def _fold(s: Session) -> dict[str, tuple[float, float]]:
 def _next_window(s: Session, *, start: float, step: str, index: int) -> Session:
     return replace(s, evidence=_fold(s), window_evidence={}, window_started_at=start, step=step, window=index,
                    windows_closed=s.windows_closed + 1, window_looks=0, failed_looks=0, last_look_requests=-1.0,
-                   advanced_at=None)
+                   pass_anchor_requests=-1.0, advanced_at=None)
 
 
 def open_window(s: Session, *, now: float, step: str = "") -> Session:
@@ -206,6 +211,8 @@ def record_look(s: Session, verdict: Verdict, *, canary_requests: float, now: fl
         s = replace(s, failed_looks=0)
     elapsed = now - s.window_started_at
     a = policy.analysis
+    if s.pass_anchor_requests < 0 and not stale and elapsed >= a.interval and n >= a.min_canary_requests:
+        s = replace(s, pass_anchor_requests=float(n))  # this look was judged at ratio 1
     if elapsed >= a.interval and j.outcome is Outcome.PASS and n >= a.min_canary_requests:
         return replace(s, verdict=PASS, advanced_at=now, reason=f"all checks shown within their limits: {j.reason()}"), j
     if elapsed < a.interval + fail.no_data_deadline:

@@ -6,7 +6,7 @@ promise for one look of the default policy's judge, latency check only (quantile
 
 * equal canary (true ratio 1.0): the share shown within (PASS) -- what a good canary costs,
   by bucket layout and canary requests;
-* canary exactly at the limit (+20%): PASS must stay at or below the pass level (about 1.35%
+* canary exactly at the limit (+20%): PASS must stay at or below the pass level (about 0.85%
   for policies/default.yaml), FAIL is allowed to be rare too (it is not beyond the limit);
 * canary beyond the limit (+30%): PASS must be rare, FAIL should come with enough requests.
 

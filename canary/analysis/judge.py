@@ -46,21 +46,23 @@ Prior = Mapping[str, tuple[float, float]]
 
 
 def judge(policy: Policy, measurements: Mapping[str, Measurement], *, prior: Prior | None = None,
-          window: int = 0) -> Verdict:
+          window: int = 0, pass_ratio: float = 1.0) -> Verdict:
     """Judge every check of the policy at one look; worst outcome wins.
 
     `measurements` cover the current window (the step since it began, or since an operator
     resumed it). `prior` is the evidence of the rollout's earlier windows (what a previous
     look's `Verdict.window_evidence()` returned when its window closed, summed): a breach is
     judged on all of it, at the same level at every look (anytime-valid, `sequential`).
-    `window` is the 0-based index of the current window within its step (operator resumes),
-    which sets the pass level (`evidence.pass_level`).
+    `window` is the 0-based index of the current window within its step (operator resumes), and
+    `pass_ratio` the look's canary requests over those at the window's first look that could
+    pass (`model.pass_ratio`; 1 there and before): both set the pass level (`evidence.pass_level`),
+    which holds for any number of looks at any times.
     """
     by_check: dict[str, dict[str, float]] = {}  # check -> sub-test -> level, grouped once per look
     for key, level in sub_levels(policy).items():
         name, _, test = key.rpartition("/")
         by_check.setdefault(name, {})[test] = level
-    beta = evidence.pass_level(policy, window)
+    beta = evidence.pass_level(policy, window, pass_ratio)
     prior = prior or {}
     results = []
     for check in policy.checks:
@@ -75,9 +77,10 @@ def judge(policy: Policy, measurements: Mapping[str, Measurement], *, prior: Pri
         else:
             try:
                 mine = by_check.get(check.name, {})
-                results.append(judge_check(check, m[0], m[1], alpha=sum(mine.values()),
-                                           min_canary=policy.analysis.min_canary_requests, beta=beta,
-                                           prior=prior, levels=mine))
+                r = judge_check(check, m[0], m[1], alpha=sum(mine.values()),
+                                min_canary=policy.analysis.min_canary_requests, beta=beta, prior=prior, levels=mine)
+                r.extra["pass_level"] = beta  # the level each limit was (or was not) shown within at
+                results.append(r)
             except (ValueError, TypeError, ArithmeticError) as exc:  # never crash a tick
                 results.append(_error(check, f"cannot judge: {exc}"))
     return Verdict.combine(results)

@@ -47,11 +47,15 @@ def test_judge_input_accepts_prior_evidence_and_names_bad_fields():
     base = {"policy": {"steps": [10, 100], "checks": [{"name": "err", "kind": "error_rate",
                                                         "max_increase_points": 1}]},
             "checks": {"err": {"stable": {"events": 300, "total": 30000}, "canary": {"events": 87, "total": 3000}}}}
-    e = parse_exported({**base, "prior": {"err/increase": [100.0, 2727.0]}, "window": 2, "look": 9})
-    assert e.prior == {"err/increase": (100.0, 2727.0)} and e.window == 2
+    e = parse_exported({**base, "prior": {"err/increase": [100.0, 2727.0]}, "window": 2, "look": 9,
+                        "pass_ratio": 2.5})
+    assert e.prior == {"err/increase": (100.0, 2727.0)} and e.window == 2 and e.pass_ratio == 2.5
+    assert parse_exported(base).pass_ratio == 1.0
     for bad, field in [({"prior": {"nope/increase": [1, 2]}}, "prior.nope/increase"),
                        ({"prior": {"err/increase": [1, -2]}}, "prior.err/increase"),
                        ({"prior": {"err/increase": [1, "x"]}}, "prior.err/increase"),
-                       ({"prior": [1]}, "prior"), ({"window": -1}, "window"), ({"window": True}, "window")]:
+                       ({"prior": [1]}, "prior"), ({"window": -1}, "window"), ({"window": True}, "window"),
+                       ({"pass_ratio": 0.5}, "pass_ratio"), ({"pass_ratio": "2"}, "pass_ratio"),
+                       ({"pass_ratio": float("inf")}, "pass_ratio"), ({"pass_ratio": float("nan")}, "pass_ratio")]:
         with pytest.raises(Exception, match=field.replace("/", ".")):
             parse_exported({**base, **bad}, file="look.json")

@@ -192,7 +192,8 @@ def test_every_rollback_verifies_the_stable_subset_after_the_weights() -> None:
     ("weights", {"stable": 1, "canary": 1}), ("step", "1"), ("step", True), ("started_at", float("inf")),
     ("phase", "exploded"), ("model", 3), ("history", "x"), ("last_verdict", [1]), ("look", -5),
     ("evidence", {"lat/relative": [1.0]}), ("evidence", {"lat/relative": [1.0, -2.0]}), ("window_evidence", "x"),
-    ("window_evidence", {"lat/relative": [None, 2.0]}), ("step_window", -3),
+    ("window_evidence", {"lat/relative": [None, 2.0]}), ("step_window", -3), ("pass_anchor_requests", "5"),
+    ("pass_anchor_requests", float("nan")),
 ])
 def test_a_recorded_state_of_the_wrong_shape_is_refused_naming_the_field(field: str, value: object) -> None:
     import json
@@ -280,3 +281,31 @@ def test_to_json_is_every_field_as_asdict_would_give_it_with_history_cut_to_20()
     assert s.to_json() == json.dumps(d, sort_keys=True, separators=(",", ":"))
     back = rl.RolloutState.from_json(s.to_json())
     assert back.evidence == s.evidence and back.history == s.history[-20:] and back.weights == s.weights
+
+
+def test_the_pass_anchor_is_the_first_look_that_could_pass_and_each_window_has_its_own() -> None:
+    """The pass level of a look depends on its canary requests over the window's anchor: the first
+    look covering the interval with min_canary_requests (docs/judge.md, "What a pass needs")."""
+    s = started()
+    assert s.pass_ratio(500) == 1.0, "no anchor yet: ratio 1"
+    s, _ = look(s, 8, Outcome.INCONCLUSIVE, n=300)
+    assert s.pass_anchor_requests == -1.0, "before the interval no look can pass"
+    s, _ = look(s, 10, Outcome.INCONCLUSIVE, n=40)
+    assert s.pass_anchor_requests == -1.0, "below min_canary_requests no look can pass"
+    s, _ = look(s, 12, Outcome.INCONCLUSIVE, n=400)
+    assert s.pass_anchor_requests == 400 and s.pass_ratio(1000) == 2.5 and s.pass_ratio(100) == 1.0
+    s, _ = look(s, 14, Outcome.INCONCLUSIVE, n=800)
+    assert s.pass_anchor_requests == 400, "set once per window"
+    assert rl.RolloutState.from_json(s.to_json()) == s, "persisted: a resumed process keeps the anchor"
+    paused, _ = rl.transition(s, rl.Pause(15), POLICY)
+    resumed, _ = rl.transition(paused, rl.Resume(20), POLICY)
+    assert resumed.pass_anchor_requests == -1.0, "a resume opens a new window"
+    s, _ = look(s, 16, Outcome.PASS, n=900)
+    assert s.step == 1 and s.pass_anchor_requests == -1.0, "a new step opens a new window"
+    assert s.pass_ratio(float("nan")) == 1.0 and rl.RolloutState.from_json(s.to_json()).pass_ratio(5) == 1.0
+
+
+def test_a_stale_look_does_not_set_the_anchor() -> None:
+    s, _ = look(started(), 10, Outcome.INCONCLUSIVE, n=40)
+    s, _ = look(s, 12, Outcome.INCONCLUSIVE, n=30)  # fewer requests than an earlier look: not this window's path
+    assert s.pass_anchor_requests == -1.0

@@ -33,7 +33,7 @@ GOOD, BAD = counts(25), counts(500)
 
 def look(s: Session, data: dict, *, now: float, n: float = 5000, policy: Policy = POLICY, step: str = "") -> Session:
     s = open_window(s, now=now, step=step)
-    verdict = judge(policy, data, prior=s.prior(), window=s.window)
+    verdict = judge(policy, data, prior=s.prior(), window=s.window, pass_ratio=s.pass_ratio(n))
     return record_look(s, verdict, canary_requests=n, now=now, policy=policy)[0]
 
 
@@ -141,3 +141,16 @@ def test_store_keeps_one_file_per_revision_refuses_an_unreadable_one_and_prunes(
     os.utime(store.path(s.key, s.revision), (T0, T0))
     assert store.prune(older_than_s=3600, now=T0 + 3599) == 0
     assert store.prune(older_than_s=3600, now=T0 + 3601) == 1 and store.load(s.key, s.revision) is None
+
+
+def test_the_pass_anchor_is_set_once_per_window_and_sets_the_next_looks_pass_ratio() -> None:
+    s = look(fresh(), counts(20, 3000), now=T0 + 30, n=3000)
+    assert s.pass_anchor_requests == -1.0, "before the interval no look can pass"
+    s = look(s, counts(90, 6000), now=T0 + 61, n=6000)  # +1.0 point against a +1 limit: not shown within
+    assert s.pass_anchor_requests == 6000.0 and s.pass_ratio(9000) == 1.5
+    s = look(s, counts(135, 9000), now=T0 + 70, n=9000)
+    assert s.verdict == INCONCLUSIVE
+    assert s.pass_anchor_requests == 6000.0
+    assert Session.from_json(s.to_json()) == s
+    s2 = open_window(replace(s, advanced_at=T0 + 70), now=T0 + 80)
+    assert s2.pass_anchor_requests == -1.0, "the next window has its own anchor"
