@@ -18,7 +18,7 @@ same weight at the same time (common random numbers), whatever path it took.
 Judges (the page docs/benchmarks/detection.md says where each rule comes from):
 
 * ours: `canary.rollout.new_rollout` / `transition` with `judge(policy, measurements,
-  prior=state.prior(), window=state.step_window)` at every look; pause/resume and on-deadline
+  prior=state.prior(), window=state.step_window, pass_ratio=state.pass_ratio(n))` at every look; pause/resume and on-deadline
   hold with operator resumes are the state machine's own `Pause` / `Resume` events.
 * Flagger (thresholds 1, 2, 5): built-in request-duration, canary only: p99 by
   `histogram_quantile` over the last 1 m, truncated to whole ms, against a static
@@ -330,7 +330,7 @@ def run_ours(sc: Scenario, T: Traffic, *, max_s: float = 4 * 3600.0, pol: Policy
             resume_at = back
             continue
         m, n_c = measurements(pol, T, w, win, tick)
-        verdict = judge(pol, m, prior=state.prior(), window=state.step_window)
+        verdict = judge(pol, m, prior=state.prior(), window=state.step_window, pass_ratio=state.pass_ratio(n_c))
         state, _ = transition(state, Looked(now, verdict, n_c, (tick - win) * dt), pol)
         if state.phase == ROLLED_BACK:
             return End("deadline" if state.reason.startswith("no verdict") else "breach", now, creq)
