@@ -222,10 +222,17 @@ def plan(policy: Policy, *, rps: float, canary_share: float | None = None, laten
     buckets = "fine buckets" if bucket_ratio == 1 else f"buckets x{bucket_ratio:.3g} apart at the quantile"
     assumptions = (f"latency lognormal sigma={latency_sigma:g} with {buckets}; baseline error rate "
                    f"{error_rate * 100:g}%; {bins} prediction bins; power {POWER:.0%} of a rollback by the step's end: "
-                   f"{policy.failure.max_failed_looks} failed looks in a row {a.look_every:g} s apart, the first "
-                   f"with at least {a.min_canary_requests} canary requests in the step; evidence pooled over the steps")
+                   f"{_looks_needed(policy.failure.max_failed_looks, a.look_every, a.min_canary_requests)}; "
+                   "evidence pooled over the steps")
     return Plan(rps=rps, seconds=a.interval * len(judged), looks=per_step * len(judged), steps=tuple(steps),
                 assumptions=assumptions)
+
+
+def _looks_needed(run: int, look_every: float, floor: int) -> str:
+    """What a rollback needs, in words: `failure.max_failed_looks` and the request floor."""
+    if run == 1:
+        return f"one failed look, with at least {floor} canary requests in the step"
+    return f"{run} failed looks in a row {look_every:g} s apart, the first with at least {floor} canary requests in the step"
 
 
 @dataclass(frozen=True)

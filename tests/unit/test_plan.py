@@ -59,3 +59,14 @@ def test_judge_input_accepts_prior_evidence_and_names_bad_fields():
                        ({"pass_ratio": float("inf")}, "pass_ratio"), ({"pass_ratio": float("nan")}, "pass_ratio")]:
         with pytest.raises(Exception, match=field.replace("/", ".")):
             parse_exported({**base, **bad}, file="look.json")
+
+
+def test_the_plan_says_what_a_rollback_needs_one_failed_look_or_a_run():
+    raw = {"steps": [10, 100], "analysis": {"interval": "60s", "look_every": "10s", "min_canary_requests": 100},
+           "checks": [{"name": "lat", "kind": "latency", "max_increase_pct": 20}]}
+    one = plan(parse_policy(raw), rps=50)
+    assert "one failed look, with at least 100 canary requests" in one.assumptions
+    two = plan(parse_policy({**raw, "failure": {"max_failed_looks": 2}}), rps=50)
+    assert "2 failed looks in a row 10 s apart, the first with at least 100" in two.assumptions
+    # a run of two must fit in the step: it claims no smaller regression than one failed look does
+    assert two.steps[0].p95_increase_pct >= one.steps[0].p95_increase_pct
