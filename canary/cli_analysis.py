@@ -157,12 +157,12 @@ def plan_cmd(
 def _plan_text(p: Any, rps: float, layout: Any, console: Console) -> None:
     t = Table(title=f"rollout at {rps:g} rps: {p.seconds:g} s over {len(p.steps)} judged steps, {p.looks} looks")
     for col in ("step %", "seconds", "canary req", "stable req", "level (pooled)", "p95 +% (95% power)",
-                "error +points", "PSI"):
+                "error +points", "PSI", "JS"):
         t.add_column(col, justify="right")
     for s in p.steps:
         t.add_row(str(s.weight), f"{s.seconds:g}", f"{s.canary_requests:,.0f}", f"{s.stable_requests:,.0f}",
                   f"{s.alpha:.2g}", _opt(s.p95_increase_pct, "+{:.0f}%"), _opt(s.error_points, "+{:.2f}"),
-                  _opt(s.psi, "{:.3f}"))
+                  _opt(s.psi, "{:.3f}"), _opt(s.js, "{:.3f}"))
     console.print(t)
     console.print(f"assumes {p.assumptions}; '-' = not detectable by the end of that step, with the evidence "
                   "of the steps before it (or no such check)")

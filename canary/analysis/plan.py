@@ -44,7 +44,8 @@ class StepPlan:
     alpha: float  # fixed-sample level equivalent to the anytime boundary at the step's last look
     p95_increase_pct: float | None  # smallest detectable canary quantile increase, %
     error_points: float | None  # smallest detectable error-rate increase, points
-    psi: float | None  # smallest detectable PSI
+    psi: float | None  # smallest detectable PSI (against max_psi; None without one)
+    js: float | None = None  # smallest detectable Jensen-Shannon distance, base 2 (against max_js)
 
 
 @dataclass(frozen=True)
@@ -213,9 +214,10 @@ def plan(policy: Policy, *, rps: float, canary_share: float | None = None, laten
                 sigma=latency_sigma),
             error_points=None if err is None else smallest(
                 err, error_detectable, base=error_rate, margin=err.max_increase_points / 100),
-            psi=None if shift is None else smallest(
-                shift, psi_detectable, bins=bins,
-                max_psi=min(x for x in (shift.max_psi, shift.max_js and js_to_psi(shift.max_js)) if x)),
+            psi=None if shift is None or not shift.max_psi else smallest(
+                shift, psi_detectable, bins=bins, max_psi=shift.max_psi),
+            js=None if shift is None or not shift.max_js else _js_of(smallest(
+                shift, psi_detectable, bins=bins, max_psi=js_to_psi(shift.max_js))),
         ))
         info += effective_requests(n_s, n_c)
         pooled_c, pooled_s = pooled_c + n_c, pooled_s + n_s
@@ -226,6 +228,13 @@ def plan(policy: Policy, *, rps: float, canary_share: float | None = None, laten
                    "evidence pooled over the steps")
     return Plan(rps=rps, seconds=a.interval * len(judged), looks=per_step * len(judged), steps=tuple(steps),
                 assumptions=assumptions)
+
+
+def _js_of(chi2: float | None) -> float | None:
+    """The JS distance (base 2) whose 8 x JSD (nats) is `chi2`: the judge tests max_js on
+    8 n_eff JSD, noncentral chi-square at 8 n_eff JSD as n_eff PSI is at n_eff PSI, so the
+    smallest detectable 8 JSD is psi_detectable's answer against js_to_psi(max_js)."""
+    return None if chi2 is None else math.sqrt(chi2 / (8.0 * math.log(2)))
 
 
 def _looks_needed(run: int, look_every: float, floor: int) -> str:

@@ -70,3 +70,14 @@ def test_the_plan_says_what_a_rollback_needs_one_failed_look_or_a_run():
     assert "2 failed looks in a row 10 s apart, the first with at least 100" in two.assumptions
     # a run of two must fit in the step: it claims no smaller regression than one failed look does
     assert two.steps[0].p95_increase_pct >= one.steps[0].p95_increase_pct
+
+
+def test_each_shift_limit_gets_its_own_detection_column():
+    """max_js is planned on the JS distance, max_psi on PSI (issue 9, defect 3's kind): neither is
+    translated into the other's unit."""
+    raw = {"steps": [10, 100], "analysis": {"interval": "5m", "look_every": "30s"},
+           "checks": [{"name": "p", "kind": "prediction_shift", "max_js": 0.1}]}
+    js_only = plan(parse_policy(raw), rps=200).steps[0]
+    assert js_only.psi is None and js_only.js is not None and 0.1 < js_only.js < 0.2
+    both = plan(parse_policy({**raw, "checks": [{**raw["checks"][0], "max_psi": 0.2}]}), rps=200).steps[0]
+    assert both.js == pytest.approx(js_only.js) and both.psi is not None and 0.2 < both.psi < 0.5
