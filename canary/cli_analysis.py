@@ -151,10 +151,10 @@ def plan_cmd(
     d = _plan_dict(p)
     if layout is not None:
         d["layout"] = [asdict(x) for x in layout]
-    opts.emit(d, output, lambda wide: _plan_text(p, rps, layout, opts.console(wide)))
+    opts.emit(d, output, lambda wide: _plan_text(p, rps, layout, opts.console(wide), pol))
 
 
-def _plan_text(p: Any, rps: float, layout: Any, console: Console) -> None:
+def _plan_text(p: Any, rps: float, layout: Any, console: Console, pol: Any) -> None:
     t = Table(title=f"rollout at {rps:g} rps: {p.seconds:g} s over {len(p.steps)} judged steps, {p.looks} looks")
     for col in ("step %", "seconds", "canary req", "stable req", "level (pooled)", "p95 +% (95% power)",
                 "error +points", "PSI", "JS"):
@@ -166,6 +166,7 @@ def _plan_text(p: Any, rps: float, layout: Any, console: Console) -> None:
     console.print(t)
     console.print(f"assumes {p.assumptions}; '-' = not detectable by the end of that step, with the evidence "
                   "of the steps before it (or no such check)")
+    _pass_text(p, console, pol)
     for x in layout or ():
         colour = {True: "green", False: "red", None: "yellow"}[x.resolves]
         verdict = {True: "resolves its limit", False: "CANNOT resolve its limit", None: "layout unknown"}[x.resolves]
@@ -192,6 +193,34 @@ def _read_layout(pol: Any, metrics: Any, model: str, version: str, namespace: st
 
 def _opt(x: Any, fmt: str) -> str:
     return "-" if x is None else fmt.format(x)
+
+
+def _pass_text(p: Any, console: Console, pol: Any) -> None:
+    """The pass side: what a canary equal to stable is shown within by each step's deadline."""
+    from canary.policy import ErrorRateCheck, FeatureMissingCheck, LatencyCheck
+
+    t = Table(title="a good canary (equal to stable) shown within, with 95% probability, by each step's deadline")
+    for col in ("step %", "deadline s", "canary req", "p95 limit shown", "error limit shown"):
+        t.add_column(col, justify="right")
+    for s in p.steps:
+        t.add_row(str(s.weight), f"{s.pass_by_s:g}", f"{s.pass_canary_requests:,.0f}",
+                  _opt(s.pass_p95_pct, "+{:.0f}%"), _opt(s.pass_error_points, "+{:.2f}"))
+    console.print(t)
+    limits = [(c.name, "pass_p95_pct", c.max_increase_pct, "%") for c in pol.checks
+              if isinstance(c, LatencyCheck) and c.max_increase_pct is not None]
+    limits += [(c.name, "pass_error_points", c.max_increase_points, " points") for c in pol.checks
+               if isinstance(c, (ErrorRateCheck, FeatureMissingCheck)) and c.max_increase_points is not None]
+    for name, field, limit, unit in limits:
+        unit = " point" if unit == " points" and limit == 1 else unit
+        late = [str(s.weight) for s in p.steps if getattr(s, field) is None or getattr(s, field) > limit + 1e-9]
+        if late:
+            console.print(f"[yellow]{name} (+{limit:g}{unit}): a good canary is usually not shown within its limit "
+                          f"by the deadline at step(s) {', '.join(late)} %; there it ends as failure.on_deadline "
+                          "says. More traffic, a longer interval or deadline, or finer buckets help.[/yellow]",
+                          highlight=False)
+        else:
+            console.print(f"[green]{name} (+{limit:g}{unit}): a good canary is shown within at every step[/green]",
+                          highlight=False)
 
 
 def _plan_dict(p: Any) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from scipy import stats as st
 
-from canary.analysis.evidence import layout_problem, quantile_bucket
+from canary.analysis.evidence import layout_problem, pass_level, planned_ratio, quantile_bucket
 from canary.analysis.sequential import effective_requests, fail_level, looks_per_step, z_boundary
 from canary.model import Histogram
 from canary.policy import ErrorRateCheck, FeatureMissingCheck, LatencyCheck, Policy, PredictionShiftCheck
@@ -46,6 +46,13 @@ class StepPlan:
     error_points: float | None  # smallest detectable error-rate increase, points
     psi: float | None  # smallest detectable PSI (against max_psi; None without one)
     js: float | None = None  # smallest detectable Jensen-Shannon distance, base 2 (against max_js)
+    # The pass side: the tightest limits a canary *equal* to stable is shown within, with 95%
+    # probability, at the step's deadline look (the most data a pass can use). A policy limit below
+    # the value means a good canary will usually not pass that step in time.
+    pass_p95_pct: float | None = None  # relative p95 limit, %
+    pass_error_points: float | None = None  # error-rate increase limit, points
+    pass_by_s: float = 0.0  # the deadline look: interval + no_data_deadline after the step starts
+    pass_canary_requests: float = 0.0  # the step window's canary requests there
 
 
 @dataclass(frozen=True)
@@ -207,6 +214,8 @@ def plan(policy: Policy, *, rps: float, canary_share: float | None = None, laten
 
         n_c, n_s = rate_c * a.interval, rate_s * a.interval
         end = look_at(a.interval)
+        last = a.interval + policy.failure.no_data_deadline  # the deadline look: the most data a pass can use
+        beta = pass_level(policy, 0, planned_ratio(policy))
         steps.append(StepPlan(
             weight=w, seconds=a.interval, canary_requests=n_c, stable_requests=n_s, alpha=end[2],
             p95_increase_pct=None if lat is None else smallest(
@@ -218,6 +227,12 @@ def plan(policy: Policy, *, rps: float, canary_share: float | None = None, laten
                 shift, psi_detectable, bins=bins, max_psi=shift.max_psi),
             js=None if shift is None or not shift.max_js else _js_of(smallest(
                 shift, psi_detectable, bins=bins, max_psi=js_to_psi(shift.max_js))),
+            pass_p95_pct=None if lat is None else pass_p95_pct(
+                rate_s * last, rate_c * last, q=lat.quantile, sigma=latency_sigma, level=beta,
+                bucket_ratio=bucket_ratio),
+            pass_error_points=None if err is None else pass_error_points(
+                rate_s * last, rate_c * last, base=error_rate, level=beta),
+            pass_by_s=last, pass_canary_requests=rate_c * last,
         ))
         info += effective_requests(n_s, n_c)
         pooled_c, pooled_s = pooled_c + n_c, pooled_s + n_s
@@ -228,6 +243,49 @@ def plan(policy: Policy, *, rps: float, canary_share: float | None = None, laten
                    "evidence pooled over the steps")
     return Plan(rps=rps, seconds=a.interval * len(judged), looks=per_step * len(judged), steps=tuple(steps),
                 assumptions=assumptions)
+
+
+PASS_POWER = 0.95  # "a good canary is shown within with this probability"
+
+
+def pass_p95_pct(n_s: float, n_c: float, *, q: float, sigma: float, level: float, bucket_ratio: float = 1.0
+                 ) -> float | None:
+    """The tightest relative limit (%) on the q-quantile that an equal canary is shown within, with 95%
+    probability, at one look of n_c canary and n_s stable requests at pass level `level`.
+
+    The judge's claim is U_c / L_s - 1 <= limit (evidence.relative_within): U_c the smallest bucket
+    bound the canary's counts show at or above its quantile, L_s the largest the stable's show below
+    its own, each an exact binomial bound at level/2. Normal approximation: the empirical CDF at a
+    bound has sd s = sqrt(q(1-q)/n) per arm; each arm's bound sits z(level/2) s beyond its quantile,
+    and the two arms' noise together adds z(0.95) sqrt(s_c^2 + s_s^2) (shared in proportion to each
+    arm's variance). A CDF margin d moves a lognormal quantile of shape `sigma` by
+    sigma (Phi^-1(q + d) - Phi^-1(q)) in log. Buckets `bucket_ratio` apart round both ends outward:
+    the worst case over where the quantile falls, ceil(span / g) + 1 buckets of log-width g, so the
+    value errs high (a good canary may pass a tighter limit)."""
+    if n_s <= 0 or n_c <= 0:
+        return None
+    zb, zp = float(st.norm.isf(level / 2)), float(st.norm.isf(1 - PASS_POWER))
+    sd_c, sd_s = math.sqrt(q * (1 - q) / n_c), math.sqrt(q * (1 - q) / n_s)
+    joint = math.hypot(sd_c, sd_s)
+    up, down = q + zb * sd_c + zp * sd_c ** 2 / joint, q - zb * sd_s - zp * sd_s ** 2 / joint
+    if up >= 1 or down <= 0:
+        return None
+    span = sigma * float(st.norm.ppf(up) - st.norm.ppf(down))
+    if bucket_ratio > 1:
+        g = math.log(bucket_ratio)
+        span = (math.ceil(span / g - 1e-12) + 1) * g
+    return (math.exp(span) - 1) * 100
+
+
+def pass_error_points(n_s: float, n_c: float, *, base: float, level: float) -> float | None:
+    """The tightest error-rate increase limit (points) an equal canary (rate `base`) is shown within,
+    with 95% probability, at one look at pass level `level`: the normal upper bound of p_c - p_s, and
+    at least the exact bound with no canary errors at all, -ln(level/2)/n_c (evidence.increase_within)."""
+    if n_s <= 0 or n_c <= 0:
+        return None
+    z = float(st.norm.isf(level) + st.norm.isf(1 - PASS_POWER))
+    normal = z * math.sqrt(base * (1 - base) * (1 / n_c + 1 / n_s))
+    return max(normal, -math.log(level / 2) / n_c) * 100
 
 
 def _js_of(chi2: float | None) -> float | None:

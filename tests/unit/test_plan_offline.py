@@ -200,3 +200,25 @@ def test_layout_report_gives_the_bucket_ratio_at_the_stable_quantile():
                 else 100_000.0 for b in bounds)
     [line] = layout_report(parse_policy(DEFAULT), {"lat": Histogram(bounds=bounds, counts=cum)})
     assert line.resolves is True and line.bucket_ratio == pytest.approx(1.1, rel=1e-3), line
+
+
+def test_plan_command_says_where_a_good_canary_is_not_shown_within_in_time(tmp_path):
+    """The pass side: at 4 rps a 5% step's good canary cannot be shown within +20% by its deadline
+    (the plan says so, naming the check and the steps); at 400 rps it can at every step."""
+    import yaml
+
+    app = typer.Typer()
+    register(app)
+    f = tmp_path / "p.yaml"
+    f.write_text(yaml.safe_dump({**DEFAULT, "failure": {"no_data_deadline": "10m"}}))
+    low = CliRunner().invoke(app, ["plan", "-p", str(f), "--rps", "4"])
+    assert low.exit_code == 0, low.output
+    said = " ".join(low.output.split())  # the console wraps lines
+    assert "a good canary (equal to stable) shown within" in said
+    assert "lat (+20%): a good canary is usually not shown within its limit by the deadline at step(s) 5" in said
+    high = CliRunner().invoke(app, ["plan", "-p", str(f), "--rps", "400", "-o", "json"])
+    steps = json.loads(high.output)["steps"]
+    assert all(s["pass_p95_pct"] <= 20 for s in steps) and steps[0]["pass_by_s"] == 900
+    assert steps[0]["pass_canary_requests"] == pytest.approx(400 * 0.05 * 900)
+    text = CliRunner().invoke(app, ["plan", "-p", str(f), "--rps", "400"])
+    assert "lat (+20%): a good canary is shown within at every step" in " ".join(text.output.split())
