@@ -295,7 +295,8 @@ def pass_ratio(anchor_requests: float, canary_requests: float) -> float:
 
     The judge sets the pass level of a look by it (`evidence.pass_level`). 1 before the anchor
     is set (`anchor_requests` < 0 or 0) and for a look with fewer requests than the anchor
-    (such a look cannot pass); infinite for a non-finite count (the strictest level)."""
+    (such a look cannot pass); infinite for a non-finite count (the level of the 64th doubling past
+    the plan, about 1e-8: such a look is all but unable to pass)."""
     if not anchor_requests > 0:
         return 1.0
     if not math.isfinite(canary_requests):

@@ -113,6 +113,8 @@ class RolloutState:
                 raise ValueError(f"rollout state: {name} must be a finite number, got {v!r}")
             if name in d:
                 d[name] = float(v)
+        if d.get("pass_anchor_requests", -1.0) != -1.0 and not d["pass_anchor_requests"] > 0:
+            raise ValueError("rollout state: pass_anchor_requests must be -1 (none yet) or a positive count")
         w = d["weights"]
         if not isinstance(w, dict) or set(w) != {"stable", "canary"}:
             raise ValueError("rollout state: weights must be {stable, canary}")
@@ -328,6 +330,13 @@ def _judge(state: RolloutState, ev: Looked, policy: Policy) -> tuple[RolloutStat
                 last_verdict=_verdict_summary(j, ev), last_look_requests=max(n, before))
     if not (0 <= n < before):  # a shorter window than an earlier look's is not this window's data
         s = replace(s, window_evidence={**s.window_evidence, **j.window_evidence()})
+    elapsed = ev.now - s.step_started_at
+    covered = elapsed if ev.window_s is None else min(elapsed, ev.window_s)
+    interval = policy.analysis.interval
+    floor = max(1.0, float(policy.analysis.min_canary_requests))  # a pass on no canary request is no evidence
+    if s.pass_anchor_requests < 0 and covered >= interval and n >= floor and not 0 <= n < before:
+        # the window's first look that could pass, whatever its outcome: traffic fixes it, not the data
+        s = replace(s, pass_anchor_requests=float(n))  # this look was judged at ratio 1
     actions: list[Action] = [Emit("look.completed", {"outcome": j.outcome.label, "canary_requests": ev.canary_requests,
                                                      "look": state.look,
                                                      "checks": {r.check: r.outcome.label for r in j.results}})]
@@ -346,15 +355,9 @@ def _judge(state: RolloutState, ev: Looked, policy: Policy) -> tuple[RolloutStat
         return s, actions
     if not stale:
         s = replace(s, failed_looks=0)
-    elapsed = ev.now - s.step_started_at
-    covered = elapsed if ev.window_s is None else min(elapsed, ev.window_s)
-    interval = policy.analysis.interval
     if covered < interval <= elapsed:
         actions.append(Emit("look.window_short", {"window_s": round(covered, 3), "interval_s": interval}))
-    if (s.pass_anchor_requests < 0 and not stale and covered >= interval
-            and ev.canary_requests >= policy.analysis.min_canary_requests):
-        s = replace(s, pass_anchor_requests=float(ev.canary_requests))  # this look was judged at ratio 1
-    if covered >= interval and j.outcome is Outcome.PASS and ev.canary_requests >= policy.analysis.min_canary_requests:
+    if covered >= interval and j.outcome is Outcome.PASS and n >= floor:
         if s.step + 2 < len(policy.steps):
             s2, more = _enter_step(s, s.step + 1, policy, ev.now)
             return s2, actions + more

@@ -80,9 +80,7 @@ class Session:
         if not isinstance(d, dict):
             raise ValueError("a session must be a JSON object")
         fields = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - set(fields))
-        if unknown:
-            raise ValueError(f"{unknown[0]}: unknown field")
+        d = {k: v for k, v in d.items() if k in fields}  # tolerate fields a newer version writes
         for name in ("key", "revision", "policy", "model", "namespace", "stable_version", "canary_version",
                      "created_at", "window_started_at"):
             if name not in d:
@@ -99,6 +97,8 @@ class Session:
                 if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
                     raise ValueError(f"{name}: must be a finite number")
                 d[name] = float(v)
+        if d.get("pass_anchor_requests", -1.0) != -1.0 and not d["pass_anchor_requests"] > 0:
+            raise ValueError("pass_anchor_requests: must be -1 (none yet) or a positive count")
         for name in ("evidence", "window_evidence"):
             d[name] = _evidence(d.get(name, {}), name)
         return cls(**d)
@@ -197,7 +197,12 @@ def record_look(s: Session, verdict: Verdict, *, canary_requests: float, now: fl
                 last_look_requests=max(n, before))
     if not 0 <= n < before:
         s = replace(s, window_evidence={**s.window_evidence, **j.window_evidence()})
-    fail = policy.failure
+    fail, a = policy.failure, policy.analysis
+    elapsed = now - s.window_started_at
+    floor = max(1.0, float(a.min_canary_requests))  # a pass on no canary request is no evidence
+    if s.pass_anchor_requests < 0 and elapsed >= a.interval and n >= floor and not 0 <= n < before:
+        # the window's first look that could pass, whatever its outcome: traffic fixes it, not the data
+        s = replace(s, pass_anchor_requests=float(n))  # this look was judged at ratio 1
     if j.hard_breach:
         return replace(s, verdict=FAIL, reason=f"hard check breached: {j.reason()}"), j
     if j.outcome is Outcome.FAIL:
@@ -209,11 +214,7 @@ def record_look(s: Session, verdict: Verdict, *, canary_requests: float, now: fl
                        reason=f"failed look {failed} of {fail.max_failed_looks}: {j.reason()}"), j
     if not stale:
         s = replace(s, failed_looks=0)
-    elapsed = now - s.window_started_at
-    a = policy.analysis
-    if s.pass_anchor_requests < 0 and not stale and elapsed >= a.interval and n >= a.min_canary_requests:
-        s = replace(s, pass_anchor_requests=float(n))  # this look was judged at ratio 1
-    if elapsed >= a.interval and j.outcome is Outcome.PASS and n >= a.min_canary_requests:
+    if elapsed >= a.interval and j.outcome is Outcome.PASS and n >= floor:
         return replace(s, verdict=PASS, advanced_at=now, reason=f"all checks shown within their limits: {j.reason()}"), j
     if elapsed < a.interval + fail.no_data_deadline:
         why = j.reason() if elapsed >= a.interval else f"window {elapsed:.0f}s of {a.interval:g}s; {j.reason()}"

@@ -47,6 +47,7 @@ PASS_TAIL = 0.02  # share of PASS_BETA kept for the windows an operator's resume
 PASS_BEYOND = 0.05  # share of a window's budget for looks past the planned information (a traffic surge)
 _SIEGMUND = 0.5826  # Siegmund's overshoot constant: continuous vs discretely watched crossings
 _LOG_STEP = 0.02  # log-information step of the grid the continuous crossing is computed on
+_MAX_GRID = 200  # at most this many grid points (a wider step for very long windows: Siegmund covers it)
 _EXACT_BELOW = 10  # cells below this: exact Clopper-Pearson bounds instead of the LR bound
 _SLACK = 1e-9  # float noise when a bound equals the limit
 
@@ -62,13 +63,15 @@ def sup_crossing(c: float, ratio: float) -> float:
     """P(B(t)/sqrt(t) > c for some t in [1, ratio]), watched *continuously*: B a standard Brownian motion.
 
     An upper bound for any looks at all, however many and whenever, in that information range.
-    Numerical: `run_curve` on a geometric grid 0.02 apart in log t, at the boundary lowered by
-    Siegmund's correction 0.5826 sqrt(step) for the crossings between grid points. Against 200,000
-    simulated paths watched at 20,000 points it errs high by about 3% (conservative)."""
+    Numerical: `run_curve` on a geometric grid 0.02 apart in log t (at most 200 points, wider for
+    very long ranges), at the boundary lowered by Siegmund's correction 0.5826 sqrt(step) for the
+    crossings between grid points. Against simulated Ornstein-Uhlenbeck paths (B(t)/sqrt(t) in log
+    t) watched every 0.0002-0.002 in log t it errs high, i.e. safe: by about 1.5% at ratio 3 and up
+    to about 8% at ratio 86,401."""
     if ratio <= 1.0:
         return float(special.ndtr(-c))
     span = math.log(ratio)
-    g = max(2, math.ceil(span / _LOG_STEP) + 1)
+    g = min(max(2, math.ceil(span / _LOG_STEP) + 1), _MAX_GRID)
     d = span / (g - 1)
     times = tuple(math.exp(d * i) for i in range(g))
     return float(run_curve(c - _SIEGMUND * math.sqrt(d), g, 1, times)[-1])

@@ -23,7 +23,7 @@ if not (shutil.which("prometheus") and shutil.which("haproxy")):
     pytest.skip("the sandbox needs prometheus and haproxy (scripts/setup.sh installs them)", allow_module_level=True)
 
 POLICY = load_policy(SANDBOX_POLICY)
-# the breach is visible at the first looks of the first step; two failed looks are needed
+# the breach is visible at the first looks of the first step; one failed look rolls back (sandbox.yaml)
 BREACH_BOUND_S = POLICY.analysis.interval + 5 + 10  # target interval+5 s, plus slack for a shared machine
 CRASH_BOUND_S = 5 + 10  # target 5 s, plus slack
 

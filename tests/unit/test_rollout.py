@@ -193,7 +193,7 @@ def test_every_rollback_verifies_the_stable_subset_after_the_weights() -> None:
     ("phase", "exploded"), ("model", 3), ("history", "x"), ("last_verdict", [1]), ("look", -5),
     ("evidence", {"lat/relative": [1.0]}), ("evidence", {"lat/relative": [1.0, -2.0]}), ("window_evidence", "x"),
     ("window_evidence", {"lat/relative": [None, 2.0]}), ("step_window", -3), ("pass_anchor_requests", "5"),
-    ("pass_anchor_requests", float("nan")),
+    ("pass_anchor_requests", float("nan")), ("pass_anchor_requests", 0), ("pass_anchor_requests", -5),
 ])
 def test_a_recorded_state_of_the_wrong_shape_is_refused_naming_the_field(field: str, value: object) -> None:
     import json
@@ -309,3 +309,23 @@ def test_a_stale_look_does_not_set_the_anchor() -> None:
     s, _ = look(started(), 10, Outcome.INCONCLUSIVE, n=40)
     s, _ = look(s, 12, Outcome.INCONCLUSIVE, n=30)  # fewer requests than an earlier look: not this window's path
     assert s.pass_anchor_requests == -1.0
+
+
+def test_the_anchor_is_fixed_by_traffic_not_by_the_data() -> None:
+    """Review findings: the anchor must not depend on a look's outcome (a FAIL or a stale PASS at
+    the first look that could pass still sets it), and a look on no canary request neither anchors
+    nor passes (min_canary_requests may be 0)."""
+    s, _ = look(started(), 10, Outcome.FAIL, n=300)  # first look that could pass: it failed (1 of 2)
+    assert s.failed_looks == 1 and s.pass_anchor_requests == 300
+    s, _ = look(started(), 8, Outcome.INCONCLUSIVE, n=300)
+    s, _ = look(s, 10, Outcome.INCONCLUSIVE, n=300)  # the same requests after the interval (a slow scrape)
+    assert s.pass_anchor_requests == 300, "a look on the same requests could pass, so it anchors"
+    floorless = parse_policy({**RAW_FLOORLESS})
+    s, _ = rl.transition(started(), rl.Looked(12, verdict(Outcome.PASS), 0.0), floorless)
+    assert s.step == 0 and s.pass_anchor_requests == -1.0, "no canary request: no anchor and no pass"
+    s, _ = rl.transition(s, rl.Looked(14, verdict(Outcome.PASS), 5.0), floorless)
+    assert s.step == 1, "then the first look with requests anchors and may pass"
+
+
+RAW_FLOORLESS = {"steps": [10, 50, 100], "analysis": {"interval": "10s", "look_every": "2s", "min_canary_requests": 0},
+                 "checks": [{"name": "lat", "kind": "latency", "max_increase_pct": 20}]}

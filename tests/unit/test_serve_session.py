@@ -5,6 +5,7 @@ The verdicts come from the real judge on counts with known answers; times are pl
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -114,13 +115,17 @@ def test_json_round_trip_and_refusals_name_the_field() -> None:
     text = s.to_json()
     for broken, field in ((text.replace('"looks":1', '"looks":-1'), "looks"),
                           (text.replace('"model":"rec"', '"model":7'), "model"),
-                          (text.replace('"key":', '"kee":'), "kee"),
+                          (text.replace('"key":', '"kee":'), "key: missing"),
+                          (re.sub('"pass_anchor_requests":[^,}]*', '"pass_anchor_requests":0', text),
+                           "pass_anchor_requests"),
                           (text.replace('"verdict":"pass"', '"verdict":"maybe"'), "verdict"),
                           (text.replace('"window_evidence":{', '"window_evidence":{"x":[1],'), "window_evidence.x")):
         with pytest.raises(ValueError, match=field):
             Session.from_json(broken)
     with pytest.raises(ValueError):
         replace(s, verdict="maybe")
+    newer = text.replace('"looks":1', '"looks":1,"from_a_newer_version":true')
+    assert Session.from_json(newer) == s, "a field a newer version writes is ignored, as RolloutState does"
 
 
 def test_store_keeps_one_file_per_revision_refuses_an_unreadable_one_and_prunes(tmp_path: Path) -> None:
@@ -154,3 +159,11 @@ def test_the_pass_anchor_is_set_once_per_window_and_sets_the_next_looks_pass_rat
     assert Session.from_json(s.to_json()) == s
     s2 = open_window(replace(s, advanced_at=T0 + 70), now=T0 + 80)
     assert s2.pass_anchor_requests == -1.0, "the next window has its own anchor"
+
+
+def test_a_failed_or_stale_first_eligible_look_anchors_and_no_requests_never_do() -> None:
+    s = look(fresh(), BAD, now=T0 + 61, n=5000)  # fails (1 of 2), but it could have passed
+    assert s.failed_looks == 1 and s.pass_anchor_requests == 5000.0
+    floorless = parse_policy({**RAW, "analysis": {**RAW["analysis"], "min_canary_requests": 0}})
+    s = record_look(fresh(), judge(floorless, GOOD), canary_requests=0.0, now=T0 + 61, policy=floorless)[0]
+    assert s.pass_anchor_requests == -1.0 and s.verdict != PASS
