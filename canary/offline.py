@@ -73,14 +73,14 @@ def parse_exported(raw: Any, *, file: str = "<input>", base: Path | None = None)
     policy = _policy(raw, file, base)
     look = raw.get("look", 0)
     if isinstance(look, bool) or not isinstance(look, int) or not 0 <= look <= MAX_LOOK:
-        raise _bad(file, "look", f"must be an integer from 0 to {MAX_LOOK:,}, got {str(look)[:40]}")
+        raise _bad(file, "look", f"must be an integer from 0 to {MAX_LOOK:,}, got {_shown(look)}")
     window = raw.get("window", 0)
     if isinstance(window, bool) or not isinstance(window, int) or not 0 <= window <= MAX_WINDOW:
-        raise _bad(file, "window", f"must be an integer from 0 to {MAX_WINDOW:,}, got {str(window)[:40]}")
+        raise _bad(file, "window", f"must be an integer from 0 to {MAX_WINDOW:,}, got {_shown(window)}")
     ratio = raw.get("pass_ratio", 1)
     if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 1 <= ratio < math.inf:
         raise _bad(file, "pass_ratio", "must be a number >= 1 (canary requests now / at the window's first look "
-                                       f"that could pass), got {str(ratio)[:40]}")
+                                       f"that could pass), got {_shown(ratio)}")
     prior = _prior(raw.get("prior", {}), file, policy)
     checks = raw.get("checks")
     if not isinstance(checks, dict):
@@ -143,7 +143,21 @@ def _policy(raw: dict[str, Any], file: str, base: Path | None) -> Policy:
     if not isinstance(ref, str) or not ref:
         raise _bad(file, "policy_file", "must be a path")
     p = Path(ref)
-    return load_policy(p if p.is_absolute() or base is None else base / p)
+    path = p if p.is_absolute() or base is None else base / p
+    if not path.is_file():
+        where = "" if p.is_absolute() or base is None else f", {str(base.resolve())[:200]}"
+        raise _bad(file, "policy_file", f"no such file {ref[:200]!r} (a relative path is read from the input "
+                                        f"file's folder{where})")
+    return load_policy(path)
+
+
+def _shown(value: Any) -> str:
+    """A bad value as the input wrote it (JSON), cut to 40 characters."""
+    try:
+        text = json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError):
+        text = str(value)
+    return text[:40]
 
 
 def _num(value: Any, file: str, field: str, *, inf_ok: bool = False) -> float:

@@ -97,7 +97,7 @@ class Analysis(Strict):
 
 class Failure(Strict):
     max_failed_looks: int = Field(1, ge=1, le=1000, description="consecutive failed looks before rollback (1: the first failed look)")
-    no_data_deadline: StepDuration = Field(300.0, description="a step inconclusive or unmeasurable this long ends the rollout (1s..24h)")
+    no_data_deadline: StepDuration = Field(300.0, description="a step still inconclusive or unmeasurable this long after its interval ends the rollout (1s..24h)")
     on_deadline: Literal["rollback", "hold"] = Field("rollback", description="'hold' keeps weights and waits for a person")
 
 

@@ -270,7 +270,9 @@ def _verdict(check: Check, subs: list[tuple[str, stats.TestResult, bool]], n_c: 
         return Outcome.FAIL, min(fails, key=lambda s: s[1].p_value), ""
     shown = min(subs, key=lambda s: s[1].p_value)
     if small:
-        return Outcome.INCONCLUSIVE, shown, f"canary n={_n(n_c)} below min {min_canary:,}"
+        return Outcome.INCONCLUSIVE, shown, (f"canary n={_n(n_c)} below min {min_canary:,} (below it only a breach "
+                                             "significant at the check's level fails, and only of an absolute "
+                                             "limit or a hard check)")
     unsure = [s for s in subs if not s[1].within]
     if unsure:
         t = unsure[0][1]

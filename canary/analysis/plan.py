@@ -58,10 +58,15 @@ class StepPlan:
 @dataclass(frozen=True)
 class Plan:
     rps: float
-    seconds: float  # judged steps only; the last step (100%) is a promotion
+    seconds: float  # judged steps only, each passing at its interval: the shortest rollout (the 100% step is a promotion)
     looks: int
     steps: tuple[StepPlan, ...]
     assumptions: str
+    bucket_ratio: float = 1.0  # the latency layout assumed at the quantile (1: fine)
+    longest_s: float = 0.0  # every judged step running to its deadline (interval + no_data_deadline)
+    # per limit the pass side plans: {"check", "limit", "unit", "late_steps": [weights where a good canary is
+    # not shown within with 95% probability by the deadline]}
+    pass_checks: tuple[dict[str, Any], ...] = ()
 
 
 def _bisect(power, lo: float, hi: float) -> float | None:
@@ -242,7 +247,23 @@ def plan(policy: Policy, *, rps: float, canary_share: float | None = None, laten
                    f"{_looks_needed(policy.failure.max_failed_looks, a.look_every, a.min_canary_requests)}; "
                    "evidence pooled over the steps")
     return Plan(rps=rps, seconds=a.interval * len(judged), looks=per_step * len(judged), steps=tuple(steps),
-                assumptions=assumptions)
+                assumptions=assumptions, bucket_ratio=bucket_ratio,
+                longest_s=(a.interval + policy.failure.no_data_deadline) * len(judged),
+                pass_checks=_pass_checks(policy, steps))
+
+
+def _pass_checks(policy: Policy, steps: Sequence[StepPlan]) -> tuple[dict[str, Any], ...]:
+    """Per relative latency and error-increase limit: the steps whose good canary is not shown within it."""
+    limits: list[tuple[str, str, float, str]] = [
+        (c.name, "pass_p95_pct", c.max_increase_pct, "%") for c in policy.checks
+        if isinstance(c, LatencyCheck) and c.max_increase_pct is not None]
+    limits += [(c.name, "pass_error_points", c.max_increase_points, "points") for c in policy.checks
+               if isinstance(c, (ErrorRateCheck, FeatureMissingCheck)) and c.max_increase_points is not None]
+    out = []
+    for name, field, limit, unit in limits:
+        late = [s.weight for s in steps if getattr(s, field) is None or getattr(s, field) > limit + 1e-9]
+        out.append({"check": name, "limit": float(limit), "unit": unit, "late_steps": late})
+    return tuple(out)
 
 
 PASS_POWER = 0.95  # "a good canary is shown within with this probability"

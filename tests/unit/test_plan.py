@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 
@@ -105,3 +106,17 @@ def test_the_pass_column_is_what_the_judge_shows_for_a_good_canary(ratio, n_c):
                                           np.cumsum(rng.multinomial(n_c, p)), q=q, tol=claim / 100, level=level)[0]
                  for _ in range(200)]
         assert np.mean(shown) >= 0.93  # 95% claimed; 200 looks
+
+
+def test_judge_input_errors_name_the_field_and_show_the_value_as_written(tmp_path):
+    from canary.errors import CanaryError
+
+    f = tmp_path / "look.json"
+    with pytest.raises(CanaryError, match=r"look.json: policy_file: no such file 'policies/default.yaml' \(a "
+                                          r"relative path is read from the input file's folder, "):
+        parse_exported({"policy_file": "policies/default.yaml", "checks": {}}, file=str(f), base=tmp_path)
+    base = {"policy": {"steps": [10, 100], "checks": [{"name": "err", "kind": "error_rate",
+                                                        "max_increase_points": 1}]}, "checks": {}}
+    for value, shown in (("2", '"2"'), (True, "true"), (None, "null"), (0.5, "0.5")):
+        with pytest.raises(CanaryError, match=f"pass_ratio: .*got {re.escape(shown)}$"):
+            parse_exported({**base, "pass_ratio": value}, file="look.json")
