@@ -34,7 +34,7 @@ def main() -> int:
     logs.configure(fmt="console", stream=sys.stderr, level="warning")  # the table alone on stdout
     policy = load_policy(SANDBOX_POLICY)
     print(f"policy {SANDBOX_POLICY.name}: steps {policy.steps}, interval {policy.analysis.interval:g} s, "
-          f"look every {policy.analysis.look_every:g} s, {policy.failure.max_failed_looks} failed looks; "
+          f"look every {policy.analysis.look_every:g} s, rollback after {policy.failure.max_failed_looks} failed look(s); "
           f"probe {policy.gates.triton.probe_interval:g} s x {policy.gates.triton.probe_failures}; load {args.rate:g} rps")
     rows = []
     for scenario in args.scenarios.split(","):
