@@ -69,12 +69,26 @@ def vs(api: KubeAPIServer, i: int) -> tuple[list[int], dict[str, Any]]:
     return [d["weight"] for d in obj["spec"]["http"][0]["route"]], json.loads(obj["metadata"]["annotations"]["modelcanary.dev/rollout"])
 
 
-def test_many_rollouts_each_reach_the_right_end(world: Any) -> None:
+def test_many_rollouts_each_reach_the_right_end(world: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     api, op, custom = world
+    from canary import controller as controller_mod
+    from canary.analysis import evidence
+
+    ratios: list[tuple[Any, float]] = []
+    real = controller_mod.judge
+
+    def spy(policy: Any, measurements: Any, **kw: Any) -> Any:  # every look's pass level, as the judge set it
+        v = real(policy, measurements, **kw)
+        ratios.append((kw["pass_ratio"], v.results[0].extra.get("pass_level", evidence.pass_level(policy, 0, 1.0))))
+        assert v.results[0].extra.get("pass_level", 0) in (0, evidence.pass_level(policy, kw["window"], kw["pass_ratio"]))
+        return v
+
+    monkeypatch.setattr(controller_mod, "judge", spy)
     versions = ["v2", "v3", "v2", "v3", "v2", "v3"]
     for i, v in enumerate(versions):
         custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(i, v))
     objs = run_until_done(op, custom, [f"r{i}" for i in range(N)])
+    assert ratios and all(r >= 1.0 for r, _ in ratios), "the controller hands every look its pass_ratio"
     for i, v in enumerate(versions):
         st = objs[f"r{i}"]["status"]
         assert st["phase"] == fleet.expected_phase(v), (i, st.get("reason"))
