@@ -21,11 +21,13 @@ def is_scalar(result: Any) -> bool:
 
 
 def well_formed(result: Any) -> bool:
-    """data.result as Prometheus writes it: a [time, "value"] pair, or a list of series."""
+    """data.result as Prometheus writes it: a [time, "value"] pair, or a list of series (samples in
+    "value"/"values", or native histogram samples in "histogram"/"histograms", Prometheus 2.40+)."""
     if is_scalar(result):
         return isinstance(result[1], str)
     return isinstance(result, list) and all(
-        isinstance(s, dict) and isinstance(s.get("metric"), dict) and ("value" in s or "values" in s) for s in result
+        isinstance(s, dict) and isinstance(s.get("metric"), dict)
+        and any(k in s for k in ("value", "values", "histogram", "histograms")) for s in result
     )
 
 

@@ -43,6 +43,7 @@ model or version name can change the shape of a query.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
@@ -194,6 +195,17 @@ def _sum_increase(metric: str, sel: str, window_s: float) -> str:
 
 def histogram_query(base: str, sel: str, window_s: float) -> str:
     return f"sum by (le) (increase({base}_bucket{sel}[{duration(window_s)}]))"
+
+
+_HISTOGRAM_QUERY = re.compile(r"^sum by \(le\) \(increase\((?P<base>[a-zA-Z_:][a-zA-Z0-9_:]*)_bucket(?P<sel>\{.*\})"
+                              r"\[[0-9a-z]+\]\)\)$")
+
+
+def native_series_query(query: str) -> str | None:
+    """For a `histogram_query`, the selector of the same series as a Prometheus *native* histogram
+    (`base{sel}`: a native histogram has no `_bucket` series); None for any other query."""
+    m = _HISTOGRAM_QUERY.match(query)
+    return None if m is None else f"{m['base']}{m['sel']}"
 
 
 def requests_query(p: Preset, sel: str, window_s: float) -> str:

@@ -279,3 +279,41 @@ def test_slow_server_is_cut_by_the_preflight_budget(http: Callable[..., Scripted
         p.preflight(policy, TARGET)
     planned = len({q for *_, q in preflight_plan(policy, TARGET, 60)})
     assert len(server.paths) <= 3 * 0.5 / 0.25 + 1 < planned, (len(server.paths), planned)
+
+
+def test_a_latency_exported_only_as_a_native_histogram_is_refused_before_traffic(
+        prom_server_factory: Callable[..., PromServer]) -> None:
+    """Issue 9: native histograms are not read. A model exporting its latency only as a Prometheus
+    native histogram (protobuf exposition, Prometheus with the feature on) has no `_bucket` series:
+    every look would find no data and the rollout would end unproven at its deadline. Preflight
+    asks for the series itself and refuses at once, naming the check and the fix."""
+    from tests.support.native_histograms import NativeHistogramTarget
+
+    base = "model_inference_duration_seconds"
+    series = {(("model_name", "rec"), ("model_version", v)): [0.02, 0.05, 0.05, 0.08, 0.2] for v in ("v1", "v2")}
+    target = NativeHistogramTarget(base, series).start()
+    try:
+        server = prom_server_factory(targets=[target.address], extra_args=["--enable-feature=native-histograms"])
+        server.wait_targets_up(timeout_s=30)
+        prom = provider(server.url)
+        deadline = time.monotonic() + 30
+        while not prom.query(f'{base}{{model_name="rec"}}', check="wait", arm="stable", at=None):
+            assert time.monotonic() < deadline, "the native histogram never appeared"
+            time.sleep(0.5)
+        pol = parse_policy({"steps": [10, 100], "analysis": {"interval": "60s", "look_every": "10s"},
+                            "metrics": {"source": "model"},
+                            "checks": [{"name": "latency-p95", "kind": "latency", "max_increase_pct": 20}]})
+        with pytest.raises(ConfigError, match=r"checks\[0\] 'latency-p95': model_inference_duration_seconds\{model_name="
+                                              r"\"rec\",model_version=\"v1\"\} is a Prometheus native histogram .*"
+                                              r"scrape_classic_histograms"):
+            prom.preflight(pol, TARGET)
+    finally:
+        target.stop()
+
+
+def test_a_stable_arm_without_any_histogram_is_still_only_a_warning(prom: PrometheusProvider) -> None:
+    """The native probe changes nothing when the series does not exist at all (a label typo)."""
+    pol = parse_policy({"steps": [10, 100], "metrics": {"source": "model", "labels": {"cluster": "nowhere"}},
+                        "checks": [{"name": "latency-p95", "kind": "latency", "max_increase_pct": 20}]})
+    report = prom.preflight(pol, TARGET)
+    assert any("latency-p95" in w for w in report.warnings())
