@@ -145,9 +145,9 @@ def _policy(raw: dict[str, Any], file: str, base: Path | None) -> Policy:
     p = Path(ref)
     path = p if p.is_absolute() or base is None else base / p
     if not path.is_file():
-        where = "" if p.is_absolute() or base is None else f", {str(base.resolve())[:200]}"
-        raise _bad(file, "policy_file", f"no such file {ref[:200]!r} (a relative path is read from the input "
-                                        f"file's folder{where})")
+        where = ("" if p.is_absolute() else " (a relative path is read from the current folder)" if base is None
+                 else f" (a relative path is read from the input file's folder, {str(base.resolve())[:200]})")
+        raise _bad(file, "policy_file", f"no such file {ref[:200]!r}{where}")
     return load_policy(path)
 
 

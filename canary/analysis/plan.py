@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -51,6 +51,7 @@ class StepPlan:
     # the value means a good canary will usually not pass that step in time.
     pass_p95_pct: float | None = None  # relative p95 limit, %
     pass_error_points: float | None = None  # error-rate increase limit, points
+    pass_by_check: dict[str, float | None] = field(default_factory=dict)  # each planned check's own value
     pass_by_s: float = 0.0  # the deadline look: interval + no_data_deadline after the step starts
     pass_canary_requests: float = 0.0  # the step window's canary requests there
 
@@ -195,6 +196,11 @@ def plan(policy: Policy, *, rps: float, canary_share: float | None = None, laten
     err = next((c for c in policy.checks if isinstance(c, (ErrorRateCheck, FeatureMissingCheck))
                 and c.max_increase_points is not None), None)
     shift = next((c for c in policy.checks if isinstance(c, PredictionShiftCheck)), None)
+    # the pass side plans relative latency limits (each at its own quantile) and error-rate increases
+    # (at --error-rate); a feature-missing rate has its own baseline, which the plan is not told
+    pass_planned = [c for c in policy.checks if (isinstance(c, LatencyCheck) and c.max_increase_pct is not None)
+                    or (isinstance(c, ErrorRateCheck) and c.max_increase_points is not None)]
+    err_pass = next((c for c in pass_planned if isinstance(c, ErrorRateCheck)), None)
     steps = []
     judged = [w for w in policy.steps if w < 100]
     info = pooled_c = pooled_s = 0.0  # pooled over the whole steps before this one
@@ -235,9 +241,14 @@ def plan(policy: Policy, *, rps: float, canary_share: float | None = None, laten
             pass_p95_pct=None if lat is None else pass_p95_pct(
                 rate_s * last, rate_c * last, q=lat.quantile, sigma=latency_sigma, level=beta,
                 bucket_ratio=bucket_ratio),
-            pass_error_points=None if err is None else pass_error_points(
+            pass_error_points=None if err_pass is None else pass_error_points(
                 rate_s * last, rate_c * last, base=error_rate, level=beta),
             pass_by_s=last, pass_canary_requests=rate_c * last,
+            pass_by_check={c.name: (pass_p95_pct(rate_s * last, rate_c * last, q=c.quantile, sigma=latency_sigma,
+                                                 level=beta, bucket_ratio=bucket_ratio)
+                                    if isinstance(c, LatencyCheck) else
+                                    pass_error_points(rate_s * last, rate_c * last, base=error_rate, level=beta))
+                           for c in pass_planned},
         ))
         info += effective_requests(n_s, n_c)
         pooled_c, pooled_s = pooled_c + n_c, pooled_s + n_s
@@ -253,16 +264,15 @@ def plan(policy: Policy, *, rps: float, canary_share: float | None = None, laten
 
 
 def _pass_checks(policy: Policy, steps: Sequence[StepPlan]) -> tuple[dict[str, Any], ...]:
-    """Per relative latency and error-increase limit: the steps whose good canary is not shown within it."""
-    limits: list[tuple[str, str, float, str]] = [
-        (c.name, "pass_p95_pct", c.max_increase_pct, "%") for c in policy.checks
-        if isinstance(c, LatencyCheck) and c.max_increase_pct is not None]
-    limits += [(c.name, "pass_error_points", c.max_increase_points, "points") for c in policy.checks
-               if isinstance(c, (ErrorRateCheck, FeatureMissingCheck)) and c.max_increase_points is not None]
+    """Per planned limit (relative latency, error-rate increase): the steps whose good canary is not
+    shown within it by the deadline, each on its own value (`StepPlan.pass_by_check`)."""
     out = []
-    for name, field, limit, unit in limits:
-        late = [s.weight for s in steps if getattr(s, field) is None or getattr(s, field) > limit + 1e-9]
-        out.append({"check": name, "limit": float(limit), "unit": unit, "late_steps": late})
+    for c in policy.checks:
+        if not steps or c.name not in steps[0].pass_by_check:
+            continue
+        limit, unit = ((c.max_increase_pct, "%") if isinstance(c, LatencyCheck) else (c.max_increase_points, "points"))
+        late = [s.weight for s in steps if s.pass_by_check[c.name] is None or s.pass_by_check[c.name] > limit + 1e-9]
+        out.append({"check": c.name, "limit": float(limit), "unit": unit, "late_steps": late})
     return tuple(out)
 
 

@@ -54,6 +54,11 @@ def number_of(result: Any, query: str, check: str, arm: str) -> float:
     else:
         if not result:
             raise NoData(f"check {check!r}: no series for {arm_name(arm)}; query: {query}")
+        if len(result) == 1 and ("histogram" in result[0] or "histograms" in result[0]):
+            raise ConfigError(
+                f"check {check!r}: the query returns a Prometheus native histogram, not a number; take one "
+                f"from it with histogram_quantile(), histogram_count() or histogram_sum(); query: {query}"
+            )
         if len(result) > 1 or "value" not in result[0]:
             raise ConfigError(
                 f"check {check!r}: query must return one number per arm, got {len(result)} series "

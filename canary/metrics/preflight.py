@@ -65,7 +65,7 @@ def preflight(client: PrometheusClient, policy: Policy, target: Target) -> Prefl
             answers[query] = _preflight_one(client, query, where=where, check=check, arm=arm, role=role,
                                             deadline=deadline)
             sent += 1
-    sent += _refuse_native_histograms(client, planned, answers, deadline)
+    sent += _refuse_native_histograms(client, policy, planned, answers, deadline)
     found = tuple(PreflightQuery(where=w, check=c, arm=a, query=x, series=answers[x][0], value=answers[x][1])
                   for w, c, a, _, x in planned)
     return PreflightReport(url=client.url, window_s=window, queries=found, sent=sent,
@@ -94,19 +94,29 @@ def _unresolvable(policy: Policy, planned: list[tuple[str, str, str, str, str]],
     return tuple(out)
 
 
-def _refuse_native_histograms(client: PrometheusClient, planned: list[tuple[str, str, str, str, str]],
+def _needs_stable(check: object) -> bool:
+    """Whether a histogram check compares with the stable arm (a latency `max_ms` alone does not)."""
+    return not isinstance(check, LatencyCheck) or check.max_increase_pct is not None
+
+
+def _refuse_native_histograms(client: PrometheusClient, policy: Policy, planned: list[tuple[str, str, str, str, str]],
                               answers: dict[str, tuple[int, float | None, Histogram | None]], deadline: float) -> int:
     """A stable histogram with no `_bucket` series may be exported as a Prometheus *native* histogram,
     which the checks do not read (they would find no data at every look and end the rollout at the
     deadline): ask for the series itself, and refuse before traffic moves if it is one. Returns the
     queries sent."""
-    sent = 0
+    sent, asked = 0, set()
+    checks = {c.name: c for c in policy.checks}
     for where, check, arm, role, query in planned:
         native = q.native_series_query(query) if role == HISTOGRAM and arm == "stable" else None
-        if native is None or answers[query][0] != 0:
+        if native is None or answers[query][0] != 0 or native in asked or not _needs_stable(checks.get(check)):
             continue
-        result = client.ask(native, check=check, arm=arm, at=None, who=f"policy {where} (stable arm)", strict=True,
-                            deadline=deadline)
+        asked.add(native)
+        try:  # best effort: a probe that cannot be answered leaves the empty arm a warning, as before
+            result = client.ask(native, check=check, arm=arm, at=None, who=f"policy {where} (stable arm)",
+                                strict=True, deadline=deadline)
+        except (MetricsUnavailable, ConfigError):
+            continue
         sent += 1
         if isinstance(result, list) and any(isinstance(r, dict) and "histogram" in r for r in result):
             raise ConfigError(

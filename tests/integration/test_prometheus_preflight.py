@@ -317,3 +317,41 @@ def test_a_stable_arm_without_any_histogram_is_still_only_a_warning(prom: Promet
                         "checks": [{"name": "latency-p95", "kind": "latency", "max_increase_pct": 20}]})
     report = prom.preflight(pol, TARGET)
     assert any("latency-p95" in w for w in report.warnings())
+
+
+def test_the_native_probe_is_best_effort_sent_once_and_only_for_checks_that_read_stable(
+        http: Callable[..., ScriptedHTTP]) -> None:
+    """Review findings: a probe Prometheus cannot answer leaves an empty stable histogram the warning
+    it was (never a failed preflight); two checks on one metric send one probe; a latency check with
+    only `max_ms` (judged on the canary alone) is not refused for a native-only stable arm."""
+    from urllib.parse import parse_qs, urlparse
+
+    empty = json.dumps({"status": "success", "data": {"resultType": "vector", "result": []}})
+    one = json.dumps({"status": "success", "data": {"resultType": "vector", "result": [{"metric": {}, "value": [1, "1"]}]}})
+    native = json.dumps({"status": "success", "data": {"resultType": "vector", "result": [
+        {"metric": {"model_version": "v1"}, "histogram": [1, {"count": "3", "sum": "0.1",
+                                                               "buckets": [[0, "0.01", "0.02", "3"]]}]}]}})
+
+    def answer(probe_status: int, probe_body: str) -> Callable[[str, dict[str, str]], Answer]:
+        def reply(path: str, headers: dict[str, str]) -> Answer:
+            query = parse_qs(urlparse(path).query).get("query", [""])[0]
+            if query == "vector(1)":
+                return 200, "application/json", one
+            if query.startswith("model_inference_duration_seconds{"):  # the native probe
+                return probe_status, "application/json", probe_body
+            return 200, "application/json", empty
+        return reply
+
+    two_checks = parse_policy({"steps": [10, 100], "metrics": {"source": "model"}, "checks": [
+        {"name": "p95", "kind": "latency", "max_increase_pct": 20},
+        {"name": "p99", "kind": "latency", "quantile": 0.99, "max_increase_pct": 30}]})
+    down = http(answer(503, "unavailable"))
+    report = provider(down.url, retries=1).preflight(two_checks, TARGET)
+    assert any("p95" in w for w in report.warnings())
+    server = http(answer(200, native))
+    with pytest.raises(ConfigError, match="p95.*native histogram"):
+        provider(server.url).preflight(two_checks, TARGET)
+    assert sum("model_inference_duration_seconds%7B" in p for p in server.paths) == 1
+    ceiling_only = parse_policy({"steps": [10, 100], "metrics": {"source": "model"},
+                                 "checks": [{"name": "p95abs", "kind": "latency", "max_ms": 250}]})
+    assert provider(http(answer(200, native)).url).preflight(ceiling_only, TARGET).warnings()

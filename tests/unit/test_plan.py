@@ -120,3 +120,18 @@ def test_judge_input_errors_name_the_field_and_show_the_value_as_written(tmp_pat
     for value, shown in (("2", '"2"'), (True, "true"), (None, "null"), (0.5, "0.5")):
         with pytest.raises(CanaryError, match=f"pass_ratio: .*got {re.escape(shown)}$"):
             parse_exported({**base, "pass_ratio": value}, file="look.json")
+
+
+def test_each_planned_pass_limit_is_judged_on_its_own_value():
+    """Review finding: a p99 limit is planned at p99 (not at the first latency check's p95), and a
+    feature-missing rate, whose baseline the plan is not told, is left out of pass_checks."""
+    raw = {"steps": [5, 25, 100], "analysis": {"interval": "5m", "look_every": "30s"},
+           "checks": [{"name": "p95", "kind": "latency", "max_increase_pct": 20},
+                      {"name": "p99", "kind": "latency", "quantile": 0.99, "max_increase_pct": 20},
+                      {"name": "missing", "kind": "feature_missing", "max_increase_points": 1}]}
+    p = plan(parse_policy(raw), rps=100)
+    by = {c["check"]: c for c in p.pass_checks}
+    assert set(by) == {"p95", "p99"}
+    assert p.steps[0].pass_by_check["p99"] > p.steps[0].pass_by_check["p95"]  # a tail quantile needs more
+    assert by["p99"]["late_steps"] == [w.weight for w in p.steps if w.pass_by_check["p99"] is None
+                                       or w.pass_by_check["p99"] > 20] and 5 in by["p99"]["late_steps"]

@@ -182,3 +182,12 @@ def test_normalise_merges_equal_bounds_and_adds_inf() -> None:
 def test_seconds_to_ms_without_float_noise() -> None:
     h = q.normalise([(0.025, 1.0), (0.005, 0.5)], [0.025, 0.005], scale=1000)
     assert h.bounds == (5.0, 25.0, math.inf)
+
+
+def test_a_custom_query_returning_a_native_histogram_says_how_to_take_a_number():
+    from canary.errors import ConfigError
+    from canary.metrics.answers import number_of
+
+    sample = [{"metric": {}, "histogram": [1, {"count": "3", "sum": "0.1", "buckets": [[0, "0.01", "0.02", "3"]]}]}]
+    with pytest.raises(ConfigError, match="native histogram.*histogram_quantile"):
+        number_of(sample, "sum(rate(lat[5m]))", "custom", "canary")
