@@ -144,19 +144,20 @@ class Service:
             s = self._session(ask, named, create=True)
             assert s is not None
             verdict: Verdict | None = None
-            window_s, n, unmeasured = 0, None, False
+            window_s, n, unmeasured, ratio = 0, None, False, None
             if not s.ended:
                 now = self.clock()
                 s = open_window(s, now=now, step=ask.step)
                 window_s = max(math.ceil(now - s.window_started_at), math.ceil(policy.analysis.look_every))
                 measurements, n = self._measure(policy, _target(s), window_s=window_s, at=now)
-                verdict = judge(policy, measurements, prior=s.prior(), window=s.window, pass_ratio=s.pass_ratio(n))
+                ratio = s.pass_ratio(n)  # the look's requests over its window's anchor: sets the pass level
+                verdict = judge(policy, measurements, prior=s.prior(), window=s.window, pass_ratio=ratio)
                 s, verdict = record_look(s, verdict, canary_requests=n, now=now, policy=policy)
                 unmeasured = s.verdict != FAIL and all(
                     r.outcome is Outcome.ERROR and r.extra.get("unavailable") for r in verdict.results)
             self.store.save(s)
         status = 503 if unmeasured else (200 if ask.integration == "argo" else STATUS[s.verdict])
-        doc = _document(s, verdict, policy=policy, window_s=window_s, canary_requests=n)
+        doc = _document(s, verdict, policy=policy, window_s=window_s, canary_requests=n, pass_ratio=ratio)
         if ask.integration == "flagger":
             doc.pop("evidence")
         self._decided(ask, hook, status, s, verdict, n)
@@ -289,10 +290,11 @@ def _with_reason(s: Session, reason: str) -> Session:
 
 
 def _document(s: Session, verdict: Verdict | None, *, policy: Policy, window_s: int,
-              canary_requests: float | None) -> dict[str, Any]:
+              canary_requests: float | None, pass_ratio: float | None = None) -> dict[str, Any]:
     result = {"verdict": s.verdict, "outcome": verdict.outcome.label if verdict else None, "reason": s.reason,
               "look": s.looks, "window": s.windows_closed, "window_s": window_s, "failed_looks": s.failed_looks,
               "max_failed_looks": policy.failure.max_failed_looks, "canary_requests": canary_requests,
+              "pass_ratio": pass_ratio,
               "checks": {r.check: r.outcome.label for r in verdict.results} if verdict else {}}
     rollout = {"key": s.key, "revision": s.revision, "policy": s.policy, "model": s.model, "namespace": s.namespace,
                "stableVersion": s.stable_version, "canaryVersion": s.canary_version, "step": s.step}

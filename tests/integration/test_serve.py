@@ -432,3 +432,21 @@ def test_serve_help_shows_an_example() -> None:
 
     res = CliRunner().invoke(app, ["serve", "--help"])
     assert res.exit_code == 0 and "Example: canary serve" in res.stdout
+
+
+def test_each_look_is_judged_at_its_requests_over_the_windows_anchor(serve: Any, clock: Clock) -> None:
+    """The answer says the pass_ratio its look was judged at (requests / the window's first look that
+    could pass), and every check's pass level is the anchored one (docs/judge.md, "The level")."""
+    from canary.analysis import evidence
+
+    tight = {**POLICY, "checks": [{"name": "errors", "kind": "error_rate", "max_increase_points": 0.05}]}
+    server = serve(policies={"ml": tight})
+    assert argo_get(server, "good")[1]["result"]["pass_ratio"] == 1.0  # the first call opens the window
+    clock.t += 60
+    code, doc = argo_get(server, "good")  # the anchor: 3,000 canary requests, not shown within +0.05 points
+    assert code == 200 and doc["result"]["verdict"] == "inconclusive" and doc["result"]["pass_ratio"] == 1.0
+    clock.t += 30
+    code, doc = argo_get(server, "good")
+    assert doc["result"]["pass_ratio"] == pytest.approx(1.5, rel=1e-3)
+    level = doc["evidence"][0]["extra"]["pass_level"]
+    assert level == pytest.approx(evidence.pass_level(parse_policy(tight), 0, doc["result"]["pass_ratio"]))
