@@ -32,6 +32,7 @@ from canary.packing import pack_text, unpack_text
 from canary import crd
 from canary import rollout as rl
 from canary.analysis.judge import judge
+from canary.analysis.sequential import looks_per_step
 from canary.runner import SystemClock
 from canary.errors import (CanaryError, ConfigError, KubeUnavailable, MetricsUnavailable, NotLeader, RoutingConflict,
                            TransientError)
@@ -856,8 +857,6 @@ def history_flush_every(policy: Any) -> int:
     its 11th to 14th look when its pass needs more data; with a count of 10 or 12 the
     2,500-rollout bench made 2 ConfigMap writes per step). A long or extended step flushes every
     20 looks: at most ~13 kB pending per rollout, 32 MB at 2,500 rollouts."""
-    from canary.analysis.sequential import looks_per_step
-
     return min(20, max(10, 2 * looks_per_step(policy)))
 
 

@@ -237,15 +237,6 @@ def from_cluster(client: Any, namespace: str, virtual_service: str, *, canary_ve
     return hist.with_state(doc, json.loads(state.to_json())) if state is not None else doc
 
 
-def _compact(record: dict[str, Any]) -> bytes:
-    """A pending look record as compressed text (zlib level 1): a look of the default policy's five
-    checks is ~1.7 kB of JSON, ~0.65 kB compressed, and a controller holds up to `flush_every` of them
-    per rollout (10 x 2,500 rollouts: 42 MB as text). Not `history.dumps`: that refuses NaN, and a
-    record that cannot be saved must fail at the flush (a logged `history.write_failed`), never in
-    the look itself."""
-    return pack_json(record)
-
-
 class Recorder:
     """Feeds one VirtualService's history from the states and actions a loop executed.
 
@@ -269,7 +260,11 @@ class Recorder:
         # pending look records as compact JSON (a record with per-arm values is ~1.5 kB as dicts, a
         # few hundred bytes as text; a controller holds up to `flush_every` of them for thousands of
         # rollouts), parsed again only when flushed
-        self._looks: list[bytes] = []  # compressed (`_compact`)
+        # pending look records, packed (`packing.pack_json`): a look of the default policy's five checks is
+        # ~1.7 kB of JSON, ~0.65 kB packed, and a controller holds up to `flush_every` of them per rollout.
+        # Not `history.dumps`: that refuses NaN, and a record that cannot be saved must fail at the flush
+        # (a logged `history.write_failed`), never in the look itself.
+        self._looks: list[bytes] = []
         self._events: list[dict[str, Any]] = []
         self._gates: list[dict[str, Any]] = []
         self._weights: list[list[Any]] = []
@@ -308,7 +303,7 @@ class Recorder:
             elif isinstance(a, rl.Emit) and a.event == "look.completed" and state.last_verdict:
                 step = state.step - 1 if moved else state.step  # the step the look judged
                 weight = self.policy.steps[step] if 0 <= step < len(self.policy.steps) else state.weights.canary
-                self._looks.append(_compact(hist.look_record(state.last_verdict, n=int(a.fields.get("look", state.look - 1)) + 1,
+                self._looks.append(pack_json(hist.look_record(state.last_verdict, n=int(a.fields.get("look", state.look - 1)) + 1,
                                                              step=step + 1, canary_weight=weight)))
             elif isinstance(a, rl.Emit) and hist.is_event(a.event):
                 self._events.append(hist.event_record(at=state.updated_at, event=a.event, phase=state.phase,

@@ -302,3 +302,25 @@ def pass_ratio(anchor_requests: float, canary_requests: float) -> float:
     if not math.isfinite(canary_requests):
         return math.inf
     return max(1.0, canary_requests / anchor_requests)
+
+
+def pass_floor(min_canary_requests: int) -> float:
+    """Canary requests a window needs before a look can pass: `min_canary_requests`, and at least one
+    (a pass on no canary request is no evidence)."""
+    return max(1.0, float(min_canary_requests))
+
+
+def next_pass_anchor(anchor: float, canary_requests: float, before: float, *, covered_s: float, interval_s: float,
+                     min_canary_requests: int) -> float:
+    """The window's anchor after a look (`pass_ratio`): set once, at the first look that could pass
+    (covering the interval, at least `pass_floor` requests, not fewer than an earlier look's
+    `before`), whatever its outcome: traffic fixes it, not the data. That look was judged at ratio 1."""
+    n = canary_requests
+    if anchor < 0 and covered_s >= interval_s and n >= pass_floor(min_canary_requests) and not 0 <= n < before:
+        return float(n)
+    return anchor
+
+
+def valid_pass_anchor(value: float) -> bool:
+    """A recorded anchor is -1 (none yet) or a positive count."""
+    return value == -1.0 or value > 0

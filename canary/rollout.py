@@ -28,7 +28,7 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from canary.model import STABLE_ONLY, Outcome, Verdict, Weights, pass_ratio
+from canary.model import STABLE_ONLY, Outcome, Verdict, Weights, next_pass_anchor, pass_floor, pass_ratio, valid_pass_anchor
 from canary.policy import Policy
 
 # Phases live here (not in model.Phase) because PROMOTING is a state-machine detail.
@@ -113,7 +113,7 @@ class RolloutState:
                 raise ValueError(f"rollout state: {name} must be a finite number, got {v!r}")
             if name in d:
                 d[name] = float(v)
-        if d.get("pass_anchor_requests", -1.0) != -1.0 and not d["pass_anchor_requests"] > 0:
+        if not valid_pass_anchor(d.get("pass_anchor_requests", -1.0)):
             raise ValueError("rollout state: pass_anchor_requests must be -1 (none yet) or a positive count")
         w = d["weights"]
         if not isinstance(w, dict) or set(w) != {"stable", "canary"}:
@@ -333,10 +333,10 @@ def _judge(state: RolloutState, ev: Looked, policy: Policy) -> tuple[RolloutStat
     elapsed = ev.now - s.step_started_at
     covered = elapsed if ev.window_s is None else min(elapsed, ev.window_s)
     interval = policy.analysis.interval
-    floor = max(1.0, float(policy.analysis.min_canary_requests))  # a pass on no canary request is no evidence
-    if s.pass_anchor_requests < 0 and covered >= interval and n >= floor and not 0 <= n < before:
-        # the window's first look that could pass, whatever its outcome: traffic fixes it, not the data
-        s = replace(s, pass_anchor_requests=float(n))  # this look was judged at ratio 1
+    anchor = next_pass_anchor(s.pass_anchor_requests, n, before, covered_s=covered, interval_s=interval,
+                              min_canary_requests=policy.analysis.min_canary_requests)
+    if anchor != s.pass_anchor_requests:
+        s = replace(s, pass_anchor_requests=anchor)
     actions: list[Action] = [Emit("look.completed", {"outcome": j.outcome.label, "canary_requests": ev.canary_requests,
                                                      "look": state.look,
                                                      "checks": {r.check: r.outcome.label for r in j.results}})]
@@ -357,7 +357,7 @@ def _judge(state: RolloutState, ev: Looked, policy: Policy) -> tuple[RolloutStat
         s = replace(s, failed_looks=0)
     if covered < interval <= elapsed:
         actions.append(Emit("look.window_short", {"window_s": round(covered, 3), "interval_s": interval}))
-    if covered >= interval and j.outcome is Outcome.PASS and n >= floor:
+    if covered >= interval and j.outcome is Outcome.PASS and n >= pass_floor(policy.analysis.min_canary_requests):
         if s.step + 2 < len(policy.steps):
             s2, more = _enter_step(s, s.step + 1, policy, ev.now)
             return s2, actions + more

@@ -30,7 +30,7 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from canary.model import Outcome, Verdict, pass_ratio
+from canary.model import Outcome, Verdict, next_pass_anchor, pass_floor, pass_ratio, valid_pass_anchor
 from canary.policy import Policy
 
 PASS, FAIL, INCONCLUSIVE = "pass", "fail", "inconclusive"
@@ -97,7 +97,7 @@ class Session:
                 if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
                     raise ValueError(f"{name}: must be a finite number")
                 d[name] = float(v)
-        if d.get("pass_anchor_requests", -1.0) != -1.0 and not d["pass_anchor_requests"] > 0:
+        if not valid_pass_anchor(d.get("pass_anchor_requests", -1.0)):
             raise ValueError("pass_anchor_requests: must be -1 (none yet) or a positive count")
         for name in ("evidence", "window_evidence"):
             d[name] = _evidence(d.get(name, {}), name)
@@ -199,10 +199,10 @@ def record_look(s: Session, verdict: Verdict, *, canary_requests: float, now: fl
         s = replace(s, window_evidence={**s.window_evidence, **j.window_evidence()})
     fail, a = policy.failure, policy.analysis
     elapsed = now - s.window_started_at
-    floor = max(1.0, float(a.min_canary_requests))  # a pass on no canary request is no evidence
-    if s.pass_anchor_requests < 0 and elapsed >= a.interval and n >= floor and not 0 <= n < before:
-        # the window's first look that could pass, whatever its outcome: traffic fixes it, not the data
-        s = replace(s, pass_anchor_requests=float(n))  # this look was judged at ratio 1
+    anchor = next_pass_anchor(s.pass_anchor_requests, n, before, covered_s=elapsed, interval_s=a.interval,
+                              min_canary_requests=a.min_canary_requests)
+    if anchor != s.pass_anchor_requests:
+        s = replace(s, pass_anchor_requests=anchor)
     if j.hard_breach:
         return replace(s, verdict=FAIL, reason=f"hard check breached: {j.reason()}"), j
     if j.outcome is Outcome.FAIL:
@@ -214,7 +214,7 @@ def record_look(s: Session, verdict: Verdict, *, canary_requests: float, now: fl
                        reason=f"failed look {failed} of {fail.max_failed_looks}: {j.reason()}"), j
     if not stale:
         s = replace(s, failed_looks=0)
-    if elapsed >= a.interval and j.outcome is Outcome.PASS and n >= floor:
+    if elapsed >= a.interval and j.outcome is Outcome.PASS and n >= pass_floor(a.min_canary_requests):
         return replace(s, verdict=PASS, advanced_at=now, reason=f"all checks shown within their limits: {j.reason()}"), j
     if elapsed < a.interval + fail.no_data_deadline:
         why = j.reason() if elapsed >= a.interval else f"window {elapsed:.0f}s of {a.interval:g}s; {j.reason()}"

@@ -201,6 +201,8 @@ def plan(policy: Policy, *, rps: float, canary_share: float | None = None, laten
     pass_planned = [c for c in policy.checks if (isinstance(c, LatencyCheck) and c.max_increase_pct is not None)
                     or (isinstance(c, ErrorRateCheck) and c.max_increase_points is not None)]
     err_pass = next((c for c in pass_planned if isinstance(c, ErrorRateCheck)), None)
+    last = a.interval + policy.failure.no_data_deadline  # the deadline look: the most data a pass can use
+    beta = pass_level(policy, 0, planned_ratio(policy))
     steps = []
     judged = [w for w in policy.steps if w < 100]
     info = pooled_c = pooled_s = 0.0  # pooled over the whole steps before this one
@@ -225,8 +227,10 @@ def plan(policy: Policy, *, rps: float, canary_share: float | None = None, laten
 
         n_c, n_s = rate_c * a.interval, rate_s * a.interval
         end = look_at(a.interval)
-        last = a.interval + policy.failure.no_data_deadline  # the deadline look: the most data a pass can use
-        beta = pass_level(policy, 0, planned_ratio(policy))
+        shown = {c.name: (pass_p95_pct(rate_s * last, rate_c * last, q=c.quantile, sigma=latency_sigma, level=beta,
+                                       bucket_ratio=bucket_ratio) if isinstance(c, LatencyCheck) else
+                          pass_error_points(rate_s * last, rate_c * last, base=error_rate, level=beta))
+                 for c in pass_planned}
         steps.append(StepPlan(
             weight=w, seconds=a.interval, canary_requests=n_c, stable_requests=n_s, alpha=end[2],
             p95_increase_pct=None if lat is None else smallest(
@@ -238,17 +242,9 @@ def plan(policy: Policy, *, rps: float, canary_share: float | None = None, laten
                 shift, psi_detectable, bins=bins, max_psi=shift.max_psi),
             js=None if shift is None or not shift.max_js else _js_of(smallest(
                 shift, psi_detectable, bins=bins, max_psi=js_to_psi(shift.max_js))),
-            pass_p95_pct=None if lat is None else pass_p95_pct(
-                rate_s * last, rate_c * last, q=lat.quantile, sigma=latency_sigma, level=beta,
-                bucket_ratio=bucket_ratio),
-            pass_error_points=None if err_pass is None else pass_error_points(
-                rate_s * last, rate_c * last, base=error_rate, level=beta),
-            pass_by_s=last, pass_canary_requests=rate_c * last,
-            pass_by_check={c.name: (pass_p95_pct(rate_s * last, rate_c * last, q=c.quantile, sigma=latency_sigma,
-                                                 level=beta, bucket_ratio=bucket_ratio)
-                                    if isinstance(c, LatencyCheck) else
-                                    pass_error_points(rate_s * last, rate_c * last, base=error_rate, level=beta))
-                           for c in pass_planned},
+            pass_p95_pct=None if lat is None else shown[lat.name],  # the columns: the first of each kind
+            pass_error_points=None if err_pass is None else shown[err_pass.name],
+            pass_by_s=last, pass_canary_requests=rate_c * last, pass_by_check=shown,
         ))
         info += effective_requests(n_s, n_c)
         pooled_c, pooled_s = pooled_c + n_c, pooled_s + n_s

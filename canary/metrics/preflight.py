@@ -112,12 +112,12 @@ def _refuse_native_histograms(client: PrometheusClient, policy: Policy, planned:
         if native is None or answers[query][0] != 0 or native in asked or not _needs_stable(checks.get(check)):
             continue
         asked.add(native)
+        sent += 1
         try:  # best effort: a probe that cannot be answered leaves the empty arm a warning, as before
             result = client.ask(native, check=check, arm=arm, at=None, who=f"policy {where} (stable arm)",
                                 strict=True, deadline=deadline)
         except (MetricsUnavailable, ConfigError):
             continue
-        sent += 1
         if isinstance(result, list) and any(isinstance(r, dict) and "histogram" in r for r in result):
             raise ConfigError(
                 f"policy {where}: {native} is a Prometheus native histogram and has no classic `_bucket` series; "
