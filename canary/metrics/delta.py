@@ -145,6 +145,10 @@ def _arm_delta(spec: Spec, policy: Policy, target: Target, arm: str, *, snaps: t
     fam, (now, base), (g_now, g_base) = spec.family, snaps, groups
     if spec.kind == "histogram":
         if not g_now:
+            # serving without classic buckets: a Prometheus native histogram has no `_bucket` series,
+            # and is read per rollout (`PrometheusProvider`), as a gauge-only feature check is
+            if now.requests(policy, target, arm, source=spec.source):
+                raise NotBatchable(f"{where}: no {fam.metric} series (a native histogram?); measure it per rollout")
             raise NoData(f"{where}: no {fam.metric} series; query: {fam.query()}")
         return _histogram_delta(g_now, g_base, spec.scale, where)
     if spec.kind == "features":

@@ -23,8 +23,10 @@ because it is the only part that knows PromQL and the presets.
 - Feature-missing needs a counter (``model_features_total{state="missing"|
   "present"}``): Counts(events=missing, total=missing+present) counts feature
   VALUES, not requests as the gauge path does. Where only the gauge exists the
-  check raises `NotBatchable` (a ConfigError); so do custom checks. The caller
-  measures those per rollout with `PrometheusProvider`.
+  check raises `NotBatchable` (a ConfigError); so do custom checks, and a
+  histogram arm that serves requests but has no classic `_bucket` series (a
+  Prometheus native histogram). The caller measures those per rollout with
+  `PrometheusProvider`, which reads native histograms.
 """
 
 from __future__ import annotations

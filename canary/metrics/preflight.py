@@ -21,6 +21,7 @@ from canary.metrics import queries as q
 from canary.metrics.answers import bucket_pairs, is_scalar, number, number_of
 from canary.metrics.base import PreflightQuery, PreflightReport
 from canary.metrics.client import PREFIX_HINT, NotPrometheus, PrometheusClient, Rejected, excerpt
+from canary.metrics.native import native_buckets
 from canary.metrics.query_plan import FEATURE_ROLES, HISTOGRAM, query_plan, request_plan
 from canary.model import Histogram, Target
 from canary.policy import LatencyCheck, Policy
@@ -65,9 +66,10 @@ def preflight(client: PrometheusClient, policy: Policy, target: Target) -> Prefl
             answers[query] = _preflight_one(client, query, where=where, check=check, arm=arm, role=role,
                                             deadline=deadline)
             sent += 1
-    sent += _refuse_native_histograms(client, policy, planned, answers, deadline)
-    found = tuple(PreflightQuery(where=w, check=c, arm=a, query=x, series=answers[x][0], value=answers[x][1])
-                  for w, c, a, _, x in planned)
+    native, more = _read_native_histograms(client, planned, answers, deadline)
+    sent += more
+    found = tuple(PreflightQuery(where=w, check=c, arm=a, query=native.get(x, x), series=answers[x][0],
+                                 value=answers[x][1]) for w, c, a, _, x in planned)
     return PreflightReport(url=client.url, window_s=window, queries=found, sent=sent,
                            elapsed_s=time.monotonic() - t0, unresolvable=_unresolvable(policy, planned, answers))
 
@@ -94,37 +96,31 @@ def _unresolvable(policy: Policy, planned: list[tuple[str, str, str, str, str]],
     return tuple(out)
 
 
-def _needs_stable(check: object) -> bool:
-    """Whether a histogram check compares with the stable arm (a latency `max_ms` alone does not)."""
-    return not isinstance(check, LatencyCheck) or check.max_increase_pct is not None
-
-
-def _refuse_native_histograms(client: PrometheusClient, policy: Policy, planned: list[tuple[str, str, str, str, str]],
-                              answers: dict[str, tuple[int, float | None, Histogram | None]], deadline: float) -> int:
-    """A stable histogram with no `_bucket` series may be exported as a Prometheus *native* histogram,
-    which the checks do not read (they would find no data at every look and end the rollout at the
-    deadline): ask for the series itself, and refuse before traffic moves if it is one. Returns the
-    queries sent."""
-    sent, asked = 0, set()
-    checks = {c.name: c for c in policy.checks}
+def _read_native_histograms(client: PrometheusClient, planned: list[tuple[str, str, str, str, str]],
+                            answers: dict[str, tuple[int, float | None, Histogram | None]],
+                            deadline: float) -> tuple[dict[str, str], int]:
+    """A histogram with no classic `_bucket` series is read as a Prometheus *native* histogram, as a
+    look reads it (`PrometheusProvider._histograms`): ask the native query of each empty one once and
+    record its answer in its place. Best effort: a native query Prometheus cannot answer, or one
+    that finds nothing, leaves the empty answer (a warning) as it was. Returns {classic query:
+    native query} for those read natively, and the queries sent."""
+    read, sent, asked = {}, 0, set()
     for where, check, arm, role, query in planned:
-        native = q.native_series_query(query) if role == HISTOGRAM and arm == "stable" else None
-        if native is None or answers[query][0] != 0 or native in asked or not _needs_stable(checks.get(check)):
+        native = q.native_query_of(query) if role == HISTOGRAM else None
+        if native is None or answers[query][0] != 0 or native in asked:
             continue
         asked.add(native)
         sent += 1
-        try:  # best effort: a probe that cannot be answered leaves the empty arm a warning, as before
-            result = client.ask(native, check=check, arm=arm, at=None, who=f"policy {where} (stable arm)",
+        try:
+            result = client.ask(native, check=check, arm=arm, at=None, who=f"policy {where} ({arm} arm)",
                                 strict=True, deadline=deadline)
-        except (MetricsUnavailable, ConfigError):
+            got = native_buckets(result, native, check, arm)
+        except (MetricsUnavailable, ConfigError, NoData):
             continue
-        if isinstance(result, list) and any(isinstance(r, dict) and "histogram" in r for r in result):
-            raise ConfigError(
-                f"policy {where}: {native} is a Prometheus native histogram and has no classic `_bucket` series; "
-                "canary reads classic buckets only: export classic buckets beside the native ones (Prometheus "
-                "2.45+: `scrape_classic_histograms: true` in the scrape config; 3.x: "
-                "`always_scrape_classic_histograms: true`)")
-    return sent
+        pairs = list(got.pairs)
+        answers[query] = (1, got.total, q.normalise(pairs, [le for le, _ in pairs]))
+        read[query] = native
+    return read, sent
 
 
 def _probe(client: PrometheusClient, deadline: float) -> None:

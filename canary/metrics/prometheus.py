@@ -9,7 +9,9 @@ check before any traffic moves is `preflight`'s; this module is about meaning:
   check, the arm and the query;
 - each arm's histogram keeps its own bucket bounds (the judge compares on the
   bounds both arms share; no count is invented at a bound one arm lacks), and
-  each arm's NoData stays in its place (`answers.arms_pair`).
+  each arm's NoData stays in its place (`answers.arms_pair`);
+- a histogram with no classic `_bucket` series is read as a Prometheus native
+  histogram (`native`), both arms on one grid when both are native.
 
 Feature-missing is a gauge (a fraction per feature), not a counter, so it is
 turned into `Counts(events=rate * n, total=n)` with n the arm's request count
@@ -21,14 +23,15 @@ from __future__ import annotations
 
 import math
 
-from canary.errors import ConfigError, NoData
+from canary.errors import ConfigError, MetricsUnavailable, NoData
 from canary.metrics import queries as q
-from canary.metrics.answers import arm_name, arms_pair, bucket_pairs
+from canary.metrics.answers import arm_name, arms_pair, bucket_pairs, is_scalar
 from canary.metrics.base import PreflightReport
 from canary.metrics.client import PrometheusClient
 from canary.metrics.preflight import preflight as run_preflight
 from canary.metrics.query_plan import HISTOGRAM, query_plan, request_plan
 from canary.metrics.features import feature_counts
+from canary.metrics.native import NativeBuckets, align, native_buckets
 from canary.model import ArmData, Counts, FeatureCounts, Histogram, Scalar, Target
 from canary.policy import Check, Policy
 
@@ -51,7 +54,7 @@ class PrometheusProvider(PrometheusClient):
         name = check.name
         if check.kind in ("latency", "prediction_shift"):
             scale = q.latency_metric(q.preset(policy.source_of(check)), name)[1] if check.kind == "latency" else 1.0
-            return arms_pair(lambda arm: self._histogram(plan[arm][HISTOGRAM], name, arm, window_s, at, scale=scale))
+            return self._histograms({arm: plan[arm][HISTOGRAM] for arm in q.ARMS}, name, window_s, at, scale=scale)
         per_arm = {"error_rate": self._error_counts, "feature_missing": self._missing_counts,
                    "feature_drift": self._features, "custom": self._custom}[check.kind]
         return arms_pair(lambda arm: per_arm(plan[arm], name, arm, window_s, at))
@@ -69,17 +72,66 @@ class PrometheusProvider(PrometheusClient):
 
     # -- per kind ------------------------------------------------------------------------
 
-    def _histogram(
-        self, query: str, check: str, arm: str, window_s: float, at: float | None, *, scale: float = 1.0
-    ) -> Histogram:
-        """One arm on its own bounds: counts exist only at the bounds an arm exports. The judge
-        compares the arms on the bounds they share; filling a bound one arm lacks with the count
-        below it would invent observations (and fail identical arms exporting different layouts)."""
-        raw = self._buckets(query, check, arm, at)
-        h = q.normalise(raw, [le for le, _ in raw], scale=scale)
-        if h.total <= 0:
-            raise NoData(f"check {check!r}: no observations for {arm_name(arm)} in {window_s}s; query: {query}")
-        return h
+    def _histograms(self, queries: dict[str, str], check: str, window_s: float, at: float | None, *,
+                    scale: float = 1.0) -> tuple[Histogram | NoData, Histogram | NoData]:
+        """Both arms' histograms over the window, classic `_bucket` series or Prometheus native ones.
+
+        Each arm is read from its classic buckets; an arm with no classic series is read as a native
+        histogram (`native.native_buckets`). When one arm is native and the other classic, the other's
+        native histogram is asked too, so that both compare on one grid; two native arms are put on
+        the bounds where both counts are exact (`native.align`). Each arm keeps its own bounds
+        otherwise: the judge compares on the bounds both share, and a count at a bound an arm lacks
+        is never invented (filling it with the count below would fail identical arms exporting
+        different layouts). An arm's NoData stays in its place; NoData when neither has data."""
+        got: dict[str, list[tuple[float, float]] | NativeBuckets | NoData] = {}
+        for arm in q.ARMS:
+            try:
+                got[arm] = self._classic_or_native(queries[arm], check, arm, at)
+            except NoData as exc:
+                got[arm] = exc
+        natives = [arm for arm in q.ARMS if isinstance(got[arm], NativeBuckets)]
+        if len(natives) == 1:
+            other = q.ARMS[1 - q.ARMS.index(natives[0])]
+            if isinstance(got[other], list):
+                try:
+                    got[other] = self._native(queries[other], check, other, at)
+                except (NoData, MetricsUnavailable):
+                    pass  # classic only: each arm on its own bounds
+        a, b = got["stable"], got["canary"]
+        if isinstance(a, NativeBuckets) and isinstance(b, NativeBuckets):
+            got["stable"], got["canary"] = align(a, b)
+        out: list[Histogram | NoData] = []
+        for arm in q.ARMS:
+            data = got[arm]
+            if isinstance(data, NativeBuckets):
+                data = list(data.pairs)
+            if isinstance(data, NoData):
+                out.append(data)
+                continue
+            h = q.normalise(data, [le for le, _ in data], scale=scale)
+            out.append(h if h.total > 0 else NoData(
+                f"check {check!r}: no observations for {arm_name(arm)} in {window_s}s; query: {queries[arm]}"))
+        if all(isinstance(x, NoData) for x in out):
+            raise NoData("; ".join(str(x) for x in out))
+        return out[0], out[1]
+
+    def _classic_or_native(self, query: str, check: str, arm: str, at: float | None
+                           ) -> list[tuple[float, float]] | NativeBuckets:
+        """The arm's classic (le, count) pairs; its native histogram when it has no classic series."""
+        result = self.query(query, check=check, arm=arm, at=at)
+        if result or is_scalar(result):
+            return bucket_pairs(result, query, check, arm)
+        try:
+            return self._native(query, check, arm, at)
+        except NoData:
+            raise NoData(f"check {check!r}: no histogram series for {arm_name(arm)}, classic or native; "
+                         f"query: {query}") from None
+
+    def _native(self, query: str, check: str, arm: str, at: float | None) -> NativeBuckets:
+        native = q.native_query_of(query)
+        if native is None:
+            raise NoData(f"check {check!r}: no histogram series for {arm_name(arm)}; query: {query}")
+        return native_buckets(self.query(native, check=check, arm=arm, at=at), native, check, arm)
 
     def _requests(self, query: str, check: str, arm: str, window_s: float, at: float | None) -> float:
         n = self.scalar(query, check=check, arm=arm, at=at)
@@ -119,5 +171,3 @@ class PrometheusProvider(PrometheusClient):
             n = math.nan  # the custom number stands on its own; n is only evidence
         return Scalar(value=value, n=n)
 
-    def _buckets(self, query: str, check: str, arm: str, at: float | None) -> list[tuple[float, float]]:
-        return bucket_pairs(self.query(query, check=check, arm=arm, at=at), query, check, arm)

@@ -197,15 +197,21 @@ def histogram_query(base: str, sel: str, window_s: float) -> str:
     return f"sum by (le) (increase({base}_bucket{sel}[{duration(window_s)}]))"
 
 
+def native_histogram_query(base: str, sel: str, window_s: float) -> str:
+    """The same window of the same series read as a Prometheus *native* histogram (one sample, every
+    bucket; a native histogram has no `_bucket` series): `canary.metrics.native` reads the answer."""
+    return f"sum(increase({base}{sel}[{duration(window_s)}]))"
+
+
 _HISTOGRAM_QUERY = re.compile(r"^sum by \(le\) \(increase\((?P<base>[a-zA-Z_:][a-zA-Z0-9_:]*)_bucket(?P<sel>\{.*\})"
-                              r"\[[0-9a-z]+\]\)\)$")
+                              r"\[(?P<window>[0-9a-z]+)\]\)\)$")
 
 
-def native_series_query(query: str) -> str | None:
-    """For a `histogram_query`, the selector of the same series as a Prometheus *native* histogram
-    (`base{sel}`: a native histogram has no `_bucket` series); None for any other query."""
+def native_query_of(query: str) -> str | None:
+    """For a `histogram_query`, the `native_histogram_query` of the same series and window; None for
+    any other query."""
     m = _HISTOGRAM_QUERY.match(query)
-    return None if m is None else f"{m['base']}{m['sel']}"
+    return None if m is None else f"sum(increase({m['base']}{m['sel']}[{m['window']}]))"
 
 
 def requests_query(p: Preset, sel: str, window_s: float) -> str:

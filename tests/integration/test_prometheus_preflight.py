@@ -11,6 +11,7 @@ mistake that slips past the loader, so the server-side check is what is tested.
 from __future__ import annotations
 
 import json
+import math
 import socket
 import time
 from pathlib import Path
@@ -25,6 +26,7 @@ from canary.model import Target
 from canary.policy import Policy, load_policy, parse_policy
 from canary.sandbox.promserver import PromServer, free_port
 from tests.support.http import Answer, ScriptedHTTP
+from tests.support.native_histograms import NativeHistogramTarget
 from tests.support.prom import TARGET, Dataset
 
 pytestmark = pytest.mark.integration
@@ -281,32 +283,60 @@ def test_slow_server_is_cut_by_the_preflight_budget(http: Callable[..., Scripted
     assert len(server.paths) <= 3 * 0.5 / 0.25 + 1 < planned, (len(server.paths), planned)
 
 
-def test_a_latency_exported_only_as_a_native_histogram_is_refused_before_traffic(
+def _lognormal(n: int, median: float, sigma: float) -> list[float]:
+    import random
+
+    rng = random.Random(9)
+    return [median * math.exp(rng.gauss(0, sigma)) for _ in range(n)]
+
+
+def test_a_latency_exported_only_as_a_native_histogram_is_read_and_judged(
         prom_server_factory: Callable[..., PromServer]) -> None:
-    """Issue 9: native histograms are not read. A model exporting its latency only as a Prometheus
-    native histogram (protobuf exposition, Prometheus with the feature on) has no `_bucket` series:
-    every look would find no data and the rollout would end unproven at its deadline. Preflight
-    asks for the series itself and refuses at once, naming the check and the fix."""
-    from tests.support.native_histograms import NativeHistogramTarget
+    """Issue 9: a model exporting its latency only as a Prometheus native histogram (protobuf
+    exposition, Prometheus with the feature on) has no `_bucket` series. Preflight reads it natively
+    (no warning, the native query in the report), a look reads both arms on one grid, and the
+    judge passes an equal canary and fails one 50% slower."""
+    from canary.analysis.judge import judge_check
+    from canary.model import Outcome
 
     base = "model_inference_duration_seconds"
-    series = {(("model_name", "rec"), ("model_version", v)): [0.02, 0.05, 0.05, 0.08, 0.2] for v in ("v1", "v2")}
+    fast = _lognormal(300, 0.05, 0.3)
+    series = {(("model_name", "rec"), ("model_version", "v1")): fast,
+              (("model_name", "rec"), ("model_version", "v2")): fast,
+              (("model_name", "slow"), ("model_version", "v1")): fast,
+              (("model_name", "slow"), ("model_version", "v2")): [1.5 * v for v in fast]}
     target = NativeHistogramTarget(base, series).start()
     try:
         server = prom_server_factory(targets=[target.address], extra_args=["--enable-feature=native-histograms"])
         server.wait_targets_up(timeout_s=30)
         prom = provider(server.url)
-        deadline = time.monotonic() + 30
-        while not prom.query(f'{base}{{model_name="rec"}}', check="wait", arm="stable", at=None):
+        deadline = time.monotonic() + 60
+        # ten scrapes (1 s apart) of every series inside the window before measuring
+        while not prom.query(f'count_over_time({base}{{model_name="slow",model_version="v2"}}[10s]) >= 10',
+                             check="wait", arm="stable", at=None):
             assert time.monotonic() < deadline, "the native histogram never appeared"
             time.sleep(0.5)
-        pol = parse_policy({"steps": [10, 100], "analysis": {"interval": "60s", "look_every": "10s"},
+        pol = parse_policy({"steps": [10, 100], "analysis": {"interval": "10s", "look_every": "10s"},
                             "metrics": {"source": "model"},
                             "checks": [{"name": "latency-p95", "kind": "latency", "max_increase_pct": 20}]})
-        with pytest.raises(ConfigError, match=r"checks\[0\] 'latency-p95': model_inference_duration_seconds\{model_name="
-                                              r"\"rec\",model_version=\"v1\"\} is a Prometheus native histogram .*"
-                                              r"scrape_classic_histograms"):
-            prom.preflight(pol, TARGET)
+        report = prom.preflight(pol, TARGET)
+        latency = [x for x in report.queries if x.check == "latency-p95"]
+        assert [x.query for x in latency] == [
+            f'sum(increase({base}{{model_name="rec",model_version="{v}"}}[10s]))' for v in ("v1", "v2")]
+        assert all(x.series == 1 and (x.value or 0) > 1000 for x in latency)
+        assert not [w for w in report.warnings() if "latency-p95" in w], report.warnings()
+        at = time.time()
+        check = pol.checks[0]
+        for model, expected in (("rec", Outcome.PASS), ("slow", Outcome.FAIL)):
+            t = Target(namespace=TARGET.namespace, virtual_service="vs", model=model, stable_version="v1",
+                       canary_version="v2")
+            stable, canary = prom.measure(pol, check, t, window_s=10, at=at)
+            assert stable.bounds == canary.bounds and len(stable.bounds) > 20  # one grid: every bound shared
+            assert stable.total > 1000 and canary.total > 1000
+            ratios = [b / a for a, b in zip(stable.bounds[1:-1], stable.bounds[2:-1])]
+            assert max(ratios) == pytest.approx(2 ** (1 / 8), rel=1e-9)  # schema 3, in ms
+            verdict = judge_check(check, stable, canary, alpha=0.01, min_canary=100)
+            assert verdict.outcome == expected, verdict.reason
     finally:
         target.stop()
 
@@ -319,26 +349,24 @@ def test_a_stable_arm_without_any_histogram_is_still_only_a_warning(prom: Promet
     assert any("latency-p95" in w for w in report.warnings())
 
 
-def test_the_native_probe_is_best_effort_sent_once_and_only_for_checks_that_read_stable(
-        http: Callable[..., ScriptedHTTP]) -> None:
-    """Review findings: a probe Prometheus cannot answer leaves an empty stable histogram the warning
-    it was (never a failed preflight); two checks on one metric send one probe; a latency check with
-    only `max_ms` (judged on the canary alone) is not refused for a native-only stable arm."""
+def test_the_native_read_is_best_effort_and_sent_once_per_series(http: Callable[..., ScriptedHTTP]) -> None:
+    """A native query Prometheus cannot answer leaves an empty histogram the warning it was (never a
+    failed preflight); two checks on one metric send one native query per arm; a native answer is
+    read as the look reads it."""
     from urllib.parse import parse_qs, urlparse
 
     empty = json.dumps({"status": "success", "data": {"resultType": "vector", "result": []}})
     one = json.dumps({"status": "success", "data": {"resultType": "vector", "result": [{"metric": {}, "value": [1, "1"]}]}})
     native = json.dumps({"status": "success", "data": {"resultType": "vector", "result": [
-        {"metric": {"model_version": "v1"}, "histogram": [1, {"count": "3", "sum": "0.1",
-                                                               "buckets": [[0, "0.01", "0.02", "3"]]}]}]}})
+        {"metric": {}, "histogram": [1, {"count": "3", "sum": "0.1", "buckets": [[0, "0.5", "1", "3"]]}]}]}})
 
-    def answer(probe_status: int, probe_body: str) -> Callable[[str, dict[str, str]], Answer]:
+    def answer(native_status: int, native_body: str) -> Callable[[str, dict[str, str]], Answer]:
         def reply(path: str, headers: dict[str, str]) -> Answer:
             query = parse_qs(urlparse(path).query).get("query", [""])[0]
             if query == "vector(1)":
                 return 200, "application/json", one
-            if query.startswith("model_inference_duration_seconds{"):  # the native probe
-                return probe_status, "application/json", probe_body
+            if query.startswith("sum(increase(model_inference_duration_seconds{"):  # the native query
+                return native_status, "application/json", native_body
             return 200, "application/json", empty
         return reply
 
@@ -349,9 +377,43 @@ def test_the_native_probe_is_best_effort_sent_once_and_only_for_checks_that_read
     report = provider(down.url, retries=1).preflight(two_checks, TARGET)
     assert any("p95" in w for w in report.warnings())
     server = http(answer(200, native))
-    with pytest.raises(ConfigError, match="p95.*native histogram"):
-        provider(server.url).preflight(two_checks, TARGET)
-    assert sum("model_inference_duration_seconds%7B" in p for p in server.paths) == 1
-    ceiling_only = parse_policy({"steps": [10, 100], "metrics": {"source": "model"},
-                                 "checks": [{"name": "p95abs", "kind": "latency", "max_ms": 250}]})
-    assert provider(http(answer(200, native)).url).preflight(ceiling_only, TARGET).warnings()
+    report = provider(server.url).preflight(two_checks, TARGET)
+    assert not [w for w in report.warnings() if "p95" in w or "p99" in w], report.warnings()
+    assert sum("sum%28increase%28model_inference_duration_seconds%7B" in p for p in server.paths) == 2  # one per arm
+    assert {x.value for x in report.queries if x.check in ("p95", "p99")} == {3.0}
+
+
+def test_one_native_arm_reads_the_other_natively_too_or_each_keeps_its_own_bounds(
+        http: Callable[..., ScriptedHTTP]) -> None:
+    """A canary version that switched to native histograms while stable exports both: the stable arm is
+    read natively too, so both compare on one grid. Where the stable arm has classic buckets only,
+    each arm keeps its own bounds (the judge compares on those both have; nothing is filled in)."""
+    from urllib.parse import parse_qs, urlparse
+
+    def vector(*series: dict[str, Any]) -> str:
+        return json.dumps({"status": "success", "data": {"resultType": "vector", "result": list(series)}})
+
+    classic = vector(*({"metric": {"le": le}, "value": [1, c]} for le, c in (("0.5", "10"), ("1", "30"), ("+Inf", "40"))))
+    g = [2 ** (i / 8) for i in range(-9, 1)]  # schema 3 bounds up to 1 s
+
+    def native(count: int) -> str:
+        return vector({"metric": {}, "histogram": [1, {"count": str(count), "sum": "1", "buckets": [
+            [0, repr(g[0]), repr(g[1]), str(count // 2)], [0, repr(g[8]), repr(g[9]), str(count - count // 2)]]}]})
+
+    def reply(stable_native: bool) -> Callable[[str, dict[str, str]], Answer]:
+        def answer(path: str, headers: dict[str, str]) -> Answer:
+            query = parse_qs(urlparse(path).query).get("query", [""])[0]
+            stable = 'model_version="v1"' in query
+            if query.startswith("sum by (le)"):
+                return 200, "application/json", classic if stable else vector()
+            return 200, "application/json", native(40) if not stable else (native(20) if stable_native else vector())
+        return answer
+
+    pol = parse_policy({"steps": [10, 100], "metrics": {"source": "model"},
+                        "checks": [{"name": "p95", "kind": "latency", "max_increase_pct": 20}]})
+    s, c = provider(http(reply(True)).url).measure(pol, pol.checks[0], TARGET, window_s=60)
+    assert s.bounds == c.bounds and len(s.bounds) == 10  # the grid from 0.5 s to 1 s (9 bounds), in ms, and +Inf
+    assert (s.total, c.total) == (20, 40) and s.counts[0] == 10 and c.counts[-2] == 40
+    s, c = provider(http(reply(False)).url).measure(pol, pol.checks[0], TARGET, window_s=60)
+    assert s.bounds == (500.0, 1000.0, math.inf) and s.counts == (10, 30, 40)
+    assert c.bounds[-2:] == (1000.0, math.inf) and len(c.bounds) == 10

@@ -353,6 +353,23 @@ def test_gauge_only_feature_missing_is_not_batchable() -> None:
     assert isinstance(canary, NoData) and not isinstance(stable, NoData)
 
 
+def test_a_histogram_arm_serving_without_classic_buckets_is_measured_per_rollout() -> None:
+    """Issue 9: a version exporting its latency as a Prometheus native histogram has no `_bucket`
+    series for the batched snapshot; while it serves requests the check goes per rollout
+    (`PrometheusProvider` reads native histograms), not NoData until the step's deadline."""
+    pol = policy()
+    base = snap(both(lat=[1, 2, 3], ok=5, err=0), pol)
+    native_canary = [x for x in both(lat=[2, 4, 6], ok=9, err=0)
+                     if not (x[0].startswith("model_inference_duration_seconds") and x[1]["model_version"] == "v2")]
+    now = snap(native_canary, pol)
+    with pytest.raises(b.NotBatchable, match="canary arm.*no model_inference_duration_seconds_bucket series"):
+        b.measure_delta(pol, chk(pol, "lat"), T, now, base)
+    # an arm that has served nothing: NoData in place, as before
+    quiet = snap(model_arm("rec", "v1", lat=[2, 4, 6], ok=9, err=0), pol)
+    stable, canary = b.measure_delta(pol, chk(pol, "lat"), T, quiet, base)
+    assert isinstance(canary, NoData) and not isinstance(stable, NoData)
+
+
 def test_requests_fall_back_to_the_latency_count() -> None:
     pol = policy()
     m = {"model_name": "rec"}

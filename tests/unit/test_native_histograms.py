@@ -1,0 +1,154 @@
+"""Prometheus native histograms read as cumulative buckets (`canary.metrics.native`), issue 9.
+
+The property every test states: at every bound the reader gives, the count is exactly the number
+of observations <= that bound, for each arm; nothing is filled in where that is not known."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import numpy as np
+import pytest
+
+from canary.errors import MetricsUnavailable, NoData
+from canary.metrics.native import MAX_BOUNDS, align, from_buckets, grid_bound, native_buckets, schema_of
+
+
+def buckets_of(values: list[float], schema: int, zero_threshold: float = 0.0, *, jitter: bool = False
+               ) -> list[tuple[int, float, float, float]]:
+    """What Prometheus writes for `values` observed into a native histogram: (rule, lo, hi, count) per
+    populated bucket; bucket i is (2^((i-1)/2^s), 2^(i/2^s)], |v| <= zero_threshold is the zero bucket.
+    `jitter`: bounds one ulp off, as the API's own float arithmetic may give them."""
+    counts: dict[int, int] = {}
+    zero = 0
+    for v in values:
+        if abs(v) <= zero_threshold:
+            zero += 1
+            continue
+        assert v > 0
+        i = math.ceil(math.log2(v) * 2 ** schema - 1e-12)
+        while grid_bound(i - 1, schema) >= v:  # float edges: the bucket whose (lo, hi] holds v
+            i -= 1
+        while grid_bound(i, schema) < v:
+            i += 1
+        counts[i] = counts.get(i, 0) + 1
+    out = [(3, -zero_threshold, zero_threshold, float(zero))] if zero else []
+    for i, c in sorted(counts.items()):
+        lo, hi = grid_bound(i - 1, schema), grid_bound(i, schema)
+        if jitter:
+            lo, hi = math.nextafter(lo, math.inf), math.nextafter(hi, -math.inf)
+        out.append((0, lo, hi, float(c)))
+    return out
+
+
+def true_count(values: list[float], bound: float) -> int:
+    return sum(v <= bound for v in values)
+
+
+def lognormal(rng: random.Random, n: int, median: float, sigma: float) -> list[float]:
+    return [median * math.exp(rng.gauss(0, sigma)) for _ in range(n)]
+
+
+@pytest.mark.parametrize("schema", [-2, 0, 3, 5, 8])
+@pytest.mark.parametrize("jitter", [False, True])
+def test_every_bound_of_one_arm_carries_exactly_the_observations_below_it(schema: int, jitter: bool) -> None:
+    rng = random.Random(schema * 10 + jitter)
+    values = lognormal(rng, 3000, 0.05, 0.6)
+    got = from_buckets(buckets_of(values, schema, jitter=jitter), len(values))
+    assert got.pairs[-1] == (math.inf, len(values))
+    finite = [le for le, _ in got.pairs[:-1]]
+    assert finite == sorted(finite) and len(set(finite)) == len(finite)
+    for le, c in got.pairs[:-1]:
+        assert c == true_count(values, le), le
+    # the grid is filled between the first and the last populated bucket: one bound per grid step
+    # (at a coarser schema when the finest would need more than MAX_BOUNDS)
+    ratios = np.diff(np.log2(finite))
+    assert np.allclose(ratios, 2.0 ** -got.schema) and len(finite) <= MAX_BOUNDS + 1
+    assert got.schema <= schema
+
+
+@pytest.mark.parametrize("schemas", [(3, 3), (3, 2), (0, 5), (8, 3), (-1, 1)])
+def test_two_arms_are_aligned_on_the_bounds_where_both_counts_are_exact(schemas: tuple[int, int]) -> None:
+    """Different schemas, different ranges (the canary slower, so it populates buckets stable never
+    reaches): every aligned bound is exact for both arms, and every bound of the coarser grid inside
+    the union of their ranges is kept."""
+    rng = random.Random(sum(schemas))
+    stable, canary = lognormal(rng, 4000, 0.05, 0.4), lognormal(rng, 500, 0.09, 0.4)
+    a = from_buckets(buckets_of(stable, schemas[0]), len(stable))
+    b = from_buckets(buckets_of(canary, schemas[1]), len(canary))
+    pa, pb = align(a, b)
+    assert [le for le, _ in pa] == [le for le, _ in pb]
+    for (le, ca), (_, cb) in zip(pa[:-1], pb[:-1]):
+        assert (ca, cb) == (true_count(stable, le), true_count(canary, le)), le
+    assert pa[-1] == (math.inf, len(stable)) and pb[-1] == (math.inf, len(canary))
+    coarse = min(a.schema, b.schema)
+    lo = min(a.pairs[0][0], b.pairs[0][0])
+    hi = max(a.pairs[-2][0], b.pairs[-2][0])
+    expected = {grid_bound(i, coarse) for i in range(-30 * 2 ** max(coarse, 0), 30 * 2 ** max(coarse, 0)) if lo <= grid_bound(i, coarse) <= hi}
+    assert expected <= {le for le, _ in pa}
+
+
+def test_a_zero_bucket_keeps_grid_bounds_below_its_threshold_out() -> None:
+    """Observations within the zero threshold are in one bucket [-zt, zt]: a grid bound below zt is
+    not known for that arm, so it is not a bound of the pair."""
+    values = [0.0] * 50 + [0.002] * 20 + lognormal(random.Random(1), 300, 0.05, 0.3)
+    zt = 0.001
+    a = from_buckets(buckets_of(values, 3, zt), len(values))
+    other = lognormal(random.Random(2), 300, 0.0005, 0.3)
+    b = from_buckets(buckets_of(other, 3), 300)
+    pa, pb = align(a, b)
+    bounds = [le for le, _ in pa]
+    assert zt not in bounds  # the other arm's count at 0.001 (no bound of its grid) is not known
+    assert all(le > zt for le in bounds) and sum(le < 0.002 for le in bounds) >= 3
+    for (le, ca), (_, cb) in zip(pa[:-1], pb[:-1]):
+        assert (ca, cb) == (true_count(values, le), true_count(other, le))
+    same = from_buckets(buckets_of(values[::2], 3, zt), len(values[::2]))
+    assert zt in [le for le, _ in align(a, same)[0]]  # both arms' own bound
+
+
+def test_custom_bounds_are_exact_only_where_both_arms_have_them() -> None:
+    """Buckets that are no standard schema's (custom bounds): only the arms' shared own bounds."""
+    custom = [(0, 0.0, 0.01, 5.0), (0, 0.01, 0.03, 7.0), (0, 0.03, 0.1, 3.0)]
+    a = from_buckets(custom, 15)
+    assert a.schema is None and [le for le, _ in a.pairs] == [0.01, 0.03, 0.1, math.inf]
+    b = from_buckets([(0, 0.0, 0.01, 1.0), (0, 0.01, 0.05, 2.0)], 3)
+    pa, pb = align(a, b)
+    assert pa == [(0.01, 5.0), (math.inf, 15.0)] and pb == [(0.01, 1.0), (math.inf, 3.0)]
+
+
+def test_a_grid_too_fine_for_the_judge_is_read_at_a_coarser_schema_exactly() -> None:
+    rng = random.Random(7)
+    values = [10 ** rng.uniform(-4, 2) for _ in range(5000)]  # six decades at schema 8: ~5,000 bounds
+    got = from_buckets(buckets_of(values, 8), len(values))
+    assert got.schema < 8 and len(got.pairs) <= MAX_BOUNDS + 1
+    for le, c in got.pairs[:-1]:
+        assert c == true_count(values, le)
+
+
+def test_schema_is_read_from_a_bucket() -> None:
+    for s in range(-4, 9):
+        assert schema_of(grid_bound(9, s), grid_bound(10, s)) == s
+    assert schema_of(0.01, 0.03) is None and schema_of(-0.001, 0.001) is None
+
+
+def answer(*samples: dict) -> list[dict]:
+    return list(samples)
+
+
+def test_an_answer_is_read_and_bad_answers_are_named() -> None:
+    ok = {"metric": {}, "histogram": [1.0, {"count": "7", "sum": "0.3", "buckets": [
+        [0, str(grid_bound(-41, 3)), str(grid_bound(-40, 3)), "3"], [0, str(grid_bound(-38, 3)), str(grid_bound(-37, 3)), "4"]]}]}
+    got = native_buckets([ok], "q", "p95", "stable")
+    assert got.schema == 3 and got.total == 7 and got.count_at(grid_bound(-39, 3)) == 3
+    with pytest.raises(NoData, match="'p95': the canary arm has no native histogram series; query: q"):
+        native_buckets([], "q", "p95", "canary")
+    empty = {"metric": {}, "histogram": [1.0, {"count": "0", "sum": "0"}]}
+    with pytest.raises(NoData, match="no observations"):
+        native_buckets([empty], "q", "p95", "stable")
+    with pytest.raises(MetricsUnavailable, match="2 series"):
+        native_buckets([ok, ok], "q", "p95", "stable")
+    with pytest.raises(MetricsUnavailable, match="one native histogram sample"):
+        native_buckets([{"metric": {}, "value": [1, "3"]}], "q", "p95", "stable")
+    with pytest.raises(MetricsUnavailable, match="malformed"):
+        native_buckets([{"metric": {}, "histogram": [1.0, {"count": "x"}]}], "q", "p95", "stable")
