@@ -12,6 +12,7 @@ query reads. `metrics.queries.PRESETS` reads its label names from this table;
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import pydantic
 from pydantic import Field, field_validator
@@ -49,6 +50,10 @@ class Metrics(Strict):
     labels: dict[str, str] = Field(default_factory=dict, description="extra equality matchers on every query; never one "
                                    "of the identity labels (model, arm, namespace)",
                                    json_schema_extra={"propertyNames": {"pattern": LABEL_NAME}})
+    histograms: Literal["classic", "native"] = Field(
+        "classic", description="the form of a latency or prediction histogram read first where Prometheus has both: "
+        "classic `_bucket` series, or a Prometheus native histogram (finer buckets; read per rollout, not batched); "
+        "the other form is read when the first has no series")
 
     @field_validator("arm_label", "model_label")
     @classmethod

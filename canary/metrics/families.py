@@ -168,6 +168,8 @@ def check_spec(policy: Policy, check: Check) -> Spec:
         raise NotBatchable(f"check {check.name!r}: custom PromQL cannot be batched; measure it per rollout")
     if check.kind == "feature_drift":
         raise NotBatchable(f"check {check.name!r}: per-feature series are measured per rollout")
+    if check.kind in ("latency", "prediction_shift") and policy.metrics.histograms == "native":
+        raise NotBatchable(f"check {check.name!r}: native histograms (metrics.histograms) are measured per rollout")
     if check.kind == "latency":
         base, scale = q.latency_metric(p, check.name)
         return Spec("histogram", _family(policy, source, base + "_bucket", extra="le"), source, scale)

@@ -66,7 +66,8 @@ def preflight(client: PrometheusClient, policy: Policy, target: Target) -> Prefl
             answers[query] = _preflight_one(client, query, where=where, check=check, arm=arm, role=role,
                                             deadline=deadline)
             sent += 1
-    native, more = _read_native_histograms(client, planned, answers, deadline)
+    native, more = _read_native_histograms(client, planned, answers, deadline,
+                                           native_first=policy.metrics.histograms == "native")
     sent += more
     found = tuple(PreflightQuery(where=w, check=c, arm=a, query=native.get(x, x), series=answers[x][0],
                                  value=answers[x][1]) for w, c, a, _, x in planned)
@@ -98,16 +99,16 @@ def _unresolvable(policy: Policy, planned: list[tuple[str, str, str, str, str]],
 
 def _read_native_histograms(client: PrometheusClient, planned: list[tuple[str, str, str, str, str]],
                             answers: dict[str, tuple[int, float | None, Histogram | None]],
-                            deadline: float) -> tuple[dict[str, str], int]:
+                            deadline: float, *, native_first: bool = False) -> tuple[dict[str, str], int]:
     """A histogram with no classic `_bucket` series is read as a Prometheus *native* histogram, as a
     look reads it (`PrometheusProvider._histograms`): ask the native query of each empty one once and
-    record its answer in its place. Best effort: a native query Prometheus cannot answer, or one
+    record its answer in its place (`native_first`: of each one). Best effort: a native query Prometheus cannot answer, or one
     that finds nothing, leaves the empty answer (a warning) as it was. Returns {classic query:
     native query} for those read natively, and the queries sent."""
     read, sent, asked = {}, 0, set()
     for where, check, arm, role, query in planned:
         native = q.native_query_of(query) if role == HISTOGRAM else None
-        if native is None or answers[query][0] != 0 or native in asked:
+        if native is None or (answers[query][0] != 0 and not native_first) or native in asked:
             continue
         asked.add(native)
         sent += 1

@@ -54,7 +54,8 @@ class PrometheusProvider(PrometheusClient):
         name = check.name
         if check.kind in ("latency", "prediction_shift"):
             scale = q.latency_metric(q.preset(policy.source_of(check)), name)[1] if check.kind == "latency" else 1.0
-            return self._histograms({arm: plan[arm][HISTOGRAM] for arm in q.ARMS}, name, window_s, at, scale=scale)
+            return self._histograms({arm: plan[arm][HISTOGRAM] for arm in q.ARMS}, name, window_s, at, scale=scale,
+                                    native_first=policy.metrics.histograms == "native")
         per_arm = {"error_rate": self._error_counts, "feature_missing": self._missing_counts,
                    "feature_drift": self._features, "custom": self._custom}[check.kind]
         return arms_pair(lambda arm: per_arm(plan[arm], name, arm, window_s, at))
@@ -73,11 +74,12 @@ class PrometheusProvider(PrometheusClient):
     # -- per kind ------------------------------------------------------------------------
 
     def _histograms(self, queries: dict[str, str], check: str, window_s: float, at: float | None, *,
-                    scale: float = 1.0) -> tuple[Histogram | NoData, Histogram | NoData]:
+                    scale: float = 1.0, native_first: bool = False) -> tuple[Histogram | NoData, Histogram | NoData]:
         """Both arms' histograms over the window, classic `_bucket` series or Prometheus native ones.
 
-        Each arm is read from its classic buckets; an arm with no classic series is read as a native
-        histogram (`native.native_buckets`). When one arm is native and the other classic, the other's
+        Each arm is read from its classic buckets, and an arm with no classic series as a native
+        histogram (`native.native_buckets`); `native_first` (`metrics.histograms: native`) the other
+        way round. When one arm is native and the other classic, the other's
         native histogram is asked too, so that both compare on one grid; two native arms are put on
         the bounds where both counts are exact (`native.align`). Each arm keeps its own bounds
         otherwise: the judge compares on the bounds both share, and a count at a bound an arm lacks
@@ -86,7 +88,7 @@ class PrometheusProvider(PrometheusClient):
         got: dict[str, list[tuple[float, float]] | NativeBuckets | NoData] = {}
         for arm in q.ARMS:
             try:
-                got[arm] = self._classic_or_native(queries[arm], check, arm, at)
+                got[arm] = self._classic_or_native(queries[arm], check, arm, at, native_first=native_first)
             except NoData as exc:
                 got[arm] = exc
         natives = [arm for arm in q.ARMS if isinstance(got[arm], NativeBuckets)]
@@ -115,12 +117,20 @@ class PrometheusProvider(PrometheusClient):
             raise NoData("; ".join(str(x) for x in out))
         return out[0], out[1]
 
-    def _classic_or_native(self, query: str, check: str, arm: str, at: float | None
+    def _classic_or_native(self, query: str, check: str, arm: str, at: float | None, *, native_first: bool = False
                            ) -> list[tuple[float, float]] | NativeBuckets:
-        """The arm's classic (le, count) pairs; its native histogram when it has no classic series."""
+        """The arm's classic (le, count) pairs; its native histogram when it has no classic series
+        (`native_first`: its native histogram; its classic pairs when it has no native series)."""
+        if native_first:
+            try:
+                return self._native(query, check, arm, at)
+            except NoData:
+                pass
         result = self.query(query, check=check, arm=arm, at=at)
         if result or is_scalar(result):
             return bucket_pairs(result, query, check, arm)
+        if native_first:
+            raise NoData(f"check {check!r}: no histogram series for {arm_name(arm)}, native or classic; query: {query}")
         try:
             return self._native(query, check, arm, at)
         except NoData:

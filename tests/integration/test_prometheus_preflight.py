@@ -417,3 +417,45 @@ def test_one_native_arm_reads_the_other_natively_too_or_each_keeps_its_own_bound
     s, c = provider(http(reply(False)).url).measure(pol, pol.checks[0], TARGET, window_s=60)
     assert s.bounds == (500.0, 1000.0, math.inf) and s.counts == (10, 30, 40)
     assert c.bounds[-2:] == (1000.0, math.inf) and len(c.bounds) == 10
+
+
+def test_metrics_histograms_native_reads_native_first_where_both_exist(http: Callable[..., ScriptedHTTP]) -> None:
+    """`metrics.histograms: native`: a series exported both ways is read natively (finer buckets),
+    in a look and in preflight; one with classic buckets only is still read; the check is not batched."""
+    from urllib.parse import parse_qs, urlparse
+
+    from canary.metrics.families import batchable
+
+    def vector(*series: dict[str, Any]) -> str:
+        return json.dumps({"status": "success", "data": {"resultType": "vector", "result": list(series)}})
+
+    classic = vector(*({"metric": {"le": le}, "value": [1, c]} for le, c in (("0.5", "10"), ("1", "30"), ("+Inf", "40"))))
+    native = vector({"metric": {}, "histogram": [1, {"count": "40", "sum": "1", "buckets": [
+        [0, repr(2 ** (-9 / 8)), "0.5", "10"], [0, repr(2 ** (-1 / 8)), "1", "30"]]}]})
+    one = vector({"metric": {}, "value": [1, "1"]})
+
+    def answer(path: str, headers: dict[str, str]) -> Answer:
+        query = parse_qs(urlparse(path).query).get("query", [""])[0]
+        if query == "vector(1)":
+            return 200, "application/json", one
+        if query.startswith("sum by (le)"):
+            return 200, "application/json", classic
+        if query.startswith("sum(increase(model_inference_duration_seconds{"):
+            return 200, "application/json", native if 'model_version="v2"' in query else vector()
+        return 200, "application/json", one
+
+    spec = {"steps": [10, 100], "metrics": {"source": "model", "histograms": "native"},
+            "checks": [{"name": "p95", "kind": "latency", "max_increase_pct": 20}]}
+    pol = parse_policy(spec)
+    assert not batchable(pol, pol.checks[0])
+    s, c = provider(http(answer).url).measure(pol, pol.checks[0], TARGET, window_s=60)
+    assert s.bounds == (500.0, 1000.0, math.inf)  # stable: classic only
+    assert len(c.bounds) == 10 and c.counts[0] == 10 and c.total == 40  # canary: its native grid
+    report = provider(http(answer).url).preflight(pol, TARGET)
+    assert [x.query.startswith("sum(increase(") for x in report.queries if x.check == "p95"] == [False, True]
+    classic_first = parse_policy({**spec, "metrics": {"source": "model"}})
+    assert batchable(classic_first, classic_first.checks[0])
+    s, c = provider(http(answer).url).measure(classic_first, classic_first.checks[0], TARGET, window_s=60)
+    assert s.bounds == c.bounds == (500.0, 1000.0, math.inf)
+    with pytest.raises(ConfigError, match="metrics.histograms|histograms"):
+        parse_policy({**spec, "metrics": {"source": "model", "histograms": "sparse"}})
