@@ -27,7 +27,8 @@ Grid bounds are computed by one function (`grid_bound`, from the index at the
 arm's schema) so that the same point of two arms' grids is the same float. A
 grid with more than `MAX_BOUNDS` bounds over the populated range is read at a
 coarser schema (every second bound dropped, still exact), so the judge's cost
-stays that of a classic x1.1 layout. Bounds stay in the metric's unit; the
+stays that of a classic x1.1 layout; a prediction histogram at no more than
+`SHIFT_BOUNDS`, the resolution PSI and JS limits are set for. Bounds stay in the metric's unit; the
 caller scales them (`queries.normalise(..., scale=)`).
 """
 
@@ -42,6 +43,9 @@ from typing import Any, Iterable
 from canary.errors import MetricsUnavailable, NoData
 
 MAX_BOUNDS = 512  # finite grid bounds of one arm after filling
+# a prediction histogram's cells: PSI and JS grow with the resolution they are read at (a finer
+# partition never lowers an f-divergence), and their limits are set for the usual 10-20 bins
+SHIFT_BOUNDS = 20
 SCHEMAS = range(-4, 9)  # Prometheus's standard exponential schemas
 
 
@@ -106,7 +110,7 @@ class NativeBuckets:
         return self.pairs[i - 1][1] if i else 0.0
 
 
-def native_buckets(result: Any, query: str, check: str, arm: str) -> NativeBuckets:
+def native_buckets(result: Any, query: str, check: str, arm: str, *, max_bounds: int = MAX_BOUNDS) -> NativeBuckets:
     """The one native histogram of an instant answer (`sum(increase(base{...}[w]))`).
 
     Raises NoData for an empty answer or one without observations; MetricsUnavailable for a
@@ -123,7 +127,7 @@ def native_buckets(result: Any, query: str, check: str, arm: str) -> NativeBucke
         buckets = [(int(b[0]), float(b[1]), float(b[2]), float(b[3])) for b in h.get("buckets") or ()]
     except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
         raise MetricsUnavailable(f"{who}: malformed native histogram answer; query: {query}") from exc
-    got = from_buckets(buckets, count)
+    got = from_buckets(buckets, count, max_bounds=max_bounds)
     if got.total <= 0:
         raise NoData(f"{who} has no observations in the window; query: {query}")
     return got

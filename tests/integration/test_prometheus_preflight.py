@@ -305,15 +305,22 @@ def test_a_latency_exported_only_as_a_native_histogram_is_read_and_judged(
               (("model_name", "rec"), ("model_version", "v2")): fast,
               (("model_name", "slow"), ("model_version", "v1")): fast,
               (("model_name", "slow"), ("model_version", "v2")): [1.5 * v for v in fast]}
+    import random
+
+    rng = random.Random(4)
+    scores = [rng.betavariate(2, 5) for _ in range(300)]
     target = NativeHistogramTarget(base, series).start()
+    predictions = NativeHistogramTarget("model_prediction_value", {
+        (("model_name", "rec"), ("model_version", v)): scores for v in ("v1", "v2")}).start()
     try:
-        server = prom_server_factory(targets=[target.address], extra_args=["--enable-feature=native-histograms"])
+        server = prom_server_factory(targets=[target.address, predictions.address],
+                                     extra_args=["--enable-feature=native-histograms"])
         server.wait_targets_up(timeout_s=30)
         prom = provider(server.url)
         deadline = time.monotonic() + 60
-        # ten scrapes (1 s apart) of every series inside the window before measuring
-        while not prom.query(f'count_over_time({base}{{model_name="slow",model_version="v2"}}[10s]) >= 10',
-                             check="wait", arm="stable", at=None):
+        # ten scrapes (1 s apart) of all six series inside the window before measuring
+        every = '{__name__=~"model_inference_duration_seconds|model_prediction_value"}'
+        while len(prom.query(f"count_over_time({every}[10s]) >= 10", check="wait", arm="stable", at=None)) < 6:
             assert time.monotonic() < deadline, "the native histogram never appeared"
             time.sleep(0.5)
         pol = parse_policy({"steps": [10, 100], "analysis": {"interval": "10s", "look_every": "10s"},
@@ -337,8 +344,16 @@ def test_a_latency_exported_only_as_a_native_histogram_is_read_and_judged(
             assert max(ratios) == pytest.approx(2 ** (1 / 8), rel=1e-9)  # schema 3, in ms
             verdict = judge_check(check, stable, canary, alpha=0.01, min_canary=100)
             assert verdict.outcome == expected, verdict.reason
+        # a prediction histogram is read at the resolution PSI limits are set for (at most 20 cells)
+        shift = parse_policy({"steps": [10, 100], "metrics": {"source": "model"},
+                              "checks": [{"name": "shift", "kind": "prediction_shift", "max_psi": 0.1}]}).checks[0]
+        stable, canary = prom.measure(pol, shift, TARGET, window_s=10, at=at)
+        assert stable.bounds == canary.bounds and 5 <= len(stable.bounds) <= 21
+        verdict = judge_check(shift, stable, canary, alpha=0.01, min_canary=100)
+        assert verdict.outcome == Outcome.PASS, verdict.reason
     finally:
         target.stop()
+        predictions.stop()
 
 
 def test_a_stable_arm_without_any_histogram_is_still_only_a_warning(prom: PrometheusProvider) -> None:

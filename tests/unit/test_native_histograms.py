@@ -126,6 +126,19 @@ def test_a_grid_too_fine_for_the_judge_is_read_at_a_coarser_schema_exactly() -> 
         assert c == true_count(values, le)
 
 
+def test_a_prediction_histogram_is_read_at_the_resolution_psi_limits_are_set_for() -> None:
+    """PSI and JS grow with the cells they are read on: a native prediction histogram is read at no
+    more than SHIFT_BOUNDS bounds (a coarser schema), its counts still exact."""
+    from canary.metrics.native import SHIFT_BOUNDS
+
+    rng = random.Random(3)
+    values = [rng.betavariate(2, 5) for _ in range(4000)]
+    got = from_buckets(buckets_of(values, 3), len(values), max_bounds=SHIFT_BOUNDS)
+    assert 5 <= len(got.pairs) - 1 <= SHIFT_BOUNDS and got.schema < 3
+    for le, c in got.pairs[:-1]:
+        assert c == true_count(values, le)
+
+
 def test_schema_is_read_from_a_bucket() -> None:
     for s in range(-4, 9):
         assert schema_of(grid_bound(9, s), grid_bound(10, s)) == s
