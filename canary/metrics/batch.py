@@ -61,6 +61,7 @@ from canary.metrics.families import (
     regex_escape,
     regex_matcher,
 )
+from canary.metrics.native import CUSTOM, sample_values
 from canary.metrics.snapshot import FORMAT, Binding, Groups, Snapshot, UnusableStepStart
 from canary.model import Target
 from canary.policy import Policy
@@ -214,6 +215,12 @@ def _parse(result: Any, fam: Family, idents: set[Ident], query: str,
             if ident not in idents:
                 continue  # filtered client-side: exact values only, whatever the regex let through
             kept += 1
+            if fam.native:  # one sample holds every bucket: kept by bucket index (`native.sample_values`)
+                if "histogram" in s:
+                    own = fam.identity(labels)
+                    sid = ids.get(own) or ids.setdefault(own, hash_identity(own))
+                    into.setdefault(ident, {})[sid] = sample_values(s["histogram"][1]) or {CUSTOM: 1.0}
+                continue
             value = float(s["value"][1])
             if math.isfinite(value):
                 own = fam.identity(labels)

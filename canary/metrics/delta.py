@@ -28,9 +28,10 @@ import structlog
 from canary.errors import NoData
 from canary.metrics.answers import arms_pair
 from canary.metrics import queries as q
-from canary.metrics.families import NotBatchable, Spec, check_spec, families
+from canary.metrics.families import Family, NotBatchable, Spec, check_spec, families
+from canary.metrics.native import CUSTOM, MAX_BOUNDS, NativeBuckets, align, values_buckets, values_delta, values_sum
 from canary.metrics.snapshot import Groups, Snapshot, UnusableStepStart, feature_counts, features_as_requests, raw_buckets, request_fams
-from canary.model import ArmData, Counts, Target
+from canary.model import ArmData, Counts, Histogram, Target
 from canary.policy import Check, Policy
 
 log = structlog.get_logger(__name__)
@@ -128,6 +129,14 @@ def arm_delta(policy: Policy, check: Check, target: Target, arm: str, now: Snaps
     when snapshots cannot measure the check; UnusableStepStart when a snapshot is bound to another rollout."""
     spec = check_spec(policy, check)
     _check_pair(now, base, target)
+    if spec.kind == "histogram" and _form(policy, spec, target, arm, now) == "native":
+        got = _native_arm(spec, target, arm, now, base, check.name)
+        return ArmDelta(_as_histogram(got.data, spec.scale), got.reset)
+    return _classic_arm(policy, spec, check, target, arm, now, base)
+
+
+def _classic_arm(policy: Policy, spec: Spec, check: Check, target: Target, arm: str, now: Snapshot,
+                 base: Snapshot) -> ArmDelta:
     fam, ident = spec.family, spec.family.ident(target, arm)
     g_now, g_base = now.groups(fam, ident), base.groups(fam, ident)
     for snap, got in ((now, g_now), (base, g_base)):
@@ -145,10 +154,6 @@ def _arm_delta(spec: Spec, policy: Policy, target: Target, arm: str, *, snaps: t
     fam, (now, base), (g_now, g_base) = spec.family, snaps, groups
     if spec.kind == "histogram":
         if not g_now:
-            # serving without classic buckets: a Prometheus native histogram has no `_bucket` series,
-            # and is read per rollout (`PrometheusProvider`), as a gauge-only feature check is
-            if now.requests(policy, target, arm, source=spec.source):
-                raise NotBatchable(f"{where}: no {fam.metric} series (a native histogram?); measure it per rollout")
             raise NoData(f"{where}: no {fam.metric} series; query: {fam.query()}")
         return _histogram_delta(g_now, g_base, spec.scale, where)
     if spec.kind == "features":
@@ -184,8 +189,81 @@ def measure_delta(policy: Policy, check: Check, target: Target, now: Snapshot, b
                   ) -> tuple[ArmData | NoData, ArmData | NoData]:
     """(stable, canary) over the window base..now, as `PrometheusProvider.measure` gives for a window:
     each arm's NoData kept in its place (a limit on the canary alone is judged without the stable
-    series), NoData when neither arm has data."""
+    series), NoData when neither arm has data. A histogram is read in the form the per-rollout path
+    reads it: classic first (native first under `metrics.histograms: native`), both arms native
+    when one is and the other has a native series too, two native arms on one grid (`native.align`)."""
+    spec = check_spec(policy, check)
+    if spec.kind == "histogram":
+        _check_pair(now, base, target)
+        forms = {arm: _form(policy, spec, target, arm, now) for arm in q.ARMS}
+        if set(forms.values()) == {"classic", "native"} and all(_has(now, spec.native, target, a) for a in q.ARMS):
+            forms = {arm: "native" for arm in q.ARMS}
+        if forms["stable"] == forms["canary"] == "native":
+            got = arms_pair(lambda arm: _native_arm(spec, target, arm, now, base, check.name).data)
+            if not any(isinstance(x, NoData) for x in got):
+                a, b = align(*got)  # type: ignore[arg-type]
+                return _as_histogram(a, spec.scale), _as_histogram(b, spec.scale)
+            return tuple(x if isinstance(x, NoData) else _as_histogram(x, spec.scale) for x in got)  # type: ignore[return-value]
+        return arms_pair(lambda arm: (_as_histogram(_native_arm(spec, target, arm, now, base, check.name).data, spec.scale)
+                                      if forms[arm] == "native" else
+                                      _classic_arm(policy, spec, check, target, arm, now, base).data))
     return arms_pair(lambda arm: arm_delta(policy, check, target, arm, now, base).data)
+
+
+def _has(snap: Snapshot, fam: Family | None, target: Target, arm: str) -> bool:
+    return fam is not None and bool(snap.groups(fam, fam.ident(target, arm)))
+
+
+def _form(policy: Policy, spec: Spec, target: Target, arm: str, now: Snapshot) -> str:
+    """Which form of the histogram an arm is read in: "classic" or "native" (as `PrometheusProvider`
+    chooses: the preferred form where the arm has its series, else the other)."""
+    classic, native = _has(now, spec.family, target, arm), _has(now, spec.native, target, arm)
+    if policy.metrics.histograms == "native":
+        return "native" if native or not classic else "classic"
+    return "classic" if classic or not native else "native"
+
+
+def _native_arm(spec: Spec, target: Target, arm: str, now: Snapshot, base: Snapshot, check: str
+                ) -> _NativeDelta:
+    """One arm's native histogram over base..now, series by series (`native.values_delta`), summed
+    (`native.values_sum`). NotBatchable for what no exact subtraction exists for (custom buckets,
+    zero buckets of other widths, a step-start snapshot taken without the native family): the
+    check is then read per rollout."""
+    fam = spec.native
+    assert fam is not None
+    where = f"check {check!r}: {arm} arm of {target.model!r}"
+    ident = fam.ident(target, arm)
+    g_now, g_base = now.groups(fam, ident) or {}, base.groups(fam, ident)
+    if g_base is None:
+        raise NotBatchable(f"{where}: the step-start snapshot holds no native histogram; measure it per rollout")
+    parts, resets = [], 0
+    for sid, cur in g_now.items():
+        before = g_base.get(sid, {})
+        if CUSTOM in cur or CUSTOM in before:
+            raise NotBatchable(f"{where}: a native histogram with custom buckets; measure it per rollout")
+        got = values_delta(cur, before)
+        if got is None:
+            raise NotBatchable(f"{where}: native histograms with different zero buckets; measure it per rollout")
+        parts.append(got[0])
+        resets += got[1]
+    total = values_sum(parts)
+    if total is None:
+        raise NotBatchable(f"{where}: native histograms with different zero buckets; measure it per rollout")
+    if total["c"] <= 0:
+        raise NoData(f"{where}: no observations in the window")
+    _log_resets(resets, check, target, arm, now, base)
+    return _NativeDelta(values_buckets(total, max_bounds=spec.max_bounds or MAX_BOUNDS), resets > 0)
+
+
+@dataclass(frozen=True)
+class _NativeDelta:
+    data: NativeBuckets
+    reset: bool = False
+
+
+def _as_histogram(data: NativeBuckets | list[tuple[float, float]], scale: float) -> Histogram:
+    pairs = list(data.pairs) if isinstance(data, NativeBuckets) else data
+    return q.normalise(pairs, [le for le, _ in pairs], scale=scale)
 
 
 def requests_delta(policy: Policy, target: Target, now: Snapshot, base: Snapshot) -> tuple[float, float]:

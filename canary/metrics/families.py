@@ -23,10 +23,13 @@ because it is the only part that knows PromQL and the presets.
 - Feature-missing needs a counter (``model_features_total{state="missing"|
   "present"}``): Counts(events=missing, total=missing+present) counts feature
   VALUES, not requests as the gauge path does. Where only the gauge exists the
-  check raises `NotBatchable` (a ConfigError); so do custom checks, and a
-  histogram arm that serves requests but has no classic `_bucket` series (a
-  Prometheus native histogram). The caller measures those per rollout with
-  `PrometheusProvider`, which reads native histograms.
+  check raises `NotBatchable` (a ConfigError); so do custom checks. The caller
+  measures those per rollout with `PrometheusProvider`.
+- A histogram check reads two families: the classic `_bucket` series and the
+  same metric as a Prometheus native histogram (one sample per series, its
+  buckets kept by index: `native`), so a snapshot measures either form; a native
+  series it cannot subtract exactly (custom buckets, zero buckets of other
+  widths) makes the check `NotBatchable`.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from typing import Any, Iterable, Mapping
 
 from canary.errors import ConfigError
 from canary.metrics import queries as q
+from canary.metrics.native import MAX_BOUNDS, SHIFT_BOUNDS
 from canary.model import Target
 from canary.policy import Check, Policy, identity_labels
 
@@ -75,6 +79,7 @@ class Family:
     by: tuple[tuple[str, str], ...]  # (label, role) with role model | version | namespace
     matcher: str = ""  # raw constant matcher from the preset, e.g. outcome="error"
     extra: str = ""  # a further label kept apart in the answer: "le", or the feature state
+    native: bool = False  # a Prometheus native histogram: one sample per series, kept by bucket index
 
     def _matchers(self, filters: Mapping[str, Iterable[str]] | None) -> str:
         parts = [f'{k}="{q.escape(v)}"' for k, v in self.constant]
@@ -126,32 +131,35 @@ class Spec:
     family: Family
     source: str
     scale: float = 1.0
+    native: Family | None = None  # histograms: the same metric as a Prometheus native histogram
+    max_bounds: int = 0  # histograms: the most bounds a native grid is read at (`native.from_buckets`)
 
 
 _FAMILIES: dict[tuple[Any, ...], Family] = {}  # a controller has few label shapes; building one is not free
 
 
-def _family(policy: Policy, source: str, metric: str, *, matcher: str = "", extra: str = "") -> Family:
+def _family(policy: Policy, source: str, metric: str, *, matcher: str = "", extra: str = "",
+            native: bool = False) -> Family:
     """Mirror of `queries.selector`: the same matchers, the per-rollout ones turned into `by` labels."""
     m = policy.metrics
-    key = (source, m.model_label, m.arm_label, tuple(sorted(m.labels.items())), metric, matcher, extra)
+    key = (source, m.model_label, m.arm_label, tuple(sorted(m.labels.items())), metric, matcher, extra, native)
     fam = _FAMILIES.get(key)
     if fam is None:
         if len(_FAMILIES) > 4096:  # policies edited over months: never grow without bound
             _FAMILIES.clear()
-        fam = _FAMILIES[key] = _build_family(policy, source, metric, matcher=matcher, extra=extra)
+        fam = _FAMILIES[key] = _build_family(policy, source, metric, matcher=matcher, extra=extra, native=native)
     return fam
 
 
 _ROLES = {"model label": "model", "arm label": "version", "namespace label": "namespace"}  # Family.by roles
 
 
-def _build_family(policy: Policy, source: str, metric: str, *, matcher: str, extra: str) -> Family:
+def _build_family(policy: Policy, source: str, metric: str, *, matcher: str, extra: str, native: bool) -> Family:
     q.selector(policy, _PROBE, "stable", source)  # validates label names, refuses identity clashes
     fixed = dict(q.preset(source).fixed)
     fixed.update(policy.metrics.labels)
     by = tuple((label, _ROLES[role]) for role, label in identity_labels(policy.metrics, source).items())
-    return Family(q.metric_name(metric, "metric"), tuple(sorted(fixed.items())), by, matcher, extra)
+    return Family(q.metric_name(metric, "metric"), tuple(sorted(fixed.items())), by, matcher, extra, native)
 
 
 def request_families(policy: Policy, source: str) -> tuple[list[Family], Family | None]:
@@ -168,14 +176,14 @@ def check_spec(policy: Policy, check: Check) -> Spec:
         raise NotBatchable(f"check {check.name!r}: custom PromQL cannot be batched; measure it per rollout")
     if check.kind == "feature_drift":
         raise NotBatchable(f"check {check.name!r}: per-feature series are measured per rollout")
-    if check.kind in ("latency", "prediction_shift") and policy.metrics.histograms == "native":
-        raise NotBatchable(f"check {check.name!r}: native histograms (metrics.histograms) are measured per rollout")
     if check.kind == "latency":
         base, scale = q.latency_metric(p, check.name)
-        return Spec("histogram", _family(policy, source, base + "_bucket", extra="le"), source, scale)
+        return Spec("histogram", _family(policy, source, base + "_bucket", extra="le"), source, scale,
+                    _family(policy, source, base, native=True), MAX_BOUNDS)
     if check.kind == "prediction_shift":
         base = q.prediction_metric(p, check.name, check.metric)
-        return Spec("histogram", _family(policy, source, base + "_bucket", extra="le"), source)
+        return Spec("histogram", _family(policy, source, base + "_bucket", extra="le"), source,
+                    native=_family(policy, source, base, native=True), max_bounds=SHIFT_BOUNDS)
     if check.kind == "error_rate":
         return Spec("errors", _family(policy, source, p.errors, matcher=p.errors_matcher), source)
     if check.kind == "feature_missing":
@@ -204,7 +212,7 @@ def families(policy: Policy, check: Check | None = None) -> list[Family]:
         return main + ([fallback] if fallback else [])
     spec = check_spec(policy, check)
     if spec.kind == "histogram":
-        return [spec.family]
+        return [spec.family, *([spec.native] if spec.native else [])]
     main, fallback = request_families(policy, spec.source)
     return [spec.family, *main, *([fallback] if fallback else [])]
 

@@ -178,3 +178,116 @@ def align(a: NativeBuckets, b: NativeBuckets) -> tuple[list[tuple[float, float]]
     """Both arms' (bound, cumulative) pairs on the bounds where both counts are exact, and +Inf."""
     bounds = sorted(le for le in {x for x, _ in a.pairs} | {x for x, _ in b.pairs} if a.exact_at(le) and b.exact_at(le))
     return [(le, a.count_at(le)) for le in bounds], [(le, b.count_at(le)) for le in bounds]
+
+
+# -- a native sample in a batched snapshot ------------------------------------------------------
+#
+# The controller's snapshot keeps each series' CUMULATIVE counters and subtracts the step-start
+# snapshot (`delta`). A native series is kept by bucket INDEX, not bound: {"s": schema, "zt": zero
+# threshold, "z": zero-bucket count, "c": count, "p<i>": positive bucket i, "n<i>": negative bucket
+# i}. Two samples of one series (or two series) at different schemas are compared at the coarser
+# one, bucket i of schema s holding buckets 2^d (i-1)+1 .. 2^d i of schema s+d: summing them is
+# exact, so a subtraction or a sum never needs a count at a bound one side lacks.
+
+CUSTOM = "x"  # the values of a series whose buckets are no standard schema's: read per rollout
+
+
+def sample_values(h: Any) -> dict[str, float] | None:
+    """A native sample (the API's `histogram` object) as a snapshot's values; None when its buckets
+    are no standard schema's (custom buckets): such a series is read per rollout. Raises ValueError,
+    KeyError, TypeError on a malformed sample."""
+    count = float(h["count"])
+    rows = [(float(b[1]), float(b[2]), float(b[3])) for b in h.get("buckets") or ()]
+    rows = [r for r in rows if r[2] > 0]
+    schemas = {schema_of(abs(hi), abs(lo)) if hi <= 0 else schema_of(lo, hi) for lo, hi, _ in rows if lo > 0 or hi < 0}
+    if len(schemas) > 1 or None in schemas:
+        return None
+    s = schemas.pop() if schemas else 0
+    out: dict[str, float] = {"s": float(s), "zt": 0.0, "z": 0.0, "c": count if math.isfinite(count) else 0.0}
+    for lo, hi, c in rows:
+        if lo <= 0 <= hi:  # the zero bucket [-zt, zt]
+            out["zt"], out["z"] = max(out["zt"], hi), out["z"] + c
+            continue
+        i = grid_index(hi, s) if lo > 0 else grid_index(-lo, s)
+        if i is None:
+            return None
+        key = f"{'p' if lo > 0 else 'n'}{i}"
+        out[key] = out.get(key, 0.0) + c
+    return out
+
+
+def _coarsen(vals: Any, schema: int) -> dict[str, float]:
+    """Per-bucket counts of `vals` at `schema` (not finer than its own): {"p<i>"|"n<i>": count}."""
+    d = int(vals["s"]) - schema
+    out: dict[str, float] = {}
+    for key, c in vals.items():
+        if key[0] in "pn":
+            i = int(key[1:])
+            k = f"{key[0]}{-((-i) >> d)}"  # ceil(i / 2^d): the coarse bucket holding fine bucket i
+            out[k] = out.get(k, 0.0) + c
+    return out
+
+
+def _zero(parts: list[Any]) -> float | None:
+    """The zero threshold several samples share: the one of those whose zero bucket holds
+    observations (a sample writes no empty bucket, so an empty zero bucket's width is unknown);
+    None when two differ, or when a sample has a regular bucket inside it (its observations would
+    be counted on the wrong side of the zero bucket's bound)."""
+    zts = {p["zt"] for p in parts if p["z"] > 0}
+    if len(zts) > 1:
+        return None
+    zt = zts.pop() if zts else 0.0
+    for p in parts:
+        for key in p:
+            if key[0] in "pn" and p[key] > 0 and grid_bound(int(key[1:]) - 1, int(p["s"])) < zt:
+                return None
+    return zt
+
+
+def values_delta(now: Any, base: Any) -> tuple[dict[str, float], bool] | None:
+    """One series' counts between two snapshots, at the coarser of their schemas, and whether it
+    restarted (a count went down: its current counts are the window's, as `increase()` counts across
+    a reset). `base` empty: born in the window. None when they share no exact layout (`_zero`):
+    the check is then read per rollout."""
+    if not base:
+        return dict(now), False
+    zt = _zero([now, base])
+    if zt is None:
+        return None
+    s = min(int(now["s"]), int(base["s"]))
+    a, b = _coarsen(now, s), _coarsen(base, s)
+    reset = now["c"] < base["c"] or now["z"] < base["z"] or any(a.get(k, 0.0) < v for k, v in b.items())
+    if reset:
+        return {**a, "s": float(s), "zt": zt, "z": now["z"], "c": now["c"]}, True
+    out = {k: v - b.get(k, 0.0) for k, v in a.items() if v - b.get(k, 0.0) > 0}
+    return {**out, "s": float(s), "zt": zt, "z": now["z"] - base["z"], "c": now["c"] - base["c"]}, False
+
+
+def values_sum(parts: list[dict[str, float]]) -> dict[str, float] | None:
+    """Several series' counts as one, at the coarsest schema; None when they share no exact layout."""
+    if not parts:
+        return {"s": 0.0, "zt": 0.0, "z": 0.0, "c": 0.0}
+    zt = _zero(parts)
+    if zt is None:
+        return None
+    s = min(int(p["s"]) for p in parts)
+    out: dict[str, float] = {"s": float(s), "zt": zt, "z": 0.0, "c": 0.0}
+    for p in parts:
+        out["z"], out["c"] = out["z"] + p["z"], out["c"] + p["c"]
+        for k, v in _coarsen(p, s).items():
+            out[k] = out.get(k, 0.0) + v
+    return out
+
+
+def values_buckets(vals: Any, *, max_bounds: int = MAX_BOUNDS) -> NativeBuckets:
+    """Counts kept by index (`sample_values`, `values_delta`, `values_sum`) as `NativeBuckets`."""
+    s = int(vals["s"])
+    rows: list[tuple[int, float, float, float]] = []
+    if vals["z"] > 0:
+        rows.append((3, -vals["zt"], vals["zt"], vals["z"]))
+    for key, c in vals.items():
+        if key[0] in "pn" and c > 0:
+            i = int(key[1:])
+            lo, hi = grid_bound(i - 1, s), grid_bound(i, s)
+            rows.append((0, lo, hi, c) if key[0] == "p" else (1, -hi, -lo, c))
+    return from_buckets(rows, vals["c"], max_bounds=max_bounds)

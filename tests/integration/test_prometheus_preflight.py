@@ -436,7 +436,8 @@ def test_one_native_arm_reads_the_other_natively_too_or_each_keeps_its_own_bound
 
 def test_metrics_histograms_native_reads_native_first_where_both_exist(http: Callable[..., ScriptedHTTP]) -> None:
     """`metrics.histograms: native`: a series exported both ways is read natively (finer buckets),
-    in a look and in preflight; one with classic buckets only is still read; the check is not batched."""
+    in a look and in preflight; one with classic buckets only is still read. (The batched snapshot
+    chooses the same way: tests/unit/test_batch.py.)"""
     from urllib.parse import parse_qs, urlparse
 
     from canary.metrics.families import batchable
@@ -462,7 +463,7 @@ def test_metrics_histograms_native_reads_native_first_where_both_exist(http: Cal
     spec = {"steps": [10, 100], "metrics": {"source": "model", "histograms": "native"},
             "checks": [{"name": "p95", "kind": "latency", "max_increase_pct": 20}]}
     pol = parse_policy(spec)
-    assert not batchable(pol, pol.checks[0])
+    assert batchable(pol, pol.checks[0])
     s, c = provider(http(answer).url).measure(pol, pol.checks[0], TARGET, window_s=60)
     assert s.bounds == (500.0, 1000.0, math.inf)  # stable: classic only
     assert len(c.bounds) == 10 and c.counts[0] == 10 and c.total == 40  # canary: its native grid

@@ -64,7 +64,8 @@ class FakeProm:
             if name != m.group(1):
                 continue
             if all((labels.get(k, "") == v) if op == "=" else re.fullmatch(v, labels.get(k, "")) for k, op, v in matchers):
-                out.append({"metric": dict(labels), "value": [0, repr(value)]})
+                sample = [0, value] if isinstance(value, dict) else [0, repr(value)]  # a dict: a native histogram
+                out.append({"metric": dict(labels), "histogram" if isinstance(value, dict) else "value": sample})
         return out
 
 
@@ -188,9 +189,10 @@ def test_query_count_is_independent_of_the_number_of_rollouts() -> None:
         batch.snapshot(wants(n))
         counts[n] = batch.queries_last
         assert len(fake.queries) == batch.queries_last
-    # model: requests, _count fallback, errors, latency, predictions, features; istio: requests, errors,
-    # latency; triton: success, failure (errors are the failure counter); custom is not batched
-    assert counts == {3: 11, 30: 11, 1000: 11}
+    # model: requests, _count fallback, errors, latency and predictions (classic and native each),
+    # features; istio: requests, errors, latency (classic and native); triton: success, failure (errors
+    # are the failure counter); custom is not batched
+    assert counts == {3: 14, 30: 14, 1000: 14}
 
 
 def test_every_query_is_filtered_to_its_rollouts_and_chunked_by_model() -> None:
@@ -235,8 +237,8 @@ def test_chunks_cut_at_the_limit_and_a_long_name_gets_its_own() -> None:
 def test_policies_with_different_label_shapes_get_their_own_queries() -> None:
     a, c = policy(), policy(labels={"cluster": "eu"})
     plan = b.BatchMetrics(FakeProm()).plan([b.Want(a, T), b.Want(c, T), b.Want(a, T)])  # type: ignore[arg-type]
-    assert len(plan) == 12
-    assert sum('cluster="eu"' in text for texts in plan.values() for text in texts) == 6
+    assert len(plan) == 16  # per shape: 2 request counters, errors, features, 2 histograms x classic and native
+    assert sum('cluster="eu"' in text for texts in plan.values() for text in texts) == 8
 
 
 @pytest.mark.parametrize(("source", "check", "ok"), [
@@ -353,21 +355,92 @@ def test_gauge_only_feature_missing_is_not_batchable() -> None:
     assert isinstance(canary, NoData) and not isinstance(stable, NoData)
 
 
-def test_a_histogram_arm_serving_without_classic_buckets_is_measured_per_rollout() -> None:
-    """Issue 9: a version exporting its latency as a Prometheus native histogram has no `_bucket`
-    series for the batched snapshot; while it serves requests the check goes per rollout
-    (`PrometheusProvider` reads native histograms), not NoData until the step's deadline."""
+def native(values: list[float], schema: int = 3, zero: float = 0.0) -> dict[str, Any]:
+    """A native histogram sample as the HTTP API writes it, of `values` (in seconds)."""
+    from tests.unit.test_native_histograms import buckets_of
+
+    rows = buckets_of(values, schema, zero)
+    return {"count": str(len(values)), "sum": repr(sum(values)),
+            "buckets": [[rule, repr(lo), repr(hi), repr(c)] for rule, lo, hi, c in rows]}
+
+
+def native_arm(model: str, version: str, lat: list[float], *, schema: int = 3, ok: float = 0.0,
+               pod: str = "a", classic: bool = False) -> list[Sample]:
+    m = {"model_name": model, "model_version": version}
+    out: list[Sample] = [("model_inference_duration_seconds", {**m, "pod": pod}, native(lat, schema))]  # type: ignore[list-item]
+    if classic:
+        cum = [sum(v <= b for v in lat) for b in (0.01, 0.1)] + [len(lat)]
+        out += hist("model_inference_duration_seconds", {**m, "pod": pod}, [0.01, 0.1], cum)
+    return out + [("model_requests_total", {**m, "outcome": "success", "pod": pod}, ok or len(lat))]
+
+
+def test_native_histograms_are_measured_from_the_snapshot_on_one_grid() -> None:
+    """Issue 9: a version exporting its latency as a Prometheus native histogram is measured from the
+    batched snapshot (its buckets kept by index), both arms on one grid, exact: each bound's count is
+    the number of the window's observations at or below it, across a schema cut and two pods."""
+    import random
+
+    rng = random.Random(5)
+    old = {v: [0.04 * math.exp(rng.gauss(0, 0.3)) for _ in range(200)] for v in ("v1", "v2")}
+    new = {v: [0.04 * math.exp(rng.gauss(0, 0.3)) * (1.3 if v == "v2" else 1) for _ in range(300)] for v in ("v1", "v2")}
+    second = [0.05 * math.exp(rng.gauss(0, 0.3)) for _ in range(100)]  # a second stable pod, born in the window
     pol = policy()
-    base = snap(both(lat=[1, 2, 3], ok=5, err=0), pol)
-    native_canary = [x for x in both(lat=[2, 4, 6], ok=9, err=0)
-                     if not (x[0].startswith("model_inference_duration_seconds") and x[1]["model_version"] == "v2")]
-    now = snap(native_canary, pol)
-    with pytest.raises(b.NotBatchable, match="canary arm.*no model_inference_duration_seconds_bucket series"):
-        b.measure_delta(pol, chk(pol, "lat"), T, now, base)
-    # an arm that has served nothing: NoData in place, as before
-    quiet = snap(model_arm("rec", "v1", lat=[2, 4, 6], ok=9, err=0), pol)
-    stable, canary = b.measure_delta(pol, chk(pol, "lat"), T, quiet, base)
+    base = snap(native_arm("rec", "v1", old["v1"]) + native_arm("rec", "v2", old["v2"], schema=4), pol)
+    now = snap(native_arm("rec", "v1", old["v1"] + new["v1"]) + native_arm("rec", "v1", second, pod="b")
+               + native_arm("rec", "v2", old["v2"] + new["v2"], schema=2), pol)  # the canary's schema cut 4 -> 2
+    stable, canary = b.measure_delta(pol, chk(pol, "lat"), T, now, base)
+    assert isinstance(stable, Histogram) and isinstance(canary, Histogram)
+    assert stable.bounds == canary.bounds and len(stable.bounds) > 10
+    window = {"v1": new["v1"] + second, "v2": new["v2"]}
+    for h, v in ((stable, "v1"), (canary, "v2")):
+        assert h.total == len(window[v])
+        for le, c in zip(h.bounds[:-1], h.counts[:-1]):
+            assert c == sum(x * 1000 <= le * (1 + 1e-12) for x in window[v]), (v, le)
+    ratios = {round(b2 / b1, 6) for b1, b2 in zip(stable.bounds[:-2], stable.bounds[1:-1])}
+    assert ratios == {round(2 ** (1 / 4), 6)}  # schema 2, the coarser of the two arms
+
+
+def test_which_form_of_a_histogram_a_snapshot_reads() -> None:
+    """As the per-rollout path: classic first; both arms native when one arm has only native series
+    and the other has both; `metrics.histograms: native` the other way round; an arm with neither
+    is NoData in place."""
+    lat = [0.02, 0.05, 0.05, 0.2]
+    pol = policy()
+    base = snap(native_arm("rec", "v1", lat[:1], classic=True) + native_arm("rec", "v2", lat[:1]), pol)
+    now = snap(native_arm("rec", "v1", lat, classic=True) + native_arm("rec", "v2", lat), pol)
+    stable, canary = b.measure_delta(pol, chk(pol, "lat"), T, now, base)
+    assert stable.bounds == canary.bounds and len(stable.bounds) > 3  # both native
+    only_classic = snap(native_arm("rec", "v1", lat[:1], classic=True)[1:] + native_arm("rec", "v2", lat[:1]), pol)
+    now_classic = snap(native_arm("rec", "v1", lat, classic=True)[1:] + native_arm("rec", "v2", lat), pol)
+    stable, canary = b.measure_delta(pol, chk(pol, "lat"), T, now_classic, only_classic)
+    assert stable.bounds == (10.0, 100.0, math.inf) and len(canary.bounds) > 3  # each its own form
+    assert b.arm_delta(pol, chk(pol, "lat"), T, "stable", now, base).data.bounds == (10.0, 100.0, math.inf)
+    pol_native = policy(histograms="native")
+    base_n = snap(native_arm("rec", "v1", lat[:1], classic=True) + native_arm("rec", "v2", lat[:1]), pol_native)
+    now_n = snap(native_arm("rec", "v1", lat, classic=True) + native_arm("rec", "v2", lat), pol_native)
+    assert len(b.arm_delta(pol_native, chk(pol_native, "lat"), T, "stable", now_n, base_n).data.bounds) > 3
+    quiet = snap(native_arm("rec", "v1", lat), pol)
+    stable, canary = b.measure_delta(pol, chk(pol, "lat"), T, quiet, snap(native_arm("rec", "v1", lat[:1]), pol))
     assert isinstance(canary, NoData) and not isinstance(stable, NoData)
+
+
+def test_native_series_without_an_exact_subtraction_are_measured_per_rollout() -> None:
+    """Custom buckets, zero buckets of different widths, or a step-start snapshot taken before the
+    native family was asked (an upgrade mid-step): NotBatchable, never an approximate window."""
+    pol = policy()
+    lat = [0.02, 0.05, 0.2]
+    custom = {"count": "3", "sum": "0.27", "buckets": [[0, "0", "0.03", "1"], [0, "0.03", "0.1", "1"], [0, "0.1", "0.3", "1"]]}
+    m = {"model_name": "rec", "model_version": "v2", "pod": "a"}
+    base = snap(native_arm("rec", "v1", lat) + [("model_inference_duration_seconds", m, custom)], pol)  # type: ignore[list-item]
+    with pytest.raises(b.NotBatchable, match="custom buckets"):
+        b.measure_delta(pol, chk(pol, "lat"), T, base, base)
+    z1 = snap(native_arm("rec", "v1", lat) + [("model_inference_duration_seconds", m, native([0.0] + lat, 3, 1e-3))], pol)  # type: ignore[list-item]
+    z2 = snap(native_arm("rec", "v1", lat) + [("model_inference_duration_seconds", m, native([0.0] + lat, 3, 1e-4))], pol)  # type: ignore[list-item]
+    with pytest.raises(b.NotBatchable, match="zero buckets"):
+        b.measure_delta(pol, chk(pol, "lat"), T, z2, z1)
+    old_format = b.Snapshot.from_index(0.0, {k: v for k, v in z1._index.items() if "_bucket" in k or "requests" in k})
+    with pytest.raises(b.NotBatchable, match="step-start snapshot holds no native"):
+        b.measure_delta(pol, chk(pol, "lat"), T, z1, old_format)
 
 
 def test_requests_fall_back_to_the_latency_count() -> None:

@@ -21,19 +21,22 @@ def buckets_of(values: list[float], schema: int, zero_threshold: float = 0.0, *,
     populated bucket; bucket i is (2^((i-1)/2^s), 2^(i/2^s)], |v| <= zero_threshold is the zero bucket.
     `jitter`: bounds one ulp off, as the API's own float arithmetic may give them."""
     counts: dict[int, int] = {}
+    negative: dict[int, int] = {}
     zero = 0
     for v in values:
         if abs(v) <= zero_threshold:
             zero += 1
             continue
-        assert v > 0
-        i = math.ceil(math.log2(v) * 2 ** schema - 1e-12)
-        while grid_bound(i - 1, schema) >= v:  # float edges: the bucket whose (lo, hi] holds v
+        a = abs(v)
+        i = math.ceil(math.log2(a) * 2 ** schema - 1e-12)
+        while grid_bound(i - 1, schema) >= a:  # float edges: the bucket whose (lo, hi] holds |v|
             i -= 1
-        while grid_bound(i, schema) < v:
+        while grid_bound(i, schema) < a:
             i += 1
-        counts[i] = counts.get(i, 0) + 1
-    out = [(3, -zero_threshold, zero_threshold, float(zero))] if zero else []
+        into = counts if v > 0 else negative
+        into[i] = into.get(i, 0) + 1
+    out = [(1, -grid_bound(i, schema), -grid_bound(i - 1, schema), float(c)) for i, c in sorted(negative.items(), reverse=True)]
+    out += [(3, -zero_threshold, zero_threshold, float(zero))] if zero else []
     for i, c in sorted(counts.items()):
         lo, hi = grid_bound(i - 1, schema), grid_bound(i, schema)
         if jitter:
@@ -165,3 +168,52 @@ def test_an_answer_is_read_and_bad_answers_are_named() -> None:
         native_buckets([{"metric": {}, "value": [1, "3"]}], "q", "p95", "stable")
     with pytest.raises(MetricsUnavailable, match="malformed"):
         native_buckets([{"metric": {}, "histogram": [1.0, {"count": "x"}]}], "q", "p95", "stable")
+
+
+def api_sample(values: list[float], schema: int, zero: float = 0.0) -> dict:
+    return {"count": str(len(values)), "sum": repr(sum(values)),
+            "buckets": [[r, repr(lo), repr(hi), repr(c)] for r, lo, hi, c in buckets_of(values, schema, zero)]}
+
+
+@pytest.mark.parametrize(("s_base", "s_now"), [(3, 3), (4, 2), (2, 4), (8, -1)])
+def test_a_snapshot_window_of_a_native_series_is_exact_at_the_coarser_schema(s_base: int, s_now: int) -> None:
+    """What the controller's batched snapshot does with a native series: kept by bucket index, the
+    step-start sample subtracted at the coarser schema; counts restarted by a reset are the window's."""
+    from canary.metrics.native import sample_values, values_buckets, values_delta, values_sum
+
+    rng = random.Random(s_base * 7 + s_now)
+    before = lognormal(rng, 500, 0.05, 0.5) + [-0.01, -0.02]  # negative observations too
+    during = lognormal(rng, 700, 0.07, 0.5) + [-0.03]
+    base = sample_values(api_sample(before, s_base))
+    now = sample_values(api_sample(before + during, s_now))
+    delta, reset = values_delta(now, base)
+    assert not reset and delta["s"] == min(s_base, s_now, 8)
+    got = values_buckets(delta)
+    assert got.total == len(during)
+    for le, c in got.pairs[:-1]:
+        assert c == true_count(during, le), le
+    # a restart: the current counts are the window's (as increase() counts across a reset)
+    restarted = sample_values(api_sample(during[:100], s_now))
+    delta, reset = values_delta(restarted, base)
+    assert reset and values_buckets(delta).total == 100
+    # two series summed at the coarsest schema
+    other = lognormal(rng, 300, 0.2, 0.4)
+    total = values_sum([values_delta(now, base)[0], sample_values(api_sample(other, 5))])
+    for le, c in values_buckets(total).pairs[:-1]:
+        assert c == true_count(during + other, le)
+
+
+def test_native_series_that_share_no_exact_layout_are_refused() -> None:
+    from canary.metrics.native import sample_values, values_delta, values_sum
+
+    assert sample_values({"count": "2", "buckets": [[0, "0", "0.03", "1"], [0, "0.03", "0.1", "1"]]}) is None  # custom
+    wide = sample_values(api_sample([0.0, 0.05], 3, 1e-3))
+    narrow = sample_values(api_sample([0.0, 0.05], 3, 1e-4))
+    assert values_delta(wide, narrow) is None and values_sum([wide, narrow]) is None
+    # an empty zero bucket's width is unknown, and fine unless a bucket lies inside the other's
+    no_zero = sample_values(api_sample([0.05], 3))
+    assert values_sum([wide, no_zero]) is not None
+    inside = sample_values(api_sample([0.0005], 3))
+    assert values_sum([wide, inside]) is None
+    zero_only = sample_values(api_sample([0.0, 0.0], 3, 0.0))
+    assert zero_only["z"] == 2 and zero_only["c"] == 2
