@@ -29,7 +29,7 @@ from canary.errors import NoData
 from canary.metrics.answers import arms_pair
 from canary.metrics import queries as q
 from canary.metrics.families import Family, NotBatchable, Spec, check_spec, families
-from canary.metrics.native import CUSTOM, MAX_BOUNDS, NativeBuckets, align, values_buckets, values_delta, values_sum
+from canary.metrics.native import CUSTOM, NativeBuckets, align, quantile_cells, values_buckets, values_delta, values_sum
 from canary.metrics.snapshot import Groups, Snapshot, UnusableStepStart, feature_counts, features_as_requests, raw_buckets, request_fams
 from canary.model import ArmData, Counts, Histogram, Target
 from canary.policy import Check, Policy
@@ -202,6 +202,8 @@ def measure_delta(policy: Policy, check: Check, target: Target, now: Snapshot, b
             got = arms_pair(lambda arm: _native_arm(spec, target, arm, now, base, check.name).data)
             if not any(isinstance(x, NoData) for x in got):
                 a, b = align(*got)  # type: ignore[arg-type]
+                if spec.cells:
+                    a, b = quantile_cells(a, b, spec.cells)
                 return _as_histogram(a, spec.scale), _as_histogram(b, spec.scale)
             return tuple(x if isinstance(x, NoData) else _as_histogram(x, spec.scale) for x in got)  # type: ignore[return-value]
         return arms_pair(lambda arm: (_as_histogram(_native_arm(spec, target, arm, now, base, check.name).data, spec.scale)
@@ -252,7 +254,7 @@ def _native_arm(spec: Spec, target: Target, arm: str, now: Snapshot, base: Snaps
     if total["c"] <= 0:
         raise NoData(f"{where}: no observations in the window")
     _log_resets(resets, check, target, arm, now, base)
-    return _NativeDelta(values_buckets(total, max_bounds=spec.max_bounds or MAX_BOUNDS), resets > 0)
+    return _NativeDelta(values_buckets(total), resets > 0)
 
 
 @dataclass(frozen=True)
@@ -262,7 +264,8 @@ class _NativeDelta:
 
 
 def _as_histogram(data: NativeBuckets | list[tuple[float, float]], scale: float) -> Histogram:
-    pairs = list(data.pairs) if isinstance(data, NativeBuckets) else data
+    """One arm on its own (`classic_pairs`: every count of observations <= its bound), or aligned pairs."""
+    pairs = data.classic_pairs() if isinstance(data, NativeBuckets) else data
     return q.normalise(pairs, [le for le, _ in pairs], scale=scale)
 
 

@@ -42,7 +42,7 @@ from typing import Any, Iterable, Mapping
 
 from canary.errors import ConfigError
 from canary.metrics import queries as q
-from canary.metrics.native import MAX_BOUNDS, SHIFT_BOUNDS
+from canary.metrics.native import SHIFT_CELLS
 from canary.model import Target
 from canary.policy import Check, Policy, identity_labels
 
@@ -132,7 +132,7 @@ class Spec:
     source: str
     scale: float = 1.0
     native: Family | None = None  # histograms: the same metric as a Prometheus native histogram
-    max_bounds: int = 0  # histograms: the most bounds a native grid is read at (`native.from_buckets`)
+    cells: int = 0  # two native prediction histograms: compared on this many cells (`native.quantile_cells`)
 
 
 _FAMILIES: dict[tuple[Any, ...], Family] = {}  # a controller has few label shapes; building one is not free
@@ -179,11 +179,11 @@ def check_spec(policy: Policy, check: Check) -> Spec:
     if check.kind == "latency":
         base, scale = q.latency_metric(p, check.name)
         return Spec("histogram", _family(policy, source, base + "_bucket", extra="le"), source, scale,
-                    _family(policy, source, base, native=True), MAX_BOUNDS)
+                    _family(policy, source, base, native=True))
     if check.kind == "prediction_shift":
         base = q.prediction_metric(p, check.name, check.metric)
         return Spec("histogram", _family(policy, source, base + "_bucket", extra="le"), source,
-                    native=_family(policy, source, base, native=True), max_bounds=SHIFT_BOUNDS)
+                    native=_family(policy, source, base, native=True), cells=SHIFT_CELLS)
     if check.kind == "error_rate":
         return Spec("errors", _family(policy, source, p.errors, matcher=p.errors_matcher), source)
     if check.kind == "feature_missing":

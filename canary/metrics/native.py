@@ -27,9 +27,10 @@ Grid bounds are computed by one function (`grid_bound`, from the index at the
 arm's schema) so that the same point of two arms' grids is the same float. A
 grid with more than `MAX_BOUNDS` bounds over the populated range is read at a
 coarser schema (every second bound dropped, still exact), so the judge's cost
-stays that of a classic x1.1 layout; a prediction histogram at no more than
-`SHIFT_BOUNDS`, the resolution PSI and JS limits are set for. Bounds stay in the metric's unit; the
-caller scales them (`queries.normalise(..., scale=)`).
+stays that of a classic x1.1 layout. Two prediction histograms are compared on
+at most `SHIFT_CELLS` cells cut at the stable arm's quantiles (`quantile_cells`),
+the resolution PSI and JS limits are set for. Bounds stay in the metric's unit;
+the caller scales them (`queries.normalise(..., scale=)`).
 """
 
 from __future__ import annotations
@@ -43,9 +44,9 @@ from typing import Any, Iterable
 from canary.errors import MetricsUnavailable, NoData
 
 MAX_BOUNDS = 512  # finite grid bounds of one arm after filling
-# a prediction histogram's cells: PSI and JS grow with the resolution they are read at (a finer
-# partition never lowers an f-divergence), and their limits are set for the usual 10-20 bins
-SHIFT_BOUNDS = 20
+# a prediction histogram's cells (`quantile_cells`): PSI and JS grow with the resolution they are
+# read at (a finer partition never lowers an f-divergence); their limits are set for 10-20 bins
+SHIFT_CELLS = 20
 SCHEMAS = range(-4, 9)  # Prometheus's standard exponential schemas
 
 
@@ -81,9 +82,11 @@ def schema_of(lo: float, hi: float) -> int | None:
 
 @dataclass(frozen=True)
 class NativeBuckets:
-    """One arm's native histogram: `pairs` (bound, observations <= bound) ascending, ending at
-    (+Inf, total); `schema` the standard schema its positive grid bounds lie on (None: only its own
-    bounds are exact); `zero_hi` the upper edge of its populated zero bucket (0: none populated)."""
+    """One arm's native histogram: `pairs` (bound, count at bound) ascending, ending at (+Inf, total);
+    the count at a bound >= 0 is of observations <= it, at a negative bound of observations < it (a
+    negative bucket is [lo, hi), Prometheus's boundary rule 1). `schema` is the standard schema its
+    grid bounds lie on (None: only its own bounds are exact); `zero_hi` the upper edge of its
+    populated zero bucket (0: none populated)."""
 
     pairs: tuple[tuple[float, float], ...]
     schema: int | None = None
@@ -98,19 +101,25 @@ class NativeBuckets:
         return self.pairs[-1][1] if self.pairs else 0.0
 
     def exact_at(self, bound: float) -> bool:
-        """Whether the count at `bound` is known exactly: an own bound, or a positive bound of the grid
-        at or above the zero bucket (an empty bucket is not written, so its bound carries the one below)."""
+        """Whether the count at `bound` is known exactly: an own bound, or a bound of the grid (either
+        sign) outside the zero bucket (a bucket that is not written is empty)."""
         if bound in self._own or math.isinf(bound):
             return True
-        return self.schema is not None and bound >= self.zero_hi and grid_index(bound, self.schema) is not None
+        return (self.schema is not None and abs(bound) >= self.zero_hi
+                and grid_index(abs(bound), self.schema) is not None)
 
     def count_at(self, bound: float) -> float:
-        """Observations <= `bound` (exact where `exact_at`): the count at the last own bound <= it."""
+        """The count at `bound` (exact where `exact_at`): the count at the last own bound <= it."""
         i = bisect.bisect_right(self.pairs, (bound, math.inf))
         return self.pairs[i - 1][1] if i else 0.0
 
+    def classic_pairs(self) -> list[tuple[float, float]]:
+        """The pairs to compare with a classic arm (observations <= bound at every bound): without
+        the negative bounds, whose counts are of observations < bound."""
+        return [(le, c) for le, c in self.pairs if le >= 0]
 
-def native_buckets(result: Any, query: str, check: str, arm: str, *, max_bounds: int = MAX_BOUNDS) -> NativeBuckets:
+
+def native_buckets(result: Any, query: str, check: str, arm: str) -> NativeBuckets:
     """The one native histogram of an instant answer (`sum(increase(base{...}[w]))`).
 
     Raises NoData for an empty answer or one without observations; MetricsUnavailable for a
@@ -127,27 +136,50 @@ def native_buckets(result: Any, query: str, check: str, arm: str, *, max_bounds:
         buckets = [(int(b[0]), float(b[1]), float(b[2]), float(b[3])) for b in h.get("buckets") or ()]
     except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
         raise MetricsUnavailable(f"{who}: malformed native histogram answer; query: {query}") from exc
-    got = from_buckets(buckets, count, max_bounds=max_bounds)
+    got = from_buckets(buckets, count)
     if got.total <= 0:
         raise NoData(f"{who} has no observations in the window; query: {query}")
     return got
 
 
+def _schema(rows: list[tuple[float, float, float]]) -> int | None:
+    """The one standard schema of the regular buckets (a bucket clipped at the zero threshold, or an
+    overflow bucket to +-Inf, says nothing of it); None when they disagree or an outer edge is off it."""
+    found = {schema_of(lo, hi) if lo > 0 else schema_of(-hi, -lo) for lo, hi, _ in rows
+             if (lo > 0 or hi < 0) and math.isfinite(lo) and math.isfinite(hi)}
+    found.discard(None)
+    if len(found) != 1 or any(lo == -math.inf for lo, _, _ in rows):
+        return None  # (a bucket from -Inf holds observations below every bound: its own bound only)
+    s = found.pop()
+    outer = [hi if lo > 0 else -lo for lo, hi, _ in rows if lo > 0 or hi < 0]
+    return s if all(math.isinf(x) or grid_index(x, s) is not None for x in outer) else None
+
+
 def from_buckets(buckets: Iterable[tuple[int, float, float, float]], count: float, *,
                  max_bounds: int = MAX_BOUNDS) -> NativeBuckets:
     """`NativeBuckets` from the API's (boundary rule, lo, hi, count) buckets and the sample's count
-    (the +Inf total; NaN observations are counted there only). Pure."""
+    (the +Inf total; NaN observations are counted there only). Pure.
+
+    Each bucket's count is placed at its upper edge (a negative bucket's upper edge is open, so
+    counts at negative bounds are of observations < bound). With a standard schema the grid is
+    filled on each side of zero from just below the first populated bucket to the last (coarser,
+    until at most `max_bounds` bounds); the zero bucket's edge is kept; a bucket open to +Inf is
+    counted in the total only."""
     rows = [(lo, hi, c) for _, lo, hi, c in buckets if not (math.isnan(lo) or math.isnan(hi)) and c > 0]
-    schemas = {schema_of(lo, hi) for lo, hi, _ in rows if lo > 0}
-    schema = schemas.pop() if len(schemas) == 1 else None
-    zero_hi = max((hi for lo, hi, _ in rows if lo <= 0 < hi), default=0.0)
+    fine = _schema(rows)
+    zero_hi = max((hi for lo, hi, _ in rows if lo <= 0 <= hi), default=0.0)
     per: dict[float, float] = {}
-    indices: list[int] = []
+    pos: list[int] = []  # indices of populated positive buckets (upper edge 2^(i/2^s))
+    neg: list[int] = []  # of negative ones: bucket j is [-2^(j/2^s), -2^((j-1)/2^s))
     for lo, hi, c in rows:
-        i = grid_index(hi, schema) if schema is not None and lo > 0 else None
-        if i is not None:
-            indices.append(i)
-            hi = grid_bound(i, schema)  # type: ignore[arg-type]  # one float per grid point
+        if math.isinf(hi):
+            continue  # (x, +Inf]: above every finite bound; in the total only
+        if fine is not None and lo > 0:
+            pos.append(grid_index(hi, fine))  # type: ignore[arg-type]
+            hi = grid_bound(pos[-1], fine)  # one float per grid point
+        elif fine is not None and hi < 0 and math.isfinite(lo):
+            neg.append(grid_index(-lo, fine))  # type: ignore[arg-type]
+            hi = -grid_bound(neg[-1] - 1, fine)
         per[hi] = per.get(hi, 0.0) + c
     own = sorted(per)
     cumulative, running = [], 0.0
@@ -155,18 +187,29 @@ def from_buckets(buckets: Iterable[tuple[int, float, float, float]], count: floa
         running += per[le]
         cumulative.append(running)
     keep = set(own)
-    if schema is not None and indices:
-        # fill the grid between the first and last populated bucket, at a coarser schema if it is too fine
-        fine, s = schema, schema
-        while (max(indices) - min(indices)) / 2 ** (fine - s) + 1 > max_bounds and s > SCHEMAS[0]:
+    schema = fine
+    if fine is not None and (pos or neg):
+        s = fine
+        while _span(pos, neg, 2 ** (fine - s)) > max_bounds and s > SCHEMAS[0]:
             s -= 1
         step = 2 ** (fine - s)
-        first, last = math.ceil(min(indices) / step), math.ceil(max(indices) / step)
-        keep = {le for le in own if grid_index(le, fine) is None} | {grid_bound(i, s) for i in range(first, last + 1)}
+        keep = {le for le in own if not (le > 0 and grid_index(le, fine) is not None and le != zero_hi)
+                and not (le < 0 and grid_index(-le, fine) is not None)}
+        # (never inside the zero bucket: a bucket clipped at its threshold starts below the grid)
+        if pos:
+            keep |= {b for i in range((min(pos) - 1) // step, -(-max(pos) // step) + 1) if (b := grid_bound(i, s)) >= zero_hi}
+        if neg:
+            keep |= {-b for k in range((min(neg) - 1) // step, -(-max(neg) // step) + 1) if (b := grid_bound(k, s)) >= zero_hi}
         schema = s
     pairs = [(le, _count_at(own, cumulative, le)) for le in sorted(keep)]
-    pairs.append((math.inf, max(running, count) if math.isfinite(count) else running))
+    pairs.append((math.inf, max(running + sum(c for _, hi, c in rows if math.isinf(hi)), count)
+                  if math.isfinite(count) else running))
     return NativeBuckets(tuple(pairs), schema, zero_hi)
+
+
+def _span(pos: list[int], neg: list[int], step: int) -> int:
+    """Grid bounds filled at `step` fine indices per coarse one, both sides of zero."""
+    return sum(-(-max(x) // step) - (min(x) - 1) // step + 1 for x in (pos, neg) if x)
 
 
 def _count_at(bounds: list[float], cumulative: list[float], le: float) -> float:
@@ -175,9 +218,30 @@ def _count_at(bounds: list[float], cumulative: list[float], le: float) -> float:
 
 
 def align(a: NativeBuckets, b: NativeBuckets) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
-    """Both arms' (bound, cumulative) pairs on the bounds where both counts are exact, and +Inf."""
+    """Both arms' (bound, count) pairs on the bounds where both counts are exact, and +Inf."""
     bounds = sorted(le for le in {x for x, _ in a.pairs} | {x for x, _ in b.pairs} if a.exact_at(le) and b.exact_at(le))
     return [(le, a.count_at(le)) for le in bounds], [(le, b.count_at(le)) for le in bounds]
+
+
+def quantile_cells(stable: list[tuple[float, float]], canary: list[tuple[float, float]], cells: int = SHIFT_CELLS
+                   ) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
+    """Two aligned arms (`align`) on at most `cells` cells, cut at the bounds nearest above the
+    stable arm's k/cells quantiles: the equal-frequency bins of the reference a PSI is
+    conventionally read on. A subset of exact bounds, so every count stays exact; a native grid's
+    own cells would make PSI and JS depend on the range of values (a finer partition never lowers
+    an f-divergence) rather than on where they fall."""
+    total = stable[-1][1] if stable else 0.0
+    if len(stable) <= cells or total <= 0:
+        return stable, canary
+    keep: list[int] = []
+    k, n = 1, len(stable) - 1
+    for i in range(n):
+        while k < cells and stable[i][1] >= total * k / cells:
+            if not keep or keep[-1] != i:
+                keep.append(i)
+            k += 1
+    keep.append(n)
+    return [stable[i] for i in keep], [canary[i] for i in keep]
 
 
 # -- a native sample in a batched snapshot ------------------------------------------------------
@@ -194,24 +258,24 @@ CUSTOM = "x"  # the values of a series whose buckets are no standard schema's: r
 
 def sample_values(h: Any) -> dict[str, float] | None:
     """A native sample (the API's `histogram` object) as a snapshot's values; None when its buckets
-    are no standard schema's (custom buckets): such a series is read per rollout. Raises ValueError,
-    KeyError, TypeError on a malformed sample."""
+    are no standard schema's (custom buckets, a bucket from -Inf): such a series is read per rollout.
+    A bucket open to +Inf is in the count only. Raises ValueError, KeyError, TypeError on a malformed
+    sample."""
     count = float(h["count"])
     rows = [(float(b[1]), float(b[2]), float(b[3])) for b in h.get("buckets") or ()]
-    rows = [r for r in rows if r[2] > 0]
-    schemas = {schema_of(abs(hi), abs(lo)) if hi <= 0 else schema_of(lo, hi) for lo, hi, _ in rows if lo > 0 or hi < 0}
-    if len(schemas) > 1 or None in schemas:
+    rows = [r for r in rows if r[2] > 0 and not (math.isnan(r[0]) or math.isnan(r[1]))]
+    regular = [r for r in rows if r[0] > 0 or r[1] < 0]
+    s = _schema(regular) if regular else 0
+    if s is None:
         return None
-    s = schemas.pop() if schemas else 0
     out: dict[str, float] = {"s": float(s), "zt": 0.0, "z": 0.0, "c": count if math.isfinite(count) else 0.0}
     for lo, hi, c in rows:
         if lo <= 0 <= hi:  # the zero bucket [-zt, zt]
             out["zt"], out["z"] = max(out["zt"], hi), out["z"] + c
             continue
-        i = grid_index(hi, s) if lo > 0 else grid_index(-lo, s)
-        if i is None:
-            return None
-        key = f"{'p' if lo > 0 else 'n'}{i}"
+        if math.isinf(hi):
+            continue  # (x, +Inf]: in the count only
+        key = f"p{grid_index(hi, s)}" if lo > 0 else f"n{grid_index(-lo, s)}"
         out[key] = out.get(key, 0.0) + c
     return out
 
@@ -229,15 +293,18 @@ def _coarsen(vals: Any, schema: int) -> dict[str, float]:
 
 
 def _zero(parts: list[Any]) -> float | None:
-    """The zero threshold several samples share: the one of those whose zero bucket holds
-    observations (a sample writes no empty bucket, so an empty zero bucket's width is unknown);
-    None when two differ, or when a sample has a regular bucket inside it (its observations would
-    be counted on the wrong side of the zero bucket's bound)."""
+    """The zero threshold several samples share (their zero buckets merge into one): the one of those
+    whose zero bucket holds observations (an empty bucket is not written, so an empty zero bucket's
+    width is unknown). None when two differ, or when a sample whose zero bucket is empty has a
+    regular bucket straddling that threshold (its observations below the threshold could not be
+    told apart): the sum would need a count no sample gives."""
     zts = {p["zt"] for p in parts if p["z"] > 0}
     if len(zts) > 1:
         return None
     zt = zts.pop() if zts else 0.0
     for p in parts:
+        if p["z"] > 0:
+            continue  # its own lowest bucket may be clipped at zt: (zt, hi], exact
         for key in p:
             if key[0] in "pn" and p[key] > 0 and grid_bound(int(key[1:]) - 1, int(p["s"])) < zt:
                 return None

@@ -31,7 +31,7 @@ from canary.metrics.client import PrometheusClient
 from canary.metrics.preflight import preflight as run_preflight
 from canary.metrics.query_plan import HISTOGRAM, query_plan, request_plan
 from canary.metrics.features import feature_counts
-from canary.metrics.native import MAX_BOUNDS, SHIFT_BOUNDS, NativeBuckets, align, native_buckets
+from canary.metrics.native import SHIFT_CELLS, NativeBuckets, align, native_buckets, quantile_cells
 from canary.model import ArmData, Counts, FeatureCounts, Histogram, Scalar, Target
 from canary.policy import Check, Policy
 
@@ -56,7 +56,7 @@ class PrometheusProvider(PrometheusClient):
             scale = q.latency_metric(q.preset(policy.source_of(check)), name)[1] if check.kind == "latency" else 1.0
             return self._histograms({arm: plan[arm][HISTOGRAM] for arm in q.ARMS}, name, window_s, at, scale=scale,
                                     native_first=policy.metrics.histograms == "native",
-                                    max_bounds=MAX_BOUNDS if check.kind == "latency" else SHIFT_BOUNDS)
+                                    cells=0 if check.kind == "latency" else SHIFT_CELLS)
         per_arm = {"error_rate": self._error_counts, "feature_missing": self._missing_counts,
                    "feature_drift": self._features, "custom": self._custom}[check.kind]
         return arms_pair(lambda arm: per_arm(plan[arm], name, arm, window_s, at))
@@ -75,42 +75,46 @@ class PrometheusProvider(PrometheusClient):
     # -- per kind ------------------------------------------------------------------------
 
     def _histograms(self, queries: dict[str, str], check: str, window_s: float, at: float | None, *,
-                    scale: float = 1.0, native_first: bool = False, max_bounds: int = MAX_BOUNDS
+                    scale: float = 1.0, native_first: bool = False, cells: int = 0
                     ) -> tuple[Histogram | NoData, Histogram | NoData]:
         """Both arms' histograms over the window, classic `_bucket` series or Prometheus native ones.
 
         Each arm is read from its classic buckets, and an arm with no classic series as a native
         histogram (`native.native_buckets`); `native_first` (`metrics.histograms: native`) the other
-        way round; a native grid is read at no more than `max_bounds` bounds (`native.from_buckets`).
+        way round.
         When one arm is native and the other classic, the other's native histogram is asked too,
         so that both compare on one grid; two native arms are put on
-        the bounds where both counts are exact (`native.align`). Each arm keeps its own bounds
+        the bounds where both counts are exact (`native.align`), and `cells` > 0 (prediction
+        histograms) cuts them to that many cells at stable's quantiles (`native.quantile_cells`);
+        a native arm compared with a classic one leaves out its negative bounds (counts of
+        observations < bound, not <=). Each arm keeps its own bounds
         otherwise: the judge compares on the bounds both share, and a count at a bound an arm lacks
         is never invented (filling it with the count below would fail identical arms exporting
         different layouts). An arm's NoData stays in its place; NoData when neither has data."""
         got: dict[str, list[tuple[float, float]] | NativeBuckets | NoData] = {}
         for arm in q.ARMS:
             try:
-                got[arm] = self._classic_or_native(queries[arm], check, arm, at, native_first=native_first,
-                                                   max_bounds=max_bounds)
+                got[arm] = self._classic_or_native(queries[arm], check, arm, at, native_first=native_first)
             except NoData as exc:
                 got[arm] = exc
         natives = [arm for arm in q.ARMS if isinstance(got[arm], NativeBuckets)]
-        if len(natives) == 1:
+        if len(natives) == 1 and not native_first:  # (native first: the other arm's native was asked)
             other = q.ARMS[1 - q.ARMS.index(natives[0])]
             if isinstance(got[other], list):
                 try:
-                    got[other] = self._native(queries[other], check, other, at, max_bounds=max_bounds)
+                    got[other] = self._native(queries[other], check, other, at)
                 except (NoData, MetricsUnavailable):
                     pass  # classic only: each arm on its own bounds
         a, b = got["stable"], got["canary"]
         if isinstance(a, NativeBuckets) and isinstance(b, NativeBuckets):
             got["stable"], got["canary"] = align(a, b)
+            if cells:
+                got["stable"], got["canary"] = quantile_cells(got["stable"], got["canary"], cells)  # type: ignore[arg-type]
         out: list[Histogram | NoData] = []
         for arm in q.ARMS:
             data = got[arm]
             if isinstance(data, NativeBuckets):
-                data = list(data.pairs)
+                data = data.classic_pairs()
             if isinstance(data, NoData):
                 out.append(data)
                 continue
@@ -121,13 +125,13 @@ class PrometheusProvider(PrometheusClient):
             raise NoData("; ".join(str(x) for x in out))
         return out[0], out[1]
 
-    def _classic_or_native(self, query: str, check: str, arm: str, at: float | None, *, native_first: bool = False,
-                           max_bounds: int = MAX_BOUNDS) -> list[tuple[float, float]] | NativeBuckets:
+    def _classic_or_native(self, query: str, check: str, arm: str, at: float | None, *, native_first: bool = False
+                           ) -> list[tuple[float, float]] | NativeBuckets:
         """The arm's classic (le, count) pairs; its native histogram when it has no classic series
         (`native_first`: its native histogram; its classic pairs when it has no native series)."""
         if native_first:
             try:
-                return self._native(query, check, arm, at, max_bounds=max_bounds)
+                return self._native(query, check, arm, at)
             except NoData:
                 pass
         result = self.query(query, check=check, arm=arm, at=at)
@@ -136,18 +140,16 @@ class PrometheusProvider(PrometheusClient):
         if native_first:
             raise NoData(f"check {check!r}: no histogram series for {arm_name(arm)}, native or classic; query: {query}")
         try:
-            return self._native(query, check, arm, at, max_bounds=max_bounds)
+            return self._native(query, check, arm, at)
         except NoData:
             raise NoData(f"check {check!r}: no histogram series for {arm_name(arm)}, classic or native; "
                          f"query: {query}") from None
 
-    def _native(self, query: str, check: str, arm: str, at: float | None, *, max_bounds: int = MAX_BOUNDS
-                ) -> NativeBuckets:
+    def _native(self, query: str, check: str, arm: str, at: float | None) -> NativeBuckets:
         native = q.native_query_of(query)
         if native is None:
             raise NoData(f"check {check!r}: no histogram series for {arm_name(arm)}; query: {query}")
-        return native_buckets(self.query(native, check=check, arm=arm, at=at), native, check, arm,
-                              max_bounds=max_bounds)
+        return native_buckets(self.query(native, check=check, arm=arm, at=at), native, check, arm)
 
     def _requests(self, query: str, check: str, arm: str, window_s: float, at: float | None) -> float:
         n = self.scalar(query, check=check, arm=arm, at=at)

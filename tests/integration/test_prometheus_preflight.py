@@ -427,11 +427,12 @@ def test_one_native_arm_reads_the_other_natively_too_or_each_keeps_its_own_bound
     pol = parse_policy({"steps": [10, 100], "metrics": {"source": "model"},
                         "checks": [{"name": "p95", "kind": "latency", "max_increase_pct": 20}]})
     s, c = provider(http(reply(True)).url).measure(pol, pol.checks[0], TARGET, window_s=60)
-    assert s.bounds == c.bounds and len(s.bounds) == 10  # the grid from 0.5 s to 1 s (9 bounds), in ms, and +Inf
-    assert (s.total, c.total) == (20, 40) and s.counts[0] == 10 and c.counts[-2] == 40
+    # the grid from the first bucket's lower edge, 2^(-9/8) s, to 1 s (10 bounds), in ms, and +Inf
+    assert s.bounds == c.bounds and len(s.bounds) == 11
+    assert (s.total, c.total) == (20, 40) and s.counts[:2] == (0, 10) and c.counts[-2] == 40
     s, c = provider(http(reply(False)).url).measure(pol, pol.checks[0], TARGET, window_s=60)
     assert s.bounds == (500.0, 1000.0, math.inf) and s.counts == (10, 30, 40)
-    assert c.bounds[-2:] == (1000.0, math.inf) and len(c.bounds) == 10
+    assert c.bounds[-2:] == (1000.0, math.inf) and len(c.bounds) == 11
 
 
 def test_metrics_histograms_native_reads_native_first_where_both_exist(http: Callable[..., ScriptedHTTP]) -> None:
@@ -466,7 +467,7 @@ def test_metrics_histograms_native_reads_native_first_where_both_exist(http: Cal
     assert batchable(pol, pol.checks[0])
     s, c = provider(http(answer).url).measure(pol, pol.checks[0], TARGET, window_s=60)
     assert s.bounds == (500.0, 1000.0, math.inf)  # stable: classic only
-    assert len(c.bounds) == 10 and c.counts[0] == 10 and c.total == 40  # canary: its native grid
+    assert len(c.bounds) == 11 and c.counts[1] == 10 and c.total == 40  # canary: its native grid
     report = provider(http(answer).url).preflight(pol, TARGET)
     assert [x.query.startswith("sum(increase(") for x in report.queries if x.check == "p95"] == [False, True]
     classic_first = parse_policy({**spec, "metrics": {"source": "model"}})

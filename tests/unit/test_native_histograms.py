@@ -35,10 +35,12 @@ def buckets_of(values: list[float], schema: int, zero_threshold: float = 0.0, *,
             i += 1
         into = counts if v > 0 else negative
         into[i] = into.get(i, 0) + 1
-    out = [(1, -grid_bound(i, schema), -grid_bound(i - 1, schema), float(c)) for i, c in sorted(negative.items(), reverse=True)]
+    # Prometheus clips the bucket straddling the zero threshold at it (its lower edge is the threshold)
+    out = [(1, -grid_bound(i, schema), -max(grid_bound(i - 1, schema), zero_threshold), float(c))
+           for i, c in sorted(negative.items(), reverse=True)]
     out += [(3, -zero_threshold, zero_threshold, float(zero))] if zero else []
     for i, c in sorted(counts.items()):
-        lo, hi = grid_bound(i - 1, schema), grid_bound(i, schema)
+        lo, hi = max(grid_bound(i - 1, schema), zero_threshold), grid_bound(i, schema)
         if jitter:
             lo, hi = math.nextafter(lo, math.inf), math.nextafter(hi, -math.inf)
         out.append((0, lo, hi, float(c)))
@@ -46,7 +48,9 @@ def buckets_of(values: list[float], schema: int, zero_threshold: float = 0.0, *,
 
 
 def true_count(values: list[float], bound: float) -> int:
-    return sum(v <= bound for v in values)
+    """What a native count at `bound` is: observations <= it, or < it at a negative bound (a negative
+    bucket is [lo, hi))."""
+    return sum(v <= bound for v in values) if bound >= 0 else sum(v < bound for v in values)
 
 
 def lognormal(rng: random.Random, n: int, median: float, sigma: float) -> list[float]:
@@ -129,17 +133,92 @@ def test_a_grid_too_fine_for_the_judge_is_read_at_a_coarser_schema_exactly() -> 
         assert c == true_count(values, le)
 
 
-def test_a_prediction_histogram_is_read_at_the_resolution_psi_limits_are_set_for() -> None:
-    """PSI and JS grow with the cells they are read on: a native prediction histogram is read at no
-    more than SHIFT_BOUNDS bounds (a coarser schema), its counts still exact."""
-    from canary.metrics.native import SHIFT_BOUNDS
+def test_two_prediction_histograms_are_compared_on_cells_at_stable_quantiles() -> None:
+    """Review finding: coarsening the grid until its whole RANGE fits 20 cells put everything above
+    0.25 in one cell when scores reach down to 1e-10, so a shift inside it passed (PSI 0.002, FAIL
+    on 0.1-wide classic buckets). Cells cut at stable's quantiles depend on where values fall."""
+    from canary.analysis.judge import judge_check
+    from canary.metrics.native import SHIFT_CELLS, quantile_cells
+    from canary.model import Histogram, Outcome
+    from canary.policy import parse_policy
 
-    rng = random.Random(3)
-    values = [rng.betavariate(2, 5) for _ in range(4000)]
-    got = from_buckets(buckets_of(values, 3), len(values), max_bounds=SHIFT_BOUNDS)
-    assert 5 <= len(got.pairs) - 1 <= SHIFT_BOUNDS and got.schema < 3
-    for le, c in got.pairs[:-1]:
-        assert c == true_count(values, le)
+    rng = random.Random(11)
+    low = lambda: rng.betavariate(0.5, 20) + 1e-10  # noqa: E731
+    stable = [low() if rng.random() < 0.5 else rng.uniform(0.60, 0.99) for _ in range(20000)] + [1e-9]
+    canary = [low() if rng.random() < 0.5 else rng.uniform(0.51, 0.60) for _ in range(2000)]
+    a = from_buckets(buckets_of(stable, 3), len(stable))
+    b = from_buckets(buckets_of(canary, 3), len(canary))
+    pa, pb = quantile_cells(*align(a, b))
+    assert len(pa) <= SHIFT_CELLS + 1 and [le for le, _ in pa] == [le for le, _ in pb]
+    for (le, ca), (_, cb) in zip(pa[:-1], pb[:-1]):
+        assert (ca, cb) == (true_count(stable, le), true_count(canary, le))
+    check = parse_policy({"steps": [10, 100], "checks": [{"name": "shift", "kind": "prediction_shift",
+                                                          "max_psi": 0.2}]}).checks[0]
+    hist = [Histogram(tuple(le for le, _ in p), tuple(c for _, c in p)) for p in (pa, pb)]
+    assert judge_check(check, hist[0], hist[1], alpha=0.01, min_canary=100).outcome == Outcome.FAIL
+    same = [low() if rng.random() < 0.5 else rng.uniform(0.60, 0.99) for _ in range(2000)]
+    pa, pb = quantile_cells(*align(a, from_buckets(buckets_of(same, 3), len(same))))
+    hist = [Histogram(tuple(le for le, _ in p), tuple(c for _, c in p)) for p in (pa, pb)]
+    assert judge_check(check, hist[0], hist[1], alpha=0.01, min_canary=100).outcome == Outcome.PASS
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_fuzz_every_count_align_uses_is_the_true_count(seed: int) -> None:
+    """Random arms: schemas -4..8, zero thresholds (none, the Go client's 2^-128, off-grid), zeros,
+    negative values, clipped buckets, wide and narrow ranges. Every bound `align` gives holds the
+    true count for both arms, and so does every grid bound `exact_at` accepts."""
+    rng = random.Random(seed)
+
+    def arm() -> tuple[list[float], int, float]:
+        schema = rng.choice([-4, -1, 0, 2, 3, 5, 8])
+        zt = rng.choice([0.0, 2.0 ** -128, 1e-3, 0.01])
+        n = rng.randint(50, 400)
+        spread = rng.choice([0.2, 1.0, 4.0])
+        centre = rng.choice([0.01, 0.05, 1.0])
+        vals = [centre * math.exp(rng.gauss(0, spread)) * (-1 if rng.random() < rng.choice([0, 0, 0.3]) else 1)
+                for _ in range(n)]
+        vals += [0.0] * rng.choice([0, 0, 5]) + [zt / 2] * rng.choice([0, 3])
+        return vals, schema, zt
+
+    (va, sa, za), (vb, sb, zb) = arm(), arm()
+    a = from_buckets(buckets_of(va, sa, za), len(va))
+    b = from_buckets(buckets_of(vb, sb, zb), len(vb))
+    pa, pb = align(a, b)
+    for (le, ca), (_, cb) in zip(pa[:-1], pb[:-1]):
+        assert (ca, cb) == (true_count(va, le), true_count(vb, le)), (le, a.schema, b.schema)
+    for x, vals in ((a, va), (b, vb)):
+        if x.schema is None:
+            continue
+        for i in range(-400, 60):
+            for le in (grid_bound(i, x.schema), -grid_bound(i, x.schema)):
+                if x.exact_at(le):
+                    assert x.count_at(le) == true_count(vals, le), (le, x.schema, x.zero_hi)
+
+
+def test_a_bucket_open_to_inf_is_counted_once() -> None:
+    """Review finding: a populated (x, +Inf] bucket (custom buckets, or the overflow bucket) put a
+    second +Inf pair in and doubled the total."""
+    got = from_buckets([(3, -math.inf, 0.1, 50.0), (0, 0.1, 0.5, 40.0), (0, 0.5, math.inf, 10.0)], 100)
+    assert got.pairs == ((0.1, 50.0), (0.5, 90.0), (math.inf, 100.0))
+    overflow = from_buckets(buckets_of([0.05] * 9, 3) + [(0, 2.0 ** 1023, math.inf, 1.0)], 10)
+    assert overflow.schema == 3 and overflow.pairs[-1] == (math.inf, 10.0) and overflow.pairs[-2][1] == 9
+
+
+def test_the_zero_bucket_of_the_go_client_is_kept() -> None:
+    """Review finding: the Go client's zero threshold 2^-128 is a grid point; it was dropped as an
+    own bound, and the zeros went missing at every grid bound below the first populated bucket
+    (an identical canary failed at PSI 4)."""
+    values = [0.0] * 30 + [0.75] * 70
+    got = from_buckets(buckets_of(values, 3, 2.0 ** -128), len(values))
+    assert got.exact_at(0.25) and got.count_at(0.25) == 30
+
+
+def test_a_native_arm_compared_with_a_classic_one_leaves_its_negative_bounds_out() -> None:
+    """A negative bucket is [lo, hi): its count at a negative bound is of observations < bound, a
+    classic bucket's of observations <= bound; a point mass on the bound would differ."""
+    values = [-0.5] * 30 + [0.25] * 10
+    got = from_buckets(buckets_of(values, 3), len(values))
+    assert any(le < 0 for le, _ in got.pairs) and all(le >= 0 for le, _ in got.classic_pairs())
 
 
 def test_schema_is_read_from_a_bucket() -> None:
