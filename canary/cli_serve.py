@@ -75,7 +75,10 @@ def serve(
         log.info("serve.started", policies=sorted(policies), state_dir=str(state_dir), pruned=pruned)
         server.start()
         try:
-            stop.wait()
+            # a bounded wait: the kernel may hand SIGTERM to a server thread, and a main thread
+            # blocked in an unbounded wait would never run the Python handler (a stop that hung)
+            while not stop.wait(0.25):
+                pass
         finally:
             server.stop()
             log.info("serve.stopped")

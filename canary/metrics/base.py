@@ -66,6 +66,8 @@ class PreflightReport:
     # latency checks whose stable bucket layout cannot show a canary as fast as stable within the
     # relative limit ("checks[0] 'latency-p95': stable p95 in (100, 250] ms, ...")
     unresolvable: tuple[str, ...] = ()
+    # histogram queries answered by a Prometheus native histogram ("checks[0] 'latency-p95' (stable)")
+    native: tuple[str, ...] = ()
 
     @property
     def empty_stable(self) -> tuple[PreflightQuery, ...]:
@@ -76,7 +78,7 @@ class PreflightReport:
         return {"url": self.url, "window_s": self.window_s, "queries": len(self.queries), "sent": self.sent,
                 "elapsed_s": round(self.elapsed_s, 3),
                 "empty_stable": [f"{x.where} ({x.query})" for x in self.empty_stable],
-                "unresolvable": list(self.unresolvable)}
+                "unresolvable": list(self.unresolvable), "native_histograms": list(self.native)}
 
     def warnings(self) -> tuple[str, ...]:
         """One line per stable-arm query that found nothing over the window."""

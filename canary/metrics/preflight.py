@@ -72,7 +72,8 @@ def preflight(client: PrometheusClient, policy: Policy, target: Target) -> Prefl
     found = tuple(PreflightQuery(where=w, check=c, arm=a, query=native.get(x, x), series=answers[x][0],
                                  value=answers[x][1]) for w, c, a, _, x in planned)
     return PreflightReport(url=client.url, window_s=window, queries=found, sent=sent,
-                           elapsed_s=time.monotonic() - t0, unresolvable=_unresolvable(policy, planned, answers))
+                           elapsed_s=time.monotonic() - t0, unresolvable=_unresolvable(policy, planned, answers),
+                           native=tuple(f"{w} ({a})" for w, _, a, _, x in planned if x in native))
 
 
 def _unresolvable(policy: Policy, planned: list[tuple[str, str, str, str, str]],

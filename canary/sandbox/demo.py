@@ -16,7 +16,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import structlog
 import typer
@@ -46,6 +46,7 @@ class ScenarioResult:
     canary_requests_before_rollback: int | None = None
     events: list[dict[str, Any]] = field(default_factory=list)  # promote's JSON log lines (when captured)
     report: str | None = None  # the HTML report's path ("" when it could not be written; None: not asked)
+    inspected: Any = None  # what `inspect(sandbox)` returned, before the sandbox stopped
 
     @property
     def as_expected(self) -> bool:
@@ -59,13 +60,16 @@ class ScenarioResult:
 
 def run_scenario(scenario: str, *, rate: float = 150.0, policy: Path = SANDBOX_POLICY, capture: bool = True,
                  extra_args: tuple[str, ...] = (), timeout_s: float = 240.0, log_file: Any = None,
-                 report: Path | None = None, **sandbox_kw: Any) -> ScenarioResult:
+                 report: Path | None = None, inspect: Callable[[Any], Any] | None = None,
+                 **sandbox_kw: Any) -> ScenarioResult:
     """Start the sandbox, run `canary promote` against it, measure, stop everything.
 
     `capture`: promote's JSON output and logs are kept in the result (tests, benchmarks); else
     promote owns the terminal (its live panel) and its JSON logs go to `log_file` (an open text
     file; None: stderr). `report`: where to write the rollout's HTML report before the sandbox
-    stops (`ScenarioResult.report`; "" when it could not be written).
+    stops (`ScenarioResult.report`; "" when it could not be written). `inspect`: called with the
+    sandbox after the rollout, before it stops (tests read its Prometheus); its result is
+    `ScenarioResult.inspected`.
     """
     from canary.logs import parse_json_lines
     from canary.routing.patch import read_state
@@ -84,6 +88,7 @@ def run_scenario(scenario: str, *, rate: float = 150.0, policy: Path = SANDBOX_P
                               **({} if capture or log_file is None else {"stderr": log_file}))
         t1 = time.monotonic()
         written = _write_report(sb, report) if report is not None else None
+        inspected = inspect(sb) if inspect is not None else None
         # what promote left on the VirtualService: the weights and the recorded state (`canary status`)
         vs = sb.kube.get("networking.istio.io", "virtualservices", sb.namespace, sb.model) or {}
         raw = read_state(vs)
@@ -99,7 +104,7 @@ def run_scenario(scenario: str, *, rate: float = 150.0, policy: Path = SANDBOX_P
             stable_100_after_onset_s=round(back - onset, 2) if back is not None and onset is not None else None,
             load=load, events=parse_json_lines(proc.stderr) if capture else [],
             canary_requests_before_rollback=int(load.get("by_server", {}).get("canary", 0)) if back is not None else None,
-            report=written,
+            report=written, inspected=inspected,
         )
 
 

@@ -88,7 +88,8 @@ class Sandbox:
                  stable_version: str = "v1.0.0", canary_version: str = "v2.1.0", rate: float = 40.0,
                  batch: int = 4, missing_share: float = 0.05, load: bool = True, fault_at: str = "traffic",
                  crash_after_s: float = 3.0, device: str = "cpu", prometheus: bool = True,
-                 workdir: Path | None = None, istio_dir: Path = ISTIO_DIR, watch: bool = True) -> None:
+                 workdir: Path | None = None, istio_dir: Path = ISTIO_DIR, watch: bool = True,
+                 native_histograms: bool = False) -> None:
         if scenario not in SCENARIOS:
             raise ValueError(f"unknown scenario {scenario!r}; choose one of {', '.join(SCENARIOS)}")
         if fault_at not in ("traffic", "start", "manual"):
@@ -102,6 +103,8 @@ class Sandbox:
         self.rate, self.batch, self.missing_share, self.load = rate, batch, missing_share, load
         self.fault_at, self.crash_after_s, self.device = fault_at, crash_after_s, device
         self.use_prometheus, self.istio_dir, self.watch = prometheus, istio_dir, watch
+        # the models' latency as a Prometheus native histogram (Prometheus with the feature on)
+        self.native_histograms = native_histograms
         self._own_workdir = workdir is None
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="canary-sandbox-"))
         self.kube: Any = None
@@ -198,9 +201,10 @@ class Sandbox:
         canary_b = Behaviour(device=self.device, schema=SCENARIOS[self.scenario].schema)
         profiles = self.write_profiles()
         self.stable = TritonServer("stable", self.stable_version, Behaviour(device=self.device),
-                                   workdir=self.workdir / "triton-stable", drift_profile=profiles.get("stable"))
+                                   workdir=self.workdir / "triton-stable", drift_profile=profiles.get("stable"),
+                                   native_histograms=self.native_histograms)
         self.canary = TritonServer("canary", self.canary_version, canary_b, workdir=self.workdir / "triton-canary",
-                                   drift_profile=profiles.get("canary"))
+                                   drift_profile=profiles.get("canary"), native_histograms=self.native_histograms)
         for server in (self.stable, self.canary):  # both spawn now, from this thread; then wait together
             server.start()
         self._stops.append(("tritons", self._stop_tritons))
@@ -251,7 +255,8 @@ class Sandbox:
             ({"arm": s.arm, "version": s.version}, [f"127.0.0.1:{s.model_metrics_port}", f"127.0.0.1:{s.metrics_port}"])
             for s in (self.stable, self.canary)
         ]
-        self.prom = LabelledPromServer(labelled, data_dir=self.workdir / "prometheus-data").start()
+        native = ["--enable-feature=native-histograms"] if self.native_histograms else []
+        self.prom = LabelledPromServer(labelled, data_dir=self.workdir / "prometheus-data", extra_args=native).start()
         self._stops.append(("prometheus", self.prom.stop))
         t = time.monotonic()
         self.prom.wait_targets_up(timeout_s=30.0)

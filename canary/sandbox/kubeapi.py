@@ -611,7 +611,9 @@ def main(argv: list[str] | None = None) -> None:
     with KubeAPIServer(seed=seed, port=args.port) as api:
         print(json.dumps({"url": api.url}), flush=True)
         try:
-            threading.Event().wait()
+            forever = threading.Event()
+            while not forever.wait(0.25):  # bounded: a signal another thread received still gets handled
+                pass
         except KeyboardInterrupt:
             pass
 

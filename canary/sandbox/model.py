@@ -122,7 +122,8 @@ def write_behaviour(path: Path, behaviour: Behaviour) -> None:
 class ModelMetrics:
     """The article's model metrics, in a private registry served on its own port."""
 
-    def __init__(self, *, model_name: str, model_version: str, drift_profile: dict[str, Any] | None = None) -> None:
+    def __init__(self, *, model_name: str, model_version: str, drift_profile: dict[str, Any] | None = None,
+                 native_histograms: bool = False) -> None:
         self.registry = CollectorRegistry()
         self.drift: Any = None
         if drift_profile is not None:  # live feature distributions over the training profile's buckets
@@ -155,9 +156,27 @@ class ModelMetrics:
         )
         self.features_missing = features.labels(**self._lv, state="missing")
         self.features_present = features.labels(**self._lv, state="present")
+        # native_histograms: the latency is also counted as a Prometheus native histogram, which the
+        # protobuf exposition writes in place of its classic buckets (`canary.sandbox.exposition`)
+        self.native_latency: Any = None
+        if native_histograms:
+            from canary.sandbox.exposition import NativeHistogram
+
+            self.native_latency = NativeHistogram()
         self._recent: collections.deque[float] = collections.deque(maxlen=MISSING_WINDOW_ROWS)
         self.success.inc(0)
         self.error.inc(0)
+
+    def observe_latency(self, seconds: float) -> None:
+        self.latency.observe(seconds)
+        if self.native_latency is not None:
+            self.native_latency.observe(seconds)
+
+    def native(self) -> dict[str, Any]:
+        """{family name: (labels, NativeHistogram)} for `exposition.serve` ({} without native histograms)."""
+        if self.native_latency is None:
+            return {}
+        return {"model_inference_duration_seconds": (dict(self._lv), self.native_latency)}
 
     def observe_drift(self, features: np.ndarray, scores: np.ndarray) -> None:
         """Each row's features and score, for the drift exporter (NaN counts as missing)."""
@@ -254,7 +273,7 @@ class RecModel:
         for features, scores in observed:  # outside the timed part: the exporter is not the model's latency
             self.metrics.observe_drift(features, scores)
         for response in responses:
-            self.metrics.latency.observe(elapsed)
+            self.metrics.observe_latency(elapsed)
             self.metrics.success.inc()
             for value in response[OUTPUT_NAME].ravel():
                 if np.isfinite(value):

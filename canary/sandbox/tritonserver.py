@@ -103,6 +103,7 @@ class TritonServer:
     metrics_port: int = 0  # Triton's own /metrics
     model_metrics_port: int = 0  # prometheus_client metrics of the model
     drift_profile: Path | None = None  # a training profile: the model also exports feature distributions
+    native_histograms: bool = False  # latency as a Prometheus native histogram (protobuf exposition)
     proc: subprocess.Popen[bytes] | None = None
     started_at: float = 0.0
     ready_after_s: float = 0.0
@@ -159,6 +160,7 @@ class TritonServer:
             "model_metrics_port": self.model_metrics_port, "knob_file": str(self.knob_file),
             "behaviour": json.loads(self.behaviour.to_json()),
             "drift_profile": str(self.drift_profile) if self.drift_profile else "",
+            "native_histograms": self.native_histograms,
         }
         cfg = self.workdir / "config.json"
         cfg.write_text(json.dumps(config), encoding="utf-8")
@@ -332,8 +334,14 @@ def _serve(config_path: str) -> None:
     behaviour = Behaviour.from_dict(cfg["behaviour"])
     profile = (json.loads(Path(cfg["drift_profile"]).read_text(encoding="utf-8"))
                if cfg.get("drift_profile") else None)
-    metrics = ModelMetrics(model_name=MODEL_NAME, model_version=cfg["version"], drift_profile=profile)
-    start_http_server(cfg["model_metrics_port"], addr="127.0.0.1", registry=metrics.registry)
+    metrics = ModelMetrics(model_name=MODEL_NAME, model_version=cfg["version"], drift_profile=profile,
+                           native_histograms=bool(cfg.get("native_histograms")))
+    if metrics.native():
+        from canary.sandbox.exposition import serve as serve_protobuf
+
+        serve_protobuf(cfg["model_metrics_port"], metrics.registry, metrics.native())
+    else:
+        start_http_server(cfg["model_metrics_port"], addr="127.0.0.1", registry=metrics.registry)
     model = RecModel(metrics=metrics, knob_file=Path(cfg["knob_file"]), initial=behaviour)
     if behaviour.device == "cuda":  # import torch and initialise CUDA now, not in the first user request
         from canary.sandbox.model import score
