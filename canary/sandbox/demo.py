@@ -147,6 +147,9 @@ def demo(
     log_file: str = typer.Option("canary-demo.log", "--log-file",
                                  help="where the JSON logs go ('-': stderr, as a machine would read them)"),
     report: Path = typer.Option(Path("canary-demo.report.html"), "--report", help="the rollout's HTML report"),
+    native_histograms: bool = typer.Option(
+        False, "--native-histograms",
+        help="the models export their latency as a Prometheus native histogram (protobuf exposition)"),
 ) -> None:
     """Run a real canary rollout on this machine: two Triton servers, Prometheus, HAProxy, a Kubernetes API emulator.
 
@@ -176,7 +179,8 @@ def demo(
         if scenario == DATA_DRIFT:
             drift = _drift_demo(rate, live=output in ("text", "wide"))
         else:
-            result = run_scenario(scenario, rate=rate, policy=policy, capture=False, log_file=sink, report=report)
+            result = run_scenario(scenario, rate=rate, policy=policy, capture=False, log_file=sink, report=report,
+                                  native_histograms=native_histograms)
     finally:
         if sink is not None:
             logs.configure()
