@@ -341,7 +341,8 @@ def _latency_ceiling(c: Arm | evidence.ArrayArm, *, on_lists: bool, max_value: f
     finite = c.bounds[:-1]
     j = bisect_left(finite, max_value * (1 - 1e-12))
     p = c.p_above(j) if not c.total <= 0 and j < len(finite) else math.nan
-    return stats.ceiling_result(finite, j, p, total=c.total, c_est=c.estimate(), max_value=max_value, alpha=alpha)
+    return stats.ceiling_result(finite, j, p, total=c.total, c_est=c.estimate(), max_value=max_value, alpha=alpha,
+                                in_finite=float(c.cum[-2]) if len(c.cum) > 1 else 0.0)
 
 
 def _latency(check: LatencyCheck, s: ArmData | None, c: ArmData, ctx: _Ctx) -> CheckResult:

@@ -416,18 +416,22 @@ def latency_ceiling(bounds: np.ndarray, canary: np.ndarray, *, q: float, max_val
     if not float(canary[-1]) <= 0 and j < len(finite):  # `not <=`: a NaN total is computed, as it was
         k = _ints(canary)
         p = float(p_quantile_above(k[j:j + 1], int(k[-1]), q)[0])  # quantile_pvalues(canary, q)[1][j]
-    return ceiling_result(finite, j, p, total=float(canary[-1]), c_est=c_est, max_value=max_value, alpha=alpha)
+    return ceiling_result(finite, j, p, total=float(canary[-1]), c_est=c_est, max_value=max_value, alpha=alpha,
+                          in_finite=float(canary[-2]) if len(canary) > 1 else 0.0)
 
 
 def ceiling_result(finite: Sequence[float], j: int, p: float, *, total: float, c_est: float, max_value: float,
-                   alpha: float) -> TestResult:
+                   alpha: float, in_finite: float = 0.0) -> TestResult:
     """`latency_ceiling` from its parts (`buckets` computes them on lists): j the first finite bound
-    >= max_value, p its p-value (`p_quantile_above`), the canary's total and quantile estimate."""
+    >= max_value, p its p-value (`p_quantile_above`), the canary's total and quantile estimate;
+    `in_finite` its count at the last finite bound."""
     if total <= 0:
         return TestResult(False, False, 1.0, note="canary has no requests")
     if j >= len(finite):  # no data could show a breach (whether it is within is `evidence`'s question)
-        return TestResult(False, False, 1.0, canary=c_est, effect=c_est - max_value,
-                          note=f"no bucket bound at or above {max_value:g}")
+        # every observation at or below the last bound, itself below the limit (a native histogram's
+        # grid ends at its last populated bucket): nothing to say about the layout
+        note = "" if finite and in_finite >= total else f"no bucket bound at or above {max_value:g}"
+        return TestResult(False, False, 1.0, canary=c_est, effect=c_est - max_value, note=note)
     note = "" if finite[j] <= max_value * 1.0001 else f"ceiling checked at bucket bound {finite[j]:g}"
     return TestResult(p <= alpha, True, p, statistic=float(finite[j]), canary=c_est,
                       effect=c_est - max_value if not math.isnan(c_est) else math.nan, note=note)
