@@ -430,7 +430,7 @@ def ceiling_result(finite: Sequence[float], j: int, p: float, *, total: float, c
     if j >= len(finite):  # no data could show a breach (whether it is within is `evidence`'s question)
         # every observation at or below the last bound, itself below the limit (a native histogram's
         # grid ends at its last populated bucket): nothing to say about the layout
-        note = "" if finite and in_finite >= total else f"no bucket bound at or above {max_value:g}"
+        note = "" if len(finite) and in_finite >= total else f"no bucket bound at or above {max_value:g}"
         return TestResult(False, False, 1.0, canary=c_est, effect=c_est - max_value, note=note)
     note = "" if finite[j] <= max_value * 1.0001 else f"ceiling checked at bucket bound {finite[j]:g}"
     return TestResult(p <= alpha, True, p, statistic=float(finite[j]), canary=c_est,
