@@ -52,8 +52,8 @@ class Metrics(Strict):
                                    json_schema_extra={"propertyNames": {"pattern": LABEL_NAME}})
     histograms: Literal["classic", "native"] = Field(
         "classic", description="the form of a latency or prediction histogram read first where Prometheus has both: "
-        "classic `_bucket` series, or a Prometheus native histogram (finer buckets; read per rollout, not batched); "
-        "the other form is read when the first has no series")
+        "classic `_bucket` series, or a Prometheus native histogram (finer buckets); the other form is read when "
+        "the first has no series")
 
     @field_validator("arm_label", "model_label")
     @classmethod

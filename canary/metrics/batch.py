@@ -216,10 +216,13 @@ def _parse(result: Any, fam: Family, idents: set[Ident], query: str,
                 continue  # filtered client-side: exact values only, whatever the regex let through
             kept += 1
             if fam.native:  # one sample holds every bucket: kept by bucket index (`native.sample_values`)
-                if "histogram" in s:
-                    own = fam.identity(labels)
-                    sid = ids.get(own) or ids.setdefault(own, hash_identity(own))
-                    into.setdefault(ident, {})[sid] = sample_values(s["histogram"][1]) or {CUSTOM: 1.0}
+                own = fam.identity(labels)
+                sid = ids.get(own) or ids.setdefault(own, hash_identity(own))
+                # a float sample: a Prometheus whose last_over_time drops the histogram (2.42 gives "0"),
+                # or a series that is no histogram; either way the per-rollout path reads it
+                got = sample_values(s["histogram"][1]) if "histogram" in s else None
+                into.setdefault(ident, {})[sid] = got or {CUSTOM: 1.0}
+                kept += len(got or ()) // 2  # sizes the next snapshot's chunks: ~1 row per 2 buckets
                 continue
             value = float(s["value"][1])
             if math.isfinite(value):

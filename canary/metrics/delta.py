@@ -129,7 +129,7 @@ def arm_delta(policy: Policy, check: Check, target: Target, arm: str, now: Snaps
     when snapshots cannot measure the check; UnusableStepStart when a snapshot is bound to another rollout."""
     spec = check_spec(policy, check)
     _check_pair(now, base, target)
-    if spec.kind == "histogram" and _form(policy, spec, target, arm, now) == "native":
+    if spec.kind == "histogram" and _forms(policy, spec, target, now, base, check.name)[arm] == "native":
         got = _native_arm(spec, target, arm, now, base, check.name)
         return ArmDelta(_as_histogram(got.data, spec.scale), got.reset)
     return _classic_arm(policy, spec, check, target, arm, now, base)
@@ -195,9 +195,7 @@ def measure_delta(policy: Policy, check: Check, target: Target, now: Snapshot, b
     spec = check_spec(policy, check)
     if spec.kind == "histogram":
         _check_pair(now, base, target)
-        forms = {arm: _form(policy, spec, target, arm, now) for arm in q.ARMS}
-        if set(forms.values()) == {"classic", "native"} and all(_has(now, spec.native, target, a) for a in q.ARMS):
-            forms = {arm: "native" for arm in q.ARMS}
+        forms = _forms(policy, spec, target, now, base, check.name)
         if forms["stable"] == forms["canary"] == "native":
             got = arms_pair(lambda arm: _native_arm(spec, target, arm, now, base, check.name).data)
             if not any(isinstance(x, NoData) for x in got):
@@ -216,13 +214,27 @@ def _has(snap: Snapshot, fam: Family | None, target: Target, arm: str) -> bool:
     return fam is not None and bool(snap.groups(fam, fam.ident(target, arm)))
 
 
-def _form(policy: Policy, spec: Spec, target: Target, arm: str, now: Snapshot) -> str:
-    """Which form of the histogram an arm is read in: "classic" or "native" (as `PrometheusProvider`
-    chooses: the preferred form where the arm has its series, else the other)."""
-    classic, native = _has(now, spec.family, target, arm), _has(now, spec.native, target, arm)
-    if policy.metrics.histograms == "native":
-        return "native" if native or not classic else "classic"
-    return "classic" if classic or not native else "native"
+def _forms(policy: Policy, spec: Spec, target: Target, now: Snapshot, base: Snapshot, check: str) -> dict[str, str]:
+    """Which form of the histogram each arm is read in, "classic" or "native", as `PrometheusProvider`
+    chooses: the preferred form where the arm has its series, else the other; both native when one
+    arm is and the other has a native series too. NotBatchable when an arm's form has no series in
+    the step-start snapshot but the other form has (the form changed within the step: each series
+    of the new form would count as born in the window, its whole history with it)."""
+    forms = {}
+    for arm in q.ARMS:
+        classic, native = _has(now, spec.family, target, arm), _has(now, spec.native, target, arm)
+        if policy.metrics.histograms == "native":
+            forms[arm] = "native" if native or not classic else "classic"
+        else:
+            forms[arm] = "classic" if classic or not native else "native"
+    if set(forms.values()) == {"classic", "native"} and all(_has(now, spec.native, target, a) for a in q.ARMS):
+        forms = {arm: "native" for arm in q.ARMS}
+    for arm, form in forms.items():
+        mine, other = (spec.native, spec.family) if form == "native" else (spec.family, spec.native)
+        if _has(now, mine, target, arm) and not _has(base, mine, target, arm) and _has(base, other, target, arm):
+            raise NotBatchable(f"check {check!r}: the {arm} arm of {target.model!r} changed histogram form within "
+                               "the step (classic and native); measure it per rollout")
+    return forms
 
 
 def _native_arm(spec: Spec, target: Target, arm: str, now: Snapshot, base: Snapshot, check: str
@@ -242,7 +254,9 @@ def _native_arm(spec: Spec, target: Target, arm: str, now: Snapshot, base: Snaps
     for sid, cur in g_now.items():
         before = g_base.get(sid, {})
         if CUSTOM in cur or CUSTOM in before:
-            raise NotBatchable(f"{where}: a native histogram with custom buckets; measure it per rollout")
+            raise NotBatchable(f"{where}: a native histogram the snapshot cannot read by bucket index (custom "
+                               "buckets, or a Prometheus whose last_over_time gives no histogram samples, as "
+                               "2.42's); measure it per rollout")
         got = values_delta(cur, before)
         if got is None:
             raise NotBatchable(f"{where}: native histograms with different zero buckets; measure it per rollout")

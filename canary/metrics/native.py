@@ -91,6 +91,7 @@ class NativeBuckets:
     pairs: tuple[tuple[float, float], ...]
     schema: int | None = None
     zero_hi: float = 0.0
+    top: float = math.inf  # the lower edge of a populated bucket to +Inf: no grid bound above it is exact
     _own: frozenset[float] = field(default=frozenset(), repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -105,7 +106,7 @@ class NativeBuckets:
         sign) outside the zero bucket (a bucket that is not written is empty)."""
         if bound in self._own or math.isinf(bound):
             return True
-        return (self.schema is not None and abs(bound) >= self.zero_hi
+        return (self.schema is not None and abs(bound) >= self.zero_hi and bound <= self.top
                 and grid_index(abs(bound), self.schema) is not None)
 
     def count_at(self, bound: float) -> float:
@@ -201,10 +202,11 @@ def from_buckets(buckets: Iterable[tuple[int, float, float, float]], count: floa
         if neg:
             keep |= {-b for k in range((min(neg) - 1) // step, -(-max(neg) // step) + 1) if (b := grid_bound(k, s)) >= zero_hi}
         schema = s
-    pairs = [(le, _count_at(own, cumulative, le)) for le in sorted(keep)]
+    top = min((lo for lo, hi, _ in rows if math.isinf(hi)), default=math.inf)
+    pairs = [(le, _count_at(own, cumulative, le)) for le in sorted(keep) if le <= top]
     pairs.append((math.inf, max(running + sum(c for _, hi, c in rows if math.isinf(hi)), count)
                   if math.isfinite(count) else running))
-    return NativeBuckets(tuple(pairs), schema, zero_hi)
+    return NativeBuckets(tuple(pairs), schema, zero_hi, top)
 
 
 def _span(pos: list[int], neg: list[int], step: int) -> int:
@@ -253,36 +255,45 @@ def quantile_cells(stable: list[tuple[float, float]], canary: list[tuple[float, 
 # one, bucket i of schema s holding buckets 2^d (i-1)+1 .. 2^d i of schema s+d: summing them is
 # exact, so a subtraction or a sum never needs a count at a bound one side lacks.
 
-CUSTOM = "x"  # the values of a series whose buckets are no standard schema's: read per rollout
+CUSTOM = "x"  # the values of a series the snapshot cannot subtract exactly: read per rollout
 
 
 def sample_values(h: Any) -> dict[str, float] | None:
     """A native sample (the API's `histogram` object) as a snapshot's values; None when its buckets
-    are no standard schema's (custom buckets, a bucket from -Inf): such a series is read per rollout.
-    A bucket open to +Inf is in the count only. Raises ValueError, KeyError, TypeError on a malformed
-    sample."""
+    are no standard schema's (custom buckets, a populated bucket to +-Inf): such a series is read
+    per rollout. A sample without regular buckets has no "s" (it says nothing of its schema: an empty
+    histogram, or zeros only). Raises ValueError, KeyError, TypeError on a malformed sample."""
     count = float(h["count"])
     rows = [(float(b[1]), float(b[2]), float(b[3])) for b in h.get("buckets") or ()]
     rows = [r for r in rows if r[2] > 0 and not (math.isnan(r[0]) or math.isnan(r[1]))]
+    if any(math.isinf(lo) or math.isinf(hi) for lo, hi, _ in rows):
+        return None  # observations beyond every finite bound: counts above it are not known by index
     regular = [r for r in rows if r[0] > 0 or r[1] < 0]
-    s = _schema(regular) if regular else 0
-    if s is None:
+    s = _schema(regular) if regular else None
+    if regular and s is None:
         return None
-    out: dict[str, float] = {"s": float(s), "zt": 0.0, "z": 0.0, "c": count if math.isfinite(count) else 0.0}
+    out: dict[str, float] = {"zt": 0.0, "z": 0.0, "c": count if math.isfinite(count) else 0.0}
+    if s is not None:
+        out["s"] = float(s)
     for lo, hi, c in rows:
         if lo <= 0 <= hi:  # the zero bucket [-zt, zt]
             out["zt"], out["z"] = max(out["zt"], hi), out["z"] + c
             continue
-        if math.isinf(hi):
-            continue  # (x, +Inf]: in the count only
-        key = f"p{grid_index(hi, s)}" if lo > 0 else f"n{grid_index(-lo, s)}"
+        key = f"p{grid_index(hi, s)}" if lo > 0 else f"n{grid_index(-lo, s)}"  # type: ignore[arg-type]
         out[key] = out.get(key, 0.0) + c
     return out
 
 
+def _schema_of(vals: Any) -> int | None:
+    """A snapshot value's schema; None when it has no regular bucket."""
+    s = vals.get("s")
+    return None if s is None else int(s)
+
+
 def _coarsen(vals: Any, schema: int) -> dict[str, float]:
     """Per-bucket counts of `vals` at `schema` (not finer than its own): {"p<i>"|"n<i>": count}."""
-    d = int(vals["s"]) - schema
+    own = _schema_of(vals)
+    d = 0 if own is None else own - schema
     out: dict[str, float] = {}
     for key, c in vals.items():
         if key[0] in "pn":
@@ -303,57 +314,69 @@ def _zero(parts: list[Any]) -> float | None:
         return None
     zt = zts.pop() if zts else 0.0
     for p in parts:
-        if p["z"] > 0:
+        if p["z"] > 0 or _schema_of(p) is None:
             continue  # its own lowest bucket may be clipped at zt: (zt, hi], exact
         for key in p:
-            if key[0] in "pn" and p[key] > 0 and grid_bound(int(key[1:]) - 1, int(p["s"])) < zt:
+            if key[0] in "pn" and p[key] > 0 and grid_bound(int(key[1:]) - 1, _schema_of(p)) < zt:  # type: ignore[arg-type]
                 return None
     return zt
 
 
+def _coarsest(parts: list[Any]) -> int | None:
+    schemas = [s for p in parts if (s := _schema_of(p)) is not None]
+    return min(schemas) if schemas else None
+
+
 def values_delta(now: Any, base: Any) -> tuple[dict[str, float], bool] | None:
     """One series' counts between two snapshots, at the coarser of their schemas, and whether it
-    restarted (a count went down: its current counts are the window's, as `increase()` counts across
-    a reset). `base` empty: born in the window. None when they share no exact layout (`_zero`):
-    the check is then read per rollout."""
+    restarted: a count went down, or the schema went up (Prometheus's own reset rule: a client
+    lowers its resolution while it runs and comes back at its configured one after a restart). A
+    restarted series counts its current values, as `increase()` counts across a reset. `base`
+    empty: born in the window. None when they share no exact layout (`_zero`): the check is then
+    read per rollout."""
     if not base:
         return dict(now), False
+    s_now, s_base = _schema_of(now), _schema_of(base)
+    grew = s_now is not None and s_base is not None and s_now > s_base
+    s = _coarsest([now, base])
+    a, b = (_coarsen(now, s), _coarsen(base, s)) if s is not None else ({}, {})
+    if grew or now["c"] < base["c"] or now["z"] < base["z"] or any(a.get(k, 0.0) < v for k, v in b.items()):
+        return dict(now), True
     zt = _zero([now, base])
     if zt is None:
         return None
-    s = min(int(now["s"]), int(base["s"]))
-    a, b = _coarsen(now, s), _coarsen(base, s)
-    reset = now["c"] < base["c"] or now["z"] < base["z"] or any(a.get(k, 0.0) < v for k, v in b.items())
-    if reset:
-        return {**a, "s": float(s), "zt": zt, "z": now["z"], "c": now["c"]}, True
     out = {k: v - b.get(k, 0.0) for k, v in a.items() if v - b.get(k, 0.0) > 0}
-    return {**out, "s": float(s), "zt": zt, "z": now["z"] - base["z"], "c": now["c"] - base["c"]}, False
+    out.update({"zt": zt, "z": now["z"] - base["z"], "c": now["c"] - base["c"]})
+    if s is not None:
+        out["s"] = float(s)
+    return out, False
 
 
 def values_sum(parts: list[dict[str, float]]) -> dict[str, float] | None:
     """Several series' counts as one, at the coarsest schema; None when they share no exact layout."""
-    if not parts:
-        return {"s": 0.0, "zt": 0.0, "z": 0.0, "c": 0.0}
-    zt = _zero(parts)
+    zt = _zero(parts) if parts else 0.0
     if zt is None:
         return None
-    s = min(int(p["s"]) for p in parts)
-    out: dict[str, float] = {"s": float(s), "zt": zt, "z": 0.0, "c": 0.0}
+    s = _coarsest(parts)
+    out: dict[str, float] = {"zt": zt, "z": 0.0, "c": 0.0}
+    if s is not None:
+        out["s"] = float(s)
     for p in parts:
         out["z"], out["c"] = out["z"] + p["z"], out["c"] + p["c"]
-        for k, v in _coarsen(p, s).items():
-            out[k] = out.get(k, 0.0) + v
+        if s is not None:
+            for k, v in _coarsen(p, s).items():
+                out[k] = out.get(k, 0.0) + v
     return out
 
 
 def values_buckets(vals: Any, *, max_bounds: int = MAX_BOUNDS) -> NativeBuckets:
     """Counts kept by index (`sample_values`, `values_delta`, `values_sum`) as `NativeBuckets`."""
-    s = int(vals["s"])
+    s = _schema_of(vals)
     rows: list[tuple[int, float, float, float]] = []
     if vals["z"] > 0:
         rows.append((3, -vals["zt"], vals["zt"], vals["z"]))
     for key, c in vals.items():
-        if key[0] in "pn" and c > 0:
+        if key[0] in "pn" and c > 0 and s is not None:
             i = int(key[1:])
             lo, hi = grid_bound(i - 1, s), grid_bound(i, s)
             rows.append((0, lo, hi, c) if key[0] == "p" else (1, -hi, -lo, c))

@@ -85,7 +85,9 @@ class Values(Mapping[str, float]):
     def __init__(self, items: Mapping[str, float]) -> None:
         keys = tuple(items)
         layout = _LAYOUTS.get(keys)
-        if layout is None:
+        if layout is None and "zt" in items:  # a native histogram's populated buckets: its own layout,
+            layout = (keys, {k: i for i, k in enumerate(keys)})  # not one of the exporters' few shared ones
+        elif layout is None:
             if len(_LAYOUTS) >= _MAX_LAYOUTS:
                 _LAYOUTS.clear()
             layout = _LAYOUTS.setdefault(keys, (keys, {k: i for i, k in enumerate(keys)}))

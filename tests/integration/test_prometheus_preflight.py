@@ -344,6 +344,19 @@ def test_a_latency_exported_only_as_a_native_histogram_is_read_and_judged(
             assert max(ratios) == pytest.approx(2 ** (1 / 8), rel=1e-9)  # schema 3, in ms
             verdict = judge_check(check, stable, canary, alpha=0.01, min_canary=100)
             assert verdict.outcome == expected, verdict.reason
+        # the controller's batched snapshot: read by bucket index where last_over_time gives histogram
+        # samples, else (Prometheus 2.42 answers "0") the check goes per rollout, never NoData
+        from canary.metrics import batch as b
+
+        batch = b.BatchMetrics(prom)
+        slow = Target(namespace=TARGET.namespace, virtual_service="vs", model="slow", stable_version="v1",
+                      canary_version="v2")
+        base_snap, now_snap = (batch.snapshot([b.Want(pol, slow)], at=t) for t in (at - 5, at))
+        try:
+            stable, canary = b.measure_delta(pol, check, slow, now_snap, base_snap)
+            assert stable.bounds == canary.bounds and stable.total > 0 and canary.total > 0
+        except b.NotBatchable as exc:
+            assert "last_over_time gives no histogram" in str(exc)
         # a prediction histogram is read at the resolution PSI limits are set for (at most 20 cells)
         shift = parse_policy({"steps": [10, 100], "metrics": {"source": "model"},
                               "checks": [{"name": "shift", "kind": "prediction_shift", "max_psi": 0.1}]}).checks[0]

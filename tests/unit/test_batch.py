@@ -414,7 +414,9 @@ def test_which_form_of_a_histogram_a_snapshot_reads() -> None:
     now_classic = snap(native_arm("rec", "v1", lat, classic=True)[1:] + native_arm("rec", "v2", lat), pol)
     stable, canary = b.measure_delta(pol, chk(pol, "lat"), T, now_classic, only_classic)
     assert stable.bounds == (10.0, 100.0, math.inf) and len(canary.bounds) > 3  # each its own form
-    assert b.arm_delta(pol, chk(pol, "lat"), T, "stable", now, base).data.bounds == (10.0, 100.0, math.inf)
+    assert b.arm_delta(pol, chk(pol, "lat"), T, "stable", now_classic, only_classic).data.bounds == \
+        (10.0, 100.0, math.inf)
+    assert len(b.arm_delta(pol, chk(pol, "lat"), T, "stable", now, base).data.bounds) > 3  # native, as measure_delta
     pol_native = policy(histograms="native")
     base_n = snap(native_arm("rec", "v1", lat[:1], classic=True) + native_arm("rec", "v2", lat[:1]), pol_native)
     now_n = snap(native_arm("rec", "v1", lat, classic=True) + native_arm("rec", "v2", lat), pol_native)
@@ -422,6 +424,31 @@ def test_which_form_of_a_histogram_a_snapshot_reads() -> None:
     quiet = snap(native_arm("rec", "v1", lat), pol)
     stable, canary = b.measure_delta(pol, chk(pol, "lat"), T, quiet, snap(native_arm("rec", "v1", lat[:1]), pol))
     assert isinstance(canary, NoData) and not isinstance(stable, NoData)
+
+
+def test_a_histogram_that_changed_form_within_the_step_is_measured_per_rollout() -> None:
+    """Second review: the form was chosen from the current snapshot alone; an arm whose series were
+    classic at step start and native now counted every native series as born in the window, its
+    whole history with it (a canary 51% slower passed on a million-request stable arm)."""
+    lat = [0.02, 0.05, 0.05, 0.2]
+    pol = policy()
+    base = snap(native_arm("rec", "v1", lat[:1], classic=True)[1:] + native_arm("rec", "v2", lat[:1], classic=True)[1:], pol)
+    now = snap(native_arm("rec", "v1", lat) + native_arm("rec", "v2", lat), pol)
+    with pytest.raises(b.NotBatchable, match="changed histogram form"):
+        b.measure_delta(pol, chk(pol, "lat"), T, now, base)
+
+
+def test_a_float_answer_to_the_native_family_goes_per_rollout() -> None:
+    """Prometheus 2.42's last_over_time answers a native series with a float ("0"), not a histogram:
+    the snapshot cannot read it, and the check is measured per rollout (which reads it with
+    increase()), never NoData until the deadline."""
+    pol = policy()
+    m = {"model_name": "rec", "pod": "a"}
+    floats = [("model_inference_duration_seconds", {**m, "model_version": v}, 0.0) for v in ("v1", "v2")]
+    reqs = [("model_requests_total", {**m, "model_version": v, "outcome": "success"}, 5.0) for v in ("v1", "v2")]
+    base = snap(floats + reqs, pol)
+    with pytest.raises(b.NotBatchable, match="last_over_time gives no histogram"):
+        b.measure_delta(pol, chk(pol, "lat"), T, base, base)
 
 
 def test_native_series_without_an_exact_subtraction_are_measured_per_rollout() -> None:
@@ -432,7 +459,7 @@ def test_native_series_without_an_exact_subtraction_are_measured_per_rollout() -
     custom = {"count": "3", "sum": "0.27", "buckets": [[0, "0", "0.03", "1"], [0, "0.03", "0.1", "1"], [0, "0.1", "0.3", "1"]]}
     m = {"model_name": "rec", "model_version": "v2", "pod": "a"}
     base = snap(native_arm("rec", "v1", lat) + [("model_inference_duration_seconds", m, custom)], pol)  # type: ignore[list-item]
-    with pytest.raises(b.NotBatchable, match="custom buckets"):
+    with pytest.raises(b.NotBatchable, match="custom"):
         b.measure_delta(pol, chk(pol, "lat"), T, base, base)
     z1 = snap(native_arm("rec", "v1", lat) + [("model_inference_duration_seconds", m, native([0.0] + lat, 3, 1e-3))], pol)  # type: ignore[list-item]
     z2 = snap(native_arm("rec", "v1", lat) + [("model_inference_duration_seconds", m, native([0.0] + lat, 3, 1e-4))], pol)  # type: ignore[list-item]

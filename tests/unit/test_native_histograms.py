@@ -254,7 +254,7 @@ def api_sample(values: list[float], schema: int, zero: float = 0.0) -> dict:
             "buckets": [[r, repr(lo), repr(hi), repr(c)] for r, lo, hi, c in buckets_of(values, schema, zero)]}
 
 
-@pytest.mark.parametrize(("s_base", "s_now"), [(3, 3), (4, 2), (2, 4), (8, -1)])
+@pytest.mark.parametrize(("s_base", "s_now"), [(3, 3), (4, 2), (2, 4), (8, -1), (5, 0)])
 def test_a_snapshot_window_of_a_native_series_is_exact_at_the_coarser_schema(s_base: int, s_now: int) -> None:
     """What the controller's batched snapshot does with a native series: kept by bucket index, the
     step-start sample subtracted at the coarser schema; counts restarted by a reset are the window's."""
@@ -266,6 +266,9 @@ def test_a_snapshot_window_of_a_native_series_is_exact_at_the_coarser_schema(s_b
     base = sample_values(api_sample(before, s_base))
     now = sample_values(api_sample(before + during, s_now))
     delta, reset = values_delta(now, base)
+    if s_now > s_base:  # a schema that went up is a restart (Prometheus's rule): counts since it
+        assert reset and values_buckets(delta).total == len(before + during)
+        return
     assert not reset and delta["s"] == min(s_base, s_now, 8)
     got = values_buckets(delta)
     assert got.total == len(during)
@@ -296,3 +299,37 @@ def test_native_series_that_share_no_exact_layout_are_refused() -> None:
     assert values_sum([wide, inside]) is None
     zero_only = sample_values(api_sample([0.0, 0.0], 3, 0.0))
     assert zero_only["z"] == 2 and zero_only["c"] == 2
+
+
+def test_an_empty_sample_says_nothing_of_the_schema() -> None:
+    """Second review: an empty native sample (a series created before its first request, a new pod)
+    was read as schema 0 and pulled the window or the pod sum down to buckets 2x wide (a 0.6 -> 0.9
+    prediction shift passed at PSI 0.0008)."""
+    from canary.metrics.native import sample_values, values_buckets, values_delta, values_sum
+
+    empty = sample_values({"count": "0", "sum": "0"})
+    assert "s" not in empty
+    rng = random.Random(2)
+    during = lognormal(rng, 400, 0.05, 0.3)
+    now = sample_values(api_sample(during, 3))
+    delta, reset = values_delta(now, empty)
+    assert not reset and delta["s"] == 3
+    total = values_sum([delta, empty])
+    assert total["s"] == 3 and values_buckets(total).schema == 3
+    for le, c in values_buckets(total).pairs[:-1]:
+        assert c == true_count(during, le)
+
+
+def test_a_populated_bucket_to_inf_ends_what_is_exact() -> None:
+    """Second review: custom buckets whose finite bounds happen to lie on a standard grid, with
+    observations above the last one, were read as that schema, and grid bounds above it were
+    'exact' without the overflow's observations (a slower canary passed)."""
+    from canary.metrics.native import sample_values
+
+    rows = [(0, 2.0 ** (i - 1), 2.0 ** i, 10.0) for i in range(-9, 1)] + [(0, 1.0, math.inf, 20.0)]
+    got = from_buckets(rows, 120)
+    assert got.exact_at(1.0) and got.count_at(1.0) == 100
+    assert not got.exact_at(2.0) and not got.exact_at(8.0)
+    other = from_buckets([(0, 2.0, 4.0, 5.0)], 5)
+    assert all(le <= 1.0 or math.isinf(le) for le, _ in align(got, other)[0])
+    assert sample_values({"count": "120", "buckets": [[0, "1", "+Inf", "20"], [0, "0.5", "1", "100"]]}) is None
