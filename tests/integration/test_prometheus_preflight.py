@@ -344,6 +344,13 @@ def test_a_latency_exported_only_as_a_native_histogram_is_read_and_judged(
             assert max(ratios) == pytest.approx(2 ** (1 / 8), rel=1e-9)  # schema 3, in ms
             verdict = judge_check(check, stable, canary, alpha=0.01, min_canary=100)
             assert verdict.outcome == expected, verdict.reason
+        # `canary plan --prometheus-url` reads the stable layout as a look does: the schema-3 grid
+        from canary.analysis.plan import layout_report
+
+        rec = Target(namespace=TARGET.namespace, virtual_service="vs", model="rec", stable_version="v1",
+                     canary_version="v1")
+        (layout,) = layout_report(pol, {check.name: prom.measure(pol, check, rec, window_s=10, at=at)[0]})
+        assert layout.resolves and layout.bucket_ratio == pytest.approx(2 ** (1 / 8), rel=1e-6), layout
         # the controller's batched snapshot: read by bucket index where last_over_time gives histogram
         # samples, else (Prometheus 2.42 answers "0") the check goes per rollout, never NoData
         from canary.metrics import batch as b
