@@ -143,17 +143,30 @@ def native_buckets(result: Any, query: str, check: str, arm: str) -> NativeBucke
     return got
 
 
-def _schema(rows: list[tuple[float, float, float]]) -> int | None:
-    """The one standard schema of the regular buckets (a bucket clipped at the zero threshold, or an
-    overflow bucket to +-Inf, says nothing of it); None when they disagree or an outer edge is off it."""
-    found = {schema_of(lo, hi) if lo > 0 else schema_of(-hi, -lo) for lo, hi, _ in rows
-             if (lo > 0 or hi < 0) and math.isfinite(lo) and math.isfinite(hi)}
-    found.discard(None)
-    if len(found) != 1 or any(lo == -math.inf for lo, _, _ in rows):
-        return None  # (a bucket from -Inf holds observations below every bound: its own bound only)
-    s = found.pop()
-    outer = [hi if lo > 0 else -lo for lo, hi, _ in rows if lo > 0 or hi < 0]
-    return s if all(math.isinf(x) or grid_index(x, s) is not None for x in outer) else None
+def _grid(rows: list[tuple[float, float, float]]) -> tuple[int, list[int | None]] | None:
+    """The standard schema the regular buckets lie on, and each row's grid index (None for the zero
+    bucket and buckets to +Inf): read from one whole bucket, then every bucket must lie inside one
+    cell of that grid (its outer edge a grid bound, its inner edge no further in than the cell's: a
+    bucket clipped at the zero threshold is narrower, never wider). None when one does not (custom
+    buckets), or a bucket starts at -Inf (observations below every bound: its own bound only)."""
+    s = next((x for lo, hi, _ in rows if (x := schema_of(lo, hi) if lo > 0 else
+                                          schema_of(-hi, -lo) if hi < 0 and math.isfinite(lo) else None) is not None),
+             None)
+    if s is None:
+        return None
+    out: list[int | None] = []
+    for lo, hi, _ in rows:
+        if lo <= 0 <= hi or math.isinf(hi):
+            out.append(None)
+            continue
+        if math.isinf(lo):
+            return None
+        outer, inner = (hi, lo) if lo > 0 else (-lo, -hi)
+        i = grid_index(outer, s)
+        if i is None or inner < grid_bound(i - 1, s) * (1 - 1e-12):
+            return None
+        out.append(i)
+    return s, out
 
 
 def from_buckets(buckets: Iterable[tuple[int, float, float, float]], count: float, *,
@@ -165,22 +178,27 @@ def from_buckets(buckets: Iterable[tuple[int, float, float, float]], count: floa
     counts at negative bounds are of observations < bound). With a standard schema the grid is
     filled on each side of zero from just below the first populated bucket to the last (coarser,
     until at most `max_bounds` bounds); the zero bucket's edge is kept; a bucket open to +Inf is
-    counted in the total only."""
+    counted in the total only, and no grid bound above its lower edge is exact."""
     rows = [(lo, hi, c) for _, lo, hi, c in buckets if not (math.isnan(lo) or math.isnan(hi)) and c > 0]
-    fine = _schema(rows)
+    grid = _grid(rows)
+    fine = grid[0] if grid else None
     zero_hi = max((hi for lo, hi, _ in rows if lo <= 0 <= hi), default=0.0)
     per: dict[float, float] = {}
     pos: list[int] = []  # indices of populated positive buckets (upper edge 2^(i/2^s))
     neg: list[int] = []  # of negative ones: bucket j is [-2^(j/2^s), -2^((j-1)/2^s))
-    for lo, hi, c in rows:
+    on_grid: set[float] = set()  # own bounds that are grid bounds of a regular bucket (refilled below)
+    for n, (lo, hi, c) in enumerate(rows):
         if math.isinf(hi):
             continue  # (x, +Inf]: above every finite bound; in the total only
-        if fine is not None and lo > 0:
-            pos.append(grid_index(hi, fine))  # type: ignore[arg-type]
-            hi = grid_bound(pos[-1], fine)  # one float per grid point
-        elif fine is not None and hi < 0 and math.isfinite(lo):
-            neg.append(grid_index(-lo, fine))  # type: ignore[arg-type]
-            hi = -grid_bound(neg[-1] - 1, fine)
+        i = grid[1][n] if grid else None
+        if i is not None and lo > 0:
+            pos.append(i)
+            hi = grid_bound(i, fine)  # type: ignore[arg-type]  # one float per grid point
+            on_grid.add(hi)
+        elif i is not None:
+            neg.append(i)
+            hi = -grid_bound(i - 1, fine)  # type: ignore[arg-type]
+            on_grid.add(hi)
         per[hi] = per.get(hi, 0.0) + c
     own = sorted(per)
     cumulative, running = [], 0.0
@@ -194,8 +212,7 @@ def from_buckets(buckets: Iterable[tuple[int, float, float, float]], count: floa
         while _span(pos, neg, 2 ** (fine - s)) > max_bounds and s > SCHEMAS[0]:
             s -= 1
         step = 2 ** (fine - s)
-        keep = {le for le in own if not (le > 0 and grid_index(le, fine) is not None and le != zero_hi)
-                and not (le < 0 and grid_index(-le, fine) is not None)}
+        keep = {le for le in own if le not in on_grid or le == zero_hi}
         # (never inside the zero bucket: a bucket clipped at its threshold starts below the grid)
         if pos:
             keep |= {b for i in range((min(pos) - 1) // step, -(-max(pos) // step) + 1) if (b := grid_bound(i, s)) >= zero_hi}
@@ -269,9 +286,10 @@ def sample_values(h: Any) -> dict[str, float] | None:
     if any(math.isinf(lo) or math.isinf(hi) for lo, hi, _ in rows):
         return None  # observations beyond every finite bound: counts above it are not known by index
     regular = [r for r in rows if r[0] > 0 or r[1] < 0]
-    s = _schema(regular) if regular else None
-    if regular and s is None:
+    grid = _grid(regular) if regular else None
+    if regular and grid is None:
         return None
+    s = grid[0] if grid else None
     out: dict[str, float] = {"zt": 0.0, "z": 0.0, "c": count if math.isfinite(count) else 0.0}
     if s is not None:
         out["s"] = float(s)

@@ -333,3 +333,15 @@ def test_a_populated_bucket_to_inf_ends_what_is_exact() -> None:
     other = from_buckets([(0, 2.0, 4.0, 5.0)], 5)
     assert all(le <= 1.0 or math.isinf(le) for le, _ in align(got, other)[0])
     assert sample_values({"count": "120", "buckets": [[0, "1", "+Inf", "20"], [0, "0.5", "1", "100"]]}) is None
+
+
+@pytest.mark.parametrize("order", [1, -1])
+def test_a_bucket_wider_than_the_grid_cell_is_custom(order: int) -> None:
+    """A custom bucket spanning grid bounds, beside buckets that look standard: grid bounds inside it
+    would carry counts that are not known, so only the own bounds are exact."""
+    rows = [(0, 1.0, 2 ** (1 / 8), 5.0), (0, 0.3, 1.0, 10.0)][::order]
+    got = from_buckets(rows, 15)
+    assert got.schema is None and not got.exact_at(0.5) and not got.exact_at(2 ** (-1 / 8))
+    # the cell (2^(-14/8), 2^(-13/8)] = (0.297, 0.324] straddles a zero threshold of 0.3: clipped to (0.3, 0.324]
+    clipped = from_buckets([(3, -0.3, 0.3, 4.0), (0, 0.3, 2 ** (-13 / 8), 10.0), (0, 0.5, 2 ** (-7 / 8), 5.0)], 19)
+    assert clipped.schema == 3 and clipped.count_at(0.5) == 14 and clipped.exact_at(0.5)
