@@ -182,24 +182,33 @@ def from_buckets(buckets: Iterable[tuple[int, float, float, float]], count: floa
     rows = [(lo, hi, c) for _, lo, hi, c in buckets if not (math.isnan(lo) or math.isnan(hi)) and c > 0]
     grid = _grid(rows)
     fine = grid[0] if grid else None
-    zero_hi = max((hi for lo, hi, _ in rows if lo <= 0 <= hi), default=0.0)
-    per: dict[float, float] = {}
-    pos: list[int] = []  # indices of populated positive buckets (upper edge 2^(i/2^s))
-    neg: list[int] = []  # of negative ones: bucket j is [-2^(j/2^s), -2^((j-1)/2^s))
-    on_grid: set[float] = set()  # own bounds that are grid bounds of a regular bucket (refilled below)
+    pos: dict[int, float] = {}  # populated positive buckets by index (upper edge 2^(i/2^s))
+    neg: dict[int, float] = {}  # negative ones: bucket j is [-2^(j/2^s), -2^((j-1)/2^s))
+    other: dict[float, float] = {}  # the zero bucket, custom buckets: by upper edge
     for n, (lo, hi, c) in enumerate(rows):
-        if math.isinf(hi):
-            continue  # (x, +Inf]: above every finite bound; in the total only
         i = grid[1][n] if grid else None
-        if i is not None and lo > 0:
-            pos.append(i)
-            hi = grid_bound(i, fine)  # type: ignore[arg-type]  # one float per grid point
-            on_grid.add(hi)
-        elif i is not None:
-            neg.append(i)
-            hi = -grid_bound(i - 1, fine)  # type: ignore[arg-type]
-            on_grid.add(hi)
-        per[hi] = per.get(hi, 0.0) + c
+        if math.isinf(hi):
+            continue
+        into, key = (pos, i) if i is not None and lo > 0 else (neg, i) if i is not None else (other, hi)
+        into[key] = into.get(key, 0.0) + c  # type: ignore[index]
+    return assemble(fine, pos, neg, other, zero_hi=max((hi for lo, hi, _ in rows if lo <= 0 <= hi), default=0.0),
+                    overflow=sum(c for _, hi, c in rows if math.isinf(hi)),
+                    top=min((lo for lo, hi, _ in rows if math.isinf(hi)), default=math.inf), count=count,
+                    max_bounds=max_bounds)
+
+
+def assemble(fine: int | None, pos: dict[int, float], neg: dict[int, float], other: dict[float, float], *,
+             zero_hi: float, overflow: float, top: float, count: float, max_bounds: int = MAX_BOUNDS) -> NativeBuckets:
+    """`NativeBuckets` from bucket counts by grid index at schema `fine` (`pos`, `neg`), counts by
+    upper edge (`other`: the zero bucket, custom buckets), the count in a bucket to +Inf
+    (`overflow`, above `top`) and the sample's count. See `from_buckets`."""
+    per = dict(other)
+    for i, c in pos.items():
+        b = grid_bound(i, fine)  # type: ignore[arg-type]  # one float per grid point
+        per[b] = per.get(b, 0.0) + c
+    for j, c in neg.items():
+        b = -grid_bound(j - 1, fine)  # type: ignore[arg-type]
+        per[b] = per.get(b, 0.0) + c
     own = sorted(per)
     cumulative, running = [], 0.0
     for le in own:
@@ -209,20 +218,18 @@ def from_buckets(buckets: Iterable[tuple[int, float, float, float]], count: floa
     schema = fine
     if fine is not None and (pos or neg):
         s = fine
-        while _span(pos, neg, 2 ** (fine - s)) > max_bounds and s > SCHEMAS[0]:
+        while _span(list(pos), list(neg), 2 ** (fine - s)) > max_bounds and s > SCHEMAS[0]:
             s -= 1
         step = 2 ** (fine - s)
-        keep = {le for le in own if le not in on_grid or le == zero_hi}
+        keep = set(other)
         # (never inside the zero bucket: a bucket clipped at its threshold starts below the grid)
         if pos:
             keep |= {b for i in range((min(pos) - 1) // step, -(-max(pos) // step) + 1) if (b := grid_bound(i, s)) >= zero_hi}
         if neg:
             keep |= {-b for k in range((min(neg) - 1) // step, -(-max(neg) // step) + 1) if (b := grid_bound(k, s)) >= zero_hi}
         schema = s
-    top = min((lo for lo, hi, _ in rows if math.isinf(hi)), default=math.inf)
     pairs = [(le, _count_at(own, cumulative, le)) for le in sorted(keep) if le <= top]
-    pairs.append((math.inf, max(running + sum(c for _, hi, c in rows if math.isinf(hi)), count)
-                  if math.isfinite(count) else running))
+    pairs.append((math.inf, max(running + overflow, count) if math.isfinite(count) else running + overflow))
     return NativeBuckets(tuple(pairs), schema, zero_hi, top)
 
 
@@ -389,13 +396,11 @@ def values_sum(parts: list[dict[str, float]]) -> dict[str, float] | None:
 
 def values_buckets(vals: Any, *, max_bounds: int = MAX_BOUNDS) -> NativeBuckets:
     """Counts kept by index (`sample_values`, `values_delta`, `values_sum`) as `NativeBuckets`."""
-    s = _schema_of(vals)
-    rows: list[tuple[int, float, float, float]] = []
-    if vals["z"] > 0:
-        rows.append((3, -vals["zt"], vals["zt"], vals["z"]))
+    pos: dict[int, float] = {}
+    neg: dict[int, float] = {}
     for key, c in vals.items():
-        if key[0] in "pn" and c > 0 and s is not None:
-            i = int(key[1:])
-            lo, hi = grid_bound(i - 1, s), grid_bound(i, s)
-            rows.append((0, lo, hi, c) if key[0] == "p" else (1, -hi, -lo, c))
-    return from_buckets(rows, vals["c"], max_bounds=max_bounds)
+        if key[0] in "pn" and c > 0:
+            (pos if key[0] == "p" else neg)[int(key[1:])] = c
+    other = {vals["zt"]: vals["z"]} if vals["z"] > 0 else {}
+    return assemble(_schema_of(vals), pos, neg, other, zero_hi=vals["zt"] if vals["z"] > 0 else 0.0,
+                    overflow=0.0, top=math.inf, count=vals["c"], max_bounds=max_bounds)
