@@ -29,7 +29,8 @@ from canary.errors import NoData
 from canary.metrics.answers import arms_pair
 from canary.metrics import queries as q
 from canary.metrics.families import Family, NotBatchable, Spec, check_spec, families
-from canary.metrics.native import CUSTOM, NativeBuckets, align, quantile_cells, values_buckets, values_delta, values_sum
+from canary.metrics.native import (CUSTOM, NativeBuckets, align, mixed_forms, quantile_cells, values_buckets,
+                                   values_delta, values_sum)
 from canary.metrics.snapshot import Groups, Snapshot, UnusableStepStart, feature_counts, features_as_requests, raw_buckets, request_fams
 from canary.model import ArmData, Counts, Histogram, Target
 from canary.policy import Check, Policy
@@ -129,9 +130,13 @@ def arm_delta(policy: Policy, check: Check, target: Target, arm: str, now: Snaps
     when snapshots cannot measure the check; UnusableStepStart when a snapshot is bound to another rollout."""
     spec = check_spec(policy, check)
     _check_pair(now, base, target)
-    if spec.kind == "histogram" and _forms(policy, spec, target, now, base, check.name)[arm] == "native":
-        got = _native_arm(spec, target, arm, now, base, check.name)
-        return ArmDelta(_as_histogram(got.data, spec.scale), got.reset)
+    if spec.kind == "histogram":
+        forms = _forms(policy, spec, target, now, base, check.name)
+        if arm == "stable" and forms["stable"] != forms["canary"]:
+            raise mixed_forms(check.name, "stable" if forms["stable"] == "native" else "canary")
+        if forms[arm] == "native":
+            got = _native_arm(spec, target, arm, now, base, check.name)
+            return ArmDelta(_as_histogram(got.data, spec.scale), got.reset)
     return _classic_arm(policy, spec, check, target, arm, now, base)
 
 
@@ -190,8 +195,9 @@ def measure_delta(policy: Policy, check: Check, target: Target, now: Snapshot, b
     """(stable, canary) over the window base..now, as `PrometheusProvider.measure` gives for a window:
     each arm's NoData kept in its place (a limit on the canary alone is judged without the stable
     series), NoData when neither arm has data. A histogram is read in the form the per-rollout path
-    reads it: classic first (native first under `metrics.histograms: native`), both arms native
-    when one is and the other has a native series too, two native arms on one grid (`native.align`)."""
+    reads it: classic first (native first under `metrics.histograms: native`), one form for both
+    arms where both have it, two native arms on one grid (`native.align`); one arm of each form:
+    the stable arm is left out (`native.mixed_forms`)."""
     spec = check_spec(policy, check)
     if spec.kind == "histogram":
         _check_pair(now, base, target)
@@ -204,9 +210,12 @@ def measure_delta(policy: Policy, check: Check, target: Target, now: Snapshot, b
                     a, b = quantile_cells(a, b, spec.cells)
                 return _as_histogram(a, spec.scale), _as_histogram(b, spec.scale)
             return tuple(x if isinstance(x, NoData) else _as_histogram(x, spec.scale) for x in got)  # type: ignore[return-value]
-        return arms_pair(lambda arm: (_as_histogram(_native_arm(spec, target, arm, now, base, check.name).data, spec.scale)
-                                      if forms[arm] == "native" else
-                                      _classic_arm(policy, spec, check, target, arm, now, base).data))
+        if forms["stable"] != forms["canary"]:  # not compared bound for bound: the canary alone
+            mixed = mixed_forms(check.name, "stable" if forms["stable"] == "native" else "canary")
+            return arms_pair(lambda arm: mixed if arm == "stable" else (
+                _as_histogram(_native_arm(spec, target, arm, now, base, check.name).data, spec.scale)
+                if forms[arm] == "native" else _classic_arm(policy, spec, check, target, arm, now, base).data))
+        return arms_pair(lambda arm: _classic_arm(policy, spec, check, target, arm, now, base).data)
     return arms_pair(lambda arm: arm_delta(policy, check, target, arm, now, base).data)
 
 
@@ -227,8 +236,14 @@ def _forms(policy: Policy, spec: Spec, target: Target, now: Snapshot, base: Snap
             forms[arm] = "native" if native or not classic else "classic"
         else:
             forms[arm] = "classic" if classic or not native else "native"
-    if set(forms.values()) == {"classic", "native"} and all(_has(now, spec.native, target, a) for a in q.ARMS):
-        forms = {arm: "native" for arm in q.ARMS}
+    for arm in q.ARMS:  # an arm with neither form (no traffic yet) is NoData in the other arm's form
+        if not (_has(now, spec.family, target, arm) or _has(now, spec.native, target, arm)):
+            forms[arm] = forms[q.ARMS[1 - q.ARMS.index(arm)]]
+    if set(forms.values()) == {"classic", "native"}:  # one form for both where both arms have it
+        if all(_has(now, spec.native, target, a) for a in q.ARMS):
+            forms = {arm: "native" for arm in q.ARMS}
+        elif all(_has(now, spec.family, target, a) for a in q.ARMS):  # (native first, one arm classic only)
+            forms = {arm: "classic" for arm in q.ARMS}
     for arm, form in forms.items():
         mine, other = (spec.native, spec.family) if form == "native" else (spec.family, spec.native)
         if _has(now, mine, target, arm) and not _has(base, mine, target, arm) and _has(base, other, target, arm):

@@ -41,7 +41,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from canary.errors import MetricsUnavailable, NoData
+from canary.errors import ConfigError, MetricsUnavailable, NoData
 
 MAX_BOUNDS = 512  # finite grid bounds of one arm after filling
 # a prediction histogram's cells (`quantile_cells`): PSI and JS grow with the resolution they are
@@ -123,14 +123,19 @@ class NativeBuckets:
 def native_buckets(result: Any, query: str, check: str, arm: str) -> NativeBuckets:
     """The one native histogram of an instant answer (`sum(increase(base{...}[w]))`).
 
-    Raises NoData for an empty answer or one without observations; MetricsUnavailable for a
-    malformed one (several series, a float sample, buckets that do not parse)."""
+    Raises NoData for an empty answer or one without observations; ConfigError for a float series
+    (the metric is no histogram); MetricsUnavailable for a malformed one (several series, buckets
+    that do not parse)."""
     who = f"check {check!r}: the {arm} arm" if arm else f"check {check!r}"
     if not isinstance(result, list) or not result:
         raise NoData(f"{who} has no native histogram series; query: {query}")
+    if len(result) == 1 and isinstance(result[0], dict) and "value" in result[0]:
+        raise ConfigError(f"{who}: the metric is neither a classic histogram (no `_bucket` series) nor a native one "
+                          f"(this query returns a float: a summary or a gauge under the histogram's name?); a "
+                          f"latency or prediction check reads a histogram; query: {query}")
     if len(result) != 1 or not isinstance(result[0], dict) or "histogram" not in result[0]:
-        raise MetricsUnavailable(f"{who}: expected one native histogram sample, got {len(result)} series "
-                                 f"(aggregate with sum()); query: {query}")
+        raise MetricsUnavailable(f"{who}: expected one native histogram sample, got {len(result)} series; "
+                                 f"query: {query}")
     try:
         h = result[0]["histogram"][1]
         count = float(h["count"])
@@ -249,24 +254,37 @@ def align(a: NativeBuckets, b: NativeBuckets) -> tuple[list[tuple[float, float]]
     return [(le, a.count_at(le)) for le in bounds], [(le, b.count_at(le)) for le in bounds]
 
 
+def mixed_forms(check: str, native_arm: str) -> NoData:
+    """Why the stable arm is left out when one arm is a native histogram and the other classic: the
+    two forms share only the bounds they happen to have (often none, or a power of 2 or two), too
+    few to compare a quantile or a distribution on; limits on the canary alone are still judged."""
+    classic_arm = "stable" if native_arm == "canary" else "canary"
+    return NoData(f"check {check!r}: the {native_arm} arm is a Prometheus native histogram and the {classic_arm} "
+                  "arm classic `_bucket` series; the two are not compared bound for bound (export both forms while "
+                  "switching), so the stable arm is left out and only limits on the canary alone are judged")
+
+
 def quantile_cells(stable: list[tuple[float, float]], canary: list[tuple[float, float]], cells: int = SHIFT_CELLS
                    ) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
-    """Two aligned arms (`align`) on at most `cells` cells, cut at the bounds nearest above the
-    stable arm's k/cells quantiles: the equal-frequency bins of the reference a PSI is
-    conventionally read on. A subset of exact bounds, so every count stays exact; a native grid's
-    own cells would make PSI and JS depend on the range of values (a finer partition never lowers
-    an f-divergence) rather than on where they fall."""
-    total = stable[-1][1] if stable else 0.0
-    if len(stable) <= cells or total <= 0:
+    """Two aligned arms (`align`) on at most about `cells` cells, cut at the bounds nearest above the
+    k/cells quantiles of the two arms' distributions averaged (each arm weighing the same). Cells
+    where either arm has mass are kept apart: cut at the stable arm's quantiles alone, a region
+    where stable has little mass became one cell, and a canary that moved half its mass into it
+    passed at PSI 0 (a reviewer's case). A subset of exact bounds, so every count stays exact; a
+    native grid's own cells would make PSI and JS depend on the range of values (a finer partition
+    never lowers an f-divergence) rather than on where they fall."""
+    n_s, n_c = (stable[-1][1] if stable else 0.0), (canary[-1][1] if canary else 0.0)
+    if len(stable) <= cells or n_s <= 0 or n_c <= 0:
         return stable, canary
     keep: list[int] = []
-    k, n = 1, len(stable) - 1
-    for i in range(n):
-        while k < cells and stable[i][1] >= total * k / cells:
+    k, last = 1, len(stable) - 1
+    for i in range(last):
+        mixed = (stable[i][1] / n_s + canary[i][1] / n_c) / 2
+        while k < cells and mixed >= k / cells:
             if not keep or keep[-1] != i:
                 keep.append(i)
             k += 1
-    keep.append(n)
+    keep.append(last)
     return [stable[i] for i in keep], [canary[i] for i in keep]
 
 
@@ -404,3 +422,14 @@ def values_buckets(vals: Any, *, max_bounds: int = MAX_BOUNDS) -> NativeBuckets:
     other = {vals["zt"]: vals["z"]} if vals["z"] > 0 else {}
     return assemble(_schema_of(vals), pos, neg, other, zero_hi=vals["zt"] if vals["z"] > 0 else 0.0,
                     overflow=0.0, top=math.inf, count=vals["c"], max_bounds=max_bounds)
+
+
+INF_ONLY_HINT = ("only a +Inf bucket, so no quantile can be read from it: a histogram exported as a native one only, "
+                 "scraped by a Prometheus that does not ingest native histograms (2.40+: "
+                 "--enable-feature=native-histograms; 3.9+: scrape_native_histograms: true), or one without buckets")
+
+
+def inf_only(pairs: Iterable[tuple[float, float]]) -> bool:
+    """Whether classic (le, count) pairs hold the +Inf bucket and nothing else."""
+    les = {le for le, _ in pairs}
+    return bool(les) and all(math.isinf(le) for le in les)

@@ -21,7 +21,7 @@ from canary.metrics import queries as q
 from canary.metrics.answers import bucket_pairs, is_scalar, number, number_of
 from canary.metrics.base import PreflightQuery, PreflightReport
 from canary.metrics.client import PREFIX_HINT, NotPrometheus, PrometheusClient, Rejected, excerpt
-from canary.metrics.native import native_buckets
+from canary.metrics.native import INF_ONLY_HINT, inf_only, native_buckets
 from canary.metrics.query_plan import FEATURE_ROLES, HISTOGRAM, query_plan, request_plan
 from canary.model import Histogram, Target
 from canary.policy import LatencyCheck, Policy
@@ -113,12 +113,16 @@ def _read_native_histograms(client: PrometheusClient, planned: list[tuple[str, s
             continue
         asked.add(native)
         sent += 1
+        who = f"policy {where} ({arm} arm)"
         try:
-            result = client.ask(native, check=check, arm=arm, at=None, who=f"policy {where} ({arm} arm)",
-                                strict=True, deadline=deadline)
+            result = client.ask(native, check=check, arm=arm, at=None, who=who, strict=True, deadline=deadline)
             got = native_buckets(result, native, check, arm)
-        except (MetricsUnavailable, ConfigError, NoData):
+        except ConfigError as exc:  # a float where a histogram was wanted: no look could read it
+            if arm == "stable":
+                raise ConfigError(f"{who}: {str(exc).removeprefix(f'check {check!r}: the stable arm: ')}") from exc
             continue
+        except (MetricsUnavailable, NoData):
+            continue  # best effort: the empty answer stays a warning
         pairs = list(got.pairs)
         answers[query] = (1, got.total, q.normalise(pairs, [le for le, _ in pairs]))
         read[query] = native
@@ -155,6 +159,8 @@ def _preflight_one(client: PrometheusClient, query: str, *, where: str, check: s
             return series, (0.0 if series == 0 and role != FEATURE_ROLES[0] else None), None
         if role == HISTOGRAM:  # value: observations in the window (the +Inf bucket)
             pairs = bucket_pairs(result, query, check, arm)
+            if arm == "stable" and inf_only(pairs):  # no check can ever read it: refused before traffic
+                raise ConfigError(f"the histogram has {INF_ONLY_HINT}; query: {query}")
             hist = q.normalise(pairs, [le for le, _ in pairs])
             return series, hist.total, hist
         return series, number_of(result, query, check, arm), None

@@ -31,7 +31,8 @@ from canary.metrics.client import PrometheusClient
 from canary.metrics.preflight import preflight as run_preflight
 from canary.metrics.query_plan import HISTOGRAM, query_plan, request_plan
 from canary.metrics.features import feature_counts
-from canary.metrics.native import SHIFT_CELLS, NativeBuckets, align, native_buckets, quantile_cells
+from canary.metrics.native import (INF_ONLY_HINT, SHIFT_CELLS, NativeBuckets, align, inf_only, mixed_forms,
+                                   native_buckets, quantile_cells)
 from canary.model import ArmData, Counts, FeatureCounts, Histogram, Scalar, Target
 from canary.policy import Check, Policy
 
@@ -82,8 +83,10 @@ class PrometheusProvider(PrometheusClient):
         Each arm is read from its classic buckets, and an arm with no classic series as a native
         histogram (`native.native_buckets`); `native_first` (`metrics.histograms: native`) the other
         way round.
-        When one arm is native and the other classic, the other's native histogram is asked too,
-        so that both compare on one grid; two native arms are put on
+        When one arm is native and the other classic, the other form is asked too (the classic
+        arm's native histogram; with `native_first`, the native arm's classic buckets) so that
+        both are read in one form; where that fails the stable arm is left out (`mixed_forms`:
+        only limits on the canary alone are judged). Two native arms are put on
         the bounds where both counts are exact (`native.align`), and `cells` > 0 (prediction
         histograms) cuts them to that many cells at stable's quantiles (`native.quantile_cells`);
         a native arm compared with a classic one leaves out its negative bounds (counts of
@@ -98,13 +101,17 @@ class PrometheusProvider(PrometheusClient):
             except NoData as exc:
                 got[arm] = exc
         natives = [arm for arm in q.ARMS if isinstance(got[arm], NativeBuckets)]
-        if len(natives) == 1 and not native_first:  # (native first: the other arm's native was asked)
-            other = q.ARMS[1 - q.ARMS.index(natives[0])]
-            if isinstance(got[other], list):
+        if len(natives) == 1:
+            native, other = natives[0], q.ARMS[1 - q.ARMS.index(natives[0])]
+            if isinstance(got[other], list):  # one form for both where both arms have it
                 try:
-                    got[other] = self._native(queries[other], check, other, at)
+                    if native_first:  # the classic arm has no native histogram: the native arm's classic?
+                        got[native] = bucket_pairs(self.query(queries[native], check=check, arm=native, at=at),
+                                                   queries[native], check, native)
+                    else:
+                        got[other] = self._native(queries[other], check, other, at)
                 except (NoData, MetricsUnavailable):
-                    pass  # classic only: each arm on its own bounds
+                    got["stable"] = mixed_forms(check, native)  # not compared bound for bound
         a, b = got["stable"], got["canary"]
         if isinstance(a, NativeBuckets) and isinstance(b, NativeBuckets):
             got["stable"], got["canary"] = align(a, b)
@@ -136,7 +143,10 @@ class PrometheusProvider(PrometheusClient):
                 pass
         result = self.query(query, check=check, arm=arm, at=at)
         if result or is_scalar(result):
-            return bucket_pairs(result, query, check, arm)
+            pairs = bucket_pairs(result, query, check, arm)
+            if inf_only(pairs):
+                raise NoData(f"check {check!r}: {arm_name(arm)} has {INF_ONLY_HINT}; query: {query}")
+            return pairs
         if native_first:
             raise NoData(f"check {check!r}: no histogram series for {arm_name(arm)}, native or classic; query: {query}")
         try:

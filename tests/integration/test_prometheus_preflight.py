@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from canary.errors import ConfigError, MetricsUnavailable
+from canary.errors import ConfigError, MetricsUnavailable, NoData
 from canary.metrics.preflight import preflight_plan
 from canary.metrics.prometheus import PrometheusProvider
 from canary.model import Target
@@ -418,11 +418,13 @@ def test_the_native_read_is_best_effort_and_sent_once_per_series(http: Callable[
     assert {x.value for x in report.queries if x.check in ("p95", "p99")} == {3.0}
 
 
-def test_one_native_arm_reads_the_other_natively_too_or_each_keeps_its_own_bounds(
+def test_one_native_arm_reads_the_other_natively_too_or_leaves_stable_out(
         http: Callable[..., ScriptedHTTP]) -> None:
     """A canary version that switched to native histograms while stable exports both: the stable arm is
     read natively too, so both compare on one grid. Where the stable arm has classic buckets only,
-    each arm keeps its own bounds (the judge compares on those both have; nothing is filled in)."""
+    the two forms are not compared bound for bound (they share a power of 2 or two: a newcomer's
+    prediction check passed a large shift on 2 cells): the stable arm is left out, saying why, and
+    the canary's own limits are still judged."""
     from urllib.parse import parse_qs, urlparse
 
     def vector(*series: dict[str, Any]) -> str:
@@ -451,8 +453,16 @@ def test_one_native_arm_reads_the_other_natively_too_or_each_keeps_its_own_bound
     assert s.bounds == c.bounds and len(s.bounds) == 11
     assert (s.total, c.total) == (20, 40) and s.counts[:2] == (0, 10) and c.counts[-2] == 40
     s, c = provider(http(reply(False)).url).measure(pol, pol.checks[0], TARGET, window_s=60)
-    assert s.bounds == (500.0, 1000.0, math.inf) and s.counts == (10, 30, 40)
+    assert isinstance(s, NoData) and "canary arm is a Prometheus native histogram and the stable arm classic" in str(s)
     assert c.bounds[-2:] == (1000.0, math.inf) and len(c.bounds) == 11
+    ceiling = parse_policy({"steps": [10, 100], "metrics": {"source": "model"},
+                            "checks": [{"name": "p95", "kind": "latency", "max_increase_pct": 20, "max_ms": 500}]})
+    from canary.analysis.judge import judge_check
+    from canary.model import Outcome
+
+    s, c = provider(http(reply(False)).url).measure(ceiling, ceiling.checks[0], TARGET, window_s=60)
+    verdict = judge_check(ceiling.checks[0], s, c, alpha=0.01, min_canary=10)
+    assert verdict.outcome == Outcome.FAIL, verdict.reason  # half the canary above 500 ms: its own ceiling
 
 
 def test_metrics_histograms_native_reads_native_first_where_both_exist(http: Callable[..., ScriptedHTTP]) -> None:
@@ -486,13 +496,67 @@ def test_metrics_histograms_native_reads_native_first_where_both_exist(http: Cal
     pol = parse_policy(spec)
     assert batchable(pol, pol.checks[0])
     s, c = provider(http(answer).url).measure(pol, pol.checks[0], TARGET, window_s=60)
-    assert s.bounds == (500.0, 1000.0, math.inf)  # stable: classic only
-    assert len(c.bounds) == 11 and c.counts[1] == 10 and c.total == 40  # canary: its native grid
+    # the stable arm has classic buckets only, the canary both: one form for both, classic
+    assert s.bounds == c.bounds == (500.0, 1000.0, math.inf)
     report = provider(http(answer).url).preflight(pol, TARGET)
     assert [x.query.startswith("sum(increase(") for x in report.queries if x.check == "p95"] == [False, True]
+    # native first, but the canary exports classic buckets only: both arms are read classic
+    def canary_classic(path: str, headers: dict[str, str]) -> Answer:
+        query = parse_qs(urlparse(path).query).get("query", [""])[0]
+        if query.startswith("sum(increase(model_inference_duration_seconds{"):
+            return 200, "application/json", native if 'model_version="v1"' in query else vector()
+        return answer(path, headers)
+
+    s, c = provider(http(canary_classic).url).measure(pol, pol.checks[0], TARGET, window_s=60)
+    assert s.bounds == c.bounds == (500.0, 1000.0, math.inf)
+
+    def both_forms(path: str, headers: dict[str, str]) -> Answer:  # both arms export both forms
+        query = parse_qs(urlparse(path).query).get("query", [""])[0]
+        if query.startswith("sum(increase(model_inference_duration_seconds{"):
+            return 200, "application/json", native
+        return answer(path, headers)
+
+    s, c = provider(http(both_forms).url).measure(pol, pol.checks[0], TARGET, window_s=60)
+    assert s.bounds == c.bounds and len(s.bounds) == 11  # native first: the schema-3 grid
     classic_first = parse_policy({**spec, "metrics": {"source": "model"}})
     assert batchable(classic_first, classic_first.checks[0])
     s, c = provider(http(answer).url).measure(classic_first, classic_first.checks[0], TARGET, window_s=60)
     assert s.bounds == c.bounds == (500.0, 1000.0, math.inf)
     with pytest.raises(ConfigError, match="metrics.histograms|histograms"):
         parse_policy({**spec, "metrics": {"source": "model", "histograms": "sparse"}})
+
+
+def test_a_histogram_that_is_no_histogram_is_named_before_traffic(http: Callable[..., ScriptedHTTP]) -> None:
+    """Newcomer's cases: (a) a summary exported under the latency metric's name (no `_bucket` series,
+    its native query a float), (b) a native-only histogram scraped by a Prometheus that does not
+    ingest native histograms (text exposition: only `le="+Inf"`). Both are refused before traffic,
+    naming the check and what to do; at a look the arm is NoData saying the same."""
+    from urllib.parse import parse_qs, urlparse
+
+    def vector(*series: dict[str, Any]) -> str:
+        return json.dumps({"status": "success", "data": {"resultType": "vector", "result": list(series)}})
+
+    def server(kind: str) -> str:
+        def answer(path: str, headers: dict[str, str]) -> Answer:
+            query = parse_qs(urlparse(path).query).get("query", [""])[0]
+            if query == "vector(1)":
+                return 200, "application/json", vector({"metric": {}, "value": [1, "1"]})
+            if query.startswith("sum by (le)"):
+                return 200, "application/json", (vector() if kind == "summary" else
+                                                 vector({"metric": {"le": "+Inf"}, "value": [1, "40"]}))
+            if query.startswith("sum(increase(model_inference_duration_seconds{"):
+                return 200, "application/json", vector({"metric": {}, "value": [1, "12.5"]}) if kind == "summary" \
+                    else vector()
+            return 200, "application/json", vector({"metric": {}, "value": [1, "5"]})
+        return http(answer).url
+
+    pol = parse_policy({"steps": [10, 100], "metrics": {"source": "model"},
+                        "checks": [{"name": "p95", "kind": "latency", "max_increase_pct": 20}]})
+    with pytest.raises(ConfigError, match=r"checks\[0\] 'p95' \(stable arm\): .*neither a classic histogram nor a "
+                                          r"native one .*summary or a gauge"):
+        provider(server("summary")).preflight(pol, TARGET)
+    with pytest.raises(ConfigError, match=r"checks\[0\] 'p95' \(stable arm\): the histogram has only a \+Inf bucket.*"
+                                          r"native-histograms"):
+        provider(server("inf")).preflight(pol, TARGET)
+    with pytest.raises(NoData, match="only a \\+Inf bucket"):
+        provider(server("inf")).measure(pol, pol.checks[0], TARGET, window_s=60)

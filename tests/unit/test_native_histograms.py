@@ -345,3 +345,36 @@ def test_a_bucket_wider_than_the_grid_cell_is_custom(order: int) -> None:
     # the cell (2^(-14/8), 2^(-13/8)] = (0.297, 0.324] straddles a zero threshold of 0.3: clipped to (0.3, 0.324]
     clipped = from_buckets([(3, -0.3, 0.3, 4.0), (0, 0.3, 2 ** (-13 / 8), 10.0), (0, 0.5, 2 ** (-7 / 8), 5.0)], 19)
     assert clipped.schema == 3 and clipped.count_at(0.5) == 14 and clipped.exact_at(0.5)
+
+
+def test_prediction_cells_keep_apart_where_either_arm_has_mass() -> None:
+    """Newcomer's case: cut at the stable arm's quantiles alone, stable's two point masses (0.85 and
+    0.99) made 2 cells, and a canary that moved one of them to 0.30, where stable has 4% spread
+    thin, passed at PSI 0. Cut at the two arms' averaged quantiles it fails, as on classic buckets."""
+    from canary.analysis.judge import judge_check
+    from canary.metrics.native import quantile_cells
+    from canary.model import Histogram, Outcome
+    from canary.policy import parse_policy
+
+    rng = random.Random(17)
+
+    def arm(n: int, moved: bool) -> list[float]:
+        out = []
+        for _ in range(n):
+            u = rng.random()
+            out.append(rng.uniform(0.05, 0.9) if u < 0.04 else
+                       (0.30 if moved else 0.85) * math.exp(rng.gauss(0, 0.002)) if u < 0.52 else
+                       0.99 * math.exp(rng.gauss(0, 0.001)))
+        return out
+
+    check = parse_policy({"steps": [10, 100], "checks": [{"name": "shift", "kind": "prediction_shift",
+                                                          "max_psi": 0.2}]}).checks[0]
+    stable = arm(20000, False)
+    for schema in (3, 4):
+        for moved, expected in ((True, Outcome.FAIL), (False, Outcome.PASS)):
+            canary = arm(2000, moved)
+            pa, pb = quantile_cells(*align(from_buckets(buckets_of(stable, schema), len(stable)),
+                                           from_buckets(buckets_of(canary, schema), len(canary))))
+            hist = [Histogram(tuple(le for le, _ in p), tuple(c for _, c in p)) for p in (pa, pb)]
+            verdict = judge_check(check, hist[0], hist[1], alpha=0.01, min_canary=100)
+            assert verdict.outcome == expected, (schema, moved, verdict.reason)
