@@ -243,7 +243,9 @@ def test_an_answer_is_read_and_bad_answers_are_named() -> None:
         native_buckets([empty], "q", "p95", "stable")
     with pytest.raises(MetricsUnavailable, match="2 series"):
         native_buckets([ok, ok], "q", "p95", "stable")
-    with pytest.raises(MetricsUnavailable, match="one native histogram sample"):
+    from canary.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="neither a classic histogram .* summary or a gauge"):
         native_buckets([{"metric": {}, "value": [1, "3"]}], "q", "p95", "stable")
     with pytest.raises(MetricsUnavailable, match="malformed"):
         native_buckets([{"metric": {}, "histogram": [1.0, {"count": "x"}]}], "q", "p95", "stable")
