@@ -72,7 +72,7 @@ def grid_index(bound: float, schema: int) -> int | None:
 
 def schema_of(lo: float, hi: float) -> int | None:
     """The standard schema of a positive bucket (lo, hi]; None when it has none (custom bounds)."""
-    if not (0 < lo < hi and math.isfinite(hi)):
+    if not (0 < lo < hi and math.isfinite(hi)) or not math.isfinite(hi / lo):
         return None
     s = round(-math.log2(math.log2(hi / lo)))
     if s not in SCHEMAS or grid_index(hi, s) is None or grid_index(lo, s) is None:
@@ -184,7 +184,7 @@ def from_buckets(buckets: Iterable[tuple[int, float, float, float]], count: floa
     filled on each side of zero from just below the first populated bucket to the last (coarser,
     until at most `max_bounds` bounds); the zero bucket's edge is kept; a bucket open to +Inf is
     counted in the total only, and no grid bound above its lower edge is exact."""
-    rows = [(lo, hi, c) for _, lo, hi, c in buckets if not (math.isnan(lo) or math.isnan(hi)) and c > 0]
+    rows = [(lo, hi, c) for _, lo, hi, c in buckets if not (math.isnan(lo) or math.isnan(hi)) and 0 < c < math.inf]
     grid = _grid(rows)
     fine = grid[0] if grid else None
     pos: dict[int, float] = {}  # populated positive buckets by index (upper edge 2^(i/2^s))
@@ -307,7 +307,7 @@ def sample_values(h: Any) -> dict[str, float] | None:
     histogram, or zeros only). Raises ValueError, KeyError, TypeError on a malformed sample."""
     count = float(h["count"])
     rows = [(float(b[1]), float(b[2]), float(b[3])) for b in h.get("buckets") or ()]
-    rows = [r for r in rows if r[2] > 0 and not (math.isnan(r[0]) or math.isnan(r[1]))]
+    rows = [r for r in rows if 0 < r[2] < math.inf and not (math.isnan(r[0]) or math.isnan(r[1]))]
     if any(math.isinf(lo) or math.isinf(hi) for lo, hi, _ in rows):
         return None  # observations beyond every finite bound: counts above it are not known by index
     regular = [r for r in rows if r[0] > 0 or r[1] < 0]
@@ -379,6 +379,8 @@ def values_delta(now: Any, base: Any) -> tuple[dict[str, float], bool] | None:
     read per rollout."""
     if not base:
         return dict(now), False
+    if now["zt"] > base["zt"] and now["z"] > 0:
+        base = _widen_zero(base, now["zt"])  # as Prometheus does before it looks for a reset
     s_now, s_base = _schema_of(now), _schema_of(base)
     grew = s_now is not None and s_base is not None and s_now > s_base
     s = _coarsest([now, base])
@@ -393,6 +395,22 @@ def values_delta(now: Any, base: Any) -> tuple[dict[str, float], bool] | None:
     if s is not None:
         out["s"] = float(s)
     return out, False
+
+
+def _widen_zero(vals: Any, zt: float) -> dict[str, float]:
+    """`vals` with its zero bucket widened to `zt`: every bucket wholly inside [-zt, zt] merged into
+    it (a client that widens its zero bucket does this to its own counts; Prometheus's reset
+    detection does it to the older sample, so that the merge is not taken for a restart)."""
+    s = _schema_of(vals)
+    out = {k: v for k, v in vals.items() if k[0] not in "pn"}
+    out["zt"] = zt
+    for key, c in vals.items():
+        if key[0] in "pn":
+            if s is not None and grid_bound(int(key[1:]), s) <= zt:
+                out["z"] += c
+            else:
+                out[key] = c
+    return out
 
 
 def values_sum(parts: list[dict[str, float]]) -> dict[str, float] | None:

@@ -110,8 +110,9 @@ class PrometheusProvider(PrometheusClient):
                                                    queries[native], check, native)
                     else:
                         got[other] = self._native(queries[other], check, other, at)
-                except (NoData, MetricsUnavailable):
+                except NoData:
                     got["stable"] = mixed_forms(check, native)  # not compared bound for bound
+                # (MetricsUnavailable: the look could not measure; an outage, not a form mismatch)
         a, b = got["stable"], got["canary"]
         if isinstance(a, NativeBuckets) and isinstance(b, NativeBuckets):
             got["stable"], got["canary"] = align(a, b)

@@ -133,7 +133,7 @@ def test_a_grid_too_fine_for_the_judge_is_read_at_a_coarser_schema_exactly() -> 
         assert c == true_count(values, le)
 
 
-def test_two_prediction_histograms_are_compared_on_cells_at_stable_quantiles() -> None:
+def test_two_prediction_histograms_are_compared_on_cells_that_follow_the_data() -> None:
     """Review finding: coarsening the grid until its whole RANGE fits 20 cells put everything above
     0.25 in one cell when scores reach down to 1e-10, so a shift inside it passed (PSI 0.002, FAIL
     on 0.1-wide classic buckets). Cells cut at stable's quantiles depend on where values fall."""
@@ -293,7 +293,8 @@ def test_native_series_that_share_no_exact_layout_are_refused() -> None:
     assert sample_values({"count": "2", "buckets": [[0, "0", "0.03", "1"], [0, "0.03", "0.1", "1"]]}) is None  # custom
     wide = sample_values(api_sample([0.0, 0.05], 3, 1e-3))
     narrow = sample_values(api_sample([0.0, 0.05], 3, 1e-4))
-    assert values_delta(wide, narrow) is None and values_sum([wide, narrow]) is None
+    assert values_sum([wide, narrow]) is None and values_delta(narrow, wide) is None  # two series; a narrowing
+    assert values_delta(wide, narrow) == ({"zt": 1e-3, "z": 0.0, "c": 0.0, "s": 3.0}, False)  # widened: nothing new
     # an empty zero bucket's width is unknown, and fine unless a bucket lies inside the other's
     no_zero = sample_values(api_sample([0.05], 3))
     assert values_sum([wide, no_zero]) is not None
@@ -380,3 +381,22 @@ def test_prediction_cells_keep_apart_where_either_arm_has_mass() -> None:
             hist = [Histogram(tuple(le for le, _ in p), tuple(c for _, c in p)) for p in (pa, pb)]
             verdict = judge_check(check, hist[0], hist[1], alpha=0.01, min_canary=100)
             assert verdict.outcome == expected, (schema, moved, verdict.reason)
+
+
+def test_a_zero_bucket_widened_between_snapshots_is_no_restart() -> None:
+    """Third review: client_golang widens its zero bucket (NativeHistogramMaxZeroThreshold) by merging
+    the buckets below the new threshold into it; their counts drop, and the series was taken for a
+    restart (its whole history counted as the window). Prometheus merges them in the older sample
+    before it looks for a reset; so does the snapshot."""
+    from canary.metrics.native import sample_values, values_buckets, values_delta
+
+    rng = random.Random(8)
+    before = lognormal(rng, 3000, 0.05, 1.5)
+    during = lognormal(rng, 500, 0.05, 1.5)
+    narrow, wide = 2.0 ** -12, 2.0 ** -8
+    base = sample_values(api_sample(before, 3, narrow))
+    now = sample_values(api_sample(before + during, 3, wide))
+    delta, reset = values_delta(now, base)
+    assert not reset and values_buckets(delta).total == len(during)
+    for le, c in values_buckets(delta).pairs[:-1]:
+        assert le < wide or c == true_count(during, le), le
