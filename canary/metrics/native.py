@@ -264,28 +264,38 @@ def mixed_forms(check: str, native_arm: str) -> NoData:
                   "switching), so the stable arm is left out and only limits on the canary alone are judged")
 
 
-def quantile_cells(stable: list[tuple[float, float]], canary: list[tuple[float, float]], cells: int = SHIFT_CELLS
+def quantile_cells(stable: list[tuple[float, float]], canary: list[tuple[float, float]], cells: int = SHIFT_CELLS,
+                   *, grid_cells: int = 2 * SHIFT_CELLS, central: float = 0.005
                    ) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
-    """Two aligned arms (`align`) on at most about `cells` cells, cut at the bounds nearest above the
-    k/cells quantiles of the two arms' distributions averaged (each arm weighing the same). Cells
-    where either arm has mass are kept apart: cut at the stable arm's quantiles alone, a region
-    where stable has little mass became one cell, and a canary that moved half its mass into it
-    passed at PSI 0 (a reviewer's case). A subset of exact bounds, so every count stays exact; a
-    native grid's own cells would make PSI and JS depend on the range of values (a finer partition
-    never lowers an f-divergence) rather than on where they fall."""
+    """Two aligned arms (`align`) on the cells a prediction check compares: cut at the bounds
+    nearest above the k/`cells` quantiles of the two arms pooled (count-weighted: the cuts do not
+    depend on which arm an observation came from), and at every bound of a grid fixed in advance,
+    the finest standard schema with at most `grid_cells` bounds inside the pooled central range
+    [`central`, 1 - `central`]. The grid keeps apart what quantile cuts alone merge: a region where
+    stable has little mass (reviewers' cases: a canary moving 10% or half of its mass there passed
+    at PSI 0.14 and 0); the range is the central one so that a few outliers (scores down to 1e-10)
+    do not coarsen it. A subset of exact bounds, so every count stays exact; at most
+    `cells` + `grid_cells` cells, near the 10-20 bins PSI and JS limits are set for, not the
+    hundreds a native grid has (a finer partition never lowers an f-divergence)."""
     n_s, n_c = (stable[-1][1] if stable else 0.0), (canary[-1][1] if canary else 0.0)
-    if len(stable) <= cells or n_s <= 0 or n_c <= 0:
+    last = len(stable) - 1
+    if last <= cells or n_s <= 0 or n_c <= 0:
         return stable, canary
-    keep: list[int] = []
-    k, last = 1, len(stable) - 1
-    for i in range(last):
-        mixed = (stable[i][1] / n_s + canary[i][1] / n_c) / 2
-        while k < cells and mixed >= k / cells:
-            if not keep or keep[-1] != i:
-                keep.append(i)
+    pooled = [(s + c) / (n_s + n_c) for (_, s), (_, c) in zip(stable[:last], canary[:last])]
+    keep: set[int] = {last}
+    k = 1
+    for i, share in enumerate(pooled):
+        while k < cells and share >= k / cells:
+            keep.add(i)
             k += 1
-    keep.append(last)
-    return [stable[i] for i in keep], [canary[i] for i in keep]
+    inside = [i for i, share in enumerate(pooled) if central <= share <= 1 - central]
+    for schema in range(SCHEMAS[-1], SCHEMAS[0] - 1, -1):
+        on = [i for i in inside if grid_index(abs(stable[i][0]), schema) is not None]
+        if len(on) <= grid_cells:
+            keep.update(on)
+            break
+    cut = sorted(keep)
+    return [stable[i] for i in cut], [canary[i] for i in cut]
 
 
 # -- a native sample in a batched snapshot ------------------------------------------------------
