@@ -147,12 +147,14 @@ def shift_tests(stable: np.ndarray, canary: np.ndarray, *, max_psi: float | None
         value = stat(s, c)
         est, obs = to_limit_unit(value), scale * value
         p = max(p_chi, ncx2_sf(obs, df, scale * at_limit))
-        merged_upper = float(to_limit_unit(_ncx2_upper(obs, df, beta) / scale))
+        merged_upper = float(to_limit_unit(max(_ncx2_upper(obs, df, beta) / scale,
+                                               _delta_upper(name, value, s, c, beta))))
         if same_cells:
             raw_upper = merged_upper
         else:
-            raw_obs = scale * stat(raw_s, raw_c)
-            raw_upper = float(to_limit_unit(_ncx2_upper(raw_obs, max(len(raw_s) - 1, 1), beta) / scale))
+            raw_value = stat(raw_s, raw_c)
+            raw_upper = float(to_limit_unit(max(_ncx2_upper(scale * raw_value, max(len(raw_s) - 1, 1), beta) / scale,
+                                                _delta_upper(name, raw_value, raw_s, raw_c, beta))))
         upper = max(merged_upper, raw_upper)
         within = bool(upper < limit)
         why_not = "" if within else (f"{name.upper()} not yet bounded below its limit {limit:g} "
@@ -258,6 +260,36 @@ def _jsd_bits(stable: list[float], canary: list[float]) -> float:
         return _sum([a * _log(a / b, math.log2) for a, b in zip(p, m) if a > 0])
 
     return float(math.sqrt(max(0.5 * kl(ps) + 0.5 * kl(pc), 0.0))) ** 2
+
+
+def _delta_upper(name: str, value: float, stable: list[float], canary: list[float], level: float) -> float:
+    """Upper (1 - level) bound on PSI (name "psi") or the JS divergence in bits ("js") by the delta
+    method: the statistic plus z times its multinomial standard error, both arms' cell shares
+    estimated. Away from equality (a canary near the limit) the noncentral chi-square model of
+    `_ncx2_upper` understates the spread of the estimate (a reviewer measured sd 0.026 against the
+    model's 0.014 at PSI 0.2, and 24% of canaries at the limit shown within where 5% should be);
+    near equality this bound shrinks to the estimate and the chi-square one holds. The caller takes
+    the larger. Same smoothing as the statistic (`_psi`: +0.5 per cell)."""
+    n_s, n_c = _sum(stable), _sum(canary)
+    if n_s <= 0 or n_c <= 0 or not math.isfinite(value):
+        return math.inf
+    if name == "psi":
+        ds, dc = n_s + 0.5 * len(stable), n_c + 0.5 * len(canary)
+        ps = [(x + 0.5) / ds for x in stable]
+        pc = [(y + 0.5) / dc for y in canary]
+        g_c = [math.log(b / a) + 1 - a / b for a, b in zip(ps, pc)]  # d PSI / d canary share
+        g_s = [-math.log(b / a) + 1 - b / a for a, b in zip(ps, pc)]  # d PSI / d stable share
+    else:  # d JSD / d p_i = log2(p_i / m_i) / 2, m the arms' mean (0 where a share is 0)
+        ps, pc = [x / n_s for x in stable], [y / n_c for y in canary]
+        g_s = [0.5 * math.log2(a / ((a + b) / 2)) if a > 0 else 0.0 for a, b in zip(ps, pc)]
+        g_c = [0.5 * math.log2(b / ((a + b) / 2)) if b > 0 else 0.0 for a, b in zip(ps, pc)]
+
+    def var(shares: list[float], grad: list[float], n: float) -> float:
+        mean = sum(w * g for w, g in zip(shares, grad))
+        return max(sum(w * g * g for w, g in zip(shares, grad)) - mean * mean, 0.0) / n
+
+    z = float(-special.ndtri(level))
+    return value + z * math.sqrt(var(ps, g_s, n_s) + var(pc, g_c, n_c))
 
 
 def _ncx2_upper(obs: float, df: int, level: float) -> float:
