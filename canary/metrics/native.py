@@ -267,21 +267,22 @@ def mixed_forms(check: str, native_arm: str) -> NoData:
 def quantile_cells(stable: list[tuple[float, float]], canary: list[tuple[float, float]], cells: int = SHIFT_CELLS,
                    *, grid_cells: int = 2 * SHIFT_CELLS, central: float = 0.005
                    ) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
-    """Two aligned arms (`align`) on the cells a prediction check compares: cut at the bounds
-    nearest above the k/`cells` quantiles of the two arms pooled (count-weighted: the cuts do not
-    depend on which arm an observation came from), and at every bound of a grid fixed in advance,
-    the finest standard schema with at most `grid_cells` bounds inside the pooled central range
-    [`central`, 1 - `central`]. The grid keeps apart what quantile cuts alone merge: a region where
-    stable has little mass (reviewers' cases: a canary moving 10% or half of its mass there passed
-    at PSI 0.14 and 0); the range is the central one so that a few outliers (scores down to 1e-10)
-    do not coarsen it. A subset of exact bounds, so every count stays exact; at most
+    """Two aligned arms (`align`) on the cells a prediction check compares, all read off the stable
+    (reference) arm, so that given it the cells are fixed and the canary's counts in them are the
+    multinomial the tests assume (cuts that moved with the canary's own data let up to 34% of
+    canaries at the PSI limit pass at a 5% level): cut at the bounds nearest above stable's
+    k/`cells` quantiles, and at every bound of the finest standard schema with at most
+    `grid_cells` bounds inside stable's central range [`central`, 1 - `central`]. The grid keeps
+    apart what quantile cuts alone merge: a region where stable has little mass (reviewers' cases:
+    a canary moving 10% or half of its mass there passed at PSI 0.14 and 0); the range is the
+    central one so that a few outliers (scores down to 1e-10) do not coarsen it. A subset of exact bounds, so every count stays exact; at most
     `cells` + `grid_cells` cells, near the 10-20 bins PSI and JS limits are set for, not the
     hundreds a native grid has (a finer partition never lowers an f-divergence)."""
     n_s, n_c = (stable[-1][1] if stable else 0.0), (canary[-1][1] if canary else 0.0)
     last = len(stable) - 1
     if last <= cells or n_s <= 0 or n_c <= 0:
         return stable, canary
-    pooled = [(s + c) / (n_s + n_c) for (_, s), (_, c) in zip(stable[:last], canary[:last])]
+    pooled = [s / n_s for _, s in stable[:last]]  # the reference arm's shares: cells fixed given stable
     keep: set[int] = {last}
     k = 1
     for i, share in enumerate(pooled):
