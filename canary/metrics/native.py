@@ -103,9 +103,13 @@ class NativeBuckets:
 
     def exact_at(self, bound: float) -> bool:
         """Whether the count at `bound` is known exactly: an own bound, or a bound of the grid (either
-        sign) outside the zero bucket (a bucket that is not written is empty)."""
+        sign) outside the zero bucket (a bucket that is not written is empty); every bound when the
+        histogram holds observations but no bucket (each one NaN: the Go client counts a NaN in the
+        count and in no bucket, as a classic histogram counts it in +Inf only)."""
         if bound in self._own or math.isinf(bound):
             return True
+        if len(self.pairs) == 1 and self.top == math.inf:
+            return True  # no finite observation at all (all NaN): 0 at every finite bound
         return (self.schema is not None and abs(bound) >= self.zero_hi and bound <= self.top
                 and grid_index(abs(bound), self.schema) is not None)
 

@@ -428,3 +428,24 @@ def test_a_tenth_of_the_canary_moved_where_stable_is_thin_fails() -> None:
             hist = [Histogram(tuple(le for le, _ in p), tuple(c for _, c in p)) for p in (pa, pb)]
             verdict = judge_check(check, hist[0], hist[1], alpha=0.01, min_canary=100)
             assert verdict.outcome == expected, (schema, moved, verdict.reason)
+
+
+def test_a_canary_whose_observations_are_all_nan_fails_as_on_classic_buckets() -> None:
+    """Third review: a model emitting NaN predictions exports a native histogram with a count and no
+    bucket; it was inconclusive until the deadline (no shared bound), where classic buckets (NaN in
+    +Inf) fail it at once. No finite observation means 0 at every finite bound, exactly."""
+    from canary.analysis.judge import judge_check
+    from canary.model import Histogram, Outcome
+    from canary.policy import parse_policy
+
+    rng = random.Random(4)
+    stable_values = [rng.betavariate(2, 5) for _ in range(20000)]
+    stable = from_buckets(buckets_of(stable_values, 3), len(stable_values))
+    nan_canary = from_buckets([], 2000)
+    assert nan_canary.exact_at(0.5) and nan_canary.count_at(0.5) == 0 and nan_canary.total == 2000
+    pa, pb = align(stable, nan_canary)
+    assert len(pa) > 10 and all(c == 0 for _, c in pb[:-1]) and pb[-1] == (math.inf, 2000)
+    check = parse_policy({"steps": [10, 100], "checks": [{"name": "shift", "kind": "prediction_shift",
+                                                          "max_psi": 0.2}]}).checks[0]
+    hist = [Histogram(tuple(le for le, _ in p), tuple(c for _, c in p)) for p in (pa, pb)]
+    assert judge_check(check, hist[0], hist[1], alpha=0.01, min_canary=100).outcome == Outcome.FAIL
