@@ -215,9 +215,9 @@ def _parse(result: Any, fam: Family, idents: set[Ident], query: str,
             if ident not in idents:
                 continue  # filtered client-side: exact values only, whatever the regex let through
             kept += 1
+            own = fam.identity(labels)
+            sid = ids.get(own) or ids.setdefault(own, hash_identity(own))
             if fam.native:  # one sample holds every bucket: kept by bucket index (`native.sample_values`)
-                own = fam.identity(labels)
-                sid = ids.get(own) or ids.setdefault(own, hash_identity(own))
                 # a float sample: a Prometheus whose last_over_time drops the histogram (2.42 gives "0"),
                 # or a series that is no histogram; either way the per-rollout path reads it
                 got = sample_values(s["histogram"][1]) if "histogram" in s else None
@@ -226,8 +226,6 @@ def _parse(result: Any, fam: Family, idents: set[Ident], query: str,
                 continue
             value = float(s["value"][1])
             if math.isfinite(value):
-                own = fam.identity(labels)
-                sid = ids.get(own) or ids.setdefault(own, hash_identity(own))
                 extra = labels.get(fam.extra, "") if fam.extra else ""
                 vals = into.setdefault(ident, {}).setdefault(sid, {})
                 x = sys.intern(extra)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 
@@ -29,8 +30,7 @@ from canary.errors import NoData
 from canary.metrics.answers import arms_pair
 from canary.metrics import queries as q
 from canary.metrics.families import Family, NotBatchable, Spec, check_spec, families
-from canary.metrics.native import (CUSTOM, NativeBuckets, align, mixed_forms, quantile_cells, values_buckets,
-                                   values_delta, values_sum)
+from canary.metrics.native import CUSTOM, NativeBuckets, combine, mixed_forms, values_buckets, values_delta, values_sum
 from canary.metrics.snapshot import Groups, Snapshot, UnusableStepStart, feature_counts, features_as_requests, raw_buckets, request_fams
 from canary.model import ArmData, Counts, Histogram, Target
 from canary.policy import Check, Policy
@@ -202,20 +202,18 @@ def measure_delta(policy: Policy, check: Check, target: Target, now: Snapshot, b
     if spec.kind == "histogram":
         _check_pair(now, base, target)
         forms = _forms(policy, spec, target, now, base, check.name)
-        if forms["stable"] == forms["canary"] == "native":
-            got = arms_pair(lambda arm: _native_arm(spec, target, arm, now, base, check.name).data)
-            if not any(isinstance(x, NoData) for x in got):
-                a, b = align(*got)  # type: ignore[arg-type]
-                if spec.cells:
-                    a, b = quantile_cells(a, b, spec.cells)
-                return _as_histogram(a, spec.scale), _as_histogram(b, spec.scale)
-            return tuple(x if isinstance(x, NoData) else _as_histogram(x, spec.scale) for x in got)  # type: ignore[return-value]
-        if forms["stable"] != forms["canary"]:  # not compared bound for bound: the canary alone
-            mixed = mixed_forms(check.name, "stable" if forms["stable"] == "native" else "canary")
-            return arms_pair(lambda arm: mixed if arm == "stable" else (
-                _as_histogram(_native_arm(spec, target, arm, now, base, check.name).data, spec.scale)
-                if forms[arm] == "native" else _classic_arm(policy, spec, check, target, arm, now, base).data))
-        return arms_pair(lambda arm: _classic_arm(policy, spec, check, target, arm, now, base).data)
+        mixed = forms["stable"] != forms["canary"]
+
+        def arm_data(arm: str) -> Any:
+            if mixed and arm == "stable":  # not read: one arm of each form is not compared (`combine`)
+                raise mixed_forms(check.name, "stable" if forms["stable"] == "native" else "canary")
+            if forms[arm] == "native":
+                return _native_arm(spec, target, arm, now, base, check.name).data
+            return _classic_arm(policy, spec, check, target, arm, now, base).data
+
+        pair = combine(*arms_pair(arm_data), check=check.name, cells=spec.cells)
+        return tuple(x if isinstance(x, (NoData, Histogram)) else _as_histogram(x, spec.scale)  # type: ignore[return-value]
+                     for x in pair)
     return arms_pair(lambda arm: arm_delta(policy, check, target, arm, now, base).data)
 
 
@@ -229,24 +227,20 @@ def _forms(policy: Policy, spec: Spec, target: Target, now: Snapshot, base: Snap
     arm is and the other has a native series too. NotBatchable when an arm's form has no series in
     the step-start snapshot but the other form has (the form changed within the step: each series
     of the new form would count as born in the window, its whole history with it)."""
-    forms = {}
-    for arm in q.ARMS:
-        classic, native = _has(now, spec.family, target, arm), _has(now, spec.native, target, arm)
-        if policy.metrics.histograms == "native":
-            forms[arm] = "native" if native or not classic else "classic"
-        else:
-            forms[arm] = "classic" if classic or not native else "native"
+    fams = {"classic": spec.family, "native": spec.native}
+    has = {arm: {form: _has(now, fam, target, arm) for form, fam in fams.items()} for arm in q.ARMS}
+    first, second = ("native", "classic") if policy.metrics.histograms == "native" else ("classic", "native")
+    forms = {arm: first if has[arm][first] or not has[arm][second] else second for arm in q.ARMS}
     for arm in q.ARMS:  # an arm with neither form (no traffic yet) is NoData in the other arm's form
-        if not (_has(now, spec.family, target, arm) or _has(now, spec.native, target, arm)):
+        if not any(has[arm].values()):
             forms[arm] = forms[q.ARMS[1 - q.ARMS.index(arm)]]
     if set(forms.values()) == {"classic", "native"}:  # one form for both where both arms have it
-        if all(_has(now, spec.native, target, a) for a in q.ARMS):
-            forms = {arm: "native" for arm in q.ARMS}
-        elif all(_has(now, spec.family, target, a) for a in q.ARMS):  # (native first, one arm classic only)
-            forms = {arm: "classic" for arm in q.ARMS}
+        both = [form for form in ("native", "classic") if all(has[arm][form] for arm in q.ARMS)]
+        if both:  # (native: the default's re-read; classic: native first with one arm classic only)
+            forms = {arm: both[0] for arm in q.ARMS}
     for arm, form in forms.items():
-        mine, other = (spec.native, spec.family) if form == "native" else (spec.family, spec.native)
-        if _has(now, mine, target, arm) and not _has(base, mine, target, arm) and _has(base, other, target, arm):
+        other = "classic" if form == "native" else "native"
+        if has[arm][form] and not _has(base, fams[form], target, arm) and _has(base, fams[other], target, arm):
             raise NotBatchable(f"check {check!r}: the {arm} arm of {target.model!r} changed histogram form within "
                                "the step (classic and native); measure it per rollout")
     return forms
@@ -293,7 +287,7 @@ class _NativeDelta:
 
 
 def _as_histogram(data: NativeBuckets | list[tuple[float, float]], scale: float) -> Histogram:
-    """One arm on its own (`classic_pairs`: every count of observations <= its bound), or aligned pairs."""
+    """One native arm on its own (`classic_pairs`: every count of observations <= its bound), or pairs."""
     pairs = data.classic_pairs() if isinstance(data, NativeBuckets) else data
     return q.normalise(pairs, [le for le, _ in pairs], scale=scale)
 

@@ -17,20 +17,21 @@ this module relies on, and all it relies on:
   the arm's grid filled between its first and last populated bucket (exact: an
   absent bucket is an empty one);
 - `align` puts two arms on the bounds where BOTH counts are exact: a bound of
-  either arm that is the other's own bound or a positive bound of the other's
-  grid (a coarser schema's grid lies on a finer one's). A bound exact for one
-  arm only (custom buckets, a zero bucket of another width, a negative bucket)
-  is dropped, never filled: no count is invented, as for classic buckets
-  (`queries.normalise`).
+  either arm that is the other's own bound or a bound of the other's grid (a
+  coarser schema's grid lies on a finer one's). A bound exact for one arm only
+  (custom buckets, a zero bucket of another width) is dropped, never filled: no
+  count is invented, as for classic buckets (`queries.normalise`);
+- `combine` makes the pair the judge compares, in the per-rollout and the
+  batched path alike.
 
 Grid bounds are computed by one function (`grid_bound`, from the index at the
 arm's schema) so that the same point of two arms' grids is the same float. A
 grid with more than `MAX_BOUNDS` bounds over the populated range is read at a
 coarser schema (every second bound dropped, still exact), so the judge's cost
 stays that of a classic x1.1 layout. Two prediction histograms are compared on
-at most `SHIFT_CELLS` cells cut at the stable arm's quantiles (`quantile_cells`),
-the resolution PSI and JS limits are set for. Bounds stay in the metric's unit;
-the caller scales them (`queries.normalise(..., scale=)`).
+cells read off the stable arm (`quantile_cells`), near the resolution PSI and
+JS limits are set for. Bounds stay in the metric's unit; the caller scales them
+(`queries.normalise(..., scale=)`).
 """
 
 from __future__ import annotations
@@ -152,6 +153,11 @@ def native_buckets(result: Any, query: str, check: str, arm: str) -> NativeBucke
     return got
 
 
+def _rows(buckets: Iterable[tuple[float, float, float]]) -> list[tuple[float, float, float]]:
+    """The (lo, hi, count) buckets that hold observations: a finite, positive count, edges not NaN."""
+    return [(lo, hi, c) for lo, hi, c in buckets if 0 < c < math.inf and not (math.isnan(lo) or math.isnan(hi))]
+
+
 def _grid(rows: list[tuple[float, float, float]]) -> tuple[int, list[int | None]] | None:
     """The standard schema the regular buckets lie on, and each row's grid index (None for the zero
     bucket and buckets to +Inf): read from one whole bucket, then every bucket must lie inside one
@@ -178,17 +184,16 @@ def _grid(rows: list[tuple[float, float, float]]) -> tuple[int, list[int | None]
     return s, out
 
 
-def from_buckets(buckets: Iterable[tuple[int, float, float, float]], count: float, *,
-                 max_bounds: int = MAX_BOUNDS) -> NativeBuckets:
+def from_buckets(buckets: Iterable[tuple[int, float, float, float]], count: float) -> NativeBuckets:
     """`NativeBuckets` from the API's (boundary rule, lo, hi, count) buckets and the sample's count
     (the +Inf total; NaN observations are counted there only). Pure.
 
     Each bucket's count is placed at its upper edge (a negative bucket's upper edge is open, so
     counts at negative bounds are of observations < bound). With a standard schema the grid is
     filled on each side of zero from just below the first populated bucket to the last (coarser,
-    until at most `max_bounds` bounds); the zero bucket's edge is kept; a bucket open to +Inf is
+    until at most `MAX_BOUNDS` bounds); the zero bucket's edge is kept; a bucket open to +Inf is
     counted in the total only, and no grid bound above its lower edge is exact."""
-    rows = [(lo, hi, c) for _, lo, hi, c in buckets if not (math.isnan(lo) or math.isnan(hi)) and 0 < c < math.inf]
+    rows = _rows((lo, hi, c) for _, lo, hi, c in buckets)
     grid = _grid(rows)
     fine = grid[0] if grid else None
     pos: dict[int, float] = {}  # populated positive buckets by index (upper edge 2^(i/2^s))
@@ -202,12 +207,11 @@ def from_buckets(buckets: Iterable[tuple[int, float, float, float]], count: floa
         into[key] = into.get(key, 0.0) + c  # type: ignore[index]
     return assemble(fine, pos, neg, other, zero_hi=max((hi for lo, hi, _ in rows if lo <= 0 <= hi), default=0.0),
                     overflow=sum(c for _, hi, c in rows if math.isinf(hi)),
-                    top=min((lo for lo, hi, _ in rows if math.isinf(hi)), default=math.inf), count=count,
-                    max_bounds=max_bounds)
+                    top=min((lo for lo, hi, _ in rows if math.isinf(hi)), default=math.inf), count=count)
 
 
 def assemble(fine: int | None, pos: dict[int, float], neg: dict[int, float], other: dict[float, float], *,
-             zero_hi: float, overflow: float, top: float, count: float, max_bounds: int = MAX_BOUNDS) -> NativeBuckets:
+             zero_hi: float, overflow: float, top: float, count: float) -> NativeBuckets:
     """`NativeBuckets` from bucket counts by grid index at schema `fine` (`pos`, `neg`), counts by
     upper edge (`other`: the zero bucket, custom buckets), the count in a bucket to +Inf
     (`overflow`, above `top`) and the sample's count. See `from_buckets`."""
@@ -227,7 +231,7 @@ def assemble(fine: int | None, pos: dict[int, float], neg: dict[int, float], oth
     schema = fine
     if fine is not None and (pos or neg):
         s = fine
-        while _span(list(pos), list(neg), 2 ** (fine - s)) > max_bounds and s > SCHEMAS[0]:
+        while _span(list(pos), list(neg), 2 ** (fine - s)) > MAX_BOUNDS and s > SCHEMAS[0]:
             s -= 1
         step = 2 ** (fine - s)
         keep = set(other)
@@ -258,6 +262,24 @@ def align(a: NativeBuckets, b: NativeBuckets) -> tuple[list[tuple[float, float]]
     return [(le, a.count_at(le)) for le in bounds], [(le, b.count_at(le)) for le in bounds]
 
 
+Arm = Any  # one arm's data for `combine`: NativeBuckets, a classic arm (pairs or a Histogram), or NoData
+
+
+def combine(stable: Arm, canary: Arm, *, check: str, cells: int = 0) -> tuple[Arm, Arm]:
+    """The two arms as the judge compares them: two native arms on the bounds where both counts are
+    exact (`align`; with `cells`, a prediction check's, on `quantile_cells`); one native arm and one
+    classic arm not compared bound for bound (the stable arm becomes `mixed_forms`); a native arm
+    on its own as its `classic_pairs`. A classic arm and NoData pass through as they are."""
+    if isinstance(stable, NativeBuckets) and isinstance(canary, NativeBuckets):
+        a, b = align(stable, canary)
+        return quantile_cells(a, b, cells) if cells else (a, b)
+    native = [isinstance(x, NativeBuckets) for x in (stable, canary)]
+    if any(native) and not any(isinstance(x, NoData) for x in (stable, canary)):
+        stable = mixed_forms(check, "stable" if native[0] else "canary")
+    return stable.classic_pairs() if isinstance(stable, NativeBuckets) else stable, \
+        canary.classic_pairs() if isinstance(canary, NativeBuckets) else canary
+
+
 def mixed_forms(check: str, native_arm: str) -> NoData:
     """Why the stable arm is left out when one arm is a native histogram and the other classic: the
     two forms share only the bounds they happen to have (often none, or a power of 2 or two), too
@@ -279,21 +301,22 @@ def quantile_cells(stable: list[tuple[float, float]], canary: list[tuple[float, 
     `grid_cells` bounds inside stable's central range [`central`, 1 - `central`]. The grid keeps
     apart what quantile cuts alone merge: a region where stable has little mass (reviewers' cases:
     a canary moving 10% or half of its mass there passed at PSI 0.14 and 0); the range is the
-    central one so that a few outliers (scores down to 1e-10) do not coarsen it. A subset of exact bounds, so every count stays exact; at most
-    `cells` + `grid_cells` cells, near the 10-20 bins PSI and JS limits are set for, not the
-    hundreds a native grid has (a finer partition never lowers an f-divergence)."""
+    central one so that a few outliers (scores down to 1e-10) do not coarsen it. A subset of exact
+    bounds, so every count stays exact; at most `cells` + `grid_cells` cells, near the 10-20 bins
+    PSI and JS limits are set for, not the hundreds a native grid has (a finer partition never
+    lowers an f-divergence)."""
     n_s, n_c = (stable[-1][1] if stable else 0.0), (canary[-1][1] if canary else 0.0)
     last = len(stable) - 1
     if last <= cells or n_s <= 0 or n_c <= 0:
         return stable, canary
-    pooled = [s / n_s for _, s in stable[:last]]  # the reference arm's shares: cells fixed given stable
+    shares = [s / n_s for _, s in stable[:last]]  # the reference arm's: the cells are fixed given stable
     keep: set[int] = {last}
     k = 1
-    for i, share in enumerate(pooled):
+    for i, share in enumerate(shares):
         while k < cells and share >= k / cells:
             keep.add(i)
             k += 1
-    inside = [i for i, share in enumerate(pooled) if central <= share <= 1 - central]
+    inside = [i for i, share in enumerate(shares) if central <= share <= 1 - central]
     for schema in range(SCHEMAS[-1], SCHEMAS[0] - 1, -1):
         on = [i for i in inside if grid_index(abs(stable[i][0]), schema) is not None]
         if len(on) <= grid_cells:
@@ -321,23 +344,20 @@ def sample_values(h: Any) -> dict[str, float] | None:
     per rollout. A sample without regular buckets has no "s" (it says nothing of its schema: an empty
     histogram, or zeros only). Raises ValueError, KeyError, TypeError on a malformed sample."""
     count = float(h["count"])
-    rows = [(float(b[1]), float(b[2]), float(b[3])) for b in h.get("buckets") or ()]
-    rows = [r for r in rows if 0 < r[2] < math.inf and not (math.isnan(r[0]) or math.isnan(r[1]))]
+    rows = _rows((float(b[1]), float(b[2]), float(b[3])) for b in h.get("buckets") or ())
     if any(math.isinf(lo) or math.isinf(hi) for lo, hi, _ in rows):
         return None  # observations beyond every finite bound: counts above it are not known by index
-    regular = [r for r in rows if r[0] > 0 or r[1] < 0]
-    grid = _grid(regular) if regular else None
-    if regular and grid is None:
+    grid = _grid(rows)
+    if grid is None and any(lo > 0 or hi < 0 for lo, hi, _ in rows):
         return None
-    s = grid[0] if grid else None
     out: dict[str, float] = {"zt": 0.0, "z": 0.0, "c": count if math.isfinite(count) else 0.0}
-    if s is not None:
-        out["s"] = float(s)
-    for lo, hi, c in rows:
-        if lo <= 0 <= hi:  # the zero bucket [-zt, zt]
+    if grid is not None:
+        out["s"] = float(grid[0])
+    for (lo, hi, c), i in zip(rows, grid[1] if grid else [None] * len(rows)):
+        if i is None:  # the zero bucket [-zt, zt]
             out["zt"], out["z"] = max(out["zt"], hi), out["z"] + c
             continue
-        key = f"p{grid_index(hi, s)}" if lo > 0 else f"n{grid_index(-lo, s)}"  # type: ignore[arg-type]
+        key = f"{'p' if lo > 0 else 'n'}{i}"
         out[key] = out.get(key, 0.0) + c
     return out
 
@@ -445,7 +465,7 @@ def values_sum(parts: list[dict[str, float]]) -> dict[str, float] | None:
     return out
 
 
-def values_buckets(vals: Any, *, max_bounds: int = MAX_BOUNDS) -> NativeBuckets:
+def values_buckets(vals: Any) -> NativeBuckets:
     """Counts kept by index (`sample_values`, `values_delta`, `values_sum`) as `NativeBuckets`."""
     pos: dict[int, float] = {}
     neg: dict[int, float] = {}
@@ -454,7 +474,7 @@ def values_buckets(vals: Any, *, max_bounds: int = MAX_BOUNDS) -> NativeBuckets:
             (pos if key[0] == "p" else neg)[int(key[1:])] = c
     other = {vals["zt"]: vals["z"]} if vals["z"] > 0 else {}
     return assemble(_schema_of(vals), pos, neg, other, zero_hi=vals["zt"] if vals["z"] > 0 else 0.0,
-                    overflow=0.0, top=math.inf, count=vals["c"], max_bounds=max_bounds)
+                    overflow=0.0, top=math.inf, count=vals["c"])
 
 
 INF_ONLY_HINT = ("only a +Inf bucket, so no quantile can be read from it: a histogram exported as a native one only, "

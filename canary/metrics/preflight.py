@@ -102,9 +102,10 @@ def _read_native_histograms(client: PrometheusClient, planned: list[tuple[str, s
                             answers: dict[str, tuple[int, float | None, Histogram | None]],
                             deadline: float, *, native_first: bool = False) -> tuple[dict[str, str], int]:
     """A histogram with no classic `_bucket` series is read as a Prometheus *native* histogram, as a
-    look reads it (`PrometheusProvider._histograms`): ask the native query of each empty one once and
-    record its answer in its place (`native_first`: of each one). Best effort: a native query Prometheus cannot answer, or one
-    that finds nothing, leaves the empty answer (a warning) as it was. Returns {classic query:
+    look reads it (`PrometheusProvider._histograms`): ask the native query of each empty one once
+    and record its answer in its place (`native_first`: of each one). Best effort: a native query
+    Prometheus cannot answer, or one that finds nothing, leaves the empty answer (a warning) as it
+    was; a float where a histogram was wanted is refused for the stable arm. Returns {classic query:
     native query} for those read natively, and the queries sent."""
     read, sent, asked = {}, 0, set()
     for where, check, arm, role, query in planned:

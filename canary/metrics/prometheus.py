@@ -31,8 +31,7 @@ from canary.metrics.client import PrometheusClient
 from canary.metrics.preflight import preflight as run_preflight
 from canary.metrics.query_plan import HISTOGRAM, query_plan, request_plan
 from canary.metrics.features import feature_counts
-from canary.metrics.native import (INF_ONLY_HINT, SHIFT_CELLS, NativeBuckets, align, inf_only, mixed_forms,
-                                   native_buckets, quantile_cells)
+from canary.metrics.native import INF_ONLY_HINT, SHIFT_CELLS, NativeBuckets, combine, inf_only, native_buckets
 from canary.model import ArmData, Counts, FeatureCounts, Histogram, Scalar, Target
 from canary.policy import Check, Policy
 
@@ -85,15 +84,12 @@ class PrometheusProvider(PrometheusClient):
         way round.
         When one arm is native and the other classic, the other form is asked too (the classic
         arm's native histogram; with `native_first`, the native arm's classic buckets) so that
-        both are read in one form; where that fails the stable arm is left out (`mixed_forms`:
-        only limits on the canary alone are judged). Two native arms are put on
-        the bounds where both counts are exact (`native.align`), and `cells` > 0 (prediction
-        histograms) cuts them to that many cells at stable's quantiles (`native.quantile_cells`);
-        a native arm compared with a classic one leaves out its negative bounds (counts of
-        observations < bound, not <=). Each arm keeps its own bounds
-        otherwise: the judge compares on the bounds both share, and a count at a bound an arm lacks
-        is never invented (filling it with the count below would fail identical arms exporting
-        different layouts). An arm's NoData stays in its place; NoData when neither has data."""
+        both are read in one form; then `native.combine` makes the pair (two native arms on one
+        grid, prediction cells with `cells`; one arm of each form: the stable arm left out, so only
+        limits on the canary alone are judged). Two classic arms keep their own bounds: the judge
+        compares on the bounds both share, and a count at a bound an arm lacks is never invented
+        (filling it with the count below would fail identical arms exporting different layouts).
+        An arm's NoData stays in its place; NoData when neither has data."""
         got: dict[str, list[tuple[float, float]] | NativeBuckets | NoData] = {}
         for arm in q.ARMS:
             try:
@@ -111,18 +107,10 @@ class PrometheusProvider(PrometheusClient):
                     else:
                         got[other] = self._native(queries[other], check, other, at)
                 except NoData:
-                    got["stable"] = mixed_forms(check, native)  # not compared bound for bound
+                    pass  # one arm of each form: `combine` leaves the stable arm out
                 # (MetricsUnavailable: the look could not measure; an outage, not a form mismatch)
-        a, b = got["stable"], got["canary"]
-        if isinstance(a, NativeBuckets) and isinstance(b, NativeBuckets):
-            got["stable"], got["canary"] = align(a, b)
-            if cells:
-                got["stable"], got["canary"] = quantile_cells(got["stable"], got["canary"], cells)  # type: ignore[arg-type]
         out: list[Histogram | NoData] = []
-        for arm in q.ARMS:
-            data = got[arm]
-            if isinstance(data, NativeBuckets):
-                data = data.classic_pairs()
+        for arm, data in zip(q.ARMS, combine(got["stable"], got["canary"], check=check, cells=cells)):
             if isinstance(data, NoData):
                 out.append(data)
                 continue

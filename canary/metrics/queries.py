@@ -200,7 +200,11 @@ def histogram_query(base: str, sel: str, window_s: float) -> str:
 def native_histogram_query(base: str, sel: str, window_s: float) -> str:
     """The same window of the same series read as a Prometheus *native* histogram (one sample, every
     bucket; a native histogram has no `_bucket` series): `canary.metrics.native` reads the answer."""
-    return f"sum(increase({base}{sel}[{duration(window_s)}]))"
+    return _native_query(base, sel, duration(window_s))
+
+
+def _native_query(base: str, sel: str, window: str) -> str:
+    return f"sum(increase({base}{sel}[{window}]))"
 
 
 _HISTOGRAM_QUERY = re.compile(r"^sum by \(le\) \(increase\((?P<base>[a-zA-Z_:][a-zA-Z0-9_:]*)_bucket(?P<sel>\{.*\})"
@@ -211,7 +215,7 @@ def native_query_of(query: str) -> str | None:
     """For a `histogram_query`, the `native_histogram_query` of the same series and window; None for
     any other query."""
     m = _HISTOGRAM_QUERY.match(query)
-    return None if m is None else f"sum(increase({m['base']}{m['sel']}[{m['window']}]))"
+    return None if m is None else _native_query(m["base"], m["sel"], m["window"])
 
 
 def requests_query(p: Preset, sel: str, window_s: float) -> str:
