@@ -21,7 +21,7 @@ from __future__ import annotations
 import http.server
 import math
 import threading
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
@@ -181,12 +181,21 @@ def serve(port: int, registry: Any, native: dict[str, tuple[dict[str, str], Nati
     it, prometheus_client's text format otherwise. Returns the server (daemon thread)."""
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+    def render(accept: str) -> tuple[bytes, str]:
+        if "application/vnd.google.protobuf" in accept:
+            return families(registry.collect(), native), CONTENT_TYPE
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+
+    return serve_bytes(port, render)
+
+
+def serve_bytes(port: int, render: Callable[[str], tuple[bytes, str]]) -> Any:
+    """An HTTP server on 127.0.0.1:`port` answering every GET with `render(Accept header)`'s
+    (body, content type), on a daemon thread; returns it (`shutdown()`, `server_close()` stop it)."""
+
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-            if "application/vnd.google.protobuf" in self.headers.get("Accept", ""):
-                body, kind = families(registry.collect(), native), CONTENT_TYPE
-            else:
-                body, kind = generate_latest(registry), CONTENT_TYPE_LATEST
+            body, kind = render(self.headers.get("Accept", ""))
             self.send_response(200)
             self.send_header("Content-Type", kind)
             self.send_header("Content-Length", str(len(body)))
@@ -197,5 +206,5 @@ def serve(port: int, registry: Any, native: dict[str, tuple[dict[str, str], Nati
             pass
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True, name="metrics-protobuf").start()
+    threading.Thread(target=server.serve_forever, daemon=True, name="metrics-http").start()
     return server

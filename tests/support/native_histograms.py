@@ -2,7 +2,7 @@
 
 Prometheus reads native histograms only in its protobuf exposition format
 (Debian's Prometheus 2.42 with `--enable-feature=native-histograms`); the
-messages and the native bucket counting are the sandbox's own
+messages, the native bucket counting and the HTTP server are the sandbox's own
 (`canary.sandbox.exposition`). `NativeHistogramTarget(...)` starts it on
 127.0.0.1; every scrape sees each series' list of values observed once more
 (schema 3: buckets 2^(1/8) apart, the Go client's default factor 1.1).
@@ -10,11 +10,10 @@ messages and the native bucket counting are the sandbox's own
 
 from __future__ import annotations
 
-import http.server
 import threading
 from typing import Any, Mapping
 
-from canary.sandbox.exposition import CONTENT_TYPE, HISTOGRAM, MetricFamily, NativeHistogram, varint
+from canary.sandbox.exposition import CONTENT_TYPE, HISTOGRAM, MetricFamily, NativeHistogram, serve_bytes, varint
 from canary.sandbox.ports import free_port
 
 
@@ -26,29 +25,14 @@ class NativeHistogramTarget:
         self.histograms = {k: NativeHistogram() for k in self.series}
         self.port = free_port()
         self._lock = threading.Lock()
-        target = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-                body = target.scrape()
-                self.send_response(200)
-                self.send_header("Content-Type", CONTENT_TYPE)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._server: Any = None
 
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
     def start(self) -> "NativeHistogramTarget":
-        self._thread.start()
+        self._server = serve_bytes(self.port, lambda accept: (self.scrape(), CONTENT_TYPE))
         return self
 
     def stop(self) -> None:
