@@ -97,10 +97,9 @@ def test_a_rollout_on_native_histograms(scenario: str) -> None:
 
     def series(sb: Any) -> tuple[Any, Any]:
         prom = PrometheusProvider(sb.prometheus_url)
-        base = 'model_inference_duration_seconds{model_name="rec-model"}'
-        return (prom.query(f"model_inference_duration_seconds_bucket{base[len('model_inference_duration_seconds'):]}",
-                           check="t", arm="", at=None),
-                prom.query(base, check="t", arm="", at=None))
+        sel = '{model_name="rec-model"}'
+        return tuple(prom.query(f"model_inference_duration_seconds{suffix}{sel}", check="t", arm="", at=None)
+                     for suffix in ("_bucket", ""))  # classic buckets, the native series
 
     r = run_scenario(scenario, native_histograms=True, inspect=series)
     classic, native = r.inspected

@@ -357,11 +357,9 @@ def test_gauge_only_feature_missing_is_not_batchable() -> None:
 
 def native(values: list[float], schema: int = 3, zero: float = 0.0) -> dict[str, Any]:
     """A native histogram sample as the HTTP API writes it, of `values` (in seconds)."""
-    from tests.unit.test_native_histograms import buckets_of
+    from tests.unit.test_native_histograms import api_sample
 
-    rows = buckets_of(values, schema, zero)
-    return {"count": str(len(values)), "sum": repr(sum(values)),
-            "buckets": [[rule, repr(lo), repr(hi), repr(c)] for rule, lo, hi, c in rows]}
+    return api_sample(values, schema, zero)
 
 
 def native_arm(model: str, version: str, lat: list[float], *, schema: int = 3, ok: float = 0.0,

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import math
 import random
+from typing import Any
 
 import numpy as np
 import pytest
 
 from canary.errors import MetricsUnavailable, NoData
-from canary.metrics.native import MAX_BOUNDS, align, from_buckets, grid_bound, native_buckets, schema_of
+from canary.metrics.native import MAX_BOUNDS, NativeBuckets, align, from_buckets, grid_bound, native_buckets, schema_of
 
 
 def buckets_of(values: list[float], schema: int, zero_threshold: float = 0.0, *, jitter: bool = False
@@ -55,6 +56,24 @@ def true_count(values: list[float], bound: float) -> int:
 
 def lognormal(rng: random.Random, n: int, median: float, sigma: float) -> list[float]:
     return [median * math.exp(rng.gauss(0, sigma)) for _ in range(n)]
+
+
+def shift_outcome(stable: list[float] | NativeBuckets, canary: list[float] | NativeBuckets, schema: int = 3,
+                  max_psi: float = 0.2) -> tuple[Any, str]:
+    """The prediction check's outcome on two arms read as canary reads native histograms
+    (`from_buckets`, `align`, `quantile_cells`); values are observed at `schema`."""
+    from canary.analysis.judge import judge_check
+    from canary.metrics.native import quantile_cells
+    from canary.model import Histogram
+    from canary.policy import parse_policy
+
+    a, b = (x if isinstance(x, NativeBuckets) else from_buckets(buckets_of(x, schema), len(x)) for x in (stable, canary))
+    pa, pb = quantile_cells(*align(a, b))
+    check = parse_policy({"steps": [10, 100], "checks": [{"name": "shift", "kind": "prediction_shift",
+                                                          "max_psi": max_psi}]}).checks[0]
+    hist = [Histogram(tuple(le for le, _ in p), tuple(c for _, c in p)) for p in (pa, pb)]
+    verdict = judge_check(check, hist[0], hist[1], alpha=0.01, min_canary=100)
+    return verdict.outcome, verdict.reason
 
 
 @pytest.mark.parametrize("schema", [-2, 0, 3, 5, 8])
@@ -136,11 +155,9 @@ def test_a_grid_too_fine_for_the_judge_is_read_at_a_coarser_schema_exactly() -> 
 def test_two_prediction_histograms_are_compared_on_cells_that_follow_the_data() -> None:
     """Review finding: coarsening the grid until its whole RANGE fits 20 cells put everything above
     0.25 in one cell when scores reach down to 1e-10, so a shift inside it passed (PSI 0.002, FAIL
-    on 0.1-wide classic buckets). Cells cut at stable's quantiles depend on where values fall."""
-    from canary.analysis.judge import judge_check
+    on 0.1-wide classic buckets). Cells read off stable depend on where its values fall."""
     from canary.metrics.native import SHIFT_CELLS, quantile_cells
-    from canary.model import Histogram, Outcome
-    from canary.policy import parse_policy
+    from canary.model import Outcome
 
     rng = random.Random(11)
     low = lambda: rng.betavariate(0.5, 20) + 1e-10  # noqa: E731
@@ -152,14 +169,9 @@ def test_two_prediction_histograms_are_compared_on_cells_that_follow_the_data() 
     assert len(pa) <= 3 * SHIFT_CELLS + 1 and [le for le, _ in pa] == [le for le, _ in pb]
     for (le, ca), (_, cb) in zip(pa[:-1], pb[:-1]):
         assert (ca, cb) == (true_count(stable, le), true_count(canary, le))
-    check = parse_policy({"steps": [10, 100], "checks": [{"name": "shift", "kind": "prediction_shift",
-                                                          "max_psi": 0.2}]}).checks[0]
-    hist = [Histogram(tuple(le for le, _ in p), tuple(c for _, c in p)) for p in (pa, pb)]
-    assert judge_check(check, hist[0], hist[1], alpha=0.01, min_canary=100).outcome == Outcome.FAIL
+    assert shift_outcome(a, b)[0] == Outcome.FAIL
     same = [low() if rng.random() < 0.5 else rng.uniform(0.60, 0.99) for _ in range(2000)]
-    pa, pb = quantile_cells(*align(a, from_buckets(buckets_of(same, 3), len(same))))
-    hist = [Histogram(tuple(le for le, _ in p), tuple(c for _, c in p)) for p in (pa, pb)]
-    assert judge_check(check, hist[0], hist[1], alpha=0.01, min_canary=100).outcome == Outcome.PASS
+    assert shift_outcome(a, same)[0] == Outcome.PASS
 
 
 @pytest.mark.parametrize("seed", range(60))
@@ -225,10 +237,6 @@ def test_schema_is_read_from_a_bucket() -> None:
     for s in range(-4, 9):
         assert schema_of(grid_bound(9, s), grid_bound(10, s)) == s
     assert schema_of(0.01, 0.03) is None and schema_of(-0.001, 0.001) is None
-
-
-def answer(*samples: dict) -> list[dict]:
-    return list(samples)
 
 
 def test_an_answer_is_read_and_bad_answers_are_named() -> None:
@@ -353,11 +361,9 @@ def test_a_bucket_wider_than_the_grid_cell_is_custom(order: int) -> None:
 def test_prediction_cells_keep_apart_where_either_arm_has_mass() -> None:
     """Newcomer's case: cut at the stable arm's quantiles alone, stable's two point masses (0.85 and
     0.99) made 2 cells, and a canary that moved one of them to 0.30, where stable has 4% spread
-    thin, passed at PSI 0. Cut at the two arms' averaged quantiles it fails, as on classic buckets."""
-    from canary.analysis.judge import judge_check
-    from canary.metrics.native import quantile_cells
-    from canary.model import Histogram, Outcome
-    from canary.policy import parse_policy
+    thin, passed at PSI 0. With stable's central range on a fixed grid as well it fails, as on
+    classic buckets."""
+    from canary.model import Outcome
 
     rng = random.Random(17)
 
@@ -370,17 +376,11 @@ def test_prediction_cells_keep_apart_where_either_arm_has_mass() -> None:
                        0.99 * math.exp(rng.gauss(0, 0.001)))
         return out
 
-    check = parse_policy({"steps": [10, 100], "checks": [{"name": "shift", "kind": "prediction_shift",
-                                                          "max_psi": 0.2}]}).checks[0]
     stable = arm(20000, False)
     for schema in (3, 4):
         for moved, expected in ((True, Outcome.FAIL), (False, Outcome.PASS)):
-            canary = arm(2000, moved)
-            pa, pb = quantile_cells(*align(from_buckets(buckets_of(stable, schema), len(stable)),
-                                           from_buckets(buckets_of(canary, schema), len(canary))))
-            hist = [Histogram(tuple(le for le, _ in p), tuple(c for _, c in p)) for p in (pa, pb)]
-            verdict = judge_check(check, hist[0], hist[1], alpha=0.01, min_canary=100)
-            assert verdict.outcome == expected, (schema, moved, verdict.reason)
+            outcome, reason = shift_outcome(stable, arm(2000, moved), schema)
+            assert outcome == expected, (schema, moved, reason)
 
 
 def test_a_zero_bucket_widened_between_snapshots_is_no_restart() -> None:
@@ -406,10 +406,7 @@ def test_a_tenth_of_the_canary_moved_where_stable_is_thin_fails() -> None:
     """Third review: stable bimodal (near 0.1 and 0.9), the canary the same but 10% of it at 0.5;
     on cells cut at quantiles alone the move shared a cell with stable's tails and passed (PSI
     0.14); with the fixed grid inside the central range it fails, as on classic 0.05 buckets."""
-    from canary.analysis.judge import judge_check
-    from canary.metrics.native import quantile_cells
-    from canary.model import Histogram, Outcome
-    from canary.policy import parse_policy
+    from canary.model import Outcome
 
     rng = random.Random(23)
 
@@ -417,26 +414,18 @@ def test_a_tenth_of_the_canary_moved_where_stable_is_thin_fails() -> None:
         return [0.5 * math.exp(rng.gauss(0, 0.02)) if rng.random() < moved else
                 min(0.999, max(1e-4, rng.gauss(0.1 if rng.random() < 0.5 else 0.9, 0.04))) for _ in range(n)]
 
-    check = parse_policy({"steps": [10, 100], "checks": [{"name": "shift", "kind": "prediction_shift",
-                                                          "max_psi": 0.2}]}).checks[0]
     stable = arm(20000, 0.0)
     for schema in (3, 4):
         for moved, expected in ((0.10, Outcome.FAIL), (0.0, Outcome.PASS)):
-            canary = arm(2000, moved)
-            pa, pb = quantile_cells(*align(from_buckets(buckets_of(stable, schema), len(stable)),
-                                           from_buckets(buckets_of(canary, schema), len(canary))))
-            hist = [Histogram(tuple(le for le, _ in p), tuple(c for _, c in p)) for p in (pa, pb)]
-            verdict = judge_check(check, hist[0], hist[1], alpha=0.01, min_canary=100)
-            assert verdict.outcome == expected, (schema, moved, verdict.reason)
+            outcome, reason = shift_outcome(stable, arm(2000, moved), schema)
+            assert outcome == expected, (schema, moved, reason)
 
 
 def test_a_canary_whose_observations_are_all_nan_fails_as_on_classic_buckets() -> None:
     """Third review: a model emitting NaN predictions exports a native histogram with a count and no
     bucket; it was inconclusive until the deadline (no shared bound), where classic buckets (NaN in
     +Inf) fail it at once. No finite observation means 0 at every finite bound, exactly."""
-    from canary.analysis.judge import judge_check
-    from canary.model import Histogram, Outcome
-    from canary.policy import parse_policy
+    from canary.model import Outcome
 
     rng = random.Random(4)
     stable_values = [rng.betavariate(2, 5) for _ in range(20000)]
@@ -445,7 +434,4 @@ def test_a_canary_whose_observations_are_all_nan_fails_as_on_classic_buckets() -
     assert nan_canary.exact_at(0.5) and nan_canary.count_at(0.5) == 0 and nan_canary.total == 2000
     pa, pb = align(stable, nan_canary)
     assert len(pa) > 10 and all(c == 0 for _, c in pb[:-1]) and pb[-1] == (math.inf, 2000)
-    check = parse_policy({"steps": [10, 100], "checks": [{"name": "shift", "kind": "prediction_shift",
-                                                          "max_psi": 0.2}]}).checks[0]
-    hist = [Histogram(tuple(le for le, _ in p), tuple(c for _, c in p)) for p in (pa, pb)]
-    assert judge_check(check, hist[0], hist[1], alpha=0.01, min_canary=100).outcome == Outcome.FAIL
+    assert shift_outcome(stable, nan_canary)[0] == Outcome.FAIL
