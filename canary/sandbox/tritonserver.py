@@ -336,10 +336,11 @@ def _serve(config_path: str) -> None:
                if cfg.get("drift_profile") else None)
     metrics = ModelMetrics(model_name=MODEL_NAME, model_version=cfg["version"], drift_profile=profile,
                            native_histograms=bool(cfg.get("native_histograms")))
-    if metrics.native():
+    native = metrics.native()
+    if native:
         from canary.sandbox.exposition import serve as serve_protobuf
 
-        serve_protobuf(cfg["model_metrics_port"], metrics.registry, metrics.native())
+        serve_protobuf(cfg["model_metrics_port"], metrics.registry, native)
     else:
         start_http_server(cfg["model_metrics_port"], addr="127.0.0.1", registry=metrics.registry)
     model = RecModel(metrics=metrics, knob_file=Path(cfg["knob_file"]), initial=behaviour)
