@@ -30,7 +30,8 @@ from canary.errors import NoData
 from canary.metrics.answers import arms_pair
 from canary.metrics import queries as q
 from canary.metrics.families import Family, NotBatchable, Spec, check_spec, families
-from canary.metrics.native import CUSTOM, NativeBuckets, combine, mixed_forms, values_buckets, values_delta, values_sum
+from canary.metrics.native import (CUSTOM, INF_ONLY_HINT, NativeBuckets, combine, inf_only, mixed_forms, values_buckets,
+                                   values_delta, values_sum)
 from canary.metrics.snapshot import Groups, Snapshot, UnusableStepStart, feature_counts, features_as_requests, raw_buckets, request_fams
 from canary.model import ArmData, Counts, Histogram, Target
 from canary.policy import Check, Policy
@@ -98,6 +99,8 @@ def _histogram_delta(now: Groups, base: Groups, scale: float, where: str) -> tup
     h = q.normalise(list(zip(bounds, summed)), bounds, scale=scale)  # clamps to non-negative, non-decreasing
     if h.total <= 0:
         raise NoData(f"{where}: no observations in the window")
+    if inf_only(zip(h.bounds, h.counts)):
+        raise NoData(f"{where}: has {INF_ONLY_HINT}")
     return ArmDelta(h, resets > 0), resets
 
 
@@ -221,14 +224,22 @@ def _has(snap: Snapshot, fam: Family | None, target: Target, arm: str) -> bool:
     return fam is not None and bool(snap.groups(fam, fam.ident(target, arm)))
 
 
+def _has_buckets(snap: Snapshot, fam: Family, target: Target, arm: str) -> bool:
+    """Whether the arm has a classic bucket below +Inf: only `le="+Inf"` is the series Prometheus
+    before 2.47 ingests for a native histogram while it is empty (see `PrometheusProvider._histograms`)."""
+    return any(math.isfinite(q.parse_le(le)) for vals in (snap.groups(fam, fam.ident(target, arm)) or {}).values()
+               for le in vals)
+
+
 def _forms(policy: Policy, spec: Spec, target: Target, now: Snapshot, base: Snapshot, check: str) -> dict[str, str]:
     """Which form of the histogram each arm is read in, "classic" or "native", as `PrometheusProvider`
-    chooses: the preferred form where the arm has its series, else the other; both native when one
-    arm is and the other has a native series too. NotBatchable when an arm's form has no series in
+    chooses: the preferred form where the arm has its series (classic: a bucket below +Inf), else the
+    other; both native when one arm is and the other has a native series too. NotBatchable when an arm's form has no series in
     the step-start snapshot but the other form has (the form changed within the step: each series
     of the new form would count as born in the window, its whole history with it)."""
     fams = {"classic": spec.family, "native": spec.native}
-    has = {arm: {form: _has(now, fam, target, arm) for form, fam in fams.items()} for arm in q.ARMS}
+    has = {arm: {"classic": _has_buckets(now, spec.family, target, arm), "native": _has(now, spec.native, target, arm)}
+           for arm in q.ARMS}
     first, second = ("native", "classic") if policy.metrics.histograms == "native" else ("classic", "native")
     forms = {arm: first if has[arm][first] or not has[arm][second] else second for arm in q.ARMS}
     for arm in q.ARMS:  # an arm with neither form (no traffic yet) is NoData in the other arm's form

@@ -105,16 +105,24 @@ def _read_native_histograms(client: PrometheusClient, planned: list[tuple[str, s
     look reads it (`PrometheusProvider._histograms`): ask the native query of each empty one once
     and record its answer in its place (`native_first`: of each one). Best effort: a native query
     Prometheus cannot answer, or one that finds nothing, leaves the empty answer (a warning) as it
-    was; a float where a histogram was wanted is refused for the stable arm. Returns {classic query:
-    native query} for those read natively, and the queries sent."""
+    was; a float where a histogram was wanted is refused for the stable arm. Classic series with only
+    `le="+Inf"` are read natively too (the ghost Prometheus before 2.47 ingests for a native
+    histogram while it is empty); when they hold observations and the stable arm has no native
+    histogram, no look can place them: refused before traffic. Returns {classic query: native query}
+    for those read natively, and the queries sent."""
     read, sent, asked = {}, 0, set()
     for where, check, arm, role, query in planned:
         native = q.native_query_of(query) if role == HISTOGRAM else None
-        if native is None or (answers[query][0] != 0 and not native_first) or native in asked:
+        hist, who = answers[query][2], f"policy {where} ({arm} arm)"
+        ghost = hist is not None and inf_only(zip(hist.bounds, hist.counts))
+        unplaceable = ConfigError(f"{who}: the histogram has {INF_ONLY_HINT}; query: {query}")
+        refuse = ghost and arm == "stable" and hist is not None and hist.total > 0
+        if native is None or (answers[query][0] != 0 and not native_first and not ghost) or native in asked:
+            if refuse and query not in read:
+                raise unplaceable
             continue
         asked.add(native)
         sent += 1
-        who = f"policy {where} ({arm} arm)"
         try:
             result = client.ask(native, check=check, arm=arm, at=None, who=who, strict=True, deadline=deadline)
             got = native_buckets(result, native, check, arm)
@@ -122,8 +130,12 @@ def _read_native_histograms(client: PrometheusClient, planned: list[tuple[str, s
             if arm == "stable":
                 raise ConfigError(f"{who}: {str(exc).removeprefix(f'check {check!r}: the stable arm: ')}") from exc
             continue
-        except (MetricsUnavailable, NoData):
+        except NoData:
+            if refuse:  # observations no bound can place, and no native histogram: no look can read it
+                raise unplaceable from None
             continue  # best effort: the empty answer stays a warning
+        except MetricsUnavailable:
+            continue  # best effort: the look reads it again
         pairs = list(got.pairs)
         answers[query] = (1, got.total, q.normalise(pairs, [le for le, _ in pairs]))
         read[query] = native
@@ -159,9 +171,7 @@ def _preflight_one(client: PrometheusClient, query: str, *, where: str, check: s
             # features); only an empty bucket answer warns as a selector that matches nothing.
             return series, (0.0 if series == 0 and role != FEATURE_ROLES[0] else None), None
         if role == HISTOGRAM:  # value: observations in the window (the +Inf bucket)
-            pairs = bucket_pairs(result, query, check, arm)
-            if arm == "stable" and inf_only(pairs):  # no check can ever read it: refused before traffic
-                raise ConfigError(f"the histogram has {INF_ONLY_HINT}; query: {query}")
+            pairs = bucket_pairs(result, query, check, arm)  # (+Inf only: see `_read_native_histograms`)
             hist = q.normalise(pairs, [le for le, _ in pairs])
             return series, hist.total, hist
         return series, number_of(result, query, check, arm), None

@@ -81,7 +81,10 @@ class PrometheusProvider(PrometheusClient):
 
         Each arm is read from its classic buckets, and an arm with no classic series as a native
         histogram (`native.native_buckets`); `native_first` (`metrics.histograms: native`) the other
-        way round.
+        way round. Classic series with only `le="+Inf"` count as none when the arm has a native
+        histogram: Prometheus before 2.47 ingests a native histogram that has no observations and a
+        zero threshold of 0 as a classic one, so a canary before its first traffic leaves such a
+        series in the window.
         When one arm is native and the other classic, the other form is asked too (the classic
         arm's native histogram; with `native_first`, the native arm's classic buckets) so that
         both are read in one form; then `native.combine` makes the pair (two native arms on one
@@ -133,8 +136,14 @@ class PrometheusProvider(PrometheusClient):
         result = self.query(query, check=check, arm=arm, at=at)
         if result or is_scalar(result):
             pairs = bucket_pairs(result, query, check, arm)
-            if inf_only(pairs):
-                raise NoData(f"check {check!r}: {arm_name(arm)} has {INF_ONLY_HINT}; query: {query}")
+            if inf_only(pairs):  # a native histogram's ghost (ingested as classic while it was empty)?
+                if not native_first:
+                    try:
+                        return self._native(query, check, arm, at)
+                    except NoData:
+                        pass
+                if any(c > 0 for _, c in pairs):  # observations no bound can place; none: no traffic yet
+                    raise NoData(f"check {check!r}: {arm_name(arm)} has {INF_ONLY_HINT}; query: {query}")
             return pairs
         if native_first:
             raise NoData(f"check {check!r}: no histogram series for {arm_name(arm)}, native or classic; query: {query}")

@@ -12,8 +12,12 @@ to end; a model server in production uses its own client library (the Go and
 Java clients export native histograms).
 
 `NativeHistogram` counts observations by bucket index for one schema: bucket i
-is (2^((i-1)/2^s), 2^(i/2^s)], the zero bucket [0, 0] (a latency is never
-negative), as the Go client does with a zero threshold of 0.
+is (2^((i-1)/2^s), 2^(i/2^s)], the zero bucket [0, 2^-128] (a latency is never
+negative), as the Go client does with its default zero threshold. The threshold
+must be above 0: Prometheus before 2.47 takes a histogram with no observations,
+a zero threshold of 0 and no deltas for a *classic* one (its `isNativeHistogram`
+ignores spans), and ingests a `_bucket{le="+Inf"}` series for a model that has
+had no traffic yet (a canary before its first step).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 CONTENT_TYPE = "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited"
 COUNTER, GAUGE, HISTOGRAM = 0, 1, 4  # MetricType
 SCHEMA = 3  # 2^(1/8) = 1.09 between bounds: the Go client's default NativeHistogramBucketFactor 1.1
+ZERO_THRESHOLD = 2.0 ** -128  # the Go client's DefNativeHistogramZeroThreshold (a point of every schema's grid)
 
 
 def _metric_family_class() -> Any:
@@ -83,8 +88,8 @@ def bucket_index(value: float, schema: int = SCHEMA) -> int:
 class NativeHistogram:
     """One series' native histogram at `schema`: counts by bucket index, thread-safe."""
 
-    def __init__(self, schema: int = SCHEMA) -> None:
-        self.schema = schema
+    def __init__(self, schema: int = SCHEMA, zero_threshold: float = ZERO_THRESHOLD) -> None:
+        self.schema, self.zero_threshold = schema, zero_threshold
         self.counts: dict[int, int] = {}
         self.zero = 0
         self.total = 0
@@ -93,7 +98,7 @@ class NativeHistogram:
 
     def observe(self, value: float) -> None:
         with self._lock:
-            if value <= 0:
+            if value <= self.zero_threshold:
                 self.zero += 1
             else:
                 i = bucket_index(value, self.schema)
@@ -106,7 +111,7 @@ class NativeHistogram:
         with self._lock:
             counts, zero, total, total_sum = dict(self.counts), self.zero, self.total, self.sum
         h.sample_count, h.sample_sum, h.schema = total, total_sum, self.schema
-        h.zero_threshold, h.zero_count = 0.0, zero
+        h.zero_threshold, h.zero_count = self.zero_threshold, zero
         previous_index, previous_count = None, 0
         for i in sorted(counts):
             if previous_index is not None and i == previous_index + 1:
@@ -116,7 +121,9 @@ class NativeHistogram:
             h.positive_delta.append(counts[i] - previous_count)
             previous_index, previous_count = i, counts[i]
         if not counts:
-            h.positive_span.add(offset=0, length=0)  # marks it native although nothing is observed yet
+            # marks it native although nothing is observed yet (Prometheus 2.47+; older ones go by
+            # the zero threshold above 0)
+            h.positive_span.add(offset=0, length=0)
 
 
 def families(collected: Iterable[Any], native: dict[str, tuple[dict[str, str], NativeHistogram]]) -> bytes:

@@ -376,6 +376,60 @@ def test_a_latency_exported_only_as_a_native_histogram_is_read_and_judged(
         predictions.stop()
 
 
+def test_an_empty_native_histogram_is_ingested_native_and_an_old_clients_ghost_is_read_past(
+        prom_server_factory: Callable[..., PromServer]) -> None:
+    """Found when CI failed: Prometheus before 2.47 takes a native histogram with no observations, a
+    zero threshold of 0 and no deltas for a classic one, and stores `_bucket{le="+Inf"}` 0 for it (a
+    canary before its traffic). (a) The sandbox's exporter writes the Go client's zero threshold
+    2^-128: an empty histogram is native from the first scrape, no `_bucket` series. (b) A client
+    that writes 0 leaves such a ghost in the window once traffic starts; preflight and a look read
+    both arms natively past it (before: preflight refused the stable arm as "+Inf only", a look
+    made the arm NoData until the ghost left the window)."""
+    from canary.analysis.judge import judge_check
+    from canary.model import Outcome
+
+    base = "model_inference_duration_seconds"
+    arms = {v: (("model_name", "rec"), ("model_version", v)) for v in ("v1", "v2")}
+    old_client = NativeHistogramTarget(base, {k: [] for k in arms.values()}, zero_threshold=0.0).start()
+    idle = NativeHistogramTarget(base, {(("model_name", "idle"), ("model_version", "v1")): []}).start()
+    try:
+        server = prom_server_factory(targets=[old_client.address, idle.address],
+                                     extra_args=["--enable-feature=native-histograms"])
+        server.wait_targets_up(timeout_s=30)
+        prom = provider(server.url)
+
+        def wait_for(query: str, n: int) -> list[Any]:
+            deadline = time.monotonic() + 60
+            while len(got := prom.query(query, check="wait", arm="stable", at=None)) < n:
+                assert time.monotonic() < deadline, f"never: {query}"
+                time.sleep(0.3)
+            return got
+
+        # two scrapes of each empty series: the old client's are classic ghosts, the Go-like one is native
+        wait_for(f'count_over_time({base}_bucket{{model_name="rec"}}[60s]) >= 2', 2)
+        wait_for(f'count_over_time({base}{{model_name="idle"}}[60s]) >= 2', 1)
+        assert prom.query(f'{base}_bucket{{model_name="idle"}}', check="t", arm="", at=None) == []
+        for labels in arms.values():
+            old_client.observe_each_scrape(labels, _lognormal(100, 0.05, 0.3))
+        wait_for(f'count_over_time({base}{{model_name="rec"}}[60s]) >= 4', 2)  # native samples now
+        pol = parse_policy({"steps": [10, 100], "analysis": {"interval": "60s", "look_every": "10s"},
+                            "metrics": {"source": "model"},
+                            "checks": [{"name": "latency-p95", "kind": "latency", "max_increase_pct": 20}]})
+        report = prom.preflight(pol, TARGET)  # its stable arm: ghost and native series in the window
+        latency = [x for x in report.queries if x.check == "latency-p95"]
+        assert [x.query for x in latency] == [
+            f'sum(increase({base}{{model_name="rec",model_version="{v}"}}[60s]))' for v in ("v1", "v2")], latency
+        assert not [w for w in report.warnings() if "latency-p95" in w], report.warnings()
+        assert prom.query(f'{base}_bucket{{model_name="rec"}}[60s]', check="t", arm="", at=None)  # the ghosts
+        stable, canary = prom.measure(pol, pol.checks[0], TARGET, window_s=60)
+        assert stable.bounds == canary.bounds and len(stable.bounds) > 10 and canary.total > 100
+        verdict = judge_check(pol.checks[0], stable, canary, alpha=0.01, min_canary=100)
+        assert verdict.outcome == Outcome.PASS, verdict.reason
+    finally:
+        old_client.stop()
+        idle.stop()
+
+
 def test_a_stable_arm_without_any_histogram_is_still_only_a_warning(prom: PrometheusProvider) -> None:
     """The native probe changes nothing when the series does not exist at all (a label typo)."""
     pol = parse_policy({"steps": [10, 100], "metrics": {"source": "model", "labels": {"cluster": "nowhere"}},
@@ -542,8 +596,8 @@ def test_a_histogram_that_is_no_histogram_is_named_before_traffic(http: Callable
             if query == "vector(1)":
                 return 200, "application/json", vector({"metric": {}, "value": [1, "1"]})
             if query.startswith("sum by (le)"):
-                return 200, "application/json", (vector() if kind == "summary" else
-                                                 vector({"metric": {"le": "+Inf"}, "value": [1, "40"]}))
+                return 200, "application/json", (vector() if kind == "summary" else vector(
+                    {"metric": {"le": "+Inf"}, "value": [1, "0" if kind == "empty" else "40"]}))
             if query.startswith("sum(increase(model_inference_duration_seconds{"):
                 return 200, "application/json", vector({"metric": {}, "value": [1, "12.5"]}) if kind == "summary" \
                     else vector()
@@ -560,3 +614,9 @@ def test_a_histogram_that_is_no_histogram_is_named_before_traffic(http: Callable
         provider(server("inf")).preflight(pol, TARGET)
     with pytest.raises(NoData, match="only a \\+Inf bucket"):
         provider(server("inf")).measure(pol, pol.checks[0], TARGET, window_s=60)
+    # +Inf only and no observations: no layout problem, no traffic (an empty native histogram's ghost)
+    report = provider(server("empty")).preflight(pol, TARGET)  # not refused: as any histogram at 0
+    assert [x.value for x in report.queries if x.check == "p95"] == [0.0, 0.0]
+    with pytest.raises(NoData, match="no observations") as got:
+        provider(server("empty")).measure(pol, pol.checks[0], TARGET, window_s=60)
+    assert "+Inf bucket" not in str(got.value)

@@ -20,9 +20,13 @@ from canary.sandbox.ports import free_port
 class NativeHistogramTarget:
     """Serves `name` as a native histogram per label set; each scrape adds the series' values to it."""
 
-    def __init__(self, name: str, series: Mapping[tuple[tuple[str, str], ...], list[float]]) -> None:
+    def __init__(self, name: str, series: Mapping[tuple[tuple[str, str], ...], list[float]], *,
+                 zero_threshold: float | None = None) -> None:
+        """`zero_threshold`: every series' (default the Go client's 2^-128); 0 is what some clients
+        write, and Prometheus before 2.47 then ingests a series with no observations as classic."""
         self.name, self.series = name, {k: list(v) for k, v in series.items()}
-        self.histograms = {k: NativeHistogram() for k in self.series}
+        self.histograms = {k: NativeHistogram() if zero_threshold is None else NativeHistogram(zero_threshold=zero_threshold)
+                           for k in self.series}
         self.port = free_port()
         self._lock = threading.Lock()
         self._server: Any = None
@@ -38,6 +42,11 @@ class NativeHistogramTarget:
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+    def observe_each_scrape(self, labels: tuple[tuple[str, str], ...], values: list[float]) -> None:
+        """From the next scrape on, the series `labels` observes `values` at each scrape."""
+        with self._lock:
+            self.series[labels] = list(values)
 
     def scrape(self) -> bytes:
         """One exposition: every series observes its values once more, then all are written."""

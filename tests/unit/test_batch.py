@@ -444,6 +444,31 @@ def test_a_histogram_that_changed_form_within_the_step_is_measured_per_rollout()
         b.measure_delta(pol, chk(pol, "lat"), T, now, base)
 
 
+def test_a_native_histograms_empty_ghost_is_no_classic_histogram() -> None:
+    """Prometheus before 2.47 ingests a native histogram with no observations and a zero threshold of
+    0 as a classic one: a canary leaves a `_bucket{le="+Inf"}` series at 0 from before its traffic.
+    That series is no classic histogram: the arm is read natively (found in the e2e run, where the
+    canary's ghost series sat beside its native one). Classic series with only +Inf and observations
+    are NoData saying why, never a histogram judged on the +Inf bucket alone."""
+    lat = [0.02, 0.05, 0.05, 0.2]
+    pol = policy()
+    ghost = [("model_inference_duration_seconds_bucket",
+              {"model_name": "rec", "model_version": "v2", "pod": "a", "le": "+Inf"}, 0.0)]
+    base = snap(native_arm("rec", "v1", lat[:1]) + native_arm("rec", "v2", lat[:1]) + ghost, pol)  # type: ignore[operator]
+    now = snap(native_arm("rec", "v1", lat) + native_arm("rec", "v2", lat) + ghost, pol)  # type: ignore[operator]
+    stable, canary = b.measure_delta(pol, chk(pol, "lat"), T, now, base)
+    assert isinstance(canary, Histogram) and stable.bounds == canary.bounds and len(stable.bounds) > 3
+    assert canary.total == 3
+    only_inf = [("model_inference_duration_seconds_bucket", {"model_name": "rec", "model_version": v, "pod": "a",
+                                                             "le": "+Inf"}, n)
+                for v in ("v1", "v2") for n in (40.0,)]
+    reqs = [("model_requests_total", {"model_name": "rec", "model_version": v, "outcome": "success", "pod": "a"}, 40.0)
+            for v in ("v1", "v2")]
+    early = snap([(n, {**lab}, 0.0) for n, lab, _ in only_inf] + reqs, pol)
+    with pytest.raises(NoData, match=r"stable arm of 'rec': has only a \+Inf bucket.*canary arm of 'rec': has only"):
+        b.measure_delta(pol, chk(pol, "lat"), T, snap(only_inf + reqs, pol), early)
+
+
 def test_a_float_answer_to_the_native_family_goes_per_rollout() -> None:
     """Prometheus 2.42's last_over_time answers a native series with a float ("0"), not a histogram:
     the snapshot cannot read it, and the check is measured per rollout (which reads it with
