@@ -215,15 +215,52 @@ def test_plan_command_says_where_a_good_canary_is_not_shown_within_in_time(tmp_p
     assert low.exit_code == 0, low.output
     said = " ".join(low.output.split())  # the console wraps lines
     assert "a good canary (equal to stable) shown within" in said
-    assert "lat (+20%): a good canary is not sure (95%) to be shown within its limit by the deadline at step(s) 5" \
-        in said
+    assert "lat/relative (+20%): a good canary is not sure (95%) to be shown within its limit by the deadline at " \
+        "step(s) 5%" in said
     assert "1200 s if each passes at its interval (40 looks), 3600 s if each runs to its deadline" in said
     high = CliRunner().invoke(app, ["plan", "-p", str(f), "--rps", "400", "-o", "json"])
     steps = json.loads(high.output)["steps"]
     assert all(s["pass_p95_pct"] <= 20 for s in steps) and steps[0]["pass_by_s"] == 900
     assert steps[0]["pass_canary_requests"] == pytest.approx(400 * 0.05 * 900)
     text = CliRunner().invoke(app, ["plan", "-p", str(f), "--rps", "400"])
-    assert "lat (+20%): a good canary is shown within by the deadline at every step" in " ".join(text.output.split())
+    assert "lat/relative (+20%): a good canary is shown within by the deadline at every step" in \
+        " ".join(text.output.split())
     plan_json = json.loads(high.output)
-    assert plan_json["pass_checks"] == [{"check": "lat", "limit": 20.0, "unit": "%", "late_steps": []}]
+    assert plan_json["pass_checks"] == [{"check": "lat", "test": "relative", "key": "lat/relative", "limit": 20.0,
+                                         "unit": "%", "late_steps": []}]
     assert plan_json["bucket_ratio"] == 1.0 and plan_json["longest_s"] == 3600
+
+
+def test_plan_command_plans_every_limit_a_good_canary_must_be_shown_within(tmp_path):
+    """The pass side covers every statistical limit: a latency ceiling (with --p95-ms, the steps a
+    good canary is late at; without, the largest p95 each step shows below it), rate ceilings,
+    PSI and JS, feature-missing at --missing-rate. Bad values are refused naming the option."""
+    import yaml
+
+    app = typer.Typer()
+    register(app)
+    f = tmp_path / "p.yaml"
+    f.write_text(yaml.safe_dump({**DEFAULT, "checks": [
+        {"name": "lat", "kind": "latency", "max_increase_pct": 20, "max_ms": 250},
+        {"name": "miss", "kind": "feature_missing", "max_increase_points": 2},
+        {"name": "pred", "kind": "prediction_shift", "max_psi": 0.2, "max_js": 0.1}]}))
+    out = CliRunner().invoke(app, ["plan", "-p", str(f), "--rps", "4", "-o", "json"])
+    assert out.exit_code == 0, out.output
+    by = {c["key"]: c for c in json.loads(out.output)["pass_checks"]}
+    assert list(by) == ["lat/relative", "lat/ceiling", "miss/increase", "pred/psi", "pred/js"]
+    assert by["lat/ceiling"]["late_steps"] is None
+    assert by["pred/js"]["late_steps"] and set(by["pred/psi"]["late_steps"]) <= set(by["pred/js"]["late_steps"])
+    text = " ".join(CliRunner().invoke(app, ["plan", "-p", str(f), "--rps", "4"]).output.split())
+    assert "lat/ceiling (250 ms): a good canary is shown below it by each step's deadline while its latency is at " \
+           "most the value in the table; give --p95-ms to check" in text
+    slow = CliRunner().invoke(app, ["plan", "-p", str(f), "--rps", "4", "--p95-ms", "240", "-o", "json"])
+    late = {c["key"]: c for c in json.loads(slow.output)["pass_checks"]}["lat/ceiling"]["late_steps"]
+    assert late and late == sorted(late) and late[0] == 5
+    fast = CliRunner().invoke(app, ["plan", "-p", str(f), "--rps", "4", "--p95-ms", "50", "-o", "json"])
+    fast_late = {c["key"]: c for c in json.loads(fast.output)["pass_checks"]}["lat/ceiling"]["late_steps"]
+    assert fast_late == [5, 10] and set(fast_late) < set(late)  # 180 canary requests bound no p95 at this level
+    busy = CliRunner().invoke(app, ["plan", "-p", str(f), "--rps", "400", "--p95-ms", "50", "-o", "json"])
+    assert {c["key"]: c for c in json.loads(busy.output)["pass_checks"]}["lat/ceiling"]["late_steps"] == []
+    for option, value in (("--p95-ms", "0"), ("--missing-rate", "100"), ("--p95-ms", "nan")):
+        bad = CliRunner().invoke(app, ["plan", "-p", str(f), "--rps", "4", option, value])
+        assert bad.exit_code == 2 and option in bad.output, (option, bad.output)
