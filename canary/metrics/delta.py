@@ -84,6 +84,8 @@ def _histogram_delta(now: Groups, base: Groups, scale: float, where: str) -> tup
     resets = 0
     for sid, cur in now.items():
         now_raw, base_raw = raw_buckets(cur), raw_buckets(base.get(sid, {}))
+        if inf_only(now_raw + base_raw) and all(c == 0 for _, c in now_raw):
+            continue  # an empty native histogram's ghost (decision 51): no observations, no bounds
         bounds = [le for le, _ in now_raw + base_raw]
         h_now, h_base = q.normalise(now_raw, bounds), q.normalise(base_raw, bounds)
         if any(a < b for a, b in zip(h_now.counts, h_base.counts)):
@@ -100,7 +102,9 @@ def _histogram_delta(now: Groups, base: Groups, scale: float, where: str) -> tup
     if h.total <= 0:
         raise NoData(f"{where}: no observations in the window")
     if inf_only(zip(h.bounds, h.counts)):
-        raise NoData(f"{where}: has {INF_ONLY_HINT}")
+        if all(inf_only(d) for d in deltas):
+            raise NoData(f"{where}: has {INF_ONLY_HINT}")
+        raise NoData(f"{where}: its series share no finite bucket bound (pods exporting different layouts?)")
     return ArmDelta(h, resets > 0), resets
 
 
@@ -237,9 +241,10 @@ def _forms(policy: Policy, spec: Spec, target: Target, now: Snapshot, base: Snap
     other; both native when one arm is and the other has a native series too. NotBatchable when an arm's form has no series in
     the step-start snapshot but the other form has (the form changed within the step: each series
     of the new form would count as born in the window, its whole history with it)."""
-    fams = {"classic": spec.family, "native": spec.native}
-    has = {arm: {"classic": _has_buckets(now, spec.family, target, arm), "native": _has(now, spec.native, target, arm)}
-           for arm in q.ARMS}
+    def has_form(snap: Snapshot, arm: str, form: str) -> bool:
+        return _has_buckets(snap, spec.family, target, arm) if form == "classic" else _has(snap, spec.native, target, arm)
+
+    has = {arm: {form: has_form(now, arm, form) for form in ("classic", "native")} for arm in q.ARMS}
     first, second = ("native", "classic") if policy.metrics.histograms == "native" else ("classic", "native")
     forms = {arm: first if has[arm][first] or not has[arm][second] else second for arm in q.ARMS}
     for arm in q.ARMS:  # an arm with neither form (no traffic yet) is NoData in the other arm's form
@@ -251,7 +256,7 @@ def _forms(policy: Policy, spec: Spec, target: Target, now: Snapshot, base: Snap
             forms = {arm: both[0] for arm in q.ARMS}
     for arm, form in forms.items():
         other = "classic" if form == "native" else "native"
-        if has[arm][form] and not _has(base, fams[form], target, arm) and _has(base, fams[other], target, arm):
+        if has[arm][form] and not has_form(base, arm, form) and has_form(base, arm, other):
             raise NotBatchable(f"check {check!r}: the {arm} arm of {target.model!r} changed histogram form within "
                                "the step (classic and native); measure it per rollout")
     return forms

@@ -110,7 +110,7 @@ def _read_native_histograms(client: PrometheusClient, planned: list[tuple[str, s
     histogram while it is empty); when they hold observations and the stable arm has no native
     histogram, no look can place them: refused before traffic. Returns {classic query: native query}
     for those read natively, and the queries sent."""
-    read, sent, asked = {}, 0, set()
+    read, sent, asked, absent = {}, 0, set(), set()  # absent: native queries that found nothing
     for where, check, arm, role, query in planned:
         native = q.native_query_of(query) if role == HISTOGRAM else None
         hist, who = answers[query][2], f"policy {where} ({arm} arm)"
@@ -118,7 +118,7 @@ def _read_native_histograms(client: PrometheusClient, planned: list[tuple[str, s
         unplaceable = ConfigError(f"{who}: the histogram has {INF_ONLY_HINT}; query: {query}")
         refuse = ghost and arm == "stable" and hist is not None and hist.total > 0
         if native is None or (answers[query][0] != 0 and not native_first and not ghost) or native in asked:
-            if refuse and query not in read:
+            if refuse and query not in read and (native is None or native in absent):  # (not after an outage)
                 raise unplaceable
             continue
         asked.add(native)
@@ -131,6 +131,7 @@ def _read_native_histograms(client: PrometheusClient, planned: list[tuple[str, s
                 raise ConfigError(f"{who}: {str(exc).removeprefix(f'check {check!r}: the stable arm: ')}") from exc
             continue
         except NoData:
+            absent.add(native)
             if refuse:  # observations no bound can place, and no native histogram: no look can read it
                 raise unplaceable from None
             continue  # best effort: the empty answer stays a warning

@@ -105,8 +105,10 @@ class PrometheusProvider(PrometheusClient):
             if isinstance(got[other], list):  # one form for both where both arms have it
                 try:
                     if native_first:  # the classic arm has no native histogram: the native arm's classic?
-                        got[native] = bucket_pairs(self.query(queries[native], check=check, arm=native, at=at),
-                                                   queries[native], check, native)
+                        pairs = self._classic(queries[native], check, native, at)
+                        if pairs is None or inf_only(pairs):  # none, or an empty native histogram's ghost
+                            raise NoData("no classic buckets")
+                        got[native] = pairs
                     else:
                         got[other] = self._native(queries[other], check, other, at)
                 except NoData:
@@ -127,31 +129,34 @@ class PrometheusProvider(PrometheusClient):
     def _classic_or_native(self, query: str, check: str, arm: str, at: float | None, *, native_first: bool = False
                            ) -> list[tuple[float, float]] | NativeBuckets:
         """The arm's classic (le, count) pairs; its native histogram when it has no classic series
-        (`native_first`: its native histogram; its classic pairs when it has no native series)."""
+        (`native_first`: its native histogram; its classic pairs when it has no native series).
+        Classic series with only `le="+Inf"` are no classic histogram (`_classic`)."""
         if native_first:
             try:
                 return self._native(query, check, arm, at)
             except NoData:
                 pass
-        result = self.query(query, check=check, arm=arm, at=at)
-        if result or is_scalar(result):
-            pairs = bucket_pairs(result, query, check, arm)
-            if inf_only(pairs):  # a native histogram's ghost (ingested as classic while it was empty)?
-                if not native_first:
-                    try:
-                        return self._native(query, check, arm, at)
-                    except NoData:
-                        pass
-                if any(c > 0 for _, c in pairs):  # observations no bound can place; none: no traffic yet
-                    raise NoData(f"check {check!r}: {arm_name(arm)} has {INF_ONLY_HINT}; query: {query}")
+        pairs = self._classic(query, check, arm, at)
+        if pairs is not None and not inf_only(pairs):
             return pairs
-        if native_first:
-            raise NoData(f"check {check!r}: no histogram series for {arm_name(arm)}, native or classic; query: {query}")
-        try:
-            return self._native(query, check, arm, at)
-        except NoData:
+        if not native_first:
+            try:
+                return self._native(query, check, arm, at)
+            except NoData:
+                pass
+        if pairs is None:
             raise NoData(f"check {check!r}: no histogram series for {arm_name(arm)}, classic or native; "
-                         f"query: {query}") from None
+                         f"query: {query}")
+        if any(c > 0 for _, c in pairs):  # observations no bound can place
+            raise NoData(f"check {check!r}: {arm_name(arm)} has {INF_ONLY_HINT}; query: {query}")
+        # only the ghost of an empty native histogram (Prometheus < 2.47; decision 51): no traffic yet
+        raise NoData(f"check {check!r}: no observations for {arm_name(arm)} (a `_bucket` series with only "
+                     f"le=\"+Inf\" at 0, no native histogram); query: {query}")
+
+    def _classic(self, query: str, check: str, arm: str, at: float | None) -> list[tuple[float, float]] | None:
+        """The arm's classic (le, count) pairs; None without series."""
+        result = self.query(query, check=check, arm=arm, at=at)
+        return bucket_pairs(result, query, check, arm) if result or is_scalar(result) else None
 
     def _native(self, query: str, check: str, arm: str, at: float | None) -> NativeBuckets:
         native = q.native_query_of(query)

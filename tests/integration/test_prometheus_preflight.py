@@ -519,6 +519,59 @@ def test_one_native_arm_reads_the_other_natively_too_or_leaves_stable_out(
     assert verdict.outcome == Outcome.FAIL, verdict.reason  # half the canary above 500 ms: its own ceiling
 
 
+def test_the_ghost_of_an_empty_native_histogram_never_hides_an_arm(http: Callable[..., ScriptedHTTP]) -> None:
+    """Decision 51, the review's cases: a `_bucket{le="+Inf"}` series at 0 (what Prometheus < 2.47
+    keeps for a native histogram before its first observation) is no classic histogram. (a) Under
+    `metrics.histograms: native`, stable classic only and the canary native with a ghost: the
+    canary is read natively (it was read from the ghost: no observations). (b) A canary with only
+    the ghost has no observations; the message does not blame a form mismatch. (c) Preflight: a
+    stable arm +Inf-only with observations and a native histogram the server cannot answer now
+    (5xx) is not refused, however many checks share the query."""
+    from urllib.parse import parse_qs, urlparse
+
+    def vector(*series: dict[str, Any]) -> str:
+        return json.dumps({"status": "success", "data": {"resultType": "vector", "result": list(series)}})
+
+    classic = vector(*({"metric": {"le": le}, "value": [1, c]} for le, c in (("0.5", "10"), ("1", "30"), ("+Inf", "40"))))
+    g = [2 ** (i / 8) for i in range(-9, 1)]
+    native = vector({"metric": {}, "histogram": [1, {"count": "40", "sum": "1", "buckets": [
+        [0, repr(g[0]), repr(g[1]), "20"], [0, repr(g[8]), repr(g[9]), "20"]]}]})
+
+    def ghost(count: str = "0") -> str:
+        return vector({"metric": {"le": "+Inf"}, "value": [1, count]})
+
+    def reply(table: dict[tuple[str, str], Answer | str]) -> Callable[[str, dict[str, str]], Answer]:
+        def answer(path: str, headers: dict[str, str]) -> Answer:
+            query = parse_qs(urlparse(path).query).get("query", [""])[0]
+            if query == "vector(1)":
+                return 200, "application/json", vector({"metric": {}, "value": [1, "1"]})
+            arm = "stable" if 'model_version="v1"' in query else "canary"
+            form = "classic" if query.startswith("sum by (le)") else "native" if "_seconds{" in query else "other"
+            got = table.get((arm, form), vector({"metric": {}, "value": [1, "50"]}) if form == "other" else vector())
+            return got if isinstance(got, tuple) else (200, "application/json", got)
+        return answer
+
+    spec = {"steps": [10, 100], "checks": [{"name": "p95", "kind": "latency", "max_increase_pct": 20, "max_ms": 900}]}
+    native_first = parse_policy({**spec, "metrics": {"source": "model", "histograms": "native"}})
+    url = http(reply({("stable", "classic"): classic, ("canary", "classic"): ghost(), ("canary", "native"): native})).url
+    s, c = provider(url).measure(native_first, native_first.checks[0], TARGET, window_s=60)
+    assert isinstance(s, NoData) and "canary arm is a Prometheus native histogram" in str(s)
+    assert not isinstance(c, NoData) and c.total == 40  # read natively, not from the ghost
+    classic_first = parse_policy({**spec, "metrics": {"source": "model"}})
+    url = http(reply({("stable", "native"): native, ("canary", "classic"): ghost()})).url
+    s, c = provider(url).measure(classic_first, classic_first.checks[0], TARGET, window_s=60)
+    assert not isinstance(s, NoData) and s.total == 40
+    assert isinstance(c, NoData) and "no observations for the canary arm" in str(c) and "form" not in str(c)
+    two = parse_policy({**spec, "metrics": {"source": "model"}, "checks": [
+        *spec["checks"], {"name": "p99", "kind": "latency", "quantile": 0.99, "max_increase_pct": 30}]})
+    url = http(reply({("stable", "classic"): ghost("40"), ("stable", "native"): (503, "text/plain", "down")})).url
+    report = provider(url).preflight(two, TARGET)  # not refused: the native answer is unknown, not absent
+    assert report.native == ()
+    url = http(reply({("stable", "classic"): ghost("40")})).url  # no native histogram at all: refused
+    with pytest.raises(ConfigError, match=r"checks\[0\] 'p95' \(stable arm\): the histogram has only a \+Inf"):
+        provider(url).preflight(two, TARGET)
+
+
 def test_metrics_histograms_native_reads_native_first_where_both_exist(http: Callable[..., ScriptedHTTP]) -> None:
     """`metrics.histograms: native`: a series exported both ways is read natively (finer buckets),
     in a look and in preflight; one with classic buckets only is still read. (The batched snapshot

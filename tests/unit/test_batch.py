@@ -467,6 +467,24 @@ def test_a_native_histograms_empty_ghost_is_no_classic_histogram() -> None:
     early = snap([(n, {**lab}, 0.0) for n, lab, _ in only_inf] + reqs, pol)
     with pytest.raises(NoData, match=r"stable arm of 'rec': has only a \+Inf bucket.*canary arm of 'rec': has only"):
         b.measure_delta(pol, chk(pol, "lat"), T, snap(only_inf + reqs, pol), early)
+    # the review's cases: a step that starts with the canary's ghost alone (before its first
+    # request) is no form change (it went per rollout at every look of the step) ...
+    first = snap(native_arm("rec", "v1", lat[:1]) + ghost, pol)  # type: ignore[operator]
+    stable, canary = b.measure_delta(pol, chk(pol, "lat"), T, now, first)
+    assert isinstance(canary, Histogram) and canary.total == 4
+    # ... a ghost pod beside a classic pod leaves the classic pod's counts (as `sum by (le)` does)
+    two_pods = native_arm("rec", "v1", lat, classic=True)[1:] + [  # type: ignore[operator]
+        ("model_inference_duration_seconds_bucket", {"model_name": "rec", "model_version": "v1", "pod": "b",
+                                                     "le": "+Inf"}, 0.0)]
+    stable = b.arm_delta(pol, chk(pol, "lat"), T, "stable", snap(two_pods, pol), snap(two_pods[:0] + two_pods[-1:], pol)
+                         ).data
+    assert isinstance(stable, Histogram) and stable.bounds == (10.0, 100.0, math.inf) and stable.total == 4
+    # ... and pods of disjoint layouts are named as such, not as a native histogram scraped as classic
+    disjoint = hist("model_inference_duration_seconds", {"model_name": "rec", "model_version": "v1", "pod": "a"},
+                    [0.01], [1, 2]) + hist("model_inference_duration_seconds",
+                                           {"model_name": "rec", "model_version": "v1", "pod": "b"}, [0.02], [1, 2])
+    with pytest.raises(NoData, match="share no finite bucket bound"):
+        b.arm_delta(pol, chk(pol, "lat"), T, "stable", snap(disjoint, pol), snap([], pol))
 
 
 def test_a_float_answer_to_the_native_family_goes_per_rollout() -> None:
