@@ -416,3 +416,25 @@ def test_an_unreachable_stable_arm_stays_an_unavailable_error():
     # one exception for the whole check (what the metrics layer sends today) says nothing of the canary
     r = J.judge(p, {"c": MISSING}).results[0]
     assert r.outcome is Outcome.ERROR
+
+
+def test_two_nearly_equal_prediction_arms_are_judged_not_an_error():
+    """Review finding: scipy's noncentral chi-square (Boost) overflows at a tiny statistic, and
+    two arms equal to 1e-13 in PSI made the judge ERROR ("cannot judge") instead of passing.
+    `stats.ncx2_sf` falls back to the Poisson mixture there, and agrees with scipy elsewhere."""
+    from scipy import stats as st
+
+    from canary.analysis.judge import judge_check
+    from canary.analysis.stats import _ncx2_sf_poisson, ncx2_sf
+    from canary.model import Histogram, Outcome
+    from canary.policy import parse_policy
+
+    for limits in ({"max_psi": 0.2}, {"max_js": 0.1}, {"max_psi": 0.2, "max_js": 0.1}):
+        check = parse_policy({"steps": [10, 100], "checks": [{"name": "shift", "kind": "prediction_shift",
+                                                              **limits}]}).checks[0]
+        stable, canary = Histogram((0.5, math.inf), (13536.0, 27000.0)), Histogram((0.5, math.inf), (1504.0, 3000.0))
+        verdict = judge_check(check, stable, canary, alpha=0.01, min_canary=100)
+        assert verdict.outcome == Outcome.PASS, verdict.reason
+    assert ncx2_sf(1e-13, 1, 545.0) == pytest.approx(1.0)
+    for x, df, nc in ((0.5, 3, 10.0), (5.0, 3, 10.0), (30.0, 9, 40.0), (1e-4, 1, 545.0)):
+        assert _ncx2_sf_poisson(x, df, nc) == pytest.approx(float(st.ncx2.sf(x, df, nc)), rel=1e-9, abs=1e-12)
