@@ -94,7 +94,8 @@ def plan_cmd(
     p95_ms: Optional[float] = typer.Option(
         None, "--p95-ms", help="the stable's p95 latency in ms: says which steps a good canary passes a latency "
         "ceiling (max_ms) by; without it the plan gives the largest latency each step shows below the ceiling"),
-    bins: int = typer.Option(10, "--bins", help="prediction histogram bins"),
+    bins: int = typer.Option(10, "--bins", help="prediction histogram cells the judge compares: the exported "
+                             "buckets used; up to about 60 for a native histogram (more cells, wider pass bounds)"),
     bucket_ratio: float = typer.Option(
         1.0, "--bucket-ratio", help="ratio of neighbouring latency bucket bounds near the stable's quantile "
         "(1: fine; 1.1 for x1.1 exponential buckets); read from Prometheus with --prometheus-url"),
@@ -207,6 +208,12 @@ def _opt(x: Any, fmt: str) -> str:
 
 def _pass_text(p: Any, console: Console) -> None:
     """The pass side: per sub-test, what a canary equal to stable is shown within by each step's deadline."""
+    unplanned = f"not planned: {', '.join(p.pass_unplanned)} (feature drift: one test per feature, against its " \
+                "profile's bins)" if p.pass_unplanned else ""
+    if not p.pass_checks:
+        console.print("pass side: no statistical limit to plan (custom checks are comparisons)"
+                      + (f"; {unplanned}" if unplanned else ""), highlight=False)
+        return
     t = Table(title="a good canary (equal to stable) shown within, with 95% probability, by each step's deadline "
                     "(the tightest limit; for a latency ceiling the largest latency shown below it)")
     t.add_column("check/test", overflow="fold")
@@ -222,9 +229,11 @@ def _pass_text(p: Any, console: Console) -> None:
     worst = " (worst case over where the quantile falls in its bucket)" if p.bucket_ratio > 1 else ""
     for c in p.pass_checks:
         head = f"{c['key']} ({_limit_text(c['limit'], c['unit'])})"
-        if c["late_steps"] is None:
-            console.print(f"{head}: a good canary is shown below it by each step's deadline while its latency is at "
-                          "most the value in the table; give --p95-ms to check", highlight=False)
+        if c.get("depends_on_latency"):
+            never = (f" (never at step(s) {', '.join(f'{w}%' for w in c['late_steps'])}: too few requests to bound "
+                     "the quantile)") if c["late_steps"] else ""
+            console.print(f"{head}: a good canary is shown below it by a step's deadline while its latency is at "
+                          f"most the value in the table{never}; give --p95-ms to check", highlight=False)
         elif c["late_steps"]:
             console.print(f"[yellow]{head}: a good canary is not sure (95%) to be shown within its limit by the "
                           f"deadline at step(s) {', '.join(f'{w}%' for w in c['late_steps'])}{worst}; there it may end "
@@ -233,6 +242,8 @@ def _pass_text(p: Any, console: Console) -> None:
         else:
             console.print(f"[green]{head}: a good canary is shown within by the deadline at every step[/green]",
                           highlight=False)
+    if unplanned:
+        console.print(unplanned, highlight=False)
 
 
 def _limit_text(limit: float, unit: str) -> str:
@@ -244,7 +255,7 @@ def _shown_text(value: float | None, unit: str) -> str:
     if value is None:
         return "-"
     return {"%": f"+{value:.0f}%", "points": f"+{value:.2f}", "% rate": f"{value:.2f}%",
-            "ms": f"<={value:.0f} ms"}.get(unit, f"{value:.3f}")
+            "ms": f"<={value:.3g} ms"}.get(unit, f"{value:.2g}")
 
 
 def _plan_dict(p: Any) -> dict[str, Any]:
