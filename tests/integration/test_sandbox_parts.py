@@ -67,7 +67,10 @@ def test_loadgen_counts_agree_with_model_metrics(haproxy_pair: HAProxy, triton_c
     haproxy_pair.set_weights({"stable": 0, "canary": 100})
     before = _scrape(triton_canary.model_metrics_url)
     gen = LoadGenerator(haproxy_pair.url, rate=80, threads=4, missing_share=0.5).start()
-    time.sleep(1.5)
+    deadline = time.monotonic() + 60  # until 60 answers, however slow a loaded machine makes them
+    while gen.snapshot()["ok"] <= 60 and gen.snapshot()["failed"] == 0:
+        assert time.monotonic() < deadline, gen.snapshot()
+        time.sleep(0.1)
     summary = gen.stop()
     after = _scrape(triton_canary.model_metrics_url)
     ok = _get(after, "model_requests_total", outcome="success") - _get(before, "model_requests_total", outcome="success")
