@@ -76,7 +76,7 @@ FEATURES = 8  # feature values per request in the feature series below
 MISSING = 0.01  # their missing share, every version alike
 
 
-def history(n: int, *, before_s: float = 30, after_s: float = 330, rps: float = 400.0,
+def history(n: int, *, before_s: float = 30, after_s: float = 900, rps: float = 400.0,
             feature_counters: int = 0) -> str:
     """Every model's latency histogram and request counters per version; each model also exports the
     `model_feature_missing_rate` gauge, and the first `feature_counters` models the

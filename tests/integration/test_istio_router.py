@@ -187,11 +187,12 @@ def test_persistent_server_errors_become_kube_unavailable(istio_api: KubeAPIServ
 
 
 def test_timeouts_are_retried_then_kube_unavailable(istio_api: KubeAPIServer) -> None:
-    istio_api.delay_next(0.6, times=1)
-    assert router(istio_api, request_timeout=0.2).inspect(TARGET).weights == Weights(100, 0)
-    istio_api.delay_next(0.6, times=2)
+    # a delay far past the timeout, a timeout far past an answer on a loaded machine
+    istio_api.delay_next(4.0, times=1)
+    assert router(istio_api, request_timeout=1.0).inspect(TARGET).weights == Weights(100, 0)
+    istio_api.delay_next(4.0, times=2)
     with pytest.raises(KubeUnavailable, match="unreachable.*[Tt]imeout"):
-        router(istio_api, request_timeout=0.2, transient_attempts=2).inspect(TARGET)
+        router(istio_api, request_timeout=1.0, transient_attempts=2).inspect(TARGET)
 
 
 @pytest.mark.timeout(120)  # a hang guard, not a speed claim: bounds are measured in scripts/bench_*.py

@@ -50,6 +50,7 @@ class Replica:
         self.next_try = clock.now + offset
         self.alive = True
         self.attempts: list[tuple[float, bool]] = []
+        self.renewed: list[tuple[float, float | None]] = []  # (attempt start, the elector's last good write then)
 
     def close(self) -> None:
         self.client.close()
@@ -85,6 +86,7 @@ class Sim:
                 if r.alive and self.clock.now >= r.next_try - 1e-9:
                     started = self.clock.now
                     r.attempts.append((started, r.elector.try_acquire_or_renew()))
+                    r.renewed.append((started, r.elector._sent))
                     r.next_try = started + RETRY
             self.sample()
             if until is not None and until():
@@ -119,8 +121,9 @@ def clear_faults(api: KubeAPIServer) -> None:
 
 
 def last_renewal(r: Replica, before: float = float("inf")) -> float:
-    """When the last attempt before `before` began: every attempt before a fault renews."""
-    return max(t for t, _ in r.attempts if t < before)
+    """When the last successful write among the attempts before `before` was sent (the elector's own
+    record: an attempt whose request timed out on a loaded machine renewed nothing)."""
+    return max(sent for t, sent in r.renewed if t < before and sent is not None)
 
 
 def test_two_replicas_one_leader(kube_api, sim):
