@@ -67,6 +67,7 @@ class HAProxy:
         first = next(iter(servers))
         self.initial = weights or {name: (100 if name == first else 0) for name in servers}
         self.port = port or free_port()
+        self._own_port = not port  # picked here: picked again if another process binds it first
         self._own_workdir = workdir is None
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="canary-haproxy-"))
         self.health_checks = health_checks
@@ -93,6 +94,19 @@ class HAProxy:
         return _CONFIG.format(sock=self.socket_path, port=self.port, backend=BACKEND, servers="\n".join(lines))
 
     def start(self, timeout: float = 10.0) -> "HAProxy":
+        """Start HAProxy and wait until it listens. A port this object picked that another process
+        took between the pick and HAProxy's bind (a parallel test worker) is picked again, twice at most."""
+        for attempt in range(3):
+            try:
+                return self._start(timeout)
+            except RuntimeError as exc:
+                if not (self._own_port and attempt < 2 and "cannot bind" in str(exc).lower()):
+                    raise
+                log.warning("haproxy.port_taken", port=self.port)
+                self.port = free_port()
+        raise AssertionError("unreachable")
+
+    def _start(self, timeout: float) -> "HAProxy":
         self.workdir.mkdir(parents=True, exist_ok=True)
         cfg = self.workdir / "haproxy.cfg"
         cfg.write_text(self.config_text(), encoding="utf-8")

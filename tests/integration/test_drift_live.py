@@ -14,7 +14,6 @@ from typer.testing import CliRunner
 
 from canary.cli import app
 from canary.drift.exporter import FeatureExporter
-from canary.sandbox.ports import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -33,8 +32,8 @@ def test_drift_check_reads_the_exporter_through_prometheus(prom_server_factory: 
     assert r.exit_code == 0, r.output
     reg = CollectorRegistry()
     exporter = FeatureExporter(json.loads(prof_path.read_text()), registry=reg)
-    port = free_port()
-    server, thread = start_http_server(port, addr="127.0.0.1", registry=reg)
+    server, thread = start_http_server(0, addr="127.0.0.1", registry=reg)  # the kernel's port: no race
+    port = int(server.server_address[1])
     try:
         exporter.observe({"age": 40.0, "city": "a"})  # the series exist before the first scrape
         prom = prom_server_factory(targets=[f"127.0.0.1:{port}"], scrape_interval="1s")
@@ -98,8 +97,8 @@ def test_the_watcher_alerts_once_per_episode_creates_one_retraining_job_and_surv
     exporters = {v: FeatureExporter(p, registry=reg) for v, p in profiles.items()}
     for ex in exporters.values():
         ex.observe({"age": 40.0, "city": "a"})
-    port = free_port()
-    server, thread = start_http_server(port, addr="127.0.0.1", registry=reg)
+    server, thread = start_http_server(0, addr="127.0.0.1", registry=reg)  # the kernel's port: no race
+    port = int(server.server_address[1])
     template = tmp_path / "job.yaml"
     template.write_text("apiVersion: batch/v1\nkind: Job\nmetadata: {generateName: retrain-}\n"
                         "spec:\n  template:\n    spec:\n      restartPolicy: Never\n"
@@ -175,8 +174,8 @@ def test_baselines_in_configmaps_are_watched_by_the_controller_loop(prom_server_
     api.handler.register(Resource("batch", "jobs", "Job", ("v1",)))
     api.start()
     reg = CollectorRegistry()
-    port = free_port()
-    server, thread = start_http_server(port, addr="127.0.0.1", registry=reg)
+    server, thread = start_http_server(0, addr="127.0.0.1", registry=reg)  # the kernel's port: no race
+    port = int(server.server_address[1])
     try:
         kubeconfig = write_kubeconfig(tmp_path / "kc", api.url, "ml")
         r = CliRunner().invoke(app, ["baseline", "capture", str(tmp_path / "t.parquet"), "--model", "rec",

@@ -264,3 +264,36 @@ def test_a_triton_start_that_gave_http_and_grpc_one_port_is_a_port_clash() -> No
 
     assert _port_clash("The server cannot listen to HTTP requests and GRPC requests at the same address and port 127.0.0.1:24000")
     assert _port_clash("Socket '127.0.0.1:37829' already in use") and not _port_clash("model failed to load")
+
+
+def test_a_haproxy_port_taken_before_haproxy_binds_it_is_picked_again(monkeypatch: pytest.MonkeyPatch,
+                                                                      tmp_path: Path) -> None:
+    """As for Triton: a port HAProxy picked free and another process (a parallel test worker) took
+    before HAProxy bound it is picked again; a port the caller chose is never changed."""
+    import socket
+
+    if shutil.which("haproxy") is None:
+        pytest.skip("haproxy is not installed")
+    from canary.sandbox import haproxy as hp
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen(1)
+    busy = taken.getsockname()[1]
+    picks = iter([busy])
+    real = hp.free_port
+    monkeypatch.setattr(hp, "free_port", lambda: next(picks, None) or real())
+    proxy = hp.HAProxy({"stable": "127.0.0.1:9"}, workdir=tmp_path / "a")
+    try:
+        assert proxy.port == busy
+        proxy.start()
+        assert proxy.port != busy and proxy.command("show info")
+    finally:
+        proxy.stop()
+    fixed = hp.HAProxy({"stable": "127.0.0.1:9"}, port=busy, workdir=tmp_path / "b")
+    try:
+        with pytest.raises(RuntimeError, match="cannot bind"):
+            fixed.start(timeout=5)
+    finally:
+        fixed.stop()
+        taken.close()

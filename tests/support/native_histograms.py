@@ -14,7 +14,6 @@ import threading
 from typing import Any, Mapping
 
 from canary.sandbox.exposition import CONTENT_TYPE, HISTOGRAM, MetricFamily, NativeHistogram, serve_bytes, varint
-from canary.sandbox.ports import free_port
 
 
 class NativeHistogramTarget:
@@ -27,7 +26,7 @@ class NativeHistogramTarget:
         self.name, self.series = name, {k: list(v) for k, v in series.items()}
         self.histograms = {k: NativeHistogram() if zero_threshold is None else NativeHistogram(zero_threshold=zero_threshold)
                            for k in self.series}
-        self.port = free_port()
+        self.port = 0  # the kernel's pick at start(): no window for another worker to take it
         self._lock = threading.Lock()
         self._server: Any = None
 
@@ -36,7 +35,8 @@ class NativeHistogramTarget:
         return f"127.0.0.1:{self.port}"
 
     def start(self) -> "NativeHistogramTarget":
-        self._server = serve_bytes(self.port, lambda accept: (self.scrape(), CONTENT_TYPE))
+        self._server = serve_bytes(0, lambda accept: (self.scrape(), CONTENT_TYPE))
+        self.port = int(self._server.server_address[1])
         return self
 
     def stop(self) -> None:
