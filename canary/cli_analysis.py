@@ -21,7 +21,7 @@ from canary import cli_options as opts
 from canary.errors import CanaryError
 from canary.model import Verdict, Outcome
 
-EXIT_PASS, EXIT_FAIL, EXIT_BAD_INPUT, EXIT_UNDECIDED = 0, 1, 2, 4
+EXIT_PASS, EXIT_FAIL, EXIT_BAD_INPUT, EXIT_INFRA, EXIT_UNDECIDED = 0, 1, 2, 3, 4
 _COLOUR = {Outcome.PASS: "green", Outcome.INCONCLUSIVE: "yellow", Outcome.ERROR: "magenta", Outcome.FAIL: "red"}
 
 
@@ -87,7 +87,8 @@ def plan_cmd(
     policy: Path = typer.Option(..., "--policy", "-p", help="policy file"),
     rps: float = typer.Option(..., "--rps", help="total requests per second to the model (both arms)"),
     canary_share: Optional[float] = typer.Option(None, "--canary-share",
-                                                 help="fixed canary fraction 0..1 instead of the step weights"),
+                                                 help="fixed canary fraction, strictly between 0 and 1, instead "
+                                                 "of the step weights"),
     latency_sigma: float = typer.Option(0.5, "--latency-sigma", help="assumed lognormal shape of latency"),
     error_rate: float = typer.Option(0.5, "--error-rate", help="baseline error rate in %"),
     missing_rate: float = typer.Option(0.5, "--missing-rate", help="baseline rate of missing features in %"),
@@ -128,17 +129,17 @@ def plan_cmd(
     from canary.analysis.plan import plan
     from canary.policy import load_policy
 
-    numbers = [rps, error_rate, missing_rate, latency_sigma, bucket_ratio] + [
-        x for x in (canary_share, p95_ms) if x is not None]
-    if not all(math.isfinite(x) for x in numbers) or latency_sigma <= 0:
-        _fail("--rps, --canary-share, --error-rate, --missing-rate, --p95-ms and --latency-sigma must be finite "
-              "numbers (sigma > 0)")
-    if (rps <= 0 or (canary_share is not None and not 0 < canary_share < 1) or not 0 <= error_rate < 100
-            or not 0 <= missing_rate < 100 or bins < 2 or (p95_ms is not None and p95_ms <= 0)):
-        _fail("need --rps > 0, 0 < --canary-share < 1, 0 <= --error-rate < 100, 0 <= --missing-rate < 100, "
-              "--p95-ms > 0 and --bins >= 2")
-    if bucket_ratio < 1:
-        _fail("--bucket-ratio must be >= 1 (1: fine buckets)")
+    checks = [("--rps", rps, lambda x: x > 0, "> 0 (requests per second, both arms)"),
+              ("--canary-share", canary_share, lambda x: 0 < x < 1, "a fraction strictly between 0 and 1"),
+              ("--latency-sigma", latency_sigma, lambda x: 0 < x <= 5, "in (0, 5] (the lognormal shape; 0.5 is typical)"),
+              ("--error-rate", error_rate, lambda x: 0 <= x < 100, "a percentage in [0, 100)"),
+              ("--missing-rate", missing_rate, lambda x: 0 <= x < 100, "a percentage in [0, 100)"),
+              ("--p95-ms", p95_ms, lambda x: x > 0, "> 0 ms"),
+              ("--bins", bins, lambda x: 2 <= x <= 1000, "an integer in [2, 1000]"),
+              ("--bucket-ratio", bucket_ratio, lambda x: 1 <= x <= 10, "in [1, 10] (1: fine buckets; 1.1 for x1.1)")]
+    for flag, value, ok, want in checks:
+        if value is not None and not (math.isfinite(value) and ok(value)):
+            _fail(f"{flag} must be {'a finite number, ' if not math.isfinite(value) else ''}{want}; got {value!r}")
     try:
         pol = load_policy(policy)
     except CanaryError as exc:
@@ -153,7 +154,7 @@ def plan_cmd(
             ns = opts.namespace(namespace, kubeconfig, context)
         except CanaryError as exc:
             _fail(str(exc))
-        layout = _read_layout(pol, metrics, model or "", stable_version or "", ns)
+        layout, unreadable = _read_layout(pol, metrics, model or "", stable_version or "", ns)
         read = [x.bucket_ratio for x in layout if x.resolves and x.bucket_ratio]
         bucket_ratio = max([bucket_ratio, *read])  # the real layout's coarsest bucket at the quantile
     p = plan(pol, rps=rps, canary_share=canary_share, latency_sigma=latency_sigma, error_rate=error_rate / 100,
@@ -162,14 +163,18 @@ def plan_cmd(
     if layout is not None:
         d["layout"] = [asdict(x) for x in layout]
     opts.emit(d, output, lambda wide: _plan_text(p, rps, layout, opts.console(wide)))
+    if layout is not None and unreadable:  # the plan above assumed a layout it was asked to read
+        _fail(f"could not read the stable's latency buckets from {prometheus_url} ({unreadable[0]}); the plan "
+              f"above assumes --bucket-ratio {bucket_ratio:g}", EXIT_INFRA)
 
 
 def _plan_text(p: Any, rps: float, layout: Any, console: Console) -> None:
     t = Table(title=f"rollout at {rps:g} rps: {len(p.steps)} judged steps, {p.seconds:g} s if each passes at its "
                     f"interval ({p.looks} looks), {p.longest_s:g} s if each runs to its deadline")
-    for col in ("step %", "seconds", "canary req", "stable req", "fail level (pooled)", "p95 +% (95% power)",
-                "error +points", "PSI", "JS"):
-        t.add_column(col, justify="right")
+    lat = f"p{p.latency_quantile * 100:g}" if p.latency_quantile else "latency"
+    for col in ("step %", "seconds", "canary req", "stable req", "fail level (fixed-sample equivalent)",
+                f"{lat} +% (95% power)", "error +points", "PSI", "JS"):
+        t.add_column(col, justify="right", overflow="fold")
     for s in p.steps:
         t.add_row(str(s.weight), f"{s.seconds:g}", f"{s.canary_requests:,.0f}", f"{s.stable_requests:,.0f}",
                   f"{s.alpha:.2g}", _opt(s.p95_increase_pct, "+{:.0f}%"), _opt(s.error_points, "+{:.2f}"),
@@ -190,8 +195,11 @@ def _read_layout(pol: Any, metrics: Any, model: str, version: str, namespace: st
     from canary.cli import _target
     from canary.policy import LatencyCheck
 
+    from canary.errors import MetricsUnavailable
+
     target = _target(model, namespace, None, None, stable=version, canary=version)
     stable: dict[str, Any] = {}
+    unreadable: list[str] = []  # Prometheus could not be asked (exit 3 after the plan)
     for check in pol.checks:
         if isinstance(check, LatencyCheck) and check.max_increase_pct is not None:
             try:
@@ -199,7 +207,9 @@ def _read_layout(pol: Any, metrics: Any, model: str, version: str, namespace: st
                 stable[check.name] = arm if isinstance(arm, BaseException) else arm[0]
             except CanaryError as exc:
                 stable[check.name] = exc
-    return layout_report(pol, stable)
+                if isinstance(exc, MetricsUnavailable):
+                    unreadable.append(f"{check.name}: {exc}")
+    return layout_report(pol, stable), unreadable
 
 
 def _opt(x: Any, fmt: str) -> str:
@@ -208,42 +218,69 @@ def _opt(x: Any, fmt: str) -> str:
 
 def _pass_text(p: Any, console: Console) -> None:
     """The pass side: per sub-test, what a canary equal to stable is shown within by each step's deadline."""
-    unplanned = f"not planned: {', '.join(p.pass_unplanned)} (feature drift: one test per feature, against its " \
-                "profile's bins)" if p.pass_unplanned else ""
+    notes = []
+    if p.pass_unplanned:
+        notes.append(f"not planned: {', '.join(p.pass_unplanned)} (feature drift: one test per feature, against its "
+                     "profile's bins)")
+    if p.custom_checks:
+        notes.append(f"not planned: {', '.join(p.custom_checks)} (custom checks compare a value with a limit, "
+                     "no statistics)")
     if not p.pass_checks:
-        console.print("pass side: no statistical limit to plan (custom checks are comparisons)"
-                      + (f"; {unplanned}" if unplanned else ""), highlight=False)
+        console.print("pass side: no statistical limit to plan", highlight=False)
+        for note in notes:
+            console.print(note, highlight=False)
         return
     t = Table(title="a good canary (equal to stable) shown within, with 95% probability, by each step's deadline "
                     "(the tightest limit; for a latency ceiling the largest latency shown below it)")
     t.add_column("check/test", overflow="fold")
-    t.add_column("limit", justify="right")
+    t.add_column("limit", justify="right", overflow="fold")
     for s in p.steps:
-        t.add_column(f"step {s.weight}%", justify="right")
+        t.add_column(f"step {s.weight}%", justify="right", overflow="fold")
     t.add_row("deadline s / canary req", "", *(f"{s.pass_by_s:g} / {s.pass_canary_requests:,.0f}" for s in p.steps),
               end_section=True)
     for c in p.pass_checks:
         t.add_row(c["key"], _limit_text(c["limit"], c["unit"]),
                   *(_shown_text(s.pass_by_check[c["key"]], c["unit"]) for s in p.steps))
     console.print(t)
-    worst = " (worst case over where the quantile falls in its bucket)" if p.bucket_ratio > 1 else ""
+    floor = set(p.floor_steps)
+    if floor:
+        console.print(f"[red]step(s) {', '.join(f'{w}%' for w in p.floor_steps)}: fewer than min_canary_requests "
+                      f"({p.min_canary_requests}) canary requests by the deadline, so no look can pass there and a "
+                      "good canary always ends as failure.on_deadline says: more traffic, a higher step weight, a "
+                      "longer interval or deadline, or a lower min_canary_requests[/red]", highlight=False)
+    late_any: set[int] = set()
     for c in p.pass_checks:
         head = f"{c['key']} ({_limit_text(c['limit'], c['unit'])})"
+        latency = c["key"].split("/")[0] in p.latency_checks
+        unsure = [w for w in c["late_steps"] if w not in floor]
+        late_any.update(c["late_steps"])
         if c.get("depends_on_latency"):
-            never = (f" (never at step(s) {', '.join(f'{w}%' for w in c['late_steps'])}: too few requests to bound "
-                     "the quantile)") if c["late_steps"] else ""
+            never = [w for w in c["late_steps"] if w not in floor]
+            extra = (f" (never at step(s) {', '.join(f'{w}%' for w in never)}: too few requests to bound the "
+                     "quantile)") if never else ""
             console.print(f"{head}: a good canary is shown below it by a step's deadline while its latency is at "
-                          f"most the value in the table{never}; give --p95-ms to check", highlight=False)
-        elif c["late_steps"]:
+                          f"most the value in the table{extra}; give --p95-ms to check", highlight=False)
+        elif c.get("canary_quantile_ms", 0.0) >= c["limit"]:
+            console.print(f"[red]{head}: the stable's latency there ({c['canary_quantile_ms']:.3g} ms, from --p95-ms) "
+                          "is already at or above the limit: no canary like it passes[/red]", highlight=False)
+        elif unsure:
+            worst = " (worst case over where the quantile falls in its bucket)" if latency and p.bucket_ratio > 1 else ""
+            helps = "More traffic, a longer interval or deadline" + (", or finer buckets" if latency else "")
             console.print(f"[yellow]{head}: a good canary is not sure (95%) to be shown within its limit by the "
-                          f"deadline at step(s) {', '.join(f'{w}%' for w in c['late_steps'])}{worst}; there it may end "
-                          "as failure.on_deadline says. More traffic, a longer interval or deadline, or finer "
-                          "buckets help.[/yellow]", highlight=False)
+                          f"deadline at step(s) {', '.join(f'{w}%' for w in unsure)}{worst}; there it may end as "
+                          f"failure.on_deadline says. {helps} help.[/yellow]", highlight=False)
         else:
-            console.print(f"[green]{head}: a good canary is shown within by the deadline at every step[/green]",
+            rest = " with enough requests" if floor else ""
+            console.print(f"[green]{head}: a good canary is shown within by the deadline at every step{rest}[/green]",
                           highlight=False)
-    if unplanned:
-        console.print(unplanned, highlight=False)
+    for note in notes:
+        console.print(note, highlight=False)
+    if floor:
+        console.print("[bold]so a good canary cannot be promoted at this traffic with this policy[/bold]",
+                      highlight=False)
+    elif late_any:
+        console.print(f"[bold]so a good canary is not sure to be promoted at this traffic: it may stop at step(s) "
+                      f"{', '.join(f'{w}%' for w in sorted(late_any))}[/bold]", highlight=False)
 
 
 def _limit_text(limit: float, unit: str) -> str:

@@ -30,7 +30,8 @@ from scipy import stats as st
 from canary.analysis.evidence import layout_problem, pass_level, planned_ratio, quantile_bucket
 from canary.analysis.sequential import effective_requests, fail_level, looks_per_step, sub_levels, z_boundary
 from canary.model import Histogram, pass_floor
-from canary.policy import ErrorRateCheck, FeatureMissingCheck, LatencyCheck, Policy, PredictionShiftCheck
+from canary.policy import (CustomCheck, ErrorRateCheck, FeatureMissingCheck, LatencyCheck, Policy,
+                           PredictionShiftCheck)
 from canary.analysis.shift import js_to_psi
 
 POWER = 0.95
@@ -75,6 +76,12 @@ class Plan:
     # holds only the steps that show no latency below it at all)}
     pass_checks: tuple[dict[str, Any], ...] = ()
     pass_unplanned: tuple[str, ...] = ()  # sub-tests ("check/test") the pass side does not plan (feature drift)
+    # steps whose window holds fewer than min_canary_requests canary requests by the deadline: no look passes
+    floor_steps: tuple[int, ...] = ()
+    min_canary_requests: int = 0
+    custom_checks: tuple[str, ...] = ()  # comparisons without statistics: nothing to plan
+    latency_checks: tuple[str, ...] = ()  # the names of latency checks (bucket rounding applies to them)
+    latency_quantile: float | None = None  # the quantile of the latency check the detection column plans
 
 
 def _bisect(power, lo: float, hi: float) -> float | None:
@@ -271,7 +278,12 @@ def plan(policy: Policy, *, rps: float, canary_share: float | None = None, laten
                 assumptions=assumptions, bucket_ratio=bucket_ratio,
                 longest_s=(a.interval + policy.failure.no_data_deadline) * len(judged),
                 pass_checks=_pass_checks(passing, steps, sigma=latency_sigma, p95_ms=p95_ms),
-                pass_unplanned=tuple(k for k in sub_levels(policy) if k not in {t.key for t in passing}))
+                pass_unplanned=tuple(k for k in sub_levels(policy) if k not in {t.key for t in passing}),
+                floor_steps=tuple(s.weight for s in steps if s.pass_canary_requests < pass_floor(a.min_canary_requests)),
+                min_canary_requests=a.min_canary_requests,
+                custom_checks=tuple(c.name for c in policy.checks if isinstance(c, CustomCheck)),
+                latency_checks=tuple(c.name for c in policy.checks if isinstance(c, LatencyCheck)),
+                latency_quantile=None if lat is None else lat.quantile)
 
 
 @dataclass(frozen=True)
@@ -346,6 +358,8 @@ def _pass_checks(tests: Sequence[PassTest], steps: Sequence[StepPlan], *, sigma:
             # without the latency only the steps that show no value at all are late for sure
             entry["late_steps"] = [w for w, v in values if v is None or (at_q is not None and v < at_q)]
             entry["depends_on_latency"] = at_q is None
+            if at_q is not None:
+                entry["canary_quantile_ms"] = at_q  # the good canary's latency at the check's quantile
         else:
             entry["late_steps"] = [w for w, v in values if v is None or v > t.limit + 1e-9]
         out.append(entry)

@@ -215,8 +215,11 @@ def test_plan_command_says_where_a_good_canary_is_not_shown_within_in_time(tmp_p
     assert low.exit_code == 0, low.output
     said = " ".join(low.output.split())  # the console wraps lines
     assert "a good canary (equal to stable) shown within" in said
+    # 180 and 360 canary requests by the first steps' deadlines: under min_canary_requests, no look passes
+    assert "step(s) 5%, 10%: fewer than min_canary_requests (500) canary requests by the deadline, so no look can " \
+        "pass there" in said and "so a good canary cannot be promoted at this traffic with this policy" in said
     assert "lat/relative (+20%): a good canary is not sure (95%) to be shown within its limit by the deadline at " \
-        "step(s) 5%" in said
+        "step(s) 25%, 50%" in said
     assert "1200 s if each passes at its interval (40 looks), 3600 s if each runs to its deadline" in said
     high = CliRunner().invoke(app, ["plan", "-p", str(f), "--rps", "400", "-o", "json"])
     steps = json.loads(high.output)["steps"]
@@ -252,8 +255,11 @@ def test_plan_command_plans_every_limit_a_good_canary_must_be_shown_within(tmp_p
     assert by["pred/js"]["late_steps"] and set(by["pred/psi"]["late_steps"]) <= set(by["pred/js"]["late_steps"])
     text = " ".join(CliRunner().invoke(app, ["plan", "-p", str(f), "--rps", "4"]).output.split())
     assert "lat/ceiling (250 ms): a good canary is shown below it by a step's deadline while its latency is at " \
-           "most the value in the table (never at step(s) 5%, 10%: too few requests to bound the quantile); give " \
-           "--p95-ms to check" in text
+           "most the value in the table; give --p95-ms to check" in text
+    assert "step(s) 5%, 10%: fewer than min_canary_requests (500)" in text  # (no value there at all)
+    over = " ".join(CliRunner().invoke(app, ["plan", "-p", str(f), "--rps", "400", "--p95-ms", "260"]).output.split())
+    assert "lat/ceiling (250 ms): the stable's latency there (260 ms, from --p95-ms) is already at or above the " \
+           "limit: no canary like it passes" in over
     slow = CliRunner().invoke(app, ["plan", "-p", str(f), "--rps", "4", "--p95-ms", "240", "-o", "json"])
     late = {c["key"]: c for c in json.loads(slow.output)["pass_checks"]}["lat/ceiling"]["late_steps"]
     assert late and late == sorted(late) and late[0] == 5
@@ -262,6 +268,34 @@ def test_plan_command_plans_every_limit_a_good_canary_must_be_shown_within(tmp_p
     assert fast_late == [5, 10] and set(fast_late) < set(late)  # 180 canary requests bound no p95 at this level
     busy = CliRunner().invoke(app, ["plan", "-p", str(f), "--rps", "400", "--p95-ms", "50", "-o", "json"])
     assert {c["key"]: c for c in json.loads(busy.output)["pass_checks"]}["lat/ceiling"]["late_steps"] == []
-    for option, value in (("--p95-ms", "0"), ("--missing-rate", "100"), ("--p95-ms", "nan")):
+    for option, value in (("--p95-ms", "0"), ("--missing-rate", "100"), ("--p95-ms", "nan"), ("--bins", "1"),
+                          ("--bins", "20000"), ("--latency-sigma", "50"), ("--bucket-ratio", "1e6"),
+                          ("--bucket-ratio", "inf"), ("--canary-share", "1"), ("--error-rate", "-1"), ("--rps", "0")):
         bad = CliRunner().invoke(app, ["plan", "-p", str(f), "--rps", "4", option, value])
-        assert bad.exit_code == 2 and option in bad.output, (option, bad.output)
+        assert bad.exit_code == 2, (option, bad.output)
+        assert bad.output.startswith(f"error: {option} must be "), (option, bad.output)  # the flag, and only it
+
+
+def test_plan_names_what_it_does_not_plan_and_fails_when_prometheus_cannot_be_asked(tmp_path):
+    """Newcomer's findings: custom and feature-drift checks are named as not planned (a drift-only
+    policy was said to hold custom checks); `--prometheus-url` that cannot be asked exits 3 after the
+    plan, saying what it assumed (it exited 0 on fine-bucket numbers)."""
+    import yaml
+
+    app = typer.Typer()
+    register(app)
+    f = tmp_path / "p.yaml"
+    f.write_text(yaml.safe_dump({**DEFAULT, "checks": [
+        {"name": "lat", "kind": "latency", "max_increase_pct": 20},
+        {"name": "gpu", "kind": "custom", "query": "up", "max_value": 1},
+        {"name": "drift", "kind": "feature_drift", "max_psi": 0.01}]}))
+    said = " ".join(CliRunner().invoke(app, ["plan", "-p", str(f), "--rps", "400"]).output.split())
+    assert "not planned: drift/psi (feature drift" in said and "not planned: gpu (custom checks compare" in said
+    only = tmp_path / "d.yaml"
+    only.write_text(yaml.safe_dump({**DEFAULT, "checks": [{"name": "drift", "kind": "feature_drift", "max_psi": 0.01}]}))
+    said = " ".join(CliRunner().invoke(app, ["plan", "-p", str(only), "--rps", "400"]).output.split())
+    assert "pass side: no statistical limit to plan not planned: drift/psi" in said and "custom" not in said
+    down = CliRunner().invoke(app, ["plan", "-p", str(f), "--rps", "400", "--prometheus-url", "http://127.0.0.1:9",
+                                    "--model", "m", "--stable-version", "v1", "-n", "ml", "-o", "json"])
+    assert down.exit_code == 3, down.output
+    assert "could not read the stable's latency buckets" in down.output and "assumes --bucket-ratio 1" in down.output
