@@ -9,7 +9,7 @@ assumptions, and counts how often the real judge (`judge_check`, at the plan's p
 PASS. The shares should be about 95% or more; far above means the claim is loose.
 
 Assumptions drawn as the plan states them: latency lognormal (median 50 ms, --latency-sigma) on
-buckets x1.005 apart ("fine", the plan told 1) or x1.1 (the plan told 1.1, the p95's place in its
+buckets x1.005 apart ("fine", the plan told 1.005) or x1.1 (the plan told 1.1, the p95's place in its
 bucket drawn per look); error and missing-feature rates at --error-rate / --missing-rate;
 predictions on --bins cells whose shares are NOT equal (Dirichlet(5), fixed per check: the plan
 simulates equal cells). No servers, no timing: CPU seconds.
@@ -127,8 +127,9 @@ def main() -> None:
     worst = 1.0
     for rps in (float(x) for x in args.rps.split(",")):
         for ratio in (float(x) for x in args.bucket_ratios.split(",")):
+            # "fine" is drawn on buckets x1.005 apart, and the plan is told so
             p = plan(pol, rps=rps, latency_sigma=args.latency_sigma, error_rate=args.error_rate / 100,
-                     missing_rate=args.missing_rate / 100, bins=args.bins, bucket_ratio=ratio)
+                     missing_rate=args.missing_rate / 100, bins=args.bins, bucket_ratio=ratio if ratio != 1 else 1.005)
             for test in p.pass_checks:
                 if ratio != 1.0 and not test["key"].startswith(tuple(c["name"] for c in raw["checks"]
                                                                       if c["kind"] == "latency")):
