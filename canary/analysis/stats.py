@@ -208,7 +208,10 @@ def ncx2_sf(x: float, df: int, nc: float) -> float:
                 return _ncx2_sf_poisson(x, df, nc)
     if 0 < df < math.inf and 0.0 <= nc < math.inf and (x <= 0.0 or x == math.inf):
         return 1.0 if x <= 0.0 else 0.0  # outside the support, as scipy.stats returns there
-    return float(_stats().ncx2.sf(x, df, nc))  # type: ignore[attr-defined]
+    try:
+        return float(_stats().ncx2.sf(x, df, nc))  # type: ignore[attr-defined]
+    except OverflowError:
+        return _ncx2_sf_poisson(x, df, nc)
 
 
 def _ncx2_sf_poisson(x: float, df: int, nc: float) -> float:
@@ -216,6 +219,8 @@ def _ncx2_sf_poisson(x: float, df: int, nc: float) -> float:
     1 - sum_j Poisson(j; nc/2) P(chi-square(df + 2j) <= x), summed far past the Poisson's mass
     (12 sd). For a small x, where scipy's Boost implementation overflows (`ncx2.sf(1e-8, 1, 545)`
     raised OverflowError: two prediction arms equal to 1e-13 made the judge ERROR)."""
+    if nc > 1000.0 and x < 0.1 * nc:  # > 14 sd below the mean df + nc: 1 to double precision, and
+        return 1.0  # the series would cost seconds and hundreds of MB at nc 1e7 (second review)
     st = _stats()
     lam = nc / 2.0
     j = np.arange(0, int(lam + 12.0 * math.sqrt(lam) + 50))
