@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from canary import cli_options as opts
-from canary.errors import CanaryError
+from canary.errors import CanaryError, MetricsUnavailable
 from canary.model import Verdict, Outcome
 
 EXIT_PASS, EXIT_FAIL, EXIT_BAD_INPUT, EXIT_INFRA, EXIT_UNDECIDED = 0, 1, 2, 3, 4
@@ -195,8 +195,6 @@ def _read_layout(pol: Any, metrics: Any, model: str, version: str, namespace: st
     from canary.cli import _target
     from canary.policy import LatencyCheck
 
-    from canary.errors import MetricsUnavailable
-
     target = _target(model, namespace, None, None, stable=version, canary=version)
     stable: dict[str, Any] = {}
     unreadable: list[str] = []  # Prometheus could not be asked (exit 3 after the plan)
@@ -244,20 +242,19 @@ def _pass_text(p: Any, console: Console) -> None:
     console.print(t)
     floor = set(p.floor_steps)
     if floor:
-        console.print(f"[red]step(s) {', '.join(f'{w}%' for w in p.floor_steps)}: fewer than min_canary_requests "
+        console.print(f"[red]step(s) {_steps_text(p.floor_steps)}: fewer than min_canary_requests "
                       f"({p.min_canary_requests}) canary requests by the deadline, so no look can pass there and a "
                       "good canary always ends as failure.on_deadline says: more traffic, a higher step weight, a "
                       "longer interval or deadline, or a lower min_canary_requests[/red]", highlight=False)
     late_any: set[int] = set()
     for c in p.pass_checks:
         head = f"{c['key']} ({_limit_text(c['limit'], c['unit'])})"
-        latency = c["key"].split("/")[0] in p.latency_checks
+        latency = c["unit"] in ("%", "ms")  # the latency tests: bucket rounding applies
         unsure = [w for w in c["late_steps"] if w not in floor]
         late_any.update(c["late_steps"])
         if c.get("depends_on_latency"):
-            never = [w for w in c["late_steps"] if w not in floor]
-            extra = (f" (never at step(s) {', '.join(f'{w}%' for w in never)}: too few requests to bound the "
-                     "quantile)") if never else ""
+            extra = (f" (never at step(s) {_steps_text(unsure)}: too few requests to bound the quantile)"
+                     if unsure else "")
             console.print(f"{head}: a good canary is shown below it by a step's deadline while its latency is at "
                           f"most the value in the table{extra}; give --p95-ms to check", highlight=False)
         elif c.get("canary_quantile_ms", 0.0) >= c["limit"]:
@@ -267,7 +264,7 @@ def _pass_text(p: Any, console: Console) -> None:
             worst = " (worst case over where the quantile falls in its bucket)" if latency and p.bucket_ratio > 1 else ""
             helps = "More traffic, a longer interval or deadline" + (", or finer buckets" if latency else "")
             console.print(f"[yellow]{head}: a good canary is not sure (95%) to be shown within its limit by the "
-                          f"deadline at step(s) {', '.join(f'{w}%' for w in unsure)}{worst}; there it may end as "
+                          f"deadline at step(s) {_steps_text(unsure)}{worst}; there it may end as "
                           f"failure.on_deadline says. {helps} help.[/yellow]", highlight=False)
         else:
             rest = " with enough requests" if floor else ""
@@ -280,7 +277,11 @@ def _pass_text(p: Any, console: Console) -> None:
                       highlight=False)
     elif late_any:
         console.print(f"[bold]so a good canary is not sure to be promoted at this traffic: it may stop at step(s) "
-                      f"{', '.join(f'{w}%' for w in sorted(late_any))}[/bold]", highlight=False)
+                      f"{_steps_text(sorted(late_any))}[/bold]", highlight=False)
+
+
+def _steps_text(weights: Any) -> str:
+    return ", ".join(f"{w}%" for w in weights)
 
 
 def _limit_text(limit: float, unit: str) -> str:

@@ -80,7 +80,6 @@ class Plan:
     floor_steps: tuple[int, ...] = ()
     min_canary_requests: int = 0
     custom_checks: tuple[str, ...] = ()  # comparisons without statistics: nothing to plan
-    latency_checks: tuple[str, ...] = ()  # the names of latency checks (bucket rounding applies to them)
     latency_quantile: float | None = None  # the quantile of the latency check the detection column plans
 
 
@@ -247,9 +246,8 @@ def plan(policy: Policy, *, rps: float, canary_share: float | None = None, laten
 
         n_c, n_s = rate_c * a.interval, rate_s * a.interval
         end = look_at(a.interval)
-        # below the request floor a look cannot pass (judge: INCONCLUSIVE; rollout: `pass_floor`)
-        shown = {t.key: _best(t, _pass_looks(policy, rate_s, rate_c, last=last, lenient=beta, strict=strict))
-                 for t in passing}
+        looks = _pass_looks(policy, rate_s, rate_c, last=last, lenient=beta, strict=strict)
+        shown = {t.key: _best(t, looks) for t in passing}
         steps.append(StepPlan(
             weight=w, seconds=a.interval, canary_requests=n_c, stable_requests=n_s, alpha=end[2],
             p95_increase_pct=None if lat is None else smallest(
@@ -280,12 +278,9 @@ def plan(policy: Policy, *, rps: float, canary_share: float | None = None, laten
                 longest_s=(a.interval + policy.failure.no_data_deadline) * len(judged),
                 pass_checks=_pass_checks(passing, steps, sigma=latency_sigma, p95_ms=p95_ms),
                 pass_unplanned=tuple(k for k in sub_levels(policy) if k not in {t.key for t in passing}),
-                floor_steps=tuple(s.weight for s in steps  # under the floor with more than 5% probability
-                                  if float(st.poisson.ppf(1 - PASS_POWER, s.pass_canary_requests))
-                                  < pass_floor(a.min_canary_requests)),
+                floor_steps=tuple(s.weight for s in steps if not _reaches_floor(s.pass_canary_requests, policy)),
                 min_canary_requests=a.min_canary_requests,
                 custom_checks=tuple(c.name for c in policy.checks if isinstance(c, CustomCheck)),
-                latency_checks=tuple(c.name for c in policy.checks if isinstance(c, LatencyCheck)),
                 latency_quantile=None if lat is None else lat.quantile)
 
 
@@ -298,7 +293,6 @@ def _pass_looks(policy: Policy, rate_s: float, rate_c: float, *, last: float, le
     ratio stays below the planned one with 3 sd to spare, at the planned level. A look is left out
     unless its canary requests reach `min_canary_requests` with 95% probability (Poisson)."""
     a = policy.analysis
-    floor = pass_floor(a.min_canary_requests)
     out = []
     anchor = rate_c * a.interval
     if anchor > 0:
@@ -307,7 +301,13 @@ def _pass_looks(policy: Policy, rate_s: float, rate_c: float, *, last: float, le
         if a.interval <= t < last:
             out.append((rate_s * t, rate_c * t, lenient))
     out.append((rate_s * last, rate_c * last, strict))
-    return [(n_s, n_c, level) for n_s, n_c, level in out if float(st.poisson.ppf(1 - PASS_POWER, n_c)) >= floor]
+    return [(n_s, n_c, level) for n_s, n_c, level in out if _reaches_floor(n_c, policy)]
+
+
+def _reaches_floor(canary_requests: float, policy: Policy) -> bool:
+    """Whether a look with `canary_requests` expected (Poisson) holds `min_canary_requests` with 95%
+    probability: below the floor no look passes (judge: INCONCLUSIVE; rollout: `pass_floor`)."""
+    return float(st.poisson.ppf(1 - PASS_POWER, canary_requests)) >= pass_floor(policy.analysis.min_canary_requests)
 
 
 def _best(test: "PassTest", looks: Sequence[tuple[float, float, float]]) -> float | None:
@@ -379,7 +379,8 @@ def _pass_checks(tests: Sequence[PassTest], steps: Sequence[StepPlan], *, sigma:
                  ) -> tuple[dict[str, Any], ...]:
     """Per planned sub-test: the steps whose good canary is not shown within its limit by the deadline,
     each on its own value (`StepPlan.pass_by_check`). A latency ceiling is judged against the
-    canary's quantile from `p95_ms` (lognormal `sigma`); without it, late_steps is None."""
+    canary's quantile from `p95_ms` (lognormal `sigma`); without it only the steps with no value
+    are late, and the entry says `depends_on_latency`."""
     out = []
     for t in tests:
         values = [(s.weight, s.pass_by_check[t.key]) for s in steps]
@@ -474,7 +475,7 @@ def pass_rate_pct(n_c: float, *, base: float, level: float) -> float | None:
 def pass_psi(n_s: float, n_c: float, *, bins: int, level: float) -> float | None:
     """The tightest max_psi a canary distributed as stable is shown within, with 95% probability, at
     one look over `bins` equally likely cells at pass level `level`: the 95th percentile of the
-    judge's own pass bound (`shift.shift_tests`) over `SHIFT_DRAWS` simulated looks of equal arms
+    judge's own pass bound (`shift.shift_tests`) over `PASS_DRAWS` simulated looks of equal arms
     (seeded: the same answer every run). Simulated, not approximated: near equality the bound is
     the larger of a noncentral chi-square bound and a delta-method one, and which dominates depends
     on the cells (a chi-square formula alone claimed 0.073 at 60 cells where the judge showed 0.073
@@ -489,7 +490,7 @@ def pass_js(n_s: float, n_c: float, *, bins: int, level: float) -> float | None:
     return None if got is None or not math.isfinite(got[1]) else got[1]
 
 
-SHIFT_DRAWS = 400
+PASS_DRAWS = 400
 
 
 @functools.lru_cache(maxsize=256)
@@ -501,7 +502,7 @@ def _shift_pass_bounds(n_s: int, n_c: int, bins: int, level: float) -> tuple[flo
     rng = np.random.default_rng(20261201)
     shares = np.full(bins, 1.0 / bins)
     psi, js = [], []
-    for _ in range(SHIFT_DRAWS):
+    for _ in range(PASS_DRAWS):
         got = dict(shift_tests(rng.multinomial(n_s, shares), rng.multinomial(n_c, shares), max_psi=1.0, max_js=1.0,
                                alpha=0.01, beta=level))
         psi.append(got["psi"].bound)
@@ -540,7 +541,7 @@ def pass_error_points(n_s: float, n_c: float, *, base: float, level: float) -> f
     """The tightest rate-increase limit (points) an equal canary (both arms at rate `base`) is shown
     within, with 95% probability, at one look at pass level `level`: the 95th percentile of the
     judge's own bound (evidence.increase_within: a likelihood-ratio bound, or exact
-    Clopper-Pearson bounds at level/2 per arm when a count is below 10) over `SHIFT_DRAWS` seeded
+    Clopper-Pearson bounds at level/2 per arm when a count is below 10) over `PASS_DRAWS` seeded
     binomial draws. None when no limit below 100 points is shown. (A normal approximation claimed
     +0.92 points at 19,000/1,000 requests and a 0.5% rate, shown within in 39% of looks.)"""
     ns, nc = int(round(n_s)), int(round(n_c))
@@ -555,7 +556,7 @@ def _increase_pass_bound(n_s: int, n_c: int, base: float, level: float) -> float
     from canary.analysis.evidence import increase_within
 
     rng = np.random.default_rng(20261201)
-    xs, xc = rng.binomial(n_s, base, SHIFT_DRAWS), rng.binomial(n_c, base, SHIFT_DRAWS)
+    xs, xc = rng.binomial(n_s, base, PASS_DRAWS), rng.binomial(n_c, base, PASS_DRAWS)
     bounds = [increase_within(float(a), n_s, float(c), n_c, margin=0.5, level=level)[1] for a, c in zip(xs, xc)]
     return _at_power(bounds)
 

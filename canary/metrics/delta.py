@@ -238,9 +238,10 @@ def _has_buckets(snap: Snapshot, fam: Family, target: Target, arm: str) -> bool:
 def _forms(policy: Policy, spec: Spec, target: Target, now: Snapshot, base: Snapshot, check: str) -> dict[str, str]:
     """Which form of the histogram each arm is read in, "classic" or "native", as `PrometheusProvider`
     chooses: the preferred form where the arm has its series (classic: a bucket below +Inf), else the
-    other; both native when one arm is and the other has a native series too. NotBatchable when an arm's form has no series in
-    the step-start snapshot but the other form has (the form changed within the step: each series
-    of the new form would count as born in the window, its whole history with it)."""
+    other; both native when one arm is and the other has a native series too. NotBatchable when an
+    arm's form has no series in the step-start snapshot but the other form has (the form changed
+    within the step: each series of the new form would count as born in the window, its whole
+    history with it)."""
     def has_form(snap: Snapshot, arm: str, form: str) -> bool:
         return _has_buckets(snap, spec.family, target, arm) if form == "classic" else _has(snap, spec.native, target, arm)
 

@@ -115,11 +115,10 @@ def _read_native_histograms(client: PrometheusClient, planned: list[tuple[str, s
         native = q.native_query_of(query) if role == HISTOGRAM else None
         hist, who = answers[query][2], f"policy {where} ({arm} arm)"
         ghost = hist is not None and inf_only(zip(hist.bounds, hist.counts))
-        unplaceable = ConfigError(f"{who}: the histogram has {INF_ONLY_HINT}; query: {query}")
         refuse = ghost and arm == "stable" and hist is not None and hist.total > 0
         if native is None or (answers[query][0] != 0 and not native_first and not ghost) or native in asked:
             if refuse and query not in read and (native is None or native in absent):  # (not after an outage)
-                raise unplaceable
+                raise _unplaceable(who, query)
             continue
         asked.add(native)
         sent += 1
@@ -133,7 +132,7 @@ def _read_native_histograms(client: PrometheusClient, planned: list[tuple[str, s
         except NoData:
             absent.add(native)
             if refuse:  # observations no bound can place, and no native histogram: no look can read it
-                raise unplaceable from None
+                raise _unplaceable(who, query) from None
             continue  # best effort: the empty answer stays a warning
         except MetricsUnavailable:
             continue  # best effort: the look reads it again
@@ -141,6 +140,10 @@ def _read_native_histograms(client: PrometheusClient, planned: list[tuple[str, s
         answers[query] = (1, got.total, q.normalise(pairs, [le for le, _ in pairs]))
         read[query] = native
     return read, sent
+
+
+def _unplaceable(who: str, query: str) -> ConfigError:
+    return ConfigError(f"{who}: the histogram has {INF_ONLY_HINT}; query: {query}")
 
 
 def _probe(client: PrometheusClient, deadline: float) -> None:
