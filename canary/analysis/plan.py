@@ -43,7 +43,9 @@ class StepPlan:
     seconds: float
     canary_requests: float
     stable_requests: float
-    alpha: float  # fixed-sample level equivalent to the anytime boundary at the step's last look
+    # fixed-sample level equivalent to the anytime boundary at the step's last look (0.0 where the
+    # step's evidence is so small that no look can fail: the level underflows)
+    alpha: float
     p95_increase_pct: float | None  # smallest detectable canary quantile increase, %
     error_points: float | None  # smallest detectable error-rate increase, points
     psi: float | None  # smallest detectable PSI (against max_psi; None without one)
@@ -249,7 +251,7 @@ def plan(policy: Policy, *, rps: float, canary_share: float | None = None, laten
         looks = _pass_looks(policy, rate_s, rate_c, last=last, lenient=beta, strict=strict)
         shown = {t.key: _best(t, looks) for t in passing}
         steps.append(StepPlan(
-            weight=w, seconds=a.interval, canary_requests=n_c, stable_requests=n_s, alpha=end[2],
+            weight=w, seconds=a.interval, canary_requests=_count(n_c), stable_requests=_count(n_s), alpha=end[2],
             p95_increase_pct=None if lat is None else smallest(
                 lat, latency_detectable, q=lat.quantile, tol=(1 + lat.max_increase_pct / 100) * bucket_ratio - 1,
                 sigma=latency_sigma),
@@ -262,7 +264,7 @@ def plan(policy: Policy, *, rps: float, canary_share: float | None = None, laten
                 shift, psi_detectable, bins=bins, max_psi=js_to_psi(shift.max_js))),
             pass_p95_pct=None if lat is None else shown[f"{lat.name}/relative"],  # the first of each kind
             pass_error_points=None if err_pass is None else shown[f"{err_pass.name}/increase"],
-            pass_by_s=last, pass_canary_requests=rate_c * last, pass_by_check=shown,
+            pass_by_s=last, pass_canary_requests=_count(rate_c * last), pass_by_check=shown,
         ))
         info += effective_requests(n_s, n_c)
         pooled_c, pooled_s = pooled_c + n_c, pooled_s + n_s
@@ -282,6 +284,11 @@ def plan(policy: Policy, *, rps: float, canary_share: float | None = None, laten
                 min_canary_requests=a.min_canary_requests,
                 custom_checks=tuple(c.name for c in policy.checks if isinstance(c, CustomCheck)),
                 latency_quantile=None if lat is None else lat.quantile)
+
+
+def _count(expected: float) -> float:
+    """An expected number of requests without binary noise (rps x share x seconds: 90.00000000000001)."""
+    return round(expected, 6)
 
 
 def _pass_looks(policy: Policy, rate_s: float, rate_c: float, *, last: float, lenient: float, strict: float

@@ -81,6 +81,26 @@ def bucket_pairs(result: Any, query: str, check: str, arm: str) -> list[tuple[fl
     return raw
 
 
+def shared_bounds(result: Any, query: str, check: str, arm: str) -> set[float] | None:
+    """The bounds every counted histogram exports, from a `count by (le)` answer
+    (`queries.series_count_query_of`): a bound is shared when as many series export it as export
+    +Inf (every classic histogram has +Inf; '1' and '1.0' from different exporters are one bound).
+    None when no histogram was counted (no observations in the window)."""
+    if is_scalar(result):
+        raise MetricsUnavailable(f"check {check!r}: a scalar answer to the bucket count query for {arm_name(arm)}; "
+                                 f"query: {query}")
+    series: dict[float, float] = {}
+    try:
+        for s in result or []:
+            le = q.parse_le(s["metric"]["le"])
+            series[le] = series.get(le, 0.0) + float(s["value"][1])
+    except (KeyError, ValueError, TypeError) as exc:
+        raise MetricsUnavailable(f"check {check!r}: malformed bucket count answer for {arm_name(arm)}; "
+                                 f"query: {query}") from exc
+    n = series.get(math.inf, 0.0)
+    return {le for le, k in series.items() if k == n} if n > 0 else None
+
+
 def arms_pair(fetch: Callable[[str], Any]) -> tuple[Any, Any]:
     """(stable, canary) from `fetch(arm)`, each arm's NoData kept in its place; NoData when neither
     arm has data. A limit on the canary alone is then judged without the stable series."""

@@ -78,21 +78,24 @@ def _counter_delta(now: Groups, base: Groups) -> tuple[dict[str, float], int]:
 
 def _histogram_delta(now: Groups, base: Groups, scale: float, where: str) -> tuple[ArmDelta, int]:
     """Per series: both histograms on the union of their bounds (a missing bucket carries the one below),
-    subtracted, or the current one after a reset; then summed on the bounds *every* series has (a bound
-    only some series export would miss the others' observations: never invent or drop counts)."""
+    subtracted, or the current one after a reset; then summed on the bounds every series *with
+    observations in the window* has (a bound only some series export would miss the others'
+    observations: never invent or drop counts). A series without observations adds nothing and
+    restricts nothing: an idle pod's layout, an empty native histogram's +Inf-only ghost (decision 51).
+    The per-rollout read sums on the same bounds (`PrometheusProvider._classic`)."""
     deltas: list[list[tuple[float, float]]] = []
     resets = 0
     for sid, cur in now.items():
         now_raw, base_raw = raw_buckets(cur), raw_buckets(base.get(sid, {}))
-        if inf_only(now_raw + base_raw) and all(c == 0 for _, c in now_raw):
-            continue  # an empty native histogram's ghost (decision 51): no observations, no bounds
         bounds = [le for le, _ in now_raw + base_raw]
         h_now, h_base = q.normalise(now_raw, bounds), q.normalise(base_raw, bounds)
         if any(a < b for a, b in zip(h_now.counts, h_base.counts)):
             resets += 1
-            deltas.append(list(zip(h_now.bounds, h_now.counts)))
+            d = list(zip(h_now.bounds, h_now.counts))
         else:
-            deltas.append([(le, a - b) for le, a, b in zip(h_now.bounds, h_now.counts, h_base.counts)])
+            d = [(le, a - b) for le, a, b in zip(h_now.bounds, h_now.counts, h_base.counts)]
+        if d[-1][1] > 0:  # the +Inf bucket: observations in the window
+            deltas.append(d)
     shared = set.intersection(*({le for le, _ in d} for d in deltas)) if deltas else set()
     bounds = sorted(shared | {math.inf})
     summed = [0.0] * len(bounds)

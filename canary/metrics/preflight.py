@@ -18,7 +18,7 @@ import numpy as np
 
 from canary.errors import ConfigError, MetricsUnavailable, NoData
 from canary.metrics import queries as q
-from canary.metrics.answers import bucket_pairs, is_scalar, number, number_of
+from canary.metrics.answers import bucket_pairs, is_scalar, number, number_of, shared_bounds
 from canary.metrics.base import PreflightQuery, PreflightReport
 from canary.metrics.client import PREFIX_HINT, NotPrometheus, PrometheusClient, Rejected, excerpt
 from canary.metrics.native import INF_ONLY_HINT, inf_only, native_buckets
@@ -66,6 +66,11 @@ def preflight(client: PrometheusClient, policy: Policy, target: Target) -> Prefl
             answers[query] = _preflight_one(client, query, where=where, check=check, arm=arm, role=role,
                                             deadline=deadline)
             sent += 1
+            counting = q.series_count_query_of(query) if role == HISTOGRAM else None
+            if counting is not None and _finite(answers[query][2]):
+                answers[query] = _on_shared_bounds(client, answers[query], counting, where=where, check=check,
+                                                   arm=arm, deadline=deadline)
+                sent += 1
     native, more = _read_native_histograms(client, planned, answers, deadline,
                                            native_first=policy.metrics.histograms == "native")
     sent += more
@@ -74,6 +79,33 @@ def preflight(client: PrometheusClient, policy: Policy, target: Target) -> Prefl
     return PreflightReport(url=client.url, window_s=window, queries=found, sent=sent,
                            elapsed_s=time.monotonic() - t0, unresolvable=_unresolvable(policy, planned, answers),
                            native=tuple(f"{w} ({a})" for w, _, a, _, x in planned if x in native))
+
+
+def _finite(hist: Histogram | None) -> bool:
+    return hist is not None and any(math.isfinite(b) for b in hist.bounds)
+
+
+def _on_shared_bounds(client: PrometheusClient, answer: tuple[int, float | None, Histogram | None], counting: str, *,
+                      where: str, check: str, arm: str, deadline: float) -> tuple[int, float | None, Histogram | None]:
+    """A classic histogram answer on the bounds every pod with observations exports, as a look reads
+    it (`PrometheusProvider._classic`), after asking the look's `count by (le)` query. Pods of the
+    stable arm that share no finite bound can be judged by no look: refused before traffic."""
+    who = f"policy {where} ({arm} arm)"
+    result = client.ask(counting, check=check, arm=arm, at=None, who=who, strict=True, deadline=deadline)
+    try:
+        shared = shared_bounds(result, counting, check, arm)
+    except MetricsUnavailable as exc:  # the answer's shape, not the wire
+        raise ConfigError(f"{who}: {str(exc).removeprefix(f'check {check!r}: ')}") from exc
+    series, value, hist = answer
+    if shared is None or hist is None:
+        return answer
+    kept = [(b, c) for b, c in zip(hist.bounds, hist.counts) if b in shared]
+    if not any(math.isfinite(b) for b, _ in kept):
+        if arm == "stable":
+            raise ConfigError(f"{who}: the stable pods export bucket layouts that share no finite bound, so no "
+                              f"look can compare a quantile; export one layout; queries: {counting}")
+        return series, value, None
+    return series, value, q.normalise(kept, [b for b, _ in kept])
 
 
 def _unresolvable(policy: Policy, planned: list[tuple[str, str, str, str, str]],

@@ -25,7 +25,7 @@ import math
 
 from canary.errors import ConfigError, MetricsUnavailable, NoData
 from canary.metrics import queries as q
-from canary.metrics.answers import arm_name, arms_pair, bucket_pairs, is_scalar
+from canary.metrics.answers import arm_name, arms_pair, bucket_pairs, is_scalar, shared_bounds
 from canary.metrics.base import PreflightReport
 from canary.metrics.client import PrometheusClient
 from canary.metrics.preflight import preflight as run_preflight
@@ -154,9 +154,30 @@ class PrometheusProvider(PrometheusClient):
                      f"le=\"+Inf\" at 0, no native histogram); query: {query}")
 
     def _classic(self, query: str, check: str, arm: str, at: float | None) -> list[tuple[float, float]] | None:
-        """The arm's classic (le, count) pairs; None without series."""
+        """The arm's classic (le, count) pairs on the bounds every one of its histograms with
+        observations exports; None without series.
+
+        `sum by (le)` over pods that export different layouts (a stable Deployment in the middle of
+        its own update, a selector matching two versions) holds, at a bound only some pods export,
+        only their counts: a distribution nobody observed. So a second query counts, per bound, the
+        series with observations in the window that export it (`queries.series_count_query_of`),
+        and a bound not all of them export is dropped, as the batched snapshot sums on the bounds
+        every series shares (`delta._histogram_delta`). NoData when they share no finite bound."""
         result = self.query(query, check=check, arm=arm, at=at)
-        return bucket_pairs(result, query, check, arm) if result or is_scalar(result) else None
+        if not result and not is_scalar(result):
+            return None
+        pairs = bucket_pairs(result, query, check, arm)
+        counting = q.series_count_query_of(query)
+        if counting is None or len({le for le, _ in pairs if math.isfinite(le)}) == 0:
+            return pairs
+        shared = shared_bounds(self.query(counting, check=check, arm=arm, at=at), counting, check, arm)
+        if shared is None:  # no histogram with observations in the window
+            return pairs
+        kept = [(le, c) for le, c in pairs if le in shared]
+        if not any(math.isfinite(le) for le, _ in kept):
+            raise NoData(f"check {check!r}: the series of {arm_name(arm)} share no finite bucket bound (pods "
+                         f"exporting different layouts?); queries: {query}; {counting}")
+        return kept
 
     def _native(self, query: str, check: str, arm: str, at: float | None) -> NativeBuckets:
         native = q.native_query_of(query)

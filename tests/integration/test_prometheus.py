@@ -331,6 +331,40 @@ def test_arms_with_different_bucket_layouts_are_compared_on_shared_bounds(prom_p
     assert verdict.outcome is not Outcome.FAIL, verdict.results[0].reason
 
 
+def test_pods_of_one_arm_with_different_layouts_are_summed_on_the_bounds_they_share(
+        prom_provider: PrometheusProvider) -> None:
+    """`sum by (le)` over two stable pods exporting (0.1, 0.15, 0.25) and (0.05, 0.1, 0.25) holds at
+    0.05 s only the second pod's 3,000: 15% of the arm at or below 50 ms where 30% are. Per rollout the
+    arm is summed on the bounds every pod with observations exports, as the batched snapshot does: an
+    idle pod's layout and an empty native histogram's +Inf-only series do not count."""
+    from canary.analysis.judge import judge
+    from canary.model import Outcome
+    from tests.support.prom import MIXED_MODEL
+
+    pol = make_policy("model", checks=[{"name": "p95", "kind": "latency", "max_increase_pct": 20}])
+    target = Target(namespace="ml", virtual_service=MIXED_MODEL, model=MIXED_MODEL, stable_version="v1",
+                    canary_version="v2")
+    stable, canary = prom_provider.measure(pol, check(pol, "p95"), target, window_s=WINDOW_S)
+    assert stable.bounds == approx((100.0, 250.0, math.inf))  # type: ignore[union-attr]
+    assert stable.counts == approx((12000.0, 19000.0, 20000.0))  # type: ignore[union-attr]
+    assert canary.bounds == approx((100.0, 250.0, math.inf))  # type: ignore[union-attr]
+    assert canary.counts == approx((6000.0, 9500.0, 10000.0))  # type: ignore[union-attr]
+    verdict = judge(pol, {"p95": (stable, canary)})
+    assert verdict.outcome is not Outcome.FAIL, verdict.results[0].reason
+
+
+def test_pods_of_one_arm_sharing_no_finite_bound_are_no_data_named(prom_provider: PrometheusProvider) -> None:
+    from tests.support.prom import NO_SHARED_MODEL
+
+    pol = make_policy("model", checks=[{"name": "p95", "kind": "latency", "max_increase_pct": 20}])
+    target = Target(namespace="ml", virtual_service=NO_SHARED_MODEL, model=NO_SHARED_MODEL, stable_version="v1",
+                    canary_version="v2")
+    stable, canary = prom_provider.measure(pol, check(pol, "p95"), target, window_s=WINDOW_S)
+    assert isinstance(stable, NoData) and "share no finite bucket bound" in str(stable), stable
+    assert "count by (le)" in str(stable)
+    assert canary.bounds == approx((100.0, 200.0, math.inf))  # type: ignore[union-attr]
+
+
 def test_plan_reads_the_real_bucket_layout_and_says_it_cannot_resolve_the_limit(
         prom_provider: PrometheusProvider) -> None:
     """`canary plan --prometheus-url`: the article's buckets (10, 25, 50, 100 ms, ...) cannot show a

@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterator
 import pytest
 
 from canary.errors import ConfigError, MetricsUnavailable, NoData
+from canary.metrics import queries as q
 from canary.metrics.preflight import preflight_plan
 from canary.metrics.prometheus import PrometheusProvider
 from canary.model import Target
@@ -27,7 +28,7 @@ from canary.policy import Policy, load_policy, parse_policy
 from canary.sandbox.promserver import PromServer, free_port
 from tests.support.http import Answer, ScriptedHTTP
 from tests.support.native_histograms import NativeHistogramTarget
-from tests.support.prom import TARGET, Dataset
+from tests.support.prom import TARGET, Dataset, series_counts
 
 pytestmark = pytest.mark.integration
 DEFAULT_POLICY = Path(__file__).resolve().parents[2] / "policies" / "default.yaml"
@@ -96,15 +97,18 @@ def test_default_policy_passes_and_checks_what_a_look_sends(prom: PrometheusProv
         (c, arm) for c in [*(c.name for c in pol.checks), "request_counts"] for arm in ("stable", "canary")}
     assert all(not x.no_data for x in report.queries)
     distinct = {x.query for x in report.queries}
-    # errors/errors-hard share queries: each distinct one goes out once
-    assert len(asked) == report.sent == 1 + len(distinct) < len(report.queries)
+    # errors/errors-hard share queries: each distinct one goes out once; each classic histogram's
+    # bucket count query (pods of one arm on different layouts) goes with it
+    counting = {c for x in distinct if (c := q.series_count_query_of(x))}
+    assert counting and len(asked) == report.sent == 1 + len(distinct) + len(counting)
+    assert set(asked) == {"vector(1)"} | distinct | counting
 
     sent: list[str] = []  # what measure() and request_counts() really send over the same window
     monkeypatch.setattr(prom, "_once", lambda query, *a: sent.append(query) or real_once(query, *a))
     for check in pol.checks:
         prom.measure(pol, check, TARGET, window_s=report.window_s)
     prom.request_counts(pol, TARGET, window_s=report.window_s)
-    assert set(sent) == distinct
+    assert set(sent) == distinct | counting
 
 
 def test_a_bucket_layout_that_cannot_show_the_limit_is_named_before_traffic(prom: PrometheusProvider) -> None:
@@ -495,6 +499,8 @@ def test_one_native_arm_reads_the_other_natively_too_or_leaves_stable_out(
         def answer(path: str, headers: dict[str, str]) -> Answer:
             query = parse_qs(urlparse(path).query).get("query", [""])[0]
             stable = 'model_version="v1"' in query
+            if query.startswith("count by (le)"):
+                return 200, "application/json", series_counts(classic if stable else vector())
             if query.startswith("sum by (le)"):
                 return 200, "application/json", classic if stable else vector()
             return 200, "application/json", native(40) if not stable else (native(20) if stable_native else vector())
@@ -546,8 +552,12 @@ def test_the_ghost_of_an_empty_native_histogram_never_hides_an_arm(http: Callabl
             if query == "vector(1)":
                 return 200, "application/json", vector({"metric": {}, "value": [1, "1"]})
             arm = "stable" if 'model_version="v1"' in query else "canary"
-            form = "classic" if query.startswith("sum by (le)") else "native" if "_seconds{" in query else "other"
+            counting = query.startswith("count by (le)")
+            form = "classic" if query.startswith(("sum by (le)", "count by (le)")) else \
+                "native" if "_seconds{" in query else "other"
             got = table.get((arm, form), vector({"metric": {}, "value": [1, "50"]}) if form == "other" else vector())
+            if counting and isinstance(got, str):
+                got = series_counts(got)
             return got if isinstance(got, tuple) else (200, "application/json", got)
         return answer
 
@@ -592,6 +602,8 @@ def test_metrics_histograms_native_reads_native_first_where_both_exist(http: Cal
         query = parse_qs(urlparse(path).query).get("query", [""])[0]
         if query == "vector(1)":
             return 200, "application/json", one
+        if query.startswith("count by (le)"):
+            return 200, "application/json", series_counts(classic)
         if query.startswith("sum by (le)"):
             return 200, "application/json", classic
         if query.startswith("sum(increase(model_inference_duration_seconds{"):
@@ -673,3 +685,25 @@ def test_a_histogram_that_is_no_histogram_is_named_before_traffic(http: Callable
     with pytest.raises(NoData, match="no observations") as got:
         provider(server("empty")).measure(pol, pol.checks[0], TARGET, window_s=60)
     assert "+Inf bucket" not in str(got.value)
+
+
+def test_stable_pods_whose_layouts_share_no_finite_bound_are_refused_before_traffic(prom: PrometheusProvider) -> None:
+    """A look sums an arm on the bounds all its pods with observations export (`count by (le)`, sent
+    by preflight too); stable pods that share no finite bound leave no look anything to compare a
+    quantile on: exit 2 before traffic, naming the check. Pods that share some bounds pass."""
+    from tests.support.prom import MIXED_MODEL, NO_SHARED_MODEL
+
+    pol = parse_policy({"steps": [10, 100], "metrics": {"source": "model"},
+                        "checks": [{"name": "p95", "kind": "latency", "max_increase_pct": 20}]})
+    for model, ok in ((MIXED_MODEL, True), (NO_SHARED_MODEL, False)):
+        target = Target(namespace="ml", virtual_service=model, model=model, stable_version="v1", canary_version="v2")
+        if ok:
+            report = prom.preflight(pol, target)
+            # the probe, a histogram and a request query per arm, and a bucket count query per arm
+            assert report.empty_stable == () and report.sent == 1 + 2 * 2 + 2
+            # read on the shared bounds (100, 250 ms), as a look reads it: too coarse for +20%
+            assert "narrower than 1.2x" in report.unresolvable[0]
+            continue
+        with pytest.raises(ConfigError, match=r"checks\[0\] 'p95' \(stable arm\): the stable pods export bucket "
+                                              r"layouts that share no finite bound"):
+            prom.preflight(pol, target)

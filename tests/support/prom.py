@@ -14,6 +14,7 @@ with a small float tolerance only.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
@@ -37,6 +38,18 @@ PREDICTION_BOUNDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 # per 60 s window of 10,000 requests) but export different bucket bounds (issue 9, defect 4b)
 LAYOUT_MODEL = "layouts"
 LAYOUTS_S = {"v1": ((0.1, 0.15, 0.25), (6000, 2000, 1500, 500)), "v2": ((0.05, 0.1, 0.25), (3000, 3000, 3500, 500))}
+# model "mixed-pods": the same latency again, but *within* one arm the pods export different layouts
+# (pod -> version, bounds, per-window counts): stable's two busy pods share only 0.1 and 0.25, an idle
+# pod exports a third layout, and the canary has the +Inf-only series of an empty native histogram
+# (Prometheus < 2.47, decision 51) beside its classic pod. "no-shared": two pods, no shared finite bound.
+MIXED_MODEL, NO_SHARED_MODEL = "mixed-pods", "no-shared"
+MIXED_PODS = {
+    (MIXED_MODEL, "a"): ("v1", *LAYOUTS_S["v1"]), (MIXED_MODEL, "b"): ("v1", *LAYOUTS_S["v2"]),
+    (MIXED_MODEL, "idle"): ("v1", (0.2,), (0, 0)), (MIXED_MODEL, "c"): ("v2", (0.1, 0.25), (6000, 3500, 500)),
+    (MIXED_MODEL, "ghost"): ("v2", (), (0,)),
+    (NO_SHARED_MODEL, "a"): ("v1", (0.1,), (5000, 5000)), (NO_SHARED_MODEL, "b"): ("v1", (0.2,), (8000, 2000)),
+    (NO_SHARED_MODEL, "c"): ("v2", (0.1, 0.2), (5000, 3000, 2000)),
+}
 # what canary.drift.exporter exports for model "features", per 60 s window: v1 is stable, v2 a
 # canary whose upstream pipeline sends `age` in months (and drops `plan`), v3 an A/A copy of v1
 FEATURE_MODEL = "features"
@@ -96,6 +109,11 @@ class Dataset:
         for version, (bounds, counts) in LAYOUTS_S.items():
             out += histogram("model_inference_duration_seconds", {"model_name": LAYOUT_MODEL, "model_version": version},
                              bounds, _per_s(counts))
+        for (model, pod), (version, bounds, counts) in MIXED_PODS.items():
+            out += histogram("model_inference_duration_seconds",
+                             {"model_name": model, "model_version": version, "pod": pod}, bounds, _per_s(counts))
+            out += counter("model_requests_total", {"model_name": model, "model_version": version, "pod": pod,
+                                                    "outcome": "success"}, sum(counts) / WINDOW_S)
         for version, f in FEATURES.items():
             out += _feature_series(version, f)
         return out
@@ -207,6 +225,15 @@ def prom_server_factory(prometheus_binary: str) -> Iterator[Callable[..., PromSe
     yield start
     for server in started:
         server.stop()
+
+
+def series_counts(answer: str) -> str:
+    """For a scripted Prometheus: the answer to a `count by (le)` bucket count query
+    (`queries.series_count_query_of`) when one series exports each `le` of the classic answer."""
+    body = json.loads(answer)
+    for series in body["data"]["result"]:
+        series["value"] = [series["value"][0], "1"]
+    return json.dumps(body)
 
 
 def close(a: float, b: float, rel: float = 1e-6) -> bool:

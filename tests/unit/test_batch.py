@@ -487,6 +487,34 @@ def test_a_native_histograms_empty_ghost_is_no_classic_histogram() -> None:
         b.arm_delta(pol, chk(pol, "lat"), T, "stable", snap(disjoint, pol), snap([], pol))
 
 
+@pytest.mark.parametrize("model", ["mixed-pods", "no-shared"])
+def test_pods_of_one_arm_with_different_layouts_sum_as_the_per_rollout_read_does(model: str) -> None:
+    """The pods of tests/support/prom.py's MIXED_PODS, one window apart: the batched snapshot sums each
+    arm on the bounds its pods *with observations* share, as `PrometheusProvider._classic` does
+    against the real Prometheus (tests/integration/test_prometheus.py, the same pods): an idle pod's
+    layout (0.2 s) and a ghost's +Inf do not restrict the bounds. Before, the idle pod left the stable
+    arm with the +Inf bucket alone."""
+    from tests.support.prom import MIXED_PODS, cumulative
+
+    pol = policy(checks=[{"name": "lat", "kind": "latency", "max_increase_pct": 20}])
+    target = Target(namespace="ml", virtual_service=model, model=model, stable_version="v1", canary_version="v2")
+    now: list[Sample] = []
+    for (m, pod), (version, bounds, counts) in MIXED_PODS.items():
+        if m == model:
+            labels = {"model_name": model, "model_version": version, "pod": pod}
+            now += hist("model_inference_duration_seconds", labels, list(bounds), list(cumulative(counts)))
+            now.append(("model_requests_total", {**labels, "outcome": "success"}, float(sum(counts))))
+    base = [(name, labels, 0.0) for name, labels, _ in now]
+    if model == "mixed-pods":
+        stable, canary = b.measure_delta(pol, chk(pol, "lat"), target, snap(now, pol, target), snap(base, pol, target))
+        assert isinstance(stable, Histogram) and isinstance(canary, Histogram)
+        assert stable.bounds == (100.0, 250.0, math.inf) and stable.counts == (12000.0, 19000.0, 20000.0)
+        assert canary.bounds == (100.0, 250.0, math.inf) and canary.counts == (6000.0, 9500.0, 10000.0)
+    else:
+        with pytest.raises(NoData, match="share no finite bucket bound"):
+            b.arm_delta(pol, chk(pol, "lat"), target, "stable", snap(now, pol, target), snap(base, pol, target))
+
+
 def test_a_float_answer_to_the_native_family_goes_per_rollout() -> None:
     """Prometheus 2.42's last_over_time answers a native series with a float ("0"), not a histogram:
     the snapshot cannot read it, and the check is measured per rollout (which reads it with

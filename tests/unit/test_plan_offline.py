@@ -114,8 +114,14 @@ def test_plan_command(tmp_path):
     res = CliRunner().invoke(_app(), ["plan", "--policy", str(tmp_path / "p.json"), "--rps", "50", "-o", "json"])
     assert res.exit_code == 0, res.output
     assert len(json.loads(res.stdout)["steps"]) == 3
-    res = CliRunner().invoke(_app(), ["plan", "--policy", str(tmp_path / "p.json"), "--rps", "0"])
-    assert res.exit_code == 2
+    # expected request counts without binary noise (6 rps x 5% x 300 s was 90.00000000000001), and
+    # errors leave stdout empty, as kubectl's -o json does: a pipeline never parses half a plan
+    odd = CliRunner().invoke(_app(), ["plan", "--policy", str(tmp_path / "p.json"), "--rps", "6", "-o", "json"])
+    for step in json.loads(odd.stdout)["steps"]:
+        for key in ("canary_requests", "stable_requests", "pass_canary_requests"):
+            assert step[key] == round(step[key], 6) and len(repr(step[key])) <= 12, (key, step[key])
+    res = CliRunner().invoke(_app(), ["plan", "--policy", str(tmp_path / "p.json"), "--rps", "0", "-o", "json"])
+    assert res.exit_code == 2 and res.stdout == "" and "--rps must be" in res.stderr
 
 
 def test_judge_command_on_issue_9_defect_3_input(tmp_path):
