@@ -139,8 +139,9 @@ def _read_native_histograms(client: PrometheusClient, planned: list[tuple[str, s
     Prometheus cannot answer, or one that finds nothing, leaves the empty answer (a warning) as it
     was; a float where a histogram was wanted is refused for the stable arm. Classic series with only
     `le="+Inf"` are read natively too (the ghost Prometheus before 2.47 ingests for a native
-    histogram while it is empty); when they hold observations and the stable arm has no native
-    histogram, no look can place them: refused before traffic. Returns {classic query: native query}
+    histogram while it is empty), and so are classic buckets without observations (from a client
+    exporting both forms, the same ghost at every bound); when +Inf-only series hold observations
+    and the stable arm has no native histogram, no look can place them: refused before traffic. Returns {classic query: native query}
     for those read natively, and the queries sent."""
     read, sent, asked, absent = {}, 0, set(), set()  # absent: native queries that found nothing
     for where, check, arm, role, query in planned:
@@ -148,7 +149,9 @@ def _read_native_histograms(client: PrometheusClient, planned: list[tuple[str, s
         hist, who = answers[query][2], f"policy {where} ({arm} arm)"
         ghost = hist is not None and inf_only(zip(hist.bounds, hist.counts))
         refuse = ghost and arm == "stable" and hist is not None and hist.total > 0
-        if native is None or (answers[query][0] != 0 and not native_first and not ghost) or native in asked:
+        unobserved = hist is not None and hist.total <= 0  # (a both-forms client's empty classic buckets)
+        if native is None or (answers[query][0] != 0 and not native_first and not ghost and not unobserved) \
+                or native in asked:
             if refuse and query not in read and (native is None or native in absent):  # (not after an outage)
                 raise _unplaceable(who, query)
             continue

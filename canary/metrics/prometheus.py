@@ -130,20 +130,25 @@ class PrometheusProvider(PrometheusClient):
                            ) -> list[tuple[float, float]] | NativeBuckets:
         """The arm's classic (le, count) pairs; its native histogram when it has no classic series
         (`native_first`: its native histogram; its classic pairs when it has no native series).
-        Classic series with only `le="+Inf"` are no classic histogram (`_classic`)."""
+        Classic series with only `le="+Inf"`, or without observations in the window, are no classic
+        histogram where the arm has a native one: Prometheus before 2.47 ingests a histogram with no
+        observations and a zero threshold of 0 as classic, at +Inf alone or, from a client that
+        exports both forms, at every bound, all 0 (decision 51)."""
         if native_first:
             try:
                 return self._native(query, check, arm, at)
             except NoData:
                 pass
         pairs = self._classic(query, check, arm, at)
-        if pairs is not None and not inf_only(pairs):
+        if pairs is not None and not inf_only(pairs) and any(c > 0 for _, c in pairs):
             return pairs
         if not native_first:
             try:
                 return self._native(query, check, arm, at)
             except NoData:
                 pass
+        if pairs is not None and not inf_only(pairs):
+            return pairs  # classic buckets without observations, and no native histogram: no traffic yet
         if pairs is None:
             raise NoData(f"check {check!r}: no histogram series for {arm_name(arm)}, classic or native; "
                          f"query: {query}")

@@ -434,6 +434,55 @@ def test_an_empty_native_histogram_is_ingested_native_and_an_old_clients_ghost_i
         idle.stop()
 
 
+def test_a_both_forms_clients_empty_classic_buckets_never_hide_its_native_histogram(
+        prom_server_factory: Callable[..., PromServer]) -> None:
+    """Decision 51's wider case: a client exporting both forms (classic buckets and a native
+    histogram) with a zero threshold of 0. Before its first observation Prometheus 2.42 ingests it as
+    classic, at *every* bound (not only +Inf), all 0; from then on as native only. Classic series
+    without observations in the window are no classic histogram where the arm has a native one: a
+    look reads both arms natively (before, the arms were "no observations" until the zeros left the
+    window)."""
+    from canary.analysis.judge import judge_check
+    from canary.model import Outcome
+
+    base = "model_inference_duration_seconds"
+    arms = {v: (("model_name", "rec"), ("model_version", v)) for v in ("v1", "v2")}
+    client = NativeHistogramTarget(base, {k: [] for k in arms.values()}, zero_threshold=0.0,
+                                   classic_bounds=(0.05, 0.1, 0.2, 0.5)).start()
+    try:
+        server = prom_server_factory(targets=[client.address], extra_args=["--enable-feature=native-histograms"])
+        server.wait_targets_up(timeout_s=30)
+        prom = provider(server.url)
+
+        def wait_for(query: str, n: int) -> list[Any]:
+            deadline = time.monotonic() + 60
+            while len(got := prom.query(query, check="wait", arm="stable", at=None)) < n:
+                assert time.monotonic() < deadline, f"never: {query}"
+                time.sleep(0.3)
+            return got
+
+        # two scrapes of the empty series: classic, at each of the 4 bounds and +Inf, per arm
+        wait_for(f'count_over_time({base}_bucket{{model_name="rec"}}[60s]) >= 2', 10)
+        for labels in arms.values():
+            client.observe_each_scrape(labels, _lognormal(100, 0.05, 0.3))
+        wait_for(f'count_over_time({base}{{model_name="rec"}}[60s]) >= 4', 2)  # native samples now
+        pol = parse_policy({"steps": [10, 100], "analysis": {"interval": "60s", "look_every": "10s"},
+                            "metrics": {"source": "model"},
+                            "checks": [{"name": "latency-p95", "kind": "latency", "max_increase_pct": 20}]})
+        assert prom.query(f'{base}_bucket{{model_name="rec",le="0.1"}}[60s]', check="t", arm="", at=None)  # zeros
+        stable, canary = prom.measure(pol, pol.checks[0], TARGET, window_s=60)
+        assert not isinstance(stable, NoData) and not isinstance(canary, NoData), (stable, canary)
+        assert stable.bounds == canary.bounds and len(stable.bounds) > 10 and canary.total > 100
+        verdict = judge_check(pol.checks[0], stable, canary, alpha=0.01, min_canary=100)
+        assert verdict.outcome == Outcome.PASS, verdict.reason
+        report = prom.preflight(pol, TARGET)  # read natively too, as the look reads it
+        assert not [w for w in report.warnings() if "latency-p95" in w], report.warnings()
+        assert [x.query for x in report.queries if x.check == "latency-p95"] == [
+            f'sum(increase({base}{{model_name="rec",model_version="{v}"}}[60s]))' for v in ("v1", "v2")]
+    finally:
+        client.stop()
+
+
 def test_a_stable_arm_without_any_histogram_is_still_only_a_warning(prom: PrometheusProvider) -> None:
     """The native probe changes nothing when the series does not exist at all (a label typo)."""
     pol = parse_policy({"steps": [10, 100], "metrics": {"source": "model", "labels": {"cluster": "nowhere"}},

@@ -20,10 +20,14 @@ class NativeHistogramTarget:
     """Serves `name` as a native histogram per label set; each scrape adds the series' values to it."""
 
     def __init__(self, name: str, series: Mapping[tuple[tuple[str, str], ...], list[float]], *,
-                 zero_threshold: float | None = None) -> None:
+                 zero_threshold: float | None = None, classic_bounds: tuple[float, ...] = ()) -> None:
         """`zero_threshold`: every series' (default the Go client's 2^-128); 0 is what some clients
-        write, and Prometheus before 2.47 then ingests a series with no observations as classic."""
+        write, and Prometheus before 2.47 then ingests a series with no observations as classic.
+        `classic_bounds`: also export classic buckets in the same message (a client exporting both
+        forms, as the Go client does with buckets and a native bucket factor)."""
         self.name, self.series = name, {k: list(v) for k, v in series.items()}
+        self.classic_bounds = tuple(classic_bounds)
+        self.classic = {k: [0] * len(self.classic_bounds) for k in self.series}  # cumulative counts
         self.histograms = {k: NativeHistogram() if zero_threshold is None else NativeHistogram(zero_threshold=zero_threshold)
                            for k in self.series}
         self.port = 0  # the kernel's pick at start(): no window for another worker to take it
@@ -47,6 +51,7 @@ class NativeHistogramTarget:
         """From the next scrape on, the series `labels` observes `values` at each scrape."""
         with self._lock:
             self.series[labels] = list(values)
+            self.classic.setdefault(labels, [0] * len(self.classic_bounds))
 
     def scrape(self) -> bytes:
         """One exposition: every series observes its values once more, then all are written."""
@@ -55,9 +60,12 @@ class NativeHistogramTarget:
             for labels, values in self.series.items():
                 for v in values:
                     self.histograms[labels].observe(v)
+                    self.classic[labels] = [c + (v <= b) for c, b in zip(self.classic[labels], self.classic_bounds)]
                 metric = family.metric.add()
                 for k, v in labels:
                     metric.label.add(name=k, value=v)
                 self.histograms[labels].fill(metric.histogram)
+                for b, c in zip(self.classic_bounds, self.classic[labels]):
+                    metric.histogram.bucket.add(cumulative_count=c, upper_bound=b)
         body = family.SerializeToString()
         return varint(len(body)) + body

@@ -515,6 +515,28 @@ def test_pods_of_one_arm_with_different_layouts_sum_as_the_per_rollout_read_does
             b.arm_delta(pol, chk(pol, "lat"), target, "stable", snap(now, pol, target), snap(base, pol, target))
 
 
+def test_a_both_forms_clients_empty_classic_buckets_are_no_classic_histogram() -> None:
+    """Prometheus < 2.47 ingests a both-forms client's empty histogram (zero threshold 0) as classic
+    at every bound, all 0, and then natively: those zeros beside a native histogram are read past, in
+    the snapshot as per rollout (tests/integration/test_prometheus_preflight.py, the real server)."""
+    lat = [0.02, 0.05, 0.05, 0.2]
+    pol = policy()
+    zeros = [sample for v in ("v1", "v2") for sample in hist(
+        "model_inference_duration_seconds", {"model_name": "rec", "model_version": v, "pod": "a"}, [0.05, 0.1, 0.2],
+        [0.0, 0.0, 0.0, 0.0])]
+    base = snap(native_arm("rec", "v1", lat[:1]) + native_arm("rec", "v2", lat[:1]) + zeros, pol)
+    now = snap(native_arm("rec", "v1", lat) + native_arm("rec", "v2", lat) + zeros, pol)
+    stable, canary = b.measure_delta(pol, chk(pol, "lat"), T, now, base)
+    assert isinstance(stable, Histogram) and isinstance(canary, Histogram), (stable, canary)
+    assert stable.bounds == canary.bounds and len(stable.bounds) > 4 and canary.total == 3
+    # classic buckets that have counted observations stay the preferred form
+    counted = [(n, lab, 1.0) for n, lab, _ in zeros]
+    with pytest.raises(NoData, match="stable arm of 'rec': no observations in the window"):
+        b.measure_delta(pol, chk(pol, "lat"), T, snap(native_arm("rec", "v1", lat) + native_arm("rec", "v2", lat)
+                                                      + counted, pol),
+                        snap(native_arm("rec", "v1", lat[:1]) + native_arm("rec", "v2", lat[:1]) + counted, pol))
+
+
 def test_a_float_answer_to_the_native_family_goes_per_rollout() -> None:
     """Prometheus 2.42's last_over_time answers a native series with a float ("0"), not a histogram:
     the snapshot cannot read it, and the check is measured per rollout (which reads it with
