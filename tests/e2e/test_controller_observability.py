@@ -18,7 +18,7 @@ import requests
 
 from canary import crd
 from canary import rollout as rl
-from canary.sandbox.promserver import PromServer, free_port
+from canary.sandbox.promserver import PromServer
 from tests import fleet
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
@@ -44,13 +44,16 @@ def test_metrics_health_and_webhooks(prometheus_binary: str, tmp_path: Path) -> 
     hook = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
     threading.Thread(target=hook.serve_forever, daemon=True).start()
     kubeconfig = fleet.write_kubeconfig(tmp_path / "kubeconfig", api.url)
-    port = free_port()
     base = f"http://127.0.0.1:{hook.server_address[1]}"
+    log_path = tmp_path / "controller.log"
+    log = log_path.open("w")
+    # port 0: the kernel's pick, read from the controller's own `controller.serving` event (a port
+    # chosen here first could be taken by another test in between)
     proc = subprocess.Popen(
         [sys.executable, "-m", "canary", "controller", "run", "--kubeconfig", str(kubeconfig), "-n", "ml",
-         "--prometheus-url", prom.url, "--tick", "0.3", "--metrics-addr", f"127.0.0.1:{port}",
+         "--prometheus-url", prom.url, "--tick", "0.3", "--metrics-addr", "127.0.0.1:0", "--log-format", "json",
          "--webhook", f"{base}/generic", "--slack-webhook", f"{base}/slack"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT, env={**os.environ, "KUBECONFIG": ""})
+        stdout=log, stderr=log, cwd=ROOT, env={**os.environ, "KUBECONFIG": ""})
     try:
         api.handler.put_object(fleet.rollout_object(0, "v2"))
         api.handler.put_object(fleet.rollout_object(1, "v3"))
@@ -61,7 +64,9 @@ def test_metrics_health_and_webhooks(prometheus_binary: str, tmp_path: Path) -> 
                 break
             time.sleep(0.3)
         assert [s.get("phase") for s in sts] == [rl.PROMOTED, rl.ROLLED_BACK]
-        url = f"http://127.0.0.1:{port}"
+        [url] = [e["url"] for e in map(json.loads, filter(None, log_path.read_text().splitlines()))
+                 if e.get("event") == "controller.serving"]
+        assert url.startswith("http://127.0.0.1:") and not url.endswith(":0"), url
         assert requests.get(f"{url}/healthz", timeout=5).status_code == 200
         ready = requests.get(f"{url}/readyz", timeout=5)
         assert ready.status_code == 200 and "leader" in ready.text
@@ -81,6 +86,7 @@ def test_metrics_health_and_webhooks(prometheus_binary: str, tmp_path: Path) -> 
     finally:
         proc.terminate()
         proc.wait(15)
+        log.close()
         hook.shutdown()
         api.stop()
         prom.stop()
