@@ -68,6 +68,8 @@ class PreflightReport:
     unresolvable: tuple[str, ...] = ()
     # histogram queries answered by a Prometheus native histogram ("checks[0] 'latency-p95' (stable)")
     native: tuple[str, ...] = ()
+    # stable arms whose pods export bucket layouts sharing no finite bound (one line each)
+    layouts: tuple[str, ...] = ()
 
     @property
     def empty_stable(self) -> tuple[PreflightQuery, ...]:
@@ -78,15 +80,17 @@ class PreflightReport:
         return {"url": self.url, "window_s": self.window_s, "queries": len(self.queries), "sent": self.sent,
                 "elapsed_s": round(self.elapsed_s, 3),
                 "empty_stable": [f"{x.where} ({x.query})" for x in self.empty_stable],
-                "unresolvable": list(self.unresolvable), "native_histograms": list(self.native)}
+                "unresolvable": list(self.unresolvable), "native_histograms": list(self.native),
+                "layouts": list(self.layouts)}
 
     def warnings(self) -> tuple[str, ...]:
-        """One line per stable-arm query that found nothing over the window."""
+        """One line per stable-arm query that found nothing over the window, and per stable arm whose
+        pods share no finite bucket bound."""
         return tuple(
             f"{x.where}: no data for the stable arm over the last {self.window_s}s "
             f"(a label or value that matches nothing?); query: {x.query}"
             for x in self.empty_stable
-        )
+        ) + self.layouts
 
 
 class MetricsProvider(Protocol):

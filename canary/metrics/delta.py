@@ -238,15 +238,20 @@ def _has_buckets(snap: Snapshot, fam: Family, target: Target, arm: str) -> bool:
                for le in vals)
 
 
-def _observed(snap: Snapshot, fam: Family, target: Target, arm: str) -> bool:
-    """Whether any of the arm's classic bucket series has counted an observation."""
-    return any(v > 0 for vals in (snap.groups(fam, fam.ident(target, arm)) or {}).values() for v in vals.values())
+def _observed(now: Snapshot, base: Snapshot, fam: Family, target: Target, arm: str) -> bool:
+    """Whether any of the arm's classic bucket series counted an observation between `base` and `now`
+    (a value above 0 that differs from the step start's: grown, born or restarted), as `increase()`
+    over the window says for the per-rollout read."""
+    ident = fam.ident(target, arm)
+    before = base.groups(fam, ident) or {}
+    return any(v > 0 and v != before.get(sid, {}).get(le, 0.0)
+               for sid, vals in (now.groups(fam, ident) or {}).items() for le, v in vals.items())
 
 
 def _forms(policy: Policy, spec: Spec, target: Target, now: Snapshot, base: Snapshot, check: str) -> dict[str, str]:
     """Which form of the histogram each arm is read in, "classic" or "native", as `PrometheusProvider`
     chooses: the preferred form where the arm has its series (classic: a bucket below +Inf, and one
-    that has counted an observation where the arm also has a native histogram), else the other; both native when one arm is and the other has a native series too. NotBatchable when an
+    that counted an observation in the window where the arm also has a native histogram), else the other; both native when one arm is and the other has a native series too. NotBatchable when an
     arm's form has no series in the step-start snapshot but the other form has (the form changed
     within the step: each series of the new form would count as born in the window, its whole
     history with it)."""
@@ -256,7 +261,7 @@ def _forms(policy: Policy, spec: Spec, target: Target, now: Snapshot, base: Snap
     has = {arm: {form: has_form(now, arm, form) for form in ("classic", "native")} for arm in q.ARMS}
     for arm in q.ARMS:  # classic buckets that never counted an observation beside a native histogram:
         # what Prometheus < 2.47 ingests for a both-forms client's empty histogram (decision 51)
-        if has[arm]["classic"] and has[arm]["native"] and not _observed(now, spec.family, target, arm):
+        if has[arm]["classic"] and has[arm]["native"] and not _observed(now, base, spec.family, target, arm):
             has[arm]["classic"] = False
     first, second = ("native", "classic") if policy.metrics.histograms == "native" else ("classic", "native")
     forms = {arm: first if has[arm][first] or not has[arm][second] else second for arm in q.ARMS}

@@ -61,24 +61,35 @@ def preflight(client: PrometheusClient, policy: Policy, target: Target) -> Prefl
     answers: dict[str, tuple[int, float | None, Histogram | None]] = {}
     _probe(client, deadline)
     sent = 1
+    at = client.instant()  # one instant for every query, as a look pins one per check
     for where, check, arm, role, query in planned:
         if query not in answers:
             answers[query] = _preflight_one(client, query, where=where, check=check, arm=arm, role=role,
-                                            deadline=deadline)
+                                            deadline=deadline, at=at)
             sent += 1
-            counting = q.series_count_query_of(query) if role == HISTOGRAM else None
-            if counting is not None and _finite(answers[query][2]):
-                answers[query] = _on_shared_bounds(client, answers[query], counting, where=where, check=check,
-                                                   arm=arm, deadline=deadline)
-                sent += 1
     native, more = _read_native_histograms(client, planned, answers, deadline,
-                                           native_first=policy.metrics.histograms == "native")
+                                           native_first=policy.metrics.histograms == "native", at=at)
     sent += more
+    layouts: list[str] = []
+    counted: set[str] = set()
+    for where, check, arm, role, query in planned:  # classic histograms a look reads: their pods' bounds
+        counting = q.series_count_query_of(query) if role == HISTOGRAM else None
+        if counting is None or query in native or query in counted or not _finite(answers[query][2]):
+            continue
+        counted.add(query)
+        answers[query], disjoint = _on_shared_bounds(client, answers[query], counting, where=where, check=check,
+                                                     arm=arm, deadline=deadline, at=at)
+        sent += 1
+        if disjoint and arm == "stable":
+            layouts.append(f"{where}: the stable pods export bucket layouts that share no finite bound (a "
+                           f"Deployment in the middle of an update?): until they share one, no look can compare "
+                           f"a quantile; query: {counting}")
     found = tuple(PreflightQuery(where=w, check=c, arm=a, query=native.get(x, x), series=answers[x][0],
                                  value=answers[x][1]) for w, c, a, _, x in planned)
     return PreflightReport(url=client.url, window_s=window, queries=found, sent=sent,
                            elapsed_s=time.monotonic() - t0, unresolvable=_unresolvable(policy, planned, answers),
-                           native=tuple(f"{w} ({a})" for w, _, a, _, x in planned if x in native))
+                           native=tuple(f"{w} ({a})" for w, _, a, _, x in planned if x in native),
+                           layouts=tuple(layouts))
 
 
 def _finite(hist: Histogram | None) -> bool:
@@ -86,26 +97,25 @@ def _finite(hist: Histogram | None) -> bool:
 
 
 def _on_shared_bounds(client: PrometheusClient, answer: tuple[int, float | None, Histogram | None], counting: str, *,
-                      where: str, check: str, arm: str, deadline: float) -> tuple[int, float | None, Histogram | None]:
+                      where: str, check: str, arm: str, deadline: float, at: float
+                      ) -> tuple[tuple[int, float | None, Histogram | None], bool]:
     """A classic histogram answer on the bounds every pod with observations exports, as a look reads
-    it (`PrometheusProvider._classic`), after asking the look's `count by (le)` query. Pods of the
-    stable arm that share no finite bound can be judged by no look: refused before traffic."""
+    it (`PrometheusProvider._classic`), after asking the look's `count by (le)` query; and whether
+    its pods share no finite bound. That is a warning, not a refusal: a stable Deployment in the
+    middle of its own update passes through it, and a look then has NoData, as for an outage."""
     who = f"policy {where} ({arm} arm)"
-    result = client.ask(counting, check=check, arm=arm, at=None, who=who, strict=True, deadline=deadline)
+    result = client.ask(counting, check=check, arm=arm, at=at, who=who, strict=True, deadline=deadline)
     try:
         shared = shared_bounds(result, counting, check, arm)
     except MetricsUnavailable as exc:  # the answer's shape, not the wire
         raise ConfigError(f"{who}: {str(exc).removeprefix(f'check {check!r}: ')}") from exc
     series, value, hist = answer
     if shared is None or hist is None:
-        return answer
+        return answer, False
     kept = [(b, c) for b, c in zip(hist.bounds, hist.counts) if b in shared]
     if not any(math.isfinite(b) for b, _ in kept):
-        if arm == "stable":
-            raise ConfigError(f"{who}: the stable pods export bucket layouts that share no finite bound, so no "
-                              f"look can compare a quantile; export one layout; queries: {counting}")
-        return series, value, None
-    return series, value, q.normalise(kept, [b for b, _ in kept])
+        return (series, value, None), True
+    return (series, value, q.normalise(kept, [b for b, _ in kept])), False
 
 
 def _unresolvable(policy: Policy, planned: list[tuple[str, str, str, str, str]],
@@ -132,7 +142,8 @@ def _unresolvable(policy: Policy, planned: list[tuple[str, str, str, str, str]],
 
 def _read_native_histograms(client: PrometheusClient, planned: list[tuple[str, str, str, str, str]],
                             answers: dict[str, tuple[int, float | None, Histogram | None]],
-                            deadline: float, *, native_first: bool = False) -> tuple[dict[str, str], int]:
+                            deadline: float, *, native_first: bool = False, at: float | None = None
+                            ) -> tuple[dict[str, str], int]:
     """A histogram with no classic `_bucket` series is read as a Prometheus *native* histogram, as a
     look reads it (`PrometheusProvider._histograms`): ask the native query of each empty one once
     and record its answer in its place (`native_first`: of each one). Best effort: a native query
@@ -158,7 +169,7 @@ def _read_native_histograms(client: PrometheusClient, planned: list[tuple[str, s
         asked.add(native)
         sent += 1
         try:
-            result = client.ask(native, check=check, arm=arm, at=None, who=who, strict=True, deadline=deadline)
+            result = client.ask(native, check=check, arm=arm, at=at, who=who, strict=True, deadline=deadline)
             got = native_buckets(result, native, check, arm)
         except ConfigError as exc:  # a float where a histogram was wanted: no look could read it
             if arm == "stable":
@@ -196,10 +207,10 @@ def _probe(client: PrometheusClient, deadline: float) -> None:
 
 
 def _preflight_one(client: PrometheusClient, query: str, *, where: str, check: str, arm: str, role: str,
-                   deadline: float) -> tuple[int, float | None, Histogram | None]:
+                   deadline: float, at: float | None = None) -> tuple[int, float | None, Histogram | None]:
     """(series, value, histogram or None) of one answer, checked with the code `measure` reads it with."""
     who = f"policy {where} ({arm} arm)"
-    result = client.ask(query, check=check, arm=arm, at=None, who=who, strict=True, deadline=deadline)
+    result = client.ask(query, check=check, arm=arm, at=at, who=who, strict=True, deadline=deadline)
     if isinstance(result, list) and result and isinstance(result[0], dict) and "values" in result[0]:
         raise ConfigError(f"{who}: the query returns a range vector; a check needs an instant vector "
                           f"or a scalar; query: {query}")

@@ -49,7 +49,10 @@ class PrometheusProvider(PrometheusClient):
         """(stable, canary) for one check. An arm without data is its own `NoData` in the pair, so
         that a limit on the canary alone (`max_ms`, `max_rate_pct`, `max_value`) is still judged when
         the stable series do not exist; raises NoData only when neither arm has data, and
-        ConfigError / MetricsUnavailable for the whole check."""
+        ConfigError / MetricsUnavailable for the whole check. Every query of the check is evaluated
+        at one instant (`at`, else the client's, else now by this clock): the two arms, and a
+        histogram's bucket count query beside its sum (`_classic`), see the same series."""
+        at = self.instant(at)
         plan = query_plan(policy, check, target, window_s=window_s)
         name = check.name
         if check.kind in ("latency", "prediction_shift"):
@@ -65,6 +68,7 @@ class PrometheusProvider(PrometheusClient):
         self, policy: Policy, target: Target, *, window_s: int, at: float | None = None, check: str = "request_counts"
     ) -> tuple[float, float]:
         plan = request_plan(policy, target, window_s=window_s)
+        at = self.instant(at)
         out = [self._requests(plan[arm], check, arm, window_s, at) for arm in q.ARMS]
         return out[0], out[1]
 
@@ -106,7 +110,8 @@ class PrometheusProvider(PrometheusClient):
                 try:
                     if native_first:  # the classic arm has no native histogram: the native arm's classic?
                         pairs = self._classic(queries[native], check, native, at)
-                        if pairs is None or inf_only(pairs):  # none, or an empty native histogram's ghost
+                        if pairs is None or inf_only(pairs) or not any(c > 0 for _, c in pairs):
+                            # none, or an empty native histogram's ghost (at +Inf, or at every bound)
                             raise NoData("no classic buckets")
                         got[native] = pairs
                     else:

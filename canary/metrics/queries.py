@@ -220,15 +220,15 @@ def native_query_of(query: str) -> str | None:
 
 def series_count_query_of(query: str) -> str | None:
     """For a `histogram_query`, how many of the arm's histograms with observations in the same window
-    export each bound (`count by (le)` over the series whose +Inf bucket grew): `sum by (le)` over pods
+    export each bound (`count by (le)` over the histograms whose largest bucket grew): `sum by (le)` over pods
     that export different layouts holds, at a bound only some export, only their counts; such a bound
     is left out, never filled in. None for any other query."""
     m = _HISTOGRAM_QUERY.match(query)
     if m is None:
         return None
-    series, window, inf = f"{m['base']}_bucket", f"[{m['window']}]", _with(m["sel"], 'le="+Inf"')
-    return (f"count by (le) (increase({series}{m['sel']}{window}) and ignoring(le) "
-            f"(increase({series}{inf}{window}) > 0))")
+    # a histogram's largest bucket is its +Inf one, however the exporter spells it ("+Inf", "Inf", "inf")
+    buckets = f"increase({m['base']}_bucket{m['sel']}[{m['window']}])"
+    return f"count by (le) ({buckets} and ignoring(le) (max without (le) ({buckets}) > 0))"
 
 
 def requests_query(p: Preset, sel: str, window_s: float) -> str:

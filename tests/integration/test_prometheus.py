@@ -353,6 +353,51 @@ def test_pods_of_one_arm_with_different_layouts_are_summed_on_the_bounds_they_sh
     assert verdict.outcome is not Outcome.FAIL, verdict.results[0].reason
 
 
+def test_a_pod_spelling_its_top_bucket_inf_is_counted_too(prom_provider: PrometheusProvider) -> None:
+    """The bucket count query finds each histogram by its largest bucket, not by le="+Inf": a pod
+    writing le="Inf" restricts the bounds like any other (it was left out, and the other pod's 0.15 s
+    bound kept: a canary read +38% slower at p80 than an identical stable)."""
+    from canary.analysis.judge import judge
+    from canary.model import Outcome
+    from tests.support.prom import SPELLED_MODEL
+
+    pol = make_policy("model", checks=[{"name": "p80", "kind": "latency", "quantile": 0.8, "max_increase_pct": 20}])
+    target = Target(namespace="ml", virtual_service=SPELLED_MODEL, model=SPELLED_MODEL, stable_version="v1",
+                    canary_version="v2")
+    stable, canary = prom_provider.measure(pol, check(pol, "p80"), target, window_s=WINDOW_S)
+    assert canary.bounds == approx((100.0, 250.0, math.inf))  # type: ignore[union-attr]
+    assert canary.counts == approx((12000.0, 19000.0, 20000.0))  # type: ignore[union-attr]
+    verdict = judge(pol, {"p80": (stable, canary)})
+    assert verdict.outcome is not Outcome.FAIL, verdict.results[0].reason
+
+
+def test_every_query_of_a_check_is_evaluated_at_one_instant(prom_server: Any, monkeypatch: pytest.MonkeyPatch
+                                                            ) -> None:
+    """A provider without a fixed time (the controller's, `canary promote`'s) pins one per check: the
+    sum and the bucket count queries of both arms see the same series (sent at Prometheus's own now,
+    a pod whose last requests left the window between the two made a bound look shared: a +38% p80
+    on identical arms in the review's run)."""
+    from tests.support.prom import MIXED_MODEL
+
+    prom = PrometheusProvider(prom_server.url, retries=2, budget_s=3.0, backoff_s=0.05)
+    sent: list[tuple[str, str]] = []
+    real_once = prom._once
+    monkeypatch.setattr(prom, "_once", lambda query, params, *a: sent.append((query, params.get("time", "")))
+                        or real_once(query, params, *a))
+    pol = make_policy("model", checks=[{"name": "p95", "kind": "latency", "max_increase_pct": 20},
+                                       {"name": "err", "kind": "error_rate", "max_increase_points": 1}])
+    target = Target(namespace="ml", virtual_service=MIXED_MODEL, model=MIXED_MODEL, stable_version="v1",
+                    canary_version="v2")
+    for c in pol.checks:
+        sent.clear()
+        prom.measure(pol, c, target, window_s=WINDOW_S)
+        assert len(sent) >= 4 and len({t for _, t in sent}) == 1 and sent[0][1], sent
+    assert any(x.startswith("count by (le)") for x, _ in sent) is False  # (the error-rate check's)
+    sent.clear()
+    prom.request_counts(pol, target, window_s=WINDOW_S)
+    assert len(sent) == 2 and sent[0][1] == sent[1][1] != ""
+
+
 def test_pods_of_one_arm_sharing_no_finite_bound_are_no_data_named(prom_provider: PrometheusProvider) -> None:
     from tests.support.prom import NO_SHARED_MODEL
 

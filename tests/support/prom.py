@@ -49,7 +49,12 @@ MIXED_PODS = {
     (MIXED_MODEL, "ghost"): ("v2", (), (0,)),
     (NO_SHARED_MODEL, "a"): ("v1", (0.1,), (5000, 5000)), (NO_SHARED_MODEL, "b"): ("v1", (0.2,), (8000, 2000)),
     (NO_SHARED_MODEL, "c"): ("v2", (0.1, 0.2), (5000, 3000, 2000)),
+    # "spelled-inf": the canary's second pod writes its top bucket le="Inf" (Python's str(inf) is
+    # "inf", Rust's "inf", Java's "Infinity"; Prometheus's own parser reads them all as +Inf)
+    (SPELLED_MODEL := "spelled-inf", "s"): ("v1", *LAYOUTS_S["v1"]), (SPELLED_MODEL, "a"): ("v2", *LAYOUTS_S["v1"]),
+    (SPELLED_MODEL, "b"): ("v2", *LAYOUTS_S["v2"]),
 }
+INF_SPELLING = {(SPELLED_MODEL, "b"): "Inf"}
 # what canary.drift.exporter exports for model "features", per 60 s window: v1 is stable, v2 a
 # canary whose upstream pipeline sends `age` in months (and drops `plan`), v3 an A/A copy of v1
 FEATURE_MODEL = "features"
@@ -110,8 +115,11 @@ class Dataset:
             out += histogram("model_inference_duration_seconds", {"model_name": LAYOUT_MODEL, "model_version": version},
                              bounds, _per_s(counts))
         for (model, pod), (version, bounds, counts) in MIXED_PODS.items():
-            out += histogram("model_inference_duration_seconds",
-                             {"model_name": model, "model_version": version, "pod": pod}, bounds, _per_s(counts))
+            spelled = INF_SPELLING.get((model, pod))
+            out += [Series(x.name, {**x.labels, "le": spelled}, x.per_s) if spelled and x.labels.get("le") == "+Inf"
+                    else x for x in histogram("model_inference_duration_seconds",
+                                              {"model_name": model, "model_version": version, "pod": pod}, bounds,
+                                              _per_s(counts))]
             out += counter("model_requests_total", {"model_name": model, "model_version": version, "pod": pod,
                                                     "outcome": "success"}, sum(counts) / WINDOW_S)
         for version, f in FEATURES.items():

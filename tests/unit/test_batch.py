@@ -529,12 +529,19 @@ def test_a_both_forms_clients_empty_classic_buckets_are_no_classic_histogram() -
     stable, canary = b.measure_delta(pol, chk(pol, "lat"), T, now, base)
     assert isinstance(stable, Histogram) and isinstance(canary, Histogram), (stable, canary)
     assert stable.bounds == canary.bounds and len(stable.bounds) > 4 and canary.total == 3
-    # classic buckets that have counted observations stay the preferred form
+    # classic buckets that counted observations before the window but none in it (a drained classic
+    # pod `last_over_time` still holds): read past too, as `increase()` reads them per rollout
     counted = [(n, lab, 1.0) for n, lab, _ in zeros]
-    with pytest.raises(NoData, match="stable arm of 'rec': no observations in the window"):
-        b.measure_delta(pol, chk(pol, "lat"), T, snap(native_arm("rec", "v1", lat) + native_arm("rec", "v2", lat)
-                                                      + counted, pol),
-                        snap(native_arm("rec", "v1", lat[:1]) + native_arm("rec", "v2", lat[:1]) + counted, pol))
+    stable, canary = b.measure_delta(pol, chk(pol, "lat"), T, snap(native_arm("rec", "v1", lat) + native_arm(
+        "rec", "v2", lat) + counted, pol), snap(native_arm("rec", "v1", lat[:1]) + native_arm("rec", "v2", lat[:1])
+                                               + counted, pol))
+    assert isinstance(stable, Histogram) and isinstance(canary, Histogram) and canary.total == 3
+    # classic buckets that counted observations in the window stay the preferred form
+    grown = [(n, lab, 2.0) for n, lab, _ in zeros]
+    stable, canary = b.measure_delta(pol, chk(pol, "lat"), T, snap(native_arm("rec", "v1", lat) + native_arm(
+        "rec", "v2", lat) + grown, pol), snap(native_arm("rec", "v1", lat[:1]) + native_arm("rec", "v2", lat[:1])
+                                              + counted, pol))
+    assert isinstance(stable, Histogram) and stable.bounds == (50.0, 100.0, 200.0, math.inf) and stable.total == 1
 
 
 def test_a_float_answer_to_the_native_family_goes_per_rollout() -> None:

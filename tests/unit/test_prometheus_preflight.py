@@ -87,7 +87,7 @@ def test_report_values() -> None:
                                     "(a label or value that matches nothing?); query: q_stable")
     assert report.to_dict() == {"url": "http://p", "window_s": 300, "queries": 4, "sent": 3, "elapsed_s": 0.1,
                                 "empty_stable": ["checks[0] 'p' (q_stable)", "request counts (q_stable)"],
-                                "unresolvable": [], "native_histograms": []}
+                                "unresolvable": [], "native_histograms": [], "layouts": []}
     with pytest.raises(ValueError, match="arm"):
         q("both", 1)
     with pytest.raises(ValueError, match="series"):
