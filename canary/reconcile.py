@@ -88,6 +88,8 @@ def preflight_metrics(metrics: MetricsProvider, policy: Policy, target: Target, 
         log.warning("metrics.preflight_empty_stable", detail=line)
     for line in report.unresolvable:  # the canary can pass only by being faster by a whole bucket
         log.warning("metrics.buckets_too_coarse", detail=line)
+    for line in report.layouts:  # stable pods on bucket layouts sharing no finite bound (mid-update?)
+        log.warning("metrics.preflight_layouts", detail=line)
 
 
 def next_look_at(policy: Policy, state: rl.RolloutState) -> float:

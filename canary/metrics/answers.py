@@ -81,6 +81,16 @@ def bucket_pairs(result: Any, query: str, check: str, arm: str) -> list[tuple[fl
     return raw
 
 
+def evaluated_at(result: Any) -> float | None:
+    """The evaluation time Prometheus stamped on an instant answer (every sample of an instant
+    vector, and a scalar, carry it), in its own clock; None when the answer holds none."""
+    try:
+        sample = result if is_scalar(result) else result[0].get("value") or result[0].get("histogram")
+        return float(sample[0])
+    except (IndexError, KeyError, TypeError, ValueError, AttributeError):
+        return None
+
+
 def shared_bounds(result: Any, query: str, check: str, arm: str) -> set[float] | None:
     """The bounds every counted histogram exports, from a `count by (le)` answer
     (`queries.series_count_query_of`): a bound is shared when as many series export it as export

@@ -84,13 +84,13 @@ class PreflightReport:
                 "layouts": list(self.layouts)}
 
     def warnings(self) -> tuple[str, ...]:
-        """One line per stable-arm query that found nothing over the window, and per stable arm whose
-        pods share no finite bucket bound."""
+        """One line per stable-arm query that found nothing over the window (`layouts` and
+        `unresolvable` are warnings of their own)."""
         return tuple(
             f"{x.where}: no data for the stable arm over the last {self.window_s}s "
             f"(a label or value that matches nothing?); query: {x.query}"
             for x in self.empty_stable
-        ) + self.layouts
+        )
 
 
 class MetricsProvider(Protocol):

@@ -137,13 +137,6 @@ class PrometheusClient:
         """One number from an instant query that must return one series or a scalar."""
         return number_of(self.query(query, check=check, arm=arm, at=at), query, check, arm)
 
-    def instant(self, at: float | None = None) -> float:
-        """The evaluation time for a group of queries that must see the same series: `at`, else the
-        client's fixed one, else now by this machine's clock (unix seconds). Prometheus evaluates a
-        query without a time at its own now, so two queries sent one after the other can straddle
-        a scrape."""
-        return at if at is not None else self.at if self.at is not None else time.time()
-
     def query(self, query: str, *, check: str = "", arm: str = "", at: float | None = None) -> Any:
         """Instant query with bounded retries; returns Prometheus's `data.result` as is."""
         return self.ask(query, check=check, arm=arm, at=at, who=f"check {check!r}", strict=False, deadline=None)

@@ -18,7 +18,7 @@ import numpy as np
 
 from canary.errors import ConfigError, MetricsUnavailable, NoData
 from canary.metrics import queries as q
-from canary.metrics.answers import bucket_pairs, is_scalar, number, number_of, shared_bounds
+from canary.metrics.answers import bucket_pairs, evaluated_at, is_scalar, number, number_of, shared_bounds
 from canary.metrics.base import PreflightQuery, PreflightReport
 from canary.metrics.client import PREFIX_HINT, NotPrometheus, PrometheusClient, Rejected, excerpt
 from canary.metrics.native import INF_ONLY_HINT, inf_only, native_buckets
@@ -59,9 +59,10 @@ def preflight(client: PrometheusClient, policy: Policy, target: Target) -> Prefl
     window = max(1, math.ceil(policy.analysis.interval))
     planned = preflight_plan(policy, target, window)
     answers: dict[str, tuple[int, float | None, Histogram | None]] = {}
-    _probe(client, deadline)
+    # one instant for every query, Prometheus's own (the probe's answer carries it): this machine's
+    # clock may be skewed, and the window must end at Prometheus's now
+    at = _probe(client, deadline)
     sent = 1
-    at = client.instant()  # one instant for every query, as a look pins one per check
     for where, check, arm, role, query in planned:
         if query not in answers:
             answers[query] = _preflight_one(client, query, where=where, check=check, arm=arm, role=role,
@@ -192,7 +193,9 @@ def _unplaceable(who: str, query: str) -> ConfigError:
     return ConfigError(f"{who}: the histogram has {INF_ONLY_HINT}; query: {query}")
 
 
-def _probe(client: PrometheusClient, deadline: float) -> None:
+def _probe(client: PrometheusClient, deadline: float) -> float | None:
+    """Whether the URL is a Prometheus HTTP API (NotPrometheus if not); the time it evaluated the
+    probe at, by its own clock."""
     try:
         result = client.ask(PROBE, check="preflight", arm="", at=None, who="preflight", strict=True,
                             deadline=deadline)
@@ -204,6 +207,7 @@ def _probe(client: PrometheusClient, deadline: float) -> None:
     if not ok:
         raise NotPrometheus(f"{client.url} does not look like a Prometheus HTTP API: {PROBE} answered "
                             f"{excerpt(json.dumps(result))} instead of one series of value 1{PREFIX_HINT}")
+    return evaluated_at(result)
 
 
 def _preflight_one(client: PrometheusClient, query: str, *, where: str, check: str, arm: str, role: str,

@@ -25,7 +25,7 @@ import math
 
 from canary.errors import ConfigError, MetricsUnavailable, NoData
 from canary.metrics import queries as q
-from canary.metrics.answers import arm_name, arms_pair, bucket_pairs, is_scalar, shared_bounds
+from canary.metrics.answers import arm_name, arms_pair, bucket_pairs, evaluated_at, is_scalar, shared_bounds
 from canary.metrics.base import PreflightReport
 from canary.metrics.client import PrometheusClient
 from canary.metrics.preflight import preflight as run_preflight
@@ -49,10 +49,7 @@ class PrometheusProvider(PrometheusClient):
         """(stable, canary) for one check. An arm without data is its own `NoData` in the pair, so
         that a limit on the canary alone (`max_ms`, `max_rate_pct`, `max_value`) is still judged when
         the stable series do not exist; raises NoData only when neither arm has data, and
-        ConfigError / MetricsUnavailable for the whole check. Every query of the check is evaluated
-        at one instant (`at`, else the client's, else now by this clock): the two arms, and a
-        histogram's bucket count query beside its sum (`_classic`), see the same series."""
-        at = self.instant(at)
+        ConfigError / MetricsUnavailable for the whole check."""
         plan = query_plan(policy, check, target, window_s=window_s)
         name = check.name
         if check.kind in ("latency", "prediction_shift"):
@@ -68,7 +65,6 @@ class PrometheusProvider(PrometheusClient):
         self, policy: Policy, target: Target, *, window_s: int, at: float | None = None, check: str = "request_counts"
     ) -> tuple[float, float]:
         plan = request_plan(policy, target, window_s=window_s)
-        at = self.instant(at)
         out = [self._requests(plan[arm], check, arm, window_s, at) for arm in q.ARMS]
         return out[0], out[1]
 
@@ -172,7 +168,12 @@ class PrometheusProvider(PrometheusClient):
         only their counts: a distribution nobody observed. So a second query counts, per bound, the
         series with observations in the window that export it (`queries.series_count_query_of`),
         and a bound not all of them export is dropped, as the batched snapshot sums on the bounds
-        every series shares (`delta._histogram_delta`). NoData when they share no finite bound."""
+        every series shares (`delta._histogram_delta`). NoData when they share no finite bound.
+
+        The count query is evaluated at the time the sum's answer carries (Prometheus's own clock:
+        pinning both to this machine's clock would shift the window by any clock skew), so it sees
+        the same samples, or more when a scrape commits in between: more series counted can only
+        drop a bound, never keep one that some summed pod lacks."""
         result = self.query(query, check=check, arm=arm, at=at)
         if not result and not is_scalar(result):
             return None
@@ -180,7 +181,8 @@ class PrometheusProvider(PrometheusClient):
         counting = q.series_count_query_of(query)
         if counting is None or len({le for le, _ in pairs if math.isfinite(le)}) == 0:
             return pairs
-        shared = shared_bounds(self.query(counting, check=check, arm=arm, at=at), counting, check, arm)
+        when = at if at is not None else evaluated_at(result)
+        shared = shared_bounds(self.query(counting, check=check, arm=arm, at=when), counting, check, arm)
         if shared is None:  # no histogram with observations in the window
             return pairs
         kept = [(le, c) for le, c in pairs if le in shared]

@@ -371,31 +371,36 @@ def test_a_pod_spelling_its_top_bucket_inf_is_counted_too(prom_provider: Prometh
     assert verdict.outcome is not Outcome.FAIL, verdict.results[0].reason
 
 
-def test_every_query_of_a_check_is_evaluated_at_one_instant(prom_server: Any, monkeypatch: pytest.MonkeyPatch
-                                                            ) -> None:
-    """A provider without a fixed time (the controller's, `canary promote`'s) pins one per check: the
-    sum and the bucket count queries of both arms see the same series (sent at Prometheus's own now,
-    a pod whose last requests left the window between the two made a bound look shared: a +38% p80
-    on identical arms in the review's run)."""
+def test_the_bucket_count_is_asked_at_the_sums_own_evaluation_time_whatever_this_clock_says(
+        prom_server: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A provider without a fixed time (the controller's, `canary promote`'s) sends the sum at
+    Prometheus's now and the bucket count query at the time the sum's answer carries: both see the
+    same samples (two queries at Prometheus's now straddled a scrape: a draining pod summed but not
+    counted made a bound look shared, +38% at p80 on identical arms), and this machine's clock plays
+    no part (pinning to it, a first version, shifted every window by the clock skew: 4 h here would
+    read nothing; a clock 20 s behind passed an erroring canary in a review's run)."""
+    import time as time_module
+
     from tests.support.prom import MIXED_MODEL
 
+    real_time = time_module.time
+    monkeypatch.setattr(time_module, "time", lambda: real_time() + 4 * 3600)  # past the dataset's history
     prom = PrometheusProvider(prom_server.url, retries=2, budget_s=3.0, backoff_s=0.05)
     sent: list[tuple[str, str]] = []
     real_once = prom._once
     monkeypatch.setattr(prom, "_once", lambda query, params, *a: sent.append((query, params.get("time", "")))
                         or real_once(query, params, *a))
-    pol = make_policy("model", checks=[{"name": "p95", "kind": "latency", "max_increase_pct": 20},
-                                       {"name": "err", "kind": "error_rate", "max_increase_points": 1}])
+    pol = make_policy("model", checks=[{"name": "p95", "kind": "latency", "max_increase_pct": 20}])
     target = Target(namespace="ml", virtual_service=MIXED_MODEL, model=MIXED_MODEL, stable_version="v1",
                     canary_version="v2")
-    for c in pol.checks:
-        sent.clear()
-        prom.measure(pol, c, target, window_s=WINDOW_S)
-        assert len(sent) >= 4 and len({t for _, t in sent}) == 1 and sent[0][1], sent
-    assert any(x.startswith("count by (le)") for x, _ in sent) is False  # (the error-rate check's)
-    sent.clear()
-    prom.request_counts(pol, target, window_s=WINDOW_S)
-    assert len(sent) == 2 and sent[0][1] == sent[1][1] != ""
+    stable, canary = prom.measure(pol, check(pol, "p95"), target, window_s=WINDOW_S)
+    assert stable.bounds == approx((100.0, 250.0, math.inf)) and canary.total == approx(10000.0)  # type: ignore[union-attr]
+    sums = [t for x, t in sent if x.startswith("sum by (le)")]
+    counts = [t for x, t in sent if x.startswith("count by (le)")]
+    assert sums == ["", ""] and len(counts) == 2 and all(counts), sent
+    assert abs(float(counts[0]) - real_time()) < 60  # Prometheus's now, not this (skewed) clock's
+    report = prom.preflight(pol, target)  # at the probe's own time, as well
+    assert report.warnings() == () and report.layouts == ()
 
 
 def test_pods_of_one_arm_sharing_no_finite_bound_are_no_data_named(prom_provider: PrometheusProvider) -> None:

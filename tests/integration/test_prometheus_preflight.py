@@ -752,12 +752,12 @@ def test_stable_pods_whose_layouts_share_no_finite_bound_are_a_warning_before_tr
         if ok:
             report = prom.preflight(pol, target)
             # the probe, a histogram and a request query per arm, and a bucket count query per arm
-            assert report.empty_stable == () and report.sent == 1 + 2 * 2 + 2 and report.warnings() == ()
+            assert report.empty_stable == () and report.sent == 1 + 2 * 2 + 2 and report.layouts == ()
             # read on the shared bounds (100, 250 ms), as a look reads it: too coarse for +20%
             assert "narrower than 1.2x" in report.unresolvable[0]
             continue
         report = prom.preflight(pol, target)
-        [warning] = [w for w in report.warnings() if "p95" in w]
+        [warning] = report.layouts
         assert warning.startswith("checks[0] 'p95': the stable pods export bucket layouts that share no finite "
                                   "bound") and "count by (le)" in warning, warning
         assert report.to_dict()["layouts"] == [warning]
@@ -801,7 +801,7 @@ def test_preflight_asks_the_bucket_count_only_where_a_look_reads_classic_buckets
     assert not isinstance(stable, NoData) and stable.total == 400
     assert not any(x.startswith(("sum by (le)", "count by (le)")) for x in sent)
     report = provider(url).preflight(pol, TARGET)
-    assert report.warnings() == () and len(report.native) == 2
+    assert report.warnings() == () and report.layouts == () and len(report.native) == 2
     assert not any(x.startswith("count by (le)") for x in sent)
 
 
