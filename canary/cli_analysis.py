@@ -146,7 +146,7 @@ def plan_cmd(
         _fail(str(exc))
     if prometheus_url and not (model and stable_version):
         _fail("--prometheus-url needs --model and --stable-version (whose latency buckets to read)")
-    layout = None
+    layout, ns = None, ""
     if prometheus_url:
         try:
             metrics = opts.prometheus(prometheus_url, prometheus_token, prometheus_user, prometheus_password,
@@ -164,8 +164,10 @@ def plan_cmd(
         d["layout"] = [asdict(x) for x in layout]
     opts.emit(d, output, lambda wide: _plan_text(p, rps, layout, opts.console(wide)))
     if layout is not None and unreadable:  # the plan above assumed a layout it was asked to read
-        _fail(f"could not read the stable's latency buckets from {prometheus_url} ({unreadable[0]}); the plan "
-              f"above assumes --bucket-ratio {bucket_ratio:g}", EXIT_INFRA)
+        _fail(f"could not read the stable's latency buckets from {prometheus_url} in namespace {ns!r} "
+              f"({unreadable[0]}); the plan above assumes --bucket-ratio {bucket_ratio:g}: check --prometheus-url, "
+              "-n, --model and --stable-version, or plan without --prometheus-url and give --bucket-ratio",
+              EXIT_INFRA)
 
 
 def _plan_text(p: Any, rps: float, layout: Any, console: Console) -> None:

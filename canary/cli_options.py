@@ -56,11 +56,12 @@ def emit(data: Any, output: str, text: Optional[Callable[[bool], None]] = None, 
 
 
 def console(wide: bool = False) -> Any:
-    """A rich Console on stdout; `wide`: at least 200 columns, so that no table is folded."""
+    """A rich Console on stdout; `wide`, or stdout not a terminal (a CI log, a pipe: rich would
+    assume 80 columns and fold numbers across lines): at least 200 columns."""
     from rich.console import Console
 
     c = Console()
-    return Console(width=200) if wide and c.width < 200 else c
+    return Console(width=200) if (wide or not c.is_terminal) and c.width < 200 else c
 
 
 # ---- durations -------------------------------------------------------------------------------

@@ -6,6 +6,8 @@ Machines read `--output json` and the JSON logs instead.
 
 from __future__ import annotations
 
+import math
+
 from typing import Any, Iterable
 
 from rich.console import Console, Group
@@ -27,16 +29,21 @@ def _fmt(value: Any, digits: int = 4) -> str:
     return str(value)
 
 
+def _count(value: Any) -> str:
+    """A request count as a whole number (`increase()` extrapolates: 65.3625 requests)."""
+    return f"{value:,.0f}" if isinstance(value, (int, float)) and math.isfinite(value) else _fmt(value)
+
+
 def evidence_table(results: Iterable[dict[str, Any]], title: str = "checks") -> Table:
     t = Table(title=title, show_lines=False)
-    for col in ("check", "verdict", "stable", "canary", "n stable/canary", "threshold", "p", "effect", "reason"):
+    for col in ("check", "verdict", "stable", "canary", "n canary/stable", "threshold", "p", "effect", "reason"):
         t.add_column(col, overflow="fold")
     colors = {"pass": "green", "inconclusive": "yellow", "error": "magenta", "fail": "red"}
     for r in results:
         outcome = r.get("outcome", "")
         t.add_row(
             r.get("check", ""), Text(outcome, style=colors.get(outcome, "")), _fmt(r.get("stable_value")),
-            _fmt(r.get("canary_value")), f"{_fmt(r.get('n_stable'), 6)}/{_fmt(r.get('n_canary'), 6)}",
+            _fmt(r.get("canary_value")), f"{_count(r.get('n_canary'))}/{_count(r.get('n_stable'))}",  # as reasons
             _fmt(r.get("threshold")), _fmt(r.get("p_value"), 2), _fmt(r.get("effect_size"), 3), r.get("reason", ""),
         )
     return t

@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime
 import html
 import json
+import math
 from pathlib import Path
 from typing import Any, Optional
 
@@ -62,6 +63,11 @@ def _iso(t: Any) -> str:
 
 def _f(x: Any, digits: int = 4) -> str:
     return "-" if x is None else f"{x:.{digits}g}" if isinstance(x, float) else _e(x)
+
+
+def _count(x: Any) -> str:
+    """A request count as a whole number (`increase()` extrapolates: 65.3625 requests)."""
+    return f"{x:,.0f}" if isinstance(x, (int, float)) and math.isfinite(x) else _f(x)
 
 
 def _outcome(o: str) -> str:
@@ -166,14 +172,14 @@ def _looks(doc: dict[str, Any], checks: list[dict[str, Any]], t0: float) -> str:
         cells = "".join(_check_cell(lk["c"].get(n)) for n in names)
         detail = "".join(
             f"<tr><td>{_e(n)}</td><td>{_outcome(r.get('o', ''))}</td><td>{_f(r.get('sv'))}</td><td>{_f(r.get('cv'))}"
-            f"</td><td>{_f((r.get('n') or [None, None])[0], 6)}/{_f((r.get('n') or [None, None])[1], 6)}</td>"
+            f"</td><td>{_count((r.get('n') or [None, None])[1])}/{_count((r.get('n') or [None, None])[0])}</td>"
             f"<td>{_f(r.get('th'))}</td><td>{_f(r.get('p'), 3)}</td><td>{_e(r.get('r', ''))}</td></tr>"
             for n, r in lk["c"].items())
         rows.append(
             f'<tr class="look" data-outcome="{_e(lk.get("o"))}"><td>{lk["n"]}</td><td>{lk["at"] - t0:.1f}</td>'
             f"<td>{_e(lk.get('step'))}</td><td>{_e(lk.get('w'))}%</td><td>{_outcome(lk.get('o', ''))}</td>"
             f"<td>{_f(lk.get('cn'), 6)}</td>{cells}<td><details><summary>{_e(lk.get('r', ''))}</summary>"
-            "<table><tr><th>check</th><th>outcome</th><th>stable</th><th>canary</th><th>n stable/canary</th>"
+            "<table><tr><th>check</th><th>outcome</th><th>stable</th><th>canary</th><th>n canary/stable</th>"
             f"<th>threshold</th><th>p</th><th>reason</th></tr>{detail}</table></details></td></tr>")
     thinned = doc.get("thinned") or 0
     note = (f'<p class="note">{thinned} ordinary looks were dropped to keep the history bounded; failed and '

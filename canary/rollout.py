@@ -337,7 +337,8 @@ def _judge(state: RolloutState, ev: Looked, policy: Policy) -> tuple[RolloutStat
                               min_canary_requests=policy.analysis.min_canary_requests)
     if anchor != s.pass_anchor_requests:
         s = replace(s, pass_anchor_requests=anchor)
-    actions: list[Action] = [Emit("look.completed", {"outcome": j.outcome.label, "canary_requests": ev.canary_requests,
+    actions: list[Action] = [Emit("look.completed", {"outcome": j.outcome.label,
+                                                     "canary_requests": round(ev.canary_requests, 1),
                                                      "look": state.look,
                                                      "checks": {r.check: r.outcome.label for r in j.results}})]
     if j.hard_breach:

@@ -283,11 +283,18 @@ def _verdict(check: Check, subs: list[tuple[str, stats.TestResult, bool]], n_c: 
 def _result(check: Check, outcome: Outcome, reason: str, t: stats.TestResult, *, n: tuple[float, float],
             threshold: float, effect: float, alpha: float, subs: list[tuple[str, stats.TestResult, bool]],
             seq: dict[str, dict], **values: float) -> CheckResult:
-    notes = [s[1].note for s in subs if s[1].note]
+    if outcome is Outcome.FAIL:
+        # one line an on-call person reads: the breach and what its test compared (the quantile, in
+        # coarse buckets); not the other limits' notes, nor what the buckets cannot show *within*
+        notes = [x for x in t.note.split("; ") if x and not x.startswith("buckets too coarse")]
+    else:
+        notes = [s[1].note for s in subs if s[1].note]
     extra: dict[str, Any] = {"tests": [
         {"test": name, "p_value": _clean(r.p_value), "breach": r.breach, "absolute": absolute,
          "decidable": r.decidable, "within": r.within, "bound": _clean(r.bound), "note": r.note,
-         "why_not": r.why_not, **seq.get(name, {})} for name, r, absolute in subs]}
+         # a breach is why it is not within (its within-evidence would say "not significant")
+         "why_not": f"shown beyond the limit, p={_p(r.p_value)}" if r.breach and not r.within else r.why_not,
+         **seq.get(name, {})} for name, r, absolute in subs]}
     notes = [x for x in dict.fromkeys(notes) if x not in reason]
     if notes:  # a FAIL names the quantile it tested, too
         reason += "; " + "; ".join(notes)

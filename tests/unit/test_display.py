@@ -28,6 +28,14 @@ def test_panel_shows_weights_phase_step_and_last_verdict() -> None:
         assert needle in text, needle
 
 
+def test_evidence_table_gives_n_canary_first_and_whole_as_reasons_do() -> None:
+    """`increase()` extrapolates (65.3625 requests): the table shows whole requests, canary first as
+    every reason's `n=canary/stable` does (a newcomer read 685/65.3625 beside n=65/685)."""
+    text = render(evidence_table([{"check": "latency-p95", "outcome": "fail", "n_stable": 685.4, "n_canary": 65.3625,
+                                   "reason": "p95 47.9 ms vs 6.08 ms (+688%, limit +50%), n=65/685, p=6.6e-11"}]))
+    assert "n canary/stable" in text and "65/685 " in text and "65.36" not in text
+
+
 def test_evidence_table_handles_unknown_values() -> None:
     text = render(evidence_table([{"check": "x", "outcome": "error", "stable_value": None, "reason": "could not measure"}]))
     assert "could not measure" in text and "-" in text
@@ -54,3 +62,12 @@ def test_status_wide_does_not_fold_the_verdict_table() -> None:
         render_status(status, state, console=narrow)
     assert "p95 312 ms vs 240 ms (+30%, limit +20%), n=1,840/9,310" in w.get()
     assert "p95 312 ms vs 240 ms (+30%, limit +20%), n=1,840/9,310" not in n.get()  # folded at 80
+
+
+def test_text_output_to_a_pipe_is_not_folded_at_80_columns() -> None:
+    """A CI log or a pipe is no terminal: rich would assume 80 columns and fold `3.5e-05` into `3.5e-0`
+    and `5` on two lines (a newcomer's `canary plan` in a pipe); text output gets 200 there too."""
+    from canary import cli_options as opts
+
+    c = opts.console(False)  # pytest captures stdout: not a terminal
+    assert not c.is_terminal and c.width >= 200

@@ -438,3 +438,27 @@ def test_two_nearly_equal_prediction_arms_are_judged_not_an_error():
     assert ncx2_sf(1e-13, 1, 545.0) == pytest.approx(1.0)
     for x, df, nc in ((0.5, 3, 10.0), (5.0, 3, 10.0), (30.0, 9, 40.0), (1e-4, 1, 545.0)):
         assert _ncx2_sf_poisson(x, df, nc) == pytest.approx(float(st.ncx2.sf(x, df, nc)), rel=1e-9, abs=1e-12)
+
+
+def test_a_rollback_reason_is_one_line_an_on_call_person_can_read():
+    """The sandbox's slow canary (a newcomer's trial): the FAIL reason gives the breach, and in coarse
+    buckets the quantile its test compared, in ms; not the latency ceiling's note (that limit did not
+    fail), nor "buckets too coarse" (that is about showing a canary *within*, not a breach); and the
+    breaching test's evidence says it was shown beyond (it said "estimated beyond, not significant")."""
+    bounds = tuple(0.5 * 1.1 ** i for i in range(97)) + (math.inf,)
+    rng = np.random.default_rng(3)
+
+    def hist(median_ms: float, n: int) -> Histogram:
+        x = median_ms * np.exp(rng.normal(0, 0.5, n))
+        return Histogram(bounds=bounds, counts=tuple(float((x <= b).sum()) for b in bounds))
+
+    pol = parse_policy({"steps": [10, 100], "checks": [
+        {"name": "latency-p95", "kind": "latency", "max_increase_pct": 50, "max_ms": 250}]})
+    r = J.judge_check(pol.checks[0], hist(3.0, 686), hist(24.0, 65), alpha=0.01, min_canary=50)
+    assert r.outcome == Outcome.FAIL
+    assert r.reason.startswith("p95 ") and "limit +50%" in r.reason and "n=65/686" in r.reason, r.reason
+    assert "buckets too coarse" not in r.reason and "ceiling" not in r.reason, r.reason
+    for part in r.reason.split("; ")[1:]:  # what the breach test compared, in ms
+        assert part.startswith("compared canary >") and part.count(" ms") == 2, r.reason
+    [rel] = [t for t in r.extra["tests"] if t["test"] == "relative"]
+    assert rel["breach"] and rel["why_not"].startswith("shown beyond the limit, p="), rel
