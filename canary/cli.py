@@ -35,8 +35,22 @@ policy_app = typer.Typer(no_args_is_help=True, help="Validate policies and print
 app.add_typer(policy_app, name="policy")
 
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"canary {version('modelcanary')}")
+        except PackageNotFoundError:  # run from a checkout that was never installed
+            typer.echo("canary (not installed: run scripts/setup.sh)")
+        raise typer.Exit(0)
+
+
 @app.callback()
-def _every_command() -> None:
+def _every_command(
+    _show_version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="print the installed version and exit"),
+) -> None:
     """Canary analysis and rollback for ML models on Triton behind Istio."""
     # Logs go to stderr from the first line of every command (structlog's default is stdout): stdout
     # carries only the requested output, on any path (issue 11). Commands with --log-format refine it.

@@ -278,3 +278,12 @@ def test_unvalidated_calls_the_clients_own_method_without_its_argument_validatio
     assert fast.func is kc.CustomObjectsApi.replace_namespaced_custom_object.__wrapped__
     double = lambda *a, **kw: "faked"  # noqa: E731 - a test double has no wrapped original: used as it is
     assert kube.unvalidated(double) is double
+
+
+def test_version_prints_the_installed_version() -> None:
+    from importlib.metadata import version
+
+    from canary.cli import app
+
+    out = CliRunner().invoke(app, ["--version"])
+    assert out.exit_code == 0 and out.stdout.strip() == f"canary {version('modelcanary')}"
