@@ -45,9 +45,9 @@ class PolicyError(ConfigError):
         self.problems = problems or [(field, message)]
         where = f"{file}: {field}" if field else file
         text = f"{where}: {message}"
-        if len(self.problems) > 1:
-            text += f" ({len(self.problems)} problems in all:" + "".join(
-                f"\n  - {f or '(top level)'}: {m}" for f, m in self.problems) + ")"
+        if len(self.problems) > 1:  # each once, under the file
+            text = f"{file}: {len(self.problems)} problems:" + "".join(
+                f"\n  - {f or '(top level)'}: {m}" for f, m in self.problems)
         super().__init__(text)
 
 

@@ -214,9 +214,16 @@ def _message(err: Any) -> str:
         msg += f", not {show(value)}" + (" (a boolean)" if isinstance(value, bool) else "")
         if isinstance(value, str) and kind in ("float_type", "int_type") and _yaml_number_text(value):
             msg += ": YAML reads an exponent without a dot as text; write it as 1.0e9, or 1000000000"
+    elif kind in _RANGE and isinstance(value, (int, float)) and not isinstance(value, bool):
+        limit = next(iter((err.get("ctx") or {}).values()), None)  # pydantic's {"lt": 0.5}
+        msg = f"must be {_RANGE[kind]} {show(limit)}, not {show(value)}"
     elif msg.startswith("Value error, "):
         msg = msg[len("Value error, ") :]
     return msg if len(msg) <= 500 else msg[:497] + "..."
+
+
+# pydantic's range errors ("Input should be less than 0.5") in the words of the other messages
+_RANGE = {"less_than": "<", "less_than_equal": "<=", "greater_than": ">", "greater_than_equal": ">="}
 
 
 def _yaml_number_text(text: str) -> bool:

@@ -39,7 +39,7 @@ def test_shipped_policies_load(path: Path) -> None:
     (with_(stepz=[1]), "stepz", "unknown key"),
     (with_(analysis={"interval": "ten minutes"}), "analysis.interval", "not a duration"),
     (with_(analysis={"interval": "10s", "look_every": "1m"}), "analysis", "look_every"),
-    (with_(analysis={"alpha": 2}), "analysis.alpha", "less than"),
+    (with_(analysis={"alpha": 2}), "analysis.alpha", "must be < 0.5, not 2"),
     (with_(checks=[{"name": "lat", "kind": "latency", "max_ms": "fast"}]), "checks[0].max_ms", "number"),
     (with_(checks=[{"name": "lat", "kind": "latency", "max_msec": 3}]), "checks[0].max_msec", "unknown key"),
     (with_(checks=[{"name": "lat", "kind": "latency"}]), "checks[0]", "max_increase_pct"),
