@@ -320,7 +320,7 @@ def relative_result(finite: Sequence[float], pick: tuple[int, float, float, floa
     x_c = n_c - int(k_c[j])
     t = exceedance_lr(x_c, n_c, p0, var0, n_s)
     how = "interpolated" if widen <= 1e-9 else "rounded down"
-    note = f"compared canary >{finite[j]:.4g} ms with stable >{x:.4g} ms ({how}, stable p{100 * (1 - p0):.3g})"
+    note = f"compared canary >{finite[j]:g} ms with stable >{x:.4g} ms ({how}, stable p{100 * (1 - p0):.3g})"
     if widen > tol:
         note = (f"buckets too coarse: only >+{((1 + tol) * (1 + widen) - 1) * 100:.0f}% is resolvable "
                 f"(limit +{tol * 100:g}%); " + note)
