@@ -56,12 +56,16 @@ def emit(data: Any, output: str, text: Optional[Callable[[bool], None]] = None, 
 
 
 def console(wide: bool = False) -> Any:
-    """A rich Console on stdout; `wide`, or stdout not a terminal (a CI log, a pipe: rich would
-    assume 80 columns and fold numbers across lines): at least 200 columns."""
+    """A rich Console on stdout; `wide`, or stdout not a terminal with no COLUMNS given (a CI log, a
+    pipe: rich would assume 80 columns and fold numbers across lines): at least 200 columns. A
+    COLUMNS set (`watch canary status` sets it to the terminal's width) is kept."""
+    import os
+
     from rich.console import Console
 
     c = Console()
-    return Console(width=200) if (wide or not c.is_terminal) and c.width < 200 else c
+    fallback = not c.is_terminal and not os.environ.get("COLUMNS")
+    return Console(width=200) if (wide or fallback) and c.width < 200 else c
 
 
 # ---- durations -------------------------------------------------------------------------------

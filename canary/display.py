@@ -69,7 +69,7 @@ def state_panel(state: rl.RolloutState, steps: list[int] | None = None) -> Panel
     if state.last_verdict:
         v = state.last_verdict
         parts.append(evidence_table(v.get("results", []), title=f"last look: {v.get('outcome')} "
-                                    f"(canary requests {_fmt(v.get('canary_requests'), 6)})"))
+                                    f"(canary requests {_count(v.get('canary_requests'))})"))
     return Panel(Group(*parts), title="canary")
 
 

@@ -284,9 +284,9 @@ def _result(check: Check, outcome: Outcome, reason: str, t: stats.TestResult, *,
             threshold: float, effect: float, alpha: float, subs: list[tuple[str, stats.TestResult, bool]],
             seq: dict[str, dict], **values: float) -> CheckResult:
     if outcome is Outcome.FAIL:
-        # one line an on-call person reads: the breach and what its test compared (the quantile, in
-        # coarse buckets); not the other limits' notes, nor what the buckets cannot show *within*
-        notes = [x for x in t.note.split("; ") if x and not x.startswith("buckets too coarse")]
+        # one line an on-call person reads: the breach and what its own test compared (in coarse
+        # buckets: the quantile it tested instead, and why); not the other limits' notes
+        notes = [t.note] if t.note else []
     else:
         notes = [s[1].note for s in subs if s[1].note]
     extra: dict[str, Any] = {"tests": [

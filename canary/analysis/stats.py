@@ -320,12 +320,15 @@ def relative_result(finite: Sequence[float], pick: tuple[int, float, float, floa
     x_c = n_c - int(k_c[j])
     t = exceedance_lr(x_c, n_c, p0, var0, n_s)
     how = "interpolated" if widen <= 1e-9 else "rounded down"
-    note = f"compared canary >{finite[j]:g} ms with stable >{x:.4g} ms ({how}, stable p{100 * (1 - p0):.3g})"
+    # one phrase, also the whole of a FAIL's note: what was compared, and why not at the quantile
+    why = ""
     if widen > tol:
-        note = (f"buckets too coarse: only >+{((1 + tol) * (1 + widen) - 1) * 100:.0f}% is resolvable "
-                f"(limit +{tol * 100:g}%); " + note)
+        why = (f"; the buckets resolve only >+{((1 + tol) * (1 + widen) - 1) * 100:.0f}% here, "
+               f"limit +{tol * 100:g}%")
     elif abs(math.log(p0 / (1 - q))) > math.log(1.5):
-        note = f"buckets too coarse: no bound pair {1 + tol:g}x apart near p{q * 100:g}; " + note
+        why = f", not p{q * 100:g}: no bucket bound pair {1 + tol:g}x apart near it"
+    note = (f"compared canary >{finite[j]:g} ms with stable >{x:.4g} ms ({how}, stable p{100 * (1 - p0):.3g}"
+            f"{why})")
     return TestResult(t.p_value <= alpha, True, t.p_value, statistic=t.statistic, stable=s_est, canary=c_est,
                       effect=effect, note=note)
 
@@ -452,7 +455,7 @@ def ceiling_result(finite: Sequence[float], j: int, p: float, *, total: float, c
         # grid ends at its last populated bucket): nothing to say about the layout
         note = "" if len(finite) and in_finite >= total else f"no bucket bound at or above {max_value:g}"
         return TestResult(False, False, 1.0, canary=c_est, effect=c_est - max_value, note=note)
-    note = "" if finite[j] <= max_value * 1.0001 else f"ceiling checked at bucket bound {finite[j]:.4g} ms"
+    note = "" if finite[j] <= max_value * 1.0001 else f"ceiling checked at bucket bound {finite[j]:g} ms"
     return TestResult(p <= alpha, True, p, statistic=float(finite[j]), canary=c_est,
                       effect=c_est - max_value if not math.isnan(c_est) else math.nan, note=note)
 

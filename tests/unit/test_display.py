@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from rich.console import Console
 
 from canary import rollout as rl
@@ -64,10 +65,14 @@ def test_status_wide_does_not_fold_the_verdict_table() -> None:
     assert "p95 312 ms vs 240 ms (+30%, limit +20%), n=1,840/9,310" not in n.get()  # folded at 80
 
 
-def test_text_output_to_a_pipe_is_not_folded_at_80_columns() -> None:
+def test_text_output_to_a_pipe_is_not_folded_at_80_columns(monkeypatch: pytest.MonkeyPatch) -> None:
     """A CI log or a pipe is no terminal: rich would assume 80 columns and fold `3.5e-05` into `3.5e-0`
-    and `5` on two lines (a newcomer's `canary plan` in a pipe); text output gets 200 there too."""
+    and `5` on two lines (a newcomer's `canary plan` in a pipe); text output gets 200 there too. A
+    COLUMNS given is kept: `watch canary status` sets it to the terminal's width (a reviewer's case)."""
     from canary import cli_options as opts
 
+    monkeypatch.delenv("COLUMNS", raising=False)
     c = opts.console(False)  # pytest captures stdout: not a terminal
     assert not c.is_terminal and c.width >= 200
+    monkeypatch.setenv("COLUMNS", "100")
+    assert opts.console(False).width == 100 and opts.console(True).width >= 200

@@ -443,8 +443,9 @@ def test_two_nearly_equal_prediction_arms_are_judged_not_an_error():
 def test_a_rollback_reason_is_one_line_an_on_call_person_can_read():
     """The sandbox's slow canary (a newcomer's trial): the FAIL reason gives the breach, and in coarse
     buckets the quantile its test compared, in ms; not the latency ceiling's note (that limit did not
-    fail), nor "buckets too coarse" (that is about showing a canary *within*, not a breach); and the
-    breaching test's evidence says it was shown beyond (it said "estimated beyond, not significant")."""
+    fail); and the breaching test's evidence says it was shown beyond (it said "estimated beyond,
+    not significant"). Where the test compared another quantile, the line says which and why (a
+    reviewer's case: "+0%, limit +5%" rolled back, tested at stable p82.6 for want of a bound pair)."""
     bounds = tuple(0.5 * 1.1 ** i for i in range(97)) + (math.inf,)
     rng = np.random.default_rng(3)
 
@@ -462,3 +463,10 @@ def test_a_rollback_reason_is_one_line_an_on_call_person_can_read():
         assert part.startswith("compared canary >") and part.count(" ms") == 2, r.reason
     [rel] = [t for t in r.extra["tests"] if t["test"] == "relative"]
     assert rel["breach"] and rel["why_not"].startswith("shown beyond the limit, p="), rel
+    b = (25, 50, 100, math.inf)
+    pol = parse_policy({"steps": [10, 100], "checks": [
+        {"name": "latency-p95", "kind": "latency", "max_increase_pct": 5}]})
+    r = J.judge_check(pol.checks[0], Histogram(bounds=b, counts=(2000., 6000., 8500., 10000.)),
+                      Histogram(bounds=b, counts=(50., 200., 500., 1000.)), alpha=0.01, min_canary=100)
+    assert r.outcome == Outcome.FAIL and r.reason.endswith(
+        "(interpolated, stable p82.6, not p95: no bucket bound pair 1.05x apart near it)"), r.reason
