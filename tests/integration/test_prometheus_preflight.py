@@ -380,6 +380,20 @@ def test_a_latency_exported_only_as_a_native_histogram_is_read_and_judged(
         predictions.stop()
 
 
+def _wait_for(prom: PrometheusProvider, query: str, n: int) -> list[Any]:
+    """The answer to `query` once it has `n` series (a live scrape's samples arriving), within 60 s."""
+    deadline = time.monotonic() + 60
+    while len(got := prom.query(query, check="wait", arm="stable", at=None)) < n:
+        assert time.monotonic() < deadline, f"never: {query}"
+        time.sleep(0.3)
+    return got
+
+
+_LATENCY_60S = parse_policy({"steps": [10, 100], "analysis": {"interval": "60s", "look_every": "10s"},
+                             "metrics": {"source": "model"},
+                             "checks": [{"name": "latency-p95", "kind": "latency", "max_increase_pct": 20}]})
+
+
 def test_an_empty_native_histogram_is_ingested_native_and_an_old_clients_ghost_is_read_past(
         prom_server_factory: Callable[..., PromServer]) -> None:
     """Found when CI failed: Prometheus before 2.47 takes a native histogram with no observations, a
@@ -402,23 +416,14 @@ def test_an_empty_native_histogram_is_ingested_native_and_an_old_clients_ghost_i
         server.wait_targets_up(timeout_s=30)
         prom = provider(server.url)
 
-        def wait_for(query: str, n: int) -> list[Any]:
-            deadline = time.monotonic() + 60
-            while len(got := prom.query(query, check="wait", arm="stable", at=None)) < n:
-                assert time.monotonic() < deadline, f"never: {query}"
-                time.sleep(0.3)
-            return got
-
         # two scrapes of each empty series: the old client's are classic ghosts, the Go-like one is native
-        wait_for(f'count_over_time({base}_bucket{{model_name="rec"}}[60s]) >= 2', 2)
-        wait_for(f'count_over_time({base}{{model_name="idle"}}[60s]) >= 2', 1)
+        _wait_for(prom, f'count_over_time({base}_bucket{{model_name="rec"}}[60s]) >= 2', 2)
+        _wait_for(prom, f'count_over_time({base}{{model_name="idle"}}[60s]) >= 2', 1)
         assert prom.query(f'{base}_bucket{{model_name="idle"}}', check="t", arm="", at=None) == []
         for labels in arms.values():
             old_client.observe_each_scrape(labels, _lognormal(100, 0.05, 0.3))
-        wait_for(f'count_over_time({base}{{model_name="rec"}}[60s]) >= 4', 2)  # native samples now
-        pol = parse_policy({"steps": [10, 100], "analysis": {"interval": "60s", "look_every": "10s"},
-                            "metrics": {"source": "model"},
-                            "checks": [{"name": "latency-p95", "kind": "latency", "max_increase_pct": 20}]})
+        _wait_for(prom, f'count_over_time({base}{{model_name="rec"}}[60s]) >= 4', 2)  # native samples now
+        pol = _LATENCY_60S
         report = prom.preflight(pol, TARGET)  # its stable arm: ghost and native series in the window
         latency = [x for x in report.queries if x.check == "latency-p95"]
         assert [x.query for x in latency] == [
@@ -454,21 +459,12 @@ def test_a_both_forms_clients_empty_classic_buckets_never_hide_its_native_histog
         server.wait_targets_up(timeout_s=30)
         prom = provider(server.url)
 
-        def wait_for(query: str, n: int) -> list[Any]:
-            deadline = time.monotonic() + 60
-            while len(got := prom.query(query, check="wait", arm="stable", at=None)) < n:
-                assert time.monotonic() < deadline, f"never: {query}"
-                time.sleep(0.3)
-            return got
-
         # two scrapes of the empty series: classic, at each of the 4 bounds and +Inf, per arm
-        wait_for(f'count_over_time({base}_bucket{{model_name="rec"}}[60s]) >= 2', 10)
+        _wait_for(prom, f'count_over_time({base}_bucket{{model_name="rec"}}[60s]) >= 2', 10)
         for labels in arms.values():
             client.observe_each_scrape(labels, _lognormal(100, 0.05, 0.3))
-        wait_for(f'count_over_time({base}{{model_name="rec"}}[60s]) >= 4', 2)  # native samples now
-        pol = parse_policy({"steps": [10, 100], "analysis": {"interval": "60s", "look_every": "10s"},
-                            "metrics": {"source": "model"},
-                            "checks": [{"name": "latency-p95", "kind": "latency", "max_increase_pct": 20}]})
+        _wait_for(prom, f'count_over_time({base}{{model_name="rec"}}[60s]) >= 4', 2)  # native samples now
+        pol = _LATENCY_60S
         assert prom.query(f'{base}_bucket{{model_name="rec",le="0.1"}}[60s]', check="t", arm="", at=None)  # zeros
         stable, canary = prom.measure(pol, pol.checks[0], TARGET, window_s=60)
         assert not isinstance(stable, NoData) and not isinstance(canary, NoData), (stable, canary)
