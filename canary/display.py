@@ -7,7 +7,6 @@ Machines read `--output json` and the JSON logs instead.
 from __future__ import annotations
 
 import math
-
 from typing import Any, Iterable
 
 from rich.console import Console, Group

@@ -431,7 +431,13 @@ def pass_p95_pct(n_s: float, n_c: float, *, q: float, sigma: float, level: float
     up, down = q + zb * sd_c + zp * sd_c ** 2 / joint, q - zb * sd_s - zp * sd_s ** 2 / joint
     if up >= 1 or down <= 0:  # a tail quantile on few requests: the exact per-arm construction instead
         return _exact_relative_pct(n_s, n_c, q=q, sigma=sigma, level=level, bucket_ratio=bucket_ratio)
-    span = sigma * float(st.norm.ppf(up) - st.norm.ppf(down))
+    return _increase_pct(sigma * float(st.norm.ppf(up) - st.norm.ppf(down)), bucket_ratio)
+
+
+def _increase_pct(span: float, bucket_ratio: float) -> float:
+    """A log-span between the two arms' bounds as a relative limit, %: buckets `bucket_ratio` apart
+    round both ends outward, in the worst case over where the quantile falls ceil(span / g) + 1
+    buckets of log-width g (the value errs high)."""
     if bucket_ratio > 1:
         g = math.log(bucket_ratio)
         span = (math.ceil(span / g - 1e-12) + 1) * g
@@ -537,11 +543,7 @@ def _exact_relative_pct(n_s: float, n_c: float, *, q: float, sigma: float, level
     f = float(st.beta.ppf(0.025, k + 1, n - k))  # F(b) at most this keeps k(b) <= k with 97.5%
     if not 0 < f < q:
         return None
-    span = math.log(up) + sigma * float(st.norm.ppf(q) - st.norm.ppf(f))
-    if bucket_ratio > 1:
-        g = math.log(bucket_ratio)
-        span = (math.ceil(span / g - 1e-12) + 1) * g
-    return (math.exp(span) - 1) * 100
+    return _increase_pct(math.log(up) + sigma * float(st.norm.ppf(q) - st.norm.ppf(f)), bucket_ratio)
 
 
 def pass_error_points(n_s: float, n_c: float, *, base: float, level: float) -> float | None:

@@ -111,6 +111,13 @@ def shared_bounds(result: Any, query: str, check: str, arm: str) -> set[float] |
     return {le for le, k in series.items() if k == n} if n > 0 else None
 
 
+def keep_shared(pairs: list[tuple[float, float]], shared: set[float]) -> list[tuple[float, float]] | None:
+    """Classic (le, count) pairs on the `shared_bounds` only; None when no finite bound is left (the
+    arm's pods share none: no quantile can be compared)."""
+    kept = [(le, c) for le, c in pairs if le in shared]
+    return kept if any(math.isfinite(le) for le, _ in kept) else None
+
+
 def arms_pair(fetch: Callable[[str], Any]) -> tuple[Any, Any]:
     """(stable, canary) from `fetch(arm)`, each arm's NoData kept in its place; NoData when neither
     arm has data. A limit on the canary alone is then judged without the stable series."""

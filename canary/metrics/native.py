@@ -482,6 +482,13 @@ INF_ONLY_HINT = ("only a +Inf bucket, so no quantile can be read from it: a hist
                  "--enable-feature=native-histograms; 3.9+: scrape_native_histograms: true), or one without buckets")
 
 
+def observed(pairs: list[tuple[float, float]]) -> bool:
+    """Whether classic (le, count) pairs are a histogram with observations: a bound below +Inf and a
+    count above 0. Decision 51's ghost of an empty native histogram is not: +Inf alone, or, from a
+    client exporting both forms, every bound at 0."""
+    return not inf_only(pairs) and any(c > 0 for _, c in pairs)
+
+
 def inf_only(pairs: Iterable[tuple[float, float]]) -> bool:
     """Whether classic (le, count) pairs hold the +Inf bucket and nothing else."""
     les = {le for le, _ in pairs}

@@ -18,7 +18,8 @@ import numpy as np
 
 from canary.errors import ConfigError, MetricsUnavailable, NoData
 from canary.metrics import queries as q
-from canary.metrics.answers import bucket_pairs, evaluated_at, is_scalar, number, number_of, shared_bounds
+from canary.metrics.answers import (bucket_pairs, evaluated_at, is_scalar, keep_shared, number, number_of,
+                                    shared_bounds)
 from canary.metrics.base import PreflightQuery, PreflightReport
 from canary.metrics.client import PREFIX_HINT, NotPrometheus, PrometheusClient, Rejected, excerpt
 from canary.metrics.native import INF_ONLY_HINT, inf_only, native_buckets
@@ -113,8 +114,8 @@ def _on_shared_bounds(client: PrometheusClient, answer: tuple[int, float | None,
     series, value, hist = answer
     if shared is None or hist is None:
         return answer, False
-    kept = [(b, c) for b, c in zip(hist.bounds, hist.counts) if b in shared]
-    if not any(math.isfinite(b) for b, _ in kept):
+    kept = keep_shared(list(zip(hist.bounds, hist.counts)), shared)
+    if kept is None:
         return (series, value, None), True
     return (series, value, q.normalise(kept, [b for b, _ in kept])), False
 

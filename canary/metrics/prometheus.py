@@ -25,13 +25,15 @@ import math
 
 from canary.errors import ConfigError, MetricsUnavailable, NoData
 from canary.metrics import queries as q
-from canary.metrics.answers import arm_name, arms_pair, bucket_pairs, evaluated_at, is_scalar, shared_bounds
+from canary.metrics.answers import (arm_name, arms_pair, bucket_pairs, evaluated_at, is_scalar, keep_shared,
+                                    shared_bounds)
 from canary.metrics.base import PreflightReport
 from canary.metrics.client import PrometheusClient
 from canary.metrics.preflight import preflight as run_preflight
 from canary.metrics.query_plan import HISTOGRAM, query_plan, request_plan
 from canary.metrics.features import feature_counts
-from canary.metrics.native import INF_ONLY_HINT, SHIFT_CELLS, NativeBuckets, combine, inf_only, native_buckets
+from canary.metrics.native import (INF_ONLY_HINT, SHIFT_CELLS, NativeBuckets, combine, inf_only, native_buckets,
+                                   observed)
 from canary.model import ArmData, Counts, FeatureCounts, Histogram, Scalar, Target
 from canary.policy import Check, Policy
 
@@ -106,8 +108,7 @@ class PrometheusProvider(PrometheusClient):
                 try:
                     if native_first:  # the classic arm has no native histogram: the native arm's classic?
                         pairs = self._classic(queries[native], check, native, at)
-                        if pairs is None or inf_only(pairs) or not any(c > 0 for _, c in pairs):
-                            # none, or an empty native histogram's ghost (at +Inf, or at every bound)
+                        if pairs is None or not observed(pairs):  # none, or an empty histogram's ghost
                             raise NoData("no classic buckets")
                         got[native] = pairs
                     else:
@@ -141,7 +142,7 @@ class PrometheusProvider(PrometheusClient):
             except NoData:
                 pass
         pairs = self._classic(query, check, arm, at)
-        if pairs is not None and not inf_only(pairs) and any(c > 0 for _, c in pairs):
+        if pairs is not None and observed(pairs):
             return pairs
         if not native_first:
             try:
@@ -179,14 +180,14 @@ class PrometheusProvider(PrometheusClient):
             return None
         pairs = bucket_pairs(result, query, check, arm)
         counting = q.series_count_query_of(query)
-        if counting is None or len({le for le, _ in pairs if math.isfinite(le)}) == 0:
+        if counting is None or inf_only(pairs):
             return pairs
         when = at if at is not None else evaluated_at(result)
         shared = shared_bounds(self.query(counting, check=check, arm=arm, at=when), counting, check, arm)
         if shared is None:  # no histogram with observations in the window
             return pairs
-        kept = [(le, c) for le, c in pairs if le in shared]
-        if not any(math.isfinite(le) for le, _ in kept):
+        kept = keep_shared(pairs, shared)
+        if kept is None:
             raise NoData(f"check {check!r}: the series of {arm_name(arm)} share no finite bucket bound (pods "
                          f"exporting different layouts?); queries: {query}; {counting}")
         return kept

@@ -68,8 +68,8 @@ def test_loadgen_counts_agree_with_model_metrics(haproxy_pair: HAProxy, triton_c
     before = _scrape(triton_canary.model_metrics_url)
     gen = LoadGenerator(haproxy_pair.url, rate=80, threads=4, missing_share=0.5).start()
     deadline = time.monotonic() + 60  # until 60 answers, however slow a loaded machine makes them
-    while gen.snapshot()["ok"] <= 60 and gen.snapshot()["failed"] == 0:
-        assert time.monotonic() < deadline, gen.snapshot()
+    while (seen := gen.snapshot())["ok"] <= 60 and seen["failed"] == 0:
+        assert time.monotonic() < deadline, seen
         time.sleep(0.1)
     summary = gen.stop()
     after = _scrape(triton_canary.model_metrics_url)
