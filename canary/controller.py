@@ -51,6 +51,8 @@ from canary.workqueue import DueQueue
 
 # a rollout whose ticks keep failing with transient errors this long while traffic is split goes to stable
 FAILURE_BUDGET_S = 30.0
+# Prometheus's clock and the controller's differ by more than this: `metrics.clock_skew` in the log
+SKEW_WARN_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -131,6 +133,7 @@ class Controller:
     def __post_init__(self) -> None:
         self.log = get_logger(component="controller", identity=self.identity)
         self.fenced = FencedRouter(self.router, self.is_leader, self.lease_left)
+        self._skewed = False  # the last batched snapshot saw the clocks disagree (`_log_skew`)
         # rollout key -> (binding, step-start snapshot, packed: `PackedSnapshot`). The binding (canary
         # version, step, step start) is checked on every read (docs/decisions.md).
         self._step_starts: dict[str, tuple[tuple[str, int, float], Any]] = {}
@@ -523,9 +526,11 @@ class Controller:
         from canary.metrics.batch import Snapshot, Want
         from canary.metrics.snapshot import PackedSnapshot
 
+        local = self.clock.now()
         try:
-            # evaluated at the controller's clock: the time every state transition is stamped with
-            snap = self.batch.snapshot([Want(a.spec.policy, a.spec.target) for a in active], at=self.clock.now())
+            # at Prometheus's now, or the controller's when that is later (a clock behind Prometheus's
+            # left the newest seconds of every window, and the last before a promotion, unread)
+            snap = self.batch.snapshot([Want(a.spec.policy, a.spec.target) for a in active], not_before=local)
         except CanaryError as exc:
             self._snap_error = exc
             self.health = (False, f"prometheus: {exc}"[:200])
@@ -535,6 +540,7 @@ class Controller:
             return None
         if self.telemetry:
             self.telemetry.prometheus_query(True, self.batch.queries_last)
+        self._log_skew(self.batch.clock_offset_last)
         for a in active:
             if has_step_start(a):
                 continue
@@ -549,13 +555,28 @@ class Controller:
                     continue
                 except (ValueError, TypeError, KeyError, ConfigError) as exc:
                     self.log.info("step_start.unusable", rollout=spec.key, error=str(exc))
-            if snap.taken_at < state.step_started_at - self._slack(spec):
+            if local < state.step_started_at - self._slack(spec):  # both on the controller's clock
                 continue  # taken well before the step began: the next snapshot starts it
             try:
                 self._patch_status(obj, {"stepStart": self._step_start(spec, state, snap)})
             except Exception as exc:  # only an optimisation for restarts
                 self.log.info("step_start.not_persisted", rollout=spec.key, error=str(exc))
         return snap
+
+    def _log_skew(self, offset: float | None) -> None:
+        """`metrics.clock_skew` (warning) when Prometheus's clock and this controller's first differ by more
+        than `SKEW_WARN_S`, `metrics.clock_skew_gone` (info) when they agree again: ahead of Prometheus by
+        more than the snapshot's lookback, this controller would read no data at all."""
+        if offset is None:
+            return
+        skewed = abs(offset) > SKEW_WARN_S
+        if skewed and not self._skewed:
+            self.log.warning("metrics.clock_skew", prometheus_minus_controller_s=round(offset, 3),
+                             evaluated_at="prometheus" if offset > 0 else "controller",
+                             hint="run NTP on the controller's node and Prometheus's")
+        elif self._skewed and not skewed:
+            self.log.info("metrics.clock_skew_gone", prometheus_minus_controller_s=round(offset, 3))
+        self._skewed = skewed
 
     def _saved_step_start(self, obj: dict[str, Any], bind: tuple[Any, ...]) -> dict[str, Any] | None:
         """The persisted step-start snapshot (status.stepStart.snapshot) of this step, if there is one.

@@ -46,6 +46,7 @@ import structlog
 
 from canary.errors import ConfigError, MetricsUnavailable
 from canary.metrics import queries as q
+from canary.metrics.answers import evaluated_at
 from canary.metrics.client import PrometheusClient
 from canary.metrics.delta import ArmDelta, arm_delta, measure_delta, requests_delta
 from canary.metrics.families import (
@@ -110,6 +111,8 @@ class BatchMetrics:
         self.series_per_ident: dict[str, float] = {}
         self.lookback = lookback
         self.queries_last = 0
+        # Prometheus's now minus the caller's, at the last snapshot taken with `not_before` (s)
+        self.clock_offset_last: float | None = None
 
     def plan(self, wants: Iterable[Want]) -> dict[Family, list[str]]:
         """The queries each family will be asked with (what `snapshot` sends): one per chunk."""
@@ -121,8 +124,29 @@ class BatchMetrics:
         return [fam.query(filters, lookback=self.lookback)
                 for filters in _chunks(fam, group, self.max_regex_chars, max_idents=most)]
 
-    def snapshot(self, wants: Iterable[Want], *, at: float | None = None) -> Snapshot:
+    def prometheus_now(self) -> float:
+        """Prometheus's own clock, in s since the epoch: the evaluation time it stamps on `time()`.
+        MetricsUnavailable when it cannot be asked or its answer carries no time."""
+        got = evaluated_at(self.prom.query("time()", check="batch"))
+        if got is None or not math.isfinite(got):
+            where = getattr(self.prom, "url", "")
+            raise MetricsUnavailable(f"Prometheus{' at ' + where if where else ''} answered `time()` without an "
+                                     f"evaluation time: {got!r}")
+        return got
+
+    def snapshot(self, wants: Iterable[Want], *, at: float | None = None, not_before: float | None = None) -> Snapshot:
+        """Every rollout's series of `wants`, cumulative, at ONE evaluation time (`Snapshot.taken_at`, s since
+        the epoch): `at` when given; with `not_before` (the caller's clock now), Prometheus's own now or
+        `not_before`, whichever is later (one `time()` query more; `clock_offset_last` = Prometheus's now
+        minus `not_before`): a caller whose clock is behind Prometheus's would otherwise leave the newest
+        seconds of every window unread, and a later `not_before` only asks a moment Prometheus has not
+        reached, whose answer is its newest samples. MetricsUnavailable when Prometheus fails."""
         groups = _group(wants)
+        self.clock_offset_last = None
+        if at is None and not_before is not None:
+            prom_now = self.prometheus_now()
+            self.clock_offset_last = prom_now - not_before
+            at = max(prom_now, not_before)
         taken_at = at if at is not None else (self.prom.at if self.prom.at is not None else time.time())
         # every family at ONE evaluation time: otherwise the request counter and a histogram of
         # the same snapshot can fall in different seconds and disagree on the window's traffic
@@ -141,7 +165,7 @@ class BatchMetrics:
             uses[query] -= 1
             if not uses[query]:
                 del answers[query]  # parsed for its last family: one raw answer in memory at a time
-        self.queries_last = asked
+        self.queries_last = asked + (self.clock_offset_last is not None)
         for fam, group in groups.items():
             if group.idents:
                 self.series_per_ident[fam.key] = rows[fam.key] / len(group.idents)

@@ -280,3 +280,25 @@ def test_an_arm_without_series_keeps_its_nodata_in_place(snaps: tuple[b.Snapshot
     neither = replace(t, canary_version="v-missing-too")
     with pytest.raises(NoData, match="stable arm.*canary arm"):
         b.measure_delta(pol, chk(pol, "err"), neither, now, base)
+
+
+def test_a_snapshot_for_a_clock_behind_prometheuss_reads_prometheuss_now(world: World) -> None:
+    """The controller's clock about 200 s behind Prometheus's (`not_before` = t1): the snapshot is
+    evaluated at Prometheus's own now, so it holds the newest counters, not those of 200 s ago; a
+    clock ahead gives its own time and, within the 10 m lookback, the same newest values."""
+    import time
+
+    batch = b.BatchMetrics(world.prom)
+    behind = batch.snapshot(all_wants(), not_before=world.t1)
+    assert batch.clock_offset_last is not None and batch.clock_offset_last > 100
+    assert behind.taken_at > world.t2 and behind.taken_at == pytest.approx(world.t1 + batch.clock_offset_last, abs=1e-6)
+    pinned = batch.snapshot(all_wants(), at=behind.taken_at)
+    assert behind.series == pinned.series  # the same instant, asked explicitly
+    old = batch.snapshot(all_wants(), at=world.t1)
+    pol, tgt = POLICIES["model"], target("rec-a")
+    err = next(c for c in pol.checks if c.name == "err")
+    assert behind.arm(pol, err, tgt, "stable").total > old.arm(pol, err, tgt, "stable").total
+    ahead_by = time.time() + 120 - world.t1
+    ahead = batch.snapshot(all_wants(), not_before=world.t1 + ahead_by)
+    assert ahead.taken_at == world.t1 + ahead_by and batch.clock_offset_last < -100
+    assert ahead.series == behind.series  # history ended before both: the newest samples either way

@@ -217,8 +217,8 @@ def test_every_look_is_served_by_the_batched_snapshot_however_long_the_tick(worl
     assert op.metrics.calls.get("measure", 0) == 0 and op.metrics.calls.get("request_counts", 0) == 0
     families = len(op.batch.plan([__import__("canary.metrics.batch", fromlist=["Want"]).Want(
         crd.parse(fleet.rollout_object(0, "v2")).policy, crd.parse(fleet.rollout_object(0, "v2")).target)]))
-    assert max(per_tick) <= families  # one query per family, whatever the number of rollouts
-    assert all("model_name=~" in q for q in recording.queries)  # never the whole mesh
+    assert max(per_tick) <= families + 1  # one query per family and `time()`, whatever the number of rollouts
+    assert all("model_name=~" in q for q in recording.queries if q != "time()")  # never the whole mesh
 
 
 def test_a_feature_missing_check_is_served_by_the_snapshot_unless_the_model_exports_only_the_gauge(
@@ -238,6 +238,29 @@ def test_a_feature_missing_check_is_served_by_the_snapshot_unless_the_model_expo
     measured = op.metrics.measured
     assert measured and {model for model, _ in measured} == {fleet.model(N - 1)}  # only the gauge-only model
     assert {check for _, check in measured} == {"missing-features"}
+
+
+def test_a_controller_clock_behind_prometheuss_reads_at_prometheuss_now_and_says_so(world: Any) -> None:
+    """The controller's clock 120 s behind Prometheus's: its batched snapshots are evaluated at
+    Prometheus's now (the step-start snapshot it persists is stamped with that time, not 120 s ago,
+    when the newest data of every window were left unread), and one `metrics.clock_skew` warning says
+    so, not one per tick."""
+    import time
+
+    from structlog.testing import capture_logs
+
+    api, op, custom, clock = world
+    clock.t = time.time() - 120.0
+    create(custom, 0, "v2")
+    with capture_logs() as logs:
+        for _ in range(4):  # claimed, first step, its step-start snapshot, a look
+            op.tick()
+            clock.t += 1.0
+    saved = status(custom, "r0")["stepStart"]
+    assert saved["snapshot"]["taken_at"] > saved["stepStartedAt"] + 100  # Prometheus's time, not the controller's
+    skew = [e for e in logs if e["event"] == "metrics.clock_skew"]
+    assert len(skew) == 1 and skew[0]["log_level"] == "warning" and skew[0]["evaluated_at"] == "prometheus"
+    assert 100 < skew[0]["prometheus_minus_controller_s"] < 200
 
 
 def test_a_failed_snapshot_makes_every_due_look_could_not_measure_at_no_query(world: Any) -> None:

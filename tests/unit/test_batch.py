@@ -748,3 +748,45 @@ def test_a_snapshot_stores_each_series_compactly_and_shares_the_layout() -> None
     assert all(a is b for a, b in zip(  # restrict shares the immutable values, it does not copy them
         (x for per in mine._index.values() for g in per.values() for x in g.values()),  # noqa: SLF001
         (full._index[k][i][s] for k, per in mine._index.items() for i, g in per.items() for s in g)))  # noqa: SLF001
+
+
+class Clocked(FakeProm):
+    """A FakeProm whose own clock reads `now`: `time()` answers it (a scalar stamped with it, as
+    Prometheus does; `stamp=None`: an answer without a time), and every query records its `at`."""
+
+    def __init__(self, series: list[Sample], now: float, stamp: bool = True) -> None:
+        super().__init__(series)
+        self.now, self.stamp, self.asked_at = now, stamp, []
+
+    def query(self, query: str, *, check: str = "", arm: str = "", at: float | None = None) -> Any:
+        if query == "time()":
+            self.asked_at.append(("time()", at))
+            return [self.now, repr(self.now)] if self.stamp else []
+        self.asked_at.append((query, at))
+        return super().query(query, check=check, arm=arm, at=at)
+
+
+@pytest.mark.parametrize("local, expect_at", [(900.0, 1000.0), (1100.0, 1100.0), (1000.0, 1000.0)])
+def test_a_snapshot_not_before_the_callers_clock_is_taken_at_prometheuss_now_or_later(
+        local: float, expect_at: float) -> None:
+    """The controller passes its clock as `not_before`: a clock 100 s behind Prometheus's would read
+    the data of 100 s ago (the newest of every window left unread), so the snapshot is evaluated at
+    Prometheus's now (`time()`); a clock ahead asks a moment Prometheus has not reached, which answers
+    its newest samples. Every query of the snapshot at that one time, and the offset is kept."""
+    m = {"model_name": "rec", "model_version": "v1"}
+    fake = Clocked([("model_requests_total", {**m, "outcome": "success"}, 40.0)], now=1000.0)
+    batch = b.BatchMetrics(fake)  # type: ignore[arg-type]
+    s = batch.snapshot([b.Want(policy(), T)], not_before=local)
+    assert s.taken_at == expect_at
+    assert fake.asked_at[0] == ("time()", None)  # asked at Prometheus's own now
+    assert [at for query, at in fake.asked_at[1:]] == [expect_at] * (len(fake.asked_at) - 1) and len(fake.asked_at) > 1
+    assert batch.clock_offset_last == 1000.0 - local and batch.queries_last == len(fake.asked_at)
+    batch.snapshot([b.Want(policy(), T)], at=5.0)  # an explicit time: no clock asked, no offset
+    assert fake.asked_at[-1][1] == 5.0 and batch.clock_offset_last is None
+    assert sum(1 for query, _ in fake.asked_at if query == "time()") == 1
+
+
+def test_a_time_answer_without_a_time_is_metrics_unavailable() -> None:
+    with pytest.raises(MetricsUnavailable, match=r"time\(\)"):
+        b.BatchMetrics(Clocked([], now=1000.0, stamp=False)).snapshot(  # type: ignore[arg-type]
+            [b.Want(policy(), T)], not_before=900.0)
