@@ -714,6 +714,8 @@ class Controller:
     def _failed(self, obj: dict[str, Any], exc: BaseException) -> None:
         """A rollout's tick failed. Recorded on its status; and when its traffic is split, stable gets
         100% at once for a non-transient failure, or once transient ones have lasted FAILURE_BUDGET_S."""
+        if kube.is_transient(exc):  # a raw client error from a call not wrapped: classified as the router's are
+            exc = kube.translate(exc, f"CanaryRollout {_key(obj)}")
         self._fail_status(obj, exc)
         key = _key(obj)
         known = self._known.get(key)
@@ -847,9 +849,12 @@ class Controller:
         if not self.is_leader() or left <= 0.05:
             raise NotLeader("not the leader: status write refused")
         meta = obj["metadata"]
-        written = kube.unvalidated(self.custom.patch_namespaced_custom_object_status)(
-            crd.GROUP, crd.VERSION, meta["namespace"], crd.PLURAL, meta["name"], {"status": status},
-            _request_timeout=min(10.0, left))
+        try:
+            written = kube.unvalidated(self.custom.patch_namespaced_custom_object_status)(
+                crd.GROUP, crd.VERSION, meta["namespace"], crd.PLURAL, meta["name"], {"status": status},
+                _request_timeout=min(10.0, left))
+        except Exception as exc:  # a 5xx or a timeout is transient (the failure budget), not a reason to abort
+            raise kube.translate(exc, f"CanaryRollout {meta['namespace']}/{meta['name']} status") from exc
         obj["status"] = {**(obj.get("status") or {}), **status}
         if self.informers is not None and isinstance(written, dict):
             self.informers.rollouts.put(written)  # the cache holds our own write at once
@@ -867,6 +872,8 @@ class Controller:
         try:
             cm = self.core.read_namespaced_config_map(name, namespace)
         except Exception as exc:
+            if kube.is_transient(exc):  # a 5xx or a timeout: retried within the failure budget
+                raise kube.translate(exc, f"ConfigMap {namespace}/{name}") from exc
             raise ConfigError(f"ConfigMap {namespace}/{name} cannot be read: {exc}") from None
         return dict(cm.data or {})
 

@@ -199,3 +199,26 @@ def test_api_conflicts_and_errors_are_survived(world: Any) -> None:
     objs = run_until_done(op, custom, ["r0", "r1"])
     assert objs["r0"]["status"]["phase"] == rl.PROMOTED and objs["r1"]["status"]["phase"] == rl.ROLLED_BACK
     assert vs(api, 0)[0] == [100, 0] and vs(api, 1)[0] == [100, 0]
+
+
+def _progressing(op: Controller, custom: Any, api: KubeAPIServer, name: str = "r0", i: int = 0) -> None:
+    """Tick until `name` runs its first step with traffic on the canary."""
+    for _ in range(20):
+        op.tick()
+        st = custom.get_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, name).get("status") or {}
+        if st.get("phase") == rl.PROGRESSING and vs(api, i)[0][1] > 0:
+            return
+    pytest.fail(f"{name} never reached its first step")
+
+
+@pytest.mark.parametrize("code", [500, 503, 429])
+def test_a_transient_error_on_the_status_write_mid_rollout_is_retried_not_an_abort(world: Any, code: int) -> None:
+    """One 5xx/429 on the CanaryRollout status PATCH while the canary has traffic: retried within the
+    failure budget (decision 14), the good canary is promoted. It used to abort at once (the raw
+    client error was not a TransientError)."""
+    api, op, custom = world
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v2"))
+    _progressing(op, custom, api)
+    api.fail_next(code, times=2, methods=("PATCH",), plural="canaryrollouts")
+    objs = run_until_done(op, custom, ["r0"])
+    assert objs["r0"]["status"]["phase"] == rl.PROMOTED, objs["r0"]["status"].get("reason")
