@@ -121,9 +121,7 @@ def _oncall_router(kubeconfig: Optional[str], context: Optional[str]) -> Any:
 
     class OnCallRouter(IstioRouter):
         def inspect(self, target: Target) -> RouteStatus:
-            vs, dr, ref = self._read_checked(target)
-            seen = patch.observe_weights(vs, ref)
-            return replace(self._status(vs, dr, seen.weights), raw_weights=None if seen.canonical else seen.raw)
+            return self.inspect_any(target)
 
         def resolve(self, target: Target) -> Target:
             if target.route:

@@ -347,6 +347,10 @@ class Controller:
             self._known[spec.key] = _Known(spec, state)
             if spec.key in self._histories:  # followed by this process: record what another one changed
                 self._observe(spec, state)
+        drove = _drove(obj)
+        if drove is not None and drove != _drives(spec):  # edited mid-rollout: the old one goes back first
+            self._rescue(obj, spec, drove, reason=f"superseded: {_edit(drove, _drives(spec))} mid-rollout", log=log)
+            return self._advance(obj)  # its status now shows that rollout ended: the spec's starts (once)
         if state is None or not ours:
             if _finished(obj):
                 return None  # this CR ended; the VirtualService has moved on since
@@ -563,6 +567,50 @@ class Controller:
                 self.log.info("step_start.not_persisted", rollout=spec.key, error=str(exc))
         return snap
 
+    def _rescue(self, obj: dict[str, Any], spec: crd.RolloutSpec, drove: tuple[str, str, str], *, reason: str,
+                log: Any) -> None:
+        """Stable 100% on the route this CR's status says it drove (`drove`: VirtualService, route, canary
+        version), when that route's rollout is still this CR's (the same version, started when the status
+        says) or its record is unreadable and the traffic is split: when in doubt, stable gets 100%.
+        Another rollout's route is left alone. The CR's status then describes that ended rollout, so the
+        next tick starts what the spec says now (a new canary version, another VirtualService).
+        Raises what the router raises (the failure path retries at the next tick)."""
+        vs, route, version = drove
+        log = log.bind(canary_version=version, virtual_service=vs)
+        target = replace(spec.target, virtual_service=vs, route=route or None, canary_version=version)
+        old_spec = replace(spec, target=target)
+        now = self.clock.now()
+        inspect = getattr(self.router, "inspect_any", self.router.inspect)
+        seen = inspect(target)
+        try:
+            rec = parse_state(seen)
+        except CanaryError:
+            rec = None  # unreadable: the traffic decides
+        started = (obj.get("status") or {}).get("startedAt")
+        if rec is not None and (rec.canary_version != version or crd.iso(rec.started_at) != started):
+            log.warning("rescue.not_ours", reason=reason, virtual_service=vs, recorded=rec.canary_version,
+                        recorded_phase=rec.phase)
+            self._patch_status(obj, {"phase": rl.ABORTED, "reason": f"{reason}; {vs} runs another rollout now "
+                                     f"({rec.canary_version}, {rec.phase}): left alone"[:4096]})
+            return
+        if rec is not None and rec.terminal:
+            self._status(obj, old_spec, rec)  # it had ended: the status catches up
+            return
+        if rec is None:
+            if seen.weights == STABLE_ONLY and seen.raw_weights is None:
+                self._patch_status(obj, {"phase": rl.ABORTED, "reason": f"{reason}; stable already serves 100%"})
+                return
+            rec = rl.RolloutState(model=target.model, stable_version=seen.stable_subset_version,
+                                  canary_version=version, phase=rl.PROGRESSING, weights=seen.weights,
+                                  route=route, started_at=now, updated_at=now)
+        target = replace(target, stable_version=rec.stable_version)
+        old_spec = replace(spec, target=target)
+        new = to_stable(self.fenced, target, rec, reason=reason, log=log, now=now)
+        self._observe(old_spec, new)
+        self._known[spec.key] = _Known(old_spec, new)
+        self._failing.pop(spec.key, None)
+        self._status(obj, old_spec, new)
+
     def _log_skew(self, offset: float | None) -> None:
         """`metrics.clock_skew` (warning) when Prometheus's clock and this controller's first differ by more
         than `SKEW_WARN_S`, `metrics.clock_skew_gone` (info) when they agree again: ahead of Prometheus by
@@ -719,15 +767,28 @@ class Controller:
         self._fail_status(obj, exc)
         key = _key(obj)
         known = self._known.get(key)
-        if known is None or isinstance(exc, (NotLeader, RoutingConflict)):
+        if isinstance(exc, (NotLeader, RoutingConflict)):
             return
-        if known.terminal or known.weights == STABLE_ONLY:
+        if known is None and (_drove(obj) is None or _status_weights(obj) == STABLE_ONLY):
+            return  # no traffic of this CR's is split, by its status
+        if known is not None and (known.terminal or known.weights == STABLE_ONLY):
             return
-        spec, state = known.spec, known.state()
         first = self._failing.setdefault(key, self.clock.now())
         if isinstance(exc, TransientError) and self.clock.now() - first < FAILURE_BUDGET_S:
             return
         reason = f"failed: {exc}" if isinstance(exc, CanaryError) else f"failed: {type(exc).__name__}: {exc}"
+        if known is None:  # a new process, or the tick failed before the state was read: what the status says
+            try:
+                spec = crd.parse(obj, configmap=self._configmap)
+            except Exception as parse_exc:
+                self.log.error("rollback.impossible", rollout=key, error=str(parse_exc)[:300],
+                               hint="the spec cannot be read: run `canary rollback` on its VirtualService")
+                return
+            drove = _drove(obj)
+            assert drove is not None
+            self._rescue(obj, spec, drove, reason=reason[:500], log=self.log.bind(rollout=key, model=spec.target.model))
+            return
+        spec, state = known.spec, known.state()
         log = self.log.bind(rollout=spec.key, model=spec.target.model)
         try:
             new = to_stable(self.fenced, spec.target, state, reason=reason[:500], log=log, now=self.clock.now())
@@ -815,6 +876,8 @@ class Controller:
             "summary": crd.summary(old.get("summary"), state, verdict=verdict.outcome.label if verdict else None,
                                    history=configmap_name(spec.target.virtual_service)),
             "observedGeneration": spec.generation, "leader": self.identity,
+            "target": {"virtualService": spec.target.virtual_service, "route": spec.target.route or "",
+                       "canaryVersion": state.canary_version},
             "conditions": crd.conditions(state, old.get("conditions") or [], spec.generation, self.clock.now()),
         }
         if step_start is not None:
@@ -898,11 +961,60 @@ def _saved_binding(saved: dict[str, Any]) -> tuple[Any, Any, Any]:
 
 
 def _finished(obj: dict[str, Any]) -> bool:
-    return (obj.get("status") or {}).get("phase") in rl.TERMINAL
+    """Its status describes an ended rollout of what the spec asks for now (not of an earlier
+    canary version or VirtualService: an edited spec starts again)."""
+    st = obj.get("status") or {}
+    return st.get("phase") in rl.TERMINAL and _status_matches_spec(obj)
+
+
+def _drives(spec: crd.RolloutSpec) -> tuple[str, str, str]:
+    """(VirtualService, route, canary version): what a rollout of this spec drives."""
+    return spec.target.virtual_service, spec.target.route or "", spec.target.canary_version
+
+
+def _drove(obj: dict[str, Any]) -> tuple[str, str, str] | None:
+    """What this CR's status says its rollout in progress drives (`_drives`), None when its status
+    shows none in progress (never started, ended, or written before status.target existed)."""
+    st = obj.get("status") or {}
+    t = st.get("target")
+    if st.get("phase") in rl.TERMINAL or not st.get("phase") or not isinstance(t, dict):
+        return None
+    try:
+        return str(t["virtualService"]), str(t.get("route") or ""), str(t["canaryVersion"])
+    except KeyError:
+        return None
+
+
+def _status_weights(obj: dict[str, Any]) -> Any:
+    """The weights this CR's status last recorded, as `Weights` (None when unreadable)."""
+    from canary.model import Weights
+
+    w = (obj.get("status") or {}).get("weights") or {}
+    try:
+        return Weights(int(w["stable"]), int(w["canary"]))
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _status_matches_spec(obj: dict[str, Any]) -> bool:
+    """The status's target (when recorded) is what the raw spec asks for (VirtualService and canary version)."""
+    t = (obj.get("status") or {}).get("target")
+    if not isinstance(t, dict):
+        return True  # written before status.target: as before
+    sp = obj.get("spec") or {}
+    return (t.get("canaryVersion") == sp.get("canaryVersion")
+            and t.get("virtualService") == (sp.get("virtualService") or sp.get("model")))
+
+
+def _edit(old: tuple[str, str, str], new: tuple[str, str, str]) -> str:
+    """What changed between two `_drives`, in the spec's field names."""
+    names = ("spec.virtualService", "spec.route", "spec.canaryVersion")
+    return ", ".join(f"{n} changed from {a or '(none)'} to {b or '(none)'}" for n, a, b in zip(names, old, new) if a != b)
 
 
 def _settled(obj: dict[str, Any]) -> bool:
     """Finished, and its status was written for the spec it has now: a finished rollout costs nothing
     (no parse, no read, no write) until someone edits its spec (a new generation)."""
     st, meta = obj.get("status") or {}, obj.get("metadata") or {}
-    return st.get("phase") in rl.TERMINAL and st.get("observedGeneration") == meta.get("generation")
+    return (st.get("phase") in rl.TERMINAL and st.get("observedGeneration") == meta.get("generation")
+            and _status_matches_spec(obj))

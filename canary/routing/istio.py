@@ -89,6 +89,17 @@ class IstioRouter:
         vs, dr, ref = self._read_checked(target)
         return self._status(vs, dr, patch.read_weights(vs, ref))
 
+    def inspect_any(self, target: Target) -> RouteStatus:
+        """`inspect` for whoever must send traffic back to stable from any weights (on-call's
+        rollback, the controller's fail-safe): weights that do not sum to 100 are read as Istio
+        splits them, and the values as written are in `RouteStatus.raw_weights`, instead of a
+        TargetError. Raises what `inspect` raises for a missing or malformed route."""
+        from dataclasses import replace
+
+        vs, dr, ref = self._read_checked(target)
+        seen = patch.observe_weights(vs, ref)
+        return replace(self._status(vs, dr, seen.weights), raw_weights=None if seen.canonical else seen.raw)
+
     def set_weights(self, target: Target, weights: Weights, *, state: str,
                     expect_state: str | None | object = ANY_STATE) -> RouteStatus:
         def compute() -> tuple[Obj, Obj, Obj]:

@@ -46,7 +46,12 @@ def world(prometheus: PromServer) -> Iterator[tuple[KubeAPIServer, Controller, A
     api.stop()
 
 
-def run_until_done(op: Controller, custom: Any, names: list[str], timeout: float = 90) -> dict[str, dict[str, Any]]:
+def run_until_done(op: Controller, custom: Any, names: list[str], timeout: float = 90,
+                   version: str | None = None) -> dict[str, dict[str, Any]]:
+    """Run the controller until every rollout of `names` has ended (a rollout of `version`, if given)."""
+    def done(st: dict[str, Any]) -> bool:
+        return st.get("phase") in rl.TERMINAL and (version is None or (st.get("target") or {}).get("canaryVersion") == version)
+
     stop = threading.Event()
     t = threading.Thread(target=op.run, args=(stop,), kwargs={"tick_s": 0.2}, daemon=True)
     t.start()
@@ -55,7 +60,7 @@ def run_until_done(op: Controller, custom: Any, names: list[str], timeout: float
         while time.monotonic() < deadline:
             objs = {o["metadata"]["name"]: o for o in custom.list_namespaced_custom_object(
                 crd.GROUP, crd.VERSION, "ml", crd.PLURAL)["items"]}
-            if all((objs[n].get("status") or {}).get("phase") in rl.TERMINAL for n in names):
+            if all(done(objs[n].get("status") or {}) for n in names):
                 return objs
             time.sleep(0.2)
         raise AssertionError({n: (objs[n].get("status") or {}).get("phase") for n in names})
@@ -222,3 +227,95 @@ def test_a_transient_error_on_the_status_write_mid_rollout_is_retried_not_an_abo
     api.fail_next(code, times=2, methods=("PATCH",), plural="canaryrollouts")
     objs = run_until_done(op, custom, ["r0"])
     assert objs["r0"]["status"]["phase"] == rl.PROMOTED, objs["r0"]["status"].get("reason")
+
+
+def _fresh(op: Controller) -> Controller:
+    """Another controller process on the same cluster (a restart, or a standby that took over): it
+    knows nothing but what the API server holds."""
+    return Controller(custom=op.custom, core=op.core, router=op.router, metrics=op.metrics, batch=op.batch,
+                      namespace="ml")
+
+
+def _edit_vs(api: KubeAPIServer, i: int, fn: Any) -> None:
+    api.edit(GROUP, "virtualservices", "ml", fleet.model(i), fn)
+
+
+def _set_weights(o: dict[str, Any], weights: tuple[int, int]) -> None:
+    for d, w in zip(o["spec"]["http"][0]["route"], weights):
+        d["weight"] = w
+
+
+def _unreadable(o: dict[str, Any]) -> None:
+    o["metadata"]["annotations"]["modelcanary.dev/rollout"] = "{not json"
+
+
+@pytest.mark.parametrize("restarted", [False, True], ids=["same process", "restarted"])
+@pytest.mark.parametrize("damage", ["weights 80/30", "unreadable record"])
+def test_a_damaged_route_mid_rollout_goes_to_stable_even_after_a_restart(world: Any, restarted: bool,
+                                                                          damage: str) -> None:
+    """Someone leaves the route in a state no rollout can go on from while the canary has traffic;
+    the controller is restarted before its next tick (or not). The tick fails before the rollout's
+    state is read, and only this CR's status tells that it had traffic split: stable 100% all the
+    same (a restarted process used to leave it split, with a Ready=False condition only)."""
+    api, op, custom = world
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v2"))
+    _progressing(op, custom, api)
+    _edit_vs(api, 0, (lambda o: _set_weights(o, (80, 30))) if damage.startswith("weights") else _unreadable)
+    if restarted:
+        op = _fresh(op)
+    for _ in range(3):
+        op.tick()
+    st = custom.get_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0")["status"]
+    weights, record = vs(api, 0)
+    assert weights == [100, 0] and record["phase"] == rl.ABORTED
+    assert st["phase"] == rl.ABORTED and st["reason"].startswith("failed: ")
+
+
+@pytest.mark.parametrize("restarted", [False, True], ids=["same process", "restarted"])
+def test_a_canary_version_edited_mid_rollout_sends_the_old_one_to_stable_then_runs_the_new(
+        world: Any, restarted: bool) -> None:
+    """spec.canaryVersion v3 -> v2 while v3 has traffic: v3 goes back to stable 100% (recorded
+    aborted, 'superseded'), then v2 is rolled out (it used to be RolloutBusy for ever in a restarted
+    process, and aborted with v2 never started in the same one)."""
+    api, op, custom = world
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v3"))
+    _progressing(op, custom, api)
+    if restarted:
+        op = _fresh(op)
+    custom.patch_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0", {"spec": {"canaryVersion": "v2"}})
+    op.tick()  # v3 to stable, then v2 claims the route in the same tick
+    weights, record = vs(api, 0)
+    assert weights == [100, 0] and record["canary_version"] == "v2" and record["phase"] == rl.PENDING
+    events = [e["message"] for e in api.list("", "events", "ml") if e["reason"] == "RolloutAborted"]
+    assert any("superseded: spec.canaryVersion changed from v3 to v2 mid-rollout" in m for m in events), events
+    objs = run_until_done(op, custom, ["r0"], version="v2")
+    assert objs["r0"]["status"]["phase"] == rl.PROMOTED and objs["r0"]["status"]["target"]["canaryVersion"] == "v2"
+    assert vs(api, 0)[1]["canary_version"] == "v2"
+
+
+def test_a_virtual_service_edited_mid_rollout_sends_the_old_one_to_stable_then_runs_on_the_new(world: Any) -> None:
+    api, op, custom = world
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v2"))
+    _progressing(op, custom, api)
+    custom.patch_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0",
+                                          {"spec": {"virtualService": fleet.model(1)}})
+    objs = run_until_done(op, custom, ["r0"], version="v2")
+    old, new = vs(api, 0), vs(api, 1)
+    assert old[0] == [100, 0] and old[1]["phase"] == rl.ABORTED and old[1]["reason"] == (
+        f"superseded: spec.virtualService changed from {fleet.model(0)} to {fleet.model(1)} mid-rollout")
+    assert new[1]["phase"] == rl.PROMOTED and objs["r0"]["status"]["phase"] == rl.PROMOTED
+    assert objs["r0"]["status"]["target"]["virtualService"] == fleet.model(1)
+
+
+def test_a_finished_rollout_whose_spec_names_another_canary_version_runs_it(world: Any) -> None:
+    """A promoted CR edited to a new canary version is a new rollout of it (as Flagger and Argo
+    Rollouts start one on a new revision); an edit of anything else leaves it finished."""
+    api, op, custom = world
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v2"))
+    run_until_done(op, custom, ["r0"])
+    custom.patch_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0", {"spec": {"onForeignEdit": "abort"}})
+    op.tick()
+    assert vs(api, 0)[1]["canary_version"] == "v2" and vs(api, 0)[1]["phase"] == rl.PROMOTED
+    custom.patch_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0", {"spec": {"canaryVersion": "v3"}})
+    objs = run_until_done(op, custom, ["r0"], version="v3")
+    assert vs(api, 0)[1]["canary_version"] == "v3" and objs["r0"]["status"]["phase"] == rl.ROLLED_BACK
