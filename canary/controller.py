@@ -51,6 +51,8 @@ from canary.workqueue import DueQueue
 
 # a rollout whose ticks keep failing with transient errors this long while traffic is split goes to stable
 FAILURE_BUDGET_S = 30.0
+# on every CanaryRollout from its claim until it ends: a deletion mid-rollout sends stable 100% first
+FINALIZER = "modelcanary.dev/stable-on-delete"
 # Prometheus's clock and the controller's differ by more than this: `metrics.clock_skew` in the log
 SKEW_WARN_S = 2.0
 
@@ -325,10 +327,17 @@ class Controller:
     # ---- per rollout ----------------------------------------------------------------
 
     def _advance(self, obj: dict[str, Any]) -> _Active | None:
+        if (obj.get("metadata") or {}).get("deletionTimestamp"):
+            self._deleted(obj)
+            return None
         if _settled(obj):  # finished and its status mirrors this generation: nothing to parse, read or write
             self._forget(_key(obj))
+            if FINALIZER in _finalizers(obj):  # once: a finished rollout's deletion needs nothing of us
+                self._set_finalizer(obj, False)
             return None
         spec = crd.parse(obj, configmap=self._configmap)
+        if FINALIZER not in _finalizers(obj) and not _finished(obj):  # before any traffic moves
+            self._set_finalizer(obj, True)
         if spec.on_prometheus_outage == "hold":
             spec = replace(spec, policy=spec.policy.model_copy(
                 update={"failure": spec.policy.failure.model_copy(update={"on_deadline": "hold"})}))
@@ -566,6 +575,53 @@ class Controller:
             except Exception as exc:  # only an optimisation for restarts
                 self.log.info("step_start.not_persisted", rollout=spec.key, error=str(exc))
         return snap
+
+    def _deleted(self, obj: dict[str, Any]) -> None:
+        """A CanaryRollout being deleted (our finalizer keeps it until this ran): the rollout it drives,
+        if in progress, goes to stable 100% first (`_rescue`; Flagger's `revertOnDeletion`, here always),
+        then the finalizer goes and the API server removes the object. A router failure keeps the
+        finalizer: the next tick tries again."""
+        key = _key(obj)
+        if FINALIZER not in _finalizers(obj):
+            self._forget(key)
+            return
+        log = self.log.bind(rollout=key)
+        drove, known = _drove(obj), self._known.get(key)
+        if drove is None and known is not None and not known.terminal:  # a status older than status.target
+            drove = _drives(known.spec)
+        if drove is not None:
+            try:
+                spec = crd.parse(obj, configmap=self._configmap)
+            except Exception as exc:  # nothing to find the route by: never block the deletion for ever
+                log.critical("rollback.impossible", error=str(exc)[:300], virtual_service=drove[0],
+                             hint="the CanaryRollout is deleted and its spec cannot be read: run `canary rollback` "
+                                  "on its VirtualService")
+            else:
+                self._rescue(obj, spec, drove, reason="CanaryRollout deleted mid-rollout", log=log)
+        self._set_finalizer(obj, False)
+        self._forget(key)
+
+    def _set_finalizer(self, obj: dict[str, Any], on: bool) -> None:
+        """Add or remove FINALIZER, guarded on the resourceVersion read (a 409 is retried next tick)."""
+        if not self.is_leader() or (self.lease_left is not None and self.lease_left() <= 0.05):
+            raise NotLeader("not the leader: finalizer write refused")
+        meta = obj["metadata"]
+        now = _finalizers(obj)
+        new = [f for f in now if f != FINALIZER] + ([FINALIZER] if on else [])
+        try:
+            written = kube.unvalidated(self.custom.patch_namespaced_custom_object)(
+                crd.GROUP, crd.VERSION, meta["namespace"], crd.PLURAL, meta["name"],
+                {"metadata": {"finalizers": new or None, "resourceVersion": meta.get("resourceVersion")}},
+                _request_timeout=10.0)
+        except Exception as exc:
+            raise kube.translate(exc, f"CanaryRollout {meta['namespace']}/{meta['name']} finalizers") from exc
+        if isinstance(written, dict):
+            meta.update({k: v for k, v in (written.get("metadata") or {}).items()
+                         if k in ("finalizers", "resourceVersion", "deletionTimestamp")})
+            if not new:
+                meta.pop("finalizers", None)
+            if self.informers is not None and not (meta.get("deletionTimestamp") and not new):
+                self.informers.rollouts.put(written)
 
     def _rescue(self, obj: dict[str, Any], spec: crd.RolloutSpec, drove: tuple[str, str, str], *, reason: str,
                 log: Any) -> None:
@@ -919,6 +975,9 @@ class Controller:
         except Exception as exc:  # a 5xx or a timeout is transient (the failure budget), not a reason to abort
             raise kube.translate(exc, f"CanaryRollout {meta['namespace']}/{meta['name']} status") from exc
         obj["status"] = {**(obj.get("status") or {}), **status}
+        rv = ((written.get("metadata") or {}).get("resourceVersion") if isinstance(written, dict) else None)
+        if rv and isinstance(obj.get("metadata"), dict):
+            obj["metadata"]["resourceVersion"] = rv  # our own write: a guarded write after it starts from it
         if self.informers is not None and isinstance(written, dict):
             self.informers.rollouts.put(written)  # the cache holds our own write at once
 
@@ -965,6 +1024,10 @@ def _finished(obj: dict[str, Any]) -> bool:
     canary version or VirtualService: an edited spec starts again)."""
     st = obj.get("status") or {}
     return st.get("phase") in rl.TERMINAL and _status_matches_spec(obj)
+
+
+def _finalizers(obj: dict[str, Any]) -> list[str]:
+    return list((obj.get("metadata") or {}).get("finalizers") or [])
 
 
 def _drives(spec: crd.RolloutSpec) -> tuple[str, str, str]:

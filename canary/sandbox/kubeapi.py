@@ -29,7 +29,9 @@ that fell more than `LOG_SIZE` events behind, gets a 410 Expired ERROR event and
 must re-list, as from a real API server. `writes` keeps the last `WRITES_KEPT`
 (`write_count` counts them all). Not emulated: admission, defaulting, schema
 validation and pruning, server-side apply, label selectors beyond equality,
-bookmarks, pagination (a LIST answers everything at once), RBAC, finalizers.
+bookmarks, pagination (a LIST answers everything at once), RBAC. Finalizers are: a DELETE of
+an object with finalizers sets `metadata.deletionTimestamp` (a MODIFIED event) and keeps it
+until a write removes the last one (then DELETED); none may be added from then on.
 """
 
 from __future__ import annotations
@@ -280,11 +282,14 @@ class StrictKubeAPI(kmock.KubernetesScaffold):
         if method == "GET":
             return 200, self._out(current, kind, version)
         if method == "DELETE":
-            del self.objects[key]
-            rv = str(next(self._rv))
-            gone = copy.deepcopy(current)
-            gone["metadata"]["resourceVersion"] = rv
-            self._append_log("DELETED", key, gone)
+            if current["metadata"].get("finalizers"):  # as the API server: marked, kept until they are removed
+                if current["metadata"].get("deletionTimestamp"):
+                    return 200, self._out(current, kind, version)
+                marked = copy.deepcopy(current)
+                marked["metadata"]["deletionTimestamp"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+                marked["metadata"]["deletionGracePeriodSeconds"] = 0
+                return 200, self._out(self._store(key, marked, current, "MODIFIED"), kind, version)
+            self._delete(key, current)
             return 200, {**status_body(200, "", ""), "status": "Success"}
         body = self._body(request)
         if method == "PUT":
@@ -309,6 +314,15 @@ class StrictKubeAPI(kmock.KubernetesScaffold):
             raise ApiError(400, "BadRequest", "metadata.name does not match the URL")
         new.setdefault("apiVersion", current["apiVersion"])
         new.setdefault("kind", kind.kind)
+        meta, was = new.setdefault("metadata", {}), current["metadata"]
+        if was.get("deletionTimestamp"):  # immutable once set; no finalizer may be added from then on
+            meta["deletionTimestamp"] = was["deletionTimestamp"]
+            added = set(meta.get("finalizers") or []) - set(was.get("finalizers") or [])
+            if added and request.subresource != "status":
+                raise ApiError(422, "Invalid", "metadata.finalizers: Forbidden: no new finalizers can be added "
+                               f"if the object is being deleted, found new finalizers {sorted(added)}")
+        else:
+            meta.pop("deletionTimestamp", None)
         if kind.status_subresource:
             # like the real API server: /status writes only status; the main resource never does
             if request.subresource == "status":
@@ -319,7 +333,16 @@ class StrictKubeAPI(kmock.KubernetesScaffold):
                 new["status"] = copy.deepcopy(current.get("status"))
                 if new["status"] is None:
                     new.pop("status")
-        return 200, self._out(self._store(key, new, current, "MODIFIED"), kind, version)
+        stored = self._store(key, new, current, "MODIFIED")
+        if stored["metadata"].get("deletionTimestamp") and not stored["metadata"].get("finalizers"):
+            self._delete(key, self.objects[key])  # the last finalizer removed: gone
+        return 200, self._out(stored, kind, version)
+
+    def _delete(self, key: Key, current: Obj) -> None:
+        del self.objects[key]
+        gone = copy.deepcopy(current)
+        gone["metadata"]["resourceVersion"] = str(next(self._rv))
+        self._append_log("DELETED", key, gone)
 
     def _create(self, request: kmock.Request, kind: Resource, ns: str) -> Obj:
         obj = self._body(request)

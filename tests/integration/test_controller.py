@@ -319,3 +319,34 @@ def test_a_finished_rollout_whose_spec_names_another_canary_version_runs_it(worl
     custom.patch_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0", {"spec": {"canaryVersion": "v3"}})
     objs = run_until_done(op, custom, ["r0"], version="v3")
     assert vs(api, 0)[1]["canary_version"] == "v3" and objs["r0"]["status"]["phase"] == rl.ROLLED_BACK
+
+
+@pytest.mark.parametrize("restarted", [False, True], ids=["same process", "deleted while the controller was down"])
+def test_a_canary_rollout_deleted_mid_rollout_sends_stable_100_before_it_goes(world: Any, restarted: bool) -> None:
+    """Deleting the CR while its canary has traffic: its finalizer (`modelcanary.dev/stable-on-delete`,
+    set before the claim) keeps it until the controller sent stable 100%, even a controller started
+    after the deletion; then the CR is gone. It used to leave the bad canary's share for ever."""
+    from canary.controller import FINALIZER
+
+    api, op, custom = world
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v3"))
+    _progressing(op, custom, api)
+    assert api.get(crd.GROUP, crd.PLURAL, "ml", "r0")["metadata"]["finalizers"] == [FINALIZER]
+    custom.delete_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0")
+    assert api.get(crd.GROUP, crd.PLURAL, "ml", "r0") is not None and vs(api, 0)[0][1] > 0  # held by the finalizer
+    if restarted:
+        op = _fresh(op)
+    op.tick()
+    weights, record = vs(api, 0)
+    assert weights == [100, 0] and record["phase"] == rl.ABORTED and record["reason"] == "CanaryRollout deleted mid-rollout"
+    assert api.get(crd.GROUP, crd.PLURAL, "ml", "r0") is None
+
+
+def test_a_finished_canary_rollout_carries_no_finalizer_and_is_deleted_at_once(world: Any) -> None:
+    api, op, custom = world
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v2"))
+    run_until_done(op, custom, ["r0"])
+    op.tick()
+    assert not api.get(crd.GROUP, crd.PLURAL, "ml", "r0")["metadata"].get("finalizers")
+    custom.delete_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0")
+    assert api.get(crd.GROUP, crd.PLURAL, "ml", "r0") is None and vs(api, 0)[1]["phase"] == rl.PROMOTED

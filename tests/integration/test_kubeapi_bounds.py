@@ -86,3 +86,34 @@ def test_a_configmap_over_1_mib_or_with_a_bad_key_is_refused_like_the_api_server
         assert bad.value.status == 422 and "valid config key" in str(bad.value.body)
         assert api.get("", "configmaps", "ml", "a")["data"] == {"v": "x" * 600_000}  # nothing half-applied
         assert api.get("", "configmaps", "ml", "b") is None
+
+
+def test_finalizers_keep_a_deleted_object_until_the_last_one_is_removed() -> None:
+    """As the API server: DELETE marks an object with finalizers (deletionTimestamp, MODIFIED) and keeps
+    it; no finalizer may be added from then on (422); the write that removes the last one deletes it."""
+    import kubernetes.client as kc
+    from kubernetes.client.rest import ApiException
+
+    with KubeAPIServer() as api:
+        core = kc.CoreV1Api(api.api_client())
+        core.create_namespaced_config_map("ml", {**cm("f"), "metadata": {"name": "f", "namespace": "ml",
+                                                                        "finalizers": ["a/x", "a/y"]}})
+        core.delete_namespaced_config_map("f", "ml")
+        got = api.get("", "configmaps", "ml", "f")
+        assert got is not None and got["metadata"]["deletionTimestamp"]
+        core.delete_namespaced_config_map("f", "ml")  # again: still there, still marked
+        assert api.get("", "configmaps", "ml", "f")["metadata"]["deletionTimestamp"] == got["metadata"]["deletionTimestamp"]
+        with pytest.raises(ApiException) as exc:
+            core.patch_namespaced_config_map("f", "ml", {"metadata": {"finalizers": ["a/x", "a/y", "a/z"]}})
+        assert exc.value.status == 422 and "no new finalizers" in exc.value.body
+        core.patch_namespaced_config_map("f", "ml", {"metadata": {"finalizers": ["a/y"], "deletionTimestamp": None}})
+        assert api.get("", "configmaps", "ml", "f")["metadata"]["deletionTimestamp"] == got["metadata"]["deletionTimestamp"]
+        core.patch_namespaced_config_map("f", "ml", {"metadata": {"finalizers": None}})
+        assert api.get("", "configmaps", "ml", "f") is None
+        events = [e for _, e, key, _ in api.handler.log if key[3] == "f"]
+        assert events == ["ADDED", "MODIFIED", "MODIFIED", "MODIFIED", "DELETED"]
+        core.create_namespaced_config_map("ml", cm("g"))
+        core.patch_namespaced_config_map("g", "ml", {"metadata": {"deletionTimestamp": "2020-01-01T00:00:00Z"}})
+        assert "deletionTimestamp" not in api.get("", "configmaps", "ml", "g")["metadata"]  # not a client's to set
+        core.delete_namespaced_config_map("g", "ml")  # no finalizers: gone at once
+        assert api.get("", "configmaps", "ml", "g") is None
