@@ -223,6 +223,17 @@ def _shared(s: Histogram, c: Histogram) -> tuple[tuple[float, ...], tuple[float,
     return tuple(shared), pick(s), pick(c)
 
 
+def _merged_note(s: Histogram, c: Histogram, shared: tuple[float, ...]) -> str:
+    """"" when both arms keep every finite bound on the shared ones; else why a distribution compared on
+    them cannot be shown within a limit (cells of one arm merged: a shift inside them is invisible)."""
+    fin = lambda bounds: {b for b in bounds if math.isfinite(b)}  # noqa: E731
+    kept = fin(shared)
+    if fin(s.bounds) == kept and fin(c.bounds) == kept:
+        return ""
+    return (f"the arms export different bucket bounds (stable {len(fin(s.bounds))}, canary {len(fin(c.bounds))} "
+            f"finite, {len(kept)} shared): a shift inside the merged cells cannot be shown within the limit")
+
+
 def _common(s: Histogram, c: Histogram) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """`_shared` as float arrays."""
     bounds, sc, cc = _shared(s, c)
@@ -440,11 +451,14 @@ def _shift(check: PredictionShiftCheck, s: ArmData, c: ArmData, ctx: _Ctx) -> Ch
     bad = _want(check, (s, c), Histogram)
     if bad:
         return bad
-    _, sc, cc = _shared(s, c)  # type: ignore[arg-type]
+    shared, sc, cc = _shared(s, c)  # type: ignore[arg-type]
     per_s, per_c = _per_bucket(sc), _per_bucket(cc)
     subs = [(name, t, False) for name, t in shift.shift_tests(per_s, per_c, max_psi=check.max_psi,
                                                                max_js=check.max_js, alpha=ctx.alpha,
                                                                beta=ctx.beta)]
+    merged = _merged_note(s, c, shared)  # type: ignore[arg-type]
+    if merged:  # PSI and JS only shrink when cells merge: a breach stands, a "within" shows nothing
+        subs = [(nm, stats.replaced(t, within=False, why_not=merged), hard) for nm, t, hard in subs]
     n = (float(sc[-1]), float(cc[-1]))
     subs, seq = _pool(check, subs, ctx, info=effective_requests(*n), info_canary=n[1])
     outcome, (name, t, _), more = _verdict(check, subs, n[1], ctx.min_canary)
@@ -493,7 +507,7 @@ def _feature_drift(check: FeatureDriftCheck, s: ArmData, c: ArmData, ctx: _Ctx) 
                              "compare in the check's `features`")
     schema: list[str] = []  # facts, not statistics: the canary's inputs are not stable's
     unusable: list[str] = []  # cannot be compared: never a pass
-    cells: list[tuple[str, np.ndarray, np.ndarray]] = []
+    cells: list[tuple[str, np.ndarray, np.ndarray, str]] = []
     for f in names:
         if f not in s_names:
             unusable.append(f"stable exports no feature {f!r}")
@@ -513,9 +527,11 @@ def _feature_drift(check: FeatureDriftCheck, s: ArmData, c: ArmData, ctx: _Ctx) 
     subs: list[tuple[str, stats.TestResult, bool]] = []
     seq: dict[str, dict] = {}
     per_feature: list[dict[str, Any]] = []
-    for f, ps, pc in cells:
+    for f, ps, pc, merged in cells:
         tests = [(f"{name}:{f}", t, False) for name, t in shift.shift_tests(
             ps, pc, max_psi=check.max_psi, max_js=check.max_js, alpha=ctx.alpha / share, beta=ctx.beta)]
+        if merged:  # as in `_shift`: a breach stands, a "within" on merged cells shows nothing
+            tests = [(nm, stats.replaced(t, within=False, why_not=f"{f}: {merged}"), a) for nm, t, a in tests]
         n_f = (float(ps.sum()), float(pc.sum()))
         levels = {f"{name}:{f}": base[name] / share for name in limits}
         pooled, more = _pool(check, tests, dataclasses.replace(ctx, levels=levels),
@@ -531,7 +547,7 @@ def _feature_drift(check: FeatureDriftCheck, s: ArmData, c: ArmData, ctx: _Ctx) 
         row["breach"] = any(t.breach and not t.within for _, t, _ in pooled)
         row["within"] = all(t.within for _, t, _ in pooled)
         per_feature.append(row)
-    n = (max((float(p.sum()) for _, p, _ in cells), default=0.0), c.total)
+    n = (max((float(p.sum()) for _, p, _, _ in cells), default=0.0), c.total)
     limit_of = {"psi": check.max_psi or math.inf, "js": check.max_js or math.inf}
     small = n[1] < ctx.min_canary and not check.hard
     head = f"{len(cells)} of {len(names)} features compared"
@@ -570,17 +586,20 @@ def _feature_drift(check: FeatureDriftCheck, s: ArmData, c: ArmData, ctx: _Ctx) 
     return res
 
 
-def _feature_cells(f: str, s: FeatureCounts, c: FeatureCounts) -> tuple[np.ndarray, np.ndarray] | str:
-    """Per-cell counts of one feature in both arms, missing values last; a reason when the arms
-    cannot be compared cell for cell (numeric buckets that share no bound)."""
+def _feature_cells(f: str, s: FeatureCounts, c: FeatureCounts) -> tuple[np.ndarray, np.ndarray, str] | str:
+    """Per-cell counts of one feature in both arms, missing values last, and why they cannot show it
+    within a limit ("" when they can: `_merged_note`); a reason when the arms cannot be compared cell
+    for cell (numeric buckets that share no bound)."""
     if f in s.numeric or f in c.numeric:
         hs, hc = s.numeric.get(f), c.numeric.get(f)
         if hs is not None and hc is not None:
             bounds, sc, cc = _common(hs, hc)
+            merged = _merged_note(hs, hc, tuple(bounds))
             if len(bounds) < 2:
                 return (f"{f}: the arms' buckets share no finite bound (capture the canary's profile with "
                         "`canary baseline capture --bounds-from` the stable's)")
             ps, pc = np.diff(sc, prepend=0.0), np.diff(cc, prepend=0.0)
+            return np.append(ps, s.missing.get(f, 0.0)), np.append(pc, c.missing.get(f, 0.0)), merged
         else:  # one arm has only missing values for it: one "present" cell
             ps = np.array([hs.total if hs is not None else 0.0])
             pc = np.array([hc.total if hc is not None else 0.0])
@@ -589,7 +608,7 @@ def _feature_cells(f: str, s: FeatureCounts, c: FeatureCounts) -> tuple[np.ndarr
         cats = sorted(set(cs) | set(cc_))
         ps = np.array([cs.get(k, 0.0) for k in cats], float)
         pc = np.array([cc_.get(k, 0.0) for k in cats], float)
-    return (np.append(ps, s.missing.get(f, 0.0)), np.append(pc, c.missing.get(f, 0.0)))
+    return np.append(ps, s.missing.get(f, 0.0)), np.append(pc, c.missing.get(f, 0.0)), ""
 
 
 def _few(names: Any, limit: int = 5) -> str:

@@ -260,3 +260,14 @@ def test_bounds_from_makes_a_new_version_count_over_the_old_buckets(tmp_path: An
     assert v2["age"]["bounds"] == v1["age"]["bounds"]
     assert list(v2["city"]["categories"])[:2] == list(v1["city"]["categories"])  # stable's first, then its own
     assert "c" in v2["city"]["categories"] and v2["city"]["categories"]["a"] == 0
+
+
+def test_a_feature_on_a_coarser_canary_layout_is_never_shown_within() -> None:
+    """As for predictions: a numeric feature the canary buckets on fewer bounds than stable is compared
+    on the shared bounds, which can hide a shift inside merged cells; it is never a pass."""
+    s = arm()
+    coarse = Histogram((0.0, INF), (s.numeric["x"].counts[3], s.numeric["x"].counts[-1]))
+    c = FeatureCounts(numeric={"x": coarse}, categorical=dict(s.categorical), missing=dict(s.missing))
+    r = one(policy(features=["x"]), s, c)
+    assert r.outcome is Outcome.INCONCLUSIVE and "different bucket bounds" in r.reason, r.reason
+    assert one(policy(features=["x"]), s, arm(seed=2)).outcome is Outcome.PASS

@@ -103,3 +103,33 @@ def test_a_valid_input_still_judges(tmp_path: Path) -> None:
     res = _cli(tmp_path, LAT.replace("LOOK", "3").replace("CANARY", OK))
     assert res.exit_code in (0, 1, 4), res.output  # type: ignore[attr-defined]
     assert json.loads(res.stdout)["look"] == 3  # type: ignore[attr-defined]
+
+
+# -- a canary exporting a coarser prediction layout (thirteenth session's attack) -----------------------
+
+
+def _deciles(per_cell: list[float]) -> Histogram:
+    cum, total = [], 0.0
+    for x in per_cell:
+        total += x
+        cum.append(total)
+    return Histogram(PRED_BOUNDS, tuple(cum))
+
+
+@pytest.mark.parametrize("canary_bounds", [(0.5, INF), (0.3, 0.6, INF), (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, INF)])
+def test_a_shift_the_canarys_coarser_layout_hides_is_never_a_pass(canary_bounds: tuple[float, ...]) -> None:
+    """Stable on deciles, the canary on fewer bounds: on the shared bounds PSI and JS only shrink (cells
+    merge), so the canary can look equal where its predictions moved inside a merged cell. It used to
+    PASS at PSI 0; a shift the shared cells do show still FAILs, and the same layouts pass."""
+    p = _policy({"name": "pred", "kind": "prediction_shift", "max_psi": 0.2, "max_js": 0.1})
+    stable = _deciles([10_000.0] * 10)
+    fine = [0.0, 0.0, 0.0, 0.0, 5_000.0, 5_000.0, 0.0, 0.0, 0.0, 0.0]  # the canary's mass around 0.5
+    at = {b: sum(fine[:i + 1]) for i, b in enumerate(PRED_BOUNDS)}
+    canary = Histogram(canary_bounds, tuple(at[b] for b in canary_bounds))
+    r = J.judge(p, {"pred": (stable, canary)}).results[0]
+    if canary_bounds == (0.5, INF):  # the shared cells are [0, 0.5] and (0.5, inf): 50/50 both
+        assert r.outcome is Outcome.INCONCLUSIVE and "different bucket bounds" in r.reason, r.reason
+    else:
+        assert r.outcome is Outcome.FAIL, r.reason
+    same = J.judge(p, {"pred": (stable, _deciles([1_000.0] * 10))}).results[0]
+    assert same.outcome is Outcome.PASS, same.reason
