@@ -23,7 +23,7 @@ from canary.analysis.buckets import Arm
 from canary.analysis.custom import judge_custom
 from canary.analysis.evidence import attach
 from canary.analysis.sequential import anytime_p, effective_requests, sub_levels, test_weights, tests_in, window_z
-from canary.errors import TransientError
+from canary.errors import NoData, TransientError
 from canary.model import ArmData, CheckResult, Counts, FeatureCounts, Histogram, Verdict, Outcome, Scalar
 from canary.policy import (
     Check,
@@ -95,10 +95,37 @@ def judge_check(check: Check, stable: ArmData | Exception, canary: ArmData | Exc
     `prior` (FAIL); `beta` the level at which each limit must be shown within (PASS)."""
     if isinstance(canary, BaseException):
         return _measure_error(check, "canary", canary)
+    for arm, data in (("stable", stable), ("canary", canary)):
+        why = _implausible(data)
+        if why:
+            return _error(check, f"{arm}: {why}")
     ctx = _Ctx(alpha=alpha, min_canary=min_canary, beta=beta, prior=prior or {}, levels=levels or {})
+    if stable is None:  # nothing given for stable: as an arm that could not be measured, never a skipped limit
+        stable = NoData("no stable data given")
     if isinstance(stable, BaseException):
         return _canary_only(check, stable, canary, ctx)
     return _by_kind(check, stable, canary, ctx)
+
+
+# Request counts from here on are no request counts (a counter at 1,000,000 rps for 285 years): above it
+# they lose integer precision and the exact tests' int64 arithmetic wraps (a 1e19 count read as evidence
+# *for* the canary).
+MAX_COUNT = 2.0 ** 53
+
+
+def _implausible(data: object) -> str:
+    """Why an arm's counts cannot be request counts ('' when they can): finite and >= MAX_COUNT. (NaN
+    and infinite counts have their own handling in each kind: the array path, `usable`.)"""
+    if isinstance(data, Histogram):
+        values: tuple[float, ...] = (data.counts[-1],) if data.counts else ()
+    elif isinstance(data, Counts):
+        values = (data.events, data.total)
+    else:  # a Scalar's n may be unknown (NaN); feature counts are compared as proportions
+        return ""
+    for v in values:
+        if math.isfinite(v) and v >= MAX_COUNT:
+            return f"count {v:g} is not a request count (>= 2^53)"
+    return ""
 
 
 @dataclasses.dataclass(frozen=True)

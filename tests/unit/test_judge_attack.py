@@ -133,3 +133,68 @@ def test_a_shift_the_canarys_coarser_layout_hides_is_never_a_pass(canary_bounds:
         assert r.outcome is Outcome.FAIL, r.reason
     same = J.judge(p, {"pred": (stable, _deciles([1_000.0] * 10))}).results[0]
     assert same.outcome is Outcome.PASS, same.reason
+
+
+@pytest.mark.parametrize("bad", [2.0 ** 63, 1e19, 2.0 ** 53])
+def test_counts_that_are_no_request_counts_are_an_error_never_evidence(bad: float) -> None:
+    """A canary count of 1e19 wrapped to a negative int64 in the exact tests: p = 1, read as strong
+    evidence that a canary far over its hard ceiling was within it (INCONCLUSIVE, s_window -9.5e9)."""
+    from canary.model import Counts
+
+    p = _policy({"name": "lat", "kind": "latency", "quantile": 0.95, "max_increase_pct": 20, "max_ms": 250,
+                 "hard": True})
+    stable = Histogram((50, 100, 150, 200, 250, INF), (4000, 8000, 9300, 9800, 9900, 10000))
+    canary = Histogram((50, 100, 150, 200, 250, INF), (0, 0, 0, 0, 0, bad))
+    r = J.judge(p, {"lat": (stable, canary)}).results[0]
+    assert r.outcome is Outcome.ERROR and r.reason.startswith("canary: count"), r.reason
+    e = _policy({"name": "err", "kind": "error_rate", "max_increase_points": 1})
+    assert J.judge(e, {"err": (Counts(1, 100), Counts(0, bad))}).results[0].outcome is Outcome.ERROR
+    assert J.judge(p, {"lat": (stable, Histogram(canary.bounds, (0, 0, 0, 0, 0, 9e15)))}).results[0].outcome \
+        is Outcome.FAIL  # below 2^53: judged
+
+
+def test_a_stable_arm_given_as_none_leaves_no_relative_limit_unjudged() -> None:
+    """The Python API with `None` for stable: the relative limits are not judged, so never a PASS (it
+    passed on the ceilings alone); the same as a stable arm that could not be measured."""
+    from canary.model import Counts
+
+    p = parse_policy({"steps": [10, 100], "analysis": {"min_canary_requests": 100}, "checks": [
+        {"name": "lat", "kind": "latency", "quantile": 0.95, "max_increase_pct": 20, "max_ms": 1000},
+        {"name": "err", "kind": "error_rate", "max_increase_points": 1, "max_rate_pct": 50}]})
+    bounds = tuple(float(x) for x in range(10, 1001, 10)) + (INF,)
+    canary = Histogram(bounds, tuple(min(1000, int(1000 * x / 520)) for x in bounds[:-1]) + (1000,))
+    v = J.judge(p, {"lat": (None, canary), "err": (None, Counts(300, 1000))})
+    assert [r.outcome for r in v.results] == [Outcome.ERROR, Outcome.ERROR]
+    assert all("not judged, could not measure stable" in r.reason for r in v.results)
+    only_ceiling = _policy({"name": "lat", "kind": "latency", "quantile": 0.95, "max_ms": 1000})
+    assert J.judge(only_ceiling, {"lat": (None, canary)}).results[0].outcome is Outcome.PASS
+
+
+def test_fishers_test_on_billions_of_requests_answers_at_once_and_agrees_with_scipy() -> None:
+    """A cell below 10 with margin 0 takes Fisher's exact test; scipy's hypergeometric tail costs time
+    in proportion to the total (17 s at 2e10 requests, minutes at 2e12): the tail is summed from its
+    own terms instead."""
+    import time
+
+    import scipy.stats as ss
+
+    from canary.analysis import stats
+
+    for args in [(0, 20_000_000, 1, 10_000_000), (3, 30_000_000, 12, 5_000_000), (2, 200_000_000, 9, 100_000_000)]:
+        assert stats.hypergeom_sf(*args) == pytest.approx(float(ss.hypergeom.sf(*args)), rel=1e-5)
+    t0 = time.process_time()
+    r = stats.proportion_increase(0, 1e12, 1, 1e12, margin=0.0, alpha=0.01)
+    assert r.p_value == pytest.approx(0.5, rel=1e-4) and not r.breach
+    assert time.process_time() - t0 < 30  # a hang guard (it took minutes), not a speed claim
+
+
+def test_the_plan_reads_a_high_traffic_rollout_as_reaching_the_floor() -> None:
+    """scipy's Poisson ppf is NaN from about 3.2e10 on: at 4e5 rps the plan said a good canary could
+    never pass for lack of requests."""
+    from canary.analysis.plan import _reaches_floor
+
+    p = parse_policy({"steps": [50, 100], "analysis": {"interval": "24h", "look_every": "1m",
+                                                      "min_canary_requests": 500},
+                      "checks": [{"name": "errors", "kind": "error_rate", "max_increase_points": 1}]})
+    assert all(_reaches_floor(n, p) for n in (1e6, 3e10, 3.5e10, 1e15))
+    assert not _reaches_floor(400.0, p)
