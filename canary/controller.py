@@ -51,6 +51,9 @@ from canary.workqueue import DueQueue
 
 # a rollout whose ticks keep failing with transient errors this long while traffic is split goes to stable
 FAILURE_BUDGET_S = 30.0
+# the stable-100% retries within one tick (`to_stable`): the next tick tries again, and a worker held
+# for the promote CLI's 20 s would hold every rollout queued behind it
+TO_STABLE_BUDGET_S = 2.0
 # on every CanaryRollout from its claim until it ends: a deletion mid-rollout sends stable 100% first
 FINALIZER = "modelcanary.dev/stable-on-delete"
 # Prometheus's clock and the controller's differ by more than this: `metrics.clock_skew` in the log
@@ -661,7 +664,7 @@ class Controller:
                                   route=route, started_at=now, updated_at=now)
         target = replace(target, stable_version=rec.stable_version)
         old_spec = replace(spec, target=target)
-        new = to_stable(self.fenced, target, rec, reason=reason, log=log, now=now)
+        new = to_stable(self.fenced, target, rec, reason=reason, log=log, now=now, budget_s=TO_STABLE_BUDGET_S)
         self._observe(old_spec, new)
         self._known[spec.key] = _Known(old_spec, new)
         self._failing.pop(spec.key, None)
@@ -847,7 +850,8 @@ class Controller:
         spec, state = known.spec, known.state()
         log = self.log.bind(rollout=spec.key, model=spec.target.model)
         try:
-            new = to_stable(self.fenced, spec.target, state, reason=reason[:500], log=log, now=self.clock.now())
+            new = to_stable(self.fenced, spec.target, state, reason=reason[:500], log=log, now=self.clock.now(),
+                            budget_s=TO_STABLE_BUDGET_S)
         except CanaryError:
             return  # rollback.failed is logged; the next tick tries again
         self._observe(spec, new)

@@ -290,26 +290,34 @@ def _point(router: TrafficRouter, target: Target, state: rl.RolloutState, action
                                   f"{action.subset} subset was re-pointed; pointed it back at {action.undo_version}")
 
 
+# how long `to_stable` keeps trying to send stable 100% (a throttling burst or an API server restart
+# lasts seconds; three quick attempts gave up after about 6 s)
+ROLLBACK_BUDGET_S = 20.0
+
+
 def to_stable(router: TrafficRouter, target: Target, state: rl.RolloutState, *, reason: str, log: Any,
-              now: float, attempts: int = 3, budget_s: float = 20.0) -> rl.RolloutState:
-    """Stable 100% after a failure, with a retry budget of its own (`attempts` writes within
-    `budget_s`, each with the router's own retries). The rollout is recorded ``aborted`` (exit 3).
+              now: float, attempts: int = 3, budget_s: float | None = None) -> rl.RolloutState:
+    """Stable 100% after a failure, with a retry budget of its own: at least `attempts` writes, and
+    more until `budget_s` (ROLLBACK_BUDGET_S) has passed, each with the router's own retries, 0.5 s
+    more between them each time, at most 2 s. The rollout is recorded ``aborted`` (exit 3).
     Unguarded, like `canary rollback`: stable 100% wins over anything recorded meanwhile.
     Raises the last error, after logging ``rollback.failed``, when every attempt failed."""
     new, actions = rl.transition(state, rl.Rollback(now, reason, aborted=True), None)  # type: ignore[arg-type]
     if new is state:  # terminal already: nothing to do
         return state
-    deadline = time.monotonic() + budget_s
-    for attempt in range(1, attempts + 1):
-        last = attempt == attempts or time.monotonic() >= deadline
+    deadline = time.monotonic() + (ROLLBACK_BUDGET_S if budget_s is None else budget_s)
+    attempt = 0
+    while True:
+        attempt += 1
+        wait = min(0.5 * attempt, 2.0)
+        last = attempt >= attempts and time.monotonic() + wait >= deadline
         try:
             return execute(router, target, new, actions, log=log, report_failure=last)
         except CanaryError as exc:
             if last:
                 raise
             log.warning("rollback.retrying", attempt=attempt, error=str(exc))
-            time.sleep(min(0.5 * attempt, max(0.0, deadline - time.monotonic())))
-    raise AssertionError("unreachable")  # pragma: no cover
+            time.sleep(min(wait, max(0.0, deadline - time.monotonic())))
 
 
 def camel(event: str) -> str:

@@ -66,7 +66,64 @@ def test_a_base_exception_mid_rollout_still_ends_at_stable_100_and_propagates() 
     assert router.weights == STABLE_ONLY and json.loads(router.state)["phase"] == rl.ABORTED
 
 
-def test_when_even_the_rollback_write_fails_rollback_failed_is_logged_and_the_error_raised() -> None:
+class _VirtualTime:
+    """`time` for `canary.reconcile`: sleeping moves a virtual monotonic clock, at once."""
+
+    def __init__(self) -> None:
+        self.t, self.slept = 1000.0, []
+
+    def monotonic(self) -> float:
+        return self.t
+
+    def sleep(self, s: float) -> None:
+        self.slept.append(s)
+        self.t += s
+
+
+@pytest.fixture
+def virtual_time(monkeypatch: pytest.MonkeyPatch) -> _VirtualTime:
+    from canary import reconcile
+
+    vt = _VirtualTime()
+    monkeypatch.setattr(reconcile, "time", vt)
+    return vt
+
+
+@pytest.mark.parametrize("failures, ends", [(5, "stable"), (11, "stable"), (13, "rollback.failed")])
+def test_the_stable_100_write_is_retried_for_its_whole_budget(virtual_time: _VirtualTime, failures: int,
+                                                              ends: str) -> None:
+    """A throttling burst on the rollback write: retried until ROLLBACK_BUDGET_S (20 s) has passed, not
+    three times (about 6 s: a 429 burst under 10 s left traffic split). 12 attempts fit in 20 s."""
+    import structlog.testing
+
+    from canary.reconcile import to_stable
+
+    router = FakeRouter()
+    router.set_weights(TARGET, Weights(80, 20), state="")
+    state = rl.RolloutState(model="m", stable_version="v1", canary_version="v2", phase=rl.PROGRESSING,
+                            weights=Weights(80, 20))
+    real, calls = router.set_weights, {"n": 0}
+
+    def throttled(target: Target, weights: Weights, **kw: object) -> object:
+        calls["n"] += 1
+        if calls["n"] <= failures:
+            raise KubeUnavailable("429 Too Many Requests")
+        return real(target, weights, **kw)  # type: ignore[arg-type]
+
+    router.set_weights = throttled  # type: ignore[method-assign]
+    with structlog.testing.capture_logs() as logs:
+        if ends == "stable":
+            new = to_stable(router, TARGET, state, reason="failed: x", log=get(), now=1.0)
+            assert new.phase == rl.ABORTED and router.weights == STABLE_ONLY
+        else:
+            with pytest.raises(KubeUnavailable):
+                to_stable(router, TARGET, state, reason="failed: x", log=get(), now=1.0)
+            assert any(e["event"] == "rollback.failed" for e in logs)
+    assert sum(virtual_time.slept) <= 20.0 and max(virtual_time.slept) <= 2.0
+
+
+def test_when_even_the_rollback_write_fails_rollback_failed_is_logged_and_the_error_raised(
+        virtual_time: _VirtualTime) -> None:
     ctl, router, metrics, clock = make()
     real = router.set_weights
 
