@@ -140,7 +140,9 @@ class Runner:
                 elif state.phase == rl.PENDING:
                     state = self._preflight(state)
                 elif state.phase == rl.PAUSED and self.stop.is_set():
-                    return Result(state, EXIT_INTERRUPTED)
+                    if self.on_interrupt == "pause":
+                        return Result(state, EXIT_INTERRUPTED)
+                    state = self._interrupted(state)  # paused by an operator: --on-interrupt rollback still holds
                 else:
                     state = self._wait_and_look(state)
             except RoutingConflict as exc:

@@ -318,3 +318,27 @@ def test_a_canary_rollout_with_such_a_version_is_invalid(version: str) -> None:
     obj["spec"]["canaryVersion"] = version
     with pytest.raises(ConfigError, match="spec.canaryVersion"):
         crd.parse(obj)
+
+
+@pytest.mark.parametrize("on_interrupt, code, weights", [("rollback", EXIT_INFRA, STABLE_ONLY),
+                                                         ("pause", 130, Weights(90, 10))])
+def test_a_signal_while_an_operator_paused_the_rollout_follows_on_interrupt(on_interrupt: str, code: int,
+                                                                            weights: Weights) -> None:
+    """An operator pauses the rollout (`canary pause`) and the CD job is cancelled (SIGTERM) before
+    promote's next look: with the default `--on-interrupt rollback` stable gets 100% (it exited 130
+    and left the canary its share, paused with nothing judging it)."""
+    ctl, router, metrics, clock = make()
+    ctl.on_interrupt = on_interrupt
+    done: list[bool] = []
+
+    def slowdown(t: float) -> float:
+        if t >= 1005 and not done:
+            done.append(True)
+            oncall_action(router, TARGET, rl.Pause(t), log=get())
+            ctl.stop.set()
+        return 1.0
+
+    metrics.slowdown = slowdown
+    res = ctl.run()
+    assert done and res.exit_code == code and router.weights == weights
+    assert res.state.phase == (rl.ABORTED if on_interrupt == "rollback" else rl.PAUSED)
