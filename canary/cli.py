@@ -130,7 +130,10 @@ def _oncall_router(kubeconfig: Optional[str], context: Optional[str]) -> Any:
             recorded = _recorded(patch.read_state(vs))
             if recorded is not None and recorded.route and not recorded.terminal:
                 return replace(target, route=recorded.route)  # the route the rollout in progress drives
-            dr = self._get(DR_PLURAL, target.namespace, target.dr_name)
+            try:
+                dr = self._get(DR_PLURAL, target.namespace, target.dr_name)
+            except CanaryError:  # a rollback must not need it: the routes with subsets stable and canary
+                dr = {}
             return replace(target, route=patch.route_for(vs, dr, recorded=recorded.weights if recorded else None))
 
     return OnCallRouter(api_client(kubeconfig=kubeconfig, context=context))

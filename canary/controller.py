@@ -639,8 +639,8 @@ class Controller:
         target = replace(spec.target, virtual_service=vs, route=route or None, canary_version=version)
         old_spec = replace(spec, target=target)
         now = self.clock.now()
-        inspect = getattr(self.router, "inspect_any", self.router.inspect)
-        seen = inspect(target)
+        inspect_any = getattr(self.router, "inspect_any", None)
+        seen = inspect_any(target, for_stable=True) if inspect_any is not None else self.router.inspect(target)
         try:
             rec = parse_state(seen)
         except CanaryError:

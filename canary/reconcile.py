@@ -277,6 +277,14 @@ def _point(router: TrafficRouter, target: Target, state: rl.RolloutState, action
         kw["supersede"] = True
     try:
         router.point_subset(target, action.subset, action.version, **kw)
+    except TargetError as exc:
+        if not (state.phase in rl.TERMINAL and state.phase != rl.PROMOTED):
+            raise
+        # a rollback whose DestinationRule is gone or broken: the weights already send 100% to
+        # stable (written first); the subset cannot be re-pointed, and on-call must look at it
+        log.critical("rollback.subset_not_pointed", error=str(exc), subset=action.subset, version=action.version,
+                     hint="stable has 100% of the weights; check the DestinationRule's stable subset")
+        return
     except CanaryError as exc:
         if report_failure and state.phase in rl.TERMINAL and state.phase != rl.PROMOTED:
             log.critical("rollback.failed", error=str(exc), subset=action.subset, version=action.version)

@@ -331,8 +331,12 @@ def gate_detail(report: dict[str, Any]) -> str:
 
 def oncall_action(router: TrafficRouter, target: Target, event: rl.Rollback | rl.Pause | rl.Resume, *,
                     log: Any) -> rl.RolloutState:
-    """`canary rollback/pause/resume`: apply one event to the recorded state."""
-    status = router.inspect(target)
+    """`canary rollback/pause/resume`: apply one event to the recorded state. A rollback reads the route
+    as the router's `inspect_any(for_stable=True)` does (a DestinationRule gone, a route added beside
+    the rollout's: stable 100% needs the VirtualService alone)."""
+    lenient = getattr(router, "inspect_any", None)
+    status = lenient(target, for_stable=True) if lenient is not None and isinstance(event, rl.Rollback) \
+        else router.inspect(target)
     try:
         state = parse_state(status)
     except TargetError:

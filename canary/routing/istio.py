@@ -27,8 +27,8 @@ from kubernetes.client.exceptions import ApiException
 from canary import kube
 import math
 
-from canary.errors import NotLeader, RoutingConflict
-from canary.model import Target, Weights
+from canary.errors import CanaryError, NotLeader, RoutingConflict, TargetError
+from canary.model import STABLE_ONLY, Target, Weights
 from canary.routing import patch
 from canary.routing.base import RouteStatus
 
@@ -89,28 +89,63 @@ class IstioRouter:
         vs, dr, ref = self._read_checked(target)
         return self._status(vs, dr, patch.read_weights(vs, ref))
 
-    def inspect_any(self, target: Target) -> RouteStatus:
-        """`inspect` for whoever must send traffic back to stable from any weights (on-call's
-        rollback, the controller's fail-safe): weights that do not sum to 100 are read as Istio
-        splits them, and the values as written are in `RouteStatus.raw_weights`, instead of a
-        TargetError. Raises what `inspect` raises for a missing or malformed route."""
+    def inspect_any(self, target: Target, *, for_stable: bool = False) -> RouteStatus:
+        """`inspect` for on-call commands and whoever must send traffic back to stable: weights that
+        do not sum to 100 are read as Istio splits them, and the values as written are in
+        `RouteStatus.raw_weights`, instead of a TargetError. With `for_stable` (a rollback), also a
+        DestinationRule that cannot be read or lacks a subset (versions "") and a route among
+        several, found as `_read_for_stable` finds it. Raises what `inspect` raises otherwise."""
         from dataclasses import replace
 
-        vs, dr, ref = self._read_checked(target)
+        try:
+            vs, dr, ref = self._read_checked(target)
+        except CanaryError:
+            if not for_stable:
+                raise
+            vs, dr, route = self._read_for_stable(target)
+            ref = patch.locate_route(vs, route)
         seen = patch.observe_weights(vs, ref)
         return replace(self._status(vs, dr, seen.weights), raw_weights=None if seen.canonical else seen.raw)
+
+    def _read_for_stable(self, target: Target) -> tuple[Obj, Obj | None, str]:
+        """What sending traffic back to stable needs, and no more: the VirtualService, the route (the
+        one named, else the only one with subsets 'stable' and 'canary': a route added beside it must
+        not block a rollback), and the DestinationRule if it can be read (None if not: moving traffic
+        to stable does not depend on what the subsets select). Raises when the VirtualService cannot
+        be read or no single route can be found."""
+        vs = self._get(VS_PLURAL, target.namespace, target.virtual_service)
+        try:
+            dr: Obj | None = self._get(DR_PLURAL, target.namespace, target.dr_name)
+            patch.subset_versions(dr)
+        except CanaryError:  # missing, unreadable, or without the subsets: not needed for stable 100%
+            dr = None
+        route = target.route or ""
+        try:
+            patch.locate_route(vs, route)
+        except TargetError:
+            if route:
+                raise
+            route = patch.route_for(vs, dr if dr is not None else {})
+        return vs, dr, route
 
     def set_weights(self, target: Target, weights: Weights, *, state: str,
                     expect_state: str | None | object = ANY_STATE) -> RouteStatus:
         def compute() -> tuple[Obj, Obj, Obj]:
-            vs, dr, _ = self._read_checked(target)
+            route = target.route
+            try:
+                vs, dr, _ = self._read_checked(target)
+            except CanaryError:
+                if weights != STABLE_ONLY:
+                    raise
+                # stable 100% must not depend on what only moving traffic to the canary needs
+                vs, dr, route = self._read_for_stable(target)  # type: ignore[assignment]
             found = patch.read_state(vs)
             # A retry after 409 re-applies our weights on top of other edits -- but never on top
             # of another writer's rollout state (an operator's `canary rollback`): that is theirs.
             if expect_state is not ANY_STATE and found != expect_state and found != state:
                 raise RoutingConflict(f"{target.namespace}/{target.virtual_service}: the rollout state was changed "
                                       "by someone else; re-read it before writing")
-            return vs, patch.with_weights(vs, weights, route_name=target.route, state=state), dr
+            return vs, patch.with_weights(vs, weights, route_name=route, state=state), dr
 
         written, dr = self._update(target, VS_PLURAL, target.virtual_service, compute)
         return self._status(written, dr, weights)
@@ -152,8 +187,14 @@ class IstioRouter:
         patch.subset_versions(dr, host=ref.host, host_namespace=target.namespace)
         return vs, dr, ref
 
-    def _status(self, vs: Obj, dr: Obj, weights: Weights) -> RouteStatus:
-        versions = patch.subset_versions(dr)
+    def _status(self, vs: Obj, dr: Obj | None, weights: Weights) -> RouteStatus:
+        """What was read; subset versions "" when the DestinationRule is unreadable (stable-100% writes only)."""
+        try:
+            versions = patch.subset_versions(dr) if dr is not None else {patch.STABLE: "", patch.CANARY: ""}
+        except TargetError:
+            if weights != STABLE_ONLY:
+                raise
+            versions = {patch.STABLE: "", patch.CANARY: ""}
         return RouteStatus(
             weights=weights,
             state=patch.read_state(vs),

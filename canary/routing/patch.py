@@ -288,7 +288,17 @@ def with_subset_version(dr: Any, subset: str, version: str, *, mark: str | None 
         raise ValueError(f"subset must be 'stable' or 'canary', got {subset!r}")
     if not isinstance(version, str) or not version:
         raise ValueError("version must be a non-empty string")
-    subset_versions(dr)  # the same checks as inspect()
+    try:
+        subset_versions(dr)  # the same checks as inspect()
+    except TargetError:  # the other subset broken: nothing to do if this one already selects `version`
+        spec = dr.get("spec") if isinstance(dr, dict) else None
+        try:
+            _, found = _find_subset(spec if isinstance(spec, dict) else {}, subset, where(dr))
+        except TargetError:
+            found = {}
+        if mark is not None or (found.get("labels") or {}).get(VERSION_LABEL) != version:
+            raise
+        return copy.deepcopy(dr)
     out = copy.deepcopy(dr)
     _, found = _find_subset(out["spec"], subset, where(dr))
     labels = found.get("labels")

@@ -297,3 +297,46 @@ def test_emulator_selectors(istio_api: KubeAPIServer) -> None:
     assert [c.metadata.name for c in core.list_namespaced_config_map(
         "ml", label_selector="modelcanary.dev/baseline=true").items] == ["b"]
     assert core.list_namespaced_config_map("ml", label_selector="baseline=true").items == []
+
+
+# --- stable 100% needs the VirtualService only (an attacker's findings, thirteenth session) -------------
+
+
+def _drop_dr(api: KubeAPIServer) -> None:
+    kubernetes.client.CustomObjectsApi(api.api_client()).delete_namespaced_custom_object(
+        GROUP, "v1beta1", "ml", DR, "rec-model")
+
+
+def _drop_canary_subset(api: KubeAPIServer) -> None:
+    api.edit(GROUP, DR, "ml", "rec-model", lambda o: o["spec"]["subsets"].pop())
+
+
+def _route_in_front(api: KubeAPIServer) -> None:
+    def add(obj: dict) -> None:
+        http = obj["spec"]["http"]
+        http[0].setdefault("name", "primary")
+        http.insert(0, {"name": "debug", "match": [{"headers": {"x-debug": {"exact": "1"}}}],
+                        "route": [{"destination": {"host": "rec-model", "subset": "stable"}}]})
+
+    api.edit(GROUP, VS, "ml", "rec-model", add)
+
+
+@pytest.mark.parametrize("damage", [_drop_dr, _drop_canary_subset, _route_in_front],
+                         ids=["DestinationRule deleted", "canary subset gone", "a route added in front"])
+def test_stable_100_is_written_whatever_happened_to_the_destination_rule_or_the_routes(
+        istio_api: KubeAPIServer, damage: object) -> None:
+    """Mid-rollout the DestinationRule goes (or loses a subset), or someone adds a route in front of the
+    rollout's: moving traffic *to* the canary is refused as before, but stable 100% is written on the
+    VirtualService alone (promote and `canary rollback` used to exit 2 and leave 80/20), and on-call's
+    lenient read (`inspect_any`) still shows it."""
+    r = router(istio_api)
+    r.set_weights(TARGET, Weights(80, 20), state='{"phase": "progressing"}')
+    damage(istio_api)  # type: ignore[operator]
+    with pytest.raises(TargetError):
+        r.set_weights(TARGET, Weights(50, 50), state='{"phase": "progressing"}')
+    seen = r.inspect_any(TARGET, for_stable=True)
+    assert seen.weights == Weights(80, 20)
+    status = r.set_weights(TARGET, Weights(100, 0), state='{"phase": "aborted"}')
+    route = next(h for h in vs_of(istio_api)["spec"]["http"] if len(h["route"]) == 2)
+    assert [d["weight"] for d in route["route"]] == [100, 0] and status.weights == Weights(100, 0)
+    assert vs_of(istio_api)["metadata"]["annotations"][STATE_ANNOTATION] == '{"phase": "aborted"}'

@@ -232,3 +232,25 @@ def test_status_shows_the_traffic_even_when_the_record_is_unreadable(cluster: An
     out = json.loads(res.stdout)
     assert out["weights"] == {"stable": 70, "canary": 30} and "unreadable" in out["unreadable_state"]
     assert cli(kc, "rollback").exit_code == 0 and weights(api) == [100, 0]
+
+
+@pytest.mark.parametrize("damage", ["DestinationRule deleted", "canary subset gone"])
+def test_rollback_needs_the_virtual_service_alone(cluster: tuple[KubeAPIServer, Path], damage: str) -> None:
+    """`canary rollback` mid-rollout after the DestinationRule was deleted or lost its canary subset:
+    stable 100% on the rollout's route, exit 0 (it exited 2, 'not found', and left 80/20)."""
+    api, kc = cluster
+    rollout = rl.RolloutState(model="rec-model", stable_version="v1", canary_version="v2", phase=rl.PROGRESSING,
+                              weights=Weights(80, 20), route="primary")
+    IstioRouter(api_client(kubeconfig=str(kc))).set_weights(
+        Target(**{**TARGET.__dict__, "route": "primary"}), Weights(80, 20), state=rollout.to_json())
+    if damage == "DestinationRule deleted":
+        import kubernetes
+
+        kubernetes.client.CustomObjectsApi(api.api_client()).delete_namespaced_custom_object(
+            "networking.istio.io", "v1beta1", "ml", "destinationrules", "rec-model")
+    else:
+        api.edit(GROUP, "destinationrules", "ml", "rec-model",
+                 lambda o: o["spec"].__setitem__("subsets", [s for s in o["spec"]["subsets"] if s["name"] != "canary"]))
+    res = cli(kc, "rollback")
+    assert res.exit_code == 0, res.output
+    assert weights(api) == [100, 0] and recorded(api)["phase"] == rl.ROLLED_BACK  # type: ignore[index]
