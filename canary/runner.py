@@ -45,8 +45,17 @@ class Clock(Protocol):
 
 
 class SystemClock:
+    """Seconds since the epoch: the wall clock read once, then advanced by the monotonic clock. A step of
+    the system clock while the process runs (NTP, an operator) neither freezes its looks and probes
+    (300 s back stopped them for 300 s) nor stretches a look's window back before its step (600 s
+    forward passed a step on 600 s of data from before it). Steps between processes still count:
+    timestamps persisted by another process are on its clock (run NTP)."""
+
+    def __init__(self) -> None:
+        self._wall0, self._mono0 = time.time(), time.monotonic()
+
     def now(self) -> float:
-        return time.time()
+        return self._wall0 + (time.monotonic() - self._mono0)
 
     def sleep(self, seconds: float) -> None:
         time.sleep(max(0.0, seconds))

@@ -342,3 +342,25 @@ def test_a_signal_while_an_operator_paused_the_rollout_follows_on_interrupt(on_i
     res = ctl.run()
     assert done and res.exit_code == code and router.weights == weights
     assert res.state.phase == (rl.ABORTED if on_interrupt == "rollback" else rl.PAUSED)
+
+
+def test_the_system_clock_does_not_follow_a_step_of_the_wall_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The runner's and the controller's clock: the wall clock stepped 600 s forward, or 300 s back,
+    mid-rollout moves it by the time that really passed only (a forward step passed a step on data
+    from before it; a backward one froze looks and probes)."""
+    import time as real_time
+
+    from canary.runner import SystemClock
+
+    wall = {"t": 1_700_000_000.0}
+    mono = {"t": 50.0}
+    monkeypatch.setattr(real_time, "time", lambda: wall["t"])
+    monkeypatch.setattr(real_time, "monotonic", lambda: mono["t"])
+    clock = SystemClock()
+    assert clock.now() == 1_700_000_000.0
+    mono["t"] += 2.0
+    wall["t"] += 600.0 + 2.0  # NTP steps the wall clock while 2 s pass
+    assert clock.now() == 1_700_000_002.0
+    mono["t"] += 1.0
+    wall["t"] -= 900.0
+    assert clock.now() == 1_700_000_003.0
