@@ -263,8 +263,26 @@ def parse_policy_text(text: str | bytes, *, file: str = "<policy>") -> Policy:
 
 
 def load_policy(path: str | Path) -> Policy:
+    """The policy in file `path`, validated, and the files it names (`gates.triton.sample_file`, relative
+    to it) readable JSON with a non-empty `requests` list: a missing sample file found only at the gate,
+    after the claim, recorded a good model as rolled back. PolicyError naming the file and the field."""
     path = Path(path)
-    return parse_policy_text(read_file(path), file=str(path))
+    policy = parse_policy_text(read_file(path), file=str(path))
+    gate = policy.gates.triton
+    if gate is not None and gate.sample_file:
+        sample = path.parent / gate.sample_file
+        field = "gates.triton.sample_file"
+        try:
+            raw = json.loads(sample.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise PolicyError(str(path), field, f"{gate.sample_file}: cannot read {sample} "
+                              f"({getattr(exc, 'strerror', None) or exc}; relative to the policy file)") from None
+        except ValueError as exc:
+            raise PolicyError(str(path), field, f"{gate.sample_file}: not JSON ({exc})") from None
+        reqs = raw.get("requests") if isinstance(raw, dict) else None
+        if not isinstance(reqs, list) or not reqs:
+            raise PolicyError(str(path), field, f'{gate.sample_file}: expected {{"requests": [{{input: nested list}}, ...]}}')
+    return policy
 
 
 def json_schema() -> str:

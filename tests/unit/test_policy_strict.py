@@ -651,3 +651,21 @@ def test_an_exponent_yaml_reads_as_text_gets_a_hint() -> None:
     with pytest.raises(PolicyError, match=r"checks\[0\]\.max_psi: must be a number, not '1e9': YAML reads an "
                                           r"exponent without a dot as text; write it as 1\.0e9"):
         parse_policy_text("steps: [10, 100]\nchecks:\n  - {name: p, kind: prediction_shift, max_psi: 1e9}\n")
+
+
+@pytest.mark.parametrize("content, says", [(None, "cannot read"), ("{not json", "not JSON"),
+                                           ('{"requests": []}', "expected"), ('{"requests": [{"x": [1]}]}', None)])
+def test_a_warm_up_sample_file_is_checked_with_the_policy(tmp_path: Path, content: str | None, says: str | None) -> None:
+    """`gates.triton.sample_file` is read when the policy is loaded (promote, `canary policy validate`):
+    a missing one was found only at the gate, after the claim, and recorded a good model as rolled back."""
+    from canary.policy import load_policy
+
+    (tmp_path / "p.yaml").write_text("steps: [10, 100]\ngates:\n  triton:\n    sample_file: warm.json\n"
+                                     "checks:\n  - {name: e, kind: error_rate, max_rate_pct: 5}\n", encoding="utf-8")
+    if content is not None:
+        (tmp_path / "warm.json").write_text(content, encoding="utf-8")
+    if says is None:
+        assert load_policy(tmp_path / "p.yaml").gates.triton.sample_file == "warm.json"  # type: ignore[union-attr]
+        return
+    with pytest.raises(PolicyError, match=rf"p\.yaml.*gates\.triton\.sample_file.*{says}"):
+        load_policy(tmp_path / "p.yaml")
