@@ -209,10 +209,17 @@ def promote(
     if on_interrupt not in ("rollback", "pause"):
         fail("--on-interrupt must be 'rollback' or 'pause'", EXIT_BAD_INPUT)
 
+    ran: dict[str, Any] = {}  # the Runner, once built: a failure after the claim reports its last state
+
     def refused(code: int, message: str) -> None:  # -o json|yaml: a document on stdout on every path
-        if output in ("json", "yaml"):
-            opts.emit({"model": model, "canary_version": canary_version, "phase": None, "exit_code": code,
-                       "error": message}, output)
+        if output not in ("json", "yaml"):
+            return
+        last = getattr(ran.get("ctl"), "_current", None)
+        if last is not None and not last.terminal:  # traffic moved and even stable 100% could not be written
+            opts.emit({**state_dict(last, exit_code=code), "error": message, "rollback_failed": True}, output)
+            return
+        opts.emit({"model": model, "canary_version": canary_version, "phase": None, "exit_code": code,
+                   "error": message}, output)
 
     if via_controller:
         from canary.cli_controller import follow
@@ -234,8 +241,8 @@ def promote(
         metrics = _metrics(prometheus_url, prometheus_token, prometheus_user, prometheus_password, insecure,
                            prometheus_ca_file)
         gate = _gate(policy, policy_file, model, triton_stable, triton_canary)
-        ctl = Runner(policy=policy, target=target, router=_router(kubeconfig, context), metrics=metrics,
-                     gate=gate, on_interrupt=on_interrupt)
+        ctl = ran["ctl"] = Runner(policy=policy, target=target, router=_router(kubeconfig, context), metrics=metrics,
+                                  gate=gate, on_interrupt=on_interrupt)
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: ctl.stop.set())
         display = None

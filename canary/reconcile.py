@@ -248,7 +248,9 @@ def execute(router: TrafficRouter, target: Target, state: rl.RolloutState, actio
                 expect = text
             except CanaryError as exc:
                 if report_failure and action.weights == STABLE_ONLY and state.phase in rl.TERMINAL:
-                    log.critical("rollback.failed", error=str(exc), weights=str(action.weights))
+                    # the weights it could not write, and why the rollback was made: the traffic is as before
+                    log.critical("rollback.failed", error=str(exc), target_weights=str(action.weights),
+                                 reason=state.reason, hint="traffic may still be split: act by hand")
                 raise
             if written:
                 written(text)

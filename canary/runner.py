@@ -130,6 +130,7 @@ class Runner:
                                   now=self.clock.now())
                 self.history.observe(final)
             except CanaryError:
+                exc.rollout_state = current  # type: ignore[union-attr]  # what the route last had, for the report
                 raise exc from None  # rollback.failed is logged; the CLI exits 3
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise

@@ -135,9 +135,13 @@ def test_when_even_the_rollback_write_fails_rollback_failed_is_logged_and_the_er
     router.set_weights = down  # type: ignore[method-assign]
     import structlog.testing
 
-    with structlog.testing.capture_logs() as logs, pytest.raises(KubeUnavailable):
+    with structlog.testing.capture_logs() as logs, pytest.raises(KubeUnavailable) as raised:
         ctl.run()
-    assert any(e["event"] == "rollback.failed" for e in logs)
+    failed = [e for e in logs if e["event"] == "rollback.failed"]
+    assert failed and failed[0]["target_weights"] == "100/0" and failed[0]["reason"].startswith("failed: ")
+    assert "weights" not in failed[0]  # it said weights=100/0 while the route stayed split
+    last = raised.value.rollout_state  # type: ignore[attr-defined]  # what promote -o json reports
+    assert last.phase == rl.PROGRESSING and last.weights == Weights(90, 10)
 
 
 def test_a_signal_during_a_hanging_look_reaches_stable_100_without_waiting_for_it() -> None:
