@@ -39,6 +39,10 @@ class _Interrupted(Exception):
     """A signal arrived while a look or probe was in flight: abandon it."""
 
 
+class _Decided(Exception):
+    """Something decided the rollout while a bounded call waited (`Runner._bounded(meanwhile=)`)."""
+
+
 class Clock(Protocol):
     def now(self) -> float: ...
     def sleep(self, seconds: float) -> None: ...
@@ -238,15 +242,34 @@ class Runner:
     def _look(self, state: rl.RolloutState) -> rl.RolloutState:
         now = self.clock.now()
         window = look_window(self.policy, state, now)
-        measurements, canary_n = self._bounded(lambda: measure_window(self.metrics, self.policy, self.target,
-                                                                      window_s=window, log=self.log))
+        failed: list[rl.RolloutState] = []
+
+        def probe_meanwhile() -> bool:
+            """The canary is probed while the look waits on Prometheus (a slow one held the probes for
+            a whole look: a hung canary kept its traffic 45 s); True when the probes decided."""
+            if self.gate is None or state.phase != rl.PROGRESSING or self.clock.now() < self._next_probe:
+                return False
+            self._next_probe = self.clock.now() + self.gate.probe_interval
+            got = self._probe(state)
+            if got is not None:
+                failed.append(got)
+            return got is not None
+
+        try:
+            measurements, canary_n = self._bounded(
+                lambda: measure_window(self.metrics, self.policy, self.target, window_s=window, log=self.log),
+                meanwhile=probe_meanwhile)
+        except _Decided:
+            self.log.warning("look.abandoned", reason="the canary's probes failed meanwhile")
+            return failed[0]
         verdict = judge(self.policy, measurements, prior=state.prior(), window=state.step_window,
                         pass_ratio=state.pass_ratio(canary_n))
         return self._decide(state, Observation(look=rl.Looked(self.clock.now(), verdict, canary_n, float(window))))
 
-    def _bounded(self, fn: Callable[[], T]) -> T:
+    def _bounded(self, fn: Callable[[], T], *, meanwhile: Callable[[], bool] | None = None) -> T:
         """Run `fn` in a worker thread; a signal abandons it at once (raises _Interrupted), so the
-        time from SIGTERM to stable 100% does not depend on what a look is waiting on."""
+        time from SIGTERM to stable 100% does not depend on what a look is waiting on. `meanwhile`
+        runs while it waits; when it returns True, `fn` is abandoned too (raises _Decided)."""
         box: dict[str, Any] = {}
 
         def work() -> None:
@@ -262,6 +285,8 @@ class Runner:
             if self.stop.is_set() and worker.is_alive():
                 self.log.warning("look.abandoned", reason="interrupted")
                 raise _Interrupted()
+            if meanwhile is not None and worker.is_alive() and meanwhile():
+                raise _Decided()
         if "error" in box:
             raise box["error"]
         return box["value"]  # type: ignore[no-any-return]

@@ -368,3 +368,38 @@ def test_the_system_clock_does_not_follow_a_step_of_the_wall_clock(monkeypatch: 
     mono["t"] += 1.0
     wall["t"] -= 900.0
     assert clock.now() == 1_700_000_003.0
+
+
+def test_the_canary_is_probed_while_a_look_waits_on_a_slow_prometheus() -> None:
+    """A look waiting on Prometheus (slow, under its timeout) no longer holds the probes: the canary's
+    Triton stops answering meanwhile, and it is rolled back on the probes while the look still waits
+    (it kept its traffic for the whole look, 45 s in an attacker's sandbox run)."""
+    from tests.unit.test_runner import FakeGate
+
+    ctl, router, metrics, clock = make()
+    gate = FakeGate(clock, down_at=1012.0)
+    ctl.gate = gate
+    real_ready = gate.ready
+
+    def ready() -> bool:  # each probe takes its interval of (simulated) time
+        clock.t += gate.probe_interval
+        return real_ready()
+
+    gate.ready = ready  # type: ignore[method-assign]
+    release, answered = threading.Event(), threading.Event()
+    real = metrics.measure
+
+    def slow(*a: object, **kw: object) -> object:
+        if clock.t >= 1011.0:  # from here on Prometheus answers only when the test lets it
+            release.wait(30)
+            answered.set()
+        return real(*a, **kw)  # type: ignore[arg-type]
+
+    metrics.measure = slow  # type: ignore[method-assign]
+    try:
+        res = ctl.run()
+        waiting_when_done = not answered.is_set()
+    finally:
+        release.set()
+    assert waiting_when_done, "the rollback waited for the slow look"
+    assert res.exit_code == 1 and "not ready" in res.state.reason and router.weights == STABLE_ONLY
