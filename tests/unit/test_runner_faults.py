@@ -377,7 +377,7 @@ def test_the_canary_is_probed_while_a_look_waits_on_a_slow_prometheus() -> None:
     from tests.unit.test_runner import FakeGate
 
     ctl, router, metrics, clock = make()
-    gate = FakeGate(clock, down_at=1012.0)
+    gate = FakeGate(clock, down_at=1011.0)  # down while the look from 1010.75 on waits
     ctl.gate = gate
     real_ready = gate.ready
 
@@ -390,8 +390,8 @@ def test_the_canary_is_probed_while_a_look_waits_on_a_slow_prometheus() -> None:
     real = metrics.measure
 
     def slow(*a: object, **kw: object) -> object:
-        if clock.t >= 1011.0:  # from here on Prometheus answers only when the test lets it
-            release.wait(30)
+        if clock.t >= 1010.0:  # from here on Prometheus answers only when the test lets it
+            release.wait(10)
             answered.set()
         return real(*a, **kw)  # type: ignore[arg-type]
 
