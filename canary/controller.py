@@ -33,7 +33,7 @@ from canary import crd
 from canary import rollout as rl
 from canary.analysis.judge import judge
 from canary.analysis.sequential import looks_per_step
-from canary.runner import SystemClock
+from canary.runner import SystemClock, probe_reason
 from canary.errors import (CanaryError, ConfigError, KubeUnavailable, MetricsUnavailable, NotLeader, RoutingConflict,
                            TransientError)
 from canary.fencing import FencedRouter
@@ -477,7 +477,7 @@ class Controller:
             log.warning("gate.probe_failed", consecutive=failures, limit=gate.probe_failures)
         if failures < gate.probe_failures:
             return ""
-        return f"canary Triton not ready ({failures} probes in a row)"
+        return probe_reason(gate, failures)
 
     @staticmethod
     def _operator_action(spec: crd.RolloutSpec, state: rl.RolloutState, now: float) -> rl.Event | None:

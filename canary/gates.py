@@ -37,3 +37,8 @@ class TritonGates:
         if self._probe is None:
             self._probe = ReadinessProbe(self.canary)
         return self._probe.ready()
+
+    @property
+    def last_failure(self) -> str:
+        """Why the last probe failed ("" when it answered ready): for the rollback's reason."""
+        return self._probe.last_failure if self._probe is not None else ""

@@ -39,6 +39,13 @@ class _Interrupted(Exception):
     """A signal arrived while a look or probe was in flight: abandon it."""
 
 
+def probe_reason(gate: Any, failures: int) -> str:
+    """The rollback reason after `failures` failed probes in a row, with the last one's cause (timeout,
+    connection refused, model not ready) when the gate says it: on-call reads it in one line."""
+    why = getattr(gate, "last_failure", "") or ""
+    return f"canary Triton not ready ({failures} probes in a row{': ' + why if why else ''})"
+
+
 class _Decided(Exception):
     """Something decided the rollout while a bounded call waited (`Runner._bounded(meanwhile=)`)."""
 
@@ -301,7 +308,7 @@ class Runner:
         if self._probe_failures < self.gate.probe_failures:
             return None
         return self._decide(state, Observation(
-            probe_failed=f"canary Triton not ready ({self._probe_failures} probes in a row)"))
+            probe_failed=probe_reason(self.gate, self._probe_failures)))
 
     def _check_outside(self, state: rl.RolloutState) -> rl.RolloutState:
         """Adopt `canary rollback/pause/resume` from another process; re-assert foreign weight edits;

@@ -350,20 +350,25 @@ class ReadinessProbe:
         self.endpoint = endpoint
         self.timeout = timeout
         self._client: Any = None
+        self.last_failure = ""  # why the last probe failed, one line ("" after a ready answer)
 
     def ready(self) -> bool:
         try:
             if self._client is None:
                 self._client = connect(self.endpoint, timeout=self.timeout)
-            if self.endpoint.protocol == "grpc":
-                return bool(self._client.is_server_ready(client_timeout=self.timeout)
-                            and self._client.is_model_ready(self.endpoint.model, self.endpoint.version,
-                                                            client_timeout=self.timeout))
-            return bool(self._client.is_server_ready()
-                        and self._client.is_model_ready(self.endpoint.model, self.endpoint.version))
-        except Exception:  # by contract: a probe answers, it does not raise
+            grpc = {"client_timeout": self.timeout} if self.endpoint.protocol == "grpc" else {}
+            if not self._client.is_server_ready(**grpc):
+                self.last_failure = "server not ready"
+                return False
+            if not self._client.is_model_ready(self.endpoint.model, self.endpoint.version, **grpc):
+                self.last_failure = f"model {self.endpoint.model!r} not ready"
+                return False
+            self.last_failure = ""
+            return True
+        except Exception as exc:  # by contract: a probe answers, it does not raise
             _close(self._client)
             self._client = None  # a fresh connection next time (the old one may be dead)
+            self.last_failure = f"unreachable: {_msg(exc)}"[:200]
             return False
 
     def close(self) -> None:

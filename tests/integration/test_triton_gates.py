@@ -101,14 +101,19 @@ def test_unknown_model_is_not_ready(triton_canary: TritonServer, tmp_path: Path)
     ep = TritonEndpoint(url=triton_canary.http_url, model="no-such-model")
     with pytest.raises(GateError, match="is not ready"):
         preflight(None, ep, GATE, base_dir=tmp_path)
-    assert ReadinessProbe(ep).ready() is False
+    probe = ReadinessProbe(ep)
+    assert probe.ready() is False and probe.last_failure == "model 'no-such-model' not ready"
 
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
 @pytest.mark.timeout(120)  # a hang guard, not a speed claim: bounds are measured in scripts/bench_*.py
 def test_probe_is_false_quickly_on_a_closed_port(protocol: str) -> None:
+    """...and says why, for the rollback's reason (`runner.probe_reason`): on-call reads one line."""
+    from canary.runner import probe_reason
+
     probe = ReadinessProbe(TritonEndpoint(url=f"127.0.0.1:{free_port()}", model=MODEL, protocol=protocol))
-    assert probe.ready() is False
+    assert probe.ready() is False and probe.last_failure.startswith("unreachable: ")
+    assert probe_reason(probe, 3) == f"canary Triton not ready (3 probes in a row: {probe.last_failure})"
 
 
 @pytest.mark.timeout(120)  # a hang guard, not a speed claim: bounds are measured in scripts/bench_*.py
@@ -117,7 +122,7 @@ def test_probe_turns_false_after_kill(triton_victim: TritonServer) -> None:
     # is 0.5 s); after the kill the port refuses at once either way
     http = ReadinessProbe(endpoint(triton_victim), timeout=10)
     grpc = ReadinessProbe(endpoint(triton_victim, "grpc"), timeout=10)
-    assert http.ready() and grpc.ready()
+    assert http.ready() and grpc.ready() and http.last_failure == grpc.last_failure == ""
     triton_victim.kill()
     assert http.ready() is False
     assert grpc.ready() is False
