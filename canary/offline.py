@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from canary.analysis.sequential import Z_CLIP, plausible
 from canary.errors import ConfigError, NoData, PolicyError
 from canary.model import ArmData, Counts, FeatureCounts, Histogram, Scalar
 from canary.policy import Policy, load_policy, parse_policy
@@ -127,6 +128,9 @@ def _prior(raw: Any, file: str, policy: Policy) -> dict[str, tuple[float, float]
                 or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)
                 or not all(math.isfinite(x) for x in v) or v[1] < 0):
             raise _bad(file, field, f"must be [S, I]: finite numbers, I >= 0, got {str(v)[:60]}")
+        if not plausible(float(v[0]), float(v[1])):
+            raise _bad(file, field, f"[S, I] = {str(v)[:60]} cannot be pooled window evidence: S must lie "
+                                    f"within [-{Z_CLIP * math.sqrt(2):.2f} I, {40 * math.sqrt(2):.1f} I]")
         out[key] = (float(v[0]), float(v[1]))
     return out
 

@@ -167,6 +167,16 @@ def log_mixture(s: float, i: float, rho: float = RHO) -> float:
     return float(math.log(2.0) + 0.5 * math.log(rho / v) + s * s / (2.0 * v) + log_tail)
 
 
+def plausible(s: float, i: float) -> bool:
+    """Whether (S, I) can be the pooled evidence of windows the judge added up: each window adds
+    z*sqrt(I_w) with z in [-Z_CLIP, 40] and I_w >= 0.5 effective requests (one request per arm), so
+    -Z_CLIP*sqrt(2)*I <= S <= 40*sqrt(2)*I, and no information means no evidence. (A prior of
+    S = -1e9 at I = 1 turned a hard check's FAIL into INCONCLUSIVE.)"""
+    if not (math.isfinite(s) and math.isfinite(i)) or i < 0:
+        return False
+    return -Z_CLIP * math.sqrt(2) * i - 1e-9 <= s <= 40 * math.sqrt(2) * i + 1e-9
+
+
 def anytime_p(s: float, i: float, rho: float = RHO) -> float:
     """The anytime-valid p-value 1/M(S, I), capped at 1: P(it is ever <= a | within the limit) <= a."""
     return float(min(1.0, math.exp(-log_mixture(s, i, rho))))

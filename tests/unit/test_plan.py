@@ -55,6 +55,8 @@ def test_judge_input_accepts_prior_evidence_and_names_bad_fields():
     for bad, field in [({"prior": {"nope/increase": [1, 2]}}, "prior.nope/increase"),
                        ({"prior": {"err/increase": [1, -2]}}, "prior.err/increase"),
                        ({"prior": {"err/increase": [1, "x"]}}, "prior.err/increase"),
+                       ({"prior": {"err/increase": [-1e9, 1]}}, "prior.err/increase"),  # no windows add up to it
+                       ({"prior": {"err/increase": [1000, 0]}}, "prior.err/increase"),  # evidence without information
                        ({"prior": [1]}, "prior"), ({"window": -1}, "window"), ({"window": True}, "window"),
                        ({"pass_ratio": 0.5}, "pass_ratio"), ({"pass_ratio": "2"}, "pass_ratio"),
                        ({"pass_ratio": float("inf")}, "pass_ratio"), ({"pass_ratio": float("nan")}, "pass_ratio")]:

@@ -107,3 +107,14 @@ def test_a_window_that_cannot_decide_adds_no_information():
     h = Histogram((100.0, 500.0, math.inf), (10.0, 20.0, 30.0))  # no bound at or above 900 ms
     v = J.judge(p, {"lat": (h, h)})
     assert v.window_evidence() == {}
+
+
+def test_plausible_evidence_is_what_windows_can_add_up_to() -> None:
+    from canary.analysis.sequential import plausible, window_z
+
+    assert plausible(0.0, 0.0) and plausible(100.0, 2727.0) and plausible(-3 * 50.0, 2500.0)
+    assert not plausible(1000.0, 0.0) and not plausible(-1e9, 1.0) and not plausible(1.0, -1.0)
+    assert not plausible(math.nan, 1.0) and not plausible(1.0, math.inf)
+    for p in (1.0, 1e-300, 0.5):  # every window the judge adds stays inside, at the smallest information
+        z = window_z(p)
+        assert plausible(z * math.sqrt(0.5), 0.5)
