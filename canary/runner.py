@@ -361,6 +361,10 @@ class Runner:
         theirs = parse_state(status)
         if theirs is None or theirs.canary_version != state.canary_version:
             raise exc
+        if (status.state or "") == self._written:  # still our own record: conflicting writes, no decision of theirs
+            self.log.warning("weights.write_conflict", error=str(exc), phase=theirs.phase,
+                             note="nobody else recorded a decision; the next look tries again")
+            return theirs
         self._written = status.state or ""
         self.log.info("rollout.changed_outside", phase=theirs.phase, reason=theirs.reason, weights=str(theirs.weights))
         return theirs

@@ -403,3 +403,27 @@ def test_the_canary_is_probed_while_a_look_waits_on_a_slow_prometheus() -> None:
         release.set()
     assert waiting_when_done, "the rollback waited for the slow look"
     assert res.exit_code == 1 and "not ready" in res.state.reason and router.weights == STABLE_ONLY
+
+
+def test_conflicting_writes_with_no_decision_of_anyone_else_are_not_an_outside_change() -> None:
+    """409s exhausted on a step write while the record is still ours: logged as weights.write_conflict
+    and retried at the next look, not as rollout.changed_outside (nobody changed anything)."""
+    import structlog.testing
+
+    from canary.errors import RoutingConflict
+
+    ctl, router, metrics, clock = make()
+    real, calls = router.set_weights, {"n": 0}
+
+    def conflicting(target: Target, weights: Weights, **kw: object) -> object:
+        if weights == Weights(50, 50) and calls["n"] < 1:
+            calls["n"] += 1
+            raise RoutingConflict("ml/rec: conflicting write (409)")
+        return real(target, weights, **kw)  # type: ignore[arg-type]
+
+    router.set_weights = conflicting  # type: ignore[method-assign]
+    with structlog.testing.capture_logs() as logs:
+        res = ctl.run()
+    events = [e["event"] for e in logs]
+    assert res.exit_code == 0 and calls["n"] == 1
+    assert "weights.write_conflict" in events and "rollout.changed_outside" not in events
