@@ -338,6 +338,7 @@ def _judge(state: RolloutState, ev: Looked, policy: Policy) -> tuple[RolloutStat
     if anchor != s.pass_anchor_requests:
         s = replace(s, pass_anchor_requests=anchor)
     actions: list[Action] = [Emit("look.completed", {"outcome": j.outcome.label,
+                                                     "weights": str(state.weights),  # judged at, not the next step's
                                                      "canary_requests": round(ev.canary_requests, 1),
                                                      "look": state.look,
                                                      "checks": {r.check: r.outcome.label for r in j.results}})]

@@ -296,7 +296,8 @@ def with_subset_version(dr: Any, subset: str, version: str, *, mark: str | None 
             _, found = _find_subset(spec if isinstance(spec, dict) else {}, subset, where(dr))
         except TargetError:
             found = {}
-        if mark is not None or (found.get("labels") or {}).get(VERSION_LABEL) != version:
+        labels = found.get("labels") if isinstance(found, dict) else None
+        if mark is not None or not isinstance(labels, dict) or labels.get(VERSION_LABEL) != version:
             raise
         return copy.deepcopy(dr)
     out = copy.deepcopy(dr)
