@@ -306,14 +306,20 @@ def _operator(model: str, namespace: Optional[str], vs: Optional[str], dr: Optio
                       lambda wide: typer.echo(f"stable 100% already: {exc}"))
             return 0
 
+        note = (f"judged only while a `canary promote` (or the controller) runs for it: if none does, run "
+                f"`canary promote {model} --canary-version {state.canary_version} ...` again to go on"
+                if isinstance(event, rl.Resume) else "")
+
         def text(wide: bool) -> None:
             if wide:
                 typer.echo(state_line(state, wide=True, route=target.route))
-                return
-            where = f" (route {target.route})" if target.route else ""
-            typer.echo(f"{state.phase}: weights {state.weights} (stable/canary){where} {state.reason}")
+            else:
+                where = f" (route {target.route})" if target.route else ""
+                typer.echo(f"{state.phase}: weights {state.weights} (stable/canary){where} {state.reason}")
+            if note:
+                typer.echo(f"note: {note}")
 
-        opts.emit(state_dict(state), output, text)
+        opts.emit({**state_dict(state), **({"note": note} if note else {})}, output, text)
         return 0
 
     raise typer.Exit(run_guarded(go))

@@ -196,7 +196,10 @@ def test_pause_and_resume_work_on_normalised_weights(cluster: Any) -> None:
     in_progress(kc, Weights(50, 50))
     set_raw(api, 1, 1)  # the same split, written another way
     assert cli(kc, "pause").exit_code == 0 and recorded(api)["phase"] == rl.PAUSED  # type: ignore[index]
-    assert cli(kc, "resume").exit_code == 0 and recorded(api)["phase"] == rl.PROGRESSING  # type: ignore[index]
+    res = cli(kc, "resume")
+    assert res.exit_code == 0 and recorded(api)["phase"] == rl.PROGRESSING  # type: ignore[index]
+    # nothing judges a resumed rollout unless a promote (or the controller) runs for it: said, every time
+    assert "note: judged only while a `canary promote` (or the controller) runs for it" in res.output
 
 
 def test_promote_still_refuses_weights_it_did_not_write(cluster: Any) -> None:
