@@ -15,6 +15,7 @@ thread that an interrupt abandons).
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from dataclasses import dataclass, field, replace
@@ -62,8 +63,10 @@ class SystemClock:
     forward passed a step on 600 s of data from before it). Steps between processes still count:
     timestamps persisted by another process are on its clock (run NTP)."""
 
-    def __init__(self) -> None:
-        self._wall0, self._mono0 = time.time(), time.monotonic()
+    def __init__(self, anchor: float | None = None) -> None:
+        """`anchor`: the time to start from instead of this machine's wall clock (Prometheus's,
+        `Runner._on_prometheus_clock`)."""
+        self._wall0, self._mono0 = (time.time() if anchor is None else anchor), time.monotonic()
 
     def now(self) -> float:
         return self._wall0 + (time.monotonic() - self._mono0)
@@ -125,6 +128,7 @@ class Runner:
     # ---- entry point ----------------------------------------------------------------
 
     def run(self) -> Result:
+        self._on_prometheus_clock()
         state = self._current = self._start()
         if state.terminal:
             return Result(state, EXIT_CODES[state.phase])
@@ -146,6 +150,31 @@ class Runner:
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise
             return Result(final, EXIT_INFRA)
+
+    def _on_prometheus_clock(self) -> None:
+        """Run the rollout on Prometheus's clock (the system clock re-anchored at its `time()`): every
+        time recorded (a step's start) and every window asked is then on the clock Prometheus's data
+        carry, whichever machine runs or resumes the rollout. A promote resumed on a machine 300 s
+        ahead measured a 300 s longer window, reaching back before its step, and passed it 2 s after
+        it began. `clock.skew` in the log when the clocks differ by more than 2 s. Kept as it is for a
+        clock that is not the system's (tests) or when Prometheus cannot tell (preflight says why)."""
+        ask = getattr(self.metrics, "ask", None)
+        if type(self.clock) is not SystemClock or ask is None:
+            return
+        from canary.metrics.answers import evaluated_at
+
+        try:  # at most 2 s: a Prometheus that does not answer is preflight's to report
+            prom_now = evaluated_at(ask("time()", check="clock", arm="", at=None, who="clock", strict=False,
+                                        deadline=time.monotonic() + 2.0))
+        except CanaryError:
+            return
+        if prom_now is None or not math.isfinite(prom_now):
+            return
+        offset = prom_now - self.clock.now()
+        if abs(offset) > 2.0:
+            self.log.warning("clock.skew", prometheus_minus_local_s=round(offset, 3),
+                             note="this rollout's times are Prometheus's; run NTP")
+        self.clock = SystemClock(anchor=prom_now)
 
     def _loop(self, state: rl.RolloutState) -> Result:
         while True:

@@ -427,3 +427,38 @@ def test_conflicting_writes_with_no_decision_of_anyone_else_are_not_an_outside_c
     events = [e["event"] for e in logs]
     assert res.exit_code == 0 and calls["n"] == 1
     assert "weights.write_conflict" in events and "rollout.changed_outside" not in events
+
+
+def test_a_rollout_runs_on_prometheuss_clock() -> None:
+    """promote re-anchors the system clock at Prometheus's `time()`: a step's start and every window
+    are then on the clock the data carry, whichever machine resumes the rollout (one 300 s ahead
+    measured a window reaching back before its step). A skew is logged; no answer keeps the clock."""
+    import time as real_time
+
+    import structlog.testing
+
+    from canary.errors import MetricsUnavailable
+    from canary.runner import SystemClock
+
+    class Asks:
+        def __init__(self, answer: object) -> None:
+            self.answer = answer
+
+        def ask(self, query: str, **kw: object) -> object:
+            assert query == "time()" and kw["deadline"] is not None
+            if isinstance(self.answer, Exception):
+                raise self.answer
+            return self.answer
+
+    ahead = real_time.time() - 300.0  # Prometheus's clock: this machine is 300 s ahead of it
+    ctl = Runner(policy=POLICY, target=TARGET, router=FakeRouter(), metrics=Asks([ahead, str(ahead)]))  # type: ignore[arg-type]
+    with structlog.testing.capture_logs() as logs:
+        ctl._on_prometheus_clock()
+    assert abs(ctl.clock.now() - ahead) < 5.0
+    skew = [e for e in logs if e["event"] == "clock.skew"]
+    assert skew and -305 < skew[0]["prometheus_minus_local_s"] < -295
+    for answer in (MetricsUnavailable("down"), []):  # unreachable, or an answer without a time: as it was
+        other = Runner(policy=POLICY, target=TARGET, router=FakeRouter(), metrics=Asks(answer))  # type: ignore[arg-type]
+        before = other.clock
+        other._on_prometheus_clock()
+        assert other.clock is before and isinstance(before, SystemClock)
