@@ -214,9 +214,10 @@ def promote(
     def refused(code: int, message: str) -> None:  # -o json|yaml: a document on stdout on every path
         if output not in ("json", "yaml"):
             return
-        last = getattr(ran.get("ctl"), "_current", None)
-        if last is not None and not last.terminal:  # traffic moved and even stable 100% could not be written
-            opts.emit({**state_dict(last, exit_code=code), "error": message, "rollback_failed": True}, output)
+        ctl = ran.get("ctl")
+        if getattr(ctl, "rollback_failed", False):  # traffic moved and stable 100% could not be completed
+            opts.emit({**state_dict(ctl._current, exit_code=code), "error": message,  # type: ignore[union-attr]
+                       "rollback_failed": True}, output)
             return
         opts.emit({"model": model, "canary_version": canary_version, "phase": None, "exit_code": code,
                    "error": message}, output)

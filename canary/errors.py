@@ -59,6 +59,11 @@ class GateError(CanaryError):
     """A Triton gate refused the canary before or during traffic."""
 
 
+class RollbackFailed(CanaryError):
+    """Traffic had moved and stable 100% could not be completed (exit 3, never 2: something was
+    touched). `rollout_state`, when set, is the last state written to the route."""
+
+
 class TransientError(CanaryError):
     """A dependency failed in a way that may pass; retried within a budget."""
 

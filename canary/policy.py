@@ -269,7 +269,7 @@ def load_policy(path: str | Path) -> Policy:
     path = Path(path)
     policy = parse_policy_text(read_file(path), file=str(path))
     gate = policy.gates.triton
-    if gate is not None and gate.sample_file:
+    if gate is not None and gate.enabled and gate.sample_file:  # a gate turned off reads nothing
         sample = path.parent / gate.sample_file
         field = "gates.triton.sample_file"
         try:

@@ -28,7 +28,8 @@ from dataclasses import dataclass
 from typing import Any, Callable, Literal
 
 from canary import rollout as rl
-from canary.errors import CanaryError, ConfigError, MetricsUnavailable, RolloutBusy, RoutingConflict, TargetError
+from canary.errors import (CanaryError, ConfigError, MetricsUnavailable, RollbackFailed, RolloutBusy, RoutingConflict,
+                           TargetError, TransientError)
 from canary.metrics.base import MetricsProvider
 from canary.model import STABLE_ONLY, ArmData, Target, check_version
 from canary.policy import Policy
@@ -277,19 +278,24 @@ def _point(router: TrafficRouter, target: Target, state: rl.RolloutState, action
         kw["guard"] = guard
     if action.supersede:
         kw["supersede"] = True
+    rollback = state.phase in rl.TERMINAL and state.phase != rl.PROMOTED
+    if rollback and not action.version:  # a route split with no rollout recorded: no version to point at
+        log.critical("rollback.subset_not_pointed", subset=action.subset, weights=str(state.weights),
+                     error="the stable version is not known (no rollout recorded, no readable subset)",
+                     hint="stable has 100% of the weights; check what the DestinationRule's stable subset selects")
+        return
     try:
         router.point_subset(target, action.subset, action.version, **kw)
-    except TargetError as exc:
-        if not (state.phase in rl.TERMINAL and state.phase != rl.PROMOTED):
-            raise
-        # a rollback whose DestinationRule is gone or broken: the weights already send 100% to
-        # stable (written first); the subset cannot be re-pointed, and on-call must look at it
-        log.critical("rollback.subset_not_pointed", error=str(exc), subset=action.subset, version=action.version,
-                     hint="stable has 100% of the weights; check the DestinationRule's stable subset")
-        return
     except CanaryError as exc:
-        if report_failure and state.phase in rl.TERMINAL and state.phase != rl.PROMOTED:
-            log.critical("rollback.failed", error=str(exc), subset=action.subset, version=action.version)
+        if report_failure and rollback:
+            log.critical("rollback.failed", error=str(exc), subset=action.subset, version=action.version,
+                         weights=str(state.weights), hint="the weights send 100% to the stable subset, which "
+                         f"could not be re-pointed at {action.version}: check what it selects")
+        if rollback and not isinstance(exc, TransientError):  # the weights were written: exit 3, not 2
+            failed = RollbackFailed(f"stable has 100% of the weights, but the {action.subset} subset could not be "
+                                    f"re-pointed at {action.version}: {exc}")
+            failed.rollout_state = state  # type: ignore[attr-defined]  # what the route now records
+            raise failed from exc
         raise
     log.info("subset.pointed", subset=action.subset, version=action.version)
     if action.guarded and expect is not ...:
@@ -323,11 +329,16 @@ def to_stable(router: TrafficRouter, target: Target, state: rl.RolloutState, *, 
         last = attempt >= attempts and time.monotonic() + wait >= deadline
         try:
             return execute(router, target, new, actions, log=log, report_failure=last)
-        except CanaryError as exc:
+        except (TransientError, RoutingConflict) as exc:  # may pass: the budget
             if last:
                 raise
             log.warning("rollback.retrying", attempt=attempt, error=str(exc))
             time.sleep(min(wait, max(0.0, deadline - time.monotonic())))
+        except CanaryError as exc:  # will not pass by waiting (a route no rollout can drive)
+            if not last:
+                log.critical("rollback.failed", error=str(exc), target_weights=str(STABLE_ONLY), reason=reason,
+                             hint="traffic may still be split: act by hand")
+            raise
 
 
 def camel(event: str) -> str:

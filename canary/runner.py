@@ -23,7 +23,8 @@ from typing import Any, Callable, Protocol, TypeVar
 
 from canary import rollout as rl
 from canary.analysis.judge import judge
-from canary.errors import AlreadyStable, CanaryError, ConfigError, RoutingConflict, TargetError, TransientError
+from canary.errors import (AlreadyStable, CanaryError, ConfigError, RollbackFailed, RoutingConflict, TargetError,
+                           TransientError)
 from canary.logs import get as get_logger
 from canary.metrics.base import MetricsProvider
 from canary.model import STABLE_ONLY, Target, check_version
@@ -106,6 +107,7 @@ class Runner:
     on_interrupt: str = "rollback"  # or "pause"
     on_update: Callable[[rl.RolloutState], None] | None = None
     watch_every: float = 1.0  # how often the VirtualService is re-read for outside changes
+    rollback_failed: bool = field(default=False, init=False)  # run() raised RollbackFailed: traffic had moved
     # canary.history_store.Recorder: every look, step and phase change for `canary report`. Default: the
     # VirtualService's history ConfigMap when the router has a Kubernetes core API, else nothing recorded
     history: Any = None
@@ -144,9 +146,12 @@ class Runner:
                 final = to_stable(self.router, self.target, current, reason=f"failed: {reason}"[:500], log=self.log,
                                   now=self.clock.now())
                 self.history.observe(final)
-            except CanaryError:
-                exc.rollout_state = current  # type: ignore[union-attr]  # what the route last had, for the report
-                raise exc from None  # rollback.failed is logged; the CLI exits 3
+            except CanaryError as failed:
+                # rollback.failed is logged; exit 3 (traffic had moved: never 2, "untouched"), with the
+                # last state written to the route for the report (the aborted one when its weights landed)
+                self._current = getattr(failed, "rollout_state", None) or current
+                self.rollback_failed = True
+                raise RollbackFailed(f"{reason}; then stable 100% failed: {failed}") from None
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise
             return Result(final, EXIT_INFRA)

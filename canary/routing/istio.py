@@ -125,7 +125,9 @@ class IstioRouter:
         except TargetError:
             if route:
                 raise
-            route = patch.route_for(vs, dr if dr is not None else {})
+            recorded = _record(vs)  # the rollout's own route, else the one holding the weights it recorded
+            route = recorded.route if recorded is not None and recorded.route else patch.route_for(
+                vs, dr if dr is not None else {}, recorded=recorded.weights if recorded is not None else None)
         return vs, dr, route
 
     def set_weights(self, target: Target, weights: Weights, *, state: str,
@@ -309,3 +311,16 @@ class IstioRouter:
         except Exception as exc:
             raise kube.translate(exc, what) from exc
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _record(vs: Obj) -> Any:
+    """The rollout recorded on `vs`, None when there is none or it is unreadable."""
+    from canary import rollout as rl
+
+    text = patch.read_state(vs)
+    if not text:
+        return None
+    try:
+        return rl.RolloutState.from_json(text)
+    except (ValueError, TypeError, KeyError):
+        return None

@@ -340,3 +340,30 @@ def test_stable_100_is_written_whatever_happened_to_the_destination_rule_or_the_
     route = next(h for h in vs_of(istio_api)["spec"]["http"] if len(h["route"]) == 2)
     assert [d["weight"] for d in route["route"]] == [100, 0] and status.weights == Weights(100, 0)
     assert vs_of(istio_api)["metadata"]["annotations"][STATE_ANNOTATION] == '{"phase": "aborted"}'
+
+
+def test_stable_100_finds_the_rollouts_route_beside_another_with_the_same_subsets(istio_api: KubeAPIServer) -> None:
+    """A shadow route with subsets stable/canary (0/100) put in front of the rollout's, the route not
+    named: stable 100% goes to the route holding the weights the rollout recorded, never the shadow's."""
+    import json as _json
+
+    r = router(istio_api)
+    state = _json.dumps({"phase": "progressing"})
+    r.set_weights(TARGET, Weights(90, 10), state=state)
+
+    def shadow(obj: dict) -> None:
+        http = obj["spec"]["http"]
+        http[0]["name"] = "primary"
+        http.insert(0, {"name": "shadow", "match": [{"headers": {"x-canary": {"exact": "1"}}}],
+                        "route": [{"destination": {"host": "rec-model", "subset": "stable"}, "weight": 0},
+                                  {"destination": {"host": "rec-model", "subset": "canary"}, "weight": 100}]})
+        from canary import rollout as rl
+
+        obj["metadata"]["annotations"][STATE_ANNOTATION] = rl.RolloutState(
+            model="rec-model", stable_version="v1", canary_version="v2", phase=rl.PROGRESSING,
+            weights=Weights(90, 10)).to_json()
+
+    istio_api.edit(GROUP, VS, "ml", "rec-model", shadow)
+    r.set_weights(TARGET, Weights(100, 0), state='{"phase": "aborted"}')
+    by_name = {h["name"]: [d["weight"] for d in h["route"]] for h in vs_of(istio_api)["spec"]["http"]}
+    assert by_name == {"shadow": [0, 100], "primary": [100, 0]}

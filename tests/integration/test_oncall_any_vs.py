@@ -240,7 +240,7 @@ def test_status_shows_the_traffic_even_when_the_record_is_unreadable(cluster: An
 @pytest.mark.parametrize("damage", ["DestinationRule deleted", "canary subset gone"])
 def test_rollback_needs_the_virtual_service_alone(cluster: tuple[KubeAPIServer, Path], damage: str) -> None:
     """`canary rollback` mid-rollout after the DestinationRule was deleted or lost its canary subset:
-    stable 100% on the rollout's route, exit 0 (it exited 2, 'not found', and left 80/20)."""
+    stable 100% on the rollout's route (it exited 2, 'not found', and left 80/20)."""
     api, kc = cluster
     rollout = rl.RolloutState(model="rec-model", stable_version="v1", canary_version="v2", phase=rl.PROGRESSING,
                               weights=Weights(80, 20), route="primary")
@@ -255,5 +255,39 @@ def test_rollback_needs_the_virtual_service_alone(cluster: tuple[KubeAPIServer, 
         api.edit(GROUP, "destinationrules", "ml", "rec-model",
                  lambda o: o["spec"].__setitem__("subsets", [s for s in o["spec"]["subsets"] if s["name"] != "canary"]))
     res = cli(kc, "rollback")
-    assert res.exit_code == 0, res.output
     assert weights(api) == [100, 0] and recorded(api)["phase"] == rl.ROLLED_BACK  # type: ignore[index]
+    if damage == "canary subset gone":  # the stable subset still selects v1: nothing else to do
+        assert res.exit_code == 0, res.output
+    else:  # the stable subset cannot be checked or re-pointed: said, exit 3 (touched), never 0 or 2
+        assert res.exit_code == 3 and "could not be re-pointed" in res.output, res.output
+
+
+@pytest.mark.parametrize("refusal", ["the DestinationRule write refused (422)", "the canary subset gone"])
+def test_a_rollback_from_promoting_that_cannot_repoint_stable_never_reports_success(
+        cluster: tuple[KubeAPIServer, Path], refusal: str) -> None:
+    """Killed between a promotion's two writes: the stable subset already selects the canary version.
+    A rollback that cannot point it back must not say it succeeded (it exited 0, recorded rolled_back,
+    while v2 served everything): exit 3, the route as it was."""
+    import time
+
+    api, kc = cluster
+    now = time.time()
+    state = rl.RolloutState(model="rec-model", stable_version="v1", canary_version="v2", phase=rl.PROMOTING,
+                            weights=Weights(0, 100), step=3, started_at=now - 600, step_started_at=now - 10,
+                            updated_at=now - 10, route="primary", reason="all steps passed")
+    IstioRouter(api_client(kubeconfig=str(kc))).set_weights(
+        Target(**{**TARGET.__dict__, "route": "primary"}), Weights(0, 100), state=state.to_json())
+
+    def repointed(o: dict[str, Any]) -> None:
+        next(s for s in o["spec"]["subsets"] if s["name"] == "stable")["labels"]["version"] = "v2"
+        if refusal == "the canary subset gone":
+            o["spec"]["subsets"] = [s for s in o["spec"]["subsets"] if s["name"] != "canary"]
+
+    api.edit(GROUP, "destinationrules", "ml", "rec-model", repointed)
+    if refusal.endswith("(422)"):
+        api.fail_next(422, times=50, methods=("PUT",), plural="destinationrules")
+    res = cli(kc, "rollback")
+    assert res.exit_code == 3, res.output
+    stable = next(s for s in api.get(GROUP, "destinationrules", "ml", "rec-model")["spec"]["subsets"]  # type: ignore[index]
+                  if s["name"] == "stable")
+    assert stable["labels"]["version"] == "v2" and recorded(api)["phase"] != rl.ROLLED_BACK  # type: ignore[index]

@@ -669,3 +669,6 @@ def test_a_warm_up_sample_file_is_checked_with_the_policy(tmp_path: Path, conten
         return
     with pytest.raises(PolicyError, match=rf"p\.yaml.*gates\.triton\.sample_file.*{says}"):
         load_policy(tmp_path / "p.yaml")
+    off = (tmp_path / "p.yaml").read_text(encoding="utf-8").replace("triton:\n", "triton:\n    enabled: false\n")
+    (tmp_path / "off.yaml").write_text(off, encoding="utf-8")
+    assert load_policy(tmp_path / "off.yaml").gates.triton.enabled is False  # type: ignore[union-attr]  # never read

@@ -135,12 +135,15 @@ def test_when_even_the_rollback_write_fails_rollback_failed_is_logged_and_the_er
     router.set_weights = down  # type: ignore[method-assign]
     import structlog.testing
 
-    with structlog.testing.capture_logs() as logs, pytest.raises(KubeUnavailable) as raised:
+    from canary.errors import RollbackFailed
+
+    with structlog.testing.capture_logs() as logs, pytest.raises(RollbackFailed) as raised:
         ctl.run()
     failed = [e for e in logs if e["event"] == "rollback.failed"]
     assert failed and failed[0]["target_weights"] == "100/0" and failed[0]["reason"].startswith("failed: ")
     assert "weights" not in failed[0]  # it said weights=100/0 while the route stayed split
-    last = raised.value.rollout_state  # type: ignore[attr-defined]  # what promote -o json reports
+    assert "API gone" in str(raised.value) and ctl.rollback_failed  # exit 3, never 2: traffic had moved
+    last = ctl._current  # what promote -o json reports: the last state written to the route
     assert last.phase == rl.PROGRESSING and last.weights == Weights(90, 10)
 
 
