@@ -34,13 +34,13 @@ from canary import rollout as rl
 from canary.analysis.judge import judge
 from canary.analysis.sequential import looks_per_step
 from canary.runner import SystemClock, probe_reason
-from canary.errors import (CanaryError, ConfigError, KubeUnavailable, MetricsUnavailable, NotLeader, RoutingConflict,
-                           TransientError)
+from canary.errors import (CanaryError, ConfigError, KubeUnavailable, MetricsUnavailable, NotFound, NotLeader,
+                           RoutingConflict, TransientError)
 from canary.fencing import FencedRouter
 from canary.history_store import configmap_name
 from canary.logs import get as get_logger
 from canary.informer import stub
-from canary.model import STABLE_ONLY, Verdict, Outcome
+from canary.model import STABLE_ONLY, Outcome, Target, Verdict
 from canary import kube
 from canary import malloc
 from canary.reconcile import (K8S_EVENTS, Observation, camel, check_claim, decide, execute, look_due, look_window,
@@ -360,7 +360,7 @@ class Controller:
             if spec.key in self._histories:  # followed by this process: record what another one changed
                 self._observe(spec, state)
         drove = _drove(obj)
-        if drove is not None and drove != _drives(spec):  # edited mid-rollout: the old one goes back first
+        if drove is not None and _edit(drove, _drives(spec)):  # edited mid-rollout: the old one goes back first
             self._rescue(obj, spec, drove, reason=f"superseded: {_edit(drove, _drives(spec))} mid-rollout", log=log)
             return self._advance(obj)  # its status now shows that rollout ended: the spec's starts (once)
         if state is None or not ours:
@@ -581,9 +581,11 @@ class Controller:
 
     def _deleted(self, obj: dict[str, Any]) -> None:
         """A CanaryRollout being deleted (our finalizer keeps it until this ran): the rollout it drives,
-        if in progress, goes to stable 100% first (`_rescue`; Flagger's `revertOnDeletion`, here always),
-        then the finalizer goes and the API server removes the object. A router failure keeps the
-        finalizer: the next tick tries again."""
+        if in progress, goes to stable 100% first (`_stable_if_ours`: no policy needed, so a policyRef
+        ConfigMap deleted with the CR does not matter; Flagger's `revertOnDeletion`, here always), then
+        the finalizer goes and the API server removes the object. A failed write keeps the finalizer:
+        the next tick, in this process or any other, tries again. A VirtualService that is gone has
+        nothing split: the finalizer goes."""
         key = _key(obj)
         if FINALIZER not in _finalizers(obj):
             self._forget(key)
@@ -593,14 +595,14 @@ class Controller:
         if drove is None and known is not None and not known.terminal:  # a status older than status.target
             drove = _drives(known.spec)
         if drove is not None:
-            try:
-                spec = crd.parse(obj, configmap=self._configmap)
-            except Exception as exc:  # nothing to find the route by: never block the deletion for ever
-                log.critical("rollback.impossible", error=str(exc)[:300], virtual_service=drove[0],
-                             hint="the CanaryRollout is deleted and its spec cannot be read: run `canary rollback` "
-                                  "on its VirtualService")
-            else:
-                self._rescue(obj, spec, drove, reason="CanaryRollout deleted mid-rollout", log=log)
+            vs, route, version, dr = drove
+            sp = obj.get("spec") or {}
+            target = Target(namespace=(obj.get("metadata") or {}).get("namespace", ""), virtual_service=vs,
+                            model=str(sp.get("model") or vs), stable_version="", canary_version=version,
+                            destination_rule=dr, route=route)
+            outcome, _ = self._stable_if_ours(obj, target, reason="CanaryRollout deleted mid-rollout",
+                                              log=log.bind(canary_version=version, virtual_service=vs))
+            log.info("rollout.deleted", virtual_service=vs, outcome=outcome)
         self._set_finalizer(obj, False)
         self._forget(key)
 
@@ -626,49 +628,79 @@ class Controller:
             if self.informers is not None and not (meta.get("deletionTimestamp") and not new):
                 self.informers.rollouts.put(written)
 
-    def _rescue(self, obj: dict[str, Any], spec: crd.RolloutSpec, drove: tuple[str, str, str], *, reason: str,
-                log: Any) -> None:
-        """Stable 100% on the route this CR's status says it drove (`drove`: VirtualService, route, canary
-        version), when that route's rollout is still this CR's (the same version, started when the status
-        says) or its record is unreadable and the traffic is split: when in doubt, stable gets 100%.
-        Another rollout's route is left alone. The CR's status then describes that ended rollout, so the
-        next tick starts what the spec says now (a new canary version, another VirtualService).
-        Raises what the router raises (the failure path retries at the next tick)."""
-        vs, route, version = drove
-        log = log.bind(canary_version=version, virtual_service=vs)
-        target = replace(spec.target, virtual_service=vs, route=route or None, canary_version=version)
-        old_spec = replace(spec, target=target)
+    def _taken_over(self, target: Target, state: rl.RolloutState) -> bool:
+        """Whether the route now records another rollout than `state` (another version, or the same
+        started at another time): what this process remembers is stale, and an unguarded stable-100%
+        write would undo someone else's rollout. False when the route cannot be read (then stable)."""
+        inspect_any = getattr(self.router, "inspect_any", None)
+        try:
+            seen = inspect_any(target, for_stable=True) if inspect_any is not None else self.router.inspect(target)
+            rec = parse_state(seen)
+        except CanaryError:
+            return False
+        return rec is not None and (rec.canary_version != state.canary_version or rec.started_at != state.started_at)
+
+    def _stable_if_ours(self, obj: dict[str, Any], target: Target, *, reason: str,
+                        log: Any) -> tuple[str, rl.RolloutState | None]:
+        """Stable 100% on `target` (what this CR's status says it drove) when that route's rollout is
+        still this CR's (its canary version, started when the status says) or its record is unreadable
+        with the traffic split: when in doubt, stable gets 100%; another rollout is left alone. Needs
+        no policy. Returns ("stable", new state) after the write; ("ended", record) when it had ended;
+        ("other", record) when the route runs another rollout; ("idle", None) when nothing is split;
+        ("gone", None) when the VirtualService no longer exists. Raises what the router raises."""
         now = self.clock.now()
         inspect_any = getattr(self.router, "inspect_any", None)
-        seen = inspect_any(target, for_stable=True) if inspect_any is not None else self.router.inspect(target)
+        try:
+            seen = inspect_any(target, for_stable=True) if inspect_any is not None else self.router.inspect(target)
+        except NotFound as exc:
+            if f"{target.namespace}/{target.virtual_service}" in str(exc) and "virtualservices" in str(exc):
+                return "gone", None
+            raise
         try:
             rec = parse_state(seen)
         except CanaryError:
             rec = None  # unreadable: the traffic decides
         started = (obj.get("status") or {}).get("startedAt")
-        if rec is not None and (rec.canary_version != version or crd.iso(rec.started_at) != started):
-            log.warning("rescue.not_ours", reason=reason, virtual_service=vs, recorded=rec.canary_version,
-                        recorded_phase=rec.phase)
-            self._patch_status(obj, {"phase": rl.ABORTED, "reason": f"{reason}; {vs} runs another rollout now "
-                                     f"({rec.canary_version}, {rec.phase}): left alone"[:4096]})
-            return
+        if rec is not None and (rec.canary_version != target.canary_version or crd.iso(rec.started_at) != started):
+            log.warning("rescue.not_ours", reason=reason, recorded=rec.canary_version, recorded_phase=rec.phase)
+            return "other", rec
         if rec is not None and rec.terminal:
-            self._status(obj, old_spec, rec)  # it had ended: the status catches up
-            return
+            return "ended", rec
         if rec is None:
             if seen.weights == STABLE_ONLY and seen.raw_weights is None:
-                self._patch_status(obj, {"phase": rl.ABORTED, "reason": f"{reason}; stable already serves 100%"})
-                return
+                return "idle", None
             rec = rl.RolloutState(model=target.model, stable_version=seen.stable_subset_version,
-                                  canary_version=version, phase=rl.PROGRESSING, weights=seen.weights,
-                                  route=route, started_at=now, updated_at=now)
-        target = replace(target, stable_version=rec.stable_version)
-        old_spec = replace(spec, target=target)
-        new = to_stable(self.fenced, target, rec, reason=reason, log=log, now=now, budget_s=TO_STABLE_BUDGET_S)
-        self._observe(old_spec, new)
-        self._known[spec.key] = _Known(old_spec, new)
-        self._failing.pop(spec.key, None)
-        self._status(obj, old_spec, new)
+                                  canary_version=target.canary_version, phase=rl.PROGRESSING, weights=seen.weights,
+                                  route=target.route, started_at=now, updated_at=now)
+        new = to_stable(self.fenced, replace(target, stable_version=rec.stable_version), rec, reason=reason, log=log,
+                        now=now, budget_s=TO_STABLE_BUDGET_S)
+        return "stable", new
+
+    def _rescue(self, obj: dict[str, Any], spec: crd.RolloutSpec, drove: tuple[str, str, str, str], *, reason: str,
+                log: Any) -> None:
+        """`_stable_if_ours` on the route this CR's status says it drove (`drove`, `_drove`), then the
+        status describes that ended rollout, so the next tick starts what the spec says now (a new canary
+        version, another VirtualService). Raises what the router raises (the next tick tries again)."""
+        vs, route, version, dr = drove
+        log = log.bind(canary_version=version, virtual_service=vs)
+        target = replace(spec.target, virtual_service=vs, route=route, canary_version=version, destination_rule=dr)
+        outcome, state = self._stable_if_ours(obj, target, reason=reason, log=log)
+        if outcome == "other":
+            assert state is not None
+            self._patch_status(obj, {"phase": rl.ABORTED, "reason": f"{reason}; {vs} runs another rollout now "
+                                     f"({state.canary_version}, {state.phase}): left alone"[:4096]})
+            return
+        if outcome in ("idle", "gone"):
+            why = "stable already serves 100%" if outcome == "idle" else f"VirtualService {vs} is gone"
+            self._patch_status(obj, {"phase": rl.ABORTED, "reason": f"{reason}; {why}"[:4096]})
+            return
+        assert state is not None
+        old_spec = replace(spec, target=replace(target, stable_version=state.stable_version))
+        if outcome == "stable":
+            self._observe(old_spec, state)
+            self._known[spec.key] = _Known(old_spec, state)
+            self._failing.pop(spec.key, None)
+        self._status(obj, old_spec, state)  # stable now, or it had ended: the status catches up
 
     def _log_skew(self, offset: float | None) -> None:
         """`metrics.clock_skew` (warning) when Prometheus's clock and this controller's first differ by more
@@ -839,15 +871,17 @@ class Controller:
         if known is None:  # a new process, or the tick failed before the state was read: what the status says
             try:
                 spec = crd.parse(obj, configmap=self._configmap)
-            except Exception as parse_exc:
-                self.log.error("rollback.impossible", rollout=key, error=str(parse_exc)[:300],
-                               hint="the spec cannot be read: run `canary rollback` on its VirtualService")
-                return
-            drove = _drove(obj)
-            assert drove is not None
-            self._rescue(obj, spec, drove, reason=reason[:500], log=self.log.bind(rollout=key, model=spec.target.model))
+                drove = _drove(obj)
+                assert drove is not None
+                self._rescue(obj, spec, drove, reason=reason[:500], log=self.log.bind(rollout=key,
+                                                                                       model=spec.target.model))
+            except Exception as rescue_exc:  # one rollout that cannot be rescued never stops the others
+                self.log.error("rescue.failed", rollout=key, error=f"{type(rescue_exc).__name__}: {rescue_exc}"[:300],
+                               hint="the next tick tries again; `canary rollback` on its VirtualService acts now")
             return
         spec, state = known.spec, known.state()
+        if self._taken_over(spec.target, state):
+            return  # the route runs another rollout now (an operator's rollback, another promote): not ours to undo
         log = self.log.bind(rollout=spec.key, model=spec.target.model)
         try:
             new = to_stable(self.fenced, spec.target, state, reason=reason[:500], log=log, now=self.clock.now(),
@@ -937,7 +971,7 @@ class Controller:
                                    history=configmap_name(spec.target.virtual_service)),
             "observedGeneration": spec.generation, "leader": self.identity,
             "target": {"virtualService": spec.target.virtual_service, "route": spec.target.route or "",
-                       "canaryVersion": state.canary_version},
+                       "canaryVersion": state.canary_version, "destinationRule": spec.target.destination_rule},
             "conditions": crd.conditions(state, old.get("conditions") or [], spec.generation, self.clock.now()),
         }
         if step_start is not None:
@@ -1034,12 +1068,13 @@ def _finalizers(obj: dict[str, Any]) -> list[str]:
     return list((obj.get("metadata") or {}).get("finalizers") or [])
 
 
-def _drives(spec: crd.RolloutSpec) -> tuple[str, str, str]:
-    """(VirtualService, route, canary version): what a rollout of this spec drives."""
-    return spec.target.virtual_service, spec.target.route or "", spec.target.canary_version
+def _drives(spec: crd.RolloutSpec) -> tuple[str, str, str, str]:
+    """(VirtualService, route, canary version, DestinationRule as the spec names it, "" = the VirtualService's
+    name): what a rollout of this spec drives."""
+    return spec.target.virtual_service, spec.target.route or "", spec.target.canary_version, spec.target.destination_rule
 
 
-def _drove(obj: dict[str, Any]) -> tuple[str, str, str] | None:
+def _drove(obj: dict[str, Any]) -> tuple[str, str, str, str] | None:
     """What this CR's status says its rollout in progress drives (`_drives`), None when its status
     shows none in progress (never started, ended, or written before status.target existed)."""
     st = obj.get("status") or {}
@@ -1047,7 +1082,8 @@ def _drove(obj: dict[str, Any]) -> tuple[str, str, str] | None:
     if st.get("phase") in rl.TERMINAL or not st.get("phase") or not isinstance(t, dict):
         return None
     try:
-        return str(t["virtualService"]), str(t.get("route") or ""), str(t["canaryVersion"])
+        # "" for a DestinationRule not recorded (a status written before it was): matches any, names the VS's
+        return str(t["virtualService"]), str(t.get("route") or ""), str(t["canaryVersion"]), str(t.get("destinationRule") or "")
     except KeyError:
         return None
 
@@ -1073,10 +1109,11 @@ def _status_matches_spec(obj: dict[str, Any]) -> bool:
             and t.get("virtualService") == (sp.get("virtualService") or sp.get("model")))
 
 
-def _edit(old: tuple[str, str, str], new: tuple[str, str, str]) -> str:
+def _edit(old: tuple[str, ...], new: tuple[str, ...]) -> str:
     """What changed between two `_drives`, in the spec's field names."""
-    names = ("spec.virtualService", "spec.route", "spec.canaryVersion")
-    return ", ".join(f"{n} changed from {a or '(none)'} to {b or '(none)'}" for n, a, b in zip(names, old, new) if a != b)
+    names = ("spec.virtualService", "spec.route", "spec.canaryVersion", "spec.destinationRule")
+    return ", ".join(f"{n} changed from {a or '(none)'} to {b or '(none)'}" for i, (n, a, b) in enumerate(zip(names, old, new))
+                     if a != b and not (i == 3 and not a))  # a DestinationRule not recorded matches any
 
 
 def _settled(obj: dict[str, Any]) -> bool:

@@ -55,6 +55,10 @@ class TargetError(ConfigError):
     """The Istio objects cannot be driven (missing, wrong shape, missing subset)."""
 
 
+class NotFound(TargetError):
+    """The object does not exist (HTTP 404 for a served API)."""
+
+
 class GateError(CanaryError):
     """A Triton gate refused the canary before or during traffic."""
 

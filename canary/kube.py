@@ -21,7 +21,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from canary.errors import CanaryError, ConfigError, KubeUnavailable, RoutingConflict, TargetError
+from canary.errors import CanaryError, ConfigError, KubeUnavailable, NotFound, RoutingConflict, TargetError
 
 # where a pod's service account tells its namespace (kubectl and client-go read the same file)
 IN_CLUSTER_NAMESPACE_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
@@ -139,7 +139,7 @@ def translate(exc: BaseException, what: str) -> CanaryError:
             return TargetError(f"{what}: this API group/version is not served by the cluster ({reason}); "
                                "is the CRD installed, and is the version right?")
         if status == 404:
-            return TargetError(f"{what}: not found ({reason})")
+            return NotFound(f"{what}: not found ({reason})")
         if status == 409:
             return RoutingConflict(f"{what}: conflicting write ({reason})")
         if status in (401, 403):

@@ -15,7 +15,7 @@ import tenacity
 import yaml
 
 from canary import kube
-from canary.errors import ConfigError, KubeUnavailable, RoutingConflict, TargetError
+from canary.errors import ConfigError, KubeUnavailable, NotFound, RoutingConflict, TargetError
 from canary.model import Target, Weights
 from canary.routing.istio import GROUP, IstioRouter
 from canary.routing.patch import STATE_ANNOTATION
@@ -273,7 +273,7 @@ def test_api_client_from_env_and_missing_config(istio_api: KubeAPIServer, tmp_pa
         kube.api_client()
 
 
-@pytest.mark.parametrize(("status", "kind"), [(404, TargetError), (409, RoutingConflict), (403, ConfigError),
+@pytest.mark.parametrize(("status", "kind"), [(404, NotFound), (409, RoutingConflict), (403, ConfigError),
                                               (500, KubeUnavailable), (429, KubeUnavailable), (422, TargetError)])
 def test_translate_maps_statuses_onto_the_error_tree(status: int, kind: type) -> None:
     exc = kubernetes.client.ApiException(status=status, reason="Why")
