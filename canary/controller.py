@@ -595,14 +595,9 @@ class Controller:
         if drove is None and known is not None and not known.terminal:  # a status older than status.target
             drove = _drives(known.spec)
         if drove is not None:
-            vs, route, version, dr = drove
-            sp = obj.get("spec") or {}
-            target = Target(namespace=(obj.get("metadata") or {}).get("namespace", ""), virtual_service=vs,
-                            model=str(sp.get("model") or vs), stable_version="", canary_version=version,
-                            destination_rule=dr, route=route)
-            outcome, _ = self._stable_if_ours(obj, target, reason="CanaryRollout deleted mid-rollout",
-                                              log=log.bind(canary_version=version, virtual_service=vs))
-            log.info("rollout.deleted", virtual_service=vs, outcome=outcome)
+            outcome, _ = self._stable_if_ours(obj, _raw_target(obj, drove), reason="CanaryRollout deleted mid-rollout",
+                                              log=log.bind(canary_version=drove[2], virtual_service=drove[0]))
+            log.info("rollout.deleted", virtual_service=drove[0], outcome=outcome)
         self._set_finalizer(obj, False)
         self._forget(key)
 
@@ -869,10 +864,17 @@ class Controller:
             return
         reason = f"failed: {exc}" if isinstance(exc, CanaryError) else f"failed: {type(exc).__name__}: {exc}"
         if known is None:  # a new process, or the tick failed before the state was read: what the status says
+            drove = _drove(obj)
+            assert drove is not None
             try:
-                spec = crd.parse(obj, configmap=self._configmap)
-                drove = _drove(obj)
-                assert drove is not None
+                try:
+                    spec = crd.parse(obj, configmap=self._configmap)
+                except Exception:  # its policy cannot be read (a policyRef ConfigMap gone): stable needs none
+                    outcome, _ = self._stable_if_ours(obj, _raw_target(obj, drove), reason=reason[:500],
+                                                      log=self.log.bind(rollout=key, virtual_service=drove[0]))
+                    if outcome in ("stable", "idle", "gone"):
+                        self._patch_status(obj, {"phase": rl.ABORTED, "reason": reason[:4096]})
+                    return
                 self._rescue(obj, spec, drove, reason=reason[:500], log=self.log.bind(rollout=key,
                                                                                        model=spec.target.model))
             except Exception as rescue_exc:  # one rollout that cannot be rescued never stops the others
@@ -971,7 +973,7 @@ class Controller:
                                    history=configmap_name(spec.target.virtual_service)),
             "observedGeneration": spec.generation, "leader": self.identity,
             "target": {"virtualService": spec.target.virtual_service, "route": spec.target.route or "",
-                       "canaryVersion": state.canary_version, "destinationRule": spec.target.destination_rule},
+                       "canaryVersion": state.canary_version, "destinationRule": spec.target.dr_name},
             "conditions": crd.conditions(state, old.get("conditions") or [], spec.generation, self.clock.now()),
         }
         if step_start is not None:
@@ -1064,14 +1066,23 @@ def _finished(obj: dict[str, Any]) -> bool:
     return st.get("phase") in rl.TERMINAL and _status_matches_spec(obj)
 
 
+def _raw_target(obj: dict[str, Any], drove: tuple[str, str, str, str]) -> Target:
+    """The Target a status's `drove` names, from the object alone (no policy: `_stable_if_ours` needs none)."""
+    vs, route, version, dr = drove
+    sp = obj.get("spec") or {}
+    return Target(namespace=(obj.get("metadata") or {}).get("namespace", ""), virtual_service=vs,
+                  model=str(sp.get("model") or vs), stable_version="", canary_version=version,
+                  destination_rule=dr, route=route)
+
+
 def _finalizers(obj: dict[str, Any]) -> list[str]:
     return list((obj.get("metadata") or {}).get("finalizers") or [])
 
 
 def _drives(spec: crd.RolloutSpec) -> tuple[str, str, str, str]:
-    """(VirtualService, route, canary version, DestinationRule as the spec names it, "" = the VirtualService's
-    name): what a rollout of this spec drives."""
-    return spec.target.virtual_service, spec.target.route or "", spec.target.canary_version, spec.target.destination_rule
+    """(VirtualService, route, canary version, DestinationRule, by the name it resolves to): what a
+    rollout of this spec drives."""
+    return spec.target.virtual_service, spec.target.route or "", spec.target.canary_version, spec.target.dr_name
 
 
 def _drove(obj: dict[str, Any]) -> tuple[str, str, str, str] | None:
@@ -1111,7 +1122,7 @@ def _status_matches_spec(obj: dict[str, Any]) -> bool:
 
 def _edit(old: tuple[str, ...], new: tuple[str, ...]) -> str:
     """What changed between two `_drives`, in the spec's field names."""
-    names = ("spec.virtualService", "spec.route", "spec.canaryVersion", "spec.destinationRule")
+    names = ("spec.virtualService", "spec.route", "spec.canaryVersion", "the DestinationRule")
     return ", ".join(f"{n} changed from {a or '(none)'} to {b or '(none)'}" for i, (n, a, b) in enumerate(zip(names, old, new))
                      if a != b and not (i == 3 and not a))  # a DestinationRule not recorded matches any
 

@@ -302,7 +302,8 @@ def test_a_virtual_service_edited_mid_rollout_sends_the_old_one_to_stable_then_r
     objs = run_until_done(op, custom, ["r0"], version="v2")
     old, new = vs(api, 0), vs(api, 1)
     assert old[0] == [100, 0] and old[1]["phase"] == rl.ABORTED and old[1]["reason"] == (
-        f"superseded: spec.virtualService changed from {fleet.model(0)} to {fleet.model(1)} mid-rollout")
+        f"superseded: spec.virtualService changed from {fleet.model(0)} to {fleet.model(1)}, the DestinationRule "
+        f"changed from {fleet.model(0)} to {fleet.model(1)} mid-rollout")
     assert new[1]["phase"] == rl.PROMOTED and objs["r0"]["status"]["phase"] == rl.PROMOTED
     assert objs["r0"]["status"]["target"]["virtualService"] == fleet.model(1)
 

@@ -130,3 +130,33 @@ def test_a_cr_whose_virtual_service_is_gone_can_still_be_deleted(world: Any) -> 
     custom.delete_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0")
     op.tick()
     assert _cr(custom, "r0") is None
+
+
+def test_naming_the_destination_rule_a_cr_already_drives_is_no_edit(world: Any) -> None:
+    """`destinationRule: m0` written out, or removed, on a CR whose VirtualService is m0: the same
+    DestinationRule, so the rollout goes on (it was aborted as superseded); naming another host's ends it."""
+    api, op, custom = world
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL,
+                                           fleet.rollout_object(0, "v2", destinationRule="m0"))
+    _progressing(op, custom, api)
+    custom.patch_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0", {"spec": {"destinationRule": None}})
+    op.tick()
+    assert vs(api, 0)[1]["phase"] == rl.PROGRESSING and vs(api, 0)[0][1] > 0
+    custom.patch_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0", {"spec": {"destinationRule": "m1"}})
+    op.tick()  # another host's DestinationRule: the old rollout ends at stable either way
+    assert vs(api, 0)[0] == [100, 0] and vs(api, 0)[1]["phase"] == rl.ABORTED
+
+
+def test_a_restarted_controller_sends_stable_100_when_the_policy_is_gone(world: Any) -> None:
+    """After a restart, a CR mid-rollout whose policyRef ConfigMap was deleted: its tick fails before
+    the state is read, and its policy cannot be read either; stable 100% needs neither (it stayed
+    80/20, logging rescue.failed every tick)."""
+    api, op, custom = world
+    _with_policy_ref(api, custom)
+    _progressing(op, custom, api)
+    kc.CoreV1Api(op.core.api_client).delete_namespaced_config_map("pol", "ml")
+    fresh = _fresh(op)
+    fresh.tick()
+    weights, record = vs(api, 0)
+    assert weights == [100, 0] and record["phase"] == rl.ABORTED
+    assert (_cr(custom, "r0") or {})["status"]["phase"] == rl.ABORTED
