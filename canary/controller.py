@@ -33,7 +33,7 @@ from canary import crd
 from canary import rollout as rl
 from canary.analysis.judge import judge
 from canary.analysis.sequential import looks_per_step
-from canary.runner import SystemClock, probe_reason
+from canary.runner import SKEW_WARN_S, SystemClock, probe_reason
 from canary.errors import (CanaryError, ConfigError, KubeUnavailable, MetricsUnavailable, NotFound, NotLeader,
                            RoutingConflict, TransientError)
 from canary.fencing import FencedRouter
@@ -56,8 +56,6 @@ FAILURE_BUDGET_S = 30.0
 TO_STABLE_BUDGET_S = 2.0
 # on every CanaryRollout from its claim until it ends: a deletion mid-rollout sends stable 100% first
 FINALIZER = "modelcanary.dev/stable-on-delete"
-# Prometheus's clock and the controller's differ by more than this: `metrics.clock_skew` in the log
-SKEW_WARN_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -623,14 +621,18 @@ class Controller:
             if self.informers is not None and not (meta.get("deletionTimestamp") and not new):
                 self.informers.rollouts.put(written)
 
+    def _inspect_for_stable(self, target: Target) -> Any:
+        """The route as a stable-100% write reads it (`IstioRouter.inspect_any(for_stable=True)`), or the
+        router's `inspect` for routers without it (test doubles)."""
+        inspect_any = getattr(self.router, "inspect_any", None)
+        return inspect_any(target, for_stable=True) if inspect_any is not None else self.router.inspect(target)
+
     def _taken_over(self, target: Target, state: rl.RolloutState) -> bool:
         """Whether the route now records another rollout than `state` (another version, or the same
         started at another time): what this process remembers is stale, and an unguarded stable-100%
         write would undo someone else's rollout. False when the route cannot be read (then stable)."""
-        inspect_any = getattr(self.router, "inspect_any", None)
         try:
-            seen = inspect_any(target, for_stable=True) if inspect_any is not None else self.router.inspect(target)
-            rec = parse_state(seen)
+            rec = parse_state(self._inspect_for_stable(target))
         except CanaryError:
             return False
         return rec is not None and (rec.canary_version != state.canary_version or rec.started_at != state.started_at)
@@ -644,9 +646,8 @@ class Controller:
         ("other", record) when the route runs another rollout; ("idle", None) when nothing is split;
         ("gone", None) when the VirtualService no longer exists. Raises what the router raises."""
         now = self.clock.now()
-        inspect_any = getattr(self.router, "inspect_any", None)
         try:
-            seen = inspect_any(target, for_stable=True) if inspect_any is not None else self.router.inspect(target)
+            seen = self._inspect_for_stable(target)
         except NotFound as exc:
             if f"{target.namespace}/{target.virtual_service}" in str(exc) and "virtualservices" in str(exc):
                 return "gone", None

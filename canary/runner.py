@@ -57,6 +57,10 @@ class Clock(Protocol):
     def sleep(self, seconds: float) -> None: ...
 
 
+# this machine's clock and Prometheus's differ by more than this: `clock.skew` / `metrics.clock_skew`
+SKEW_WARN_S = 2.0
+
+
 class SystemClock:
     """Seconds since the epoch: the wall clock read once, then advanced by the monotonic clock. A step of
     the system clock while the process runs (NTP, an operator) neither freezes its looks and probes
@@ -176,7 +180,7 @@ class Runner:
         if prom_now is None or not math.isfinite(prom_now):
             return
         offset = prom_now - self.clock.now()
-        if abs(offset) > 2.0:
+        if abs(offset) > SKEW_WARN_S:
             self.log.warning("clock.skew", prometheus_minus_local_s=round(offset, 3),
                              note="this rollout's times are Prometheus's; run NTP")
         self.clock = SystemClock(anchor=prom_now)
