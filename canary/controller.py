@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from datetime import datetime, timezone
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
@@ -43,9 +44,9 @@ from canary.informer import stub
 from canary.model import STABLE_ONLY, Outcome, Target, Verdict
 from canary import kube
 from canary import malloc
-from canary.reconcile import (K8S_EVENTS, Observation, camel, check_claim, decide, execute, look_due, look_window,
-                              next_look_at,
-                              measure_window, parse_state, preflight_metrics, to_stable)
+from canary.reconcile import (K8S_EVENTS, Observation, camel, check_claim, crd_owner, decide, describe_owner, execute,
+                              look_due, look_window, measure_window, next_look_at, parse_state, preflight_metrics,
+                              to_stable)
 from canary.routing.base import TrafficRouter
 from canary.workqueue import DueQueue
 
@@ -345,7 +346,9 @@ class Controller:
         log = self.log.bind(rollout=spec.key, model=spec.target.model, canary_version=spec.target.canary_version)
         status = self.router.inspect(spec.target)
         state = parse_state(status)
-        ours = state is not None and state.canary_version == spec.target.canary_version
+        ours = state is not None and state.canary_version == spec.target.canary_version and _owns(obj, state)
+        if state is not None and ours and not state.owner:  # recorded before owners were: ours from now on
+            state = replace(state, owner=_owner(obj))
         # the recorded stable version is the truth once a rollout runs (in PROMOTING the stable subset
         # may already select the canary); before, what the CR says or what the stable subset selects
         stable = state.stable_version if ours and state is not None else (spec.target.stable_version
@@ -364,10 +367,14 @@ class Controller:
         if state is None or not ours:
             if _finished(obj):
                 return None  # this CR ended; the VirtualService has moved on since
+            if state is not None and _ran_while_waiting(obj, state, spec):
+                self._duplicate_ended(obj, spec, state, log)
+                return None
             check_claim(target, status, state, where=spec.key)
             self._check_before_claim(spec)
             state, actions = rl.new_rollout(model=target.model, stable_version=target.stable_version,
-                                            canary_version=target.canary_version, now=now, route=target.route)
+                                            canary_version=target.canary_version, now=now, route=target.route,
+                                            owner=_owner(obj))
             state, _ = self._do(spec, state, actions, expect=status.state, log=log)
             self._known[spec.key] = _Known(spec, state)
             self._status(obj, spec, state)
@@ -389,6 +396,23 @@ class Controller:
         if state.phase == rl.PROGRESSING:
             return _Active(spec, state, self._hold(obj), look_due(spec.policy, state, now), recorded)
         return None
+
+    def _duplicate_ended(self, obj: dict[str, Any], spec: crd.RolloutSpec, rec: rl.RolloutState, log: Any) -> None:
+        """This CR waited (RolloutBusy) while another owner ran the same canary version on its route,
+        and that rollout has ended: this one ends too, untouched, rather than put traffic on a version
+        just rolled back (or fail on one just promoted). Its status says who ran it and how it ended."""
+        reason = (f"not run: {describe_owner(rec.owner)}, the rollout of {rec.canary_version} on "
+                  f"{spec.target.namespace}/{spec.target.virtual_service} ended {rec.phase}"
+                  + (f" ({rec.reason})" if rec.reason else "")
+                  + " while this CanaryRollout waited; to run that version again, delete and create it again")
+        log.warning("rollout.duplicate_ended", owner=rec.owner, recorded_phase=rec.phase)
+        self._patch_status(obj, {
+            "phase": rl.ABORTED, "reason": reason[:4096], "observedGeneration": spec.generation,
+            "leader": self.identity, "updatedAt": crd.iso(self.clock.now()),
+            "target": {"virtualService": spec.target.virtual_service, "route": spec.target.route or "",
+                       "canaryVersion": spec.target.canary_version, "destinationRule": spec.target.dr_name}})
+        if FINALIZER in _finalizers(obj):
+            self._set_finalizer(obj, False)
 
     def _hold(self, obj: dict[str, Any]) -> dict[str, Any]:
         """What a progressing rollout's `_Active` keeps of its CanaryRollout until its look: with
@@ -635,7 +659,8 @@ class Controller:
             rec = parse_state(self._inspect_for_stable(target))
         except CanaryError:
             return False
-        return rec is not None and (rec.canary_version != state.canary_version or rec.started_at != state.started_at)
+        return rec is not None and (rec.canary_version != state.canary_version or rec.started_at != state.started_at
+                                    or rec.owner not in ("", state.owner))
 
     def _stable_if_ours(self, obj: dict[str, Any], target: Target, *, reason: str,
                         log: Any) -> tuple[str, rl.RolloutState | None]:
@@ -657,8 +682,10 @@ class Controller:
         except CanaryError:
             rec = None  # unreadable: the traffic decides
         started = (obj.get("status") or {}).get("startedAt")
-        if rec is not None and (rec.canary_version != target.canary_version or crd.iso(rec.started_at) != started):
-            log.warning("rescue.not_ours", reason=reason, recorded=rec.canary_version, recorded_phase=rec.phase)
+        if rec is not None and (rec.canary_version != target.canary_version or crd.iso(rec.started_at) != started
+                                or rec.owner not in ("", _owner(obj))):
+            log.warning("rescue.not_ours", reason=reason, recorded=rec.canary_version, recorded_phase=rec.phase,
+                        recorded_owner=rec.owner)
             return "other", rec
         if rec is not None and rec.terminal:
             return "ended", rec
@@ -667,7 +694,7 @@ class Controller:
                 return "idle", None
             rec = rl.RolloutState(model=target.model, stable_version=seen.stable_subset_version,
                                   canary_version=target.canary_version, phase=rl.PROGRESSING, weights=seen.weights,
-                                  route=target.route, started_at=now, updated_at=now)
+                                  route=target.route, owner=_owner(obj), started_at=now, updated_at=now)
         new = to_stable(self.fenced, replace(target, stable_version=rec.stable_version), rec, reason=reason, log=log,
                         now=now, budget_s=TO_STABLE_BUDGET_S)
         return "stable", new
@@ -1054,6 +1081,35 @@ def history_flush_every(policy: Any) -> int:
 def _key(obj: dict[str, Any]) -> str:
     meta = obj.get("metadata") or {}
     return f"{meta.get('namespace')}/{meta.get('name')}"
+
+
+def _owner(obj: dict[str, Any]) -> str:
+    """The RolloutState.owner of the rollouts this CanaryRollout runs."""
+    meta = obj.get("metadata") or {}
+    return crd_owner(str(meta.get("namespace", "")), str(meta.get("name", "")))
+
+
+def _ran_while_waiting(obj: dict[str, Any], rec: rl.RolloutState, spec: crd.RolloutSpec) -> bool:
+    """Whether `rec`, an ended rollout of this CR's canary version run by another owner, ended after
+    this CR was created: this CR asked for the rollout the other one ran (`_duplicate_ended`)."""
+    if not rec.terminal or not rec.owner or rec.canary_version != spec.target.canary_version:
+        return False
+    created = (obj.get("metadata") or {}).get("creationTimestamp")
+    try:
+        at = datetime.strptime(str(created), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp()
+    except ValueError:
+        return False
+    return at <= rec.updated_at
+
+
+def _owns(obj: dict[str, Any], rec: rl.RolloutState) -> bool:
+    """Whether the route's recorded rollout `rec` is this CanaryRollout's to drive: recorded as its own,
+    or recorded with no owner (by an earlier version) and started when this CR's status says its
+    rollout started. Another CR naming the same VirtualService and version, or a `canary promote` of
+    it, is not (the claim then raises RolloutBusy naming who runs it)."""
+    if rec.owner:
+        return rec.owner == _owner(obj)
+    return crd.iso(rec.started_at) == (obj.get("status") or {}).get("startedAt")
 
 
 def _saved_binding(saved: dict[str, Any]) -> tuple[Any, Any, Any]:

@@ -18,6 +18,7 @@ from rich.text import Text
 from canary import rollout as rl
 from canary.policy import Policy
 from canary.routing.base import RouteStatus
+from canary.reconcile import describe_owner
 
 
 def _fmt(value: Any, digits: int = 4) -> str:
@@ -63,6 +64,8 @@ def state_panel(state: rl.RolloutState, steps: list[int] | None = None) -> Panel
     if steps and state.step >= 0:
         head.append(f"   step {state.step + 1}/{len(steps)} of {steps}")
     parts: list[Any] = [head, _weights_bar(state.weights.stable, state.weights.canary)]
+    if state.owner:
+        parts.append(Text(describe_owner(state.owner)))
     if state.reason:
         parts.append(Text(f"reason: {state.reason}"))
     if state.last_verdict:

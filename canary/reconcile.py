@@ -59,15 +59,33 @@ def parse_state(status: RouteStatus) -> rl.RolloutState | None:
     return parse_record(status.state)
 
 
+PROMOTE_OWNER = "promote"  # RolloutState.owner of a rollout `canary promote` started
+
+
+def crd_owner(namespace: str, name: str) -> str:
+    """RolloutState.owner of a rollout the controller runs for CanaryRollout `namespace/name`."""
+    return f"CanaryRollout {namespace}/{name}"
+
+
+def describe_owner(owner: str) -> str:
+    """Who runs a recorded rollout, in words, for messages."""
+    if owner == PROMOTE_OWNER:
+        return "run by `canary promote`"
+    return f"run by {owner}" if owner else "no owner recorded"
+
+
 def check_claim(target: Target, status: RouteStatus, recorded: rl.RolloutState | None, *, where: str = "") -> None:
-    """May a new rollout of `target` claim the route now? Shared by promote and the controller.
+    """May a new rollout of `target` claim the route now? Shared by promote and the controller, which
+    call it only when the recorded rollout is not theirs to resume (another canary version, or the
+    same one run by another owner: `RolloutState.owner`).
     Raises RolloutBusy (another rollout in progress), ConfigError (the canary is the stable version,
     or a version no subset can select), TargetError (the stable subset selects another version, or
     traffic is split with no rollout recorded). Nothing has been written when it raises."""
     at = where or f"{target.namespace}/{target.virtual_service}"
-    if recorded is not None and not recorded.terminal and recorded.canary_version != target.canary_version:
-        raise RolloutBusy(f"{at}: a rollout of {recorded.canary_version} is in progress ({recorded.phase}, weights "
-                          f"{recorded.weights}); finish it or run `canary rollback` first")
+    if recorded is not None and not recorded.terminal:
+        raise RolloutBusy(f"{at}: a rollout of {recorded.canary_version} is in progress on "
+                          f"{target.namespace}/{target.virtual_service} ({describe_owner(recorded.owner)}; "
+                          f"{recorded.phase}, weights {recorded.weights}); finish it or run `canary rollback` first")
     check_version(target.canary_version, f"{at}: canary version")
     check_version(target.stable_version, f"{at}: stable version (what the stable subset selects)")
     if target.stable_version == target.canary_version:

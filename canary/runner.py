@@ -30,7 +30,7 @@ from canary.metrics.base import MetricsProvider
 from canary.model import STABLE_ONLY, Target, check_version
 from canary.policy import Policy
 from canary.reconcile import (EXIT_BAD_INPUT, EXIT_CODES, EXIT_INFRA, EXIT_INTERRUPTED, EXIT_PROMOTED,
-                              EXIT_ROLLED_BACK, Observation, check_claim, decide, execute, look_window,
+                              EXIT_ROLLED_BACK, PROMOTE_OWNER, Observation, check_claim, decide, execute, look_window,
                               measure_window, next_look_at, parse_state, preflight_metrics, to_stable)
 from canary.routing.base import TrafficRouter
 
@@ -219,7 +219,8 @@ class Runner:
         status = self.router.inspect(self.target)
         target = self.target
         existing = parse_state(status)
-        if existing is not None and not existing.terminal and existing.canary_version == target.canary_version:
+        if (existing is not None and not existing.terminal and existing.canary_version == target.canary_version
+                and existing.owner in ("", PROMOTE_OWNER)):  # a CanaryRollout's is its controller's (RolloutBusy)
             if target.stable_version and target.stable_version != existing.stable_version:
                 raise ConfigError(f"--stable-version {target.stable_version} differs from the recorded rollout's "
                                   f"stable version {existing.stable_version}")
@@ -243,7 +244,7 @@ class Runner:
         self._written = status.state or ""
         state, actions = rl.new_rollout(model=target.model, stable_version=target.stable_version,
                                         canary_version=target.canary_version, now=self.clock.now(),
-                                        route=target.route)
+                                        route=target.route, owner=PROMOTE_OWNER)
         self.log = self.log.bind(stable_version=target.stable_version)
         return self._apply(state, actions)
 
