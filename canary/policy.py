@@ -168,6 +168,19 @@ class Policy(Strict):
         return self
 
     @model_validator(mode="after")
+    def _failures_within_deadline(self) -> "Policy":
+        """max_failed_looks consecutive failed looks must fit in a step's deadline (interval +
+        no_data_deadline): more would keep a failing canary on traffic until the deadline ends it."""
+        a, f = self.analysis, self.failure
+        deadline = a.interval + f.no_data_deadline
+        if f.max_failed_looks * a.look_every > deadline:
+            raise FieldProblem("failure.max_failed_looks",
+                               f"{f.max_failed_looks} failed looks, one every {a.look_every:g}s, take longer than a "
+                               f"step's deadline (analysis.interval + failure.no_data_deadline = {deadline:g}s); "
+                               f"at most {max(1, int(deadline // a.look_every))}")
+        return self
+
+    @model_validator(mode="after")
     def _identity_labels(self) -> "Policy":
         for source in self.sources():
             check_identity(self.metrics, source)

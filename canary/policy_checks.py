@@ -159,6 +159,14 @@ class CustomCheck(_CheckBase):
             raise ValueError("custom check takes `query` or per-arm queries, not both")
         if self.max_value is None and self.max_ratio is None and self.max_increase is None:
             raise ValueError("custom check needs max_value, max_ratio and/or max_increase")
+        relative = [k for k in ("max_ratio", "max_increase") if getattr(self, k) is not None]
+        same = self.query if self.query is not None else (self.stable_query if self.stable_query == self.canary_query
+                                                           else None)
+        if relative and same is not None and "{version}" not in same:
+            where = "`query`" if self.query is not None else "`stable_query` and `canary_query` (the same text)"
+            raise ValueError(f"{' and '.join(relative)} compares canary with stable, but {where} has no "
+                             '{version}: both arms would read the same series and always pass; select the arm, '
+                             'e.g. `version="{version}"`, or give per-arm queries')
         return self
 
     def template(self, arm: str) -> str:

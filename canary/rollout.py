@@ -358,6 +358,12 @@ def _judge(state: RolloutState, ev: Looked, policy: Policy) -> tuple[RolloutStat
         if s.failed_looks >= policy.failure.max_failed_looks:
             s2, more = _end(s, ev.now, reason=j.reason(), phase=ROLLED_BACK, verdict=j)
             return s2, actions + more
+        if ev.now - s.step_started_at >= policy.analysis.interval + policy.failure.no_data_deadline:
+            # failing at the step's deadline: shown beyond the limit, never held (on_deadline is for no verdict)
+            why = (f"{j.reason()}; still failing at the step's deadline ({s.failed_looks} of "
+                   f"{policy.failure.max_failed_looks} failed looks in a row)")
+            s2, more = _end(s, ev.now, reason=why, phase=ROLLED_BACK, verdict=j)
+            return s2, actions + more
         return s, actions
     if not stale:
         s = replace(s, failed_looks=0)

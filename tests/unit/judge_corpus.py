@@ -209,7 +209,7 @@ def _custom(rng: random.Random) -> tuple[dict[str, Any], tuple]:
         n = rng.choice((math.nan, 0.0, 50.0, 5000.0))
         return Scalar(v, n)
 
-    return {"kind": "custom", "query": "up", **limits}, (value(), value())
+    return {"kind": "custom", "query": "up{version=\"{version}\"}", **limits}, (value(), value())
 
 
 MAKERS = {

@@ -53,7 +53,7 @@ def test_planned_looks_rounds_partial_looks_up():
 
 
 def test_alpha_is_split_over_the_tests_of_all_checks():
-    p = policy(LAT, ERR, SHIFT, {"name": "c", "kind": "custom", "query": "q", "max_value": 1})
+    p = policy(LAT, ERR, SHIFT, {"name": "c", "kind": "custom", "query": "q{version=\"{version}\"}", "max_value": 1})
     m = {"lat": (hist(50, 20000), hist(50, 3000, seed=1)), "err": (Counts(100, 20000), Counts(15, 3000)),
          "pred": (hist(50, 20000), hist(50, 3000, seed=2)), "c": (Scalar(0.5, 100), Scalar(0.5, 200))}
     j = J.judge(p, m)
@@ -184,7 +184,7 @@ def test_each_shift_limit_is_enforced_on_its_own_statistic():
     ({"max_increase": 0.05}, 0.95, 1.02, Outcome.FAIL),
 ])
 def test_custom_checks_compare_values(check, stable, canary, expected):
-    c = parse_policy({"steps": [50, 100], "checks": [{"name": "c", "kind": "custom", "query": "q", **check}]}).checks[0]
+    c = parse_policy({"steps": [50, 100], "checks": [{"name": "c", "kind": "custom", "query": "q{version=\"{version}\"}", **check}]}).checks[0]
     r = J.judge_check(c, Scalar(stable, 1000), Scalar(canary, 1000), alpha=0.01, min_canary=100)
     assert r.outcome is expected, r.reason
     small = J.judge_check(c, Scalar(stable, 1000), Scalar(canary, 10), alpha=0.01, min_canary=100)

@@ -68,7 +68,7 @@ def test_a_canary_shown_faster_is_not_failed_by_an_interpolated_quantile() -> No
 @pytest.mark.parametrize(("stable", "canary", "hib"), [(-1.0, 100.0, False), (-1.0, -1000.0, True),
                                                         (0.0, 5.0, False), (2.0, -3.0, True)])
 def test_a_ratio_of_values_of_other_signs_is_never_a_pass(stable: float, canary: float, hib: bool) -> None:
-    p = _policy({"name": "c", "kind": "custom", "query": "q", "max_ratio": 2, "higher_is_better": hib})
+    p = _policy({"name": "c", "kind": "custom", "query": "q{version=\"{version}\"}", "max_ratio": 2, "higher_is_better": hib})
     r = J.judge(p, {"c": (Scalar(stable, 5000), Scalar(canary, 5000))}).results[0]
     assert r.outcome is not Outcome.PASS, r.reason
 

@@ -370,7 +370,7 @@ def test_arms_with_different_bounds_are_compared_on_the_shared_ones():
 
 # -- defect 5: limits on the canary alone need only the canary -----------------------------------------
 
-CUSTOM = {"name": "c", "kind": "custom", "query": "q"}
+CUSTOM = {"name": "c", "kind": "custom", "query": "q{version=\"{version}\"}"}
 MISSING = NoData("no series for stable")
 
 

@@ -330,6 +330,28 @@ def test_bad_custom_queries(template: str, text: str) -> None:
     refused(put("checks.custom.query", template), "checks[0].query", text)
 
 
+@pytest.mark.parametrize("queries", [
+    {"query": 'sum(rate(nv_inference_request_failure{model="{model}", namespace="{namespace}"}[{window}]))'},
+    {"stable_query": 'sum(x{model="{model}"})', "canary_query": 'sum(x{model="{model}"})'},
+])
+@pytest.mark.parametrize("limit", [{"max_ratio": 1.2}, {"max_increase": 0.1}, {"max_value": 5, "max_ratio": 1.2}])
+def test_a_relative_custom_limit_on_one_series_for_both_arms_is_refused(queries: dict[str, str],
+                                                                       limit: dict[str, float]) -> None:
+    """Without {version} both arms read the same series: a ratio of 1, an increase of 0, a pass whatever
+    the canary does (it was accepted, and `judge` passed it: "7.5 vs 7.5: ratio 1")."""
+    raw = {**GOOD, "checks": [{"name": "c", "kind": "custom", **queries, **limit}]}
+    refused(raw, "checks[0]", "has no {version}: both arms would read the same series")
+
+
+@pytest.mark.parametrize("check", [
+    {"query": 'sum(up{job="dep"})', "max_value": 1},  # an absolute guard on a shared series: allowed
+    {"query": 'sum(x{version="{version}"})', "max_ratio": 1.2},
+    {"stable_query": 'sum(x{track="stable"})', "canary_query": 'sum(x{track="canary"})', "max_increase": 1},
+])
+def test_custom_checks_that_tell_the_arms_apart_or_need_one_arm_are_accepted(check: dict[str, Any]) -> None:
+    parse_policy({**GOOD, "checks": [{"name": "c", "kind": "custom", **check}]})
+
+
 def test_per_arm_queries_are_checked_too() -> None:
     raw = {**GOOD, "checks": [{"name": "c", "kind": "custom", "max_value": 1, "stable_query": "x",
                                "canary_query": "sum(x"}]}

@@ -329,3 +329,32 @@ def test_the_anchor_is_fixed_by_traffic_not_by_the_data() -> None:
 
 RAW_FLOORLESS = {"steps": [10, 50, 100], "analysis": {"interval": "10s", "look_every": "2s", "min_canary_requests": 0},
                  "checks": [{"name": "lat", "kind": "latency", "max_increase_pct": 20}]}
+
+
+@pytest.mark.parametrize("on_deadline", ["rollback", "hold"])
+def test_a_canary_still_failing_at_the_steps_deadline_is_rolled_back_whatever_on_deadline_says(on_deadline: str) -> None:
+    """Failed looks that never line up max_failed_looks in a row (fail, inconclusive, fail, ...) used to
+    keep the canary on traffic to the deadline, then, with on_deadline: hold, hold it there for a
+    person. A failed look at or past the step's deadline (interval + no_data_deadline = 30 s) rolls
+    back: the data show the canary beyond its limit, which is no missing verdict to hold for."""
+    policy = POLICY.model_copy(update={"failure": POLICY.failure.model_copy(update={"on_deadline": on_deadline})})
+    s = started()
+    for t in range(2, 30, 2):  # alternate: never two failed looks in a row
+        s, _ = rl.transition(s, rl.Looked(t, verdict(Outcome.FAIL if t % 4 == 2 else Outcome.INCONCLUSIVE), 100 + t),
+                             policy)
+        assert s.phase == rl.PROGRESSING and s.failed_looks <= 1
+    s, actions = rl.transition(s, rl.Looked(30, verdict(Outcome.FAIL), 130), policy)
+    assert s.phase == rl.ROLLED_BACK and s.weights == STABLE_ONLY
+    assert "still failing at the step's deadline (1 of 2 failed looks in a row)" in s.reason
+    assert "FAIL reason" in s.reason or "fail reason" in s.reason
+
+
+def test_more_failed_looks_than_a_step_can_hold_are_refused() -> None:
+    """1,000 failed looks at one a second cannot fit a 5 s interval plus 8 s deadline: refused, naming
+    the field and what fits (it kept a canary failing every look on traffic for 120 s and more)."""
+    raw = {"steps": [20, 100], "analysis": {"interval": "5s", "look_every": "1s"},
+           "failure": {"max_failed_looks": 1000, "no_data_deadline": "8s"},
+           "checks": [{"name": "lat", "kind": "latency", "max_increase_pct": 20}]}
+    with pytest.raises(Exception, match=r"failure\.max_failed_looks.*deadline.*= 13s.*at most 13"):
+        parse_policy(raw)
+    assert parse_policy({**raw, "failure": {"max_failed_looks": 13, "no_data_deadline": "8s"}}).failure.max_failed_looks == 13
