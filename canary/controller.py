@@ -496,7 +496,8 @@ class Controller:
         failures = 0 if gate.ready() else failures + 1
         self._probes[spec.key] = (*bound, failures, now + gate.probe_interval)
         if failures:
-            log.warning("gate.probe_failed", consecutive=failures, limit=gate.probe_failures)
+            log.warning("gate.probe_failed", consecutive=failures, limit=gate.probe_failures,
+                        reason=getattr(gate, "last_failure", "") or "")
         if failures < gate.probe_failures:
             return ""
         return probe_reason(gate, failures)

@@ -343,7 +343,8 @@ class Runner:
             self._probe_failures = 0
             return None
         self._probe_failures += 1
-        self.log.warning("gate.probe_failed", consecutive=self._probe_failures, limit=self.gate.probe_failures)
+        self.log.warning("gate.probe_failed", consecutive=self._probe_failures, limit=self.gate.probe_failures,
+                         reason=getattr(self.gate, "last_failure", "") or "")
         if self._probe_failures < self.gate.probe_failures:
             return None
         return self._decide(state, Observation(

@@ -353,23 +353,33 @@ class ReadinessProbe:
         self.last_failure = ""  # why the last probe failed, one line ("" after a ready answer)
 
     def ready(self) -> bool:
+        """Callable from any thread (promote probes from a new one each time, the controller from its
+        workers): tritonclient's HTTP client is gevent's and works only in the thread that made it,
+        so over HTTP each probe makes and closes its own; the gRPC client is thread-safe and kept."""
+        http = self.endpoint.protocol != "grpc"
+        client = None
         try:
-            if self._client is None:
-                self._client = connect(self.endpoint, timeout=self.timeout)
-            grpc = {"client_timeout": self.timeout} if self.endpoint.protocol == "grpc" else {}
-            if not self._client.is_server_ready(**grpc):
+            client = connect(self.endpoint, timeout=self.timeout) if http or self._client is None else self._client
+            if not http:
+                self._client = client
+            grpc = {} if http else {"client_timeout": self.timeout}
+            if not client.is_server_ready(**grpc):
                 self.last_failure = "server not ready"
                 return False
-            if not self._client.is_model_ready(self.endpoint.model, self.endpoint.version, **grpc):
+            if not client.is_model_ready(self.endpoint.model, self.endpoint.version, **grpc):
                 self.last_failure = f"model {self.endpoint.model!r} not ready"
                 return False
             self.last_failure = ""
             return True
         except Exception as exc:  # by contract: a probe answers, it does not raise
-            _close(self._client)
-            self._client = None  # a fresh connection next time (the old one may be dead)
+            if not http:
+                _close(self._client)
+                self._client = None  # a fresh connection next time (the old one may be dead)
             self.last_failure = f"unreachable: {_msg(exc)}"[:200]
             return False
+        finally:
+            if http:
+                _close(client)
 
     def close(self) -> None:
         _close(self._client)

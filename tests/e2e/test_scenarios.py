@@ -75,6 +75,8 @@ def test_crashed_canary_is_rolled_back_by_the_probe_within_seconds() -> None:
     ev = assert_rolled_back(r)
     assert "gate" in ev["reason"] and "not ready" in ev["reason"]
     assert r.stable_100_after_onset_s is not None and r.stable_100_after_onset_s <= CRASH_BOUND_S
+    failed = [e for e in r.events if e.get("event") == "gate.probe_failed"]
+    assert failed and all(e.get("reason") for e in failed), failed  # each says why (on-call reads one line)
 
 
 def test_incompatible_model_never_gets_traffic() -> None:

@@ -9,6 +9,7 @@ and once traffic flows, the readiness probe turns False when the server dies.
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import pytest
@@ -156,3 +157,19 @@ STABLE = sig([("features", "FP32", (-1, 8))], [("score", "FP32", (-1, 1))])
 ])
 def test_compare_rules(canary: Signature, expected: list[str]) -> None:
     assert compare(STABLE, canary) == expected
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_a_probe_answers_from_any_thread(triton_canary: TritonServer, protocol: str) -> None:
+    """promote probes from a new thread each time (`Runner._bounded`), the controller from its worker
+    pool: a healthy canary is ready from every one. tritonclient's HTTP client (gevent) cannot be used
+    from another thread than its own, and reusing one failed every second or third probe
+    ("cannot switch to a different thread"): with probe_failures 1, a good canary was rolled back."""
+    probe = ReadinessProbe(endpoint(triton_canary, protocol))
+    answers: list[tuple[bool, str]] = []
+    for _ in range(8):
+        t = threading.Thread(target=lambda: answers.append((probe.ready(), probe.last_failure)))
+        t.start()
+        t.join(30)
+    probe.close()
+    assert answers == [(True, "")] * 8
