@@ -140,34 +140,41 @@ def plan_cmd(
     for flag, value, ok, want in checks:
         if value is not None and not (math.isfinite(value) and ok(value)):
             _fail(f"{flag} must be {'a finite number, ' if not math.isfinite(value) else ''}{want}; got {value!r}")
-    try:
-        pol = load_policy(policy)
-    except CanaryError as exc:
-        _fail(str(exc))
-    if prometheus_url and not (model and stable_version):
-        _fail("--prometheus-url needs --model and --stable-version (whose latency buckets to read)")
-    layout, ns = None, ""
-    if prometheus_url:
+    from canary.cli import run_guarded
+
+    def go() -> int:  # a bug is exit 3 with its type and message, never a traceback and exit 1 ("rolled back")
+        nonlocal bucket_ratio
         try:
-            metrics = opts.prometheus(prometheus_url, prometheus_token, prometheus_user, prometheus_password,
-                                      prometheus_ca_file, insecure)
-            ns = opts.namespace(namespace, kubeconfig, context)
+            pol = load_policy(policy)
         except CanaryError as exc:
             _fail(str(exc))
-        layout, unreadable = _read_layout(pol, metrics, model or "", stable_version or "", ns)
-        read = [x.bucket_ratio for x in layout if x.resolves and x.bucket_ratio]
-        bucket_ratio = max([bucket_ratio, *read])  # the real layout's coarsest bucket at the quantile
-    p = plan(pol, rps=rps, canary_share=canary_share, latency_sigma=latency_sigma, error_rate=error_rate / 100,
-             bins=bins, bucket_ratio=bucket_ratio, missing_rate=missing_rate / 100, p95_ms=p95_ms)
-    d = _plan_dict(p)
-    if layout is not None:
-        d["layout"] = [asdict(x) for x in layout]
-    opts.emit(d, output, lambda wide: _plan_text(p, rps, layout, opts.console(wide)))
-    if layout is not None and unreadable:  # the plan above assumed a layout it was asked to read
-        _fail(f"could not read the stable's latency buckets from {prometheus_url} in namespace {ns!r} "
-              f"({unreadable[0]}); the plan above assumes --bucket-ratio {bucket_ratio:g}: check --prometheus-url, "
-              "-n, --model and --stable-version, or plan without --prometheus-url and give --bucket-ratio",
-              EXIT_INFRA)
+        if prometheus_url and not (model and stable_version):
+            _fail("--prometheus-url needs --model and --stable-version (whose latency buckets to read)")
+        layout, ns = None, ""
+        if prometheus_url:
+            try:
+                metrics = opts.prometheus(prometheus_url, prometheus_token, prometheus_user, prometheus_password,
+                                          prometheus_ca_file, insecure)
+                ns = opts.namespace(namespace, kubeconfig, context)
+            except CanaryError as exc:
+                _fail(str(exc))
+            layout, unreadable = _read_layout(pol, metrics, model or "", stable_version or "", ns)
+            read = [x.bucket_ratio for x in layout if x.resolves and x.bucket_ratio]
+            bucket_ratio = max([bucket_ratio, *read])  # the real layout's coarsest bucket at the quantile
+        p = plan(pol, rps=rps, canary_share=canary_share, latency_sigma=latency_sigma, error_rate=error_rate / 100,
+                 bins=bins, bucket_ratio=bucket_ratio, missing_rate=missing_rate / 100, p95_ms=p95_ms)
+        d = _plan_dict(p)
+        if layout is not None:
+            d["layout"] = [asdict(x) for x in layout]
+        opts.emit(d, output, lambda wide: _plan_text(p, rps, layout, opts.console(wide)))
+        if layout is not None and unreadable:  # the plan above assumed a layout it was asked to read
+            _fail(f"could not read the stable's latency buckets from {prometheus_url} in namespace {ns!r} "
+                  f"({unreadable[0]}); the plan above assumes --bucket-ratio {bucket_ratio:g}: check --prometheus-url, "
+                  "-n, --model and --stable-version, or plan without --prometheus-url and give --bucket-ratio",
+                  EXIT_INFRA)
+        return 0
+
+    raise typer.Exit(run_guarded(go))
 
 
 def _plan_text(p: Any, rps: float, layout: Any, console: Console) -> None:
@@ -259,7 +266,7 @@ def _pass_text(p: Any, console: Console) -> None:
                      if unsure else "")
             console.print(f"{head}: a good canary is shown below it by a step's deadline while its latency is at "
                           f"most the value in the table{extra}; give --p95-ms to check", highlight=False)
-        elif c.get("canary_quantile_ms", 0.0) >= c["limit"]:
+        elif "canary_quantile_ms" in c and c["canary_quantile_ms"] >= c["limit"]:
             console.print(f"[red]{head}: the stable's latency there ({c['canary_quantile_ms']:.3g} ms, from --p95-ms) "
                           "is already at or above the limit: no canary like it passes[/red]", highlight=False)
         elif unsure:

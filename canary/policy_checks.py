@@ -27,7 +27,7 @@ class LatencyCheck(_CheckBase):
 
     kind: Literal["latency"]
     quantile: float = Field(0.95, gt=0, lt=1)
-    max_increase_pct: float | None = Field(None, ge=0, description="canary quantile at most this % above stable")
+    max_increase_pct: float | None = Field(None, gt=0, description="canary quantile at most this % above stable (> 0: no sample shows an increase of exactly 0)")
     max_ms: float | None = Field(None, gt=0, description="canary quantile must stay below this many ms")
 
     @model_validator(mode="after")
@@ -39,8 +39,8 @@ class LatencyCheck(_CheckBase):
 
 class ErrorRateCheck(_CheckBase):
     kind: Literal["error_rate"]
-    max_increase_points: float | None = Field(None, ge=0, le=100, description="canary error % at most this many points above stable")
-    max_rate_pct: float | None = Field(None, ge=0, le=100, description="canary error % ceiling")
+    max_increase_points: float | None = Field(None, gt=0, le=100, description="canary error % at most this many points above stable (> 0)")
+    max_rate_pct: float | None = Field(None, gt=0, le=100, description="canary error % ceiling (> 0: no sample shows a rate of exactly 0)")
 
     @model_validator(mode="after")
     def _one_threshold(self) -> "ErrorRateCheck":
@@ -75,8 +75,8 @@ class PredictionShiftCheck(_CheckBase):
 
 class FeatureMissingCheck(_CheckBase):
     kind: Literal["feature_missing"]
-    max_increase_points: float | None = Field(None, ge=0, le=100)
-    max_rate_pct: float | None = Field(None, ge=0, le=100)
+    max_increase_points: float | None = Field(None, gt=0, le=100)
+    max_rate_pct: float | None = Field(None, gt=0, le=100)
 
     @model_validator(mode="after")
     def _one_threshold(self) -> "FeatureMissingCheck":

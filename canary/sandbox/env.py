@@ -301,6 +301,8 @@ class Sandbox:
             return
         self.fault_injected_at = time.monotonic()
         knobs = SCENARIOS[self.scenario]
+        if self.scenario == "good":
+            return  # nothing to inject: no line saying otherwise
         log.warning("sandbox.fault_injected", scenario=self.scenario)
         if self.scenario == "crash":
             self._timer = threading.Timer(self.crash_after_s, self.canary.kill)

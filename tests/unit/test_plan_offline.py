@@ -305,3 +305,34 @@ def test_plan_names_what_it_does_not_plan_and_fails_when_prometheus_cannot_be_as
                                     "--model", "m", "--stable-version", "v1", "-n", "ml", "-o", "json"])
     assert down.exit_code == 3, down.output
     assert "could not read the stable's latency buckets" in down.output and "assumes --bucket-ratio 1" in down.output
+
+
+def test_a_fault_inside_plan_is_exit_3_naming_it_never_a_traceback_and_exit_1(tmp_path: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Exit 1 means "rolled back" to a pipeline; a limit plan could not render (max_increase_pct: 0, now
+    refused) gave a traceback and exit 1. Any fault inside plan is exit 3 with its type and message."""
+    from canary.analysis import plan as plan_mod
+
+    (tmp_path / "p.yaml").write_text("steps: [10, 100]\nchecks:\n  - {name: lat, kind: latency, max_increase_pct: 20}\n")
+
+    def broken(*a: Any, **kw: Any) -> Any:
+        raise KeyError("canary_quantile_ms")
+
+    monkeypatch.setattr(plan_mod, "plan", broken)
+    res = CliRunner().invoke(_app(), ["plan", "--policy", str(tmp_path / "p.yaml"), "--rps", "50"])
+    assert res.exit_code == 3 and "KeyError" in res.output and "Traceback" not in res.output, res.output
+
+
+@pytest.mark.parametrize("check", [{"kind": "latency", "max_increase_pct": 0},
+                                   {"kind": "error_rate", "max_increase_points": 0},
+                                   {"kind": "error_rate", "max_rate_pct": 0},
+                                   {"kind": "feature_missing", "max_rate_pct": 0}])
+def test_a_limit_no_sample_can_be_shown_within_is_refused_before_plan(tmp_path: Path, check: dict[str, Any]) -> None:
+    """An increase of at most 0, or a rate of at most 0%, is never shown by finite samples: every rollout
+    would end at its deadline. Refused naming the field (it was accepted, and plan crashed on it)."""
+    import yaml
+
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump({"steps": [10, 100], "checks": [{"name": "c", **check}]}))
+    res = CliRunner().invoke(_app(), ["plan", "--policy", str(tmp_path / "p.yaml"), "--rps", "50"])
+    field = next(k for k in check if k != "kind")
+    assert res.exit_code == 2 and f"checks[0].{field}: must be > 0" in res.output, res.output

@@ -93,7 +93,7 @@ NUMBERS = [
     ("checks.prediction_shift.max_psi", INF, "checks[0].max_psi", "finite"),
     ("checks.prediction_shift.max_js", 1.5, "checks[0].max_js", "must be <= 1"),
     ("checks.feature_missing.max_increase_points", False, "checks[0].max_increase_points", "boolean"),
-    ("checks.feature_missing.max_rate_pct", -1, "checks[0].max_rate_pct", "must be >= "),
+    ("checks.feature_missing.max_rate_pct", -1, "checks[0].max_rate_pct", "must be > 0"),
     ("checks.custom.max_value", -INF, "checks[0].max_value", "finite"),
     ("checks.custom.max_value", "1", "checks[0].max_value", "must be a number"),
     ("checks.custom.max_ratio", 0, "checks[0].max_ratio", "must be > 0"),
