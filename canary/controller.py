@@ -463,7 +463,8 @@ class Controller:
             from canary.gates import TritonGates
 
             self._gates[key] = TritonGates(cfg, model=spec.target.model, stable_url=spec.triton_stable,
-                                           canary_url=spec.triton_canary, base_dir=Path.cwd())
+                                           canary_url=spec.triton_canary, base_dir=Path.cwd(),
+                                           samples=spec.warmup_samples)  # never a file: crd._samples
         return self._gates[key]
 
     def _gate_preflight(self, spec: crd.RolloutSpec, state: rl.RolloutState, log: Any) -> str:

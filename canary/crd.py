@@ -10,6 +10,7 @@ write as the weights.
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 import time
@@ -20,7 +21,7 @@ from typing import Any, Callable
 from canary import rollout as rl
 from canary.errors import ConfigError, PolicyError
 from canary.model import Target, check_version
-from canary.policy import Policy, parse_policy, parse_policy_text
+from canary.policy import SAMPLE_FIELD, Policy, parse_policy, parse_policy_text, parse_samples
 
 GROUP, VERSION, PLURAL, KIND = "modelcanary.dev", "v1alpha1", "canaryrollouts", "CanaryRollout"
 ACTIONS = ("", "pause", "resume", "rollback")
@@ -40,6 +41,9 @@ class RolloutSpec:
     action_reason: str
     triton_stable: str | None
     triton_canary: str | None
+    # the warm-up samples `gates.triton.sample_file` names, read from the policyRef ConfigMap (the key
+    # of that name beside the policy's): (where from, parsed JSON); None when the policy names none
+    warmup_samples: tuple[str, Any] | None = None
 
     @property
     def key(self) -> str:
@@ -74,7 +78,8 @@ def parse(obj: dict[str, Any], *, configmap: Callable[[str, str], dict[str, str]
     for field, value in (("canaryVersion", canary), ("stableVersion", stable)):
         if value:
             check_version(value, f"{where}: spec.{field}")
-    policy = _policy(spec, where, ns, configmap)
+    policy, data = _policy(spec, where, ns, configmap)
+    samples = _samples(policy, spec, where, ns, data)
     action = text("action")
     if action not in ACTIONS:
         raise ConfigError(f"{where}: spec.action must be empty or one of pause, resume, rollback")
@@ -95,7 +100,38 @@ def parse(obj: dict[str, Any], *, configmap: Callable[[str, str], dict[str, str]
     return RolloutSpec(namespace=ns, name=name, uid=str(meta.get("uid", "")), generation=generation,
                        target=target, policy=policy, on_foreign_edit=on_edit, on_prometheus_outage=on_outage,
                        action=action, action_reason=text("actionReason"),
-                       triton_stable=triton.get("stableUrl"), triton_canary=triton.get("canaryUrl"))
+                       triton_stable=triton.get("stableUrl"), triton_canary=triton.get("canaryUrl"),
+                       warmup_samples=samples)
+
+
+def _samples(policy: Policy, spec: dict[str, Any], where: str, ns: str,
+             data: dict[str, str] | None) -> tuple[str, Any] | None:
+    """The warm-up samples of an enabled gate's `sample_file`: a key of the policyRef ConfigMap (the
+    ConfigMap is to a CanaryRollout what the policy file's folder is to `promote`). ConfigError
+    before any traffic when the key is missing or not sample JSON, or the policy is inline (the
+    controller's own disk is no place an author can put a file: it read one relative to its cwd)."""
+    gate = policy.gates.triton
+    if gate is None or not gate.enabled or not gate.sample_file:
+        return None
+    if data is None:
+        raise ConfigError(f"{where}: spec.policy.{SAMPLE_FIELD}: an inline policy cannot name a file (the "
+                          "controller cannot read the author's disk); put the policy and the samples in one "
+                          "ConfigMap, the samples under a key of that name, and use spec.policyRef")
+    ref = spec["policyRef"]["configMap"]
+    if gate.sample_file not in data:
+        raise ConfigError(f"{where}: {SAMPLE_FIELD} {gate.sample_file!r}: ConfigMap {ns}/{ref} has no key of "
+                          "that name (the warm-up samples live beside the policy, docs/triton.md)")
+    try:
+        return f"configmap:{ns}/{ref}[{gate.sample_file}]", _parsed_samples(data[gate.sample_file], f"ConfigMap {ns}/{ref}",
+                                                                    gate.sample_file)
+    except PolicyError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+@functools.lru_cache(maxsize=64)
+def _parsed_samples(text: str, file: str, name: str) -> Any:
+    """`parse_samples`, once per distinct text (each tick parses every due CanaryRollout)."""
+    return parse_samples(text, file=file, name=name)
 
 
 class _Parsed:
@@ -137,13 +173,14 @@ def _text_of(raw: Any) -> str | None:
 
 
 def _policy(spec: dict[str, Any], where: str, ns: str,
-            configmap: Callable[[str, str], dict[str, str]] | None) -> Policy:
+            configmap: Callable[[str, str], dict[str, str]] | None) -> tuple[Policy, dict[str, str] | None]:
+    """The policy, and the policyRef ConfigMap's data it was read from (None for an inline policy)."""
     inline, ref = spec.get("policy"), spec.get("policyRef")
     if (inline is None) == (ref is None):
         raise ConfigError(f"{where}: give exactly one of spec.policy and spec.policyRef")
     if inline is not None:
         try:
-            return _PARSED.get(_text_of(inline), lambda: parse_policy(inline, file=f"{where} spec.policy"))
+            return _PARSED.get(_text_of(inline), lambda: parse_policy(inline, file=f"{where} spec.policy")), None
         except PolicyError as exc:
             raise ConfigError(str(exc)) from None
     if not isinstance(ref, dict) or not isinstance(ref.get("configMap"), str) or not isinstance(ref.get("key"), str) \
@@ -157,7 +194,7 @@ def _policy(spec: dict[str, Any], where: str, ns: str,
     try:  # the strict loader: no YAML coercions, bounded size and depth
         text = data[ref["key"]]
         return _PARSED.get("yaml:" + text if isinstance(text, str) and len(text) <= _KEY_MAX else None,
-                           lambda: parse_policy_text(text, file=f"ConfigMap {ns}/{ref['configMap']}[{ref['key']}]"))
+                           lambda: parse_policy_text(text, file=f"ConfigMap {ns}/{ref['configMap']}[{ref['key']}]")), data
     except PolicyError as exc:
         raise ConfigError(str(exc)) from None
 

@@ -14,10 +14,14 @@ from canary.triton import ReadinessProbe, TritonEndpoint, preflight, require_cli
 
 
 class TritonGates:
-    def __init__(self, cfg: TritonGate, *, model: str, stable_url: str | None, canary_url: str, base_dir: Path) -> None:
+    def __init__(self, cfg: TritonGate, *, model: str, stable_url: str | None, canary_url: str, base_dir: Path,
+                 samples: tuple[str, Any] | None = None) -> None:
+        """`samples`: the warm-up samples already read (where from, parsed JSON), else `cfg.sample_file`
+        relative to `base_dir` (`triton.preflight`)."""
         require_client(cfg.protocol)  # ConfigError without the `triton` extra: refused before traffic moves
         self.cfg = cfg
         self.base_dir = base_dir
+        self.samples = samples
         self.canary = TritonEndpoint(url=canary_url, model=model, protocol=cfg.protocol)
         self.stable = TritonEndpoint(url=stable_url, model=model, protocol=cfg.protocol) if stable_url else None
         self._probe: ReadinessProbe | None = None
@@ -31,7 +35,7 @@ class TritonGates:
         return self.cfg.probe_failures
 
     def preflight(self) -> dict[str, Any]:
-        return preflight(self.stable, self.canary, self.cfg, base_dir=self.base_dir).to_dict()
+        return preflight(self.stable, self.canary, self.cfg, base_dir=self.base_dir, samples=self.samples).to_dict()
 
     def ready(self) -> bool:
         if self._probe is None:

@@ -284,18 +284,29 @@ def load_policy(path: str | Path) -> Policy:
     gate = policy.gates.triton
     if gate is not None and gate.enabled and gate.sample_file:  # a gate turned off reads nothing
         sample = path.parent / gate.sample_file
-        field = "gates.triton.sample_file"
         try:
-            raw = json.loads(sample.read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise PolicyError(str(path), field, f"{gate.sample_file}: cannot read {sample} "
+            text = sample.read_text(encoding="utf-8")
+        except (OSError, ValueError) as exc:
+            raise PolicyError(str(path), SAMPLE_FIELD, f"{gate.sample_file}: cannot read {sample} "
                               f"({getattr(exc, 'strerror', None) or exc}; relative to the policy file)") from None
-        except ValueError as exc:
-            raise PolicyError(str(path), field, f"{gate.sample_file}: not JSON ({exc})") from None
-        reqs = raw.get("requests") if isinstance(raw, dict) else None
-        if not isinstance(reqs, list) or not reqs:
-            raise PolicyError(str(path), field, f'{gate.sample_file}: expected {{"requests": [{{input: nested list}}, ...]}}')
+        parse_samples(text, file=str(path), name=gate.sample_file)
     return policy
+
+
+SAMPLE_FIELD = "gates.triton.sample_file"
+
+
+def parse_samples(text: str, *, file: str, name: str) -> dict[str, Any]:
+    """Warm-up sample JSON text (`{"requests": [{input: nested list}, ...]}`, docs/triton.md), parsed;
+    PolicyError naming `file`, the field and `name` when it is not JSON or not that shape."""
+    try:
+        raw = json.loads(text)
+    except ValueError as exc:
+        raise PolicyError(file, SAMPLE_FIELD, f"{name}: not JSON ({exc})") from None
+    reqs = raw.get("requests") if isinstance(raw, dict) else None
+    if not isinstance(reqs, list) or not reqs:
+        raise PolicyError(file, SAMPLE_FIELD, f'{name}: expected {{"requests": [{{input: nested list}}, ...]}}')
+    return raw  # type: ignore[no-any-return]
 
 
 def json_schema() -> str:

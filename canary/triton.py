@@ -178,9 +178,12 @@ def _shape_ok(kind: str, stable: tuple[int, ...], canary: tuple[int, ...]) -> bo
 
 
 def preflight(
-    stable: TritonEndpoint | None, canary: TritonEndpoint, gate: TritonGate, *, base_dir: Path
+    stable: TritonEndpoint | None, canary: TritonEndpoint, gate: TritonGate, *, base_dir: Path,
+    samples: tuple[str, Any] | None = None,
 ) -> PreflightReport:
-    """All pre-traffic checks on the canary; raises GateError naming what failed."""
+    """All pre-traffic checks on the canary; raises GateError naming what failed. The warm-up inputs:
+    `samples` (where they came from, the parsed sample JSON) when given (a CanaryRollout's, read from
+    its policyRef ConfigMap), else `gate.sample_file` relative to `base_dir`, else generated."""
     checks: list[str] = []
     client = connect(canary)
     try:
@@ -197,7 +200,7 @@ def preflight(
             if problems:
                 raise GateError(f"canary {canary} is not compatible with stable {stable}: " + "; ".join(problems))
             checks.append("tensor names, datatypes, shapes and max_batch_size compatible with stable")
-        requests, source = _warmup_inputs(sig, gate, base_dir)
+        requests, source = _warmup_inputs(sig, gate, base_dir, samples)
         latencies = _warm_up(client, canary, sig, requests, gate)
     finally:
         _close(client)
@@ -227,7 +230,10 @@ def _require_ready(client: Any, ep: TritonEndpoint) -> None:
         raise GateError(f"{ep}: Triton server unreachable: {_msg(exc)}") from exc
 
 
-def _warmup_inputs(sig: Signature, gate: TritonGate, base_dir: Path) -> tuple[list[dict[str, np.ndarray]], str]:
+def _warmup_inputs(sig: Signature, gate: TritonGate, base_dir: Path,
+                   samples: tuple[str, Any] | None = None) -> tuple[list[dict[str, np.ndarray]], str]:
+    if samples is not None:
+        return typed_samples(samples[1], sig, samples[0]), samples[0]
     if gate.sample_file:
         path = (base_dir / gate.sample_file).resolve()
         return load_samples(path, sig), f"file:{path}"
@@ -245,6 +251,11 @@ def load_samples(path: Path, sig: Signature) -> list[dict[str, np.ndarray]]:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise GateError(f"warm-up sample file {path}: cannot read: {exc}") from exc
+    return typed_samples(raw, sig, str(path))
+
+
+def typed_samples(raw: Any, sig: Signature, path: str) -> list[dict[str, np.ndarray]]:
+    """Parsed sample JSON (`load_samples`' format) into typed arrays; `path` names where it came from."""
     reqs = raw.get("requests") if isinstance(raw, dict) else None
     if not isinstance(reqs, list) or not reqs:
         raise GateError(f"warm-up sample file {path}: expected {{\"requests\": [{{input: nested list}}, ...]}}")

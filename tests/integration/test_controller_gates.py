@@ -111,3 +111,73 @@ def test_a_policy_whose_triton_gate_is_disabled_runs_without_it(urls: bool) -> N
     finally:
         client.close()
         api.stop()
+
+
+SAMPLES = {"requests": [{"features": [[0.1, -1.2, None, 0.3, 0.0, 1.0, 0.5, -0.2]]}]}
+
+
+def _with_samples(api: Any, data: dict[str, str], *, ref: bool = True) -> None:
+    """r0 gated with `sample_file: warmup.json`: its policy in ConfigMap ml/pol (with `data`), or inline."""
+    import json
+
+    import yaml
+
+    policy = copy.deepcopy(fleet.FAST_POLICY)
+    policy["gates"] = {"triton": {**GATES["triton"], "sample_file": "warmup.json"}}
+    api.handler.put_object({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "pol", "namespace": "ml"},
+                            "data": {"policy.yaml": yaml.safe_dump(policy), **data}})
+    obj = api.get(crd.GROUP, crd.PLURAL, "ml", "r0")
+    if ref:
+        del obj["spec"]["policy"]
+        obj["spec"]["policyRef"] = {"configMap": "pol", "key": "policy.yaml"}
+    else:
+        obj["spec"]["policy"] = policy
+    api.handler.put_object(obj)
+    assert json.dumps(SAMPLES)  # the shape docs/triton.md gives
+
+
+def test_a_crs_warm_up_samples_come_from_its_policy_configmap(triton_stable: TritonServer,
+                                                              triton_canary: TritonServer) -> None:
+    """`sample_file` names a key beside the policy in its ConfigMap: the gate warms the canary up on
+    those samples (the controller read a file relative to its own working directory: a policy error
+    found only at the gate, and recorded as a rollback of the model)."""
+    import json
+
+    api, client, clock, op = world(triton_stable.http_url, triton_canary.http_url)
+    try:
+        _with_samples(api, {"warmup.json": json.dumps(SAMPLES)})
+        for _ in range(3):
+            op.tick()
+            clock.sleep(0.5)
+        status = api.get(crd.GROUP, crd.PLURAL, "ml", "r0")["status"]
+        assert status["phase"] == rl.PROGRESSING and status["weights"]["canary"] > 0, status
+        maps = [m for m in api.list("", "configmaps", "ml") if m["metadata"]["name"] != "pol"]
+        assert "configmap:ml/pol[warmup.json]" in json.dumps(maps), maps  # the history: the gate's sample source
+    finally:
+        client.close()
+        api.stop()
+
+
+@pytest.mark.parametrize(("data", "ref", "says"), [
+    ({}, True, "ConfigMap ml/pol has no key of that name"),
+    ({"warmup.json": "{not json"}, True, "warmup.json: not JSON"),
+    ({"warmup.json": '{"requests": []}'}, True, 'expected {"requests"'),
+    ({}, False, "an inline policy cannot name a file"),
+], ids=["no-key", "not-json", "no-requests", "inline"])
+def test_warm_up_samples_a_cr_cannot_have_are_refused_before_any_traffic(data: dict[str, str], ref: bool,
+                                                                         says: str) -> None:
+    """Refused with Ready=False naming the field, nothing written to the route: not a rollback of the model."""
+    api, client, clock, op = world("127.0.0.1:1", "127.0.0.1:1")
+    try:
+        _with_samples(api, data, ref=ref)
+        before = api.get("networking.istio.io", "virtualservices", "ml", "m0")
+        op.tick()
+        obj = api.get(crd.GROUP, crd.PLURAL, "ml", "r0")
+        ready = next(c for c in obj["status"]["conditions"] if c["type"] == "Ready")
+        assert ready["status"] == "False" and "gates.triton.sample_file" in ready["message"], ready
+        assert says in ready["message"], ready
+        assert not obj["status"].get("phase")
+        assert api.get("networking.istio.io", "virtualservices", "ml", "m0") == before
+    finally:
+        client.close()
+        api.stop()

@@ -101,7 +101,7 @@ def _latency(rng: random.Random) -> tuple[dict[str, Any], tuple]:
     if shape < 0.6:
         check.update(max_increase_pct=rng.choice((5, 10, 20, 50)), max_ms=rng.choice((20, 100, 250, 4000)))
     elif shape < 0.8:
-        check["max_increase_pct"] = rng.choice((0, 10, 20))
+        check["max_increase_pct"] = rng.choice((0.01, 10, 20))  # 0 is refused (decision 62)
     else:
         check["max_ms"] = rng.choice((1, 60, 250, 4000))
     return check, (_histogram(rng, b_s, n_s, median, sigma), _histogram(rng, b_c, n_c, median * slower, sigma))
@@ -128,11 +128,11 @@ def _proportion(rng: random.Random, kind: str) -> tuple[dict[str, Any], tuple]:
     check: dict[str, Any] = {"kind": kind}
     shape = rng.random()
     if shape < 0.5:
-        check.update(max_increase_points=rng.choice((0, 0.5, 1, 2)), max_rate_pct=rng.choice((1, 5, 10)))
+        check.update(max_increase_points=rng.choice((0.001, 0.5, 1, 2)), max_rate_pct=rng.choice((1, 5, 10)))
     elif shape < 0.75:
-        check["max_increase_points"] = rng.choice((0, 1, 2))
+        check["max_increase_points"] = rng.choice((0.001, 1, 2))
     else:
-        check["max_rate_pct"] = rng.choice((0, 2, 10, 100))
+        check["max_rate_pct"] = rng.choice((0.001, 2, 10, 100))
     return check, _counts(rng, rng.choice((0.0, 0.001, 0.005, 0.02, 0.2)))
 
 
