@@ -156,8 +156,12 @@ def _metrics(url: Optional[str], token: Optional[str], user: Optional[str], pass
 
 def _target(model: str, namespace: str, vs: Optional[str], dr: Optional[str], *, stable: str = "", canary: str = "",
             route: Optional[str] = None) -> Target:
-    return Target(namespace=namespace, virtual_service=vs or model, model=model, stable_version=stable,
-                  canary_version=canary, destination_rule=dr or "", route=route or "")
+    from canary.model import check_target_names
+
+    target = Target(namespace=namespace, virtual_service=vs or model, model=model, stable_version=stable,
+                    canary_version=canary, destination_rule=dr or "", route=route or "")
+    check_target_names(target)  # ConfigError (exit 2) before any request
+    return target
 
 
 def state_dict(state: rl.RolloutState, *, exit_code: int | None = None) -> dict[str, Any]:

@@ -185,6 +185,7 @@ def follow(*, model: str, canary_version: str, policy_file: Path, namespace: str
     if not (isinstance(timeout_s, (int, float)) and 0 < timeout_s < float("inf")):
         raise cli.ConfigError(f"--timeout must be a positive number of seconds, got {timeout_s}")
     check_version(canary_version, "--canary-version")
+    cli._target(model, namespace, virtual_service, destination_rule)  # names checked: ConfigError, nothing sent
     body = crd.new_object(namespace=namespace, name=name or f"{model}-{canary_version}".lower().replace(".", "-"),
                           model=model, canary_version=canary_version, policy_raw=raw, stable_version=stable_version,
                           virtual_service=virtual_service or "", triton=triton)

@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 from canary import rollout as rl
 from canary.errors import ConfigError, PolicyError
-from canary.model import Target, check_version
+from canary.model import Target, check_target_names, check_version
 from canary.policy import SAMPLE_FIELD, Policy, parse_policy, parse_policy_text, parse_samples
 
 GROUP, VERSION, PLURAL, KIND = "modelcanary.dev", "v1alpha1", "canaryrollouts", "CanaryRollout"
@@ -97,6 +97,7 @@ def parse(obj: dict[str, Any], *, configmap: Callable[[str, str], dict[str, str]
     target = Target(namespace=ns, virtual_service=text("virtualService") or model, model=model,
                     stable_version=stable, canary_version=canary,
                     destination_rule=text("destinationRule"), route=text("route") or (policy.route or ""))
+    check_target_names(target, where)
     return RolloutSpec(namespace=ns, name=name, uid=str(meta.get("uid", "")), generation=generation,
                        target=target, policy=policy, on_foreign_edit=on_edit, on_prometheus_outage=on_outage,
                        action=action, action_reason=text("actionReason"),

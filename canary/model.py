@@ -290,6 +290,36 @@ def check_version(value: object, what: str) -> None:
                           "(1-63 of A-Z a-z 0-9 - _ . , starting and ending with a letter or digit)")
 
 
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", re.ASCII)
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*", re.ASCII)
+
+
+def check_object_name(value: object, what: str) -> None:
+    """A VirtualService or DestinationRule name: a DNS-1123 subdomain (lower-case letters, digits, '-'
+    and '.', at most 253), as the API server requires; ConfigError (exit 2) naming `what` before any
+    request is sent (`../x` or `a/b` went into the request path)."""
+    if not isinstance(value, str) or len(value) > 253 or not _DNS_SUBDOMAIN.fullmatch(value):
+        raise ConfigError(f"{what} {value!r} is not a Kubernetes object name (a DNS-1123 subdomain: at most 253 "
+                          "lower-case letters, digits, '-' and '.', starting and ending with a letter or digit)")
+
+
+def check_namespace(value: object, what: str) -> None:
+    """A namespace: a DNS-1123 label (lower-case letters, digits and '-', at most 63); ConfigError."""
+    if not isinstance(value, str) or not _DNS_LABEL.fullmatch(value):
+        raise ConfigError(f"{what} {value!r} is not a Kubernetes namespace (a DNS-1123 label: at most 63 "
+                          "lower-case letters, digits and '-', starting and ending with a letter or digit)")
+
+
+def check_target_names(target: "Target", where: str = "") -> None:
+    """The target's namespace, VirtualService and DestinationRule are valid Kubernetes names
+    (`check_namespace`, `check_object_name`); `where` prefixes the messages (a CR's location)."""
+    at = f"{where}: " if where else ""
+    check_namespace(target.namespace, f"{at}namespace")
+    check_object_name(target.virtual_service, f"{at}VirtualService (the model name unless --virtual-service or spec.virtualService names another)")
+    if target.destination_rule:
+        check_object_name(target.destination_rule, f"{at}DestinationRule")
+
+
 def pass_ratio(anchor_requests: float, canary_requests: float) -> float:
     """A look's canary requests over its window's anchor (the first look that could pass), >= 1.
 

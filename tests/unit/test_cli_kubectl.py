@@ -287,3 +287,21 @@ def test_version_prints_the_installed_version() -> None:
 
     out = CliRunner().invoke(app, ["--version"])
     assert out.exit_code == 0 and out.stdout.strip() == f"canary {version('modelcanary')}"
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["status", "../x"], "VirtualService (the model name"),
+    (["rollback", "rec_model", "--reason", "r"], "'rec_model' is not a Kubernetes object name"),
+    (["pause", "rec-model", "-n", "a/b"], "namespace 'a/b' is not a Kubernetes namespace"),
+    (["status", "rec-model", "--virtual-service", "Rec"], "'Rec' is not a Kubernetes object name"),
+    (["status", "rec-model", "--destination-rule", "a/b"], "DestinationRule 'a/b'"),
+])
+def test_names_kubernetes_would_refuse_are_refused_before_any_request(istio_api: KubeAPIServer, tmp_path: Path,
+                                                                     args: list[str], says: str) -> None:
+    """A VirtualService, DestinationRule or namespace name that is no Kubernetes name: exit 2 naming
+    it, and the API server never asked (`../x` and `a/b` went into the request path)."""
+    kc = str(kubeconfig(tmp_path / "kc", istio_api.url))
+    seen = dict(istio_api.handler.requests)
+    res = run(*args, "--kubeconfig", kc)
+    assert res.exit_code == 2 and says in res.stderr, res.stderr
+    assert istio_api.handler.requests == seen

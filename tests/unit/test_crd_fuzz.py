@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -102,3 +103,20 @@ def test_a_configmap_policy_with_a_yaml_coercion_names_the_configmap() -> None:
         assert "ConfigMap ml/p[policy.yaml]" in str(exc)
     else:
         raise AssertionError("'hard: yes' must not be read as true")
+
+
+@pytest.mark.parametrize(("field", "value", "says"), [
+    ("virtualService", "a/b", "CanaryRollout ml/r0: VirtualService"),
+    ("model", "rec_model", "'rec_model' is not a Kubernetes object name"),
+    ("destinationRule", "../dr", "CanaryRollout ml/r0: DestinationRule '../dr'"),
+])
+def test_names_kubernetes_would_refuse_are_a_config_error_naming_the_rollout(field: str, value: str, says: str) -> None:
+    """Refused when parsed, before any request (a model name that is no object name needs spec.virtualService)."""
+    obj = fleet.rollout_object(0, "v2")
+    obj["spec"].pop("virtualService", None)
+    obj["spec"][field] = value
+    with pytest.raises(ConfigError, match=re.escape(says)):
+        crd.parse(obj)
+    obj["spec"]["virtualService"] = "m0"
+    if field == "model":
+        assert crd.parse(obj).target.model == "rec_model"  # a Triton model name may have '_'; the VS may not
