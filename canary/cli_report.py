@@ -84,6 +84,9 @@ def _from_file(path: Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise cli.ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise cli.ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); give the file `canary report -o json` "
+                              "wrote") from None
     return hist.parse(text, where=str(path))
 
 

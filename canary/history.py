@@ -224,9 +224,9 @@ def parse(text: str | bytes, *, where: str) -> dict[str, Any]:
         raise ConfigError(f"{where}: format: expected {FORMAT}, got {str(doc.get('format'))[:40]!r}")
     c = _Checker(where)
     c.fields(doc, "", {"rollout": dict, "policy": dict, "looks": list, "events": list, "weights": list,
-                       "gates": list}, {"phase": str, "reason": str, "updated_at": _NUMBER, "thinned": int})
+                       "gates": list}, {"phase": str, "reason": str, "updated_at": _TIME, "thinned": int})
     c.fields(doc["rollout"], "rollout.", {"model": str, "canary_version": str, "stable_version": str},
-             {"namespace": str, "virtual_service": str, "route": _OPT_STR, "started_at": _NUMBER, "source": str,
+             {"namespace": str, "virtual_service": str, "route": _OPT_STR, "started_at": _TIME, "source": str,
               "name": _OPT_STR})
     pol = doc["policy"]
     c.fields(pol, "policy.", {"steps": list, "checks": list},
@@ -240,18 +240,18 @@ def parse(text: str | bytes, *, where: str) -> dict[str, Any]:
         for k, v in (chk.get("limits") or {}).items():
             c.value(v, f"{f}limits.{k}", _NUMBER)
     for i, p in enumerate(doc["weights"]):
-        if not (isinstance(p, list) and len(p) == 2 and _num(p[0]) is not None and _num(p[1]) is not None):
-            raise ConfigError(f"{where}: weights[{i}]: must be [at, canary %]")
+        if not (isinstance(p, list) and len(p) == 2 and _time(p[0]) is not None and _num(p[1]) is not None):
+            raise ConfigError(f"{where}: weights[{i}]: must be [at (a Unix time), canary %]")
     for i, e in enumerate(doc["events"]):
         c.value(e, f"events[{i}]", dict)
-        c.fields(e, f"events[{i}].", {"at": _NUMBER, "event": str}, {"phase": str, "weights": str, "reason": str})
+        c.fields(e, f"events[{i}].", {"at": _TIME, "event": str}, {"phase": str, "weights": str, "reason": str})
     for i, g in enumerate(doc["gates"]):
         c.value(g, f"gates[{i}]", dict)
-        c.fields(g, f"gates[{i}].", {"at": _NUMBER, "stage": str, "outcome": str}, {"detail": str})
+        c.fields(g, f"gates[{i}].", {"at": _TIME, "stage": str, "outcome": str}, {"detail": str})
     for i, lk in enumerate(doc["looks"]):
         f = f"looks[{i}]."
         c.value(lk, f[:-1], dict)
-        c.fields(lk, f, {"n": int, "at": _NUMBER, "c": dict},
+        c.fields(lk, f, {"n": int, "at": _TIME, "c": dict},
                  {"step": int, "w": _NUMBER, "o": str, "r": str, "cn": _OPT_NUMBER})
         for name, rec in lk["c"].items():
             g = f"{f}c.{name}."
@@ -267,6 +267,13 @@ def parse(text: str | bytes, *, where: str) -> dict[str, Any]:
 
 
 _NUMBER, _OPT_NUMBER, _OPT_STR = "a number", "a number or null", "a string or null"
+_TIME = f"a Unix time in seconds (0 to {1e11:g}, the year 5138)"
+
+
+def _time(v: Any) -> float | None:
+    """`v` as a Unix time a page can draw (0..1e11 s), else None (1e308 or -1e308 crashed the report)."""
+    x = _num(v)
+    return x if x is not None and 0 <= x <= 1e11 else None
 
 
 class _Checker:
@@ -276,7 +283,7 @@ class _Checker:
         self.where = where
 
     def value(self, v: Any, field: str, kind: Any) -> None:
-        ok = {_NUMBER: lambda: _num(v) is not None, _OPT_NUMBER: lambda: v is None or _num(v) is not None,
+        ok = {_NUMBER: lambda: _num(v) is not None, _TIME: lambda: _time(v) is not None, _OPT_NUMBER: lambda: v is None or _num(v) is not None,
               _OPT_STR: lambda: v is None or isinstance(v, str),
               int: lambda: isinstance(v, int) and not isinstance(v, bool)}.get(kind, lambda: isinstance(v, kind))()
         if not ok:

@@ -103,6 +103,10 @@ def parse_exported(raw: Any, *, file: str = "<input>", base: Path | None = None)
             if arm not in entry:
                 raise _bad(file, f"{field}.{arm}", "missing")
             data = _arm(entry[arm], file, f"{field}.{arm}")
+            want = _SHAPES.get(kinds[name])
+            if want is not None and not isinstance(data, (want[0], Exception)):
+                raise _bad(file, f"{field}.{arm}", f"{kinds[name]} checks read {want[1]} (or {{error}}), "
+                                                   f"got keys {sorted(entry[arm])}")
             if kinds[name] == "latency" and isinstance(data, Histogram) and data.bounds[0] < 0:
                 raise _bad(file, f"{field}.{arm}.bounds[0]", f"a latency bound is a duration (ms, >= 0), got {data.bounds[0]:g}")
             arms.append(data)
@@ -207,6 +211,12 @@ def _arm(raw: Any, file: str, field: str) -> ArmData | Exception:
 
 
 _FEATURE_KEYS = {"numeric", "categorical", "missing"}
+# what each check kind reads, as `_arm` parses it (a {bounds, counts} for an error rate was judged an ERROR, exit 4)
+_SHAPES: dict[str, tuple[type, str]] = {
+    "latency": (Histogram, "{bounds, counts}"), "prediction_shift": (Histogram, "{bounds, counts}"),
+    "error_rate": (Counts, "{events, total}"), "feature_missing": (Counts, "{events, total}"),
+    "feature_drift": (FeatureCounts, "{numeric, categorical, missing}"), "custom": (Scalar, "{value[, n]}"),
+}
 
 
 def _features(raw: dict[str, Any], file: str, field: str) -> FeatureCounts:

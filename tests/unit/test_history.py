@@ -205,6 +205,11 @@ def test_merging_twice_keeps_each_look_once() -> None:
     (lambda d: d["policy"].__setitem__("interval_s", "5m"), "policy.interval_s"),
     (lambda d: d["rollout"].__setitem__("started_at", "yesterday"), "rollout.started_at"),
     (lambda d: d.__setitem__("updated_at", "x"), "updated_at"),
+    # times a page cannot draw: `canary report` said "unexpected error" (exit 3) on them
+    (lambda d: d["rollout"].__setitem__("started_at", 1e308), "rollout.started_at: must be a Unix time"),
+    (lambda d: d.__setitem__("updated_at", -1e308), "updated_at: must be a Unix time"),
+    (lambda d: d["looks"][0].__setitem__("at", 1e300), "looks[0].at: must be a Unix time"),
+    (lambda d: d["weights"][0].__setitem__(0, -5.0), "weights[0]: must be [at (a Unix time)"),
 ])
 def test_a_bad_export_is_refused_naming_the_field(edit: Any, field: str) -> None:
     doc = json.loads(json.dumps(fake_rollout_small()))

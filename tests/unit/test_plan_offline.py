@@ -336,3 +336,21 @@ def test_a_limit_no_sample_can_be_shown_within_is_refused_before_plan(tmp_path: 
     res = CliRunner().invoke(_app(), ["plan", "--policy", str(tmp_path / "p.yaml"), "--rps", "50"])
     field = next(k for k in check if k != "kind")
     assert res.exit_code == 2 and f"checks[0].{field}: must be > 0" in res.output, res.output
+
+
+@pytest.mark.parametrize(("check", "arm", "says"), [
+    ({"kind": "latency", "max_ms": 100}, {"events": 1, "total": 10}, "latency checks read {bounds, counts}"),
+    ({"kind": "error_rate", "max_rate_pct": 5}, {"bounds": [1, "+Inf"], "counts": [1, 2]},
+     "error_rate checks read {events, total}"),
+    ({"kind": "custom", "query": 'q{version="{version}"}', "max_value": 1}, {"events": 1, "total": 2},
+     "custom checks read {value[, n]}"),
+])
+def test_judge_input_of_another_checks_shape_is_bad_input_naming_the_arm(tmp_path: Path, check: dict[str, Any],
+                                                                        arm: dict[str, Any], says: str) -> None:
+    """Counts for a latency check (and the like) are a mistake in the file, exit 2 naming the arm, not
+    a verdict ERROR (exit 4, "could not judge", which a pipeline retries)."""
+    f = tmp_path / "in.json"
+    f.write_text(json.dumps({"policy": {"steps": [10, 100], "checks": [{"name": "c", **check}]},
+                             "checks": {"c": {"stable": arm, "canary": arm}}}))
+    res = CliRunner().invoke(_app(), ["judge", "--input", str(f)])
+    assert res.exit_code == 2 and "checks.c.stable" in res.output and says in res.output, res.output

@@ -102,3 +102,11 @@ def test_input_takes_dash_i_as_judge_and_drift_check_do(tmp_path) -> None:
             assert r.exit_code == 2 and "missing.json" in r.output, (flag, r.output)
     finally:
         logs.configure()
+
+
+def test_a_saved_history_that_is_not_utf8_is_bad_input_exit_2(tmp_path: Path) -> None:
+    """Not "unexpected error" (exit 3, a bug): the file is named and so is what to give instead."""
+    bad = tmp_path / "h.json"
+    bad.write_bytes(b"\xff\xfe{")
+    res = CliRunner().invoke(app, ["report", "--input", str(bad), "-o", "json"])
+    assert res.exit_code == 2 and f"{bad}: not UTF-8 text" in res.output, res.output
