@@ -74,8 +74,33 @@ def load_profiles(core: Any, namespace: str | None) -> list[tuple[str, dict[str,
     return out
 
 
+class StateConflict(Exception):
+    """The state ConfigMap changed since this replica read it (another replica wrote it, or this one
+    is no longer the only leader): re-read it, merge, and write again (`DriftWatcher`)."""
+
+
+def brief(exc: BaseException) -> str:
+    """One readable line for an error: an API error's status, reason and the server's message
+    (never the raw HTTP headers and body the kubernetes client puts in str())."""
+    status = getattr(exc, "status", None)
+    if isinstance(status, int) and not isinstance(status, bool):
+        message = ""
+        try:
+            body = json.loads(getattr(exc, "body", None) or "{}")
+            message = str(body.get("message", "")) if isinstance(body, dict) else ""
+        except (TypeError, ValueError):
+            pass
+        reason = getattr(exc, "reason", "") or ""
+        return f"{type(exc).__name__}: {status} {reason}".rstrip() + (f": {message}" if message else "")[:240]
+    return f"{type(exc).__name__}: {exc}"[:300]
+
+
 class ConfigMapStateStore:
-    """The monitor states in one ConfigMap (key `state.json`), replaced with its resourceVersion."""
+    """The monitor states in one ConfigMap (key `state.json`), replaced with its resourceVersion.
+
+    `save` is guarded: a write whose resourceVersion is stale (another replica wrote since our
+    `load`) raises StateConflict instead of overwriting, and so does a create that finds the
+    ConfigMap already there; the caller re-reads (`load`) and merges before writing again."""
 
     def __init__(self, core: Any, *, namespace: str, name: str = "canary-drift-state") -> None:
         self.core, self.namespace, self.name = core, namespace, name
@@ -99,13 +124,21 @@ class ConfigMapStateStore:
         return raw if isinstance(raw, dict) else {}
 
     def save(self, states: Mapping[str, Any]) -> None:
+        from kubernetes.client.exceptions import ApiException
+
         body = {"apiVersion": "v1", "kind": "ConfigMap",
                 "metadata": {"name": self.name, "namespace": self.namespace},
                 "data": {"state.json": json.dumps(states, separators=(",", ":"))}}
-        if self._version is None:
-            created = self.core.create_namespaced_config_map(self.namespace, body, _request_timeout=10)
-            self._version = created.metadata.resource_version
-            return
-        body["metadata"]["resourceVersion"] = self._version
-        done = self.core.replace_namespaced_config_map(self.name, self.namespace, body, _request_timeout=10)
+        try:
+            if self._version is None:
+                created = self.core.create_namespaced_config_map(self.namespace, body, _request_timeout=10)
+                self._version = created.metadata.resource_version
+                return
+            body["metadata"]["resourceVersion"] = self._version
+            done = self.core.replace_namespaced_config_map(self.name, self.namespace, body, _request_timeout=10)
+        except ApiException as exc:
+            if exc.status in (404, 409):  # written (or deleted) by someone else since our load
+                raise StateConflict(f"ConfigMap {self.namespace}/{self.name} changed since it was read "
+                                    f"({exc.status} {exc.reason})") from None
+            raise
         self._version = done.metadata.resource_version

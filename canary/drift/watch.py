@@ -39,7 +39,7 @@ from prometheus_client import CollectorRegistry, Gauge
 from canary.drift import monitor as M
 from canary.drift.compare import compare
 from canary.drift.live import live_counts
-from canary.drift.store import label_value
+from canary.drift.store import StateConflict, brief, label_value
 from canary.errors import CanaryError, ConfigError
 
 log = structlog.get_logger("canary.drift")
@@ -59,7 +59,9 @@ class DriftWatcher:
         self.clock, self._post = clock, post or _post_json
         # where the monitor states live: a file (`canary drift watch`), or a ConfigMap (the controller)
         self.store = store if store is not None else (FileStateStore(state_file) if state_file else None)
-        self.states: dict[str, M.MonitorState] = _states(self.store)
+        self.states: dict[str, M.MonitorState] = {}
+        self._synced: dict[str, M.MonitorState] = {}  # what the store held at our last read or write
+        self.reload()
         self.last: dict[str, Any] = {}  # per state key: the last evaluation's DatasetDrift (displays, demos)
         reg = registry if registry is not None else CollectorRegistry()
         self.g_score = Gauge("model_data_drift_score", "Drift score per feature (1 - p, or the distance)",
@@ -68,32 +70,48 @@ class DriftWatcher:
         self.g_episode = Gauge("model_data_drift_episode", "1 while a drift episode is open", ["model", "version"],
                                registry=reg)
 
+    def reload(self) -> None:
+        """Read the monitor states from the store (at start, and when this replica becomes the
+        leader: the states another leader wrote meanwhile are the truth, not the ones we held)."""
+        states = _states(self.store)
+        self.states, self._synced = dict(states), dict(states)
+
     def once(self) -> list[dict[str, Any]]:
-        """One evaluation of every profile; returns what was done (for logs and tests)."""
+        """One evaluation of every profile; returns what was done (for logs and tests). A profile
+        that fails in any way is logged (`drift.evaluation_failed`) and never stops the others."""
         done: list[dict[str, Any]] = []
         for prof in self.profiles:
-            model, version = str(prof["model"]), str(prof["version"])
-            ns = str(prof.get("_namespace") or self.namespace)  # a baseline ConfigMap's namespace
-            key = f"{model}/{version}" if "_namespace" not in prof else f"{ns}/{model}/{version}"
-            now = self.clock()
-            state = self.states.get(key) or M.MonitorState(model, version, quiet_until=now + self.config.quiet_s)
             try:
-                live = live_counts(self.client, prof, model=model, version=version, window_s=self.window_s)
-                result = compare(prof, live)
-            except CanaryError as exc:  # Prometheus down or a bad answer: nothing is decided, say so
-                log.warning("drift.unmeasured", model=model, version=version, error=str(exc))
-                done.append({"model": model, "version": version, "error": str(exc)})
-                self._save(key, state)
-                continue
-            self.last[key] = result
-            for f in result.features:
-                self.g_score.labels(model, version, f.feature).set(f.score)
-            self.g_share.labels(model, version).set(result.share)
-            state, actions = M.step(state, result, now, self.config, window_s=self.window_s)
-            state = self._act(state, actions, done, ns)
-            self.g_episode.labels(model, version).set(1.0 if state.phase == M.DRIFTING else 0.0)
-            self._save(key, state)
+                self._evaluate(prof, done)
+            except Exception as exc:  # noqa: BLE001 - one model's fault is that model's, not the pass's
+                log.error("drift.evaluation_failed", model=str(prof.get("model")), version=str(prof.get("version")),
+                          error=brief(exc))
+                done.append({"model": str(prof.get("model")), "version": str(prof.get("version")),
+                             "error": brief(exc)})
         return done
+
+    def _evaluate(self, prof: Mapping[str, Any], done: list[dict[str, Any]]) -> None:
+        model, version = str(prof["model"]), str(prof["version"])
+        ns = str(prof.get("_namespace") or self.namespace)  # a baseline ConfigMap's namespace
+        key = f"{model}/{version}" if "_namespace" not in prof else f"{ns}/{model}/{version}"
+        now = self.clock()
+        state = self.states.get(key) or M.MonitorState(model, version, quiet_until=now + self.config.quiet_s)
+        try:
+            live = live_counts(self.client, prof, model=model, version=version, window_s=self.window_s)
+            result = compare(prof, live)
+        except CanaryError as exc:  # Prometheus down or a bad answer: nothing is decided, say so
+            log.warning("drift.unmeasured", model=model, version=version, error=str(exc))
+            done.append({"model": model, "version": version, "error": str(exc)})
+            self._save(key, state)
+            return
+        self.last[key] = result
+        for f in result.features:
+            self.g_score.labels(model, version, f.feature).set(f.score)
+        self.g_share.labels(model, version).set(result.share)
+        state, actions = M.step(state, result, now, self.config, window_s=self.window_s)
+        state = self._act(state, actions, done, ns)
+        self.g_episode.labels(model, version).set(1.0 if state.phase == M.DRIFTING else 0.0)
+        self._save(key, state)
 
     def _act(self, state: M.MonitorState, actions: list[M.Action], done: list[dict[str, Any]],
              namespace: str) -> M.MonitorState:
@@ -104,10 +122,9 @@ class DriftWatcher:
                 state = self._one(state, a, done, namespace, queue)
             except Exception as exc:  # an action must not lose the state (it is saved by the caller)
                 log.error("drift.action_failed", model=state.model, version=state.version,
-                          action=type(a).__name__, error=f"{type(exc).__name__}: {exc}"[:300])
+                          action=type(a).__name__, error=brief(exc))
                 if isinstance(a, M.Trigger):
-                    state, more = M.trigger_result(state, False, self.clock(), self.config,
-                                                   f"{type(exc).__name__}: {exc}"[:300])
+                    state, more = M.trigger_result(state, False, self.clock(), self.config, brief(exc))
                     queue.extend(more)
         return state
 
@@ -151,7 +168,7 @@ class DriftWatcher:
             try:
                 self.core.create_namespaced_event(namespace, body, _request_timeout=3)
             except Exception as exc:  # an Event is a record, not a decision: log and go on
-                log.warning("drift.event_failed", model=state.model, error=f"{type(exc).__name__}: {exc}"[:300])
+                log.warning("drift.event_failed", model=state.model, error=brief(exc))
 
     def _trigger(self, state: M.MonitorState, t: M.Trigger, namespace: str) -> tuple[bool, str]:
         if self.job_template is not None and self.batch is not None:
@@ -163,7 +180,7 @@ class DriftWatcher:
             except Exception as exc:
                 if getattr(exc, "status", None) == 409:  # created before (a restart, a retry): done
                     return True, ""
-                return False, f"{type(exc).__name__}: {getattr(exc, 'status', '')} {getattr(exc, 'reason', exc)}"[:300]
+                return False, brief(exc)
         if self.retrain_webhook:
             try:
                 code = self._post(self.retrain_webhook, {"event": "retrain", "model": state.model,
@@ -175,11 +192,43 @@ class DriftWatcher:
         return True, ""  # no trigger configured: the episode is alerted only
 
     def _save(self, key: str, state: M.MonitorState) -> None:
-        if self.states.get(key) == state:
-            return
+        """Record `state` and write every state not yet stored. Never raises: a write that fails is
+        logged and tried again at the next save (the states stay in memory meanwhile).
+
+        Guarded read-modify-write: when the store changed since our last read (StateConflict:
+        another replica wrote it), re-read it; a state changed only here is kept, one changed
+        there too is theirs (`drift.state_conflict`), all others are taken from the store; then
+        write once more."""
         self.states[key] = state
-        if self.store is not None:
+        if self.store is None or self.states == self._synced:
+            return
+        try:
+            try:
+                self._write()
+            except StateConflict:
+                self._merge_stored()
+                self._write()
+        except Exception as exc:  # noqa: BLE001 - kept in memory, written at the next save
+            log.warning("drift.state_save_failed", model=state.model, version=state.version, error=brief(exc))
+
+    def _write(self) -> None:
+        if self.states != self._synced:
             self.store.save({k: s.to_dict() for k, s in self.states.items()})
+            self._synced = dict(self.states)
+
+    def _merge_stored(self) -> None:
+        stored = _states(self.store)
+        merged = dict(stored)
+        for k, mine in self.states.items():
+            base = self._synced.get(k)
+            if mine == base:
+                continue  # unchanged here: the store's is as new or newer
+            if stored.get(k) == base:
+                merged[k] = mine  # changed here only
+            else:
+                log.warning("drift.state_conflict", key=k, model=mine.model, version=mine.version,
+                            message="another replica changed this state since it was read; its state is kept")
+        self.states, self._synced = merged, stored
 
 
 def retrain_job(template: Mapping[str, Any], *, model: str, version: str, episode: int,
@@ -290,8 +339,18 @@ def watch_baselines(watcher: DriftWatcher, core: Any, *, namespace: str | None, 
     Never raises: a failed pass is logged and the next one tries again."""
     from canary.drift.store import load_profiles
 
+    leading = False
     while True:
-        if is_leader():
+        if not is_leader():
+            leading = False
+        else:
+            if not leading:  # just became the leader: what the previous one wrote is the state
+                try:
+                    watcher.reload()
+                    leading = True
+                except Exception as exc:  # noqa: BLE001 - never evaluate from stale state: next interval
+                    _log_quietly("drift.state_unreadable", error=brief(exc))
+        if leading:
             try:
                 good = []
                 for where, prof in load_profiles(core, namespace):
@@ -302,9 +361,13 @@ def watch_baselines(watcher: DriftWatcher, core: Any, *, namespace: str | None, 
                 watcher.profiles = good
                 watcher.once()
             except Exception as exc:  # the rollouts' controller must never die of its drift monitor
-                try:
-                    log.warning("drift.pass_failed", error=f"{type(exc).__name__}: {exc}"[:300])
-                except Exception:  # noqa: BLE001 - not even of a log stream that went away
-                    pass
+                _log_quietly("drift.pass_failed", error=brief(exc))
         if stop.wait(interval_s):
             return
+
+
+def _log_quietly(event: str, **fields: Any) -> None:
+    try:
+        log.warning(event, **fields)
+    except Exception:  # noqa: BLE001 - not even of a log stream that went away
+        pass

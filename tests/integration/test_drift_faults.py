@@ -1,0 +1,204 @@
+"""The drift monitor under faults, on real parts: a real Prometheus scraping real exporters, the strict
+Kubernetes API emulator for the state ConfigMap, Events and Jobs (a fourteenth-session review).
+
+One Prometheus for the module: every model below exports its (static) live traffic once, before the
+tests read it; a test that needs traffic to appear later uses a model of its own.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+from prometheus_client import CollectorRegistry, start_http_server
+from structlog.testing import capture_logs
+
+from canary.drift import monitor as M
+from canary.drift.exporter import FeatureExporter
+from canary.drift.live import live_counts
+from canary.drift.profile import capture
+from canary.metrics.client import PrometheusClient
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
+
+JOB = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"generateName": "retrain-"},
+       "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "t", "image": "t"}]}}}}
+
+
+def _profile(model: str, columns: dict[str, Any], version: str = "v1") -> dict[str, Any]:
+    import pyarrow as pa
+
+    return capture(pa.table(columns), model=model, version=version, file="t.parquet", sha256="0" * 64)
+
+
+class Live:
+    """Exporters served over HTTP and scraped by a real Prometheus every second."""
+
+    def __init__(self, prom: Any, registry: CollectorRegistry, exporters: dict[str, FeatureExporter],
+                 profiles: dict[str, dict[str, Any]]) -> None:
+        self.prom, self.registry, self.exporters, self.profiles = prom, registry, exporters, profiles
+        self.client = PrometheusClient(prom.url)
+
+    def wait_for(self, model: str, n: float, version: str = "v1") -> dict[str, Any]:
+        """Until Prometheus's last hour of `model` holds `n` observations of its first feature."""
+        prof = self.profiles[model]
+        first = next(iter(prof["features"]))
+        deadline = time.monotonic() + 60
+        while True:
+            got = live_counts(self.client, prof, model=model, version=version, window_s=3600)
+            cur = got.get(first, {})
+            seen = sum(cur.get("counts", [])) + sum(cur.get("categories", {}).values()) + cur.get("missing", 0)
+            if seen >= n or time.monotonic() > deadline:
+                return got
+            time.sleep(0.5)
+
+
+@pytest.fixture(scope="module")
+def live(prometheus_binary: str) -> Iterator[Live]:
+    from canary.sandbox.promserver import PromServer
+
+    rng = np.random.default_rng(61)
+    ref = rng.normal(0, 1, 5_000)
+    profiles = {m: _profile(m, {"f": ref}) for m in ("m1", "m2")}
+    profiles["late"] = _profile("late", {"f": ref})
+    reg = CollectorRegistry()
+    exporters = {m: FeatureExporter(p, registry=reg) for m, p in profiles.items()}
+    for m in ("m1", "m2"):
+        exporters[m].observe({"f": 0.0})  # the series exist before the first scrape
+    server, thread = start_http_server(0, addr="127.0.0.1", registry=reg)  # the kernel's port: no race
+    prom = PromServer(binary=prometheus_binary, targets=[f"127.0.0.1:{server.server_address[1]}"],
+                      scrape_interval="1s").start()
+    try:
+        assert prom.wait_targets_up(timeout_s=30) < 30
+        for m in ("m1", "m2"):  # both drift: their inputs moved by two standard deviations
+            for x in rng.normal(2, 1, 3_000):
+                exporters[m].observe({"f": x})
+        out = Live(prom, reg, exporters, profiles)
+        for m in ("m1", "m2"):
+            assert sum(out.wait_for(m, 2_000)["f"]["counts"]) >= 2_000
+        yield out
+    finally:
+        prom.stop()
+        server.shutdown()
+        thread.join(timeout=5)
+
+
+@pytest.fixture
+def kube() -> Iterator[Any]:
+    import kubernetes
+
+    from canary.sandbox.kubeapi import KubeAPIServer, Resource
+    from canary.drift.store import save_profile
+
+    api = KubeAPIServer()
+    api.handler.register(Resource("batch", "jobs", "Job", ("v1",)))
+    api.start()
+    try:
+        k = api.api_client()
+        api.core, api.batch = kubernetes.client.CoreV1Api(k), kubernetes.client.BatchV1Api(k)
+        api.save_profile = lambda prof, name: save_profile(api.core, namespace="ml", name=name, profile=prof)
+        yield api
+    finally:
+        api.stop()
+
+
+def _replica(live: Live, kube: Any, clock: Any) -> Any:
+    """What `canary controller run --drift` builds at start, leader or not."""
+    from canary.drift.store import ConfigMapStateStore
+    from canary.drift.watch import DriftWatcher
+
+    return DriftWatcher([], client=live.client, window_s=3600,
+                        config=M.MonitorConfig(enter_after=2, exit_after=2, quiet_s=0),
+                        store=ConfigMapStateStore(kube.core, namespace="canary-system"), core_api=kube.core,
+                        batch_api=kube.batch, job_template=JOB, clock=clock)
+
+
+def _lead(watcher: Any, kube: Any, passes: int) -> None:
+    """`watch_baselines` while this replica leads for `passes` passes (no sleeps: the stop event)."""
+    from canary.drift.watch import watch_baselines
+
+    stop, n = threading.Event(), [0]
+
+    def leader() -> bool:
+        n[0] += 1
+        if n[0] > passes:
+            stop.set()
+        return n[0] <= passes
+
+    watch_baselines(watcher, kube.core, namespace="ml", stop=stop, interval_s=0.01, is_leader=leader)
+
+
+def _stored(kube: Any) -> dict[str, Any]:
+    return json.loads(kube.core.read_namespaced_config_map("canary-drift-state", "canary-system").data["state.json"])
+
+
+def _ticks() -> Any:
+    it = iter(range(1_000, 10**7, 300))
+    return lambda: float(next(it))
+
+
+def _no_raw_http(logs: list[dict[str, Any]]) -> None:
+    for e in logs:
+        assert "HTTP response" not in str(e) and "\n" not in str(e.get("error", "")), e
+
+
+def test_a_new_leader_continues_the_episodes_of_the_previous_one(live: Live, kube: Any) -> None:
+    """Both replicas start at once (both read the empty state); A leads and opens an episode per model;
+    B takes over: it re-reads the state, so no second DriftDetected, no second Job, every model is
+    evaluated and every write lands (it held a stale resourceVersion: 409 for ever, before)."""
+    for m in ("m1", "m2"):
+        kube.save_profile(live.profiles[m], f"{m}-v1-baseline")
+    clock = _ticks()
+    a, b = _replica(live, kube, clock), _replica(live, kube, clock)
+    _lead(a, kube, 3)
+    assert sorted(j.metadata.name for j in kube.batch.list_namespaced_job("ml").items) == \
+        ["retrain-m1-v1-e1", "retrain-m2-v1-e1"]
+    before = _stored(kube)
+    assert {k: (v["phase"], v["episode"]) for k, v in before.items()} == \
+        {"ml/m1/v1": ("drifting", 1), "ml/m2/v1": ("drifting", 1)}
+    with capture_logs() as logs:
+        _lead(b, kube, 4)
+    events = [e["event"] for e in logs]
+    assert "drift.started" not in events and "drift.retrain_triggered" not in events, events
+    assert not [e for e in events if e in ("drift.pass_failed", "drift.state_save_failed")], logs
+    assert sorted(j.metadata.name for j in kube.batch.list_namespaced_job("ml").items) == \
+        ["retrain-m1-v1-e1", "retrain-m2-v1-e1"]
+    after = _stored(kube)
+    for k in ("ml/m1/v1", "ml/m2/v1"):  # four more drifted evaluations of each, all written
+        assert after[k]["drifted_in_row"] == before[k]["drifted_in_row"] + 4 and after[k]["episode"] == 1
+    reasons = [e.reason for e in kube.core.list_namespaced_event("ml").items]
+    assert sorted(reasons) == ["DriftDetected", "DriftDetected"]
+
+
+def test_two_writers_merge_instead_of_failing_and_a_failed_write_never_stops_the_others(
+        live: Live, kube: Any) -> None:
+    """A replica that still thinks it leads writes after the new leader: its write is refused (409), it
+    re-reads and keeps the other's states (`drift.state_conflict`); a 500 on one profile's write does
+    not stop the next profile's evaluation, and the unsaved state is written at the next save. Every
+    log line is one readable line (no raw HTTP dump)."""
+    for m in ("m1", "m2"):
+        kube.save_profile(live.profiles[m], f"{m}-v1-baseline")
+    clock = _ticks()
+    a, b = _replica(live, kube, clock), _replica(live, kube, clock)
+    _lead(a, kube, 1)
+    with capture_logs() as logs:
+        b.profiles = [{**live.profiles["m1"], "_namespace": "ml"}]
+        b.once()  # b never re-read (it does not lead): its create finds a's ConfigMap
+    assert "drift.state_conflict" in [e["event"] for e in logs]
+    assert b.states["ml/m1/v1"] == a.states["ml/m1/v1"]  # theirs is kept, not overwritten
+    assert _stored(kube)["ml/m1/v1"]["drifted_in_row"] == 1
+    _no_raw_http(logs)
+
+    kube.fail_next(500, methods=("PUT",), plural="configmaps")
+    with capture_logs() as logs:
+        _lead(a, kube, 1)  # m1's write fails with a 500; m2 is still evaluated, and its write carries m1's
+    failed = [e for e in logs if e["event"] == "drift.state_save_failed"]
+    assert len(failed) == 1 and "500" in failed[0]["error"]
+    _no_raw_http(logs)
+    stored = _stored(kube)
+    assert stored["ml/m1/v1"]["drifted_in_row"] == 2 and stored["ml/m2/v1"]["drifted_in_row"] == 2
