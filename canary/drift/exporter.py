@@ -13,11 +13,20 @@ compares bucket for bucket, never re-binning):
     model_feature_value_bucket{model_name, model_version, feature, role, le}   numeric features (a histogram)
     model_feature_category_total{model_name, model_version, feature, role, category}   categorical features
     model_feature_missing_total{model_name, model_version, feature, role}       missing values (None, NaN)
+    model_feature_value_sum_by_sign_total{model_name, model_version, feature, role, sign}   numeric features:
+        the sum of the positive values (sign="positive") and of the negatives' magnitudes (sign="negative")
     model_feature_observations_total{model_name, model_version}                 observed requests
 
 The prediction column of the profile, when it has one, is exported as the
 feature of that name with role="prediction" (every other feature: role="input"),
-so a rollout's `feature_drift` check leaves it to `prediction_shift`. Memory is constant in the number of requests: counts
+so a rollout's `feature_drift` check leaves it to `prediction_shift`.
+
+Why a sum per sign: the live mean bounds the Wasserstein distance from below (mass beyond the last
+bucket), so every numeric feature needs its live sum over the window. A histogram's `_sum` cannot
+carry it: prometheus_client leaves `_sum` and `_count` out when a bucket bound is negative (a sum
+that can fall is not a counter), and where it keeps them a negative value makes `_sum` fall, which
+`increase()` reads as a counter reset. Two counters that only grow, the positive part and the
+negative part, survive both; `canary.drift.live` reads their difference. Memory is constant in the number of requests: counts
 per bucket and per profiled category (values beyond them count as
 category "__other__").
 """
@@ -56,7 +65,8 @@ class FeatureExporter:
         for name, f in profile["features"].items():
             self._missing[name] = 0
             if f["type"] == "numeric":
-                self._numeric[name] = ([float(b) for b in f["bounds"]], np.zeros(len(f["bounds"]) + 1, np.int64), [0.0])
+                self._numeric[name] = ([float(b) for b in f["bounds"]], np.zeros(len(f["bounds"]) + 1, np.int64),
+                                       [0.0, 0.0])  # sums of the positive values and of the negatives' magnitudes
             else:
                 self._categorical[name] = {**{k: 0 for k in f["categories"]}, OTHER: 0}
         if registry is not None:
@@ -81,7 +91,7 @@ class FeatureExporter:
                     self._missing[name] += 1
                     continue
                 counts[bisect.bisect_left(bounds, x)] += 1  # `le` buckets: the first bound >= x
-                total[0] += x
+                total[0 if x >= 0 else 1] += abs(x)  # each part only grows: a counter
             for name, cats in self._categorical.items():
                 v = values.get(name)
                 if v is None or (isinstance(v, float) and math.isnan(v)):
@@ -93,7 +103,7 @@ class FeatureExporter:
     def live_counts(self) -> dict[str, dict[str, Any]]:
         """The counts so far in `canary.drift.compare`'s live format (for tests and offline checks)."""
         with self._lock:
-            out: dict[str, dict[str, Any]] = {n: {"counts": [int(c) for c in cs], "sum": total[0],
+            out: dict[str, dict[str, Any]] = {n: {"counts": [int(c) for c in cs], "sum": total[0] - total[1],
                                                   "missing": self._missing[n]}
                                               for n, (_, cs, total) in self._numeric.items()}
             out.update({n: {"categories": {k: v for k, v in cats.items() if k != OTHER}, "other": cats[OTHER],
@@ -109,6 +119,10 @@ class FeatureExporter:
         cats = CounterMetricFamily("model_feature_category", "Live categorical feature values",
                                    labels=[*labels, "category"])
         missing = CounterMetricFamily("model_feature_missing", "Requests with the feature missing", labels=labels)
+        signed = CounterMetricFamily("model_feature_value_sum_by_sign",
+                                     "Sum of a numeric feature's positive values, and of its negative values' "
+                                     "magnitudes (the live mean is their difference over the count)",
+                                     labels=[*labels, "sign"])
         observed = CounterMetricFamily("model_feature_observations", "Requests observed by the drift exporter",
                                        labels=labels[:2])
         role = lambda name: "prediction" if name == self._prediction else "input"  # noqa: E731
@@ -116,14 +130,16 @@ class FeatureExporter:
             for name, (bounds, counts, total) in self._numeric.items():
                 cum = np.cumsum(counts)
                 buckets = [(_le(b), float(c)) for b, c in zip(bounds, cum[:-1])] + [("+Inf", float(cum[-1]))]
-                hist.add_metric([self.model, self.version, name, role(name)], buckets, total[0])
+                hist.add_metric([self.model, self.version, name, role(name)], buckets, total[0] - total[1])
+                signed.add_metric([self.model, self.version, name, role(name), "positive"], total[0])
+                signed.add_metric([self.model, self.version, name, role(name), "negative"], total[1])
             for name, values in self._categorical.items():
                 for key, n in values.items():
                     cats.add_metric([self.model, self.version, name, role(name), key], float(n))
             for name, n in self._missing.items():
                 missing.add_metric([self.model, self.version, name, role(name)], float(n))
             observed.add_metric([self.model, self.version], float(self._observed))
-        yield from (hist, cats, missing, observed)
+        yield from (hist, cats, missing, signed, observed)
 
 
 def _category(v: Any) -> str:

@@ -1,11 +1,19 @@
 """Read live feature counts from Prometheus: what `canary.drift.exporter` exports, over a window.
 
 Four queries per profile, whatever the number of features (constant in features
-and in requests; the histograms' `_sum` gives each feature's live mean, the
+and in requests; the per-sign sums give each numeric feature's live mean, the
 missing counter its missing rate):
 
     sum by (feature, le) (increase(model_feature_value_bucket{model_name="M", model_version="V"}[W]))
     sum by (feature, category) (increase(model_feature_category_total{model_name="M", model_version="V"}[W]))
+    sum by (feature, sign) (increase(model_feature_value_sum_by_sign_total{...}[W]))   positive - negative
+    sum by (feature) (increase(model_feature_missing_total{...}[W]))
+
+The live sum is the positive part minus the negative part (two counters that only grow: see
+`canary.drift.exporter`). An exporter of an older canary exports neither: then the histogram's
+`_sum` is read when the series has one (prometheus_client drops it when a bound is negative), and
+a feature without a live sum is compared from its buckets alone, with a note saying that its mean
+was not checked (`compare`), never silently.
 
 The answer is turned into `canary.drift.compare`'s live format. Buckets whose
 bounds are not the profile's (an exporter built from another profile) are a
@@ -27,6 +35,9 @@ from canary.metrics.features import series_by
 from canary.metrics.client import PrometheusClient
 
 
+SIGNED_SUMS = "model_feature_value_sum_by_sign_total"
+
+
 def live_counts(client: PrometheusClient, profile: Mapping[str, Any], *, model: str, version: str,
                 window_s: float) -> dict[str, dict[str, Any]]:
     """Per feature of the profile with live data: {"counts": [...]} or {"categories": {...}}."""
@@ -45,7 +56,12 @@ def live_counts(client: PrometheusClient, profile: Mapping[str, Any], *, model: 
     categories: dict[str, dict[str, float]] = defaultdict(dict)
     for m, v in ask(q.FEATURE_CATEGORIES, "feature, category"):
         categories[m["feature"]][m["category"]] = max(v, 0.0)
-    total = {m["feature"]: v for m, v in ask("model_feature_value_sum", "feature")}  # a sum of values may be < 0
+    parts: dict[str, dict[str, float]] = defaultdict(dict)
+    for m, v in ask(SIGNED_SUMS, "feature, sign"):
+        parts[m["feature"]][m["sign"]] = max(v, 0.0)
+    total = {name: p.get("positive", 0.0) - p.get("negative", 0.0) for name, p in parts.items()}
+    if not total:  # an older exporter: the histogram's `_sum`, where prometheus_client kept one
+        total = {m["feature"]: v for m, v in ask("model_feature_value_sum", "feature")}
     gone = {m["feature"]: max(v, 0.0) for m, v in ask(q.FEATURE_MISSING, "feature")}
     out: dict[str, dict[str, Any]] = {}
     for name, f in profile["features"].items():

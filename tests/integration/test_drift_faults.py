@@ -66,10 +66,12 @@ def live(prometheus_binary: str) -> Iterator[Live]:
     ref = rng.normal(0, 1, 5_000)
     profiles = {m: _profile(m, {"f": ref}) for m in ("m1", "m2")}
     profiles["late"] = _profile("late", {"f": ref})
+    profiles["neg"] = _profile("neg", {"centred": ref, "shifted": ref + 10})  # one feature, two signs
     reg = CollectorRegistry()
     exporters = {m: FeatureExporter(p, registry=reg) for m, p in profiles.items()}
     for m in ("m1", "m2"):
         exporters[m].observe({"f": 0.0})  # the series exist before the first scrape
+    exporters["neg"].observe({"centred": 0.0, "shifted": 10.0})
     server, thread = start_http_server(0, addr="127.0.0.1", registry=reg)  # the kernel's port: no race
     prom = PromServer(binary=prometheus_binary, targets=[f"127.0.0.1:{server.server_address[1]}"],
                       scrape_interval="1s").start()
@@ -78,9 +80,14 @@ def live(prometheus_binary: str) -> Iterator[Live]:
         for m in ("m1", "m2"):  # both drift: their inputs moved by two standard deviations
             for x in rng.normal(2, 1, 3_000):
                 exporters[m].observe({"f": x})
+        x = rng.normal(0, 1, 4_000)
+        x[rng.random(4_000) < 0.015] = 50.0  # 1.5% of requests: a sentinel value far beyond the buckets
+        for v in x:
+            exporters["neg"].observe({"centred": v, "shifted": v + 10})
         out = Live(prom, reg, exporters, profiles)
         for m in ("m1", "m2"):
             assert sum(out.wait_for(m, 2_000)["f"]["counts"]) >= 2_000
+        assert sum(out.wait_for("neg", 3_500)["centred"]["counts"]) >= 3_500
         yield out
     finally:
         prom.stop()
@@ -202,3 +209,28 @@ def test_two_writers_merge_instead_of_failing_and_a_failed_write_never_stops_the
     _no_raw_http(logs)
     stored = _stored(kube)
     assert stored["ml/m1/v1"]["drifted_in_row"] == 2 and stored["ml/m2/v1"]["drifted_in_row"] == 2
+
+
+def test_the_live_mean_is_read_whatever_the_sign_of_the_values(live: Live, tmp_path: Any) -> None:
+    """prometheus_client drops a histogram's `_sum` when a bound is negative: a centred feature lost its
+    live mean, and 1.5% of values far beyond the last bucket went unseen, while the same data shifted
+    by +10 drifted. The per-sign sums are read for both: the same verdict, the same distance."""
+    from typer.testing import CliRunner
+
+    from canary.cli import app
+
+    got = live.wait_for("neg", 3_500)
+    own = live.exporters["neg"].live_counts()
+    n = sum(got["centred"]["counts"])
+    for name in ("centred", "shifted"):  # the live mean from Prometheus is the exporter's (increase() scales)
+        assert "sum" in got[name]
+        assert abs(got[name]["sum"] / n - own[name]["sum"] / sum(own[name]["counts"])) < 0.05
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(live.profiles["neg"]))
+    r = CliRunner().invoke(app, ["drift", "check", "--baseline", str(path), "--prometheus-url", live.prom.url,
+                                 "--window", "1h", "-o", "json"])
+    assert r.exit_code == 1, r.output
+    by = {f["feature"]: f for f in json.loads(r.stdout)["features"]}
+    assert by["centred"]["drifted"] and by["shifted"]["drifted"], by
+    assert abs(by["centred"]["value"] - by["shifted"]["value"]) < 0.05
+    assert "mean" in by["centred"]["note"] and "not checked" not in by["centred"]["note"]
