@@ -166,6 +166,9 @@ def check_cmd(
         _fail(str(exc), EXIT_UNAVAILABLE)
     except (CanaryError, ValueError) as exc:
         _fail(str(exc))
+    except Exception as exc:  # noqa: BLE001 - never a traceback, and never exit 1 (which means drift)
+        _fail(f"{baseline}: the comparison failed ({type(exc).__name__}: {str(exc)[:200]}); "
+              f"check the baseline and the live data")
     quiet = sorted(set(prof["features"]) - {f.feature for f in result.features})
     opts.emit({
         "model": prof["model"], "version": version or prof["version"], "dataset_drift": result.drifted,

@@ -39,7 +39,9 @@ _NUMERIC_KEYS = ("bounds", "counts", "min", "max", "std", "n_unique")
 
 
 def validate_profile(profile: Any, where: str = "profile") -> None:
-    """ConfigError naming the field when `profile` is not what `canary baseline capture` writes."""
+    """ConfigError naming the field when `profile` is not what `canary baseline capture` writes: every
+    field the comparison reads is checked here (a hand-edited `"mean": null` or `"quantiles": [1, 2]`
+    must be a named error at load time, not a TypeError in the middle of a pass)."""
     if not isinstance(profile, Mapping) or profile.get("format") != 1:
         raise ConfigError(f"{where}: not a profile written by `canary baseline capture` (format 1)")
     for key in ("model", "version"):
@@ -73,6 +75,15 @@ def validate_profile(profile: Any, where: str = "profile") -> None:
                                       f"got {str(f[key])[:40]!r}")
             if isinstance(f["n_unique"], bool) or not isinstance(f["n_unique"], int) or f["n_unique"] < 0:
                 raise ConfigError(f"{field}.n_unique: must be a whole number >= 0")
+            if "mean" in f and not _finite(f["mean"]):
+                raise ConfigError(f"{field}.mean: must be a finite number, got {str(f['mean'])[:40]!r}")
+            qs = f.get("quantiles", {})
+            if not isinstance(qs, Mapping):
+                raise ConfigError(f"{field}.quantiles: must be an object of level: value, got {str(qs)[:40]!r}")
+            for level, v in qs.items():
+                if not _finite(v):
+                    raise ConfigError(f"{field}.quantiles.{level}: must be a finite number, got {str(v)[:40]!r}")
+            _quantiles_in_order(qs, f, field)
         else:
             cats = f.get("categories")
             if not isinstance(cats, Mapping):
@@ -80,6 +91,29 @@ def validate_profile(profile: Any, where: str = "profile") -> None:
             _counts(list(cats.values()), f"{field}.categories", names=list(cats))
             if "other" in f:
                 _counts([f["other"]], f"{field}.other")
+        if "missing" in f and (not _finite(f["missing"]) or f["missing"] < 0):
+            raise ConfigError(f"{field}.missing: a count must be a finite number >= 0, got {str(f['missing'])[:40]!r}")
+
+
+def _quantiles_in_order(qs: Mapping[str, Any], f: Mapping[str, Any], field: str) -> None:
+    """Levels in (0, 1), values that do not fall as the level rises (the 0.1% and 99.9% ones close the
+    end buckets of the Wasserstein distance), min <= max."""
+    if not f["min"] <= f["max"]:
+        raise ConfigError(f"{field}.min: must not exceed max ({f['min']!r} > {f['max']!r})")
+    levels = []
+    for level, v in qs.items():
+        try:
+            x = float(level)
+        except ValueError:
+            x = math.nan
+        if not 0 < x < 1:
+            raise ConfigError(f"{field}.quantiles.{level}: the level must be a number between 0 and 1")
+        levels.append((x, v, level))
+    levels.sort()
+    for (_, a, la), (_, b, lb) in zip(levels, levels[1:]):
+        if b < a:
+            raise ConfigError(f"{field}.quantiles.{lb}: {b!r} is below quantile {la} ({a!r}); quantiles must not "
+                              f"fall as the level rises")
 
 
 def _finite(x: Any) -> bool:

@@ -39,7 +39,7 @@ from prometheus_client import CollectorRegistry, Gauge
 from canary.drift import monitor as M
 from canary.drift.compare import compare
 from canary.drift.live import live_counts
-from canary.drift.store import StateConflict, brief, label_value
+from canary.drift.store import KEY, StateConflict, brief, label_value
 from canary.errors import CanaryError, ConfigError
 
 log = structlog.get_logger("canary.drift")
@@ -337,6 +337,7 @@ def watch_baselines(watcher: DriftWatcher, core: Any, *, namespace: str | None, 
     """The controller's drift loop: every `interval_s`, while this replica leads, evaluate every
     baseline ConfigMap (`store.load_profiles`; new versions are picked up without a restart).
     Never raises: a failed pass is logged and the next one tries again."""
+    from canary.drift.compare import validate_profile
     from canary.drift.store import load_profiles
 
     leading = False
@@ -354,6 +355,11 @@ def watch_baselines(watcher: DriftWatcher, core: Any, *, namespace: str | None, 
             try:
                 good = []
                 for where, prof in load_profiles(core, namespace):
+                    if "error" not in prof:
+                        try:  # every field the comparison reads: one bad baseline never fails the pass
+                            validate_profile(prof, f"ConfigMap {where}: {KEY}")
+                        except ConfigError as exc:
+                            prof = {"error": str(exc)}
                     if "error" in prof:
                         log.warning("drift.bad_baseline", configmap=where, error=prof["error"])
                     else:

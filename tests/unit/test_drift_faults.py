@@ -54,3 +54,43 @@ def test_a_missing_live_sum_is_said_never_silently_skipped() -> None:
     assert with_sum.test == "wasserstein" and NO_SUM not in with_sum.note
     [without] = compare(prof, {"age": {"counts": live["age"]["counts"]}}).features
     assert without.note == NO_SUM and NO_SUM in without.reason()
+
+
+def _edit(prof: dict[str, Any], feature: str, key: str, value: Any) -> dict[str, Any]:
+    out = json.loads(json.dumps(prof))
+    out["features"][feature][key] = value
+    return out
+
+
+BAD_FIELDS = [  # hand edits validate_profile let through: a TypeError or AttributeError in every pass
+    ("age", "mean", None, "features.age.mean"),
+    ("age", "mean", "41", "features.age.mean"),
+    ("age", "quantiles", [1, 2], "features.age.quantiles"),
+    ("age", "quantiles", {"0.001": "abc"}, "features.age.quantiles.0.001"),
+    ("age", "quantiles", {"0.5": 40.0, "0.999": -1e9}, "features.age.quantiles.0.999"),
+    ("age", "quantiles", {"lots": 40.0}, "features.age.quantiles.lots"),
+    ("age", "missing", None, "features.age.missing"),
+    ("city", "missing", -1, "features.city.missing"),
+]
+
+
+@pytest.mark.parametrize("feature,key,value,field", BAD_FIELDS)
+def test_every_field_the_comparison_reads_is_validated_naming_file_and_field(
+        tmp_path: Any, feature: str, key: str, value: Any, field: str) -> None:
+    from typer.testing import CliRunner
+
+    from canary.cli import app
+    from canary.drift.compare import validate_profile
+    from canary.errors import ConfigError
+
+    rng = np.random.default_rng(3)
+    prof = _edit(_profile({"age": rng.normal(40, 10, 2_000), "city": rng.choice(["a", "b"], 2_000).tolist()}),
+                 feature, key, value)
+    with pytest.raises(ConfigError, match=f"bad.json: {field}:"):
+        validate_profile(prof, "bad.json")
+    path, live = tmp_path / "bad.json", tmp_path / "live.json"
+    path.write_text(json.dumps(prof))
+    counts = prof["features"]["age"]["counts"]
+    live.write_text(json.dumps({"features": {"age": {"counts": counts, "sum": 40.0 * sum(counts)}}}))
+    r = CliRunner().invoke(app, ["drift", "check", "--baseline", str(path), "--input", str(live)])
+    assert r.exit_code == 2 and f"{path}: {field}:" in r.output, r.output  # bad input, never 1 (drift)
