@@ -24,10 +24,8 @@ and re-triggering. Gauges for the person on call:
 
 from __future__ import annotations
 
-import copy
 import json
 import os
-import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -39,7 +37,8 @@ from prometheus_client import CollectorRegistry, Gauge
 from canary.drift import monitor as M
 from canary.drift.compare import compare
 from canary.drift.live import live_counts
-from canary.drift.store import KEY, StateConflict, brief, label_value
+from canary.drift.retrain import create_job, job_name, load_job_template, retrain_job  # noqa: F401 (re-exported)
+from canary.drift.store import KEY, StateConflict, brief
 from canary.errors import CanaryError, ConfigError
 
 log = structlog.get_logger("canary.drift")
@@ -172,15 +171,8 @@ class DriftWatcher:
 
     def _trigger(self, state: M.MonitorState, t: M.Trigger, namespace: str) -> tuple[bool, str]:
         if self.job_template is not None and self.batch is not None:
-            job = retrain_job(self.job_template, model=state.model, version=state.version, episode=t.episode,
-                              evidence=t.evidence)
-            try:
-                self.batch.create_namespaced_job(namespace, job, _request_timeout=5)
-                return True, ""
-            except Exception as exc:
-                if getattr(exc, "status", None) == 409:  # created before (a restart, a retry): done
-                    return True, ""
-                return False, brief(exc)
+            return create_job(self.batch, self.job_template, namespace=namespace, model=state.model,
+                              version=state.version, episode=t.episode, evidence=t.evidence)
         if self.retrain_webhook:
             try:
                 code = self._post(self.retrain_webhook, {"event": "retrain", "model": state.model,
@@ -229,68 +221,6 @@ class DriftWatcher:
                 log.warning("drift.state_conflict", key=k, model=mine.model, version=mine.version,
                             message="another replica changed this state since it was read; its state is kept")
         self.states, self._synced = merged, stored
-
-
-def retrain_job(template: Mapping[str, Any], *, model: str, version: str, episode: int,
-                evidence: Mapping[str, Any]) -> dict[str, Any]:
-    """The user's Job template with a name per episode, labels, and the evidence attached."""
-    job = copy.deepcopy(dict(template))
-    meta = job.setdefault("metadata", {})
-    base = meta.pop("generateName", None) or meta.get("name") or "retrain"
-    meta["name"] = job_name(base, model=model, version=version, episode=episode)
-    meta.setdefault("labels", {}).update({"modelcanary.dev/model": label_value(model),
-                                          "modelcanary.dev/version": label_value(version),
-                                          "modelcanary.dev/drift-episode": str(episode)})
-    text = json.dumps(evidence, separators=(",", ":"), allow_nan=False, default=str)
-    meta.setdefault("annotations", {})["modelcanary.dev/drift-evidence"] = text[:60_000]
-    for c in job.get("spec", {}).get("template", {}).get("spec", {}).get("containers", []):
-        c.setdefault("env", []).append({"name": "CANARY_DRIFT_EVIDENCE", "value": text[:60_000]})
-    return job
-
-
-def load_job_template(path: Path) -> dict[str, Any]:
-    """A batch/v1 Job from YAML. ConfigError naming the file and field when it is not one."""
-    import yaml
-
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: cannot read the Job template: {str(exc)[:200]}") from None
-    if not isinstance(raw, dict) or raw.get("kind") != "Job" or not str(raw.get("apiVersion", "")).startswith("batch/"):
-        raise ConfigError(f"{path}: kind/apiVersion: the retraining template must be a batch/v1 Job")
-    for field, value in (("metadata", raw.get("metadata", {})), ("spec", raw.get("spec")),
-                         ("spec.template", (raw.get("spec") or {}).get("template") if isinstance(raw.get("spec"), dict)
-                          else None)):
-        if not isinstance(value, dict):
-            raise ConfigError(f"{path}: {field}: must be a mapping")
-    pod = raw["spec"]["template"].get("spec")
-    containers = pod.get("containers") if isinstance(pod, dict) else None
-    if not isinstance(containers, list) or not containers or not all(isinstance(c, dict) for c in containers):
-        raise ConfigError(f"{path}: spec.template.spec.containers: the Job needs at least one container")
-    for i, c in enumerate(containers):
-        if not isinstance(c.get("env", []), list):
-            raise ConfigError(f"{path}: spec.template.spec.containers[{i}].env: must be a list")
-    for key in ("labels", "annotations"):
-        if not isinstance(raw["metadata"].get(key, {}), dict):
-            raise ConfigError(f"{path}: metadata.{key}: must be a mapping")
-    return raw
-
-
-def job_name(prefix: str, *, model: str, version: str, episode: int) -> str:
-    """`<prefix>-<model>-<version>-e<episode>`, a DNS-1123 name of at most 63 characters. When it
-    would be longer (or when lowercasing and replacing characters could make two versions alike,
-    e.g. v2.1 and v2-1), the middle is shortened and a hash of the exact model and version
-    keeps it unique; the episode number is always kept."""
-    import hashlib
-
-    clean = lambda t: re.sub(r"[^a-z0-9-]+", "-", t.lower()).strip("-")  # noqa: E731
-    tail = f"-e{episode}"
-    body = clean(f"{prefix.rstrip('-')}-{model}-{version}")
-    exact = f"{prefix.rstrip('-')}-{model}-{version}" == body
-    if exact and len(body) + len(tail) <= 63:
-        return body + tail
-    digest = hashlib.sha256(f"{model}\0{version}".encode()).hexdigest()[:8]
-    return f"{body[:63 - len(tail) - 9].rstrip('-')}-{digest}{tail}"
 
 
 class FileStateStore:

@@ -253,3 +253,43 @@ def test_one_malformed_baseline_is_skipped_and_every_other_model_is_evaluated(li
         and "features.f.mean" in bad_logs[0]["error"], bad_logs
     assert not [e for e in logs if e["event"] in ("drift.pass_failed", "drift.evaluation_failed")], logs
     assert {k: (s.phase, s.episode) for k, s in watcher.states.items()} == {"ml/m1/v1": ("drifting", 1)}
+
+
+def test_an_episode_number_used_before_gets_its_own_job_and_a_retry_never_a_second(live: Live, kube: Any) -> None:
+    """`drift watch` without --state-file, restarted: its next episode is numbered 1 again, and the create
+    of retrain-m1-v1-e1 met the earlier episode's Job (409), counted as done: no retraining, while
+    drift.retrain_triggered was logged. Now the Job found is checked (its episode-start annotation):
+    another episode's gets this episode a Job of its own; a retry of the same episode creates none."""
+    from dataclasses import replace
+
+    from canary.drift.retrain import START
+    from canary.drift.watch import DriftWatcher
+
+    clock = _ticks()
+
+    def fresh() -> Any:
+        return DriftWatcher([live.profiles["m1"]], client=live.client, window_s=3600, namespace="ml",
+                            config=M.MonitorConfig(enter_after=2, quiet_s=0), core_api=kube.core,
+                            batch_api=kube.batch, job_template=JOB, clock=clock)
+
+    def jobs() -> dict[str, str]:
+        return {j.metadata.name: j.metadata.annotations[START] for j in kube.batch.list_namespaced_job("ml").items}
+
+    first = fresh()
+    first.once(), first.once()
+    assert list(jobs()) == ["retrain-m1-v1-e1"]
+    second = fresh()  # restarted, no state: episode 1 again, another start
+    with capture_logs() as logs:
+        second.once(), second.once()
+    got = jobs()
+    assert len(got) == 2 and "retrain-m1-v1-e1" in got, got
+    [renamed] = [n for n in got if n != "retrain-m1-v1-e1"]
+    assert renamed.startswith("retrain-m1-v1-e1-") and len(renamed) <= 63
+    assert got[renamed] == repr(second.states["m1/v1"].evidence["at"]) != got["retrain-m1-v1-e1"]
+    assert "drift.retrain_job_renamed" in [e["event"] for e in logs]
+    for w in (first, second):  # a lost write: the same episode's trigger again finds its own Job
+        key = "m1/v1"
+        w.states[key] = replace(w.states[key], trigger="pending", trigger_due=0.0)
+        done = w.once()
+        assert [d["ok"] for d in done if "trigger" in d] == [True]
+    assert jobs() == got
