@@ -30,8 +30,58 @@ EVIDENCE_MAX = 60_000  # characters of evidence in the annotation and the env va
 
 
 def evidence_text(evidence: Mapping[str, Any], limit: int = EVIDENCE_MAX) -> str:
-    """The evidence as compact JSON."""
-    return json.dumps(evidence, separators=(",", ":"), allow_nan=False, default=str)[:limit]
+    """The evidence as compact JSON of at most `limit` characters, always valid. When it is longer
+    (hundreds of features), it is shrunk, never cut: the drifted features' entries are kept first
+    (highest score first), then the others while they fit; `"truncated": true`, how many entries were
+    left out and a summary of those (how many drifted, their highest score) say what is missing, and
+    `drifted_features` is shortened the same way when even the names do not fit."""
+    text = _dumps(evidence)
+    if len(text) <= limit:
+        return text
+    feats = [f for f in evidence.get("features") or [] if isinstance(f, Mapping)]
+    order = sorted(feats, key=lambda f: (not f.get("drifted"), -_score(f)))
+    names = list(evidence.get("drifted_features") or [])
+
+    def build(k: int, m: int) -> str:
+        left = order[k:]
+        out = {**evidence, "features": order[:k], "drifted_features": names[:m], "truncated": True,
+               "features_omitted": len(left),
+               "omitted": {"drifted": sum(1 for f in left if f.get("drifted")),
+                           "max_score": max((_score(f) for f in left), default=None)}}
+        if m < len(names):
+            out["drifted_features_omitted"] = len(names) - m
+        return _dumps(out)
+
+    m = len(names)
+    if len(build(0, m)) > limit:  # even the names do not fit: as many as do
+        m = _most(lambda j: len(build(0, j)) <= limit, len(names))
+    k = _most(lambda j: len(build(j, m)) <= limit, len(order))
+    text = build(k, m)
+    if len(text) <= limit:
+        return text
+    return _dumps({"truncated": True, "at": evidence.get("at"), "share": evidence.get("share"),
+                   "features_omitted": len(feats)})[:limit]
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), allow_nan=False, default=str)
+
+
+def _score(f: Mapping[str, Any]) -> float:
+    s = f.get("score")
+    return float(s) if isinstance(s, (int, float)) and not isinstance(s, bool) and s == s else 0.0
+
+
+def _most(fits: Any, n: int) -> int:
+    """The largest j in 0..n with fits(j) (fits is monotone: True up to some j); 0 when none."""
+    lo, hi = 0, n
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if fits(mid):
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
 
 
 def retrain_job(template: Mapping[str, Any], *, model: str, version: str, episode: int,

@@ -94,3 +94,37 @@ def test_every_field_the_comparison_reads_is_validated_naming_file_and_field(
     live.write_text(json.dumps({"features": {"age": {"counts": counts, "sum": 40.0 * sum(counts)}}}))
     r = CliRunner().invoke(app, ["drift", "check", "--baseline", str(path), "--input", str(live)])
     assert r.exit_code == 2 and f"{path}: {field}:" in r.output, r.output  # bad input, never 1 (drift)
+
+
+@pytest.mark.parametrize("n_features,drifted", [(400, 150), (2_000, 1_900), (30, 10)])
+def test_the_evidence_passed_to_retraining_is_always_valid_json(n_features: int, drifted: int) -> None:
+    """Cut at 60,000 characters, the evidence of ~350+ features was invalid JSON in the Job's annotation
+    and env var. It is shrunk instead: drifted features first, the rest summarised, and it says so."""
+    from canary.drift.retrain import EVIDENCE_MAX, retrain_job
+
+    feats = [{"feature": f"feature_with_a_long_name_{i:05d}", "test": "wasserstein", "value": 0.1 + i / 1e4,
+              "threshold": 0.1, "score": (0.5 if i < drifted else 0.01) + i / 1e6, "psi": 0.2, "drifted": i < drifted,
+              "n_current": 3000.0} for i in range(n_features)]
+    evidence = {"at": 1234.5, "window_s": 3600, "share": drifted / n_features,
+                "drifted_features": [f["feature"] for f in feats if f["drifted"]], "features": feats}
+    job = retrain_job(JOB, model="m", version="v1", episode=1, evidence=evidence)
+    texts = [job["metadata"]["annotations"]["modelcanary.dev/drift-evidence"],
+             job["spec"]["template"]["spec"]["containers"][0]["env"][0]["value"]]
+    for text in texts:
+        assert len(text) <= EVIDENCE_MAX
+        got = json.loads(text)  # valid JSON, whatever the size
+        if len(json.dumps(evidence, separators=(",", ":"))) <= EVIDENCE_MAX:
+            assert got == evidence
+            continue
+        assert got["truncated"] is True and got["at"] == 1234.5
+        kept = got["features"]
+        assert len(kept) + got["features_omitted"] == n_features
+        # drifted first: no entry kept ranks below one left out
+        drifted_kept = [f for f in kept if f["drifted"]]
+        assert drifted_kept == kept[:len(drifted_kept)]
+        assert got["omitted"]["drifted"] == drifted - len(drifted_kept)
+        assert len(got["drifted_features"]) + got.get("drifted_features_omitted", 0) == drifted
+
+
+JOB = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"generateName": "retrain-"},
+       "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "t", "image": "t"}]}}}}
