@@ -195,7 +195,8 @@ def watch_cmd(
     enter_after: int = typer.Option(3, "--enter-after", help="drifted evaluations in a row to start an episode"),
     exit_after: int = typer.Option(3, "--exit-after", help="clean evaluations in a row to end one"),
     quiet: float = opts.DurationOpt("1h", "--quiet", zero=True,
-                                    help="after a version is first seen, no episode starts for this long"),
+                                    help="after a version's first evaluation with live data, no episode "
+                                         "starts for this long"),
     state_file: Optional[Path] = typer.Option(None, "--state-file", help="keeps episodes across restarts"),
     retrain_job: Optional[Path] = typer.Option(None, "--retrain-job", help="batch/v1 Job template (YAML) to create "
                                                                            "once per drift episode"),

@@ -7,7 +7,11 @@ A *drift episode* starts when `config.enter_after` evaluations in a row show
 dataset drift and ends when `config.exit_after` in a row show none
 (hysteresis: a share that hovers at the threshold does not flap the alert).
 Nothing starts during the quiet period after the version began serving
-(`quiet_until`): right after a rollout the live data are few and moving.
+(`quiet_until`): right after a rollout the live data are few and moving. It
+starts at the first evaluation that has live data to compare (a feature with
+`compare.MIN_LIVE` observations in the window), not when the profile was first
+seen: a baseline registered a day before the version serves must not spend its
+quiet period on no traffic.
 At the start of an episode: an `Alert` (Kubernetes Event, webhook, Slack) and
 one retraining `Trigger`, recorded with its evidence. A failed trigger is
 retried with exponential backoff (`Trigger` again when due) and every failure
@@ -30,7 +34,7 @@ OK, DRIFTING = "ok", "drifting"
 class MonitorConfig:
     enter_after: int = 3  # drifted evaluations in a row to start an episode
     exit_after: int = 3  # clean evaluations in a row to end one
-    quiet_s: float = 3600.0  # after a version starts serving, no episode starts
+    quiet_s: float = 3600.0  # after the first evaluation with live data, no episode starts
     retry_s: float = 30.0  # first retry of a failed trigger; doubles, up to retry_max_s
     retry_max_s: float = 1800.0
 
@@ -44,6 +48,7 @@ class MonitorState:
     clean_in_row: int = 0
     episode: int = 0  # episodes started so far (the current one while DRIFTING)
     quiet_until: float = 0.0
+    traffic_since: float = 0.0  # the first evaluation with live data (0: none yet); the quiet period starts there
     trigger: str = ""  # "" none for this episode, "pending", "done"
     trigger_attempts: int = 0
     trigger_due: float = 0.0
@@ -64,7 +69,9 @@ class MonitorState:
         for name in ("drifted_in_row", "clean_in_row", "episode", "trigger_attempts"):
             if name in kw and (isinstance(kw[name], bool) or not isinstance(kw[name], int) or kw[name] < 0):
                 raise ValueError(f"drift monitor state: {name} must be an integer >= 0, got {kw[name]!r}")
-        for name in ("quiet_until", "trigger_due"):
+        if "traffic_since" not in kw and kw.get("quiet_until"):  # a state written before the field: its
+            kw["traffic_since"] = kw["quiet_until"]  # quiet period was set when first seen; keep it, never restart it
+        for name in ("quiet_until", "trigger_due", "traffic_since"):
             if name in kw and (isinstance(kw[name], bool) or not isinstance(kw[name], (int, float))):
                 raise ValueError(f"drift monitor state: {name} must be a number, got {kw[name]!r}")
         if "evidence" in kw and not isinstance(kw["evidence"], dict):
@@ -109,6 +116,8 @@ def step(state: MonitorState, result: DatasetDrift, now: float, config: MonitorC
     actions: list[Action] = []
     if not result.features:  # no live data: neither drift nor its absence
         return state, _due(state, now)
+    if not state.traffic_since:  # the version serves: its quiet period starts now
+        state = replace(state, traffic_since=now, quiet_until=max(state.quiet_until, now + config.quiet_s))
     if result.drifted:
         state = replace(state, drifted_in_row=state.drifted_in_row + 1, clean_in_row=0)
     else:

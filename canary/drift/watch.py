@@ -94,7 +94,7 @@ class DriftWatcher:
         ns = str(prof.get("_namespace") or self.namespace)  # a baseline ConfigMap's namespace
         key = f"{model}/{version}" if "_namespace" not in prof else f"{ns}/{model}/{version}"
         now = self.clock()
-        state = self.states.get(key) or M.MonitorState(model, version, quiet_until=now + self.config.quiet_s)
+        state = self.states.get(key) or M.MonitorState(model, version)  # quiet from its first live data (step)
         try:
             live = live_counts(self.client, prof, model=model, version=version, window_s=self.window_s)
             result = compare(prof, live)

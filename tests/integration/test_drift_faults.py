@@ -293,3 +293,30 @@ def test_an_episode_number_used_before_gets_its_own_job_and_a_retry_never_a_seco
         done = w.once()
         assert [d["ok"] for d in done if "trigger" in d] == [True]
     assert jobs() == got
+
+
+def test_the_quiet_period_starts_when_the_version_serves(live: Live) -> None:
+    """The baseline is watched two hours before the version gets traffic (Prometheus has its series, all
+    zero); the quiet hour starts at the first evaluation that reads live data from Prometheus."""
+    from canary.drift.watch import DriftWatcher
+
+    t = [0.0]
+    w = DriftWatcher([live.profiles["late"]], client=live.client, window_s=3600, config=M.MonitorConfig(),
+                     clock=lambda: t[0])
+    for _ in range(24):
+        assert w.once() == []
+        t[0] += 300
+    assert w.states["late/v1"].traffic_since == 0.0
+    rng = np.random.default_rng(5)
+    for x in rng.normal(2, 1, 300):  # the version starts serving, on moved inputs
+        live.exporters["late"].observe({"f": x})
+    assert sum(live.wait_for("late", 250)["f"]["counts"]) >= 250
+    serving = t[0]
+    for _ in range(12):
+        with capture_logs() as logs:
+            w.once()
+        assert "drift.started" not in [e["event"] for e in logs], (t[0] - serving) / 60
+        t[0] += 300
+    assert w.states["late/v1"].quiet_until == serving + 3600
+    w.once()
+    assert w.states["late/v1"].phase == M.DRIFTING

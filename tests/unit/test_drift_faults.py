@@ -128,3 +128,41 @@ def test_the_evidence_passed_to_retraining_is_always_valid_json(n_features: int,
 
 JOB = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"generateName": "retrain-"},
        "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "t", "image": "t"}]}}}}
+
+
+def _result(drifted: bool, n: float = 150.0) -> Any:
+    from canary.drift import stats as D
+
+    f = D.FeatureDrift("f", "numeric", "wasserstein", 0.5 if drifted else 0.01, 0.1, drifted, 0.1, 5000, n)
+    return D.DatasetDrift((f,), 1.0 if drifted else 0.0, drifted)
+
+
+def test_the_quiet_period_starts_with_the_first_live_data_not_with_the_baseline() -> None:
+    """A baseline registered two hours before its version serves: the quiet hour was spent on no
+    traffic, and drift fired 10 minutes after serving began, on 150 requests."""
+    from canary.drift import monitor as M
+    from canary.drift import stats as D
+
+    cfg = M.MonitorConfig()  # three in a row, quiet 1 h
+    s, t = M.MonitorState("m", "v3"), 0.0
+    for _ in range(24):  # no traffic yet
+        s, acts = M.step(s, D.DatasetDrift((), 0.0, False), t, cfg, window_s=3600)
+        assert acts == []
+        t += 300
+    first = t
+    while t < first + 3600:
+        s, acts = M.step(s, _result(True), t, cfg, window_s=3600)
+        assert acts == [] and s.phase == M.OK, t - first
+        t += 300
+    assert (s.traffic_since, s.quiet_until) == (first, first + 3600)
+    s, acts = M.step(s, _result(True), t, cfg, window_s=3600)
+    assert s.phase == M.DRIFTING and acts[0].event == "drift.started"
+
+
+def test_a_state_written_before_the_field_keeps_its_quiet_period() -> None:
+    from canary.drift import monitor as M
+
+    old = {"model": "m", "version": "v1", "quiet_until": 5000.0, "drifted_in_row": 2}
+    s = M.MonitorState.from_dict(old)
+    s2, _ = M.step(s, _result(True), 6000.0, M.MonitorConfig(), window_s=3600)
+    assert s2.quiet_until == 5000.0 and s2.phase == M.DRIFTING  # never restarted by an upgrade
