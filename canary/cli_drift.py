@@ -4,8 +4,9 @@ Thin: parse flags, call canary.drift, print a table or JSON (only the requested
 output on stdout), exit with a documented code:
 
     baseline capture: 0 written, 2 bad input (the message names the file and column)
-    drift check:      0 no dataset drift, 1 dataset drift, 4 no live data to compare, 2 bad input,
-                      3 Prometheus could not be asked
+    drift check:      0 no dataset drift, 1 dataset drift, 5 no dataset drift among the features compared
+                      but a feature does not arrive (missing in live data, or text for a number), 4 no
+                      live data to compare, 2 bad input, 3 Prometheus could not be asked
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from canary.errors import CanaryError, ConfigError, TransientError
 
 baseline_app = typer.Typer(no_args_is_help=True, help="Training baselines: capture a reference profile of features.")
 drift_app = typer.Typer(no_args_is_help=True, help="Drift of live data against the training baseline.")
-EXIT_OK, EXIT_DRIFT, EXIT_BAD, EXIT_UNAVAILABLE, EXIT_NO_DATA = 0, 1, 2, 3, 4
+EXIT_OK, EXIT_DRIFT, EXIT_BAD, EXIT_UNAVAILABLE, EXIT_NO_DATA, EXIT_NOT_ARRIVING = 0, 1, 2, 3, 4, 5
 
 
 def _fail(message: str, code: int = EXIT_BAD) -> None:
@@ -139,7 +140,8 @@ def check_cmd(
 ) -> None:
     """Compare live feature distributions with the training profile, once (for scripts).
 
-    Exit 0 no dataset drift, 1 dataset drift, 4 no live data, 2 bad input, 3 Prometheus unavailable.
+    Exit 0 no dataset drift, 1 dataset drift, 5 a feature does not arrive (the verdict leaves it out),
+    4 no live data, 2 bad input, 3 Prometheus unavailable.
     Example: canary drift check --baseline rec-model-v2.profile.json --prometheus-url http://prometheus:9090
 
     Example: canary drift check --baseline rec-model-v2.profile.json --input live.json --window 1h30m -o yaml
@@ -169,16 +171,20 @@ def check_cmd(
     except Exception as exc:  # noqa: BLE001 - never a traceback, and never exit 1 (which means drift)
         _fail(f"{baseline}: the comparison failed ({type(exc).__name__}: {str(exc)[:200]}); "
               f"check the baseline and the live data")
-    quiet = sorted(set(prof["features"]) - {f.feature for f in result.features})
+    gone = sorted(result.not_arriving())
+    quiet = sorted(set(prof["features"]) - {f.feature for f in result.features} - set(gone))
     opts.emit({
         "model": prof["model"], "version": version or prof["version"], "dataset_drift": result.drifted,
         "share": result.share, "drifted_features": list(result.drifted_features()), "no_live_data": quiet,
+        "not_arriving": gone,
         "features": [{**f.__dict__, "score": f.score, "reason": f.reason()} for f in result.features],
         "missing": [{**m.__dict__, "reason": m.reason()} for m in result.missing]},
         output, lambda wide: _table(prof, result, quiet, wide=wide))
-    if not result.features:
-        raise typer.Exit(EXIT_NO_DATA)
-    raise typer.Exit(EXIT_DRIFT if result.drifted else EXIT_OK)
+    if result.drifted:
+        raise typer.Exit(EXIT_DRIFT)
+    if gone:  # "no dataset drift" would be read as covering features that never arrived
+        raise typer.Exit(EXIT_NOT_ARRIVING)
+    raise typer.Exit(EXIT_OK if result.features else EXIT_NO_DATA)
 
 
 @drift_app.command("watch")
@@ -332,8 +338,11 @@ def _table(prof: dict, result: Any, quiet: list[str], *, wide: bool = False) -> 
     console.print(t)
     if quiet:
         console.print(f"no live data for: {', '.join(quiet)}", highlight=False)
+    gone = set(result.not_arriving())
     for m in result.missing:
-        if m.shifted:
+        if m.feature in gone:
+            console.print(f"[red]NOT ARRIVING (left out of the verdict): {m.reason()}[/red]", highlight=False)
+        elif m.shifted:
             console.print(f"[yellow]{m.reason()}[/yellow]", highlight=False)
 
 

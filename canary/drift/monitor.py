@@ -53,6 +53,7 @@ class MonitorState:
     trigger_attempts: int = 0
     trigger_due: float = 0.0
     evidence: dict[str, Any] = field(default_factory=dict)  # the episode's start: features, scores, window
+    missing: list[str] = field(default_factory=list)  # features alerted as MORE MISSING (not arriving included)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -74,6 +75,8 @@ class MonitorState:
         for name in ("quiet_until", "trigger_due", "traffic_since"):
             if name in kw and (isinstance(kw[name], bool) or not isinstance(kw[name], (int, float))):
                 raise ValueError(f"drift monitor state: {name} must be a number, got {kw[name]!r}")
+        if "missing" in kw and (not isinstance(kw["missing"], list) or not all(isinstance(x, str) for x in kw["missing"])):
+            raise ValueError("drift monitor state: missing must be a list of feature names")
         if "evidence" in kw and not isinstance(kw["evidence"], dict):
             raise ValueError("drift monitor state: evidence must be an object")
         state = cls(**kw)
@@ -113,9 +116,9 @@ def evidence_of(result: DatasetDrift, *, window_s: float, now: float) -> dict[st
 def step(state: MonitorState, result: DatasetDrift, now: float, config: MonitorConfig, *,
          window_s: float) -> tuple[MonitorState, list[Action]]:
     """One evaluation of the live data against the profile."""
-    actions: list[Action] = []
+    state, actions = _missing_alerts(state, result)
     if not result.features:  # no live data: neither drift nor its absence
-        return state, _due(state, now)
+        return state, actions + _due(state, now)
     if not state.traffic_since:  # the version serves: its quiet period starts now
         state = replace(state, traffic_since=now, quiet_until=max(state.quiet_until, now + config.quiet_s))
     if result.drifted:
@@ -136,6 +139,35 @@ def step(state: MonitorState, result: DatasetDrift, now: float, config: MonitorC
         actions.append(Alert("drift.resolved", f"{who}: no dataset drift in {state.clean_in_row} evaluations "
                                                f"in a row; episode {state.episode} ended", ev, warning=False))
     return state, actions + _due(state, now)
+
+
+def _missing_alerts(state: MonitorState, result: DatasetDrift) -> tuple[MonitorState, list[Action]]:
+    """Features whose missing rate rose (MORE MISSING; one that stopped arriving is the extreme case) are
+    alerted when they start and when they recover. They are not part of the drift share and start no
+    episode (retraining on a broken pipeline's data would not help), but they must never go unsaid:
+    the share is computed without them. Only features with live counts are judged (no live data at
+    all says nothing about a feature)."""
+    if not result.missing:
+        return state, []
+    now_missing = sorted(result.more_missing())
+    judged = {m.feature for m in result.missing}
+    before = set(state.missing)
+    kept = sorted((before - judged) | set(now_missing))
+    started = [f for f in now_missing if f not in before]
+    ended = sorted(f for f in before & judged if f not in now_missing)
+    who = f"{state.model} {state.version}"
+    gone = set(result.not_arriving())
+    by = {m.feature: m for m in result.missing}
+    actions: list[Action] = []
+    if started:
+        what = "; ".join(("NOT ARRIVING: " if f in gone else "") + by[f].reason() for f in started)
+        actions.append(Alert("drift.features_missing", f"{who}: {what}",
+                             {"features": [by[f].reason() for f in started], "not_arriving": sorted(gone)}))
+    if ended:
+        actions.append(Alert("drift.features_missing_resolved", f"{who}: missing values back to training's "
+                                                                f"rate for {', '.join(ended)}",
+                             {"features": [by[f].reason() for f in ended]}, warning=False))
+    return (replace(state, missing=kept) if kept != list(state.missing) else state), actions
 
 
 def _due(state: MonitorState, now: float) -> list[Action]:

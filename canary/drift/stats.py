@@ -105,6 +105,17 @@ class DatasetDrift:
     def drifted_features(self) -> tuple[str, ...]:
         return tuple(f.feature for f in self.features if f.drifted)
 
+    def not_arriving(self) -> tuple[str, ...]:
+        """Features that (almost) stopped arriving: significantly more missing than in training and too
+        few present values to be compared (a column dropped upstream, numbers sent as text). The drift
+        share is computed without them, so a verdict must never be read as covering them."""
+        compared = {f.feature for f in self.features}
+        return tuple(m.feature for m in self.missing if m.shifted and m.feature not in compared)
+
+    def more_missing(self) -> tuple[str, ...]:
+        """Every feature whose missing rate rose significantly (MORE MISSING), not arriving ones included."""
+        return tuple(m.feature for m in self.missing if m.shifted)
+
 
 def psi(reference: np.ndarray, current: np.ndarray) -> float:
     """Population stability index over the same buckets (shares floored at 1e-4)."""

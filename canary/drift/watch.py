@@ -68,6 +68,8 @@ class DriftWatcher:
         self.g_share = Gauge("model_data_drift_share", "Share of drifted features", ["model", "version"], registry=reg)
         self.g_episode = Gauge("model_data_drift_episode", "1 while a drift episode is open", ["model", "version"],
                                registry=reg)
+        self.g_missing = Gauge("model_data_missing_rate", "Live share of requests missing the feature (text "
+                               "sent for a number counts as missing)", ["model", "version", "feature"], registry=reg)
 
     def reload(self) -> None:
         """Read the monitor states from the store (at start, and when this replica becomes the
@@ -107,6 +109,8 @@ class DriftWatcher:
         for f in result.features:
             self.g_score.labels(model, version, f.feature).set(f.score)
         self.g_share.labels(model, version).set(result.share)
+        for m in result.missing:
+            self.g_missing.labels(model, version, m.feature).set(m.live_rate)
         state, actions = M.step(state, result, now, self.config, window_s=self.window_s)
         state = self._act(state, actions, done, ns)
         self.g_episode.labels(model, version).set(1.0 if state.phase == M.DRIFTING else 0.0)
@@ -158,7 +162,10 @@ class DriftWatcher:
             from canary.kube import event_body
 
             body = event_body(namespace=namespace, reason={"drift.started": "DriftDetected",
-                                                                "drift.resolved": "DriftResolved"}.get(
+                                                                "drift.resolved": "DriftResolved",
+                                                                "drift.features_missing": "FeatureMissing",
+                                                                "drift.features_missing_resolved":
+                                                                    "FeatureMissingResolved"}.get(
                                   a.event, "RetrainTriggerFailed"),
                               involved={"apiVersion": "networking.istio.io/v1beta1", "kind": "VirtualService",
                                         "name": state.model},

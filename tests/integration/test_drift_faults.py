@@ -67,11 +67,14 @@ def live(prometheus_binary: str) -> Iterator[Live]:
     profiles = {m: _profile(m, {"f": ref}) for m in ("m1", "m2")}
     profiles["late"] = _profile("late", {"f": ref})
     profiles["neg"] = _profile("neg", {"centred": ref, "shifted": ref + 10})  # one feature, two signs
+    profiles["gone"] = _profile("gone", {"age": ref * 10 + 40, "income": ref * 10 + 50,
+                                         "city": rng.choice(["a", "b"], 5_000).tolist()})
     reg = CollectorRegistry()
     exporters = {m: FeatureExporter(p, registry=reg) for m, p in profiles.items()}
     for m in ("m1", "m2"):
         exporters[m].observe({"f": 0.0})  # the series exist before the first scrape
     exporters["neg"].observe({"centred": 0.0, "shifted": 10.0})
+    exporters["gone"].observe({"age": 40.0, "income": 50.0, "city": "a"})
     server, thread = start_http_server(0, addr="127.0.0.1", registry=reg)  # the kernel's port: no race
     prom = PromServer(binary=prometheus_binary, targets=[f"127.0.0.1:{server.server_address[1]}"],
                       scrape_interval="1s").start()
@@ -84,7 +87,10 @@ def live(prometheus_binary: str) -> Iterator[Live]:
         x[rng.random(4_000) < 0.015] = 50.0  # 1.5% of requests: a sentinel value far beyond the buckets
         for v in x:
             exporters["neg"].observe({"centred": v, "shifted": v + 10})
+        for a in rng.normal(40, 10, 3_000):  # upstream stopped sending city; income comes as text
+            exporters["gone"].observe({"age": a, "income": f"{a:.0f} EUR"})
         out = Live(prom, reg, exporters, profiles)
+        assert sum(out.wait_for("gone", 2_500)["age"]["counts"]) >= 2_500
         for m in ("m1", "m2"):
             assert sum(out.wait_for(m, 2_000)["f"]["counts"]) >= 2_000
         assert sum(out.wait_for("neg", 3_500)["centred"]["counts"]) >= 3_500
@@ -320,3 +326,34 @@ def test_the_quiet_period_starts_when_the_version_serves(live: Live) -> None:
     assert w.states["late/v1"].quiet_until == serving + 3600
     w.once()
     assert w.states["late/v1"].phase == M.DRIFTING
+
+
+def test_a_feature_that_stops_arriving_is_reported_by_watch_and_check(live: Live, kube: Any, tmp_path: Any) -> None:
+    """Two of three inputs stop arriving (one dropped, one sent as text): `drift watch` said nothing, and
+    `drift check` exited 0 "no dataset drift" computed on one feature. Now watch alerts once
+    (drift.features_missing, a FeatureMissing Event, model_data_missing_rate) and check exits 5."""
+    from prometheus_client import CollectorRegistry, generate_latest
+    from typer.testing import CliRunner
+
+    from canary.cli import app
+    from canary.drift.watch import DriftWatcher
+
+    reg = CollectorRegistry()
+    w = DriftWatcher([live.profiles["gone"]], client=live.client, window_s=3600, namespace="ml",
+                     config=M.MonitorConfig(quiet_s=0), core_api=kube.core, registry=reg, clock=_ticks())
+    with capture_logs() as logs:
+        for _ in range(3):
+            w.once()
+    alerts = [e for e in logs if e["event"] == "drift.features_missing"]
+    assert len(alerts) == 1 and "city" in alerts[0]["message"] and "income" in alerts[0]["message"], logs
+    assert w.states["gone/v1"].missing == ["city", "income"] and w.states["gone/v1"].phase == M.OK
+    assert [e.reason for e in kube.core.list_namespaced_event("ml").items] == ["FeatureMissing"]
+    text = generate_latest(reg).decode()
+    assert 'model_data_missing_rate{feature="income",model="gone",version="v1"} 1.0' in text
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(live.profiles["gone"]))
+    r = CliRunner().invoke(app, ["drift", "check", "--baseline", str(path), "--prometheus-url", live.prom.url,
+                                 "--window", "1h", "-o", "json"])
+    assert r.exit_code == 5, r.output
+    out = json.loads(r.stdout)
+    assert out["not_arriving"] == ["city", "income"] and not out["dataset_drift"]
