@@ -248,6 +248,10 @@ def watch_cmd(
         window_s, interval_s, quiet_s = window, interval, quiet  # seconds, parsed by their options
         if enter_after < 1 or exit_after < 1:
             raise ConfigError("--enter-after and --exit-after must be at least 1")
+        if once and state_file is None and enter_after > 1:  # each run would start from zero evaluations
+            typer.echo(f"warning: --once without --state-file can never open a drift episode: each run starts "
+                       f"afresh and an episode needs {enter_after} drifted evaluations in a row (--enter-after); "
+                       f"give --state-file (or --enter-after 1)", err=True)
         core = batch = None
         if not no_kube:
             import kubernetes

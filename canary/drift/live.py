@@ -29,7 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from canary.errors import ConfigError
+from canary.errors import CanaryError, ConfigError
+from canary.metrics.answers import arm_name
 from canary.metrics import queries as q
 from canary.metrics.features import series_by
 from canary.metrics.client import PrometheusClient
@@ -46,8 +47,11 @@ def live_counts(client: PrometheusClient, profile: Mapping[str, Any], *, model: 
 
     def ask(metric: str, by: str) -> list[tuple[dict[str, str], float]]:
         """(labels, value) of `sum by (by) (increase(metric{sel}[w]))`, series without a value left out."""
-        got = client.ask(f"sum by ({by}) (increase({metric}{{{sel}}}[{w}]))", check="drift", arm=version,
-                         at=None, who="drift check", strict=False, deadline=None)
+        try:
+            got = client.ask(f"sum by ({by}) (increase({metric}{{{sel}}}[{w}]))", check="drift", arm="",
+                             at=None, who=f"drift of {model} {version}", strict=False, deadline=None)
+        except CanaryError as exc:  # the client speaks of a rollout's arms; drift reads one model's live data
+            raise type(exc)(str(exc).replace(arm_name(""), f"the live data of {model} {version}")) from exc
         return series_by(got, [k.strip() for k in by.split(",")])
 
     buckets: dict[str, dict[float, float]] = defaultdict(dict)

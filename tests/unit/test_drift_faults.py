@@ -166,3 +166,27 @@ def test_a_state_written_before_the_field_keeps_its_quiet_period() -> None:
     s = M.MonitorState.from_dict(old)
     s2, _ = M.step(s, _result(True), 6000.0, M.MonitorConfig(), window_s=3600)
     assert s2.quiet_until == 5000.0 and s2.phase == M.DRIFTING  # never restarted by an upgrade
+
+
+def test_watch_once_without_a_state_file_warns_and_drift_speaks_of_live_data(tmp_path: Any) -> None:
+    """`drift watch --once` without --state-file could never open an episode (three in a row by default),
+    silently; and an unreachable Prometheus was "could not be asked for the v1 arm" (a rollout's words)."""
+    import socket
+
+    from typer.testing import CliRunner
+
+    from canary.cli import app
+
+    rng = np.random.default_rng(4)
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(_profile({"age": rng.normal(40, 10, 500)})))
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{s.getsockname()[1]}"
+    r = CliRunner().invoke(app, ["drift", "watch", "--baseline", str(path), "--prometheus-url", url,
+                                 "--no-kube", "--once"])
+    assert "--once without --state-file can never open a drift episode" in r.output, r.output
+    assert r.exit_code == 3 and "the live data of rec v1" in r.output and " arm" not in r.output, r.output
+    r = CliRunner().invoke(app, ["drift", "watch", "--baseline", str(path), "--prometheus-url", url,
+                                 "--no-kube", "--once", "--state-file", str(tmp_path / "s.json")])
+    assert "can never open" not in r.output
