@@ -155,12 +155,16 @@ def _metrics(url: Optional[str], token: Optional[str], user: Optional[str], pass
 
 
 def _target(model: str, namespace: str, vs: Optional[str], dr: Optional[str], *, stable: str = "", canary: str = "",
-            route: Optional[str] = None) -> Target:
+            route: Optional[str] = None, kubernetes: bool = True) -> Target:
+    """The command's Target; with `kubernetes` (its VirtualService is read or written) its names are
+    checked as Kubernetes names first (ConfigError, exit 2, before any request). Commands that only
+    query Prometheus pass False: a model name need not be an object name there."""
     from canary.model import check_target_names
 
     target = Target(namespace=namespace, virtual_service=vs or model, model=model, stable_version=stable,
                     canary_version=canary, destination_rule=dr or "", route=route or "")
-    check_target_names(target)  # ConfigError (exit 2) before any request
+    if kubernetes:
+        check_target_names(target)
     return target
 
 

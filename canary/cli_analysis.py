@@ -204,7 +204,7 @@ def _read_layout(pol: Any, metrics: Any, model: str, version: str, namespace: st
     from canary.cli import _target
     from canary.policy import LatencyCheck
 
-    target = _target(model, namespace, None, None, stable=version, canary=version)
+    target = _target(model, namespace, None, None, stable=version, canary=version, kubernetes=False)
     stable: dict[str, Any] = {}
     unreadable: list[str] = []  # Prometheus could not be asked (exit 3 after the plan)
     for check in pol.checks:

@@ -70,6 +70,12 @@ def capture_cmd(
     _logs()
     names = [c.strip() for c in features.split(",") if c.strip()] if features else None
     try:
+        if configmap:  # before the data is read or the file written: the ConfigMap must be nameable
+            from canary.model import check_namespace, check_object_name
+
+            check_object_name(configmap, "--configmap")
+            if namespace:
+                check_namespace(namespace, "--namespace")
         like = None
         if bounds_from is not None:
             from canary.drift.compare import validate_profile
@@ -258,7 +264,10 @@ def watch_cmd(
 
             from canary.kube import api_client
 
+            from canary.model import check_namespace
+
             namespace = opts.namespace(namespace, kubeconfig, context)
+            check_namespace(namespace, "--namespace")
             api = api_client(kubeconfig=kubeconfig, context=context)
             core, batch = kubernetes.client.CoreV1Api(api), kubernetes.client.BatchV1Api(api)
         from prometheus_client import CollectorRegistry

@@ -65,7 +65,7 @@ def analyze(
             st = router.inspect(resolved)
             stable, canary = stable or st.stable_subset_version, canary or st.canary_subset_version
         target = cli._target(model, ns, virtual_service, destination_rule, stable=stable, canary=canary,
-                             route=where)
+                             route=where, kubernetes=False)  # only Prometheus reads it
         measurements: dict = {}
         for check in policy.checks:
             try:

@@ -99,7 +99,13 @@ def _from_cluster(model: Optional[str], namespace: Optional[str], vs: Optional[s
 
     if not model and not rollout:
         raise cli.ConfigError("give MODEL, --rollout NAME or --input FILE")
+    from canary.model import check_namespace, check_object_name
+
     ns = opts.namespace(namespace, kubeconfig, context)
+    check_namespace(ns, "namespace")  # ConfigError (exit 2) before any request
+    for what, name in (("--rollout", rollout), ("--virtual-service", vs), ("the model's VirtualService", model)):
+        if name and not (what == "the model's VirtualService" and (vs or rollout)):
+            check_object_name(name, what)
     client = api_client(kubeconfig=kubeconfig, context=context)
     canary_version = ""
     if rollout:
@@ -115,6 +121,7 @@ def _from_cluster(model: Optional[str], namespace: Optional[str], vs: Optional[s
         canary_version = str(spec.get("canaryVersion") or "")
     vs = vs or model
     assert vs
+    check_object_name(vs, f"VirtualService (of CanaryRollout {ns}/{rollout})" if rollout else "VirtualService")
     from canary.history_store import from_cluster
 
     return from_cluster(client, ns, vs, canary_version=canary_version, rollout=rollout or "")

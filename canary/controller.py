@@ -24,7 +24,6 @@ from __future__ import annotations
 import math
 import threading
 import time
-from datetime import datetime, timezone
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
@@ -367,7 +366,14 @@ class Controller:
         if state is None or not ours:
             if _finished(obj):
                 return None  # this CR ended; the VirtualService has moved on since
-            if state is not None and _ran_while_waiting(obj, state, spec):
+            if drove is not None:  # its status says this very rollout is in progress, the route does not:
+                # someone ended it (an on-call rollback writing a fresh record) or took the route over.
+                # Never claimed again: the ended outcome is mirrored, another rollout left alone, and a
+                # split with no record sent to stable (`_rescue`)
+                self._rescue(obj, spec, drove, reason="the route no longer records this CanaryRollout's rollout",
+                             log=log)
+                return None
+            if state is not None and _waited(obj, state, spec):
                 self._duplicate_ended(obj, spec, state, log)
                 return None
             check_claim(target, status, state, where=spec.key)
@@ -446,6 +452,8 @@ class Controller:
         """Every query the rollout will run, asked once (ConfigError: reported, nothing touched;
         MetricsUnavailable: retried at the next tick), and the Triton gate configuration."""
         preflight_metrics(self.metrics, spec.policy, spec.target, log=self.log.bind(rollout=spec.key))
+        if spec.samples_error:
+            raise ConfigError(spec.samples_error)
         cfg = spec.policy.gates.triton
         if cfg is not None and cfg.enabled and not spec.triton_canary:
             raise ConfigError(f"{spec.key}: policy gates.triton is enabled and needs spec.triton.canaryUrl")
@@ -468,10 +476,14 @@ class Controller:
         return self._gates[key]
 
     def _gate_preflight(self, spec: crd.RolloutSpec, state: rl.RolloutState, log: Any) -> str:
-        """The Triton pre-traffic gate (schema, warm-up, outputs); "" when it passed or there is none."""
+        """The Triton pre-traffic gate (schema, warm-up, outputs); "" when it passed or there is none.
+        ConfigError (nothing recorded but the CR's Ready condition; the rollout waits at 100/0) when its
+        warm-up samples went missing since the claim."""
         gate = self._gate(spec)
         if gate is None:
             return ""
+        if spec.samples_error:
+            raise ConfigError(spec.samples_error)
         try:
             report = gate.preflight()
         except CanaryError as exc:  # decide() emits gate.failed
@@ -684,6 +696,9 @@ class Controller:
         except CanaryError:
             rec = None  # unreadable: the traffic decides
         started = (obj.get("status") or {}).get("startedAt")
+        if (rec is not None and rec.terminal and rec.canary_version == target.canary_version
+                and rec.owner in ("", _owner(obj))):
+            return "ended", rec  # ended (by an on-call rollback writing a fresh record, perhaps): its outcome
         if rec is not None and (rec.canary_version != target.canary_version or crd.iso(rec.started_at) != started
                                 or rec.owner not in ("", _owner(obj))):
             log.warning("rescue.not_ours", reason=reason, recorded=rec.canary_version, recorded_phase=rec.phase,
@@ -1086,22 +1101,22 @@ def _key(obj: dict[str, Any]) -> str:
 
 
 def _owner(obj: dict[str, Any]) -> str:
-    """The RolloutState.owner of the rollouts this CanaryRollout runs."""
+    """The RolloutState.owner of the rollouts this CanaryRollout runs: its namespace, name and uid (a
+    CR deleted and created again under the same name is another request, and runs)."""
     meta = obj.get("metadata") or {}
-    return crd_owner(str(meta.get("namespace", "")), str(meta.get("name", "")))
+    return crd_owner(str(meta.get("namespace", "")), str(meta.get("name", "")), str(meta.get("uid") or ""))
 
 
-def _ran_while_waiting(obj: dict[str, Any], rec: rl.RolloutState, spec: crd.RolloutSpec) -> bool:
-    """Whether `rec`, an ended rollout of this CR's canary version run by another owner, ended after
-    this CR was created: this CR asked for the rollout the other one ran (`_duplicate_ended`)."""
-    if not rec.terminal or not rec.owner or rec.canary_version != spec.target.canary_version:
+def _waited(obj: dict[str, Any], rec: rl.RolloutState, spec: crd.RolloutSpec) -> bool:
+    """Whether this CR, as its spec is now, was refused as RolloutBusy (its Ready condition, for this
+    generation) and `rec`, the route's record, is an ended rollout of its canary version run by
+    another owner: it asked for the rollout that ran (`_duplicate_ended`). No clocks compared: the
+    condition is what this controller wrote when it refused the claim."""
+    if not rec.terminal or rec.owner == _owner(obj) or rec.canary_version != spec.target.canary_version:
         return False
-    created = (obj.get("metadata") or {}).get("creationTimestamp")
-    try:
-        at = datetime.strptime(str(created), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp()
-    except ValueError:
-        return False
-    return at <= rec.updated_at
+    conds = (obj.get("status") or {}).get("conditions") or []
+    ready = next((c for c in conds if isinstance(c, dict) and c.get("type") == "Ready"), {})
+    return ready.get("reason") == "RolloutBusy" and ready.get("observedGeneration") == spec.generation
 
 
 def _owns(obj: dict[str, Any], rec: rl.RolloutState) -> bool:

@@ -44,6 +44,9 @@ class RolloutSpec:
     # the warm-up samples `gates.triton.sample_file` names, read from the policyRef ConfigMap (the key
     # of that name beside the policy's): (where from, parsed JSON); None when the policy names none
     warmup_samples: tuple[str, Any] | None = None
+    # why the samples cannot be had ("" when they can, or none are named): refused before the claim and
+    # at the gate, never after it (a ConfigMap tidied mid-rollout must not end a rollout past its gate)
+    samples_error: str = ""
 
     @property
     def key(self) -> str:
@@ -79,7 +82,10 @@ def parse(obj: dict[str, Any], *, configmap: Callable[[str, str], dict[str, str]
         if value:
             check_version(value, f"{where}: spec.{field}")
     policy, data = _policy(spec, where, ns, configmap)
-    samples = _samples(policy, spec, where, ns, data)
+    try:
+        samples, samples_error = _samples(policy, spec, where, ns, data), ""
+    except ConfigError as exc:
+        samples, samples_error = None, str(exc)
     action = text("action")
     if action not in ACTIONS:
         raise ConfigError(f"{where}: spec.action must be empty or one of pause, resume, rollback")
@@ -102,15 +108,16 @@ def parse(obj: dict[str, Any], *, configmap: Callable[[str, str], dict[str, str]
                        target=target, policy=policy, on_foreign_edit=on_edit, on_prometheus_outage=on_outage,
                        action=action, action_reason=text("actionReason"),
                        triton_stable=triton.get("stableUrl"), triton_canary=triton.get("canaryUrl"),
-                       warmup_samples=samples)
+                       warmup_samples=samples, samples_error=samples_error)
 
 
 def _samples(policy: Policy, spec: dict[str, Any], where: str, ns: str,
              data: dict[str, str] | None) -> tuple[str, Any] | None:
     """The warm-up samples of an enabled gate's `sample_file`: a key of the policyRef ConfigMap (the
-    ConfigMap is to a CanaryRollout what the policy file's folder is to `promote`). ConfigError
-    before any traffic when the key is missing or not sample JSON, or the policy is inline (the
-    controller's own disk is no place an author can put a file: it read one relative to its cwd)."""
+    ConfigMap is to a CanaryRollout what the policy file's folder is to `promote`). ConfigError when
+    the key is missing or not sample JSON, or the policy is inline (the controller's own disk is no
+    place an author can put a file: it read one relative to its cwd); `parse` keeps it in
+    `samples_error`, which the controller raises before the claim and at the gate only."""
     gate = policy.gates.triton
     if gate is None or not gate.enabled or not gate.sample_file:
         return None

@@ -62,16 +62,17 @@ def parse_state(status: RouteStatus) -> rl.RolloutState | None:
 PROMOTE_OWNER = "promote"  # RolloutState.owner of a rollout `canary promote` started
 
 
-def crd_owner(namespace: str, name: str) -> str:
-    """RolloutState.owner of a rollout the controller runs for CanaryRollout `namespace/name`."""
-    return f"CanaryRollout {namespace}/{name}"
+def crd_owner(namespace: str, name: str, uid: str = "") -> str:
+    """RolloutState.owner of a rollout the controller runs for CanaryRollout `namespace/name`
+    (`#uid` appended when known: the same name created again is another object)."""
+    return f"CanaryRollout {namespace}/{name}" + (f"#{uid}" if uid else "")
 
 
 def describe_owner(owner: str) -> str:
-    """Who runs a recorded rollout, in words, for messages."""
+    """Who runs a recorded rollout, in words, for messages (a CanaryRollout's uid left out)."""
     if owner == PROMOTE_OWNER:
         return "run by `canary promote`"
-    return f"run by {owner}" if owner else "no owner recorded"
+    return f"run by {owner.split('#', 1)[0]}" if owner else "no owner recorded"
 
 
 def check_claim(target: Target, status: RouteStatus, recorded: rl.RolloutState | None, *, where: str = "") -> None:

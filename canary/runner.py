@@ -30,8 +30,9 @@ from canary.metrics.base import MetricsProvider
 from canary.model import STABLE_ONLY, Target, check_version
 from canary.policy import Policy
 from canary.reconcile import (EXIT_BAD_INPUT, EXIT_CODES, EXIT_INFRA, EXIT_INTERRUPTED, EXIT_PROMOTED,
-                              EXIT_ROLLED_BACK, PROMOTE_OWNER, Observation, check_claim, decide, execute, look_window,
-                              measure_window, next_look_at, parse_state, preflight_metrics, to_stable)
+                              EXIT_ROLLED_BACK, PROMOTE_OWNER, Observation, check_claim, decide, describe_owner,
+                              execute, look_window, measure_window, next_look_at, parse_state, preflight_metrics,
+                              to_stable)
 from canary.routing.base import TrafficRouter
 
 T = TypeVar("T")
@@ -361,11 +362,23 @@ class Runner:
         if (status.state or "") != self._written:
             theirs = parse_state(status)
             if theirs is not None and theirs.canary_version == state.canary_version:
+                if not _adoptable(state, theirs):
+                    return self._taken_over(state, theirs)
                 self._written = status.state or ""
                 self.log.info("rollout.changed_outside", phase=theirs.phase, reason=theirs.reason,
                               weights=str(theirs.weights))
                 return theirs
         return self._decide(state, Observation(status=status))
+
+    def _taken_over(self, state: rl.RolloutState, theirs: rl.RolloutState) -> rl.RolloutState:
+        """The route records another rollout of this version (a CanaryRollout's, or a new one started
+        after an on-call rollback ended ours): ours has ended, nothing is written (their rollout is
+        left alone), promote exits 3."""
+        why = (f"taken over: the route records another rollout of {theirs.canary_version} "
+               f"({describe_owner(theirs.owner)}, {theirs.phase}); this one ended, theirs is left alone")
+        self.log.warning("rollout.taken_over", owner=theirs.owner, recorded_phase=theirs.phase,
+                         recorded_started_at=theirs.started_at)
+        return replace(state, phase=rl.ABORTED, reason=why, updated_at=self.clock.now())
 
     def _interrupted(self, state: rl.RolloutState) -> rl.RolloutState:
         now = self.clock.now()
@@ -401,6 +414,8 @@ class Runner:
         theirs = parse_state(status)
         if theirs is None or theirs.canary_version != state.canary_version:
             raise exc
+        if not _adoptable(state, theirs):
+            return self._taken_over(state, theirs)
         if (status.state or "") == self._written:  # still our own record: conflicting writes, no decision of theirs
             self.log.warning("weights.write_conflict", error=str(exc), phase=theirs.phase,
                              note="nobody else recorded a decision; the next look tries again")
@@ -408,6 +423,14 @@ class Runner:
         self._written = status.state or ""
         self.log.info("rollout.changed_outside", phase=theirs.phase, reason=theirs.reason, weights=str(theirs.weights))
         return theirs
+
+
+def _adoptable(ours: rl.RolloutState, theirs: rl.RolloutState) -> bool:
+    """Whether a record another process wrote for our canary version is our rollout's next state (an
+    on-call rollback/pause/resume of it, or of a record it could not read: ended, no owner): run by
+    promote (or no owner recorded) and the same rollout, or ended. A CanaryRollout's, or one started
+    since, is not ours to judge, pause or abort."""
+    return theirs.owner in ("", PROMOTE_OWNER) and (theirs.started_at == ours.started_at or theirs.terminal)
 
 
 def gate_detail(report: dict[str, Any]) -> str:

@@ -270,7 +270,7 @@ def typed_samples(raw: Any, sig: Signature, path: str) -> list[dict[str, np.ndar
                 raise GateError(f"warm-up sample file {path}: requests[{i}]: the model has no input {name!r}")
             try:
                 arrays[name] = _as_array(value, types[name])
-            except (TypeError, ValueError) as exc:
+            except (TypeError, ValueError, OverflowError) as exc:  # 10**30 for an INT64 input: OverflowError
                 raise GateError(f"warm-up sample file {path}: requests[{i}].{name}: {exc}") from exc
         out.append(arrays)
     return out

@@ -181,3 +181,28 @@ def test_warm_up_samples_a_cr_cannot_have_are_refused_before_any_traffic(data: d
     finally:
         client.close()
         api.stop()
+
+
+def test_samples_removed_after_the_gate_do_not_end_the_rollout(triton_stable: TritonServer,
+                                                               triton_canary: TritonServer) -> None:
+    """The samples serve the pre-traffic gate only: a ConfigMap tidied mid-rollout (the samples key
+    removed) leaves a rollout past its gate running (it was sent to stable as a bad spec)."""
+    import json
+
+    api, client, clock, op = world(triton_stable.http_url, triton_canary.http_url)
+    try:
+        _with_samples(api, {"warmup.json": json.dumps(SAMPLES)})
+        for _ in range(3):
+            op.tick()
+            clock.sleep(0.5)
+        assert api.get(crd.GROUP, crd.PLURAL, "ml", "r0")["status"]["phase"] == rl.PROGRESSING
+        api.edit("", "configmaps", "ml", "pol", lambda o: o["data"].pop("warmup.json"))
+        for _ in range(2):
+            op.tick()
+            clock.sleep(0.5)
+        status = api.get(crd.GROUP, crd.PLURAL, "ml", "r0")["status"]
+        assert status["phase"] in (rl.PROGRESSING, rl.PROMOTING, rl.PROMOTED), status
+        assert status["phase"] != rl.ABORTED
+    finally:
+        client.close()
+        api.stop()

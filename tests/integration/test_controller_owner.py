@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -43,7 +44,7 @@ def test_a_second_cr_on_the_same_route_and_version_is_busy_and_its_deletion_leav
     api, op, custom = world
     custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v3"))
     _progressing(op, custom, api)
-    assert vs(api, 0)[1]["owner"] == "CanaryRollout ml/r0"
+    assert vs(api, 0)[1]["owner"].startswith("CanaryRollout ml/r0#")
     custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, _twin("twin"))
     split = vs(api, 0)[0]
     for _ in range(2):
@@ -53,7 +54,7 @@ def test_a_second_cr_on_the_same_route_and_version_is_busy_and_its_deletion_leav
     assert ready.get("reason") == "RolloutBusy" and "CanaryRollout ml/r0" in ready.get("message", ""), ready
     assert not (twin.get("status") or {}).get("phase") and not (twin.get("status") or {}).get("startedAt")
     weights, record = vs(api, 0)
-    assert record["owner"] == "CanaryRollout ml/r0" and record["phase"] == rl.PROGRESSING and weights[1] >= split[1] > 0
+    assert record["owner"].startswith("CanaryRollout ml/r0#") and record["phase"] == rl.PROGRESSING and weights[1] >= split[1] > 0
     custom.delete_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "twin")
     op.tick()
     assert _cr(custom, "twin") is None
@@ -73,8 +74,8 @@ def _ended_untouched(twin: dict[str, Any], owner: str) -> None:
 
 
 def test_a_twin_created_while_a_rollout_ran_ends_with_it_and_one_created_after_runs(world: Any) -> None:
-    """Created while r0 ran v3, `twin` ends when r0's rollout ends (untouched); `later`, created after,
-    is a new request and runs v3 itself."""
+    """Refused as RolloutBusy while r0 ran v3, `twin` ends when r0's rollout ends (untouched); `later`,
+    created after, never waited: a new request, it runs v3 itself."""
     api, op, custom = world
     custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v3"))
     _progressing(op, custom, api)
@@ -82,11 +83,10 @@ def test_a_twin_created_while_a_rollout_ran_ends_with_it_and_one_created_after_r
     objs = run_until_done(op, custom, ["r0", "twin"])
     assert objs["r0"]["status"]["phase"] == fleet.expected_phase("v3")
     _ended_untouched(objs["twin"], "r0")
-    time.sleep(1.1)  # creationTimestamp has whole seconds: `later` is created after r0's rollout ended
     custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, _twin("later"))
     objs = run_until_done(op, custom, ["later"])
     assert objs["later"]["status"]["phase"] == fleet.expected_phase("v3") and objs["later"]["status"]["startedAt"]
-    assert vs(api, 0)[1]["owner"] == "CanaryRollout ml/later"
+    assert vs(api, 0)[1]["owner"].startswith("CanaryRollout ml/later#")
 
 
 def test_a_cli_promotes_rollout_is_not_adopted_by_a_cr_nor_a_crs_by_promote(world: Any) -> None:
@@ -136,5 +136,94 @@ def test_a_record_without_owner_is_adopted_only_by_the_cr_whose_status_started_i
     assert _ready(_cr(custom, "twin")).get("reason") == "RolloutBusy"
     objs = run_until_done(op, custom, ["r0", "twin"])
     assert objs["r0"]["status"]["phase"] == fleet.expected_phase("v3")
-    assert vs(api, 0)[1].get("owner") == "CanaryRollout ml/r0"  # recorded at its next write
+    assert vs(api, 0)[1].get("owner", "").startswith("CanaryRollout ml/r0#")  # recorded at its next write
     _ended_untouched(objs["twin"], "r0")
+
+
+def _damage(o: dict[str, Any]) -> None:
+    o["metadata"]["annotations"]["modelcanary.dev/rollout"] = "{not json"
+
+
+def _strip(o: dict[str, Any]) -> None:
+    del o["metadata"]["annotations"]["modelcanary.dev/rollout"]
+
+
+@pytest.mark.parametrize("restart", [False, True], ids=["same process", "restarted"])
+@pytest.mark.parametrize("damage", [_damage, _strip], ids=["unreadable", "removed"])
+def test_an_oncall_rollback_writing_a_fresh_record_ends_the_cr_never_a_new_claim(world: Any, tmp_path: Any,
+                                                                                 damage: Any, restart: bool) -> None:
+    """r0 runs v3; its record is damaged, and on-call's `canary rollback` writes stable 100% with a
+    fresh record (no owner, started now). The controller mirrors that outcome on r0; it claimed the
+    route again and put the rolled-back v3 back on 20%."""
+    from typer.testing import CliRunner
+
+    from canary.cli import app
+    from tests.integration.test_controller import _fresh
+
+    api, op, custom = world
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v3"))
+    _progressing(op, custom, api)
+    api.edit(GROUP, "virtualservices", "ml", "m0", damage)
+    kc = fleet.write_kubeconfig(tmp_path / "kc", api.url)
+    res = CliRunner().invoke(app, ["rollback", "m0", "-n", "ml", "--kubeconfig", str(kc), "--reason", "pager"])
+    assert res.exit_code == 0 and vs(api, 0)[0] == [100, 0], res.output
+    ctl = _fresh(op) if restart else op
+    for _ in range(4):
+        ctl.tick()
+        assert vs(api, 0)[0] == [100, 0]
+    st = (_cr(custom, "r0") or {})["status"]
+    assert st["phase"] == rl.ROLLED_BACK and "pager" in st["reason"], st
+
+
+def test_promote_never_adopts_a_rollout_a_cr_started_after_its_own_ended(world: Any) -> None:
+    """promote runs v2 on m0 and sleeps; on-call rolls it back and a CanaryRollout claims v2. On waking,
+    promote's rollout has ended and theirs is left alone: nothing written, exit 3 (it adopted the CR's
+    record, judged it with its own policy, and wrote `aborted` over it on Ctrl-C)."""
+    from canary.logs import get as get_logger
+    from canary.runner import Runner, oncall_action
+
+    api, op, custom = world
+    policy = crd.parse(fleet.rollout_object(0, "v2")).policy
+    t = Target(namespace="ml", virtual_service="m0", model="m0", stable_version="", canary_version="v2")
+    cli = Runner(policy=policy, target=t, router=op.router, metrics=op.metrics)
+    state = cli._start()
+    assert vs(api, 0)[1]["owner"] == PROMOTE_OWNER
+    oncall_action(op.router, replace(t, stable_version="v1"), rl.Rollback(time.time(), "pager"),
+                  log=get_logger(component="cli"))
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v2"))
+    _progressing(op, custom, api)
+    before = api.get(GROUP, "virtualservices", "ml", "m0")
+    woke = cli._check_outside(state)
+    assert woke.phase == rl.ABORTED and woke.reason.startswith("taken over: the route records another rollout of v2 "
+                                                               "(run by CanaryRollout ml/r0, progressing)"), woke.reason
+    assert api.get(GROUP, "virtualservices", "ml", "m0") == before
+
+
+def test_a_finished_cr_edited_to_a_version_another_cr_ran_runs_it(world: Any) -> None:
+    """`a` promoted v2; `b` then ran v3 (rolled back). `a` edited to v3 is a new request: it runs v3
+    (it was told it had 'waited' and ended untouched: the rule read creationTimestamp)."""
+    api, op, custom = world
+    a = _twin("a", "v2")
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, a)
+    assert run_until_done(op, custom, ["a"])["a"]["status"]["phase"] == rl.PROMOTED
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, _twin("b", "v3"))
+    assert run_until_done(op, custom, ["b"])["b"]["status"]["phase"] == rl.ROLLED_BACK
+    custom.patch_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "a", {"spec": {"canaryVersion": "v3"}})
+    st = run_until_done(op, custom, ["a"], version="v3")["a"]["status"]
+    assert st["phase"] == rl.ROLLED_BACK and not st["reason"].startswith("not run"), st
+    assert vs(api, 0)[1]["owner"].startswith("CanaryRollout ml/a#")
+
+
+def test_a_cr_deleted_and_created_again_under_its_name_runs(world: Any) -> None:
+    """The owner carries the CR's uid: r0 created again after its rollout of v2 ended is a new request
+    and runs (it mirrored the old object's outcome and never ran)."""
+    api, op, custom = world
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v3"))
+    run_until_done(op, custom, ["r0"])
+    custom.delete_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0")
+    op.tick()
+    assert _cr(custom, "r0") is None
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v3"))
+    again = run_until_done(op, custom, ["r0"])["r0"]
+    assert again["status"]["phase"] == rl.ROLLED_BACK
+    assert vs(api, 0)[1]["owner"] == f"CanaryRollout ml/r0#{again['metadata']['uid']}"  # its own rollout ran

@@ -173,3 +173,13 @@ def test_a_probe_answers_from_any_thread(triton_canary: TritonServer, protocol: 
         t.join(30)
     probe.close()
     assert answers == [(True, "")] * 8
+
+
+@pytest.mark.parametrize("value", [10**30, 1e300, float("inf")])
+def test_sample_values_an_integer_input_cannot_hold_are_a_gate_error_naming_them(value: float) -> None:
+    """Not an OverflowError out of the gate (a CanaryRollout stayed pending, failing every tick)."""
+    from canary.triton import typed_samples
+
+    sig = Signature(inputs=(TensorSpec("ids", "INT64", (-1, 2)),), outputs=(), max_batch_size=8)
+    with pytest.raises(GateError, match=r"warm-up sample file cm\[w\]: requests\[0\]\.ids: "):
+        typed_samples({"requests": [{"ids": [[1, value]]}]}, sig, "cm[w]")

@@ -295,6 +295,9 @@ def test_version_prints_the_installed_version() -> None:
     (["pause", "rec-model", "-n", "a/b"], "namespace 'a/b' is not a Kubernetes namespace"),
     (["status", "rec-model", "--virtual-service", "Rec"], "'Rec' is not a Kubernetes object name"),
     (["status", "rec-model", "--destination-rule", "a/b"], "DestinationRule 'a/b'"),
+    (["report", "../x"], "the model's VirtualService '../x'"),
+    (["report", "--rollout", "../../secret"], "--rollout '../../secret'"),
+    (["report", "rec-model", "-n", "..%2Fx"], "namespace '..%2Fx'"),
 ])
 def test_names_kubernetes_would_refuse_are_refused_before_any_request(istio_api: KubeAPIServer, tmp_path: Path,
                                                                      args: list[str], says: str) -> None:
@@ -305,3 +308,16 @@ def test_names_kubernetes_would_refuse_are_refused_before_any_request(istio_api:
     res = run(*args, "--kubeconfig", kc)
     assert res.exit_code == 2 and says in res.stderr, res.stderr
     assert istio_api.handler.requests == seen
+
+
+def test_commands_that_only_ask_prometheus_take_any_model_name(tmp_path: Path) -> None:
+    """A Triton model name Kubernetes could not name an object after (`rec_model`) is no VirtualService
+    for `plan` or `analyze`, which only query Prometheus: refused, they told the user to pass a
+    --virtual-service that plan does not have (exit 2). Here Prometheus is unreachable."""
+    pol = policy(tmp_path)
+    res = run("plan", "--policy", str(pol), "--rps", "50", "--prometheus-url", "http://127.0.0.1:9",
+              "--model", "rec_model", "--stable-version", "v1", "-n", "ml")
+    assert res.exit_code == 0 and "not a Kubernetes" not in res.stderr, res.stderr  # no latency check: no layout read
+    res = run("analyze", "rec_model", "--policy", str(pol), "--prometheus-url", "http://127.0.0.1:9", "-n", "ml",
+              "--stable-version", "v1", "--canary-version", "v2")
+    assert res.exit_code in (3, 4) and "not a Kubernetes" not in res.stderr, res.stderr
