@@ -35,7 +35,7 @@ from canary.analysis.judge import judge
 from canary.analysis.sequential import looks_per_step
 from canary.runner import SKEW_WARN_S, SystemClock, probe_reason
 from canary.errors import (CanaryError, ConfigError, KubeUnavailable, MetricsUnavailable, NotFound, NotLeader,
-                           RoutingConflict, TransientError)
+                           RolloutBusy, RoutingConflict, TransientError)
 from canary.fencing import FencedRouter
 from canary.history_store import configmap_name
 from canary.logs import get as get_logger
@@ -376,7 +376,20 @@ class Controller:
             if state is not None and _waited(obj, state, spec):
                 self._duplicate_ended(obj, spec, state, log)
                 return None
-            check_claim(target, status, state, where=spec.key)
+            if state is not None and not state.terminal and state.owner.startswith("CanaryRollout ") \
+                    and self._orphaned(state.owner):
+                self._end_orphan(spec, state, status, log)
+                status = self.router.inspect(target)  # the claim below is guarded on what is recorded now
+                state = parse_state(status)
+            try:
+                check_claim(target, status, state, where=spec.key)
+            except RolloutBusy:
+                if state is not None and state.canary_version == spec.target.canary_version:
+                    self._mark_waiting(obj, state)  # sticky: `_waited` reads it when that rollout ends
+                raise
+            if spec.action == "pause":  # asked to hold before it starts: nothing is claimed (it moved 20% first)
+                self._held_before_start(obj, spec)
+                return None
             self._check_before_claim(spec)
             state, actions = rl.new_rollout(model=target.model, stable_version=target.stable_version,
                                             canary_version=target.canary_version, now=now, route=target.route,
@@ -402,6 +415,47 @@ class Controller:
         if state.phase == rl.PROGRESSING:
             return _Active(spec, state, self._hold(obj), look_due(spec.policy, state, now), recorded)
         return None
+
+    def _held_before_start(self, obj: dict[str, Any], spec: crd.RolloutSpec) -> None:
+        """A CR created (or edited to a new version) with `spec.action: pause`: nothing is claimed and its
+        Ready condition says so; clearing the action (or `resume`) wakes it (a change of the object)."""
+        msg = f"{spec.key}: spec.action is pause: nothing claimed, no traffic moved; clear it (or resume) to start"
+        old = (obj.get("status") or {}).get("conditions") or []
+        if any(c.get("type") == "Ready" and c.get("reason") == "PausedBeforeStart" for c in old):
+            return
+        cond = {"type": "Ready", "status": "False", "reason": "PausedBeforeStart", "message": msg,
+                "lastTransitionTime": crd.iso(self.clock.now()), "observedGeneration": spec.generation}
+        self.log.info("rollout.paused_before_start", rollout=spec.key)
+        self._patch_status(obj, {"conditions": [c for c in old if c.get("type") != "Ready"] + [cond]})
+
+    def _mark_waiting(self, obj: dict[str, Any], rec: rl.RolloutState) -> None:
+        """Record on the CR which rollout of its canary version it was refused for (`_waited`)."""
+        if (obj.get("status") or {}).get("waitedOn") != _waited_on(rec):
+            self._patch_status(obj, {"waitedOn": _waited_on(rec)})
+
+    def _orphaned(self, owner: str) -> bool:
+        """Whether `owner` (`CanaryRollout ns/name#uid`) names a CanaryRollout that no longer exists (read
+        from the API server, not a cache): deleted with its finalizer removed by hand, its rollout has
+        nobody to drive it. False when it exists (with that uid, or none recorded) or cannot be read."""
+        ref, _, uid = owner.removeprefix("CanaryRollout ").partition("#")
+        ns, _, name = ref.partition("/")
+        try:
+            obj = self.custom.get_namespaced_custom_object(crd.GROUP, crd.VERSION, ns, crd.PLURAL, name,
+                                                           _request_timeout=10)
+        except Exception as exc:
+            return getattr(exc, "status", None) == 404
+        return bool(uid) and str(((obj or {}).get("metadata") or {}).get("uid") or "") != uid
+
+    def _end_orphan(self, spec: crd.RolloutSpec, rec: rl.RolloutState, status: Any, log: Any) -> rl.RolloutState:
+        """Stable 100% for a rollout whose CanaryRollout is gone (`_orphaned`), so that this one may
+        claim the route: when in doubt, stable gets 100%. Returns the ended record."""
+        reason = (f"orphaned: {describe_owner(rec.owner).removeprefix('run by ')} no longer exists (deleted "
+                  "with its finalizer removed by hand); stable 100%")
+        log.warning("rollout.orphaned", owner=rec.owner, recorded_phase=rec.phase, weights=str(rec.weights))
+        target = replace(spec.target, stable_version=rec.stable_version, canary_version=rec.canary_version,
+                         route=rec.route or spec.target.route)
+        return to_stable(self.fenced, target, rec, reason=reason, log=log, now=self.clock.now(),
+                         budget_s=TO_STABLE_BUDGET_S)
 
     def _duplicate_ended(self, obj: dict[str, Any], spec: crd.RolloutSpec, rec: rl.RolloutState, log: Any) -> None:
         """This CR waited (RolloutBusy) while another owner ran the same canary version on its route,
@@ -630,12 +684,29 @@ class Controller:
         drove, known = _drove(obj), self._known.get(key)
         if drove is None and known is not None and not known.terminal:  # a status older than status.target
             drove = _drives(known.spec)
+        if drove is None:  # no status landed (its writes failed, then a restart): the route's record may name it
+            drove = self._claimed_by(obj)
         if drove is not None:
             outcome, _ = self._stable_if_ours(obj, _raw_target(obj, drove), reason="CanaryRollout deleted mid-rollout",
                                               log=log.bind(canary_version=drove[2], virtual_service=drove[0]))
             log.info("rollout.deleted", virtual_service=drove[0], outcome=outcome)
         self._set_finalizer(obj, False)
         self._forget(key)
+
+    def _claimed_by(self, obj: dict[str, Any]) -> tuple[str, str, str, str] | None:
+        """What the raw spec names (`_drives`, without parsing the policy), when the route's record is a
+        rollout this very CR (`_owner`, uid included) runs: its claim landed though no status did."""
+        sp = obj.get("spec") or {}
+        vs = str(sp.get("virtualService") or sp.get("model") or "")
+        version = str(sp.get("canaryVersion") or "")
+        if not vs or not version:
+            return None
+        drives = (vs, str(sp.get("route") or ""), version, str(sp.get("destinationRule") or ""))
+        try:
+            rec = parse_state(self._inspect_for_stable(_raw_target(obj, drives)))
+        except CanaryError:
+            return None
+        return drives if rec is not None and not rec.terminal and rec.owner == _owner(obj) else None
 
     def _set_finalizer(self, obj: dict[str, Any], on: bool) -> None:
         """Add or remove FINALIZER, guarded on the resourceVersion read (a 409 is retried next tick)."""
@@ -699,8 +770,8 @@ class Controller:
         if (rec is not None and rec.terminal and rec.canary_version == target.canary_version
                 and rec.owner in ("", _owner(obj))):
             return "ended", rec  # ended (by an on-call rollback writing a fresh record, perhaps): its outcome
-        if rec is not None and (rec.canary_version != target.canary_version or crd.iso(rec.started_at) != started
-                                or rec.owner not in ("", _owner(obj))):
+        mine = rec is not None and (rec.owner == _owner(obj) or (not rec.owner and crd.iso(rec.started_at) == started))
+        if rec is not None and (rec.canary_version != target.canary_version or not mine):
             log.warning("rescue.not_ours", reason=reason, recorded=rec.canary_version, recorded_phase=rec.phase,
                         recorded_owner=rec.owner)
             return "other", rec
@@ -1025,11 +1096,14 @@ class Controller:
             new["stepStart"] = step_start
         if "verdictHistory" in old:  # written by older versions: removed (a merge patch deletes with null)
             new["verdictHistory"] = None
+        if "waitedOn" in old:  # it runs (or ended with) a rollout now: what it once waited on is history
+            new["waitedOn"] = None
         if all(old.get(k) == v for k, v in new.items() if k not in ("conditions",)):
             return
         self._patch_status(obj, new)
-        if new.get("verdictHistory", "") is None:
-            obj["status"].pop("verdictHistory", None)
+        for gone in ("verdictHistory", "waitedOn"):
+            if new.get(gone, "") is None:
+                obj["status"].pop(gone, None)
 
     def _fail_status(self, obj: dict[str, Any], exc: BaseException) -> None:
         meta = obj.get("metadata") or {}
@@ -1108,15 +1182,18 @@ def _owner(obj: dict[str, Any]) -> str:
 
 
 def _waited(obj: dict[str, Any], rec: rl.RolloutState, spec: crd.RolloutSpec) -> bool:
-    """Whether this CR, as its spec is now, was refused as RolloutBusy (its Ready condition, for this
-    generation) and `rec`, the route's record, is an ended rollout of its canary version run by
-    another owner: it asked for the rollout that ran (`_duplicate_ended`). No clocks compared: the
-    condition is what this controller wrote when it refused the claim."""
+    """Whether this CR was refused as RolloutBusy while `rec`, the route's record, ran: its
+    `status.waitedOn` names that very rollout (owner and start, written by `_mark_waiting`), which
+    has ended, and it is of this CR's canary version: it asked for the rollout that ran
+    (`_duplicate_ended`). No clocks compared, and no condition a later failed tick overwrites."""
     if not rec.terminal or rec.owner == _owner(obj) or rec.canary_version != spec.target.canary_version:
         return False
-    conds = (obj.get("status") or {}).get("conditions") or []
-    ready = next((c for c in conds if isinstance(c, dict) and c.get("type") == "Ready"), {})
-    return ready.get("reason") == "RolloutBusy" and ready.get("observedGeneration") == spec.generation
+    return (obj.get("status") or {}).get("waitedOn") == _waited_on(rec)
+
+
+def _waited_on(rec: rl.RolloutState) -> dict[str, Any]:
+    """`status.waitedOn`: which rollout a CanaryRollout refused as RolloutBusy waited on."""
+    return {"owner": rec.owner, "canaryVersion": rec.canary_version, "startedAt": rec.started_at}
 
 
 def _owns(obj: dict[str, Any], rec: rl.RolloutState) -> bool:

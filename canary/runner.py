@@ -147,6 +147,12 @@ class Runner:
                 raise
             reason = f"{type(exc).__name__}: {exc}" if not isinstance(exc, CanaryError) else str(exc)
             self.log.error("rollout.failed", error=reason, phase=current.phase, weights=str(current.weights))
+            theirs = self._others_now(current)
+            if theirs is not None:  # our rollout ended meanwhile and the route is another's: not ours to undo
+                self._current = final = self._taken_over(current, theirs)
+                if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                    raise
+                return Result(final, EXIT_INFRA)
             try:
                 final = to_stable(self.router, self.target, current, reason=f"failed: {reason}"[:500], log=self.log,
                                   now=self.clock.now())
@@ -369,6 +375,21 @@ class Runner:
                               weights=str(theirs.weights))
                 return theirs
         return self._decide(state, Observation(status=status))
+
+    def _others_now(self, state: rl.RolloutState) -> rl.RolloutState | None:
+        """The route's record when it is another owner's rollout of our version or another rollout
+        altogether in progress (`_adoptable` says no): the fail-safe's unguarded stable-100% write must
+        not undo it. None when it is ours, ended, absent, or cannot be read (then stable 100%)."""
+        try:
+            status = self.router.inspect(self.target)
+            theirs = parse_state(status)
+        except BaseException:  # noqa: BLE001 - inside the fail-safe: any failure to read means stable 100%
+            return None
+        if theirs is None or theirs.terminal:
+            return None
+        if theirs.canary_version == state.canary_version and _adoptable(state, theirs):
+            return None
+        return theirs
 
     def _taken_over(self, state: rl.RolloutState, theirs: rl.RolloutState) -> rl.RolloutState:
         """The route records another rollout of this version (a CanaryRollout's, or a new one started
