@@ -4,7 +4,9 @@ Live counts per feature (what `canary.drift.exporter` exports, or `canary drift
 check --input` reads):
 
     {"<feature>": {"counts": [k + 1 per-bucket counts over the profile's bounds],      numeric
-                   "sum": sum of the values (optional: the live mean bounds the distance from below)}
+                   "sum": sum of the values (optional: the live mean bounds the distance from below),
+                   "sum_n": how many values "sum" is over (optional, default the counts' total; when
+                            given, the mean is read only if it is at least MIN_LIVE)}
                 | {"categories": {"value": count, ...}}                                categorical
      ... optional "missing": count in either: its missing rate is compared with training's
          (`DatasetDrift.missing`; reported beside the drift tests, not part of the share)}
@@ -155,10 +157,32 @@ def _say_unsummed(f: FeatureDrift, live: Mapping[str, Any]) -> FeatureDrift:
     moved beyond the last bucket is not seen (an exporter that exports no sum, input without one)."""
     if f.test != "wasserstein" or f.note:
         return f
-    s = live[f.feature].get("sum")
-    if isinstance(s, (int, float)) and not isinstance(s, bool) and math.isfinite(s):
+    cur = live[f.feature]
+    if _live_mean(cur, _counted(cur.get("counts"))) is not None:
         return f
     return dataclasses.replace(f, note=NO_SUM)
+
+
+def _counted(counts: Any) -> float:
+    try:
+        return float(sum(float(c) for c in counts))
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _live_mean(cur: Mapping[str, Any], total: float) -> float | None:
+    """The live mean: `sum` over `sum_n` (the values the sum is over, when they are not all the buckets'
+    values: `canary.drift.live` reads the mean from the pods that export it) or over `total`; None
+    without a sum, or when `sum_n` is fewer than MIN_LIVE values (a mean of a handful of pods' values
+    is noise, not a bound)."""
+    s, n = cur.get("sum"), cur.get("sum_n", total)
+    if not (_number(s) and _number(n)) or n <= 0 or ("sum_n" in cur and n < MIN_LIVE):
+        return None
+    return float(s) / float(n)
 
 
 class _NotPlain(Exception):
@@ -263,11 +287,8 @@ def _plain(values: list[Any]) -> bool:
 
 def _mean_gap(ref: Mapping[str, Any], cur: Mapping[str, Any], total: float) -> float | None:
     """|live mean - reference mean| when the live sum is known: a lower bound on the Wasserstein distance."""
-    live_sum = cur.get("sum")
-    if isinstance(live_sum, (int, float)) and not isinstance(live_sum, bool) and np.isfinite(live_sum) \
-            and "mean" in ref:
-        return abs(float(live_sum) / total - float(ref["mean"]))
-    return None
+    mean = _live_mean(cur, total)
+    return abs(mean - float(ref["mean"])) if mean is not None and "mean" in ref else None
 
 
 def _compare_each(prof: Mapping[str, Any], live: Mapping[str, Any], names: list[str],
@@ -293,10 +314,7 @@ def _compare_each(prof: Mapping[str, Any], live: Mapping[str, Any], names: list[
             if c.sum() < max(min_live, 1e-9):
                 continue
             qs = ref.get("quantiles", {})  # close the open end buckets at the 0.1% / 99.9% quantiles
-            live_sum = cur.get("sum")
-            mean_gap = (abs(float(live_sum) / c.sum() - float(ref["mean"]))
-                        if isinstance(live_sum, (int, float)) and not isinstance(live_sum, bool)
-                        and np.isfinite(live_sum) and "mean" in ref else None)
+            mean_gap = _mean_gap(ref, cur, float(c.sum()))
             out.append(numeric_drift(name, np.asarray(ref["bounds"], float), np.asarray(ref["counts"], float), c,
                                      lo=float(qs.get("0.001", ref["min"])), hi=float(qs.get("0.999", ref["max"])),
                                      std=ref["std"], n_unique=ref["n_unique"], mean_gap=mean_gap))

@@ -15,6 +15,8 @@ compares bucket for bucket, never re-binning):
     model_feature_missing_total{model_name, model_version, feature, role}       missing values (None, NaN)
     model_feature_value_sum_by_sign_total{model_name, model_version, feature, role, sign}   numeric features:
         the sum of the positive values (sign="positive") and of the negatives' magnitudes (sign="negative")
+    model_feature_value_summed_total{model_name, model_version, feature, role}   numeric features: how many
+        values those sums are over (born with them, in the same scrape: the live mean's own count)
     model_feature_observations_total{model_name, model_version}                 observed requests
 
 The prediction column of the profile, when it has one, is exported as the
@@ -26,7 +28,10 @@ bucket), so every numeric feature needs its live sum over the window. A histogra
 carry it: prometheus_client leaves `_sum` and `_count` out when a bucket bound is negative (a sum
 that can fall is not a counter), and where it keeps them a negative value makes `_sum` fall, which
 `increase()` reads as a counter reset. Two counters that only grow, the positive part and the
-negative part, survive both; `canary.drift.live` reads their difference. Memory is constant in the number of requests: counts
+negative part, survive both; `canary.drift.live` reads their difference over `summed`, the count
+exported with them. Not over the histogram's count: during a rolling upgrade the pods of an older
+exporter count in the buckets but not in the sums, and a mean of one over the other is wrong by as
+much as their share (a false drift). Memory is constant in the number of requests: counts
 per bucket and per profiled category (values beyond them count as
 category "__other__").
 """
@@ -123,6 +128,9 @@ class FeatureExporter:
                                      "Sum of a numeric feature's positive values, and of its negative values' "
                                      "magnitudes (the live mean is their difference over the count)",
                                      labels=[*labels, "sign"])
+        summed = CounterMetricFamily("model_feature_value_summed",
+                                     "Values in model_feature_value_sum_by_sign (the live mean's count: exported "
+                                     "with the sums, so both cover the same pods and time)", labels=labels)
         observed = CounterMetricFamily("model_feature_observations", "Requests observed by the drift exporter",
                                        labels=labels[:2])
         role = lambda name: "prediction" if name == self._prediction else "input"  # noqa: E731
@@ -133,13 +141,14 @@ class FeatureExporter:
                 hist.add_metric([self.model, self.version, name, role(name)], buckets, total[0] - total[1])
                 signed.add_metric([self.model, self.version, name, role(name), "positive"], total[0])
                 signed.add_metric([self.model, self.version, name, role(name), "negative"], total[1])
+                summed.add_metric([self.model, self.version, name, role(name)], float(cum[-1]))
             for name, values in self._categorical.items():
                 for key, n in values.items():
                     cats.add_metric([self.model, self.version, name, role(name), key], float(n))
             for name, n in self._missing.items():
                 missing.add_metric([self.model, self.version, name, role(name)], float(n))
             observed.add_metric([self.model, self.version], float(self._observed))
-        yield from (hist, cats, missing, signed, observed)
+        yield from (hist, cats, missing, signed, summed, observed)
 
 
 def _category(v: Any) -> str:

@@ -1,19 +1,28 @@
 """Read live feature counts from Prometheus: what `canary.drift.exporter` exports, over a window.
 
-Four queries per profile, whatever the number of features (constant in features
-and in requests; the per-sign sums give each numeric feature's live mean, the
-missing counter its missing rate):
+Five queries per profile, whatever the number of features (constant in features and in requests),
+all evaluated at one instant (`time=`: each query at its own "now" reads windows that slid apart,
+and a mean of one answer over another is then off by their difference):
 
     sum by (feature, le) (increase(model_feature_value_bucket{model_name="M", model_version="V"}[W]))
-    sum by (feature, category) (increase(model_feature_category_total{model_name="M", model_version="V"}[W]))
-    sum by (feature, sign) (increase(model_feature_value_sum_by_sign_total{...}[W]))   positive - negative
+    sum by (feature, category) (increase(model_feature_category_total{...}[W]))
+    sum by (feature, sign) (increase(model_feature_value_sum_by_sign_total{...}[W])
+                            and ignoring(sign) increase(model_feature_value_summed_total{...}[W]))
+    sum by (feature) (increase(model_feature_value_summed_total{...}[W]))
     sum by (feature) (increase(model_feature_missing_total{...}[W]))
 
-The live sum is the positive part minus the negative part (two counters that only grow: see
-`canary.drift.exporter`). An exporter of an older canary exports neither: then the histogram's
-`_sum` is read when the series has one (prometheus_client drops it when a bound is negative), and
-a feature without a live sum is compared from its buckets alone, with a note saying that its mean
-was not checked (`compare`), never silently.
+The live mean is (positive - negative) / summed: a sum and the count it is over, exported together by
+the same exporter, so both cover the same pods over the same time. Never the sums over the buckets'
+count: during a rolling upgrade the pods of an older exporter count in the buckets but not in the sums
+(a mean wrong by their share: a false drift). Pods of an older exporter then still count in the
+buckets; the mean is read from the others (`sum_n` in the live format says over how many values).
+
+When no pod exports the per-sign sums (older exporters only), the histogram's own `_sum` over its own
+`_count`, series by series, leaving out every series whose `_sum` fell without its `_count` falling
+(`resets()` differ): a negative value makes `_sum` fall, which `increase()` reads as a restart and
+turns into a wrong sum. prometheus_client leaves both out when a bound is negative. A feature without
+a sound live sum is compared from its buckets alone, with a note saying its mean was not checked
+(`compare`), never silently.
 
 The answer is turned into `canary.drift.compare`'s live format. Buckets whose
 bounds are not the profile's (an exporter built from another profile) are a
@@ -25,6 +34,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping
+import time
 from typing import Any
 
 import numpy as np
@@ -37,6 +47,7 @@ from canary.metrics.client import PrometheusClient
 
 
 SIGNED_SUMS = "model_feature_value_sum_by_sign_total"
+SUMMED = "model_feature_value_summed_total"
 
 
 def live_counts(client: PrometheusClient, profile: Mapping[str, Any], *, model: str, version: str,
@@ -45,28 +56,42 @@ def live_counts(client: PrometheusClient, profile: Mapping[str, Any], *, model: 
     sel = f'model_name="{q.escape(model)}",model_version="{q.escape(version)}"'
     w = q.duration(window_s)
 
-    def ask(metric: str, by: str) -> list[tuple[dict[str, str], float]]:
-        """(labels, value) of `sum by (by) (increase(metric{sel}[w]))`, series without a value left out."""
+    # one evaluation, one instant: the client's own (replays, tests) or this machine's now
+    at = getattr(client, "at", None)
+    at = time.time() if at is None else at
+
+    def ask(expr: str, by: str) -> list[tuple[dict[str, str], float]]:
+        """(labels, value) of `sum by (by) (expr)`, series without a value left out."""
         try:
-            got = client.ask(f"sum by ({by}) (increase({metric}{{{sel}}}[{w}]))", check="drift", arm="",
-                             at=None, who=f"drift of {model} {version}", strict=False, deadline=None)
+            got = client.ask(f"sum by ({by}) ({expr})", check="drift", arm="", at=at,
+                             who=f"drift of {model} {version}", strict=False, deadline=None)
         except CanaryError as exc:  # the client speaks of a rollout's arms; drift reads one model's live data
             raise type(exc)(str(exc).replace(arm_name(""), f"the live data of {model} {version}")) from exc
         return series_by(got, [k.strip() for k in by.split(",")])
 
+    def inc(metric: str) -> str:
+        return f"increase({metric}{{{sel}}}[{w}])"
+
     buckets: dict[str, dict[float, float]] = defaultdict(dict)
-    for m, v in ask(q.FEATURE_BUCKETS, "feature, le"):
+    for m, v in ask(inc(q.FEATURE_BUCKETS), "feature, le"):
         buckets[m["feature"]][q.parse_le(m["le"])] = max(v, 0.0)
     categories: dict[str, dict[str, float]] = defaultdict(dict)
-    for m, v in ask(q.FEATURE_CATEGORIES, "feature, category"):
+    for m, v in ask(inc(q.FEATURE_CATEGORIES), "feature, category"):
         categories[m["feature"]][m["category"]] = max(v, 0.0)
     parts: dict[str, dict[str, float]] = defaultdict(dict)
-    for m, v in ask(SIGNED_SUMS, "feature, sign"):
+    for m, v in ask(f"{inc(SIGNED_SUMS)} and ignoring(sign) {inc(SUMMED)}", "feature, sign"):
         parts[m["feature"]][m["sign"]] = max(v, 0.0)
-    total = {name: p.get("positive", 0.0) - p.get("negative", 0.0) for name, p in parts.items()}
-    if not total:  # an older exporter: the histogram's `_sum`, where prometheus_client kept one
-        total = {m["feature"]: v for m, v in ask("model_feature_value_sum", "feature")}
-    gone = {m["feature"]: max(v, 0.0) for m, v in ask(q.FEATURE_MISSING, "feature")}
+    summed = {m["feature"]: max(v, 0.0) for m, v in ask(inc(SUMMED), "feature")}
+    # (sum, count) per feature, each pair from the same series
+    mean_of = {name: (p.get("positive", 0.0) - p.get("negative", 0.0), summed[name])
+               for name, p in parts.items() if summed.get(name, 0.0) > 0}
+    if not summed:  # older exporters only: each histogram's `_sum` over its `_count`, where `_sum` never fell
+        fell = f"(resets(model_feature_value_sum{{{sel}}}[{w}]) != resets(model_feature_value_count{{{sel}}}[{w}]))"
+        sums = {m["feature"]: v for m, v in ask(f"{inc('model_feature_value_sum')} unless {fell}", "feature")}
+        for m, v in ask(f"{inc('model_feature_value_count')} unless {fell}", "feature"):
+            if m["feature"] in sums and v > 0:
+                mean_of[m["feature"]] = (sums[m["feature"]], v)
+    gone = {m["feature"]: max(v, 0.0) for m, v in ask(inc(q.FEATURE_MISSING), "feature")}
     out: dict[str, dict[str, Any]] = {}
     for name, f in profile["features"].items():
         if f["type"] == "numeric" and name in buckets:
@@ -79,8 +104,8 @@ def live_counts(client: PrometheusClient, profile: Mapping[str, Any], *, model: 
             cum = np.array([got[b] for b in les])
             cum = np.maximum.accumulate(cum)  # increase() of each bucket may round differently
             out[name] = {"counts": [float(x) for x in np.diff(cum, prepend=0.0)]}
-            if name in total and cum[-1] > 0:  # the live mean: a lower bound on the Wasserstein distance
-                out[name]["sum"] = total[name]
+            if name in mean_of and cum[-1] > 0:  # the live mean: a lower bound on the Wasserstein distance
+                out[name]["sum"], out[name]["sum_n"] = mean_of[name]
         elif f["type"] == "categorical" and name in categories:
             out[name] = {"categories": {k: v for k, v in categories[name].items() if k != "__other__"},
                          "other": categories[name].get("__other__", 0.0)}

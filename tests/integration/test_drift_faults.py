@@ -36,6 +36,20 @@ def _profile(model: str, columns: dict[str, Any], version: str = "v1") -> dict[s
     return capture(pa.table(columns), model=model, version=version, file="t.parquet", sha256="0" * 64)
 
 
+class Older:
+    """An exporter of an older canary (before the per-sign sums and their count): the families it had."""
+
+    FAMILIES = ("model_feature_value", "model_feature_category", "model_feature_missing",
+                "model_feature_observations")
+
+    def __init__(self, exporter: FeatureExporter, registry: CollectorRegistry) -> None:
+        self.exporter = exporter
+        registry.register(self)
+
+    def collect(self) -> Any:
+        return [f for f in self.exporter.collect() if f.name in self.FAMILIES]
+
+
 class Live:
     """Exporters served over HTTP and scraped by a real Prometheus every second."""
 
@@ -43,6 +57,16 @@ class Live:
                  profiles: dict[str, dict[str, Any]]) -> None:
         self.prom, self.registry, self.exporters, self.profiles = prom, registry, exporters, profiles
         self.client = PrometheusClient(prom.url)
+
+    def scraped(self, expr: str, n: float) -> None:
+        """Until Prometheus's latest value of `expr` is at least `n` (a scrape saw it)."""
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            got = self.client.query(expr)
+            if got and float(got[0]["value"][1]) >= n:
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"Prometheus never saw {expr} >= {n}")
 
     def wait_for(self, model: str, n: float, version: str = "v1") -> dict[str, Any]:
         """Until Prometheus's last hour of `model` holds `n` observations of its first feature."""
@@ -69,14 +93,25 @@ def live(prometheus_binary: str) -> Iterator[Live]:
     profiles["neg"] = _profile("neg", {"centred": ref, "shifted": ref + 10})  # one feature, two signs
     profiles["gone"] = _profile("gone", {"age": ref * 10 + 40, "income": ref * 10 + 50,
                                          "city": rng.choice(["a", "b"], 5_000).tolist()})
-    reg = CollectorRegistry()
-    exporters = {m: FeatureExporter(p, registry=reg) for m, p in profiles.items()}
+    # a rolling upgrade: pod "old" runs an older exporter, the module's pod the new one, same model
+    profiles["mixed"] = _profile("mixed", {"age": ref * 12 + 40, "price": ref * 10 + 1000})
+    profiles["oldneg"] = _profile("oldneg", {"f": rng.uniform(1, 10, 5_000)})  # bounds >= 0: `_sum` exported
+    reg, old_reg = CollectorRegistry(), CollectorRegistry()
+    exporters = {m: FeatureExporter(p, registry=reg) for m, p in profiles.items() if m != "oldneg"}
+    older = {m: FeatureExporter(profiles[m], registry=None) for m in ("mixed", "oldneg")}
+    for e in older.values():
+        Older(e, old_reg)
+    older["oldneg"].observe({"f": 5.0})
+    for e in (exporters["mixed"], older["mixed"]):
+        e.observe({"age": 40.0, "price": 1000.0})
     for m in ("m1", "m2"):
         exporters[m].observe({"f": 0.0})  # the series exist before the first scrape
     exporters["neg"].observe({"centred": 0.0, "shifted": 10.0})
     exporters["gone"].observe({"age": 40.0, "income": 50.0, "city": "a"})
     server, thread = start_http_server(0, addr="127.0.0.1", registry=reg)  # the kernel's port: no race
-    prom = PromServer(binary=prometheus_binary, targets=[f"127.0.0.1:{server.server_address[1]}"],
+    old_server, old_thread = start_http_server(0, addr="127.0.0.1", registry=old_reg)
+    prom = PromServer(binary=prometheus_binary, targets=[f"127.0.0.1:{server.server_address[1]}",
+                                                         f"127.0.0.1:{old_server.server_address[1]}"],
                       scrape_interval="1s").start()
     try:
         assert prom.wait_targets_up(timeout_s=30) < 30
@@ -89,7 +124,20 @@ def live(prometheus_binary: str) -> Iterator[Live]:
             exporters["neg"].observe({"centred": v, "shifted": v + 10})
         for a in rng.normal(40, 10, 3_000):  # upstream stopped sending city; income comes as text
             exporters["gone"].observe({"age": a, "income": f"{a:.0f} EUR"})
+        for i, a in enumerate(rng.normal(0, 1, 4_000)):  # no drift: 3 in 4 requests to the older pod
+            (older if i % 4 else exporters)["mixed"].observe({"age": a * 12 + 40, "price": a * 10 + 1000})
         out = Live(prom, reg, exporters, profiles)
+        out.older = older
+        # an older pod's `_sum` falls once (one value of -1): increase() reads a restart there
+        for x in rng.uniform(1, 10, 200):
+            older["oldneg"].observe({"f": x})
+        out.scraped('model_feature_value_count{model_name="oldneg"}', 201)
+        older["oldneg"].observe({"f": -1.0})
+        out.scraped('model_feature_value_count{model_name="oldneg"}', 202)
+        for x in rng.uniform(1, 10, 200):
+            older["oldneg"].observe({"f": x})
+        out.scraped('model_feature_value_count{model_name="oldneg"}', 402)
+        assert sum(out.wait_for("mixed", 3_900)["age"]["counts"]) >= 3_900
         assert sum(out.wait_for("gone", 2_500)["age"]["counts"]) >= 2_500
         for m in ("m1", "m2"):
             assert sum(out.wait_for(m, 2_000)["f"]["counts"]) >= 2_000
@@ -97,8 +145,9 @@ def live(prometheus_binary: str) -> Iterator[Live]:
         yield out
     finally:
         prom.stop()
-        server.shutdown()
-        thread.join(timeout=5)
+        for srv, th in ((server, thread), (old_server, old_thread)):
+            srv.shutdown()
+            th.join(timeout=5)
 
 
 @pytest.fixture
@@ -227,11 +276,10 @@ def test_the_live_mean_is_read_whatever_the_sign_of_the_values(live: Live, tmp_p
 
     got = live.wait_for("neg", 3_500)
     own = live.exporters["neg"].live_counts()
-    n = sum(got["centred"]["counts"])
-    for name in ("centred", "shifted"):  # the live mean from Prometheus is the exporter's, up to increase()'s
-        assert "sum" in got[name]         # extrapolation, which may scale a young series' sum and counts apart
+    for name in ("centred", "shifted"):  # the live mean from Prometheus is the exporter's: its sum and its
+        assert "sum" in got[name]         # count are born together and read at one instant (reference std 1)
         mean = own[name]["sum"] / sum(own[name]["counts"])
-        assert abs(got[name]["sum"] / n - mean) < 0.03 * (1 + abs(mean)), (name, got[name]["sum"] / n, mean)
+        assert abs(got[name]["sum"] / got[name]["sum_n"] - mean) < 0.01, (name, got[name], mean)
     path = tmp_path / "p.json"
     path.write_text(json.dumps(live.profiles["neg"]))
     r = CliRunner().invoke(app, ["drift", "check", "--baseline", str(path), "--prometheus-url", live.prom.url,
@@ -357,3 +405,59 @@ def test_a_feature_that_stops_arriving_is_reported_by_watch_and_check(live: Live
     assert r.exit_code == 5, r.output
     out = json.loads(r.stdout)
     assert out["not_arriving"] == ["city", "income"] and not out["dataset_drift"]
+
+
+def test_a_rolling_upgrade_is_not_drift_the_mean_is_read_from_the_pods_that_export_it(
+        live: Live, tmp_path: Any) -> None:
+    """Three pods in four still ran an older exporter (no per-sign sums): the live sum came from the new
+    pod alone and was divided by every pod's count, a mean off by 3/4 of its value (age: -2.5 std,
+    price: -75 std), dataset drift on data that had not moved, and a retraining Job. The mean is now
+    the new pod's sum over the count exported with it; the older pod still counts in the buckets."""
+    from typer.testing import CliRunner
+
+    from canary.cli import app
+    from canary.drift.compare import compare
+
+    got = live_counts(live.client, live.profiles["mixed"], model="mixed", version="v1", window_s=3600)
+    result = compare(live.profiles["mixed"], got)
+    assert not result.drifted and all(f.value < 0.1 for f in result.features), result
+    own = live.exporters["mixed"].live_counts()
+    for name, std in (("age", 12.0), ("price", 10.0)):
+        assert sum(got[name]["counts"]) > 3 * got[name]["sum_n"] > 2_000, got[name]
+        mean = own[name]["sum"] / sum(own[name]["counts"])
+        assert abs(got[name]["sum"] / got[name]["sum_n"] - mean) < 0.01 * std, (name, got[name], mean)
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(live.profiles["mixed"]))
+    r = CliRunner().invoke(app, ["drift", "check", "--baseline", str(path), "--prometheus-url", live.prom.url,
+                                 "--window", "1h", "-o", "json"])
+    assert r.exit_code == 0, r.output
+
+
+def test_an_older_exporters_sum_is_read_only_where_it_never_fell(live: Live) -> None:
+    """Older exporters only: the histogram's `_sum` is the live sum, but one negative value made it fall
+    and increase() read a restart there, adding the whole sum again (a mean ~2x the truth: drift).
+    A series whose `_sum` fell without its `_count` falling is left out; its mean is 'not checked'."""
+    from canary.drift.compare import NO_SUM, compare
+
+    got = live_counts(live.client, live.profiles["oldneg"], model="oldneg", version="v1", window_s=3600)
+    assert sum(got["f"]["counts"]) >= 400 and "sum" not in got["f"], got
+    [f] = compare(live.profiles["oldneg"], got).features
+    assert f.note == NO_SUM and not f.drifted, f
+
+
+def test_every_query_of_one_evaluation_is_asked_at_one_instant(live: Live) -> None:
+    """Each of live_counts' queries was evaluated at Prometheus's own "now": windows that slid apart
+    between the sum and the count of one mean. One evaluation now pins one `time=` for all."""
+    asked: list[Any] = []
+
+    class Spy(PrometheusClient):
+        def ask(self, query: str, **kw: Any) -> Any:
+            asked.append(kw["at"])
+            return super().ask(query, **kw)
+
+    live_counts(Spy(live.prom.url), live.profiles["mixed"], model="mixed", version="v1", window_s=3600)
+    assert len(asked) >= 5 and asked[0] is not None and set(asked) == {asked[0]}, asked
+    pinned = Spy(live.prom.url, at=1234.5)
+    asked.clear()
+    live_counts(pinned, live.profiles["mixed"], model="mixed", version="v1", window_s=3600)
+    assert set(asked) == {1234.5}

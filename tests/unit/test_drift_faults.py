@@ -190,3 +190,26 @@ def test_watch_once_without_a_state_file_warns_and_drift_speaks_of_live_data(tmp
     r = CliRunner().invoke(app, ["drift", "watch", "--baseline", str(path), "--prometheus-url", url,
                                  "--no-kube", "--once", "--state-file", str(tmp_path / "s.json")])
     assert "can never open" not in r.output
+
+
+def test_the_live_mean_is_the_sum_over_its_own_count_when_that_is_given() -> None:
+    """`sum_n`: the values the live sum is over (the pods that export it, during a rolling upgrade).
+    The mean is sum / sum_n, not sum over every pod's buckets; fewer than MIN_LIVE values: not checked.
+    The exporter exports that count beside its per-sign sums."""
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    rng = np.random.default_rng(3)
+    prof = _profile({"age": rng.normal(40, 12, 5_000)})
+    ex = FeatureExporter(prof, registry=None)
+    for a in rng.normal(40, 12, 4_000):
+        ex.observe({"age": a})
+    live = ex.live_counts()
+    quarter = {"counts": live["age"]["counts"], "sum": live["age"]["sum"] / 4, "sum_n": 1_000}
+    [f] = compare(prof, {"age": quarter}).features
+    assert not f.drifted and f.note != NO_SUM, f
+    [f] = compare(prof, {"age": {**quarter, "sum": quarter["sum"] / 1_000 * 50, "sum_n": 50}}).features
+    assert f.note == NO_SUM, f
+    reg = CollectorRegistry()
+    FeatureExporter(prof, registry=reg).observe({"age": -3.0})
+    assert 'model_feature_value_summed_total{feature="age",model_name="rec",model_version="v1",role="input"} 1.0' \
+        in generate_latest(reg).decode()
