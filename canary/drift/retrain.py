@@ -146,7 +146,9 @@ def create_job(batch: Any, template: Mapping[str, Any], *, namespace: str, model
     again = retrain_job(template, model=model, version=version, episode=episode, evidence=evidence, distinct=True)
     log.warning("drift.retrain_job_renamed", model=model, version=version, episode=episode, existing=name,
                 job=again["metadata"]["name"],
-                message=f"Job {name} belongs to an earlier episode {episode} (episode numbers restarted)")
+                message=f"Job {name} was created for another episode {episode}, started at {_start_of(found)} "
+                        f"(this one started at {mine}): the monitor's state was not kept (a watcher without "
+                        f"--state-file, restarted), so episode numbers restarted")
     try:
         batch.create_namespaced_job(namespace, again, _request_timeout=5)
     except Exception as exc:

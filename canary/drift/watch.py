@@ -111,10 +111,25 @@ class DriftWatcher:
         self.g_share.labels(model, version).set(result.share)
         for m in result.missing:
             self.g_missing.labels(model, version, m.feature).set(m.live_rate)
+        before = self.states.get(key)
         state, actions = M.step(state, result, now, self.config, window_s=self.window_s)
+        # the evaluation is stored before it is acted on: an episode opened here, and its start (the
+        # retraining Job's identity), exist for every replica before its Event and its Job do. One
+        # that cannot be stored, or that another replica's stored state overrides, does nothing
+        if self._save(key, state) != STORED:
+            if key in self.states and self.states[key] == state:  # not stored: the next evaluation repeats it
+                self._forget(key, before)
+            self.g_episode.labels(model, version).set(1.0 if self.states.get(key, state).phase == M.DRIFTING else 0.0)
+            return
         state = self._act(state, actions, done, ns)
         self.g_episode.labels(model, version).set(1.0 if state.phase == M.DRIFTING else 0.0)
-        self._save(key, state)
+        self._save(key, state)  # a trigger's outcome; when lost, the stored "pending" retries it (same Job)
+
+    def _forget(self, key: str, before: M.MonitorState | None) -> None:
+        if before is None:
+            self.states.pop(key, None)
+        else:
+            self.states[key] = before
 
     def _act(self, state: M.MonitorState, actions: list[M.Action], done: list[dict[str, Any]],
              namespace: str) -> M.MonitorState:
@@ -190,25 +205,31 @@ class DriftWatcher:
             return (200 <= code < 300), ("" if 200 <= code < 300 else f"HTTP {code}")
         return True, ""  # no trigger configured: the episode is alerted only
 
-    def _save(self, key: str, state: M.MonitorState) -> None:
-        """Record `state` and write every state not yet stored. Never raises: a write that fails is
-        logged and tried again at the next save (the states stay in memory meanwhile).
+    def _save(self, key: str, state: M.MonitorState) -> str:
+        """Record `state` and write every state not yet stored; STORED when `state` is in the store
+        (or there is no store), THEIRS when the store holds another replica's newer one (kept, ours
+        dropped), FAILED when the write failed (`drift.state_save_failed`; the caller drops the
+        evaluation, so nothing it decided is acted on, and the next evaluation repeats it, whichever
+        replica leads). Never raises.
 
         Guarded read-modify-write: when the store changed since our last read (StateConflict:
-        another replica wrote it), re-read it; a state changed only here is kept, one changed
-        there too is theirs (`drift.state_conflict`), all others are taken from the store; then
-        write once more."""
+        another replica wrote it, or the ConfigMap was deleted), re-read it; a state changed only here
+        is kept, one changed there too is theirs (`drift.state_conflict`), one the store lost is ours
+        again (`drift.state_lost`), all others are taken from the store; then write once more."""
         self.states[key] = state
         if self.store is None or self.states == self._synced:
-            return
+            return STORED
         try:
             try:
                 self._write()
             except StateConflict:
                 self._merge_stored()
                 self._write()
-        except Exception as exc:  # noqa: BLE001 - kept in memory, written at the next save
-            log.warning("drift.state_save_failed", model=state.model, version=state.version, error=brief(exc))
+        except Exception as exc:  # noqa: BLE001 - this evaluation is dropped by the caller
+            log.warning("drift.state_save_failed", model=state.model, version=state.version, error=brief(exc),
+                        message="this evaluation is not acted on; the next one repeats it")
+            return FAILED
+        return STORED if self.states.get(key) == state else THEIRS
 
     def _write(self) -> None:
         if self.states != self._synced:
@@ -220,14 +241,24 @@ class DriftWatcher:
         merged = dict(stored)
         for k, mine in self.states.items():
             base = self._synced.get(k)
-            if mine == base:
+            if k not in stored:  # new here, or the store lost it (its ConfigMap deleted): nobody else's
+                merged[k] = mine
+                if base is not None:
+                    log.warning("drift.state_lost", key=k, model=mine.model, version=mine.version,
+                                message="the stored state is gone (its ConfigMap deleted?); this replica's "
+                                        "is written back")
+            elif mine == base:
                 continue  # unchanged here: the store's is as new or newer
-            if stored.get(k) == base:
+            elif stored.get(k) == base:
                 merged[k] = mine  # changed here only
             else:
                 log.warning("drift.state_conflict", key=k, model=mine.model, version=mine.version,
-                            message="another replica changed this state since it was read; its state is kept")
+                            message="another replica stored this state since this one read it: the stored "
+                                    "state is kept and this evaluation is not acted on")
         self.states, self._synced = merged, stored
+
+
+STORED, THEIRS, FAILED = "stored", "theirs", "failed"
 
 
 class FileStateStore:

@@ -258,12 +258,13 @@ def test_two_writers_merge_instead_of_failing_and_a_failed_write_never_stops_the
 
     kube.fail_next(500, methods=("PUT",), plural="configmaps")
     with capture_logs() as logs:
-        _lead(a, kube, 1)  # m1's write fails with a 500; m2 is still evaluated, and its write carries m1's
+        _lead(a, kube, 1)  # m1's write fails with a 500: that evaluation is dropped; m2 is still evaluated
     failed = [e for e in logs if e["event"] == "drift.state_save_failed"]
-    assert len(failed) == 1 and "500" in failed[0]["error"]
+    assert len(failed) == 1 and "500" in failed[0]["error"] and "repeats" in failed[0]["message"]
     _no_raw_http(logs)
     stored = _stored(kube)
-    assert stored["ml/m1/v1"]["drifted_in_row"] == 2 and stored["ml/m2/v1"]["drifted_in_row"] == 2
+    assert stored["ml/m1/v1"]["drifted_in_row"] == 1 and stored["ml/m2/v1"]["drifted_in_row"] == 2
+    assert a.states["ml/m1/v1"].drifted_in_row == 1  # nothing kept in memory that the store does not hold
 
 
 def test_the_live_mean_is_read_whatever_the_sign_of_the_values(live: Live, tmp_path: Any) -> None:
@@ -461,3 +462,59 @@ def test_every_query_of_one_evaluation_is_asked_at_one_instant(live: Live) -> No
     asked.clear()
     live_counts(pinned, live.profiles["mixed"], model="mixed", version="v1", window_s=3600)
     assert set(asked) == {1234.5}
+
+
+def _one_episode(kube: Any) -> None:
+    assert [j.metadata.name for j in kube.batch.list_namespaced_job("ml").items] == ["retrain-m1-v1-e1"]
+    assert [e.reason for e in kube.core.list_namespaced_event("ml").items] == ["DriftDetected"]
+    assert _stored(kube)["ml/m1/v1"]["episode"] == 1
+
+
+def test_an_episode_opened_twice_gets_one_job_and_one_event(live: Live, kube: Any) -> None:
+    """The evaluation that opens an episode was repeated when its state was not stored, and each made
+    its own Job (the second renamed, logged as 'episode numbers restarted') and DriftDetected Event.
+    An evaluation is now stored before it is acted on, and one that is not stored is not acted on."""
+    kube.save_profile(live.profiles["m1"], "m1-v1-baseline")
+    clock = _ticks()
+    a = _replica(live, kube, clock)
+    _lead(a, kube, 1)  # drifted once, stored
+    kube.fail_next(500, methods=("PUT",), plural="configmaps")
+    with capture_logs() as logs:
+        _lead(a, kube, 1)  # would open the episode: its write fails, so no Job and no Event
+        b = _replica(live, kube, clock)  # the lease passes to b, which reads what is stored
+        _lead(b, kube, 1)
+    _one_episode(kube)
+    assert "drift.retrain_job_renamed" not in [e["event"] for e in logs]
+
+
+def test_overlapping_leaders_open_one_episode(live: Live, kube: Any) -> None:
+    """B became leader (and read the state) while A's pass was still running: both opened episode 1."""
+    kube.save_profile(live.profiles["m1"], "m1-v1-baseline")
+    clock = _ticks()
+    a = _replica(live, kube, clock)
+    _lead(a, kube, 1)
+    b = _replica(live, kube, clock)
+    b.reload()
+    a.profiles = b.profiles = [{**live.profiles["m1"], "_namespace": "ml"}]
+    with capture_logs() as logs:
+        a.once()  # opens episode 1: stored, then its Event and Job
+        b.once()  # opens it too, from what it read: refused by the store, nothing done
+    _one_episode(kube)
+    [conflict] = [e for e in logs if e["event"] == "drift.state_conflict"]
+    assert "not acted on" in conflict["message"] and b.states["ml/m1/v1"] == a.states["ml/m1/v1"]
+
+
+def test_a_deleted_state_configmap_is_written_back_not_a_new_episode(live: Live, kube: Any) -> None:
+    """The state ConfigMap deleted during an episode: the state was dropped (logged as another
+    replica's change), the episode opened again, a second Job and Event. It is now written back."""
+    kube.save_profile(live.profiles["m1"], "m1-v1-baseline")
+    a = _replica(live, kube, _ticks())
+    _lead(a, kube, 2)
+    kube.core.delete_namespaced_config_map("canary-drift-state", "canary-system")
+    a.profiles = [{**live.profiles["m1"], "_namespace": "ml"}]
+    with capture_logs() as logs:
+        for _ in range(3):  # the leader goes on leading (no re-read)
+            a.once()
+    _one_episode(kube)
+    events = [e["event"] for e in logs]
+    assert "drift.state_lost" in events and "drift.state_conflict" not in events, events
