@@ -7,6 +7,9 @@ output on stdout), exit with a documented code:
     drift check:      0 no dataset drift, 1 dataset drift, 5 no dataset drift among the features compared
                       but a feature does not arrive (missing in live data, or text for a number), 4 no
                       live data to compare, 2 bad input, 3 Prometheus could not be asked
+    drift watch:      0 stopped (or --once: no episode open), 1 --once: an episode is open, 2 bad input
+                      or it could not start (--metrics-port in use...), 3 --once: Prometheus could not be
+                      asked; never 1 for an error, never a traceback
 """
 
 from __future__ import annotations
@@ -280,14 +283,26 @@ def watch_cmd(
         if metrics_port:
             from prometheus_client import start_http_server
 
-            start_http_server(metrics_port, addr="127.0.0.1", registry=registry)
+            try:
+                start_http_server(metrics_port, addr="127.0.0.1", registry=registry)
+            except OSError as exc:
+                raise ConfigError(f"--metrics-port {metrics_port}: cannot serve on 127.0.0.1: "
+                                  f"{exc.strerror or exc}") from None
+    except TransientError as exc:
+        _fail(str(exc), EXIT_UNAVAILABLE)
     except (CanaryError, ValueError) as exc:
         _fail(str(exc))
+    except Exception as exc:  # noqa: BLE001 - never a traceback, and never exit 1 (which means an open episode)
+        _fail(f"drift watch could not start: {type(exc).__name__}: {str(exc)[:200]}")
     stop = threading.Event()
-    while True:
-        done = watcher.once()
-        if once or stop.wait(interval_s):
-            break
+    try:
+        while True:
+            done = watcher.once()
+            if once or stop.wait(interval_s):
+                break
+    except KeyboardInterrupt:  # stopped by hand: not an open episode, not an error
+        typer.echo("stopped", err=True)
+        raise typer.Exit(EXIT_OK) from None
     if once:
         _print_evaluations(watcher, done, output)
     if any(s.phase == M.DRIFTING for s in watcher.states.values()):

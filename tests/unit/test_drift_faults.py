@@ -213,3 +213,25 @@ def test_the_live_mean_is_the_sum_over_its_own_count_when_that_is_given() -> Non
     FeatureExporter(prof, registry=reg).observe({"age": -3.0})
     assert 'model_feature_value_summed_total{feature="age",model_name="rec",model_version="v1",role="input"} 1.0' \
         in generate_latest(reg).decode()
+
+
+def test_drift_watch_never_exits_1_on_an_error(tmp_path: Any) -> None:
+    """--metrics-port in use raised an OSError: a traceback and exit 1, which means 'episode open'."""
+    import socket
+
+    from typer.testing import CliRunner
+
+    from canary.cli import app
+
+    rng = np.random.default_rng(2)
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(_profile({"f": rng.normal(0, 1, 500)})))
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        r = CliRunner().invoke(app, ["drift", "watch", "--baseline", str(path), "--no-kube", "--once",
+                                     "--prometheus-url", "http://127.0.0.1:9", "--metrics-port", str(port)])
+    assert r.exit_code == 2, (r.exit_code, r.output, r.exception)
+    lines = [x for x in r.output.splitlines() if x.startswith("error:")]
+    assert len(lines) == 1 and f"--metrics-port {port}" in lines[0] and "Traceback" not in r.output, r.output
