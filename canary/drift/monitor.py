@@ -160,8 +160,10 @@ def _missing_alerts(state: MonitorState, result: DatasetDrift) -> tuple[MonitorS
     by = {m.feature: m for m in result.missing}
     actions: list[Action] = []
     if started:
-        what = "; ".join(("NOT ARRIVING: " if f in gone else "") + by[f].reason() for f in started)
-        actions.append(Alert("drift.features_missing", f"{who}: {what}",
+        what = "; ".join(("NOT ARRIVING: " + by[f].reason().removesuffix("; MORE MISSING")) if f in gone
+                         else by[f].reason() for f in started)
+        actions.append(Alert("drift.features_missing", f"{who}: {what} (missing: absent, None, NaN, or text "
+                                                       f"sent for a numeric feature)",
                              {"features": [by[f].reason() for f in started], "not_arriving": sorted(gone)}))
     if ended:
         actions.append(Alert("drift.features_missing_resolved", f"{who}: missing values back to training's "

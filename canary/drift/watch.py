@@ -309,6 +309,7 @@ def watch_baselines(watcher: DriftWatcher, core: Any, *, namespace: str | None, 
     from canary.drift.store import load_profiles
 
     leading = False
+    warned: dict[str, str] = {}  # ConfigMap -> the error logged for it: once per baseline content, not per pass
     while True:
         if not is_leader():
             leading = False
@@ -329,8 +330,11 @@ def watch_baselines(watcher: DriftWatcher, core: Any, *, namespace: str | None, 
                         except ConfigError as exc:
                             prof = {"error": str(exc)}
                     if "error" in prof:
-                        log.warning("drift.bad_baseline", configmap=where, error=prof["error"])
+                        if warned.get(where) != prof["error"]:
+                            log.warning("drift.bad_baseline", configmap=where, error=prof["error"])
+                            warned[where] = prof["error"]
                     else:
+                        warned.pop(where, None)
                         good.append({**prof, "_namespace": where.split("/", 1)[0]})
                 watcher.profiles = good
                 watcher.once()
