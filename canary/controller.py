@@ -360,6 +360,9 @@ class Controller:
             if spec.key in self._histories:  # followed by this process: record what another one changed
                 self._observe(spec, state)
         drove = _drove(obj)
+        if drove is None and state is not None and not state.terminal and not ours and state.owner == _owner(obj):
+            # its own claim, of another version (edited while no status of its landed): an edit like any other
+            drove = (spec.target.virtual_service, state.route, state.canary_version, spec.target.dr_name)
         if drove is not None and _edit(drove, _drives(spec)):  # edited mid-rollout: the old one goes back first
             self._rescue(obj, spec, drove, reason=f"superseded: {_edit(drove, _drives(spec))} mid-rollout", log=log)
             return self._advance(obj)  # its status now shows that rollout ended: the spec's starts (once)
@@ -373,7 +376,7 @@ class Controller:
                 self._rescue(obj, spec, drove, reason="the route no longer records this CanaryRollout's rollout",
                              log=log)
                 return None
-            if state is not None and _waited(obj, state, spec):
+            if _waited(obj, state, spec):
                 self._duplicate_ended(obj, spec, state, log)
                 return None
             if state is not None and not state.terminal and state.owner.startswith("CanaryRollout ") \
@@ -454,18 +457,26 @@ class Controller:
         log.warning("rollout.orphaned", owner=rec.owner, recorded_phase=rec.phase, weights=str(rec.weights))
         target = replace(spec.target, stable_version=rec.stable_version, canary_version=rec.canary_version,
                          route=rec.route or spec.target.route)
-        return to_stable(self.fenced, target, rec, reason=reason, log=log, now=self.clock.now(),
-                         budget_s=TO_STABLE_BUDGET_S)
+        new, actions = rl.transition(rec, rl.Rollback(self.clock.now(), reason, aborted=True), spec.policy)
+        # guarded on the record read: another claimant that ended the orphan first, and claimed the route,
+        # is left alone (RoutingConflict: the next tick reads the route again)
+        return execute(self.fenced, target, new, actions, log=log, expect=status.state or None)
 
-    def _duplicate_ended(self, obj: dict[str, Any], spec: crd.RolloutSpec, rec: rl.RolloutState, log: Any) -> None:
+    def _duplicate_ended(self, obj: dict[str, Any], spec: crd.RolloutSpec, rec: rl.RolloutState | None,
+                         log: Any) -> None:
         """This CR waited (RolloutBusy) while another owner ran the same canary version on its route,
         and that rollout has ended: this one ends too, untouched, rather than put traffic on a version
-        just rolled back (or fail on one just promoted). Its status says who ran it and how it ended."""
-        reason = (f"not run: {describe_owner(rec.owner)}, the rollout of {rec.canary_version} on "
-                  f"{spec.target.namespace}/{spec.target.virtual_service} ended {rec.phase}"
-                  + (f" ({rec.reason})" if rec.reason else "")
-                  + " while this CanaryRollout waited; to run that version again, delete and create it again")
-        log.warning("rollout.duplicate_ended", owner=rec.owner, recorded_phase=rec.phase)
+        just rolled back (or fail on one just promoted). Its status says who ran it and how it ended
+        (when the route still records it; else that the route has moved on)."""
+        waited = (obj.get("status") or {}).get("waitedOn") or {}
+        if rec is not None and _waited_on(rec) == waited:
+            how = f"ended {rec.phase}" + (f" ({rec.reason})" if rec.reason else "")
+        else:
+            how = "ended (the route has moved on since)"
+        reason = (f"not run: {describe_owner(str(waited.get('owner') or ''))}, the rollout of "
+                  f"{spec.target.canary_version} on {spec.target.namespace}/{spec.target.virtual_service} {how}"
+                  " while this CanaryRollout waited; to run that version again, delete and create it again")
+        log.warning("rollout.duplicate_ended", owner=waited.get("owner"), recorded_phase=rec.phase if rec else None)
         self._patch_status(obj, {
             "phase": rl.ABORTED, "reason": reason[:4096], "observedGeneration": spec.generation,
             "leader": self.identity, "updatedAt": crd.iso(self.clock.now()),
@@ -703,10 +714,19 @@ class Controller:
             return None
         drives = (vs, str(sp.get("route") or ""), version, str(sp.get("destinationRule") or ""))
         try:
-            rec = parse_state(self._inspect_for_stable(_raw_target(obj, drives)))
-        except CanaryError:
+            seen = self._inspect_for_stable(_raw_target(obj, drives))
+        except NotFound as exc:
+            if "virtualservices" in str(exc):
+                return None  # the VirtualService is gone: nothing split
+            raise
+        # any other failure to read raises: the finalizer stays, and the next tick tries again
+        try:
+            rec = parse_state(seen)
+        except CanaryError:  # unreadable: a split no rollout can go on from goes to stable (`_stable_if_ours`)
+            return drives if seen.weights != STABLE_ONLY or seen.raw_weights is not None else None
+        if rec is None or rec.terminal or rec.owner != _owner(obj):
             return None
-        return drives if rec is not None and not rec.terminal and rec.owner == _owner(obj) else None
+        return vs, rec.route or drives[1], rec.canary_version, drives[3]  # the version it claimed (edited since?)
 
     def _set_finalizer(self, obj: dict[str, Any], on: bool) -> None:
         """Add or remove FINALIZER, guarded on the resourceVersion read (a 409 is retried next tick)."""
@@ -1181,14 +1201,18 @@ def _owner(obj: dict[str, Any]) -> str:
     return crd_owner(str(meta.get("namespace", "")), str(meta.get("name", "")), str(meta.get("uid") or ""))
 
 
-def _waited(obj: dict[str, Any], rec: rl.RolloutState, spec: crd.RolloutSpec) -> bool:
-    """Whether this CR was refused as RolloutBusy while `rec`, the route's record, ran: its
-    `status.waitedOn` names that very rollout (owner and start, written by `_mark_waiting`), which
-    has ended, and it is of this CR's canary version: it asked for the rollout that ran
-    (`_duplicate_ended`). No clocks compared, and no condition a later failed tick overwrites."""
-    if not rec.terminal or rec.owner == _owner(obj) or rec.canary_version != spec.target.canary_version:
+def _waited(obj: dict[str, Any], rec: rl.RolloutState | None, spec: crd.RolloutSpec) -> bool:
+    """Whether this CR was refused as RolloutBusy while another owner ran its canary version
+    (`status.waitedOn`, written by `_mark_waiting`) and that rollout has ended: the route's record
+    `rec` is it, ended, or is no longer it at all (a claim needs the one before it ended). It asked
+    for the rollout that ran (`_duplicate_ended`). No clocks compared, and no condition a later
+    failed tick overwrites."""
+    waited = (obj.get("status") or {}).get("waitedOn")
+    if not isinstance(waited, dict) or waited.get("canaryVersion") != spec.target.canary_version:
         return False
-    return (obj.get("status") or {}).get("waitedOn") == _waited_on(rec)
+    if rec is not None and rec.owner == _owner(obj):
+        return False
+    return rec is None or rec.terminal or _waited_on(rec) != waited
 
 
 def _waited_on(rec: rl.RolloutState) -> dict[str, Any]:

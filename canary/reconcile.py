@@ -268,8 +268,9 @@ def execute(router: TrafficRouter, target: Target, state: rl.RolloutState, actio
                 expect = text
             except CanaryError as exc:
                 if report_failure and action.weights == STABLE_ONLY and state.phase in rl.TERMINAL:
-                    if isinstance(exc, RoutingConflict):  # another writer recorded a decision first: the
-                        # caller adopts it, or leaves another owner's rollout alone; nobody need act by hand
+                    if isinstance(exc, RoutingConflict) and expect is not ...:  # guarded: another writer
+                        # recorded a decision first; the caller adopts it, or leaves another owner's rollout
+                        # alone: nobody need act by hand. (Unguarded, a conflict is a 409 storm: critical.)
                         log.warning("rollback.write_conflict", error=str(exc), reason=state.reason)
                     else:  # the weights it could not write, and why the rollback was made: traffic is as before
                         log.critical("rollback.failed", error=str(exc), target_weights=str(action.weights),
