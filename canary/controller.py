@@ -305,8 +305,8 @@ class Controller:
             self.queue.schedule(key, math.inf)
             return
         known.pack()  # its tick is over: from here on only scheduling and the failure path read it
-        if known.terminal or known.phase == rl.PAUSED:
-            self.queue.schedule(key, math.inf)
+        if known.terminal or known.phase == rl.PAUSED or (known.phase == rl.PENDING and known.spec.action == "pause"):
+            self.queue.schedule(key, math.inf)  # a change of one of its objects wakes it
         elif known.phase == rl.PROGRESSING and looked != "skipped":
             due = known.next_look()
             probe = self._probes.get(key)
@@ -393,6 +393,10 @@ class Controller:
             if spec.action == "pause":  # asked to hold before it starts: nothing is claimed (it moved 20% first)
                 self._held_before_start(obj, spec)
                 return None
+            if spec.action == "rollback":  # asked to end before it starts: it ends unrun, nothing claimed
+                self._end_unrun(obj, spec, f"not run: spec.action is rollback ({spec.action_reason or 'no reason'})",
+                                log, event="rollout.rolled_back_before_start", owner="", phase=None)
+                return None
             self._check_before_claim(spec)
             state, actions = rl.new_rollout(model=target.model, stable_version=target.stable_version,
                                             canary_version=target.canary_version, now=now, route=target.route,
@@ -408,6 +412,10 @@ class Controller:
         seen = Observation(status=status, command=self._operator_action(spec, state, now),
                            on_foreign_edit=spec.on_foreign_edit)
         state, recorded = self._decide(spec, state, seen, expect=recorded, log=log)
+        if state.phase == rl.PENDING and spec.action == "pause":  # claimed, no traffic yet: it stays at 100/0
+            self._held_before_start(obj, spec)
+            self._known[spec.key] = _Known(spec, state)
+            return None
         if state.phase == rl.PENDING:
             seen = Observation(gate_ran=True, gate_failed=self._gate_preflight(spec, state, log) or None)
             state, recorded = self._decide(spec, state, seen, expect=recorded, log=log)
@@ -469,14 +477,22 @@ class Controller:
         just rolled back (or fail on one just promoted). Its status says who ran it and how it ended
         (when the route still records it; else that the route has moved on)."""
         waited = (obj.get("status") or {}).get("waitedOn") or {}
-        if rec is not None and _waited_on(rec) == waited:
+        if rec is not None and _same_rollout(rec, waited):
             how = f"ended {rec.phase}" + (f" ({rec.reason})" if rec.reason else "")
         else:
             how = "ended (the route has moved on since)"
-        reason = (f"not run: {describe_owner(str(waited.get('owner') or ''))}, the rollout of "
+        owner = rec.owner if rec is not None and _same_rollout(rec, waited) else str(waited.get("owner") or "")
+        reason = (f"not run: {describe_owner(owner)}, the rollout of "
                   f"{spec.target.canary_version} on {spec.target.namespace}/{spec.target.virtual_service} {how}"
                   " while this CanaryRollout waited; to run that version again, delete and create it again")
-        log.warning("rollout.duplicate_ended", owner=waited.get("owner"), recorded_phase=rec.phase if rec else None)
+        self._end_unrun(obj, spec, reason, log, event="rollout.duplicate_ended", owner=owner,
+                        phase=rec.phase if rec else None)
+
+    def _end_unrun(self, obj: dict[str, Any], spec: crd.RolloutSpec, reason: str, log: Any, *, event: str,
+                   owner: Any, phase: str | None) -> None:
+        """This CR ends (`aborted`) without having run, nothing touched: its status says why, its
+        finalizer goes."""
+        log.warning(event, owner=owner, recorded_phase=phase)
         self._patch_status(obj, {
             "phase": rl.ABORTED, "reason": reason[:4096], "observedGeneration": spec.generation,
             "leader": self.identity, "updatedAt": crd.iso(self.clock.now()),
@@ -756,16 +772,22 @@ class Controller:
         inspect_any = getattr(self.router, "inspect_any", None)
         return inspect_any(target, for_stable=True) if inspect_any is not None else self.router.inspect(target)
 
-    def _taken_over(self, target: Target, state: rl.RolloutState) -> bool:
+    def _taken_over(self, target: Target, state: rl.RolloutState) -> tuple[bool, Any]:
         """Whether the route now records another rollout than `state` (another version, or the same
-        started at another time): what this process remembers is stale, and an unguarded stable-100%
-        write would undo someone else's rollout. False when the route cannot be read (then stable)."""
+        started at another time): what this process remembers is stale, and a stable-100% write would
+        undo someone else's rollout. Also the record text read, to guard that write on (`...` when the
+        route cannot be read: then stable, unguarded)."""
         try:
-            rec = parse_state(self._inspect_for_stable(target))
+            seen = self._inspect_for_stable(target)
         except CanaryError:
-            return False
-        return rec is not None and (rec.canary_version != state.canary_version or rec.started_at != state.started_at
-                                    or rec.owner not in ("", state.owner))
+            return False, ...
+        try:
+            rec = parse_state(seen)
+        except CanaryError:
+            return False, seen.state or None
+        other = rec is not None and (rec.canary_version != state.canary_version or rec.started_at != state.started_at
+                                     or rec.owner not in ("", state.owner))
+        return other, seen.state or None
 
     def _stable_if_ours(self, obj: dict[str, Any], target: Target, *, reason: str,
                         log: Any) -> tuple[str, rl.RolloutState | None]:
@@ -803,8 +825,10 @@ class Controller:
             rec = rl.RolloutState(model=target.model, stable_version=seen.stable_subset_version,
                                   canary_version=target.canary_version, phase=rl.PROGRESSING, weights=seen.weights,
                                   route=target.route, owner=_owner(obj), started_at=now, updated_at=now)
+        # guarded on the record this decision read (the informer's copy, perhaps behind): a route another
+        # owner took over meanwhile is a RoutingConflict, and the next tick reads it again
         new = to_stable(self.fenced, replace(target, stable_version=rec.stable_version), rec, reason=reason, log=log,
-                        now=now, budget_s=TO_STABLE_BUDGET_S)
+                        now=now, budget_s=TO_STABLE_BUDGET_S, expect=seen.state or None)
         return "stable", new
 
     def _rescue(self, obj: dict[str, Any], spec: crd.RolloutSpec, drove: tuple[str, str, str, str], *, reason: str,
@@ -1018,12 +1042,13 @@ class Controller:
                                hint="the next tick tries again; `canary rollback` on its VirtualService acts now")
             return
         spec, state = known.spec, known.state()
-        if self._taken_over(spec.target, state):
+        other, read = self._taken_over(spec.target, state)
+        if other:
             return  # the route runs another rollout now (an operator's rollback, another promote): not ours to undo
         log = self.log.bind(rollout=spec.key, model=spec.target.model)
         try:
             new = to_stable(self.fenced, spec.target, state, reason=reason[:500], log=log, now=self.clock.now(),
-                            budget_s=TO_STABLE_BUDGET_S)
+                            budget_s=TO_STABLE_BUDGET_S, expect=read)
         except CanaryError:
             return  # rollback.failed is logged; the next tick tries again
         self._observe(spec, new)
@@ -1212,7 +1237,15 @@ def _waited(obj: dict[str, Any], rec: rl.RolloutState | None, spec: crd.RolloutS
         return False
     if rec is not None and rec.owner == _owner(obj):
         return False
-    return rec is None or rec.terminal or _waited_on(rec) != waited
+    return rec is None or rec.terminal or not _same_rollout(rec, waited)
+
+
+def _same_rollout(rec: rl.RolloutState, waited: dict[str, Any]) -> bool:
+    """Whether `rec` is the rollout `waited` (`_waited_on`) names: its owner, version and start; a
+    rollout waited on while its record had no owner (written before owners were) is the same one
+    after its next write records its owner."""
+    mine = _waited_on(rec)
+    return mine == waited or (not waited.get("owner") and {**mine, "owner": ""} == waited)
 
 
 def _waited_on(rec: rl.RolloutState) -> dict[str, Any]:

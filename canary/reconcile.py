@@ -335,12 +335,15 @@ ROLLBACK_BUDGET_S = 20.0
 
 
 def to_stable(router: TrafficRouter, target: Target, state: rl.RolloutState, *, reason: str, log: Any,
-              now: float, attempts: int = 3, budget_s: float | None = None) -> rl.RolloutState:
+              now: float, attempts: int = 3, budget_s: float | None = None, expect: Any = ...) -> rl.RolloutState:
     """Stable 100% after a failure, with a retry budget of its own: at least `attempts` writes, and
     more until `budget_s` (ROLLBACK_BUDGET_S) has passed, each with the router's own retries, 0.5 s
     more between them each time, at most 2 s. The rollout is recorded ``aborted`` (exit 3).
-    Unguarded, like `canary rollback`: stable 100% wins over anything recorded meanwhile.
-    Raises the last error, after logging ``rollback.failed``, when every attempt failed."""
+    Unguarded by default, like `canary rollback`: stable 100% wins over anything recorded meanwhile.
+    With `expect` (the record text the caller's ownership check read, perhaps from a cache) the write
+    is guarded on it, and a RoutingConflict is raised at once, not retried: another writer recorded a
+    decision since, and the caller must read the route again before acting on a rollout it may no
+    longer own. Raises the last error, after logging ``rollback.failed``, when every attempt failed."""
     new, actions = rl.transition(state, rl.Rollback(now, reason, aborted=True), None)  # type: ignore[arg-type]
     if new is state:  # terminal already: nothing to do
         return state
@@ -351,8 +354,17 @@ def to_stable(router: TrafficRouter, target: Target, state: rl.RolloutState, *, 
         wait = min(0.5 * attempt, 2.0)
         last = attempt >= attempts and time.monotonic() + wait >= deadline
         try:
-            return execute(router, target, new, actions, log=log, report_failure=last)
-        except (TransientError, RoutingConflict) as exc:  # may pass: the budget
+            return execute(router, target, new, actions, log=log, report_failure=last, expect=expect)
+        except RoutingConflict as exc:
+            if expect is not ...:  # guarded: another writer's decision; the caller reads the route again
+                if not last:  # (the last attempt's is logged by `execute`)
+                    log.warning("rollback.write_conflict", error=str(exc), reason=reason)
+                raise
+            if last:
+                raise
+            log.warning("rollback.retrying", attempt=attempt, error=str(exc))
+            time.sleep(min(wait, max(0.0, deadline - time.monotonic())))
+        except TransientError as exc:  # may pass: the budget
             if last:
                 raise
             log.warning("rollback.retrying", attempt=attempt, error=str(exc))

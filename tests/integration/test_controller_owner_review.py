@@ -188,3 +188,39 @@ def test_a_paused_rollout_rolled_back_by_hand_over_a_damaged_record_stays_rolled
     custom.patch_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0", {"spec": {"action": "resume"}})
     assert _canary_share_while(ctl, api, 3) == 0
     assert (_cr(custom, "r0") or {})["status"]["phase"] == rl.ROLLED_BACK
+
+
+def test_pause_set_while_pending_holds_at_100_0(world: Any) -> None:
+    """`spec.action: pause` set while the rollout is claimed but has no traffic (pending): it stays at
+    100/0 (Begin moved 20% to the canary, then the pause applied)."""
+    api, op, custom = world
+    _create(custom, fleet.rollout_object(0, "v3"))
+    for _ in range(5):
+        op.tick()
+        if ((_cr(custom, "r0") or {}).get("status") or {}).get("phase") == rl.PENDING:
+            break
+    assert (_cr(custom, "r0") or {})["status"]["phase"] == rl.PENDING and vs(api, 0)[0] == [100, 0]
+    custom.patch_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0",
+                                          {"spec": {"action": "pause", "actionReason": "hold it"}})
+    for _ in range(3):
+        op.tick()
+        assert vs(api, 0)[0] == [100, 0]
+    assert _ready(_cr(custom, "r0")).get("reason") == "PausedBeforeStart"
+
+
+def test_a_cr_created_with_rollback_ends_unrun_claiming_nothing(world: Any) -> None:
+    """`spec.action: rollback` on a new CR: it ends `aborted`, "not run", without claiming the route or
+    re-pointing the canary subset (it claimed, pointed the subset, and recorded a rollback of a
+    rollout that never ran)."""
+    api, op, custom = world
+    dr = api.get(GROUP, "destinationrules", "ml", "m0")
+    _create(custom, fleet.rollout_object(0, "v3", action="rollback", actionReason="not this one"))
+    for _ in range(3):
+        op.tick()
+    obj = _cr(custom, "r0") or {}
+    assert obj["status"]["phase"] == rl.ABORTED and obj["status"]["reason"].startswith("not run: spec.action is "
+                                                                                      "rollback (not this one)")
+    m0 = api.get(GROUP, "virtualservices", "ml", "m0")
+    assert "modelcanary.dev/rollout" not in (m0["metadata"].get("annotations") or {})
+    assert api.get(GROUP, "destinationrules", "ml", "m0")["spec"] == dr["spec"]
+    assert not obj["metadata"].get("finalizers")

@@ -1046,3 +1046,11 @@ def test_deploy_docs_explain_every_permission() -> None:
     for needle in ("docker build -f canary/deploy/Dockerfile", "prometheus-adapter", "kubectl apply -k canary/deploy",
                    "grafana-dashboard.json", "scripts/lock_requirements.sh", "--require-hashes", "triton_arm_label"):
         assert needle in text, needle
+
+
+def test_the_controller_never_runs_old_and_new_replicas_together() -> None:
+    """Recreate: an update that changes CANARY_SHARDS would otherwise overlap two lease layouts
+    (canary-controller vs canary-controller-shard-<i>-of-<N>), each with its leader driving the
+    same rollouts (a rolling update did, in a fourth review of decision 60)."""
+    dep = one("Deployment", file="controller.yaml")
+    assert dep["spec"]["strategy"] == {"type": "Recreate"}
