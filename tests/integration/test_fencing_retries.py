@@ -49,8 +49,12 @@ def trial(api: Any, client: Any, seed: int, *, renew_deadline_s: float = 0.5) ->
     api.handler.faults[:] = faults
     started = time.monotonic()  # by time, not index: the emulator keeps only its last 1,000 arrivals
     try:
-        with pytest.raises(NotLeader):
-            fenced.set_weights(TARGET, Weights(50, 50), state="{}")
+        # Refused once the lease runs out, as a rule; on a starved machine a slow answer (status 0) may
+        # still be read before the client's timeout fires, and the write then succeeded in time: what
+        # must never happen is a PUT arriving after the expiry, asserted from the arrivals below.
+        fenced.set_weights(TARGET, Weights(50, 50), state="{}")
+    except NotLeader:
+        pass
     finally:
         api.handler.faults.clear()
     puts = [t for t, method, path in list(api.handler.arrivals)
