@@ -302,6 +302,7 @@ def _operator(model: str, namespace: Optional[str], vs: Optional[str], dr: Optio
     logs.configure()
 
     def go() -> int:
+        from canary.reconcile import describe_owner
         from canary.runner import oncall_action
 
         ns = opts.namespace(namespace, kubeconfig, context)
@@ -315,9 +316,13 @@ def _operator(model: str, namespace: Optional[str], vs: Optional[str], dr: Optio
                       lambda wide: typer.echo(f"stable 100% already: {exc}"))
             return 0
 
-        note = (f"judged only while a `canary promote` (or the controller) runs for it: if none does, run "
-                f"`canary promote {model} --canary-version {state.canary_version} ...` again to go on"
-                if isinstance(event, rl.Resume) else "")
+        if not isinstance(event, rl.Resume):
+            note = ""
+        elif state.owner.startswith("CanaryRollout "):
+            note = f"the controller goes on with it ({describe_owner(state.owner)})"
+        else:
+            note = (f"judged only while a `canary promote` (or the controller) runs for it: if none does, run "
+                    f"`canary promote {model} --canary-version {state.canary_version} ...` again to go on")
 
         def text(wide: bool) -> None:
             if wide:

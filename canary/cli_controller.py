@@ -194,18 +194,30 @@ def follow(*, model: str, canary_version: str, policy_file: Path, namespace: str
     meta = body["metadata"]
     try:
         try:
-            api.create_namespaced_custom_object(crd.GROUP, crd.VERSION, namespace, crd.PLURAL, body)
+            written = api.create_namespaced_custom_object(crd.GROUP, crd.VERSION, namespace, crd.PLURAL, body)
         except Exception as exc:
             if getattr(exc, "status", None) != 409:
                 raise
             current = api.get_namespaced_custom_object(crd.GROUP, crd.VERSION, namespace, crd.PLURAL, meta["name"])
+            old = current.get("status") or {}
+            if old.get("phase") in rl.TERMINAL and (old.get("target") or {}).get("canaryVersion") == canary_version:
+                raise cli.ConfigError(
+                    f"CanaryRollout {namespace}/{meta['name']} already ran {canary_version} ({old['phase']}, "
+                    f"{old.get('updatedAt') or 'earlier'}); nothing was started: delete it first to run that version "
+                    "again, or give --rollout-name") from None
             body["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
-            api.replace_namespaced_custom_object(crd.GROUP, crd.VERSION, namespace, crd.PLURAL, meta["name"], body)
+            written = api.replace_namespaced_custom_object(crd.GROUP, crd.VERSION, namespace, crd.PLURAL,
+                                                           meta["name"], body)
+        generation = int(((written or {}).get("metadata") or {}).get("generation") or 0)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             obj = api.get_namespaced_custom_object(crd.GROUP, crd.VERSION, namespace, crd.PLURAL, meta["name"])
             st = obj.get("status") or {}
-            if st.get("phase") in rl.TERMINAL:
+            # only an end of this request: the version asked for, judged at this generation (a status
+            # left from the object's earlier version was reported as this request's outcome)
+            ours = ((st.get("target") or {}).get("canaryVersion") == canary_version
+                    and int(st.get("observedGeneration") or 0) >= generation)
+            if st.get("phase") in rl.TERMINAL and ours:
                 code = EXIT_CODES[st["phase"]]
                 where = f"{namespace}/{meta['name']}"
 

@@ -59,7 +59,17 @@ def parse_state(status: RouteStatus) -> rl.RolloutState | None:
     return parse_record(status.state)
 
 
-PROMOTE_OWNER = "promote"  # RolloutState.owner of a rollout `canary promote` started
+PROMOTE_OWNER = "promote"  # RolloutState.owner of a rollout `canary promote` started: `promote#<process>`
+
+
+def promote_owner(identity: str) -> str:
+    """RolloutState.owner of the rollout the `canary promote` process `identity` runs (host:pid:nonce)."""
+    return f"{PROMOTE_OWNER}#{identity}"
+
+
+def is_promote_owner(owner: str) -> bool:
+    """Whether a record's owner is a `canary promote` process (any, or one recorded before processes were)."""
+    return owner == PROMOTE_OWNER or owner.startswith(PROMOTE_OWNER + "#")
 
 
 def crd_owner(namespace: str, name: str, uid: str = "") -> str:
@@ -70,8 +80,9 @@ def crd_owner(namespace: str, name: str, uid: str = "") -> str:
 
 def describe_owner(owner: str) -> str:
     """Who runs a recorded rollout, in words, for messages (a CanaryRollout's uid left out)."""
-    if owner == PROMOTE_OWNER:
-        return "run by `canary promote`"
+    if is_promote_owner(owner):
+        process = owner.partition("#")[2]
+        return "run by `canary promote`" + (f" ({process})" if process else "")
     return f"run by {owner.split('#', 1)[0]}" if owner else "no owner recorded"
 
 

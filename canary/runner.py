@@ -16,21 +16,25 @@ thread that an interrupt abandons).
 from __future__ import annotations
 
 import math
+import os
+import socket
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Protocol, TypeVar
 
 from canary import rollout as rl
 from canary.analysis.judge import judge
-from canary.errors import (AlreadyStable, CanaryError, ConfigError, RollbackFailed, RoutingConflict, TargetError,
+from canary.errors import (AlreadyStable, CanaryError, ConfigError, RollbackFailed, RolloutBusy, RoutingConflict,
+                           TargetError,
                            TransientError)
 from canary.logs import get as get_logger
 from canary.metrics.base import MetricsProvider
 from canary.model import STABLE_ONLY, Target, check_version
 from canary.policy import Policy
 from canary.reconcile import (EXIT_BAD_INPUT, EXIT_CODES, EXIT_INFRA, EXIT_INTERRUPTED, EXIT_PROMOTED,
-                              EXIT_ROLLED_BACK, PROMOTE_OWNER, Observation, check_claim, decide, describe_owner,
+                              EXIT_ROLLED_BACK, Observation, check_claim, decide, describe_owner, is_promote_owner, promote_owner,
                               execute, look_window, measure_window, next_look_at, parse_state, preflight_metrics,
                               to_stable)
 from canary.routing.base import TrafficRouter
@@ -121,6 +125,7 @@ class Runner:
         self.log = get_logger(model=self.target.model, namespace=self.target.namespace,
                               virtual_service=self.target.virtual_service, canary_version=self.target.canary_version)
         self._written = ""  # the state JSON we last wrote (to tell outside edits from ours)
+        self.owner = promote_owner(f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}")
         self._probe_failures = 0
         self._next_probe = 0.0
         self._next_watch = 0.0
@@ -227,15 +232,16 @@ class Runner:
         target = self.target
         existing = parse_state(status)
         if (existing is not None and not existing.terminal and existing.canary_version == target.canary_version
-                and existing.owner in ("", PROMOTE_OWNER)):  # a CanaryRollout's is its controller's (RolloutBusy)
+                and (existing.owner == "" or is_promote_owner(existing.owner))):  # a CanaryRollout's: RolloutBusy
             if target.stable_version and target.stable_version != existing.stable_version:
                 raise ConfigError(f"--stable-version {target.stable_version} differs from the recorded rollout's "
                                   f"stable version {existing.stable_version}")
             # the recorded stable version is the truth (in PROMOTING the stable subset may already select the canary)
             self.target = replace(target, stable_version=existing.stable_version)
+            self._written = status.state or ""
+            existing = self._take_over(existing)  # RolloutBusy while another promote process runs it
             self.log.info("rollout.resumed_from_state", phase=existing.phase, step=existing.step + 1,
                           weights=str(existing.weights), started_at=existing.started_at)
-            self._written = status.state or ""
             if existing.phase == rl.PAUSED:  # re-running promote on a paused rollout means "go on"
                 existing = self._apply(*rl.transition(existing, rl.Resume(self.clock.now()), self.policy))
             return existing
@@ -251,9 +257,37 @@ class Runner:
         self._written = status.state or ""
         state, actions = rl.new_rollout(model=target.model, stable_version=target.stable_version,
                                         canary_version=target.canary_version, now=self.clock.now(),
-                                        route=target.route, owner=PROMOTE_OWNER)
+                                        route=target.route, owner=self.owner)
         self.log = self.log.bind(stable_version=target.stable_version)
-        return self._apply(state, actions)
+        try:
+            return self._apply(state, actions)
+        except RoutingConflict:  # another process claimed the route between our read and our write
+            theirs = parse_state(self.router.inspect(self.target))
+            who = describe_owner(theirs.owner) if theirs is not None else "another writer"
+            raise RolloutBusy(f"{target.namespace}/{target.virtual_service}: claimed meanwhile ({who}); nothing "
+                              "was moved by this promote") from None
+
+    def _take_over(self, existing: rl.RolloutState) -> rl.RolloutState:
+        """Make a recorded promote rollout this process's (`owner` = its own `promote#...`). Another
+        promote process that still runs it (its record written less than `stale_after_s` ago, and not
+        paused) keeps it: RolloutBusy, so two processes never judge one rollout. One that is gone
+        (killed: its record stale), a paused rollout (re-running promote means "go on"; a process
+        holding it sees the new owner and stops, taken over) or a record with no owner is taken over by
+        a write guarded on what was read: of two promotes taking over at once, one wins."""
+        if existing.owner == self.owner:
+            return existing
+        age = self.clock.now() - existing.updated_at
+        stale_after = 2 * self.policy.analysis.look_every + 60.0
+        if existing.owner and existing.phase != rl.PAUSED and age < stale_after and not _gone_here(existing.owner):
+            raise RolloutBusy(f"{self.target.namespace}/{self.target.virtual_service}: the rollout of "
+                              f"{existing.canary_version} is {describe_owner(existing.owner)}, which wrote it "
+                              f"{max(age, 0):.0f}s ago; if that process is gone, run this again after "
+                              f"{stale_after - age:.0f}s, or `canary rollback` now")
+        try:  # guarded on the record read (`_written`)
+            return self._apply(replace(existing, owner=self.owner), [rl.SetWeights(existing.weights)])
+        except RoutingConflict:
+            raise RolloutBusy(f"{self.target.namespace}/{self.target.virtual_service}: another process took the "
+                              "rollout over at the same moment") from None
 
     def _preflight(self, state: rl.RolloutState) -> rl.RolloutState:
         if self.gate is not None:
@@ -446,12 +480,33 @@ class Runner:
         return theirs
 
 
+def _gone_here(owner: str) -> bool:
+    """Whether the promote process `owner` names (`promote#host:pid:nonce`) ran on this machine and
+    is gone (no such pid), or is this very process (a rollout resumed in-process): its rollout may
+    be taken over at once. A process elsewhere is judged by its record's age."""
+    host, _, rest = owner.partition("#")[2].partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # it exists (another user's): alive
+        return False
+    return False
+
+
 def _adoptable(ours: rl.RolloutState, theirs: rl.RolloutState) -> bool:
     """Whether a record another process wrote for our canary version is our rollout's next state (an
-    on-call rollback/pause/resume of it, or of a record it could not read: ended, no owner): run by
-    promote (or no owner recorded) and the same rollout, or ended. A CanaryRollout's, or one started
-    since, is not ours to judge, pause or abort."""
-    return theirs.owner in ("", PROMOTE_OWNER) and (theirs.started_at == ours.started_at or theirs.terminal)
+    on-call rollback/pause/resume of it, or of a record it could not read: ended, no owner): owned by
+    this very process (or no owner recorded) and the same rollout, or ended. A CanaryRollout's,
+    another promote process's (it took the rollout over) or one started since is not ours to judge,
+    pause or abort."""
+    return theirs.owner in ("", ours.owner) and (theirs.started_at == ours.started_at or theirs.terminal)
 
 
 def gate_detail(report: dict[str, Any]) -> str:

@@ -115,6 +115,10 @@ def test_promote_via_controller_follows_the_rollout(prometheus_binary: str, tmp_
         assert json.loads(good.stdout)["phase"] == rl.PROMOTED
         assert slow.returncode == 1 and json.loads(slow.stdout)["phase"] == rl.ROLLED_BACK
         assert "latency-p95" in json.loads(slow.stdout)["reason"]
+        # the same request again: its CanaryRollout already ran v2; nothing is started and its old end
+        # is not reported as this request's outcome (it exited 0 'promoted' at once, whatever served)
+        again = promote("m0", "v2")
+        assert again.returncode == 2 and "already ran v2 (promoted" in again.stdout + again.stderr, again.stderr[-800:]
     finally:
         ctl.terminate()
         ctl.wait(15)

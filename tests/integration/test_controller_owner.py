@@ -187,7 +187,7 @@ def test_promote_never_adopts_a_rollout_a_cr_started_after_its_own_ended(world: 
     t = Target(namespace="ml", virtual_service="m0", model="m0", stable_version="", canary_version="v2")
     cli = Runner(policy=policy, target=t, router=op.router, metrics=op.metrics)
     state = cli._start()
-    assert vs(api, 0)[1]["owner"] == PROMOTE_OWNER
+    assert vs(api, 0)[1]["owner"] == cli.owner and cli.owner.startswith(PROMOTE_OWNER + "#")
     oncall_action(op.router, replace(t, stable_version="v1"), rl.Rollback(time.time(), "pager"),
                   log=get_logger(component="cli"))
     custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v2"))

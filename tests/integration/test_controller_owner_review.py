@@ -20,7 +20,6 @@ from canary.cli import app
 from canary.errors import KubeUnavailable
 from canary.logs import get as get_logger
 from canary.model import Target
-from canary.reconcile import PROMOTE_OWNER
 from canary.runner import Runner, oncall_action
 from tests import fleet
 from tests.integration.test_controller import GROUP, _fresh, _progressing, prometheus, run_until_done, vs, world  # noqa: F401
@@ -140,7 +139,7 @@ def test_promotes_fail_safe_leaves_a_route_another_owner_took_over_alone(world: 
     t = Target(namespace="ml", virtual_service="m0", model="m0", stable_version="", canary_version="v2")
     cli = Runner(policy=policy, target=t, router=op.router, metrics=op.metrics, watch_every=3600)
     state = cli._preflight(cli._start())
-    assert state.phase == rl.PROGRESSING and vs(api, 0)[1]["owner"] == PROMOTE_OWNER
+    assert state.phase == rl.PROGRESSING and vs(api, 0)[1]["owner"] == cli.owner
     oncall_action(op.router, replace(t, stable_version="v1"), rl.Rollback(time.time(), "pager"),
                   log=get_logger(component="cli"))
     _create(custom, fleet.rollout_object(0, "v2"))

@@ -239,3 +239,56 @@ def test_each_look_is_judged_at_its_requests_over_the_windows_anchor(monkeypatch
     ratios = [r for r, _ in seen]
     assert ratios[0] == 1.0 and max(ratios) > 1.5, ratios
     assert all(level == pytest.approx(evidence.pass_level(POLICY, 0, r)) for r, level in seen)
+
+
+def _claimed_by_another_process(owner: str, *, age_s: float = 0.0, pause: bool = False
+                                ) -> tuple[Runner, FakeRouter, FakeClock]:
+    """A rollout of v2 claimed and started by one promote, recorded as run by `owner`, `age_s` ago;
+    and a second promote of v2 on the same route and clock."""
+    first, router, _, clock = make()
+    state = first._preflight(first._start())
+    assert state.phase == rl.PROGRESSING
+    rec = json.loads(router.state)
+    rec["owner"] = owner
+    rec["updated_at"] = clock.now() - age_s
+    if pause:
+        rec["phase"] = rl.PAUSED
+    router.state = json.dumps(rec)
+    second = Runner(policy=POLICY, target=TARGET, router=router, metrics=FakeMetrics(router, clock), clock=clock)
+    return second, router, clock
+
+
+@pytest.mark.parametrize("owner", ["promote#elsewhere:123:ab", "promote#{host}:1:ab"], ids=["other host", "live pid"])
+def test_a_second_promote_never_judges_a_rollout_another_live_promote_runs(owner: str) -> None:
+    """Two `canary promote` of one version at once both judged the rollout, each with its own policy
+    (one exited 0 'promoted' before the other's steps ran). The second is now RolloutBusy, naming the
+    process, while the first's record is fresh; nothing is written."""
+    import socket
+
+    second, router, _ = _claimed_by_another_process(owner.format(host=socket.gethostname()), age_s=5)
+    before = router.state
+    with pytest.raises(RolloutBusy, match=r"run by `canary promote` \(.*\), which wrote it 5s ago; if that process "
+                                          r"is gone, run this again after \d+s"):
+        second._start()
+    assert router.state == before
+
+
+@pytest.mark.parametrize(("age_s", "pause", "owner"), [(200, False, "promote#elsewhere:123:ab"),
+                                                       (5, True, "promote#elsewhere:123:ab"),
+                                                       (5, False, "promote#{host}:{dead}:ab"),
+                                                       (5, False, "")],
+                         ids=["stale", "paused", "dead pid here", "no owner"])
+def test_a_promote_takes_over_a_rollout_whose_process_is_gone_and_records_itself(age_s: float, pause: bool,
+                                                                                 owner: str) -> None:
+    """Re-running promote still resumes: after its process died (its record stale, or its pid gone on
+    this machine), when paused (re-running means "go on"), or a record with no owner; it records
+    itself as owner at once, so the old process, if alive, stops as taken over."""
+    import socket
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    second, router, _ = _claimed_by_another_process(owner.format(host=socket.gethostname(), dead=dead.stdout.strip()),
+                                                    age_s=age_s, pause=pause)
+    state = second._start()
+    assert state.phase == rl.PROGRESSING and json.loads(router.state)["owner"] == second.owner
