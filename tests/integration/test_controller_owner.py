@@ -89,18 +89,25 @@ def test_a_twin_created_while_a_rollout_ran_ends_with_it_and_one_created_after_r
     assert vs(api, 0)[1]["owner"].startswith("CanaryRollout ml/later#")
 
 
+def promote_claims(router: Any, version: str, *, log: Any, vs_name: str = "m0") -> None:
+    """What a `canary promote` of `version` writes to claim `vs_name` and begin its first step."""
+    t = Target(namespace="ml", virtual_service=vs_name, model=vs_name, stable_version="v1", canary_version=version)
+    policy = crd.parse(fleet.rollout_object(0, version)).policy
+    s, actions = rl.new_rollout(model=vs_name, stable_version="v1", canary_version=version, now=time.time(),
+                                owner=PROMOTE_OWNER)
+    s = execute(router, t, s, actions, log=log)
+    s, actions = rl.transition(s, rl.Begin(time.time()), policy)
+    execute(router, t, s, actions, log=log)
+
+
 def test_a_cli_promotes_rollout_is_not_adopted_by_a_cr_nor_a_crs_by_promote(world: Any) -> None:
     """A rollout `canary promote` started is RolloutBusy for a CanaryRollout of the same version (the
     controller used to adopt it: two judges, two policies); and `canary promote` refuses to resume a
     rollout a CanaryRollout runs (nothing is written)."""
     api, op, custom = world
     router, log = op.router, get_logger(component="cli")
-    t3 = Target(namespace="ml", virtual_service="m0", model="m0", stable_version="v1", canary_version="v3")
+    promote_claims(router, "v3", log=log)
     policy = crd.parse(fleet.rollout_object(0, "v3")).policy
-    s, actions = rl.new_rollout(model="m0", stable_version="v1", canary_version="v3", now=time.time(), owner=PROMOTE_OWNER)
-    s = execute(router, t3, s, actions, log=log)
-    s, actions = rl.transition(s, rl.Begin(time.time()), policy)
-    execute(router, t3, s, actions, log=log)
     before = api.get(GROUP, "virtualservices", "ml", "m0")
     custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v3"))
     op.tick()

@@ -12,13 +12,14 @@ import structlog.testing
 
 from canary import crd
 from canary import rollout as rl
-from canary.errors import KubeUnavailable, RoutingConflict
+from canary.errors import RoutingConflict
 from canary.logs import get as get_logger
 from canary.reconcile import parse_state, to_stable
 from tests import fleet
 from tests.integration.test_controller import GROUP, _fresh, _progressing, prometheus, run_until_done, vs, world  # noqa: F401
 from tests.integration.test_controller_owner import _twin, _ready
 from tests.integration.test_controller_review import _cr
+from tests.integration.test_controller_owner_review import claimed_without_status
 
 pytestmark = pytest.mark.integration
 
@@ -27,23 +28,11 @@ def _create(custom: Any, obj: dict[str, Any]) -> None:
     custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, obj)
 
 
-def _status_writes_fail(op: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    def down(obj: Any, status: Any) -> None:
-        raise KubeUnavailable("CanaryRollout status: HTTP 500")
-    monkeypatch.setattr(op, "_patch_status", down)
-
-
 def test_a_failed_read_on_deletion_keeps_the_finalizer_until_stable(world: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """As in test_a_cr_deleted_before_any_status_landed_..., but the VirtualService reads answer 500 in the
     deletion tick: the finalizer stays (it went, leaving 80/20 undriven); the next tick sends stable."""
     api, op, custom = world
-    _create(custom, fleet.rollout_object(0, "v3"))
-    _status_writes_fail(op, monkeypatch)
-    for _ in range(4):
-        op.tick()
-        if vs(api, 0)[0][1] > 0:
-            break
-    assert vs(api, 0)[0][1] > 0 and not (_cr(custom, "r0") or {}).get("status", {}).get("target")
+    claimed_without_status(op, custom, api, monkeypatch)
     custom.delete_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0")
     ctl = _fresh(op)
     api.fail_next(500, times=30, methods=("GET",), plural="virtualservices")
@@ -134,13 +123,7 @@ def test_a_cr_edited_before_any_status_landed_sends_its_claim_to_stable(world: A
     ticked by a fresh controller. Its own claim, found by the route's owner, goes to stable first (the
     finalizer went with v3 at 20%; ticked, it was RolloutBusy naming itself)."""
     api, op, custom = world
-    _create(custom, fleet.rollout_object(0, "v3"))
-    _status_writes_fail(op, monkeypatch)
-    for _ in range(4):
-        op.tick()
-        if vs(api, 0)[0][1] > 0:
-            break
-    assert vs(api, 0)[0][1] > 0 and not (_cr(custom, "r0") or {}).get("status", {}).get("target")
+    claimed_without_status(op, custom, api, monkeypatch)
     custom.patch_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0", {"spec": {"canaryVersion": "v2"}})
     if deleted:
         custom.delete_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0")

@@ -92,12 +92,8 @@ def _status_writes_fail(op: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(op, "_patch_status", down)
 
 
-def test_a_cr_deleted_before_any_status_landed_sends_its_own_split_to_stable(world: Any,
-                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    """r0 claims m0 and moves 20% to v3 while every status write fails; the controller restarts and r0
-    is deleted. The route's record names r0 (uid and all): stable 100% before the finalizer goes (it
-    went at once, leaving 80/20 with nobody to drive it)."""
-    api, op, custom = world
+def claimed_without_status(op: Any, custom: Any, api: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """r0 claims m0 and moves 20% to v3 while every status write of its fails: its status shows nothing."""
     _create(custom, fleet.rollout_object(0, "v3"))
     _status_writes_fail(op, monkeypatch)
     for _ in range(4):
@@ -105,6 +101,15 @@ def test_a_cr_deleted_before_any_status_landed_sends_its_own_split_to_stable(wor
         if vs(api, 0)[0][1] > 0:
             break
     assert vs(api, 0)[0][1] > 0 and not (_cr(custom, "r0") or {}).get("status", {}).get("target")
+
+
+def test_a_cr_deleted_before_any_status_landed_sends_its_own_split_to_stable(world: Any,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """r0 claims m0 and moves 20% to v3 while every status write fails; the controller restarts and r0
+    is deleted. The route's record names r0 (uid and all): stable 100% before the finalizer goes (it
+    went at once, leaving 80/20 with nobody to drive it)."""
+    api, op, custom = world
+    claimed_without_status(op, custom, api, monkeypatch)
     custom.delete_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0")
     _fresh(op).tick()
     assert _cr(custom, "r0") is None and vs(api, 0)[0] == [100, 0]
