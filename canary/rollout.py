@@ -66,6 +66,9 @@ class RolloutState:
     # who runs it: `promote` (any `canary promote` of this version may resume it), `CanaryRollout
     # <namespace>/<name>` (only that CR's controller may), "" (written before owners were recorded)
     owner: str = ""
+    # the owner's longest time between writes while it runs (a promote's look_every; 0: unknown), by
+    # which another promote tells a live owner from a gone one (`Runner._take_over`)
+    heartbeat_s: float = 0.0
     started_at: float = 0.0
     step_started_at: float = 0.0
     updated_at: float = 0.0
@@ -110,7 +113,8 @@ class RolloutState:
         for name in ("step", "look", "step_looks", "failed_looks", "step_window"):
             if name in d and (isinstance(d[name], bool) or not isinstance(d[name], int) or d[name] < -1):
                 raise ValueError(f"rollout state: {name} must be an integer >= -1, got {d[name]!r}")
-        for name in ("started_at", "step_started_at", "updated_at", "last_look_requests", "pass_anchor_requests"):
+        for name in ("started_at", "step_started_at", "updated_at", "last_look_requests", "pass_anchor_requests",
+                     "heartbeat_s"):
             v = d.get(name, 0.0)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
                 raise ValueError(f"rollout state: {name} must be a finite number, got {v!r}")
@@ -259,11 +263,12 @@ Action = SetWeights | PointSubset | Emit
 
 
 def new_rollout(*, model: str, stable_version: str, canary_version: str, now: float,
-                route: str = "", owner: str = "") -> tuple[RolloutState, list[Action]]:
+                route: str = "", owner: str = "", heartbeat_s: float = 0.0) -> tuple[RolloutState, list[Action]]:
     """Claim the VirtualService (PENDING at 100/0), then point the canary subset. `owner`: who runs
     it (`RolloutState.owner`)."""
     state = RolloutState(
         model=model, stable_version=stable_version, canary_version=canary_version, route=route, owner=owner,
+        heartbeat_s=heartbeat_s,
         phase=PENDING, weights=STABLE_ONLY, started_at=now, step_started_at=now, updated_at=now,
     )
     return state, [SetWeights(STABLE_ONLY), PointSubset("canary", canary_version), Emit("rollout.started", {})]

@@ -125,7 +125,7 @@ class Runner:
         self.log = get_logger(model=self.target.model, namespace=self.target.namespace,
                               virtual_service=self.target.virtual_service, canary_version=self.target.canary_version)
         self._written = ""  # the state JSON we last wrote (to tell outside edits from ours)
-        self.owner = promote_owner(f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}")
+        self.owner = promote_owner(_identity())
         self._probe_failures = 0
         self._next_probe = 0.0
         self._next_watch = 0.0
@@ -257,7 +257,8 @@ class Runner:
         self._written = status.state or ""
         state, actions = rl.new_rollout(model=target.model, stable_version=target.stable_version,
                                         canary_version=target.canary_version, now=self.clock.now(),
-                                        route=target.route, owner=self.owner)
+                                        route=target.route, owner=self.owner,
+                                        heartbeat_s=self.policy.analysis.look_every)
         self.log = self.log.bind(stable_version=target.stable_version)
         try:
             return self._apply(state, actions)
@@ -277,14 +278,19 @@ class Runner:
         if existing.owner == self.owner:
             return existing
         age = self.clock.now() - existing.updated_at
-        stale_after = 2 * self.policy.analysis.look_every + 60.0
-        if existing.owner and existing.phase != rl.PAUSED and age < stale_after and not _gone_here(existing.owner):
+        # by the owner's own time between writes (its look_every, recorded), not this process's policy
+        stale_after = 2 * max(existing.heartbeat_s, self.policy.analysis.look_every) + 60.0
+        here = _here(existing.owner)  # alive or gone, when it ran on this machine (same pid namespace)
+        if existing.owner and existing.phase != rl.PAUSED and (here == "alive" or (here != "gone"
+                                                                                   and age < stale_after)):
+            when = ("it runs on this machine: stop it first, or `canary rollback`" if here == "alive" else
+                    f"if that process is gone, run this again after {stale_after - age:.0f}s, or `canary rollback` now")
             raise RolloutBusy(f"{self.target.namespace}/{self.target.virtual_service}: the rollout of "
                               f"{existing.canary_version} is {describe_owner(existing.owner)}, which wrote it "
-                              f"{max(age, 0):.0f}s ago; if that process is gone, run this again after "
-                              f"{stale_after - age:.0f}s, or `canary rollback` now")
+                              f"{max(age, 0):.0f}s ago; {when}")
         try:  # guarded on the record read (`_written`)
-            return self._apply(replace(existing, owner=self.owner), [rl.SetWeights(existing.weights)])
+            return self._apply(replace(existing, owner=self.owner, heartbeat_s=self.policy.analysis.look_every),
+                               [rl.SetWeights(existing.weights)])
         except RoutingConflict:
             raise RolloutBusy(f"{self.target.namespace}/{self.target.virtual_service}: another process took the "
                               "rollout over at the same moment") from None
@@ -480,24 +486,42 @@ class Runner:
         return theirs
 
 
-def _gone_here(owner: str) -> bool:
-    """Whether the promote process `owner` names (`promote#host:pid:nonce`) ran on this machine and
-    is gone (no such pid), or is this very process (a rollout resumed in-process): its rollout may
-    be taken over at once. A process elsewhere is judged by its record's age."""
-    host, _, rest = owner.partition("#")[2].partition(":")
-    pid_text = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid_text.isdigit():
-        return False
-    pid = int(pid_text)
-    if pid == os.getpid():
-        return True
+def _pid_namespace() -> str:
+    """This process's pid namespace (`/proc/self/ns/pid`'s inode; "" where there is no /proc): two
+    containers may share a hostname, never a pid namespace and its pids."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except OSError:  # it exists (another user's): alive
-        return False
-    return False
+        return str(os.stat("/proc/self/ns/pid").st_ino)
+    except OSError:
+        return ""
+
+
+def _identity() -> str:
+    """A promote process: host, pid namespace, pid and a nonce (`promote_owner`)."""
+    return f"{socket.gethostname()}:{_pid_namespace()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def _here(owner: str) -> str:
+    """Whether the promote process `owner` names (`promote#host:pidns:pid:nonce`) ran on this machine,
+    in this pid namespace, and is "alive" (running, stopped or sleeping) or "gone" (no such pid, a
+    zombie, or this very process: a rollout resumed in-process); "" when it cannot tell (another
+    machine or container, no /proc, an owner of another shape): then its record's age decides."""
+    parts = owner.partition("#")[2].split(":")
+    if len(parts) != 4 or parts[0] != socket.gethostname() or not parts[1] or parts[1] != _pid_namespace():
+        return ""
+    try:
+        pid = int(parts[2])
+    except ValueError:
+        return ""
+    if pid == os.getpid():
+        return "gone"
+    if not 0 < pid < 2**22:  # Linux's pid_max ceiling: anything else names no process
+        return "gone"
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            state = f.read().rpartition(")")[2].split()[0]
+    except (OSError, IndexError):
+        return "gone"
+    return "gone" if state in ("Z", "X", "x") else "alive"
 
 
 def _adoptable(ours: rl.RolloutState, theirs: rl.RolloutState) -> bool:

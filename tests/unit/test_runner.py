@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -241,7 +242,7 @@ def test_each_look_is_judged_at_its_requests_over_the_windows_anchor(monkeypatch
     assert all(level == pytest.approx(evidence.pass_level(POLICY, 0, r)) for r, level in seen)
 
 
-def _claimed_by_another_process(owner: str, *, age_s: float = 0.0, pause: bool = False
+def _claimed_by_another_process(owner: str, *, age_s: float = 0.0, pause: bool = False, heartbeat_s: float = 0.0
                                 ) -> tuple[Runner, FakeRouter, FakeClock]:
     """A rollout of v2 claimed and started by one promote, recorded as run by `owner`, `age_s` ago;
     and a second promote of v2 on the same route and clock."""
@@ -251,6 +252,7 @@ def _claimed_by_another_process(owner: str, *, age_s: float = 0.0, pause: bool =
     rec = json.loads(router.state)
     rec["owner"] = owner
     rec["updated_at"] = clock.now() - age_s
+    rec["heartbeat_s"] = heartbeat_s
     if pause:
         rec["phase"] = rl.PAUSED
     router.state = json.dumps(rec)
@@ -258,37 +260,72 @@ def _claimed_by_another_process(owner: str, *, age_s: float = 0.0, pause: bool =
     return second, router, clock
 
 
-@pytest.mark.parametrize("owner", ["promote#elsewhere:123:ab", "promote#{host}:1:ab"], ids=["other host", "live pid"])
-def test_a_second_promote_never_judges_a_rollout_another_live_promote_runs(owner: str) -> None:
-    """Two `canary promote` of one version at once both judged the rollout, each with its own policy
-    (one exited 0 'promoted' before the other's steps ran). The second is now RolloutBusy, naming the
-    process, while the first's record is fresh; nothing is written."""
+def _owner_here(pid: object) -> str:
     import socket
 
-    second, router, _ = _claimed_by_another_process(owner.format(host=socket.gethostname()), age_s=5)
+    from canary.runner import _pid_namespace
+
+    return f"promote#{socket.gethostname()}:{_pid_namespace()}:{pid}:ab"
+
+
+@pytest.mark.parametrize(("owner", "age_s", "heartbeat_s", "says"), [
+    ("promote#elsewhere:4026531836:123:ab", 5, 0.0, r"if that process is gone, run this again after \d+s"),
+    ("promote#elsewhere:4026531836:123:ab", 150, 90.0, r"if that process is gone, run this again after \d+s"),
+    ("here-alive", 500, 0.0, r"it runs on this machine: stop it first"),
+], ids=["other host, fresh", "its own slow looks", "alive here, however old"])
+def test_a_second_promote_never_judges_a_rollout_another_live_promote_runs(owner: str, age_s: float,
+                                                                           heartbeat_s: float, says: str) -> None:
+    """Two `canary promote` of one version at once both judged the rollout, each with its own policy
+    (one exited 0 'promoted' before the other's steps ran). The second is RolloutBusy, naming the
+    process, while the first's record is fresh by ITS time between writes (a policy looking every 90 s
+    was taken over after 70 s by one looking every second), and whenever it runs on this machine;
+    nothing is written."""
+    import os
+
+    owner = _owner_here(os.getppid()) if owner == "here-alive" else owner
+    second, router, _ = _claimed_by_another_process(owner, age_s=age_s, heartbeat_s=heartbeat_s)
     before = router.state
-    with pytest.raises(RolloutBusy, match=r"run by `canary promote` \(.*\), which wrote it 5s ago; if that process "
-                                          r"is gone, run this again after \d+s"):
+    with pytest.raises(RolloutBusy, match=r"run by `canary promote` \(.*\), which wrote it \d+s ago; " + says):
         second._start()
     assert router.state == before
 
 
-@pytest.mark.parametrize(("age_s", "pause", "owner"), [(200, False, "promote#elsewhere:123:ab"),
-                                                       (5, True, "promote#elsewhere:123:ab"),
-                                                       (5, False, "promote#{host}:{dead}:ab"),
-                                                       (5, False, "")],
-                         ids=["stale", "paused", "dead pid here", "no owner"])
+@pytest.mark.parametrize(("age_s", "pause", "owner"), [(200, False, "promote#elsewhere:4026531836:123:ab"),
+                                                       (5, True, "promote#elsewhere:4026531836:123:ab"),
+                                                       (5, False, "dead"), (5, False, "zombie"),
+                                                       (5, False, "huge"), (5, False, "")],
+                         ids=["stale", "paused", "dead pid here", "zombie here", "no such pid", "no owner"])
 def test_a_promote_takes_over_a_rollout_whose_process_is_gone_and_records_itself(age_s: float, pause: bool,
                                                                                  owner: str) -> None:
-    """Re-running promote still resumes: after its process died (its record stale, or its pid gone on
-    this machine), when paused (re-running means "go on"), or a record with no owner; it records
-    itself as owner at once, so the old process, if alive, stops as taken over."""
-    import socket
+    """Re-running promote still resumes: after its process died (its record stale; on this machine its
+    pid gone, a zombie not yet reaped, or a pid no process can have: 99999999999 crashed the check),
+    when paused (re-running means "go on"), or a record with no owner; it records itself as owner, with
+    its own time between writes, so the old process, if alive, stops as taken over."""
+    import os
+    import signal
     import subprocess
     import sys
 
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    second, router, _ = _claimed_by_another_process(owner.format(host=socket.gethostname(), dead=dead.stdout.strip()),
-                                                    age_s=age_s, pause=pause)
-    state = second._start()
+    zombie = None
+    if owner == "dead":
+        done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+        owner = _owner_here(done.stdout.strip())
+    elif owner == "zombie":
+        zombie = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+        os.kill(zombie.pid, signal.SIGKILL)
+        for _ in range(3000):  # until the kernel has made it a zombie (not reaped before the check); a hang guard
+            with open(f"/proc/{zombie.pid}/stat") as f:
+                if f.read().rpartition(")")[2].split()[0] == "Z":
+                    break
+            time.sleep(0.01)
+        owner = _owner_here(zombie.pid)
+    elif owner == "huge":
+        owner = _owner_here(99999999999)
+    try:
+        second, router, _ = _claimed_by_another_process(owner, age_s=age_s, pause=pause)
+        state = second._start()
+    finally:
+        if zombie is not None:
+            zombie.wait()
     assert state.phase == rl.PROGRESSING and json.loads(router.state)["owner"] == second.owner
+    assert json.loads(router.state)["heartbeat_s"] == POLICY.analysis.look_every
