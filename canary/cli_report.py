@@ -103,11 +103,11 @@ def _from_cluster(model: Optional[str], namespace: Optional[str], vs: Optional[s
 
     ns = opts.namespace(namespace, kubeconfig, context)
     check_namespace(ns, "namespace")  # ConfigError (exit 2) before any request
-    for what, name in (("--rollout", rollout), ("--virtual-service", vs), ("the model's VirtualService", model)):
-        if name and not (what == "the model's VirtualService" and (vs or rollout)):
-            check_object_name(name, what)
+    if rollout:
+        check_object_name(rollout, "--rollout")
     client = api_client(kubeconfig=kubeconfig, context=context)
     canary_version = ""
+    vs_given = bool(vs)
     if rollout:
         try:
             obj = kc.CustomObjectsApi(client).get_namespaced_custom_object(crd.GROUP, crd.VERSION, ns, crd.PLURAL,
@@ -121,7 +121,8 @@ def _from_cluster(model: Optional[str], namespace: Optional[str], vs: Optional[s
         canary_version = str(spec.get("canaryVersion") or "")
     vs = vs or model
     assert vs
-    check_object_name(vs, f"VirtualService (of CanaryRollout {ns}/{rollout})" if rollout else "VirtualService")
+    check_object_name(vs, "--virtual-service" if vs_given else f"VirtualService (of CanaryRollout {ns}/{rollout})"
+                      if rollout else "the model's VirtualService")
     from canary.history_store import from_cluster
 
     return from_cluster(client, ns, vs, canary_version=canary_version, rollout=rollout or "")

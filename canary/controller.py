@@ -431,13 +431,8 @@ class Controller:
         """A CR created (or edited to a new version) with `spec.action: pause`: nothing is claimed and its
         Ready condition says so; clearing the action (or `resume`) wakes it (a change of the object)."""
         msg = f"{spec.key}: spec.action is pause: nothing claimed, no traffic moved; clear it (or resume) to start"
-        old = (obj.get("status") or {}).get("conditions") or []
-        if any(c.get("type") == "Ready" and c.get("reason") == "PausedBeforeStart" for c in old):
-            return
-        cond = {"type": "Ready", "status": "False", "reason": "PausedBeforeStart", "message": msg,
-                "lastTransitionTime": crd.iso(self.clock.now()), "observedGeneration": spec.generation}
-        self.log.info("rollout.paused_before_start", rollout=spec.key)
-        self._patch_status(obj, {"conditions": [c for c in old if c.get("type") != "Ready"] + [cond]})
+        if self._not_ready(obj, "PausedBeforeStart", msg):
+            self.log.info("rollout.paused_before_start", rollout=spec.key)
 
     def _mark_waiting(self, obj: dict[str, Any], rec: rl.RolloutState) -> None:
         """Record on the CR which rollout of its canary version it was refused for (`_waited`)."""
@@ -478,10 +473,9 @@ class Controller:
         (when the route still records it; else that the route has moved on)."""
         waited = (obj.get("status") or {}).get("waitedOn") or {}
         if rec is not None and _same_rollout(rec, waited):
-            how = f"ended {rec.phase}" + (f" ({rec.reason})" if rec.reason else "")
+            how, owner = f"ended {rec.phase}" + (f" ({rec.reason})" if rec.reason else ""), rec.owner
         else:
-            how = "ended (the route has moved on since)"
-        owner = rec.owner if rec is not None and _same_rollout(rec, waited) else str(waited.get("owner") or "")
+            how, owner = "ended (the route has moved on since)", str(waited.get("owner") or "")
         reason = (f"not run: {describe_owner(owner)}, the rollout of "
                   f"{spec.target.canary_version} on {spec.target.namespace}/{spec.target.virtual_service} {how}"
                   " while this CanaryRollout waited; to run that version again, delete and create it again")
@@ -496,8 +490,7 @@ class Controller:
         self._patch_status(obj, {
             "phase": rl.ABORTED, "reason": reason[:4096], "observedGeneration": spec.generation,
             "leader": self.identity, "updatedAt": crd.iso(self.clock.now()),
-            "target": {"virtualService": spec.target.virtual_service, "route": spec.target.route or "",
-                       "canaryVersion": spec.target.canary_version, "destinationRule": spec.target.dr_name}})
+            "target": _status_target(spec, spec.target.canary_version)})
         if FINALIZER in _finalizers(obj):
             self._set_finalizer(obj, False)
 
@@ -729,11 +722,12 @@ class Controller:
         if not vs or not version:
             return None
         drives = (vs, str(sp.get("route") or ""), version, str(sp.get("destinationRule") or ""))
+        target = _raw_target(obj, drives)
         try:
-            seen = self._inspect_for_stable(_raw_target(obj, drives))
+            seen = self._inspect_for_stable(target)
         except NotFound as exc:
-            if "virtualservices" in str(exc):
-                return None  # the VirtualService is gone: nothing split
+            if _vs_gone(exc, target):
+                return None  # nothing split
             raise
         # any other failure to read raises: the finalizer stays, and the next tick tries again
         try:
@@ -801,7 +795,7 @@ class Controller:
         try:
             seen = self._inspect_for_stable(target)
         except NotFound as exc:
-            if f"{target.namespace}/{target.virtual_service}" in str(exc) and "virtualservices" in str(exc):
+            if _vs_gone(exc, target):
                 return "gone", None
             raise
         try:
@@ -817,8 +811,6 @@ class Controller:
             log.warning("rescue.not_ours", reason=reason, recorded=rec.canary_version, recorded_phase=rec.phase,
                         recorded_owner=rec.owner)
             return "other", rec
-        if rec is not None and rec.terminal:
-            return "ended", rec
         if rec is None:
             if seen.weights == STABLE_ONLY and seen.raw_weights is None:
                 return "idle", None
@@ -1133,8 +1125,7 @@ class Controller:
             "summary": crd.summary(old.get("summary"), state, verdict=verdict.outcome.label if verdict else None,
                                    history=configmap_name(spec.target.virtual_service)),
             "observedGeneration": spec.generation, "leader": self.identity,
-            "target": {"virtualService": spec.target.virtual_service, "route": spec.target.route or "",
-                       "canaryVersion": state.canary_version, "destinationRule": spec.target.dr_name},
+            "target": _status_target(spec, state.canary_version),
             "conditions": crd.conditions(state, old.get("conditions") or [], spec.generation, self.clock.now()),
         }
         if step_start is not None:
@@ -1157,15 +1148,22 @@ class Controller:
                          rollout=f"{meta.get('namespace')}/{meta.get('name')}", error=msg)
         if self.telemetry and isinstance(exc, (KubeUnavailable, RoutingConflict)):
             self.telemetry.kube_error("unavailable" if isinstance(exc, KubeUnavailable) else "conflict")
-        cond = {"type": "Ready", "status": "False", "reason": type(exc).__name__, "message": msg[:1000],
-                "lastTransitionTime": crd.iso(self.clock.now()), "observedGeneration": meta.get("generation", 0)}
-        old = (obj.get("status") or {}).get("conditions") or []
-        if any(c.get("type") == "Ready" and c.get("message") == cond["message"] for c in old):
-            return
         try:
-            self._patch_status(obj, {"conditions": [c for c in old if c.get("type") != "Ready"] + [cond]})
+            self._not_ready(obj, type(exc).__name__, msg)
         except Exception:
             pass
+
+    def _not_ready(self, obj: dict[str, Any], reason: str, message: str) -> bool:
+        """The CR's Ready condition False with `reason` and `message` (for its current generation);
+        nothing written when it already says that message. Returns whether it wrote."""
+        cond = {"type": "Ready", "status": "False", "reason": reason, "message": message[:1000],
+                "lastTransitionTime": crd.iso(self.clock.now()),
+                "observedGeneration": (obj.get("metadata") or {}).get("generation", 0)}
+        old = (obj.get("status") or {}).get("conditions") or []
+        if any(c.get("type") == "Ready" and c.get("message") == cond["message"] for c in old):
+            return False
+        self._patch_status(obj, {"conditions": [c for c in old if c.get("type") != "Ready"] + [cond]})
+        return True
 
     def _patch_status(self, obj: dict[str, Any], status: dict[str, Any]) -> None:
         left = self.lease_left() if self.lease_left is not None else 10.0
@@ -1217,6 +1215,17 @@ def history_flush_every(policy: Any) -> int:
 def _key(obj: dict[str, Any]) -> str:
     meta = obj.get("metadata") or {}
     return f"{meta.get('namespace')}/{meta.get('name')}"
+
+
+def _status_target(spec: crd.RolloutSpec, canary_version: str) -> dict[str, str]:
+    """`status.target`: what the rollout a status describes drives (`_drove` reads it back)."""
+    return {"virtualService": spec.target.virtual_service, "route": spec.target.route or "",
+            "canaryVersion": canary_version, "destinationRule": spec.target.dr_name}
+
+
+def _vs_gone(exc: NotFound, target: Target) -> bool:
+    """Whether a NotFound is the VirtualService of `target` itself (nothing of it is split)."""
+    return f"{target.namespace}/{target.virtual_service}" in str(exc) and "virtualservices" in str(exc)
 
 
 def _owner(obj: dict[str, Any]) -> str:

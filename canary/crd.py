@@ -130,10 +130,10 @@ def _samples(policy: Policy, spec: dict[str, Any], where: str, ns: str,
         raise ConfigError(f"{where}: {SAMPLE_FIELD} {gate.sample_file!r}: ConfigMap {ns}/{ref} has no key of "
                           "that name (the warm-up samples live beside the policy, docs/triton.md)")
     try:
-        return f"configmap:{ns}/{ref}[{gate.sample_file}]", _parsed_samples(data[gate.sample_file], f"ConfigMap {ns}/{ref}",
-                                                                    gate.sample_file)
+        parsed = _parsed_samples(data[gate.sample_file], f"ConfigMap {ns}/{ref}", gate.sample_file)
     except PolicyError as exc:
         raise ConfigError(f"{where}: {exc}") from None
+    return f"configmap:{ns}/{ref}[{gate.sample_file}]", parsed
 
 
 @functools.lru_cache(maxsize=64)

@@ -315,7 +315,8 @@ def check_target_names(target: "Target", where: str = "") -> None:
     (`check_namespace`, `check_object_name`); `where` prefixes the messages (a CR's location)."""
     at = f"{where}: " if where else ""
     check_namespace(target.namespace, f"{at}namespace")
-    check_object_name(target.virtual_service, f"{at}VirtualService (the model name unless --virtual-service or spec.virtualService names another)")
+    check_object_name(target.virtual_service,
+                      f"{at}VirtualService (the model name unless --virtual-service or spec.virtualService names another)")
     if target.destination_rule:
         check_object_name(target.destination_rule, f"{at}DestinationRule")
 

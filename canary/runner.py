@@ -34,9 +34,9 @@ from canary.metrics.base import MetricsProvider
 from canary.model import STABLE_ONLY, Target, check_version
 from canary.policy import Policy
 from canary.reconcile import (EXIT_BAD_INPUT, EXIT_CODES, EXIT_INFRA, EXIT_INTERRUPTED, EXIT_PROMOTED,
-                              EXIT_ROLLED_BACK, Observation, check_claim, decide, describe_owner, is_promote_owner, promote_owner,
-                              execute, look_window, measure_window, next_look_at, parse_state, preflight_metrics,
-                              to_stable)
+                              EXIT_ROLLED_BACK, Observation, check_claim, decide, describe_owner, execute,
+                              is_promote_owner, look_window, measure_window, next_look_at, parse_state,
+                              preflight_metrics, promote_owner, to_stable)
 from canary.routing.base import TrafficRouter
 
 T = TypeVar("T")
@@ -270,9 +270,9 @@ class Runner:
 
     def _take_over(self, existing: rl.RolloutState) -> rl.RolloutState:
         """Make a recorded promote rollout this process's (`owner` = its own `promote#...`). Another
-        promote process that still runs it (its record written less than `stale_after_s` ago, and not
-        paused) keeps it: RolloutBusy, so two processes never judge one rollout. One that is gone
-        (killed: its record stale), a paused rollout (re-running promote means "go on"; a process
+        promote process that still runs it (alive on this machine, or its record written less than 2 ×
+        its look_every + 60 s ago; not paused) keeps it: RolloutBusy, so two processes never judge one
+        rollout. One that is gone (its pid gone here, or its record stale), a paused rollout (re-running promote means "go on"; a process
         holding it sees the new owner and stops, taken over) or a record with no owner is taken over by
         a write guarded on what was read: of two promotes taking over at once, one wins."""
         if existing.owner == self.owner:

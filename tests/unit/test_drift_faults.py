@@ -43,13 +43,19 @@ def test_every_numeric_feature_exports_its_sum_whatever_the_sign_of_its_bounds()
     assert abs(ex.live_counts()["z"]["sum"] - (-2.5)) < 1e-12
 
 
-def test_a_missing_live_sum_is_said_never_silently_skipped() -> None:
-    rng = np.random.default_rng(2)
-    prof = _profile({"age": rng.normal(40, 10, 5_000)})
+def _ages_exported(*, seed: int, std: float, observed: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A profile of `age` ~ N(40, std) (5,000 rows) and the live counts its exporter gives after
+    `observed` values from the same distribution."""
+    rng = np.random.default_rng(seed)
+    prof = _profile({"age": rng.normal(40, std, 5_000)})
     ex = FeatureExporter(prof, registry=None)
-    for a in rng.normal(40, 10, 2_000):
+    for a in rng.normal(40, std, observed):
         ex.observe({"age": a})
-    live = ex.live_counts()
+    return prof, ex.live_counts()
+
+
+def test_a_missing_live_sum_is_said_never_silently_skipped() -> None:
+    prof, live = _ages_exported(seed=2, std=10, observed=2_000)
     [with_sum] = compare(prof, live).features
     assert with_sum.test == "wasserstein" and NO_SUM not in with_sum.note
     [without] = compare(prof, {"age": {"counts": live["age"]["counts"]}}).features
@@ -198,12 +204,7 @@ def test_the_live_mean_is_the_sum_over_its_own_count_when_that_is_given() -> Non
     The exporter exports that count beside its per-sign sums."""
     from prometheus_client import CollectorRegistry, generate_latest
 
-    rng = np.random.default_rng(3)
-    prof = _profile({"age": rng.normal(40, 12, 5_000)})
-    ex = FeatureExporter(prof, registry=None)
-    for a in rng.normal(40, 12, 4_000):
-        ex.observe({"age": a})
-    live = ex.live_counts()
+    prof, live = _ages_exported(seed=3, std=12, observed=4_000)
     quarter = {"counts": live["age"]["counts"], "sum": live["age"]["sum"] / 4, "sum_n": 1_000}
     [f] = compare(prof, {"age": quarter}).features
     assert not f.drifted and f.note != NO_SUM, f
