@@ -353,6 +353,68 @@ def rollback(model: str, reason: str = typer.Option("manual rollback", "--reason
 
 
 @app.command()
+def sweep(namespace: Optional[str] = NamespaceOpt,
+          all_namespaces: bool = typer.Option(False, "--all-namespaces", "-A", help="every namespace"),
+          dry_run: bool = typer.Option(False, "--dry-run", help="list what would go to stable; write nothing"),
+          kubeconfig: Optional[str] = KubeconfigOpt, context: Optional[str] = ContextOpt,
+          output: str = OutputOpt) -> None:
+    """Send abandoned rollouts to stable: a `canary promote` whose record was not written for 3 of its
+    looks + 120 s (killed with SIGKILL), or a CanaryRollout that no longer exists. Each write is guarded
+    on the record read (an owner that wrote meanwhile keeps its rollout). Paused, pending and ended
+    rollouts are left alone. Run it as a CronJob where no controller runs (the controller sweeps by itself).
+
+    Exit codes: 0 nothing abandoned, or every one sent to stable; 3 a stable-100% write failed.
+
+    Example: canary sweep -A --dry-run
+    """
+    from canary import sweep as sw
+
+    if all_namespaces and namespace:
+        fail("give -n/--namespace or -A/--all-namespaces, not both", EXIT_BAD_INPUT)
+
+    def go() -> int:
+        import kubernetes.client as kc
+
+        from canary.errors import RoutingConflict
+
+        ns = None if all_namespaces else opts.namespace(namespace, kubeconfig, context)
+        router = _router(kubeconfig, context)
+        now = time.time()
+        found = sw.scan(router.list_virtual_services(ns), now, lambda owner: sw.crd_gone(kc.CustomObjectsApi(
+            router.custom.api_client), owner))
+        rows, code = [], 0
+        for one in found:
+            r = one.record
+            row = {"virtualService": one.key, "model": r.model, "canaryVersion": r.canary_version, "owner": r.owner,
+                   "phase": r.phase, "weights": {"stable": r.weights.stable, "canary": r.weights.canary},
+                   "sinceWriteS": round(now - r.updated_at, 1), "reason": one.reason}
+            if dry_run:
+                row["result"] = "dry-run: not written"
+            else:
+                try:
+                    sw.end(router, one, log=logs.get(), now=now)
+                    row["result"] = "stable 100%, recorded aborted"
+                except RoutingConflict:
+                    row["result"] = "left alone: the route changed since it was read (its owner wrote)"
+                except CanaryError as exc:
+                    row["result"], code = f"failed: {exc}", EXIT_INFRA
+            rows.append(row)
+
+        def text(wide: bool) -> None:
+            if not rows:
+                typer.echo(f"no abandoned rollouts in {ns or 'any namespace'}")
+            for row in rows:
+                w = row["weights"]
+                typer.echo(f"{row['virtualService']}: {row['canaryVersion']} {row['phase']} at {w['stable']}/"
+                           f"{w['canary']}: {row['result']}" + (f" ({row['reason']})" if wide or dry_run else ""))
+
+        opts.emit({"abandoned": rows, "dryRun": dry_run}, output, text)
+        return code
+
+    raise typer.Exit(run_guarded(go))
+
+
+@app.command()
 def pause(model: str, namespace: Optional[str] = NamespaceOpt, virtual_service: Optional[str] = VsOpt,
           destination_rule: Optional[str] = DrOpt, route: Optional[str] = RouteOpt,
           kubeconfig: Optional[str] = KubeconfigOpt, context: Optional[str] = ContextOpt, output: str = OutputOpt) -> None:

@@ -43,6 +43,7 @@ from canary.informer import stub
 from canary.model import STABLE_ONLY, Outcome, Target, Verdict
 from canary import kube
 from canary import malloc
+from canary import sweep
 from canary.reconcile import (K8S_EVENTS, Observation, camel, check_claim, crd_owner, decide, describe_owner, execute,
                               look_due, look_window, measure_window, next_look_at, parse_state, preflight_metrics,
                               to_stable)
@@ -132,6 +133,7 @@ class Controller:
     workers: int = 1  # rollouts reconciled at once (their writes run concurrently)
     owns: Callable[[dict[str, Any]], bool] = lambda obj: True  # this replica's shard of the rollouts
     shard: Any = None  # canary.shards.ShardGauges of the shard this controller leads (None: unsharded)
+    sweep_every: float = sweep.SWEEP_EVERY_S  # seconds between sweeps for abandoned rollouts; 0: never
 
     def __post_init__(self) -> None:
         self.log = get_logger(component="controller", identity=self.identity)
@@ -154,6 +156,7 @@ class Controller:
         self.queue = DueQueue()  # with informers: which rollouts are due, and when
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="canary-rollout") if self.workers > 1 else None
         self._leading = False  # led at the previous tick (a new leader handles every rollout once)
+        self._next_sweep = -math.inf  # when `_sweep` looks for abandoned rollouts next (the first tick does)
 
     # ---- the loop -------------------------------------------------------------------
 
@@ -202,7 +205,8 @@ class Controller:
         if self.informers is not None:
             return self._tick_due(t0)
         try:
-            objs = [o for o in self._list() if self.owns(o)]
+            listed = self._list()
+            objs = [o for o in listed if self.owns(o)]
         except Exception as exc:
             self.health = (False, f"kubernetes API: {type(exc).__name__}")
             if self.telemetry:
@@ -219,6 +223,7 @@ class Controller:
         finally:
             if hasattr(self.router, "forget_prefetch"):
                 self.router.forget_prefetch()  # prefetched objects serve this tick only, however it ends
+        self._sweep({_key(o): _uid(o) for o in listed})
         if self.telemetry:
             self.telemetry.observe_tick(time.monotonic() - t0, len(objs))
         self.last_tick = time.monotonic()
@@ -245,6 +250,7 @@ class Controller:
                 objs.append(obj)  # our own copy (the cache parses one per read)
         n = len(objs)
         self._advance_all(objs)  # (empties objs)
+        self._sweep(None)
         if self.telemetry:
             self.telemetry.observe_tick(time.monotonic() - t0, n)
         if self.shard is not None:
@@ -253,6 +259,51 @@ class Controller:
                                active=sum(1 for phase in mine if phase not in rl.TERMINAL))
         self.last_tick = time.monotonic()
         return n
+
+    def _sweep(self, listed: dict[str, str] | None) -> None:
+        """Every `sweep_every` seconds: the abandoned rollouts (`canary.sweep`: a promote gone, a
+        CanaryRollout gone) on the VirtualServices of this controller's namespace(s) and shard go to
+        stable 100%, each write guarded on the record read. `listed`: namespace/name -> uid of every
+        CanaryRollout this tick listed (None: read them from the informers' cache); an owner missing
+        there is asked of the API server before its rollout is ended."""
+        now = self.clock.now()
+        lister = getattr(self.router, "list_virtual_services", None)
+        if self.sweep_every <= 0 or now < self._next_sweep or (lister is None and self.informers is None):
+            return
+        self._next_sweep = now + self.sweep_every
+
+        def seen(ref: str) -> str | None:  # the uid of CanaryRollout ns/name as this process knows it
+            if listed is not None:
+                return listed.get(ref)
+            ns, _, name = ref.partition("/")
+            obj = self.informers.rollouts.get(ns, name)
+            return None if obj is None else _uid(obj)
+
+        def gone(owner: str) -> bool:
+            ref, _, uid = owner.removeprefix("CanaryRollout ").partition("#")
+            have = seen(ref)
+            return not (have is not None and (not uid or have == uid)) and self._orphaned(owner)
+
+        try:
+            if self.informers is not None:
+                from canary.routing.istio import VS_PLURAL
+
+                vss = self.informers.routes[VS_PLURAL].items()
+            else:
+                vss = lister(self.namespace)
+            found = sweep.scan(vss, now, gone, owns=lambda key: self.owns(stub(key)))
+        except Exception as exc:  # the next sweep tries again; the rollouts' own ticks are unaffected
+            self.log.warning("sweep.failed", error=f"{type(exc).__name__}: {exc}")
+            return
+        for one in found:
+            try:
+                sweep.end(self.fenced, one, log=self.log, now=now, budget_s=TO_STABLE_BUDGET_S)
+            except NotLeader:
+                return
+            except CanaryError:  # logged (`rollback.write_conflict`, `rollback.failed`): the next sweep reads it again
+                continue
+            except Exception as exc:
+                self.log.error("sweep.failed", rollout=one.key, error=f"{type(exc).__name__}: {exc}")
 
     def _map(self, fn: Callable[[Any], Any], items: list[Any]) -> list[Any]:
         """`fn` over items, `workers` at a time; each call catches its own errors."""
@@ -400,7 +451,7 @@ class Controller:
             self._check_before_claim(spec)
             state, actions = rl.new_rollout(model=target.model, stable_version=target.stable_version,
                                             canary_version=target.canary_version, now=now, route=target.route,
-                                            owner=_owner(obj))
+                                            owner=_owner(obj), destination_rule=target.destination_rule)
             state, _ = self._do(spec, state, actions, expect=status.state, log=log)
             self._known[spec.key] = _Known(spec, state)
             self._status(obj, spec, state)
@@ -440,23 +491,14 @@ class Controller:
             self._patch_status(obj, {"waitedOn": _waited_on(rec)})
 
     def _orphaned(self, owner: str) -> bool:
-        """Whether `owner` (`CanaryRollout ns/name#uid`) names a CanaryRollout that no longer exists (read
-        from the API server, not a cache): deleted with its finalizer removed by hand, its rollout has
-        nobody to drive it. False when it exists (with that uid, or none recorded) or cannot be read."""
-        ref, _, uid = owner.removeprefix("CanaryRollout ").partition("#")
-        ns, _, name = ref.partition("/")
-        try:
-            obj = self.custom.get_namespaced_custom_object(crd.GROUP, crd.VERSION, ns, crd.PLURAL, name,
-                                                           _request_timeout=10)
-        except Exception as exc:
-            return getattr(exc, "status", None) == 404
-        return bool(uid) and str(((obj or {}).get("metadata") or {}).get("uid") or "") != uid
+        """Whether `owner` (`CanaryRollout ns/name#uid`) names a CanaryRollout that no longer exists
+        (`sweep.crd_gone`: read from the API server, not a cache)."""
+        return sweep.crd_gone(self.custom, owner)
 
     def _end_orphan(self, spec: crd.RolloutSpec, rec: rl.RolloutState, status: Any, log: Any) -> rl.RolloutState:
         """Stable 100% for a rollout whose CanaryRollout is gone (`_orphaned`), so that this one may
         claim the route: when in doubt, stable gets 100%. Returns the ended record."""
-        reason = (f"orphaned: {describe_owner(rec.owner).removeprefix('run by ')} no longer exists (deleted "
-                  "with its finalizer removed by hand); stable 100%")
+        reason = sweep.orphan_reason(rec.owner)
         log.warning("rollout.orphaned", owner=rec.owner, recorded_phase=rec.phase, weights=str(rec.weights))
         target = replace(spec.target, stable_version=rec.stable_version, canary_version=rec.canary_version,
                          route=rec.route or spec.target.route)
@@ -1215,6 +1257,10 @@ def history_flush_every(policy: Any) -> int:
 def _key(obj: dict[str, Any]) -> str:
     meta = obj.get("metadata") or {}
     return f"{meta.get('namespace')}/{meta.get('name')}"
+
+
+def _uid(obj: dict[str, Any]) -> str:
+    return str((obj.get("metadata") or {}).get("uid") or "")
 
 
 def _status_target(spec: crd.RolloutSpec, canary_version: str) -> dict[str, str]:

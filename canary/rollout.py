@@ -63,6 +63,9 @@ class RolloutState:
     # min_canary_requests): the pass level of a later look depends on its requests over these (-1: none yet)
     pass_anchor_requests: float = -1.0
     route: str = ""  # the VirtualService HTTP route the rollout drives ("" = the only one)
+    # its DestinationRule ("" = the VirtualService's name): what `canary sweep` re-points when nobody
+    # else knows it (the owner is gone)
+    destination_rule: str = ""
     # who runs it: `promote` (any `canary promote` of this version may resume it), `CanaryRollout
     # <namespace>/<name>` (only that CR's controller may), "" (written before owners were recorded)
     owner: str = ""
@@ -107,7 +110,8 @@ class RolloutState:
         for name in ("model", "stable_version", "canary_version", "phase", "weights"):
             if name not in d:
                 raise ValueError(f"rollout state: {name} is missing")
-        for name in ("model", "stable_version", "canary_version", "phase", "reason", "route", "owner"):
+        for name in ("model", "stable_version", "canary_version", "phase", "reason", "route", "owner",
+                     "destination_rule"):
             if name in d and not isinstance(d[name], str):
                 raise ValueError(f"rollout state: {name} must be a string, got {type(d[name]).__name__}")
         for name in ("step", "look", "step_looks", "failed_looks", "step_window"):
@@ -263,12 +267,13 @@ Action = SetWeights | PointSubset | Emit
 
 
 def new_rollout(*, model: str, stable_version: str, canary_version: str, now: float,
-                route: str = "", owner: str = "", heartbeat_s: float = 0.0) -> tuple[RolloutState, list[Action]]:
+                route: str = "", owner: str = "", heartbeat_s: float = 0.0,
+                destination_rule: str = "") -> tuple[RolloutState, list[Action]]:
     """Claim the VirtualService (PENDING at 100/0), then point the canary subset. `owner`: who runs
     it (`RolloutState.owner`)."""
     state = RolloutState(
         model=model, stable_version=stable_version, canary_version=canary_version, route=route, owner=owner,
-        heartbeat_s=heartbeat_s,
+        heartbeat_s=heartbeat_s, destination_rule=destination_rule,
         phase=PENDING, weights=STABLE_ONLY, started_at=now, step_started_at=now, updated_at=now,
     )
     return state, [SetWeights(STABLE_ONLY), PointSubset("canary", canary_version), Emit("rollout.started", {})]

@@ -258,7 +258,8 @@ class Runner:
         state, actions = rl.new_rollout(model=target.model, stable_version=target.stable_version,
                                         canary_version=target.canary_version, now=self.clock.now(),
                                         route=target.route, owner=self.owner,
-                                        heartbeat_s=self.policy.analysis.look_every)
+                                        heartbeat_s=self.policy.analysis.look_every,
+                                        destination_rule=target.destination_rule)
         self.log = self.log.bind(stable_version=target.stable_version)
         try:
             return self._apply(state, actions)

@@ -232,6 +232,16 @@ class IstioRouter:
                 "someone else keeps editing this object") from exc.__cause__
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def list_virtual_services(self, namespace: str | None) -> list[Obj]:
+        """Every VirtualService in `namespace` (None: all namespaces), as listed (`canary sweep`)."""
+        if namespace:
+            res = self._call(lambda: self.custom.list_namespaced_custom_object(
+                GROUP, self.version, namespace, VS_PLURAL, _request_timeout=self.timeout), f"{namespace} ({VS_PLURAL})")
+        else:
+            res = self._call(lambda: self.custom.list_cluster_custom_object(
+                GROUP, self.version, VS_PLURAL, _request_timeout=self.timeout), f"all namespaces ({VS_PLURAL})")
+        return list((res or {}).get("items") or [])
+
     def prefetch(self, namespace: str | None) -> int:
         """LIST VirtualServices and DestinationRules once (a controller tick over many rollouts):
         each listed object then serves ONE read; every later read (a retry after 409, the read

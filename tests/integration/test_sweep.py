@@ -1,0 +1,280 @@
+"""Abandoned rollouts go to stable (`canary.sweep`): a `canary promote` killed after any of its writes,
+a CanaryRollout deleted with its finalizer removed by hand; by the controller's sweep (LIST and watch
+modes) and by `canary sweep`. Against the strict Kubernetes API emulator; the kills are the
+deterministic kill points of tests/support/killpoints.py."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import kubernetes.client as kc
+import pytest
+import structlog.testing
+import tenacity
+from typer.testing import CliRunner
+
+from canary import crd
+from canary import rollout as rl
+from canary.cli import app
+from canary.controller import Controller
+from canary.errors import RoutingConflict
+from canary.logs import get as get_logger
+from canary.model import Target, Weights
+from canary.reconcile import execute, promote_owner
+from canary.routing.istio import IstioRouter
+from canary import sweep
+from tests import fleet
+from tests.fakes import FakeClock
+from tests.integration.test_controller import _fresh, _progressing, prometheus, vs, world  # noqa: F401
+from tests.integration.test_controller_review import _cr
+from tests.support.killpoints import cluster_state, promote
+
+pytestmark = pytest.mark.integration
+OWNER = promote_owner("ci-runner:4026531836:4242:ab12")  # a promote on another machine: no /proc to read
+
+
+def _controller(client: Any, clock: Any, **kw: Any) -> Controller:
+    """A controller with no CanaryRollout to drive: only its sweep acts."""
+    return Controller(custom=kc.CustomObjectsApi(client), core=kc.CoreV1Api(client),
+                      router=IstioRouter(client, wait=tenacity.wait_none()), metrics=None, namespace="ml", clock=clock,
+                      **kw)
+
+
+def _left_safe(api: Any) -> list[str]:
+    """What is wrong with route 0 once nobody drives it: traffic split, a record that disagrees with the
+    weights, or a stable subset on another version than the record says serves."""
+    weights, rec, stable, _ = cluster_state(api)
+    out = []
+    if weights != [100, 0]:
+        out.append(f"traffic split {weights}")
+    if [rec.get("weights", {}).get(k) for k in ("stable", "canary")] != weights:
+        out.append(f"recorded weights {rec.get('weights')} vs {weights}")
+    if rec.get("phase") not in (*rl.TERMINAL, rl.PENDING):
+        out.append(f"recorded {rec.get('phase')}")
+    if stable != (rec.get("canary_version") if rec.get("phase") == rl.PROMOTED else rec.get("stable_version")):
+        out.append(f"stable subset selects {stable} while {rec.get('phase')}")
+    return out
+
+
+@pytest.mark.parametrize("version", ["v2", "v3"])
+def test_a_promote_killed_after_any_write_and_never_run_again_ends_at_stable(version: str) -> None:
+    """A promote (looking every second) killed right after each of its writes in turn, and nobody runs it
+    again: while its record is fresher than 3 looks + 120 s the sweep leaves it; after, every route is
+    at stable 100% with a record and subsets that agree (a split rollout recorded aborted, its reason
+    naming the gone process). Before the sweep, a kill mid-rollout left the canary on 20-50% for good."""
+    writes: list[str] = []
+    api = fleet.start_api(1)
+    try:
+        promote(api.api_client(), version, FakeClock(), None, writes)
+    finally:
+        api.stop()
+    split = 0
+    for k in range(1, len(writes) + 1):
+        api = fleet.start_api(1)
+        client = api.api_client()
+        try:
+            clock = FakeClock()
+            assert promote(client, version, clock, k, []) is None, f"not killed at write {k} ({writes[k - 1]})"
+            before = cluster_state(api)
+            rec = rl.RolloutState.from_json(json.dumps(before[1]))
+            clock.sleep(sweep.abandoned_after(rec) - (clock.now() - rec.updated_at))  # exactly at the limit
+            _controller(client, clock).tick()
+            assert cluster_state(api) == before, f"killed after write {k} ({writes[k - 1]}): swept too early"
+            clock.sleep(1.0)
+            with structlog.testing.capture_logs() as logs:
+                _controller(client, clock).tick()
+            wrong = _left_safe(api)
+            assert not wrong, f"killed after write {k} ({writes[k - 1]}), swept: {wrong}"
+            after = cluster_state(api)[1]
+            if before[1]["phase"] in (rl.PROGRESSING, rl.PROMOTING):
+                split += 1
+                assert after["phase"] == rl.ABORTED and after["reason"].startswith(
+                    "abandoned: run by `canary promote` (") and "its process is gone" in after["reason"], after
+                abandoned = [e for e in logs if e["event"] == "rollout.abandoned"]
+                assert abandoned and abandoned[0]["owner"] == rec.owner and abandoned[0]["since_write_s"] > 120
+                assert any(e["event"] == "rollout.aborted" and e["reason"] == after["reason"] for e in logs)
+            else:
+                assert after == before[1], f"killed after write {k} ({writes[k - 1]}): a {before[1]['phase']} rollout changed"
+        finally:
+            client.close()
+            api.stop()
+    assert split >= 2, f"only {split} kill points left a rollout in progress"
+
+
+def _claim(router: IstioRouter, *, at: float, owner: str = OWNER, heartbeat_s: float = 10.0,
+           vs_name: str = "m0") -> tuple[Target, rl.RolloutState]:
+    """What a promote of v2 writes to claim `vs_name` and move its first step, at time `at`."""
+    t = Target(namespace="ml", virtual_service=vs_name, model=vs_name, stable_version="v1", canary_version="v2")
+    log = get_logger(component="cli")
+    s, actions = rl.new_rollout(model=vs_name, stable_version="v1", canary_version="v2", now=at, owner=owner,
+                                heartbeat_s=heartbeat_s)
+    s = execute(router, t, s, actions, log=log)
+    begun, actions = rl.transition(s, rl.Begin(at), crd.parse(fleet.rollout_object(0, "v2")).policy)
+    return t, execute(router, t, begun, actions, log=log, expect=s.to_json())
+
+
+def test_an_owner_that_writes_between_the_scan_and_the_write_keeps_its_rollout() -> None:
+    """The promote was only slow: it records a look after the sweep read its stale record. The sweep's
+    write is guarded on what it read: RoutingConflict, the live rollout stands."""
+    api = fleet.start_api(1)
+    client = api.api_client()
+    try:
+        router = IstioRouter(client, wait=tenacity.wait_none())
+        now = time.time()
+        t, s = _claim(router, at=now - 1000)
+        found = sweep.scan(router.list_virtual_services("ml"), now, lambda owner: False)
+        assert [f.key for f in found] == ["ml/m0"]
+        looked = replace(s, look=1, updated_at=now)
+        execute(router, t, looked, [rl.SetWeights(looked.weights)], log=get_logger(), expect=s.to_json())
+        with pytest.raises(RoutingConflict):
+            sweep.end(router, found[0], log=get_logger(), now=now)
+        weights, rec = vs(api, 0)
+        assert weights[1] > 0 and rec["phase"] == rl.PROGRESSING and rec["look"] == 1
+    finally:
+        client.close()
+        api.stop()
+
+
+def test_a_canaryrollout_deleted_without_its_finalizer_is_swept_with_no_claimant(world: Any) -> None:
+    """r0 runs v3 at 80/20; its finalizer is removed by hand and it is deleted. Nothing else names m0
+    (the orphan used to be ended only by the next CanaryRollout that claimed m0): the next controller's
+    sweep sends stable 100%, asking the API server first."""
+    api, op, custom = world
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v3"))
+    _progressing(op, custom, api)
+    ctl = _fresh(op)
+    ctl.tick()
+    assert vs(api, 0)[1]["phase"] == rl.PROGRESSING, "a live CanaryRollout's rollout was swept"
+    custom.patch_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0", {"metadata": {"finalizers": None}})
+    custom.delete_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0")
+    assert _cr(custom, "r0") is None and vs(api, 0)[0][1] > 0
+    _fresh(op).tick()
+    weights, rec = vs(api, 0)
+    assert weights == [100, 0] and rec["phase"] == rl.ABORTED, (weights, rec)
+    assert rec["reason"].startswith("orphaned: CanaryRollout ml/r0 no longer exists"), rec["reason"]
+
+
+def test_a_shard_sweeps_only_its_own_routes_and_never_a_live_canaryrollouts(world: Any) -> None:
+    """r0 runs v3 on m0. A controller leading a shard that owns neither r0 nor m0 leaves it; one that owns
+    m0 but not r0 sees r0 in its LIST (not only its own shard's CanaryRollouts) and leaves it too."""
+    api, op, custom = world
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v3"))
+    _progressing(op, custom, api)
+    asked: list[str] = []
+    for owns in (lambda obj: False, lambda obj: obj["metadata"]["name"] == "m0"):
+        ctl = Controller(custom=op.custom, core=op.core, router=op.router, metrics=op.metrics, batch=op.batch,
+                         namespace="ml", owns=owns)
+        ctl._orphaned = lambda owner: asked.append(owner) or True  # type: ignore[method-assign]
+        ctl.tick()
+        assert vs(api, 0)[1]["phase"] == rl.PROGRESSING
+    assert asked == [], "the API was asked about a CanaryRollout the LIST had just returned"
+
+
+def test_a_sweep_every_of_zero_turns_it_off_and_it_runs_once_a_period() -> None:
+    api = fleet.start_api(1)
+    client = api.api_client()
+    try:
+        clock = FakeClock(time.time())
+        _claim(IstioRouter(client, wait=tenacity.wait_none()), at=clock.now() - 1000)
+        _controller(client, clock, sweep_every=0).tick()
+        assert vs(api, 0)[1]["phase"] == rl.PROGRESSING
+        ctl = _controller(client, clock, sweep_every=60)
+        ctl._next_sweep = clock.now() + 30  # as if it had swept 30 s ago
+        ctl.tick()
+        assert vs(api, 0)[1]["phase"] == rl.PROGRESSING
+        clock.sleep(30)
+        ctl.tick()
+        assert vs(api, 0)[1]["phase"] == rl.ABORTED and vs(api, 0)[0] == [100, 0]
+    finally:
+        client.close()
+        api.stop()
+
+
+def test_the_controller_sweeps_from_its_informer_cache(prometheus: Any) -> None:  # noqa: F811
+    """With watches (`canary controller run`): the VirtualServices come from the cache; the write is
+    still guarded on the record the cache held."""
+    from tests.integration.test_controller_watch import Clock, caught_up, make
+
+    api = fleet.start_api(2)
+    clock = Clock(time.time())
+    op, stop, client = make(api, prometheus, clock)
+    try:
+        router = IstioRouter(api.api_client(), wait=tenacity.wait_none())
+        _claim(router, at=clock.t - 1000)
+        _claim(router, at=clock.t - 10, vs_name="m1")  # alive
+        caught_up(api, op)
+        op.tick()
+        assert vs(api, 0)[0] == [100, 0] and vs(api, 0)[1]["phase"] == rl.ABORTED
+        assert vs(api, 1)[0][1] > 0 and vs(api, 1)[1]["phase"] == rl.PROGRESSING
+    finally:
+        stop.set()
+        client.close()
+        api.stop()
+
+
+# ---- `canary sweep` ---------------------------------------------------------------------------------
+
+
+def _sweep(kubeconfig: Path, *args: str) -> Any:
+    return CliRunner().invoke(app, ["sweep", "--kubeconfig", str(kubeconfig), *args])
+
+
+def test_canary_sweep_lists_with_dry_run_then_ends_only_the_abandoned(tmp_path: Path) -> None:
+    """m0: a promote gone for 1,000 s (looks every 10 s); m1: one that wrote 10 s ago; m2: a paused one
+    gone for a day. --dry-run names m0 and writes nothing; the sweep ends m0 only; a second finds none."""
+    api = fleet.start_api(3)
+    client = api.api_client()
+    try:
+        kubeconfig = fleet.write_kubeconfig(tmp_path / "kubeconfig", api.url)
+        router = IstioRouter(client, wait=tenacity.wait_none())
+        now = time.time()
+        _claim(router, at=now - 1000)
+        _claim(router, at=now - 10, vs_name="m1")
+        t2, s2 = _claim(router, at=now - 86400, vs_name="m2")
+        p, actions = rl.transition(s2, rl.Pause(now - 86400, "a person holds it"), None)  # type: ignore[arg-type]
+        execute(router, t2, p, actions, log=get_logger(), expect=s2.to_json())
+        before = [vs(api, i) for i in range(3)]
+
+        dry = _sweep(kubeconfig, "-n", "ml", "--dry-run", "-o", "json")
+        assert dry.exit_code == 0, dry.output
+        rows = json.loads(dry.stdout)["abandoned"]
+        assert [r["virtualService"] for r in rows] == ["ml/m0"] and rows[0]["owner"] == OWNER
+        assert rows[0]["sinceWriteS"] >= 1000 and rows[0]["result"].startswith("dry-run")
+        assert [vs(api, i) for i in range(3)] == before
+
+        done = _sweep(kubeconfig, "-n", "ml")
+        assert done.exit_code == 0, done.output
+        assert "ml/m0: v2 progressing at 80/20: stable 100%, recorded aborted" in done.stdout
+        weights, rec = vs(api, 0)
+        assert weights == [100, 0] and rec["phase"] == rl.ABORTED and "last wrote this rollout" in rec["reason"]
+        assert [vs(api, i) for i in (1, 2)] == before[1:]
+
+        again = _sweep(kubeconfig, "-A")
+        assert again.exit_code == 0 and again.stdout.strip() == "no abandoned rollouts in any namespace"
+    finally:
+        client.close()
+        api.stop()
+
+
+def test_canary_sweep_exits_3_when_the_stable_write_fails_and_2_on_bad_flags(tmp_path: Path) -> None:
+    api = fleet.start_api(1)
+    client = api.api_client()
+    try:
+        kubeconfig = fleet.write_kubeconfig(tmp_path / "kubeconfig", api.url)
+        _claim(IstioRouter(client, wait=tenacity.wait_none()), at=time.time() - 1000)
+        both = _sweep(kubeconfig, "-n", "ml", "-A")
+        assert both.exit_code == 2 and "not both" in both.output
+        api.fail_next(403, times=100, methods=("PUT", "PATCH"), plural="virtualservices")
+        failed = _sweep(kubeconfig, "-n", "ml")
+        api.handler.faults.clear()
+        assert failed.exit_code == 3, failed.output
+        assert "ml/m0: v2 progressing at 80/20: failed:" in failed.stdout
+        assert vs(api, 0)[1]["phase"] == rl.PROGRESSING
+        assert _sweep(kubeconfig, "-n", "ml").exit_code == 0 and vs(api, 0)[0] == [100, 0]
+    finally:
+        client.close()
+        api.stop()
