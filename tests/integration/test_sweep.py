@@ -278,3 +278,53 @@ def test_canary_sweep_exits_3_when_the_stable_write_fails_and_2_on_bad_flags(tmp
     finally:
         client.close()
         api.stop()
+
+
+def test_a_live_promote_whose_rollout_was_swept_stops_with_the_sweeps_reason() -> None:
+    """A sweeper that judged a live promote gone (a clock far ahead of the promote's) ends its rollout
+    between two looks. The promote adopts the ended record (its own, same owner and start), writes
+    nothing more and ends `aborted` with the sweep's reason: exit 3, never a promotion."""
+    from canary.policy import parse_policy
+    from canary.runner import Runner
+    from tests.fakes import FakeMetrics
+    from tests.support.killpoints import LiveWeights
+
+    api = fleet.start_api(1)
+    client = api.api_client()
+    try:
+        clock = FakeClock(time.time())
+        real = IstioRouter(client, wait=tenacity.wait_none())
+        target = Target(namespace="ml", virtual_service="m0", model="m0", stable_version="", canary_version="v2")
+        swept: list[str] = []
+
+        class SweptAfterFirstStep:
+            """The promote's router; once 80/20 is written, a sweeper 10,000 s ahead ends the rollout."""
+
+            def __getattr__(self, name: str) -> Any:
+                return getattr(real, name)
+
+            def set_weights(self, t: Target, weights: Weights, **kw: Any) -> Any:
+                out = real.set_weights(t, weights, **kw)
+                if weights.canary > 0 and not swept:
+                    found = sweep.scan(real.list_virtual_services("ml"), clock.now() + 10_000, lambda o: False)
+                    swept.append(sweep.end(real, found[0], log=get_logger(), now=clock.now()).reason)
+                return out
+
+        metrics = FakeMetrics(LiveWeights(real, target), clock, slowdown=lambda t: 1.0, rps=1000.0)  # type: ignore[arg-type]
+        runner = Runner(policy=parse_policy(fleet.FAST_POLICY), target=target, router=SweptAfterFirstStep(),
+                        metrics=metrics, clock=clock)
+        writes_before = sum(n for (verb, plural), n in api.handler.requests.items()
+                            if verb in ("PUT", "PATCH") and plural == "virtualservices")
+        result = runner.run()
+        assert swept and result.state.phase == rl.ABORTED and result.state.reason == swept[0], result.state
+        assert result.exit_code == 3
+        weights, rec = vs(api, 0)
+        assert weights == [100, 0] and rec["phase"] == rl.ABORTED and rec["reason"] == swept[0]
+        assert cluster_state(api)[2] == "v1", "the stable subset must still select the stable version"
+        writes = sum(n for (verb, plural), n in api.handler.requests.items()
+                     if verb in ("PUT", "PATCH") and plural == "virtualservices") - writes_before
+        # the claim, the first step, the sweep's stable 100%: nothing of the promote's after it
+        assert writes == 3, f"{writes} VirtualService writes: the promote kept writing after its rollout was swept"
+    finally:
+        client.close()
+        api.stop()
