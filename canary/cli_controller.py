@@ -221,16 +221,21 @@ def follow(*, model: str, canary_version: str, policy_file: Path, namespace: str
             ours = ((st.get("target") or {}).get("canaryVersion") == canary_version
                     and int(st.get("observedGeneration") or 0) >= generation)
             if st.get("phase") in rl.TERMINAL and ours:
-                code = EXIT_CODES[st["phase"]]
+                # a request that waited on another owner's rollout of the same version ends unrun
+                # (aborted); the version's outcome is that rollout's, judged by that owner's policy
+                waited = st.get("waitedOnPhase") if st["phase"] == rl.ABORTED else None
+                outcome = waited if waited in EXIT_CODES else st["phase"]
+                code = EXIT_CODES[outcome]
                 where = f"{namespace}/{meta['name']}"
 
                 def text(wide: bool, st: dict[str, Any] = st) -> None:
                     w = st.get("weights") or {}
                     extra = f" (CanaryRollout {where}, route {route or '-'})" if wide else ""
-                    typer.echo(f"{st['phase']}: {model} {canary_version} weights {w.get('stable')}/{w.get('canary')}"
+                    by = f" by the rollout this request waited on ({st['phase']} itself)" if outcome != st["phase"] else ""
+                    typer.echo(f"{outcome}{by}: {model} {canary_version} weights {w.get('stable')}/{w.get('canary')}"
                                f"{extra} - {st.get('reason', '')}")
 
-                opts.emit({**st, "exit_code": code, "rollout": where}, output, text)
+                opts.emit({**st, "outcome": outcome, "exit_code": code, "rollout": where}, output, text)
                 return code
             time.sleep(1.0)
     except cli.CanaryError:

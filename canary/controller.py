@@ -515,24 +515,26 @@ class Controller:
         (when the route still records it; else that the route has moved on)."""
         waited = (obj.get("status") or {}).get("waitedOn") or {}
         if rec is not None and _same_rollout(rec, waited):
-            how, owner = f"ended {rec.phase}" + (f" ({rec.reason})" if rec.reason else ""), rec.owner
+            how, owner, ended = f"ended {rec.phase}" + (f" ({rec.reason})" if rec.reason else ""), rec.owner, rec.phase
         else:
-            how, owner = "ended (the route has moved on since)", str(waited.get("owner") or "")
+            how, owner, ended = "ended (the route has moved on since)", str(waited.get("owner") or ""), None
         reason = (f"not run: {describe_owner(owner)}, the rollout of "
                   f"{spec.target.canary_version} on {spec.target.namespace}/{spec.target.virtual_service} {how}"
                   " while this CanaryRollout waited; to run that version again, delete and create it again")
         self._end_unrun(obj, spec, reason, log, event="rollout.duplicate_ended", owner=owner,
-                        phase=rec.phase if rec else None)
+                        phase=rec.phase if rec else None, waited_phase=ended)
 
     def _end_unrun(self, obj: dict[str, Any], spec: crd.RolloutSpec, reason: str, log: Any, *, event: str,
-                   owner: Any, phase: str | None) -> None:
+                   owner: Any, phase: str | None, waited_phase: str | None = None) -> None:
         """This CR ends (`aborted`) without having run, nothing touched: its status says why, its
-        finalizer goes."""
+        finalizer goes. `waited_phase`: how the rollout it waited on ended, when known
+        (`status.waitedOnPhase`: `promote --via-controller` exits by it)."""
         log.warning(event, owner=owner, recorded_phase=phase)
         self._patch_status(obj, {
             "phase": rl.ABORTED, "reason": reason[:4096], "observedGeneration": spec.generation,
             "leader": self.identity, "updatedAt": crd.iso(self.clock.now()),
-            "target": _status_target(spec, spec.target.canary_version)})
+            "target": _status_target(spec, spec.target.canary_version),
+            **({"waitedOnPhase": waited_phase} if waited_phase else {})})
         if FINALIZER in _finalizers(obj):
             self._set_finalizer(obj, False)
 
@@ -1174,12 +1176,13 @@ class Controller:
             new["stepStart"] = step_start
         if "verdictHistory" in old:  # written by older versions: removed (a merge patch deletes with null)
             new["verdictHistory"] = None
-        if "waitedOn" in old:  # it runs (or ended with) a rollout now: what it once waited on is history
-            new["waitedOn"] = None
+        for waited in ("waitedOn", "waitedOnPhase"):  # it runs (or ended with) a rollout now: what it once
+            if waited in old:  # waited on is history
+                new[waited] = None
         if all(old.get(k) == v for k, v in new.items() if k not in ("conditions",)):
             return
         self._patch_status(obj, new)
-        for gone in ("verdictHistory", "waitedOn"):
+        for gone in ("verdictHistory", "waitedOn", "waitedOnPhase"):
             if new.get(gone, "") is None:
                 obj["status"].pop(gone, None)
 

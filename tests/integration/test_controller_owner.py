@@ -234,3 +234,43 @@ def test_a_cr_deleted_and_created_again_under_its_name_runs(world: Any) -> None:
     again = run_until_done(op, custom, ["r0"])["r0"]
     assert again["status"]["phase"] == rl.ROLLED_BACK
     assert vs(api, 0)[1]["owner"] == f"CanaryRollout ml/r0#{again['metadata']['uid']}"  # its own rollout ran
+
+
+@pytest.mark.parametrize("version", ["v2", "v3"])
+def test_promote_via_controller_that_waited_exits_by_the_outcome_of_the_rollout_it_waited_on(
+        world: Any, tmp_path: Any, version: str) -> None:
+    """r0 runs `version` on m0; a pipeline's `promote --via-controller` of the same version creates
+    `twin`, which waits (RolloutBusy) and ends unrun when r0 ends. It exits by what became of that
+    version (0 promoted, 1 rolled back), not 3 as if the infrastructure had failed: a pipeline read a
+    promoted version as a failed deploy. The CR itself stays `aborted` (it ran nothing), and
+    `status.waitedOnPhase` says how the rollout it waited on ended."""
+    import threading
+
+    import yaml
+
+    import canary.cli  # noqa: F401  (registers the commands; cli_controller imports it)
+    from canary.cli_controller import follow
+
+    api, op, custom = world
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, version))
+    _progressing(op, custom, api)
+    kubeconfig = fleet.write_kubeconfig(tmp_path / "kubeconfig", api.url)
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(yaml.safe_dump(fleet.FAST_POLICY))
+    stop = threading.Event()
+    ticking = threading.Thread(target=op.run, args=(stop,), kwargs={"tick_s": 0.2}, daemon=True)
+    ticking.start()
+    try:
+        code = follow(model="m0", canary_version=version, policy_file=policy, namespace="ml", stable_version="",
+                      virtual_service=None, kubeconfig=str(kubeconfig), context=None, name="twin", triton=None,
+                      output="json", timeout_s=90)
+    finally:
+        stop.set()
+        ticking.join(10)
+    want = fleet.expected_phase(version)
+    assert code == {rl.PROMOTED: 0, rl.ROLLED_BACK: 1}[want]
+    r0, twin = _cr(custom, "r0") or {}, _cr(custom, "twin") or {}
+    assert r0["status"]["phase"] == want
+    st = twin["status"]
+    assert st["phase"] == rl.ABORTED and not st.get("startedAt") and st["waitedOnPhase"] == want, st
+    assert st["reason"].startswith(f"not run: run by CanaryRollout ml/r0, the rollout of {version} on ml/m0 ended {want}")
