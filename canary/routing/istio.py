@@ -234,12 +234,16 @@ class IstioRouter:
 
     def list_virtual_services(self, namespace: str | None) -> list[Obj]:
         """Every VirtualService in `namespace` (None: all namespaces), as listed (`canary sweep`)."""
+        return self._list(VS_PLURAL, namespace)
+
+    def _list(self, plural: str, namespace: str | None) -> list[Obj]:
+        """One LIST of `plural` in `namespace` (None: all namespaces), with the router's retries."""
         if namespace:
             res = self._call(lambda: self.custom.list_namespaced_custom_object(
-                GROUP, self.version, namespace, VS_PLURAL, _request_timeout=self.timeout), f"{namespace} ({VS_PLURAL})")
+                GROUP, self.version, namespace, plural, _request_timeout=self.timeout), f"{namespace} ({plural})")
         else:
             res = self._call(lambda: self.custom.list_cluster_custom_object(
-                GROUP, self.version, VS_PLURAL, _request_timeout=self.timeout), f"all namespaces ({VS_PLURAL})")
+                GROUP, self.version, plural, _request_timeout=self.timeout), f"all namespaces ({plural})")
         return list((res or {}).get("items") or [])
 
     def prefetch(self, namespace: str | None) -> int:
@@ -248,13 +252,7 @@ class IstioRouter:
         before a write) goes to the API again, so nothing stale is ever written back."""
         cache: dict[tuple[str, str, str], Obj] = {}
         for plural in (VS_PLURAL, DR_PLURAL):
-            if namespace:
-                res = self._call(lambda: self.custom.list_namespaced_custom_object(
-                    GROUP, self.version, namespace, plural, _request_timeout=self.timeout), f"{namespace} ({plural})")
-            else:
-                res = self._call(lambda: self.custom.list_cluster_custom_object(
-                    GROUP, self.version, plural, _request_timeout=self.timeout), f"all namespaces ({plural})")
-            for item in (res or {}).get("items", []):
+            for item in self._list(plural, namespace):
                 meta = item.get("metadata", {})
                 cache[(plural, meta.get("namespace", ""), meta.get("name", ""))] = item
         self._local.cache = cache
