@@ -355,15 +355,17 @@ def rollback(model: str, reason: str = typer.Option("manual rollback", "--reason
 @app.command()
 def sweep(namespace: Optional[str] = NamespaceOpt,
           all_namespaces: bool = typer.Option(False, "--all-namespaces", "-A", help="every namespace"),
-          dry_run: bool = typer.Option(False, "--dry-run", help="list what would go to stable; write nothing"),
+          dry_run: bool = typer.Option(False, "--dry-run", help="report only; write nothing (no marks either)"),
           kubeconfig: Optional[str] = KubeconfigOpt, context: Optional[str] = ContextOpt,
           output: str = OutputOpt) -> None:
-    """Send abandoned rollouts to stable: a `canary promote` whose record was not written for 3 of its
-    looks + 120 s (killed with SIGKILL), or a CanaryRollout that no longer exists. Each write is guarded
-    on the record read (an owner that wrote meanwhile keeps its rollout). Paused, pending and ended
-    rollouts are left alone. Run it as a CronJob where no controller runs (the controller sweeps by itself).
+    """End abandoned rollouts: a `canary promote` whose record stayed unchanged for 3 of its looks + 120 s
+    (killed with SIGKILL and never run again: stable 100%, or its promotion finished if every step had
+    passed), or a CanaryRollout that no longer exists. A promote's record is timed from one pass to the
+    next by a mark on its VirtualService (modelcanary.dev/sweep-seen, the API server's clock), so run
+    it repeatedly: a CronJob where no controller runs (the controller sweeps by itself). Every write is
+    guarded on the record read; paused, pending and ended rollouts are left alone.
 
-    Exit codes: 0 nothing abandoned, or every one sent to stable; 3 a stable-100% write failed.
+    Exit codes: 0 nothing to end, or all ended; 3 a write failed, or an owner could not be looked up.
 
     Example: canary sweep -A --dry-run
     """
@@ -379,36 +381,70 @@ def sweep(namespace: Optional[str] = NamespaceOpt,
 
         ns = None if all_namespaces else opts.namespace(namespace, kubeconfig, context)
         router = _router(kubeconfig, context)
-        now = time.time()
-        found = sw.scan(router.list_virtual_services(ns), now, lambda owner: sw.crd_gone(kc.CustomObjectsApi(
-            router.custom.api_client), owner))
-        rows, code = [], 0
-        for one in found:
+        vss, server_now = router.list_virtual_services_at(ns)
+        if server_now is None:  # a real API server always sends Date; without it, this machine's clock
+            server_now = time.time()
+        first: list[str] = []
+
+        def quiet(vs: dict[str, Any], key: str, text: str) -> Optional[float]:
+            mark = sw.seen_mark(vs)
+            if mark is not None and mark[0] == sw.fingerprint(text):
+                return max(0.0, server_now - mark[1])
+            first.append(key)
+            return None
+
+        custom = kc.CustomObjectsApi(router.custom.api_client)
+        found = sw.scan(vss, quiet, lambda owner: sw.crd_gone(custom, owner))
+        code, out = 0, {"abandoned": [], "watching": [], "unchecked": []}
+
+        def row(one: Any, result: str, **more: Any) -> dict[str, Any]:
             r = one.record
-            row = {"virtualService": one.key, "model": r.model, "canaryVersion": r.canary_version, "owner": r.owner,
-                   "phase": r.phase, "weights": {"stable": r.weights.stable, "canary": r.weights.canary},
-                   "sinceWriteS": round(now - r.updated_at, 1), "reason": one.reason}
+            return {"virtualService": one.key, "model": r.model, "canaryVersion": r.canary_version, "owner": r.owner,
+                    "phase": r.phase, "weights": {"stable": r.weights.stable, "canary": r.weights.canary},
+                    "result": result, **more}
+
+        for one in found.abandoned:
             if dry_run:
-                row["result"] = "dry-run: not written"
+                result = "dry-run: not written"
             else:
                 try:
-                    sw.end(router, one, log=logs.get(), now=now)
-                    row["result"] = "stable 100%, recorded aborted"
+                    ended = sw.end(router, one, log=logs.get(), now=server_now)
+                    result = ("promotion finished (every step had passed)" if ended.phase == rl.PROMOTED
+                              else "stable 100%, recorded aborted")
                 except RoutingConflict:
-                    row["result"] = "left alone: the route changed since it was read (its owner wrote)"
+                    result = "left alone: its owner wrote since it was read"
                 except CanaryError as exc:
-                    row["result"], code = f"failed: {exc}", EXIT_INFRA
-            rows.append(row)
+                    result, code = f"failed: {exc}", EXIT_INFRA
+            out["abandoned"].append(row(one, result, reason=one.reason, seenUnchangedS=one.quiet_s))
+        for one in found.unknown:
+            code = EXIT_INFRA
+            out["unchecked"].append(row(one, f"not checked: {one.unknown}"))
+        for one in found.watching:
+            limit = sw.abandoned_after(one.record)
+            if one.key not in first:
+                result = f"watching: unchanged for {one.quiet_s:.0f}s of {limit:.0f}s"
+            elif dry_run:
+                result = f"watching: first seen now (dry run: not marked); ended after {limit:.0f}s unchanged"
+            else:
+                try:
+                    router.annotate(one.namespace, one.virtual_service, sw.SEEN_ANNOTATION,
+                                    json.dumps({"record": sw.fingerprint(one.text), "since": server_now}),
+                                    expect_state=one.text)
+                    result = f"watching: first seen now; ended if still unchanged after {limit:.0f}s (sweep again then)"
+                except RoutingConflict:
+                    result = "watching: its owner just wrote"
+            out["watching"].append(row(one, result, seenUnchangedS=one.quiet_s, abandonedAfterS=limit))
 
         def text(wide: bool) -> None:
+            rows = out["abandoned"] + out["unchecked"] + out["watching"]
             if not rows:
-                typer.echo(f"no abandoned rollouts in {ns or 'any namespace'}")
-            for row in rows:
-                w = row["weights"]
-                typer.echo(f"{row['virtualService']}: {row['canaryVersion']} {row['phase']} at {w['stable']}/"
-                           f"{w['canary']}: {row['result']}" + (f" ({row['reason']})" if wide or dry_run else ""))
+                typer.echo(f"no rollouts in progress in {ns or 'any namespace'}")
+            for r in rows:
+                w = r["weights"]
+                typer.echo(f"{r['virtualService']}: {r['canaryVersion']} {r['phase']} at {w['stable']}/{w['canary']}: "
+                           f"{r['result']}" + (f" ({r['reason']})" if r.get("reason") and (wide or dry_run) else ""))
 
-        opts.emit({"abandoned": rows, "dryRun": dry_run}, output, text)
+        opts.emit({**out, "dryRun": dry_run}, output, text)
         return code
 
     raise typer.Exit(run_guarded(go))

@@ -157,6 +157,7 @@ class Controller:
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="canary-rollout") if self.workers > 1 else None
         self._leading = False  # led at the previous tick (a new leader handles every rollout once)
         self._next_sweep = -math.inf  # when `_sweep` looks for abandoned rollouts next (the first tick does)
+        self._seen: dict[str, tuple[str, float]] = {}  # VirtualService -> (record fingerprint, first seen at)
 
     # ---- the loop -------------------------------------------------------------------
 
@@ -261,18 +262,18 @@ class Controller:
         return n
 
     def _sweep(self, listed: dict[str, str] | None) -> None:
-        """Every `sweep_every` seconds: the abandoned rollouts (`canary.sweep`: a promote gone, a
-        CanaryRollout gone) on the VirtualServices of this controller's namespace(s) and shard go to
-        stable 100%, each write guarded on the record read. `listed`: namespace/name -> uid of every
-        CanaryRollout this tick listed (None: read them from the informers' cache); an owner missing
-        there is asked of the API server before its rollout is ended."""
+        """Every `sweep_every` seconds: the abandoned rollouts (`canary.sweep`: a promote whose record
+        this process has seen unchanged too long, a CanaryRollout gone) on the VirtualServices of this
+        controller's namespace(s) and shard are ended, each write guarded on the record read.
+        `listed`: namespace/name -> uid of every CanaryRollout this tick listed (None: read them from
+        the informers' cache); an owner missing there is asked of the API server."""
         now = self.clock.now()
         lister = getattr(self.router, "list_virtual_services", None)
         if self.sweep_every <= 0 or now < self._next_sweep or (lister is None and self.informers is None):
             return
         self._next_sweep = now + self.sweep_every
 
-        def seen(ref: str) -> str | None:  # the uid of CanaryRollout ns/name as this process knows it
+        def known_uid(ref: str) -> str | None:  # the uid of CanaryRollout ns/name as this process knows it
             if listed is not None:
                 return listed.get(ref)
             ns, _, name = ref.partition("/")
@@ -281,8 +282,16 @@ class Controller:
 
         def gone(owner: str) -> bool:
             ref, _, uid = owner.removeprefix("CanaryRollout ").partition("#")
-            have = seen(ref)
-            return not (have is not None and (not uid or have == uid)) and self._orphaned(owner)
+            have = known_uid(ref)
+            return not (have is not None and (not uid or have == uid)) and sweep.crd_gone(self.custom, owner)
+
+        seen: dict[str, tuple[str, float]] = {}
+
+        def quiet(vs: dict[str, Any], key: str, text: str) -> float | None:
+            """How long this process has seen this record unchanged (its own clock: no other's is read)."""
+            mark, before = sweep.fingerprint(text), self._seen.get(key)
+            seen[key] = before if before is not None and before[0] == mark else (mark, now)
+            return None if seen[key][1] == now else now - seen[key][1]
 
         try:
             if self.informers is not None:
@@ -291,16 +300,20 @@ class Controller:
                 vss = self.informers.routes[VS_PLURAL].items()
             else:
                 vss = lister(self.namespace)
-            found = sweep.scan(vss, now, gone, owns=lambda key: self.owns(stub(key)))
+            found = sweep.scan(vss, quiet, gone, owns=lambda key: self.owns(stub(key)))
         except Exception as exc:  # the next sweep tries again; the rollouts' own ticks are unaffected
             self.log.warning("sweep.failed", error=f"{type(exc).__name__}: {exc}")
             return
-        for one in found:
+        self._seen = seen  # what is no longer in progress is forgotten
+        for one in found.unknown:
+            self.log.warning("sweep.owner_unknown", rollout=one.key, owner=one.record.owner, error=one.unknown,
+                             weights=str(one.record.weights))
+        for one in found.abandoned:
             try:
-                sweep.end(self.fenced, one, log=self.log, now=now, budget_s=TO_STABLE_BUDGET_S)
+                sweep.end(self.fenced, one, log=self.log, now=now)
             except NotLeader:
                 return
-            except CanaryError:  # logged (`rollback.write_conflict`, `rollback.failed`): the next sweep reads it again
+            except CanaryError:  # logged (`sweep.left_alone`, `rollback.failed`): the next sweep reads it again
                 continue
             except Exception as exc:
                 self.log.error("sweep.failed", rollout=one.key, error=f"{type(exc).__name__}: {exc}")
@@ -492,13 +505,16 @@ class Controller:
 
     def _orphaned(self, owner: str) -> bool:
         """Whether `owner` (`CanaryRollout ns/name#uid`) names a CanaryRollout that no longer exists
-        (`sweep.crd_gone`: read from the API server, not a cache)."""
-        return sweep.crd_gone(self.custom, owner)
+        (`sweep.crd_gone`: read from the API server, not a cache); False when that cannot be read."""
+        try:
+            return sweep.crd_gone(self.custom, owner)
+        except sweep.OwnerUnknown:
+            return False
 
     def _end_orphan(self, spec: crd.RolloutSpec, rec: rl.RolloutState, status: Any, log: Any) -> rl.RolloutState:
         """Stable 100% for a rollout whose CanaryRollout is gone (`_orphaned`), so that this one may
         claim the route: when in doubt, stable gets 100%. Returns the ended record."""
-        reason = sweep.orphan_reason(rec.owner)
+        reason = f"{sweep.orphan_reason(rec.owner)}; stable 100%"
         log.warning("rollout.orphaned", owner=rec.owner, recorded_phase=rec.phase, weights=str(rec.weights))
         target = replace(spec.target, stable_version=rec.stable_version, canary_version=rec.canary_version,
                          route=rec.route or spec.target.route)

@@ -271,12 +271,14 @@ def execute(router: TrafficRouter, target: Target, state: rl.RolloutState, actio
     last read or wrote; `...` = unguarded). A failed write that should have put stable at 100% is
     logged as ``rollback.failed`` and re-raised. A guarded PointSubset checks the recorded state
     before and after its write and undoes itself if another writer recorded a decision meanwhile."""
+    stable_written = False  # a stable-100% write of this call has landed (what a failed re-pointing may claim)
     for action in actions:
         if isinstance(action, rl.SetWeights):
             text = state.to_json()
             try:
                 router.set_weights(target, action.weights, state=text, expect_state=expect)
                 expect = text
+                stable_written = stable_written or action.weights == STABLE_ONLY
             except CanaryError as exc:
                 if report_failure and action.weights == STABLE_ONLY and state.phase in rl.TERMINAL:
                     if isinstance(exc, RoutingConflict) and expect is not ...:  # guarded: another writer
@@ -290,7 +292,8 @@ def execute(router: TrafficRouter, target: Target, state: rl.RolloutState, actio
             if written:
                 written(text)
         elif isinstance(action, rl.PointSubset):
-            _point(router, target, state, action, log=log, expect=expect, report_failure=report_failure)
+            _point(router, target, state, action, log=log, expect=expect, report_failure=report_failure,
+                   stable_written=stable_written)
         elif isinstance(action, rl.Emit):
             fields = {"phase": state.phase, "weights": str(state.weights), "step": state.step + 1, **action.fields}
             (log.warning if action.warning else log.info)(action.event, **fields)
@@ -301,7 +304,7 @@ def execute(router: TrafficRouter, target: Target, state: rl.RolloutState, actio
 
 
 def _point(router: TrafficRouter, target: Target, state: rl.RolloutState, action: rl.PointSubset, *, log: Any,
-           expect: Any, report_failure: bool) -> None:
+           expect: Any, report_failure: bool, stable_written: bool = True) -> None:
     def guard() -> None:  # before every attempt of the write, 409 retries included
         if router.inspect(target).state != expect:
             raise RoutingConflict(f"{target.namespace}/{target.virtual_service}: the rollout state changed "
@@ -321,6 +324,17 @@ def _point(router: TrafficRouter, target: Target, state: rl.RolloutState, action
     try:
         router.point_subset(target, action.subset, action.version, **kw)
     except CanaryError as exc:
+        if rollback and not stable_written and not isinstance(exc, RoutingConflict):
+            # re-pointing before the weights (a rollback from PROMOTING, the stable subset perhaps on the
+            # canary version already): nothing was written, and stable 100% is not written either, or
+            # the route would record a rollback while the canary version serves everything
+            msg = (f"nothing was written: the {action.subset} subset could not be pointed back at {action.version} "
+                   f"before stable 100% ({exc}); the weights are as they were")
+            if report_failure:
+                log.critical("rollback.failed", error=msg, subset=action.subset, version=action.version,
+                             weights=str(state.weights), hint="act by hand: point the stable subset at "
+                             f"{action.version}, then run `canary rollback` again")
+            raise RollbackFailed(msg) from exc
         if report_failure and rollback:
             log.critical("rollback.failed", error=str(exc), subset=action.subset, version=action.version,
                          weights=str(state.weights), hint="the weights send 100% to the stable subset, which "
@@ -333,11 +347,26 @@ def _point(router: TrafficRouter, target: Target, state: rl.RolloutState, action
         raise
     log.info("subset.pointed", subset=action.subset, version=action.version)
     if action.guarded and expect is not ...:
-        if router.inspect(target).state != expect:  # a rollback was recorded while we wrote: undo
+        now_recorded = router.inspect(target).state
+        if now_recorded != expect and _finished_same(now_recorded, action.version):
+            # another writer finished this very promotion meanwhile (a re-run promote, a sweep): the
+            # subset is where that promotion put it, and undoing it would leave PROMOTED on the old version
+            raise RoutingConflict(f"{target.namespace}/{target.virtual_service}: the promotion to {action.version} was "
+                                  "finished by another writer meanwhile; nothing undone")
+        if now_recorded != expect:  # a rollback was recorded while we wrote: undo
             router.point_subset(target, action.subset, action.undo_version)
             log.warning("subset.repointed_back", subset=action.subset, version=action.undo_version)
             raise RoutingConflict(f"{target.namespace}/{target.virtual_service}: a rollback was recorded while the "
                                   f"{action.subset} subset was re-pointed; pointed it back at {action.undo_version}")
+
+
+def _finished_same(text: str | None, version: str) -> bool:
+    """Whether the record `text` is a finished promotion to `version`."""
+    try:
+        rec = parse_record(text)
+    except TargetError:
+        return False
+    return rec is not None and rec.phase == rl.PROMOTED and rec.canary_version == version
 
 
 # how long `to_stable` keeps trying to send stable 100% (a throttling burst or an API server restart

@@ -290,8 +290,9 @@ class Runner:
                               f"{existing.canary_version} is {describe_owner(existing.owner)}, which wrote it "
                               f"{max(age, 0):.0f}s ago; {when}")
         try:  # guarded on the record read (`_written`)
-            return self._apply(replace(existing, owner=self.owner, heartbeat_s=self.policy.analysis.look_every),
-                               [rl.SetWeights(existing.weights)])
+            # written now (updated_at): its age is this process's from here on, not its predecessor's
+            return self._apply(replace(existing, owner=self.owner, heartbeat_s=self.policy.analysis.look_every,
+                                       updated_at=self.clock.now()), [rl.SetWeights(existing.weights)])
         except RoutingConflict:
             raise RolloutBusy(f"{self.target.namespace}/{self.target.virtual_service}: another process took the "
                               "rollout over at the same moment") from None

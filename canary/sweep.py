@@ -6,67 +6,95 @@ traffic for good:
 
 * a `canary promote` killed with SIGKILL (an OOM kill, a lost node, a CI job killed hard; SIGTERM
   and SIGINT already send stable 100%). It writes its record at every look, `heartbeat_s` (its
-  `look_every`) apart, so a record not written for `abandoned_after(rec)` seconds (3 x heartbeat
-  + 120 s: 5 minutes with the default policy) has nobody driving it;
+  `look_every`) apart. A record the sweeper has *seen unchanged* for `abandoned_after(rec)` seconds
+  of its own clock (3 x heartbeat + 120 s: 5 minutes with the default policy) has nobody driving
+  it. No clocks of two machines are compared (a promote records Prometheus's time): the controller
+  remembers when it first saw each record (as client-go's leader election remembers when it saw a
+  Lease change); `canary sweep`, one pass at a time, keeps that in an annotation on the
+  VirtualService (`SEEN_ANNOTATION`), timed by the API server's clock;
 * a CanaryRollout deleted with its finalizer removed by hand, or whose CRD was deleted.
 
-`canary sweep` (one pass: a CronJob where no controller runs) and the controller (every
-`--sweep-every`) send such a rollout to stable 100% and record it `aborted`, with a write guarded
-on the record they read: an owner that wrote meanwhile keeps its rollout. Left alone: paused
-rollouts (a person holds them), pending ones (stable still has 100%), ended ones, and records
-with no owner (written by a version that did not record owners: nothing tells whether they run).
+A split rollout nobody drives is sent to stable 100% and recorded `aborted`; one half-way through
+its promotion (`promoting`: every step passed, the canary at 100%) is finished, as a promote
+interrupted there finishes it. Every write is guarded on the record read: an owner that wrote
+meanwhile keeps its rollout. Left alone: paused rollouts (a person holds them), pending ones (stable
+still has 100%), ended ones, and records with no owner (nothing tells whether they run).
 
-Log events: ``rollout.abandoned`` (warning: the owner, how long since it wrote, the weights), then
-the rollback's own ``rollout.aborting``/``rollout.aborted`` with the same reason; ``sweep.failed``.
+Log events: ``rollout.abandoned`` (warning, once the write landed: the owner, how long the record was
+seen unchanged, what was done), with the rollout's own ``rollout.aborted`` / ``rollout.promoted``;
+``sweep.left_alone`` (the owner wrote meanwhile); ``sweep.owner_unknown`` (a CanaryRollout that could
+not be looked up); ``sweep.failed``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+import json
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterable
 
 from canary import crd
 from canary import rollout as rl
+from canary.errors import CanaryError, RoutingConflict, TransientError
 from canary.model import Target
-from canary.reconcile import describe_owner, is_promote_owner, to_stable
+from canary.reconcile import describe_owner, execute, is_promote_owner
 from canary.routing import patch
 
-# a promote record not written for 3 of its looks and this much more is abandoned: a look's
-# queries (bounded, ~5 s each) and a slow write fit well inside it
+# a promote record seen unchanged for 3 of its looks and this much more is abandoned: a look's queries
+# (bounded, ~5 s each) and a slow write fit well inside it
 ABANDON_GRACE_S = 120.0
 # the look interval assumed for a promote record written before `heartbeat_s` was recorded
 UNKNOWN_HEARTBEAT_S = 600.0
 # a controller's time between sweeps (`canary controller run --sweep-every`)
 SWEEP_EVERY_S = 60.0
+# `canary sweep`'s memory between passes: {"record": fingerprint, "since": API server time first seen}
+SEEN_ANNOTATION = "modelcanary.dev/sweep-seen"
+
+
+class OwnerUnknown(CanaryError):
+    """Whether a CanaryRollout owner still exists could not be read (403, 5xx, a timeout)."""
 
 
 def abandoned_after(rec: rl.RolloutState) -> float:
-    """Seconds without a write after which a promote's rollout `rec` has nobody driving it."""
+    """Seconds a promote's rollout `rec` must be seen unchanged before it has nobody driving it."""
     beat = rec.heartbeat_s if rec.heartbeat_s > 0 else UNKNOWN_HEARTBEAT_S
     return 3 * beat + ABANDON_GRACE_S
+
+
+def fingerprint(text: str) -> str:
+    """A short digest of a record's text: it changes at every write of the owner."""
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def watched(rec: rl.RolloutState) -> bool:
+    """Whether `rec` is a promote's rollout the sweep times (in progress, not held by a person)."""
+    return is_promote_owner(rec.owner) and not rec.terminal and rec.phase not in (rl.PAUSED, rl.PENDING)
 
 
 def orphan_reason(owner: str) -> str:
     """Why a rollout whose CanaryRollout `owner` no longer exists is sent to stable (one log line)."""
     return (f"orphaned: {describe_owner(owner).removeprefix('run by ')} no longer exists (deleted with its "
-            "finalizer removed by hand, or its CRD deleted); stable 100%")
+            "finalizer removed by hand, or its CRD deleted)")
 
 
-def why_abandoned(rec: rl.RolloutState, now: float, owner_gone: Callable[[str], bool]) -> str | None:
-    """Why the rollout `rec` (recorded on a route, read at `now`, epoch seconds) has nobody driving it,
-    as the reason its rollback records; None when it has an owner, or is not ours to end (ended, paused,
-    pending, or no owner recorded). `owner_gone(owner)` answers for a CanaryRollout owner (True only
-    when the API server says it no longer exists). Pure but for `owner_gone`."""
+def why_abandoned(rec: rl.RolloutState, quiet_s: float | None, owner_gone: Callable[[str], bool]) -> str | None:
+    """Why the rollout `rec` has nobody driving it, as the reason its end records; None when it has an
+    owner, or is not ours to end (ended, paused, pending, or no owner recorded).
+
+    `quiet_s`: seconds the sweeper has seen this very record unchanged, by its own clock (None: seen
+    for the first time now). `owner_gone(owner)` answers for a CanaryRollout owner: True only when the
+    API server says it no longer exists; it raises OwnerUnknown when that cannot be read. Pure but for
+    `owner_gone`."""
     if rec.terminal or rec.phase in (rl.PAUSED, rl.PENDING):
         return None
     if is_promote_owner(rec.owner):
-        age, limit = now - rec.updated_at, abandoned_after(rec)
-        if age <= limit:
+        limit = abandoned_after(rec)
+        if quiet_s is None or quiet_s <= limit:
             return None
         beat = (f"it writes at every look, {rec.heartbeat_s:.0f}s apart" if rec.heartbeat_s > 0
                 else "its look interval was not recorded")
-        return (f"abandoned: {describe_owner(rec.owner)} last wrote this rollout {age:.0f}s ago ({beat}; "
-                f"gone after {limit:.0f}s): its process is gone; stable 100%")
+        return (f"abandoned: {describe_owner(rec.owner)} has not written this rollout for {quiet_s:.0f}s ({beat}; "
+                f"gone after {limit:.0f}s): its process is gone")
     if rec.owner.startswith("CanaryRollout ") and owner_gone(rec.owner):
         return orphan_reason(rec.owner)
     return None
@@ -75,45 +103,62 @@ def why_abandoned(rec: rl.RolloutState, now: float, owner_gone: Callable[[str], 
 def crd_gone(custom: Any, owner: str) -> bool:
     """Whether `owner` (`CanaryRollout ns/name#uid`) names a CanaryRollout that no longer exists, read
     from the API server (not a cache): a 404, or an object of that name with another uid (the name
-    created again). False when it exists (with that uid, or none recorded) or cannot be read."""
+    created again). False when it exists (with that uid, or none recorded). Raises OwnerUnknown when
+    it cannot be read (403, 5xx, a timeout)."""
     ref, _, uid = owner.removeprefix("CanaryRollout ").partition("#")
     ns, _, name = ref.partition("/")
     try:
         obj = custom.get_namespaced_custom_object(crd.GROUP, crd.VERSION, ns, crd.PLURAL, name, _request_timeout=10)
     except Exception as exc:
-        return getattr(exc, "status", None) == 404
+        if getattr(exc, "status", None) == 404:
+            return True
+        raise OwnerUnknown(f"CanaryRollout {ref} could not be read: {getattr(exc, 'status', '') or type(exc).__name__} "
+                           f"{getattr(exc, 'reason', '') or exc}".strip()) from None
     return bool(uid) and str(((obj or {}).get("metadata") or {}).get("uid") or "") != uid
 
 
 @dataclass(frozen=True)
-class Abandoned:
-    """One route whose rollout nobody drives: its record as read (`text`, which the write is guarded
-    on) and why (`reason`)."""
+class Found:
+    """One route with a rollout in progress: its record as read (`text`, which every write is guarded
+    on), and why it is abandoned (`reason`; "" while it is not), or why that could not be told (`unknown`)."""
 
     namespace: str
     virtual_service: str
     record: rl.RolloutState
     text: str
-    reason: str
+    reason: str = ""
+    quiet_s: float | None = None
+    unknown: str = ""
 
     @property
     def key(self) -> str:
         return f"{self.namespace}/{self.virtual_service}"
 
     def target(self) -> Target:
-        """What the stable-100% write drives: the recorded versions, route and DestinationRule."""
+        """What the write drives: the recorded versions, route and DestinationRule."""
         r = self.record
         return Target(namespace=self.namespace, virtual_service=self.virtual_service, model=r.model,
                       stable_version=r.stable_version, canary_version=r.canary_version,
                       destination_rule=r.destination_rule, route=r.route)
 
 
-def scan(virtual_services: Iterable[dict[str, Any]], now: float, owner_gone: Callable[[str], bool], *,
-         owns: Callable[[str], bool] = lambda key: True) -> list[Abandoned]:
-    """The abandoned rollouts among `virtual_services` (objects as listed) whose `namespace/name`
-    this caller `owns` (a controller shard's share). An unreadable record is skipped (the owner's next
-    write, `canary status` and `canary rollback` report it)."""
-    out = []
+@dataclass
+class Scan:
+    """What one sweep found: `abandoned` (to end), `watching` (a promote's rollout in progress, timed
+    since it was last seen to change), `unknown` (an owner that could not be looked up)."""
+
+    abandoned: list[Found] = field(default_factory=list)
+    watching: list[Found] = field(default_factory=list)
+    unknown: list[Found] = field(default_factory=list)
+
+
+def scan(virtual_services: Iterable[dict[str, Any]], quiet: Callable[[dict[str, Any], str, str], float | None],
+         owner_gone: Callable[[str], bool], *, owns: Callable[[str], bool] = lambda key: True) -> Scan:
+    """The rollouts in progress among `virtual_services` (objects as listed) whose `namespace/name` this
+    caller `owns` (a controller shard's share). `quiet(vs, key, text)`: how long the caller has seen
+    that record unchanged (None: first seen now); asked only of a promote's rollout in progress. An
+    unreadable record is skipped (its owner's next write, `canary status` and `canary rollback` report it)."""
+    out = Scan()
     for vs in virtual_services:
         meta = vs.get("metadata") or {}
         ns, name = str(meta.get("namespace") or ""), str(meta.get("name") or "")
@@ -124,19 +169,66 @@ def scan(virtual_services: Iterable[dict[str, Any]], now: float, owner_gone: Cal
             rec = rl.RolloutState.from_json(text)
         except (ValueError, TypeError, KeyError):
             continue
-        reason = why_abandoned(rec, now, owner_gone)
+        if rec.terminal or rec.phase in (rl.PAUSED, rl.PENDING):
+            continue
+        quiet_s = quiet(vs, f"{ns}/{name}", text) if watched(rec) else None
+        try:
+            reason = why_abandoned(rec, quiet_s, owner_gone)
+        except OwnerUnknown as exc:
+            out.unknown.append(Found(ns, name, rec, text, unknown=str(exc)))
+            continue
         if reason is not None:
-            out.append(Abandoned(ns, name, rec, text, reason))
+            out.abandoned.append(Found(ns, name, rec, text, reason, quiet_s))
+        elif watched(rec):
+            out.watching.append(Found(ns, name, rec, text, quiet_s=quiet_s))
     return out
 
 
-def end(router: Any, found: Abandoned, *, log: Any, now: float, budget_s: float | None = None) -> rl.RolloutState:
-    """Stable 100% for `found`, recorded `aborted` with its reason, guarded on the record it was found
-    with. Raises RoutingConflict when the route changed since (its owner wrote: nothing done), and what
-    `reconcile.to_stable` raises when the write fails (logged ``rollback.failed``)."""
+def seen_mark(vs: dict[str, Any]) -> tuple[str, float] | None:
+    """`canary sweep`'s mark on `vs` (`SEEN_ANNOTATION`): (record fingerprint, API server time first
+    seen); None when absent or unreadable."""
+    ann = (vs.get("metadata") or {}).get("annotations") or {}
+    try:
+        mark = json.loads(ann.get(SEEN_ANNOTATION) or "")
+        return str(mark["record"]), float(mark["since"])
+    except (ValueError, TypeError, KeyError):
+        return None
+
+
+def end(router: Any, found: Found, *, log: Any, now: float) -> rl.RolloutState:
+    """End `found`'s rollout, guarded on the record it was found with: a split one goes to stable 100%
+    (`aborted`, its reason), one half-way through its promotion is finished (`promoted`). Logs
+    ``rollout.abandoned`` once the write landed. Raises RoutingConflict when the route changed since
+    (its owner wrote: nothing done, ``sweep.left_alone``), and CanaryError when a write failed
+    (``rollback.failed``: act by hand). Transient errors are retried twice."""
     r = found.record
-    log.warning("rollout.abandoned", rollout=found.key, owner=r.owner, phase=r.phase, weights=str(r.weights),
-                since_write_s=round(now - r.updated_at, 1), heartbeat_s=r.heartbeat_s, reason=found.reason)
-    return to_stable(router, found.target(), r, reason=found.reason, log=log.bind(rollout=found.key, model=r.model,
-                                                                                   canary_version=r.canary_version),
-                     now=now, budget_s=budget_s, expect=found.text)
+    log = log.bind(rollout=found.key, model=r.model, canary_version=r.canary_version)
+    if r.phase == rl.PROMOTING:  # every step passed: finish, as promote does when interrupted there
+        new, actions = rl.finish_promotion(r, now)
+        new = replace(new, reason=f"all steps passed; promotion finished by the sweep ({found.reason})")
+        did = "promotion finished"
+    else:
+        new, actions = rl.transition(r, rl.Rollback(now, f"{found.reason}; stable 100%", aborted=True), None)  # type: ignore[arg-type]
+        did = "stable 100%"
+    # the write says what happened; nothing is logged as done before it is
+    actions = [a for a in actions if not (isinstance(a, rl.Emit) and a.event in ("rollout.aborting",))]
+    for attempt in range(3):
+        try:
+            out = execute(router, found.target(), new, actions, log=log, expect=found.text, report_failure=False)
+            break
+        except RoutingConflict as exc:
+            log.info("sweep.left_alone", owner=r.owner, reason=str(exc))
+            raise
+        except TransientError as exc:
+            if attempt == 2:
+                log.critical("rollback.failed", error=str(exc), reason=found.reason, hint="traffic may still be "
+                             "split: run `canary rollback` for it")
+                raise
+        except CanaryError as exc:
+            log.critical("rollback.failed", error=str(exc), reason=found.reason,
+                         hint="traffic may still be split: run `canary rollback` for it")
+            raise
+    log.warning("rollout.abandoned", owner=r.owner, phase=r.phase, weights=str(r.weights), done=did,
+                seen_unchanged_s=None if found.quiet_s is None else round(found.quiet_s, 1),
+                heartbeat_s=r.heartbeat_s, reason=found.reason)
+    return out

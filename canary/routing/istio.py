@@ -14,6 +14,7 @@ module only adds I/O, retries and error translation.
 
 from __future__ import annotations
 
+import copy
 import datetime
 import threading
 
@@ -234,17 +235,46 @@ class IstioRouter:
 
     def list_virtual_services(self, namespace: str | None) -> list[Obj]:
         """Every VirtualService in `namespace` (None: all namespaces), as listed (`canary sweep`)."""
-        return self._list(VS_PLURAL, namespace)
+        return self._list(VS_PLURAL, namespace)[0]
 
-    def _list(self, plural: str, namespace: str | None) -> list[Obj]:
-        """One LIST of `plural` in `namespace` (None: all namespaces), with the router's retries."""
+    def list_virtual_services_at(self, namespace: str | None) -> tuple[list[Obj], float | None]:
+        """`list_virtual_services`, and the API server's time of the answer (its `Date` header, epoch
+        seconds, 1 s resolution; None when absent): a clock every caller shares (`canary sweep`)."""
+        return self._list(VS_PLURAL, namespace, with_date=True)
+
+    def _list(self, plural: str, namespace: str | None, *, with_date: bool = False) -> tuple[list[Obj], float | None]:
+        """One LIST of `plural` in `namespace` (None: all namespaces), with the router's retries; and
+        with `with_date`, the server's time of the answer."""
         if namespace:
-            res = self._call(lambda: self.custom.list_namespaced_custom_object(
-                GROUP, self.version, namespace, plural, _request_timeout=self.timeout), f"{namespace} ({plural})")
+            fn = (self.custom.list_namespaced_custom_object_with_http_info if with_date
+                  else self.custom.list_namespaced_custom_object)
+            res = self._call(lambda: fn(GROUP, self.version, namespace, plural, _request_timeout=self.timeout),
+                             f"{namespace} ({plural})")
         else:
-            res = self._call(lambda: self.custom.list_cluster_custom_object(
-                GROUP, self.version, plural, _request_timeout=self.timeout), f"all namespaces ({plural})")
-        return list((res or {}).get("items") or [])
+            fn = (self.custom.list_cluster_custom_object_with_http_info if with_date
+                  else self.custom.list_cluster_custom_object)
+            res = self._call(lambda: fn(GROUP, self.version, plural, _request_timeout=self.timeout),
+                             f"all namespaces ({plural})")
+        at = None
+        if with_date:
+            res, _, headers = res
+            at = _http_date((headers or {}).get("Date") or (headers or {}).get("date"))
+        return list((res or {}).get("items") or []), at
+
+    def annotate(self, namespace: str, name: str, key: str, value: str, *, expect_state: str | None) -> None:
+        """Set annotation `key` on VirtualService namespace/name, only while its rollout record is still
+        `expect_state` (RoutingConflict otherwise: its owner wrote meanwhile). Nothing else changes."""
+        target = Target(namespace=namespace, virtual_service=name, model=name, stable_version="", canary_version="")
+
+        def compute() -> tuple[Obj, Obj, Obj]:
+            vs = self._get(VS_PLURAL, namespace, name)
+            if patch.read_state(vs) != expect_state:
+                raise RoutingConflict(f"{namespace}/{name}: the rollout state changed; not annotated")
+            out = copy.deepcopy(vs)
+            patch.annotate(out, key, value)
+            return vs, out, {}
+
+        self._update(target, VS_PLURAL, name, compute)
 
     def prefetch(self, namespace: str | None) -> int:
         """LIST VirtualServices and DestinationRules once (a controller tick over many rollouts):
@@ -252,7 +282,7 @@ class IstioRouter:
         before a write) goes to the API again, so nothing stale is ever written back."""
         cache: dict[tuple[str, str, str], Obj] = {}
         for plural in (VS_PLURAL, DR_PLURAL):
-            for item in self._list(plural, namespace):
+            for item in self._list(plural, namespace)[0]:
                 meta = item.get("metadata", {})
                 cache[(plural, meta.get("namespace", ""), meta.get("name", ""))] = item
         self._local.cache = cache
@@ -319,6 +349,16 @@ class IstioRouter:
         except Exception as exc:
             raise kube.translate(exc, what) from exc
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _http_date(value: Any) -> float | None:
+    """An HTTP `Date` header as epoch seconds; None when absent or unreadable."""
+    from email.utils import parsedate_to_datetime
+
+    try:
+        return parsedate_to_datetime(str(value)).timestamp() if value else None
+    except (TypeError, ValueError):
+        return None
 
 
 def _record(vs: Obj) -> Any:

@@ -230,11 +230,11 @@ def with_weights(vs: Any, weights: Weights, *, route_name: str = "", state: str 
     dests[ref.stable]["weight"] = weights.stable
     dests[ref.canary]["weight"] = weights.canary
     if state is not None:
-        _annotate(out, STATE_ANNOTATION, state)
+        annotate(out, STATE_ANNOTATION, state)
     return out
 
 
-def _annotate(obj: dict[str, Any], key: str, value: str) -> None:
+def annotate(obj: dict[str, Any], key: str, value: str) -> None:
     """Set one annotation on `obj` in place (a copy the caller owns); TargetError on a malformed metadata."""
     meta = obj.setdefault("metadata", {})
     if not isinstance(meta, dict):
@@ -307,7 +307,7 @@ def with_subset_version(dr: Any, subset: str, version: str, *, mark: str | None 
         labels = found["labels"] = {}
     labels[VERSION_LABEL] = version
     if mark is not None:
-        _annotate(out, SUBSETS_ANNOTATION, mark)
+        annotate(out, SUBSETS_ANNOTATION, mark)
     return out
 
 

@@ -63,9 +63,10 @@ def _left_safe(api: Any) -> list[str]:
 @pytest.mark.parametrize("version", ["v2", "v3"])
 def test_a_promote_killed_after_any_write_and_never_run_again_ends_at_stable(version: str) -> None:
     """A promote (looking every second) killed right after each of its writes in turn, and nobody runs it
-    again: while its record is fresher than 3 looks + 120 s the sweep leaves it; after, every route is
-    at stable 100% with a record and subsets that agree (a split rollout recorded aborted, its reason
-    naming the gone process). Before the sweep, a kill mid-rollout left the canary on 20-50% for good."""
+    again: while the controller has seen its record unchanged for no more than 3 looks + 120 s it leaves
+    it; after, every route is at 100/0 with a record and subsets that agree (a split rollout recorded
+    aborted, its reason naming the gone process; one killed while promoting, every step passed,
+    promoted). Before the sweep, a kill mid-rollout left the canary on 20-50% for good."""
     writes: list[str] = []
     api = fleet.start_api(1)
     try:
@@ -81,22 +82,28 @@ def test_a_promote_killed_after_any_write_and_never_run_again_ends_at_stable(ver
             assert promote(client, version, clock, k, []) is None, f"not killed at write {k} ({writes[k - 1]})"
             before = cluster_state(api)
             rec = rl.RolloutState.from_json(json.dumps(before[1]))
-            clock.sleep(sweep.abandoned_after(rec) - (clock.now() - rec.updated_at))  # exactly at the limit
-            _controller(client, clock).tick()
+            ctl = _controller(client, clock, sweep_every=0.001)
+            ctl.tick()  # the sweep first sees the record now: its clock, never the record's, times it
+            clock.sleep(sweep.abandoned_after(rec))  # seen unchanged exactly for the limit: not yet
+            ctl.tick()
             assert cluster_state(api) == before, f"killed after write {k} ({writes[k - 1]}): swept too early"
             clock.sleep(1.0)
             with structlog.testing.capture_logs() as logs:
-                _controller(client, clock).tick()
+                ctl.tick()
             wrong = _left_safe(api)
             assert not wrong, f"killed after write {k} ({writes[k - 1]}), swept: {wrong}"
             after = cluster_state(api)[1]
             if before[1]["phase"] in (rl.PROGRESSING, rl.PROMOTING):
                 split += 1
-                assert after["phase"] == rl.ABORTED and after["reason"].startswith(
-                    "abandoned: run by `canary promote` (") and "its process is gone" in after["reason"], after
+                if before[1]["phase"] == rl.PROMOTING:  # every step had passed: finished, as promote would
+                    assert after["phase"] == rl.PROMOTED and "promotion finished by the sweep (abandoned: " in \
+                        after["reason"], after
+                else:
+                    assert after["phase"] == rl.ABORTED and after["reason"].startswith(
+                        "abandoned: run by `canary promote` (") and "its process is gone" in after["reason"], after
+                    assert any(e["event"] == "rollout.aborted" and e["reason"] == after["reason"] for e in logs)
                 abandoned = [e for e in logs if e["event"] == "rollout.abandoned"]
-                assert abandoned and abandoned[0]["owner"] == rec.owner and abandoned[0]["since_write_s"] > 120
-                assert any(e["event"] == "rollout.aborted" and e["reason"] == after["reason"] for e in logs)
+                assert abandoned and abandoned[0]["owner"] == rec.owner and abandoned[0]["seen_unchanged_s"] > 120
             else:
                 assert after == before[1], f"killed after write {k} ({writes[k - 1]}): a {before[1]['phase']} rollout changed"
         finally:
@@ -126,7 +133,7 @@ def test_an_owner_that_writes_between_the_scan_and_the_write_keeps_its_rollout()
         router = IstioRouter(client, wait=tenacity.wait_none())
         now = time.time()
         t, s = _claim(router, at=now - 1000)
-        found = sweep.scan(router.list_virtual_services("ml"), now, lambda owner: False)
+        found = sweep.scan(router.list_virtual_services("ml"), lambda vs, key, text: 10**4, lambda owner: False).abandoned
         assert [f.key for f in found] == ["ml/m0"]
         looked = replace(s, look=1, updated_at=now)
         execute(router, t, looked, [rl.SetWeights(looked.weights)], log=get_logger(), expect=s.to_json())
@@ -158,35 +165,40 @@ def test_a_canaryrollout_deleted_without_its_finalizer_is_swept_with_no_claimant
     assert rec["reason"].startswith("orphaned: CanaryRollout ml/r0 no longer exists"), rec["reason"]
 
 
-def test_a_shard_sweeps_only_its_own_routes_and_never_a_live_canaryrollouts(world: Any) -> None:
+def test_a_shard_sweeps_only_its_own_routes_and_never_a_live_canaryrollouts(world: Any,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     """r0 runs v3 on m0. A controller leading a shard that owns neither r0 nor m0 leaves it; one that owns
     m0 but not r0 sees r0 in its LIST (not only its own shard's CanaryRollouts) and leaves it too."""
     api, op, custom = world
     custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v3"))
     _progressing(op, custom, api)
     asked: list[str] = []
+    monkeypatch.setattr(sweep, "crd_gone", lambda custom, owner: asked.append(owner) or True)
     for owns in (lambda obj: False, lambda obj: obj["metadata"]["name"] == "m0"):
         ctl = Controller(custom=op.custom, core=op.core, router=op.router, metrics=op.metrics, batch=op.batch,
                          namespace="ml", owns=owns)
-        ctl._orphaned = lambda owner: asked.append(owner) or True  # type: ignore[method-assign]
         ctl.tick()
         assert vs(api, 0)[1]["phase"] == rl.PROGRESSING
     assert asked == [], "the API was asked about a CanaryRollout the LIST had just returned"
 
 
 def test_a_sweep_every_of_zero_turns_it_off_and_it_runs_once_a_period() -> None:
+    """A promote looking every 10 s (limit 150 s) is gone: with --sweep-every 0 nothing ever ends it; with
+    60 s, a sweep at most once a minute, and the rollout ends once seen unchanged for more than 150 s."""
     api = fleet.start_api(1)
     client = api.api_client()
     try:
         clock = FakeClock(time.time())
         _claim(IstioRouter(client, wait=tenacity.wait_none()), at=clock.now() - 1000)
-        _controller(client, clock, sweep_every=0).tick()
-        assert vs(api, 0)[1]["phase"] == rl.PROGRESSING
+        off = _controller(client, clock, sweep_every=0)
         ctl = _controller(client, clock, sweep_every=60)
-        ctl._next_sweep = clock.now() + 30  # as if it had swept 30 s ago
-        ctl.tick()
-        assert vs(api, 0)[1]["phase"] == rl.PROGRESSING
-        clock.sleep(30)
+        for dt in (0, 30, 100):  # sweeps at 0 and 130 (not at 30): seen unchanged 130 s, not yet 150
+            clock.sleep(dt)
+            off.tick()
+            ctl.tick()
+            assert vs(api, 0)[1]["phase"] == rl.PROGRESSING
+        clock.sleep(60)  # the next sweep: seen unchanged 190 s
+        off.tick()
         ctl.tick()
         assert vs(api, 0)[1]["phase"] == rl.ABORTED and vs(api, 0)[0] == [100, 0]
     finally:
@@ -205,7 +217,12 @@ def test_the_controller_sweeps_from_its_informer_cache(prometheus: Any) -> None:
     try:
         router = IstioRouter(api.api_client(), wait=tenacity.wait_none())
         _claim(router, at=clock.t - 1000)
-        _claim(router, at=clock.t - 10, vs_name="m1")  # alive
+        t1, s1 = _claim(router, at=clock.t - 10, vs_name="m1")
+        caught_up(api, op)
+        op.tick()  # both first seen
+        clock.t += 200  # past the 150 s limit; m1's promote looked meanwhile (alive), m0's did not
+        execute(router, t1, replace(s1, look=1, updated_at=clock.t), [rl.SetWeights(s1.weights)], log=get_logger(),
+                expect=s1.to_json())
         caught_up(api, op)
         op.tick()
         assert vs(api, 0)[0] == [100, 0] and vs(api, 0)[1]["phase"] == rl.ABORTED
@@ -223,9 +240,23 @@ def _sweep(kubeconfig: Path, *args: str) -> Any:
     return CliRunner().invoke(app, ["sweep", "--kubeconfig", str(kubeconfig), *args])
 
 
-def test_canary_sweep_lists_with_dry_run_then_ends_only_the_abandoned(tmp_path: Path) -> None:
-    """m0: a promote gone for 1,000 s (looks every 10 s); m1: one that wrote 10 s ago; m2: a paused one
-    gone for a day. --dry-run names m0 and writes nothing; the sweep ends m0 only; a second finds none."""
+def _age_mark(api: Any, name: str, seconds: float) -> None:
+    """As if `canary sweep` had first seen the record on `name` `seconds` earlier (its memory between
+    passes is the mark on the VirtualService, on the API server's clock)."""
+    def edit(o: dict[str, Any]) -> None:
+        mark = json.loads(o["metadata"]["annotations"][sweep.SEEN_ANNOTATION])
+        mark["since"] -= seconds
+        o["metadata"]["annotations"][sweep.SEEN_ANNOTATION] = json.dumps(mark)
+
+    api.edit("networking.istio.io", "virtualservices", "ml", name, edit)
+
+
+def test_canary_sweep_marks_then_ends_only_what_stayed_unchanged(tmp_path: Path) -> None:
+    """m0: a promote (looks every 10 s: 150 s) that never writes again; m1: one that writes between the
+    passes; m2: a paused one. A dry run writes nothing, not even marks; the first pass marks m0 and m1
+    (the API server's time) and ends nothing, whatever the records' own times say; once m0's mark is
+    older than 150 s a dry run names it and writes nothing; the pass after ends m0 only and marks m1
+    again (it wrote); a last pass finds m0 ended and watches m1."""
     api = fleet.start_api(3)
     client = api.api_client()
     try:
@@ -233,28 +264,46 @@ def test_canary_sweep_lists_with_dry_run_then_ends_only_the_abandoned(tmp_path: 
         router = IstioRouter(client, wait=tenacity.wait_none())
         now = time.time()
         _claim(router, at=now - 1000)
-        _claim(router, at=now - 10, vs_name="m1")
+        t1, s1 = _claim(router, at=now - 10, vs_name="m1")
         t2, s2 = _claim(router, at=now - 86400, vs_name="m2")
         p, actions = rl.transition(s2, rl.Pause(now - 86400, "a person holds it"), None)  # type: ignore[arg-type]
         execute(router, t2, p, actions, log=get_logger(), expect=s2.to_json())
-        before = [vs(api, i) for i in range(3)]
+        before = [api.get("networking.istio.io", "virtualservices", "ml", f"m{i}") for i in range(3)]
 
         dry = _sweep(kubeconfig, "-n", "ml", "--dry-run", "-o", "json")
         assert dry.exit_code == 0, dry.output
+        got = json.loads(dry.stdout)
+        assert got["abandoned"] == [] and [r["virtualService"] for r in got["watching"]] == ["ml/m0", "ml/m1"]
+        assert all("dry run: not marked" in r["result"] for r in got["watching"])
+        assert [api.get("networking.istio.io", "virtualservices", "ml", f"m{i}") for i in range(3)] == before
+
+        first = _sweep(kubeconfig, "-n", "ml")
+        assert first.exit_code == 0, first.output
+        assert "ml/m0: v2 progressing at 80/20: watching: first seen now; ended if still unchanged after 150s" in first.stdout
+        assert vs(api, 0)[1]["phase"] == rl.PROGRESSING, "a record's own old time must not end it"
+        _age_mark(api, "m0", 151)
+        _age_mark(api, "m1", 151)
+        execute(router, t1, replace(s1, look=1, updated_at=now), [rl.SetWeights(s1.weights)], log=get_logger(),
+                expect=s1.to_json())  # m1's promote looks: alive
+
+        dry = _sweep(kubeconfig, "-n", "ml", "--dry-run", "-o", "json")
         rows = json.loads(dry.stdout)["abandoned"]
-        assert [r["virtualService"] for r in rows] == ["ml/m0"] and rows[0]["owner"] == OWNER
-        assert rows[0]["sinceWriteS"] >= 1000 and rows[0]["result"].startswith("dry-run")
-        assert [vs(api, i) for i in range(3)] == before
+        assert [r["virtualService"] for r in rows] == ["ml/m0"] and rows[0]["owner"] == OWNER, dry.stdout
+        assert rows[0]["seenUnchangedS"] >= 151 and rows[0]["result"].startswith("dry-run")
+        assert vs(api, 0)[1]["phase"] == rl.PROGRESSING
 
         done = _sweep(kubeconfig, "-n", "ml")
         assert done.exit_code == 0, done.output
         assert "ml/m0: v2 progressing at 80/20: stable 100%, recorded aborted" in done.stdout
+        assert "ml/m1: v2 progressing at 80/20: watching: first seen now" in done.stdout
         weights, rec = vs(api, 0)
-        assert weights == [100, 0] and rec["phase"] == rl.ABORTED and "last wrote this rollout" in rec["reason"]
-        assert [vs(api, i) for i in (1, 2)] == before[1:]
+        assert weights == [100, 0] and rec["phase"] == rl.ABORTED and "has not written this rollout for" in rec["reason"]
+        assert vs(api, 1)[1]["look"] == 1 and vs(api, 1)[0][1] > 0
+        assert api.get("networking.istio.io", "virtualservices", "ml", "m2")["spec"] == before[2]["spec"]
 
         again = _sweep(kubeconfig, "-A")
-        assert again.exit_code == 0 and again.stdout.strip() == "no abandoned rollouts in any namespace"
+        assert again.exit_code == 0
+        assert again.stdout.strip().startswith("ml/m1: v2 progressing at 80/20: watching: unchanged for "), again.stdout
     finally:
         client.close()
         api.stop()
@@ -268,6 +317,8 @@ def test_canary_sweep_exits_3_when_the_stable_write_fails_and_2_on_bad_flags(tmp
         _claim(IstioRouter(client, wait=tenacity.wait_none()), at=time.time() - 1000)
         both = _sweep(kubeconfig, "-n", "ml", "-A")
         assert both.exit_code == 2 and "not both" in both.output
+        assert _sweep(kubeconfig, "-n", "ml").exit_code == 0  # marks
+        _age_mark(api, "m0", 151)
         api.fail_next(403, times=100, methods=("PUT", "PATCH"), plural="virtualservices")
         failed = _sweep(kubeconfig, "-n", "ml")
         api.handler.faults.clear()
@@ -281,7 +332,7 @@ def test_canary_sweep_exits_3_when_the_stable_write_fails_and_2_on_bad_flags(tmp
 
 
 def test_a_live_promote_whose_rollout_was_swept_stops_with_the_sweeps_reason() -> None:
-    """A sweeper that judged a live promote gone (a clock far ahead of the promote's) ends its rollout
+    """A sweeper that judged a live promote gone (one that timed it wrongly) ends its rollout
     between two looks. The promote adopts the ended record (its own, same owner and start), writes
     nothing more and ends `aborted` with the sweep's reason: exit 3, never a promotion."""
     from canary.policy import parse_policy
@@ -306,7 +357,8 @@ def test_a_live_promote_whose_rollout_was_swept_stops_with_the_sweeps_reason() -
             def set_weights(self, t: Target, weights: Weights, **kw: Any) -> Any:
                 out = real.set_weights(t, weights, **kw)
                 if weights.canary > 0 and not swept:
-                    found = sweep.scan(real.list_virtual_services("ml"), clock.now() + 10_000, lambda o: False)
+                    found = sweep.scan(real.list_virtual_services("ml"), lambda vs, key, text: 10**4,
+                                       lambda o: False).abandoned
                     swept.append(sweep.end(real, found[0], log=get_logger(), now=clock.now()).reason)
                 return out
 

@@ -475,14 +475,36 @@ def test_leader_election_is_a_namespaced_role() -> None:
     assert grants(role) == {("coordination.k8s.io", "leases", v) for v in ("get", "create", "update")}
     kinds = {o["kind"] for _, o in all_objects()}
     assert not {"ClusterRole", "Role"} - kinds
-    roles = [o for _, o in all_objects() if o["kind"] in ("ClusterRole", "Role")]
+    roles = [o for f, o in all_objects() if o["kind"] in ("ClusterRole", "Role") and not f.startswith("examples/")]
     assert len(roles) == 2, "no other roles: every permission is in docs/deploy.md"
+
+
+def test_the_sweep_cronjob_example_has_least_privilege_in_its_namespace_only() -> None:
+    """examples/sweep-cronjob.yaml: `canary sweep -n ml` as a CronJob, with what its calls need and no more
+    (a Role in `ml`, never cluster-wide; its ServiceAccount bound to it)."""
+    file = "examples/sweep-cronjob.yaml"
+    role = one("Role", "canary-sweep", file)
+    assert role["metadata"]["namespace"] == "ml"
+    assert grants(role) == {("networking.istio.io", "virtualservices", v) for v in ("get", "list", "update")} | {
+        ("networking.istio.io", "destinationrules", "get"), ("networking.istio.io", "destinationrules", "update"),
+        ("modelcanary.dev", "canaryrollouts", "get"), ("", "events", "create")}
+    binding = one("RoleBinding", "canary-sweep", file)
+    assert binding["roleRef"]["name"] == "canary-sweep"
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "canary-sweep", "namespace": "ml"}]
+    job = one("CronJob", "canary-sweep", file)["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert job["serviceAccountName"] == "canary-sweep"
+    (c,) = job["containers"]
+    assert c["args"][:3] == ["sweep", "--namespace", "ml"]
+    from canary.cli import app
+    from typer.testing import CliRunner
+
+    assert CliRunner().invoke(app, [*c["args"], "--help"]).exit_code == 0, "the CronJob's arguments must parse"
 
 
 @pytest.mark.parametrize(("kind", "role_kind", "role"), [("ClusterRoleBinding", "ClusterRole", "canary-controller"),
                                                          ("RoleBinding", "Role", "canary-leader-election")])
 def test_bindings_bind_the_controller_service_account(kind: str, role_kind: str, role: str) -> None:
-    binding = one(kind)
+    binding = one(kind, file="controller.yaml")
     assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": role_kind, "name": role}
     sa = one("ServiceAccount", "canary-controller")
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": sa["metadata"]["name"],
@@ -1041,9 +1063,10 @@ def test_every_source_latency_panel_reads_ms_and_error_panel_a_share(tmp_path: P
 
 def test_deploy_docs_explain_every_permission() -> None:
     text = (ROOT / "docs" / "deploy.md").read_text(encoding="utf-8")
-    for group, resource, _verb in grants(one("ClusterRole")) | grants(one("Role")):
+    for group, resource, _verb in grants(one("ClusterRole")) | grants(one("Role", "canary-leader-election")) | \
+            grants(one("Role", "canary-sweep")):
         assert resource.split("/")[0] in text, resource
-    for needle in ("docker build -f canary/deploy/Dockerfile", "prometheus-adapter", "kubectl apply -k canary/deploy",
+    for needle in ("examples/sweep-cronjob.yaml", "docker build -f canary/deploy/Dockerfile", "prometheus-adapter", "kubectl apply -k canary/deploy",
                    "grafana-dashboard.json", "scripts/lock_requirements.sh", "--require-hashes", "triton_arm_label"):
         assert needle in text, needle
 
