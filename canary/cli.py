@@ -382,11 +382,11 @@ def sweep(namespace: Optional[str] = NamespaceOpt,
         ns = None if all_namespaces else opts.namespace(namespace, kubeconfig, context)
         router = _router(kubeconfig, context)
         vss, server_now = router.list_virtual_services_at(ns)
-        if server_now is None:  # a real API server always sends Date; without it, this machine's clock
-            server_now = time.time()
         first: list[str] = []
 
         def quiet(vs: dict[str, Any], key: str, text: str) -> Optional[float]:
+            if server_now is None:  # a real API server always sends Date; no other clock is trusted
+                return None
             mark = sw.seen_mark(vs)
             if mark is not None and mark[0] == sw.fingerprint(text):
                 return max(0.0, server_now - mark[1])
@@ -408,7 +408,7 @@ def sweep(namespace: Optional[str] = NamespaceOpt,
                 result = "dry-run: not written"
             else:
                 try:
-                    ended = sw.end(router, one, log=logs.get(), now=server_now)
+                    ended = sw.end(router, one, log=logs.get(), now=server_now if server_now is not None else time.time())
                     result = ("promotion finished (every step had passed)" if ended.phase == rl.PROMOTED
                               else "stable 100%, recorded aborted")
                 except RoutingConflict:
@@ -423,6 +423,8 @@ def sweep(namespace: Optional[str] = NamespaceOpt,
             limit = sw.abandoned_after(one.record)
             if one.key not in first:
                 result = f"watching: unchanged for {one.quiet_s:.0f}s of {limit:.0f}s"
+            elif server_now is None:
+                result, code = "not timed: the API server's answer had no Date header", EXIT_INFRA
             elif dry_run:
                 result = f"watching: first seen now (dry run: not marked); ended after {limit:.0f}s unchanged"
             else:
@@ -433,6 +435,8 @@ def sweep(namespace: Optional[str] = NamespaceOpt,
                     result = f"watching: first seen now; ended if still unchanged after {limit:.0f}s (sweep again then)"
                 except RoutingConflict:
                     result = "watching: its owner just wrote"
+                except CanaryError as exc:  # this route only: the others are still swept
+                    result, code = f"not marked: {exc}", EXIT_INFRA
             out["watching"].append(row(one, result, seenUnchangedS=one.quiet_s, abandonedAfterS=limit))
 
         def text(wide: bool) -> None:
@@ -442,7 +446,7 @@ def sweep(namespace: Optional[str] = NamespaceOpt,
             for r in rows:
                 w = r["weights"]
                 typer.echo(f"{r['virtualService']}: {r['canaryVersion']} {r['phase']} at {w['stable']}/{w['canary']}: "
-                           f"{r['result']}" + (f" ({r['reason']})" if r.get("reason") and (wide or dry_run) else ""))
+                           f"{r['result']}" + (f" ({r['reason']})" if r.get("reason") else ""))
 
         opts.emit({**out, "dryRun": dry_run}, output, text)
         return code

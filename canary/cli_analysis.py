@@ -8,6 +8,8 @@ canary/cli.py so these commands join the main app.
 
 from __future__ import annotations
 
+import os
+
 import math
 from dataclasses import asdict
 from pathlib import Path
@@ -102,8 +104,9 @@ def plan_cmd(
         "(1: fine; 1.1 for x1.1 exponential buckets); read from Prometheus with --prometheus-url"),
     output: str = opts.OutputOpt,
     prometheus_url: Optional[str] = typer.Option(
-        None, "--prometheus-url", envvar="CANARY_PROMETHEUS_URL",
-        help="read the stable's real latency bucket layout from this Prometheus (needs --model, --stable-version)"),
+        None, "--prometheus-url",
+        help="read the stable's real latency bucket layout from this Prometheus (needs --model, --stable-version; "
+             "CANARY_PROMETHEUS_URL is used when those two are given)"),
     prometheus_token: Optional[str] = opts.PromTokenOpt,
     prometheus_user: Optional[str] = opts.PromUserOpt,
     prometheus_password: Optional[str] = opts.PromPasswordOpt,
@@ -141,6 +144,11 @@ def plan_cmd(
         if value is not None and not (math.isfinite(value) and ok(value)):
             _fail(f"{flag} must be {'a finite number, ' if not math.isfinite(value) else ''}{want}; got {value!r}")
     from canary.cli import run_guarded
+
+    if not prometheus_url and model and stable_version:
+        # the environment's Prometheus (set for promote in a CI job) is read only when asked whose layout to
+        # read: it used to turn `plan --policy F --rps 50` into an error there
+        prometheus_url = os.environ.get("CANARY_PROMETHEUS_URL") or None
 
     def go() -> int:  # a bug is exit 3 with its type and message, never a traceback and exit 1 ("rolled back")
         nonlocal bucket_ratio

@@ -306,8 +306,8 @@ class Controller:
             return
         self._seen = seen  # what is no longer in progress is forgotten
         for one in found.unknown:
-            self.log.warning("sweep.owner_unknown", rollout=one.key, owner=one.record.owner, error=one.unknown,
-                             weights=str(one.record.weights))
+            self.log.warning("sweep.owner_unknown", namespace=one.namespace, virtual_service=one.virtual_service,
+                             owner=one.record.owner, error=one.unknown, weights=str(one.record.weights))
         for one in found.abandoned:
             try:
                 sweep.end(self.fenced, one, log=self.log, now=now)
@@ -316,7 +316,8 @@ class Controller:
             except CanaryError:  # logged (`sweep.left_alone`, `rollback.failed`): the next sweep reads it again
                 continue
             except Exception as exc:
-                self.log.error("sweep.failed", rollout=one.key, error=f"{type(exc).__name__}: {exc}")
+                self.log.error("sweep.failed", namespace=one.namespace, virtual_service=one.virtual_service,
+                               error=f"{type(exc).__name__}: {exc}")
 
     def _map(self, fn: Callable[[Any], Any], items: list[Any]) -> list[Any]:
         """`fn` over items, `workers` at a time; each call catches its own errors."""
@@ -512,16 +513,14 @@ class Controller:
             return False
 
     def _end_orphan(self, spec: crd.RolloutSpec, rec: rl.RolloutState, status: Any, log: Any) -> rl.RolloutState:
-        """Stable 100% for a rollout whose CanaryRollout is gone (`_orphaned`), so that this one may
-        claim the route: when in doubt, stable gets 100%. Returns the ended record."""
-        reason = f"{sweep.orphan_reason(rec.owner)}; stable 100%"
+        """End a rollout whose CanaryRollout is gone (`_orphaned`), so that this one may claim the route,
+        as the sweep ends it (`sweep.end`): stable 100%, or its promotion finished when every step had
+        passed; guarded on the record read (another claimant or a sweep that ended it first is left
+        alone: RoutingConflict, the next tick reads the route again). Returns the ended record."""
         log.warning("rollout.orphaned", owner=rec.owner, recorded_phase=rec.phase, weights=str(rec.weights))
-        target = replace(spec.target, stable_version=rec.stable_version, canary_version=rec.canary_version,
-                         route=rec.route or spec.target.route)
-        new, actions = rl.transition(rec, rl.Rollback(self.clock.now(), reason, aborted=True), spec.policy)
-        # guarded on the record read: another claimant that ended the orphan first, and claimed the route,
-        # is left alone (RoutingConflict: the next tick reads the route again)
-        return execute(self.fenced, target, new, actions, log=log, expect=status.state or None)
+        found = sweep.Found(spec.target.namespace, spec.target.virtual_service, rec, status.state or "",
+                            reason=sweep.orphan_reason(rec.owner), destination_rule=spec.target.dr_name)
+        return sweep.end(self.fenced, found, log=log, now=self.clock.now())
 
     def _duplicate_ended(self, obj: dict[str, Any], spec: crd.RolloutSpec, rec: rl.RolloutState | None,
                          log: Any) -> None:
@@ -550,7 +549,7 @@ class Controller:
             "phase": rl.ABORTED, "reason": reason[:4096], "observedGeneration": spec.generation,
             "leader": self.identity, "updatedAt": crd.iso(self.clock.now()),
             "target": _status_target(spec, spec.target.canary_version),
-            **({"waitedOnPhase": waited_phase} if waited_phase else {})})
+            "waitedOnPhase": waited_phase})  # None removes one left from an earlier version of this CR
         if FINALIZER in _finalizers(obj):
             self._set_finalizer(obj, False)
 

@@ -289,7 +289,8 @@ def transition(state: RolloutState, event: Event, policy: Policy) -> tuple[Rollo
     if isinstance(event, GateFailed):
         return _end(state, now, reason=f"gate: {event.reason}", phase=ROLLED_BACK)
     if isinstance(event, Pause) and state.phase == PROGRESSING:
-        s = replace(state, phase=PAUSED, reason=event.reason, updated_at=now)
+        s = _log(replace(state, phase=PAUSED, reason=event.reason, updated_at=now), now,
+                 f"paused: {event.reason}" if event.reason else "paused")
         return s, [SetWeights(s.weights), Emit("rollout.paused", {"reason": event.reason})]
     if isinstance(event, Resume) and state.phase == PAUSED:
         # the step's window starts over: paused time is neither evidence nor deadline. The closed
@@ -297,6 +298,7 @@ def transition(state: RolloutState, event: Event, policy: Policy) -> tuple[Rollo
         s = replace(state, phase=PROGRESSING, reason="", step_started_at=now, step_looks=0, failed_looks=0,
                     last_look_requests=-1.0, updated_at=now, evidence=_fold(state), window_evidence={},
                     step_window=state.step_window + 1, pass_anchor_requests=-1.0)
+        s = _log(s, now, "resumed: the step starts over")
         return s, [SetWeights(s.weights), Emit("rollout.resumed", {})]
     if isinstance(event, Begin) and state.phase == PENDING:
         # Point the canary subset again (idempotent): a process killed between the claim and
@@ -353,6 +355,7 @@ def _judge(state: RolloutState, ev: Looked, policy: Policy) -> tuple[RolloutStat
         s = replace(s, pass_anchor_requests=anchor)
     actions: list[Action] = [Emit("look.completed", {"outcome": j.outcome.label,
                                                      "weights": str(state.weights),  # judged at, not the next step's
+                                                     "step": state.step + 1,  # likewise
                                                      "canary_requests": round(ev.canary_requests, 1),
                                                      "look": state.look,
                                                      "checks": {r.check: r.outcome.label for r in j.results}})]

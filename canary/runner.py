@@ -125,6 +125,7 @@ class Runner:
         self.log = get_logger(model=self.target.model, namespace=self.target.namespace,
                               virtual_service=self.target.virtual_service, canary_version=self.target.canary_version)
         self._written = ""  # the state JSON we last wrote (to tell outside edits from ours)
+        self._wrote_at = -math.inf  # when this process last wrote the record (its clock): `_heartbeat`
         self.owner = promote_owner(_identity())
         self._probe_failures = 0
         self._next_probe = 0.0
@@ -317,6 +318,7 @@ class Runner:
             now = self.clock.now()
             if self.stop.is_set():
                 raise _Interrupted()
+            self._heartbeat(state)
             if self.gate is not None and progressing and now >= self._next_probe:
                 self._next_probe = now + self.gate.probe_interval
                 failed = self._probe(state)
@@ -341,7 +343,9 @@ class Runner:
 
         def probe_meanwhile() -> bool:
             """The canary is probed while the look waits on Prometheus (a slow one held the probes for
-            a whole look: a hung canary kept its traffic 45 s); True when the probes decided."""
+            a whole look: a hung canary kept its traffic 45 s); True when the probes decided. The record's
+            heartbeat goes on meanwhile too."""
+            self._heartbeat(state)
             if self.gate is None or state.phase != rl.PROGRESSING or self.clock.now() < self._next_probe:
                 return False
             self._next_probe = self.clock.now() + self.gate.probe_interval
@@ -415,6 +419,12 @@ class Runner:
                 self._written = status.state or ""
                 self.log.info("rollout.changed_outside", phase=theirs.phase, reason=theirs.reason,
                               weights=str(theirs.weights))
+                if state.phase == rl.PAUSED and theirs.phase == rl.PROGRESSING:
+                    # resumed by `canary resume`, stamped with the on-call's clock: the step's new window
+                    # starts on this rollout's clock (Prometheus's), or looks and deadline move by the skew
+                    now = self.clock.now()
+                    return self._apply(replace(theirs, step_started_at=now, updated_at=now),
+                                       [rl.SetWeights(theirs.weights)])
                 return theirs
         return self._decide(state, Observation(status=status))
 
@@ -467,6 +477,25 @@ class Runner:
 
     def _remember(self, text: str) -> None:
         self._written = text
+        self._wrote_at = self.clock.now()
+
+    def _heartbeat(self, state: rl.RolloutState) -> None:
+        """While traffic is split, the record is written at least every 2 x `look_every` (its
+        `heartbeat_s`; looks write every one), whatever this process waits on: a look due later (a step started by a resume, a takeover with a
+        longer look_every), a look's slow queries. An unchanged record is what `canary.sweep` takes for a
+        gone process. Only `updated_at` changes; guarded like every write. A write that fails is left to
+        the next look (a conflict: someone else wrote, and the watch adopts it)."""
+        now = self.clock.now()
+        if state.phase not in (rl.PROGRESSING, rl.PROMOTING) or now - self._wrote_at < 2 * self.policy.analysis.look_every:
+            return
+        beat = replace(state, updated_at=now)
+        try:
+            execute(self.router, self.target, beat, [rl.SetWeights(beat.weights)], log=self.log,
+                    expect=self._written or None, written=self._remember)
+            self._current = beat
+        except CanaryError as exc:
+            self._wrote_at = now  # tried: again after 2 x look_every, not at every wait
+            self.log.info("heartbeat.skipped", error=str(exc))
 
     def _emit(self, state: rl.RolloutState, event: str, fields: dict[str, Any], *, warning: bool = False) -> None:
         execute(self.router, self.target, state, [rl.Emit(event, fields, warning)], log=self.log)

@@ -7,12 +7,13 @@ traffic for good:
 * a `canary promote` killed with SIGKILL (an OOM kill, a lost node, a CI job killed hard; SIGTERM
   and SIGINT already send stable 100%). It writes its record at every look, `heartbeat_s` (its
   `look_every`) apart. A record the sweeper has *seen unchanged* for `abandoned_after(rec)` seconds
-  of its own clock (3 x heartbeat + 120 s: 5 minutes with the default policy) has nobody driving
+  of its own clock (3 x heartbeat + 120 s: 210 s with policies/default.yaml's 30 s looks) has nobody driving
   it. No clocks of two machines are compared (a promote records Prometheus's time): the controller
   remembers when it first saw each record (as client-go's leader election remembers when it saw a
   Lease change); `canary sweep`, one pass at a time, keeps that in an annotation on the
   VirtualService (`SEEN_ANNOTATION`), timed by the API server's clock;
-* a CanaryRollout deleted with its finalizer removed by hand, or whose CRD was deleted.
+* a CanaryRollout deleted with its finalizer removed by hand. (One whose API the server does not serve
+  at all, a CRD deleted or another version, is reported as not looked up, never ended.)
 
 A split rollout nobody drives is sent to stable 100% and recorded `aborted`; one half-way through
 its promotion (`promoting`: every step passed, the canary at 100%) is finished, as a promote
@@ -74,7 +75,7 @@ def watched(rec: rl.RolloutState) -> bool:
 def orphan_reason(owner: str) -> str:
     """Why a rollout whose CanaryRollout `owner` no longer exists is sent to stable (one log line)."""
     return (f"orphaned: {describe_owner(owner).removeprefix('run by ')} no longer exists (deleted with its "
-            "finalizer removed by hand, or its CRD deleted)")
+            "finalizer removed by hand)")
 
 
 def why_abandoned(rec: rl.RolloutState, quiet_s: float | None, owner_gone: Callable[[str], bool]) -> str | None:
@@ -94,7 +95,7 @@ def why_abandoned(rec: rl.RolloutState, quiet_s: float | None, owner_gone: Calla
         beat = (f"it writes at every look, {rec.heartbeat_s:.0f}s apart" if rec.heartbeat_s > 0
                 else "its look interval was not recorded")
         return (f"abandoned: {describe_owner(rec.owner)} has not written this rollout for {quiet_s:.0f}s ({beat}; "
-                f"gone after {limit:.0f}s): its process is gone")
+                f"gone after {limit:.0f}s): its process is gone or stalled")
     if rec.owner.startswith("CanaryRollout ") and owner_gone(rec.owner):
         return orphan_reason(rec.owner)
     return None
@@ -104,17 +105,27 @@ def crd_gone(custom: Any, owner: str) -> bool:
     """Whether `owner` (`CanaryRollout ns/name#uid`) names a CanaryRollout that no longer exists, read
     from the API server (not a cache): a 404, or an object of that name with another uid (the name
     created again). False when it exists (with that uid, or none recorded). Raises OwnerUnknown when
-    it cannot be read (403, 5xx, a timeout)."""
+    it cannot be read (403, 5xx, a timeout, or a 404 for the API itself: no CanaryRollout API served)."""
     ref, _, uid = owner.removeprefix("CanaryRollout ").partition("#")
     ns, _, name = ref.partition("/")
     try:
         obj = custom.get_namespaced_custom_object(crd.GROUP, crd.VERSION, ns, crd.PLURAL, name, _request_timeout=10)
     except Exception as exc:
-        if getattr(exc, "status", None) == 404:
-            return True
+        if getattr(exc, "status", None) == 404 and _names(getattr(exc, "body", None), name):
+            return True  # that object is gone (not "the server could not find the requested resource": no CRD)
         raise OwnerUnknown(f"CanaryRollout {ref} could not be read: {getattr(exc, 'status', '') or type(exc).__name__} "
                            f"{getattr(exc, 'reason', '') or exc}".strip()) from None
     return bool(uid) and str(((obj or {}).get("metadata") or {}).get("uid") or "") != uid
+
+
+def _names(body: Any, name: str) -> bool:
+    """Whether a 404's Status body is about the object `name` (details.name, as the API server sets it
+    for a missing object), not about the resource type (no details: the API is not served)."""
+    try:
+        status = json.loads(body) if isinstance(body, (str, bytes)) else body
+        return str(((status or {}).get("details") or {}).get("name") or "") == name
+    except (ValueError, AttributeError):
+        return False
 
 
 @dataclass(frozen=True)
@@ -129,6 +140,7 @@ class Found:
     reason: str = ""
     quiet_s: float | None = None
     unknown: str = ""
+    destination_rule: str = ""  # when the record names none (written before it did): the caller's
 
     @property
     def key(self) -> str:
@@ -139,7 +151,7 @@ class Found:
         r = self.record
         return Target(namespace=self.namespace, virtual_service=self.virtual_service, model=r.model,
                       stable_version=r.stable_version, canary_version=r.canary_version,
-                      destination_rule=r.destination_rule, route=r.route)
+                      destination_rule=r.destination_rule or self.destination_rule, route=r.route)
 
 
 @dataclass
@@ -202,7 +214,8 @@ def end(router: Any, found: Found, *, log: Any, now: float) -> rl.RolloutState:
     (its owner wrote: nothing done, ``sweep.left_alone``), and CanaryError when a write failed
     (``rollback.failed``: act by hand). Transient errors are retried twice."""
     r = found.record
-    log = log.bind(rollout=found.key, model=r.model, canary_version=r.canary_version)
+    log = log.bind(namespace=found.namespace, virtual_service=found.virtual_service, model=r.model,
+                   stable_version=r.stable_version, canary_version=r.canary_version)
     if r.phase == rl.PROMOTING:  # every step passed: finish, as promote does when interrupted there
         new, actions = rl.finish_promotion(r, now)
         new = replace(new, reason=f"all steps passed; promotion finished by the sweep ({found.reason})")

@@ -9,7 +9,7 @@ import json
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import kubernetes.client as kc
 import pytest
@@ -37,6 +37,19 @@ pytestmark = pytest.mark.integration
 OWNER = promote_owner("ci-runner:4026531836:4242:ab12")  # a promote on another machine: no /proc to read
 
 
+@pytest.fixture
+def cluster() -> Iterator[tuple[Any, Any, IstioRouter]]:
+    """The strict API emulator with VirtualServices m0-m2 (DestinationRules alike), a client, and the
+    router a `canary` command would use."""
+    api = fleet.start_api(3)
+    client = api.api_client()
+    try:
+        yield api, client, IstioRouter(client, wait=tenacity.wait_none())
+    finally:
+        client.close()
+        api.stop()
+
+
 def _controller(client: Any, clock: Any, **kw: Any) -> Controller:
     """A controller with no CanaryRollout to drive: only its sweep acts."""
     return Controller(custom=kc.CustomObjectsApi(client), core=kc.CoreV1Api(client),
@@ -61,7 +74,7 @@ def _left_safe(api: Any) -> list[str]:
 
 
 @pytest.mark.parametrize("version", ["v2", "v3"])
-def test_a_promote_killed_after_any_write_and_never_run_again_ends_at_stable(version: str) -> None:
+def test_a_promote_killed_after_any_write_and_never_run_again_ends_at_stable(version: str, cluster: Any) -> None:
     """A promote (looking every second) killed right after each of its writes in turn, and nobody runs it
     again: while the controller has seen its record unchanged for no more than 3 looks + 120 s it leaves
     it; after, every route is at 100/0 with a record and subsets that agree (a split rollout recorded
@@ -124,29 +137,23 @@ def _claim(router: IstioRouter, *, at: float, owner: str = OWNER, heartbeat_s: f
     return t, execute(router, t, begun, actions, log=log, expect=s.to_json())
 
 
-def test_an_owner_that_writes_between_the_scan_and_the_write_keeps_its_rollout() -> None:
+def test_an_owner_that_writes_between_the_scan_and_the_write_keeps_its_rollout(cluster: Any) -> None:
     """The promote was only slow: it records a look after the sweep read its stale record. The sweep's
     write is guarded on what it read: RoutingConflict, the live rollout stands."""
-    api = fleet.start_api(1)
-    client = api.api_client()
-    try:
-        router = IstioRouter(client, wait=tenacity.wait_none())
-        now = time.time()
-        t, s = _claim(router, at=now - 1000)
-        found = sweep.scan(router.list_virtual_services("ml"), lambda vs, key, text: 10**4, lambda owner: False).abandoned
-        assert [f.key for f in found] == ["ml/m0"]
-        looked = replace(s, look=1, updated_at=now)
-        execute(router, t, looked, [rl.SetWeights(looked.weights)], log=get_logger(), expect=s.to_json())
-        with pytest.raises(RoutingConflict):
-            sweep.end(router, found[0], log=get_logger(), now=now)
-        weights, rec = vs(api, 0)
-        assert weights[1] > 0 and rec["phase"] == rl.PROGRESSING and rec["look"] == 1
-    finally:
-        client.close()
-        api.stop()
+    api, client, router = cluster
+    now = time.time()
+    t, s = _claim(router, at=now - 1000)
+    found = sweep.scan(router.list_virtual_services("ml"), lambda vs, key, text: 10**4, lambda owner: False).abandoned
+    assert [f.key for f in found] == ["ml/m0"]
+    looked = replace(s, look=1, updated_at=now)
+    execute(router, t, looked, [rl.SetWeights(looked.weights)], log=get_logger(), expect=s.to_json())
+    with pytest.raises(RoutingConflict):
+        sweep.end(router, found[0], log=get_logger(), now=now)
+    weights, rec = vs(api, 0)
+    assert weights[1] > 0 and rec["phase"] == rl.PROGRESSING and rec["look"] == 1
 
 
-def test_a_canaryrollout_deleted_without_its_finalizer_is_swept_with_no_claimant(world: Any) -> None:
+def test_a_canaryrollout_deleted_without_its_finalizer_is_swept_with_no_claimant(world: Any, cluster: Any) -> None:
     """r0 runs v3 at 80/20; its finalizer is removed by hand and it is deleted. Nothing else names m0
     (the orphan used to be ended only by the next CanaryRollout that claimed m0): the next controller's
     sweep sends stable 100%, asking the API server first."""
@@ -182,28 +189,23 @@ def test_a_shard_sweeps_only_its_own_routes_and_never_a_live_canaryrollouts(worl
     assert asked == [], "the API was asked about a CanaryRollout the LIST had just returned"
 
 
-def test_a_sweep_every_of_zero_turns_it_off_and_it_runs_once_a_period() -> None:
+def test_a_sweep_every_of_zero_turns_it_off_and_it_runs_once_a_period(cluster: Any) -> None:
     """A promote looking every 10 s (limit 150 s) is gone: with --sweep-every 0 nothing ever ends it; with
     60 s, a sweep at most once a minute, and the rollout ends once seen unchanged for more than 150 s."""
-    api = fleet.start_api(1)
-    client = api.api_client()
-    try:
-        clock = FakeClock(time.time())
-        _claim(IstioRouter(client, wait=tenacity.wait_none()), at=clock.now() - 1000)
-        off = _controller(client, clock, sweep_every=0)
-        ctl = _controller(client, clock, sweep_every=60)
-        for dt in (0, 30, 100):  # sweeps at 0 and 130 (not at 30): seen unchanged 130 s, not yet 150
-            clock.sleep(dt)
-            off.tick()
-            ctl.tick()
-            assert vs(api, 0)[1]["phase"] == rl.PROGRESSING
-        clock.sleep(60)  # the next sweep: seen unchanged 190 s
+    api, client, router = cluster
+    clock = FakeClock(time.time())
+    _claim(IstioRouter(client, wait=tenacity.wait_none()), at=clock.now() - 1000)
+    off = _controller(client, clock, sweep_every=0)
+    ctl = _controller(client, clock, sweep_every=60)
+    for dt in (0, 30, 100):  # sweeps at 0 and 130 (not at 30): seen unchanged 130 s, not yet 150
+        clock.sleep(dt)
         off.tick()
         ctl.tick()
-        assert vs(api, 0)[1]["phase"] == rl.ABORTED and vs(api, 0)[0] == [100, 0]
-    finally:
-        client.close()
-        api.stop()
+        assert vs(api, 0)[1]["phase"] == rl.PROGRESSING
+    clock.sleep(60)  # the next sweep: seen unchanged 190 s
+    off.tick()
+    ctl.tick()
+    assert vs(api, 0)[1]["phase"] == rl.ABORTED and vs(api, 0)[0] == [100, 0]
 
 
 def test_the_controller_sweeps_from_its_informer_cache(prometheus: Any) -> None:  # noqa: F811
@@ -251,84 +253,74 @@ def _age_mark(api: Any, name: str, seconds: float) -> None:
     api.edit("networking.istio.io", "virtualservices", "ml", name, edit)
 
 
-def test_canary_sweep_marks_then_ends_only_what_stayed_unchanged(tmp_path: Path) -> None:
+def test_canary_sweep_marks_then_ends_only_what_stayed_unchanged(tmp_path: Path, cluster: Any) -> None:
     """m0: a promote (looks every 10 s: 150 s) that never writes again; m1: one that writes between the
     passes; m2: a paused one. A dry run writes nothing, not even marks; the first pass marks m0 and m1
     (the API server's time) and ends nothing, whatever the records' own times say; once m0's mark is
     older than 150 s a dry run names it and writes nothing; the pass after ends m0 only and marks m1
     again (it wrote); a last pass finds m0 ended and watches m1."""
-    api = fleet.start_api(3)
-    client = api.api_client()
-    try:
-        kubeconfig = fleet.write_kubeconfig(tmp_path / "kubeconfig", api.url)
-        router = IstioRouter(client, wait=tenacity.wait_none())
-        now = time.time()
-        _claim(router, at=now - 1000)
-        t1, s1 = _claim(router, at=now - 10, vs_name="m1")
-        t2, s2 = _claim(router, at=now - 86400, vs_name="m2")
-        p, actions = rl.transition(s2, rl.Pause(now - 86400, "a person holds it"), None)  # type: ignore[arg-type]
-        execute(router, t2, p, actions, log=get_logger(), expect=s2.to_json())
-        before = [api.get("networking.istio.io", "virtualservices", "ml", f"m{i}") for i in range(3)]
+    api, client, router = cluster
+    kubeconfig = fleet.write_kubeconfig(tmp_path / "kubeconfig", api.url)
+    router = IstioRouter(client, wait=tenacity.wait_none())
+    now = time.time()
+    _claim(router, at=now - 1000)
+    t1, s1 = _claim(router, at=now - 10, vs_name="m1")
+    t2, s2 = _claim(router, at=now - 86400, vs_name="m2")
+    p, actions = rl.transition(s2, rl.Pause(now - 86400, "a person holds it"), None)  # type: ignore[arg-type]
+    execute(router, t2, p, actions, log=get_logger(), expect=s2.to_json())
+    before = [api.get("networking.istio.io", "virtualservices", "ml", f"m{i}") for i in range(3)]
 
-        dry = _sweep(kubeconfig, "-n", "ml", "--dry-run", "-o", "json")
-        assert dry.exit_code == 0, dry.output
-        got = json.loads(dry.stdout)
-        assert got["abandoned"] == [] and [r["virtualService"] for r in got["watching"]] == ["ml/m0", "ml/m1"]
-        assert all("dry run: not marked" in r["result"] for r in got["watching"])
-        assert [api.get("networking.istio.io", "virtualservices", "ml", f"m{i}") for i in range(3)] == before
+    dry = _sweep(kubeconfig, "-n", "ml", "--dry-run", "-o", "json")
+    assert dry.exit_code == 0, dry.output
+    got = json.loads(dry.stdout)
+    assert got["abandoned"] == [] and [r["virtualService"] for r in got["watching"]] == ["ml/m0", "ml/m1"]
+    assert all("dry run: not marked" in r["result"] for r in got["watching"])
+    assert [api.get("networking.istio.io", "virtualservices", "ml", f"m{i}") for i in range(3)] == before
 
-        first = _sweep(kubeconfig, "-n", "ml")
-        assert first.exit_code == 0, first.output
-        assert "ml/m0: v2 progressing at 80/20: watching: first seen now; ended if still unchanged after 150s" in first.stdout
-        assert vs(api, 0)[1]["phase"] == rl.PROGRESSING, "a record's own old time must not end it"
-        _age_mark(api, "m0", 151)
-        _age_mark(api, "m1", 151)
-        execute(router, t1, replace(s1, look=1, updated_at=now), [rl.SetWeights(s1.weights)], log=get_logger(),
-                expect=s1.to_json())  # m1's promote looks: alive
+    first = _sweep(kubeconfig, "-n", "ml")
+    assert first.exit_code == 0, first.output
+    assert "ml/m0: v2 progressing at 80/20: watching: first seen now; ended if still unchanged after 150s" in first.stdout
+    assert vs(api, 0)[1]["phase"] == rl.PROGRESSING, "a record's own old time must not end it"
+    _age_mark(api, "m0", 151)
+    _age_mark(api, "m1", 151)
+    execute(router, t1, replace(s1, look=1, updated_at=now), [rl.SetWeights(s1.weights)], log=get_logger(),
+            expect=s1.to_json())  # m1's promote looks: alive
 
-        dry = _sweep(kubeconfig, "-n", "ml", "--dry-run", "-o", "json")
-        rows = json.loads(dry.stdout)["abandoned"]
-        assert [r["virtualService"] for r in rows] == ["ml/m0"] and rows[0]["owner"] == OWNER, dry.stdout
-        assert rows[0]["seenUnchangedS"] >= 151 and rows[0]["result"].startswith("dry-run")
-        assert vs(api, 0)[1]["phase"] == rl.PROGRESSING
+    dry = _sweep(kubeconfig, "-n", "ml", "--dry-run", "-o", "json")
+    rows = json.loads(dry.stdout)["abandoned"]
+    assert [r["virtualService"] for r in rows] == ["ml/m0"] and rows[0]["owner"] == OWNER, dry.stdout
+    assert rows[0]["seenUnchangedS"] >= 151 and rows[0]["result"].startswith("dry-run")
+    assert vs(api, 0)[1]["phase"] == rl.PROGRESSING
 
-        done = _sweep(kubeconfig, "-n", "ml")
-        assert done.exit_code == 0, done.output
-        assert "ml/m0: v2 progressing at 80/20: stable 100%, recorded aborted" in done.stdout
-        assert "ml/m1: v2 progressing at 80/20: watching: first seen now" in done.stdout
-        weights, rec = vs(api, 0)
-        assert weights == [100, 0] and rec["phase"] == rl.ABORTED and "has not written this rollout for" in rec["reason"]
-        assert vs(api, 1)[1]["look"] == 1 and vs(api, 1)[0][1] > 0
-        assert api.get("networking.istio.io", "virtualservices", "ml", "m2")["spec"] == before[2]["spec"]
+    done = _sweep(kubeconfig, "-n", "ml")
+    assert done.exit_code == 0, done.output
+    assert "ml/m0: v2 progressing at 80/20: stable 100%, recorded aborted" in done.stdout
+    assert "ml/m1: v2 progressing at 80/20: watching: first seen now" in done.stdout
+    weights, rec = vs(api, 0)
+    assert weights == [100, 0] and rec["phase"] == rl.ABORTED and "has not written this rollout for" in rec["reason"]
+    assert vs(api, 1)[1]["look"] == 1 and vs(api, 1)[0][1] > 0
+    assert api.get("networking.istio.io", "virtualservices", "ml", "m2")["spec"] == before[2]["spec"]
 
-        again = _sweep(kubeconfig, "-A")
-        assert again.exit_code == 0
-        assert again.stdout.strip().startswith("ml/m1: v2 progressing at 80/20: watching: unchanged for "), again.stdout
-    finally:
-        client.close()
-        api.stop()
+    again = _sweep(kubeconfig, "-A")
+    assert again.exit_code == 0
+    assert again.stdout.strip().startswith("ml/m1: v2 progressing at 80/20: watching: unchanged for "), again.stdout
 
 
-def test_canary_sweep_exits_3_when_the_stable_write_fails_and_2_on_bad_flags(tmp_path: Path) -> None:
-    api = fleet.start_api(1)
-    client = api.api_client()
-    try:
-        kubeconfig = fleet.write_kubeconfig(tmp_path / "kubeconfig", api.url)
-        _claim(IstioRouter(client, wait=tenacity.wait_none()), at=time.time() - 1000)
-        both = _sweep(kubeconfig, "-n", "ml", "-A")
-        assert both.exit_code == 2 and "not both" in both.output
-        assert _sweep(kubeconfig, "-n", "ml").exit_code == 0  # marks
-        _age_mark(api, "m0", 151)
-        api.fail_next(403, times=100, methods=("PUT", "PATCH"), plural="virtualservices")
-        failed = _sweep(kubeconfig, "-n", "ml")
-        api.handler.faults.clear()
-        assert failed.exit_code == 3, failed.output
-        assert "ml/m0: v2 progressing at 80/20: failed:" in failed.stdout
-        assert vs(api, 0)[1]["phase"] == rl.PROGRESSING
-        assert _sweep(kubeconfig, "-n", "ml").exit_code == 0 and vs(api, 0)[0] == [100, 0]
-    finally:
-        client.close()
-        api.stop()
+def test_canary_sweep_exits_3_when_the_stable_write_fails_and_2_on_bad_flags(tmp_path: Path, cluster: Any) -> None:
+    api, client, router = cluster
+    kubeconfig = fleet.write_kubeconfig(tmp_path / "kubeconfig", api.url)
+    _claim(IstioRouter(client, wait=tenacity.wait_none()), at=time.time() - 1000)
+    both = _sweep(kubeconfig, "-n", "ml", "-A")
+    assert both.exit_code == 2 and "not both" in both.output
+    assert _sweep(kubeconfig, "-n", "ml").exit_code == 0  # marks
+    _age_mark(api, "m0", 151)
+    api.fail_next(403, times=100, methods=("PUT", "PATCH"), plural="virtualservices")
+    failed = _sweep(kubeconfig, "-n", "ml")
+    api.handler.faults.clear()
+    assert failed.exit_code == 3, failed.output
+    assert "ml/m0: v2 progressing at 80/20: failed:" in failed.stdout
+    assert vs(api, 0)[1]["phase"] == rl.PROGRESSING
+    assert _sweep(kubeconfig, "-n", "ml").exit_code == 0 and vs(api, 0)[0] == [100, 0]
 
 
 def test_a_live_promote_whose_rollout_was_swept_stops_with_the_sweeps_reason() -> None:

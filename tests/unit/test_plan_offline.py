@@ -124,6 +124,18 @@ def test_plan_command(tmp_path):
     assert res.exit_code == 2 and res.stdout == "" and "--rps must be" in res.stderr
 
 
+def test_plan_ignores_the_environments_prometheus_unless_asked_whose_layout_to_read(tmp_path, monkeypatch):
+    """CANARY_PROMETHEUS_URL, set for promote in a CI job, made `plan --policy F --rps 50` exit 2 ("needs
+    --model and --stable-version"); it is read only when those two say whose layout to read."""
+    (tmp_path / "p.json").write_text(json.dumps(POLICY))
+    monkeypatch.setenv("CANARY_PROMETHEUS_URL", "http://127.0.0.1:9")
+    res = CliRunner().invoke(_app(), ["plan", "--policy", str(tmp_path / "p.json"), "--rps", "50", "-o", "json"])
+    assert res.exit_code == 0, res.output
+    asked = CliRunner().invoke(_app(), ["plan", "--policy", str(tmp_path / "p.json"), "--rps", "50", "--model", "m",
+                                        "--stable-version", "v1", "-n", "ml", "-o", "json"])
+    assert asked.exit_code == 3 and "127.0.0.1:9" in asked.stderr, asked.output  # it did ask that Prometheus
+
+
 def test_judge_command_on_issue_9_defect_3_input(tmp_path):
     """The filed input, verbatim: PSI 0.082 and JS 0.085, each under its own limit -> exit 0."""
     f = tmp_path / "in.json"

@@ -136,6 +136,23 @@ def test_pause_holds_weights_and_resume_restarts_the_step() -> None:
     assert look(s, 50, Outcome.PASS)[0] is s  # looks are ignored while paused
     s, _ = rl.transition(s, rl.Resume(100), POLICY)
     assert s.phase == rl.PROGRESSING and s.step_started_at == 100 and s.failed_looks == 0
+    # the history (`canary status`, the record) holds the pause and the resume as phase changes
+    assert [h["what"] for h in s.history[-2:]] == ["paused: paused by operator", "resumed: the step starts over"]
+    assert [h["phase"] for h in s.history[-2:]] == [rl.PAUSED, rl.PROGRESSING]
+
+
+def test_a_look_that_passes_a_step_is_logged_at_the_step_it_judged() -> None:
+    """Its `look.completed` carries the weights and the step it judged, not the next step's (the log said
+    `weights 90/10, step 2` and then `step.advanced 75/25 step 2`)."""
+    s = started()
+    for t in range(1, 200):
+        s2, actions = look(s, t, Outcome.PASS)
+        if s2.step != s.step:
+            done = next(a for a in actions if isinstance(a, rl.Emit) and a.event == "look.completed")
+            assert done.fields["step"] == s.step + 1 and done.fields["weights"] == str(s.weights), done.fields
+            return
+        s = s2
+    pytest.fail("never advanced")
 
 
 def test_terminal_states_ignore_everything() -> None:

@@ -131,3 +131,38 @@ def test_the_target_is_the_recorded_route_and_destination_rule() -> None:
         ("ml", "m0", "primary", "m0-dr", "v1", "v2")
     legacy = scan([_vs("m0", _rec())], _quiet(10**4), _never).abandoned[0].target()
     assert legacy.dr_name == "m0", "a record without its DestinationRule: the VirtualService's name"
+
+
+class _ApiError(Exception):
+    def __init__(self, status: int, body: str) -> None:
+        super().__init__(f"({status})")
+        self.status, self.body = status, body
+
+
+class _Custom:
+    def __init__(self, exc: Exception | None = None, obj: dict[str, Any] | None = None) -> None:
+        self.exc, self.obj = exc, obj
+
+    def get_namespaced_custom_object(self, *a: Any, **kw: Any) -> Any:
+        if self.exc is not None:
+            raise self.exc
+        return self.obj
+
+
+def test_a_canaryrollout_is_gone_only_when_the_api_says_that_object_is() -> None:
+    """A 404 for the object (its Status names it) is gone; a 404 for the API itself (a CRD version the
+    server does not serve: "the server could not find the requested resource") is not known, never
+    gone (it would end every live CanaryRollout's rollout); nor is a 403 or a 500."""
+    from canary.sweep import crd_gone
+
+    gone = json.dumps({"kind": "Status", "code": 404, "message": 'canaryrollouts.modelcanary.dev "r0" not found',
+                       "details": {"name": "r0", "kind": "canaryrollouts"}})
+    unserved = json.dumps({"kind": "Status", "code": 404, "message": "the server could not find the requested resource",
+                           "details": {}})
+    assert crd_gone(_Custom(_ApiError(404, gone)), CR) is True
+    assert crd_gone(_Custom(obj={"metadata": {"uid": "uid-1"}}), CR) is False
+    assert crd_gone(_Custom(obj={"metadata": {"uid": "uid-2"}}), CR) is True  # the name created again
+    for exc in (_ApiError(404, unserved), _ApiError(404, "404 page not found"), _ApiError(403, "{}"),
+                _ApiError(500, "{}"), TimeoutError("read timed out")):
+        with pytest.raises(OwnerUnknown, match="CanaryRollout ml/r0 could not be read"):
+            crd_gone(_Custom(exc), CR)
