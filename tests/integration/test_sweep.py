@@ -123,6 +123,8 @@ def test_a_promote_killed_after_any_write_and_never_run_again_ends_at_stable(ver
             client.close()
             api.stop()
     assert split >= 2, f"only {split} kill points left a rollout in progress"
+    print(f"\n{version}: {len(writes)} kill points, {split} left traffic split or a promotion half-done, "
+          "never run again: all swept to a consistent end")
 
 
 def _claim(router: IstioRouter, *, at: float, owner: str = OWNER, heartbeat_s: float = 10.0,
