@@ -446,9 +446,21 @@ class Controller:
                 return None
             if state is not None and not state.terminal and state.owner.startswith("CanaryRollout ") \
                     and self._orphaned(state.owner):
-                self._end_orphan(spec, state, status, log)
+                ended = self._end_orphan(spec, state, status, log)
                 status = self.router.inspect(target)  # the claim below is guarded on what is recorded now
                 state = parse_state(status)
+                if ended.phase == rl.PROMOTED and ended.canary_version == spec.target.canary_version:
+                    # this very version, every step passed under the gone CR, was just promoted by ending it
+                    self._end_unrun(obj, spec, f"not run: {spec.target.canary_version} was promoted on "
+                                    f"{spec.target.namespace}/{spec.target.virtual_service} by finishing the orphaned "
+                                    f"rollout of {describe_owner(ended.owner).removeprefix('run by ')} (every step "
+                                    "had passed); to run that version again, delete and create this CanaryRollout",
+                                    log, event="rollout.duplicate_ended", owner=ended.owner, phase=ended.phase,
+                                    waited_phase=rl.PROMOTED)
+                    return None
+                if not (obj.get("spec") or {}).get("stableVersion"):  # the orphan's end moved the stable subset
+                    target = replace(target, stable_version=status.stable_subset_version)
+                    spec = replace(spec, target=target)
             try:
                 check_claim(target, status, state, where=spec.key)
             except RolloutBusy:

@@ -219,9 +219,17 @@ class Verdict:
         return tuple(r for r in self.results if r.outcome is Outcome.FAIL)
 
     def reason(self) -> str:
-        """The reason of the worst result(s), joined: what on-call reads first."""
+        """The reason of the worst result(s), joined: what on-call reads first. With several, each
+        without the query it sent (in the evidence) and checks with the same words named together:
+        five checks Prometheus could not answer made one line of ~2,000 characters."""
         worst = [r for r in self.results if r.outcome is self.outcome]
-        return "; ".join(f"{r.check}: {r.reason}" for r in worst) or self.outcome.label
+        if len(worst) < 2:
+            return "; ".join(f"{r.check}: {r.reason}" for r in worst) or self.outcome.label
+        said: dict[str, list[str]] = {}
+        for r in worst:
+            text = r.reason.split("; query: ")[0].removeprefix(f"check '{r.check}': ")
+            said.setdefault(text, []).append(r.check)
+        return "; ".join(f"{', '.join(checks)}: {text}" for text, checks in said.items())
 
     def window_evidence(self) -> dict[str, tuple[float, float]]:
         """This look's contribution of its own window per sub-test "check/test": (z*sqrt(I), I).

@@ -125,7 +125,8 @@ class Runner:
         self.log = get_logger(model=self.target.model, namespace=self.target.namespace,
                               virtual_service=self.target.virtual_service, canary_version=self.target.canary_version)
         self._written = ""  # the state JSON we last wrote (to tell outside edits from ours)
-        self._wrote_at = -math.inf  # when this process last wrote the record (its clock): `_heartbeat`
+        self._wrote_at = -math.inf  # when this process last changed the record (its clock): `_heartbeat`
+        self._beat_retry_at = -math.inf  # a failed heartbeat is tried again from then
         self.owner = promote_owner(_identity())
         self._probe_failures = 0
         self._next_probe = 0.0
@@ -318,7 +319,6 @@ class Runner:
             now = self.clock.now()
             if self.stop.is_set():
                 raise _Interrupted()
-            self._heartbeat(state)
             if self.gate is not None and progressing and now >= self._next_probe:
                 self._next_probe = now + self.gate.probe_interval
                 failed = self._probe(state)
@@ -331,6 +331,7 @@ class Runner:
                     return outside
             if now >= due:
                 return self._look(state) if progressing else state
+            state = self._heartbeat(state)
             step = min(due, self._next_watch) - now
             if self.gate is not None:
                 step = min(step, max(self._next_probe - now, 0.0))
@@ -344,8 +345,10 @@ class Runner:
         def probe_meanwhile() -> bool:
             """The canary is probed while the look waits on Prometheus (a slow one held the probes for
             a whole look: a hung canary kept its traffic 45 s); True when the probes decided. The record's
-            heartbeat goes on meanwhile too."""
-            self._heartbeat(state)
+            heartbeat goes on meanwhile too, once the look itself has lasted a look_every (its own clock:
+            a look that ends in time writes its record, and no beat races it)."""
+            if self.clock.now() - now >= self.policy.analysis.look_every:
+                self._heartbeat(state)
             if self.gate is None or state.phase != rl.PROGRESSING or self.clock.now() < self._next_probe:
                 return False
             self._next_probe = self.clock.now() + self.gate.probe_interval
@@ -419,13 +422,7 @@ class Runner:
                 self._written = status.state or ""
                 self.log.info("rollout.changed_outside", phase=theirs.phase, reason=theirs.reason,
                               weights=str(theirs.weights))
-                if state.phase == rl.PAUSED and theirs.phase == rl.PROGRESSING:
-                    # resumed by `canary resume`, stamped with the on-call's clock: the step's new window
-                    # starts on this rollout's clock (Prometheus's), or looks and deadline move by the skew
-                    now = self.clock.now()
-                    return self._apply(replace(theirs, step_started_at=now, updated_at=now),
-                                       [rl.SetWeights(theirs.weights)])
-                return theirs
+                return self._restamp_resume(state, theirs)
         return self._decide(state, Observation(status=status))
 
     def _others_now(self, state: rl.RolloutState) -> rl.RolloutState | None:
@@ -476,26 +473,38 @@ class Runner:
         return state
 
     def _remember(self, text: str) -> None:
+        if text != self._written:  # the same text again (a reassert of our weights) is no sign of life
+            self._wrote_at = self.clock.now()
         self._written = text
-        self._wrote_at = self.clock.now()
 
-    def _heartbeat(self, state: rl.RolloutState) -> None:
-        """While traffic is split, the record is written at least every 2 x `look_every` (its
-        `heartbeat_s`; looks write every one), whatever this process waits on: a look due later (a step started by a resume, a takeover with a
-        longer look_every), a look's slow queries. An unchanged record is what `canary.sweep` takes for a
-        gone process. Only `updated_at` changes; guarded like every write. A write that fails is left to
-        the next look (a conflict: someone else wrote, and the watch adopts it)."""
+    def _heartbeat(self, state: rl.RolloutState) -> rl.RolloutState:
+        """While traffic is split, the record changes at least every `look_every` (its `heartbeat_s`),
+        whatever this process waits on: a look due later (a step started by a resume, a takeover with a
+        longer look_every), a look's slow queries, a GitOps sync resetting the weights (a reassert
+        rewrites the same text). An unchanged record is what `canary.sweep` takes for a gone process.
+        Only `updated_at` changes, guarded like every write, and only while the route is as this process
+        left it (weights and record): anything else is the watch's to report and adopt. A failed beat
+        is tried again within seconds. Returns the state as now recorded."""
         now = self.clock.now()
-        if state.phase not in (rl.PROGRESSING, rl.PROMOTING) or now - self._wrote_at < 2 * self.policy.analysis.look_every:
-            return
-        beat = replace(state, updated_at=now)
+        look_every = self.policy.analysis.look_every
+        if state.phase not in (rl.PROGRESSING, rl.PROMOTING) or now < max(self._wrote_at + look_every,
+                                                                          self._beat_retry_at):
+            return state
+        retry = min(5.0, look_every / 2)
         try:
+            status = self.router.inspect(self.target)
+            if (status.state or "") != self._written or status.weights != state.weights:
+                self._beat_retry_at = now + retry  # changed outside: the watch reports it first
+                return state
+            beat = replace(state, updated_at=now)
             execute(self.router, self.target, beat, [rl.SetWeights(beat.weights)], log=self.log,
                     expect=self._written or None, written=self._remember)
             self._current = beat
+            return beat
         except CanaryError as exc:
-            self._wrote_at = now  # tried: again after 2 x look_every, not at every wait
-            self.log.info("heartbeat.skipped", error=str(exc))
+            self._beat_retry_at = now + retry
+            self.log.info("heartbeat.skipped", error=str(exc), retry_in_s=retry)
+            return state
 
     def _emit(self, state: rl.RolloutState, event: str, fields: dict[str, Any], *, warning: bool = False) -> None:
         execute(self.router, self.target, state, [rl.Emit(event, fields, warning)], log=self.log)
@@ -514,7 +523,17 @@ class Runner:
             return theirs
         self._written = status.state or ""
         self.log.info("rollout.changed_outside", phase=theirs.phase, reason=theirs.reason, weights=str(theirs.weights))
-        return theirs
+        return self._restamp_resume(state, theirs)
+
+    def _restamp_resume(self, state: rl.RolloutState, theirs: rl.RolloutState) -> rl.RolloutState:
+        """`theirs`, adopted; when it was resumed by `canary resume` since `state` (a new window of the
+        step, whether or not this process saw the pause), the window starts on this rollout's clock
+        (Prometheus's): the on-call's clock stamped it, and a laptop's skew moved the looks and the
+        deadline, or reached back before the pause."""
+        if theirs.phase != rl.PROGRESSING or theirs.step_window <= state.step_window or theirs.step != state.step:
+            return theirs
+        now = self.clock.now()
+        return self._apply(replace(theirs, step_started_at=now, updated_at=now), [rl.SetWeights(theirs.weights)])
 
 
 def _pid_namespace() -> str:

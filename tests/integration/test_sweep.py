@@ -53,8 +53,8 @@ def cluster() -> Iterator[tuple[Any, Any, IstioRouter]]:
 def _controller(client: Any, clock: Any, **kw: Any) -> Controller:
     """A controller with no CanaryRollout to drive: only its sweep acts."""
     return Controller(custom=kc.CustomObjectsApi(client), core=kc.CoreV1Api(client),
-                      router=IstioRouter(client, wait=tenacity.wait_none()), metrics=None, namespace="ml", clock=clock,
-                      **kw)
+                      router=IstioRouter(client, wait=tenacity.wait_none()), metrics=kw.pop("metrics", None),
+                      namespace="ml", clock=clock, **kw)
 
 
 def _left_safe(api: Any) -> list[str]:

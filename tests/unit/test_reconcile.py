@@ -158,3 +158,21 @@ def test_layout_problem(bounds: tuple[float, ...], cum: tuple[float, ...], tol: 
 
     got = layout_problem(np.array(bounds), np.array(cum), q=0.95, tol=tol)
     assert (problem in got) if problem else got == ""
+
+
+def test_a_verdicts_reason_names_checks_with_the_same_cause_together_without_their_queries() -> None:
+    """Five checks Prometheus could not answer made one reason of ~2,000 characters, each with its query:
+    on-call reads it in one log line. One cause, the checks it hit, no queries (they are in the evidence)."""
+    url = "http://prometheus:9090"
+
+    def down(check: str) -> CheckResult:
+        return CheckResult(check=check, kind="latency", outcome=Outcome.ERROR,
+                           reason=f"check '{check}': Prometheus at {url} could not be asked for the stable arm "
+                                  f"(connection failed); query: sum by (le) (increase(x_bucket{{c=\"{check}\"}}[300s]))")
+
+    v = Verdict.combine([down("latency-p95"), down("errors"), down("predictions"),
+                 CheckResult(check="missing", kind="feature_missing", outcome=Outcome.ERROR, reason="no series")])
+    assert v.reason() == (f"latency-p95, errors, predictions: Prometheus at {url} could not be asked for the stable "
+                          "arm (connection failed); missing: no series")
+    one = Verdict.combine([down("latency-p95")])
+    assert "query: sum by" in one.reason(), "a single check keeps its whole reason"
