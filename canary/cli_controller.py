@@ -232,8 +232,8 @@ def follow(*, model: str, canary_version: str, policy_file: Path, namespace: str
                     w = st.get("weights") or {}
                     extra = f" (CanaryRollout {where}, route {route or '-'})" if wide else ""
                     by = f" by the rollout this request waited on ({st['phase']} itself)" if outcome != st["phase"] else ""
-                    typer.echo(f"{outcome}{by}: {model} {canary_version} weights {w.get('stable')}/{w.get('canary')}"
-                               f"{extra} - {st.get('reason', '')}")
+                    weights = f" weights {w.get('stable')}/{w.get('canary')}" if w else ""  # none: it ran nothing
+                    typer.echo(f"{outcome}{by}: {model} {canary_version}{weights}{extra} - {st.get('reason', '')}")
 
                 opts.emit({**st, "outcome": outcome, "exit_code": code, "rollout": where}, output, text)
                 return code

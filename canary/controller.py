@@ -461,6 +461,17 @@ class Controller:
                 if not (obj.get("spec") or {}).get("stableVersion"):  # the orphan's end moved the stable subset
                     target = replace(target, stable_version=status.stable_subset_version)
                     spec = replace(spec, target=target)
+            if (state is not None and state.phase == rl.PROMOTED and state.canary_version == spec.target.canary_version
+                    and status.stable_subset_version == state.canary_version and status.weights == STABLE_ONLY):
+                # this version is promoted already (by the rollout of another owner, a sweep that finished an
+                # orphan's promotion, a `canary promote`): nothing to run; it failed every tick ("already the
+                # stable version") and its request never ended
+                self._end_unrun(obj, spec, f"not run: {state.canary_version} is promoted on "
+                                f"{spec.target.namespace}/{spec.target.virtual_service} already ({describe_owner(state.owner)}"
+                                f"; {state.reason}); to run that version again, deploy it as a new version",
+                                log, event="rollout.duplicate_ended", owner=state.owner, phase=state.phase,
+                                waited_phase=rl.PROMOTED)
+                return None
             try:
                 check_claim(target, status, state, where=spec.key)
             except RolloutBusy:
@@ -1326,11 +1337,11 @@ def _waited(obj: dict[str, Any], rec: rl.RolloutState | None, spec: crd.RolloutS
 
 
 def _same_rollout(rec: rl.RolloutState, waited: dict[str, Any]) -> bool:
-    """Whether `rec` is the rollout `waited` (`_waited_on`) names: its owner, version and start; a
-    rollout waited on while its record had no owner (written before owners were) is the same one
-    after its next write records its owner."""
+    """Whether `rec` is the rollout `waited` (`_waited_on`) names: its version and start. Not its owner,
+    which changes on the same rollout: recorded at the next write of a record written before owners
+    were, or a promote that took it over (a CI job's promote killed and re-run)."""
     mine = _waited_on(rec)
-    return mine == waited or (not waited.get("owner") and {**mine, "owner": ""} == waited)
+    return all(mine[k] == waited.get(k) for k in ("canaryVersion", "startedAt"))
 
 
 def _waited_on(rec: rl.RolloutState) -> dict[str, Any]:

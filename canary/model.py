@@ -227,7 +227,7 @@ class Verdict:
             return "; ".join(f"{r.check}: {r.reason}" for r in worst) or self.outcome.label
         said: dict[str, list[str]] = {}
         for r in worst:
-            text = r.reason.split("; query: ")[0].removeprefix(f"check '{r.check}': ")
+            text = r.reason.split("; query: ")[0].replace(f"check '{r.check}': ", "")
             said.setdefault(text, []).append(r.check)
         return "; ".join(f"{', '.join(checks)}: {text}" for text, checks in said.items())
 

@@ -532,6 +532,7 @@ class Runner:
         deadline, or reached back before the pause."""
         if theirs.phase != rl.PROGRESSING or theirs.step_window <= state.step_window or theirs.step != state.step:
             return theirs
+        self.history.observe(theirs)  # the resume itself, as adopted (`canary report`), before the re-stamp
         now = self.clock.now()
         return self._apply(replace(theirs, step_started_at=now, updated_at=now), [rl.SetWeights(theirs.weights)])
 
