@@ -67,9 +67,14 @@ def fingerprint(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def in_progress(rec: rl.RolloutState) -> bool:
+    """Whether `rec` may be the sweep's to end: running, not ended, held by a person or still at 100/0."""
+    return not rec.terminal and rec.phase not in (rl.PAUSED, rl.PENDING)
+
+
 def watched(rec: rl.RolloutState) -> bool:
     """Whether `rec` is a promote's rollout the sweep times (in progress, not held by a person)."""
-    return is_promote_owner(rec.owner) and not rec.terminal and rec.phase not in (rl.PAUSED, rl.PENDING)
+    return is_promote_owner(rec.owner) and in_progress(rec)
 
 
 def orphan_reason(owner: str) -> str:
@@ -86,7 +91,7 @@ def why_abandoned(rec: rl.RolloutState, quiet_s: float | None, owner_gone: Calla
     for the first time now). `owner_gone(owner)` answers for a CanaryRollout owner: True only when the
     API server says it no longer exists; it raises OwnerUnknown when that cannot be read. Pure but for
     `owner_gone`."""
-    if rec.terminal or rec.phase in (rl.PAUSED, rl.PENDING):
+    if not in_progress(rec):
         return None
     if is_promote_owner(rec.owner):
         limit = abandoned_after(rec)
@@ -181,7 +186,7 @@ def scan(virtual_services: Iterable[dict[str, Any]], quiet: Callable[[dict[str, 
             rec = rl.RolloutState.from_json(text)
         except (ValueError, TypeError, KeyError):
             continue
-        if rec.terminal or rec.phase in (rl.PAUSED, rl.PENDING):
+        if not in_progress(rec):
             continue
         quiet_s = quiet(vs, f"{ns}/{name}", text) if watched(rec) else None
         try:
