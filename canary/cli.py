@@ -356,6 +356,10 @@ def rollback(model: str, reason: str = typer.Option("manual rollback", "--reason
 def sweep(namespace: Optional[str] = NamespaceOpt,
           all_namespaces: bool = typer.Option(False, "--all-namespaces", "-A", help="every namespace"),
           dry_run: bool = typer.Option(False, "--dry-run", help="report only; write nothing (no marks either)"),
+          webhook: list[str] = typer.Option([], "--webhook", help="generic JSON webhook URL told of each end "
+                                            "(repeatable; also CANARY_WEBHOOK_URLS)"),
+          slack_webhook: list[str] = typer.Option([], "--slack-webhook", help="Slack incoming-webhook URL "
+                                                  "(repeatable; also CANARY_SLACK_WEBHOOK_URLS)"),
           kubeconfig: Optional[str] = KubeconfigOpt, context: Optional[str] = ContextOpt,
           output: str = OutputOpt) -> None:
     """End abandoned rollouts: a `canary promote` whose record stayed unchanged for 3 of its looks + 120 s
@@ -365,14 +369,22 @@ def sweep(namespace: Optional[str] = NamespaceOpt,
     it repeatedly: a CronJob where no controller runs (the controller sweeps by itself). Every write is
     guarded on the record read; paused, pending and ended rollouts are left alone.
 
+    Each end is posted, as the controller's are, to the webhooks and Slack URLs given (event "aborted" or
+    "promotion"; docs/integrations.md), before the command exits (up to 5 s more).
+
     Exit codes: 0 nothing to end, or all ended; 3 a write failed, or an owner could not be looked up.
 
     Example: canary sweep -A --dry-run
     """
     from canary import sweep as sw
+    from canary.notify import Notifier
 
     if all_namespaces and namespace:
         fail("give -n/--namespace or -A/--all-namespaces, not both", EXIT_BAD_INPUT)
+    try:
+        notifier = Notifier.from_env(webhooks=webhook, slack=slack_webhook)
+    except CanaryError as exc:
+        fail(str(exc), EXIT_BAD_INPUT)
 
     def go() -> int:
         import kubernetes.client as kc
@@ -408,7 +420,8 @@ def sweep(namespace: Optional[str] = NamespaceOpt,
                 result = "dry-run: not written"
             else:
                 try:
-                    ended = sw.end(router, one, log=logs.get(), now=server_now if server_now is not None else time.time())
+                    ended = sw.end(router, one, log=logs.get(), now=server_now if server_now is not None else time.time(),
+                                   notifier=notifier)
                     result = ("promotion finished (every step had passed)" if ended.phase == rl.PROMOTED
                               else "stable 100%, recorded aborted")
                 except RoutingConflict:
@@ -451,7 +464,11 @@ def sweep(namespace: Optional[str] = NamespaceOpt,
         opts.emit({**out, "dryRun": dry_run}, output, text)
         return code
 
-    raise typer.Exit(run_guarded(go))
+    try:
+        code = run_guarded(go)
+    finally:
+        notifier.close(5.0)  # what is queued is delivered (or given up) before the process ends
+    raise typer.Exit(code)
 
 
 @app.command()

@@ -310,7 +310,7 @@ class Controller:
                              owner=one.record.owner, error=one.unknown, weights=str(one.record.weights))
         for one in found.abandoned:
             try:
-                sweep.end(self.fenced, one, log=self.log, now=now)
+                self._swept(sweep.end(self.fenced, one, log=self.log, now=now, notifier=self.notifier))
             except NotLeader:
                 return
             except CanaryError:  # logged (`sweep.left_alone`, `rollback.failed`): the next sweep reads it again
@@ -318,6 +318,17 @@ class Controller:
             except Exception as exc:
                 self.log.error("sweep.failed", namespace=one.namespace, virtual_service=one.virtual_service,
                                error=f"{type(exc).__name__}: {exc}")
+
+    def _swept(self, ended: rl.RolloutState) -> None:
+        """A rollout the sweep (or an orphan's claimant) ended, counted as the rollouts' own ends are
+        (`canary_rollbacks_total{reason="abandoned"}`, `canary_promotions_total`); webhooks were told by
+        `sweep.end`."""
+        if self.telemetry is None:
+            return
+        if ended.phase == rl.PROMOTED:
+            self.telemetry.record_promotion(model=ended.model)
+        else:
+            self.telemetry.record_rollback(model=ended.model, reason=ended.reason, seconds=None)
 
     def _map(self, fn: Callable[[Any], Any], items: list[Any]) -> list[Any]:
         """`fn` over items, `workers` at a time; each call catches its own errors."""
@@ -446,7 +457,7 @@ class Controller:
                 return None
             if state is not None and not state.terminal and state.owner.startswith("CanaryRollout ") \
                     and self._orphaned(state.owner):
-                ended = self._end_orphan(spec, state, status, log)
+                ended = self._end_orphan(spec, state, status)
                 status = self.router.inspect(target)  # the claim below is guarded on what is recorded now
                 state = parse_state(status)
                 if ended.phase == rl.PROMOTED and ended.canary_version == spec.target.canary_version:
@@ -535,15 +546,21 @@ class Controller:
         except sweep.OwnerUnknown:
             return False
 
-    def _end_orphan(self, spec: crd.RolloutSpec, rec: rl.RolloutState, status: Any, log: Any) -> rl.RolloutState:
+    def _end_orphan(self, spec: crd.RolloutSpec, rec: rl.RolloutState, status: Any) -> rl.RolloutState:
         """End a rollout whose CanaryRollout is gone (`_orphaned`), so that this one may claim the route,
         as the sweep ends it (`sweep.end`): stable 100%, or its promotion finished when every step had
         passed; guarded on the record read (another claimant or a sweep that ended it first is left
         alone: RoutingConflict, the next tick reads the route again). Returns the ended record."""
-        log.warning("rollout.orphaned", owner=rec.owner, recorded_phase=rec.phase, weights=str(rec.weights))
+        # the lines are about the orphan's rollout, not this claimant's: `rollout` names the gone CanaryRollout
+        log = self.log.bind(rollout=rec.owner.removeprefix("CanaryRollout ").partition("#")[0], claimant=spec.key)
+        log.warning("rollout.orphaned", owner=rec.owner, recorded_phase=rec.phase, weights=str(rec.weights),
+                    namespace=spec.target.namespace, virtual_service=spec.target.virtual_service,
+                    model=rec.model, canary_version=rec.canary_version)
         found = sweep.Found(spec.target.namespace, spec.target.virtual_service, rec, status.state or "",
                             reason=sweep.orphan_reason(rec.owner), destination_rule=spec.target.dr_name)
-        return sweep.end(self.fenced, found, log=log, now=self.clock.now())
+        ended = sweep.end(self.fenced, found, log=log, now=self.clock.now(), notifier=self.notifier)
+        self._swept(ended)
+        return ended
 
     def _duplicate_ended(self, obj: dict[str, Any], spec: crd.RolloutSpec, rec: rl.RolloutState | None,
                          log: Any) -> None:

@@ -10,12 +10,14 @@ raise into a rollback. Delivery is best effort: a process that dies loses its
 queue (the rollout's state and Kubernetes Events remain the record).
 
 Events: "rollback", "promotion", "prediction_shift" (a prediction-shift
-breach), "aborted".
+breach), "aborted". A rollout the sweep ends because its owner is gone
+(`canary.sweep`) is "aborted" (stable 100%) or "promotion" (finished), with
+`rollout` its VirtualService and the reason "abandoned: ..." / "orphaned: ...".
 
 Generic webhook: ``POST`` with ``Content-Type: application/json``::
 
     {"event": "rollback",                   # one of the events above
-     "model": "rec-model", "namespace": "ml", "rollout": "rec-model",   # rollout = VirtualService
+     "model": "rec-model", "namespace": "ml", "rollout": "rec-model",   # the CanaryRollout (sweep: VirtualService)
      "stable_version": "v2.0.0", "canary_version": "v2.1.0",
      "weights": {"stable": 100, "canary": 0},      # after the action; null if unknown
      "reason": "latency-p95: p95 94.1 ms vs 61.2 ms (+54%, limit +20%) ...",

@@ -24,7 +24,8 @@ still has 100%), ended ones, and records with no owner (nothing tells whether th
 Log events: ``rollout.abandoned`` (warning, once the write landed: the owner, how long the record was
 seen unchanged, what was done), with the rollout's own ``rollout.aborted`` / ``rollout.promoted``;
 ``sweep.left_alone`` (the owner wrote meanwhile); ``sweep.owner_unknown`` (a CanaryRollout that could
-not be looked up); ``sweep.failed``.
+not be looked up); ``sweep.failed``. Webhooks and Slack (`canary.notify`, where configured) get the end
+as "aborted" (stable 100%) or "promotion" (finished), with the reason, once it is written.
 """
 
 from __future__ import annotations
@@ -212,12 +213,14 @@ def seen_mark(vs: dict[str, Any]) -> tuple[str, float] | None:
         return None
 
 
-def end(router: Any, found: Found, *, log: Any, now: float) -> rl.RolloutState:
+def end(router: Any, found: Found, *, log: Any, now: float, notifier: Any = None) -> rl.RolloutState:
     """End `found`'s rollout, guarded on the record it was found with: a split one goes to stable 100%
     (`aborted`, its reason), one half-way through its promotion is finished (`promoted`). Logs
-    ``rollout.abandoned`` once the write landed. Raises RoutingConflict when the route changed since
-    (its owner wrote: nothing done, ``sweep.left_alone``), and CanaryError when a write failed
-    (``rollback.failed``: act by hand). Transient errors are retried twice."""
+    ``rollout.abandoned`` once the write landed, and tells `notifier` (a `canary.notify.Notifier`, or
+    None) then: event "aborted" or "promotion", `rollout` the VirtualService (its owner is gone). Raises
+    RoutingConflict when the route changed since (its owner wrote: nothing done, ``sweep.left_alone``),
+    and CanaryError when a write failed (``rollback.failed``: act by hand). Transient errors are
+    retried twice."""
     r = found.record
     log = log.bind(namespace=found.namespace, virtual_service=found.virtual_service, model=r.model,
                    stable_version=r.stable_version, canary_version=r.canary_version)
@@ -249,4 +252,9 @@ def end(router: Any, found: Found, *, log: Any, now: float) -> rl.RolloutState:
     log.warning("rollout.abandoned", owner=r.owner, phase=r.phase, weights=str(r.weights), done=did,
                 seen_unchanged_s=None if found.quiet_s is None else round(found.quiet_s, 1),
                 heartbeat_s=r.heartbeat_s, reason=found.reason)
+    if notifier is not None:  # never raises, never blocks (a queue and a thread)
+        from canary.notify import payload_for
+
+        notifier.notify("promotion" if out.phase == rl.PROMOTED else "aborted",
+                        payload_for(out, namespace=found.namespace, rollout=found.virtual_service))
     return out

@@ -37,7 +37,8 @@ from canary import logs
 from canary import rollout as rl
 from canary.model import CheckResult
 
-ROLLBACK_REASONS = ("check", "gate", "deadline", "operator", "interrupted", "infrastructure", "foreign_edit", "other")
+ROLLBACK_REASONS = ("check", "gate", "deadline", "operator", "interrupted", "infrastructure", "foreign_edit", "abandoned",
+                    "other")
 KUBE_ERROR_KINDS = ("conflict", "unavailable", "other")
 # breach first seen -> stable 100% written: sub-second is the goal, ten minutes is an incident
 ROLLBACK_BUCKETS = (0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0)
@@ -45,14 +46,16 @@ TICK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 3
 
 # (pattern on the start of the reason, class); the first match wins. The reasons are the ones
 # rollout.py and the controller write: "gate: ...", "no verdict after ...", "operator: ...",
-# "interrupted", and a verdict's "<check>: <why>; <check>: <why>".
+# "interrupted", "abandoned: ..." / "orphaned: ..." (canary.sweep), and a verdict's
+# "<check>: <why>; <check>: <why>".
 _REASON_RULES: tuple[tuple[re.Pattern[str], str], ...] = tuple((re.compile(p, re.I), c) for p, c in (
-    (r"^\s*operator\b", "operator"),
+    (r"^\s*(operator|superseded)\b", "operator"),  # superseded: the CanaryRollout's spec edited mid-rollout
     (r"^\s*gate\b", "gate"),
     (r"^\s*(no verdict|deadline)\b", "deadline"),
     (r"^\s*interrupt", "interrupted"),
     (r"^\s*(foreign|weights\.foreign)", "foreign_edit"),
     (r"^\s*(infrastructure|kube|kubernetes|prometheus|metrics unavailable|unreachable)\b", "infrastructure"),
+    (r"^\s*(abandoned|orphaned)\b", "abandoned"),  # ended by the sweep: its owner is gone (canary.sweep)
     (r"^\s*[\w.\-/]+: ", "check"),
 ))
 

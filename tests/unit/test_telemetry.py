@@ -146,6 +146,10 @@ def test_controller_health_metrics():
     ("interrupted", "interrupted"),
     ("infrastructure: kubernetes unreachable", "infrastructure"),
     ("foreign edit of the weights", "foreign_edit"),
+    ("abandoned: canary promote on ci-1 (pid 42) has not written this rollout for 400s (...); stable 100%", "abandoned"),
+    ("orphaned: CanaryRollout ml/r0 no longer exists (deleted with its finalizer removed by hand); stable 100%",
+     "abandoned"),
+    ("superseded: canaryVersion v3 -> v4 mid-rollout", "operator"),
     ("", "other"),
     ("something else entirely", "other"),
 ])
