@@ -134,8 +134,11 @@ def look_due(policy: Policy, state: rl.RolloutState, now: float) -> bool:
 
 
 def look_window(policy: Policy, state: rl.RolloutState, now: float) -> int:
-    """Seconds of data a look judges: since the step started, at least one look period."""
-    return max(math.ceil(now - state.step_started_at), math.ceil(policy.analysis.look_every))
+    """Seconds of data a look judges: since the step (or its window, after a resume) started, at least
+    1. Never more: reaching back before the start would count again requests the window before it
+    judged (the pooled evidence adds windows up as independent), at another weight. Looks are due
+    `look_every` after the start (`next_look_at`), so only a clock that moved makes it shorter."""
+    return max(1, math.ceil(now - state.step_started_at))
 
 
 def subset_drift(state: rl.RolloutState, status: RouteStatus) -> str:

@@ -197,6 +197,13 @@ class Looked:
     canary_requests: float
     window_s: float | None = None
 
+    def __post_init__(self) -> None:
+        # an impossible count (+Inf from a counter that overflowed, NaN) is no count: such a look
+        # cannot pass, and nothing non-finite reaches the record
+        if not (isinstance(self.canary_requests, (int, float)) and math.isfinite(self.canary_requests)
+                and self.canary_requests >= 0):
+            object.__setattr__(self, "canary_requests", 0.0)
+
 
 @dataclass(frozen=True)
 class GateFailed:

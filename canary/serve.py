@@ -49,7 +49,8 @@ from canary.errors import CanaryError, ConfigError, GateError, MetricsUnavailabl
 from canary.model import Outcome, Target, Verdict
 from canary.policy import Policy, load_policy
 from canary.serve_requests import Ask, BadRequest, argo_ask, flagger_ask, query_fields, read_json
-from canary.serve_session import FAIL, PASS, Session, new_session, open_window, record_gates, record_look
+from canary.serve_session import (FAIL, PASS, Session, new_session, open_window, record_gates, record_look,
+                                  serve_window)
 from canary.serve_store import SessionStore, StoreError
 
 FLAGGER_HOOKS = ("pre-rollout", "rollout", "confirm-traffic-increase", "confirm-promotion")
@@ -148,7 +149,7 @@ class Service:
             if not s.ended:
                 now = self.clock()
                 s = open_window(s, now=now, step=ask.step)
-                window_s = max(math.ceil(now - s.window_started_at), math.ceil(policy.analysis.look_every))
+                window_s = serve_window(s, now, policy.analysis.look_every)
                 measurements, n = self._measure(policy, _target(s), window_s=window_s, at=now)
                 ratio = s.pass_ratio(n)  # the look's requests over its window's anchor: sets the pass level
                 verdict = judge(policy, measurements, prior=s.prior(), window=s.window, pass_ratio=ratio)
@@ -167,6 +168,8 @@ class Service:
         named = self._policy(ask)
         with self.store.lock(ask.key, ask.revision):
             s = self._session(ask, named, create=False)
+            if hook == "confirm-traffic-increase" and (s is None or s.looks == 0):
+                return self._first_step(ask, named, s)
         if s is None:
             status, doc = 412, {"error": f"no look recorded for {ask.key} revision {ask.revision} yet: the rollout "
                                          "webhook must come before this one", "field": "checksum"}
@@ -177,6 +180,44 @@ class Service:
         doc = _document(s, None, policy=named.policy, window_s=0, canary_requests=None)
         doc.pop("evidence")
         self._decided(ask, hook, status, s, None, None)
+        return status, doc
+
+    def _first_step(self, ask: Ask, named: NamedPolicy, s: Session | None) -> Reply:
+        """Flagger's confirm-traffic-increase before any look: at weight 0 Flagger runs the pre-rollout
+        hooks and then this one, in the same tick, and calls the rollout hook only once the canary has
+        traffic (`advanceCanary`, pkg/controller/scheduler.go). Nothing can be judged yet, so the first
+        step is granted, as `canary promote` moves to its first step: once per revision, and only after
+        the policy's Triton gates passed. A second one with still no look means the rollout hook is
+        missing: 412, so the canary stays on its first step instead of climbing unjudged. (Called
+        under the revision's lock.)"""
+        gates = named.policy.gates.triton
+        if s is not None and s.ended:
+            status, why = 409, s.reason
+        elif s is not None and s.first_step:
+            status, why = 412, (f"no look recorded for {ask.key} revision {ask.revision} since its first step: the "
+                                "rollout webhook must run before the next traffic increase")
+        elif gates is not None and gates.enabled and (s is None or s.gates != "passed"):
+            status, why = 412, (f"policy {named.name!r} enables gates.triton: the pre-rollout webhook must pass "
+                                "before the canary gets traffic" + (f" ({s.gates})" if s is not None and s.gates else ""))
+        else:
+            if s is None:
+                s = self._session(ask, named, create=True)
+                assert s is not None
+            status, why = 200, ("first step granted: the canary has no traffic yet, nothing to judge; the rollout "
+                                "webhook judges it from now")
+            s = replace(_with_reason(s, why), first_step=True, updated_at=self.clock())
+            self.store.save(s)
+        if s is None:
+            doc: dict[str, Any] = {"error": why, "field": "checksum"}
+            self.log.info("serve.decision", integration=ask.integration, hook="confirm-traffic-increase",
+                          key=ask.key, revision=ask.revision, status=status, verdict="inconclusive", reason=why)
+            return status, doc
+        doc = _document(s, None, policy=named.policy, window_s=0, canary_requests=None)
+        doc.pop("evidence")
+        doc["result"]["reason"] = why
+        if status != 200:
+            doc["error"] = why
+        self._decided(ask, "confirm-traffic-increase", status, s, None, None)
         return status, doc
 
     def _gates(self, ask: Ask) -> Reply:

@@ -65,13 +65,16 @@ class Session:
     advanced_at: float | None = None  # set by a pass: the next look opens a window from here
     gates: str = ""  # pre-rollout: "" not run, "passed", or why they refused
     updated_at: float = 0.0
+    # Flagger's first confirm-traffic-increase, at weight 0 before any look, was granted (once per revision)
+    first_step: bool = False
 
     def __post_init__(self) -> None:
         if self.verdict not in VERDICTS:
             raise ValueError(f"session verdict must be one of {VERDICTS}, got {self.verdict!r}")
 
     def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), sort_keys=True, separators=(",", ":"))
+        """The stored form; ValueError (never a file `from_json` refuses) if a number is not finite."""
+        return json.dumps(dataclasses.asdict(self), sort_keys=True, separators=(",", ":"), allow_nan=False)
 
     @classmethod
     def from_json(cls, text: str) -> "Session":
@@ -91,6 +94,8 @@ class Session:
             v = d[name]
             if f.type == "str" and not isinstance(v, str):
                 raise ValueError(f"{name}: must be a string")
+            if f.type == "bool" and not isinstance(v, bool):
+                raise ValueError(f"{name}: must be true or false")
             if f.type == "int" and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
                 raise ValueError(f"{name}: must be an integer >= 0")
             if f.type == "float" or (f.type == "float | None" and v is not None):
@@ -169,6 +174,17 @@ def open_window(s: Session, *, now: float, step: str = "") -> Session:
     return s
 
 
+def serve_window(s: Session, now: float, look_every: float) -> int:
+    """Seconds of data a look at `now` measures: the open window's own (at least 1). Only the revision's
+    first window may reach back `look_every` before it opened (the caller's first look comes as its
+    analysis starts; what came before is this revision's canary on its first step, in no window): a
+    later window opened by a pass or a new step would count again the requests the window before it
+    judged, which the pooled evidence adds up as independent."""
+    since = math.ceil(now - s.window_started_at)
+    first = s.windows_closed == 0 and s.window == 0
+    return max(since, math.ceil(look_every) if first else 1)
+
+
 def _not_evidence(verdict: Verdict, outcome: Outcome, why: str) -> Verdict:
     """`outcome` results (not a hard breach) turned INCONCLUSIVE: a look without new evidence."""
     return Verdict.combine([
@@ -187,7 +203,10 @@ def record_look(s: Session, verdict: Verdict, *, canary_requests: float, now: fl
     """
     if s.ended:
         return s, verdict
-    j, n, before = verdict, canary_requests, s.last_look_requests
+    # an impossible count (+Inf from an overflowed counter, NaN) is no count: it cannot pass, and the
+    # state stays storable (a stored Infinity made every later call of the revision a 500)
+    n = canary_requests if math.isfinite(canary_requests) and canary_requests >= 0 else 0.0
+    j, before = verdict, s.last_look_requests
     stale = (n > 0 and n == before) or 0 <= n < before
     if stale and n == before:
         j = _not_evidence(j, Outcome.FAIL, "no new canary requests since the last look")

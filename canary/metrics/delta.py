@@ -26,7 +26,7 @@ from typing import Any
 
 import structlog
 
-from canary.errors import NoData
+from canary.errors import MetricsUnavailable, NoData
 from canary.metrics.answers import arms_pair
 from canary.metrics import queries as q
 from canary.metrics.families import Family, NotBatchable, Spec, check_spec, families
@@ -339,6 +339,9 @@ def requests_delta(policy: Policy, target: Target, now: Snapshot, base: Snapshot
                 raise _missing_family("request counter", now, "request_counts")
             raise NoData(f"check 'request_counts': no requests for the {arm} arm of {target.model!r}")
         _log_resets(got[1], "request_counts", target, arm, now, base)
+        if not math.isfinite(got[0]):  # counters summed past the float range: not a count
+            raise MetricsUnavailable(f"check 'request_counts': {got[0]} requests for the {arm} arm of "
+                                     f"{target.model!r}, not a count")
         if got[0] <= 0:
             raise NoData(f"check 'request_counts': no requests for the {arm} arm of {target.model!r} in the window")
         out.append(got[0])

@@ -200,6 +200,9 @@ class PrometheusProvider(PrometheusClient):
 
     def _requests(self, query: str, check: str, arm: str, window_s: float, at: float | None) -> float:
         n = self.scalar(query, check=check, arm=arm, at=at)
+        if math.isinf(n):  # a counter that overflowed or jumped (its increase() summed to +Inf): not a count
+            raise MetricsUnavailable(f"check {check!r}: Prometheus answered {n} requests for {arm_name(arm)} in "
+                                     f"{window_s}s, not a count; query: {query}")
         if n <= 0:
             raise NoData(f"check {check!r}: no requests for {arm_name(arm)} in {window_s}s; query: {query}")
         return n

@@ -375,3 +375,24 @@ def test_more_failed_looks_than_a_step_can_hold_are_refused() -> None:
     with pytest.raises(Exception, match=r"failure\.max_failed_looks.*deadline.*= 13s.*at most 13"):
         parse_policy(raw)
     assert parse_policy({**raw, "failure": {"max_failed_looks": 13, "no_data_deadline": "8s"}}).failure.max_failed_looks == 13
+
+
+@pytest.mark.parametrize("n", [float("inf"), float("nan"), -5.0])
+def test_a_look_with_an_impossible_request_count_cannot_pass_and_records_no_infinity(n: float) -> None:
+    """+Inf requests (counters summed past the float range), NaN or a negative count are no count: the
+    look cannot pass, and the record stays plain JSON that reads back."""
+    s, _ = look(started(), 10, Outcome.PASS, n=n)
+    assert s.step == 0 and s.last_look_requests == 0.0 and s.pass_anchor_requests == -1.0
+    text = s.to_json()
+    assert "Infinity" not in text and "NaN" not in text
+    assert rl.RolloutState.from_json(text).last_look_requests == 0.0
+
+
+def test_a_look_never_measures_before_its_window_started() -> None:
+    """Looks are due look_every after the step (or a resume) started; one that comes sooner (a clock
+    that moved) measures what its window holds, not look_every back into the window before it."""
+    from canary.reconcile import look_window
+
+    s = started(now=100.0)
+    assert look_window(POLICY, s, 100.5) == 1 and look_window(POLICY, s, 103.2) == 4
+    assert look_window(POLICY, s, 90.0) == 1  # a clock behind the record's start
