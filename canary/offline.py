@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from canary.analysis.sequential import Z_CLIP, plausible
+from canary.analysis.sequential import Z_CLIP, plausible, sub_levels
 from canary.errors import ConfigError, NoData, PolicyError
 from canary.model import ArmData, Counts, FeatureCounts, Histogram, Scalar
 from canary.policy import Policy, load_policy, parse_policy
@@ -122,12 +122,16 @@ def _prior(raw: Any, file: str, policy: Policy) -> dict[str, tuple[float, float]
     if not isinstance(raw, dict):
         raise _bad(file, "prior", 'must be an object {"<check>/<test>": [S, I]}')
     names = {c.name for c in policy.checks}
+    tests = set(sub_levels(policy))  # "check/test" of every statistical sub-test, as the state records them
     out = {}
     for key, v in raw.items():
         field = f"prior.{key}"
         if not isinstance(key, str) or key.rpartition("/")[0] not in names:
             raise _bad(file, field, f"must be '<check>/<test>' with a check of the policy "
                                     f"(known: {', '.join(sorted(names))})")
+        if key not in tests:  # a typo in the test name was ignored, and the evidence with it
+            raise _bad(file, field, f"'{key.rpartition('/')[2]}' is not a statistical test of check "
+                                    f"'{key.rpartition('/')[0]}' (this policy's: {', '.join(sorted(tests)) or 'none'})")
         if (not isinstance(v, list) or len(v) != 2
                 or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)
                 or not all(math.isfinite(x) for x in v) or v[1] < 0):
@@ -205,6 +209,8 @@ def _arm(raw: Any, file: str, field: str) -> ArmData | Exception:
         if "events" in keys:
             return Counts(_num(raw["events"], file, f"{field}.events"), _num(raw["total"], file, f"{field}.total"))
         n = _num(raw["n"], file, f"{field}.n") if "n" in raw else math.nan
+        if n < 0:
+            raise _bad(file, f"{field}.n", f"must be a request count >= 0, got {_shown(raw['n'])}")
         return Scalar(_num(raw["value"], file, f"{field}.value"), n)
     except ValueError as exc:  # the value types check their own invariants
         raise _bad(file, field, str(exc)) from None

@@ -7,7 +7,9 @@ does not stop a canary over its ceiling from failing), while `max_ratio` and
 `max_increase` need a usable stable value. A limit that could not be judged
 never lets the check pass: with the stable arm unmeasured the check is ERROR,
 with a stable value that is not a number (or, for a ratio, either value not positive:
--1 vs 100 is a ratio of -100, "better" than any limit) INCONCLUSIVE.
+-1 vs 100 is a ratio of -100, "better" than any limit) INCONCLUSIVE. Below
+`min_canary_requests` (the canary's `n`, when the check has a request count) nothing
+passes, and only a breach of `max_value` (or any breach of a `hard` check) fails.
 Custom checks are deterministic and outside the alpha guarantee.
 """
 
@@ -34,35 +36,38 @@ def judge_custom(check: CustomCheck, s: Scalar | None, c: Scalar, *, min_canary:
     if not math.isfinite(cv):
         return CheckResult(outcome=Outcome.ERROR, reason="canary value is not a number", **base)  # type: ignore[arg-type]
     worse = -1.0 if hib else 1.0  # sign that makes "worse" positive
-    shown: list[tuple[str, float, float, bool]] = []  # (text, limit, value, breached)
+    shown: list[tuple[str, float, float, bool, bool]] = []  # (text, limit, value, breached, absolute)
     unjudged: list[str] = []
     if check.max_value is not None:
         shown.append((f"{_g(cv)} ({'min' if hib else 'max'} {check.max_value:g})", check.max_value, cv,
-                      worse * (cv - check.max_value) > 0))
+                      worse * (cv - check.max_value) > 0, True))
     if check.max_ratio is not None:
         if math.isfinite(sv) and sv > 0 and cv >= 0:  # a ratio of values of other signs means nothing
             ratio, lim = cv / sv, (1 / check.max_ratio if hib else check.max_ratio)
             shown.append((f"ratio {_g(ratio)} ({'at least' if hib else 'at most'} {_g(lim)})", lim, ratio,
-                          worse * (ratio - lim) > 0))
+                          worse * (ratio - lim) > 0, False))
         else:
             unjudged.append("max_ratio")
     if check.max_increase is not None:
         if math.isfinite(sv):
             inc = worse * (cv - sv)
             shown.append((f"worse by {_g(inc)} (limit {check.max_increase:g})", check.max_increase, inc,
-                          inc > check.max_increase))
+                          inc > check.max_increase, False))
         else:
             unjudged.append("max_increase")
     head = f"{_g(cv)} vs {_g(sv)}" if s is not None else f"{_g(cv)} (stable not measured)"
-    if math.isfinite(c.n) and c.n < min_canary:
-        return CheckResult(outcome=Outcome.INCONCLUSIVE, reason=f"{head}; canary n={c.n:,.0f} below min {min_canary:,}",
-                           **base)  # type: ignore[arg-type]
-    breaches = [x for x in shown if x[3]]
+    # below min_canary_requests only an absolute limit's breach (or any of a hard check) fails, as for the
+    # statistical checks: a canary at 500 against a max_value of 100 is over it whatever its request count
+    small = math.isfinite(c.n) and c.n < min_canary
+    breaches = [x for x in shown if x[3] and (not small or x[4] or check.hard)]
     if breaches:
-        text, thr, eff, _ = breaches[0]
+        text, thr, eff, _, _ = breaches[0]
         extra = f"; stable: {stable_error}" if s is None and stable_error else ""
         return CheckResult(outcome=Outcome.FAIL, reason=f"{head}: {text}{extra}", threshold=float(thr),
                            effect_size=float(eff), **base)  # type: ignore[arg-type]
+    if small:
+        return CheckResult(outcome=Outcome.INCONCLUSIVE, reason=f"{head}; canary n={c.n:,.0f} below min {min_canary:,}",
+                           **base)  # type: ignore[arg-type]
     thr, eff = (float(shown[0][1]), float(shown[0][2])) if shown else (math.nan, math.nan)
     judged = "; ".join(x[0] for x in shown)
     if unjudged:

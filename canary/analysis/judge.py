@@ -153,6 +153,8 @@ def _pool(check: Check, subs: list[tuple[str, stats.TestResult, bool]], ctx: _Ct
         if level is None:  # no split given: alpha evenly over the check's tests
             level = ctx.alpha / max(1, len(test_weights(check)))
         i_w = (info_canary if absolute else info) if t.decidable else 0.0
+        if not math.isfinite(i_w):  # infinite counts (an overflowed counter) are no information
+            i_w = 0.0
         z_w = window_z(t.p_value) if i_w > 0 else 0.0
         s_w = z_w * math.sqrt(i_w)
         s0, i0 = prior.get(f"{check.name}/{name}", (0.0, 0.0))
@@ -400,12 +402,18 @@ def _latency(check: LatencyCheck, s: ArmData | None, c: ArmData, ctx: _Ctx) -> C
     else:
         assert isinstance(s, Histogram)
         bounds, sc, cc = _shared(s, c)
+        if len(bounds) < 2 and check.max_ms is not None:
+            return _ceiling_without_shared(check, s, c, ctx)
     if len(bounds) < 2:
         return _error(check, "the arms share no finite bucket bound")
     q, label = check.quantile, f"p{check.quantile * 100:g}"
     # Each arm's numbers (quantile estimate, bucket, bounds) are computed once and shared by the
     # tests, the evidence and the reason.
     s_arm, c_arm, on_lists = _arms(bounds, sc, cc, q)
+    # a ceiling is on the canary alone: judged on every bound the canary exports, whatever the stable's
+    own, own_lists = c_arm, on_lists
+    if check.max_ms is not None and tuple(bounds) != tuple(c.bounds):
+        _, own, own_lists = _arms(c.bounds, None, c.counts, q)
     alpha, beta = ctx.alpha, ctx.beta
     a = alpha / max(1, tests_in(check))
     subs: list[tuple[str, stats.TestResult, bool]] = []
@@ -414,8 +422,8 @@ def _latency(check: LatencyCheck, s: ArmData | None, c: ArmData, ctx: _Ctx) -> C
         subs.append(("relative", attach(_latency_relative(s_arm, c_arm, on_lists=on_lists, tol=tol, alpha=a),
                                         evidence.relative_within_arms(s_arm, c_arm, q=q, tol=tol, level=beta)), False))
     if check.max_ms is not None:
-        subs.append(("ceiling", attach(_latency_ceiling(c_arm, on_lists=on_lists, max_value=check.max_ms, alpha=a),
-                                       evidence.ceiling_within_arm(c_arm, q=q, max_value=check.max_ms,
+        subs.append(("ceiling", attach(_latency_ceiling(own, on_lists=own_lists, max_value=check.max_ms, alpha=a),
+                                       evidence.ceiling_within_arm(own, q=q, max_value=check.max_ms,
                                                                    level=beta)), True))
     n = (s_arm.total if s_arm is not None else 0.0, c_arm.total)
     subs, seq = _pool(check, subs, ctx, info=effective_requests(*n), info_canary=n[1])
@@ -431,11 +439,28 @@ def _latency(check: LatencyCheck, s: ArmData | None, c: ArmData, ctx: _Ctx) -> C
                 f"limit +{check.max_increase_pct:g}%)")
         threshold, effect = float(check.max_increase_pct), rel  # type: ignore[arg-type]
     else:
-        head = f"{label} {c_text} ms (limit {check.max_ms:g} ms)"
+        cv = own.estimate()
+        head = f"{label} {_q_text(own)} ms (limit {check.max_ms:g} ms)"
         threshold, effect = float(check.max_ms), cv  # type: ignore[arg-type]
     reason = f"{head}, n={_n(n[1])}/{_n(n[0])}, p={_p(t.p_value)}" + (f"; {more}" if more else "")
     return _result(check, outcome, reason, t, n=n, threshold=threshold, effect=effect, alpha=alpha, subs=subs,
                    seq=seq, stable_value=sv, canary_value=cv)
+
+
+def _ceiling_without_shared(check: LatencyCheck, s: Histogram, c: Histogram, ctx: _Ctx) -> CheckResult:
+    """Both arms measured on layouts that share no finite bound: the ceiling (`max_ms`) is judged on
+    the canary's own bounds, as without a stable arm; a relative limit beside it cannot be compared,
+    so the check never passes (INCONCLUSIVE), but a ceiling breach still FAILs."""
+    r = _latency(check, None, c, ctx)
+    n_s = float(s.counts[-1]) if s.counts else 0.0
+    if r.outcome is not Outcome.ERROR:  # the stable arm was measured: its requests, not "0"
+        r = dataclasses.replace(r, n_stable=n_s, reason=r.reason.replace(f"n={_n(r.n_canary)}/0,",
+                                                                         f"n={_n(r.n_canary)}/{_n(n_s)},", 1))
+    if check.max_increase_pct is None or r.outcome in (Outcome.FAIL, Outcome.ERROR):
+        return r
+    return dataclasses.replace(r, outcome=Outcome.INCONCLUSIVE, reason=(
+        f"+{check.max_increase_pct:g}% not judged: the arms share no finite bucket bound (stable and canary export "
+        f"different layouts); {r.reason}"))
 
 
 def _proportion(check: ErrorRateCheck | FeatureMissingCheck, s: ArmData | None, c: ArmData, ctx: _Ctx

@@ -47,10 +47,13 @@ def world(prometheus: PromServer) -> Iterator[tuple[KubeAPIServer, Controller, A
 
 
 def run_until_done(op: Controller, custom: Any, names: list[str], timeout: float = 90,
-                   version: str | None = None) -> dict[str, dict[str, Any]]:
-    """Run the controller until every rollout of `names` has ended (a rollout of `version`, if given)."""
+                   version: str | None = None, virtual_service: str | None = None) -> dict[str, dict[str, Any]]:
+    """Run the controller until every rollout of `names` has ended (a rollout of `version`, on
+    `virtual_service`, if given: the status of a rollout superseded by an edit is terminal too)."""
     def done(st: dict[str, Any]) -> bool:
-        return st.get("phase") in rl.TERMINAL and (version is None or (st.get("target") or {}).get("canaryVersion") == version)
+        target = st.get("target") or {}
+        return (st.get("phase") in rl.TERMINAL and (version is None or target.get("canaryVersion") == version)
+                and (virtual_service is None or target.get("virtualService") == virtual_service))
 
     stop = threading.Event()
     t = threading.Thread(target=op.run, args=(stop,), kwargs={"tick_s": 0.2}, daemon=True)
@@ -299,7 +302,8 @@ def test_a_virtual_service_edited_mid_rollout_sends_the_old_one_to_stable_then_r
     _progressing(op, custom, api)
     custom.patch_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0",
                                           {"spec": {"virtualService": fleet.model(1)}})
-    objs = run_until_done(op, custom, ["r0"], version="v2")
+    # the superseded rollout's status (aborted, v2 on m0) is terminal too: wait for the one on m1
+    objs = run_until_done(op, custom, ["r0"], version="v2", virtual_service=fleet.model(1))
     old, new = vs(api, 0), vs(api, 1)
     assert old[0] == [100, 0] and old[1]["phase"] == rl.ABORTED and old[1]["reason"] == (
         f"superseded: spec.virtualService changed from {fleet.model(0)} to {fleet.model(1)}, the DestinationRule "

@@ -188,7 +188,12 @@ def test_custom_checks_compare_values(check, stable, canary, expected):
     r = J.judge_check(c, Scalar(stable, 1000), Scalar(canary, 1000), alpha=0.01, min_canary=100)
     assert r.outcome is expected, r.reason
     small = J.judge_check(c, Scalar(stable, 1000), Scalar(canary, 10), alpha=0.01, min_canary=100)
-    assert small.outcome is Outcome.INCONCLUSIVE
+    # below min_canary nothing passes; only a breach of the absolute max_value fails (as max_ms, max_rate_pct)
+    absolute_breach = "max_value" in check and expected is Outcome.FAIL
+    assert small.outcome is (Outcome.FAIL if absolute_breach else Outcome.INCONCLUSIVE), small.reason
+    hard = c.model_copy(update={"hard": True})
+    small_hard = J.judge_check(hard, Scalar(stable, 1000), Scalar(canary, 10), alpha=0.01, min_canary=100)
+    assert small_hard.outcome is (Outcome.FAIL if expected is Outcome.FAIL else Outcome.INCONCLUSIVE)
 
 
 def test_verdict_serialises_to_strict_json():

@@ -1,0 +1,103 @@
+"""Found by a fresh attacker of the judge (sixteenth session); each case stands for a kind (issue 9):
+
+- a limit on the canary alone (`max_ms`) is judged on every bound the canary exports, whatever the
+  stable's layout (it was judged on the bounds both arms share: a canary over the ceiling was
+  INCONCLUSIVE, or ERROR when the layouts shared no finite bound);
+- a custom `max_value` breach fails below `min_canary_requests`, as `max_ms` and `max_rate_pct` do
+  (adding the request count used to turn the FAIL into INCONCLUSIVE);
+- `canary judge` refuses a negative custom `n` and a prior whose test name is not one of the
+  check's, naming the field (a typo dropped the pooled evidence silently).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from canary.analysis import judge as J
+from canary.model import Histogram, Outcome, Scalar
+from canary.policy import parse_policy
+from tests.unit.test_judge_attack import _cli
+
+INF = math.inf
+
+
+def _policy(check: dict, min_canary: int = 500) -> object:
+    return parse_policy({"steps": [10, 100], "analysis": {"interval": "5m", "look_every": "30s",
+                         "min_canary_requests": min_canary}, "checks": [check]})
+
+
+# the canary exports 100/250/300 ms, the stable 100/200 ms (or only 150 ms: no bound in common)
+CANARY_OVER = Histogram((100, 250, 300, INF), (1000, 2000, 10000, 10000))  # p95 in (250, 300]
+CANARY_UNDER = Histogram((100, 250, 300, INF), (5000, 10000, 10000, 10000))  # p95 in (100, 250]
+STABLES = {"other layout": Histogram((100, 200, INF), (50000, 99000, 100000)),
+           "no bound in common": Histogram((150, INF), (900, 1000))}
+
+
+@pytest.mark.parametrize("stable", STABLES.values(), ids=STABLES.keys())
+@pytest.mark.parametrize("hard", [False, True])
+def test_a_latency_ceiling_is_judged_on_the_canarys_own_bounds(stable: Histogram, hard: bool) -> None:
+    p = _policy({"name": "lat", "kind": "latency", "quantile": 0.95, "max_ms": 250, "hard": hard})
+    over = J.judge(p, {"lat": (stable, CANARY_OVER)}).results[0]
+    assert over.outcome is Outcome.FAIL and "limit 250 ms" in over.reason, over.reason
+    assert f"/{stable.counts[-1]:,.0f}," in over.reason  # the stable's requests, not 0
+    under = J.judge(p, {"lat": (stable, CANARY_UNDER)}).results[0]
+    assert under.outcome is Outcome.PASS, under.reason
+    # the same as with no stable arm at all: the stable's layout does not matter to a ceiling
+    alone = J.judge(p, {"lat": (None, CANARY_OVER)}).results[0]
+    assert alone.outcome is over.outcome and alone.p_value == pytest.approx(over.p_value)
+
+
+@pytest.mark.parametrize("stable", STABLES.values(), ids=STABLES.keys())
+def test_a_relative_limit_beside_the_ceiling_is_never_passed_on_layouts_it_cannot_compare(stable: Histogram) -> None:
+    p = _policy({"name": "lat", "kind": "latency", "quantile": 0.95, "max_increase_pct": 20, "max_ms": 250})
+    over = J.judge(p, {"lat": (stable, CANARY_OVER)}).results[0]
+    assert over.outcome is Outcome.FAIL and "limit 250 ms" in over.reason, over.reason
+    under = J.judge(p, {"lat": (stable, CANARY_UNDER)}).results[0]
+    assert under.outcome is Outcome.INCONCLUSIVE, under.reason
+
+
+@pytest.mark.parametrize("n", [0.0, 100.0, math.nan])
+@pytest.mark.parametrize("hard", [False, True])
+@pytest.mark.parametrize("stable", [None, Scalar(50.0, 10000)])
+def test_a_custom_max_value_breach_fails_whatever_the_request_count(n: float, hard: bool, stable: Scalar | None) -> None:
+    p = _policy({"name": "cu", "kind": "custom", "query": "q{version=\"{version}\"}", "max_value": 100, "hard": hard})
+    r = J.judge(p, {"cu": (stable, Scalar(500.0, n))}).results[0]
+    assert r.outcome is Outcome.FAIL and "500 (max 100)" in r.reason, r.reason
+    under = J.judge(p, {"cu": (stable, Scalar(50.0, n))}).results[0]
+    small = math.isfinite(n) and n < 500
+    assert under.outcome is (Outcome.INCONCLUSIVE if small else Outcome.PASS), under.reason
+
+
+def test_a_custom_relative_breach_below_min_canary_fails_only_a_hard_check() -> None:
+    for hard, expected in ((False, Outcome.INCONCLUSIVE), (True, Outcome.FAIL)):
+        p = _policy({"name": "cu", "kind": "custom", "query": "q{version=\"{version}\"}", "max_ratio": 1.2,
+                     "hard": hard})
+        r = J.judge(p, {"cu": (Scalar(1.0, 10000), Scalar(2.0, 100))}).results[0]
+        assert r.outcome is expected, r.reason
+
+
+CUSTOM = ('{"policy":{"steps":[10,100],"checks":[{"name":"cu","kind":"custom","query":"q{version=\\"$version\\"}",'
+          '"max_value":100}]},"checks":{"cu":{"stable":STABLE,"canary":CANARY}}}')
+ERRORS = ('{"policy":{"steps":[10,100],"checks":[{"name":"er","kind":"error_rate","max_increase_points":1}]},'
+          '"prior":PRIOR,"checks":{"er":{"stable":{"events":100,"total":10000},"canary":{"events":20,"total":1000}}}}')
+
+
+@pytest.mark.parametrize(("text", "field"), [
+    (CUSTOM.replace("STABLE", '{"error":"none"}').replace("CANARY", '{"value":50,"n":-1}'), "checks.cu.canary.n"),
+    (CUSTOM.replace("STABLE", '{"value":1,"n":-5}').replace("CANARY", '{"value":1,"n":100}'), "checks.cu.stable.n"),
+    (ERRORS.replace("PRIOR", '{"er/increse":[200,1000]}'), "prior.er/increse"),
+    (ERRORS.replace("PRIOR", '{"er/ceiling":[200,1000]}'), "prior.er/ceiling"),  # no max_rate_pct: no such test
+])
+def test_canary_judge_refuses_a_negative_count_and_an_unknown_prior_test(tmp_path: Path, text: str, field: str) -> None:
+    r = _cli(tmp_path, text)
+    assert r.exit_code == 2 and f"{field}:" in r.output, r.output
+
+
+def test_a_prior_on_the_checks_own_test_is_pooled(tmp_path: Path) -> None:
+    r = _cli(tmp_path, ERRORS.replace("PRIOR", '{"er/increase":[200,1000]}'))
+    assert r.exit_code == 1, r.output  # the pooled evidence is over the limit: FAIL
+    assert json.loads(r.stdout)["outcome"] == "fail"
