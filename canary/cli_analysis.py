@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from canary import cli_options as opts
-from canary.errors import CanaryError, MetricsUnavailable
+from canary.errors import CanaryError
 from canary.model import Verdict, Outcome
 
 EXIT_PASS, EXIT_FAIL, EXIT_BAD_INPUT, EXIT_INFRA, EXIT_UNDECIDED = 0, 1, 2, 3, 4
@@ -85,6 +85,9 @@ def judge_cmd(
     raise typer.Exit(run_guarded(go))
 
 
+MAX_RPS = 1e9  # requests per second to one model, both arms: past any real service (and the plan's arithmetic)
+
+
 def plan_cmd(
     policy: Path = typer.Option(..., "--policy", "-p", help="policy file"),
     rps: float = typer.Option(..., "--rps", help="total requests per second to the model (both arms)"),
@@ -132,7 +135,8 @@ def plan_cmd(
     from canary.analysis.plan import plan
     from canary.policy import load_policy
 
-    checks = [("--rps", rps, lambda x: x > 0, "> 0 (requests per second, both arms)"),
+    checks = [("--rps", rps, lambda x: 0 < x <= MAX_RPS, f"> 0 and at most {MAX_RPS:.0e} (requests per second, "
+               "both arms)"),
               ("--canary-share", canary_share, lambda x: 0 < x < 1, "a fraction strictly between 0 and 1"),
               ("--latency-sigma", latency_sigma, lambda x: 0 < x <= 5, "in (0, 5] (the lognormal shape; 0.5 is typical)"),
               ("--error-rate", error_rate, lambda x: 0 <= x < 100, "a percentage in [0, 100)"),
@@ -169,8 +173,11 @@ def plan_cmd(
             layout, unreadable = _read_layout(pol, metrics, model or "", stable_version or "", ns)
             read = [x.bucket_ratio for x in layout if x.resolves and x.bucket_ratio]
             bucket_ratio = max([bucket_ratio, *read])  # the real layout's coarsest bucket at the quantile
+        # a layout read that cannot show a relative limit: that limit is never passed (the plan assumed fine buckets)
+        unresolved = [x.check for x in layout or () if x.resolves is False]
         p = plan(pol, rps=rps, canary_share=canary_share, latency_sigma=latency_sigma, error_rate=error_rate / 100,
-                 bins=bins, bucket_ratio=bucket_ratio, missing_rate=missing_rate / 100, p95_ms=p95_ms)
+                 bins=bins, bucket_ratio=bucket_ratio, missing_rate=missing_rate / 100, p95_ms=p95_ms,
+                 unresolved=unresolved)
         d = _plan_dict(p)
         if layout is not None:
             d["layout"] = [asdict(x) for x in layout]
@@ -214,16 +221,17 @@ def _read_layout(pol: Any, metrics: Any, model: str, version: str, namespace: st
 
     target = _target(model, namespace, None, None, stable=version, canary=version, kubernetes=False)
     stable: dict[str, Any] = {}
-    unreadable: list[str] = []  # Prometheus could not be asked (exit 3 after the plan)
+    unreadable: list[str] = []  # not read: Prometheus down, not Prometheus, no series (exit 3 after the plan)
     for check in pol.checks:
         if isinstance(check, LatencyCheck) and check.max_increase_pct is not None:
             try:
                 arm = metrics.measure(pol, check, target, window_s=pol.analysis.interval)
                 stable[check.name] = arm if isinstance(arm, BaseException) else arm[0]
-            except CanaryError as exc:
+                if isinstance(stable[check.name], BaseException):  # the stable arm alone had no data
+                    unreadable.append(f"{check.name}: {stable[check.name]}")
+            except CanaryError as exc:  # down, not Prometheus at all, no such series: the layout is unknown
                 stable[check.name] = exc
-                if isinstance(exc, MetricsUnavailable):
-                    unreadable.append(f"{check.name}: {exc}")
+                unreadable.append(f"{check.name}: {exc}")
     return layout_report(pol, stable), unreadable
 
 

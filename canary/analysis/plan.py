@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -186,7 +186,7 @@ def decision_look(policy: Policy, *, canary_rate: float, hard: bool = False) -> 
 
 def plan(policy: Policy, *, rps: float, canary_share: float | None = None, latency_sigma: float = 0.5,
          error_rate: float = 0.005, bins: int = 10, bucket_ratio: float = 1.0, missing_rate: float = 0.005,
-         p95_ms: float | None = None) -> Plan:
+         p95_ms: float | None = None, unresolved: Collection[str] = ()) -> Plan:
     """Per judged step: duration, requests, and the smallest regressions detected by its end.
 
     "Detected by the end of step i" means rolled back at or before the step's interval ends, with
@@ -205,6 +205,8 @@ def plan(policy: Policy, *, rps: float, canary_share: float | None = None, laten
     limit a canary *equal* to stable is shown within, with 95% probability, at the step's deadline
     look; baselines `error_rate` and `missing_rate` (fractions), `bins` prediction cells, and for
     latency ceilings the stable's p95 `p95_ms` (other quantiles from the lognormal shape) when given.
+    `unresolved`: latency checks whose real bucket layout cannot show their relative limit
+    (`layout_report`): never shown within, at any step.
     """
     if rps <= 0:
         raise ValueError("rps must be positive")
@@ -218,7 +220,7 @@ def plan(policy: Policy, *, rps: float, canary_share: float | None = None, laten
                 and c.max_increase_points is not None), None)
     shift = next((c for c in policy.checks if isinstance(c, PredictionShiftCheck)), None)
     passing = pass_tests(policy, sigma=latency_sigma, error_rate=error_rate, missing_rate=missing_rate, bins=bins,
-                         bucket_ratio=bucket_ratio)
+                         bucket_ratio=bucket_ratio, unresolved=unresolved)
     err_pass = next((c for c in policy.checks if isinstance(c, ErrorRateCheck) and c.max_increase_points is not None),
                     None)
     last = a.interval + policy.failure.no_data_deadline  # the deadline look: the most data a pass can use
@@ -269,6 +271,8 @@ def plan(policy: Policy, *, rps: float, canary_share: float | None = None, laten
         info += effective_requests(n_s, n_c)
         pooled_c, pooled_s = pooled_c + n_c, pooled_s + n_s
     buckets = "fine buckets" if bucket_ratio == 1 else f"buckets x{bucket_ratio:.3g} apart at the quantile"
+    if unresolved:
+        buckets += f" (the real layout of {', '.join(unresolved)} cannot show its relative limit: never passed)"
     assumptions = (f"latency lognormal sigma={latency_sigma:g} with {buckets}"
                    + (f", stable p95 {p95_ms:g} ms" if p95_ms is not None else "")
                    + f"; baseline error rate {error_rate * 100:g}%, missing features {missing_rate * 100:g}%; {bins} "
@@ -346,7 +350,7 @@ class PassTest:
 
 
 def pass_tests(policy: Policy, *, sigma: float, error_rate: float, missing_rate: float, bins: int,
-               bucket_ratio: float = 1.0) -> list[PassTest]:
+               bucket_ratio: float = 1.0, unresolved: Collection[str] = ()) -> list[PassTest]:
     """Every statistical sub-test of the policy with its pass-side value (`PassTest`), in policy order:
     latency relative and ceiling (lognormal `sigma`, buckets `bucket_ratio` apart), error-rate and
     feature-missing increase and ceiling (baselines `error_rate`, `missing_rate`), PSI and JS
@@ -355,7 +359,10 @@ def pass_tests(policy: Policy, *, sigma: float, error_rate: float, missing_rate:
     for c in policy.checks:
         if isinstance(c, LatencyCheck):
             q = c.quantile
-            if c.max_increase_pct is not None:
+            if c.max_increase_pct is not None and c.name in unresolved:  # the real layout cannot show it
+                out.append(PassTest(c.name, "relative", float(c.max_increase_pct), "%",
+                                    lambda n_s, n_c, level: None, quantile=q))
+            elif c.max_increase_pct is not None:
                 out.append(PassTest(c.name, "relative", float(c.max_increase_pct), "%", lambda n_s, n_c, level, q=q:
                                     pass_p95_pct(n_s, n_c, q=q, sigma=sigma, level=level, bucket_ratio=bucket_ratio),
                                     quantile=q))

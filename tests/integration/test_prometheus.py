@@ -442,8 +442,18 @@ def test_plan_cli_with_prometheus(prom_server: Any, tmp_path: Any) -> None:
     r = CliRunner().invoke(app, ["plan", "--policy", str(pol), "--rps", "50", "--prometheus-url", prom_server.url,
                                  "--model", TARGET.model, "--stable-version", "v1", "-n", TARGET.namespace, "-o", "json"])
     assert r.exit_code == 0, r.output
-    [line] = json.loads(r.output)["layout"]
+    doc = json.loads(r.output)
+    [line] = doc["layout"]
     assert line["check"] == "p95" and line["resolves"] is False and "can never be shown" in line["detail"], line
+    # and the pass side says so: a good canary is never shown within at any step (it assumed fine buckets)
+    [relative] = [c for c in doc["pass_checks"] if c["key"] == "p95/relative"]
+    assert relative["late_steps"] == [s["weight"] for s in doc["steps"]], relative
+    assert all(s["pass_by_check"]["p95/relative"] is None for s in doc["steps"])
     table = CliRunner().invoke(app, ["plan", "--policy", str(pol), "--rps", "50", "--prometheus-url", prom_server.url,
                                      "--model", TARGET.model, "--stable-version", "v1", "-n", TARGET.namespace])
     assert table.exit_code == 0 and "p95: CANNOT resolve its limit" in table.output
+    assert "is shown within by the deadline at every step" not in table.output, table.output
+    # a model with no series, or a server that is no Prometheus: the layout is unknown, exit 3 after the plan
+    gone = CliRunner().invoke(app, ["plan", "--policy", str(pol), "--rps", "50", "--prometheus-url", prom_server.url,
+                                    "--model", "no-such-model", "--stable-version", "v1", "-n", TARGET.namespace])
+    assert gone.exit_code == 3 and "could not read the stable's latency buckets" in gone.output, gone.output

@@ -122,6 +122,9 @@ def test_plan_command(tmp_path):
             assert step[key] == round(step[key], 6) and len(repr(step[key])) <= 12, (key, step[key])
     res = CliRunner().invoke(_app(), ["plan", "--policy", str(tmp_path / "p.json"), "--rps", "0", "-o", "json"])
     assert res.exit_code == 2 and res.stdout == "" and "--rps must be" in res.stderr
+    for huge in ("1e15", "1e18", "1e300"):  # ran for minutes, or exit 3 with a TypeError / math domain error
+        res = CliRunner().invoke(_app(), ["plan", "--policy", str(tmp_path / "p.json"), "--rps", huge])
+        assert res.exit_code == 2 and "--rps must be > 0 and at most 1e+09" in res.stderr, res.output
 
 
 def test_plan_ignores_the_environments_prometheus_unless_asked_whose_layout_to_read(tmp_path, monkeypatch):
