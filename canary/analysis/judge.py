@@ -286,6 +286,11 @@ def _g(x: float, digits: int = 3) -> str:
     return "?" if not math.isfinite(x) else f"{x:.{digits}g}"
 
 
+def _upper(bound: float) -> str:
+    """An upper bound as a reason shows it: "unbounded" when the counts cannot bound the statistic."""
+    return "unbounded" if bound == math.inf else _g(bound, 2)
+
+
 def _clean(value: Any) -> Any:
     """Extra evidence is serialised as-is: keep it JSON-safe (NaN -> None)."""
     if isinstance(value, float) and not math.isfinite(value):
@@ -516,7 +521,7 @@ def _shift(check: PredictionShiftCheck, s: ArmData, c: ArmData, ctx: _Ctx) -> Ch
     outcome, (name, t, _), more = _verdict(check, subs, n[1], ctx.min_canary)
     by = {nm: r for nm, r, _ in subs}
     limit = {"psi": check.max_psi, "js": check.max_js}
-    parts = [f"{nm.upper()} {_g(r.effect, 2)} (limit {limit[nm]:g}, upper {_g(r.bound, 2)})" for nm, r in by.items()]
+    parts = [f"{nm.upper()} {_g(r.effect, 2)} (limit {limit[nm]:g}, upper {_upper(r.bound)})" for nm, r in by.items()]
     reason = (", ".join(parts) + f", chi2={_g(t.statistic)}, n={_n(n[1])}/{_n(n[0])}, p={_p(t.p_value)}"
               + (f"; {more}" if more else ""))
     res = _result(check, outcome, reason, t, n=n, threshold=float(limit[name]), effect=t.effect,  # type: ignore[arg-type]
@@ -626,7 +631,7 @@ def _feature_drift(check: FeatureDriftCheck, s: ArmData, c: ArmData, ctx: _Ctx) 
     if name:
         worst = name.partition(":")[2]
         head += (f"; {'beyond' if drifted else 'worst'}: {worst} {lim.upper()} {_g(t.effect, 2)} "
-                 f"(limit {limit[lim]:g}, upper {_g(t.bound, 2)})")
+                 f"(limit {limit[lim]:g}, upper {_upper(t.bound)})")
         if len(drifted) > 1:
             head += f" and {len(drifted) - 1} more ({_few(drifted[1:])})"
     reason = f"{head}, n={_n(n[1])}/{_n(n[0])}, p={_p(t.p_value)}" + (f"; {more}" if more else "")

@@ -156,11 +156,14 @@ def shift_tests(stable: np.ndarray, canary: np.ndarray, *, max_psi: float | None
             raw_upper = float(to_limit_unit(max(_ncx2_upper(scale * raw_value, max(len(raw_s) - 1, 1), beta) / scale,
                                                 _delta_upper(name, raw_value, raw_s, raw_c, beta))))
         upper = max(merged_upper, raw_upper)
+        empty = _empty_cell(raw_s, raw_c, beta) if name == "psi" else ""
+        if empty:  # PSI's log-ratio there is unbounded: no upper bound from the counts
+            upper = math.inf
         within = bool(upper < limit)
-        why_not = "" if within else (f"{name.upper()} not yet bounded below its limit {limit:g} "
-                                     f"(upper {upper:.2g}, level {beta:.2g}"
-                                     + (f", on the {len(raw_s)} buckets as exported" if raw_upper > merged_upper
-                                        else "") + ")")
+        why_not = "" if within else empty or (f"{name.upper()} not yet bounded below its limit {limit:g} "
+                                              f"(upper {upper:.2g}, level {beta:.2g}"
+                                              + (f", on the {len(raw_s)} buckets as exported"
+                                                 if raw_upper > merged_upper else "") + ")")
         out.append((name, TestResult(p <= alpha / len(limits), True, p, statistic=chi2, effect=est,
                                      note=f"{len(s)} cells", within=within, bound=upper, why_not=why_not)))
     return out
@@ -260,6 +263,27 @@ def _jsd_bits(stable: list[float], canary: list[float]) -> float:
         return _sum([a * _log(a / b, math.log2) for a, b in zip(p, m) if a > 0])
 
     return float(math.sqrt(max(0.5 * kl(ps) + 0.5 * kl(pc), 0.0))) ** 2
+
+
+def _empty_cell(stable: list[float], canary: list[float], level: float) -> str:
+    """Why PSI cannot be bounded on these cells ("" when it can): a cell one arm never hits while the
+    other's share there makes that absence significant, P(no hit in n | that share) < `level`. PSI's
+    term (p_c - p_s) ln(p_c / p_s) grows without bound as one share goes to 0, and no count bounds a
+    share away from 0 once it is 0; the +0.5 smoothing reads it as 0.5/n, so the same shares passed
+    at 1,000 requests and failed at 1,000,000 (the smoothed value grows like ln n). A zero that is
+    not significant (an equal canary missing a rare cell by chance) does not block: the chance that
+    it does is below `level`."""
+    n_s, n_c = _sum(stable), _sum(canary)
+    for i, (x, y) in enumerate(zip(stable, canary)):
+        for zero, other, n_zero, n_other, arm in ((y, x, n_c, n_s, "canary"), (x, y, n_s, n_c, "stable")):
+            if zero == 0 and other > 0 and n_zero > 0 and n_other > 0:
+                share = other / n_other
+                if n_zero * math.log1p(-min(share, 1 - 1e-16)) < math.log(level):
+                    them = "stable" if arm == "canary" else "canary"
+                    return (f"PSI cannot be bounded: the {arm} has no observations in bucket {i + 1} where the "
+                            f"{them} has {share:.2%} of its {n_other:,.0f} (a share the counts cannot bound "
+                            "away from 0)")
+    return ""
 
 
 def _delta_upper(name: str, value: float, stable: list[float], canary: list[float], level: float) -> float:

@@ -44,7 +44,8 @@ def test_a_spike_into_a_rare_bucket_is_not_shown_within() -> None:
     stable = Histogram(PRED_BOUNDS, (571, 1723, 2899, 3833, 4453, 4795, 4945, 4992, 5000, 5000))
     canary = Histogram(PRED_BOUNDS, (54, 163, 275, 364, 423, 456, 470, 475, 476, 500))  # 24 above 0.9
     r = J.judge(p, {"pred": (stable, canary)}).results[0]
-    assert r.outcome is Outcome.INCONCLUSIVE and "as exported" in r.reason, r.reason
+    assert r.outcome is Outcome.INCONCLUSIVE, r.reason
+    assert "as exported" in r.reason or "the stable has no observations in bucket 10" in r.reason, r.reason
 
 
 def test_identical_predictions_still_pass() -> None:

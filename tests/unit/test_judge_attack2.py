@@ -101,3 +101,35 @@ def test_a_prior_on_the_checks_own_test_is_pooled(tmp_path: Path) -> None:
     r = _cli(tmp_path, ERRORS.replace("PRIOR", '{"er/increase":[200,1000]}'))
     assert r.exit_code == 1, r.output  # the pooled evidence is over the limit: FAIL
     assert json.loads(r.stdout)["outcome"] == "fail"
+
+
+PS_BOUNDS = (0.14, 0.28, 0.42, 0.57, 0.71, 0.85, INF)
+PS_STABLE = (5, 32, 173, 297, 395, 424, 499)  # cumulative: 1% in the first cell
+PS_CANARY = (0, 5, 36, 59, 81, 86, 99)  # the canary never there
+
+
+@pytest.mark.parametrize("scale", [10, 100, 1000, 10000])
+def test_a_prediction_cell_the_canary_never_hits_is_never_shown_within_on_psi(scale: int) -> None:
+    """The same shares at every scale: PSI's term there is unbounded, the +0.5 smoothing read it as
+    0.5/n, so the check PASSed at 1,000 canary requests and FAILed at 1,000,000."""
+    p = _policy({"name": "pred", "kind": "prediction_shift", "max_psi": 0.1})
+    stable = Histogram(PS_BOUNDS, tuple(float(x * scale) for x in PS_STABLE))
+    canary = Histogram(PS_BOUNDS, tuple(float(x * scale) for x in PS_CANARY))
+    r = J.judge(p, {"pred": (stable, canary)}).results[0]
+    assert r.outcome is not Outcome.PASS, r.reason
+    if r.outcome is Outcome.INCONCLUSIVE:
+        assert "the canary has no observations in bucket 1 where the stable has 1.00%" in r.reason, r.reason
+
+
+def test_an_equal_canary_that_misses_a_rare_cell_by_chance_still_passes() -> None:
+    p = _policy({"name": "pred", "kind": "prediction_shift", "max_psi": 0.1})
+    shares = (0.0005, 0.1, 0.3, 0.6, 0.85, 1.0)  # cumulative: 0.05% in the first cell
+    bounds = (0.1, 0.3, 0.5, 0.7, 0.9, INF)
+    stable = Histogram(bounds, tuple(100000 * x for x in shares))
+    canary = Histogram(bounds, (0.0, *(10000 * x for x in shares[1:])))
+    r = J.judge(p, {"pred": (stable, canary)}).results[0]
+    # 0.05% of 10,000 is 5 expected: missing all of them is significant (0.7% < the pass level), not by chance
+    assert r.outcome is Outcome.INCONCLUSIVE and "no observations in bucket 1" in r.reason, r.reason
+    by_chance = Histogram(bounds, (0.0, *(1000 * x for x in shares[1:])))  # 0.5 expected: 61% miss it
+    r = J.judge(p, {"pred": (stable, by_chance)}).results[0]
+    assert r.outcome is Outcome.PASS, r.reason
