@@ -319,17 +319,21 @@ def increase_within(x_s: float, n_s: float, x_c: float, n_c: float, *, margin: f
                     ) -> tuple[bool, float, str]:
     """Do the counts show p_canary - p_stable < margin? (within, upper bound on the increase, why not).
 
-    Every cell >= 10: the signed-root likelihood-ratio bound (the breach test's statistic read
-    in its other tail; simulated at the margin it shows "within" 1.0-1.2x as often as the
-    level). Otherwise (rare events, e.g. a canary without errors), exactly: U_c - L_s from
-    Clopper-Pearson bounds at level/2 per arm (if both hold, the increase is below it).
+    Stable's cells >= 10 and the canary's *expected* cells at the stable's rate >= 10: the
+    signed-root likelihood-ratio bound (the breach test's statistic read in its other tail;
+    simulated at the margin it shows "within" 1.0-1.2x as often as the level; a canary at or
+    beyond the margin expects at least as many events, so the approximation holds where a false
+    "within" could happen). Otherwise (rare events), exactly: U_c - L_s from Clopper-Pearson
+    bounds at level/2 per arm (if both hold, the increase is below it). The method does not depend
+    on the canary's own count, so more canary events never make the bound smaller (it switched at
+    10 observed: 10 errors in 2,000 passed where 9 did not).
     """
     xs, ns, xc, nc = (int(round(v)) for v in (x_s, n_s, x_c, n_c))
     if ns <= 0 or nc <= 0:
         return False, math.inf, "an arm has no requests"
     if margin >= 1:
         return True, 1.0, ""
-    if min(xs, ns - xs, xc, nc - xc) >= _EXACT_BELOW:
+    if min(xs, ns - xs) >= _EXACT_BELOW and min(nc * xs, nc * (ns - xs)) >= _EXACT_BELOW * ns:
         bound, how = _lr_upper(xs, ns, xc, nc, level), ""
     else:
         bound, how = _cp_upper(xc, nc, level / 2) - _cp_lower(xs, ns, level / 2), ", exact"

@@ -133,3 +133,17 @@ def test_an_equal_canary_that_misses_a_rare_cell_by_chance_still_passes() -> Non
     by_chance = Histogram(bounds, (0.0, *(1000 * x for x in shares[1:])))  # 0.5 expected: 61% miss it
     r = J.judge(p, {"pred": (stable, by_chance)}).results[0]
     assert r.outcome is Outcome.PASS, r.reason
+
+
+@pytest.mark.parametrize(("stable", "total"), [((50, 10000), 2000), ((500, 100000), 2000), ((5000, 1000000), 2000),
+                                               ((10, 1000), 2000)])
+def test_more_canary_errors_never_make_an_error_increase_more_within(stable: tuple[int, int], total: int) -> None:
+    """9 errors in 2,000 were INCONCLUSIVE and 10 PASSed: the bound switched from Clopper-Pearson to the
+    likelihood-ratio one at 10 observed canary errors. The method now follows the stable's counts and
+    the canary's total only."""
+    from canary.analysis.evidence import increase_within
+
+    bounds = [increase_within(*stable, x, total, margin=0.005, level=0.0085)[1] for x in range(0, 40)]
+    assert all(a <= b for a, b in zip(bounds, bounds[1:])), bounds
+    within = [increase_within(*stable, x, total, margin=0.005, level=0.0085)[0] for x in range(0, 40)]
+    assert within == sorted(within, reverse=True), within  # once not within, never within again
