@@ -2,7 +2,9 @@
 
 - merging sparse prediction buckets must not hide a shift into a bucket one arm never uses, and
   more stable data must not turn a FAIL into a PASS;
-- a limit shown within cannot FAIL on a breach test that coarse buckets moved to another quantile;
+- a limit shown within cannot FAIL on a breach test at the quantile itself; a breach at another
+  quantile (coarse buckets) is not overruled by it (sixteenth session: that made the verdict turn
+  with more data);
 - `canary judge` never crashes on numbers out of float range, and refuses -Infinity and negative
   latency bounds with the file and field named;
 - a custom ratio of values of different signs is never a pass.
@@ -56,14 +58,30 @@ def test_identical_predictions_still_pass() -> None:
     assert r.outcome is Outcome.PASS, r.reason
 
 
-def test_a_canary_shown_faster_is_not_failed_by_an_interpolated_quantile() -> None:
+@pytest.mark.parametrize("scale", [1, 2, 10])
+def test_a_breach_at_another_quantile_is_not_overruled_by_a_within_claim_at_the_quantile(scale: int) -> None:
+    """The canary's p95 is faster, its p97 tail far slower (4% in 250-500 ms against the stable's 1%
+    above 250); no bound pair tests near p95. It used to PASS once p95 was shown within and FAIL
+    before: the same shares turned the verdict with more data (sixteenth session, decision 69 g).
+    A breach shown at the quantile compared fails at every scale, and the reason names that quantile."""
     p = _policy({"name": "lat", "kind": "latency", "quantile": 0.95, "max_increase_pct": 20})
     b = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, INF)
-    stable = Histogram(b, (100, 500, 2000, 5000, 9300, 9900, 9990, 10000, 10000, 10000))
-    canary = Histogram(b, (30, 150, 600, 1500, 2880, 2880, 3000, 3000, 3000, 3000))  # p95 <= 100 < stable's
+    stable = Histogram(b, tuple(scale * x for x in (100, 500, 2000, 5000, 9300, 9900, 9990, 10000, 10000, 10000)))
+    canary = Histogram(b, tuple(scale * x for x in (30, 150, 600, 1500, 2880, 2880, 3000, 3000, 3000, 3000)))
     r = J.judge(p, {"lat": (stable, canary)}).results[0]
-    assert r.outcome is not Outcome.FAIL, r.reason
-    assert "stable p97.3" in r.reason  # the reason names the quantile the breach test used
+    assert r.outcome is Outcome.FAIL, r.reason
+    assert "stable p97.3, not p95: no bucket bound pair 1.2x apart near it" in r.reason, r.reason
+
+
+@pytest.mark.parametrize("scale", [1, 2, 10, 100])
+def test_the_same_shares_never_turn_a_fail_into_a_pass(scale: int) -> None:
+    """An attacker's input: p50 equal, the canary slower above 733 ms; FAIL at 1,000 canary requests and
+    PASS at 2,000 (p50 shown within) before."""
+    p = _policy({"name": "lat", "kind": "latency", "quantile": 0.5, "max_increase_pct": 50})
+    b = (348, 354, 733, 754, INF)
+    stable = Histogram(b, tuple(scale * x for x in (1055, 3284, 3771, 4081, 5000)))
+    canary = Histogram(b, tuple(scale * x for x in (213, 540, 561, 576, 1000)))
+    assert J.judge(p, {"lat": (stable, canary)}).results[0].outcome is Outcome.FAIL
 
 
 @pytest.mark.parametrize(("stable", "canary", "hib"), [(-1.0, 100.0, False), (-1.0, -1000.0, True),
