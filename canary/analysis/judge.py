@@ -83,7 +83,55 @@ def judge(policy: Policy, measurements: Mapping[str, Measurement], *, prior: Pri
                 results.append(r)
             except (ValueError, TypeError, ArithmeticError) as exc:  # never crash a tick
                 results.append(_error(check, f"cannot judge: {exc}"))
+    odd = _disagreeing(policy, measurements)
+    if odd:
+        results = [_untrusted(r, odd[r.check]) if r.check in odd else r for r in results]
     return Verdict.combine(results)
+
+
+# One arm's request counts as different checks read them (a latency histogram's total, an error or
+# feature-missing rate's denominator) may differ (failed requests not timed, extrapolation), but not
+# by this factor: beyond it a counter jumped or an exporter is broken (a success counter that jumped by
+# 1e12 read a 10%-error canary as 1.5e-08% errors, and passed it)
+COUNTS_DISAGREE = 10.0
+COUNTS_FLOOR = 100.0  # below this many requests the smaller count is read as this many (sampling noise)
+
+
+def _disagreeing(policy: Policy, measurements: Mapping[str, Measurement]) -> dict[str, str]:
+    """Checks whose arm's request count disagrees with another check's of the same arm by more than
+    COUNTS_DISAGREE, and why ({} when they agree)."""
+    out: dict[str, str] = {}
+    for i, arm in enumerate(("stable", "canary")):
+        totals: dict[str, float] = {}
+        for check in policy.checks:
+            m = measurements.get(check.name)
+            if m is None or isinstance(m, BaseException):
+                continue
+            d = m[i]
+            if isinstance(d, Histogram) and check.kind == "latency" and d.counts:
+                totals[check.name] = float(d.counts[-1])
+            elif isinstance(d, Counts) and check.kind in ("error_rate", "feature_missing"):
+                totals[check.name] = float(d.total)
+        totals = {k: v for k, v in totals.items() if math.isfinite(v) and v > 0}
+        if len(totals) < 2:
+            continue
+        low, high = min(totals.values()), max(totals.values())
+        if high > COUNTS_DISAGREE * max(low, COUNTS_FLOOR):
+            seen = ", ".join(f"{k} {_n(v)}" for k, v in totals.items())
+            for k in totals:
+                out.setdefault(k, f"the {arm} arm's request counts disagree across checks ({seen}): a counter jump "
+                                  "or a broken exporter")
+    return out
+
+
+def _untrusted(r: CheckResult, why: str) -> CheckResult:
+    """A result on request counts that disagree: never a PASS, and its window evidence is not kept
+    (an inflated count would weigh against every later breach); a FAIL stands (stable 100% is safe)."""
+    if r.outcome is Outcome.FAIL:
+        return r
+    tests = [{**t, "info_window": 0.0} for t in r.extra.get("tests", ())]
+    outcome = Outcome.INCONCLUSIVE if r.outcome is Outcome.PASS else r.outcome
+    return dataclasses.replace(r, outcome=outcome, reason=f"{why}; {r.reason}", extra={**r.extra, "tests": tests})
 
 
 def judge_check(check: Check, stable: ArmData | Exception, canary: ArmData | Exception, *, alpha: float,

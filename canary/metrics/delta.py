@@ -29,10 +29,11 @@ import structlog
 from canary.errors import MetricsUnavailable, NoData
 from canary.metrics.answers import arms_pair
 from canary.metrics import queries as q
-from canary.metrics.families import Family, NotBatchable, Spec, check_spec, families
+from canary.metrics.families import Family, NotBatchable, Spec, check_spec, families, request_families
 from canary.metrics.native import (CUSTOM, INF_ONLY_HINT, NativeBuckets, combine, inf_only, mixed_forms, values_buckets,
                                    values_delta, values_sum)
-from canary.metrics.snapshot import Groups, Snapshot, UnusableStepStart, feature_counts, features_as_requests, raw_buckets, request_fams
+from canary.metrics.snapshot import (Groups, Snapshot, UnusableStepStart, counted_by_fallback, feature_counts,
+                                     features_as_requests, raw_buckets, request_fams)
 from canary.model import ArmData, Counts, Histogram, Target
 from canary.policy import Check, Policy
 
@@ -87,6 +88,9 @@ def _histogram_delta(now: Groups, base: Groups, scale: float, where: str) -> tup
     resets = 0
     for sid, cur in now.items():
         now_raw, base_raw = raw_buckets(cur), raw_buckets(base.get(sid, {}))
+        broken = q.not_cumulative(now_raw, share=0.0)  # one scrape of one series: exactly cumulative
+        if broken:
+            raise MetricsUnavailable(f"{where}: a histogram series is not cumulative ({broken}): a broken exporter")
         bounds = [le for le, _ in now_raw + base_raw]
         h_now, h_base = q.normalise(now_raw, bounds), q.normalise(base_raw, bounds)
         if any(a < b for a, b in zip(h_now.counts, h_base.counts)):
@@ -182,6 +186,9 @@ def _arm_delta(spec: Spec, policy: Policy, target: Target, arm: str, *, snaps: t
     got = _requests_delta(now, base, policy, spec.source, target, arm)
     if got is None:
         raise NoData(f"{where}: no request counter series")
+    if spec.kind == "errors" and counted_by_fallback(now, policy, spec.source, target, arm):
+        raise NoData(f"{where}: no {request_families(policy, spec.source)[0][0].metric} series: its requests are "
+                     "counted from the latency histogram, its errors not at all")
     d, resets = _counter_delta(g_now, g_base)
     requests, resets = got[0], resets + got[1]
     if spec.kind != "features":

@@ -242,8 +242,12 @@ def requests_query(p: Preset, sel: str, window_s: float) -> str:
 
 
 def errors_query(p: Preset, sel: str, window_s: float) -> str:
-    """Failed requests; absent series mean none (a 5xx series exists only after a 5xx)."""
-    return f"({_sum_increase(p.errors, _with(sel, p.errors_matcher), window_s)} or vector(0))"
+    """Failed requests; absent series mean none (a 5xx series exists only after a 5xx), but only where
+    the arm exports the request counter that would carry them: an arm counted by the fallback (a
+    histogram's `_count`) has no error count at all, and reading it as 0 errors passed a canary
+    that exports no request counter (an empty answer: NoData)."""
+    errors = _sum_increase(p.errors, _with(sel, p.errors_matcher), window_s)
+    return f"({errors} or ({_sum_increase(p.requests[0], sel, window_s)} * 0))"
 
 
 def feature_missing_query(p: Preset, sel: str, window_s: float) -> str:
@@ -332,6 +336,33 @@ def render_custom(template: str, *, check_name: str, model: str, version: str, n
 def parse_le(value: str) -> float:
     """A bucket's `le` label as a float ('+Inf', '0.25', '1e+06')."""
     return float(value)  # Python reads '+Inf', 'Inf' and '1e+06' as Prometheus writes them
+
+
+# `increase()` extrapolates each bucket series on its own (a young series by up to half a scrape
+# interval), so neighbouring buckets of a healthy histogram can disagree by a few percent over a short
+# window; more than this share (and more than NOT_CUMULATIVE_MIN requests) is a broken exporter or rule
+NOT_CUMULATIVE_SHARE = 0.1
+NOT_CUMULATIVE_MIN = 10.0
+
+
+def not_cumulative(pairs: Iterable[tuple[float, float]], *, share: float = NOT_CUMULATIVE_SHARE) -> str:
+    """Why (le, count) pairs of one histogram answer are not cumulative counts ("" when they are, up to
+    `share` of a lower bucket's count): a NaN count, or a higher bucket (+Inf included) that counts
+    materially fewer than a lower one. `normalise` would repair such an answer into another
+    distribution (a canary whose le="0.01" counted every request read as p95 9.5 ms, and passed)."""
+    by_le: dict[float, float] = {}
+    for le, count in pairs:
+        if math.isnan(count):
+            return f"le={le:g} counts NaN"
+        by_le[le] = by_le.get(le, 0.0) + count
+    top_le, top = math.nan, 0.0
+    for le in sorted(by_le):
+        count = by_le[le]
+        if top - count > max(NOT_CUMULATIVE_MIN, share * top):
+            return f"le={top_le:g} counts {top:.6g} but le={le:g} only {count:.6g}"
+        if count > top:
+            top_le, top = le, count
+    return ""
 
 
 def normalise(raw: Iterable[tuple[float, float]], bounds: Sequence[float], *, scale: float = 1.0) -> Histogram:

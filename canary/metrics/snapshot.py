@@ -222,8 +222,8 @@ class Snapshot:
             events, total = features_as_requests(missing, values, requests)
             return Counts(events=events, total=total)
         total = self.requests(policy, target, arm, source=spec.source)
-        if total is None:
-            return None
+        if total is None or counted_by_fallback(self, policy, spec.source, target, arm):
+            return None  # no request counter: no error count either (not "no errors")
         return Counts(events=min(sum(vals.values()), total), total=total)  # no error series: no errors
 
     def requests(self, policy: Policy, target: Target, arm: str, *, source: str | None = None) -> float | None:
@@ -360,6 +360,13 @@ def feature_counts(vals: Mapping[str, float], source: str) -> tuple[float, float
     _, _, missing, present = FEATURE_COUNTERS[source]
     m, p = max(vals.get(missing, 0.0), 0.0), max(vals.get(present, 0.0), 0.0)
     return m, m + p
+
+
+def counted_by_fallback(snap: Snapshot, policy: Policy, source: str, target: Target, arm: str) -> bool:
+    """Whether the arm's requests come from the preset's fallback (no series of its request counter):
+    then it has no error count, and no error series is no evidence of no errors."""
+    main, fallback = request_families(policy, source)
+    return fallback is not None and not snap.values(main[0], main[0].ident(target, arm))
 
 
 def request_fams(snap: Snapshot, policy: Policy, source: str, target: Target, arm: str) -> list[Family]:

@@ -790,3 +790,36 @@ def test_a_time_answer_without_a_time_is_metrics_unavailable() -> None:
     with pytest.raises(MetricsUnavailable, match=r"time\(\)"):
         b.BatchMetrics(Clocked([], now=1000.0, stamp=False)).snapshot(  # type: ignore[arg-type]
             [b.Want(policy(), T)], not_before=900.0)
+
+
+def test_a_histogram_series_that_is_not_cumulative_is_could_not_measure_not_repaired() -> None:
+    """The batched read of a canary whose le="0.01" counts every request (or whose +Inf counts fewer):
+    a running maximum made it another distribution (p95 9.5 ms for a 972 ms canary); it is now
+    MetricsUnavailable, as the per-rollout read (sixteenth session, decision 71)."""
+    pol = policy()
+    base = snap(both(lat=[100, 300, 400], ok=1000, err=100), pol, at=100)
+    for broken in ([1400, 900, 1400], [300, 900, 700]):  # a lower bucket above a higher one; +Inf below le=0.1
+        now = snap(both(lat=broken, ok=3000, err=400), pol, at=160)
+        with pytest.raises(MetricsUnavailable, match="not cumulative"):
+            b.measure_delta(pol, chk(pol, "lat"), T, now, base)
+    assert q.not_cumulative([(0.01, 100.0), (0.1, 95.0), (math.inf, 100.0)]) == ""  # extrapolation-sized: kept
+    assert "NaN" in q.not_cumulative([(0.01, math.nan), (math.inf, 10.0)])
+
+
+def test_an_arm_counted_by_the_latency_count_has_no_error_count() -> None:
+    """A canary exporting no request counter: its requests come from the latency histogram's _count,
+    and no error series then is no error count at all (it read as 0% errors, and passed)."""
+    pol = policy()
+    m = {"model_name": "rec"}
+
+    def arms(n1: float, n2: float, ok: float) -> list[Sample]:
+        stable = [("model_requests_total", {**m, "model_version": "v1", "outcome": "success"}, ok)]
+        return stable + [("model_inference_duration_seconds_count", {**m, "model_version": "v1"}, n1),
+                         ("model_inference_duration_seconds_count", {**m, "model_version": "v2"}, n2)]
+
+    now, base = snap(arms(10, 20, 10), pol, at=160), snap(arms(4, 5, 4), pol, at=100)
+    stable, canary = b.measure_delta(pol, chk(pol, "err"), T, now, base)
+    assert stable == Counts(events=0, total=6) and isinstance(canary, NoData), canary
+    assert "its errors not at all" in str(canary)
+    assert now.arm(pol, chk(pol, "err"), T, "canary") is None
+    assert now.arm(pol, chk(pol, "err"), T, "stable") == Counts(events=0, total=10)
