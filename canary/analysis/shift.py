@@ -267,18 +267,19 @@ def _jsd_bits(stable: list[float], canary: list[float]) -> float:
 
 def _empty_cell(stable: list[float], canary: list[float], level: float) -> str:
     """Why PSI cannot be bounded on these cells ("" when it can): a cell one arm never hits while the
-    other's share there makes that absence significant, P(no hit in n | that share) < `level`. PSI's
+    other's share there makes that absence significant, P(no hit in n | that share) < `level` / k. PSI's
     term (p_c - p_s) ln(p_c / p_s) grows without bound as one share goes to 0, and no count bounds a
     share away from 0 once it is 0; the +0.5 smoothing reads it as 0.5/n, so the same shares passed
     at 1,000 requests and failed at 1,000,000 (the smoothed value grows like ln n). A zero that is
     not significant (an equal canary missing a rare cell by chance) does not block: the chance that
-    it does is below `level`."""
+    it does is below `level` (each of the k cells blocks at level / k)."""
     n_s, n_c = _sum(stable), _sum(canary)
+    limit = math.log(level / max(1, len(stable)))
     for i, (x, y) in enumerate(zip(stable, canary)):
         for zero, other, n_zero, n_other, arm in ((y, x, n_c, n_s, "canary"), (x, y, n_s, n_c, "stable")):
             if zero == 0 and other > 0 and n_zero > 0 and n_other > 0:
                 share = other / n_other
-                if n_zero * math.log1p(-min(share, 1 - 1e-16)) < math.log(level):
+                if n_zero * math.log1p(-min(share, 1 - 1e-16)) < limit:
                     them = "stable" if arm == "canary" else "canary"
                     return (f"PSI cannot be bounded: the {arm} has no observations in bucket {i + 1} where the "
                             f"{them} has {share:.2%} of its {n_other:,.0f} (a share the counts cannot bound "

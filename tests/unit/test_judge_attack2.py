@@ -126,9 +126,9 @@ def test_an_equal_canary_that_misses_a_rare_cell_by_chance_still_passes() -> Non
     shares = (0.0005, 0.1, 0.3, 0.6, 0.85, 1.0)  # cumulative: 0.05% in the first cell
     bounds = (0.1, 0.3, 0.5, 0.7, 0.9, INF)
     stable = Histogram(bounds, tuple(100000 * x for x in shares))
-    canary = Histogram(bounds, (0.0, *(10000 * x for x in shares[1:])))
+    canary = Histogram(bounds, (0.0, *(100000 * x for x in shares[1:])))
     r = J.judge(p, {"pred": (stable, canary)}).results[0]
-    # 0.05% of 10,000 is 5 expected: missing all of them is significant (0.7% < the pass level), not by chance
+    # 0.05% of 100,000 is 50 expected: missing all of them is no chance (e^-50), the canary lacks the cell
     assert r.outcome is Outcome.INCONCLUSIVE and "no observations in bucket 1" in r.reason, r.reason
     by_chance = Histogram(bounds, (0.0, *(1000 * x for x in shares[1:])))  # 0.5 expected: 61% miss it
     r = J.judge(p, {"pred": (stable, by_chance)}).results[0]
