@@ -79,6 +79,7 @@ def parse_exported(raw: Any, *, file: str = "<input>", base: Path | None = None)
     if isinstance(window, bool) or not isinstance(window, int) or not 0 <= window <= MAX_WINDOW:
         raise _bad(file, "window", f"must be an integer from 0 to {MAX_WINDOW:,}, got {_shown(window)}")
     ratio = raw.get("pass_ratio", 1)
+    ratio = _num(ratio, file, "pass_ratio") if isinstance(ratio, (int, float)) and not isinstance(ratio, bool) else ratio
     if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 1 <= ratio < math.inf:
         raise _bad(file, "pass_ratio", "must be a number >= 1 (canary requests now / at the window's first look "
                                        f"that could pass), got {_shown(ratio)}")
@@ -133,8 +134,10 @@ def _prior(raw: Any, file: str, policy: Policy) -> dict[str, tuple[float, float]
             raise _bad(file, field, f"'{key.rpartition('/')[2]}' is not a statistical test of check "
                                     f"'{key.rpartition('/')[0]}' (this policy's: {', '.join(sorted(tests)) or 'none'})")
         if (not isinstance(v, list) or len(v) != 2
-                or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)
-                or not all(math.isfinite(x) for x in v) or v[1] < 0):
+                or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)):
+            raise _bad(file, field, f"must be [S, I]: finite numbers, I >= 0, got {str(v)[:60]}")
+        v = [_num(x, file, f"{field}[{i}]") for i, x in enumerate(v)]  # a 400-digit integer: out of range, not a traceback
+        if v[1] < 0:
             raise _bad(file, field, f"must be [S, I]: finite numbers, I >= 0, got {str(v)[:60]}")
         if not plausible(float(v[0]), float(v[1])):
             raise _bad(file, field, f"[S, I] = {str(v)[:60]} cannot be pooled window evidence: S must lie "

@@ -66,9 +66,6 @@ class TestResult:
     within: bool = False
     bound: float = math.nan
     why_not: str = ""
-    # the breach test compared another quantile than the limit's (no bound pair near it): a breach
-    # there is not overruled by a within claim at the quantile (judge._verdict)
-    elsewhere: bool = False
 
 
 def replaced(t: TestResult, **changes: object) -> TestResult:
@@ -359,16 +356,16 @@ def relative_result(finite: Sequence[float], pick: tuple[int, float, float, floa
     t = exceedance_lr(x_c, n_c, p0, var0, n_s)
     how = "interpolated" if widen <= 1e-9 else "rounded down"
     # one phrase, also the whole of a FAIL's note: what was compared, and why not at the quantile
-    why, elsewhere = "", False
+    why = ""
     if widen > tol:
         why = (f"; the buckets resolve only >+{((1 + tol) * (1 + widen) - 1) * 100:.0f}% here, "
                f"limit +{tol * 100:g}%")
     elif abs(math.log(p0 / (1 - q))) > math.log(1.5):
-        why, elsewhere = f", not p{q * 100:g}: no bucket bound pair {1 + tol:g}x apart near it", True
+        why = f", not p{q * 100:g}: no bucket bound pair {1 + tol:g}x apart near it"
     note = (f"compared canary >{finite[j]:g} ms with stable >{x:.4g} ms ({how}, stable p{100 * (1 - p0):.3g}"
             f"{why})")
     return TestResult(t.p_value <= alpha, True, t.p_value, statistic=t.statistic, stable=s_est, canary=c_est,
-                      effect=effect, note=note, elsewhere=elsewhere)
+                      effect=effect, note=note)
 
 
 KEY_QUANTUM = 1e-12  # pick_pair: a key within this of the least ties with it (buckets.pick_pair alike)

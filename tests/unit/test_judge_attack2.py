@@ -147,3 +147,46 @@ def test_more_canary_errors_never_make_an_error_increase_more_within(stable: tup
     assert all(a <= b for a, b in zip(bounds, bounds[1:])), bounds
     within = [increase_within(*stable, x, total, margin=0.005, level=0.0085)[0] for x in range(0, 40)]
     assert within == sorted(within, reverse=True), within  # once not within, never within again
+
+
+@pytest.mark.parametrize("scale", [1, 2, 4])
+def test_a_breach_near_the_quantile_is_not_overruled_by_a_within_claim_at_it(scale: int) -> None:
+    """A second attacker: slower at p92.7 (the pair nearest p95), faster at p95. FAIL at 8,000 canary
+    requests and PASS at 16,000 before; a breach now fails whatever the within claim at q says."""
+    p = _policy({"name": "lat", "kind": "latency", "quantile": 0.95, "max_increase_pct": 20})
+    b = (90, 175, 220, 315, INF)
+    stable = Histogram(b, tuple(scale * x for x in (147200.0, 148800, 151200, 156800, 160000)))
+    canary = Histogram(b, tuple(scale * x for x in (7120.0, 7200, 7648, 8000, 8000)))
+    r = J.judge(p, {"lat": (stable, canary)}).results[0]
+    assert r.outcome is Outcome.FAIL and "stable p92.7" in r.reason, r.reason
+
+
+@pytest.mark.parametrize("scale", [4, 8])
+def test_a_rounded_down_breach_at_a_far_quantile_fails_at_every_scale(scale: int) -> None:
+    p = _policy({"name": "lat", "kind": "latency", "quantile": 0.95, "max_increase_pct": 20})
+    b = (120, 225, 230, 335, 340, 345, 395, INF)
+    stable = Histogram(b, tuple(scale * x for x in (5000.0, 8000, 8000, 9000, 9450, 9600, 9700, 10000)))
+    canary = Histogram(b, tuple(scale * x for x in (245.0, 350, 370, 380, 410, 442, 480, 500)))
+    r = J.judge(p, {"lat": (stable, canary)}).results[0]
+    assert r.outcome is Outcome.FAIL and "rounded down" in r.reason, r.reason
+
+
+def test_a_stable_arm_with_an_impossible_count_leaves_the_canarys_absolute_limits_judged() -> None:
+    p = parse_policy({"steps": [10, 100], "checks": [
+        {"name": "errors-hard", "kind": "error_rate", "max_rate_pct": 10, "hard": True},
+        {"name": "lat", "kind": "latency", "quantile": 0.95, "max_ms": 250}]})
+    from canary.model import Counts
+
+    huge = Histogram((100, 250, 500, INF), (1e19, 1e19, 1e19, 1e19))
+    v = J.judge(p, {"errors-hard": (Counts(0, 1e19), Counts(900, 1000)),
+                    "lat": (huge, Histogram((100, 250, 500, INF), (0, 0, 1000, 1000)))})
+    assert [r.outcome for r in v.results] == [Outcome.FAIL, Outcome.FAIL], [r.reason for r in v.results]
+
+
+@pytest.mark.parametrize(("key", "value", "field"), [("pass_ratio", "1" + "0" * 400, "pass_ratio"),
+                                                     ("prior", '{"er/increase": [1, 1' + "0" * 400 + "]}",
+                                                      "prior.er/increase[1]")])
+def test_a_400_digit_number_is_bad_input_not_a_traceback(tmp_path: Path, key: str, value: str, field: str) -> None:
+    text = ERRORS.replace('"prior":PRIOR,', f'"{key}":{value},' if key == "pass_ratio" else f'"prior":{value},')
+    r = _cli(tmp_path, text)
+    assert r.exit_code == 2 and f"{field}: out of range" in r.output, r.output
