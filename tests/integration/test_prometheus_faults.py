@@ -23,20 +23,13 @@ from canary.policy import parse_policy
 from canary.sandbox.promserver import PromServer, Series, counter, histogram, history_window, openmetrics
 from canary.serve import NamedPolicy, Service
 from canary.serve_store import SessionStore
+from tests.integration.test_serve import BOUNDS_S, LATENCY_PER_S, POLICY
 
 pytestmark = pytest.mark.integration
 
-BOUNDS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
-GOOD = (10, 20, 30, 25, 10, 4, 1, 0, 0)  # per-bucket shares, x rps/100: p95 about 250 ms
+# test_serve's policy (interval 60 s, looks every 15 s, errors +1 point, p95 under 500 ms) and layout
+BOUNDS, GOOD = BOUNDS_S, LATENCY_PER_S  # per-bucket shares, x rps/100: p95 about 250 ms
 SLOW = (1, 0, 0, 0, 0, 0, 9, 0, 0)  # 90% in (0.5, 1] s: p95 about 972 ms
-POLICY = {
-    "steps": [10, 50, 100],
-    "analysis": {"interval": "60s", "look_every": "15s", "min_canary_requests": 100},
-    "failure": {"max_failed_looks": 2, "no_data_deadline": "2m"},
-    "metrics": {"source": "model"},
-    "checks": [{"name": "errors", "kind": "error_rate", "max_increase_points": 1},
-               {"name": "p95", "kind": "latency", "quantile": 0.95, "max_ms": 500}],
-}
 
 
 @dataclass(frozen=True)
