@@ -98,6 +98,10 @@ def _histogram_delta(now: Groups, base: Groups, scale: float, where: str) -> tup
             d = list(zip(h_now.bounds, h_now.counts))
         else:
             d = [(le, a - b) for le, a, b in zip(h_now.bounds, h_now.counts, h_base.counts)]
+        broken = q.not_cumulative(d)  # each scrape cumulative, their difference not: as the per-rollout read
+        if broken:
+            raise MetricsUnavailable(f"{where}: a histogram series is not cumulative over the window ({broken}): "
+                                     "a broken exporter or a partly missed reset")
         if d[-1][1] > 0:  # the +Inf bucket: observations in the window
             deltas.append(d)
     shared = set.intersection(*({le for le, _ in d} for d in deltas)) if deltas else set()

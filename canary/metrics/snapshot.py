@@ -340,8 +340,16 @@ def _binding(data: Mapping[str, Any] | None) -> Binding | None:
 
 
 def raw_buckets(vals: Mapping[str, float]) -> list[tuple[float, float]]:
-    """{le label value: cumulative count} as (le, count) pairs, for `queries.normalise`."""
-    return [(q.parse_le(le), v) for le, v in vals.items()]
+    """{le label value: cumulative count} of ONE series as (le, count) pairs, for `queries.normalise`.
+    A bound written two ways ("1" and "1.0": Prometheus 3 normalises `le`, and the old series stays in
+    the lookback for minutes) is one bucket: the larger count (the newer), not their sum, which made a
+    healthy histogram read as not cumulative. A NaN count stays NaN (`queries.not_cumulative` refuses it)."""
+    out: dict[float, float] = {}
+    for le, v in vals.items():
+        x = q.parse_le(le)
+        have = out.get(x)
+        out[x] = v if have is None or v != v or v > have else have
+    return list(out.items())
 
 
 def features_as_requests(missing: float, values: float, requests: float) -> tuple[float, float]:

@@ -823,3 +823,35 @@ def test_an_arm_counted_by_the_latency_count_has_no_error_count() -> None:
     assert "its errors not at all" in str(canary)
     assert now.arm(pol, chk(pol, "err"), T, "canary") is None
     assert now.arm(pol, chk(pol, "err"), T, "stable") == Counts(events=0, total=10)
+
+
+def test_the_windows_difference_of_a_histogram_must_be_cumulative_too() -> None:
+    """Both scrapes cumulative, their difference not (+1000 at le=0.01, +200 at +Inf): the running
+    maximum read it as 1,000 requests under 10 ms; the per-rollout read refuses the same numbers."""
+    pol = policy()
+
+    def arms(canary: list[float], ok: float) -> list[Sample]:
+        return (model_arm("rec", "v1", lat=[500, 900, 1000], ok=1000, err=10)
+                + model_arm("rec", "v2", lat=canary, ok=ok, err=10))
+
+    base, now = snap(arms([100, 200, 1000], 1000), pol, at=100), snap(arms([1100, 1150, 1200], 1200), pol, at=160)
+    with pytest.raises(MetricsUnavailable, match="not cumulative over the window"):
+        b.measure_delta(pol, chk(pol, "lat"), T, now, base)
+
+
+def test_a_bound_written_two_ways_in_one_series_is_one_bucket() -> None:
+    """Prometheus 3 writes le="1" as "1.0"; the old series stays in the lookback for minutes. Summed, the
+    bucket counted twice and a healthy histogram read as not cumulative."""
+    pol = policy(checks=[{"name": "lat", "kind": "latency", "max_ms": 2000}])
+
+    def arm(version: str, les: list[str], counts: list[float], ok: float) -> list[Sample]:
+        m = {"model_name": "rec", "model_version": version}
+        return ([("model_inference_duration_seconds_bucket", {**m, "le": le}, c) for le, c in zip(les, counts)]
+                + [("model_requests_total", {**m, "outcome": "success"}, ok)])
+
+    base = snap(arm("v1", ["0.5", "1", "+Inf"], [900, 1000, 1000], 1000)
+                + arm("v2", ["0.5", "1", "+Inf"], [900, 1000, 1000], 1000), pol, at=100)
+    now = snap(arm("v1", ["0.5", "1", "+Inf"], [1800, 2000, 2000], 2000)
+               + arm("v2", ["0.5", "1", "1.0", "+Inf"], [950, 1000, 1050, 1050], 1050), pol, at=160)
+    _, canary = b.measure_delta(pol, chk(pol, "lat"), T, now, base)
+    assert canary == Histogram((500.0, 1000.0, math.inf), (50.0, 50.0, 50.0))
