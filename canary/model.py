@@ -343,6 +343,12 @@ def pass_ratio(anchor_requests: float, canary_requests: float) -> float:
     return max(1.0, canary_requests / anchor_requests)
 
 
+def request_count(n: float) -> float:
+    """`n` when it can be a count of requests, else 0.0: +Inf (a counter that overflowed), NaN or a
+    negative number is no count (a look on it cannot pass, and nothing non-finite is stored)."""
+    return float(n) if isinstance(n, (int, float)) and math.isfinite(n) and n >= 0 else 0.0
+
+
 def pass_floor(min_canary_requests: int) -> float:
     """Canary requests a window needs before a look can pass: `min_canary_requests`, and at least one
     (a pass on no canary request is no evidence)."""

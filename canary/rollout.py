@@ -28,7 +28,8 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from canary.model import STABLE_ONLY, Outcome, Verdict, Weights, next_pass_anchor, pass_floor, pass_ratio, valid_pass_anchor
+from canary.model import (STABLE_ONLY, Outcome, Verdict, Weights, next_pass_anchor, pass_floor, pass_ratio,
+                          request_count, valid_pass_anchor)
 from canary.policy import Policy
 
 # Phases live here (not in model.Phase) because PROMOTING is a state-machine detail.
@@ -198,11 +199,7 @@ class Looked:
     window_s: float | None = None
 
     def __post_init__(self) -> None:
-        # an impossible count (+Inf from a counter that overflowed, NaN) is no count: such a look
-        # cannot pass, and nothing non-finite reaches the record
-        if not (isinstance(self.canary_requests, (int, float)) and math.isfinite(self.canary_requests)
-                and self.canary_requests >= 0):
-            object.__setattr__(self, "canary_requests", 0.0)
+        object.__setattr__(self, "canary_requests", request_count(self.canary_requests))  # +Inf, NaN: no count
 
 
 @dataclass(frozen=True)

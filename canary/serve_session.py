@@ -30,7 +30,7 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from canary.model import Outcome, Verdict, next_pass_anchor, pass_floor, pass_ratio, valid_pass_anchor
+from canary.model import Outcome, Verdict, next_pass_anchor, pass_floor, pass_ratio, request_count, valid_pass_anchor
 from canary.policy import Policy
 
 PASS, FAIL, INCONCLUSIVE = "pass", "fail", "inconclusive"
@@ -203,9 +203,7 @@ def record_look(s: Session, verdict: Verdict, *, canary_requests: float, now: fl
     """
     if s.ended:
         return s, verdict
-    # an impossible count (+Inf from an overflowed counter, NaN) is no count: it cannot pass, and the
-    # state stays storable (a stored Infinity made every later call of the revision a 500)
-    n = canary_requests if math.isfinite(canary_requests) and canary_requests >= 0 else 0.0
+    n = request_count(canary_requests)  # +Inf, NaN: no count (a stored Infinity made every later call a 500)
     j, before = verdict, s.last_look_requests
     stale = (n > 0 and n == before) or 0 <= n < before
     if stale and n == before:

@@ -455,13 +455,14 @@ def _latency(check: LatencyCheck, s: ArmData | None, c: ArmData, ctx: _Ctx) -> C
     if bad:
         return bad
     assert isinstance(c, Histogram)
+    unshared: float | None = None  # the stable's requests when its layout shares no bound with the canary's
     if s is None:  # stable not measured: the ceiling alone, on the canary's own bounds
         bounds, sc, cc = c.bounds, None, c.counts
     else:
         assert isinstance(s, Histogram)
         bounds, sc, cc = _shared(s, c)
-        if len(bounds) < 2 and check.max_ms is not None:
-            return _ceiling_without_shared(check, s, c, ctx)
+        if len(bounds) < 2 and check.max_ms is not None:  # as without a stable arm: the ceiling alone
+            bounds, sc, cc, unshared = c.bounds, None, c.counts, float(s.counts[-1]) if s.counts else 0.0
     if len(bounds) < 2:
         return _error(check, "the arms share no finite bucket bound")
     q, label = check.quantile, f"p{check.quantile * 100:g}"
@@ -483,9 +484,15 @@ def _latency(check: LatencyCheck, s: ArmData | None, c: ArmData, ctx: _Ctx) -> C
         subs.append(("ceiling", attach(_latency_ceiling(own, on_lists=own_lists, max_value=check.max_ms, alpha=a),
                                        evidence.ceiling_within_arm(own, q=q, max_value=check.max_ms,
                                                                    level=beta)), True))
-    n = (s_arm.total if s_arm is not None else 0.0, c_arm.total)
+    n = (s_arm.total if s_arm is not None else unshared or 0.0, c_arm.total)
     subs, seq = _pool(check, subs, ctx, info=effective_requests(*n), info_canary=n[1])
     outcome, (name, t, _), more = _verdict(check, subs, n[1], ctx.min_canary)
+    # layouts with no bound in common: a relative limit beside the ceiling cannot be compared, so the
+    # check never passes; a ceiling breach still fails
+    not_judged = (f"+{check.max_increase_pct:g}% not judged: the arms share no finite bucket bound (stable and "
+                  "canary export different layouts); ") if unshared is not None and check.max_increase_pct is not None else ""
+    if not_judged and outcome is Outcome.PASS:
+        outcome = Outcome.INCONCLUSIVE
     sv = s_arm.estimate() if s_arm is not None else math.nan
     cv = c_arm.estimate()
     c_text = _q_text(c_arm)
@@ -500,25 +507,10 @@ def _latency(check: LatencyCheck, s: ArmData | None, c: ArmData, ctx: _Ctx) -> C
         cv = own.estimate()
         head = f"{label} {_q_text(own)} ms (limit {check.max_ms:g} ms)"
         threshold, effect = float(check.max_ms), cv  # type: ignore[arg-type]
-    reason = f"{head}, n={_n(n[1])}/{_n(n[0])}, p={_p(t.p_value)}" + (f"; {more}" if more else "")
+    reason = (f"{not_judged if outcome is not Outcome.FAIL else ''}{head}, n={_n(n[1])}/{_n(n[0])}, "
+              f"p={_p(t.p_value)}" + (f"; {more}" if more else ""))
     return _result(check, outcome, reason, t, n=n, threshold=threshold, effect=effect, alpha=alpha, subs=subs,
                    seq=seq, stable_value=sv, canary_value=cv)
-
-
-def _ceiling_without_shared(check: LatencyCheck, s: Histogram, c: Histogram, ctx: _Ctx) -> CheckResult:
-    """Both arms measured on layouts that share no finite bound: the ceiling (`max_ms`) is judged on
-    the canary's own bounds, as without a stable arm; a relative limit beside it cannot be compared,
-    so the check never passes (INCONCLUSIVE), but a ceiling breach still FAILs."""
-    r = _latency(check, None, c, ctx)
-    n_s = float(s.counts[-1]) if s.counts else 0.0
-    if r.outcome is not Outcome.ERROR:  # the stable arm was measured: its requests, not "0"
-        r = dataclasses.replace(r, n_stable=n_s, reason=r.reason.replace(f"n={_n(r.n_canary)}/0,",
-                                                                         f"n={_n(r.n_canary)}/{_n(n_s)},", 1))
-    if check.max_increase_pct is None or r.outcome in (Outcome.FAIL, Outcome.ERROR):
-        return r
-    return dataclasses.replace(r, outcome=Outcome.INCONCLUSIVE, reason=(
-        f"+{check.max_increase_pct:g}% not judged: the arms share no finite bucket bound (stable and canary export "
-        f"different layouts); {r.reason}"))
 
 
 def _proportion(check: ErrorRateCheck | FeatureMissingCheck, s: ArmData | None, c: ArmData, ctx: _Ctx
