@@ -1011,7 +1011,7 @@ class Controller:
                 return "skipped"  # no window yet (the step's start is this very snapshot): the next one looks
             measurements, canary_n, window_s = measured
             verdict = judge(spec.policy, measurements, prior=state.prior(), window=state.step_window,
-                            pass_ratio=state.pass_ratio(canary_n))
+                            pass_ratio=state.pass_ratio(canary_n), canary_weight=state.weights.canary)
             if self.telemetry:
                 self.telemetry.record_verdict(model=spec.target.model, results=verdict.results)
             if verdict.outcome is Outcome.FAIL:

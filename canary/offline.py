@@ -8,6 +8,7 @@ saw. The format is documented in docs/judge.md:
      "look": 0,                       (informational: the levels do not depend on it)
      "window": 0,                     (resumes of the current step so far: the pass level)
      "prior": {"<check>/<test>": [S, I]},   (earlier windows' failure evidence)
+     "canary_weight": 10,             (optional: the canary's traffic %, 0-100, over the window)
      "checks": {"<check name>": {"stable": ARM, "canary": ARM}}}
 
     ARM = {"bounds": [..., "+Inf"], "counts": [...cumulative...]}   histogram
@@ -31,7 +32,7 @@ from canary.errors import ConfigError, NoData, PolicyError
 from canary.model import ArmData, Counts, FeatureCounts, Histogram, Scalar
 from canary.policy import Policy, load_policy, parse_policy
 
-_TOP = {"policy", "policy_file", "look", "window", "pass_ratio", "prior", "checks"}
+_TOP = {"policy", "policy_file", "look", "window", "pass_ratio", "prior", "checks", "canary_weight"}
 MAX_LOOK = 1_000_000  # a look every second for 11 days
 MAX_WINDOW = 10_000  # operator resumes of one step
 
@@ -46,6 +47,7 @@ class Exported:
     window: int = 0
     prior: dict[str, tuple[float, float]] | None = None
     pass_ratio: float = 1.0
+    canary_weight: int | None = None
 
 
 def _bad(file: str, field: str, message: str) -> ConfigError:
@@ -83,6 +85,9 @@ def parse_exported(raw: Any, *, file: str = "<input>", base: Path | None = None)
     if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 1 <= ratio < math.inf:
         raise _bad(file, "pass_ratio", "must be a number >= 1 (canary requests now / at the window's first look "
                                        f"that could pass), got {_shown(ratio)}")
+    weight = raw.get("canary_weight")
+    if weight is not None and (isinstance(weight, bool) or not isinstance(weight, int) or not 0 <= weight <= 100):
+        raise _bad(file, "canary_weight", f"must be an integer from 0 to 100 (the canary's traffic %), got {_shown(weight)}")
     prior = _prior(raw.get("prior", {}), file, policy)
     checks = raw.get("checks")
     if not isinstance(checks, dict):
@@ -115,7 +120,7 @@ def parse_exported(raw: Any, *, file: str = "<input>", base: Path | None = None)
         both_failed = all(isinstance(a, Exception) for a in arms)
         measurements[name] = arms[1] if both_failed else (arms[0], arms[1])  # type: ignore[assignment]
     return Exported(policy=policy, look=look, measurements=measurements, window=window, prior=prior,
-                    pass_ratio=float(ratio))
+                    pass_ratio=float(ratio), canary_weight=weight)
 
 
 def _prior(raw: Any, file: str, policy: Policy) -> dict[str, tuple[float, float]]:

@@ -46,7 +46,7 @@ Prior = Mapping[str, tuple[float, float]]
 
 
 def judge(policy: Policy, measurements: Mapping[str, Measurement], *, prior: Prior | None = None,
-          window: int = 0, pass_ratio: float = 1.0) -> Verdict:
+          window: int = 0, pass_ratio: float = 1.0, canary_weight: int | None = None) -> Verdict:
     """Judge every check of the policy at one look; worst outcome wins.
 
     `measurements` cover the current window (the step since it began, or since an operator
@@ -56,7 +56,9 @@ def judge(policy: Policy, measurements: Mapping[str, Measurement], *, prior: Pri
     `window` is the 0-based index of the current window within its step (operator resumes), and
     `pass_ratio` the look's canary requests over those at the window's first look that could
     pass (`model.pass_ratio`; 1 there and before): both set the pass level (`evidence.pass_level`),
-    which holds for any number of looks at any times.
+    which holds for any number of looks at any times. `canary_weight` is the canary's share of the
+    traffic in the window, in percent (`Weights.canary`; None: not known, as in `canary serve`): a
+    check whose arms' request counts are far from that split cannot pass (`_mismatched`).
     """
     by_check: dict[str, dict[str, float]] = {}  # check -> sub-test -> level, grouped once per look
     for key, level in sub_levels(policy).items():
@@ -84,6 +86,8 @@ def judge(policy: Policy, measurements: Mapping[str, Measurement], *, prior: Pri
             except (ValueError, TypeError, ArithmeticError) as exc:  # never crash a tick
                 results.append(_error(check, f"cannot judge: {exc}"))
     odd = _disagreeing(policy, measurements)
+    for name, why in _mismatched(policy, measurements, canary_weight).items():
+        odd.setdefault(name, why)
     if odd:
         results = [_untrusted(r, odd[r.check]) if r.check in odd else r for r in results]
     return Verdict.combine(results)
@@ -97,6 +101,19 @@ COUNTS_DISAGREE = 10.0
 COUNTS_FLOOR = 100.0  # below this many requests the smaller count is read as this many (sampling noise)
 
 
+def _requests(check: Check, d: Any) -> float | None:
+    """The requests one arm's data of a request-counting check counted (a latency histogram's total,
+    an error or feature-missing rate's denominator); None for other checks, an arm not measured, or a
+    count that is no count."""
+    if isinstance(d, Histogram) and check.kind == "latency" and d.counts:
+        n = float(d.counts[-1])
+    elif isinstance(d, Counts) and check.kind in ("error_rate", "feature_missing"):
+        n = float(d.total)
+    else:
+        return None
+    return n if math.isfinite(n) and n >= 0 else None
+
+
 def _disagreeing(policy: Policy, measurements: Mapping[str, Measurement]) -> dict[str, str]:
     """Checks whose arm's request count disagrees with another check's of the same arm by more than
     COUNTS_DISAGREE, and why ({} when they agree)."""
@@ -107,12 +124,9 @@ def _disagreeing(policy: Policy, measurements: Mapping[str, Measurement]) -> dic
             m = measurements.get(check.name)
             if m is None or isinstance(m, BaseException):
                 continue
-            d = m[i]
-            if isinstance(d, Histogram) and check.kind == "latency" and d.counts:
-                totals[check.name] = float(d.counts[-1])
-            elif isinstance(d, Counts) and check.kind in ("error_rate", "feature_missing"):
-                totals[check.name] = float(d.total)
-        totals = {k: v for k, v in totals.items() if math.isfinite(v) and v > 0}
+            n = _requests(check, m[i])
+            if n:
+                totals[check.name] = n
         if len(totals) < 2:
             continue
         low, high = min(totals.values()), max(totals.values())
@@ -121,6 +135,34 @@ def _disagreeing(policy: Policy, measurements: Mapping[str, Measurement]) -> dic
             for k in totals:
                 out.setdefault(k, f"the {arm} arm's request counts disagree across checks ({seen}): a counter jump "
                                   "or a broken exporter")
+    return out
+
+
+def _mismatched(policy: Policy, measurements: Mapping[str, Measurement], weight: int | None) -> dict[str, str]:
+    """Checks whose canary request count is more than COUNTS_DISAGREE times off what the stable's count
+    and the traffic split imply (below COUNTS_FLOOR a count is read as that many), and why.
+
+    Istio splits requests by weight, so canary/stable requests are near w/(100-w) in any window of
+    one step; 10 times more or fewer is no sampling noise and no scrape lag (a sample-ratio mismatch
+    far past what traffic that bypasses the VirtualService explains) but a counter that jumped, an
+    exporter that counts something else, or another arm's series. It guards the policies that have a
+    single request-counting check (Triton's preset), where `_disagreeing` has nothing to compare.
+    """
+    if weight is None or not 0 < weight < 100:
+        return {}
+    out: dict[str, str] = {}
+    for check in policy.checks:
+        m = measurements.get(check.name)
+        if m is None or isinstance(m, BaseException):
+            continue
+        stable, canary = _requests(check, m[0]), _requests(check, m[1])
+        if stable is None or canary is None:
+            continue
+        expected = stable * weight / (100 - weight)
+        if canary > COUNTS_DISAGREE * max(expected, COUNTS_FLOOR) or expected > COUNTS_DISAGREE * max(canary, COUNTS_FLOOR):
+            out[check.name] = (f"the canary counted {_n(canary)} requests where its {weight}% of the traffic and the "
+                               f"stable's {_n(stable)} imply about {_n(expected)}: a counter jump, a broken exporter or "
+                               "traffic that bypasses the VirtualService")
     return out
 
 
