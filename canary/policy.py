@@ -67,7 +67,14 @@ from canary.policy_fields import (
     parse_duration,
     show,
 )
-from canary.policy_metrics import QUERY_LABELS, SOURCE_LABELS, Metrics, check_identity, identity_labels
+from canary.policy_metrics import (
+    QUERY_LABELS,
+    SOURCE_LABELS,
+    Metrics,
+    check_identity,
+    identity_labels,
+    source_lacks,
+)
 from canary.policy_promql import check_promql, scan_promql
 from canary.policy_yaml import MAX_BYTES, load_text, read_file, too_big
 
@@ -77,7 +84,7 @@ __all__ = [
     "Gates",
     "LatencyCheck", "Metrics", "Policy", "PredictionShiftCheck", "ProbeDuration", "Source",
     "StepDuration", "TritonGate", "check_identity", "check_promql", "identity_labels", "json_schema", "label_name",
-    "load_policy", "parse_duration", "parse_policy", "parse_policy_text", "scan_promql",
+    "load_policy", "parse_duration", "parse_policy", "parse_policy_text", "scan_promql", "source_lacks",
 ]
 MAX_LOOKS = 10_000
 
@@ -184,6 +191,19 @@ class Policy(Strict):
     def _identity_labels(self) -> "Policy":
         for source in self.sources():
             check_identity(self.metrics, source)
+        return self
+
+    @model_validator(mode="after")
+    def _sources_serve_checks(self) -> "Policy":
+        """Each check's metric family has the metric it reads: a latency check on source triton (no
+        latency histogram) was accepted here and refused only by promote, after the policy was reviewed."""
+        for i, check in enumerate(self.checks):
+            source = self.source_of(check)
+            why = source_lacks(source, check.kind, metric=getattr(check, "metric", None))
+            if why:
+                whose = (f"source {source!r}" if check.source else
+                         f"no source given, so metrics.source {source!r}, which")
+                raise FieldProblem(f"checks[{i}].source", f"a {check.kind} check: {whose} has {why}")
         return self
 
     def sources(self) -> list[str]:

@@ -30,13 +30,22 @@ class SourceLabels:
     namespace: str | None = None
     fixed: tuple[str, ...] = ()  # constant matchers metrics.labels may replace (istio's reporter)
     matched: tuple[str, ...] = ()  # labels the family's own queries match or split on
+    lacks: tuple[tuple[str, str], ...] = ()  # (check kind, why) this family has no metric for
 
 
 SOURCE_LABELS: dict[str, SourceLabels] = {
     "model": SourceLabels("model_version", "model_name", matched=("outcome", "state")),
     "istio": SourceLabels("destination_version", "destination_service_name", "destination_service_namespace",
-                          fixed=("reporter",), matched=("response_code",)),
-    "triton": SourceLabels("version", "model"),
+                          fixed=("reporter",), matched=("response_code",),
+                          lacks=(("prediction_shift", "no prediction histogram (Envoy sees requests, not outputs): "
+                                  "use source 'model', or name the histogram in the check's `metric`"),
+                                 ("feature_missing", "no feature-missing gauge: use source 'model'"))),
+    "triton": SourceLabels("version", "model",
+                           lacks=(("latency", "no latency histogram (Triton exports only cumulative µs counters, so "
+                                   "no quantile can be computed): use source 'model' or 'istio'"),
+                                  ("prediction_shift", "no prediction histogram: use source 'model', or name the "
+                                   "histogram in the check's `metric`"),
+                                  ("feature_missing", "no feature-missing gauge: use source 'model'"))),
 }
 QUERY_LABELS = ("le",)  # every histogram query groups by it, whatever the source
 
@@ -69,6 +78,15 @@ class Metrics(Strict):
             except ValueError as exc:
                 raise FieldProblem(key, str(exc)) from None
         return labels
+
+
+def source_lacks(source: str, kind: str, *, metric: str | None = None) -> str | None:
+    """Why metric family `source` cannot serve a check of `kind` ('has no latency histogram ...'), or None
+    when it can. A prediction_shift check that names its own `metric` reads that histogram from any family.
+    The one table both the policy (at load time) and `metrics.queries` (at query time) read."""
+    if kind == "prediction_shift" and metric:
+        return None
+    return dict(SOURCE_LABELS[source].lacks).get(kind)
 
 
 def identity_labels(metrics: Metrics, source: str) -> dict[str, str]:

@@ -49,7 +49,7 @@ from typing import Iterable, Sequence
 
 from canary.errors import ConfigError
 from canary.model import Histogram, Target
-from canary.policy import SOURCE_LABELS, Policy, identity_labels, label_name, scan_promql
+from canary.policy import SOURCE_LABELS, Policy, identity_labels, label_name, scan_promql, source_lacks
 from canary.policy_fields import METRIC_PATTERN
 
 ARMS = ("stable", "canary")
@@ -284,10 +284,7 @@ def triton_mean_latency_query(sel: str, window_s: float, *, include_queue: bool 
 
 def latency_metric(p: Preset, check_name: str) -> tuple[str, float]:
     if p.latency is None:
-        raise ConfigError(
-            f"check {check_name!r}: source {p.name!r} has no latency histogram (Triton exports only "
-            "cumulative µs counters, so no quantile can be computed); use source 'model' or 'istio'"
-        )
+        raise ConfigError(f"check {check_name!r}: source {p.name!r} has {_lacks(p, 'latency')}")
     return p.latency, p.latency_to_ms
 
 
@@ -296,16 +293,19 @@ def prediction_metric(p: Preset, check_name: str, metric: str | None) -> str:
         base = metric[: -len("_bucket")] if metric.endswith("_bucket") else metric
         return metric_name(base, f"check {check_name!r}: metric")
     if p.prediction is None:
-        raise ConfigError(
-            f"check {check_name!r}: source {p.name!r} has no prediction histogram; "
-            "use source 'model' or set the check's `metric`"
-        )
+        raise ConfigError(f"check {check_name!r}: source {p.name!r} has {_lacks(p, 'prediction_shift')}")
     return p.prediction
 
 
 def feature_metric(p: Preset, check_name: str) -> None:
     if p.feature_missing is None:
-        raise ConfigError(f"check {check_name!r}: source {p.name!r} has no feature-missing gauge; use source 'model'")
+        raise ConfigError(f"check {check_name!r}: source {p.name!r} has {_lacks(p, 'feature_missing')}")
+
+
+def _lacks(p: Preset, kind: str) -> str:
+    """The policy's words for what `p` lacks (`policy.source_lacks`, which refuses such a check at load
+    time: reaching this means a policy skipped validation)."""
+    return source_lacks(p.name, kind) or f"no metric for a {kind} check"
 
 
 def render_custom(template: str, *, check_name: str, model: str, version: str, namespace: str, window_s: float) -> str:

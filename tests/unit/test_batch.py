@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from canary.errors import ConfigError, MetricsUnavailable, NoData
+from canary.errors import ConfigError, MetricsUnavailable, NoData, PolicyError
 from canary.metrics import batch as b
 from canary.metrics import queries as q
 from canary.model import Counts, Histogram, Target
@@ -255,7 +255,12 @@ def test_policies_with_different_label_shapes_get_their_own_queries() -> None:
     ("model", {"kind": "custom", "max_value": 1, "query": "vector(1)"}, False),
 ])
 def test_batchable(source: str, check: dict[str, Any], ok: bool) -> None:
-    pol = policy(source, checks=[{"name": "c", **check}])
+    try:
+        pol = policy(source, checks=[{"name": "c", **check}])
+    except PolicyError as exc:  # a source without the check's metric is refused at load time ...
+        assert exc.field == "checks[0].source" and not ok
+        pol = policy("model", checks=[{"name": "c", **check}])  # ... and again at query time, should one get through
+        pol = pol.model_copy(update={"metrics": pol.metrics.model_copy(update={"source": source})})
     assert b.batchable(pol, pol.checks[0]) is ok
     if not ok:
         s = b.Snapshot(0.0)
