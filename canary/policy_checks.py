@@ -133,7 +133,8 @@ class CustomCheck(_CheckBase):
     {identifier} is refused as a typo, so a literal `{word}` cannot be written.
     Use `query` for one template applied to both arms, or `stable_query` and
     `canary_query`. Brackets and strings are checked at load time; the server
-    checks the rest.
+    checks the rest. `metrics.labels` is added to every vector selector of the
+    query (`x[5m]` -> `x{cluster="eu-1"}[5m]`), as to every other query.
     """
 
     kind: Literal["custom"]

@@ -56,8 +56,9 @@ class Metrics(Strict):
                                   json_schema_extra={"pattern": LABEL_NAME})
     model_label: str | None = Field(None, description="label carrying the model name; default per source; '' for none",
                                     json_schema_extra={"pattern": "^$|" + LABEL_NAME})
-    labels: dict[str, str] = Field(default_factory=dict, description="extra equality matchers on every query; never one "
-                                   "of the identity labels (model, arm, namespace)",
+    labels: dict[str, str] = Field(default_factory=dict, description="extra equality matchers on every query, added to "
+                                   "every vector selector of a custom check's PromQL too; never one of the identity "
+                                   "labels (model, arm, namespace)",
                                    json_schema_extra={"propertyNames": {"pattern": LABEL_NAME}})
     histograms: Literal["classic", "native"] = Field(
         "classic", description="the form of a latency or prediction histogram read first where Prometheus has both: "

@@ -74,3 +74,80 @@ def check_promql(template: str) -> str:
     if stack:
         raise ValueError(f"{stack[-1][0]!r} at offset {stack[-1][1]} is never closed")
     return template
+
+
+# PromQL's keywords (its lexer reads them case-insensitively): never a metric name when bare
+KEYWORDS = frozenset({
+    "and", "or", "unless", "atan2", "bool", "offset", "by", "without", "on", "ignoring", "group_left",
+    "group_right", "inf", "nan", "sum", "avg", "count", "min", "max", "group", "stddev", "stdvar", "topk",
+    "bottomk", "count_values", "quantile", "limitk", "limit_ratio", "smoothed", "anchored",
+})
+# keywords followed by a parenthesised list of label names, not of expressions
+_GROUPING = frozenset({"by", "without", "on", "ignoring", "group_left", "group_right"})
+_WORD_START = re.compile(r"[A-Za-z_:]")
+_WORD = re.compile(r"[A-Za-z_:][A-Za-z0-9_:]*")
+_NUMBER = re.compile(r"\.?[0-9][0-9A-Za-z_.]*")
+
+
+def selector_insertions(template: str) -> list[tuple[int, str]]:
+    """Where extra label matchers go so that they apply to every vector selector of a PromQL template.
+
+    Returns (offset, form) pairs in increasing offset: form "braces" after a bare metric name
+    (`x[5m]` -> `x{M}[5m]`), "first" before the `}` of an empty or comma-ended matcher list
+    (`x{}` -> `x{M}`), "append" before the `}` of any other (`x{a="b"}` -> `x{a="b",M}`).
+    Lexical, on `scan_promql`'s contexts: strings, comments and placeholders are never read as code;
+    `[...]` (ranges, subqueries) holds no selector; a word followed by `(` is a function or
+    aggregation; PromQL's keywords are not selectors, nor the label lists after
+    by/without/on/ignoring/group_left/group_right. `template` must pass `check_promql`.
+    """
+    code: list[str] = []  # the template's code: a comment as spaces, a string or placeholder as NULs, same offsets
+    for text, ctx, name in scan_promql(template)[0]:
+        code.append(" " * len(text) if ctx == "#" else text if not ctx and name is None else "\0" * len(text))
+    s = "".join(code)
+    out: list[tuple[int, str]] = []
+    i, n = 0, len(s)
+    while i < n:
+        ch = s[i]
+        if ch == "[":
+            i = _closing(s, i, "[", "]") + 1
+        elif ch == "{":
+            end = _closing(s, i, "{", "}")
+            inner = s[i + 1 : end].rstrip(" \t\r\n")
+            out.append((end, "first" if not inner or inner.endswith(",") else "append"))
+            i = end + 1
+        elif _NUMBER.match(s, i) and (ch.isdigit() or ch == "."):
+            i = _NUMBER.match(s, i).end()  # type: ignore[union-attr]
+        elif _WORD_START.match(ch):
+            word = _WORD.match(s, i).group(0)  # type: ignore[union-attr]
+            end = i + len(word)
+            nxt, at = _next_code(s, end)
+            if word.lower() in KEYWORDS:
+                i = _closing(s, at, "(", ")") + 1 if word.lower() in _GROUPING and nxt == "(" else end
+                continue
+            if nxt not in ("(", "{"):  # a function's or aggregation's name; a named selector's `{`
+                out.append((end, "braces"))
+            i = end
+        else:
+            i += 1
+    return out
+
+
+def _next_code(s: str, i: int) -> tuple[str, int]:
+    """The next code character from offset i past whitespace and comments, and its offset ("" at the end)."""
+    n = len(s)
+    while i < n and s[i] in " \t\r\n":
+        i += 1
+    return (s[i], i) if i < n else ("", n)
+
+
+def _closing(s: str, i: int, opening: str, closing: str) -> int:
+    """Offset of the bracket that closes the one at i (code characters only; `check_promql` balanced them)."""
+    depth = 0
+    for j in range(i, len(s)):
+        if s[j] == opening:
+            depth += 1
+        elif s[j] == closing:
+            depth -= 1
+            if depth == 0:
+                return j
+    return len(s) - 1

@@ -45,11 +45,12 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 from canary.errors import ConfigError
 from canary.model import Histogram, Target
 from canary.policy import SOURCE_LABELS, Policy, identity_labels, label_name, scan_promql, source_lacks
+from canary.policy_promql import selector_insertions
 from canary.policy_fields import METRIC_PATTERN
 
 ARMS = ("stable", "canary")
@@ -308,17 +309,28 @@ def _lacks(p: Preset, kind: str) -> str:
     return source_lacks(p.name, kind) or f"no metric for a {kind} check"
 
 
-def render_custom(template: str, *, check_name: str, model: str, version: str, namespace: str, window_s: float) -> str:
-    """Substitute {model} {version} {namespace} {window} into a custom check's PromQL.
+def render_custom(template: str, *, check_name: str, model: str, version: str, namespace: str, window_s: float,
+                  labels: Mapping[str, str] | None = None) -> str:
+    """Substitute {model} {version} {namespace} {window} into a custom check's PromQL, and add `labels`
+    (the policy's `metrics.labels`) as equality matchers to every vector selector in it.
 
     Values are escaped for a double-quoted string, and a name placeholder found
     anywhere else (bare, or in '...' or `...`) is refused: escaping only protects
     inside double quotes, and a model name must never become PromQL. Comments
     and unknown {names} are left as written (the policy refuses the latter).
+    Where the matchers go is `policy_promql.selector_insertions`'s (`x[5m]` -> `x{cluster="eu-1"}[5m]`,
+    `x{a="b"}` -> `x{a="b",cluster="eu-1"}`): a custom check read every cluster while the policy's
+    other queries read one.
     """
     values = {"model": model, "version": version, "namespace": namespace}
+    matchers = ",".join(f'{_label_name(k, f"metrics.labels.{k}")}="{escape(v)}"' for k, v in sorted((labels or {}).items()))
+    inserts = {at: {"braces": "{" + matchers + "}", "first": matchers, "append": "," + matchers}[form]
+               for at, form in (selector_insertions(template) if matchers else ())}
     out: list[str] = []
+    pos = 0
     for text, ctx, name in scan_promql(template)[0]:
+        out.append(inserts.get(pos, ""))
+        pos += len(text)
         if name == "window":
             out.append(duration(window_s))
         elif name not in values:
@@ -330,6 +342,7 @@ def render_custom(template: str, *, check_name: str, model: str, version: str, n
                 f"check {check_name!r}: placeholder {{{name}}} must stand inside a double-quoted "
                 f'string, e.g. model_name="{{{name}}}"; query: {template}'
             )
+    out.append(inserts.get(pos, ""))
     return "".join(out)
 
 

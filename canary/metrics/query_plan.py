@@ -47,7 +47,8 @@ def query_plan(policy: Policy, check: Check, target: Target, *, window_s: float)
             out[arm] = q.feature_queries(sel, window_s)
         elif check.kind == "custom":
             custom = q.render_custom(check.template(arm), check_name=name, model=target.model,  # type: ignore[union-attr]
-                                     version=q.arm_version(target, arm), namespace=target.namespace, window_s=window_s)
+                                     version=q.arm_version(target, arm), namespace=target.namespace, window_s=window_s,
+                                     labels=policy.metrics.labels)
             out[arm] = {"custom": custom, "requests": q.requests_query(p, sel, window_s)}
         else:
             raise ConfigError(f"check {name!r}: unknown kind {check.kind!r}")

@@ -17,7 +17,7 @@ EVIL = 'rec"}or vector(1)#'
 
 def policy(**metrics: object):
     return parse_policy({"steps": [10, 100], "metrics": metrics,
-                         "checks": [{"name": "lat", "kind": "latency", "max_ms": 100}]})
+                         "checks": [{"name": "err", "kind": "error_rate", "max_rate_pct": 5}]})  # every source has one
 
 
 @pytest.mark.parametrize(("raw", "escaped"), [
