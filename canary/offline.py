@@ -57,7 +57,7 @@ def _bad(file: str, field: str, message: str) -> ConfigError:
 def load_exported(path: str | Path) -> Exported:
     path = Path(path)
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
+        raw = unique_keys(json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=_Pairs), file=str(path))
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
     except UnicodeDecodeError as exc:
@@ -65,6 +65,29 @@ def load_exported(path: str | Path) -> Exported:
     except (json.JSONDecodeError, RecursionError, ValueError) as exc:
         raise ConfigError(f"{path}: not valid JSON: {str(exc)[:200]}") from None
     return parse_exported(raw, file=str(path), base=path.parent)
+
+
+class _Pairs(list):  # type: ignore[type-arg]
+    """A JSON object as json.loads read it: its (key, value) pairs in order, duplicates kept."""
+
+
+def unique_keys(value: Any, *, file: str, path: str = "") -> Any:
+    """JSON read with `object_pairs_hook=_Pairs`, as plain dicts and lists; ConfigError naming the file and
+    the key's path (`policy.checks[0].max_ms`) when an object has a key twice. json.loads keeps the last
+    one silently: an inline policy with "max_ms": 100 then 100000 passed a canary that 100 fails, and
+    `canary policy validate` (YAML) refuses the same text."""
+    if isinstance(value, _Pairs):
+        out: dict[str, Any] = {}
+        for key, item in value:
+            where = f"{path}.{key}" if path else key
+            if key in out:
+                raise _bad(file, where, f"duplicate key {json.dumps(key)[:80]} (each key once: JSON readers differ "
+                                        "on which value wins)")
+            out[key] = unique_keys(item, file=file, path=where)
+        return out
+    if isinstance(value, list):
+        return [unique_keys(item, file=file, path=f"{path}[{i}]") for i, item in enumerate(value)]
+    return value
 
 
 def parse_exported(raw: Any, *, file: str = "<input>", base: Path | None = None) -> Exported:
