@@ -48,13 +48,18 @@ STABLE_ONLY = Weights(stable=100, canary=0)
 class Histogram:
     """Prometheus-style cumulative histogram: counts[i] = observations <= bounds[i].
 
-    The last bound is +Inf, so counts[-1] is the total number of observations.
+    The last bound is +Inf, so counts[-1] is the total number of observations. `requests`: the
+    arm's request count over the same window where observations are not requests (a prediction
+    histogram counts one per output row: 4 per request, or 100 for a batched model), None when not
+    known; `analysis.min_canary_requests` is compared with it, never with rows.
     """
 
     bounds: tuple[float, ...]
     counts: tuple[float, ...]
+    requests: float | None = None
 
     def __post_init__(self) -> None:
+        _request_count(self.requests)
         if len(self.bounds) != len(self.counts):
             raise ValueError("histogram bounds and counts differ in length")
         if not self.bounds or not math.isinf(self.bounds[-1]):
@@ -120,8 +125,10 @@ class FeatureCounts:
     numeric: dict[str, Histogram] = field(default_factory=dict)
     categorical: dict[str, dict[str, float]] = field(default_factory=dict)
     missing: dict[str, float] = field(default_factory=dict)
+    requests: float | None = None  # the arm's requests over the window (rows are not requests); None: unknown
 
     def __post_init__(self) -> None:
+        _request_count(self.requests)
         both = sorted(set(self.numeric) & set(self.categorical))
         if both:
             raise ValueError(f"feature {both[0]!r} is both numeric and categorical")
@@ -152,6 +159,11 @@ class FeatureCounts:
 
 
 ArmData = Histogram | Counts | Scalar | FeatureCounts
+
+
+def _request_count(n: float | None) -> None:
+    if n is not None and (isinstance(n, bool) or not isinstance(n, (int, float)) or not 0 <= n < math.inf):
+        raise ValueError(f"requests must be a finite count >= 0 or None, got {n!r}")
 
 
 class Outcome(enum.IntEnum):

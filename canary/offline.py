@@ -12,6 +12,7 @@ saw. The format is documented in docs/judge.md:
      "checks": {"<check name>": {"stable": ARM, "canary": ARM}}}
 
     ARM = {"bounds": [..., "+Inf"], "counts": [...cumulative...]}   histogram
+          (prediction_shift: optional "requests", the arm's requests; its rows are not requests)
         | {"events": x, "total": y}                                  counts
         | {"value": v, "n": n}                                       scalar
         | {"error": "message"}                                       could not measure
@@ -21,6 +22,7 @@ Every problem is a ConfigError naming the file and the field.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from dataclasses import dataclass
@@ -131,6 +133,10 @@ def parse_exported(raw: Any, *, file: str = "<input>", base: Path | None = None)
         for arm in ("stable", "canary"):
             if arm not in entry:
                 raise _bad(file, f"{field}.{arm}", "missing")
+            if (isinstance(entry[arm], dict) and "requests" in entry[arm]
+                    and kinds[name] not in ("prediction_shift", "feature_drift")):
+                raise _bad(file, f"{field}.{arm}.requests", f"a {kinds[name]} check counts requests itself; "
+                           "'requests' is for prediction_shift and feature_drift arms (rows are not requests)")
             data = _arm(entry[arm], file, f"{field}.{arm}")
             want = _SHAPES.get(kinds[name])
             if want is not None and not isinstance(data, (want[0], Exception)):
@@ -221,13 +227,15 @@ def _arm(raw: Any, file: str, field: str) -> ArmData | Exception:
     if not isinstance(raw, dict):
         raise _bad(file, field, "must be an object")
     keys = set(raw)
-    shapes = [{"bounds", "counts"}, {"events", "total"}, {"value"}, {"value", "n"}, {"error"}]
-    if keys not in shapes and not (keys and keys <= _FEATURE_KEYS):
-        raise _bad(file, field, "must be {bounds, counts} | {events, total} | {value[, n]} | {error} | "
-                                f"{{numeric, categorical, missing}} (features), got keys {sorted(keys)}")
+    shapes = [{"bounds", "counts"}, {"bounds", "counts", "requests"}, {"events", "total"}, {"value"}, {"value", "n"},
+              {"error"}]
+    if keys not in shapes and not (keys - {"requests"} and keys <= _FEATURE_KEYS | {"requests"}):
+        raise _bad(file, field, "must be {bounds, counts[, requests]} | {events, total} | {value[, n]} | {error} | "
+                                f"{{numeric, categorical, missing[, requests]}} (features), got keys {sorted(keys)}")
+    requests = _count(raw["requests"], file, f"{field}.requests") if "requests" in raw else None
     try:
-        if keys <= _FEATURE_KEYS:
-            return _features(raw, file, field)
+        if keys <= _FEATURE_KEYS | {"requests"}:
+            return dataclasses.replace(_features(raw, file, field), requests=requests)
         if "error" in keys:
             return NoData(str(raw["error"]))
         if "bounds" in keys:
@@ -236,7 +244,7 @@ def _arm(raw: Any, file: str, field: str) -> ArmData | Exception:
                 raise _bad(file, field, "bounds and counts must be lists")
             bounds = tuple(_num(x, file, f"{field}.bounds[{i}]", inf_ok=True) for i, x in enumerate(b))
             counts = tuple(_num(x, file, f"{field}.counts[{i}]") for i, x in enumerate(c))
-            return Histogram(bounds, counts)
+            return Histogram(bounds, counts, requests=requests)
         if "events" in keys:
             return Counts(_num(raw["events"], file, f"{field}.events"), _num(raw["total"], file, f"{field}.total"))
         n = _num(raw["n"], file, f"{field}.n") if "n" in raw else math.nan
@@ -260,7 +268,7 @@ def _features(raw: dict[str, Any], file: str, field: str) -> FeatureCounts:
     """A feature_drift arm: {"numeric": {feature: {bounds, counts}}, "categorical": {feature:
     {category: count}}, "missing": {feature: count}}, each part optional."""
     parts: dict[str, dict[str, Any]] = {}
-    for part in ("numeric", "categorical", "missing"):
+    for part in ("numeric", "categorical", "missing"):  # (and "requests", read by `_arm`)
         got = raw.get(part, {})
         if not isinstance(got, dict):
             raise _bad(file, f"{field}.{part}", "must be an object keyed by feature name")

@@ -390,13 +390,14 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def _verdict(check: Check, subs: list[tuple[str, stats.TestResult, bool]], n_c: float, min_canary: int
-             ) -> tuple[Outcome, tuple[str, stats.TestResult, bool], str]:
+def _verdict(check: Check, subs: list[tuple[str, stats.TestResult, bool]], n_c: float, min_canary: int,
+             *, n_text: str = "") -> tuple[Outcome, tuple[str, stats.TestResult, bool], str]:
     """Combine a check's sub-tests: (outcome, the sub-test to report, extra reason).
 
     FAIL on a significant breach (below min_canary only an absolute one, or any of a hard
     check); PASS only when every sub-test shows the canary within its limit; INCONCLUSIVE
-    otherwise, with what is missing.
+    otherwise, with what is missing. `n_c` is the canary's request count; `n_text` how the
+    reason says it where observations are not requests (default "n=<n_c>").
     """
     small = n_c < min_canary
     # A significant breach fails whatever the within claim at q says: the breach test compares the
@@ -410,7 +411,8 @@ def _verdict(check: Check, subs: list[tuple[str, stats.TestResult, bool]], n_c: 
         return Outcome.FAIL, min(fails, key=lambda s: s[1].p_value), ""
     shown = min(subs, key=lambda s: s[1].p_value)
     if small:
-        return Outcome.INCONCLUSIVE, shown, (f"canary n={_n(n_c)} below min {min_canary:,} (below it only a breach "
+        return Outcome.INCONCLUSIVE, shown, (f"canary {n_text or f'n={_n(n_c)}'} below min {min_canary:,} "
+                                             "(below it only a breach "
                                              "significant at the check's level fails, and only of an absolute "
                                              "limit or a hard check)")
     unsure = [s for s in subs if not s[1].within]
@@ -605,19 +607,39 @@ def _shift(check: PredictionShiftCheck, s: ArmData, c: ArmData, ctx: _Ctx) -> Ch
         subs = [(nm, stats.replaced(t, within=False, why_not=merged), hard) for nm, t, hard in subs]
     n = (float(sc[-1]), float(cc[-1]))
     subs, seq = _pool(check, subs, ctx, info=effective_requests(*n), info_canary=n[1])
-    outcome, (name, t, _), more = _verdict(check, subs, n[1], ctx.min_canary)
+    floor, n_text, rows = _floor(n, (s, c), "predictions")  # type: ignore[arg-type]
+    outcome, (name, t, _), more = _verdict(check, subs, floor, ctx.min_canary, n_text=n_text)
     by = {nm: r for nm, r, _ in subs}
     limit = {"psi": check.max_psi, "js": check.max_js}
     parts = [f"{nm.upper()} {_g(r.effect, 2)} (limit {limit[nm]:g}, upper {_upper(r.bound)})" for nm, r in by.items()]
-    reason = (", ".join(parts) + f", chi2={_g(t.statistic)}, n={_n(n[1])}/{_n(n[0])}, p={_p(t.p_value)}"
+    reason = (", ".join(parts) + f", chi2={_g(t.statistic)}, {rows}, p={_p(t.p_value)}"
               + (f"; {more}" if more else ""))
     res = _result(check, outcome, reason, t, n=n, threshold=float(limit[name]), effect=t.effect,  # type: ignore[arg-type]
                   alpha=ctx.alpha, subs=subs, seq=seq)
+    res.extra.update(_request_counts(s, c))  # type: ignore[arg-type]
     if "psi" in by:
         res.extra["psi_upper"] = _clean(by["psi"].bound)
     if "js" in by:
         res.extra.update({"js_distance": _clean(by["js"].effect), "js_upper": _clean(by["js"].bound)})
     return res
+
+
+def _floor(n: tuple[float, float], arms: tuple[Histogram | FeatureCounts, Histogram | FeatureCounts], rows: str
+           ) -> tuple[float, str, str]:
+    """For a check whose observations are rows, not requests (predictions, feature values: one per
+    output or input row, many per batched request): the canary count `min_canary_requests` is
+    compared with (its requests when the measurement carries them, else its rows), how the floor
+    message says it, and the n= part of the reason ("n=222/2,740 predictions, from 64/700 requests")."""
+    s_req, c_req = (a.requests for a in arms)
+    counted = f"n={_n(n[1])}/{_n(n[0])} {rows}"
+    if c_req is None:  # not measured (an export without "requests"): rows are all there is
+        return n[1], f"{_n(n[1])} {rows} (no request count)", f"{counted} (no request counts)"
+    return c_req, f"{_n(c_req)} requests ({_n(n[1])} {rows})", \
+        f"{counted}, from {_n(c_req)}/{_n(s_req) if s_req is not None else '?'} requests"
+
+
+def _request_counts(s: Histogram | FeatureCounts, c: Histogram | FeatureCounts) -> dict[str, Any]:
+    return {"requests_stable": s.requests, "requests_canary": c.requests}
 
 
 MAX_FEATURES = 500  # features one feature_drift check compares (as many as a policy may list)
@@ -692,13 +714,14 @@ def _feature_drift(check: FeatureDriftCheck, s: ArmData, c: ArmData, ctx: _Ctx) 
         row["within"] = all(t.within for _, t, _ in pooled)
         per_feature.append(row)
     n = (max((float(p.sum()) for _, p, _, _ in cells), default=0.0), c.total)
+    floor, n_text, rows = _floor(n, (s, c), "rows")
     limit_of = {"psi": check.max_psi or math.inf, "js": check.max_js or math.inf}
-    small = n[1] < ctx.min_canary and not check.hard
+    small = floor < ctx.min_canary and not check.hard
     head = f"{len(cells)} of {len(names)} features compared"
     # one line per feature would drown the reason: the per-feature numbers are in extra["features"]
     subs = [(nm, stats.replaced(t, note=""), a) for nm, t, a in subs]
     if subs:
-        outcome, (name, t, _), more = _verdict(check, subs, n[1], ctx.min_canary)
+        outcome, (name, t, _), more = _verdict(check, subs, floor, ctx.min_canary, n_text=n_text)
         if outcome is not Outcome.FAIL:  # show the feature closest to its limit, not the smallest p
             name, t, _ = max(subs, key=lambda x: _clean(x[1].bound / limit_of[x[0].partition(":")[0]]) or 0.0)
     else:
@@ -709,7 +732,7 @@ def _feature_drift(check: FeatureDriftCheck, s: ArmData, c: ArmData, ctx: _Ctx) 
         outcome, more = Outcome.FAIL, "schema changed: " + "; ".join(schema[:5]) + (
             f" (and {len(schema) - 5} more)" if len(schema) > 5 else "")
     elif schema and outcome is not Outcome.FAIL:
-        outcome, more = Outcome.INCONCLUSIVE, f"schema changed ({'; '.join(schema[:3])}) but canary n={_n(n[1])} " \
+        outcome, more = Outcome.INCONCLUSIVE, f"schema changed ({'; '.join(schema[:3])}) but canary {n_text} " \
                                               f"below min {ctx.min_canary:,}"
     elif unusable and outcome is not Outcome.FAIL:
         outcome, more = Outcome.ERROR, "; ".join(unusable[:5]) + (
@@ -721,12 +744,13 @@ def _feature_drift(check: FeatureDriftCheck, s: ArmData, c: ArmData, ctx: _Ctx) 
                  f"(limit {limit[lim]:g}, upper {_upper(t.bound)})")
         if len(drifted) > 1:
             head += f" and {len(drifted) - 1} more ({_few(drifted[1:])})"
-    reason = f"{head}, n={_n(n[1])}/{_n(n[0])}, p={_p(t.p_value)}" + (f"; {more}" if more else "")
+    reason = f"{head}, {rows}, p={_p(t.p_value)}" + (f"; {more}" if more else "")
     res = _result(check, outcome, reason, t, n=n, threshold=float(limit[lim] or math.nan) if lim else math.nan,
                   effect=t.effect if name else math.nan, alpha=ctx.alpha, subs=subs or [(name, t, False)], seq=seq)
     res.extra.update({"features": sorted(per_feature, key=lambda r: (not r["breach"], -(r.get(limits[0]) or 0.0)))[:50],
                       "schema": schema, "unusable": unusable,
-                      "only_stable": sorted(s_names - c_names)[:50], "only_canary": sorted(c_names - s_names)[:50]})
+                      "only_stable": sorted(s_names - c_names)[:50], "only_canary": sorted(c_names - s_names)[:50],
+                      **_request_counts(s, c)})
     return res
 
 

@@ -20,6 +20,7 @@ while the queries are shared (`batch`). Kept apart from the snapshot format
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -233,8 +234,14 @@ def measure_delta(policy: Policy, check: Check, target: Target, now: Snapshot, b
             return _classic_arm(policy, spec, check, target, arm, now, base).data
 
         pair = combine(*arms_pair(arm_data), check=check.name, cells=spec.cells)
-        return tuple(x if isinstance(x, (NoData, Histogram)) else _as_histogram(x, spec.scale)  # type: ignore[return-value]
-                     for x in pair)
+        out = [x if isinstance(x, (NoData, Histogram)) else _as_histogram(x, spec.scale) for x in pair]
+        if check.kind == "prediction_shift":  # rows are not requests: min_canary_requests is compared with these
+            for i, arm in enumerate(q.ARMS):
+                if isinstance(out[i], Histogram):
+                    got = _requests_delta(now, base, policy, spec.source, target, arm)
+                    n = got[0] if got is not None and math.isfinite(got[0]) and got[0] > 0 else 0.0
+                    out[i] = dataclasses.replace(out[i], requests=n)  # type: ignore[type-var]
+        return out[0], out[1]
     return arms_pair(lambda arm: arm_delta(policy, check, target, arm, now, base).data)
 
 

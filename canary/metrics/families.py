@@ -211,9 +211,10 @@ def families(policy: Policy, check: Check | None = None) -> list[Family]:
         main, fallback = request_families(policy, policy.metrics.source)
         return main + ([fallback] if fallback else [])
     spec = check_spec(policy, check)
-    if spec.kind == "histogram":
-        return [spec.family, *([spec.native] if spec.native else [])]
     main, fallback = request_families(policy, spec.source)
+    if spec.kind == "histogram":  # a prediction histogram counts rows: its requests are read beside it
+        more = [*main, *([fallback] if fallback else [])] if check.kind == "prediction_shift" else []
+        return [spec.family, *([spec.native] if spec.native else []), *more]
     return [spec.family, *main, *([fallback] if fallback else [])]
 
 

@@ -21,6 +21,7 @@ the proportion tests can weigh by sample size.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 from canary.errors import ConfigError, MetricsUnavailable, NoData
@@ -56,9 +57,13 @@ class PrometheusProvider(PrometheusClient):
         name = check.name
         if check.kind in ("latency", "prediction_shift"):
             scale = q.latency_metric(q.preset(policy.source_of(check)), name)[1] if check.kind == "latency" else 1.0
-            return self._histograms({arm: plan[arm][HISTOGRAM] for arm in q.ARMS}, name, window_s, at, scale=scale,
+            pair = self._histograms({arm: plan[arm][HISTOGRAM] for arm in q.ARMS}, name, window_s, at, scale=scale,
                                     native_first=policy.metrics.histograms == "native",
                                     cells=0 if check.kind == "latency" else SHIFT_CELLS)
+            if check.kind == "latency":
+                return pair
+            return self._with_requests(pair[0], plan["stable"], name, "stable", window_s, at), \
+                self._with_requests(pair[1], plan["canary"], name, "canary", window_s, at)
         per_arm = {"error_rate": self._error_counts, "feature_missing": self._missing_counts,
                    "feature_drift": self._features, "custom": self._custom}[check.kind]
         return arms_pair(lambda arm: per_arm(plan[arm], name, arm, window_s, at))
@@ -207,6 +212,18 @@ class PrometheusProvider(PrometheusClient):
             raise NoData(f"check {check!r}: no requests for {arm_name(arm)} in {window_s}s; query: {query}")
         return n
 
+    def _with_requests(self, data: Histogram | NoData, plan: dict[str, str], check: str, arm: str,
+                       window_s: float, at: float | None) -> Histogram | NoData:
+        """A prediction histogram with the arm's request count over the window (0 when the request
+        counter has no series: the floor, `min_canary_requests`, is then not met, never met by rows)."""
+        if isinstance(data, NoData):
+            return data
+        try:
+            n = self._requests(plan["requests"], check, arm, window_s, at)
+        except NoData:
+            n = 0.0
+        return dataclasses.replace(data, requests=n)
+
     def _error_counts(self, plan: dict[str, str], check: str, arm: str, window_s: float, at: float | None) -> Counts:
         total = self._requests(plan["requests"], check, arm, window_s, at)
         errors = self.scalar(plan["errors"], check=check, arm=arm, at=at)
@@ -228,8 +245,14 @@ class PrometheusProvider(PrometheusClient):
                   ) -> FeatureCounts:
         """Each feature's distribution (values, categories, missing) over the window: three queries
         per arm whatever the number of features."""
-        answers = {role: self.query(query, check=check, arm=arm, at=at) for role, query in plan.items()}
-        return feature_counts(answers, queries=plan, check=check, arm=arm, window_s=window_s)
+        answers = {role: self.query(query, check=check, arm=arm, at=at) for role, query in plan.items()
+                   if role != "requests"}
+        counts = feature_counts(answers, queries=plan, check=check, arm=arm, window_s=window_s)
+        try:  # rows are not requests (a batched request sends many): the floor is compared with requests
+            n = self._requests(plan["requests"], check, arm, window_s, at)
+        except NoData:
+            n = 0.0
+        return dataclasses.replace(counts, requests=n)
 
     def _custom(self, plan: dict[str, str], check: str, arm: str, window_s: float, at: float | None) -> Scalar:
         value = self.scalar(plan["custom"], check=check, arm=arm, at=at)

@@ -21,7 +21,8 @@ Plan = dict[str, dict[str, str]]  # arm -> role -> PromQL, in the order `measure
 def query_plan(policy: Policy, check: Check, target: Target, *, window_s: float) -> Plan:
     """Every query `measure` sends for one check: {arm: {role: PromQL}}, both arms.
 
-    Roles: ``histogram`` (latency, prediction_shift), ``requests``, ``errors``,
+    Roles: ``histogram`` (latency, prediction_shift), ``requests`` (every kind but latency, whose
+    histogram counts requests), ``errors``,
     ``feature_missing``, ``custom``, and for feature_drift the per-feature roles of
     `FEATURE_ROLES` (many series per answer, grouped by feature). Pure; raises ConfigError for what is wrong
     before any request (an invalid label or metric name, a source without the
@@ -36,7 +37,9 @@ def query_plan(policy: Policy, check: Check, target: Target, *, window_s: float)
         if check.kind == "latency":
             out[arm] = {HISTOGRAM: q.histogram_query(q.latency_metric(p, name)[0], sel, window_s)}
         elif check.kind == "prediction_shift":
-            out[arm] = {HISTOGRAM: q.histogram_query(q.prediction_metric(p, name, check.metric), sel, window_s)}
+            # requests too: a prediction histogram counts output rows, and min_canary_requests counts requests
+            out[arm] = {HISTOGRAM: q.histogram_query(q.prediction_metric(p, name, check.metric), sel, window_s),
+                        "requests": q.requests_query(p, sel, window_s)}
         elif check.kind == "error_rate":
             out[arm] = {"requests": q.requests_query(p, sel, window_s), "errors": q.errors_query(p, sel, window_s)}
         elif check.kind == "feature_missing":
@@ -44,7 +47,7 @@ def query_plan(policy: Policy, check: Check, target: Target, *, window_s: float)
             out[arm] = {"feature_missing": q.feature_missing_query(p, sel, window_s),
                         "requests": q.requests_query(p, sel, window_s)}
         elif check.kind == "feature_drift":
-            out[arm] = q.feature_queries(sel, window_s)
+            out[arm] = {**q.feature_queries(sel, window_s), "requests": q.requests_query(p, sel, window_s)}
         elif check.kind == "custom":
             custom = q.render_custom(check.template(arm), check_name=name, model=target.model,  # type: ignore[union-attr]
                                      version=q.arm_version(target, arm), namespace=target.namespace, window_s=window_s,

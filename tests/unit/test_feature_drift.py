@@ -61,7 +61,8 @@ def test_the_policy_needs_a_limit_and_refuses_a_feature_listed_twice() -> None:
 def test_each_arm_sends_three_queries_whatever_the_number_of_features() -> None:
     t = Target(namespace="ml", virtual_service="rec", model="rec", stable_version="v1", canary_version="v2")
     plan = query_plan(policy(), policy().checks[0], t, window_s=300)
-    assert set(plan["canary"]) == {"feature_buckets", "feature_categories", "feature_missing_counts"}
+    # and the arm's requests: min_canary_requests counts requests, not feature rows
+    assert set(plan["canary"]) == {"feature_buckets", "feature_categories", "feature_missing_counts", "requests"}
     assert plan["canary"]["feature_buckets"] == (  # inputs only: the exporter marks its prediction column
         'sum by (feature, le) (increase(model_feature_value_bucket{model_name="rec",model_version="v2",'
         'role!="prediction"}[300s]))')

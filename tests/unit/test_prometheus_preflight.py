@@ -64,7 +64,7 @@ def test_preflight_plan_names_every_query_and_shares_equal_ones() -> None:
     errors = [x for w, _, _, _, x in planned if w == "checks[1] 'errors'"]
     hard = [x for w, _, _, _, x in planned if w == "checks[2] 'errors-hard'"]
     assert errors == hard and len(errors) == 4  # two checks, one set of requests on the wire
-    assert len(planned) == 2 * (1 + 2 + 2 + 1 + 2) + 2
+    assert len(planned) == 2 * (1 + 2 + 2 + 2 + 2) + 2  # predictions: buckets and requests (rows are not requests)
 
 
 def test_preflight_plan_errors_name_the_check() -> None:
