@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 
 from canary.model import CheckResult, Outcome, Scalar
+from canary.analysis.shown import beside
 from canary.policy import CustomCheck
 
 
@@ -39,19 +40,19 @@ def judge_custom(check: CustomCheck, s: Scalar | None, c: Scalar, *, min_canary:
     shown: list[tuple[str, float, float, bool, bool]] = []  # (text, limit, value, breached, absolute)
     unjudged: list[str] = []
     if check.max_value is not None:
-        shown.append((f"{_g(cv)} ({'min' if hib else 'max'} {check.max_value:g})", check.max_value, cv,
+        shown.append((f"{beside(cv, check.max_value)} ({'min' if hib else 'max'} {check.max_value:g})", check.max_value, cv,
                       worse * (cv - check.max_value) > 0, True))
     if check.max_ratio is not None:
         if math.isfinite(sv) and sv > 0 and cv >= 0:  # a ratio of values of other signs means nothing
             ratio, lim = cv / sv, (1 / check.max_ratio if hib else check.max_ratio)
-            shown.append((f"ratio {_g(ratio)} ({'at least' if hib else 'at most'} {_g(lim)})", lim, ratio,
+            shown.append((f"ratio {beside(ratio, lim)} ({'at least' if hib else 'at most'} {lim:.6g})", lim, ratio,
                           worse * (ratio - lim) > 0, False))
         else:
             unjudged.append("max_ratio")
     if check.max_increase is not None:
         if math.isfinite(sv):
             inc = worse * (cv - sv)
-            shown.append((f"worse by {_g(inc)} (limit {check.max_increase:g})", check.max_increase, inc,
+            shown.append((f"worse by {beside(inc, check.max_increase)} (limit {check.max_increase:g})", check.max_increase, inc,
                           inc > check.max_increase, False))
         else:
             unjudged.append("max_increase")

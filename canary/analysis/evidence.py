@@ -29,6 +29,7 @@ from scipy import special
 from canary.analysis.buckets import Arm
 from canary.analysis.roots import brentq
 from canary.analysis.sequential import per_policy, run_curve
+from canary.analysis.shown import beside
 from canary.analysis.stats import (
     TestResult,
     _ints,
@@ -268,11 +269,11 @@ def relative_within_arms(stable: ArrayArm | Arm, canary: ArrayArm | Arm, *, q: f
     if math.isfinite(c_hi) and s_est > 0 and c_est > (1 + tol) * s_est:
         why.append(f"estimated beyond +{tol * 100:g}%, not significant")
     if best > tol + _SLACK:
-        at_best = "no increase can be bounded" if math.isinf(best) else f"at best +{best * 100:.0f}% can be shown"
+        at_best = "no increase can be bounded" if math.isinf(best) else f"at best +{beside(best * 100, tol * 100, 0, fixed=True)}% can be shown"
         why.append(f"buckets too coarse to show within +{tol * 100:g}%: canary {label} in ({_fmt(c_lo)}, "
                    f"{_fmt(c_hi)}], stable {label} in ({_fmt(s_lo)}, {_fmt(s_hi)}] ms, {at_best}")
     elif not why:
-        shown = "unbounded" if math.isinf(bound) else f"+{bound * 100:.0f}%"
+        shown = "unbounded" if math.isinf(bound) else f"+{beside(bound * 100, tol * 100, 0, fixed=True)}%"
         why.append(f"not yet shown within +{tol * 100:g}%: upper bound {shown} (canary {label} <= {_fmt(up_c)}, "
                    f"stable {label} > {_fmt(lo_s)} ms, level {level:.2g})")
     return False, bound, "; ".join(why)
@@ -300,7 +301,7 @@ def ceiling_within_arm(canary: ArrayArm | Arm, *, q: float, max_value: float, le
     if hi > max_value * (1 + _SLACK):
         return False, up_c, f"buckets cannot resolve {label} against {max_value:g} ms: canary {label} in {where}"
     return False, up_c, (f"not yet shown below {max_value:g} ms: upper bound "
-                         f"{'unbounded' if math.isinf(up_c) else _fmt(up_c) + ' ms'} (level {level:.2g})")
+                         f"{'unbounded' if math.isinf(up_c) else beside(up_c, max_value, 6) + ' ms'} (level {level:.2g})")
 
 
 # -- proportions --------------------------------------------------------------------------------
@@ -341,8 +342,9 @@ def increase_within(x_s: float, n_s: float, x_c: float, n_c: float, *, margin: f
         return True, bound, ""
     eff = xc / nc - xs / ns
     if eff >= margin:
-        return False, bound, f"increase {eff * 100:+.2g} points, not below +{margin * 100:g}"
-    return False, bound, (f"not yet shown within +{margin * 100:g} points: upper bound {bound * 100:+.2g} "
+        return False, bound, f"increase {beside(eff * 100, margin * 100, 2, sign=True)} points, not below +{margin * 100:g}"
+    return False, bound, (f"not yet shown within +{margin * 100:g} points: upper bound "
+                          f"{beside(bound * 100, margin * 100, 2, sign=True)} "
                           f"(level {level:.2g}{how})")
 
 
@@ -371,4 +373,5 @@ def rate_within(x_c: float, n_c: float, *, max_rate: float, level: float) -> tup
     upper = _cp_upper(xc, nc, level)
     if upper < max_rate:
         return True, upper, ""
-    return False, upper, f"not yet shown below {max_rate * 100:g}%: upper bound {upper * 100:.2g}% (level {level:.2g})"
+    return False, upper, (f"not yet shown below {max_rate * 100:g}%: upper bound "
+                          f"{beside(upper * 100, max_rate * 100, 2)}% (level {level:.2g})")

@@ -24,6 +24,7 @@ from canary.analysis.custom import judge_custom
 from canary.analysis.evidence import attach
 from canary.analysis.sequential import anytime_p, effective_requests, sub_levels, test_weights, tests_in, window_z
 from canary.errors import NoData, TransientError
+from canary.analysis.shown import beside
 from canary.model import ArmData, CheckResult, Counts, FeatureCounts, Histogram, Verdict, Outcome, Scalar
 from canary.policy import (
     Check,
@@ -378,9 +379,10 @@ def _g(x: float, digits: int = 3) -> str:
     return "?" if not math.isfinite(x) else f"{x:.{digits}g}"
 
 
-def _upper(bound: float) -> str:
-    """An upper bound as a reason shows it: "unbounded" when the counts cannot bound the statistic."""
-    return "unbounded" if bound == math.inf else _g(bound, 2)
+def _upper(bound: float, limit: float | None = None) -> str:
+    """An upper bound as a reason shows it: "unbounded" when the counts cannot bound the statistic;
+    beside `limit` with the digits that show its side of it."""
+    return "unbounded" if bound == math.inf else beside(bound, limit, 2)
 
 
 def _clean(value: Any) -> Any:
@@ -453,10 +455,11 @@ def _shown_name(subs: list[tuple[str, stats.TestResult, bool]], t: stats.TestRes
     return next((name for name, r, _ in subs if r is t), "")
 
 
-def _q_text(arm: Arm | evidence.ArrayArm) -> str:
-    """The quantile for humans: interpolated, or '>b' when it lies in the open +Inf bucket."""
+def _q_text(arm: Arm | evidence.ArrayArm, limit: float | None = None) -> str:
+    """The quantile for humans: interpolated, or '>b' when it lies in the open +Inf bucket; beside
+    `limit` (ms) with the digits that show its side of it (`shown.beside`)."""
     lo, hi = arm.bucket()
-    return f">{_g(lo)}" if math.isinf(hi) else _g(arm.estimate())
+    return f">{beside(lo, limit)}" if math.isinf(hi) else beside(arm.estimate(), limit)
 
 
 def _arms(bounds: tuple[float, ...], sc: tuple[float, ...] | None, cc: tuple[float, ...], q: float
@@ -543,13 +546,13 @@ def _latency(check: LatencyCheck, s: ArmData | None, c: ArmData, ctx: _Ctx) -> C
     if name == "relative":
         assert s_arm is not None
         rel = (cv / sv - 1) * 100 if sv > 0 else math.nan
-        rel_text = f"{rel:+.0f}%" if c_text[0] != ">" else f">{rel:+.0f}%"
+        rel_text = (">" if c_text[0] == ">" else "") + beside(rel, check.max_increase_pct, 0, fixed=True, sign=True) + "%"
         head = (f"{label} {c_text} ms vs {_q_text(s_arm)} ms ({rel_text}, "
                 f"limit +{check.max_increase_pct:g}%)")
         threshold, effect = float(check.max_increase_pct), rel  # type: ignore[arg-type]
     else:
         cv = own.estimate()
-        head = f"{label} {_q_text(own)} ms (limit {check.max_ms:g} ms)"
+        head = f"{label} {_q_text(own, check.max_ms)} ms (limit {check.max_ms:g} ms)"
         threshold, effect = float(check.max_ms), cv  # type: ignore[arg-type]
     reason = (f"{not_judged if outcome is not Outcome.FAIL else ''}{head}, n={_n(n[1])}/{_n(n[0])}, "
               f"p={_p(t.p_value)}" + (f"; {more}" if more else ""))
@@ -582,10 +585,11 @@ def _proportion(check: ErrorRateCheck | FeatureMissingCheck, s: ArmData | None, 
     what = "errors" if check.kind == "error_rate" else "missing"
     sv, cv = (s.rate * 100 if s is not None else math.nan), c.rate * 100
     if name == "increase":
-        head = f"{what} {_g(cv)}% vs {_g(sv)}% ({cv - sv:+.2g} points, limit +{check.max_increase_points:g})"
+        head = (f"{what} {_g(cv)}% vs {_g(sv)}% ({beside(cv - sv, check.max_increase_points, 2, sign=True)} points, "
+                f"limit +{check.max_increase_points:g})")
         threshold, effect = float(check.max_increase_points), cv - sv  # type: ignore[arg-type]
     else:
-        head = f"{what} {_g(cv)}% (limit {check.max_rate_pct:g}%)"
+        head = f"{what} {beside(cv, check.max_rate_pct)}% (limit {check.max_rate_pct:g}%)"
         threshold, effect = float(check.max_rate_pct), cv  # type: ignore[arg-type]
     reason = f"{head}, n={_n(n[1])}/{_n(n[0])}, p={_p(t.p_value)}" + (f"; {more}" if more else "")
     return _result(check, outcome, reason, t, n=n, threshold=threshold, effect=effect, alpha=alpha, subs=subs,
@@ -611,7 +615,8 @@ def _shift(check: PredictionShiftCheck, s: ArmData, c: ArmData, ctx: _Ctx) -> Ch
     outcome, (name, t, _), more = _verdict(check, subs, floor, ctx.min_canary, n_text=n_text)
     by = {nm: r for nm, r, _ in subs}
     limit = {"psi": check.max_psi, "js": check.max_js}
-    parts = [f"{nm.upper()} {_g(r.effect, 2)} (limit {limit[nm]:g}, upper {_upper(r.bound)})" for nm, r in by.items()]
+    parts = [f"{nm.upper()} {beside(r.effect, limit[nm], 2)} (limit {limit[nm]:g}, upper {_upper(r.bound, limit[nm])})"
+             for nm, r in by.items()]
     reason = (", ".join(parts) + f", chi2={_g(t.statistic)}, {rows}, p={_p(t.p_value)}"
               + (f"; {more}" if more else ""))
     res = _result(check, outcome, reason, t, n=n, threshold=float(limit[name]), effect=t.effect,  # type: ignore[arg-type]
@@ -740,8 +745,8 @@ def _feature_drift(check: FeatureDriftCheck, s: ArmData, c: ArmData, ctx: _Ctx) 
     drifted = [r["feature"] for r in per_feature if r["breach"]]
     if name:
         worst = name.partition(":")[2]
-        head += (f"; {'beyond' if drifted else 'worst'}: {worst} {lim.upper()} {_g(t.effect, 2)} "
-                 f"(limit {limit[lim]:g}, upper {_upper(t.bound)})")
+        head += (f"; {'beyond' if drifted else 'worst'}: {worst} {lim.upper()} {beside(t.effect, limit[lim], 2)} "
+                 f"(limit {limit[lim]:g}, upper {_upper(t.bound, limit[lim])})")
         if len(drifted) > 1:
             head += f" and {len(drifted) - 1} more ({_few(drifted[1:])})"
     reason = f"{head}, {rows}, p={_p(t.p_value)}" + (f"; {more}" if more else "")

@@ -35,6 +35,8 @@ from scipy import special
 # the cost of a ufunc call on a scalar (the judge makes a dozen such calls per check and look).
 from scipy.special import cython_special
 
+from canary.analysis.shown import beside
+
 try:
     from scipy.special._ufuncs import _binom_sf, _hypergeom_sf, _ncx2_sf
 except ImportError:  # older scipy
@@ -358,7 +360,7 @@ def relative_result(finite: Sequence[float], pick: tuple[int, float, float, floa
     # one phrase, also the whole of a FAIL's note: what was compared, and why not at the quantile
     why = ""
     if widen > tol:
-        why = (f"; the buckets resolve only >+{((1 + tol) * (1 + widen) - 1) * 100:.0f}% here, "
+        why = (f"; the buckets resolve only >+{beside(((1 + tol) * (1 + widen) - 1) * 100, tol * 100, 0, fixed=True)}% here, "
                f"limit +{tol * 100:g}%")
     elif abs(math.log(p0 / (1 - q))) > math.log(1.5):
         why = f", not p{q * 100:g}: no bucket bound pair {1 + tol:g}x apart near it"

@@ -1,0 +1,34 @@
+"""A number printed beside its limit, with the digits that show which side of the limit it is on.
+
+A reason is read by a person deciding whether to trust a rollback, so a value rounded onto its limit
+misleads: an error-rate increase of 1.04 points printed to two digits read "+1 points, limit +1" on a
+FAIL. Every number a reason compares with a limit goes through `beside`: the usual digits, and more
+only where fewer would put it on the other side of the limit (or on it).
+"""
+
+from __future__ import annotations
+
+import math
+
+
+def beside(x: float, limit: float | None, digits: int = 3, *, fixed: bool = False, sign: bool = False) -> str:
+    """`x` formatted with at least `digits` significant digits (`fixed`: decimals), more until the
+    printed number lies on the same side of `limit` as `x` (above, below, or equal): `beside(1.04, 1, 2)`
+    is '1.04', `beside(1.3, 1, 2)` '1.3', `beside(20.4, 20, 0, fixed=True, sign=True)` '+20.4'. `sign`
+    prints a leading +. NaN/inf as '?' (inf: 'inf' with its sign); no limit: the usual digits."""
+    x = float(x)  # a numpy scalar too
+    if not math.isfinite(x):
+        return "?" if math.isnan(x) else ("+inf" if x > 0 and sign else "inf" if x > 0 else "-inf")
+    spec = ("+" if sign else "") + "." + "{}" + ("f" if fixed else "g")
+    want = _side(x, limit)
+    for d in range(digits, digits + 18):
+        text = format(x, spec.format(d))
+        if want is None or _side(float(text), limit) == want:
+            return text
+    return repr(x)
+
+
+def _side(x: float, limit: float | None) -> int | None:
+    if limit is None or not math.isfinite(limit):
+        return None
+    return int(x > limit) - int(x < limit)
