@@ -21,7 +21,7 @@ from rich.table import Table
 
 from canary import cli_options as opts
 from canary.errors import CanaryError
-from canary.model import Verdict, Outcome
+from canary.model import Outcome, Verdict, with_unit
 
 EXIT_PASS, EXIT_FAIL, EXIT_BAD_INPUT, EXIT_INFRA, EXIT_UNDECIDED = 0, 1, 2, 3, 4
 _COLOUR = {Outcome.PASS: "green", Outcome.INCONCLUSIVE: "yellow", Outcome.ERROR: "magenta", Outcome.FAIL: "red"}
@@ -47,8 +47,9 @@ def render_verdict(j: Verdict, console: Console, *, wide: bool = False) -> None:
         table.add_column(col)
     for r in j.results:
         row = [r.check + (" (hard)" if r.hard else ""), f"[{_COLOUR[r.outcome]}]{r.outcome.label}[/]",
-               _num(r.stable_value), _num(r.canary_value), _num(r.n_stable, ",.0f"),
-               _num(r.n_canary, ",.0f"), _num(r.threshold), _num(r.p_value, ".2g"), _num(r.alpha, ".2g")]
+               with_unit(r.stable_value, r.value_unit), with_unit(r.canary_value, r.value_unit),
+               _num(r.n_stable, ",.0f"), _num(r.n_canary, ",.0f"), with_unit(r.threshold, r.threshold_unit),
+               _num(r.p_value, ".2g"), _num(r.alpha, ".2g")]
         if wide:
             row += [r.kind, _num(r.statistic), _num(r.effect_size, ".3g")]
         table.add_row(*row)

@@ -16,6 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from canary import rollout as rl
+from canary.model import with_unit
 from canary.policy import Policy
 from canary.routing.base import RouteStatus
 from canary.reconcile import describe_owner
@@ -42,9 +43,12 @@ def evidence_table(results: Iterable[dict[str, Any]], title: str = "checks") -> 
     for r in results:
         outcome = r.get("outcome", "")
         t.add_row(
-            r.get("check", ""), Text(outcome, style=colors.get(outcome, "")), _fmt(r.get("stable_value")),
-            _fmt(r.get("canary_value")), f"{_count(r.get('n_canary'))}/{_count(r.get('n_stable'))}",  # as reasons
-            _fmt(r.get("threshold")), _fmt(r.get("p_value"), 2), _fmt(r.get("effect_size"), 3), r.get("reason", ""),
+            r.get("check", ""), Text(outcome, style=colors.get(outcome, "")),
+            with_unit(r.get("stable_value"), r.get("value_unit")), with_unit(r.get("canary_value"), r.get("value_unit")),
+            f"{_count(r.get('n_canary'))}/{_count(r.get('n_stable'))}",  # as reasons
+            # a state recorded before units were: the bare number
+            with_unit(r.get("threshold"), r.get("threshold_unit")), _fmt(r.get("p_value"), 2),
+            with_unit(r.get("effect_size"), r.get("threshold_unit"), 3), r.get("reason", ""),
         )
     return t
 

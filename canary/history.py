@@ -21,7 +21,8 @@ The document (format 1), also what `canary report -o json` exports and `--input`
      "looks":   [{"n": look number (1-based, whole rollout), "at", "step" (1-based), "w": canary %,
                   "o": outcome, "r": reason, "cn": canary requests,
                   "c": {check: {"o", "sv", "cv" (stable/canary value: ms for latency, % for rates),
-                                "e" (effect), "th" (threshold), "p", "n": [stable, canary], "r",
+                                "e" (effect), "th" (threshold), "u" (its unit: "ms", "%", "+%", "points",
+                                "psi", "js", "ratio"; absent: none or not recorded), "p", "n": [stable, canary], "r",
                                 "x": {kind-specific extras, e.g. "js_distance", "psi_upper"}}}}],
      "thinned": looks dropped to stay within the bounds}
 
@@ -106,6 +107,8 @@ def check_record(result: dict[str, Any]) -> dict[str, Any]:
                            "th": _num(result.get("threshold")), "p": _num(result.get("p_value")),
                            "n": [_num(result.get("n_stable")), _num(result.get("n_canary"))],
                            "r": _cut(result.get("reason"))}
+    if result.get("threshold_unit"):  # "ms", "%", "+%", "points", ... (`model.with_unit`)
+        rec["u"] = result["threshold_unit"]
     extra = result.get("extra") or {}
     x = {k: _num(extra[k]) for k in ("js_distance", "js_upper", "psi_upper") if _num(extra.get(k)) is not None}
     for t in extra.get("tests") or ():
@@ -256,7 +259,7 @@ def parse(text: str | bytes, *, where: str) -> dict[str, Any]:
         for name, rec in lk["c"].items():
             g = f"{f}c.{name}."
             c.value(rec, g[:-1], dict)
-            c.fields(rec, g, {}, {"o": str, "r": str, **{k: _OPT_NUMBER for k in ("sv", "cv", "e", "th", "p")},
+            c.fields(rec, g, {}, {"o": str, "r": str, "u": str, **{k: _OPT_NUMBER for k in ("sv", "cv", "e", "th", "p")},
                                   "n": list, "x": dict})
             n = rec.get("n")
             if n is not None and not (len(n) == 2 and all(x is None or _num(x) is not None for x in n)):

@@ -198,6 +198,12 @@ class CheckResult:
     alpha: float = math.nan
     hard: bool = False  # a breach rolls back at once, whatever the failure count
     extra: dict[str, Any] = field(default_factory=dict)
+    # the units of `threshold` (and `effect_size`) and of `stable_value`/`canary_value`, which differ by the
+    # sub-test that decided: "ms", "%" (a rate: errors, missing features), "+%" (an increase relative to
+    # stable, in %: latency), "points" (an increase in percentage points), "psi", "js" (the statistics),
+    # "ratio" (custom canary/stable), "" (a custom query's own unit, or no threshold); `with_unit` prints one
+    threshold_unit: str = ""
+    value_unit: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """Every field as JSON values (NaN/inf -> None at the top level); `extra` copied, so the
@@ -261,6 +267,16 @@ class Verdict:
 
 
 _CHECK_FIELDS = tuple(f.name for f in fields(CheckResult))
+
+
+def with_unit(value: Any, unit: str | None, digits: int = 4) -> str:
+    """A threshold or value as tables print it, with its unit (`CheckResult.threshold_unit`): '50 ms',
+    '1%', '+50%', '+1 points', 'PSI 0.1', 'x1.2'; '-' for none or not a finite number."""
+    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return "-"
+    v = f"{value:.{digits}g}"
+    return {"ms": f"{v} ms", "%": f"{v}%", "+%": f"+{v}%", "points": f"+{v} points", "psi": f"PSI {v}",
+            "js": f"JS {v}", "ratio": f"x{v}"}.get(unit or "", v)
 
 
 def _plain_copy(value: Any) -> Any:

@@ -20,6 +20,7 @@ from typing import Any, Optional
 
 from canary import report_plots as plots
 from canary.errors import ConfigError
+from canary.model import with_unit
 
 _CSS = """
 body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:1.5rem auto;max-width:1100px;color:#212121;padding:0 1rem}
@@ -173,7 +174,8 @@ def _looks(doc: dict[str, Any], checks: list[dict[str, Any]], t0: float) -> str:
         detail = "".join(
             f"<tr><td>{_e(n)}</td><td>{_outcome(r.get('o', ''))}</td><td>{_f(r.get('sv'))}</td><td>{_f(r.get('cv'))}"
             f"</td><td>{_count((r.get('n') or [None, None])[1])}/{_count((r.get('n') or [None, None])[0])}</td>"
-            f"<td>{_f(r.get('th'))}</td><td>{_f(r.get('p'), 3)}</td><td>{_e(r.get('r', ''))}</td></tr>"
+            f"<td>{_e(with_unit(r.get('th'), r.get('u')) if r.get('th') is not None else _f(r.get('th')))}</td>"
+            f"<td>{_f(r.get('p'), 3)}</td><td>{_e(r.get('r', ''))}</td></tr>"
             for n, r in lk["c"].items())
         rows.append(
             f'<tr class="look" data-outcome="{_e(lk.get("o"))}"><td>{lk["n"]}</td><td>{lk["at"] - t0:.1f}</td>'

@@ -37,23 +37,23 @@ def judge_custom(check: CustomCheck, s: Scalar | None, c: Scalar, *, min_canary:
     if not math.isfinite(cv):
         return CheckResult(outcome=Outcome.ERROR, reason="canary value is not a number", **base)  # type: ignore[arg-type]
     worse = -1.0 if hib else 1.0  # sign that makes "worse" positive
-    shown: list[tuple[str, float, float, bool, bool]] = []  # (text, limit, value, breached, absolute)
+    shown: list[tuple[str, float, float, bool, bool, str]] = []  # (text, limit, value, breached, absolute, unit)
     unjudged: list[str] = []
     if check.max_value is not None:
         shown.append((f"{beside(cv, check.max_value)} ({'min' if hib else 'max'} {check.max_value:g})", check.max_value, cv,
-                      worse * (cv - check.max_value) > 0, True))
+                      worse * (cv - check.max_value) > 0, True, ""))
     if check.max_ratio is not None:
         if math.isfinite(sv) and sv > 0 and cv >= 0:  # a ratio of values of other signs means nothing
             ratio, lim = cv / sv, (1 / check.max_ratio if hib else check.max_ratio)
             shown.append((f"ratio {beside(ratio, lim)} ({'at least' if hib else 'at most'} {lim:.6g})", lim, ratio,
-                          worse * (ratio - lim) > 0, False))
+                          worse * (ratio - lim) > 0, False, "ratio"))
         else:
             unjudged.append("max_ratio")
     if check.max_increase is not None:
         if math.isfinite(sv):
             inc = worse * (cv - sv)
             shown.append((f"worse by {beside(inc, check.max_increase)} (limit {check.max_increase:g})", check.max_increase, inc,
-                          inc > check.max_increase, False))
+                          inc > check.max_increase, False, ""))
         else:
             unjudged.append("max_increase")
     head = f"{_g(cv)} vs {_g(sv)}" if s is not None else f"{_g(cv)} (stable not measured)"
@@ -62,14 +62,15 @@ def judge_custom(check: CustomCheck, s: Scalar | None, c: Scalar, *, min_canary:
     small = math.isfinite(c.n) and c.n < min_canary
     breaches = [x for x in shown if x[3] and (not small or x[4] or check.hard)]
     if breaches:
-        text, thr, eff, _, _ = breaches[0]
+        text, thr, eff, _, _, unit = breaches[0]
         extra = f"; stable: {stable_error}" if s is None and stable_error else ""
         return CheckResult(outcome=Outcome.FAIL, reason=f"{head}: {text}{extra}", threshold=float(thr),
-                           effect_size=float(eff), **base)  # type: ignore[arg-type]
+                           effect_size=float(eff), threshold_unit=unit, **base)  # type: ignore[arg-type]
     if small:
         return CheckResult(outcome=Outcome.INCONCLUSIVE, reason=f"{head}; canary n={c.n:,.0f} below min {min_canary:,}",
                            **base)  # type: ignore[arg-type]
     thr, eff = (float(shown[0][1]), float(shown[0][2])) if shown else (math.nan, math.nan)
+    base["threshold_unit"] = shown[0][5] if shown else ""
     judged = "; ".join(x[0] for x in shown)
     if unjudged:
         if s is None:

@@ -426,7 +426,7 @@ def _verdict(check: Check, subs: list[tuple[str, stats.TestResult, bool]], n_c: 
 
 def _result(check: Check, outcome: Outcome, reason: str, t: stats.TestResult, *, n: tuple[float, float],
             threshold: float, effect: float, alpha: float, subs: list[tuple[str, stats.TestResult, bool]],
-            seq: dict[str, dict], **values: float) -> CheckResult:
+            seq: dict[str, dict], **values: Any) -> CheckResult:
     if outcome is Outcome.FAIL:
         # one line an on-call person reads: the breach and what its own test compared (in coarse
         # buckets: the quantile it tested instead, and why); not the other limits' notes
@@ -438,7 +438,7 @@ def _result(check: Check, outcome: Outcome, reason: str, t: stats.TestResult, *,
          "decidable": r.decidable, "within": r.within, "bound": _clean(r.bound), "note": r.note,
          # a breach is why it is not within (its within-evidence would say "not significant")
          "why_not": f"shown beyond the limit, p={_p(r.p_value)}" if r.breach and not r.within else r.why_not,
-         **seq.get(name, {})} for name, r, absolute in subs]}
+         "bound_unit": _bound_unit(check.kind, name), **seq.get(name, {})} for name, r, absolute in subs]}
     notes = [x for x in dict.fromkeys(notes) if x not in reason]
     if notes:  # a FAIL names the quantile it tested, too
         reason += "; " + "; ".join(notes)
@@ -449,6 +449,16 @@ def _result(check: Check, outcome: Outcome, reason: str, t: stats.TestResult, *,
                        p_value=t.p_value, effect_size=effect, hard=check.hard, extra=extra,
                        alpha=seq.get(_shown_name(subs, t), {}).get("level", alpha / len(subs)),
                        **values)
+
+
+def _bound_unit(kind: str, test: str) -> str:
+    """The unit of a sub-test's `bound` in the evidence: "ms" (a latency ceiling), "psi" or "js" (the
+    statistic), "fraction" (a latency increase relative to stable, 1.0 = +100%; an error or missing
+    rate or its increase, 0.01 = 1% or 1 point)."""
+    name = test.partition(":")[0]
+    if name in ("psi", "js"):
+        return name
+    return "ms" if kind == "latency" and name == "ceiling" else "fraction"
 
 
 def _shown_name(subs: list[tuple[str, stats.TestResult, bool]], t: stats.TestResult) -> str:
@@ -549,15 +559,15 @@ def _latency(check: LatencyCheck, s: ArmData | None, c: ArmData, ctx: _Ctx) -> C
         rel_text = (">" if c_text[0] == ">" else "") + beside(rel, check.max_increase_pct, 0, fixed=True, sign=True) + "%"
         head = (f"{label} {c_text} ms vs {_q_text(s_arm)} ms ({rel_text}, "
                 f"limit +{check.max_increase_pct:g}%)")
-        threshold, effect = float(check.max_increase_pct), rel  # type: ignore[arg-type]
+        threshold, effect, unit = float(check.max_increase_pct), rel, "+%"  # type: ignore[arg-type]
     else:
         cv = own.estimate()
         head = f"{label} {_q_text(own, check.max_ms)} ms (limit {check.max_ms:g} ms)"
-        threshold, effect = float(check.max_ms), cv  # type: ignore[arg-type]
+        threshold, effect, unit = float(check.max_ms), cv, "ms"  # type: ignore[arg-type]
     reason = (f"{not_judged if outcome is not Outcome.FAIL else ''}{head}, n={_n(n[1])}/{_n(n[0])}, "
               f"p={_p(t.p_value)}" + (f"; {more}" if more else ""))
     return _result(check, outcome, reason, t, n=n, threshold=threshold, effect=effect, alpha=alpha, subs=subs,
-                   seq=seq, stable_value=sv, canary_value=cv)
+                   seq=seq, stable_value=sv, canary_value=cv, threshold_unit=unit, value_unit="ms")
 
 
 def _proportion(check: ErrorRateCheck | FeatureMissingCheck, s: ArmData | None, c: ArmData, ctx: _Ctx
@@ -587,13 +597,13 @@ def _proportion(check: ErrorRateCheck | FeatureMissingCheck, s: ArmData | None, 
     if name == "increase":
         head = (f"{what} {_g(cv)}% vs {_g(sv)}% ({beside(cv - sv, check.max_increase_points, 2, sign=True)} points, "
                 f"limit +{check.max_increase_points:g})")
-        threshold, effect = float(check.max_increase_points), cv - sv  # type: ignore[arg-type]
+        threshold, effect, unit = float(check.max_increase_points), cv - sv, "points"  # type: ignore[arg-type]
     else:
         head = f"{what} {beside(cv, check.max_rate_pct)}% (limit {check.max_rate_pct:g}%)"
-        threshold, effect = float(check.max_rate_pct), cv  # type: ignore[arg-type]
+        threshold, effect, unit = float(check.max_rate_pct), cv, "%"  # type: ignore[arg-type]
     reason = f"{head}, n={_n(n[1])}/{_n(n[0])}, p={_p(t.p_value)}" + (f"; {more}" if more else "")
     return _result(check, outcome, reason, t, n=n, threshold=threshold, effect=effect, alpha=alpha, subs=subs,
-                   seq=seq, stable_value=sv, canary_value=cv)
+                   seq=seq, stable_value=sv, canary_value=cv, threshold_unit=unit, value_unit="%")
 
 
 def _shift(check: PredictionShiftCheck, s: ArmData, c: ArmData, ctx: _Ctx) -> CheckResult:
@@ -620,7 +630,7 @@ def _shift(check: PredictionShiftCheck, s: ArmData, c: ArmData, ctx: _Ctx) -> Ch
     reason = (", ".join(parts) + f", chi2={_g(t.statistic)}, {rows}, p={_p(t.p_value)}"
               + (f"; {more}" if more else ""))
     res = _result(check, outcome, reason, t, n=n, threshold=float(limit[name]), effect=t.effect,  # type: ignore[arg-type]
-                  alpha=ctx.alpha, subs=subs, seq=seq)
+                  alpha=ctx.alpha, subs=subs, seq=seq, threshold_unit=name)
     res.extra.update(_request_counts(s, c))  # type: ignore[arg-type]
     if "psi" in by:
         res.extra["psi_upper"] = _clean(by["psi"].bound)
@@ -751,7 +761,8 @@ def _feature_drift(check: FeatureDriftCheck, s: ArmData, c: ArmData, ctx: _Ctx) 
             head += f" and {len(drifted) - 1} more ({_few(drifted[1:])})"
     reason = f"{head}, {rows}, p={_p(t.p_value)}" + (f"; {more}" if more else "")
     res = _result(check, outcome, reason, t, n=n, threshold=float(limit[lim] or math.nan) if lim else math.nan,
-                  effect=t.effect if name else math.nan, alpha=ctx.alpha, subs=subs or [(name, t, False)], seq=seq)
+                  effect=t.effect if name else math.nan, alpha=ctx.alpha, subs=subs or [(name, t, False)], seq=seq,
+                  threshold_unit=lim)
     res.extra.update({"features": sorted(per_feature, key=lambda r: (not r["breach"], -(r.get(limits[0]) or 0.0)))[:50],
                       "schema": schema, "unusable": unusable,
                       "only_stable": sorted(s_names - c_names)[:50], "only_canary": sorted(c_names - s_names)[:50],
