@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -246,7 +247,7 @@ def _message(err: Any) -> str:
     elif kind in _TYPE_MESSAGES and value is not None and isinstance(value, (bool, int, float, str)):
         msg += f", not {show(value)}" + (" (a boolean)" if isinstance(value, bool) else "")
         if isinstance(value, str) and kind in ("float_type", "int_type") and _yaml_number_text(value):
-            msg += ": YAML reads an exponent without a dot as text; write it as 1.0e9, or 1000000000"
+            msg += ": " + _number_hint(value, whole=kind == "int_type")
     elif kind in _RANGE and isinstance(value, (int, float)) and not isinstance(value, bool):
         limit = next(iter((err.get("ctx") or {}).values()), None)  # pydantic's {"lt": 0.5}
         msg = f"must be {_RANGE[kind]} {show(limit)}, not {show(value)}"
@@ -266,6 +267,30 @@ def _yaml_number_text(text: str) -> bool:
     except ValueError:
         return False
     return "e" in text.lower()
+
+
+def _number_hint(text: str, *, whole: bool) -> str:
+    """How to write `text` (a number to Python, text to YAML 1.1: '1e9', '1.0e9', '1.0E9') so that YAML
+    reads it as the number, checked with the loader itself: YAML 1.1 needs a dot *and* a signed exponent
+    ('1.0e+9'); an integer field needs plain decimal digits (a float is never an int)."""
+    x = float(text)
+    if not math.isfinite(x):
+        return f"{text.strip()} is beyond a 64-bit float"
+    if whole:
+        if not x.is_integer():
+            return "this field takes a whole number"
+        return f"write it in plain decimal digits: {int(x)}" if abs(x) < 1e18 else "write it in plain decimal digits"
+    mantissa, letter, exponent = re.split(r"([eE])", text.strip(), maxsplit=1)
+    candidate = (mantissa if "." in mantissa else mantissa + ".0") + letter + (
+        exponent if exponent[:1] in ("+", "-") else "+" + exponent)
+    try:
+        read = load_text(f"v: {candidate}").get("v")
+    except PolicyError:
+        read = None
+    plain = f", or {int(x)}" if x.is_integer() and abs(x) < 1e16 else ""
+    if isinstance(read, float) and read == x:
+        return f"YAML 1.1 reads an exponent as a number only with a dot and a sign: write {candidate}{plain}"
+    return f"YAML 1.1 reads an exponent as a number only with a dot and a sign (e.g. 1.0e+9){plain}"
 
 
 def _where(err: Any) -> str:

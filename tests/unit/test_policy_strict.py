@@ -670,8 +670,8 @@ def test_every_problem_of_a_policy_is_listed_with_its_field_path(tmp_path):
 
 def test_an_exponent_yaml_reads_as_text_gets_a_hint() -> None:
     """PyYAML (YAML 1.1) reads `1e9` as a string: the error says how to write the number."""
-    with pytest.raises(PolicyError, match=r"checks\[0\]\.max_psi: must be a number, not '1e9': YAML reads an "
-                                          r"exponent without a dot as text; write it as 1\.0e9"):
+    with pytest.raises(PolicyError, match=r"checks\[0\]\.max_psi: must be a number, not '1e9': YAML 1\.1 reads an "
+                                          r"exponent as a number only with a dot and a sign: write 1\.0e\+9"):
         parse_policy_text("steps: [10, 100]\nchecks:\n  - {name: p, kind: prediction_shift, max_psi: 1e9}\n")
 
 
