@@ -240,8 +240,21 @@ _TYPE_MESSAGES = {
 def _message(err: Any) -> str:
     kind, value = err["type"], err.get("input")
     msg = _TYPE_MESSAGES.get(kind, err["msg"])
+    ctx = err.get("ctx") or {}
     if kind == "extra_forbidden":
         msg = "unknown key (typo?)"
+    elif kind in _SHAPE_MESSAGES:  # pydantic's words name our classes ("instance of Analysis")
+        msg = f"{_SHAPE_MESSAGES[kind]}, not {_what(value)}"
+    elif kind == "missing":
+        msg = "required, and missing"
+    elif kind == "union_tag_not_found":
+        msg = f"needs a `kind`: one of {', '.join(sorted(_KIND_TAGS))}"
+    elif kind == "union_tag_invalid":
+        msg = f"kind {show(ctx.get('tag'))} is not one of {', '.join(sorted(_KIND_TAGS))}"
+    elif kind == "literal_error":
+        msg = f"must be {ctx.get('expected', 'one of the allowed values')}, not {_what(value)}"
+    elif kind == "too_short" and ctx.get("min_length") == 1:
+        msg = "must not be empty"
     elif kind == "string_type" and isinstance(value, (bool, int, float)):
         msg += f", not {show(value)}: quote it in YAML (which reads 1.10 as the number 1.1)"
     elif kind in _TYPE_MESSAGES and value is not None and isinstance(value, (bool, int, float, str)):
@@ -254,6 +267,61 @@ def _message(err: Any) -> str:
     elif msg.startswith("Value error, "):
         msg = msg[len("Value error, ") :]
     return msg if len(msg) <= 500 else msg[:497] + "..."
+
+
+_SHAPE_MESSAGES = {
+    "model_type": "must be a mapping (key: value)", "model_attributes_type": "must be a mapping (key: value)",
+    "dict_type": "must be a mapping (key: value)", "list_type": "must be a list", "tuple_type": "must be a list",
+}
+
+
+def _what(value: Any) -> str:
+    """What a wrong value is, in the policy author's words."""
+    if value is None:
+        return "null (an empty value)"
+    if isinstance(value, bool):
+        return f"{str(value).lower()} (a boolean)"
+    if isinstance(value, (int, float)):
+        return f"the number {show(value)}"
+    if isinstance(value, str):
+        return f"the text {show(value)}"
+    if isinstance(value, (list, tuple)):
+        return f"a list of {len(value)}"
+    if isinstance(value, dict):
+        return "a mapping"
+    return type(value).__name__
+
+
+def _key_text(key: Any) -> str:
+    """A mapping key YAML did not read as text, as it was (most likely) written."""
+    if key is None:
+        return "~ (null: `~`, `null` or nothing before the colon)"
+    if isinstance(key, bool):
+        return f"{str(key).lower()} (a boolean)"
+    if isinstance(key, (int, float)):
+        return f"{show(key)} (a number)"
+    return f"{show(key)} (a {type(key).__name__})"
+
+
+def _non_text_key(raw: Any, path: str = "") -> tuple[str, str] | None:
+    """(field, message) for the first mapping key that is not text (YAML reads `5:` as a number, `~:` as
+    null); pydantic's answer named it `[5]` (a list index) or `None`."""
+    if isinstance(raw, dict):
+        for key, value in raw.items():
+            if not isinstance(key, str):
+                where = f"under {path}" if path else "at the top level"
+                written = str(key).lower() if isinstance(key, bool) else None if key is None else show(key)
+                fix = f'quote it if it is one ("{written}": ...)' if written else "give it a name"
+                return path, f"key {_key_text(key)} {where}: keys are names (text); {fix}"
+            found = _non_text_key(value, f"{path}.{key}" if path else key)
+            if found:
+                return found
+    elif isinstance(raw, (list, tuple)):
+        for i, value in enumerate(raw):
+            found = _non_text_key(value, f"{path}[{i}]")
+            if found:
+                return found
+    return None
 
 
 # pydantic's range errors ("Input should be less than 0.5") in the words of the other messages
@@ -298,6 +366,8 @@ def _where(err: Any) -> str:
     inner = (err.get("ctx") or {}).get("error")
     if isinstance(inner, FieldProblem):
         field = f"{field}.{inner.field}" if field else inner.field
+    if err["type"] in ("union_tag_invalid", "union_tag_not_found"):  # about the check's `kind`
+        field = f"{field}.kind"
     return field
 
 
@@ -307,6 +377,9 @@ def parse_policy(raw: Any, *, file: str = "<policy>") -> Policy:
     problem = too_big(raw)
     if problem:
         raise PolicyError(file, "", f"too large: {problem}")
+    bad_key = _non_text_key(raw)
+    if bad_key:
+        raise PolicyError(file, *bad_key)
     try:
         return Policy.model_validate(raw)
     except pydantic.ValidationError as exc:

@@ -43,7 +43,7 @@ def test_shipped_policies_load(path: Path) -> None:
     (with_(checks=[{"name": "lat", "kind": "latency", "max_ms": "fast"}]), "checks[0].max_ms", "number"),
     (with_(checks=[{"name": "lat", "kind": "latency", "max_msec": 3}]), "checks[0].max_msec", "unknown key"),
     (with_(checks=[{"name": "lat", "kind": "latency"}]), "checks[0]", "max_increase_pct"),
-    (with_(checks=[{"name": "x", "kind": "vibes"}]), "checks[0]", "does not match"),
+    (with_(checks=[{"name": "x", "kind": "vibes"}]), "checks[0].kind", "is not one of"),
     (with_(checks=[{"name": "a", "kind": "custom", "max_value": 1}]), "checks[0]", "query"),
     (with_(checks=[{"name": "a", "kind": "latency", "max_ms": 1}, {"name": "a", "kind": "latency", "max_ms": 2}]),
      "checks", "used twice"),

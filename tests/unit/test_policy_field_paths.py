@@ -1,0 +1,71 @@
+"""Every validation error names a field that exists, in the author's words, never pydantic's.
+
+`5: x` at the top level read `[5]: Keys should be strings` (a list index), `~: 1` read `None: ...`, and
+`analysis: [interval, 10s]` read `Input should be a valid dictionary or instance of Analysis` (a class
+name of ours).
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from typing import Any
+
+import pytest
+
+from canary.errors import PolicyError
+from canary.policy import parse_policy, parse_policy_text
+
+GOOD: dict[str, Any] = {"steps": [10, 100], "checks": [{"name": "l", "kind": "latency", "max_ms": 100}]}
+HEAD = "steps: [10, 100]\nchecks: [{name: l, kind: latency, max_ms: 100}]\n"
+
+
+@pytest.mark.parametrize(("text", "field", "says"), [
+    (HEAD + "5: x\n", "", "key 5 (a number) at the top level: keys are names (text); quote it"),
+    (HEAD + "~: 1\n", "", "key ~ (null"),
+    (HEAD + "true: 1\n", "", "key true (a boolean)"),
+    (HEAD + "metrics: {labels: {5: a}}\n", "metrics.labels", "key 5 (a number) under metrics.labels"),
+    ("steps: [10, 100]\nchecks: [{name: l, kind: latency, 7: 100}]\n", "checks[0]", "key 7 (a number) under checks[0]"),
+])
+def test_a_key_that_is_not_text_is_named_as_written(text: str, field: str, says: str) -> None:
+    with pytest.raises(PolicyError) as err:
+        parse_policy_text(text, file="p.yaml")
+    assert err.value.field == field and says in err.value.detail, str(err.value)
+    assert "[5]" not in str(err.value) and "None" not in str(err.value)
+
+
+SECTIONS = [("analysis",), ("failure",), ("metrics",), ("gates",), ("gates", "triton"), ("metrics", "labels"),
+            ("checks",), ("checks", 0), ("checks", 0, "kind"), ("gates", "triton", "output_range"), ("route",),
+            ("metrics", "histograms"), ("failure", "on_deadline"), ("steps",)]
+WRONG = [[1, 2], {"a": 1}, 5, "x", None, True, 1.5]
+# what pydantic's own words look like: "Input should ...", "Field required", our class names
+LEAKS = re.compile(r"Input should|Field required|Unable to extract|Input tag|instance of|\b(Analysis|Failure|Metrics|"
+                   r"Gates|TritonGate|Policy|LatencyCheck|ErrorRateCheck|CustomCheck)\b")
+
+
+@pytest.mark.parametrize("path", SECTIONS, ids=[".".join(map(str, p)) for p in SECTIONS])
+def test_a_wrong_shape_is_said_plainly(path: tuple) -> None:
+    for wrong in WRONG:
+        raw = copy.deepcopy(GOOD)
+        node: Any = raw
+        for key in path[:-1]:
+            node = node.setdefault(key, {}) if isinstance(node, dict) else node[key]
+        node[path[-1]] = wrong
+        try:
+            parse_policy(raw, file="p.yaml")
+        except PolicyError as exc:
+            for field, message in exc.problems:
+                assert not LEAKS.search(message), (path, wrong, field, message)
+
+
+def test_the_examples() -> None:
+    with pytest.raises(PolicyError) as err:
+        parse_policy_text("steps: [10, 100]\nanalysis: [interval, 10s]\nchecks: [{name: l, kind: latency, max_ms: 100}]\n",
+                          file="p.yaml")
+    assert str(err.value) == "p.yaml: analysis: must be a mapping (key: value), not a list of 2"
+    with pytest.raises(PolicyError) as err:
+        parse_policy({"steps": [10, 100]}, file="p.yaml")
+    assert str(err.value) == "p.yaml: checks: required, and missing"
+    with pytest.raises(PolicyError) as err:
+        parse_policy({"steps": [10, 100], "checks": [{"name": "l"}]}, file="p.yaml")
+    assert err.value.field == "checks[0].kind" and "needs a `kind`: one of" in err.value.detail
