@@ -19,7 +19,7 @@ import pytest
 from canary.errors import ConfigError, MetricsUnavailable, NoData
 from canary.metrics.prometheus import PrometheusProvider
 from canary.model import Counts, Histogram, Scalar, Target
-from canary.policy import Policy, parse_policy
+from canary.policy import Policy, parse_policy, source_lacks
 from canary.sandbox.promserver import free_port
 from tests.support.http import ScriptedHTTP
 from tests.support.prom import (
@@ -38,7 +38,9 @@ CHECKS: list[dict[str, Any]] = [
 
 
 def make_policy(source: str = "model", checks: list[dict[str, Any]] | None = None, **metrics: Any) -> Policy:
-    return parse_policy({"steps": [10, 100], "metrics": {"source": source, **metrics}, "checks": checks or CHECKS})
+    """By default every check of CHECKS the source has a metric for (the policy refuses the others)."""
+    served = [c for c in CHECKS if not source_lacks(source, c["kind"])]
+    return parse_policy({"steps": [10, 100], "metrics": {"source": source, **metrics}, "checks": checks or served})
 
 
 def check(policy: Policy, name: str) -> Any:
@@ -68,6 +70,9 @@ def test_prediction_histograms(prom_provider: PrometheusProvider, prom_dataset: 
     assert isinstance(canary, Histogram) and canary.bounds == (*PREDICTION_BOUNDS, math.inf)
     assert canary.counts == pytest.approx(cumulative(prom_dataset.canary.predictions))
     assert stable.counts == pytest.approx(cumulative(prom_dataset.stable.predictions))  # type: ignore[union-attr]
+    # each arm's requests beside its prediction rows: min_canary_requests counts requests
+    assert (stable.requests, canary.requests) == (approx(prom_dataset.stable.requests),  # type: ignore[union-attr]
+                                                  approx(prom_dataset.canary.requests))
 
 
 @pytest.mark.parametrize("source", ["model", "istio", "triton"])
@@ -101,7 +106,10 @@ def test_custom_scalar_with_request_count(prom_provider: PrometheusProvider, pro
 
 @pytest.mark.parametrize(("source", "name"), [("triton", "p95"), ("istio", "shift"), ("istio", "missing")])
 def test_source_without_the_metric_is_a_config_error(prom_provider: PrometheusProvider, source: str, name: str) -> None:
-    pol = make_policy(source)
+    with pytest.raises(ConfigError, match=r"checks\[\d\]\.source"):  # refused at load time, naming the field
+        make_policy(source, checks=CHECKS)
+    pol = make_policy("model")  # ... and at query time, should a policy skip validation
+    pol = pol.model_copy(update={"metrics": pol.metrics.model_copy(update={"source": source})})
     with pytest.raises(ConfigError, match=repr(name)):
         prom_provider.measure(pol, check(pol, name), TARGET, window_s=WINDOW_S)
 
