@@ -78,7 +78,8 @@ def test_preflight_sends_the_feature_queries_and_does_not_warn_on_no_categories(
     policy = parse_policy(POLICY)
     report = prom_provider.preflight(policy, target("v2"))
     roles = [x.query for x in report.queries if x.check == "inputs"]
-    assert len(roles) == 6 and all('model_name="features"' in x for x in roles)
+    # per arm: three feature queries and the requests (min_canary_requests counts requests, not rows)
+    assert len(roles) == 8 and all('model_name="features"' in x for x in roles)
     assert not report.empty_stable, report.warnings()
 
 
