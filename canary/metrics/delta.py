@@ -238,7 +238,10 @@ def measure_delta(policy: Policy, check: Check, target: Target, now: Snapshot, b
         if check.kind == "prediction_shift":  # rows are not requests: min_canary_requests is compared with these
             for i, arm in enumerate(q.ARMS):
                 if isinstance(out[i], Histogram):
-                    got = _requests_delta(now, base, policy, spec.source, target, arm)
+                    try:
+                        got = _requests_delta(now, base, policy, spec.source, target, arm)
+                    except NoData:  # a step-start snapshot without the request counter (taken before it was
+                        continue  # wanted for this check): not known, the judge says so and counts rows
                     n = got[0] if got is not None and math.isfinite(got[0]) and got[0] > 0 else 0.0
                     out[i] = dataclasses.replace(out[i], requests=n)  # type: ignore[type-var]
         return out[0], out[1]
