@@ -274,8 +274,8 @@ def with_unit(value: Any, unit: str | None, digits: int = 4) -> str:
     '1%', '+50%', '+1 points', 'PSI 0.1', 'x1.2'; '-' for none or not a finite number."""
     if value is None or isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         return "-"
-    v = f"{value:.{digits}g}"
-    return {"ms": f"{v} ms", "%": f"{v}%", "+%": f"+{v}%", "points": f"+{v} points", "psi": f"PSI {v}",
+    v, signed = f"{value:.{digits}g}", f"{value:+.{digits}g}"  # an increase keeps its sign: -5%, +20%
+    return {"ms": f"{v} ms", "%": f"{v}%", "+%": f"{signed}%", "points": f"{signed} points", "psi": f"PSI {v}",
             "js": f"JS {v}", "ratio": f"x{v}"}.get(unit or "", v)
 
 

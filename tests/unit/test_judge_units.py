@@ -72,7 +72,7 @@ def test_tables_print_the_unit() -> None:
 
 @pytest.mark.parametrize(("value", "unit", "text"), [
     (100.0, "ms", "100 ms"), (1.0, "%", "1%"), (50.0, "+%", "+50%"), (1.0, "points", "+1 points"),
-    (0.1, "psi", "PSI 0.1"), (1.2, "ratio", "x1.2"), (3.0, "", "3"), (None, "ms", "-"), (math.nan, "ms", "-"),
+    (-5.0, "+%", "-5%"), (-0.5, "points", "-0.5 points"), (0.1, "psi", "PSI 0.1"), (1.2, "ratio", "x1.2"), (3.0, "", "3"), (None, "ms", "-"), (math.nan, "ms", "-"),
 ])
 def test_with_unit(value: float | None, unit: str, text: str) -> None:
     assert with_unit(value, unit) == text
