@@ -354,13 +354,14 @@ def _table(prof: dict, result: Any, quiet: list[str], *, wide: bool = False) -> 
                     f"{'DATASET DRIFT' if result.drifted else 'no dataset drift'} "
                     f"({result.share:.0%} of {len(result.features)} features drifted)")
     cols = ("feature", "kind", "test", "value", "threshold", "PSI", "live n", "drift")
-    for col in cols + (("training n", "score", "note") if wide else ()):
+    for col in cols + (("p (distance)", "training n", "score", "note") if wide else ()):
         t.add_column(col, justify="left" if col in ("feature", "kind", "test", "note") else "right")
     for f in result.features:
         row = [f.feature, f.kind, f.test, f"{f.value:.3g}", f"{f.threshold:g}", f"{f.psi:.3g}",
                f"{f.n_current:,.0f}", "[red]yes[/red]" if f.drifted else "no"]
         if wide:
-            row += [f"{f.n_reference:,.0f}", f"{f.score:.3g}", f.note or ""]
+            row += ["-" if f.p_value is None else f"{f.p_value:.3g}", f"{f.n_reference:,.0f}", f"{f.score:.3g}",
+                    f.note or ""]
         t.add_row(*row)
     console = opts.console(wide)
     console.print(t)

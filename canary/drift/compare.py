@@ -252,7 +252,8 @@ def _numeric_group(rows: list[_Row], floor: float) -> list[tuple[int, FeatureDri
         lo=[float(q.get("0.001", ref["min"])) for q, ref in zip(qs, refs)],
         hi=[float(q.get("0.999", ref["max"])) for q, ref in zip(qs, refs)],
         std=[ref["std"] for ref in refs], n_unique=[ref["n_unique"] for ref in refs],
-        mean_gap=[_mean_gap(rows[j][2], rows[j][3], totals[j]) for j in keep])
+        mean_gap=[_mean_gap(rows[j][2], rows[j][3], totals[j]) for j in keep],
+        mean_n=[_mean_n(rows[j][3], totals[j]) for j in keep])
     return [(rows[j][0], f) for j, f in zip(keep, done)]
 
 
@@ -291,6 +292,12 @@ def _mean_gap(ref: Mapping[str, Any], cur: Mapping[str, Any], total: float) -> f
     return abs(mean - float(ref["mean"])) if mean is not None and "mean" in ref else None
 
 
+def _mean_n(cur: Mapping[str, Any], total: float) -> float:
+    """How many live values the live mean is over (`sum_n`, else the counts' total): its noise."""
+    n = cur.get("sum_n")
+    return float(n) if _number(n) and n > 0 else total
+
+
 def _compare_each(prof: Mapping[str, Any], live: Mapping[str, Any], names: list[str],
                   min_live: float) -> list[FeatureDrift]:
     """Feature by feature, with `stats`' per-feature functions: the definition `_compare_batched` must
@@ -317,7 +324,8 @@ def _compare_each(prof: Mapping[str, Any], live: Mapping[str, Any], names: list[
             mean_gap = _mean_gap(ref, cur, float(c.sum()))
             out.append(numeric_drift(name, np.asarray(ref["bounds"], float), np.asarray(ref["counts"], float), c,
                                      lo=float(qs.get("0.001", ref["min"])), hi=float(qs.get("0.999", ref["max"])),
-                                     std=ref["std"], n_unique=ref["n_unique"], mean_gap=mean_gap))
+                                     std=ref["std"], n_unique=ref["n_unique"], mean_gap=mean_gap,
+                                     mean_n=_mean_n(cur, float(c.sum()))))
         else:
             cats = cur.get("categories")
             if not isinstance(cats, Mapping):
