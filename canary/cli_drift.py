@@ -4,12 +4,16 @@ Thin: parse flags, call canary.drift, print a table or JSON (only the requested
 output on stdout), exit with a documented code:
 
     baseline capture: 0 written, 2 bad input (the message names the file and column)
-    drift check:      0 no dataset drift, 1 dataset drift, 5 no dataset drift among the features compared
-                      but a feature does not arrive (missing in live data, or text for a number), 4 no
-                      live data to compare, 2 bad input, 3 Prometheus could not be asked
-    drift watch:      0 stopped (or --once: no episode open), 1 --once: an episode is open, 2 bad input
-                      or it could not start (--metrics-port in use...), 3 --once: Prometheus could not be
-                      asked; never 1 for an error, never a traceback
+    drift check:      0 no dataset drift, every profiled feature compared; 1 dataset drift; 5 no dataset
+                      drift among the features compared, but a profiled feature was not compared (it does
+                      not arrive: missing in live data, or text for a number; or it has no live data);
+                      4 no live data to compare; 2 bad input; 3 Prometheus could not be asked
+    drift watch:      0 stopped (or --once: every profile measured in full, no episode open), 1 --once: an
+                      episode is open, 2 bad input or it could not start (--metrics-port in use...), or
+                      --once: live data that do not fit a profile (the exporter's buckets are another
+                      profile's), 3 --once: Prometheus could not be asked, 4 --once: a profile had no live
+                      data, 5 --once: a profile's features were not all compared. The first that applies
+                      in this order: 1, 2, 3, 4, 5; never 1 for an error, never a traceback
 """
 
 from __future__ import annotations
@@ -149,8 +153,9 @@ def check_cmd(
 ) -> None:
     """Compare live feature distributions with the training profile, once (for scripts).
 
-    Exit 0 no dataset drift, 1 dataset drift, 5 a feature does not arrive (the verdict leaves it out),
-    4 no live data, 2 bad input, 3 Prometheus unavailable.
+    Exit 0 no dataset drift, 1 dataset drift, 5 a profiled feature was not compared (it does not
+    arrive, or has no live data: the verdict leaves it out), 4 no live data, 2 bad input,
+    3 Prometheus unavailable.
     Example: canary drift check --baseline rec-model-v2.profile.json --prometheus-url http://prometheus:9090
 
     Example: canary drift check --baseline rec-model-v2.profile.json --input live.json --window 1h30m -o yaml
@@ -191,9 +196,11 @@ def check_cmd(
         output, lambda wide: _table(prof, result, quiet, wide=wide))
     if result.drifted:
         raise typer.Exit(EXIT_DRIFT)
-    if gone:  # "no dataset drift" would be read as covering features that never arrived
+    if not result.features:
+        raise typer.Exit(EXIT_NO_DATA)
+    if gone or quiet:  # "no dataset drift" would be read as covering features that were never compared
         raise typer.Exit(EXIT_NOT_ARRIVING)
-    raise typer.Exit(EXIT_OK if result.features else EXIT_NO_DATA)
+    raise typer.Exit(EXIT_OK)
 
 
 @drift_app.command("watch")
@@ -223,7 +230,8 @@ def watch_cmd(
     context: Optional[str] = opts.ContextOpt,
     no_kube: bool = typer.Option(False, "--no-kube", help="no Kubernetes Events (and no Job)"),
     once: bool = typer.Option(False, "--once", help="one evaluation, then exit (1 if any episode is open, "
-                                                    "3 if Prometheus could not be read)"),
+                                                    "3 if Prometheus could not be read, 4 no live data, 5 not "
+                                                    "every feature compared)"),
     metrics_port: int = typer.Option(0, "--metrics-port", help="serve model_data_drift_* on 127.0.0.1:PORT"),
     output: str = opts.OutputOpt,
 ) -> None:
@@ -305,9 +313,23 @@ def watch_cmd(
         raise typer.Exit(EXIT_OK) from None
     if once:
         _print_evaluations(watcher, done, output)
-    if any(s.phase == M.DRIFTING for s in watcher.states.values()):
-        raise typer.Exit(EXIT_DRIFT)
-    raise typer.Exit(EXIT_UNAVAILABLE if any("error" in d and "trigger" not in d for d in done) else EXIT_OK)
+    raise typer.Exit(_watch_exit(watcher, done, M.DRIFTING))
+
+
+def _watch_exit(watcher: Any, done: list[dict[str, Any]], drifting: str) -> int:
+    """`drift watch`'s exit code (module docstring): what was not measured is never 0."""
+    errors = [d for d in done if "error" in d and "trigger" not in d]
+    if any(s.phase == drifting for s in watcher.states.values()):
+        return EXIT_DRIFT
+    if any(d.get("config_error") for d in errors):
+        return EXIT_BAD
+    if errors:
+        return EXIT_UNAVAILABLE
+    if any("no_live_data" in d for d in done):
+        return EXIT_NO_DATA
+    if any("unmeasured" in d for d in done):
+        return EXIT_NOT_ARRIVING
+    return EXIT_OK
 
 
 def _print_evaluations(watcher: Any, done: list[dict[str, Any]], output: str) -> None:
@@ -316,9 +338,12 @@ def _print_evaluations(watcher: Any, done: list[dict[str, Any]], output: str) ->
     for key, st in watcher.states.items():
         res = watcher.last.get(key)
         mine = [d for d in done if d.get("model") == st.model and d.get("version") == st.version]
-        rows.append({"model": st.model, "version": st.version, "phase": st.phase, "episode": st.episode,
+        measured = ("none" if res is None or any("no_live_data" in d for d in mine) else
+                    "partial" if any("unmeasured" in d for d in mine) else "all")
+        rows.append({"model": st.model, "version": st.version, "phase": st.phase, "measured": measured,
+                     "episode": st.episode,
                      "drifted_in_row": st.drifted_in_row, "clean_in_row": st.clean_in_row,
-                     "share": None if res is None else res.share,
+                     "share": None if measured == "none" else res.share,
                      "drifted_features": [] if res is None else list(res.drifted_features()),
                      "actions": [{k: v for k, v in d.items() if k not in ("model", "version")} for d in mine]})
 
@@ -326,12 +351,25 @@ def _print_evaluations(watcher: Any, done: list[dict[str, Any]], output: str) ->
         for r in rows:
             share = "-" if r["share"] is None else f"{r['share']:.2f}"
             acts = "; ".join(str(a.get("alert") or (f"trigger episode {a['trigger']}" if "trigger" in a else "")
-                                 or a.get("error", "")) for a in r["actions"])
-            typer.echo(f"{r['model']} {r['version']}: {r['phase']} (episode {r['episode']}), drifted share {share}"
+                                 or a.get("error", "") or _unmeasured_text(a)) for a in r["actions"])
+            phase = r["phase"] if r["measured"] == "all" or r["phase"] != "ok" else f"NOT MEASURED ({r['measured']})"
+            if r["measured"] == "partial" and r["phase"] == "ok":
+                phase = "ok for the features compared"
+            typer.echo(f"{r['model']} {r['version']}: {phase} (episode {r['episode']}), drifted share {share}"
                        f" [{', '.join(r['drifted_features']) or 'none'}]" + (f"; {acts}" if acts else "")
                        + (f"; in a row: drifted {r['drifted_in_row']}, clean {r['clean_in_row']}" if wide else ""))
 
     opts.emit({"profiles": rows}, output, text)
+
+
+def _unmeasured_text(a: dict[str, Any]) -> str:
+    if "no_live_data" in a:
+        return "NOT MEASURED: no live data"
+    if "unmeasured" in a:
+        parts = ([f"no live data for {', '.join(a['unmeasured'])}"] if a["unmeasured"] else []) + \
+                ([f"not arriving: {', '.join(a['not_arriving'])}"] if a.get("not_arriving") else [])
+        return "NOT ALL MEASURED: " + "; ".join(parts)
+    return ""
 
 
 def _load_json(path: Path, what: str) -> Any:

@@ -62,6 +62,7 @@ class DriftWatcher:
         self._synced: dict[str, M.MonitorState] = {}  # what the store held at our last read or write
         self.reload()
         self.last: dict[str, Any] = {}  # per state key: the last evaluation's DatasetDrift (displays, demos)
+        self._unmeasured: dict[str, Any] = {}  # per state key: the features last logged as without live data
         reg = registry if registry is not None else CollectorRegistry()
         self.g_score = Gauge("model_data_drift_score", "Drift score per feature (1 - p, or the distance)",
                              ["model", "version", "feature"], registry=reg)
@@ -100,12 +101,18 @@ class DriftWatcher:
         try:
             live = live_counts(self.client, prof, model=model, version=version, window_s=self.window_s)
             result = compare(prof, live)
+        except ConfigError as exc:  # live data that cannot be compared (another profile's buckets): a setup fault
+            log.error("drift.bad_live_data", model=model, version=version, error=str(exc))
+            done.append({"model": model, "version": version, "error": str(exc), "config_error": True})
+            self._save(key, state)
+            return
         except CanaryError as exc:  # Prometheus down or a bad answer: nothing is decided, say so
             log.warning("drift.unmeasured", model=model, version=version, error=str(exc))
             done.append({"model": model, "version": version, "error": str(exc)})
             self._save(key, state)
             return
         self.last[key] = result
+        self._say_unmeasured(key, prof, result, done)
         for f in result.features:
             self.g_score.labels(model, version, f.feature).set(f.score)
         self.g_share.labels(model, version).set(result.share)
@@ -124,6 +131,34 @@ class DriftWatcher:
         state = self._act(state, actions, done, ns)
         self.g_episode.labels(model, version).set(1.0 if state.phase == M.DRIFTING else 0.0)
         self._save(key, state)  # a trigger's outcome; when lost, the stored "pending" retries it (same Job)
+
+    def _say_unmeasured(self, key: str, prof: Mapping[str, Any], result: Any, done: list[dict[str, Any]]) -> None:
+        """Profiled features this evaluation could not compare are never silently "ok": with none
+        compared, `drift.no_live_data` (no series for the model and version, or fewer than MIN_LIVE
+        values in the window: a wrong name or version, an exporter not deployed, no traffic); with
+        some, `drift.features_unmeasured` naming the others (an exporter built from an older
+        profile). Logged when the set changes (every evaluation of a continuous watch would repeat
+        it); always recorded in `done` (`--once` exits 4 or 5 on them). Features that do not arrive
+        (text for numbers, all missing) have their own alert (`drift.features_missing`)."""
+        gone = set(result.not_arriving())
+        absent = sorted(set(prof["features"]) - {f.feature for f in result.features} - gone)
+        who = {"model": str(prof["model"]), "version": str(prof["version"])}
+        if not result.features:
+            done.append({**who, "no_live_data": absent, "not_arriving": sorted(gone)})
+        elif absent or gone:
+            done.append({**who, "unmeasured": absent, "not_arriving": sorted(gone)})
+        if self._unmeasured.get(key) == (absent, bool(result.features)):
+            return
+        self._unmeasured[key] = (absent, bool(result.features))
+        if not result.features:
+            log.warning("drift.no_live_data", **who, features=absent, window_s=self.window_s,
+                        message="nothing was measured: no series for this model and version, or fewer than "
+                                "100 values per feature in the window (is the exporter deployed, are the model "
+                                "name and version right?)")
+        elif absent:
+            log.warning("drift.features_unmeasured", **who, features=absent, window_s=self.window_s,
+                        message="these profiled features have no live data; the verdict does not cover them "
+                                "(an exporter built from an older profile?)")
 
     def _forget(self, key: str, before: M.MonitorState | None) -> None:
         if before is None:
