@@ -71,6 +71,9 @@ def validate_profile(profile: Any, where: str = "profile") -> None:
                     raise ConfigError(f"{field}.bounds[{i}]: bounds must increase strictly ({bounds[i - 1]!r} "
                                       f"then {b!r})")
             _counts(f["counts"], f"{field}.counts")
+            if not sum(f["counts"]) > 0:
+                raise ConfigError(f"{field}.counts: all zero: an empty reference cannot be compared with (a "
+                                  f"profile is captured from at least one present value per feature)")
             for key in ("min", "max", "std"):
                 if not _finite(f[key]) or (key == "std" and f[key] < 0):
                     raise ConfigError(f"{field}.{key}: must be a finite number{' >= 0' if key == 'std' else ''}, "
@@ -93,8 +96,28 @@ def validate_profile(profile: Any, where: str = "profile") -> None:
             _counts(list(cats.values()), f"{field}.categories", names=list(cats))
             if "other" in f:
                 _counts([f["other"]], f"{field}.other")
+            if not sum(cats.values()) + f.get("other", 0) > 0:
+                raise ConfigError(f"{field}.categories: all counts zero: an empty reference cannot be compared "
+                                  f"with")
         if "missing" in f and (not _finite(f["missing"]) or f["missing"] < 0):
             raise ConfigError(f"{field}.missing: a count must be a finite number >= 0, got {str(f['missing'])[:40]!r}")
+    _rows_match(profile, feats, where)
+
+
+def _rows_match(profile: Mapping[str, Any], feats: Mapping[str, Any], where: str) -> None:
+    """`rows` (optional: written by `canary baseline capture`) is every feature's present values plus
+    its missing ones: a profile whose counts do not add up was edited or assembled by hand."""
+    if "rows" not in profile:
+        return
+    rows = profile["rows"]
+    if isinstance(rows, bool) or not isinstance(rows, int) or rows < 1:
+        raise ConfigError(f"{where}: rows: must be a whole number >= 1 (the training rows), got {str(rows)[:40]!r}")
+    for name, f in feats.items():
+        present = sum(f["counts"]) if f["type"] == "numeric" else sum(f["categories"].values()) + f.get("other", 0)
+        total = present + f.get("missing", 0)
+        if not math.isclose(total, rows, rel_tol=1e-9, abs_tol=1e-6):
+            raise ConfigError(f"{where}: features.{name}.counts: {total:g} values (present + missing), but the "
+                              f"profile has rows: {rows}; every feature counts every training row")
 
 
 def _quantiles_in_order(qs: Mapping[str, Any], f: Mapping[str, Any], field: str) -> None:
@@ -140,6 +163,7 @@ def compare(profile: Mapping[str, Any], live: Mapping[str, Mapping[str, Any]], *
     validate_profile(profile)
     if not isinstance(live, Mapping):
         raise ConfigError("live data must be an object mapping feature names to counts")
+    _check_sums(live)
     prof = profile["features"]
     names = features or [f for f in prof if f in live]
     try:
@@ -150,6 +174,20 @@ def compare(profile: Mapping[str, Any], live: Mapping[str, Mapping[str, Any]], *
 
 
 NO_SUM = "no live sum: the mean (mass beyond the last bucket) was not checked"
+
+
+def _check_sums(live: Mapping[str, Any]) -> None:
+    """`sum` and `sum_n`, when given, are numbers (a `"sum": "12"` or `"sum_n": true` was ignored, silently
+    turning a checked mean into an unchecked one)."""
+    for name, cur in live.items():
+        if not isinstance(cur, Mapping):
+            continue
+        if "sum" in cur and not _number(cur["sum"]):
+            raise ConfigError(f"feature {name!r}: sum must be a finite number (the live values' sum), "
+                              f"got {str(cur['sum'])[:40]!r}")
+        if "sum_n" in cur and not (_number(cur["sum_n"]) and cur["sum_n"] >= 0):
+            raise ConfigError(f"feature {name!r}: sum_n must be a finite number >= 0 (the values sum is over), "
+                              f"got {str(cur['sum_n'])[:40]!r}")
 
 
 def _say_unsummed(f: FeatureDrift, live: Mapping[str, Any]) -> FeatureDrift:

@@ -1,0 +1,90 @@
+"""Baselines and live input that cannot be compared are refused, naming the file and field: an empty
+reference (all counts zero) was accepted and never drifted; `rows` that do not add up; a `sum` that is
+not a number or `"sum_n": true` in live input were silently ignored."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from canary.cli import app
+from canary.drift.compare import compare, validate_profile
+from canary.drift.profile import capture
+from canary.errors import ConfigError
+
+
+def _profile() -> dict[str, Any]:
+    import pyarrow as pa
+
+    rng = np.random.default_rng(5)
+    return capture(pa.table({"age": rng.normal(40, 10, 2_000), "city": rng.choice(["a", "b", "c"], 2_000).tolist()}),
+                   model="rec", version="v1", file="t.parquet", sha256="0" * 64)
+
+
+def _edited(edit: Any) -> dict[str, Any]:
+    prof = json.loads(json.dumps(_profile()))
+    edit(prof)
+    return prof
+
+
+def _zero_age(p: dict[str, Any]) -> None:
+    p["features"]["age"]["counts"] = [0] * len(p["features"]["age"]["counts"])
+
+
+def _zero_city(p: dict[str, Any]) -> None:
+    p["features"]["city"]["categories"] = {k: 0 for k in p["features"]["city"]["categories"]}
+    p["features"]["city"]["other"] = 0
+
+
+def _rows(value: Any) -> Any:
+    return lambda p: p.__setitem__("rows", value)
+
+
+def _drop_one(p: dict[str, Any]) -> None:
+    p["features"]["city"]["categories"]["a"] -= 1
+
+
+@pytest.mark.parametrize("edit,field", [
+    (_zero_age, "features.age.counts"),
+    (_zero_city, "features.city.categories"),
+    (_rows(0), "rows"),
+    (_rows(True), "rows"),
+    (_rows("2000"), "rows"),
+    (_rows(2_001), "features.age.counts"),
+    (_drop_one, "features.city.counts"),
+])
+def test_an_empty_or_inconsistent_baseline_is_refused_naming_the_field(tmp_path: Any, edit: Any, field: str) -> None:
+    prof = _edited(edit)
+    with pytest.raises(ConfigError, match=f"bad.json: {field}:"):
+        validate_profile(prof, "bad.json")
+    path, live = tmp_path / "bad.json", tmp_path / "live.json"
+    path.write_text(json.dumps(prof))
+    live.write_text(json.dumps({"features": {"age": {"counts": [0] * 25 + [5_000]}}}))
+    r = CliRunner().invoke(app, ["drift", "check", "--baseline", str(path), "--input", str(live)])
+    assert r.exit_code == 2 and f"{path}: {field}:" in r.output, r.output
+
+
+def test_a_captured_profile_and_one_without_rows_pass() -> None:
+    prof = _profile()
+    validate_profile(prof)
+    del prof["rows"]
+    validate_profile(prof)
+
+
+@pytest.mark.parametrize("cur,message", [
+    ({"sum": "12"}, "sum must be a finite number"),
+    ({"sum": None}, "sum must be a finite number"),
+    ({"sum": float("nan")}, "sum must be a finite number"),
+    ({"sum": 4.0e4, "sum_n": True}, "sum_n must be a finite number"),
+    ({"sum": 4.0e4, "sum_n": "100"}, "sum_n must be a finite number"),
+    ({"sum": 4.0e4, "sum_n": -1}, "sum_n must be a finite number"),
+])
+def test_a_live_sum_that_is_not_a_number_is_refused(cur: dict[str, Any], message: str) -> None:
+    prof = _profile()
+    counts = prof["features"]["age"]["counts"]
+    with pytest.raises(ConfigError, match=f"feature 'age': {message}"):
+        compare(prof, {"age": {"counts": counts, **cur}})
