@@ -165,6 +165,7 @@ def compare(profile: Mapping[str, Any], live: Mapping[str, Mapping[str, Any]], *
         raise ConfigError("live data must be an object mapping feature names to counts")
     _check_sums(live)
     prof = profile["features"]
+    live = _booleans(prof, live)
     names = features or [f for f in prof if f in live]
     try:
         out = _compare_batched(prof, live, names, min_live)
@@ -174,6 +175,37 @@ def compare(profile: Mapping[str, Any], live: Mapping[str, Mapping[str, Any]], *
 
 
 NO_SUM = "no live sum: the mean (mass beyond the last bucket) was not checked"
+
+
+def _booleans(prof: Mapping[str, Any], live: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Live categories of boolean features (`profile.is_boolean`) under "true"/"false", whatever their
+    spelling ("True", "1", ...: what `canary.drift.exporter` does to each request, done to --input);
+    a category that is no boolean's spelling counts as missing, as the exporter counts it. Counts that
+    are not plain numbers are left as they are, for the comparison to name."""
+    from canary.drift.profile import boolean_category, is_boolean
+
+    out = None
+    for name, cur in live.items():
+        f = prof.get(name)
+        cats = cur.get("categories") if isinstance(cur, Mapping) else None
+        if f is None or not is_boolean(f) or not isinstance(cats, Mapping) or not _plain(list(cats.values())):
+            continue
+        keys = {k: boolean_category(k) for k in cats}
+        if all(k == v for k, v in keys.items()):
+            continue
+        folded: dict[str, float] = {}
+        wrong = 0.0
+        for k, n in cats.items():
+            if keys[k] is None:
+                wrong += float(n)
+            else:
+                folded[keys[k]] = folded.get(keys[k], 0.0) + float(n)
+        out = dict(live) if out is None else out
+        out[name] = {**cur, "categories": folded}
+        if wrong:
+            miss = cur.get("missing", 0)
+            out[name]["missing"] = (float(miss) + wrong) if _plain([miss]) else miss
+    return live if out is None else out
 
 
 def _check_sums(live: Mapping[str, Any]) -> None:

@@ -134,6 +134,8 @@ def profile_column(values: Any, *, name: str, file: str, buckets: int = 20,
         numeric = [_is_number(v) for v in texts]
         if pa.types.is_boolean(t):  # "true"/"false", as the exporter spells them
             texts = ["true" if v else "false" for v in present.to_pylist()]
+        elif texts and {v.strip().lower() for v in set(texts)} <= set(BOOLEAN_CATEGORIES):
+            texts = [v.strip().lower() for v in texts]  # "True"/"FALSE" as text: a boolean, spelled as live ones are
         elif any(numeric) and not all(numeric) and 2 * sum(numeric) >= len(numeric):
             row = next(i for i, v in enumerate(texts) if not numeric[i])
             num = next(v for i, v in enumerate(texts) if numeric[i])
@@ -143,6 +145,31 @@ def profile_column(values: Any, *, name: str, file: str, buckets: int = 20,
                             first=list(like["categories"]) if like and like.get("type") == "categorical" else ())
     raise ConfigError(f"{file}: column {name!r}: type {t} is neither numeric nor categorical; leave it out "
                       f"with --features, or cast it")
+
+
+BOOLEAN_CATEGORIES = ("false", "true")
+
+
+def boolean_category(v: Any) -> str | None:
+    """A boolean's category, "true" or "false", from any of its usual spellings: a bool, the numbers 1
+    and 0, the texts true/false (any case) and "1"/"0" (pyarrow's CSV reader's spellings). None for
+    anything else: for a boolean feature that is a value of the wrong type, counted as missing (as text
+    sent for a number is), never a new category that reads as drift."""
+    if isinstance(v, (bool, np.bool_)):
+        return "true" if v else "false"
+    if isinstance(v, (int, float, np.integer, np.floating)):
+        return "true" if v == 1 else "false" if v == 0 else None
+    if isinstance(v, str):
+        t = v.strip().lower()
+        return "true" if t in ("true", "1") else "false" if t in ("false", "0") else None
+    return None
+
+
+def is_boolean(f: Mapping[str, Any]) -> bool:
+    """A categorical profile entry of a boolean feature: its categories are "true" and/or "false"."""
+    cats = f.get("categories")
+    return (f.get("type") == "categorical" and isinstance(cats, Mapping) and bool(cats)
+            and set(cats) <= set(BOOLEAN_CATEGORIES) and not f.get("other"))
 
 
 def _is_number(text: str) -> bool:
