@@ -108,6 +108,24 @@ def capture(table: Any, *, model: str, version: str, file: str, sha256: str, pre
             "prediction": prediction, "features": out}
 
 
+END_BUCKET_SHARE = 0.05  # reused bounds must leave at most this share of the values in an open end bucket
+
+
+def _bounds_cover(x: np.ndarray, bounds: np.ndarray, *, name: str, file: str) -> None:
+    """ConfigError when another version's bounds (`--bounds-from`) do not cover this data: more than
+    END_BUCKET_SHARE of its values below the first bound or above the last (in a bucket open on one
+    side; a feature's own bounds leave 0.5% at each end). A change out there (a new scale, a spread
+    that triples) is invisible to every test over the buckets, so a profile built so would hide
+    drift: refused, naming the feature."""
+    for share, where in ((float(np.mean(x < bounds[0])), f"below the first bound {bounds[0]:g}"),
+                         (float(np.mean(x > bounds[-1])), f"above the last bound {bounds[-1]:g}")):
+        if share > END_BUCKET_SHARE:
+            raise ConfigError(f"{file}: column {name!r}: {share:.0%} of its values fall {where} of --bounds-from's "
+                              f"buckets (at most {END_BUCKET_SHARE:.0%} may; this data runs from {x.min():g} to "
+                              f"{x.max():g}): those bounds do not cover it and would hide its drift. Capture "
+                              f"without --bounds-from, or leave the column out with --features")
+
+
 def profile_column(values: Any, *, name: str, file: str, buckets: int = 20,
                    like: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """One column's profile. Numeric arrow types -> NUMERIC; strings, booleans, dictionaries ->
@@ -127,8 +145,10 @@ def profile_column(values: Any, *, name: str, file: str, buckets: int = 20,
         bad = ~np.isfinite(x)
         if bad.any():
             raise ConfigError(f"{file}: column {name!r}: {int(bad.sum()):,} values are NaN or infinite")
-        return _numeric(x, n_missing, buckets,
-                        bounds=like["bounds"] if like and like.get("type") == "numeric" else None)
+        reused = like["bounds"] if like and like.get("type") == "numeric" else None
+        if reused is not None:
+            _bounds_cover(x, np.asarray(reused, float), name=name, file=file)
+        return _numeric(x, n_missing, buckets, bounds=reused)
     if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_dictionary(t) or pa.types.is_boolean(t):
         texts = [str(v) for v in present.cast(pa.string()).to_pylist()]
         numeric = [_is_number(v) for v in texts]

@@ -88,3 +88,37 @@ def test_a_live_sum_that_is_not_a_number_is_refused(cur: dict[str, Any], message
     counts = prof["features"]["age"]["counts"]
     with pytest.raises(ConfigError, match=f"feature 'age': {message}"):
         compare(prof, {"age": {"counts": counts, **cur}})
+
+
+# -- --bounds-from: reused bounds must cover the new data -------------------------------------------
+
+def test_bounds_from_that_do_not_cover_the_data_are_refused_naming_the_column(tmp_path: Any) -> None:
+    """v3's feature on a new scale: every training value above v2's last bound, one bucket, any change of
+    its spread invisible. Refused (exit 2), naming the column; a version close to the last one passes."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(3)
+    pq.write_table(pa.table({"x": rng.normal(40, 10, 5_000), "y": rng.normal(0, 1, 5_000),
+                             "k": rng.integers(0, 3, 5_000)}), tmp_path / "v2.parquet")
+    for name, x, k in (("v3", rng.normal(1_000, 100, 5_000), rng.integers(0, 3, 5_000)),
+                       ("v3low", rng.normal(-50, 10, 5_000), rng.integers(0, 3, 5_000)),
+                       ("v3k", rng.normal(40, 10, 5_000), rng.integers(0, 6, 5_000)),
+                       ("v3ok", rng.normal(41, 10, 5_000), rng.integers(0, 3, 5_000))):
+        pq.write_table(pa.table({"x": x, "y": rng.normal(0, 1, 5_000), "k": k}), tmp_path / f"{name}.parquet")
+    base = ["baseline", "capture", "--model", "rec"]
+    r = CliRunner().invoke(app, [*base[:2], str(tmp_path / "v2.parquet"), *base[2:], "--version", "v2",
+                                 "-f", str(tmp_path / "v2.json")])
+    assert r.exit_code == 0, r.output
+    for name, col, where in (("v3", "x", "above the last bound"), ("v3low", "x", "below the first bound"),
+                             ("v3k", "k", "above the last bound")):
+        r = CliRunner().invoke(app, [*base[:2], str(tmp_path / f"{name}.parquet"), *base[2:], "--version", "v3",
+                                     "-f", str(tmp_path / f"{name}.json"), "--bounds-from", str(tmp_path / "v2.json")])
+        assert r.exit_code == 2 and f"column {col!r}" in r.output and where in r.output, r.output
+        assert not (tmp_path / f"{name}.json").exists()
+    r = CliRunner().invoke(app, [*base[:2], str(tmp_path / "v3ok.parquet"), *base[2:], "--version", "v3",
+                                 "-f", str(tmp_path / "v3ok.json"), "--bounds-from", str(tmp_path / "v2.json")])
+    assert r.exit_code == 0, r.output
+    v2, v3 = (json.loads((tmp_path / f).read_text()) for f in ("v2.json", "v3ok.json"))
+    assert v3["features"]["x"]["bounds"] == v2["features"]["x"]["bounds"]
+    assert v3["features"]["k"]["bounds"] == v2["features"]["k"]["bounds"] == [0.0, 1.0, 2.0]
