@@ -229,7 +229,8 @@ def watch_cmd(
     kubeconfig: Optional[str] = opts.KubeconfigOpt,
     context: Optional[str] = opts.ContextOpt,
     no_kube: bool = typer.Option(False, "--no-kube", help="no Kubernetes Events (and no Job)"),
-    once: bool = typer.Option(False, "--once", help="one evaluation, then exit (1 if any episode is open, "
+    once: bool = typer.Option(False, "--once", help="one evaluation (needs --state-file), then exit (1 if any "
+                                                    "episode is open, "
                                                     "3 if Prometheus could not be read, 4 no live data, 5 not "
                                                     "every feature compared)"),
     metrics_port: int = typer.Option(0, "--metrics-port", help="serve model_data_drift_* on 127.0.0.1:PORT"),
@@ -265,10 +266,12 @@ def watch_cmd(
         window_s, interval_s, quiet_s = window, interval, quiet  # seconds, parsed by their options
         if enter_after < 1 or exit_after < 1:
             raise ConfigError("--enter-after and --exit-after must be at least 1")
-        if once and state_file is None and enter_after > 1:  # each run would start from zero evaluations
-            typer.echo(f"warning: --once without --state-file can never open a drift episode: each run starts "
-                       f"afresh and an episode needs {enter_after} drifted evaluations in a row (--enter-after); "
-                       f"give --state-file (or --enter-after 1)", err=True)
+        if once and state_file is None:  # each run would be a monitor's first evaluation, forgotten after it
+            raise ConfigError("--once needs --state-file: the streak of drifted evaluations (--enter-after), the "
+                              "quiet period (--quiet) and the episode's one retraining Job live in that file, so "
+                              "without it each run starts afresh: with a quiet period it can never alert, without "
+                              "one it would open a new episode, and a new Job, on every drifted run. For a one-off "
+                              "verdict use `canary drift check`")
         core = batch = None
         if not no_kube:
             import kubernetes

@@ -355,6 +355,7 @@ def test_watch_once_without_prometheus_exits_3(tmp_path):
     p = tmp_path / "p.json"
     p.write_text(json.dumps(prof))
     r = CliRunner().invoke(app, ["drift", "watch", "--baseline", str(p), "--once", "--no-kube",
+                                 "--state-file", str(tmp_path / "s.json"),
                                  "--prometheus-url", f"http://127.0.0.1:{free_port()}"])
     assert r.exit_code == 3, r.output
 
