@@ -260,8 +260,15 @@ def watch_cmd(
         if retrain_job and no_kube:
             raise ConfigError("--retrain-job creates a Kubernetes Job: it cannot go with --no-kube")
         profiles = [_load_json(p, "baseline") for p in baselines]
+        first: dict[tuple[str, str], Path] = {}
         for p, prof in zip(baselines, profiles):
             validate_profile(prof, str(p))
+            key = (str(prof["model"]), str(prof["version"]))
+            if key in first:  # one monitor per model version: two profiles would step it twice per pass
+                raise ConfigError(f"{first[key]} and {p} are both baselines of {key[0]} {key[1]}: give one per "
+                                  f"model version (two would count every evaluation twice, halving --enter-after "
+                                  f"and --exit-after)")
+            first[key] = p
         template = load_job_template(retrain_job) if retrain_job else None
         window_s, interval_s, quiet_s = window, interval, quiet  # seconds, parsed by their options
         if enter_after < 1 or exit_after < 1:

@@ -82,7 +82,18 @@ class DriftWatcher:
         """One evaluation of every profile; returns what was done (for logs and tests). A profile
         that fails in any way is logged (`drift.evaluation_failed`) and never stops the others."""
         done: list[dict[str, Any]] = []
+        seen: set[str] = set()
         for prof in self.profiles:
+            key = _key(prof, self.namespace)
+            if key in seen:  # a second profile of one model version would step its monitor twice a pass
+                error = (f"a second baseline of {prof.get('model')} {prof.get('version')} is skipped: one model "
+                         f"version has one baseline (two would count each evaluation twice)")
+                log.error("drift.duplicate_baseline", model=str(prof.get("model")), version=str(prof.get("version")),
+                          error=error)
+                done.append({"model": str(prof.get("model")), "version": str(prof.get("version")), "error": error,
+                             "config_error": True})
+                continue
+            seen.add(key)
             try:
                 self._evaluate(prof, done)
             except Exception as exc:  # noqa: BLE001 - one model's fault is that model's, not the pass's
@@ -95,7 +106,7 @@ class DriftWatcher:
     def _evaluate(self, prof: Mapping[str, Any], done: list[dict[str, Any]]) -> None:
         model, version = str(prof["model"]), str(prof["version"])
         ns = str(prof.get("_namespace") or self.namespace)  # a baseline ConfigMap's namespace
-        key = f"{model}/{version}" if "_namespace" not in prof else f"{ns}/{model}/{version}"
+        key = _key(prof, self.namespace)
         now = self.clock()
         state = self.states.get(key) or M.MonitorState(model, version)  # quiet from its first live data (step)
         try:
@@ -296,6 +307,12 @@ class DriftWatcher:
 STORED, THEIRS, FAILED = "stored", "theirs", "failed"
 
 
+def _key(prof: Mapping[str, Any], namespace: str) -> str:
+    """The monitor state's key of a profile: model/version, prefixed by a baseline ConfigMap's namespace."""
+    model, version = str(prof.get("model")), str(prof.get("version"))
+    return f"{model}/{version}" if "_namespace" not in prof else f"{prof['_namespace'] or namespace}/{model}/{version}"
+
+
 class FileStateStore:
     """The monitor states in a JSON file, replaced atomically (write, then rename)."""
 
@@ -358,12 +375,21 @@ def watch_baselines(watcher: DriftWatcher, core: Any, *, namespace: str | None, 
         if leading:
             try:
                 good = []
+                owner: dict[str, str] = {}  # state key -> the ConfigMap whose baseline it is
                 for where, prof in load_profiles(core, namespace):
                     if "error" not in prof:
                         try:  # every field the comparison reads: one bad baseline never fails the pass
                             validate_profile(prof, f"ConfigMap {where}: {KEY}")
                         except ConfigError as exc:
                             prof = {"error": str(exc)}
+                    if "error" not in prof:  # one baseline per model version: a second would halve the hysteresis
+                        key = _key({**prof, "_namespace": where.split("/", 1)[0]}, watcher.namespace)
+                        if key in owner:
+                            prof = {"error": f"ConfigMap {where}: a second baseline of {prof['model']} "
+                                             f"{prof['version']} (ConfigMap {owner[key]} is watched): skipped; "
+                                             f"delete one of them"}
+                        else:
+                            owner[key] = where
                     if "error" in prof:
                         if warned.get(where) != prof["error"]:
                             log.warning("drift.bad_baseline", configmap=where, error=prof["error"])
