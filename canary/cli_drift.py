@@ -229,10 +229,10 @@ def watch_cmd(
     kubeconfig: Optional[str] = opts.KubeconfigOpt,
     context: Optional[str] = opts.ContextOpt,
     no_kube: bool = typer.Option(False, "--no-kube", help="no Kubernetes Events (and no Job)"),
-    once: bool = typer.Option(False, "--once", help="one evaluation (needs --state-file), then exit (1 if any "
-                                                    "episode is open, "
-                                                    "3 if Prometheus could not be read, 4 no live data, 5 not "
-                                                    "every feature compared)"),
+    once: bool = typer.Option(False, "--once", help="one evaluation (needs --state-file), then exit: 1 an "
+                                                    "episode is open, 2 live data that do not fit a profile, 3 "
+                                                    "Prometheus could not be read, 4 no live data, 5 not every "
+                                                    "feature compared, else 0"),
     metrics_port: int = typer.Option(0, "--metrics-port", help="serve model_data_drift_* on 127.0.0.1:PORT"),
     output: str = opts.OutputOpt,
 ) -> None:
