@@ -161,8 +161,16 @@ def profile_column(values: Any, *, name: str, file: str, buckets: int = 20,
             num = next(v for i, v in enumerate(texts) if numeric[i])
             raise ConfigError(f"{file}: column {name!r} mixes numbers ({num!r}) and text ({texts[row]!r}); "
                               f"clean it or cast it before capturing a baseline")
-        return _categorical(texts, n_missing,
-                            first=list(like["categories"]) if like and like.get("type") == "categorical" else ())
+        if not (like and like.get("type") == "categorical"):
+            return _categorical(texts, n_missing)
+        out = _categorical(texts, n_missing, first=list(like["categories"]))
+        hidden = (out["other"] - _categorical(texts, n_missing)["other"]) / len(texts)
+        if hidden > END_BUCKET_SHARE:  # the reused categories crowd this data's own out of the profile
+            raise ConfigError(f"{file}: column {name!r}: with --bounds-from's {len(like['categories'])} categories "
+                              f"first, {hidden:.0%} more of its values fall under \"other\" than with its own (at "
+                              f"most {END_BUCKET_SHARE:.0%} may): a change among them would be invisible. Capture "
+                              f"without --bounds-from, or leave the column out with --features")
+        return out
     raise ConfigError(f"{file}: column {name!r}: type {t} is neither numeric nor categorical; leave it out "
                       f"with --features, or cast it")
 

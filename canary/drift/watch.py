@@ -126,7 +126,8 @@ class DriftWatcher:
         self._say_unmeasured(key, prof, result, done)
         for f in result.features:
             self.g_score.labels(model, version, f.feature).set(f.score)
-        self.g_share.labels(model, version).set(result.share)
+        # nothing compared: no share at all (NaN), never a 0 that a dashboard reads as "no drift"
+        self.g_share.labels(model, version).set(result.share if result.features else float("nan"))
         for m in result.missing:
             self.g_missing.labels(model, version, m.feature).set(m.live_rate)
         before = self.states.get(key)

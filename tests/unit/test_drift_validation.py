@@ -122,3 +122,19 @@ def test_bounds_from_that_do_not_cover_the_data_are_refused_naming_the_column(tm
     v2, v3 = (json.loads((tmp_path / f).read_text()) for f in ("v2.json", "v3ok.json"))
     assert v3["features"]["x"]["bounds"] == v2["features"]["x"]["bounds"]
     assert v3["features"]["k"]["bounds"] == v2["features"]["k"]["bounds"] == [0.0, 1.0, 2.0]
+
+
+def test_bounds_from_whose_categories_crowd_out_the_new_data_are_refused() -> None:
+    """v2 had 100 categories; v3's data has 100 others: with v2's first (at most 100 are kept), all of
+    v3's values were "other", where no change among them can be seen."""
+    import pyarrow as pa
+
+    rng = np.random.default_rng(8)
+    v2 = capture(pa.table({"c": [f"old{i}" for i in rng.integers(0, 100, 5_000)]}), model="rec", version="v2",
+                 file="v2.parquet", sha256="0" * 64)
+    with pytest.raises(ConfigError, match=r"v3.parquet: column 'c': .*fall under \"other\""):
+        capture(pa.table({"c": [f"new{i}" for i in rng.integers(0, 100, 5_000)]}), model="rec", version="v3",
+                file="v3.parquet", sha256="0" * 64, bounds_from=v2)
+    ok = capture(pa.table({"c": [f"old{i}" for i in rng.integers(0, 100, 5_000)] + ["new1"] * 100}), model="rec",
+                 version="v3", file="v3.parquet", sha256="0" * 64, bounds_from=v2)
+    assert list(ok["features"]["c"]["categories"])[:100] == list(v2["features"]["c"]["categories"])

@@ -77,3 +77,26 @@ def test_the_controller_skips_a_second_configmap_of_one_model_version(monkeypatc
     assert all(s.drifted_in_row == 1 and s.phase == M.OK for s in watcher.states.values())
     (bad,) = [e for e in logs if e["event"] == "drift.bad_baseline"]
     assert bad["configmap"] == "ml/rec-v1-b" and "ConfigMap ml/rec-v1-a is watched" in bad["error"]
+
+
+def test_nothing_measured_is_no_share_on_the_gauge(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A version without live data set model_data_drift_share to 0, which a dashboard reads as no drift."""
+    import math
+
+    from prometheus_client import CollectorRegistry
+
+    prof = _profile()
+    reg = CollectorRegistry()
+    live: dict[str, Any] = {}
+    monkeypatch.setattr(W, "live_counts", lambda *_a, **_k: live)
+    watcher = W.DriftWatcher([prof], client=None, window_s=3600, config=M.MonitorConfig(), registry=reg,
+                             clock=lambda: 1_000.0)
+    with capture_logs() as logs:
+        done = watcher.once()
+        watcher.once()  # the same set again: said once, not every evaluation
+    assert done == [{"model": "rec", "version": "v1", "no_live_data": ["f"], "not_arriving": []}]
+    assert [e["event"] for e in logs if e["event"].startswith("drift.")] == ["drift.no_live_data"]
+    assert math.isnan(reg.get_sample_value("model_data_drift_share", {"model": "rec", "version": "v1"}))
+    live.update(_shifted(prof))
+    watcher.once()
+    assert reg.get_sample_value("model_data_drift_share", {"model": "rec", "version": "v1"}) == 1.0
