@@ -4,12 +4,16 @@ Thin: parse flags, call canary.drift, print a table or JSON (only the requested
 output on stdout), exit with a documented code:
 
     baseline capture: 0 written, 2 bad input (the message names the file and column)
-    drift check:      0 no dataset drift, 1 dataset drift, 5 no dataset drift among the features compared
-                      but a feature does not arrive (missing in live data, or text for a number), 4 no
-                      live data to compare, 2 bad input, 3 Prometheus could not be asked
-    drift watch:      0 stopped (or --once: no episode open), 1 --once: an episode is open, 2 bad input
-                      or it could not start (--metrics-port in use...), 3 --once: Prometheus could not be
-                      asked; never 1 for an error, never a traceback
+    drift check:      0 no dataset drift, every profiled feature compared; 1 dataset drift; 5 no dataset
+                      drift among the features compared, but a profiled feature was not compared (it does
+                      not arrive: missing in live data, or text for a number; or it has no live data);
+                      4 no live data to compare; 2 bad input; 3 Prometheus could not be asked
+    drift watch:      0 stopped (or --once: every profile measured in full, no episode open), 1 --once: an
+                      episode is open, 2 bad input or it could not start (--metrics-port in use...), or
+                      --once: live data that do not fit a profile (the exporter's buckets are another
+                      profile's), 3 --once: Prometheus could not be asked, 4 --once: a profile had no live
+                      data, 5 --once: a profile's features were not all compared. The first that applies
+                      in this order: 1, 2, 3, 4, 5; never 1 for an error, never a traceback
 """
 
 from __future__ import annotations
@@ -149,8 +153,9 @@ def check_cmd(
 ) -> None:
     """Compare live feature distributions with the training profile, once (for scripts).
 
-    Exit 0 no dataset drift, 1 dataset drift, 5 a feature does not arrive (the verdict leaves it out),
-    4 no live data, 2 bad input, 3 Prometheus unavailable.
+    Exit 0 no dataset drift, 1 dataset drift, 5 a profiled feature was not compared (it does not
+    arrive, or has no live data: the verdict leaves it out), 4 no live data, 2 bad input,
+    3 Prometheus unavailable.
     Example: canary drift check --baseline rec-model-v2.profile.json --prometheus-url http://prometheus:9090
 
     Example: canary drift check --baseline rec-model-v2.profile.json --input live.json --window 1h30m -o yaml
@@ -191,9 +196,11 @@ def check_cmd(
         output, lambda wide: _table(prof, result, quiet, wide=wide))
     if result.drifted:
         raise typer.Exit(EXIT_DRIFT)
-    if gone:  # "no dataset drift" would be read as covering features that never arrived
+    if not result.features:
+        raise typer.Exit(EXIT_NO_DATA)
+    if gone or quiet:  # "no dataset drift" would be read as covering features that were never compared
         raise typer.Exit(EXIT_NOT_ARRIVING)
-    raise typer.Exit(EXIT_OK if result.features else EXIT_NO_DATA)
+    raise typer.Exit(EXIT_OK)
 
 
 @drift_app.command("watch")
@@ -222,8 +229,10 @@ def watch_cmd(
     kubeconfig: Optional[str] = opts.KubeconfigOpt,
     context: Optional[str] = opts.ContextOpt,
     no_kube: bool = typer.Option(False, "--no-kube", help="no Kubernetes Events (and no Job)"),
-    once: bool = typer.Option(False, "--once", help="one evaluation, then exit (1 if any episode is open, "
-                                                    "3 if Prometheus could not be read)"),
+    once: bool = typer.Option(False, "--once", help="one evaluation (needs --state-file), then exit: 1 an "
+                                                    "episode is open, 2 live data that do not fit a profile, 3 "
+                                                    "Prometheus could not be read, 4 no live data, 5 not every "
+                                                    "feature compared, else 0"),
     metrics_port: int = typer.Option(0, "--metrics-port", help="serve model_data_drift_* on 127.0.0.1:PORT"),
     output: str = opts.OutputOpt,
 ) -> None:
@@ -251,16 +260,25 @@ def watch_cmd(
         if retrain_job and no_kube:
             raise ConfigError("--retrain-job creates a Kubernetes Job: it cannot go with --no-kube")
         profiles = [_load_json(p, "baseline") for p in baselines]
+        first: dict[tuple[str, str], Path] = {}
         for p, prof in zip(baselines, profiles):
             validate_profile(prof, str(p))
+            key = (str(prof["model"]), str(prof["version"]))
+            if key in first:  # one monitor per model version: two profiles would step it twice per pass
+                raise ConfigError(f"{first[key]} and {p} are both baselines of {key[0]} {key[1]}: give one per "
+                                  f"model version (two would count every evaluation twice, halving --enter-after "
+                                  f"and --exit-after)")
+            first[key] = p
         template = load_job_template(retrain_job) if retrain_job else None
         window_s, interval_s, quiet_s = window, interval, quiet  # seconds, parsed by their options
         if enter_after < 1 or exit_after < 1:
             raise ConfigError("--enter-after and --exit-after must be at least 1")
-        if once and state_file is None and enter_after > 1:  # each run would start from zero evaluations
-            typer.echo(f"warning: --once without --state-file can never open a drift episode: each run starts "
-                       f"afresh and an episode needs {enter_after} drifted evaluations in a row (--enter-after); "
-                       f"give --state-file (or --enter-after 1)", err=True)
+        if once and state_file is None:  # each run would be a monitor's first evaluation, forgotten after it
+            raise ConfigError("--once needs --state-file: the streak of drifted evaluations (--enter-after), the "
+                              "quiet period (--quiet) and the episode's one retraining Job live in that file, so "
+                              "without it each run starts afresh: with a quiet period it can never alert, without "
+                              "one it would open a new episode, and a new Job, on every drifted run. For a one-off "
+                              "verdict use `canary drift check`")
         core = batch = None
         if not no_kube:
             import kubernetes
@@ -305,9 +323,23 @@ def watch_cmd(
         raise typer.Exit(EXIT_OK) from None
     if once:
         _print_evaluations(watcher, done, output)
-    if any(s.phase == M.DRIFTING for s in watcher.states.values()):
-        raise typer.Exit(EXIT_DRIFT)
-    raise typer.Exit(EXIT_UNAVAILABLE if any("error" in d and "trigger" not in d for d in done) else EXIT_OK)
+    raise typer.Exit(_watch_exit(watcher, done, M.DRIFTING))
+
+
+def _watch_exit(watcher: Any, done: list[dict[str, Any]], drifting: str) -> int:
+    """`drift watch`'s exit code (module docstring): what was not measured is never 0."""
+    errors = [d for d in done if "error" in d and "trigger" not in d]
+    if any(s.phase == drifting for s in watcher.states.values()):
+        return EXIT_DRIFT
+    if any(d.get("config_error") for d in errors):
+        return EXIT_BAD
+    if errors:
+        return EXIT_UNAVAILABLE
+    if any("no_live_data" in d for d in done):
+        return EXIT_NO_DATA
+    if any("unmeasured" in d for d in done):
+        return EXIT_NOT_ARRIVING
+    return EXIT_OK
 
 
 def _print_evaluations(watcher: Any, done: list[dict[str, Any]], output: str) -> None:
@@ -316,9 +348,12 @@ def _print_evaluations(watcher: Any, done: list[dict[str, Any]], output: str) ->
     for key, st in watcher.states.items():
         res = watcher.last.get(key)
         mine = [d for d in done if d.get("model") == st.model and d.get("version") == st.version]
-        rows.append({"model": st.model, "version": st.version, "phase": st.phase, "episode": st.episode,
+        measured = ("none" if res is None or any("no_live_data" in d for d in mine) else
+                    "partial" if any("unmeasured" in d for d in mine) else "all")
+        rows.append({"model": st.model, "version": st.version, "phase": st.phase, "measured": measured,
+                     "episode": st.episode,
                      "drifted_in_row": st.drifted_in_row, "clean_in_row": st.clean_in_row,
-                     "share": None if res is None else res.share,
+                     "share": None if measured == "none" else res.share,
                      "drifted_features": [] if res is None else list(res.drifted_features()),
                      "actions": [{k: v for k, v in d.items() if k not in ("model", "version")} for d in mine]})
 
@@ -326,12 +361,25 @@ def _print_evaluations(watcher: Any, done: list[dict[str, Any]], output: str) ->
         for r in rows:
             share = "-" if r["share"] is None else f"{r['share']:.2f}"
             acts = "; ".join(str(a.get("alert") or (f"trigger episode {a['trigger']}" if "trigger" in a else "")
-                                 or a.get("error", "")) for a in r["actions"])
-            typer.echo(f"{r['model']} {r['version']}: {r['phase']} (episode {r['episode']}), drifted share {share}"
+                                 or a.get("error", "") or _unmeasured_text(a)) for a in r["actions"])
+            phase = r["phase"] if r["measured"] == "all" or r["phase"] != "ok" else f"NOT MEASURED ({r['measured']})"
+            if r["measured"] == "partial" and r["phase"] == "ok":
+                phase = "ok for the features compared"
+            typer.echo(f"{r['model']} {r['version']}: {phase} (episode {r['episode']}), drifted share {share}"
                        f" [{', '.join(r['drifted_features']) or 'none'}]" + (f"; {acts}" if acts else "")
                        + (f"; in a row: drifted {r['drifted_in_row']}, clean {r['clean_in_row']}" if wide else ""))
 
     opts.emit({"profiles": rows}, output, text)
+
+
+def _unmeasured_text(a: dict[str, Any]) -> str:
+    if "no_live_data" in a:
+        return "NOT MEASURED: no live data"
+    if "unmeasured" in a:
+        parts = ([f"no live data for {', '.join(a['unmeasured'])}"] if a["unmeasured"] else []) + \
+                ([f"not arriving: {', '.join(a['not_arriving'])}"] if a.get("not_arriving") else [])
+        return "NOT ALL MEASURED: " + "; ".join(parts)
+    return ""
 
 
 def _load_json(path: Path, what: str) -> Any:
@@ -354,13 +402,14 @@ def _table(prof: dict, result: Any, quiet: list[str], *, wide: bool = False) -> 
                     f"{'DATASET DRIFT' if result.drifted else 'no dataset drift'} "
                     f"({result.share:.0%} of {len(result.features)} features drifted)")
     cols = ("feature", "kind", "test", "value", "threshold", "PSI", "live n", "drift")
-    for col in cols + (("training n", "score", "note") if wide else ()):
+    for col in cols + (("p (distance)", "training n", "score", "note") if wide else ()):
         t.add_column(col, justify="left" if col in ("feature", "kind", "test", "note") else "right")
     for f in result.features:
         row = [f.feature, f.kind, f.test, f"{f.value:.3g}", f"{f.threshold:g}", f"{f.psi:.3g}",
                f"{f.n_current:,.0f}", "[red]yes[/red]" if f.drifted else "no"]
         if wide:
-            row += [f"{f.n_reference:,.0f}", f"{f.score:.3g}", f.note or ""]
+            row += ["-" if f.p_value is None else f"{f.p_value:.3g}", f"{f.n_reference:,.0f}", f"{f.score:.3g}",
+                    f.note or ""]
         t.add_row(*row)
     console = opts.console(wide)
     console.print(t)

@@ -71,6 +71,9 @@ def validate_profile(profile: Any, where: str = "profile") -> None:
                     raise ConfigError(f"{field}.bounds[{i}]: bounds must increase strictly ({bounds[i - 1]!r} "
                                       f"then {b!r})")
             _counts(f["counts"], f"{field}.counts")
+            if not sum(f["counts"]) > 0:
+                raise ConfigError(f"{field}.counts: all zero: an empty reference cannot be compared with (a "
+                                  f"profile is captured from at least one present value per feature)")
             for key in ("min", "max", "std"):
                 if not _finite(f[key]) or (key == "std" and f[key] < 0):
                     raise ConfigError(f"{field}.{key}: must be a finite number{' >= 0' if key == 'std' else ''}, "
@@ -93,8 +96,28 @@ def validate_profile(profile: Any, where: str = "profile") -> None:
             _counts(list(cats.values()), f"{field}.categories", names=list(cats))
             if "other" in f:
                 _counts([f["other"]], f"{field}.other")
+            if not sum(cats.values()) + f.get("other", 0) > 0:
+                raise ConfigError(f"{field}.categories: all counts zero: an empty reference cannot be compared "
+                                  f"with")
         if "missing" in f and (not _finite(f["missing"]) or f["missing"] < 0):
             raise ConfigError(f"{field}.missing: a count must be a finite number >= 0, got {str(f['missing'])[:40]!r}")
+    _rows_match(profile, feats, where)
+
+
+def _rows_match(profile: Mapping[str, Any], feats: Mapping[str, Any], where: str) -> None:
+    """`rows` (optional: written by `canary baseline capture`) is every feature's present values plus
+    its missing ones: a profile whose counts do not add up was edited or assembled by hand."""
+    if "rows" not in profile:
+        return
+    rows = profile["rows"]
+    if isinstance(rows, bool) or not isinstance(rows, int) or rows < 1:
+        raise ConfigError(f"{where}: rows: must be a whole number >= 1 (the training rows), got {str(rows)[:40]!r}")
+    for name, f in feats.items():
+        present = sum(f["counts"]) if f["type"] == "numeric" else sum(f["categories"].values()) + f.get("other", 0)
+        total = present + f.get("missing", 0)
+        if not math.isclose(total, rows, rel_tol=1e-9, abs_tol=1e-6):
+            raise ConfigError(f"{where}: features.{name}.counts: {total:g} values (present + missing), but the "
+                              f"profile has rows: {rows}; every feature counts every training row")
 
 
 def _quantiles_in_order(qs: Mapping[str, Any], f: Mapping[str, Any], field: str) -> None:
@@ -140,7 +163,9 @@ def compare(profile: Mapping[str, Any], live: Mapping[str, Mapping[str, Any]], *
     validate_profile(profile)
     if not isinstance(live, Mapping):
         raise ConfigError("live data must be an object mapping feature names to counts")
+    _check_sums(live)
     prof = profile["features"]
+    live = _booleans(prof, live)
     names = features or [f for f in prof if f in live]
     try:
         out = _compare_batched(prof, live, names, min_live)
@@ -150,6 +175,51 @@ def compare(profile: Mapping[str, Any], live: Mapping[str, Mapping[str, Any]], *
 
 
 NO_SUM = "no live sum: the mean (mass beyond the last bucket) was not checked"
+
+
+def _booleans(prof: Mapping[str, Any], live: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Live categories of boolean features (`profile.is_boolean`) under "true"/"false", whatever their
+    spelling ("True", "1", ...: what `canary.drift.exporter` does to each request, done to --input);
+    a category that is no boolean's spelling counts as missing, as the exporter counts it. Counts that
+    are not plain numbers are left as they are, for the comparison to name."""
+    from canary.drift.profile import boolean_category, is_boolean
+
+    out = None
+    for name, cur in live.items():
+        f = prof.get(name)
+        cats = cur.get("categories") if isinstance(cur, Mapping) else None
+        if f is None or not is_boolean(f) or not isinstance(cats, Mapping) or not _plain(list(cats.values())):
+            continue
+        keys = {k: boolean_category(k) for k in cats}
+        if all(k == v for k, v in keys.items()):
+            continue
+        folded: dict[str, float] = {}
+        wrong = 0.0
+        for k, n in cats.items():
+            if keys[k] is None:
+                wrong += float(n)
+            else:
+                folded[keys[k]] = folded.get(keys[k], 0.0) + float(n)
+        out = dict(live) if out is None else out
+        out[name] = {**cur, "categories": folded}
+        if wrong:
+            miss = cur.get("missing", 0)
+            out[name]["missing"] = (float(miss) + wrong) if _plain([miss]) else miss
+    return live if out is None else out
+
+
+def _check_sums(live: Mapping[str, Any]) -> None:
+    """`sum` and `sum_n`, when given, are numbers (a `"sum": "12"` or `"sum_n": true` was ignored, silently
+    turning a checked mean into an unchecked one)."""
+    for name, cur in live.items():
+        if not isinstance(cur, Mapping):
+            continue
+        if "sum" in cur and not _number(cur["sum"]):
+            raise ConfigError(f"feature {name!r}: sum must be a finite number (the live values' sum), "
+                              f"got {str(cur['sum'])[:40]!r}")
+        if "sum_n" in cur and not (_number(cur["sum_n"]) and cur["sum_n"] >= 0):
+            raise ConfigError(f"feature {name!r}: sum_n must be a finite number >= 0 (the values sum is over), "
+                              f"got {str(cur['sum_n'])[:40]!r}")
 
 
 def _say_unsummed(f: FeatureDrift, live: Mapping[str, Any]) -> FeatureDrift:
@@ -252,7 +322,8 @@ def _numeric_group(rows: list[_Row], floor: float) -> list[tuple[int, FeatureDri
         lo=[float(q.get("0.001", ref["min"])) for q, ref in zip(qs, refs)],
         hi=[float(q.get("0.999", ref["max"])) for q, ref in zip(qs, refs)],
         std=[ref["std"] for ref in refs], n_unique=[ref["n_unique"] for ref in refs],
-        mean_gap=[_mean_gap(rows[j][2], rows[j][3], totals[j]) for j in keep])
+        mean_gap=[_mean_gap(rows[j][2], rows[j][3], totals[j]) for j in keep],
+        mean_n=[_mean_n(rows[j][3], totals[j]) for j in keep])
     return [(rows[j][0], f) for j, f in zip(keep, done)]
 
 
@@ -291,6 +362,12 @@ def _mean_gap(ref: Mapping[str, Any], cur: Mapping[str, Any], total: float) -> f
     return abs(mean - float(ref["mean"])) if mean is not None and "mean" in ref else None
 
 
+def _mean_n(cur: Mapping[str, Any], total: float) -> float:
+    """How many live values the live mean is over (`sum_n`, else the counts' total): its noise."""
+    n = cur.get("sum_n")
+    return float(n) if _number(n) and n > 0 else total
+
+
 def _compare_each(prof: Mapping[str, Any], live: Mapping[str, Any], names: list[str],
                   min_live: float) -> list[FeatureDrift]:
     """Feature by feature, with `stats`' per-feature functions: the definition `_compare_batched` must
@@ -317,7 +394,8 @@ def _compare_each(prof: Mapping[str, Any], live: Mapping[str, Any], names: list[
             mean_gap = _mean_gap(ref, cur, float(c.sum()))
             out.append(numeric_drift(name, np.asarray(ref["bounds"], float), np.asarray(ref["counts"], float), c,
                                      lo=float(qs.get("0.001", ref["min"])), hi=float(qs.get("0.999", ref["max"])),
-                                     std=ref["std"], n_unique=ref["n_unique"], mean_gap=mean_gap))
+                                     std=ref["std"], n_unique=ref["n_unique"], mean_gap=mean_gap,
+                                     mean_n=_mean_n(cur, float(c.sum()))))
         else:
             cats = cur.get("categories")
             if not isinstance(cats, Mapping):

@@ -34,6 +34,10 @@ exporter count in the buckets but not in the sums, and a mean of one over the ot
 much as their share (a false drift). Memory is constant in the number of requests: counts
 per bucket and per profiled category (values beyond them count as
 category "__other__").
+
+A boolean feature (its profile's categories are "true"/"false") is counted under those two whatever
+the spelling a request uses: True/False, 1/0, "True"/"false"/"1"/"0" (`profile.boolean_category`);
+any other value counts as missing, a type mismatch like text sent for a number, not as drift.
 """
 
 from __future__ import annotations
@@ -49,6 +53,8 @@ from typing import Any
 import numpy as np
 from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
+
+from canary.drift.profile import boolean_category, is_boolean
 
 OTHER = "__other__"
 
@@ -66,6 +72,7 @@ class FeatureExporter:
         self._numeric: dict[str, tuple[list[float], np.ndarray, list[float]]] = {}
         self._categorical: dict[str, dict[str, int]] = {}
         self._missing: dict[str, int] = {}
+        self._boolean: set[str] = set()
         self._observed = 0
         for name, f in profile["features"].items():
             self._missing[name] = 0
@@ -74,6 +81,8 @@ class FeatureExporter:
                                        [0.0, 0.0])  # sums of the positive values and of the negatives' magnitudes
             else:
                 self._categorical[name] = {**{k: 0 for k in f["categories"]}, OTHER: 0}
+                if is_boolean(f):
+                    self._boolean.add(name)
         if registry is not None:
             registry.register(self)
 
@@ -102,7 +111,10 @@ class FeatureExporter:
                 if v is None or (isinstance(v, float) and math.isnan(v)):
                     self._missing[name] += 1
                     continue
-                key = _category(v)
+                key = boolean_category(v) if name in self._boolean else _category(v)
+                if key is None:  # not a boolean's spelling: a value of the wrong type, as text for a number
+                    self._missing[name] += 1
+                    continue
                 cats[key if key in cats else OTHER] += 1
 
     def live_counts(self) -> dict[str, dict[str, Any]]:

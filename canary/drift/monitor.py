@@ -109,7 +109,8 @@ def evidence_of(result: DatasetDrift, *, window_s: float, now: float) -> dict[st
     return {"at": now, "window_s": window_s, "share": result.share,
             "drifted_features": list(result.drifted_features()),
             "features": [{"feature": f.feature, "test": f.test, "value": f.value, "threshold": f.threshold,
-                          "score": f.score, "psi": f.psi, "drifted": f.drifted, "n_current": f.n_current}
+                          "score": f.score, "psi": f.psi, "drifted": f.drifted, "n_current": f.n_current,
+                          "p_value": f.p_value}
                          for f in result.features]}
 
 

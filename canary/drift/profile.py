@@ -108,6 +108,24 @@ def capture(table: Any, *, model: str, version: str, file: str, sha256: str, pre
             "prediction": prediction, "features": out}
 
 
+END_BUCKET_SHARE = 0.05  # reused bounds must leave at most this share of the values in an open end bucket
+
+
+def _bounds_cover(x: np.ndarray, bounds: np.ndarray, *, name: str, file: str) -> None:
+    """ConfigError when another version's bounds (`--bounds-from`) do not cover this data: more than
+    END_BUCKET_SHARE of its values below the first bound or above the last (in a bucket open on one
+    side; a feature's own bounds leave 0.5% at each end). A change out there (a new scale, a spread
+    that triples) is invisible to every test over the buckets, so a profile built so would hide
+    drift: refused, naming the feature."""
+    for share, where in ((float(np.mean(x < bounds[0])), f"below the first bound {bounds[0]:g}"),
+                         (float(np.mean(x > bounds[-1])), f"above the last bound {bounds[-1]:g}")):
+        if share > END_BUCKET_SHARE:
+            raise ConfigError(f"{file}: column {name!r}: {share:.0%} of its values fall {where} of --bounds-from's "
+                              f"buckets (at most {END_BUCKET_SHARE:.0%} may; this data runs from {x.min():g} to "
+                              f"{x.max():g}): those bounds do not cover it and would hide its drift. Capture "
+                              f"without --bounds-from, or leave the column out with --features")
+
+
 def profile_column(values: Any, *, name: str, file: str, buckets: int = 20,
                    like: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """One column's profile. Numeric arrow types -> NUMERIC; strings, booleans, dictionaries ->
@@ -127,22 +145,59 @@ def profile_column(values: Any, *, name: str, file: str, buckets: int = 20,
         bad = ~np.isfinite(x)
         if bad.any():
             raise ConfigError(f"{file}: column {name!r}: {int(bad.sum()):,} values are NaN or infinite")
-        return _numeric(x, n_missing, buckets,
-                        bounds=like["bounds"] if like and like.get("type") == "numeric" else None)
+        reused = like["bounds"] if like and like.get("type") == "numeric" else None
+        if reused is not None:
+            _bounds_cover(x, np.asarray(reused, float), name=name, file=file)
+        return _numeric(x, n_missing, buckets, bounds=reused)
     if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_dictionary(t) or pa.types.is_boolean(t):
         texts = [str(v) for v in present.cast(pa.string()).to_pylist()]
         numeric = [_is_number(v) for v in texts]
         if pa.types.is_boolean(t):  # "true"/"false", as the exporter spells them
             texts = ["true" if v else "false" for v in present.to_pylist()]
+        elif texts and {v.strip().lower() for v in set(texts)} <= set(BOOLEAN_CATEGORIES):
+            texts = [v.strip().lower() for v in texts]  # "True"/"FALSE" as text: a boolean, spelled as live ones are
         elif any(numeric) and not all(numeric) and 2 * sum(numeric) >= len(numeric):
             row = next(i for i, v in enumerate(texts) if not numeric[i])
             num = next(v for i, v in enumerate(texts) if numeric[i])
             raise ConfigError(f"{file}: column {name!r} mixes numbers ({num!r}) and text ({texts[row]!r}); "
                               f"clean it or cast it before capturing a baseline")
-        return _categorical(texts, n_missing,
-                            first=list(like["categories"]) if like and like.get("type") == "categorical" else ())
+        if not (like and like.get("type") == "categorical"):
+            return _categorical(texts, n_missing)
+        out = _categorical(texts, n_missing, first=list(like["categories"]))
+        hidden = (out["other"] - _categorical(texts, n_missing)["other"]) / len(texts)
+        if hidden > END_BUCKET_SHARE:  # the reused categories crowd this data's own out of the profile
+            raise ConfigError(f"{file}: column {name!r}: with --bounds-from's {len(like['categories'])} categories "
+                              f"first, {hidden:.0%} more of its values fall under \"other\" than with its own (at "
+                              f"most {END_BUCKET_SHARE:.0%} may): a change among them would be invisible. Capture "
+                              f"without --bounds-from, or leave the column out with --features")
+        return out
     raise ConfigError(f"{file}: column {name!r}: type {t} is neither numeric nor categorical; leave it out "
                       f"with --features, or cast it")
+
+
+BOOLEAN_CATEGORIES = ("false", "true")
+
+
+def boolean_category(v: Any) -> str | None:
+    """A boolean's category, "true" or "false", from any of its usual spellings: a bool, the numbers 1
+    and 0, the texts true/false (any case) and "1"/"0" (pyarrow's CSV reader's spellings). None for
+    anything else: for a boolean feature that is a value of the wrong type, counted as missing (as text
+    sent for a number is), never a new category that reads as drift."""
+    if isinstance(v, (bool, np.bool_)):
+        return "true" if v else "false"
+    if isinstance(v, (int, float, np.integer, np.floating)):
+        return "true" if v == 1 else "false" if v == 0 else None
+    if isinstance(v, str):
+        t = v.strip().lower()
+        return "true" if t in ("true", "1") else "false" if t in ("false", "0") else None
+    return None
+
+
+def is_boolean(f: Mapping[str, Any]) -> bool:
+    """A categorical profile entry of a boolean feature: its categories are "true" and/or "false"."""
+    cats = f.get("categories")
+    return (f.get("type") == "categorical" and isinstance(cats, Mapping) and bool(cats)
+            and set(cats) <= set(BOOLEAN_CATEGORIES) and not f.get("other"))
 
 
 def _is_number(text: str) -> bool:

@@ -62,6 +62,7 @@ class DriftWatcher:
         self._synced: dict[str, M.MonitorState] = {}  # what the store held at our last read or write
         self.reload()
         self.last: dict[str, Any] = {}  # per state key: the last evaluation's DatasetDrift (displays, demos)
+        self._unmeasured: dict[str, Any] = {}  # per state key: the features last logged as without live data
         reg = registry if registry is not None else CollectorRegistry()
         self.g_score = Gauge("model_data_drift_score", "Drift score per feature (1 - p, or the distance)",
                              ["model", "version", "feature"], registry=reg)
@@ -81,7 +82,18 @@ class DriftWatcher:
         """One evaluation of every profile; returns what was done (for logs and tests). A profile
         that fails in any way is logged (`drift.evaluation_failed`) and never stops the others."""
         done: list[dict[str, Any]] = []
+        seen: set[str] = set()
         for prof in self.profiles:
+            key = _key(prof, self.namespace)
+            if key in seen:  # a second profile of one model version would step its monitor twice a pass
+                error = (f"a second baseline of {prof.get('model')} {prof.get('version')} is skipped: one model "
+                         f"version has one baseline (two would count each evaluation twice)")
+                log.error("drift.duplicate_baseline", model=str(prof.get("model")), version=str(prof.get("version")),
+                          error=error)
+                done.append({"model": str(prof.get("model")), "version": str(prof.get("version")), "error": error,
+                             "config_error": True})
+                continue
+            seen.add(key)
             try:
                 self._evaluate(prof, done)
             except Exception as exc:  # noqa: BLE001 - one model's fault is that model's, not the pass's
@@ -94,21 +106,28 @@ class DriftWatcher:
     def _evaluate(self, prof: Mapping[str, Any], done: list[dict[str, Any]]) -> None:
         model, version = str(prof["model"]), str(prof["version"])
         ns = str(prof.get("_namespace") or self.namespace)  # a baseline ConfigMap's namespace
-        key = f"{model}/{version}" if "_namespace" not in prof else f"{ns}/{model}/{version}"
+        key = _key(prof, self.namespace)
         now = self.clock()
         state = self.states.get(key) or M.MonitorState(model, version)  # quiet from its first live data (step)
         try:
             live = live_counts(self.client, prof, model=model, version=version, window_s=self.window_s)
             result = compare(prof, live)
+        except ConfigError as exc:  # live data that cannot be compared (another profile's buckets): a setup fault
+            log.error("drift.bad_live_data", model=model, version=version, error=str(exc))
+            done.append({"model": model, "version": version, "error": str(exc), "config_error": True})
+            self._save(key, state)
+            return
         except CanaryError as exc:  # Prometheus down or a bad answer: nothing is decided, say so
             log.warning("drift.unmeasured", model=model, version=version, error=str(exc))
             done.append({"model": model, "version": version, "error": str(exc)})
             self._save(key, state)
             return
         self.last[key] = result
+        self._say_unmeasured(key, prof, result, done)
         for f in result.features:
             self.g_score.labels(model, version, f.feature).set(f.score)
-        self.g_share.labels(model, version).set(result.share)
+        # nothing compared: no share at all (NaN), never a 0 that a dashboard reads as "no drift"
+        self.g_share.labels(model, version).set(result.share if result.features else float("nan"))
         for m in result.missing:
             self.g_missing.labels(model, version, m.feature).set(m.live_rate)
         before = self.states.get(key)
@@ -124,6 +143,34 @@ class DriftWatcher:
         state = self._act(state, actions, done, ns)
         self.g_episode.labels(model, version).set(1.0 if state.phase == M.DRIFTING else 0.0)
         self._save(key, state)  # a trigger's outcome; when lost, the stored "pending" retries it (same Job)
+
+    def _say_unmeasured(self, key: str, prof: Mapping[str, Any], result: Any, done: list[dict[str, Any]]) -> None:
+        """Profiled features this evaluation could not compare are never silently "ok": with none
+        compared, `drift.no_live_data` (no series for the model and version, or fewer than MIN_LIVE
+        values in the window: a wrong name or version, an exporter not deployed, no traffic); with
+        some, `drift.features_unmeasured` naming the others (an exporter built from an older
+        profile). Logged when the set changes (every evaluation of a continuous watch would repeat
+        it); always recorded in `done` (`--once` exits 4 or 5 on them). Features that do not arrive
+        (text for numbers, all missing) have their own alert (`drift.features_missing`)."""
+        gone = set(result.not_arriving())
+        absent = sorted(set(prof["features"]) - {f.feature for f in result.features} - gone)
+        who = {"model": str(prof["model"]), "version": str(prof["version"])}
+        if not result.features:
+            done.append({**who, "no_live_data": absent, "not_arriving": sorted(gone)})
+        elif absent or gone:
+            done.append({**who, "unmeasured": absent, "not_arriving": sorted(gone)})
+        if self._unmeasured.get(key) == (absent, bool(result.features)):
+            return
+        self._unmeasured[key] = (absent, bool(result.features))
+        if not result.features:
+            log.warning("drift.no_live_data", **who, features=absent, window_s=self.window_s,
+                        message="nothing was measured: no series for this model and version, or fewer than "
+                                "100 values per feature in the window (is the exporter deployed, are the model "
+                                "name and version right?)")
+        elif absent:
+            log.warning("drift.features_unmeasured", **who, features=absent, window_s=self.window_s,
+                        message="these profiled features have no live data; the verdict does not cover them "
+                                "(an exporter built from an older profile?)")
 
     def _forget(self, key: str, before: M.MonitorState | None) -> None:
         if before is None:
@@ -261,6 +308,12 @@ class DriftWatcher:
 STORED, THEIRS, FAILED = "stored", "theirs", "failed"
 
 
+def _key(prof: Mapping[str, Any], namespace: str) -> str:
+    """The monitor state's key of a profile: model/version, prefixed by a baseline ConfigMap's namespace."""
+    model, version = str(prof.get("model")), str(prof.get("version"))
+    return f"{model}/{version}" if "_namespace" not in prof else f"{prof['_namespace'] or namespace}/{model}/{version}"
+
+
 class FileStateStore:
     """The monitor states in a JSON file, replaced atomically (write, then rename)."""
 
@@ -323,12 +376,21 @@ def watch_baselines(watcher: DriftWatcher, core: Any, *, namespace: str | None, 
         if leading:
             try:
                 good = []
+                owner: dict[str, str] = {}  # state key -> the ConfigMap whose baseline it is
                 for where, prof in load_profiles(core, namespace):
                     if "error" not in prof:
                         try:  # every field the comparison reads: one bad baseline never fails the pass
                             validate_profile(prof, f"ConfigMap {where}: {KEY}")
                         except ConfigError as exc:
                             prof = {"error": str(exc)}
+                    if "error" not in prof:  # one baseline per model version: a second would halve the hysteresis
+                        key = _key({**prof, "_namespace": where.split("/", 1)[0]}, watcher.namespace)
+                        if key in owner:
+                            prof = {"error": f"ConfigMap {where}: a second baseline of {prof['model']} "
+                                             f"{prof['version']} (ConfigMap {owner[key]} is watched): skipped; "
+                                             f"delete one of them"}
+                        else:
+                            owner[key] = where
                     if "error" in prof:
                         if warned.get(where) != prof["error"]:
                             log.warning("drift.bad_baseline", configmap=where, error=prof["error"])

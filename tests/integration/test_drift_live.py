@@ -58,7 +58,8 @@ def test_drift_check_reads_the_exporter_through_prometheus(prom_server_factory: 
         assert d["drifted_features"] == ["age"] and d["share"] == 0.5
         # drift watch --once -o json: the monitor's view of the same evaluation (one drifted in a row, no episode)
         w = CliRunner().invoke(app, ["drift", "watch", "--baseline", str(prof_path), "--prometheus-url", prom.url,
-                                     "--window", "5m", "--no-kube", "--once", "--quiet", "0", "-o", "json"])
+                                     "--window", "5m", "--no-kube", "--once", "--quiet", "0", "-o", "json",
+                                     "--state-file", str(tmp_path / "s.json")])
         assert w.exit_code == 0, w.output
         (row,) = json.loads(w.stdout)["profiles"]
         assert (row["model"], row["version"], row["phase"], row["drifted_in_row"]) == ("rec", "v1", "ok", 1)

@@ -33,8 +33,10 @@ def assert_same(batched: list[D.FeatureDrift], each: list[D.FeatureDrift]) -> No
         assert (b.kind, b.test, b.threshold, b.note) == (e.kind, e.test, e.threshold, e.note), (b, e)
         for field in ("value", "psi", "n_reference", "n_current"):
             assert _close(getattr(b, field), getattr(e, field)), (field, b, e)
+        assert (b.p_value is None) == (e.p_value is None) and (b.p_value is None or _close(b.p_value, e.p_value)), (b, e)
         # the verdict may only differ for a statistic within rounding of its threshold
-        assert b.drifted == e.drifted or math.isclose(e.value, e.threshold, rel_tol=1e-9), (b, e)
+        assert b.drifted == e.drifted or math.isclose(e.value, e.threshold, rel_tol=1e-9) or \
+            (e.p_value is not None and math.isclose(e.p_value, D.P_THRESHOLD, rel_tol=1e-9)), (b, e)
 
 
 # -- random profiles and live data -------------------------------------------------------------------

@@ -174,9 +174,10 @@ def test_a_state_written_before_the_field_keeps_its_quiet_period() -> None:
     assert s2.quiet_until == 5000.0 and s2.phase == M.DRIFTING  # never restarted by an upgrade
 
 
-def test_watch_once_without_a_state_file_warns_and_drift_speaks_of_live_data(tmp_path: Any) -> None:
-    """`drift watch --once` without --state-file could never open an episode (three in a row by default),
-    silently; and an unreachable Prometheus was "could not be asked for the v1 arm" (a rollout's words)."""
+def test_watch_once_without_a_state_file_is_refused_and_drift_speaks_of_live_data(tmp_path: Any) -> None:
+    """`drift watch --once` without --state-file could never open an episode (a quiet period that restarts
+    each run) or, with --enter-after 1 --quiet 0, opened one and made a Job on every run: refused, exit 2.
+    An unreachable Prometheus was "could not be asked for the v1 arm" (a rollout's words)."""
     import socket
 
     from typer.testing import CliRunner
@@ -189,13 +190,14 @@ def test_watch_once_without_a_state_file_warns_and_drift_speaks_of_live_data(tmp
     with socket.socket() as s:  # a port nothing listens on
         s.bind(("127.0.0.1", 0))
         url = f"http://127.0.0.1:{s.getsockname()[1]}"
-    r = CliRunner().invoke(app, ["drift", "watch", "--baseline", str(path), "--prometheus-url", url,
-                                 "--no-kube", "--once"])
-    assert "--once without --state-file can never open a drift episode" in r.output, r.output
-    assert r.exit_code == 3 and "the live data of rec v1" in r.output and " arm" not in r.output, r.output
+    for extra in ([], ["--enter-after", "1"], ["--enter-after", "1", "--quiet", "0"]):
+        r = CliRunner().invoke(app, ["drift", "watch", "--baseline", str(path), "--prometheus-url", url,
+                                     "--no-kube", "--once", *extra])
+        assert r.exit_code == 2 and "--once needs --state-file" in r.output, r.output
+        assert "--enter-after 1)" not in r.output  # the advice that made it worse is gone
     r = CliRunner().invoke(app, ["drift", "watch", "--baseline", str(path), "--prometheus-url", url,
                                  "--no-kube", "--once", "--state-file", str(tmp_path / "s.json")])
-    assert "can never open" not in r.output
+    assert r.exit_code == 3 and "the live data of rec v1" in r.output and " arm" not in r.output, r.output
 
 
 def test_the_live_mean_is_the_sum_over_its_own_count_when_that_is_given() -> None:
@@ -232,6 +234,7 @@ def test_drift_watch_never_exits_1_on_an_error(tmp_path: Any) -> None:
         busy.listen()
         port = busy.getsockname()[1]
         r = CliRunner().invoke(app, ["drift", "watch", "--baseline", str(path), "--no-kube", "--once",
+                                     "--state-file", str(tmp_path / "s.json"),
                                      "--prometheus-url", "http://127.0.0.1:9", "--metrics-port", str(port)])
     assert r.exit_code == 2, (r.exit_code, r.output, r.exception)
     lines = [x for x in r.output.splitlines() if x.startswith("error:")]

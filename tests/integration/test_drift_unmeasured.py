@@ -1,0 +1,122 @@
+"""What `drift check` and `drift watch --once` say when not everything was measured, on a real Prometheus
+backfilled with what `canary.drift.exporter` exports (constant rates: `increase()` is exact).
+
+"ok" was printed, exit 0, for a version with no series at all (a typo, an exporter not deployed) and for a
+profile half of whose features had no series; exporter buckets that are another profile's (a setup
+fault) exited 3, "Prometheus unavailable". Now: 4 no live data, 5 not every feature compared (named),
+2 live data that do not fit the profile (the feature named), with a log event for each.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from canary.cli import app
+from canary.drift.profile import capture
+from canary.sandbox.promserver import PromServer, counter, histogram, history_window, openmetrics
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
+
+H = 3600.0
+
+
+def _profile() -> dict[str, Any]:
+    import pyarrow as pa
+
+    rng = np.random.default_rng(7)
+    return capture(pa.table({f"f{i}": rng.normal(0, 1, 5_000) for i in range(4)}), model="rec", version="v1",
+                   file="t.parquet", sha256="0" * 64)
+
+
+def _series(prof: dict[str, Any], version: str, features: list[str], shift_bounds: float = 0.0) -> list[Any]:
+    """An hour's worth of same-distribution traffic per feature (10,000 values), over the profile's
+    bounds (or bounds moved by `shift_bounds`: an exporter built from another profile)."""
+    out = []
+    for name in features:
+        f = prof["features"][name]
+        lab = {"model_name": "rec", "model_version": version, "feature": name, "role": "input"}
+        shares = np.asarray(f["counts"], float) / sum(f["counts"])
+        out += histogram("model_feature_value", lab, [b + shift_bounds for b in f["bounds"]],
+                         (shares * 10_000 / H).tolist())
+        out += counter("model_feature_value_sum_by_sign_total", {**lab, "sign": "positive"}, 0.0)
+        out += counter("model_feature_value_sum_by_sign_total", {**lab, "sign": "negative"}, 0.0)
+        out += counter("model_feature_value_summed_total", lab, 10_000 / H)
+        out += counter("model_feature_missing_total", lab, 0.0)
+    return out
+
+
+@pytest.fixture(scope="module")
+def setup(prometheus_binary: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    prof = _profile()
+    names = list(prof["features"])
+    series = _series(prof, "v1", names) + _series(prof, "v5", names[:2]) + _series(prof, "v9", names, 0.01)
+    start, end = history_window(before_s=3 * 3600, after_s=3 * 3600)
+    server = PromServer(history=openmetrics(series, start=start, end=end), binary=prometheus_binary)
+    server.start()
+    try:
+        yield server.url, prof
+    finally:
+        server.stop()
+
+
+def _run(tmp_path: Any, url: str, prof: dict[str, Any], version: str) -> tuple[Any, Any, list[dict[str, Any]]]:
+    path = tmp_path / f"{version}.profile.json"
+    path.write_text(json.dumps({**prof, "version": version}))
+    check = CliRunner().invoke(app, ["drift", "check", "--baseline", str(path), "--prometheus-url", url,
+                                     "--window", "30m", "-o", "json"])
+    watch = CliRunner().invoke(app, ["drift", "watch", "--baseline", str(path), "--prometheus-url", url,
+                                     "--window", "30m", "--no-kube", "--once", "--state-file",
+                                     str(tmp_path / f"{version}.state.json"), "-o", "json"])
+    return check, watch, _events(watch.stderr)
+
+
+def _events(stderr: str) -> list[dict[str, Any]]:
+    """The log events a command wrote (JSON lines on stderr)."""
+    return [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+
+
+def test_everything_measured_is_ok(setup: Any, tmp_path: Any) -> None:
+    url, prof = setup
+    check, watch, _ = _run(tmp_path, url, prof, "v1")
+    assert check.exit_code == 0 and json.loads(check.stdout)["no_live_data"] == [], check.output
+    assert watch.exit_code == 0, watch.output
+    (row,) = json.loads(watch.stdout)["profiles"]
+    assert row["measured"] == "all" and row["phase"] == "ok"
+
+
+def test_no_series_for_the_version_is_not_ok(setup: Any, tmp_path: Any) -> None:
+    url, prof = setup
+    check, watch, logs = _run(tmp_path, url, prof, "v7")
+    assert check.exit_code == 4, check.output
+    assert watch.exit_code == 4, watch.output
+    (row,) = json.loads(watch.stdout)["profiles"]
+    assert row["measured"] == "none" and row["share"] is None
+    (ev,) = [e for e in logs if e["event"] == "drift.no_live_data"]
+    assert (ev["model"], ev["version"], ev["features"]) == ("rec", "v7", ["f0", "f1", "f2", "f3"])
+
+
+def test_features_without_series_are_named_and_not_ok(setup: Any, tmp_path: Any) -> None:
+    url, prof = setup
+    check, watch, logs = _run(tmp_path, url, prof, "v5")
+    assert check.exit_code == 5 and json.loads(check.stdout)["no_live_data"] == ["f2", "f3"], check.output
+    assert watch.exit_code == 5, watch.output
+    (row,) = json.loads(watch.stdout)["profiles"]
+    assert row["measured"] == "partial" and row["actions"] == [{"unmeasured": ["f2", "f3"], "not_arriving": []}]
+    (ev,) = [e for e in logs if e["event"] == "drift.features_unmeasured"]
+    assert ev["features"] == ["f2", "f3"]
+
+
+def test_buckets_of_another_profile_are_a_configuration_error_naming_the_feature(setup: Any, tmp_path: Any) -> None:
+    url, prof = setup
+    check, watch, logs = _run(tmp_path, url, prof, "v9")
+    assert check.exit_code == 2 and "feature 'f0'" in check.output, check.output
+    assert watch.exit_code == 2, watch.output
+    (ev,) = [e for e in logs if e["event"] == "drift.bad_live_data"]
+    assert "feature 'f0'" in ev["error"] and "not the profile's" in ev["error"]
+    assert not [e for e in logs if e["event"] == "drift.unmeasured"]  # not "Prometheus unavailable"

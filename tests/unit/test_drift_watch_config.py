@@ -1,0 +1,102 @@
+"""One model version, one baseline, one monitor: the same model/version given twice to `drift watch` (or
+stored in two baseline ConfigMaps) stepped one monitor state twice per pass, so --enter-after 2 opened
+an episode on the first drifted evaluation. Refused at start (exit 2, both files named); the controller
+skips the second ConfigMap, naming both; the watcher itself never steps a state twice in a pass."""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any
+
+import numpy as np
+import pytest
+from structlog.testing import capture_logs
+from typer.testing import CliRunner
+
+from canary.cli import app
+from canary.drift import monitor as M
+from canary.drift import watch as W
+from canary.drift.profile import capture
+
+
+def _profile(version: str = "v1") -> dict[str, Any]:
+    import pyarrow as pa
+
+    rng = np.random.default_rng(2)
+    return capture(pa.table({"f": rng.normal(0, 1, 2_000)}), model="rec", version=version, file="t.parquet",
+                   sha256="0" * 64)
+
+
+def _shifted(prof: dict[str, Any]) -> dict[str, Any]:
+    k = len(prof["features"]["f"]["counts"])
+    return {"f": {"counts": [0] * (k - 1) + [2_000]}}  # every value above training's 99.5%: drift
+
+
+def test_the_same_model_version_twice_is_refused_naming_both_files(tmp_path: Any) -> None:
+    a, b, c = tmp_path / "a.json", tmp_path / "copy" / "a.json", tmp_path / "v2.json"
+    b.parent.mkdir()
+    for path, version in ((a, "v1"), (b, "v1"), (c, "v2")):
+        path.write_text(json.dumps(_profile(version)))
+    r = CliRunner().invoke(app, ["drift", "watch", "--baseline", str(a), "--baseline", str(c), "--baseline", str(b),
+                                 "--prometheus-url", "http://127.0.0.1:9", "--no-kube", "--once",
+                                 "--state-file", str(tmp_path / "s.json")])
+    assert r.exit_code == 2, r.output
+    assert str(a) in r.stderr and str(b) in r.stderr and "both baselines of rec v1" in r.stderr, r.stderr
+    assert not (tmp_path / "s.json").exists()
+
+
+def test_the_watcher_steps_a_model_versions_state_once_per_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    prof = _profile()
+    monkeypatch.setattr(W, "live_counts", lambda *_a, **_k: _shifted(prof))
+    watcher = W.DriftWatcher([prof, json.loads(json.dumps(prof))], client=None, window_s=3600,
+                             config=M.MonitorConfig(enter_after=2, quiet_s=0), clock=lambda: 1_000.0)
+    with capture_logs() as logs:
+        done = watcher.once()
+    state = watcher.states["rec/v1"]
+    assert state.drifted_in_row == 1 and state.phase == M.OK and state.episode == 0
+    assert [e["event"] for e in logs if e["event"] == "drift.duplicate_baseline"] == ["drift.duplicate_baseline"]
+    assert any(d.get("config_error") for d in done)
+
+
+def test_the_controller_skips_a_second_configmap_of_one_model_version(monkeypatch: pytest.MonkeyPatch) -> None:
+    from canary.drift import store
+
+    prof = _profile()
+    monkeypatch.setattr(store, "load_profiles", lambda core, ns: [("ml/rec-v1-a", dict(prof)),
+                                                                  ("ml/rec-v1-b", dict(prof)),
+                                                                  ("other/rec-v1", dict(prof))])
+    monkeypatch.setattr(W, "live_counts", lambda *_a, **_k: _shifted(prof))
+    watcher = W.DriftWatcher([], client=None, window_s=3600, config=M.MonitorConfig(enter_after=2, quiet_s=0),
+                             clock=lambda: 1_000.0)
+    stop = threading.Event()
+    stop.set()  # one pass
+    with capture_logs() as logs:
+        W.watch_baselines(watcher, core=None, namespace=None, stop=stop, interval_s=1)
+    assert sorted(watcher.states) == ["ml/rec/v1", "other/rec/v1"]  # another namespace: another baseline
+    assert all(s.drifted_in_row == 1 and s.phase == M.OK for s in watcher.states.values())
+    (bad,) = [e for e in logs if e["event"] == "drift.bad_baseline"]
+    assert bad["configmap"] == "ml/rec-v1-b" and "ConfigMap ml/rec-v1-a is watched" in bad["error"]
+
+
+def test_nothing_measured_is_no_share_on_the_gauge(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A version without live data set model_data_drift_share to 0, which a dashboard reads as no drift."""
+    import math
+
+    from prometheus_client import CollectorRegistry
+
+    prof = _profile()
+    reg = CollectorRegistry()
+    live: dict[str, Any] = {}
+    monkeypatch.setattr(W, "live_counts", lambda *_a, **_k: live)
+    watcher = W.DriftWatcher([prof], client=None, window_s=3600, config=M.MonitorConfig(), registry=reg,
+                             clock=lambda: 1_000.0)
+    with capture_logs() as logs:
+        done = watcher.once()
+        watcher.once()  # the same set again: said once, not every evaluation
+    assert done == [{"model": "rec", "version": "v1", "no_live_data": ["f"], "not_arriving": []}]
+    assert [e["event"] for e in logs if e["event"].startswith("drift.")] == ["drift.no_live_data"]
+    assert math.isnan(reg.get_sample_value("model_data_drift_share", {"model": "rec", "version": "v1"}))
+    live.update(_shifted(prof))
+    watcher.once()
+    assert reg.get_sample_value("model_data_drift_share", {"model": "rec", "version": "v1"}) == 1.0
