@@ -125,6 +125,7 @@ class Runner:
         self.log = get_logger(model=self.target.model, namespace=self.target.namespace,
                               virtual_service=self.target.virtual_service, canary_version=self.target.canary_version)
         self._written = ""  # the state JSON we last wrote (to tell outside edits from ours)
+        self._sent = ""  # the state JSON of our last write sent, landed or not (the fail-safe's guard)
         self._wrote_at = -math.inf  # when this process last changed the record (its clock): `_heartbeat`
         self._beat_retry_at = -math.inf  # a failed heartbeat is tried again from then
         self.owner = promote_owner(_identity())
@@ -154,16 +155,8 @@ class Runner:
                 raise
             reason = f"{type(exc).__name__}: {exc}" if not isinstance(exc, CanaryError) else str(exc)
             self.log.error("rollout.failed", error=reason, phase=current.phase, weights=str(current.weights))
-            theirs = self._others_now(current)
-            if theirs is not None:  # our rollout ended meanwhile and the route is another's: not ours to undo
-                self._current = final = self._taken_over(current, theirs)
-                if isinstance(exc, (KeyboardInterrupt, SystemExit)):
-                    raise
-                return Result(final, EXIT_INFRA)
             try:
-                final = to_stable(self.router, self.target, current, reason=f"failed: {reason}"[:500], log=self.log,
-                                  now=self.clock.now())
-                self.history.observe(final)
+                final = self._fail_safe(current, reason=f"failed: {reason}"[:500])
             except CanaryError as failed:
                 # rollback.failed is logged; exit 3 (traffic had moved: never 2, "untouched"), with the
                 # last state written to the route for the report (the aborted one when its weights landed)
@@ -172,7 +165,61 @@ class Runner:
                 raise RollbackFailed(f"{reason}; then stable 100% failed: {failed}") from None
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise
-            return Result(final, EXIT_INFRA)
+            return Result(final, EXIT_INFRA if not final.terminal or final.phase == rl.ABORTED
+                          else EXIT_CODES[final.phase])
+
+    def _fail_safe(self, current: rl.RolloutState, *, reason: str, attempts: int = 3) -> rl.RolloutState:
+        """Stable 100% after a failure while traffic may be split, written only over a record this rollout
+        owns (`_ours`), and guarded on the record just read: another rollout recorded on the route (of
+        any version, in any phase, ended ones included: a promotion finished since) is left alone and
+        this one ends taken over, nothing written; ours ended meanwhile (an on-call rollback) is kept.
+        When the route cannot be read, the write is guarded on this process's own last records (the
+        last one written, and the last one sent, which may have landed unanswered). A guarded write that
+        conflicts reads the route again (`attempts` in all). Returns the final state; raises what
+        `to_stable` raises when stable 100% could not be written."""
+        conflict: RoutingConflict | None = None
+        for _ in range(attempts):
+            read = self._read_record()
+            if read is None:  # unreadable route: only over a record this process wrote
+                guards = list(dict.fromkeys([self._written or None, self._sent or None]))
+            else:
+                text, theirs, weights = read
+                if theirs is not None and not _ours(current, theirs):
+                    self._current = final = self._taken_over(current, theirs)
+                    return final
+                if theirs is not None and theirs.terminal:  # ours, ended meanwhile: nothing of ours to undo
+                    if theirs.phase != rl.PROMOTED and weights != STABLE_ONLY:
+                        execute(self.router, self.target, theirs, [rl.SetWeights(STABLE_ONLY)], log=self.log,
+                                expect=text)
+                    self._current = theirs
+                    return theirs
+                guards = [text]
+            for guard in guards:
+                try:
+                    final = to_stable(self.router, self.target, current, reason=reason, log=self.log,
+                                      now=self.clock.now(), expect=guard)
+                except RoutingConflict as exc:  # another writer recorded something since: read it again
+                    conflict = exc
+                    continue
+                self._current = final
+                self.history.observe(final)
+                return final
+        assert conflict is not None
+        raise conflict
+
+    def _read_record(self) -> tuple[str | None, rl.RolloutState | None, Any] | None:
+        """The route's record as text, parsed (None: none, or unreadable: nobody's rollout can run on
+        it), and its weights; None when the route could not be read."""
+        lenient = getattr(self.router, "inspect_any", None)
+        try:
+            status = lenient(self.target, for_stable=True) if lenient is not None else self.router.inspect(self.target)
+        except BaseException:  # noqa: BLE001 - inside the fail-safe: any failure to read
+            return None
+        try:
+            theirs = parse_state(status)
+        except TargetError:
+            theirs = None
+        return status.state, theirs, status.weights
 
     def _on_prometheus_clock(self) -> None:
         """Run the rollout on Prometheus's clock (the system clock re-anchored at its `time()`): every
@@ -416,38 +463,26 @@ class Runner:
             return state
         if (status.state or "") != self._written:
             theirs = parse_state(status)
-            if theirs is not None and theirs.canary_version == state.canary_version:
-                if not _adoptable(state, theirs):
-                    return self._taken_over(state, theirs)
+            if theirs is not None and not _ours(state, theirs):  # another rollout, of any version and phase
+                return self._taken_over(state, theirs)
+            if theirs is not None:
                 self._written = status.state or ""
                 self.log.info("rollout.changed_outside", phase=theirs.phase, reason=theirs.reason,
                               weights=str(theirs.weights))
                 return self._restamp_resume(state, theirs)
         return self._decide(state, Observation(status=status))
 
-    def _others_now(self, state: rl.RolloutState) -> rl.RolloutState | None:
-        """The route's record when it is another owner's rollout of our version or another rollout
-        altogether in progress (`_adoptable` says no): the fail-safe's unguarded stable-100% write must
-        not undo it. None when it is ours, ended, absent, or cannot be read (then stable 100%)."""
-        try:
-            status = self.router.inspect(self.target)
-            theirs = parse_state(status)
-        except BaseException:  # noqa: BLE001 - inside the fail-safe: any failure to read means stable 100%
-            return None
-        if theirs is None or theirs.terminal:
-            return None
-        if theirs.canary_version == state.canary_version and _adoptable(state, theirs):
-            return None
-        return theirs
-
     def _taken_over(self, state: rl.RolloutState, theirs: rl.RolloutState) -> rl.RolloutState:
-        """The route records another rollout of this version (a CanaryRollout's, or a new one started
-        after an on-call rollback ended ours): ours has ended, nothing is written (their rollout is
-        left alone), promote exits 3."""
+        """The route records another rollout (of this version: a CanaryRollout's, or a new one started
+        after an on-call rollback ended ours; or of another version, in any phase, a finished promotion
+        included): ours has ended, nothing is written (theirs is left alone), promote exits 3. The log
+        line `rollout.taken_over` says who holds the route."""
+        holder = describe_owner(theirs.owner)
         why = (f"taken over: the route records another rollout of {theirs.canary_version} "
-               f"({describe_owner(theirs.owner)}, {theirs.phase}); this one ended, theirs is left alone")
-        self.log.warning("rollout.taken_over", owner=theirs.owner, recorded_phase=theirs.phase,
-                         recorded_started_at=theirs.started_at)
+               f"({holder}, {theirs.phase}); this one ended, theirs is left alone")
+        self.log.warning("rollout.taken_over", owner=theirs.owner, holder=holder,
+                         recorded_canary_version=theirs.canary_version, recorded_phase=theirs.phase,
+                         recorded_started_at=theirs.started_at, note="nothing written")
         return replace(state, phase=rl.ABORTED, reason=why, updated_at=self.clock.now())
 
     def _interrupted(self, state: rl.RolloutState) -> rl.RolloutState:
@@ -467,6 +502,8 @@ class Runner:
         return state
 
     def _apply(self, new: rl.RolloutState, actions: list[rl.Action]) -> rl.RolloutState:
+        if any(isinstance(a, rl.SetWeights) for a in actions):
+            self._sent = new.to_json()
         state = execute(self.router, self.target, new, actions, log=self.log, expect=self._written or None,
                         written=self._remember)
         self.history.observe(state, actions)
@@ -497,6 +534,7 @@ class Runner:
                 self._beat_retry_at = now + retry  # changed outside: the watch reports it first
                 return state
             beat = replace(state, updated_at=now)
+            self._sent = beat.to_json()
             execute(self.router, self.target, beat, [rl.SetWeights(beat.weights)], log=self.log,
                     expect=self._written or None, written=self._remember)
             self._current = beat
@@ -513,9 +551,9 @@ class Runner:
         """Our write was refused because someone else recorded a decision: take theirs."""
         status = self.router.inspect(self.target)
         theirs = parse_state(status)
-        if theirs is None or theirs.canary_version != state.canary_version:
+        if theirs is None:
             raise exc
-        if not _adoptable(state, theirs):
+        if not _ours(state, theirs):  # another rollout, of any version and phase: not ours to undo
             return self._taken_over(state, theirs)
         if (status.state or "") == self._written:  # still our own record: conflicting writes, no decision of theirs
             self.log.warning("weights.write_conflict", error=str(exc), phase=theirs.phase,
@@ -573,6 +611,12 @@ def _here(owner: str) -> str:
     except (OSError, IndexError):
         return "gone"
     return "gone" if state in ("Z", "X", "x") else "alive"
+
+
+def _ours(ours: rl.RolloutState, theirs: rl.RolloutState) -> bool:
+    """Whether the record `theirs` is this rollout's (its next state, as `_adoptable` says): same canary
+    version, and adoptable. Anything else on the route is another rollout's, whatever its phase."""
+    return theirs.canary_version == ours.canary_version and _adoptable(ours, theirs)
 
 
 def _adoptable(ours: rl.RolloutState, theirs: rl.RolloutState) -> bool:

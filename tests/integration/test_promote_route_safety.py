@@ -1,0 +1,153 @@
+"""`canary promote`'s writes that must never land, and the stable-100% writes that must: a stalled
+promote waking after another version's finished promotion, a signal before any traffic moved, an
+on-call pause racing a decided rollback, a route edited into a shape no rollout starts from.
+
+Real Kubernetes API emulator and IstioRouter; metrics from a fake provider on a fake clock that
+sees the cluster's weights; every race is injected at a fixed point (a hook on the fake clock's
+sleep, or right before a write), never timed.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Callable
+
+import pytest
+import structlog.testing
+import tenacity
+
+from canary import rollout as rl
+from canary.logs import get
+from canary.model import Target
+from canary.policy import parse_policy
+from canary.routing.istio import IstioRouter
+from canary.runner import Runner, oncall_action
+from tests import fleet
+from tests.fakes import FakeClock, FakeMetrics
+from tests.support.killpoints import LiveWeights
+
+pytestmark = pytest.mark.integration
+GROUP = "networking.istio.io"
+Hook = tuple[Callable[[dict[str, Any]], bool], Callable[[], None]]
+
+
+class HookClock(FakeClock):
+    """A fake clock that fires each hook once, at the first sleep where its predicate holds on the
+    route's recorded state."""
+
+    def __init__(self, api: Any) -> None:
+        super().__init__()
+        self.api, self.hooks = api, []  # type: list[Hook]
+
+    def sleep(self, seconds: float) -> None:
+        super().sleep(seconds)
+        rec = record(self.api)
+        for hook in list(self.hooks):
+            if hook[0](rec):
+                self.hooks.remove(hook)
+                hook[1]()
+
+
+def record(api: Any) -> dict[str, Any]:
+    vs = api.get(GROUP, "virtualservices", "ml", "m0")
+    return json.loads((vs["metadata"].get("annotations") or {}).get("modelcanary.dev/rollout") or "{}")
+
+
+def routes(api: Any) -> list[list[tuple[Any, Any]]]:
+    vs = api.get(GROUP, "virtualservices", "ml", "m0")
+    return [[(d["destination"].get("subset"), d.get("weight")) for d in r["route"]] for r in vs["spec"]["http"]]
+
+
+def subsets(api: Any) -> dict[str, str]:
+    dr = api.get(GROUP, "destinationrules", "ml", "m0")
+    return {s["name"]: s["labels"]["version"] for s in dr["spec"]["subsets"]}
+
+
+def runner(api: Any, version: str, clock: FakeClock, *, slowdown: float = 1.0, **kw: Any) -> Runner:
+    target = Target(namespace="ml", virtual_service="m0", model="m0", stable_version="", canary_version=version)
+    router = IstioRouter(api.api_client(), wait=tenacity.wait_none())
+    metrics = FakeMetrics(LiveWeights(router, target), clock, slowdown=lambda t: slowdown, rps=1000.0)
+    return Runner(policy=parse_policy(fleet.FAST_POLICY), target=target, router=router, metrics=metrics,
+                  clock=clock, **kw)
+
+
+@pytest.fixture
+def api() -> Any:
+    server = fleet.start_api(1)
+    yield server
+    server.stop()
+
+
+def _rollback_then_promote_v3(api: Any, clock: HookClock) -> None:
+    """On-call rolls the v2 rollout back, and another `canary promote` runs v3 to its promotion."""
+    target = Target(namespace="ml", virtual_service="m0", model="m0", stable_version="", canary_version="v2")
+    oncall_action(IstioRouter(api.api_client(), wait=tenacity.wait_none()), target,
+                  rl.Rollback(clock.now(), "operator: p95 alert"), log=get())
+    other = FakeClock(clock.now())
+    assert runner(api, "v3", other).run().state.phase == rl.PROMOTED
+    clock.t = other.now() + 5  # the stalled v2 process wakes up after all that
+
+
+def _at_first_step(version: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda rec: rec.get("phase") == rl.PROGRESSING and rec.get("step") == 0 and \
+        rec.get("canary_version") == version
+
+
+def test_a_stalled_promote_leaves_another_versions_finished_promotion_alone(api: Any) -> None:
+    """promote v2 stalls at 80/20; on-call rolls it back; promote v3 runs to `promoted` (both subsets
+    on v3). The v2 process wakes: the route records another rollout (ended): it writes nothing and
+    exits 3, taken over, saying who holds the route. (It re-pointed stable v3 -> v1 and recorded
+    `aborted v2` over v3's promotion.)"""
+    clock = HookClock(api)
+    v2 = runner(api, "v2", clock)
+    clock.hooks.append((_at_first_step("v2"), lambda: _rollback_then_promote_v3(api, clock)))
+    with structlog.testing.capture_logs() as logs:
+        res = v2.run()
+    assert res.exit_code == 3 and res.state.reason.startswith("taken over: the route records another rollout of v3"), \
+        res.state.reason
+    assert subsets(api) == {"stable": "v3", "canary": "v3"} and record(api)["canary_version"] == "v3"
+    assert record(api)["phase"] == rl.PROMOTED and routes(api) == [[("stable", 100), ("canary", 0)]]
+    taken = [e for e in logs if e["event"] == "rollout.taken_over"]
+    assert taken and taken[0]["recorded_canary_version"] == "v3" and "canary promote" in taken[0]["holder"]
+    assert not [e for e in logs if e.get("canary_version") == "v2" and (
+        e["event"] == "rollout.aborting" or e["event"] == "subset.pointed" and e["subset"] == "stable")]
+
+
+def test_the_fail_safe_never_writes_over_another_rollouts_record(api: Any) -> None:
+    """The same stall, seen first by the fail-safe: the v2 process fails (an exception of any type)
+    after v3's promotion ended. The fail-safe reads the route, finds another rollout recorded (ended),
+    and writes nothing (its unguarded stable-100% write re-pointed stable at v1 under v3's promotion)."""
+    clock = HookClock(api)
+    v2 = runner(api, "v2", clock)
+    fired: list[int] = []
+
+    def update(state: rl.RolloutState) -> None:
+        if state.phase == rl.PROGRESSING and not fired:
+            fired.append(1)
+            _rollback_then_promote_v3(api, clock)
+            raise RuntimeError("a display bug")
+
+    v2.on_update = update
+    res = v2.run()
+    assert fired and res.exit_code == 3 and res.state.reason.startswith("taken over: "), res.state.reason
+    assert subsets(api) == {"stable": "v3", "canary": "v3"}
+    assert record(api)["canary_version"] == "v3" and record(api)["phase"] == rl.PROMOTED
+
+
+def test_the_fail_safe_keeps_its_own_rollout_ended_meanwhile(api: Any) -> None:
+    """On-call rolled this very rollout back, then the process failed: the fail-safe adopts the
+    rollback (exit 1, by its phase) and writes nothing over it."""
+    clock = HookClock(api)
+    v2 = runner(api, "v2", clock)
+    target = Target(namespace="ml", virtual_service="m0", model="m0", stable_version="", canary_version="v2")
+
+    def update(state: rl.RolloutState) -> None:
+        if state.phase == rl.PROGRESSING:
+            oncall_action(IstioRouter(api.api_client(), wait=tenacity.wait_none()), target,
+                          rl.Rollback(clock.now(), "operator: pager"), log=get())
+            raise RuntimeError("a display bug")
+
+    v2.on_update = update
+    res = v2.run()
+    assert res.exit_code == 1 and res.state.phase == rl.ROLLED_BACK and res.state.reason == "operator: pager"
+    assert record(api)["phase"] == rl.ROLLED_BACK and routes(api) == [[("stable", 100), ("canary", 0)]]
