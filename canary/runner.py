@@ -491,13 +491,22 @@ class Runner:
             return self._apply(*rl.transition(state, rl.Pause(now, "interrupted; resume with `canary promote`"), self.policy))
         if state.phase == rl.PROMOTING:  # finishing is quicker and safer than undoing a promotion half-way
             return self._apply(*rl.finish_promotion(state, now))
-        return self._apply(*rl.transition(state, rl.Rollback(now, "interrupted", aborted=True), self.policy))
+        # PENDING, in either mode: no traffic has moved, there is no split to hold; recorded aborted, exit 3
+        why = "interrupted before any traffic moved" if state.phase == rl.PENDING else "interrupted"
+        return self._apply(*rl.transition(state, rl.Rollback(now, why, aborted=True), self.policy))
 
     # ---- actions --------------------------------------------------------------------
 
     def _decide(self, state: rl.RolloutState, seen: Observation) -> rl.RolloutState:
-        """The shared reconcile step (`reconcile.decide`), each write guarded on the previous one."""
+        """The shared reconcile step (`reconcile.decide`), each write guarded on the previous one. Once a
+        signal has arrived (`stop`), no write that moves traffic toward the canary is made (the first
+        step after the gates, the next step after a pass, the promotion's 100%): `_Interrupted`
+        instead, and the interrupt ends the rollout from the traffic as it is."""
         for new, actions in decide(self.policy, state, seen, self.clock.now()):
+            if self.stop.is_set() and new.weights.canary > state.weights.canary:
+                self.log.warning("step.withheld", reason="interrupted", phase=state.phase,
+                                 weights=str(state.weights), target_weights=str(new.weights))
+                raise _Interrupted()
             state = self._apply(new, actions)
         return state
 

@@ -151,3 +151,67 @@ def test_the_fail_safe_keeps_its_own_rollout_ended_meanwhile(api: Any) -> None:
     res = v2.run()
     assert res.exit_code == 1 and res.state.phase == rl.ROLLED_BACK and res.state.reason == "operator: pager"
     assert record(api)["phase"] == rl.ROLLED_BACK and routes(api) == [[("stable", 100), ("canary", 0)]]
+
+
+def _writes(v: Runner) -> list[tuple[str, str]]:
+    """Every weights write the runner's router is asked for: (weights, recorded phase)."""
+    seen: list[tuple[str, str]] = []
+    real = v.router.set_weights
+
+    def set_weights(t: Target, w: Any, *, state: str, expect_state: Any = ...) -> Any:
+        seen.append((str(w), json.loads(state)["phase"]))
+        return real(t, w, state=state, expect_state=expect_state)
+
+    v.router.set_weights = set_weights  # type: ignore[method-assign]
+    return seen
+
+
+@pytest.mark.parametrize("mode", ["rollback", "pause"])
+def test_a_signal_before_any_traffic_moved_moves_none(api: Any, mode: str) -> None:
+    """SIGTERM while promote runs its Prometheus preflight (no Triton gate): the claim (100/0) is the
+    only write before the end; the first step (80/20) is never written. Recorded aborted, exit 3, in
+    both modes (there is no split to hold). It wrote 80/20 and, with pause, ended 80/20 paused."""
+    v = runner(api, "v2", FakeClock(), on_interrupt=mode)
+    real = v.metrics.preflight
+
+    def preflight(*a: Any, **kw: Any) -> Any:
+        v.stop.set()  # what `canary promote`'s SIGINT/SIGTERM handler does
+        return real(*a, **kw)
+
+    v.metrics.preflight = preflight  # type: ignore[method-assign]
+    writes = _writes(v)
+    with structlog.testing.capture_logs() as logs:
+        res = v.run()
+    assert res.exit_code == 3 and res.state.phase == rl.ABORTED, res
+    assert writes == [("100/0", rl.PENDING), ("100/0", rl.ABORTED)], writes
+    assert routes(api) == [[("stable", 100), ("canary", 0)]] and record(api)["phase"] == rl.ABORTED
+    assert any(e["event"] == "step.withheld" and e["target_weights"] == "80/20" for e in logs)
+
+
+@pytest.mark.parametrize("mode", ["rollback", "pause"])
+def test_a_signal_during_a_passing_look_never_writes_the_next_step(api: Any, mode: str,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The signal lands while the look that passes step 1 is judged: 50/50 is never written; the
+    interrupt ends the rollout from 80/20 (paused there, exit 130; or stable 100%, exit 3)."""
+    from canary import runner as runner_module
+
+    v = runner(api, "v2", FakeClock(), on_interrupt=mode)
+    real_judge = runner_module.judge
+
+    def judge(*a: Any, **kw: Any) -> Any:
+        verdict = real_judge(*a, **kw)
+        covered = v.clock.now() - v._current.step_started_at >= v.policy.analysis.interval
+        if verdict.outcome.label == "pass" and covered:  # the look that passes the step
+            v.stop.set()
+        return verdict
+
+    monkeypatch.setattr(runner_module, "judge", judge)
+    writes = _writes(v)
+    res = v.run()
+    assert ("50/50", rl.PROGRESSING) not in writes, writes
+    if mode == "pause":
+        assert res.exit_code == 130 and writes[-1] == ("80/20", rl.PAUSED), writes
+        assert routes(api) == [[("stable", 80), ("canary", 20)]]
+    else:
+        assert res.exit_code == 3 and writes[-1] == ("100/0", rl.ABORTED), writes
+        assert routes(api) == [[("stable", 100), ("canary", 0)]]
