@@ -510,11 +510,31 @@ class Runner:
             state = self._apply(new, actions)
         return state
 
-    def _apply(self, new: rl.RolloutState, actions: list[rl.Action]) -> rl.RolloutState:
+    def _apply(self, new: rl.RolloutState, actions: list[rl.Action], *, attempts: int = 3) -> rl.RolloutState:
+        """Execute `new`'s actions, guarded on the record this process last wrote. A rollback always
+        wins: when its guarded write conflicts with a pause or resume of this very rollout recorded
+        meanwhile (an on-call `canary pause` landing just before it), the route is read again and the
+        rollback written over it, guarded on what was read (`rollback.wins`); an ended record, or
+        another rollout's, is the caller's to adopt or leave alone (RoutingConflict)."""
         if any(isinstance(a, rl.SetWeights) for a in actions):
             self._sent = new.to_json()
-        state = execute(self.router, self.target, new, actions, log=self.log, expect=self._written or None,
-                        written=self._remember)
+        expect, todo = self._written or None, actions
+        for attempt in range(1, attempts + 1):
+            try:
+                state = execute(self.router, self.target, new, todo, log=self.log, expect=expect,
+                                written=self._remember)
+                break
+            except RoutingConflict:
+                read = self._read_record() if _rolls_back(new) and attempt < attempts else None
+                theirs = read[1] if read is not None else None
+                if theirs is None or theirs.terminal or not _ours(new, theirs):
+                    raise
+                self.log.warning("rollback.wins", reason=new.reason, recorded_phase=theirs.phase,
+                                 recorded_reason=theirs.reason, weights=str(read[2]),
+                                 note="a decided rollback is written over a pause or resume recorded meanwhile")
+                expect = read[0]
+                first = next(i for i, a in enumerate(actions) if isinstance(a, rl.SetWeights))
+                todo = actions[first:]  # what is logged before the weights was logged once
         self.history.observe(state, actions)
         return state
 
@@ -620,6 +640,11 @@ def _here(owner: str) -> str:
     except (OSError, IndexError):
         return "gone"
     return "gone" if state in ("Z", "X", "x") else "alive"
+
+
+def _rolls_back(state: rl.RolloutState) -> bool:
+    """Whether `state` is a decided end at stable 100% (rolled back or aborted)."""
+    return state.phase in (rl.ROLLED_BACK, rl.ABORTED)
 
 
 def _ours(ours: rl.RolloutState, theirs: rl.RolloutState) -> bool:

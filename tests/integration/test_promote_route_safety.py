@@ -215,3 +215,37 @@ def test_a_signal_during_a_passing_look_never_writes_the_next_step(api: Any, mod
     else:
         assert res.exit_code == 3 and writes[-1] == ("100/0", rl.ABORTED), writes
         assert routes(api) == [[("stable", 100), ("canary", 0)]]
+
+
+@pytest.mark.parametrize("commands", [("pause",), ("pause", "resume")])
+def test_a_pause_or_resume_landing_before_a_rollback_write_never_cancels_it(api: Any, commands: tuple[str, ...]) -> None:
+    """v3 (60% slower) is shown bad; on-call's `canary pause` (and `resume`) lands right before the
+    rollback's write. A rollback always wins: it reads the route again and writes stable 100% over
+    the pause, with the breach recorded and logged (it adopted the pause: 80/20 paused for good, the
+    breach recorded nowhere, no rollback.completed)."""
+    clock = HookClock(api)
+    v = runner(api, "v3", clock, slowdown=1.6)
+    clock.hooks.append((lambda rec: clock.now() > 2_000, v.stop.set))  # the broken path waits paused for good
+    target = Target(namespace="ml", virtual_service="m0", model="m0", stable_version="", canary_version="v3")
+    real = v.router.set_weights
+    raced: list[str] = []
+
+    def set_weights(t: Target, w: Any, *, state: str, expect_state: Any = ...) -> Any:
+        if json.loads(state)["phase"] == rl.ROLLED_BACK and not raced:
+            for name in commands:
+                event = rl.Pause(v.clock.now()) if name == "pause" else rl.Resume(v.clock.now())
+                raced.append(oncall_action(IstioRouter(api.api_client(), wait=tenacity.wait_none()), target, event,
+                                           log=get()).phase)
+        return real(t, w, state=state, expect_state=expect_state)
+
+    v.router.set_weights = set_weights  # type: ignore[method-assign]
+    with structlog.testing.capture_logs() as logs:
+        res = v.run()
+    assert raced and res.exit_code == 1 and res.state.phase == rl.ROLLED_BACK
+    assert routes(api) == [[("stable", 100), ("canary", 0)]]
+    rec = record(api)
+    assert rec["phase"] == rl.ROLLED_BACK and rec["reason"].startswith("latency-p95"), rec["reason"]
+    events = [e["event"] for e in logs]
+    assert "rollback.wins" in events and "rollback.completed" in events
+    wins = next(e for e in logs if e["event"] == "rollback.wins")
+    assert wins["recorded_phase"] == (rl.PAUSED if commands == ("pause",) else rl.PROGRESSING)
