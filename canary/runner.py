@@ -492,8 +492,7 @@ class Runner:
         if state.phase == rl.PROMOTING:  # finishing is quicker and safer than undoing a promotion half-way
             return self._apply(*rl.finish_promotion(state, now))
         # PENDING, in either mode: no traffic has moved, there is no split to hold; recorded aborted, exit 3
-        why = "interrupted before any traffic moved" if state.phase == rl.PENDING else "interrupted"
-        return self._apply(*rl.transition(state, rl.Rollback(now, why, aborted=True), self.policy))
+        return self._apply(*rl.transition(state, rl.Rollback(now, "interrupted", aborted=True), self.policy))
 
     # ---- actions --------------------------------------------------------------------
 
