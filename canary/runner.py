@@ -26,9 +26,8 @@ from typing import Any, Callable, Protocol, TypeVar
 
 from canary import rollout as rl
 from canary.analysis.judge import judge
-from canary.errors import (AlreadyStable, CanaryError, ConfigError, RollbackFailed, RolloutBusy, RoutingConflict,
-                           TargetError,
-                           TransientError)
+from canary.errors import (AlreadyStable, CanaryError, ConfigError, NotFound, RollbackFailed, RolloutBusy,
+                           RoutingConflict, TargetError, TrafficUnsafe, TransientError)
 from canary.logs import get as get_logger
 from canary.metrics.base import MetricsProvider
 from canary.model import STABLE_ONLY, Target, check_version
@@ -159,10 +158,14 @@ class Runner:
                 final = self._fail_safe(current, reason=f"failed: {reason}"[:500])
             except CanaryError as failed:
                 # rollback.failed is logged; exit 3 (traffic had moved: never 2, "untouched"), with the
-                # last state written to the route for the report (the aborted one when its weights landed)
+                # last state written to the route for the report (the aborted one when its weights landed);
+                # exit 6 and `traffic.unsafe` when the route may still send traffic to the canary
                 self._current = getattr(failed, "rollout_state", None) or current
                 self.rollback_failed = True
-                raise RollbackFailed(f"{reason}; then stable 100% failed: {failed}") from None
+                unsafe = unsafe_traffic(self.router, self.target, log=self.log, error=str(failed),
+                                        known=current.weights)
+                kind = TrafficUnsafe if unsafe else RollbackFailed
+                raise kind(f"{reason}; then stable 100% failed: {failed}{unsafe}") from None
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise
             return Result(final, EXIT_INFRA if not final.terminal or final.phase == rl.ABORTED
@@ -661,6 +664,30 @@ def _adoptable(ours: rl.RolloutState, theirs: rl.RolloutState) -> bool:
     return theirs.owner in ("", ours.owner) and (theirs.started_at == ours.started_at or theirs.terminal)
 
 
+def unsafe_traffic(router: TrafficRouter, target: Target, *, log: Any, error: str, known: Any = None) -> str:
+    """After a stable-100% write failed: "" when the route reads stable 100% anyway (what failed came
+    after the weights: a subset re-pointing), else a sentence for the error saying how traffic stands
+    (weights as read now, or `known`, the last weights this process knew, when the route cannot be
+    read), logged as the critical `traffic.unsafe` naming the VirtualService and the route."""
+    lenient = getattr(router, "inspect_any", None)
+    try:
+        status = lenient(target, for_stable=True) if lenient is not None else router.inspect(target)
+    except NotFound:
+        return ""  # no VirtualService: nothing routes by it
+    except Exception:  # noqa: BLE001 - unreadable: the weights last known stand
+        weights, raw = known, None
+    else:
+        if status.weights == STABLE_ONLY and status.raw_weights is None:
+            return ""
+        weights, raw = status.weights, status.raw_weights
+    route = target.route or "(the only route, or each with a 'stable' destination beside others)"
+    shown = f"{weights}" + (f" (as written {raw})" if raw is not None else "") if weights is not None else "unknown"
+    log.critical("traffic.unsafe", virtual_service=f"{target.namespace}/{target.virtual_service}", route=route,
+                 weights=shown, error=error, hint="the canary may still get traffic: set the stable destination "
+                 "of this route to 100 and every other one to 0 by hand")
+    return f"; traffic may still be split on {target.namespace}/{target.virtual_service} route {route}: {shown}"
+
+
 def gate_detail(report: dict[str, Any]) -> str:
     """A gate's report (`TritonGates.preflight`) as one line for the rollout history."""
     return ", ".join(f"{k}={v}" for k, v in report.items())
@@ -672,8 +699,14 @@ def oncall_action(router: TrafficRouter, target: Target, event: rl.Rollback | rl
     as the router's `inspect_any(for_stable=True)` does (a DestinationRule gone, a route added beside
     the rollout's: stable 100% needs the VirtualService alone)."""
     lenient = getattr(router, "inspect_any", None)
-    status = lenient(target, for_stable=True) if lenient is not None and isinstance(event, rl.Rollback) \
-        else router.inspect(target)
+    try:
+        status = lenient(target, for_stable=True) if lenient is not None and isinstance(event, rl.Rollback) \
+            else router.inspect(target)
+    except TrafficUnsafe as exc:  # a rollout in progress on a route no stable-100% write can reach
+        log.critical("traffic.unsafe", virtual_service=f"{target.namespace}/{target.virtual_service}",
+                     route=target.route or "(the only route)", weights="unknown", error=str(exc),
+                     hint="the canary may still get traffic: set the route's stable destination to 100 by hand")
+        raise
     try:
         state = parse_state(status)
     except TargetError:
@@ -702,7 +735,15 @@ def oncall_action(router: TrafficRouter, target: Target, event: rl.Rollback | rl
     if new is state:
         raise ConfigError(f"cannot {type(event).__name__.lower()} a rollout that is {state.phase}")
     if isinstance(event, rl.Rollback):
-        return execute(router, target, new, actions, log=log)  # a rollback always wins, whatever raced it
+        try:
+            return execute(router, target, new, actions, log=log)  # a rollback always wins, whatever raced it
+        except RollbackFailed:  # the stable subset could not be re-pointed (`reconcile._point`): exit 3, as decided
+            raise
+        except CanaryError as exc:
+            unsafe = unsafe_traffic(router, target, log=log, error=str(exc), known=status.weights)
+            if unsafe:
+                raise TrafficUnsafe(f"stable 100% could not be written: {exc}{unsafe}") from exc
+            raise
     return execute(router, target, new, actions, log=log, expect=status.state)
 
 

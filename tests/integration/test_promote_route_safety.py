@@ -249,3 +249,87 @@ def test_a_pause_or_resume_landing_before_a_rollback_write_never_cancels_it(api:
     assert "rollback.wins" in events and "rollback.completed" in events
     wins = next(e for e in logs if e["event"] == "rollback.wins")
     assert wins["recorded_phase"] == (rl.PAUSED if commands == ("pause",) else rl.PROGRESSING)
+
+
+def _third_destination(vs: dict[str, Any]) -> None:
+    vs["spec"]["http"][0]["route"].append({"destination": {"host": "m0", "subset": "shadow"}, "weight": 0})
+
+
+def _canary_renamed(vs: dict[str, Any]) -> None:
+    vs["spec"]["http"][0]["route"][1]["destination"]["subset"] = "canary-v2"
+
+
+def _copy_same_weights(vs: dict[str, Any]) -> None:
+    import copy
+
+    debug = copy.deepcopy(vs["spec"]["http"][0])
+    debug["name"], debug["match"] = "debug", [{"headers": {"x-dbg": {"exact": "1"}}}]
+    vs["spec"]["http"].insert(0, debug)
+
+
+SHAPES = {"a third destination (weight 0)": (_third_destination, [[("stable", 100), ("canary", 0), ("shadow", 0)]]),
+          "the canary subset renamed": (_canary_renamed, [[("stable", 100), ("canary-v2", 0)]]),
+          "a copy with a header match, same weights": (_copy_same_weights, [[("stable", 100), ("canary", 0)]] * 2)}
+
+
+@pytest.mark.parametrize("shape", list(SHAPES))
+def test_the_fail_safe_writes_stable_100_on_a_route_of_any_shape(api: Any, shape: str) -> None:
+    """The route edited at 80/20 into a shape no rollout starts from: the rollout cannot go on, and
+    the fail-safe's stable 100% lands on the route it recorded (stable 100, every other destination 0)
+    whatever else was edited: exit 3, aborted. (rollback.failed, exit 3, 80/20 left.)"""
+    edit, want = SHAPES[shape]
+    clock = HookClock(api)
+    v = runner(api, "v2", clock)
+    clock.hooks.append((_at_first_step("v2"), lambda: api.edit(GROUP, "virtualservices", "ml", "m0", edit)))
+    with structlog.testing.capture_logs() as logs:
+        res = v.run()
+    assert res.exit_code == 3 and res.state.phase == rl.ABORTED, res
+    assert routes(api) == want and record(api)["phase"] == rl.ABORTED
+    assert not [e for e in logs if e["log_level"] == "critical"], [e for e in logs if e["log_level"] == "critical"]
+
+
+@pytest.mark.parametrize("shape", list(SHAPES))
+def test_canary_rollback_writes_stable_100_on_a_route_of_any_shape(api: Any, shape: str, tmp_path: Any) -> None:
+    """`canary rollback` on a rollout at 80/20 whose route was edited so: exit 0, stable 100 (it exited 2,
+    "has 3 destinations, expected 2": bad input, traffic untouched, and 80/20 stayed)."""
+    from typer.testing import CliRunner
+
+    from canary.cli import app
+
+    edit, want = SHAPES[shape]
+    clock = HookClock(api)
+    v = runner(api, "v2", clock)
+    state = v._preflight(v._start())
+    assert state.weights.canary == 20
+    api.edit(GROUP, "virtualservices", "ml", "m0", edit)
+    kc = fleet.write_kubeconfig(tmp_path / "kubeconfig", api.url)
+    res = CliRunner().invoke(app, ["rollback", "m0", "-n", "ml", "--kubeconfig", str(kc), "--reason", "pager"])
+    assert res.exit_code == 0, res.output
+    assert routes(api) == want and record(api)["phase"] == rl.ROLLED_BACK
+
+
+def test_when_stable_100_cannot_be_written_the_exit_code_and_a_critical_line_say_so(api: Any, tmp_path: Any) -> None:
+    """The stable destination renamed in the VirtualService at 80/20: no route has a stable destination
+    to send traffic to. promote's fail-safe and `canary rollback` both end with exit 6 (never 2, "bad
+    input, untouched", nor 3, "100% stable") and the critical `traffic.unsafe` naming the
+    VirtualService and the route."""
+    from typer.testing import CliRunner
+
+    from canary.cli import app
+    from canary.errors import TrafficUnsafe
+
+    def stable_renamed(vs: dict[str, Any]) -> None:
+        vs["spec"]["http"][0]["route"][0]["destination"]["subset"] = "stable-old"
+
+    clock = HookClock(api)
+    v = runner(api, "v2", clock)
+    clock.hooks.append((_at_first_step("v2"), lambda: api.edit(GROUP, "virtualservices", "ml", "m0", stable_renamed)))
+    with structlog.testing.capture_logs() as logs, pytest.raises(TrafficUnsafe, match="route"):
+        v.run()
+    unsafe = [e for e in logs if e["event"] == "traffic.unsafe"]
+    assert unsafe and unsafe[0]["log_level"] == "critical" and unsafe[0]["virtual_service"] == "ml/m0"
+    assert unsafe[0]["weights"].startswith("80/20") and "route" in unsafe[0]
+    kc = fleet.write_kubeconfig(tmp_path / "kubeconfig", api.url)
+    res = CliRunner().invoke(app, ["rollback", "m0", "-n", "ml", "--kubeconfig", str(kc)])
+    assert res.exit_code == 6, res.output
+    assert "traffic.unsafe" in res.output and routes(api) == [[("stable-old", 80), ("canary", 20)]]
