@@ -34,7 +34,7 @@ class StableRoute:
 
 def stable_routes(vs: Any, route_name: str = "", *, recorded: Weights | None = None) -> list[StableRoute]:
     """The routes sending traffic back to stable acts on: those named `route_name` (a rollout's
-    recorded route); without a name, the only route, or among several the routes with a `stable`
+    recorded route; renamed since, the routes whose weights are the `recorded` ones); without a name, the only route, or among several the routes with a `stable`
     destination and any other: those whose weights are the `recorded` ones (the rollout wrote both in
     one write; a shadow route sending a header's requests to the canary is not the rollout's), else
     all of them. Several that match (a copy of the rollout's route made after it claimed the only one:
@@ -48,23 +48,31 @@ def stable_routes(vs: Any, route_name: str = "", *, recorded: Weights | None = N
         raise TargetError(f"{at}: spec.http has no HTTP routes; no route to send to stable")
     if route_name:
         picked = [i for i, r in enumerate(http) if isinstance(r, dict) and r.get("name") == route_name]
-        if not picked:
+        if picked:
+            return [_stable_route(http[i], i, at) for i in picked]
+        renamed = [r for r in _candidates(http, at) if recorded is not None and _written_as(vs, r, recorded)]
+        if not renamed:  # renamed since, and found by the weights the rollout wrote; else nothing to act on
             raise TargetError(f"{at}: spec.http has no route named {route_name!r}; no route to send to stable")
-        return [_stable_route(http[i], i, at) for i in picked]
+        return renamed
     if len(http) == 1:
         return [_stable_route(http[0], 0, at)]
+    found = _candidates(http, at)
+    if not found:
+        raise TargetError(f"{at}: none of its {len(http)} HTTP routes has a 'stable' destination beside others; "
+                          "no route to send to stable")
+    mine = [r for r in found if recorded is not None and _written_as(vs, r, recorded)]
+    return mine or found
+
+
+def _candidates(http: list[Any], at: str) -> list[StableRoute]:
+    """The routes with a single `stable` destination beside others."""
     found = []
     for i, route in enumerate(http):
         try:
             found.append(_stable_route(route, i, at))
         except TargetError:
             continue
-    found = [r for r in found if r.others]
-    if not found:
-        raise TargetError(f"{at}: none of its {len(http)} HTTP routes has a 'stable' destination beside others; "
-                          "no route to send to stable")
-    mine = [r for r in found if recorded is not None and _written_as(vs, r, recorded)]
-    return mine or found
+    return [r for r in found if r.others]
 
 
 def _written_as(vs: Any, r: StableRoute, weights: Weights) -> bool:

@@ -58,6 +58,14 @@ def test_a_named_route_is_the_only_one_touched() -> None:
     assert weights_of(out) == [[100, 0], [80, 20]]
 
 
+def test_a_recorded_route_renamed_since_is_found_by_the_weights_the_rollout_wrote() -> None:
+    renamed = vs(SHADOW, {**MAIN, "name": "main"})
+    out = stable.with_stable_only(renamed, route_name="primary", recorded=Weights(80, 20))
+    assert weights_of(out) == [[0, 100], [100, 0]]
+    with pytest.raises(TargetError, match="no route named 'primary'"):
+        stable.with_stable_only(renamed, route_name="primary", recorded=Weights(90, 10))
+
+
 @pytest.mark.parametrize("broken, match", [
     (vs({"route": [dest("stable-x", 80), dest("canary", 20)]}), "no destinations with subset 'stable'"),
     (vs({"route": [dest("stable", 80), dest("stable", 20, host="n")]}), "2 destinations with subset 'stable'"),
