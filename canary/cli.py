@@ -27,7 +27,8 @@ import typer
 from canary import cli_options as opts
 from canary import logs
 from canary import rollout as rl
-from canary.errors import AlreadyStable, CanaryError, ConfigError, RolloutBusy, TransientError
+from canary.errors import (AlreadyStable, CanaryError, ConfigError, NotFound, RolloutBusy, TargetError, TrafficUnsafe,
+                           TransientError)
 from canary.model import Target
 
 app = typer.Typer(add_completion=True, no_args_is_help=True, help="Canary analysis and rollback for ML models on Triton behind Istio.")
@@ -57,6 +58,7 @@ def _every_command(
     logs.configure()
 
 EXIT_BAD_INPUT, EXIT_INFRA = 2, 3
+EXIT_TRAFFIC_UNSAFE = 6  # stable 100% could not be written; the canary may still get traffic (README)
 EXIT_WATCH_TIMEOUT = 4  # `status --watch --timeout`: still running when the time ran out
 WATCH_EXIT = {rl.PROMOTED: 0, rl.ROLLED_BACK: 1, rl.ABORTED: EXIT_INFRA}  # `status --watch` by terminal phase
 
@@ -87,6 +89,8 @@ def run_guarded(fn: Any, *, report: Any = None) -> Any:
 
     try:
         return fn()
+    except TrafficUnsafe as exc:  # the route may still send traffic to the canary: `traffic.unsafe` logged
+        failed(str(exc), EXIT_TRAFFIC_UNSAFE)
     except (ConfigError, RolloutBusy) as exc:
         failed(str(exc), EXIT_BAD_INPUT)
     except TransientError as exc:
@@ -122,6 +126,11 @@ def _oncall_router(kubeconfig: Optional[str], context: Optional[str]) -> Any:
     class OnCallRouter(IstioRouter):
         def inspect(self, target: Target) -> RouteStatus:
             return self.inspect_any(target)
+
+        def in_progress(self, target: Target) -> bool:
+            """Whether the VirtualService records a rollout in progress (readable, not ended)."""
+            recorded = _recorded(patch.read_state(self._get(VS_PLURAL, target.namespace, target.virtual_service)))
+            return recorded is not None and not recorded.terminal
 
         def resolve(self, target: Target) -> Target:
             if target.route:
@@ -307,7 +316,17 @@ def _operator(model: str, namespace: Optional[str], vs: Optional[str], dr: Optio
 
         ns = opts.namespace(namespace, kubeconfig, context)
         router = _oncall_router(kubeconfig, context)
-        target = router.resolve(_target(model, ns, vs, dr, route=route))
+        named = _target(model, ns, vs, dr, route=route)
+        try:
+            target = router.resolve(named)
+        except TargetError as exc:
+            if not isinstance(event, rl.Rollback) or isinstance(exc, NotFound) or not router.in_progress(named):
+                raise  # nobody's rollout: nothing tells the routes apart, on-call names one (--route)
+            # a rollout in progress claimed the only route, and copies of it were added since: which one it
+            # drives cannot be told: stable 100% on each that matches (canary.routing.stable)
+            logs.get(model=model, namespace=ns).warning("rollback.route_ambiguous", error=str(exc),
+                                                        note="stable 100% on every route that may be the rollout's")
+            target = named
         log = logs.get(model=model, namespace=ns, **({"route": target.route} if target.route else {}))
         try:
             state = oncall_action(router, target, event, log=log)

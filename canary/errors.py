@@ -15,6 +15,8 @@ made by type, never by parsing messages::
     ├── RoutingConflict        someone else wrote the VirtualService (409 after re-tries,
     │                          or a foreign edit of the weights)
     ├── RolloutBusy            another rollout already owns this VirtualService
+    ├── RollbackFailed         traffic had moved; stable 100% could not be completed -> exit 3
+    │   └── TrafficUnsafe      ...and the route may still send traffic to the canary -> exit 6
     └── NotLeader              this controller replica may not write (lease lost or expiring)
 
 Library exceptions are wrapped with ``raise ... from exc`` at the boundary
@@ -66,6 +68,11 @@ class GateError(CanaryError):
 class RollbackFailed(CanaryError):
     """Traffic had moved and stable 100% could not be completed (exit 3, never 2: something was
     touched). `rollout_state`, when set, is the last state written to the route."""
+
+
+class TrafficUnsafe(RollbackFailed):
+    """Stable 100% could not be written and the route may still send traffic to the canary (exit 6):
+    act by hand. The message names the VirtualService and the route."""
 
 
 class TransientError(CanaryError):

@@ -275,11 +275,15 @@ def execute(router: TrafficRouter, target: Target, state: rl.RolloutState, actio
     logged as ``rollback.failed`` and re-raised. A guarded PointSubset checks the recorded state
     before and after its write and undoes itself if another writer recorded a decision meanwhile."""
     stable_written = False  # a stable-100% write of this call has landed (what a failed re-pointing may claim)
+    # weights writes of this call still to land: until then `state` is a target, not what is routed, and an
+    # event logs it as target_phase/target_weights (a failed write must leave no line claiming it)
+    writes_left = sum(isinstance(a, rl.SetWeights) for a in actions)
     for action in actions:
         if isinstance(action, rl.SetWeights):
             text = state.to_json()
             try:
                 router.set_weights(target, action.weights, state=text, expect_state=expect)
+                writes_left -= 1
                 expect = text
                 stable_written = stable_written or action.weights == STABLE_ONLY
             except CanaryError as exc:
@@ -298,11 +302,14 @@ def execute(router: TrafficRouter, target: Target, state: rl.RolloutState, actio
             _point(router, target, state, action, log=log, expect=expect, report_failure=report_failure,
                    stable_written=stable_written)
         elif isinstance(action, rl.Emit):
-            fields = {"phase": state.phase, "weights": str(state.weights), "step": state.step + 1, **action.fields}
+            now = "" if not writes_left else "target_"
+            fields = {f"{now}phase": state.phase, f"{now}weights": str(state.weights), "step": state.step + 1,
+                      **action.fields}
             (log.warning if action.warning else log.info)(action.event, **fields)
             if action.event in K8S_EVENTS:
                 router.record_event(target, reason=camel(action.event), warning=action.warning,
-                                    message=f"{action.event}: weights {state.weights} " + str(action.fields.get("reason", "")))
+                                    message=f"{action.event}: {now.replace('_', ' ')}weights {state.weights} "
+                                    + str(action.fields.get("reason", "")))
     return state
 
 

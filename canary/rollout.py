@@ -357,7 +357,8 @@ def _judge(state: RolloutState, ev: Looked, policy: Policy) -> tuple[RolloutStat
                               min_canary_requests=policy.analysis.min_canary_requests)
     if anchor != s.pass_anchor_requests:
         s = replace(s, pass_anchor_requests=anchor)
-    actions: list[Action] = [Emit("look.completed", {"outcome": j.outcome.label,
+    # logged before the write that records the look: phase and weights as routed while it was judged
+    actions: list[Action] = [Emit("look.completed", {"outcome": j.outcome.label, "phase": state.phase,
                                                      "weights": str(state.weights),  # judged at, not the next step's
                                                      "step": state.step + 1,  # likewise
                                                      "canary_requests": round(ev.canary_requests, 1),
@@ -370,6 +371,7 @@ def _judge(state: RolloutState, ev: Looked, policy: Policy) -> tuple[RolloutStat
         s = replace(s, failed_looks=s.failed_looks + 1)
         for r in j.failed:
             actions.append(Emit("check.failed", {"check": r.check, "reason": r.reason, "failed_looks": s.failed_looks,
+                                                 "phase": state.phase, "weights": str(state.weights),  # as routed
                                                  "max_failed_looks": policy.failure.max_failed_looks, "evidence": r.to_dict()},
                                 warning=True))
         if s.failed_looks >= policy.failure.max_failed_looks:
@@ -439,7 +441,10 @@ def _end(state: RolloutState, now: float, *, reason: str, phase: str,
     # still in flight (or whose process died mid-request) fails its precondition instead of landing.
     promoting = state.phase == PROMOTING
     repoint = [PointSubset("stable", state.stable_version)] if promoting else []
-    return s, [Emit(start, fields, warning=True), *repoint, SetWeights(STABLE_ONLY),
+    # `start` is logged before the write: the phase and weights as routed (the executor labels the decision
+    # target_phase/target_weights until its write lands); `done` after it
+    routed = {"phase": state.phase, "weights": str(state.weights)}
+    return s, [Emit(start, {**fields, **routed}, warning=True), *repoint, SetWeights(STABLE_ONLY),
                PointSubset("stable", state.stable_version, supersede=promoting), Emit(done, fields, warning=True)]
 
 

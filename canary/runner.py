@@ -26,9 +26,8 @@ from typing import Any, Callable, Protocol, TypeVar
 
 from canary import rollout as rl
 from canary.analysis.judge import judge
-from canary.errors import (AlreadyStable, CanaryError, ConfigError, RollbackFailed, RolloutBusy, RoutingConflict,
-                           TargetError,
-                           TransientError)
+from canary.errors import (AlreadyStable, CanaryError, ConfigError, NotFound, RollbackFailed, RolloutBusy,
+                           RoutingConflict, TargetError, TrafficUnsafe, TransientError)
 from canary.logs import get as get_logger
 from canary.metrics.base import MetricsProvider
 from canary.model import STABLE_ONLY, Target, check_version
@@ -125,6 +124,7 @@ class Runner:
         self.log = get_logger(model=self.target.model, namespace=self.target.namespace,
                               virtual_service=self.target.virtual_service, canary_version=self.target.canary_version)
         self._written = ""  # the state JSON we last wrote (to tell outside edits from ours)
+        self._sent = ""  # the state JSON of our last write sent, landed or not (the fail-safe's guard)
         self._wrote_at = -math.inf  # when this process last changed the record (its clock): `_heartbeat`
         self._beat_retry_at = -math.inf  # a failed heartbeat is tried again from then
         self.owner = promote_owner(_identity())
@@ -154,25 +154,75 @@ class Runner:
                 raise
             reason = f"{type(exc).__name__}: {exc}" if not isinstance(exc, CanaryError) else str(exc)
             self.log.error("rollout.failed", error=reason, phase=current.phase, weights=str(current.weights))
-            theirs = self._others_now(current)
-            if theirs is not None:  # our rollout ended meanwhile and the route is another's: not ours to undo
-                self._current = final = self._taken_over(current, theirs)
-                if isinstance(exc, (KeyboardInterrupt, SystemExit)):
-                    raise
-                return Result(final, EXIT_INFRA)
             try:
-                final = to_stable(self.router, self.target, current, reason=f"failed: {reason}"[:500], log=self.log,
-                                  now=self.clock.now())
-                self.history.observe(final)
+                final = self._fail_safe(current, reason=f"failed: {reason}"[:500])
             except CanaryError as failed:
                 # rollback.failed is logged; exit 3 (traffic had moved: never 2, "untouched"), with the
-                # last state written to the route for the report (the aborted one when its weights landed)
+                # last state written to the route for the report (the aborted one when its weights landed);
+                # exit 6 and `traffic.unsafe` when the route may still send traffic to the canary
                 self._current = getattr(failed, "rollout_state", None) or current
                 self.rollback_failed = True
-                raise RollbackFailed(f"{reason}; then stable 100% failed: {failed}") from None
+                unsafe = unsafe_traffic(self.router, self.target, log=self.log, error=str(failed),
+                                        known=current.weights)
+                kind = TrafficUnsafe if unsafe else RollbackFailed
+                raise kind(f"{reason}; then stable 100% failed: {failed}{unsafe}") from None
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise
-            return Result(final, EXIT_INFRA)
+            return Result(final, EXIT_INFRA if not final.terminal or final.phase == rl.ABORTED
+                          else EXIT_CODES[final.phase])
+
+    def _fail_safe(self, current: rl.RolloutState, *, reason: str, attempts: int = 3) -> rl.RolloutState:
+        """Stable 100% after a failure while traffic may be split, written only over a record this rollout
+        owns (`_ours`), and guarded on the record just read: another rollout recorded on the route (of
+        any version, in any phase, ended ones included: a promotion finished since) is left alone and
+        this one ends taken over, nothing written; ours ended meanwhile (an on-call rollback) is kept.
+        When the route cannot be read, the write is guarded on this process's own last records (the
+        last one written, and the last one sent, which may have landed unanswered). A guarded write that
+        conflicts reads the route again (`attempts` in all). Returns the final state; raises what
+        `to_stable` raises when stable 100% could not be written."""
+        conflict: RoutingConflict | None = None
+        for _ in range(attempts):
+            read = self._read_record()
+            if read is None:  # unreadable route: only over a record this process wrote
+                guards = list(dict.fromkeys([self._written or None, self._sent or None]))
+            else:
+                text, theirs, weights = read
+                if theirs is not None and not _ours(current, theirs):
+                    self._current = final = self._taken_over(current, theirs)
+                    return final
+                if theirs is not None and theirs.terminal:  # ours, ended meanwhile: nothing of ours to undo
+                    if theirs.phase != rl.PROMOTED and weights != STABLE_ONLY:
+                        execute(self.router, self.target, theirs, [rl.SetWeights(STABLE_ONLY)], log=self.log,
+                                expect=text)
+                    self._current = theirs
+                    return theirs
+                guards = [text]
+            for guard in guards:
+                try:
+                    final = to_stable(self.router, self.target, current, reason=reason, log=self.log,
+                                      now=self.clock.now(), expect=guard)
+                except RoutingConflict as exc:  # another writer recorded something since: read it again
+                    conflict = exc
+                    continue
+                self._current = final
+                self.history.observe(final)
+                return final
+        assert conflict is not None
+        raise conflict
+
+    def _read_record(self) -> tuple[str | None, rl.RolloutState | None, Any] | None:
+        """The route's record as text, parsed (None: none, or unreadable: nobody's rollout can run on
+        it), and its weights; None when the route could not be read."""
+        lenient = getattr(self.router, "inspect_any", None)
+        try:
+            status = lenient(self.target, for_stable=True) if lenient is not None else self.router.inspect(self.target)
+        except BaseException:  # noqa: BLE001 - inside the fail-safe: any failure to read
+            return None
+        try:
+            theirs = parse_state(status)
+        except TargetError:
+            theirs = None
+        return status.state, theirs, status.weights
 
     def _on_prometheus_clock(self) -> None:
         """Run the rollout on Prometheus's clock (the system clock re-anchored at its `time()`): every
@@ -416,38 +466,26 @@ class Runner:
             return state
         if (status.state or "") != self._written:
             theirs = parse_state(status)
-            if theirs is not None and theirs.canary_version == state.canary_version:
-                if not _adoptable(state, theirs):
-                    return self._taken_over(state, theirs)
+            if theirs is not None and not _ours(state, theirs):  # another rollout, of any version and phase
+                return self._taken_over(state, theirs)
+            if theirs is not None:
                 self._written = status.state or ""
                 self.log.info("rollout.changed_outside", phase=theirs.phase, reason=theirs.reason,
                               weights=str(theirs.weights))
                 return self._restamp_resume(state, theirs)
         return self._decide(state, Observation(status=status))
 
-    def _others_now(self, state: rl.RolloutState) -> rl.RolloutState | None:
-        """The route's record when it is another owner's rollout of our version or another rollout
-        altogether in progress (`_adoptable` says no): the fail-safe's unguarded stable-100% write must
-        not undo it. None when it is ours, ended, absent, or cannot be read (then stable 100%)."""
-        try:
-            status = self.router.inspect(self.target)
-            theirs = parse_state(status)
-        except BaseException:  # noqa: BLE001 - inside the fail-safe: any failure to read means stable 100%
-            return None
-        if theirs is None or theirs.terminal:
-            return None
-        if theirs.canary_version == state.canary_version and _adoptable(state, theirs):
-            return None
-        return theirs
-
     def _taken_over(self, state: rl.RolloutState, theirs: rl.RolloutState) -> rl.RolloutState:
-        """The route records another rollout of this version (a CanaryRollout's, or a new one started
-        after an on-call rollback ended ours): ours has ended, nothing is written (their rollout is
-        left alone), promote exits 3."""
+        """The route records another rollout (of this version: a CanaryRollout's, or a new one started
+        after an on-call rollback ended ours; or of another version, in any phase, a finished promotion
+        included): ours has ended, nothing is written (theirs is left alone), promote exits 3. The log
+        line `rollout.taken_over` says who holds the route."""
+        holder = describe_owner(theirs.owner)
         why = (f"taken over: the route records another rollout of {theirs.canary_version} "
-               f"({describe_owner(theirs.owner)}, {theirs.phase}); this one ended, theirs is left alone")
-        self.log.warning("rollout.taken_over", owner=theirs.owner, recorded_phase=theirs.phase,
-                         recorded_started_at=theirs.started_at)
+               f"({holder}, {theirs.phase}); this one ended, theirs is left alone")
+        self.log.warning("rollout.taken_over", owner=theirs.owner, holder=holder,
+                         recorded_canary_version=theirs.canary_version, recorded_phase=theirs.phase,
+                         recorded_started_at=theirs.started_at, note="nothing written")
         return replace(state, phase=rl.ABORTED, reason=why, updated_at=self.clock.now())
 
     def _interrupted(self, state: rl.RolloutState) -> rl.RolloutState:
@@ -456,19 +494,49 @@ class Runner:
             return self._apply(*rl.transition(state, rl.Pause(now, "interrupted; resume with `canary promote`"), self.policy))
         if state.phase == rl.PROMOTING:  # finishing is quicker and safer than undoing a promotion half-way
             return self._apply(*rl.finish_promotion(state, now))
+        # PENDING, in either mode: no traffic has moved, there is no split to hold; recorded aborted, exit 3
         return self._apply(*rl.transition(state, rl.Rollback(now, "interrupted", aborted=True), self.policy))
 
     # ---- actions --------------------------------------------------------------------
 
     def _decide(self, state: rl.RolloutState, seen: Observation) -> rl.RolloutState:
-        """The shared reconcile step (`reconcile.decide`), each write guarded on the previous one."""
+        """The shared reconcile step (`reconcile.decide`), each write guarded on the previous one. Once a
+        signal has arrived (`stop`), no write that moves traffic toward the canary is made (the first
+        step after the gates, the next step after a pass, the promotion's 100%): `_Interrupted`
+        instead, and the interrupt ends the rollout from the traffic as it is."""
         for new, actions in decide(self.policy, state, seen, self.clock.now()):
+            if self.stop.is_set() and new.weights.canary > state.weights.canary:
+                self.log.warning("step.withheld", reason="interrupted", phase=state.phase,
+                                 weights=str(state.weights), target_weights=str(new.weights))
+                raise _Interrupted()
             state = self._apply(new, actions)
         return state
 
-    def _apply(self, new: rl.RolloutState, actions: list[rl.Action]) -> rl.RolloutState:
-        state = execute(self.router, self.target, new, actions, log=self.log, expect=self._written or None,
-                        written=self._remember)
+    def _apply(self, new: rl.RolloutState, actions: list[rl.Action], *, attempts: int = 3) -> rl.RolloutState:
+        """Execute `new`'s actions, guarded on the record this process last wrote. A rollback always
+        wins: when its guarded write conflicts with a pause or resume of this very rollout recorded
+        meanwhile (an on-call `canary pause` landing just before it), the route is read again and the
+        rollback written over it, guarded on what was read (`rollback.wins`); an ended record, or
+        another rollout's, is the caller's to adopt or leave alone (RoutingConflict)."""
+        if any(isinstance(a, rl.SetWeights) for a in actions):
+            self._sent = new.to_json()
+        expect, todo = self._written or None, actions
+        for attempt in range(1, attempts + 1):
+            try:
+                state = execute(self.router, self.target, new, todo, log=self.log, expect=expect,
+                                written=self._remember)
+                break
+            except RoutingConflict:
+                read = self._read_record() if _rolls_back(new) and attempt < attempts else None
+                theirs = read[1] if read is not None else None
+                if theirs is None or theirs.terminal or not _ours(new, theirs):
+                    raise
+                self.log.warning("rollback.wins", reason=new.reason, recorded_phase=theirs.phase,
+                                 recorded_reason=theirs.reason, weights=str(read[2]),
+                                 note="a decided rollback is written over a pause or resume recorded meanwhile")
+                expect = read[0]
+                first = next(i for i, a in enumerate(actions) if isinstance(a, rl.SetWeights))
+                todo = actions[first:]  # what is logged before the weights was logged once
         self.history.observe(state, actions)
         return state
 
@@ -497,6 +565,7 @@ class Runner:
                 self._beat_retry_at = now + retry  # changed outside: the watch reports it first
                 return state
             beat = replace(state, updated_at=now)
+            self._sent = beat.to_json()
             execute(self.router, self.target, beat, [rl.SetWeights(beat.weights)], log=self.log,
                     expect=self._written or None, written=self._remember)
             self._current = beat
@@ -513,9 +582,9 @@ class Runner:
         """Our write was refused because someone else recorded a decision: take theirs."""
         status = self.router.inspect(self.target)
         theirs = parse_state(status)
-        if theirs is None or theirs.canary_version != state.canary_version:
+        if theirs is None:
             raise exc
-        if not _adoptable(state, theirs):
+        if not _ours(state, theirs):  # another rollout, of any version and phase: not ours to undo
             return self._taken_over(state, theirs)
         if (status.state or "") == self._written:  # still our own record: conflicting writes, no decision of theirs
             self.log.warning("weights.write_conflict", error=str(exc), phase=theirs.phase,
@@ -575,6 +644,17 @@ def _here(owner: str) -> str:
     return "gone" if state in ("Z", "X", "x") else "alive"
 
 
+def _rolls_back(state: rl.RolloutState) -> bool:
+    """Whether `state` is a decided end at stable 100% (rolled back or aborted)."""
+    return state.phase in (rl.ROLLED_BACK, rl.ABORTED)
+
+
+def _ours(ours: rl.RolloutState, theirs: rl.RolloutState) -> bool:
+    """Whether the record `theirs` is this rollout's (its next state, as `_adoptable` says): same canary
+    version, and adoptable. Anything else on the route is another rollout's, whatever its phase."""
+    return theirs.canary_version == ours.canary_version and _adoptable(ours, theirs)
+
+
 def _adoptable(ours: rl.RolloutState, theirs: rl.RolloutState) -> bool:
     """Whether a record another process wrote for our canary version is our rollout's next state (an
     on-call rollback/pause/resume of it, or of a record it could not read: ended, no owner): owned by
@@ -582,6 +662,30 @@ def _adoptable(ours: rl.RolloutState, theirs: rl.RolloutState) -> bool:
     another promote process's (it took the rollout over) or one started since is not ours to judge,
     pause or abort."""
     return theirs.owner in ("", ours.owner) and (theirs.started_at == ours.started_at or theirs.terminal)
+
+
+def unsafe_traffic(router: TrafficRouter, target: Target, *, log: Any, error: str, known: Any = None) -> str:
+    """After a stable-100% write failed: "" when the route reads stable 100% anyway (what failed came
+    after the weights: a subset re-pointing), else a sentence for the error saying how traffic stands
+    (weights as read now, or `known`, the last weights this process knew, when the route cannot be
+    read), logged as the critical `traffic.unsafe` naming the VirtualService and the route."""
+    lenient = getattr(router, "inspect_any", None)
+    try:
+        status = lenient(target, for_stable=True) if lenient is not None else router.inspect(target)
+    except NotFound:
+        return ""  # no VirtualService: nothing routes by it
+    except Exception:  # noqa: BLE001 - unreadable: the weights last known stand
+        weights, raw = known, None
+    else:
+        if status.weights == STABLE_ONLY and status.raw_weights is None:
+            return ""
+        weights, raw = status.weights, status.raw_weights
+    route = target.route or "(the only route, or each with a 'stable' destination beside others)"
+    shown = f"{weights}" + (f" (as written {raw})" if raw is not None else "") if weights is not None else "unknown"
+    log.critical("traffic.unsafe", virtual_service=f"{target.namespace}/{target.virtual_service}", route=route,
+                 weights=shown, error=error, hint="the canary may still get traffic: set the stable destination "
+                 "of this route to 100 and every other one to 0 by hand")
+    return f"; traffic may still be split on {target.namespace}/{target.virtual_service} route {route}: {shown}"
 
 
 def gate_detail(report: dict[str, Any]) -> str:
@@ -595,8 +699,14 @@ def oncall_action(router: TrafficRouter, target: Target, event: rl.Rollback | rl
     as the router's `inspect_any(for_stable=True)` does (a DestinationRule gone, a route added beside
     the rollout's: stable 100% needs the VirtualService alone)."""
     lenient = getattr(router, "inspect_any", None)
-    status = lenient(target, for_stable=True) if lenient is not None and isinstance(event, rl.Rollback) \
-        else router.inspect(target)
+    try:
+        status = lenient(target, for_stable=True) if lenient is not None and isinstance(event, rl.Rollback) \
+            else router.inspect(target)
+    except TrafficUnsafe as exc:  # a rollout in progress on a route no stable-100% write can reach
+        log.critical("traffic.unsafe", virtual_service=f"{target.namespace}/{target.virtual_service}",
+                     route=target.route or "(the only route)", weights="unknown", error=str(exc),
+                     hint="the canary may still get traffic: set the route's stable destination to 100 by hand")
+        raise
     try:
         state = parse_state(status)
     except TargetError:
@@ -625,7 +735,15 @@ def oncall_action(router: TrafficRouter, target: Target, event: rl.Rollback | rl
     if new is state:
         raise ConfigError(f"cannot {type(event).__name__.lower()} a rollout that is {state.phase}")
     if isinstance(event, rl.Rollback):
-        return execute(router, target, new, actions, log=log)  # a rollback always wins, whatever raced it
+        try:
+            return execute(router, target, new, actions, log=log)  # a rollback always wins, whatever raced it
+        except RollbackFailed:  # the stable subset could not be re-pointed (`reconcile._point`): exit 3, as decided
+            raise
+        except CanaryError as exc:
+            unsafe = unsafe_traffic(router, target, log=log, error=str(exc), known=status.weights)
+            if unsafe:
+                raise TrafficUnsafe(f"stable 100% could not be written: {exc}{unsafe}") from exc
+            raise
     return execute(router, target, new, actions, log=log, expect=status.state)
 
 

@@ -28,9 +28,9 @@ from kubernetes.client.exceptions import ApiException
 from canary import kube
 import math
 
-from canary.errors import CanaryError, NotLeader, RoutingConflict, TargetError
+from canary.errors import CanaryError, NotFound, NotLeader, RoutingConflict, TargetError, TrafficUnsafe
 from canary.model import STABLE_ONLY, Target, Weights
-from canary.routing import patch
+from canary.routing import patch, stable
 from canary.routing.base import RouteStatus
 
 GROUP = "networking.istio.io"
@@ -103,10 +103,51 @@ class IstioRouter:
         except CanaryError:
             if not for_stable:
                 raise
-            vs, dr, route = self._read_for_stable(target)
-            ref = patch.locate_route(vs, route)
+            try:
+                vs, dr, route = self._read_for_stable(target)
+                ref = patch.locate_route(vs, route)
+            except NotFound:
+                raise
+            except TargetError:  # a route of a shape no rollout starts from: stable 100% still works on it
+                return self._stable_view(target)
         seen = patch.observe_weights(vs, ref)
         return replace(self._status(vs, dr, seen.weights), raw_weights=None if seen.canonical else seen.raw)
+
+    def _stable_view(self, target: Target) -> RouteStatus:
+        """The route as a stable-100% write sees it (`stable.stable_routes`: the route named, else the
+        recorded one, else the candidates), whatever its shape: the share its non-stable destinations
+        get, and the weights as written in `raw_weights` (stable's, the others' as a list)."""
+        vs, dr, route, recorded_weights = self._for_stable_write(target)
+        try:
+            routes = stable.stable_routes(vs, route, recorded=recorded_weights)
+        except TargetError as exc:
+            recorded = _record(vs)
+            if recorded is None or recorded.terminal:
+                raise
+            # a rollout in progress, and no route stable 100% can be written to: not "bad input, untouched"
+            raise TrafficUnsafe(f"{exc}; the rollout of {recorded.canary_version} is recorded {recorded.phase} at "
+                                f"{recorded.weights}: stable 100% cannot be written") from None
+        weights, raw = stable.view(vs, routes)
+        status = self._status(vs, dr, STABLE_ONLY)  # the subsets' versions ("" without the rule)
+        from dataclasses import replace
+
+        canonical = len(raw[1]) == 1 and all(type(v) is int for v in (raw[0], *raw[1])) and \
+            (raw[0], raw[1][0]) == (weights.stable, weights.canary)
+        return replace(status, weights=weights, raw_weights=None if canonical else raw)
+
+    def _for_stable_write(self, target: Target) -> tuple[Obj, Obj | None, str, Weights | None]:
+        """The VirtualService, the DestinationRule if it can be read and names both subsets (else None),
+        the route to send to stable (the one named, else the one the rollout recorded; "": the only
+        one, or the candidates `stable.stable_routes` finds) and the weights the rollout recorded."""
+        vs = self._get(VS_PLURAL, target.namespace, target.virtual_service)
+        try:
+            dr: Obj | None = self._get(DR_PLURAL, target.namespace, target.dr_name)
+            patch.subset_versions(dr)
+        except CanaryError:
+            dr = None
+        recorded = _record(vs)
+        route = target.route or (recorded.route if recorded is not None else "")
+        return vs, dr, route, recorded.weights if recorded is not None else None
 
     def _read_for_stable(self, target: Target) -> tuple[Obj, Obj | None, str]:
         """What sending traffic back to stable needs, and no more: the VirtualService, the route (the
@@ -134,21 +175,23 @@ class IstioRouter:
     def set_weights(self, target: Target, weights: Weights, *, state: str,
                     expect_state: str | None | object = ANY_STATE) -> RouteStatus:
         def compute() -> tuple[Obj, Obj, Obj]:
-            route = target.route
             try:
                 vs, dr, _ = self._read_checked(target)
+                desired = patch.with_weights(vs, weights, route_name=target.route, state=state)
             except CanaryError:
                 if weights != STABLE_ONLY:
                     raise
-                # stable 100% must not depend on what only moving traffic to the canary needs
-                vs, dr, route = self._read_for_stable(target)  # type: ignore[assignment]
+                # stable 100% must not depend on what only moving traffic to the canary needs, nor on
+                # the route's shape: its `stable` destination 100, every other one 0 (`stable`)
+                vs, dr, route, recorded = self._for_stable_write(target)  # type: ignore[assignment]
+                desired = stable.with_stable_only(vs, route_name=route, recorded=recorded, state=state)
             found = patch.read_state(vs)
             # A retry after 409 re-applies our weights on top of other edits -- but never on top
             # of another writer's rollout state (an operator's `canary rollback`): that is theirs.
             if expect_state is not ANY_STATE and found != expect_state and found != state:
                 raise RoutingConflict(f"{target.namespace}/{target.virtual_service}: the rollout state was changed "
                                       "by someone else; re-read it before writing")
-            return vs, patch.with_weights(vs, weights, route_name=route, state=state), dr
+            return vs, desired, dr
 
         written, dr = self._update(target, VS_PLURAL, target.virtual_service, compute)
         return self._status(written, dr, weights)

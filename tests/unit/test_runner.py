@@ -67,7 +67,8 @@ def test_prometheus_down_aborts_at_the_deadline_with_stable_at_100() -> None:
 
 def test_resume_from_recorded_state_continues_the_step() -> None:
     ctl, router, _, clock = make()
-    ctl.stop.set()
+    # the signal once the first step is routed (one before it moves nothing: nothing to hold)
+    ctl.on_update = lambda state: ctl.stop.set() if state.phase == rl.PROGRESSING else None
     ctl.on_interrupt = "pause"
     res = ctl.run()
     assert res.exit_code == EXIT_INTERRUPTED and res.state.phase == rl.PAUSED and router.weights == Weights(90, 10)

@@ -465,3 +465,48 @@ def test_a_rollout_runs_on_prometheuss_clock() -> None:
         before = other.clock
         other._on_prometheus_clock()
         assert other.clock is before and isinstance(before, SystemClock)
+
+
+def test_no_log_line_claims_a_rollback_write_that_has_not_landed(virtual_time: _VirtualTime) -> None:
+    """A failing canary whose stable-100% write fails: `look.completed`, `check.failed` and
+    `rollback.started` are logged before that write; they said `phase: rolled_back, weights: 100/0`
+    (and still did when the write failed, the route at 90/10). Each now shows what is routed
+    (`weights`: the look's own) or labels the decision `target_phase`/`target_weights`."""
+    import structlog.testing
+
+    from canary.errors import RollbackFailed
+
+    ctl, router, metrics, clock = make(slowdown=lambda t: 3.0)
+    real = router.set_weights
+
+    def down(target: Target, weights: Weights, **kw: object) -> object:
+        if weights == STABLE_ONLY and router.weights == Weights(90, 10):
+            raise KubeUnavailable("API gone")
+        return real(target, weights, **kw)  # type: ignore[arg-type]
+
+    router.set_weights = down  # type: ignore[method-assign]
+    with structlog.testing.capture_logs() as logs, pytest.raises(RollbackFailed):
+        ctl.run()
+    assert router.weights == Weights(90, 10)
+    split = logs[next(i for i, e in enumerate(logs) if e["event"] == "step.advanced"):]  # from 90/10 on
+    claims = [e for e in split if e.get("phase") in rl.TERMINAL or e.get("weights") == str(STABLE_ONLY)]
+    assert not claims, [(e["event"], e.get("phase"), e.get("weights")) for e in claims]  # nothing says stable 100% or rolled back: it never landed
+    started = [e for e in logs if e["event"] in ("rollback.started", "rollout.aborting")]
+    assert started and all(e["target_weights"] == "100/0" and e["from_weights"] == "90/10" for e in started)
+    shown = [e for e in split if e["event"] in ("look.completed", "check.failed", "rollback.started")]
+    assert shown and all(e["weights"] == "90/10" and e["phase"] == rl.PROGRESSING for e in shown)  # as routed
+    assert any(e["event"] == "check.failed" and e["target_phase"] == rl.ROLLED_BACK for e in logs)
+
+
+def test_once_the_rollback_write_lands_the_lines_say_what_is_routed() -> None:
+    import structlog.testing
+
+    ctl, router, metrics, clock = make(slowdown=lambda t: 3.0)
+    with structlog.testing.capture_logs() as logs:
+        res = ctl.run()
+    assert res.exit_code == EXIT_ROLLED_BACK and router.weights == STABLE_ONLY
+    done = next(e for e in logs if e["event"] == "rollback.completed")
+    assert done["phase"] == rl.ROLLED_BACK and done["weights"] == "100/0" and "target_weights" not in done
+    started = next(e for e in logs if e["event"] == "rollback.started")
+    assert started["phase"] == rl.PROGRESSING and started["weights"] == started["from_weights"] != "100/0"
+    assert started["target_weights"] == "100/0" and started["target_phase"] == rl.ROLLED_BACK

@@ -1,0 +1,335 @@
+"""`canary promote`'s writes that must never land, and the stable-100% writes that must: a stalled
+promote waking after another version's finished promotion, a signal before any traffic moved, an
+on-call pause racing a decided rollback, a route edited into a shape no rollout starts from.
+
+Real Kubernetes API emulator and IstioRouter; metrics from a fake provider on a fake clock that
+sees the cluster's weights; every race is injected at a fixed point (a hook on the fake clock's
+sleep, or right before a write), never timed.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Callable
+
+import pytest
+import structlog.testing
+import tenacity
+
+from canary import rollout as rl
+from canary.logs import get
+from canary.model import Target
+from canary.policy import parse_policy
+from canary.routing.istio import IstioRouter
+from canary.runner import Runner, oncall_action
+from tests import fleet
+from tests.fakes import FakeClock, FakeMetrics
+from tests.support.killpoints import LiveWeights
+
+pytestmark = pytest.mark.integration
+GROUP = "networking.istio.io"
+Hook = tuple[Callable[[dict[str, Any]], bool], Callable[[], None]]
+
+
+class HookClock(FakeClock):
+    """A fake clock that fires each hook once, at the first sleep where its predicate holds on the
+    route's recorded state."""
+
+    def __init__(self, api: Any) -> None:
+        super().__init__()
+        self.api, self.hooks = api, []  # type: list[Hook]
+
+    def sleep(self, seconds: float) -> None:
+        super().sleep(seconds)
+        rec = record(self.api)
+        for hook in list(self.hooks):
+            if hook[0](rec):
+                self.hooks.remove(hook)
+                hook[1]()
+
+
+def record(api: Any) -> dict[str, Any]:
+    vs = api.get(GROUP, "virtualservices", "ml", "m0")
+    return json.loads((vs["metadata"].get("annotations") or {}).get("modelcanary.dev/rollout") or "{}")
+
+
+def routes(api: Any) -> list[list[tuple[Any, Any]]]:
+    vs = api.get(GROUP, "virtualservices", "ml", "m0")
+    return [[(d["destination"].get("subset"), d.get("weight")) for d in r["route"]] for r in vs["spec"]["http"]]
+
+
+def subsets(api: Any) -> dict[str, str]:
+    dr = api.get(GROUP, "destinationrules", "ml", "m0")
+    return {s["name"]: s["labels"]["version"] for s in dr["spec"]["subsets"]}
+
+
+def runner(api: Any, version: str, clock: FakeClock, *, slowdown: float = 1.0, **kw: Any) -> Runner:
+    target = Target(namespace="ml", virtual_service="m0", model="m0", stable_version="", canary_version=version)
+    router = IstioRouter(api.api_client(), wait=tenacity.wait_none())
+    metrics = FakeMetrics(LiveWeights(router, target), clock, slowdown=lambda t: slowdown, rps=1000.0)
+    return Runner(policy=parse_policy(fleet.FAST_POLICY), target=target, router=router, metrics=metrics,
+                  clock=clock, **kw)
+
+
+@pytest.fixture
+def api() -> Any:
+    server = fleet.start_api(1)
+    yield server
+    server.stop()
+
+
+def _rollback_then_promote_v3(api: Any, clock: HookClock) -> None:
+    """On-call rolls the v2 rollout back, and another `canary promote` runs v3 to its promotion."""
+    target = Target(namespace="ml", virtual_service="m0", model="m0", stable_version="", canary_version="v2")
+    oncall_action(IstioRouter(api.api_client(), wait=tenacity.wait_none()), target,
+                  rl.Rollback(clock.now(), "operator: p95 alert"), log=get())
+    other = FakeClock(clock.now())
+    assert runner(api, "v3", other).run().state.phase == rl.PROMOTED
+    clock.t = other.now() + 5  # the stalled v2 process wakes up after all that
+
+
+def _at_first_step(version: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda rec: rec.get("phase") == rl.PROGRESSING and rec.get("step") == 0 and \
+        rec.get("canary_version") == version
+
+
+def test_a_stalled_promote_leaves_another_versions_finished_promotion_alone(api: Any) -> None:
+    """promote v2 stalls at 80/20; on-call rolls it back; promote v3 runs to `promoted` (both subsets
+    on v3). The v2 process wakes: the route records another rollout (ended): it writes nothing and
+    exits 3, taken over, saying who holds the route. (It re-pointed stable v3 -> v1 and recorded
+    `aborted v2` over v3's promotion.)"""
+    clock = HookClock(api)
+    v2 = runner(api, "v2", clock)
+    clock.hooks.append((_at_first_step("v2"), lambda: _rollback_then_promote_v3(api, clock)))
+    with structlog.testing.capture_logs() as logs:
+        res = v2.run()
+    assert res.exit_code == 3 and res.state.reason.startswith("taken over: the route records another rollout of v3"), \
+        res.state.reason
+    assert subsets(api) == {"stable": "v3", "canary": "v3"} and record(api)["canary_version"] == "v3"
+    assert record(api)["phase"] == rl.PROMOTED and routes(api) == [[("stable", 100), ("canary", 0)]]
+    taken = [e for e in logs if e["event"] == "rollout.taken_over"]
+    assert taken and taken[0]["recorded_canary_version"] == "v3" and "canary promote" in taken[0]["holder"]
+    assert not [e for e in logs if e.get("canary_version") == "v2" and (
+        e["event"] == "rollout.aborting" or e["event"] == "subset.pointed" and e["subset"] == "stable")]
+
+
+def test_the_fail_safe_never_writes_over_another_rollouts_record(api: Any) -> None:
+    """The same stall, seen first by the fail-safe: the v2 process fails (an exception of any type)
+    after v3's promotion ended. The fail-safe reads the route, finds another rollout recorded (ended),
+    and writes nothing (its unguarded stable-100% write re-pointed stable at v1 under v3's promotion)."""
+    clock = HookClock(api)
+    v2 = runner(api, "v2", clock)
+    fired: list[int] = []
+
+    def update(state: rl.RolloutState) -> None:
+        if state.phase == rl.PROGRESSING and not fired:
+            fired.append(1)
+            _rollback_then_promote_v3(api, clock)
+            raise RuntimeError("a display bug")
+
+    v2.on_update = update
+    res = v2.run()
+    assert fired and res.exit_code == 3 and res.state.reason.startswith("taken over: "), res.state.reason
+    assert subsets(api) == {"stable": "v3", "canary": "v3"}
+    assert record(api)["canary_version"] == "v3" and record(api)["phase"] == rl.PROMOTED
+
+
+def test_the_fail_safe_keeps_its_own_rollout_ended_meanwhile(api: Any) -> None:
+    """On-call rolled this very rollout back, then the process failed: the fail-safe adopts the
+    rollback (exit 1, by its phase) and writes nothing over it."""
+    clock = HookClock(api)
+    v2 = runner(api, "v2", clock)
+    target = Target(namespace="ml", virtual_service="m0", model="m0", stable_version="", canary_version="v2")
+
+    def update(state: rl.RolloutState) -> None:
+        if state.phase == rl.PROGRESSING:
+            oncall_action(IstioRouter(api.api_client(), wait=tenacity.wait_none()), target,
+                          rl.Rollback(clock.now(), "operator: pager"), log=get())
+            raise RuntimeError("a display bug")
+
+    v2.on_update = update
+    res = v2.run()
+    assert res.exit_code == 1 and res.state.phase == rl.ROLLED_BACK and res.state.reason == "operator: pager"
+    assert record(api)["phase"] == rl.ROLLED_BACK and routes(api) == [[("stable", 100), ("canary", 0)]]
+
+
+def _writes(v: Runner) -> list[tuple[str, str]]:
+    """Every weights write the runner's router is asked for: (weights, recorded phase)."""
+    seen: list[tuple[str, str]] = []
+    real = v.router.set_weights
+
+    def set_weights(t: Target, w: Any, *, state: str, expect_state: Any = ...) -> Any:
+        seen.append((str(w), json.loads(state)["phase"]))
+        return real(t, w, state=state, expect_state=expect_state)
+
+    v.router.set_weights = set_weights  # type: ignore[method-assign]
+    return seen
+
+
+@pytest.mark.parametrize("mode", ["rollback", "pause"])
+def test_a_signal_before_any_traffic_moved_moves_none(api: Any, mode: str) -> None:
+    """SIGTERM while promote runs its Prometheus preflight (no Triton gate): the claim (100/0) is the
+    only write before the end; the first step (80/20) is never written. Recorded aborted, exit 3, in
+    both modes (there is no split to hold). It wrote 80/20 and, with pause, ended 80/20 paused."""
+    v = runner(api, "v2", FakeClock(), on_interrupt=mode)
+    real = v.metrics.preflight
+
+    def preflight(*a: Any, **kw: Any) -> Any:
+        v.stop.set()  # what `canary promote`'s SIGINT/SIGTERM handler does
+        return real(*a, **kw)
+
+    v.metrics.preflight = preflight  # type: ignore[method-assign]
+    writes = _writes(v)
+    with structlog.testing.capture_logs() as logs:
+        res = v.run()
+    assert res.exit_code == 3 and res.state.phase == rl.ABORTED, res
+    assert writes == [("100/0", rl.PENDING), ("100/0", rl.ABORTED)], writes
+    assert routes(api) == [[("stable", 100), ("canary", 0)]] and record(api)["phase"] == rl.ABORTED
+    assert any(e["event"] == "step.withheld" and e["target_weights"] == "80/20" for e in logs)
+
+
+@pytest.mark.parametrize("mode", ["rollback", "pause"])
+def test_a_signal_during_a_passing_look_never_writes_the_next_step(api: Any, mode: str,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The signal lands while the look that passes step 1 is judged: 50/50 is never written; the
+    interrupt ends the rollout from 80/20 (paused there, exit 130; or stable 100%, exit 3)."""
+    from canary import runner as runner_module
+
+    v = runner(api, "v2", FakeClock(), on_interrupt=mode)
+    real_judge = runner_module.judge
+
+    def judge(*a: Any, **kw: Any) -> Any:
+        verdict = real_judge(*a, **kw)
+        covered = v.clock.now() - v._current.step_started_at >= v.policy.analysis.interval
+        if verdict.outcome.label == "pass" and covered:  # the look that passes the step
+            v.stop.set()
+        return verdict
+
+    monkeypatch.setattr(runner_module, "judge", judge)
+    writes = _writes(v)
+    res = v.run()
+    assert ("50/50", rl.PROGRESSING) not in writes, writes
+    if mode == "pause":
+        assert res.exit_code == 130 and writes[-1] == ("80/20", rl.PAUSED), writes
+        assert routes(api) == [[("stable", 80), ("canary", 20)]]
+    else:
+        assert res.exit_code == 3 and writes[-1] == ("100/0", rl.ABORTED), writes
+        assert routes(api) == [[("stable", 100), ("canary", 0)]]
+
+
+@pytest.mark.parametrize("commands", [("pause",), ("pause", "resume")])
+def test_a_pause_or_resume_landing_before_a_rollback_write_never_cancels_it(api: Any, commands: tuple[str, ...]) -> None:
+    """v3 (60% slower) is shown bad; on-call's `canary pause` (and `resume`) lands right before the
+    rollback's write. A rollback always wins: it reads the route again and writes stable 100% over
+    the pause, with the breach recorded and logged (it adopted the pause: 80/20 paused for good, the
+    breach recorded nowhere, no rollback.completed)."""
+    clock = HookClock(api)
+    v = runner(api, "v3", clock, slowdown=1.6)
+    clock.hooks.append((lambda rec: clock.now() > 2_000, v.stop.set))  # the broken path waits paused for good
+    target = Target(namespace="ml", virtual_service="m0", model="m0", stable_version="", canary_version="v3")
+    real = v.router.set_weights
+    raced: list[str] = []
+
+    def set_weights(t: Target, w: Any, *, state: str, expect_state: Any = ...) -> Any:
+        if json.loads(state)["phase"] == rl.ROLLED_BACK and not raced:
+            for name in commands:
+                event = rl.Pause(v.clock.now()) if name == "pause" else rl.Resume(v.clock.now())
+                raced.append(oncall_action(IstioRouter(api.api_client(), wait=tenacity.wait_none()), target, event,
+                                           log=get()).phase)
+        return real(t, w, state=state, expect_state=expect_state)
+
+    v.router.set_weights = set_weights  # type: ignore[method-assign]
+    with structlog.testing.capture_logs() as logs:
+        res = v.run()
+    assert raced and res.exit_code == 1 and res.state.phase == rl.ROLLED_BACK
+    assert routes(api) == [[("stable", 100), ("canary", 0)]]
+    rec = record(api)
+    assert rec["phase"] == rl.ROLLED_BACK and rec["reason"].startswith("latency-p95"), rec["reason"]
+    events = [e["event"] for e in logs]
+    assert "rollback.wins" in events and "rollback.completed" in events
+    wins = next(e for e in logs if e["event"] == "rollback.wins")
+    assert wins["recorded_phase"] == (rl.PAUSED if commands == ("pause",) else rl.PROGRESSING)
+
+
+def _third_destination(vs: dict[str, Any]) -> None:
+    vs["spec"]["http"][0]["route"].append({"destination": {"host": "m0", "subset": "shadow"}, "weight": 0})
+
+
+def _canary_renamed(vs: dict[str, Any]) -> None:
+    vs["spec"]["http"][0]["route"][1]["destination"]["subset"] = "canary-v2"
+
+
+def _copy_same_weights(vs: dict[str, Any]) -> None:
+    import copy
+
+    debug = copy.deepcopy(vs["spec"]["http"][0])
+    debug["name"], debug["match"] = "debug", [{"headers": {"x-dbg": {"exact": "1"}}}]
+    vs["spec"]["http"].insert(0, debug)
+
+
+SHAPES = {"a third destination (weight 0)": (_third_destination, [[("stable", 100), ("canary", 0), ("shadow", 0)]]),
+          "the canary subset renamed": (_canary_renamed, [[("stable", 100), ("canary-v2", 0)]]),
+          "a copy with a header match, same weights": (_copy_same_weights, [[("stable", 100), ("canary", 0)]] * 2)}
+
+
+@pytest.mark.parametrize("shape", list(SHAPES))
+def test_the_fail_safe_writes_stable_100_on_a_route_of_any_shape(api: Any, shape: str) -> None:
+    """The route edited at 80/20 into a shape no rollout starts from: the rollout cannot go on, and
+    the fail-safe's stable 100% lands on the route it recorded (stable 100, every other destination 0)
+    whatever else was edited: exit 3, aborted. (rollback.failed, exit 3, 80/20 left.)"""
+    edit, want = SHAPES[shape]
+    clock = HookClock(api)
+    v = runner(api, "v2", clock)
+    clock.hooks.append((_at_first_step("v2"), lambda: api.edit(GROUP, "virtualservices", "ml", "m0", edit)))
+    with structlog.testing.capture_logs() as logs:
+        res = v.run()
+    assert res.exit_code == 3 and res.state.phase == rl.ABORTED, res
+    assert routes(api) == want and record(api)["phase"] == rl.ABORTED
+    assert not [e for e in logs if e["log_level"] == "critical"], [e for e in logs if e["log_level"] == "critical"]
+
+
+@pytest.mark.parametrize("shape", list(SHAPES))
+def test_canary_rollback_writes_stable_100_on_a_route_of_any_shape(api: Any, shape: str, tmp_path: Any) -> None:
+    """`canary rollback` on a rollout at 80/20 whose route was edited so: exit 0, stable 100 (it exited 2,
+    "has 3 destinations, expected 2": bad input, traffic untouched, and 80/20 stayed)."""
+    from typer.testing import CliRunner
+
+    from canary.cli import app
+
+    edit, want = SHAPES[shape]
+    clock = HookClock(api)
+    v = runner(api, "v2", clock)
+    state = v._preflight(v._start())
+    assert state.weights.canary == 20
+    api.edit(GROUP, "virtualservices", "ml", "m0", edit)
+    kc = fleet.write_kubeconfig(tmp_path / "kubeconfig", api.url)
+    res = CliRunner().invoke(app, ["rollback", "m0", "-n", "ml", "--kubeconfig", str(kc), "--reason", "pager"])
+    assert res.exit_code == 0, res.output
+    assert routes(api) == want and record(api)["phase"] == rl.ROLLED_BACK
+
+
+def test_when_stable_100_cannot_be_written_the_exit_code_and_a_critical_line_say_so(api: Any, tmp_path: Any) -> None:
+    """The stable destination renamed in the VirtualService at 80/20: no route has a stable destination
+    to send traffic to. promote's fail-safe and `canary rollback` both end with exit 6 (never 2, "bad
+    input, untouched", nor 3, "100% stable") and the critical `traffic.unsafe` naming the
+    VirtualService and the route."""
+    from typer.testing import CliRunner
+
+    from canary.cli import app
+    from canary.errors import TrafficUnsafe
+
+    def stable_renamed(vs: dict[str, Any]) -> None:
+        vs["spec"]["http"][0]["route"][0]["destination"]["subset"] = "stable-old"
+
+    clock = HookClock(api)
+    v = runner(api, "v2", clock)
+    clock.hooks.append((_at_first_step("v2"), lambda: api.edit(GROUP, "virtualservices", "ml", "m0", stable_renamed)))
+    with structlog.testing.capture_logs() as logs, pytest.raises(TrafficUnsafe, match="route"):
+        v.run()
+    unsafe = [e for e in logs if e["event"] == "traffic.unsafe"]
+    assert unsafe and unsafe[0]["log_level"] == "critical" and unsafe[0]["virtual_service"] == "ml/m0"
+    assert unsafe[0]["weights"].startswith("80/20") and "route" in unsafe[0]
+    kc = fleet.write_kubeconfig(tmp_path / "kubeconfig", api.url)
+    res = CliRunner().invoke(app, ["rollback", "m0", "-n", "ml", "--kubeconfig", str(kc)])
+    assert res.exit_code == 6, res.output
+    assert "traffic.unsafe" in res.output and routes(api) == [[("stable-old", 80), ("canary", 20)]]

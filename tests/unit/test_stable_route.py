@@ -1,0 +1,83 @@
+"""`canary.routing.stable`: stable 100% on a route of any shape (pure, table-driven)."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from canary.errors import TargetError
+from canary.model import Weights
+from canary.routing import stable
+
+
+def dest(subset: str, weight: Any = None, host: str = "m") -> dict[str, Any]:
+    d: dict[str, Any] = {"destination": {"host": host, "subset": subset}}
+    if weight is not None:
+        d["weight"] = weight
+    return d
+
+
+def vs(*routes: dict[str, Any]) -> dict[str, Any]:
+    return {"metadata": {"namespace": "ml", "name": "m"}, "spec": {"http": list(routes)}}
+
+
+def weights_of(obj: dict[str, Any]) -> list[list[Any]]:
+    return [[d.get("weight") for d in r["route"]] for r in obj["spec"]["http"]]
+
+
+MAIN = {"route": [dest("stable", 80), dest("canary", 20)]}
+COPY = {"name": "debug", "match": [{"headers": {"x": {"exact": "1"}}}], "route": [dest("stable", 80), dest("canary", 20)]}
+SHADOW = {"name": "shadow", "route": [dest("stable", 0), dest("canary", 100)]}
+
+
+@pytest.mark.parametrize("case, before, recorded, after", [
+    ("a third destination", vs({"route": [dest("stable", 80), dest("canary", 20), dest("shadow", 0)]}), None,
+     [[100, 0, 0]]),
+    ("the canary subset renamed", vs({"route": [dest("stable", 80), dest("canary-v2", 20)]}), None, [[100, 0]]),
+    ("weights of any type", vs({"route": [dest("stable", "80"), dest("canary", 20.5)]}), None, [[100, 0]]),
+    ("stable's weight missing", vs({"route": [dest("stable"), dest("canary", 20)]}), None, [[100, 0]]),
+    ("a copy with the same weights", vs(COPY, MAIN), Weights(80, 20), [[100, 0], [100, 0]]),
+    ("a shadow route beside the recorded one", vs(SHADOW, MAIN), Weights(80, 20), [[0, 100], [100, 0]]),
+    ("a stable-only route beside", vs({"route": [dest("stable")]}, MAIN), None, [[None], [100, 0]]),
+])
+def test_stable_gets_100_and_every_other_destination_0(case: str, before: dict[str, Any], recorded: Weights | None,
+                                                       after: list[list[Any]]) -> None:
+    kept = copy.deepcopy(before)
+    out = stable.with_stable_only(before, recorded=recorded, state="{}")
+    assert weights_of(out) == after, case
+    assert before == kept  # a copy: the input is untouched
+    for r_out, r_in in zip(out["spec"]["http"], kept["spec"]["http"]):  # only weights change
+        assert {k: v for k, v in r_out.items() if k != "route"} == {k: v for k, v in r_in.items() if k != "route"}
+        assert [d["destination"] for d in r_out["route"]] == [d["destination"] for d in r_in["route"]]
+
+
+def test_a_named_route_is_the_only_one_touched() -> None:
+    out = stable.with_stable_only(vs({**COPY, "name": "primary"}, {**MAIN, "name": "other"}), route_name="primary")
+    assert weights_of(out) == [[100, 0], [80, 20]]
+
+
+def test_a_recorded_route_renamed_since_is_found_by_the_weights_the_rollout_wrote() -> None:
+    renamed = vs(SHADOW, {**MAIN, "name": "main"})
+    out = stable.with_stable_only(renamed, route_name="primary", recorded=Weights(80, 20))
+    assert weights_of(out) == [[0, 100], [100, 0]]
+    with pytest.raises(TargetError, match="no route named 'primary'"):
+        stable.with_stable_only(renamed, route_name="primary", recorded=Weights(90, 10))
+
+
+@pytest.mark.parametrize("broken, match", [
+    (vs({"route": [dest("stable-x", 80), dest("canary", 20)]}), "no destinations with subset 'stable'"),
+    (vs({"route": [dest("stable", 80), dest("stable", 20, host="n")]}), "2 destinations with subset 'stable'"),
+    (vs({"route": []}), "missing or empty"),
+])
+def test_a_route_with_no_single_stable_destination_is_refused_naming_it(broken: dict[str, Any], match: str) -> None:
+    with pytest.raises(TargetError, match=match) as err:
+        stable.with_stable_only(broken)
+    assert "ml/m" in str(err.value) and "spec.http[0].route" in str(err.value)
+
+
+def test_the_view_reads_the_share_every_non_stable_destination_gets() -> None:
+    routes = stable.stable_routes(vs({"route": [dest("stable", 80), dest("canary", 15), dest("shadow", 5)]}))
+    assert stable.view(vs({"route": [dest("stable", 80), dest("canary", 15), dest("shadow", 5)]}), routes) == \
+        (Weights(80, 20), (80, [15, 5]))
