@@ -76,7 +76,7 @@ def check_promql(template: str) -> str:
     return template
 
 
-# PromQL's keywords (its lexer reads them case-insensitively): never a metric name when bare
+# PromQL's keywords (its lexer reads them case-insensitively); most are also metric names where an operand stands
 KEYWORDS = frozenset({
     "and", "or", "unless", "atan2", "bool", "offset", "by", "without", "on", "ignoring", "group_left",
     "group_right", "inf", "nan", "sum", "avg", "count", "min", "max", "group", "stddev", "stdvar", "topk",
@@ -84,6 +84,12 @@ KEYWORDS = frozenset({
 })
 # keywords followed by a parenthesised list of label names, not of expressions
 _GROUPING = frozenset({"by", "without", "on", "ignoring", "group_left", "group_right"})
+# keywords that are never a metric name (not in Prometheus's `metric_identifier`); every other keyword
+# is one where an operand stands (`sum(by)`, `offset[5m]`, `x + sum`, `x or on(job) unless`)
+_NEVER_METRIC = frozenset({"on", "ignoring", "group_left", "group_right", "bool", "atan2", "inf", "nan"})
+_AGGREGATIONS = frozenset({"sum", "avg", "count", "min", "max", "group", "stddev", "stdvar", "topk", "bottomk",
+                           "count_values", "quantile", "limitk", "limit_ratio"})
+_OPERATOR_CHARS = frozenset("+-*/%^=!<>~@,(")
 _WORD_START = re.compile(r"[A-Za-z_:]")
 _WORD = re.compile(r"[A-Za-z_:][A-Za-z0-9_:]*")
 _NUMBER = re.compile(r"\.?[0-9][0-9A-Za-z_.]*")
@@ -97,8 +103,10 @@ def selector_insertions(template: str) -> list[tuple[int, str]]:
     (`x{}` -> `x{M}`), "append" before the `}` of any other (`x{a="b"}` -> `x{a="b",M}`).
     Lexical, on `scan_promql`'s contexts: strings, comments and placeholders are never read as code;
     `[...]` (ranges, subqueries) holds no selector; a word followed by `(` is a function or
-    aggregation; PromQL's keywords are not selectors, nor the label lists after
-    by/without/on/ignoring/group_left/group_right. `template` must pass `check_promql`.
+    aggregation; nor are the label lists after by/without/on/ignoring/group_left/group_right. A keyword
+    is a metric name where an operand stands, as Prometheus's grammar reads it (`sum(by)`,
+    `x + offset`, `x or on(job) unless`), and an operator or modifier after an operand
+    (`x offset 5m`, `sum(x) by (job)`, `x and y`). `template` must pass `check_promql`.
     """
     code: list[str] = []  # the template's code: a comment as spaces, a string or placeholder as NULs, same offsets
     for text, ctx, name in scan_promql(template)[0]:
@@ -106,30 +114,48 @@ def selector_insertions(template: str) -> list[tuple[int, str]]:
     s = "".join(code)
     out: list[tuple[int, str]] = []
     i, n = 0, len(s)
+    operand = True  # an operand (a selector, a number, a call) may stand here; else an operator or modifier
     while i < n:
         ch = s[i]
-        if ch == "[":
-            i = _closing(s, i, "[", "]") + 1
+        if ch == "[":  # a range or subquery: no selector inside
+            i, operand = _closing(s, i, "[", "]") + 1, False
         elif ch == "{":
             end = _closing(s, i, "{", "}")
             inner = s[i + 1 : end].rstrip(" \t\r\n")
             out.append((end, "first" if not inner or inner.endswith(",") else "append"))
-            i = end + 1
+            i, operand = end + 1, False
         elif _NUMBER.match(s, i) and (ch.isdigit() or ch == "."):
-            i = _NUMBER.match(s, i).end()  # type: ignore[union-attr]
+            i, operand = _NUMBER.match(s, i).end(), False  # type: ignore[union-attr]
         elif _WORD_START.match(ch):
             word = _WORD.match(s, i).group(0)  # type: ignore[union-attr]
-            end = i + len(word)
+            low, end = word.lower(), i + len(word)
             nxt, at = _next_code(s, end)
-            if word.lower() in KEYWORDS:
-                i = _closing(s, at, "(", ")") + 1 if word.lower() in _GROUPING and nxt == "(" else end
-                continue
-            if nxt not in ("(", "{"):  # a function's or aggregation's name; a named selector's `{`
-                out.append((end, "braces"))
-            i = end
+            if low in _GROUPING and nxt == "(":  # a label list (a metric name is never followed by `(`)
+                i = _closing(s, at, "(", ")") + 1
+                operand = low not in ("by", "without")  # after on(...)/group_left(...) an operand follows
+            elif low in _NEVER_METRIC:
+                i, operand = end, low not in ("inf", "nan")
+            elif nxt == "(" or (low in _AGGREGATIONS and _word_at(s, at) in ("by", "without")):
+                i, operand = end, True  # a function or an aggregation: its arguments follow
+            elif operand or low not in KEYWORDS:  # where an operand stands, any other word is a metric name
+                if nxt != "{":  # a named selector's `{` is reached next
+                    out.append((end, "braces"))
+                i, operand = end, nxt == "{"
+            else:  # after an operand: and/or/unless, offset, by/without, smoothed/anchored
+                i, operand = end, low in ("and", "or", "unless")
         else:
+            if ch == ")" or ch == "\0":
+                operand = False
+            elif ch in _OPERATOR_CHARS:
+                operand = True
             i += 1
     return out
+
+
+def _word_at(s: str, i: int) -> str:
+    """The lower-cased word at offset i ("" when none starts there)."""
+    m = _WORD.match(s, i)
+    return m.group(0).lower() if m else ""
 
 
 def _next_code(s: str, i: int) -> tuple[str, int]:

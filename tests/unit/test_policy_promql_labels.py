@@ -39,6 +39,12 @@ CASES = [
     ("quantile_over_time(0.9, x[5m]) and nan_count", 'quantile_over_time(0.9, x{cluster="eu-1"}[5m]) and nan_count{cluster="eu-1"}'),
     ("a * ignoring(le, pod) group_right(job) b", 'a{cluster="eu-1"} * ignoring(le, pod) group_right(job) b{cluster="eu-1"}'),
     ("topk(3, x)", 'topk(3, x{cluster="eu-1"})'),
+    # keywords are metric names where an operand stands (Prometheus's metric_identifier)
+    ("sum(rate(by[5m]))", 'sum(rate(by{cluster="eu-1"}[5m]))'),
+    ("x offset 1m + offset", 'x{cluster="eu-1"} offset 1m + offset{cluster="eu-1"}'),
+    ("x or on(job) unless", 'x{cluster="eu-1"} or on(job) unless{cluster="eu-1"}'),
+    ("x > bool and", 'x{cluster="eu-1"} > bool and{cluster="eu-1"}'),
+    ("sum by (job) (SUM) + Count", 'sum by (job) (SUM{cluster="eu-1"}) + Count{cluster="eu-1"}'),
 ]
 
 
