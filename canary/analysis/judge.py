@@ -643,14 +643,18 @@ def _floor(n: tuple[float, float], arms: tuple[Histogram | FeatureCounts, Histog
            ) -> tuple[float, str, str]:
     """For a check whose observations are rows, not requests (predictions, feature values: one per
     output or input row, many per batched request): the canary count `min_canary_requests` is
-    compared with (its requests when the measurement carries them, else its rows), how the floor
+    compared with (its requests when the measurement carries them, else its rows; its rows when
+    fewer than its requests: requests that failed answered nothing, and a floor met by them
+    passed 200 predictions against a floor of 1,000), how the floor
     message says it, and the n= part of the reason ("n=222/2,740 predictions, from 64/700 requests")."""
     s_req, c_req = (a.requests for a in arms)
     counted = f"n={_n(n[1])}/{_n(n[0])} {rows}"
     if c_req is None:  # not measured (an export without "requests"): rows are all there is
         return n[1], f"{_n(n[1])} {rows} (no request count)", f"{counted} (no request counts)"
-    return c_req, f"{_n(c_req)} requests ({_n(n[1])} {rows})", \
-        f"{counted}, from {_n(c_req)}/{_n(s_req) if s_req is not None else '?'} requests"
+    said = f"{counted}, from {_n(c_req)}/{_n(s_req) if s_req is not None else '?'} requests"
+    if n[1] < c_req:  # fewer rows than requests: failed requests answered nothing, and rows are what is judged
+        return n[1], f"{_n(n[1])} {rows} (fewer than its {_n(c_req)} requests)", said
+    return c_req, f"{_n(c_req)} requests ({_n(n[1])} {rows})", said
 
 
 def _request_counts(s: Histogram | FeatureCounts, c: Histogram | FeatureCounts) -> dict[str, Any]:

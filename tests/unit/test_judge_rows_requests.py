@@ -50,6 +50,15 @@ def test_enough_requests_let_the_shift_fail() -> None:
     assert "from 250/700 requests" in r.reason
 
 
+def test_requests_that_answered_nothing_do_not_meet_the_floor() -> None:
+    # 5,000 requests, most of them failed: 150 predictions, as good as the stable's, below min 200
+    same = (37.5, 75.0, 112.5, 150.0)
+    assert _judge(Histogram(BOUNDS, tuple(x * 2 for x in same), requests=5000.0)).outcome is Outcome.PASS
+    r = _judge(Histogram(BOUNDS, same, requests=5000.0))
+    assert r.outcome is Outcome.INCONCLUSIVE, r.reason
+    assert "canary 150 predictions (fewer than its 5,000 requests) below min 200" in r.reason
+
+
 def test_without_a_request_count_the_reason_says_it_counted_rows() -> None:
     r = _judge(Histogram(BOUNDS, SHIFTED))
     assert r.outcome is Outcome.FAIL  # rows (256) above the floor: what the judge did before
