@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 
 from canary.model import CheckResult, Outcome, Scalar
-from canary.analysis.shown import beside
+from canary.analysis.shown import beside, exact
 from canary.policy import CustomCheck
 
 
@@ -40,19 +40,19 @@ def judge_custom(check: CustomCheck, s: Scalar | None, c: Scalar, *, min_canary:
     shown: list[tuple[str, float, float, bool, bool, str]] = []  # (text, limit, value, breached, absolute, unit)
     unjudged: list[str] = []
     if check.max_value is not None:
-        shown.append((f"{beside(cv, check.max_value)} ({'min' if hib else 'max'} {check.max_value:g})", check.max_value, cv,
+        shown.append((f"{beside(cv, check.max_value)} ({'min' if hib else 'max'} {exact(check.max_value)})", check.max_value, cv,
                       worse * (cv - check.max_value) > 0, True, ""))
     if check.max_ratio is not None:
         if math.isfinite(sv) and sv > 0 and cv >= 0:  # a ratio of values of other signs means nothing
             ratio, lim = cv / sv, (1 / check.max_ratio if hib else check.max_ratio)
-            shown.append((f"ratio {beside(ratio, lim)} ({'at least' if hib else 'at most'} {lim:.6g})", lim, ratio,
+            shown.append((f"ratio {beside(ratio, lim)} ({'at least' if hib else 'at most'} {exact(lim)})", lim, ratio,
                           worse * (ratio - lim) > 0, False, "ratio"))
         else:
             unjudged.append("max_ratio")
     if check.max_increase is not None:
         if math.isfinite(sv):
             inc = worse * (cv - sv)
-            shown.append((f"worse by {beside(inc, check.max_increase)} (limit {check.max_increase:g})", check.max_increase, inc,
+            shown.append((f"worse by {beside(inc, check.max_increase)} (limit {exact(check.max_increase)})", check.max_increase, inc,
                           inc > check.max_increase, False, ""))
         else:
             unjudged.append("max_increase")

@@ -29,7 +29,7 @@ from scipy import special
 from canary.analysis.buckets import Arm
 from canary.analysis.roots import brentq
 from canary.analysis.sequential import per_policy, run_curve
-from canary.analysis.shown import beside
+from canary.analysis.shown import beside, exact
 from canary.analysis.stats import (
     TestResult,
     _ints,
@@ -202,12 +202,12 @@ def layout_problem(bounds: np.ndarray, cum: np.ndarray, *, q: float, tol: float)
         return ""
     where = f"stable p{q * 100:g} in ({lo:g}, {hi:g}] ms"
     if math.isinf(hi):
-        return f"{where}, the open +Inf bucket: no canary can be shown within +{tol * 100:g}%"
+        return f"{where}, the open +Inf bucket: no canary can be shown within +{exact(tol * 100)}%"
     if lo <= 0:
-        return f"{where}, the first bucket: no canary can be shown within +{tol * 100:g}%"
+        return f"{where}, the first bucket: no canary can be shown within +{exact(tol * 100)}%"
     if hi / lo - 1 > tol * (1 + 1e-9):
         return (f"{where}, a bucket {hi / lo:.3g}x wide: a canary as fast as stable can never be shown within "
-                f"+{tol * 100:g}% (needs buckets narrower than {1 + tol:.3g}x there; x{1 + tol / 2:.3g} or finer)")
+                f"+{exact(tol * 100)}% (needs buckets narrower than {1 + tol:.3g}x there; x{1 + tol / 2:.3g} or finer)")
     return ""
 
 
@@ -267,14 +267,14 @@ def relative_within_arms(stable: ArrayArm | Arm, canary: ArrayArm | Arm, *, q: f
     s_est, c_est = stable.estimate(), canary.estimate()
     why = []
     if math.isfinite(c_hi) and s_est > 0 and c_est > (1 + tol) * s_est:
-        why.append(f"estimated beyond +{tol * 100:g}%, not significant")
+        why.append(f"estimated beyond +{exact(tol * 100)}%, not significant")
     if best > tol + _SLACK:
         at_best = "no increase can be bounded" if math.isinf(best) else f"at best +{beside(best * 100, tol * 100, 0, fixed=True)}% can be shown"
-        why.append(f"buckets too coarse to show within +{tol * 100:g}%: canary {label} in ({_fmt(c_lo)}, "
+        why.append(f"buckets too coarse to show within +{exact(tol * 100)}%: canary {label} in ({_fmt(c_lo)}, "
                    f"{_fmt(c_hi)}], stable {label} in ({_fmt(s_lo)}, {_fmt(s_hi)}] ms, {at_best}")
     elif not why:
         shown = "unbounded" if math.isinf(bound) else f"+{beside(bound * 100, tol * 100, 0, fixed=True)}%"
-        why.append(f"not yet shown within +{tol * 100:g}%: upper bound {shown} (canary {label} <= {_fmt(up_c)}, "
+        why.append(f"not yet shown within +{exact(tol * 100)}%: upper bound {shown} (canary {label} <= {_fmt(up_c)}, "
                    f"stable {label} > {_fmt(lo_s)} ms, level {level:.2g})")
     return False, bound, "; ".join(why)
 
@@ -297,10 +297,10 @@ def ceiling_within_arm(canary: ArrayArm | Arm, *, q: float, max_value: float, le
     lo, hi = canary.bucket()
     where = f"({_fmt(lo)}, {_fmt(hi)}] ms"
     if lo >= max_value:
-        return False, up_c, f"canary {label} in {where}, above {max_value:g} ms"
+        return False, up_c, f"canary {label} in {where}, above {exact(max_value)} ms"
     if hi > max_value * (1 + _SLACK):
-        return False, up_c, f"buckets cannot resolve {label} against {max_value:g} ms: canary {label} in {where}"
-    return False, up_c, (f"not yet shown below {max_value:g} ms: upper bound "
+        return False, up_c, f"buckets cannot resolve {label} against {exact(max_value)} ms: canary {label} in {where}"
+    return False, up_c, (f"not yet shown below {exact(max_value)} ms: upper bound "
                          f"{'unbounded' if math.isinf(up_c) else beside(up_c, max_value, 6) + ' ms'} (level {level:.2g})")
 
 
@@ -342,8 +342,8 @@ def increase_within(x_s: float, n_s: float, x_c: float, n_c: float, *, margin: f
         return True, bound, ""
     eff = xc / nc - xs / ns
     if eff >= margin:
-        return False, bound, f"increase {beside(eff * 100, margin * 100, 2, sign=True)} points, not below +{margin * 100:g}"
-    return False, bound, (f"not yet shown within +{margin * 100:g} points: upper bound "
+        return False, bound, f"increase {beside(eff * 100, margin * 100, 2, sign=True)} points, not below +{exact(margin * 100)}"
+    return False, bound, (f"not yet shown within +{exact(margin * 100)} points: upper bound "
                           f"{beside(bound * 100, margin * 100, 2, sign=True)} "
                           f"(level {level:.2g}{how})")
 
@@ -373,5 +373,5 @@ def rate_within(x_c: float, n_c: float, *, max_rate: float, level: float) -> tup
     upper = _cp_upper(xc, nc, level)
     if upper < max_rate:
         return True, upper, ""
-    return False, upper, (f"not yet shown below {max_rate * 100:g}%: upper bound "
+    return False, upper, (f"not yet shown below {exact(max_rate * 100)}%: upper bound "
                           f"{beside(upper * 100, max_rate * 100, 2)}% (level {level:.2g})")

@@ -24,7 +24,7 @@ from canary.analysis.custom import judge_custom
 from canary.analysis.evidence import attach
 from canary.analysis.sequential import anytime_p, effective_requests, sub_levels, test_weights, tests_in, window_z
 from canary.errors import NoData, TransientError
-from canary.analysis.shown import beside
+from canary.analysis.shown import beside, exact
 from canary.model import ArmData, CheckResult, Counts, FeatureCounts, Histogram, Verdict, Outcome, Scalar
 from canary.policy import (
     Check,
@@ -546,7 +546,7 @@ def _latency(check: LatencyCheck, s: ArmData | None, c: ArmData, ctx: _Ctx) -> C
     outcome, (name, t, _), more = _verdict(check, subs, n[1], ctx.min_canary)
     # layouts with no bound in common: a relative limit beside the ceiling cannot be compared, so the
     # check never passes; a ceiling breach still fails
-    not_judged = (f"+{check.max_increase_pct:g}% not judged: the arms share no finite bucket bound (stable and "
+    not_judged = (f"+{exact(check.max_increase_pct)}% not judged: the arms share no finite bucket bound (stable and "
                   "canary export different layouts); ") if unshared is not None and check.max_increase_pct is not None else ""
     if not_judged and outcome is Outcome.PASS:
         outcome = Outcome.INCONCLUSIVE
@@ -558,11 +558,11 @@ def _latency(check: LatencyCheck, s: ArmData | None, c: ArmData, ctx: _Ctx) -> C
         rel = (cv / sv - 1) * 100 if sv > 0 else math.nan
         rel_text = (">" if c_text[0] == ">" else "") + beside(rel, check.max_increase_pct, 0, fixed=True, sign=True) + "%"
         head = (f"{label} {c_text} ms vs {_q_text(s_arm)} ms ({rel_text}, "
-                f"limit +{check.max_increase_pct:g}%)")
+                f"limit +{exact(check.max_increase_pct)}%)")
         threshold, effect, unit = float(check.max_increase_pct), rel, "+%"  # type: ignore[arg-type]
     else:
         cv = own.estimate()
-        head = f"{label} {_q_text(own, check.max_ms)} ms (limit {check.max_ms:g} ms)"
+        head = f"{label} {_q_text(own, check.max_ms)} ms (limit {exact(check.max_ms)} ms)"
         threshold, effect, unit = float(check.max_ms), cv, "ms"  # type: ignore[arg-type]
     reason = (f"{not_judged if outcome is not Outcome.FAIL else ''}{head}, n={_n(n[1])}/{_n(n[0])}, "
               f"p={_p(t.p_value)}" + (f"; {more}" if more else ""))
@@ -596,10 +596,10 @@ def _proportion(check: ErrorRateCheck | FeatureMissingCheck, s: ArmData | None, 
     sv, cv = (s.rate * 100 if s is not None else math.nan), c.rate * 100
     if name == "increase":
         head = (f"{what} {_g(cv)}% vs {_g(sv)}% ({beside(cv - sv, check.max_increase_points, 2, sign=True)} points, "
-                f"limit +{check.max_increase_points:g})")
+                f"limit +{exact(check.max_increase_points)})")
         threshold, effect, unit = float(check.max_increase_points), cv - sv, "points"  # type: ignore[arg-type]
     else:
-        head = f"{what} {beside(cv, check.max_rate_pct)}% (limit {check.max_rate_pct:g}%)"
+        head = f"{what} {beside(cv, check.max_rate_pct)}% (limit {exact(check.max_rate_pct)}%)"
         threshold, effect, unit = float(check.max_rate_pct), cv, "%"  # type: ignore[arg-type]
     reason = f"{head}, n={_n(n[1])}/{_n(n[0])}, p={_p(t.p_value)}" + (f"; {more}" if more else "")
     return _result(check, outcome, reason, t, n=n, threshold=threshold, effect=effect, alpha=alpha, subs=subs,
@@ -625,7 +625,7 @@ def _shift(check: PredictionShiftCheck, s: ArmData, c: ArmData, ctx: _Ctx) -> Ch
     outcome, (name, t, _), more = _verdict(check, subs, floor, ctx.min_canary, n_text=n_text)
     by = {nm: r for nm, r, _ in subs}
     limit = {"psi": check.max_psi, "js": check.max_js}
-    parts = [f"{nm.upper()} {beside(r.effect, limit[nm], 2)} (limit {limit[nm]:g}, upper {_upper(r.bound, limit[nm])})"
+    parts = [f"{nm.upper()} {beside(r.effect, limit[nm], 2)} (limit {exact(limit[nm])}, upper {_upper(r.bound, limit[nm])})"
              for nm, r in by.items()]
     reason = (", ".join(parts) + f", chi2={_g(t.statistic)}, {rows}, p={_p(t.p_value)}"
               + (f"; {more}" if more else ""))
@@ -760,7 +760,7 @@ def _feature_drift(check: FeatureDriftCheck, s: ArmData, c: ArmData, ctx: _Ctx) 
     if name:
         worst = name.partition(":")[2]
         head += (f"; {'beyond' if drifted else 'worst'}: {worst} {lim.upper()} {beside(t.effect, limit[lim], 2)} "
-                 f"(limit {limit[lim]:g}, upper {_upper(t.bound, limit[lim])})")
+                 f"(limit {exact(limit[lim])}, upper {_upper(t.bound, limit[lim])})")
         if len(drifted) > 1:
             head += f" and {len(drifted) - 1} more ({_few(drifted[1:])})"
     reason = f"{head}, {rows}, p={_p(t.p_value)}" + (f"; {more}" if more else "")

@@ -16,7 +16,7 @@ import numpy as np
 from scipy import special
 
 from canary.analysis.stats import TestResult, chi2_sf, ncx2_sf
-from canary.analysis.shown import beside
+from canary.analysis.shown import beside, exact
 
 _MIN_EXPECTED = 5.0  # chi-square cells are merged until each arm expects this many
 
@@ -161,7 +161,7 @@ def shift_tests(stable: np.ndarray, canary: np.ndarray, *, max_psi: float | None
         if empty:  # PSI's log-ratio there is unbounded: no upper bound from the counts
             upper = math.inf
         within = bool(upper < limit)
-        why_not = "" if within else empty or (f"{name.upper()} not yet bounded below its limit {limit:g} "
+        why_not = "" if within else empty or (f"{name.upper()} not yet bounded below its limit {exact(limit)} "
                                               f"(upper {beside(upper, limit, 2)}, level {beta:.2g}"
                                               + (f", on the {len(raw_s)} buckets as exported"
                                                  if raw_upper > merged_upper else "") + ")")

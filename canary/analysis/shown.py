@@ -32,3 +32,11 @@ def _side(x: float, limit: float | None) -> int | None:
     if limit is None or not math.isfinite(limit):
         return None
     return int(x > limit) - int(x < limit)
+
+
+def exact(limit: float) -> str:
+    """A limit as a reason prints it: 15 significant digits, so it is the policy's number (1000.006, not
+    `:g`'s 1000.01, beside which a FAIL's 1000.007 read as on the limit) without float noise (0.2 * 100
+    is '20'). NaN/inf as `beside` prints them."""
+    limit = float(limit)
+    return format(limit, ".15g") if math.isfinite(limit) else beside(limit, None)

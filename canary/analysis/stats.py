@@ -35,7 +35,7 @@ from scipy import special
 # the cost of a ufunc call on a scalar (the judge makes a dozen such calls per check and look).
 from scipy.special import cython_special
 
-from canary.analysis.shown import beside
+from canary.analysis.shown import beside, exact
 
 try:
     from scipy.special._ufuncs import _binom_sf, _hypergeom_sf, _ncx2_sf
@@ -361,7 +361,7 @@ def relative_result(finite: Sequence[float], pick: tuple[int, float, float, floa
     why = ""
     if widen > tol:
         why = (f"; the buckets resolve only >+{beside(((1 + tol) * (1 + widen) - 1) * 100, tol * 100, 0, fixed=True)}% here, "
-               f"limit +{tol * 100:g}%")
+               f"limit +{exact(tol * 100)}%")
     elif abs(math.log(p0 / (1 - q))) > math.log(1.5):
         why = f", not p{q * 100:g}: no bucket bound pair {1 + tol:g}x apart near it"
     note = (f"compared canary >{finite[j]:g} ms with stable >{x:.4g} ms ({how}, stable p{100 * (1 - p0):.3g}"
@@ -490,7 +490,7 @@ def ceiling_result(finite: Sequence[float], j: int, p: float, *, total: float, c
     if j >= len(finite):  # no data could show a breach (whether it is within is `evidence`'s question)
         # every observation at or below the last bound, itself below the limit (a native histogram's
         # grid ends at its last populated bucket): nothing to say about the layout
-        note = "" if len(finite) and in_finite >= total else f"no bucket bound at or above {max_value:g}"
+        note = "" if len(finite) and in_finite >= total else f"no bucket bound at or above {exact(max_value)}"
         return TestResult(False, False, 1.0, canary=c_est, effect=c_est - max_value, note=note)
     note = "" if finite[j] <= max_value * 1.0001 else f"ceiling checked at bucket bound {finite[j]:g} ms"
     return TestResult(p <= alpha, True, p, statistic=float(finite[j]), canary=c_est,

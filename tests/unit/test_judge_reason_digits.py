@@ -103,3 +103,14 @@ def test_no_fail_prints_a_value_within_its_limit_and_no_pass_one_beyond(chunk: i
                     assert float(m.group(1)) > float(m.group(2)), (seed, r.reason)
                     checked += 1
     assert checked
+
+
+@pytest.mark.parametrize(("limit", "value"), [(1000.006, 1000.007), (10000006, 10000007.0), (0.1234567, 0.1234568)])
+def test_a_limit_with_many_digits_is_printed_as_written(limit: float, value: float) -> None:
+    # the limit was printed with :g (6 digits): a FAIL read '1000.01 (max 1000.01)'
+    pol = parse_policy({"steps": [10, 100], "checks": [{"name": "c", "kind": "custom", "query": "sum(x)",
+                                                        "max_value": limit}]})
+    r = judge_check(pol.checks[0], Scalar(0.0, n=1000), Scalar(value, n=1000), alpha=0.05, min_canary=100)
+    assert r.outcome is Outcome.FAIL, r.reason
+    shown, written = re.search(r": (\S+) \(max (\S+)\)", r.reason).groups()  # type: ignore[union-attr]
+    assert float(written) == limit and float(shown) > float(written), r.reason
