@@ -51,3 +51,16 @@ for s in range(1000):
     c = np.bincount(np.searchsorted(f["bounds"], x, side="left"), minlength=len(f["bounds"]) + 1).tolist()
     h += compare(prof, {"x": {"counts": c, "sum": float(x.sum())}}).features[0].drifted
 print(f"  {h}/1000 drift")
+print("rare cells (100,000-row reference: one category 80%, twenty 1%), live n=400:")
+M = np.array([80_000] + [1_000] * 20 + [0.0])
+h = 0
+for s in range(1000):
+    h += D.categorical_drift("c", M, np.random.default_rng(s).multinomial(400, M / M.sum())).drifted
+print(f"  no drift: {h}/1000")
+for label, into in (("80 values into one 1% category", 8), ("80 values into a new category", 21)):
+    h = 0
+    for s in range(200):
+        live = np.random.default_rng(s).multinomial(320, M / M.sum()).astype(float)
+        live[into] += 80
+        h += D.categorical_drift("c", M, live).drifted
+    print(f"  power, {label}: {h}/200")

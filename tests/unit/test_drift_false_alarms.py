@@ -119,3 +119,26 @@ def test_real_drift_is_still_found_at_small_n():
     x = np.random.default_rng(9).normal(0, 1, 200)
     got = compare(prof, {"x": {"counts": _counts(x, f["bounds"]), "sum": float(x.sum()) + 200 * 5.0}}).features[0]
     assert got.drifted and "means' gap" in got.note and got.p_value < 1e-6
+
+
+# one category at 80%, twenty at 1% (a fresh attacker: pooling every cell with an expected count
+# under 5 merged exactly the ones a shift went into, and the test read p = 1)
+MINOR = np.array([80_000] + [1_000] * 20 + [0])
+
+
+@pytest.mark.parametrize("into", [8, 21], ids=["a 1% category", "a category the reference never saw"])
+def test_a_shift_into_rare_cells_is_drift(into):
+    live = np.zeros(22)
+    live[0], live[into] = 320, 80  # 400 live values, 80 of them where about 4 (or 0) are expected
+    f = D.categorical_drift("city", MINOR, live)
+    assert f.drifted and f.p_value < 0.01, f
+
+
+def test_rare_cells_keep_their_level():
+    shares = MINOR / MINOR.sum()
+    hits = sum(D.categorical_drift("city", MINOR, np.random.default_rng(s).multinomial(400, shares)).drifted
+               for s in range(200))
+    assert hits <= 20, f"{hits}/200 false drift (nominal 10)"
+    # the same counts give the same p-value (a fixed seed), whatever was drawn before
+    live = np.random.default_rng(7).multinomial(400, shares)
+    assert D.chi2_homogeneity(MINOR, live) == D.chi2_homogeneity(MINOR, live)
