@@ -326,10 +326,19 @@ def watch_cmd(
     raise typer.Exit(_watch_exit(watcher, done, M.DRIFTING))
 
 
+def _watched(watcher: Any) -> dict[str, Any]:
+    """The monitor states of the baselines this run watches: a state file may hold others (a version no
+    longer watched, with its episode still open), which are kept, never reported or exited on."""
+    from canary.drift.watch import _key
+
+    keys = {_key(p, watcher.namespace) for p in watcher.profiles}
+    return {k: s for k, s in watcher.states.items() if k in keys}
+
+
 def _watch_exit(watcher: Any, done: list[dict[str, Any]], drifting: str) -> int:
     """`drift watch`'s exit code (module docstring): what was not measured is never 0."""
     errors = [d for d in done if "error" in d and "trigger" not in d]
-    if any(s.phase == drifting for s in watcher.states.values()):
+    if any(s.phase == drifting for s in _watched(watcher).values()):
         return EXIT_DRIFT
     if any(d.get("config_error") for d in errors):
         return EXIT_BAD
@@ -345,7 +354,7 @@ def _watch_exit(watcher: Any, done: list[dict[str, Any]], drifting: str) -> int:
 def _print_evaluations(watcher: Any, done: list[dict[str, Any]], output: str) -> None:
     """`drift watch --once`: per profile, the monitor's state after this evaluation and what it did."""
     rows = []
-    for key, st in watcher.states.items():
+    for key, st in _watched(watcher).items():
         res = watcher.last.get(key)
         mine = [d for d in done if d.get("model") == st.model and d.get("version") == st.version]
         measured = ("none" if res is None or any("no_live_data" in d for d in mine) else

@@ -120,3 +120,17 @@ def test_buckets_of_another_profile_are_a_configuration_error_naming_the_feature
     (ev,) = [e for e in logs if e["event"] == "drift.bad_live_data"]
     assert "feature 'f0'" in ev["error"] and "not the profile's" in ev["error"]
     assert not [e for e in logs if e["event"] == "drift.unmeasured"]  # not "Prometheus unavailable"
+
+
+def test_an_episode_of_a_version_not_watched_is_kept_and_not_exited_on(setup: Any, tmp_path: Any) -> None:
+    """The state file holds rec v1's open episode (no longer watched); this run watches v7, which has no
+    series: exit 4 as `drift check`, not 1 (a fresh attacker: the other version's episode exited 1)."""
+    from canary.drift.monitor import DRIFTING, MonitorState
+
+    url, prof = setup
+    old = MonitorState("rec", "v1", phase=DRIFTING, episode=1, trigger="done", traffic_since=1.0)
+    (tmp_path / "v7.state.json").write_text(json.dumps({"rec/v1": old.to_dict()}))
+    check, watch, _ = _run(tmp_path, url, prof, "v7")
+    assert check.exit_code == watch.exit_code == 4, watch.output
+    assert [r["version"] for r in json.loads(watch.stdout)["profiles"]] == ["v7"]
+    assert "rec/v1" in json.loads((tmp_path / "v7.state.json").read_text())  # kept for when it is watched again
