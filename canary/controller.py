@@ -79,10 +79,10 @@ class _Known:
     back either way, so the failure path sends stable 100% from what this process knew even when
     the recorded annotation has become unreadable."""
 
-    __slots__ = ("spec", "phase", "weights", "_state", "_packed", "_next_look")
+    __slots__ = ("spec", "phase", "weights", "owner", "_state", "_packed", "_next_look")
 
     def __init__(self, spec: crd.RolloutSpec, state: rl.RolloutState) -> None:
-        self.spec, self.phase, self.weights = spec, state.phase, state.weights
+        self.spec, self.phase, self.weights, self.owner = spec, state.phase, state.weights, state.owner
         self._state: rl.RolloutState | None = state
         self._packed: bytes | None = None
         self._next_look: float | None = None
@@ -203,8 +203,12 @@ class Controller:
             return 0
         if self.shard is None and self.telemetry:
             self.telemetry.set_leader(True)
+        if not self._leading:  # a new term: what an earlier one remembered may be stale (another leader wrote)
+            self._known.clear()
+            self._failing.clear()
         if self.informers is not None:
             return self._tick_due(t0)
+        self._leading = True
         try:
             listed = self._list()
             objs = [o for o in listed if self.owns(o)]
@@ -865,22 +869,24 @@ class Controller:
         inspect_any = getattr(self.router, "inspect_any", None)
         return inspect_any(target, for_stable=True) if inspect_any is not None else self.router.inspect(target)
 
-    def _taken_over(self, target: Target, state: rl.RolloutState) -> tuple[bool, Any]:
+    def _taken_over(self, target: Target,
+                    state: rl.RolloutState) -> tuple[bool, Any, rl.RolloutState | None]:
         """Whether the route now records another rollout than `state` (another version, or the same
         started at another time): what this process remembers is stale, and a stable-100% write would
         undo someone else's rollout. Also the record text read, to guard that write on (`...` when the
-        route cannot be read: then stable, unguarded)."""
+        route cannot be read: then stable, unguarded), and the record itself when it is this very
+        rollout (None otherwise, or unreadable): a decision is taken from it, not from memory."""
         try:
             seen = self._inspect_for_stable(target)
         except CanaryError:
-            return False, ...
+            return False, ..., None
         try:
             rec = parse_state(seen)
         except CanaryError:
-            return False, seen.state or None
+            return False, seen.state or None, None
         other = rec is not None and (rec.canary_version != state.canary_version or rec.started_at != state.started_at
                                      or rec.owner not in ("", state.owner))
-        return other, seen.state or None
+        return other, seen.state or None, None if other else rec
 
     def _stable_if_ours(self, obj: dict[str, Any], target: Target, *, reason: str,
                         log: Any) -> tuple[str, rl.RolloutState | None]:
@@ -1106,6 +1112,10 @@ class Controller:
         known = self._known.get(key)
         if isinstance(exc, (NotLeader, RoutingConflict)):
             return
+        if known is not None and _uid(obj) and known.owner not in ("", _owner(obj)):
+            # what this process remembers is of another object of this name (deleted and created again)
+            self._known.pop(key, None)
+            known = None
         if known is None and (_drove(obj) is None or _status_weights(obj) == STABLE_ONLY):
             return  # no traffic of this CR's is split, by its status
         if known is not None and (known.terminal or known.weights == STABLE_ONLY):
@@ -1133,9 +1143,19 @@ class Controller:
                                hint="the next tick tries again; `canary rollback` on its VirtualService acts now")
             return
         spec, state = known.spec, known.state()
-        other, read = self._taken_over(spec.target, state)
+        other, read, rec = self._taken_over(spec.target, state)
         if other:
             return  # the route runs another rollout now (an operator's rollback, another promote): not ours to undo
+        if rec is not None and rec.terminal:
+            # this very rollout has ended meanwhile (another replica promoted or rolled it back while this one
+            # had lost the lease, an on-call rollback): what this process remembers is stale, and a stable-100%
+            # write would overwrite that end (a promotion demoted). Nothing to undo.
+            self._known[key] = _Known(spec, rec)
+            self.log.info("rollout.ended_elsewhere", rollout=key, recorded_phase=rec.phase,
+                          canary_version=rec.canary_version, error=reason[:300])
+            return
+        if rec is not None:
+            state = rec  # the recorded state is the truth (memory may be a lease term behind): stable 100% from it
         log = self.log.bind(rollout=spec.key, model=spec.target.model)
         try:
             new = to_stable(self.fenced, spec.target, state, reason=reason[:500], log=log, now=self.clock.now(),
