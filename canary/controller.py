@@ -426,6 +426,8 @@ class Controller:
         status = self.router.inspect(spec.target)
         state = parse_state(status)
         ours = state is not None and state.canary_version == spec.target.canary_version and _owns(obj, state)
+        if ours and state is not None and _restart_pending(obj, state):
+            ours = False  # the record is the rollout an edit superseded: the spec's starts again (claimed below)
         if state is not None and ours and not state.owner:  # recorded before owners were: ours from now on
             state = replace(state, owner=_owner(obj))
         # the recorded stable version is the truth once a rollout runs (in PROMOTING the stable subset
@@ -446,6 +448,12 @@ class Controller:
         if drove is not None and _edit(drove, _drives(spec)):  # edited mid-rollout: the old one goes back first
             self._rescue(obj, spec, drove, reason=f"superseded: {_edit(drove, _drives(spec))} mid-rollout", log=log)
             return self._advance(obj)  # its status now shows that rollout ended: the spec's starts (once)
+        if drove is not None and (judged := _judged_edit(obj, spec, state if ours else None)):
+            # the model judged or the policy judged under edited mid-rollout: the evidence gathered so far is
+            # not evidence for what the spec asks now (another model's series; steps, checks or thresholds
+            # the looks so far were not judged by). Stable 100%, and the rollout starts again from its first step
+            self._rescue(obj, spec, drove, reason=f"superseded: {judged} mid-rollout", log=log, restart=True)
+            return self._advance(obj)
         if state is None or not ours:
             if _finished(obj):
                 return None  # this CR ended; the VirtualService has moved on since
@@ -593,7 +601,8 @@ class Controller:
             "phase": rl.ABORTED, "reason": reason[:4096], "observedGeneration": spec.generation,
             "leader": self.identity, "updatedAt": crd.iso(self.clock.now()),
             "target": _status_target(spec, spec.target.canary_version),
-            "waitedOnPhase": waited_phase})  # None removes one left from an earlier version of this CR
+            "waitedOnPhase": waited_phase,  # None removes one left from an earlier version of this CR
+            "restartPending": None})
         if FINALIZER in _finalizers(obj):
             self._set_finalizer(obj, False)
 
@@ -929,7 +938,7 @@ class Controller:
         return "stable", new
 
     def _rescue(self, obj: dict[str, Any], spec: crd.RolloutSpec, drove: tuple[str, str, str, str], *, reason: str,
-                log: Any) -> None:
+                log: Any, restart: bool = False) -> None:
         """`_stable_if_ours` on the route this CR's status says it drove (`drove`, `_drove`), then the
         status describes that ended rollout, so the next tick starts what the spec says now (a new canary
         version, another VirtualService). Raises what the router raises (the next tick tries again)."""
@@ -952,7 +961,10 @@ class Controller:
             self._observe(old_spec, state)
             self._known[spec.key] = _Known(old_spec, state)
             self._failing.pop(spec.key, None)
-        self._status(obj, old_spec, state)  # stable now, or it had ended: the status catches up
+        # stable now, or it had ended: the status catches up. `restart` (an edit of the model or the policy,
+        # same canary version): the spec's rollout starts again, even after a restart of this process
+        # (`_restart_pending`); not when someone else had ended it first
+        self._status(obj, old_spec, state, extra={"restartPending": True} if restart and outcome == "stable" else None)
 
     def _log_skew(self, offset: float | None) -> None:
         """`metrics.clock_skew` (warning) when Prometheus's clock and this controller's first differ by more
@@ -1232,7 +1244,8 @@ class Controller:
             pass
 
     def _status(self, obj: dict[str, Any], spec: crd.RolloutSpec, state: rl.RolloutState,
-                verdict: Verdict | None = None, *, step_start: dict[str, Any] | None = None) -> None:
+                verdict: Verdict | None = None, *, step_start: dict[str, Any] | None = None,
+                extra: dict[str, Any] | None = None) -> None:
         """The CR status: small and bounded (phase, weights, the last verdict, a summary of the looks);
         every look with its per-arm values is in the history ConfigMap (`canary report`)."""
         old = obj.get("status") or {}
@@ -1251,13 +1264,14 @@ class Controller:
             new["stepStart"] = step_start
         if "verdictHistory" in old:  # written by older versions: removed (a merge patch deletes with null)
             new["verdictHistory"] = None
-        for waited in ("waitedOn", "waitedOnPhase"):  # it runs (or ended with) a rollout now: what it once
-            if waited in old:  # waited on is history
+        for waited in ("waitedOn", "waitedOnPhase", "restartPending"):  # it runs (or ended with) a rollout now:
+            if waited in old:  # what it once waited on, or a restart asked for, is history
                 new[waited] = None
+        new.update(extra or {})
         if all(old.get(k) == v for k, v in new.items() if k not in ("conditions",)):
             return
         self._patch_status(obj, new)
-        for gone in ("verdictHistory", "waitedOn", "waitedOnPhase"):
+        for gone in ("verdictHistory", "waitedOn", "waitedOnPhase", "restartPending"):
             if new.get(gone, "") is None:
                 obj["status"].pop(gone, None)
 
@@ -1341,10 +1355,49 @@ def _uid(obj: dict[str, Any]) -> str:
     return str((obj.get("metadata") or {}).get("uid") or "")
 
 
-def _status_target(spec: crd.RolloutSpec, canary_version: str) -> dict[str, str]:
-    """`status.target`: what the rollout a status describes drives (`_drove` reads it back)."""
+def _status_target(spec: crd.RolloutSpec, canary_version: str) -> dict[str, Any]:
+    """`status.target`: what the rollout a status describes drives (`_drove` reads it back) and what it
+    judges: the model whose metrics are read, and a mark of each policy section that decides what
+    evidence a promotion needs (`_judges`; `_judged_edit` compares them with the spec's)."""
     return {"virtualService": spec.target.virtual_service, "route": spec.target.route or "",
-            "canaryVersion": canary_version, "destinationRule": spec.target.dr_name}
+            "canaryVersion": canary_version, "destinationRule": spec.target.dr_name,
+            "model": spec.target.model, "policy": _policy_marks(spec.policy)}
+
+
+# the policy sections a rollout's evidence is gathered and judged under: an edit of one mid-rollout
+# supersedes it (`_judged_edit`). `failure` and `gates` (when to give up, the readiness probe) apply
+# from the next tick; `route` is part of what the rollout drives (`_drives`).
+JUDGED_POLICY = ("steps", "analysis", "metrics", "checks")
+
+
+def _policy_marks(policy: Any) -> dict[str, str]:
+    """A short digest of each `JUDGED_POLICY` section of `policy`, as written (defaults left out, so
+    that a field a newer controller adds, at its default, changes no mark)."""
+    import hashlib
+    import json
+
+    dumped = policy.model_dump(mode="json", exclude_defaults=True)
+    return {name: hashlib.sha256(json.dumps(dumped.get(name), sort_keys=True).encode()).hexdigest()[:16]
+            for name in JUDGED_POLICY}
+
+
+def _judged_edit(obj: dict[str, Any], spec: crd.RolloutSpec, state: rl.RolloutState | None) -> str:
+    """What of the model judged and the policy judged under changed since the rollout this CR's status
+    describes began, in the spec's field names ("" when nothing did). The model is compared with the
+    route's record too (`state`: this CR's rollout in progress), for a status written before
+    status.target named it; a policy section a status did not record matches any."""
+    t = (obj.get("status") or {}).get("target")
+    t = t if isinstance(t, dict) else {}
+    changes = []
+    old_model = str(t.get("model") or (state.model if state is not None and not state.terminal else ""))
+    if old_model and old_model != spec.target.model:
+        changes.append(f"spec.model changed from {old_model} to {spec.target.model}")
+    old = t.get("policy") if isinstance(t.get("policy"), dict) else {}
+    new = _policy_marks(spec.policy)
+    edited = [name for name in JUDGED_POLICY if old.get(name) and old[name] != new[name]]
+    if edited:
+        changes.append("the policy's " + ", ".join(edited) + " changed")
+    return ", ".join(changes)
 
 
 def _vs_gone(exc: NotFound, target: Target) -> bool:
@@ -1402,9 +1455,10 @@ def _saved_binding(saved: dict[str, Any]) -> tuple[Any, Any, Any]:
 
 def _finished(obj: dict[str, Any]) -> bool:
     """Its status describes an ended rollout of what the spec asks for now (not of an earlier
-    canary version or VirtualService: an edited spec starts again)."""
+    canary version or VirtualService, nor one superseded by an edit of its model or policy
+    (`status.restartPending`): an edited spec starts again)."""
     st = obj.get("status") or {}
-    return st.get("phase") in rl.TERMINAL and _status_matches_spec(obj)
+    return st.get("phase") in rl.TERMINAL and not st.get("restartPending") and _status_matches_spec(obj)
 
 
 def _raw_target(obj: dict[str, Any], drove: tuple[str, str, str, str]) -> Target:
@@ -1451,6 +1505,12 @@ def _status_weights(obj: dict[str, Any]) -> Any:
         return None
 
 
+def _restart_pending(obj: dict[str, Any], rec: rl.RolloutState) -> bool:
+    """Whether `rec`, this CR's recorded rollout, is one an edit of its model or policy superseded
+    (`_rescue(restart=True)`) and the rollout the spec asks for has not been claimed since."""
+    return bool((obj.get("status") or {}).get("restartPending")) and rec.terminal and rec.reason.startswith("superseded:")
+
+
 def _status_matches_spec(obj: dict[str, Any]) -> bool:
     """The status's target (when recorded) is what the raw spec asks for (VirtualService and canary version)."""
     t = (obj.get("status") or {}).get("target")
@@ -1473,4 +1533,4 @@ def _settled(obj: dict[str, Any]) -> bool:
     (no parse, no read, no write) until someone edits its spec (a new generation)."""
     st, meta = obj.get("status") or {}, obj.get("metadata") or {}
     return (st.get("phase") in rl.TERMINAL and st.get("observedGeneration") == meta.get("generation")
-            and _status_matches_spec(obj))
+            and not st.get("restartPending") and _status_matches_spec(obj))

@@ -89,3 +89,69 @@ def test_memory_of_a_deleted_canary_rollout_is_not_its_namesakes(world: Any) -> 
     a.tick()
     assert _route_writes(api)[before:] == [] and vs(api, 0)[1] == aborted
     assert "steps" in _ready(custom, "r0")["message"]
+
+
+def _edited_policy(section: str) -> dict[str, Any]:
+    pol = copy.deepcopy(fleet.FAST_POLICY)
+    if section == "steps":
+        pol["steps"] = [50, 100]
+    elif section == "checks":
+        pol["checks"][0]["max_increase_pct"] = 80
+    elif section == "analysis":
+        pol["analysis"]["interval"] = "2s"
+    elif section == "metrics":
+        pol["metrics"]["histograms"] = "native"  # native histograms read first (these series have none)
+    return pol
+
+
+@pytest.mark.parametrize("edit", ["spec.model", "steps", "checks", "analysis", "metrics"])
+def test_an_edit_of_what_a_rollout_judges_supersedes_it_and_it_starts_again(world: Any, edit: str) -> None:
+    """The model whose series are judged, or the policy's steps, checks, analysis or metric selectors,
+    edited while v3 has 20%: the looks so far are no evidence for what the spec asks now (they used
+    to carry on: another model's series judged and the bad canary promoted; steps [20, 50, 100]
+    edited to [50, 100] at 20% promoted having been judged at 20% only). The rollout goes back to
+    stable 100% (aborted, `superseded: ...` naming the field) and starts again from its first step."""
+    api, op, custom = world
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL,
+                                           fleet.rollout_object(0, "v3", virtualService="m0"))
+    _progressing(op, custom, api)
+    _, before = vs(api, 0)
+    patch = {"model": "m1"} if edit == "spec.model" else {"policy": _edited_policy(edit)}
+    custom.patch_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0", {"spec": patch})
+    op.tick()  # stable 100% first, then the spec's rollout claims the route in the same tick
+    why = "spec.model changed from m0 to m1" if edit == "spec.model" else f"the policy's {edit} changed"
+    events = [e["message"] for e in api.list("", "events", "ml") if e["reason"] == "RolloutAborted"]
+    assert any(f"superseded: {why} mid-rollout" in m for m in events), events
+    weights, record = vs(api, 0)
+    assert weights == [100, 0] and record["phase"] == rl.PENDING and record["started_at"] > before["started_at"]
+    assert record["look"] == 0 and record["step"] == -1 and record["model"] == ("m1" if edit == "spec.model" else "m0")
+    st = custom.get_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0")["status"]
+    assert st["phase"] == rl.PENDING and "restartPending" not in st
+
+
+def test_a_superseded_rollout_starts_again_in_another_process(world: Any) -> None:
+    """The restart is recorded (`status.restartPending`): when the new claim cannot be made at once
+    (Prometheus down at its preflight), the rollout stays at stable 100%, and a controller started
+    later claims it under the edited policy; it is not taken for a finished rollout."""
+    api, op, custom = world
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v2"))
+    _progressing(op, custom, api)
+    live = op.metrics, op.batch
+    dead = PrometheusProvider("http://127.0.0.1:9", retries=1, budget_s=0.5)
+    op.metrics, op.batch = dead, BatchMetrics(dead)
+    custom.patch_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0",
+                                          {"spec": {"policy": _edited_policy("steps")}})
+    op.tick()
+    op.tick()
+    weights, record = vs(api, 0)
+    assert weights == [100, 0] and record["phase"] == rl.ABORTED and record["reason"].startswith("superseded: ")
+    st = custom.get_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0")["status"]
+    assert st["phase"] == rl.ABORTED and st["restartPending"] is True
+    op.metrics, op.batch = live
+    fresh = _fresh(op)
+    fresh.tick()
+    weights, record = vs(api, 0)
+    assert weights == [100, 0] and record["phase"] == rl.PENDING and record["canary_version"] == "v2"
+    objs = run_until_done(fresh, custom, ["r0"])
+    assert objs["r0"]["status"]["phase"] == rl.PROMOTED
+    assert "80/20" not in [h.get("weights") for h in vs(api, 0)[1]["history"]]  # the edited steps: 50 first
