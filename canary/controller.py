@@ -509,9 +509,12 @@ class Controller:
                                 log, event="rollout.rolled_back_before_start", owner="", phase=None)
                 return None
             self._check_before_claim(spec)
+            before = state  # the ended rollout this claim replaces, if any
             state, actions = rl.new_rollout(model=target.model, stable_version=target.stable_version,
                                             canary_version=target.canary_version, now=now, route=target.route,
                                             owner=_owner(obj), destination_rule=target.destination_rule)
+            if before is not None and before.terminal:  # how it ended stays readable by its owner (`_rescue`)
+                state = replace(state, history=(_predecessor(before),))
             state, _ = self._do(spec, state, actions, expect=status.state, log=log)
             self._known[spec.key] = _Known(spec, state)
             self._status(obj, spec, state)
@@ -948,12 +951,16 @@ class Controller:
         outcome, state = self._stable_if_ours(obj, target, reason=reason, log=log)
         if outcome == "other":
             assert state is not None
-            self._patch_status(obj, {"phase": rl.ABORTED, "reason": f"{reason}; {vs} runs another rollout now "
-                                     f"({state.canary_version}, {state.phase}): left alone"[:4096]})
+            ended = _ended_before(state, _owner(obj), version)
+            if ended is not None:  # the claim that replaced it kept how it ended (an on-call rollback's reason)
+                self._ended_status(obj, phase=ended[0], reason=ended[1])
+                return
+            self._ended_status(obj, phase=rl.ABORTED, reason=f"{reason}; {vs} runs another rollout now "
+                               f"({state.canary_version}, {state.phase}): left alone")
             return
         if outcome in ("idle", "gone"):
             why = "stable already serves 100%" if outcome == "idle" else f"VirtualService {vs} is gone"
-            self._patch_status(obj, {"phase": rl.ABORTED, "reason": f"{reason}; {why}"[:4096]})
+            self._ended_status(obj, phase=rl.ABORTED, reason=f"{reason}; {why}")
             return
         assert state is not None
         old_spec = replace(spec, target=replace(target, stable_version=state.stable_version))
@@ -965,6 +972,23 @@ class Controller:
         # same canary version): the spec's rollout starts again, even after a restart of this process
         # (`_restart_pending`); not when someone else had ended it first
         self._status(obj, old_spec, state, extra={"restartPending": True} if restart and outcome == "stable" else None)
+
+    def _ended_status(self, obj: dict[str, Any], *, phase: str, reason: str) -> None:
+        """The status of this CR's rollout, which ended while the route moved on (another rollout took
+        it, nothing is split, or stable 100% was written with no policy to read): `phase` and `reason`,
+        none of its traffic (100/0), Progressing False and the conditions of that end; the looks it made
+        and its step stay as they were. Needs nothing but the object (no policy)."""
+        old = obj.get("status") or {}
+        generation = (obj.get("metadata") or {}).get("generation", 0)
+        now = self.clock.now()
+        ended = rl.RolloutState(model=str((obj.get("spec") or {}).get("model") or ""), stable_version="",
+                                canary_version=str((old.get("target") or {}).get("canaryVersion") or ""),
+                                phase=phase, weights=STABLE_ONLY, started_at=_parse_iso(old.get("startedAt")),
+                                updated_at=now, reason=reason[:4096])
+        self._patch_status(obj, {
+            "phase": phase, "reason": reason[:4096], "weights": {"stable": 100, "canary": 0},
+            "updatedAt": crd.iso(now), "observedGeneration": generation, "leader": self.identity,
+            "conditions": crd.conditions(ended, old.get("conditions") or [], generation, now)})
 
     def _log_skew(self, offset: float | None) -> None:
         """`metrics.clock_skew` (warning) when Prometheus's clock and this controller's first differ by more
@@ -1146,7 +1170,7 @@ class Controller:
                     outcome, _ = self._stable_if_ours(obj, _raw_target(obj, drove), reason=reason[:500],
                                                       log=self.log.bind(rollout=key, virtual_service=drove[0]))
                     if outcome in ("stable", "idle", "gone"):
-                        self._patch_status(obj, {"phase": rl.ABORTED, "reason": reason[:4096]})
+                        self._ended_status(obj, phase=rl.ABORTED, reason=reason)
                     return
                 self._rescue(obj, spec, drove, reason=reason[:500], log=self.log.bind(rollout=key,
                                                                                        model=spec.target.model))
@@ -1503,6 +1527,35 @@ def _status_weights(obj: dict[str, Any]) -> Any:
         return Weights(int(w["stable"]), int(w["canary"]))
     except (KeyError, TypeError, ValueError):
         return None
+
+
+def _predecessor(rec: rl.RolloutState) -> dict[str, Any]:
+    """The history line a claim records of the ended rollout `rec` it replaces on the route: its owner
+    (a CanaryRollout whose status has not caught up yet reads how its rollout ended from it,
+    `_ended_before`) and `canary status` shows it."""
+    return {"at": round(rec.updated_at, 3), "phase": rec.phase, "weights": str(rec.weights),
+            "what": f"before this rollout: {rec.canary_version} ({describe_owner(rec.owner)}) ended {rec.phase}"[:300],
+            "owner": rec.owner, "canary_version": rec.canary_version, "started_at": rec.started_at,
+            "reason": rec.reason[:1000]}
+
+
+def _ended_before(rec: rl.RolloutState, owner: str, version: str) -> tuple[str, str] | None:
+    """(phase, reason) of `owner`'s rollout of `version`, when the record `rec` that replaced it on the
+    route kept how it ended (`_predecessor`); None when it did not (an older claimant, a `canary promote`)."""
+    for h in rec.history[:1]:
+        if h.get("owner") == owner and h.get("canary_version") == version and h.get("phase") in rl.TERMINAL:
+            return str(h["phase"]), str(h.get("reason") or "")
+    return None
+
+
+def _parse_iso(text: Any) -> float:
+    """Seconds since the epoch of a status time (`crd.iso`); 0.0 when there is none or it is unreadable."""
+    import calendar
+
+    try:
+        return float(calendar.timegm(time.strptime(str(text), "%Y-%m-%dT%H:%M:%SZ")))
+    except (TypeError, ValueError):
+        return 0.0
 
 
 def _restart_pending(obj: dict[str, Any], rec: rl.RolloutState) -> bool:

@@ -155,3 +155,48 @@ def test_a_superseded_rollout_starts_again_in_another_process(world: Any) -> Non
     objs = run_until_done(fresh, custom, ["r0"])
     assert objs["r0"]["status"]["phase"] == rl.PROMOTED
     assert "80/20" not in [h.get("weights") for h in vs(api, 0)[1]["history"]]  # the edited steps: 50 first
+
+
+@pytest.mark.parametrize("claimant", ["a CanaryRollout", "a promote"])
+def test_a_rollout_whose_route_was_taken_over_shows_how_it_ended(world: Any, claimant: str) -> None:
+    """CR b runs v3 on m0 (80/20); on-call rolls m0 back (`canary rollback`); before b's next tick
+    another rollout claims m0. b's status used to say `aborted` with weights 80/20, Progressing True,
+    RolledBack False, the on-call reason lost, for ever (settled). Now: 100/0, Progressing False; the
+    phase and reason on-call recorded when the claimant kept them (the controller's claim does:
+    its record's first history line), else aborted with what runs on the route now."""
+    from canary.logs import get as get_logger
+    from canary.model import Target
+    from canary.reconcile import execute, parse_state
+
+    api, op, custom = world
+    b = fleet.rollout_object(0, "v3")
+    b["metadata"]["name"] = "b"
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, b)
+    _progressing(op, custom, api, name="b")
+    spec_b = crd.parse(custom.get_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "b"))
+    seen = op.router.inspect(spec_b.target)
+    state = parse_state(seen)
+    assert state is not None
+    new, actions = rl.transition(state, rl.Rollback(state.updated_at + 1, "on-call: pager"), spec_b.policy)
+    execute(op.router, spec_b.target, new, actions, log=get_logger(component="oncall"), expect=seen.state)
+    if claimant == "a CanaryRollout":
+        a = fleet.rollout_object(0, "v2")
+        a["metadata"]["name"] = "a"
+        custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, a)
+        op.owns = lambda obj: obj["metadata"]["name"] == "a"  # a's tick comes first
+        op.tick()
+        op.owns = lambda obj: True
+    else:  # a claim that keeps nothing of the rollout before it
+        t2 = Target(namespace="ml", virtual_service="m0", model="m0", stable_version="v1", canary_version="v2")
+        s2, acts = rl.new_rollout(model="m0", stable_version="v1", canary_version="v2", now=new.updated_at + 1)
+        execute(op.router, t2, s2, acts, log=get_logger(component="cli"))
+    assert vs(api, 0)[1]["canary_version"] == "v2"
+    op.tick()
+    st = custom.get_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "b")["status"]
+    conditions = {c["type"]: c["status"] for c in st["conditions"]}
+    assert st["weights"] == {"stable": 100, "canary": 0} and conditions["Progressing"] == "False"
+    assert conditions["RolledBack"] == "True"
+    if claimant == "a CanaryRollout":
+        assert st["phase"] == rl.ROLLED_BACK and st["reason"] == "on-call: pager"
+    else:
+        assert st["phase"] == rl.ABORTED and "runs another rollout now (v2, pending)" in st["reason"]
