@@ -158,6 +158,9 @@ class Controller:
         self._leading = False  # led at the previous tick (a new leader handles every rollout once)
         self._next_sweep = -math.inf  # when `_sweep` looks for abandoned rollouts next (the first tick does)
         self._seen: dict[str, tuple[str, float]] = {}  # VirtualService -> (record fingerprint, first seen at)
+        # rollout key -> (the end it tried to write, its actions): a write that would have ended a rollout
+        # failed, perhaps having landed (a response lost); the next tick announces it if the route records it
+        self._unconfirmed: dict[str, tuple[rl.RolloutState, list[rl.Action]]] = {}
 
     # ---- the loop -------------------------------------------------------------------
 
@@ -519,7 +522,10 @@ class Controller:
             self._known[spec.key] = _Known(spec, state)
             self._status(obj, spec, state)
             return None
+        unconfirmed = self._unconfirmed.pop(spec.key, None)
         if state.terminal:
+            if unconfirmed is not None:
+                self._confirm_end(spec, state, *unconfirmed, log=log)
             self._status(obj, spec, state)
             return None
         recorded = status.state  # every write below is guarded on what is recorded now
@@ -540,6 +546,28 @@ class Controller:
         if state.phase == rl.PROGRESSING:
             return _Active(spec, state, self._hold(obj), look_due(spec.policy, state, now), recorded)
         return None
+
+    def _confirm_end(self, spec: crd.RolloutSpec, recorded: rl.RolloutState, tried: rl.RolloutState,
+                     actions: list[rl.Action], *, log: Any) -> None:
+        """A write that was to end this rollout failed at the last tick (`_do`: a timeout, a 5xx, its
+        answer lost) and the route now records that very end (`recorded`: same rollout, same phase): it
+        had landed. It is announced now, once, as `execute` would have (the events of its actions on the
+        log and as Kubernetes Events, the counters, the webhooks), with `rollout.end_confirmed`."""
+        if (recorded.phase, recorded.canary_version, recorded.started_at) != (
+                tried.phase, tried.canary_version, tried.started_at):
+            return  # another end (another writer's): not ours to announce
+        log.warning("rollout.end_confirmed", phase=recorded.phase, reason=recorded.reason,
+                    weights=str(recorded.weights),
+                    detail="the write that ended it failed with no answer and had landed; traffic is as recorded")
+        late = [a for a in actions if isinstance(a, rl.Emit) and a.event in
+                ("rollback.completed", "rollout.aborted", "rollout.promoted")]
+        for a in late:
+            fields = {"phase": recorded.phase, "weights": str(recorded.weights), "step": recorded.step + 1, **a.fields}
+            (log.warning if a.warning else log.info)(a.event, confirmed_late=True, **fields)
+            self.fenced.record_event(spec.target, reason=camel(a.event), warning=a.warning,
+                                     message=f"{a.event}: weights {recorded.weights} " + str(a.fields.get("reason", "")))
+        self._observe(spec, recorded, late)
+        self._record(spec, recorded, late)
 
     def _held_before_start(self, obj: dict[str, Any], spec: crd.RolloutSpec) -> None:
         """A CR created (or edited to a new version) with `spec.action: pause`: nothing is claimed and its
@@ -629,7 +657,7 @@ class Controller:
 
     def _forget(self, key: str) -> None:
         """Drop what this process kept about a finished rollout (a long-running controller must not grow)."""
-        for kept in (self._step_starts, self._failing, self._known, self._probes, self._histories):
+        for kept in (self._step_starts, self._failing, self._known, self._probes, self._histories, self._unconfirmed):
             kept.pop(key, None)
         for kept2 in (self._gates, self._breach_seen):  # called from informer threads too: iterate a copy
             for k in [k for k in list(kept2) if k[0] == key]:
@@ -719,7 +747,12 @@ class Controller:
             log: Any) -> tuple[rl.RolloutState, str | None]:
         """Execute guarded on `expect`; returns the new state and the state text now recorded."""
         texts: list[str] = []  # the state text each weight write recorded (computed once, by execute)
-        new = execute(self.fenced, spec.target, state, actions, log=log, expect=expect, written=texts.append)
+        try:
+            new = execute(self.fenced, spec.target, state, actions, log=log, expect=expect, written=texts.append)
+        except CanaryError:
+            if state.terminal:  # it may have landed with its answer lost: `_confirm_end` reads the route next tick
+                self._unconfirmed[spec.key] = (state, actions)
+            raise
         self._observe(spec, new, actions)
         self._record(spec, new, actions)
         if self.telemetry and any(isinstance(a, rl.Emit) and a.event == "weights.foreign_edit" for a in actions):
@@ -1193,14 +1226,18 @@ class Controller:
         if rec is not None:
             state = rec  # the recorded state is the truth (memory may be a lease term behind): stable 100% from it
         log = self.log.bind(rollout=spec.key, model=spec.target.model)
+        now = self.clock.now()
         try:
-            new = to_stable(self.fenced, spec.target, state, reason=reason[:500], log=log, now=self.clock.now(),
+            new = to_stable(self.fenced, spec.target, state, reason=reason[:500], log=log, now=now,
                             budget_s=TO_STABLE_BUDGET_S, expect=read)
-        except CanaryError:
-            return  # rollback.failed is logged; the next tick tries again
+        except CanaryError:  # rollback.failed is logged; the next tick tries again, or finds it landed
+            self._unconfirmed[key] = rl.transition(state, rl.Rollback(now, reason[:500], aborted=True),
+                                                   None)  # type: ignore[arg-type]
+            return
         self._observe(spec, new)
         self._known[key] = _Known(spec, new)
         self._failing.pop(key, None)
+        self._unconfirmed.pop(key, None)
         try:
             self._status(obj, spec, new)
         except Exception:

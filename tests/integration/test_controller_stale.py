@@ -200,3 +200,62 @@ def test_a_rollout_whose_route_was_taken_over_shows_how_it_ended(world: Any, cla
         assert st["phase"] == rl.ROLLED_BACK and st["reason"] == "on-call: pager"
     else:
         assert st["phase"] == rl.ABORTED and "runs another rollout now (v2, pending)" in st["reason"]
+
+
+class _Notes:
+    def __init__(self) -> None:
+        self.got: list[str] = []
+
+    def notify(self, event: str, payload: dict[str, Any]) -> None:
+        self.got.append(event)
+
+
+class _Counters:
+    """The telemetry calls the controller makes, counted by name."""
+
+    def __init__(self) -> None:
+        self.calls: dict[str, int] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        def call(*args: Any, **kw: Any) -> None:
+            self.calls[name] = self.calls.get(name, 0) + 1
+        return call
+
+
+@pytest.mark.parametrize("end", ["rolled_back", "promoted"])
+def test_an_end_whose_write_answer_was_lost_is_announced_once(world: Any, end: str) -> None:
+    """The write that ends the rollout (a rollback; a promotion's last write) lands, its answer is lost
+    (504) and the VirtualService GETs of the router's retries fail (503 x 8): the tick fails. The next
+    tick finds that end recorded and announces it once, as the tick that wrote it would have: the
+    webhook, the CanaryRollout's Event, the counter (it used to mirror the status only: nothing was
+    ever announced)."""
+    from kubernetes.client.exceptions import ApiException
+
+    api, op, custom = world
+    op.notifier, op.telemetry = _Notes(), _Counters()
+    real = op.router.custom.replace_namespaced_custom_object
+    lost: list[int] = []
+
+    def flaky(group: str, version: str, ns: str, plural: str, name: str, body: Any, **kw: Any) -> Any:
+        out = real(group, version, ns, plural, name, body, **kw)
+        record = ((body.get("metadata") or {}).get("annotations") or {}).get("modelcanary.dev/rollout", "")
+        if plural == "virtualservices" and f'"phase":"{end}"' in record and not lost:
+            lost.append(1)
+            api.fail_next(503, times=8, methods=("GET",), plural="virtualservices")
+            raise ApiException(status=504, reason="Gateway Timeout")  # it landed; its answer did not
+        return out
+
+    op.router.custom.replace_namespaced_custom_object = flaky
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL,
+                                           fleet.rollout_object(0, "v3" if end == "rolled_back" else "v2"))
+    objs = run_until_done(op, custom, ["r0"])
+    for _ in range(3):
+        op.tick()
+    assert lost and objs["r0"]["status"]["phase"] == end and vs(api, 0)[1]["phase"] == end
+    reasons = [e["reason"] for e in api.list("", "events", "ml") if e["involvedObject"]["kind"] == crd.KIND]
+    if end == "rolled_back":
+        assert op.notifier.got == ["rollback"] and reasons.count("RollbackCompleted") == 1
+        assert op.telemetry.calls.get("record_rollback") == 1
+    else:
+        assert op.notifier.got == ["promotion"] and reasons.count("RolloutPromoted") == 1
+        assert op.telemetry.calls.get("record_promotion") == 1
