@@ -550,12 +550,11 @@ class Controller:
     def _confirm_end(self, spec: crd.RolloutSpec, recorded: rl.RolloutState, tried: rl.RolloutState,
                      actions: list[rl.Action], *, log: Any) -> None:
         """A write that was to end this rollout failed at the last tick (`_do`: a timeout, a 5xx, its
-        answer lost) and the route now records that very end (`recorded`: same rollout, same phase): it
-        had landed. It is announced now, once, as `execute` would have (the events of its actions on the
+        answer lost) and the route now records that very end (`recorded`: the record that write carried,
+        field for field): it had landed. It is announced now, once, as `execute` would have (the events of its actions on the
         log and as Kubernetes Events, the counters, the webhooks), with `rollout.end_confirmed`."""
-        if (recorded.phase, recorded.canary_version, recorded.started_at) != (
-                tried.phase, tried.canary_version, tried.started_at):
-            return  # another end (another writer's): not ours to announce
+        if recorded.to_json() != tried.to_json():
+            return  # not the record that write carried (another writer's end, or ours never landed)
         log.warning("rollout.end_confirmed", phase=recorded.phase, reason=recorded.reason,
                     weights=str(recorded.weights),
                     detail="the write that ended it failed with no answer and had landed; traffic is as recorded")
@@ -749,8 +748,9 @@ class Controller:
         texts: list[str] = []  # the state text each weight write recorded (computed once, by execute)
         try:
             new = execute(self.fenced, spec.target, state, actions, log=log, expect=expect, written=texts.append)
-        except CanaryError:
-            if state.terminal:  # it may have landed with its answer lost: `_confirm_end` reads the route next tick
+        except CanaryError as exc:
+            if state.terminal and not isinstance(exc, RoutingConflict):  # it may have landed with its answer
+                # lost (a guarded write refused did not): `_confirm_end` reads the route at the next tick
                 self._unconfirmed[spec.key] = (state, actions)
             raise
         self._observe(spec, new, actions)
