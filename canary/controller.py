@@ -984,7 +984,7 @@ class Controller:
         outcome, state = self._stable_if_ours(obj, target, reason=reason, log=log)
         if outcome == "other":
             assert state is not None
-            ended = _ended_before(state, _owner(obj), version)
+            ended = _ended_before(state, _owner(obj), version, started=(obj.get("status") or {}).get("startedAt"))
             if ended is not None:  # the claim that replaced it kept how it ended (an on-call rollback's reason)
                 self._ended_status(obj, phase=ended[0], reason=ended[1])
                 return
@@ -1004,7 +1004,9 @@ class Controller:
         # stable now, or it had ended: the status catches up. `restart` (an edit of the model or the policy,
         # same canary version): the spec's rollout starts again, even after a restart of this process
         # (`_restart_pending`); not when someone else had ended it first
-        self._status(obj, old_spec, state, extra={"restartPending": True} if restart and outcome == "stable" else None)
+        # (or an earlier tick's supersede whose status write failed: the record says so)
+        again = restart and (outcome == "stable" or state.reason.startswith("superseded:"))
+        self._status(obj, old_spec, state, extra={"restartPending": True} if again else None)
 
     def _ended_status(self, obj: dict[str, Any], *, phase: str, reason: str) -> None:
         """The status of this CR's rollout, which ended while the route moved on (another rollout took
@@ -1220,6 +1222,11 @@ class Controller:
             # had lost the lease, an on-call rollback): what this process remembers is stale, and a stable-100%
             # write would overwrite that end (a promotion demoted). Nothing to undo.
             self._known[key] = _Known(spec, rec)
+            tried = self._unconfirmed.get(key)
+            if tried is not None and tried[0].to_json() == rec.to_json():  # our own end, its answer lost: landed
+                self._unconfirmed.pop(key, None)
+                self._confirm_end(spec, rec, *tried, log=self.log.bind(rollout=key, model=spec.target.model))
+                return
             self.log.info("rollout.ended_elsewhere", rollout=key, recorded_phase=rec.phase,
                           canary_version=rec.canary_version, error=reason[:300])
             return
@@ -1576,12 +1583,17 @@ def _predecessor(rec: rl.RolloutState) -> dict[str, Any]:
             "reason": rec.reason[:1000]}
 
 
-def _ended_before(rec: rl.RolloutState, owner: str, version: str) -> tuple[str, str] | None:
-    """(phase, reason) of `owner`'s rollout of `version`, when the record `rec` that replaced it on the
-    route kept how it ended (`_predecessor`); None when it did not (an older claimant, a `canary promote`)."""
+def _ended_before(rec: rl.RolloutState, owner: str, version: str, *, started: Any = None) -> tuple[str, str] | None:
+    """(phase, reason) of `owner`'s rollout of `version` (started at `started`, the status's startedAt,
+    when known), when the record `rec` that replaced it on the route kept how it ended
+    (`_predecessor`); None when it did not (an older claimant, a `canary promote`)."""
     for h in rec.history[:1]:
-        if h.get("owner") == owner and h.get("canary_version") == version and h.get("phase") in rl.TERMINAL:
-            return str(h["phase"]), str(h.get("reason") or "")
+        if h.get("owner") != owner or h.get("canary_version") != version or h.get("phase") not in rl.TERMINAL:
+            continue
+        at = h.get("started_at")
+        if started and isinstance(at, (int, float)) and crd.iso(float(at)) != started:
+            continue  # an earlier rollout of the same version by the same CR
+        return str(h["phase"]), str(h.get("reason") or "")
     return None
 
 

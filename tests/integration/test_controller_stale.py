@@ -222,8 +222,9 @@ class _Counters:
         return call
 
 
+@pytest.mark.parametrize("reads_fail", [8, 0], ids=["reads fail after", "reads answer"])
 @pytest.mark.parametrize("end", ["rolled_back", "promoted"])
-def test_an_end_whose_write_answer_was_lost_is_announced_once(world: Any, end: str) -> None:
+def test_an_end_whose_write_answer_was_lost_is_announced_once(world: Any, end: str, reads_fail: int) -> None:
     """The write that ends the rollout (a rollback; a promotion's last write) lands, its answer is lost
     (504) and the VirtualService GETs of the router's retries fail (503 x 8): the tick fails. The next
     tick finds that end recorded and announces it once, as the tick that wrote it would have: the
@@ -241,7 +242,8 @@ def test_an_end_whose_write_answer_was_lost_is_announced_once(world: Any, end: s
         record = ((body.get("metadata") or {}).get("annotations") or {}).get("modelcanary.dev/rollout", "")
         if plural == "virtualservices" and f'"phase":"{end}"' in record and not lost:
             lost.append(1)
-            api.fail_next(503, times=8, methods=("GET",), plural="virtualservices")
+            if reads_fail:
+                api.fail_next(503, times=reads_fail, methods=("GET",), plural="virtualservices")
             raise ApiException(status=504, reason="Gateway Timeout")  # it landed; its answer did not
         return out
 
@@ -259,3 +261,21 @@ def test_an_end_whose_write_answer_was_lost_is_announced_once(world: Any, end: s
     else:
         assert op.notifier.got == ["promotion"] and reasons.count("RolloutPromoted") == 1
         assert op.telemetry.calls.get("record_promotion") == 1
+
+
+def test_a_supersede_whose_status_write_failed_still_starts_again(world: Any) -> None:
+    """The supersede's stable-100% write lands, the status write after it fails (500): the next tick
+    finds the superseded record (its reason says so), and the rollout still starts again; it used to
+    be taken for a rollout someone else had ended."""
+    api, op, custom = world
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v2"))
+    _progressing(op, custom, api)
+    custom.patch_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0",
+                                          {"spec": {"policy": _edited_policy("steps")}})
+    api.fail_next(500, times=1, methods=("PATCH",), plural="canaryrollouts")
+    op.tick()
+    weights, record = vs(api, 0)
+    assert weights == [100, 0] and record["phase"] == rl.ABORTED and record["reason"].startswith("superseded: ")
+    op.tick()
+    weights, record = vs(api, 0)
+    assert weights == [100, 0] and record["phase"] == rl.PENDING and record["look"] == 0
