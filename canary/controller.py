@@ -451,11 +451,17 @@ class Controller:
         if drove is not None and _edit(drove, _drives(spec)):  # edited mid-rollout: the old one goes back first
             self._rescue(obj, spec, drove, reason=f"superseded: {_edit(drove, _drives(spec))} mid-rollout", log=log)
             return self._advance(obj)  # its status now shows that rollout ended: the spec's starts (once)
-        if drove is not None and (judged := _judged_edit(obj, spec, state if ours else None)):
-            # the model judged or the policy judged under edited mid-rollout: the evidence gathered so far is
-            # not evidence for what the spec asks now (another model's series; steps, checks or thresholds
-            # the looks so far were not judged by). Stable 100%, and the rollout starts again from its first step
-            self._rescue(obj, spec, drove, reason=f"superseded: {judged} mid-rollout", log=log, restart=True)
+        judged, series = _judged_edit(obj, spec, state if ours else None) if drove is not None else ("", False)
+        if drove is not None and judged:
+            # the series judged (spec.model, policy.metrics) or how they are judged (steps, analysis, checks)
+            # edited mid-rollout: the evidence gathered so far is not evidence for what the spec asks now.
+            # Stable 100%. How they are judged: the rollout starts again from its first step. Which series:
+            # it ends there, as a route edit does (whether the new series are the traffic behind this
+            # VirtualService is for a person to say: a new canaryVersion, or the CR created again)
+            why = f"superseded: {judged} mid-rollout" + (
+                "; the series judged changed: to run it again, set a new canaryVersion or create the "
+                "CanaryRollout again" if series else "; it starts again from the first step")
+            self._rescue(obj, spec, drove, reason=why, log=log, restart=not series)
             return self._advance(obj)
         if state is None or not ours:
             if _finished(obj):
@@ -550,9 +556,10 @@ class Controller:
     def _confirm_end(self, spec: crd.RolloutSpec, recorded: rl.RolloutState, tried: rl.RolloutState,
                      actions: list[rl.Action], *, log: Any) -> None:
         """A write that was to end this rollout failed at the last tick (`_do`: a timeout, a 5xx, its
-        answer lost) and the route now records that very end (`recorded`: the record that write carried,
-        field for field): it had landed. It is announced now, once, as `execute` would have (the events of its actions on the
-        log and as Kubernetes Events, the counters, the webhooks), with `rollout.end_confirmed`."""
+        answer lost) and the route now records that very end (`recorded`: the record that write
+        carried, field for field): it had landed. It is announced now, once, as `execute` would have
+        (the events of its actions on the log and as Kubernetes Events, the counters, the webhooks),
+        with `rollout.end_confirmed`."""
         if recorded.to_json() != tried.to_json():
             return  # not the record that write carried (another writer's end, or ours never landed)
         log.warning("rollout.end_confirmed", phase=recorded.phase, reason=recorded.reason,
@@ -563,8 +570,8 @@ class Controller:
         for a in late:
             fields = {"phase": recorded.phase, "weights": str(recorded.weights), "step": recorded.step + 1, **a.fields}
             (log.warning if a.warning else log.info)(a.event, confirmed_late=True, **fields)
-            self.fenced.record_event(spec.target, reason=camel(a.event), warning=a.warning,
-                                     message=f"{a.event}: weights {recorded.weights} " + str(a.fields.get("reason", "")))
+            message = f"{a.event}: weights {recorded.weights} " + str(a.fields.get("reason", ""))
+            self.fenced.record_event(spec.target, reason=camel(a.event), warning=a.warning, message=message)
         self._observe(spec, recorded, late)
         self._record(spec, recorded, late)
 
@@ -1001,7 +1008,7 @@ class Controller:
             self._observe(old_spec, state)
             self._known[spec.key] = _Known(old_spec, state)
             self._failing.pop(spec.key, None)
-        # stable now, or it had ended: the status catches up. `restart` (an edit of the model or the policy,
+        # stable now, or it had ended: the status catches up. `restart` (an edit of how the rollout is judged,
         # same canary version): the spec's rollout starts again, even after a restart of this process
         # (`_restart_pending`); not when someone else had ended it first
         # (or an earlier tick's supersede whose status write failed: the record says so)
@@ -1449,11 +1456,13 @@ def _policy_marks(policy: Any) -> dict[str, str]:
             for name in JUDGED_POLICY}
 
 
-def _judged_edit(obj: dict[str, Any], spec: crd.RolloutSpec, state: rl.RolloutState | None) -> str:
+def _judged_edit(obj: dict[str, Any], spec: crd.RolloutSpec, state: rl.RolloutState | None) -> tuple[str, bool]:
     """What of the model judged and the policy judged under changed since the rollout this CR's status
-    describes began, in the spec's field names ("" when nothing did). The model is compared with the
-    route's record too (`state`: this CR's rollout in progress), for a status written before
-    status.target named it; a policy section a status did not record matches any."""
+    describes began, in the spec's field names ("" when nothing did), and whether the series judged
+    changed (spec.model or policy.metrics: which model's, which labels) rather than only how they are
+    judged. The model is compared with the route's record too (`state`: this CR's rollout in
+    progress), for a status written before status.target named it; a policy section a status did not
+    record matches any."""
     t = (obj.get("status") or {}).get("target")
     t = t if isinstance(t, dict) else {}
     changes = []
@@ -1465,7 +1474,7 @@ def _judged_edit(obj: dict[str, Any], spec: crd.RolloutSpec, state: rl.RolloutSt
     edited = [name for name in JUDGED_POLICY if old.get(name) and old[name] != new[name]]
     if edited:
         changes.append("the policy's " + ", ".join(edited) + " changed")
-    return ", ".join(changes)
+    return ", ".join(changes), bool(changes and (changes[0].startswith("spec.model") or "metrics" in edited))
 
 
 def _vs_gone(exc: NotFound, target: Target) -> bool:
@@ -1523,7 +1532,7 @@ def _saved_binding(saved: dict[str, Any]) -> tuple[Any, Any, Any]:
 
 def _finished(obj: dict[str, Any]) -> bool:
     """Its status describes an ended rollout of what the spec asks for now (not of an earlier
-    canary version or VirtualService, nor one superseded by an edit of its model or policy
+    canary version or VirtualService, nor one superseded by an edit of how it is judged
     (`status.restartPending`): an edited spec starts again)."""
     st = obj.get("status") or {}
     return st.get("phase") in rl.TERMINAL and not st.get("restartPending") and _status_matches_spec(obj)
@@ -1608,9 +1617,11 @@ def _parse_iso(text: Any) -> float:
 
 
 def _restart_pending(obj: dict[str, Any], rec: rl.RolloutState) -> bool:
-    """Whether `rec`, this CR's recorded rollout, is one an edit of its model or policy superseded
-    (`_rescue(restart=True)`) and the rollout the spec asks for has not been claimed since."""
-    return bool((obj.get("status") or {}).get("restartPending")) and rec.terminal and rec.reason.startswith("superseded:")
+    """Whether `rec`, this CR's recorded rollout, is one an edit of its policy's steps, analysis or
+    checks superseded (`_rescue(restart=True)`) and the rollout the spec asks for has not been
+    claimed since."""
+    pending = bool((obj.get("status") or {}).get("restartPending"))
+    return pending and rec.terminal and rec.reason.startswith("superseded:")
 
 
 def _status_matches_spec(obj: dict[str, Any]) -> bool:

@@ -104,13 +104,15 @@ def _edited_policy(section: str) -> dict[str, Any]:
     return pol
 
 
-@pytest.mark.parametrize("edit", ["spec.model", "steps", "checks", "analysis", "metrics"])
-def test_an_edit_of_what_a_rollout_judges_supersedes_it_and_it_starts_again(world: Any, edit: str) -> None:
-    """The model whose series are judged, or the policy's steps, checks, analysis or metric selectors,
-    edited while v3 has 20%: the looks so far are no evidence for what the spec asks now (they used
-    to carry on: another model's series judged and the bad canary promoted; steps [20, 50, 100]
-    edited to [50, 100] at 20% promoted having been judged at 20% only). The rollout goes back to
-    stable 100% (aborted, `superseded: ...` naming the field) and starts again from its first step."""
+@pytest.mark.parametrize("edit", ["spec.model", "metrics", "steps", "checks", "analysis"])
+def test_an_edit_of_what_a_rollout_judges_supersedes_it(world: Any, edit: str) -> None:
+    """The model whose series are judged, or the policy's metric selectors, steps, checks or analysis,
+    edited while v3 has 20%: the looks so far are no evidence for what the spec asks now (they used to
+    carry on: another model's series judged and the bad canary promoted; steps [20, 50, 100] edited
+    to [50, 100] at 20% promoted having been judged at 20% only). The rollout goes back to stable 100%
+    (aborted, `superseded: ...` naming the field). An edit of how the series are judged starts it
+    again from its first step; an edit of which series are judged (the model, the metric selectors)
+    ends it there, as a route edit does: a person says whether those series are this route's traffic."""
     api, op, custom = world
     custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL,
                                            fleet.rollout_object(0, "v3", virtualService="m0"))
@@ -118,15 +120,22 @@ def test_an_edit_of_what_a_rollout_judges_supersedes_it_and_it_starts_again(worl
     _, before = vs(api, 0)
     patch = {"model": "m1"} if edit == "spec.model" else {"policy": _edited_policy(edit)}
     custom.patch_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0", {"spec": patch})
-    op.tick()  # stable 100% first, then the spec's rollout claims the route in the same tick
+    op.tick()  # stable 100% first, then (how it is judged) the spec's rollout claims the route in the same tick
     why = "spec.model changed from m0 to m1" if edit == "spec.model" else f"the policy's {edit} changed"
     events = [e["message"] for e in api.list("", "events", "ml") if e["reason"] == "RolloutAborted"]
     assert any(f"superseded: {why} mid-rollout" in m for m in events), events
     weights, record = vs(api, 0)
-    assert weights == [100, 0] and record["phase"] == rl.PENDING and record["started_at"] > before["started_at"]
-    assert record["look"] == 0 and record["step"] == -1 and record["model"] == ("m1" if edit == "spec.model" else "m0")
     st = custom.get_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0")["status"]
-    assert st["phase"] == rl.PENDING and "restartPending" not in st
+    assert weights == [100, 0] and "restartPending" not in st
+    if edit in ("spec.model", "metrics"):  # ended, and stays ended
+        assert record["phase"] == rl.ABORTED and record["started_at"] == before["started_at"]
+        assert st["phase"] == rl.ABORTED and "set a new canaryVersion or create the CanaryRollout again" in st["reason"]
+        for _ in range(3):
+            op.tick()
+        assert vs(api, 0) == (weights, record)
+    else:
+        assert record["phase"] == rl.PENDING and record["started_at"] > before["started_at"]
+        assert record["look"] == 0 and record["step"] == -1 and st["phase"] == rl.PENDING
 
 
 def test_a_superseded_rollout_starts_again_in_another_process(world: Any) -> None:
