@@ -79,10 +79,10 @@ class _Known:
     back either way, so the failure path sends stable 100% from what this process knew even when
     the recorded annotation has become unreadable."""
 
-    __slots__ = ("spec", "phase", "weights", "_state", "_packed", "_next_look")
+    __slots__ = ("spec", "phase", "weights", "owner", "_state", "_packed", "_next_look")
 
     def __init__(self, spec: crd.RolloutSpec, state: rl.RolloutState) -> None:
-        self.spec, self.phase, self.weights = spec, state.phase, state.weights
+        self.spec, self.phase, self.weights, self.owner = spec, state.phase, state.weights, state.owner
         self._state: rl.RolloutState | None = state
         self._packed: bytes | None = None
         self._next_look: float | None = None
@@ -158,6 +158,9 @@ class Controller:
         self._leading = False  # led at the previous tick (a new leader handles every rollout once)
         self._next_sweep = -math.inf  # when `_sweep` looks for abandoned rollouts next (the first tick does)
         self._seen: dict[str, tuple[str, float]] = {}  # VirtualService -> (record fingerprint, first seen at)
+        # rollout key -> (the end it tried to write, its actions): a write that would have ended a rollout
+        # failed, perhaps having landed (a response lost); the next tick announces it if the route records it
+        self._unconfirmed: dict[str, tuple[rl.RolloutState, list[rl.Action]]] = {}
 
     # ---- the loop -------------------------------------------------------------------
 
@@ -203,8 +206,12 @@ class Controller:
             return 0
         if self.shard is None and self.telemetry:
             self.telemetry.set_leader(True)
+        if not self._leading:  # a new term: what an earlier one remembered may be stale (another leader wrote)
+            self._known.clear()
+            self._failing.clear()
         if self.informers is not None:
             return self._tick_due(t0)
+        self._leading = True
         try:
             listed = self._list()
             objs = [o for o in listed if self.owns(o)]
@@ -422,6 +429,8 @@ class Controller:
         status = self.router.inspect(spec.target)
         state = parse_state(status)
         ours = state is not None and state.canary_version == spec.target.canary_version and _owns(obj, state)
+        if ours and state is not None and _restart_pending(obj, state):
+            ours = False  # the record is the rollout an edit superseded: the spec's starts again (claimed below)
         if state is not None and ours and not state.owner:  # recorded before owners were: ours from now on
             state = replace(state, owner=_owner(obj))
         # the recorded stable version is the truth once a rollout runs (in PROMOTING the stable subset
@@ -442,6 +451,18 @@ class Controller:
         if drove is not None and _edit(drove, _drives(spec)):  # edited mid-rollout: the old one goes back first
             self._rescue(obj, spec, drove, reason=f"superseded: {_edit(drove, _drives(spec))} mid-rollout", log=log)
             return self._advance(obj)  # its status now shows that rollout ended: the spec's starts (once)
+        judged, series = _judged_edit(obj, spec, state if ours else None) if drove is not None else ("", False)
+        if drove is not None and judged:
+            # the series judged (spec.model, policy.metrics) or how they are judged (steps, analysis, checks)
+            # edited mid-rollout: the evidence gathered so far is not evidence for what the spec asks now.
+            # Stable 100%. How they are judged: the rollout starts again from its first step. Which series:
+            # it ends there, as a route edit does (whether the new series are the traffic behind this
+            # VirtualService is for a person to say: a new canaryVersion, or the CR created again)
+            why = f"superseded: {judged} mid-rollout" + (
+                "; the series judged changed: to run it again, set a new canaryVersion or create the "
+                "CanaryRollout again" if series else "; it starts again from the first step")
+            self._rescue(obj, spec, drove, reason=why, log=log, restart=not series)
+            return self._advance(obj)
         if state is None or not ours:
             if _finished(obj):
                 return None  # this CR ended; the VirtualService has moved on since
@@ -497,14 +518,20 @@ class Controller:
                                 log, event="rollout.rolled_back_before_start", owner="", phase=None)
                 return None
             self._check_before_claim(spec)
+            before = state  # the ended rollout this claim replaces, if any
             state, actions = rl.new_rollout(model=target.model, stable_version=target.stable_version,
                                             canary_version=target.canary_version, now=now, route=target.route,
                                             owner=_owner(obj), destination_rule=target.destination_rule)
+            if before is not None and before.terminal:  # how it ended stays readable by its owner (`_rescue`)
+                state = replace(state, history=(_predecessor(before),))
             state, _ = self._do(spec, state, actions, expect=status.state, log=log)
             self._known[spec.key] = _Known(spec, state)
             self._status(obj, spec, state)
             return None
+        unconfirmed = self._unconfirmed.pop(spec.key, None)
         if state.terminal:
+            if unconfirmed is not None:
+                self._confirm_end(spec, state, *unconfirmed, log=log)
             self._status(obj, spec, state)
             return None
         recorded = status.state  # every write below is guarded on what is recorded now
@@ -525,6 +552,28 @@ class Controller:
         if state.phase == rl.PROGRESSING:
             return _Active(spec, state, self._hold(obj), look_due(spec.policy, state, now), recorded)
         return None
+
+    def _confirm_end(self, spec: crd.RolloutSpec, recorded: rl.RolloutState, tried: rl.RolloutState,
+                     actions: list[rl.Action], *, log: Any) -> None:
+        """A write that was to end this rollout failed at the last tick (`_do`: a timeout, a 5xx, its
+        answer lost) and the route now records that very end (`recorded`: the record that write
+        carried, field for field): it had landed. It is announced now, once, as `execute` would have
+        (the events of its actions on the log and as Kubernetes Events, the counters, the webhooks),
+        with `rollout.end_confirmed`."""
+        if recorded.to_json() != tried.to_json():
+            return  # not the record that write carried (another writer's end, or ours never landed)
+        log.warning("rollout.end_confirmed", phase=recorded.phase, reason=recorded.reason,
+                    weights=str(recorded.weights),
+                    detail="the write that ended it failed with no answer and had landed; traffic is as recorded")
+        late = [a for a in actions if isinstance(a, rl.Emit) and a.event in
+                ("rollback.completed", "rollout.aborted", "rollout.promoted")]
+        for a in late:
+            fields = {"phase": recorded.phase, "weights": str(recorded.weights), "step": recorded.step + 1, **a.fields}
+            (log.warning if a.warning else log.info)(a.event, confirmed_late=True, **fields)
+            message = f"{a.event}: weights {recorded.weights} " + str(a.fields.get("reason", ""))
+            self.fenced.record_event(spec.target, reason=camel(a.event), warning=a.warning, message=message)
+        self._observe(spec, recorded, late)
+        self._record(spec, recorded, late)
 
     def _held_before_start(self, obj: dict[str, Any], spec: crd.RolloutSpec) -> None:
         """A CR created (or edited to a new version) with `spec.action: pause`: nothing is claimed and its
@@ -589,7 +638,8 @@ class Controller:
             "phase": rl.ABORTED, "reason": reason[:4096], "observedGeneration": spec.generation,
             "leader": self.identity, "updatedAt": crd.iso(self.clock.now()),
             "target": _status_target(spec, spec.target.canary_version),
-            "waitedOnPhase": waited_phase})  # None removes one left from an earlier version of this CR
+            "waitedOnPhase": waited_phase,  # None removes one left from an earlier version of this CR
+            "restartPending": None})
         if FINALIZER in _finalizers(obj):
             self._set_finalizer(obj, False)
 
@@ -613,7 +663,7 @@ class Controller:
 
     def _forget(self, key: str) -> None:
         """Drop what this process kept about a finished rollout (a long-running controller must not grow)."""
-        for kept in (self._step_starts, self._failing, self._known, self._probes, self._histories):
+        for kept in (self._step_starts, self._failing, self._known, self._probes, self._histories, self._unconfirmed):
             kept.pop(key, None)
         for kept2 in (self._gates, self._breach_seen):  # called from informer threads too: iterate a copy
             for k in [k for k in list(kept2) if k[0] == key]:
@@ -703,7 +753,13 @@ class Controller:
             log: Any) -> tuple[rl.RolloutState, str | None]:
         """Execute guarded on `expect`; returns the new state and the state text now recorded."""
         texts: list[str] = []  # the state text each weight write recorded (computed once, by execute)
-        new = execute(self.fenced, spec.target, state, actions, log=log, expect=expect, written=texts.append)
+        try:
+            new = execute(self.fenced, spec.target, state, actions, log=log, expect=expect, written=texts.append)
+        except CanaryError as exc:
+            if state.terminal and not isinstance(exc, RoutingConflict):  # it may have landed with its answer
+                # lost (a guarded write refused did not): `_confirm_end` reads the route at the next tick
+                self._unconfirmed[spec.key] = (state, actions)
+            raise
         self._observe(spec, new, actions)
         self._record(spec, new, actions)
         if self.telemetry and any(isinstance(a, rl.Emit) and a.event == "weights.foreign_edit" for a in actions):
@@ -865,22 +921,24 @@ class Controller:
         inspect_any = getattr(self.router, "inspect_any", None)
         return inspect_any(target, for_stable=True) if inspect_any is not None else self.router.inspect(target)
 
-    def _taken_over(self, target: Target, state: rl.RolloutState) -> tuple[bool, Any]:
+    def _taken_over(self, target: Target,
+                    state: rl.RolloutState) -> tuple[bool, Any, rl.RolloutState | None]:
         """Whether the route now records another rollout than `state` (another version, or the same
         started at another time): what this process remembers is stale, and a stable-100% write would
         undo someone else's rollout. Also the record text read, to guard that write on (`...` when the
-        route cannot be read: then stable, unguarded)."""
+        route cannot be read: then stable, unguarded), and the record itself when it is this very
+        rollout (None otherwise, or unreadable): a decision is taken from it, not from memory."""
         try:
             seen = self._inspect_for_stable(target)
         except CanaryError:
-            return False, ...
+            return False, ..., None
         try:
             rec = parse_state(seen)
         except CanaryError:
-            return False, seen.state or None
+            return False, seen.state or None, None
         other = rec is not None and (rec.canary_version != state.canary_version or rec.started_at != state.started_at
                                      or rec.owner not in ("", state.owner))
-        return other, seen.state or None
+        return other, seen.state or None, None if other else rec
 
     def _stable_if_ours(self, obj: dict[str, Any], target: Target, *, reason: str,
                         log: Any) -> tuple[str, rl.RolloutState | None]:
@@ -923,7 +981,7 @@ class Controller:
         return "stable", new
 
     def _rescue(self, obj: dict[str, Any], spec: crd.RolloutSpec, drove: tuple[str, str, str, str], *, reason: str,
-                log: Any) -> None:
+                log: Any, restart: bool = False) -> None:
         """`_stable_if_ours` on the route this CR's status says it drove (`drove`, `_drove`), then the
         status describes that ended rollout, so the next tick starts what the spec says now (a new canary
         version, another VirtualService). Raises what the router raises (the next tick tries again)."""
@@ -933,12 +991,16 @@ class Controller:
         outcome, state = self._stable_if_ours(obj, target, reason=reason, log=log)
         if outcome == "other":
             assert state is not None
-            self._patch_status(obj, {"phase": rl.ABORTED, "reason": f"{reason}; {vs} runs another rollout now "
-                                     f"({state.canary_version}, {state.phase}): left alone"[:4096]})
+            ended = _ended_before(state, _owner(obj), version, started=(obj.get("status") or {}).get("startedAt"))
+            if ended is not None:  # the claim that replaced it kept how it ended (an on-call rollback's reason)
+                self._ended_status(obj, phase=ended[0], reason=ended[1])
+                return
+            self._ended_status(obj, phase=rl.ABORTED, reason=f"{reason}; {vs} runs another rollout now "
+                               f"({state.canary_version}, {state.phase}): left alone")
             return
         if outcome in ("idle", "gone"):
             why = "stable already serves 100%" if outcome == "idle" else f"VirtualService {vs} is gone"
-            self._patch_status(obj, {"phase": rl.ABORTED, "reason": f"{reason}; {why}"[:4096]})
+            self._ended_status(obj, phase=rl.ABORTED, reason=f"{reason}; {why}")
             return
         assert state is not None
         old_spec = replace(spec, target=replace(target, stable_version=state.stable_version))
@@ -946,7 +1008,29 @@ class Controller:
             self._observe(old_spec, state)
             self._known[spec.key] = _Known(old_spec, state)
             self._failing.pop(spec.key, None)
-        self._status(obj, old_spec, state)  # stable now, or it had ended: the status catches up
+        # stable now, or it had ended: the status catches up. `restart` (an edit of how the rollout is judged,
+        # same canary version): the spec's rollout starts again, even after a restart of this process
+        # (`_restart_pending`); not when someone else had ended it first
+        # (or an earlier tick's supersede whose status write failed: the record says so)
+        again = restart and (outcome == "stable" or state.reason.startswith("superseded:"))
+        self._status(obj, old_spec, state, extra={"restartPending": True} if again else None)
+
+    def _ended_status(self, obj: dict[str, Any], *, phase: str, reason: str) -> None:
+        """The status of this CR's rollout, which ended while the route moved on (another rollout took
+        it, nothing is split, or stable 100% was written with no policy to read): `phase` and `reason`,
+        none of its traffic (100/0), Progressing False and the conditions of that end; the looks it made
+        and its step stay as they were. Needs nothing but the object (no policy)."""
+        old = obj.get("status") or {}
+        generation = (obj.get("metadata") or {}).get("generation", 0)
+        now = self.clock.now()
+        ended = rl.RolloutState(model=str((obj.get("spec") or {}).get("model") or ""), stable_version="",
+                                canary_version=str((old.get("target") or {}).get("canaryVersion") or ""),
+                                phase=phase, weights=STABLE_ONLY, started_at=_parse_iso(old.get("startedAt")),
+                                updated_at=now, reason=reason[:4096])
+        self._patch_status(obj, {
+            "phase": phase, "reason": reason[:4096], "weights": {"stable": 100, "canary": 0},
+            "updatedAt": crd.iso(now), "observedGeneration": generation, "leader": self.identity,
+            "conditions": crd.conditions(ended, old.get("conditions") or [], generation, now)})
 
     def _log_skew(self, offset: float | None) -> None:
         """`metrics.clock_skew` (warning) when Prometheus's clock and this controller's first differ by more
@@ -1106,6 +1190,10 @@ class Controller:
         known = self._known.get(key)
         if isinstance(exc, (NotLeader, RoutingConflict)):
             return
+        if known is not None and _uid(obj) and known.owner not in ("", _owner(obj)):
+            # what this process remembers is of another object of this name (deleted and created again)
+            self._known.pop(key, None)
+            known = None
         if known is None and (_drove(obj) is None or _status_weights(obj) == STABLE_ONLY):
             return  # no traffic of this CR's is split, by its status
         if known is not None and (known.terminal or known.weights == STABLE_ONLY):
@@ -1124,7 +1212,7 @@ class Controller:
                     outcome, _ = self._stable_if_ours(obj, _raw_target(obj, drove), reason=reason[:500],
                                                       log=self.log.bind(rollout=key, virtual_service=drove[0]))
                     if outcome in ("stable", "idle", "gone"):
-                        self._patch_status(obj, {"phase": rl.ABORTED, "reason": reason[:4096]})
+                        self._ended_status(obj, phase=rl.ABORTED, reason=reason)
                     return
                 self._rescue(obj, spec, drove, reason=reason[:500], log=self.log.bind(rollout=key,
                                                                                        model=spec.target.model))
@@ -1133,18 +1221,37 @@ class Controller:
                                hint="the next tick tries again; `canary rollback` on its VirtualService acts now")
             return
         spec, state = known.spec, known.state()
-        other, read = self._taken_over(spec.target, state)
+        other, read, rec = self._taken_over(spec.target, state)
         if other:
             return  # the route runs another rollout now (an operator's rollback, another promote): not ours to undo
+        if rec is not None and rec.terminal:
+            # this very rollout has ended meanwhile (another replica promoted or rolled it back while this one
+            # had lost the lease, an on-call rollback): what this process remembers is stale, and a stable-100%
+            # write would overwrite that end (a promotion demoted). Nothing to undo.
+            self._known[key] = _Known(spec, rec)
+            tried = self._unconfirmed.get(key)
+            if tried is not None and tried[0].to_json() == rec.to_json():  # our own end, its answer lost: landed
+                self._unconfirmed.pop(key, None)
+                self._confirm_end(spec, rec, *tried, log=self.log.bind(rollout=key, model=spec.target.model))
+                return
+            self.log.info("rollout.ended_elsewhere", rollout=key, recorded_phase=rec.phase,
+                          canary_version=rec.canary_version, error=reason[:300])
+            return
+        if rec is not None:
+            state = rec  # the recorded state is the truth (memory may be a lease term behind): stable 100% from it
         log = self.log.bind(rollout=spec.key, model=spec.target.model)
+        now = self.clock.now()
         try:
-            new = to_stable(self.fenced, spec.target, state, reason=reason[:500], log=log, now=self.clock.now(),
+            new = to_stable(self.fenced, spec.target, state, reason=reason[:500], log=log, now=now,
                             budget_s=TO_STABLE_BUDGET_S, expect=read)
-        except CanaryError:
-            return  # rollback.failed is logged; the next tick tries again
+        except CanaryError:  # rollback.failed is logged; the next tick tries again, or finds it landed
+            self._unconfirmed[key] = rl.transition(state, rl.Rollback(now, reason[:500], aborted=True),
+                                                   None)  # type: ignore[arg-type]
+            return
         self._observe(spec, new)
         self._known[key] = _Known(spec, new)
         self._failing.pop(key, None)
+        self._unconfirmed.pop(key, None)
         try:
             self._status(obj, spec, new)
         except Exception:
@@ -1212,7 +1319,8 @@ class Controller:
             pass
 
     def _status(self, obj: dict[str, Any], spec: crd.RolloutSpec, state: rl.RolloutState,
-                verdict: Verdict | None = None, *, step_start: dict[str, Any] | None = None) -> None:
+                verdict: Verdict | None = None, *, step_start: dict[str, Any] | None = None,
+                extra: dict[str, Any] | None = None) -> None:
         """The CR status: small and bounded (phase, weights, the last verdict, a summary of the looks);
         every look with its per-arm values is in the history ConfigMap (`canary report`)."""
         old = obj.get("status") or {}
@@ -1231,13 +1339,14 @@ class Controller:
             new["stepStart"] = step_start
         if "verdictHistory" in old:  # written by older versions: removed (a merge patch deletes with null)
             new["verdictHistory"] = None
-        for waited in ("waitedOn", "waitedOnPhase"):  # it runs (or ended with) a rollout now: what it once
-            if waited in old:  # waited on is history
+        for waited in ("waitedOn", "waitedOnPhase", "restartPending"):  # it runs (or ended with) a rollout now:
+            if waited in old:  # what it once waited on, or a restart asked for, is history
                 new[waited] = None
+        new.update(extra or {})
         if all(old.get(k) == v for k, v in new.items() if k not in ("conditions",)):
             return
         self._patch_status(obj, new)
-        for gone in ("verdictHistory", "waitedOn", "waitedOnPhase"):
+        for gone in ("verdictHistory", "waitedOn", "waitedOnPhase", "restartPending"):
             if new.get(gone, "") is None:
                 obj["status"].pop(gone, None)
 
@@ -1321,10 +1430,51 @@ def _uid(obj: dict[str, Any]) -> str:
     return str((obj.get("metadata") or {}).get("uid") or "")
 
 
-def _status_target(spec: crd.RolloutSpec, canary_version: str) -> dict[str, str]:
-    """`status.target`: what the rollout a status describes drives (`_drove` reads it back)."""
+def _status_target(spec: crd.RolloutSpec, canary_version: str) -> dict[str, Any]:
+    """`status.target`: what the rollout a status describes drives (`_drove` reads it back) and what it
+    judges: the model whose metrics are read, and a mark of each policy section that decides what
+    evidence a promotion needs (`_judges`; `_judged_edit` compares them with the spec's)."""
     return {"virtualService": spec.target.virtual_service, "route": spec.target.route or "",
-            "canaryVersion": canary_version, "destinationRule": spec.target.dr_name}
+            "canaryVersion": canary_version, "destinationRule": spec.target.dr_name,
+            "model": spec.target.model, "policy": _policy_marks(spec.policy)}
+
+
+# the policy sections a rollout's evidence is gathered and judged under: an edit of one mid-rollout
+# supersedes it (`_judged_edit`). `failure` and `gates` (when to give up, the readiness probe) apply
+# from the next tick; `route` is part of what the rollout drives (`_drives`).
+JUDGED_POLICY = ("steps", "analysis", "metrics", "checks")
+
+
+def _policy_marks(policy: Any) -> dict[str, str]:
+    """A short digest of each `JUDGED_POLICY` section of `policy`, as written (defaults left out, so
+    that a field a newer controller adds, at its default, changes no mark)."""
+    import hashlib
+    import json
+
+    dumped = policy.model_dump(mode="json", exclude_defaults=True)
+    return {name: hashlib.sha256(json.dumps(dumped.get(name), sort_keys=True).encode()).hexdigest()[:16]
+            for name in JUDGED_POLICY}
+
+
+def _judged_edit(obj: dict[str, Any], spec: crd.RolloutSpec, state: rl.RolloutState | None) -> tuple[str, bool]:
+    """What of the model judged and the policy judged under changed since the rollout this CR's status
+    describes began, in the spec's field names ("" when nothing did), and whether the series judged
+    changed (spec.model or policy.metrics: which model's, which labels) rather than only how they are
+    judged. The model is compared with the route's record too (`state`: this CR's rollout in
+    progress), for a status written before status.target named it; a policy section a status did not
+    record matches any."""
+    t = (obj.get("status") or {}).get("target")
+    t = t if isinstance(t, dict) else {}
+    changes = []
+    old_model = str(t.get("model") or (state.model if state is not None and not state.terminal else ""))
+    if old_model and old_model != spec.target.model:
+        changes.append(f"spec.model changed from {old_model} to {spec.target.model}")
+    old = t.get("policy") if isinstance(t.get("policy"), dict) else {}
+    new = _policy_marks(spec.policy)
+    edited = [name for name in JUDGED_POLICY if old.get(name) and old[name] != new[name]]
+    if edited:
+        changes.append("the policy's " + ", ".join(edited) + " changed")
+    return ", ".join(changes), bool(changes and (changes[0].startswith("spec.model") or "metrics" in edited))
 
 
 def _vs_gone(exc: NotFound, target: Target) -> bool:
@@ -1382,9 +1532,10 @@ def _saved_binding(saved: dict[str, Any]) -> tuple[Any, Any, Any]:
 
 def _finished(obj: dict[str, Any]) -> bool:
     """Its status describes an ended rollout of what the spec asks for now (not of an earlier
-    canary version or VirtualService: an edited spec starts again)."""
+    canary version or VirtualService, nor one superseded by an edit of how it is judged
+    (`status.restartPending`): an edited spec starts again)."""
     st = obj.get("status") or {}
-    return st.get("phase") in rl.TERMINAL and _status_matches_spec(obj)
+    return st.get("phase") in rl.TERMINAL and not st.get("restartPending") and _status_matches_spec(obj)
 
 
 def _raw_target(obj: dict[str, Any], drove: tuple[str, str, str, str]) -> Target:
@@ -1431,6 +1582,48 @@ def _status_weights(obj: dict[str, Any]) -> Any:
         return None
 
 
+def _predecessor(rec: rl.RolloutState) -> dict[str, Any]:
+    """The history line a claim records of the ended rollout `rec` it replaces on the route: its owner
+    (a CanaryRollout whose status has not caught up yet reads how its rollout ended from it,
+    `_ended_before`) and `canary status` shows it."""
+    return {"at": round(rec.updated_at, 3), "phase": rec.phase, "weights": str(rec.weights),
+            "what": f"before this rollout: {rec.canary_version} ({describe_owner(rec.owner)}) ended {rec.phase}"[:300],
+            "owner": rec.owner, "canary_version": rec.canary_version, "started_at": rec.started_at,
+            "reason": rec.reason[:1000]}
+
+
+def _ended_before(rec: rl.RolloutState, owner: str, version: str, *, started: Any = None) -> tuple[str, str] | None:
+    """(phase, reason) of `owner`'s rollout of `version` (started at `started`, the status's startedAt,
+    when known), when the record `rec` that replaced it on the route kept how it ended
+    (`_predecessor`); None when it did not (an older claimant, a `canary promote`)."""
+    for h in rec.history[:1]:
+        if h.get("owner") != owner or h.get("canary_version") != version or h.get("phase") not in rl.TERMINAL:
+            continue
+        at = h.get("started_at")
+        if started and isinstance(at, (int, float)) and crd.iso(float(at)) != started:
+            continue  # an earlier rollout of the same version by the same CR
+        return str(h["phase"]), str(h.get("reason") or "")
+    return None
+
+
+def _parse_iso(text: Any) -> float:
+    """Seconds since the epoch of a status time (`crd.iso`); 0.0 when there is none or it is unreadable."""
+    import calendar
+
+    try:
+        return float(calendar.timegm(time.strptime(str(text), "%Y-%m-%dT%H:%M:%SZ")))
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def _restart_pending(obj: dict[str, Any], rec: rl.RolloutState) -> bool:
+    """Whether `rec`, this CR's recorded rollout, is one an edit of its policy's steps, analysis or
+    checks superseded (`_rescue(restart=True)`) and the rollout the spec asks for has not been
+    claimed since."""
+    pending = bool((obj.get("status") or {}).get("restartPending"))
+    return pending and rec.terminal and rec.reason.startswith("superseded:")
+
+
 def _status_matches_spec(obj: dict[str, Any]) -> bool:
     """The status's target (when recorded) is what the raw spec asks for (VirtualService and canary version)."""
     t = (obj.get("status") or {}).get("target")
@@ -1453,4 +1646,4 @@ def _settled(obj: dict[str, Any]) -> bool:
     (no parse, no read, no write) until someone edits its spec (a new generation)."""
     st, meta = obj.get("status") or {}, obj.get("metadata") or {}
     return (st.get("phase") in rl.TERMINAL and st.get("observedGeneration") == meta.get("generation")
-            and _status_matches_spec(obj))
+            and not st.get("restartPending") and _status_matches_spec(obj))
