@@ -119,7 +119,7 @@ class IstioRouter:
         get, and the weights as written in `raw_weights` (stable's, the others' as a list)."""
         vs, dr, route, recorded_weights = self._for_stable_write(target)
         try:
-            routes = stable.stable_routes(vs, route, recorded=recorded_weights)
+            routes = stable.stable_routes(vs, route, recorded=recorded_weights, host=_service(dr, target))
         except TargetError as exc:
             recorded = _record(vs)
             if recorded is None or recorded.terminal:
@@ -184,7 +184,10 @@ class IstioRouter:
                 # stable 100% must not depend on what only moving traffic to the canary needs, nor on
                 # the route's shape: its `stable` destination 100, every other one 0 (`stable`)
                 vs, dr, route, recorded = self._for_stable_write(target)  # type: ignore[assignment]
-                desired = stable.with_stable_only(vs, route_name=route, recorded=recorded, state=state)
+                desired = stable.with_stable_only(vs, route_name=route, recorded=recorded, state=state,
+                                                  host=_service(dr, target))
+            if weights == STABLE_ONLY and _ends_rolled_back(state):
+                desired = _without_canary_mirrors(desired, target, dr)
             found = patch.read_state(vs)
             # A retry after 409 re-applies our weights on top of other edits -- but never on top
             # of another writer's rollout state (an operator's `canary rollback`): that is theirs.
@@ -415,3 +418,43 @@ def _record(vs: Obj) -> Any:
         return rl.RolloutState.from_json(text)
     except (ValueError, TypeError, KeyError):
         return None
+
+
+def _service(dr: Obj | None, target: Target) -> str:
+    """The rollout's service as its DestinationRule names it, in full (`patch.fqdn`); "" without the rule
+    (a stable-100% write then acts on every route with a `stable` destination beside others)."""
+    spec = dr.get("spec") if isinstance(dr, dict) else None
+    host = spec.get("host") if isinstance(spec, dict) else None
+    if not isinstance(host, str) or not host.strip():
+        return ""
+    meta = dr.get("metadata") if isinstance(dr, dict) else None
+    ns = meta.get("namespace") if isinstance(meta, dict) else None
+    return patch.fqdn(host, ns if isinstance(ns, str) and ns else target.namespace)
+
+
+def _ends_rolled_back(state: str | None) -> bool:
+    """Whether the record a write carries ends the rollout without promoting it (rolled back, aborted)."""
+    import json
+
+    try:
+        phase = json.loads(state).get("phase") if state else None
+    except (ValueError, AttributeError):
+        return False
+    return phase in ("rolled_back", "aborted")
+
+
+def _without_canary_mirrors(vs: Obj, target: Target, dr: Obj | None) -> Obj:
+    """`vs` with no mirror to a subset of the rollout's service other than `stable` on the rollout's
+    route(s) (`stable.drop_mirrors`): a rollback that left `mirror: {subset: canary}` in place sent
+    the canary a full copy of the traffic, silently. Unchanged where the routes cannot be told."""
+    host = _service(dr, target)
+    try:
+        routes = [patch.locate_route(vs, target.route).index]
+    except CanaryError:
+        try:
+            routes = [r.index for r in stable.stable_routes(vs, target.route, host=host)]
+        except CanaryError:
+            return vs
+    for i in routes:
+        stable.drop_mirrors(vs["spec"]["http"][i], host, vs)
+    return vs

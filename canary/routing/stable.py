@@ -16,7 +16,7 @@ from typing import Any
 
 from canary.errors import TargetError
 from canary.model import Weights
-from canary.routing.patch import STABLE, STATE_ANNOTATION, annotate, where
+from canary.routing.patch import STABLE, STATE_ANNOTATION, annotate, fqdn, where
 
 
 @dataclass(frozen=True)
@@ -32,13 +32,18 @@ class StableRoute:
         return f"spec.http[{self.index}].route"
 
 
-def stable_routes(vs: Any, route_name: str = "", *, recorded: Weights | None = None) -> list[StableRoute]:
+def stable_routes(vs: Any, route_name: str = "", *, recorded: Weights | None = None,
+                  host: str = "") -> list[StableRoute]:
     """The routes sending traffic back to stable acts on: those named `route_name` (a rollout's
     recorded route; renamed since, the routes whose weights are the `recorded` ones); without a name, the only route, or among several the routes with a `stable`
     destination and any other: those whose weights are the `recorded` ones (the rollout wrote both in
     one write; a shadow route sending a header's requests to the canary is not the rollout's), else
     all of them. Several that match (a copy of the rollout's route made after it claimed the only one:
-    which one it drove cannot be told) all get stable 100%: when in doubt, stable gets 100%. Raises
+    which one it drove cannot be told) all get stable 100%: when in doubt, stable gets 100%. `host`,
+    the rollout's service as its DestinationRule names it (a full name, `patch.fqdn`; "" unknown):
+    only a route with a `stable` destination of that host is the rollout's (another model's route in
+    the same VirtualService, even one named alike, is never written), and that destination is its
+    stable one (a failover destination of another host with subset `stable` gets 0). Raises
     TargetError naming the VirtualService and route when there is no such route, or one has no single
     `stable` destination."""
     at = where(vs)
@@ -48,15 +53,17 @@ def stable_routes(vs: Any, route_name: str = "", *, recorded: Weights | None = N
         raise TargetError(f"{at}: spec.http has no HTTP routes; no route to send to stable")
     if route_name:
         picked = [i for i, r in enumerate(http) if isinstance(r, dict) and r.get("name") == route_name]
+        if host:  # routes named alike, or the name now another model's: the rollout's are those of its host
+            picked = [i for i in picked if _has_host_stable(http[i], host, vs)]
         if picked:
-            return [_stable_route(http[i], i, at) for i in picked]
-        renamed = [r for r in _candidates(http, at) if recorded is not None and _written_as(vs, r, recorded)]
+            return [_stable_route(http[i], i, at, host, vs) for i in picked]
+        renamed = [r for r in _candidates(http, at, host, vs) if recorded is not None and _written_as(vs, r, recorded)]
         if not renamed:  # renamed since, and found by the weights the rollout wrote; else nothing to act on
             raise TargetError(f"{at}: spec.http has no route named {route_name!r}; no route to send to stable")
         return renamed
     if len(http) == 1:
-        return [_stable_route(http[0], 0, at)]
-    found = _candidates(http, at)
+        return [_stable_route(http[0], 0, at, host, vs)]
+    found = _candidates(http, at, host, vs)
     if not found:
         raise TargetError(f"{at}: none of its {len(http)} HTTP routes has a 'stable' destination beside others; "
                           "no route to send to stable")
@@ -64,12 +71,12 @@ def stable_routes(vs: Any, route_name: str = "", *, recorded: Weights | None = N
     return mine or found
 
 
-def _candidates(http: list[Any], at: str) -> list[StableRoute]:
-    """The routes with a single `stable` destination beside others."""
+def _candidates(http: list[Any], at: str, host: str = "", vs: Any = None) -> list[StableRoute]:
+    """The routes with a single `stable` destination (of `host`, when known) beside others."""
     found = []
     for i, route in enumerate(http):
         try:
-            found.append(_stable_route(route, i, at))
+            found.append(_stable_route(route, i, at, host, vs))
         except TargetError:
             continue
     return [r for r in found if r.others]
@@ -82,7 +89,22 @@ def _written_as(vs: Any, r: StableRoute, weights: Weights) -> bool:
     return all(type(v) is int for v in values) and values[0] == weights.stable and sum(values[1:]) == weights.canary
 
 
-def _stable_route(route: Any, index: int, at: str) -> StableRoute:
+def _dest_host(d: Any, vs: Any) -> str:
+    dest = d.get("destination") if isinstance(d, dict) else None
+    h = dest.get("host") if isinstance(dest, dict) else None
+    meta = vs.get("metadata") if isinstance(vs, dict) else None
+    ns = meta.get("namespace") if isinstance(meta, dict) else None
+    return fqdn(h, ns if isinstance(ns, str) else "") if isinstance(h, str) else ""
+
+
+def _has_host_stable(route: Any, host: str, vs: Any) -> bool:
+    dests = route.get("route") if isinstance(route, dict) else None
+    return isinstance(dests, list) and any(
+        isinstance(d, dict) and isinstance(d.get("destination"), dict) and d["destination"].get("subset") == STABLE
+        and _dest_host(d, vs) == host for d in dests)
+
+
+def _stable_route(route: Any, index: int, at: str, host: str = "", vs: Any = None) -> StableRoute:
     field = f"spec.http[{index}].route"
     dests = route.get("route") if isinstance(route, dict) else None
     if not isinstance(dests, list) or not dests:
@@ -92,11 +114,14 @@ def _stable_route(route: Any, index: int, at: str) -> StableRoute:
         dest = d.get("destination") if isinstance(d, dict) else None
         if not isinstance(dest, dict):
             raise TargetError(f"{at}: {field}[{i}].destination is missing or not a mapping")
-        if dest.get("subset") == STABLE:
+        if dest.get("subset") == STABLE and (not host or _dest_host(d, vs) == host):
             stable.append(i)
+    if host and len(stable) > 1:  # the same host and subset twice: one of them at 100 is stable 100%
+        stable = stable[:1]
     if len(stable) != 1:
         what = "no" if not stable else f"{len(stable)}"
-        raise TargetError(f"{at}: {field} has {what} destinations with subset 'stable'; expected one")
+        of = f" of host {host}" if host else ""
+        raise TargetError(f"{at}: {field} has {what} destinations with subset 'stable'{of}; expected one")
     return StableRoute(index=index, stable=stable[0], others=tuple(i for i in range(len(dests)) if i != stable[0]))
 
 
@@ -125,17 +150,41 @@ def view(vs: Any, routes: list[StableRoute]) -> tuple[Weights, tuple[Any, Any]]:
 
 
 def with_stable_only(vs: Any, *, route_name: str = "", recorded: Weights | None = None,
-                     state: str | None = None) -> dict[str, Any]:
-    """A copy of `vs` where every route of `stable_routes(vs, route_name, recorded=)` sends 100 to its
-    `stable` destination and 0 to every other (the state annotation set too); nothing else changes.
-    Raises what `stable_routes` raises."""
-    routes = stable_routes(vs, route_name, recorded=recorded)
+                     state: str | None = None, host: str = "") -> dict[str, Any]:
+    """A copy of `vs` where every route of `stable_routes(vs, route_name, recorded=, host=)` sends 100
+    to its `stable` destination and 0 to every other, and mirrors no traffic to a subset other than
+    `stable` (a mirror to the canary sent it a full copy of the traffic after the rollback); the state
+    annotation set too; nothing else changes. Raises what `stable_routes` raises."""
+    routes = stable_routes(vs, route_name, recorded=recorded, host=host)
     out = copy.deepcopy(vs)
     for r in routes:
-        dests = out["spec"]["http"][r.index]["route"]
+        route = out["spec"]["http"][r.index]
+        dests = route["route"]
         dests[r.stable]["weight"] = 100
         for i in r.others:
             dests[i]["weight"] = 0
+        drop_mirrors(route, host, vs)
     if state is not None:
         annotate(out, STATE_ANNOTATION, state)
     return out
+
+
+def drop_mirrors(route: dict[str, Any], host: str, vs: Any) -> None:
+    """Remove the route's mirrors to a subset of the rollout's service (`host`; any, when unknown) other
+    than `stable` (Istio's `mirror` with its `mirrorPercentage`/`mirrorPercent`, and the entries of
+    `mirrors`); a mirror to another service (a shadow of the user's) stays."""
+    def kept(m: Any) -> bool:
+        dest = m.get("destination") if isinstance(m, dict) and "destination" in m else m
+        if not isinstance(dest, dict):
+            return True
+        return dest.get("subset") == STABLE or bool(host) and _dest_host({"destination": dest}, vs) != host
+
+    if "mirror" in route and not kept(route["mirror"]):
+        for key in ("mirror", "mirrorPercentage", "mirrorPercent", "mirror_percent"):
+            route.pop(key, None)
+    if isinstance(route.get("mirrors"), list):
+        left = [m for m in route["mirrors"] if kept(m)]
+        if left:
+            route["mirrors"] = left
+        else:
+            route.pop("mirrors")

@@ -333,3 +333,62 @@ def test_when_stable_100_cannot_be_written_the_exit_code_and_a_critical_line_say
     res = CliRunner().invoke(app, ["rollback", "m0", "-n", "ml", "--kubeconfig", str(kc)])
     assert res.exit_code == 6, res.output
     assert "traffic.unsafe" in res.output and routes(api) == [[("stable-old", 80), ("canary", 20)]]
+
+
+# A second attacker of the route-of-any-shape writes (seventeenth session): the stable-100% write chose
+# routes by subset names and weights only, so another model's route in the same VirtualService (a host
+# of its own, subsets named alike) was sent to stable too, and a failover destination of another host
+# with subset `stable` made stable 100% unwritable (exit 6, the canary kept 20%).
+def _other_model(weights: tuple[int, int], *, ours_by_hand: bool = False) -> Callable[[dict[str, Any]], None]:
+    def edit(vs: dict[str, Any]) -> None:
+        host = "m1.ml.svc.cluster.local"
+        vs["spec"]["http"].insert(0, {"name": "other-model", "match": [{"uri": {"prefix": "/v2/models/m1"}}],
+                                      "route": [{"destination": {"host": host, "subset": "stable"}, "weight": weights[0]},
+                                                {"destination": {"host": host, "subset": "canary"}, "weight": weights[1]}]})
+        if ours_by_hand:  # on-call set the rollout's route to 100/0 by hand: no route holds the recorded 80/20
+            vs["spec"]["http"][1]["route"][0]["weight"], vs["spec"]["http"][1]["route"][1]["weight"] = 100, 0
+    return edit
+
+
+@pytest.mark.parametrize(("theirs", "by_hand"), [((80, 20), False), ((50, 50), True)],
+                         ids=["the other route at the recorded weights", "ours set to 100/0 by hand"])
+def test_another_models_route_in_the_virtualservice_is_never_written(api: Any, theirs: tuple[int, int],
+                                                                   by_hand: bool) -> None:
+    clock = HookClock(api)
+    v = runner(api, "v2", clock)
+    clock.hooks.append((_at_first_step("v2"),
+                        lambda: api.edit(GROUP, "virtualservices", "ml", "m0", _other_model(theirs, ours_by_hand=by_hand))))
+    res = v.run()
+    assert res.exit_code == 3 and res.state.phase == rl.ABORTED, res
+    assert routes(api) == [[("stable", theirs[0]), ("canary", theirs[1])], [("stable", 100), ("canary", 0)]]
+
+
+def test_a_stable_destination_of_another_host_gets_0_and_stable_100_is_written(api: Any) -> None:
+    def failover(vs: dict[str, Any]) -> None:
+        vs["spec"]["http"][0]["route"].append({"destination": {"host": "m0.ml-eu.svc.cluster.local", "subset": "stable"},
+                                               "weight": 0})
+
+    clock = HookClock(api)
+    v = runner(api, "v2", clock)
+    clock.hooks.append((_at_first_step("v2"), lambda: api.edit(GROUP, "virtualservices", "ml", "m0", failover)))
+    res = v.run()
+    assert res.exit_code == 3 and res.state.phase == rl.ABORTED, res  # was 6: "2 destinations with subset 'stable'"
+    assert routes(api) == [[("stable", 100), ("canary", 0), ("stable", 0)]]
+
+
+def test_a_rollback_ends_the_mirror_to_the_canary_and_keeps_a_mirror_elsewhere(api: Any) -> None:
+    """A mirror to the canary subset survived the rollback: the canary a bad version was rolled back from
+    kept a full copy of the traffic, and nothing said so."""
+    def mirrors(vs: dict[str, Any]) -> None:
+        route = vs["spec"]["http"][0]
+        route["mirror"], route["mirrorPercentage"] = {"host": "m0", "subset": "canary"}, {"value": 100.0}
+        route["mirrors"] = [{"destination": {"host": "shadow.ml.svc.cluster.local"}, "percentage": {"value": 5.0}}]
+
+    clock = HookClock(api)
+    v = runner(api, "v3", clock, slowdown=2.0)
+    clock.hooks.append((_at_first_step("v3"), lambda: api.edit(GROUP, "virtualservices", "ml", "m0", mirrors)))
+    res = v.run()
+    assert res.exit_code == 1 and res.state.phase == rl.ROLLED_BACK, res
+    route = api.get(GROUP, "virtualservices", "ml", "m0")["spec"]["http"][0]
+    assert "mirror" not in route and "mirrorPercentage" not in route
+    assert route["mirrors"] == [{"destination": {"host": "shadow.ml.svc.cluster.local"}, "percentage": {"value": 5.0}}]
