@@ -445,18 +445,20 @@ def sweep(namespace: Optional[str] = NamespaceOpt,
                               else "stable 100%, recorded aborted")
                 except RoutingConflict:
                     result = "left alone: its owner wrote since it was read"
+                except TrafficUnsafe as exc:  # the route may still send traffic to the canary
+                    result, code = f"failed: {exc}", EXIT_TRAFFIC_UNSAFE
                 except CanaryError as exc:
-                    result, code = f"failed: {exc}", EXIT_INFRA
+                    result, code = f"failed: {exc}", max(code, EXIT_INFRA)
             out["abandoned"].append(row(one, result, reason=one.reason, seenUnchangedS=one.quiet_s))
         for one in found.unknown:
-            code = EXIT_INFRA
+            code = max(code, EXIT_INFRA)
             out["unchecked"].append(row(one, f"not checked: {one.unknown}"))
         for one in found.watching:
             limit = sw.abandoned_after(one.record)
             if one.key not in first:
                 result = f"watching: unchanged for {one.quiet_s:.0f}s of {limit:.0f}s"
             elif server_now is None:
-                result, code = "not timed: the API server's answer had no Date header", EXIT_INFRA
+                result, code = "not timed: the API server's answer had no Date header", max(code, EXIT_INFRA)
             elif dry_run:
                 result = f"watching: first seen now (dry run: not marked); ended after {limit:.0f}s unchanged"
             else:
@@ -468,7 +470,7 @@ def sweep(namespace: Optional[str] = NamespaceOpt,
                 except RoutingConflict:
                     result = "watching: its owner just wrote"
                 except CanaryError as exc:  # this route only: the others are still swept
-                    result, code = f"not marked: {exc}", EXIT_INFRA
+                    result, code = f"not marked: {exc}", max(code, EXIT_INFRA)
             out["watching"].append(row(one, result, seenUnchangedS=one.quiet_s, abandonedAfterS=limit))
 
         def text(wide: bool) -> None:

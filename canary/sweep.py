@@ -213,14 +213,31 @@ def seen_mark(vs: dict[str, Any]) -> tuple[str, float] | None:
         return None
 
 
+def _unsafe(router: Any, found: Found, log: Any, exc: Exception) -> None:
+    """After a failed end: TrafficUnsafe (exit 6, the critical `traffic.unsafe` as promote and rollback
+    log it) when the route may still send traffic to the canary; nothing when it reads stable 100%
+    (what failed came after the weights). A promotion half-way that could not be finished is left as
+    it is: its canary is the version every step passed."""
+    from canary.errors import TrafficUnsafe
+    from canary.runner import unsafe_traffic
+
+    if found.record.phase == rl.PROMOTING:
+        return
+    known = found.record.weights
+    said = unsafe_traffic(router, found.target(), log=log, error=str(exc), known=known)
+    if said:
+        raise TrafficUnsafe(f"{exc}{said}") from exc
+
+
 def end(router: Any, found: Found, *, log: Any, now: float, notifier: Any = None) -> rl.RolloutState:
     """End `found`'s rollout, guarded on the record it was found with: a split one goes to stable 100%
     (`aborted`, its reason), one half-way through its promotion is finished (`promoted`). Logs
     ``rollout.abandoned`` once the write landed, and tells `notifier` (a `canary.notify.Notifier`, or
     None) then: event "aborted" or "promotion", `rollout` the VirtualService (its owner is gone). Raises
     RoutingConflict when the route changed since (its owner wrote: nothing done, ``sweep.left_alone``),
-    and CanaryError when a write failed (``rollback.failed``: act by hand). Transient errors are
-    retried twice."""
+    TrafficUnsafe when stable 100% could not be written and the route may still be split
+    (``traffic.unsafe``), and CanaryError when another write failed (``rollback.failed``: act by hand).
+    Transient errors are retried twice."""
     r = found.record
     log = log.bind(namespace=found.namespace, virtual_service=found.virtual_service, model=r.model,
                    stable_version=r.stable_version, canary_version=r.canary_version)
@@ -244,10 +261,12 @@ def end(router: Any, found: Found, *, log: Any, now: float, notifier: Any = None
             if attempt == 2:
                 log.critical("rollback.failed", error=str(exc), reason=found.reason, hint="traffic may still be "
                              "split: run `canary rollback` for it")
+                _unsafe(router, found, log, exc)
                 raise
         except CanaryError as exc:
             log.critical("rollback.failed", error=str(exc), reason=found.reason,
                          hint="traffic may still be split: run `canary rollback` for it")
+            _unsafe(router, found, log, exc)
             raise
     log.warning("rollout.abandoned", owner=r.owner, phase=r.phase, weights=str(r.weights), done=did,
                 seen_unchanged_s=None if found.quiet_s is None else round(found.quiet_s, 1),

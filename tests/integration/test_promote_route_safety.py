@@ -392,3 +392,29 @@ def test_a_rollback_ends_the_mirror_to_the_canary_and_keeps_a_mirror_elsewhere(a
     route = api.get(GROUP, "virtualservices", "ml", "m0")["spec"]["http"][0]
     assert "mirror" not in route and "mirrorPercentage" not in route
     assert route["mirrors"] == [{"destination": {"host": "shadow.ml.svc.cluster.local"}, "percentage": {"value": 5.0}}]
+
+
+def test_the_sweep_says_so_when_stable_100_cannot_be_written(api: Any) -> None:
+    """An abandoned rollout at 80/20 whose route's stable destination was renamed: `sweep.end` (what `canary
+    sweep` and the controller call) raised a TargetError that `canary sweep` reported as exit 3, with no
+    `traffic.unsafe`; it is TrafficUnsafe (exit 6) with the critical line, as promote and rollback say it."""
+    from canary import sweep as sw
+    from canary.errors import TrafficUnsafe
+
+    clock = HookClock(api)
+    v = runner(api, "v2", clock)
+    state = v._preflight(v._start())
+    assert state.weights.canary == 20
+    text = api.get(GROUP, "virtualservices", "ml", "m0")["metadata"]["annotations"]["modelcanary.dev/rollout"]
+
+    def renamed(vs: dict[str, Any]) -> None:
+        vs["spec"]["http"][0]["route"][0]["destination"]["subset"] = "primary"
+
+    api.edit(GROUP, "virtualservices", "ml", "m0", renamed)
+    found = sw.Found(namespace="ml", virtual_service="m0", record=rl.RolloutState.from_json(text), text=text,
+                     reason="its owner is gone")
+    router = IstioRouter(api.api_client(), wait=tenacity.wait_none())
+    with structlog.testing.capture_logs() as logs, pytest.raises(TrafficUnsafe, match="may still be split"):
+        sw.end(router, found, log=get(), now=clock.now())
+    assert [e["log_level"] for e in logs if e["event"] == "traffic.unsafe"] == ["critical"]
+    assert routes(api) == [[("primary", 80), ("canary", 20)]]

@@ -308,7 +308,9 @@ def test_canary_sweep_marks_then_ends_only_what_stayed_unchanged(tmp_path: Path,
     assert again.stdout.strip().startswith("ml/m1: v2 progressing at 80/20: watching: unchanged for "), again.stdout
 
 
-def test_canary_sweep_exits_3_when_the_stable_write_fails_and_2_on_bad_flags(tmp_path: Path, cluster: Any) -> None:
+def test_canary_sweep_exits_6_when_the_stable_write_fails_and_2_on_bad_flags(tmp_path: Path, cluster: Any) -> None:
+    """A stable-100% write refused (403) leaves the route split: exit 6 and the critical `traffic.unsafe`,
+    as promote and rollback say it (it was exit 3, which reads "otherwise 100% stable")."""
     api, client, router = cluster
     kubeconfig = fleet.write_kubeconfig(tmp_path / "kubeconfig", api.url)
     _claim(IstioRouter(client, wait=tenacity.wait_none()), at=time.time() - 1000)
@@ -319,8 +321,9 @@ def test_canary_sweep_exits_3_when_the_stable_write_fails_and_2_on_bad_flags(tmp
     api.fail_next(403, times=100, methods=("PUT", "PATCH"), plural="virtualservices")
     failed = _sweep(kubeconfig, "-n", "ml")
     api.handler.faults.clear()
-    assert failed.exit_code == 3, failed.output
+    assert failed.exit_code == 6, failed.output
     assert "ml/m0: v2 progressing at 80/20: failed:" in failed.stdout
+    assert "traffic may still be split on ml/m0" in failed.stdout
     assert vs(api, 0)[1]["phase"] == rl.PROGRESSING
     assert _sweep(kubeconfig, "-n", "ml").exit_code == 0 and vs(api, 0)[0] == [100, 0]
 
