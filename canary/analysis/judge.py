@@ -99,6 +99,11 @@ def judge(policy: Policy, measurements: Mapping[str, Measurement], *, prior: Pri
 # by this factor: beyond it a counter jumped or an exporter is broken (a success counter that jumped by
 # 1e12 read a 10%-error canary as 1.5e-08% errors, and passed it)
 COUNTS_DISAGREE = 10.0
+# A canary count this many times off what the traffic split implies (`_mismatched`): far past what
+# traffic that reaches the canary around the split explains (a QA header route, a mirror: 10x was
+# reached by 11% of the model's traffic sent to the canary at a 1% step, and held a good canary to its
+# deadline), not past a counter that jumped (1e12 against 1e4: 1e8x)
+SPLIT_DISAGREE = 100.0
 COUNTS_FLOOR = 100.0  # below this many requests the smaller count is read as this many (sampling noise)
 
 
@@ -140,13 +145,13 @@ def _disagreeing(policy: Policy, measurements: Mapping[str, Measurement]) -> dic
 
 
 def _mismatched(policy: Policy, measurements: Mapping[str, Measurement], weight: int | None) -> dict[str, str]:
-    """Checks whose canary request count is more than COUNTS_DISAGREE times off what the stable's count
+    """Checks whose canary request count is more than SPLIT_DISAGREE times off what the stable's count
     and the traffic split imply (below COUNTS_FLOOR a count is read as that many), and why.
 
     Istio splits requests by weight, so canary/stable requests are near w/(100-w) in any window of
-    one step; 10 times more or fewer is no sampling noise and no scrape lag (a sample-ratio mismatch
-    far past what traffic that bypasses the VirtualService explains) but a counter that jumped, an
-    exporter that counts something else, or another arm's series. It guards the policies that have a
+    one step; 100 times more or fewer is no sampling noise, no scrape lag and no traffic that reaches
+    the canary around the split (a QA header route; a mirror, 100x only with a 1% step) but a counter
+    that jumped, an exporter that counts something else, or another arm's series. It guards the policies that have a
     single request-counting check (Triton's preset), where `_disagreeing` has nothing to compare.
     """
     if weight is None or not 0 < weight < 100:
@@ -160,7 +165,7 @@ def _mismatched(policy: Policy, measurements: Mapping[str, Measurement], weight:
         if stable is None or canary is None:
             continue
         expected = stable * weight / (100 - weight)
-        if canary > COUNTS_DISAGREE * max(expected, COUNTS_FLOOR) or expected > COUNTS_DISAGREE * max(canary, COUNTS_FLOOR):
+        if canary > SPLIT_DISAGREE * max(expected, COUNTS_FLOOR) or expected > SPLIT_DISAGREE * max(canary, COUNTS_FLOOR):
             out[check.name] = (f"the canary counted {_n(canary)} requests where its {weight}% of the traffic and the "
                                f"stable's {_n(stable)} imply about {_n(expected)}: a counter jump, a broken exporter or "
                                "traffic that bypasses the VirtualService")
