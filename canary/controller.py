@@ -41,6 +41,7 @@ from canary.history_store import configmap_name
 from canary.logs import get as get_logger
 from canary.informer import stub
 from canary.model import STABLE_ONLY, Outcome, Target, Verdict
+from canary import judged_marks
 from canary import kube
 from canary import malloc
 from canary import sweep
@@ -231,7 +232,7 @@ class Controller:
         finally:
             if hasattr(self.router, "forget_prefetch"):
                 self.router.forget_prefetch()  # prefetched objects serve this tick only, however it ends
-        self._sweep({_key(o): _uid(o) for o in listed})
+        self._sweep({_key(o): o for o in listed})
         if self.telemetry:
             self.telemetry.observe_tick(time.monotonic() - t0, len(objs))
         self.last_tick = time.monotonic()
@@ -268,29 +269,32 @@ class Controller:
         self.last_tick = time.monotonic()
         return n
 
-    def _sweep(self, listed: dict[str, str] | None) -> None:
+    def _sweep(self, listed: dict[str, dict[str, Any]] | None) -> None:
         """Every `sweep_every` seconds: the abandoned rollouts (`canary.sweep`: a promote whose record
-        this process has seen unchanged too long, a CanaryRollout gone) on the VirtualServices of this
-        controller's namespace(s) and shard are ended, each write guarded on the record read.
-        `listed`: namespace/name -> uid of every CanaryRollout this tick listed (None: read them from
-        the informers' cache); an owner missing there is asked of the API server."""
+        this process has seen unchanged too long, a CanaryRollout gone, or one that now asks for
+        another VirtualService or version) on the VirtualServices of this controller's namespace(s)
+        and shard are ended, each write guarded on the record read. `listed`: namespace/name -> object
+        of every CanaryRollout this tick listed (None: read them from the informers' cache); an owner
+        missing there is asked of the API server."""
         now = self.clock.now()
         lister = getattr(self.router, "list_virtual_services", None)
         if self.sweep_every <= 0 or now < self._next_sweep or (lister is None and self.informers is None):
             return
         self._next_sweep = now + self.sweep_every
 
-        def known_uid(ref: str) -> str | None:  # the uid of CanaryRollout ns/name as this process knows it
+        def known(ref: str) -> dict[str, Any] | None:  # CanaryRollout ns/name as this process knows it
             if listed is not None:
                 return listed.get(ref)
             ns, _, name = ref.partition("/")
-            obj = self.informers.rollouts.get(ns, name)
-            return None if obj is None else _uid(obj)
+            return self.informers.rollouts.get(ns, name)
+
+        def mine(owner: str) -> dict[str, Any] | None:  # the object `owner` names, when this process has it
+            ref, _, uid = owner.removeprefix("CanaryRollout ").partition("#")
+            obj = known(ref)
+            return obj if obj is not None and (not uid or _uid(obj) == uid) else None
 
         def gone(owner: str) -> bool:
-            ref, _, uid = owner.removeprefix("CanaryRollout ").partition("#")
-            have = known_uid(ref)
-            return not (have is not None and (not uid or have == uid)) and sweep.crd_gone(self.custom, owner)
+            return mine(owner) is None and sweep.crd_gone(self.custom, owner)
 
         seen: dict[str, tuple[str, float]] = {}
 
@@ -307,7 +311,7 @@ class Controller:
                 vss = self.informers.routes[VS_PLURAL].items()
             else:
                 vss = lister(self.namespace)
-            found = sweep.scan(vss, quiet, gone, owns=lambda key: self.owns(stub(key)))
+            found = sweep.scan(vss, quiet, gone, owns=lambda key: self.owns(stub(key)), owner_object=mine)
         except Exception as exc:  # the next sweep tries again; the rollouts' own ticks are unaffected
             self.log.warning("sweep.failed", error=f"{type(exc).__name__}: {exc}")
             return
@@ -429,8 +433,21 @@ class Controller:
         status = self.router.inspect(spec.target)
         state = parse_state(status)
         ours = state is not None and state.canary_version == spec.target.canary_version and _owns(obj, state)
-        if ours and state is not None and _restart_pending(obj, state):
-            ours = False  # the record is the rollout an edit superseded: the spec's starts again (claimed below)
+        pending = ours and state is not None and _restart_pending(obj, state)
+        if pending and state is not None:
+            # the record is the rollout an edit superseded: the spec's starts again (claimed below), unless
+            # the series judged changed meanwhile (spec.model, policy.metrics): that ends it, as it would
+            # have ended the rollout itself (the restart would judge another model's series on this route)
+            judged, series = _judged_edit(obj, spec, state)
+            if series:
+                judged = judged.partition(", the policy's ")[0]  # the series: how it is judged was edited before
+                self._ended_status(obj, phase=rl.ABORTED, reason=(
+                    f"{state.reason.removesuffix(RESTARTS)}; then, before it started again, {judged}{ENDS}"[:4096]),
+                    spec=spec)
+                log.warning("rollout.superseded", reason=f"{judged} while a restart was pending{ENDS}",
+                            weights=str(state.weights))
+                return None
+            ours = False
         if state is not None and ours and not state.owner:  # recorded before owners were: ours from now on
             state = replace(state, owner=_owner(obj))
         # the recorded stable version is the truth once a rollout runs (in PROMOTING the stable subset
@@ -445,9 +462,18 @@ class Controller:
             if spec.key in self._histories:  # followed by this process: record what another one changed
                 self._observe(spec, state)
         drove = _drove(obj)
-        if drove is None and state is not None and not state.terminal and not ours and state.owner == _owner(obj):
-            # its own claim, of another version (edited while no status of its landed): an edit like any other
+        if pending and drove == _drives(spec):
+            drove = None  # the status still shows the superseded rollout in progress (that status write failed)
+        if drove is None and state is not None and not state.terminal and state.owner == _owner(obj):
+            # its own claim (edited while no status of its landed: of another version, or of how it is
+            # judged), read from the route's record: an edit like any other
             drove = (spec.target.virtual_service, state.route, state.canary_version, spec.target.dr_name)
+        known = self._known.get(spec.key)
+        if (drove is None and known is not None and not known.terminal and known.owner == _owner(obj)
+                and _drives(known.spec) != _drives(spec)):
+            # no status of it landed, and the spec now names another route: the route this process claimed
+            # goes back first (a restarted process has no memory of it: the sweep ends it, `_sweep`)
+            drove = _drives(known.spec)
         if drove is not None and _edit(drove, _drives(spec)):  # edited mid-rollout: the old one goes back first
             self._rescue(obj, spec, drove, reason=f"superseded: {_edit(drove, _drives(spec))} mid-rollout", log=log)
             return self._advance(obj)  # its status now shows that rollout ended: the spec's starts (once)
@@ -458,9 +484,7 @@ class Controller:
             # Stable 100%. How they are judged: the rollout starts again from its first step. Which series:
             # it ends there, as a route edit does (whether the new series are the traffic behind this
             # VirtualService is for a person to say: a new canaryVersion, or the CR created again)
-            why = f"superseded: {judged} mid-rollout" + (
-                "; the series judged changed: to run it again, set a new canaryVersion or create the "
-                "CanaryRollout again" if series else "; it starts again from the first step")
+            why = f"superseded: {judged} mid-rollout" + (ENDS if series else RESTARTS)
             self._rescue(obj, spec, drove, reason=why, log=log, restart=not series)
             return self._advance(obj)
         if state is None or not ours:
@@ -521,7 +545,8 @@ class Controller:
             before = state  # the ended rollout this claim replaces, if any
             state, actions = rl.new_rollout(model=target.model, stable_version=target.stable_version,
                                             canary_version=target.canary_version, now=now, route=target.route,
-                                            owner=_owner(obj), destination_rule=target.destination_rule)
+                                            owner=_owner(obj), destination_rule=target.destination_rule,
+                                            judged=judged_marks.marks(spec.policy, target))
             if before is not None and before.terminal:  # how it ended stays readable by its owner (`_rescue`)
                 state = replace(state, history=(_predecessor(before),))
             state, _ = self._do(spec, state, actions, expect=status.state, log=log)
@@ -1015,11 +1040,12 @@ class Controller:
         again = restart and (outcome == "stable" or state.reason.startswith("superseded:"))
         self._status(obj, old_spec, state, extra={"restartPending": True} if again else None)
 
-    def _ended_status(self, obj: dict[str, Any], *, phase: str, reason: str) -> None:
+    def _ended_status(self, obj: dict[str, Any], *, phase: str, reason: str, spec: crd.RolloutSpec | None = None) -> None:
         """The status of this CR's rollout, which ended while the route moved on (another rollout took
         it, nothing is split, or stable 100% was written with no policy to read): `phase` and `reason`,
         none of its traffic (100/0), Progressing False and the conditions of that end; the looks it made
-        and its step stay as they were. Needs nothing but the object (no policy)."""
+        and its step stay as they were; no restart is pending. Needs nothing but the object (no policy);
+        `spec` given: status.target names what it asks for now (the end answers this spec)."""
         old = obj.get("status") or {}
         generation = (obj.get("metadata") or {}).get("generation", 0)
         now = self.clock.now()
@@ -1027,10 +1053,16 @@ class Controller:
                                 canary_version=str((old.get("target") or {}).get("canaryVersion") or ""),
                                 phase=phase, weights=STABLE_ONLY, started_at=_parse_iso(old.get("startedAt")),
                                 updated_at=now, reason=reason[:4096])
-        self._patch_status(obj, {
+        status = {
             "phase": phase, "reason": reason[:4096], "weights": {"stable": 100, "canary": 0},
             "updatedAt": crd.iso(now), "observedGeneration": generation, "leader": self.identity,
-            "conditions": crd.conditions(ended, old.get("conditions") or [], generation, now)})
+            "conditions": crd.conditions(ended, old.get("conditions") or [], generation, now)}
+        if spec is not None:
+            status["target"] = _status_target(spec, spec.target.canary_version)
+        if "restartPending" in old:
+            status["restartPending"] = None
+        self._patch_status(obj, status)
+        obj["status"].pop("restartPending", None)
 
     def _log_skew(self, offset: float | None) -> None:
         """`metrics.clock_skew` (warning) when Prometheus's clock and this controller's first differ by more
@@ -1439,6 +1471,12 @@ def _status_target(spec: crd.RolloutSpec, canary_version: str) -> dict[str, Any]
             "model": spec.target.model, "policy": _policy_marks(spec.policy)}
 
 
+# how a supersede's reason ends: the spec's rollout starts again (an edit of how it is judged), or it
+# ends there (an edit of which series are judged)
+RESTARTS = "; it starts again from the first step"
+ENDS = ("; the series judged changed: to run it again, set a new canaryVersion or create the "
+        "CanaryRollout again")
+
 # the policy sections a rollout's evidence is gathered and judged under: an edit of one mid-rollout
 # supersedes it (`_judged_edit`). `failure` and `gates` (when to give up, the readiness probe) apply
 # from the next tick; `route` is part of what the rollout drives (`_drives`).
@@ -1457,12 +1495,31 @@ def _policy_marks(policy: Any) -> dict[str, str]:
 
 
 def _judged_edit(obj: dict[str, Any], spec: crd.RolloutSpec, state: rl.RolloutState | None) -> tuple[str, bool]:
-    """What of the model judged and the policy judged under changed since the rollout this CR's status
-    describes began, in the spec's field names ("" when nothing did), and whether the series judged
-    changed (spec.model or policy.metrics: which model's, which labels) rather than only how they are
-    judged. The model is compared with the route's record too (`state`: this CR's rollout in
-    progress), for a status written before status.target named it; a policy section a status did not
-    record matches any."""
+    """What of the model judged and the policy judged under changed since the rollout began, in the
+    spec's field names ("" when nothing did), and whether the series judged changed (spec.model or
+    policy.metrics: which model's, which labels) rather than only how they are judged.
+
+    `state`: this CR's rollout as the route records it (in progress, or ended by a supersede whose
+    restart is pending), or None. Its `judged` marks, written with the claim, are what it is judged
+    under (`canary.judged_marks`: rendered selectors, checks as a set, defaults left out). A record
+    written before marks existed is compared through this CR's status instead (`_judged_edit_status`)."""
+    if state is not None and state.judged:
+        series, how = judged_marks.edited(state.judged, judged_marks.marks(spec.policy, spec.target))
+        changes = []
+        if series:
+            changes.append(f"spec.model changed from {state.model} to {spec.target.model}" if state.model != spec.target.model
+                           else "the policy's metrics changed (the series judged)")
+        if how:
+            changes.append("the policy's " + ", ".join(how) + " changed")
+        return ", ".join(changes), bool(series)
+    return _judged_edit_status(obj, spec, state)
+
+
+def _judged_edit_status(obj: dict[str, Any], spec: crd.RolloutSpec, state: rl.RolloutState | None) -> tuple[str, bool]:
+    """`_judged_edit` for a rollout whose record has no marks (claimed before they existed): from what
+    this CR's status records (`status.target`: the model, a digest of each policy section as written);
+    the model is compared with the route's record too (`state`), for a status written before
+    status.target named it; a policy section a status did not record matches any."""
     t = (obj.get("status") or {}).get("target")
     t = t if isinstance(t, dict) else {}
     changes = []
@@ -1618,10 +1675,15 @@ def _parse_iso(text: Any) -> float:
 
 def _restart_pending(obj: dict[str, Any], rec: rl.RolloutState) -> bool:
     """Whether `rec`, this CR's recorded rollout, is one an edit of its policy's steps, analysis or
-    checks superseded (`_rescue(restart=True)`) and the rollout the spec asks for has not been
-    claimed since."""
-    pending = bool((obj.get("status") or {}).get("restartPending"))
-    return pending and rec.terminal and rec.reason.startswith("superseded:")
+    checks superseded (`_rescue(restart=True)`: its reason ends with `RESTARTS`) and the rollout the
+    spec asks for has not been claimed since: the status says so (`status.restartPending`), or the
+    supersede's status write was lost (the status still shows a rollout in progress, or none). A
+    status that shows this CR's rollout ended without a pending restart is the last word: it was
+    ended for good after (a series edit, `_advance`)."""
+    if not (rec.terminal and rec.reason.startswith("superseded:") and rec.reason.endswith(RESTARTS)):
+        return False
+    st = obj.get("status") or {}
+    return bool(st.get("restartPending")) or st.get("phase") not in rl.TERMINAL
 
 
 def _status_matches_spec(obj: dict[str, Any]) -> bool:

@@ -79,6 +79,9 @@ class RolloutState:
     reason: str = ""
     last_verdict: dict[str, Any] | None = None
     history: tuple[dict[str, Any], ...] = field(default_factory=tuple)  # one line per step/phase change
+    # what the rollout is judged under (`canary.judged_marks.marks`: mark name -> digest), written with the
+    # claim by a CanaryRollout's controller; {} for a promote's, or a record written before marks existed
+    judged: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.phase not in PHASES:
@@ -139,6 +142,9 @@ class RolloutState:
         d["history"] = tuple(history)
         for name in ("evidence", "window_evidence"):
             d[name] = _evidence(d.get(name) or {}, name)
+        judged = d.get("judged", {})
+        if not isinstance(judged, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in judged.items()):
+            raise ValueError("rollout state: judged must be an object of strings")
         return cls(**d)
 
     def prior(self) -> dict[str, tuple[float, float]]:
@@ -272,12 +278,12 @@ Action = SetWeights | PointSubset | Emit
 
 def new_rollout(*, model: str, stable_version: str, canary_version: str, now: float,
                 route: str = "", owner: str = "", heartbeat_s: float = 0.0,
-                destination_rule: str = "") -> tuple[RolloutState, list[Action]]:
+                destination_rule: str = "", judged: dict[str, str] | None = None) -> tuple[RolloutState, list[Action]]:
     """Claim the VirtualService (PENDING at 100/0), then point the canary subset. `owner`: who runs
-    it (`RolloutState.owner`)."""
+    it (`RolloutState.owner`); `judged`: what it is judged under (`RolloutState.judged`)."""
     state = RolloutState(
         model=model, stable_version=stable_version, canary_version=canary_version, route=route, owner=owner,
-        heartbeat_s=heartbeat_s, destination_rule=destination_rule,
+        heartbeat_s=heartbeat_s, destination_rule=destination_rule, judged=dict(judged or {}),
         phase=PENDING, weights=STABLE_ONLY, started_at=now, step_started_at=now, updated_at=now,
     )
     return state, [SetWeights(STABLE_ONLY), PointSubset("canary", canary_version), Emit("rollout.started", {})]

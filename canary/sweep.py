@@ -107,6 +107,23 @@ def why_abandoned(rec: rl.RolloutState, quiet_s: float | None, owner_gone: Calla
     return None
 
 
+def asked_elsewhere(obj: dict[str, Any], virtual_service: str, rec: rl.RolloutState) -> str | None:
+    """Why the rollout `rec`, recorded on `virtual_service` as CanaryRollout `obj`'s, has nobody driving
+    it though `obj` exists: `obj`'s spec now names another VirtualService or canary version (edited
+    before any status of that rollout landed, and the process that claimed it restarted since: nothing
+    remembers the route). None when `obj` still asks for it, or is being deleted (its finalizer's
+    work). Pure."""
+    if (obj.get("metadata") or {}).get("deletionTimestamp"):
+        return None
+    sp = obj.get("spec") if isinstance(obj.get("spec"), dict) else {}
+    vs, version = str(sp.get("virtualService") or sp.get("model") or ""), str(sp.get("canaryVersion") or "")
+    if vs == virtual_service and version == rec.canary_version:
+        return None
+    ref = rec.owner.removeprefix("CanaryRollout ").partition("#")[0]
+    return (f"superseded: CanaryRollout {ref} now asks for {version or '(none)'} on VirtualService {vs or '(none)'}, "
+            f"not {rec.canary_version} on {virtual_service}: nothing drives this rollout (ended by the sweep)")
+
+
 def crd_gone(custom: Any, owner: str) -> bool:
     """Whether `owner` (`CanaryRollout ns/name#uid`) names a CanaryRollout that no longer exists, read
     from the API server (not a cache): a 404, or an object of that name with another uid (the name
@@ -171,11 +188,15 @@ class Scan:
 
 
 def scan(virtual_services: Iterable[dict[str, Any]], quiet: Callable[[dict[str, Any], str, str], float | None],
-         owner_gone: Callable[[str], bool], *, owns: Callable[[str], bool] = lambda key: True) -> Scan:
+         owner_gone: Callable[[str], bool], *, owns: Callable[[str], bool] = lambda key: True,
+         owner_object: Callable[[str], dict[str, Any] | None] | None = None) -> Scan:
     """The rollouts in progress among `virtual_services` (objects as listed) whose `namespace/name` this
     caller `owns` (a controller shard's share). `quiet(vs, key, text)`: how long the caller has seen
-    that record unchanged (None: first seen now); asked only of a promote's rollout in progress. An
-    unreadable record is skipped (its owner's next write, `canary status` and `canary rollback` report it)."""
+    that record unchanged (None: first seen now); asked only of a promote's rollout in progress.
+    `owner_object(owner)`: the CanaryRollout a record names, as the caller has it (None: not known);
+    a split rollout (paused too) that its existing CanaryRollout no longer asks for is abandoned too
+    (`asked_elsewhere`). An unreadable record is skipped (its owner's next write, `canary status` and
+    `canary rollback` report it)."""
     out = Scan()
     for vs in virtual_services:
         meta = vs.get("metadata") or {}
@@ -187,7 +208,7 @@ def scan(virtual_services: Iterable[dict[str, Any]], quiet: Callable[[dict[str, 
             rec = rl.RolloutState.from_json(text)
         except (ValueError, TypeError, KeyError):
             continue
-        if not in_progress(rec):
+        if not in_progress(rec) and not (rec.phase == rl.PAUSED and owner_object is not None):
             continue
         quiet_s = quiet(vs, f"{ns}/{name}", text) if watched(rec) else None
         try:
@@ -195,6 +216,9 @@ def scan(virtual_services: Iterable[dict[str, Any]], quiet: Callable[[dict[str, 
         except OwnerUnknown as exc:
             out.unknown.append(Found(ns, name, rec, text, unknown=str(exc)))
             continue
+        if reason is None and owner_object is not None and rec.owner.startswith("CanaryRollout "):
+            obj = owner_object(rec.owner)
+            reason = None if obj is None else asked_elsewhere(obj, name, rec)
         if reason is not None:
             out.abandoned.append(Found(ns, name, rec, text, reason, quiet_s))
         elif watched(rec):

@@ -100,11 +100,13 @@ def _edited_policy(section: str) -> dict[str, Any]:
     elif section == "analysis":
         pol["analysis"]["interval"] = "2s"
     elif section == "metrics":
+        pol["metrics"]["labels"] = {"region": "eu"}  # another selection of series: the series judged
+    elif section == "histograms":
         pol["metrics"]["histograms"] = "native"  # native histograms read first (these series have none)
     return pol
 
 
-@pytest.mark.parametrize("edit", ["spec.model", "metrics", "steps", "checks", "analysis"])
+@pytest.mark.parametrize("edit", ["spec.model", "metrics", "steps", "checks", "analysis", "histograms"])
 def test_an_edit_of_what_a_rollout_judges_supersedes_it(world: Any, edit: str) -> None:
     """The model whose series are judged, or the policy's metric selectors, steps, checks or analysis,
     edited while v3 has 20%: the looks so far are no evidence for what the spec asks now (they used to
@@ -121,7 +123,8 @@ def test_an_edit_of_what_a_rollout_judges_supersedes_it(world: Any, edit: str) -
     patch = {"model": "m1"} if edit == "spec.model" else {"policy": _edited_policy(edit)}
     custom.patch_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0", {"spec": patch})
     op.tick()  # stable 100% first, then (how it is judged) the spec's rollout claims the route in the same tick
-    why = "spec.model changed from m0 to m1" if edit == "spec.model" else f"the policy's {edit} changed"
+    why = ("spec.model changed from m0 to m1" if edit == "spec.model" else
+           "the policy's metrics changed (the series judged)" if edit == "metrics" else f"the policy's {edit} changed")
     events = [e["message"] for e in api.list("", "events", "ml") if e["reason"] == "RolloutAborted"]
     assert any(f"superseded: {why} mid-rollout" in m for m in events), events
     weights, record = vs(api, 0)

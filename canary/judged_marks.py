@@ -1,0 +1,67 @@
+"""What a rollout is judged under, as short digests: written into the route's record at the claim, so
+that an edit of the spec mid-rollout is told from a rewrite that changes nothing judged.
+
+A CanaryRollout's rollout is judged wholly under one spec (docs/decisions.md 77). The controller
+compares the spec it reads at every tick with `RolloutState.judged`, which the claim wrote in the
+same write as the record itself (so it is there from the first moment traffic can move, whatever
+status write fails later). Two kinds of mark:
+
+* ``series`` (the policy's metric source) and ``series.<source>`` (each other source a check reads):
+  the label matchers that pick each arm of the model, as the queries render them, with the versions
+  left out (they are what the rollout compares). A change is an edit of *which* series are judged
+  (``spec.model``, ``policy.metrics``): the rollout ends. Spelling out a label the source already
+  resolves to changes no mark.
+* ``steps``, ``analysis``, ``checks``, ``histograms``: *how* the series are judged. A change
+  supersedes the rollout, which starts again from its first step. Checks are compared as a set
+  (their order changes nothing), each with its source resolved and defaults left out.
+
+Pure: no I/O. ``failure`` and ``gates`` are not marked: they say when to give up, never what a pass
+needs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import replace
+from typing import Any
+
+from canary.metrics import queries as q
+from canary.model import Target
+
+HOW = ("steps", "analysis", "checks", "histograms")  # an edit of one restarts the rollout
+_STABLE, _CANARY = "\x00stable", "\x00canary"  # placeholders: no version label value can be these
+
+
+def _digest(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
+
+
+def marks(policy: Any, target: Target) -> dict[str, str]:
+    """{mark name: 16-hex digest} of what `policy` judges on `target`'s model (see the module).
+    Raises ConfigError as `metrics.queries.selector` does (a policy that loaded never does)."""
+    t = replace(target, stable_version=_STABLE, canary_version=_CANARY)
+    out: dict[str, str] = {}
+    sources = {policy.metrics.source} | {policy.source_of(c) for c in policy.checks}
+    for source in sorted(sources):
+        name = "series" if source == policy.metrics.source else f"series.{source}"
+        out[name] = _digest([source, [q.selector(policy, t, arm, source) for arm in q.ARMS]])
+    checks = []
+    for c in policy.checks:
+        dumped = c.model_dump(mode="json", exclude_defaults=True)
+        dumped["source"] = policy.source_of(c)
+        checks.append(dumped)
+    checks.sort(key=lambda d: json.dumps(d, sort_keys=True))
+    out["steps"] = _digest(list(policy.steps))
+    out["analysis"] = _digest(policy.analysis.model_dump(mode="json", exclude_defaults=True))
+    out["checks"] = _digest(checks)
+    out["histograms"] = _digest(policy.metrics.histograms)
+    return out
+
+
+def edited(old: dict[str, str], new: dict[str, str]) -> tuple[list[str], list[str]]:
+    """(series marks changed, how-marks changed) between a record's marks `old` and the spec's `new`.
+    A mark in only one of them is no change of its own: a check reading another source is a
+    ``checks`` change, and a record written before a mark existed matches any value of it."""
+    changed = [k for k in new if k in old and old[k] != new[k]]
+    return [k for k in changed if k.startswith("series")], [k for k in changed if k in HOW]

@@ -1,0 +1,196 @@
+"""Edits of a CanaryRollout mid-rollout, decided from the route's record (decision 79): the record
+written with the claim names what the rollout is judged under (`RolloutState.judged`), so an edit is
+caught while no status of the rollout has landed, or while its restart is pending; a rewrite that
+changes nothing judged changes nothing. Against the strict API emulator and a real Prometheus."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+from kubernetes.client.exceptions import ApiException
+
+from canary import controller as controller_mod
+from canary import crd
+from canary import kube
+from canary import rollout as rl
+from canary.metrics.batch import BatchMetrics
+from canary.metrics.prometheus import PrometheusProvider
+from tests import fleet
+from tests.integration.test_controller import _fresh, _progressing, prometheus, run_until_done, vs, world  # noqa: F401
+
+pytestmark = pytest.mark.integration
+
+
+def _status(custom: Any, name: str = "r0") -> dict[str, Any]:
+    return custom.get_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, name).get("status") or {}
+
+
+def _patch_spec(custom: Any, patch: dict[str, Any], name: str = "r0") -> None:
+    custom.patch_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, name, {"spec": patch})
+
+
+def _lose_status_writes(op: Any, monkeypatch: pytest.MonkeyPatch, n: int) -> dict[str, int]:
+    """The next `n` status writes that carry a phase fail with a 500, as the API server answers them."""
+    real, left = op._patch_status, {"n": n}
+
+    def flaky(obj: dict[str, Any], status: dict[str, Any]) -> None:
+        if "phase" in status and left["n"] > 0:
+            left["n"] -= 1
+            raise kube.translate(ApiException(status=500, reason="injected"), "CanaryRollout status")
+        real(obj, status)
+    monkeypatch.setattr(op, "_patch_status", flaky)
+    return left
+
+
+def _claimed_without_status(op: Any, custom: Any, api: Any, monkeypatch: pytest.MonkeyPatch, **spec: Any) -> None:
+    """r0 (v2) claims m0 and reaches 80/20 while none of its status writes land."""
+    obj = fleet.rollout_object(0, "v2", **spec)
+    obj["metadata"]["finalizers"] = [controller_mod.FINALIZER]
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, obj)
+    left = _lose_status_writes(op, monkeypatch, 2)
+    for _ in range(6):
+        op.tick()
+        if vs(api, 0)[0][1] > 0:
+            break
+    assert vs(api, 0)[0] == [80, 20] and _status(custom).get("phase") is None and left["n"] == 0
+
+
+def test_an_edit_of_the_steps_before_any_status_landed_restarts_the_rollout(world: Any,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Steps [20, 50, 100] edited to [50, 100] while v2 has 20% and no status of its rollout has
+    landed (two status writes failed): the edit was missed (the check read the status only) and v2
+    was promoted having been judged at 20% alone. The record written with the claim names the steps
+    it is judged under: superseded, stable 100%, started again, and judged at 50%."""
+    api, op, custom = world
+    _claimed_without_status(op, custom, api, monkeypatch)
+    _, before = vs(api, 0)
+    assert set(before["judged"]) >= {"series", "steps", "analysis", "checks"}
+    pol = copy.deepcopy(fleet.FAST_POLICY)
+    pol["steps"] = [50, 100]
+    _patch_spec(custom, {"policy": pol})
+    op.tick()
+    weights, record = vs(api, 0)
+    assert weights == [100, 0] and record["started_at"] > before["started_at"] and record["phase"] == rl.PENDING
+    assert record["history"][0]["reason"].startswith("superseded: the policy's steps changed mid-rollout")
+    objs = run_until_done(op, custom, ["r0"])
+    assert objs["r0"]["status"]["phase"] == rl.PROMOTED
+    steps = [h.get("weights") for h in vs(api, 0)[1]["history"]]
+    assert "50/50" in steps and "80/20" not in steps, steps
+
+
+@pytest.mark.parametrize("memory", ["same process", "restarted process"])
+def test_a_route_edit_before_any_status_landed_sends_the_old_route_to_stable(
+        world: Any, monkeypatch: pytest.MonkeyPatch, memory: str) -> None:
+    """spec.model (and with it the VirtualService) edited m0 -> m1 while v2 has 20% of m0 and no status
+    of that rollout has landed: m0 stayed at 80/20, recorded as r0's, driven by nothing, and the
+    sweep skipped it (r0 exists). The process that claimed it sends it to stable before claiming m1;
+    a process started since (no memory of m0) ends it at its sweep: r0 asks for m1 now."""
+    api, op, custom = world
+    _claimed_without_status(op, custom, api, monkeypatch)
+    _patch_spec(custom, {"model": "m1"})
+    runner = op if memory == "same process" else _fresh(op)
+    objs = run_until_done(runner, custom, ["r0"], virtual_service="m1")
+    assert objs["r0"]["status"]["phase"] == rl.PROMOTED
+    for _ in range(3):  # the sweep's next pass (the fresh process swept at its first tick)
+        runner.tick()
+    weights, record = vs(api, 0)
+    assert weights == [100, 0] and record["phase"] == rl.ABORTED and record["canary_version"] == "v2"
+    if memory == "same process":
+        assert record["reason"].startswith("superseded: spec.virtualService changed from m0 to m1")
+    else:
+        assert record["reason"].startswith("superseded: CanaryRollout ml/r0 now asks for v2 on VirtualService m1")
+
+
+def test_a_model_edit_while_a_restart_is_pending_ends_the_rollout(world: Any) -> None:
+    """A steps edit superseded v3 (stable 100%, a restart pending: Prometheus was down at the new
+    claim's preflight); then spec.model is edited m0 -> m1 with the VirtualService kept. The restart
+    would have judged m1's series on m0's route (a canary slow on its own model promoted). An edit of
+    which series are judged ends the rollout, pending restart or not: nothing is claimed again."""
+    api, op, custom = world
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL,
+                                           fleet.rollout_object(0, "v3", virtualService="m0"))
+    _progressing(op, custom, api)
+    live = op.metrics, op.batch
+    dead = PrometheusProvider("http://127.0.0.1:9", retries=1, budget_s=0.5)
+    op.metrics, op.batch = dead, BatchMetrics(dead)
+    pol = copy.deepcopy(fleet.FAST_POLICY)
+    pol["steps"] = [50, 100]
+    _patch_spec(custom, {"policy": pol})
+    op.tick()
+    assert _status(custom)["restartPending"] is True and vs(api, 0)[0] == [100, 0]
+    _, superseded = vs(api, 0)
+    _patch_spec(custom, {"model": "m1"})
+    op.metrics, op.batch = live
+    for _ in range(4):
+        op.tick()
+    weights, record = vs(api, 0)
+    assert weights == [100, 0] and record == superseded
+    st = _status(custom)
+    assert st["phase"] == rl.ABORTED and "restartPending" not in st
+    assert "then, before it started again, spec.model changed from m0 to m1" in st["reason"]
+    assert "set a new canaryVersion or create the CanaryRollout again" in st["reason"]
+    assert "steps" not in st["reason"].partition("then,")[2]
+
+
+def test_an_edit_reverted_after_a_lost_supersede_status_still_starts_again(world: Any,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """A steps edit superseded v2 at 80/20 (stable 100%, recorded `... it starts again`), the status
+    write after it failed, and a GitOps sync reverted the edit before the next tick: the rollout
+    stayed aborted for good while its record said it starts again. It starts again."""
+    api, op, custom = world
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v2"))
+    _progressing(op, custom, api)
+    left = _lose_status_writes(op, monkeypatch, 1)
+    pol = copy.deepcopy(fleet.FAST_POLICY)
+    pol["steps"] = [50, 100]
+    _patch_spec(custom, {"policy": pol})
+    op.tick()
+    weights, record = vs(api, 0)
+    assert weights == [100, 0] and record["phase"] == rl.ABORTED and left["n"] == 0
+    assert record["reason"].endswith(controller_mod.RESTARTS)
+    _patch_spec(custom, {"policy": copy.deepcopy(fleet.FAST_POLICY)})
+    op.tick()
+    weights, again = vs(api, 0)
+    assert again["started_at"] > record["started_at"] and again["phase"] in (rl.PENDING, rl.PROGRESSING)
+    objs = run_until_done(op, custom, ["r0"])
+    assert objs["r0"]["status"]["phase"] == rl.PROMOTED
+
+
+def _rewrite(pol: dict[str, Any], how: str) -> dict[str, Any]:
+    pol = copy.deepcopy(pol)
+    if how == "checks reordered":
+        pol["checks"] = list(reversed(pol["checks"]))
+    elif how == "defaults spelled out":
+        pol["checks"][0]["hard"] = False
+        pol["metrics"]["histograms"] = "classic"
+        pol["metrics"]["labels"] = {}
+        pol["failure"]["on_deadline"] = "rollback"
+    elif how == "keys reordered":
+        pol = {k: pol[k] for k in reversed(list(pol))}
+        pol["analysis"] = {k: pol["analysis"][k] for k in reversed(list(pol["analysis"]))}
+    elif how == "source labels spelled out":
+        pol["metrics"]["arm_label"] = "model_version"
+        pol["metrics"]["model_label"] = "model_name"
+    elif how == "check source spelled out":
+        pol["checks"][0]["source"] = "model"
+    return pol
+
+
+@pytest.mark.parametrize("how", ["checks reordered", "defaults spelled out", "keys reordered",
+                                 "source labels spelled out", "check source spelled out"])
+def test_a_rewrite_that_changes_nothing_judged_keeps_the_rollout(world: Any, how: str) -> None:
+    """A re-rendered manifest (Helm, Kustomize, a sorted apply) or labels the source resolves to
+    anyway, spelled out: the same queries, the same checks. The rollout carries on; it used to be
+    superseded (restarted, or ended for good for the labels) because the policy's text was digested."""
+    api, op, custom = world
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v2"))
+    _progressing(op, custom, api)
+    before = vs(api, 0)
+    _patch_spec(custom, {"policy": _rewrite(fleet.FAST_POLICY, how)})
+    for _ in range(2):
+        op.tick()
+    weights, record = vs(api, 0)
+    assert record["started_at"] == before[1]["started_at"] and record["phase"] == rl.PROGRESSING
+    assert weights == before[0] and _status(custom)["phase"] == rl.PROGRESSING
