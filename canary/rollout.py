@@ -80,7 +80,7 @@ class RolloutState:
     last_verdict: dict[str, Any] | None = None
     history: tuple[dict[str, Any], ...] = field(default_factory=tuple)  # one line per step/phase change
     # what the rollout is judged under (`canary.judged_marks.marks`: mark name -> digest), written with the
-    # claim by a CanaryRollout's controller; {} for a promote's, or a record written before marks existed
+    # claim (by a controller or a promote); {} in a record written before marks existed
     judged: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

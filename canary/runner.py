@@ -24,6 +24,7 @@ import uuid
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Protocol, TypeVar
 
+from canary import judged_marks
 from canary import rollout as rl
 from canary.analysis.judge import judge
 from canary.errors import (AlreadyStable, CanaryError, ConfigError, NotFound, RollbackFailed, RolloutBusy,
@@ -292,11 +293,20 @@ class Runner:
             self.target = replace(target, stable_version=existing.stable_version)
             self._written = status.state or ""
             existing = self._take_over(existing)  # RolloutBusy while another promote process runs it
-            self.log.info("rollout.resumed_from_state", phase=existing.phase, step=existing.step + 1,
-                          weights=str(existing.weights), started_at=existing.started_at)
-            if existing.phase == rl.PAUSED:  # re-running promote on a paused rollout means "go on"
-                existing = self._apply(*rl.transition(existing, rl.Resume(self.clock.now()), self.policy))
-            return existing
+            edited = self._judged_elsewhere(existing)
+            if not edited:
+                self.log.info("rollout.resumed_from_state", phase=existing.phase, step=existing.step + 1,
+                              weights=str(existing.weights), started_at=existing.started_at)
+                if existing.phase == rl.PAUSED:  # re-running promote on a paused rollout means "go on"
+                    existing = self._apply(*rl.transition(existing, rl.Resume(self.clock.now()), self.policy))
+                return existing
+            # judged so far under another policy or model: its looks are no evidence for this one. Stable
+            # 100% (recorded aborted, `superseded: ...`), then this promote claims the route afresh below
+            reason = f"superseded: {edited} since the rollout began; this promote starts it again from the first step"
+            self.log.warning("rollout.superseded", reason=reason, phase=existing.phase, weights=str(existing.weights))
+            self._apply(*rl.transition(existing, rl.Rollback(self.clock.now(), reason, aborted=True), self.policy))
+            status = self.router.inspect(self.target)
+            target, existing = self.target, parse_state(status)
         if (existing is not None and existing.phase == rl.PROMOTED and existing.canary_version == target.canary_version
                 and status.stable_subset_version == target.canary_version and status.weights == STABLE_ONLY):
             # promote is idempotent: a CD step re-run after its process was killed at the very end
@@ -311,7 +321,8 @@ class Runner:
                                         canary_version=target.canary_version, now=self.clock.now(),
                                         route=target.route, owner=self.owner,
                                         heartbeat_s=self.policy.analysis.look_every,
-                                        destination_rule=target.destination_rule)
+                                        destination_rule=target.destination_rule,
+                                        judged=judged_marks.marks(self.policy, target))
         self.log = self.log.bind(stable_version=target.stable_version)
         try:
             return self._apply(state, actions)
@@ -320,6 +331,19 @@ class Runner:
             who = describe_owner(theirs.owner) if theirs is not None else "another writer"
             raise RolloutBusy(f"{target.namespace}/{target.virtual_service}: claimed meanwhile ({who}); nothing "
                               "was moved by this promote") from None
+
+    def _judged_elsewhere(self, existing: rl.RolloutState) -> str:
+        """What of the policy (or the model) this promote judges under differs from what the recorded
+        rollout `existing` was judged under (`RolloutState.judged`, written with its claim), in the
+        policy's field names; "" when nothing does, or the record predates the marks. A promote re-run
+        with an edited policy file (steps, analysis, checks, metric selectors) would judge the rest of
+        the rollout under it with the evidence gathered under the old one."""
+        if not existing.judged:
+            return ""
+        series, how = judged_marks.edited(existing.judged, judged_marks.marks(self.policy, self.target))
+        changes = (["--model" if existing.model != self.target.model else "the policy's metrics (the series judged)"]
+                   if series else []) + [f"the policy's {name}" for name in how]
+        return (", ".join(changes) + " changed") if changes else ""
 
     def _take_over(self, existing: rl.RolloutState) -> rl.RolloutState:
         """Make a recorded promote rollout this process's (`owner` = its own `promote#...`). Another

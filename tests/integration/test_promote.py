@@ -263,6 +263,48 @@ def test_sigterm_with_pause_keeps_a_resumable_state(cluster: Any, prometheus: Pr
     assert vs_state(api)[0] == [100, 0] and subsets(api)["stable"] == "v2"
 
 
+@pytest.mark.parametrize("edit", ["steps edited", "threshold loosened", "rewritten, nothing judged changed"])
+def test_a_resume_under_another_policy_starts_the_rollout_again(cluster: Any, prometheus: PromServer,
+                                                                 edit: str) -> None:
+    """A promote interrupted (paused at its first step) is re-run with an edited policy file: the
+    rollout's looks were judged under the old one (the record names it: `judged`, written with the
+    claim). It used to resume and judge the rest under the new policy: edited steps were taken up at
+    the recorded step's index of the new list; a loosened threshold passed on evidence gathered
+    under the strict one. Now the recorded rollout goes to stable 100% (`superseded: ...`) and this promote
+    starts it again from the first step. A rewrite that changes nothing judged still resumes."""
+    api, kubeconfig, policy = cluster
+    res = _promote_then_signal(kubeconfig, policy, prometheus.url, api, "--on-interrupt", "pause")
+    assert res.returncode == 130, res.stderr[-2000:]
+    _, paused = vs_state(api)
+    assert paused["phase"] == rl.PAUSED and paused["judged"]
+    pol = json.loads(json.dumps(POLICY))
+    if edit == "steps edited":
+        pol["steps"] = [50, 100]
+    elif edit == "threshold loosened":
+        pol["checks"][0]["max_increase_pct"] = 80
+    else:
+        pol = {k: pol[k] for k in reversed(list(pol))}
+        pol["checks"] = list(reversed(pol["checks"]))
+    policy.write_text(yaml.safe_dump(pol, sort_keys=False))
+    again = promote(kubeconfig, policy, prometheus.url, "v2")
+    assert again.returncode == 0, again.stderr[-2000:]
+    events = parse_json_lines(again.stderr)
+    names = [e["event"] for e in events]
+    weights, final = vs_state(api)
+    assert weights == [100, 0] and final["phase"] == rl.PROMOTED
+    if edit.startswith("rewritten"):
+        assert "rollout.resumed_from_state" in names and "rollout.superseded" not in names
+        assert final["started_at"] == paused["started_at"]
+        return
+    assert "rollout.resumed_from_state" not in names
+    said = next(e for e in events if e["event"] == "rollout.superseded")
+    section = "steps" if edit == "steps edited" else "checks"
+    assert said["reason"].startswith(f"superseded: the policy's {section} changed since the rollout began")
+    assert final["started_at"] > paused["started_at"] and final["look"] > 0
+    if edit == "steps edited":
+        assert "50/50" in [h.get("weights") for h in final["history"]]
+
+
 def test_sigterm_during_a_look_on_an_unresponsive_prometheus_goes_to_stable_without_waiting(
         cluster: Any, prometheus: PromServer) -> None:
     from urllib.parse import urlparse
