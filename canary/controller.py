@@ -311,7 +311,14 @@ class Controller:
                 vss = self.informers.routes[VS_PLURAL].items()
             else:
                 vss = lister(self.namespace)
-            found = sweep.scan(vss, quiet, gone, owns=lambda key: self.owns(stub(key)), owner_object=mine)
+            def drives(ns: str, name: str, rec: rl.RolloutState) -> bool:  # this process remembers that rollout
+                known = self._known.get(rec.owner.removeprefix("CanaryRollout ").partition("#")[0])
+                return (known is not None and not known.terminal and known.spec.target.namespace == ns
+                        and known.spec.target.virtual_service == name
+                        and known.spec.target.canary_version == rec.canary_version)
+
+            found = sweep.scan(vss, quiet, gone, owns=lambda key: self.owns(stub(key)), owner_object=mine,
+                               drives=drives)
         except Exception as exc:  # the next sweep tries again; the rollouts' own ticks are unaffected
             self.log.warning("sweep.failed", error=f"{type(exc).__name__}: {exc}")
             return
@@ -414,7 +421,10 @@ class Controller:
 
     # ---- per rollout ----------------------------------------------------------------
 
-    def _advance(self, obj: dict[str, Any]) -> _Active | None:
+    def _advance(self, obj: dict[str, Any], *, again: bool = False) -> _Active | None:
+        """One tick of one CanaryRollout. `again`: this tick already superseded (`_rescue`) what the
+        status or the record showed, and runs once more so that what the spec asks now starts; it
+        never supersedes a second time in one tick (the next tick reads everything anew)."""
         if (obj.get("metadata") or {}).get("deletionTimestamp"):
             self._deleted(obj)
             return None
@@ -467,7 +477,8 @@ class Controller:
         if drove is None and state is not None and not state.terminal and state.owner == _owner(obj):
             # its own claim (edited while no status of its landed: of another version, or of how it is
             # judged), read from the route's record: an edit like any other
-            drove = (spec.target.virtual_service, state.route, state.canary_version, spec.target.dr_name)
+            drove = (spec.target.virtual_service, state.route, state.canary_version,
+                     state.destination_rule or spec.target.dr_name)
         known = self._known.get(spec.key)
         if (drove is None and known is not None and not known.terminal and known.owner == _owner(obj)
                 and _drives(known.spec) != _drives(spec)):
@@ -475,8 +486,10 @@ class Controller:
             # goes back first (a restarted process has no memory of it: the sweep ends it, `_sweep`)
             drove = _drives(known.spec)
         if drove is not None and _edit(drove, _drives(spec)):  # edited mid-rollout: the old one goes back first
+            if again:
+                return None  # superseded once this tick already: the next tick reads it all again
             self._rescue(obj, spec, drove, reason=f"superseded: {_edit(drove, _drives(spec))} mid-rollout", log=log)
-            return self._advance(obj)  # its status now shows that rollout ended: the spec's starts (once)
+            return self._advance(obj, again=True)  # its status now shows that rollout ended: the spec's starts
         judged, series = _judged_edit(obj, spec, state if ours else None) if drove is not None else ("", False)
         if drove is not None and judged:
             # the series judged (spec.model, policy.metrics) or how they are judged (steps, analysis, checks)
@@ -485,8 +498,10 @@ class Controller:
             # it ends there, as a route edit does (whether the new series are the traffic behind this
             # VirtualService is for a person to say: a new canaryVersion, or the CR created again)
             why = f"superseded: {judged} mid-rollout" + (ENDS if series else RESTARTS)
+            if again:
+                return None
             self._rescue(obj, spec, drove, reason=why, log=log, restart=not series)
-            return self._advance(obj)
+            return self._advance(obj, again=True)
         if state is None or not ours:
             if _finished(obj):
                 return None  # this CR ended; the VirtualService has moved on since
@@ -557,6 +572,11 @@ class Controller:
         if state.terminal:
             if unconfirmed is not None:
                 self._confirm_end(spec, state, *unconfirmed, log=log)
+            old = obj.get("status") or {}
+            if state.reason.endswith(RESTARTS) and old.get("phase") in rl.TERMINAL and old.get("reason"):
+                # superseded to start again, then ended for good before it did (a series edit while the
+                # restart was pending): the status says so, the record's "it starts again" no longer holds
+                state = replace(state, reason=str(old["reason"]))
             self._status(obj, spec, state)
             return None
         recorded = status.state  # every write below is guarded on what is recorded now
@@ -1014,6 +1034,8 @@ class Controller:
         log = log.bind(canary_version=version, virtual_service=vs)
         target = replace(spec.target, virtual_service=vs, route=route, canary_version=version, destination_rule=dr)
         outcome, state = self._stable_if_ours(obj, target, reason=reason, log=log)
+        if outcome != "stable":  # what it remembers of that rollout is over whatever happened to it
+            self._known.pop(spec.key, None)
         if outcome == "other":
             assert state is not None
             ended = _ended_before(state, _owner(obj), version, started=(obj.get("status") or {}).get("startedAt"))
@@ -1226,8 +1248,11 @@ class Controller:
             # what this process remembers is of another object of this name (deleted and created again)
             self._known.pop(key, None)
             known = None
-        if known is None and (_drove(obj) is None or _status_weights(obj) == STABLE_ONLY):
-            return  # no traffic of this CR's is split, by its status
+        drove = _drove(obj) if known is None else None
+        if known is None and drove is None:
+            drove = self._claimed_without_status(obj)  # a claim no status of which landed: its record says
+        if known is None and (drove is None or (_drove(obj) is not None and _status_weights(obj) == STABLE_ONLY)):
+            return  # no traffic of this CR's is split, by its status or the route's record
         if known is not None and (known.terminal or known.weights == STABLE_ONLY):
             return
         first = self._failing.setdefault(key, self.clock.now())
@@ -1235,7 +1260,6 @@ class Controller:
             return
         reason = f"failed: {exc}" if isinstance(exc, CanaryError) else f"failed: {type(exc).__name__}: {exc}"
         if known is None:  # a new process, or the tick failed before the state was read: what the status says
-            drove = _drove(obj)
             assert drove is not None
             try:
                 try:
@@ -1288,6 +1312,23 @@ class Controller:
             self._status(obj, spec, new)
         except Exception:
             pass
+
+    def _claimed_without_status(self, obj: dict[str, Any]) -> tuple[str, str, str, str] | None:
+        """What this CR drives by the route's record alone (`_drives`), when no status of it shows a
+        rollout: the route its raw spec names records a rollout of this CR in progress (claimed, then
+        every status write failed). None when it does not, or it cannot be read (the next tick tries)."""
+        sp = obj.get("spec") if isinstance(obj.get("spec"), dict) else {}
+        vs = str(sp.get("virtualService") or sp.get("model") or "")
+        if not vs:
+            return None
+        probe = (vs, str(sp.get("route") or ""), str(sp.get("canaryVersion") or ""), str(sp.get("destinationRule") or ""))
+        try:
+            rec = parse_state(self._inspect_for_stable(_raw_target(obj, probe)))
+        except Exception:  # unreadable: the status path, or the next tick
+            return None
+        if rec is None or rec.terminal or rec.owner != _owner(obj):
+            return None
+        return vs, rec.route, rec.canary_version, rec.destination_rule or probe[3]
 
     # ---- recording ------------------------------------------------------------------
 
@@ -1364,7 +1405,7 @@ class Controller:
             "summary": crd.summary(old.get("summary"), state, verdict=verdict.outcome.label if verdict else None,
                                    history=configmap_name(spec.target.virtual_service)),
             "observedGeneration": spec.generation, "leader": self.identity,
-            "target": _status_target(spec, state.canary_version),
+            "target": _status_target(spec, state.canary_version, state.judged),
             "conditions": crd.conditions(state, old.get("conditions") or [], spec.generation, self.clock.now()),
         }
         if step_start is not None:
@@ -1462,13 +1503,17 @@ def _uid(obj: dict[str, Any]) -> str:
     return str((obj.get("metadata") or {}).get("uid") or "")
 
 
-def _status_target(spec: crd.RolloutSpec, canary_version: str) -> dict[str, Any]:
+def _status_target(spec: crd.RolloutSpec, canary_version: str, judged: dict[str, str] | None = None) -> dict[str, Any]:
     """`status.target`: what the rollout a status describes drives (`_drove` reads it back) and what it
-    judges: the model whose metrics are read, and a mark of each policy section that decides what
-    evidence a promotion needs (`_judges`; `_judged_edit` compares them with the spec's)."""
-    return {"virtualService": spec.target.virtual_service, "route": spec.target.route or "",
-            "canaryVersion": canary_version, "destinationRule": spec.target.dr_name,
-            "model": spec.target.model, "policy": _policy_marks(spec.policy)}
+    judges: the model whose metrics are read, a mark of each policy section as written (for records
+    without marks, `_judged_edit_status`), and the record's own marks (`judged`: kept here too, so
+    that a record rewritten by an older controller, which drops them, is still compared by them)."""
+    out = {"virtualService": spec.target.virtual_service, "route": spec.target.route or "",
+           "canaryVersion": canary_version, "destinationRule": spec.target.dr_name,
+           "model": spec.target.model, "policy": _policy_marks(spec.policy)}
+    if judged:
+        out["judged"] = dict(judged)
+    return out
 
 
 # how a supersede's reason ends: the spec's rollout starts again (an edit of how it is judged), or it
@@ -1503,11 +1548,20 @@ def _judged_edit(obj: dict[str, Any], spec: crd.RolloutSpec, state: rl.RolloutSt
     restart is pending), or None. Its `judged` marks, written with the claim, are what it is judged
     under (`canary.judged_marks`: rendered selectors, checks as a set, defaults left out). A record
     written before marks existed is compared through this CR's status instead (`_judged_edit_status`)."""
-    if state is not None and state.judged:
-        series, how = judged_marks.edited(state.judged, judged_marks.marks(spec.policy, spec.target))
+    marks = state.judged if state is not None else {}
+    if not marks:  # a record rewritten by an older controller (it drops them): the status kept them
+        t = (obj.get("status") or {}).get("target")
+        kept = t.get("judged") if isinstance(t, dict) else None
+        version = state.canary_version if state is not None else spec.target.canary_version
+        if (isinstance(kept, dict) and t.get("canaryVersion") == version
+                and all(isinstance(k, str) and isinstance(v, str) for k, v in kept.items())):
+            marks = kept
+    if marks:
+        series, how = judged_marks.edited(marks, judged_marks.marks(spec.policy, spec.target))
         changes = []
         if series:
-            changes.append(f"spec.model changed from {state.model} to {spec.target.model}" if state.model != spec.target.model
+            was = state.model if state is not None else str(((obj.get("status") or {}).get("target") or {}).get("model") or "")
+            changes.append(f"spec.model changed from {was} to {spec.target.model}" if was and was != spec.target.model
                            else "the policy's metrics changed (the series judged)")
         if how:
             changes.append("the policy's " + ", ".join(how) + " changed")

@@ -13,7 +13,8 @@ status write fails later). Two kinds of mark:
   resolves to changes no mark.
 * ``steps``, ``analysis``, ``checks``, ``histograms``: *how* the series are judged. A change
   supersedes the rollout, which starts again from its first step. Checks are compared as a set
-  (their order changes nothing), each with its source resolved and defaults left out.
+  (their order changes nothing), each with its source resolved, defaults left out, and its queries
+  as they render (whitespace folded), not as written.
 
 Pure: no I/O. ``failure`` and ``gates`` are not marked: they say when to give up, never what a pass
 needs.
@@ -31,6 +32,8 @@ from canary.model import Target
 
 HOW = ("steps", "analysis", "checks", "histograms")  # an edit of one restarts the rollout
 _STABLE, _CANARY = "\x00stable", "\x00canary"  # placeholders: no version label value can be these
+_MODEL = "\x00model"  # the checks are rendered for any model: which one is the series marks'
+_WINDOW_S = 300.0  # the window the queries are rendered with for a mark (any fixed one)
 
 
 def _digest(value: Any) -> str:
@@ -45,18 +48,37 @@ def marks(policy: Any, target: Target) -> dict[str, str]:
     sources = {policy.metrics.source} | {policy.source_of(c) for c in policy.checks}
     for source in sorted(sources):
         name = "series" if source == policy.metrics.source else f"series.{source}"
-        out[name] = _digest([source, [q.selector(policy, t, arm, source) for arm in q.ARMS]])
-    checks = []
-    for c in policy.checks:
-        dumped = c.model_dump(mode="json", exclude_defaults=True)
-        dumped["source"] = policy.source_of(c)
-        checks.append(dumped)
+        # the model too: a source with no model label (`model_label: ""`) selects by the VirtualService's
+        # traffic alone, but a custom check's `{model}` and what the CR says it judges still name it
+        out[name] = _digest([source, target.model, [q.selector(policy, t, arm, source) for arm in q.ARMS]])
+    checks = [_check(policy, c, replace(t, model=_MODEL)) for c in policy.checks]
     checks.sort(key=lambda d: json.dumps(d, sort_keys=True))
     out["steps"] = _digest(list(policy.steps))
     out["analysis"] = _digest(policy.analysis.model_dump(mode="json", exclude_defaults=True))
     out["checks"] = _digest(checks)
     out["histograms"] = _digest(policy.metrics.histograms)
     return out
+
+
+def _check(policy: Any, check: Any, t: Target) -> dict[str, Any]:
+    """One check as it is judged: its fields (defaults left out, its source resolved, its features as a
+    set) with its queries as they render for both arms (placeholder versions, one fixed window; the
+    window is `analysis`'s), so that text that renders the same queries (a trailing newline, per-arm
+    queries equal to a shared one, a histogram named with or without `_bucket`) is the same check."""
+    from canary.metrics.query_plan import query_plan
+
+    dumped = check.model_dump(mode="json", exclude_defaults=True)
+    for name in ("query", "stable_query", "canary_query", "metric"):
+        dumped.pop(name, None)
+    if isinstance(dumped.get("features"), list):
+        dumped["features"] = sorted(dumped["features"])
+    dumped["source"] = policy.source_of(check)
+    plan = query_plan(policy, check, t, window_s=_WINDOW_S)
+    # the series are the series marks' (an edit of them is one edit, not also one of every check)
+    sels = {arm: q.selector(policy, t, arm, dumped["source"]) for arm in q.ARMS}
+    dumped["plan"] = {arm: {role: text.strip().replace(sels[arm], "\x00selector") for role, text in roles.items()}
+                      for arm, roles in plan.items()}
+    return dumped
 
 
 def edited(old: dict[str, str], new: dict[str, str]) -> tuple[list[str], list[str]]:

@@ -115,6 +115,11 @@ def asked_elsewhere(obj: dict[str, Any], virtual_service: str, rec: rl.RolloutSt
     work). Pure."""
     if (obj.get("metadata") or {}).get("deletionTimestamp"):
         return None
+    st = obj.get("status") if isinstance(obj.get("status"), dict) else {}
+    t = st.get("target") if isinstance(st.get("target"), dict) else {}
+    if (st.get("phase") and st.get("phase") not in rl.TERMINAL and t.get("virtualService") == virtual_service
+            and t.get("canaryVersion") == rec.canary_version):
+        return None  # its status shows this very rollout in progress: its own tick supersedes it (`_rescue`)
     sp = obj.get("spec") if isinstance(obj.get("spec"), dict) else {}
     vs, version = str(sp.get("virtualService") or sp.get("model") or ""), str(sp.get("canaryVersion") or "")
     if vs == virtual_service and version == rec.canary_version:
@@ -164,6 +169,9 @@ class Found:
     quiet_s: float | None = None
     unknown: str = ""
     destination_rule: str = ""  # when the record names none (written before it did): the caller's
+    # its CanaryRollout asks for something else now (`asked_elsewhere`): stable 100% even half-way through
+    # a promotion, as that CR's own supersede does (docs/decisions.md 79)
+    superseded: bool = False
 
     @property
     def key(self) -> str:
@@ -189,13 +197,15 @@ class Scan:
 
 def scan(virtual_services: Iterable[dict[str, Any]], quiet: Callable[[dict[str, Any], str, str], float | None],
          owner_gone: Callable[[str], bool], *, owns: Callable[[str], bool] = lambda key: True,
-         owner_object: Callable[[str], dict[str, Any] | None] | None = None) -> Scan:
+         owner_object: Callable[[str], dict[str, Any] | None] | None = None,
+         drives: Callable[[str, str, rl.RolloutState], bool] = lambda ns, name, rec: False) -> Scan:
     """The rollouts in progress among `virtual_services` (objects as listed) whose `namespace/name` this
     caller `owns` (a controller shard's share). `quiet(vs, key, text)`: how long the caller has seen
     that record unchanged (None: first seen now); asked only of a promote's rollout in progress.
     `owner_object(owner)`: the CanaryRollout a record names, as the caller has it (None: not known);
     a split rollout (paused too) that its existing CanaryRollout no longer asks for is abandoned too
-    (`asked_elsewhere`). An unreadable record is skipped (its owner's next write, `canary status` and
+    (`asked_elsewhere`), unless the caller `drives(namespace, name, rec)` that very rollout (it remembers
+    it: its own next tick supersedes it). An unreadable record is skipped (its owner's next write, `canary status` and
     `canary rollback` report it)."""
     out = Scan()
     for vs in virtual_services:
@@ -216,11 +226,14 @@ def scan(virtual_services: Iterable[dict[str, Any]], quiet: Callable[[dict[str, 
         except OwnerUnknown as exc:
             out.unknown.append(Found(ns, name, rec, text, unknown=str(exc)))
             continue
-        if reason is None and owner_object is not None and rec.owner.startswith("CanaryRollout "):
+        superseded = False
+        if (reason is None and owner_object is not None and rec.owner.startswith("CanaryRollout ")
+                and not drives(ns, name, rec)):
             obj = owner_object(rec.owner)
             reason = None if obj is None else asked_elsewhere(obj, name, rec)
+            superseded = reason is not None
         if reason is not None:
-            out.abandoned.append(Found(ns, name, rec, text, reason, quiet_s))
+            out.abandoned.append(Found(ns, name, rec, text, reason, quiet_s, superseded=superseded))
         elif watched(rec):
             out.watching.append(Found(ns, name, rec, text, quiet_s=quiet_s))
     return out
@@ -265,7 +278,7 @@ def end(router: Any, found: Found, *, log: Any, now: float, notifier: Any = None
     r = found.record
     log = log.bind(namespace=found.namespace, virtual_service=found.virtual_service, model=r.model,
                    stable_version=r.stable_version, canary_version=r.canary_version)
-    if r.phase == rl.PROMOTING:  # every step passed: finish, as promote does when interrupted there
+    if r.phase == rl.PROMOTING and not found.superseded:  # every step passed: finish, as promote does when interrupted there
         new, actions = rl.finish_promotion(r, now)
         new = replace(new, reason=f"all steps passed; promotion finished by the sweep ({found.reason})")
         did = "promotion finished"
