@@ -86,4 +86,6 @@ def edited(old: dict[str, str], new: dict[str, str]) -> tuple[list[str], list[st
     A mark in only one of them is no change of its own: a check reading another source is a
     ``checks`` change, and a record written before a mark existed matches any value of it."""
     changed = [k for k in new if k in old and old[k] != new[k]]
-    return [k for k in changed if k.startswith("series")], [k for k in changed if k in HOW]
+    series = [k for k in changed if k.startswith("series")]
+    # the checks render the selectors (a matcher inserted into them): a series edit changes them too
+    return series, [k for k in changed if k in HOW and not (series and k == "checks")]
