@@ -448,13 +448,12 @@ class Controller:
             # the record is the rollout an edit superseded: the spec's starts again (claimed below), unless
             # the series judged changed meanwhile (spec.model, policy.metrics): that ends it, as it would
             # have ended the rollout itself (the restart would judge another model's series on this route)
-            judged, series = _judged_edit(obj, spec, state)
+            series, _ = _judged_edit(obj, spec, state)  # how it is judged was edited before: the restart's
             if series:
-                judged = judged.partition(", the policy's ")[0]  # the series: how it is judged was edited before
                 self._ended_status(obj, phase=rl.ABORTED, reason=(
-                    f"{state.reason.removesuffix(RESTARTS)}; then, before it started again, {judged}{ENDS}"[:4096]),
+                    f"{state.reason.removesuffix(RESTARTS)}; then, before it started again, {series}{ENDS}"[:4096]),
                     spec=spec)
-                log.warning("rollout.superseded", reason=f"{judged} while a restart was pending{ENDS}",
+                log.warning("rollout.superseded", reason=f"{series} while a restart was pending{ENDS}",
                             weights=str(state.weights))
                 return None
             ours = False
@@ -490,7 +489,8 @@ class Controller:
                 return None  # superseded once this tick already: the next tick reads it all again
             self._rescue(obj, spec, drove, reason=f"superseded: {_edit(drove, _drives(spec))} mid-rollout", log=log)
             return self._advance(obj, again=True)  # its status now shows that rollout ended: the spec's starts
-        judged, series = _judged_edit(obj, spec, state if ours else None) if drove is not None else ("", False)
+        series, how = _judged_edit(obj, spec, state if ours else None) if drove is not None else ("", "")
+        judged = ", ".join(x for x in (series, how) if x)
         if drove is not None and judged:
             # the series judged (spec.model, policy.metrics) or how they are judged (steps, analysis, checks)
             # edited mid-rollout: the evidence gathered so far is not evidence for what the spec asks now.
@@ -1539,37 +1539,32 @@ def _policy_marks(policy: Any) -> dict[str, str]:
             for name in JUDGED_POLICY}
 
 
-def _judged_edit(obj: dict[str, Any], spec: crd.RolloutSpec, state: rl.RolloutState | None) -> tuple[str, bool]:
+def _judged_edit(obj: dict[str, Any], spec: crd.RolloutSpec, state: rl.RolloutState | None) -> tuple[str, str]:
     """What of the model judged and the policy judged under changed since the rollout began, in the
-    spec's field names ("" when nothing did), and whether the series judged changed (spec.model or
-    policy.metrics: which model's, which labels) rather than only how they are judged.
+    spec's field names: (which series: spec.model or policy.metrics, how they are judged), each ""
+    when nothing did (`judged_marks.describe`).
 
     `state`: this CR's rollout as the route records it (in progress, or ended by a supersede whose
     restart is pending), or None. Its `judged` marks, written with the claim, are what it is judged
     under (`canary.judged_marks`: rendered selectors, checks as a set, defaults left out). A record
     written before marks existed is compared through this CR's status instead (`_judged_edit_status`)."""
     marks = state.judged if state is not None else {}
+    t = (obj.get("status") or {}).get("target")
+    t = t if isinstance(t, dict) else {}
     if not marks:  # a record rewritten by an older controller (it drops them): the status kept them
-        t = (obj.get("status") or {}).get("target")
-        kept = t.get("judged") if isinstance(t, dict) else None
+        kept = t.get("judged")
         version = state.canary_version if state is not None else spec.target.canary_version
         if (isinstance(kept, dict) and t.get("canaryVersion") == version
                 and all(isinstance(k, str) and isinstance(v, str) for k, v in kept.items())):
             marks = kept
-    if marks:
-        series, how = judged_marks.edited(marks, judged_marks.marks(spec.policy, spec.target))
-        changes = []
-        if series:
-            was = state.model if state is not None else str(((obj.get("status") or {}).get("target") or {}).get("model") or "")
-            changes.append(f"spec.model changed from {was} to {spec.target.model}" if was and was != spec.target.model
-                           else "the policy's metrics changed (the series judged)")
-        if how:
-            changes.append("the policy's " + ", ".join(how) + " changed")
-        return ", ".join(changes), bool(series)
-    return _judged_edit_status(obj, spec, state)
+    if not marks:
+        return _judged_edit_status(obj, spec, state)
+    series, how = judged_marks.edited(marks, judged_marks.marks(spec.policy, spec.target))
+    was = state.model if state is not None else str(t.get("model") or "")
+    return judged_marks.describe(series, how, was_model=was, model=spec.target.model)
 
 
-def _judged_edit_status(obj: dict[str, Any], spec: crd.RolloutSpec, state: rl.RolloutState | None) -> tuple[str, bool]:
+def _judged_edit_status(obj: dict[str, Any], spec: crd.RolloutSpec, state: rl.RolloutState | None) -> tuple[str, str]:
     """`_judged_edit` for a rollout whose record has no marks (claimed before they existed): from what
     this CR's status records (`status.target`: the model, a digest of each policy section as written);
     the model is compared with the route's record too (`state`), for a status written before
@@ -1585,7 +1580,8 @@ def _judged_edit_status(obj: dict[str, Any], spec: crd.RolloutSpec, state: rl.Ro
     edited = [name for name in JUDGED_POLICY if old.get(name) and old[name] != new[name]]
     if edited:
         changes.append("the policy's " + ", ".join(edited) + " changed")
-    return ", ".join(changes), bool(changes and (changes[0].startswith("spec.model") or "metrics" in edited))
+    which = changes[0] if changes and (changes[0].startswith("spec.model") or "metrics" in edited) else ""
+    return which, ", ".join(c for c in changes if c != which)
 
 
 def _vs_gone(exc: NotFound, target: Target) -> bool:

@@ -341,9 +341,9 @@ class Runner:
         if not existing.judged:
             return ""
         series, how = judged_marks.edited(existing.judged, judged_marks.marks(self.policy, self.target))
-        changes = (["--model" if existing.model != self.target.model else "the policy's metrics (the series judged)"]
-                   if series else []) + [f"the policy's {name}" for name in how]
-        return (", ".join(changes) + " changed") if changes else ""
+        parts = judged_marks.describe(series, how, was_model=existing.model, model=self.target.model,
+                                      model_field="--model")
+        return ", ".join(x for x in parts if x)
 
     def _take_over(self, existing: rl.RolloutState) -> rl.RolloutState:
         """Make a recorded promote rollout this process's (`owner` = its own `promote#...`). Another
