@@ -193,4 +193,6 @@ def test_a_rewrite_that_changes_nothing_judged_keeps_the_rollout(world: Any, how
         op.tick()
     weights, record = vs(api, 0)
     assert record["started_at"] == before[1]["started_at"] and record["phase"] == rl.PROGRESSING
-    assert weights == before[0] and _status(custom)["phase"] == rl.PROGRESSING
+    st = _status(custom)
+    assert weights == before[0] and st["phase"] == rl.PROGRESSING
+    assert st["target"]["judged"] == record["judged"]  # kept in the status too, and the CRD's schema keeps it

@@ -229,7 +229,10 @@ def test_crd_schema_is_structural() -> None:
         if "default" in node:  # defaults must be valid (and not pruned) or the CRD is refused
             jsonschema.validate(node["default"], structural_to_jsonschema(node))
         if node.get("type") == "object" and "properties" not in node:
-            assert node.get("x-kubernetes-preserve-unknown-fields") or path == ".metadata", \
+            # a map (`additionalProperties` with a value schema, as Kubernetes' structural schemas allow)
+            # keeps its keys; any other object without properties would always be pruned empty
+            assert (node.get("x-kubernetes-preserve-unknown-fields") or path == ".metadata"
+                    or isinstance(node.get("additionalProperties"), dict) and "type" in node["additionalProperties"]), \
                 f"{path}: an object without properties must preserve unknown fields (or it is always empty)"
 
 
