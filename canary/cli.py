@@ -178,7 +178,13 @@ def _target(model: str, namespace: str, vs: Optional[str], dr: Optional[str], *,
 
 
 def state_dict(state: rl.RolloutState, *, exit_code: int | None = None) -> dict[str, Any]:
+    """The recorded rollout state (`RolloutState.to_json`) plus `step_number`.
+
+    `step` is the record's 0-based index into the policy's `steps` (-1 before the first step);
+    `step_number` is the same step counted from 1 (0 before the first), as the logs, the
+    CanaryRollout status and `canary status`'s text count it."""
     d = json.loads(state.to_json())
+    d["step_number"] = state.step + 1
     if exit_code is not None:
         d["exit_code"] = exit_code
     return d

@@ -60,6 +60,8 @@ def test_status_pause_resume_rollback(cluster: Any) -> None:
     in_progress(kc)
     st = json.loads(canary("status", "rec-model", "-n", "ml", "-o", "json", kubeconfig=kc).stdout)
     assert st["weights"] == {"stable": 75, "canary": 25} and st["rollout"]["phase"] == rl.PROGRESSING
+    # the record's 0-based index beside the step as people count it (logs, CR status, the text below)
+    assert st["rollout"]["step"] == 1 and st["rollout"]["step_number"] == 2
     human = canary("status", "rec-model", "-n", "ml", kubeconfig=kc)
     assert human.returncode == 0 and "progressing" in human.stdout and "75/25" in human.stdout
 
