@@ -293,8 +293,10 @@ def execute(router: TrafficRouter, target: Target, state: rl.RolloutState, actio
                         # alone: nobody need act by hand. (Unguarded, a conflict is a 409 storm: critical.)
                         log.warning("rollback.write_conflict", error=str(exc), reason=state.reason)
                     else:  # the weights it could not write, and why the rollback was made: traffic is as before
+                        # unless a write with no answer (a timeout, a 5xx) was applied all the same: say which
                         log.critical("rollback.failed", error=str(exc), target_weights=str(action.weights),
-                                     reason=state.reason, hint="traffic may still be split: act by hand")
+                                     reason=state.reason, write_landed=write_landed(exc),
+                                     hint="traffic may still be split: act by hand")
                 raise
             if written:
                 written(text)
@@ -347,7 +349,8 @@ def _point(router: TrafficRouter, target: Target, state: rl.RolloutState, action
             raise RollbackFailed(msg) from exc
         if report_failure and rollback:
             log.critical("rollback.failed", error=str(exc), subset=action.subset, version=action.version,
-                         weights=str(state.weights), hint="the weights send 100% to the stable subset, which "
+                         weights=str(state.weights), write_landed=write_landed(exc),
+                         hint="the weights send 100% to the stable subset, which "
                          f"could not be re-pointed at {action.version}: check what it selects")
         if rollback and not isinstance(exc, TransientError):  # the weights were written: exit 3, not 2
             failed = RollbackFailed(f"stable has 100% of the weights, but the {action.subset} subset could not be "
@@ -422,8 +425,19 @@ def to_stable(router: TrafficRouter, target: Target, state: rl.RolloutState, *, 
         except CanaryError as exc:  # will not pass by waiting (a route no rollout can drive)
             if not last:
                 log.critical("rollback.failed", error=str(exc), target_weights=str(STABLE_ONLY), reason=reason,
-                             hint="traffic may still be split: act by hand")
+                             write_landed=write_landed(exc), hint="traffic may still be split: act by hand")
             raise
+
+
+def write_landed(exc: BaseException) -> str:
+    """The `write_landed` field of a ``rollback.failed`` line: whether the failed write may be in place.
+
+    A TransientError (a timeout, a 5xx, a dropped connection) may come after the API server applied
+    the write, so the route may already read stable 100%; any other error is a refusal."""
+    if isinstance(exc, TransientError):
+        return ("unknown: no answer came back, the write may have been applied; the next read of the route "
+                "tells (the controller then logs rollout.end_confirmed)")
+    return "no: the write was refused"
 
 
 def camel(event: str) -> str:

@@ -39,7 +39,7 @@ from canary import crd
 from canary import rollout as rl
 from canary.errors import CanaryError, RoutingConflict, TransientError
 from canary.model import Target
-from canary.reconcile import describe_owner, execute, is_promote_owner
+from canary.reconcile import describe_owner, execute, is_promote_owner, write_landed
 from canary.routing import patch
 
 # a promote record seen unchanged for 3 of its looks and this much more is abandoned: a look's queries
@@ -296,12 +296,12 @@ def end(router: Any, found: Found, *, log: Any, now: float, notifier: Any = None
             raise
         except TransientError as exc:
             if attempt == 2:
-                log.critical("rollback.failed", error=str(exc), reason=found.reason, hint="traffic may still be "
-                             "split: run `canary rollback` for it")
+                log.critical("rollback.failed", error=str(exc), reason=found.reason, write_landed=write_landed(exc),
+                             hint="traffic may still be split: run `canary rollback` for it")
                 _unsafe(router, found, log, exc)
                 raise
         except CanaryError as exc:
-            log.critical("rollback.failed", error=str(exc), reason=found.reason,
+            log.critical("rollback.failed", error=str(exc), reason=found.reason, write_landed=write_landed(exc),
                          hint="traffic may still be split: run `canary rollback` for it")
             _unsafe(router, found, log, exc)
             raise

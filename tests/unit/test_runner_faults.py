@@ -142,9 +142,31 @@ def test_when_even_the_rollback_write_fails_rollback_failed_is_logged_and_the_er
     failed = [e for e in logs if e["event"] == "rollback.failed"]
     assert failed and failed[0]["target_weights"] == "100/0" and failed[0]["reason"].startswith("failed: ")
     assert "weights" not in failed[0]  # it said weights=100/0 while the route stayed split
+    assert failed[0]["write_landed"].startswith("unknown")  # no answer: on-call is told it may have landed
     assert "API gone" in str(raised.value) and ctl.rollback_failed  # exit 3, never 2: traffic had moved
     last = ctl._current  # what promote -o json reports: the last state written to the route
     assert last.phase == rl.PROGRESSING and last.weights == Weights(90, 10)
+
+
+def test_a_refused_rollback_write_is_logged_as_not_landed(virtual_time: _VirtualTime) -> None:
+    """A refusal (403, 422: not a TransientError) cannot have landed; the line says so, unlike a timeout."""
+    from canary.errors import CanaryError, RollbackFailed
+
+    ctl, router, metrics, clock = make()
+    real = router.set_weights
+
+    def refuse(target: Target, weights: Weights, **kw: object) -> object:
+        if router.weights == Weights(90, 10):
+            raise CanaryError("forbidden: the service account may not patch virtualservices")
+        return real(target, weights, **kw)  # type: ignore[arg-type]
+
+    router.set_weights = refuse  # type: ignore[method-assign]
+    import structlog.testing
+
+    with structlog.testing.capture_logs() as logs, pytest.raises(RollbackFailed):
+        ctl.run()
+    failed = [e for e in logs if e["event"] == "rollback.failed"]
+    assert failed and failed[-1]["write_landed"].startswith("no")
 
 
 def test_a_signal_during_a_hanging_look_reaches_stable_100_without_waiting_for_it() -> None:
