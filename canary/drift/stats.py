@@ -57,6 +57,11 @@ CATEGORICAL_BELOW = 6  # numeric features with fewer distinct values are compare
 SPARSE_CELL = 5.0  # a table with a cell whose expected count is smaller gets a Monte Carlo p-value (Cochran's rule)
 MONTE_CARLO_DRAWS = 2000  # tables drawn for it: p-values down to 1/2001, +-0.005 at 0.05
 MONTE_CARLO_SEED = 20261202  # fixed: the same counts give the same verdict
+# Sequential Monte Carlo (Besag and Clifford, 1991): tables are drawn MONTE_CARLO_BATCH at a time and the
+# drawing stops once MONTE_CARLO_STOP of them are at least as extreme as the one seen (p = h/l, as valid as
+# the full count); a p-value near 0.5 then costs about 100 tables instead of 2,000 (5 ms a feature before)
+MONTE_CARLO_BATCH = 100
+MONTE_CARLO_STOP = 50
 _EPS = 1e-4  # floor on shares in PSI and JS (Evidently floors empty bins at 1e-4 too)
 
 
@@ -185,8 +190,9 @@ def chi2_homogeneity_rows(reference: np.ndarray, current: np.ndarray) -> np.ndar
 
     A table with a cell whose smaller expected count is below SPARSE_CELL (Cochran's rule) gets its
     p-value by Monte Carlo instead of the chi-square distribution, which rejects far too often on many
-    near-empty cells (12% instead of 5% for 100 categories and 100 live values): MONTE_CARLO_DRAWS
-    live rows drawn with the table's margins fixed (multivariate hypergeometric, counts rounded to
+    near-empty cells (12% instead of 5% for 100 categories and 100 live values): up to MONTE_CARLO_DRAWS
+    live rows drawn with the table's margins fixed, stopping after MONTE_CARLO_STOP at least as extreme
+    (Besag and Clifford's sequential p-value) (multivariate hypergeometric, counts rounded to
     whole values), as R's `chisq.test(simulate.p.value = TRUE)` does. It used to pool those cells into
     one, which hid a shift into them: 80 of 400 live values in a 1% category, or a new one, read p = 1.
     """
@@ -221,12 +227,20 @@ def _chi2_monte_carlo(reference: np.ndarray, current: np.ndarray) -> float:
         return ((live - e_c) ** 2 / e_c + ((col - live) - e_r) ** 2 / e_r).sum(axis=-1)
 
     rng = np.random.default_rng(MONTE_CARLO_SEED)
-    if total < 10**9:  # numpy's bound for "marginals"
-        drawn = rng.multivariate_hypergeometric(col, n_c, size=MONTE_CARLO_DRAWS, method="marginals")
-    else:  # a billion values: drawing the live row with replacement differs by less than the noise
-        drawn = rng.multinomial(n_c, col / total, size=MONTE_CARLO_DRAWS)
-    seen = pearson(c.astype(float))
-    at_least = int(np.count_nonzero(pearson(drawn.astype(float)) >= seen * (1 - 1e-12)))
+    seen = pearson(c.astype(float)) * (1 - 1e-12)
+    at_least, drawn_so_far = 0, 0
+    while drawn_so_far < MONTE_CARLO_DRAWS:  # in batches, stopping early once the p-value is clearly large
+        size = min(MONTE_CARLO_BATCH, MONTE_CARLO_DRAWS - drawn_so_far)
+        if total < 10**9:  # numpy's bound for "marginals"
+            drawn = rng.multivariate_hypergeometric(col, n_c, size=size, method="marginals")
+        else:  # a billion values: drawing the live row with replacement differs by less than the noise
+            drawn = rng.multinomial(n_c, col / total, size=size)
+        hits = np.flatnonzero(pearson(drawn.astype(float)) >= seen)
+        if at_least + len(hits) >= MONTE_CARLO_STOP:
+            # Besag and Clifford (1991): stopped at the draw l of the h-th table at least as extreme, p = h/l
+            return MONTE_CARLO_STOP / (drawn_so_far + int(hits[MONTE_CARLO_STOP - at_least - 1]) + 1)
+        at_least += len(hits)
+        drawn_so_far += size
     return (1 + at_least) / (MONTE_CARLO_DRAWS + 1)
 
 
