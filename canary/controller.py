@@ -477,7 +477,7 @@ class Controller:
             # its own claim (edited while no status of its landed: of another version, or of how it is
             # judged), read from the route's record: an edit like any other
             drove = (spec.target.virtual_service, state.route, state.canary_version,
-                     state.destination_rule or spec.target.dr_name)
+                     _recorded_dr(state, spec.target.virtual_service))
         known = self._known.get(spec.key)
         if (drove is None and known is not None and not known.terminal and known.owner == _owner(obj)
                 and _drives(known.spec) != _drives(spec)):
@@ -560,7 +560,7 @@ class Controller:
             before = state  # the ended rollout this claim replaces, if any
             state, actions = rl.new_rollout(model=target.model, stable_version=target.stable_version,
                                             canary_version=target.canary_version, now=now, route=target.route,
-                                            owner=_owner(obj), destination_rule=target.destination_rule,
+                                            owner=_owner(obj), destination_rule=target.dr_name,
                                             judged=judged_marks.marks(spec.policy, target))
             if before is not None and before.terminal:  # how it ended stays readable by its owner (`_rescue`)
                 state = replace(state, history=(_predecessor(before),))
@@ -936,7 +936,8 @@ class Controller:
             return drives if seen.weights != STABLE_ONLY or seen.raw_weights is not None else None
         if rec is None or rec.terminal or rec.owner != _owner(obj):
             return None
-        return vs, rec.route or drives[1], rec.canary_version, drives[3]  # the version it claimed (edited since?)
+        # the version, route and DestinationRule it claimed (edited since?)
+        return vs, rec.route or drives[1], rec.canary_version, _recorded_dr(rec, vs)
 
     def _set_finalizer(self, obj: dict[str, Any], on: bool) -> None:
         """Add or remove FINALIZER, guarded on the resourceVersion read (a 409 is retried next tick)."""
@@ -1328,7 +1329,7 @@ class Controller:
             return None
         if rec is None or rec.terminal or rec.owner != _owner(obj):
             return None
-        return vs, rec.route, rec.canary_version, rec.destination_rule or probe[3]
+        return vs, rec.route, rec.canary_version, _recorded_dr(rec, vs)
 
     # ---- recording ------------------------------------------------------------------
 
@@ -1662,6 +1663,14 @@ def _drives(spec: crd.RolloutSpec) -> tuple[str, str, str, str]:
     """(VirtualService, route, canary version, DestinationRule, by the name it resolves to): what a
     rollout of this spec drives."""
     return spec.target.virtual_service, spec.target.route or "", spec.target.canary_version, spec.target.dr_name
+
+
+def _recorded_dr(rec: rl.RolloutState, vs: str) -> str:
+    """The DestinationRule the route's record `rec`, read on VirtualService `vs`, says its rollout
+    drives: a claim records it by the name it resolves to (docs/decisions.md 80); "" (a record claimed
+    before) is the VirtualService's name, as the field has meant since it was recorded. Never the
+    spec's: an edit of spec.destinationRule made while no status of the rollout landed is an edit."""
+    return rec.destination_rule or vs
 
 
 def _drove(obj: dict[str, Any]) -> tuple[str, str, str, str] | None:

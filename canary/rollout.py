@@ -64,8 +64,9 @@ class RolloutState:
     # min_canary_requests): the pass level of a later look depends on its requests over these (-1: none yet)
     pass_anchor_requests: float = -1.0
     route: str = ""  # the VirtualService HTTP route the rollout drives ("" = the only one)
-    # its DestinationRule ("" = the VirtualService's name): what `canary sweep` re-points when nobody
-    # else knows it (the owner is gone)
+    # its DestinationRule, by the name it resolves to ("" in a record claimed before claims named it:
+    # the VirtualService's name): what `canary sweep` re-points when nobody else knows it (the owner is
+    # gone), and what the controller compares an edit of spec.destinationRule with when no status landed
     destination_rule: str = ""
     # who runs it: `promote` (any `canary promote` of this version may resume it), `CanaryRollout
     # <namespace>/<name>` (only that CR's controller may), "" (written before owners were recorded)

@@ -321,7 +321,7 @@ class Runner:
                                         canary_version=target.canary_version, now=self.clock.now(),
                                         route=target.route, owner=self.owner,
                                         heartbeat_s=self.policy.analysis.look_every,
-                                        destination_rule=target.destination_rule,
+                                        destination_rule=target.dr_name,
                                         judged=judged_marks.marks(self.policy, target))
         self.log = self.log.bind(stable_version=target.stable_version)
         try:

@@ -6,8 +6,10 @@ changes nothing judged changes nothing. Against the strict API emulator and a re
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
+import kubernetes.client as kc
 import pytest
 from kubernetes.client.exceptions import ApiException
 
@@ -18,7 +20,8 @@ from canary import rollout as rl
 from canary.metrics.batch import BatchMetrics
 from canary.metrics.prometheus import PrometheusProvider
 from tests import fleet
-from tests.integration.test_controller import _fresh, _progressing, prometheus, run_until_done, vs, world  # noqa: F401
+from tests.integration.test_controller import (GROUP, _fresh, _progressing, prometheus, run_until_done, vs,  # noqa: F401
+                                               world)
 
 pytestmark = pytest.mark.integration
 
@@ -196,3 +199,47 @@ def test_a_rewrite_that_changes_nothing_judged_keeps_the_rollout(world: Any, how
     st = _status(custom)
     assert weights == before[0] and st["phase"] == rl.PROGRESSING
     assert st["target"]["judged"] == record["judged"]  # kept in the status too, and the CRD's schema keeps it
+
+
+def _another_destination_rule(api: Any, name: str) -> dict[str, Any]:
+    """DestinationRule `name`: m0's (same host), both subsets selecting v1; returns it as created."""
+    dr = copy.deepcopy(api.get(GROUP, "destinationrules", "ml", "m0"))
+    dr = {k: v for k, v in dr.items() if k != "status"}
+    dr["metadata"] = {"name": name, "namespace": "ml"}
+    for s in dr["spec"]["subsets"]:
+        s["labels"]["version"] = "v1"
+    kc.CustomObjectsApi(api.api_client()).create_namespaced_custom_object(GROUP, "v1beta1", "ml", "destinationrules", dr)
+    return api.get(GROUP, "destinationrules", "ml", name)
+
+
+@pytest.mark.parametrize("recorded", ["by name", "empty (claimed before it was named)"])
+def test_a_destination_rule_edit_before_any_status_landed_supersedes_the_rollout(
+        world: Any, monkeypatch: pytest.MonkeyPatch, recorded: str) -> None:
+    """spec.destinationRule edited (to m0-alt, a DestinationRule of the same host) while v2 has 20% of
+    m0 and no status of its rollout has landed. With a status the edit supersedes the rollout; without
+    one, what it drove was taken from the record's route and version but the *spec's* DestinationRule:
+    the edit went unseen, the tick drove the rollout against m0-alt, re-pointed its subsets (a
+    DestinationRule the rollout never claimed written) and aborted blaming a person ("re-pointed ...
+    outside the rollout"). The record names the DestinationRule it drove (a record claimed before it
+    did says "": the VirtualService's name): superseded, stable 100% on m0, m0-alt never written."""
+    api, op, custom = world
+    alt = _another_destination_rule(api, "m0-alt")
+    _claimed_without_status(op, custom, api, monkeypatch)
+    assert vs(api, 0)[1]["destination_rule"] == "m0"  # recorded by the name it resolves to
+    if recorded != "by name":
+        def older(o: dict[str, Any]) -> None:
+            ann = o["metadata"]["annotations"]
+            ann["modelcanary.dev/rollout"] = json.dumps({**json.loads(ann["modelcanary.dev/rollout"]),
+                                                         "destination_rule": ""})
+        api.edit(GROUP, "virtualservices", "ml", "m0", older)
+    _patch_spec(custom, {"destinationRule": "m0-alt"})
+    for _ in range(3):
+        op.tick()
+    weights, record = vs(api, 0)
+    assert weights == [100, 0] and record["phase"] == rl.ABORTED
+    assert record["reason"].startswith("superseded: the DestinationRule changed from m0 to m0-alt"), record["reason"]
+    st = _status(custom)
+    assert st["phase"] == rl.ABORTED and "the DestinationRule changed from m0 to m0-alt" in st["reason"]
+    assert "outside the rollout" not in st["reason"]
+    assert api.get(GROUP, "destinationrules", "ml", "m0-alt") == alt  # never written
+
