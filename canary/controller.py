@@ -48,6 +48,7 @@ from canary import sweep
 from canary.reconcile import (K8S_EVENTS, Observation, camel, check_claim, crd_owner, decide, describe_owner, execute,
                               look_due, look_window, measure_window, next_look_at, parse_state, preflight_metrics,
                               to_stable)
+from canary.routing import patch
 from canary.routing.base import TrafficRouter
 from canary.workqueue import DueQueue
 
@@ -470,7 +471,7 @@ class Controller:
             self._known[spec.key] = _Known(spec, state)
             if spec.key in self._histories:  # followed by this process: record what another one changed
                 self._observe(spec, state)
-        drove = _drove(obj)
+        drove = _spelled(_drove(obj), spec, status.routes)
         if pending and drove == _drives(spec):
             drove = None  # the status still shows the superseded rollout in progress (that status write failed)
         if drove is None and state is not None and not state.terminal and state.owner == _owner(obj):
@@ -484,6 +485,7 @@ class Controller:
             # no status of it landed, and the spec now names another route: the route this process claimed
             # goes back first (a restarted process has no memory of it: the sweep ends it, `_sweep`)
             drove = _drives(known.spec)
+        drove = _spelled(drove, spec, status.routes)  # the record's or memory's: its route as the spec spells it
         if drove is not None and _edit(drove, _drives(spec)):  # edited mid-rollout: the old one goes back first
             if again:
                 return None  # superseded once this tick already: the next tick reads it all again
@@ -1663,6 +1665,21 @@ def _drives(spec: crd.RolloutSpec) -> tuple[str, str, str, str]:
     """(VirtualService, route, canary version, DestinationRule, by the name it resolves to): what a
     rollout of this spec drives."""
     return spec.target.virtual_service, spec.target.route or "", spec.target.canary_version, spec.target.dr_name
+
+
+def _spelled(drove: tuple[str, str, str, str] | None, spec: crd.RolloutSpec,
+             routes: tuple[str, ...]) -> tuple[str, str, str, str] | None:
+    """`drove` (`_drives`) with its route spelled as the spec spells it when both pick the same HTTP
+    route of the spec's VirtualService, whose routes are named `routes` as read now
+    (`patch.same_route`): naming the route a rollout drives as its only one (`primary`), in
+    spec.route or policy.route, or dropping that name, changes nothing driven or judged, and is no
+    edit. A name that picks another route (or none) still is."""
+    if drove is None or drove[0] != spec.target.virtual_service:
+        return drove
+    route = spec.target.route or ""
+    if drove[1] != route and patch.same_route(routes, drove[1], route):
+        return drove[0], route, drove[2], drove[3]
+    return drove
 
 
 def _recorded_dr(rec: rl.RolloutState, vs: str) -> str:

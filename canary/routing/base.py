@@ -26,6 +26,9 @@ class RouteStatus:
     # missing, 0/0, not non-negative integers); `weights` is then Istio's split of them.
     # None when the route says exactly `weights`.
     raw_weights: tuple[Any, Any] | None = None
+    # the names of the VirtualService's HTTP routes, in order ("" for an unnamed one): which route an
+    # empty route name and a named one resolve to (`patch.same_route`); () when not read (test doubles)
+    routes: tuple[str, ...] = ()
 
 
 class TrafficRouter(Protocol):

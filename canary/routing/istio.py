@@ -250,6 +250,7 @@ class IstioRouter:
             stable_subset_version=versions[patch.STABLE],
             canary_subset_version=versions[patch.CANARY],
             resource_version=str(vs.get("metadata", {}).get("resourceVersion", "")),
+            routes=patch.route_names(vs),
         )
 
     def _update(self, target: Target, plural: str, name: str,

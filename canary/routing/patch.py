@@ -67,6 +67,29 @@ def locate_route(vs: Any, route_name: str = "") -> RouteRef:
     return _check_route(http[index], index, at)
 
 
+def route_names(vs: Any) -> tuple[str, ...]:
+    """The names of `vs`'s HTTP routes, in order ("" for an unnamed one; () when it has none)."""
+    spec = vs.get("spec") if isinstance(vs, dict) else None
+    http = spec.get("http") if isinstance(spec, dict) else None
+    if not isinstance(http, list):
+        return ()
+    return tuple(str(r.get("name") or "") if isinstance(r, dict) else "" for r in http)
+
+
+def same_route(names: tuple[str, ...], a: str, b: str) -> bool:
+    """Whether route names `a` and `b` ("" = the only one) pick the same HTTP route of a VirtualService
+    whose routes are named `names` (`route_names`), as `locate_route` picks one: `primary` and ""
+    when `primary` is its only route. A name that picks none (no such route, two of that name, ""
+    among several) is the same as itself only."""
+    def index(name: str) -> int | None:
+        if not name:
+            return 0 if len(names) == 1 else None
+        found = [i for i, n in enumerate(names) if n == name]
+        return found[0] if len(found) == 1 else None
+
+    return a == b or (index(a) is not None and index(a) == index(b))
+
+
 def _check_route(route: Any, index: int, at: str) -> RouteRef:
     field = f"spec.http[{index}].route"
     dests = route.get("route") if isinstance(route, dict) else None

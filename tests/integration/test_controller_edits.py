@@ -243,3 +243,61 @@ def test_a_destination_rule_edit_before_any_status_landed_supersedes_the_rollout
     assert "outside the rollout" not in st["reason"]
     assert api.get(GROUP, "destinationrules", "ml", "m0-alt") == alt  # never written
 
+
+@pytest.mark.parametrize("how", ["spec.route spelled out", "policy.route spelled out", "spec.route dropped",
+                                 "spec.route spelled out before any status landed"])
+def test_naming_the_route_a_rollout_already_drives_is_no_edit(world: Any, monkeypatch: pytest.MonkeyPatch,
+                                                              how: str) -> None:
+    """m0's only HTTP route is `primary`. Naming it (spec.route or policy.route) on a rollout claimed
+    with no route, or dropping the name from one claimed with it, picks the same route: nothing
+    driven or judged changes. It ended the rollout ("superseded: spec.route changed from (none) to
+    primary"); it goes on, neither superseded nor started again, and the status names the route
+    as the spec now does."""
+    api, op, custom = world
+    named = how == "spec.route dropped"
+    if how.endswith("before any status landed"):
+        _claimed_without_status(op, custom, api, monkeypatch)
+    else:
+        custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(
+            0, "v2", **({"route": "primary"} if named else {})))
+        _progressing(op, custom, api)
+    before = vs(api, 0)
+    assert before[0] == [80, 20] and before[1]["route"] == ("primary" if named else "")
+    if how.startswith("policy.route"):
+        pol = copy.deepcopy(fleet.FAST_POLICY)
+        pol["route"] = "primary"
+        _patch_spec(custom, {"policy": pol})
+    else:
+        _patch_spec(custom, {"route": None if named else "primary"})
+    for _ in range(3):
+        op.tick()
+    weights, record = vs(api, 0)
+    assert record["started_at"] == before[1]["started_at"] and record["phase"] == rl.PROGRESSING, record["reason"]
+    assert weights == before[0] and not any("superseded" in str(h) for h in record["history"])
+    st = _status(custom)
+    assert st["phase"] == rl.PROGRESSING and st["target"]["route"] == ("" if named else "primary")
+    objs = run_until_done(op, custom, ["r0"])
+    assert objs["r0"]["status"]["phase"] == rl.PROMOTED and vs(api, 0)[1]["started_at"] == before[1]["started_at"]
+
+
+def test_naming_another_route_still_ends_the_rollout(world: Any) -> None:
+    """m0 has two HTTP routes, `primary` (driven) and `secondary`: spec.route edited to `secondary`
+    picks another route, and ends the rollout on `primary` as before (stable 100%, superseded)."""
+    api, op, custom = world
+
+    def second_route(o: dict[str, Any]) -> None:
+        route = copy.deepcopy(o["spec"]["http"][0])
+        route["name"] = "secondary"
+        route["match"] = [{"headers": {"x-lane": {"exact": "b"}}}]
+        o["spec"]["http"].append(route)
+    api.edit(GROUP, "virtualservices", "ml", "m0", second_route)
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL,
+                                           fleet.rollout_object(0, "v2", route="primary"))
+    _progressing(op, custom, api)
+    _patch_spec(custom, {"route": "secondary"})
+    for _ in range(3):
+        op.tick()
+    weights, record = vs(api, 0)
+    assert weights == [100, 0] and record["phase"] == rl.ABORTED
+    assert record["reason"].startswith("superseded: spec.route changed from primary to secondary"), record["reason"]
+    assert _status(custom)["phase"] == rl.ABORTED

@@ -305,6 +305,25 @@ def test_a_resume_under_another_policy_starts_the_rollout_again(cluster: Any, pr
         assert "50/50" in [h.get("weights") for h in final["history"]]
 
 
+@pytest.mark.parametrize("first, then", [((), ("--route", "primary")), (("--route", "primary"), ())])
+def test_a_resume_naming_the_route_it_drives_or_dropping_the_name_resumes(
+        cluster: Any, prometheus: PromServer, first: tuple[str, ...], then: tuple[str, ...]) -> None:
+    """rec-model's only HTTP route is `primary`: a promote re-run that names it (`--route primary`)
+    on a rollout claimed with no route, or drops the name, drives the same route and resumes it
+    (decision 80 b: the controller used to end its rollouts for that; a resume never compared routes)."""
+    api, kubeconfig, policy = cluster
+    res = _promote_then_signal(kubeconfig, policy, prometheus.url, api, "--on-interrupt", "pause", *first)
+    assert res.returncode == 130, res.stderr[-2000:]
+    _, paused = vs_state(api)
+    assert paused["phase"] == rl.PAUSED and paused["route"] == ("primary" if first else "")
+    again = promote(kubeconfig, policy, prometheus.url, "v2", *then)
+    assert again.returncode == 0, again.stderr[-2000:]
+    names = [e["event"] for e in parse_json_lines(again.stderr)]
+    assert "rollout.resumed_from_state" in names and "rollout.superseded" not in names
+    weights, final = vs_state(api)
+    assert weights == [100, 0] and final["phase"] == rl.PROMOTED and final["started_at"] == paused["started_at"]
+
+
 def test_sigterm_during_a_look_on_an_unresponsive_prometheus_goes_to_stable_without_waiting(
         cluster: Any, prometheus: PromServer) -> None:
     from urllib.parse import urlparse

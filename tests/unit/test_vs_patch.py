@@ -22,6 +22,8 @@ from canary.routing.patch import (
     locate_route,
     read_state,
     read_weights,
+    route_names,
+    same_route,
     subset_versions,
     with_subset_version,
     with_weights,
@@ -287,3 +289,22 @@ def test_any_rule_ends_pointed_or_in_a_target_error(rule: Any, subset: str, vers
     else:
         del restored["spec"]["subsets"][i]["labels"]["version"]
     assert json.dumps(restored) == snapshot
+
+
+@pytest.mark.parametrize("routes, a, b, same", [
+    (["primary"], "", "primary", True),  # the only route, by name or by none
+    (["primary"], "primary", "", True),
+    ([""], "", "", True),
+    (["primary", "secondary"], "", "primary", False),  # "" picks none among several
+    (["primary", "secondary"], "primary", "secondary", False),
+    (["primary", "secondary"], "secondary", "secondary", True),
+    (["primary"], "", "other", False),  # no such route
+    (["primary", "primary"], "primary", "", False),  # two of that name: picks none
+])
+def test_same_route_is_the_route_locate_route_picks(routes: list[str], a: str, b: str, same: bool) -> None:
+    obj = vs(*[primary(n) if n else {"route": [dest("stable", 100), dest("canary", 0)]} for n in routes])
+    assert route_names(obj) == tuple(routes)
+    assert same_route(route_names(obj), a, b) is same
+    if same and a != b:
+        assert locate_route(obj, a).index == locate_route(obj, b).index
+    assert route_names({"spec": {}}) == () and not same_route((), "", "primary")
