@@ -76,8 +76,8 @@ def judge_cmd(
 
     def go() -> int:  # a bug exits 3 with its type and message, never 1 (which means "fail")
         j = judge(data.policy, data.measurements, prior=data.prior, window=data.window, pass_ratio=data.pass_ratio,
-                  canary_weight=data.canary_weight)
-        opts.emit({**j.to_dict(), "look": data.look, "window": data.window, "pass_ratio": data.pass_ratio,
+                  canary_weight=data.canary_weight, step=data.step)
+        opts.emit({**j.to_dict(), "look": data.look, "step": data.step, "window": data.window, "pass_ratio": data.pass_ratio,
                    "canary_weight": data.canary_weight,
                    "reason": j.reason()}, output,
                   lambda wide: render_verdict(j, opts.console(wide), wide=wide))

@@ -1152,7 +1152,8 @@ class Controller:
                 return "skipped"  # no window yet (the step's start is this very snapshot): the next one looks
             measurements, canary_n, window_s = measured
             verdict = judge(spec.policy, measurements, prior=state.prior(), window=state.step_window,
-                            pass_ratio=state.pass_ratio(canary_n), canary_weight=state.weights.canary)
+                            pass_ratio=state.pass_ratio(canary_n), canary_weight=state.weights.canary,
+                            step=max(state.step, 0))
             if self.telemetry:
                 self.telemetry.record_verdict(model=spec.target.model, results=verdict.results)
             if verdict.outcome is Outcome.FAIL:

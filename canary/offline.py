@@ -6,6 +6,8 @@ saw. The format is documented in docs/judge.md:
 
     {"policy": {...} | "policy_file": "path (relative to this file)",
      "look": 0,                       (informational: the levels do not depend on it)
+     "step": 0,                       (optional: the 0-based step index; with "window" it places the
+                                       window in the rollout: the level of its own failure test)
      "window": 0,                     (resumes of the current step so far: the pass level)
      "prior": {"<check>/<test>": [S, I]},   (earlier windows' failure evidence)
      "canary_weight": 10,             (optional: the canary's traffic %, 0-100, over the window)
@@ -34,9 +36,10 @@ from canary.errors import ConfigError, NoData, PolicyError
 from canary.model import ArmData, Counts, FeatureCounts, Histogram, Scalar
 from canary.policy import Policy, load_policy, parse_policy
 
-_TOP = {"policy", "policy_file", "look", "window", "pass_ratio", "prior", "checks", "canary_weight"}
+_TOP = {"policy", "policy_file", "look", "step", "window", "pass_ratio", "prior", "checks", "canary_weight"}
 MAX_LOOK = 1_000_000  # a look every second for 11 days
 MAX_WINDOW = 10_000  # operator resumes of one step
+MAX_STEP = 10_000  # steps of a policy (`canary serve`: closed windows)
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,7 @@ class Exported:
     prior: dict[str, tuple[float, float]] | None = None
     pass_ratio: float = 1.0
     canary_weight: int | None = None
+    step: int = 0
 
 
 def _bad(file: str, field: str, message: str) -> ConfigError:
@@ -105,6 +109,9 @@ def parse_exported(raw: Any, *, file: str = "<input>", base: Path | None = None)
     window = raw.get("window", 0)
     if isinstance(window, bool) or not isinstance(window, int) or not 0 <= window <= MAX_WINDOW:
         raise _bad(file, "window", f"must be an integer from 0 to {MAX_WINDOW:,}, got {_shown(window)}")
+    step = raw.get("step", 0)
+    if isinstance(step, bool) or not isinstance(step, int) or not 0 <= step <= MAX_STEP:
+        raise _bad(file, "step", f"must be an integer from 0 to {MAX_STEP:,} (the 0-based step index), got {_shown(step)}")
     ratio = raw.get("pass_ratio", 1)
     ratio = _num(ratio, file, "pass_ratio") if isinstance(ratio, (int, float)) and not isinstance(ratio, bool) else ratio
     if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 1 <= ratio < math.inf:
@@ -149,7 +156,7 @@ def parse_exported(raw: Any, *, file: str = "<input>", base: Path | None = None)
         both_failed = all(isinstance(a, Exception) for a in arms)
         measurements[name] = arms[1] if both_failed else (arms[0], arms[1])  # type: ignore[assignment]
     return Exported(policy=policy, look=look, measurements=measurements, window=window, prior=prior,
-                    pass_ratio=float(ratio), canary_weight=weight)
+                    pass_ratio=float(ratio), canary_weight=weight, step=step)
 
 
 def _prior(raw: Any, file: str, policy: Policy) -> dict[str, tuple[float, float]]:

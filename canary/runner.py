@@ -439,7 +439,8 @@ class Runner:
             self.log.warning("look.abandoned", reason="the canary's probes failed meanwhile")
             return failed[0]
         verdict = judge(self.policy, measurements, prior=state.prior(), window=state.step_window,
-                        pass_ratio=state.pass_ratio(canary_n), canary_weight=state.weights.canary)
+                        pass_ratio=state.pass_ratio(canary_n), canary_weight=state.weights.canary,
+                        step=max(state.step, 0))
         return self._decide(state, Observation(look=rl.Looked(self.clock.now(), verdict, canary_n, float(window))))
 
     def _bounded(self, fn: Callable[[], T], *, meanwhile: Callable[[], bool] | None = None) -> T:

@@ -152,7 +152,8 @@ class Service:
                 window_s = serve_window(s, now, policy.analysis.look_every)
                 measurements, n = self._measure(policy, _target(s), window_s=window_s, at=now)
                 ratio = s.pass_ratio(n)  # the look's requests over its window's anchor: sets the pass level
-                verdict = judge(policy, measurements, prior=s.prior(), window=s.window, pass_ratio=ratio)
+                verdict = judge(policy, measurements, prior=s.prior(), window=s.window, pass_ratio=ratio,
+                                step=s.windows_closed)  # a count that never repeats: places the window
                 s, verdict = record_look(s, verdict, canary_requests=n, now=now, policy=policy)
                 unmeasured = s.verdict != FAIL and all(
                     r.outcome is Outcome.ERROR and r.extra.get("unavailable") for r in verdict.results)

@@ -208,16 +208,18 @@ def _rows(finite: Sequence[float], cum: Sequence[float], n_s: int, first: int, l
     finite[k], whether its count per ms is not above the bucket before's), as the array function
     computes them (its lo_b[k], exceed[k], exceed[k + 1], falls[k])."""
     start = max(first - 1, 0)  # `falls` compares with the bucket before
-    lo = [0.0 if k == 0 else finite[k - 1] for k in range(start, last + 1)]
+    end = min(last + 1, len(finite) - 1)  # ... and with the bucket after, where there is a finite one
+    lo = [0.0 if k == 0 else finite[k - 1] for k in range(start, end + 1)]
     # the rounded count <= each bucket's lo (one more: <= the last bucket's bound), as stats._ints rounds
-    below = [0.0 if k == 0 else float(round(cum[k - 1])) for k in range(start, last + 2)]
+    below = [0.0 if k == 0 else float(round(cum[k - 1])) for k in range(start, end + 2)]
     exceed = [1.0 - c / n_s for c in below]
     # count per ms; a first bound at 0 has width 0: at least 1e-300, as the array function divides
-    dens = [(below[i + 1] - below[i]) / max(finite[k] - lo[i], 1e-300) for i, k in enumerate(range(start, last + 1))]
+    dens = [(below[i + 1] - below[i]) / max(finite[k] - lo[i], 1e-300) for i, k in enumerate(range(start, end + 1))]
     rows = []
     for i, k in enumerate(range(start, last + 1)):
         if k >= first:
-            rows.append((lo[i], exceed[i], exceed[i + 1], k > 0 and dens[i] <= dens[i - 1]))
+            after = k + 1 > end or dens[i + 1] <= dens[i]
+            rows.append((lo[i], exceed[i], exceed[i + 1], k > 0 and dens[i] <= dens[i - 1] and after))
     return rows
 
 

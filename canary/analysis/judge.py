@@ -22,7 +22,8 @@ from canary.analysis import buckets, evidence, shift, stats
 from canary.analysis.buckets import Arm
 from canary.analysis.custom import judge_custom
 from canary.analysis.evidence import attach
-from canary.analysis.sequential import anytime_p, effective_requests, sub_levels, test_weights, tests_in, window_z
+from canary.analysis.sequential import (effective_requests, failure_p, sub_levels, test_weights, tests_in,
+                                        window_share, window_z)
 from canary.errors import NoData, TransientError
 from canary.analysis.shown import beside, exact
 from canary.model import ArmData, CheckResult, Counts, FeatureCounts, Histogram, Verdict, Outcome, Scalar
@@ -47,7 +48,8 @@ Prior = Mapping[str, tuple[float, float]]
 
 
 def judge(policy: Policy, measurements: Mapping[str, Measurement], *, prior: Prior | None = None,
-          window: int = 0, pass_ratio: float = 1.0, canary_weight: int | None = None) -> Verdict:
+          window: int = 0, pass_ratio: float = 1.0, canary_weight: int | None = None,
+          step: int = 0) -> Verdict:
     """Judge every check of the policy at one look; worst outcome wins.
 
     `measurements` cover the current window (the step since it began, or since an operator
@@ -60,6 +62,10 @@ def judge(policy: Policy, measurements: Mapping[str, Measurement], *, prior: Pri
     which holds for any number of looks at any times. `canary_weight` is the canary's share of the
     traffic in the window, in percent (`Weights.canary`; None: not known, as in `canary serve`): a
     check whose arms' request counts are far from that split cannot pass (`_mismatched`).
+    `step` is the 0-based step index (`canary serve`: its count of closed windows); with `window`
+    it places the window in the rollout, which sets the share of each failure level for the
+    window's own evidence (`sequential.window_share`: a canary that breaks late is not hidden by
+    good earlier windows).
     """
     by_check: dict[str, dict[str, float]] = {}  # check -> sub-test -> level, grouped once per look
     for key, level in sub_levels(policy).items():
@@ -81,7 +87,8 @@ def judge(policy: Policy, measurements: Mapping[str, Measurement], *, prior: Pri
             try:
                 mine = by_check.get(check.name, {})
                 r = judge_check(check, m[0], m[1], alpha=sum(mine.values()),
-                                min_canary=policy.analysis.min_canary_requests, beta=beta, prior=prior, levels=mine)
+                                min_canary=policy.analysis.min_canary_requests, beta=beta, prior=prior, levels=mine,
+                                share=window_share(step, window))
                 r.extra["pass_level"] = beta  # the level each limit was (or was not) shown within at
                 results.append(r)
             except (ValueError, TypeError, ArithmeticError) as exc:  # never crash a tick
@@ -184,11 +191,13 @@ def _untrusted(r: CheckResult, why: str) -> CheckResult:
 
 def judge_check(check: Check, stable: ArmData | Exception, canary: ArmData | Exception, *, alpha: float,
                 min_canary: int, beta: float = evidence.PASS_LEVEL, prior: Prior | None = None,
-                levels: Mapping[str, float] | None = None) -> CheckResult:
+                levels: Mapping[str, float] | None = None, share: float | None = None) -> CheckResult:
     """One check at one look. `alpha` is this check's share of the failure level; `levels` its
     split per sub-test (default: evenly; `judge` passes the policy's weighted split,
-    `sequential.sub_levels`), each compared with the pooled anytime p-value with
-    `prior` (FAIL); `beta` the level at which each limit must be shown within (PASS)."""
+    `sequential.sub_levels`), each compared with the anytime p-value of the pooled evidence with
+    `prior` and of the window's own (`sequential.failure_p`, the window's test at `share` of the
+    level; default the first window's) (FAIL); `beta` the level at which each limit must be shown
+    within (PASS)."""
     if isinstance(canary, BaseException):
         return _measure_error(check, "canary", canary)
     why = _implausible(canary)
@@ -197,7 +206,8 @@ def judge_check(check: Check, stable: ArmData | Exception, canary: ArmData | Exc
     why = _implausible(stable)
     if why:  # as a stable arm that could not be measured: its limits on the canary alone are still judged
         stable = NoData(f"stable: {why}")
-    ctx = _Ctx(alpha=alpha, min_canary=min_canary, beta=beta, prior=prior or {}, levels=levels or {})
+    ctx = _Ctx(alpha=alpha, min_canary=min_canary, beta=beta, prior=prior or {}, levels=levels or {},
+               window_share=window_share(0, 0) if share is None else share)
     if stable is None:  # nothing given for stable: as an arm that could not be measured, never a skipped limit
         stable = NoData("no stable data given")
     if isinstance(stable, BaseException):
@@ -233,6 +243,7 @@ class _Ctx:
     beta: float  # pass level
     prior: Prior
     levels: Mapping[str, float]  # sub-test -> failure level (empty: alpha split evenly)
+    window_share: float = 0.025  # the share of each level for the window's own test (`sequential.window_share`)
 
 
 def _pool(check: Check, subs: list[tuple[str, stats.TestResult, bool]], ctx: _Ctx, *, info: float,
@@ -257,7 +268,7 @@ def _pool(check: Check, subs: list[tuple[str, stats.TestResult, bool]], ctx: _Ct
         s_w = z_w * math.sqrt(i_w)
         s0, i0 = prior.get(f"{check.name}/{name}", (0.0, 0.0))
         s_all, i_all = s0 + s_w, i0 + i_w
-        p_av = anytime_p(s_all, i_all) if i_all > 0 else 1.0
+        p_av = failure_p(s_all, i_all, s_w, i_w, ctx.window_share)
         seq[name] = {"p_window": _clean(t.p_value), "s_window": s_w, "info_window": i_w,
                      "s": s_all, "info": i_all, "windows_before": i0 > 0, "level": level}
         # stats.replaced rather than dataclasses.replace: a tenth of the cost, at every sub-test of every look
@@ -390,6 +401,11 @@ def _upper(bound: float, limit: float | None = None) -> str:
     return "unbounded" if bound == math.inf else beside(bound, limit, 2)
 
 
+def _closeness(ratio: float) -> float:
+    """Sort key of a feature's upper bound over its limit: NaN (not compared) lowest, inf highest."""
+    return -math.inf if math.isnan(ratio) else ratio
+
+
 def _clean(value: Any) -> Any:
     """Extra evidence is serialised as-is: keep it JSON-safe (NaN -> None)."""
     if isinstance(value, float) and not math.isfinite(value):
@@ -512,6 +528,34 @@ def _latency_ceiling(c: Arm | evidence.ArrayArm, *, on_lists: bool, max_value: f
                                 in_finite=float(c.cum[-2]) if len(c.cum) > 1 else 0.0)
 
 
+def _unit_mismatch(stable: tuple[float, ...], canary: tuple[float, ...]) -> str:
+    """Why two latency layouts look like one layout in two units ("" when they do not).
+
+    Prometheus's convention is seconds (`le="0.005"`), Istio's and this tool's milliseconds: a new
+    version whose exporter follows the other convention shares a bound or two by accident (5 ms and
+    5 s), and the arms compared there read a canary 15x slower as 52% faster, and passed. When the
+    canary's bounds times 1000 (or over 1000) match at least three of the stable's, at least half of
+    the shorter layout and at least twice as many as unscaled, the layouts are one layout in
+    seconds and in milliseconds."""
+    s = {round(b, 9) for b in stable if math.isfinite(b) and b > 0}
+    c = [b for b in canary if math.isfinite(b) and b > 0]
+    if len(s) < 3 or len(c) < 3:
+        return ""
+
+    def matches(factor: float) -> int:
+        return sum(round(b * factor, 9) in s for b in c)
+
+    plain = matches(1.0)
+    for factor, canary_unit, stable_unit in ((1000.0, "seconds", "milliseconds"), (0.001, "milliseconds", "seconds")):
+        scaled = matches(factor)
+        if scaled >= max(3, 2 * plain, (min(len(s), len(c)) + 1) // 2):
+            return (f"the arms' bucket bounds differ by a factor of 1000: the canary's bounds x{factor:g} match "
+                    f"{scaled} of the stable's, unscaled {plain}; the canary's look like {canary_unit} and the "
+                    f"stable's like {stable_unit} (latency bounds are milliseconds here: one exporter writes "
+                    "another unit than the other)")
+    return ""
+
+
 def _latency(check: LatencyCheck, s: ArmData | None, c: ArmData, ctx: _Ctx) -> CheckResult:
     bad = _want(check, (c,) if s is None else (s, c), Histogram)
     if bad:
@@ -522,6 +566,9 @@ def _latency(check: LatencyCheck, s: ArmData | None, c: ArmData, ctx: _Ctx) -> C
         bounds, sc, cc = c.bounds, None, c.counts
     else:
         assert isinstance(s, Histogram)
+        units = _unit_mismatch(s.bounds, c.bounds)
+        if units:  # not one layout: neither the comparison nor the canary's own bounds can be trusted
+            return _error(check, units)
         bounds, sc, cc = _shared(s, c)
         if len(bounds) < 2 and check.max_ms is not None:  # as without a stable arm: the ceiling alone
             bounds, sc, cc, unshared = c.bounds, None, c.counts, float(s.counts[-1]) if s.counts else 0.0
@@ -747,7 +794,9 @@ def _feature_drift(check: FeatureDriftCheck, s: ArmData, c: ArmData, ctx: _Ctx) 
     if subs:
         outcome, (name, t, _), more = _verdict(check, subs, floor, ctx.min_canary, n_text=n_text)
         if outcome is not Outcome.FAIL:  # show the feature closest to its limit, not the smallest p
-            name, t, _ = max(subs, key=lambda x: _clean(x[1].bound / limit_of[x[0].partition(":")[0]]) or 0.0)
+            # an unbounded upper (a cell one arm never hits) is the furthest from within; a feature that
+            # could not be compared (NaN) the nearest
+            name, t, _ = max(subs, key=lambda x: _closeness(x[1].bound / limit_of[x[0].partition(":")[0]]))
     else:
         outcome, name, t, more = Outcome.INCONCLUSIVE, "", stats.TestResult(False, False, 1.0), "nothing compared"
     lim = name.partition(":")[0]

@@ -30,6 +30,16 @@ analysis, Lindon et al., KDD 2022):
   never turns a verdict the other way, and a union over sub-tests keeps the
   whole rollout's P(false rollback) <= alpha whatever their dependence and
   whatever `failure.max_failed_looks` (consecutive failures only lower it).
+* A canary that breaks late is not hidden by good earlier windows: besides the
+  pooled test (POOLED_SHARE of the level), the current window is tested on its
+  own evidence alone (`window_share`: the rest of the level, spread over the
+  rollout's windows by their (step, window) position so that the shares of all
+  windows sum to 1 - POOLED_SHARE). Each window's own M starts at 1, so
+  POOLED_SHARE*M_pooled + sum_k share_k*M_k is a non-negative supermartingale
+  starting at <= 1, and Ville's inequality bounds the union of both tests by the
+  level. (Pooled alone, one good 40,000-request step made a canary failing every
+  request of the next window INCONCLUSIVE for ~2,000 requests, a hard ceiling
+  included; after a 400,000-request step, ~20,000.)
 
 `RHO` (effective requests) sets where the boundary is tightest (around 5-50x
 RHO); docs/judge.md gives the argument, the cost against a planned-looks
@@ -51,6 +61,8 @@ from scipy.special import cython_special
 from canary.analysis.roots import brentq
 from canary.policy import CustomCheck, ErrorRateCheck, FeatureMissingCheck, LatencyCheck, Policy
 
+# the share of a sub-test's level the pooled test gets; the rest is the current window's own test (`window_share`)
+POOLED_SHARE = 0.9
 RHO = 200.0  # mixture spread, in effective requests: the boundary is tightest from ~1,000 to ~10,000
 Z_CLIP = 3.0  # a window's z is clipped to [-Z_CLIP, 40]: p = 1 from an exact test, p = 0 underflow
 _GRID = 120  # cells per state in the numerical integration (finer moves c by < 0.001)
@@ -180,6 +192,28 @@ def plausible(s: float, i: float) -> bool:
 def anytime_p(s: float, i: float, rho: float = RHO) -> float:
     """The anytime-valid p-value 1/M(S, I), capped at 1: P(it is ever <= a | within the limit) <= a."""
     return float(min(1.0, math.exp(-log_mixture(s, i, rho))))
+
+
+def window_share(step: int, window: int) -> float:
+    """The share of a sub-test's level for the test of window (`step`, `window`) on its own evidence.
+
+    `step` is the 0-based step index (or any index that never repeats for a later window of the
+    same step position: `canary serve` passes the count of closed windows), `window` the 0-based
+    window within the step (operator resumes). (1 - POOLED_SHARE) / ((step+1)(step+2)(window+1)(window+2)):
+    the shares of all (step, window) pairs sum to 1 - POOLED_SHARE (each factor's series sums to 1).
+    The first window gets 0.025 of the level: there its own evidence is the pooled evidence."""
+    step, window = max(int(step), 0), max(int(window), 0)
+    return (1.0 - POOLED_SHARE) / ((step + 1) * (step + 2) * (window + 1) * (window + 2))
+
+
+def failure_p(s_all: float, i_all: float, s_window: float, i_window: float, share: float) -> float:
+    """The sub-test's anytime p-value on the scale of its level: min(p_pooled / POOLED_SHARE,
+    p_window / `share`), capped at 1, where p = 1/M is `anytime_p` of the pooled (S, I) and of the
+    current window's own (S_w, I_w). The sub-test fails when it is <= its level: the pooled test at
+    POOLED_SHARE * level, the window's own at share * level (see the module docstring)."""
+    p_pool = anytime_p(s_all, i_all) / POOLED_SHARE if i_all > 0 else 1.0
+    p_win = anytime_p(s_window, i_window) / share if i_window > 0 and share > 0 else 1.0
+    return float(min(1.0, p_pool, p_win))
 
 
 def z_boundary(i: float, level: float, rho: float = RHO) -> float:

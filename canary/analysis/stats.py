@@ -397,7 +397,10 @@ def pick_pair(finite: np.ndarray, below: np.ndarray, n_s: int, *, q: float, tol:
     cum = np.concatenate([[0.0], below])
     exceed = 1.0 - cum / n_s
     dens = np.diff(cum) / np.maximum(np.diff(lo_b), 1e-300)
-    falls = np.concatenate([[False], dens[1:] <= dens[:-1]])
+    # ... and not below the bucket after's (where there is a finite one): a density that rises into
+    # the next bucket may already rise inside this one (a second mode starting here), where the chord
+    # under-states the exceedance and would fail a canary within its limit
+    falls = np.concatenate([[False], dens[1:] <= dens[:-1]]) & np.concatenate([dens[1:] <= dens[:-1], [True]])
     # Per canary bound b'_j: x = b'_j / (1 + tol) and its stable bucket i.
     x = finite / (1.0 + tol)
     i = np.searchsorted(finite, x * (1 - 1e-12), side="left")
