@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from canary import cli_options as opts
+from canary.analysis.shown import beside
 from canary.errors import CanaryError
 from canary.model import Outcome, Verdict, with_unit
 
@@ -152,13 +153,16 @@ def plan_cmd(
             _fail(f"{flag} must be {'a finite number, ' if not math.isfinite(value) else ''}{want}; got {value!r}")
     from canary.cli import run_guarded
 
-    if not prometheus_url and model and stable_version:
+    if prometheus_url is not None and not prometheus_url.strip():
+        # an unset $PROM_URL in a CI line: asked to read the layout, never silently a fine-bucket plan
+        _fail("--prometheus-url is empty: give the Prometheus to read the stable's latency buckets from, or leave "
+              "the option out (and --model, --stable-version) to plan without reading them")
+    if prometheus_url is None and model and stable_version:
         # the environment's Prometheus (set for promote in a CI job) is read only when asked whose layout to
         # read: it used to turn `plan --policy F --rps 50` into an error there
         prometheus_url = os.environ.get("CANARY_PROMETHEUS_URL") or None
 
     def go() -> int:  # a bug is exit 3 with its type and message, never a traceback and exit 1 ("rolled back")
-        nonlocal bucket_ratio
         try:
             pol = load_policy(policy)
         except CanaryError as exc:
@@ -173,23 +177,26 @@ def plan_cmd(
                 ns = opts.namespace(namespace, kubeconfig, context)
             except CanaryError as exc:
                 _fail(str(exc))
-            layout, unreadable = _read_layout(pol, metrics, model or "", stable_version or "", ns)
-            read = [x.bucket_ratio for x in layout if x.resolves and x.bucket_ratio]
-            bucket_ratio = max([bucket_ratio, *read])  # the real layout's coarsest bucket at the quantile
-        # a layout read that cannot show a relative limit: that limit is never passed (the plan assumed fine buckets)
-        unresolved = [x.check for x in layout or () if x.resolves is False]
+            layout, unreadable = _read_layout(pol, metrics, model or "", stable_version or "", ns, sigma=latency_sigma)
+        # every latency claim of a check whose layout was read is computed on those bounds (detection and
+        # pass alike); a sub-test the layout can never show a good canary within is late at every step
         p = plan(pol, rps=rps, canary_share=canary_share, latency_sigma=latency_sigma, error_rate=error_rate / 100,
                  bins=bins, bucket_ratio=bucket_ratio, missing_rate=missing_rate / 100, p95_ms=p95_ms,
-                 unresolved=unresolved)
+                 unresolved=[k for x in layout or () for k in x.unresolved],
+                 layouts={x.check: x.layout for x in layout or () if x.layout is not None})
         d = _plan_dict(p)
         if layout is not None:
             d["layout"] = [asdict(x) for x in layout]
         opts.emit(d, output, lambda wide: _plan_text(p, rps, layout, opts.console(wide)))
         if layout is not None and unreadable:  # the plan above assumed a layout it was asked to read
-            _fail(f"could not read the stable's latency buckets from {prometheus_url} in namespace {ns!r} "
-                  f"({unreadable[0]}); the plan above assumes --bucket-ratio {bucket_ratio:g}: check --prometheus-url, "
-                  "-n, --model and --stable-version, or plan without --prometheus-url and give --bucket-ratio",
-                  EXIT_INFRA)
+            # the text output has just printed each reason on its check's layout line: not again here
+            why = f" ({'; '.join(f'{c}: {w}' for c, w in unreadable)})" if output not in ("text", "wide") else " (see above)"
+            _fail(f"could not read the stable's latency buckets of {', '.join(c for c, _ in unreadable)} from "
+                  f"{prometheus_url} in namespace {ns!r}{why}; the plan above assumes --bucket-ratio {bucket_ratio:g} "
+                  "there: check --prometheus-url, -n, --model and --stable-version, or plan without --prometheus-url "
+                  "and give --bucket-ratio", EXIT_INFRA)
+        if layout == ():  # asked to read a layout the policy has no latency check for: say so, not silently
+            typer.echo("note: the policy has no latency check: no bucket layout read", err=True)
         return 0
 
     raise typer.Exit(run_guarded(go))
@@ -209,6 +216,8 @@ def _plan_text(p: Any, rps: float, layout: Any, console: Console) -> None:
     console.print(t)
     console.print(f"assumes {p.assumptions}; '-' = not detectable by the end of that step, with the evidence "
                   "of the steps before it (or no such check)")
+    for check, pair in p.layout_detection.items():
+        console.print(f"{check} on the bucket layout read: {pair}", highlight=False)
     _pass_text(p, console)
     for x in layout or ():
         colour = {True: "green", False: "red", None: "yellow"}[x.resolves]
@@ -216,26 +225,45 @@ def _plan_text(p: Any, rps: float, layout: Any, console: Console) -> None:
         console.print(f"[{colour}]{x.check}: {verdict}[/{colour}]: {x.detail}", highlight=False)
 
 
-def _read_layout(pol: Any, metrics: Any, model: str, version: str, namespace: str) -> Any:
-    """The stable arm's latency histograms over the last interval, per latency check, as the rollout reads them."""
+def _read_layout(pol: Any, metrics: Any, model: str, version: str, namespace: str, *, sigma: float) -> Any:
+    """The stable arm's latency histograms over the last interval, per latency check (relative limit or
+    ceiling), as the rollout reads them; and (check, why) for each not read."""
     from canary.analysis.plan import layout_report
     from canary.cli import _target
     from canary.policy import LatencyCheck
 
+    # both arms the stable version: the metrics' own messages then name an arm; ours say "the stable version"
     target = _target(model, namespace, None, None, stable=version, canary=version, kubernetes=False)
     stable: dict[str, Any] = {}
-    unreadable: list[str] = []  # not read: Prometheus down, not Prometheus, no series (exit 3 after the plan)
+    unreadable: list[tuple[str, str]] = []  # not read: Prometheus down, not Prometheus, no series (exit 3 after the plan)
     for check in pol.checks:
-        if isinstance(check, LatencyCheck) and check.max_increase_pct is not None:
+        if isinstance(check, LatencyCheck) and (check.max_increase_pct is not None or check.max_ms is not None):
             try:
                 arm = metrics.measure(pol, check, target, window_s=pol.analysis.interval)
-                stable[check.name] = arm if isinstance(arm, BaseException) else arm[0]
-                if isinstance(stable[check.name], BaseException):  # the stable arm alone had no data
-                    unreadable.append(f"{check.name}: {stable[check.name]}")
+                got = arm if isinstance(arm, BaseException) else arm[0]
             except CanaryError as exc:  # down, not Prometheus at all, no such series: the layout is unknown
-                stable[check.name] = exc
-                unreadable.append(f"{check.name}: {exc}")
-    return layout_report(pol, stable), unreadable
+                got = exc
+            if isinstance(got, BaseException):
+                try:
+                    got = type(got)(_stable_words(str(got), version, model))
+                except TypeError:  # an exception built otherwise: its own words
+                    pass
+                unreadable.append((check.name, str(got)))
+            stable[check.name] = got
+    return layout_report(pol, stable, sigma=sigma), unreadable
+
+
+def _stable_words(message: str, version: str, model: str) -> str:
+    """A metrics error about reading the stable version for the plan: it asked for both arms as that
+    version, so "the canary arm" (or "the stable arm") there is the stable version."""
+    who = f"the stable version {version!r} of {model!r}"
+    for arm in ("canary", "stable"):
+        message = message.replace(f"the {arm} arm of {model!r}", who).replace(f"the {arm} arm", who)
+        message = message.replace(f"{arm} arm of {model!r}", who)
+    # both "arms" failed alike: one account of it, not the same sentence twice
+    first, *rest = message.split("; check '")
+    parts = list(dict.fromkeys([first, *(f"check '{x}" for x in rest)]))
+    return "; ".join(parts)
 
 
 def _opt(x: Any, fmt: str) -> str:
@@ -266,7 +294,7 @@ def _pass_text(p: Any, console: Console) -> None:
               end_section=True)
     for c in p.pass_checks:
         t.add_row(c["key"], _limit_text(c["limit"], c["unit"]),
-                  *(_shown_text(s.pass_by_check[c["key"]], c["unit"]) for s in p.steps))
+                  *(_shown_text(s.pass_by_check[c["key"]], c["unit"], c["limit"]) for s in p.steps))
     console.print(t)
     floor = set(p.floor_steps)
     if floor:
@@ -280,17 +308,27 @@ def _pass_text(p: Any, console: Console) -> None:
         latency = c["unit"] in ("%", "ms")  # the latency tests: bucket rounding applies
         unsure = [w for w in c["late_steps"] if w not in floor]
         late_any.update(c["late_steps"])
-        if c.get("depends_on_latency"):
+        read = c["check"] in p.layout_checks  # planned on the bucket layout read from Prometheus
+        if c.get("unresolvable"):
+            console.print(f"[red]{head}: the bucket layout read cannot show a canary as fast as stable within it, "
+                          f"whatever the traffic (see {c['check']}'s layout line): a good canary never passes it, at "
+                          "any step. Only other buckets help: a bucket bound where the layout line says; more "
+                          "traffic, a longer interval or deadline do not.[/red]", highlight=False)
+        elif c.get("depends_on_latency"):
             extra = (f" (never at step(s) {_steps_text(unsure)}: too few requests to bound the quantile)"
                      if unsure else "")
             console.print(f"{head}: a good canary is shown below it by a step's deadline while its latency is at "
                           f"most the value in the table{extra}; give --p95-ms to check", highlight=False)
         elif "canary_quantile_ms" in c and c["canary_quantile_ms"] >= c["limit"]:
-            console.print(f"[red]{head}: the stable's latency there ({c['canary_quantile_ms']:.3g} ms, from --p95-ms) "
+            source = "from --p95-ms" if p.p95_ms is not None else "read from Prometheus"
+            console.print(f"[red]{head}: the stable's latency there ({c['canary_quantile_ms']:.3g} ms, {source}) "
                           "is already at or above the limit: no canary like it passes[/red]", highlight=False)
         elif unsure:
-            worst = " (worst case over where the quantile falls in its bucket)" if latency and p.bucket_ratio > 1 else ""
-            helps = "More traffic, a longer interval or deadline" + (", or finer buckets" if latency else "")
+            worst = (" (on the bucket layout read)" if latency and read else
+                     " (worst case over where the quantile falls in its bucket)" if latency and p.bucket_ratio > 1
+                     else "")
+            helps = "More traffic, a longer interval or deadline" + (
+                ", or finer buckets near the quantile" if latency else "")
             console.print(f"[yellow]{head}: a good canary is not sure (95%) to be shown within its limit by the "
                           f"deadline at step(s) {_steps_text(unsure)}{worst}; there it may end as "
                           f"failure.on_deadline says. {helps} help.[/yellow]", highlight=False)
@@ -317,11 +355,16 @@ def _limit_text(limit: float, unit: str) -> str:
             }.get(unit, f"{unit} {limit:g}")
 
 
-def _shown_text(value: float | None, unit: str) -> str:
+def _shown_text(value: float | None, unit: str, limit: float | None = None) -> str:
+    """A pass value, with the digits it needs to read on its own side of the policy's `limit` (0.1011 beside
+    JS 0.1 read "0.1": on the limit, where the plan called it late). A ceiling's value is a latency, no limit."""
     if value is None:
         return "-"
-    return {"%": f"+{value:.0f}%", "points": f"+{value:.2f}", "% rate": f"{value:.2f}%",
-            "ms": f"<={value:.3g} ms"}.get(unit, f"{value:.2g}")
+    if unit == "ms":
+        return f"<={value:.3g} ms"
+    digits, fixed = {"%": (0, True), "points": (2, True), "% rate": (2, True)}.get(unit, (2, False))
+    text = beside(value, limit, digits, fixed=fixed)
+    return {"%": f"+{text}%", "points": f"+{text}", "% rate": f"{text}%"}.get(unit, text)
 
 
 def _plan_dict(p: Any) -> dict[str, Any]:

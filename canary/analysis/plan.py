@@ -12,8 +12,8 @@ fixed-sample level equivalent to that boundary.
 
 Power is analytic, hence deterministic: the same normal/noncentral
 chi-square approximations the tests use, with an assumed shape for latency
-(lognormal, --latency-sigma) and fine buckets (coarse buckets only lose
-power; the judge says so when it happens).
+(lognormal, --latency-sigma), on the real bucket layout where it was read
+(`plan_layout`), else on buckets a given ratio apart at their worst.
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ import numpy as np
 from scipy import stats as st
 
 from canary.analysis.evidence import layout_problem, pass_level, planned_ratio, quantile_bucket
+from canary.analysis.plan_layout import (LatencyLayout, ceiling_problem, detection_pair, fit_layout,
+                                         layout_ceiling_ms, layout_pass_pct, layout_power, with_quantile)
 from canary.analysis.sequential import effective_requests, fail_level, looks_per_step, sub_levels, z_boundary
 from canary.model import Histogram, pass_floor
 from canary.policy import (CustomCheck, ErrorRateCheck, FeatureMissingCheck, LatencyCheck, Policy,
@@ -61,6 +63,9 @@ class StepPlan:
     pass_by_check: dict[str, float | None] = field(default_factory=dict)
     pass_by_s: float = 0.0  # the deadline look: interval + no_data_deadline after the step starts
     pass_canary_requests: float = 0.0  # the step window's canary requests there
+    # the detection column per latency check with max_increase_pct, each on its own layout (read, or
+    # --bucket-ratio): `p95_increase_pct` is the smallest of them (a rollback needs any one to fail)
+    latency_by_check: dict[str, float | None] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -83,6 +88,12 @@ class Plan:
     min_canary_requests: int = 0
     custom_checks: tuple[str, ...] = ()  # comparisons without statistics: nothing to plan
     latency_quantile: float | None = None  # the quantile of the latency check the detection column plans
+    # latency checks planned on their real bucket layout (read with --prometheus-url), and the
+    # stable's latency there at each check's quantile, ms (from --p95-ms when given, else fitted)
+    layout_checks: dict[str, float] = field(default_factory=dict)
+    # per relative latency check planned on its layout: the bound pair its breach test uses, in words
+    layout_detection: dict[str, str] = field(default_factory=dict)
+    p95_ms: float | None = None  # the stable's p95 as given (--p95-ms)
 
 
 def _bisect(power, lo: float, hi: float) -> float | None:
@@ -186,7 +197,8 @@ def decision_look(policy: Policy, *, canary_rate: float, hard: bool = False) -> 
 
 def plan(policy: Policy, *, rps: float, canary_share: float | None = None, latency_sigma: float = 0.5,
          error_rate: float = 0.005, bins: int = 10, bucket_ratio: float = 1.0, missing_rate: float = 0.005,
-         p95_ms: float | None = None, unresolved: Collection[str] = ()) -> Plan:
+         p95_ms: float | None = None, unresolved: Collection[str] = (),
+         layouts: Mapping[str, LatencyLayout] | None = None) -> Plan:
     """Per judged step: duration, requests, and the smallest regressions detected by its end.
 
     "Detected by the end of step i" means rolled back at or before the step's interval ends, with
@@ -199,14 +211,18 @@ def plan(policy: Policy, *, rps: float, canary_share: float | None = None, laten
     `bucket_ratio` (>= 1): the ratio of neighbouring latency bucket bounds around the stable's
     quantile (1: fine buckets). The judge tests at bucket bounds, so in the worst case its limit
     sits a whole bucket further out: the latency column is computed against (1 + limit) *
-    bucket_ratio (an under-statement of power, never an over-statement).
+    bucket_ratio (an under-statement of power, never an over-statement). `layouts`: per latency
+    check, the real bounds read and the stable's place in them (`plan_layout.fit_layout`); such a
+    check is planned on them instead, detection and pass alike (`plan_layout`), the stable's
+    quantile moved to `p95_ms` when that is given.
 
     The pass side (`pass_tests`): per judged step and per sub-test of the policy, the tightest
     limit a canary *equal* to stable is shown within, with 95% probability, at the step's deadline
     look; baselines `error_rate` and `missing_rate` (fractions), `bins` prediction cells, and for
     latency ceilings the stable's p95 `p95_ms` (other quantiles from the lognormal shape) when given.
-    `unresolved`: latency checks whose real bucket layout cannot show their relative limit
-    (`layout_report`): never shown within, at any step.
+    `unresolved`: latency sub-tests ("check/relative", "check/ceiling") whose real bucket layout cannot
+    show a canary as fast as stable within their limit (`layout_report`): late at every step, whatever
+    the traffic.
     """
     if rps <= 0:
         raise ValueError("rps must be positive")
@@ -215,12 +231,16 @@ def plan(policy: Policy, *, rps: float, canary_share: float | None = None, laten
     a = policy.analysis
     per_step = looks_per_step(policy)
     level = fail_level(policy)
-    lat = next((c for c in policy.checks if isinstance(c, LatencyCheck) and c.max_increase_pct is not None), None)
+    relative = [c for c in policy.checks if isinstance(c, LatencyCheck) and c.max_increase_pct is not None]
+    lat = relative[0] if relative else None
+    read = _placed(policy, layouts or {}, sigma=latency_sigma, p95_ms=p95_ms)
     err = next((c for c in policy.checks if isinstance(c, (ErrorRateCheck, FeatureMissingCheck))
                 and c.max_increase_points is not None), None)
     shift = next((c for c in policy.checks if isinstance(c, PredictionShiftCheck)), None)
     passing = pass_tests(policy, sigma=latency_sigma, error_rate=error_rate, missing_rate=missing_rate, bins=bins,
-                         bucket_ratio=bucket_ratio, unresolved=unresolved)
+                         bucket_ratio=bucket_ratio, unresolved=unresolved, layouts=read)
+    detect = {c.name: _latency_detection(c, read.get(c.name), sigma=latency_sigma, bucket_ratio=bucket_ratio)
+              for c in relative}
     err_pass = next((c for c in policy.checks if isinstance(c, ErrorRateCheck) and c.max_increase_points is not None),
                     None)
     last = a.interval + policy.failure.no_data_deadline  # the deadline look: the most data a pass can use
@@ -252,11 +272,12 @@ def plan(policy: Policy, *, rps: float, canary_share: float | None = None, laten
         end = look_at(a.interval)
         looks = _pass_looks(policy, rate_s, rate_c, last=last, lenient=beta, strict=strict)
         shown = {t.key: _best(t, looks) for t in passing}
+        by_check = {name: None if power is None else smallest(c, _smallest_slowdown, power=power)
+                    for (name, power), c in zip(detect.items(), relative)}
+        found = [x for x in by_check.values() if x is not None]
         steps.append(StepPlan(
             weight=w, seconds=a.interval, canary_requests=_count(n_c), stable_requests=_count(n_s), alpha=end[2],
-            p95_increase_pct=None if lat is None else smallest(
-                lat, latency_detectable, q=lat.quantile, tol=(1 + lat.max_increase_pct / 100) * bucket_ratio - 1,
-                sigma=latency_sigma),
+            p95_increase_pct=min(found) if found else None, latency_by_check=by_check,
             error_points=None if err is None else smallest(
                 err, error_detectable, base=error_rate if isinstance(err, ErrorRateCheck) else missing_rate,
                 margin=err.max_increase_points / 100),
@@ -271,23 +292,72 @@ def plan(policy: Policy, *, rps: float, canary_share: float | None = None, laten
         info += effective_requests(n_s, n_c)
         pooled_c, pooled_s = pooled_c + n_c, pooled_s + n_s
     buckets = "fine buckets" if bucket_ratio == 1 else f"buckets x{bucket_ratio:.3g} apart at the quantile"
+    at_ms = {name: x.quantile_ms(_quantile_of(policy, name), latency_sigma) for name, x in read.items()}
+    if read:
+        on = ", ".join(f"{name} (stable p{_quantile_of(policy, name) * 100:g} {ms:.3g} ms)" for name, ms in at_ms.items())
+        rest = len(read) < sum(isinstance(c, LatencyCheck) for c in policy.checks)
+        buckets = (f"the real bucket layout read for {on}" + ("" if p95_ms is None else " placed at --p95-ms")
+                   + (f", {buckets} elsewhere" if rest else ""))
     if unresolved:
-        buckets += f" (the real layout of {', '.join(unresolved)} cannot show its relative limit: never passed)"
+        buckets += (f" (the real layout of {', '.join(unresolved)} cannot show a canary as fast as stable within: "
+                    "never passed)")
     assumptions = (f"latency lognormal sigma={latency_sigma:g} with {buckets}"
                    + (f", stable p95 {p95_ms:g} ms" if p95_ms is not None else "")
                    + f"; baseline error rate {error_rate * 100:g}%, missing features {missing_rate * 100:g}%; {bins} "
                    f"equally likely prediction cells; power {POWER:.0%} of a rollback by the step's end: "
                    f"{_looks_needed(policy.failure.max_failed_looks, a.look_every, a.min_canary_requests)}; "
                    "evidence pooled over the steps")
+    # the coarsest bucket at a quantile, read or assumed (a first or +Inf bucket has no ratio)
+    coarsest = max([bucket_ratio, *(r for name, x in read.items()
+                                    if math.isfinite(r := x.bucket_ratio(_quantile_of(policy, name), latency_sigma)))])
+    pairs = {c.name: detection_pair(read[c.name], q=c.quantile, tol=c.max_increase_pct / 100,  # type: ignore[operator]
+                                    sigma=latency_sigma) for c in relative if c.name in read}
     return Plan(rps=rps, seconds=a.interval * len(judged), looks=per_step * len(judged), steps=tuple(steps),
-                assumptions=assumptions, bucket_ratio=bucket_ratio,
+                assumptions=assumptions, bucket_ratio=coarsest, layout_checks=at_ms, layout_detection=pairs,
+                p95_ms=p95_ms,
                 longest_s=(a.interval + policy.failure.no_data_deadline) * len(judged),
-                pass_checks=_pass_checks(passing, steps, sigma=latency_sigma, p95_ms=p95_ms),
+                pass_checks=_pass_checks(passing, steps, sigma=latency_sigma, p95_ms=p95_ms, layouts=read,
+                                         unresolved=unresolved),
                 pass_unplanned=tuple(k for k in sub_levels(policy) if k not in {t.key for t in passing}),
                 floor_steps=tuple(s.weight for s in steps if not _reaches_floor(s.pass_canary_requests, policy)),
                 min_canary_requests=a.min_canary_requests,
                 custom_checks=tuple(c.name for c in policy.checks if isinstance(c, CustomCheck)),
                 latency_quantile=None if lat is None else lat.quantile)
+
+
+def _quantile_of(policy: Policy, check: str) -> float:
+    return next(c.quantile for c in policy.checks if isinstance(c, LatencyCheck) and c.name == check)
+
+
+def _placed(policy: Policy, layouts: Mapping[str, LatencyLayout], *, sigma: float, p95_ms: float | None
+            ) -> dict[str, LatencyLayout]:
+    """The layouts of the policy's latency checks, the stable's latency moved to `p95_ms` when given."""
+    out = {}
+    for c in policy.checks:
+        if isinstance(c, LatencyCheck) and c.name in layouts:
+            x = layouts[c.name]
+            out[c.name] = x if p95_ms is None else with_quantile(x, q=0.95, at_ms=p95_ms, sigma=sigma)
+    return out
+
+
+Power = Callable[[float, float, float], Callable[[float], float]]
+
+
+def _latency_detection(check: LatencyCheck, layout: LatencyLayout | None, *, sigma: float, bucket_ratio: float
+                       ) -> Power | None:
+    """The power of a relative latency check's breach test against a canary r x slower, per look: on
+    its real layout when read (`plan_layout.layout_power`: the one bound pair the judge picks there;
+    None when there is none), else at (1 + limit) x bucket_ratio (a whole bucket out, the worst case)."""
+    tol = check.max_increase_pct / 100  # type: ignore[operator]
+    if layout is not None:
+        return layout_power(layout, q=check.quantile, tol=tol, sigma=sigma)
+    return _latency_power(check.quantile, (1 + tol) * bucket_ratio - 1, sigma)
+
+
+def _smallest_slowdown(n_s: float, n_c: float, *, alpha: float, looks: Sequence[Look], power: Power) -> float | None:
+    """Smallest canary scale-up (as %) every look of `looks` finds with 95% power (`_all_fail`)."""
+    r = _bisect(_all_fail(power, looks or [(n_s, n_c, alpha)]), 1.0, 20.0)
+    return None if r is None else (r - 1) * 100
 
 
 def _count(expected: float) -> float:
@@ -350,23 +420,34 @@ class PassTest:
 
 
 def pass_tests(policy: Policy, *, sigma: float, error_rate: float, missing_rate: float, bins: int,
-               bucket_ratio: float = 1.0, unresolved: Collection[str] = ()) -> list[PassTest]:
+               bucket_ratio: float = 1.0, unresolved: Collection[str] = (),
+               layouts: Mapping[str, LatencyLayout] | None = None) -> list[PassTest]:
     """Every statistical sub-test of the policy with its pass-side value (`PassTest`), in policy order:
-    latency relative and ceiling (lognormal `sigma`, buckets `bucket_ratio` apart), error-rate and
-    feature-missing increase and ceiling (baselines `error_rate`, `missing_rate`), PSI and JS
-    (`bins` cells). Custom checks have no statistics (nothing to plan)."""
+    latency relative and ceiling (lognormal `sigma`; on the check's real layout from `layouts` when
+    read, else buckets `bucket_ratio` apart at their worst), error-rate and feature-missing increase
+    and ceiling (baselines `error_rate`, `missing_rate`), PSI and JS (`bins` cells). Custom checks
+    have no statistics (nothing to plan). A relative limit in `unresolved` ("check/relative") is
+    never shown within."""
     out: list[PassTest] = []
     for c in policy.checks:
         if isinstance(c, LatencyCheck):
-            q = c.quantile
-            if c.max_increase_pct is not None and c.name in unresolved:  # the real layout cannot show it
-                out.append(PassTest(c.name, "relative", float(c.max_increase_pct), "%",
+            q, real = c.quantile, (layouts or {}).get(c.name)
+            if c.max_increase_pct is not None and (f"{c.name}/relative" in unresolved or c.name in unresolved):
+                out.append(PassTest(c.name, "relative", float(c.max_increase_pct), "%",  # the real layout cannot
                                     lambda n_s, n_c, level: None, quantile=q))
+            elif c.max_increase_pct is not None and real is not None:
+                out.append(PassTest(c.name, "relative", float(c.max_increase_pct), "%", lambda n_s, n_c, level, q=q,
+                                    x=real: layout_pass_pct(n_s, n_c, layout=x, q=q, sigma=sigma, level=level),
+                                    quantile=q))
             elif c.max_increase_pct is not None:
                 out.append(PassTest(c.name, "relative", float(c.max_increase_pct), "%", lambda n_s, n_c, level, q=q:
                                     pass_p95_pct(n_s, n_c, q=q, sigma=sigma, level=level, bucket_ratio=bucket_ratio),
                                     quantile=q))
-            if c.max_ms is not None:
+            if c.max_ms is not None and real is not None:
+                out.append(PassTest(c.name, "ceiling", float(c.max_ms), "ms", lambda n_s, n_c, level, q=q, m=c.max_ms,
+                                    x=real: layout_ceiling_ms(n_c, layout=x, max_ms=m, q=q, sigma=sigma, level=level,
+                                                              ratio=pass_ceiling_ratio), quantile=q))
+            elif c.max_ms is not None:
                 out.append(PassTest(c.name, "ceiling", float(c.max_ms), "ms", lambda n_s, n_c, level, q=q, m=c.max_ms:
                                     _largest_below(m, pass_ceiling_ratio(n_c, q=q, sigma=sigma, level=level,
                                                                          bucket_ratio=bucket_ratio)), quantile=q))
@@ -392,19 +473,23 @@ def _largest_below(max_ms: float, ratio: float | None) -> float | None:
     return None if ratio is None else max_ms / ratio
 
 
-def _pass_checks(tests: Sequence[PassTest], steps: Sequence[StepPlan], *, sigma: float, p95_ms: float | None
+def _pass_checks(tests: Sequence[PassTest], steps: Sequence[StepPlan], *, sigma: float, p95_ms: float | None,
+                 layouts: Mapping[str, LatencyLayout] | None = None, unresolved: Collection[str] = ()
                  ) -> tuple[dict[str, Any], ...]:
     """Per planned sub-test: the steps whose good canary is not shown within its limit by the deadline,
     each on its own value (`StepPlan.pass_by_check`). A latency ceiling is judged against the
-    canary's quantile from `p95_ms` (lognormal `sigma`); without it only the steps with no value
-    are late, and the entry says `depends_on_latency`."""
+    canary's quantile from `p95_ms` (lognormal `sigma`), else from the stable's layout read
+    (`layouts`); without either only the steps with no value are late, and the entry says
+    `depends_on_latency`. A sub-test in `unresolved` is late at every step and says `unresolvable`:
+    its real layout cannot show a canary as fast as stable within, whatever the traffic."""
     out = []
     for t in tests:
         values = [(s.weight, s.pass_by_check[t.key]) for s in steps]
         entry: dict[str, Any] = {"check": t.check, "test": t.test, "key": t.key, "limit": t.limit, "unit": t.unit}
+        real = (layouts or {}).get(t.check)
         if t.unit == "ms":
-            at_q = None if p95_ms is None else p95_ms * math.exp(sigma * float(st.norm.ppf(t.quantile)
-                                                                             - st.norm.ppf(0.95)))
+            at_q = (p95_ms * math.exp(sigma * float(st.norm.ppf(t.quantile) - st.norm.ppf(0.95))) if p95_ms is not None
+                    else real.quantile_ms(t.quantile, sigma) if real is not None else None)
             # without the latency only the steps that show no value at all are late for sure
             entry["late_steps"] = [w for w, v in values if v is None or (at_q is not None and v < at_q)]
             entry["depends_on_latency"] = at_q is None
@@ -412,6 +497,8 @@ def _pass_checks(tests: Sequence[PassTest], steps: Sequence[StepPlan], *, sigma:
                 entry["canary_quantile_ms"] = at_q  # the good canary's latency at the check's quantile
         else:
             entry["late_steps"] = [w for w, v in values if v is None or v > t.limit + 1e-9]
+        if t.key in unresolved or (t.test == "relative" and t.check in unresolved):
+            entry["late_steps"], entry["unresolvable"] = [s.weight for s in steps], True
         out.append(entry)
     return tuple(out)
 
@@ -613,24 +700,30 @@ def _looks_needed(run: int, look_every: float, floor: int) -> str:
 
 @dataclass(frozen=True)
 class LayoutCheck:
-    """Can the bucket layout a latency check reads resolve its relative limit? (`canary plan --prometheus-url`)"""
+    """Can the bucket layout a latency check reads resolve its limits? (`canary plan --prometheus-url`)"""
 
     check: str
     resolves: bool | None  # None: the layout could not be read (no stable series, or an error)
     detail: str
     bucket_ratio: float | None = None  # upper / lower bound of the bucket holding the stable quantile
+    unresolved: tuple[str, ...] = ()  # sub-tests ("check/relative", "check/ceiling") it can never show within
+    quantile_ms: float | None = None  # the stable's latency at the check's quantile: the lognormal fitted
+    layout: LatencyLayout | None = None  # the bounds read and the fit, what the plan computes on
 
 
-def layout_report(policy: Policy, stable: Mapping[str, Histogram | BaseException]) -> tuple[LayoutCheck, ...]:
-    """Per latency check with `max_increase_pct`: does the stable arm's real bucket layout let a
-    canary as fast as stable be shown within the limit (`evidence.layout_problem`)?
+def layout_report(policy: Policy, stable: Mapping[str, Histogram | BaseException], *, sigma: float = 0.5
+                  ) -> tuple[LayoutCheck, ...]:
+    """Per latency check: does the stable arm's real bucket layout let a canary as fast as stable be
+    shown within its relative limit (`evidence.layout_problem`) and below its ceiling
+    (`plan_layout.ceiling_problem`)? With the layout, a lognormal of shape `sigma` fitted to the
+    counts (`plan_layout.fit_layout`): the plan computes every latency claim on it.
 
     `stable` maps check name -> the stable arm's histogram over a recent window (bounds in ms),
     or the exception reading it raised. Checks absent from it are reported as not read.
     """
     out = []
     for check in policy.checks:
-        if not isinstance(check, LatencyCheck) or check.max_increase_pct is None:
+        if not isinstance(check, LatencyCheck) or (check.max_increase_pct is None and check.max_ms is None):
             continue
         h = stable.get(check.name)
         if h is None or isinstance(h, BaseException):
@@ -641,14 +734,30 @@ def layout_report(policy: Policy, stable: Mapping[str, Histogram | BaseException
         if float(cum[-1]) <= 0:
             out.append(LayoutCheck(check.name, None, "the stable arm had no requests in the window"))
             continue
-        tol = check.max_increase_pct / 100
-        problem = layout_problem(bounds, cum, q=check.quantile, tol=tol)
-        if problem:
-            out.append(LayoutCheck(check.name, False, problem))
-            continue
-        lo, hi = quantile_bucket(bounds, cum, check.quantile)
-        out.append(LayoutCheck(check.name, True, (
-            f"stable p{check.quantile * 100:g} in ({lo:g}, {hi:g}] ms, a bucket {hi / lo:.3g}x wide: "
-            f"a canary as fast as stable can be shown within +{check.max_increase_pct:g}% "
-            f"(buckets x{1 + tol / 2:.3g} or finer there pass it with fewer requests)"), hi / lo if lo > 0 else None))
+        q = check.quantile
+        fit = fit_layout(h.bounds, h.counts, q=q, sigma=sigma)
+        lo, hi = quantile_bucket(bounds, cum, q)
+        ratio = hi / lo if lo > 0 and math.isfinite(hi) else None
+        at = "" if fit is None else f" (about {fit.quantile_ms(q, sigma):.3g} ms)"
+        problems, said = [], []
+        if check.max_increase_pct is not None:
+            tol = check.max_increase_pct / 100
+            problem = layout_problem(bounds, cum, q=q, tol=tol)
+            if problem:
+                problems.append((f"{check.name}/relative", problem))
+            else:
+                said.append(f"stable p{q * 100:g} in ({lo:g}, {hi:g}] ms{at}, a bucket {hi / lo:.3g}x wide: a canary "
+                            f"as fast as stable can be shown within +{check.max_increase_pct:g}% (buckets "
+                            f"x{1 + tol / 2:.3g} or finer there pass it with fewer requests)")
+        if check.max_ms is not None:
+            problem = ceiling_problem(h.bounds, (lo, hi), q=q, max_ms=check.max_ms)
+            if problem:
+                problems.append((f"{check.name}/ceiling", problem))
+            elif check.max_increase_pct is None:
+                said.append(f"stable p{q * 100:g} in ({lo:g}, {hi:g}] ms{at}: " + (
+                    f"already above the ceiling {check.max_ms:g} ms" if lo >= check.max_ms else
+                    f"a canary as fast as stable can be shown below {check.max_ms:g} ms"))
+        out.append(LayoutCheck(check.name, not problems, "; ".join([p for _, p in problems] + said),
+                               ratio, tuple(k for k, _ in problems),
+                               None if fit is None else fit.quantile_ms(q, sigma), fit))
     return tuple(out)

@@ -25,13 +25,14 @@ def _hist(bounds: tuple[float, ...], shares: tuple[float, ...], n: float = 10_00
 def test_layout_report_says_which_layouts_resolve_the_limit():
     fine = _hist((90, 95, 100, 105, 110, 115, 120), (0.5, 0.7, 0.85, 0.93, 0.96, 0.99, 1.0, 1.0))
     coarse = _hist((50, 100, 250), (0.3, 0.9, 0.99, 1.0))  # p95 in (100, 250]: 2.5x wide
-    [ok] = layout_report(POL, {"p95": fine})
-    [bad] = layout_report(POL, {"p95": coarse})
+    [ok, ceiling] = layout_report(POL, {"p95": fine})
+    [bad, _] = layout_report(POL, {"p95": coarse})
     assert ok.resolves is True and "(105, 110] ms" in ok.detail
     assert bad.resolves is False and "2.5x wide" in bad.detail and "can never be shown within +20%" in bad.detail
-    [empty] = layout_report(POL, {"p95": _hist((50, 100), (0, 0, 0))})
-    [err] = layout_report(POL, {"p95": NoData("no series for stable")})
-    [missing] = layout_report(POL, {})
+    assert ceiling.check == "ceiling" and ceiling.resolves is None  # a ceiling's layout is read too
+    [empty, _] = layout_report(POL, {"p95": _hist((50, 100), (0, 0, 0))})
+    [err, _] = layout_report(POL, {"p95": NoData("no series for stable")})
+    [missing, _] = layout_report(POL, {})
     assert empty.resolves is err.resolves is missing.resolves is None
     assert "no series for stable" in err.detail and "not measured" in missing.detail
 
