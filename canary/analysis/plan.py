@@ -30,7 +30,8 @@ from scipy import stats as st
 from canary.analysis.evidence import layout_problem, pass_level, planned_ratio, quantile_bucket
 from canary.analysis.plan_layout import (LatencyLayout, ceiling_problem, detection_pair, fit_layout,
                                          layout_ceiling_ms, layout_pass_pct, layout_power, with_quantile)
-from canary.analysis.sequential import effective_requests, fail_level, looks_per_step, sub_levels, z_boundary
+from canary.analysis.sequential import (POOLED_SHARE, effective_requests, fail_level, looks_per_step, sub_levels,
+                                        z_boundary)
 from canary.model import Histogram, pass_floor
 from canary.policy import (CustomCheck, ErrorRateCheck, FeatureMissingCheck, LatencyCheck, Policy,
                            PredictionShiftCheck)
@@ -255,7 +256,9 @@ def plan(policy: Policy, *, rps: float, canary_share: float | None = None, laten
 
         def look_at(t: float) -> Look:
             i = info + effective_requests(rate_s * t, rate_c * t)
-            return pooled_s + rate_s * t, pooled_c + rate_c * t, float(st.norm.sf(z_boundary(i, level))) if i > 0 else 0.0
+            # the pooled test runs at POOLED_SHARE of the level (the rest is each window's own test)
+            return (pooled_s + rate_s * t, pooled_c + rate_c * t,
+                    float(st.norm.sf(z_boundary(i, level * POOLED_SHARE))) if i > 0 else 0.0)
 
         def run(hard: bool) -> list[Look]:
             """The first and the last look of the run of failed looks that ends the step rolled back."""
