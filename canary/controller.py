@@ -45,8 +45,8 @@ from canary import judged_marks
 from canary import kube
 from canary import malloc
 from canary import sweep
-from canary.reconcile import (K8S_EVENTS, Observation, camel, check_claim, crd_owner, decide, describe_owner, execute,
-                              look_due, look_window, measure_window, next_look_at, parse_state, preflight_metrics,
+from canary.reconcile import (K8S_EVENTS, Observation, camel, check_claim, crd_owner, crd_ref, decide, describe_owner,
+                              execute, look_due, look_window, measure_window, next_look_at, parse_state, preflight_metrics,
                               to_stable)
 from canary.routing import patch
 from canary.routing.base import TrafficRouter
@@ -290,7 +290,7 @@ class Controller:
             return self.informers.rollouts.get(ns, name)
 
         def mine(owner: str) -> dict[str, Any] | None:  # the object `owner` names, when this process has it
-            ref, _, uid = owner.removeprefix("CanaryRollout ").partition("#")
+            ref, uid = crd_ref(owner)
             obj = known(ref)
             return obj if obj is not None and (not uid or _uid(obj) == uid) else None
 
@@ -313,7 +313,7 @@ class Controller:
             else:
                 vss = lister(self.namespace)
             def drives(ns: str, name: str, rec: rl.RolloutState) -> bool:  # this process remembers that rollout
-                known = self._known.get(rec.owner.removeprefix("CanaryRollout ").partition("#")[0])
+                known = self._known.get(crd_ref(rec.owner)[0])
                 return (known is not None and not known.terminal and known.spec.target.namespace == ns
                         and known.spec.target.virtual_service == name
                         and known.spec.target.canary_version == rec.canary_version)
@@ -648,7 +648,7 @@ class Controller:
         passed; guarded on the record read (another claimant or a sweep that ended it first is left
         alone: RoutingConflict, the next tick reads the route again). Returns the ended record."""
         # the lines are about the orphan's rollout, not this claimant's: `rollout` names the gone CanaryRollout
-        log = self.log.bind(rollout=rec.owner.removeprefix("CanaryRollout ").partition("#")[0], claimant=spec.key)
+        log = self.log.bind(rollout=crd_ref(rec.owner)[0], claimant=spec.key)
         log.warning("rollout.orphaned", owner=rec.owner, recorded_phase=rec.phase, weights=str(rec.weights),
                     namespace=spec.target.namespace, virtual_service=spec.target.virtual_service,
                     model=rec.model, canary_version=rec.canary_version)

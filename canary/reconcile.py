@@ -78,6 +78,14 @@ def crd_owner(namespace: str, name: str, uid: str = "") -> str:
     return f"CanaryRollout {namespace}/{name}" + (f"#{uid}" if uid else "")
 
 
+def crd_ref(owner: str) -> tuple[str, str]:
+    """The inverse of `crd_owner`: ("namespace/name", uid) of a CanaryRollout owner ("" uid when none
+    was recorded). Any other owner string comes back whole as the first element: callers check
+    `startswith("CanaryRollout ")` first where that matters."""
+    ref, _, uid = owner.removeprefix("CanaryRollout ").partition("#")
+    return ref, uid
+
+
 def describe_owner(owner: str) -> str:
     """Who runs a recorded rollout, in words, for messages (a CanaryRollout's uid left out)."""
     if is_promote_owner(owner):

@@ -39,7 +39,7 @@ from canary import crd
 from canary import rollout as rl
 from canary.errors import CanaryError, RoutingConflict, TransientError
 from canary.model import Target
-from canary.reconcile import describe_owner, execute, is_promote_owner, write_landed
+from canary.reconcile import crd_ref, describe_owner, execute, is_promote_owner, write_landed
 from canary.routing import patch
 
 # a promote record seen unchanged for 3 of its looks and this much more is abandoned: a look's queries
@@ -124,7 +124,7 @@ def asked_elsewhere(obj: dict[str, Any], virtual_service: str, rec: rl.RolloutSt
     vs, version = str(sp.get("virtualService") or sp.get("model") or ""), str(sp.get("canaryVersion") or "")
     if vs == virtual_service and version == rec.canary_version:
         return None
-    ref = rec.owner.removeprefix("CanaryRollout ").partition("#")[0]
+    ref = crd_ref(rec.owner)[0]
     return (f"superseded: CanaryRollout {ref} now asks for {version or '(none)'} on VirtualService {vs or '(none)'}, "
             f"not {rec.canary_version} on {virtual_service}: nothing drives this rollout (ended by the sweep)")
 
@@ -134,7 +134,7 @@ def crd_gone(custom: Any, owner: str) -> bool:
     from the API server (not a cache): a 404, or an object of that name with another uid (the name
     created again). False when it exists (with that uid, or none recorded). Raises OwnerUnknown when
     it cannot be read (403, 5xx, a timeout, or a 404 for the API itself: no CanaryRollout API served)."""
-    ref, _, uid = owner.removeprefix("CanaryRollout ").partition("#")
+    ref, uid = crd_ref(owner)
     ns, _, name = ref.partition("/")
     try:
         obj = custom.get_namespaced_custom_object(crd.GROUP, crd.VERSION, ns, crd.PLURAL, name, _request_timeout=10)
