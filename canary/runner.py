@@ -38,6 +38,7 @@ from canary.reconcile import (EXIT_BAD_INPUT, EXIT_CODES, EXIT_INFRA, EXIT_INTER
                               is_promote_owner, look_window, measure_window, next_look_at, parse_state,
                               preflight_metrics, promote_owner, to_stable)
 from canary.routing.base import TrafficRouter
+from canary.routing.patch import same_route
 
 T = TypeVar("T")
 
@@ -281,11 +282,28 @@ class Runner:
         check_version(self.target.canary_version, "--canary-version")  # before anything is read or written
         if self.target.stable_version:
             check_version(self.target.stable_version, "--stable-version")
-        status = self.router.inspect(self.target)
+        try:
+            status = self.router.inspect(self.target)
+        except NotFound:
+            raise
+        except TargetError:  # no route named and "" picks none (several routes): the one a resume drives?
+            read = self._read_record() if not self.target.route else None
+            recorded = read[1] if read is not None else None
+            if recorded is None or not recorded.route or not _resumable(recorded, self.target):
+                raise
+            # decision 82: no route named resumes on the route recorded, as `canary pause/resume/rollback` do
+            self.target = replace(self.target, route=recorded.route)
+            status = self.router.inspect(self.target)
         target = self.target
         existing = parse_state(status)
-        if (existing is not None and not existing.terminal and existing.canary_version == target.canary_version
-                and (existing.owner == "" or is_promote_owner(existing.owner))):  # a CanaryRollout's: RolloutBusy
+        if existing is not None and _resumable(existing, target):  # a CanaryRollout's, another version's: RolloutBusy
+            # decision 82: a resume drives the route the record says, never another one. Refused before any
+            # write (the takeover's first write split the route asked, and the recorded one stayed split)
+            if not same_route(status.routes, existing.route, target.route):
+                raise ConfigError(f"{target.namespace}/{target.virtual_service}: "
+                                  f"{route_refusal(target, existing, len(status.routes))}")
+            # the same route spelled either way ("" and the only route's name): driven by the name recorded
+            target = self.target = replace(target, route=existing.route or target.route)
             if target.stable_version and target.stable_version != existing.stable_version:
                 raise ConfigError(f"--stable-version {target.stable_version} differs from the recorded rollout's "
                                   f"stable version {existing.stable_version}")
@@ -296,6 +314,7 @@ class Runner:
             edited = self._judged_elsewhere(existing)
             if not edited:
                 self.log.info("rollout.resumed_from_state", phase=existing.phase, step=existing.step + 1,
+                              route=target.route or "(the only one)",
                               weights=str(existing.weights), started_at=existing.started_at)
                 if existing.phase == rl.PAUSED:  # re-running promote on a paused rollout means "go on"
                     existing = self._apply(*rl.transition(existing, rl.Resume(self.clock.now()), self.policy))
@@ -687,6 +706,27 @@ def _adoptable(ours: rl.RolloutState, theirs: rl.RolloutState) -> bool:
     another promote process's (it took the rollout over) or one started since is not ours to judge,
     pause or abort."""
     return theirs.owner in ("", ours.owner) and (theirs.started_at == ours.started_at or theirs.terminal)
+
+
+def _resumable(recorded: rl.RolloutState, target: Target) -> bool:
+    """Whether `canary promote` of `target` takes up the rollout `recorded` (`Runner._start`): in progress,
+    of the same canary version, run by a promote (any: `_take_over` says whether it still runs) or no owner."""
+    return (not recorded.terminal and recorded.canary_version == target.canary_version
+            and (recorded.owner == "" or is_promote_owner(recorded.owner)))
+
+
+def route_refusal(target: Target, recorded: rl.RolloutState, routes: int) -> str:
+    """Why a promote of `target` may not take up the rollout `recorded` in progress: it drives another
+    route than the one this promote names (--route, else the policy's `route:`; "": the only one, of
+    the VirtualService's `routes` HTTP routes). Says how to go on: nothing has been written."""
+    asked = f"--route {target.route}" if target.route else "no --route (the only route" + (
+        f"; the VirtualService has {routes} HTTP routes)" if routes else ")")
+    rec = recorded.route
+    drives = f"route {rec!r}" if rec else "the route that was its VirtualService's only one (claimed with no --route)"
+    how = (f"re-run with --route {rec} to resume it, or end it with `canary rollback --route {rec}`" if rec else
+           "end it with `canary rollback` (it finds the route holding the recorded weights), then promote again")
+    return (f"the rollout of {recorded.canary_version} in progress ({recorded.phase}, weights "
+            f"{recorded.weights}) drives {drives}, and this promote asks {asked}; nothing was written: {how}")
 
 
 def unsafe_traffic(router: TrafficRouter, target: Target, *, log: Any, error: str, known: Any = None) -> str:

@@ -324,6 +324,38 @@ def test_a_resume_naming_the_route_it_drives_or_dropping_the_name_resumes(
     assert weights == [100, 0] and final["phase"] == rl.PROMOTED and final["started_at"] == paused["started_at"]
 
 
+def test_a_resume_on_another_route_exits_2_and_moves_nothing(cluster: Any, prometheus: PromServer) -> None:
+    """rec-model's VirtualService gets a second HTTP route, `secondary`; promote --route primary is paused at
+    its first step. A re-run with --route secondary exits 2 naming both routes and how to go on, and writes
+    nothing (decision 82: it resumed the rollout on `secondary`, and `primary` stayed split); a re-run with
+    no --route (none of two routes: it exited 2) resumes on the route recorded and promotes, `secondary`
+    untouched."""
+    import copy
+
+    api, kubeconfig, policy = cluster
+
+    def second_route(vs: dict[str, Any]) -> None:
+        route = copy.deepcopy(vs["spec"]["http"][0])
+        route["name"], route["match"] = "secondary", [{"headers": {"x-tier": {"exact": "batch"}}}]
+        vs["spec"]["http"].append(route)
+
+    api.edit(GROUP, "virtualservices", "ml", "rec-model", second_route)
+    res = _promote_then_signal(kubeconfig, policy, prometheus.url, api, "--on-interrupt", "pause", "--route", "primary")
+    assert res.returncode == 130, res.stderr[-2000:]
+    before = api.get(GROUP, "virtualservices", "ml", "rec-model")
+    other = promote(kubeconfig, policy, prometheus.url, "v2", "--route", "secondary")
+    assert other.returncode == 2, other.stderr[-2000:]
+    assert "--route secondary" in other.stderr and "canary rollback --route primary" in other.stderr, other.stderr
+    assert api.get(GROUP, "virtualservices", "ml", "rec-model") == before
+    again = promote(kubeconfig, policy, prometheus.url, "v2")
+    assert again.returncode == 0, again.stderr[-2000:]
+    resumed = [e for e in parse_json_lines(again.stderr) if e["event"] == "rollout.resumed_from_state"]
+    assert resumed and resumed[0]["route"] == "primary"
+    vs = api.get(GROUP, "virtualservices", "ml", "rec-model")
+    assert [[d["weight"] for d in r["route"]] for r in vs["spec"]["http"]] == [[100, 0], [100, 0]]
+    assert vs_state(api)[1]["phase"] == rl.PROMOTED and vs_state(api)[1]["route"] == "primary"
+
+
 def test_sigterm_during_a_look_on_an_unresponsive_prometheus_goes_to_stable_without_waiting(
         cluster: Any, prometheus: PromServer) -> None:
     from urllib.parse import urlparse

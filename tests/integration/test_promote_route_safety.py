@@ -10,6 +10,7 @@ sleep, or right before a write), never timed.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any, Callable
 
 import pytest
@@ -63,11 +64,13 @@ def subsets(api: Any) -> dict[str, str]:
     return {s["name"]: s["labels"]["version"] for s in dr["spec"]["subsets"]}
 
 
-def runner(api: Any, version: str, clock: FakeClock, *, slowdown: float = 1.0, **kw: Any) -> Runner:
-    target = Target(namespace="ml", virtual_service="m0", model="m0", stable_version="", canary_version=version)
+def runner(api: Any, version: str, clock: FakeClock, *, slowdown: float = 1.0, route: str = "",
+           policy: dict[str, Any] | None = None, **kw: Any) -> Runner:
+    target = Target(namespace="ml", virtual_service="m0", model="m0", stable_version="", canary_version=version,
+                    route=route)
     router = IstioRouter(api.api_client(), wait=tenacity.wait_none())
     metrics = FakeMetrics(LiveWeights(router, target), clock, slowdown=lambda t: slowdown, rps=1000.0)
-    return Runner(policy=parse_policy(fleet.FAST_POLICY), target=target, router=router, metrics=metrics,
+    return Runner(policy=parse_policy(policy or fleet.FAST_POLICY), target=target, router=router, metrics=metrics,
                   clock=clock, **kw)
 
 
@@ -418,3 +421,95 @@ def test_the_sweep_says_so_when_stable_100_cannot_be_written(api: Any) -> None:
         sw.end(router, found, log=get(), now=clock.now())
     assert [e["log_level"] for e in logs if e["event"] == "traffic.unsafe"] == ["critical"]
     assert routes(api) == [[("primary", 80), ("canary", 20)]]
+
+
+# A promote re-run on a VirtualService of two HTTP routes (decision 82): the resume took up the recorded
+# rollout on whatever route its own --route named, never comparing it with the one the record drives. Claimed
+# and split on `primary` (80/20) and killed, a re-run with --route secondary wrote 80/20 on `secondary`
+# with its first write (the takeover) and ran the rollout there; `primary` stayed 80/20, driven by
+# nothing, and every later stable-100% write went to `secondary` too.
+def _secondary(vs: dict[str, Any]) -> None:
+    import copy
+
+    second = copy.deepcopy(vs["spec"]["http"][0])
+    second["name"], second["match"] = "secondary", [{"headers": {"x-tier": {"exact": "batch"}}}]
+    for d in second["route"]:
+        d["weight"] = 100 if d["destination"]["subset"] == "stable" else 0
+    vs["spec"]["http"].append(second)
+
+
+def _killed_at_first_step(api: Any, route: str, *, paused: bool = False) -> dict[str, Any]:
+    """A promote of v2 on `route` claims it and splits it 80/20, and is killed there (nothing of it runs
+    on: its process is this one, which `_here` counts as gone); or interrupted with `--on-interrupt
+    pause`. Returns the VirtualService as it left it."""
+    v = runner(api, "v2", FakeClock(), route=route, on_interrupt="pause")
+    state = v._preflight(v._start())
+    assert state.weights.canary == 20 and state.route == route
+    if paused:
+        assert v._interrupted(state).phase == rl.PAUSED
+    return api.get(GROUP, "virtualservices", "ml", "m0")
+
+
+@pytest.mark.parametrize("paused", [False, True], ids=["killed", "paused"])
+@pytest.mark.parametrize("edited", [False, True], ids=["same policy", "policy edited"])
+def test_a_resume_on_another_route_than_the_recorded_one_exits_2_before_any_write(api: Any, edited: bool,
+                                                                                paused: bool) -> None:
+    """Claimed on `primary` of a VirtualService with routes `primary` and `secondary`, split 80/20, killed
+    (or paused). A re-run of the same promote (same version and policy, or an edited policy, which
+    supersedes the recorded rollout) with --route secondary refuses before any write: ConfigError
+    (exit 2) naming both routes and how to go on (re-run with --route primary, or `canary rollback
+    --route primary`). It took the rollout up on `secondary` (its first write split it 80/20; an edited
+    policy's supersede wrote stable 100% there, not on `primary`, and claimed `secondary` afresh) and
+    left `primary` split with nothing driving it."""
+    from canary.errors import ConfigError
+
+    api.edit(GROUP, "virtualservices", "ml", "m0", _secondary)
+    before = _killed_at_first_step(api, "primary", paused=paused)
+    assert routes(api) == [[("stable", 80), ("canary", 20)], [("stable", 100), ("canary", 0)]]
+    policy = {**fleet.FAST_POLICY, "steps": [50, 100]} if edited else None
+    again = runner(api, "v2", FakeClock(), route="secondary", policy=policy)
+    writes = _writes(again)
+    with pytest.raises(ConfigError) as err:
+        again.run()
+    said = str(err.value)
+    assert "'primary'" in said and "--route secondary" in said, said
+    assert "re-run with --route primary" in said and "canary rollback --route primary" in said, said
+    assert writes == [] and api.get(GROUP, "virtualservices", "ml", "m0") == before
+    assert record(api)["route"] == "primary" and record(api)["phase"] == (rl.PAUSED if paused else rl.PROGRESSING)
+
+
+@pytest.mark.parametrize(("claimed", "asked"), [("", "primary"), ("primary", "")])
+def test_a_resume_naming_the_recorded_route_as_it_resolves_resumes(api: Any, claimed: str, asked: str) -> None:
+    """m0's only HTTP route is `primary`: claimed with no route (or as `primary`), killed at 80/20, and re-run
+    naming it (or not): the same route, resumed from the record (not superseded, not refused) and
+    promoted on it."""
+    _killed_at_first_step(api, claimed)
+    started = record(api)["started_at"]
+    again = runner(api, "v2", FakeClock(), route=asked)
+    again.metrics.router.target = replace(again.target, route="primary")  # the fake's traffic: as `primary` routes it
+    with structlog.testing.capture_logs() as logs:
+        res = again.run()
+    assert res.exit_code == 0 and res.state.phase == rl.PROMOTED, res
+    events = [e["event"] for e in logs]
+    assert "rollout.resumed_from_state" in events and "rollout.superseded" not in events
+    assert record(api)["started_at"] == started and record(api)["route"] == claimed
+    assert routes(api) == [[("stable", 100), ("canary", 0)]] and subsets(api) == {"stable": "v2", "canary": "v2"}
+
+
+@pytest.mark.parametrize("asked", ["primary", ""])
+def test_a_resume_among_two_routes_drives_the_recorded_one(api: Any, asked: str) -> None:
+    """The re-run on the two-route VirtualService with --route primary, or with no route at all (which
+    picks none of two: it exited 2, "name the one to shift"), resumes on `primary`, the route recorded,
+    as `canary pause/resume/rollback` default to it; promoted there, `secondary` never written."""
+    api.edit(GROUP, "virtualservices", "ml", "m0", _secondary)
+    secondary = _killed_at_first_step(api, "primary")["spec"]["http"][1]
+    again = runner(api, "v2", FakeClock(), route=asked)
+    again.metrics.router.target = replace(again.target, route="primary")  # the fake's traffic: as `primary` routes it
+    with structlog.testing.capture_logs() as logs:
+        res = again.run()
+    assert res.exit_code == 0 and res.state.phase == rl.PROMOTED, res
+    resumed = [e for e in logs if e["event"] == "rollout.resumed_from_state"]
+    assert resumed and resumed[0]["route"] == "primary" and again.target.route == "primary"
+    assert routes(api) == [[("stable", 100), ("canary", 0)], [("stable", 100), ("canary", 0)]]
+    assert api.get(GROUP, "virtualservices", "ml", "m0")["spec"]["http"][1] == secondary
+    assert record(api)["route"] == "primary"
