@@ -556,6 +556,38 @@ def _unit_mismatch(stable: tuple[float, ...], canary: tuple[float, ...]) -> str:
     return ""
 
 
+# a canary this many times faster than stable at the median is read as a unit slip, not a release
+FAR_FASTER = 100.0
+
+
+def _far_faster(stable: Histogram, canary: Histogram) -> str:
+    """Why the canary's median looks like another unit than the stable's ("" when it does not).
+
+    `_unit_mismatch` needs layouts that coincide after x1000; a canary exporting seconds on a layout of
+    its own shares no bound with a stable in ms, and a `max_ms`-only check passed a canary whose p95
+    is 549 ms as "0.549 ms". At the bucket level (the canary's median bucket's upper bound against
+    the stable's median bucket's lower bound), a canary FAR_FASTER times faster is refused. The other
+    way (a canary that looks 1000x slower) is a breach and fails: the safe side."""
+    def median_bucket(h: Histogram) -> tuple[float, float]:
+        total = h.counts[-1] if h.counts else 0.0
+        if not total > 0:
+            return math.nan, math.nan
+        for k, (b, n) in enumerate(zip(h.bounds, h.counts)):
+            if n >= total / 2:
+                return (h.bounds[k - 1] if k > 0 else 0.0), b
+        return math.nan, math.nan
+
+    if min(stable.counts[-1] if stable.counts else 0.0, canary.counts[-1] if canary.counts else 0.0) < COUNTS_FLOOR:
+        return ""  # a median of a few requests is noise
+    s_lo, _ = median_bucket(stable)
+    _, c_hi = median_bucket(canary)
+    if math.isfinite(s_lo) and s_lo > 0 and math.isfinite(c_hi) and c_hi * FAR_FASTER <= s_lo:
+        return (f"the canary's median latency is at most {c_hi:.3g} ms and the stable's at least {s_lo:.3g} ms: "
+                f"{s_lo / c_hi:,.0f}x faster is read as one exporter writing seconds and the other "
+                "milliseconds (latency bounds are milliseconds here), not as a release")
+    return ""
+
+
 def _latency(check: LatencyCheck, s: ArmData | None, c: ArmData, ctx: _Ctx) -> CheckResult:
     bad = _want(check, (c,) if s is None else (s, c), Histogram)
     if bad:
@@ -566,7 +598,7 @@ def _latency(check: LatencyCheck, s: ArmData | None, c: ArmData, ctx: _Ctx) -> C
         bounds, sc, cc = c.bounds, None, c.counts
     else:
         assert isinstance(s, Histogram)
-        units = _unit_mismatch(s.bounds, c.bounds)
+        units = _unit_mismatch(s.bounds, c.bounds) or _far_faster(s, c)
         if units:  # not one layout: neither the comparison nor the canary's own bounds can be trusted
             return _error(check, units)
         bounds, sc, cc = _shared(s, c)

@@ -131,3 +131,16 @@ def test_a_density_rising_into_the_next_bucket_is_not_interpolated(scale: float)
                                                       "max_increase_pct": 20}]})
     r = J.judge(p, {"lat": (stable, canary)}).results[0]
     assert r.outcome is not Outcome.FAIL, r.reason
+
+
+@pytest.mark.parametrize(("stable_ms", "canary_ms", "n", "error"), [
+    (60, 0.24, 10_000, True),     # seconds on the canary's side: 250x faster at the median
+    (60, 1.2, 10_000, False),     # a release 50x faster (a cache): judged, not refused
+    (3000, 9, 3, False),          # a median of 3 requests is noise
+])
+def test_a_canary_far_faster_than_stable_is_read_as_a_unit_slip(stable_ms: float, canary_ms: float, n: int,
+                                                               error: bool) -> None:
+    stable = _arm(MS, 90_000, stable_ms, 1)
+    canary = _arm([0.01 * 1.25 ** k for k in range(40)], n, canary_ms, 1)
+    r = J.judge(_latency_policy(max_ms=250), {"l": (stable, canary)}).results[0]
+    assert (r.outcome is Outcome.ERROR and "exporter writing seconds" in r.reason) is error, r.reason
