@@ -53,7 +53,7 @@ class Exported:
     prior: dict[str, tuple[float, float]] | None = None
     pass_ratio: float = 1.0
     canary_weight: int | None = None
-    step: int = 0
+    step: int | None = 0  # None: a prior was given without "step" (the window's own test is skipped)
 
 
 def _bad(file: str, field: str, message: str) -> ConfigError:
@@ -121,6 +121,7 @@ def parse_exported(raw: Any, *, file: str = "<input>", base: Path | None = None)
     if weight is not None and (isinstance(weight, bool) or not isinstance(weight, int) or not 0 <= weight <= 100):
         raise _bad(file, "canary_weight", f"must be an integer from 0 to 100 (the canary's traffic %), got {_shown(weight)}")
     prior = _prior(raw.get("prior", {}), file, policy)
+    placed: int | None = step if "step" in raw or not prior else None  # a prior without a step: not placed
     checks = raw.get("checks")
     if not isinstance(checks, dict):
         raise _bad(file, "checks", "must be an object mapping check names to {stable, canary}")
@@ -156,7 +157,7 @@ def parse_exported(raw: Any, *, file: str = "<input>", base: Path | None = None)
         both_failed = all(isinstance(a, Exception) for a in arms)
         measurements[name] = arms[1] if both_failed else (arms[0], arms[1])  # type: ignore[assignment]
     return Exported(policy=policy, look=look, measurements=measurements, window=window, prior=prior,
-                    pass_ratio=float(ratio), canary_weight=weight, step=step)
+                    pass_ratio=float(ratio), canary_weight=weight, step=placed)
 
 
 def _prior(raw: Any, file: str, policy: Policy) -> dict[str, tuple[float, float]]:

@@ -49,7 +49,7 @@ Prior = Mapping[str, tuple[float, float]]
 
 def judge(policy: Policy, measurements: Mapping[str, Measurement], *, prior: Prior | None = None,
           window: int = 0, pass_ratio: float = 1.0, canary_weight: int | None = None,
-          step: int = 0) -> Verdict:
+          step: int | None = 0) -> Verdict:
     """Judge every check of the policy at one look; worst outcome wins.
 
     `measurements` cover the current window (the step since it began, or since an operator
@@ -65,7 +65,8 @@ def judge(policy: Policy, measurements: Mapping[str, Measurement], *, prior: Pri
     `step` is the 0-based step index (`canary serve`: its count of closed windows); with `window`
     it places the window in the rollout, which sets the share of each failure level for the
     window's own evidence (`sequential.window_share`: a canary that breaks late is not hidden by
-    good earlier windows).
+    good earlier windows). None: the window's place is not known (an exported look with a `prior`
+    but no `step`): its own test is skipped (share 0) and the pooled test alone decides, as valid.
     """
     by_check: dict[str, dict[str, float]] = {}  # check -> sub-test -> level, grouped once per look
     for key, level in sub_levels(policy).items():
@@ -88,7 +89,7 @@ def judge(policy: Policy, measurements: Mapping[str, Measurement], *, prior: Pri
                 mine = by_check.get(check.name, {})
                 r = judge_check(check, m[0], m[1], alpha=sum(mine.values()),
                                 min_canary=policy.analysis.min_canary_requests, beta=beta, prior=prior, levels=mine,
-                                share=window_share(step, window))
+                                share=0.0 if step is None else window_share(step, window))
                 r.extra["pass_level"] = beta  # the level each limit was (or was not) shown within at
                 results.append(r)
             except (ValueError, TypeError, ArithmeticError) as exc:  # never crash a tick

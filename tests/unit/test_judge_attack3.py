@@ -144,3 +144,33 @@ def test_a_canary_far_faster_than_stable_is_read_as_a_unit_slip(stable_ms: float
     canary = _arm([0.01 * 1.25 ** k for k in range(40)], n, canary_ms, 1)
     r = J.judge(_latency_policy(max_ms=250), {"l": (stable, canary)}).results[0]
     assert (r.outcome is Outcome.ERROR and "exporter writing seconds" in r.reason) is error, r.reason
+
+
+def test_an_exported_look_with_a_prior_but_no_step_skips_the_windows_own_test(tmp_path) -> None:
+    """Without "step", every exported look would claim step 0's share of the window budget (0.025 of a
+    level), overspending it past four windows: the window is not placed, and the pooled test decides."""
+    import json
+
+    from canary.offline import load_exported
+
+    doc = {"policy_file": str(_default_policy()), "prior": {"errors-hard/ceiling": [-600.0, 40000.0]},
+           "checks": {"errors-hard": {"stable": {"events": 50, "total": 10000},
+                                      "canary": {"events": 1000, "total": 1000}}}}
+    f = tmp_path / "look.json"
+    f.write_text(json.dumps(doc))
+    ex = load_exported(f)
+    assert ex.step is None
+    r = next(x for x in J.judge(ex.policy, ex.measurements, prior=ex.prior, step=ex.step).results
+             if x.check == "errors-hard")
+    assert r.outcome is not Outcome.FAIL, r.reason  # pooled alone: the good step still dilutes it
+    f.write_text(json.dumps({**doc, "step": 1}))
+    ex = load_exported(f)
+    r = next(x for x in J.judge(ex.policy, ex.measurements, prior=ex.prior, step=ex.step).results
+             if x.check == "errors-hard")
+    assert ex.step == 1 and r.outcome is Outcome.FAIL, r.reason
+
+
+def _default_policy():
+    from pathlib import Path
+
+    return Path(__file__).resolve().parents[2] / "policies" / "default.yaml"
