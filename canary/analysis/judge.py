@@ -244,7 +244,7 @@ class _Ctx:
     beta: float  # pass level
     prior: Prior
     levels: Mapping[str, float]  # sub-test -> failure level (empty: alpha split evenly)
-    window_share: float = 0.025  # the share of each level for the window's own test (`sequential.window_share`)
+    window_share: float  # the share of each level for the window's own test (`sequential.window_share`)
 
 
 def _pool(check: Check, subs: list[tuple[str, stats.TestResult, bool]], ctx: _Ctx, *, info: float,

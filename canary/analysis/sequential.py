@@ -212,8 +212,9 @@ def failure_p(s_all: float, i_all: float, s_window: float, i_window: float, shar
     current window's own (S_w, I_w). The sub-test fails when it is <= its level: the pooled test at
     POOLED_SHARE * level, the window's own at share * level (see the module docstring)."""
     p_pool = anytime_p(s_all, i_all) / POOLED_SHARE if i_all > 0 else 1.0
-    p_win = anytime_p(s_window, i_window) / share if i_window > 0 and share > 0 else 1.0
-    return float(min(1.0, p_pool, p_win))
+    if not (0 < i_window < i_all and share > 0):  # no earlier evidence: the window's test is the pooled one
+        return float(min(1.0, p_pool))             # at a smaller share, never the smaller p (share < POOLED_SHARE)
+    return float(min(1.0, p_pool, anytime_p(s_window, i_window) / share))
 
 
 def z_boundary(i: float, level: float, rho: float = RHO) -> float:
