@@ -121,12 +121,22 @@ class HAProxy:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"haproxy exited rc={self.proc.returncode}: {self._log_tail()}")
-            if self.socket_path.exists() and _port_open(self.port):
+            # the admin socket answering proves HAProxy finished starting, its listeners bound: a port
+            # another process holds answers a connect too, and the socket file can exist for a moment
+            # before HAProxy exits on "cannot bind" (a CI run took such a port as HAProxy's)
+            if self.socket_path.exists() and self._answers() and self.proc.poll() is None and _port_open(self.port):
                 log.info("haproxy.started", pid=self.proc.pid, url=self.url, weights=self.initial)
                 return self
             time.sleep(0.05)
         self.stop()
         raise TimeoutError(f"haproxy not listening after {timeout}s: {self._log_tail()}")
+
+    def _answers(self) -> bool:
+        """Whether the admin socket answers `show info` (HAProxy up and serving)."""
+        try:
+            return bool(self.command("show info"))
+        except OSError:
+            return False
 
     def command(self, cmd: str) -> str:
         """One admin-socket command; returns HAProxy's answer (empty = OK for 'set')."""
