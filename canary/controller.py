@@ -1150,7 +1150,14 @@ class Controller:
             measured = self._measure(spec, state, snap)
             if measured is None:
                 return "skipped"  # no window yet (the step's start is this very snapshot): the next one looks
-            measurements, canary_n, window_s = measured
+            measurements, canary_n, window_s, data_from, data_to = measured
+            if data_from is not None:  # a step-start snapshot taken after the window's earlier looks: a new window
+                state = rl.window_for(state, data_from, self.clock.now())
+                if state.step_window != a.state.step_window:
+                    log.warning("look.window_restarted", step=state.step + 1, window=state.step_window + 1,
+                                reason="this step's earlier data were not measured again (no step-start snapshot "
+                                       "after a restart); their failure evidence is kept, a pass needs "
+                                       f"{spec.policy.analysis.interval:g} s of new data")
             verdict = judge(spec.policy, measurements, prior=state.prior(), window=state.step_window,
                             pass_ratio=state.pass_ratio(canary_n), canary_weight=state.weights.canary,
                             step=max(state.step, 0))
@@ -1158,7 +1165,7 @@ class Controller:
                 self.telemetry.record_verdict(model=spec.target.model, results=verdict.results)
             if verdict.outcome is Outcome.FAIL:
                 self._breach_seen.setdefault((spec.key, state.canary_version), time.monotonic())
-            seen = Observation(look=rl.Looked(self.clock.now(), verdict, canary_n, window_s))
+            seen = Observation(look=rl.Looked(self.clock.now(), verdict, canary_n, window_s, data_to=data_to))
             obj = self._fresh(obj)
             self._seed(obj)  # the write reads what the cache holds now (our own writes included)
             new, _ = self._decide(spec, state, seen, expect=a.recorded, log=log)
@@ -1182,20 +1189,22 @@ class Controller:
                 self.router.forget_prefetch()
 
     def _measure(self, spec: crd.RolloutSpec, state: rl.RolloutState,
-                 snap: Any = None) -> tuple[dict[str, Any], float, float] | None:
-        """(measurements, canary requests, seconds of data covered) for one look; None when there is no
-        window to judge yet. Per rollout only without batched snapshots at all (no `batch`)."""
+                 snap: Any = None) -> tuple[dict[str, Any], float, float, float | None, float | None] | None:
+        """(measurements, canary requests, seconds of data covered, start and end of the data on the
+        metrics clock: the step-start snapshot's and this one's times, None without snapshots) for one
+        look; None when there is no window to judge yet. Per rollout only without batched snapshots at
+        all (no `batch`)."""
         if self.batch is None:
             window = look_window(spec.policy, state, self.clock.now())
             out, canary_n = measure_window(self.metrics, spec.policy, spec.target, window_s=window, log=self.log)
             if self.telemetry:
                 for m in out.values():
                     self.telemetry.prometheus_query(not isinstance(m, TransientError))
-            return out, canary_n, float(window)
+            return out, canary_n, float(window), None, None
         if snap is None:  # the tick's snapshot failed: this look could not measure (no per-rollout retry)
             exc = getattr(self, "_snap_error", None) or MetricsUnavailable("no metrics snapshot this tick")
-            return {c.name: exc for c in spec.policy.checks}, 0.0, float(look_window(spec.policy, state,
-                                                                                     self.clock.now()))
+            return ({c.name: exc for c in spec.policy.checks}, 0.0,
+                    float(look_window(spec.policy, state, self.clock.now())), None, None)
         have = self._step_starts.get(spec.key)
         packed = have[1] if have is not None and have[0] == self._binding(state) else None
         if packed is None or snap.taken_at <= packed.taken_at:
@@ -1211,7 +1220,7 @@ class Controller:
         if any(isinstance(m, UnusableStepStart) for m in out.values()):
             self._step_starts.pop(spec.key, None)  # the next snapshot starts the step again
             return None
-        return out, n, snap.taken_at - base.taken_at
+        return out, n, snap.taken_at - base.taken_at, base.taken_at, snap.taken_at
 
     def _measure_batched(self, spec: crd.RolloutSpec, now: Any, base: Any) -> tuple[dict[str, Any], float]:
         """Window = step-start snapshot -> now; per-rollout queries only for checks that cannot be batched

@@ -59,10 +59,14 @@ class RolloutState:
     # window's latest contribution, folded into `evidence` when the window closes.
     evidence: dict[str, tuple[float, float]] = field(default_factory=dict)
     window_evidence: dict[str, tuple[float, float]] = field(default_factory=dict)
-    step_window: int = 0  # windows opened in this step by operator resumes (sets the pass level)
+    step_window: int = 0  # windows opened in this step by operator resumes or restarts (`window_for`; sets the pass level)
     # canary requests at the open window's first look that could pass (covering the interval, with
     # min_canary_requests): the pass level of a later look depends on its requests over these (-1: none yet)
     pass_anchor_requests: float = -1.0
+    # the end, on the metrics clock, of the data the open window's looks judged (None: none yet, or looks
+    # that measure a range up to now). The controller's batched looks measure from a step-start snapshot;
+    # one taken after a restart, at or after this time, starts a new window (`window_for`)
+    window_to: float | None = None
     route: str = ""  # the VirtualService HTTP route the rollout drives ("" = the only one)
     # its DestinationRule, by the name it resolves to ("" in a record claimed before claims named it:
     # the VirtualService's name): what `canary sweep` re-points when nobody else knows it (the owner is
@@ -129,6 +133,11 @@ class RolloutState:
                 raise ValueError(f"rollout state: {name} must be a finite number, got {v!r}")
             if name in d:
                 d[name] = float(v)
+        v = d.get("window_to")
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)):
+            raise ValueError(f"rollout state: window_to must be null or a finite number, got {v!r}")
+        if v is not None:
+            d["window_to"] = float(v)
         if not valid_pass_anchor(d.get("pass_anchor_requests", -1.0)):
             raise ValueError("rollout state: pass_anchor_requests must be -1 (none yet) or a positive count")
         w = d["weights"]
@@ -204,6 +213,8 @@ class Looked:
     verdict: Verdict
     canary_requests: float
     window_s: float | None = None
+    # the end of the judged data on the metrics clock (the controller's snapshot time); None: up to now
+    data_to: float | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "canary_requests", request_count(self.canary_requests))  # +Inf, NaN: no count
@@ -308,7 +319,7 @@ def transition(state: RolloutState, event: Event, policy: Policy) -> tuple[Rollo
         # window's failure evidence is kept (pooled); a pass needs the new window's own data.
         s = replace(state, phase=PROGRESSING, reason="", step_started_at=now, step_looks=0, failed_looks=0,
                     last_look_requests=-1.0, updated_at=now, evidence=_fold(state), window_evidence={},
-                    step_window=state.step_window + 1, pass_anchor_requests=-1.0)
+                    step_window=state.step_window + 1, pass_anchor_requests=-1.0, window_to=None)
         s = _log(s, now, "resumed: the step starts over")
         return s, [SetWeights(s.weights), Emit("rollout.resumed", {})]
     if isinstance(event, Begin) and state.phase == PENDING:
@@ -319,6 +330,28 @@ def transition(state: RolloutState, event: Event, policy: Policy) -> tuple[Rollo
     if isinstance(event, Looked) and state.phase == PROGRESSING:
         return _judge(state, event, policy)
     return state, []
+
+
+def window_for(state: RolloutState, data_from: float, now: float) -> RolloutState:
+    """The state a look whose data start at `data_from` (metrics clock, seconds) is judged under.
+
+    The controller's batched looks measure a step's window from a step-start snapshot. A controller
+    that restarts, or takes the rollout over, without the persisted one takes its first snapshot as
+    the start: every look from then on sees only data after the earlier looks of the window ended.
+    Judged as the same window, that shorter path would spend the window's share of the level a
+    second time (two paths of one (step, window)) and lose the earlier data's evidence. When the
+    open window's earlier looks judged data ending at or before `data_from` (`window_to`), this
+    opens a new window as a resume does (the old one's failure evidence folded into the pooled
+    evidence: disjoint data, so the sums still add up to one Brownian motion; a pass needs the new
+    window's own data over `analysis.interval`), but the step's start and deadline stay. Otherwise
+    (no earlier look, or overlapping data: the window as before) `state` unchanged. Pure."""
+    if (state.phase != PROGRESSING or state.window_to is None or state.last_look_requests < 0
+            or not data_from >= state.window_to):
+        return state
+    s = replace(state, last_look_requests=-1.0, evidence=_fold(state), window_evidence={},
+                step_window=state.step_window + 1, pass_anchor_requests=-1.0, window_to=None, updated_at=now)
+    return _log(s, now, "window restarted: the data before the step-start snapshot were not measured again "
+                        "(a restart without it); their failure evidence is kept, a pass needs the new window's data")
 
 
 def _not_evidence(verdict: Verdict, outcome: Outcome, why: str) -> Verdict:
@@ -355,6 +388,8 @@ def _judge(state: RolloutState, ev: Looked, policy: Policy) -> tuple[RolloutStat
         j = _not_evidence(j, Outcome.PASS, f"fewer canary requests than an earlier look of this step ({before:.0f})")
     s = replace(state, look=state.look + 1, step_looks=state.step_looks + 1, updated_at=ev.now,
                 last_verdict=_verdict_summary(j, ev), last_look_requests=max(n, before))
+    if ev.data_to is not None:
+        s = replace(s, window_to=ev.data_to if s.window_to is None else max(s.window_to, ev.data_to))
     if not (0 <= n < before):  # a shorter window than an earlier look's is not this window's data
         s = replace(s, window_evidence={**s.window_evidence, **j.window_evidence()})
     elapsed = ev.now - s.step_started_at
@@ -425,7 +460,7 @@ def _enter_step(state: RolloutState, step: int, policy: Policy, now: float) -> t
     weights = Weights.canary_at(policy.steps[step])
     s = replace(state, phase=PROGRESSING, step=step, weights=weights, step_started_at=now, step_looks=0,
                 failed_looks=0, last_look_requests=-1.0, updated_at=now, reason="", evidence=_fold(state),
-                window_evidence={}, step_window=0, pass_anchor_requests=-1.0)
+                window_evidence={}, step_window=0, pass_anchor_requests=-1.0, window_to=None)
     s = _log(s, now, f"step {step + 1}/{len(policy.steps)} canary {weights.canary}%")
     return s, [SetWeights(weights), Emit("step.advanced", {"step": step + 1, "steps": len(policy.steps),
                                                           "from_weights": str(state.weights)})]

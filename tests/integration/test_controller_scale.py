@@ -323,3 +323,69 @@ def test_an_unexpected_error_while_split_sends_stable_100_and_keeps_the_recorded
     assert weights == [100, 0] and after.phase == rl.ABORTED
     assert after.look == before.look and after.started_at == before.started_at  # the recorded rollout, ended
     assert after.history[:len(before.history)] == before.history
+
+
+# ---- a restart without the step-start snapshot --------------------------------------------------
+
+
+def _recorded_state(api: Any, i: int) -> rl.RolloutState | None:
+    from canary.reconcile import parse_record
+    from canary.routing.patch import STATE_ANNOTATION
+
+    obj = api.get("networking.istio.io", "virtualservices", "ml", fleet.model(i))
+    text = (obj["metadata"].get("annotations") or {}).get(STATE_ANNOTATION)
+    return parse_record(text) if text else None
+
+
+def _restarted(world: Any) -> Controller:
+    """A new controller process over the same API and Prometheus (nothing of the old one's memory)."""
+    api, op, custom, clock = world
+    return Controller(custom=op.custom, core=op.core, router=op.router, metrics=op.metrics, batch=op.batch,
+                      namespace="ml", clock=clock)
+
+
+def _to_looks_in_step(op: Controller, custom: Any, api: Any, clock: Clock, looks: int) -> rl.RolloutState:
+    for _ in range(40):
+        state = _recorded_state(api, 0)
+        if state is not None and state.phase == rl.PROGRESSING and state.step_looks >= looks:
+            return state
+        op.tick()
+        clock.t += 1.0
+    raise AssertionError(status(custom, "r0"))
+
+
+@pytest.mark.parametrize("persisted", [False, True])
+def test_a_restart_without_the_step_start_snapshot_opens_a_new_window(world: Any, persisted: bool) -> None:
+    """A controller restarted mid-step measures from its first snapshot when the persisted step-start
+    snapshot is gone: every look from then on sees only data after the earlier looks of the window
+    ended. That is a new window (its own share of the level, the earlier window's failure evidence
+    folded into the pooled evidence, the step's deadline unchanged), not a second path of the old one
+    (`rollout.window_for`). With the persisted snapshot nothing changes. Either way the good canary
+    is promoted."""
+    from structlog.testing import capture_logs
+
+    api, op, custom, clock = world
+    slow = {**fleet.FAST_POLICY, "analysis": {**fleet.FAST_POLICY["analysis"], "interval": "30s"},
+            "failure": {**fleet.FAST_POLICY["failure"], "no_data_deadline": "60s"}}
+    create(custom, 0, "v2", policy=slow)
+    before = _to_looks_in_step(op, custom, api, clock, 3)
+    assert before.window_to is not None and before.step_window == 0 and before.window_evidence
+    if not persisted:
+        api.edit(crd.GROUP, crd.PLURAL, "ml", "r0", lambda o: o["status"].pop("stepStart", None))
+    clock.t += 2.0
+    new = _restarted(world)
+    with capture_logs() as logs:
+        after = _to_looks_in_step(new, custom, api, clock, before.step_looks + 2)
+    assert after.step == before.step and after.step_started_at == before.step_started_at  # the deadline stays
+    restarted = [e for e in logs if e["event"] == "look.window_restarted"]
+    if persisted:
+        assert after.step_window == 0 and not restarted
+        assert after.evidence == before.evidence  # the same open window, nothing folded
+    else:
+        assert after.step_window == 1 and len(restarted) == 1 and restarted[0]["log_level"] == "warning"
+        for key, (s, i) in before.window_evidence.items():  # the old window's evidence is kept, pooled
+            s0, i0 = before.evidence.get(key, (0.0, 0.0))
+            assert after.evidence[key] == pytest.approx((s0 + s, i0 + i))
+        assert any("window restarted" in h["what"] for h in after.history)
+    drive(new, custom, clock, ["r0"])
+    assert status(custom, "r0")["phase"] == rl.PROMOTED

@@ -211,6 +211,7 @@ def test_every_rollback_verifies_the_stable_subset_after_the_weights() -> None:
     ("evidence", {"lat/relative": [1.0]}), ("evidence", {"lat/relative": [1.0, -2.0]}), ("window_evidence", "x"),
     ("window_evidence", {"lat/relative": [None, 2.0]}), ("step_window", -3), ("pass_anchor_requests", "5"),
     ("pass_anchor_requests", float("nan")), ("pass_anchor_requests", 0), ("pass_anchor_requests", -5),
+    ("window_to", "12"), ("window_to", float("inf")), ("window_to", True),
 ])
 def test_a_recorded_state_of_the_wrong_shape_is_refused_naming_the_field(field: str, value: object) -> None:
     import json
@@ -277,6 +278,38 @@ def test_a_shorter_window_does_not_replace_the_open_windows_evidence() -> None:
     s, _ = rl.transition(s, rl.Looked(2, _with_evidence(Outcome.INCONCLUSIVE, 5.0, 300.0), 300), POLICY)
     s, _ = rl.transition(s, rl.Looked(4, _with_evidence(Outcome.INCONCLUSIVE, 1.0, 100.0), 100), POLICY)
     assert s.window_evidence == {"lat/relative": (5.0, 300.0)}
+
+
+def test_data_measured_after_the_windows_earlier_looks_open_a_new_window_the_step_unchanged() -> None:
+    """A controller without the step-start snapshot measures from its first snapshot: data that start
+    at or after the end of what the open window's looks judged (`window_to`) are a new window, its
+    own share of the level, the old window's evidence pooled, the step's start and deadline kept;
+    data that start earlier (the same step-start snapshot, or an overlap) are the same window."""
+    s = started()
+    s, _ = rl.transition(s, rl.Looked(2, _with_evidence(Outcome.INCONCLUSIVE, 1.0, 100.0), 120, data_to=1002.0),
+                         POLICY)
+    s, _ = rl.transition(s, rl.Looked(4, _with_evidence(Outcome.FAIL, 3.0, 200.0), 140, data_to=1004.0), POLICY)
+    assert s.window_to == 1004.0 and s.failed_looks == 1
+    assert rl.window_for(s, 1000.0, 5) is s and rl.window_for(s, 1003.9, 5) is s  # the same window's data
+    w = rl.window_for(s, 1004.0, 5)
+    assert (w.step_window, w.evidence, w.window_evidence) == (1, {"lat/relative": (3.0, 200.0)}, {})
+    assert (w.last_look_requests, w.pass_anchor_requests, w.window_to) == (-1.0, -1.0, None)
+    assert (w.step, w.step_started_at, w.failed_looks) == (s.step, s.step_started_at, 1)
+    assert "window restarted" in w.history[-1]["what"]
+    assert rl.RolloutState.from_json(w.to_json()) == w
+    # the new window's first look is new data (fewer requests than the old window's are no reason to refuse it)
+    w, _ = rl.transition(w, rl.Looked(6, _with_evidence(Outcome.INCONCLUSIVE, 0.5, 20.0), 30, data_to=1006.0), POLICY)
+    assert w.window_evidence == {"lat/relative": (0.5, 20.0)} and w.last_look_requests == 30
+    assert rl.window_for(w, 1004.0, 7) is w  # and it stays that window
+    # nothing to restart: no look yet in the window, not progressing, looks that measure a range
+    assert rl.window_for(started(), 5000.0, 1).step_window == 0
+    paused, _ = rl.transition(s, rl.Pause(5), POLICY)
+    assert rl.window_for(paused, 5000.0, 6) is paused
+    ranged, _ = look(started(), 2, Outcome.INCONCLUSIVE)
+    assert ranged.window_to is None and rl.window_for(ranged, 5000.0, 3) is ranged
+    # a step advanced, or a resume: a window of its own from the start, no end recorded yet
+    nxt, _ = rl.transition(s, rl.Looked(10, _with_evidence(Outcome.PASS, 2.0, 500.0), 200, data_to=1010.0), POLICY)
+    assert nxt.step == 1 and nxt.window_to is None
 
 
 def test_to_json_is_every_field_as_asdict_would_give_it_with_history_cut_to_20() -> None:
