@@ -268,21 +268,28 @@ def _jsd_bits(stable: list[float], canary: list[float]) -> float:
 
 def _empty_cell(stable: list[float], canary: list[float], level: float) -> str:
     """Why PSI cannot be bounded on these cells ("" when it can): the cells one arm never hits hold,
-    together, more of the other arm's observations than an equal arm misses by chance, at `level`.
+    together, more of the observations than that arm would miss by chance if the arms were equal, at
+    `level` (half of it for each arm).
 
     PSI's term (p_c - p_s) ln(p_c / p_s) grows without bound as one share goes to 0, and no count
     bounds a share away from 0 once it is 0; the +0.5 smoothing reads it as 0.5/n. Tested jointly,
     not cell by cell: a canary that stopped producing the stable's top 2% of predictions, 0.4% in
     each of five buckets, was not significant in any one of them at 500 requests (e^-2 each) and
     passed `max_psi: 0.2` at a smoothed PSI of 0.057 although its PSI is infinite. The statistic is
-    the missed share M = sum of the other arm's shares p_i over the empty cells; under equal shares
-    cell i is empty with probability q_i = (1 - p_i)^n, and `_missed_share_p` bounds P(M >= observed)
-    (a Chernoff bound; emptiness of multinomial cells is negatively associated, so it holds), with
-    each p_i at its lower confidence bound (`_share_lower`: the shares are read off a sample, often
-    the smaller arm), half the level for those bounds and half for the test. Not the
-    probability that *these* cells are all empty, which picks the cells after seeing them: an equal
-    canary over 26 cells with a thin tail missed 0.2% of the stable in 3 of them, (0.998)^2000 =
-    0.018, and would have been blocked far more often than `level`."""
+    the missed count M: the observations in the cells one arm leaves empty. It is tested given each
+    cell's count over both arms, t_i, as a permutation test is: were the arms equal, the n_0 draws of
+    the arm with the empty cells would be a sample without replacement of the N pooled observations,
+    cell i empty with probability at most q_i = (1 - n_0 / N)^t_i (emptiness of the cells of a
+    multivariate hypergeometric draw is negatively associated), and `_missed_p` bounds P(M >= observed)
+    (a Chernoff bound). Nothing is estimated: no share read off a sample enters (plugging in the small
+    canary's observed shares blocked 23% of equal canaries; their lower confidence bounds, at a
+    level split over every cell, let the canary that lost the stable's top 2% pass in 98% of looks
+    against a stable of 4,500). Not the probability that *these* cells are all empty, which picks the
+    cells after seeing them: an equal canary over 26 cells with a thin tail missed 0.2% of the stable
+    in 3 of them, (0.998)^2000 = 0.018, and would have been blocked far more often than `level`."""
+    totals = [z + o for z, o in zip(stable, canary)]
+    n_all = _sum(totals)
+    weights = [t / n_all for t in totals] if n_all > 0 else []
     for zero_arm, other_arm, arm, them in ((canary, stable, "canary", "stable"), (stable, canary, "stable", "canary")):
         n_zero, n_other = _sum(zero_arm), _sum(other_arm)
         if n_zero <= 0 or n_other <= 0:
@@ -290,9 +297,8 @@ def _empty_cell(stable: list[float], canary: list[float], level: float) -> str:
         empty = [z == 0 and o > 0 for z, o in zip(zero_arm, other_arm)]
         if not any(empty):
             continue
-        # half the level for the shares' bounds (all cells at once), half for the test on them
-        shares = _share_lower(other_arm, n_other, level / 2)
-        if _missed_share_p(shares, empty, n_zero) < level / 2:
+        log_miss = math.log1p(-n_zero / n_all)  # log P(one pooled observation is not this arm's)
+        if _missed_p(weights, [t * log_miss for t in totals], empty) < level / 2:
             cells = [i for i, e in enumerate(empty) if e]
             share = sum(other_arm[i] for i in cells) / n_other
             where = (f"bucket {cells[0] + 1}" if len(cells) == 1
@@ -303,16 +309,24 @@ def _empty_cell(stable: list[float], canary: list[float], level: float) -> str:
 
 
 def _missed_share_p(shares: list[float], empty: list[bool], n: float) -> float:
-    """Bound on P(M >= m): M the sum of the shares p_i of the cells n draws leave empty, m the
-    observed one. A cell with p_i > m missed alone reaches m: those enter by a union bound, sum of
-    their q_i = (1 - p_i)^n; over the others, a Chernoff bound, min over t > 0 of
-    exp(-t m) prod_i (1 - q_i + q_i e^(t p_i)), which is prod_i q_i when all of them must be empty.
-    (The tilt over every cell let a 19% cell's e^(t p) swamp it: 0.0068 where the chance that five
-    thin cells are all empty is 4e-4.) In log space throughout: q_i underflows to 0 for a large
-    cell (a 98% cell at n >= 154), which must read as never empty, not 0/0 (p = 0 blocked)."""
+    """Bound on P(M >= m): M the sum of the shares p_i of the cells n independent draws leave empty
+    (cell i with probability q_i = (1 - p_i)^n), m the observed one; see `_missed_p`."""
     p = np.asarray(shares, float)
+    return _missed_p(p, n * np.log1p(-np.minimum(p, 1 - 1e-16)), empty)
+
+
+def _missed_p(weights: list[float] | np.ndarray, log_q: list[float] | np.ndarray, empty: list[bool]) -> float:
+    """Bound on P(M >= m): M the sum of the weights p_i of the cells left empty, cell i empty with
+    probability at most q_i = exp(log_q_i), the events negatively associated; m the observed one. A
+    cell with p_i > m missed alone reaches m: those enter by a union bound, sum of their q_i; over the
+    others, a Chernoff bound, min over t > 0 of exp(-t m) prod_i (1 - q_i + q_i e^(t p_i)) (larger
+    q_i only raise it), which is prod_i q_i when all of them must be empty. (The tilt over every cell
+    let a 19% cell's e^(t p) swamp it: 0.0068 where the chance that five thin cells are all empty is
+    4e-4.) In log space throughout: q_i underflows to 0 for a large cell (a 98% cell at n >= 154),
+    which must read as never empty, not 0/0 (p = 0 blocked)."""
+    p = np.asarray(weights, float)
+    log_q = np.minimum(np.asarray(log_q, float), 0.0)
     m = float(p[np.asarray(empty, bool)].sum())
-    log_q = n * np.log1p(-np.minimum(p, 1 - 1e-16))  # log q_i, finite however small q_i is
     if not m > 0 or m <= float(p @ np.exp(log_q)):  # no more missed than expected: no evidence
         return 1.0
     big = p > m * (1 + 1e-12)
@@ -337,17 +351,6 @@ def _missed_share_p(shares: list[float], empty: list[bool], n: float) -> float:
         mid = (lo + hi) / 2
         lo, hi = (mid, hi) if slope(mid) < 0 else (lo, mid)
     return float(min(1.0, union + math.exp(min(log_bound(hi), 0.0))))
-
-
-def _share_lower(counts: list[float], n: float, level: float) -> list[float]:
-    """Lower confidence bounds on the shares behind `counts` (of n), each at level / cells (a Poisson
-    bound: the x-th event's Gamma quantile): shares read off a small arm are noisy, and a rare cell the
-    canary hit once (1/500) read as a 0.2% share made the stable's absence there significant in 23% of
-    equal canaries (500 against 4,500, 50 cells), against a level of 0.0085."""
-    x = np.asarray(counts, float)
-    a = level / max(1, len(counts))
-    low = np.where(x > 0, special.gammaincinv(np.maximum(x, 1e-300), a), 0.0)
-    return (np.minimum(low, x) / n).tolist()
 
 
 def _delta_upper(name: str, value: float, stable: list[float], canary: list[float], level: float) -> float:
