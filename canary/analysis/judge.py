@@ -561,27 +561,27 @@ def _unit_mismatch(stable: tuple[float, ...], canary: tuple[float, ...]) -> str:
 FAR_FASTER = 100.0
 
 
-def _far_faster(stable: Histogram, canary: Histogram) -> str:
+def _far_faster(stable: Histogram, canary: Histogram, level: float) -> str:
     """Why the canary's median looks like another unit than the stable's ("" when it does not).
 
     `_unit_mismatch` needs layouts that coincide after x1000; a canary exporting seconds on a layout of
     its own shares no bound with a stable in ms, and a `max_ms`-only check passed a canary whose p95
-    is 549 ms as "0.549 ms". At the bucket level (the canary's median bucket's upper bound against
-    the stable's median bucket's lower bound), a canary FAR_FASTER times faster is refused. The other
-    way (a canary that looks 1000x slower) is a breach and fails: the safe side."""
-    def median_bucket(h: Histogram) -> tuple[float, float]:
-        total = h.counts[-1] if h.counts else 0.0
-        if not total > 0:
-            return math.nan, math.nan
-        for k, (b, n) in enumerate(zip(h.bounds, h.counts)):
-            if n >= total / 2:
-                return (h.bounds[k - 1] if k > 0 else 0.0), b
-        return math.nan, math.nan
+    is 549 ms as "0.549 ms". A canary whose median the counts *show* FAR_FASTER times below the
+    stable's (exact binomial bounds on each arm's own bounds, at `level`, the pass level: the
+    canary's upper bound on its median against the stable's lower bound) is refused. Shown, not
+    counted: a floor of 100 requests per arm let a slipped canary of 30 requests pass a p50 ceiling
+    (and of 95 a p95 one) under a policy whose `min_canary_requests` is below 100, while a median of
+    a few requests bounds nothing and is judged as before. A canary that can pass its quantile (q >=
+    0.5) has its median bounded at the same level, so no slip passes unseen. The other way (a canary
+    that looks 1000x slower) is a breach and fails: the safe side."""
+    def median_bound(h: Histogram, upper: bool) -> float:
+        if not h.counts or not h.counts[-1] > 0:
+            return math.nan
+        arm = (Arm(h.bounds, h.counts, 0.5) if buckets.usable(h.counts)
+               else evidence.ArrayArm(np.array(h.bounds), np.array(h.counts, float), 0.5))
+        return arm.upper(level) if upper else arm.lower(level)
 
-    if min(stable.counts[-1] if stable.counts else 0.0, canary.counts[-1] if canary.counts else 0.0) < COUNTS_FLOOR:
-        return ""  # a median of a few requests is noise
-    s_lo, _ = median_bucket(stable)
-    _, c_hi = median_bucket(canary)
+    s_lo, c_hi = median_bound(stable, False), median_bound(canary, True)
     if math.isfinite(s_lo) and s_lo > 0 and math.isfinite(c_hi) and c_hi * FAR_FASTER <= s_lo:
         return (f"the canary's median latency is at most {c_hi:.3g} ms and the stable's at least {s_lo:.3g} ms: "
                 f"{s_lo / c_hi:,.0f}x faster is read as one exporter writing seconds and the other "
@@ -599,7 +599,7 @@ def _latency(check: LatencyCheck, s: ArmData | None, c: ArmData, ctx: _Ctx) -> C
         bounds, sc, cc = c.bounds, None, c.counts
     else:
         assert isinstance(s, Histogram)
-        units = _unit_mismatch(s.bounds, c.bounds) or _far_faster(s, c)
+        units = _unit_mismatch(s.bounds, c.bounds) or _far_faster(s, c, ctx.beta)
         if units:  # not one layout: neither the comparison nor the canary's own bounds can be trusted
             return _error(check, units)
         bounds, sc, cc = _shared(s, c)
