@@ -42,7 +42,10 @@ def test_one_layout_in_two_units_is_an_error_never_a_pass(limits: dict, which: s
     else:
         stable, canary = _arm(seconds, 100_000, 60, 1000), _arm(MS, 5_000, 900, 1)
     r = J.judge(_latency_policy(**limits), {"l": (stable, canary)}).results[0]
-    assert r.outcome is Outcome.ERROR, r.reason
+    # a ceiling breach on the canary's own bounds (here in ms, p95 ~2.4 s against 250 ms) stands: a canary
+    # read in the wrong unit reads 1000x faster, so its breach is real either way (twentieth session)
+    breach = which == "stable in seconds" and "max_ms" in limits
+    assert r.outcome is (Outcome.FAIL if breach else Outcome.ERROR), r.reason
     assert "differ by a factor of 1000" in r.reason, r.reason
 
 
