@@ -396,7 +396,8 @@ ROLLBACK_BUDGET_S = 20.0
 
 
 def to_stable(router: TrafficRouter, target: Target, state: rl.RolloutState, *, reason: str, log: Any,
-              now: float, attempts: int = 3, budget_s: float | None = None, expect: Any = ...) -> rl.RolloutState:
+              now: float, attempts: int = 3, budget_s: float | None = None, expect: Any = ...,
+              end: tuple[rl.RolloutState, list[rl.Action]] | None = None) -> rl.RolloutState:
     """Stable 100% after a failure, with a retry budget of its own: at least `attempts` writes, and
     more until `budget_s` (ROLLBACK_BUDGET_S) has passed, each with the router's own retries, 0.5 s
     more between them each time, at most 2 s. The rollout is recorded ``aborted`` (exit 3).
@@ -404,8 +405,17 @@ def to_stable(router: TrafficRouter, target: Target, state: rl.RolloutState, *, 
     With `expect` (the record text the caller's ownership check read, perhaps from a cache) the write
     is guarded on it, and a RoutingConflict is raised at once, not retried: another writer recorded a
     decision since, and the caller must read the route again before acting on a rollout it may no
-    longer own. Raises the last error, after logging ``rollback.failed``, when every attempt failed."""
-    new, actions = rl.transition(state, rl.Rollback(now, reason, aborted=True), None)  # type: ignore[arg-type]
+    longer own. `end`: the (state, actions) of an end already decided at stable 100% (a failing canary's
+    rollback) whose first write failed: written as decided, its phase and reason kept, instead of an
+    abort for `reason`; the events it logged before that write are not logged again. Raises the last
+    error, after logging ``rollback.failed``, when every attempt failed."""
+    if end is not None and end[0].phase in (rl.ROLLED_BACK, rl.ABORTED) and not state.terminal:
+        new, decided = end
+        first = next((i for i, a in enumerate(decided) if not isinstance(a, rl.Emit)), len(decided))
+        actions = decided[first:]
+        reason = new.reason
+    else:
+        new, actions = rl.transition(state, rl.Rollback(now, reason, aborted=True), None)  # type: ignore[arg-type]
     if new is state:  # terminal already: nothing to do
         return state
     deadline = time.monotonic() + (ROLLBACK_BUDGET_S if budget_s is None else budget_s)

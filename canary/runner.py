@@ -128,6 +128,10 @@ class Runner:
         self._written = ""  # the state JSON we last wrote (to tell outside edits from ours)
         self._sent = ""  # the state JSON of our last write sent, landed or not (the fail-safe's guard)
         self._wrote_at = -math.inf  # when this process last changed the record (its clock): `_heartbeat`
+        # a decided end at stable 100% (rolled back, aborted) whose write has not landed: the state and actions
+        # `_apply` was writing. The fail-safe writes that very end (its phase and reason), not a generic abort
+        self._ending: tuple[rl.RolloutState, list[rl.Action]] | None = None
+        self._current: rl.RolloutState | None = None  # the last state this process applied (None before its claim)
         self._beat_retry_at = -math.inf  # a failed heartbeat is tried again from then
         self.owner = promote_owner(_identity())
         self._probe_failures = 0
@@ -145,19 +149,21 @@ class Runner:
 
     def run(self) -> Result:
         self._on_prometheus_clock()
-        state = self._current = self._start()
-        if state.terminal:
-            return Result(state, EXIT_CODES[state.phase])
         try:
+            state = self._current = self._start()
+            if state.terminal:
+                return Result(state, EXIT_CODES[state.phase])
             return self._loop(state)
         except BaseException as exc:  # any failure while traffic may be split: stable gets 100% first
             current = self._current  # the last state this process applied
-            if current.terminal:
+            if current is None or current.terminal:
                 raise
             reason = f"{type(exc).__name__}: {exc}" if not isinstance(exc, CanaryError) else str(exc)
-            self.log.error("rollout.failed", error=reason, phase=current.phase, weights=str(current.weights))
+            ending, self._ending = self._ending, None
+            self.log.error("rollout.failed", error=reason, phase=current.phase, weights=str(current.weights),
+                           **({"decided": ending[0].phase, "decided_reason": ending[0].reason} if ending else {}))
             try:
-                final = self._fail_safe(current, reason=f"failed: {reason}"[:500])
+                final = self._fail_safe(current, reason=f"failed: {reason}"[:500], end=ending)
             except CanaryError as failed:
                 # rollback.failed is logged; exit 3 (traffic had moved: never 2, "untouched"), with the
                 # last state written to the route for the report (the aborted one when its weights landed);
@@ -173,15 +179,19 @@ class Runner:
             return Result(final, EXIT_INFRA if not final.terminal or final.phase == rl.ABORTED
                           else EXIT_CODES[final.phase])
 
-    def _fail_safe(self, current: rl.RolloutState, *, reason: str, attempts: int = 3) -> rl.RolloutState:
+    def _fail_safe(self, current: rl.RolloutState, *, reason: str, attempts: int = 3,
+                   end: tuple[rl.RolloutState, list[rl.Action]] | None = None) -> rl.RolloutState:
         """Stable 100% after a failure while traffic may be split, written only over a record this rollout
         owns (`_ours`), and guarded on the record just read: another rollout recorded on the route (of
         any version, in any phase, ended ones included: a promotion finished since) is left alone and
         this one ends taken over, nothing written; ours ended meanwhile (an on-call rollback) is kept.
         When the route cannot be read, the write is guarded on this process's own last records (the
         last one written, and the last one sent, which may have landed unanswered). A guarded write that
-        conflicts reads the route again (`attempts` in all). Returns the final state; raises what
-        `to_stable` raises when stable 100% could not be written."""
+        conflicts reads the route again (`attempts` in all). `end`: a decided end (a failing canary's
+        rollback, an abort with its reason) whose own write failed: that end is written, so the record
+        and the exit code say what was decided (a bad canary `rolled_back`, exit 1), not `aborted` with
+        the API's error, exit 3. Returns the final state; raises what `to_stable` raises when stable
+        100% could not be written."""
         conflict: RoutingConflict | None = None
         for _ in range(attempts):
             read = self._read_record()
@@ -202,7 +212,7 @@ class Runner:
             for guard in guards:
                 try:
                     final = to_stable(self.router, self.target, current, reason=reason, log=self.log,
-                                      now=self.clock.now(), expect=guard)
+                                      now=self.clock.now(), expect=guard, end=end)
                 except RoutingConflict as exc:  # another writer recorded something since: read it again
                     conflict = exc
                     continue
@@ -323,7 +333,10 @@ class Runner:
             # 100% (recorded aborted, `superseded: ...`), then this promote claims the route afresh below
             reason = f"superseded: {edited} since the rollout began; this promote starts it again from the first step"
             self.log.warning("rollout.superseded", reason=reason, phase=existing.phase, weights=str(existing.weights))
+            # taken over: this process owns the split; should this write fail, `run`'s fail-safe ends it
+            self._current = existing
             self._apply(*rl.transition(existing, rl.Rollback(self.clock.now(), reason, aborted=True), self.policy))
+            self._current = None  # at stable 100%: what fails from here on is reported as before a claim
             status = self.router.inspect(self.target)
             target, existing = self.target, parse_state(status)
         if (existing is not None and existing.phase == rl.PROMOTED and existing.canary_version == target.canary_version
@@ -565,6 +578,9 @@ class Runner:
         if any(isinstance(a, rl.SetWeights) for a in actions):
             self._sent = new.to_json()
         expect, todo = self._written or None, actions
+        # a decided end being written: should it fail (not a conflict: another writer's decision, adopted or
+        # left alone by the caller), the fail-safe writes this end (`run`), not a generic abort
+        self._ending = (new, actions) if _rolls_back(new) else None
         for attempt in range(1, attempts + 1):
             try:
                 state = execute(self.router, self.target, new, todo, log=self.log, expect=expect,
@@ -574,6 +590,7 @@ class Runner:
                 read = self._read_record() if _rolls_back(new) and attempt < attempts else None
                 theirs = read[1] if read is not None else None
                 if theirs is None or theirs.terminal or not _ours(new, theirs):
+                    self._ending = None
                     raise
                 self.log.warning("rollback.wins", reason=new.reason, recorded_phase=theirs.phase,
                                  recorded_reason=theirs.reason, weights=str(read[2]),
@@ -581,6 +598,7 @@ class Runner:
                 expect = read[0]
                 first = next(i for i, a in enumerate(actions) if isinstance(a, rl.SetWeights))
                 todo = actions[first:]  # what is logged before the weights was logged once
+        self._ending = None
         self.history.observe(state, actions)
         return state
 
