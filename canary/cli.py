@@ -133,10 +133,13 @@ def _oncall_router(kubeconfig: Optional[str], context: Optional[str]) -> Any:
             return recorded is not None and not recorded.terminal
 
         def resolve(self, target: Target) -> Target:
-            if target.route:
-                return target
             vs = self._get(VS_PLURAL, target.namespace, target.virtual_service)
             recorded = _recorded(patch.read_state(vs))
+            if recorded is not None and recorded.destination_rule and not recorded.terminal \
+                    and not target.destination_rule:  # the DestinationRule the rollout in progress drives
+                target = replace(target, destination_rule=recorded.destination_rule)
+            if target.route:
+                return target
             if recorded is not None and recorded.route and not recorded.terminal:
                 return replace(target, route=recorded.route)  # the route the rollout in progress drives
             try:

@@ -292,6 +292,7 @@ class Runner:
         check_version(self.target.canary_version, "--canary-version")  # before anything is read or written
         if self.target.stable_version:
             check_version(self.target.stable_version, "--stable-version")
+        self._recorded_destination_rule()
         try:
             status = self.router.inspect(self.target)
         except NotFound:
@@ -363,6 +364,27 @@ class Runner:
             who = describe_owner(theirs.owner) if theirs is not None else "another writer"
             raise RolloutBusy(f"{target.namespace}/{target.virtual_service}: claimed meanwhile ({who}); nothing "
                               "was moved by this promote") from None
+
+    def _recorded_destination_rule(self) -> None:
+        """A resume drives the DestinationRule its rollout recorded (`RolloutState.destination_rule`, the
+        name it resolved to), as it drives the route it recorded: with no --destination-rule it is taken
+        from the record (the VirtualService's name named another object, or none: a re-run without the
+        flag failed on a missing DestinationRule, or judged and re-pointed the subsets of another one);
+        another one named is refused before any write (ConfigError, exit 2), naming both. Only a rollout
+        this promote would resume (`_resumable`) lends its DestinationRule."""
+        read = self._read_record()
+        recorded = read[1] if read is not None else None
+        if recorded is None or not recorded.destination_rule or not _resumable(recorded, self.target):
+            return
+        if not self.target.destination_rule:
+            self.target = replace(self.target, destination_rule=recorded.destination_rule)
+        elif self.target.dr_name != recorded.destination_rule:
+            raise ConfigError(f"{self.target.namespace}/{self.target.virtual_service}: the rollout of "
+                              f"{recorded.canary_version} in progress ({recorded.phase}, weights {recorded.weights}) "
+                              f"drives DestinationRule {recorded.destination_rule!r}, and this promote asks "
+                              f"--destination-rule {self.target.dr_name}; nothing was written: re-run with "
+                              f"--destination-rule {recorded.destination_rule} (or without it) to resume it, or end "
+                              f"it with `canary rollback`")
 
     def _judged_elsewhere(self, existing: rl.RolloutState) -> str:
         """What of the policy (or the model) this promote judges under differs from what the recorded
@@ -801,6 +823,10 @@ def oncall_action(router: TrafficRouter, target: Target, event: rl.Rollback | rl
     if state is not None and not state.terminal and state.route and target.route and state.route != target.route:
         raise ConfigError(f"{target.namespace}/{target.virtual_service}: the rollout in progress drives route "
                           f"{state.route!r}, not {target.route!r}; use --route {state.route}")
+    if state is not None and not state.terminal and state.destination_rule and state.destination_rule != target.dr_name:
+        raise ConfigError(f"{target.namespace}/{target.virtual_service}: the rollout in progress drives "
+                          f"DestinationRule {state.destination_rule!r}, not {target.dr_name!r}; use --destination-rule "
+                          f"{state.destination_rule} (or leave it out)")
     if state is None or state.terminal:
         if isinstance(event, rl.Rollback) and (status.weights != STABLE_ONLY or status.raw_weights is not None
                                             or state is None and status.state):
