@@ -51,7 +51,7 @@ def serve(
     def go() -> int:
         from canary.serve import Service, load_policies
         from canary.serve_http import ServeServer
-        from canary.serve_store import SessionStore
+        from canary.serve_store import SessionStore, StoreError
 
         if not 0 <= port <= 65535:
             raise cli.ConfigError(f"--port must be 0..65535, got {port}")
@@ -64,6 +64,10 @@ def serve(
         metrics = opts.prometheus(prometheus_url, prometheus_token, prometheus_user, prometheus_password,
                                   prometheus_ca_file, insecure)
         store = SessionStore(state_dir)
+        try:
+            store.hold()  # the only writer of the state directory, or exit 2 naming who is
+        except StoreError as exc:
+            raise cli.ConfigError(str(exc)) from None
         pruned = store.prune(older_than_s=state_ttl)
         try:
             server = ServeServer(Service(policies=policies, metrics=metrics, store=store), host=host, port=port)

@@ -13,6 +13,7 @@ would forget the failure evidence and the failed looks, and spend the error budg
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import tempfile
@@ -42,6 +43,39 @@ class SessionStore:
         if not os.access(self.dir, os.W_OK):
             raise StoreError(f"{self.dir}: the state directory is not writable")
         self._locks = [threading.Lock() for _ in range(_LOCKS)]
+        self._held: int | None = None  # the descriptor of `hold()`'s lock file while this process holds it
+
+    def hold(self) -> None:
+        """Make this process the directory's only writer, for as long as it runs: an exclusive `flock` on
+        `.serve.lock` (released by the kernel when the process ends, however it ends). Every revision is
+        a read-modify-write under `lock`, which only serialises the threads of one process: two `canary
+        serve` processes on one state directory (two replicas on a shared volume, a second one started
+        by hand) lost each other's looks, so a failed look, its failure count and its evidence could be
+        overwritten by the other's pass computed from the session before it. StoreError, naming the
+        directory and the holder's pid, when another process holds it."""
+        path = self.dir / ".serve.lock"
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise StoreError(f"{path}: cannot open the state directory's lock: {exc.strerror or exc}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            try:
+                holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            finally:
+                os.close(fd)
+            raise StoreError(f"{self.dir}: the state directory is in use by another `canary serve` (pid {holder}); "
+                             "run one process per state directory (one replica: docs/integrations.md)") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        self._held = fd
+
+    def release(self) -> None:
+        """Give up `hold()` (the process ending does it too)."""
+        if self._held is not None:
+            os.close(self._held)
+            self._held = None
 
     def path(self, key: str, revision: str) -> Path:
         digest = hashlib.sha256(f"{key}\0{revision}".encode()).hexdigest()[:40]

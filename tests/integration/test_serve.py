@@ -366,6 +366,31 @@ def test_canary_serve_command_binds_loopback_and_stops_on_sigterm(tmp_path: Path
             proc.wait()
 
 
+def test_a_second_canary_serve_on_the_same_state_directory_exits_2(tmp_path: Path) -> None:
+    """Two processes on one state directory each read-modify-wrote the same revision's file: one's failed
+    look was overwritten by the other's pass computed from the session before it. The second is refused."""
+    policy = tmp_path / "ml.yaml"
+    policy.write_text(json.dumps(POLICY))
+    exe = Path(sys.executable).with_name("canary")
+    argv = [str(exe), "serve", "--policy", str(policy), "--state-dir", str(tmp_path / "s"), "--port", "0",
+            "--prometheus-url", f"http://127.0.0.1:{free_port()}", "--log-format", "json"]
+    env = {**os.environ, "NO_COLOR": "1"}
+    first = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    try:
+        _event(first, "serve.listening")
+        second = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=20)
+        assert second.returncode == 2 and f"in use by another `canary serve` (pid {first.pid})" in second.stderr, \
+            second.stderr
+        assert str(tmp_path / "s") in second.stderr
+        first.send_signal(signal.SIGTERM)
+        first.communicate(timeout=30)
+        assert first.returncode == 0
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+
+
 def _event(proc: subprocess.Popen[bytes], name: str, timeout: float = 60.0) -> dict[str, Any]:
     """The first JSON log line `name` on the process's stderr (fails with what came if it exits first).
 

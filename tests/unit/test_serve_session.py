@@ -167,3 +167,21 @@ def test_a_failed_or_stale_first_eligible_look_anchors_and_no_requests_never_do(
     floorless = parse_policy({**RAW, "analysis": {**RAW["analysis"], "min_canary_requests": 0}})
     s = record_look(fresh(), judge(floorless, GOOD), canary_requests=0.0, now=T0 + 61, policy=floorless)[0]
     assert s.pass_anchor_requests == -1.0 and s.verdict != PASS
+
+
+def test_one_process_per_state_directory(tmp_path: Path) -> None:
+    """Two `canary serve` processes on one state directory lost each other's looks (a thread lock
+    serialises one process only): the second is refused, naming the directory and the holder."""
+    import os
+
+    from canary.serve_store import SessionStore, StoreError
+
+    first = SessionStore(tmp_path)
+    first.hold()
+    second = SessionStore(tmp_path)  # another open of the lock file: as another process's
+    with pytest.raises(StoreError, match=rf"in use by another `canary serve` \(pid {os.getpid()}\)"):
+        second.hold()
+    first.release()
+    second.hold()  # released (a process that ends releases it too): the next one starts
+    second.release()
+    assert not list(tmp_path.glob("*.json"))  # the lock is no session: prune and load never see it
