@@ -406,10 +406,11 @@ def to_stable(router: TrafficRouter, target: Target, state: rl.RolloutState, *, 
     is guarded on it, and a RoutingConflict is raised at once, not retried: another writer recorded a
     decision since, and the caller must read the route again before acting on a rollout it may no
     longer own. `end`: the (state, actions) of an end already decided at stable 100% (a failing canary's
-    rollback) whose first write failed: written as decided, its phase and reason kept, instead of an
-    abort for `reason`; the events it logged before that write are not logged again. Raises the last
+    rollback, or a promotion whose every step passed: `rl.finish_promotion`) whose first write failed:
+    written as decided, its phase and reason kept, instead of an abort for `reason`; the events it
+    logged before that write are not logged again. Raises the last
     error, after logging ``rollback.failed``, when every attempt failed."""
-    if end is not None and end[0].phase in (rl.ROLLED_BACK, rl.ABORTED) and not state.terminal:
+    if end is not None and end[0].phase in (rl.ROLLED_BACK, rl.ABORTED, rl.PROMOTED) and not state.terminal:
         new, decided = end
         first = next((i for i, a in enumerate(decided) if not isinstance(a, rl.Emit)), len(decided))
         actions = decided[first:]

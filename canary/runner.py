@@ -160,6 +160,10 @@ class Runner:
                 raise
             reason = f"{type(exc).__name__}: {exc}" if not isinstance(exc, CanaryError) else str(exc)
             ending, self._ending = self._ending, None
+            if ending is None and current.phase == rl.PROMOTING:
+                # every step passed and the canary already serves all traffic: finish, as an interrupt and
+                # the sweep do; undoing it would move 100% back to the old version for an API error
+                ending = rl.finish_promotion(current, self.clock.now())
             self.log.error("rollout.failed", error=reason, phase=current.phase, weights=str(current.weights),
                            **({"decided": ending[0].phase, "decided_reason": ending[0].reason} if ending else {}))
             try:
@@ -190,10 +194,12 @@ class Runner:
         conflicts reads the route again (`attempts` in all). `end`: a decided end (a failing canary's
         rollback, an abort with its reason) whose own write failed: that end is written, so the record
         and the exit code say what was decided (a bad canary `rolled_back`, exit 1), not `aborted` with
-        the API's error, exit 3. Returns the final state; raises what `to_stable` raises when stable
-        100% could not be written."""
-        conflict: RoutingConflict | None = None
-        for _ in range(attempts):
+        the API's error, exit 3. A promotion whose every step passed (PROMOTING: the canary serves all
+        traffic) is finished the same way; only when that cannot be written within the budget does the
+        old version get 100% (`promotion.unfinished`). Returns the final state; raises what `to_stable`
+        raises when stable 100% could not be written."""
+        conflict: CanaryError | None = None
+        for _ in range(attempts + 1 if end is not None and end[0].phase == rl.PROMOTED else attempts):
             read = self._read_record()
             if read is None:  # unreadable route: only over a record this process wrote
                 guards = list(dict.fromkeys([self._written or None, self._sent or None]))
@@ -216,6 +222,15 @@ class Runner:
                 except RoutingConflict as exc:  # another writer recorded something since: read it again
                     conflict = exc
                     continue
+                except CanaryError as exc:
+                    if end is None or end[0].phase != rl.PROMOTED:
+                        raise
+                    # the promotion could not be finished in the budget: the old version gets 100% instead,
+                    # over the record as it reads now (part of the promotion's writes may have landed)
+                    self.log.warning("promotion.unfinished", error=str(exc), reason=reason,
+                                     note="stable 100% on the old version instead")
+                    end, conflict = None, exc
+                    break
                 self._current = final
                 self.history.observe(final)
                 return final

@@ -117,3 +117,35 @@ def test_a_supersede_that_cannot_be_written_says_traffic_is_unsafe(virtual_time:
         ctl.run()
     assert router.weights == Weights(90, 10)
     assert any(e["event"] == "traffic.unsafe" for e in logs) and ctl.rollback_failed
+
+
+@pytest.mark.parametrize("times", [1, 3])
+def test_a_passed_promotion_whose_last_write_fails_is_finished_not_undone(virtual_time: _VirtualTime,
+                                                                         times: int) -> None:
+    """Every step passed and the stable subset already selects v2 (the canary serves all traffic): the
+    promotion's last write (100/0, `promoted`) fails past the router's retries. The fail-safe finishes
+    the promotion, as an interrupt and the sweep do (exit 0, v2 stable), instead of moving all traffic
+    back to v1 and recording `aborted`, exit 3, for a canary shown good at every step."""
+    ctl, router, _, clock = make()
+    calls = _fail_ends(router, (rl.PROMOTED,), times)
+    with structlog.testing.capture_logs() as logs:
+        res = ctl.run()
+    assert calls["n"] == times
+    assert res.exit_code == 0 and res.state.phase == rl.PROMOTED
+    assert router.weights == STABLE_ONLY and router.subsets == {"stable": "v2", "canary": "v2"}
+    assert json.loads(router.state)["phase"] == rl.PROMOTED
+    failed = next(e for e in logs if e["event"] == "rollout.failed")
+    assert failed["decided"] == rl.PROMOTED and failed["phase"] == rl.PROMOTING
+    assert sum(e["event"] == "rollout.promoted" for e in logs) == 1
+
+
+def test_a_promotion_that_cannot_be_finished_gives_the_old_version_all_traffic(virtual_time: _VirtualTime) -> None:
+    """The promotion's last write keeps failing for the whole budget: the old version gets 100% (the
+    stable subset pointed back at v1 first), `promotion.unfinished`, aborted, exit 3."""
+    ctl, router, _, clock = make()
+    _fail_ends(router, (rl.PROMOTED,), 10_000)
+    with structlog.testing.capture_logs() as logs:
+        res = ctl.run()
+    assert res.exit_code == EXIT_INFRA and res.state.phase == rl.ABORTED
+    assert router.weights == STABLE_ONLY and router.subsets["stable"] == "v1"
+    assert [e for e in logs if e["event"] == "promotion.unfinished"]
