@@ -599,7 +599,7 @@ def _latency(check: LatencyCheck, s: ArmData | None, c: ArmData, ctx: _Ctx) -> C
         bounds, sc, cc = c.bounds, None, c.counts
     else:
         assert isinstance(s, Histogram)
-        units = _unit_mismatch(s.bounds, c.bounds) or _far_faster(s, c, ctx.beta)
+        units = "" if check.same_unit else _unit_mismatch(s.bounds, c.bounds) or _far_faster(s, c, ctx.beta)
         if units:  # not one layout: neither the comparison nor the canary's own bounds can be trusted ...
             if check.max_ms is not None:  # ... to pass. A ceiling breach on the canary's own bounds stands: a
                 # canary read in the wrong unit reads 1000x *faster*, so its breach is real (a cache in front
@@ -612,7 +612,8 @@ def _latency(check: LatencyCheck, s: ArmData | None, c: ArmData, ctx: _Ctx) -> C
                     return dataclasses.replace(alone, n_stable=n_s, reason=(
                         f"{said}; a breach on the canary's own bounds, in either unit (the ceiling alone is "
                         f"judged: {units})"))
-            return _error(check, units)
+            return _error(check, f"{units}; if both arms do export milliseconds (the canary is really this much "
+                                 f"faster), set `same_unit: true` on check {check.name!r}")
         bounds, sc, cc = _shared(s, c)
         if len(bounds) < 2 and check.max_ms is not None:  # as without a stable arm: the ceiling alone
             bounds, sc, cc, unshared = c.bounds, None, c.counts, float(s.counts[-1]) if s.counts else 0.0
