@@ -844,8 +844,7 @@ class Controller:
         shorter (`Looked.window_s` says so, and a step passes only once they cover `interval`): never a
         per-rollout query because a tick was slow."""
         def has_step_start(a: _Active) -> bool:
-            have = self._step_starts.get(a.spec.key)
-            return have is not None and have[0] == self._binding(a.state)
+            return self._held_step_start(a.spec, a.state) is not None
 
         self._snap_error: CanaryError | None = None
         # no query at all on ticks where no look is due and every step already has its step-start snapshot
@@ -879,6 +878,10 @@ class Controller:
                 try:
                     saved_snap = Snapshot.from_dict(saved).check_step_start(
                         spec.target, step_started_at=state.step_started_at)
+                    if rl.reaches_back(state, saved_snap.taken_at):
+                        raise ValueError(f"taken at {saved_snap.taken_at:.3f}, before the open window's data start "
+                                         f"({state.window_from:.3f}): a restart opened a new window since, and "
+                                         "the data before it are pooled already")
                     self._step_starts[spec.key] = (bind, PackedSnapshot(saved_snap))
                     continue
                 except (ValueError, TypeError, KeyError, ConfigError) as exc:
@@ -1135,6 +1138,15 @@ class Controller:
         self._step_starts[spec.key] = (bind, PackedSnapshot(base, persisted))  # kept packed between looks
         return {"canaryVersion": bind[0], "step": bind[1], "stepStartedAt": bind[2], "snapshot": persisted}
 
+    def _held_step_start(self, spec: crd.RolloutSpec, state: rl.RolloutState) -> Any:
+        """The step-start snapshot this process holds for `state`'s step (packed), or None: none, of
+        another step, or one that reaches back into data already pooled (`rl.reaches_back`: this
+        process led the step before another one restarted its window, and leads again)."""
+        have = self._step_starts.get(spec.key)
+        if have is None or have[0] != self._binding(state):
+            return None
+        return None if rl.reaches_back(state, have[1].taken_at) else have[1]
+
     def _looks(self, due: list[_Active], snap: Any = None) -> dict[str, str]:
         """Every due look, `workers` at a time; rollout key -> looked | skipped (no window yet) | failed."""
         stop = threading.Event()  # NotLeader: no further look starts
@@ -1205,8 +1217,7 @@ class Controller:
             exc = getattr(self, "_snap_error", None) or MetricsUnavailable("no metrics snapshot this tick")
             return ({c.name: exc for c in spec.policy.checks}, 0.0,
                     float(look_window(spec.policy, state, self.clock.now())), None, None)
-        have = self._step_starts.get(spec.key)
-        packed = have[1] if have is not None and have[0] == self._binding(state) else None
+        packed = self._held_step_start(spec, state)
         if packed is None or snap.taken_at <= packed.taken_at:
             return None
         from canary.metrics.batch import UnusableStepStart

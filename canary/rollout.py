@@ -67,6 +67,10 @@ class RolloutState:
     # that measure a range up to now). The controller's batched looks measure from a step-start snapshot;
     # one taken after a restart, at or after this time, starts a new window (`window_for`)
     window_to: float | None = None
+    # the start, on the metrics clock, of the data the open window may judge, once `window_for` opened it
+    # (the closed window's end; None: the step's own start). A step-start snapshot taken before it reaches
+    # back into data already folded into `evidence` (`reaches_back`): never judged again
+    window_from: float | None = None
     route: str = ""  # the VirtualService HTTP route the rollout drives ("" = the only one)
     # its DestinationRule, by the name it resolves to ("" in a record claimed before claims named it:
     # the VirtualService's name): what `canary sweep` re-points when nobody else knows it (the owner is
@@ -133,11 +137,12 @@ class RolloutState:
                 raise ValueError(f"rollout state: {name} must be a finite number, got {v!r}")
             if name in d:
                 d[name] = float(v)
-        v = d.get("window_to")
-        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)):
-            raise ValueError(f"rollout state: window_to must be null or a finite number, got {v!r}")
-        if v is not None:
-            d["window_to"] = float(v)
+        for name in ("window_to", "window_from"):
+            v = d.get(name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)):
+                raise ValueError(f"rollout state: {name} must be null or a finite number, got {v!r}")
+            if v is not None:
+                d[name] = float(v)
         if not valid_pass_anchor(d.get("pass_anchor_requests", -1.0)):
             raise ValueError("rollout state: pass_anchor_requests must be -1 (none yet) or a positive count")
         w = d["weights"]
@@ -319,7 +324,8 @@ def transition(state: RolloutState, event: Event, policy: Policy) -> tuple[Rollo
         # window's failure evidence is kept (pooled); a pass needs the new window's own data.
         s = replace(state, phase=PROGRESSING, reason="", step_started_at=now, step_looks=0, failed_looks=0,
                     last_look_requests=-1.0, updated_at=now, evidence=_fold(state), window_evidence={},
-                    step_window=state.step_window + 1, pass_anchor_requests=-1.0, window_to=None)
+                    step_window=state.step_window + 1, pass_anchor_requests=-1.0, window_to=None,
+                    window_from=None)
         s = _log(s, now, "resumed: the step starts over")
         return s, [SetWeights(s.weights), Emit("rollout.resumed", {})]
     if isinstance(event, Begin) and state.phase == PENDING:
@@ -349,9 +355,19 @@ def window_for(state: RolloutState, data_from: float, now: float) -> RolloutStat
             or not data_from >= state.window_to):
         return state
     s = replace(state, last_look_requests=-1.0, evidence=_fold(state), window_evidence={},
-                step_window=state.step_window + 1, pass_anchor_requests=-1.0, window_to=None, updated_at=now)
+                step_window=state.step_window + 1, pass_anchor_requests=-1.0, window_to=None,
+                window_from=state.window_to, updated_at=now)
     return _log(s, now, "window restarted: the data before the step-start snapshot were not measured again "
                         "(a restart without it); their failure evidence is kept, a pass needs the new window's data")
+
+
+def reaches_back(state: RolloutState, taken_at: float) -> bool:
+    """Whether a step-start snapshot taken at `taken_at` (metrics clock) reaches back into data of this
+    step already folded into the pooled evidence: taken before the open window's data start, once
+    `window_for` restarted it (`window_from`). Such a snapshot (an old leader's memory of the step's
+    first one, or a persisted one a restarted controller could not replace) would count that stretch
+    twice, in `evidence` and again in the open window's evidence when it closes: not used. Pure."""
+    return state.window_from is not None and taken_at < state.window_from
 
 
 def _not_evidence(verdict: Verdict, outcome: Outcome, why: str) -> Verdict:
@@ -460,7 +476,7 @@ def _enter_step(state: RolloutState, step: int, policy: Policy, now: float) -> t
     weights = Weights.canary_at(policy.steps[step])
     s = replace(state, phase=PROGRESSING, step=step, weights=weights, step_started_at=now, step_looks=0,
                 failed_looks=0, last_look_requests=-1.0, updated_at=now, reason="", evidence=_fold(state),
-                window_evidence={}, step_window=0, pass_anchor_requests=-1.0, window_to=None)
+                window_evidence={}, step_window=0, pass_anchor_requests=-1.0, window_to=None, window_from=None)
     s = _log(s, now, f"step {step + 1}/{len(policy.steps)} canary {weights.canary}%")
     return s, [SetWeights(weights), Emit("step.advanced", {"step": step + 1, "steps": len(policy.steps),
                                                           "from_weights": str(state.weights)})]

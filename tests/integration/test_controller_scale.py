@@ -389,3 +389,40 @@ def test_a_restart_without_the_step_start_snapshot_opens_a_new_window(world: Any
         assert any("window restarted" in h["what"] for h in after.history)
     drive(new, custom, clock, ["r0"])
     assert status(custom, "r0")["phase"] == rl.PROMOTED
+
+
+@pytest.mark.parametrize("how", ["leader_back", "stale_persisted"])
+def test_a_step_start_from_before_a_restarted_window_is_not_judged_again(world: Any, how: str) -> None:
+    """Once a window was restarted (`window_for`: its data start at the old window's end, whose
+    evidence is folded into the pooled evidence), a step-start snapshot taken before that end reaches
+    back into data already pooled. Judged as the open window, the earlier data counted twice: in the
+    pooled evidence and again in the window's when it closes (the pooled sums are then no Brownian
+    motion: failures over alpha). Two ways to hold one: the old leader, back in charge with the step's
+    first snapshot still in memory (`leader_back`); or a status whose stepStart still holds the old
+    snapshot because the restarted controller's write of its own failed (`stale_persisted`). Either
+    is set aside (`RolloutState.window_from`): the persisted one of the new window serves, or the next
+    snapshot starts a window of its own."""
+    api, op, custom, clock = world
+    slow = {**fleet.FAST_POLICY, "analysis": {**fleet.FAST_POLICY["analysis"], "interval": "30s"},
+            "failure": {**fleet.FAST_POLICY["failure"], "no_data_deadline": "90s"}}
+    create(custom, 0, "v2", policy=slow)
+    before = _to_looks_in_step(op, custom, api, clock, 3)
+    old_start = json.loads(json.dumps(status(custom, "r0")["stepStart"]))
+    api.edit(crd.GROUP, crd.PLURAL, "ml", "r0", lambda o: o["status"].pop("stepStart", None))
+    clock.t += 2.0
+    new = _restarted(world)
+    restarted = _to_looks_in_step(new, custom, api, clock, before.step_looks + 2)
+    assert restarted.step_window == 1 and restarted.window_from is not None
+    assert restarted.window_from >= (before.window_to or 0.0)
+    if how == "leader_back":  # the first controller leads again: its memory holds the step's first snapshot
+        again = op
+    else:  # the restarted one's stepStart write had failed: the status still holds the old snapshot
+        api.edit(crd.GROUP, crd.PLURAL, "ml", "r0", lambda o: o["status"].__setitem__("stepStart", old_start))
+        again = _restarted(world)
+    after = _to_looks_in_step(again, custom, api, clock, restarted.step_looks + 2)
+    assert after.step == before.step and after.step_started_at == before.step_started_at
+    base = again._step_starts["ml/r0"][1]
+    assert base.taken_at >= restarted.window_from  # no look of the open window reaches into pooled data
+    assert after.evidence == restarted.evidence or after.step_window > restarted.step_window
+    drive(again, custom, clock, ["r0"])
+    assert status(custom, "r0")["phase"] == rl.PROMOTED

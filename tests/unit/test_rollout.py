@@ -211,7 +211,8 @@ def test_every_rollback_verifies_the_stable_subset_after_the_weights() -> None:
     ("evidence", {"lat/relative": [1.0]}), ("evidence", {"lat/relative": [1.0, -2.0]}), ("window_evidence", "x"),
     ("window_evidence", {"lat/relative": [None, 2.0]}), ("step_window", -3), ("pass_anchor_requests", "5"),
     ("pass_anchor_requests", float("nan")), ("pass_anchor_requests", 0), ("pass_anchor_requests", -5),
-    ("window_to", "12"), ("window_to", float("inf")), ("window_to", True),
+    ("window_to", "12"), ("window_to", float("inf")), ("window_to", True), ("window_from", "12"),
+    ("window_from", float("nan")),
 ])
 def test_a_recorded_state_of_the_wrong_shape_is_refused_naming_the_field(field: str, value: object) -> None:
     import json
@@ -293,7 +294,9 @@ def test_data_measured_after_the_windows_earlier_looks_open_a_new_window_the_ste
     assert rl.window_for(s, 1000.0, 5) is s and rl.window_for(s, 1003.9, 5) is s  # the same window's data
     w = rl.window_for(s, 1004.0, 5)
     assert (w.step_window, w.evidence, w.window_evidence) == (1, {"lat/relative": (3.0, 200.0)}, {})
-    assert (w.last_look_requests, w.pass_anchor_requests, w.window_to) == (-1.0, -1.0, None)
+    assert (w.last_look_requests, w.pass_anchor_requests, w.window_to, w.window_from) == (-1.0, -1.0, None, 1004.0)
+    # a step-start snapshot from before the new window's data reaches into the pooled evidence
+    assert rl.reaches_back(w, 1003.9) and not rl.reaches_back(w, 1004.0) and not rl.reaches_back(s, 0.0)
     assert (w.step, w.step_started_at, w.failed_looks) == (s.step, s.step_started_at, 1)
     assert "window restarted" in w.history[-1]["what"]
     assert rl.RolloutState.from_json(w.to_json()) == w
@@ -310,6 +313,10 @@ def test_data_measured_after_the_windows_earlier_looks_open_a_new_window_the_ste
     # a step advanced, or a resume: a window of its own from the start, no end recorded yet
     nxt, _ = rl.transition(s, rl.Looked(10, _with_evidence(Outcome.PASS, 2.0, 500.0), 200, data_to=1010.0), POLICY)
     assert nxt.step == 1 and nxt.window_to is None
+    w_nxt, _ = rl.transition(w, rl.Looked(10, _with_evidence(Outcome.PASS, 2.0, 500.0), 200, data_to=1010.0), POLICY)
+    assert w_nxt.step == 1 and w_nxt.window_from is None
+    resumed, _ = rl.transition(rl.transition(w, rl.Pause(8), POLICY)[0], rl.Resume(9), POLICY)
+    assert resumed.window_from is None and resumed.step_window == 2
 
 
 def test_to_json_is_every_field_as_asdict_would_give_it_with_history_cut_to_20() -> None:
