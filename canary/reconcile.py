@@ -419,6 +419,10 @@ def to_stable(router: TrafficRouter, target: Target, state: rl.RolloutState, *, 
         new, actions = rl.transition(state, rl.Rollback(now, reason, aborted=True), None)  # type: ignore[arg-type]
     if new is state:  # terminal already: nothing to do
         return state
+    # a promotion being finished is no rollback: its lines say so, and its failure is the caller's to report
+    # (`promotion.unfinished`, then stable 100% on the old version): the canary serves all traffic, not split
+    finishing = new.phase == rl.PROMOTED
+    what = "promotion" if finishing else "rollback"
     deadline = time.monotonic() + (ROLLBACK_BUDGET_S if budget_s is None else budget_s)
     attempt = 0
     while True:
@@ -426,23 +430,24 @@ def to_stable(router: TrafficRouter, target: Target, state: rl.RolloutState, *, 
         wait = min(0.5 * attempt, 2.0)
         last = attempt >= attempts and time.monotonic() + wait >= deadline
         try:
-            return execute(router, target, new, actions, log=log, report_failure=last, expect=expect)
+            return execute(router, target, new, actions, log=log, report_failure=last and not finishing,
+                           expect=expect)
         except RoutingConflict as exc:
             if expect is not ...:  # guarded: another writer's decision; the caller reads the route again
-                if not last:  # (the last attempt's is logged by `execute`)
-                    log.warning("rollback.write_conflict", error=str(exc), reason=reason)
+                if not last or finishing:  # (the last attempt's is logged by `execute`)
+                    log.warning(f"{what}.write_conflict", error=str(exc), reason=reason)
                 raise
             if last:
                 raise
-            log.warning("rollback.retrying", attempt=attempt, error=str(exc))
+            log.warning(f"{what}.retrying", attempt=attempt, error=str(exc))
             time.sleep(min(wait, max(0.0, deadline - time.monotonic())))
         except TransientError as exc:  # may pass: the budget
             if last:
                 raise
-            log.warning("rollback.retrying", attempt=attempt, error=str(exc))
+            log.warning(f"{what}.retrying", attempt=attempt, error=str(exc))
             time.sleep(min(wait, max(0.0, deadline - time.monotonic())))
         except CanaryError as exc:  # will not pass by waiting (a route no rollout can drive)
-            if not last:
+            if not last and not finishing:
                 log.critical("rollback.failed", error=str(exc), target_weights=str(STABLE_ONLY), reason=reason,
                              write_landed=write_landed(exc), hint="traffic may still be split: act by hand")
             raise

@@ -137,6 +137,8 @@ def test_a_passed_promotion_whose_last_write_fails_is_finished_not_undone(virtua
     failed = next(e for e in logs if e["event"] == "rollout.failed")
     assert failed["decided"] == rl.PROMOTED and failed["phase"] == rl.PROMOTING
     assert sum(e["event"] == "rollout.promoted" for e in logs) == 1
+    # no page for a promotion that lands: the canary served all traffic throughout (not split)
+    assert not [e for e in logs if e["log_level"] == "critical" or e["event"].startswith("rollback.")]
 
 
 def test_a_promotion_that_cannot_be_finished_gives_the_old_version_all_traffic(virtual_time: _VirtualTime) -> None:
@@ -148,4 +150,7 @@ def test_a_promotion_that_cannot_be_finished_gives_the_old_version_all_traffic(v
         res = ctl.run()
     assert res.exit_code == EXIT_INFRA and res.state.phase == rl.ABORTED
     assert router.weights == STABLE_ONLY and router.subsets["stable"] == "v1"
-    assert [e for e in logs if e["event"] == "promotion.unfinished"]
+    events = [e["event"] for e in logs]
+    assert "promotion.unfinished" in events and "promotion.retrying" in events
+    # the promotion's failed writes are not a `rollback.failed` ("act by hand"): the old version's 100% landed
+    assert not [e for e in logs if e["log_level"] == "critical"] and "rollback.retrying" not in events
