@@ -165,6 +165,18 @@ def demo(
         typer.echo(f"error: unknown scenario {scenario!r}; choose one of {', '.join([*EXPECTED, DATA_DRIFT])}",
                    err=True)
         raise typer.Exit(2)
+    if not rate > 0:
+        typer.echo(f"error: --rate must be > 0 (requests per second through HAProxy); got {rate}", err=True)
+        raise typer.Exit(2)
+    if scenario != DATA_DRIFT:  # a bad policy is bad input: refused before the sandbox starts, not a rollout's exit 2
+        from canary.errors import ConfigError
+        from canary.policy import load_policy
+
+        try:
+            load_policy(policy)
+        except ConfigError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
     sink: Any = None
     if log_file != "-":
         try:

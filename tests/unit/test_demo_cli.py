@@ -8,6 +8,7 @@ from typer.testing import CliRunner
 
 from canary import logs
 from canary.cli import app
+from canary.sandbox.demo import SANDBOX_POLICY
 
 
 def run(*args: str) -> object:
@@ -36,3 +37,22 @@ def test_a_log_file_that_cannot_be_opened_is_refused(tmp_path: Path) -> None:
 def test_help_says_where_the_logs_and_the_report_go() -> None:
     r = run("--help")
     assert r.exit_code == 0 and "--log-file" in r.output and "--report" in r.output and "Example" in r.output
+
+
+def test_a_bad_policy_is_refused_before_the_sandbox_starts(tmp_path: Path) -> None:
+    # it used to start the whole sandbox, print "? (NOT as expected: rolled_back)" with an empty reason,
+    # leave the policy's error in the log file only, and exit 1
+    bad = tmp_path / "typo.yaml"
+    bad.write_text(SANDBOX_POLICY.read_text().replace("max_increase_pct:", "max_increse_pct:", 1))
+    log = tmp_path / "demo.log"
+    r = run("--scenario", "slow", "--policy", str(bad), "--log-file", str(log))
+    assert r.exit_code == 2 and "max_increse_pct: unknown key" in r.output and str(bad) in r.output
+    assert "starting the sandbox" not in r.output and not log.exists()
+    r = run("--policy", str(tmp_path / "missing.yaml"))
+    assert r.exit_code == 2 and "missing.yaml" in r.output
+
+
+def test_a_rate_that_is_not_positive_is_refused() -> None:
+    for rate in ("0", "-3", "nan"):  # it used to start the sandbox and end in a ValueError traceback, exit 1
+        r = run("--rate", rate)
+        assert r.exit_code == 2 and "--rate must be > 0" in r.output and "Traceback" not in r.output
