@@ -235,11 +235,15 @@ def decide(policy: Policy, state: rl.RolloutState, seen: Observation, now: float
     status = seen.status
     if status is not None and not state.terminal:
         drift = subset_drift(state, status)
+        # logged before the write of the decision: the phase and weights as recorded and routed now (the
+        # executor labels the decision target_phase/target_weights), as check.failed and rollback.started are
+        routed = {"phase": state.phase, "weights": str(status.weights)}
         if drift:
             new, actions = rl.transition(state, rl.Rollback(now, drift, aborted=True), policy)
-            then((new, [rl.Emit("subset.foreign_edit", {"reason": drift}, warning=True), *actions]))
+            then((new, [rl.Emit("subset.foreign_edit", {"reason": drift, **routed}, warning=True), *actions]))
         elif state.phase in (rl.PROGRESSING, rl.PAUSED) and status.weights != state.weights:
-            found = {"expected": str(state.weights), "found": str(status.weights), "policy": seen.on_foreign_edit}
+            found = {"expected": str(state.weights), "found": str(status.weights), "policy": seen.on_foreign_edit,
+                     **routed}
             edit = rl.Emit("weights.foreign_edit", found, warning=True)
             if seen.on_foreign_edit == "abort":
                 new, actions = rl.transition(state, rl.Rollback(
@@ -250,13 +254,15 @@ def decide(policy: Policy, state: rl.RolloutState, seen: Observation, now: float
                               rl.Emit("weights.reasserted", {"found": str(status.weights)}, warning=True)]))
     if state.phase == rl.PENDING and seen.gate_ran:
         if seen.gate_failed is not None:
-            failed = rl.Emit("gate.failed", {"reason": seen.gate_failed, "stage": "preflight"}, warning=True)
+            failed = rl.Emit("gate.failed", {"reason": seen.gate_failed, "stage": "preflight", "phase": state.phase,
+                                             "weights": str(state.weights)}, warning=True)  # as routed
             new, actions = rl.transition(state, rl.GateFailed(now, seen.gate_failed), policy)
             then((new, [failed, *actions]))
         else:
             then(rl.transition(state, rl.Begin(now), policy))
     elif state.phase == rl.PROGRESSING and seen.probe_failed:
-        failed = rl.Emit("gate.failed", {"reason": seen.probe_failed, "stage": "probe"}, warning=True)
+        failed = rl.Emit("gate.failed", {"reason": seen.probe_failed, "stage": "probe", "phase": state.phase,
+                                         "weights": str(state.weights)}, warning=True)  # as routed
         new, actions = rl.transition(state, rl.GateFailed(now, seen.probe_failed), policy)
         then((new, [failed, *actions]))
     elif state.phase == rl.PROMOTING:

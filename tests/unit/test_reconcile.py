@@ -178,3 +178,40 @@ def test_a_verdicts_reason_names_checks_with_the_same_cause_together_without_the
                           f"{url} could not be asked for the stable arm (connection failed); missing: no series")
     one = Verdict.combine([down("latency-p95")])
     assert "query: sum by" in one.reason(), "a single check keeps its whole reason"
+
+
+# ---- the lines logged before a decision's write say what is routed now ---------------------
+
+def _logged(steps: list[tuple[rl.RolloutState, list[rl.Action]]], router: object) -> list[dict[str, object]]:
+    from canary.reconcile import execute
+
+    with structlog.testing.capture_logs() as logs:
+        for new, actions in steps:
+            execute(router, TARGET, new, actions, log=get())  # type: ignore[arg-type]
+    return logs
+
+
+@pytest.mark.parametrize(("state", "seen", "event", "routed", "target"), [
+    (_running(rl.PENDING, STABLE_ONLY), Observation(gate_ran=True, gate_failed="schema differs"),
+     "gate.failed", ("pending", "100/0"), ("rolled_back", "100/0")),
+    (_running(), Observation(probe_failed="not ready (2 probes in a row)"),
+     "gate.failed", ("progressing", "90/10"), ("rolled_back", "100/0")),
+    (_running(), Observation(status=_status(stable="v9")),
+     "subset.foreign_edit", ("progressing", "90/10"), ("aborted", "100/0")),
+    (_running(), Observation(status=_status(Weights(50, 50)), on_foreign_edit="abort"),
+     "weights.foreign_edit", ("progressing", "50/50"), ("rolled_back", "100/0")),
+    (_running(), Observation(status=_status(Weights(50, 50))),
+     "weights.foreign_edit", ("progressing", "50/50"), ("progressing", "90/10")),
+])
+def test_a_line_logged_before_the_decisions_write_names_both_what_is_routed_and_the_decision(
+        state: rl.RolloutState, seen: Observation, event: str, routed: tuple[str, str],
+        target: tuple[str, str]) -> None:
+    # README, "Log events": every line carries `phase` and `weights` as recorded and routed at that moment; a
+    # line logged before the write names the decision target_phase/target_weights. gate.failed and the
+    # *.foreign_edit lines carried the target only: on-call read a probe failure with no word of the 90/10 split
+    from tests.fakes import FakeRouter
+
+    router = FakeRouter(weights=Weights(*map(int, routed[1].split("/"))), subsets={"stable": "v1", "canary": "v2"})
+    line = next(e for e in _logged(decide(POLICY, state, seen, NOW), router) if e["event"] == event)
+    assert (line["phase"], line["weights"]) == routed
+    assert (line["target_phase"], line["target_weights"]) == target
