@@ -780,7 +780,8 @@ class Controller:
         self._probes[spec.key] = (*bound, failures, now + gate.probe_interval)
         if failures:
             log.warning("gate.probe_failed", consecutive=failures, limit=gate.probe_failures,
-                        reason=getattr(gate, "last_failure", "") or "")
+                        reason=getattr(gate, "last_failure", "") or "", phase=state.phase,
+                        weights=str(state.weights), step=state.step + 1)
         if failures < gate.probe_failures:
             return ""
         return probe_reason(gate, failures)

@@ -316,11 +316,10 @@ def execute(router: TrafficRouter, target: Target, state: rl.RolloutState, actio
                 written(text)
         elif isinstance(action, rl.PointSubset):
             _point(router, target, state, action, log=log, expect=expect, report_failure=report_failure,
-                   stable_written=stable_written)
+                   stable_written=stable_written, context=_context(state, writes_left))
         elif isinstance(action, rl.Emit):
             now = "" if not writes_left else "target_"
-            fields = {f"{now}phase": state.phase, f"{now}weights": str(state.weights), "step": state.step + 1,
-                      **action.fields}
+            fields = {**_context(state, writes_left), **action.fields}
             (log.warning if action.warning else log.info)(action.event, **fields)
             if action.event in K8S_EVENTS:
                 router.record_event(target, reason=camel(action.event), warning=action.warning,
@@ -329,8 +328,16 @@ def execute(router: TrafficRouter, target: Target, state: rl.RolloutState, actio
     return state
 
 
+def _context(state: rl.RolloutState, writes_left: int) -> dict[str, Any]:
+    """The rollout's phase, weights and step for a log line: `target_`-prefixed while the weights write that
+    records them has not landed (a failed write must leave no line claiming it)."""
+    now = "" if not writes_left else "target_"
+    return {f"{now}phase": state.phase, f"{now}weights": str(state.weights), "step": state.step + 1}
+
+
 def _point(router: TrafficRouter, target: Target, state: rl.RolloutState, action: rl.PointSubset, *, log: Any,
-           expect: Any, report_failure: bool, stable_written: bool = True) -> None:
+           expect: Any, report_failure: bool, stable_written: bool = True,
+           context: dict[str, Any] | None = None) -> None:
     def guard() -> None:  # before every attempt of the write, 409 retries included
         if router.inspect(target).state != expect:
             raise RoutingConflict(f"{target.namespace}/{target.virtual_service}: the rollout state changed "
@@ -372,7 +379,7 @@ def _point(router: TrafficRouter, target: Target, state: rl.RolloutState, action
             failed.rollout_state = state  # type: ignore[attr-defined]  # what the route now records
             raise failed from exc
         raise
-    log.info("subset.pointed", subset=action.subset, version=action.version)
+    log.info("subset.pointed", **(context or {}), subset=action.subset, version=action.version)
     if action.guarded and expect is not ...:
         now_recorded = router.inspect(target).state
         if now_recorded != expect and _finished_same(now_recorded, action.version):

@@ -544,7 +544,8 @@ class Runner:
             return None
         self._probe_failures += 1
         self.log.warning("gate.probe_failed", consecutive=self._probe_failures, limit=self.gate.probe_failures,
-                         reason=getattr(self.gate, "last_failure", "") or "")
+                         reason=getattr(self.gate, "last_failure", "") or "", phase=state.phase,
+                         weights=str(state.weights), step=state.step + 1)
         if self._probe_failures < self.gate.probe_failures:
             return None
         return self._decide(state, Observation(

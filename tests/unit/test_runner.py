@@ -200,6 +200,35 @@ def test_canary_going_down_rolls_back_within_the_probe_budget() -> None:
     assert gate.probes <= (clock.t - 1000) / gate.probe_interval + 3  # probes at probe_interval, not faster
 
 
+def test_probe_and_subset_lines_carry_the_rollouts_phase_weights_and_step() -> None:
+    # README, "Log events": every line carries phase, weights and step; gate.probe_failed and subset.pointed
+    # carried none of them (on-call could not tell from a probe failure how much traffic the canary had)
+    import structlog.testing
+
+    ctl, router, _, clock = make()
+    ctl.gate = FakeGate(clock, down_at=1013.0)
+    with structlog.testing.capture_logs() as logs:
+        assert ctl.run().exit_code == 1
+    probes = [e for e in logs if e["event"] == "gate.probe_failed"]
+    assert probes and all((e["phase"], e["weights"], e["step"]) == ("progressing", "50/50", 2) for e in probes)
+    pointed = [(e["subset"], e.get("phase"), e.get("weights"), e.get("target_weights"))
+               for e in logs if e["event"] == "subset.pointed"]
+    assert pointed == [("canary", "pending", "100/0", None),  # claimed; then again just before the first step's write
+                       ("canary", None, None, "90/10"), ("stable", "rolled_back", "100/0", None)]
+
+
+def test_the_stable_subset_pointed_for_a_promotion_names_the_weights_still_to_be_written() -> None:
+    import structlog.testing
+
+    ctl, router, _, _ = make()
+    with structlog.testing.capture_logs() as logs:
+        assert ctl.run().exit_code == 0
+    stable = [e for e in logs if e["event"] == "subset.pointed" and e["subset"] == "stable"]
+    # re-pointed while the canary had all the traffic, before the 100/0 write that records the promotion
+    assert stable and stable[0]["target_phase"] == "promoted" and stable[0]["target_weights"] == "100/0"
+    assert "weights" not in stable[0] and stable[0]["version"] == "v2"
+
+
 def test_gate_refusal_means_the_canary_never_gets_traffic() -> None:
     ctl, router, _, clock = make()
     ctl.gate = FakeGate(clock, refuse="output 'score': datatype FP32 on stable, FP64 on canary")
