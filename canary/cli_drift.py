@@ -175,9 +175,16 @@ def check_cmd(
             live = raw.get("features") if isinstance(raw, dict) else None
             if not isinstance(live, dict):
                 raise ConfigError(f"{input}: features: must be an object mapping feature names to live counts")
+            unknown = sorted(set(live) - set(prof["features"]))
+            if unknown:  # a typo, or another model's counts: never silently "no live data" for the real name
+                raise ConfigError(f"{input}: features.{unknown[0]}: not a feature of {baseline} (its features: "
+                                  f"{', '.join(prof['features'])})")
+            try:
+                result = compare(prof, live)
+            except ConfigError as exc:  # the live counts do not fit the profile: name the file they came from
+                raise ConfigError(f"{input}: {exc}") from None
         else:
-            live = _from_prometheus(client, prof, version or str(prof["version"]), window)
-        result = compare(prof, live)
+            result = compare(prof, _from_prometheus(client, prof, version or str(prof["version"]), window))
     except TransientError as exc:
         _fail(str(exc), EXIT_UNAVAILABLE)
     except (CanaryError, ValueError) as exc:

@@ -188,7 +188,13 @@ def test_drift_check_cli_offline(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"features": {"age": {"counts": [1, 2]}}}))
     r = CliRunner().invoke(app, ["drift", "check", "--baseline", str(out), "--input", str(bad)])
-    assert r.exit_code == 2 and "feature 'age'" in r.output
+    assert r.exit_code == 2 and "feature 'age'" in r.output and str(bad) in r.output  # the file named too
+    # a feature the profile does not have (a typo of "age") was ignored, and "age" reported as no live data
+    typo = tmp_path / "typo.json"
+    typo.write_text(json.dumps({"features": {"agee": same["features"]["age"], "city": same["features"]["city"]}}))
+    r = CliRunner().invoke(app, ["drift", "check", "--baseline", str(out), "--input", str(typo)])
+    assert r.exit_code == 2 and f"{typo}: features.agee: not a feature of {out}" in r.output
+    assert "age, city, score" in r.output
     r = CliRunner().invoke(app, ["drift", "check", "--baseline", str(out)])
     assert r.exit_code == 2 and "exactly one of --input" in r.output
 
