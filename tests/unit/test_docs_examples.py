@@ -63,3 +63,35 @@ def test_the_command_line_keeps_numpy_to_one_blas_thread_unless_told_otherwise()
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                          env={**env, "OPENBLAS_NUM_THREADS": "2"}, cwd=ROOT, check=True)
     assert out.stdout.split() == ["False", "2"]
+
+
+def test_the_readmes_cd_pipeline_explains_a_refused_rollout_too(tmp_path: Path) -> None:
+    """README, "In a CD pipeline": the GitHub Actions step that explains a failure runs on every non-zero
+    exit, a refusal before traffic moved (exit 2/3: `{"phase": null, ..., "error": ...}`) included. Its
+    filter printed "null: null" there; it must print the error. The shell step handles exit 6."""
+    import shutil
+    import subprocess
+
+    import pytest
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## In a CD pipeline"):]
+    assert '6) echo "stable 100% could not be written' in section
+    jq = shutil.which("jq")
+    if jq is None:
+        pytest.skip("jq is not installed")
+    line = next(x for x in section.splitlines() if "run: jq -r" in x)
+    expr = re.search(r"jq -r '(.*?)' rollout\.json", line).group(1)  # type: ignore[union-attr]
+    bad = tmp_path / "typo.yaml"
+    bad.write_text((ROOT / "policies" / "default.yaml").read_text().replace("max_ms:", "max_msec:", 1))
+    try:
+        out = CliRunner().invoke(app, ["promote", "rec-model", "--canary-version", "v2", "--policy", str(bad),
+                                       "-n", "ml", "-o", "json", "--prometheus-url", "http://127.0.0.1:1"])
+    finally:
+        logs.configure()
+    assert out.exit_code == 2
+    said = subprocess.run([jq, "-r", expr], input=out.stdout, capture_output=True, text=True, check=True).stdout
+    assert "null" not in said and "max_msec: unknown key" in said
+    rolled_back = json.dumps({"phase": "rolled_back", "reason": "latency-p95: p95 94 ms vs 61 ms", "exit_code": 1})
+    said = subprocess.run([jq, "-r", expr], input=rolled_back, capture_output=True, text=True, check=True).stdout
+    assert said.strip() == "rolled_back: latency-p95: p95 94 ms vs 61 ms"
