@@ -861,6 +861,9 @@ def oncall_action(router: TrafficRouter, target: Target, event: rl.Rollback | rl
     new, actions = rl.transition(state, event, None)  # type: ignore[arg-type]
     if new is state:
         raise ConfigError(f"cannot {type(event).__name__.lower()} a rollout that is {state.phase}")
+    # the rollout's context on every line it logs, as promote's lines carry it (README, "Log events")
+    log = log.bind(virtual_service=target.virtual_service, stable_version=state.stable_version,
+                   canary_version=state.canary_version)
     if isinstance(event, rl.Rollback):
         try:
             return execute(router, target, new, actions, log=log)  # a rollback always wins, whatever raced it

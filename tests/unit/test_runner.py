@@ -123,6 +123,24 @@ def test_oncall_rollback_from_another_process_is_adopted() -> None:
     assert res.exit_code == 1 and res.state.reason == "operator: on-call says no" and router.weights == STABLE_ONLY
 
 
+def test_oncall_lines_name_the_virtual_service_and_both_versions() -> None:
+    # README, "Log events": every line carries model, namespace, virtual_service, stable_version, canary_version.
+    # `canary pause/resume/rollback` logged rollout.paused/resumed and rollback.completed without the last three
+    import structlog.testing
+
+    ctl, router, _, clock = make()
+    ctl.on_interrupt = "pause"
+    ctl.on_update = lambda state: ctl.stop.set() if state.phase == rl.PROGRESSING else None
+    assert ctl.run().exit_code == EXIT_INTERRUPTED
+    with structlog.testing.capture_logs() as logs:
+        oncall_action(router, TARGET, rl.Resume(clock.t), log=get(model="rec", namespace="ml"))
+        oncall_action(router, TARGET, rl.Rollback(clock.t + 1, "operator: pager"), log=get(model="rec", namespace="ml"))
+    events = {e["event"]: e for e in logs}
+    for name in ("rollout.resumed", "rollback.started", "rollback.completed"):
+        line = events[name]
+        assert (line["virtual_service"], line["stable_version"], line["canary_version"]) == ("rec", "v1", "v2"), line
+
+
 def test_foreign_weight_edit_is_reasserted() -> None:
     ctl, router, metrics, clock = make()
     edited = []
