@@ -335,6 +335,7 @@ class Runner:
                                   f"stable version {existing.stable_version}")
             # the recorded stable version is the truth (in PROMOTING the stable subset may already select the canary)
             self.target = replace(target, stable_version=existing.stable_version)
+            self.log = self.log.bind(stable_version=existing.stable_version)  # as a new rollout's lines carry it
             self._written = status.state or ""
             existing = self._take_over(existing)  # RolloutBusy while another promote process runs it
             edited = self._judged_elsewhere(existing)

@@ -77,6 +77,23 @@ def test_resume_from_recorded_state_continues_the_step() -> None:
     assert res2.exit_code == 0 and router.weights == STABLE_ONLY
 
 
+def test_a_resumed_rollouts_lines_name_the_stable_version() -> None:
+    # README, "Log events": every line carries stable_version; a promote that resumed a recorded rollout
+    # (no --stable-version: it is the record's) logged every line without it, its rollback included
+    import structlog.testing
+
+    ctl, router, _, clock = make()
+    ctl.on_update = lambda state: ctl.stop.set() if state.phase == rl.PROGRESSING else None
+    ctl.on_interrupt = "pause"
+    assert ctl.run().exit_code == EXIT_INTERRUPTED
+    ctl2 = Runner(policy=POLICY, target=TARGET, router=router, clock=clock,
+                  metrics=FakeMetrics(router, clock, slowdown=lambda t: 2.0))
+    with structlog.testing.capture_logs() as logs:
+        assert ctl2.run().exit_code == 1
+    assert {e["event"] for e in logs} >= {"rollout.resumed_from_state", "look.completed", "rollback.completed"}
+    assert all(e.get("stable_version") == "v1" for e in logs), [e["event"] for e in logs if "stable_version" not in e]
+
+
 def test_interrupt_defaults_to_rollback() -> None:
     ctl, router, _, _ = make()
     ctl.stop.set()
