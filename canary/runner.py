@@ -506,7 +506,8 @@ class Runner:
                 lambda: measure_window(self.metrics, self.policy, self.target, window_s=window, log=self.log),
                 meanwhile=probe_meanwhile)
         except _Decided:
-            self.log.warning("look.abandoned", reason="the canary's probes failed meanwhile")
+            self.log.warning("look.abandoned", reason="the canary's probes failed meanwhile", phase=state.phase,
+                             weights=str(state.weights), step=state.step + 1)
             return failed[0]
         verdict = judge(self.policy, measurements, prior=state.prior(), window=state.step_window,
                         pass_ratio=state.pass_ratio(canary_n), canary_weight=state.weights.canary,
@@ -567,7 +568,7 @@ class Runner:
             if theirs is not None:
                 self._written = status.state or ""
                 self.log.info("rollout.changed_outside", phase=theirs.phase, reason=theirs.reason,
-                              weights=str(theirs.weights))
+                              weights=str(theirs.weights), step=theirs.step + 1)
                 return self._restamp_resume(state, theirs)
         return self._decide(state, Observation(status=status))
 
@@ -694,7 +695,8 @@ class Runner:
                              note="nobody else recorded a decision; the next look tries again")
             return theirs
         self._written = status.state or ""
-        self.log.info("rollout.changed_outside", phase=theirs.phase, reason=theirs.reason, weights=str(theirs.weights))
+        self.log.info("rollout.changed_outside", phase=theirs.phase, reason=theirs.reason, weights=str(theirs.weights),
+                      step=theirs.step + 1)
         return self._restamp_resume(state, theirs)
 
     def _restamp_resume(self, state: rl.RolloutState, theirs: rl.RolloutState) -> rl.RolloutState:

@@ -136,8 +136,13 @@ def test_oncall_rollback_from_another_process_is_adopted() -> None:
         return 1.0
 
     metrics.slowdown = rollback_midway
-    res = ctl.run()
+    import structlog.testing
+
+    with structlog.testing.capture_logs() as logs:
+        res = ctl.run()
     assert res.exit_code == 1 and res.state.reason == "operator: on-call says no" and router.weights == STABLE_ONLY
+    adopted = [e for e in logs if e["event"] == "rollout.changed_outside"]  # README: every line has its step
+    assert adopted and adopted[0]["phase"] == rl.ROLLED_BACK and adopted[0]["step"] >= 1
 
 
 def test_oncall_lines_name_the_virtual_service_and_both_versions() -> None:

@@ -421,13 +421,18 @@ def test_the_canary_is_probed_while_a_look_waits_on_a_slow_prometheus() -> None:
         return real(*a, **kw)  # type: ignore[arg-type]
 
     metrics.measure = slow  # type: ignore[method-assign]
+    import structlog.testing
+
     try:
-        res = ctl.run()
+        with structlog.testing.capture_logs() as logs:
+            res = ctl.run()
         waiting_when_done = not answered.is_set()
     finally:
         release.set()
     assert waiting_when_done, "the rollback waited for the slow look"
     assert res.exit_code == 1 and "not ready" in res.state.reason and router.weights == STABLE_ONLY
+    abandoned = [e for e in logs if e["event"] == "look.abandoned"]  # README: the phase, weights and step as routed
+    assert abandoned and abandoned[0]["phase"] == rl.PROGRESSING and abandoned[0]["weights"] == "90/10"
 
 
 def test_conflicting_writes_with_no_decision_of_anyone_else_are_not_an_outside_change() -> None:
