@@ -95,3 +95,25 @@ def test_the_readmes_cd_pipeline_explains_a_refused_rollout_too(tmp_path: Path) 
     rolled_back = json.dumps({"phase": "rolled_back", "reason": "latency-p95: p95 94 ms vs 61 ms", "exit_code": 1})
     said = subprocess.run([jq, "-r", expr], input=rolled_back, capture_output=True, text=True, check=True).stdout
     assert said.strip() == "rolled_back: latency-p95: p95 94 ms vs 61 ms"
+
+
+def test_every_event_a_rollout_or_the_controller_logs_is_in_the_readmes_log_events_table() -> None:
+    """README, "Log events (for on-call)": the names on-call searches for. Events of the rollout's own
+    modules (not the sandbox's, the drift monitor's, documented in docs/drift.md, nor `canary serve`'s,
+    nor debug lines) that were logged but not listed: watch.failed, metrics.query_failed, notify.failed,
+    rescue.failed, rollout.deleted and a dozen more."""
+    readme = (ROOT / "README.md").read_text()
+    table = readme[readme.index("## Log events (for on-call)"):readme.index("## In a CD pipeline")]
+    documented = set(re.findall(r"`([a-z_]+\.[a-z_.]+)`", table))
+    call = re.compile(r"\.(?:info|warning|error|critical)\(\s*\"([a-z_]+\.[a-z_]+)\"|Emit\(\s*\"([a-z_]+\.[a-z_]+)\"")
+    logged: dict[str, str] = {}
+    for path in sorted((ROOT / "canary").rglob("*.py")):
+        rel = path.relative_to(ROOT / "canary").as_posix()
+        if rel.startswith(("sandbox/", "drift/")) or rel.startswith("serve") or rel == "cli_serve.py":
+            continue
+        for m in call.finditer(path.read_text()):
+            name = m.group(1) or m.group(2)
+            if not name.startswith(("drift.", "serve.", "controller.serving", "controller.drift")):
+                logged.setdefault(name, rel)
+    missing = {name: rel for name, rel in logged.items() if name not in documented}
+    assert not missing, f"logged but not in README's Log events: {missing}"
