@@ -109,5 +109,16 @@ def render_status(status: RouteStatus, state: rl.RolloutState | None, *, console
         for col in ("at", "phase", "weights", "what"):
             t.add_column(col)
         for h in state.history:
-            t.add_row(str(h.get("at")), str(h.get("phase")), str(h.get("weights")), str(h.get("what")))
+            t.add_row(_when(h.get("at")), str(h.get("phase")), str(h.get("weights")), str(h.get("what")))
         console.print(t)
+
+
+def _when(at: Any) -> str:
+    """A history entry's time as on-call reads it (UTC, to the second), not seconds since 1970; `-o json` keeps
+    the number."""
+    import datetime as dt
+
+    try:
+        return dt.datetime.fromtimestamp(float(at), dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+    except (TypeError, ValueError, OverflowError, OSError):
+        return str(at)

@@ -76,3 +76,19 @@ def test_text_output_to_a_pipe_is_not_folded_at_80_columns(monkeypatch: pytest.M
     assert not c.is_terminal and c.width >= 200
     monkeypatch.setenv("COLUMNS", "100")
     assert opts.console(False).width == 100 and opts.console(True).width >= 200
+
+
+def test_status_history_times_are_dates_not_seconds_since_1970() -> None:
+    """`canary status`'s history printed `1796282993.864` in its `at` column; on-call reads a UTC time."""
+    from canary.display import render_status
+    from canary.routing.base import RouteStatus
+
+    state = rl.RolloutState(model="rec-model", stable_version="v1", canary_version="v2", phase=rl.ROLLED_BACK,
+                            weights=Weights(100, 0), step=0,
+                            history=({"at": 1796282993.864, "phase": "progressing", "weights": "90/10",
+                                      "what": "step 1/4 canary 10%"},))
+    status = RouteStatus(weights=Weights(100, 0), state=None, stable_subset_version="v1", canary_subset_version="v2")
+    console = Console(record=True, width=160)
+    render_status(status, state, console=console)
+    text = console.export_text()
+    assert "2026-12-03 07:29:53Z" in text and "1796282993" not in text
