@@ -215,3 +215,14 @@ def test_a_line_logged_before_the_decisions_write_names_both_what_is_routed_and_
     line = next(e for e in _logged(decide(POLICY, state, seen, NOW), router) if e["event"] == event)
     assert (line["phase"], line["weights"]) == routed
     assert (line["target_phase"], line["target_weights"]) == target
+
+
+def test_a_gates_rollback_line_says_it_all_in_its_reason_and_has_no_evidence() -> None:
+    # README, "Log events": `evidence` only when a check decided; a gate's rollback names the gate in `reason`
+    from tests.fakes import FakeRouter
+
+    router = FakeRouter(weights=Weights(90, 10), subsets={"stable": "v1", "canary": "v2"})
+    steps = decide(POLICY, _running(), Observation(probe_failed="canary Triton not ready (2 probes in a row)"), NOW)
+    done = next(e for e in _logged(steps, router) if e["event"] == "rollback.completed")
+    assert done["reason"].startswith("gate: canary Triton not ready") and "evidence" not in done
+    assert (done["weights"], done["from_weights"]) == ("100/0", "90/10")
