@@ -117,3 +117,16 @@ def test_every_event_a_rollout_or_the_controller_logs_is_in_the_readmes_log_even
                 logged.setdefault(name, rel)
     missing = {name: rel for name, rel in logged.items() if name not in documented}
     assert not missing, f"logged but not in README's Log events: {missing}"
+
+
+def test_no_shell_example_breaks_its_line_continuation_with_a_comment() -> None:
+    """`--canary-version v2.1.0 \\   # a comment` is no continuation in a shell: the backslash escapes a
+    space, the comment ends the command, and the next line runs on its own. README's "Pointing it at a
+    real cluster" example, pasted as written, ran `canary promote` without --policy and then a command
+    named `--policy`."""
+    broken = []
+    for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            if re.search(r"\\\s+#", line):
+                broken.append(f"{path.relative_to(ROOT)}:{n}: {line.strip()}")
+    assert not broken, broken
