@@ -307,6 +307,9 @@ def _gate(policy: Any, policy_file: Path, model: str, stable_url: Optional[str],
         return None
     if not canary_url:
         raise ConfigError(f"{policy_file}: gates.triton is enabled; pass --triton-canary (and --triton-stable)")
+    if not stable_url:  # without it the tensor-contract check (docs/triton.md) was skipped, saying nothing
+        raise ConfigError(f"{policy_file}: gates.triton is enabled; pass --triton-stable too: the canary's inputs, "
+                          "outputs and max_batch_size are compared with stable's before it gets traffic")
     from canary.gates import TritonGates
 
     return TritonGates(cfg, model=model, stable_url=stable_url, canary_url=canary_url, base_dir=policy_file.parent)

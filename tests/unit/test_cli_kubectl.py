@@ -321,3 +321,16 @@ def test_commands_that_only_ask_prometheus_take_any_model_name(tmp_path: Path) -
     res = run("analyze", "rec_model", "--policy", str(pol), "--prometheus-url", "http://127.0.0.1:9", "-n", "ml",
               "--stable-version", "v1", "--canary-version", "v2")
     assert res.exit_code in (3, 4) and "not a Kubernetes" not in res.stderr, res.stderr
+
+
+def test_promote_with_the_triton_gate_needs_the_stable_server_too(tmp_path: Path) -> None:
+    """docs/triton.md: preflight compares the canary's tensor contract with stable's. Without
+    --triton-stable that check was skipped, saying nothing (gate.passed listed one check fewer); now it
+    is bad input naming the flag, before anything is read or written."""
+    p = tmp_path / "gated.yaml"
+    p.write_text(yaml.safe_dump({"steps": [10, 100], "gates": {"triton": {"enabled": True}},
+                                 "checks": [{"name": "errors", "kind": "error_rate", "max_increase_points": 1}]}))
+    r = run("promote", "rec-model", "--canary-version", "v2", "--policy", str(p), "-n", "ml", "-o", "json",
+            "--prometheus-url", "http://127.0.0.1:1", "--triton-canary", "http://127.0.0.1:2",
+            "--kubeconfig", str(tmp_path / "none"))
+    assert r.exit_code == 2 and "--triton-stable" in json.loads(r.stdout)["error"], r.output
