@@ -259,6 +259,7 @@ def watch_cmd(
     from canary.notify import Notifier
 
     _logs()
+    store = None
     try:
         client = opts.prometheus(prometheus_url, prometheus_token, prometheus_user, prometheus_password,
                                  prometheus_ca_file, insecure, provider=False)
@@ -301,7 +302,12 @@ def watch_cmd(
         from prometheus_client import CollectorRegistry
 
         registry = CollectorRegistry()
-        watcher = DriftWatcher(profiles, client=client, window_s=window_s, namespace=namespace or "default", state_file=state_file, core_api=core,
+        if state_file is not None:  # the only watcher of this state file, or exit 2 naming who is
+            from canary.drift.watch import FileStateStore
+
+            store = FileStateStore(state_file)
+            store.hold()
+        watcher = DriftWatcher(profiles, client=client, window_s=window_s, namespace=namespace or "default", store=store, core_api=core,
                                batch_api=batch, job_template=template, retrain_webhook=retrain_webhook,
                                notifier=Notifier.from_env(), registry=registry,
                                config=M.MonitorConfig(enter_after=enter_after, exit_after=exit_after, quiet_s=quiet_s))
@@ -313,11 +319,16 @@ def watch_cmd(
             except OSError as exc:
                 raise ConfigError(f"--metrics-port {metrics_port}: cannot serve on 127.0.0.1: "
                                   f"{exc.strerror or exc}") from None
-    except TransientError as exc:
-        _fail(str(exc), EXIT_UNAVAILABLE)
-    except (CanaryError, ValueError) as exc:
-        _fail(str(exc))
-    except Exception as exc:  # noqa: BLE001 - never a traceback, and never exit 1 (which means an open episode)
+    except BaseException as exc:  # the state file's lock goes with a watcher that does not start
+        if store is not None:
+            store.release()
+        if isinstance(exc, TransientError):
+            _fail(str(exc), EXIT_UNAVAILABLE)
+        if isinstance(exc, (CanaryError, ValueError)):
+            _fail(str(exc))
+        if not isinstance(exc, Exception):
+            raise
+        # never a traceback, and never exit 1 (which means an open episode)
         _fail(f"drift watch could not start: {type(exc).__name__}: {str(exc)[:200]}")
     stop = threading.Event()
     try:
@@ -328,6 +339,9 @@ def watch_cmd(
     except KeyboardInterrupt:  # stopped by hand: not an open episode, not an error
         typer.echo("stopped", err=True)
         raise typer.Exit(EXIT_OK) from None
+    finally:  # the process ending releases the lock too; an in-process run (tests, embedding) must as well
+        if store is not None:
+            store.release()
     if once:
         _print_evaluations(watcher, done, output)
     raise typer.Exit(_watch_exit(watcher, done, M.DRIFTING))

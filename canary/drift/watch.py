@@ -319,6 +319,42 @@ class FileStateStore:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._held: int | None = None  # the descriptor of `hold()`'s lock file while this process holds it
+
+    def hold(self) -> None:
+        """Make this process the state file's only writer, for as long as it runs: an exclusive `flock` on
+        `<state file>.lock` (released by the kernel when the process ends, however it ends). Two `drift
+        watch` processes on one state file (two replicas on a shared volume, a `--once` cron run beside a
+        continuous watch) each read the state at start and wrote their own over the other's: both opened
+        the same episode, so one drift made two `DriftDetected` and two retraining Jobs (the second
+        renamed, as if the state had been lost), and each stepped the streaks of the other's evaluations.
+        ConfigError, naming the file and the holder's pid, when another process holds it."""
+        import fcntl
+
+        lock = self.path.with_name(self.path.name + ".lock")
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise ConfigError(f"{lock}: cannot open the state file's lock: {exc.strerror or exc}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            try:
+                holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            finally:
+                os.close(fd)
+            raise ConfigError(f"{self.path}: the drift state file is in use by another `canary drift watch` (pid "
+                              f"{holder}); run one watcher per state file (two would open every episode twice "
+                              f"and create two retraining Jobs)") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        self._held = fd
+
+    def release(self) -> None:
+        """Give up `hold()` (the process ending does it too)."""
+        if self._held is not None:
+            os.close(self._held)
+            self._held = None
 
     def load(self) -> dict[str, Any]:
         if not self.path.exists():

@@ -100,3 +100,29 @@ def test_nothing_measured_is_no_share_on_the_gauge(monkeypatch: pytest.MonkeyPat
     live.update(_shifted(prof))
     watcher.once()
     assert reg.get_sample_value("model_data_drift_share", {"model": "rec", "version": "v1"}) == 1.0
+
+
+def test_one_watcher_per_state_file(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two `drift watch` processes on one --state-file (two replicas on a shared volume, a --once cron run
+    beside a continuous watch) each read the state at start and wrote theirs over the other's: one drift
+    opened episode 1 in both, two DriftDetected and two retraining Jobs (the second "renamed" as if the
+    state had been lost). The second watcher is refused, exit 2, naming the file and the holder's pid."""
+    import os
+
+    prof = _profile()
+    path, state = tmp_path / "p.json", tmp_path / "s.json"
+    path.write_text(json.dumps(prof))
+    first = W.FileStateStore(state)
+    first.hold()  # another open of the lock file: as another process's
+    args = ["drift", "watch", "--baseline", str(path), "--prometheus-url", "http://127.0.0.1:9", "--no-kube",
+            "--once", "--state-file", str(state)]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 2, r.output
+    assert f"{state}: the drift state file is in use by another `canary drift watch` (pid {os.getpid()})" \
+        in r.stderr, r.stderr
+    first.release()
+    monkeypatch.setattr(W, "live_counts", lambda *_a, **_k: _shifted(prof))
+    for _ in range(2):  # released: the next watcher runs, and releases it when it ends (even in-process)
+        r = CliRunner().invoke(app, args)
+        assert r.exit_code == 0, r.output
+    assert json.loads(state.read_text())["rec/v1"]["drifted_in_row"] == 2
