@@ -3,9 +3,13 @@
     step(state, result, now, config) -> (state, actions)
     trigger_result(state, ok, now, config, error="") -> (state, actions)
 
-A *drift episode* starts when `config.enter_after` evaluations in a row show
-dataset drift and ends when `config.exit_after` in a row show none
-(hysteresis: a share that hovers at the threshold does not flap the alert).
+A *drift episode* starts when `config.enter_after` evaluations whose windows do not overlap show
+dataset drift, with no evaluation between them showing none, and ends when `config.exit_after` in a
+row show none (hysteresis: a share that hovers at the threshold does not flap the alert). Overlapping
+windows are one piece of evidence, not several: every 5 minutes over the last hour, three drifted
+evaluations in a row shared 50 of their 60 minutes, so one unlucky hour of same-distribution traffic
+(each test's 5%) opened an episode and created a retraining Job: 33 in four weeks for one feature at
+150 requests an hour, none with the windows apart (`scripts/bench_drift_watch_null.py`).
 Nothing starts during the quiet period after the version began serving
 (`quiet_until`): right after a rollout the live data are few and moving. It
 starts at the first evaluation that has live data to compare (a feature with
@@ -44,8 +48,9 @@ class MonitorState:
     model: str
     version: str
     phase: str = OK
-    drifted_in_row: int = 0
+    drifted_in_row: int = 0  # drifted evaluations in a row whose windows do not overlap (`step`)
     clean_in_row: int = 0
+    drifted_at: float = 0.0  # the last evaluation counted in drifted_in_row: the next counts a window later
     episode: int = 0  # episodes started so far (the current one while DRIFTING)
     quiet_until: float = 0.0
     traffic_since: float = 0.0  # the first evaluation with live data (0: none yet); the quiet period starts there
@@ -72,7 +77,7 @@ class MonitorState:
                 raise ValueError(f"drift monitor state: {name} must be an integer >= 0, got {kw[name]!r}")
         if "traffic_since" not in kw and kw.get("quiet_until"):  # a state written before the field: its
             kw["traffic_since"] = kw["quiet_until"]  # quiet period was set when first seen; keep it, never restart it
-        for name in ("quiet_until", "trigger_due", "traffic_since"):
+        for name in ("quiet_until", "trigger_due", "traffic_since", "drifted_at"):
             if name in kw and (isinstance(kw[name], bool) or not isinstance(kw[name], (int, float))):
                 raise ValueError(f"drift monitor state: {name} must be a number, got {kw[name]!r}")
         if "missing" in kw and (not isinstance(kw["missing"], list) or not all(isinstance(x, str) for x in kw["missing"])):
@@ -122,8 +127,12 @@ def step(state: MonitorState, result: DatasetDrift, now: float, config: MonitorC
         return state, actions + _due(state, now)
     if not state.traffic_since:  # the version serves: its quiet period starts now
         state = replace(state, traffic_since=now, quiet_until=max(state.quiet_until, now + config.quiet_s))
-    if result.drifted:
-        state = replace(state, drifted_in_row=state.drifted_in_row + 1, clean_in_row=0)
+    if result.drifted and state.drifted_in_row and now - state.drifted_at < window_s:
+        # its window overlaps the last counted one's: the same traffic, mostly, so no new evidence; the
+        # streak holds (a clean evaluation still breaks it)
+        state = replace(state, clean_in_row=0)
+    elif result.drifted:
+        state = replace(state, drifted_in_row=state.drifted_in_row + 1, drifted_at=now, clean_in_row=0)
     else:
         state = replace(state, clean_in_row=state.clean_in_row + 1, drifted_in_row=0)
     ev = evidence_of(result, window_s=window_s, now=now)
@@ -133,7 +142,7 @@ def step(state: MonitorState, result: DatasetDrift, now: float, config: MonitorC
                         trigger_due=now, evidence=ev)
         feats = ", ".join(ev["drifted_features"])
         actions.append(Alert("drift.started", f"{who}: dataset drift, {result.share:.0%} of features drifted "
-                                              f"({feats}) in {state.drifted_in_row} evaluations in a row; "
+                                              f"({feats}) in {state.drifted_in_row} windows in a row; "
                                               f"retraining episode {state.episode}", ev))
     elif state.phase == DRIFTING and state.clean_in_row >= config.exit_after:
         state = replace(state, phase=OK)

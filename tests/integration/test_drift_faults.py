@@ -199,8 +199,8 @@ def _stored(kube: Any) -> dict[str, Any]:
     return json.loads(kube.core.read_namespaced_config_map("canary-drift-state", "canary-system").data["state.json"])
 
 
-def _ticks() -> Any:
-    it = iter(range(1_000, 10**7, 300))
+def _ticks() -> Any:  # an evaluation a window (1 h) apart: each one new evidence (`monitor.step`)
+    it = iter(range(1_000, 10**8, 3_600))
     return lambda: float(next(it))
 
 
@@ -356,7 +356,7 @@ def test_the_quiet_period_starts_when_the_version_serves(live: Live) -> None:
     from canary.drift.watch import DriftWatcher
 
     t = [0.0]
-    w = DriftWatcher([live.profiles["late"]], client=live.client, window_s=3600, config=M.MonitorConfig(),
+    w = DriftWatcher([live.profiles["late"]], client=live.client, window_s=900, config=M.MonitorConfig(),
                      clock=lambda: t[0])
     for _ in range(24):  # nothing done; what was not measured is said (no live data), never "ok"
         assert w.once() == [{"model": "late", "version": "v1", "no_live_data": ["f"], "not_arriving": []}]

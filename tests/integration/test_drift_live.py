@@ -123,7 +123,7 @@ def test_the_watcher_alerts_once_per_episode_creates_one_retraining_job_and_surv
             time.sleep(0.5)
         k = api.api_client()
         state = tmp_path / "state.json"
-        clock = iter(range(1000, 100_000, 60))
+        clock = iter(range(1000, 1_000_000, 300))  # a window apart: each evaluation is new evidence
 
         def watcher() -> DriftWatcher:
             return DriftWatcher(list(profiles.values()), client=client, window_s=300, namespace="ml",

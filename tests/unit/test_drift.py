@@ -211,27 +211,27 @@ def test_monitor_hysteresis_quiet_period_and_one_trigger_per_episode():
     s = M.MonitorState("rec", "v1", quiet_until=100)
     seq = [(t, True) for t in (10, 20, 30, 110)]  # drift inside the quiet period starts nothing
     for t, d in seq[:3]:
-        s, acts = M.step(s, _result(d), t, cfg, window_s=60)
+        s, acts = M.step(s, _result(d), t, cfg, window_s=10)
         assert acts == [] and s.phase == M.OK
-    s, acts = M.step(s, _result(True), 110, cfg, window_s=60)
+    s, acts = M.step(s, _result(True), 110, cfg, window_s=10)
     assert s.phase == M.DRIFTING and s.episode == 1
     assert [type(a).__name__ for a in acts] == ["Alert", "Trigger"] and acts[0].event == "drift.started"
-    assert acts[1].evidence["drifted_features"] == ["age"] and acts[1].evidence["window_s"] == 60
+    assert acts[1].evidence["drifted_features"] == ["age"] and acts[1].evidence["window_s"] == 10
     s, acts = M.trigger_result(s, False, 111, cfg, error="HTTP 503")
     assert acts[0].event == "drift.retrain_failed" and "503" in acts[0].message and s.trigger_due == 121
-    s, acts = M.step(s, _result(True), 115, cfg, window_s=60)
+    s, acts = M.step(s, _result(True), 115, cfg, window_s=10)
     assert acts == []  # not due yet: no second trigger
-    s, acts = M.step(s, _result(False), 125, cfg, window_s=60)  # one clean look: still drifting, trigger due
+    s, acts = M.step(s, _result(False), 125, cfg, window_s=10)  # one clean look: still drifting, trigger due
     assert s.phase == M.DRIFTING and [type(a).__name__ for a in acts] == ["Trigger"]
     s, _ = M.trigger_result(s, True, 126, cfg)
-    s, acts = M.step(s, _result(True), 130, cfg, window_s=60)  # hovering: no flap, no new trigger
+    s, acts = M.step(s, _result(True), 130, cfg, window_s=10)  # hovering: no flap, no new trigger
     assert acts == [] and s.trigger == "done"
     for t in (140, 150):
-        s, acts = M.step(s, _result(False), t, cfg, window_s=60)
+        s, acts = M.step(s, _result(False), t, cfg, window_s=10)
     assert s.phase == M.OK and acts[0].event == "drift.resolved"
     assert M.MonitorState.from_dict(s.to_dict()) == s
     for t in (160, 170):
-        s, acts = M.step(s, _result(True), t, cfg, window_s=60)
+        s, acts = M.step(s, _result(True), t, cfg, window_s=10)
     assert s.episode == 2 and any(isinstance(a, M.Trigger) and a.episode == 2 for a in acts)
     with pytest.raises(ValueError, match="bad phase"):
         M.MonitorState.from_dict({**s.to_dict(), "phase": "weird"})

@@ -149,7 +149,7 @@ def test_the_quiet_period_starts_with_the_first_live_data_not_with_the_baseline(
     from canary.drift import monitor as M
     from canary.drift import stats as D
 
-    cfg = M.MonitorConfig()  # three in a row, quiet 1 h
+    cfg = M.MonitorConfig()  # three windows in a row, quiet 1 h
     s, t = M.MonitorState("m", "v3"), 0.0
     for _ in range(24):  # no traffic yet
         s, acts = M.step(s, D.DatasetDrift((), 0.0, False), t, cfg, window_s=3600)
@@ -157,11 +157,11 @@ def test_the_quiet_period_starts_with_the_first_live_data_not_with_the_baseline(
         t += 300
     first = t
     while t < first + 3600:
-        s, acts = M.step(s, _result(True), t, cfg, window_s=3600)
+        s, acts = M.step(s, _result(True), t, cfg, window_s=900)
         assert acts == [] and s.phase == M.OK, t - first
         t += 300
     assert (s.traffic_since, s.quiet_until) == (first, first + 3600)
-    s, acts = M.step(s, _result(True), t, cfg, window_s=3600)
+    s, acts = M.step(s, _result(True), t, cfg, window_s=900)
     assert s.phase == M.DRIFTING and acts[0].event == "drift.started"
 
 
