@@ -109,9 +109,10 @@ class Trigger:
 Action = Alert | Trigger
 
 
-def evidence_of(result: DatasetDrift, *, window_s: float, now: float) -> dict[str, Any]:
-    """What an alert and a trigger carry: which features, their tests and scores, the window."""
-    return {"at": now, "window_s": window_s, "share": result.share,
+def evidence_of(result: DatasetDrift, *, window_s: float, now: float, reference: str = "") -> dict[str, Any]:
+    """What an alert and a trigger carry: which features, their tests and scores, the window, and the
+    training profile compared with (`reference`: its file, hash and rows, when known)."""
+    return {"at": now, "window_s": window_s, "share": result.share, **({"reference": reference} if reference else {}),
             "drifted_features": list(result.drifted_features()),
             "features": [{"feature": f.feature, "test": f.test, "value": f.value, "threshold": f.threshold,
                           "score": f.score, "psi": f.psi, "drifted": f.drifted, "n_current": f.n_current,
@@ -120,8 +121,8 @@ def evidence_of(result: DatasetDrift, *, window_s: float, now: float) -> dict[st
 
 
 def step(state: MonitorState, result: DatasetDrift, now: float, config: MonitorConfig, *,
-         window_s: float) -> tuple[MonitorState, list[Action]]:
-    """One evaluation of the live data against the profile."""
+         window_s: float, reference: str = "") -> tuple[MonitorState, list[Action]]:
+    """One evaluation of the live data against the profile (`reference` says which, for the alert)."""
     state, actions = _missing_alerts(state, result)
     if not result.features:  # no live data: neither drift nor its absence
         return state, actions + _due(state, now)
@@ -135,20 +136,40 @@ def step(state: MonitorState, result: DatasetDrift, now: float, config: MonitorC
         state = replace(state, drifted_in_row=state.drifted_in_row + 1, drifted_at=now, clean_in_row=0)
     else:
         state = replace(state, clean_in_row=state.clean_in_row + 1, drifted_in_row=0)
-    ev = evidence_of(result, window_s=window_s, now=now)
+    ev = evidence_of(result, window_s=window_s, now=now, reference=reference)
     who = f"{state.model} {state.version}"
     if state.phase == OK and state.drifted_in_row >= config.enter_after and now >= state.quiet_until:
         state = replace(state, phase=DRIFTING, episode=state.episode + 1, trigger="pending", trigger_attempts=0,
                         trigger_due=now, evidence=ev)
-        feats = ", ".join(ev["drifted_features"])
-        actions.append(Alert("drift.started", f"{who}: dataset drift, {result.share:.0%} of features drifted "
-                                              f"({feats}) in {state.drifted_in_row} windows in a row; "
-                                              f"retraining episode {state.episode}", ev))
+        drifted = [f for f in result.features if f.drifted]
+        n = len(result.features)
+        actions.append(Alert("drift.started", f"{who}: dataset drift, {len(drifted)} of {n} features drifted "
+                                              f"({result.share:.0%}; {how_much(drifted)}) in "
+                                              f"{state.drifted_in_row} windows of {_duration(window_s)} in a row"
+                                              + (f", against {reference}" if reference else "")
+                                              + f"; drift episode {state.episode}", ev))
     elif state.phase == DRIFTING and state.clean_in_row >= config.exit_after:
         state = replace(state, phase=OK)
         actions.append(Alert("drift.resolved", f"{who}: no dataset drift in {state.clean_in_row} evaluations "
                                                f"in a row; episode {state.episode} ended", ev, warning=False))
     return state, actions + _due(state, now)
+
+
+def how_much(drifted: list[Any], most: int = 5) -> str:
+    """Each drifted feature with its test, value and threshold, the most drifted first (at most `most`
+    named): what drifted and by how much, on one line."""
+    def one(f: Any) -> str:
+        if f.test in ("ks", "chisquare", "z"):
+            return f"{f.feature} {f.test} p {f.value:.3g} < {f.threshold:g}"
+        return (f"{f.feature} {f.test} {f.value:.3g} >= {f.threshold:g}"
+                + (f" (p {f.p_value:.3g})" if f.p_value is not None else ""))
+    ranked = sorted(drifted, key=lambda f: -f.score)
+    more = len(ranked) - most
+    return ", ".join(one(f) for f in ranked[:most]) + (f", and {more} more" if more > 0 else "")
+
+
+def _duration(s: float) -> str:
+    return f"{s / 3600:g}h" if s >= 3600 and s % 3600 == 0 else f"{s / 60:g}m" if s % 60 == 0 else f"{s:g}s"
 
 
 def _missing_alerts(state: MonitorState, result: DatasetDrift) -> tuple[MonitorState, list[Action]]:

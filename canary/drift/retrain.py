@@ -122,8 +122,8 @@ def _start_hash(model: str, version: str, episode: int, start: str) -> str:
 
 
 def create_job(batch: Any, template: Mapping[str, Any], *, namespace: str, model: str, version: str, episode: int,
-               evidence: Mapping[str, Any]) -> tuple[bool, str]:
-    """Create the episode's Job; (done, error). A Job already under its name is this episode's (a
+               evidence: Mapping[str, Any]) -> tuple[bool, str, str]:
+    """Create the episode's Job; (done, error, the Job's name: the one created or found). A Job already under its name is this episode's (a
     restart, a retry: done, never a second Job) only when its episode-start annotation says so; one of
     an earlier episode with the same number (a watcher restarted without its state counts from 1
     again) gets a new Job whose name adds a hash of this episode's start. When the Job found cannot
@@ -132,17 +132,18 @@ def create_job(batch: Any, template: Mapping[str, Any], *, namespace: str, model
     name = job["metadata"]["name"]
     try:
         batch.create_namespaced_job(namespace, job, _request_timeout=5)
-        return True, ""
+        return True, "", name
     except Exception as exc:
         if getattr(exc, "status", None) != 409:
-            return False, brief(exc)
+            return False, brief(exc), name
     try:
         found = batch.read_namespaced_job(name, namespace, _request_timeout=5)
     except Exception as exc:  # e.g. 403: RBAC grants create only; never guess
-        return False, f"Job {namespace}/{name} exists and could not be read to tell whose episode it is: {brief(exc)}"
+        return (False, f"Job {namespace}/{name} exists and could not be read to tell whose episode it is: "
+                       f"{brief(exc)}", name)
     mine = episode_start(evidence)
     if mine and _start_of(found) == mine:
-        return True, ""  # this episode's: created before a restart or a lost write
+        return True, "", name  # this episode's: created before a restart or a lost write
     again = retrain_job(template, model=model, version=version, episode=episode, evidence=evidence, distinct=True)
     log.warning("drift.retrain_job_renamed", model=model, version=version, episode=episode, existing=name,
                 job=again["metadata"]["name"],
@@ -153,8 +154,8 @@ def create_job(batch: Any, template: Mapping[str, Any], *, namespace: str, model
         batch.create_namespaced_job(namespace, again, _request_timeout=5)
     except Exception as exc:
         if getattr(exc, "status", None) != 409:  # its name carries this episode's start: a 409 is ours
-            return False, brief(exc)
-    return True, ""
+            return False, brief(exc), again["metadata"]["name"]
+    return True, "", again["metadata"]["name"]
 
 
 def _start_of(job: Any) -> str:

@@ -131,7 +131,7 @@ class DriftWatcher:
         for m in result.missing:
             self.g_missing.labels(model, version, m.feature).set(m.live_rate)
         before = self.states.get(key)
-        state, actions = M.step(state, result, now, self.config, window_s=self.window_s)
+        state, actions = M.step(state, result, now, self.config, window_s=self.window_s, reference=_reference(prof))
         # the evaluation is stored before it is acted on: an episode opened here, and its start (the
         # retraining Job's identity), exist for every replica before its Event and its Job do. One
         # that cannot be stored, or that another replica's stored state overrides, does nothing
@@ -199,15 +199,18 @@ class DriftWatcher:
             self._alert(state, a, namespace)
             done.append({"model": state.model, "version": state.version, "alert": a.event, "message": a.message})
             return state
-        ok, error = self._trigger(state, a, namespace)
+        ok, error, target = self._trigger(state, a, namespace)
         configured = self.retrain_webhook is not None or (self.job_template is not None and self.batch is not None)
         done.append({"model": state.model, "version": state.version, "trigger": a.episode, "ok": ok, "error": error,
-                     **({} if configured else {"configured": False})})
-        state, more = M.trigger_result(state, ok, self.clock(), self.config, error)
+                     **({"target": target} if target else {}), **({} if configured else {"configured": False})})
+        state, more = M.trigger_result(state, ok, self.clock(), self.config,
+                                       f"{target}: {error}" if target and error else error)
         queue.extend(more)
-        if ok and configured:
+        if ok and configured:  # which Job (or webhook), for which drift: on-call finds it from this line
             log.warning("drift.retrain_triggered", model=state.model, version=state.version, episode=a.episode,
-                        features=a.evidence.get("drifted_features"))
+                        features=a.evidence.get("drifted_features"), retraining=target,
+                        message=f"{state.model} {state.version}: retraining for drift episode {a.episode} "
+                                f"started: {target}")
         elif ok:  # the episode is alerted only: say so, never claim a retraining that nothing started
             log.info("drift.retrain_not_configured", model=state.model, version=state.version, episode=a.episode)
         return state
@@ -238,19 +241,22 @@ class DriftWatcher:
             except Exception as exc:  # an Event is a record, not a decision: log and go on
                 log.warning("drift.event_failed", model=state.model, error=brief(exc))
 
-    def _trigger(self, state: M.MonitorState, t: M.Trigger, namespace: str) -> tuple[bool, str]:
+    def _trigger(self, state: M.MonitorState, t: M.Trigger, namespace: str) -> tuple[bool, str, str]:
+        """(done, error, what was asked to retrain: "Job <namespace>/<name>" or "webhook <url>")."""
         if self.job_template is not None and self.batch is not None:
-            return create_job(self.batch, self.job_template, namespace=namespace, model=state.model,
-                              version=state.version, episode=t.episode, evidence=t.evidence)
+            ok, error, name = create_job(self.batch, self.job_template, namespace=namespace, model=state.model,
+                                         version=state.version, episode=t.episode, evidence=t.evidence)
+            return ok, error, f"Job {namespace}/{name}"
         if self.retrain_webhook:
+            target = f"webhook {_without_credentials(self.retrain_webhook)}"
             try:
                 code = self._post(self.retrain_webhook, {"event": "retrain", "model": state.model,
                                                          "version": state.version, "episode": t.episode,
                                                          "evidence": t.evidence})
             except Exception as exc:
-                return False, f"{type(exc).__name__}: {exc}"[:300]
-            return (200 <= code < 300), ("" if 200 <= code < 300 else f"HTTP {code}")
-        return True, ""  # no trigger configured: the episode is alerted only
+                return False, f"{type(exc).__name__}: {exc}"[:300], target
+            return (200 <= code < 300), ("" if 200 <= code < 300 else f"HTTP {code}"), target
+        return True, "", ""  # no trigger configured: the episode is alerted only
 
     def _save(self, key: str, state: M.MonitorState) -> str:
         """Record `state` and write every state not yet stored; STORED when `state` is in the store
@@ -306,6 +312,24 @@ class DriftWatcher:
 
 
 STORED, THEIRS, FAILED = "stored", "theirs", "failed"
+
+
+def _reference(prof: Mapping[str, Any]) -> str:
+    """The training profile an evaluation compares with, in words: its source file, the start of the
+    file's hash and its rows (a re-captured profile of the same version reads differently)."""
+    src = prof.get("source") if isinstance(prof.get("source"), Mapping) else {}
+    parts = [str(src.get("file") or "")] + ([f"sha256 {str(src['sha256'])[:12]}"] if src.get("sha256") else []) \
+        + ([f"{prof['rows']:,} rows"] if isinstance(prof.get("rows"), int) else [])
+    where = f" (baseline ConfigMap in {prof['_namespace']})" if prof.get("_namespace") else ""
+    return ("training profile " + ", ".join(p for p in parts if p) + where) if any(parts) else ""
+
+
+def _without_credentials(url: str) -> str:
+    """A URL for a log line: user:password@ and the query (tokens) left out."""
+    from urllib.parse import urlsplit
+
+    u = urlsplit(url)
+    return f"{u.scheme}://{u.hostname or ''}{':' + str(u.port) if u.port else ''}{u.path}"
 
 
 def _key(prof: Mapping[str, Any], namespace: str) -> str:

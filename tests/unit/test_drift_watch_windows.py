@@ -10,6 +10,8 @@ the last counted one's ended; a clean evaluation still breaks the streak.
 
 from __future__ import annotations
 
+from typing import Any
+
 from canary.drift import monitor as M
 from canary.drift import stats as D
 from scripts.bench_drift_watch_null import run
@@ -32,7 +34,7 @@ def test_one_unlucky_hour_is_one_piece_of_evidence() -> None:
         s, acts = M.step(s, _result(True), float(t), cfg, window_s=3_600)
     assert s.phase == M.OK and s.drifted_in_row == 2
     s, acts = M.step(s, _result(True), 11_100.0, cfg, window_s=3_600)  # a third window, apart: drift persists
-    assert s.phase == M.DRIFTING and acts[0].event == "drift.started" and "3 windows in a row" in acts[0].message
+    assert s.phase == M.DRIFTING and acts[0].event == "drift.started" and "3 windows of 1h in a row" in acts[0].message
     assert M.MonitorState.from_dict(s.to_dict()) == s
 
 
@@ -42,3 +44,62 @@ def test_a_week_of_same_distribution_traffic_opens_no_episode_and_a_shift_still_
         assert drifted > 50 and episodes == 0, (features, drifted, episodes)  # each look is still at its 5%
     *_, first = run(1, 150, 48, shift=0.5, shift_at_h=24)
     assert first is not None and first < 4, first
+
+
+def test_one_line_says_what_drifted_by_how_much_against_which_reference_and_which_job(
+        monkeypatch: Any, tmp_path: Any) -> None:
+    """`drift.started` named the drifted features and the share only, and `drift.retrain_triggered` did
+    not name the Job it created: on-call could not tell by how much, against which training profile, or
+    which Job to look at. Now both lines say it; a failed create names the Job in its alert."""
+    import types
+
+    import numpy as np
+    import pyarrow as pa
+    from structlog.testing import capture_logs
+
+    from canary.drift import watch as W
+    from canary.drift.profile import capture
+
+    rng = np.random.default_rng(3)
+    prof = capture(pa.table({"age": rng.normal(40, 10, 5_000), "city": rng.choice(["a", "b", "c"], 5_000)}),
+                   model="rec", version="v2", file="train.parquet", sha256="ab" * 32)
+    k = len(prof["features"]["age"]["counts"])
+    monkeypatch.setattr(W, "live_counts", lambda *_a, **_k: {
+        "age": {"counts": [0] * (k - 1) + [3_000]}, "city": {"categories": {"a": 1_000, "b": 1_000, "c": 1_000}}})
+
+    class Batch:
+        def __init__(self, fail: int = 0) -> None:
+            self.fail, self.names = fail, []
+
+        def create_namespaced_job(self, namespace: str, job: Any, **_: Any) -> None:
+            if self.fail:
+                self.fail -= 1
+                raise _Api(403)
+            self.names.append(job["metadata"]["name"])
+
+    t = [0.0]
+    batch = Batch(fail=1)
+    job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"generateName": "retrain-"},
+           "spec": {"template": {"spec": {"containers": [{"name": "t", "image": "t"}]}}}}
+    w = W.DriftWatcher([prof], client=None, window_s=3_600, namespace="ml", batch_api=batch, job_template=job,
+                       config=M.MonitorConfig(enter_after=2, quiet_s=0, retry_s=1), clock=lambda: t[0])
+    with capture_logs() as logs:
+        for _ in range(3):
+            w.once()
+            t[0] += 3_600
+    [started] = [e for e in logs if e["event"] == "drift.started"]
+    assert "rec v2: dataset drift, 1 of 2 features drifted (50%; age wasserstein " in started["message"]
+    assert ">= 0.1 (p " in started["message"] and "2 windows of 1h in a row" in started["message"]
+    assert "against training profile train.parquet, sha256 abababababab, 5,000 rows" in started["message"]
+    [failed] = [e for e in logs if e["event"] == "drift.retrain_failed"]
+    assert "Job ml/retrain-rec-v2-e1: " in failed["message"] and "403" in failed["message"], failed
+    [triggered] = [e for e in logs if e["event"] == "drift.retrain_triggered"]
+    assert triggered["retraining"] == "Job ml/retrain-rec-v2-e1" and batch.names == ["retrain-rec-v2-e1"]
+    assert "retraining for drift episode 1 started: Job ml/retrain-rec-v2-e1" in triggered["message"]
+    assert w.states["rec/v2"].evidence["reference"].startswith("training profile train.parquet")
+
+
+class _Api(Exception):
+    def __init__(self, status: int) -> None:
+        super().__init__(f"({status}) Forbidden")
+        self.status, self.reason, self.body = status, "Forbidden", '{"message": "jobs.batch is forbidden"}'
