@@ -203,6 +203,12 @@ def _missing_alerts(state: MonitorState, result: DatasetDrift) -> tuple[MonitorS
     return (replace(state, missing=kept) if kept != list(state.missing) else state), actions
 
 
+def due(state: MonitorState, now: float) -> list[Action]:
+    """The retraining trigger of the open episode when it is due (a retry), whatever this evaluation
+    measured: the drift it acts on was decided when the episode opened."""
+    return _due(state, now)
+
+
 def _due(state: MonitorState, now: float) -> list[Action]:
     if state.trigger == "pending" and now >= state.trigger_due:
         return [Trigger(state.episode, state.evidence)]

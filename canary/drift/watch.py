@@ -115,12 +115,12 @@ class DriftWatcher:
         except ConfigError as exc:  # live data that cannot be compared (another profile's buckets): a setup fault
             log.error("drift.bad_live_data", model=model, version=version, error=str(exc))
             done.append({"model": model, "version": version, "error": str(exc), "config_error": True})
-            self._save(key, state)
+            self._retry_unmeasured(key, state, now, done, ns)
             return
         except CanaryError as exc:  # Prometheus down or a bad answer: nothing is decided, say so
             log.warning("drift.unmeasured", model=model, version=version, error=str(exc))
             done.append({"model": model, "version": version, "error": str(exc)})
-            self._save(key, state)
+            self._retry_unmeasured(key, state, now, done, ns)
             return
         self.last[key] = result
         self._say_unmeasured(key, prof, result, done)
@@ -143,6 +143,17 @@ class DriftWatcher:
         state = self._act(state, actions, done, ns)
         self.g_episode.labels(model, version).set(1.0 if state.phase == M.DRIFTING else 0.0)
         self._save(key, state)  # a trigger's outcome; when lost, the stored "pending" retries it (same Job)
+
+    def _retry_unmeasured(self, key: str, state: M.MonitorState, now: float, done: list[dict[str, Any]],
+                          ns: str) -> None:
+        """An evaluation that measured nothing decides nothing, but a retraining trigger that failed
+        before is retried when due: it needs the Kubernetes API, not Prometheus (it waited for
+        Prometheus to come back, however long that took)."""
+        if self._save(key, state) != STORED:
+            return
+        due = M.due(state, now)
+        if due:
+            self._save(key, self._act(state, due, done, ns))
 
     def _say_unmeasured(self, key: str, prof: Mapping[str, Any], result: Any, done: list[dict[str, Any]]) -> None:
         """Profiled features this evaluation could not compare are never silently "ok": with none

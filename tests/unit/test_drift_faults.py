@@ -239,3 +239,46 @@ def test_drift_watch_never_exits_1_on_an_error(tmp_path: Any) -> None:
     assert r.exit_code == 2, (r.exit_code, r.output, r.exception)
     lines = [x for x in r.output.splitlines() if x.startswith("error:")]
     assert len(lines) == 1 and f"--metrics-port {port}" in lines[0] and "Traceback" not in r.output, r.output
+
+
+def test_a_failed_retraining_trigger_is_retried_while_prometheus_is_down(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An episode opened, its Job's create failed (503); then Prometheus went down for two hours: the
+    trigger stayed pending with no retry, since retries rode on evaluations that measured something.
+    Creating the Job needs the Kubernetes API only: it is retried when due, measured or not."""
+    from canary.drift import monitor as M
+    from canary.drift import watch as W
+    from canary.errors import TransientError
+
+    prof = _profile({"f": np.random.default_rng(1).normal(0, 1, 5_000)})
+    k, down = len(prof["features"]["f"]["counts"]), [False]
+
+    def live(*_a: Any, **_k: Any) -> dict[str, Any]:
+        if down[0]:
+            raise TransientError("Prometheus at http://prometheus:9090 is unavailable")
+        return {"f": {"counts": [0] * (k - 1) + [3_000]}}
+
+    class Unavailable(Exception):
+        status, reason, body = 503, "Service Unavailable", ""
+
+    class Batch:
+        names: list[str] = []
+
+        def create_namespaced_job(self, namespace: str, job: Any, **_: Any) -> None:
+            self.names.append(job["metadata"]["name"])
+            if len(self.names) == 1:
+                raise Unavailable()
+
+    monkeypatch.setattr(W, "live_counts", live)
+    t = [0.0]
+    job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "retrain"},
+           "spec": {"template": {"spec": {"containers": [{"name": "t", "image": "t"}]}}}}
+    w = W.DriftWatcher([prof], client=None, window_s=3_600, config=M.MonitorConfig(enter_after=1, quiet_s=0),
+                       batch_api=Batch(), job_template=job, clock=lambda: t[0])
+    w.once()
+    assert w.states["rec/v1"].trigger == "pending" and len(Batch.names) == 1
+    down[0] = True
+    for _ in range(24):
+        t[0] += 300
+        done = w.once()
+        assert any("Prometheus" in d.get("error", "") for d in done)
+    assert w.states["rec/v1"].trigger == "done" and Batch.names == ["retrain-rec-v1-e1"] * 2
