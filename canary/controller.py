@@ -727,6 +727,10 @@ class Controller:
         cfg = spec.policy.gates.triton
         if cfg is not None and cfg.enabled and not spec.triton_canary:
             raise ConfigError(f"{spec.key}: policy gates.triton is enabled and needs spec.triton.canaryUrl")
+        if cfg is not None and cfg.enabled and not spec.triton_stable:  # else the contract check was skipped, silently
+            raise ConfigError(f"{spec.key}: policy gates.triton is enabled and needs spec.triton.stableUrl too: the "
+                              "canary's inputs, outputs and max_batch_size are compared with stable's before it "
+                              "gets traffic")
 
     def _gate(self, spec: crd.RolloutSpec) -> Any:
         """The rollout's Triton gates, None when its policy has none or turns them off

@@ -113,6 +113,26 @@ def test_a_policy_whose_triton_gate_is_disabled_runs_without_it(urls: bool) -> N
         api.stop()
 
 
+def test_an_enabled_gate_without_the_stable_url_is_refused_before_any_traffic() -> None:
+    """gates.triton enabled and spec.triton.canaryUrl only: the tensor-contract check compares the
+    canary with stable, so without stableUrl it was skipped, silently. The CanaryRollout is invalid
+    (its Ready condition says which field), and nothing is claimed or moved, as `canary promote`
+    refuses the same without --triton-stable."""
+    api, client, clock, op = world("", "http://127.0.0.1:9")
+    try:
+        for _ in range(3):
+            op.tick()
+            clock.sleep(0.6)
+        obj = api.get(crd.GROUP, crd.PLURAL, "ml", "r0")
+        ready = next(c for c in obj["status"]["conditions"] if c["type"] == "Ready")
+        assert ready["status"] == "False" and "spec.triton.stableUrl" in ready["message"], ready
+        vs = api.get("networking.istio.io", "virtualservices", "ml", "m0")
+        assert [d["weight"] for d in vs["spec"]["http"][0]["route"]] == [100, 0]
+    finally:
+        client.close()
+        api.stop()
+
+
 SAMPLES = {"requests": [{"features": [[0.1, -1.2, None, 0.3, 0.0, 1.0, 0.5, -0.2]]}]}
 
 
