@@ -561,6 +561,38 @@ def _unit_mismatch(stable: tuple[float, ...], canary: tuple[float, ...]) -> str:
 FAR_FASTER = 100.0
 
 
+def _median_bound(h: Histogram, upper: bool, level: float) -> float:
+    """An exact binomial bound on the arm's median at `level` (upper or lower); NaN when it has no request."""
+    if not h.counts or not h.counts[-1] > 0:
+        return math.nan
+    arm = (Arm(h.bounds, h.counts, 0.5) if buckets.usable(h.counts)
+           else evidence.ArrayArm(np.array(h.bounds), np.array(h.counts, float), 0.5))
+    return arm.upper(level) if upper else arm.lower(level)
+
+
+def _slip_unruled(stable: Histogram, canary: Histogram, level: float) -> str:
+    """Why a pass is withheld although `_far_faster` could not decide ("" when it is not).
+
+    `_far_faster` needs a lower bound on the stable's median; with a handful of stable requests (about
+    7 or fewer at the pass level: a 99% step, low traffic) there is none, and a canary exporting
+    seconds (every request read as a few "ms") passed a p95 +20% and a `max_ms: 1000` against 3 to 7
+    stable requests at 250-500 ms. When the canary's median is bounded FAR_FASTER times below the
+    lower edge of the stable's median bucket as observed, a slip cannot be ruled out: such a look is
+    not a pass (it may still fail); more stable requests decide it."""
+    c_hi = _median_bound(canary, True, level)
+    s_lo = _median_bound(stable, False, level)
+    if not math.isfinite(c_hi) or (math.isfinite(s_lo) and s_lo > 0) or not stable.counts or not stable.counts[-1] > 0:
+        return ""
+    half = stable.counts[-1] / 2
+    i = next(k for k, v in enumerate(stable.counts) if v >= half)
+    edge = stable.bounds[i - 1] if i > 0 else 0.0
+    if edge > 0 and c_hi * FAR_FASTER <= edge:
+        return (f"not yet a pass: the canary's median is at most {c_hi:.3g} ms, over {FAR_FASTER:g}x below the "
+                f"stable's {_n(stable.counts[-1])} requests (median above {edge:.3g} ms), too few to rule out one "
+                "exporter writing seconds; more stable requests decide it (or `same_unit: true`); ")
+    return ""
+
+
 def _far_faster(stable: Histogram, canary: Histogram, level: float) -> str:
     """Why the canary's median looks like another unit than the stable's ("" when it does not).
 
@@ -574,14 +606,7 @@ def _far_faster(stable: Histogram, canary: Histogram, level: float) -> str:
     a few requests bounds nothing and is judged as before. A canary that can pass its quantile (q >=
     0.5) has its median bounded at the same level, so no slip passes unseen. The other way (a canary
     that looks 1000x slower) is a breach and fails: the safe side."""
-    def median_bound(h: Histogram, upper: bool) -> float:
-        if not h.counts or not h.counts[-1] > 0:
-            return math.nan
-        arm = (Arm(h.bounds, h.counts, 0.5) if buckets.usable(h.counts)
-               else evidence.ArrayArm(np.array(h.bounds), np.array(h.counts, float), 0.5))
-        return arm.upper(level) if upper else arm.lower(level)
-
-    s_lo, c_hi = median_bound(stable, False), median_bound(canary, True)
+    s_lo, c_hi = _median_bound(stable, False, level), _median_bound(canary, True, level)
     if math.isfinite(s_lo) and s_lo > 0 and math.isfinite(c_hi) and c_hi * FAR_FASTER <= s_lo:
         return (f"the canary's median latency is at most {c_hi:.3g} ms and the stable's at least {s_lo:.3g} ms: "
                 f"{s_lo / c_hi:,.0f}x faster is read as one exporter writing seconds and the other "
@@ -595,6 +620,7 @@ def _latency(check: LatencyCheck, s: ArmData | None, c: ArmData, ctx: _Ctx) -> C
         return bad
     assert isinstance(c, Histogram)
     unshared: float | None = None  # the stable's requests when its layout shares no bound with the canary's
+    slip = ""  # why a pass is withheld: a unit slip the stable's few requests cannot rule out (`_slip_unruled`)
     if s is None:  # stable not measured: the ceiling alone, on the canary's own bounds
         bounds, sc, cc = c.bounds, None, c.counts
     else:
@@ -614,6 +640,7 @@ def _latency(check: LatencyCheck, s: ArmData | None, c: ArmData, ctx: _Ctx) -> C
                         f"judged: {units})"))
             return _error(check, f"{units}; if both arms do export milliseconds (the canary is really this much "
                                  f"faster), set `same_unit: true` on check {check.name!r}")
+        slip = "" if check.same_unit else _slip_unruled(s, c, ctx.beta)
         bounds, sc, cc = _shared(s, c)
         if len(bounds) < 2 and check.max_ms is not None:  # as without a stable arm: the ceiling alone
             bounds, sc, cc, unshared = c.bounds, None, c.counts, float(s.counts[-1]) if s.counts else 0.0
@@ -645,6 +672,7 @@ def _latency(check: LatencyCheck, s: ArmData | None, c: ArmData, ctx: _Ctx) -> C
     # check never passes; a ceiling breach still fails
     not_judged = (f"+{exact(check.max_increase_pct)}% not judged: the arms share no finite bucket bound (stable and "
                   "canary export different layouts); ") if unshared is not None and check.max_increase_pct is not None else ""
+    not_judged = not_judged or slip
     if not_judged and outcome is Outcome.PASS:
         outcome = Outcome.INCONCLUSIVE
     sv = s_arm.estimate() if s_arm is not None else math.nan

@@ -40,3 +40,22 @@ def test_same_unit_judges_it_as_it_reads() -> None:
 def test_same_unit_must_be_a_boolean() -> None:
     with pytest.raises(ConfigError, match="same_unit"):
         _policy(same_unit="yes please")
+
+
+@pytest.mark.parametrize("stable_n", [3, 7])
+def test_a_slip_too_few_stable_requests_can_rule_out_is_never_a_pass(stable_n: int) -> None:
+    """With 7 stable requests or fewer the stable's median has no lower bound at the pass level, so the
+    guard could not show the medians 100x apart, and a canary exporting seconds (every request read as
+    under 1 "ms") passed p95 +20% against a stable at 250-500 ms. Not a pass now (INCONCLUSIVE, the
+    reason says why); with 8 the guard decides (ERROR), and `same_unit: true` judges it as it reads."""
+    stable = Histogram(ISTIO, tuple(float(0 if b <= 250 else stable_n) for b in ISTIO))
+    canary = Histogram(ISTIO, tuple(float(0 if b <= 0.5 else 200) for b in ISTIO))
+    pol = parse_policy({"steps": [10, 100], "analysis": {"min_canary_requests": 20}, "checks": [
+        {"name": "lat", "kind": "latency", "quantile": 0.95, "max_increase_pct": 20}]})
+    r = J.judge(pol, {"lat": (stable, canary)}).results[0]
+    assert r.outcome is Outcome.INCONCLUSIVE and "too few to rule out" in r.reason, r.reason
+    more = Histogram(ISTIO, tuple(float(0 if b <= 250 else 8) for b in ISTIO))
+    assert J.judge(pol, {"lat": (more, canary)}).results[0].outcome is Outcome.ERROR
+    declared = parse_policy({"steps": [10, 100], "analysis": {"min_canary_requests": 20}, "checks": [
+        {"name": "lat", "kind": "latency", "quantile": 0.95, "max_increase_pct": 20, "same_unit": True}]})
+    assert J.judge(declared, {"lat": (stable, canary)}).results[0].outcome is Outcome.PASS
