@@ -284,9 +284,12 @@ def test_looks_beyond_the_planned_ratio_get_a_smaller_level_and_a_bad_count_the_
     levels = [E.pass_level(p, 0, r) for r in (3.0, 3.01, 6.0, 6.01, 12.0, 100.0)]
     assert levels[0] > levels[1] == levels[2] > levels[3] == levels[4] > levels[5] > 0
     assert E.pass_level(p, 0, math.inf) == E.pass_level(p, 0, math.nan) <= levels[5]
-    # the epochs beyond the plan spend PASS_BEYOND of the budget in all: sum over j of 1/(j(j+1)) = 1
-    assert sum(E.sup_crossing(-special.ndtri(E.pass_level(p, 0, 3.0 * 2 ** j)), 2.0) for j in range(1, 400)) \
-        <= E.PASS_BEYOND * E.window_beta(0) * 1.001
+    # the epochs beyond the plan spend PASS_BEYOND of the budget in all: epoch j its 1/(j(j+1)) share (the
+    # shares sum to 1), checked epoch by epoch (the sum of 400 epochs took 30 s; each term within its share
+    # bounds the sum)
+    for j in [*range(1, 41), 100, 200, 399]:
+        spent = E.sup_crossing(-special.ndtri(E.pass_level(p, 0, 3.0 * 2 ** j)), 2.0)
+        assert spent <= E.PASS_BEYOND * E.window_beta(0) / (j * (j + 1)) * 1.001, j
 
 
 def test_sup_crossing_bounds_a_finely_watched_brownian_motion():
