@@ -357,6 +357,13 @@ def _point(router: TrafficRouter, target: Target, state: rl.RolloutState, action
     try:
         router.point_subset(target, action.subset, action.version, **kw)
     except CanaryError as exc:
+        if isinstance(exc, RoutingConflict) and "guard" in kw:
+            # guarded: another writer recorded a decision before this write could land; nothing was written
+            # (a rollback's pointing before its weights: no weights either), and the caller reads the route
+            # again (adopts that decision, or leaves another owner's rollout alone), as for its weights
+            if report_failure and rollback:
+                log.warning("rollback.write_conflict", error=str(exc), reason=state.reason)
+            raise
         if rollback and not stable_written and not isinstance(exc, RoutingConflict):
             # re-pointing before the weights (a rollback from PROMOTING, the stable subset perhaps on the
             # canary version already): nothing was written, and stable 100% is not written either, or
@@ -380,27 +387,54 @@ def _point(router: TrafficRouter, target: Target, state: rl.RolloutState, action
             raise failed from exc
         raise
     log.info("subset.pointed", **(context or {}), subset=action.subset, version=action.version)
-    if action.guarded and expect is not ...:
-        now_recorded = router.inspect(target).state
-        if now_recorded != expect and _finished_same(now_recorded, action.version):
-            # another writer finished this very promotion meanwhile (a re-run promote, a sweep): the
-            # subset is where that promotion put it, and undoing it would leave PROMOTED on the old version
-            raise RoutingConflict(f"{target.namespace}/{target.virtual_service}: the promotion to {action.version} was "
-                                  "finished by another writer meanwhile; nothing undone")
-        if now_recorded != expect:  # a rollback was recorded while we wrote: undo
-            router.point_subset(target, action.subset, action.undo_version)
-            log.warning("subset.repointed_back", subset=action.subset, version=action.undo_version)
-            raise RoutingConflict(f"{target.namespace}/{target.virtual_service}: a rollback was recorded while the "
-                                  f"{action.subset} subset was re-pointed; pointed it back at {action.undo_version}")
+    if not (action.guarded and expect is not ...):
+        return
+    now_recorded = router.inspect(target).state
+    if now_recorded == expect:
+        return
+    if _subset_under(now_recorded, state) == action.version:
+        # another writer recorded an end of this rollout that keeps the subset where this write put it (a
+        # re-run promote or the sweep finished this very promotion; a rollback landed while a rollback's own
+        # pointing was written): undoing it would leave that end on the wrong version
+        raise RoutingConflict(f"{target.namespace}/{target.virtual_service}: {_phase(now_recorded)} was recorded by "
+                              f"another writer meanwhile, which keeps the {action.subset} subset on {action.version}; "
+                              "nothing undone")
+
+    def still() -> None:  # the undo is guarded too: another end recorded since does its own pointing, last
+        if router.inspect(target).state != now_recorded:
+            raise RoutingConflict(f"{target.namespace}/{target.virtual_service}: the rollout state changed again "
+                                  f"before the {action.subset} subset was pointed back; not pointing it")
+
+    router.point_subset(target, action.subset, action.undo_version, guard=still)
+    log.warning("subset.repointed_back", subset=action.subset, version=action.undo_version,
+                recorded_phase=_phase(now_recorded))
+    raise RoutingConflict(f"{target.namespace}/{target.virtual_service}: {_phase(now_recorded)} was recorded while "
+                          f"the {action.subset} subset was pointed at {action.version}; pointed it back at "
+                          f"{action.undo_version}")
 
 
-def _finished_same(text: str | None, version: str) -> bool:
-    """Whether the record `text` is a finished promotion to `version`."""
+def _subset_under(text: str | None, state: rl.RolloutState) -> str | None:
+    """The version the stable subset must select under the record `text` when it is an end of the rollout
+    `state` (the same versions): promoted, its new version; rolled back or aborted, its stable version.
+    None for anything else (no record, unreadable, another rollout's, one not ended)."""
     try:
         rec = parse_record(text)
     except TargetError:
-        return False
-    return rec is not None and rec.phase == rl.PROMOTED and rec.canary_version == version
+        return None
+    if rec is None or (rec.stable_version, rec.canary_version) != (state.stable_version, state.canary_version):
+        return None
+    if rec.phase == rl.PROMOTED:
+        return rec.canary_version
+    return rec.stable_version if rec.phase in (rl.ROLLED_BACK, rl.ABORTED) else None
+
+
+def _phase(text: str | None) -> str:
+    """The phase of the record `text`, for a message ("no rollout", "an unreadable record")."""
+    try:
+        rec = parse_record(text)
+    except TargetError:
+        return "an unreadable record"
+    return rec.phase if rec is not None else "no rollout"
 
 
 # how long `to_stable` keeps trying to send stable 100% (a throttling burst or an API server restart

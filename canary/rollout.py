@@ -384,13 +384,19 @@ def _not_evidence(verdict: Verdict, outcome: Outcome, why: str) -> Verdict:
 
 
 def finish_promotion(state: RolloutState, now: float) -> tuple[RolloutState, list[Action]]:
-    """From PROMOTING: stable subset -> new version, then 100/0 on it."""
+    """From PROMOTING: stable subset -> new version, then 100/0 on it, then the stable subset pointed at
+    the new version once more, guarded on the PROMOTED record just written and superseding: a rollback
+    decided on PROMOTING may have pointed it back at the old version after the first pointing (its own
+    100/0 is then refused, or it died before it), which would leave PROMOTED recorded with every request
+    on the old version. Each end's last write is its own subset pointing, checked against its own record
+    (a rollback's: `_end`), so the subset follows whichever end is recorded last."""
     s = replace(state, phase=PROMOTED, weights=STABLE_ONLY, updated_at=now, reason="all steps passed")
     s = _log(s, now, "promoted")
     return s, [
         PointSubset("stable", state.canary_version, guarded=True, undo_version=state.stable_version),
         SetWeights(STABLE_ONLY),
         Emit("rollout.promoted", {"duration_s": round(now - state.started_at, 1)}),
+        PointSubset("stable", state.canary_version, guarded=True, undo_version=state.stable_version, supersede=True),
     ]
 
 
@@ -497,8 +503,13 @@ def _end(state: RolloutState, now: float, *, reason: str, phase: str,
     # back while it carries no traffic, write 100/0, then check it again (idempotent: no write if right).
     # From PROMOTING the final check supersedes: a promoting process's DestinationRule write that is
     # still in flight (or whose process died mid-request) fails its precondition instead of landing.
+    # The first pointing is guarded like the promotion's (checked against the record before and after,
+    # undone if the promotion was recorded meanwhile): a rollback decided on a PROMOTING record read
+    # earlier (a controller's, the sweep's) must not point a finished promotion's subset at the old version
+    # and then have its own 100/0 refused. (Unguarded, by `canary rollback`, its 100/0 always follows.)
     promoting = state.phase == PROMOTING
-    repoint = [PointSubset("stable", state.stable_version)] if promoting else []
+    repoint = [PointSubset("stable", state.stable_version, guarded=True,
+                           undo_version=state.canary_version)] if promoting else []
     # `start` is logged before the write: the phase and weights as routed (the executor labels the decision
     # target_phase/target_weights until its write lands); `done` after it
     routed = {"phase": state.phase, "weights": str(state.weights)}

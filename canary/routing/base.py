@@ -45,7 +45,9 @@ class TrafficRouter(Protocol):
     def point_subset(self, target: Target, subset: str, version: str, *,
                      guard: Callable[[], None] | None = None, supersede: bool = False) -> None:
         """Make subset ('stable' | 'canary') select pods labelled version=<version>. `guard` is
-        called before every attempt (it raises to stop the write); with `supersede` the
+        called at every attempt, after the DestinationRule is read and before it is written (it raises
+        to stop the write): a write whose guard passed lands only if nothing wrote the rule since
+        that read; with `supersede` the
         DestinationRule is written even when unchanged, so that any write prepared earlier by
         another process (and still in flight) fails its resourceVersion precondition."""
 

@@ -202,9 +202,15 @@ class IstioRouter:
     def point_subset(self, target: Target, subset: str, version: str, *,
                      guard: Callable[[], None] | None = None, supersede: bool = False) -> None:
         def compute() -> tuple[Obj, Obj, Obj]:
-            if guard is not None:
-                guard()  # on every attempt: a 409 retry must not re-apply what a rollback forbade
             dr = self._get(DR_PLURAL, target.namespace, target.dr_name)
+            if guard is not None:
+                # on every attempt (a 409 retry must not re-apply what a rollback forbade), and AFTER the
+                # DestinationRule is read: a rollback recorded after this check ends with a DestinationRule
+                # write (its superseding re-point) after that read, so this write fails its resourceVersion
+                # precondition instead of landing after it (checked first, the rule read after the rollback
+                # had finished, and the write landed last: the stable subset on the new version under a
+                # rolled-back record, should the undo after it not come)
+                guard()
             mark = f"{subset}={version} {datetime.datetime.now(datetime.timezone.utc).isoformat()}" if supersede else None
             return dr, patch.with_subset_version(dr, subset, version, mark=mark), dr
 

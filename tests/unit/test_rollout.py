@@ -70,9 +70,11 @@ def test_last_step_pass_goes_through_promoting_then_promoted() -> None:
     assert s.phase == rl.PROMOTING and s.weights == Weights(0, 100) and s.step == 2
     s, actions = rl.finish_promotion(s, 31)
     assert s.phase == rl.PROMOTED and s.weights == STABLE_ONLY
-    # stable subset re-pointed BEFORE traffic returns to it
+    # stable subset re-pointed BEFORE traffic returns to it, and again after PROMOTED is recorded (guarded on
+    # it, superseding): a rollback decided on PROMOTING may have pointed it back meanwhile
     kinds = [a for a in actions if not isinstance(a, rl.Emit)]
-    assert kinds == [rl.PointSubset("stable", "v2", guarded=True, undo_version="v1"), rl.SetWeights(STABLE_ONLY)]
+    assert kinds == [rl.PointSubset("stable", "v2", guarded=True, undo_version="v1"), rl.SetWeights(STABLE_ONLY),
+                     rl.PointSubset("stable", "v2", guarded=True, undo_version="v1", supersede=True)]
 
 
 def test_one_fail_is_counted_two_consecutive_roll_back() -> None:
@@ -195,7 +197,8 @@ def test_rollback_during_promoting_points_stable_back_before_traffic_returns() -
                         weights=Weights(0, 100), step=2)
     s, actions = rl.transition(s, rl.Rollback(5, "operator"), POLICY)
     writes = [a for a in actions if not isinstance(a, rl.Emit)]
-    assert writes == [rl.PointSubset("stable", "v1"), rl.SetWeights(STABLE_ONLY),
+    # the first pointing is guarded like a promotion's (undone back to v2 should PROMOTED be recorded meanwhile)
+    assert writes == [rl.PointSubset("stable", "v1", guarded=True, undo_version="v2"), rl.SetWeights(STABLE_ONLY),
                       rl.PointSubset("stable", "v1", supersede=True)]
 
 
