@@ -19,8 +19,12 @@ quiet period on no traffic.
 At the start of an episode: an `Alert` (Kubernetes Event, webhook, Slack) and
 one retraining `Trigger`, recorded with its evidence. A failed trigger is
 retried with exponential backoff (`Trigger` again when due) and every failure
-is reported (`Alert` "drift.retrain_failed"); it is never dropped, and never
-sent twice for one episode: the state says it succeeded.
+is reported (`Alert` "drift.retrain_failed"); it is never dropped silently, and
+never sent twice for one episode: the state says it succeeded. An episode that
+opens while an earlier episode's trigger is still pending (its Job could not be
+created yet) takes it over: one retraining covers both, on the newer data (two
+Jobs in a row would train on the same data), its evidence names the earlier
+episode (`supersedes`), and `Alert` "drift.retrain_superseded" says so.
 """
 
 from __future__ import annotations
@@ -92,10 +96,11 @@ class MonitorState:
 
 @dataclass(frozen=True)
 class Alert:
-    event: str  # "drift.started" | "drift.resolved" | "drift.retrain_failed"
+    event: str  # "drift.started" | "drift.resolved" | "drift.retrain_failed" | "drift.retrain_superseded" | ...
     message: str
     evidence: dict[str, Any]
     warning: bool = True
+    fields: dict[str, Any] = field(default_factory=dict)  # more fields for its log line
 
 
 @dataclass(frozen=True)
@@ -139,6 +144,9 @@ def step(state: MonitorState, result: DatasetDrift, now: float, config: MonitorC
     ev = evidence_of(result, window_s=window_s, now=now, reference=reference)
     who = f"{state.model} {state.version}"
     if state.phase == OK and state.drifted_in_row >= config.enter_after and now >= state.quiet_until:
+        earlier = state if state.trigger == "pending" else None  # an earlier episode's retraining not yet started
+        if earlier is not None:
+            ev = {**ev, "supersedes": superseded(earlier)}
         state = replace(state, phase=DRIFTING, episode=state.episode + 1, trigger="pending", trigger_attempts=0,
                         trigger_due=now, evidence=ev)
         drifted = [f for f in result.features if f.drifted]
@@ -148,11 +156,37 @@ def step(state: MonitorState, result: DatasetDrift, now: float, config: MonitorC
                                               f"{state.drifted_in_row} windows of {_duration(window_s)} in a row"
                                               + (f", against {reference}" if reference else "")
                                               + f"; drift episode {state.episode}", ev))
+        if earlier is not None:
+            tries = earlier.trigger_attempts
+            actions.append(Alert("drift.retrain_superseded",
+                                 f"{who}: the retraining of drift episode {earlier.episode}{_opened(earlier, now)} "
+                                 f"was never started ({tries} failed attempt{'' if tries == 1 else 's'}); episode "
+                                 f"{state.episode}'s retraining covers both, on the newer data", ev,
+                                 fields={"superseded_episode": earlier.episode, "failed_attempts": tries}))
     elif state.phase == DRIFTING and state.clean_in_row >= config.exit_after:
         state = replace(state, phase=OK)
         actions.append(Alert("drift.resolved", f"{who}: no dataset drift in {state.clean_in_row} evaluations "
                                                f"in a row; episode {state.episode} ended", ev, warning=False))
     return state, actions + _due(state, now)
+
+
+def superseded(earlier: MonitorState) -> list[dict[str, Any]]:
+    """What a new episode's evidence says of the earlier episode whose pending trigger it takes over
+    (and of those that one had taken over): episode, start, share, drifted features, failed attempts."""
+    ev = earlier.evidence
+    before = [x for x in ev.get("supersedes") or [] if isinstance(x, dict)]
+    return before + [{"episode": earlier.episode, "at": ev.get("at"), "share": ev.get("share"),
+                      "drifted_features": list(ev.get("drifted_features") or []),
+                      "failed_attempts": earlier.trigger_attempts}]
+
+
+def _opened(earlier: MonitorState, now: float) -> str:
+    """ " (opened 2h 5m earlier)": how long before this one the earlier episode opened (pure: no clock)."""
+    at = earlier.evidence.get("at")
+    if isinstance(at, bool) or not isinstance(at, (int, float)) or now < at:
+        return ""
+    m = int(now - at) // 60
+    return f" (opened {f'{m // 60}h ' if m >= 60 else ''}{m % 60}m earlier)"
 
 
 def how_much(drifted: list[Any], most: int = 5) -> str:

@@ -228,7 +228,7 @@ class DriftWatcher:
 
     def _alert(self, state: M.MonitorState, a: M.Alert, namespace: str) -> None:
         (log.warning if a.warning else log.info)(a.event, model=state.model, version=state.version,
-                                                   episode=state.episode, message=a.message)
+                                                   episode=state.episode, message=a.message, **a.fields)
         if self.notifier is not None:
             self.notifier.notify(a.event.replace(".", "_"), {
                 "model": state.model, "namespace": namespace, "rollout": state.model,
@@ -240,6 +240,7 @@ class DriftWatcher:
             body = event_body(namespace=namespace, reason={"drift.started": "DriftDetected",
                                                                 "drift.resolved": "DriftResolved",
                                                                 "drift.features_missing": "FeatureMissing",
+                                                                "drift.retrain_superseded": "RetrainSuperseded",
                                                                 "drift.features_missing_resolved":
                                                                     "FeatureMissingResolved"}.get(
                                   a.event, "RetrainTriggerFailed"),

@@ -282,3 +282,103 @@ def test_a_failed_retraining_trigger_is_retried_while_prometheus_is_down(monkeyp
         done = w.once()
         assert any("Prometheus" in d.get("error", "") for d in done)
     assert w.states["rec/v1"].trigger == "done" and Batch.names == ["retrain-rec-v1-e1"] * 2
+
+
+def test_a_new_episode_takes_over_a_pending_trigger_and_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Episode 1's Job could not be created (503, retried with backoff); episode 1 ended, and episode 2
+    opened while episode 1's retry was not yet due. `step` overwrote trigger, attempts and evidence:
+    episode 1's retraining was dropped and nothing said so. Now episode 2's one Job covers both (no
+    second retraining on the same data): its evidence names episode 1 (`supersedes`), and
+    `drift.retrain_superseded` says which episode's trigger it replaced, after how many failures."""
+    from structlog.testing import capture_logs
+
+    from canary.drift import monitor as M
+    from canary.drift import watch as W
+
+    prof = _profile({"f": np.random.default_rng(1).normal(0, 1, 5_000)})
+    k, drifting, api_up = len(prof["features"]["f"]["counts"]), [True], [False]
+    same = prof["features"]["f"]["counts"]
+
+    def live(*_a: Any, **_k: Any) -> dict[str, Any]:
+        return {"f": {"counts": [0] * (k - 1) + [3_000] if drifting[0] else same}}
+
+    class Unavailable(Exception):
+        status, reason, body = 503, "Service Unavailable", ""
+
+    class Batch:
+        tried: list[str] = []
+        created: list[dict[str, Any]] = []
+
+        def create_namespaced_job(self, namespace: str, job: Any, **_: Any) -> None:
+            self.tried.append(job["metadata"]["name"])
+            if not api_up[0]:
+                raise Unavailable()
+            self.created.append(job)
+
+    class Core:
+        reasons: list[str] = []
+
+        def create_namespaced_event(self, namespace: str, body: Any, **_: Any) -> None:
+            self.reasons.append(body["reason"] if isinstance(body, dict) else body.reason)
+
+    monkeypatch.setattr(W, "live_counts", live)
+    t = [0.0]
+    w = W.DriftWatcher([prof], client=None, window_s=300,
+                       config=M.MonitorConfig(enter_after=1, exit_after=1, quiet_s=0),
+                       core_api=Core(), batch_api=Batch(), job_template=JOB, clock=lambda: t[0])
+    with capture_logs() as logs:
+        for _ in range(5):  # episode 1 opens; its Job fails at 0, 300, 600, 900, 1200 s (next try at 1680 s)
+            w.once()
+            t[0] += 300
+        s = w.states["rec/v1"]
+        assert (s.episode, s.trigger, s.trigger_attempts, s.trigger_due) == (1, "pending", 5, 1680.0)
+        drifting[0] = False
+        w.once()  # 1500 s: episode 1 ends, its trigger still pending
+        assert w.states["rec/v1"].phase == M.OK and w.states["rec/v1"].trigger == "pending"
+        api_up[0], drifting[0] = True, True
+        t[0] += 300
+        w.once()  # 1800 s: episode 2 opens before episode 1's retry ran
+    assert Batch.tried == ["retrain-rec-v1-e1"] * 5 + ["retrain-rec-v1-e2"]
+    s = w.states["rec/v1"]
+    assert (s.episode, s.trigger) == (2, "done")
+    [job] = Batch.created
+    evidence = json.loads(job["metadata"]["annotations"]["modelcanary.dev/drift-evidence"])
+    assert evidence["at"] == 1800.0 and [e["episode"] for e in evidence["supersedes"]] == [1]
+    assert evidence["supersedes"][0]["at"] == 0.0 and evidence["supersedes"][0]["failed_attempts"] == 5
+    assert evidence["supersedes"][0]["drifted_features"] == ["f"]
+    [said] = [e for e in logs if e["event"] == "drift.retrain_superseded"]
+    assert said["log_level"] == "warning" and said["episode"] == 2 and said["superseded_episode"] == 1
+    assert "episode 1 (opened 30m earlier) was never started (5 failed attempts)" in said["message"]
+    assert Core.reasons[-2:] == ["DriftDetected", "RetrainSuperseded"]
+    events = [e["event"] for e in logs]
+    assert events.index("drift.started", events.index("drift.resolved")) < events.index("drift.retrain_superseded") \
+        < events.index("drift.retrain_triggered")
+
+
+def test_only_a_pending_trigger_is_superseded_and_the_chain_is_kept() -> None:
+    """`step` alone: a trigger done (or none) is not superseded; a pending one is, and an episode that
+    supersedes one that had superseded another names both, oldest first."""
+    from canary.drift import monitor as M
+
+    cfg = M.MonitorConfig(enter_after=1, exit_after=1, quiet_s=0)
+    s = M.MonitorState("m", "v1")
+    s, _ = M.step(s, _result(True), 0.0, cfg, window_s=300)  # episode 1
+    s, acts = M.trigger_result(s, False, 0.0, cfg, "HTTP 503")
+    s, _ = M.trigger_result(s, False, 30.0, cfg, "HTTP 503")
+    assert (s.trigger, s.trigger_attempts) == ("pending", 2)
+    for episode, at in ((2, 600.0), (3, 1200.0)):
+        s, _ = M.step(s, _result(False), at - 300, cfg, window_s=300)
+        s, acts = M.step(s, _result(True), at, cfg, window_s=300)
+        assert [a.event for a in acts if isinstance(a, M.Alert)] == ["drift.started", "drift.retrain_superseded"]
+        [trig] = [a for a in acts if isinstance(a, M.Trigger)]
+        assert trig.episode == episode == s.episode and trig.evidence["at"] == at
+        assert acts[1].fields == {"superseded_episode": episode - 1, "failed_attempts": 2 if episode == 2 else 0}
+    assert [(x["episode"], x["at"], x["failed_attempts"]) for x in s.evidence["supersedes"]] == \
+        [(1, 0.0, 2), (2, 600.0, 0)]
+    assert "episode 2 (opened 10m earlier) was never started (0 failed attempts); episode 3's" in acts[1].message
+    assert M.MonitorState.from_dict(json.loads(json.dumps(s.to_dict()))) == s  # the state file keeps it
+    s, _ = M.trigger_result(s, True, 1200.0, cfg)
+    s, _ = M.step(s, _result(False), 1500.0, cfg, window_s=300)
+    s, acts = M.step(s, _result(True), 1800.0, cfg, window_s=300)
+    assert [a.event for a in acts if isinstance(a, M.Alert)] == ["drift.started"]
+    assert "supersedes" not in s.evidence and s.episode == 4
