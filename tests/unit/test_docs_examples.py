@@ -119,6 +119,58 @@ def test_every_event_a_rollout_or_the_controller_logs_is_in_the_readmes_log_even
     assert not missing, f"logged but not in README's Log events: {missing}"
 
 
+def test_every_event_the_drift_monitor_logs_is_in_docs_drift_mds_log_events_table() -> None:
+    """docs/drift.md, "Log events (for on-call)": every event `drift watch` and the controller's drift
+    monitor log, at the level they log it, and nothing the code no longer logs. They were in no table:
+    seven (drift.resolved, drift.evaluation_failed, drift.action_failed, drift.event_failed,
+    drift.duplicate_baseline, drift.state_unreadable, drift.pass_failed) were named nowhere, the
+    others in passing, without level or fields. An alert (`Alert(...)` in monitor.py) is logged by
+    the watcher at warning, or at info with `warning=False`."""
+    import ast
+
+    doc = (ROOT / "docs" / "drift.md").read_text()
+    start = doc.index("## Log events (for on-call)")
+    table = doc[start:doc.index("\n## ", start)]
+    levels: dict[str, str] = {}
+    for line in table.splitlines():
+        if line.startswith("| `"):
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            for name in re.findall(r"`([a-z_]+\.[a-z_.]+)`", cells[0]):
+                levels[name] = cells[1]
+    event = re.compile(r"(drift|controller\.drift)[a-z_]*\.?[a-z_]*$")
+    logged: dict[str, set[str]] = {}
+    for path in sorted((ROOT / "canary").rglob("*.py")):
+        rel = path.relative_to(ROOT / "canary").as_posix()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not (isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant)
+                    and isinstance(node.args[0].value, str) and event.match(node.args[0].value)
+                    and "." in node.args[0].value):
+                continue
+            func = node.func
+            called = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
+            if called in ("debug", "info", "warning", "error", "critical"):
+                level = called
+            elif called == "_log_quietly":
+                level = "warning"
+            elif called == "Alert":
+                quiet = any(k.arg == "warning" and isinstance(k.value, ast.Constant) and k.value.value is False
+                            for k in node.keywords)
+                level = "info" if quiet else "warning"
+            else:
+                continue
+            logged.setdefault(node.args[0].value, set()).add(f"{level} ({rel})")
+    source = "".join(p.read_text() for p in sorted((ROOT / "canary" / "drift").glob("*.py")))
+    named = set(re.findall(r'"(drift\.[a-z_]+)"', source))  # an event named anywhere (an Event's reason map too)
+    missing = sorted((set(logged) | named) - set(levels))
+    assert not missing, f"logged but not in docs/drift.md's Log events: {missing}"
+    stale = sorted(set(levels) - set(logged))
+    assert not stale, f"in docs/drift.md's Log events but logged nowhere: {stale}"
+    wrong = {name: (sorted(how), levels[name]) for name, how in logged.items()
+             if any(h.split()[0] not in levels[name] for h in how)}
+    assert not wrong, f"logged at another level than docs/drift.md's Log events says: {wrong}"
+    assert len(levels) >= 24
+
+
 def test_no_shell_example_breaks_its_line_continuation_with_a_comment() -> None:
     """`--canary-version v2.1.0 \\   # a comment` is no continuation in a shell: the backslash escapes a
     space, the comment ends the command, and the next line runs on its own. README's "Pointing it at a
