@@ -68,6 +68,8 @@ def capture_cmd(
     """Profile the training data of MODEL VERSION: per-feature histograms, category shares,
     missing rates, the prediction distribution, row count, schema and the file's hash.
 
+    Warns when a feature has 1,000 values or fewer: it may read drifted for good; capture more rows (docs/drift.md).
+
     Example: canary baseline capture train.parquet --model rec-model --version v2 --prediction score
 
     Example: canary baseline capture train.csv --model rec-model --version v2 --configmap rec-model-v2 -n ml -o json
@@ -103,6 +105,9 @@ def capture_cmd(
                        "data's own, so a rollout's feature_drift check cannot compare them with that version",
                        err=True)
     target = output_file or Path(f"{model}-{version}.profile.json")
+    warnings = [small] if (small := _small_reference_warning(prof, target)) else []
+    for w in warnings:
+        typer.echo(f"warning: {w}", err=True)
     try:
         target.write_text(json.dumps(prof, indent=1, allow_nan=False) + "\n", encoding="utf-8")
     except OSError as exc:
@@ -125,7 +130,8 @@ def capture_cmd(
             _fail(f"{target} written, but ConfigMap {namespace}/{configmap} not: {type(exc).__name__}: "
                   f"{str(exc)[:200]}", EXIT_UNAVAILABLE)
     summary = {"file": str(target), "model": model, "version": version, "rows": prof["rows"], "stored": stored,
-               "features": {n: f["type"] for n, f in prof["features"].items()}, "sha256": prof["source"]["sha256"]}
+               "features": {n: f["type"] for n, f in prof["features"].items()}, "sha256": prof["source"]["sha256"],
+               "warnings": warnings}
 
     def text(wide: bool) -> None:
         typer.echo(f"{target}: {prof['rows']:,} rows, {len(prof['features'])} features "
@@ -135,6 +141,28 @@ def capture_cmd(
             typer.echo(f"  model {model} version {version}, source {file} sha256 {summary['sha256']}")
 
     opts.emit(summary, output, text)
+
+
+def _small_reference_warning(prof: dict[str, Any], target: Path) -> str:
+    """"" or the warning for a reference of 1,000 values or fewer (the whole profile, or features with
+    many values missing): what it does to `drift check` / `drift watch`, and how many rows to capture."""
+    from canary.drift.compare import small_references
+
+    small = small_references(prof)
+    if not small:
+        return ""
+    rows = prof["rows"]
+    need = max(1_000 * rows // max(n, 1) + 1 for n in small.values())  # at the same missing rates
+    if rows <= 1_000:
+        what = f"{rows:,} training rows (1,000 or fewer)"
+    else:
+        what = ", ".join(f"feature {name} has {n:,} values ({rows - n:,} of {rows:,} rows missing)"
+                         for name, n in sorted(small.items())) + ", 1,000 or fewer"
+    return (f"{target}: {what}: drift is then judged by two-sample tests (KS, chi-square), which against live "
+            f"windows of many more values (10,000 and up) ask whether the captured values are a typical sample: "
+            f"in about 1 capture in 20 they are not, and a feature then reads drifted in nearly every window, for "
+            f"good (a drift episode, a retraining Job). Capture at least {need:,} rows (more of the training "
+            f"data){' at these missing rates' if rows > 1_000 or need > 1_001 else ''}; docs/drift.md, section 1")
 
 
 @drift_app.command("check")

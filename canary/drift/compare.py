@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from canary.drift.stats import (
+    SMALL_REFERENCE,
     DatasetDrift,
     FeatureDrift,
     MissingShift,
@@ -118,6 +119,21 @@ def _rows_match(profile: Mapping[str, Any], feats: Mapping[str, Any], where: str
         if not math.isclose(total, rows, rel_tol=1e-9, abs_tol=1e-6):
             raise ConfigError(f"{where}: features.{name}.counts: {total:g} values (present + missing), but the "
                               f"profile has rows: {rows}; every feature counts every training row")
+
+
+def small_references(profile: Mapping[str, Any]) -> dict[str, int]:
+    """The features (the prediction included) whose reference holds SMALL_REFERENCE present values or
+    fewer, with that number: they are judged by two-sample tests (KS, chi-square, z), not distances.
+    Those tests are right on average over captures, but a given capture is one fixed sample: against
+    a live window of many more values their p-value asks whether that sample is typical of the
+    distribution, and for about 1 capture in 20 it is not, so the feature reads drifted in nearly
+    every large window, for good (decisions 74 and 86). `canary baseline capture` warns of them."""
+    out = {}
+    for name, f in profile["features"].items():
+        present = sum(f["counts"]) if f["type"] == "numeric" else sum(f["categories"].values()) + f.get("other", 0)
+        if present <= SMALL_REFERENCE:
+            out[name] = int(present)
+    return out
 
 
 def _quantiles_in_order(qs: Mapping[str, Any], f: Mapping[str, Any], field: str) -> None:

@@ -138,3 +138,50 @@ def test_bounds_from_whose_categories_crowd_out_the_new_data_are_refused() -> No
     ok = capture(pa.table({"c": [f"old{i}" for i in rng.integers(0, 100, 5_000)] + ["new1"] * 100}), model="rec",
                  version="v3", file="v3.parquet", sha256="0" * 64, bounds_from=v2)
     assert list(ok["features"]["c"]["categories"])[:100] == list(v2["features"]["c"]["categories"])
+
+
+def test_a_small_reference_warns_at_capture_naming_its_rows_and_the_rows_to_capture(tmp_path: Any) -> None:
+    """A feature with 1,000 training values or fewer is judged by two-sample tests (Evidently's rule,
+    kept); against windows of 100,000 live values of the same distribution, 12 of 200 such captures of
+    a 10-category feature read drifted in at least half their windows, 8 in all, for good
+    (scripts/bench_drift_small_reference.py; 0 of 200 with 1,001 rows). Nothing said so at capture.
+    Now a warning on stderr (and in `warnings` of -o json) names the rows, or the feature and how many
+    of its values are present, and how many rows to capture; the profile is written as before."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from canary import logs
+    from canary.drift.compare import small_references
+
+    rng = np.random.default_rng(11)
+    city = rng.choice(["a", "b", "c"], 5_000).astype(object)
+    city[:4_300] = None  # 700 values present of 5,000 rows
+    tables = {"small": {"age": rng.normal(40, 10, 800), "city": rng.choice(["a", "b"], 800).tolist()},
+              "enough": {"age": rng.normal(40, 10, 1_001), "city": rng.choice(["a", "b"], 1_001).tolist()},
+              "sparse": {"age": rng.normal(40, 10, 5_000), "city": pa.array(city.tolist())}}
+    said: dict[str, Any] = {}
+    try:
+        for name, columns in tables.items():
+            pq.write_table(pa.table(columns), tmp_path / f"{name}.parquet")
+            out = tmp_path / f"{name}.json"
+            r = CliRunner().invoke(app, ["baseline", "capture", str(tmp_path / f"{name}.parquet"), "--model", "rec",
+                                         "--version", "v1", "-f", str(out), "-o", "json"])
+            assert r.exit_code == 0, r.output
+            prof = json.loads(out.read_text())
+            validate_profile(prof, str(out))  # written and usable as before
+            said[name] = (r.stderr, json.loads(r.stdout)["warnings"], small_references(prof))
+    finally:
+        logs.configure()
+    stderr, warnings, small = said["small"]
+    assert small == {"age": 800, "city": 800} and len(warnings) == 1
+    [line] = [x for x in stderr.splitlines() if x.startswith("warning:")]
+    assert line == f"warning: {warnings[0]}"
+    assert "small.json: 800 training rows (1,000 or fewer)" in line and "two-sample tests" in line
+    assert "nearly every window" in line and "Capture at least 1,001 rows" in line
+    assert "missing" not in line and "docs/drift.md" in line
+    stderr, warnings, small = said["sparse"]
+    assert small == {"city": 700} and len(warnings) == 1
+    assert "feature city has 700 values (4,300 of 5,000 rows missing), 1,000 or fewer" in warnings[0]
+    assert "Capture at least 7,143 rows" in warnings[0] and "at these missing rates" in warnings[0]
+    assert f"warning: {warnings[0]}" in stderr and "feature age" not in warnings[0]
+    assert said["enough"] == ("", [], {})
