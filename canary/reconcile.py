@@ -301,7 +301,13 @@ def execute(router: TrafficRouter, target: Target, state: rl.RolloutState, actio
                 expect = text
                 stable_written = stable_written or action.weights == STABLE_ONLY
             except CanaryError as exc:
-                if report_failure and action.weights == STABLE_ONLY and state.phase in rl.TERMINAL:
+                if report_failure and action.weights == STABLE_ONLY and state.phase == rl.PROMOTED:
+                    # a promotion's last write: the canary already serves all traffic, nothing is split and
+                    # nobody need act by hand (the caller tries again, or finishes it at its next tick)
+                    log.warning("promotion.write_conflict" if isinstance(exc, RoutingConflict)
+                                else "promotion.write_failed", error=str(exc), reason=state.reason,
+                                write_landed=write_landed(exc), target_weights=str(action.weights))
+                elif report_failure and action.weights == STABLE_ONLY and state.phase in rl.TERMINAL:
                     if isinstance(exc, RoutingConflict) and expect is not ...:  # guarded: another writer
                         # recorded a decision first; the caller adopts it, or leaves another owner's rollout
                         # alone: nobody need act by hand. (Unguarded, a conflict is a 409 storm: critical.)

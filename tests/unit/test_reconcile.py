@@ -226,3 +226,32 @@ def test_a_gates_rollback_line_says_it_all_in_its_reason_and_has_no_evidence() -
     done = next(e for e in _logged(steps, router) if e["event"] == "rollback.completed")
     assert done["reason"].startswith("gate: canary Triton not ready") and "evidence" not in done
     assert (done["weights"], done["from_weights"]) == ("100/0", "90/10")
+
+
+@pytest.mark.parametrize("conflict", [False, True])
+def test_a_promotions_failed_last_write_is_not_a_failed_rollback(conflict: bool) -> None:
+    """The controller writes a promotion's end with `execute` as it is: a failed 100/0 on the new
+    version was logged as the critical `rollback.failed` ("act by hand"), though the canary already
+    served all traffic. It is `promotion.write_failed` (or `promotion.write_conflict`), a warning."""
+    from canary.errors import KubeUnavailable, RoutingConflict
+    from canary.reconcile import execute
+    from tests.fakes import FakeRouter
+
+    router = FakeRouter()
+    router.weights, router.subsets = Weights(0, 100), {"stable": "v1", "canary": "v2"}
+    promoting = _running(rl.PROMOTING, Weights(0, 100))
+    router.state = promoting.to_json()
+    new, actions = rl.finish_promotion(promoting, 1000.0)
+    real = router.set_weights
+
+    def fail(target, weights, **kw):  # type: ignore[no-untyped-def]
+        if weights == STABLE_ONLY:
+            raise RoutingConflict("409: another writer") if conflict else KubeUnavailable("503")
+        return real(target, weights, **kw)
+
+    router.set_weights = fail
+    with structlog.testing.capture_logs() as logs, pytest.raises((KubeUnavailable, RoutingConflict)):
+        execute(router, TARGET, new, actions, log=get(), expect=promoting.to_json())
+    events = {e["event"]: e for e in logs}
+    assert ("promotion.write_conflict" if conflict else "promotion.write_failed") in events
+    assert not [e for e in logs if e["event"].startswith("rollback.") or e["log_level"] == "critical"]
