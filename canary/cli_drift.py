@@ -198,6 +198,8 @@ def check_cmd(
                                   prometheus_ca_file, insecure, provider=False) if prometheus_url else None)
         prof = _load_json(baseline, "baseline")
         validate_profile(prof, str(baseline))
+        if small := _small_reference_warning(prof, baseline):  # a profile captured before capture warned
+            typer.echo(f"warning: {small}", err=True)
         if client is None:
             raw = _load_json(input, "input")
             live = raw.get("features") if isinstance(raw, dict) else None
@@ -299,6 +301,8 @@ def watch_cmd(
         first: dict[tuple[str, str], Path] = {}
         for p, prof in zip(baselines, profiles):
             validate_profile(prof, str(p))
+            if small := _small_reference_warning(prof, p):  # a profile captured before capture warned
+                typer.echo(f"warning: {small}", err=True)
             key = (str(prof["model"]), str(prof["version"]))
             if key in first:  # one monitor per model version: two profiles would step it twice per pass
                 raise ConfigError(f"{first[key]} and {p} are both baselines of {key[0]} {key[1]}: give one per "

@@ -185,3 +185,33 @@ def test_a_small_reference_warns_at_capture_naming_its_rows_and_the_rows_to_capt
     assert "Capture at least 7,143 rows" in warnings[0] and "at these missing rates" in warnings[0]
     assert f"warning: {warnings[0]}" in stderr and "feature age" not in warnings[0]
     assert said["enough"] == ("", [], {})
+
+
+def test_drift_check_warns_of_a_small_reference_captured_before_capture_warned(tmp_path: Any) -> None:
+    """A profile of 800 rows captured before `baseline capture` warned: `drift check` says the same
+    warning on stderr (stdout keeps the verdict only); with 1,001 rows, nothing."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from canary import logs
+
+    rng = np.random.default_rng(5)
+    said = {}
+    try:
+        for rows in (800, 1_001):
+            pq.write_table(pa.table({"age": rng.normal(40, 10, rows)}), tmp_path / f"t{rows}.parquet")
+            prof = tmp_path / f"p{rows}.json"
+            r = CliRunner().invoke(app, ["baseline", "capture", str(tmp_path / f"t{rows}.parquet"), "--model", "rec",
+                                         "--version", "v1", "-f", str(prof)])
+            assert r.exit_code == 0, r.output
+            counts = json.loads(prof.read_text())["features"]["age"]["counts"]
+            live = tmp_path / "live.json"
+            live.write_text(json.dumps({"features": {"age": {"counts": [c * 10 for c in counts]}}}))
+            r = CliRunner().invoke(app, ["drift", "check", "--baseline", str(prof), "--input", str(live), "-o", "json"])
+            assert r.exit_code in (0, 1), r.output
+            json.loads(r.stdout)  # stdout is the verdict alone
+            said[rows] = [x for x in r.stderr.splitlines() if x.startswith("warning:")]
+    finally:
+        logs.configure()
+    assert len(said[800]) == 1 and "800 training rows" in said[800][0] and "Capture at least 1,001 rows" in said[800][0]
+    assert said[1_001] == []
