@@ -433,8 +433,11 @@ def watch_baselines(watcher: DriftWatcher, core: Any, *, namespace: str | None, 
     from canary.drift.compare import validate_profile
     from canary.drift.store import load_profiles
 
+    from canary.drift.compare import small_references
+
     leading = False
     warned: dict[str, str] = {}  # ConfigMap -> the error logged for it: once per baseline content, not per pass
+    small_warned: dict[str, Any] = {}  # ConfigMap -> the profile it warned of as a small reference (once per content)
     while True:
         if not is_leader():
             leading = False
@@ -469,6 +472,15 @@ def watch_baselines(watcher: DriftWatcher, core: Any, *, namespace: str | None, 
                             warned[where] = prof["error"]
                     else:
                         warned.pop(where, None)
+                        small = small_references(prof)
+                        if small and small_warned.get(where) != (prof.get("sha256"), prof.get("rows"), small):
+                            # judged by two-sample tests against a fixed small sample: about 1 capture in 20
+                            # reads drifted in nearly every large window, for good (decision 89 c)
+                            log.warning("drift.small_reference", configmap=where, model=prof["model"],
+                                        version=prof["version"], rows=prof["rows"], features=small,
+                                        hint="capture at least 1,001 values of each feature (more rows of the "
+                                             "training data); a feature of 1,000 or fewer may read drifted for good")
+                        small_warned[where] = (prof.get("sha256"), prof.get("rows"), small) if small else None
                         good.append({**prof, "_namespace": where.split("/", 1)[0]})
                 watcher.profiles = good
                 watcher.once()

@@ -310,6 +310,26 @@ def test_one_malformed_baseline_is_skipped_and_every_other_model_is_evaluated(li
     assert {k: (s.phase, s.episode) for k, s in watcher.states.items()} == {"ml/m1/v1": ("drifting", 1)}
 
 
+def test_a_small_reference_in_a_baseline_configmap_is_warned_of_once(live: Live, kube: Any) -> None:
+    """A baseline ConfigMap whose profile has 800 values of a feature (captured before `baseline
+    capture` warned): the controller's drift loop warns once (`drift.small_reference`, naming the
+    ConfigMap, model, feature and values), not at every pass, and still evaluates it."""
+    import numpy as np
+
+    small = _profile("small", {"f": np.random.default_rng(3).normal(0, 1, 800)})
+    kube.save_profile(small, "small-baseline")
+    kube.save_profile(live.profiles["m1"], "m1-baseline")
+    watcher = _replica(live, kube, _ticks())
+    with capture_logs() as logs:
+        _lead(watcher, kube, 3)
+    warned = [e for e in logs if e["event"] == "drift.small_reference"]
+    assert len(warned) == 1, warned
+    w = warned[0]
+    assert w["configmap"] == "ml/small-baseline" and w["model"] == "small" and w["features"] == {"f": 800}
+    assert w["log_level"] == "warning" and "1,001" in w["hint"]
+    assert not [e for e in logs if e["event"] in ("drift.pass_failed", "drift.bad_baseline")], logs
+
+
 def test_an_episode_number_used_before_gets_its_own_job_and_a_retry_never_a_second(live: Live, kube: Any) -> None:
     """`drift watch` without --state-file, restarted: its next episode is numbered 1 again, and the create
     of retrain-m1-v1-e1 met the earlier episode's Job (409), counted as done: no retraining, while
