@@ -13,7 +13,6 @@ would forget the failure evidence and the failed looks, and spend the error budg
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import os
 import tempfile
@@ -53,23 +52,17 @@ class SessionStore:
         by hand) lost each other's looks, so a failed look, its failure count and its evidence could be
         overwritten by the other's pass computed from the session before it. StoreError, naming the
         directory and the holder's pid, when another process holds it."""
+        from canary.pidlock import Held, hold
+
         path = self.dir / ".serve.lock"
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            self._held = hold(path)
         except OSError as exc:
             raise StoreError(f"{path}: cannot open the state directory's lock: {exc.strerror or exc}") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            try:
-                holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
-            finally:
-                os.close(fd)
-            raise StoreError(f"{self.dir}: the state directory is in use by another `canary serve` (pid {holder}); "
-                             "run one process per state directory (one replica: docs/integrations.md)") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
-        self._held = fd
+        except Held as held:
+            raise StoreError(f"{self.dir}: the state directory is in use by another `canary serve` (pid "
+                             f"{held.holder}); run one process per state directory (one replica: "
+                             "docs/integrations.md)") from None
 
     def release(self) -> None:
         """Give up `hold()` (the process ending does it too)."""

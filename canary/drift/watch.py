@@ -365,26 +365,17 @@ class FileStateStore:
         the same episode, so one drift made two `DriftDetected` and two retraining Jobs (the second
         renamed, as if the state had been lost), and each stepped the streaks of the other's evaluations.
         ConfigError, naming the file and the holder's pid, when another process holds it."""
-        import fcntl
+        from canary.pidlock import Held, hold
 
         lock = self.path.with_name(self.path.name + ".lock")
         try:
-            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+            self._held = hold(lock)
         except OSError as exc:
             raise ConfigError(f"{lock}: cannot open the state file's lock: {exc.strerror or exc}") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            try:
-                holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
-            finally:
-                os.close(fd)
+        except Held as held:
             raise ConfigError(f"{self.path}: the drift state file is in use by another `canary drift watch` (pid "
-                              f"{holder}); run one watcher per state file (two would open every episode twice "
-                              f"and create two retraining Jobs)") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
-        self._held = fd
+                              f"{held.holder}); run one watcher per state file (two would open every episode "
+                              "twice and create two retraining Jobs)") from None
 
     def release(self) -> None:
         """Give up `hold()` (the process ending does it too)."""
