@@ -130,7 +130,7 @@ def step(state: MonitorState, result: DatasetDrift, now: float, config: MonitorC
     """One evaluation of the live data against the profile (`reference` says which, for the alert)."""
     state, actions = _missing_alerts(state, result)
     if not result.features:  # no live data: neither drift nor its absence
-        return state, actions + _due(state, now)
+        return state, actions + due(state, now)
     if not state.traffic_since:  # the version serves: its quiet period starts now
         state = replace(state, traffic_since=now, quiet_until=max(state.quiet_until, now + config.quiet_s))
     if result.drifted and state.drifted_in_row and now - state.drifted_at < window_s:
@@ -167,7 +167,7 @@ def step(state: MonitorState, result: DatasetDrift, now: float, config: MonitorC
         state = replace(state, phase=OK)
         actions.append(Alert("drift.resolved", f"{who}: no dataset drift in {state.clean_in_row} evaluations "
                                                f"in a row; episode {state.episode} ended", ev, warning=False))
-    return state, actions + _due(state, now)
+    return state, actions + due(state, now)
 
 
 def superseded(earlier: MonitorState) -> list[dict[str, Any]]:
@@ -240,10 +240,6 @@ def _missing_alerts(state: MonitorState, result: DatasetDrift) -> tuple[MonitorS
 def due(state: MonitorState, now: float) -> list[Action]:
     """The retraining trigger of the open episode when it is due (a retry), whatever this evaluation
     measured: the drift it acts on was decided when the episode opened."""
-    return _due(state, now)
-
-
-def _due(state: MonitorState, now: float) -> list[Action]:
     if state.trigger == "pending" and now >= state.trigger_due:
         return [Trigger(state.episode, state.evidence)]
     return []
