@@ -570,48 +570,46 @@ def _median_bound(h: Histogram, upper: bool, level: float) -> float:
     return arm.upper(level) if upper else arm.lower(level)
 
 
-def _slip_unruled(stable: Histogram, canary: Histogram, level: float) -> str:
-    """Why a pass is withheld although `_far_faster` could not decide ("" when it is not).
+def _unit_slip(stable: Histogram, canary: Histogram, level: float) -> tuple[str, str]:
+    """(why the check is refused, why a pass is withheld): the canary's median against the stable's, as
+    a unit slip (one exporter writing seconds, the other milliseconds); ("", "") when neither.
 
-    `_far_faster` needs a lower bound on the stable's median; with a handful of stable requests (about
-    7 or fewer at the pass level: a 99% step, low traffic) there is none, and a canary exporting
-    seconds (every request read as a few "ms") passed a p95 +20% and a `max_ms: 1000` against 3 to 7
-    stable requests at 250-500 ms. When the canary's median is bounded FAR_FASTER times below the
-    lower edge of the stable's median bucket as observed, a slip cannot be ruled out: such a look is
-    not a pass (it may still fail); more stable requests decide it."""
-    c_hi = _median_bound(canary, True, level)
-    s_lo = _median_bound(stable, False, level)
-    if not math.isfinite(c_hi) or (math.isfinite(s_lo) and s_lo > 0) or not stable.counts or not stable.counts[-1] > 0:
-        return ""
-    half = stable.counts[-1] / 2
-    i = next(k for k, v in enumerate(stable.counts) if v >= half)
-    edge = stable.bounds[i - 1] if i > 0 else 0.0
-    if edge > 0 and c_hi * FAR_FASTER <= edge:
-        return (f"not yet a pass: the canary's median is at most {c_hi:.3g} ms, over {FAR_FASTER:g}x below the "
-                f"stable's {_n(stable.counts[-1])} requests (median above {edge:.3g} ms), too few to rule out one "
-                "exporter writing seconds; more stable requests decide it (or `same_unit: true`); ")
-    return ""
-
-
-def _far_faster(stable: Histogram, canary: Histogram, level: float) -> str:
-    """Why the canary's median looks like another unit than the stable's ("" when it does not).
-
-    `_unit_mismatch` needs layouts that coincide after x1000; a canary exporting seconds on a layout of
-    its own shares no bound with a stable in ms, and a `max_ms`-only check passed a canary whose p95
-    is 549 ms as "0.549 ms". A canary whose median the counts *show* FAR_FASTER times below the
-    stable's (exact binomial bounds on each arm's own bounds, at `level`, the pass level: the
+    Refused: `_unit_mismatch` needs layouts that coincide after x1000; a canary exporting seconds on a
+    layout of its own shares no bound with a stable in ms, and a `max_ms`-only check passed a canary
+    whose p95 is 549 ms as "0.549 ms". A canary whose median the counts *show* FAR_FASTER times below
+    the stable's (exact binomial bounds on each arm's own bounds, at `level`, the pass level: the
     canary's upper bound on its median against the stable's lower bound) is refused. Shown, not
     counted: a floor of 100 requests per arm let a slipped canary of 30 requests pass a p50 ceiling
     (and of 95 a p95 one) under a policy whose `min_canary_requests` is below 100, while a median of
     a few requests bounds nothing and is judged as before. A canary that can pass its quantile (q >=
     0.5) has its median bounded at the same level, so no slip passes unseen. The other way (a canary
-    that looks 1000x slower) is a breach and fails: the safe side."""
-    s_lo, c_hi = _median_bound(stable, False, level), _median_bound(canary, True, level)
-    if math.isfinite(s_lo) and s_lo > 0 and math.isfinite(c_hi) and c_hi * FAR_FASTER <= s_lo:
-        return (f"the canary's median latency is at most {c_hi:.3g} ms and the stable's at least {s_lo:.3g} ms: "
-                f"{s_lo / c_hi:,.0f}x faster is read as one exporter writing seconds and the other "
-                "milliseconds (latency bounds are milliseconds here), not as a release")
-    return ""
+    that looks 1000x slower) is a breach and fails: the safe side.
+
+    Withheld: with a handful of stable requests (about 7 or fewer at the pass level: a 99% step, low
+    traffic) the stable's median has no lower bound, and a canary exporting seconds passed a p95 +20%
+    and a `max_ms: 1000` against 3 to 7 stable requests at 250-500 ms. When the canary's median is
+    bounded FAR_FASTER times below the lower edge of the stable's median bucket as observed, a slip
+    cannot be ruled out: such a look is not a pass (it may still fail); more stable requests decide it."""
+    c_hi = _median_bound(canary, True, level)
+    if not math.isfinite(c_hi):
+        return "", ""
+    s_lo = _median_bound(stable, False, level)
+    if math.isfinite(s_lo) and s_lo > 0:
+        if c_hi * FAR_FASTER <= s_lo:
+            return (f"the canary's median latency is at most {c_hi:.3g} ms and the stable's at least {s_lo:.3g} ms: "
+                    f"{s_lo / c_hi:,.0f}x faster is read as one exporter writing seconds and the other "
+                    "milliseconds (latency bounds are milliseconds here), not as a release"), ""
+        return "", ""
+    if not stable.counts or not stable.counts[-1] > 0:
+        return "", ""
+    half = stable.counts[-1] / 2
+    i = next(k for k, v in enumerate(stable.counts) if v >= half)
+    edge = stable.bounds[i - 1] if i > 0 else 0.0
+    if edge > 0 and c_hi * FAR_FASTER <= edge:
+        return "", (f"not yet a pass: the canary's median is at most {c_hi:.3g} ms, over {FAR_FASTER:g}x below the "
+                    f"stable's {_n(stable.counts[-1])} requests (median above {edge:.3g} ms), too few to rule out one "
+                    "exporter writing seconds; more stable requests decide it (or `same_unit: true`); ")
+    return "", ""
 
 
 def _latency(check: LatencyCheck, s: ArmData | None, c: ArmData, ctx: _Ctx) -> CheckResult:
@@ -620,12 +618,13 @@ def _latency(check: LatencyCheck, s: ArmData | None, c: ArmData, ctx: _Ctx) -> C
         return bad
     assert isinstance(c, Histogram)
     unshared: float | None = None  # the stable's requests when its layout shares no bound with the canary's
-    slip = ""  # why a pass is withheld: a unit slip the stable's few requests cannot rule out (`_slip_unruled`)
+    slip = ""  # why a pass is withheld: a unit slip the stable's few requests cannot rule out (`_unit_slip`)
     if s is None:  # stable not measured: the ceiling alone, on the canary's own bounds
         bounds, sc, cc = c.bounds, None, c.counts
     else:
         assert isinstance(s, Histogram)
-        units = "" if check.same_unit else _unit_mismatch(s.bounds, c.bounds) or _far_faster(s, c, ctx.beta)
+        refused, slip = ("", "") if check.same_unit else _unit_slip(s, c, ctx.beta)
+        units = "" if check.same_unit else _unit_mismatch(s.bounds, c.bounds) or refused
         if units:  # not one layout: neither the comparison nor the canary's own bounds can be trusted ...
             if check.max_ms is not None:  # ... to pass. A ceiling breach on the canary's own bounds stands: a
                 # canary read in the wrong unit reads 1000x *faster*, so its breach is real (a cache in front
@@ -640,7 +639,6 @@ def _latency(check: LatencyCheck, s: ArmData | None, c: ArmData, ctx: _Ctx) -> C
                         f"judged: {units})"))
             return _error(check, f"{units}; if both arms do export milliseconds (the canary is really this much "
                                  f"faster), set `same_unit: true` on check {check.name!r}")
-        slip = "" if check.same_unit else _slip_unruled(s, c, ctx.beta)
         bounds, sc, cc = _shared(s, c)
         if len(bounds) < 2 and check.max_ms is not None:  # as without a stable arm: the ceiling alone
             bounds, sc, cc, unshared = c.bounds, None, c.counts, float(s.counts[-1]) if s.counts else 0.0

@@ -1,4 +1,4 @@
-"""(A third attacker of decision 81, twentieth session.) The unit-slip guards (`_unit_mismatch`, `_far_faster`)
+"""(A third attacker of decision 81, twentieth session.) The unit-slip guards (`_unit_mismatch`, `_unit_slip`)
 returned ERROR before any limit was judged. A canary read in the wrong unit reads 1000x *faster*, so a
 ceiling breach its own bounds show is real in either unit; the ERROR hid it until the step's deadline,
 a hard check included. A cache in front of a model (97% of requests under 1 ms, 3% at 5-10 s) has a
