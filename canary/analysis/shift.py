@@ -308,13 +308,6 @@ def _empty_cell(stable: list[float], canary: list[float], level: float) -> str:
     return ""
 
 
-def _missed_share_p(shares: list[float], empty: list[bool], n: float) -> float:
-    """Bound on P(M >= m): M the sum of the shares p_i of the cells n independent draws leave empty
-    (cell i with probability q_i = (1 - p_i)^n), m the observed one; see `_missed_p`."""
-    p = np.asarray(shares, float)
-    return _missed_p(p, n * np.log1p(-np.minimum(p, 1 - 1e-16)), empty)
-
-
 def _missed_p(weights: list[float] | np.ndarray, log_q: list[float] | np.ndarray, empty: list[bool]) -> float:
     """Bound on P(M >= m): M the sum of the weights p_i of the cells left empty, cell i empty with
     probability at most q_i = exp(log_q_i), the events negatively associated; m the observed one. A

@@ -18,6 +18,13 @@ from canary.analysis import shift
 from canary.model import Histogram, Outcome
 from canary.policy import parse_policy
 
+
+def missed_share_p(shares: list[float], empty: list[bool], n: float) -> float:
+    """`shift._missed_p` for n independent draws from the shares p_i: cell i empty with probability
+    q_i = (1 - p_i)^n, M the sum of the shares of the cells left empty."""
+    p = np.asarray(shares, float)
+    return shift._missed_p(p, n * np.log1p(-np.minimum(p, 1 - 1e-16)), empty)
+
 INF = float("inf")
 BOUNDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, INF)
 SHARES = np.array([0.196] * 5 + [0.004] * 5)  # the top 2% spread over five buckets
@@ -62,6 +69,6 @@ def test_an_equal_canary_is_blocked_by_its_empty_cells_at_most_at_the_level() ->
 
 def test_the_bound_is_a_probability_and_falls_with_the_missed_share() -> None:
     shares = [0.5, 0.3, 0.1, 0.05, 0.05]
-    ps = [shift._missed_share_p(shares, [False, False, False, False, True], n) for n in (10, 50, 100, 200)]
+    ps = [missed_share_p(shares, [False, False, False, False, True], n) for n in (10, 50, 100, 200)]
     assert all(0.0 <= p <= 1.0 for p in ps) and ps == sorted(ps, reverse=True) and ps[-1] < 1e-3, ps
-    assert shift._missed_share_p(shares, [False] * 5, 100) == 1.0
+    assert missed_share_p(shares, [False] * 5, 100) == 1.0

@@ -1,4 +1,4 @@
-"""(A second attacker of decision 81, nineteenth session; fixed by decision 81 (e). What it found:) shift._missed_share_p returns 0.0 (maximal evidence) when one cell's (1 - p)^n underflows to 0 and
+"""(A second attacker of decision 81, nineteenth session; fixed by decision 81 (e). What it found:) shift._missed_share_p (now `shift._missed_p`) returned 0.0 (maximal evidence) when one cell's (1 - p)^n underflows to 0 and
 the bound's optimum t lies where exp(-t p) underflows too (0/0 in the slope, log(0) in the bound).
 An equal canary's PSI is then 'cannot be bounded' and max_psi never passes."""
 import itertools
@@ -11,6 +11,7 @@ from canary.analysis import judge as J
 from canary.analysis import shift
 from canary.model import Histogram, Outcome
 from canary.policy import parse_policy
+from tests.unit.test_shift_empty_cells import missed_share_p
 
 INF = float("inf")
 
@@ -23,7 +24,7 @@ def test_missed_share_p_is_not_zero_for_an_ordinary_miss() -> None:
     assert exact > 0.2
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        p = shift._missed_share_p(shares, empty, 1000)
+        p = missed_share_p(shares, empty, 1000)
     assert p >= exact, p  # a Chernoff bound is an upper bound on the tail; the code returns 0.0
 
 
