@@ -472,8 +472,8 @@ def to_stable(router: TrafficRouter, target: Target, state: rl.RolloutState, *, 
         new, actions = rl.transition(state, rl.Rollback(now, reason, aborted=True), None)  # type: ignore[arg-type]
     if new is state:  # terminal already: nothing to do
         return state
-    # a promotion being finished is no rollback: its lines say so, and its failure is the caller's to report
-    # (`promotion.unfinished`, then stable 100% on the old version): the canary serves all traffic, not split
+    # a promotion being finished is no rollback: its lines say so (`execute` names the last attempt's
+    # failure the same way), and the caller reports giving up (`promotion.unfinished`): nothing is split
     finishing = new.phase == rl.PROMOTED
     what = "promotion" if finishing else "rollback"
     deadline = time.monotonic() + (ROLLBACK_BUDGET_S if budget_s is None else budget_s)
@@ -483,11 +483,10 @@ def to_stable(router: TrafficRouter, target: Target, state: rl.RolloutState, *, 
         wait = min(0.5 * attempt, 2.0)
         last = attempt >= attempts and time.monotonic() + wait >= deadline
         try:
-            return execute(router, target, new, actions, log=log, report_failure=last and not finishing,
-                           expect=expect)
+            return execute(router, target, new, actions, log=log, report_failure=last, expect=expect)
         except RoutingConflict as exc:
             if expect is not ...:  # guarded: another writer's decision; the caller reads the route again
-                if not last or finishing:  # (the last attempt's is logged by `execute`)
+                if not last:  # (the last attempt's is logged by `execute`)
                     log.warning(f"{what}.write_conflict", error=str(exc), reason=reason)
                 raise
             if last:
@@ -500,7 +499,9 @@ def to_stable(router: TrafficRouter, target: Target, state: rl.RolloutState, *, 
             log.warning(f"{what}.retrying", attempt=attempt, error=str(exc))
             time.sleep(min(wait, max(0.0, deadline - time.monotonic())))
         except CanaryError as exc:  # will not pass by waiting (a route no rollout can drive)
-            if not last and not finishing:
+            if not last and finishing:
+                log.warning("promotion.write_failed", error=str(exc), reason=reason, write_landed=write_landed(exc))
+            elif not last:
                 log.critical("rollback.failed", error=str(exc), target_weights=str(STABLE_ONLY), reason=reason,
                              write_landed=write_landed(exc), hint="traffic may still be split: act by hand")
             raise

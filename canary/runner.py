@@ -623,10 +623,10 @@ class Runner:
         self._ending = (new, actions) if _rolls_back(new) else None
         for attempt in range(1, attempts + 1):
             try:
-                # a promotion's last write that fails is no `rollback.failed` ("act by hand"): the canary
-                # serves all traffic, and `run`'s fail-safe finishes it (or gives the old version 100%)
+                # (a promotion's last write that fails is `promotion.write_failed`, not `rollback.failed`:
+                # `run`'s fail-safe finishes it, or gives the old version 100%)
                 state = execute(self.router, self.target, new, todo, log=self.log, expect=expect,
-                                written=self._remember, report_failure=new.phase != rl.PROMOTED)
+                                written=self._remember)
                 break
             except RoutingConflict:
                 read = self._read_record() if _rolls_back(new) and attempt < attempts else None
