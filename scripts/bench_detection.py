@@ -616,7 +616,7 @@ def kayenta_steps(fam: Family) -> dict[str, float]:
             f"kayenta step {fam.dt:g}s": fam.dt}
 
 
-def calibrate(fam: Family, n: int, seed: int) -> Calibration:
+def calibrate(fam: Family, n: int, seed: int, *, ours_bisections: int = 7) -> Calibration:
     """Each rival's parameter at which its whole-rollout false rollback of a canary exactly at the
     limit is at most TARGET_FR (and one notch more sensitive would exceed it), on n rollouts."""
     at_limit = Scenario("cal", "cal", fam, scale=1 + fam.tol)
@@ -664,12 +664,12 @@ def calibrate(fam: Family, n: int, seed: int) -> Calibration:
     # the calibrated band is tuned to one horizon: watch the same at-limit canaries 3x as long
     ext = [netflix_data(Traffic(wd, (seed, sid, r)), fam, stretch=3) for r in range(n)]
     fr_ext = float(np.mean([netflix_reject(x.fc, x.nc, x.fs, x.ns, wd.bounds, fam.tol, hi).any() for x in ext]))
-    ours_alpha = calibrate_ours(at_limit, seed, sid, n) if fam.key.startswith("fast/") else None
+    ours_alpha = calibrate_ours(at_limit, seed, sid, n, ours_bisections) if fam.key.startswith("fast/") else None
     return Calibration(flagger_ms, kay, hi, fr_ext, n, notes, ours_alpha=ours_alpha,
                        ours_policy=None if ours_alpha is None else with_alpha(fam.policy, ours_alpha))
 
 
-def calibrate_ours(at_limit: Scenario, seed: int, sid: int, n: int) -> float:
+def calibrate_ours(at_limit: Scenario, seed: int, sid: int, n: int, bisections: int = 7) -> float:
     """Our `analysis.alpha` calibrated as the rivals' parameters are: the largest (7 bisections of
     log alpha between 0.01 and 0.9) whose whole-rollout breach rate on the same n at-the-limit
     rollouts is <= TARGET_FR. Production keeps the policy's alpha, guaranteed at any looks; this
@@ -684,7 +684,7 @@ def calibrate_ours(at_limit: Scenario, seed: int, sid: int, n: int) -> float:
     lo, hi = math.log(0.01), math.log(0.9)  # fr(lo) <= target (the guarantee), fr(hi) unknown
     if fr(math.exp(hi)) <= TARGET_FR:
         return 0.9
-    for _ in range(7):  # alpha to within a factor 1.04
+    for _ in range(bisections):  # 7: alpha to within a factor 1.04
         mid = (lo + hi) / 2
         lo, hi = (mid, hi) if fr(math.exp(mid)) <= TARGET_FR else (lo, mid)
     return math.exp(lo)
@@ -799,6 +799,7 @@ class Sizes:
     detect: int
     cal: int
     sprt_paths: int
+    ours_bisections: int = 7  # calibrate_ours: bisections of log alpha (7: alpha to within a factor 1.04)
 
 
 SIZES = {"quick": Sizes(null=60, null_small=20, detect=40, cal=300, sprt_paths=4000),
@@ -921,7 +922,7 @@ def run(groups: set[str], sz: Sizes, seed: int, *, layouts: tuple[str, ...] | No
     for sc in scs:
         if sc.rivals and sc.fam.key not in cals:
             t0 = time.perf_counter()
-            cals[sc.fam.key] = calibrate(sc.fam, sz.cal, seed)
+            cals[sc.fam.key] = calibrate(sc.fam, sz.cal, seed, ours_bisections=sz.ours_bisections)
             c = cals[sc.fam.key]
             print(f"  calibrated {sc.fam.key} in {time.perf_counter() - t0:.0f} s: flagger max ms "
                   f"{c.flagger_ms}, kayenta allowedIncrease {({k: round(v, 3) for k, v in c.kayenta.items()})}, "

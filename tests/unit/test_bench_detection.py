@@ -23,7 +23,8 @@ def bench():
 
 
 def test_detection_table_has_a_row_per_judge_and_oracle(bench, capsys):
-    sizes = bench.Sizes(null=2, null_small=2, detect=4, cal=12, sprt_paths=300)
+    sizes = bench.Sizes(null=2, null_small=2, detect=4, cal=12, sprt_paths=300,
+                        ours_bisections=1)  # the table's shape, not alpha's value: one bisection
     targets = bench.run({"4"}, sizes, seed=3, layouts=("x1.1",), with_variants=False)
     out = capsys.readouterr().out
     rows = [line for line in out.splitlines() if line.startswith("x1.1 from 1 ms")]
