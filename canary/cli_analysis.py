@@ -187,7 +187,10 @@ def plan_cmd(
         d = _plan_dict(p)
         if layout is not None:
             d["layout"] = [asdict(x) for x in layout]
-        opts.emit(d, output, lambda wide: _plan_text(p, rps, layout, opts.console(wide)))
+        from canary.policy import LatencyCheck
+
+        relative = {c.name: c.quantile for c in pol.checks if isinstance(c, LatencyCheck) and c.max_increase_pct is not None}
+        opts.emit(d, output, lambda wide: _plan_text(p, rps, layout, opts.console(wide), relative))
         if layout is not None and unreadable:  # the plan above assumed a layout it was asked to read
             # the text output has just printed each reason on its check's layout line: not again here
             why = f" ({'; '.join(f'{c}: {w}' for c, w in unreadable)})" if output not in ("text", "wide") else " (see above)"
@@ -202,16 +205,24 @@ def plan_cmd(
     raise typer.Exit(run_guarded(go))
 
 
-def _plan_text(p: Any, rps: float, layout: Any, console: Console) -> None:
+def _plan_text(p: Any, rps: float, layout: Any, console: Console, relative: dict[str, float] | None = None) -> None:
+    """The plan as a table. `relative`: {check name: quantile} of the policy's relative latency checks; with
+    more than one, each gets its own detection column (one column would name one check's quantile for all)."""
     t = Table(title=f"rollout at {rps:g} rps: {len(p.steps)} judged steps, {p.seconds:g} s if each passes at its "
                     f"interval ({p.looks} looks), {p.longest_s:g} s if each runs to its deadline")
-    lat = f"p{p.latency_quantile * 100:g}" if p.latency_quantile else "latency"
+    several = relative is not None and len(relative) > 1
+    if several:
+        latency_cols = [f"{name} +% (p{q * 100:g}, 95% power)" for name, q in relative.items()]  # type: ignore[union-attr]
+    else:
+        latency_cols = [f"p{p.latency_quantile * 100:g} +% (95% power)" if p.latency_quantile else "latency +% (95% power)"]
     for col in ("step %", "seconds", "canary req", "stable req", "fail level (fixed-sample equivalent)",
-                f"{lat} +% (95% power)", "error +points", "PSI", "JS"):
+                *latency_cols, "error +points", "PSI", "JS"):
         t.add_column(col, justify="right", overflow="fold")
     for s in p.steps:
+        latency = ([_opt(s.latency_by_check.get(name), "+{:.0f}%") for name in relative]  # type: ignore[union-attr]
+                   if several else [_opt(s.p95_increase_pct, "+{:.0f}%")])
         t.add_row(str(s.weight), f"{s.seconds:g}", f"{s.canary_requests:,.0f}", f"{s.stable_requests:,.0f}",
-                  f"{s.alpha:.2g}", _opt(s.p95_increase_pct, "+{:.0f}%"), _opt(s.error_points, "+{:.2f}"),
+                  f"{s.alpha:.2g}", *latency, _opt(s.error_points, "+{:.2f}"),
                   _opt(s.psi, "{:.3f}"), _opt(s.js, "{:.3f}"))
     console.print(t)
     console.print(f"assumes {p.assumptions}; '-' = not detectable by the end of that step, with the evidence "

@@ -369,3 +369,23 @@ def test_judge_input_of_another_checks_shape_is_bad_input_naming_the_arm(tmp_pat
                              "checks": {"c": {"stable": arm, "canary": arm}}}))
     res = CliRunner().invoke(_app(), ["judge", "--input", str(f)])
     assert res.exit_code == 2 and "checks.c.stable" in res.output and says in res.output, res.output
+
+
+def test_plan_text_gives_each_relative_latency_check_its_own_detection_column(tmp_path):
+    """Two relative latency checks on different quantiles: each its own column, named by check and quantile,
+    with that check's smallest detectable increase (one column used to name the first check's quantile and
+    show the smaller of the two)."""
+    policy = {"steps": [10, 50, 100], "analysis": {"interval": "60s", "look_every": "10s"},
+              "checks": [{"name": "tail", "kind": "latency", "quantile": 0.99, "max_increase_pct": 20},
+                         {"name": "body", "kind": "latency", "quantile": 0.5, "max_increase_pct": 10}]}
+    (tmp_path / "p.json").write_text(json.dumps(policy))
+    args = ["plan", "--policy", str(tmp_path / "p.json"), "--rps", "50"]
+    res = CliRunner().invoke(_app(), [*args, "-o", "wide"])
+    assert res.exit_code == 0, res.output
+    assert "tail +% (p99, 95% power)" in res.stdout and "body +% (p50, 95% power)" in res.stdout, res.stdout
+    steps = json.loads(CliRunner().invoke(_app(), [*args, "-o", "json"]).stdout)["steps"]
+    row = next(line for line in res.stdout.splitlines() if line.strip("│┃ ").startswith("50 "))
+    cells = [c.strip() for c in row.strip("│").split("│")]
+    assert cells[5] == f"+{steps[1]['latency_by_check']['tail']:.0f}%"
+    assert cells[6] == f"+{steps[1]['latency_by_check']['body']:.0f}%"
+    assert steps[1]["latency_by_check"]["tail"] != steps[1]["latency_by_check"]["body"]
