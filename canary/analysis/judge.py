@@ -557,8 +557,12 @@ def _unit_mismatch(stable: tuple[float, ...], canary: tuple[float, ...]) -> str:
     return ""
 
 
-# a canary this many times faster than stable at the median is read as a unit slip, not a release
-FAR_FASTER = 100.0
+# a canary this many times faster than stable at the median is read as a unit slip, not a release. 10, not
+# 100: a canary exporting seconds that is really k times slower reads 1000/k times faster, and on native
+# histograms (one log grid in either unit, where `_unit_mismatch` has no x1000 to match) a canary 20x slower
+# read 50x faster and PASSed +20% and 250 ms. At 10 a slip hides only a canary more than 100x slower; a
+# release really 10x faster at the median is ERROR (the reason names `same_unit: true`), never a wrong pass.
+FAR_FASTER = 10.0
 
 
 def _median_bound(h: Histogram, upper: bool, level: float) -> float:
