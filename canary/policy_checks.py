@@ -30,7 +30,7 @@ class LatencyCheck(_CheckBase):
     max_increase_pct: float | None = Field(None, gt=0, description="canary quantile at most this % above stable (> 0: no sample shows an increase of exactly 0)")
     max_ms: float | None = Field(None, gt=0, description="canary quantile must stay below this many ms")
     same_unit: bool = Field(False, description="both arms are known to export this histogram in milliseconds: a canary "
-                                               "100x faster than stable at the median, or layouts that match x1000, are "
+                                               "shown 10x faster than stable at the median, or layouts that match x1000, are "
                                                "judged as they read instead of refused as a unit slip (ERROR)")
 
     @model_validator(mode="after")
