@@ -72,6 +72,21 @@ class _Active:
     recorded: str | None  # the annotation as written: guards the look's write
 
 
+class CanaryRolloutChanged(RoutingConflict):
+    """A write towards the canary refused: the CanaryRollout, read live, is no longer what the decision
+    was taken on (`Controller._still_asked`). Nothing was written; the next tick acts on it."""
+
+
+def _forward(before: rl.RolloutState, new: rl.RolloutState, actions: list[rl.Action],
+             routed: Any = None) -> bool:
+    """Whether a step moves traffic towards the canary: a promotion (begun or finished), or a weights
+    write giving the canary more than the record (or the route as read, `routed`) gives it now."""
+    if new.phase in (rl.PROMOTING, rl.PROMOTED) and before.phase != new.phase:
+        return True
+    now = before.weights.canary if routed is None else min(before.weights.canary, routed.canary)
+    return any(isinstance(a, rl.SetWeights) and a.weights.canary > now for a in actions)
+
+
 class _Known:
     """What this process last knew of a rollout, for scheduling (`_schedule`) and the failure path
     (`_failed`): its spec, and its state: whole until `pack` (the end of its tick), then as the
@@ -360,6 +375,9 @@ class Controller:
             self._seed(obj)
             item = self._advance(obj)
         except NotLeader as exc:
+            return exc
+        except CanaryRolloutChanged as exc:  # nothing written: the next tick reads the CanaryRollout again
+            self.log.info("rollout.changed_outside", rollout=_key(obj), error=str(exc))
             return exc
         except Exception as exc:  # one bad rollout never stops the others
             self._failed(obj, exc)
@@ -820,10 +838,44 @@ class Controller:
 
     def _decide(self, spec: crd.RolloutSpec, state: rl.RolloutState, seen: Observation, *, expect: str | None,
                 log: Any) -> tuple[rl.RolloutState, str | None]:
-        """The shared reconcile step (`reconcile.decide`), each write guarded on the previous one."""
+        """The shared reconcile step (`reconcile.decide`), each write guarded on the previous one; a
+        write that moves traffic towards the canary is guarded on the live CanaryRollout (`_still_asked`)."""
+        routed = seen.status.weights if seen.status is not None else None
         for new, actions in decide(spec.policy, state, seen, self.clock.now()):
+            if _forward(state, new, actions, routed):
+                self._still_asked(spec)
             state, expect = self._do(spec, new, actions, expect=expect, log=log)
+            routed = None
         return state, expect
+
+    def _still_asked(self, spec: crd.RolloutSpec) -> None:
+        """Whether the CanaryRollout, read from the API server now, still asks what `spec` (the copy this
+        decision was taken on: the informer's, perhaps behind a stalled watch, or a LIST at the tick's
+        start) asked: the same object, not being deleted, its spec unchanged (generation). Raises
+        CanaryRolloutChanged otherwise (nothing written: the next tick acts on the live object, which
+        goes into the cache), and what the read raises when it fails (transient: the failure budget).
+        Asked before every write that moves traffic towards the canary (a step up, a promotion, its
+        finish, weights reasserted over a lower edit): a rollback, a deletion or an edit that landed
+        meanwhile must win over it, not be found after it (a promotion stands)."""
+        try:
+            live = self.custom.get_namespaced_custom_object(crd.GROUP, crd.VERSION, spec.namespace, crd.PLURAL,
+                                                            spec.name, _request_timeout=10)
+        except Exception as exc:
+            if getattr(exc, "status", None) == 404:
+                raise CanaryRolloutChanged(f"{spec.key}: the CanaryRollout is gone; not moving traffic to the "
+                                           "canary") from None
+            raise kube.translate(exc, f"CanaryRollout {spec.key}") from exc
+        meta = (live or {}).get("metadata") or {}
+        why = ("it is another object of that name" if spec.uid and meta.get("uid") != spec.uid else
+               "it is being deleted" if meta.get("deletionTimestamp") else
+               f"its spec changed (generation {spec.generation} -> {meta.get('generation')})"
+               if meta.get("generation") != spec.generation else "")
+        if not why:
+            return
+        if self.informers is not None and isinstance(live, dict):
+            self.informers.rollouts.put(live)  # the watch is behind: the next tick reads what the API holds
+        raise CanaryRolloutChanged(f"{spec.key}: the CanaryRollout changed since this decision read it ({why}); "
+                                   "not moving traffic to the canary")
 
     # ---- looks (batched measurement) ------------------------------------------------
 
