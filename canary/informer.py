@@ -234,8 +234,12 @@ class Informer:
         entry = self._entry(obj) if kind != "DELETED" and _newer(new_rv, have) else None
         with self._lock:
             if kind == "DELETED":
-                changed = True
-                self._items.pop(key, None)
+                # a deletion older than the cached version is of an earlier object of that name (the cached
+                # one came from a `put`: a live read or our own write's answer, ahead of this watch): kept
+                have = self._items.get(key)
+                changed = have is None or have.rv is None or new_rv is None or new_rv >= have.rv
+                if changed:
+                    self._items.pop(key, None)
             else:  # checked again: a `put` may have come in between
                 changed = entry is not None and _newer(new_rv, self._items.get(key))
                 if changed:

@@ -201,3 +201,26 @@ def test_a_relist_never_takes_back_our_own_later_write() -> None:
     assert inf.get("ml", "a")["data"]["v"] == "ours" and inf.get("ml", "d")["data"]["v"] == "created"
     assert inf.get("ml", "b") is None and inf.get("ml", "c")["data"]["v"] == "new"
     assert sorted(changes) == [("ml/b", None), ("ml/c", "new")]  # nothing reported for what we wrote
+
+
+def test_a_late_deletion_of_an_earlier_object_never_removes_its_namesake() -> None:
+    """The cache holds r0 as the API holds it now, another object of the same name (read live by the
+    controller's guard read, or its own write's answer: `put`), while the watch is still behind and then
+    delivers the deletion of the object before it. That DELETED event used to drop the namesake from the
+    cache and tell the controller it was gone (its memory of that rollout forgotten, its queue entry
+    dropped) until the namesake's own ADDED event came. A deletion older than what is cached is now
+    ignored; the watch's later events (the namesake's ADDED, older too) change nothing."""
+    def obj(uid: str, rv: int) -> dict[str, Any]:
+        return {**cm("r0", uid), "metadata": {"name": "r0", "namespace": "ml", "uid": uid, "resourceVersion": str(rv)}}
+
+    changes: list[tuple[str, Any]] = []
+    inf = Informer(lambda **kw: None, kind="configmaps",
+                   on_change=lambda k, o: changes.append((k, None if o is None else o["metadata"]["uid"])))
+    inf._event({"type": "ADDED", "object": obj("one", 3)})
+    inf.put(obj("two", 9))  # the namesake, created at 8, as read live
+    changes.clear()
+    inf._event({"type": "DELETED", "object": obj("one", 7)})
+    assert inf.get("ml", "r0")["metadata"]["uid"] == "two" and changes == []
+    inf._event({"type": "ADDED", "object": obj("two", 8)})
+    inf._event({"type": "DELETED", "object": obj("two", 12)})  # a deletion of what is cached: it goes
+    assert inf.get("ml", "r0") is None and changes == [("ml/r0", None)]
