@@ -20,6 +20,32 @@ from canary.errors import ConfigError
 
 LABEL = "modelcanary.dev/baseline"
 KEY = "profile.json"
+# a baseline ConfigMap's own monitor settings, over the controller's --drift-window and --enter-after (3):
+# a model whose inputs follow the time of day needs a day's window and one window to enter (decision 92)
+WINDOW_ANNOTATION = "modelcanary.dev/drift-window"
+ENTER_AFTER_ANNOTATION = "modelcanary.dev/drift-enter-after"
+
+
+def monitor_settings(annotations: Mapping[str, Any] | None, where: str) -> dict[str, Any]:
+    """The monitor settings a baseline ConfigMap's annotations give: {"_window_s": seconds > 0,
+    "_enter_after": int >= 1}, each only when given. ValueError naming the ConfigMap, the annotation
+    and the value when one is malformed (the baseline is then skipped, `drift.bad_baseline`)."""
+    from canary.policy_fields import parse_duration
+
+    out: dict[str, Any] = {}
+    given = annotations or {}
+    if WINDOW_ANNOTATION in given:
+        try:
+            out["_window_s"] = parse_duration(given[WINDOW_ANNOTATION])
+        except ValueError as exc:
+            raise ValueError(f"ConfigMap {where}: annotation {WINDOW_ANNOTATION}: {exc}") from None
+    if ENTER_AFTER_ANNOTATION in given:
+        raw = str(given[ENTER_AFTER_ANNOTATION]).strip()
+        if not raw.isdigit() or int(raw) < 1:
+            raise ValueError(f"ConfigMap {where}: annotation {ENTER_AFTER_ANNOTATION}: must be a whole number of "
+                             f"windows, at least 1; got {given[ENTER_AFTER_ANNOTATION]!r}")
+        out["_enter_after"] = int(raw)
+    return out
 MAX_BYTES = 900_000
 
 
@@ -55,7 +81,8 @@ def save_profile(core: Any, *, namespace: str, name: str, profile: Mapping[str, 
 
 def load_profiles(core: Any, namespace: str | None) -> list[tuple[str, dict[str, Any]]]:
     """(namespace/name, profile) of every baseline ConfigMap; a malformed one is skipped with its reason
-    in the second list entry's place: ("ns/name", {"error": ...})."""
+    in the second list entry's place: ("ns/name", {"error": ...}). A profile carries the ConfigMap's
+    own monitor settings (`monitor_settings`) as "_window_s" and "_enter_after" when it gives them."""
     sel = f"{LABEL}=true"
     if namespace:
         items = core.list_namespaced_config_map(namespace, label_selector=sel, _request_timeout=10).items
@@ -68,9 +95,15 @@ def load_profiles(core: Any, namespace: str | None) -> list[tuple[str, dict[str,
             prof = json.loads((cm.data or {})[KEY])
             if not isinstance(prof, dict) or prof.get("format") != 1 or not isinstance(prof.get("features"), dict):
                 raise ValueError("not a format-1 profile")
-            out.append((where, prof))
         except (KeyError, ValueError, TypeError) as exc:
             out.append((where, {"error": f"ConfigMap {where}: {KEY}: {exc}"}))
+            continue
+        try:
+            prof.update(monitor_settings(cm.metadata.annotations, where))
+        except ValueError as exc:
+            out.append((where, {"error": str(exc)}))
+            continue
+        out.append((where, prof))
     return out
 
 

@@ -24,6 +24,7 @@ and re-triggering. Gauges for the person on call:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -109,8 +110,12 @@ class DriftWatcher:
         key = _key(prof, self.namespace)
         now = self.clock()
         state = self.states.get(key) or M.MonitorState(model, version)  # quiet from its first live data (step)
+        # a baseline ConfigMap's own settings (store.monitor_settings) over the process's
+        window_s = float(prof.get("_window_s") or self.window_s)
+        config = (dataclasses.replace(self.config, enter_after=int(prof["_enter_after"])) if prof.get("_enter_after")
+                  else self.config)
         try:
-            live = live_counts(self.client, prof, model=model, version=version, window_s=self.window_s)
+            live = live_counts(self.client, prof, model=model, version=version, window_s=window_s)
             result = compare(prof, live)
         except ConfigError as exc:  # live data that cannot be compared (another profile's buckets): a setup fault
             log.error("drift.bad_live_data", model=model, version=version, error=str(exc))
@@ -131,7 +136,7 @@ class DriftWatcher:
         for m in result.missing:
             self.g_missing.labels(model, version, m.feature).set(m.live_rate)
         before = self.states.get(key)
-        state, actions = M.step(state, result, now, self.config, window_s=self.window_s, reference=_reference(prof))
+        state, actions = M.step(state, result, now, config, window_s=window_s, reference=_reference(prof))
         # the evaluation is stored before it is acted on: an episode opened here, and its start (the
         # retraining Job's identity), exist for every replica before its Event and its Job do. One
         # that cannot be stored, or that another replica's stored state overrides, does nothing
@@ -174,12 +179,13 @@ class DriftWatcher:
             return
         self._unmeasured[key] = (absent, bool(result.features))
         if not result.features:
-            log.warning("drift.no_live_data", **who, features=absent, window_s=self.window_s,
+            log.warning("drift.no_live_data", **who, features=absent, window_s=float(prof.get("_window_s") or self.window_s),
                         message="nothing was measured: no series for this model and version, or fewer than "
                                 "100 values per feature in the window (is the exporter deployed, are the model "
                                 "name and version right?)")
         elif absent:
-            log.warning("drift.features_unmeasured", **who, features=absent, window_s=self.window_s,
+            log.warning("drift.features_unmeasured", **who, features=absent,
+                        window_s=float(prof.get("_window_s") or self.window_s),
                         message="these profiled features have no live data; the verdict does not cover them "
                                 "(an exporter built from an older profile?)")
 

@@ -540,3 +540,35 @@ def test_a_deleted_state_configmap_is_written_back_not_a_new_episode(live: Live,
     _one_episode(kube)
     events = [e["event"] for e in logs]
     assert "drift.state_lost" in events and "drift.state_conflict" not in events, events
+
+
+def test_a_baseline_configmaps_annotations_set_its_own_window_and_enter_after(live: Live, kube: Any) -> None:
+    """A model whose inputs follow the time of day needs a day's window and one window to enter (decision 92),
+    while the controller's other models keep its --drift-window and 3: the baseline ConfigMap's annotations
+    `modelcanary.dev/drift-window` and `drift-enter-after` set them for that model alone. A malformed one is
+    drift.bad_baseline naming the ConfigMap, the annotation and the value; the others are evaluated."""
+    from canary.drift.store import ENTER_AFTER_ANNOTATION, WINDOW_ANNOTATION
+
+    kube.save_profile(live.profiles["m1"], "m1-baseline")
+    kube.save_profile(live.profiles["m2"], "m2-baseline")
+    kube.save_profile(live.profiles["late"], "late-baseline")
+    kube.core.patch_namespaced_config_map("m1-baseline", "ml", {"metadata": {"annotations": {
+        WINDOW_ANNOTATION: "2h", ENTER_AFTER_ANNOTATION: "1"}}})
+    kube.core.patch_namespaced_config_map("late-baseline", "ml", {"metadata": {"annotations": {
+        ENTER_AFTER_ANNOTATION: "0"}}})
+    watcher = _replica(live, kube, _ticks())  # --enter-after 2, a window of 1 h
+    with capture_logs() as logs:
+        _lead(watcher, kube, 1)
+    states = {k: (s.phase, s.drifted_in_row) for k, s in watcher.states.items()}
+    assert states == {"ml/m1/v1": ("drifting", 1), "ml/m2/v1": ("ok", 1)}, states  # both drift: one window each
+    (started,) = [e for e in logs if e["event"] == "drift.started"]
+    assert started["model"] == "m1" and "2h" in json.dumps(started), started  # its window, not the controller's
+    (bad,) = [e for e in logs if e["event"] == "drift.bad_baseline"]
+    assert bad["configmap"] == "ml/late-baseline" and ENTER_AFTER_ANNOTATION in bad["error"] \
+        and "'0'" in bad["error"], bad
+    kube.core.patch_namespaced_config_map("late-baseline", "ml", {"metadata": {"annotations": {
+        ENTER_AFTER_ANNOTATION: None, WINDOW_ANNOTATION: "a day"}}})
+    with capture_logs() as logs:
+        _lead(watcher, kube, 1)
+    (bad,) = [e for e in logs if e["event"] == "drift.bad_baseline"]
+    assert WINDOW_ANNOTATION in bad["error"] and "'a day'" in bad["error"] and "ml/late-baseline" in bad["error"], bad
