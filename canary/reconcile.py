@@ -292,6 +292,7 @@ def execute(router: TrafficRouter, target: Target, state: rl.RolloutState, actio
     # weights writes of this call still to land: until then `state` is a target, not what is routed, and an
     # event logs it as target_phase/target_weights (a failed write must leave no line claiming it)
     writes_left = sum(isinstance(a, rl.SetWeights) for a in actions)
+    pointed: list[rl.PointSubset] = []  # guarded pointings of this call before its weights write
     for action in actions:
         if isinstance(action, rl.SetWeights):
             text = state.to_json()
@@ -300,7 +301,10 @@ def execute(router: TrafficRouter, target: Target, state: rl.RolloutState, actio
                 writes_left -= 1
                 expect = text
                 stable_written = stable_written or action.weights == STABLE_ONLY
+                pointed.clear()
             except CanaryError as exc:
+                if isinstance(exc, RoutingConflict) and expect is not ... and pointed:
+                    _follow_recorded_end(router, target, state, pointed, log=log)
                 if report_failure and action.weights == STABLE_ONLY and state.phase == rl.PROMOTED:
                     # a promotion's last write: the canary already serves all traffic, nothing is split and
                     # nobody need act by hand (the caller tries again, or finishes it at its next tick)
@@ -323,6 +327,8 @@ def execute(router: TrafficRouter, target: Target, state: rl.RolloutState, actio
         elif isinstance(action, rl.PointSubset):
             _point(router, target, state, action, log=log, expect=expect, report_failure=report_failure,
                    stable_written=stable_written, context=_context(state, writes_left))
+            if action.guarded and expect is not ... and action.subset == "stable":
+                pointed.append(action)
         elif isinstance(action, rl.Emit):
             now = "" if not writes_left else "target_"
             fields = {**_context(state, writes_left), **action.fields}
@@ -417,6 +423,34 @@ def _point(router: TrafficRouter, target: Target, state: rl.RolloutState, action
     raise RoutingConflict(f"{target.namespace}/{target.virtual_service}: {_phase(now_recorded)} was recorded while "
                           f"the {action.subset} subset was pointed at {action.version}; pointed it back at "
                           f"{action.undo_version}")
+
+
+def _follow_recorded_end(router: TrafficRouter, target: Target, state: rl.RolloutState,
+                         pointed: list[rl.PointSubset], *, log: Any) -> None:
+    """This call pointed the stable subset (guarded, checked after its write), then its weights write
+    was refused: another writer recorded something after that check. When that record is an end of
+    this very rollout wanting the stable subset on another version than this call pointed it at, point
+    it there, guarded on that record: the other writer may have pointed it before this call's pointing
+    landed, or died between its weights write and its last pointing, and the end it recorded would
+    hold with every request on the version it does not name (docs/decisions.md 90). Idempotent (no
+    write when the subset is right); a failure is logged, and the caller sees the refused write's conflict."""
+    try:
+        now_recorded = router.inspect(target).state
+        want = _subset_under(now_recorded, state)
+        if want is None:
+            return
+
+        def still() -> None:
+            if router.inspect(target).state != now_recorded:
+                raise RoutingConflict(f"{target.namespace}/{target.virtual_service}: the rollout state changed "
+                                      "again before the stable subset was pointed as recorded; not pointing it")
+
+        router.point_subset(target, "stable", want, guard=still)
+    except CanaryError as exc:
+        log.warning("subset.follow_failed", subset="stable", error=str(exc), pointed=[a.version for a in pointed])
+        return
+    if any(a.version != want for a in pointed):
+        log.warning("subset.repointed_back", subset="stable", version=want, recorded_phase=_phase(now_recorded))
 
 
 def _subset_under(text: str | None, state: rl.RolloutState) -> str | None:

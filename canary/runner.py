@@ -819,11 +819,53 @@ def gate_detail(report: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in report.items())
 
 
+# how many times `canary rollback` reads the route again after another writer changed the record between
+# its read and its write (a promote's look, a promotion's finish): each try is a few requests, and a
+# writer records at most once per look, so a later try meets an unchanged record
+ONCALL_REREADS = 5
+
+
 def oncall_action(router: TrafficRouter, target: Target, event: rl.Rollback | rl.Pause | rl.Resume, *,
-                    log: Any) -> rl.RolloutState:
+                  log: Any) -> rl.RolloutState:
     """`canary rollback/pause/resume`: apply one event to the recorded state. A rollback reads the route
     as the router's `inspect_any(for_stable=True)` does (a DestinationRule gone, a route added beside
-    the rollout's: stable 100% needs the VirtualService alone)."""
+    the rollout's: stable 100% needs the VirtualService alone).
+
+    Every write is guarded on the record it read. A rollback that meets another writer's record (a
+    conflict: nothing of its own left written, `reconcile.execute`) reads the route again and decides
+    again, up to ONCALL_REREADS times: it still wins over a rollout in progress, but never lands over an
+    end it did not read. Unguarded, its first write (the stable subset pointed back at the old version,
+    from PROMOTING) could land over a promotion that finished after its read, and a command killed before
+    its 100/0 left `promoted` recorded with every request on the old version (docs/decisions.md 90). A
+    rollout recorded `promoted` is ended: a rollback finds stable 100% there (AlreadyStable, saying the
+    new version was promoted), whether the promotion landed before its first read or after it."""
+    for attempt in range(1, ONCALL_REREADS + 1):
+        status, state, new, actions, log_ = _oncall_decide(router, target, event, log=log)
+        if not isinstance(event, rl.Rollback):
+            return execute(router, target, new, actions, log=log_, expect=status.state)
+        try:
+            return execute(router, target, new, actions, log=log_, expect=status.state)
+        except RoutingConflict as exc:
+            if attempt < ONCALL_REREADS:
+                log_.info("rollback.reread", attempt=attempt, error=str(exc))
+                continue
+            failed: CanaryError = exc
+        except RollbackFailed:  # the stable subset could not be re-pointed (`reconcile._point`): exit 3, as decided
+            raise
+        except CanaryError as exc:
+            failed = exc
+        unsafe = unsafe_traffic(router, target, log=log_, error=str(failed), known=status.weights)
+        if unsafe:
+            raise TrafficUnsafe(f"stable 100% could not be written: {failed}{unsafe}") from failed
+        raise failed
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _oncall_decide(router: TrafficRouter, target: Target, event: rl.Rollback | rl.Pause | rl.Resume, *,
+                   log: Any) -> tuple[Any, rl.RolloutState, rl.RolloutState, list[rl.Action], Any]:
+    """One read of the route and what `event` makes of it: (status as read, the state it records, the
+    new state, its actions, the log bound to the rollout's context). Raises AlreadyStable / ConfigError
+    when there is nothing to do, TrafficUnsafe when a rollout in progress cannot be reached."""
     lenient = getattr(router, "inspect_any", None)
     try:
         status = lenient(target, for_stable=True) if lenient is not None and isinstance(event, rl.Rollback) \
@@ -857,7 +899,7 @@ def oncall_action(router: TrafficRouter, target: Target, event: rl.Rollback | rl
                                     weights=status.weights, started_at=event.now, updated_at=event.now)
         elif isinstance(event, rl.Rollback):  # stable already has 100%: what on-call asks for holds
             raise AlreadyStable(f"{target.namespace}/{target.virtual_service}: stable already serves 100%; no "
-                                "rollout in progress" + (f" (last: {state.phase}, {state.reason})" if state else ""))
+                                "rollout in progress" + (_last(state) if state else ""))
         else:
             raise ConfigError(f"{target.namespace}/{target.virtual_service}: no rollout in progress"
                               + (f" (last: {state.phase}, {state.reason})" if state else ""))
@@ -865,19 +907,19 @@ def oncall_action(router: TrafficRouter, target: Target, event: rl.Rollback | rl
     if new is state:
         raise ConfigError(f"cannot {type(event).__name__.lower()} a rollout that is {state.phase}")
     # the rollout's context on every line it logs, as promote's lines carry it (README, "Log events")
-    log = log.bind(virtual_service=target.virtual_service, stable_version=state.stable_version,
-                   canary_version=state.canary_version)
-    if isinstance(event, rl.Rollback):
-        try:
-            return execute(router, target, new, actions, log=log)  # a rollback always wins, whatever raced it
-        except RollbackFailed:  # the stable subset could not be re-pointed (`reconcile._point`): exit 3, as decided
-            raise
-        except CanaryError as exc:
-            unsafe = unsafe_traffic(router, target, log=log, error=str(exc), known=status.weights)
-            if unsafe:
-                raise TrafficUnsafe(f"stable 100% could not be written: {exc}{unsafe}") from exc
-            raise
-    return execute(router, target, new, actions, log=log, expect=status.state)
+    bound = log.bind(virtual_service=target.virtual_service, stable_version=state.stable_version,
+                     canary_version=state.canary_version)
+    return status, state, new, actions, bound
+
+
+def _last(state: rl.RolloutState) -> str:
+    """The ended rollout a rollback found, for AlreadyStable's message. A promotion is not undone: its
+    version passed every step and is the stable version now; going back to the old one is a rollout of it."""
+    if state.phase != rl.PROMOTED:
+        return f" (last: {state.phase}, {state.reason})"
+    return (f" (last: promoted, {state.reason}: {state.canary_version} is the stable version now and was not "
+            f"rolled back; to go back to {state.stable_version}, promote it: `canary promote {state.model} "
+            f"--canary-version {state.stable_version} ...`)")
 
 
 __all__ = ["Runner", "EXIT_BAD_INPUT", "EXIT_CODES", "EXIT_INFRA", "EXIT_INTERRUPTED", "EXIT_PROMOTED",

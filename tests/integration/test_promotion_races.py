@@ -2,8 +2,9 @@
 
 The finish (`rl.finish_promotion`, carried out by `execute` as `canary promote`, the controller and the
 sweep do, guarded on the PROMOTING record) races a rollback of the same rollout: on-call's (`canary
-rollback`: unguarded, it always wins once decided), or a guarded one decided on the PROMOTING record
-read earlier (the controller's stable-100% write from the recorded state, `to_stable(expect=...)`; the
+rollback`: guarded on the record it read, it reads again and decides again when refused, so it wins
+over a rollout in progress but not over a promotion recorded first), or a guarded one decided on the
+PROMOTING record read earlier (the controller's stable-100% write from the recorded state, `to_stable(expect=...)`; the
 sweep ending a superseded rollout, `sweep.end`). Whatever the order of their reads and writes, and
 wherever either process dies, the route must end consistent: promoted with the stable subset on the
 new version, or rolled back / aborted with it on the old one, 100/0 either way (or still PROMOTING at
@@ -13,6 +14,7 @@ new version, or rolled back / aborted with it on the old one, 100/0 either way (
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -20,7 +22,7 @@ import pytest
 
 from canary import rollout as rl
 from canary import sweep
-from canary.errors import RoutingConflict
+from canary.errors import AlreadyStable, RoutingConflict
 from canary.logs import get
 from canary.model import Target, Weights
 from canary.reconcile import execute, to_stable
@@ -184,16 +186,66 @@ def test_a_rollback_that_dies_after_its_repointing_leaves_no_promotion_on_the_ol
     assert cluster_state(api)[1]["phase"] == rl.PROMOTED and cluster_state(api)[2] == "v2"
 
 
-@pytest.mark.xfail(strict=True, reason="open: `canary rollback` killed between its first DestinationRule write "
-                   "and its 100/0, the promotion finished between its read and that write")
 def test_an_oncall_rollback_killed_after_its_repointing_over_a_finished_promotion(cluster: Any) -> None:
     """On-call read PROMOTING; the finish then ran to its end (PROMOTED, its last pointing included); the
-    on-call's unguarded pointing of the stable subset at v1 landed, and the command was killed before its
-    100/0: promoted, every request on v1. Not closed: the on-call's first pointing is unguarded (its 100/0
-    always follows unless it dies); guarding it on the record it read would make it read and decide again."""
+    on-call's pointing of the stable subset at v1 landed, and the command was killed before its 100/0:
+    promoted, every request on v1. The on-call's writes are now guarded on the record it read: that
+    pointing is refused, it reads the route again, finds the promotion ended, and writes nothing (a
+    finished promotion is not undone by a rollback: docs/decisions.md 90)."""
     s, res = run(cluster, "oncall", [("R", "GET dr"), ("P", None), ("R", "PUT dr")], killed=("R",))
     api, _ = cluster
     assert problems(api, res) == [], trace(s)
+    assert [label for label in s.of("R") if label.startswith("PUT")] == [], trace(s)
+    assert isinstance(res["R"], AlreadyStable) and "v2 is the stable version now and was not rolled back" in str(res["R"])
+    assert cluster_state(api)[1]["phase"] == rl.PROMOTED and cluster_state(api)[2] == "v2"
+
+
+def test_an_oncall_rollback_reads_again_a_record_written_after_its_read(cluster: Any) -> None:
+    """The record changed between on-call's read and its first write (here the owner re-wrote PROMOTING,
+    as a look or a resume does): the rollback is refused, reads the route again and rolls back the
+    record as it is now, instead of writing over it a rollback of the one it read (losing what was
+    recorded meanwhile)."""
+    api, client = cluster
+    _promoting(client)
+    later = replace(PROMOTING, updated_at=5.0, history=({"at": 5.0, "phase": rl.PROMOTING, "weights": "0/100",
+                                                          "what": "written after on-call's read"},))
+    s = Schedule()
+    owner = lambda: execute(s.router(client, "P"), TARGET, later, [rl.SetWeights(Weights(0, 100))], log=get(),  # noqa: E731
+                            expect=TEXT)
+    res = s.run({"P": owner, "R": oncall(s, client)}, [("R", "GET dr"), ("P", None), ("R", None)])
+    assert problems(api, res) == [], trace(s)
+    state = cluster_state(api)[1]
+    assert state["phase"] == rl.ROLLED_BACK and cluster_state(api)[2] == "v1", trace(s)
+    assert any(h["what"] == "written after on-call's read" for h in state["history"]), state["history"]
+    assert s.of("R").count("GET vs") >= 3, trace(s)  # read, refused by its guard, read again
+
+
+@pytest.mark.parametrize("rollback", sorted(ROLLBACKS))
+def test_a_rollback_whose_100_0_lands_over_the_finishs_repointing_and_dies_is_followed_by_the_finish(
+        cluster: Any, rollback: str) -> None:
+    """The rollback checked the stable subset (on v1 already: nothing to write) and the record, then the
+    finish pointed the subset at v2 and checked the record (still PROMOTING), then the rollback's 100/0
+    landed (guarded on PROMOTING, which the DestinationRule write did not change) and the rollback died
+    before its last pointing: rolled back (or aborted) recorded, every request on v2. The finish's 100/0
+    is refused; it now points the subset as the end recorded meanwhile wants it, guarded on that record."""
+    first = 3 if rollback == "oncall" else 5  # its read (on-call), its pointing and the check after it
+    s, res = run(cluster, rollback, [("R", first), ("P", "PUT dr"), ("P", 2), ("R", "PUT vs")], killed=("R",))
+    api, _ = cluster
+    assert problems(api, res) == [], trace(s)
+    assert cluster_state(api)[2] == "v1" and isinstance(res["P"], RoutingConflict), trace(s)
+
+
+@pytest.mark.parametrize("rollback", sorted(ROLLBACKS))
+def test_a_finish_that_dies_after_promoted_over_a_rollbacks_repointing_is_followed_by_the_rollback(
+        cluster: Any, rollback: str) -> None:
+    """The mirror image: the rollback pointed the stable subset back at v1 after the finish's pointing
+    and checked the record (still PROMOTING); the finish's PROMOTED 100/0 landed and it died before its
+    last pointing: promoted, every request on v1. The rollback's 100/0 is refused; it now points the
+    subset at v2, as the promotion recorded wants (on-call then finds the rollout promoted)."""
+    s, res = run(cluster, rollback, [("P", "PUT dr"), ("R", "PUT dr"), ("R", 2), ("P", "PUT vs")], killed=("P",))
+    api, _ = cluster
+    assert problems(api, res) == [], trace(s)
+    assert cluster_state(api)[1]["phase"] == rl.PROMOTED and cluster_state(api)[2] == "v2", trace(s)
 
 
 # ---- every interleaving of a few shapes ------------------------------------------------------------
