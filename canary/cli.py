@@ -545,7 +545,7 @@ def status(model: str, namespace: Optional[str] = NamespaceOpt, virtual_service:
     Example: canary status rec-model --route primary -o yaml
     """
     from canary.display import render_status
-    from canary.reconcile import parse_record
+    from canary.reconcile import end_disagreement, parse_record
 
     logs.configure()  # logs on stderr: stdout carries only the status
 
@@ -566,6 +566,12 @@ def status(model: str, namespace: Optional[str] = NamespaceOpt, virtual_service:
                 state, unreadable = None, str(exc)
                 logs.get(model=model, namespace=ns).warning("rollout.state_unreadable", error=unreadable)
             raw = st.raw_weights or (st.weights.stable, st.weights.canary)
+            # an ended rollout whose stable subset selects another version than its end names: a process
+            # killed between its writes, nobody following it (docs/decisions.md 90)
+            disagrees = end_disagreement(state, st) if state is not None else ""
+            if disagrees:
+                logs.get(model=model, namespace=ns).warning("rollout.route_disagrees", phase=state.phase,
+                                                            error=disagrees)
 
             def text(wide: bool) -> None:
                 if wide:
@@ -577,6 +583,9 @@ def status(model: str, namespace: Optional[str] = NamespaceOpt, virtual_service:
                     typer.echo(_raw_note(st.weights, st.raw_weights))
                 if unreadable:
                     typer.echo(f"note: {unreadable}; `canary rollback` writes 100/0 and a new record")
+                if disagrees:
+                    typer.echo(f"note: {disagrees}" + ("; `canary rollback` points it back" if state is not None
+                                                       and state.phase != rl.PROMOTED else ""))
 
             opts.emit({"weights": {"stable": st.weights.stable, "canary": st.weights.canary},
                        "raw_weights": {"stable": raw[0], "canary": raw[1]},
@@ -584,7 +593,8 @@ def status(model: str, namespace: Optional[str] = NamespaceOpt, virtual_service:
                        "stable_subset_version": st.stable_subset_version,
                        "canary_subset_version": st.canary_subset_version,
                        "rollout": state_dict(state) if state else None,
-                       **({"unreadable_state": unreadable} if unreadable else {})}, output, text, stream=watch)
+                       **({"unreadable_state": unreadable} if unreadable else {}),
+                       **({"route_disagrees": disagrees} if disagrees else {})}, output, text, stream=watch)
             if not watch or state is None:
                 return 0
             if state.terminal:

@@ -165,6 +165,20 @@ def subset_drift(state: rl.RolloutState, status: RouteStatus) -> str:
     return ""
 
 
+def end_disagreement(state: rl.RolloutState, status: RouteStatus) -> str:
+    """Why the route does not serve the version the ended rollout `state` names ("" when it does, or
+    when that cannot be told): stable 100%, and the stable subset on another version than a promotion's
+    new one or a rollback's old one. What a process killed between its weights write and its subset
+    pointing leaves when nobody followed it (docs/decisions.md 90)."""
+    if not state.terminal or status.weights != STABLE_ONLY or not status.stable_subset_version:
+        return ""
+    want = state.canary_version if state.phase == rl.PROMOTED else state.stable_version
+    if not want or status.stable_subset_version == want:
+        return ""
+    return (f"the rollout is recorded {state.phase} ({want} serving), but the stable subset selects "
+            f"{status.stable_subset_version}: every request is served by {status.stable_subset_version}")
+
+
 def measure_window(metrics: MetricsProvider, policy: Policy, target: Target, *, window_s: int,
                    log: Any) -> tuple[dict[str, tuple[ArmData, ArmData] | Exception], float]:
     """Every check's (stable, canary) data over the window, and the canary request count.

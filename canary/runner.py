@@ -34,7 +34,7 @@ from canary.metrics.base import MetricsProvider
 from canary.model import STABLE_ONLY, Target, check_version
 from canary.policy import Policy
 from canary.reconcile import (EXIT_BAD_INPUT, EXIT_CODES, EXIT_INFRA, EXIT_INTERRUPTED, EXIT_PROMOTED,
-                              EXIT_ROLLED_BACK, Observation, check_claim, decide, describe_owner, execute,
+                              EXIT_ROLLED_BACK, Observation, check_claim, decide, describe_owner, end_disagreement, execute,
                               is_promote_owner, look_window, measure_window, next_look_at, parse_state,
                               preflight_metrics, promote_owner, to_stable)
 from canary.routing.base import TrafficRouter
@@ -897,9 +897,20 @@ def _oncall_decide(router: TrafficRouter, target: Target, event: rl.Rollback | r
             state = rl.RolloutState(model=target.model, stable_version=status.stable_subset_version,
                                     canary_version=status.canary_subset_version, phase=rl.PROGRESSING,
                                     weights=status.weights, started_at=event.now, updated_at=event.now)
+        elif isinstance(event, rl.Rollback) and state is not None and _rolls_back(state) and \
+                end_disagreement(state, status):
+            # a rollback recorded, and the stable subset left on the canary version (a process killed between
+            # its 100/0 and its pointing): point it back, guarded on that record (docs/decisions.md 90)
+            bound = log.bind(virtual_service=target.virtual_service, stable_version=state.stable_version,
+                             canary_version=state.canary_version)
+            return status, state, state, [
+                rl.PointSubset("stable", state.stable_version, guarded=True, undo_version=status.stable_subset_version),
+                rl.Emit("subset.repaired", {"subset": "stable", "version": state.stable_version,
+                                            "was": status.stable_subset_version, "recorded_phase": state.phase},
+                        warning=True)], bound
         elif isinstance(event, rl.Rollback):  # stable already has 100%: what on-call asks for holds
             raise AlreadyStable(f"{target.namespace}/{target.virtual_service}: stable already serves 100%; no "
-                                "rollout in progress" + (_last(state) if state else ""))
+                                "rollout in progress" + (_last(state, status) if state else ""))
         else:
             raise ConfigError(f"{target.namespace}/{target.virtual_service}: no rollout in progress"
                               + (f" (last: {state.phase}, {state.reason})" if state else ""))
@@ -912,14 +923,15 @@ def _oncall_decide(router: TrafficRouter, target: Target, event: rl.Rollback | r
     return status, state, new, actions, bound
 
 
-def _last(state: rl.RolloutState) -> str:
+def _last(state: rl.RolloutState, status: Any) -> str:
     """The ended rollout a rollback found, for AlreadyStable's message. A promotion is not undone: its
     version passed every step and is the stable version now; going back to the old one is a rollout of it."""
     if state.phase != rl.PROMOTED:
         return f" (last: {state.phase}, {state.reason})"
+    off = end_disagreement(state, status)
     return (f" (last: promoted, {state.reason}: {state.canary_version} is the stable version now and was not "
             f"rolled back; to go back to {state.stable_version}, promote it: `canary promote {state.model} "
-            f"--canary-version {state.stable_version} ...`)")
+            f"--canary-version {state.stable_version} ...`)" + (f"; note: {off}" if off else ""))
 
 
 __all__ = ["Runner", "EXIT_BAD_INPUT", "EXIT_CODES", "EXIT_INFRA", "EXIT_INTERRUPTED", "EXIT_PROMOTED",

@@ -151,3 +151,48 @@ def test_status_watch_exits_by_phase_and_times_out(cluster: Any) -> None:
     assert bad.returncode == 2 and "--timeout only applies with --watch" in bad.stderr
     bad = canary("status", "rec-model", "-n", "ml", "--watch", "--timeout", "soon", kubeconfig=kc)
     assert bad.returncode == 2 and "--timeout" in bad.stderr
+
+
+def _ended_on(kubeconfig: Path, phase: str, stable_subset: str) -> None:
+    """An ended rollout whose stable subset was left on `stable_subset` (a process killed between its 100/0
+    and its pointing, nobody following it)."""
+    router = IstioRouter(api_client(kubeconfig=str(kubeconfig)))
+    state = rl.RolloutState(model="rec-model", stable_version="v1", canary_version="v2", phase=phase,
+                            weights=Weights(100, 0), step=1, started_at=1.0, reason="p95 breach")
+    router.point_subset(TARGET, "canary", "v2")
+    router.point_subset(TARGET, "stable", stable_subset)
+    router.set_weights(TARGET, Weights(100, 0), state=state.to_json())
+
+
+def test_status_names_and_rollback_repairs_a_rolled_back_record_on_the_new_version(cluster: Any) -> None:
+    """Rolled back recorded, every request on v2: `canary status` says so (exit 0, `route_disagrees`),
+    and `canary rollback` points the stable subset back at v1, guarded on that record, instead of
+    answering "stable 100% already" (docs/decisions.md 90)."""
+    api, kc = cluster
+    _ended_on(kc, rl.ROLLED_BACK, "v2")
+    res = canary("status", "rec-model", "-n", "ml", "-o", "json", kubeconfig=kc)
+    assert res.returncode == 0, res.stderr
+    assert "stable subset selects v2: every request is served by v2" in json.loads(res.stdout)["route_disagrees"]
+    assert "rollout.route_disagrees" in res.stderr
+    res = canary("rollback", "rec-model", "-n", "ml", "-o", "json", kubeconfig=kc)
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["phase"] == rl.ROLLED_BACK and "subset.repaired" in res.stderr
+    status = IstioRouter(api_client(kubeconfig=str(kc))).inspect(TARGET)
+    assert status.stable_subset_version == "v1" and vs(api)[0] == [100, 0]
+    res = canary("status", "rec-model", "-n", "ml", "-o", "json", kubeconfig=kc)
+    assert "route_disagrees" not in json.loads(res.stdout)
+
+
+def test_rollback_over_a_promotion_undoes_nothing_and_says_so(cluster: Any) -> None:
+    """A promoted rollout is ended: `canary rollback` writes nothing (exit 0, stable 100% already) and says
+    the new version was promoted and how to go back; when the stable subset was left on the old
+    version, it says every request is served by it."""
+    api, kc = cluster
+    _ended_on(kc, rl.PROMOTED, "v2")
+    res = canary("rollback", "rec-model", "-n", "ml", kubeconfig=kc)
+    assert res.returncode == 0 and "v2 is the stable version now and was not rolled back" in res.stdout, res.stdout
+    assert "--canary-version v1" in res.stdout and "note:" not in res.stdout
+    _ended_on(kc, rl.PROMOTED, "v1")
+    res = canary("rollback", "rec-model", "-n", "ml", kubeconfig=kc)
+    assert res.returncode == 0 and "every request is served by v1" in res.stdout, res.stdout
+    assert IstioRouter(api_client(kubeconfig=str(kc))).inspect(TARGET).stable_subset_version == "v1"
