@@ -567,7 +567,7 @@ def status(model: str, namespace: Optional[str] = NamespaceOpt, virtual_service:
                 logs.get(model=model, namespace=ns).warning("rollout.state_unreadable", error=unreadable)
             raw = st.raw_weights or (st.weights.stable, st.weights.canary)
             # an ended rollout whose stable subset selects another version than its end names: a process
-            # killed between its writes, nobody following it (docs/decisions.md 90)
+            # killed between its writes, nobody following it (docs/decisions.md 94)
             disagrees = end_disagreement(state, st) if state is not None else ""
             if disagrees:
                 logs.get(model=model, namespace=ns).warning("rollout.route_disagrees", phase=state.phase,

@@ -169,7 +169,7 @@ def end_disagreement(state: rl.RolloutState, status: RouteStatus) -> str:
     """Why the route does not serve the version the ended rollout `state` names ("" when it does, or
     when that cannot be told): stable 100%, and the stable subset on another version than a promotion's
     new one or a rollback's old one. What a process killed between its weights write and its subset
-    pointing leaves when nobody followed it (docs/decisions.md 90)."""
+    pointing leaves when nobody followed it (docs/decisions.md 94)."""
     if not state.terminal or status.weights != STABLE_ONLY or not status.stable_subset_version:
         return ""
     want = state.canary_version if state.phase == rl.PROMOTED else state.stable_version
@@ -446,7 +446,7 @@ def _follow_recorded_end(router: TrafficRouter, target: Target, state: rl.Rollou
     this very rollout wanting the stable subset on another version than this call pointed it at, point
     it there, guarded on that record: the other writer may have pointed it before this call's pointing
     landed, or died between its weights write and its last pointing, and the end it recorded would
-    hold with every request on the version it does not name (docs/decisions.md 90). Idempotent (no
+    hold with every request on the version it does not name (docs/decisions.md 94). Idempotent (no
     write when the subset is right); a failure is logged, and the caller sees the refused write's conflict."""
     try:
         now_recorded = router.inspect(target).state

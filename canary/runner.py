@@ -836,7 +836,7 @@ def oncall_action(router: TrafficRouter, target: Target, event: rl.Rollback | rl
     again, up to ONCALL_REREADS times: it still wins over a rollout in progress, but never lands over an
     end it did not read. Unguarded, its first write (the stable subset pointed back at the old version,
     from PROMOTING) could land over a promotion that finished after its read, and a command killed before
-    its 100/0 left `promoted` recorded with every request on the old version (docs/decisions.md 90). A
+    its 100/0 left `promoted` recorded with every request on the old version (docs/decisions.md 94). A
     rollout recorded `promoted` is ended: a rollback finds stable 100% there (AlreadyStable, saying the
     new version was promoted), whether the promotion landed before its first read or after it."""
     for attempt in range(1, ONCALL_REREADS + 1):
@@ -900,7 +900,7 @@ def _oncall_decide(router: TrafficRouter, target: Target, event: rl.Rollback | r
         elif isinstance(event, rl.Rollback) and state is not None and _rolls_back(state) and \
                 end_disagreement(state, status):
             # a rollback recorded, and the stable subset left on the canary version (a process killed between
-            # its 100/0 and its pointing): point it back, guarded on that record (docs/decisions.md 90)
+            # its 100/0 and its pointing): point it back, guarded on that record (docs/decisions.md 94)
             bound = log.bind(virtual_service=target.virtual_service, stable_version=state.stable_version,
                              canary_version=state.canary_version)
             return status, state, state, [

@@ -167,7 +167,7 @@ def _ended_on(kubeconfig: Path, phase: str, stable_subset: str) -> None:
 def test_status_names_and_rollback_repairs_a_rolled_back_record_on_the_new_version(cluster: Any) -> None:
     """Rolled back recorded, every request on v2: `canary status` says so (exit 0, `route_disagrees`),
     and `canary rollback` points the stable subset back at v1, guarded on that record, instead of
-    answering "stable 100% already" (docs/decisions.md 90)."""
+    answering "stable 100% already" (docs/decisions.md 94)."""
     api, kc = cluster
     _ended_on(kc, rl.ROLLED_BACK, "v2")
     res = canary("status", "rec-model", "-n", "ml", "-o", "json", kubeconfig=kc)

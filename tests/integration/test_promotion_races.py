@@ -191,7 +191,7 @@ def test_an_oncall_rollback_killed_after_its_repointing_over_a_finished_promotio
     on-call's pointing of the stable subset at v1 landed, and the command was killed before its 100/0:
     promoted, every request on v1. The on-call's writes are now guarded on the record it read: that
     pointing is refused, it reads the route again, finds the promotion ended, and writes nothing (a
-    finished promotion is not undone by a rollback: docs/decisions.md 90)."""
+    finished promotion is not undone by a rollback: docs/decisions.md 94)."""
     s, res = run(cluster, "oncall", [("R", "GET dr"), ("P", None), ("R", "PUT dr")], killed=("R",))
     api, _ = cluster
     assert problems(api, res) == [], trace(s)
