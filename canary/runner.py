@@ -833,8 +833,8 @@ def oncall_action(router: TrafficRouter, target: Target, event: rl.Rollback | rl
 
     Every write is guarded on the record it read. A rollback that meets another writer's record (a
     conflict: nothing of its own left written, `reconcile.execute`) reads the route again and decides
-    again, up to ONCALL_REREADS times: it still wins over a rollout in progress, but never lands over an
-    end it did not read. Unguarded, its first write (the stable subset pointed back at the old version,
+    again, up to ONCALL_REREADS times (the last unguarded, so contention never defeats it): it still wins
+    over a rollout in progress, but does not land over an end it did not read. Unguarded, its first write (the stable subset pointed back at the old version,
     from PROMOTING) could land over a promotion that finished after its read, and a command killed before
     its 100/0 left `promoted` recorded with every request on the old version (docs/decisions.md 94). A
     rollout recorded `promoted` is ended: a rollback finds stable 100% there (AlreadyStable, saying the
@@ -843,8 +843,12 @@ def oncall_action(router: TrafficRouter, target: Target, event: rl.Rollback | rl
         status, state, new, actions, log_ = _oncall_decide(router, target, event, log=log)
         if not isinstance(event, rl.Rollback):
             return execute(router, target, new, actions, log=log_, expect=status.state)
+        # the last try is unguarded, as every rollback was before: the emergency button never gives up on
+        # contention (a writer recording at every try); only a kill in its few requests could leave the
+        # subset against an end recorded meanwhile, which `canary status` names and a rollback repairs
+        guard = status.state if attempt < ONCALL_REREADS else ...
         try:
-            return execute(router, target, new, actions, log=log_, expect=status.state)
+            return execute(router, target, new, actions, log=log_, expect=guard)
         except RoutingConflict as exc:
             if attempt < ONCALL_REREADS:
                 log_.info("rollback.reread", attempt=attempt, error=str(exc))

@@ -10,6 +10,8 @@ clock that sees the cluster's weights, so every kill point is exact and the run 
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import tenacity
 
@@ -79,6 +81,48 @@ def test_a_promotions_stable_repointing_still_in_flight_cannot_land_after_a_roll
         assert state.phase == rl.ROLLED_BACK and recorded["phase"] == rl.ROLLED_BACK and weights == [100, 0]
         assert stable == "v1", "the late promotion write landed after the rollback"
         assert len(late) == 1 and isinstance(late[0], RoutingConflict)  # refused: 409 on its resourceVersion
+    finally:
+        client.close()
+        api.stop()
+
+
+def test_an_oncall_rollback_lands_even_when_another_writer_records_before_each_of_its_tries() -> None:
+    """`canary rollback` guards its writes on the record it read and reads again when refused (decision 94);
+    a writer that records between its read and its write at every try (a look each time) must not defeat
+    the emergency button: its last try is unguarded, and stable gets 100% with the record rolled back."""
+    import dataclasses
+
+    from canary import runner
+    from canary.logs import get
+    from canary.runner import oncall_action
+
+    api = fleet.start_api(1)
+    client = api.api_client()
+    try:
+        router = IstioRouter(client, wait=tenacity.wait_none(), conflict_attempts=1)
+        target = Target(namespace="ml", virtual_service="m0", model="m0", stable_version="v1", canary_version="v2")
+        router.point_subset(target, "canary", "v2")
+        running = rl.RolloutState(model="m0", stable_version="v1", canary_version="v2", phase=rl.PROGRESSING,
+                                  weights=Weights(80, 20), step=1)
+        router.set_weights(target, Weights(80, 20), state=running.to_json())
+        other = IstioRouter(client, wait=tenacity.wait_none())
+        looks = [0]
+
+        class Contended(IstioRouter):
+            def inspect_any(self, *a: Any, **k: Any) -> Any:  # after each read: another look is recorded
+                status = super().inspect_any(*a, **k)
+                if looks[0] < runner.ONCALL_REREADS:
+                    looks[0] += 1
+                    other.set_weights(target, Weights(80, 20),
+                                      state=dataclasses.replace(running, updated_at=float(looks[0])).to_json())
+                return status
+
+        state = oncall_action(Contended(client, wait=tenacity.wait_none(), conflict_attempts=1), target,
+                              rl.Rollback(99.0, "on-call"), log=get())
+        weights, recorded, stable, _ = cluster_state(api)
+        assert looks[0] == runner.ONCALL_REREADS  # every try met another writer's record
+        assert state.phase == rl.ROLLED_BACK and recorded["phase"] == rl.ROLLED_BACK and weights == [100, 0]
+        assert stable == "v1"
     finally:
         client.close()
         api.stop()
