@@ -312,7 +312,8 @@ def _gate(policy: Any, policy_file: Path, model: str, stable_url: Optional[str],
                           "outputs and max_batch_size are compared with stable's before it gets traffic")
     from canary.gates import TritonGates
 
-    return TritonGates(cfg, model=model, stable_url=stable_url, canary_url=canary_url, base_dir=policy_file.parent)
+    return TritonGates(cfg, model=model, stable_url=stable_url, canary_url=canary_url, base_dir=policy_file.parent,
+                       url_fields=("--triton-stable", "--triton-canary"))
 
 
 # ---- operator commands -------------------------------------------------------------------

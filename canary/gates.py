@@ -2,6 +2,14 @@
 
 The controller only asks two things of a gate: may the canary get traffic
 (`preflight`, raising GateError), and is it still up (`ready`, never raising).
+
+"Up" covers both servers. A rollback moves every request to stable, so the
+probe asks stable too: a stable that stops answering mid-rollout ends the
+rollout at stable 100% all the same (when in doubt, stable: the canary was not
+shown good, and a canary compared with a stable that does not answer never
+can be), and the one line that says so names stable (`failing`), never the
+canary. A canary that fails while stable is down too says "stable is not ready
+either": on-call learns from that line that the rollback lands on a dead stable.
 """
 
 from __future__ import annotations
@@ -10,21 +18,36 @@ from pathlib import Path
 from typing import Any
 
 from canary.policy import TritonGate
-from canary.triton import ReadinessProbe, TritonEndpoint, preflight, require_client
+from canary.triton import (ReadinessProbe, Signature, TritonEndpoint, check_url, connect, preflight,
+                           require_client, signature)
+
+# how each entry point names the two URLs (ConfigError messages name the field the user wrote)
+CR_FIELDS = ("spec.triton.stableUrl", "spec.triton.canaryUrl")
+STABLE_DOWN = ("no baseline answers, so the canary cannot be shown good: the rollout ends and stable gets 100% "
+               "anyway; restore stable, then promote again")
 
 
 class TritonGates:
     def __init__(self, cfg: TritonGate, *, model: str, stable_url: str | None, canary_url: str, base_dir: Path,
-                 samples: tuple[str, Any] | None = None) -> None:
+                 samples: tuple[str, Any] | None = None, url_fields: tuple[str, str] = CR_FIELDS) -> None:
         """`samples`: the warm-up samples already read (where from, parsed JSON), else `cfg.sample_file`
-        relative to `base_dir` (`triton.preflight`)."""
+        relative to `base_dir` (`triton.preflight`). `url_fields`: what the user called the stable and
+        canary URLs (a bad one is a ConfigError naming it, raised here: before any traffic moves)."""
         require_client(cfg.protocol)  # ConfigError without the `triton` extra: refused before traffic moves
+        check_url(canary_url, cfg.protocol, field=url_fields[1])
+        if stable_url:
+            check_url(stable_url, cfg.protocol, field=url_fields[0])
         self.cfg = cfg
         self.base_dir = base_dir
         self.samples = samples
-        self.canary = TritonEndpoint(url=canary_url, model=model, protocol=cfg.protocol)
-        self.stable = TritonEndpoint(url=stable_url, model=model, protocol=cfg.protocol) if stable_url else None
+        self.canary = TritonEndpoint(url=canary_url, model=model, protocol=cfg.protocol, role="canary")
+        self.stable = (TritonEndpoint(url=stable_url, model=model, protocol=cfg.protocol, role="stable")
+                       if stable_url else None)
+        self._contract: Signature | None = None  # stable's signature, as the gate compared the canary with it
         self._probe: ReadinessProbe | None = None
+        self._stable_probe: ReadinessProbe | None = None
+        self.failing = ""  # which server the last failed probe was about: "canary" or "stable"
+        self._last_failure = ""
 
     @property
     def probe_interval(self) -> float:
@@ -35,14 +58,56 @@ class TritonGates:
         return self.cfg.probe_failures
 
     def preflight(self) -> dict[str, Any]:
-        return preflight(self.stable, self.canary, self.cfg, base_dir=self.base_dir, samples=self.samples).to_dict()
+        seen: dict[str, Signature] = {}
+        report = preflight(self.stable, self.canary, self.cfg, base_dir=self.base_dir, samples=self.samples,
+                           seen=seen).to_dict()
+        self._contract = seen.get("stable")
+        if self._probe is not None:
+            self._probe.contract = self._contract
+        return report
 
     def ready(self) -> bool:
         if self._probe is None:
-            self._probe = ReadinessProbe(self.canary)
-        return self._probe.ready()
+            self._probe = ReadinessProbe(self.canary, contract=self._contract)
+        if self._probe.contract is None and self.stable is not None:
+            # resumed mid-rollout (a new process): hold the canary to stable's contract from now on
+            self._probe.contract = self._contract = self._read_contract()
+        canary_ok = self._probe.ready()
+        stable_ok = True
+        if self.stable is not None:
+            if self._stable_probe is None:
+                self._stable_probe = ReadinessProbe(self.stable)
+            stable_ok = self._stable_probe.ready()
+        if canary_ok and stable_ok:
+            self.failing = self._last_failure = ""
+            return True
+        stable_why = "" if stable_ok else f"{self.stable}: {self._stable_probe.last_failure}"  # type: ignore[union-attr]
+        if not canary_ok:
+            self.failing = "canary"
+            self._last_failure = self._probe.last_failure + (
+                f"; stable is not ready either ({stable_why}): stable gets 100% all the same" if stable_why else "")
+        else:
+            self.failing = "stable"
+            self._last_failure = f"{stable_why}; {STABLE_DOWN}"
+        return False
+
+    def _read_contract(self) -> Signature | None:
+        """Stable's signature for the probe, or None (tried again at the next probe) when it cannot be read."""
+        assert self.stable is not None
+        client = None
+        try:
+            client = connect(self.stable, timeout=self._probe.timeout if self._probe else 0.5)
+            return signature(client, self.stable, timeout=self._probe.timeout if self._probe else 0.5)
+        except Exception:  # the stable probe says why, if it is down
+            return None
+        finally:
+            try:
+                if client is not None:
+                    client.close()
+            except Exception:
+                pass
 
     @property
     def last_failure(self) -> str:
-        """Why the last probe failed ("" when it answered ready): for the rollback's reason."""
-        return self._probe.last_failure if self._probe is not None else ""
+        """Why the last probe failed ("" when both answered ready): for the rollback's reason."""
+        return self._last_failure

@@ -51,7 +51,8 @@ def probe_reason(gate: Any, failures: int) -> str:
     """The rollback reason after `failures` failed probes in a row, with the last one's cause (timeout,
     connection refused, model not ready) when the gate says it: on-call reads it in one line."""
     why = getattr(gate, "last_failure", "") or ""
-    return f"canary Triton not ready ({failures} probes in a row{': ' + why if why else ''})"
+    who = getattr(gate, "failing", "") or "canary"  # the gates probe stable too (`TritonGates.ready`)
+    return f"{who} Triton not ready ({failures} probes in a row{': ' + why if why else ''})"
 
 
 class _Decided(Exception):

@@ -81,7 +81,8 @@ def load_policies(files: list[Path]) -> dict[str, NamedPolicy]:
 def default_gates(cfg: Any, *, model: str, stable_url: str | None, canary_url: str, base_dir: Path) -> Any:
     from canary.gates import TritonGates
 
-    return TritonGates(cfg, model=model, stable_url=stable_url, canary_url=canary_url, base_dir=base_dir)
+    return TritonGates(cfg, model=model, stable_url=stable_url, canary_url=canary_url, base_dir=base_dir,
+                       url_fields=("metadata.tritonStable", "metadata.tritonCanary"))
 
 
 class Service:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.parse
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -28,21 +29,67 @@ from canary.errors import ConfigError, GateError
 from canary.policy import TritonGate
 
 
+# the schemes a Triton URL may carry, per protocol; "https" is TLS on either (gRPC's `ssl=True`)
+_SCHEMES = {"http": ("", "http", "https"), "grpc": ("", "grpc", "http", "https")}
+
+
+def check_url(url: str, protocol: str, *, field: str = "url") -> tuple[str, bool]:
+    """(host:port, TLS) of a Triton URL; ConfigError naming `field` when tritonclient would not reach
+    what was meant. tritonclient takes host:port only: a path or query was sent to the wrong place
+    (a path prefix answered "not live", read as a broken canary), `https://` over gRPC was dropped
+    (plaintext, silently), and a URL without a port went to 80 or 443."""
+    text = url if isinstance(url, str) else ""
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        scheme, rest = "", text
+    where = f"{field} {url!r}"
+    if not rest or any(c.isspace() for c in text):
+        raise ConfigError(f"{where}: expected host:port or http(s)://host:port")
+    if scheme.lower() not in _SCHEMES.get(protocol, ()):
+        raise ConfigError(f"{where}: scheme {scheme!r} does not go with gates.triton.protocol {protocol} "
+                          f"(use {' or '.join(s + '://' for s in _SCHEMES.get(protocol, ()) if s)} or plain host:port)")
+    try:
+        parts = urllib.parse.urlsplit("//" + rest)
+        port = parts.port
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    if parts.path not in ("", "/") or parts.query or parts.fragment or "?" in rest or "#" in rest:
+        raise ConfigError(f"{where}: Triton's API is at the server's root; give host:port without a path or query "
+                          f"(found {rest[len(parts.netloc):]!r})")
+    if parts.username is not None or not parts.hostname:
+        raise ConfigError(f"{where}: expected host:port (no user, a host name)")
+    if port is None or port == 0:
+        raise ConfigError(f"{where}: no port: give Triton's {protocol.upper()} port (Triton's defaults: HTTP 8000, "
+                          f"gRPC 8001)")
+    return parts.netloc, scheme.lower() == "https"
+
+
 @dataclass(frozen=True)
 class TritonEndpoint:
-    """One Triton server and the model on it; ``url`` is host:port or http(s)://host:port."""
+    """One Triton server and the model on it; ``url`` is host:port or http(s)://host:port (`check_url`).
+    ``role`` ("canary", "stable") opens every message about it: on-call must see which server failed."""
 
     url: str
     model: str
     version: str = ""  # Triton model version; "" = the server's policy (latest ready)
     protocol: Literal["http", "grpc"] = "http"
+    role: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        check_url(self.url, self.protocol, field=f"{self.role} Triton URL".strip())
 
     @property
     def hostport(self) -> str:
-        for prefix in ("http://", "https://", "grpc://"):
-            if self.url.startswith(prefix):
-                return self.url[len(prefix):].rstrip("/")
-        return self.url.rstrip("/")
+        return check_url(self.url, self.protocol)[0]
+
+    @property
+    def tls(self) -> bool:
+        return check_url(self.url, self.protocol)[1]
+
+    @property
+    def who(self) -> str:
+        """How messages name it: "canary Triton rec-model@10.0.0.7:8000"."""
+        return f"{self.role} Triton {self}" if self.role else f"Triton {self}"
 
     def __str__(self) -> str:
         v = f":{self.version}" if self.version else ""
@@ -103,41 +150,59 @@ def require_client(protocol: str) -> None:
     _module(protocol)
 
 
-def connect(ep: TritonEndpoint, *, timeout: float = 5.0) -> Any:
-    """A tritonclient client for the endpoint (HTTP or gRPC)."""
+# seconds each call of the pre-traffic gate may take (HTTP: connect and read; gRPC: the call's deadline)
+CALL_TIMEOUT_S = 5.0
+
+
+def connect(ep: TritonEndpoint, *, timeout: float = CALL_TIMEOUT_S) -> Any:
+    """A tritonclient client for the endpoint (HTTP or gRPC). Every call on it must be bounded: HTTP by
+    the client's own timeouts, gRPC by `client_timeout=` on each call (`_timeout`); gRPC has no client-wide
+    deadline, and a canary whose model hangs held the gate (and a controller worker) forever."""
     mod = _module(ep.protocol)
     try:
         if ep.protocol == "grpc":
-            return mod.InferenceServerClient(url=ep.hostport)
+            return mod.InferenceServerClient(url=ep.hostport, ssl=ep.tls)
         return mod.InferenceServerClient(
-            url=ep.hostport, ssl=ep.url.startswith("https://"),
+            url=ep.hostport, ssl=ep.tls,
             connection_timeout=timeout, network_timeout=timeout,
         )
     except Exception as exc:  # tritonclient raises plain exceptions for bad URLs
-        raise GateError(f"cannot create a Triton {ep.protocol} client for {ep.url}: {exc}") from exc
+        raise GateError(f"{ep.who}: cannot create a Triton {ep.protocol} client for {ep.url}: {exc}") from exc
 
 
-def signature(client: Any, ep: TritonEndpoint) -> Signature:
-    """Tensors from the metadata, max_batch_size and optional flags from the config."""
+def _timeout(ep: TritonEndpoint, timeout: float) -> dict[str, float]:
+    """The per-call deadline gRPC needs (HTTP's is the client's)."""
+    return {"client_timeout": timeout} if ep.protocol == "grpc" else {}
+
+
+def signature(client: Any, ep: TritonEndpoint, *, timeout: float = CALL_TIMEOUT_S) -> Signature:
+    """Tensors from the metadata, max_batch_size and optional flags from the config. An answer that is
+    not a model's metadata (a proxy's or another service's JSON) is a GateError too, never a KeyError."""
     try:
         if ep.protocol == "grpc":
-            meta = client.get_model_metadata(ep.model, ep.version, as_json=True)
-            config = client.get_model_config(ep.model, ep.version, as_json=True).get("config", {})
+            meta = client.get_model_metadata(ep.model, ep.version, as_json=True, **_timeout(ep, timeout))
+            config = client.get_model_config(ep.model, ep.version, as_json=True,
+                                             **_timeout(ep, timeout)).get("config", {})
         else:
             meta = client.get_model_metadata(ep.model, ep.version)
             config = client.get_model_config(ep.model, ep.version)
     except Exception as exc:
-        raise GateError(f"{ep}: cannot read model metadata/config: {_msg(exc)}") from exc
-    optional = {t["name"] for t in config.get("input", []) if t.get("optional")}
+        raise GateError(f"{ep.who}: cannot read model metadata/config: {_msg(exc, timeout)}") from exc
+    try:
+        optional = {t["name"] for t in config.get("input", []) if t.get("optional")}
 
-    def specs(items: list[dict[str, Any]]) -> tuple[TensorSpec, ...]:
-        return tuple(
-            TensorSpec(t["name"], t["datatype"], tuple(int(d) for d in t["shape"]), t["name"] in optional)
-            for t in items
-        )
+        def specs(items: list[dict[str, Any]]) -> tuple[TensorSpec, ...]:
+            return tuple(
+                TensorSpec(str(t["name"]), str(t["datatype"]), tuple(int(d) for d in t["shape"]),
+                           t["name"] in optional)
+                for t in items
+            )
 
-    return Signature(specs(meta.get("inputs", [])), specs(meta.get("outputs", [])),
-                     int(config.get("max_batch_size", 0) or 0))
+        return Signature(specs(meta.get("inputs", [])), specs(meta.get("outputs", [])),
+                         int(config.get("max_batch_size", 0) or 0))
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        raise GateError(f"{ep.who}: the model metadata/config is not Triton's ({type(exc).__name__}: {exc}): "
+                        f"{str(meta)[:160]}") from exc
 
 
 def compare(stable: Signature, canary: Signature) -> list[str]:
@@ -179,31 +244,39 @@ def _shape_ok(kind: str, stable: tuple[int, ...], canary: tuple[int, ...]) -> bo
 
 def preflight(
     stable: TritonEndpoint | None, canary: TritonEndpoint, gate: TritonGate, *, base_dir: Path,
-    samples: tuple[str, Any] | None = None,
+    samples: tuple[str, Any] | None = None, timeout: float = CALL_TIMEOUT_S,
+    seen: dict[str, Signature] | None = None,
 ) -> PreflightReport:
-    """All pre-traffic checks on the canary; raises GateError naming what failed. The warm-up inputs:
+    """All pre-traffic checks on the canary; raises GateError naming what failed (and which server:
+    a stable that does not answer is not a broken canary). The warm-up inputs:
     `samples` (where they came from, the parsed sample JSON) when given (a CanaryRollout's, read from
-    its policyRef ConfigMap), else `gate.sample_file` relative to `base_dir`, else generated."""
+    its policyRef ConfigMap), else `gate.sample_file` relative to `base_dir`, else generated.
+    `timeout` bounds every call; `seen`, when given, receives the signatures read ("stable", "canary")."""
     checks: list[str] = []
-    client = connect(canary)
+    client = connect(canary, timeout=timeout)
     try:
-        _require_ready(client, canary)
+        _require_ready(client, canary, timeout=timeout)
         checks.append("canary server live and ready, model ready")
-        sig = signature(client, canary)
+        sig = signature(client, canary, timeout=timeout)
         if stable is not None:
-            stable_client = connect(stable)
+            stable_client = connect(stable, timeout=timeout)
             try:
-                _require_ready(stable_client, stable)
-                problems = compare(signature(stable_client, stable), sig)
+                _require_ready(stable_client, stable, timeout=timeout)
+                stable_sig = signature(stable_client, stable, timeout=timeout)
             finally:
                 _close(stable_client)
+            problems = compare(stable_sig, sig)
             if problems:
                 raise GateError(f"canary {canary} is not compatible with stable {stable}: " + "; ".join(problems))
+            if seen is not None:
+                seen["stable"] = stable_sig
             checks.append("tensor names, datatypes, shapes and max_batch_size compatible with stable")
         requests, source = _warmup_inputs(sig, gate, base_dir, samples)
-        latencies = _warm_up(client, canary, sig, requests, gate)
+        latencies = _warm_up(client, canary, sig, requests, gate, timeout=timeout)
     finally:
         _close(client)
+    if seen is not None:
+        seen["canary"] = sig
     if latencies:
         checks.append(f"{len(latencies)} warm-up inferences, outputs finite"
                       + (f" and within {list(gate.output_range)}" if gate.output_range else ""))
@@ -216,18 +289,30 @@ def preflight(
     )
 
 
-def _require_ready(client: Any, ep: TritonEndpoint) -> None:
+def _require_ready(client: Any, ep: TritonEndpoint, *, timeout: float = CALL_TIMEOUT_S) -> None:
+    t = _timeout(ep, timeout)
     try:
-        if not client.is_server_live():
-            raise GateError(f"{ep}: Triton server is not live")
-        if not client.is_server_ready():
-            raise GateError(f"{ep}: Triton server is not ready")
-        if not client.is_model_ready(ep.model, ep.version):
-            raise GateError(f"{ep}: model {ep.model!r} version {ep.version or '(default)'} is not ready")
+        if not client.is_server_live(**t):
+            raise GateError(f"{ep.who}: server is not live")
+        if not client.is_server_ready(**t):
+            raise GateError(f"{ep.who}: server is not ready")
+        if not client.is_model_ready(ep.model, ep.version, **t):
+            raise GateError(f"{ep.who}: model {ep.model!r} version {ep.version or '(default)'} is not ready")
     except GateError:
         raise
     except Exception as exc:
-        raise GateError(f"{ep}: Triton server unreachable: {_msg(exc)}") from exc
+        raise GateError(f"{ep.who}: server unreachable: {_msg(exc, timeout)}{_port_hint(ep, exc)}") from exc
+
+
+def _port_hint(ep: TritonEndpoint, exc: BaseException) -> str:
+    """The words tritonclient uses when the port speaks the other protocol (HTTP's 8000 given to gRPC,
+    or the reverse): said plainly, the raw text reads like a broken server."""
+    text = str(exc)
+    if ep.protocol == "http" and "Expected HTTP/" in text:
+        return " (is this Triton's gRPC port? gates.triton.protocol is http)"
+    if ep.protocol == "grpc" and ("Socket closed" in text or "http1" in text.lower()):
+        return " (is this Triton's HTTP port? gates.triton.protocol is grpc)"
+    return ""
 
 
 def _warmup_inputs(sig: Signature, gate: TritonGate, base_dir: Path,
@@ -313,7 +398,7 @@ def generate_inputs(sig: Signature, *, seed: int = 0) -> dict[str, np.ndarray]:
 
 
 def _warm_up(client: Any, ep: TritonEndpoint, sig: Signature, requests: list[dict[str, np.ndarray]],
-             gate: TritonGate) -> list[float]:
+             gate: TritonGate, *, timeout: float = CALL_TIMEOUT_S) -> list[float]:
     mod = _module(ep.protocol)
     types = {t.name: t.datatype for t in sig.inputs}
     latencies: list[float] = []
@@ -327,39 +412,46 @@ def _warm_up(client: Any, ep: TritonEndpoint, sig: Signature, requests: list[dic
         outputs = [mod.InferRequestedOutput(t.name) for t in sig.outputs]
         started = time.perf_counter()
         try:
-            result = client.infer(ep.model, inputs, model_version=ep.version, outputs=outputs)
+            result = client.infer(ep.model, inputs, model_version=ep.version, outputs=outputs,
+                                  **_timeout(ep, timeout))
         except Exception as exc:
-            raise GateError(f"{ep}: warm-up request {i + 1} failed: {_msg(exc)}") from exc
+            raise GateError(f"{ep.who}: warm-up request {i + 1} failed: {_msg(exc, timeout)}") from exc
         latencies.append((time.perf_counter() - started) * 1000.0)
         for t in sig.outputs:
             try:
                 value = result.as_numpy(t.name)
             except Exception as exc:  # a response that does not decode is a broken model too
-                raise GateError(f"{ep}: warm-up request {i + 1}: output '{t.name}' unreadable: {_msg(exc)}") from exc
+                raise GateError(f"{ep.who}: warm-up request {i + 1}: output '{t.name}' unreadable: {_msg(exc)}") from exc
             _check_output(ep, t.name, value, gate, i)
     return latencies
 
 
 def _check_output(ep: TritonEndpoint, name: str, value: Any, gate: TritonGate, i: int) -> None:
     if value is None:
-        raise GateError(f"{ep}: warm-up request {i + 1}: output '{name}' missing from the response")
+        raise GateError(f"{ep.who}: warm-up request {i + 1}: output '{name}' missing from the response")
     if value.dtype == np.object_ or value.dtype == np.bool_:
         return
     if not np.all(np.isfinite(value)):
-        raise GateError(f"{ep}: warm-up request {i + 1}: output '{name}' is not finite (NaN/inf): {value.ravel()[:4]}")
+        raise GateError(f"{ep.who}: warm-up request {i + 1}: output '{name}' is not finite (NaN/inf): {value.ravel()[:4]}")
     if gate.output_range is not None:
         lo, hi = gate.output_range
         if value.size and (value.min() < lo or value.max() > hi):
-            raise GateError(f"{ep}: warm-up request {i + 1}: output '{name}' outside [{lo}, {hi}]: "
+            raise GateError(f"{ep.who}: warm-up request {i + 1}: output '{name}' outside [{lo}, {hi}]: "
                             f"min {float(value.min()):g}, max {float(value.max()):g}")
 
 
 class ReadinessProbe:
-    """Server ready AND model ready, within ~0.5 s; False on any failure, never raises."""
+    """Server ready AND model ready, within ~0.5 s; False on any failure, never raises.
 
-    def __init__(self, endpoint: TritonEndpoint, *, timeout: float = 0.5) -> None:
+    With `contract` (the stable's signature the gate compared against), the model's metadata and config
+    are read again and held to the gate's rule (`compare`): a canary redeployed or reloaded with another
+    model behind the same URL after the gate (a rolling update: it never stops answering ready) is not
+    ready, naming the tensor, instead of serving clients a contract nobody checked."""
+
+    def __init__(self, endpoint: TritonEndpoint, *, timeout: float = 0.5, contract: Signature | None = None) -> None:
         self.endpoint = endpoint
         self.timeout = timeout
+        self.contract = contract
         self._client: Any = None
         self.last_failure = ""  # why the last probe failed, one line ("" after a ready answer)
 
@@ -373,20 +465,27 @@ class ReadinessProbe:
             client = connect(self.endpoint, timeout=self.timeout) if http or self._client is None else self._client
             if not http:
                 self._client = client
-            grpc = {} if http else {"client_timeout": self.timeout}
+            grpc = _timeout(self.endpoint, self.timeout)
             if not client.is_server_ready(**grpc):
                 self.last_failure = "server not ready"
                 return False
             if not client.is_model_ready(self.endpoint.model, self.endpoint.version, **grpc):
                 self.last_failure = f"model {self.endpoint.model!r} not ready"
                 return False
+            if self.contract is not None:
+                problems = compare(self.contract, signature(client, self.endpoint, timeout=self.timeout))
+                if problems:
+                    self.last_failure = ("model contract changed since the gate (no longer compatible with "
+                                         "stable): " + "; ".join(problems))[:300]
+                    return False
             self.last_failure = ""
             return True
         except Exception as exc:  # by contract: a probe answers, it does not raise
             if not http:
                 _close(self._client)
                 self._client = None  # a fresh connection next time (the old one may be dead)
-            self.last_failure = f"unreachable: {_msg(exc)}"[:200]
+            why = str(exc) if isinstance(exc, GateError) else _msg(exc, self.timeout)
+            self.last_failure = f"unreachable: {why}"[:200]
             return False
         finally:
             if http:
@@ -405,9 +504,12 @@ def _close(client: Any) -> None:
         pass
 
 
-def _msg(exc: BaseException) -> str:
-    """tritonclient's exceptions carry the server's message; keep it one line."""
+def _msg(exc: BaseException, timeout: float | None = None) -> str:
+    """tritonclient's exceptions carry the server's message; keep it one line. A timeout says how long
+    was waited ("timed out" alone reads like a network fault, not a server that does not answer)."""
     text = getattr(exc, "message", None)
     text = text() if callable(text) else text
     text = " ".join(str(text or exc).split())
+    if timeout is not None and any(w in text.lower() for w in ("timed out", "deadline exceeded", "timeout")):
+        text = f"no answer within {timeout:g}s ({text})"
     return text if len(text) <= 400 else f"{text[:200]} ... {text[-180:]}"  # server tracebacks are long

@@ -1,0 +1,275 @@
+"""The Triton gates under faults of the servers themselves, against real Triton (PyTriton on CPU).
+
+Each case is one kind of fault the gate must survive with a clear line and stable at 100%: a canary
+whose model never answers, a URL tritonclient would misread, a stable that is down before or during
+the rollout, and a canary whose model is replaced behind its URL after the gate passed. Readiness
+conditions, never sleeps: a server is killed and waited for, HAProxy's weights are set through its
+admin socket before the probe asks.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import shutil
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from canary import rollout as rl
+from canary.errors import ConfigError, GateError
+from canary.gates import TritonGates
+from canary.model import STABLE_ONLY
+from canary.policy import TritonGate
+from canary.runner import probe_reason
+from canary.sandbox.model import Behaviour
+from canary.sandbox.tritonserver import TritonServer, free_port
+from canary.triton import ReadinessProbe, TritonEndpoint, preflight
+
+pytestmark = pytest.mark.integration
+MODEL = "rec-model"
+GATE = TritonGate(warmup_requests=2, probe_interval=0.5, probe_failures=2)
+
+
+def url(server: TritonServer, protocol: str) -> str:
+    return server.http_url if protocol == "http" else server.grpc_url
+
+
+@pytest.fixture(scope="module")
+def triton_hung(triton_fleet: dict[str, TritonServer]) -> Iterator[TritonServer]:
+    """Ready, metadata answered, but every inference takes an hour (a model stuck in a lock or a
+    kernel): used by this module only (its requests never end; it is killed, not stopped)."""
+    server = TritonServer("hung", "v2.1.0", Behaviour(extra_latency_ms=3_600_000.0)).start()
+    try:
+        server.wait_ready(timeout=90)
+        yield server
+    finally:
+        server.kill()
+        server.stop()
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+@pytest.mark.timeout(180)  # a hang guard: before the fix the gRPC warm-up waited for the hour
+def test_a_canary_whose_model_never_answers_fails_the_gate_within_its_timeout(
+        triton_stable: TritonServer, triton_hung: TritonServer, protocol: str, tmp_path: Path) -> None:
+    """gRPC calls had no deadline (only HTTP's client has one): `canary promote` stayed PENDING for
+    as long as the model hung, and the controller's worker with it. Now every call has one, on either
+    protocol, and the refusal says how long was waited."""
+    stable = TritonEndpoint(url=url(triton_stable, protocol), model=MODEL, protocol=protocol, role="stable")
+    canary = TritonEndpoint(url=url(triton_hung, protocol), model=MODEL, protocol=protocol, role="canary")
+    with pytest.raises(GateError) as err:
+        preflight(stable, canary, GATE, base_dir=tmp_path, timeout=2.0)
+    assert str(err.value).startswith(f"canary Triton {canary}: warm-up request 1 failed: no answer within 2s"), err.value
+
+
+# -- URLs: what tritonclient would misread is a ConfigError naming the field, before anything moves --
+
+@pytest.mark.parametrize(("protocol", "bad", "says"), [
+    ("http", "http://10.0.0.7:8000/triton", "without a path"),
+    ("http", "10.0.0.7:8000/v2/models/rec-model", "without a path"),
+    ("grpc", "10.0.0.7:8001?x=1", "without a path or query"),
+    ("http", "10.0.0.7", "no port"),
+    ("grpc", "triton.ml.svc", "no port"),
+    ("http", "grpc://10.0.0.7:8001", "does not go with gates.triton.protocol http"),
+    ("http", "ftp://10.0.0.7:8000", "scheme 'ftp'"),
+    ("http", "10.0.0.7:80000", "Port out of range"),
+    ("http", "user@10.0.0.7:8000", "no user"),
+    ("http", " 10.0.0.7:8000", "expected host:port"),
+])
+def test_a_url_tritonclient_would_misread_is_refused_naming_the_field(protocol: str, bad: str, says: str) -> None:
+    """A path prefix answered "Triton server is not live" (read as a broken canary and recorded as a
+    rollback of the model); a URL without a port went to 80/443."""
+    gate = TritonGate(protocol=protocol)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="^--triton-canary ") as err:
+        TritonGates(gate, model=MODEL, stable_url="10.0.0.6:8000", canary_url=bad, base_dir=Path("."),
+                    url_fields=("--triton-stable", "--triton-canary"))
+    assert says in str(err.value)
+    with pytest.raises(ConfigError, match=r"^spec\.triton\.stableUrl "):
+        TritonGates(gate, model=MODEL, stable_url=bad, canary_url="10.0.0.7:8000", base_dir=Path("."))
+
+
+def test_https_over_grpc_is_tls_not_plaintext(triton_canary: TritonServer, tmp_path: Path) -> None:
+    """`https://` was stripped and the gRPC channel opened in plaintext: the gate passed against a
+    server that speaks no TLS, and the user believed the link encrypted."""
+    ep = TritonEndpoint(url=f"https://{triton_canary.grpc_url}", model=MODEL, protocol="grpc", role="canary")
+    assert ep.tls and ep.hostport == triton_canary.grpc_url
+    with pytest.raises(GateError, match="canary Triton .* server unreachable: .*(?i:tls|ssl|handshake)"):
+        preflight(None, ep, GATE, base_dir=tmp_path, timeout=5.0)
+    plain = TritonEndpoint(url=triton_canary.grpc_url, model=MODEL, protocol="grpc")
+    assert preflight(None, plain, GATE, base_dir=tmp_path).warmup_requests == 2
+
+
+@pytest.mark.parametrize(("protocol", "port", "says"), [
+    ("grpc", "http_port", "is this Triton's HTTP port? gates.triton.protocol is grpc"),
+    ("http", "grpc_port", "is this Triton's gRPC port? gates.triton.protocol is http"),
+])
+def test_the_other_protocols_port_is_said_plainly(triton_canary: TritonServer, protocol: str, port: str,
+                                                   says: str, tmp_path: Path) -> None:
+    """tritonclient says "Socket closed" or "('Expected HTTP/, RTSP/ or ICE/', 8)": read as a broken canary."""
+    ep = TritonEndpoint(url=f"127.0.0.1:{getattr(triton_canary, port)}", model=MODEL, protocol=protocol,  # type: ignore[arg-type]
+                        role="canary")
+    with pytest.raises(GateError, match="^canary Triton .*: server unreachable: ") as err:
+        preflight(None, ep, GATE, base_dir=tmp_path)
+    assert str(err.value).endswith(f"({says})"), err.value
+
+
+# -- stable down: named stable, never the canary ------------------------------------------------
+
+def test_a_stable_that_is_down_before_traffic_is_named_stable(triton_canary: TritonServer, tmp_path: Path) -> None:
+    """The refusal read "rec-model@127.0.0.1:<port>: Triton server unreachable", the same words as a
+    dead canary: on-call could not tell which server to look at."""
+    dead = TritonEndpoint(url=f"127.0.0.1:{free_port()}", model=MODEL, role="stable")
+    canary = TritonEndpoint(url=triton_canary.http_url, model=MODEL, role="canary")
+    with pytest.raises(GateError) as err:
+        preflight(dead, canary, GATE, base_dir=tmp_path)
+    assert str(err.value).startswith(f"stable Triton {dead}: server unreachable: "), err.value
+
+
+def test_probes_say_when_stable_is_down_too() -> None:
+    """A canary that fails while stable is down as well: the rollback lands on a dead stable, and the
+    one line says so (it said only "canary Triton not ready")."""
+    gates = TritonGates(GATE, model=MODEL, stable_url=f"127.0.0.1:{free_port()}",
+                        canary_url=f"127.0.0.1:{free_port()}", base_dir=Path("."))
+    assert gates.ready() is False and gates.failing == "canary"
+    why = probe_reason(gates, 2)
+    assert why.startswith("canary Triton not ready (2 probes in a row: unreachable: "), why
+    assert "; stable is not ready either (rec-model@127.0.0.1:" in why and "stable gets 100% all the same" in why
+
+
+@pytest.mark.timeout(300)
+def test_a_stable_that_dies_mid_rollout_ends_it_at_stable_100_saying_stable(triton_canary: TritonServer) -> None:
+    """Nothing probed stable: with stable dead at 90% of the traffic the rollout went on judging the
+    canary against it (and the fake metrics here, a healthy canary, promoted it). Now the probe asks
+    both servers; stable failing `probe_failures` in a row ends the rollout at stable 100%, and the
+    reason names stable and the decision (docs/decisions.md 93)."""
+    from tests.unit.test_runner import make
+
+    own = TritonServer("stable", "v1.0.0").start()  # this test's to kill
+    try:
+        own.wait_ready(timeout=90)
+        ctl, router, _, clock = make()
+        gates = TritonGates(GATE, model=MODEL, stable_url=own.http_url, canary_url=triton_canary.http_url,
+                            base_dir=Path("."))
+        passed = gates.preflight
+
+        def preflight_then_stable_dies() -> dict[str, object]:
+            report = passed()
+            own.kill()  # waits for the process to be gone: the next probe finds the port closed
+            return report
+
+        gates.preflight = preflight_then_stable_dies  # type: ignore[method-assign]
+        ctl.gate = gates
+        res = ctl.run()
+        assert res.state.phase == rl.ROLLED_BACK and router.weights == STABLE_ONLY, res.state
+        assert res.state.reason.startswith("gate: stable Triton not ready (2 probes in a row: rec-model@"), res.state.reason
+        assert "stable gets 100% anyway" in res.state.reason
+        weights = [w for k, w in router.log if k == "weights"]
+        assert any(w.canary > 0 for w in weights)  # it was mid-rollout: the canary had traffic
+    finally:
+        own.stop()
+
+
+# -- the canary's model replaced behind its URL after the gate --------------------------------
+
+@pytest.fixture
+def canary_behind_proxy(triton_canary: TritonServer, triton_bad_schema: TritonServer,
+                        tmp_path: Path) -> Iterator[object]:
+    """HAProxy as the canary's Service: "old" pods (the gated model) and "new" ones (score FP64)."""
+    if shutil.which("haproxy") is None:
+        pytest.skip("haproxy is not installed (Debian: apt-get install haproxy)")
+    from canary.sandbox.haproxy import HAProxy
+
+    proxy = HAProxy({"old": f"127.0.0.1:{triton_canary.http_port}",
+                     "new": f"127.0.0.1:{triton_bad_schema.http_port}"}, workdir=tmp_path / "haproxy").start()
+    try:
+        yield proxy
+    finally:
+        proxy.stop()
+
+
+def test_a_canary_redeployed_with_another_contract_after_the_gate_fails_its_probe(
+        triton_stable: TritonServer, canary_behind_proxy: object) -> None:
+    """A rolling update of the canary's pods never stops answering ready, so the probe (server ready,
+    model ready) passed while clients got FP64 where they read FP32. The probe now holds the canary
+    to stable's contract, as the gate did, and says which tensor changed."""
+    proxy: Any = canary_behind_proxy
+    gates = TritonGates(GATE, model=MODEL, stable_url=triton_stable.http_url, canary_url=proxy.url,
+                        base_dir=Path("."))
+    gates.preflight()
+    assert gates.ready() is True and gates.last_failure == ""
+    proxy.set_weights({"old": 0, "new": 100})  # the rollout of the canary's Deployment completes
+    assert gates.ready() is False and gates.failing == "canary"
+    assert probe_reason(gates, 2) == ("canary Triton not ready (2 probes in a row: model contract changed since "
+                                      "the gate (no longer compatible with stable): output 'score': datatype FP32 "
+                                      "on stable, FP64 on canary)")
+
+
+def test_a_resumed_rollout_holds_the_canary_to_stables_contract_too(triton_stable: TritonServer,
+                                                                     triton_bad_schema: TritonServer) -> None:
+    """A new process (promote re-run, controller restart) probes without having run the gate: it reads
+    stable's contract at its first probe."""
+    gates = TritonGates(GATE, model=MODEL, stable_url=triton_stable.http_url,
+                        canary_url=triton_bad_schema.http_url, base_dir=Path("."))
+    assert gates.ready() is False and "output 'score': datatype FP32 on stable, FP64 on canary" in gates.last_failure
+
+
+# -- an answer that is not Triton's -------------------------------------------------------------
+
+class _NotTriton(http.server.BaseHTTPRequestHandler):
+    """200 and the same JSON for every path: a catch-all service on the port that was meant for Triton."""
+
+    def do_GET(self) -> None:
+        body = json.dumps({"inputs": [{"name": "features"}], "outputs": "none"}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *a: object) -> None:
+        pass
+
+
+def test_metadata_that_is_not_tritons_is_a_gate_error_naming_the_server(tmp_path: Path) -> None:
+    """It was a raw KeyError out of the gate: `canary promote` ended "failed: KeyError: 'datatype'"."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _NotTriton)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        ep = TritonEndpoint(url=f"127.0.0.1:{server.server_address[1]}", model=MODEL, role="canary")
+        with pytest.raises(GateError, match=r"^canary Triton .*: the model metadata/config is not Triton's "
+                                            r"\(KeyError: 'datatype'\)"):
+            preflight(None, ep, GATE, base_dir=tmp_path)
+        probe = ReadinessProbe(ep, contract=None)
+        assert probe.ready() is True  # ready answers 200; the contract is the gate's to check
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_canary_rollout_with_a_url_with_a_path_is_invalid_and_nothing_moves() -> None:
+    """Under the controller the same URL check names the CR's field (Ready=False), and the rollout is
+    not recorded as a rollback of the model (the gate's "not live" was, before)."""
+    from canary import crd
+    from tests.integration.test_controller_gates import world
+
+    api, client, clock, op = world("127.0.0.1:8000", "http://127.0.0.1:8000/triton")
+    try:
+        before = api.get("networking.istio.io", "virtualservices", "ml", "m0")
+        for _ in range(2):
+            op.tick()
+            clock.sleep(0.6)
+        obj = api.get(crd.GROUP, crd.PLURAL, "ml", "r0")
+        ready = next(c for c in obj["status"]["conditions"] if c["type"] == "Ready")
+        assert ready["status"] == "False" and "spec.triton.canaryUrl" in ready["message"], ready
+        assert "without a path" in ready["message"], ready
+        assert obj["status"].get("phase") in (None, "", rl.PENDING), obj["status"]
+        vs = api.get("networking.istio.io", "virtualservices", "ml", "m0")
+        assert [d["weight"] for d in vs["spec"]["http"][0]["route"]] == [100, 0]
+        assert vs["spec"]["http"][0]["route"] == before["spec"]["http"][0]["route"]
+    finally:
+        client.close()
+        api.stop()
