@@ -357,8 +357,29 @@ def typed_samples(raw: Any, sig: Signature, path: str) -> list[dict[str, np.ndar
                 arrays[name] = _as_array(value, types[name])
             except (TypeError, ValueError, OverflowError) as exc:  # 10**30 for an INT64 input: OverflowError
                 raise GateError(f"warm-up sample file {path}: requests[{i}].{name}: {exc}") from exc
+        problem = _sample_problem(arrays, sig)
+        if problem:
+            raise GateError(f"warm-up sample file {path}: requests[{i}]{problem}")
         out.append(arrays)
     return out
+
+
+def _sample_problem(arrays: dict[str, np.ndarray], sig: Signature) -> str:
+    """What Triton would refuse in one sample request, said of the sample (its refusal read as a warm-up
+    failure *of the canary*: "unexpected shape for input 'features'", recorded as a rollback of the model)."""
+    for t in sig.inputs:
+        if t.name not in arrays and not t.optional:
+            return f": input {t.name!r} missing (the model requires it)"
+    for t in sig.inputs:
+        a = arrays.get(t.name)
+        if a is None:
+            continue
+        if len(a.shape) != len(t.shape) or any(d != -1 and d != n for d, n in zip(t.shape, a.shape)):
+            batch = " (the first dim is the batch: wrap one row in [...])" if len(a.shape) + 1 == len(t.shape) else ""
+            return f".{t.name}: shape {list(a.shape)}, the model's input is {list(t.shape)}{batch}"
+        if sig.max_batch_size > 0 and a.shape and a.shape[0] > sig.max_batch_size:
+            return f".{t.name}: batch of {a.shape[0]} rows, the model's max_batch_size is {sig.max_batch_size}"
+    return ""
 
 
 def _as_array(value: Any, datatype: str) -> np.ndarray:

@@ -273,3 +273,24 @@ def test_a_canary_rollout_with_a_url_with_a_path_is_invalid_and_nothing_moves() 
     finally:
         client.close()
         api.stop()
+
+
+@pytest.mark.parametrize(("request_", "says"), [
+    ({"features": [0.1] * 8}, "requests[0].features: shape [8], the model's input is [-1, 8] (the first dim is the "
+                              "batch: wrap one row in [...])"),
+    ({"features": [[0.1] * 7]}, "requests[0].features: shape [1, 7], the model's input is [-1, 8]"),
+    ({"features": [[0.1] * 8] * 65}, "requests[0].features: batch of 65 rows, the model's max_batch_size is 64"),
+    ({}, "requests[0]: input 'features' missing (the model requires it)"),
+])
+def test_a_sample_triton_would_refuse_is_said_of_the_sample_not_the_canary(
+        triton_stable: TritonServer, triton_canary: TritonServer, request_: dict[str, Any], says: str,
+        tmp_path: Path) -> None:
+    """Triton's refusal read "canary ...: warm-up request 1 failed: unexpected shape for input
+    'features'": a mistake in the samples, blamed on the model and recorded as its rollback."""
+    (tmp_path / "warmup.json").write_text(json.dumps({"requests": [request_]}))
+    gate = TritonGate(warmup_requests=1, sample_file="warmup.json")
+    stable = TritonEndpoint(url=triton_stable.http_url, model=MODEL, role="stable")
+    canary = TritonEndpoint(url=triton_canary.http_url, model=MODEL, role="canary")
+    with pytest.raises(GateError) as err:
+        preflight(stable, canary, gate, base_dir=tmp_path)
+    assert str(err.value) == f"warm-up sample file {tmp_path / 'warmup.json'}: {says}"
