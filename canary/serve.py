@@ -227,6 +227,15 @@ class Service:
         cfg = named.policy.gates.triton
         if cfg is not None and cfg.enabled and not ask.triton_canary:
             raise BadRequest("metadata.tritonCanary", f"missing: policy {named.name!r} enables gates.triton")
+        if cfg is not None and cfg.enabled:  # a URL tritonclient would misread is the request's fault: 400, not 503
+            from canary.triton import check_url
+
+            for name, url in (("metadata.tritonCanary", ask.triton_canary), ("metadata.tritonStable", ask.triton_stable)):
+                try:
+                    if url:
+                        check_url(url, cfg.protocol, field=name)
+                except ConfigError as exc:
+                    raise BadRequest(name, str(exc).removeprefix(f"{name} ")) from None
         with self.store.lock(ask.key, ask.revision):
             s = self._session(ask, named, create=True)
             assert s is not None

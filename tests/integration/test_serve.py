@@ -247,6 +247,9 @@ def test_flagger_pre_rollout_runs_the_triton_gates(serve: Any) -> None:
     code, doc = flagger(server, "pre-rollout", "good", tritonCanary=f"127.0.0.1:{free_port()}")
     assert code == 409 and "unreachable" in doc["result"]["reason"]
     assert doc["result"]["verdict"] == "inconclusive", "a refused gate is asked again, not a sticky failure"
+    # a URL tritonclient would misread (a path: "not live") is the request's fault, naming its field: 400
+    code, doc = flagger(server, "pre-rollout", "good", tritonCanary="http://127.0.0.1:8000/triton")
+    assert code == 400 and doc["field"] == "metadata.tritonCanary" and "without a path" in str(doc), doc
 
 
 def test_flagger_pre_rollout_passes_with_real_triton(serve: Any, triton_stable: Any, triton_canary: Any) -> None:
