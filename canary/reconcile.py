@@ -270,14 +270,16 @@ def decide(policy: Policy, state: rl.RolloutState, seen: Observation, now: float
         if seen.gate_failed is not None:
             failed = rl.Emit("gate.failed", {"reason": seen.gate_failed, "stage": "preflight", "phase": state.phase,
                                              "weights": str(state.weights)}, warning=True)  # as routed
-            new, actions = rl.transition(state, rl.GateFailed(now, seen.gate_failed), policy)
+            new, actions = rl.transition(state, rl.GateFailed(now, seen.gate_failed,
+                                                              aborted=about_stable(seen.gate_failed)), policy)
             then((new, [failed, *actions]))
         else:
             then(rl.transition(state, rl.Begin(now), policy))
     elif state.phase == rl.PROGRESSING and seen.probe_failed:
         failed = rl.Emit("gate.failed", {"reason": seen.probe_failed, "stage": "probe", "phase": state.phase,
                                          "weights": str(state.weights)}, warning=True)  # as routed
-        new, actions = rl.transition(state, rl.GateFailed(now, seen.probe_failed), policy)
+        new, actions = rl.transition(state, rl.GateFailed(now, seen.probe_failed,
+                                                          aborted=about_stable(seen.probe_failed)), policy)
         then((new, [failed, *actions]))
     elif state.phase == rl.PROMOTING:
         then(rl.finish_promotion(state, now))
@@ -285,6 +287,16 @@ def decide(policy: Policy, state: rl.RolloutState, seen: Observation, now: float
         new, actions = rl.transition(state, seen.look, policy)
         then((new, with_look_recorded(new, actions)))
     return steps
+
+
+# how every gate message about the stable server opens (`TritonEndpoint.who`, `runner.probe_reason`); the
+# loops hand `decide` the gate's words only, and a stable that failed is no verdict on the canary
+STABLE_GATE = "stable Triton "
+
+
+def about_stable(reason: str) -> bool:
+    """Whether a gate's failure was the stable server's (the rollout could not complete: ABORTED)."""
+    return reason.startswith(STABLE_GATE)
 
 
 def with_look_recorded(new: rl.RolloutState, actions: list[rl.Action]) -> list[rl.Action]:

@@ -227,10 +227,13 @@ class Looked:
 
 @dataclass(frozen=True)
 class GateFailed:
-    """The canary server went unready / failed its probe: roll back at once."""
+    """The canary server went unready / failed its probe: roll back at once. `aborted`: it was the
+    *stable* server that failed (the canary was not judged): stable 100% all the same, recorded ABORTED
+    ("could not complete"), never ROLLED_BACK ("bad canary")."""
 
     now: float
     reason: str
+    aborted: bool = False
 
 
 @dataclass(frozen=True)
@@ -314,7 +317,7 @@ def transition(state: RolloutState, event: Event, policy: Policy) -> tuple[Rollo
     if isinstance(event, Rollback):
         return _end(state, now, reason=event.reason, phase=ABORTED if event.aborted else ROLLED_BACK)
     if isinstance(event, GateFailed):
-        return _end(state, now, reason=f"gate: {event.reason}", phase=ROLLED_BACK)
+        return _end(state, now, reason=f"gate: {event.reason}", phase=ABORTED if event.aborted else ROLLED_BACK)
     if isinstance(event, Pause) and state.phase == PROGRESSING:
         s = _log(replace(state, phase=PAUSED, reason=event.reason, updated_at=now), now,
                  f"paused: {event.reason}" if event.reason else "paused")

@@ -128,6 +128,20 @@ def test_a_stable_that_is_down_before_traffic_is_named_stable(triton_canary: Tri
     assert str(err.value).startswith(f"stable Triton {dead}: server unreachable: "), err.value
 
 
+def test_promote_with_stable_down_before_traffic_aborts_and_names_stable(triton_canary: TritonServer) -> None:
+    """It was ROLLED_BACK, exit 1 ("the canary is bad"), with no word of which server: a pipeline
+    reading the exit code marked a model nobody judged as bad."""
+    from tests.unit.test_runner import make
+
+    ctl, router, _, _ = make()
+    ctl.gate = TritonGates(GATE, model=MODEL, stable_url=f"127.0.0.1:{free_port()}",
+                           canary_url=triton_canary.http_url, base_dir=Path("."))
+    res = ctl.run()
+    assert res.state.phase == rl.ABORTED and res.exit_code == 3, res.state
+    assert res.state.reason.startswith("gate: stable Triton rec-model@127.0.0.1:"), res.state.reason
+    assert all(w.canary == 0 for k, w in router.log if k == "weights")
+
+
 def test_probes_say_when_stable_is_down_too() -> None:
     """A canary that fails while stable is down as well: the rollback lands on a dead stable, and the
     one line says so (it said only "canary Triton not ready")."""
@@ -144,7 +158,7 @@ def test_a_stable_that_dies_mid_rollout_ends_it_at_stable_100_saying_stable(trit
     """Nothing probed stable: with stable dead at 90% of the traffic the rollout went on judging the
     canary against it (and the fake metrics here, a healthy canary, promoted it). Now the probe asks
     both servers; stable failing `probe_failures` in a row ends the rollout at stable 100%, and the
-    reason names stable and the decision (docs/decisions.md 93)."""
+    reason names stable and the decision (docs/decisions.md 93); ABORTED, as the canary was not judged."""
     from tests.unit.test_runner import make
 
     own = TritonServer("stable", "v1.0.0").start()  # this test's to kill
@@ -163,7 +177,8 @@ def test_a_stable_that_dies_mid_rollout_ends_it_at_stable_100_saying_stable(trit
         gates.preflight = preflight_then_stable_dies  # type: ignore[method-assign]
         ctl.gate = gates
         res = ctl.run()
-        assert res.state.phase == rl.ROLLED_BACK and router.weights == STABLE_ONLY, res.state
+        # stable failed, not the canary: "could not complete" (exit 3), never "bad canary" (exit 1)
+        assert res.state.phase == rl.ABORTED and res.exit_code == 3 and router.weights == STABLE_ONLY, res.state
         assert res.state.reason.startswith("gate: stable Triton not ready (2 probes in a row: rec-model@"), res.state.reason
         assert "stable gets 100% anyway" in res.state.reason
         weights = [w for k, w in router.log if k == "weights"]
@@ -294,3 +309,21 @@ def test_a_sample_triton_would_refuse_is_said_of_the_sample_not_the_canary(
     with pytest.raises(GateError) as err:
         preflight(stable, canary, gate, base_dir=tmp_path)
     assert str(err.value) == f"warm-up sample file {tmp_path / 'warmup.json'}: {says}"
+
+
+def test_under_the_controller_a_stable_down_before_traffic_aborts_naming_stable(triton_canary: TritonServer) -> None:
+    """The controller hands `decide` the same words: ABORTED, the reason names stable, nothing moved."""
+    from canary import crd
+    from tests.integration.test_controller_gates import world
+
+    api, client, clock, op = world(f"127.0.0.1:{free_port()}", triton_canary.http_url)
+    try:
+        for _ in range(4):
+            op.tick()
+            clock.sleep(0.6)
+        status = api.get(crd.GROUP, crd.PLURAL, "ml", "r0")["status"]
+        assert status["phase"] == rl.ABORTED and status["reason"].startswith("gate: stable Triton "), status
+        assert status["weights"] == {"stable": 100, "canary": 0}
+    finally:
+        client.close()
+        api.stop()
