@@ -271,7 +271,7 @@ def decide(policy: Policy, state: rl.RolloutState, seen: Observation, now: float
             failed = rl.Emit("gate.failed", {"reason": seen.gate_failed, "stage": "preflight", "phase": state.phase,
                                              "weights": str(state.weights)}, warning=True)  # as routed
             new, actions = rl.transition(state, rl.GateFailed(now, seen.gate_failed,
-                                                              aborted=about_stable(seen.gate_failed)), policy)
+                                                              aborted=not_the_canarys(seen.gate_failed)), policy)
             then((new, [failed, *actions]))
         else:
             then(rl.transition(state, rl.Begin(now), policy))
@@ -279,7 +279,7 @@ def decide(policy: Policy, state: rl.RolloutState, seen: Observation, now: float
         failed = rl.Emit("gate.failed", {"reason": seen.probe_failed, "stage": "probe", "phase": state.phase,
                                          "weights": str(state.weights)}, warning=True)  # as routed
         new, actions = rl.transition(state, rl.GateFailed(now, seen.probe_failed,
-                                                          aborted=about_stable(seen.probe_failed)), policy)
+                                                          aborted=not_the_canarys(seen.probe_failed)), policy)
         then((new, [failed, *actions]))
     elif state.phase == rl.PROMOTING:
         then(rl.finish_promotion(state, now))
@@ -289,14 +289,16 @@ def decide(policy: Policy, state: rl.RolloutState, seen: Observation, now: float
     return steps
 
 
-# how every gate message about the stable server opens (`TritonEndpoint.who`, `runner.probe_reason`); the
-# loops hand `decide` the gate's words only, and a stable that failed is no verdict on the canary
-STABLE_GATE = "stable Triton "
+# how the gate's messages open when what failed is not the canary: the stable server (`TritonEndpoint.who`,
+# `runner.probe_reason`) or the warm-up samples (`triton.typed_samples`, checked against the canary's
+# signature after it was found compatible with stable's: stable would refuse them too). The loops hand
+# `decide` the gate's words only; neither is a verdict on the canary
+NOT_THE_CANARY = ("stable Triton ", "warm-up sample file ")
 
 
-def about_stable(reason: str) -> bool:
-    """Whether a gate's failure was the stable server's (the rollout could not complete: ABORTED)."""
-    return reason.startswith(STABLE_GATE)
+def not_the_canarys(reason: str) -> bool:
+    """Whether a gate's failure was not the canary's (the rollout could not complete: ABORTED)."""
+    return reason.startswith(NOT_THE_CANARY)
 
 
 def with_look_recorded(new: rl.RolloutState, actions: list[rl.Action]) -> list[rl.Action]:

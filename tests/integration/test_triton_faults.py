@@ -311,6 +311,22 @@ def test_a_sample_triton_would_refuse_is_said_of_the_sample_not_the_canary(
     assert str(err.value) == f"warm-up sample file {tmp_path / 'warmup.json'}: {says}"
 
 
+def test_promote_refused_for_its_samples_aborts_it_is_no_verdict_on_the_canary(
+        triton_stable: TritonServer, triton_canary: TritonServer, tmp_path: Path) -> None:
+    """A sample file the model cannot take ended ROLLED_BACK, exit 1: "the canary is bad"."""
+    from tests.unit.test_runner import make
+
+    (tmp_path / "warmup.json").write_text(json.dumps({"requests": [{"features": [0.1] * 8}]}))
+    gate = TritonGate(warmup_requests=1, sample_file="warmup.json")
+    ctl, router, _, _ = make()
+    ctl.gate = TritonGates(gate, model=MODEL, stable_url=triton_stable.http_url, canary_url=triton_canary.http_url,
+                           base_dir=tmp_path)
+    res = ctl.run()
+    assert res.state.phase == rl.ABORTED and res.exit_code == 3, res.state
+    assert res.state.reason.startswith("gate: warm-up sample file "), res.state.reason
+    assert all(w.canary == 0 for k, w in router.log if k == "weights")
+
+
 def test_under_the_controller_a_stable_down_before_traffic_aborts_naming_stable(triton_canary: TritonServer) -> None:
     """The controller hands `decide` the same words: ABORTED, the reason names stable, nothing moved."""
     from canary import crd
