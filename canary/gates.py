@@ -40,9 +40,10 @@ class TritonGates:
         self.cfg = cfg
         self.base_dir = base_dir
         self.samples = samples
-        self.canary = TritonEndpoint(url=canary_url, model=model, protocol=cfg.protocol, role="canary")
-        self.stable = (TritonEndpoint(url=stable_url, model=model, protocol=cfg.protocol, role="stable")
-                       if stable_url else None)
+        self.canary = TritonEndpoint(url=canary_url, model=model, protocol=cfg.protocol, role="canary",
+                                     source=url_fields[1])
+        self.stable = (TritonEndpoint(url=stable_url, model=model, protocol=cfg.protocol, role="stable",
+                                      source=url_fields[0]) if stable_url else None)
         self._contract: Signature | None = None  # stable's signature, as the gate compared the canary with it
         self._probe: ReadinessProbe | None = None
         self._stable_probe: ReadinessProbe | None = None

@@ -74,6 +74,7 @@ class TritonEndpoint:
     version: str = ""  # Triton model version; "" = the server's policy (latest ready)
     protocol: Literal["http", "grpc"] = "http"
     role: str = field(default="", compare=False)
+    source: str = field(default="", compare=False)  # the field the URL came from ("--triton-canary"), for messages
 
     def __post_init__(self) -> None:
         check_url(self.url, self.protocol, field=f"{self.role} Triton URL".strip())
@@ -301,7 +302,8 @@ def _require_ready(client: Any, ep: TritonEndpoint, *, timeout: float = CALL_TIM
     except GateError:
         raise
     except Exception as exc:
-        raise GateError(f"{ep.who}: server unreachable: {_msg(exc, timeout)}{_port_hint(ep, exc)}") from exc
+        where = f" (check {ep.source}: {ep.url})" if ep.source else ""
+        raise GateError(f"{ep.who}: server unreachable: {_msg(exc, timeout)}{_port_hint(ep, exc)}{where}") from exc
 
 
 def _port_hint(ep: TritonEndpoint, exc: BaseException) -> str:

@@ -91,6 +91,17 @@ def test_a_url_tritonclient_would_misread_is_refused_naming_the_field(protocol: 
         TritonGates(gate, model=MODEL, stable_url=bad, canary_url="10.0.0.7:8000", base_dir=Path("."))
 
 
+def test_a_name_that_does_not_resolve_names_the_field_to_check(tmp_path: Path) -> None:
+    """DNS failure: the refusal names the server and the field the URL came from, before any traffic."""
+    gates = TritonGates(GATE, model=MODEL, stable_url="stable.invalid:8000", canary_url="canary.invalid:8000",
+                        base_dir=tmp_path, url_fields=("--triton-stable", "--triton-canary"))
+    with pytest.raises(GateError) as err:
+        gates.preflight()
+    text = str(err.value)
+    assert text.startswith("canary Triton rec-model@canary.invalid:8000: server unreachable: "), text
+    assert text.endswith(" (check --triton-canary: canary.invalid:8000)"), text
+
+
 def test_https_over_grpc_is_tls_not_plaintext(triton_canary: TritonServer, tmp_path: Path) -> None:
     """`https://` was stripped and the gRPC channel opened in plaintext: the gate passed against a
     server that speaks no TLS, and the user believed the link encrypted."""
