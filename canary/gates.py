@@ -88,8 +88,8 @@ class TritonGates:
             self._last_failure = self._probe.last_failure + (
                 f"; stable is not ready either ({stable_why}): stable gets 100% all the same" if stable_why else "")
         else:
-            self.failing = "stable"
-            self._last_failure = f"{stable_why}; {STABLE_DOWN}"
+            self.failing = "stable"  # every line says so: `gate.probe_failed` logs this reason alone
+            self._last_failure = f"stable {stable_why}; {STABLE_DOWN}"
         return False
 
     def _read_contract(self) -> Signature | None:

@@ -190,7 +190,7 @@ def test_a_stable_that_dies_mid_rollout_ends_it_at_stable_100_saying_stable(trit
         res = ctl.run()
         # stable failed, not the canary: "could not complete" (exit 3), never "bad canary" (exit 1)
         assert res.state.phase == rl.ABORTED and res.exit_code == 3 and router.weights == STABLE_ONLY, res.state
-        assert res.state.reason.startswith("gate: stable Triton not ready (2 probes in a row: rec-model@"), res.state.reason
+        assert res.state.reason.startswith("gate: stable Triton not ready (2 probes in a row: stable rec-model@"), res.state.reason
         assert "stable gets 100% anyway" in res.state.reason
         weights = [w for k, w in router.log if k == "weights"]
         assert any(w.canary > 0 for w in weights)  # it was mid-rollout: the canary had traffic
