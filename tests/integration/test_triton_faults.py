@@ -233,13 +233,19 @@ def test_a_canary_redeployed_with_another_contract_after_the_gate_fails_its_prob
                                       "on stable, FP64 on canary)")
 
 
-def test_a_resumed_rollout_holds_the_canary_to_stables_contract_too(triton_stable: TritonServer,
-                                                                     triton_bad_schema: TritonServer) -> None:
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_a_resumed_rollout_holds_the_canary_to_stables_contract_too(
+        triton_stable: TritonServer, triton_canary: TritonServer, triton_bad_schema: TritonServer,
+        protocol: str) -> None:
     """A new process (promote re-run, controller restart) probes without having run the gate: it reads
-    stable's contract at its first probe."""
-    gates = TritonGates(GATE, model=MODEL, stable_url=triton_stable.http_url,
-                        canary_url=triton_bad_schema.http_url, base_dir=Path("."))
-    assert gates.ready() is False and "output 'score': datatype FP32 on stable, FP64 on canary" in gates.last_failure
+    stable's contract at its first probe. A compatible canary stays ready, over either protocol."""
+    cfg = TritonGate(protocol=protocol)  # type: ignore[arg-type]
+    good = TritonGates(cfg, model=MODEL, stable_url=url(triton_stable, protocol),
+                       canary_url=url(triton_canary, protocol), base_dir=Path("."))
+    assert [good.ready() for _ in range(3)] == [True] * 3 and good.last_failure == ""
+    bad = TritonGates(cfg, model=MODEL, stable_url=url(triton_stable, protocol),
+                      canary_url=url(triton_bad_schema, protocol), base_dir=Path("."))
+    assert bad.ready() is False and "output 'score': datatype FP32 on stable, FP64 on canary" in bad.last_failure
 
 
 # -- an answer that is not Triton's -------------------------------------------------------------
