@@ -186,15 +186,17 @@ class Informer:
             self._items = fresh
             self.resource_version = list_rv
         self.relists += 1
-        self.synced.set()
         self.log.info("informer.relisted", items=len(fresh), reason=reason)
-        if self.on_change is not None:
-            for key, obj in objs.items():
-                was = old.get(key)
-                if was is None or was.rv != fresh[key].rv:
-                    self.on_change(key, obj)
-            for key in old.keys() - fresh.keys():
-                self.on_change(key, None)
+        try:
+            if self.on_change is not None:
+                for key, obj in objs.items():
+                    was = old.get(key)
+                    if was is None or was.rv != fresh[key].rv:
+                        self.on_change(key, obj)
+                for key in old.keys() - fresh.keys():
+                    self.on_change(key, None)
+        finally:  # synced once the LIST's changes are reported too: a reader that waits on it sees them
+            self.synced.set()
 
     def watch_once(self, stop: threading.Event | None = None) -> None:
         """Follow the watch until it ends (timeout, 410, error); a 410 makes the next run LIST."""

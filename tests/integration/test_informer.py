@@ -224,3 +224,20 @@ def test_a_late_deletion_of_an_earlier_object_never_removes_its_namesake() -> No
     inf._event({"type": "ADDED", "object": obj("two", 8)})
     inf._event({"type": "DELETED", "object": obj("two", 12)})  # a deletion of what is cached: it goes
     assert inf.get("ml", "r0") is None and changes == [("ml/r0", None)]
+
+
+def test_synced_is_set_only_once_the_lists_changes_are_reported() -> None:
+    """A reader that waits for `synced` then reads what `on_change` reported saw nothing now and then
+    (CI: the first LIST's two objects missing): `synced` was set before the LIST's changes were reported.
+    Deterministic: each report records whether `synced` was already set."""
+    api = KubeAPIServer(seed=[cm("a"), cm("b")]).start()
+    client = api.api_client()
+    seen: list[bool] = []
+    inf: Informer = Informer(functools.partial(kc.CoreV1Api(client).list_namespaced_config_map, "ml"),
+                             kind="configmaps", on_change=lambda k, o: seen.append(inf.synced.is_set()))
+    try:
+        inf.relist()
+        assert seen == [False, False] and inf.synced.is_set()
+    finally:
+        client.close()
+        api.stop()
