@@ -33,7 +33,7 @@ from canary import crd
 from canary import rollout as rl
 from canary.analysis.judge import judge
 from canary.analysis.sequential import looks_per_step
-from canary.runner import SKEW_WARN_S, SystemClock, probe_reason
+from canary.runner import SKEW_WARN_S, SystemClock, probe_reason, probe_streak
 from canary.errors import (CanaryError, ConfigError, KubeUnavailable, MetricsUnavailable, NotFound, NotLeader,
                            RolloutBusy, RoutingConflict, TransientError)
 from canary.fencing import FencedRouter
@@ -798,7 +798,7 @@ class Controller:
             failures, next_at = 0, 0.0  # counted for another version or step: start over
         if now < next_at:
             return ""
-        failures = 0 if gate.ready() else failures + 1
+        failures = 0 if gate.ready() else probe_streak(gate, failures)
         self._probes[spec.key] = (*bound, failures, now + gate.probe_interval)
         if failures:
             log.warning("gate.probe_failed", consecutive=failures, limit=gate.probe_failures,

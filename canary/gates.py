@@ -49,6 +49,9 @@ class TritonGates:
         self._stable_probe: ReadinessProbe | None = None
         self.failing = ""  # which server the last failed probe was about: "canary" or "stable"
         self._last_failure = ""
+        # failed probes in a row, per server: a canary failing once and then stable once is not two in a
+        # row of either (it ended the rollout, "stable Triton not ready (2 probes in a row ...)")
+        self._streaks = {"canary": 0, "stable": 0}
 
     @property
     def probe_interval(self) -> float:
@@ -79,18 +82,29 @@ class TritonGates:
             if self._stable_probe is None:
                 self._stable_probe = ReadinessProbe(self.stable)
             stable_ok = self._stable_probe.ready()
+        self._streaks = {"canary": 0 if canary_ok else self._streaks["canary"] + 1,
+                         "stable": 0 if stable_ok else self._streaks["stable"] + 1}
         if canary_ok and stable_ok:
             self.failing = self._last_failure = ""
             return True
         stable_why = "" if stable_ok else f"{self.stable}: {self._stable_probe.last_failure}"  # type: ignore[union-attr]
-        if not canary_ok:
+        # the server failing longest in a row is the one the line is about (the canary on a tie: its failure
+        # is a verdict on it); a stable down longer than a canary that just failed ends the rollout ABORTED
+        if not canary_ok and self._streaks["canary"] >= self._streaks["stable"]:
             self.failing = "canary"
             self._last_failure = self._probe.last_failure + (
                 f"; stable is not ready either ({stable_why}): stable gets 100% all the same" if stable_why else "")
         else:
             self.failing = "stable"  # every line says so: `gate.probe_failed` logs this reason alone
-            self._last_failure = f"stable {stable_why}; {STABLE_DOWN}"
+            self._last_failure = f"stable {stable_why}; {STABLE_DOWN}" + (
+                "" if canary_ok else f"; the canary is not ready either ({self._probe.last_failure})")
         return False
+
+    @property
+    def consecutive(self) -> int:
+        """Failed probes in a row of the server the last failure is about (`failing`); 0 after a ready
+        answer. The loops count failures in a row of the gate as a whole: they take the smaller."""
+        return self._streaks.get(self.failing, 0) if self.failing else 0
 
     def _read_contract(self) -> Signature | None:
         """Stable's signature for the probe, or None (tried again at the next probe) when it cannot be read."""

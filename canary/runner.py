@@ -55,6 +55,15 @@ def probe_reason(gate: Any, failures: int) -> str:
     return f"{who} Triton not ready ({failures} probes in a row{': ' + why if why else ''})"
 
 
+def probe_streak(gate: Any, before: int) -> int:
+    """Failed probes in a row after one more failure: `before + 1`, or fewer when the gate counts them per
+    server (`TritonGates.consecutive`): a canary failure then a stable one are not two in a row of either,
+    and the reason (`probe_reason`) names one server and says "N probes in a row"."""
+    per_server = getattr(gate, "consecutive", None)
+    return before + 1 if not isinstance(per_server, int) or isinstance(per_server, bool) else \
+        max(1, min(before + 1, per_server))
+
+
 class _Decided(Exception):
     """Something decided the rollout while a bounded call waited (`Runner._bounded(meanwhile=)`)."""
 
@@ -545,7 +554,7 @@ class Runner:
         if self._bounded(self.gate.ready):
             self._probe_failures = 0
             return None
-        self._probe_failures += 1
+        self._probe_failures = probe_streak(self.gate, self._probe_failures)
         self.log.warning("gate.probe_failed", consecutive=self._probe_failures, limit=self.gate.probe_failures,
                          reason=getattr(self.gate, "last_failure", "") or "", phase=state.phase,
                          weights=str(state.weights), step=state.step + 1)
