@@ -212,7 +212,8 @@ def compare(stable: Signature, canary: Signature) -> list[str]:
     Inputs: the canary must accept whatever stable accepts (a dim is fixed to the
     same size or dynamic). Outputs: clients must read what they read before (a
     dim matches, or stable's is dynamic). Extra canary outputs are harmless;
-    extra *required* canary inputs are not (clients do not send them).
+    extra *required* canary inputs are not (clients do not send them), nor is an
+    input stable takes as optional that the canary requires (clients leave it out).
     """
     problems: list[str] = []
     for kind, s_specs, c_specs in (("input", stable.inputs, canary.inputs), ("output", stable.outputs, canary.outputs)):
@@ -226,6 +227,8 @@ def compare(stable: Signature, canary: Signature) -> list[str]:
                 problems.append(f"{kind} '{s.name}': datatype {s.datatype} on stable, {c.datatype} on canary")
             if not _shape_ok(kind, s.shape, c.shape):
                 problems.append(f"{kind} '{s.name}': shape {list(s.shape)} on stable, {list(c.shape)} on canary")
+            if kind == "input" and s.optional and not c.optional:  # clients that leave it out are refused
+                problems.append(f"input '{s.name}': optional on stable, required on canary")
     s_inputs = {t.name for t in stable.inputs}
     for c in canary.inputs:
         if c.name not in s_inputs and not c.optional:

@@ -159,6 +159,16 @@ def test_compare_rules(canary: Signature, expected: list[str]) -> None:
     assert compare(STABLE, canary) == expected
 
 
+def test_an_input_optional_on_stable_and_required_on_the_canary_is_incompatible() -> None:
+    """Clients that leave out an input stable takes as optional are refused by such a canary. It passed the
+    gate, and a sample file without that input then ended the rollout ABORTED as the samples' fault
+    (`reconcile.not_the_canarys`): the canary was the one that changed."""
+    optional = Signature(STABLE.inputs + (TensorSpec("user", "INT64", (-1, 1), True),), STABLE.outputs, 64)
+    required = Signature(STABLE.inputs + (TensorSpec("user", "INT64", (-1, 1), False),), STABLE.outputs, 64)
+    assert compare(optional, required) == ["input 'user': optional on stable, required on canary"]
+    assert compare(optional, optional) == [] and compare(required, optional) == []
+
+
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
 def test_a_probe_answers_from_any_thread(triton_canary: TritonServer, protocol: str) -> None:
     """promote probes from a new thread each time (`Runner._bounded`), the controller from its worker
