@@ -41,7 +41,7 @@ def monitor_settings(annotations: Mapping[str, Any] | None, where: str) -> dict[
             raise ValueError(f"ConfigMap {where}: annotation {WINDOW_ANNOTATION}: {exc}") from None
     if ENTER_AFTER_ANNOTATION in given:
         raw = str(given[ENTER_AFTER_ANNOTATION]).strip()
-        if not raw.isdigit() or int(raw) < 1:
+        if not (raw.isascii() and raw.isdigit()) or int(raw) < 1:  # "²".isdigit(), and int() refuses it
             raise ValueError(f"ConfigMap {where}: annotation {ENTER_AFTER_ANNOTATION}: must be a whole number of "
                              f"windows, at least 1; got {given[ENTER_AFTER_ANNOTATION]!r}")
         out["_enter_after"] = int(raw)

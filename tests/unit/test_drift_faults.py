@@ -382,3 +382,23 @@ def test_only_a_pending_trigger_is_superseded_and_the_chain_is_kept() -> None:
     s, acts = M.step(s, _result(True), 1800.0, cfg, window_s=300)
     assert [a.event for a in acts if isinstance(a, M.Alert)] == ["drift.started"]
     assert "supersedes" not in s.evidence and s.episode == 4
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "+2", "1.5", "²", "٣", "", "three"])
+def test_a_malformed_enter_after_annotation_names_the_configmap_the_annotation_and_the_value(value: str) -> None:
+    """Every refusal names where (decision 92); "²" passed str.isdigit and int() then raised its own words
+    ("invalid literal for int()"), naming nothing; "٣" (an Arabic-Indic three) was taken as 3."""
+    from canary.drift.store import ENTER_AFTER_ANNOTATION, monitor_settings
+
+    with pytest.raises(ValueError) as err:
+        monitor_settings({ENTER_AFTER_ANNOTATION: value}, "ml/m1-baseline")
+    assert str(err.value).startswith(f"ConfigMap ml/m1-baseline: annotation {ENTER_AFTER_ANNOTATION}: "), err.value
+    assert repr(value) in str(err.value)
+
+
+def test_an_enter_after_annotation_in_ascii_digits_is_taken() -> None:
+    from canary.drift.store import ENTER_AFTER_ANNOTATION, WINDOW_ANNOTATION, monitor_settings
+
+    assert monitor_settings({ENTER_AFTER_ANNOTATION: " 2 ", WINDOW_ANNOTATION: "24h"}, "x") == \
+        {"_window_s": 86400.0, "_enter_after": 2}
+    assert monitor_settings(None, "x") == {}
