@@ -1247,8 +1247,8 @@ class Controller:
         except NotLeader:
             stop.set()
             return "skipped"
-        except RoutingConflict:
-            log.info("rollout.changed_outside")  # the next tick adopts what the other writer recorded
+        except RoutingConflict as exc:  # the next tick adopts what the other writer recorded, or what was asked
+            log.info("rollout.changed_outside", error=str(exc))  # why (`_still_asked`: rollback asked, deleted, ...)
             return "failed"
         except Exception as exc:
             self._failed(self._fresh(obj), exc)

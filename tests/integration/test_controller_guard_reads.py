@@ -136,9 +136,15 @@ def test_a_cr_change_while_a_tick_decides_is_never_overridden_by_a_promotion(wor
         return steps
 
     monkeypatch.setattr(controller_mod, "decide", deciding)
-    _ticks(api, op, clock)
+    from structlog.testing import capture_logs
+
+    with capture_logs() as logs:
+        _ticks(api, op, clock)
     assert done
     _check_end(api, edit)
+    # on-call reads why from the one line (a look's refusal logged the event alone)
+    refused = [e for e in logs if e["event"] == "rollout.changed_outside"]
+    assert refused and all("not moving traffic to the canary" in e.get("error", "") for e in refused), refused
 
 
 @pytest.mark.parametrize("edit", list(EDITS))
