@@ -260,6 +260,17 @@ def test_flagger_pre_rollout_passes_with_real_triton(serve: Any, triton_stable: 
     assert "warm-up" in doc["result"]["reason"]
 
 
+def test_flagger_pre_rollout_with_stable_down_could_not_check_it_did_not_refuse_the_canary(
+        serve: Any, triton_canary: Any) -> None:
+    """A stable Triton that does not answer is no verdict on the canary (decision 93: ABORTED under
+    `canary promote` and the controller): 503 "could not run the gates", naming stable, not 409 refused."""
+    server = serve(policies={"gated": GATED})
+    code, doc = flagger(server, "pre-rollout", "rec-model", tritonCanary=triton_canary.http_url,
+                        tritonStable=f"127.0.0.1:{free_port()}")
+    assert code == 503, doc
+    assert doc["result"]["reason"].startswith("could not run the gates: stable Triton rec-model@"), doc
+
+
 # ---- bad requests ------------------------------------------------------------------------
 
 
