@@ -24,6 +24,19 @@ from tests.support.killpoints import cluster_state, every_kill_point
 pytestmark = pytest.mark.integration
 
 
+TARGET = Target(namespace="ml", virtual_service="m0", model="m0", stable_version="v1", canary_version="v2")
+
+
+def _recorded(client: Any, phase: str, weights: Weights, step: int) -> tuple[IstioRouter, rl.RolloutState]:
+    """m0's route with its canary subset on v2 and a rollout v1 -> v2 recorded at `weights`."""
+    router = IstioRouter(client, wait=tenacity.wait_none(), conflict_attempts=1)
+    router.point_subset(TARGET, "canary", "v2")
+    state = rl.RolloutState(model="m0", stable_version="v1", canary_version="v2", phase=phase, weights=weights,
+                            step=step)
+    router.set_weights(TARGET, weights, state=state.to_json())
+    return router, state
+
+
 @pytest.mark.parametrize("kind", ["promote", "controller"])
 @pytest.mark.parametrize("version", ["v2", "v3"])
 def test_killed_after_every_write_resumes_to_the_right_end(kind: str, version: str) -> None:
@@ -51,12 +64,8 @@ def test_a_promotions_stable_repointing_still_in_flight_cannot_land_after_a_roll
     api = fleet.start_api(1)
     client = api.api_client()
     try:
-        router = IstioRouter(client, wait=tenacity.wait_none(), conflict_attempts=1)
-        target = Target(namespace="ml", virtual_service="m0", model="m0", stable_version="v1", canary_version="v2")
-        router.point_subset(target, "canary", "v2")
-        promoting = rl.RolloutState(model="m0", stable_version="v1", canary_version="v2", phase=rl.PROMOTING,
-                                    weights=Weights(0, 100), step=2)
-        router.set_weights(target, Weights(0, 100), state=promoting.to_json())
+        router, _ = _recorded(client, rl.PROMOTING, Weights(0, 100), 2)
+        target = TARGET
         release = api.hold_next(methods=("PUT",), plural="destinationrules")
         arrived = len(api.handler.arrivals)
         late: list[BaseException] = []
@@ -99,12 +108,8 @@ def test_an_oncall_rollback_lands_even_when_another_writer_records_before_each_o
     api = fleet.start_api(1)
     client = api.api_client()
     try:
-        router = IstioRouter(client, wait=tenacity.wait_none(), conflict_attempts=1)
-        target = Target(namespace="ml", virtual_service="m0", model="m0", stable_version="v1", canary_version="v2")
-        router.point_subset(target, "canary", "v2")
-        running = rl.RolloutState(model="m0", stable_version="v1", canary_version="v2", phase=rl.PROGRESSING,
-                                  weights=Weights(80, 20), step=1)
-        router.set_weights(target, Weights(80, 20), state=running.to_json())
+        _, running = _recorded(client, rl.PROGRESSING, Weights(80, 20), 1)
+        target = TARGET
         other = IstioRouter(client, wait=tenacity.wait_none())
         looks = [0]
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import http.server
 import json
-import shutil
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -204,16 +203,9 @@ def test_a_stable_that_dies_mid_rollout_ends_it_at_stable_100_saying_stable(trit
 def canary_behind_proxy(triton_canary: TritonServer, triton_bad_schema: TritonServer,
                         tmp_path: Path) -> Iterator[object]:
     """HAProxy as the canary's Service: "old" pods (the gated model) and "new" ones (score FP64)."""
-    if shutil.which("haproxy") is None:
-        pytest.skip("haproxy is not installed (Debian: apt-get install haproxy)")
-    from canary.sandbox.haproxy import HAProxy
+    from tests.support.triton import haproxy_over
 
-    proxy = HAProxy({"old": f"127.0.0.1:{triton_canary.http_port}",
-                     "new": f"127.0.0.1:{triton_bad_schema.http_port}"}, workdir=tmp_path / "haproxy").start()
-    try:
-        yield proxy
-    finally:
-        proxy.stop()
+    yield from haproxy_over({"old": triton_canary, "new": triton_bad_schema}, tmp_path / "haproxy")
 
 
 def test_a_canary_redeployed_with_another_contract_after_the_gate_fails_its_probe(

@@ -87,15 +87,20 @@ def triton_victim(triton_fleet: dict[str, TritonServer]) -> TritonServer:
     return triton_fleet["victim"]
 
 
-@pytest.fixture
-def haproxy_pair(triton_stable: TritonServer, triton_canary: TritonServer, tmp_path: Path) -> Iterator[object]:
+def haproxy_over(backends: dict[str, TritonServer], workdir: Path) -> Iterator[object]:
+    """HAProxy over the servers' HTTP ports (a generator for a fixture to yield from); skips without it."""
     if shutil.which("haproxy") is None:
         pytest.skip("haproxy is not installed (Debian: apt-get install haproxy)")
     from canary.sandbox.haproxy import HAProxy
 
-    proxy = HAProxy({"stable": f"127.0.0.1:{triton_stable.http_port}",
-                     "canary": f"127.0.0.1:{triton_canary.http_port}"}, workdir=tmp_path / "haproxy").start()
+    proxy = HAProxy({name: f"127.0.0.1:{server.http_port}" for name, server in backends.items()},
+                    workdir=workdir).start()
     try:
         yield proxy
     finally:
         proxy.stop()
+
+
+@pytest.fixture
+def haproxy_pair(triton_stable: TritonServer, triton_canary: TritonServer, tmp_path: Path) -> Iterator[object]:
+    yield from haproxy_over({"stable": triton_stable, "canary": triton_canary}, tmp_path / "haproxy")
