@@ -104,6 +104,11 @@ class DriftWatcher:
                              "error": brief(exc)})
         return done
 
+    def _window(self, prof: Mapping[str, Any]) -> float:
+        """The profile's own window (its baseline ConfigMap's annotation, `store.monitor_settings`), else
+        the process's."""
+        return float(prof.get("_window_s") or self.window_s)
+
     def _evaluate(self, prof: Mapping[str, Any], done: list[dict[str, Any]]) -> None:
         model, version = str(prof["model"]), str(prof["version"])
         ns = str(prof.get("_namespace") or self.namespace)  # a baseline ConfigMap's namespace
@@ -111,7 +116,7 @@ class DriftWatcher:
         now = self.clock()
         state = self.states.get(key) or M.MonitorState(model, version)  # quiet from its first live data (step)
         # a baseline ConfigMap's own settings (store.monitor_settings) over the process's
-        window_s = float(prof.get("_window_s") or self.window_s)
+        window_s = self._window(prof)
         config = (dataclasses.replace(self.config, enter_after=int(prof["_enter_after"])) if prof.get("_enter_after")
                   else self.config)
         try:
@@ -179,13 +184,13 @@ class DriftWatcher:
             return
         self._unmeasured[key] = (absent, bool(result.features))
         if not result.features:
-            log.warning("drift.no_live_data", **who, features=absent, window_s=float(prof.get("_window_s") or self.window_s),
+            log.warning("drift.no_live_data", **who, features=absent, window_s=self._window(prof),
                         message="nothing was measured: no series for this model and version, or fewer than "
                                 "100 values per feature in the window (is the exporter deployed, are the model "
                                 "name and version right?)")
         elif absent:
             log.warning("drift.features_unmeasured", **who, features=absent,
-                        window_s=float(prof.get("_window_s") or self.window_s),
+                        window_s=self._window(prof),
                         message="these profiled features have no live data; the verdict does not cover them "
                                 "(an exporter built from an older profile?)")
 
