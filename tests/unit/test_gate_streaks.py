@@ -102,3 +102,11 @@ def test_the_runner_ends_a_rollout_whose_stable_fails_twice_in_a_row() -> None:
     res = ctl.run()
     assert res.exit_code == 3 and res.state.phase == rl.ABORTED and router.weights == STABLE_ONLY, res.state
     assert res.state.reason.startswith("gate: stable Triton not ready (2 probes in a row: stable rec@"), res.state.reason
+
+
+def test_the_loops_own_reset_still_holds() -> None:
+    """The controller starts its count over at a new step or canary version; the gate's per-server count
+    does not know of steps: the loops take the smaller of the two."""
+    g = gates(["unreachable: a"] * 3, [True] * 3)
+    run(g, 3)
+    assert g.consecutive == 3 and probe_streak(g, 0) == 1 and probe_streak(g, 1) == 2
