@@ -26,6 +26,16 @@ GATES = {"triton": {"enabled": True, "protocol": "http", "warmup_requests": 4, "
                     "probe_interval": "1s", "probe_failures": 2}}
 
 
+def ticked(api: Any, clock: Any, op: Any, ticks: int) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
+    """`ticks` controller ticks 0.6 s apart, then (CanaryRollout r0, its Ready condition, m0's route)."""
+    for _ in range(ticks):
+        op.tick()
+        clock.sleep(0.6)
+    obj = api.get(crd.GROUP, crd.PLURAL, "ml", "r0")
+    ready = next(c for c in obj["status"]["conditions"] if c["type"] == "Ready")
+    return obj, ready, api.get("networking.istio.io", "virtualservices", "ml", "m0")["spec"]["http"][0]["route"]
+
+
 def world(stable_url: str, canary_url: str, *, gates: dict[str, Any] = GATES, triton: bool = True
           ) -> tuple[Any, Any, FakeClock, Controller]:
     """The emulator with one gated CanaryRollout, and a controller on a fake clock."""
@@ -120,14 +130,9 @@ def test_an_enabled_gate_without_the_stable_url_is_refused_before_any_traffic() 
     refuses the same without --triton-stable."""
     api, client, clock, op = world("", "http://127.0.0.1:9")
     try:
-        for _ in range(3):
-            op.tick()
-            clock.sleep(0.6)
-        obj = api.get(crd.GROUP, crd.PLURAL, "ml", "r0")
-        ready = next(c for c in obj["status"]["conditions"] if c["type"] == "Ready")
+        _, ready, route = ticked(api, clock, op, 3)
         assert ready["status"] == "False" and "spec.triton.stableUrl" in ready["message"], ready
-        vs = api.get("networking.istio.io", "virtualservices", "ml", "m0")
-        assert [d["weight"] for d in vs["spec"]["http"][0]["route"]] == [100, 0]
+        assert [d["weight"] for d in route] == [100, 0]
     finally:
         client.close()
         api.stop()

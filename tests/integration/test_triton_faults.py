@@ -277,23 +277,16 @@ def test_metadata_that_is_not_tritons_is_a_gate_error_naming_the_server(tmp_path
 def test_a_canary_rollout_with_a_url_with_a_path_is_invalid_and_nothing_moves() -> None:
     """Under the controller the same URL check names the CR's field (Ready=False), and the rollout is
     not recorded as a rollback of the model (the gate's "not live" was, before)."""
-    from canary import crd
-    from tests.integration.test_controller_gates import world
+    from tests.integration.test_controller_gates import ticked, world
 
     api, client, clock, op = world("127.0.0.1:8000", "http://127.0.0.1:8000/triton")
     try:
-        before = api.get("networking.istio.io", "virtualservices", "ml", "m0")
-        for _ in range(2):
-            op.tick()
-            clock.sleep(0.6)
-        obj = api.get(crd.GROUP, crd.PLURAL, "ml", "r0")
-        ready = next(c for c in obj["status"]["conditions"] if c["type"] == "Ready")
+        before = api.get("networking.istio.io", "virtualservices", "ml", "m0")["spec"]["http"][0]["route"]
+        obj, ready, route = ticked(api, clock, op, 2)
         assert ready["status"] == "False" and "spec.triton.canaryUrl" in ready["message"], ready
         assert "without a path" in ready["message"], ready
         assert obj["status"].get("phase") in (None, "", rl.PENDING), obj["status"]
-        vs = api.get("networking.istio.io", "virtualservices", "ml", "m0")
-        assert [d["weight"] for d in vs["spec"]["http"][0]["route"]] == [100, 0]
-        assert vs["spec"]["http"][0]["route"] == before["spec"]["http"][0]["route"]
+        assert [d["weight"] for d in route] == [100, 0] and route == before
     finally:
         client.close()
         api.stop()
