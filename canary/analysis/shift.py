@@ -160,11 +160,15 @@ def shift_tests(stable: np.ndarray, canary: np.ndarray, *, max_psi: float | None
         empty = _empty_cell(raw_s, raw_c, beta) if name == "psi" else ""
         if empty:  # PSI's log-ratio there is unbounded: no upper bound from the counts
             upper = math.inf
+        thin = _thin_upper(raw_s, raw_c, beta) if name == "psi" and not empty else (-math.inf, "")
+        if thin[0] > upper:  # a share resting on a few observations, far below the other arm's
+            upper = thin[0]
         within = bool(upper < limit)
         why_not = "" if within else empty or (f"{name.upper()} not yet bounded below its limit {exact(limit)} "
                                               f"(upper {beside(upper, limit, 2)}, level {beta:.2g}"
                                               + (f", on the {len(raw_s)} buckets as exported"
-                                                 if raw_upper > merged_upper else "") + ")")
+                                                 if raw_upper > merged_upper else "")
+                                              + (f", {thin[1]}" if thin[0] >= upper and thin[1] else "") + ")")
         out.append((name, TestResult(p <= alpha / len(limits), True, p, statistic=chi2, effect=est,
                                      note=f"{len(s)} cells", within=within, bound=upper, why_not=why_not)))
     return out
@@ -346,7 +350,83 @@ def _missed_p(weights: list[float] | np.ndarray, log_q: list[float] | np.ndarray
     return float(min(1.0, union + math.exp(min(log_bound(hi), 0.0))))
 
 
-def _delta_upper(name: str, value: float, stable: list[float], canary: list[float], level: float) -> float:
+_THIN = 10  # a cell count below this (and >= 1) in one arm, far below the other's: a few-count cell (`_thin_upper`)
+
+
+def _thin_upper(stable: list[float], canary: list[float], level: float) -> tuple[float, str]:
+    """An upper (1 - level) bound on PSI where a share rests on a few observations (-inf, "" when no
+    cell does), and which cell it is for the reason.
+
+    PSI's term (p_c - p_s) ln(p_c / p_s) is a log-ratio: where one arm has 1 to 9 observations in a
+    cell where equal arms would have put far more (fewer than that has a chance below level / (2 k),
+    given the cell's count over both arms, as `_empty_cell` tests zero), the delta-method and chi-square
+    bounds read the few observations as a share known to a normal error, and the log of a share of 1
+    observation is nothing of the kind: a canary keeping 0.004% of a bucket where the stable has 3%
+    (true PSI 0.2) showed 1 observation of 3,000 in about 12% of looks and was shown within `max_psi:
+    0.2` at 21x the level (upper 0.19; that share can be 1e-6 at the level, a term of 0.31). Here every
+    cell's share in each arm gets an exact (Clopper-Pearson) interval at level / (4 k), k the cells (a
+    union bound over all of them), and each such cell's term is bounded by its largest value over the
+    box of its two intervals (the term grows away from p_c = p_s, so at a corner); the other cells'
+    terms by the delta method and the chi-square model at level / 2, as `shift_tests` bounds the whole.
+    The caller takes the larger of this and its own bound. Equal arms are almost never affected (a
+    cell is picked with a chance below level / 2 in all). Zero observations are `_empty_cell`'s (no
+    share is bounded away from 0 there)."""
+    n_s, n_c = _sum(stable), _sum(canary)
+    k = len(stable)
+    if n_s <= 0 or n_c <= 0 or k < 2:
+        return -math.inf, ""
+    thin = []
+    n_all = n_s + n_c
+    for i, (x, y) in enumerate(zip(stable, canary)):
+        for few, n_few in ((y, n_c), (x, n_s)):
+            t = round(x + y)
+            # few observations, and fewer than equal arms would give that cell with any but a small
+            # chance: P(at most this many of the cell's t | the arms equal) < level / (2 k)
+            if 1 <= round(few) < _THIN and special.bdtr(round(few), t, n_few / n_all) < level / (2 * k):
+                thin.append(i)
+                break
+    if not thin:
+        return -math.inf, ""
+    cell = level / (4 * k)
+    total = 0.0
+    for i in thin:
+        ls, us = _cp(stable[i], n_s, cell)
+        lc, uc = _cp(canary[i], n_c, cell)
+        total += max((uc - ls) * math.log(uc / ls), (us - lc) * math.log(us / lc))
+    rest = [i for i in range(k) if i not in thin]
+    if rest:
+        value = _psi_part(stable, canary, rest)
+        n_eff = n_s * n_c / (n_s + n_c)  # the chi-square model on these cells' terms: no sum constrains them
+        total += max(_delta_upper("psi", value, stable, canary, level / 2, keep=rest),
+                     _ncx2_upper(n_eff * value, len(rest), level / 2) / n_eff)
+    i = thin[0]
+    few, arm, them = (canary, "canary", "stable") if canary[i] < stable[i] * n_c / n_s else (stable, "stable", "canary")
+    return total, (f"bucket {i + 1} rests on {few[i]:,.0f} {arm} observation{'s' if round(few[i]) != 1 else ''} "
+                   f"against the {them}'s {(stable if arm == 'canary' else canary)[i] / (n_s if arm == 'canary' else n_c):.2%}")
+
+
+def _cp(x: float, n: float, level: float) -> tuple[float, float]:
+    """Exact (Clopper-Pearson) bounds on a share of x observations in n, each at `level`."""
+    xi, ni = int(round(x)), max(int(round(n)), 1)
+    xi = min(max(xi, 0), ni)
+    lo = float(special.betaincinv(xi, ni - xi + 1, level)) if xi > 0 else 0.0
+    hi = float(special.betaincinv(xi + 1, ni - xi, 1 - level)) if xi < ni else 1.0
+    return lo, hi
+
+
+def _psi_part(stable: list[float], canary: list[float], keep: list[int]) -> float:
+    """`_psi`'s terms summed over the cells `keep` only (the shares as `_psi` smooths them)."""
+    ds = _sum(stable) + 0.5 * len(stable)
+    dc = _sum(canary) + 0.5 * len(canary)
+    out = 0.0
+    for i in keep:
+        ps, pc = (stable[i] + 0.5) / ds, (canary[i] + 0.5) / dc
+        out += (pc - ps) * _log(pc / ps)
+    return out
+
+
+def _delta_upper(name: str, value: float, stable: list[float], canary: list[float], level: float, *,
+                 keep: list[int] | None = None) -> float:
     """Upper (1 - level) bound on PSI (name "psi") or the JS divergence in bits ("js") by the delta
     method: the statistic plus z times its multinomial standard error, both arms' cell shares
     estimated. Away from equality (a canary near the limit) the noncentral chi-square model of
@@ -367,6 +447,10 @@ def _delta_upper(name: str, value: float, stable: list[float], canary: list[floa
         ps, pc = [x / n_s for x in stable], [y / n_c for y in canary]
         g_s = [0.5 * math.log2(a / ((a + b) / 2)) if a > 0 else 0.0 for a, b in zip(ps, pc)]
         g_c = [0.5 * math.log2(b / ((a + b) / 2)) if b > 0 else 0.0 for a, b in zip(ps, pc)]
+    if keep is not None:  # the statistic's terms over these cells only (`_thin_upper`)
+        kept = set(keep)
+        g_s = [g if i in kept else 0.0 for i, g in enumerate(g_s)]
+        g_c = [g if i in kept else 0.0 for i, g in enumerate(g_c)]
 
     def var(shares: list[float], grad: list[float], n: float) -> float:
         mean = sum(w * g for w, g in zip(shares, grad))
