@@ -4,8 +4,11 @@
     trigger_result(state, ok, now, config, error="") -> (state, actions)
 
 A *drift episode* starts when `config.enter_after` evaluations whose windows do not overlap show
-dataset drift, with no evaluation between them showing none, and ends when `config.exit_after` in a
-row show none (hysteresis: a share that hovers at the threshold does not flap the alert). Overlapping
+dataset drift, with no evaluation between them showing none, and ends when `config.exit_after` whose
+windows do not overlap show none, with none between them showing drift (hysteresis: a share that
+hovers at the threshold does not flap the alert; a real drift that reads clean in a run of overlapping
+evaluations, one clean hour read three times, is one episode and one retraining Job, not one every
+few hours). Overlapping
 windows are one piece of evidence, not several: every 5 minutes over the last hour, three drifted
 evaluations in a row shared 50 of their 60 minutes, so one unlucky hour of same-distribution traffic
 (each test's 5%) opened an episode and created a retraining Job: 33 in four weeks for one feature at
@@ -55,6 +58,7 @@ class MonitorState:
     drifted_in_row: int = 0  # drifted evaluations in a row whose windows do not overlap (`step`)
     clean_in_row: int = 0
     drifted_at: float = 0.0  # the last evaluation counted in drifted_in_row: the next counts a window later
+    clean_at: float = 0.0  # the last evaluation counted in clean_in_row: likewise (the exit's hysteresis)
     episode: int = 0  # episodes started so far (the current one while DRIFTING)
     quiet_until: float = 0.0
     traffic_since: float = 0.0  # the first evaluation with live data (0: none yet); the quiet period starts there
@@ -81,7 +85,7 @@ class MonitorState:
                 raise ValueError(f"drift monitor state: {name} must be an integer >= 0, got {kw[name]!r}")
         if "traffic_since" not in kw and kw.get("quiet_until"):  # a state written before the field: its
             kw["traffic_since"] = kw["quiet_until"]  # quiet period was set when first seen; keep it, never restart it
-        for name in ("quiet_until", "trigger_due", "traffic_since", "drifted_at"):
+        for name in ("quiet_until", "trigger_due", "traffic_since", "drifted_at", "clean_at"):
             if name in kw and (isinstance(kw[name], bool) or not isinstance(kw[name], (int, float))):
                 raise ValueError(f"drift monitor state: {name} must be a number, got {kw[name]!r}")
         if "missing" in kw and (not isinstance(kw["missing"], list) or not all(isinstance(x, str) for x in kw["missing"])):
@@ -126,8 +130,11 @@ def evidence_of(result: DatasetDrift, *, window_s: float, now: float, reference:
 
 
 def step(state: MonitorState, result: DatasetDrift, now: float, config: MonitorConfig, *,
-         window_s: float, reference: str = "") -> tuple[MonitorState, list[Action]]:
-    """One evaluation of the live data against the profile (`reference` says which, for the alert)."""
+         window_s: float, reference: str = "", unmeasured: tuple[str, ...] | list[str] = ()
+         ) -> tuple[MonitorState, list[Action]]:
+    """One evaluation of the live data against the profile (`reference` says which, for the alert;
+    `unmeasured`: the profiled features it could not compare, which the share leaves out and the alert
+    names: "1 of 1 features drifted" of a ten-feature profile read as the whole input)."""
     state, actions = _missing_alerts(state, result)
     if not result.features:  # no live data: neither drift nor its absence
         return state, actions + due(state, now)
@@ -139,9 +146,15 @@ def step(state: MonitorState, result: DatasetDrift, now: float, config: MonitorC
         state = replace(state, clean_in_row=0)
     elif result.drifted:
         state = replace(state, drifted_in_row=state.drifted_in_row + 1, drifted_at=now, clean_in_row=0)
+    elif state.clean_in_row and now - state.clean_at < window_s:
+        # likewise a clean window that overlaps the last counted clean one: one clean hour read three
+        # times ended a real drift's episode, which the next drifted windows opened again (a Job each)
+        state = replace(state, drifted_in_row=0)
     else:
-        state = replace(state, clean_in_row=state.clean_in_row + 1, drifted_in_row=0)
+        state = replace(state, clean_in_row=state.clean_in_row + 1, clean_at=now, drifted_in_row=0)
     ev = evidence_of(result, window_s=window_s, now=now, reference=reference)
+    if unmeasured:
+        ev = {**ev, "unmeasured": list(unmeasured)}
     who = f"{state.model} {state.version}"
     if state.phase == OK and state.drifted_in_row >= config.enter_after and now >= state.quiet_until:
         earlier = state if state.trigger == "pending" else None  # an earlier episode's retraining not yet started
@@ -151,10 +164,15 @@ def step(state: MonitorState, result: DatasetDrift, now: float, config: MonitorC
                         trigger_due=now, evidence=ev)
         drifted = [f for f in result.features if f.drifted]
         n = len(result.features)
-        actions.append(Alert("drift.started", f"{who}: dataset drift, {len(drifted)} of {n} features drifted "
-                                              f"({result.share:.0%}; {how_much(drifted)}) in "
+        left = list(unmeasured)
+        compared = f" compared ({len(left)} of {n + len(left)} profiled not compared)" if left else ""
+        names = ", ".join(left[:5]) + (f" and {len(left) - 5} more" if len(left) > 5 else "")
+        actions.append(Alert("drift.started", f"{who}: dataset drift, {len(drifted)} of {n} features{compared} "
+                                              f"drifted ({result.share:.0%}; {how_much(drifted)}) in "
                                               f"{state.drifted_in_row} windows of {_duration(window_s)} in a row"
                                               + (f", against {reference}" if reference else "")
+                                              + (f"; not compared (no live data, or not arriving): {names}"
+                                                 if left else "")
                                               + f"; drift episode {state.episode}", ev))
         if earlier is not None:
             tries = earlier.trigger_attempts
