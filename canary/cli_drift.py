@@ -146,12 +146,12 @@ def capture_cmd(
 def _small_reference_warning(prof: dict[str, Any], target: Path) -> str:
     """"" or the warning for a reference of 1,000 values or fewer (the whole profile, or features with
     many values missing): what it does to `drift check` / `drift watch`, and how many rows to capture."""
-    from canary.drift.compare import small_references
+    from canary.drift.compare import profile_rows, small_references
 
     small = small_references(prof)
     if not small:
         return ""
-    rows = prof["rows"]
+    rows = profile_rows(prof)
     need = max(1_000 * rows // max(n, 1) + 1 for n in small.values())  # at the same missing rates
     if rows <= 1_000:
         what = f"{rows:,} training rows (1,000 or fewer)"

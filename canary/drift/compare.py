@@ -121,6 +121,22 @@ def _rows_match(profile: Mapping[str, Any], feats: Mapping[str, Any], where: str
                               f"profile has rows: {rows}; every feature counts every training row")
 
 
+def profile_rows(profile: Mapping[str, Any]) -> int:
+    """The training rows of a valid profile: its `rows`, which is optional (`validate_profile`); without
+    it, the most values (present plus missing) any feature counts. Every reader of the rows goes through
+    here: a profile without them passed validation and then failed as a KeyError where they were read
+    (`drift check` exit 2 "the comparison failed", `drift watch` would not start, the controller's whole
+    drift pass failed for every baseline)."""
+    rows = profile.get("rows")
+    if isinstance(rows, int) and not isinstance(rows, bool):
+        return rows
+    return int(max(_present(f) + f.get("missing", 0) for f in profile["features"].values()))
+
+
+def _present(f: Mapping[str, Any]) -> float:
+    return sum(f["counts"]) if f["type"] == "numeric" else sum(f["categories"].values()) + f.get("other", 0)
+
+
 def small_references(profile: Mapping[str, Any]) -> dict[str, int]:
     """The features (the prediction included) whose reference holds SMALL_REFERENCE present values or
     fewer, with that number: they are judged by two-sample tests (KS, chi-square, z), not distances.
@@ -130,7 +146,7 @@ def small_references(profile: Mapping[str, Any]) -> dict[str, int]:
     every large window, for good (decisions 74 and 86). `canary baseline capture` warns of them."""
     out = {}
     for name, f in profile["features"].items():
-        present = sum(f["counts"]) if f["type"] == "numeric" else sum(f["categories"].values()) + f.get("other", 0)
+        present = _present(f)
         if present <= SMALL_REFERENCE:
             out[name] = int(present)
     return out

@@ -27,7 +27,9 @@ a sound live sum is compared from its buckets alone, with a note saying its mean
 The answer is turned into `canary.drift.compare`'s live format. Buckets whose
 bounds are not the profile's (an exporter built from another profile) are a
 ConfigError naming the feature: comparing them would re-bin, which drift
-checks never do.
+checks never do. So are category series that are not the profile's categories
+(the exporter creates one per category of its own profile; the empty category
+arrives as "__empty__", since Prometheus keeps no empty label value).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from canary.drift.exporter import EMPTY, OTHER
 from canary.errors import CanaryError, ConfigError
 from canary.metrics.answers import arm_name
 from canary.metrics import queries as q
@@ -77,7 +80,8 @@ def live_counts(client: PrometheusClient, profile: Mapping[str, Any], *, model: 
         buckets[m["feature"]][q.parse_le(m["le"])] = max(v, 0.0)
     categories: dict[str, dict[str, float]] = defaultdict(dict)
     for m, v in ask(inc(q.FEATURE_CATEGORIES), "feature, category"):
-        categories[m["feature"]][m["category"]] = max(v, 0.0)
+        cat = "" if m["category"] == EMPTY else m["category"]  # Prometheus keeps no empty label value
+        categories[m["feature"]][cat] = categories[m["feature"]].get(cat, 0.0) + max(v, 0.0)
     parts: dict[str, dict[str, float]] = defaultdict(dict)
     for m, v in ask(f"{inc(SIGNED_SUMS)} and ignoring(sign) {inc(SUMMED)}", "feature, sign"):
         parts[m["feature"]][m["sign"]] = max(v, 0.0)
@@ -107,9 +111,32 @@ def live_counts(client: PrometheusClient, profile: Mapping[str, Any], *, model: 
             if name in mean_of and cum[-1] > 0:  # the live mean: a lower bound on the Wasserstein distance
                 out[name]["sum"], out[name]["sum_n"] = mean_of[name]
         elif f["type"] == "categorical" and name in categories:
-            out[name] = {"categories": {k: v for k, v in categories[name].items() if k != "__other__"},
-                         "other": categories[name].get("__other__", 0.0)}
+            _same_categories(name, f, categories[name])
+            out[name] = {"categories": {k: v for k, v in categories[name].items() if k != OTHER},
+                         "other": categories[name].get(OTHER, 0.0)}
     for name in out:
         if name in gone:
             out[name]["missing"] = gone[name]
     return out
+
+
+def _same_categories(name: str, f: Mapping[str, Any], live: Mapping[str, float]) -> None:
+    """ConfigError naming the feature when the live category series are not the profile's categories plus
+    "__other__": the exporter creates a series for each category of its own profile (at 0) and counts any
+    other value under "__other__", so a series set that differs is an exporter built from another profile
+    (a re-capture, another version's). Read as they were, the profile's categories the exporter lacks count
+    under "__other__" live, a cell the reference may not have: a false drift, and a retraining Job, from a
+    setup fault (numeric features over another profile's buckets were refused already)."""
+    known = set(f["categories"])
+    lacking = sorted(known - set(live))
+    extra = sorted(set(live) - known - {OTHER})
+    if not lacking and not extra:
+        return
+    if lacking == [""] and not extra:  # an exporter from before "__empty__": its "" series were dropped
+        raise ConfigError(f"feature {name!r}: the exporter's empty category \"\" never reaches Prometheus (it drops "
+                          f"empty label values); upgrade canary in the model server (it exports it as {EMPTY})")
+    raise ConfigError(f"feature {name!r}: the exporter's categories are not the profile's ("
+                      + "; ".join(part for part in (
+                          f"the profile's {', '.join(map(repr, lacking[:5]))} not exported" if lacking else "",
+                          f"{', '.join(map(repr, extra[:5]))} exported, not in the profile" if extra else "") if part)
+                      + "); export with the same profile (canary.drift.exporter)")

@@ -24,16 +24,28 @@ KEY = "profile.json"
 # a model whose inputs follow the time of day needs a day's window and one window to enter (decision 92)
 WINDOW_ANNOTATION = "modelcanary.dev/drift-window"
 ENTER_AFTER_ANNOTATION = "modelcanary.dev/drift-enter-after"
+DRIFT_ANNOTATIONS = "modelcanary.dev/drift"  # any other annotation under it is a typo, refused
 
 
 def monitor_settings(annotations: Mapping[str, Any] | None, where: str) -> dict[str, Any]:
     """The monitor settings a baseline ConfigMap's annotations give: {"_window_s": seconds > 0,
     "_enter_after": int >= 1}, each only when given. ValueError naming the ConfigMap, the annotation
-    and the value when one is malformed (the baseline is then skipped, `drift.bad_baseline`)."""
+    and the value when one is malformed, or when an annotation under `modelcanary.dev/drift` is none of
+    them (a misspelt setting; the baseline is then skipped, `drift.bad_baseline`)."""
     from canary.policy_fields import parse_duration
 
     out: dict[str, Any] = {}
     given = annotations or {}
+    for name in sorted(given):
+        if name.startswith(DRIFT_ANNOTATIONS) and name not in (WINDOW_ANNOTATION, ENTER_AFTER_ANNOTATION):
+            # a typo ("drift-windows") silently kept the controller's 1 h window: the daily-cycle model it
+            # was set for then opened a false episode, and a retraining Job, a day
+            import difflib
+
+            near = difflib.get_close_matches(name, [WINDOW_ANNOTATION, ENTER_AFTER_ANNOTATION], n=1)
+            raise ValueError(f"ConfigMap {where}: annotation {name}: not a drift setting"
+                             + (f" (did you mean {near[0]}?)" if near else "")
+                             + f"; a baseline ConfigMap takes {WINDOW_ANNOTATION} and {ENTER_AFTER_ANNOTATION}")
     if WINDOW_ANNOTATION in given:
         try:
             out["_window_s"] = parse_duration(given[WINDOW_ANNOTATION])

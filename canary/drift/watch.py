@@ -125,23 +125,22 @@ class DriftWatcher:
         except ConfigError as exc:  # live data that cannot be compared (another profile's buckets): a setup fault
             log.error("drift.bad_live_data", model=model, version=version, error=str(exc))
             done.append({"model": model, "version": version, "error": str(exc), "config_error": True})
+            self._gauges(prof, None)
             self._retry_unmeasured(key, state, now, done, ns)
             return
         except CanaryError as exc:  # Prometheus down or a bad answer: nothing is decided, say so
             log.warning("drift.unmeasured", model=model, version=version, error=str(exc))
             done.append({"model": model, "version": version, "error": str(exc)})
+            self._gauges(prof, None)
             self._retry_unmeasured(key, state, now, done, ns)
             return
         self.last[key] = result
         self._say_unmeasured(key, prof, result, done)
-        for f in result.features:
-            self.g_score.labels(model, version, f.feature).set(f.score)
-        # nothing compared: no share at all (NaN), never a 0 that a dashboard reads as "no drift"
-        self.g_share.labels(model, version).set(result.share if result.features else float("nan"))
-        for m in result.missing:
-            self.g_missing.labels(model, version, m.feature).set(m.live_rate)
+        self._gauges(prof, result)
         before = self.states.get(key)
-        state, actions = M.step(state, result, now, config, window_s=window_s, reference=_reference(prof))
+        compared = {f.feature for f in result.features}
+        state, actions = M.step(state, result, now, config, window_s=window_s, reference=_reference(prof),
+                                unmeasured=[n for n in prof["features"] if n not in compared])
         # the evaluation is stored before it is acted on: an episode opened here, and its start (the
         # retraining Job's identity), exist for every replica before its Event and its Job do. One
         # that cannot be stored, or that another replica's stored state overrides, does nothing
@@ -153,6 +152,21 @@ class DriftWatcher:
         state = self._act(state, actions, done, ns)
         self.g_episode.labels(model, version).set(1.0 if state.phase == M.DRIFTING else 0.0)
         self._save(key, state)  # a trigger's outcome; when lost, the stored "pending" retries it (same Job)
+
+    def _gauges(self, prof: Mapping[str, Any], result: Any) -> None:
+        """This evaluation's gauges, for every profiled feature: what was not measured (Prometheus down, live
+        data that do not fit, a feature without live data) is NaN, never the last value measured: a share of
+        0 kept through hours of Prometheus failing read as "no drift" on a dashboard, and a feature gone
+        from the live data kept its last score."""
+        model, version = str(prof["model"]), str(prof["version"])
+        scores = {f.feature: f.score for f in result.features} if result is not None else {}
+        rates = {m.feature: m.live_rate for m in result.missing} if result is not None else {}
+        for name in prof["features"]:
+            self.g_score.labels(model, version, name).set(scores.get(name, float("nan")))
+            self.g_missing.labels(model, version, name).set(rates.get(name, float("nan")))
+        # nothing compared: no share at all (NaN), never a 0 that a dashboard reads as "no drift"
+        self.g_share.labels(model, version).set(result.share if result is not None and result.features
+                                                else float("nan"))
 
     def _retry_unmeasured(self, key: str, state: M.MonitorState, now: float, done: list[dict[str, Any]],
                           ns: str) -> None:
@@ -275,6 +289,7 @@ class DriftWatcher:
             try:
                 code = self._post(self.retrain_webhook, {"event": "retrain", "model": state.model,
                                                          "version": state.version, "episode": t.episode,
+                                                         "idempotency_key": webhook_key(state, t),
                                                          "evidence": t.evidence})
             except Exception as exc:
                 return False, f"{type(exc).__name__}: {exc}"[:300], target
@@ -345,6 +360,17 @@ def _reference(prof: Mapping[str, Any]) -> str:
         + ([f"{prof['rows']:,} rows"] if isinstance(prof.get("rows"), int) else [])
     where = f" (baseline ConfigMap in {prof['_namespace']})" if prof.get("_namespace") else ""
     return ("training profile " + ", ".join(p for p in parts if p) + where) if any(parts) else ""
+
+
+def webhook_key(state: M.MonitorState, t: M.Trigger) -> str:
+    """The retraining POST's `idempotency_key`: one per episode, the same on every retry. A POST whose
+    answer was lost (a timeout after the receiver acted) or whose success could not be stored (the state
+    write failed, the process died) is sent again; a Job is deduplicated by its name, a webhook receiver
+    by this key. The episode's start is in it: a watcher restarted without its state numbers episodes
+    from 1 again, and a new episode 1 must not read as the old one."""
+    from canary.drift.retrain import episode_start
+
+    return f"{state.model}/{state.version}/episode-{t.episode}/{episode_start(t.evidence)}"
 
 
 def _without_credentials(url: str) -> str:
@@ -435,7 +461,7 @@ def watch_baselines(watcher: DriftWatcher, core: Any, *, namespace: str | None, 
     from canary.drift.compare import validate_profile
     from canary.drift.store import load_profiles
 
-    from canary.drift.compare import small_references
+    from canary.drift.compare import profile_rows, small_references
 
     leading = False
     warned: dict[str, str] = {}  # ConfigMap -> the error logged for it: once per baseline content, not per pass
@@ -475,14 +501,16 @@ def watch_baselines(watcher: DriftWatcher, core: Any, *, namespace: str | None, 
                     else:
                         warned.pop(where, None)
                         small = small_references(prof)
-                        if small and small_warned.get(where) != (prof.get("sha256"), prof.get("rows"), small):
+                        # once per content: the source file's hash (re-captured), the rows, the features
+                        content = (str(prof.get("source")), profile_rows(prof), small)
+                        if small and small_warned.get(where) != content:
                             # judged by two-sample tests against a fixed small sample: about 1 capture in 20
                             # reads drifted in nearly every large window, for good (decision 89 c)
                             log.warning("drift.small_reference", configmap=where, model=prof["model"],
-                                        version=prof["version"], rows=prof["rows"], features=small,
+                                        version=prof["version"], rows=profile_rows(prof), features=small,
                                         hint="capture at least 1,001 values of each feature (more rows of the "
                                              "training data); a feature of 1,000 or fewer may read drifted for good")
-                        small_warned[where] = (prof.get("sha256"), prof.get("rows"), small) if small else None
+                        small_warned[where] = content if small else None
                         good.append({**prof, "_namespace": where.split("/", 1)[0]})
                 watcher.profiles = good
                 watcher.once()
