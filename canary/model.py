@@ -67,11 +67,14 @@ class Histogram:
         for a, b in zip(self.bounds, self.bounds[1:]):
             if not a < b:
                 raise ValueError(f"histogram bounds must increase strictly ({a} then {b})")
-        for a, b in zip(self.counts, self.counts[1:]):
+        # NaN (a bucket Prometheus could not compute) compares false with everything: the known counts are
+        # checked among themselves, so [NaN, -5, 900] is refused as [-5, 900] is
+        known = [c for c in self.counts if not math.isnan(c)]
+        for a, b in zip(known, known[1:]):
             if b < a:
                 raise ValueError(f"histogram counts must be cumulative, non-decreasing ({a} then {b})")
-        if self.counts and self.counts[0] < 0:
-            raise ValueError("histogram counts must be non-negative")
+        if known and known[0] < 0:
+            raise ValueError(f"histogram counts must be non-negative ({known[0]})")
 
     @property
     def total(self) -> float:

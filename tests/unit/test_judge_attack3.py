@@ -213,3 +213,16 @@ def test_equal_arms_and_a_share_of_a_few_observations_that_equal_arms_give_still
     equal = (_cum([80, 24000, 25920]), _cum([4, 1440, 1556]))  # 0.16% vs 0.13% in the first bucket
     r = J.judge(_shift_policy(max_psi=0.2), {"p": equal}).results[0]
     assert r.outcome is Outcome.PASS, r.reason
+
+
+@pytest.mark.parametrize("counts", [
+    (math.nan, -5.0, 900.0, 1000.0),  # a negative count behind a NaN
+    (100.0, math.nan, 50.0, 1000.0),  # a decrease across a NaN
+    (100.0, 200.0, math.nan, 150.0),  # the total below a known count
+])
+def test_a_nan_bucket_does_not_hide_counts_that_are_not_cumulative(counts: tuple[float, ...]) -> None:
+    """NaN compares false with everything, so the neighbour checks let these through, and a max_ms
+    check could pass on the buckets left (the fourth attacker, decision 96)."""
+    with pytest.raises(ValueError, match="non-negative|non-decreasing"):
+        Histogram((50.0, 100.0, 250.0, INF), counts)
+    Histogram((50.0, 100.0, 250.0, INF), (100.0, math.nan, 900.0, 1000.0))  # a NaN alone is still allowed
