@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import threading
 import time
 from collections import OrderedDict
@@ -20,11 +21,13 @@ from typing import Any, Callable
 
 from canary import rollout as rl
 from canary.errors import ConfigError, PolicyError
-from canary.model import Target, check_target_names, check_version
+from canary.model import Target, check_object_name, check_target_names, check_version
 from canary.policy import SAMPLE_FIELD, Policy, parse_policy, parse_policy_text, parse_samples
+from canary.policy_fields import show
 
 GROUP, VERSION, PLURAL, KIND = "modelcanary.dev", "v1alpha1", "canaryrollouts", "CanaryRollout"
 ACTIONS = ("", "pause", "resume", "rollback")
+_CONFIGMAP_KEY = re.compile(r"[-._a-zA-Z0-9]+", re.ASCII)  # the API server's rule for a ConfigMap's keys
 
 
 @dataclass(frozen=True)
@@ -194,15 +197,23 @@ def _policy(spec: dict[str, Any], where: str, ns: str,
     if not isinstance(ref, dict) or not isinstance(ref.get("configMap"), str) or not isinstance(ref.get("key"), str) \
             or not ref["configMap"] or not ref["key"]:
         raise ConfigError(f"{where}: spec.policyRef needs configMap and key")
+    # both go into the ConfigMap's request path and into messages: '../x' or 'a/b' was sent as it was
+    check_object_name(ref["configMap"], f"{where}: spec.policyRef.configMap")
+    if len(ref["key"]) > 253 or not _CONFIGMAP_KEY.fullmatch(ref["key"]):
+        raise ConfigError(f"{where}: spec.policyRef.key {show(ref['key'])} is not a ConfigMap key (at most 253 "
+                          "letters, digits, '-', '_' and '.')")
     if configmap is None:
         raise ConfigError(f"{where}: spec.policyRef needs Kubernetes access to read ConfigMaps")
-    data = configmap(ns, ref["configMap"])
+    try:
+        data = configmap(ns, ref["configMap"])
+    except ConfigError as exc:  # not there, or refused: the rollout and its field named (transient ones pass)
+        raise ConfigError(f"{where}: spec.policyRef.configMap: {exc}") from None
     if ref["key"] not in data:
-        raise ConfigError(f"{where}: ConfigMap {ns}/{ref['configMap']} has no key {ref['key']!r}")
+        raise ConfigError(f"{where}: spec.policyRef.key: ConfigMap {ns}/{ref['configMap']} has no key {ref['key']!r}")
     try:  # the strict loader: no YAML coercions, bounded size and depth
         text = data[ref["key"]]
         return _PARSED.get("yaml:" + text if isinstance(text, str) and len(text) <= _KEY_MAX else None,
-                           lambda: parse_policy_text(text, file=f"ConfigMap {ns}/{ref['configMap']}[{ref['key']}]")), data
+                           lambda: parse_policy_text(text, file=f"{where} spec.policyRef: ConfigMap {ns}/{ref['configMap']}[{ref['key']}]")), data
     except PolicyError as exc:
         raise ConfigError(str(exc)) from None
 
