@@ -198,6 +198,7 @@ def state_dict(state: rl.RolloutState, *, exit_code: int | None = None) -> dict[
 
 @app.command()
 def promote(
+    ctx: typer.Context,
     model: str = typer.Argument(..., help="model name (and VirtualService name unless --virtual-service)"),
     canary_version: str = typer.Option(..., "--canary-version", help="version label of the canary pods"),
     policy_file: Path = typer.Option(..., "--policy", help="policy YAML"),
@@ -234,6 +235,16 @@ def promote(
     logs.configure(fmt=log_format)
     if on_interrupt not in ("rollback", "pause"):
         fail("--on-interrupt must be 'rollback' or 'pause'", EXIT_BAD_INPUT)
+    # a flag that does nothing in the mode asked for is refused, not ignored: `--timeout 30m` without
+    # --via-controller bounded nothing, and `--on-interrupt pause` with it held nothing (a cancelled
+    # follower leaves the rollout to the controller, whatever the flag said)
+    mode_flags = (("--rollout-name", "rollout_name", True), ("--timeout", "timeout", True),
+                  ("--on-interrupt", "on_interrupt", False))
+    for flag, param, needs in mode_flags:
+        if _given(ctx, param) and needs != via_controller:
+            fail(f"{flag} only applies {'with' if needs else 'without'} --via-controller" + (
+                 "" if needs else ": a CanaryRollout goes on in the controller when the follower is interrupted "
+                 "(`canary rollback` ends it)"), EXIT_BAD_INPUT)
 
     ran: dict[str, Any] = {}  # the Runner, once built: a failure after the claim reports its last state
 
@@ -288,6 +299,12 @@ def promote(
         return result.exit_code
 
     raise typer.Exit(run_guarded(go, report=refused))
+
+
+def _given(ctx: typer.Context, param: str) -> bool:
+    """Whether option `param` was given (on the command line or through its variable), not defaulted."""
+    source = ctx.get_parameter_source(param)
+    return source is not None and getattr(source, "name", "") != "DEFAULT"
 
 
 def state_line(s: rl.RolloutState, *, wide: bool = False, route: str = "") -> str:

@@ -20,7 +20,7 @@ import typer
 from canary import cli, crd
 from canary import cli_options as opts
 from canary import rollout as rl
-from canary.model import check_version
+from canary.model import check_object_name, check_version
 from canary.reconcile import EXIT_CODES
 
 controller_app = typer.Typer(no_args_is_help=True, help="Run canary as a long-running controller of CanaryRollouts.")
@@ -188,16 +188,26 @@ def follow(*, model: str, canary_version: str, policy_file: Path, namespace: str
     if not (isinstance(timeout_s, (int, float)) and 0 < timeout_s < float("inf")):
         raise cli.ConfigError(f"--timeout must be a positive number of seconds, got {timeout_s}")
     check_version(canary_version, "--canary-version")
+    if stable_version:  # what the controller refuses at its first tick is refused here, before anything is created
+        check_version(stable_version, "--stable-version")
+        if stable_version == canary_version:
+            raise cli.ConfigError(f"--canary-version {canary_version!r} is --stable-version: the two arms must be "
+                                  "different versions")
     cli._target(model, namespace, virtual_service, destination_rule)  # names checked: ConfigError, nothing sent
-    body = crd.new_object(namespace=namespace, name=name or f"{model}-{canary_version}".lower().replace(".", "-"),
+    check_object_name(name or rollout_name(model, canary_version),
+                      "--rollout-name" if name else "the CanaryRollout's name (<model>-<version>; --rollout-name)")
+    name = name or rollout_name(model, canary_version)
+    body = crd.new_object(namespace=namespace, name=name,
                           model=model, canary_version=canary_version, policy_raw=raw, stable_version=stable_version,
                           virtual_service=virtual_service or "", triton=triton)
     body["spec"].update({k: v for k, v in (("destinationRule", destination_rule), ("route", route)) if v})
     api = kc.CustomObjectsApi(api_client(kubeconfig=kubeconfig, context=context))
     meta = body["metadata"]
+    created = False
     try:
         try:
             written = api.create_namespaced_custom_object(crd.GROUP, crd.VERSION, namespace, crd.PLURAL, body)
+            created = True
         except Exception as exc:
             if getattr(exc, "status", None) != 409:
                 raise
@@ -220,6 +230,12 @@ def follow(*, model: str, canary_version: str, policy_file: Path, namespace: str
             # left from the object's earlier version was reported as this request's outcome)
             ours = ((st.get("target") or {}).get("canaryVersion") == canary_version
                     and int(st.get("observedGeneration") or 0) >= generation)
+            refused = _refused(st, generation)
+            if refused:  # the controller refused the request before claiming anything: exit 2, as promote does
+                where = f"CanaryRollout {namespace}/{meta['name']}"
+                said = refused.removeprefix(f"{namespace}/{meta['name']}: ")  # the controller's own words
+                raise cli.ConfigError(f"{'' if said.startswith(where) else where + ': '}{said}; nothing was moved"
+                                      f"{_withdrawn(api, namespace, meta['name'], created)}")
             if st.get("phase") in rl.TERMINAL and ours:
                 # a request that waited on another owner's rollout of the same version ends unrun
                 # (aborted); the version's outcome is that rollout's, judged by that owner's policy
@@ -244,6 +260,43 @@ def follow(*, model: str, canary_version: str, policy_file: Path, namespace: str
         raise translate(exc, f"CanaryRollout {namespace}/{meta['name']}") from exc
     raise cli.TransientError(f"CanaryRollout {namespace}/{meta['name']} did not finish within {timeout_s:.0f}s; "
                              "it keeps running in the controller (`canary status`)")
+
+
+def rollout_name(model: str, canary_version: str) -> str:
+    """The CanaryRollout `--via-controller` creates when not named: `<model>-<version>` as an object name
+    (a version label may hold upper case, '.' and '_', an object name none of them)."""
+    return f"{model}-{canary_version}".lower().replace(".", "-").replace("_", "-")
+
+
+# the Ready reasons (the exception's class, `Controller._fail_status`) of a request the controller refuses
+# as bad input: the same errors `canary promote` exits 2 for. RolloutBusy is not one: such a request
+# waits for the rollout in its way (README, --via-controller).
+BAD_INPUT_REASONS = ("ConfigError", "PolicyError", "TargetError", "NotFound")
+
+
+def _refused(status: dict[str, Any], generation: int) -> str:
+    """The controller's message when it refused this generation of the request as bad input before
+    claiming anything (no phase in the status), else ""."""
+    if status.get("phase"):
+        return ""
+    for cond in status.get("conditions") or []:
+        if (isinstance(cond, dict) and cond.get("type") == "Ready" and cond.get("status") == "False"
+                and cond.get("reason") in BAD_INPUT_REASONS
+                and isinstance(cond.get("observedGeneration"), int) and cond["observedGeneration"] >= generation):
+            return str(cond.get("message") or cond["reason"])
+    return ""
+
+
+def _withdrawn(api: Any, namespace: str, name: str, created: bool) -> str:
+    """Delete the CanaryRollout this request created (it would start unattended once its input is fixed);
+    one that existed before is left as it is. The words to add to the error."""
+    if not created:
+        return f" (the CanaryRollout existed before this request: left in place, with its Ready condition)"
+    try:
+        api.delete_namespaced_custom_object(crd.GROUP, crd.VERSION, namespace, crd.PLURAL, name)
+    except Exception as exc:  # noqa: BLE001 - the refusal is what the caller must see
+        return f" (deleting the CanaryRollout failed: {type(exc).__name__}; delete it by hand)"
+    return " (the CanaryRollout created for it was deleted)"
 
 
 def register(app: typer.Typer) -> None:

@@ -13,9 +13,13 @@ from typing import Any
 
 import pytest
 import yaml
+from typer.testing import CliRunner
 
 from canary import crd
+from canary.cli import app
+from canary import cli_controller
 from canary.errors import ConfigError, NotFound
+from canary.model import check_object_name
 from tests import fleet
 
 
@@ -78,3 +82,57 @@ def test_a_missing_policy_configmap_names_the_rollout_and_the_field() -> None:
     with pytest.raises(ConfigError, match=r"^CanaryRollout ml/r0 spec\.policyRef: ConfigMap ml/pol\[policy\.yaml\]: "
                                           r"2 problems"):
         crd.parse(_ref(), configmap=lambda ns, name: {"policy.yaml": "steps: [10]\nchecks: []\n"})
+
+
+# ---- `canary promote`: a flag that does nothing in the mode asked for -------------------------------------
+
+
+@pytest.mark.parametrize(("extra", "says"), [
+    (["--timeout", "30m"], "--timeout only applies with --via-controller"),
+    (["--rollout-name", "r1"], "--rollout-name only applies with --via-controller"),
+    (["--via-controller", "--on-interrupt", "pause"], "--on-interrupt only applies without --via-controller"),
+    (["--via-controller", "--on-interrupt", "rollback"], "--on-interrupt only applies without --via-controller"),
+])
+def test_promote_refuses_a_flag_its_mode_ignores(files: tuple[Path, Path], extra: list[str], says: str) -> None:
+    """`--timeout 30m` without --via-controller bounded nothing (the rollout ran its course), and
+    `--on-interrupt pause` with it held nothing: the follower's interrupt leaves the rollout to the
+    controller. Both were taken without a word; exit 2 before anything is read or written."""
+    kubeconfig, policy = files
+    res = CliRunner().invoke(app, ["promote", "m0", "--canary-version", "v2", "--policy", str(policy), "-n", "ml",
+                                   "--kubeconfig", str(kubeconfig), "--prometheus-url", "http://127.0.0.1:9", *extra])
+    assert res.exit_code == 2, res.output
+    assert says in res.output
+
+
+# ---- `promote --via-controller`: what the controller would refuse, refused before the CR is created ---------
+
+
+@pytest.mark.parametrize(("kw", "says"), [
+    ({"stable_version": "v 1"}, "--stable-version 'v 1' is not a Kubernetes label value"),
+    ({"stable_version": "v2"}, "--canary-version 'v2' is --stable-version"),
+    ({"name": "Bad_Name"}, "--rollout-name 'Bad_Name' is not a Kubernetes object name"),
+    ({"name": "a/b"}, "--rollout-name 'a/b' is not a Kubernetes object name"),
+    ({"model": "m" * 251}, "the CanaryRollout's name"),  # 254 with "-v2"
+])
+def test_via_controller_refuses_bad_input_before_creating_anything(files: tuple[Path, Path], kw: dict[str, Any],
+                                                                   says: str) -> None:
+    """Each was sent in a CanaryRollout: the API server refused the name (422), or the controller refused
+    the rest at its first tick (Ready False), and the follower waited out its --timeout (1h) for a phase that
+    never came, then exited 3. The kubeconfig points at a closed port: any request would be exit 3."""
+    kubeconfig, policy = files
+    args: dict[str, Any] = dict(model="m0", canary_version="v2", policy_file=policy, namespace="ml", stable_version="",
+                                virtual_service="m0" if "model" in kw else None, kubeconfig=str(kubeconfig),
+                                context=None, name=None, triton=None, output="text", timeout_s=5)
+    with pytest.raises(ConfigError) as err:
+        cli_controller.follow(**{**args, **kw})
+    assert says in str(err.value)
+
+
+@pytest.mark.parametrize(("model", "version", "name"), [
+    ("rec-model", "v2.1.0", "rec-model-v2-1-0"),
+    ("rec-model", "V2_1", "rec-model-v2-1"),   # a label value may hold '_' and upper case; an object name neither
+    ("m", "2024_05_01.rc-1", "m-2024-05-01-rc-1"),
+])
+def test_the_default_rollout_name_is_an_object_name_for_every_version(model: str, version: str, name: str) -> None:
+    assert cli_controller.rollout_name(model, version) == name
+    check_object_name(cli_controller.rollout_name(model, version), "name")

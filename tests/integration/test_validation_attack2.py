@@ -1,0 +1,83 @@
+"""A second attacker on input validation (docs/decisions.md 98), against the strict Kubernetes API
+emulator and the real controller: `promote --via-controller` of a request the controller refuses as
+bad input exits 2 at once, with the controller's words, withdraws the CanaryRollout it created and
+moves nothing."""
+
+from __future__ import annotations
+
+import copy
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import kubernetes.client as kc
+import pytest
+import structlog.testing
+import tenacity
+import yaml
+
+import canary.cli  # noqa: F401  (registers the commands; cli_controller imports it)
+from canary import crd
+from canary.cli_controller import follow
+from canary.controller import Controller
+from canary.errors import CanaryError, ConfigError
+from canary.routing.istio import IstioRouter
+from tests import fleet
+from tests.fakes import FakeClock
+
+pytestmark = pytest.mark.integration
+GROUP = "networking.istio.io"
+
+
+@pytest.mark.parametrize(("kw", "says"), [
+    ({"canary_version": "v1"}, "canary version 'v1' is already the stable version"),   # the stable subset's version
+    ({"route": "nope"}, "spec.http has no route named 'nope'"),
+    ({"destination_rule": "nope"}, "ml/nope (destinationrules): not found"),
+])
+def test_via_controller_exits_2_when_the_controller_refuses_the_request(tmp_path: Path, kw: dict[str, Any],
+                                                                        says: str) -> None:
+    """The controller refused each at its first tick (Ready False, ConfigError/TargetError/NotFound: what
+    `canary promote` exits 2 for), and the follower, which reads only the phase, waited out its --timeout
+    (1h by default) and exited 3 "did not finish"; the CanaryRollout stayed, to start unattended once
+    someone fixed the route."""
+    api = fleet.start_api(1)
+    client = api.api_client()
+    try:
+        custom = kc.CustomObjectsApi(client)
+        kubeconfig = fleet.write_kubeconfig(tmp_path / "kubeconfig", api.url)
+        policy = tmp_path / "policy.yaml"
+        policy.write_text(yaml.safe_dump(copy.deepcopy(fleet.FAST_POLICY)))
+        before = [api.get(GROUP, plural, "ml", "m0") for plural in ("virtualservices", "destinationrules")]
+        ctl = Controller(custom=custom, core=kc.CoreV1Api(client), router=IstioRouter(client, wait=tenacity.wait_none()),
+                         metrics=None, namespace="ml", clock=FakeClock(time.time()), sweep_every=0)
+        out: list[Any] = []
+
+        def run() -> None:
+            try:
+                out.append(follow(**{**dict(model="m0", canary_version="v2", policy_file=policy, namespace="ml",
+                                            stable_version="", virtual_service=None, kubeconfig=str(kubeconfig),
+                                            context=None, name="req", triton=None, output="text", timeout_s=20), **kw}))
+            except CanaryError as exc:
+                out.append(exc)
+
+        follower = threading.Thread(target=run, daemon=True)
+        started = time.monotonic()
+        follower.start()
+        while follower.is_alive() and time.monotonic() - started < 15:
+            with structlog.testing.capture_logs():
+                ctl.tick()
+            time.sleep(0.1)
+        follower.join(20)
+        assert out and isinstance(out[0], ConfigError), f"the follower ended with {out!r}"
+        assert time.monotonic() - started < 10, "it waited for a phase the controller would never write"
+        assert says in str(out[0]) and "CanaryRollout ml/req" in str(out[0]) and "nothing was moved" in str(out[0])
+        assert [api.get(GROUP, plural, "ml", "m0") for plural in ("virtualservices", "destinationrules")] == before
+        try:  # withdrawn: gone, or going (the controller's finalizer holds it until its next tick)
+            left = custom.get_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "req")
+        except Exception:
+            left = None
+        assert left is None or (left.get("metadata") or {}).get("deletionTimestamp"), "the request was left to run later"
+    finally:
+        client.close()
+        api.stop()
