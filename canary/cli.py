@@ -233,19 +233,6 @@ def promote(
     Example: canary promote rec-model --canary-version v2 --policy p.yaml --via-controller --timeout 2h -o yaml
     """
     logs.configure(fmt=log_format)
-    if on_interrupt not in ("rollback", "pause"):
-        fail("--on-interrupt must be 'rollback' or 'pause'", EXIT_BAD_INPUT)
-    # a flag that does nothing in the mode asked for is refused, not ignored: `--timeout 30m` without
-    # --via-controller bounded nothing, and `--on-interrupt pause` with it held nothing (a cancelled
-    # follower leaves the rollout to the controller, whatever the flag said)
-    mode_flags = (("--rollout-name", "rollout_name", True), ("--timeout", "timeout", True),
-                  ("--on-interrupt", "on_interrupt", False))
-    for flag, param, needs in mode_flags:
-        if _given(ctx, param) and needs != via_controller:
-            fail(f"{flag} only applies {'with' if needs else 'without'} --via-controller" + (
-                 "" if needs else ": a CanaryRollout goes on in the controller when the follower is interrupted "
-                 "(`canary rollback` ends it)"), EXIT_BAD_INPUT)
-
     ran: dict[str, Any] = {}  # the Runner, once built: a failure after the claim reports its last state
 
     def refused(code: int, message: str) -> None:  # -o json|yaml: a document on stdout on every path
@@ -258,6 +245,23 @@ def promote(
             return
         opts.emit({"model": model, "canary_version": canary_version, "phase": None, "exit_code": code,
                    "error": message}, output)
+
+    def flag_error(message: str) -> None:
+        refused(EXIT_BAD_INPUT, message)
+        fail(message, EXIT_BAD_INPUT)
+
+    if on_interrupt not in ("rollback", "pause"):
+        flag_error("--on-interrupt must be 'rollback' or 'pause'")
+    # a flag that does nothing in the mode asked for is refused, not ignored: `--timeout 30m` without
+    # --via-controller bounded nothing, and `--on-interrupt pause` with it held nothing (a cancelled
+    # follower leaves the rollout to the controller, whatever the flag said)
+    mode_flags = (("--rollout-name", "rollout_name", True), ("--timeout", "timeout", True),
+                  ("--on-interrupt", "on_interrupt", False))
+    for flag, param, needs in mode_flags:
+        if _given(ctx, param) and needs != via_controller:
+            flag_error(f"{flag} only applies {'with' if needs else 'without'} --via-controller" + (
+                       "" if needs else ": a CanaryRollout goes on in the controller when the follower is "
+                       "interrupted (`canary rollback` ends it)"))
 
     if via_controller:
         from canary.cli_controller import follow

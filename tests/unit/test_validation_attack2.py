@@ -136,3 +136,18 @@ def test_via_controller_refuses_bad_input_before_creating_anything(files: tuple[
 def test_the_default_rollout_name_is_an_object_name_for_every_version(model: str, version: str, name: str) -> None:
     assert cli_controller.rollout_name(model, version) == name
     check_object_name(cli_controller.rollout_name(model, version), "name")
+
+
+@pytest.mark.parametrize("extra", [["--on-interrupt", "ignore"], ["--timeout", "30m"]])
+def test_a_refused_flag_still_prints_the_promised_document(files: tuple[Path, Path], extra: list[str]) -> None:
+    """-o json promises a document on stdout on every path (the CI snippet's `jq` reads it); a bad
+    --on-interrupt printed nothing there."""
+    import json
+
+    kubeconfig, policy = files
+    res = CliRunner().invoke(app, ["promote", "m0", "--canary-version", "v2", "--policy", str(policy), "-n", "ml",
+                                   "--kubeconfig", str(kubeconfig), "--prometheus-url", "http://127.0.0.1:9",
+                                   "-o", "json", *extra])
+    assert res.exit_code == 2
+    doc = json.loads(res.stdout)
+    assert doc["exit_code"] == 2 and doc["phase"] is None and extra[0] in doc["error"]
