@@ -322,9 +322,23 @@ def state_line(s: rl.RolloutState, *, wide: bool = False, route: str = "") -> st
     return f"{line} - {s.reason}"
 
 
+def warn_gate_off(cfg: Any, policy_file: Path, stable_url: Optional[str], canary_url: Optional[str]) -> None:
+    """Log `gate.flags_ignored` (warning) when Triton URLs are given but the policy's `gates.triton` is
+    absent or `enabled: false`: no gate runs, and the person who passed the URLs expects one. A warning,
+    not a refusal: pipelines that turn the gate off in the policy keep their flags."""
+    if (cfg is not None and cfg.enabled) or not (stable_url or canary_url):
+        return
+    flags = [f for f, v in (("--triton-stable", stable_url), ("--triton-canary", canary_url)) if v]
+    logs.get(component="promote").warning(
+        "gate.flags_ignored", flags=" ".join(flags), policy=str(policy_file),
+        reason=f"{policy_file}: gates.triton is {'absent' if cfg is None else 'enabled: false'}; no Triton gate runs "
+               "(no compatibility check, no readiness probe)")
+
+
 def _gate(policy: Any, policy_file: Path, model: str, stable_url: Optional[str], canary_url: Optional[str]) -> Any:
     cfg = policy.gates.triton
     if cfg is None or not cfg.enabled:
+        warn_gate_off(cfg, policy_file, stable_url, canary_url)
         return None
     if not canary_url:
         raise ConfigError(f"{policy_file}: gates.triton is enabled; pass --triton-canary (and --triton-stable)")

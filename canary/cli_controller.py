@@ -181,6 +181,7 @@ def follow(*, model: str, canary_version: str, policy_file: Path, namespace: str
     # read and parsed once, strictly: what is checked here (exit 2, nothing created) is what is sent
     raw = load_text(read_file(policy_file), file=str(policy_file))
     gate = parse_policy(raw, file=str(policy_file)).gates.triton
+    cli.warn_gate_off(gate, policy_file, (triton or {}).get("stableUrl"), (triton or {}).get("canaryUrl"))
     if gate is not None and gate.enabled and gate.sample_file:
         raise cli.ConfigError(f"{policy_file}: gates.triton.sample_file: --via-controller sends the policy inline, "
                               "and the controller cannot read a file on this machine; put the policy and the samples "
