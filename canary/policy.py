@@ -94,7 +94,9 @@ class Analysis(Strict):
     interval: StepDuration = Field(60.0, description="minimum time at a step before it can be promoted (1s..24h)")
     look_every: StepDuration = Field(10.0, description="how often the judge looks during a step (early failure; 1s..interval)")
     min_canary_requests: int = Field(100, ge=0, le=10**12, description="canary requests needed in a step before it can pass")
-    alpha: float = Field(0.01, gt=0, lt=0.5, description="false-rollback probability budget for the whole rollout")
+    alpha: float = Field(0.01, ge=1e-6, lt=0.5, description="false-rollback probability budget for the whole rollout "
+                         "(at least 1e-6: a smaller budget split over the checks' tests and looks leaves a level "
+                         "no look's data can reach, so every rollout would end at its deadline)")
 
     @model_validator(mode="after")
     def _look_within_interval(self) -> "Analysis":

@@ -75,7 +75,8 @@ NUMBERS = [
     ("analysis.alpha", NAN, "analysis.alpha", "finite"),
     ("analysis.alpha", True, "analysis.alpha", "boolean"),
     ("analysis.alpha", "0.01", "analysis.alpha", "must be a number"),
-    ("analysis.alpha", 0, "analysis.alpha", "must be > 0"),
+    ("analysis.alpha", 0, "analysis.alpha", "must be >= 1e-06"),
+    ("analysis.alpha", 4.9e-324, "analysis.alpha", "must be >= 1e-06"),  # a level no data reaches: every rollout to its deadline
     ("failure.max_failed_looks", 2.0, "failure.max_failed_looks", "whole number"),
     ("failure.max_failed_looks", True, "failure.max_failed_looks", "boolean"),
     ("failure.max_failed_looks", 0, "failure.max_failed_looks", "must be >= 1"),
