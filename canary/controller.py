@@ -1561,7 +1561,11 @@ class Controller:
         except Exception as exc:
             if kube.is_transient(exc):  # a 5xx or a timeout: retried within the failure budget
                 raise kube.translate(exc, f"ConfigMap {namespace}/{name}") from exc
-            raise ConfigError(f"ConfigMap {namespace}/{name} cannot be read: {exc}") from None
+            # the Status message (e.g. 'configmaps "x" not found'), not the client's text with the HTTP
+            # headers and body, which went into the Ready condition whole
+            detail = f"{getattr(exc, 'status', '')} {kube._status_message(exc)}".strip() \
+                if kube._is_api_exception(exc) else f"{type(exc).__name__}: {exc}"
+            raise ConfigError(f"ConfigMap {namespace}/{name} cannot be read: {detail}") from None
         return dict(cm.data or {})
 
 
