@@ -177,11 +177,23 @@ def test_a_rollout_is_touched_only_when_due_or_changed(world: Any) -> None:
                                               {"spec": {"action": "pause", "actionReason": "by hand"}})
         step(api, op, clock, dt=0.0)  # a change of the rollout: handled at the next tick
         assert parsed == ["r0"] and status(api, "r0")["phase"] == rl.PAUSED
+        caught_up(api, op)
+        if op.queue.due_at("ml/r0") != float("inf"):
+            # the watch delivered an event of the pause's own writes before the writer cached their answer
+            # (`Informer.put`; seen once on a loaded machine): a change, due now, never a time; its tick
+            # writes nothing, so it wakes no more
+            assert op.queue.due_at("ml/r0") <= clock.t
+            before = calls_now(api)
+            step(api, op, clock, dt=0.0)
+            assert parsed == ["r0", "r0"] and {k: n for k, n in calls_now(api).items() if k[0] != "GET"} == \
+                {k: n for k, n in before.items() if k[0] != "GET"}
+            caught_up(api, op)
         assert op.queue.due_at("ml/r0") == float("inf")  # paused: only a change wakes it
+        woken = len(parsed)
         api.edit(ISTIO, "virtualservices", "ml", "m0",  # a foreign edit of its VirtualService wakes it too
                  lambda o: o["metadata"].setdefault("labels", {}).update(touched="yes"))
         step(api, op, clock, dt=0.0)
-        assert parsed == ["r0", "r0"]
+        assert parsed == ["r0"] * (woken + 1)
     finally:
         crd.parse = real  # type: ignore[assignment]
 
