@@ -5,7 +5,8 @@ Every 5 minutes over the last hour (the defaults: --interval 5m, --window 1h, --
 20,000-row profile of N(0, 1) features. Printed: the share of evaluations that read dataset drift
 (each at most the tests' 5%) and the episodes opened, with the monitor as it is
 (`canary.drift.monitor.step`). Also: how long after a real shift of every feature the first episode
-opens. Usage: PYTHONPATH=. .venv/bin/python scripts/bench_drift_watch_null.py [weeks]
+opens, and how many episodes (retraining Jobs) a lasting drift near the threshold opens, and how long
+its episode lasts after the drift stops (decision 97 (a)). Usage: PYTHONPATH=. .venv/bin/python scripts/bench_drift_watch_null.py [weeks]
 """
 
 from __future__ import annotations
@@ -20,8 +21,11 @@ from canary.drift.profile import capture
 
 
 def run(features: int, per_hour: float, hours: int, *, shift: float = 0.0, shift_at_h: float = 0.0,
-        seed: int = 11) -> tuple[int, int, int, float | None]:
-    """(evaluations, drifted evaluations, episodes, hours from the shift to the first episode)."""
+        shift_until_h: float = float("inf"), seed: int = 11,
+        ended: list[float] | None = None) -> tuple[int, int, int, float | None]:
+    """(evaluations, drifted evaluations, episodes, hours from the shift to the first episode). The
+    shift lasts from `shift_at_h` to `shift_until_h`; `ended`, when given, gets the hours from then to
+    each `drift.resolved` after it."""
     import pyarrow as pa
 
     rng = np.random.default_rng(seed)
@@ -33,7 +37,8 @@ def run(features: int, per_hour: float, hours: int, *, shift: float = 0.0, shift
     counts, sums = np.zeros((slots, features, k)), np.zeros((slots, features))
     for s in range(slots):
         for i in range(features):
-            y = rng.normal(shift if shift and s >= 12 * shift_at_h else 0.0, 1, n[s])
+            shifted = shift and 12 * shift_at_h <= s < 12 * shift_until_h
+            y = rng.normal(shift if shifted else 0.0, 1, n[s])
             counts[s, i] = np.bincount(np.searchsorted(bounds[i], y, side="left"), minlength=k)
             sums[s, i] = y.sum()
     cfg, state = M.MonitorConfig(), M.MonitorState("m", "v")
@@ -48,6 +53,9 @@ def run(features: int, per_hour: float, hours: int, *, shift: float = 0.0, shift
             episodes += 1
             if first is None and shift:
                 first = s / 12 - shift_at_h
+        if ended is not None and s >= 12 * shift_until_h and any(
+                isinstance(a, M.Alert) and a.event == "drift.resolved" for a in actions):
+            ended.append(s / 12 - shift_until_h)
     return evaluations, drifted, episodes, first
 
 
@@ -61,7 +69,15 @@ def main() -> None:
     for features, shift in ((1, 0.5), (2, 0.3)):
         _, _, _, first = run(features, 150, 48, shift=shift, shift_at_h=24)
         print(f"  {features} feature(s), 150 requests/h, every feature shifted by {shift} std: first episode "
-              f"{first} h after the shift")
+              f"{first:.1f} h after the shift" if first is not None else "no episode")
+    print(f"a lasting drift near the threshold, {weeks} weeks (episodes: each a retraining Job; 1 is right), "
+          "then a day after it stops")
+    for per_hour, shift in ((150, 0.3), (400, 0.2), (2_000, 0.12)):
+        ended: list[float] = []
+        ev, dr, ep, _ = run(1, per_hour, 24 * 7 * weeks + 24, shift=shift, shift_until_h=24 * 7 * weeks,
+                            ended=ended)
+        print(f"  1 feature, {per_hour:,} requests/h, shifted by {shift} std: {dr}/{ev} evaluations drifted; "
+              f"{ep} episode(s); " + (f"it ended {ended[0]:.1f} h after the drift stopped" if ended else "none ended"))
 
 
 if __name__ == "__main__":
