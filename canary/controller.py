@@ -24,7 +24,8 @@ from __future__ import annotations
 import math
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
@@ -57,6 +58,8 @@ FAILURE_BUDGET_S = 30.0
 # the stable-100% retries within one tick (`to_stable`): the next tick tries again, and a worker held
 # for the promote CLI's 20 s would hold every rollout queued behind it
 TO_STABLE_BUDGET_S = 2.0
+# a Triton pre-traffic gate's result not read within this many seconds of its end is not used: run again
+GATE_RESULT_TTL_S = 60.0
 # on every CanaryRollout from its claim until it ends: a deletion mid-rollout sends stable 100% first
 FINALIZER = "modelcanary.dev/stable-on-delete"
 
@@ -151,6 +154,10 @@ class Controller:
     owns: Callable[[dict[str, Any]], bool] = lambda obj: True  # this replica's shard of the rollouts
     shard: Any = None  # canary.shards.ShardGauges of the shard this controller leads (None: unsharded)
     sweep_every: float = sweep.SWEEP_EVERY_S  # seconds between sweeps for abandoned rollouts; 0: never
+    # seconds a tick waits for a rollout's Triton pre-traffic gate before leaving it running in the
+    # background (the rollout stays at 100/0 and is woken when it ends): a slow canary's warm-up never
+    # holds the other rollouts' looks, probes and rollbacks longer than this
+    gate_wait_s: float = 2.0
 
     def __post_init__(self) -> None:
         self.log = get_logger(component="controller", identity=self.identity)
@@ -163,6 +170,9 @@ class Controller:
         self._failing: dict[str, float] = {}  # rollout key -> when its ticks started failing
         self._known: dict[str, _Known] = {}  # last state read or written, per rollout (packed once scheduled)
         self._gates: dict[tuple[str, str], Any] = {}  # (rollout, canary version) -> TritonGates
+        # rollout key -> [what it checks: (canary version, rollout start, gate), its run (a Future), when it
+        # ended (monotonic) or None, gate.running logged]
+        self._preflights: dict[str, list[Any]] = {}
         # rollout key -> (canary version, step start, consecutive failures, next probe)
         self._probes: dict[str, tuple[str, float, int, float]] = {}
         # rollout key -> its history recorder (`canary report`); flushed at each step/phase change and every
@@ -608,7 +618,12 @@ class Controller:
             self._known[spec.key] = _Known(spec, state)
             return None
         if state.phase == rl.PENDING:
-            seen = Observation(gate_ran=True, gate_failed=self._gate_preflight(spec, state, log) or None)
+            failed = self._gate_preflight(spec, state, log)
+            if failed is None:  # the gate still runs: stable keeps 100%, and its end wakes the rollout
+                self._known[spec.key] = _Known(spec, state)
+                self._status(obj, spec, state)
+                return None
+            seen = Observation(gate_ran=True, gate_failed=failed or None)
             state, recorded = self._decide(spec, state, seen, expect=recorded, log=log)
         elif state.phase == rl.PROGRESSING and (why := self._gate_probe(spec, state, now, log)):
             state, recorded = self._decide(spec, state, Observation(probe_failed=why), expect=recorded, log=log)
@@ -728,7 +743,8 @@ class Controller:
 
     def _forget(self, key: str) -> None:
         """Drop what this process kept about a finished rollout (a long-running controller must not grow)."""
-        for kept in (self._step_starts, self._failing, self._known, self._probes, self._histories, self._unconfirmed):
+        for kept in (self._step_starts, self._failing, self._known, self._probes, self._histories, self._unconfirmed,
+                     self._preflights):
             kept.pop(key, None)
         for kept2 in (self._gates, self._breach_seen):  # called from informer threads too: iterate a copy
             for k in [k for k in list(kept2) if k[0] == key]:
@@ -767,19 +783,55 @@ class Controller:
                                            samples=spec.warmup_samples)  # never a file: crd._samples
         return self._gates[key]
 
-    def _gate_preflight(self, spec: crd.RolloutSpec, state: rl.RolloutState, log: Any) -> str:
-        """The Triton pre-traffic gate (schema, warm-up, outputs); "" when it passed or there is none.
-        ConfigError (nothing recorded but the CR's Ready condition; the rollout waits at 100/0) when its
-        warm-up samples went missing since the claim."""
+    def _gate_preflight(self, spec: crd.RolloutSpec, state: rl.RolloutState, log: Any) -> str | None:
+        """The Triton pre-traffic gate (schema, warm-up, outputs); "" when it passed or there is none, its
+        failure's message, or None while it still runs. ConfigError (nothing recorded but the CR's Ready
+        condition; the rollout waits at 100/0) when its warm-up samples went missing since the claim.
+
+        The gate runs on a pool of its own: a tick waits `gate_wait_s` for it, then leaves it running and
+        the rollout pending (stable 100%); its end wakes the rollout (`DueQueue.touch`). Each call of the
+        gate is bounded (5 s), but a warm-up is `warmup_requests` calls: inline, a slow canary's held the
+        whole tick, so every other rollout's look, probe and rollback waited on it. A run is for one
+        (canary version, rollout start, gate); a result left unread for `GATE_RESULT_TTL_S` is run again
+        (this process may have lost and regained the lead meanwhile). Other exceptions of the gate are
+        raised here, as before: reported, retried with the rollout's backoff."""
         gate = self._gate(spec)
         if gate is None:
             return ""
         if spec.samples_error:
             raise ConfigError(spec.samples_error)
+        bound = (spec.target.canary_version, state.started_at, id(gate))
+        held = self._preflights.get(spec.key)
+        if held is not None and (held[0] != bound or (
+                held[2] is not None and time.monotonic() - held[2] > GATE_RESULT_TTL_S)):
+            held = None
+        if held is None:
+            held = self._preflights[spec.key] = [bound, None, None, False]
+            key = spec.key
+
+            def ended(_: Any, held: list[Any] = held) -> None:
+                held[2] = time.monotonic()
+                if self._preflights.get(key) is held:
+                    self.queue.touch(key, self.clock.now())
+
+            held[1] = run_in_background(gate.preflight, name=f"canary-gate-{key}")
+            held[1].add_done_callback(ended)
+        run = held[1]
         try:
-            report = gate.preflight()
+            report = run.result(timeout=self.gate_wait_s)
+        except FutureTimeout:
+            if not held[3]:  # once per run
+                held[3] = True
+                log.info("gate.running", waited_s=self.gate_wait_s, canary_version=spec.target.canary_version,
+                         note="the Triton gate goes on in the background; stable keeps 100% until it ends")
+            return None
         except CanaryError as exc:  # decide() emits gate.failed
+            self._preflights.pop(spec.key, None)
             return str(exc)
+        except BaseException:
+            self._preflights.pop(spec.key, None)
+            raise
+        self._preflights.pop(spec.key, None)
         log.info("gate.passed", **report)
         from canary.runner import gate_detail
 
@@ -1567,6 +1619,23 @@ class Controller:
                 if kube._is_api_exception(exc) else f"{type(exc).__name__}: {exc}"
             raise ConfigError(f"ConfigMap {namespace}/{name} cannot be read: {detail}") from None
         return dict(cm.data or {})
+
+
+def run_in_background(fn: Callable[[], Any], *, name: str) -> "Future[Any]":
+    """`fn()` on a daemon thread of its own; its Future. A daemon, unlike a pool's worker: a gate still
+    warming up a canary never holds the process at exit (SIGTERM ends a controller within its grace)."""
+    out: Future[Any] = Future()
+
+    def work() -> None:
+        if not out.set_running_or_notify_cancel():
+            return
+        try:
+            out.set_result(fn())
+        except BaseException as exc:  # handed to whoever reads the Future
+            out.set_exception(exc)
+
+    threading.Thread(target=work, name=name, daemon=True).start()
+    return out
 
 
 def history_flush_every(policy: Any) -> int:

@@ -51,7 +51,9 @@ def world(stable_url: str, canary_url: str, *, gates: dict[str, Any] = GATES, tr
     router = IstioRouter(client, wait=tenacity.wait_none())
     target = Target(namespace="ml", virtual_service="m0", model="rec-model", stable_version="v1", canary_version="v2")
     op = Controller(custom=kc.CustomObjectsApi(client), core=kc.CoreV1Api(client), router=router,
-                  metrics=FakeMetrics(LiveWeights(router, target), clock), namespace="ml", clock=clock)  # type: ignore[arg-type]
+                  metrics=FakeMetrics(LiveWeights(router, target), clock), namespace="ml", clock=clock,  # type: ignore[arg-type]
+                  gate_wait_s=60.0)  # these check the gate's verdicts: each in the tick it starts in, however loaded
+                  # the machine (a gate left running in the background: test_a_slow_gate_holds_no_other_rollout)
     return api, client, clock, op
 
 

@@ -340,3 +340,46 @@ def test_a_split_rollout_whose_recorded_state_turns_to_garbage_goes_to_stable_fr
     assert after.phase == rl.ABORTED and after.canary_version == "v2"
     assert after.look == before.look and after.started_at == before.started_at
     assert after.history[:len(before.history)] == before.history
+
+
+def test_a_slow_triton_gate_holds_no_other_rollout(world: Any) -> None:
+    """A canary whose pre-traffic gate is slow (a warm-up of many bounded calls) stays at 100/0 while the
+    gate runs in the background; the other rollouts' ticks go on, and the gate's end moves it. Inline, the
+    gate held every tick (the look, probe and rollback of every other rollout) for as long as it ran."""
+    api, op, custom, clock = world
+    gated = fleet.rollout_object(0, "v2")
+    gated["spec"]["policy"]["gates"] = {"triton": {"enabled": True, "probe_interval": "1s"}}
+    gated["spec"]["triton"] = {"stableUrl": "http://127.0.0.1:9", "canaryUrl": "http://127.0.0.1:9"}
+    api.handler.put_object(gated)
+    create(api, 1, "v2")
+    started, release = threading.Event(), threading.Event()
+
+    class SlowGate:
+        probe_interval, probe_failures, last_failure = 1.0, 2, ""
+
+        def preflight(self) -> dict[str, Any]:
+            started.set()
+            release.wait(20)  # released by the test once the other rollout has ended
+            return {"checks": "schema, warm-up"}
+
+        def ready(self) -> bool:
+            return True
+
+    gate = SlowGate()
+    op._gate = lambda spec: gate if spec.key == "ml/r0" else None  # type: ignore[method-assign]
+    op.gate_wait_s = 0.0
+    for _ in range(120):
+        step(api, op, clock)
+        if status(api, "r1").get("phase") in rl.TERMINAL:
+            break
+    assert status(api, "r1")["phase"] == rl.PROMOTED
+    # (inline, the first tick waited out the gate, 20 s, and r0 then moved on before r1 ended)
+    assert started.is_set() and status(api, "r0").get("phase") in (None, rl.PENDING)
+    route = api.get(ISTIO, "virtualservices", "ml", "m0")["spec"]["http"][0]["route"]
+    assert [d["weight"] for d in route] == [100, 0]
+    release.set()
+    for _ in range(120):
+        step(api, op, clock)
+        if status(api, "r0").get("phase") in rl.TERMINAL:
+            break
+    assert status(api, "r0")["phase"] == rl.PROMOTED
