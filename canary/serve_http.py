@@ -3,15 +3,22 @@
 The stdlib ThreadingHTTPServer, as the controller's health server uses (canary/telemetry.py):
 six JSON endpoints need no framework, and no dependency is added for them. It binds only the
 host it is given (127.0.0.1 by default). Whatever arrives (no Content-Length, a body over
-64 KiB, a client that stalls) is answered with a JSON error or dropped by the socket timeout;
-nothing a request sends can stop the server.
+64 KiB, a request the stdlib cannot parse, a method it has no handler for) is answered with a JSON
+error and a 4xx/5xx; nothing a request sends can stop the server. A request must arrive whole
+(line, headers, body) within `request_timeout_s` of the connection being ready for it: a client
+that sends a byte now and then (slowloris), or a kept-alive connection left idle, is cut then,
+where a per-read socket timeout let it hold a thread for as long as it kept dripping.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
+import socket
+import threading
 import urllib.parse
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
@@ -20,6 +27,8 @@ from canary.serve_requests import MAX_BODY
 from canary.telemetry import BackgroundHTTPServer
 
 _DRAIN = 1024 * 1024
+_LENGTH = re.compile(r"[0-9]{1,12}", re.ASCII)
+REQUEST_TIMEOUT_S = 10.0
 
 
 class ServeServer(BackgroundHTTPServer):
@@ -28,9 +37,10 @@ class ServeServer(BackgroundHTTPServer):
     component = "serve"
     stop_timeout_s = 10.0
 
-    def __init__(self, service: Service, *, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, service: Service, *, host: str = "127.0.0.1", port: int = 0,
+                 request_timeout_s: float = REQUEST_TIMEOUT_S) -> None:
         self.service = service
-        super().__init__(_handler(service), host=host, port=port)
+        super().__init__(_handler(service, request_timeout_s), host=host, port=port)
 
     def serve_forever(self) -> None:
         self.log.info("serve.listening", host=self.host, port=self.port, url=self.url)
@@ -41,42 +51,95 @@ class ServeServer(BackgroundHTTPServer):
         self._server.shutdown()
 
 
-def _handler(service: Service) -> type[BaseHTTPRequestHandler]:
+def _handler(service: Service, request_timeout_s: float) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
-        timeout = 30  # a client that never finishes its request does not hold a thread forever
+        timeout = request_timeout_s  # each read, and (the watchdog below) the whole request
         server_version = "canary-serve"
         protocol_version = "HTTP/1.1"
+
+        def handle_one_request(self) -> None:
+            """The stdlib's, under a watchdog that shuts the socket down when the request has not
+            arrived whole within `request_timeout_s` (an idle kept-alive connection included)."""
+            self._guard = threading.Lock()
+            self._reading, self._cut = True, False
+            timer = threading.Timer(request_timeout_s, self._too_slow)
+            timer.daemon = True
+            timer.start()
+            try:
+                super().handle_one_request()
+            except OSError:  # the socket cut below, or the client gone: nothing to answer
+                self.close_connection = True
+            finally:
+                timer.cancel()
+
+        def _too_slow(self) -> None:
+            with self._guard:
+                if not self._reading:
+                    return
+                self._cut = True
+            self.close_connection = True
+            try:
+                self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+        def _arrived(self) -> bool:
+            """The request is read: the watchdog stands down (answering may take the service's own
+            time). False when it already cut the connection."""
+            with self._guard:
+                self._reading = False
+                return not self._cut
+
+        def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+            """The stdlib's own refusals (a request line or header it cannot parse, a URI over 64 KiB, a
+            method with no handler: 400, 414, 431, 501...) as JSON like every other answer, not HTML."""
+            if getattr(self, "request_version", "HTTP/0.9") == "HTTP/0.9":
+                self.request_version = "HTTP/1.0"  # a line it could not read is no HTTP/0.9 client: a status line
+            try:
+                phrase = HTTPStatus(code).phrase
+            except ValueError:
+                phrase = "error"
+            self._reply(code, {"error": message or phrase, "field": ""}, close=True,
+                        body=self.command != "HEAD" and code >= 200 and code not in (204, 304))
 
         def _any(self) -> None:
             parts = urllib.parse.urlsplit(self.path)
             body = b""
-            length = self.headers.get("Content-Length")
-            if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-                return self._reply(411, {"error": "chunked bodies are not accepted; send Content-Length",
+            lengths = self.headers.get_all("Content-Length") or []
+            length = lengths[0].strip() if lengths else None
+            if self.headers.get("Transfer-Encoding") is not None:  # any coding: a proxy might read the
+                return self._reply(411, {"error": "Transfer-Encoding is not accepted; send Content-Length",  # body
+                                         "field": ""}, close=True)  # otherwise than we do
+            if len({v.strip() for v in lengths}) > 1:
+                return self._reply(400, {"error": "Content-Length given more than once with different values",
                                          "field": ""}, close=True)
             if length is not None:
-                try:
-                    n = int(length)
-                    if n < 0:
-                        raise ValueError
-                except ValueError:
+                if not _LENGTH.fullmatch(length):  # int() took "1_0", "+10", " 10 ": one reading, ASCII digits
                     return self._reply(400, {"error": f"bad Content-Length {length[:20]!r}", "field": ""}, close=True)
+                n = int(length)
                 if n > MAX_BODY:
                     if n <= _DRAIN:  # read what the client sends, so that it gets the answer, not a reset
                         self.rfile.read(n)
                     return self._reply(413, {"error": f"body of {n} bytes is over the {MAX_BODY} byte limit",
                                              "field": ""}, close=True)
                 body = self.rfile.read(n)
-            elif self.command in ("POST", "PUT"):
-                return self._reply(411, {"error": "a POST needs Content-Length", "field": ""}, close=True)
+                if len(body) < n:  # the client closed, or the watchdog cut it: no request to answer
+                    self.close_connection = True
+                    return None
+            elif self.command in ("POST", "PUT", "PATCH"):
+                return self._reply(411, {"error": f"a {self.command} needs Content-Length", "field": ""}, close=True)
+            if not self._arrived():
+                return None
             status, doc = service.handle(self.command, parts.path, parts.query, body,
                                          self.headers.get("Content-Type"))
             self._reply(status, doc)
 
         do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _any  # noqa: N815 (http.server's naming)
 
-        def _reply(self, status: int, doc: dict[str, Any], *, close: bool = False) -> None:
+        def _reply(self, status: int, doc: dict[str, Any], *, close: bool = False, body: bool = True) -> None:
             data = (json.dumps(_finite(doc), allow_nan=False, default=str) + "\n").encode()
+            with self._guard:
+                self._reading = False  # answering: the watchdog stands down
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
@@ -85,7 +148,8 @@ def _handler(service: Service) -> type[BaseHTTPRequestHandler]:
                 self.send_header("Connection", "close")
                 self.close_connection = True
             self.end_headers()
-            self.wfile.write(data)
+            if body:
+                self.wfile.write(data)
 
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
             pass  # one `serve.decision` line per decision instead of an access log
