@@ -27,6 +27,9 @@ def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="address to bind (0.0.0.0 in a pod behind a Service)"),
     port: int = typer.Option(8090, "--port", help="TCP port (0: any free one, logged in serve.listening)"),
     state_ttl: float = opts.DurationOpt("168h", "--state-ttl", help="forget revisions not looked at for this long"),
+    answer_within: float = opts.DurationOpt("8s", "--answer-within", help="answer every call within this (keep it "
+                                            "under the webhook's timeout / Argo's timeoutSeconds, 10s by default): "
+                                            "Prometheus not answered by then is 'could not measure', never a pass"),
     prometheus_url: Optional[str] = opts.PromUrlOpt,
     prometheus_token: Optional[str] = opts.PromTokenOpt,
     prometheus_user: Optional[str] = opts.PromUserOpt,
@@ -70,7 +73,8 @@ def serve(
             raise cli.ConfigError(str(exc)) from None
         pruned = store.prune(older_than_s=state_ttl)
         try:
-            server = ServeServer(Service(policies=policies, metrics=metrics, store=store), host=host, port=port)
+            server = ServeServer(Service(policies=policies, metrics=metrics, store=store, answer_within_s=answer_within),
+                                 host=host, port=port)
         except OSError as exc:
             raise cli.ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
         stop = threading.Event()

@@ -45,14 +45,16 @@ from typing import Any
 
 from canary import logs
 from canary.analysis.judge import judge
-from canary.errors import CanaryError, ConfigError, GateError, MetricsUnavailable
+from canary.errors import CanaryError, ConfigError, GateError
 from canary.model import Outcome, Target, Verdict
 from canary.policy import Policy, load_policy
 from canary.serve_requests import Ask, BadRequest, argo_ask, flagger_ask, query_fields, read_json
+from canary.serve_measure import measure_within
 from canary.serve_session import (FAIL, PASS, Session, new_session, open_window, record_gates, record_look,
                                   serve_window)
-from canary.serve_store import SessionStore, StoreError
+from canary.serve_store import RevisionBusy, SessionStore, StoreError
 
+ANSWER_WITHIN_S = 8.0  # below Flagger's and Argo's default webhook/measurement timeout of 10 s
 FLAGGER_HOOKS = ("pre-rollout", "rollout", "confirm-traffic-increase", "confirm-promotion")
 STATUS = {PASS: 200, "inconclusive": 200, FAIL: 409}
 Reply = tuple[int, dict[str, Any]]
@@ -90,16 +92,27 @@ class Service:
 
     `metrics` is a PrometheusProvider (anything with its `measure`/`request_counts` taking `at`);
     `clock` gives Unix seconds (the window bookkeeping and the queries' evaluation time).
+    `answer_within_s` bounds a call's wait for its revision and for Prometheus (real time): what is
+    not measured by then is "could not measure", and a revision still busy with another call is a 503,
+    so the caller gets an answer before its own timeout (Flagger's and Argo's default: 10 s).
     """
 
     def __init__(self, *, policies: dict[str, NamedPolicy], metrics: Any, store: SessionStore,
-                 clock: Callable[[], float] = time.time, gates: Callable[..., Any] = default_gates) -> None:
+                 clock: Callable[[], float] = time.time, gates: Callable[..., Any] = default_gates,
+                 answer_within_s: float = ANSWER_WITHIN_S) -> None:
+        if not (math.isfinite(answer_within_s) and answer_within_s > 0):
+            raise ConfigError(f"--answer-within must be a positive duration, got {answer_within_s!r}")
         self.policies, self.metrics, self.store, self.clock, self.gates = policies, metrics, store, clock, gates
+        self.answer_within_s = answer_within_s
         self.log = logs.get(component="serve")
 
     def handle(self, method: str, path: str, query: str, body: bytes, content_type: str | None) -> Reply:
+        deadline = time.monotonic() + self.answer_within_s
         try:
-            return self._route(method, path, query, body, content_type)
+            return self._route(method, path, query, body, content_type, deadline)
+        except RevisionBusy as exc:  # not an answer about the canary: the caller asks again (never a 2xx)
+            self.log.warning("serve.busy", path=path, error=str(exc))
+            return 503, {"error": str(exc), "field": ""}
         except BadRequest as exc:
             self.log.warning("serve.bad_request", path=path, status=exc.status, field=exc.field, error=exc.message)
             return exc.status, {"error": str(exc), "field": exc.field}
@@ -110,7 +123,8 @@ class Service:
             self.log.error("serve.unexpected_error", path=path, error=f"{type(exc).__name__}: {exc}")
             return 500, {"error": f"unexpected error ({type(exc).__name__}: {exc})", "field": ""}
 
-    def _route(self, method: str, path: str, query: str, body: bytes, content_type: str | None) -> Reply:
+    def _route(self, method: str, path: str, query: str, body: bytes, content_type: str | None,
+               deadline: float) -> Reply:
         if path == "/healthz":
             _allow(method, ("GET",))
             return 200, {"ok": True}
@@ -122,7 +136,7 @@ class Service:
                 if query:
                     raise BadRequest("", "give the fields in the JSON body or in the query string, not both")
                 raw = read_json(body, content_type)
-            return self._look(argo_ask(raw), hook="measure")
+            return self._look(argo_ask(raw), hook="measure", deadline=deadline)
         prefix = "/api/v1/flagger/"
         if path.startswith(prefix):
             hook = path[len(prefix):]
@@ -131,18 +145,18 @@ class Service:
             _allow(method, ("POST",))
             ask = flagger_ask(read_json(body, content_type))
             if hook == "pre-rollout":
-                return self._gates(ask)
+                return self._gates(ask, deadline=deadline)
             if hook == "rollout":
-                return self._look(ask, hook=hook)
-            return self._confirm(ask, hook=hook)
+                return self._look(ask, hook=hook, deadline=deadline)
+            return self._confirm(ask, hook=hook, deadline=deadline)
         raise BadRequest("", f"no such endpoint {path[:100]!r}", 404)
 
     # -- the three kinds of answer -----------------------------------------------------
 
-    def _look(self, ask: Ask, *, hook: str) -> Reply:
+    def _look(self, ask: Ask, *, hook: str, deadline: float) -> Reply:
         named = self._policy(ask)
         policy = named.policy
-        with self.store.lock(ask.key, ask.revision):
+        with self.store.lock(ask.key, ask.revision, timeout=_left(deadline)):
             s = self._session(ask, named, create=True)
             assert s is not None
             verdict: Verdict | None = None
@@ -151,7 +165,8 @@ class Service:
                 now = self.clock()
                 s = open_window(s, now=now, step=ask.step)
                 window_s = serve_window(s, now, policy.analysis.look_every)
-                measurements, n = self._measure(policy, _target(s), window_s=window_s, at=now)
+                measurements, n = measure_within(self.metrics, policy, _target(s), window_s=window_s, at=now,
+                                                 deadline=deadline, answer_within_s=self.answer_within_s, log=self.log)
                 ratio = s.pass_ratio(n)  # the look's requests over its window's anchor: sets the pass level
                 verdict = judge(policy, measurements, prior=s.prior(), window=s.window, pass_ratio=ratio,
                                 step=s.windows_closed)  # a count that never repeats: places the window
@@ -166,9 +181,9 @@ class Service:
         self._decided(ask, hook, status, s, verdict, n)
         return status, doc
 
-    def _confirm(self, ask: Ask, *, hook: str) -> Reply:
+    def _confirm(self, ask: Ask, *, hook: str, deadline: float) -> Reply:
         named = self._policy(ask)
-        with self.store.lock(ask.key, ask.revision):
+        with self.store.lock(ask.key, ask.revision, timeout=_left(deadline)):
             s = self._session(ask, named, create=False)
             if hook == "confirm-traffic-increase" and (s is None or s.looks == 0):
                 return self._first_step(ask, named, s)
@@ -222,7 +237,7 @@ class Service:
         self._decided(ask, "confirm-traffic-increase", status, s, None, None)
         return status, doc
 
-    def _gates(self, ask: Ask) -> Reply:
+    def _gates(self, ask: Ask, *, deadline: float) -> Reply:
         named = self._policy(ask)
         cfg = named.policy.gates.triton
         if cfg is not None and cfg.enabled and not ask.triton_canary:
@@ -236,7 +251,7 @@ class Service:
                         check_url(url, cfg.protocol, field=name)
                 except ConfigError as exc:
                     raise BadRequest(name, str(exc).removeprefix(f"{name} ")) from None
-        with self.store.lock(ask.key, ask.revision):
+        with self.store.lock(ask.key, ask.revision, timeout=_left(deadline)):
             s = self._session(ask, named, create=True)
             assert s is not None
             if s.ended:
@@ -303,24 +318,6 @@ class Service:
                                                f"{recorded!r}, not {given!r} (a new release needs a new revision)", 409)
         return s
 
-    def _measure(self, policy: Policy, target: Target, *, window_s: int, at: float) -> tuple[dict[str, Any], float]:
-        """Every check's (stable, canary) over the window ending `at`, and the canary requests.
-        Nothing raises: a failure is that check's "could not measure"."""
-        out: dict[str, Any] = {}
-        for check in policy.checks:
-            try:
-                out[check.name] = self.metrics.measure(policy, check, target, window_s=window_s, at=at)
-            except CanaryError as exc:
-                out[check.name] = exc
-            except Exception as exc:  # noqa: BLE001 - a provider bug is "could not measure", not a 500
-                self.log.error("metrics.unexpected_error", check=check.name, error=f"{type(exc).__name__}: {exc}")
-                out[check.name] = MetricsUnavailable(f"{type(exc).__name__}: {exc}")
-        try:
-            _, n = self.metrics.request_counts(policy, target, window_s=window_s, at=at)
-        except Exception:  # noqa: BLE001 - no count, no pass
-            n = 0.0
-        return out, float(n)
-
     def _decided(self, ask: Ask, hook: str, status: int, s: Session, verdict: Verdict | None, n: float | None) -> None:
         fields = dict(integration=ask.integration, hook=hook, key=ask.key, revision=ask.revision, policy=s.policy,
                       model=s.model, status=status, verdict=s.verdict, reason=s.reason, look=s.looks,
@@ -329,6 +326,11 @@ class Service:
             fields.update(outcome=verdict.outcome.label, canary_requests=n,
                           checks={r.check: r.outcome.label for r in verdict.results})
         (self.log.warning if status >= 400 or s.verdict == FAIL else self.log.info)("serve.decision", **fields)
+
+
+def _left(deadline: float) -> float:
+    """Seconds to `deadline` (time.monotonic()), at least 0."""
+    return max(0.0, deadline - time.monotonic())
 
 
 def _allow(method: str, methods: tuple[str, ...]) -> None:

@@ -18,16 +18,28 @@ import os
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from canary.errors import CanaryError
 from canary.serve_session import Session
 
-_LOCKS = 64  # striped: bounded memory whatever the number of revisions
-
 
 class StoreError(CanaryError):
     """A stored session exists but cannot be read or written (the message names the file)."""
+
+
+class RevisionBusy(CanaryError):
+    """Another call for the same revision held it past the wait this call had (`lock(timeout=)`)."""
+
+
+class _Slot:
+    """A revision's lock and how many calls hold or wait on it."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.users = 0
 
 
 class SessionStore:
@@ -41,7 +53,10 @@ class SessionStore:
             raise StoreError(f"{self.dir}: cannot create the state directory: {exc.strerror or exc}") from None
         if not os.access(self.dir, os.W_OK):
             raise StoreError(f"{self.dir}: the state directory is not writable")
-        self._locks = [threading.Lock() for _ in range(_LOCKS)]
+        # one lock per revision in use, dropped when no call holds or waits on it (bounded by the calls
+        # in flight): 64 striped locks made an unrelated revision wait on a slow one that shared its stripe
+        self._guard = threading.Lock()
+        self._locks: dict[str, _Slot] = {}
         self._held: int | None = None  # the descriptor of `hold()`'s lock file while this process holds it
 
     def hold(self) -> None:
@@ -74,9 +89,28 @@ class SessionStore:
         digest = hashlib.sha256(f"{key}\0{revision}".encode()).hexdigest()[:40]
         return self.dir / f"{digest}.json"
 
-    def lock(self, key: str, revision: str) -> threading.Lock:
-        """The lock every read-modify-write of this revision holds (looks of one revision in order)."""
-        return self._locks[int(self.path(key, revision).stem[:8], 16) % _LOCKS]
+    @contextmanager
+    def lock(self, key: str, revision: str, *, timeout: float = -1) -> Iterator[None]:
+        """Held by every read-modify-write of this revision (looks of one revision in order), and by
+        nothing else: calls for other revisions never wait on it. RevisionBusy when it cannot be had
+        within `timeout` seconds (-1: wait for as long as it takes)."""
+        name = self.path(key, revision).stem
+        with self._guard:
+            slot = self._locks.setdefault(name, _Slot())
+            slot.users += 1
+        try:
+            if not slot.lock.acquire(timeout=max(timeout, 0.0) if timeout >= 0 else -1):
+                raise RevisionBusy(f"another call for {key} revision {revision} is still being answered "
+                                   f"(waited {max(timeout, 0.0):.1f}s for it)")
+            try:
+                yield
+            finally:
+                slot.lock.release()
+        finally:
+            with self._guard:
+                slot.users -= 1
+                if slot.users == 0:
+                    del self._locks[name]
 
     def load(self, key: str, revision: str) -> Session | None:
         """The stored session, None when there is none; StoreError when it exists but is unreadable."""

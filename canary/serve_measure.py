@@ -1,0 +1,82 @@
+"""One look's measurements for `canary serve`, answered within the caller's timeout.
+
+Why a module of its own: Flagger and Argo wait a fixed time for an answer (Flagger's webhook
+`timeout`, 10 s unless set; Argo's `timeoutSeconds`, 10 s unless set). The Prometheus client
+bounds each query (retries within a budget, 5 s), but a look asks one query after another for
+every check and arm: against a Prometheus that accepts connections and never answers, the default
+policy's look took 30 s, past every caller's timeout, while the revision stayed locked and the
+next call queued behind it. Here every check (and the request count) is asked on a thread of its
+own, in parallel, and what has not answered by the deadline is "could not measure" for that check
+(a `MetricsUnavailable`: never a pass). A thread left behind ends within its client's own budget;
+its answer is dropped.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from canary.errors import CanaryError, MetricsUnavailable
+from canary.model import Target
+from canary.policy import Policy
+
+COUNTS = "\0request_counts"  # the request count's job, beside the checks' (no check is named so)
+
+
+def measure_within(metrics: Any, policy: Policy, target: Target, *, window_s: int, at: float, deadline: float,
+                   answer_within_s: float, log: Any) -> tuple[dict[str, Any], float]:
+    """Every check's (stable, canary) over the window ending `at`, and the canary requests, asked in
+    parallel until `deadline` (time.monotonic()). Nothing raises: a failure, or no answer in time, is
+    that check's "could not measure" (no count: 0 requests, so no pass)."""
+    jobs: dict[str, Callable[[], Any]] = {
+        c.name: (lambda c=c: metrics.measure(policy, c, target, window_s=window_s, at=at)) for c in policy.checks}
+    jobs[COUNTS] = lambda: metrics.request_counts(policy, target, window_s=window_s, at=at)
+    done = _run(jobs, deadline)
+    late = f"Prometheus did not answer within the {answer_within_s:g}s this service answers in (--answer-within)"
+    out: dict[str, Any] = {}
+    for check in policy.checks:
+        got = done.get(check.name)
+        if got is None:
+            log.error("metrics.too_slow", check=check.name, answer_within_s=answer_within_s)
+            out[check.name] = MetricsUnavailable(f"check {check.name!r}: {late}")
+        elif isinstance(got[1], CanaryError) or got[0]:
+            out[check.name] = got[1]
+        else:  # a provider bug is "could not measure", not a 500
+            exc = got[1]
+            log.error("metrics.unexpected_error", check=check.name, error=f"{type(exc).__name__}: {exc}")
+            out[check.name] = MetricsUnavailable(f"{type(exc).__name__}: {exc}")
+    counted = done.get(COUNTS)
+    n = 0.0
+    if counted is not None and counted[0]:
+        try:
+            n = float(counted[1][1])
+        except (TypeError, ValueError, IndexError):
+            n = 0.0
+    return out, n
+
+
+def _run(jobs: dict[str, Callable[[], Any]], deadline: float) -> dict[str, tuple[bool, Any]]:
+    """{name: (True, value) | (False, exception)} for the jobs that finished by `deadline`."""
+    done: dict[str, tuple[bool, Any]] = {}
+    cond = threading.Condition()
+
+    def work(name: str, fn: Callable[[], Any]) -> None:
+        try:
+            got: tuple[bool, Any] = (True, fn())
+        except Exception as exc:  # noqa: BLE001 - handed to the look as this check's failure
+            got = (False, exc)
+        with cond:
+            done[name] = got
+            cond.notify()
+
+    for name, fn in jobs.items():
+        threading.Thread(target=work, args=(name, fn), name="canary-serve-measure", daemon=True).start()
+    with cond:
+        while len(done) < len(jobs):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            cond.wait(left)
+        return dict(done)

@@ -1,0 +1,154 @@
+"""`canary serve` under a fresh attacker (docs/decisions.md 99): the same Flagger checksum rolled out
+again, a Prometheus that hangs during a call, calls for one revision piling up behind a slow one.
+
+`Service.handle` with a fake clock and a fake provider (no sockets): a hanging Prometheus is a
+provider that waits on an Event the test sets only after it has the answer, so no sleep decides a
+result; the service's own `answer_within_s` is the only clock that runs.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from canary.model import Counts
+from canary.policy import parse_policy
+from canary.serve import NamedPolicy, Service
+from canary.serve_store import SessionStore
+
+POLICY = {
+    "steps": [10, 50, 100],
+    "analysis": {"interval": "60s", "look_every": "15s", "min_canary_requests": 100},
+    "failure": {"max_failed_looks": 2, "no_data_deadline": "2m"},
+    "metrics": {"source": "model"},
+    "checks": [{"name": "errors", "kind": "error_rate", "max_increase_points": 1},
+               {"name": "errors-too", "kind": "error_rate", "max_increase_points": 2}],
+}
+BAD = {**POLICY, "checks": [{"name": "errors", "kind": "error_rate", "max_increase_points": 1, "hard": True}]}
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+class Metrics:
+    """100 req/s on each arm, no errors (`canary_errors`: the canary's error share); a check named in
+    `hang` (or "*": every query) waits on `release` before it answers."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.hang: set[str] = set()
+        self.entered = threading.Event()
+        self.canary_errors = 0.0
+
+    def _wait(self, name: str) -> None:
+        if name in self.hang or "*" in self.hang:
+            self.entered.set()
+            self.release.wait(30)
+
+    def measure(self, policy: Any, check: Any, target: Any, *, window_s: int, at: float) -> Any:
+        self._wait(check.name)
+        n = 100 * window_s
+        return Counts(0, n), Counts(int(n * self.canary_errors), n)
+
+    def request_counts(self, policy: Any, target: Any, *, window_s: int, at: float) -> tuple[float, float]:
+        self._wait("requests")
+        return 100.0 * window_s, 100.0 * window_s
+
+
+@pytest.fixture
+def rig(tmp_path: Path) -> Any:
+    clock, metrics, store = Clock(), Metrics(), SessionStore(tmp_path / "state")
+
+    def service(answer_within_s: float = 5.0, policy: dict[str, Any] = POLICY) -> Service:
+        """A Service on the one store (two of them: two calls with different `answer_within_s`)."""
+        named = {"p": NamedPolicy("p", parse_policy(policy), tmp_path)}
+        return Service(policies=named, metrics=metrics, store=store, clock=clock, answer_within_s=answer_within_s)
+
+    yield clock, metrics, service
+    metrics.release.set()  # let any thread left waiting end
+
+
+def flagger(svc: Service, hook: str, *, name: str = "m", checksum: str = "c1") -> tuple[int, dict[str, Any]]:
+    body = {"name": name, "namespace": "ml", "phase": "Progressing", "checksum": checksum,
+            "metadata": {"model": name, "stableVersion": f"{name}-primary", "canaryVersion": name}}
+    return svc.handle("POST", f"/api/v1/flagger/{hook}", "", json.dumps(body).encode(), "application/json")
+
+
+# ---- a Prometheus that hangs during a call -------------------------------------------------
+
+
+def test_a_hanging_prometheus_is_a_503_within_answer_within_never_a_pass(rig: Any) -> None:
+    clock, metrics, service = rig
+    svc = service(answer_within_s=0.3)
+    metrics.hang = {"*"}
+    t0 = time.monotonic()
+    status, doc = flagger(svc, "rollout")
+    assert time.monotonic() - t0 < 5, "answered long after the caller's timeout"
+    assert status == 503 and doc["result"]["verdict"] != "pass"
+    status, doc = svc.handle("GET", "/api/v1/argo/measure", "namespace=ml&rollout=m&model=m&stableVersion=v1&"
+                             "canaryVersion=v2", b"", None)
+    assert status == 503 and doc["result"]["verdict"] != "pass"
+    assert "--answer-within" in json.dumps(doc["evidence"])
+
+
+def test_one_check_that_does_not_answer_in_time_keeps_the_look_from_passing(rig: Any) -> None:
+    clock, metrics, service = rig
+    svc = service(answer_within_s=0.3)
+    assert flagger(svc, "pre-rollout")[0] == 200
+    for _ in range(3):
+        clock.t += 15
+        assert flagger(svc, "rollout")[0] == 200
+    metrics.hang = {"errors-too"}  # the look that would pass: its window covers the interval
+    clock.t += 15
+    status, doc = flagger(svc, "rollout")
+    assert status == 200, "measured in part: inconclusive, the rollout hook's 200"
+    assert doc["result"]["verdict"] == "inconclusive" and doc["result"]["checks"]["errors-too"] == "error"
+    assert doc["result"]["checks"]["errors"] == "pass", "the checks that answered are judged"
+    assert flagger(svc, "confirm-traffic-increase")[0] == 412
+
+
+# ---- calls piling up behind a slow one -----------------------------------------------------
+
+
+def _call(fn: Any) -> tuple[threading.Thread, dict[str, Any]]:
+    box: dict[str, Any] = {}
+    t = threading.Thread(target=lambda: box.update(answer=fn()), daemon=True)
+    t.start()
+    return t, box
+
+
+def _same_stripe(store: SessionStore) -> str:
+    """A Canary name whose revision shared the old 64 striped locks with flagger/ml/m c1."""
+    stripe = int(store.path("flagger/ml/m", "c1").stem[:8], 16) % 64
+    return next(n for n in (f"m{i}" for i in range(10_000))
+                if int(store.path(f"flagger/ml/{n}", "c1").stem[:8], 16) % 64 == stripe)
+
+
+def test_a_slow_look_makes_its_own_revision_busy_not_another_ones(rig: Any, tmp_path: Path) -> None:
+    clock, metrics, service = rig
+    slow_svc, svc = service(answer_within_s=60), service(answer_within_s=0.3)
+    metrics.hang = {"*"}
+    slow, _ = _call(lambda: flagger(slow_svc, "rollout"))  # holds c1 until the test releases Prometheus
+    assert metrics.entered.wait(5), "the look asks Prometheus"
+    other = _same_stripe(svc.store)
+    metrics.hang = set()
+    t, box = _call(lambda: flagger(svc, "pre-rollout", name=other))
+    t.join(5)
+    assert box.get("answer", (None,))[0] == 200, "another Canary waited on this one's slow look"
+    t, box = _call(lambda: flagger(svc, "confirm-promotion"))
+    t.join(5)
+    assert box.get("answer", (None,))[0] == 503, box  # this revision is busy: not a 2xx, within answer_within
+    assert "still being answered" in box["answer"][1]["error"]
+    metrics.release.set()
+    slow.join(5)
+    assert not slow.is_alive() and not svc.store._locks, "no lock left behind"
