@@ -252,7 +252,7 @@ class Service:
                 except ConfigError as exc:
                     raise BadRequest(name, str(exc).removeprefix(f"{name} ")) from None
         with self.store.lock(ask.key, ask.revision, timeout=_left(deadline)):
-            s = self._session(ask, named, create=True)
+            s = self._restarted(ask, named) or self._session(ask, named, create=True)
             assert s is not None
             if s.ended:
                 status = 409
@@ -271,6 +271,23 @@ class Service:
         return status, doc
 
     # -- helpers -------------------------------------------------------------------------
+
+    def _restarted(self, ask: Ask, named: NamedPolicy) -> Session | None:
+        """A new session when `pre-rollout` comes for a revision whose analysis already began (a look, or
+        its first step granted), else None. Flagger calls pre-rollout only at an analysis's start (weight 0,
+        no iteration: `advanceCanary`), and its checksum is a hash of the target's spec, so the same spec
+        rolled out again (reverted to, re-applied after another release) comes back with the same revision.
+        Kept, its old window reached back to the last pass, hours or days of other releases' pods under the
+        same `app` labels, and passed the first look; its old `pass` granted the new analysis's
+        confirm hooks before any look. A failed revision stays failed (sticky, 409)."""
+        old = self.store.load(ask.key, ask.revision)
+        if old is None or old.ended or (old.looks == 0 and not old.first_step):
+            return None
+        self.log.info("serve.restarted", integration=ask.integration, key=ask.key, revision=ask.revision,
+                      looks=old.looks, verdict=old.verdict, first_step=old.first_step)
+        return new_session(key=ask.key, revision=ask.revision, policy=named.name, model=ask.model,
+                           namespace=ask.namespace, stable_version=ask.stable_version,
+                           canary_version=ask.canary_version, now=self.clock(), step=ask.step)
 
     def _run_gates(self, cfg: Any, ask: Ask, named: NamedPolicy) -> tuple[int, str]:
         """(200, what passed) | (409, why refused) | (503, why they could not be run)."""

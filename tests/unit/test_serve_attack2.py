@@ -84,6 +84,59 @@ def flagger(svc: Service, hook: str, *, name: str = "m", checksum: str = "c1") -
     return svc.handle("POST", f"/api/v1/flagger/{hook}", "", json.dumps(body).encode(), "application/json")
 
 
+def to_promotion(svc: Service, clock: Clock) -> None:
+    """One Flagger analysis of checksum c1 in its order, to a pass and the promotion."""
+    assert flagger(svc, "pre-rollout")[0] == 200
+    assert flagger(svc, "confirm-traffic-increase")[0] == 200
+    for _ in range(4):
+        clock.t += 15
+        status, doc = flagger(svc, "rollout")
+        assert status == 200
+    assert doc["result"]["verdict"] == "pass"
+    assert flagger(svc, "confirm-promotion")[0] == 200
+
+
+# ---- the same checksum rolled out again ----------------------------------------------------
+
+
+def test_the_same_spec_rolled_out_again_is_judged_on_its_own_looks_not_the_last_rollouts_pass(rig: Any) -> None:
+    clock, _, service = rig
+    svc = service()
+    to_promotion(svc, clock)
+    clock.t += 3600  # another release, then this spec again: Flagger's checksum is the same
+    status, doc = flagger(svc, "pre-rollout")
+    assert (status, doc["result"]["look"]) == (200, 0), "a new analysis: no look yet"
+    status, doc = flagger(svc, "confirm-traffic-increase")
+    assert status == 200 and "first step granted" in doc["result"]["reason"], "the first step, not the old pass"
+    clock.t += 15
+    status, doc = flagger(svc, "rollout")
+    assert doc["result"]["verdict"] != "pass", "an hour of other releases' pods is no evidence on this one"
+    assert doc["result"]["window_s"] <= 15, doc["result"]
+    assert flagger(svc, "confirm-promotion")[0] == 412
+
+
+def test_a_first_step_granted_then_an_analysis_restarted_before_any_look_gets_its_first_step_again(rig: Any) -> None:
+    clock, _, service = rig
+    svc = service()
+    assert flagger(svc, "pre-rollout")[0] == 200
+    assert flagger(svc, "confirm-traffic-increase")[0] == 200
+    clock.t += 600  # rolled back by Flagger before any rollout hook (e.g. its progress deadline), then again
+    assert flagger(svc, "pre-rollout")[0] == 200
+    assert flagger(svc, "confirm-traffic-increase")[0] == 200, "it stayed at weight 0 for ever (412)"
+    assert flagger(svc, "confirm-traffic-increase")[0] == 412, "still once per analysis"
+
+
+def test_a_failed_revision_stays_failed_when_its_analysis_starts_again(rig: Any) -> None:
+    clock, metrics, service = rig
+    svc = service(policy=BAD)
+    metrics.canary_errors = 0.2
+    assert flagger(svc, "pre-rollout")[0] == 200
+    clock.t += 15
+    assert flagger(svc, "rollout")[0] == 409
+    assert flagger(svc, "pre-rollout")[0] == 409, "sticky: the same spec was shown bad"
+    assert flagger(svc, "confirm-traffic-increase")[0] == 409
+
+
 # ---- a Prometheus that hangs during a call -------------------------------------------------
 
 
