@@ -163,7 +163,8 @@ class Service:
             window_s, n, unmeasured, ratio = 0, None, False, None
             if not s.ended:
                 now = self.clock()
-                s = open_window(s, now=now, step=ask.step)
+                s = open_window(s, now=now, step=ask.step,
+                                quiet_s=policy.analysis.interval + policy.failure.no_data_deadline)
                 window_s = serve_window(s, now, policy.analysis.look_every)
                 measurements, n = measure_within(self.metrics, policy, _target(s), window_s=window_s, at=now,
                                                  deadline=deadline, answer_within_s=self.answer_within_s, log=self.log)

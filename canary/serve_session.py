@@ -157,15 +157,26 @@ def _next_window(s: Session, *, start: float, step: str, index: int) -> Session:
                    pass_anchor_requests=-1.0, advanced_at=None)
 
 
-def open_window(s: Session, *, now: float, step: str = "") -> Session:
+def open_window(s: Session, *, now: float, step: str = "", quiet_s: float | None = None) -> Session:
     """The session with the window this look belongs to open.
 
     After a pass the caller advanced: a new window from the time of that answer (index 0). A
     different `step` than the window's (when the caller names steps) opens one from now
     (index 0: a new step). Otherwise the open window goes on. A failed session stays as is.
+
+    A revision not called for more than `quiet_s` (the policy's `interval + no_data_deadline`, as
+    long as a window may last) is a caller that stopped and came back: Argo's retry of an aborted
+    rollout or an undo to this pod-template hash, a Flagger analysis of the same spec again. Its
+    window opens from now (the closed windows' evidence stays the prior): the old one reached back
+    over the silence, and its first look judged days of data from before the caller's analysis began
+    (and passed on it), or failed at once for a deadline spent while nobody asked.
     """
     if s.ended:
         return s
+    if quiet_s is not None and now - s.updated_at > quiet_s:
+        if s.looks == 0:  # nothing measured yet: the first window, from now
+            return replace(s, window_started_at=now, step=step or s.step)
+        return _next_window(s, start=now, step=step or s.step, index=0)
     moved = bool(step) and step != s.step
     if s.advanced_at is not None:
         return _next_window(s, start=s.advanced_at, step=step or s.step, index=0)

@@ -137,6 +137,38 @@ def test_a_failed_revision_stays_failed_when_its_analysis_starts_again(rig: Any)
     assert flagger(svc, "confirm-traffic-increase")[0] == 409
 
 
+def argo(svc: Service, step: str = "10") -> tuple[int, dict[str, Any]]:
+    return svc.handle("GET", "/api/v1/argo/measure", "namespace=ml&rollout=m&model=m&stableVersion=h0&"
+                      f"canaryVersion=h1&step={step}", b"", None)
+
+
+def test_a_look_after_the_caller_went_quiet_is_judged_from_now_not_over_the_silence(rig: Any) -> None:
+    clock, _, service = rig
+    svc = service()
+    for _ in range(2):
+        assert argo(svc)[1]["result"]["verdict"] == "inconclusive"
+        clock.t += 15
+    clock.t += 2 * 86400  # aborted by hand, retried two days later: the same pod-template hash
+    status, doc = argo(svc)
+    assert doc["result"]["verdict"] != "pass", "two days of data from before the retry is no evidence on it"
+    assert doc["result"]["window_s"] <= 15 and doc["result"]["window"] == 1, doc["result"]
+    for _ in range(4):  # judged on its own data from now: a pass once that covers the interval
+        clock.t += 15
+        status, doc = argo(svc)
+    assert doc["result"]["verdict"] == "pass" and doc["result"]["window_s"] == 60
+
+
+def test_a_quiet_caller_does_not_come_back_to_a_deadline_spent_while_nobody_asked(rig: Any) -> None:
+    clock, metrics, service = rig
+    svc = service()
+    metrics.hang = set()
+    assert flagger(svc, "pre-rollout")[0] == 200
+    clock.t += 86400  # no rollout hook for a day (the caller stopped), then a look
+    status, doc = flagger(svc, "rollout")
+    assert (status, doc["result"]["verdict"]) == (200, "inconclusive"), doc["result"]
+    assert doc["result"]["window_s"] == 15, "the first window reaches back look_every, not a day"
+
+
 # ---- a Prometheus that hangs during a call -------------------------------------------------
 
 
