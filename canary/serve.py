@@ -10,10 +10,13 @@ restarted service spends the error budget where the last one stopped.
 Endpoints (`Service.handle`; the HTTP layer is serve_http.py). Shapes: serve_requests.py.
 
     GET|POST /api/v1/argo/measure        Argo web metric: 200 with the look document below
-                                         (503 when Prometheus could not be asked)
+                                         (503 when Prometheus could not be asked, or did not
+                                         answer within `answer_within_s`)
     POST /api/v1/flagger/pre-rollout     the policy's Triton gates: 200 passed (or none
                                          configured), 409 refused, 503 could not check
     POST /api/v1/flagger/rollout         one look: 200 pass or inconclusive, 409 fail, 503
+                                         (every call: 503 when another call of the revision
+                                         is still being answered after `answer_within_s`)
     POST /api/v1/flagger/confirm-traffic-increase
     POST /api/v1/flagger/confirm-promotion
                                          no measurement: 200 only when the revision's last look
