@@ -788,8 +788,10 @@ class Controller:
         failure's message, or None while it still runs. ConfigError (nothing recorded but the CR's Ready
         condition; the rollout waits at 100/0) when its warm-up samples went missing since the claim.
 
-        The gate runs on a pool of its own: a tick waits `gate_wait_s` for it, then leaves it running and
-        the rollout pending (stable 100%); its end wakes the rollout (`DueQueue.touch`). Each call of the
+        The gate runs on a thread of its own: the tick that starts it waits `gate_wait_s` for it, then leaves
+        it running and the rollout pending (stable 100%); later ticks only look whether it ended (they waited
+        `gate_wait_s` each, one after another with one worker: N gates running held every tick N x 2 s for
+        as long as they ran); its end wakes the rollout (`DueQueue.touch`). Each call of the
         gate is bounded (5 s), but a warm-up is `warmup_requests` calls: inline, a slow canary's held the
         whole tick, so every other rollout's look, probe and rollback waited on it. A run is for one
         (canary version, rollout start, gate); a result left unread for `GATE_RESULT_TTL_S` is run again
@@ -805,20 +807,24 @@ class Controller:
         if held is not None and (held[0] != bound or (
                 held[2] is not None and time.monotonic() - held[2] > GATE_RESULT_TTL_S)):
             held = None
+        wait = 0.0  # a run started by an earlier tick is only looked at: its end wakes the rollout
         if held is None:
-            held = self._preflights[spec.key] = [bound, None, None, False]
             key = spec.key
+            # started before it is kept: a thread that cannot start (RuntimeError) raises here with nothing
+            # kept, and the next tick starts it again (kept first, a run of None failed every tick for ever)
+            run = run_in_background(gate.preflight, name=f"canary-gate-{key}")
+            held = self._preflights[key] = [bound, run, None, False]
+            wait = self.gate_wait_s
 
             def ended(_: Any, held: list[Any] = held) -> None:
                 held[2] = time.monotonic()
                 if self._preflights.get(key) is held:
                     self.queue.touch(key, self.clock.now())
 
-            held[1] = run_in_background(gate.preflight, name=f"canary-gate-{key}")
-            held[1].add_done_callback(ended)
+            run.add_done_callback(ended)
         run = held[1]
         try:
-            report = run.result(timeout=self.gate_wait_s)
+            report = run.result(timeout=wait)
         except FutureTimeout:
             if not held[3]:  # once per run
                 held[3] = True

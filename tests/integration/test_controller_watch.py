@@ -383,3 +383,102 @@ def test_a_slow_triton_gate_holds_no_other_rollout(world: Any) -> None:
         if status(api, "r0").get("phase") in rl.TERMINAL:
             break
     assert status(api, "r0")["phase"] == rl.PROMOTED
+
+
+def _gated(api: KubeAPIServer, op: Controller, gate: Any) -> None:
+    """r0 with a Triton gate (`gate`, no server behind it)."""
+    gated = fleet.rollout_object(0, "v2")
+    gated["spec"]["policy"]["gates"] = {"triton": {"enabled": True, "probe_interval": "1s"}}
+    gated["spec"]["triton"] = {"stableUrl": "http://127.0.0.1:9", "canaryUrl": "http://127.0.0.1:9"}
+    api.handler.put_object(gated)
+    op._gate = lambda spec: gate if spec.key == "ml/r0" else None  # type: ignore[method-assign]
+
+
+class _Gate:
+    probe_interval, probe_failures, last_failure = 1.0, 2, ""
+
+    def __init__(self, release: threading.Event | None = None) -> None:
+        self.release, self.runs = release, 0
+
+    def preflight(self) -> dict[str, Any]:
+        self.runs += 1
+        if self.release is not None:
+            self.release.wait(30)
+        return {"checks": "schema, warm-up"}
+
+    def ready(self) -> bool:
+        return True
+
+
+def test_a_running_gate_is_waited_for_only_by_the_tick_that_starts_it(world: Any, monkeypatch: Any) -> None:
+    """Decision 103 (a): a tick waited `gate_wait_s` for a gate still running at every tick, one rollout
+    after another with one worker, for as long as the gate ran; only the tick that starts the run waits.
+    The waits are recorded, not timed."""
+    import canary.controller as controller
+
+    api, op, custom, clock = world
+    release = threading.Event()
+    _gated(api, op, _Gate(release))
+    waits: list[Any] = []
+    real = controller.run_in_background
+
+    class Recorded:
+        def __init__(self, run: Any) -> None:
+            self.run = run
+
+        def result(self, timeout: Any = None) -> Any:
+            waits.append(timeout)
+            return self.run.result(timeout)
+
+        def add_done_callback(self, fn: Any) -> None:
+            self.run.add_done_callback(lambda _: fn(self))
+
+    monkeypatch.setattr(controller, "run_in_background", lambda fn, name: Recorded(real(fn, name=name)))
+    op.gate_wait_s = 0.01
+    try:
+        for _ in range(5):
+            step(api, op, clock)
+        assert status(api, "r0").get("phase") in (None, rl.PENDING)
+        assert waits and waits[0] == 0.01 and all(w == 0 for w in waits[1:]), waits
+    finally:
+        release.set()
+    for _ in range(120):
+        step(api, op, clock)
+        if status(api, "r0").get("phase") in rl.TERMINAL:
+            break
+    assert status(api, "r0")["phase"] == rl.PROMOTED
+
+
+def test_a_gate_whose_thread_cannot_start_is_started_again(world: Any, monkeypatch: Any) -> None:
+    """Decision 103 (b): a gate thread that could not start (RuntimeError: can't start new thread) left a
+    run of None kept for the rollout, and the next tick failed on it too ("AttributeError: 'NoneType'
+    object has no attribute 'result'", a line that names no cause); now nothing is kept and the next tick
+    starts the gate again."""
+    import canary.controller as controller
+
+    api, op, custom, clock = world
+    gate = _Gate()
+    _gated(api, op, gate)
+    real, calls = controller.run_in_background, []
+
+    def flaky(fn: Any, *, name: str) -> Any:
+        calls.append(name)
+        if len(calls) == 1:
+            raise RuntimeError("can't start new thread")
+        return real(fn, name=name)
+
+    monkeypatch.setattr(controller, "run_in_background", flaky)
+    failed, real_failed = [], op._failed
+
+    def record(obj: Any, exc: BaseException) -> None:
+        failed.append(f"{type(exc).__name__}: {exc}")
+        real_failed(obj, exc)
+
+    op._failed = record  # type: ignore[method-assign]
+    op.gate_wait_s = 30.0  # a gate of no calls ends within the tick that starts it
+    for _ in range(120):
+        step(api, op, clock)
+        if status(api, "r0").get("phase") in rl.TERMINAL:
+            break
+    assert failed == ["RuntimeError: can't start new thread"] and len(calls) == 2 and gate.runs == 1
+    assert status(api, "r0")["phase"] == rl.PROMOTED
