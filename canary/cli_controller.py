@@ -235,8 +235,9 @@ def follow(*, model: str, canary_version: str, policy_file: Path, namespace: str
             if refused:  # the controller refused the request before claiming anything: exit 2, as promote does
                 where = f"CanaryRollout {namespace}/{meta['name']}"
                 said = refused.removeprefix(f"{namespace}/{meta['name']}: ")  # the controller's own words
+                mine = created and _uid(obj) == _uid(written)  # not one created again by someone else since
                 raise cli.ConfigError(f"{'' if said.startswith(where) else where + ': '}{said}; nothing was moved"
-                                      f"{_withdrawn(api, namespace, meta['name'], created)}")
+                                      f"{_withdrawn(api, namespace, meta['name'], _uid(written) if mine else '')}")
             if st.get("phase") in rl.TERMINAL and ours:
                 # a request that waited on another owner's rollout of the same version ends unrun
                 # (aborted); the version's outcome is that rollout's, judged by that owner's policy
@@ -288,13 +289,21 @@ def _refused(status: dict[str, Any], generation: int) -> str:
     return ""
 
 
-def _withdrawn(api: Any, namespace: str, name: str, created: bool) -> str:
-    """Delete the CanaryRollout this request created (it would start unattended once its input is fixed);
-    one that existed before is left as it is. The words to add to the error."""
-    if not created:
-        return f" (the CanaryRollout existed before this request: left in place, with its Ready condition)"
+def _uid(obj: Any) -> str:
+    return str(((obj or {}).get("metadata") or {}).get("uid") or "") if isinstance(obj, dict) else ""
+
+
+def _withdrawn(api: Any, namespace: str, name: str, uid: str) -> str:
+    """Delete the CanaryRollout this request created, `uid` (it would start unattended once its input is
+    fixed); one that existed before, or one of this name created again by someone else since (uid ""), is
+    left as it is: the delete carries the uid as a precondition, so it never lands on another object of the
+    name. The words to add to the error."""
+    if not uid:
+        return (" (the CanaryRollout is not one this request created: left in place, with its Ready "
+                "condition)")
     try:
-        api.delete_namespaced_custom_object(crd.GROUP, crd.VERSION, namespace, crd.PLURAL, name)
+        api.delete_namespaced_custom_object(crd.GROUP, crd.VERSION, namespace, crd.PLURAL, name,
+                                            body={"preconditions": {"uid": uid}})
     except Exception as exc:  # noqa: BLE001 - the refusal is what the caller must see
         return f" (deleting the CanaryRollout failed: {type(exc).__name__}; delete it by hand)"
     return " (the CanaryRollout created for it was deleted)"

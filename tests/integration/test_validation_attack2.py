@@ -81,3 +81,45 @@ def test_via_controller_exits_2_when_the_controller_refuses_the_request(tmp_path
     finally:
         client.close()
         api.stop()
+
+
+def test_via_controller_never_withdraws_a_canaryrollout_of_the_name_created_by_someone_else(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Decision 103 (c): the follower deleted by name whatever object the name held when the refusal came:
+    a CanaryRollout deleted and created again by someone else meanwhile (another pipeline, a person) was
+    deleted as the follower's own. Only the object it created (its uid, a precondition of the delete) is
+    withdrawn. The other object is put in place from the follower's own wait (no thread, no timing)."""
+    import canary.cli_controller as cc
+
+    api = fleet.start_api(1)
+    client = api.api_client()
+    try:
+        custom = kc.CustomObjectsApi(client)
+        kubeconfig = fleet.write_kubeconfig(tmp_path / "kubeconfig", api.url)
+        policy = tmp_path / "policy.yaml"
+        policy.write_text(yaml.safe_dump(copy.deepcopy(fleet.FAST_POLICY)))
+        replaced: list[str] = []
+
+        def someone_else(_: float) -> None:  # the follower's wait: the name now holds another, refused, object
+            if replaced:
+                return
+            mine = custom.get_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "req")
+            custom.delete_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "req")
+            other = copy.deepcopy(mine)
+            other["metadata"] = {"name": "req", "namespace": "ml"}
+            other["status"] = {"conditions": [{"type": "Ready", "status": "False", "reason": "ConfigError",
+                                               "message": "ml/req: not this request's", "observedGeneration": 9}]}
+            replaced.append(api.handler.put_object(other)["metadata"]["uid"])
+            assert replaced[0] != mine["metadata"]["uid"]
+
+        monkeypatch.setattr(cc, "time", type("T", (), {"monotonic": staticmethod(time.monotonic),
+                                                      "sleep": staticmethod(someone_else)}))
+        with pytest.raises(ConfigError, match="not one this request created"):
+            follow(model="m0", canary_version="v2", policy_file=policy, namespace="ml", stable_version="",
+                   virtual_service=None, kubeconfig=str(kubeconfig), context=None, name="req", triton=None,
+                   output="text", timeout_s=20)
+        left = custom.get_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "req")
+        assert left["metadata"]["uid"] == replaced[0] and not left["metadata"].get("deletionTimestamp")
+    finally:
+        client.close()
+        api.stop()
