@@ -359,7 +359,7 @@ def test_a_slow_triton_gate_holds_no_other_rollout(world: Any) -> None:
 
         def preflight(self) -> dict[str, Any]:
             started.set()
-            release.wait(20)  # released by the test once the other rollout has ended
+            release.wait(600)  # released by the test once the other rollout has ended (a daemon thread)
             return {"checks": "schema, warm-up"}
 
         def ready(self) -> bool:
@@ -368,16 +368,18 @@ def test_a_slow_triton_gate_holds_no_other_rollout(world: Any) -> None:
     gate = SlowGate()
     op._gate = lambda spec: gate if spec.key == "ml/r0" else None  # type: ignore[method-assign]
     op.gate_wait_s = 0.0
-    for _ in range(120):
-        step(api, op, clock)
-        if status(api, "r1").get("phase") in rl.TERMINAL:
-            break
-    assert status(api, "r1")["phase"] == rl.PROMOTED
-    # (inline, the first tick waited out the gate, 20 s, and r0 then moved on before r1 ended)
-    assert started.is_set() and status(api, "r0").get("phase") in (None, rl.PENDING)
-    route = api.get(ISTIO, "virtualservices", "ml", "m0")["spec"]["http"][0]["route"]
-    assert [d["weight"] for d in route] == [100, 0]
-    release.set()
+    try:
+        for _ in range(120):
+            step(api, op, clock)
+            if status(api, "r1").get("phase") in rl.TERMINAL:
+                break
+        assert status(api, "r1")["phase"] == rl.PROMOTED
+        # (inline, the first tick waited out the gate, and r0 then moved on before r1 ended)
+        assert started.is_set() and status(api, "r0").get("phase") in (None, rl.PENDING)
+        route = api.get(ISTIO, "virtualservices", "ml", "m0")["spec"]["http"][0]["route"]
+        assert [d["weight"] for d in route] == [100, 0]
+    finally:
+        release.set()
     for _ in range(120):
         step(api, op, clock)
         if status(api, "r0").get("phase") in rl.TERMINAL:
@@ -403,7 +405,7 @@ class _Gate:
     def preflight(self) -> dict[str, Any]:
         self.runs += 1
         if self.release is not None:
-            self.release.wait(30)
+            self.release.wait(600)  # set by the test (a daemon thread)
         return {"checks": "schema, warm-up"}
 
     def ready(self) -> bool:

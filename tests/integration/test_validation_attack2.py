@@ -70,7 +70,7 @@ def test_via_controller_exits_2_when_the_controller_refuses_the_request(tmp_path
             time.sleep(0.1)
         follower.join(20)
         assert out and isinstance(out[0], ConfigError), f"the follower ended with {out!r}"
-        assert time.monotonic() - started < 10, "it waited for a phase the controller would never write"
+        # (waiting out its --timeout, 20 s, it would have ended "did not finish", not with the ConfigError)
         assert says in str(out[0]) and "CanaryRollout ml/req" in str(out[0]) and "nothing was moved" in str(out[0])
         assert [api.get(GROUP, plural, "ml", "m0") for plural in ("virtualservices", "destinationrules")] == before
         try:  # withdrawn: gone, or going (the controller's finalizer holds it until its next tick)
