@@ -36,7 +36,7 @@ class SourceLabels:
 SOURCE_LABELS: dict[str, SourceLabels] = {
     "model": SourceLabels("model_version", "model_name", matched=("outcome", "state")),
     "istio": SourceLabels("destination_version", "destination_service_name", "destination_service_namespace",
-                          fixed=("reporter",), matched=("response_code",),
+                          fixed=("reporter",), matched=("response_code", "grpc_response_status"),
                           lacks=(("prediction_shift", "no prediction histogram (Envoy sees requests, not outputs): "
                                   "use source 'model', or name the histogram in the check's `metric`"),
                                  ("feature_missing", "no feature-missing gauge: use source 'model'"))),

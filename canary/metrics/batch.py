@@ -121,8 +121,8 @@ class BatchMetrics:
     def _queries(self, fam: Family, group: _Group) -> list[str]:
         per = self.series_per_ident.get(fam.key)
         most = max(1, int(self.max_series // per)) if per else None
-        return [fam.query(filters, lookback=self.lookback)
-                for filters in _chunks(fam, group, self.max_regex_chars, max_idents=most)]
+        limit = max(1, self.max_regex_chars // (1 + len(fam.either)))  # `either`: the filters once per selector
+        return [fam.query(filters, lookback=self.lookback) for filters in _chunks(fam, group, limit, max_idents=most)]
 
     def prometheus_now(self) -> float:
         """Prometheus's own clock, in s since the epoch: the evaluation time it stamps on `time()`.

@@ -80,26 +80,31 @@ class Family:
     matcher: str = ""  # raw constant matcher from the preset, e.g. outcome="error"
     extra: str = ""  # a further label kept apart in the answer: "le", or the feature state
     native: bool = False  # a Prometheus native histogram: one sample per series, kept by bucket index
+    either: tuple[str, ...] = ()  # further raw matchers, each an alternative to `matcher` (or'ed series)
 
-    def _matchers(self, filters: Mapping[str, Iterable[str]] | None) -> str:
+    def _matchers(self, filters: Mapping[str, Iterable[str]] | None, matcher: str) -> str:
         parts = [f'{k}="{q.escape(v)}"' for k, v in self.constant]
         for label, _ in self.by:
             if filters and filters.get(label):
                 parts.append(regex_matcher(label, filters[label]))
-        if self.matcher:
-            parts.append(self.matcher)
+        if matcher:
+            parts.append(matcher)
         return "{" + ",".join(parts) + "}" if parts else ""
 
+    def _selectors(self, filters: Mapping[str, Iterable[str]] | None) -> list[str]:
+        return [self._matchers(filters, m) for m in (self.matcher, *self.either)]
+
     def query(self, filters: Mapping[str, Iterable[str]] | None = None, *, lookback: str = LOOKBACK) -> str:
-        """Every series' latest cumulative value (series kept apart: see the module docstring)."""
-        return f"last_over_time({self.metric}{self._matchers(filters)}[{lookback}])"
+        """Every series' latest cumulative value (series kept apart: see the module docstring); with
+        `either`, the series any of the matchers picks, each once (`or` keeps one of equal label sets)."""
+        return " or ".join(f"last_over_time({self.metric}{sel}[{lookback}])" for sel in self._selectors(filters))
 
     @cached_property
     def key(self) -> str:
         """Names the family in a snapshot, whatever rollouts it covered: the selector and the labels
         that tell rollouts apart (two label shapes can share a query, never a key)."""
         labels = [label for label, _ in self.by] + ([self.extra] if self.extra else [])
-        return f"{self.metric}{self._matchers(None)} by ({', '.join(labels)})"
+        return f"{' or '.join(self.metric + sel for sel in self._selectors(None))} by ({', '.join(labels)})"
 
     def ident(self, target: Target, arm: str) -> Ident:
         values = {"model": target.model, "version": q.arm_version(target, arm), "namespace": target.namespace}
@@ -139,27 +144,29 @@ _FAMILIES: dict[tuple[Any, ...], Family] = {}  # a controller has few label shap
 
 
 def _family(policy: Policy, source: str, metric: str, *, matcher: str = "", extra: str = "",
-            native: bool = False) -> Family:
+            native: bool = False, either: tuple[str, ...] = ()) -> Family:
     """Mirror of `queries.selector`: the same matchers, the per-rollout ones turned into `by` labels."""
     m = policy.metrics
-    key = (source, m.model_label, m.arm_label, tuple(sorted(m.labels.items())), metric, matcher, extra, native)
+    key = (source, m.model_label, m.arm_label, tuple(sorted(m.labels.items())), metric, matcher, extra, native, either)
     fam = _FAMILIES.get(key)
     if fam is None:
         if len(_FAMILIES) > 4096:  # policies edited over months: never grow without bound
             _FAMILIES.clear()
-        fam = _FAMILIES[key] = _build_family(policy, source, metric, matcher=matcher, extra=extra, native=native)
+        fam = _FAMILIES[key] = _build_family(policy, source, metric, matcher=matcher, extra=extra, native=native,
+                                             either=either)
     return fam
 
 
 _ROLES = {"model label": "model", "arm label": "version", "namespace label": "namespace"}  # Family.by roles
 
 
-def _build_family(policy: Policy, source: str, metric: str, *, matcher: str, extra: str, native: bool) -> Family:
+def _build_family(policy: Policy, source: str, metric: str, *, matcher: str, extra: str, native: bool,
+                  either: tuple[str, ...] = ()) -> Family:
     q.selector(policy, _PROBE, "stable", source)  # validates label names, refuses identity clashes
     fixed = dict(q.preset(source).fixed)
     fixed.update(policy.metrics.labels)
     by = tuple((label, _ROLES[role]) for role, label in identity_labels(policy.metrics, source).items())
-    return Family(q.metric_name(metric, "metric"), tuple(sorted(fixed.items())), by, matcher, extra, native)
+    return Family(q.metric_name(metric, "metric"), tuple(sorted(fixed.items())), by, matcher, extra, native, either)
 
 
 def request_families(policy: Policy, source: str) -> tuple[list[Family], Family | None]:
@@ -185,7 +192,7 @@ def check_spec(policy: Policy, check: Check) -> Spec:
         return Spec("histogram", _family(policy, source, base + "_bucket", extra="le"), source,
                     native=_family(policy, source, base, native=True), cells=SHIFT_CELLS)
     if check.kind == "error_rate":
-        return Spec("errors", _family(policy, source, p.errors, matcher=p.errors_matcher), source)
+        return Spec("errors", _family(policy, source, p.errors, matcher=p.errors_matcher, either=p.errors_also), source)
     if check.kind == "feature_missing":
         q.feature_metric(p, check.name)
         if source not in FEATURE_COUNTERS:

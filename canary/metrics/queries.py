@@ -62,6 +62,13 @@ class IdentityClash(ConfigError, ValueError):
     at load time; reaching it means a policy skipped validation (a bug), never a quiet misread."""
 
 
+# gRPC's codes for what HTTP calls 5xx (UNKNOWN, DEADLINE_EXCEEDED, UNIMPLEMENTED, INTERNAL, UNAVAILABLE,
+# DATA_LOSS: 500, 504, 501, 500, 503, 500 in gRPC's own HTTP mapping), as Envoy writes them (numbers) and
+# by name; the client's own errors (INVALID_ARGUMENT, NOT_FOUND, ...) are not counted, as 4xx are not
+GRPC_SERVER_ERRORS = ('grpc_response_status=~"2|4|12|13|14|15|UNKNOWN|DEADLINE_EXCEEDED|UNIMPLEMENTED|INTERNAL|'
+                      'UNAVAILABLE|DATA_LOSS"')
+
+
 @dataclass(frozen=True)
 class Preset:
     """Where one metric family keeps each thing a check needs (None: it has none)."""
@@ -70,6 +77,9 @@ class Preset:
     requests: tuple[str, ...]  # counters summed into the request count
     errors: str  # counter of failed requests
     errors_matcher: str = ""  # constant matcher narrowing `errors` to failures
+    # further matchers, each marking failures on its own (a series matching several counts once): a gRPC
+    # call that fails is an HTTP 200, its failure only in grpc_response_status
+    errors_also: tuple[str, ...] = ()
     requests_fallback: str | None = None  # counter used when `requests` has no series
     latency: str | None = None  # histogram base name
     latency_to_ms: float = 1.0
@@ -102,6 +112,7 @@ PRESETS: dict[str, Preset] = {
     "istio": Preset(
         name="istio",
         requests=("istio_requests_total",), errors="istio_requests_total", errors_matcher='response_code=~"5.."',
+        errors_also=(GRPC_SERVER_ERRORS,),
         latency="istio_request_duration_milliseconds",
         fixed=(("reporter", "destination"),),
     ),
@@ -246,8 +257,12 @@ def errors_query(p: Preset, sel: str, window_s: float) -> str:
     """Failed requests; absent series mean none (a 5xx series exists only after a 5xx), but only where
     the arm exports the request counter that would carry them: an arm counted by the fallback (a
     histogram's `_count`) has no error count at all, and reading it as 0 errors passed a canary
-    that exports no request counter (an empty answer: NoData)."""
-    errors = _sum_increase(p.errors, _with(sel, p.errors_matcher), window_s)
+    that exports no request counter (an empty answer: NoData). A preset's `errors_also` matchers are
+    or'ed in, series by series (`or` keeps one copy of a series two matchers pick): Istio's gRPC calls
+    that fail are HTTP 200 with a grpc_response_status, and read as 0 errors on response_code alone."""
+    w = duration(window_s)
+    failed = " or ".join(f"increase({p.errors}{_with(sel, m)}[{w}])" for m in (p.errors_matcher, *p.errors_also))
+    errors = f"sum({failed})"
     return f"({errors} or ({_sum_increase(p.requests[0], sel, window_s)} * 0))"
 
 

@@ -56,16 +56,19 @@ class FakeProm:
 
     def query(self, query: str, *, check: str = "", arm: str = "", at: float | None = None) -> Any:
         self.queries.append(query)
-        m = _QUERY.match(query)
-        assert m, f"unexpected query shape: {query}"
-        matchers = parse_matchers(m.group(2) or "")
-        out = []
-        for name, labels, value in self.series:
-            if name != m.group(1):
-                continue
-            if all((labels.get(k, "") == v) if op == "=" else re.fullmatch(v, labels.get(k, "")) for k, op, v in matchers):
-                sample = [0, value] if isinstance(value, dict) else [0, repr(value)]  # a dict: a native histogram
-                out.append({"metric": dict(labels), "histogram" if isinstance(value, dict) else "value": sample})
+        out: list[dict[str, Any]] = []
+        parts = query.split(" or last_over_time(")  # a family with `either`: one selector per matcher, or'ed
+        for part in [parts[0], *("last_over_time(" + p for p in parts[1:])]:
+            m = _QUERY.match(part)
+            assert m, f"unexpected query shape: {query}"
+            matchers = parse_matchers(m.group(2) or "")
+            for name, labels, value in self.series:
+                if name != m.group(1) or any(dict(labels) == o["metric"] for o in out):
+                    continue
+                if all((labels.get(k, "") == v) if op == "=" else re.fullmatch(v, labels.get(k, ""))
+                       for k, op, v in matchers):
+                    sample = [0, value] if isinstance(value, dict) else [0, repr(value)]  # a dict: a native histogram
+                    out.append({"metric": dict(labels), "histogram" if isinstance(value, dict) else "value": sample})
         return out
 
 

@@ -94,7 +94,8 @@ def test_request_and_error_queries() -> None:
     )
     # no 5xx series is no errors only where the request counter that would carry them exists
     assert q.errors_query(q.preset("istio"), '{a="b"}', 30) == (
-        '(sum(increase(istio_requests_total{a="b",response_code=~"5.."}[30s])) or '
+        '(sum(increase(istio_requests_total{a="b",response_code=~"5.."}[30s]) or '
+        f'increase(istio_requests_total{{a="b",{q.GRPC_SERVER_ERRORS}}}[30s])) or '
         '(sum(increase(istio_requests_total{a="b"}[30s])) * 0))'
     )
     model = q.requests_query(q.preset("model"), '{a="b"}', 30)
