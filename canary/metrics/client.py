@@ -180,7 +180,7 @@ class PrometheusClient:
 
     def _once(self, query: str, params: dict[str, str], timeout: float, who: str, strict: bool) -> Any:
         try:
-            return self._client.custom_query(query, params=params, timeout=timeout)  # type: ignore[arg-type]
+            return self._result(query, params, timeout)
         except PrometheusApiClientException as exc:
             status, body = status_and_body(exc)
             if 400 <= status < 500 and status not in (408, 429):
@@ -193,13 +193,38 @@ class PrometheusClient:
         except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
                 requests.exceptions.InvalidSchema) as exc:
             raise ConfigError(f"Prometheus URL {self.url!r} is not a valid http(s) URL ({exc})") from exc
-        except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, ValueError, KeyError, TypeError) as exc:
+        except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, ValueError, KeyError, TypeError,
+                AttributeError) as exc:
             doc = getattr(exc, "doc", None)  # a JSONDecodeError keeps the text it could not read
             what = f"not JSON: {excerpt(doc)}" if isinstance(doc, str) else type(exc).__name__
             if strict:
                 raise NotPrometheus(f"{self.url} does not look like a Prometheus HTTP API: GET /api/v1/query "
                                     f"answered {what}{PREFIX_HINT}") from exc
             raise _Transient(f"malformed answer: {type(exc).__name__}") from exc
+
+    def _result(self, query: str, params: dict[str, str], timeout: float) -> Any:
+        """`data.result` of a 200 that says it succeeded in full, as `custom_query` reads it but for two
+        answers it took as data: `"status":"error"` (a proxy or a Prometheus-compatible store answering
+        200), and a warning other than PromQL's own infos (Thanos' or Cortex's partial response, a remote
+        read that failed, "PromQL warning: ..." where the engine left series out): some series are
+        missing, and a sum over the rest is a wrong number, not a smaller one. Either is transient
+        (retried within the budget, then MetricsUnavailable), never data."""
+        client = self._client
+        response = client._session.request(  # noqa: SLF001 - custom_query's own request, its answer kept whole
+            method="GET", url=f"{client.url}/api/v1/query", params={"query": query, **params},
+            verify=client._session.verify, headers=client.headers, auth=client.auth,  # noqa: SLF001
+            cert=client._session.cert, timeout=timeout)  # noqa: SLF001
+        if response.status_code != 200:
+            raise PrometheusApiClientException(f"HTTP Status Code {response.status_code} ({response.content!r})")
+        doc = response.json()
+        status = doc.get("status", "success")
+        if status != "success":
+            raise _Transient(f"HTTP 200 with status {status!r}: {str(doc.get('errorType', ''))}: "
+                             f"{str(doc.get('error', ''))[:200]}")
+        partial = [str(w) for w in doc.get("warnings") or () if not str(w).startswith("PromQL info:")]
+        if partial:
+            raise _Transient(f"a partial answer (warnings: {'; '.join(partial)[:300]})")
+        return doc["data"]["result"]
 
     def _refused(self, status: int, body: bytes, query: str, who: str) -> ConfigError:
         """The ConfigError for a 4xx: a rejected query, credentials, or not a Prometheus API."""
