@@ -63,7 +63,7 @@ from canary.metrics.families import (
     regex_matcher,
 )
 from canary.metrics.native import CUSTOM, sample_values
-from canary.metrics.snapshot import FORMAT, Binding, Groups, Snapshot, UnusableStepStart
+from canary.metrics.snapshot import FORMAT, UNREADABLE, Binding, Groups, Snapshot, UnusableStepStart
 from canary.model import Target
 from canary.policy import Policy
 
@@ -254,6 +254,8 @@ def _parse(result: Any, fam: Family, idents: set[Ident], query: str,
                 vals = into.setdefault(ident, {}).setdefault(sid, {})
                 x = sys.intern(extra)
                 vals[x] = vals.get(x, 0.0) + value  # one id for two series: a 48-bit collision; summed
+            else:  # left out, the arm's sum would lack this series' count (a NaN error counter read 0 errors)
+                into.setdefault(ident, {})[UNREADABLE] = {"": 1.0}
     except (KeyError, ValueError, TypeError, IndexError, AttributeError) as exc:
         raise MetricsUnavailable(f"batch: malformed answer; query: {query}") from exc
     return kept

@@ -29,13 +29,16 @@ from types import MappingProxyType
 from typing import Any, Iterator, Mapping
 
 from canary.packing import pack_text, unpack_text
-from canary.errors import ConfigError
+from canary.errors import ConfigError, MetricsUnavailable
 from canary.metrics import queries as q
 from canary.metrics.families import FEATURE_COUNTERS, Family, Ident, check_spec, policy_families, request_families
 from canary.model import ArmData, Counts, Target
 from canary.policy import Check, Policy
 
 FORMAT = 2  # persisted snapshot format; 1 summed series per arm
+# the series id that marks a rollout arm's family as unreadable in this snapshot: one of its series had
+# a NaN or infinite sample (series ids are hex hashes, so it names no series); persisted as a finite value
+UNREADABLE = "!unreadable"
 Groups = Mapping[str, Mapping[str, float]]  # series id -> {extra label value: cumulative value}
 
 
@@ -191,9 +194,19 @@ class Snapshot:
         return f"Snapshot(taken_at={self.taken_at!r}, families={len(self._index)}, bound={self.bound!r})"
 
     def groups(self, fam: Family, ident: Ident) -> Groups | None:
-        """{series id: {extra: cumulative}} of one rollout arm (read only); None if the family was never asked."""
+        """{series id: {extra: cumulative}} of one rollout arm (read only); None if the family was never asked.
+        An arm one of whose series had a NaN or infinite sample (`UNREADABLE`) cannot be counted:
+        MetricsUnavailable, or UnusableStepStart for a step-start (bound) snapshot."""
         got = self._index.get(fam.key)
-        return None if got is None else got.get(ident, {})
+        if got is None:
+            return None
+        groups = got.get(ident, {})
+        if UNREADABLE in groups:  # no count can be subtracted from it, or left out of a sum (decision 100)
+            what = f"a NaN or infinite {fam.metric} sample for {'/'.join(ident)}"
+            if self.bound is not None:  # a step-start snapshot: the next one starts the step again
+                raise UnusableStepStart(f"step-start snapshot taken at {self.taken_at:.3f} holds {what}")
+            raise MetricsUnavailable(f"the snapshot taken at {self.taken_at:.3f} holds {what}: not a count")
+        return groups
 
     def values(self, fam: Family, ident: Ident) -> dict[str, float] | None:
         """{extra label value: cumulative value summed over series} for one rollout arm; None if never asked."""

@@ -5,14 +5,22 @@ backfilled Prometheus whose history holds every case: each test failed before it
   own deploy example) fails with HTTP 200 and `grpc_response_status="14"` (UNAVAILABLE). The errors
   query matched `response_code=~"5.."` alone, so a canary failing 20% of its calls read as 0 errors,
   per rollout and in the batched snapshot alike, and passed.
+- NaN or infinite samples, batched: `last_over_time` of a counter whose last sample is NaN answers
+  NaN, and the snapshot left that series out: a canary whose error counter went NaN read 0 errors
+  from the snapshot (the per-rollout read says NoData). Such an arm is now unreadable in that
+  snapshot: MetricsUnavailable, or UnusableStepStart for a step-start snapshot (the next one starts
+  the step again), through the persisted form too.
 """
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from typing import Any, Iterator
 
 import pytest
 
+from canary.errors import MetricsUnavailable, NoData
 from canary.metrics import batch as b
 from canary.metrics.prometheus import PrometheusProvider
 from canary.model import Counts, Target
@@ -23,6 +31,30 @@ pytestmark = pytest.mark.integration
 
 WINDOW_S = 600
 _ISTIO = {"destination_service_namespace": "ml", "reporter": "destination"}
+
+
+@dataclass(frozen=True)
+class _NaNFrom(Series):
+    """A counter whose samples from `begin` until `until` are NaN (its exporter broke, for a while)."""
+
+    begin: float = 0.0
+    until: float = math.inf
+
+    def value(self, t: float, start: float) -> float:
+        return math.nan if self.begin <= t < self.until else self.per_s * (t - start)
+
+
+def _nan_errors(model: str, *, begin: float, until: float = math.inf) -> list[Series]:
+    """Stable v1 at 1% errors; canary v2 at 20% errors, its error counter NaN from `begin` to `until`."""
+    out: list[Series] = []
+    for version, ok, bad in (("v1", 99.0, 1.0), ("v2", 40.0, 10.0)):
+        m = {"model_name": model, "model_version": version}
+        out += counter("model_requests_total", {**m, "outcome": "success"}, ok)
+        if version == "v1":
+            out += counter("model_requests_total", {**m, "outcome": "error"}, bad)
+        else:
+            out.append(_NaNFrom("model_requests_total", {**m, "outcome": "error"}, bad, begin=begin, until=until))
+    return out
 
 
 def _grpc(model: str) -> list[Series]:
@@ -43,7 +75,10 @@ def _grpc(model: str) -> list[Series]:
 @pytest.fixture(scope="module")
 def prom(prometheus_binary: str) -> Iterator[tuple[PromServer, float]]:
     start, end = history_window(before_s=3600, after_s=3600)
-    server = PromServer(history=openmetrics(_grpc("grpc"), start=start, end=end), binary=prometheus_binary)
+    t0 = start + 3600
+    series = _grpc("grpc") + _nan_errors("nan-now", begin=t0 - 60)
+    series += _nan_errors("nan-base", begin=t0 - WINDOW_S - 30, until=t0 - WINDOW_S + 1)  # NaN at the step start only
+    server = PromServer(history=openmetrics(series, start=start, end=end), binary=prometheus_binary)
     server.start()
     try:
         yield server, start + 3600
@@ -83,3 +118,29 @@ def test_grpc_failures_behind_istio_are_errors_in_the_batched_snapshot(prom: Any
     stable, canary = b.measure_delta(pol, pol.checks[0], t, now, base)
     assert _rate(stable) == 0.0
     assert _rate(canary) == pytest.approx(11 / 50), canary
+
+
+def _snapshots(server: PromServer, t0: float, pol: Policy, t: Target) -> tuple[b.Snapshot, b.Snapshot]:
+    batch = b.BatchMetrics(PrometheusProvider(server.url, retries=1, budget_s=3.0))
+    base = batch.snapshot([b.Want(pol, t)], at=t0 - WINDOW_S).restrict(pol, t, step_started_at=t0 - WINDOW_S)
+    now = batch.snapshot([b.Want(pol, t)], at=t0)
+    return b.Snapshot.from_json(base.to_json()), now  # the step-start snapshot as the controller persists it
+
+
+def test_a_nan_error_counter_is_not_zero_errors_in_the_batched_snapshot(prom: Any) -> None:
+    server, t0 = prom
+    pol, t = _policy("model"), _target("nan-now")
+    provider = PrometheusProvider(server.url, retries=1, budget_s=3.0)
+    _, canary = provider.measure(pol, pol.checks[0], t, window_s=WINDOW_S, at=t0)
+    assert isinstance(canary, NoData) and "NaN" in str(canary)  # the per-rollout read: could not measure
+    base, now = _snapshots(server, t0, pol, t)
+    with pytest.raises(MetricsUnavailable, match="NaN or infinite model_requests_total sample for nan-now/v2"):
+        b.measure_delta(pol, pol.checks[0], t, now, base)
+
+
+def test_a_nan_in_the_step_start_snapshot_starts_the_step_again(prom: Any) -> None:
+    server, t0 = prom
+    pol, t = _policy("model"), _target("nan-base")
+    base, now = _snapshots(server, t0, pol, t)
+    with pytest.raises(b.UnusableStepStart, match="NaN or infinite"):
+        b.measure_delta(pol, pol.checks[0], t, now, base)
