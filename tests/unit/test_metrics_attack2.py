@@ -85,3 +85,28 @@ def test_promql_infos_are_not_partial_answers(store: Any) -> None:
                     "warnings": ['PromQL info: metric might not be a counter, name does not end in '
                                  '_total/_sum/_count/_bucket: "nv_inference_request_success"']})
     assert _provider(url).scalar("sum(increase(nv_inference_request_success[60s]))", check="rps") == 3.0
+
+
+# -- Istio's gRPC errors (decision 100 (a)): the labels they read are the queries' own -----------------
+
+def test_every_errors_matcher_reads_a_label_metrics_labels_cannot_set() -> None:
+    import re
+
+    from canary.metrics import queries as q
+    from canary.policy_metrics import SOURCE_LABELS
+
+    for name, p in q.PRESETS.items():
+        for matcher in (p.errors_matcher, *p.errors_also):
+            if matcher:
+                label = re.match(r"[A-Za-z_]\w*", matcher).group(0)  # type: ignore[union-attr]
+                assert label in SOURCE_LABELS[name].matched, (name, matcher)
+    assert q.PRESETS["istio"].errors_also == (q.GRPC_SERVER_ERRORS,)
+
+
+def test_an_istio_policy_cannot_pin_grpc_response_status() -> None:
+    """`metrics.labels: {grpc_response_status: "0"}` would put a `grpc_response_status="0"` beside the
+    errors query's own matcher: every gRPC error left out again."""
+    from tests.unit.test_policy_strict import GOOD, refused
+
+    refused({**GOOD, "metrics": {"source": "istio", "labels": {"grpc_response_status": "0"}}},
+            "metrics.labels.grpc_response_status", "match")
