@@ -49,9 +49,15 @@ class ArmDelta:
     reset: bool = False
 
 
-def _missing_family(what: str, snap: Snapshot, check: str) -> NoData:
-    return NoData(f"check {check!r}: the snapshot taken at {snap.taken_at:.3f} holds no {what} for this rollout "
-                  "(was it among the snapshot's wants?)")
+def _missing_family(what: str, snap: Snapshot, check: str) -> NoData | UnusableStepStart:
+    """NoData; UnusableStepStart for a step-start (bound) snapshot, which the next snapshot replaces: it
+    was taken for other queries (a policy edited within the step, or a controller whose query for the
+    family changed, as Istio's errors did in decision 100), and would leave the check NoData until the
+    step's end."""
+    text = f"the snapshot taken at {snap.taken_at:.3f} holds no {what} for this rollout"
+    if snap.bound is not None:
+        return UnusableStepStart(f"check {check!r}: step-start snapshot: {text}")
+    return NoData(f"check {check!r}: {text} (was it among the snapshot's wants?)")
 
 
 def _check_pair(now: Snapshot, base: Snapshot, target: Target) -> None:

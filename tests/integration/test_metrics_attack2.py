@@ -144,3 +144,19 @@ def test_a_nan_in_the_step_start_snapshot_starts_the_step_again(prom: Any) -> No
     base, now = _snapshots(server, t0, pol, t)
     with pytest.raises(b.UnusableStepStart, match="NaN or infinite"):
         b.measure_delta(pol, pol.checks[0], t, now, base)
+
+
+def test_a_step_start_snapshot_taken_before_the_grpc_query_starts_the_step_again(prom: Any) -> None:
+    """A step-start snapshot persisted by a controller before decision 100 holds the Istio errors family
+    under its old key (5xx only): it cannot measure the new one. Before, the check was NoData for the
+    rest of the step (the step could not pass, and ran to its no-data deadline); now the next snapshot
+    starts the step again."""
+    server, t0 = prom
+    pol, t = _policy("istio"), _target("grpc")
+    base, now = _snapshots(server, t0, pol, t)
+    doc = base.to_dict()
+    new_key = next(k for k in doc["series"] if "grpc_response_status" in k)
+    doc["series"][new_key.split(" or ")[0] + " by " + new_key.rsplit(" by ", 1)[1]] = doc["series"].pop(new_key)
+    old = b.Snapshot.from_dict(doc)
+    with pytest.raises(b.UnusableStepStart, match="holds no istio_requests_total"):
+        b.measure_delta(pol, pol.checks[0], t, now, old)
