@@ -47,7 +47,6 @@ from canary.model import Target
 from canary.policy import Check, Policy, identity_labels
 
 LOOKBACK = "10m"  # last_over_time range: bridges failed scrapes, keeps recently deleted pods visible
-_RE2_META = frozenset("\\.+*?()|[]{}^$")
 # source -> (counter, state label, missing value, present value); only the model family exports one
 FEATURE_COUNTERS: dict[str, tuple[str, str, str, str]] = {
     "model": ("model_features_total", "state", "missing", "present"),
@@ -62,7 +61,7 @@ class NotBatchable(ConfigError):
 
 def regex_escape(value: str) -> str:
     """Escape RE2 metacharacters so `value` matches only itself (before PromQL string escaping)."""
-    return "".join("\\" + c if c in _RE2_META else c for c in value)
+    return q.regex_literal(value)
 
 
 def regex_matcher(label: str, values: Iterable[str]) -> str:

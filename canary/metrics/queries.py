@@ -329,7 +329,8 @@ def render_custom(template: str, *, check_name: str, model: str, version: str, n
     """Substitute {model} {version} {namespace} {window} into a custom check's PromQL, and add `labels`
     (the policy's `metrics.labels`) as equality matchers to every vector selector in it.
 
-    Values are escaped for a double-quoted string, and a name placeholder found
+    Values are escaped for a double-quoted string (and, in a string after `=~` or `!~`, as a regex
+    literal: `regex_literal`), and a name placeholder found
     anywhere else (bare, or in '...' or `...`) is refused: escaping only protects
     inside double quotes, and a model name must never become PromQL. Comments
     and unknown {names} are left as written (the policy refuses the latter).
@@ -343,15 +344,21 @@ def render_custom(template: str, *, check_name: str, model: str, version: str, n
                for at, form in (selector_insertions(template) if matchers else ())}
     out: list[str] = []
     pos = 0
+    code, regex, was = "", False, ""  # the code before the current string; is that string a regex?
     for text, ctx, name in scan_promql(template)[0]:
         out.append(inserts.get(pos, ""))
         pos += len(text)
+        if ctx == '"' and was != '"':  # a double-quoted string opens: after =~ or !~ it is a regex
+            regex = code.rstrip().endswith(("=~", "!~"))
+        if not ctx:
+            code = (code + text)[-16:]
+        was = ctx
         if name == "window":
             out.append(duration(window_s))
         elif name not in values:
             out.append(text)
-        elif ctx == '"':
-            out.append(escape(values[name]))
+        elif ctx == '"':  # in a regex matcher the value is a literal too: "v2.1.0" never matches "v2x1y0"
+            out.append(escape(regex_literal(values[name]) if regex else values[name]))
         else:
             raise ConfigError(
                 f"check {check_name!r}: placeholder {{{name}}} must stand inside a double-quoted "
@@ -359,6 +366,16 @@ def render_custom(template: str, *, check_name: str, model: str, version: str, n
             )
     out.append(inserts.get(pos, ""))
     return "".join(out)
+
+
+_RE2_META = frozenset("\\.+*?()|[]{}^$")
+
+
+def regex_literal(value: str) -> str:
+    """`value` with RE2's metacharacters escaped, so a regex matches it and nothing else (before the
+    PromQL string escaping): a version "v1.0+cpu" in `model_version=~"{version}"` matched no series of
+    its own ('+' a quantifier), and "v1.0" matched "v100"."""
+    return "".join("\\" + c if c in _RE2_META else c for c in value)
 
 
 def parse_le(value: str) -> float:

@@ -10,6 +10,8 @@ backfilled Prometheus whose history holds every case: each test failed before it
   from the snapshot (the per-rollout read says NoData). Such an arm is now unreadable in that
   snapshot: MetricsUnavailable, or UnusableStepStart for a step-start snapshot (the next one starts
   the step again), through the persisted form too.
+- A custom check's `model_version=~"{version}"`: the value was escaped for a string but not as a
+  regex, so "v1.0" also read "v100"'s series, and "v2.0+cpu" ('+' a quantifier) read none of its own.
 """
 
 from __future__ import annotations
@@ -77,6 +79,9 @@ def prom(prometheus_binary: str) -> Iterator[tuple[PromServer, float]]:
     start, end = history_window(before_s=3600, after_s=3600)
     t0 = start + 3600
     series = _grpc("grpc") + _nan_errors("nan-now", begin=t0 - 60)
+    series += counter("model_requests_total", {"model_name": "rx", "model_version": "v1.0"}, 10)
+    series += counter("model_requests_total", {"model_name": "rx", "model_version": "v100"}, 1000)  # a decoy
+    series += counter("model_requests_total", {"model_name": "rx", "model_version": "v2.0+cpu"}, 20)
     series += _nan_errors("nan-base", begin=t0 - WINDOW_S - 30, until=t0 - WINDOW_S + 1)  # NaN at the step start only
     server = PromServer(history=openmetrics(series, start=start, end=end), binary=prometheus_binary)
     server.start()
@@ -160,3 +165,15 @@ def test_a_step_start_snapshot_taken_before_the_grpc_query_starts_the_step_again
     old = b.Snapshot.from_dict(doc)
     with pytest.raises(b.UnusableStepStart, match="holds no istio_requests_total"):
         b.measure_delta(pol, pol.checks[0], t, now, old)
+
+
+def test_a_custom_regex_matcher_reads_exactly_its_own_version(prom: Any) -> None:
+    server, t0 = prom
+    pol = parse_policy({"steps": [10, 100], "checks": [{
+        "name": "rps", "kind": "custom", "max_value": 100,
+        "query": 'sum(rate(model_requests_total{model_name="{model}",model_version=~"{version}"}[{window}]))'}]})
+    t = Target(namespace="ml", virtual_service="rx", model="rx", stable_version="v1.0", canary_version="v2.0+cpu")
+    provider = PrometheusProvider(server.url, retries=1, budget_s=3.0)
+    stable, canary = provider.measure(pol, pol.checks[0], t, window_s=WINDOW_S, at=t0)
+    assert getattr(stable, "value", None) == pytest.approx(10.0), stable  # not v100's 1000 beside it
+    assert getattr(canary, "value", None) == pytest.approx(20.0), canary
