@@ -239,8 +239,15 @@ def series_count_query_of(query: str) -> str | None:
     if m is None:
         return None
     # a histogram's largest bucket is its +Inf one, however the exporter spells it ("+Inf", "Inf", "inf")
-    buckets = f"increase({m['base']}_bucket{m['sel']}[{m['window']}])"
-    return f"count by (le) ({buckets} and ignoring(le) (max without (le) ({buckets}) > 0))"
+    series = f"{m['base']}_bucket{m['sel']}[{m['window']}]"
+    buckets = f"increase({series})"
+    # a bucket series with fewer samples in the window than its histogram's others was added or removed
+    # within it (an exporter restarted in place with another layout): its increase covers part of the
+    # window only, so it is not counted and its bound is left out (every bucket of a histogram is
+    # written by the same scrapes, so in a healthy one they all have the same number of samples)
+    samples = f"count_over_time({series})"
+    whole = f"({samples} == ignoring(le) group_left max without (le) ({samples}))"
+    return f"count by (le) ({buckets} and ignoring(le) (max without (le) ({buckets}) > 0) and {whole})"
 
 
 def requests_query(p: Preset, sel: str, window_s: float) -> str:

@@ -12,6 +12,11 @@ backfilled Prometheus whose history holds every case: each test failed before it
   the step again), through the persisted form too.
 - A custom check's `model_version=~"{version}"`: the value was escaped for a string but not as a
   regex, so "v1.0" also read "v100"'s series, and "v2.0+cpu" ('+' a quantifier) read none of its own.
+- An exporter restarted in place with another bucket layout (same pod, same labels; a bound removed):
+  the removed bound's series counted only the part of the window before the restart, and the
+  per-rollout read kept that bound (every histogram of the arm "exports" it), so the arm's CDF there
+  was half what it was. A bucket series with fewer samples in the window than its histogram's others
+  is now not counted, and its bound is left out.
 """
 
 from __future__ import annotations
@@ -27,7 +32,8 @@ from canary.metrics import batch as b
 from canary.metrics.prometheus import PrometheusProvider
 from canary.model import Counts, Target
 from canary.policy import Policy, parse_policy
-from canary.sandbox.promserver import PromServer, Series, counter, history_window, openmetrics
+from canary.metrics.queries import escape
+from canary.sandbox.promserver import PromServer, Series, counter, history_window
 
 pytestmark = pytest.mark.integration
 
@@ -59,6 +65,53 @@ def _nan_errors(model: str, *, begin: float, until: float = math.inf) -> list[Se
     return out
 
 
+@dataclass(frozen=True)
+class _During(Series):
+    """A counter written only from `begin` until `until`, growing from 0 at `begin` (a process's life)."""
+
+    begin: float = -math.inf
+    until: float = math.inf
+
+    def value(self, t: float, start: float) -> float | None:  # type: ignore[override]
+        if not self.begin <= t < self.until:
+            return None
+        return self.per_s * (t - max(start, self.begin))
+
+
+def _openmetrics(series: list[Series], *, start: float, end: float, step: float = 15.0) -> str:
+    """`promserver.openmetrics`, where a series without a value at a time (None) has no sample there."""
+    by_name: dict[str, list[Series]] = {}
+    for x in series:
+        by_name.setdefault(x.name, []).append(x)
+    lines: list[str] = []
+    for name, group in by_name.items():
+        lines.append(f"# TYPE {name} unknown")
+        for x in group:
+            head = name + "{" + ",".join(f'{k}="{escape(v)}"' for k, v in x.labels.items()) + "}"
+            for k in range(int((end - start) // step) + 1):
+                t = start + k * step
+                v = x.value(t, start)
+                if v is not None:
+                    lines.append(f"{head} {v!r} {t:.3f}")
+    return "\n".join(lines) + "\n# EOF\n"
+
+
+def _upgraded_in_place(model: str, at: float) -> list[Series]:
+    """Stable v1 and canary v2 alike, 60 obs/s: 10 in (0, 50] ms, 20 in (50, 100], 30 above. The canary's
+    one pod restarts in place at `at` exporting no le="0.1" (its other buckets restart from 0)."""
+    out: list[Series] = []
+    old, new = [("0.05", 10), ("0.1", 30), ("+Inf", 60)], [("0.05", 10), ("+Inf", 60)]
+    for le, per_s in old:
+        out.append(_During("model_inference_duration_seconds_bucket",
+                           {"model_name": model, "model_version": "v1", "pod": "s", "le": le}, per_s))
+        out.append(_During("model_inference_duration_seconds_bucket",
+                           {"model_name": model, "model_version": "v2", "pod": "c", "le": le}, per_s, until=at))
+    for le, per_s in new:
+        out.append(_During("model_inference_duration_seconds_bucket",
+                           {"model_name": model, "model_version": "v2", "pod": "c", "le": le}, per_s, begin=at))
+    return out
+
+
 def _grpc(model: str) -> list[Series]:
     """Stable v1: 100 calls/s, all OK. Canary v2: 50 calls/s, 10 of them UNAVAILABLE (20%), 1 of them
     INVALID_ARGUMENT (a client's error, not counted, as a 4xx is not), and 1/s HTTP 503 with status 14
@@ -83,7 +136,8 @@ def prom(prometheus_binary: str) -> Iterator[tuple[PromServer, float]]:
     series += counter("model_requests_total", {"model_name": "rx", "model_version": "v100"}, 1000)  # a decoy
     series += counter("model_requests_total", {"model_name": "rx", "model_version": "v2.0+cpu"}, 20)
     series += _nan_errors("nan-base", begin=t0 - WINDOW_S - 30, until=t0 - WINDOW_S + 1)  # NaN at the step start only
-    server = PromServer(history=openmetrics(series, start=start, end=end), binary=prometheus_binary)
+    series += _upgraded_in_place("inplace", t0 - WINDOW_S / 2)
+    server = PromServer(history=_openmetrics(series, start=start, end=end), binary=prometheus_binary)
     server.start()
     try:
         yield server, start + 3600
@@ -177,3 +231,15 @@ def test_a_custom_regex_matcher_reads_exactly_its_own_version(prom: Any) -> None
     stable, canary = provider.measure(pol, pol.checks[0], t, window_s=WINDOW_S, at=t0)
     assert getattr(stable, "value", None) == pytest.approx(10.0), stable  # not v100's 1000 beside it
     assert getattr(canary, "value", None) == pytest.approx(20.0), canary
+
+
+def test_a_bound_removed_by_an_in_place_restart_is_left_out_not_half_counted(prom: Any) -> None:
+    server, t0 = prom
+    pol = parse_policy({"steps": [10, 100], "checks": [{"name": "p50", "kind": "latency", "quantile": 0.5,
+                                                        "max_ms": 900}]})
+    provider = PrometheusProvider(server.url, retries=1, budget_s=3.0)
+    stable, canary = provider.measure(pol, pol.checks[0], _target("inplace"), window_s=WINDOW_S, at=t0)
+    assert stable.bounds == (50.0, 100.0, math.inf), stable  # type: ignore[union-attr]
+    # before: (50, 100, inf) with le=100 at ~15/60 of the canary's requests (it is 30/60)
+    assert canary.bounds == (50.0, math.inf), canary  # type: ignore[union-attr]
+    assert canary.counts[0] / canary.counts[-1] == pytest.approx(1 / 6, rel=0.02)  # type: ignore[union-attr]
