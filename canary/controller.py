@@ -169,7 +169,7 @@ class Controller:
         self._breach_seen: dict[tuple[str, str], float] = {}  # (rollout, canary version) -> first failed look
         self._failing: dict[str, float] = {}  # rollout key -> when its ticks started failing
         self._known: dict[str, _Known] = {}  # last state read or written, per rollout (packed once scheduled)
-        self._gates: dict[tuple[str, str], Any] = {}  # (rollout, canary version) -> TritonGates
+        self._gates: dict[tuple[str, str, str], Any] = {}  # (rollout, canary version, what it is made of) -> TritonGates
         # rollout key -> [what it checks: (canary version, rollout start, gate), its run (a Future), when it
         # ended (monotonic) or None, gate.running logged]
         self._preflights: dict[str, list[Any]] = {}
@@ -772,12 +772,16 @@ class Controller:
         cfg = spec.policy.gates.triton
         if cfg is None or not cfg.enabled or not spec.triton_canary:
             return None
-        key = (spec.key, spec.target.canary_version)
+        # what the gate is made of: an edit of the CanaryRollout's Triton URLs or of its policy's gate for
+        # the same canary version makes a new one (the old one went on probing the old URLs)
+        key = (spec.key, spec.target.canary_version, f"{spec.triton_stable} {spec.triton_canary} {cfg!r}")
         if key not in self._gates:
             from pathlib import Path
 
             from canary.gates import TritonGates
 
+            for old in [k for k in list(self._gates) if k[:2] == key[:2]]:
+                self._gates.pop(old, None)
             self._gates[key] = TritonGates(cfg, model=spec.target.model, stable_url=spec.triton_stable,
                                            canary_url=spec.triton_canary, base_dir=Path.cwd(),
                                            samples=spec.warmup_samples)  # never a file: crd._samples
