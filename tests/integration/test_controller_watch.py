@@ -347,44 +347,29 @@ def test_a_slow_triton_gate_holds_no_other_rollout(world: Any) -> None:
     gate runs in the background; the other rollouts' ticks go on, and the gate's end moves it. Inline, the
     gate held every tick (the look, probe and rollback of every other rollout) for as long as it ran."""
     api, op, custom, clock = world
-    gated = fleet.rollout_object(0, "v2")
-    gated["spec"]["policy"]["gates"] = {"triton": {"enabled": True, "probe_interval": "1s"}}
-    gated["spec"]["triton"] = {"stableUrl": "http://127.0.0.1:9", "canaryUrl": "http://127.0.0.1:9"}
-    api.handler.put_object(gated)
+    release = threading.Event()
+    gate = _Gate(release)
+    _gated(api, op, gate)
     create(api, 1, "v2")
-    started, release = threading.Event(), threading.Event()
-
-    class SlowGate:
-        probe_interval, probe_failures, last_failure = 1.0, 2, ""
-
-        def preflight(self) -> dict[str, Any]:
-            started.set()
-            release.wait(600)  # released by the test once the other rollout has ended (a daemon thread)
-            return {"checks": "schema, warm-up"}
-
-        def ready(self) -> bool:
-            return True
-
-    gate = SlowGate()
-    op._gate = lambda spec: gate if spec.key == "ml/r0" else None  # type: ignore[method-assign]
     op.gate_wait_s = 0.0
     try:
-        for _ in range(120):
-            step(api, op, clock)
-            if status(api, "r1").get("phase") in rl.TERMINAL:
-                break
-        assert status(api, "r1")["phase"] == rl.PROMOTED
+        assert ended(api, op, clock, "r1") == rl.PROMOTED
         # (inline, the first tick waited out the gate, and r0 then moved on before r1 ended)
-        assert started.is_set() and status(api, "r0").get("phase") in (None, rl.PENDING)
+        assert gate.runs == 1 and status(api, "r0").get("phase") in (None, rl.PENDING)
         route = api.get(ISTIO, "virtualservices", "ml", "m0")["spec"]["http"][0]["route"]
         assert [d["weight"] for d in route] == [100, 0]
     finally:
         release.set()
-    for _ in range(120):
+    assert ended(api, op, clock, "r0") == rl.PROMOTED
+
+
+def ended(api: KubeAPIServer, op: Controller, clock: Clock, name: str, ticks: int = 120) -> str | None:
+    """Ticks until the CanaryRollout `name` has ended (at most `ticks`); its phase then."""
+    for _ in range(ticks):
         step(api, op, clock)
-        if status(api, "r0").get("phase") in rl.TERMINAL:
+        if status(api, name).get("phase") in rl.TERMINAL:
             break
-    assert status(api, "r0")["phase"] == rl.PROMOTED
+    return status(api, name).get("phase")
 
 
 def _gated(api: KubeAPIServer, op: Controller, gate: Any) -> None:
@@ -444,11 +429,7 @@ def test_a_running_gate_is_waited_for_only_by_the_tick_that_starts_it(world: Any
         assert waits and waits[0] == 0.01 and all(w == 0 for w in waits[1:]), waits
     finally:
         release.set()
-    for _ in range(120):
-        step(api, op, clock)
-        if status(api, "r0").get("phase") in rl.TERMINAL:
-            break
-    assert status(api, "r0")["phase"] == rl.PROMOTED
+    assert ended(api, op, clock, "r0") == rl.PROMOTED
 
 
 def test_a_gate_whose_thread_cannot_start_is_started_again(world: Any, monkeypatch: Any) -> None:
@@ -478,9 +459,5 @@ def test_a_gate_whose_thread_cannot_start_is_started_again(world: Any, monkeypat
 
     op._failed = record  # type: ignore[method-assign]
     op.gate_wait_s = 30.0  # a gate of no calls ends within the tick that starts it
-    for _ in range(120):
-        step(api, op, clock)
-        if status(api, "r0").get("phase") in rl.TERMINAL:
-            break
+    assert ended(api, op, clock, "r0") == rl.PROMOTED
     assert failed == ["RuntimeError: can't start new thread"] and len(calls) == 2 and gate.runs == 1
-    assert status(api, "r0")["phase"] == rl.PROMOTED
