@@ -828,20 +828,18 @@ class Controller:
             run.add_done_callback(ended)
         run = held[1]
         try:
-            report = run.result(timeout=wait)
+            run.exception(timeout=wait)  # waits for the end, whatever it is
         except FutureTimeout:
             if not held[3]:  # once per run
                 held[3] = True
                 log.info("gate.running", waited_s=self.gate_wait_s, canary_version=spec.target.canary_version,
                          note="the Triton gate goes on in the background; stable keeps 100% until it ends")
             return None
+        self._preflights.pop(spec.key, None)  # ended: its result is read once
+        try:
+            report = run.result()  # any other exception is raised, as the gate inline raised it
         except CanaryError as exc:  # decide() emits gate.failed
-            self._preflights.pop(spec.key, None)
             return str(exc)
-        except BaseException:
-            self._preflights.pop(spec.key, None)
-            raise
-        self._preflights.pop(spec.key, None)
         log.info("gate.passed", **report)
         from canary.runner import gate_detail
 

@@ -413,8 +413,11 @@ def test_a_running_gate_is_waited_for_only_by_the_tick_that_starts_it(world: Any
         def __init__(self, run: Any) -> None:
             self.run = run
 
-        def result(self, timeout: Any = None) -> Any:
+        def exception(self, timeout: Any = None) -> Any:  # the tick's wait for the end
             waits.append(timeout)
+            return self.run.exception(timeout)
+
+        def result(self, timeout: Any = None) -> Any:
             return self.run.result(timeout)
 
         def add_done_callback(self, fn: Any) -> None:
