@@ -225,7 +225,10 @@ def follow(*, model: str, canary_version: str, policy_file: Path, namespace: str
         generation = int(((written or {}).get("metadata") or {}).get("generation") or 0)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            obj = api.get_namespaced_custom_object(crd.GROUP, crd.VERSION, namespace, crd.PLURAL, meta["name"])
+            obj = _read_own(api, namespace, meta["name"], _uid(written))
+            if obj is None:  # a read failed for a while (the API down, a 5xx): the rollout goes on; read again
+                time.sleep(1.0)
+                continue
             st = obj.get("status") or {}
             # only an end of this request: the version asked for, judged at this generation (a status
             # left from the object's earlier version was reported as this request's outcome)
@@ -235,9 +238,8 @@ def follow(*, model: str, canary_version: str, policy_file: Path, namespace: str
             if refused:  # the controller refused the request before claiming anything: exit 2, as promote does
                 where = f"CanaryRollout {namespace}/{meta['name']}"
                 said = refused.removeprefix(f"{namespace}/{meta['name']}: ")  # the controller's own words
-                mine = created and _uid(obj) == _uid(written)  # not one created again by someone else since
                 raise cli.ConfigError(f"{'' if said.startswith(where) else where + ': '}{said}; nothing was moved"
-                                      f"{_withdrawn(api, namespace, meta['name'], _uid(written) if mine else '')}")
+                                      f"{_withdrawn(api, namespace, meta['name'], _uid(written) if created else '')}")
             if st.get("phase") in rl.TERMINAL and ours:
                 # a request that waited on another owner's rollout of the same version ends unrun
                 # (aborted); the version's outcome is that rollout's, judged by that owner's policy
@@ -291,6 +293,40 @@ def _refused(status: dict[str, Any], generation: int) -> str:
 
 def _uid(obj: Any) -> str:
     return str(((obj or {}).get("metadata") or {}).get("uid") or "") if isinstance(obj, dict) else ""
+
+
+def _read_own(api: Any, namespace: str, name: str, uid: str) -> dict[str, Any] | None:
+    """The CanaryRollout this request created or replaced (`uid`, when the API gave one); None when the
+    read failed in a way the next read may not (KubeUnavailable: 5xx, 429, the network), so a follower
+    outlives an API server restart as the controller does.
+
+    Raises CanaryError (exit 3: the request's outcome is unknown; nothing of it is left to run) when
+    the object is gone (deleted by someone while this request waited: the controller sent a rollout it
+    was running to stable) or the name now holds another object (deleted and created again by someone
+    else: its status, refusal or end is not this request's, and was reported as this request's). Other
+    API errors are raised translated (`kube.translate`)."""
+    from canary import logs
+    from canary.errors import KubeUnavailable, NotFound
+    from canary.kube import translate
+
+    where = f"CanaryRollout {namespace}/{name}"
+    try:
+        obj = api.get_namespaced_custom_object(crd.GROUP, crd.VERSION, namespace, crd.PLURAL, name)
+    except Exception as exc:
+        err = translate(exc, where)
+        if isinstance(err, NotFound):
+            raise cli.CanaryError(f"{where} was deleted while this request waited for it; its outcome is "
+                                  "unknown (a rollout it was running went to stable: `canary status`, the "
+                                  "controller's log)") from None
+        if isinstance(err, KubeUnavailable):
+            logs.get().warning("follow.read_failed", rollout=f"{namespace}/{name}", error=str(err))
+            return None
+        raise err from exc
+    if uid and _uid(obj) and _uid(obj) != uid:
+        raise cli.CanaryError(f"{where} was deleted and created again by someone else (uid {_uid(obj)}) while "
+                              "this request waited; this request's outcome is unknown, and the new object is "
+                              "left as it is")
+    return obj
 
 
 def _withdrawn(api: Any, namespace: str, name: str, uid: str) -> str:

@@ -88,7 +88,9 @@ def test_via_controller_never_withdraws_a_canaryrollout_of_the_name_created_by_s
     """Decision 103 (c): the follower deleted by name whatever object the name held when the refusal came:
     a CanaryRollout deleted and created again by someone else meanwhile (another pipeline, a person) was
     deleted as the follower's own. Only the object it created (its uid, a precondition of the delete) is
-    withdrawn. The other object is put in place from the follower's own wait (no thread, no timing)."""
+    withdrawn, and the other object's refusal is not reported as this request's (it was, exit 2): the
+    follower exits 3, the outcome of its request unknown. The other object is put in place from the
+    follower's own wait (no thread, no timing)."""
     import canary.cli_controller as cc
 
     api = fleet.start_api(1)
@@ -114,12 +116,54 @@ def test_via_controller_never_withdraws_a_canaryrollout_of_the_name_created_by_s
 
         monkeypatch.setattr(cc, "time", type("T", (), {"monotonic": staticmethod(time.monotonic),
                                                       "sleep": staticmethod(someone_else)}))
-        with pytest.raises(ConfigError, match="not one this request created"):
-            follow(model="m0", canary_version="v2", policy_file=policy, namespace="ml", stable_version="",
-                   virtual_service=None, kubeconfig=str(kubeconfig), context=None, name="req", triton=None,
-                   output="text", timeout_s=20)
+        with pytest.raises(CanaryError, match="created again by someone else") as err:
+            _follow(policy, kubeconfig)
+        # not the other object's refusal reported as this request's (exit 2 with "not this request's")
+        assert not isinstance(err.value, ConfigError) and "not this request's" not in str(err.value)
         left = custom.get_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "req")
         assert left["metadata"]["uid"] == replaced[0] and not left["metadata"].get("deletionTimestamp")
+    finally:
+        client.close()
+        api.stop()
+
+
+def _follow(policy: Path, kubeconfig: Path, timeout_s: float = 20) -> int:
+    return follow(model="m0", canary_version="v2", policy_file=policy, namespace="ml", stable_version="",
+                  virtual_service=None, kubeconfig=str(kubeconfig), context=None, name="req", triton=None,
+                  output="text", timeout_s=timeout_s)
+
+
+def test_via_controller_a_follower_whose_canaryrollout_is_deleted_says_so(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Someone deletes the request's CanaryRollout while the follower waits: it exits 3 saying the object
+    was deleted and the outcome is unknown (it said "CanaryRollout ml/req: not found", exit 2, as if the
+    input named something missing). A GET answered 503 in between is read again (it ended the follower,
+    exit 3, while the rollout went on). Both happen in the follower's own waits: no thread, no timing."""
+    import canary.cli_controller as cc
+
+    api = fleet.start_api(1)
+    client = api.api_client()
+    try:
+        custom = kc.CustomObjectsApi(client)
+        kubeconfig = fleet.write_kubeconfig(tmp_path / "kubeconfig", api.url)
+        policy = tmp_path / "policy.yaml"
+        policy.write_text(yaml.safe_dump(copy.deepcopy(fleet.FAST_POLICY)))
+        waits: list[float] = []
+
+        def wait(_: float) -> None:
+            waits.append(_)
+            if len(waits) == 1:  # the next read fails once, as an API server restarting answers
+                api.fail_next(503, methods=("GET",), plural=crd.PLURAL)
+            elif len(waits) == 2:
+                custom.delete_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "req")
+
+        monkeypatch.setattr(cc, "time", type("T", (), {"monotonic": staticmethod(time.monotonic),
+                                                      "sleep": staticmethod(wait)}))
+        with structlog.testing.capture_logs() as logs, pytest.raises(CanaryError, match="was deleted while this "
+                                                                                        "request waited") as err:
+            _follow(policy, kubeconfig)
+        assert not isinstance(err.value, ConfigError) and len(waits) == 2, waits
+        assert [e["event"] for e in logs if e["event"] == "follow.read_failed"] == ["follow.read_failed"], logs
     finally:
         client.close()
         api.stop()
