@@ -60,6 +60,7 @@ FAILURE_BUDGET_S = 30.0
 TO_STABLE_BUDGET_S = 2.0
 # a Triton pre-traffic gate's result not read within this many seconds of its end is not used: run again
 GATE_RESULT_TTL_S = 60.0
+FORGET_ABSENT_EVERY_S = 300.0  # how often `_forget_absent` drops what rollouts deleted meanwhile left in memory
 # on every CanaryRollout from its claim until it ends: a deletion mid-rollout sends stable 100% first
 FINALIZER = "modelcanary.dev/stable-on-delete"
 
@@ -184,6 +185,7 @@ class Controller:
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="canary-rollout") if self.workers > 1 else None
         self._leading = False  # led at the previous tick (a new leader handles every rollout once)
         self._next_sweep = -math.inf  # when `_sweep` looks for abandoned rollouts next (the first tick does)
+        self._next_forget = -math.inf  # when `_forget_absent` looks for what deleted rollouts left next
         self._seen: dict[str, tuple[str, float]] = {}  # VirtualService -> (record fingerprint, first seen at)
         # rollout key -> (the end it tried to write, its actions): a write that would have ended a rollout
         # failed, perhaps having landed (a response lost); the next tick announces it if the route records it
@@ -259,6 +261,7 @@ class Controller:
             if hasattr(self.router, "forget_prefetch"):
                 self.router.forget_prefetch()  # prefetched objects serve this tick only, however it ends
         self._sweep({_key(o): o for o in listed})
+        self._forget_absent({_key(o) for o in listed})
         if self.telemetry:
             self.telemetry.observe_tick(time.monotonic() - t0, len(objs))
         self.last_tick = time.monotonic()
@@ -286,6 +289,7 @@ class Controller:
         n = len(objs)
         self._advance_all(objs)  # (empties objs)
         self._sweep(None)
+        self._forget_absent(None)
         if self.telemetry:
             self.telemetry.observe_tick(time.monotonic() - t0, n)
         if self.shard is not None:
@@ -749,6 +753,29 @@ class Controller:
         for kept2 in (self._gates, self._breach_seen):  # called from informer threads too: iterate a copy
             for k in [k for k in list(kept2) if k[0] == key]:
                 kept2.pop(k, None)
+
+    def _forget_absent(self, present: set[str] | None) -> None:
+        """Every `FORGET_ABSENT_EVERY_S` (the controller's clock): `_forget` every rollout this process keeps
+        something of that no longer exists (`present`: the keys this tick listed; None: the informers'
+        cache). A deletion is forgotten when it is seen (`_deleted`, `changed`), but a tick that was
+        already in `_gate_preflight` or `_gate` for that rollout (another thread) can keep a new entry
+        after it: a `_preflights`/`_gates` entry, and its gate, per rollout deleted mid-gate, never dropped."""
+        now = self.clock.now()
+        if now < self._next_forget:
+            return
+        self._next_forget = now + FORGET_ABSENT_EVERY_S
+        if present is None:
+            if self.informers is None:
+                return
+            present = set(self.informers.rollouts.summaries())
+        kept: set[str] = set()
+        for one in (self._step_starts, self._failing, self._known, self._probes, self._histories, self._unconfirmed,
+                    self._preflights):
+            kept.update(list(one))
+        for two in (self._gates, self._breach_seen):
+            kept.update(k[0] for k in list(two))
+        for key in kept - present:
+            self._forget(key)
 
     # ---- checks before traffic: metrics preflight, Triton gates ---------------------
 

@@ -464,3 +464,38 @@ def test_a_gate_whose_thread_cannot_start_is_started_again(world: Any, monkeypat
     op.gate_wait_s = 30.0  # a gate of no calls ends within the tick that starts it
     assert ended(api, op, clock, "r0") == rl.PROMOTED
     assert failed == ["RuntimeError: can't start new thread"] and len(calls) == 2 and gate.runs == 1
+
+
+def test_what_a_rollout_deleted_mid_gate_left_in_memory_is_forgotten(world: Any) -> None:
+    """A deletion is forgotten when the informer sees it (`changed` -> `_forget`), but a tick already in
+    `_gate_preflight` for that rollout on another thread could keep a new `_preflights`/`_gates` entry
+    after it: one per rollout deleted mid-gate, never dropped. `_forget_absent` drops what rollouts no
+    longer in the cache left, every FORGET_ABSENT_EVERY_S of the controller's clock; a live rollout's
+    running gate is kept. The race's leftovers are put in place by the test (no thread, no timing)."""
+    from canary import controller as controller_mod
+
+    api, op, custom, clock = world
+    release = threading.Event()
+    gate = _Gate(release)
+    _gated(api, op, gate)
+    op.gate_wait_s = 0.0
+    try:
+        for _ in range(10):  # claimed, then its gate started
+            step(api, op, clock)
+            if "ml/r0" in op._preflights:
+                break
+        assert "ml/r0" in op._preflights and gate.runs == 1  # r0's gate runs (held)
+        left = [("ml/gone", "v2", "u"), list(op._preflights["ml/r0"])]
+        op._gates[left[0]] = gate  # what the racing tick kept for a rollout deleted meanwhile
+        op._preflights["ml/gone"] = left[1]
+        op._breach_seen[("ml/gone", "v2")] = clock.t
+        step(api, op, clock, dt=controller_mod.FORGET_ABSENT_EVERY_S / 2)
+        assert "ml/gone" in op._preflights  # not yet due: a pass costs a copy of the cache's keys
+        step(api, op, clock, dt=controller_mod.FORGET_ABSENT_EVERY_S)
+        step(api, op, clock)
+        assert "ml/gone" not in op._preflights and left[0] not in op._gates
+        assert not [k for k in op._breach_seen if k[0] == "ml/gone"]
+        assert "ml/r0" in op._preflights and status(api, "r0").get("phase") in (None, rl.PENDING)
+    finally:
+        release.set()
+    assert ended(api, op, clock, "r0") == rl.PROMOTED and gate.runs == 1
