@@ -59,7 +59,7 @@ def test_a_waiting_twin_ends_untouched_however_it_was_edited_or_restarted(world:
     ctl = op if edit is not None else _fresh(op)
     assert run_until_done(ctl, custom, ["r0"])["r0"]["status"]["phase"] == rl.ROLLED_BACK
     assert _canary_share_while(ctl, api, 6) == 0
-    _ended_untouched(_cr(custom, "twin") or {}, "r0")
+    _ended_untouched(ctl, custom, "r0")
 
 
 def test_a_waiting_twin_keeps_its_mark_through_a_failed_tick(world: Any, tmp_path: Any) -> None:
