@@ -60,6 +60,7 @@ FAILURE_BUDGET_S = 30.0
 TO_STABLE_BUDGET_S = 2.0
 # a Triton pre-traffic gate's result not read within this many seconds of its end is not used: run again
 GATE_RESULT_TTL_S = 60.0
+CHECK_ENDS_PER_SWEEP = 50  # ended rollouts whose route a sweep reads at most (`_check_ends`)
 FORGET_ABSENT_EVERY_S = 300.0  # how often `_forget_absent` drops what rollouts deleted meanwhile left in memory
 # on every CanaryRollout from its claim until it ends: a deletion mid-rollout sends stable 100% first
 FINALIZER = "modelcanary.dev/stable-on-delete"
@@ -186,6 +187,7 @@ class Controller:
         self._leading = False  # led at the previous tick (a new leader handles every rollout once)
         self._next_sweep = -math.inf  # when `_sweep` looks for abandoned rollouts next (the first tick does)
         self._next_forget = -math.inf  # when `_forget_absent` looks for what deleted rollouts left next
+        self._ends_checked: dict[str, str] = {}  # VirtualService -> fingerprint of its ended record found right
         self._seen: dict[str, tuple[str, float]] = {}  # VirtualService -> (record fingerprint, first seen at)
         # rollout key -> (the end it tried to write, its actions): a write that would have ended a rollout
         # failed, perhaps having landed (a response lost); the next tick announces it if the route records it
@@ -348,7 +350,7 @@ class Controller:
                         and known.spec.target.canary_version == rec.canary_version)
 
             found = sweep.scan(vss, quiet, gone, owns=lambda key: self.owns(stub(key)), owner_object=mine,
-                               drives=drives)
+                               drives=drives, ended=True)
         except Exception as exc:  # the next sweep tries again; the rollouts' own ticks are unaffected
             self.log.warning("sweep.failed", error=f"{type(exc).__name__}: {exc}")
             return
@@ -366,6 +368,48 @@ class Controller:
             except Exception as exc:
                 self.log.error("sweep.failed", namespace=one.namespace, virtual_service=one.virtual_service,
                                error=f"{type(exc).__name__}: {exc}")
+        self._check_ends(found.ended)
+
+    def _check_ends(self, ended: list[sweep.Found]) -> None:
+        """Each ended rollout's route is read once per record (`_ends_checked`: the record's fingerprint;
+        a record that agreed, was repaired or reported is not read again until it changes) and an ended
+        rollback whose stable subset was left on the canary version is repaired (`sweep.check_end`)."""
+        checked: dict[str, str] = {}
+        todo = []
+        for one in ended:
+            mark = sweep.fingerprint(one.text)
+            if self._ends_checked.get(one.key) == mark:
+                checked[one.key] = mark
+            else:
+                todo.append((mark, one))
+        # the latest ends first, at most CHECK_ENDS_PER_SWEEP reads a sweep: a controller starting over
+        # thousands of ended rollouts (none checked yet) must not hold its tick for all of them
+        todo.sort(key=lambda m: m[1].record.updated_at, reverse=True)
+        for mark, one in todo[:CHECK_ENDS_PER_SWEEP]:
+            if self.informers is not None:
+                self._seed_route(one)
+            try:
+                outcome = sweep.check_end(self.fenced, one, log=self.log)
+            except NotLeader:
+                return
+            except Exception as exc:  # a bug: the next sweep reads it again
+                self.log.error("sweep.failed", namespace=one.namespace, virtual_service=one.virtual_service,
+                               error=f"{type(exc).__name__}: {exc}")
+                continue
+            finally:
+                if self.informers is not None and hasattr(self.router, "forget_prefetch"):
+                    self.router.forget_prefetch()
+            if outcome in ("agrees", "repaired", "reported"):
+                checked[one.key] = mark
+        self._ends_checked = checked  # routes no longer listed are forgotten
+
+    def _seed_route(self, one: sweep.Found) -> None:
+        """The router's next reads of `one`'s VirtualService and DestinationRule come from the cache."""
+        if not hasattr(self.router, "seed"):
+            return
+        names = {"virtualservices": one.virtual_service,
+                 "destinationrules": one.target().dr_name}
+        self.router.seed(self.informers.route_objects(one.namespace, names))
 
     def _swept(self, ended: rl.RolloutState) -> None:
         """A rollout the sweep (or an orphan's claimant) ended, counted as the rollouts' own ends are

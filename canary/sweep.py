@@ -19,7 +19,9 @@ A split rollout nobody drives is sent to stable 100% and recorded `aborted`; one
 its promotion (`promoting`: every step passed, the canary at 100%) is finished, as a promote
 interrupted there finishes it. Every write is guarded on the record read: an owner that wrote
 meanwhile keeps its rollout. Left alone: paused rollouts (a person holds them), pending ones (stable
-still has 100%), ended ones, and records with no owner (nothing tells whether they run).
+still has 100%), ended ones, and records with no owner (nothing tells whether they run). Ended ones
+are only read (`check_end`, the controller's sweep): a rollback's stable subset left on the canary
+version is pointed back, a promotion's left on the old version is reported.
 
 Log events: ``rollout.abandoned`` (warning, once the write landed: the owner, how long the record was
 seen unchanged, what was done), with the rollout's own ``rollout.aborted`` / ``rollout.promoted``;
@@ -193,12 +195,16 @@ class Scan:
     abandoned: list[Found] = field(default_factory=list)
     watching: list[Found] = field(default_factory=list)
     unknown: list[Found] = field(default_factory=list)
+    # with `scan(ended=True)`: every ended rollout (rolled back, aborted, promoted), timed as `watching`
+    # is, for `check_end`: is its stable subset on the version its end serves?
+    ended: list[Found] = field(default_factory=list)
 
 
 def scan(virtual_services: Iterable[dict[str, Any]], quiet: Callable[[dict[str, Any], str, str], float | None],
          owner_gone: Callable[[str], bool], *, owns: Callable[[str], bool] = lambda key: True,
          owner_object: Callable[[str], dict[str, Any] | None] | None = None,
-         drives: Callable[[str, str, rl.RolloutState], bool] = lambda ns, name, rec: False) -> Scan:
+         drives: Callable[[str, str, rl.RolloutState], bool] = lambda ns, name, rec: False,
+         ended: bool = False) -> Scan:
     """The rollouts in progress among `virtual_services` (objects as listed) whose `namespace/name` this
     caller `owns` (a controller shard's share). `quiet(vs, key, text)`: how long the caller has seen
     that record unchanged (None: first seen now); asked only of a promote's rollout in progress.
@@ -206,7 +212,7 @@ def scan(virtual_services: Iterable[dict[str, Any]], quiet: Callable[[dict[str, 
     a split rollout (paused too) that its existing CanaryRollout no longer asks for is abandoned too
     (`asked_elsewhere`), unless the caller `drives(namespace, name, rec)` that very rollout (it remembers
     it: its own next tick supersedes it). An unreadable record is skipped (its owner's next write, `canary status` and
-    `canary rollback` report it)."""
+    `canary rollback` report it). `ended`: the ended rollouts go to `Scan.ended` too (`check_end`)."""
     out = Scan()
     for vs in virtual_services:
         meta = vs.get("metadata") or {}
@@ -217,6 +223,9 @@ def scan(virtual_services: Iterable[dict[str, Any]], quiet: Callable[[dict[str, 
         try:
             rec = rl.RolloutState.from_json(text)
         except (ValueError, TypeError, KeyError):
+            continue
+        if ended and rec.phase in ENDS_SERVING:
+            out.ended.append(Found(ns, name, rec, text, quiet_s=quiet(vs, f"{ns}/{name}", text)))
             continue
         if not in_progress(rec) and not (rec.phase == rl.PAUSED and owner_object is not None):
             continue
@@ -237,6 +246,67 @@ def scan(virtual_services: Iterable[dict[str, Any]], quiet: Callable[[dict[str, 
         elif watched(rec):
             out.watching.append(Found(ns, name, rec, text, quiet_s=quiet_s))
     return out
+
+
+# the ends `check_end` looks at: each names the version that serves every request after it
+ENDS_SERVING = (rl.ROLLED_BACK, rl.ABORTED, rl.PROMOTED)
+# an ended rollback seen unchanged this long with its stable subset on the canary version is repaired by the
+# sweep: its writer (a rollback from `promoting` writes stable 100% with its record, then points the stable
+# subset back) was killed between its two writes, or is slower than this (repairing it then is the same write)
+REPAIR_AFTER_S = 30.0
+
+
+def check_end(router: Any, found: Found, *, log: Any) -> str:
+    """Whether `found`'s ended rollout serves what its end names (stable 100% and the stable subset on a
+    rollback's old version, or a promotion's new one: `reconcile.end_disagreement`), and the repair of a
+    rollback's that does not. Returns "agrees" (nothing to do, nothing logged), "waiting" (disagrees,
+    not yet seen unchanged `REPAIR_AFTER_S`), "repaired" (the stable subset pointed back at the old
+    version, guarded on the record read: `subset.repaired`, by "sweep"), "reported" (a promotion's:
+    `sweep.route_disagrees`, nothing written: moving every request to the new version is not the sweep's
+    choice, as `canary rollback` does not make it either) or "unknown" (the route could not be read, or
+    the repair failed: the next sweep reads it again). Never raises CanaryError; NotLeader is raised.
+
+    A rollback that finds stable 100% with its subset left on the canary version repairs it too (`canary
+    rollback`, docs/decisions.md 94 (d)); until this check nobody did unless asked: every request went to
+    the rolled-back version, and the records said stable."""
+    from canary.errors import NotLeader
+    from canary.reconcile import end_disagreement
+
+    r = found.record
+    log = log.bind(namespace=found.namespace, virtual_service=found.virtual_service, model=r.model,
+                   stable_version=r.stable_version, canary_version=r.canary_version)
+    try:
+        status = router.inspect(found.target())
+    except NotLeader:
+        raise
+    except CanaryError:
+        return "unknown"
+    if status.state != found.text:  # written since the listing: the next sweep reads it again
+        return "unknown"
+    why = end_disagreement(r, status)
+    if not why:
+        return "agrees"
+    if found.quiet_s is None or found.quiet_s < REPAIR_AFTER_S:
+        return "waiting"
+    if r.phase == rl.PROMOTED:
+        log.warning("sweep.route_disagrees", phase=r.phase, error=why,
+                    hint=f"every request is served by {status.stable_subset_version}; `canary promote "
+                         f"--canary-version {r.canary_version}` rolls the new version out again")
+        return "reported"
+    actions: list[rl.Action] = [
+        rl.PointSubset("stable", r.stable_version, guarded=True, undo_version=status.stable_subset_version),
+        rl.Emit("subset.repaired", {"subset": "stable", "version": r.stable_version,
+                                    "was": status.stable_subset_version, "recorded_phase": r.phase, "by": "sweep",
+                                    "reason": why}, warning=True)]
+    try:
+        execute(router, found.target(), r, actions, log=log, expect=found.text, report_failure=False)
+    except NotLeader:
+        raise
+    except CanaryError as exc:
+        log.warning("sweep.repair_failed", error=str(exc), reason=why,
+                    hint=f"`canary rollback {r.model}` points the stable subset back at {r.stable_version}")
+        return "unknown"
+    return "repaired"
 
 
 def seen_mark(vs: dict[str, Any]) -> tuple[str, float] | None:
