@@ -27,6 +27,16 @@ def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="address to bind (0.0.0.0 in a pod behind a Service)"),
     port: int = typer.Option(8090, "--port", help="TCP port (0: any free one, logged in serve.listening)"),
     state_ttl: float = opts.DurationOpt("168h", "--state-ttl", help="forget revisions not looked at for this long"),
+    max_revisions: int = typer.Option(1000, "--max-revisions", min=1, help="revisions kept in --state-dir at most: a "
+                                      "new one makes room by dropping the oldest finished one (failed, or no longer "
+                                      "called), and is refused (503) when every one is still in progress"),
+    token_file: Optional[Path] = typer.Option(None, "--token-file", envvar="CANARY_SERVE_TOKEN_FILE",
+                                              help="file of accepted tokens, one a line (a mounted Secret; read again "
+                                              "when it changes): every call but /healthz must carry one "
+                                              "(Authorization: Bearer, or Basic with it as the password)"),
+    allow_unauthenticated: bool = typer.Option(False, "--allow-unauthenticated", help="serve on a non-loopback "
+                                               "--host without --token-file (refused otherwise): anyone who "
+                                               "reaches the port can then pass or fail a rollout"),
     answer_within: float = opts.DurationOpt("8s", "--answer-within", help="answer every call within this (keep it "
                                             "under the webhook's timeout / Argo's timeoutSeconds, 10s by default): "
                                             "Prometheus not answered by then is 'could not measure', never a pass"),
@@ -44,6 +54,8 @@ def serve(
 
     One JSON log line per decision on stderr. Exit 0 on SIGINT/SIGTERM, 2 on bad flags or policies.
 
+    Without --token-file the service serves on a loopback --host only, unless --allow-unauthenticated.
+
     Example: canary serve --policy policies/default.yaml --state-dir /var/lib/canary-serve --prometheus-url http://prometheus:9090
     """
     from canary import logs
@@ -53,11 +65,20 @@ def serve(
 
     def go() -> int:
         from canary.serve import Service, load_policies
+        from canary.serve_auth import TokenFile, is_loopback
         from canary.serve_http import ServeServer
         from canary.serve_store import SessionStore, StoreError
 
         if not 0 <= port <= 65535:
             raise cli.ConfigError(f"--port must be 0..65535, got {port}")
+        auth = TokenFile(token_file) if token_file is not None else None
+        if auth is None and not is_loopback(host):
+            if not allow_unauthenticated:
+                raise cli.ConfigError(f"--host {host} is not a loopback address and no --token-file is given: anyone "
+                                      "who reaches the port could pass or fail a rollout. Give --token-file FILE "
+                                      "(docs/integrations.md), or --allow-unauthenticated when something in front "
+                                      "(a mesh policy) already lets only your controller in")
+            log.warning("serve.unauthenticated", host=host, why="--allow-unauthenticated: no token is asked")
         files = list(policy)
         if policy_dir is not None:
             if not policy_dir.is_dir():
@@ -66,21 +87,25 @@ def serve(
         policies = load_policies(files)
         metrics = opts.prometheus(prometheus_url, prometheus_token, prometheus_user, prometheus_password,
                                   prometheus_ca_file, insecure)
-        store = SessionStore(state_dir)
+        try:
+            store = SessionStore(state_dir, max_revisions=max_revisions)
+        except StoreError as exc:
+            raise cli.ConfigError(str(exc)) from None
         try:
             store.hold()  # the only writer of the state directory, or exit 2 naming who is
         except StoreError as exc:
             raise cli.ConfigError(str(exc)) from None
         pruned = store.prune(older_than_s=state_ttl)
         try:
-            server = ServeServer(Service(policies=policies, metrics=metrics, store=store, answer_within_s=answer_within),
-                                 host=host, port=port)
+            server = ServeServer(Service(policies=policies, metrics=metrics, store=store, answer_within_s=answer_within,
+                                         auth=auth), host=host, port=port)
         except OSError as exc:
             raise cli.ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
         stop = threading.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
-        log.info("serve.started", policies=sorted(policies), state_dir=str(state_dir), pruned=pruned)
+        log.info("serve.started", policies=sorted(policies), state_dir=str(state_dir), pruned=pruned,
+                 auth="token" if auth else "none", max_revisions=max_revisions)
         server.start()
         try:
             # a bounded wait: the kernel may hand SIGTERM to a server thread, and a main thread

@@ -48,14 +48,16 @@ from typing import Any
 
 from canary import logs
 from canary.analysis.judge import judge
-from canary.errors import CanaryError, ConfigError, GateError
+from canary.errors import ConfigError
 from canary.model import Outcome, Target, Verdict
 from canary.policy import Policy, load_policy
-from canary.serve_requests import Ask, BadRequest, argo_ask, flagger_ask, query_fields, read_json
+from canary.serve_auth import TokenFile, TokenUnavailable
+from canary.serve_gates import GateRuns, run_gates
 from canary.serve_measure import measure_within
+from canary.serve_requests import Ask, BadRequest, argo_ask, flagger_ask, query_fields, read_json
 from canary.serve_session import (FAIL, PASS, Session, new_session, open_window, record_gates, record_look,
                                   serve_window)
-from canary.serve_store import RevisionBusy, SessionStore, StoreError
+from canary.serve_store import RevisionBusy, SessionStore, StoreError, StoreFull
 
 ANSWER_WITHIN_S = 8.0  # below Flagger's and Argo's default webhook/measurement timeout of 10 s
 FLAGGER_HOOKS = ("pre-rollout", "rollout", "confirm-traffic-increase", "confirm-promotion")
@@ -95,26 +97,39 @@ class Service:
 
     `metrics` is a PrometheusProvider (anything with its `measure`/`request_counts` taking `at`);
     `clock` gives Unix seconds (the window bookkeeping and the queries' evaluation time).
-    `answer_within_s` bounds a call's wait for its revision and for Prometheus (real time): what is
-    not measured by then is "could not measure", and a revision still busy with another call is a 503,
-    so the caller gets an answer before its own timeout (Flagger's and Argo's default: 10 s).
+    `answer_within_s` bounds a call's wait for its revision, for Prometheus and for the Triton gates
+    (real time): what is not measured by then is "could not measure", gates still running are "could not
+    check yet", and a revision still busy with another call is a 503, so the caller gets an answer before
+    its own timeout (Flagger's and Argo's default: 10 s). `auth` (None: no credential asked) is checked
+    on every endpoint but /healthz: 401 without an accepted token, 503 while the token file is unreadable.
     """
 
     def __init__(self, *, policies: dict[str, NamedPolicy], metrics: Any, store: SessionStore,
                  clock: Callable[[], float] = time.time, gates: Callable[..., Any] = default_gates,
-                 answer_within_s: float = ANSWER_WITHIN_S) -> None:
+                 answer_within_s: float = ANSWER_WITHIN_S, auth: TokenFile | None = None) -> None:
         if not (math.isfinite(answer_within_s) and answer_within_s > 0):
             raise ConfigError(f"--answer-within must be a positive duration, got {answer_within_s!r}")
         self.policies, self.metrics, self.store, self.clock, self.gates = policies, metrics, store, clock, gates
-        self.answer_within_s = answer_within_s
+        self.answer_within_s, self.auth = answer_within_s, auth
+        self.gate_runs = GateRuns(clock)
         self.log = logs.get(component="serve")
+        self._token_error: str | None = None
 
-    def handle(self, method: str, path: str, query: str, body: bytes, content_type: str | None) -> Reply:
+    def handle(self, method: str, path: str, query: str, body: bytes, content_type: str | None, *,
+               authorization: str | None = None, peer: str = "") -> Reply:
+        """One request -> (HTTP status, JSON document). `authorization` is the Authorization header's value
+        (None when absent), `peer` the client's address (for the log only). Never raises."""
         deadline = time.monotonic() + self.answer_within_s
         try:
+            refused = self._refused(path, authorization, peer)
+            if refused is not None:
+                return refused
             return self._route(method, path, query, body, content_type, deadline)
         except RevisionBusy as exc:  # not an answer about the canary: the caller asks again (never a 2xx)
             self.log.warning("serve.busy", path=path, error=str(exc))
+            return 503, {"error": str(exc), "field": ""}
+        except StoreFull as exc:
+            self.log.error("serve.state_full", path=path, max_revisions=self.store.max_revisions, error=str(exc))
             return 503, {"error": str(exc), "field": ""}
         except BadRequest as exc:
             self.log.warning("serve.bad_request", path=path, status=exc.status, field=exc.field, error=exc.message)
@@ -125,6 +140,27 @@ class Service:
         except Exception as exc:  # noqa: BLE001 - a bug answers 500 and the service goes on
             self.log.error("serve.unexpected_error", path=path, error=f"{type(exc).__name__}: {exc}")
             return 500, {"error": f"unexpected error ({type(exc).__name__}: {exc})", "field": ""}
+
+    def _refused(self, path: str, authorization: str | None, peer: str) -> Reply | None:
+        """None when the call may go on: no `auth`, /healthz (a probe carries no token and learns
+        nothing), or an accepted token; else the 401 or 503 to answer. Nothing logged holds a token."""
+        if self.auth is None or path == "/healthz":
+            return None
+        try:
+            why = self.auth.check(authorization)
+        except TokenUnavailable as exc:
+            if str(exc) != self._token_error:  # once per cause, not once per call
+                self._token_error = str(exc)
+                self.log.error("serve.token_unreadable", path=path, error=str(exc))
+            return 503, {"error": f"the service cannot read its token file, so it accepts no call: {exc}",
+                         "field": ""}
+        self._token_error = None
+        if why is None:
+            return None
+        self.log.warning("serve.unauthorized", path=path, peer=peer, reason=why)
+        return 401, {"error": f"{why} token: send `Authorization: Bearer <token>` (or Basic auth with the token "
+                              "as the password, as a Flagger webhook URL's user:password sends it); the tokens are "
+                              "those of the server's --token-file", "field": "Authorization"}
 
     def _route(self, method: str, path: str, query: str, body: bytes, content_type: str | None,
                deadline: float) -> Reply:
@@ -186,11 +222,31 @@ class Service:
         return status, doc
 
     def _confirm(self, ask: Ask, *, hook: str, deadline: float) -> Reply:
+        """A pass grants one traffic increase and one promotion (Flagger's last step asks both after one
+        look): the same confirm hook again before the next look is 412, so a replayed or repeated call
+        never moves the canary twice on one piece of evidence."""
         named = self._policy(ask)
+        spent = ""
         with self.store.lock(ask.key, ask.revision, timeout=_left(deadline)):
             s = self._session(ask, named, create=False)
             if hook == "confirm-traffic-increase" and (s is None or s.looks == 0):
                 return self._first_step(ask, named, s)
+            if s is not None and s.verdict == PASS:
+                grant = "traffic_granted_look" if hook == "confirm-traffic-increase" else "promotion_granted_look"
+                if getattr(s, grant) == s.looks:
+                    spent = (f"the pass of look {s.looks} already granted "
+                             f"{'a traffic increase' if grant == 'traffic_granted_look' else 'the promotion'}: the "
+                             "rollout webhook must judge again before another (a replayed or repeated call)")
+                else:
+                    s = replace(s, **{grant: s.looks})
+                    self.store.save(s)
+        if spent and s is not None:
+            doc = _document(s, None, policy=named.policy, window_s=0, canary_requests=None)
+            doc.pop("evidence")
+            doc["result"]["reason"] = doc["error"] = spent
+            doc["field"] = "checksum"
+            self._decided(ask, hook, 412, s, None, None, reason=spent)
+            return 412, doc
         if s is None:
             status, doc = 412, {"error": f"no look recorded for {ask.key} revision {ask.revision} yet: the rollout "
                                          "webhook must come before this one", "field": "checksum"}
@@ -264,8 +320,11 @@ class Service:
                 s, status = record_gates(s, passed=True, why="", now=self.clock()), 200
                 s = _with_reason(s, f"no gates configured in policy {named.name!r}")
             else:
-                status, why = self._run_gates(cfg, ask, named)
-                s = record_gates(s, passed=status == 200, why=why, now=self.clock())
+                status, why = self._gate_result(cfg, ask, named, deadline)
+                if status != 0:
+                    s = record_gates(s, passed=status == 200, why=why, now=self.clock())
+                else:  # still running: nothing recorded about the canary yet
+                    status = 503
                 s = _with_reason(s, why)
             self.store.save(s)
         doc = _document(s, None, policy=named.policy, window_s=0, canary_requests=None)
@@ -293,22 +352,22 @@ class Service:
                            namespace=ask.namespace, stable_version=ask.stable_version,
                            canary_version=ask.canary_version, now=self.clock(), step=ask.step)
 
-    def _run_gates(self, cfg: Any, ask: Ask, named: NamedPolicy) -> tuple[int, str]:
-        """(200, what passed) | (409, why refused) | (503, why they could not be run)."""
-        try:
-            report = self.gates(cfg, model=ask.model, stable_url=ask.triton_stable or None,
-                                canary_url=ask.triton_canary, base_dir=named.base_dir).preflight()
-            return 200, "gates passed: " + "; ".join(report.get("checks", ()))
-        except GateError as exc:
-            from canary.reconcile import not_the_canarys
-
-            if not_the_canarys(str(exc)):  # stable down, samples Triton refuses: no verdict on the canary
-                return 503, f"could not run the gates: {exc}"
-            return 409, str(exc)
-        except CanaryError as exc:
-            return 503, f"could not run the gates: {exc}"
-        except ImportError as exc:
-            return 503, f"could not run the gates: tritonclient is not installed ({exc})"
+    def _gate_result(self, cfg: Any, ask: Ask, named: NamedPolicy, deadline: float) -> tuple[int, str]:
+        """The revision's gate run, waited on until `deadline`: its (status, why), or (0, why) while it
+        still runs (serve_gates.py: the next pre-rollout joins it or reads its result)."""
+        inputs = (named.name, ask.model, ask.triton_canary, ask.triton_stable)
+        fresh_s = named.policy.analysis.interval + named.policy.failure.no_data_deadline
+        key = f"{ask.key}\0{ask.revision}"
+        run, started = self.gate_runs.join(key, inputs, lambda: run_gates(
+            self.gates, cfg, model=ask.model, stable_url=ask.triton_stable or None, canary_url=ask.triton_canary,
+            base_dir=named.base_dir), fresh_s=fresh_s)
+        if run.done.wait(_left(deadline)):
+            return self.gate_runs.take(key, run)
+        running_s = self.clock() - run.started_at
+        self.log.warning("serve.gates_running", key=ask.key, revision=ask.revision, started=started,
+                         running_s=round(running_s, 1), answer_within_s=self.answer_within_s)
+        return 0, (f"could not run the gates yet: still running ({running_s:.0f}s) after the {self.answer_within_s:g}s "
+                   "this service answers in (--answer-within); they go on, and the next pre-rollout reads their result")
 
     def _policy(self, ask: Ask) -> NamedPolicy:
         field = "policy" if ask.integration == "argo" else "metadata.policy"
@@ -327,9 +386,14 @@ class Service:
         if s is None:
             if not create:
                 return None
-            return new_session(key=ask.key, revision=ask.revision, policy=named.name, model=ask.model,
-                               namespace=ask.namespace, stable_version=ask.stable_version,
-                               canary_version=ask.canary_version, now=self.clock(), step=ask.step)
+            s = new_session(key=ask.key, revision=ask.revision, policy=named.name, model=ask.model,
+                            namespace=ask.namespace, stable_version=ask.stable_version,
+                            canary_version=ask.canary_version, now=self.clock(), step=ask.step)
+            now = self.clock()
+            for gone in self.store.create(s, finished=lambda old: self._finished(old, now)):
+                self.log.info("serve.pruned", key=gone.key, revision=gone.revision, verdict=gone.verdict,
+                              idle_s=round(now - gone.updated_at), max_revisions=self.store.max_revisions)
+            return s
         meta = "" if ask.integration == "argo" else "metadata."
         for field, recorded, given in (("policy", s.policy, named.name), ("model", s.model, ask.model),
                                        ("stableVersion", s.stable_version, ask.stable_version),
@@ -339,9 +403,20 @@ class Service:
                                                f"{recorded!r}, not {given!r} (a new release needs a new revision)", 409)
         return s
 
-    def _decided(self, ask: Ask, hook: str, status: int, s: Session, verdict: Verdict | None, n: float | None) -> None:
+    def _finished(self, s: Session, now: float) -> bool:
+        """A session the state directory may drop to make room: failed (sticky: its caller rolled back), or
+        not called for longer than a window of its policy may last (the caller stopped; were it to come
+        back, its window would open from then anyway), or judged with a policy no longer loaded."""
+        named = self.policies.get(s.policy)
+        if s.ended or named is None:
+            return True
+        p = named.policy
+        return now - s.updated_at > p.analysis.interval + p.failure.no_data_deadline
+
+    def _decided(self, ask: Ask, hook: str, status: int, s: Session, verdict: Verdict | None, n: float | None, *,
+                 reason: str | None = None) -> None:
         fields = dict(integration=ask.integration, hook=hook, key=ask.key, revision=ask.revision, policy=s.policy,
-                      model=s.model, status=status, verdict=s.verdict, reason=s.reason, look=s.looks,
+                      model=s.model, status=status, verdict=s.verdict, reason=reason or s.reason, look=s.looks,
                       window=s.windows_closed, failed_looks=s.failed_looks)
         if verdict is not None:
             fields.update(outcome=verdict.outcome.label, canary_requests=n,

@@ -130,8 +130,13 @@ def _handler(service: Service, request_timeout_s: float) -> type[BaseHTTPRequest
                 return self._reply(411, {"error": f"a {self.command} needs Content-Length", "field": ""}, close=True)
             if not self._arrived():
                 return None
+            given = self.headers.get_all("Authorization") or []
+            if len(given) > 1:  # which one a proxy passed on is not ours to guess
+                return self._reply(400, {"error": "Authorization given more than once", "field": "Authorization"},
+                                   close=True)
             status, doc = service.handle(self.command, parts.path, parts.query, body,
-                                         self.headers.get("Content-Type"))
+                                         self.headers.get("Content-Type"),
+                                         authorization=given[0] if given else None, peer=self.client_address[0])
             self._reply(status, doc)
 
         do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _any  # noqa: N815 (http.server's naming)
@@ -144,6 +149,8 @@ def _handler(service: Service, request_timeout_s: float) -> type[BaseHTTPRequest
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
             self.send_header("Cache-Control", "no-store")
+            if status == 401:
+                self.send_header("WWW-Authenticate", 'Bearer realm="canary-serve"')
             if close:
                 self.send_header("Connection", "close")
                 self.close_connection = True

@@ -13,7 +13,8 @@ Argo Rollouts, `web` metric provider: GET with a query string, or POST with `jso
     stableVersion  the stable arm's value of the policy's arm label          required
     canaryVersion  the canary arm's value                                    required
     policy         a policy name the server loaded                           required with several
-    revision       what identifies this release (default: canaryVersion)     optional
+    revision       what identifies this release (default: canaryVersion;    optional
+                   1-63 of A-Z a-z 0-9 - _ ., as a label value)
     step           the rollout step (index or weight): a new one opens a window   optional
 
 Flagger webhooks (POST), the payload Flagger documents and sends (pkg/controller/webhook.go):
@@ -42,6 +43,8 @@ _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", re.ASCII)
 _DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?", re.ASCII)
 _NAME = re.compile(r"[A-Za-z0-9][-A-Za-z0-9_.]{0,62}", re.ASCII)
 _PRINTABLE = re.compile(r"[\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?", re.ASCII)
+# a revision names state the service keeps: a label value's characters, no '/', nothing a path could use
+_REVISION = "1-63 of A-Z a-z 0-9 - _ . starting with a letter or digit"
 ARGO_FIELDS = ("namespace", "rollout", "model", "stableVersion", "canaryVersion", "policy", "revision", "step")
 FLAGGER_FIELDS = ("name", "namespace", "phase", "checksum", "metadata")
 FLAGGER_METADATA = ("model", "stableVersion", "canaryVersion", "policy", "tritonCanary", "tritonStable")
@@ -153,7 +156,7 @@ def argo_ask(raw: Any) -> Ask:
     return Ask(integration="argo", namespace=namespace, name=name, model=model, stable_version=stable,
                canary_version=canary,
                policy=_text(raw, "policy", required=False, pattern=_NAME, what="a policy name", limit=63),
-               revision=_text(raw, "revision", required=False) or canary,
+               revision=_text(raw, "revision", required=False, pattern=_NAME, limit=63, what=_REVISION) or canary,
                step=_text(raw, "step", required=False, limit=63, what="printable ASCII, 1-63 characters"))
 
 
@@ -173,7 +176,7 @@ def flagger_ask(raw: Any) -> Ask:
                namespace=_text(raw, "namespace", pattern=_DNS_LABEL, what="a DNS label (Kubernetes namespace)",
                                limit=63),
                name=_text(raw, "name", pattern=_DNS_SUBDOMAIN, what="a Kubernetes object name"),
-               revision=_text(raw, "checksum", pattern=_PRINTABLE, what="Flagger's checksum"),
+               revision=_text(raw, "checksum", pattern=_NAME, limit=63, what=f"Flagger's checksum, {_REVISION}"),
                phase=_text(raw, "phase", required=False, pattern=_NAME, what="a Flagger phase", limit=63),
                model=_text(meta, "model", where=m), stable_version=_version(meta, "stableVersion", m),
                canary_version=_version(meta, "canaryVersion", m),

@@ -67,6 +67,9 @@ class Session:
     updated_at: float = 0.0
     # Flagger's first confirm-traffic-increase, at weight 0 before any look, was granted (once per revision)
     first_step: bool = False
+    # the look whose pass a confirm hook granted (0: none): a pass grants one traffic increase and one promotion
+    traffic_granted_look: int = 0
+    promotion_granted_look: int = 0
 
     def __post_init__(self) -> None:
         if self.verdict not in VERDICTS:

@@ -18,7 +18,7 @@ import os
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -34,6 +34,13 @@ class RevisionBusy(CanaryError):
     """Another call for the same revision held it past the wait this call had (`lock(timeout=)`)."""
 
 
+class StoreFull(CanaryError):
+    """A new revision met `max_revisions` sessions, none of them finished (`create`): not started."""
+
+
+MAX_REVISIONS = 1000
+
+
 class _Slot:
     """A revision's lock and how many calls hold or wait on it."""
 
@@ -43,10 +50,18 @@ class _Slot:
 
 
 class SessionStore:
-    """Sessions under `directory` (created if missing), named by a hash of (key, revision)."""
+    """Sessions under `directory` (created if missing), named by a hash of (key, revision).
 
-    def __init__(self, directory: str | Path) -> None:
+    At most `max_revisions` of them (`create`): every caller names its own revisions, so without a
+    cap any client could fill the volume one new checksum at a time (then every call is a 500).
+    """
+
+    def __init__(self, directory: str | Path, *, max_revisions: int = MAX_REVISIONS) -> None:
+        if max_revisions < 1:
+            raise StoreError(f"--max-revisions must be at least 1, got {max_revisions}")
         self.dir = Path(directory)
+        self.max_revisions = max_revisions
+        self._creating = threading.Lock()  # one new revision at a time: the count and its file agree
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -129,6 +144,49 @@ class SessionStore:
         if (s.key, s.revision) != (key, revision):
             raise StoreError(f"{p}: holds {s.key} revision {s.revision}, not {key} revision {revision}")
         return s
+
+    def create(self, s: Session, *, finished: Callable[[Session], bool]) -> list[Session]:
+        """Save a revision that has no file yet, making room when `max_revisions` files exist: the
+        finished sessions (`finished(s)`: failed, or called no more) are deleted oldest first
+        (`updated_at`), one in use by a call never; StoreFull when none is finished. The sessions
+        deleted. (Called under the revision's `lock`.)"""
+        with self._creating:
+            pruned: list[Session] = []
+            names = [p for p in self.dir.glob("*.json") if not p.name.startswith(".")]
+            if len(names) >= self.max_revisions:
+                pruned = self._make_room(names, len(names) - self.max_revisions + 1, finished)
+            self.save(s)
+            return pruned
+
+    def _make_room(self, names: list[Path], need: int, finished: Callable[[Session], bool]) -> list[Session]:
+        with self._guard:
+            busy = set(self._locks)
+        done = []
+        for p in names:
+            if p.stem in busy:
+                continue
+            try:
+                s = Session.from_json(p.read_text(encoding="utf-8"))
+            except (OSError, ValueError, TypeError):
+                continue  # unreadable: kept for a person to look at (a call for it is a 500 naming it)
+            if finished(s):
+                done.append((s.updated_at, p.name, p, s))
+        done.sort(key=lambda d: (d[0], d[1]))
+        pruned = []
+        for _, _, p, s in done[:need]:
+            try:
+                p.unlink()
+            except FileNotFoundError:
+                pass
+            except OSError:
+                continue
+            pruned.append(s)
+        if len(pruned) < need:
+            raise StoreFull(f"the state directory {self.dir} holds {len(names) - len(pruned)} revisions "
+                            f"(--max-revisions {self.max_revisions}) and none more is finished (failed, or not called "
+                            "for longer than its policy's interval + no_data_deadline): a new revision is not started "
+                            "until one is; raise --max-revisions if this many rollouts really run at once")
+        return pruned
 
     def save(self, s: Session) -> None:
         """Write atomically (temporary file, fsync, rename); StoreError if the disk refuses."""

@@ -1,0 +1,162 @@
+"""`canary serve`, decision 105: a pass is spent by the confirm hook it grants, the state directory is
+bounded, the names a caller sends cannot reach outside it, and `pre-rollout`'s gates answer within
+`--answer-within`.
+
+The rig of test_serve_attack2.py (`Service.handle`, a fake clock, a provider that answers at once, a
+real store on disk). A gate that runs long is one that waits on an Event the test sets after it has the
+answer, so no sleep decides a result.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from canary.policy import parse_policy
+from canary.serve import NamedPolicy, Service
+from tests.unit.test_serve_attack2 import POLICY, flagger, rig, to_promotion  # noqa: F401 (rig: a fixture)
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _looks_to_a_pass(svc: Service, clock: Any) -> None:
+    """Rollout hooks 15 s apart until the open window (60 s) passes."""
+    for _ in range(5):
+        clock.t += 15
+        status, doc = flagger(svc, "rollout")
+        assert status == 200
+        if doc["result"]["verdict"] == "pass":
+            return
+    raise AssertionError(doc["result"])
+
+
+# ---- a pass is spent by the confirm hook it grants -------------------------------------------
+
+
+def test_a_pass_grants_one_traffic_increase_and_one_promotion_never_a_replay(rig: Any) -> None:
+    clock, _, service = rig
+    svc = service()
+    assert flagger(svc, "pre-rollout")[0] == 200
+    assert flagger(svc, "confirm-traffic-increase")[0] == 200  # the first step, before any look
+    _looks_to_a_pass(svc, clock)
+    assert flagger(svc, "confirm-traffic-increase")[0] == 200
+    status, doc = flagger(svc, "confirm-traffic-increase")  # replayed, or repeated: no look since
+    assert status == 412, "one pass moved the canary up twice"
+    assert "already granted a traffic increase" in doc["error"] and doc["field"] == "checksum"
+    # Flagger's last step asks confirm-traffic-increase and then confirm-promotion after one look
+    assert flagger(svc, "confirm-promotion")[0] == 200
+    assert flagger(svc, "confirm-promotion")[0] == 412, "one pass promoted twice"
+    _looks_to_a_pass(svc, clock)  # the next window's own pass grants again
+    assert flagger(svc, "confirm-traffic-increase")[0] == 200
+    assert json.loads((svc.store.path("flagger/ml/m", "c1")).read_text())["traffic_granted_look"] > 0
+
+
+# ---- the state directory is bounded ----------------------------------------------------------
+
+
+def test_a_full_state_directory_drops_the_oldest_finished_revision_and_refuses_when_all_are_live(rig: Any) -> None:
+    clock, _, service = rig
+    svc = service()
+    svc.store.max_revisions = 3
+    assert flagger(svc, "pre-rollout", checksum="old")[0] == 200
+    clock.t += 200  # past POLICY's interval + no_data_deadline (180 s): "old"'s caller stopped
+    assert flagger(svc, "pre-rollout", checksum="live1")[0] == 200
+    assert flagger(svc, "pre-rollout", checksum="live2")[0] == 200
+    assert flagger(svc, "pre-rollout", checksum="new1")[0] == 200, "the finished one makes room"
+    assert svc.store.load("flagger/ml/m", "old") is None
+    status, doc = flagger(svc, "pre-rollout", checksum="new2")
+    assert status == 503, "a caller grew the state directory past its cap"
+    assert "--max-revisions 3" in doc["error"] and "none more is finished" in doc["error"]
+    assert sorted(p.name for p in svc.store.dir.glob("*.json")) == sorted(
+        svc.store.path("flagger/ml/m", c).name for c in ("live1", "live2", "new1")), "no live one was dropped"
+    assert flagger(svc, "rollout", checksum="live1")[0] == 200, "the revisions in progress go on"
+
+
+@pytest.mark.parametrize("checksum", ["../../../etc/cron.d/x", "a/b", "c1\x00", ".hidden", "x" * 64, "a b"])
+def test_a_revision_name_that_is_not_a_label_value_is_refused_and_stores_nothing(rig: Any, checksum: str) -> None:
+    _, _, service = rig
+    svc = service()
+    status, doc = flagger(svc, "pre-rollout", checksum=checksum)
+    assert (status, doc["field"]) == (400, "checksum"), doc
+    status, doc = svc.handle("GET", "/api/v1/argo/measure", "namespace=ml&rollout=m&model=m&stableVersion=v1&"
+                             f"canaryVersion=v2&revision={checksum.replace(chr(0), '%00').replace(' ', '+')}", b"",
+                             None)
+    assert (status, doc["field"]) == (400, "revision"), doc
+    assert not list(svc.store.dir.iterdir())
+
+
+# ---- pre-rollout's gates answer within --answer-within ---------------------------------------
+
+
+class SlowGates:
+    """A gate run that ends when the test sets `release` (at the latest 30 s on), and passes."""
+
+    runs = 0
+    release = threading.Event()
+
+    def __init__(self, cfg: Any, **kw: Any) -> None:
+        type(self).runs += 1
+
+    def preflight(self) -> dict[str, Any]:
+        type(self).release.wait(30)
+        return {"checks": ["ready", "warm-up 2/2"]}
+
+
+@pytest.fixture
+def slow_gates() -> Any:
+    SlowGates.runs, SlowGates.release = 0, threading.Event()
+    yield SlowGates
+    SlowGates.release.set()
+
+
+def test_a_gate_run_longer_than_answer_within_is_a_503_and_the_next_pre_rollout_reads_its_result(
+        rig: Any, slow_gates: Any) -> None:
+    clock, _, service = rig
+    svc = service(answer_within_s=0.3, policy={**POLICY, "gates": {"triton": {"warmup_requests": 2}}})
+    svc.gates = slow_gates
+    status, doc = flagger_triton(svc)
+    assert status == 503, "the gates held the call past the caller's timeout"
+    assert doc["result"]["gates"] != "passed" and "--answer-within" in doc["result"]["reason"]
+    assert flagger(svc, "confirm-traffic-increase")[0] == 412, "no traffic before the gates passed"
+    slow_gates.release.set()
+    svc.answer_within_s = 30  # the next call waits for the run's end, however loaded this machine is
+    status, doc = flagger_triton(svc)
+    assert (status, doc["result"]["gates"]) == (200, "passed"), doc
+    assert slow_gates.runs == 1, "the second call joined the run, it did not start over"
+    assert flagger(svc, "confirm-traffic-increase")[0] == 200
+
+
+def flagger_triton(svc: Service) -> tuple[int, dict[str, Any]]:
+    body = {"name": "m", "namespace": "ml", "phase": "Progressing", "checksum": "c1",
+            "metadata": {"model": "m", "stableVersion": "m-primary", "canaryVersion": "m",
+                         "tritonCanary": "127.0.0.1:1", "tritonStable": "127.0.0.1:2"}}
+    return svc.handle("POST", "/api/v1/flagger/pre-rollout", "", json.dumps(body).encode(), "application/json")
+
+
+# ---- every event serve logs is documented ------------------------------------------------------
+
+
+def test_every_event_canary_serve_logs_is_in_readmes_log_events_table() -> None:
+    readme = (ROOT / "README.md").read_text()
+    table = readme[readme.index("## Log events (for on-call)"):readme.index("## In a CD pipeline")]
+    documented = set(re.findall(r"`([a-z_]+\.[a-z_.]+)`", table))
+    call = re.compile(r"\.(?:info|warning|error|critical)\(\s*\"([a-z_]+\.[a-z_]+)\"")
+    logged = {m.group(1) for p in [*(ROOT / "canary").glob("serve*.py"), ROOT / "canary" / "cli_serve.py"]
+              for m in call.finditer(p.read_text())}
+    assert logged and not logged - documented, f"logged but not in README's Log events: {logged - documented}"
+
+
+def test_a_policy_no_longer_loaded_makes_its_revisions_finished(tmp_path: Path) -> None:
+    from canary.serve_session import new_session
+    from canary.serve_store import SessionStore
+
+    svc = Service(policies={"p": NamedPolicy("p", parse_policy(POLICY), tmp_path)}, metrics=object(),
+                  store=SessionStore(tmp_path / "s"), clock=lambda: 1000.0)
+    s = new_session(key="k", revision="r", policy="gone", model="m", namespace="ml", stable_version="a",
+                    canary_version="b", now=1000.0)
+    assert svc._finished(s, 1000.0) and not svc._finished(s.__class__(**{**s.__dict__, "policy": "p"}), 1000.0)
