@@ -84,11 +84,11 @@ def clock(prom: tuple[PromServer, float]) -> Clock:
 
 
 def _service(prom: PromServer, state: Path, clock: Clock, policies: dict[str, Any] | None = None,
-             gates: Any = None) -> Service:
+             gates: Any = None, auth: Any = None) -> Service:
     named = {name: NamedPolicy(name, parse_policy(raw), state) for name, raw in (policies or {"ml": POLICY}).items()}
     metrics = PrometheusProvider(prom.url, retries=2, budget_s=3.0, backoff_s=0.05)
     kw = {"gates": gates} if gates else {}
-    return Service(policies=named, metrics=metrics, store=SessionStore(state), clock=clock, **kw)
+    return Service(policies=named, metrics=metrics, store=SessionStore(state), clock=clock, auth=auth, **kw)
 
 
 @pytest.fixture
@@ -107,9 +107,10 @@ def serve(prom: tuple[PromServer, float], clock: Clock, tmp_path: Path) -> Itera
 
 
 def call(url: str, *, method: str = "GET", body: Any = None, raw: bytes | None = None,
-         ctype: str = "application/json") -> tuple[int, dict[str, Any]]:
+         ctype: str = "application/json", headers: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
     data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
-    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": ctype} if data else {})
+    req = urllib.request.Request(url, data=data, method=method,
+                                 headers={**({"Content-Type": ctype} if data else {}), **(headers or {})})
     try:
         with urllib.request.urlopen(req, timeout=30) as r:
             return r.status, json.loads(r.read())
@@ -122,10 +123,11 @@ def argo_get(server: ServeServer, model: str, **extra: str) -> tuple[int, dict[s
     return call(f"{server.url}/api/v1/argo/measure?{urllib.parse.urlencode(q)}")
 
 
-def flagger(server: ServeServer, hook: str, model: str, **meta: str) -> tuple[int, dict[str, Any]]:
+def flagger(server: ServeServer, hook: str, model: str, *, headers: dict[str, str] | None = None,
+            **meta: str) -> tuple[int, dict[str, Any]]:
     body = {"name": model, "namespace": "ml", "phase": "Progressing", "checksum": "6d8f9c7b5",
             "metadata": {"model": model, "stableVersion": "v1", "canaryVersion": "v2", **meta}}
-    return call(f"{server.url}/api/v1/flagger/{hook}", method="POST", body=body)
+    return call(f"{server.url}/api/v1/flagger/{hook}", method="POST", body=body, headers=headers)
 
 
 # ---- Argo Rollouts ---------------------------------------------------------------------
