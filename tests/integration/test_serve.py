@@ -440,12 +440,22 @@ def _doc_objects() -> dict[str, Any]:
     return {o["kind"]: o for o in objects if isinstance(o, dict) and "kind" in o}
 
 
-def test_the_documented_argo_and_flagger_requests_are_accepted_as_written(serve: Any) -> None:
+def test_the_documented_argo_and_flagger_requests_are_accepted_as_written(serve: Any, tmp_path: Path) -> None:
+    """...with the documented credentials: Argo's header from the Secret's argument, Flagger's URL user and
+    password as Go sends them (Basic auth), against a server with --token-file."""
+    import base64
+
+    from canary.serve_auth import TokenFile
+
     docs = _doc_objects()
     assert set(docs) == {"AnalysisTemplate", "Rollout", "Canary"}
-    server = serve(policies={"argo": POLICY, "flagger": POLICY})
+    token = "0f" * 32
+    (tmp_path / "token").write_text(token + "\n")
+    server = serve(policies={"argo": POLICY, "flagger": POLICY}, auth=TokenFile(tmp_path / "token"))
     metric = docs["AnalysisTemplate"]["spec"]["metrics"][0]
     web = metric["provider"]["web"]
+    secret_arg = next(a for a in docs["AnalysisTemplate"]["spec"]["args"] if "secretKeyRef" in a.get("valueFrom", {}))
+    headers = {h["key"]: h["value"].replace("{{args.%s}}" % secret_arg["name"], token) for h in web["headers"]}
     assert (metric["successCondition"], metric["failureCondition"]) == (
         'result.verdict == "pass"', 'result.verdict == "fail"')
     hashes = {"Stable": "7c9d5f6b8", "Latest": "5d4f8b9c7"}
@@ -455,14 +465,17 @@ def test_the_documented_argo_and_flagger_requests_are_accepted_as_written(serve:
         body = {k: v.replace("{{args.", "{").replace("}}", "}").format(**args) if "{{" in v else v
                 for k, v in web["jsonBody"].items()}
         path = urllib.parse.urlsplit(web["url"]).path
-        code, doc = call(server.url + path, method=web["method"], body=body)
+        code, doc = call(server.url + path, method=web["method"], body=body, headers=headers)
         assert code == 200 and web["jsonPath"] == "{$.result}" and doc["result"]["verdict"] in ("inconclusive",)
         assert doc["rollout"]["step"] == args["step"] and doc["rollout"]["canaryVersion"] == hashes["Latest"]
     canary = docs["Canary"]
     for hook in canary["spec"]["analysis"]["webhooks"]:
         payload = {"name": canary["metadata"]["name"], "namespace": canary["metadata"]["namespace"],
                    "phase": "Progressing", "checksum": "8f7d6c5b4", "metadata": hook["metadata"]}
-        code, doc = call(server.url + urllib.parse.urlsplit(hook["url"]).path, method="POST", body=payload)
+        url = urllib.parse.urlsplit(hook["url"])
+        assert url.password == "${CANARY_SERVE_TOKEN}", "filled in at apply time (envsubst), as documented"
+        basic = base64.b64encode(f"{url.username}:{token}".encode()).decode()
+        code, doc = call(server.url + url.path, method="POST", body=payload, headers={"Authorization": f"Basic {basic}"})
         assert code in {"pre-rollout": (200,), "rollout": (200,)}.get(hook["type"], (412,)), (hook["type"], doc)
 
 

@@ -46,5 +46,18 @@ def test_one_writer_of_the_state_volume_and_no_kubernetes_access() -> None:
 def test_the_documented_urls_reach_this_service() -> None:
     svc = one("Service")
     host = f"{svc['metadata']['name']}.{svc['metadata']['namespace']}.svc:{svc['spec']['ports'][0]['port']}"
-    urls = re.findall(r"url: http://([^/\s]+)/", (ROOT / "docs" / "integrations.md").read_text())
+    urls = re.findall(r"url: http://(?:[^@/\s]+@)?([^/\s]+)/", (ROOT / "docs" / "integrations.md").read_text())
     assert urls and set(urls) == {host}
+
+
+def test_the_token_comes_from_a_mounted_secret_never_from_the_manifest() -> None:
+    """A non-loopback --host needs --token-file (decision 105): the file is a Secret's key, mounted as a
+    directory so that a rotated Secret reaches it (a subPath mount is never updated)."""
+    pod = one("Deployment")["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    path = Path(container["args"][container["args"].index("--token-file") + 1])
+    (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == str(path.parent)]
+    assert "subPath" not in mount and mount["readOnly"] is True
+    (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+    assert volume["secret"]["secretName"] == "canary-serve-token" and path.name == "token"
+    assert not [o for o in OBJECTS if o["kind"] == "Secret"], "a token in a manifest is a token in Git"
