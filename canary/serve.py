@@ -13,15 +13,17 @@ Endpoints (`Service.handle`; the HTTP layer is serve_http.py). Shapes: serve_req
                                          (503 when Prometheus could not be asked, or did not
                                          answer within `answer_within_s`)
     POST /api/v1/flagger/pre-rollout     the policy's Triton gates: 200 passed (or none
-                                         configured), 409 refused, 503 could not check
+                                         configured), 409 refused, 503 could not check (or
+                                         still running after `answer_within_s`: serve_gates.py)
     POST /api/v1/flagger/rollout         one look: 200 pass or inconclusive, 409 fail, 503
                                          (every call: 503 when another call of the revision
                                          is still being answered after `answer_within_s`)
     POST /api/v1/flagger/confirm-traffic-increase
     POST /api/v1/flagger/confirm-promotion
                                          no measurement: 200 only when the revision's last look
-                                         passed (the canary shown within every limit), 409 when
-                                         it failed, 412 while the evidence is not there yet
+                                         passed (the canary shown within every limit) and that
+                                         pass has not granted this hook yet, 409 when it failed,
+                                         412 while the evidence is not there yet
     GET  /healthz                        200 {"ok": true}
 
 The look document (`result` is what an Argo `jsonPath: "{$.result}"` selects):
@@ -34,7 +36,9 @@ The look document (`result` is what an Argo `jsonPath: "{$.result}"` selects):
      "evidence": [CheckResult.to_dict(), ...]}          (Argo only; Flagger shows bodies as events)
 
 Every refused request is {"error": str, "field": str} with a 4xx; every decision is one JSON
-log line `serve.decision` on stderr.
+log line `serve.decision` on stderr. With a token file (serve_auth.py) every endpoint but /healthz
+is a 401 without an accepted token; a new revision when the state directory holds
+`--max-revisions` live ones is a 503 (serve_store.py).
 """
 
 from __future__ import annotations
@@ -51,7 +55,7 @@ from canary.analysis.judge import judge
 from canary.errors import ConfigError
 from canary.model import Outcome, Target, Verdict
 from canary.policy import Policy, load_policy
-from canary.serve_auth import TokenFile, TokenUnavailable
+from canary.serve_auth import TokenFile
 from canary.serve_gates import GateRuns, run_gates
 from canary.serve_measure import measure_within
 from canary.serve_requests import Ask, BadRequest, argo_ask, flagger_ask, query_fields, read_json
@@ -113,7 +117,6 @@ class Service:
         self.answer_within_s, self.auth = answer_within_s, auth
         self.gate_runs = GateRuns(clock)
         self.log = logs.get(component="serve")
-        self._token_error: str | None = None
 
     def handle(self, method: str, path: str, query: str, body: bytes, content_type: str | None, *,
                authorization: str | None = None, peer: str = "") -> Reply:
@@ -142,25 +145,10 @@ class Service:
             return 500, {"error": f"unexpected error ({type(exc).__name__}: {exc})", "field": ""}
 
     def _refused(self, path: str, authorization: str | None, peer: str) -> Reply | None:
-        """None when the call may go on: no `auth`, /healthz (a probe carries no token and learns
-        nothing), or an accepted token; else the 401 or 503 to answer. Nothing logged holds a token."""
-        if self.auth is None or path == "/healthz":
+        """None when the call may go on (no `auth`, /healthz, an accepted token), else its 401 or 503."""
+        if self.auth is None or path == "/healthz":  # a probe carries no token, and learns nothing
             return None
-        try:
-            why = self.auth.check(authorization)
-        except TokenUnavailable as exc:
-            if str(exc) != self._token_error:  # once per cause, not once per call
-                self._token_error = str(exc)
-                self.log.error("serve.token_unreadable", path=path, error=str(exc))
-            return 503, {"error": f"the service cannot read its token file, so it accepts no call: {exc}",
-                         "field": ""}
-        self._token_error = None
-        if why is None:
-            return None
-        self.log.warning("serve.unauthorized", path=path, peer=peer, reason=why)
-        return 401, {"error": f"{why} token: send `Authorization: Bearer <token>` (or Basic auth with the token "
-                              "as the password, as a Flagger webhook URL's user:password sends it); the tokens are "
-                              "those of the server's --token-file", "field": "Authorization"}
+        return self.auth.refusal(authorization, path=path, peer=peer, log=self.log)
 
     def _route(self, method: str, path: str, query: str, body: bytes, content_type: str | None,
                deadline: float) -> Reply:

@@ -30,6 +30,7 @@ import os
 import re
 import threading
 from pathlib import Path
+from typing import Any
 
 from canary.errors import ConfigError
 
@@ -83,6 +84,7 @@ class TokenFile:
         self._seen: tuple[int, ...] | None = None
         self._tokens: tuple[bytes, ...] = ()
         self._error: str | None = None
+        self._logged: str | None = None  # the unreadable file's cause last logged
         try:
             self.tokens()
         except TokenUnavailable as exc:
@@ -125,6 +127,28 @@ class TokenFile:
         for t in tokens:  # every one compared, whatever matched: no early exit to time
             ok |= hmac.compare_digest(given, t)
         return None if ok else "wrong"
+
+
+    def refusal(self, authorization: str | None, *, path: str, peer: str,
+                log: Any) -> tuple[int, dict[str, Any]] | None:
+        """None for an accepted token; else (401, JSON error) logged `serve.unauthorized` (reason and
+        peer, never a token), or (503, JSON error) while the file cannot be read, logged
+        `serve.token_unreadable` once per cause."""
+        try:
+            why = self.check(authorization)
+        except TokenUnavailable as exc:
+            if str(exc) != self._logged:
+                self._logged = str(exc)
+                log.error("serve.token_unreadable", path=path, error=str(exc))
+            return 503, {"error": f"the service cannot read its token file, so it accepts no call: {exc}",
+                         "field": ""}
+        self._logged = None
+        if why is None:
+            return None
+        log.warning("serve.unauthorized", path=path, peer=peer, reason=why)
+        return 401, {"error": f"{why} token: send `Authorization: Bearer <token>` (or Basic auth with the token "
+                              "as the password, as a Flagger webhook URL's user:password sends it); the tokens are "
+                              "those of the server's --token-file", "field": "Authorization"}
 
 
 def _credential(authorization: str | None) -> bytes | None:

@@ -64,7 +64,8 @@ class GateRuns:
         self._guard = threading.Lock()
         self._runs: dict[str, GateRun] = {}
 
-    def join(self, key: str, inputs: tuple[str, ...], fn: Callable[[], Result], *, fresh_s: float) -> tuple[GateRun, bool]:
+    def join(self, key: str, inputs: tuple[str, ...], fn: Callable[[], Result], *,
+             fresh_s: float) -> tuple[GateRun, bool]:
         """(the revision's run for `inputs`, True when started by this call): the one running or ended
         within `fresh_s`, else a new one of `fn` on a daemon thread (a RuntimeError when the thread
         cannot start keeps nothing). A run of other inputs, or ended earlier, is dropped."""
