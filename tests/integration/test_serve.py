@@ -45,6 +45,7 @@ POLICY = {
                {"name": "p95", "kind": "latency", "quantile": 0.95, "max_ms": 500}],
 }
 GATED = {**POLICY, "gates": {"triton": {"warmup_requests": 2}}}
+GATE_WAIT_S = 60.0  # the gate tests' verdict lands in the call however loaded the machine (decision 105)
 
 
 def _model(name: str, *, canary_error_rate: float) -> list[Any]:
@@ -84,11 +85,12 @@ def clock(prom: tuple[PromServer, float]) -> Clock:
 
 
 def _service(prom: PromServer, state: Path, clock: Clock, policies: dict[str, Any] | None = None,
-             gates: Any = None, auth: Any = None) -> Service:
+             gates: Any = None, auth: Any = None, answer_within_s: float = 8.0) -> Service:
     named = {name: NamedPolicy(name, parse_policy(raw), state) for name, raw in (policies or {"ml": POLICY}).items()}
     metrics = PrometheusProvider(prom.url, retries=2, budget_s=3.0, backoff_s=0.05)
     kw = {"gates": gates} if gates else {}
-    return Service(policies=named, metrics=metrics, store=SessionStore(state), clock=clock, auth=auth, **kw)
+    return Service(policies=named, metrics=metrics, store=SessionStore(state), clock=clock, auth=auth,
+                   answer_within_s=answer_within_s, **kw)
 
 
 @pytest.fixture
@@ -243,7 +245,7 @@ def test_flagger_rollout_hook_halts_a_failing_canary_with_409(serve: Any, clock:
 
 
 def test_flagger_pre_rollout_runs_the_triton_gates(serve: Any) -> None:
-    server = serve(policies={"gated": GATED})
+    server = serve(policies={"gated": GATED}, answer_within_s=GATE_WAIT_S)
     code, doc = flagger(server, "pre-rollout", "good")
     assert code == 400 and doc["field"] == "metadata.tritonCanary"
     code, doc = flagger(server, "pre-rollout", "good", tritonCanary=f"127.0.0.1:{free_port()}")
@@ -255,7 +257,7 @@ def test_flagger_pre_rollout_runs_the_triton_gates(serve: Any) -> None:
 
 
 def test_flagger_pre_rollout_passes_with_real_triton(serve: Any, triton_stable: Any, triton_canary: Any) -> None:
-    server = serve(policies={"gated": GATED})
+    server = serve(policies={"gated": GATED}, answer_within_s=GATE_WAIT_S)
     code, doc = flagger(server, "pre-rollout", "rec-model", tritonCanary=triton_canary.http_url,
                         tritonStable=triton_stable.http_url)
     assert code == 200 and doc["result"]["gates"] == "passed", doc
@@ -266,7 +268,7 @@ def test_flagger_pre_rollout_with_stable_down_could_not_check_it_did_not_refuse_
         serve: Any, triton_canary: Any) -> None:
     """A stable Triton that does not answer is no verdict on the canary (decision 93: ABORTED under
     `canary promote` and the controller): 503 "could not run the gates", naming stable, not 409 refused."""
-    server = serve(policies={"gated": GATED})
+    server = serve(policies={"gated": GATED}, answer_within_s=GATE_WAIT_S)
     code, doc = flagger(server, "pre-rollout", "rec-model", tritonCanary=triton_canary.http_url,
                         tritonStable=f"127.0.0.1:{free_port()}")
     assert code == 503, doc

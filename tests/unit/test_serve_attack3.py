@@ -160,3 +160,31 @@ def test_a_policy_no_longer_loaded_makes_its_revisions_finished(tmp_path: Path) 
     s = new_session(key="k", revision="r", policy="gone", model="m", namespace="ml", stable_version="a",
                     canary_version="b", now=1000.0)
     assert svc._finished(s, 1000.0) and not svc._finished(s.__class__(**{**s.__dict__, "policy": "p"}), 1000.0)
+
+
+def test_a_gate_result_older_than_a_window_is_not_used_the_gates_run_again(rig: Any, slow_gates: Any) -> None:
+    clock, _, service = rig
+    svc = service(answer_within_s=0.3, policy={**POLICY, "gates": {"triton": {"warmup_requests": 2}}})
+    svc.gates = slow_gates
+    assert flagger_triton(svc)[0] == 503
+    (run,) = svc.gate_runs._runs.values()
+    slow_gates.release.set()
+    assert run.done.wait(30)
+    clock.t += 181  # POLICY's interval + no_data_deadline after the run ended: it says little about now
+    svc.answer_within_s = 30
+    assert flagger_triton(svc)[0] == 200
+    assert slow_gates.runs == 2, "a stale gate result let the canary in"
+
+
+class BrokenGates(SlowGates):
+    def preflight(self) -> dict[str, Any]:
+        raise KeyError("a bug in the gate")
+
+
+def test_a_gate_that_breaks_is_a_500_and_the_next_call_runs_it_again(rig: Any) -> None:
+    _, _, service = rig
+    svc = service(answer_within_s=30, policy={**POLICY, "gates": {"triton": {"warmup_requests": 2}}})
+    svc.gates = BrokenGates
+    status, doc = flagger_triton(svc)
+    assert status == 500 and "KeyError" in doc["error"]
+    assert not svc.gate_runs._runs, "the broken run is forgotten"
