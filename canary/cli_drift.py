@@ -176,6 +176,9 @@ def check_cmd(
     prometheus_ca_file: Optional[str] = opts.PromCaOpt,
     insecure: bool = opts.InsecureOpt,
     version: Optional[str] = typer.Option(None, "--version", help="live version to check (default: the profile's)"),
+    namespace: Optional[str] = typer.Option(None, "--namespace", "-n", show_default=False,
+                                            help="read only the live series of this namespace (their `namespace` "
+                                                 "label; series without it too); default: every namespace"),
     window: float = opts.DurationOpt("1h", "--window", help="how far back to read live data"),
     output: str = opts.OutputOpt,
 ) -> None:
@@ -214,7 +217,7 @@ def check_cmd(
             except ConfigError as exc:  # the live counts do not fit the profile: name the file they came from
                 raise ConfigError(f"{input}: {exc}") from None
         else:
-            result = compare(prof, _from_prometheus(client, prof, version or str(prof["version"]), window))
+            result = compare(prof, _from_prometheus(client, prof, version or str(prof["version"]), window, namespace))
     except TransientError as exc:
         _fail(str(exc), EXIT_UNAVAILABLE)
     except (CanaryError, ValueError) as exc:
@@ -261,8 +264,10 @@ def watch_cmd(
                                                                            "once per drift episode"),
     retrain_webhook: Optional[str] = typer.Option(None, "--retrain-webhook", help="or POST the evidence here"),
     namespace: Optional[str] = typer.Option(None, "--namespace", "-n", show_default=False,
-                                            help="namespace of the Events and the Job (default: the kubeconfig "
-                                                 "context's)"),
+                                            help="namespace of the model: its Events and Job go there, and only "
+                                                 "its live series are read (their `namespace` label; series "
+                                                 "without it too); default: the kubeconfig context's (with "
+                                                 "--no-kube: every namespace's series)"),
     kubeconfig: Optional[str] = opts.KubeconfigOpt,
     context: Optional[str] = opts.ContextOpt,
     no_kube: bool = typer.Option(False, "--no-kube", help="no Kubernetes Events (and no Job)"),
@@ -339,7 +344,7 @@ def watch_cmd(
 
             store = FileStateStore(state_file)
             store.hold()
-        watcher = DriftWatcher(profiles, client=client, window_s=window_s, namespace=namespace or "default", store=store, core_api=core,
+        watcher = DriftWatcher(profiles, client=client, window_s=window_s, namespace=namespace, store=store, core_api=core,
                                batch_api=batch, job_template=template, retrain_webhook=retrain_webhook,
                                notifier=Notifier.from_env(), registry=registry,
                                config=M.MonitorConfig(enter_after=enter_after, exit_after=exit_after, quiet_s=quiet_s))
@@ -453,10 +458,11 @@ def _load_json(path: Path, what: str) -> Any:
         raise ConfigError(f"{path}: the {what} is not valid JSON: {str(exc)[:160]}") from None
 
 
-def _from_prometheus(client: Any, prof: dict, version: str, window_s: float) -> dict:
+def _from_prometheus(client: Any, prof: dict, version: str, window_s: float, namespace: str | None) -> dict:
     from canary.drift.live import live_counts
 
-    return live_counts(client, prof, model=str(prof["model"]), version=version, window_s=window_s)
+    return live_counts(client, prof, model=str(prof["model"]), version=version, window_s=window_s,
+                       namespace=namespace)
 
 
 def _table(prof: dict, result: Any, quiet: list[str], *, wide: bool = False) -> None:

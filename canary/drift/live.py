@@ -4,7 +4,7 @@ Five queries per profile, whatever the number of features (constant in features 
 all evaluated at one instant (`time=`: each query at its own "now" reads windows that slid apart,
 and a mean of one answer over another is then off by their difference):
 
-    sum by (feature, le) (increase(model_feature_value_bucket{model_name="M", model_version="V"}[W]))
+    sum by (feature, le) (increase(model_feature_value_bucket{model_name="M", model_version="V", namespace=~"N|"}[W]))
     sum by (feature, category) (increase(model_feature_category_total{...}[W]))
     sum by (feature, sign) (increase(model_feature_value_sum_by_sign_total{...}[W])
                             and ignoring(sign) increase(model_feature_value_summed_total{...}[W]))
@@ -23,6 +23,13 @@ When no pod exports the per-sign sums (older exporters only), the histogram's ow
 turns into a wrong sum. prometheus_client leaves both out when a bound is negative. A feature without
 a sound live sum is compared from its buckets alone, with a note saying its mean was not checked
 (`compare`), never silently.
+
+Every query selects the baseline's namespace (`NAMESPACE_LABEL`, the label the usual Kubernetes pod
+discovery relabelling and a PodMonitor or ServiceMonitor attach to every series they scrape): one model
+version served in two namespaces (prod and staging) is two live distributions, and read as one mixture,
+a drift in one read as drift in both (or hidden by the other's traffic). A series without the label (a
+scrape that attaches none) still matches, as before: where no series carries it nothing can tell the
+namespaces apart, and requiring it would read no live data at all.
 
 The answer is turned into `canary.drift.compare`'s live format. Buckets whose
 bounds are not the profile's (an exporter built from another profile) are a
@@ -50,26 +57,36 @@ from canary.metrics.client import PrometheusClient
 
 
 SIGNED_SUMS = "model_feature_value_sum_by_sign_total"
+NAMESPACE_LABEL = "namespace"  # what Kubernetes service discovery's relabelling names a scraped pod's namespace
 SUMMED = "model_feature_value_summed_total"
 
 
 def live_counts(client: PrometheusClient, profile: Mapping[str, Any], *, model: str, version: str,
-                window_s: float) -> dict[str, dict[str, Any]]:
-    """Per feature of the profile with live data: {"counts": [...]} or {"categories": {...}}."""
+                window_s: float, namespace: str | None = None) -> dict[str, dict[str, Any]]:
+    """Per feature of the profile with live data: {"counts": [k + 1 counts over the profile's bounds], "sum",
+    "sum_n", "missing"} or {"categories": {value: count}, "other", "missing"} (counts of values in the last
+    `window_s` seconds, `compare`'s live format). `namespace`: only series of that namespace
+    (`NAMESPACE_LABEL`) or without the label; None: every namespace. Raises MetricsUnavailable when
+    Prometheus cannot be read, ConfigError when the live series are not the profile's (or Prometheus
+    refuses the query or the credentials)."""
     sel = f'model_name="{q.escape(model)}",model_version="{q.escape(version)}"'
+    if namespace is not None:
+        sel += f',{NAMESPACE_LABEL}=~"{q.escape(q.regex_literal(namespace))}|"'
     w = q.duration(window_s)
 
     # one evaluation, one instant: the client's own (replays, tests) or this machine's now
     at = getattr(client, "at", None)
     at = time.time() if at is None else at
 
+    what = f"{model} {version}" + (f" in namespace {namespace}" if namespace is not None else "")
+
     def ask(expr: str, by: str) -> list[tuple[dict[str, str], float]]:
         """(labels, value) of `sum by (by) (expr)`, series without a value left out."""
         try:
             got = client.ask(f"sum by ({by}) ({expr})", check="drift", arm="", at=at,
-                             who=f"drift of {model} {version}", strict=False, deadline=None)
+                             who=f"drift of {what}", strict=False, deadline=None)
         except CanaryError as exc:  # the client speaks of a rollout's arms; drift reads one model's live data
-            raise type(exc)(str(exc).replace(arm_name(""), f"the live data of {model} {version}")) from exc
+            raise type(exc)(str(exc).replace(arm_name(""), f"the live data of {what}")) from exc
         return series_by(got, [k.strip() for k in by.split(",")])
 
     def inc(metric: str) -> str:
@@ -140,3 +157,4 @@ def _same_categories(name: str, f: Mapping[str, Any], live: Mapping[str, float])
                           f"the profile's {', '.join(map(repr, lacking[:5]))} not exported" if lacking else "",
                           f"{', '.join(map(repr, extra[:5]))} exported, not in the profile" if extra else "") if part)
                       + "); export with the same profile (canary.drift.exporter)")
+

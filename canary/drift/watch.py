@@ -17,9 +17,11 @@ monitor (`monitor.step`) and carry out its actions:
 The monitor states are written to `--state-file` after every change (atomic
 rename), so a restarted watcher continues its episodes instead of re-alerting
 and re-triggering. Gauges for the person on call:
-`model_data_drift_score{model, version, feature}`,
-`model_data_drift_share{model, version}`, `model_data_drift_episode{model, version}`
-(1 while drifting).
+`model_data_drift_score{model, version, namespace, feature}`,
+`model_data_drift_share{model, version, namespace}`, `model_data_drift_episode{model, version, namespace}`
+(1 while drifting), `model_data_missing_rate{model, version, namespace, feature}`: the baseline's
+namespace, so one model version watched in two namespaces keeps two sets.
+
 """
 
 from __future__ import annotations
@@ -47,13 +49,17 @@ log = structlog.get_logger("canary.drift")
 
 class DriftWatcher:
     def __init__(self, profiles: Sequence[Mapping[str, Any]], *, client: Any, window_s: float,
-                 config: M.MonitorConfig, namespace: str = "default", state_file: Path | None = None,
+                 config: M.MonitorConfig, namespace: str | None = None, state_file: Path | None = None,
                  store: Any = None,
                  core_api: Any = None, batch_api: Any = None, job_template: Mapping[str, Any] | None = None,
                  retrain_webhook: str | None = None, notifier: Any = None, registry: CollectorRegistry | None = None,
                  clock: Callable[[], float] = time.time, post: Callable[[str, dict], int] | None = None) -> None:
+        """`namespace`: the Events' and Jobs' namespace ("default" when None) and the one the live queries
+        select (`live.live_counts`; None: every namespace) for a profile without its own (`_namespace`,
+        a baseline ConfigMap's, which wins for both)."""
         self.profiles = list(profiles)
-        self.client, self.window_s, self.config, self.namespace = client, window_s, config, namespace
+        self.client, self.window_s, self.config = client, window_s, config
+        self.namespace, self._selects = namespace or "default", namespace
         self.core, self.batch = core_api, batch_api
         self.job_template, self.retrain_webhook, self.notifier = job_template, retrain_webhook, notifier
         self.clock, self._post = clock, post or _post_json
@@ -66,12 +72,14 @@ class DriftWatcher:
         self._unmeasured: dict[str, Any] = {}  # per state key: the features last logged as without live data
         reg = registry if registry is not None else CollectorRegistry()
         self.g_score = Gauge("model_data_drift_score", "Drift score per feature (1 - p, or the distance)",
-                             ["model", "version", "feature"], registry=reg)
-        self.g_share = Gauge("model_data_drift_share", "Share of drifted features", ["model", "version"], registry=reg)
-        self.g_episode = Gauge("model_data_drift_episode", "1 while a drift episode is open", ["model", "version"],
-                               registry=reg)
+                             ["model", "version", "namespace", "feature"], registry=reg)
+        self.g_share = Gauge("model_data_drift_share", "Share of drifted features", ["model", "version", "namespace"],
+                             registry=reg)
+        self.g_episode = Gauge("model_data_drift_episode", "1 while a drift episode is open",
+                               ["model", "version", "namespace"], registry=reg)
         self.g_missing = Gauge("model_data_missing_rate", "Live share of requests missing the feature (text "
-                               "sent for a number counts as missing)", ["model", "version", "feature"], registry=reg)
+                               "sent for a number counts as missing)", ["model", "version", "namespace", "feature"],
+                               registry=reg)
 
     def reload(self) -> None:
         """Read the monitor states from the store (at start, and when this replica becomes the
@@ -119,24 +127,12 @@ class DriftWatcher:
         window_s = self._window(prof)
         config = (dataclasses.replace(self.config, enter_after=int(prof["_enter_after"])) if prof.get("_enter_after")
                   else self.config)
-        try:
-            live = live_counts(self.client, prof, model=model, version=version, window_s=window_s)
-            result = compare(prof, live)
-        except ConfigError as exc:  # live data that cannot be compared (another profile's buckets): a setup fault
-            log.error("drift.bad_live_data", model=model, version=version, error=str(exc))
-            done.append({"model": model, "version": version, "error": str(exc), "config_error": True})
-            self._gauges(prof, None)
-            self._retry_unmeasured(key, state, now, done, ns)
-            return
-        except CanaryError as exc:  # Prometheus down or a bad answer: nothing is decided, say so
-            log.warning("drift.unmeasured", model=model, version=version, error=str(exc))
-            done.append({"model": model, "version": version, "error": str(exc)})
-            self._gauges(prof, None)
-            self._retry_unmeasured(key, state, now, done, ns)
+        result = self._measure(prof, key, state, now, done, ns)
+        if result is None:
             return
         self.last[key] = result
         self._say_unmeasured(key, prof, result, done)
-        self._gauges(prof, result)
+        self._gauges(prof, result, ns)
         before = self.states.get(key)
         compared = {f.feature for f in result.features}
         state, actions = M.step(state, result, now, config, window_s=window_s, reference=_reference(prof),
@@ -147,13 +143,33 @@ class DriftWatcher:
         if self._save(key, state) != STORED:
             if key in self.states and self.states[key] == state:  # not stored: the next evaluation repeats it
                 self._forget(key, before)
-            self.g_episode.labels(model, version).set(1.0 if self.states.get(key, state).phase == M.DRIFTING else 0.0)
+            self.g_episode.labels(model, version, ns).set(1.0 if self.states.get(key, state).phase == M.DRIFTING
+                                                          else 0.0)
             return
         state = self._act(state, actions, done, ns)
-        self.g_episode.labels(model, version).set(1.0 if state.phase == M.DRIFTING else 0.0)
+        self.g_episode.labels(model, version, ns).set(1.0 if state.phase == M.DRIFTING else 0.0)
         self._save(key, state)  # a trigger's outcome; when lost, the stored "pending" retries it (same Job)
 
-    def _gauges(self, prof: Mapping[str, Any], result: Any) -> None:
+    def _measure(self, prof: Mapping[str, Any], key: str, state: M.MonitorState, now: float,
+                 done: list[dict[str, Any]], ns: str) -> Any:
+        """This evaluation's DatasetDrift, or None when nothing was measured (said, gauges NaN, a due
+        trigger retried): live data that do not fit the profile, or Prometheus failing."""
+        model, version = str(prof["model"]), str(prof["version"])
+        try:
+            live = live_counts(self.client, prof, model=model, version=version, window_s=self._window(prof),
+                               namespace=prof.get("_namespace") or self._selects)
+            return compare(prof, live)
+        except ConfigError as exc:  # live data that cannot be compared (another profile's buckets): a setup fault
+            log.error("drift.bad_live_data", model=model, version=version, namespace=ns, error=str(exc))
+            done.append({"model": model, "version": version, "error": str(exc), "config_error": True})
+        except CanaryError as exc:  # Prometheus down or a bad answer: nothing is decided, say so
+            log.warning("drift.unmeasured", model=model, version=version, namespace=ns, error=str(exc))
+            done.append({"model": model, "version": version, "error": str(exc)})
+        self._gauges(prof, None, ns)
+        self._retry_unmeasured(key, state, now, done, ns)
+        return None
+
+    def _gauges(self, prof: Mapping[str, Any], result: Any, ns: str) -> None:
         """This evaluation's gauges, for every profiled feature: what was not measured (Prometheus down, live
         data that do not fit, a feature without live data) is NaN, never the last value measured: a share of
         0 kept through hours of Prometheus failing read as "no drift" on a dashboard, and a feature gone
@@ -162,10 +178,10 @@ class DriftWatcher:
         scores = {f.feature: f.score for f in result.features} if result is not None else {}
         rates = {m.feature: m.live_rate for m in result.missing} if result is not None else {}
         for name in prof["features"]:
-            self.g_score.labels(model, version, name).set(scores.get(name, float("nan")))
-            self.g_missing.labels(model, version, name).set(rates.get(name, float("nan")))
+            self.g_score.labels(model, version, ns, name).set(scores.get(name, float("nan")))
+            self.g_missing.labels(model, version, ns, name).set(rates.get(name, float("nan")))
         # nothing compared: no share at all (NaN), never a 0 that a dashboard reads as "no drift"
-        self.g_share.labels(model, version).set(result.share if result is not None and result.features
+        self.g_share.labels(model, version, ns).set(result.share if result is not None and result.features
                                                 else float("nan"))
 
     def _retry_unmeasured(self, key: str, state: M.MonitorState, now: float, done: list[dict[str, Any]],
@@ -243,7 +259,8 @@ class DriftWatcher:
                                        f"{target}: {error}" if target and error else error)
         queue.extend(more)
         if ok and configured:  # which Job (or webhook), for which drift: on-call finds it from this line
-            log.warning("drift.retrain_triggered", model=state.model, version=state.version, episode=a.episode,
+            log.warning("drift.retrain_triggered", model=state.model, version=state.version, namespace=namespace,
+                        episode=a.episode,
                         features=a.evidence.get("drifted_features"), retraining=target,
                         message=f"{state.model} {state.version}: retraining for drift episode {a.episode} "
                                 f"started: {target}")
@@ -253,7 +270,8 @@ class DriftWatcher:
 
     def _alert(self, state: M.MonitorState, a: M.Alert, namespace: str) -> None:
         (log.warning if a.warning else log.info)(a.event, model=state.model, version=state.version,
-                                                   episode=state.episode, message=a.message, **a.fields)
+                                                   namespace=namespace, episode=state.episode, message=a.message,
+                                                   **a.fields)
         if self.notifier is not None:
             self.notifier.notify(a.event.replace(".", "_"), {
                 "model": state.model, "namespace": namespace, "rollout": state.model,

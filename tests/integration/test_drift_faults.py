@@ -420,7 +420,7 @@ def test_a_feature_that_stops_arriving_is_reported_by_watch_and_check(live: Live
     assert w.states["gone/v1"].missing == ["city", "income"] and w.states["gone/v1"].phase == M.OK
     assert [e.reason for e in kube.core.list_namespaced_event("ml").items] == ["FeatureMissing"]
     text = generate_latest(reg).decode()
-    assert 'model_data_missing_rate{feature="income",model="gone",version="v1"} 1.0' in text
+    assert 'model_data_missing_rate{feature="income",model="gone",namespace="ml",version="v1"} 1.0' in text
     path = tmp_path / "p.json"
     path.write_text(json.dumps(live.profiles["gone"]))
     r = CliRunner().invoke(app, ["drift", "check", "--baseline", str(path), "--prometheus-url", live.prom.url,

@@ -241,7 +241,7 @@ def test_the_gauges_read_nan_while_nothing_is_measured(monkeypatch: pytest.Monke
     w = W.DriftWatcher([prof], client=None, window_s=3600, config=M.MonitorConfig(quiet_s=0), registry=reg)
 
     def g(name: str, **labels: str) -> float:
-        v = reg.get_sample_value(name, {"model": "m", "version": "v1", **labels})
+        v = reg.get_sample_value(name, {"model": "m", "version": "v1", "namespace": "default", **labels})
         assert v is not None, (name, labels)
         return v
 

@@ -1,0 +1,124 @@
+"""One model served in two namespaces, on real parts: a real Prometheus scraping real exporters
+(static-config labels standing in for the `namespace` label Kubernetes service discovery attaches), the
+strict Kubernetes API emulator for baselines, states, Events and Jobs (decision 107).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+from prometheus_client import CollectorRegistry, start_http_server
+from structlog.testing import capture_logs
+
+from canary.drift import monitor as M
+from canary.drift.exporter import FeatureExporter
+from canary.drift.live import live_counts
+from canary.drift.store import ConfigMapStateStore
+from canary.drift.watch import DriftWatcher
+from canary.metrics.client import PrometheusClient
+from tests.integration.test_drift_faults import JOB, _profile, _stored, _ticks, kube  # noqa: F401
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
+
+MODELS = ("o1", "o2", "o3", "o4")  # four baselines served in namespace prod
+
+
+@pytest.fixture(scope="module")
+def served(prometheus_binary: str) -> Iterator[SimpleNamespace]:
+    """Model "twin" v1 in namespaces prod (its training distribution) and staging (moved by two standard
+    deviations), and models o1-o4 in prod, each scraped every second by one Prometheus."""
+    from canary.sandbox.promserver import PromServer
+
+    rng = np.random.default_rng(107)
+    ref = rng.normal(0, 1, 5_000)
+    profiles = {m: _profile(m, {"f": ref}) for m in ("twin", *MODELS)}
+    regs = {"prod": CollectorRegistry(), "staging": CollectorRegistry()}
+    twins = {ns: FeatureExporter(profiles["twin"], registry=reg) for ns, reg in regs.items()}
+    others = {m: FeatureExporter(profiles[m], registry=regs["prod"]) for m in MODELS}
+    for e in (*twins.values(), *others.values()):
+        e.observe({"f": 0.0})  # the series exist before the first scrape
+    servers = {ns: start_http_server(0, addr="127.0.0.1", registry=reg) for ns, reg in regs.items()}
+    prom = PromServer(binary=prometheus_binary, scrape_interval="1s", labelled=[
+        ({"namespace": ns}, [f"127.0.0.1:{srv.server_address[1]}"]) for ns, (srv, _) in servers.items()]).start()
+    try:
+        assert prom.wait_targets_up(timeout_s=30) < 30
+        for ns, shift in (("prod", 0.0), ("staging", 2.0)):
+            for x in rng.normal(shift, 1, 3_000):
+                twins[ns].observe({"f": x})
+        for m in MODELS:
+            for x in rng.normal(0, 1, 1_000):
+                others[m].observe({"f": x})
+        client = PrometheusClient(prom.url)
+        for m, ns, n in (("twin", "prod", 3_000), ("twin", "staging", 3_000), *((m, "prod", 1_000) for m in MODELS)):
+            _until_scraped(client, profiles[m], m, ns, n)
+        yield SimpleNamespace(prom=prom, client=client, profiles=profiles)
+    finally:
+        prom.stop()
+        for srv, thread in servers.values():
+            srv.shutdown()
+            thread.join(timeout=5)
+
+
+def _until_scraped(client: PrometheusClient, prof: dict[str, Any], model: str, namespace: str, n: int) -> None:
+    """Until Prometheus's last hour of `model` in `namespace` holds `n` values (a scrape saw them)."""
+    import time
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        got = live_counts(client, prof, model=model, version="v1", window_s=3600, namespace=namespace)
+        if sum(got.get("f", {}).get("counts", [])) >= n:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"Prometheus never saw {n} values of {model} in {namespace}")
+
+
+def test_one_model_in_two_namespaces_is_two_measurements_and_only_the_one_that_drifted_drifts(
+        served: SimpleNamespace, kube: Any) -> None:
+    """Baselines of twin v1 in prod and in staging: each read the series of both namespaces (one
+    mixture: staging's drift read as prod's, a DriftDetected and a retraining Job in prod), and their
+    gauges shared one label set. Every live query now selects the baseline's namespace."""
+    from canary.drift.store import save_profile
+
+    for ns in ("prod", "staging"):
+        save_profile(kube.core, namespace=ns, name="twin-v1-baseline", profile=served.profiles["twin"])
+    reg = CollectorRegistry()
+    watcher = DriftWatcher([], client=served.client, window_s=3600, registry=reg,
+                           config=M.MonitorConfig(enter_after=1, exit_after=2, quiet_s=0),
+                           store=ConfigMapStateStore(kube.core, namespace="canary-system"), core_api=kube.core,
+                           batch_api=kube.batch, job_template=JOB, clock=_ticks())
+    _lead_everywhere(watcher, kube)
+    states = {k: (v["phase"], v["drifted_in_row"]) for k, v in _stored(kube).items()}
+    assert states == {"prod/twin/v1": ("ok", 0), "staging/twin/v1": ("drifting", 1)}, states
+    assert [j.metadata.name for j in kube.batch.list_namespaced_job("staging").items] == ["retrain-twin-v1-e1"]
+    assert not kube.batch.list_namespaced_job("prod").items
+    assert not [e.reason for e in kube.core.list_namespaced_event("prod").items]
+
+    def share(ns: str) -> float | None:
+        return reg.get_sample_value("model_data_drift_share", {"model": "twin", "version": "v1", "namespace": ns})
+
+    assert share("prod") == 0.0 and share("staging") == 1.0
+    # one namespace's live data alone, and every namespace's when none is named (`drift check` without -n)
+    prod = live_counts(served.client, served.profiles["twin"], model="twin", version="v1", window_s=3600,
+                       namespace="prod")
+    both = live_counts(served.client, served.profiles["twin"], model="twin", version="v1", window_s=3600)
+    assert sum(both["f"]["counts"]) == pytest.approx(2 * sum(prod["f"]["counts"]), rel=0.05)
+
+
+def _lead_everywhere(watcher: DriftWatcher, kube: Any) -> None:
+    """One pass of the controller's drift loop over the baseline ConfigMaps of every namespace."""
+    import threading
+
+    from canary.drift.watch import watch_baselines
+
+    stop, n = threading.Event(), [0]
+
+    def leader() -> bool:
+        n[0] += 1
+        stop.set()
+        return n[0] == 1
+
+    watch_baselines(watcher, kube.core, namespace=None, stop=stop, interval_s=0.01, is_leader=leader)
