@@ -102,10 +102,12 @@ def test_one_model_in_two_namespaces_is_two_measurements_and_only_the_one_that_d
 
     assert share("prod") == 0.0 and share("staging") == 1.0
     # one namespace's live data alone, and every namespace's when none is named (`drift check` without -n)
-    prod = live_counts(served.client, served.profiles["twin"], model="twin", version="v1", window_s=3600,
-                       namespace="prod")
-    both = live_counts(served.client, served.profiles["twin"], model="twin", version="v1", window_s=3600)
-    assert sum(both["f"]["counts"]) == pytest.approx(2 * sum(prod["f"]["counts"]), rel=0.05)
+    import time
+
+    pinned = PrometheusClient(served.prom.url, at=time.time())  # the three readings at one instant
+    prod, staging, both = (live_counts(pinned, served.profiles["twin"], model="twin", version="v1", window_s=3600,
+                                       namespace=ns)["f"]["counts"] for ns in ("prod", "staging", None))
+    assert both == pytest.approx([p + s for p, s in zip(prod, staging)]) and prod != pytest.approx(staging)
 
 
 def _lead_everywhere(watcher: DriftWatcher, kube: Any) -> None:
