@@ -158,3 +158,18 @@ def _same_categories(name: str, f: Mapping[str, Any], live: Mapping[str, float])
                           f"{', '.join(map(repr, extra[:5]))} exported, not in the profile" if extra else "") if part)
                       + "); export with the same profile (canary.drift.exporter)")
 
+
+def unavailable(client: PrometheusClient) -> str | None:
+    """Why Prometheus itself cannot be read now, or None when it answers: one trivial query (`vector(1)`,
+    the client's own retries and budget, at most `client.query_bound_s` seconds). Asked after a
+    baseline's queries failed as unavailable, to tell a Prometheus that is down (every other baseline's
+    queries would fail the same way, each after the whole retry budget) from one baseline's queries
+    failing on their own (too heavy for the timeout: the others are still read)."""
+    try:
+        client.ask("vector(1)", check="drift", arm="", at=None, who="drift (is Prometheus up?)", strict=False,
+                   deadline=None)
+    except CanaryError as exc:
+        return str(exc)
+    except Exception as exc:  # noqa: BLE001 - any failure to answer says the same: not now
+        return f"{type(exc).__name__}: {exc}"[:300]
+    return None

@@ -22,6 +22,11 @@ and re-triggering. Gauges for the person on call:
 (1 while drifting), `model_data_missing_rate{model, version, namespace, feature}`: the baseline's
 namespace, so one model version watched in two namespaces keeps two sets.
 
+A pass asks a Prometheus that is down once, not once per profile: when a profile's live data cannot be
+read (MetricsUnavailable) and Prometheus does not answer a trivial query either (`live.unavailable`),
+every profile left in the pass is unmeasured for that same reason without a query (gauges NaN, nothing
+decided, a due retraining trigger still retried) and one line says so (`drift.prometheus_unavailable`);
+with N profiles a pass waited N times the client's retry budget before. The next pass asks again.
 """
 
 from __future__ import annotations
@@ -39,10 +44,10 @@ from prometheus_client import CollectorRegistry, Gauge
 
 from canary.drift import monitor as M
 from canary.drift.compare import compare
-from canary.drift.live import live_counts
+from canary.drift.live import live_counts, unavailable
 from canary.drift.retrain import create_job, job_name, load_job_template, retrain_job  # noqa: F401 (re-exported)
 from canary.drift.store import KEY, StateConflict, brief
-from canary.errors import CanaryError, ConfigError
+from canary.errors import CanaryError, ConfigError, MetricsUnavailable
 
 log = structlog.get_logger("canary.drift")
 
@@ -60,6 +65,8 @@ class DriftWatcher:
         self.profiles = list(profiles)
         self.client, self.window_s, self.config = client, window_s, config
         self.namespace, self._selects = namespace or "default", namespace
+        self._outage: str | None = None  # this pass's: why Prometheus did not answer (`once`)
+        self._not_measured: list[str] = []  # this pass's: the profiles its outage left unmeasured
         self.core, self.batch = core_api, batch_api
         self.job_template, self.retrain_webhook, self.notifier = job_template, retrain_webhook, notifier
         self.clock, self._post = clock, post or _post_json
@@ -89,9 +96,13 @@ class DriftWatcher:
 
     def once(self) -> list[dict[str, Any]]:
         """One evaluation of every profile; returns what was done (for logs and tests). A profile
-        that fails in any way is logged (`drift.evaluation_failed`) and never stops the others."""
+        that fails in any way is logged (`drift.evaluation_failed`) and never stops the others. A
+        Prometheus found down is asked no more in this pass (module docstring): the profiles left are
+        unmeasured, with one line for all (`drift.prometheus_unavailable`)."""
         done: list[dict[str, Any]] = []
         seen: set[str] = set()
+        self._outage = None
+        self._not_measured = []
         for prof in self.profiles:
             key = _key(prof, self.namespace)
             if key in seen:  # a second profile of one model version would step its monitor twice a pass
@@ -110,6 +121,13 @@ class DriftWatcher:
                           error=brief(exc))
                 done.append({"model": str(prof.get("model")), "version": str(prof.get("version")),
                              "error": brief(exc)})
+        if self._outage is not None:
+            n = len(self._not_measured)
+            log.warning("drift.prometheus_unavailable", error=self._outage, baselines=n,
+                        unmeasured=self._not_measured[:20],
+                        message=f"Prometheus did not answer: {n} baseline{'' if n == 1 else 's'} not measured in "
+                                f"this pass, asked once (gauges NaN, nothing decided; due retraining triggers "
+                                f"still retried); the next pass asks again")
         return done
 
     def _window(self, prof: Mapping[str, Any]) -> float:
@@ -153,18 +171,28 @@ class DriftWatcher:
     def _measure(self, prof: Mapping[str, Any], key: str, state: M.MonitorState, now: float,
                  done: list[dict[str, Any]], ns: str) -> Any:
         """This evaluation's DatasetDrift, or None when nothing was measured (said, gauges NaN, a due
-        trigger retried): live data that do not fit the profile, or Prometheus failing."""
+        trigger retried): live data that do not fit the profile, Prometheus failing for this profile, or
+        Prometheus down (`_outage`: found now, or earlier in this pass and then not asked)."""
         model, version = str(prof["model"]), str(prof["version"])
-        try:
-            live = live_counts(self.client, prof, model=model, version=version, window_s=self._window(prof),
-                               namespace=prof.get("_namespace") or self._selects)
-            return compare(prof, live)
-        except ConfigError as exc:  # live data that cannot be compared (another profile's buckets): a setup fault
-            log.error("drift.bad_live_data", model=model, version=version, namespace=ns, error=str(exc))
-            done.append({"model": model, "version": version, "error": str(exc), "config_error": True})
-        except CanaryError as exc:  # Prometheus down or a bad answer: nothing is decided, say so
-            log.warning("drift.unmeasured", model=model, version=version, namespace=ns, error=str(exc))
-            done.append({"model": model, "version": version, "error": str(exc)})
+        if self._outage is None:
+            try:
+                live = live_counts(self.client, prof, model=model, version=version, window_s=self._window(prof),
+                                   namespace=prof.get("_namespace") or self._selects)
+                return compare(prof, live)
+            except ConfigError as exc:  # live data that cannot be compared (another profile's buckets): a setup fault
+                log.error("drift.bad_live_data", model=model, version=version, namespace=ns, error=str(exc))
+                done.append({"model": model, "version": version, "error": str(exc), "config_error": True})
+            except CanaryError as exc:  # Prometheus down or a bad answer: nothing is decided, say so
+                # Prometheus answers a trivial query: only this profile's queries failed, the others are asked
+                if not (isinstance(exc, MetricsUnavailable) and unavailable(self.client)):
+                    log.warning("drift.unmeasured", model=model, version=version, namespace=ns, error=str(exc))
+                    done.append({"model": model, "version": version, "error": str(exc)})
+                else:  # down: no profile left in this pass is asked (each would wait out the retry budget)
+                    self._outage = (f"{exc}; Prometheus does not answer a trivial query either: no other baseline "
+                                    f"is asked in this pass")
+        if self._outage is not None:
+            self._not_measured.append(f"{ns}/{model}/{version}")
+            done.append({"model": model, "version": version, "error": self._outage})
         self._gauges(prof, None, ns)
         self._retry_unmeasured(key, state, now, done, ns)
         return None

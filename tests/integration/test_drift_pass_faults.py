@@ -1,10 +1,12 @@
-"""One model served in two namespaces, on real parts: a real Prometheus scraping real exporters
-(static-config labels standing in for the `namespace` label Kubernetes service discovery attaches), the
-strict Kubernetes API emulator for baselines, states, Events and Jobs (decision 107).
+"""A drift pass under faults that every baseline shares, and one model served in two namespaces, on real
+parts: a real Prometheus scraping real exporters (static-config labels standing in for the `namespace`
+label Kubernetes service discovery attaches), a TCP proxy that can hang it, the strict Kubernetes API
+emulator for baselines, states, Events and Jobs (decision 107).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
@@ -19,12 +21,26 @@ from canary.drift.exporter import FeatureExporter
 from canary.drift.live import live_counts
 from canary.drift.store import ConfigMapStateStore
 from canary.drift.watch import DriftWatcher
+from canary.errors import MetricsUnavailable
 from canary.metrics.client import PrometheusClient
 from tests.integration.test_drift_faults import JOB, _profile, _stored, _ticks, kube  # noqa: F401
+from tests.support.blackhole import BlackholeProxy
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
 MODELS = ("o1", "o2", "o3", "o4")  # four baselines served in namespace prod
+
+
+class Counted(PrometheusClient):
+    """The real client, counting the queries it is asked (each with its own retries inside)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.asked: list[str] = []
+
+    def ask(self, query: str, **kw: Any) -> Any:
+        self.asked.append(query)
+        return super().ask(query, **kw)
 
 
 @pytest.fixture(scope="module")
@@ -124,3 +140,65 @@ def _lead_everywhere(watcher: DriftWatcher, kube: Any) -> None:
         return n[0] == 1
 
     watch_baselines(watcher, kube.core, namespace=None, stop=stop, interval_s=0.01, is_leader=leader)
+
+
+def _watcher(client: PrometheusClient, reg: CollectorRegistry, served: SimpleNamespace, **kw: Any) -> DriftWatcher:
+    """`drift watch -n prod` over o1-o4."""
+    return DriftWatcher([served.profiles[m] for m in MODELS], client=client, window_s=3600, namespace="prod",
+                        registry=reg, config=M.MonitorConfig(quiet_s=0), clock=_ticks(), **kw)
+
+
+def test_a_pass_asks_a_down_prometheus_once_whatever_the_number_of_baselines(served: SimpleNamespace) -> None:
+    """Prometheus hung: each of N baselines waited out the client's whole retry budget (N x 5 s a pass with
+    the defaults: 100 baselines made a pass longer than its 5 min interval), each with its own line. Now the
+    first failure and one trivial query find it down, the others are unmeasured for that same reason without
+    a query, one line says so, every gauge reads NaN; Prometheus back, the next pass reads it."""
+    port = int(served.prom.url.rsplit(":", 1)[1])
+    proxy = BlackholeProxy("127.0.0.1", port).start()
+    try:
+        client = Counted(proxy.url, timeout_s=0.5, budget_s=1.0, retries=2, backoff_s=0.05)
+        reg = CollectorRegistry()
+        watcher = _watcher(client, reg, served)
+
+        def shares() -> list[float | None]:
+            return [reg.get_sample_value("model_data_drift_share", {"model": m, "version": "v1", "namespace": "prod"})
+                    for m in MODELS]
+
+        assert not [d for d in watcher.once() if "error" in d] and shares() == [0.0] * 4
+        proxy.blackhole = True
+        client.asked.clear()
+        with capture_logs() as logs:
+            done = watcher.once()
+        assert len(client.asked) == 2 and client.asked[1] == "vector(1)", client.asked  # one baseline's, the probe
+        errors = [d["error"] for d in done if "error" in d]
+        assert len(errors) == 4 and len(set(errors)) == 1 and "no other baseline is asked" in errors[0], done
+        events = [e for e in logs if e["event"].startswith("drift.")]
+        assert [e["event"] for e in events] == ["drift.prometheus_unavailable"], events
+        assert events[0]["baselines"] == 4 and events[0]["unmeasured"] == [f"prod/{m}/v1" for m in MODELS]
+        assert all(math.isnan(s) for s in shares())  # never the last value measured (decision 97 e)
+        proxy.blackhole = False  # Prometheus is back: the next pass asks it
+        assert not [d for d in watcher.once() if "error" in d] and shares() == [0.0] * 4
+    finally:
+        proxy.stop()
+
+
+def test_one_baselines_failing_queries_do_not_stop_the_others(served: SimpleNamespace) -> None:
+    """A baseline whose own queries fail (too heavy for the timeout) while Prometheus answers is that
+    baseline's `drift.unmeasured`: the breaker stays closed and the other baselines are read."""
+
+    class Heavy(Counted):
+        def ask(self, query: str, **kw: Any) -> Any:
+            if 'model_name="o1"' in query:
+                self.asked.append(query)
+                raise MetricsUnavailable("drift of o1 v1: Prometheus could not be asked (timed out after 5.0s)")
+            return super().ask(query, **kw)
+
+    reg = CollectorRegistry()
+    watcher = _watcher(Heavy(served.prom.url), reg, served)
+    with capture_logs() as logs:
+        done = watcher.once()
+    assert [d["model"] for d in done if "error" in d] == ["o1"], done
+    assert [e["event"] for e in logs if e["event"].startswith("drift.")] == ["drift.unmeasured"]
+    assert [reg.get_sample_value("model_data_drift_share", {"model": m, "version": "v1", "namespace": "prod"})
+            for m in MODELS[1:]] == [0.0] * 3
+
