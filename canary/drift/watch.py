@@ -26,7 +26,9 @@ A pass asks a Prometheus that is down once, not once per profile: when a profile
 read (MetricsUnavailable) and Prometheus does not answer a trivial query either (`live.unavailable`),
 every profile left in the pass is unmeasured for that same reason without a query (gauges NaN, nothing
 decided, a due retraining trigger still retried) and one line says so (`drift.prometheus_unavailable`);
-with N profiles a pass waited N times the client's retry budget before. The next pass asks again.
+with N profiles a pass waited N times the client's retry budget before. The next pass asks again. Likewise
+the store: once a state write failed in a pass (not a conflict), the pass writes no more (each write to a
+hung API server waits out its timeout and retries) and acts on nothing it could not store.
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ class DriftWatcher:
         self.client, self.window_s, self.config = client, window_s, config
         self.namespace, self._selects = namespace or "default", namespace
         self._outage: str | None = None  # this pass's: why Prometheus did not answer (`once`)
+        self._store_down: str | None = None  # this pass's: why the store could not be written (`_save`)
         self._not_measured: list[str] = []  # this pass's: the profiles its outage left unmeasured
         self.core, self.batch = core_api, batch_api
         self.job_template, self.retrain_webhook, self.notifier = job_template, retrain_webhook, notifier
@@ -101,7 +104,7 @@ class DriftWatcher:
         unmeasured, with one line for all (`drift.prometheus_unavailable`)."""
         done: list[dict[str, Any]] = []
         seen: set[str] = set()
-        self._outage = None
+        self._outage = self._store_down = None
         self._not_measured = []
         for prof in self.profiles:
             key = _key(prof, self.namespace)
@@ -352,10 +355,16 @@ class DriftWatcher:
         Guarded read-modify-write: when the store changed since our last read (StateConflict:
         another replica wrote it, or the ConfigMap was deleted), re-read it; a state changed only here
         is kept, one changed there too is theirs (`drift.state_conflict`), one the store lost is ours
-        again (`drift.state_lost`), all others are taken from the store; then write once more."""
+        again (`drift.state_lost`), all others are taken from the store; then write once more.
+
+        A write that got no answer at all (a timeout, a refused connection: no HTTP status) is not tried
+        again in this pass (`_store_down`): each later one would wait out the same timeouts and retries,
+        and be dropped all the same. An answered failure (a 500) costs nothing to try again."""
         self.states[key] = state
         if self.store is None or self.states == self._synced:
             return STORED
+        if self._store_down is not None:  # the store did not answer earlier in this pass (said then)
+            return FAILED
         try:
             try:
                 self._write()
@@ -363,8 +372,13 @@ class DriftWatcher:
                 self._merge_stored()
                 self._write()
         except Exception as exc:  # noqa: BLE001 - this evaluation is dropped by the caller
+            unanswered = not isinstance(getattr(exc, "status", None), int)
+            if unanswered:
+                self._store_down = brief(exc)
             log.warning("drift.state_save_failed", model=state.model, version=state.version, error=brief(exc),
-                        message="this evaluation is not acted on; the next one repeats it")
+                        message="this evaluation is not acted on; the next one repeats it"
+                                + ("; the store did not answer, so no other state is written (nor acted on) in "
+                                   "this pass" if unanswered else ""))
             return FAILED
         return STORED if self.states.get(key) == state else THEIRS
 

@@ -202,3 +202,29 @@ def test_one_baselines_failing_queries_do_not_stop_the_others(served: SimpleName
     assert [reg.get_sample_value("model_data_drift_share", {"model": m, "version": "v1", "namespace": "prod"})
             for m in MODELS[1:]] == [0.0] * 3
 
+
+def test_a_store_that_does_not_answer_is_written_once_a_pass(served: SimpleNamespace, kube: Any) -> None:
+    """The Kubernetes API gone after the baselines were read: every baseline's state write waited out its
+    own timeouts (10 s each, retried) and was dropped all the same. One write a pass now; nothing is acted
+    on that was not stored, and the next pass tries again."""
+
+    class Store(ConfigMapStateStore):
+        writes = 0
+
+        def save(self, states: Any) -> None:
+            Store.writes += 1
+            super().save(states)
+
+    store = Store(kube.core, namespace="canary-system")
+    watcher = _watcher(served.client, CollectorRegistry(), served, store=store)
+    watcher.once()
+    assert Store.writes == 4 and {s.drifted_in_row for s in watcher.states.values()} == {0}
+    kept = dict(watcher.states)
+    kube.stop()
+    Store.writes = 0
+    for _ in range(2):
+        with capture_logs() as logs:
+            watcher.once()
+        failed = [e for e in logs if e["event"] == "drift.state_save_failed"]
+        assert len(failed) == 1 and "no other state is written" in failed[0]["message"], logs
+    assert Store.writes == 2 and watcher.states == kept  # one write tried per pass; nothing kept unstored
