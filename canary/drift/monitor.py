@@ -28,6 +28,9 @@ opens while an earlier episode's trigger is still pending (its Job could not be
 created yet) takes it over: one retraining covers both, on the newer data (two
 Jobs in a row would train on the same data), its evidence names the earlier
 episode (`supersedes`), and `Alert` "drift.retrain_superseded" says so.
+An evaluation's alerts are stored with it before they are delivered (`hold`, the state's `outbox`), and
+a later evaluation delivers what is still there (`unsent`): a process that dies between storing and
+alerting loses no alert, as it loses no trigger.
 """
 
 from __future__ import annotations
@@ -67,6 +70,9 @@ class MonitorState:
     trigger_due: float = 0.0
     evidence: dict[str, Any] = field(default_factory=dict)  # the episode's start: features, scores, window
     missing: list[str] = field(default_factory=list)  # features alerted as MORE MISSING (not arriving included)
+    # alerts decided and stored, not yet delivered (`hold`, `unsent`): a process killed between storing an
+    # evaluation and acting on it lost its DriftDetected for good (the Job came from "pending", the alert never)
+    outbox: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -92,6 +98,10 @@ class MonitorState:
             raise ValueError("drift monitor state: missing must be a list of feature names")
         if "evidence" in kw and not isinstance(kw["evidence"], dict):
             raise ValueError("drift monitor state: evidence must be an object")
+        if "outbox" in kw and (not isinstance(kw["outbox"], list) or not all(
+                isinstance(a, dict) and isinstance(a.get("event"), str) and isinstance(a.get("message"), str)
+                for a in kw["outbox"])):
+            raise ValueError("drift monitor state: outbox must be a list of alerts (event, message)")
         state = cls(**kw)
         if state.phase not in (OK, DRIFTING) or state.trigger not in ("", "pending", "done"):
             raise ValueError(f"drift monitor state of {state.model} {state.version}: bad phase/trigger")
@@ -253,6 +263,24 @@ def _missing_alerts(state: MonitorState, result: DatasetDrift) -> tuple[MonitorS
                                                                 f"rate for {', '.join(ended)}",
                              {"features": [by[f].reason() for f in ended]}, warning=False))
     return (replace(state, missing=kept) if kept != list(state.missing) else state), actions
+
+
+def hold(state: MonitorState, actions: list[Action]) -> MonitorState:
+    """`state` with the alerts among `actions` in its outbox, to be stored before they are delivered: the
+    process that stored them may die before it delivers them, and the next evaluation (any process's)
+    delivers them then (`unsent`). At least once: one killed after delivering and before storing the
+    emptied outbox delivers them twice, never none. An alert whose evidence is the episode's keeps none of
+    its own (the state holds it once)."""
+    box = [{"event": a.event, "message": a.message, "warning": a.warning, "fields": dict(a.fields),
+            **({} if a.evidence == state.evidence else {"evidence": a.evidence})}
+           for a in actions if isinstance(a, Alert)]
+    return replace(state, outbox=box) if box != state.outbox else state
+
+
+def unsent(state: MonitorState) -> list[Action]:
+    """The alerts `state`'s outbox holds (stored by an evaluation whose process did not deliver them)."""
+    return [Alert(str(a["event"]), str(a["message"]), a.get("evidence", state.evidence), bool(a.get("warning", True)),
+                  dict(a.get("fields") or {})) for a in state.outbox]
 
 
 def due(state: MonitorState, now: float) -> list[Action]:

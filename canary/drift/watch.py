@@ -158,18 +158,23 @@ class DriftWatcher:
         compared = {f.feature for f in result.features}
         state, actions = M.step(state, result, now, config, window_s=window_s, reference=_reference(prof),
                                 unmeasured=[n for n in prof["features"] if n not in compared])
+        actions = M.unsent(state) + actions  # alerts an earlier evaluation stored and its process never delivered
         # the evaluation is stored before it is acted on: an episode opened here, and its start (the
-        # retraining Job's identity), exist for every replica before its Event and its Job do. One
+        # retraining Job's identity), exist for every replica before its Event and its Job do, and so do
+        # its alerts (the outbox: delivered by the next evaluation when this process dies first). One
         # that cannot be stored, or that another replica's stored state overrides, does nothing
+        state = M.hold(state, actions)
         if self._save(key, state) != STORED:
             if key in self.states and self.states[key] == state:  # not stored: the next evaluation repeats it
                 self._forget(key, before)
             self.g_episode.labels(model, version, ns).set(1.0 if self.states.get(key, state).phase == M.DRIFTING
                                                           else 0.0)
             return
-        state = self._act(state, actions, done, ns)
+        state = self._act(dataclasses.replace(state, outbox=[]), actions, done, ns)
         self.g_episode.labels(model, version, ns).set(1.0 if state.phase == M.DRIFTING else 0.0)
-        self._save(key, state)  # a trigger's outcome; when lost, the stored "pending" retries it (same Job)
+        # a trigger's outcome and the emptied outbox; when lost, the stored "pending" retries the trigger (same
+        # Job) and the stored outbox delivers the alerts again (at least once)
+        self._save(key, state)
 
     def _measure(self, prof: Mapping[str, Any], key: str, state: M.MonitorState, now: float,
                  done: list[dict[str, Any]], ns: str) -> Any:
@@ -219,12 +224,12 @@ class DriftWatcher:
                           ns: str) -> None:
         """An evaluation that measured nothing decides nothing, but a retraining trigger that failed
         before is retried when due: it needs the Kubernetes API, not Prometheus (it waited for
-        Prometheus to come back, however long that took)."""
+        Prometheus to come back, however long that took); so are alerts stored and never delivered."""
         if self._save(key, state) != STORED:
             return
-        due = M.due(state, now)
+        due = M.unsent(state) + M.due(state, now)
         if due:
-            self._save(key, self._act(state, due, done, ns))
+            self._save(key, self._act(dataclasses.replace(state, outbox=[]), due, done, ns))
 
     def _say_unmeasured(self, key: str, prof: Mapping[str, Any], result: Any, done: list[dict[str, Any]]) -> None:
         """Profiled features this evaluation could not compare are never silently "ok": with none

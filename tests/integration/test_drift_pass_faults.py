@@ -228,3 +228,37 @@ def test_a_store_that_does_not_answer_is_written_once_a_pass(served: SimpleNames
         failed = [e for e in logs if e["event"] == "drift.state_save_failed"]
         assert len(failed) == 1 and "no other state is written" in failed[0]["message"], logs
     assert Store.writes == 2 and watcher.states == kept  # one write tried per pass; nothing kept unstored
+
+
+def test_a_process_killed_after_storing_an_episode_and_before_alerting_is_alerted_by_the_next(
+        served: SimpleNamespace, kube: Any) -> None:
+    """Killed between storing the evaluation that opens an episode and acting on it: the next process read
+    "drifting, trigger pending" and created the Job, but the DriftDetected Event and the notification were
+    never sent (only a trigger was kept pending). The alerts are stored with the evaluation now (the
+    outbox) and the next evaluation, in any process, delivers them: one Event, one Job."""
+
+    class Killed(BaseException):
+        """SIGKILL, right after the write landed (nothing after it happens)."""
+
+    class Store(ConfigMapStateStore):
+        def save(self, states: Any) -> None:
+            super().save(states)
+            if any(s.get("phase") == M.DRIFTING for s in states.values()):  # the episode's opening
+                raise Killed
+
+    def replica(store: ConfigMapStateStore) -> DriftWatcher:
+        return DriftWatcher([{**served.profiles["twin"], "_namespace": "staging"}], client=served.client,
+                            window_s=3600, config=M.MonitorConfig(enter_after=1, quiet_s=0), store=store,
+                            core_api=kube.core, batch_api=kube.batch, job_template=JOB, clock=clock)
+
+    clock = _ticks()
+    with pytest.raises(Killed):
+        replica(Store(kube.core, namespace="canary-system")).once()
+    assert _stored(kube)["staging/twin/v1"]["phase"] == M.DRIFTING
+    assert not kube.core.list_namespaced_event("staging").items and not kube.batch.list_namespaced_job("staging").items
+    with capture_logs() as logs:
+        replica(ConfigMapStateStore(kube.core, namespace="canary-system")).once()
+    assert [e.reason for e in kube.core.list_namespaced_event("staging").items] == ["DriftDetected"]
+    assert [j.metadata.name for j in kube.batch.list_namespaced_job("staging").items] == ["retrain-twin-v1-e1"]
+    assert [e["event"] for e in logs if e["event"] == "drift.started"] == ["drift.started"]
+    assert _stored(kube)["staging/twin/v1"]["outbox"] == []
