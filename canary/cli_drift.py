@@ -344,8 +344,8 @@ def watch_cmd(
 
             store = FileStateStore(state_file)
             store.hold()
-        watcher = DriftWatcher(profiles, client=client, window_s=window_s, namespace=namespace, store=store, core_api=core,
-                               batch_api=batch, job_template=template, retrain_webhook=retrain_webhook,
+        watcher = DriftWatcher(profiles, client=client, window_s=window_s, namespace=namespace, store=store,
+                               core_api=core, batch_api=batch, job_template=template, retrain_webhook=retrain_webhook,
                                notifier=Notifier.from_env(), registry=registry,
                                config=M.MonitorConfig(enter_after=enter_after, exit_after=exit_after, quiet_s=quiet_s))
         if metrics_port:

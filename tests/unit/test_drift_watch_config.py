@@ -96,10 +96,11 @@ def test_nothing_measured_is_no_share_on_the_gauge(monkeypatch: pytest.MonkeyPat
         watcher.once()  # the same set again: said once, not every evaluation
     assert done == [{"model": "rec", "version": "v1", "no_live_data": ["f"], "not_arriving": []}]
     assert [e["event"] for e in logs if e["event"].startswith("drift.")] == ["drift.no_live_data"]
-    assert math.isnan(reg.get_sample_value("model_data_drift_share", {"model": "rec", "version": "v1", "namespace": "default"}))
+    labels = {"model": "rec", "version": "v1", "namespace": "default"}  # no -n: the Events' default
+    assert math.isnan(reg.get_sample_value("model_data_drift_share", labels))
     live.update(_shifted(prof))
     watcher.once()
-    assert reg.get_sample_value("model_data_drift_share", {"model": "rec", "version": "v1", "namespace": "default"}) == 1.0
+    assert reg.get_sample_value("model_data_drift_share", labels) == 1.0
 
 
 def test_one_watcher_per_state_file(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
