@@ -262,3 +262,21 @@ def test_a_process_killed_after_storing_an_episode_and_before_alerting_is_alerte
     assert [j.metadata.name for j in kube.batch.list_namespaced_job("staging").items] == ["retrain-twin-v1-e1"]
     assert [e["event"] for e in logs if e["event"] == "drift.started"] == ["drift.started"]
     assert _stored(kube)["staging/twin/v1"]["outbox"] == []
+
+
+def test_drift_check_reads_the_namespace_it_is_given(served: SimpleNamespace, tmp_path: Any) -> None:
+    """`drift check -n`: prod's twin has not drifted, staging's has; without -n both are read as one."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from canary.cli import app
+
+    path = tmp_path / "twin.profile.json"
+    path.write_text(json.dumps(served.profiles["twin"]))
+
+    def check(*extra: str) -> int:
+        return CliRunner().invoke(app, ["drift", "check", "--baseline", str(path), "--prometheus-url",
+                                        served.prom.url, *extra]).exit_code
+
+    assert (check("-n", "prod"), check("-n", "staging"), check()) == (0, 1, 1)
