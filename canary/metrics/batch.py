@@ -30,6 +30,11 @@ of 5 characters, 800 of 20), then one more query per family per chunk; sharding
 answer had many series per rollout (histogram buckets times pods) is also split so that one
 answer holds at most `MAX_SERIES_PER_QUERY` series: a decoded answer is the peak of a tick's
 memory (at 2,500 rollouts, 13 buckets: 3 queries for the bucket family, 6 in all).
+
+A query Prometheus answers only in part (`client.PartialAnswer`: a store down behind Thanos or
+a remote read, which does not say whose series it lacks) is asked again once per model of its
+chunk, within one budget per snapshot: only the rollouts whose own answer is partial are
+unavailable, in that family (decision 106).
 """
 
 from __future__ import annotations
@@ -40,14 +45,14 @@ import math
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import structlog
 
 from canary.errors import ConfigError, MetricsUnavailable
 from canary.metrics import queries as q
 from canary.metrics.answers import evaluated_at
-from canary.metrics.client import PrometheusClient
+from canary.metrics.client import PartialAnswer, PrometheusClient
 from canary.metrics.delta import ArmDelta, arm_delta, measure_delta, requests_delta
 from canary.metrics.families import (
     FEATURE_COUNTERS,
@@ -63,7 +68,8 @@ from canary.metrics.families import (
     regex_matcher,
 )
 from canary.metrics.native import CUSTOM, sample_values
-from canary.metrics.snapshot import FORMAT, UNREADABLE, Binding, Groups, Snapshot, UnusableStepStart
+from canary.metrics.snapshot import (FORMAT, PARTIAL, UNREADABLE, Binding, Groups, Snapshot,
+                                     UnusableStepStart)
 from canary.model import Target
 from canary.policy import Policy
 
@@ -99,7 +105,8 @@ class BatchMetrics:
     """Takes snapshots for many rollouts with one query per family (per chunk of models)."""
 
     def __init__(self, prom: PrometheusClient, *, max_regex_chars: int = MAX_REGEX_CHARS,
-                 lookback: str = LOOKBACK, max_series: int = MAX_SERIES_PER_QUERY) -> None:
+                 lookback: str = LOOKBACK, max_series: int = MAX_SERIES_PER_QUERY, isolate_s: float | None = None,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         if max_regex_chars < 1:
             raise ConfigError(f"max_regex_chars must be positive, got {max_regex_chars}")
         if max_series < 1:
@@ -113,16 +120,21 @@ class BatchMetrics:
         self.queries_last = 0
         # Prometheus's now minus the caller's, at the last snapshot taken with `not_before` (s)
         self.clock_offset_last: float | None = None
+        # seconds a snapshot may spend asking again, per model, what Prometheus answered in part
+        self.isolate_s = getattr(prom, "budget_s", 5.0) if isolate_s is None else isolate_s
+        self.monotonic = monotonic  # the clock of that budget (tests drive it)
 
     def plan(self, wants: Iterable[Want]) -> dict[Family, list[str]]:
         """The queries each family will be asked with (what `snapshot` sends): one per chunk."""
-        return {fam: self._queries(fam, g) for fam, g in _group(wants).items()}
+        return {fam: [query for _, query in self._queries(fam, g)] for fam, g in _group(wants).items()}
 
-    def _queries(self, fam: Family, group: _Group) -> list[str]:
+    def _queries(self, fam: Family, group: _Group) -> list[tuple[dict[str, set[str]], str]]:
+        """(filters, query) of each chunk of this family."""
         per = self.series_per_ident.get(fam.key)
         most = max(1, int(self.max_series // per)) if per else None
         limit = max(1, self.max_regex_chars // (1 + len(fam.either)))  # `either`: the filters once per selector
-        return [fam.query(filters, lookback=self.lookback) for filters in _chunks(fam, group, limit, max_idents=most)]
+        return [(filters, fam.query(filters, lookback=self.lookback))
+                for filters in _chunks(fam, group, limit, max_idents=most)]
 
     def prometheus_now(self) -> float:
         """Prometheus's own clock, in s since the epoch: the evaluation time it stamps on `time()`.
@@ -140,7 +152,10 @@ class BatchMetrics:
         `not_before`, whichever is later (one `time()` query more; `clock_offset_last` = Prometheus's now
         minus `not_before`): a caller whose clock is behind Prometheus's would otherwise leave the newest
         seconds of every window unread, and a later `not_before` only asks a moment Prometheus has not
-        reached, whose answer is its newest samples. MetricsUnavailable when Prometheus fails."""
+        reached, whose answer is its newest samples. A query Prometheus answers only in part
+        (`PartialAnswer`) is asked again per model (`_Isolation`): only the rollouts whose own answer is
+        still partial are unavailable, in that family (`snapshot.PARTIAL`). MetricsUnavailable when
+        Prometheus fails."""
         groups = _group(wants)
         self.clock_offset_last = None
         if at is None and not_before is not None:
@@ -152,25 +167,92 @@ class BatchMetrics:
         # the same snapshot can fall in different seconds and disagree on the window's traffic
         at = taken_at
         index: dict[str, dict[Ident, dict[str, dict[str, float]]]] = {}  # family -> ident -> series -> extra
-        planned = [(fam, group, query) for fam, group in groups.items() for query in self._queries(fam, group)]
-        uses = Counter(query for _, _, query in planned)  # label shapes that differ only in roles share one query
+        planned = [(fam, group, filters, query) for fam, group in groups.items()
+                   for filters, query in self._queries(fam, group)]
+        uses = Counter(query for *_, query in planned)  # label shapes that differ only in roles share one query
         answers: dict[str, Any] = {}
+        partial: dict[str, PartialAnswer] = {}
         asked = 0
         rows: Counter[str] = Counter()
-        for fam, group, query in planned:
-            if query not in answers:
-                answers[query] = self.prom.query(query, check="batch", at=at)
+        isolate = _Isolation(self, at)
+        chunks: dict[str, list[tuple[dict[str, set[str]], set[Ident]]]] = {}
+        for fam, group, filters, query in planned:
+            chunks.setdefault(fam.key, []).append((filters, _chunk_idents(fam, group.idents, filters)))
+            if query not in answers and query not in partial:
                 asked += 1
-            rows[fam.key] += _parse(answers[query], fam, group.idents, query, index.setdefault(fam.key, {}))
+                try:
+                    answers[query] = self.prom.query(query, check="batch", at=at)
+                except PartialAnswer as exc:
+                    partial[query] = exc
+            into = index.setdefault(fam.key, {})
+            if query in partial:  # which series it lacks it does not say: ask again for fewer rollouts
+                rows[fam.key] += isolate(fam, chunks[fam.key][-1][1], partial[query], into)
+            else:
+                rows[fam.key] += _parse(answers[query], fam, group.idents, query, into)
             uses[query] -= 1
             if not uses[query]:
-                del answers[query]  # parsed for its last family: one raw answer in memory at a time
-        self.queries_last = asked + (self.clock_offset_last is not None)
+                answers.pop(query, None)  # parsed for its last family: one raw answer in memory at a time
+        self.queries_last = asked + isolate.asked + (self.clock_offset_last is not None)
         for fam, group in groups.items():
             if group.idents:
                 self.series_per_ident[fam.key] = rows[fam.key] / len(group.idents)
         log.debug("metrics.batch_snapshot", families=len(groups), queries=self.queries_last)
         return Snapshot.from_index(taken_at, index)
+
+
+class _Isolation:
+    """A query Prometheus answered in part, asked again per model of its chunk, once each, within one
+    budget per snapshot (`BatchMetrics.isolate_s`, the client's `budget_s` by default): the models whose
+    own answer is whole are read; the others, and every model left when the budget is spent, are marked
+    PARTIAL (that family of theirs "could not measure"; the rest of the tick is judged)."""
+
+    def __init__(self, batch: BatchMetrics, at: float) -> None:
+        self.batch, self.at, self.asked = batch, at, 0
+        self.deadline: float | None = None  # set by the first partial answer
+
+    def __call__(self, fam: Family, idents: set[Ident], exc: PartialAnswer,
+                 into: dict[Ident, dict[str, dict[str, float]]]) -> int:
+        batch = self.batch
+        if self.deadline is None:
+            self.deadline = batch.monotonic() + batch.isolate_s
+        by_model: dict[str, set[Ident]] = {}
+        for ident in idents:
+            by_model.setdefault(ident[_model_at(fam)] if fam.by else "", set()).add(ident)
+        kept, unavailable = 0, []
+        for model, mine in sorted(by_model.items()):
+            query = fam.query(_filters_of(fam, mine), lookback=batch.lookback)
+            try:
+                if len(by_model) == 1 or batch.monotonic() >= self.deadline:  # one model: asked already
+                    raise PartialAnswer("not asked again")
+                self.asked += 1
+                answer = batch.prom.ask(query, check="batch", arm="", at=self.at, who="batch", strict=False,
+                                        deadline=self.deadline, attempts=1)
+                kept += _parse(answer, fam, mine, query, into)
+            except MetricsUnavailable:
+                unavailable.append(model)
+                for ident in mine:
+                    into[ident] = {PARTIAL: {"": 1.0}}
+        log.warning("metrics.batch_partial", family=fam.metric, models=len(by_model), unavailable=unavailable[:20],
+                    unavailable_count=len(unavailable), error=str(exc)[:300])
+        return kept
+
+
+def _filters_of(fam: Family, idents: set[Ident]) -> dict[str, set[str]]:
+    """Query filters that match exactly the values of `idents` (one chunk's worth, or one model's)."""
+    return {label: {ident[i] for ident in idents} for i, (label, _) in enumerate(fam.by)}
+
+
+def _model_at(fam: Family) -> int:
+    """Where the model is in `fam`'s idents (the first label when it has no model role)."""
+    return next((i for i, (_, role) in enumerate(fam.by) if role == "model"), 0)
+
+
+def _chunk_idents(fam: Family, idents: set[Ident], filters: dict[str, set[str]]) -> set[Ident]:
+    """The rollout arms of `idents` a chunk's filters match."""
+    if not filters:
+        return set(idents)
+    return {ident for ident in idents
+            if all(ident[i] in filters.get(label, ()) for i, (label, _) in enumerate(fam.by))}
 
 
 def _chunks(fam: Family, group: _Group, limit: int, *, max_idents: int | None = None) -> list[dict[str, set[str]]]:

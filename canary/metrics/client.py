@@ -8,7 +8,8 @@ tree here:
 - connection refused, timeout, 5xx/408/429, a malformed answer: retried with
   tenacity within a bounded budget (``retries`` attempts and ``budget_s``
   seconds in all, each request's timeout cut to what is left), then
-  `MetricsUnavailable` -- "could not measure", never a pass;
+  `MetricsUnavailable` -- "could not measure", never a pass; a 200 that is a
+  partial answer or an error: the same, as its subclass `PartialAnswer`;
 - any other 4xx: `ConfigError` at once -- 400/422 a query Prometheus rejects
   (naming the check, quoting Prometheus's error), 401/403 credentials, 404 and
   the rest a URL that is not a Prometheus HTTP API (path prefix).
@@ -43,7 +44,19 @@ _MIN_TIMEOUT_S = 0.05
 
 
 class _Transient(Exception):
-    """One failed attempt worth another try (internal to the retry loop)."""
+    """One failed attempt worth another try (internal to the retry loop). `partial`: Prometheus
+    answered, but not in full (a warning, or `"status":"error"` in a 200)."""
+
+    def __init__(self, message: str, *, partial: bool = False) -> None:
+        super().__init__(message)
+        self.partial = partial
+
+
+class PartialAnswer(MetricsUnavailable):
+    """Prometheus answered this query, but not in full (a partial-response warning, or an error
+    status in an HTTP 200), on its last attempt: some series may be missing, which ones it does
+    not say. Still "could not measure" for what the query was asked for; a caller that asked for
+    many rollouts at once can ask again for fewer (`BatchMetrics`)."""
 
 
 class NotPrometheus(ConfigError):
@@ -142,9 +155,11 @@ class PrometheusClient:
         return self.ask(query, check=check, arm=arm, at=at, who=f"check {check!r}", strict=False, deadline=None)
 
     def ask(self, query: str, *, check: str, arm: str, at: float | None, who: str, strict: bool,
-             deadline: float | None) -> Any:
+             deadline: float | None, attempts: int | None = None) -> Any:
         """`query`, and preflight's stricter variant: a 2xx that is not Prometheus's answer
-        is then a ConfigError at once instead of a retried transient failure."""
+        is then a ConfigError at once instead of a retried transient failure. `deadline`
+        (time.monotonic() seconds) cuts the budget; `attempts` caps `retries`. Raises
+        MetricsUnavailable, or its `PartialAnswer` when the last attempt was answered in part."""
         at = self.at if at is None else at
         params = {} if at is None else {"time": f"{at:.3f}"}
         now = time.monotonic()
@@ -152,7 +167,7 @@ class PrometheusClient:
         if deadline <= now:
             raise MetricsUnavailable(f"{who}: no time left in the budget to ask Prometheus at {self.url}; query: {query}")
         retrying = Retrying(
-            stop=stop_after_attempt(self.retries) | stop_after_delay(deadline - now),
+            stop=stop_after_attempt(min(self.retries, attempts or self.retries)) | stop_after_delay(deadline - now),
             wait=wait_exponential(multiplier=self.backoff_s, max=_MAX_BACKOFF_S),
             retry=retry_if_exception_type(_Transient),
             reraise=True,
@@ -173,7 +188,7 @@ class PrometheusClient:
                     return result
         except _Transient as exc:
             log.error("metrics.query_failed", check=check, arm=arm, url=self.url, error=str(exc), query=query)
-            raise MetricsUnavailable(
+            raise (PartialAnswer if exc.partial else MetricsUnavailable)(
                 f"{who}: Prometheus at {self.url} could not be asked for {arm_name(arm)} ({exc}); query: {query}"
             ) from exc.__cause__ or exc
         raise AssertionError("unreachable")  # pragma: no cover
@@ -220,10 +235,10 @@ class PrometheusClient:
         status = doc.get("status", "success")
         if status != "success":
             raise _Transient(f"HTTP 200 with status {status!r}: {str(doc.get('errorType', ''))}: "
-                             f"{str(doc.get('error', ''))[:200]}")
+                             f"{str(doc.get('error', ''))[:200]}", partial=True)
         partial = [str(w) for w in doc.get("warnings") or () if not str(w).startswith("PromQL info:")]
         if partial:
-            raise _Transient(f"a partial answer (warnings: {'; '.join(partial)[:300]})")
+            raise _Transient(f"a partial answer (warnings: {'; '.join(partial)[:300]})", partial=True)
         return doc["data"]["result"]
 
     def _refused(self, status: int, body: bytes, query: str, who: str) -> ConfigError:

@@ -39,6 +39,9 @@ FORMAT = 2  # persisted snapshot format; 1 summed series per arm
 # the series id that marks a rollout arm's family as unreadable in this snapshot: one of its series had
 # a NaN or infinite sample (series ids are hex hashes, so it names no series); persisted as a finite value
 UNREADABLE = "!unreadable"
+# the same for a rollout arm whose family Prometheus answered only in part (a partial-response warning,
+# or an error status, even when asked for that rollout alone: `batch`): its series may be incomplete
+PARTIAL = "!partial"
 Groups = Mapping[str, Mapping[str, float]]  # series id -> {extra label value: cumulative value}
 
 
@@ -201,8 +204,9 @@ class Snapshot:
         if got is None:
             return None
         groups = got.get(ident, {})
-        if UNREADABLE in groups:  # no count can be subtracted from it, or left out of a sum (decision 100)
-            what = f"a NaN or infinite {fam.metric} sample for {'/'.join(ident)}"
+        if UNREADABLE in groups or PARTIAL in groups:  # no count can be subtracted from it, or left out of a sum
+            what = (f"a NaN or infinite {fam.metric} sample for {'/'.join(ident)}" if UNREADABLE in groups else
+                    f"only part of the {fam.metric} series of {'/'.join(ident)} (Prometheus answered in part)")
             if self.bound is not None:  # a step-start snapshot: the next one starts the step again
                 raise UnusableStepStart(f"step-start snapshot taken at {self.taken_at:.3f} holds {what}")
             raise MetricsUnavailable(f"the snapshot taken at {self.taken_at:.3f} holds {what}: not a count")

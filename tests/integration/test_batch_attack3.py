@@ -1,0 +1,109 @@
+"""The batched snapshot's known defects (decision 106), against one real, backfilled Prometheus.
+
+- A partial answer to one batched query (a remote-read store that is down for one model's data,
+  as a Thanos store is) made the whole snapshot unavailable: every rollout of the tick "could not
+  measure". Only the rollouts whose own answer is partial are unavailable now; the others are read.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+import pytest
+
+from canary.errors import MetricsUnavailable
+from canary.metrics import batch as b
+from canary.metrics.client import PrometheusClient
+from canary.model import Counts, Target
+from canary.policy import parse_policy
+from canary.sandbox.promserver import PromServer, Series, counter, history_window
+from tests.integration.test_metrics_attack2 import _openmetrics
+from tests.support.remote_read import FailingStore
+
+pytestmark = pytest.mark.integration
+
+WINDOW_S = 600
+ERRORS = parse_policy({"steps": [10, 100], "checks": [{"name": "err", "kind": "error_rate", "max_increase_points": 1}]})
+
+
+class _RemoteRead(PromServer):
+    """The session's kind of Prometheus, reading also from a remote-read store (`read_recent`: every query)."""
+
+    def __init__(self, store: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.store = store
+
+    def config(self) -> dict[str, object]:
+        cfg = super().config()
+        cfg["remote_read"] = [{"url": self.store, "read_recent": True, "remote_timeout": "2s"}]
+        return cfg
+
+
+def _errors(model: str) -> list[Series]:
+    """Stable v1 at 1% errors of 100/s, canary v2 at 20% of 50/s."""
+    out: list[Series] = []
+    for version, ok, bad in (("v1", 99.0, 1.0), ("v2", 40.0, 10.0)):
+        m = {"model_name": model, "model_version": version}
+        out += counter("model_requests_total", {**m, "outcome": "success"}, ok)
+        out += counter("model_requests_total", {**m, "outcome": "error"}, bad)
+    return out
+
+
+@pytest.fixture(scope="module")
+def prom(prometheus_binary: str) -> Iterator[tuple[PromServer, FailingStore, float]]:
+    start, end = history_window(before_s=3600, after_s=3600)
+    t0 = start + 3600
+    series = _errors("ok") + _errors("fine") + _errors("broken")
+    with FailingStore({"broken"}) as store:
+        server = _RemoteRead(store.url, history=_openmetrics(series, start=start, end=end), binary=prometheus_binary)
+        server.start()
+        try:
+            yield server, store, t0
+        finally:
+            server.stop()
+
+
+def _target(model: str) -> Target:
+    return Target(namespace="ml", virtual_service=model, model=model, stable_version="v1", canary_version="v2")
+
+
+def _window(batch: b.BatchMetrics, pol: Any, models: list[str], base_at: float, now_at: float
+            ) -> tuple[b.Snapshot, dict[str, b.Snapshot]]:
+    wants = [b.Want(pol, _target(m)) for m in models]
+    base = batch.snapshot(wants, at=base_at)
+    return batch.snapshot(wants, at=now_at), {m: base.restrict(pol, _target(m)) for m in models}
+
+
+# -- 1. a partial answer -------------------------------------------------------------------------
+
+def test_a_partial_answer_leaves_only_the_rollout_it_concerns_unmeasured(prom: Any) -> None:
+    """One batched query covers all three models; the store fails for "broken" only. Before: the
+    snapshot raised MetricsUnavailable, every rollout's look "could not measure"."""
+    server, store, t0 = prom
+    batch = b.BatchMetrics(PrometheusClient(server.url, retries=2, budget_s=5.0, backoff_s=0.01))
+    now, bases = _window(batch, ERRORS, ["ok", "fine", "broken"], t0 - WINDOW_S, t0)
+    planned = sum(len(x) for x in batch.plan([b.Want(ERRORS, _target("ok"))]).values())
+    assert batch.queries_last == planned * (1 + 3)  # each query (all name "broken"): then once per model
+    for model in ("ok", "fine"):
+        stable, canary = b.measure_delta(ERRORS, ERRORS.checks[0], _target(model), now, bases[model])
+        assert stable == Counts(events=WINDOW_S * 1.0, total=WINDOW_S * 100.0)
+        assert canary == Counts(events=WINDOW_S * 10.0, total=WINDOW_S * 50.0)
+    with pytest.raises(MetricsUnavailable, match="only part of the model_requests_total series of broken"):
+        b.measure_delta(ERRORS, ERRORS.checks[0], _target("broken"), now, bases["broken"])
+    fam = b.families(ERRORS)[0]
+    with pytest.raises(b.UnusableStepStart):  # its step-start snapshot was partial too: the next one starts it
+        bases["broken"].values(fam, fam.ident(_target("broken"), "canary"))
+    assert any(values == ["broken"] or "broken" in values for req in store.asked for values in req)
+
+
+def test_a_partial_answer_is_asked_again_only_within_the_budget(prom: Any) -> None:
+    """The budget for asking again is spent (a clock that says so): no query more, and the rollouts
+    of the partial query are unavailable, never read from the partial answer."""
+    server, _, t0 = prom
+    batch = b.BatchMetrics(PrometheusClient(server.url, retries=1, budget_s=5.0), isolate_s=0.0,
+                           monotonic=lambda: 1000.0)
+    snap = batch.snapshot([b.Want(ERRORS, _target(m)) for m in ("ok", "broken")], at=t0)
+    assert batch.queries_last == sum(len(x) for x in batch.plan([b.Want(ERRORS, _target("ok"))]).values())
+    for model in ("ok", "broken"):
+        with pytest.raises(MetricsUnavailable, match="answered in part"):
+            snap.arm(ERRORS, ERRORS.checks[0], _target(model), "canary")
