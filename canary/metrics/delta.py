@@ -14,6 +14,9 @@ while the queries are shared (`batch`). Kept apart from the snapshot format
   before a restart is not seen (`increase()` sees it between samples), nor a
   restart after which a series outgrew its own step-start snapshot value. Rates match
   `increase()`'s while a series' error share is steady; counts can be lower.
+- A histogram series that restarted is read on its own bounds; one that came back with
+  other bounds while Prometheus's lookback still holds the old ones' last counts is
+  `MetricsUnavailable`, naming the bounds and the arm (decision 106).
 - Both snapshots must fit the rollout (`Binding`) and the step-start one may not be
   newer than now; otherwise `UnusableStepStart`.
 """
@@ -30,7 +33,7 @@ import structlog
 from canary.errors import MetricsUnavailable, NoData
 from canary.metrics.answers import arms_pair
 from canary.metrics import queries as q
-from canary.metrics.families import Family, NotBatchable, Spec, check_spec, families, request_families
+from canary.metrics.families import LOOKBACK, Family, NotBatchable, Spec, check_spec, families, request_families
 from canary.metrics.native import (CUSTOM, INF_ONLY_HINT, NativeBuckets, combine, inf_only, mixed_forms, values_buckets,
                                    values_delta, values_sum)
 from canary.metrics.snapshot import (Groups, Snapshot, UnusableStepStart, counted_by_fallback, feature_counts,
@@ -95,15 +98,23 @@ def _histogram_delta(now: Groups, base: Groups, scale: float, where: str) -> tup
     resets = 0
     for sid, cur in now.items():
         now_raw, base_raw = raw_buckets(cur), raw_buckets(base.get(sid, {}))
+        before = dict(base_raw)
+        reset = bool(base_raw) and any(c < before[le] for le, c in now_raw if le in before)
         broken = q.not_cumulative(now_raw, share=0.0)  # one scrape of one series: exactly cumulative
+        # a bound left over from the layout before an in-place restart: it stopped moving, the others went on
+        stale = _above_a_higher(now_raw) if broken else set()
+        left = bool(stale) and all(before.get(le) == c for le, c in now_raw if le in stale)
+        if (reset and (broken or {le for le, _ in now_raw} - set(before))) or left:
+            raise MetricsUnavailable(_layout_changed(where, base_raw, now_raw, broken))
         if broken:
             raise MetricsUnavailable(f"{where}: a histogram series is not cumulative ({broken}): a broken exporter")
-        bounds = [le for le, _ in now_raw + base_raw]
-        h_now, h_base = q.normalise(now_raw, bounds), q.normalise(base_raw, bounds)
-        if any(a < b for a, b in zip(h_now.counts, h_base.counts)):
+        if reset:  # its own bounds since the restart: the step start's others would invent counts (decision 106)
             resets += 1
+            h_now = q.normalise(now_raw, [le for le, _ in now_raw])
             d = list(zip(h_now.bounds, h_now.counts))
         else:
+            bounds = [le for le, _ in now_raw + base_raw]
+            h_now, h_base = q.normalise(now_raw, bounds), q.normalise(base_raw, bounds)
             d = [(le, a - b) for le, a, b in zip(h_now.bounds, h_now.counts, h_base.counts)]
         broken = q.not_cumulative(d)  # each scrape cumulative, their difference not: as the per-rollout read
         if broken:
@@ -124,6 +135,31 @@ def _histogram_delta(now: Groups, base: Groups, scale: float, where: str) -> tup
             raise NoData(f"{where}: has {INF_ONLY_HINT}")
         raise NoData(f"{where}: its series share no finite bucket bound (pods exporting different layouts?)")
     return ArmDelta(h, resets > 0), resets
+
+
+def _above_a_higher(raw: list[tuple[float, float]]) -> set[float]:
+    """The bounds of one series' (le, count) pairs that count more than a higher bound does."""
+    out, low = set(), math.inf
+    for le, c in sorted(raw, reverse=True):
+        if c > low:
+            out.add(le)
+        low = min(low, c)
+    return out
+
+
+def _layout_changed(where: str, base_raw: list[tuple[float, float]], now_raw: list[tuple[float, float]],
+                    broken: str) -> str:
+    """Why a histogram series that restarted cannot be read: its exporter came back with other bounds, and
+    Prometheus's lookback still shows the old layout's last counts beside the new one's."""
+    def fmt(raw: list[tuple[float, float]]) -> str:
+        return "[" + ", ".join(f"{le:g}" for le in sorted({le for le, _ in raw})) + "]"
+
+    added = sorted({le for le, _ in now_raw} - {le for le, _ in base_raw})
+    what = f"; {broken}: its count is from before the restart" if broken else \
+        f"; bounds {', '.join(f'{le:g}' for le in added)} are new, and the old ones' counts may be from before it"
+    return (f"{where}: a histogram series changed its bucket layout in place (its exporter restarted with other "
+            f"`le` bounds: {fmt(base_raw)} at the step start, {fmt(now_raw)} now{what}); the old bounds' last "
+            f"counts stay in Prometheus's {LOOKBACK} lookback, so the new layout cannot be told apart until then")
 
 
 def _requests_delta(now: Snapshot, base: Snapshot, policy: Policy, source: str, target: Target,

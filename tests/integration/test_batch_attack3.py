@@ -3,10 +3,14 @@
 - A partial answer to one batched query (a remote-read store that is down for one model's data,
   as a Thanos store is) made the whole snapshot unavailable: every rollout of the tick "could not
   measure". Only the rollouts whose own answer is partial are unavailable now; the others are read.
+- An exporter restarted in place with another bucket layout was named "not cumulative ... a broken
+  exporter"; once the old bound left the lookback, the step start's bound was filled from the one
+  below it (the canary's CDF at 100 ms read 1/6 where it was 1/2).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any, Iterator
 
 import pytest
@@ -14,16 +18,18 @@ import pytest
 from canary.errors import MetricsUnavailable
 from canary.metrics import batch as b
 from canary.metrics.client import PrometheusClient
-from canary.model import Counts, Target
+from canary.model import Counts, Histogram, Target
 from canary.policy import parse_policy
 from canary.sandbox.promserver import PromServer, Series, counter, history_window
-from tests.integration.test_metrics_attack2 import _openmetrics
+from tests.integration.test_metrics_attack2 import _openmetrics, _upgraded_in_place
 from tests.support.remote_read import FailingStore
 
 pytestmark = pytest.mark.integration
 
 WINDOW_S = 600
 ERRORS = parse_policy({"steps": [10, 100], "checks": [{"name": "err", "kind": "error_rate", "max_increase_points": 1}]})
+LATENCY = parse_policy({"steps": [10, 100], "checks": [{"name": "p50", "kind": "latency", "quantile": 0.5,
+                                                        "max_ms": 900}]})
 
 
 class _RemoteRead(PromServer):
@@ -54,6 +60,7 @@ def prom(prometheus_binary: str) -> Iterator[tuple[PromServer, FailingStore, flo
     start, end = history_window(before_s=3600, after_s=3600)
     t0 = start + 3600
     series = _errors("ok") + _errors("fine") + _errors("broken")
+    series += _upgraded_in_place("inplace", t0 - WINDOW_S / 2)
     with FailingStore({"broken"}) as store:
         server = _RemoteRead(store.url, history=_openmetrics(series, start=start, end=end), binary=prometheus_binary)
         server.start()
@@ -107,3 +114,31 @@ def test_a_partial_answer_is_asked_again_only_within_the_budget(prom: Any) -> No
     for model in ("ok", "broken"):
         with pytest.raises(MetricsUnavailable, match="answered in part"):
             snap.arm(ERRORS, ERRORS.checks[0], _target(model), "canary")
+
+
+# -- 2. a layout changed in place -------------------------------------------------------------------
+
+def test_a_layout_changed_in_place_is_named_with_its_bounds_and_arm(prom: Any) -> None:
+    """The canary's pod restarted at t0 - 300 without le="0.1"; Prometheus's lookback still shows that
+    bucket's last count. Before: "a histogram series is not cumulative (...): a broken exporter"."""
+    server, _, t0 = prom
+    batch = b.BatchMetrics(PrometheusClient(server.url, retries=1, budget_s=5.0))
+    for base_at in (t0 - WINDOW_S, t0 - 200):  # the step started before the restart, or after it
+        now, bases = _window(batch, LATENCY, ["inplace"], base_at, t0)
+        with pytest.raises(MetricsUnavailable) as got:
+            b.measure_delta(LATENCY, LATENCY.checks[0], _target("inplace"), now, bases["inplace"])
+        text = str(got.value)
+        assert "canary arm of 'inplace'" in text and "changed its bucket layout in place" in text, text
+        assert "le=0.1 counts" in text and "broken exporter" not in text, text
+
+
+def test_once_the_old_bound_left_the_lookback_the_new_layout_is_read_on_its_own_bounds(prom: Any) -> None:
+    """1,000 s after the restart the removed bound is gone: the canary counts from its restart on
+    (0.05, +Inf) only. Before: le=0.1 was filled from le=0.05 (CDF at 100 ms 1/6, where it is 1/2)."""
+    server, _, t0 = prom
+    batch = b.BatchMetrics(PrometheusClient(server.url, retries=1, budget_s=5.0))
+    now, bases = _window(batch, LATENCY, ["inplace"], t0 - WINDOW_S, t0 + 700)
+    _, canary = b.measure_delta(LATENCY, LATENCY.checks[0], _target("inplace"), now, bases["inplace"])
+    assert isinstance(canary, Histogram) and canary.bounds == (50.0, math.inf), canary
+    assert canary.counts[-1] == pytest.approx(60 * 1000, abs=60 * 15) and canary.counts[0] / canary.counts[-1] == \
+        pytest.approx(1 / 6)
