@@ -7,12 +7,13 @@ while the queries are shared (`batch`). Kept apart from the snapshot format
 
 - Per series group (one series' buckets or feature states) between step-start snapshot and
   now: present in both and no value went down -> the difference; any value went
-  down -> the group restarted and counts its current values, as `increase()` does
+  down, or Prometheus's samples of the window show a restart the two values hide
+  (`Snapshot.restarted`: a series that restarted and outgrew its step-start value) ->
+  the group restarted and counts its current values, as `increase()` does
   across a reset between two samples (flagged in `ArmDelta.reset`, logged as
   ``metrics.counter_reset``); absent from the step-start snapshot -> born in the window, from
   0; absent now -> contributes nothing new. Limitation of two points: growth
-  before a restart is not seen (`increase()` sees it between samples), nor a
-  restart after which a series outgrew its own step-start snapshot value. Rates match
+  before a restart is not seen (`increase()` sees it between samples). Rates match
   `increase()`'s while a series' error share is steady; counts can be lower.
 - A histogram series that restarted is read on its own bounds; one that came back with
   other bounds while Prometheus's lookback still holds the old ones' last counts is
@@ -73,21 +74,23 @@ def _check_pair(now: Snapshot, base: Snapshot, target: Target) -> None:
                                f"({now.taken_at:.3f})")
 
 
-def _counter_delta(now: Groups, base: Groups) -> tuple[dict[str, float], int]:
-    """Per series group: now - base; the current values after a reset (any value went down);
-    from 0 for a group born in the window. Summed per extra label value; also the resets."""
+def _counter_delta(now: Groups, base: Groups, restarted: frozenset[str] = frozenset()) -> tuple[dict[str, float], int]:
+    """Per series group: now - base; the current values after a reset (any value went down, or
+    `restarted`: Prometheus's samples show one); from 0 for a group born in the window. Summed per
+    extra label value; also the resets."""
     out: dict[str, float] = {}
     resets = 0
     for sid, cur in now.items():
         before = base.get(sid, {})
-        if any(cur.get(x, 0.0) < v for x, v in before.items()):
+        if sid in restarted or any(cur.get(x, 0.0) < v for x, v in before.items()):
             resets, before = resets + 1, {}
         for x, v in cur.items():
             out[x] = out.get(x, 0.0) + v - before.get(x, 0.0)
     return out, resets
 
 
-def _histogram_delta(now: Groups, base: Groups, scale: float, where: str) -> tuple[ArmDelta, int]:
+def _histogram_delta(now: Groups, base: Groups, scale: float, where: str,
+                     restarted: frozenset[str] = frozenset()) -> tuple[ArmDelta, int]:
     """Per series: both histograms on the union of their bounds (a missing bucket carries the one below),
     subtracted, or the current one after a reset; then summed on the bounds every series *with
     observations in the window* has (a bound only some series export would miss the others'
@@ -99,7 +102,7 @@ def _histogram_delta(now: Groups, base: Groups, scale: float, where: str) -> tup
     for sid, cur in now.items():
         now_raw, base_raw = raw_buckets(cur), raw_buckets(base.get(sid, {}))
         before = dict(base_raw)
-        reset = bool(base_raw) and any(c < before[le] for le, c in now_raw if le in before)
+        reset = bool(base_raw) and (sid in restarted or any(c < before[le] for le, c in now_raw if le in before))
         broken = q.not_cumulative(now_raw, share=0.0)  # one scrape of one series: exactly cumulative
         # a bound left over from the layout before an in-place restart: it stopped moving, the others went on
         stale = _above_a_higher(now_raw) if broken else set()
@@ -175,7 +178,7 @@ def _requests_delta(now: Snapshot, base: Snapshot, policy: Policy, source: str, 
         vals_base = base.groups(fam, ident)
         if vals_base is None:
             raise _missing_family(f"request counter {fam.metric}", base, "request_counts")
-        d, r = _counter_delta(now.groups(fam, ident) or {}, vals_base)
+        d, r = _counter_delta(now.groups(fam, ident) or {}, vals_base, now.restarted(fam, ident, base))
         total, resets = total + sum(d.values()), resets + r
     return total, resets
 
@@ -221,7 +224,7 @@ def _arm_delta(spec: Spec, policy: Policy, target: Target, arm: str, *, snaps: t
     if spec.kind == "histogram":
         if not g_now:
             raise NoData(f"{where}: no {fam.metric} series; query: {fam.query()}")
-        return _histogram_delta(g_now, g_base, spec.scale, where)
+        return _histogram_delta(g_now, g_base, spec.scale, where, now.restarted(fam, fam.ident(target, arm), base))
     if spec.kind == "features":
         if not g_now:
             # serving without the counter (this version exports the gauge only, whatever the other
@@ -236,7 +239,7 @@ def _arm_delta(spec: Spec, policy: Policy, target: Target, arm: str, *, snaps: t
     if spec.kind == "errors" and counted_by_fallback(now, policy, spec.source, target, arm):
         raise NoData(f"{where}: no {request_families(policy, spec.source)[0][0].metric} series: its requests are "
                      "counted from the latency histogram, its errors not at all")
-    d, resets = _counter_delta(g_now, g_base)
+    d, resets = _counter_delta(g_now, g_base, now.restarted(fam, fam.ident(target, arm), base))
     requests, resets = got[0], resets + got[1]
     if spec.kind != "features":
         return _counts(sum(d.values()), requests, resets, where), resets

@@ -51,6 +51,7 @@ LOOKBACK = "10m"  # last_over_time range: bridges failed scrapes, keeps recently
 FEATURE_COUNTERS: dict[str, tuple[str, str, str, str]] = {
     "model": ("model_features_total", "state", "missing", "present"),
 }
+RESTART_LABEL = "canary_restart"  # tells the two halves of `Family.restart_query`'s answer apart
 _PROBE = Target(namespace="n", virtual_service="v", model="m", stable_version="s", canary_version="c")
 Ident = tuple[str, ...]
 
@@ -98,6 +99,19 @@ class Family:
         `either`, the series any of the matchers picks, each once (`or` keeps one of equal label sets)."""
         return " or ".join(f"last_over_time({self.metric}{sel}[{lookback}])" for sel in self._selectors(filters))
 
+    def restart_query(self, filters: Mapping[str, Iterable[str]] | None, range_ms: int) -> str:
+        """What tells restarts within the last `range_ms` ms apart from growth, per series (`Snapshot.restarted`):
+        its `resets()` when above 0 and its `min_over_time()`, told apart by the label `RESTART_LABEL`
+        ("resets" | "min"); a classic histogram's +Inf bucket only (a process restarts all its buckets)."""
+        le = ',le=~"[+]?[Ii]nf(inity)?"' if self.extra == "le" else ""
+        parts = []
+        for sel in self._selectors(filters):
+            sel = (sel[:-1] + le + "}") if sel else ("{" + le[1:] + "}" if le else "")
+            for kind, expr in (("resets", "resets({}[{}ms]) > 0"), ("min", "min_over_time({}[{}ms])")):
+                parts.append(f'label_replace({expr.format(self.metric + sel, range_ms)}, "{RESTART_LABEL}", '
+                             f'"{kind}", "__name__", ".*")')
+        return " or ".join(parts)
+
     @cached_property
     def key(self) -> str:
         """Names the family in a snapshot, whatever rollouts it covered: the selector and the labels
@@ -111,7 +125,7 @@ class Family:
 
     @cached_property
     def _not_identity(self) -> frozenset[str]:
-        return frozenset([label for label, _ in self.by] + [self.extra, "__name__"])
+        return frozenset([label for label, _ in self.by] + [self.extra, "__name__", RESTART_LABEL])
 
     def identity(self, labels: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
         """The labels that tell one rollout arm's series apart (pod, instance, outcome...), sorted."""

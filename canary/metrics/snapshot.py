@@ -26,7 +26,7 @@ import zlib
 from array import array
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 from canary.packing import pack_text, unpack_text
 from canary.errors import ConfigError, MetricsUnavailable
@@ -42,6 +42,9 @@ UNREADABLE = "!unreadable"
 # the same for a rollout arm whose family Prometheus answered only in part (a partial-response warning,
 # or an error status, even when asked for that rollout alone: `batch`): its series may be incomplete
 PARTIAL = "!partial"
+RESETS = "!resets"  # in a restart probe's answer: the key of a series' `resets()` count (`Snapshot.restarted`)
+# (family, rollout arm, since) -> {series id: {extra label value: min over (since, taken_at], RESETS: count}}
+RestartProbe = Callable[[Family, Ident, float], Mapping[str, Mapping[str, float]]]
 Groups = Mapping[str, Mapping[str, float]]  # series id -> {extra label value: cumulative value}
 
 
@@ -148,7 +151,7 @@ class Snapshot:
     rollouts and each rollout keeps its step-start one, so a second copy costs megabytes.
     """
 
-    __slots__ = ("taken_at", "bound", "_index")
+    __slots__ = ("taken_at", "bound", "_index", "_probe")
 
     def __init__(self, taken_at: float, series: Mapping[str, Mapping[tuple[str, ...], float]] | None = None,
                  bound: Binding | None = None) -> None:
@@ -163,14 +166,17 @@ class Snapshot:
         object.__setattr__(self, "taken_at", taken_at)
         object.__setattr__(self, "bound", bound)
         object.__setattr__(self, "_index", _freeze(index))
+        object.__setattr__(self, "_probe", None)
 
     @classmethod
     def from_index(cls, taken_at: float, index: dict[str, dict[Ident, dict[str, dict[str, float]]]],
-                   bound: Binding | None = None) -> "Snapshot":
+                   bound: Binding | None = None, *, probe: RestartProbe | None = None) -> "Snapshot":
         """A snapshot that takes `index` ({family key: {ident: {series id: {extra: value}}}}) as it is
-        (the caller must not change it afterwards): what `batch` builds while parsing, with no flat copy."""
+        (the caller must not change it afterwards): what `batch` builds while parsing, with no flat copy.
+        `probe`: how `restarted` asks Prometheus (not persisted, not compared)."""
         snap = cls.__new__(cls)
         snap._set(taken_at, bound, index)
+        object.__setattr__(snap, "_probe", probe)
         return snap
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -211,6 +217,31 @@ class Snapshot:
                 raise UnusableStepStart(f"step-start snapshot taken at {self.taken_at:.3f} holds {what}")
             raise MetricsUnavailable(f"the snapshot taken at {self.taken_at:.3f} holds {what}: not a count")
         return groups
+
+    def restarted(self, fam: Family, ident: Ident, base: "Snapshot") -> frozenset[str]:
+        """Series ids of one rollout arm that restarted between `base` and this snapshot although their
+        two values do not show it (a restarted counter that grew past its value in `base`), as
+        Prometheus's samples of the window (base.taken_at, taken_at] show: `resets()` above 0, or a
+        sample below the series' value in `base` (a restart between base's sample and the next).
+        Empty for a snapshot not taken by `BatchMetrics` (no probe: two points only), a native
+        histogram, or no window. MetricsUnavailable when Prometheus cannot be asked."""
+        if self._probe is None or fam.native or base.taken_at >= self.taken_at:
+            return frozenset()
+        got = self._probe(fam, ident, base.taken_at)
+        before = base.groups(fam, ident) or {}
+        out: set[str] = set()
+        for sid, info in got.items():
+            if info.get(RESETS, 0.0) > 0:
+                out.add(sid)
+                continue
+            was = before.get(sid)
+            if was is None:
+                continue  # born in the window: counted from 0 (a restart since its birth: `resets`)
+            key = q.parse_le if fam.extra == "le" else str
+            was_by = {key(x): v for x, v in was.items()}
+            if any(m < was_by.get(key(x), -math.inf) for x, m in info.items() if x != RESETS):
+                out.add(sid)
+        return frozenset(out)
 
     def values(self, fam: Family, ident: Ident) -> dict[str, float] | None:
         """{extra label value: cumulative value summed over series} for one rollout arm; None if never asked."""

@@ -1,4 +1,4 @@
-"""The batched snapshot's known defects (decision 106), against one real, backfilled Prometheus.
+"""The batched snapshot's three known defects (decision 106), against one real, backfilled Prometheus.
 
 - A partial answer to one batched query (a remote-read store that is down for one model's data,
   as a Thanos store is) made the whole snapshot unavailable: every rollout of the tick "could not
@@ -6,6 +6,9 @@
 - An exporter restarted in place with another bucket layout was named "not cumulative ... a broken
   exporter"; once the old bound left the lookback, the step start's bound was filled from the one
   below it (the canary's CDF at 100 ms read 1/6 where it was 1/2).
+- Two snapshots cannot see a counter that restarted and grew past its step-start value: the
+  window's delta was plausible and wrong. Prometheus's samples of the window say so now, and the
+  series counts from its restart, as for any reset.
 """
 
 from __future__ import annotations
@@ -21,12 +24,13 @@ from canary.metrics.client import PrometheusClient
 from canary.model import Counts, Histogram, Target
 from canary.policy import parse_policy
 from canary.sandbox.promserver import PromServer, Series, counter, history_window
-from tests.integration.test_metrics_attack2 import _openmetrics, _upgraded_in_place
+from tests.integration.test_metrics_attack2 import _During, _openmetrics, _upgraded_in_place
 from tests.support.remote_read import FailingStore
 
 pytestmark = pytest.mark.integration
 
 WINDOW_S = 600
+BORN, RESTART = 60.0, 100.0  # "regrown": its canary started BORN s before the step, restarted RESTART s into it
 ERRORS = parse_policy({"steps": [10, 100], "checks": [{"name": "err", "kind": "error_rate", "max_increase_points": 1}]})
 LATENCY = parse_policy({"steps": [10, 100], "checks": [{"name": "p50", "kind": "latency", "quantile": 0.5,
                                                         "max_ms": 900}]})
@@ -55,12 +59,36 @@ def _errors(model: str) -> list[Series]:
     return out
 
 
+def _regrown(model: str, base: float) -> list[Series]:
+    """Stable v1 as `_errors`. The canary's one pod started BORN s before `base` at 5 ok and 1 error
+    per s, and restarted RESTART s after it, then served 9 ok and 1 error per s: at the window's end
+    (`base` + WINDOW_S) each counter is past its value at `base`. Latency: 10 of 20 obs/s <= 50 ms on
+    the old process, 3 of 10 on the new one (a classic histogram restarts with it)."""
+    out = [x for x in _errors(model) if x.labels["model_version"] == "v1"]
+    old, new = base - BORN, base + RESTART
+    c = {"model_name": model, "model_version": "v2", "pod": "c"}
+    for labels, before, after in (({**c, "outcome": "success"}, 5, 9), ({**c, "outcome": "error"}, 1, 1)):
+        out.append(_During("model_requests_total", labels, before, begin=old, until=new))
+        out.append(_During("model_requests_total", labels, after, begin=new))
+    for version in ("v1", "v2"):
+        for le, before, after in (("0.05", 10, 3), ("+Inf", 20, 10)):
+            labels = {"model_name": model, "model_version": version, "pod": "c" if version == "v2" else "s", "le": le}
+            if version == "v1":
+                out.append(_During("model_inference_duration_seconds_bucket", labels, before))
+                continue
+            out.append(_During("model_inference_duration_seconds_bucket", labels, before, begin=old, until=new))
+            out.append(_During("model_inference_duration_seconds_bucket", labels, after, begin=new))
+    return out
+
+
 @pytest.fixture(scope="module")
 def prom(prometheus_binary: str) -> Iterator[tuple[PromServer, FailingStore, float]]:
     start, end = history_window(before_s=3600, after_s=3600)
     t0 = start + 3600
     series = _errors("ok") + _errors("fine") + _errors("broken")
     series += _upgraded_in_place("inplace", t0 - WINDOW_S / 2)
+    series += _regrown("regrown", t0 - WINDOW_S)
+    series += _regrown("straddle", t0 - WINDOW_S - RESTART + 10)  # restarts 10 s into a window from base + 7
     with FailingStore({"broken"}) as store:
         server = _RemoteRead(store.url, history=_openmetrics(series, start=start, end=end), binary=prometheus_binary)
         server.start()
@@ -142,3 +170,29 @@ def test_once_the_old_bound_left_the_lookback_the_new_layout_is_read_on_its_own_
     assert isinstance(canary, Histogram) and canary.bounds == (50.0, math.inf), canary
     assert canary.counts[-1] == pytest.approx(60 * 1000, abs=60 * 15) and canary.counts[0] / canary.counts[-1] == \
         pytest.approx(1 / 6)
+
+
+# -- 3. a restart the two values cannot show ------------------------------------------------------------
+
+@pytest.mark.parametrize("model, base_at, after", [("regrown", 0.0, 500.0), ("straddle", 7.0, 590.0)])
+def test_a_counter_that_restarted_and_grew_past_its_start_counts_from_its_restart(
+        prom: Any, model: str, base_at: float, after: float) -> None:
+    """The canary's counters and buckets at the window's end are all past their values at its start,
+    so the two values alone gave (now - start) of each: 4,640 requests ("regrown"; 5,000 since the
+    restart alone) at an error rate that is neither the old process's nor the new one's. They count
+    from the restart now (`after` s of 9 ok and 1 error per s), as any reset, flagged. "straddle": the
+    restart falls between the step start's sample and the next one (`resets()` over the window does
+    not see that pair; a sample below the step start's value does)."""
+    server, _, t0 = prom
+    base = t0 - WINDOW_S + base_at
+    batch = b.BatchMetrics(PrometheusClient(server.url, retries=1, budget_s=5.0))
+    now, bases = _window(batch, ERRORS, [model], base, base + WINDOW_S)
+    _, canary = b.measure_delta(ERRORS, ERRORS.checks[0], _target(model), now, bases[model])
+    assert isinstance(canary, Counts)
+    assert canary.total == pytest.approx(10 * after, abs=15) and canary.events == pytest.approx(after, abs=2), canary
+    assert b.arm_delta(ERRORS, ERRORS.checks[0], _target(model), "canary", now, bases[model]).reset
+    now, bases = _window(batch, LATENCY, [model], base, base + WINDOW_S)
+    _, lat = b.measure_delta(LATENCY, LATENCY.checks[0], _target(model), now, bases[model])
+    assert isinstance(lat, Histogram) and lat.counts[-1] == pytest.approx(10 * after, abs=15), lat
+    assert lat.counts[0] / lat.counts[-1] == pytest.approx(0.3, rel=0.01), lat
+    assert batch.restart_queries == 3  # one per family and window start: requests and errors, then buckets (+Inf)
