@@ -45,7 +45,6 @@ from collections import Counter
 
 import math
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
@@ -57,12 +56,12 @@ from canary.metrics import queries as q
 from canary.metrics.answers import evaluated_at
 from canary.metrics.client import PartialAnswer, PrometheusClient
 from canary.metrics.delta import ArmDelta, arm_delta, measure_delta, requests_delta
+from canary.metrics.followups import Isolation, RestartProbe, chunk_idents
 from canary.metrics.families import (
     FEATURE_COUNTERS,
     LOOKBACK,
     Family,
     Ident,
-    RESTART_LABEL,
     NotBatchable,
     batchable,
     families,
@@ -72,8 +71,7 @@ from canary.metrics.families import (
     regex_matcher,
 )
 from canary.metrics.native import CUSTOM, sample_values
-from canary.metrics.snapshot import (FORMAT, PARTIAL, RESETS, UNREADABLE, Binding, Groups, Snapshot,
-                                     UnusableStepStart)
+from canary.metrics.snapshot import FORMAT, UNREADABLE, Binding, Groups, Snapshot, UnusableStepStart
 from canary.model import Target
 from canary.policy import Policy
 
@@ -158,8 +156,8 @@ class BatchMetrics:
         minus `not_before`): a caller whose clock is behind Prometheus's would otherwise leave the newest
         seconds of every window unread, and a later `not_before` only asks a moment Prometheus has not
         reached, whose answer is its newest samples. A query Prometheus answers only in part
-        (`PartialAnswer`) is asked again per model (`_Isolation`): only the rollouts whose own answer is
-        still partial are unavailable, in that family (`snapshot.PARTIAL`). The snapshot's `restarted`
+        (`PartialAnswer`) is asked again per model (`followups.Isolation`): only the rollouts whose own
+        answer is still partial are unavailable, in that family (`snapshot.PARTIAL`). The snapshot's `restarted`
         asks Prometheus, at most once per (family, chunk, window start), for the restarts two values
         cannot show (`restart_queries` counts those queries). MetricsUnavailable when Prometheus fails."""
         groups = _group(wants)
@@ -180,10 +178,10 @@ class BatchMetrics:
         partial: dict[str, PartialAnswer] = {}
         asked = 0
         rows: Counter[str] = Counter()
-        isolate = _Isolation(self, at)
-        chunks: dict[str, list[tuple[dict[str, set[str]], set[Ident]]]] = {}  # what `_RestartProbe` asks by
+        isolate = Isolation(self, at, _parse)
+        chunks: dict[str, list[tuple[dict[str, set[str]], set[Ident]]]] = {}  # what `RestartProbe` asks by
         for fam, group, filters, query in planned:
-            chunks.setdefault(fam.key, []).append((filters, _chunk_idents(fam, group.idents, filters)))
+            chunks.setdefault(fam.key, []).append((filters, chunk_idents(fam, group.idents, filters)))
             if query not in answers and query not in partial:
                 asked += 1
                 try:
@@ -203,133 +201,7 @@ class BatchMetrics:
             if group.idents:
                 self.series_per_ident[fam.key] = rows[fam.key] / len(group.idents)
         log.debug("metrics.batch_snapshot", families=len(groups), queries=self.queries_last)
-        return Snapshot.from_index(taken_at, index, probe=_RestartProbe(self, at, chunks))
-
-
-class _Isolation:
-    """A query Prometheus answered in part, asked again per model of its chunk, once each, within one
-    budget per snapshot (`BatchMetrics.isolate_s`, the client's `budget_s` by default): the models whose
-    own answer is whole are read; the others, and every model left when the budget is spent, are marked
-    PARTIAL (that family of theirs "could not measure"; the rest of the tick is judged)."""
-
-    def __init__(self, batch: BatchMetrics, at: float) -> None:
-        self.batch, self.at, self.asked = batch, at, 0
-        self.deadline: float | None = None  # set by the first partial answer
-
-    def __call__(self, fam: Family, idents: set[Ident], exc: PartialAnswer,
-                 into: dict[Ident, dict[str, dict[str, float]]]) -> int:
-        batch = self.batch
-        if self.deadline is None:
-            self.deadline = batch.monotonic() + batch.isolate_s
-        by_model: dict[str, set[Ident]] = {}
-        for ident in idents:
-            by_model.setdefault(ident[_model_at(fam)] if fam.by else "", set()).add(ident)
-        kept, unavailable = 0, []
-        for model, mine in sorted(by_model.items()):
-            query = fam.query(_filters_of(fam, mine), lookback=batch.lookback)
-            try:
-                if len(by_model) == 1 or batch.monotonic() >= self.deadline:  # one model: asked already
-                    raise PartialAnswer("not asked again")
-                self.asked += 1
-                answer = batch.prom.ask(query, check="batch", arm="", at=self.at, who="batch", strict=False,
-                                        deadline=self.deadline, attempts=1)
-                kept += _parse(answer, fam, mine, query, into)
-            except MetricsUnavailable:
-                unavailable.append(model)
-                for ident in mine:
-                    into[ident] = {PARTIAL: {"": 1.0}}
-        log.warning("metrics.batch_partial", family=fam.metric, models=len(by_model), unavailable=unavailable[:20],
-                    unavailable_count=len(unavailable), error=str(exc)[:300])
-        return kept
-
-
-class _RestartProbe:
-    """`Snapshot.restarted`'s questions to Prometheus, asked at the snapshot's time once per (family, chunk,
-    window start) and shared by every rollout of the chunk whose window starts then (the controller
-    starts steps at snapshots, so many share one); safe across threads (looks run in a pool)."""
-
-    def __init__(self, batch: BatchMetrics, at: float,
-                 chunks: dict[str, list[tuple[dict[str, set[str]], set[Ident]]]]) -> None:
-        self.batch, self.at, self.chunks = batch, at, chunks
-        self._lock = threading.Lock()
-        self._answers: dict[tuple[Any, ...], dict[Ident, dict[str, dict[str, float]]] | None] = {}
-        self.deadline: float | None = None  # of asking again per model, set by the first partial answer
-
-    def __call__(self, fam: Family, ident: Ident, since: float) -> dict[str, dict[str, float]]:
-        range_ms = math.floor((self.at - since) * 1000)  # never before `since`: its own sample is base's
-        i = next((i for i, (_, idents) in enumerate(self.chunks.get(fam.key, ())) if ident in idents), None)
-        if range_ms <= 0 or i is None:
-            return {}
-        filters, idents = self.chunks[fam.key][i]
-        with self._lock:
-            got = self._ask((fam.key, i, range_ms), fam, filters, idents, range_ms, attempts=None)
-            if got is None:  # answered in part: this rollout's model alone, once, within the budget
-                mine = {x for x in idents if x[_model_at(fam)] == ident[_model_at(fam)]}
-                if self.deadline is None:
-                    self.deadline = self.batch.monotonic() + self.batch.isolate_s
-                if mine == idents or self.batch.monotonic() >= self.deadline:
-                    got = None
-                else:
-                    got = self._ask((fam.key, i, range_ms, ident[_model_at(fam)]), fam, _filters_of(fam, mine), mine,
-                                    range_ms, attempts=1)
-            if got is None:
-                raise MetricsUnavailable(f"the restarts of {'/'.join(ident)}'s {fam.metric} series in the window "
-                                         "could not be asked: Prometheus answered in part")
-        return got.get(ident, {})
-
-    def _ask(self, key: tuple[Any, ...], fam: Family, filters: dict[str, set[str]], idents: set[Ident],
-             range_ms: int, *, attempts: int | None) -> dict[Ident, dict[str, dict[str, float]]] | None:
-        """One restart query's parsed answer, asked once (cached); None when it was answered in part."""
-        if key not in self._answers:
-            query = fam.restart_query(filters, range_ms)
-            self.batch.restart_queries += 1
-            try:
-                if attempts is None:
-                    answer = self.batch.prom.query(query, check="batch", at=self.at)
-                else:
-                    answer = self.batch.prom.ask(query, check="batch", arm="", at=self.at, who="batch", strict=False,
-                                                 deadline=self.deadline, attempts=attempts)
-                self._answers[key] = _parse_restarts(answer, fam, idents, query)
-            except PartialAnswer:
-                self._answers[key] = None
-        return self._answers[key]
-
-
-def _filters_of(fam: Family, idents: set[Ident]) -> dict[str, set[str]]:
-    """Query filters that match exactly the values of `idents` (one chunk's worth, or one model's)."""
-    return {label: {ident[i] for ident in idents} for i, (label, _) in enumerate(fam.by)}
-
-
-def _model_at(fam: Family) -> int:
-    """Where the model is in `fam`'s idents (the first label when it has no model role)."""
-    return next((i for i, (_, role) in enumerate(fam.by) if role == "model"), 0)
-
-
-def _parse_restarts(result: Any, fam: Family, idents: set[Ident], query: str) -> dict[Ident, dict[str, dict[str, float]]]:
-    """{ident: {series id: {extra: min, RESETS: count}}} from a `Family.restart_query` answer."""
-    if not isinstance(result, list):
-        raise MetricsUnavailable(f"batch: malformed answer (not a vector); query: {query}")
-    out: dict[Ident, dict[str, dict[str, float]]] = {}
-    try:
-        for s in result:
-            labels = s["metric"]
-            ident = tuple(labels.get(label, "") for label, _ in fam.by)
-            value = float(s["value"][1])
-            if ident not in idents or not math.isfinite(value):
-                continue  # a NaN sample: the snapshot itself says what it makes of it
-            key = RESETS if labels.get(RESTART_LABEL) == "resets" else (labels.get(fam.extra, "") if fam.extra else "")
-            out.setdefault(ident, {}).setdefault(fam.series_id(labels), {})[key] = value
-    except (KeyError, ValueError, TypeError, IndexError, AttributeError) as exc:
-        raise MetricsUnavailable(f"batch: malformed answer; query: {query}") from exc
-    return out
-
-
-def _chunk_idents(fam: Family, idents: set[Ident], filters: dict[str, set[str]]) -> set[Ident]:
-    """The rollout arms of `idents` a chunk's filters match."""
-    if not filters:
-        return set(idents)
-    return {ident for ident in idents
-            if all(ident[i] in filters.get(label, ()) for i, (label, _) in enumerate(fam.by))}
+        return Snapshot.from_index(taken_at, index, probe=RestartProbe(self, at, chunks))
 
 
 def _chunks(fam: Family, group: _Group, limit: int, *, max_idents: int | None = None) -> list[dict[str, set[str]]]:
