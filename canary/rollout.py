@@ -431,16 +431,18 @@ def _judge(state: RolloutState, ev: Looked, policy: Policy) -> tuple[RolloutStat
                                                      "canary_requests": round(ev.canary_requests, 1),
                                                      "look": state.look,
                                                      "checks": {r.check: r.outcome.label for r in j.results}})]
+    if j.outcome is Outcome.FAIL or j.hard_breach:
+        s = replace(s, failed_looks=s.failed_looks + 1)
+        for r in j.failed:  # a hard breach's too: alerts keyed on check.failed must not miss the worst ones
+            actions.append(Emit("check.failed", {"check": r.check, "reason": r.reason, "failed_looks": s.failed_looks,
+                                                 "phase": state.phase, "weights": str(state.weights),  # as routed
+                                                 "max_failed_looks": policy.failure.max_failed_looks,
+                                                 "hard": r.hard, "evidence": r.to_dict()},
+                                warning=True))
     if j.hard_breach:
         s2, more = _end(s, ev.now, reason=j.reason(), phase=ROLLED_BACK, verdict=j)
         return s2, actions + more
     if j.outcome is Outcome.FAIL:
-        s = replace(s, failed_looks=s.failed_looks + 1)
-        for r in j.failed:
-            actions.append(Emit("check.failed", {"check": r.check, "reason": r.reason, "failed_looks": s.failed_looks,
-                                                 "phase": state.phase, "weights": str(state.weights),  # as routed
-                                                 "max_failed_looks": policy.failure.max_failed_looks, "evidence": r.to_dict()},
-                                warning=True))
         if s.failed_looks >= policy.failure.max_failed_looks:
             s2, more = _end(s, ev.now, reason=j.reason(), phase=ROLLED_BACK, verdict=j)
             return s2, actions + more

@@ -99,8 +99,13 @@ def test_a_pass_resets_the_failure_count() -> None:
 
 
 def test_hard_breach_rolls_back_at_first_look() -> None:
-    s, _ = look(started(), 2, Outcome.FAIL, hard=True, check="err")
+    s, actions = look(started(), 2, Outcome.FAIL, hard=True, check="err")
     assert s.phase == rl.ROLLED_BACK and "err" in s.reason
+    # its check.failed is logged as any failed check's (it was not: alerts keyed on it missed the worst)
+    failed = [a.fields for a in actions if isinstance(a, rl.Emit) and a.event == "check.failed"]
+    assert len(failed) == 1 and failed[0]["check"] == "err" and failed[0]["hard"] is True, failed
+    events = [a.event for a in actions if isinstance(a, rl.Emit)]
+    assert events.index("look.completed") < events.index("check.failed") < events.index("rollback.started"), events
 
 
 @pytest.mark.parametrize("outcome,unavailable,phase", [
