@@ -37,7 +37,8 @@ def analyze(
 ) -> None:
     """Compare stable and canary now over --window, print the verdict with its evidence.
 
-    Exit 0 pass, 1 fail, 4 inconclusive or could not measure, 2 bad input.
+    Exit 0 pass, 1 fail, 4 inconclusive or could not measure, 2 bad input (a URL that is not a
+    Prometheus API, credentials refused, a query Prometheus rejects).
     Nothing is written anywhere. Versions not given are read from the
     DestinationRule's subsets (needs Kubernetes access; --route picks the
     HTTP route of a VirtualService that has several).
@@ -70,6 +71,8 @@ def analyze(
         for check in policy.checks:
             try:
                 measurements[check.name] = metrics.measure(policy, check, target, window_s=window_s)
+            except cli.ConfigError:  # not Prometheus, credentials refused, a query rejected: bad input, exit 2
+                raise  # (as promote's preflight refuses it), not a verdict of "could not measure" (exit 4)
             except cli.CanaryError as exc:
                 measurements[check.name] = exc
         verdict = judge(policy, measurements)
