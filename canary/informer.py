@@ -26,11 +26,15 @@ Log events: ``informer.relisted`` (kind, items, reason), ``informer.watch_failed
 from __future__ import annotations
 
 import json
+import math
 import threading
+import time
 from typing import Any, Callable
 
 from canary.packing import pack_json, unpack_json
 from canary.logs import get as get_logger
+
+REPEAT_LOG_S = 60.0  # a LIST/WATCH failing for the same cause is logged again this often (`Informer._failed`)
 
 Obj = dict[str, Any]
 
@@ -125,6 +129,7 @@ class Informer:
         self.synced = threading.Event()
         self.relists = 0
         self.log = get_logger(component="informer", kind=kind)
+        self._last_error, self._last_logged, self._repeated = "", -math.inf, 0  # `_failed`'s
 
     # ---- the cache --------------------------------------------------------------------
 
@@ -258,9 +263,31 @@ class Informer:
                     self.relist("start" if not self.synced.is_set() else "expired")
                 self.watch_once(stop)
             except Exception as exc:  # the API is down or the watch broke: try again, LIST if it keeps failing
-                self.log.warning("informer.watch_failed", error=f"{type(exc).__name__}: {exc}"[:300])
+                self._failed(exc)
                 self.resource_version = None
                 stop.wait(self.retry_s)
+
+    def _failed(self, exc: BaseException) -> None:
+        """Log a failed LIST or WATCH once per cause and then every REPEAT_LOG_S (`repeated`: how many
+        since; it is retried every `retry_s`, and one raw line a second hid the cause): an API error in
+        the words `kube.translate` gives it, a 404 as the kind not served, with what to install."""
+        from canary.kube import translate
+
+        status = getattr(exc, "status", None)
+        if status == 404:
+            what = ("the CanaryRollout CRD: kubectl apply -f canary/deploy/crd-canaryrollout.yaml"
+                    if self.kind == "canaryrollouts" else f"Istio (its {self.kind} CRD, networking.istio.io "
+                    "v1beta1)")
+            error = f"the API server does not serve {self.kind} (HTTP 404): install {what}"
+        else:
+            error = str(translate(exc, self.kind)) if status is not None else f"{type(exc).__name__}: {exc}"
+        now = time.monotonic()
+        if error != self._last_error or now - self._last_logged >= REPEAT_LOG_S:
+            level = self.log.error if status == 404 else self.log.warning
+            level("informer.watch_failed", error=error[:300], repeated=self._repeated)
+            self._last_error, self._last_logged, self._repeated = error, now, 0
+        else:
+            self._repeated += 1
 
     def start(self, stop: threading.Event) -> threading.Thread:
         t = threading.Thread(target=self.run, args=(stop,), name=f"informer-{self.kind}", daemon=True)

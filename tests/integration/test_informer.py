@@ -241,3 +241,38 @@ def test_synced_is_set_only_once_the_lists_changes_are_reported() -> None:
     finally:
         client.close()
         api.stop()
+
+
+def test_a_kind_the_api_server_does_not_serve_is_named_once_with_what_to_install() -> None:
+    """`canary controller run` on a cluster without the CanaryRollout CRD logged a raw 404 ("NotFoundException:
+    (404) Reason: Not Found HTTP response headers: ...") once a second, naming no CRD. Now one error line
+    says the kind is not served and which manifest installs it; the same cause is not logged again at every
+    retry (`repeated` counts them when it is, every REPEAT_LOG_S). The retries are counted, not timed."""
+    import structlog.testing
+
+    from canary import crd
+
+    api = KubeAPIServer().start()
+    api.handler.kinds.pop((crd.GROUP, crd.PLURAL), None)  # (not registered by default: as a cluster without the CRD)
+    client = api.api_client()
+    stop, calls = threading.Event(), []
+    lister = functools.partial(kc.CustomObjectsApi(client).list_namespaced_custom_object, crd.GROUP, crd.VERSION,
+                               "ml", crd.PLURAL)
+
+    def counted(**kw: Any) -> Any:
+        calls.append(kw)
+        if len(calls) >= 5:
+            stop.set()
+        return lister(**kw)
+
+    inf = Informer(counted, kind=crd.PLURAL, retry_s=0)
+    try:
+        with structlog.testing.capture_logs() as logs:
+            inf.run(stop)  # this thread: returns once the fifth LIST failed
+    finally:
+        client.close()
+        api.stop()
+    failed = [e for e in logs if e["event"] == "informer.watch_failed"]
+    assert len(calls) == 5 and len(failed) == 1, failed
+    assert failed[0]["log_level"] == "error" and "does not serve canaryrollouts" in failed[0]["error"], failed
+    assert "canary/deploy/crd-canaryrollout.yaml" in failed[0]["error"] and "HTTPHeaderDict" not in failed[0]["error"]
