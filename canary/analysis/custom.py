@@ -56,7 +56,7 @@ def judge_custom(check: CustomCheck, s: Scalar | None, c: Scalar, *, min_canary:
                           inc > check.max_increase, False, ""))
         else:
             unjudged.append("max_increase")
-    head = f"{_g(cv)} vs {_g(sv)}" if s is not None else f"{_g(cv)} (stable not measured)"
+    head = f"canary {_g(cv)} vs stable {_g(sv)}" if s is not None else f"canary {_g(cv)} (stable not measured)"
     # below min_canary_requests only an absolute limit's breach (or any of a hard check) fails, as for the
     # statistical checks: a canary at 500 against a max_value of 100 is over it whatever its request count
     small = math.isfinite(c.n) and c.n < min_canary

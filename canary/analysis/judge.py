@@ -684,12 +684,12 @@ def _latency(check: LatencyCheck, s: ArmData | None, c: ArmData, ctx: _Ctx) -> C
         assert s_arm is not None
         rel = (cv / sv - 1) * 100 if sv > 0 else math.nan
         rel_text = (">" if c_text[0] == ">" else "") + beside(rel, check.max_increase_pct, 0, fixed=True, sign=True) + "%"
-        head = (f"{label} {c_text} ms vs {_q_text(s_arm)} ms ({rel_text}, "
+        head = (f"canary {label} {c_text} ms vs stable {_q_text(s_arm)} ms ({rel_text}, "
                 f"limit +{exact(check.max_increase_pct)}%)")
         threshold, effect, unit = float(check.max_increase_pct), rel, "+%"  # type: ignore[arg-type]
     else:
         cv = own.estimate()
-        head = f"{label} {_q_text(own, check.max_ms)} ms (limit {exact(check.max_ms)} ms)"
+        head = f"canary {label} {_q_text(own, check.max_ms)} ms (limit {exact(check.max_ms)} ms)"
         threshold, effect, unit = float(check.max_ms), cv, "ms"  # type: ignore[arg-type]
     reason = (f"{not_judged if outcome is not Outcome.FAIL else ''}{head}, n={_n(n[1])}/{_n(n[0])}, "
               f"p={_p(t.p_value)}" + (f"; {more}" if more else ""))
@@ -722,11 +722,11 @@ def _proportion(check: ErrorRateCheck | FeatureMissingCheck, s: ArmData | None, 
     what = "errors" if check.kind == "error_rate" else "missing"
     sv, cv = (s.rate * 100 if s is not None else math.nan), c.rate * 100
     if name == "increase":
-        head = (f"{what} {_g(cv)}% vs {_g(sv)}% ({beside(cv - sv, check.max_increase_points, 2, sign=True)} points, "
+        head = (f"canary {what} {_g(cv)}% vs stable {_g(sv)}% ({beside(cv - sv, check.max_increase_points, 2, sign=True)} points, "
                 f"limit +{exact(check.max_increase_points)})")
         threshold, effect, unit = float(check.max_increase_points), cv - sv, "points"  # type: ignore[arg-type]
     else:
-        head = f"{what} {beside(cv, check.max_rate_pct)}% (limit {exact(check.max_rate_pct)}%)"
+        head = f"canary {what} {beside(cv, check.max_rate_pct)}% (limit {exact(check.max_rate_pct)}%)"
         threshold, effect, unit = float(check.max_rate_pct), cv, "%"  # type: ignore[arg-type]
     reason = f"{head}, n={_n(n[1])}/{_n(n[0])}, p={_p(t.p_value)}" + (f"; {more}" if more else "")
     return _result(check, outcome, reason, t, n=n, threshold=threshold, effect=effect, alpha=alpha, subs=subs,

@@ -106,7 +106,7 @@ def test_latency_outcomes_and_evidence(scale, expected):
     assert r.n_stable == 30000 and r.n_canary == 4000 and r.threshold == 10
     assert math.isfinite(r.stable_value) and math.isfinite(r.canary_value) and 0 <= r.p_value <= 1
     assert r.alpha == pytest.approx(fail_level(p))
-    assert r.reason.startswith("p95 ") and "n=4,000/30,000" in r.reason and "p=" in r.reason
+    assert r.reason.startswith("canary p95 ") and " ms vs stable " in r.reason and "n=4,000/30,000" in r.reason and "p=" in r.reason
     if scale != 1.0:
         assert (r.effect_size > 0) == (scale > 1)
 
@@ -129,7 +129,7 @@ def test_small_canary_relative_breach_fails_only_for_hard_checks():
 
 
 @pytest.mark.parametrize(("stable", "canary", "expected", "text"), [
-    (Counts(100, 20000), Counts(12, 2000), Outcome.PASS, "errors 0.6% vs 0.5%"),
+    (Counts(100, 20000), Counts(12, 2000), Outcome.PASS, "canary errors 0.6% vs stable 0.5%"),
     (Counts(100, 20000), Counts(90, 2000), Outcome.FAIL, "limit +1"),
     (Counts(0, 20000), Counts(150, 2000), Outcome.FAIL, "errors 7.5%"),
     (Counts(100, 20000), Counts(0, 10), Outcome.INCONCLUSIVE, "below min"),

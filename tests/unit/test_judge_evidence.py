@@ -460,7 +460,7 @@ def test_a_rollback_reason_is_one_line_an_on_call_person_can_read():
         {"name": "latency-p95", "kind": "latency", "max_increase_pct": 50, "max_ms": 250}]})
     r = J.judge_check(pol.checks[0], hist(3.0, 686), hist(24.0, 65), alpha=0.01, min_canary=50)
     assert r.outcome == Outcome.FAIL
-    assert r.reason.startswith("p95 ") and "limit +50%" in r.reason and "n=65/686" in r.reason, r.reason
+    assert r.reason.startswith("canary p95 ") and " vs stable " in r.reason and "limit +50%" in r.reason and "n=65/686" in r.reason, r.reason
     assert "buckets too coarse" not in r.reason and "ceiling" not in r.reason, r.reason
     for part in r.reason.split("; ")[1:]:  # what the breach test compared, in ms
         assert part.startswith("compared canary >") and part.count(" ms") == 2, r.reason
