@@ -70,7 +70,10 @@ def run_until_done(op: Controller, custom: Any, names: list[str], timeout: float
         raise AssertionError({n: (objs[n].get("status") or {}).get("phase") for n in names})
     finally:
         stop.set()
-        t.join(10)
+        # the tick in flight ends first: a loop still ticking after this returned raced the test's own
+        # ticks and reads (a tick waits on Prometheus and the API; on a loaded machine it can take >10 s)
+        t.join(120)
+        assert not t.is_alive(), "the controller's loop did not stop"
 
 
 def vs(api: KubeAPIServer, i: int) -> tuple[list[int], dict[str, Any]]:

@@ -273,7 +273,8 @@ def test_promote_via_controller_that_waited_exits_by_the_outcome_of_the_rollout_
                       output="json", timeout_s=90)
     finally:
         stop.set()
-        ticking.join(10)
+        ticking.join(120)  # its tick in flight ends before the statuses are read
+        assert not ticking.is_alive(), "the controller's loop did not stop"
     want = fleet.expected_phase(version)
     assert code == {rl.PROMOTED: 0, rl.ROLLED_BACK: 1}[want]
     r0, twin = _cr(custom, "r0") or {}, _cr(custom, "twin") or {}
