@@ -74,9 +74,12 @@ def test_metrics_health_and_webhooks(prometheus_binary: str, tmp_path: Path) -> 
         assert 'canary_rollbacks_total{model="m1",reason="check"} 1.0' in text
         assert 'canary_promotions_total{model="m0"} 1.0' in text
         assert 'canary_rollout_weight{arm="stable"' in text and "canary_tick_duration_seconds_count" in text
-        for _ in range(50):
-            if len(Receiver.got) >= 4:
-                break
+        # each webhook is queued as its rollout ends and posted by the notifier's own thread (with retries),
+        # maybe after the status the loop above waited on: wait for all four, with a bound that matters only
+        # when one never comes (it was 5 s, a wall-clock race on a loaded machine)
+        deadline = time.monotonic() + 60
+        while len(Receiver.got) < 4:
+            assert time.monotonic() < deadline, f"webhooks received: {Receiver.got}"
             time.sleep(0.1)
         generic = {b["event"]: b for p, b in Receiver.got if p == "/generic"}
         assert generic["rollback"]["model"] == "m1" and "latency-p95" in generic["rollback"]["reason"]
