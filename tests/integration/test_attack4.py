@@ -222,14 +222,15 @@ def test_promote_via_controller_that_waited_prints_the_routes_weights_not_none(t
         follower = threading.Thread(target=lambda: codes.append(follow(
             model="m0", canary_version="v2", policy_file=policy, namespace="ml", stable_version="",
             virtual_service=None, kubeconfig=str(kubeconfig), context=None, name="req", triton=None,
-            output="text", timeout_s=30)), daemon=True)
-        follower.start()
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
+            output="text", timeout_s=300)), daemon=True)  # bounds that matter only when broken: follow's
+        follower.start()  # clock runs from its start, through the ticks below (30 s: a loaded machine's race)
+        deadline = time.monotonic() + 120
+        while True:  # until follow's CanaryRollout exists (it went on after 20 s regardless)
             try:
                 custom.get_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "req")
                 break
             except Exception:
+                assert time.monotonic() < deadline, "follow never created its CanaryRollout"
                 time.sleep(0.05)
         with structlog.testing.capture_logs():
             ctl.tick()  # RolloutBusy: req waits on the promote's rollout of v2
@@ -238,7 +239,7 @@ def test_promote_via_controller_that_waited_prints_the_routes_weights_not_none(t
         execute(router, t, *rl.finish_promotion(promoting, now - 40), log=get_logger(), expect=promoting.to_json())
         with structlog.testing.capture_logs():
             ctl.tick()  # req ends unrun: v2 was promoted
-        follower.join(30)
+        follower.join(120)
         out = capsys.readouterr().out
         assert codes == [0], codes
         assert "None/None" not in out, f"follow's one line: {out.strip()!r}"

@@ -385,10 +385,11 @@ def test_promote_via_controller_does_not_exit_0_by_a_waited_on_phase_left_from_t
         follower = threading.Thread(target=lambda: codes.append(follow(
             model="m0", canary_version="v3", policy_file=policy, namespace="ml", stable_version="",
             virtual_service=None, kubeconfig=str(kubeconfig), context=None, name="twin", triton=None,
-            output="json", timeout_s=30)), daemon=True)
-        follower.start()
-        deadline = time.monotonic() + 20
-        while twin()["metadata"].get("generation") != 2 and time.monotonic() < deadline:
+            output="json", timeout_s=300)), daemon=True)  # bounds that matter only when broken: follow's
+        follower.start()  # clock runs from its start, through the ticks below (30 s: a loaded machine's race)
+        deadline = time.monotonic() + 120
+        while twin()["metadata"].get("generation") != 2:  # follow's replace landed (it went on after 20 s regardless)
+            assert time.monotonic() < deadline, "follow never sent generation 2"
             time.sleep(0.05)
         with structlog.testing.capture_logs():
             ctl.tick()  # RolloutBusy: twin waits on P1's rollout of v3
@@ -399,7 +400,7 @@ def test_promote_via_controller_does_not_exit_0_by_a_waited_on_phase_left_from_t
         _claim_version(router, at=now - 10, owner=other, stable="v2", canary="v3")
         with structlog.testing.capture_logs():
             ctl.tick()  # twin ends unrun: the route has moved on
-        follower.join(30)
+        follower.join(120)
         st = twin()["status"]
         assert codes, "follow did not return"
         assert st["phase"] == rl.ABORTED and st["target"]["canaryVersion"] == "v3", st
