@@ -213,7 +213,10 @@ def test_baselines_in_configmaps_are_watched_by_the_controller_loop(prom_server_
             time.sleep(0.5)
             jobs = kubernetes.client.BatchV1Api(k).list_namespaced_job("ml").items
         stop.set()
-        loop.join(timeout=10)
+        # the state ConfigMap is written by the loop's thread after the Job, in the same pass: that pass ends
+        # before the state is read (a pass on a loaded machine can outlast 10 s)
+        loop.join(timeout=120)
+        assert not loop.is_alive()
         assert [j.metadata.name for j in jobs] == ["retrain-rec-v1-e1"]
         saved = json.loads(core.read_namespaced_config_map("canary-drift-state", "canary-system").data["state.json"])
         assert saved["ml/rec/v1"]["phase"] == "drifting" and saved["ml/rec/v1"]["trigger"] == "done"

@@ -78,14 +78,15 @@ def test_a_promotions_stable_repointing_still_in_flight_cannot_land_after_a_roll
 
         t = threading.Thread(target=dying_promote)
         t.start()
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 60  # a bound against a hang, not a speed claim
         while not any(m == "PUT" and "destinationrules" in p for _, m, p in api.handler.arrivals[arrived:]):
             assert time.monotonic() < deadline
             time.sleep(0.01)  # until the API server holds its PUT (a condition, not a guess)
         state = oncall_action(IstioRouter(client, wait=tenacity.wait_none()), target,
                                 rl.Rollback(1.0, "on-call"), log=get())
         release.set()  # now the late PUT is served, after the rollback
-        t.join(10)
+        t.join(60)  # its answer (a 409) is recorded in `late` by that thread
+        assert not t.is_alive()
         weights, recorded, stable, _ = cluster_state(api)
         assert state.phase == rl.ROLLED_BACK and recorded["phase"] == rl.ROLLED_BACK and weights == [100, 0]
         assert stable == "v1", "the late promotion write landed after the rollback"
