@@ -396,7 +396,7 @@ def test_a_second_canary_serve_on_the_same_state_directory_exits_2(tmp_path: Pat
     first = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     try:
         _event(first, "serve.listening")
-        second = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=20)
+        second = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=120)  # a hang guard
         assert second.returncode == 2 and f"in use by another `canary serve` (pid {first.pid})" in second.stderr, \
             second.stderr
         assert str(tmp_path / "s") in second.stderr
