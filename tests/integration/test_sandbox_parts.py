@@ -107,7 +107,7 @@ def test_watcher_follows_virtualservice_and_destinationrule(tmp_path: Path) -> N
             vs = objs.get_namespaced_custom_object(GROUP, VERSION, "ml", "virtualservices", "rec-model")
             vs["spec"]["http"][0]["route"][0]["weight"], vs["spec"]["http"][0]["route"][1]["weight"] = 90, 10
             objs.replace_namespaced_custom_object(GROUP, VERSION, "ml", "virtualservices", "rec-model", vs)
-            assert watcher.wait_for({"stable": 90, "canary": 10}, timeout=3)
+            assert watcher.wait_for({"stable": 90, "canary": 10}, timeout=60)
             assert proxy.weights() == {"stable": 90, "canary": 10}
             # promotion: 100/0 with the stable subset now selecting the new version
             vs = objs.get_namespaced_custom_object(GROUP, VERSION, "ml", "virtualservices", "rec-model")
@@ -116,7 +116,7 @@ def test_watcher_follows_virtualservice_and_destinationrule(tmp_path: Path) -> N
             objs.patch_namespaced_custom_object(GROUP, VERSION, "ml", "destinationrules", "rec-model", {
                 "spec": {"subsets": [{"name": "stable", "labels": {"app": "rec-model", "version": "v2.1.0"}},
                                      {"name": "canary", "labels": {"app": "rec-model", "version": "v2.1.0"}}]}})
-            assert watcher.wait_for({"stable": 0, "canary": 100}, timeout=3)
+            assert watcher.wait_for({"stable": 0, "canary": 100}, timeout=60)
             assert proxy.weights() == {"stable": 0, "canary": 100}
         finally:
             watcher.stop()
@@ -136,7 +136,7 @@ def test_sandbox_assembles_and_shows_the_fault_in_prometheus() -> None:
         vs = api.get_namespaced_custom_object(GROUP, VERSION, "ml", "virtualservices", "rec-model")
         vs["spec"]["http"][0]["route"][0]["weight"], vs["spec"]["http"][0]["route"][1]["weight"] = 50, 50
         api.replace_namespaced_custom_object(GROUP, VERSION, "ml", "virtualservices", "rec-model", vs)
-        assert sb.watcher.wait_for({"stable": 50, "canary": 50}, timeout=3)
+        assert sb.watcher.wait_for({"stable": 50, "canary": 50}, timeout=60)
         assert sb.fault_injected_at is not None  # first canary traffic injected the scenario's fault
         # until Prometheus shows the canary's errors, in the model's counter and in Triton's (the
         # documented checks take increase() over 30 s: two scrapes of the counters *after* the
