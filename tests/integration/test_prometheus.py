@@ -20,11 +20,11 @@ from canary.errors import ConfigError, MetricsUnavailable, NoData
 from canary.metrics.prometheus import PrometheusProvider
 from canary.model import Counts, Histogram, Scalar, Target
 from canary.policy import Policy, parse_policy, source_lacks
-from canary.sandbox.promserver import free_port
 from tests.support.http import ScriptedHTTP
 from tests.support.prom import (
     EVIL_MODEL, ISTIO_LATENCY_BOUNDS_MS, MODEL_LATENCY_BOUNDS_S, PREDICTION_BOUNDS, TARGET, WINDOW_S, Dataset, cumulative,
 )
+from tests.support.refused import refused_port
 
 pytestmark = pytest.mark.integration
 CHECKS: list[dict[str, Any]] = [
@@ -184,7 +184,7 @@ def test_query_at_now_sees_history_past_now(prom_server: Any, prom_dataset: Data
 
 @pytest.mark.timeout(120)  # a hang guard, not a speed claim: bounds are measured in scripts/bench_*.py
 def test_dead_port_is_metrics_unavailable_quickly() -> None:
-    provider = PrometheusProvider(f"http://127.0.0.1:{free_port()}", retries=3, budget_s=2.0, backoff_s=0.05)
+    provider = PrometheusProvider(f"http://127.0.0.1:{refused_port()}", retries=3, budget_s=2.0, backoff_s=0.05)
     pol = make_policy("model")
     with pytest.raises(MetricsUnavailable, match=r"'errors'.*stable arm.*connection failed.*query: ") as info:
         provider.measure(pol, check(pol, "errors"), TARGET, window_s=WINDOW_S)

@@ -25,10 +25,11 @@ from canary.metrics.preflight import preflight_plan
 from canary.metrics.prometheus import PrometheusProvider
 from canary.model import Target
 from canary.policy import Policy, load_policy, parse_policy
-from canary.sandbox.promserver import PromServer, free_port
+from canary.sandbox.promserver import PromServer
 from tests.support.http import Answer, ScriptedHTTP
 from tests.support.native_histograms import NativeHistogramTarget
 from tests.support.prom import TARGET, Dataset, series_counts
+from tests.support.refused import refused_port
 
 pytestmark = pytest.mark.integration
 DEFAULT_POLICY = Path(__file__).resolve().parents[2] / "policies" / "default.yaml"
@@ -176,7 +177,7 @@ def test_answer_a_check_cannot_use_is_a_config_error(prom: PrometheusProvider, q
 
 
 def test_invalid_label_and_metric_names_are_caught_before_any_request() -> None:
-    closed = provider(f"http://127.0.0.1:{free_port()}")  # a request would be MetricsUnavailable
+    closed = provider(f"http://127.0.0.1:{refused_port()}")  # a request would be MetricsUnavailable
     pol = load_policy(DEFAULT_POLICY)
     bad_arm = pol.model_copy(update={"metrics": pol.metrics.model_copy(update={"arm_label": "dest-version"})})
     with pytest.raises(ConfigError, match=r"policy checks\[0\] 'latency-p95': metrics.arm_label: 'dest-version'"):
@@ -245,7 +246,7 @@ def test_prometheus_behind_a_prefix_with_credentials(http: Callable[..., Scripte
 
 @pytest.mark.timeout(120)  # a hang guard, not a speed claim: bounds are measured in scripts/bench_*.py
 def test_closed_port_is_metrics_unavailable_quickly() -> None:
-    p = provider(f"http://127.0.0.1:{free_port()}", retries=3, budget_s=2.0)
+    p = provider(f"http://127.0.0.1:{refused_port()}", retries=3, budget_s=2.0)
     with pytest.raises(MetricsUnavailable, match="connection failed"):
         p.preflight(load_policy(DEFAULT_POLICY), TARGET)
     # refused at once: no attempt waits for a timeout (the bound is the timeouts; the margin is for load)

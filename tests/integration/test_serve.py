@@ -27,10 +27,11 @@ import pytest
 from canary import logs
 from canary.metrics.prometheus import PrometheusProvider
 from canary.policy import parse_policy
-from canary.sandbox.promserver import PromServer, counter, free_port, histogram, history_window, openmetrics
+from canary.sandbox.promserver import PromServer, counter, histogram, history_window, openmetrics
 from canary.serve import NamedPolicy, Service
 from canary.serve_http import ServeServer
 from canary.serve_store import SessionStore
+from tests.support.refused import refused_port
 
 pytestmark = pytest.mark.integration
 
@@ -248,7 +249,7 @@ def test_flagger_pre_rollout_runs_the_triton_gates(serve: Any) -> None:
     server = serve(policies={"gated": GATED}, answer_within_s=GATE_WAIT_S)
     code, doc = flagger(server, "pre-rollout", "good")
     assert code == 400 and doc["field"] == "metadata.tritonCanary"
-    code, doc = flagger(server, "pre-rollout", "good", tritonCanary=f"127.0.0.1:{free_port()}")
+    code, doc = flagger(server, "pre-rollout", "good", tritonCanary=f"127.0.0.1:{refused_port()}")
     assert code == 409 and "unreachable" in doc["result"]["reason"]
     assert doc["result"]["verdict"] == "inconclusive", "a refused gate is asked again, not a sticky failure"
     # a URL tritonclient would misread (a path: "not live") is the request's fault, naming its field: 400
@@ -270,7 +271,7 @@ def test_flagger_pre_rollout_with_stable_down_could_not_check_it_did_not_refuse_
     `canary promote` and the controller): 503 "could not run the gates", naming stable, not 409 refused."""
     server = serve(policies={"gated": GATED}, answer_within_s=GATE_WAIT_S)
     code, doc = flagger(server, "pre-rollout", "rec-model", tritonCanary=triton_canary.http_url,
-                        tritonStable=f"127.0.0.1:{free_port()}")
+                        tritonStable=f"127.0.0.1:{refused_port()}")
     assert code == 503, doc
     assert doc["result"]["reason"].startswith("could not run the gates: stable Triton rec-model@"), doc
 
@@ -365,7 +366,7 @@ def test_canary_serve_command_binds_loopback_and_stops_on_sigterm(tmp_path: Path
     policy.write_text(json.dumps(POLICY))
     exe = Path(sys.executable).with_name("canary")
     proc = subprocess.Popen([str(exe), "serve", "--policy", str(policy), "--state-dir", str(tmp_path / "s"),
-                             "--port", "0", "--prometheus-url", f"http://127.0.0.1:{free_port()}",
+                             "--port", "0", "--prometheus-url", f"http://127.0.0.1:{refused_port()}",
                              "--log-format", "json"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "NO_COLOR": "1"})
     try:
@@ -391,7 +392,7 @@ def test_a_second_canary_serve_on_the_same_state_directory_exits_2(tmp_path: Pat
     policy.write_text(json.dumps(POLICY))
     exe = Path(sys.executable).with_name("canary")
     argv = [str(exe), "serve", "--policy", str(policy), "--state-dir", str(tmp_path / "s"), "--port", "0",
-            "--prometheus-url", f"http://127.0.0.1:{free_port()}", "--log-format", "json"]
+            "--prometheus-url", f"http://127.0.0.1:{refused_port()}", "--log-format", "json"]
     env = {**os.environ, "NO_COLOR": "1"}
     first = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     try:

@@ -25,8 +25,9 @@ from canary.model import STABLE_ONLY
 from canary.policy import TritonGate
 from canary.runner import probe_reason
 from canary.sandbox.model import Behaviour
-from canary.sandbox.tritonserver import TritonServer, free_port
+from canary.sandbox.tritonserver import TritonServer
 from canary.triton import ReadinessProbe, TritonEndpoint, preflight
+from tests.support.refused import refused_port
 
 pytestmark = pytest.mark.integration
 MODEL = "rec-model"
@@ -131,7 +132,7 @@ def test_the_other_protocols_port_is_said_plainly(triton_canary: TritonServer, p
 def test_a_stable_that_is_down_before_traffic_is_named_stable(triton_canary: TritonServer, tmp_path: Path) -> None:
     """The refusal read "rec-model@127.0.0.1:<port>: Triton server unreachable", the same words as a
     dead canary: on-call could not tell which server to look at."""
-    dead = TritonEndpoint(url=f"127.0.0.1:{free_port()}", model=MODEL, role="stable")
+    dead = TritonEndpoint(url=f"127.0.0.1:{refused_port()}", model=MODEL, role="stable")
     canary = TritonEndpoint(url=triton_canary.http_url, model=MODEL, role="canary")
     with pytest.raises(GateError) as err:
         preflight(dead, canary, GATE, base_dir=tmp_path)
@@ -144,7 +145,7 @@ def test_promote_with_stable_down_before_traffic_aborts_and_names_stable(triton_
     from tests.unit.test_runner import make
 
     ctl, router, _, _ = make()
-    ctl.gate = TritonGates(GATE, model=MODEL, stable_url=f"127.0.0.1:{free_port()}",
+    ctl.gate = TritonGates(GATE, model=MODEL, stable_url=f"127.0.0.1:{refused_port()}",
                            canary_url=triton_canary.http_url, base_dir=Path("."))
     res = ctl.run()
     assert res.state.phase == rl.ABORTED and res.exit_code == 3, res.state
@@ -155,8 +156,8 @@ def test_promote_with_stable_down_before_traffic_aborts_and_names_stable(triton_
 def test_probes_say_when_stable_is_down_too() -> None:
     """A canary that fails while stable is down as well: the rollback lands on a dead stable, and the
     one line says so (it said only "canary Triton not ready")."""
-    gates = TritonGates(GATE, model=MODEL, stable_url=f"127.0.0.1:{free_port()}",
-                        canary_url=f"127.0.0.1:{free_port()}", base_dir=Path("."))
+    gates = TritonGates(GATE, model=MODEL, stable_url=f"127.0.0.1:{refused_port()}",
+                        canary_url=f"127.0.0.1:{refused_port()}", base_dir=Path("."))
     assert gates.ready() is False and gates.failing == "canary"
     why = probe_reason(gates, 2)
     assert why.startswith("canary Triton not ready (2 probes in a row: unreachable: "), why
@@ -334,7 +335,7 @@ def test_under_the_controller_a_stable_down_before_traffic_aborts_naming_stable(
     from canary import crd
     from tests.integration.test_controller_gates import world
 
-    api, client, clock, op = world(f"127.0.0.1:{free_port()}", triton_canary.http_url)
+    api, client, clock, op = world(f"127.0.0.1:{refused_port()}", triton_canary.http_url)
     try:
         for _ in range(4):
             op.tick()

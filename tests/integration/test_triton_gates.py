@@ -16,9 +16,10 @@ import pytest
 
 from canary.errors import GateError
 from canary.policy import TritonGate
-from canary.sandbox.tritonserver import TritonServer, free_port
+from canary.sandbox.tritonserver import TritonServer
 from canary.triton import (ReadinessProbe, Signature, TensorSpec, TritonEndpoint, compare,
                            preflight)
+from tests.support.refused import refused_port
 
 pytestmark = pytest.mark.integration
 MODEL = "rec-model"
@@ -92,7 +93,7 @@ def test_sample_file_naming_an_unknown_input_is_refused(triton_canary: TritonSer
 
 
 def test_unreachable_canary_is_a_gate_error(tmp_path: Path) -> None:
-    dead = TritonEndpoint(url=f"127.0.0.1:{free_port()}", model=MODEL)
+    dead = TritonEndpoint(url=f"127.0.0.1:{refused_port()}", model=MODEL)
     with pytest.raises(GateError, match="unreachable") as err:
         preflight(None, dead, GATE, base_dir=tmp_path)
     assert err.value.__cause__ is not None  # the tritonclient error is kept, not shown raw
@@ -112,7 +113,7 @@ def test_probe_is_false_quickly_on_a_closed_port(protocol: str) -> None:
     """...and says why, for the rollback's reason (`runner.probe_reason`): on-call reads one line."""
     from canary.runner import probe_reason
 
-    probe = ReadinessProbe(TritonEndpoint(url=f"127.0.0.1:{free_port()}", model=MODEL, protocol=protocol))
+    probe = ReadinessProbe(TritonEndpoint(url=f"127.0.0.1:{refused_port()}", model=MODEL, protocol=protocol))
     assert probe.ready() is False and probe.last_failure.startswith("unreachable: ")
     assert probe_reason(probe, 3) == f"canary Triton not ready (3 probes in a row: {probe.last_failure})"
 

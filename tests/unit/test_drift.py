@@ -355,14 +355,14 @@ def test_watch_once_without_prometheus_exits_3(tmp_path):
     from typer.testing import CliRunner
 
     from canary.cli import app
-    from canary.sandbox.ports import free_port
+    from tests.support.refused import refused_port
 
     src, prof = _profile(tmp_path)
     p = tmp_path / "p.json"
     p.write_text(json.dumps(prof))
     r = CliRunner().invoke(app, ["drift", "watch", "--baseline", str(p), "--once", "--no-kube",
                                  "--state-file", str(tmp_path / "s.json"),
-                                 "--prometheus-url", f"http://127.0.0.1:{free_port()}"])
+                                 "--prometheus-url", f"http://127.0.0.1:{refused_port()}"])
     assert r.exit_code == 3, r.output
 
 
