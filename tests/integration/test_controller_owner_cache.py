@@ -19,8 +19,8 @@ from canary.routing.istio import IstioRouter
 from canary.runner import oncall_action
 from tests import fleet
 from tests.integration.test_controller_owner import promote_claims
-from tests.integration.test_controller_watch import (ISTIO, caught_up, create, prometheus, status, step, until,  # noqa: F401
-                                                     world)
+from tests.integration.test_controller_watch import (ISTIO, caught_up, create, prometheus, settled, status, step,  # noqa: F401
+                                                     until, world)
 
 pytestmark = pytest.mark.integration
 
@@ -60,8 +60,8 @@ def test_a_deleted_cr_judged_on_a_stale_cache_leaves_a_route_taken_over_alone(wo
     assert rec["owner"] == PROMOTE_OWNER and w[1] > 0, (w, rec)
     # r0 is deleted; its controller sees the deletion (the CR watch is fine)
     kc.CustomObjectsApi(api.api_client()).delete_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0")
-    until(lambda: bool((op.informers.rollouts.get("ml", "r0") or {}).get("metadata", {}).get("deletionTimestamp")),
-          "deletion seen")
+    until(lambda: bool((op.informers.rollouts.get("ml", "r0") or {}).get("metadata", {}).get("deletionTimestamp"))
+          and settled(op), "deletion seen, and reported (else the tick had nothing due and the test passed vacuously)")
     op.tick()
     w, rec = _vs(api)
     assert rec["owner"] == PROMOTE_OWNER and rec["canary_version"] == "v2", \
@@ -76,7 +76,8 @@ def test_a_failed_tick_judged_on_a_stale_cache_leaves_a_route_taken_over_alone(w
     c = kc.CustomObjectsApi(api.api_client())
     c.patch_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0",
                                      {"spec": {"policy": {"analysis": {"interval": "bogus"}}}})
-    until(lambda: (op.informers.rollouts.get("ml", "r0") or {}).get("spec", {}).get("policy", {}).get("analysis", {}).get("interval") == "bogus", "edit seen")
+    until(lambda: (op.informers.rollouts.get("ml", "r0") or {}).get("spec", {}).get("policy", {}).get("analysis", {}).get("interval") == "bogus"
+          and settled(op), "edit seen, and reported")
     op.tick()
     w, rec = _vs(api)
     assert rec["owner"] == PROMOTE_OWNER and rec["canary_version"] == "v2", \

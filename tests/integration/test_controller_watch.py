@@ -55,10 +55,39 @@ def make(api: KubeAPIServer, prometheus: PromServer, clock: Clock, *, workers: i
                     router=IstioRouter(client, wait=None), metrics=Counting(prom), batch=BatchMetrics(prom),
                     namespace="ml", clock=clock, informers=informers, workers=workers,
                     **({"owns": owns} if owns else {}))
+    _count_busy(informers)
     stop = threading.Event()
     op.watch(stop)
     until(informers.synced, "the informers' first LIST")
     return op, stop, client
+
+
+def _count_busy(informers: Informers) -> None:
+    """Count the informers' threads inside an event or a LIST (`settled`). An informer puts what the
+    watch delivered in its cache, then, outside its lock, reports it (`on_change`: the controller's
+    queue touch): a test that waited for the cache alone ticked before a change woke the rollout."""
+    busy, lock = [0], threading.Lock()
+
+    def counted(fn: Callable[..., Any]) -> Callable[..., Any]:
+        def run(*a: Any, **kw: Any) -> Any:
+            with lock:
+                busy[0] += 1
+            try:
+                return fn(*a, **kw)
+            finally:
+                with lock:
+                    busy[0] -= 1
+        return run
+
+    for inf in informers.all():
+        inf._event = counted(inf._event)  # type: ignore[method-assign]
+        inf.relist = counted(inf.relist)  # type: ignore[method-assign]
+    informers.test_busy = busy  # type: ignore[attr-defined]
+
+
+def settled(op: Controller) -> bool:
+    """No informer thread is between putting an event in its cache and reporting it (`_count_busy`)."""
+    return op.informers.test_busy[0] == 0
 
 
 @pytest.fixture
@@ -85,7 +114,8 @@ def caught_up(api: KubeAPIServer, op: Controller) -> None:
                 return False
         return True
 
-    until(same, "the informers to catch up")
+    # the cache, and the changes it took reported to the controller (its queue), not the cache alone
+    until(lambda: same() and settled(op), "the informers to catch up")
 
 
 def status(api: KubeAPIServer, name: str) -> dict[str, Any]:
