@@ -21,6 +21,7 @@ from canary import rollout as rl
 from canary.model import Weights
 from canary.notify import Notifier
 from canary.telemetry import HealthServer, Telemetry
+from tests.support.refused import refused_port
 
 pytestmark = pytest.mark.integration
 
@@ -92,11 +93,8 @@ def test_500_is_retried_then_succeeds_and_400_is_not_retried(receiver):
 
 
 def _closed_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    """Held refusing (bound, never listening): a port bound and closed again could be any server's next."""
+    return refused_port()
 
 
 def test_dead_and_hanging_urls_never_block_notify(receiver):
@@ -122,7 +120,7 @@ def test_dead_url_then_live_url_still_delivers(receiver):
     n = Notifier(webhooks=[f"http://127.0.0.1:{_closed_port()}/dead", receiver.url + "/live"], retries=1,
                  backoff_s=0.01, timeout_s=0.5)
     n.notify("aborted", PAYLOAD)
-    assert n.close(5)
+    assert n.close(30)
     assert receiver.paths() == ["/live"] and (n.sent, n.failed) == (1, 1)
 
 
@@ -138,31 +136,31 @@ def test_health_server_endpoints():
     hs = HealthServer(t, ready=lambda: readiness["v"], live=lambda: liveness["v"]).start()
     try:
         assert hs.url == f"http://127.0.0.1:{hs.port}" and hs.port > 0
-        r = requests.get(hs.url + "/metrics", timeout=2)
+        r = requests.get(hs.url + "/metrics", timeout=30)
         assert r.status_code == 200 and r.headers["Content-Type"].startswith("text/plain; version=")
         fams = {f.name: f for f in text_string_to_metric_families(r.text)}
         weights = {s.labels["arm"]: s.value for s in fams["canary_rollout_weight"].samples}
         assert weights == {"stable": 90, "canary": 10}
 
-        r = requests.get(hs.url + "/healthz", timeout=2)
+        r = requests.get(hs.url + "/healthz", timeout=30)
         assert (r.status_code, r.text.strip()) == (200, "ok")
-        r = requests.get(hs.url + "/readyz", timeout=2)
+        r = requests.get(hs.url + "/readyz", timeout=30)
         assert (r.status_code, r.text.strip()) == (503, "standby: Kubernetes API unreachable")
 
         readiness["v"] = (True, "leader")
         liveness["v"] = (False, "loop stalled: last tick 95 s ago")
-        r = requests.get(hs.url + "/readyz", timeout=2)
+        r = requests.get(hs.url + "/readyz", timeout=30)
         assert (r.status_code, r.text.strip()) == (200, "ok: leader")
-        r = requests.get(hs.url + "/healthz", timeout=2)
+        r = requests.get(hs.url + "/healthz", timeout=30)
         assert (r.status_code, r.text.strip()) == (503, "loop stalled: last tick 95 s ago")
 
         def boom() -> tuple[bool, str]:
             raise RuntimeError("dependency check exploded")
 
         hs._ready = boom
-        r = requests.get(hs.url + "/readyz", timeout=2)
+        r = requests.get(hs.url + "/readyz", timeout=30)
         assert r.status_code == 503 and "dependency check exploded" in r.text
-        assert requests.get(hs.url + "/nope", timeout=2).status_code == 404
+        assert requests.get(hs.url + "/nope", timeout=30).status_code == 404
     finally:
         hs.stop()
     with pytest.raises(requests.ConnectionError):
@@ -173,6 +171,6 @@ def test_health_server_binds_only_the_given_host():
     hs = HealthServer(Telemetry(), ready=lambda: (True, "")).start()
     try:
         assert hs._server.server_address[0] == "127.0.0.1"
-        assert requests.get(hs.url + "/healthz", timeout=2).text.strip() == "ok"  # live=None: alive while serving
+        assert requests.get(hs.url + "/healthz", timeout=30).text.strip() == "ok"  # live=None: alive while serving
     finally:
         hs.stop()

@@ -196,7 +196,7 @@ def _doc_checks(prom: str, version: str) -> dict[str, float]:
 
 
 def _scrape(url: str) -> str:
-    with urllib.request.urlopen(url, timeout=2) as r:
+    with urllib.request.urlopen(url, timeout=30) as r:
         return r.read().decode()
 
 
