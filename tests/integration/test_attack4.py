@@ -131,9 +131,9 @@ def test_checks_prometheus_could_not_answer_are_named_together_in_the_reason_the
     from canary.policy import load_policy
     from canary.reconcile import measure_window
 
-    with socket.socket() as s:  # a port nobody listens on: connection refused at once
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    from tests.support.refused import refused_port
+
+    port = refused_port()  # nobody listens, nor can start to: connection refused at once (bound and closed, it could)
     policy = load_policy("policies/default.yaml")
     url = f"http://127.0.0.1:{port}"
     prom = PrometheusProvider(url, retries=1, budget_s=2.0, timeout_s=1.0)

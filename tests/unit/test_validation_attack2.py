@@ -7,7 +7,6 @@ not 2), no Prometheus."""
 from __future__ import annotations
 
 import copy
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +23,9 @@ from tests import fleet
 
 
 def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    from tests.support.refused import refused_port
+
+    return refused_port()  # held refusing: a port bound and closed again could be any server's next
 
 
 @pytest.fixture
