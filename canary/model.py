@@ -326,7 +326,7 @@ def check_version(value: object, what: str) -> None:
     Kubernetes label value, or the subset would select no pod. Raises ConfigError (exit 2)."""
     if not isinstance(value, str) or not _LABEL_VALUE.fullmatch(value):
         raise ConfigError(f"{what} {value!r} is not a Kubernetes label value "
-                          "(1-63 of A-Z a-z 0-9 - _ . , starting and ending with a letter or digit)")
+                          "(1-63 of A-Z a-z 0-9 - _ and ., starting and ending with a letter or digit)")
 
 
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", re.ASCII)

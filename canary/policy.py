@@ -101,7 +101,7 @@ class Analysis(Strict):
     @model_validator(mode="after")
     def _look_within_interval(self) -> "Analysis":
         if self.look_every > self.interval:
-            raise ValueError("look_every must not exceed interval")
+            raise ValueError(f"look_every ({self.look_every:g}s) must not exceed interval ({self.interval:g}s)")
         return self
 
 
@@ -239,12 +239,31 @@ _TYPE_MESSAGES = {
 }
 
 
+def _near_field(key: str) -> str:
+    """The policy field name closest to a mistyped `key` ("" when none is close): any section's, so
+    `max_msec` finds `max_ms` wherever it was written."""
+    import difflib
+
+    from canary.policy_fields import Strict
+
+    names: set[str] = set()
+    todo = list(Strict.__subclasses__())
+    while todo:
+        cls = todo.pop()
+        names.update(cls.model_fields)
+        todo.extend(cls.__subclasses__())
+    found = difflib.get_close_matches(key, sorted(names - {key}), n=1, cutoff=0.75)
+    return found[0] if found else ""
+
+
 def _message(err: Any) -> str:
     kind, value = err["type"], err.get("input")
     msg = _TYPE_MESSAGES.get(kind, err["msg"])
     ctx = err.get("ctx") or {}
     if kind == "extra_forbidden":
-        msg = "unknown key (typo?)"
+        loc = err.get("loc") or ()
+        near = _near_field(str(loc[-1])) if loc else ""
+        msg = f"unknown key (did you mean `{near}`?)" if near else "unknown key (typo?)"
     elif kind in _SHAPE_MESSAGES:  # pydantic's words name our classes ("instance of Analysis")
         msg = f"{_SHAPE_MESSAGES[kind]}, not {_what(value)}"
     elif kind == "missing":

@@ -695,3 +695,21 @@ def test_a_warm_up_sample_file_is_checked_with_the_policy(tmp_path: Path, conten
     off = (tmp_path / "p.yaml").read_text(encoding="utf-8").replace("triton:\n", "triton:\n    enabled: false\n")
     (tmp_path / "off.yaml").write_text(off, encoding="utf-8")
     assert load_policy(tmp_path / "off.yaml").gates.triton.enabled is False  # type: ignore[union-attr]  # never read
+
+
+@pytest.mark.parametrize(("doc", "says"), [
+    ({"checks": [{"name": "lat", "kind": "latency", "max_msec": 100}]},
+     "checks[0].max_msec: unknown key (did you mean `max_ms`?)"),
+    ({"analysis": {"interval": "30s", "look_every": "1m"}, "checks": [{"name": "lat", "kind": "latency", "max_ms": 9}]},
+     "analysis: look_every (60s) must not exceed interval (30s)"),
+    ({"checks": [{"name": "lat", "kind": "latency", "max_ms": 9, "zzz_qqq": 1}]}, "zzz_qqq: unknown key (typo?)"),
+])
+def test_a_mistyped_key_or_a_look_longer_than_its_interval_says_what_was_meant(doc: dict[str, Any], says: str) -> None:
+    """A newcomer's `max_msec` said "unknown key (typo?)" and `look_every: 1m` beside `interval: 30s` gave no
+    values: the closest field name and both durations are named."""
+    from canary.errors import PolicyError
+    from canary.policy import parse_policy
+
+    with pytest.raises(PolicyError) as err:
+        parse_policy({"steps": [10, 100], **doc})
+    assert says in str(err.value), str(err.value)
