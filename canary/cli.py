@@ -185,9 +185,16 @@ def state_dict(state: rl.RolloutState, *, exit_code: int | None = None) -> dict[
 
     `step` is the record's 0-based index into the policy's `steps` (-1 before the first step);
     `step_number` is the same step counted from 1 (0 before the first), as the logs, the
-    CanaryRollout status and `canary status`'s text count it."""
+    CanaryRollout status and `canary status`'s text count it. A rolled-back or aborted rollout has
+    `end_cause`, one of `telemetry.ROLLBACK_REASONS`."""
     d = json.loads(state.to_json())
     d["step_number"] = state.step + 1
+    if state.phase in (rl.ROLLED_BACK, rl.ABORTED):
+        from canary.telemetry import classify_reason
+
+        # why it ended, as `canary_rollbacks_total{reason}` counts it: "check" (shown beyond a limit) and
+        # "deadline" (not shown within by the step's deadline) both exit 1; a pipeline tells them apart here
+        d["end_cause"] = classify_reason(state.reason)
     if exit_code is not None:
         d["exit_code"] = exit_code
     return d
