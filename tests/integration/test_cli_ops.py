@@ -196,3 +196,20 @@ def test_rollback_over_a_promotion_undoes_nothing_and_says_so(cluster: Any) -> N
     res = canary("rollback", "rec-model", "-n", "ml", kubeconfig=kc)
     assert res.returncode == 0 and "every request is served by v1" in res.stdout, res.stdout
     assert IstioRouter(api_client(kubeconfig=str(kc))).inspect(TARGET).stable_subset_version == "v1"
+
+
+def test_a_rollback_naming_a_route_that_does_not_exist_rolls_back_the_rollouts_and_names_that_one(cluster: Any) -> None:
+    """`canary rollback --route nosuch` mid-rollout sent the real route to stable (as it must: on-call's
+    button never fails on a typo) but printed "(route nosuch)" and logged route=nosuch on every line: the
+    incident's log named a route that does not exist. Now one warning names the route given, and the
+    output and the lines after it name the route written."""
+    api, kc = cluster
+    in_progress(kc)
+    res = canary("rollback", "rec-model", "-n", "ml", "--route", "nosuch", "--reason", "test", kubeconfig=kc)
+    assert res.returncode == 0, res.stderr
+    assert vs(api)[0] == [100, 0] and vs(api)[1]["phase"] == rl.ROLLED_BACK
+    assert "(route nosuch)" not in res.stdout and "rolled_back" in res.stdout, res.stdout
+    lines = [json.loads(x) for x in res.stderr.splitlines() if x.startswith("{")]
+    warned = [x for x in lines if x.get("event") == "rollback.route_not_found"]
+    assert len(warned) == 1 and warned[0]["route_given"] == "nosuch", lines
+    assert not [x for x in lines if x.get("route") == "nosuch"], lines
