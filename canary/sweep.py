@@ -259,9 +259,10 @@ REPAIR_AFTER_S = 30.0
 def check_end(router: Any, found: Found, *, log: Any) -> str:
     """Whether `found`'s ended rollout serves what its end names (stable 100% and the stable subset on a
     rollback's old version, or a promotion's new one: `reconcile.end_disagreement`), and the repair of a
-    rollback's that does not. Returns "agrees" (nothing to do, nothing logged), "waiting" (disagrees,
+    rollback's left on its canary version. Returns "agrees" (nothing to do, nothing logged), "waiting" (disagrees,
     not yet seen unchanged `REPAIR_AFTER_S`), "repaired" (the stable subset pointed back at the old
-    version, guarded on the record read: `subset.repaired`, by "sweep"), "reported" (a promotion's:
+    version, guarded on the record read: `subset.repaired`, by "sweep"), "reported" (a promotion's, or a
+    rollback's whose stable subset selects a third version, someone's deploy since the end:
     `sweep.route_disagrees`, nothing written: moving every request to the new version is not the sweep's
     choice, as `canary rollback` does not make it either) or "unknown" (the route could not be read, or
     the repair failed: the next sweep reads it again). Never raises CanaryError; NotLeader is raised.
@@ -292,6 +293,13 @@ def check_end(router: Any, found: Found, *, log: Any) -> str:
         log.warning("sweep.route_disagrees", phase=r.phase, error=why,
                     hint=f"every request is served by {status.stable_subset_version}; `canary promote "
                          f"--canary-version {r.canary_version}` rolls the new version out again")
+        return "reported"
+    if status.stable_subset_version != r.canary_version:
+        # a third version: not what a killed rollback leaves (its canary), but someone's deploy since the end
+        # (the record stays until the next rollout); pointing it back at the old stable would undo that deploy
+        log.warning("sweep.route_disagrees", phase=r.phase, error=why,
+                    hint=f"left as it is: {status.stable_subset_version} is neither version of this rollout; "
+                         f"`canary rollback {r.model}` points the stable subset back at {r.stable_version}")
         return "reported"
     actions: list[rl.Action] = [
         rl.PointSubset("stable", r.stable_version, guarded=True, undo_version=status.stable_subset_version),

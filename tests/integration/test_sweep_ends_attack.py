@@ -1,0 +1,109 @@
+"""Attacks on the controller sweep's check of ended rollouts (`sweep.check_end`, decision 108 (d)),
+against the strict Kubernetes API emulator: a stable subset moved on to a third version by someone
+else after the rollback (a deploy outside canary), a record naming its own DestinationRule and route,
+a DestinationRule deleted, a new rollout claimed between the check's read and its repair."""
+
+from __future__ import annotations
+
+import copy
+import time
+from typing import Any
+
+import pytest
+import structlog.testing
+
+from canary import rollout as rl
+from canary import sweep
+from canary.logs import get as get_logger
+from canary.model import Weights
+from canary.routing import patch
+from tests.fakes import FakeClock
+from tests.integration.test_sweep import _controller, cluster  # noqa: F401  (fixture)
+from tests.integration.test_sweep_ends import _ended_on, _events, _target
+from tests.support.killpoints import cluster_state
+
+pytestmark = pytest.mark.integration
+GROUP = "networking.istio.io"
+
+
+def _stable_of(api: Any, dr: str) -> str:
+    obj = api.get(GROUP, "destinationrules", "ml", dr)
+    return {s["name"]: s["labels"]["version"] for s in obj["spec"]["subsets"]}["stable"]
+
+
+def _found(api: Any, name: str = "m0") -> sweep.Found:
+    vs = api.get(GROUP, "virtualservices", "ml", name)
+    text = patch.read_state(vs)
+    return sweep.Found("ml", name, rl.RolloutState.from_json(text), text, quiet_s=600.0)
+
+
+def test_a_rollback_whose_stable_subset_moved_on_to_a_third_version_is_reported_not_reverted(cluster: Any) -> None:
+    """Rolled back v2 (v1 stable), then a deploy outside canary pointed the stable subset at v3. The
+    record still says rolled_back v1/v2; the check pointed every request back at the old v1, undoing a
+    deliberate deploy. Only the canary version left there is what a killed rollback leaves: repaired;
+    any other version is reported, and left where it is."""
+    api, client, router = cluster
+    clock = FakeClock(time.time())
+    _ended_on(router, 0, rl.ROLLED_BACK, "v2", clock.now() - 3600)
+    router.point_subset(_target(0), "stable", "v3")  # a deploy after the rollback, not through canary
+    ctl = _controller(client, clock, sweep_every=60)
+    with structlog.testing.capture_logs() as logs:
+        for _ in range(3):
+            ctl.tick()
+            clock.sleep(60)
+    assert cluster_state(api, 0)[2] == "v3", "the sweep reverted a deploy of v3 to the rolled-back record's v1"
+    assert not _events(logs, "subset.repaired")
+    said = _events(logs, "sweep.route_disagrees")
+    assert len(said) == 1 and said[0]["virtual_service"] == "m0" and "v3" in said[0]["error"], said
+
+
+def test_the_repair_writes_the_destination_rule_and_route_the_record_names(cluster: Any) -> None:
+    """A rollout that drove DestinationRule m0-dr (not the VirtualService's name) and route `primary`:
+    the check reads and repairs m0-dr, and leaves the DestinationRule named like the route alone."""
+    api, client, router = cluster
+    dr = copy.deepcopy(api.get(GROUP, "destinationrules", "ml", "m0"))
+    dr["metadata"] = {"name": "m0-dr", "namespace": "ml"}
+    api.handler.put_object(dr)
+    t = _target(0)
+    from dataclasses import replace
+
+    t = replace(t, destination_rule="m0-dr", route="primary")
+    state = rl.RolloutState(model=t.model, stable_version="v1", canary_version="v2", phase=rl.ROLLED_BACK,
+                            weights=Weights(100, 0), step=1, started_at=1.0, updated_at=2.0, reason="p95",
+                            destination_rule="m0-dr", route="primary")
+    router.point_subset(t, "canary", "v2")
+    router.point_subset(t, "stable", "v2")  # m0-dr left on the canary version
+    router.set_weights(t, Weights(100, 0), state=state.to_json())
+    router.point_subset(_target(0), "stable", "v7")  # the other DestinationRule: not this rollout's
+    assert sweep.check_end(router, _found(api), log=get_logger()) == "repaired"
+    assert (_stable_of(api, "m0-dr"), _stable_of(api, "m0")) == ("v1", "v7")
+
+
+def test_a_deleted_destination_rule_is_unknown_and_nothing_is_written(cluster: Any) -> None:
+    api, client, router = cluster
+    _ended_on(router, 0, rl.ROLLED_BACK, "v2", 1000.0)
+    api.handler.objects.pop((GROUP, "destinationrules", "ml", "m0"))
+    writes = len(api.writes)
+    assert sweep.check_end(router, _found(api), log=get_logger()) == "unknown"
+    assert len(api.writes) == writes
+
+
+def test_a_rollout_claimed_between_the_read_and_the_repair_keeps_its_subsets(cluster: Any) -> None:
+    """The check read the ended record, then a new rollout (stable v2 now, canary v3) was recorded just
+    before the repair's write: the guarded pointing does not land (or is undone), so the new rollout's
+    stable subset stays on v2."""
+    api, client, router = cluster
+    _ended_on(router, 0, rl.ROLLED_BACK, "v2", 1000.0)
+    found = _found(api)
+    new = rl.RolloutState(model="m0", stable_version="v2", canary_version="v3", phase=rl.PENDING,
+                          weights=Weights(100, 0), step=0, started_at=2000.0, updated_at=2000.0, owner="promote/x")
+
+    def claim() -> None:
+        api.edit(GROUP, "virtualservices", "ml", "m0",
+                 lambda vs: vs["metadata"]["annotations"].__setitem__(patch.STATE_ANNOTATION, new.to_json()))
+
+    api.before_next_write(claim)
+    with structlog.testing.capture_logs() as logs:
+        assert sweep.check_end(router, found, log=get_logger()) == "unknown"
+    assert cluster_state(api, 0)[2] == "v2" and cluster_state(api, 0)[1]["canary_version"] == "v3"
+    assert _events(logs, "sweep.repair_failed") and not _events(logs, "subset.repaired")
