@@ -188,6 +188,7 @@ class Controller:
         self._next_sweep = -math.inf  # when `_sweep` looks for abandoned rollouts next (the first tick does)
         self._next_forget = -math.inf  # when `_forget_absent` looks for what deleted rollouts left next
         self._ends_checked: dict[str, str] = {}  # VirtualService -> fingerprint of its ended record found right
+        self._ends_read: dict[str, float] = {}  # VirtualService -> when `_check_ends` last read it, not concluded
         self._seen: dict[str, tuple[str, float]] = {}  # VirtualService -> (record fingerprint, first seen at)
         # rollout key -> (the end it tried to write, its actions): a write that would have ended a rollout
         # failed, perhaps having landed (a response lost); the next tick announces it if the route records it
@@ -382,10 +383,15 @@ class Controller:
                 checked[one.key] = mark
             else:
                 todo.append((mark, one))
-        # the latest ends first, at most CHECK_ENDS_PER_SWEEP reads a sweep: a controller starting over
-        # thousands of ended rollouts (none checked yet) must not hold its tick for all of them
-        todo.sort(key=lambda m: m[1].record.updated_at, reverse=True)
+        # at most CHECK_ENDS_PER_SWEEP reads a sweep: a controller starting over thousands of ended rollouts
+        # (none checked yet) must not hold its tick for all of them. The routes read least recently first,
+        # then the latest ends: routes that never conclude ("unknown": a DestinationRule deleted) and ended
+        # later took every read of every sweep, and an older rollback left on the canary was never repaired
+        listed, now = {one.key for _, one in todo}, self.clock.now()
+        read = {k: t for k, t in self._ends_read.items() if k in listed}
+        todo.sort(key=lambda m: (read.get(m[1].key, -math.inf), -m[1].record.updated_at))
         for mark, one in todo[:CHECK_ENDS_PER_SWEEP]:
+            read[one.key] = now
             if self.informers is not None:
                 self._seed_route(one)
             try:
@@ -402,6 +408,7 @@ class Controller:
             if outcome in ("agrees", "repaired", "reported"):
                 checked[one.key] = mark
         self._ends_checked = checked  # routes no longer listed are forgotten
+        self._ends_read = {k: t for k, t in read.items() if k not in checked}
 
     def _seed_route(self, one: sweep.Found) -> None:
         """The router's next reads of `one`'s VirtualService and DestinationRule come from the cache."""

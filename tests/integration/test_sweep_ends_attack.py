@@ -107,3 +107,27 @@ def test_a_rollout_claimed_between_the_read_and_the_repair_keeps_its_subsets(clu
         assert sweep.check_end(router, found, log=get_logger()) == "unknown"
     assert cluster_state(api, 0)[2] == "v2" and cluster_state(api, 0)[1]["canary_version"] == "v3"
     assert _events(logs, "sweep.repair_failed") and not _events(logs, "subset.repaired")
+
+
+def test_routes_that_cannot_be_read_do_not_starve_an_older_rollback_left_on_the_canary(
+        cluster: Any, monkeypatch: Any) -> None:
+    """At most CHECK_ENDS_PER_SWEEP ended routes are read a sweep, the latest ends first. Routes whose check
+    never concludes (their DestinationRule deleted: "unknown" at every sweep) and that ended later held
+    every read of every sweep, so an older rollback left on the canary version was never repaired. The
+    reads go to the routes read least recently first."""
+    from canary import controller as ctl_mod
+
+    monkeypatch.setattr(ctl_mod, "CHECK_ENDS_PER_SWEEP", 2)
+    api, client, router = cluster
+    clock = FakeClock(time.time())
+    _ended_on(router, 0, rl.ROLLED_BACK, "v2", clock.now() - 3600)  # the oldest end: every request on v2
+    for i in (1, 2):  # later ends whose DestinationRule is gone: never conclusive
+        _ended_on(router, i, rl.ABORTED, "v2", clock.now() - 60 * i)
+        api.handler.objects.pop((GROUP, "destinationrules", "ml", f"m{i}"))
+    ctl = _controller(client, clock, sweep_every=60)
+    with structlog.testing.capture_logs() as logs:
+        for _ in range(6):
+            ctl.tick()
+            clock.sleep(60)
+    assert cluster_state(api, 0)[2] == "v1", "an older rollback left on the canary was never read"
+    assert len(_events(logs, "subset.repaired")) == 1
