@@ -199,6 +199,10 @@ def check_cmd(
     try:
         client = (opts.prometheus(prometheus_url, prometheus_token, prometheus_user, prometheus_password,
                                   prometheus_ca_file, insecure, provider=False) if prometheus_url else None)
+        if namespace is not None:  # "" read only unlabelled series, "prod|staging" none: exit 4, "no live data"
+            from canary.model import check_namespace
+
+            check_namespace(namespace, "--namespace")
         prof = _load_json(baseline, "baseline")
         validate_profile(prof, str(baseline))
         if small := _small_reference_warning(prof, baseline):  # a profile captured before capture warned

@@ -280,3 +280,21 @@ def test_drift_check_reads_the_namespace_it_is_given(served: SimpleNamespace, tm
                                         served.prom.url, *extra]).exit_code
 
     assert (check("-n", "prod"), check("-n", "staging"), check()) == (0, 1, 1)
+
+
+@pytest.mark.parametrize("given", ["", "prod|staging", "Prod", "prod.*"])
+def test_drift_check_refuses_a_namespace_that_is_not_one(served: SimpleNamespace, tmp_path: Any, given: str) -> None:
+    """`drift check -n` takes a namespace name (as drift watch's -n does), not a pattern: "" read only the
+    series without the label and a pattern (escaped) matched none, both exit 4 "no live data", read as a
+    model that serves nothing. Now exit 2 naming --namespace, before any query."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from canary.cli import app
+
+    path = tmp_path / "twin.profile.json"
+    path.write_text(json.dumps(served.profiles["twin"]))
+    r = CliRunner().invoke(app, ["drift", "check", "--baseline", str(path), "--prometheus-url", served.prom.url,
+                                 "-n", given])
+    assert r.exit_code == 2 and "--namespace" in r.output, r.output
