@@ -432,10 +432,13 @@ def _point(router: TrafficRouter, target: Target, state: rl.RolloutState, action
     now_recorded = router.inspect(target).state
     if now_recorded == expect:
         return
-    if _subset_under(now_recorded, state) == action.version:
+    if _subset_under(now_recorded, state) == action.version or (
+            action.subset == "stable" and _stable_of_another(now_recorded, state) == action.version):
         # another writer recorded an end of this rollout that keeps the subset where this write put it (a
         # re-run promote or the sweep finished this very promotion; a rollback landed while a rollback's own
-        # pointing was written): undoing it would leave that end on the wrong version
+        # pointing was written), or another rollout claimed the route with that version stable (the sweep's or
+        # `canary rollback`'s repair of an ended rollback racing a new promote): undoing it would leave that end,
+        # or that rollout, on the wrong version
         raise RoutingConflict(f"{target.namespace}/{target.virtual_service}: {_phase(now_recorded)} was recorded by "
                               f"another writer meanwhile, which keeps the {action.subset} subset on {action.version}; "
                               "nothing undone")
@@ -494,6 +497,24 @@ def _subset_under(text: str | None, state: rl.RolloutState) -> str | None:
     if rec.phase == rl.PROMOTED:
         return rec.canary_version
     return rec.stable_version if rec.phase in (rl.ROLLED_BACK, rl.ABORTED) else None
+
+
+def _stable_of_another(text: str | None, state: rl.RolloutState) -> str | None:
+    """The version the stable subset must select under the record `text` when it is another rollout's
+    (other versions) that started or ended since: its stable version (its new one once promoted); None
+    for anything else (this rollout's record, none, unreadable, one half-way through its promotion). A
+    repair of an ended rollback (the sweep, `canary rollback`) that pointed the stable subset back at v1
+    while a new rollout claimed the route with v1 stable undid itself: the new rollout ran with the
+    rolled-back version behind its stable subset."""
+    try:
+        rec = parse_record(text)
+    except TargetError:
+        return None
+    if rec is None or (rec.stable_version, rec.canary_version) == (state.stable_version, state.canary_version):
+        return None
+    if rec.phase == rl.PROMOTED:
+        return rec.canary_version
+    return None if rec.phase == rl.PROMOTING else rec.stable_version
 
 
 def _phase(text: str | None) -> str:

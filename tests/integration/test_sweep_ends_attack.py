@@ -107,6 +107,22 @@ def test_a_rollout_claimed_between_the_read_and_the_repair_keeps_its_subsets(clu
         assert sweep.check_end(router, found, log=get_logger()) == "unknown"
     assert cluster_state(api, 0)[2] == "v2" and cluster_state(api, 0)[1]["canary_version"] == "v3"
     assert _events(logs, "sweep.repair_failed") and not _events(logs, "subset.repaired")
+    assert [e["version"] for e in _events(logs, "subset.repointed_back")] == ["v2"]  # the undo, itself guarded
+
+
+def test_a_rollout_claimed_during_the_repair_that_keeps_v1_stable_is_not_undone(cluster: Any) -> None:
+    """The same race, the new rollout's stable version the old one (v1, canary v3): the pointing at v1 is
+    what that rollout wants, so it is not undone (v2, the rolled-back version, would serve everything)."""
+    api, client, router = cluster
+    _ended_on(router, 0, rl.ROLLED_BACK, "v2", 1000.0)
+    found = _found(api)
+    new = rl.RolloutState(model="m0", stable_version="v1", canary_version="v3", phase=rl.PENDING,
+                          weights=Weights(100, 0), step=0, started_at=2000.0, updated_at=2000.0, owner="promote/x")
+    api.before_next_write(lambda: api.edit(GROUP, "virtualservices", "ml", "m0", lambda vs: vs["metadata"][
+        "annotations"].__setitem__(patch.STATE_ANNOTATION, new.to_json())))
+    with structlog.testing.capture_logs() as logs:
+        assert sweep.check_end(router, found, log=get_logger()) == "unknown"
+    assert cluster_state(api, 0)[2] == "v1" and not _events(logs, "subset.repointed_back")
 
 
 def test_routes_that_cannot_be_read_do_not_starve_an_older_rollback_left_on_the_canary(
