@@ -31,6 +31,15 @@ def _stable_of(api: Any, dr: str) -> str:
     return {s["name"]: s["labels"]["version"] for s in obj["spec"]["subsets"]}["stable"]
 
 
+def _sweeps(ctl: Any, clock: FakeClock, n: int) -> list[dict[str, Any]]:
+    """`n` ticks of `ctl`, a sweep each (60 s apart): what they logged."""
+    with structlog.testing.capture_logs() as logs:
+        for _ in range(n):
+            ctl.tick()
+            clock.sleep(60)
+    return logs
+
+
 def _found(api: Any, name: str = "m0") -> sweep.Found:
     vs = api.get(GROUP, "virtualservices", "ml", name)
     text = patch.read_state(vs)
@@ -46,11 +55,7 @@ def test_a_rollback_whose_stable_subset_moved_on_to_a_third_version_is_reported_
     clock = FakeClock(time.time())
     _ended_on(router, 0, rl.ROLLED_BACK, "v2", clock.now() - 3600)
     router.point_subset(_target(0), "stable", "v3")  # a deploy after the rollback, not through canary
-    ctl = _controller(client, clock, sweep_every=60)
-    with structlog.testing.capture_logs() as logs:
-        for _ in range(3):
-            ctl.tick()
-            clock.sleep(60)
+    logs = _sweeps(_controller(client, clock, sweep_every=60), clock, 3)
     assert cluster_state(api, 0)[2] == "v3", "the sweep reverted a deploy of v3 to the rolled-back record's v1"
     assert not _events(logs, "subset.repaired")
     said = _events(logs, "sweep.route_disagrees")
@@ -140,10 +145,6 @@ def test_routes_that_cannot_be_read_do_not_starve_an_older_rollback_left_on_the_
     for i in (1, 2):  # later ends whose DestinationRule is gone: never conclusive
         _ended_on(router, i, rl.ABORTED, "v2", clock.now() - 60 * i)
         api.handler.objects.pop((GROUP, "destinationrules", "ml", f"m{i}"))
-    ctl = _controller(client, clock, sweep_every=60)
-    with structlog.testing.capture_logs() as logs:
-        for _ in range(6):
-            ctl.tick()
-            clock.sleep(60)
+    logs = _sweeps(_controller(client, clock, sweep_every=60), clock, 6)
     assert cluster_state(api, 0)[2] == "v1", "an older rollback left on the canary was never read"
     assert len(_events(logs, "subset.repaired")) == 1
