@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from typing import Any, Callable, Literal
 
 from canary import rollout as rl
-from canary.errors import (CanaryError, ConfigError, MetricsUnavailable, RollbackFailed, RolloutBusy, RoutingConflict,
-                           TargetError, TransientError)
+from canary.errors import (CanaryError, ConfigError, MetricsUnavailable, NotLeader, RollbackFailed, RolloutBusy,
+                           RoutingConflict, TargetError, TransientError)
 from canary.metrics.base import MetricsProvider
 from canary.model import STABLE_ONLY, ArmData, Target, check_version
 from canary.policy import Policy
@@ -396,6 +396,8 @@ def _point(router: TrafficRouter, target: Target, state: rl.RolloutState, action
         return
     try:
         router.point_subset(target, action.subset, action.version, **kw)
+    except NotLeader:  # refused by the fence, nothing written: the caller stops (it was a RollbackFailed)
+        raise
     except CanaryError as exc:
         if isinstance(exc, RoutingConflict) and "guard" in kw:
             # guarded: another writer recorded a decision before this write could land; nothing was written

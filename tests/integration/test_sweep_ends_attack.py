@@ -148,3 +148,17 @@ def test_routes_that_cannot_be_read_do_not_starve_an_older_rollback_left_on_the_
     logs = _sweeps(_controller(client, clock, sweep_every=60), clock, 6)
     assert cluster_state(api, 0)[2] == "v1", "an older rollback left on the canary was never read"
     assert len(_events(logs, "subset.repaired")) == 1
+
+
+def test_a_repair_refused_for_want_of_the_lease_is_not_leader_not_a_failed_repair(cluster: Any) -> None:
+    """The controller's sweep writes through its fenced router: a replica that lost the lease between its
+    sweep's read and its repair must stop (NotLeader: `_check_ends` returns), not log a failed repair and
+    go on to write every other ended route, each refused the same way."""
+    from canary.errors import NotLeader
+    from canary.fencing import FencedRouter
+
+    api, client, router = cluster
+    _ended_on(router, 0, rl.ROLLED_BACK, "v2", 1000.0)
+    with structlog.testing.capture_logs() as logs, pytest.raises(NotLeader):
+        sweep.check_end(FencedRouter(router, may_write=lambda: False), _found(api), log=get_logger())
+    assert not _events(logs, "sweep.repair_failed") and cluster_state(api, 0)[2] == "v2"
