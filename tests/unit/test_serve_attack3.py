@@ -188,3 +188,24 @@ def test_a_gate_that_breaks_is_a_500_and_the_next_call_runs_it_again(rig: Any) -
     status, doc = flagger_triton(svc)
     assert status == 500 and "KeyError" in doc["error"]
     assert not svc.gate_runs._runs, "the broken run is forgotten"
+
+
+def test_the_state_cap_never_drops_a_revision_a_call_holds(tmp_path: Path) -> None:
+    """`SessionStore.create` with the directory full: a finished revision whose lock a call holds (its
+    look under way) is not deleted under it; the new revision is refused (StoreFull) until that call
+    is done, and then it makes room."""
+    from canary.serve_session import new_session
+    from canary.serve_store import SessionStore, StoreFull
+
+    def session(revision: str) -> Any:
+        return new_session(key="flagger/ml/m", revision=revision, policy="p", model="m", namespace="ml",
+                           stable_version="v1", canary_version="v2", now=1.0, step="")
+
+    store = SessionStore(tmp_path / "state", max_revisions=1)
+    store.create(session("old"), finished=lambda s: True)
+    with store.lock("flagger/ml/m", "old"):
+        with pytest.raises(StoreFull):
+            store.create(session("new"), finished=lambda s: True)
+        assert store.load("flagger/ml/m", "old") is not None and store.load("flagger/ml/m", "new") is None
+    assert [s.revision for s in store.create(session("new"), finished=lambda s: True)] == ["old"]
+    assert store.load("flagger/ml/m", "new") is not None
