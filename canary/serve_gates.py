@@ -50,6 +50,7 @@ class GateRun:
 
     inputs: tuple[str, ...]
     started_at: float
+    fresh_s: float = 0.0  # how long its result is used after its end: its own policy's (`join`)
     done: threading.Event = field(default_factory=threading.Event)
     result: Result | None = None
     error: BaseException | None = None
@@ -68,16 +69,18 @@ class GateRuns:
              fresh_s: float) -> tuple[GateRun, bool]:
         """(the revision's run for `inputs`, True when started by this call): the one running or ended
         within `fresh_s`, else a new one of `fn` on a daemon thread (a RuntimeError when the thread
-        cannot start keeps nothing). A run of other inputs, or ended earlier, is dropped."""
+        cannot start keeps nothing). A run of other inputs, or ended earlier, is dropped. Each run is kept
+        for its own `fresh_s` (its policy's): another policy's shorter one dropped it, and a revision whose
+        gates outlast a call started them over at each of its calls while the other's came between."""
         with self._guard:
             now = self.clock()
             for k, r in list(self._runs.items()):  # ended and unread for too long: never used, dropped
-                if r.done.is_set() and now - r.ended_at > fresh_s:
+                if r.done.is_set() and now - r.ended_at > r.fresh_s:
                     del self._runs[k]
             run = self._runs.get(key)
             if run is not None and run.inputs == inputs:
                 return run, False
-            run = GateRun(inputs=inputs, started_at=now)
+            run = GateRun(inputs=inputs, started_at=now, fresh_s=fresh_s)
             threading.Thread(target=self._work, args=(run, fn), name="canary-serve-gates", daemon=True).start()
             self._runs[key] = run
             return run, True

@@ -209,3 +209,38 @@ def test_the_state_cap_never_drops_a_revision_a_call_holds(tmp_path: Path) -> No
         assert store.load("flagger/ml/m", "old") is not None and store.load("flagger/ml/m", "new") is None
     assert [s.revision for s in store.create(session("new"), finished=lambda s: True)] == ["old"]
     assert store.load("flagger/ml/m", "new") is not None
+
+
+def test_a_gate_result_is_kept_as_long_as_its_own_policy_says_whatever_another_policy_calls(
+        tmp_path: Path, slow_gates: Any) -> None:
+    """Two policies on one server: "slow" (interval 10m: a gate result holds 12 min) and "fast" (interval 10s,
+    no_data_deadline 20s: 30 s). A pre-rollout of a "fast" revision dropped every run ended more than ITS 30 s
+    ago, the "slow" revision's too: that revision's next pre-rollout (Flagger asks each interval) started
+    its gates over, and with "fast" calls in between, a gate run longer than --answer-within never passed."""
+    from canary.serve_store import SessionStore
+
+    gates = {"gates": {"triton": {"warmup_requests": 2}}}
+    slow = {**POLICY, **gates, "analysis": {**POLICY["analysis"], "interval": "10m"}}
+    fast = {**POLICY, **gates, "analysis": {**POLICY["analysis"], "interval": "10s", "look_every": "5s"},
+            "failure": {**POLICY["failure"], "no_data_deadline": "20s"}}
+    clock = [1_000_000.0]
+    svc = Service(policies={n: NamedPolicy(n, parse_policy(p), tmp_path) for n, p in (("slow", slow), ("fast", fast))},
+                  metrics=object(), store=SessionStore(tmp_path / "s"), clock=lambda: clock[0], answer_within_s=0.3)
+    svc.gates = slow_gates
+
+    def pre_rollout(name: str, policy: str) -> int:
+        body = {"name": name, "namespace": "ml", "phase": "Progressing", "checksum": "c1",
+                "metadata": {"model": name, "stableVersion": f"{name}-primary", "canaryVersion": name,
+                             "policy": policy, "tritonCanary": "127.0.0.1:1", "tritonStable": "127.0.0.1:2"}}
+        return svc.handle("POST", "/api/v1/flagger/pre-rollout", "", json.dumps(body).encode(), "application/json")[0]
+
+    assert pre_rollout("a", "slow") == 503  # the run goes on past the call
+    (run,) = svc.gate_runs._runs.values()
+    slow_gates.release.set()
+    assert run.done.wait(30)
+    clock[0] += 60
+    assert pre_rollout("b", "fast") in (200, 503)  # another policy's revision: its own run
+    clock[0] += 60  # "a"'s next pre-rollout, 2 min after its run ended: within its own 12 min
+    svc.answer_within_s = 30
+    assert pre_rollout("a", "slow") == 200
+    assert slow_gates.runs == 2, "the slow revision's gates ran again (2 runs for 'a', 1 for 'b' = 3)"
