@@ -330,6 +330,8 @@ def execute(router: TrafficRouter, target: Target, state: rl.RolloutState, actio
                 expect = text
                 stable_written = stable_written or action.weights == STABLE_ONLY
                 pointed.clear()
+            except NotLeader:  # refused by the fence, nothing sent: the new leader's tick ends it; nobody is paged
+                raise
             except CanaryError as exc:
                 if isinstance(exc, RoutingConflict) and expect is not ... and pointed:
                     _follow_recorded_end(router, target, state, pointed, log=log)

@@ -162,3 +162,25 @@ def test_a_repair_refused_for_want_of_the_lease_is_not_leader_not_a_failed_repai
     with structlog.testing.capture_logs() as logs, pytest.raises(NotLeader):
         sweep.check_end(FencedRouter(router, may_write=lambda: False), _found(api), log=get_logger())
     assert not _events(logs, "sweep.repair_failed") and cluster_state(api, 0)[2] == "v2"
+
+
+def test_a_stable_write_refused_by_the_fence_pages_nobody(cluster: Any) -> None:
+    """A rollback's stable-100% write refused because this replica lost the lease (nothing sent) logged the
+    critical `rollback.failed` ("act by hand"): on-call was paged for a leadership handover, while the new
+    leader's tick ends that rollout. NotLeader is raised and nothing is logged as failed."""
+    from canary.errors import NotLeader
+    from canary.fencing import FencedRouter
+    from canary.reconcile import execute
+
+    api, client, router = cluster
+    t = _target(0)
+    running = rl.RolloutState(model="m0", stable_version="v1", canary_version="v2", phase=rl.PROGRESSING,
+                              weights=Weights(90, 10), step=0, started_at=1.0, updated_at=1.0, owner="promote/x")
+    router.point_subset(t, "canary", "v2")
+    router.set_weights(t, Weights(90, 10), state=running.to_json())
+    new, actions = rl.transition(running, rl.Rollback(2.0, "p95 breach"), None)  # type: ignore[arg-type]
+    with structlog.testing.capture_logs() as logs, pytest.raises(NotLeader):
+        execute(FencedRouter(router, may_write=lambda: False), t, new, actions, log=get_logger(),
+                expect=running.to_json())
+    assert not [e for e in logs if e["log_level"] == "critical"], logs
+    assert cluster_state(api, 0)[0] == [90, 10]
