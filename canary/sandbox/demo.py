@@ -150,6 +150,10 @@ def demo(
     native_histograms: bool = typer.Option(
         False, "--native-histograms",
         help="the models export their latency as a Prometheus native histogram (protobuf exposition)"),
+    keep: bool = typer.Option(
+        False, "--keep",
+        help="run no rollout: start the sandbox (the scenario's canary), print its kubeconfig and URLs and "
+             "the commands to try on it (promote, status, rollback, the controller), and keep it until Ctrl-C"),
 ) -> None:
     """Run a real canary rollout on this machine: two Triton servers, Prometheus, HAProxy, a Kubernetes API emulator.
 
@@ -177,6 +181,12 @@ def demo(
         except ConfigError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from None
+    if keep:
+        if scenario == DATA_DRIFT:
+            typer.echo("error: --keep runs a rollout scenario's sandbox (good, slow, ...), not data-drift", err=True)
+            raise typer.Exit(2)
+        raise typer.Exit(keep_sandbox(scenario, rate=rate, policy=policy, output=output,
+                                      native_histograms=native_histograms))
     sink: Any = None
     if log_file != "-":
         try:
@@ -293,3 +303,58 @@ def _print_summary(r: ScenarioResult, log_file: str | None = None) -> None:
 
 
 __all__ = ["run_scenario", "ScenarioResult", "demo", "EXPECTED"]
+
+
+def keep_sandbox(scenario: str, *, rate: float, policy: Path, output: str, native_histograms: bool = False,
+                 stop: Any = None) -> int:
+    """`canary demo --keep`: the sandbox of `scenario` (its canary misbehaves once it gets traffic), its
+    Kubernetes API emulator serving CanaryRollout too, kept until SIGINT/SIGTERM (or `stop`, a
+    threading.Event, set). Prints where everything is (text: `export` lines and commands to try; `-o json`:
+    one line, `kubeconfig`, `prometheus_url`, `triton_stable_url`, `triton_canary_url`, `namespace`, `model`,
+    versions, `promote_args`) once it is up, then waits. Returns 0 once stopped (everything it started is
+    stopped, by PID, and its work directory removed); the sandbox's own errors raise."""
+    import shlex
+    import signal
+    import threading
+
+    from canary import crd
+    from canary.sandbox.env import Sandbox
+    from canary.sandbox.kubeapi import Resource
+
+    done = stop if stop is not None else threading.Event()
+    if stop is None and threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: done.set())
+    typer.echo(f"starting the sandbox for scenario {scenario!r} (two Tritons, Prometheus, HAProxy, API emulator)...",
+               err=True)
+    sb = Sandbox(scenario, rate=rate, native_histograms=native_histograms)
+    try:
+        sb.start()
+        sb.kube.handler.register(Resource(crd.GROUP, crd.PLURAL, crd.KIND, (crd.VERSION,), status_subresource=True))
+        args = sb.promote_args(policy)
+        info = {"scenario": scenario, "kubeconfig": str(sb.kubeconfig), "prometheus_url": sb.prometheus_url,
+                "triton_stable_url": sb.triton_stable_url, "triton_canary_url": sb.triton_canary_url,
+                "namespace": sb.namespace, "model": sb.model, "stable_version": sb.stable_version,
+                "canary_version": sb.canary_version, "promote_args": args}
+
+        def text(wide: bool) -> None:
+            cmd = "canary " + " ".join(shlex.quote(a) for a in args)
+            typer.echo(f"""sandbox up (scenario {scenario!r}; its canary misbehaves once it gets traffic). In another shell:
+
+  export KUBECONFIG={shlex.quote(str(sb.kubeconfig))}
+  export CANARY_PROMETHEUS_URL={sb.prometheus_url}
+
+  {cmd}
+  canary status {sb.model} -n {sb.namespace}
+  canary rollback {sb.model} -n {sb.namespace} --reason "trying it"
+  canary controller run -n {sb.namespace}   (drives CanaryRollout objects: README, "The controller")
+
+Ctrl-C stops it (everything it started, and its files).""")
+
+        opts.emit(info, output, text)
+        sys.stdout.flush()
+        while not done.wait(0.5):
+            pass
+        return 0
+    finally:
+        sb.stop()
