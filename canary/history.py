@@ -223,6 +223,9 @@ def parse(text: str | bytes, *, where: str) -> dict[str, Any]:
         raise ConfigError(f"{where}: not JSON ({str(exc)[:200]})") from None
     if not isinstance(doc, dict):
         raise ConfigError(f"{where}: a rollout history must be a JSON object")
+    if "format" not in doc:  # another file than a history (a `judge --input` file, a CR, a policy)
+        raise ConfigError(f"{where}: not a rollout history (no `format` field): give a file `canary report -o json` "
+                          f"wrote (keys found: {', '.join(sorted(map(str, doc))[:6]) or 'none'})")
     if doc.get("format") != FORMAT:
         raise ConfigError(f"{where}: format: expected {FORMAT}, got {str(doc.get('format'))[:40]!r}")
     c = _Checker(where)

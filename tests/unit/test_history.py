@@ -210,6 +210,8 @@ def test_merging_twice_keeps_each_look_once() -> None:
     (lambda d: d.__setitem__("updated_at", -1e308), "updated_at: must be a Unix time"),
     (lambda d: d["looks"][0].__setitem__("at", 1e300), "looks[0].at: must be a Unix time"),
     (lambda d: d["weights"][0].__setitem__(0, -5.0), "weights[0]: must be [at (a Unix time)"),
+    # another file given (a `judge --input` file): it said "format: expected 1, got 'None'"
+    (lambda d: d.pop("format"), "not a rollout history (no `format` field): give a file `canary report -o json`"),
 ])
 def test_a_bad_export_is_refused_naming_the_field(edit: Any, field: str) -> None:
     doc = json.loads(json.dumps(fake_rollout_small()))
