@@ -470,9 +470,12 @@ def _from_prometheus(client: Any, prof: dict, version: str, window_s: float, nam
 
 
 def _table(prof: dict, result: Any, quiet: list[str], *, wide: bool = False) -> None:
+    from canary.drift.stats import DRIFT_SHARE
+
     t = Table(title=f"{prof['model']} {prof['version']}: "
                     f"{'DATASET DRIFT' if result.drifted else 'no dataset drift'} "
-                    f"({result.share:.0%} of {len(result.features)} features drifted)")
+                    f"({sum(1 for f in result.features if f.drifted)} of {len(result.features)} features drifted, "
+                    f"{result.share:.0%}; dataset drift at {DRIFT_SHARE:.0%} or more)")
     cols = ("feature", "kind", "test", "value", "threshold", "PSI", "live n", "drift")
     for col in cols + (("p (distance)", "training n", "score", "note") if wide else ()):
         t.add_column(col, justify="left" if col in ("feature", "kind", "test", "note") else "right")

@@ -280,6 +280,11 @@ def test_drift_check_reads_the_namespace_it_is_given(served: SimpleNamespace, tm
                                         served.prom.url, *extra]).exit_code
 
     assert (check("-n", "prod"), check("-n", "staging"), check()) == (0, 1, 1)
+    # the text says how many features drifted and the share at which the dataset drifts (a newcomer read
+    # "no dataset drift (33% of 3 features drifted)" beside a row saying drift=yes)
+    said = " ".join(CliRunner().invoke(app, ["drift", "check", "--baseline", str(path), "--prometheus-url",
+                                             served.prom.url, "-n", "staging"]).output.split())
+    assert "features drifted" in said and "dataset drift at 50% or more" in said, said
 
 
 @pytest.mark.parametrize("given", ["", "prod|staging", "Prod", "prod.*"])
