@@ -9,7 +9,8 @@ import copy
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, Iterator
 
 import kubernetes.client as kc
 import pytest
@@ -86,48 +87,58 @@ def test_via_controller_exits_2_when_the_controller_refuses_the_request(tmp_path
         api.stop()
 
 
-def test_via_controller_never_withdraws_a_canaryrollout_of_the_name_created_by_someone_else(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def requested(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """An API emulator with route m0, a policy file and a kubeconfig, and `waits(fn)`: the follower's
+    waits (`time.sleep` in canary.cli_controller) call `fn` instead, so what happens while it waits is
+    put in place from its own thread, no timing."""
+    import canary.cli_controller as cc
+
+    api = fleet.start_api(1)
+    client = api.api_client()
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(yaml.safe_dump(copy.deepcopy(fleet.FAST_POLICY)))
+
+    def waits(fn: Any) -> None:
+        monkeypatch.setattr(cc, "time", type("T", (), {"monotonic": staticmethod(time.monotonic),
+                                                      "sleep": staticmethod(fn)}))
+
+    try:
+        yield SimpleNamespace(api=api, custom=kc.CustomObjectsApi(client), policy=policy, waits=waits,
+                              kubeconfig=fleet.write_kubeconfig(tmp_path / "kubeconfig", api.url))
+    finally:
+        client.close()
+        api.stop()
+
+
+def test_via_controller_never_withdraws_a_canaryrollout_of_the_name_created_by_someone_else(requested: Any) -> None:
     """Decision 103 (c): the follower deleted by name whatever object the name held when the refusal came:
     a CanaryRollout deleted and created again by someone else meanwhile (another pipeline, a person) was
     deleted as the follower's own. Only the object it created (its uid, a precondition of the delete) is
     withdrawn, and the other object's refusal is not reported as this request's (it was, exit 2): the
     follower exits 3, the outcome of its request unknown. The other object is put in place from the
     follower's own wait (no thread, no timing)."""
-    import canary.cli_controller as cc
+    custom, replaced = requested.custom, []
 
-    api = fleet.start_api(1)
-    client = api.api_client()
-    try:
-        custom = kc.CustomObjectsApi(client)
-        kubeconfig = fleet.write_kubeconfig(tmp_path / "kubeconfig", api.url)
-        policy = tmp_path / "policy.yaml"
-        policy.write_text(yaml.safe_dump(copy.deepcopy(fleet.FAST_POLICY)))
-        replaced: list[str] = []
+    def someone_else(_: float) -> None:  # the follower's wait: the name now holds another, refused, object
+        if replaced:
+            return
+        mine = custom.get_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "req")
+        custom.delete_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "req")
+        other = copy.deepcopy(mine)
+        other["metadata"] = {"name": "req", "namespace": "ml"}
+        other["status"] = {"conditions": [{"type": "Ready", "status": "False", "reason": "ConfigError",
+                                           "message": "ml/req: not this request's", "observedGeneration": 9}]}
+        replaced.append(requested.api.handler.put_object(other)["metadata"]["uid"])
+        assert replaced[0] != mine["metadata"]["uid"]
 
-        def someone_else(_: float) -> None:  # the follower's wait: the name now holds another, refused, object
-            if replaced:
-                return
-            mine = custom.get_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "req")
-            custom.delete_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "req")
-            other = copy.deepcopy(mine)
-            other["metadata"] = {"name": "req", "namespace": "ml"}
-            other["status"] = {"conditions": [{"type": "Ready", "status": "False", "reason": "ConfigError",
-                                               "message": "ml/req: not this request's", "observedGeneration": 9}]}
-            replaced.append(api.handler.put_object(other)["metadata"]["uid"])
-            assert replaced[0] != mine["metadata"]["uid"]
-
-        monkeypatch.setattr(cc, "time", type("T", (), {"monotonic": staticmethod(time.monotonic),
-                                                      "sleep": staticmethod(someone_else)}))
-        with pytest.raises(CanaryError, match="created again by someone else") as err:
-            _follow(policy, kubeconfig)
-        # not the other object's refusal reported as this request's (exit 2 with "not this request's")
-        assert not isinstance(err.value, ConfigError) and "not this request's" not in str(err.value)
-        left = custom.get_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "req")
-        assert left["metadata"]["uid"] == replaced[0] and not left["metadata"].get("deletionTimestamp")
-    finally:
-        client.close()
-        api.stop()
+    requested.waits(someone_else)
+    with pytest.raises(CanaryError, match="created again by someone else") as err:
+        _follow(requested.policy, requested.kubeconfig)
+    # not the other object's refusal reported as this request's (exit 2 with "not this request's")
+    assert not isinstance(err.value, ConfigError) and "not this request's" not in str(err.value)
+    left = custom.get_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "req")
+    assert left["metadata"]["uid"] == replaced[0] and not left["metadata"].get("deletionTimestamp")
 
 
 def _follow(policy: Path, kubeconfig: Path, timeout_s: float = 20) -> int:
@@ -136,37 +147,23 @@ def _follow(policy: Path, kubeconfig: Path, timeout_s: float = 20) -> int:
                   output="text", timeout_s=timeout_s)
 
 
-def test_via_controller_a_follower_whose_canaryrollout_is_deleted_says_so(tmp_path: Path,
-                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_via_controller_a_follower_whose_canaryrollout_is_deleted_says_so(requested: Any) -> None:
     """Someone deletes the request's CanaryRollout while the follower waits: it exits 3 saying the object
     was deleted and the outcome is unknown (it said "CanaryRollout ml/req: not found", exit 2, as if the
     input named something missing). A GET answered 503 in between is read again (it ended the follower,
     exit 3, while the rollout went on). Both happen in the follower's own waits: no thread, no timing."""
-    import canary.cli_controller as cc
+    waits: list[float] = []
 
-    api = fleet.start_api(1)
-    client = api.api_client()
-    try:
-        custom = kc.CustomObjectsApi(client)
-        kubeconfig = fleet.write_kubeconfig(tmp_path / "kubeconfig", api.url)
-        policy = tmp_path / "policy.yaml"
-        policy.write_text(yaml.safe_dump(copy.deepcopy(fleet.FAST_POLICY)))
-        waits: list[float] = []
+    def wait(_: float) -> None:
+        waits.append(_)
+        if len(waits) == 1:  # the next read fails once, as an API server restarting answers
+            requested.api.fail_next(503, methods=("GET",), plural=crd.PLURAL)
+        elif len(waits) == 2:
+            requested.custom.delete_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "req")
 
-        def wait(_: float) -> None:
-            waits.append(_)
-            if len(waits) == 1:  # the next read fails once, as an API server restarting answers
-                api.fail_next(503, methods=("GET",), plural=crd.PLURAL)
-            elif len(waits) == 2:
-                custom.delete_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "req")
-
-        monkeypatch.setattr(cc, "time", type("T", (), {"monotonic": staticmethod(time.monotonic),
-                                                      "sleep": staticmethod(wait)}))
-        with structlog.testing.capture_logs() as logs, pytest.raises(CanaryError, match="was deleted while this "
-                                                                                        "request waited") as err:
-            _follow(policy, kubeconfig)
-        assert not isinstance(err.value, ConfigError) and len(waits) == 2, waits
-        assert [e["event"] for e in logs if e["event"] == "follow.read_failed"] == ["follow.read_failed"], logs
-    finally:
-        client.close()
-        api.stop()
+    requested.waits(wait)
+    with structlog.testing.capture_logs() as logs, pytest.raises(CanaryError, match="was deleted while this "
+                                                                                    "request waited") as err:
+        _follow(requested.policy, requested.kubeconfig)
+    assert not isinstance(err.value, ConfigError) and len(waits) == 2, waits
+    assert [e["event"] for e in logs if e["event"] == "follow.read_failed"] == ["follow.read_failed"], logs
