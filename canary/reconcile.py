@@ -120,15 +120,37 @@ def check_claim(target: Target, status: RouteStatus, recorded: rl.RolloutState |
 
 def preflight_metrics(metrics: MetricsProvider, policy: Policy, target: Target, *, log: Any) -> None:
     """Every query the rollout will run, asked once before traffic moves (ConfigError: bad input;
-    MetricsUnavailable: try later)."""
+    MetricsUnavailable: try later).
+
+    ConfigError too when the stable arm has no data that a look could judge (`PreflightReport.blind`:
+    the stable request count empty or 0, or every check empty): the rollout would run blind to its
+    step deadline and roll back, blaming the canary for a label, a source or a quiet stable. Promote
+    exits 2, the controller keeps the CanaryRollout unclaimed (Ready False, ConfigError) and tries
+    again at its next tick (decision 110). The `metrics.preflight_empty_stable` lines come first."""
     report = metrics.preflight(policy, target)
-    log.info("metrics.preflight_passed", **report.to_dict())
+    blind = report.blind()
+    if not blind:
+        log.info("metrics.preflight_passed", **report.to_dict())
     for line in report.warnings():  # an empty STABLE arm: most often a label or value matching nothing
         log.warning("metrics.preflight_empty_stable", detail=line)
+    if blind:
+        raise ConfigError(_blind_message(report, blind, policy, target))
     for line in report.unresolvable:  # the canary can pass only by being faster by a whole bucket
         log.warning("metrics.buckets_too_coarse", detail=line)
     for line in report.layouts:  # stable pods on bucket layouts sharing no finite bound (mid-update?)
         log.warning("metrics.preflight_layouts", detail=line)
+
+
+def _blind_message(report: Any, blind: tuple[str, ...], policy: Policy, target: Target) -> str:
+    """One line: which places found no stable data, what to look at, an example query."""
+    m = policy.metrics
+    labels = ", ".join(f"{k}={v}" for k, v in sorted(m.labels.items())) or "none"
+    query = next((x.query for x in report.queries if x.arm == "stable" and x.where == blind[0]), "")
+    return (f"preflight: no stable ({target.stable_version}) data over the last {report.window_s}s for "
+            f"{', '.join(blind)}: the canary could not be compared with anything and no step could pass. "
+            f"Check policy metrics.labels ({labels}), metrics.source ({m.source}) and the checks' "
+            f"source/query against the series Prometheus has, or whether {target.stable_version} gets "
+            f"traffic now (start again when it does); nothing was moved; query: {query}")
 
 
 def next_look_at(policy: Policy, state: rl.RolloutState) -> float:

@@ -17,6 +17,7 @@ from canary.model import ArmData, Target
 from canary.policy import Check, Policy
 
 _ARMS = ("stable", "canary")
+REQUEST_COUNTS = "request counts"  # the `where` of `request_plan`'s queries in a preflight
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,24 @@ class PreflightReport:
                 "empty_stable": [f"{x.where} ({x.query})" for x in self.empty_stable],
                 "unresolvable": list(self.unresolvable), "native_histograms": list(self.native),
                 "layouts": list(self.layouts)}
+
+    def blind(self) -> tuple[str, ...]:
+        """The policy places (`where`: "checks[0] 'latency-p95'", "request counts") whose stable arm
+        found nothing over the window, when that leaves a rollout nothing to judge; () otherwise.
+
+        Blind (decision 110): the stable request count is empty or 0 (no step can pass on the count
+        the canary's is read with), or every check's stable queries are all empty (no check can
+        compare). Some checks empty, the others not, is no refusal: a custom query or a hard
+        check's absolute limit may rightly find nothing on stable (`warnings` names them)."""
+        empty: dict[str, bool] = {}
+        for x in self.queries:
+            if x.arm == "stable":
+                none = x.no_data or (x.where == REQUEST_COUNTS and x.value == 0)
+                empty[x.where] = empty.get(x.where, True) and none
+        checks = [w for w in empty if w != REQUEST_COUNTS]
+        if empty.get(REQUEST_COUNTS) or (checks and all(empty[w] for w in checks)):
+            return tuple(w for w, none in empty.items() if none)
+        return ()
 
     def warnings(self) -> tuple[str, ...]:
         """One line per stable-arm query that found nothing over the window (`layouts` and

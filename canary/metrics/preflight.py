@@ -20,7 +20,7 @@ from canary.errors import ConfigError, MetricsUnavailable, NoData
 from canary.metrics import queries as q
 from canary.metrics.answers import (bucket_pairs, evaluated_at, is_scalar, keep_shared, number, number_of,
                                     shared_bounds)
-from canary.metrics.base import PreflightQuery, PreflightReport
+from canary.metrics.base import REQUEST_COUNTS, PreflightQuery, PreflightReport
 from canary.metrics.client import PREFIX_HINT, NotPrometheus, PrometheusClient, Rejected, excerpt
 from canary.metrics.native import INF_ONLY_HINT, inf_only, native_buckets
 from canary.metrics.query_plan import FEATURE_ROLES, HISTOGRAM, query_plan, request_plan
@@ -251,4 +251,4 @@ def preflight_plan(policy: Policy, target: Target, window_s: int) -> list[tuple[
         counts = request_plan(policy, target, window_s=window_s)
     except ConfigError as exc:
         raise ConfigError(f"policy metrics: {exc}") from exc
-    return out + [("request counts", "request_counts", arm, "requests", counts[arm]) for arm in q.ARMS]
+    return out + [(REQUEST_COUNTS, "request_counts", arm, "requests", counts[arm]) for arm in q.ARMS]

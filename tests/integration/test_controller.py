@@ -184,6 +184,24 @@ def test_prometheus_down_before_the_start_touches_nothing_and_says_why(world: An
     assert ready and ready[0]["status"] == "False" and ready[0]["reason"] == "MetricsUnavailable"
 
 
+def test_no_stable_data_to_judge_is_refused_before_the_claim(world: Any) -> None:
+    """Decision 110, the controller's path: a policy whose label matches nothing never claims the route; the
+    Ready condition says ConfigError (what `promote --via-controller` exits 2 on) and names what to look at."""
+    api, op, custom = world
+    obj = fleet.rollout_object(0, "v2")
+    obj["spec"]["policy"]["metrics"] = {"source": "model", "labels": {"cluster": "eu-1"}}
+    before = api.get(GROUP, "virtualservices", "ml", fleet.model(0))
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, obj)
+    for _ in range(3):
+        op.tick()
+    status = custom.get_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0").get("status") or {}
+    assert api.get(GROUP, "virtualservices", "ml", fleet.model(0)) == before
+    ready = [c for c in status.get("conditions", []) if c["type"] == "Ready"]
+    assert ready and ready[0]["status"] == "False" and ready[0]["reason"] == "ConfigError", status
+    assert "checks[0] 'latency-p95', checks[1] 'errors', request counts" in ready[0]["message"]
+    assert "metrics.labels (cluster=eu-1)" in ready[0]["message"]
+
+
 def test_prometheus_outage_mid_rollout_never_promotes_and_ends_at_stable(world: Any) -> None:
     api, op, custom = world
     custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v2"))

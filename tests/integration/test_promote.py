@@ -176,6 +176,34 @@ def test_a_policy_prometheus_would_refuse_exits_2_and_touches_nothing(cluster: A
     assert api.get(GROUP, "virtualservices", "ml", "rec-model") == before
 
 
+@pytest.mark.parametrize("change,blind", [
+    # a mistyped label: every query of both arms matches nothing
+    ({"metrics": {"source": "model", "labels": {"cluster": "eu-1"}}},
+     "checks[0] 'latency-p95', checks[1] 'errors', checks[2] 'predictions', request counts"),
+    # default.yaml's mix against a Prometheus without Istio metrics: predictions has data, the request count none
+    ({"metrics": {"source": "istio"}, "checks": [
+        {"name": "latency-p95", "kind": "latency", "max_increase_pct": 20},
+        {"name": "predictions", "kind": "prediction_shift", "source": "model", "max_psi": 0.25}]},
+     "checks[0] 'latency-p95', request counts"),
+])
+def test_no_stable_data_to_judge_exits_2_before_traffic_moves(cluster: Any, prometheus: PromServer, tmp_path: Path,
+                                                             change: dict[str, Any], blind: str) -> None:
+    """Decision 110: it used to move to 80/20 and error "no data" at every look to the deadline, exit 1."""
+    api, kubeconfig, _ = cluster
+    bad = tmp_path / "labels.yaml"
+    bad.write_text(yaml.safe_dump({**POLICY, **change}))
+    before = api.get(GROUP, "virtualservices", "ml", "rec-model")
+    res = promote(kubeconfig, bad, prometheus.url, "v2")
+    assert res.returncode == 2, res.stderr[-3000:]
+    out = json.loads(res.stdout)
+    assert out["exit_code"] == 2 and f"no stable (v1) data over the last 3s for {blind}:" in out["error"]
+    assert "metrics.labels" in out["error"] and "metrics.source" in out["error"]
+    names = [e["event"] for e in parse_json_lines(res.stderr)]
+    assert "metrics.preflight_empty_stable" in names and "metrics.preflight_passed" not in names
+    assert "rollout.started" not in names
+    assert api.get(GROUP, "virtualservices", "ml", "rec-model") == before
+
+
 def test_a_prometheus_url_that_is_not_a_prometheus_api_exits_2_and_touches_nothing(cluster: Any,
                                                                                   prometheus: PromServer) -> None:
     api, kubeconfig, policy = cluster

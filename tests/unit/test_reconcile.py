@@ -8,6 +8,7 @@ import pytest
 import structlog.testing
 
 from canary import rollout as rl
+from canary.errors import ConfigError
 from canary.logs import get
 from canary.metrics.base import PreflightQuery, PreflightReport
 from canary.model import STABLE_ONLY, CheckResult, Outcome, Target, Verdict, Weights
@@ -15,25 +16,58 @@ from canary.policy import parse_policy
 from canary.reconcile import Observation, decide, preflight_metrics
 from canary.routing.base import RouteStatus
 
-POLICY = parse_policy({"steps": [10, 100], "checks": [{"name": "err", "kind": "error_rate", "max_rate_pct": 1}]})
+POLICY = parse_policy({"steps": [10, 100], "metrics": {"source": "model", "labels": {"cluster": "eu-1"}}, "checks": [
+    {"name": "err", "kind": "error_rate", "max_rate_pct": 1},
+    {"name": "lat", "kind": "latency", "max_ms": 250}]})
 TARGET = Target(namespace="ml", virtual_service="m", model="m", stable_version="v1", canary_version="v2")
 
 
+def _q(where: str, arm: str, series: int, value: float | None = None) -> PreflightQuery:
+    return PreflightQuery(where=where, check=where.split("'")[1] if "'" in where else "request_counts", arm=arm,
+                          query=f'q{{w="{where}",v="{arm}"}}', series=series, value=value)
+
+
 class _Metrics:
+    """Preflight answers: the stable arm's series per place (the canary's are empty, as before traffic)."""
+
+    def __init__(self, err: int = 1, lat: int = 1, counts: float | None = 100.0) -> None:
+        self.stable = {"checks[0] 'err'": (err, None), "checks[1] 'lat'": (lat, None),
+                       "request counts": (0 if counts is None else 1, counts)}
+
     def preflight(self, policy: object, target: object) -> PreflightReport:
-        return PreflightReport(url="http://p", window_s=60, sent=2, elapsed_s=0.01, queries=(
-            PreflightQuery(where="checks[0] 'err'", check="err", arm="stable", query='q{v="v1"}', series=0),
-            PreflightQuery(where="checks[0] 'err'", check="err", arm="canary", query='q{v="v2"}', series=0)))
+        return PreflightReport(url="http://p", window_s=60, sent=7, elapsed_s=0.01, queries=tuple(
+            q for where, (n, value) in self.stable.items()
+            for q in (_q(where, "stable", n, value), _q(where, "canary", 0))))
 
 
 def test_an_empty_stable_arm_is_logged_as_a_warning_naming_the_check_and_query() -> None:
     with structlog.testing.capture_logs() as logs:
-        preflight_metrics(_Metrics(), POLICY, TARGET, log=get())
+        preflight_metrics(_Metrics(err=0), POLICY, TARGET, log=get())
     passed = [e for e in logs if e["event"] == "metrics.preflight_passed"]
     warned = [e for e in logs if e["event"] == "metrics.preflight_empty_stable"]
-    assert passed and passed[0]["empty_stable"] == ["checks[0] 'err' (q{v=\"v1\"})"]
+    assert passed and passed[0]["empty_stable"] == ["checks[0] 'err' (q{w=\"checks[0] 'err'\",v=\"stable\"})"]
     assert len(warned) == 1 and warned[0]["log_level"] == "warning"
-    assert "checks[0] 'err'" in warned[0]["detail"] and 'q{v="v1"}' in warned[0]["detail"]  # not the canary's
+    assert "checks[0] 'err'" in warned[0]["detail"] and 'v="stable"' in warned[0]["detail"]  # not the canary's
+
+
+@pytest.mark.parametrize("answers,blind", [
+    ({"err": 0, "lat": 0}, "checks[0] 'err', checks[1] 'lat'"),  # every check: a label that matches nothing
+    ({"counts": None}, "request counts"),  # no request count: the canary's is read the same way
+    ({"counts": 0.0}, "request counts"),  # a stable with no traffic now: nothing to compare either
+    ({"err": 0, "lat": 0, "counts": None}, "checks[0] 'err', checks[1] 'lat', request counts"),
+])
+def test_no_stable_data_to_judge_refuses_the_rollout_before_traffic_moves(answers: dict[str, float | None],
+                                                                          blind: str) -> None:
+    """Decision 110: no step could pass, and every look would error "no data" to the deadline."""
+    with structlog.testing.capture_logs() as logs, pytest.raises(ConfigError) as err:
+        preflight_metrics(_Metrics(**answers), POLICY, TARGET, log=get())  # type: ignore[arg-type]
+    said = str(err.value)
+    assert f"no stable (v1) data over the last 60s for {blind}:" in said
+    assert "metrics.labels (cluster=eu-1)" in said and "metrics.source (model)" in said and "nothing was moved" in said
+    names = [e["event"] for e in logs]
+    assert "metrics.preflight_passed" not in names
+    assert names.count("metrics.preflight_empty_stable") == blind.count("'") // 2 + ("request counts" in blind
+                                                                                      and answers["counts"] is None)
 
 
 # ---- decide: the one reconcile step both loops call -----------------------------------
