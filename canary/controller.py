@@ -1367,7 +1367,7 @@ class Controller:
                                        f"{spec.policy.analysis.interval:g} s of new data")
             verdict = judge(spec.policy, measurements, prior=state.prior(), window=state.step_window,
                             pass_ratio=state.pass_ratio(canary_n), canary_weight=state.weights.canary,
-                            step=max(state.step, 0))
+                            step=max(state.step, 0), window_s=window_s, canary_version=state.canary_version)
             if self.telemetry:
                 self.telemetry.record_verdict(model=spec.target.model, results=verdict.results)
             if verdict.outcome is Outcome.FAIL:

@@ -521,7 +521,7 @@ class Runner:
             return failed[0]
         verdict = judge(self.policy, measurements, prior=state.prior(), window=state.step_window,
                         pass_ratio=state.pass_ratio(canary_n), canary_weight=state.weights.canary,
-                        step=max(state.step, 0))
+                        step=max(state.step, 0), window_s=window, canary_version=state.canary_version)
         return self._decide(state, Observation(look=rl.Looked(self.clock.now(), verdict, canary_n, float(window))))
 
     def _bounded(self, fn: Callable[[], T], *, meanwhile: Callable[[], bool] | None = None) -> T:

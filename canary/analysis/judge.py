@@ -26,6 +26,7 @@ from canary.analysis.sequential import (effective_requests, failure_p, sub_level
                                         window_share, window_z)
 from canary.errors import NoData, TransientError
 from canary.analysis.shown import beside, exact
+from canary.analysis.unrouted import bound as unrouted_bound, unrouted
 from canary.model import ArmData, CheckResult, Counts, FeatureCounts, Histogram, Verdict, Outcome, Scalar
 from canary.policy import (
     Check,
@@ -49,7 +50,7 @@ Prior = Mapping[str, tuple[float, float]]
 
 def judge(policy: Policy, measurements: Mapping[str, Measurement], *, prior: Prior | None = None,
           window: int = 0, pass_ratio: float = 1.0, canary_weight: int | None = None,
-          step: int | None = 0) -> Verdict:
+          step: int | None = 0, window_s: float | None = None, canary_version: str | None = None) -> Verdict:
     """Judge every check of the policy at one look; worst outcome wins.
 
     `measurements` cover the current window (the step since it began, or since an operator
@@ -67,6 +68,9 @@ def judge(policy: Policy, measurements: Mapping[str, Measurement], *, prior: Pri
     window's own evidence (`sequential.window_share`: a canary that breaks late is not hidden by
     good earlier windows). None: the window's place is not known (an exported look with a `prior`
     but no `step`): its own test is skipped (share 0) and the pooled test alone decides, as valid.
+    `window_s` is the window's length in seconds at `canary_weight` (None: not known): with both, a
+    canary that got no requests where the stable's count makes that beyond doubt fails every
+    request-counting check as a hard breach, naming `canary_version` (`unrouted`, decision 110).
     """
     by_check: dict[str, dict[str, float]] = {}  # check -> sub-test -> level, grouped once per look
     for key, level in sub_levels(policy).items():
@@ -99,6 +103,9 @@ def judge(policy: Policy, measurements: Mapping[str, Measurement], *, prior: Pri
         odd.setdefault(name, why)
     if odd:
         results = [_untrusted(r, odd[r.check]) if r.check in odd else r for r in results]
+    empty, why = unrouted(policy, measurements, weight=canary_weight, window_s=window_s, canary_version=canary_version)
+    if empty:
+        results = [_unrouted(r, why, empty[r.check], policy) if r.check in empty else r for r in results]
     return Verdict.combine(results)
 
 
@@ -178,6 +185,15 @@ def _mismatched(policy: Policy, measurements: Mapping[str, Measurement], weight:
                                f"stable's {_n(stable)} imply about {_n(expected)}: a counter jump, a broken exporter or "
                                "traffic that bypasses the VirtualService")
     return out
+
+
+def _unrouted(r: CheckResult, why: str, n_stable: float, policy: Policy) -> CheckResult:
+    """A request-counting check's result when the canary got no requests it was certain to get: a
+    hard FAIL (rolled back at this look), its own evidence kept under `unrouted`."""
+    return dataclasses.replace(r, outcome=Outcome.FAIL, reason=why, hard=True, n_stable=n_stable, n_canary=0.0,
+                               threshold=unrouted_bound(policy), threshold_unit="",
+                               extra={**r.extra, "unrouted": {"stable_requests": n_stable, "bound": unrouted_bound(policy),
+                                                              "was": r.outcome.label, "was_reason": r.reason}})
 
 
 def _untrusted(r: CheckResult, why: str) -> CheckResult:

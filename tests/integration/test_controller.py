@@ -202,6 +202,20 @@ def test_no_stable_data_to_judge_is_refused_before_the_claim(world: Any) -> None
     assert "metrics.labels (cluster=eu-1)" in ready[0]["message"]
 
 
+def test_a_canary_version_no_pod_serves_is_rolled_back_as_unrouted(world: Any) -> None:
+    """Decision 110 on the controller's batched looks: a CanaryRollout for v9, which nothing serves, ends
+    rolled back on the unrouted evidence, not on "no data" at its deadline."""
+    api, op, custom = world
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v9"))
+    objs = run_until_done(op, custom, ["r0"])
+    st = objs["r0"]["status"]
+    assert st["phase"] == rl.ROLLED_BACK, st
+    assert "the canary got no requests at 20% while stable got" in st["reason"], st["reason"]
+    assert "do pods labelled version=v9 exist" in st["reason"]
+    weights, state = vs(api, 0)
+    assert weights == [100, 0] and state["phase"] == rl.ROLLED_BACK
+
+
 def test_prometheus_outage_mid_rollout_never_promotes_and_ends_at_stable(world: Any) -> None:
     api, op, custom = world
     custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v2"))

@@ -147,6 +147,25 @@ def test_slow_canary_is_rolled_back_with_evidence(cluster: Any, prometheus: Prom
     assert lat["n_canary"] > 0 and lat["p_value"] is not None and "p95" in lat["reason"]
 
 
+def test_a_canary_version_no_pod_serves_is_rolled_back_as_unrouted(cluster: Any, prometheus: PromServer) -> None:
+    """Decision 110: `--canary-version v9` (a typo: nothing serves it) used to keep its 20% for the whole step
+    deadline, every look "could not measure canary: NoData", and end on "no data". Stable's count over a
+    window at 20% makes zero canary requests beyond doubt: a hard breach, named so."""
+    api, kubeconfig, policy = cluster
+    res = promote(kubeconfig, policy, prometheus.url, "v9")
+    assert res.returncode == 1, res.stderr[-3000:]
+    weights, state = vs_state(api)
+    assert weights == [100, 0] and state["phase"] == rl.ROLLED_BACK
+    assert subsets(api)["stable"] == "v1"
+    done = [e for e in parse_json_lines(res.stderr) if e["event"] == "rollback.completed"]
+    assert len(done) == 1, res.stderr[-3000:]
+    assert "the canary got no requests at 20% while stable got" in done[0]["reason"], done[0]["reason"]
+    assert "do pods labelled version=v9 exist" in done[0]["reason"] and "deadline" not in done[0]["reason"]
+    unrouted = [r for r in done[0]["evidence"] if "unrouted" in r["extra"]]
+    assert {r["check"] for r in unrouted} == {"latency-p95", "errors"}  # the request-counting checks
+    assert all(r["outcome"] == "fail" and r["hard"] and r["n_canary"] == 0 and r["n_stable"] > 0 for r in unrouted)
+
+
 def test_prometheus_down_exits_3_and_touches_nothing(cluster: Any) -> None:
     api, kubeconfig, policy = cluster
     before = api.get(GROUP, "virtualservices", "ml", "rec-model")

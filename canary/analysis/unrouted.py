@@ -1,0 +1,94 @@
+"""A canary the traffic split sends requests to and that served none: shown beyond doubt, a hard breach.
+
+A canary version nobody deployed (`--canary-version v2.1` for v2.1.0) gets its weight all the same:
+the canary subset selects pods that do not exist, and on a real mesh every request sent there fails
+(503, no healthy upstream). Its counters then never appear, so every look used to say "could not
+measure canary: NoData" and the rollout waited for the step's deadline (15 minutes with
+policies/default.yaml) with its share of the users failing.
+
+The evidence is the stable arm: Istio splits requests by weight, so over a window at canary weight w
+the canary's request count is about Poisson(stable x w / (100 - w)). Zero where that expectation is
+at least ln(1/alpha_share) happens with probability at most alpha_share. The windows of a step are
+nested (each look's window holds the earlier ones'), so the first look past the bound is the only
+chance of a false alarm in the step: alpha_share = alpha / len(steps) holds for the whole rollout,
+however many looks. "No series" for the canary arm counts as 0 requests only here -- the stable
+arm counted requests, the weight is above 0, the window is long enough at that weight (`SETTLE_S`):
+a Prometheus counter does not exist before a version's first request, and a new series needs
+scrapes before a rate has two samples. Pure: no I/O (decision 110).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from canary.errors import NoData
+from canary.model import Counts, Histogram
+from canary.policy import Policy
+
+# Seconds at the canary's weight before "no canary series" can be read as "no canary requests": two
+# scrapes at Prometheus's default 1 min scrape interval (a new series' rate needs two samples), and
+# the mesh's own delay in applying the weights. A step's interval caps it: what a step may pass on,
+# it may fail on.
+SETTLE_S = 120.0
+
+
+def bound(policy: Policy) -> float:
+    """The smallest expected canary request count (requests, > 0) at which 0 observed is beyond
+    doubt: ln(len(steps) / alpha), Poisson P(0) = exp(-bound) = alpha / len(steps)."""
+    return math.log(len(policy.steps) / policy.analysis.alpha)
+
+
+def settle_s(policy: Policy) -> float:
+    """Seconds (> 0) a window must cover at one weight before an empty canary arm counts as 0 requests:
+    `SETTLE_S`, or two looks when they are further apart, never more than the step's interval."""
+    return min(policy.analysis.interval, max(SETTLE_S, 2 * policy.analysis.look_every))
+
+
+def _count(check_kind: str, d: Any) -> float | None:
+    """Requests one arm's data counted: a latency histogram's total, an error or feature-missing
+    rate's denominator; None for anything else (a prediction histogram counts predictions)."""
+    if isinstance(d, Histogram) and check_kind == "latency" and d.counts:
+        n = float(d.counts[-1])
+    elif isinstance(d, Counts) and check_kind in ("error_rate", "feature_missing"):
+        n = float(d.total)
+    else:
+        return None
+    return n if math.isfinite(n) and n >= 0 else None
+
+
+def unrouted(policy: Policy, measurements: Mapping[str, Any], *, weight: int | None, window_s: float | None,
+             canary_version: str | None = None) -> tuple[dict[str, float], str]:
+    """({check: stable requests}, reason) when the canary got no requests its weight makes certain; ({}, "") otherwise.
+
+    `measurements` as `judge.judge` takes them; `weight` the canary's share in % over the window (None: not
+    known, as in `canary serve`), `window_s` the window's seconds at that weight (None: not known). The
+    checks named are the request-counting ones (latency, error_rate, feature_missing) whose stable arm
+    counted requests and whose canary arm is `NoData` or counted 0; no such check may count a canary
+    request, the window must cover `settle_s(policy)`, and the smallest stable count's expectation,
+    stable x weight / (100 - weight), must reach `bound(policy)`. The reason is one line for on-call."""
+    if weight is None or not 0 < weight < 100 or window_s is None or window_s < settle_s(policy):
+        return {}, ""
+    stable: dict[str, float] = {}
+    for check in policy.checks:
+        m = measurements.get(check.name)
+        if m is None or isinstance(m, BaseException):
+            continue
+        s, c = _count(check.kind, m[0]), m[1]
+        if s is None or not s > 0:
+            continue
+        if isinstance(c, NoData) or _count(check.kind, c) == 0:
+            stable[check.name] = s
+        elif isinstance(c, BaseException) or (_count(check.kind, c) or 0) > 0:
+            return {}, ""  # could not be asked, or the canary served: not this case
+    if not stable:
+        return {}, ""
+    n = min(stable.values())
+    expected = n * weight / (100 - weight)
+    if expected < bound(policy):
+        return {}, ""
+    pods = f"labelled version={canary_version}" if canary_version else "of the canary version"
+    return stable, (f"the canary got no requests at {weight}% while stable got {n:.0f} over the last {window_s:.0f}s "
+                    f"(about {expected:.0f} expected, P(none) = e^-{expected:.0f}): do pods {pods} exist, "
+                    "ready, and does the canary subset select them? Its share of the traffic is failing")

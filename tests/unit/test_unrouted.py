@@ -1,0 +1,79 @@
+"""A canary its weight sends requests to that counted none: a hard breach at the look that shows it (decision 110)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from scipy import stats as st
+
+from canary.analysis import judge as J
+from canary.analysis.unrouted import SETTLE_S, bound, settle_s, unrouted
+from canary.errors import MetricsUnavailable, NoData
+from canary.model import Counts, Histogram, Outcome
+from canary.policy import parse_policy
+
+POLICY = parse_policy({
+    "steps": [10, 50, 100], "analysis": {"interval": "5m", "look_every": "30s", "alpha": 0.01},
+    "checks": [{"name": "lat", "kind": "latency", "max_increase_pct": 20},
+               {"name": "err", "kind": "error_rate", "max_increase_points": 1},
+               {"name": "err-hard", "kind": "error_rate", "max_rate_pct": 10, "hard": True}]})
+STABLE_LAT = Histogram((50.0, 100.0, math.inf), (300.0, 600.0, 630.0))
+GONE = NoData("no series for the canary arm")
+
+
+def _typo(stable_n: float = 630.0) -> dict[str, object]:
+    """What a look measures with the canary subset on a version no pod has: stable counted, canary no series."""
+    lat = Histogram(STABLE_LAT.bounds, tuple(c * stable_n / 630.0 for c in STABLE_LAT.counts))
+    return {"lat": (lat, GONE), "err": (Counts(3, stable_n), GONE), "err-hard": (Counts(3, stable_n), GONE)}
+
+
+def test_the_bound_is_where_poisson_makes_zero_as_likely_as_alpha_over_the_steps() -> None:
+    b = bound(POLICY)
+    assert st.poisson.pmf(0, b) == pytest.approx(0.01 / 3)
+    assert settle_s(POLICY) == SETTLE_S  # 2 min of the 5 min step
+    short = parse_policy({"steps": [20, 100], "analysis": {"interval": "3s", "look_every": "1s"},
+                          "checks": [{"name": "lat", "kind": "latency", "max_ms": 100}]})
+    assert settle_s(short) == 3.0  # never longer than the step's interval
+
+
+def test_no_canary_series_at_10_percent_while_stable_served_hundreds_rolls_back_at_once() -> None:
+    v = J.judge(POLICY, _typo(), canary_weight=10, window_s=150.0, canary_version="v2.1")
+    assert v.outcome is Outcome.FAIL and v.hard_breach
+    assert {r.check for r in v.failed} == {"lat", "err", "err-hard"}
+    line = v.reason()  # one line, all three checks named together
+    assert line.startswith("lat, err, err-hard: the canary got no requests at 10% while stable got 630 over the last 150s")
+    assert "do pods labelled version=v2.1 exist" in line and "about 70 expected" in line
+    r = v.failed[0]
+    assert r.n_canary == 0 and r.n_stable == 630 and r.extra["unrouted"]["was"] == "error"
+
+
+def test_before_the_fix_it_was_only_could_not_measure() -> None:
+    """Without the window's seconds (as `canary serve` calls it) nothing changes: errors, no breach."""
+    v = J.judge(POLICY, _typo(), canary_weight=10)
+    assert v.outcome is Outcome.ERROR and not v.hard_breach
+    assert "could not measure canary" in v.reason()
+
+
+@pytest.mark.parametrize("why,measurements,weight,window_s", [
+    ("too early: a new series needs scrapes", _typo(), 10, SETTLE_S - 1),
+    ("no canary weight", _typo(), 0, 150.0),
+    ("weight not known", _typo(), None, 150.0),
+    ("stable too quiet to be sure: 40 x 10/90 = 4.4 < ln(300)", _typo(40.0), 10, 150.0),
+    ("the canary served in one check", {**_typo(), "err": (Counts(3, 630), Counts(0, 5))}, 10, 150.0),
+    ("the canary arm could not be asked", {**_typo(), "lat": (STABLE_LAT, MetricsUnavailable("timeout")),
+                                           "err": MetricsUnavailable("t"), "err-hard": MetricsUnavailable("t")},
+     10, 150.0),
+    ("neither arm has data (the preflight's case)", {"lat": GONE, "err": GONE, "err-hard": GONE}, 10, 150.0),
+])
+def test_no_breach_when_zero_is_not_beyond_doubt(why: str, measurements: dict[str, object], weight: int | None,
+                                                  window_s: float) -> None:
+    empty, reason = unrouted(POLICY, measurements, weight=weight, window_s=window_s)
+    assert empty == {} and reason == "", why
+    assert not J.judge(POLICY, measurements, canary_weight=weight, window_s=window_s).hard_breach, why
+
+
+def test_a_counter_that_exists_at_zero_is_as_empty_as_no_series() -> None:
+    m = {**_typo(), "err": (Counts(3, 630), Counts(0, 0))}
+    empty, reason = unrouted(POLICY, m, weight=10, window_s=150.0)
+    assert set(empty) == {"lat", "err", "err-hard"} and "pods of the canary version" in reason
