@@ -8,10 +8,10 @@ policies/default.yaml) with its share of the users failing.
 
 The evidence is the stable arm: Istio splits requests by weight, so over a window at canary weight w
 the canary's request count is about Poisson(stable x w / (100 - w)). Zero where that expectation is
-at least ln(1/alpha_share) happens with probability at most alpha_share. The windows of a step are
-nested (each look's window holds the earlier ones'), so the first look past the bound is the only
-chance of a false alarm in the step: alpha_share = alpha / len(steps) holds for the whole rollout,
-however many looks. "No series" for the canary arm counts as 0 requests only here -- the stable
+at least ln(1/share) happens with probability at most `share`. The windows of a step are nested
+(each look's window holds the earlier ones'), so the first look past the bound is the only chance
+of a false alarm in the step: share = alpha / (100 x len(steps)) adds at most alpha/100 to the
+rollout's false-rollback probability, however many looks (README, "What the judge guarantees"). "No series" for the canary arm counts as 0 requests only here -- the stable
 arm counted requests, the weight is above 0, the window is long enough at that weight (`SETTLE_S`):
 a Prometheus counter does not exist before a version's first request, and a new series needs
 scrapes before a rate has two samples. Pure: no I/O (decision 110).
@@ -36,8 +36,9 @@ SETTLE_S = 120.0
 
 def bound(policy: Policy) -> float:
     """The smallest expected canary request count (requests, > 0) at which 0 observed is beyond
-    doubt: ln(len(steps) / alpha), Poisson P(0) = exp(-bound) = alpha / len(steps)."""
-    return math.log(len(policy.steps) / policy.analysis.alpha)
+    doubt: ln(100 x len(steps) / alpha), Poisson P(0) = exp(-bound) = alpha / (100 x len(steps))
+    (11 requests with policies/default.yaml)."""
+    return math.log(100 * len(policy.steps) / policy.analysis.alpha)
 
 
 def settle_s(policy: Policy) -> float:

@@ -30,7 +30,7 @@ def _typo(stable_n: float = 630.0) -> dict[str, object]:
 
 def test_the_bound_is_where_poisson_makes_zero_as_likely_as_alpha_over_the_steps() -> None:
     b = bound(POLICY)
-    assert st.poisson.pmf(0, b) == pytest.approx(0.01 / 3)
+    assert st.poisson.pmf(0, b) == pytest.approx(0.01 / 300)  # alpha/100 for the rollout's 3 steps
     assert settle_s(POLICY) == SETTLE_S  # 2 min of the 5 min step
     short = parse_policy({"steps": [20, 100], "analysis": {"interval": "3s", "look_every": "1s"},
                           "checks": [{"name": "lat", "kind": "latency", "max_ms": 100}]})
@@ -59,7 +59,7 @@ def test_before_the_fix_it_was_only_could_not_measure() -> None:
     ("too early: a new series needs scrapes", _typo(), 10, SETTLE_S - 1),
     ("no canary weight", _typo(), 0, 150.0),
     ("weight not known", _typo(), None, 150.0),
-    ("stable too quiet to be sure: 40 x 10/90 = 4.4 < ln(300)", _typo(40.0), 10, 150.0),
+    ("stable too quiet to be sure: 80 x 10/90 = 8.9 < ln(30000) = 10.3", _typo(80.0), 10, 150.0),
     ("the canary served in one check", {**_typo(), "err": (Counts(3, 630), Counts(0, 5))}, 10, 150.0),
     ("the canary arm could not be asked", {**_typo(), "lat": (STABLE_LAT, MetricsUnavailable("timeout")),
                                            "err": MetricsUnavailable("t"), "err-hard": MetricsUnavailable("t")},
