@@ -48,7 +48,7 @@ def test_no_canary_series_at_10_percent_while_stable_served_hundreds_rolls_back_
     assert r.n_canary == 0 and r.n_stable == 630 and r.extra["unrouted"]["was"] == "error"
 
 
-def test_before_the_fix_it_was_only_could_not_measure() -> None:
+def test_without_the_windows_seconds_it_stays_could_not_measure() -> None:
     """Without the window's seconds (as `canary serve` calls it) nothing changes: errors, no breach."""
     v = J.judge(POLICY, _typo(), canary_weight=10)
     assert v.outcome is Outcome.ERROR and not v.hard_breach
