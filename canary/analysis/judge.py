@@ -26,7 +26,7 @@ from canary.analysis.sequential import (effective_requests, failure_p, sub_level
                                         window_share, window_z)
 from canary.errors import NoData, TransientError
 from canary.analysis.shown import beside, exact
-from canary.analysis.unrouted import bound as unrouted_bound, unrouted
+from canary.analysis.unrouted import bound as unrouted_bound, requests_counted, unrouted
 from canary.model import ArmData, CheckResult, Counts, FeatureCounts, Histogram, Verdict, Outcome, Scalar
 from canary.policy import (
     Check,
@@ -123,16 +123,8 @@ COUNTS_FLOOR = 100.0  # below this many requests the smaller count is read as th
 
 
 def _requests(check: Check, d: Any) -> float | None:
-    """The requests one arm's data of a request-counting check counted (a latency histogram's total,
-    an error or feature-missing rate's denominator); None for other checks, an arm not measured, or a
-    count that is no count."""
-    if isinstance(d, Histogram) and check.kind == "latency" and d.counts:
-        n = float(d.counts[-1])
-    elif isinstance(d, Counts) and check.kind in ("error_rate", "feature_missing"):
-        n = float(d.total)
-    else:
-        return None
-    return n if math.isfinite(n) and n >= 0 else None
+    """The requests one arm's data of a request-counting check counted (`unrouted.requests_counted`)."""
+    return requests_counted(check.kind, d)
 
 
 def _disagreeing(policy: Policy, measurements: Mapping[str, Measurement]) -> dict[str, str]:

@@ -47,9 +47,10 @@ def settle_s(policy: Policy) -> float:
     return min(policy.analysis.interval, max(SETTLE_S, 2 * policy.analysis.look_every))
 
 
-def _count(check_kind: str, d: Any) -> float | None:
-    """Requests one arm's data counted: a latency histogram's total, an error or feature-missing
-    rate's denominator; None for anything else (a prediction histogram counts predictions)."""
+def requests_counted(check_kind: str, d: Any) -> float | None:
+    """Requests (>= 0) one arm's data of a check of `check_kind` counted: a latency histogram's total, an
+    error or feature-missing rate's denominator; None for other kinds (a prediction histogram counts
+    predictions), an arm not measured (an exception), or a count that is no count (NaN, negative)."""
     if isinstance(d, Histogram) and check_kind == "latency" and d.counts:
         n = float(d.counts[-1])
     elif isinstance(d, Counts) and check_kind in ("error_rate", "feature_missing"):
@@ -76,12 +77,12 @@ def unrouted(policy: Policy, measurements: Mapping[str, Any], *, weight: int | N
         m = measurements.get(check.name)
         if m is None or isinstance(m, BaseException):
             continue
-        s, c = _count(check.kind, m[0]), m[1]
+        s, c = requests_counted(check.kind, m[0]), m[1]
         if s is None or not s > 0:
             continue
-        if isinstance(c, NoData) or _count(check.kind, c) == 0:
+        if isinstance(c, NoData) or requests_counted(check.kind, c) == 0:
             stable[check.name] = s
-        elif isinstance(c, BaseException) or (_count(check.kind, c) or 0) > 0:
+        elif isinstance(c, BaseException) or (requests_counted(check.kind, c) or 0) > 0:
             return {}, ""  # could not be asked, or the canary served: not this case
     if not stable:
         return {}, ""
