@@ -122,3 +122,22 @@ def test_a_rollout_on_native_histograms(scenario: str) -> None:
     for ms in compared:
         i = math.log2(ms / 1000) * 8
         assert abs(i - round(i)) < 1e-4, (ms, ev["reason"])
+
+
+def test_a_mistyped_canary_version_is_rolled_back_as_unrouted() -> None:
+    """Decision 110: `--canary-version v2.1` where the canary pods run v2.1.0. The canary subset selects a
+    version no server runs (the watcher drops its weight, as Istio would answer 503), so the canary
+    counts no request while stable counts ~150 a second. It used to keep its 10% until the step's
+    deadline ("could not measure canary: NoData" at every look, then "no data"); the first look whose
+    window covers the settle time now rolls it back, naming the version to look for."""
+    r = run_scenario("good", extra_args=("--canary-version", "v2.1"))
+    assert r.exit_code == 1, r.reason
+    assert r.phase == "rolled_back" and r.final_vs_weights == {"stable": 100, "canary": 0}
+    done = [e for e in r.events if e.get("event") == "rollback.completed"]
+    assert len(done) == 1 and done[0]["canary_version"] == "v2.1"
+    reason = done[0]["reason"]
+    assert "the canary got no requests at 10% while stable got" in reason, reason
+    assert "do pods labelled version=v2.1 exist" in reason and "deadline" not in reason
+    assert r.load["by_server"].get("canary", 0) == 0
+    looks = [e for e in r.events if e.get("event") == "look.completed"]
+    assert looks and all(e["weights"] == "90/10" for e in looks)  # never past the first step
