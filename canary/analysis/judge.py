@@ -184,7 +184,8 @@ def _unrouted(r: CheckResult, why: str, n_stable: float, policy: Policy) -> Chec
     hard FAIL (rolled back at this look), its own evidence kept under `unrouted`."""
     return dataclasses.replace(r, outcome=Outcome.FAIL, reason=why, hard=True, n_stable=n_stable, n_canary=0.0,
                                threshold=unrouted_bound(policy), threshold_unit="",
-                               extra={**r.extra, "unrouted": {"stable_requests": n_stable, "bound": unrouted_bound(policy),
+                               extra={**r.extra, "unrouted": {"stable_requests": n_stable,
+                                                              "bound": unrouted_bound(policy),
                                                               "was": r.outcome.label, "was_reason": r.reason}})
 
 

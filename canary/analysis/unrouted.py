@@ -11,9 +11,9 @@ the canary's request count is about Poisson(stable x w / (100 - w)). Zero where 
 at least ln(1/share) happens with probability at most `share`. The windows of a step are nested
 (each look's window holds the earlier ones'), so the first look past the bound is the only chance
 of a false alarm in the step: share = alpha / (100 x len(steps)) adds at most alpha/100 to the
-rollout's false-rollback probability, however many looks (README, "What the judge guarantees"). "No series" for the canary arm counts as 0 requests only here -- the stable
-arm counted requests, the weight is above 0, the window is long enough at that weight (`SETTLE_S`):
-a Prometheus counter does not exist before a version's first request, and a new series needs
+rollout's false-rollback probability, however many looks (README, "What the judge guarantees").
+"No series" for the canary arm counts as 0 requests only here -- the stable arm counted requests,
+the weight is above 0, the window is long enough at that weight (`SETTLE_S`): a Prometheus counter does not exist before a version's first request, and a new series needs
 scrapes before a rate has two samples. Pure: no I/O (decision 110).
 """
 

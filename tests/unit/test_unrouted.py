@@ -42,7 +42,8 @@ def test_no_canary_series_at_10_percent_while_stable_served_hundreds_rolls_back_
     assert v.outcome is Outcome.FAIL and v.hard_breach
     assert {r.check for r in v.failed} == {"lat", "err", "err-hard"}
     line = v.reason()  # one line, all three checks named together
-    assert line.startswith("lat, err, err-hard: the canary got no requests at 10% while stable got 630 over the last 150s")
+    assert line.startswith("lat, err, err-hard: the canary got no requests at 10% while stable got 630 over the "
+                           "last 150s")
     assert "do pods labelled version=v2.1 exist" in line and "about 70 expected" in line
     r = v.failed[0]
     assert r.n_canary == 0 and r.n_stable == 630 and r.extra["unrouted"]["was"] == "error"
