@@ -13,8 +13,9 @@ at least ln(1/share) happens with probability at most `share`. The windows of a 
 of a false alarm in the step: share = alpha / (100 x len(steps)) adds at most alpha/100 to the
 rollout's false-rollback probability, however many looks (README, "What the judge guarantees").
 "No series" for the canary arm counts as 0 requests only here -- the stable arm counted requests,
-the weight is above 0, the window is long enough at that weight (`SETTLE_S`): a Prometheus counter does not exist before a version's first request, and a new series needs
-scrapes before a rate has two samples. Pure: no I/O (decision 110).
+the weight is above 0, the window is long enough at that weight (`SETTLE_S`): a Prometheus
+counter does not exist before a version's first request, and a new series needs scrapes before a
+rate has two samples. Pure: no I/O (decision 110).
 """
 
 from __future__ import annotations
