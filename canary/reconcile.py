@@ -527,8 +527,9 @@ def _subset_under(text: str | None, state: rl.RolloutState) -> str | None:
 
 def _stable_of_another(text: str | None, state: rl.RolloutState) -> str | None:
     """The version the stable subset must select under the record `text` when it is another rollout's
-    (other versions) that started or ended since: its stable version (its new one once promoted); None
-    for anything else (this rollout's record, none, unreadable, one half-way through its promotion). A
+    (other versions, or another start) that started or ended since: its stable version (its new one once
+    promoted); None for anything else (this rollout's record, none, unreadable, one half-way through its
+    promotion). A
     repair of an ended rollback (the sweep, `canary rollback`) that pointed the stable subset back at v1
     while a new rollout claimed the route with v1 stable undid itself: the new rollout ran with the
     rolled-back version behind its stable subset."""
@@ -536,7 +537,10 @@ def _stable_of_another(text: str | None, state: rl.RolloutState) -> str | None:
         rec = parse_record(text)
     except TargetError:
         return None
-    if rec is None or (rec.stable_version, rec.canary_version) == (state.stable_version, state.canary_version):
+    # another rollout: other versions, or the same ones claimed again since (its own start): a promote of v2
+    # re-run once the repair of v2's rollback pointed the subset back at v1 wants v1 there as much
+    if rec is None or (rec.stable_version, rec.canary_version, rec.started_at) == (
+            state.stable_version, state.canary_version, state.started_at):
         return None
     if rec.phase == rl.PROMOTED:
         return rec.canary_version
@@ -593,6 +597,8 @@ def to_stable(router: TrafficRouter, target: Target, state: rl.RolloutState, *, 
         last = attempt >= attempts and time.monotonic() + wait >= deadline
         try:
             return execute(router, target, new, actions, log=log, report_failure=last, expect=expect)
+        except NotLeader:  # refused by the fence, nothing sent: the new leader ends it; no retry, nobody paged
+            raise
         except RoutingConflict as exc:
             if expect is not ...:  # guarded: another writer's decision; the caller reads the route again
                 if not last:  # (the last attempt's is logged by `execute`)

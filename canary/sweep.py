@@ -39,7 +39,7 @@ from typing import Any, Callable, Iterable
 
 from canary import crd
 from canary import rollout as rl
-from canary.errors import CanaryError, RoutingConflict, TransientError
+from canary.errors import CanaryError, NotLeader, RoutingConflict, TransientError
 from canary.model import Target
 from canary.reconcile import crd_ref, describe_owner, execute, is_promote_owner, write_landed
 from canary.routing import patch
@@ -270,7 +270,6 @@ def check_end(router: Any, found: Found, *, log: Any) -> str:
     A rollback that finds stable 100% with its subset left on the canary version repairs it too (`canary
     rollback`, docs/decisions.md 94 (d)); until this check nobody did unless asked: every request went to
     the rolled-back version, and the records said stable."""
-    from canary.errors import NotLeader
     from canary.reconcile import end_disagreement
 
     r = found.record
@@ -369,6 +368,8 @@ def end(router: Any, found: Found, *, log: Any, now: float, notifier: Any = None
         try:
             out = execute(router, found.target(), new, actions, log=log, expect=found.text, report_failure=False)
             break
+        except NotLeader:  # refused by the fence, nothing sent: `_sweep` stops; the new leader's sweep ends it
+            raise
         except RoutingConflict as exc:
             log.info("sweep.left_alone", owner=r.owner, reason=str(exc))
             raise
