@@ -53,7 +53,11 @@ _REASON_RULES: tuple[tuple[re.Pattern[str], str], ...] = tuple((re.compile(p, re
     (r"^\s*gate\b", "gate"),
     (r"^\s*(no verdict|deadline)\b", "deadline"),
     (r"^\s*interrupt", "interrupted"),
-    (r"^\s*(foreign|weights\.foreign)", "foreign_edit"),
+    (r"^\s*(foreign|weights\.foreign|the (canary|stable) subset was re-pointed)", "foreign_edit"),  # subset drift
+    (r"^\s*CanaryRollout deleted\b", "operator"),
+    # a process's or an API call's failure with traffic split (promote's fail-safe, the controller's `_failed`):
+    # `failed: <error>` read as a check's `name: reason`, a pipeline took an aborted rollout for a bad canary
+    (r"^\s*failed: ", "infrastructure"),
     (r"^\s*(infrastructure|kube|kubernetes|prometheus|metrics unavailable|unreachable)\b", "infrastructure"),
     (r"^\s*(abandoned|orphaned)\b", "abandoned"),  # ended by the sweep: its owner is gone (canary.sweep)
     (r"^\s*[\w.\-/]+: ", "check"),

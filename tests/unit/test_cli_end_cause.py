@@ -16,6 +16,11 @@ from canary.model import Weights
     (rl.ROLLED_BACK, "no verdict after 70s at step 1 (latency-p95: not yet shown within +20%)", "deadline"),
     (rl.ROLLED_BACK, "operator: bad canary", "operator"),
     (rl.ABORTED, "interrupted", "interrupted"),
+    # promote's fail-safe and the controller's `_failed` (decision 112): an API or process failure, not a check
+    (rl.ABORTED, "failed: kubernetes API unreachable: ml/m0 (virtualservices)", "infrastructure"),
+    (rl.ABORTED, "failed: RuntimeError: boom", "infrastructure"),
+    (rl.ABORTED, "the stable subset was re-pointed from v1 to v3 outside the rollout", "foreign_edit"),
+    (rl.ABORTED, "CanaryRollout deleted mid-rollout", "operator"),
     (rl.PROMOTED, "all steps passed", None),
 ])
 def test_an_ended_rollouts_json_names_its_end_cause(phase: str, reason: str, cause: str | None) -> None:
