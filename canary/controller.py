@@ -1491,6 +1491,8 @@ class Controller:
                     return
                 self._rescue(obj, spec, drove, reason=reason[:500], log=self.log.bind(rollout=key,
                                                                                        model=spec.target.model))
+            except NotLeader:  # refused by the fence, nothing sent: the leader's tick rescues it; nobody is paged
+                return
             except Exception as rescue_exc:  # one rollout that cannot be rescued never stops the others
                 self.log.error("rescue.failed", rollout=key, error=f"{type(rescue_exc).__name__}: {rescue_exc}"[:300],
                                hint="the next tick tries again; `canary rollback` on its VirtualService acts now")

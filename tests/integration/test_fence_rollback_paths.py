@@ -17,6 +17,7 @@ from canary.logs import get as get_logger
 from canary.model import Weights
 from canary.reconcile import to_stable
 from canary.routing import patch
+from tests.integration.test_controller import _progressing, prometheus, vs, world  # noqa: F401  (fixtures)
 from tests.integration.test_sweep import cluster  # noqa: F401  (fixture)
 from tests.integration.test_sweep_ends import _ended_on, _events, _target
 from tests.integration.test_sweep_ends_attack import GROUP, _found
@@ -84,3 +85,34 @@ def test_a_repair_racing_a_new_claim_of_the_same_versions_is_not_undone(cluster:
         sweep.check_end(router, found, log=get_logger())
     assert cluster_state(api, 0)[2] == "v1", "the new rollout's stable subset was pointed at its canary version"
     assert not _events(logs, "subset.repointed_back")
+
+
+def test_a_rescue_refused_by_the_fence_is_no_failed_rescue(world: Any) -> None:
+    """A restarted controller's tick fails (the CR's policyRef ConfigMap is gone) and its rescue sends
+    stable 100% (`_failed` -> `_stable_if_ours`); the lease is lost just before that write. The refusal
+    logged the critical `rollback.failed` and the error `rescue.failed` ("`canary rollback` acts now"): on-call
+    was paged for a handover. Nothing is logged as failed and nothing written; the leader ends it."""
+    import kubernetes.client as kc
+
+    from canary.controller import Controller
+    from tests.integration.test_controller_review import _with_policy_ref
+
+    api, op, custom = world
+    _with_policy_ref(api, custom)
+    _progressing(op, custom, api)
+    kc.CoreV1Api(op.core.api_client).delete_namespaced_config_map("pol", "ml")
+    leading = [True]
+    fresh = Controller(custom=op.custom, core=op.core, router=op.router, metrics=op.metrics, batch=op.batch,
+                       namespace="ml", is_leader=lambda: leading[0])
+    fail_status = fresh._fail_status
+
+    def then_lose_the_lease(obj: Any, exc: BaseException) -> None:
+        fail_status(obj, exc)
+        leading[0] = False  # the status written, the lease lost before the rescue's stable-100% write
+
+    fresh._fail_status = then_lose_the_lease  # type: ignore[method-assign]
+    split = vs(api, 0)[0]
+    with structlog.testing.capture_logs() as logs:
+        fresh.tick()
+    assert not [(e["event"], e.get("error")) for e in _pages(logs)]
+    assert vs(api, 0)[0] == split and vs(api, 0)[1]["phase"] == rl.PROGRESSING
