@@ -14,8 +14,8 @@ of a false alarm in the step: share = alpha / (100 x len(steps)) adds at most al
 rollout's false-rollback probability, however many looks (README, "What the judge guarantees").
 "No series" for the canary arm counts as 0 requests only here -- the stable arm counted requests,
 the weight is above 0, the window is long enough at that weight (`SETTLE_S`): a Prometheus
-counter does not exist before a version's first request, and a new series needs scrapes before a
-rate has two samples. Pure: no I/O (decision 110).
+counter does not exist before a version's first request, whose first scrape comes up to a scrape
+interval later, and a new series needs a second scrape before a rate has two samples. Pure: no I/O (decision 110).
 """
 
 from __future__ import annotations
@@ -28,11 +28,15 @@ from canary.errors import NoData
 from canary.model import Counts, Histogram
 from canary.policy import Policy
 
-# Seconds at the canary's weight before "no canary series" can be read as "no canary requests": two
-# scrapes at Prometheus's default 1 min scrape interval (a new series' rate needs two samples), and
-# the mesh's own delay in applying the weights. A step's interval caps it: what a step may pass on,
-# it may fail on.
-SETTLE_S = 120.0
+# Seconds at the canary's weight before "no canary series" can be read as "no canary requests": three
+# scrapes at Prometheus's default 1 min scrape interval. The canary's counters are born at its first
+# request (Istio's, a lazily created model counter), some seconds after the weight was written (the
+# mesh applying it, readiness); their first scrape comes up to one interval later, and a rate over the
+# window needs a second sample one interval after that. Two intervals (decision 110) left no room for
+# the first request's delay: a good canary whose first request came 5 s after the weight, scraped at an
+# unlucky phase, was "no series" at the 120 s look while stable counted thousands, and rolled back as
+# unrouted, hard (decision 113). A step's interval caps it: what a step may pass on, it may fail on.
+SETTLE_S = 180.0
 
 
 def bound(policy: Policy) -> float:

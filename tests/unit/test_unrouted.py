@@ -31,19 +31,19 @@ def _typo(stable_n: float = 630.0) -> dict[str, object]:
 def test_the_bound_is_where_poisson_makes_zero_as_likely_as_alpha_over_the_steps() -> None:
     b = bound(POLICY)
     assert st.poisson.pmf(0, b) == pytest.approx(0.01 / 300)  # alpha/100 for the rollout's 3 steps
-    assert settle_s(POLICY) == SETTLE_S  # 2 min of the 5 min step
+    assert settle_s(POLICY) == SETTLE_S  # 3 min of the 5 min step
     short = parse_policy({"steps": [20, 100], "analysis": {"interval": "3s", "look_every": "1s"},
                           "checks": [{"name": "lat", "kind": "latency", "max_ms": 100}]})
     assert settle_s(short) == 3.0  # never longer than the step's interval
 
 
 def test_no_canary_series_at_10_percent_while_stable_served_hundreds_rolls_back_at_once() -> None:
-    v = J.judge(POLICY, _typo(), canary_weight=10, window_s=150.0, canary_version="v2.1")
+    v = J.judge(POLICY, _typo(), canary_weight=10, window_s=200.0, canary_version="v2.1")
     assert v.outcome is Outcome.FAIL and v.hard_breach
     assert {r.check for r in v.failed} == {"lat", "err", "err-hard"}
     line = v.reason()  # one line, all three checks named together
     assert line.startswith("lat, err, err-hard: the canary got no requests at 10% while stable got 630 over the "
-                           "last 150s")
+                           "last 200s")
     assert "do pods labelled version=v2.1 exist" in line and "about 70 expected" in line
     r = v.failed[0]
     assert r.n_canary == 0 and r.n_stable == 630 and r.extra["unrouted"]["was"] == "error"
@@ -58,14 +58,14 @@ def test_without_the_windows_seconds_it_stays_could_not_measure() -> None:
 
 @pytest.mark.parametrize("why,measurements,weight,window_s", [
     ("too early: a new series needs scrapes", _typo(), 10, SETTLE_S - 1),
-    ("no canary weight", _typo(), 0, 150.0),
-    ("weight not known", _typo(), None, 150.0),
-    ("stable too quiet to be sure: 80 x 10/90 = 8.9 < ln(30000) = 10.3", _typo(80.0), 10, 150.0),
-    ("the canary served in one check", {**_typo(), "err": (Counts(3, 630), Counts(0, 5))}, 10, 150.0),
+    ("no canary weight", _typo(), 0, 200.0),
+    ("weight not known", _typo(), None, 200.0),
+    ("stable too quiet to be sure: 80 x 10/90 = 8.9 < ln(30000) = 10.3", _typo(80.0), 10, 200.0),
+    ("the canary served in one check", {**_typo(), "err": (Counts(3, 630), Counts(0, 5))}, 10, 200.0),
     ("the canary arm could not be asked", {**_typo(), "lat": (STABLE_LAT, MetricsUnavailable("timeout")),
                                            "err": MetricsUnavailable("t"), "err-hard": MetricsUnavailable("t")},
-     10, 150.0),
-    ("neither arm has data (the preflight's case)", {"lat": GONE, "err": GONE, "err-hard": GONE}, 10, 150.0),
+     10, 200.0),
+    ("neither arm has data (the preflight's case)", {"lat": GONE, "err": GONE, "err-hard": GONE}, 10, 200.0),
 ])
 def test_no_breach_when_zero_is_not_beyond_doubt(why: str, measurements: dict[str, object], weight: int | None,
                                                   window_s: float) -> None:
@@ -76,5 +76,5 @@ def test_no_breach_when_zero_is_not_beyond_doubt(why: str, measurements: dict[st
 
 def test_a_counter_that_exists_at_zero_is_as_empty_as_no_series() -> None:
     m = {**_typo(), "err": (Counts(3, 630), Counts(0, 0))}
-    empty, reason = unrouted(POLICY, m, weight=10, window_s=150.0)
+    empty, reason = unrouted(POLICY, m, weight=10, window_s=200.0)
     assert set(empty) == {"lat", "err", "err-hard"} and "pods of the canary version" in reason
