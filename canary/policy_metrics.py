@@ -17,7 +17,7 @@ from typing import Literal
 import pydantic
 from pydantic import Field, field_validator
 
-from canary.policy_fields import LABEL_NAME, FieldProblem, Source, Strict, label_name
+from canary.policy_fields import LABEL_NAME, FieldProblem, Source, StepDuration, Strict, label_name
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,10 @@ class Metrics(Strict):
         "classic", description="the form of a latency or prediction histogram read first where Prometheus has both: "
         "classic `_bucket` series, or a Prometheus native histogram (finer buckets); the other form is read when "
         "the first has no series")
+    scrape_interval: StepDuration = Field(
+        60.0, description="how often Prometheus scrapes the series the checks read (1s..24h; Prometheus's default "
+        "1m): a canary arm with no series is read as 'no canary requests' (a hard breach where stable's count makes "
+        "that beyond doubt) only once a step's window covers 3 of them, whatever the step's interval")
 
     @field_validator("arm_label", "model_label")
     @classmethod

@@ -27,7 +27,7 @@ FAST_POLICY = {
     # p-value sat at the judge's per-look level and the outcome depended on timing: docs/decisions.md)
     "analysis": {"interval": "5s", "look_every": "1s", "min_canary_requests": 100, "alpha": 0.01},
     "failure": {"max_failed_looks": 2, "no_data_deadline": "8s"},
-    "metrics": {"source": "model"},
+    "metrics": {"source": "model", "scrape_interval": "1s"},  # the backfilled history's resolution
     "checks": [{"name": "latency-p95", "kind": "latency", "max_increase_pct": 20},
                {"name": "errors", "kind": "error_rate", "max_increase_points": 2}],
 }

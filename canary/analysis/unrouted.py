@@ -13,7 +13,7 @@ at least ln(1/share) happens with probability at most `share`. The windows of a 
 of a false alarm in the step: share = alpha / (100 x len(steps)) adds at most alpha/100 to the
 rollout's false-rollback probability, however many looks (README, "What the judge guarantees").
 "No series" for the canary arm counts as 0 requests only here -- the stable arm counted requests,
-the weight is above 0, the window is long enough at that weight (`SETTLE_S`): a Prometheus
+the weight is above 0, the window is long enough at that weight (`settle_s`): a Prometheus
 counter does not exist before a version's first request, whose first scrape comes up to a scrape
 interval later, and a new series needs a second scrape before a rate has two samples. Pure: no I/O (decision 110).
 """
@@ -28,15 +28,16 @@ from canary.errors import NoData
 from canary.model import Counts, Histogram
 from canary.policy import Policy
 
-# Seconds at the canary's weight before "no canary series" can be read as "no canary requests": three
-# scrapes at Prometheus's default 1 min scrape interval. The canary's counters are born at its first
-# request (Istio's, a lazily created model counter), some seconds after the weight was written (the
-# mesh applying it, readiness); their first scrape comes up to one interval later, and a rate over the
-# window needs a second sample one interval after that. Two intervals (decision 110) left no room for
-# the first request's delay: a good canary whose first request came 5 s after the weight, scraped at an
-# unlucky phase, was "no series" at the 120 s look while stable counted thousands, and rolled back as
-# unrouted, hard (decision 113). A step's interval caps it: what a step may pass on, it may fail on.
-SETTLE_S = 180.0
+# Scrape intervals at the canary's weight before "no canary series" can be read as "no canary
+# requests". The canary's counters are born at its first request (Istio's, a lazily created model
+# counter), some seconds after the weight was written (the mesh applying it, readiness); their first
+# scrape comes up to one interval later, and a rate over the window needs a second sample one interval
+# after that. Two intervals of 1 min (decision 110's SETTLE_S = 120 s) left no room for the first
+# request's delay: a good canary whose first request came 5 s after the weight, scraped at an unlucky
+# phase, was "no series" at the 120 s look while stable counted thousands, and was rolled back as
+# unrouted, hard (decision 113).
+SETTLE_SCRAPES = 3
+SETTLE_S = 180.0  # with `metrics.scrape_interval`'s default, Prometheus's own 1 min
 
 
 def bound(policy: Policy) -> float:
@@ -48,8 +49,12 @@ def bound(policy: Policy) -> float:
 
 def settle_s(policy: Policy) -> float:
     """Seconds (> 0) a window must cover at one weight before an empty canary arm counts as 0 requests:
-    `SETTLE_S`, or two looks when they are further apart, never more than the step's interval."""
-    return min(policy.analysis.interval, max(SETTLE_S, 2 * policy.analysis.look_every))
+    `SETTLE_SCRAPES` x `metrics.scrape_interval` (180 s by default), or two looks when they are further
+    apart. Not capped at the step's interval (decision 110 capped it: "what a step may pass on, it may
+    fail on"): a step passes only on canary data, so one whose interval is shorter than that keeps
+    looking, and a cap hard-failed every good canary read at the 60 s default interval from 30 s scrapes
+    whose second canary scrape was not in yet (decision 113)."""
+    return max(SETTLE_SCRAPES * policy.metrics.scrape_interval, 2 * policy.analysis.look_every)
 
 
 def requests_counted(check_kind: str, d: Any) -> float | None:

@@ -66,7 +66,7 @@ POLICY = {
     "steps": [20, 50, 100],
     "analysis": {"interval": "3s", "look_every": "1s", "min_canary_requests": 20, "alpha": 0.01},
     "failure": {"max_failed_looks": 2, "no_data_deadline": "6s"},
-    "metrics": {"source": "model"},
+    "metrics": {"source": "model", "scrape_interval": "1s"},  # the backfilled history's resolution
     "checks": [
         {"name": "latency-p95", "kind": "latency", "max_increase_pct": 20},
         {"name": "errors", "kind": "error_rate", "max_increase_points": 2},

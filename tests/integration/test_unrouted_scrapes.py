@@ -38,8 +38,8 @@ TARGET = Target(namespace="ml", virtual_service="rec-model", model="rec-model", 
                 canary_version="v2")
 
 
-def _series(version: str, rps: float, born: float) -> list[tuple[str, dict[str, str], float]]:
-    m = {"model_name": "rec-model", "model_version": version}
+def _series(model: str, version: str, rps: float) -> list[tuple[str, dict[str, str], float]]:
+    m = {"model_name": model, "model_version": version}
     out: list[tuple[str, dict[str, str], float]] = []
     cumulative = 0.0
     for le, rate in zip([*BOUNDS_S, math.inf], _latency_rates(0.040, rps)):
@@ -54,14 +54,18 @@ def _series(version: str, rps: float, born: float) -> list[tuple[str, dict[str, 
 
 def _history() -> str:
     """Stable since long before T0; the canary's counters born at its first request, T0 + DELAY_S, each
-    scraped at T0 + PHASE_S + 60k (a lazily created counter's first scrape holds what it counted so far)."""
-    arms = [(_series("v1", RPS, T0 - 3600), T0 - 3600), (_series("v2", RPS * WEIGHT / (100 - WEIGHT), T0), T0 + DELAY_S)]
+    scraped at T0 + PHASE_S + k x scrape interval (a lazily created counter's first scrape holds what it
+    counted so far): `rec-model` every 60 s (Prometheus's default), `fast-model` every 30 s
+    (kube-prometheus-stack's)."""
     lines: dict[str, list[str]] = {}
-    for series, born in arms:
-        scrapes = [T0 - 3600 + PHASE_S + SCRAPE_S * k for k in range(200)]
-        for name, labels, per_s in series:
-            head = name + "{" + ",".join(f'{k}="{escape(v)}"' for k, v in labels.items()) + "}"
-            lines.setdefault(name, []).extend(f"{head} {per_s * (t - born)!r} {t:.3f}" for t in scrapes if t > born)
+    for model, every in (("rec-model", SCRAPE_S), ("fast-model", 30.0)):
+        arms = [(_series(model, "v1", RPS), T0 - 3600),
+                (_series(model, "v2", RPS * WEIGHT / (100 - WEIGHT)), T0 + DELAY_S)]
+        scrapes = [T0 - 3600 + PHASE_S + every * k for k in range(int(7200 // every))]
+        for series, born in arms:
+            for name, labels, per_s in series:
+                head = name + "{" + ",".join(f'{k}="{escape(v)}"' for k, v in labels.items()) + "}"
+                lines.setdefault(name, []).extend(f"{head} {per_s * (t - born)!r} {t:.3f}" for t in scrapes if t > born)
     text = [ln for name, ls in lines.items() for ln in (f"# TYPE {name} unknown", *ls)]
     return "\n".join([*text, "# EOF"]) + "\n"
 
@@ -74,11 +78,12 @@ def prom(prometheus_binary: str) -> Iterator[PromServer]:
     server.stop()
 
 
-def _look(prom: PromServer, window_s: int) -> tuple[dict[str, Any], J.Verdict]:
+def _look(prom: PromServer, window_s: int, policy: Any = POLICY, target: Target = TARGET
+          ) -> tuple[dict[str, Any], J.Verdict]:
     metrics = PrometheusProvider(prom.url, retries=1, budget_s=5.0)
     at = T0 + window_s  # the look `window_s` after the step started (look_window: now - step_started_at)
-    m: dict[str, Any] = {c.name: metrics.measure(POLICY, c, TARGET, window_s=window_s, at=at) for c in POLICY.checks}
-    return m, J.judge(POLICY, m, canary_weight=WEIGHT, step=0, window_s=float(window_s), canary_version="v2")
+    m: dict[str, Any] = {c.name: metrics.measure(policy, c, target, window_s=window_s, at=at) for c in policy.checks}
+    return m, J.judge(policy, m, canary_weight=WEIGHT, step=0, window_s=float(window_s), canary_version="v2")
 
 
 def test_a_good_canary_whose_second_scrape_is_not_in_yet_is_no_hard_breach(prom: PromServer) -> None:
@@ -96,3 +101,21 @@ def test_once_the_window_holds_a_full_scrape_interval_after_the_first_request_it
     m, v = _look(prom, 180)
     assert not isinstance(m["errors"][1], NoData) and m["errors"][1].total > 0
     assert not v.hard_breach, v.reason()
+
+def test_the_default_60s_interval_on_30s_scrapes_is_no_hard_breach_at_its_first_full_look(prom: PromServer) -> None:
+    """A policy that keeps analysis.interval's default (60 s) on a Prometheus scraping every 30 s: at the
+    60 s look stable has 2 samples (24,000 requests), the canary born at T0+5 s one (T0+34 s): "no series".
+    `settle_s` was capped at the step's interval ("what a step may pass on, it may fail on"), so that
+    was a hard unrouted breach of a good canary; but no step passes without canary data either: the
+    step goes on looking, and its next scrape is in by the 90 s look."""
+    policy = parse_policy({"steps": [WEIGHT, 50, 100], "metrics": {"source": "model"},
+                           "checks": [{"name": "latency-p95", "kind": "latency", "max_increase_pct": 20},
+                                      {"name": "errors", "kind": "error_rate", "max_increase_points": 1}]})
+    assert policy.analysis.interval == 60
+    target = Target(namespace="ml", virtual_service="fast-model", model="fast-model", stable_version="v1",
+                    canary_version="v2")
+    m, v = _look(prom, 60, policy, target)
+    assert isinstance(m["errors"][1], NoData) and not isinstance(m["errors"][0], NoData)  # the premise
+    assert not v.hard_breach and v.outcome is not Outcome.FAIL, v.reason()
+    m, v = _look(prom, 90, policy, target)
+    assert m["errors"][1].total > 0 and not v.hard_breach, v.reason()

@@ -32,9 +32,10 @@ def test_the_bound_is_where_poisson_makes_zero_as_likely_as_alpha_over_the_steps
     b = bound(POLICY)
     assert st.poisson.pmf(0, b) == pytest.approx(0.01 / 300)  # alpha/100 for the rollout's 3 steps
     assert settle_s(POLICY) == SETTLE_S  # 3 min of the 5 min step
-    short = parse_policy({"steps": [20, 100], "analysis": {"interval": "3s", "look_every": "1s"},
-                          "checks": [{"name": "lat", "kind": "latency", "max_ms": 100}]})
-    assert settle_s(short) == 3.0  # never longer than the step's interval
+    short = {"steps": [20, 100], "analysis": {"interval": "3s", "look_every": "1s"},
+             "checks": [{"name": "lat", "kind": "latency", "max_ms": 100}]}
+    assert settle_s(parse_policy({**short, "metrics": {"scrape_interval": "1s"}})) == 3.0  # three scrapes
+    assert settle_s(parse_policy(short)) == SETTLE_S  # not capped at the step's interval (decision 113)
 
 
 def test_no_canary_series_at_10_percent_while_stable_served_hundreds_rolls_back_at_once() -> None:
