@@ -103,9 +103,11 @@ def judge(policy: Policy, measurements: Mapping[str, Measurement], *, prior: Pri
         odd.setdefault(name, why)
     if odd:
         results = [_untrusted(r, odd[r.check]) if r.check in odd else r for r in results]
-    empty, why = unrouted(policy, measurements, weight=canary_weight, window_s=window_s, canary_version=canary_version)
+    empty, why = unrouted(policy, measurements, weight=canary_weight, window_s=window_s, canary_version=canary_version,
+                          window=window)
     if empty:
-        results = [_unrouted(r, why, empty[r.check], policy) if r.check in empty else r for r in results]
+        results = [_unrouted(r, why, empty[r.check], unrouted_bound(policy, window)) if r.check in empty else r
+                   for r in results]
     return Verdict.combine(results)
 
 
@@ -179,13 +181,12 @@ def _mismatched(policy: Policy, measurements: Mapping[str, Measurement], weight:
     return out
 
 
-def _unrouted(r: CheckResult, why: str, n_stable: float, policy: Policy) -> CheckResult:
+def _unrouted(r: CheckResult, why: str, n_stable: float, bound: float) -> CheckResult:
     """A request-counting check's result when the canary got no requests it was certain to get: a
     hard FAIL (rolled back at this look), its own evidence kept under `unrouted`."""
     return dataclasses.replace(r, outcome=Outcome.FAIL, reason=why, hard=True, n_stable=n_stable, n_canary=0.0,
-                               threshold=unrouted_bound(policy), threshold_unit="",
-                               extra={**r.extra, "unrouted": {"stable_requests": n_stable,
-                                                              "bound": unrouted_bound(policy),
+                               threshold=bound, threshold_unit="",
+                               extra={**r.extra, "unrouted": {"stable_requests": n_stable, "bound": bound,
                                                               "was": r.outcome.label, "was_reason": r.reason}})
 
 

@@ -7,11 +7,13 @@ measure canary: NoData" and the rollout waited for the step's deadline (15 minut
 policies/default.yaml) with its share of the users failing.
 
 The evidence is the stable arm: Istio splits requests by weight, so over a window at canary weight w
-the canary's request count is about Poisson(stable x w / (100 - w)). Zero where that expectation is
-at least ln(1/share) happens with probability at most `share`. The windows of a step are nested
-(each look's window holds the earlier ones'), so the first look past the bound is the only chance
-of a false alarm in the step: share = alpha / (100 x len(steps)) adds at most alpha/100 to the
-rollout's false-rollback probability, however many looks (README, "What the judge guarantees").
+the canary's request count is about Poisson(stable x w / (100 - w)), over the part of the window
+in which its requests would show by now (`shown_s`). Zero where that expectation is
+at least ln(1/share) happens with probability at most `share`. The looks of a window are nested
+(each look's window in it holds the earlier looks'), so the first look past the bound is the only chance
+of a false alarm in a window: share = alpha / (100 x len(steps)) per step, split over the step's
+windows (each resume or restarted window opens one: `bound`, decision 113), adds at most alpha/100
+to the rollout's false-rollback probability, however many looks (README, "What the judge guarantees").
 "No series" for the canary arm counts as 0 requests only here -- the stable arm counted requests,
 the weight is above 0, the window is long enough at that weight (`settle_s`): a Prometheus
 counter does not exist before a version's first request, whose first scrape comes up to a scrape
@@ -40,11 +42,15 @@ SETTLE_SCRAPES = 3
 SETTLE_S = 180.0  # with `metrics.scrape_interval`'s default, Prometheus's own 1 min
 
 
-def bound(policy: Policy) -> float:
+def bound(policy: Policy, window: int = 0) -> float:
     """The smallest expected canary request count (requests, > 0) at which 0 observed is beyond
-    doubt: ln(100 x len(steps) / alpha), Poisson P(0) = exp(-bound) = alpha / (100 x len(steps))
-    (11 requests with policies/default.yaml)."""
-    return math.log(100 * len(policy.steps) / policy.analysis.alpha)
+    doubt in the step's `window` (0-based: each operator resume or restarted window opens another):
+    ln(100 x len(steps) x (window+1)(window+2) / alpha), Poisson P(0) = alpha / (100 x len(steps) x
+    (window+1)(window+2)); the windows' shares sum to the step's (11.5 requests at a step's first window
+    with policies/default.yaml). One share per step (decision 110) was spent again by every window a
+    resume opened: a step resumed 10 times had 11 chances (decision 113)."""
+    w = max(int(window), 0)
+    return math.log(100 * len(policy.steps) * (w + 1) * (w + 2) / policy.analysis.alpha)
 
 
 def settle_s(policy: Policy) -> float:
@@ -55,6 +61,16 @@ def settle_s(policy: Policy) -> float:
     looking, and a cap hard-failed every good canary read at the 60 s default interval from 30 s scrapes
     whose second canary scrape was not in yet (decision 113)."""
     return max(SETTLE_SCRAPES * policy.metrics.scrape_interval, 2 * policy.analysis.look_every)
+
+
+def shown_s(policy: Policy, window_s: float) -> float:
+    """Seconds (>= 0) at the window's start in which a canary request would show in its counters by now:
+    the window less `SETTLE_SCRAPES` scrape intervals. "No canary series" says only that no canary
+    request came in those (a counter born later has fewer than two samples in the window), so the
+    expectation zero is judged against covers them alone, not the whole window stable's count covers:
+    with the whole window a quiet stable (0.6 rps, 12 canary requests expected in 180 s) hard-failed a
+    good canary whose first request came 65 s in, 1.3% of steps instead of alpha/300 (decision 113)."""
+    return max(0.0, window_s - SETTLE_SCRAPES * policy.metrics.scrape_interval)
 
 
 def requests_counted(check_kind: str, d: Any) -> float | None:
@@ -71,7 +87,7 @@ def requests_counted(check_kind: str, d: Any) -> float | None:
 
 
 def unrouted(policy: Policy, measurements: Mapping[str, Any], *, weight: int | None, window_s: float | None,
-             canary_version: str | None = None) -> tuple[dict[str, float], str]:
+             canary_version: str | None = None, window: int = 0) -> tuple[dict[str, float], str]:
     """({check: stable requests}, reason) when the canary got no requests its weight makes certain; ({}, "") otherwise.
 
     `measurements` as `judge.judge` takes them; `weight` the canary's share in % over the window (None: not
@@ -79,7 +95,9 @@ def unrouted(policy: Policy, measurements: Mapping[str, Any], *, weight: int | N
     checks named are the request-counting ones (latency, error_rate, feature_missing) whose stable arm
     counted requests and whose canary arm is `NoData` or counted 0; no such check may count a canary
     request, the window must cover `settle_s(policy)`, and the smallest stable count's expectation,
-    stable x weight / (100 - weight), must reach `bound(policy)`. The reason is one line for on-call."""
+    stable x weight / (100 - weight) over the `shown_s` part of the window, must reach `bound(policy, window)`
+    (`window`: the step's window, 0-based).
+    The reason is one line for on-call."""
     if weight is None or not 0 < weight < 100 or window_s is None or window_s < settle_s(policy):
         return {}, ""
     stable: dict[str, float] = {}
@@ -97,10 +115,11 @@ def unrouted(policy: Policy, measurements: Mapping[str, Any], *, weight: int | N
     if not stable:
         return {}, ""
     n = min(stable.values())
-    expected = n * weight / (100 - weight)
-    if expected < bound(policy):
+    expected = n * weight / (100 - weight) * shown_s(policy, window_s) / window_s
+    if expected < bound(policy, window):
         return {}, ""
     pods = f"labelled version={canary_version}" if canary_version else "of the canary version"
     return stable, (f"the canary got no requests at {weight}% while stable got {n:.0f} over the last {window_s:.0f}s "
-                    f"(about {expected:.0f} expected, P(none) = e^-{expected:.0f}): do pods {pods} exist, "
+                    f"(about {expected:.0f} expected in its first {shown_s(policy, window_s):.0f}s, "
+                    f"P(none) = e^-{expected:.0f}): do pods {pods} exist, "
                     "ready, and does the canary subset select them? Its share of the traffic is failing")

@@ -28,6 +28,8 @@ PHASE_S = 4.0  # scrapes at T0 + 4 + 60k: the canary's first scrape after its fi
 DELAY_S = 5.0  # the canary's first request: 5 s after the weight moved to it (Envoy applying the route)
 WEIGHT = 10
 RPS = 400.0  # stable's; the canary gets RPS x 10/90, every request as good as stable's
+QUIET_RPS = 0.6  # a quiet stable: 108 requests in 180 s, 12 canary requests expected at 10%
+QUIET_FIRST_S = 65.0  # and the canary's first request 65 s after the weight: Poisson, e^(-0.067 x 65) = 1.3%
 T0 = (time.time() - 3600) // 3600 * 3600  # the step to 10% started here, on the hour an hour ago
 POLICY = parse_policy({
     "steps": [WEIGHT, 50, 100], "analysis": {"interval": "5m", "look_every": "30s", "alpha": 0.01},
@@ -58,9 +60,10 @@ def _history() -> str:
     counted so far): `rec-model` every 60 s (Prometheus's default), `fast-model` every 30 s
     (kube-prometheus-stack's)."""
     lines: dict[str, list[str]] = {}
-    for model, every in (("rec-model", SCRAPE_S), ("fast-model", 30.0)):
-        arms = [(_series(model, "v1", RPS), T0 - 3600),
-                (_series(model, "v2", RPS * WEIGHT / (100 - WEIGHT)), T0 + DELAY_S)]
+    for model, every, rps, first in (("rec-model", SCRAPE_S, RPS, DELAY_S), ("fast-model", 30.0, RPS, DELAY_S),
+                                     ("quiet-model", SCRAPE_S, QUIET_RPS, QUIET_FIRST_S)):
+        arms = [(_series(model, "v1", rps), T0 - 3600),
+                (_series(model, "v2", rps * WEIGHT / (100 - WEIGHT)), T0 + first)]
         scrapes = [T0 - 3600 + PHASE_S + every * k for k in range(int(7200 // every))]
         for series, born in arms:
             for name, labels, per_s in series:
@@ -119,3 +122,18 @@ def test_the_default_60s_interval_on_30s_scrapes_is_no_hard_breach_at_its_first_
     assert not v.hard_breach and v.outcome is not Outcome.FAIL, v.reason()
     m, v = _look(prom, 90, policy, target)
     assert m["errors"][1].total > 0 and not v.hard_breach, v.reason()
+
+
+def test_a_quiet_stable_does_not_make_a_late_first_canary_request_a_hard_breach(prom: PromServer) -> None:
+    """The "at most alpha/100" accounting: stable at 0.6 rps counts 108 requests in the 180 s window, so
+    12 canary requests were expected, P(none) = e^-12, under `bound` (alpha/300 -> 10.3). But "no canary
+    series" does not say "no canary request in 180 s": a counter born by a request at T0+65 s is scraped
+    at T0+124 s and T0+184 s, one sample in the window. So it says "none in the window's first 180 - 3
+    scrapes' seconds", which at 0.067 canary rps happens 1.3% of the time a step (decision 113), not
+    alpha/300 = 0.0033%. The expectation counts only the time a request would already show."""
+    target = Target(namespace="ml", virtual_service="quiet-model", model="quiet-model", stable_version="v1",
+                    canary_version="v2")
+    for window_s in (180, 210, 240):
+        m, v = _look(prom, window_s, POLICY, target)
+        assert isinstance(m["errors"][1], NoData) or m["errors"][1].total > 0  # the premise: no count of 0
+        assert not v.hard_breach, (window_s, v.reason())

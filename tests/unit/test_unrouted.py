@@ -30,7 +30,10 @@ def _typo(stable_n: float = 630.0) -> dict[str, object]:
 
 def test_the_bound_is_where_poisson_makes_zero_as_likely_as_alpha_over_the_steps() -> None:
     b = bound(POLICY)
-    assert st.poisson.pmf(0, b) == pytest.approx(0.01 / 300)  # alpha/100 for the rollout's 3 steps
+    assert st.poisson.pmf(0, b) == pytest.approx(0.01 / 300 / 2)  # alpha/100 for the rollout's 3 steps, half
+    # the step's share to its first window: every window a resume opens gets its own, and they sum to it
+    shares = [st.poisson.pmf(0, bound(POLICY, w)) for w in range(10_000)]
+    assert sum(shares) == pytest.approx(0.01 / 300, rel=1e-3) and sum(shares) <= 0.01 / 300
     assert settle_s(POLICY) == SETTLE_S  # 3 min of the 5 min step
     short = {"steps": [20, 100], "analysis": {"interval": "3s", "look_every": "1s"},
              "checks": [{"name": "lat", "kind": "latency", "max_ms": 100}]}
@@ -39,13 +42,13 @@ def test_the_bound_is_where_poisson_makes_zero_as_likely_as_alpha_over_the_steps
 
 
 def test_no_canary_series_at_10_percent_while_stable_served_hundreds_rolls_back_at_once() -> None:
-    v = J.judge(POLICY, _typo(), canary_weight=10, window_s=200.0, canary_version="v2.1")
+    v = J.judge(POLICY, _typo(), canary_weight=10, window_s=300.0, canary_version="v2.1")
     assert v.outcome is Outcome.FAIL and v.hard_breach
     assert {r.check for r in v.failed} == {"lat", "err", "err-hard"}
     line = v.reason()  # one line, all three checks named together
     assert line.startswith("lat, err, err-hard: the canary got no requests at 10% while stable got 630 over the "
-                           "last 200s")
-    assert "do pods labelled version=v2.1 exist" in line and "about 70 expected" in line
+                           "last 300s")
+    assert "do pods labelled version=v2.1 exist" in line and "about 28 expected in its first 120s" in line
     r = v.failed[0]
     assert r.n_canary == 0 and r.n_stable == 630 and r.extra["unrouted"]["was"] == "error"
 
@@ -59,14 +62,14 @@ def test_without_the_windows_seconds_it_stays_could_not_measure() -> None:
 
 @pytest.mark.parametrize("why,measurements,weight,window_s", [
     ("too early: a new series needs scrapes", _typo(), 10, SETTLE_S - 1),
-    ("no canary weight", _typo(), 0, 200.0),
-    ("weight not known", _typo(), None, 200.0),
-    ("stable too quiet to be sure: 80 x 10/90 = 8.9 < ln(30000) = 10.3", _typo(80.0), 10, 200.0),
-    ("the canary served in one check", {**_typo(), "err": (Counts(3, 630), Counts(0, 5))}, 10, 200.0),
+    ("no canary weight", _typo(), 0, 300.0),
+    ("weight not known", _typo(), None, 300.0),
+    ("stable too quiet to be sure: 80 x 10/90 x 120/300 = 3.6 < ln(30000) = 10.3", _typo(80.0), 10, 300.0),
+    ("the canary served in one check", {**_typo(), "err": (Counts(3, 630), Counts(0, 5))}, 10, 300.0),
     ("the canary arm could not be asked", {**_typo(), "lat": (STABLE_LAT, MetricsUnavailable("timeout")),
                                            "err": MetricsUnavailable("t"), "err-hard": MetricsUnavailable("t")},
-     10, 200.0),
-    ("neither arm has data (the preflight's case)", {"lat": GONE, "err": GONE, "err-hard": GONE}, 10, 200.0),
+     10, 300.0),
+    ("neither arm has data (the preflight's case)", {"lat": GONE, "err": GONE, "err-hard": GONE}, 10, 300.0),
 ])
 def test_no_breach_when_zero_is_not_beyond_doubt(why: str, measurements: dict[str, object], weight: int | None,
                                                   window_s: float) -> None:
@@ -77,5 +80,13 @@ def test_no_breach_when_zero_is_not_beyond_doubt(why: str, measurements: dict[st
 
 def test_a_counter_that_exists_at_zero_is_as_empty_as_no_series() -> None:
     m = {**_typo(), "err": (Counts(3, 630), Counts(0, 0))}
-    empty, reason = unrouted(POLICY, m, weight=10, window_s=200.0)
+    empty, reason = unrouted(POLICY, m, weight=10, window_s=300.0)
     assert set(empty) == {"lat", "err", "err-hard"} and "pods of the canary version" in reason
+
+
+def test_a_resumed_window_spends_its_own_share_not_the_steps_again() -> None:
+    """Decision 113: each resume opens a window whose looks are not nested in the earlier ones'; with one
+    share per step, a step resumed k times had k+1 chances of a false unrouted breach."""
+    m = _typo(250.0)  # 250 x 10/90 x 120/300 = 11.1 expected: past the first window's bound (11.0)
+    assert J.judge(POLICY, m, canary_weight=10, window_s=300.0, window=0).hard_breach
+    assert not J.judge(POLICY, m, canary_weight=10, window_s=300.0, window=1).hard_breach  # bound 12.1
