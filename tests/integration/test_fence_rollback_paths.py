@@ -20,7 +20,8 @@ from canary.routing import patch
 from tests.integration.test_controller import _progressing, prometheus, vs, world  # noqa: F401  (fixtures)
 from tests.integration.test_sweep import cluster  # noqa: F401  (fixture)
 from tests.integration.test_sweep_ends import _ended_on, _events, _target
-from tests.integration.test_sweep_ends_attack import GROUP, _found
+from tests.integration.test_sweep_ends import _found
+from tests.integration.test_sweep_ends_attack import GROUP, claimed_before_next_write
 from tests.support.killpoints import cluster_state
 
 pytestmark = pytest.mark.integration
@@ -77,10 +78,7 @@ def test_a_repair_racing_a_new_claim_of_the_same_versions_is_not_undone(cluster:
     api, client, router = cluster
     _ended_on(router, 0, rl.ROLLED_BACK, "v2", 1000.0)
     found = _found(api)
-    new = rl.RolloutState(model="m0", stable_version="v1", canary_version="v2", phase=rl.PENDING,
-                          weights=Weights(100, 0), step=0, started_at=2000.0, updated_at=2000.0, owner="promote/y")
-    api.before_next_write(lambda: api.edit(GROUP, "virtualservices", "ml", "m0", lambda vs: vs["metadata"][
-        "annotations"].__setitem__(patch.STATE_ANNOTATION, new.to_json())))
+    claimed_before_next_write(api, stable="v1", canary="v2", owner="promote/y")
     with structlog.testing.capture_logs() as logs:
         sweep.check_end(router, found, log=get_logger())
     assert cluster_state(api, 0)[2] == "v1", "the new rollout's stable subset was pointed at its canary version"

@@ -43,6 +43,15 @@ def _ended_on(router: IstioRouter, i: int, phase: str, stable_subset: str, at: f
     router.set_weights(t, Weights(100, 0), state=state.to_json())
 
 
+def _found(api: Any, name: str = "m0") -> sweep.Found:
+    """Route `name`'s record as the sweep lists it, seen unchanged long enough to be repaired."""
+    from canary.routing import patch
+
+    vs = api.get("networking.istio.io", "virtualservices", "ml", name)
+    text = patch.read_state(vs)
+    return sweep.Found("ml", name, rl.RolloutState.from_json(text), text, quiet_s=600.0)
+
+
 def _events(logs: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
     return [e for e in logs if e["event"] == name]
 
@@ -83,18 +92,11 @@ def test_an_end_written_again_since_the_listing_is_left_to_the_next_sweep(cluste
     api, client, router = cluster
     clock = FakeClock(time.time())
     _ended_on(router, 0, rl.ROLLED_BACK, "v2", clock.now() - 10)
-    vs = api.get("networking.istio.io", "virtualservices", "ml", "m0")
-    from canary.routing import patch
-
-    stale = sweep.Found("ml", "m0", rl.RolloutState.from_json(patch.read_state(vs)), patch.read_state(vs),
-                        quiet_s=600.0)
+    stale = _found(api)
     _ended_on(router, 0, rl.ROLLED_BACK, "v2", clock.now())  # written again: another record
     assert sweep.check_end(router, stale, log=get_logger()) == "unknown"
     assert cluster_state(api, 0)[2] == "v2"
-    vs = api.get("networking.istio.io", "virtualservices", "ml", "m0")
-    fresh = sweep.Found("ml", "m0", rl.RolloutState.from_json(patch.read_state(vs)), patch.read_state(vs),
-                        quiet_s=600.0)
-    assert sweep.check_end(router, fresh, log=get_logger()) == "repaired"
+    assert sweep.check_end(router, _found(api), log=get_logger()) == "repaired"
     assert cluster_state(api, 0)[2] == "v1"
 
 

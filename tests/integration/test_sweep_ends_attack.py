@@ -19,7 +19,7 @@ from canary.model import Weights
 from canary.routing import patch
 from tests.fakes import FakeClock
 from tests.integration.test_sweep import _controller, cluster  # noqa: F401  (fixture)
-from tests.integration.test_sweep_ends import _ended_on, _events, _target
+from tests.integration.test_sweep_ends import _ended_on, _events, _found, _target
 from tests.support.killpoints import cluster_state
 
 pytestmark = pytest.mark.integration
@@ -40,10 +40,13 @@ def _sweeps(ctl: Any, clock: FakeClock, n: int) -> list[dict[str, Any]]:
     return logs
 
 
-def _found(api: Any, name: str = "m0") -> sweep.Found:
-    vs = api.get(GROUP, "virtualservices", "ml", name)
-    text = patch.read_state(vs)
-    return sweep.Found("ml", name, rl.RolloutState.from_json(text), text, quiet_s=600.0)
+def claimed_before_next_write(api: Any, *, stable: str, canary: str, owner: str = "promote/x") -> None:
+    """A new rollout of (stable, canary) on m0 is recorded just before the next write reaches the API:
+    a claim racing the write under test."""
+    new = rl.RolloutState(model="m0", stable_version=stable, canary_version=canary, phase=rl.PENDING,
+                          weights=Weights(100, 0), step=0, started_at=2000.0, updated_at=2000.0, owner=owner)
+    api.before_next_write(lambda: api.edit(GROUP, "virtualservices", "ml", "m0", lambda vs: vs["metadata"][
+        "annotations"].__setitem__(patch.STATE_ANNOTATION, new.to_json())))
 
 
 def test_a_rollback_whose_stable_subset_moved_on_to_a_third_version_is_reported_not_reverted(cluster: Any) -> None:
@@ -100,14 +103,7 @@ def test_a_rollout_claimed_between_the_read_and_the_repair_keeps_its_subsets(clu
     api, client, router = cluster
     _ended_on(router, 0, rl.ROLLED_BACK, "v2", 1000.0)
     found = _found(api)
-    new = rl.RolloutState(model="m0", stable_version="v2", canary_version="v3", phase=rl.PENDING,
-                          weights=Weights(100, 0), step=0, started_at=2000.0, updated_at=2000.0, owner="promote/x")
-
-    def claim() -> None:
-        api.edit(GROUP, "virtualservices", "ml", "m0",
-                 lambda vs: vs["metadata"]["annotations"].__setitem__(patch.STATE_ANNOTATION, new.to_json()))
-
-    api.before_next_write(claim)
+    claimed_before_next_write(api, stable="v2", canary="v3")
     with structlog.testing.capture_logs() as logs:
         assert sweep.check_end(router, found, log=get_logger()) == "unknown"
     assert cluster_state(api, 0)[2] == "v2" and cluster_state(api, 0)[1]["canary_version"] == "v3"
@@ -121,10 +117,7 @@ def test_a_rollout_claimed_during_the_repair_that_keeps_v1_stable_is_not_undone(
     api, client, router = cluster
     _ended_on(router, 0, rl.ROLLED_BACK, "v2", 1000.0)
     found = _found(api)
-    new = rl.RolloutState(model="m0", stable_version="v1", canary_version="v3", phase=rl.PENDING,
-                          weights=Weights(100, 0), step=0, started_at=2000.0, updated_at=2000.0, owner="promote/x")
-    api.before_next_write(lambda: api.edit(GROUP, "virtualservices", "ml", "m0", lambda vs: vs["metadata"][
-        "annotations"].__setitem__(patch.STATE_ANNOTATION, new.to_json())))
+    claimed_before_next_write(api, stable="v1", canary="v3")
     with structlog.testing.capture_logs() as logs:
         assert sweep.check_end(router, found, log=get_logger()) == "unknown"
     assert cluster_state(api, 0)[2] == "v1" and not _events(logs, "subset.repointed_back")
