@@ -60,7 +60,7 @@ from canary.serve_gates import GateRuns, run_gates
 from canary.serve_measure import measure_within
 from canary.serve_requests import Ask, BadRequest, argo_ask, flagger_ask, query_fields, read_json
 from canary.serve_session import (FAIL, PASS, Session, new_session, open_window, record_gates, record_look,
-                                  serve_window)
+                                  serve_window, window_deadline_s)
 from canary.serve_store import RevisionBusy, SessionStore, StoreError, StoreFull
 
 ANSWER_WITHIN_S = 8.0  # below Flagger's and Argo's default webhook/measurement timeout of 10 s
@@ -190,8 +190,7 @@ class Service:
             window_s, n, unmeasured, ratio = 0, None, False, None
             if not s.ended:
                 now = self.clock()
-                s = open_window(s, now=now, step=ask.step,
-                                quiet_s=policy.analysis.interval + policy.failure.no_data_deadline)
+                s = open_window(s, now=now, step=ask.step, quiet_s=window_deadline_s(policy))
                 window_s = serve_window(s, now, policy.analysis.look_every)
                 measurements, n = measure_within(self.metrics, policy, _target(s), window_s=window_s, at=now,
                                                  deadline=deadline, answer_within_s=self.answer_within_s, log=self.log)
@@ -300,7 +299,8 @@ class Service:
                 except ConfigError as exc:
                     raise BadRequest(name, str(exc).removeprefix(f"{name} ")) from None
         with self.store.lock(ask.key, ask.revision, timeout=_left(deadline)):
-            s = self._restarted(ask, named) or self._session(ask, named, create=True)
+            stored = self.store.load(ask.key, ask.revision)  # read once: _restarted and _session both look at it
+            s = self._restarted(ask, named, stored) or self._session(ask, named, create=True, stored=stored)
             assert s is not None
             if s.ended:
                 status = 409
@@ -323,28 +323,26 @@ class Service:
 
     # -- helpers -------------------------------------------------------------------------
 
-    def _restarted(self, ask: Ask, named: NamedPolicy) -> Session | None:
+    def _restarted(self, ask: Ask, named: NamedPolicy, old: Session | None) -> Session | None:
         """A new session when `pre-rollout` comes for a revision whose analysis already began (a look, or
         its first step granted), else None. Flagger calls pre-rollout only at an analysis's start (weight 0,
         no iteration: `advanceCanary`), and its checksum is a hash of the target's spec, so the same spec
         rolled out again (reverted to, re-applied after another release) comes back with the same revision.
         Kept, its old window reached back to the last pass, hours or days of other releases' pods under the
         same `app` labels, and passed the first look; its old `pass` granted the new analysis's
-        confirm hooks before any look. A failed revision stays failed (sticky, 409)."""
-        old = self.store.load(ask.key, ask.revision)
+        confirm hooks before any look. A failed revision stays failed (sticky, 409). `old`: the revision's
+        stored session (None: none)."""
         if old is None or old.ended or (old.looks == 0 and not old.first_step):
             return None
         self.log.info("serve.restarted", integration=ask.integration, key=ask.key, revision=ask.revision,
                       looks=old.looks, verdict=old.verdict, first_step=old.first_step)
-        return new_session(key=ask.key, revision=ask.revision, policy=named.name, model=ask.model,
-                           namespace=ask.namespace, stable_version=ask.stable_version,
-                           canary_version=ask.canary_version, now=self.clock(), step=ask.step)
+        return _new_session(ask, named, self.clock())
 
     def _gate_result(self, cfg: Any, ask: Ask, named: NamedPolicy, deadline: float) -> tuple[int, str]:
         """The revision's gate run, waited on until `deadline`: its (status, why), or (0, why) while it
         still runs (serve_gates.py: the next pre-rollout joins it or reads its result)."""
         inputs = (named.name, ask.model, ask.triton_canary, ask.triton_stable)
-        fresh_s = named.policy.analysis.interval + named.policy.failure.no_data_deadline
+        fresh_s = window_deadline_s(named.policy)
         key = f"{ask.key}\0{ask.revision}"
         run, started = self.gate_runs.join(key, inputs, lambda: run_gates(
             self.gates, cfg, model=ask.model, stable_url=ask.triton_stable or None, canary_url=ask.triton_canary,
@@ -367,17 +365,16 @@ class Service:
             raise BadRequest(field, f"no policy {ask.policy!r} here; known: {', '.join(sorted(self.policies))}")
         return self.policies[ask.policy]
 
-    def _session(self, ask: Ask, named: NamedPolicy, *, create: bool) -> Session | None:
+    def _session(self, ask: Ask, named: NamedPolicy, *, create: bool, stored: Any = ...) -> Session | None:
         """The revision's stored session (a new one if `create`); 409 when the request names other
-        inputs than those it was started with: a revision is judged with one policy and one pair."""
-        s = self.store.load(ask.key, ask.revision)
+        inputs than those it was started with: a revision is judged with one policy and one pair.
+        `stored`: that session as the caller already read it (None: none), else it is read here."""
+        s = self.store.load(ask.key, ask.revision) if stored is ... else stored
         if s is None:
             if not create:
                 return None
-            s = new_session(key=ask.key, revision=ask.revision, policy=named.name, model=ask.model,
-                            namespace=ask.namespace, stable_version=ask.stable_version,
-                            canary_version=ask.canary_version, now=self.clock(), step=ask.step)
             now = self.clock()
+            s = _new_session(ask, named, now)
             for gone in self.store.create(s, finished=lambda old: self._finished(old, now)):
                 self.log.info("serve.pruned", key=gone.key, revision=gone.revision, verdict=gone.verdict,
                               idle_s=round(now - gone.updated_at), max_revisions=self.store.max_revisions)
@@ -398,8 +395,7 @@ class Service:
         named = self.policies.get(s.policy)
         if s.ended or named is None:
             return True
-        p = named.policy
-        return now - s.updated_at > p.analysis.interval + p.failure.no_data_deadline
+        return now - s.updated_at > window_deadline_s(named.policy)
 
     def _decided(self, ask: Ask, hook: str, status: int, s: Session, verdict: Verdict | None, n: float | None, *,
                  reason: str | None = None) -> None:
@@ -442,3 +438,10 @@ def _document(s: Session, verdict: Verdict | None, *, policy: Policy, window_s: 
                "stableVersion": s.stable_version, "canaryVersion": s.canary_version, "step": s.step}
     return {"result": result, "rollout": rollout,
             "evidence": [r.to_dict() for r in verdict.results] if verdict else []}
+
+
+def _new_session(ask: Ask, named: NamedPolicy, now: float) -> Session:
+    """A revision's first session, for the inputs `ask` names, judged with `named`."""
+    return new_session(key=ask.key, revision=ask.revision, policy=named.name, model=ask.model,
+                       namespace=ask.namespace, stable_version=ask.stable_version,
+                       canary_version=ask.canary_version, now=now, step=ask.step)

@@ -137,6 +137,13 @@ def _evidence(raw: Any, name: str) -> dict[str, tuple[float, float]]:
     return out
 
 
+def window_deadline_s(policy: Policy) -> float:
+    """Seconds a window of `policy` may last before it ends without a verdict (`interval +
+    no_data_deadline`): also how long a silent caller keeps its window, a finished gate run stays
+    fresh, and a revision idle this long may be dropped from the state directory."""
+    return policy.analysis.interval + policy.failure.no_data_deadline
+
+
 def new_session(*, key: str, revision: str, policy: str, model: str, namespace: str, stable_version: str,
                 canary_version: str, now: float, step: str = "") -> Session:
     """A revision seen for the first time: its first window starts now."""
@@ -247,7 +254,7 @@ def record_look(s: Session, verdict: Verdict, *, canary_requests: float, now: fl
         s = replace(s, failed_looks=0)
     if elapsed >= a.interval and j.outcome is Outcome.PASS and n >= pass_floor(a.min_canary_requests):
         return replace(s, verdict=PASS, advanced_at=now, reason=f"all checks shown within their limits: {j.reason()}"), j
-    if elapsed < a.interval + fail.no_data_deadline:
+    if elapsed < window_deadline_s(policy):
         why = j.reason() if elapsed >= a.interval else f"window {elapsed:.0f}s of {a.interval:g}s; {j.reason()}"
         return replace(s, verdict=INCONCLUSIVE, reason=why), j
     why = (f"no verdict after {elapsed:.0f}s in this window ({j.outcome.label}: {j.reason()}; canary requests "

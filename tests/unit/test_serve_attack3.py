@@ -184,10 +184,12 @@ class BrokenGates(SlowGates):
 def test_a_gate_that_breaks_is_a_500_and_the_next_call_runs_it_again(rig: Any) -> None:
     _, _, service = rig
     svc = service(answer_within_s=30, policy={**POLICY, "gates": {"triton": {"warmup_requests": 2}}})
-    svc.gates = BrokenGates
+    svc.gates, BrokenGates.runs = BrokenGates, 0
     status, doc = flagger_triton(svc)
     assert status == 500 and "KeyError" in doc["error"]
     assert not svc.gate_runs._runs, "the broken run is forgotten"
+    status, doc = flagger_triton(svc)
+    assert status == 500 and "KeyError" in doc["error"] and BrokenGates.runs == 2, "the next call ran it again"
 
 
 def test_the_state_cap_never_drops_a_revision_a_call_holds(tmp_path: Path) -> None:
@@ -243,4 +245,4 @@ def test_a_gate_result_is_kept_as_long_as_its_own_policy_says_whatever_another_p
     clock[0] += 60  # "a"'s next pre-rollout, 2 min after its run ended: within its own 12 min
     svc.answer_within_s = 30
     assert pre_rollout("a", "slow") == 200
-    assert slow_gates.runs == 2, "the slow revision's gates ran again (2 runs for 'a', 1 for 'b' = 3)"
+    assert slow_gates.runs == 2, "the slow revision's gates ran again (1 run for 'a' and 1 for 'b' is 2)"
