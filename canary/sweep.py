@@ -41,7 +41,7 @@ from canary import crd
 from canary import rollout as rl
 from canary.errors import CanaryError, NotLeader, RoutingConflict, TransientError
 from canary.model import Target
-from canary.reconcile import crd_ref, describe_owner, execute, is_promote_owner, write_landed
+from canary.reconcile import crd_ref, describe_owner, end_disagreement, execute, is_promote_owner, write_landed
 from canary.routing import patch
 
 # a promote record seen unchanged for 3 of its looks and this much more is abandoned: a look's queries
@@ -270,15 +270,11 @@ def check_end(router: Any, found: Found, *, log: Any) -> str:
     A rollback that finds stable 100% with its subset left on the canary version repairs it too (`canary
     rollback`, docs/decisions.md 94 (d)); until this check nobody did unless asked: every request went to
     the rolled-back version, and the records said stable."""
-    from canary.reconcile import end_disagreement
-
     r = found.record
     log = log.bind(namespace=found.namespace, virtual_service=found.virtual_service, model=r.model,
                    stable_version=r.stable_version, canary_version=r.canary_version)
     try:
-        status = router.inspect(found.target())
-    except NotLeader:
-        raise
+        status = router.inspect(found.target())  # a read: the fence refuses writes only
     except CanaryError:
         return "unknown"
     if status.state != found.text:  # written since the listing: the next sweep reads it again

@@ -128,7 +128,7 @@ def test_a_partial_answer_leaves_only_the_rollout_it_concerns_unmeasured(prom: A
     fam = b.families(ERRORS)[0]
     with pytest.raises(b.UnusableStepStart):  # its step-start snapshot was partial too: the next one starts it
         bases["broken"].values(fam, fam.ident(_target("broken"), "canary"))
-    assert any(values == ["broken"] or "broken" in values for req in store.asked for values in req)
+    assert any("broken" in values for req in store.asked for values in req)
 
 
 def test_a_partial_answer_is_asked_again_only_within_the_budget(prom: Any) -> None:
