@@ -392,8 +392,8 @@ class Controller:
         todo.sort(key=lambda m: (read.get(m[1].key, -math.inf), -m[1].record.updated_at))
         for mark, one in todo[:CHECK_ENDS_PER_SWEEP]:
             read[one.key] = now
-            if self.informers is not None:
-                self._seed_route(one)
+            self._seed_names(one.namespace, {"virtualservices": one.virtual_service,
+                                             "destinationrules": one.target().dr_name})
             try:
                 outcome = sweep.check_end(self.fenced, one, log=self.log)
             except NotLeader:
@@ -409,14 +409,6 @@ class Controller:
                 checked[one.key] = mark
         self._ends_checked = checked  # routes no longer listed are forgotten
         self._ends_read = {k: t for k, t in read.items() if k not in checked}
-
-    def _seed_route(self, one: sweep.Found) -> None:
-        """The router's next reads of `one`'s VirtualService and DestinationRule come from the cache."""
-        if not hasattr(self.router, "seed"):
-            return
-        names = {"virtualservices": one.virtual_service,
-                 "destinationrules": one.target().dr_name}
-        self.router.seed(self.informers.route_objects(one.namespace, names))
 
     def _swept(self, ended: rl.RolloutState) -> None:
         """A rollout the sweep (or an orphan's claimant) ended, counted as the rollouts' own ends are
@@ -501,7 +493,12 @@ class Controller:
         vs = spec.get("virtualService") or spec.get("model") or ""
         names = {"virtualservices": vs, "destinationrules": spec.get("destinationRule") or vs}
         self.informers.use(_key(obj), meta.get("namespace", ""), names)
-        self.router.seed(self.informers.route_objects(meta.get("namespace", ""), names))
+        self._seed_names(meta.get("namespace", ""), names)
+
+    def _seed_names(self, namespace: str, names: dict[str, str]) -> None:
+        """The router's next reads of these objects ({plural: name}) come from the informers' cache."""
+        if self.informers is not None and hasattr(self.router, "seed"):
+            self.router.seed(self.informers.route_objects(namespace, names))
 
     # ---- per rollout ----------------------------------------------------------------
 
@@ -796,12 +793,18 @@ class Controller:
         meta = held["metadata"]
         return self.informers.rollouts.get(meta["namespace"], meta["name"]) or held
 
+    def _per_rollout(self) -> tuple[tuple[dict[str, Any], ...], tuple[dict[tuple[str, ...], Any], ...]]:
+        """What this process keeps per rollout: the dicts keyed by the rollout's key, and those keyed by
+        tuples that begin with it."""
+        return ((self._step_starts, self._failing, self._known, self._probes, self._histories, self._unconfirmed,
+                 self._preflights), (self._gates, self._breach_seen))
+
     def _forget(self, key: str) -> None:
         """Drop what this process kept about a finished rollout (a long-running controller must not grow)."""
-        for kept in (self._step_starts, self._failing, self._known, self._probes, self._histories, self._unconfirmed,
-                     self._preflights):
+        by_key, by_tuple = self._per_rollout()
+        for kept in by_key:
             kept.pop(key, None)
-        for kept2 in (self._gates, self._breach_seen):  # called from informer threads too: iterate a copy
+        for kept2 in by_tuple:  # called from informer threads too: iterate a copy
             for k in [k for k in list(kept2) if k[0] == key]:
                 kept2.pop(k, None)
 
@@ -820,10 +823,10 @@ class Controller:
                 return
             present = set(self.informers.rollouts.summaries())
         kept: set[str] = set()
-        for one in (self._step_starts, self._failing, self._known, self._probes, self._histories, self._unconfirmed,
-                    self._preflights):
+        by_key, by_tuple = self._per_rollout()
+        for one in by_key:
             kept.update(list(one))
-        for two in (self._gates, self._breach_seen):
+        for two in by_tuple:
             kept.update(k[0] for k in list(two))
         for key in kept - present:
             self._forget(key)
