@@ -139,11 +139,9 @@ def _oncall_router(kubeconfig: Optional[str], context: Optional[str]) -> Any:
                     and not target.destination_rule:  # the DestinationRule the rollout in progress drives
                 target = replace(target, destination_rule=recorded.destination_rule)
             if target.route:
-                http = (vs.get("spec") or {}).get("http") if isinstance(vs.get("spec"), dict) else None
-                names = [r.get("name") for r in http or () if isinstance(r, dict) and r.get("name")]
-                if isinstance(http, list) and target.route not in names:  # a typo: never acted on as given
-                    raise TargetError(f"{patch.where(vs)}: spec.http has no route named {target.route!r} "
-                                      f"(routes: {names})")
+                names = patch.route_names(vs)
+                if names and target.route not in names:  # a typo: never acted on as given
+                    raise patch.no_route_named(vs, target.route)
                 return target
             if recorded is not None and recorded.route and not recorded.terminal:
                 return replace(target, route=recorded.route)  # the route the rollout in progress drives
@@ -382,25 +380,26 @@ def _operator(model: str, namespace: Optional[str], vs: Optional[str], dr: Optio
         except TargetError as exc:
             if not isinstance(event, rl.Rollback) or isinstance(exc, NotFound) or not router.in_progress(named):
                 raise  # nobody's rollout: nothing tells the routes apart, on-call names one (--route)
-            target = named
-            if route and f"no route named {route!r}" in str(exc):
+            from dataclasses import replace
+
+            from canary.routing.patch import RouteNotFound
+
+            target, ambiguous = named, exc
+            if isinstance(exc, RouteNotFound):
                 # a mistyped --route (or one renamed since): the rollback goes on, on the rollout's own route
                 # (its record, else the weights it wrote), and no line names the route given as the one written
                 logs.get(model=model, namespace=ns).warning(
                     "rollback.route_not_found", route_given=route, error=str(exc),
                     note="stable 100% on the rollout's own route (recorded, else the one holding its weights)")
-                from dataclasses import replace
-
                 target = named = replace(named, route="")
                 try:
-                    target = router.resolve(named)
-                    exc = None  # type: ignore[assignment]
+                    target, ambiguous = router.resolve(named), None
                 except TargetError as again:
-                    exc = again
-            if exc is not None:
+                    ambiguous = again
+            if ambiguous is not None:
                 # a rollout in progress claimed the only route, and copies of it were added since: which one
                 # it drives cannot be told: stable 100% on each that matches (canary.routing.stable)
-                logs.get(model=model, namespace=ns).warning("rollback.route_ambiguous", error=str(exc),
+                logs.get(model=model, namespace=ns).warning("rollback.route_ambiguous", error=str(ambiguous),
                                                             note="stable 100% on every route that may be the rollout's")
         log = logs.get(model=model, namespace=ns, **({"route": target.route} if target.route else {}))
         try:

@@ -244,8 +244,6 @@ def _near_field(key: str) -> str:
     `max_msec` finds `max_ms` wherever it was written."""
     import difflib
 
-    from canary.policy_fields import Strict
-
     names: set[str] = set()
     todo = list(Strict.__subclasses__())
     while todo:

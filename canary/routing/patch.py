@@ -22,6 +22,16 @@ STATE_ANNOTATION = "modelcanary.dev/rollout"
 VERSION_LABEL = "version"
 
 
+class RouteNotFound(TargetError):
+    """The VirtualService has no HTTP route of the name given."""
+
+
+def no_route_named(vs: Any, route_name: str) -> RouteNotFound:
+    """RouteNotFound naming the VirtualService, the route asked for and the routes it has."""
+    names = [n for n in route_names(vs) if n]
+    return RouteNotFound(f"{where(vs)}: spec.http has no route named {route_name!r} (routes: {names})")
+
+
 @dataclass(frozen=True)
 class RouteRef:
     """Where the driven route sits in the VirtualService."""
@@ -55,8 +65,7 @@ def locate_route(vs: Any, route_name: str = "") -> RouteRef:
     if route_name:
         found = [i for i, r in enumerate(http) if isinstance(r, dict) and r.get("name") == route_name]
         if not found:
-            names = [r.get("name") for r in http if isinstance(r, dict) and r.get("name")]
-            raise TargetError(f"{at}: spec.http has no route named {route_name!r} (routes: {names})")
+            raise no_route_named(vs, route_name)
         if len(found) > 1:
             raise TargetError(f"{at}: spec.http has {len(found)} routes named {route_name!r}")
         index = found[0]
