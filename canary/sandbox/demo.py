@@ -305,11 +305,9 @@ def _print_summary(r: ScenarioResult, log_file: str | None = None) -> None:
 __all__ = ["run_scenario", "ScenarioResult", "demo", "EXPECTED"]
 
 
-def keep_sandbox(scenario: str, *, rate: float, policy: Path, output: str, native_histograms: bool = False,
-                 stop: Any = None) -> int:
+def keep_sandbox(scenario: str, *, rate: float, policy: Path, output: str, native_histograms: bool = False) -> int:
     """`canary demo --keep`: the sandbox of `scenario` (its canary misbehaves once it gets traffic), its
-    Kubernetes API emulator serving CanaryRollout too, kept until SIGINT/SIGTERM (or `stop`, a
-    threading.Event, set). Prints where everything is (text: `export` lines and commands to try; `-o json`:
+    Kubernetes API emulator serving CanaryRollout too, kept until SIGINT/SIGTERM. Prints where everything is (text: `export` lines and commands to try; `-o json`:
     one line, `kubeconfig`, `prometheus_url`, `triton_stable_url`, `triton_canary_url`, `namespace`, `model`,
     versions, `promote_args`) once it is up, then waits. Returns 0 once stopped (everything it started is
     stopped, by PID, and its work directory removed); the sandbox's own errors raise."""
@@ -321,8 +319,8 @@ def keep_sandbox(scenario: str, *, rate: float, policy: Path, output: str, nativ
     from canary.sandbox.env import Sandbox
     from canary.sandbox.kubeapi import Resource
 
-    done = stop if stop is not None else threading.Event()
-    if stop is None and threading.current_thread() is threading.main_thread():
+    done = threading.Event()
+    if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: done.set())
     typer.echo(f"starting the sandbox for scenario {scenario!r} (two Tritons, Prometheus, HAProxy, API emulator)...",

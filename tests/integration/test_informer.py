@@ -254,7 +254,7 @@ def test_a_kind_the_api_server_does_not_serve_is_named_once_with_what_to_install
     retry (`repeated` counts them when it is, every REPEAT_LOG_S). The retries are counted, not timed."""
     import structlog.testing
 
-    from canary import crd
+    from canary import crd, informer
 
     api = KubeAPIServer().start()
     api.handler.kinds.pop((crd.GROUP, crd.PLURAL), None)  # (not registered by default: as a cluster without the CRD)
@@ -273,10 +273,16 @@ def test_a_kind_the_api_server_does_not_serve_is_named_once_with_what_to_install
     try:
         with structlog.testing.capture_logs() as logs:
             inf.run(stop)  # this thread: returns once the fifth LIST failed
+            try:
+                lister()
+            except Exception as exc:  # the same cause once REPEAT_LOG_S has passed: logged again, with the count
+                inf._last_logged -= informer.REPEAT_LOG_S
+                inf._failed(exc)
     finally:
         client.close()
         api.stop()
     failed = [e for e in logs if e["event"] == "informer.watch_failed"]
-    assert len(calls) == 5 and len(failed) == 1, failed
+    assert len(calls) == 5 and len(failed) == 2, failed
     assert failed[0]["log_level"] == "error" and "does not serve canaryrollouts" in failed[0]["error"], failed
     assert "canary/deploy/crd-canaryrollout.yaml" in failed[0]["error"] and "HTTPHeaderDict" not in failed[0]["error"]
+    assert (failed[0]["repeated"], failed[1]["repeated"], failed[1]["error"]) == (0, 4, failed[0]["error"]), failed
