@@ -78,7 +78,8 @@ class RestartProbe:
     def __init__(self, batch: Any, at: float,
                  chunks: dict[str, list[tuple[dict[str, set[str]], set[Ident]]]]) -> None:
         self.batch, self.at, self.chunks = batch, at, chunks
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards the dicts and the deadline; never held while Prometheus is asked
+        self._asking: dict[tuple[Any, ...], threading.Lock] = {}  # one per question: asked once, others wait
         self._answers: dict[tuple[Any, ...], dict[Ident, dict[str, dict[str, float]]] | None] = {}
         self.deadline: float | None = None  # of asking again per model, set by the first partial answer
 
@@ -88,38 +89,48 @@ class RestartProbe:
         if range_ms <= 0 or i is None:
             return {}
         filters, idents = self.chunks[fam.key][i]
-        with self._lock:
-            got = self._ask((fam.key, i, range_ms), fam, filters, idents, range_ms, attempts=None)
-            if got is None:  # answered in part: this rollout's model alone, once, within the budget
-                mine = {x for x in idents if x[_model_at(fam)] == ident[_model_at(fam)]}
+        got = self._ask((fam.key, i, range_ms), fam, filters, idents, range_ms, attempts=None)
+        if got is None:  # answered in part: this rollout's model alone, once, within the budget
+            mine = {x for x in idents if x[_model_at(fam)] == ident[_model_at(fam)]}
+            with self._lock:
                 if self.deadline is None:
                     self.deadline = self.batch.monotonic() + self.batch.isolate_s
-                if mine == idents or self.batch.monotonic() >= self.deadline:
-                    got = None
-                else:
-                    got = self._ask((fam.key, i, range_ms, ident[_model_at(fam)]), fam, _filters_of(fam, mine), mine,
-                                    range_ms, attempts=1)
-            if got is None:
-                raise MetricsUnavailable(f"the restarts of {'/'.join(ident)}'s {fam.metric} series in the window "
-                                         "could not be asked: Prometheus answered in part")
+                spent = self.batch.monotonic() >= self.deadline
+            if mine != idents and not spent:
+                got = self._ask((fam.key, i, range_ms, ident[_model_at(fam)]), fam, _filters_of(fam, mine), mine,
+                                range_ms, attempts=1)
+        if got is None:
+            raise MetricsUnavailable(f"the restarts of {'/'.join(ident)}'s {fam.metric} series in the window "
+                                     "could not be asked: Prometheus answered in part")
         return got.get(ident, {})
 
     def _ask(self, key: tuple[Any, ...], fam: Family, filters: dict[str, set[str]], idents: set[Ident],
              range_ms: int, *, attempts: int | None) -> dict[Ident, dict[str, dict[str, float]]] | None:
-        """One restart query's parsed answer, asked once (cached); None when it was answered in part."""
-        if key not in self._answers:
+        """One restart query's parsed answer, asked once (cached; a look wanting it while it is asked waits
+        for that answer, looks wanting other questions do not); None when it was answered in part."""
+        with self._lock:
+            if key in self._answers:
+                return self._answers[key]
+            asking = self._asking.setdefault(key, threading.Lock())
+        with asking:
+            with self._lock:
+                if key in self._answers:  # asked by the look this one waited for
+                    return self._answers[key]
+                self.batch.restart_queries += 1
             query = fam.restart_query(filters, range_ms)
-            self.batch.restart_queries += 1
+            got: dict[Ident, dict[str, dict[str, float]]] | None
             try:
                 if attempts is None:
                     answer = self.batch.prom.query(query, check="batch", at=self.at)
                 else:
                     answer = self.batch.prom.ask(query, check="batch", arm="", at=self.at, who="batch", strict=False,
                                                  deadline=self.deadline, attempts=attempts)
-                self._answers[key] = _parse_restarts(answer, fam, idents, query)
+                got = _parse_restarts(answer, fam, idents, query)
             except PartialAnswer:
-                self._answers[key] = None
-        return self._answers[key]
+                got = None
+            with self._lock:
+                self._answers[key] = got
+            return got
 
 
 def _filters_of(fam: Family, idents: set[Ident]) -> dict[str, set[str]]:
