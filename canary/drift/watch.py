@@ -148,7 +148,7 @@ class DriftWatcher:
         window_s = self._window(prof)
         config = (dataclasses.replace(self.config, enter_after=int(prof["_enter_after"])) if prof.get("_enter_after")
                   else self.config)
-        result = self._measure(prof, key, state, now, done, ns)
+        result = self._measure(prof, key, state, now, done, ns, window_s)
         if result is None:
             return
         self.last[key] = result
@@ -177,14 +177,14 @@ class DriftWatcher:
         self._save(key, state)
 
     def _measure(self, prof: Mapping[str, Any], key: str, state: M.MonitorState, now: float,
-                 done: list[dict[str, Any]], ns: str) -> Any:
+                 done: list[dict[str, Any]], ns: str, window_s: float) -> Any:
         """This evaluation's DatasetDrift, or None when nothing was measured (said, gauges NaN, a due
         trigger retried): live data that do not fit the profile, Prometheus failing for this profile, or
         Prometheus down (`_outage`: found now, or earlier in this pass and then not asked)."""
         model, version = str(prof["model"]), str(prof["version"])
         if self._outage is None:
             try:
-                live = live_counts(self.client, prof, model=model, version=version, window_s=self._window(prof),
+                live = live_counts(self.client, prof, model=model, version=version, window_s=window_s,
                                    namespace=prof.get("_namespace") or self._selects)
                 return compare(prof, live)
             except ConfigError as exc:  # live data that cannot be compared (another profile's buckets): a setup fault
