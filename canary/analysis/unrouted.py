@@ -108,18 +108,21 @@ def unrouted(policy: Policy, measurements: Mapping[str, Any], *, weight: int | N
         s, c = requests_counted(check.kind, m[0]), m[1]
         if s is None or not s > 0:
             continue
-        if isinstance(c, NoData) or requests_counted(check.kind, c) == 0:
+        if isinstance(c, BaseException) and not isinstance(c, NoData):
+            return {}, ""  # could not be asked: not this case
+        cn = 0.0 if isinstance(c, NoData) else requests_counted(check.kind, c)
+        if cn == 0:
             stable[check.name] = s
-        elif isinstance(c, BaseException) or (requests_counted(check.kind, c) or 0) > 0:
-            return {}, ""  # could not be asked, or the canary served: not this case
+        elif (cn or 0) > 0:
+            return {}, ""  # the canary served: not this case
     if not stable:
         return {}, ""
-    n = min(stable.values())
-    expected = n * weight / (100 - weight) * shown_s(policy, window_s) / window_s
+    n, shown = min(stable.values()), shown_s(policy, window_s)
+    expected = n * weight / (100 - weight) * shown / window_s
     if expected < bound(policy, window):
         return {}, ""
     pods = f"labelled version={canary_version}" if canary_version else "of the canary version"
     return stable, (f"the canary got no requests at {weight}% while stable got {n:.0f} over the last {window_s:.0f}s "
-                    f"(about {expected:.0f} expected in its first {shown_s(policy, window_s):.0f}s, "
+                    f"(about {expected:.0f} expected in its first {shown:.0f}s, "
                     f"P(none) = e^-{expected:.0f}): do pods {pods} exist, "
                     "ready, and does the canary subset select them? Its share of the traffic is failing")
