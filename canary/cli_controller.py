@@ -275,7 +275,7 @@ def rollout_name(model: str, canary_version: str) -> str:
 # the Ready reasons (the exception's class, `Controller._fail_status`) of a request the controller refuses
 # as bad input: the same errors `canary promote` exits 2 for. RolloutBusy is not one: such a request
 # waits for the rollout in its way (README, --via-controller).
-BAD_INPUT_REASONS = ("ConfigError", "PolicyError", "TargetError", "NotFound")
+BAD_INPUT_REASONS = ("ConfigError", "PolicyError", "TargetError", "NotFound", "RouteNotFound")
 
 
 def _refused(status: dict[str, Any], generation: int) -> str:
