@@ -374,7 +374,7 @@ def watch_cmd(
     stop = threading.Event()
     try:
         while True:
-            done = watcher.once()
+            done = watcher.once(interval_s=None if once else interval_s)
             if once or stop.wait(interval_s):
                 break
     except KeyboardInterrupt:  # stopped by hand: not an open episode, not an error

@@ -70,6 +70,7 @@ class DriftWatcher:
         self._outage: str | None = None  # this pass's: why Prometheus did not answer (`once`)
         self._store_down: str | None = None  # this pass's: why the store could not be written (`_save`)
         self._not_measured: list[str] = []  # this pass's: the profiles its outage left unmeasured
+        self._left: list[str] = []  # the state keys a cut pass did not evaluate, in order (`once`): first next pass
         self.core, self.batch = core_api, batch_api
         self.job_template, self.retrain_webhook, self.notifier = job_template, retrain_webhook, notifier
         self.clock, self._post = clock, post or _post_json
@@ -97,16 +98,33 @@ class DriftWatcher:
         states = _states(self.store)
         self.states, self._synced = dict(states), dict(states)
 
-    def once(self) -> list[dict[str, Any]]:
+    def once(self, *, keep_going: Callable[[], str] | None = None,
+             interval_s: float | None = None) -> list[dict[str, Any]]:
         """One evaluation of every profile; returns what was done (for logs and tests). A profile
         that fails in any way is logged (`drift.evaluation_failed`) and never stops the others. A
         Prometheus found down is asked no more in this pass (module docstring): the profiles left are
-        unmeasured, with one line for all (`drift.prometheus_unavailable`)."""
+        unmeasured, with one line for all (`drift.prometheus_unavailable`).
+
+        `keep_going`: asked before each profile; a non-empty answer (why: "stopping", "no longer the
+        leader") ends the pass there, with one line naming the baselines left (`drift.pass_cut`); they
+        are evaluated first in the next pass (or by the next leader, from the stored states). A replica
+        that lost its lease mid-pass thus stops alerting and triggering at the next baseline, not at the
+        end of the pass. `interval_s`: the time between passes; a pass that took longer is said once
+        (`drift.pass_slow`: every baseline is evaluated less often than configured)."""
         done: list[dict[str, Any]] = []
         seen: set[str] = set()
         self._outage = self._store_down = None
         self._not_measured = []
-        for prof in self.profiles:
+        started = time.monotonic()
+        # the baselines a cut pass left first, in the order it would have taken them, then the others
+        first = {k: i for i, k in enumerate(self._left)}
+        order = sorted(self.profiles, key=lambda p: first.get(_key(p, self.namespace), len(first)))
+        self._left = []
+        for i, prof in enumerate(order):
+            why = keep_going() if keep_going is not None else ""
+            if why:
+                self._cut(why, order[i:])
+                break
             key = _key(prof, self.namespace)
             if key in seen:  # a second profile of one model version would step its monitor twice a pass
                 error = (f"a second baseline of {prof.get('model')} {prof.get('version')} is skipped: one model "
@@ -131,7 +149,22 @@ class DriftWatcher:
                         message=f"Prometheus did not answer: {n} baseline{'' if n == 1 else 's'} not measured in "
                                 f"this pass, asked once (gauges NaN, nothing decided; due retraining triggers "
                                 f"still retried); the next pass asks again")
+        took = time.monotonic() - started
+        if interval_s is not None and took > interval_s and not self._left:
+            log.warning("drift.pass_slow", took_s=round(took, 1), interval_s=interval_s, baselines=len(order),
+                        message=f"a drift pass over {len(order)} baseline{'' if len(order) == 1 else 's'} took "
+                                f"{took:.0f} s, longer than the {interval_s:.0f} s between passes: each baseline is "
+                                f"evaluated about every {took + interval_s:.0f} s, not every {interval_s:.0f} s "
+                                f"(a slow Prometheus, or too many baselines for one watcher)")
         return done
+
+    def _cut(self, why: str, left: Sequence[Mapping[str, Any]]) -> None:
+        """A pass ended before `left` were evaluated (`once`'s `keep_going`): they go first next time."""
+        self._left = [_key(p, self.namespace) for p in left]
+        names = [f"{p.get('_namespace') or self.namespace}/{p.get('model')}/{p.get('version')}" for p in left]
+        log.warning("drift.pass_cut", reason=why, baselines=len(names), left=names[:20],
+                    message=f"drift pass ended early ({why}): {len(names)} baseline{'' if len(names) == 1 else 's'} "
+                            f"not evaluated in this pass (nothing decided for them; evaluated first next pass)")
 
     def _window(self, prof: Mapping[str, Any]) -> float:
         """The profile's own window (its baseline ConfigMap's annotation, `store.monitor_settings`), else
@@ -578,7 +611,8 @@ def watch_baselines(watcher: DriftWatcher, core: Any, *, namespace: str | None, 
                         small_warned[where] = content if small else None
                         good.append({**prof, "_namespace": where.split("/", 1)[0]})
                 watcher.profiles = good
-                watcher.once()
+                watcher.once(keep_going=lambda: "stopping" if stop.is_set() else
+                             "" if is_leader() else "no longer the leader", interval_s=interval_s)
             except Exception as exc:  # the rollouts' controller must never die of its drift monitor
                 _log_quietly("drift.pass_failed", error=brief(exc))
         if stop.wait(interval_s):

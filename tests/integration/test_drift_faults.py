@@ -8,7 +8,6 @@ tests read it; a test that needs traffic to appear later uses a model of its own
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -23,6 +22,7 @@ from canary.drift.exporter import FeatureExporter
 from canary.drift.live import live_counts
 from canary.drift.profile import capture
 from canary.metrics.client import PrometheusClient
+from tests.support.passes import Passes
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -184,15 +184,7 @@ def _lead(watcher: Any, kube: Any, passes: int) -> None:
     """`watch_baselines` while this replica leads for `passes` passes (no sleeps: the stop event)."""
     from canary.drift.watch import watch_baselines
 
-    stop, n = threading.Event(), [0]
-
-    def leader() -> bool:
-        n[0] += 1
-        if n[0] > passes:
-            stop.set()
-        return n[0] <= passes
-
-    watch_baselines(watcher, kube.core, namespace="ml", stop=stop, interval_s=0.01, is_leader=leader)
+    watch_baselines(watcher, kube.core, namespace="ml", stop=Passes(passes), interval_s=0.01, is_leader=lambda: True)
 
 
 def _stored(kube: Any) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from canary.errors import MetricsUnavailable
 from canary.metrics.client import PrometheusClient
 from tests.integration.test_drift_faults import JOB, _profile, _stored, _ticks, kube  # noqa: F401
 from tests.support.blackhole import BlackholeProxy
+from tests.support.passes import Passes
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -128,18 +129,9 @@ def test_one_model_in_two_namespaces_is_two_measurements_and_only_the_one_that_d
 
 def _lead_everywhere(watcher: DriftWatcher, kube: Any) -> None:
     """One pass of the controller's drift loop over the baseline ConfigMaps of every namespace."""
-    import threading
-
     from canary.drift.watch import watch_baselines
 
-    stop, n = threading.Event(), [0]
-
-    def leader() -> bool:
-        n[0] += 1
-        stop.set()
-        return n[0] == 1
-
-    watch_baselines(watcher, kube.core, namespace=None, stop=stop, interval_s=0.01, is_leader=leader)
+    watch_baselines(watcher, kube.core, namespace=None, stop=Passes(1), interval_s=0.01, is_leader=lambda: True)
 
 
 def _watcher(client: PrometheusClient, reg: CollectorRegistry, served: SimpleNamespace, **kw: Any) -> DriftWatcher:
@@ -303,3 +295,56 @@ def test_drift_check_refuses_a_namespace_that_is_not_one(served: SimpleNamespace
     r = CliRunner().invoke(app, ["drift", "check", "--baseline", str(path), "--prometheus-url", served.prom.url,
                                  "-n", given])
     assert r.exit_code == 2 and "--namespace" in r.output, r.output
+
+
+def _asked_models(client: Counted) -> list[str]:
+    """The baselines a pass read, in the order it read them (each model's first query)."""
+    seen: list[str] = []
+    for q in client.asked:
+        for m in MODELS:
+            if f'model_name="{m}"' in q and m not in seen:
+                seen.append(m)
+    return seen
+
+
+def test_a_pass_ends_at_the_next_baseline_when_its_replica_stops_leading(served: SimpleNamespace) -> None:
+    """The controller's drift loop asked whether it leads once per pass: a replica that lost its lease
+    mid-pass went on evaluating, alerting and triggering for every baseline left. Now `keep_going` is
+    asked before each baseline; the pass ends there with one line naming the baselines left, and those
+    go first in the next pass (none is starved by cuts that always land at the same place)."""
+    client = Counted(served.prom.url)
+    watcher = _watcher(client, CollectorRegistry(), served)
+    answers = iter(["", "", "no longer the leader"])
+    with capture_logs() as logs:
+        done = watcher.once(keep_going=lambda: next(answers))
+    assert _asked_models(client) == ["o1", "o2"] and len(done) == 0, (client.asked, done)
+    cut = [e for e in logs if e["event"] == "drift.pass_cut"]
+    assert len(cut) == 1 and cut[0]["reason"] == "no longer the leader" and cut[0]["left"] == ["prod/o3/v1", "prod/o4/v1"]
+    assert "not evaluated in this pass" in cut[0]["message"]
+    client.asked.clear()
+    answers = iter(["", "stopping"])
+    with capture_logs() as logs:
+        watcher.once(keep_going=lambda: next(answers))
+    assert _asked_models(client) == ["o3"]  # the ones left first
+    assert [e["left"] for e in logs if e["event"] == "drift.pass_cut"] == [["prod/o4/v1", "prod/o1/v1", "prod/o2/v1"]]
+    client.asked.clear()
+    with capture_logs() as logs:
+        watcher.once(keep_going=lambda: "")
+    assert _asked_models(client) == ["o4", "o1", "o2", "o3"]
+    assert not [e for e in logs if e["event"] == "drift.pass_cut"]
+    client.asked.clear()
+    watcher.once()  # nothing left over: the profiles' own order
+    assert _asked_models(client) == list(MODELS)
+
+
+@pytest.mark.parametrize("interval_s, said", [(0.0, True), (3600.0, False)])
+def test_a_pass_longer_than_its_interval_is_said(served: SimpleNamespace, interval_s: float, said: bool) -> None:
+    """A pass that takes longer than the time between passes evaluates every baseline less often than
+    configured: one warning says how often it really is (a real pass always takes more than 0 s)."""
+    watcher = _watcher(Counted(served.prom.url), CollectorRegistry(), served)
+    with capture_logs() as logs:
+        watcher.once(interval_s=interval_s)
+    slow = [e for e in logs if e["event"] == "drift.pass_slow"]
+    assert len(slow) == int(said), logs
+    if said:
+        assert slow[0]["baselines"] == 4 and slow[0]["interval_s"] == 0.0 and "evaluated about every" in slow[0]["message"]

@@ -142,7 +142,7 @@ class _Watcher:
     def reload(self) -> None:
         pass
 
-    def once(self) -> list[Any]:
+    def once(self, **_: Any) -> list[Any]:
         self.passes.append([str(p["model"]) for p in self.profiles])
         return []
 

@@ -6,7 +6,6 @@ skips the second ConfigMap, naming both; the watcher itself never steps a state 
 from __future__ import annotations
 
 import json
-import threading
 from typing import Any
 
 import numpy as np
@@ -18,6 +17,7 @@ from canary.cli import app
 from canary.drift import monitor as M
 from canary.drift import watch as W
 from canary.drift.profile import capture
+from tests.support.passes import Passes
 
 
 def _profile(version: str = "v1") -> dict[str, Any]:
@@ -69,10 +69,8 @@ def test_the_controller_skips_a_second_configmap_of_one_model_version(monkeypatc
     monkeypatch.setattr(W, "live_counts", lambda *_a, **_k: _shifted(prof))
     watcher = W.DriftWatcher([], client=None, window_s=3600, config=M.MonitorConfig(enter_after=2, quiet_s=0),
                              clock=lambda: 1_000.0)
-    stop = threading.Event()
-    stop.set()  # one pass
     with capture_logs() as logs:
-        W.watch_baselines(watcher, core=None, namespace=None, stop=stop, interval_s=1)
+        W.watch_baselines(watcher, core=None, namespace=None, stop=Passes(1), interval_s=1)
     assert sorted(watcher.states) == ["ml/rec/v1", "other/rec/v1"]  # another namespace: another baseline
     assert all(s.drifted_in_row == 1 and s.phase == M.OK for s in watcher.states.values())
     (bad,) = [e for e in logs if e["event"] == "drift.bad_baseline"]
@@ -127,3 +125,23 @@ def test_one_watcher_per_state_file(tmp_path: Any, monkeypatch: pytest.MonkeyPat
         r = CliRunner().invoke(app, args)
         assert r.exit_code == 0, r.output
     assert json.loads(state.read_text())["rec/v1"]["drifted_in_row"] >= 1
+
+
+def test_the_controller_stops_a_pass_at_the_baseline_where_it_stops_leading(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Leadership was asked once a pass: a replica whose lease ran out mid-pass stepped, alerted and
+    triggered for every baseline left, beside the new leader. Now it is asked before each baseline."""
+    from canary.drift import store
+
+    prof = _profile()
+    monkeypatch.setattr(store, "load_profiles", lambda core, ns: [(f"ml/{m}-v1", {**prof, "model": m})
+                                                                  for m in ("a", "b", "c")])
+    monkeypatch.setattr(W, "live_counts", lambda *_a, **_k: _shifted(prof))
+    watcher = W.DriftWatcher([], client=None, window_s=3600, config=M.MonitorConfig(enter_after=2, quiet_s=0),
+                             clock=lambda: 1_000.0)
+    leads = iter([True, True, True, False])  # the pass's start, then a, b; c finds the lease gone
+    with capture_logs() as logs:
+        W.watch_baselines(watcher, core=None, namespace=None, stop=Passes(1), interval_s=1,
+                          is_leader=lambda: next(leads, False))
+    assert sorted(watcher.states) == ["ml/a/v1", "ml/b/v1"]
+    (cut,) = [e for e in logs if e["event"] == "drift.pass_cut"]
+    assert cut["reason"] == "no longer the leader" and cut["left"] == ["ml/c/v1"]
