@@ -34,6 +34,12 @@ def serve(
                                               help="file of accepted tokens, one a line (a mounted Secret; read again "
                                               "when it changes): every call but /healthz must carry one "
                                               "(Authorization: Bearer, or Basic with it as the password)"),
+    tls_cert_file: Optional[Path] = typer.Option(None, "--tls-cert-file", envvar="CANARY_SERVE_TLS_CERT_FILE",
+                                                 help="serve HTTPS with this PEM certificate chain (a mounted "
+                                                 "Secret's tls.crt; read again when it changes)"),
+    tls_private_key_file: Optional[Path] = typer.Option(None, "--tls-private-key-file",
+                                                        envvar="CANARY_SERVE_TLS_PRIVATE_KEY_FILE",
+                                                        help="the PEM private key of --tls-cert-file (tls.key)"),
     allow_unauthenticated: bool = typer.Option(False, "--allow-unauthenticated", help="serve on a non-loopback "
                                                "--host without --token-file (refused otherwise): anyone who "
                                                "reaches the port can then pass or fail a rollout"),
@@ -68,10 +74,20 @@ def serve(
         from canary.serve_auth import TokenFile, is_loopback
         from canary.serve_http import ServeServer
         from canary.serve_store import SessionStore, StoreError
+        from canary.serve_tls import TlsFiles
 
         if not 0 <= port <= 65535:
             raise cli.ConfigError(f"--port must be 0..65535, got {port}")
+        if (tls_cert_file is None) != (tls_private_key_file is None):
+            given, missing = (("--tls-cert-file", "--tls-private-key-file") if tls_private_key_file is None
+                              else ("--tls-private-key-file", "--tls-cert-file"))
+            raise cli.ConfigError(f"{given} is given without {missing}: TLS needs both")
+        tls = TlsFiles(tls_cert_file, tls_private_key_file) if tls_cert_file and tls_private_key_file else None
         auth = TokenFile(token_file) if token_file is not None else None
+        if auth is not None and tls is None and not is_loopback(host):
+            log.warning("serve.plaintext_token", host=host,
+                        why="tokens cross the network in clear over plain HTTP: give --tls-cert-file and "
+                            "--tls-private-key-file, unless a mesh's mTLS already carries the calls")
         if auth is None and not is_loopback(host):
             if not allow_unauthenticated:
                 raise cli.ConfigError(f"--host {host} is not a loopback address and no --token-file is given: anyone "
@@ -98,14 +114,14 @@ def serve(
         pruned = store.prune(older_than_s=state_ttl)
         try:
             server = ServeServer(Service(policies=policies, metrics=metrics, store=store, answer_within_s=answer_within,
-                                         auth=auth), host=host, port=port)
+                                         auth=auth), host=host, port=port, tls=tls)
         except OSError as exc:
             raise cli.ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
         stop = threading.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
         log.info("serve.started", policies=sorted(policies), state_dir=str(state_dir), pruned=pruned,
-                 auth="token" if auth else "none", max_revisions=max_revisions)
+                 auth="token" if auth else "none", max_revisions=max_revisions, tls=tls is not None)
         server.start()
         try:
             # a bounded wait: the kernel may hand SIGTERM to a server thread, and a main thread

@@ -38,9 +38,13 @@ class ServeServer(BackgroundHTTPServer):
     stop_timeout_s = 10.0
 
     def __init__(self, service: Service, *, host: str = "127.0.0.1", port: int = 0,
-                 request_timeout_s: float = REQUEST_TIMEOUT_S) -> None:
+                 request_timeout_s: float = REQUEST_TIMEOUT_S, tls: Any = None) -> None:
+        """`tls`: a `serve_tls.TlsFiles` to serve HTTPS with (its handshake under the request watchdog)."""
         self.service = service
         super().__init__(_handler(service, request_timeout_s), host=host, port=port)
+        if tls is not None:
+            tls.wrap(self._server)
+            self.scheme = "https"
 
     def serve_forever(self) -> None:
         self.log.info("serve.listening", host=self.host, port=self.port, url=self.url)

@@ -258,6 +258,7 @@ class BackgroundHTTPServer:
 
     component = "http"
     stop_timeout_s = 5.0  # how long stop() waits for the serving thread
+    scheme = "http"
 
     def __init__(self, handler: type[BaseHTTPRequestHandler], *, host: str, port: int) -> None:
         self.host = host
@@ -272,7 +273,7 @@ class BackgroundHTTPServer:
     @property
     def url(self) -> str:
         host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(self.host, self.host)
-        return f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
+        return f"{self.scheme}://[{host}]:{self.port}" if ":" in host else f"{self.scheme}://{host}:{self.port}"
 
     def start(self) -> Any:
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.2},

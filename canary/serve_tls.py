@@ -1,0 +1,112 @@
+"""TLS for `canary serve` (`--tls-cert-file`, `--tls-private-key-file`, Kubernetes' own flag names).
+
+Why: with `--token-file` every call carries a credential, and plain HTTP shows it to anyone on
+the path; inside an Istio mesh the sidecars' mTLS covers that, outside one (or with the pod
+excluded from the mesh) the service must. The stdlib's `ssl` serves it: no dependency.
+
+* The certificate file is PEM: the server certificate first, then any intermediates; the key
+  file is its PEM private key (unencrypted: a mounted Secret, as cert-manager writes `tls.crt`
+  and `tls.key`). Both are read at start; a file that is missing, unreadable, not PEM, or a key
+  that does not match the certificate is a ConfigError naming the flag (exit 2, before anything
+  listens).
+* Rotation: before each accepted connection the two files' stats (inode, size, mtime) are
+  compared with what was loaded; when either changed, a new context is loaded and used for the
+  connections from then on. A pair that does not load (a rotation caught between its two files,
+  a key that does not match) keeps the previous context, with one `serve.tls_reload_failed`
+  line per change seen, and is tried again at the next connection. Connections already open
+  keep the certificate they were made with.
+* The handshake happens in the connection's own thread, on its first read, under the request
+  watchdog (`serve_http`): a client that opens a TCP connection and never completes a handshake
+  holds one thread for `request_timeout_s`, never the accept loop.
+* TLS 1.2 at least; the ciphers are OpenSSL's defaults for a server (`ssl.create_default_context`).
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+import threading
+from pathlib import Path
+from typing import Any
+
+from canary import logs
+from canary.errors import ConfigError
+
+CERT_FLAG, KEY_FLAG = "--tls-cert-file", "--tls-private-key-file"
+
+
+def _stamp(path: Path) -> tuple[int, int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_ino, st.st_dev, st.st_size, st.st_mtime_ns)
+
+
+def load_context(cert: Path, key: Path) -> ssl.SSLContext:
+    """A server context of `cert` (PEM chain) and `key` (PEM private key); ConfigError naming the flag
+    whose file is wrong (missing, unreadable, not PEM, or a key that is not the certificate's)."""
+    for flag, path in ((CERT_FLAG, cert), (KEY_FLAG, key)):
+        if not path.is_file():
+            raise ConfigError(f"{flag} {path}: no such file")
+        try:
+            head = path.read_bytes()[:1 << 20]
+        except OSError as exc:
+            raise ConfigError(f"{flag} {path}: cannot read: {exc.strerror or exc}") from None
+        if b"-----BEGIN " not in head:
+            raise ConfigError(f"{flag} {path}: not a PEM file (expected a '-----BEGIN ...' block)")
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        ctx.load_cert_chain(certfile=str(cert), keyfile=str(key))
+    except ssl.SSLError as exc:
+        why = exc.reason or str(exc)
+        if "KEY_VALUES_MISMATCH" in str(why).upper() or "key values mismatch" in str(exc).lower():
+            raise ConfigError(f"{KEY_FLAG} {key}: not the private key of {CERT_FLAG} {cert}") from None
+        raise ConfigError(f"{CERT_FLAG} {cert} / {KEY_FLAG} {key}: cannot load them as a certificate chain and "
+                          f"its private key ({why})") from None
+    return ctx
+
+
+class TlsFiles:
+    """The certificate and key files, loaded now (ConfigError when they do not load) and again when
+    they change (`current`)."""
+
+    def __init__(self, cert: Path, key: Path) -> None:
+        self.cert, self.key = cert, key
+        self._lock = threading.Lock()
+        self._stamps = (_stamp(cert), _stamp(key))
+        self._context = load_context(cert, key)
+        self._failed_at: tuple[Any, Any] | None = None  # the stamps whose reload failed (said once)
+        self.log = logs.get(component="serve")
+
+    def current(self) -> ssl.SSLContext:
+        """The context for the next connection: reloaded when a file's stat changed; the previous one
+        while a changed pair does not load."""
+        with self._lock:
+            stamps = (_stamp(self.cert), _stamp(self.key))
+            if stamps != self._stamps and stamps != self._failed_at:
+                try:
+                    self._context = load_context(self.cert, self.key)
+                    self._stamps, self._failed_at = stamps, None
+                    self.log.info("serve.tls_reloaded", cert=str(self.cert))
+                except ConfigError as exc:
+                    self._failed_at = stamps
+                    self.log.error("serve.tls_reload_failed", error=str(exc),
+                                   message="the certificate files changed and do not load: connections keep the "
+                                           "previous certificate; tried again when the files change")
+            return self._context
+
+    def wrap(self, server: Any) -> None:
+        """Serve TLS on `server` (a socketserver.TCPServer, listening): each accepted connection is
+        wrapped with `current()`; its handshake runs on its first read, in its handler's thread."""
+        plain_accept = server.get_request
+
+        def get_request() -> tuple[Any, Any]:
+            sock, addr = plain_accept()
+            try:
+                return self.current().wrap_socket(sock, server_side=True, do_handshake_on_connect=False), addr
+            except (OSError, ValueError):
+                sock.close()
+                raise
+        server.get_request = get_request  # this server's accept, per instance (its class is the shared one)

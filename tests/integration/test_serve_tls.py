@@ -1,0 +1,190 @@
+"""`canary serve --tls-cert-file/--tls-private-key-file`: HTTPS with the stdlib's ssl, over real sockets.
+
+Certificates are made by the `openssl` command (Debian's, as cert-manager's are made elsewhere): a
+fresh pair per test, for 127.0.0.1. A rotation is done as the kubelet does it for a mounted Secret:
+new files renamed over the old ones; the next connection sees them, with no wait of the test's.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from structlog.testing import capture_logs
+
+from canary.errors import ConfigError
+from canary.metrics.prometheus import PrometheusProvider
+from canary.sandbox.promserver import free_port
+from canary.serve import Service
+from canary.serve_http import ServeServer
+from canary.serve_store import SessionStore
+from canary.serve_tls import TlsFiles
+from tests.integration.test_serve import POLICY, _event
+from tests.integration.test_serve_auth import A, bearer
+
+pytestmark = [pytest.mark.integration,
+              pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")]
+
+
+def _pair(where: Path, name: str) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and its key (P-256: quick to make)."""
+    cert, key = where / f"{name}.crt", where / f"{name}.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                    "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", f"/CN={name}",
+                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True, timeout=60)
+    return cert, key
+
+
+def _install(src: tuple[Path, Path], dst: tuple[Path, Path]) -> None:
+    for s, d in zip(src, dst):
+        tmp = d.with_name(d.name + ".new")
+        shutil.copyfile(s, tmp)
+        os.replace(tmp, d)
+
+
+def _get(url: str, trust: Path | None, path: str = "/healthz", headers: dict[str, str] | None = None) -> int:
+    """The status of GET `path` over HTTPS trusting only `trust`; ssl.SSLError when the server's
+    certificate is not that one."""
+    host, port = url.removeprefix("https://").rsplit(":", 1)
+    ctx = ssl.create_default_context(cafile=str(trust)) if trust else None
+    conn = http.client.HTTPSConnection(host, int(port), context=ctx, timeout=30)
+    try:
+        conn.request("GET", path, headers=headers or {})
+        return conn.getresponse().status
+    finally:
+        conn.close()
+
+
+def _server(tmp_path: Path, tls: TlsFiles, **kw: Any) -> ServeServer:
+    from canary.serve import NamedPolicy
+    from canary.policy import parse_policy
+
+    state = tmp_path / "state"
+    service = Service(policies={"ml": NamedPolicy("ml", parse_policy(POLICY), state)},
+                      metrics=PrometheusProvider(f"http://127.0.0.1:{free_port()}", retries=1, budget_s=1.0),
+                      store=SessionStore(state), **kw)
+    return ServeServer(service, tls=tls).start()
+
+
+def test_https_is_served_and_a_rotated_certificate_is_used_from_the_next_connection(tmp_path: Path) -> None:
+    old, new = _pair(tmp_path, "old"), _pair(tmp_path, "new")
+    live = (tmp_path / "tls.crt", tmp_path / "tls.key")
+    _install(old, live)
+    server = _server(tmp_path, TlsFiles(*live))
+    try:
+        assert server.url.startswith("https://127.0.0.1:")
+        assert _get(server.url, old[0]) == 200
+        with pytest.raises(ssl.SSLError):
+            _get(server.url, new[0])  # the client checks whose certificate it is: not this one yet
+        with capture_logs() as logs:
+            _install(new, live)
+            assert _get(server.url, new[0]) == 200
+            with pytest.raises(ssl.SSLError):
+                _get(server.url, old[0])
+        assert [e["event"] for e in logs if e["event"].startswith("serve.tls")] == ["serve.tls_reloaded"]
+        # a rotation caught between its two files: the new certificate with the previous key does not
+        # load; the previous pair is served meanwhile, said once, and the complete pair is taken up
+        with capture_logs() as logs:
+            _install(old, (live[0], tmp_path / "elsewhere"))
+            assert _get(server.url, new[0]) == 200 and _get(server.url, new[0]) == 200
+            _install(old, live)
+            assert _get(server.url, old[0]) == 200
+        said = [e["event"] for e in logs if e["event"].startswith("serve.tls")]
+        assert said == ["serve.tls_reload_failed", "serve.tls_reloaded"], said
+    finally:
+        server.stop()
+
+
+def test_plain_http_and_a_stalled_handshake_hold_nobody_up(tmp_path: Path) -> None:
+    """A client that speaks plain HTTP to the HTTPS port gets no answer and stops nothing; one that
+    opens a TCP connection and never says hello holds its own thread, not the accept loop."""
+    cert, key = _pair(tmp_path, "s")
+    server = _server(tmp_path, TlsFiles(cert, key))
+    host, port = "127.0.0.1", server.port
+    stalled = socket.create_connection((host, port), timeout=30)
+    try:
+        plain = http.client.HTTPConnection(host, port, timeout=30)
+        with pytest.raises((OSError, http.client.HTTPException)):
+            plain.request("GET", "/healthz")
+            plain.getresponse()
+        plain.close()
+        assert _get(server.url, cert) == 200  # while the stalled connection is still open
+    finally:
+        stalled.close()
+        server.stop()
+
+
+@pytest.mark.parametrize("case", ["missing", "not pem", "wrong key", "cert only", "key only"])
+def test_bad_tls_files_exit_2_naming_the_flag_before_anything_listens(tmp_path: Path, case: str) -> None:
+    cert, key = _pair(tmp_path, "a")
+    _, other_key = _pair(tmp_path, "b")
+    garbage = tmp_path / "garbage"
+    garbage.write_text("not a certificate\n")
+    given = {"missing": ["--tls-cert-file", str(tmp_path / "nope.crt"), "--tls-private-key-file", str(key)],
+             "not pem": ["--tls-cert-file", str(cert), "--tls-private-key-file", str(garbage)],
+             "wrong key": ["--tls-cert-file", str(cert), "--tls-private-key-file", str(other_key)],
+             "cert only": ["--tls-cert-file", str(cert)],
+             "key only": ["--tls-private-key-file", str(key)]}[case]
+    named = {"missing": "--tls-cert-file", "not pem": "--tls-private-key-file", "wrong key": "--tls-private-key-file",
+             "cert only": "--tls-private-key-file", "key only": "--tls-cert-file"}[case]
+    res = subprocess.run(_argv(tmp_path, "--port", "0", *given), capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2 and named in res.stderr and "serve.listening" not in res.stderr, res.stderr
+    if case == "wrong key":
+        assert "not the private key of" in res.stderr
+
+
+def test_tls_files_load_or_raise_a_config_error(tmp_path: Path) -> None:
+    cert, key = _pair(tmp_path, "a")
+    TlsFiles(cert, key)
+    with pytest.raises(ConfigError, match="--tls-private-key-file .*: no such file"):
+        TlsFiles(cert, tmp_path / "none")
+
+
+def _argv(tmp_path: Path, *extra: str) -> list[str]:
+    policy = tmp_path / "ml.yaml"
+    policy.write_text(json.dumps(POLICY))
+    return [str(Path(sys.executable).with_name("canary")), "serve", "--policy", str(policy), "--state-dir",
+            str(tmp_path / "s"), "--prometheus-url", f"http://127.0.0.1:{free_port()}", "--log-format", "json",
+            *extra]
+
+
+def test_canary_serve_over_https_with_a_token(tmp_path: Path) -> None:
+    cert, key = _pair(tmp_path, "s")
+    (tmp_path / "token").write_text(A + "\n")
+    proc = subprocess.Popen(_argv(tmp_path, "--port", "0", "--token-file", str(tmp_path / "token"),
+                                  "--tls-cert-file", str(cert), "--tls-private-key-file", str(key)),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "NO_COLOR": "1"})
+    try:
+        started = _event(proc, "serve.started")
+        url = _event(proc, "serve.listening")["url"]
+        assert started["tls"] is True and url.startswith("https://127.0.0.1:")
+        assert _get(url, cert) == 200
+        assert _get(url, cert, "/api/v1/argo/measure?namespace=ml") == 401
+        assert _get(url, cert, "/api/v1/argo/measure?namespace=ml", headers=bearer(A)) != 401
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+        assert proc.returncode == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_a_token_over_plain_http_beyond_loopback_is_warned_of(tmp_path: Path) -> None:
+    """Checked without binding beyond loopback: 192.0.2.1 (TEST-NET-1) is no address of this machine, so
+    the warning comes before the bind fails (exit 2)."""
+    (tmp_path / "token").write_text(A + "\n")
+    res = subprocess.run(_argv(tmp_path, "--host", "192.0.2.1", "--port", "0", "--token-file",
+                               str(tmp_path / "token")), capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2 and "serve.plaintext_token" in res.stderr and "--tls-cert-file" in res.stderr, \
+        res.stderr
