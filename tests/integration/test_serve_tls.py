@@ -65,15 +65,15 @@ def _get(url: str, trust: Path | None, path: str = "/healthz", headers: dict[str
         conn.close()
 
 
-def _server(tmp_path: Path, tls: TlsFiles, **kw: Any) -> ServeServer:
+def _server(tmp_path: Path, tls: TlsFiles, request_timeout_s: float = 10.0) -> ServeServer:
     from canary.serve import NamedPolicy
     from canary.policy import parse_policy
 
     state = tmp_path / "state"
     service = Service(policies={"ml": NamedPolicy("ml", parse_policy(POLICY), state)},
                       metrics=PrometheusProvider(f"http://127.0.0.1:{free_port()}", retries=1, budget_s=1.0),
-                      store=SessionStore(state), **kw)
-    return ServeServer(service, tls=tls).start()
+                      store=SessionStore(state))
+    return ServeServer(service, tls=tls, request_timeout_s=request_timeout_s).start()
 
 
 def test_https_is_served_and_a_rotated_certificate_is_used_from_the_next_connection(tmp_path: Path) -> None:
@@ -109,7 +109,7 @@ def test_plain_http_and_a_stalled_handshake_hold_nobody_up(tmp_path: Path) -> No
     """A client that speaks plain HTTP to the HTTPS port gets no answer and stops nothing; one that
     opens a TCP connection and never says hello holds its own thread, not the accept loop."""
     cert, key = _pair(tmp_path, "s")
-    server = _server(tmp_path, TlsFiles(cert, key))
+    server = _server(tmp_path, TlsFiles(cert, key), request_timeout_s=1.0)
     host, port = "127.0.0.1", server.port
     stalled = socket.create_connection((host, port), timeout=30)
     try:
@@ -119,6 +119,7 @@ def test_plain_http_and_a_stalled_handshake_hold_nobody_up(tmp_path: Path) -> No
             plain.getresponse()
         plain.close()
         assert _get(server.url, cert) == 200  # while the stalled connection is still open
+        assert stalled.recv(1) == b"", "the watchdog cuts a handshake that never comes"  # within 1 s (30 s to fail)
     finally:
         stalled.close()
         server.stop()
