@@ -233,6 +233,10 @@ def promote(
     rollout_name: Optional[str] = typer.Option(None, "--rollout-name", help="CanaryRollout name (default: <model>-<version>)"),
     timeout: float = opts.DurationOpt("1h", "--timeout", help="--via-controller: give up following after this long "
                                                               "(exit 3; the rollout goes on)"),
+    wait_ready: float = opts.DurationOpt("10m", "--wait-ready", zero=True,
+                                         help="before any traffic moves, wait this long for a Ready pod of the "
+                                         "canary version (its DestinationRule subset's and Service's labels); none "
+                                         "by then: exit 3, nothing moved (0: do not wait)"),
     output: str = OutputOpt,
     log_format: str = LogFormatOpt,
 ) -> None:
@@ -266,7 +270,7 @@ def promote(
     # --via-controller bounded nothing, and `--on-interrupt pause` with it held nothing (a cancelled
     # follower leaves the rollout to the controller, whatever the flag said)
     mode_flags = (("--rollout-name", "rollout_name", True), ("--timeout", "timeout", True),
-                  ("--on-interrupt", "on_interrupt", False))
+                  ("--on-interrupt", "on_interrupt", False), ("--wait-ready", "wait_ready", False))
     for flag, param, needs in mode_flags:
         if _given(ctx, param) and needs != via_controller:
             flag_error(f"{flag} only applies {'with' if needs else 'without'} --via-controller" + (
@@ -294,7 +298,7 @@ def promote(
                            prometheus_ca_file)
         gate = _gate(policy, policy_file, model, triton_stable, triton_canary)
         ctl = ran["ctl"] = Runner(policy=policy, target=target, router=_router(kubeconfig, context), metrics=metrics,
-                                  gate=gate, on_interrupt=on_interrupt)
+                                  gate=gate, on_interrupt=on_interrupt, wait_ready_s=wait_ready)
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: ctl.stop.set())
         display = None

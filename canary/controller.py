@@ -46,9 +46,9 @@ from canary import judged_marks
 from canary import kube
 from canary import malloc
 from canary import sweep
-from canary.reconcile import (K8S_EVENTS, Observation, camel, check_claim, crd_owner, crd_ref, decide, describe_owner,
-                              execute, look_due, look_window, measure_window, next_look_at, parse_state, preflight_metrics,
-                              to_stable)
+from canary.reconcile import (K8S_EVENTS, Observation, camel, check_canary_pods, check_claim, crd_owner, crd_ref, decide,
+                              describe_owner, execute, look_due, look_window, measure_window, next_look_at, parse_state,
+                              preflight_metrics, to_stable)
 from canary.routing import patch
 from canary.routing.base import TrafficRouter
 from canary.workqueue import DueQueue
@@ -836,6 +836,9 @@ class Controller:
     def _check_before_claim(self, spec: crd.RolloutSpec) -> None:
         """Every query the rollout will run, asked once (ConfigError: reported, nothing touched;
         MetricsUnavailable: retried at the next tick), and the Triton gate configuration."""
+        # a canary version no pod serves yet (its Deployment just applied): CanaryNotReady, retried with the
+        # tick's backoff, nothing claimed; the status says which pods were looked for
+        check_canary_pods(self.router, spec.target, log=self.log.bind(rollout=spec.key))
         preflight_metrics(self.metrics, spec.policy, spec.target, log=self.log.bind(rollout=spec.key))
         if spec.samples_error:
             raise ConfigError(spec.samples_error)

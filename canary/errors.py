@@ -10,7 +10,8 @@ made by type, never by parsing messages::
     ├── GateError              a Triton gate refused the canary (schema, warm-up, readiness)
     ├── TransientError         worth retrying (network, 5xx, timeouts)     -> bounded retries
     │   ├── MetricsUnavailable Prometheus could not be asked              -> "could not measure"
-    │   └── KubeUnavailable    the Kubernetes API could not be reached
+    │   ├── KubeUnavailable    the Kubernetes API could not be reached
+    │   └── CanaryNotReady     no Ready pod serves the canary version yet (nothing was moved)
     ├── NoData                 Prometheus answered, but nothing about this arm
     ├── RoutingConflict        someone else wrote the VirtualService (409 after re-tries,
     │                          or a foreign edit of the weights)
@@ -85,6 +86,11 @@ class MetricsUnavailable(TransientError):
 
 class KubeUnavailable(TransientError):
     """The Kubernetes API could not be reached or kept failing."""
+
+
+class CanaryNotReady(TransientError):
+    """No Ready pod serves the canary version yet (`routing.pods`): refused before any write, worth
+    trying again once the version's pods are up (`promote --wait-ready`, the controller's backoff)."""
 
 
 class NoData(CanaryError):

@@ -141,6 +141,32 @@ def preflight_metrics(metrics: MetricsProvider, policy: Policy, target: Target, 
         log.warning("metrics.preflight_layouts", detail=line)
 
 
+def check_canary_pods(router: Any, target: Target, *, log: Any, waited_s: float = 0.0) -> None:
+    """Before the claim: a Ready pod must serve the canary version (`routing.pods`; Flagger and Argo
+    Rollouts wait for the canary's pods too). CanaryNotReady when none does (nothing was moved);
+    `preflight.pods_unchecked` when they cannot be counted (no RBAC, no pods API), and the rollout goes
+    on (the unrouted rule stands behind it). A router that is not Kubernetes' (no `canary_pods`) is
+    not asked."""
+    from canary.errors import CanaryNotReady
+    from canary.routing.pods import not_ready_message
+
+    count_pods = getattr(router, "canary_pods", None)
+    if count_pods is None:
+        return
+    count = count_pods(target)
+    if count.unchecked:
+        log.warning("preflight.pods_unchecked", canary_version=target.canary_version, selector=count.selector,
+                    pods_namespace=count.namespace, error=count.unchecked,
+                    note="whether a pod serves the canary version is not known: the rollout goes on (a canary no "
+                         "pod serves is rolled back at its first look once traffic shows it); give the identity "
+                         "get on services and list on pods to check before traffic moves")
+        return
+    if count.ready < 1:
+        raise CanaryNotReady(not_ready_message(count, target.canary_version, waited_s))
+    log.info("preflight.canary_pods", canary_version=target.canary_version, ready=count.ready, pods=count.total,
+             selector=count.selector, pods_namespace=count.namespace)
+
+
 def _blind_message(report: Any, blind: tuple[str, ...], policy: Policy, target: Target) -> str:
     """One line: which places found no stable data, what to look at, an example query."""
     m = policy.metrics

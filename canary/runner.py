@@ -27,20 +27,21 @@ from typing import Any, Callable, Protocol, TypeVar
 from canary import judged_marks
 from canary import rollout as rl
 from canary.analysis.judge import judge
-from canary.errors import (AlreadyStable, CanaryError, ConfigError, NotFound, RollbackFailed, RolloutBusy,
-                           RoutingConflict, TargetError, TrafficUnsafe, TransientError)
+from canary.errors import (AlreadyStable, CanaryError, CanaryNotReady, ConfigError, NotFound, RollbackFailed,
+                           RolloutBusy, RoutingConflict, TargetError, TrafficUnsafe, TransientError)
 from canary.logs import get as get_logger
 from canary.metrics.base import MetricsProvider
 from canary.model import STABLE_ONLY, Target, check_version
 from canary.policy import Policy
 from canary.reconcile import (EXIT_BAD_INPUT, EXIT_CODES, EXIT_INFRA, EXIT_INTERRUPTED, EXIT_PROMOTED,
-                              EXIT_ROLLED_BACK, Observation, check_claim, decide, describe_owner, end_disagreement, execute,
+                              EXIT_ROLLED_BACK, Observation, check_canary_pods, check_claim, decide, describe_owner, end_disagreement, execute,
                               is_promote_owner, look_window, measure_window, next_look_at, parse_state,
                               preflight_metrics, promote_owner, to_stable)
 from canary.routing.base import TrafficRouter
 from canary.routing.patch import same_route
 
 T = TypeVar("T")
+POD_POLL_S = 5.0  # how often `promote --wait-ready` asks whether a canary pod is Ready
 
 
 class _Interrupted(Exception):
@@ -127,6 +128,7 @@ class Runner:
     on_interrupt: str = "rollback"  # or "pause"
     on_update: Callable[[rl.RolloutState], None] | None = None
     watch_every: float = 1.0  # how often the VirtualService is re-read for outside changes
+    wait_ready_s: float = 0.0  # how long to wait for a Ready canary pod before the claim (`promote --wait-ready`)
     rollback_failed: bool = field(default=False, init=False)  # run() raised RollbackFailed: traffic had moved
     # canary.history_store.Recorder: every look, step and phase change for `canary report`. Default: the
     # VirtualService's history ConfigMap when the router has a Kubernetes core API, else nothing recorded
@@ -374,6 +376,7 @@ class Runner:
         if not target.stable_version:
             target = self.target = replace(target, stable_version=status.stable_subset_version)
         check_claim(target, status, existing)
+        self._wait_for_canary_pods(target)
         preflight_metrics(self.metrics, self.policy, target, log=self.log)
         self._written = status.state or ""
         state, actions = rl.new_rollout(model=target.model, stable_version=target.stable_version,
@@ -390,6 +393,29 @@ class Runner:
             who = describe_owner(theirs.owner) if theirs is not None else "another writer"
             raise RolloutBusy(f"{target.namespace}/{target.virtual_service}: claimed meanwhile ({who}); nothing "
                               "was moved by this promote") from None
+
+    def _wait_for_canary_pods(self, target: Target) -> None:
+        """Before the claim (nothing written yet): wait up to `wait_ready_s` for a Ready pod of the canary
+        version (`reconcile.check_canary_pods`), asking every `POD_POLL_S`; CanaryNotReady when none came
+        (exit 3, nothing moved), or at once when a signal arrives meanwhile."""
+        started = self.clock.now()
+        said = False
+        while True:
+            waited = self.clock.now() - started
+            try:
+                check_canary_pods(self.router, target, log=self.log, waited_s=waited)
+                return
+            except CanaryNotReady as exc:
+                if waited >= self.wait_ready_s:
+                    raise
+                if self.stop.is_set():
+                    raise CanaryNotReady(f"interrupted while waiting for a Ready pod of {target.canary_version}; "
+                                         "nothing was moved") from None
+                if not said:
+                    said = True
+                    self.log.info("preflight.waiting_for_canary_pods", wait_ready_s=self.wait_ready_s,
+                                  detail=str(exc))
+            self.clock.sleep(min(POD_POLL_S, max(self.wait_ready_s - waited, 0.0)))
 
     def _recorded_destination_rule(self) -> None:
         """A resume drives the DestinationRule its rollout recorded (`RolloutState.destination_rule`, the

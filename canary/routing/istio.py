@@ -355,6 +355,53 @@ class IstioRouter:
         """Drop what `prefetch` or `seed` gave this thread and no read used: it must not serve later."""
         self._local.cache = {}
 
+    def canary_pods(self, target: Target) -> Any:
+        """The pods the canary subset will select once pointed at `target.canary_version`
+        (`routing.pods`): a `pods.PodCount`, `unchecked` saying why when the Service or the pods cannot
+        be read (403, 404). Raises what `_get` raises for the DestinationRule, KubeUnavailable when the
+        API keeps failing."""
+        import json
+
+        from canary.routing import pods
+
+        dr = self._get(DR_PLURAL, target.namespace, target.dr_name)
+        labels = pods.canary_labels(dr, target.canary_version)
+        svc = pods.service_of(dr, target.namespace)
+        namespace = svc[1] if svc else target.namespace
+
+        def read(fn: Callable[[], Any], what: str) -> tuple[Any, str]:
+            """(the answer's JSON, "") or (None, why it cannot be read) for a 403 or 404."""
+            def call() -> Any:
+                try:
+                    return json.loads(fn().data)
+                except ApiException as exc:
+                    if exc.status in (403, 404):
+                        return exc
+                    raise
+            got = self._call(call, what)
+            if isinstance(got, ApiException):
+                why = "forbidden (RBAC)" if got.status == 403 else "not found"
+                return None, f"{what}: {why}"
+            return got, ""
+
+        if svc is not None:
+            service, why = read(lambda: self.core.read_namespaced_service(
+                svc[0], svc[1], _preload_content=False, _request_timeout=self.timeout), f"Service {svc[1]}/{svc[0]}")
+            if service is None:
+                return pods.PodCount(selector=pods.selector_text(labels), namespace=namespace, unchecked=why)
+            chosen = (service.get("spec") or {}).get("selector") if isinstance(service, dict) else None
+            if isinstance(chosen, dict):
+                labels = {**{str(k): str(v) for k, v in chosen.items()}, **labels}
+        selector = pods.selector_text(labels)
+        listed, why = read(lambda: self.core.list_namespaced_pod(
+            namespace, label_selector=selector, _preload_content=False, _request_timeout=self.timeout),
+            f"pods {selector} in {namespace}")
+        if listed is None:
+            return pods.PodCount(selector=selector, namespace=namespace, unchecked=why)
+        items = listed.get("items") if isinstance(listed, dict) and isinstance(listed.get("items"), list) else []
+        ready, total, not_ready = pods.count_ready(items, labels)
+        return pods.PodCount(ready=ready, total=total, selector=selector, namespace=namespace, not_ready=not_ready)
+
     def _get(self, plural: str, namespace: str, name: str) -> Obj:
         cached = getattr(self._local, "cache", {}).pop((plural, namespace, name), None)
         if cached is not None:

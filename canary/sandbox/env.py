@@ -68,6 +68,24 @@ def istio_objects(istio_dir: Path, *, stable_version: str, canary_version: str) 
     return out
 
 
+def workload_objects(istio: list[dict[str, Any]], namespace: str, versions: tuple[str, ...]) -> list[dict[str, Any]]:
+    """The Service the DestinationRule's host names (selecting its subsets' common labels) and one Ready pod
+    per version with the canary subset's labels and that version."""
+    from canary.sandbox.kubeapi import ready_pod
+
+    dr = next(o for o in istio if o.get("kind") == "DestinationRule")
+    subsets = dr["spec"].get("subsets", [])
+    common = {k: v for k, v in (subsets[0].get("labels") or {}).items() if k != "version"} if subsets else {}
+    name = str(dr["spec"]["host"]).split(".")[0]
+    out: list[dict[str, Any]] = [{"apiVersion": "v1", "kind": "Service",
+                                  "metadata": {"name": name, "namespace": namespace},
+                                  "spec": {"selector": common, "ports": [{"name": "http", "port": 8000}]}}]
+    for version in dict.fromkeys(versions):
+        out.append(ready_pod(f"{name}-{version}-0".lower().replace(".", "-"), namespace,
+                             {**common, "version": version}))
+    return out
+
+
 def write_kubeconfig(path: Path, server: str, namespace: str) -> Path:
     cfg = {
         "apiVersion": "v1", "kind": "Config", "current-context": "sandbox",
@@ -186,13 +204,19 @@ class Sandbox:
         return self
 
     def _start_kube(self) -> None:
-        from canary.sandbox.kubeapi import KubeAPIServer, Resource
+        from canary.sandbox.kubeapi import PODS, SERVICES, KubeAPIServer, Resource
 
         objs = istio_objects(self.istio_dir, stable_version=self.stable_version, canary_version=self.canary_version)
         for obj in objs:
             obj.setdefault("metadata", {})["namespace"] = self.namespace
         self.kube = KubeAPIServer(seed=objs)
         self.kube.handler.register(Resource("batch", "jobs", "Job", ("v1",)))  # retraining Jobs (drift)
+        # the Service and one Ready pod per version, as a cluster shows them: what promote checks before traffic
+        # moves (`routing.pods`); the pods' processes are the two Triton servers behind HAProxy
+        for res in (PODS, SERVICES):
+            self.kube.handler.register(res)
+        for obj in workload_objects(objs, self.namespace, (self.stable_version, self.canary_version)):
+            self.kube.handler.put_object(obj)
         self.kube.start()
         self._stops.append(("kube", self.kube.stop))
         write_kubeconfig(self.kubeconfig, self.kube.url, self.namespace)

@@ -82,6 +82,18 @@ DEFAULT_RESOURCES = (
     Resource("", "configmaps", "ConfigMap", ("v1",)),
     Resource("coordination.k8s.io", "leases", "Lease", ("v1",)),
 )
+# what `routing.pods` reads before traffic moves (the sandbox registers them; tests that do not get
+# "unchecked", as a cluster without the RBAC would)
+PODS = Resource("", "pods", "Pod", ("v1",))
+SERVICES = Resource("", "services", "Service", ("v1",))
+
+
+def ready_pod(name: str, namespace: str, labels: dict[str, str], *, ready: bool = True) -> Obj:
+    """A Pod as the kubelet reports it: Running with its Ready condition True (or Pending, not Ready)."""
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": namespace, "labels": labels},
+            "status": {"phase": "Running" if ready else "Pending",
+                       "conditions": [{"type": "Ready", "status": "True" if ready else "False",
+                                       **({} if ready else {"reason": "ContainersNotReady"})}]}}
 
 
 @dataclass

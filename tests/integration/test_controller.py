@@ -406,3 +406,29 @@ def test_what_a_deleted_rollout_left_in_memory_is_forgotten_without_informers(wo
     op.tick()
     assert "ml/gone" not in op._preflights and not [k for k in op._gates if k[0] == "ml/gone"]
     assert "ml/r0" in op._known
+
+
+def test_a_canary_no_ready_pod_serves_is_not_claimed_until_one_is(world: Any) -> None:
+    """A CanaryRollout created with its Deployment: the canary's pod is Pending. Nothing is claimed
+    (stable 100%, no record), the status says which pods were looked for, and the rollout starts once
+    the pod is Ready (routing/pods.py)."""
+    from canary.sandbox.kubeapi import PODS, SERVICES, ready_pod
+
+    api, op, custom = world
+    for res in (PODS, SERVICES):
+        api.handler.register(res)
+    api.handler.put_object({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "m0", "namespace": "ml"},
+                            "spec": {"selector": {"app": "rec-model"}}})
+    pending = ready_pod("m0-v2-0", "ml", {"app": "rec-model", "version": "v2"}, ready=False)
+    api.handler.put_object(pending)
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v2"))
+    op.tick()
+    obj = custom.get_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0")
+    ready = [c for c in obj["status"]["conditions"] if c["type"] == "Ready"][0]
+    assert ready["status"] == "False" and ready["reason"] == "CanaryNotReady", ready
+    assert "app=rec-model,version=v2" in ready["message"] and "m0-v2-0 (Pending" in ready["message"], ready
+    untouched = api.get(GROUP, "virtualservices", "ml", "m0")
+    assert "modelcanary.dev/rollout" not in (untouched["metadata"].get("annotations") or {})
+    api.handler.put_object(ready_pod("m0-v2-0", "ml", {"app": "rec-model", "version": "v2"}))
+    objs = run_until_done(op, custom, ["r0"])
+    assert objs["r0"]["status"]["phase"] == rl.PROMOTED

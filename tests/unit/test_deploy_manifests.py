@@ -469,6 +469,7 @@ def test_cluster_role_is_least_privilege() -> None:
     expected |= {("", "events", "create"), ("", "events", "patch")}
     expected |= {("", "configmaps", v) for v in ("get", "list", "watch", "create", "update", "patch")}  # + histories (a part: a PATCH)
     expected |= {("batch", "jobs", "create"), ("batch", "jobs", "get")}  # --drift: one retraining Job per episode
+    expected |= {("", "pods", "list"), ("", "services", "get")}  # a Ready canary pod before traffic (routing/pods.py)
     assert grants(one("ClusterRole", "canary-controller")) == expected
 
 

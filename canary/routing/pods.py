@@ -1,0 +1,103 @@
+"""Before traffic moves: does a Ready pod serve the canary version?
+
+Flagger and Argo Rollouts wait for the canary's pods to be available before they shift any
+weight. Without this check a rollout started right after its Deployment was applied (a CD
+pipeline's next step) sent its first step's share to a subset with no Ready endpoint: 503s
+("no healthy upstream") for those users, not counted as the canary's (they never reach a
+pod with its version label), until the unrouted rule (canary/analysis/unrouted.py) rolled
+the canary back, blaming a version that was only not up yet.
+
+The pods a rollout's canary subset will select: the DestinationRule's `canary` subset labels
+with `version` set to the canary version (what the rollout's first write points it at),
+together with the selector of the Service the DestinationRule's host names, in that
+Service's namespace. A pod counts when its `Ready` condition is True and it is not being
+deleted. What cannot be read (no RBAC to list pods or read the Service, an API that serves no
+pods: the local sandbox's emulator before it registered them) is "unchecked", said, and does
+not stop the rollout: the unrouted rule still stands behind it.
+
+Pure functions here; the reads are `IstioRouter.canary_pods`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from canary.routing.patch import CANARY, VERSION_LABEL, _find_subset, fqdn, where
+
+
+@dataclass(frozen=True)
+class PodCount:
+    """The pods a subset selects: `ready` of `total`, by `selector` (`k=v,...`) in `namespace`;
+    `unchecked` says why they could not be counted ("" when they were)."""
+
+    ready: int = 0
+    total: int = 0
+    selector: str = ""
+    namespace: str = ""
+    not_ready: tuple[str, ...] = ()  # up to 5 pods that are not Ready, with why ("name (phase, reason)")
+    unchecked: str = ""
+
+
+def canary_labels(dr: Any, canary_version: str) -> dict[str, str]:
+    """The labels the canary subset selects once pointed at `canary_version`: its labels, `version` replaced."""
+    spec = dr.get("spec") if isinstance(dr, dict) else None
+    _, subset = _find_subset(spec if isinstance(spec, dict) else {}, CANARY, where(dr))
+    labels = subset.get("labels") if isinstance(subset, dict) else None
+    out = {str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else {}
+    out[VERSION_LABEL] = canary_version
+    return out
+
+
+def service_of(dr: Any, namespace: str) -> tuple[str, str] | None:
+    """(name, namespace) of the Kubernetes Service the DestinationRule's host names, or None when the
+    host is not one (an external name, a wildcard, another cluster domain's form)."""
+    spec = dr.get("spec") if isinstance(dr, dict) else None
+    host = spec.get("host") if isinstance(spec, dict) else None
+    meta = dr.get("metadata") if isinstance(dr, dict) else None
+    ns = meta.get("namespace") if isinstance(meta, dict) and isinstance(meta.get("namespace"), str) else namespace
+    if not isinstance(host, str) or not host.strip():
+        return None
+    parts = fqdn(host, ns or namespace).split(".")
+    if len(parts) < 3 or parts[2] != "svc" or "*" in parts[0]:
+        return None
+    return parts[0], parts[1]
+
+
+def selector_text(labels: dict[str, str]) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+
+
+def count_ready(pods: list[Any], labels: dict[str, str]) -> tuple[int, int, tuple[str, ...]]:
+    """(Ready pods, pods, up to 5 not-Ready ones with why) among `pods` (the API's dicts) that carry every
+    label of `labels` (a LIST's label selector already did; checked again: an answer is not trusted)."""
+    ready, total, not_ready = 0, 0, []
+    for pod in pods:
+        meta = pod.get("metadata") if isinstance(pod, dict) else None
+        if not isinstance(meta, dict):
+            continue
+        have = meta.get("labels") if isinstance(meta.get("labels"), dict) else {}
+        if any(str(have.get(k)) != v for k, v in labels.items()):
+            continue
+        total += 1
+        status = pod.get("status") if isinstance(pod.get("status"), dict) else {}
+        conditions = status.get("conditions") if isinstance(status.get("conditions"), list) else []
+        cond = next((c for c in conditions if isinstance(c, dict) and c.get("type") == "Ready"), None)
+        if meta.get("deletionTimestamp") is None and cond is not None and cond.get("status") == "True":
+            ready += 1
+        elif len(not_ready) < 5:
+            why = ", ".join(str(x) for x in (status.get("phase"), (cond or {}).get("reason"),
+                                              "terminating" if meta.get("deletionTimestamp") else None) if x)
+            not_ready.append(f"{meta.get('name', '?')} ({why or 'no Ready condition'})")
+    return ready, total, tuple(not_ready)
+
+
+def not_ready_message(count: PodCount, canary_version: str, waited_s: float) -> str:
+    """One line: which pods were looked for, what was found, what to do; nothing was moved."""
+    where = f"pods {count.selector} in namespace {count.namespace}"
+    found = (f"none of {count.total} is Ready ({'; '.join(count.not_ready)})" if count.total
+             else "there are none")
+    waited = f" after waiting {waited_s:.0f}s" if waited_s > 0 else ""
+    return (f"canary {canary_version} has no Ready pod{waited}: {where}: {found}. Deploy the version (its pods need "
+            f"the labels of the DestinationRule's canary subset and of the Service) and wait until one is Ready "
+            f"(kubectl rollout status); nothing was moved")

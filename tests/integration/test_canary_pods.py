@@ -1,0 +1,151 @@
+"""Before traffic moves, a Ready pod must serve the canary version (canary/routing/pods.py).
+
+Real Kubernetes API emulator (pods and Services registered, as a cluster serves them) and the real
+IstioRouter; the rollout's metrics from a fake provider on a fake clock. A pod turning Ready is a
+hook on the fake clock's sleep, never a timed wait.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import structlog.testing
+
+from canary import rollout as rl
+from canary.errors import CanaryNotReady
+from canary.routing import pods
+from canary.sandbox.kubeapi import PODS, SERVICES, ready_pod
+from tests import fleet
+from tests.fakes import FakeClock
+from tests.integration.test_promote_route_safety import record, runner, subsets
+
+pytestmark = pytest.mark.integration
+
+
+class FlipClock(FakeClock):
+    """Runs `then` at the `at`-th sleep."""
+
+    def __init__(self, at: int, then: Any) -> None:
+        super().__init__()
+        self.sleeps, self.at, self.then = 0, at, then
+
+    def sleep(self, seconds: float) -> None:
+        super().sleep(seconds)
+        self.sleeps += 1
+        if self.sleeps == self.at:
+            self.then()
+
+
+@pytest.fixture
+def api() -> Any:
+    server = fleet.start_api(1)
+    for res in (PODS, SERVICES):
+        server.handler.register(res)
+    server.handler.put_object({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "m0", "namespace": "ml"},
+                               "spec": {"selector": {"app": "m0"}}})
+    server.handler.put_object(ready_pod("m0-v1-0", "ml", {"app": "m0", "version": "v1"}))
+    yield server
+    server.stop()
+
+
+def _pod(api: Any, name: str, version: str, *, ready: bool, app: str = "m0") -> None:
+    api.handler.put_object(ready_pod(name, "ml", {"app": app, "version": version}, ready=ready))
+
+
+def _dr_labels(api: Any) -> None:
+    """The shipped DestinationRule's subsets select `app` too (fleet's copies keep rec-model's): m0's pods."""
+    def edit(dr: dict[str, Any]) -> None:
+        for s in dr["spec"]["subsets"]:
+            s["labels"]["app"] = "m0"
+    api.handler.edit_object("networking.istio.io", "destinationrules", "ml", "m0", edit)
+
+
+def test_promote_waits_for_a_ready_canary_pod_then_runs(api: Any) -> None:
+    """The canary's Deployment was just applied: its pod is Pending. Promote waits (nothing written) and
+    starts once it is Ready."""
+    _dr_labels(api)
+    _pod(api, "m0-v2-0", "v2", ready=False)
+    clock = FlipClock(3, lambda: _pod(api, "m0-v2-0", "v2", ready=True))
+    with structlog.testing.capture_logs() as logs:
+        result = runner(api, "v2", clock, wait_ready_s=600).run()
+    assert result.state.phase == rl.PROMOTED, result.state.reason
+    waiting = [e for e in logs if e["event"] == "preflight.waiting_for_canary_pods"]
+    assert len(waiting) == 1 and "m0-v2-0 (Pending, ContainersNotReady)" in waiting[0]["detail"], waiting
+    ready = [e for e in logs if e["event"] == "preflight.canary_pods"]
+    assert ready and ready[0]["selector"] == "app=m0,version=v2" and ready[0]["ready"] == 1
+    events = [e["event"] for e in logs]
+    assert events.index("preflight.canary_pods") < events.index("rollout.started"), events
+
+
+@pytest.mark.parametrize("case", ["pending", "none", "another app", "terminating"])
+def test_no_ready_canary_pod_by_the_deadline_moves_nothing(api: Any, case: str) -> None:
+    """Pods of another app with the same version label, a pod being deleted, or none at all: no pod would
+    serve the canary subset. Promote gives up after --wait-ready with CanaryNotReady (exit 3), nothing
+    written: the record, the weights and the subsets are as they were."""
+    _dr_labels(api)
+    if case == "pending":
+        _pod(api, "m0-v2-0", "v2", ready=False)
+    elif case == "another app":
+        _pod(api, "other-v2-0", "v2", ready=True, app="other")
+    elif case == "terminating":
+        pod = ready_pod("m0-v2-0", "ml", {"app": "m0", "version": "v2"})
+        pod["metadata"]["deletionTimestamp"] = "2026-12-03T00:00:00Z"
+        api.handler.put_object(pod)
+    before = (record(api), subsets(api))
+    clock = FakeClock()
+    with pytest.raises(CanaryNotReady) as got:
+        runner(api, "v2", clock, wait_ready_s=60).run()
+    text = str(got.value)
+    assert "canary v2 has no Ready pod after waiting 60s" in text and "app=m0,version=v2" in text, text
+    assert "nothing was moved" in text
+    assert (record(api), subsets(api)) == before
+    assert clock.t - 1_000.0 == pytest.approx(60, abs=5.1)
+
+
+def test_without_the_rbac_to_look_the_rollout_goes_on_and_says_so(api: Any) -> None:
+    """The emulator without pods (as a cluster whose RBAC does not let the identity list them): unchecked,
+    said, and the rollout runs (the unrouted rule stands behind it)."""
+    server = fleet.start_api(1)
+    try:
+        with structlog.testing.capture_logs() as logs:
+            result = runner(server, "v2", FakeClock(), wait_ready_s=600).run()
+        assert result.state.phase == rl.PROMOTED
+        (said,) = [e for e in logs if e["event"] == "preflight.pods_unchecked"]
+        assert "not found" in said["error"] and said["selector"] == "app=rec-model,version=v2", said
+    finally:
+        server.stop()
+
+
+def test_a_signal_while_waiting_ends_the_wait_with_nothing_moved(api: Any) -> None:
+    _dr_labels(api)
+    clock = FakeClock()
+    r = runner(api, "v2", clock, wait_ready_s=600)
+    before = record(api)
+    orig = clock.sleep
+
+    def sleep(seconds: float) -> None:
+        orig(seconds)
+        r.stop.set()
+    clock.sleep = sleep  # type: ignore[method-assign]
+    with pytest.raises(CanaryNotReady, match="interrupted while waiting"):
+        r.run()
+    assert record(api) == before
+
+
+def test_pod_counting_reads_conditions_not_phase() -> None:
+    running_not_ready = {"metadata": {"name": "a", "labels": {"version": "v2"}},
+                         "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "False",
+                                                                        "reason": "ReadinessGatesNotReady"}]}}
+    no_conditions = {"metadata": {"name": "b", "labels": {"version": "v2"}}, "status": {"phase": "Pending"}}
+    ready = ready_pod("c", "ml", {"version": "v2"})
+    other = ready_pod("d", "ml", {"version": "v3"})
+    got = pods.count_ready([running_not_ready, no_conditions, ready, other, "junk"], {"version": "v2"})
+    assert got == (1, 3, ("a (Running, ReadinessGatesNotReady)", "b (Pending)"))
+
+
+@pytest.mark.parametrize("host, ns, expect", [("m0", "ml", ("m0", "ml")), ("m0.other", "ml", None),
+                                             ("m0.other.svc.cluster.local", "ml", ("m0", "other")),
+                                             ("api.example.com", "ml", None), ("*.ml.svc.cluster.local", "ml", None)])
+def test_the_service_a_destination_rule_host_names(host: str, ns: str, expect: Any) -> None:
+    assert pods.service_of({"metadata": {"namespace": ns}, "spec": {"host": host}}, ns) == expect
