@@ -16,6 +16,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -125,23 +126,56 @@ def test_plain_http_and_a_stalled_handshake_hold_nobody_up(tmp_path: Path) -> No
         server.stop()
 
 
-@pytest.mark.parametrize("case", ["missing", "not pem", "wrong key", "cert only", "key only"])
+def _encrypt(key: Path, *, pkcs8: bool) -> Path:
+    """`key` with a passphrase: PKCS#8 ("BEGIN ENCRYPTED PRIVATE KEY") or traditional ("Proc-Type: 4,ENCRYPTED")."""
+    out = key.with_name(key.name + (".p8" if pkcs8 else ".trad"))
+    cmd = (["openssl", "pkey", "-aes256"] if pkcs8 else ["openssl", "ec", "-aes128"])
+    subprocess.run([*cmd, "-in", str(key), "-passout", "pass:secret", "-out", str(out)], check=True,
+                   capture_output=True, timeout=60)
+    return out
+
+
+BAD = ["missing", "not pem", "wrong key", "cert only", "key only", "key is a directory", "encrypted pkcs8",
+       "encrypted traditional", "over 1 MiB", "name too long"]
+
+
+@pytest.mark.parametrize("case", BAD)
 def test_bad_tls_files_exit_2_naming_the_flag_before_anything_listens(tmp_path: Path, case: str) -> None:
+    """Decision 119 (a): a key file that is a directory said "no such file"; an encrypted key made OpenSSL
+    prompt "Enter PEM pass phrase:" on the terminal, then exit as an unexpected error naming no flag, as
+    did any OSError of a stat (a name too long, a directory that cannot be searched); a huge file was
+    read whole. Now each is exit 2 naming the flag, and no prompt."""
     cert, key = _pair(tmp_path, "a")
     _, other_key = _pair(tmp_path, "b")
     garbage = tmp_path / "garbage"
     garbage.write_text("not a certificate\n")
+    huge = tmp_path / "huge.crt"
+    with huge.open("wb") as f:
+        f.write(cert.read_bytes())
+        f.truncate((1 << 20) + 1)
+    pair = {"key is a directory": (cert, tmp_path), "encrypted pkcs8": (cert, _encrypt(key, pkcs8=True)),
+            "encrypted traditional": (cert, _encrypt(key, pkcs8=False)), "over 1 MiB": (huge, key),
+            "name too long": (tmp_path / ("x" * 300), key)}
     given = {"missing": ["--tls-cert-file", str(tmp_path / "nope.crt"), "--tls-private-key-file", str(key)],
              "not pem": ["--tls-cert-file", str(cert), "--tls-private-key-file", str(garbage)],
              "wrong key": ["--tls-cert-file", str(cert), "--tls-private-key-file", str(other_key)],
              "cert only": ["--tls-cert-file", str(cert)],
-             "key only": ["--tls-private-key-file", str(key)]}[case]
-    named = {"missing": "--tls-cert-file", "not pem": "--tls-private-key-file", "wrong key": "--tls-private-key-file",
-             "cert only": "--tls-private-key-file", "key only": "--tls-cert-file"}[case]
-    res = subprocess.run(_argv(tmp_path, "--port", "0", *given), capture_output=True, text=True, timeout=60)
-    assert res.returncode == 2 and named in res.stderr and "serve.listening" not in res.stderr, res.stderr
-    if case == "wrong key":
-        assert "not the private key of" in res.stderr
+             "key only": ["--tls-private-key-file", str(key)],
+             **{k: ["--tls-cert-file", str(c), "--tls-private-key-file", str(k_)] for k, (c, k_) in pair.items()}}[case]
+    named, why = {"missing": ("--tls-cert-file", "no such file"), "not pem": ("--tls-private-key-file", "not a PEM"),
+                  "wrong key": ("--tls-private-key-file", "not the private key of"),
+                  "cert only": ("--tls-private-key-file", "TLS needs both"),
+                  "key only": ("--tls-cert-file", "TLS needs both"),
+                  "key is a directory": ("--tls-private-key-file", "is a directory"),
+                  "encrypted pkcs8": ("--tls-private-key-file", "is encrypted"),
+                  "encrypted traditional": ("--tls-private-key-file", "is encrypted"),
+                  "over 1 MiB": ("--tls-cert-file", "over the 1048576"),
+                  "name too long": ("--tls-cert-file", "cannot read")}[case]
+    # a session of its own: no controlling terminal for OpenSSL to prompt on
+    res = subprocess.run(_argv(tmp_path, "--port", "0", *given), capture_output=True, text=True, timeout=60,
+                         stdin=subprocess.DEVNULL, start_new_session=True)
+    assert res.returncode == 2 and named in res.stderr and why in res.stderr, res.stderr
+    assert "serve.listening" not in res.stderr and "pass phrase" not in res.stderr, res.stderr
 
 
 def test_tls_files_load_or_raise_a_config_error(tmp_path: Path) -> None:
@@ -189,3 +223,62 @@ def test_a_token_over_plain_http_beyond_loopback_is_warned_of(tmp_path: Path) ->
                                str(tmp_path / "token")), capture_output=True, text=True, timeout=60)
     assert res.returncode == 2 and "serve.plaintext_token" in res.stderr and "--tls-cert-file" in res.stderr, \
         res.stderr
+
+
+def _kubelet_secret(where: Path, pair: tuple[Path, Path]) -> tuple[Path, Path]:
+    """A mounted Secret as the kubelet lays it out: tls.crt -> ..data/tls.crt, ..data -> ..<timestamp>/."""
+    where.mkdir(exist_ok=True)
+    _kubelet_update(where, pair)
+    for name in ("tls.crt", "tls.key"):
+        os.symlink(f"..data/{name}", where / name)
+    return where / "tls.crt", where / "tls.key"
+
+
+def _kubelet_update(where: Path, pair: tuple[Path, Path]) -> None:
+    """The kubelet's update: a new timestamped directory, a `..data_tmp` symlink renamed over `..data`
+    (both files change at once), the old directory removed."""
+    old = os.readlink(where / "..data") if (where / "..data").is_symlink() else None
+    new = Path(tempfile.mkdtemp(prefix="..2026_12_03_", dir=where))
+    for src, name in zip(pair, ("tls.crt", "tls.key")):
+        shutil.copyfile(src, new / name)
+    os.symlink(new.name, where / "..data_tmp")
+    os.replace(where / "..data_tmp", where / "..data")
+    if old:
+        shutil.rmtree(where / old)
+
+
+def test_a_renewal_that_does_not_load_for_any_reason_keeps_the_previous_certificate(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Decision 119 (a): a renewed Secret whose key is encrypted made OpenSSL prompt on the terminal and
+    raise an OSError; `current` let it out of the accept loop, which dropped that connection, and the
+    next, and every one after (each tried the reload again): nothing was served. Any other error than
+    a ConfigError (here a RuntimeError) ended serve_forever. Now whatever a reload raises keeps the previous
+    pair served, said once. The rotations are the kubelet's (a `..data` symlink swapped)."""
+    old, new = _pair(tmp_path, "old"), _pair(tmp_path, "new")
+    live = _kubelet_secret(tmp_path / "secret", old)
+    server = _server(tmp_path, TlsFiles(*live))
+    try:
+        assert _get(server.url, old[0]) == 200
+        with capture_logs() as logs:
+            _kubelet_update(tmp_path / "secret", (new[0], _encrypt(new[1], pkcs8=True)))
+            assert _get(server.url, old[0]) == 200 and _get(server.url, old[0]) == 200
+        (failed,) = [e for e in logs if e["event"].startswith("serve.tls")]
+        assert failed["event"] == "serve.tls_reload_failed" and "--tls-private-key-file" in failed["error"]
+        assert "is encrypted" in failed["error"]
+        import canary.serve_tls as T
+
+        def broken(cert: Path, key: Path) -> Any:
+            raise RuntimeError("a bug")
+
+        monkeypatch.setattr(T, "load_context", broken)
+        with capture_logs() as logs:
+            _kubelet_update(tmp_path / "secret", new)
+            assert _get(server.url, old[0]) == 200 and _get(server.url, old[0]) == 200
+        (failed,) = [e for e in logs if e["event"].startswith("serve.tls")]
+        assert failed["event"] == "serve.tls_reload_failed" and failed["error"] == "RuntimeError: a bug"
+        monkeypatch.undo()
+        _kubelet_update(tmp_path / "secret", old)
+        _kubelet_update(tmp_path / "secret", new)
+        assert _get(server.url, new[0]) == 200  # the renewal, once it loads
+    finally:
+        server.stop()
