@@ -16,6 +16,7 @@ import json
 import math
 import re
 import socket
+import sys
 import threading
 import urllib.parse
 from http import HTTPStatus
@@ -42,9 +43,17 @@ class ServeServer(BackgroundHTTPServer):
         """`tls`: a `serve_tls.TlsFiles` to serve HTTPS with (its handshake under the request watchdog)."""
         self.service = service
         super().__init__(_handler(service, request_timeout_s), host=host, port=port)
+        self._server.handle_error = self._handle_error  # per instance, as tls.wrap's accept
         if tls is not None:
             tls.wrap(self._server)
             self.scheme = "https"
+
+    def _handle_error(self, request: Any, client_address: Any) -> None:
+        """What a connection's thread raised past its handler (a bug): one line, never the stdlib's
+        traceback on stderr; the connection is closed and the service goes on."""
+        exc = sys.exc_info()[1]
+        self.log.error("serve.unexpected_error", path="", peer=str(client_address[0]) if client_address else "",
+                       error=f"{type(exc).__name__}: {exc}")
 
     def serve_forever(self) -> None:
         self.log.info("serve.listening", host=self.host, port=self.port, url=self.url)
@@ -82,10 +91,7 @@ def _handler(service: Service, request_timeout_s: float) -> type[BaseHTTPRequest
                     return
                 self._cut = True
             self.close_connection = True
-            try:
-                self.connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+            _cut(self.connection)
 
         def _arrived(self) -> bool:
             """The request is read: the watchdog stands down (answering may take the service's own
@@ -166,6 +172,17 @@ def _handler(service: Service, request_timeout_s: float) -> type[BaseHTTPRequest
             pass  # one `serve.decision` line per decision instead of an access log
 
     return Handler
+
+
+def _cut(connection: socket.socket) -> None:
+    """Shut the connection's descriptor down, from the watchdog's thread, under a read in progress in
+    the handler's: that read ends with an OSError or EOF. Not `SSLSocket.shutdown`, which also drops
+    the TLS object: a read already past `recv_into`'s check then raised ValueError or AttributeError,
+    which no handler expects (a traceback on stderr)."""
+    try:
+        socket.socket.shutdown(connection, socket.SHUT_RDWR)
+    except OSError:
+        pass
 
 
 def _finite(value: Any) -> Any:

@@ -100,7 +100,8 @@ def load_context(cert: Path, key: Path) -> ssl.SSLContext:
     except ssl.SSLError as exc:
         why = exc.reason or str(exc)
         if "KEY_VALUES_MISMATCH" in str(why).upper() or "key values mismatch" in str(exc).lower():
-            raise ConfigError(f"{KEY_FLAG} {key}: not the private key of {CERT_FLAG} {cert}") from None
+            raise ConfigError(f"{KEY_FLAG} {key}: not the private key of {CERT_FLAG} {cert} (of its first "
+                                  f"certificate: the server's comes first, its intermediates after it)") from None
         raise ConfigError(f"{CERT_FLAG} {cert} / {KEY_FLAG} {key}: cannot load them as a certificate chain and "
                           f"its private key ({why})") from None
     except OSError as exc:  # a file gone or changed between the checks above and OpenSSL's own read

@@ -282,3 +282,52 @@ def test_a_renewal_that_does_not_load_for_any_reason_keeps_the_previous_certific
         assert _get(server.url, new[0]) == 200  # the renewal, once it loads
     finally:
         server.stop()
+
+
+def test_the_watchdogs_cut_ends_a_read_in_progress_with_an_oserror(tmp_path: Path) -> None:
+    """Decision 119 (b): the request watchdog cut a connection with `SSLSocket.shutdown`, which also
+    drops the socket's TLS object: a read the handler's thread had already begun (past `recv_into`'s
+    check) raised ValueError ("Read on closed or unwrapped SSL socket") or AttributeError, which the
+    handler does not catch: the stdlib's traceback on stderr. Here that read comes after the cut, as the
+    race would have it; it must end as a cut socket's read does (an OSError, or EOF)."""
+    from canary.serve_http import _cut
+    from canary.serve_tls import load_context
+
+    cert, key = _pair(tmp_path, "s")
+    mine, theirs = socket.socketpair()
+    conn = load_context(cert, key).wrap_socket(mine, server_side=True, do_handshake_on_connect=False)
+    try:
+        _cut(conn)
+        try:
+            got = conn.read(1)  # SSLSocket.read: what recv_into calls once it has seen a TLS object
+        except OSError:
+            got = b""
+        assert got == b""
+    finally:
+        conn.close()
+        theirs.close()
+
+
+def test_what_a_connection_thread_raises_is_one_line_not_a_traceback(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]) -> None:
+    """Decision 119 (b): an exception past the handler (a bug) reached socketserver's handle_error,
+    which prints a traceback on stderr; now one `serve.unexpected_error` line, and the service goes on."""
+    from http.server import BaseHTTPRequestHandler
+
+    cert, key = _pair(tmp_path, "s")
+    server = _server(tmp_path, TlsFiles(cert, key))
+    try:
+        def boom(self: Any) -> bool:
+            raise LookupError("a bug")
+
+        with capture_logs() as logs:
+            monkeypatch.setattr(BaseHTTPRequestHandler, "parse_request", boom)
+            with pytest.raises((OSError, http.client.HTTPException)):
+                _get(server.url, cert)
+            monkeypatch.undo()
+            assert _get(server.url, cert) == 200  # the service goes on; handle_error has returned by now
+        (bug,) = [e for e in logs if e["event"] == "serve.unexpected_error"]
+        assert bug["error"] == "LookupError: a bug" and bug["peer"] == "127.0.0.1"
+        assert "Traceback" not in capfd.readouterr().err
+    finally:
+        server.stop()
