@@ -16,6 +16,7 @@ import json
 import math
 import re
 import socket
+import ssl
 import sys
 import threading
 import urllib.parse
@@ -79,11 +80,37 @@ def _handler(service: Service, request_timeout_s: float) -> type[BaseHTTPRequest
             timer.daemon = True
             timer.start()
             try:
+                if self._plain_http_to_tls():
+                    self.close_connection = True
+                    return
                 super().handle_one_request()
             except OSError:  # the socket cut below, or the client gone: nothing to answer
                 self.close_connection = True
             finally:
                 timer.cancel()
+
+        def _plain_http_to_tls(self) -> bool:
+            """A connection's first bytes, on an HTTPS port, that are a plain-HTTP request (a kubelet
+            probe left at `scheme: HTTP`, `curl http://`): answered in plain HTTP, a 400 that says the
+            port serves HTTPS, where the handshake's failure was a reset with no reason. Peeked on the
+            descriptor (nothing consumed: a TLS client's hello is left to the handshake)."""
+            if not isinstance(self.connection, ssl.SSLSocket) or getattr(self, "_peeked", False):
+                return False
+            self._peeked = True
+            first = socket.socket.recv(self.connection, 1, socket.MSG_PEEK)
+            if not (first.isascii() and first.isalpha()):  # a TLS record starts 0x16; EOF: nothing to say
+                return False
+            data = (json.dumps({"error": "this port serves HTTPS: call it with https:// (a Kubernetes probe: "
+                                         "scheme: HTTPS)", "field": ""}) + "\n").encode()
+            socket.socket.sendall(self.connection, b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n"
+                                  b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(data) + data)
+            socket.socket.shutdown(self.connection, socket.SHUT_WR)
+            # read what the client sent (64 KiB at most, under the watchdog) until it closes: a close with
+            # unread bytes is a reset, which may reach the client before the answer does
+            for _ in range(64):
+                if not socket.socket.recv(self.connection, 1024):
+                    break
+            return True
 
         def _too_slow(self) -> None:
             with self._guard:

@@ -107,18 +107,22 @@ def test_https_is_served_and_a_rotated_certificate_is_used_from_the_next_connect
 
 
 def test_plain_http_and_a_stalled_handshake_hold_nobody_up(tmp_path: Path) -> None:
-    """A client that speaks plain HTTP to the HTTPS port gets no answer and stops nothing; one that
-    opens a TCP connection and never says hello holds its own thread, not the accept loop."""
+    """A client that speaks plain HTTP to the HTTPS port stops nothing, and is told in plain HTTP that the
+    port serves HTTPS (decision 119 (c): it got a reset with no reason, which a kubelet probe left at
+    `scheme: HTTP` reports as a refused connection); one that opens a TCP connection and never says
+    hello holds its own thread, not the accept loop."""
     cert, key = _pair(tmp_path, "s")
     server = _server(tmp_path, TlsFiles(cert, key), request_timeout_s=1.0)
     host, port = "127.0.0.1", server.port
     stalled = socket.create_connection((host, port), timeout=30)
     try:
-        plain = http.client.HTTPConnection(host, port, timeout=30)
-        with pytest.raises((OSError, http.client.HTTPException)):
-            plain.request("GET", "/healthz")
-            plain.getresponse()
-        plain.close()
+        for _ in range(2):
+            plain = http.client.HTTPConnection(host, port, timeout=30)
+            plain.request("POST", "/api/v1/argo/measure?namespace=ml", body=b"x" * 5000)
+            answer = plain.getresponse()
+            assert answer.status == 400 and "serves HTTPS" in json.loads(answer.read())["error"]
+            assert answer.getheader("Connection") == "close"
+            plain.close()
         assert _get(server.url, cert) == 200  # while the stalled connection is still open
         assert stalled.recv(1) == b"", "the watchdog cuts a handshake that never comes"  # within 1 s (30 s to fail)
     finally:

@@ -61,3 +61,17 @@ def test_the_token_comes_from_a_mounted_secret_never_from_the_manifest() -> None
     (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
     assert volume["secret"]["secretName"] == "canary-serve-token" and path.name == "token"
     assert not [o for o in OBJECTS if o["kind"] == "Secret"], "a token in a manifest is a token in Git"
+
+
+def test_the_manifest_says_how_to_serve_https_probes_included() -> None:
+    """Decision 119 (c): with --tls-cert-file the kubelet's probes, at their default scheme HTTP, fail on
+    the HTTPS port and the pod is restarted forever; serve.yaml did not say so. Its header names the
+    flags (which `canary serve` accepts) and `scheme: HTTPS`, as docs/integrations.md does."""
+    text = (ROOT / "canary" / "deploy" / "serve.yaml").read_text()
+    header = "\n".join(line for line in text.splitlines() if line.startswith("#"))
+    flags = re.findall(r'"(--tls-[a-z-]+)", "(/[^"]+)"', header)
+    assert [f for f, _ in flags] == ["--tls-cert-file", "--tls-private-key-file"] and "scheme: HTTPS" in header
+    serve = typer.main.get_command(app).commands["serve"]  # type: ignore[attr-defined]
+    ctx = serve.make_context("serve", [x for pair in flags for x in pair], resilient_parsing=True)
+    assert ctx.params["tls_cert_file"] is not None and ctx.params["tls_private_key_file"] is not None
+    assert "scheme: HTTPS" in (ROOT / "docs" / "integrations.md").read_text()
