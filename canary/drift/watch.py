@@ -71,6 +71,8 @@ class DriftWatcher:
         self._store_down: str | None = None  # this pass's: why the store could not be written (`_save`)
         self._not_measured: list[str] = []  # this pass's: the profiles its outage left unmeasured
         self._left: list[str] = []  # the state keys a cut pass did not evaluate, in order (`once`): first next pass
+        self._keep_going: Callable[[], str] | None = None  # this pass's (`once`)
+        self._held: str = ""  # this pass's: why an evaluation was stored and not acted on (`_go_on`)
         self.core, self.batch = core_api, batch_api
         self.job_template, self.retrain_webhook, self.notifier = job_template, retrain_webhook, notifier
         self.clock, self._post = clock, post or _post_json
@@ -109,19 +111,24 @@ class DriftWatcher:
         leader") ends the pass there, with one line naming the baselines left (`drift.pass_cut`); they
         are evaluated first in the next pass (or by the next leader, from the stored states). A replica
         that lost its lease mid-pass thus stops alerting and triggering at the next baseline, not at the
-        end of the pass. `interval_s`: the time between passes; a pass that took longer is said once
-        (`drift.pass_slow`: every baseline is evaluated less often than configured)."""
+        end of the pass. It is asked again between storing an evaluation and acting on it (the store's
+        write may outlast a lease): a stop there leaves that baseline's alerts in its stored outbox and its
+        retraining trigger pending, for whichever replica evaluates it next, and ends the pass. A
+        `keep_going` that raises is a stop (whether this replica may act is not known). `interval_s`: the
+        time between passes; a pass that took longer is said once (`drift.pass_slow`: every baseline is
+        evaluated less often than configured)."""
         done: list[dict[str, Any]] = []
         seen: set[str] = set()
         self._outage = self._store_down = None
         self._not_measured = []
+        self._keep_going, self._held = keep_going, ""
         started = time.monotonic()
         # the baselines a cut pass left first, in the order it would have taken them, then the others
         first = {k: i for i, k in enumerate(self._left)}
         order = sorted(self.profiles, key=lambda p: first.get(_key(p, self.namespace), len(first)))
         self._left = []
         for i, prof in enumerate(order):
-            why = keep_going() if keep_going is not None else ""
+            why = self._go_on()
             if why:
                 self._cut(why, order[i:])
                 break
@@ -142,6 +149,9 @@ class DriftWatcher:
                           error=brief(exc))
                 done.append({"model": str(prof.get("model")), "version": str(prof.get("version")),
                              "error": brief(exc)})
+            if self._held:  # stored, not acted on: it goes first next pass, with the ones not evaluated
+                self._cut(self._held, order[i:], held=True)
+                break
         if self._outage is not None:
             n = len(self._not_measured)
             log.warning("drift.prometheus_unavailable", error=self._outage, baselines=n,
@@ -158,13 +168,28 @@ class DriftWatcher:
                                 f"(a slow Prometheus, or too many baselines for one watcher)")
         return done
 
-    def _cut(self, why: str, left: Sequence[Mapping[str, Any]]) -> None:
-        """A pass ended before `left` were evaluated (`once`'s `keep_going`): they go first next time."""
+    def _go_on(self) -> str:
+        """This pass's `keep_going`: "" to go on, else why not. One that raises is a stop: whether this
+        replica may still act is not known, and a pass that stops early loses nothing (`once`)."""
+        if self._keep_going is None:
+            return ""
+        try:
+            return str(self._keep_going() or "")
+        except Exception as exc:  # noqa: BLE001 - not knowing is not leave to act
+            return f"cannot tell whether to go on ({brief(exc)})"
+
+    def _cut(self, why: str, left: Sequence[Mapping[str, Any]], *, held: bool = False) -> None:
+        """A pass ended before `left` were evaluated (`once`'s `keep_going`): they go first next time.
+        `held`: the first of them was evaluated and stored, not acted on (`_evaluate`)."""
         self._left = [_key(p, self.namespace) for p in left]
         names = [f"{p.get('_namespace') or self.namespace}/{p.get('model')}/{p.get('version')}" for p in left]
+        kept = (f"; {names[0]} was evaluated and stored, not acted on: its alerts and retraining trigger are "
+                f"delivered by its next evaluation (its stored outbox)" if held else "")
         log.warning("drift.pass_cut", reason=why, baselines=len(names), left=names[:20],
-                    message=f"drift pass ended early ({why}): {len(names)} baseline{'' if len(names) == 1 else 's'} "
-                            f"not evaluated in this pass (nothing decided for them; evaluated first next pass)")
+                    held=names[0] if held else "",
+                    message=f"drift pass ended early ({why}): {len(names) - held} baseline"
+                            f"{'' if len(names) - held == 1 else 's'} not evaluated in this pass (nothing decided "
+                            f"for them; evaluated first next pass){kept}")
 
     def _window(self, prof: Mapping[str, Any]) -> float:
         """The profile's own window (its baseline ConfigMap's annotation, `store.monitor_settings`), else
@@ -202,6 +227,10 @@ class DriftWatcher:
                 self._forget(key, before)
             self.g_episode.labels(model, version, ns).set(1.0 if self.states.get(key, state).phase == M.DRIFTING
                                                           else 0.0)
+            return
+        if actions and (why := self._go_on()):  # the write outlasted the lease (or a stop came): the stored
+            self._held = why  # outbox and pending trigger are the next evaluation's, whichever replica's
+            self.g_episode.labels(model, version, ns).set(1.0 if state.phase == M.DRIFTING else 0.0)
             return
         state = self._act(dataclasses.replace(state, outbox=[]), actions, done, ns)
         self.g_episode.labels(model, version, ns).set(1.0 if state.phase == M.DRIFTING else 0.0)
@@ -261,7 +290,9 @@ class DriftWatcher:
         if self._save(key, state) != STORED:
             return
         due = M.unsent(state) + M.due(state, now)
-        if due:
+        if due and (why := self._go_on()):  # as `_evaluate`: left to the next evaluation
+            self._held = why
+        elif due:
             self._save(key, self._act(dataclasses.replace(state, outbox=[]), due, done, ns))
 
     def _say_unmeasured(self, key: str, prof: Mapping[str, Any], result: Any, done: list[dict[str, Any]]) -> None:

@@ -145,3 +145,65 @@ def test_the_controller_stops_a_pass_at_the_baseline_where_it_stops_leading(monk
     assert sorted(watcher.states) == ["ml/a/v1", "ml/b/v1"]
     (cut,) = [e for e in logs if e["event"] == "drift.pass_cut"]
     assert cut["reason"] == "no longer the leader" and cut["left"] == ["ml/c/v1"]
+
+
+def test_a_replica_that_stops_leading_while_it_stores_an_evaluation_leaves_its_actions_to_the_next(
+        tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Decision 119 (d): leadership was asked before each baseline only, so a replica whose lease ran out
+    while it stored an evaluation (a write that waits out its timeouts and retries) went on to alert and
+    trigger retraining, beside the new leader, which reads the same alerts from the stored outbox and
+    the same pending trigger, and delivers them again. Now it is asked between storing and acting: the
+    stored state is left as it is, and the next evaluation (another replica's, here) delivers it once."""
+    prof = _profile()
+    monkeypatch.setattr(W, "live_counts", lambda *_a, **_k: _shifted(prof))
+    posted: list[dict[str, Any]] = []
+
+    def watcher() -> W.DriftWatcher:
+        return W.DriftWatcher([prof], client=None, window_s=3600, config=M.MonitorConfig(enter_after=1, quiet_s=0),
+                              store=W.FileStateStore(tmp_path / "s.json"), retrain_webhook="http://retrain.invalid/",
+                              post=lambda url, body: posted.append(body) or 200, clock=lambda: 1_000.0)
+
+    old = watcher()
+    asked = iter(["", "no longer the leader"])  # before the baseline; then once its evaluation is stored
+    with capture_logs() as logs:
+        old.once(keep_going=lambda: next(asked))
+    assert not [e for e in logs if e["event"] == "drift.started"] and posted == []
+    stored = json.loads((tmp_path / "s.json").read_text())["rec/v1"]
+    assert stored["phase"] == M.DRIFTING and stored["trigger"] == "pending"
+    assert [a["event"] for a in stored["outbox"]] == ["drift.started"]
+    (cut,) = [e for e in logs if e["event"] == "drift.pass_cut"]
+    assert cut["held"] == "default/rec/v1" and cut["baselines"] == 1 and "its stored outbox" in cut["message"]
+    with capture_logs() as logs:
+        watcher().once(keep_going=lambda: "")  # the new leader
+    assert [e["event"] for e in logs if e["event"] == "drift.started"] == ["drift.started"]
+    assert [b["episode"] for b in posted] == [1]
+    assert json.loads((tmp_path / "s.json").read_text())["rec/v1"]["outbox"] == []
+
+
+def test_a_keep_going_that_raises_stops_the_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Decision 119 (e): an exception from `keep_going` left `once` (the controller's pass failed, and the
+    baselines it had not reached lost their place at the head of the next pass). Not knowing whether this
+    replica may act is a stop: the pass is cut there, said with the error, and they go first next pass."""
+    prof = _profile()
+    monkeypatch.setattr(W, "live_counts", lambda *_a, **_k: _shifted(prof))
+    profiles = [{**prof, "model": m} for m in ("a", "b", "c")]
+    watcher = W.DriftWatcher(profiles, client=None, window_s=3600, config=M.MonitorConfig(enter_after=3, quiet_s=0),
+                             clock=lambda: 1_000.0)
+    answers = iter(["", RuntimeError("lease state unknown")])
+
+    def keep_going() -> str:
+        answer = next(answers)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    with capture_logs() as logs:
+        watcher.once(keep_going=keep_going)
+    assert sorted(watcher.states) == ["a/v1"]
+    (cut,) = [e for e in logs if e["event"] == "drift.pass_cut"]
+    assert cut["reason"] == "cannot tell whether to go on (RuntimeError: lease state unknown)", cut
+    assert cut["left"] == ["default/b/v1", "default/c/v1"]
+    order: list[str] = []
+    monkeypatch.setattr(W, "live_counts", lambda *_a, **k: order.append(k["model"]) or _shifted(prof))
+    watcher.once()
+    assert order == ["b", "c", "a"]
