@@ -107,7 +107,8 @@ def run(
         stall = max(30.0, 10 * tick)
         if drift:
             _start_drift(client, prom, namespace=namespace, state_namespace=lease_namespace or "canary-system",
-                         stop=stop, is_leader=is_leader, notifier=notifier, interval=drift_interval,
+                         stop=stop, is_leader=sh.drift_leader(ops, shard_index=shard_index), notifier=notifier,
+                         interval=drift_interval, shards=shards,
                          window=drift_window, quiet=drift_quiet, retrain_job=retrain_job, registry=telemetry.registry)
 
         def live() -> tuple[bool, str]:
@@ -143,7 +144,7 @@ def run(
 
 def _start_drift(client: Any, prom: Any, *, namespace: Optional[str], state_namespace: str, stop: Any,
                  is_leader: Any, notifier: Any, interval: float, window: float, quiet: float,
-                 retrain_job: Optional[Path], registry: Any = None) -> None:
+                 retrain_job: Optional[Path], registry: Any = None, shards: int = 1) -> None:
     """The drift monitor beside the rollouts: a thread over the baseline ConfigMaps (leader only)."""
     import kubernetes.client as kc
 
@@ -164,7 +165,8 @@ def _start_drift(client: Any, prom: Any, *, namespace: Optional[str], state_name
     from canary import logs
 
     logs.get(component="controller").info("controller.drift_monitor", interval_s=interval_s, window_s=window_s,
-                                          retrain_job=str(retrain_job or ""))
+                                          retrain_job=str(retrain_job or ""),
+                                          runs_on=f"the leader of shard 0/{shards}" if shards > 1 else "the leader")
 
 
 def follow(*, model: str, canary_version: str, policy_file: Path, namespace: str, stable_version: str,

@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 
@@ -136,6 +136,16 @@ class ShardGauges:
             self.rollouts.labels(shard=self.label, state="all").set(rollouts)
         if active is not None:
             self.rollouts.labels(shard=self.label, state="active").set(active)
+
+
+def drift_leader(ops: Sequence[Any], *, shard_index: int | None) -> Callable[[], bool]:
+    """Whether this replica runs the drift monitor (`--drift`) now: one replica of all, the leader of
+    shard 0 (`build`'s ops[0] when this replica may lead it). `build`'s own `is_leader` ("leads any
+    shard") made every shard's leader a drift watcher of every baseline: N watchers each stepping every
+    monitor state a pass, their writes conflicting, and what one had decided acted on by another."""
+    if shard_index not in (None, 0):
+        return lambda: False
+    return ops[0].is_leader
 
 
 def build(client: Any, *, prom: Any, namespace: str | None, identity: str, telemetry: Any, notifier: Any,

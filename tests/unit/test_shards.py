@@ -96,3 +96,33 @@ def test_a_replica_with_room_wakes_when_a_shard_lapses_not_a_retry_period_later(
     assert leases.next_wait(0.5) == pytest.approx(1.5)
     electors[1].lapse, electors[0].leading = 0.7, True  # no room left: its own lease is all it renews
     assert leases.next_wait(0.5) == pytest.approx(1.5)
+
+
+def test_the_drift_monitor_runs_on_the_leader_of_shard_0_only(monkeypatch: Any) -> None:
+    """Decision 119 (f): `controller run --drift --shards N` gave the drift loop `build`'s "leads any
+    shard": every replica that led a shard watched every baseline (N watchers of one state ConfigMap, each
+    stepping every monitor a pass). Now only the leader of shard 0 does; a replica that leads another
+    shard, or is pinned to one, never does."""
+    from types import SimpleNamespace
+
+    from typer.testing import CliRunner
+
+    from canary.cli import app  # first: canary.cli_controller is imported by it
+
+    import canary.cli_controller as cc
+    import canary.kube
+    from canary import shards as sh
+
+    def op(leads: bool) -> Any:
+        return SimpleNamespace(is_leader=lambda: leads, run=lambda stop, tick_s: None, last_tick=0.0, health=(True, ""))
+
+    given: dict[str, Any] = {}
+    monkeypatch.setattr(canary.kube, "api_client", lambda **_k: object())
+    monkeypatch.setattr(sh, "build", lambda *_a, **_k: ([op(False), op(True)], lambda: True, lambda: None))
+    monkeypatch.setattr(cc, "_start_drift", lambda *_a, **k: given.update(k))
+    r = CliRunner().invoke(app, ["controller", "run", "--drift", "--shards", "2", "--leader-elect", "--metrics-addr", "",
+                                 "--prometheus-url", "http://127.0.0.1:9"])
+    assert r.exit_code == 0, r.output
+    assert given["is_leader"]() is False  # this replica leads shard 1, not shard 0
+    assert sh.drift_leader([op(True)], shard_index=None)() is True
+    assert sh.drift_leader([op(True)], shard_index=1)() is False  # pinned to shard 1: its one op is shard 1's
