@@ -114,7 +114,8 @@ def test_the_drift_monitor_runs_on_the_leader_of_shard_0_only(monkeypatch: Any) 
     from canary import shards as sh
 
     def op(leads: bool) -> Any:
-        return SimpleNamespace(is_leader=lambda: leads, run=lambda stop, tick_s: None, last_tick=0.0, health=(True, ""))
+        return SimpleNamespace(is_leader=lambda: leads, run=lambda stop, tick_s: None, last_tick=0.0,
+                               health=(True, ""))
 
     given: dict[str, Any] = {}
     monkeypatch.setattr(canary.kube, "api_client", lambda **_k: object())
