@@ -12,9 +12,9 @@ excluded from the mesh) the service must. The stdlib's `ssl` serves it: no depen
 * Rotation: before each accepted connection the two files' stats (inode, size, mtime) are
   compared with what was loaded; when either changed, a new context is loaded and used for the
   connections from then on. A pair that does not load (a rotation caught between its two files,
-  a key that does not match, any error at all) keeps the previous context, with one `serve.tls_reload_failed`
-  line per change seen, and is tried again when the files change again. Connections already open
-  keep the certificate they were made with.
+  a key that does not match, any error at all) keeps the previous context, with one
+  `serve.tls_reload_failed` line per change seen, and is tried again when the files change again.
+  Connections already open keep the certificate they were made with.
 * The handshake happens in the connection's own thread, on its first read, under the request
   watchdog (`serve_http`): a client that opens a TCP connection and never completes a handshake
   holds one thread for `request_timeout_s`, never the accept loop.
@@ -89,7 +89,8 @@ def load_context(cert: Path, key: Path) -> ssl.SSLContext:
     whose file is wrong (missing, unreadable, not a file, too large, not PEM, an encrypted key, or a key
     that is not the certificate's). Raises nothing else for any file content or file-system error."""
     _read_pem(CERT_FLAG, cert)
-    if b"ENCRYPTED" in _read_pem(KEY_FLAG, key):  # PKCS#8's "BEGIN ENCRYPTED", traditional "Proc-Type: 4,ENCRYPTED"
+    head = _read_pem(KEY_FLAG, key)
+    if b"-----BEGIN ENCRYPTED " in head or b"Proc-Type: 4,ENCRYPTED" in head:  # PKCS#8's, and the traditional
         raise ConfigError(_encrypted(key))
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
@@ -101,7 +102,7 @@ def load_context(cert: Path, key: Path) -> ssl.SSLContext:
         why = exc.reason or str(exc)
         if "KEY_VALUES_MISMATCH" in str(why).upper() or "key values mismatch" in str(exc).lower():
             raise ConfigError(f"{KEY_FLAG} {key}: not the private key of {CERT_FLAG} {cert} (of its first "
-                                  f"certificate: the server's comes first, its intermediates after it)") from None
+                              f"certificate: the server's comes first, its intermediates after it)") from None
         raise ConfigError(f"{CERT_FLAG} {cert} / {KEY_FLAG} {key}: cannot load them as a certificate chain and "
                           f"its private key ({why})") from None
     except OSError as exc:  # a file gone or changed between the checks above and OpenSSL's own read
