@@ -34,6 +34,7 @@ from canary.metrics.base import MetricsProvider
 from canary.model import STABLE_ONLY, ArmData, Target, check_version
 from canary.policy import Policy
 from canary.routing.base import RouteStatus, TrafficRouter
+from canary.routing.patch import VERSION_LABEL
 
 EXIT_PROMOTED, EXIT_ROLLED_BACK, EXIT_BAD_INPUT, EXIT_INFRA, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 EXIT_CODES = {rl.PROMOTED: EXIT_PROMOTED, rl.ROLLED_BACK: EXIT_ROLLED_BACK, rl.ABORTED: EXIT_INFRA}
@@ -106,6 +107,12 @@ def check_claim(target: Target, status: RouteStatus, recorded: rl.RolloutState |
         raise RolloutBusy(f"{at}: a rollout of {recorded.canary_version} is in progress on "
                           f"{target.namespace}/{target.virtual_service} ({describe_owner(recorded.owner)}; "
                           f"{recorded.phase}, weights {recorded.weights}); finish it or run `canary rollback` first")
+    if status.subsets_differ:  # a promotion would point the stable subset at pods nobody judged
+        raise TargetError(status.subsets_differ)
+    if not status.stable_subset_version:
+        raise TargetError(f"{target.namespace}/{target.dr_name}: the stable subset has no {VERSION_LABEL!r} label; a "
+                          f"rollout tells the versions apart by the pods' {VERSION_LABEL!r} label and points the "
+                          f"subsets by it: add `{VERSION_LABEL}: <the version it serves>` to both subsets' labels")
     check_version(target.canary_version, f"{at}: canary version")
     check_version(target.stable_version, f"{at}: stable version (what the stable subset selects)")
     if target.stable_version == target.canary_version:
@@ -204,6 +211,8 @@ def subset_drift(state: rl.RolloutState, status: RouteStatus) -> str:
     subset the stable version; anything else means the traffic goes somewhere unjudged."""
     if state.phase not in (rl.PROGRESSING, rl.PAUSED):
         return ""
+    if status.subsets_differ:  # edited since the claim: the promotion would select pods nobody judged
+        return status.subsets_differ
     if status.canary_subset_version != state.canary_version:
         return (f"the canary subset was re-pointed from {state.canary_version} to {status.canary_subset_version} "
                 "outside the rollout")

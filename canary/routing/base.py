@@ -29,6 +29,9 @@ class RouteStatus:
     # the names of the VirtualService's HTTP routes, in order ("" for an unnamed one): which route an
     # empty route name and a named one resolve to (`patch.same_route`); () when not read (test doubles)
     routes: tuple[str, ...] = ()
+    # why the DestinationRule's subsets cannot carry a rollout to its end ("" when they can, or when not
+    # read): they select different labels besides `version` (`patch.subset_labels_differ`)
+    subsets_differ: str = ""
 
 
 class TrafficRouter(Protocol):

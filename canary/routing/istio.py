@@ -257,6 +257,7 @@ class IstioRouter:
             canary_subset_version=versions[patch.CANARY],
             resource_version=str(vs.get("metadata", {}).get("resourceVersion", "")),
             routes=patch.route_names(vs),
+            subsets_differ=patch.subset_labels_differ(dr) if dr is not None else "",
         )
 
     def _update(self, target: Target, plural: str, name: str,

@@ -309,6 +309,33 @@ def subset_versions(dr: Any, *, host: str = "", host_namespace: str = "") -> dic
     return found
 
 
+def subset_labels_differ(dr: Any) -> str:
+    """Why the `stable` and `canary` subsets cannot carry a rollout to its end: they select different
+    labels besides `version` ("" when they do not, or when the rule cannot be read: `subset_versions`
+    reports that). A promotion points the stable subset at the canary's version and keeps the stable
+    subset's other labels, so with `track: stable` / `track: canary` it would select `track=stable,
+    version=<new>`: pods the rollout never judged, or none at all (every request a 503)."""
+    spec = dr.get("spec") if isinstance(dr, dict) else None
+    if not isinstance(spec, dict):
+        return ""
+    others: dict[str, dict[str, Any]] = {}
+    for name in (STABLE, CANARY):
+        try:
+            _, subset = _find_subset(spec, name, where(dr))
+        except TargetError:
+            return ""
+        labels = subset.get("labels")
+        if labels is not None and not isinstance(labels, dict):
+            return ""
+        others[name] = {k: v for k, v in (labels or {}).items() if k != VERSION_LABEL}
+    if others[STABLE] == others[CANARY]:
+        return ""
+    return (f"{where(dr)}: spec.subsets 'stable' and 'canary' select different labels besides {VERSION_LABEL!r} "
+            f"(stable: {others[STABLE]}, canary: {others[CANARY]}); a promotion points the stable subset at the "
+            f"canary's version and keeps its other labels, so it would select pods the rollout never judged (or "
+            f"none: every request a 503). Give both subsets the same labels but {VERSION_LABEL!r}")
+
+
 SUBSETS_ANNOTATION = "modelcanary.dev/subsets"
 
 

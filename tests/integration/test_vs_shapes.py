@@ -1,0 +1,123 @@
+"""VirtualServices and DestinationRules as users write them (decision 114): each shape either refused
+before any write, with an error naming the object and the field, or carried through with every field
+canary does not own left as it was, and every end at stable 100% on the rollout's route.
+
+`canary promote`'s Runner and the controller against the strict Kubernetes API emulator; the
+promote path's metrics from a fake provider that sees the cluster's weights (the controller's from
+the real Prometheus of tests/integration/test_controller.py); every edit injected at a fixed point.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+import structlog.testing
+
+from canary import crd
+from canary import rollout as rl
+from canary.errors import TargetError
+from tests import fleet
+from tests.fakes import FakeClock
+from tests.integration.test_controller import prometheus, world  # noqa: F401
+from tests.integration.test_controller_owner import _ready
+from tests.integration.test_controller_review import _cr
+from tests.integration.test_promote_route_safety import GROUP, HookClock, record, routes, runner, subsets
+
+pytestmark = pytest.mark.integration
+VS, DR = "virtualservices", "destinationrules"
+
+
+@pytest.fixture
+def api() -> Any:
+    server = fleet.start_api(1)
+    yield server
+    server.stop()
+
+
+def _objects(api: Any, i: int = 0) -> tuple[dict[str, Any], dict[str, Any]]:
+    vs = copy.deepcopy(api.get(GROUP, VS, "ml", fleet.model(i)))
+    dr = copy.deepcopy(api.get(GROUP, DR, "ml", fleet.model(i)))
+    return vs, dr
+
+
+# --- subsets told apart by more than `version` -------------------------------------------------------
+
+def _track(dr: dict[str, Any]) -> None:
+    """`track: stable` / `track: canary` beside `version`: the canary's pods carry `track: canary`."""
+    for s in dr["spec"]["subsets"]:
+        s["labels"]["track"] = s["name"]
+
+
+def _stable_tier(dr: dict[str, Any]) -> None:
+    """A label on the stable subset only (`tier: prod`), which the new version's pods may lack."""
+    dr["spec"]["subsets"][0]["labels"]["tier"] = "prod"
+
+
+LABEL_EDITS = {"track": _track, "stable tier": _stable_tier}
+
+
+@pytest.mark.parametrize("edit", list(LABEL_EDITS))
+def test_subsets_differing_besides_version_are_refused_before_any_write(api: Any, edit: str) -> None:
+    """The promotion points the stable subset at the canary's version and keeps its other labels:
+    `track=stable, version=v2` selects no pod the rollout judged (the new pods are `track=canary`), and
+    every request is a 503 after a "successful" promotion. It promoted; now refused at the claim, naming
+    the DestinationRule and both subsets' labels, nothing written."""
+    api.edit(GROUP, DR, "ml", "m0", LABEL_EDITS[edit])
+    before = _objects(api)
+    with pytest.raises(TargetError) as err:
+        runner(api, "v2", FakeClock()).run()
+    msg = str(err.value)
+    assert msg.startswith("ml/m0: spec.subsets 'stable' and 'canary' select different labels besides 'version'"), msg
+    assert "stable: {" in msg and "canary: {" in msg
+    assert _objects(api) == before, "written before the refusal"
+
+
+def test_subsets_edited_to_differ_mid_rollout_abort_at_stable_100(api: Any) -> None:
+    """The DestinationRule gains `track` labels while the canary runs at 80/20: the promotion would now
+    select pods nobody judged. The watch aborts the rollout at stable 100% (`subset.foreign_edit`), the
+    stable subset on the old version; it promoted onto `track=stable, version=v2`."""
+    clock = HookClock(api)
+    v = runner(api, "v2", clock)
+    clock.hooks.append((lambda rec: rec.get("phase") == rl.PROGRESSING,
+                        lambda: api.edit(GROUP, DR, "ml", "m0", _track)))
+    with structlog.testing.capture_logs() as logs:
+        res = v.run()
+    assert res.exit_code == 3 and res.state.phase == rl.ABORTED, res.state
+    assert "select different labels besides 'version'" in res.state.reason, res.state.reason
+    assert routes(api) == [[("stable", 100), ("canary", 0)]] and subsets(api)["stable"] == "v1"
+    assert record(api)["phase"] == rl.ABORTED
+    assert any(e["event"] == "subset.foreign_edit" for e in logs)
+
+
+def test_a_stable_subset_without_a_version_label_is_refused_naming_it(api: Any) -> None:
+    """Subsets told apart by another key (`app.kubernetes.io/version`): it said "stable version '' is not a
+    Kubernetes label value" (or, with --stable-version, "the stable subset selects , not ..."), naming the
+    VirtualService; now it names the DestinationRule and the `version` label it looks for."""
+    def other_key(dr: dict[str, Any]) -> None:
+        for s in dr["spec"]["subsets"]:
+            s["labels"]["app.kubernetes.io/version"] = s["labels"].pop("version")
+
+    api.edit(GROUP, DR, "ml", "m0", other_key)
+    before = _objects(api)
+    for stable in ("", "v1"):
+        v = runner(api, "v2", FakeClock())
+        v.target = v.target.__class__(**{**v.target.__dict__, "stable_version": stable})
+        with pytest.raises(TargetError, match=r"^ml/m0: the stable subset has no 'version' label"):
+            v.run()
+    assert _objects(api) == before
+
+
+def test_the_controller_refuses_subsets_differing_besides_version_before_claiming(world: Any) -> None:
+    """The same refusal in a CanaryRollout: Ready False naming the DestinationRule, the route unclaimed
+    and unwritten, the subsets as they were (it claimed, promoted, and left `track=stable, version=v2`)."""
+    api, op, custom = world
+    api.edit(GROUP, DR, "ml", "m0", _track)
+    before = _objects(api)
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v2"))
+    for _ in range(3):
+        op.tick()
+    ready = _ready(_cr(custom, "r0"))
+    assert ready.get("status") == "False" and "select different labels besides 'version'" in ready.get("message", ""), ready
+    assert _objects(api) == before, "written before the refusal"
