@@ -73,7 +73,7 @@ def locate_route(vs: Any, route_name: str = "") -> RouteRef:
         raise TargetError(f"{at}: spec.http has {len(http)} routes; name the one to shift (policy `route:`)")
     else:
         index = 0
-    return _check_route(http[index], index, at)
+    return _check_route(http[index], index, at, _namespace_of(vs))
 
 
 def route_names(vs: Any) -> tuple[str, ...]:
@@ -99,7 +99,9 @@ def same_route(names: tuple[str, ...], a: str, b: str) -> bool:
     return a == b or (index(a) is not None and index(a) == index(b))
 
 
-def _check_route(route: Any, index: int, at: str) -> RouteRef:
+def _check_route(route: Any, index: int, at: str, namespace: str = "") -> RouteRef:
+    """The route's two destinations, checked; their hosts compared as Istio resolves them (`fqdn`, in
+    the VirtualService's `namespace`): `rec-model` and `rec-model.ml.svc.cluster.local` are one service."""
     field = f"spec.http[{index}].route"
     dests = route.get("route") if isinstance(route, dict) else None
     if not isinstance(dests, list):
@@ -119,10 +121,13 @@ def _check_route(route: Any, index: int, at: str) -> RouteRef:
         if not isinstance(host, str) or not host:
             raise TargetError(f"{at}: {field}[{i}].destination.host is missing")
         subsets[subset] = i
-        hosts.add(host)
+        hosts.add(fqdn(host, namespace))
     if len(hosts) != 1:
-        raise TargetError(f"{at}: {field} destinations name different hosts {sorted(hosts)}; expected one")
-    return RouteRef(index=index, stable=subsets[STABLE], canary=subsets[CANARY], host=hosts.pop())
+        written = [d["destination"]["host"] for d in dests]
+        raise TargetError(f"{at}: {field} destinations name different hosts {written} ({sorted(hosts)}); expected "
+                          "one service")
+    return RouteRef(index=index, stable=subsets[STABLE], canary=subsets[CANARY],
+                    host=dests[subsets[STABLE]]["destination"]["host"])
 
 
 def read_weights(vs: dict[str, Any], ref: RouteRef) -> Weights:
@@ -210,7 +215,7 @@ def route_for(vs: Any, dr: Any, *, recorded: Weights | None = None) -> str:
     found: list[tuple[int, RouteRef]] = []
     for i, route in enumerate(http):
         try:
-            ref = _check_route(route, i, at)
+            ref = _check_route(route, i, at, _namespace_of(vs))
         except TargetError:
             continue
         if not isinstance(dr_host, str) or _same_service(ref.host, _namespace_of(vs), dr, dr_host):

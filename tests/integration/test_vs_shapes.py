@@ -121,3 +121,48 @@ def test_the_controller_refuses_subsets_differing_besides_version_before_claimin
     ready = _ready(_cr(custom, "r0"))
     assert ready.get("status") == "False" and "select different labels besides 'version'" in ready.get("message", ""), ready
     assert _objects(api) == before, "written before the refusal"
+
+
+# --- one service, its host written short and in full ---------------------------------------------------
+
+def _fqdn_canary(vs: dict[str, Any]) -> None:
+    vs["spec"]["http"][0]["route"][1]["destination"]["host"] = "m0.ml.svc.cluster.local"
+
+
+@pytest.mark.parametrize("version, phase", [("v2", rl.PROMOTED), ("v3", rl.ROLLED_BACK)])
+def test_a_route_naming_its_host_short_and_in_full_is_one_service(api: Any, version: str, phase: str) -> None:
+    """`m0` and `m0.ml.svc.cluster.local` in one route are the same service as Istio resolves them (the
+    DestinationRule check already said so): promote refused it, "destinations name different hosts".
+    Now it runs to its end, and only the weights and the record change."""
+    api.edit(GROUP, VS, "ml", "m0", _fqdn_canary)
+    before, _ = _objects(api)
+    res = runner(api, version, FakeClock(), slowdown=1.6 if version == "v3" else 1.0).run()
+    assert res.state.phase == phase, res.state
+    after, _ = _objects(api)
+    assert routes(api) == [[("stable", 100), ("canary", 0)]]
+    assert _without_owned(after) == _without_owned(before)
+
+
+def test_different_services_in_one_route_are_still_refused_naming_both() -> None:
+    from canary.routing.patch import locate_route
+
+    vs = {"metadata": {"name": "m0", "namespace": "ml"}, "spec": {"http": [{"route": [
+        {"destination": {"host": "m0", "subset": "stable"}, "weight": 100},
+        {"destination": {"host": "m0.other.svc.cluster.local", "subset": "canary"}, "weight": 0}]}]}}
+    with pytest.raises(TargetError, match=r"spec.http\[0\].route destinations name different hosts "
+                                          r"\['m0', 'm0.other.svc.cluster.local'\]"):
+        locate_route(vs)
+
+
+def _without_owned(vs: dict[str, Any]) -> dict[str, Any]:
+    """`vs` less what canary owns: the weights, its record, and what the API server sets on a write."""
+    out = copy.deepcopy(vs)
+    for key in ("resourceVersion", "generation", "managedFields"):
+        out["metadata"].pop(key, None)
+    (out["metadata"].get("annotations") or {}).pop("modelcanary.dev/rollout", None)
+    if not out["metadata"].get("annotations"):
+        out["metadata"].pop("annotations", None)
+    for route in out["spec"].get("http") or []:
+        for d in route.get("route") or []:
+            d.pop("weight", None)
+    return out
