@@ -170,14 +170,24 @@ def with_stable_only(vs: Any, *, route_name: str = "", recorded: Weights | None 
 
 
 def drop_mirrors(route: dict[str, Any], host: str, vs: Any) -> None:
-    """Remove the route's mirrors to a subset of the rollout's service (`host`; any, when unknown) other
-    than `stable` (Istio's `mirror` with its `mirrorPercentage`/`mirrorPercent`, and the entries of
-    `mirrors`); a mirror to another service (a shadow of the user's) stays."""
+    """Remove the route's mirrors to a subset of the rollout's service other than `stable` (Istio's
+    `mirror` with its `mirrorPercentage`/`mirrorPercent`, and the entries of `mirrors`); a mirror to
+    another service (a shadow of the user's) stays. The service is `host` (its DestinationRule's), else
+    the one the route's own `stable` destination names: without the DestinationRule (deleted
+    mid-rollout) every mirror but the stable subset's went, the user's shadow to another service too.
+    Where neither tells, only a mirror naming a subset other than `stable` goes."""
+    if not host:
+        dests = route.get("route") if isinstance(route.get("route"), list) else []
+        host = next((_dest_host(d, vs) for d in dests if isinstance(d, dict) and isinstance(d.get("destination"), dict)
+                     and d["destination"].get("subset") == STABLE), "")
+
     def kept(m: Any) -> bool:
         dest = m.get("destination") if isinstance(m, dict) and "destination" in m else m
-        if not isinstance(dest, dict):
+        if not isinstance(dest, dict) or dest.get("subset") == STABLE:
             return True
-        return dest.get("subset") == STABLE or bool(host) and _dest_host({"destination": dest}, vs) != host
+        if not host:
+            return not dest.get("subset")
+        return _dest_host({"destination": dest}, vs) != host
 
     if "mirror" in route and not kept(route["mirror"]):
         for key in ("mirror", "mirrorPercentage", "mirrorPercent", "mirror_percent"):

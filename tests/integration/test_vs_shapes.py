@@ -17,7 +17,7 @@ import structlog.testing
 
 from canary import crd
 from canary import rollout as rl
-from canary.errors import TargetError
+from canary.errors import RollbackFailed, TargetError
 from tests import fleet
 from tests.fakes import FakeClock
 from tests.integration.test_controller import prometheus, world  # noqa: F401
@@ -166,3 +166,56 @@ def _without_owned(vs: dict[str, Any]) -> dict[str, Any]:
         for d in route.get("route") or []:
             d.pop("weight", None)
     return out
+
+
+# --- mirrors the user owns, through a rollback without the DestinationRule --------------------------------
+
+SHADOW = {"mirror": {"host": "shadow.ml-shadow.svc.cluster.local"}, "mirrorPercentage": {"value": 10.0}}
+
+
+def _delete_dr(api: Any) -> None:
+    import kubernetes
+
+    kubernetes.client.CustomObjectsApi(api.api_client()).delete_namespaced_custom_object(GROUP, "v1beta1", "ml", DR, "m0")
+
+
+def _drop_canary_subset(api: Any) -> None:
+    api.edit(GROUP, DR, "ml", "m0",
+             lambda o: o["spec"].__setitem__("subsets", [s for s in o["spec"]["subsets"] if s["name"] != "canary"]))
+
+
+@pytest.mark.parametrize("mirrors", [
+    SHADOW,
+    {"mirrors": [{"destination": {"host": "shadow.ml-shadow.svc.cluster.local"}, "percentage": {"value": 5.0}},
+                 {"destination": {"host": "m0", "subset": "canary"}}]},
+], ids=["mirror", "mirrors"])
+@pytest.mark.parametrize("damage", [_delete_dr, _drop_canary_subset], ids=["DestinationRule deleted", "canary subset gone"])
+def test_a_rollback_without_the_destination_rule_keeps_a_mirror_to_another_service(
+        api: Any, mirrors: dict[str, Any], damage: Any) -> None:
+    """The DestinationRule deleted (or its canary subset removed) at 80/20: the watch fails and the
+    fail-safe writes stable 100% from the VirtualService alone. It also removed the user's shadow mirror
+    to another service (without the rule's host, every mirror but the stable subset's went); now the
+    route's own `stable` destination names the rollout's service: the shadow stays, a mirror to the
+    canary subset still goes (decision 78 c), and `retries`/`timeout` are as they were."""
+    api.edit(GROUP, VS, "ml", "m0", lambda o: o["spec"]["http"][0].update(copy.deepcopy(mirrors)))
+    before, _ = _objects(api)
+    clock = HookClock(api)
+    v = runner(api, "v2", clock)
+    clock.hooks.append((lambda rec: rec.get("phase") == rl.PROGRESSING, lambda: damage(api)))
+    try:
+        phase = v.run().state.phase
+    except RollbackFailed as exc:  # the rule deleted: 100/0 landed, the stable subset cannot be checked (exit 3)
+        assert damage is _delete_dr and "stable has 100% of the weights" in str(exc), exc
+        phase = record(api)["phase"]
+    assert phase == rl.ABORTED and routes(api) == [[("stable", 100), ("canary", 0)]]
+    after = copy.deepcopy(api.get(GROUP, VS, "ml", "m0"))
+    route = after["spec"]["http"][0]
+    if "mirror" in mirrors:
+        assert (route.get("mirror"), route.get("mirrorPercentage")) == (SHADOW["mirror"], SHADOW["mirrorPercentage"])
+    else:
+        assert route.get("mirrors") == mirrors["mirrors"][:1], route.get("mirrors")
+    want = _without_owned(before)
+    want["spec"]["http"][0].pop("mirrors", None)
+    got = _without_owned(after)
+    got["spec"]["http"][0].pop("mirrors", None)
+    assert got == want
