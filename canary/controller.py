@@ -602,7 +602,7 @@ class Controller:
                 ended = self._end_orphan(spec, state, status)
                 status = self.router.inspect(target)  # the claim below is guarded on what is recorded now
                 state = parse_state(status)
-                if ended.phase == rl.PROMOTED and ended.canary_version == spec.target.canary_version:
+                if ended.phase == rl.PROMOTED and _of_this_model(ended, spec):
                     # this very version, every step passed under the gone CR, was just promoted by ending it
                     self._end_unrun(obj, spec, f"not run: {spec.target.canary_version} was promoted on "
                                     f"{spec.target.namespace}/{spec.target.virtual_service} by finishing the orphaned "
@@ -628,7 +628,7 @@ class Controller:
             try:
                 check_claim(target, status, state, where=spec.key)
             except RolloutBusy:
-                if state is not None and state.canary_version == spec.target.canary_version:
+                if state is not None and _of_this_model(state, spec):
                     self._mark_waiting(obj, state)  # sticky: `_waited` reads it when that rollout ends
                 raise
             if spec.action == "pause":  # asked to hold before it starts: nothing is claimed (it moved 20% first)
@@ -1842,6 +1842,14 @@ def _owner(obj: dict[str, Any]) -> str:
     CR deleted and created again under the same name is another request, and runs)."""
     meta = obj.get("metadata") or {}
     return crd_owner(str(meta.get("namespace", "")), str(meta.get("name", "")), str(meta.get("uid") or ""))
+
+
+def _of_this_model(rec: rl.RolloutState, spec: crd.RolloutSpec) -> bool:
+    """Whether the recorded rollout `rec` runs what `spec` asks for: its canary version, of its model (a
+    record without a model: any). On a VirtualService routing several models, another model's rollout of
+    the same version (a monorepo's commit) is no twin: this CanaryRollout waits for it to end and then
+    runs, where it ended "not run" with it, its own model never rolled out."""
+    return rec.canary_version == spec.target.canary_version and (not rec.model or rec.model == spec.target.model)
 
 
 def _waited(obj: dict[str, Any], rec: rl.RolloutState | None, spec: crd.RolloutSpec) -> bool:

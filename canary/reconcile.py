@@ -103,6 +103,14 @@ def check_claim(target: Target, status: RouteStatus, recorded: rl.RolloutState |
     or a version no subset can select), TargetError (the stable subset selects another version, or
     traffic is split with no rollout recorded). Nothing has been written when it raises."""
     at = where or f"{target.namespace}/{target.virtual_service}"
+    if recorded is not None and not recorded.terminal and recorded.model and recorded.model != target.model:
+        # a VirtualService routing several models carries one rollout at a time: "run `canary rollback`"
+        # would have ended the other model's good canary
+        route = f" on route {recorded.route!r}" if recorded.route else ""
+        raise RolloutBusy(f"{at}: a rollout of model {recorded.model} ({recorded.canary_version}) is in progress"
+                          f"{route} of {target.namespace}/{target.virtual_service} ({describe_owner(recorded.owner)}; "
+                          f"{recorded.phase}, weights {recorded.weights}); a VirtualService carries one rollout at a "
+                          f"time, of one model: run this rollout of {target.model} once that one has ended")
     if recorded is not None and not recorded.terminal:
         raise RolloutBusy(f"{at}: a rollout of {recorded.canary_version} is in progress on "
                           f"{target.namespace}/{target.virtual_service} ({describe_owner(recorded.owner)}; "

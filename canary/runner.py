@@ -807,9 +807,24 @@ def _adoptable(ours: rl.RolloutState, theirs: rl.RolloutState) -> bool:
 
 def _resumable(recorded: rl.RolloutState, target: Target) -> bool:
     """Whether `canary promote` of `target` takes up the rollout `recorded` (`Runner._start`): in progress,
-    of the same canary version, run by a promote (any: `_take_over` says whether it still runs) or no owner."""
+    of the same canary version, run by a promote (any: `_take_over` says whether it still runs) or no owner,
+    and not another model's (`_another_models`)."""
     return (not recorded.terminal and recorded.canary_version == target.canary_version
-            and (recorded.owner == "" or is_promote_owner(recorded.owner)))
+            and (recorded.owner == "" or is_promote_owner(recorded.owner)) and not _another_models(recorded, target))
+
+
+def _another_models(recorded: rl.RolloutState, target: Target) -> bool:
+    """Whether `recorded` is another model's rollout on a VirtualService that routes several models: another
+    model, on another route or DestinationRule than `target` names. Such a rollout is busy, never one this
+    promote resumes: same version (a monorepo's commit for both models), it was refused as if it drove the
+    wrong route or rule, "re-run with --destination-rule <theirs> to resume it", and following that
+    judged this model's series on the other model's route. Another model on the very route and rule
+    asked is a resume with `--model` edited (decision 79 g: superseded, started again)."""
+    if not recorded.model or recorded.model == target.model:
+        return False
+    other_rule = bool(recorded.destination_rule) and recorded.destination_rule != target.dr_name
+    other_route = bool(target.route) and bool(recorded.route) and recorded.route != target.route
+    return other_rule or other_route
 
 
 def route_refusal(target: Target, recorded: rl.RolloutState, routes: int) -> str:

@@ -219,3 +219,105 @@ def test_a_rollback_without_the_destination_rule_keeps_a_mirror_to_another_servi
     got = _without_owned(after)
     got["spec"]["http"][0].pop("mirrors", None)
     assert got == want
+
+
+# --- one VirtualService routing two models ------------------------------------------------------------
+
+def _shared(api: Any) -> None:
+    """VirtualService `shared`: route `a` to m0's subsets, route `b` to m1's (their own DestinationRules)."""
+    base = copy.deepcopy(api.get(GROUP, VS, "ml", "m0"))
+    a = copy.deepcopy(base["spec"]["http"][0])
+    a["name"], a["match"] = "a", [{"uri": {"prefix": "/v2/models/m0"}}]
+    b = copy.deepcopy(a)
+    b["name"], b["match"] = "b", [{"uri": {"prefix": "/v2/models/m1"}}]
+    for d in b["route"]:
+        d["destination"]["host"] = "m1"
+    api.handler.put_object({"apiVersion": base["apiVersion"], "kind": "VirtualService",
+                            "metadata": {"name": "shared", "namespace": "ml"},
+                            "spec": {"hosts": ["models"], "http": [a, b]}})
+
+
+def _shared_runner(api: Any, model: str, route: str, clock: FakeClock, slowdown: float = 1.0) -> Any:
+    from dataclasses import replace
+
+    v = runner(api, "v2", clock, slowdown=slowdown)
+    v.target = replace(v.target, virtual_service="shared", model=model, route=route, destination_rule=model)
+    v.metrics.router.target = v.target
+    return v
+
+
+def test_promote_of_another_model_of_the_same_version_on_a_shared_virtual_service_is_busy() -> None:
+    """m0's v2 runs on route `a` of `shared`; `canary promote m1 --virtual-service shared --route b` of v2
+    too (one commit for both models). It was taken for a resume of m0's rollout and refused as driving
+    the wrong DestinationRule (or route), "re-run with --destination-rule m0 to resume it": following
+    that judged m1's series on m0's route. Now RolloutBusy naming the other model, nothing written."""
+    from canary.errors import RolloutBusy
+
+    server = fleet.start_api(2)
+    try:
+        _shared(server)
+        clock = HookClock(server)
+        seen: list[Any] = []
+
+        def second() -> None:
+            other = _shared_runner(server, "m1", "b", FakeClock(clock.now()))
+            before = copy.deepcopy(server.get(GROUP, VS, "ml", "shared"))
+            with pytest.raises(RolloutBusy) as busy:
+                other.run()
+            seen.append((str(busy.value), server.get(GROUP, VS, "ml", "shared") == before))
+
+        def at_first_step(rec: dict[str, Any]) -> bool:
+            return rec.get("phase") == rl.PROGRESSING
+
+        def rec_of_shared() -> dict[str, Any]:
+            import json
+            vs = server.get(GROUP, VS, "ml", "shared")
+            return json.loads((vs["metadata"].get("annotations") or {}).get("modelcanary.dev/rollout") or "{}")
+
+        clock.api = server
+        clock.hooks.append((lambda _rec: at_first_step(rec_of_shared()), second))
+        first = _shared_runner(server, "m0", "a", clock)
+        clock.sleep = _watching(clock, rec_of_shared)  # type: ignore[method-assign]
+        assert first.run().state.phase == rl.PROMOTED
+        assert seen, "the second promote never ran"
+        msg, untouched = seen[0]
+        assert "a rollout of model m0 (v2) is in progress on route 'a' of ml/shared" in msg, msg
+        assert untouched, "the second promote wrote"
+    finally:
+        server.stop()
+
+
+def _watching(clock: HookClock, rec: Any) -> Any:
+    """HookClock.sleep with the predicate fed `shared`'s record (HookClock reads m0's VirtualService)."""
+    def sleep(seconds: float) -> None:
+        FakeClock.sleep(clock, seconds)
+        for hook in list(clock.hooks):
+            if hook[0](rec()):
+                clock.hooks.remove(hook)
+                hook[1]()
+    return sleep
+
+
+def test_a_canary_rollout_of_another_model_of_the_same_version_waits_then_runs(world: Any) -> None:
+    """CanaryRollouts r0 (m0, route a) and r1 (m1, route b) of v2 on VirtualService `shared`. r1 was marked
+    waiting on r0's rollout as on a twin's, and when r0 promoted it ended too, "not run: ... the rollout
+    of v2 on ml/shared ended promoted": m1 was never rolled out. Now r1 waits (RolloutBusy naming model
+    m0), then runs its own rollout to its end."""
+    from tests.integration.test_controller import run_until_done
+
+    api, op, custom = world
+    _shared(api)
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(
+        0, "v2", virtualService="shared", route="a", destinationRule="m0"))
+    for _ in range(3):
+        op.tick()
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(
+        1, "v2", virtualService="shared", route="b", destinationRule="m1"))
+    op.tick()
+    ready = _ready(_cr(custom, "r1"))
+    assert ready.get("reason") == "RolloutBusy" and "a rollout of model m0 (v2)" in ready.get("message", ""), ready
+    objs = run_until_done(op, custom, ["r0", "r1"])
+    assert objs["r0"]["status"]["phase"] == rl.PROMOTED
+    assert objs["r1"]["status"]["phase"] == rl.PROMOTED, objs["r1"]["status"].get("reason")
+    vs = api.get(GROUP, VS, "ml", "shared")
+    assert [[d["weight"] for d in r["route"]] for r in vs["spec"]["http"]] == [[100, 0], [100, 0]]
