@@ -70,10 +70,35 @@ def locate_route(vs: Any, route_name: str = "") -> RouteRef:
             raise TargetError(f"{at}: spec.http has {len(found)} routes named {route_name!r}")
         index = found[0]
     elif len(http) != 1:
-        raise TargetError(f"{at}: spec.http has {len(http)} routes; name the one to shift (policy `route:`)")
+        raise TargetError(f"{at}: spec.http has {len(http)} routes {[_route_label(r, i) for i, r in enumerate(http)]}; "
+                          f"name the one to shift (--route, policy `route:`){_unnamed_hint(vs, http)}")
     else:
         index = 0
+    delegate = http[index].get("delegate") if isinstance(http[index], dict) else None
+    if isinstance(delegate, dict) and not isinstance(http[index].get("route"), list):
+        # a root VirtualService hands this route to another one: its weights live there
+        name, ns = delegate.get("name"), delegate.get("namespace") or _namespace_of(vs)
+        raise TargetError(f"{at}: spec.http[{index}] delegates to VirtualService {ns}/{name}, which holds its "
+                          f"destinations and weights: drive that one (--virtual-service {name}"
+                          + (f", -n {ns})" if ns != _namespace_of(vs) else ")"))
     return _check_route(http[index], index, at, _namespace_of(vs))
+
+
+def _unnamed_hint(vs: Any, http: list[Any]) -> str:
+    """For a refusal among several routes: the routes a rollout could drive (two destinations, subsets
+    `stable` and `canary`) that have no name, which --route cannot pick: say to name them."""
+    unnamed = []
+    for i, route in enumerate(http):
+        try:
+            _check_route(route, i, where(vs), _namespace_of(vs))
+        except TargetError:
+            continue
+        if not (isinstance(route.get("name"), str) and route.get("name")):
+            unnamed.append(f"spec.http[{i}]")
+    if not unnamed:
+        return ""
+    return (f"; {', '.join(unnamed)} {'has' if len(unnamed) == 1 else 'have'} subsets 'stable' and 'canary' but no "
+            "name, which --route needs: add `name:` to it")
 
 
 def route_names(vs: Any) -> tuple[str, ...]:

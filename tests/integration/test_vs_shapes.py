@@ -321,3 +321,36 @@ def test_a_canary_rollout_of_another_model_of_the_same_version_waits_then_runs(w
     assert objs["r1"]["status"]["phase"] == rl.PROMOTED, objs["r1"]["status"].get("reason")
     vs = api.get(GROUP, VS, "ml", "shared")
     assert [[d["weight"] for d in r["route"]] for r in vs["spec"]["http"]] == [[100, 0], [100, 0]]
+
+
+# --- refusals whose advice can be followed ---------------------------------------------------------------
+
+def _testers_then_unnamed(vs: dict[str, Any]) -> None:
+    """A header route for testers first, then the weighted route, unnamed (as most users write it)."""
+    weighted = vs["spec"]["http"][0]
+    weighted.pop("name", None)
+    vs["spec"]["http"] = [{"name": "testers", "match": [{"headers": {"x-canary": {"exact": "1"}}}],
+                           "route": [{"destination": {"host": "m0", "subset": "canary"}}]}, weighted]
+
+
+def _root_with_delegate(vs: dict[str, Any]) -> None:
+    vs["spec"]["http"] = [{"name": "primary", "match": [{"uri": {"prefix": "/"}}],
+                           "delegate": {"name": "m0-models", "namespace": "serving"}}]
+
+
+@pytest.mark.parametrize("shape, message", [
+    (_testers_then_unnamed, r"^ml/m0: spec.http has 2 routes \['testers', '#1 \(unnamed\)'\]; name the one to shift "
+                            r"\(--route, policy `route:`\); spec.http\[1\] has subsets 'stable' and 'canary' but no "
+                            r"name, which --route needs: add `name:` to it$"),
+    (_root_with_delegate, r"^ml/m0: spec.http\[0\] delegates to VirtualService serving/m0-models, which holds its "
+                          r"destinations and weights: drive that one \(--virtual-service m0-models, -n serving\)$"),
+], ids=["unnamed weighted route among two", "root VirtualService delegating"])
+def test_a_route_canary_cannot_drive_is_refused_saying_what_to_do(api: Any, shape: Any, message: str) -> None:
+    """"name the one to shift" for a route that has no name (--route cannot pick it), and "spec.http[0].route
+    is missing or not a list" for a root VirtualService's delegate: both refused before any write, now
+    saying what to change."""
+    api.edit(GROUP, VS, "ml", "m0", shape)
+    before = _objects(api)
+    with pytest.raises(TargetError, match=message):
+        runner(api, "v2", FakeClock()).run()
+    assert _objects(api) == before

@@ -89,7 +89,7 @@ def test_existing_annotations_are_kept() -> None:
     ("obj", "route", "message"),
     [
         (vs(), "", r"ml/rec-model: spec.http has no HTTP routes"),
-        (vs(primary("a"), primary("b")), "", r"spec.http has 2 routes; name the one"),
+        (vs(primary("a"), primary("b")), "", r"spec.http has 2 routes \[.a., .b.\]; name the one"),
         (vs(primary("a")), "b", r"spec.http has no route named 'b' \(routes: \['a'\]\)"),
         (vs(primary("a"), primary("a")), "a", r"2 routes named 'a'"),
         (vs({"route": [dest("stable"), dest("canary"), dest("canary")]}), "",
