@@ -117,6 +117,8 @@ def check_claim(target: Target, status: RouteStatus, recorded: rl.RolloutState |
                           f"{recorded.phase}, weights {recorded.weights}); finish it or run `canary rollback` first")
     if status.subsets_differ:  # a promotion would point the stable subset at pods nobody judged
         raise TargetError(status.subsets_differ)
+    if status.split_elsewhere:  # another route would send the new version traffic nobody judges
+        raise TargetError(status.split_elsewhere)
     if not status.stable_subset_version:
         raise TargetError(f"{target.namespace}/{target.dr_name}: the stable subset has no {VERSION_LABEL!r} label; a "
                           f"rollout tells the versions apart by the pods' {VERSION_LABEL!r} label and points the "

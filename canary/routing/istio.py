@@ -87,8 +87,10 @@ class IstioRouter:
     # --- TrafficRouter ------------------------------------------------------------
 
     def inspect(self, target: Target) -> RouteStatus:
+        from dataclasses import replace
+
         vs, dr, ref = self._read_checked(target)
-        return self._status(vs, dr, patch.read_weights(vs, ref))
+        return replace(self._status(vs, dr, patch.read_weights(vs, ref)), split_elsewhere=patch.split_elsewhere(vs, ref))
 
     def inspect_any(self, target: Target, *, for_stable: bool = False) -> RouteStatus:
         """`inspect` for on-call commands and whoever must send traffic back to stable: weights that

@@ -339,6 +339,43 @@ def subset_versions(dr: Any, *, host: str = "", host_namespace: str = "") -> dic
     return found
 
 
+def split_elsewhere(vs: Any, ref: RouteRef) -> str:
+    """Why a new rollout must not claim `vs` ("" when it may): another route (HTTP other than the driven
+    one `ref`, TCP, TLS) splits its traffic between the `canary` subset of the rollout's service and other
+    destinations, a split this rollout did not make (a manual canary left on the gRPC route). The claim
+    points the canary subset at the new version, so that share would reach it unjudged from the first
+    write, and stay on it after a rollback (stable 100% is written on the driven route). A route sending
+    to the canary alone (testers on a header match) is a deliberate route to it, and is left to the user."""
+    ns = _namespace_of(vs)
+    host = fqdn(ref.host, ns)
+    spec = vs.get("spec") if isinstance(vs, dict) else None
+    for kind in ("http", "tcp", "tls"):
+        routes = spec.get(kind) if isinstance(spec, dict) else None
+        for i, route in enumerate(routes if isinstance(routes, list) else []):
+            dests = route.get("route") if isinstance(route, dict) else None
+            if (kind == "http" and i == ref.index) or not isinstance(dests, list):
+                continue
+            canary = rest = 0
+            for d in dests:
+                dest = d.get("destination") if isinstance(d, dict) else None
+                if not isinstance(dest, dict):
+                    continue
+                w = d.get("weight") if len(dests) > 1 else 100  # one destination gets all, whatever its weight
+                w = w if type(w) is int and w > 0 else 0
+                if dest.get("subset") == CANARY and isinstance(dest.get("host"), str) and fqdn(dest["host"], ns) == host:
+                    canary += w
+                else:
+                    rest += w
+            if canary and rest:
+                name = route.get("name")
+                label = f"spec.{kind}[{i}]" + (f" ({name})" if isinstance(name, str) and name else "")
+                return (f"{where(vs)}: {label} splits its traffic {rest}/{canary} with subset 'canary' of {ref.host}, "
+                        f"a split this rollout did not make: once the canary subset selects the new version that "
+                        f"share reaches it unjudged, and stays after a rollback; set that route's canary weight "
+                        f"to 0 first")
+    return ""
+
+
 def subset_labels_differ(dr: Any) -> str:
     """Why the `stable` and `canary` subsets cannot carry a rollout to its end: they select different
     labels besides `version` ("" when they do not, or when the rule cannot be read: `subset_versions`

@@ -354,3 +354,55 @@ def test_a_route_canary_cannot_drive_is_refused_saying_what_to_do(api: Any, shap
     with pytest.raises(TargetError, match=message):
         runner(api, "v2", FakeClock()).run()
     assert _objects(api) == before
+
+
+# --- a split on another route than the driven one ---------------------------------------------------------
+
+def _grpc_split(vs: dict[str, Any]) -> None:
+    """REST on `primary` (port 8000), and gRPC on its own route left split 90/10 by a manual canary."""
+    primary = vs["spec"]["http"][0]
+    primary["match"] = [{"port": 8000}]
+    grpc = copy.deepcopy(primary)
+    grpc["name"], grpc["match"] = "grpc", [{"port": 8001}]
+    grpc["route"][0]["weight"], grpc["route"][1]["weight"] = 90, 10
+    vs["spec"]["http"].append(grpc)
+
+
+def _tcp_split(vs: dict[str, Any]) -> None:
+    vs["spec"]["tcp"] = [{"match": [{"port": 8001}], "route": [
+        {"destination": {"host": "m0", "subset": "stable", "port": {"number": 8001}}, "weight": 90},
+        {"destination": {"host": "m0.ml.svc.cluster.local", "subset": "canary", "port": {"number": 8001}}, "weight": 10}]}]
+
+
+@pytest.mark.parametrize("shape, where", [(_grpc_split, r"spec.http\[1\] \(grpc\)"), (_tcp_split, r"spec.tcp\[0\]")],
+                         ids=["another HTTP route", "a TCP route"])
+def test_a_split_with_the_canary_subset_on_another_route_is_refused_before_any_write(
+        api: Any, shape: Any, where: str) -> None:
+    """The claim checked the driven route only: it pointed the canary subset at v3, so the other route's
+    10% reached v3 unjudged from the first write; v3 was rolled back on `primary` (100/0) and the other
+    route went on sending it 10%. Refused now, naming that route, nothing written."""
+    api.edit(GROUP, VS, "ml", "m0", shape)
+    before = _objects(api)
+    with pytest.raises(TargetError, match=rf"^ml/m0: {where} splits its traffic 90/10 with subset 'canary' of m0, "
+                                          r"a split this rollout did not make"):
+        runner(api, "v3", FakeClock(), slowdown=1.6, route="primary").run()
+    assert _objects(api) == before
+
+
+def test_a_testers_route_to_the_canary_alone_is_no_split(api: Any) -> None:
+    """A header-match route sending testers to the canary subset (alone, or 0/100) is deliberate: the
+    rollout runs, and only the driven route's weights change."""
+    def testers(vs: dict[str, Any]) -> None:
+        vs["spec"]["http"][:0] = [
+            {"name": "testers", "match": [{"headers": {"x-canary": {"exact": "1"}}}],
+             "route": [{"destination": {"host": "m0", "subset": "canary"}}]},
+            {"name": "qa", "match": [{"headers": {"x-qa": {"exact": "1"}}}],
+             "route": [{"destination": {"host": "m0", "subset": "stable"}, "weight": 0},
+                       {"destination": {"host": "m0", "subset": "canary"}, "weight": 100}]}]
+
+    api.edit(GROUP, VS, "ml", "m0", testers)
+    before, _ = _objects(api)
+    assert runner(api, "v2", FakeClock(), route="primary").run().state.phase == rl.PROMOTED
+    after, _ = _objects(api)
+    assert [[d.get("weight") for d in r["route"]] for r in after["spec"]["http"]] == [[None], [0, 100], [100, 0]]
+    assert _without_owned(after) == _without_owned(before)
