@@ -377,11 +377,12 @@ def split_elsewhere(vs: Any, ref: RouteRef) -> str:
 
 
 def subset_labels_differ(dr: Any) -> str:
-    """Why the `stable` and `canary` subsets cannot carry a rollout to its end: they select different
-    labels besides `version` ("" when they do not, or when the rule cannot be read: `subset_versions`
-    reports that). A promotion points the stable subset at the canary's version and keeps the stable
-    subset's other labels, so with `track: stable` / `track: canary` it would select `track=stable,
-    version=<new>`: pods the rollout never judged, or none at all (every request a 503)."""
+    """Why the `stable` and `canary` subsets cannot carry a rollout to its end: the stable subset selects a
+    label besides `version` that the canary subset does not select alike ("" when not, or when the rule
+    cannot be read: `subset_versions` reports that). A promotion points the stable subset at the canary's
+    version and keeps the stable subset's other labels, so with `track: stable` / `track: canary` it would
+    select `track=stable, version=<new>`: pods the rollout never judged, or none at all (every request a
+    503). A label only the canary subset has is fine: the stable subset then selects every pod judged."""
     spec = dr.get("spec") if isinstance(dr, dict) else None
     if not isinstance(spec, dict):
         return ""
@@ -395,7 +396,9 @@ def subset_labels_differ(dr: Any) -> str:
         if labels is not None and not isinstance(labels, dict):
             return ""
         others[name] = {k: v for k, v in (labels or {}).items() if k != VERSION_LABEL}
-    if others[STABLE] == others[CANARY]:
+    # safe when every other label of the stable subset is the canary's too: the stable subset pointed at the
+    # new version then selects every pod judged (a label only the canary subset has narrows nothing there)
+    if all(k in others[CANARY] and others[CANARY][k] == v for k, v in others[STABLE].items()):
         return ""
     return (f"{where(dr)}: spec.subsets 'stable' and 'canary' select different labels besides {VERSION_LABEL!r} "
             f"(stable: {others[STABLE]}, canary: {others[CANARY]}); a promotion points the stable subset at the "

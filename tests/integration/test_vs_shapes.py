@@ -406,3 +406,13 @@ def test_a_testers_route_to_the_canary_alone_is_no_split(api: Any) -> None:
     after, _ = _objects(api)
     assert [[d.get("weight") for d in r["route"]] for r in after["spec"]["http"]] == [[None], [0, 100], [100, 0]]
     assert _without_owned(after) == _without_owned(before)
+
+
+def test_a_label_on_the_canary_subset_alone_is_no_difference(api: Any) -> None:
+    """`canary: "true"` on the canary subset only: the promoted stable subset (`version: v2`) selects every
+    pod judged. Runs to its promotion, the extra label kept."""
+    api.edit(GROUP, DR, "ml", "m0", lambda o: o["spec"]["subsets"][1]["labels"].__setitem__("canary", "true"))
+    assert runner(api, "v2", FakeClock()).run().state.phase == rl.PROMOTED
+    labels = {s["name"]: s["labels"] for s in api.get(GROUP, DR, "ml", "m0")["spec"]["subsets"]}
+    assert labels["stable"] == {"app": "rec-model", "version": "v2"}
+    assert labels["canary"] == {"app": "rec-model", "version": "v2", "canary": "true"}
