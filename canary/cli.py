@@ -635,6 +635,7 @@ def status(model: str, namespace: Optional[str] = NamespaceOpt, virtual_service:
             # an ended rollout whose stable subset selects another version than its end names: a process
             # killed between its writes, nobody following it (docs/decisions.md 94)
             disagrees = end_disagreement(state, st) if state is not None else ""
+            elsewhere = _recorded_elsewhere(state, target, st)
             if disagrees:
                 logs.get(model=model, namespace=ns).warning("rollout.route_disagrees", phase=state.phase,
                                                             error=disagrees)
@@ -652,6 +653,8 @@ def status(model: str, namespace: Optional[str] = NamespaceOpt, virtual_service:
                 if disagrees:
                     typer.echo(f"note: {disagrees}" + ("; `canary rollback` points it back" if state is not None
                                                        and state.phase != rl.PROMOTED else ""))
+                if elsewhere:
+                    typer.echo(f"note: {elsewhere}")
 
             opts.emit({"weights": {"stable": st.weights.stable, "canary": st.weights.canary},
                        "raw_weights": {"stable": raw[0], "canary": raw[1]},
@@ -660,7 +663,8 @@ def status(model: str, namespace: Optional[str] = NamespaceOpt, virtual_service:
                        "canary_subset_version": st.canary_subset_version,
                        "rollout": state_dict(state) if state else None,
                        **({"unreadable_state": unreadable} if unreadable else {}),
-                       **({"route_disagrees": disagrees} if disagrees else {})}, output, text, stream=watch)
+                       **({"route_disagrees": disagrees} if disagrees else {}),
+                       **({"recorded_elsewhere": elsewhere} if elsewhere else {})}, output, text, stream=watch)
             if not watch or state is None:
                 return 0
             if state.terminal:
@@ -671,6 +675,19 @@ def status(model: str, namespace: Optional[str] = NamespaceOpt, virtual_service:
             time.sleep(2 if deadline is None else max(0.0, min(2.0, deadline - time.monotonic())))
 
     raise typer.Exit(run_guarded(go))
+
+
+def _recorded_elsewhere(state: Any, target: Any, st: Any) -> str:
+    """`canary status` of a route whose VirtualService records a rollout on another route (a VirtualService
+    routing several models): the phase and history shown are that rollout's, not this route's ("" when
+    the record is this route's, or there is none)."""
+    from canary.routing.patch import same_route
+
+    if state is None or not state.route or not target.route or same_route(st.routes, state.route, target.route):
+        return ""
+    whose = f"model {state.model}'s rollout" if state.model else "the rollout"
+    return (f"the phase and history shown are {whose} of {state.canary_version} on route {state.route!r}, recorded "
+            f"on {target.namespace}/{target.virtual_service}; route {target.route!r} is not that rollout's")
 
 
 def _raw_note(weights: Any, raw: tuple[Any, Any]) -> str:

@@ -938,11 +938,15 @@ def _oncall_decide(router: TrafficRouter, target: Target, event: rl.Rollback | r
         # on-call must always be able to send everything to stable: an unreadable record is replaced
         log.warning("rollout.state_unreadable", action="rollback writes stable 100% and a new record")
         state = None
+    # on a VirtualService routing several models, the rollout in progress may be another model's: say whose,
+    # so that "use --route a" is not read as the way to act on this model's route
+    whose = (f" (model {state.model}'s, of {state.canary_version}; {target.model} has none in progress here)"
+             if state is not None and state.model and state.model != target.model else "")
     if state is not None and not state.terminal and state.route and target.route and state.route != target.route:
-        raise ConfigError(f"{target.namespace}/{target.virtual_service}: the rollout in progress drives route "
+        raise ConfigError(f"{target.namespace}/{target.virtual_service}: the rollout in progress{whose} drives route "
                           f"{state.route!r}, not {target.route!r}; use --route {state.route}")
     if state is not None and not state.terminal and state.destination_rule and state.destination_rule != target.dr_name:
-        raise ConfigError(f"{target.namespace}/{target.virtual_service}: the rollout in progress drives "
+        raise ConfigError(f"{target.namespace}/{target.virtual_service}: the rollout in progress{whose} drives "
                           f"DestinationRule {state.destination_rule!r}, not {target.dr_name!r}; use --destination-rule "
                           f"{state.destination_rule} (or leave it out)")
     if state is None or state.terminal:

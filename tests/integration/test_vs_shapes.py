@@ -416,3 +416,47 @@ def test_a_label_on_the_canary_subset_alone_is_no_difference(api: Any) -> None:
     labels = {s["name"]: s["labels"] for s in api.get(GROUP, DR, "ml", "m0")["spec"]["subsets"]}
     assert labels["stable"] == {"app": "rec-model", "version": "v2"}
     assert labels["canary"] == {"app": "rec-model", "version": "v2", "canary": "true"}
+
+
+def test_oncall_commands_of_the_other_model_say_whose_rollout_is_recorded(tmp_path: Any) -> None:
+    """m0's rollout runs on route `a` of `shared`; on-call of m1 asks about route `b`. `canary rollback/pause
+    m1 --route b` said "the rollout in progress drives route 'a'; use --route a" (which ends m0's good
+    canary), and `canary status m1 --route b` showed m0's phase and history as route b's. Now both say
+    whose rollout it is; nothing is written."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from canary.cli import app
+    from canary.model import Target, Weights
+    from canary.routing.istio import IstioRouter
+
+    server = fleet.start_api(2)
+    try:
+        _shared(server)
+        kc = fleet.write_kubeconfig(tmp_path / "kubeconfig", server.url)
+        state = rl.RolloutState(model="m0", stable_version="v1", canary_version="v2", phase=rl.PROGRESSING,
+                                weights=Weights(80, 20), step=0, started_at=1.0, step_started_at=1.0, route="a",
+                                destination_rule="m0")
+        IstioRouter(server.api_client()).set_weights(
+            Target("ml", "shared", "m0", "v1", "v2", route="a", destination_rule="m0"), Weights(80, 20),
+            state=state.to_json())
+        before = copy.deepcopy(server.get(GROUP, VS, "ml", "shared"))
+
+        def cli(*args: str) -> Any:
+            return CliRunner().invoke(app, [*args, "m1", "--virtual-service", "shared", "--destination-rule", "m1",
+                                            "-n", "ml", "--kubeconfig", str(kc)])
+
+        for command in ("rollback", "pause"):
+            res = cli(command, "--route", "b")
+            assert res.exit_code == 2 and "the rollout in progress (model m0's, of v2; m1 has none in progress " \
+                "here) drives route 'a', not 'b'" in res.output, res.output
+        res = cli("status", "--route", "b", "-o", "json")
+        assert res.exit_code == 0, res.output
+        shown = json.loads(res.output)
+        assert shown["weights"] == {"stable": 100, "canary": 0}
+        assert shown["recorded_elsewhere"].startswith("the phase and history shown are model m0's rollout of v2 on "
+                                                      "route 'a'"), shown
+        assert server.get(GROUP, VS, "ml", "shared") == before
+    finally:
+        server.stop()
