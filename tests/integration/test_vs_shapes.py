@@ -460,3 +460,19 @@ def test_oncall_commands_of_the_other_model_say_whose_rollout_is_recorded(tmp_pa
         assert server.get(GROUP, VS, "ml", "shared") == before
     finally:
         server.stop()
+
+
+def test_the_controller_aborts_a_rollout_whose_subsets_are_edited_to_differ(world: Any) -> None:
+    """The DestinationRule gains `track` labels while r0 runs v2 at 80/20: aborted at stable 100% (it
+    promoted onto `track=stable, version=v2`)."""
+    from tests.integration.test_controller import _progressing, run_until_done
+
+    api, op, custom = world
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v2"))
+    _progressing(op, custom, api)
+    api.edit(GROUP, DR, "ml", "m0", _track)
+    st = run_until_done(op, custom, ["r0"])["r0"]["status"]
+    assert st["phase"] == rl.ABORTED and "select different labels besides 'version'" in st["reason"], st
+    vs = api.get(GROUP, VS, "ml", "m0")
+    assert [d["weight"] for d in vs["spec"]["http"][0]["route"]] == [100, 0]
+    assert {s["name"]: s["labels"]["version"] for s in api.get(GROUP, DR, "ml", "m0")["spec"]["subsets"]}["stable"] == "v1"
