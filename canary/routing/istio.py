@@ -503,7 +503,8 @@ def _ends_rolled_back(state: str | None) -> bool:
 def _without_canary_mirrors(vs: Obj, target: Target, dr: Obj | None) -> Obj:
     """`vs` with no mirror to a subset of the rollout's service other than `stable` on the rollout's
     route(s) (`stable.drop_mirrors`): a rollback that left `mirror: {subset: canary}` in place sent
-    the canary a full copy of the traffic, silently. Unchanged where the routes cannot be told."""
+    the canary a full copy of the traffic, silently; and no other route splitting traffic with the
+    canary subset (`stable.drop_canary_splits`). Unchanged where the routes cannot be told."""
     host = _service(dr, target)
     try:
         routes = [patch.locate_route(vs, target.route).index]
@@ -514,4 +515,10 @@ def _without_canary_mirrors(vs: Obj, target: Target, dr: Obj | None) -> Obj:
             return vs
     for i in routes:
         stable.drop_mirrors(vs["spec"]["http"][i], host, vs)
+    # and no other route left splitting with the rolled-back canary (`stable.drop_canary_splits`): the
+    # service as the rule names it, else as the driven route's own `stable` destination does
+    service = host or next((stable._dest_host(d, vs) for d in vs["spec"]["http"][routes[0]].get("route") or []
+                            if isinstance(d, dict) and isinstance(d.get("destination"), dict)
+                            and d["destination"].get("subset") == patch.STABLE), "") if routes else host
+    stable.drop_canary_splits(vs, service, driven=set(routes))
     return vs

@@ -198,3 +198,46 @@ def drop_mirrors(route: dict[str, Any], host: str, vs: Any) -> None:
             route["mirrors"] = left
         else:
             route.pop("mirrors")
+
+
+def drop_canary_splits(vs: Any, host: str, *, driven: set[int]) -> list[str]:
+    """On a rollback's write: every route of `vs` but the `driven` HTTP routes (HTTP, TCP, TLS) that splits
+    its traffic between the `canary` subset of the rollout's service (`host`, a full name) and other
+    destinations gives the canary subset 0, its share going to that route's `stable` destination of the
+    service when it has one (Istio's weights are relative: the others' shares are unchanged). A person
+    who split the gRPC route too mid-rollout left the rolled-back version 10% of it after stable 100% on
+    the driven route. A route to the canary alone (testers) is left as it is (decision 75). In place;
+    returns the fields changed ("spec.tcp[0]", ...)."""
+    spec = vs.get("spec") if isinstance(vs, dict) else None
+    changed: list[str] = []
+    if not host or not isinstance(spec, dict):
+        return changed
+    for kind in ("http", "tcp", "tls"):
+        routes = spec.get(kind)
+        for i, route in enumerate(routes if isinstance(routes, list) else []):
+            dests = route.get("route") if isinstance(route, dict) else None
+            if (kind == "http" and i in driven) or not isinstance(dests, list) or len(dests) < 2:
+                continue
+            canary, stable, rest = [], [], 0
+            for j, d in enumerate(dests):
+                dest = d.get("destination") if isinstance(d, dict) else None
+                if not isinstance(dest, dict):
+                    continue
+                w = d.get("weight")
+                w = w if type(w) is int and w > 0 else 0
+                ours = _dest_host(d, vs) == host
+                if ours and dest.get("subset") == "canary":
+                    canary.append((j, w))
+                else:
+                    rest += w
+                    if ours and dest.get("subset") == STABLE:
+                        stable.append(j)
+            share = sum(w for _, w in canary)
+            if not share or not rest:
+                continue
+            for j, _ in canary:
+                dests[j]["weight"] = 0
+            if stable:
+                dests[stable[0]]["weight"] = dests[stable[0]].get("weight", 0) + share
+            changed.append(f"spec.{kind}[{i}]")
+    return changed

@@ -476,3 +476,36 @@ def test_the_controller_aborts_a_rollout_whose_subsets_are_edited_to_differ(worl
     vs = api.get(GROUP, VS, "ml", "m0")
     assert [d["weight"] for d in vs["spec"]["http"][0]["route"]] == [100, 0]
     assert {s["name"]: s["labels"]["version"] for s in api.get(GROUP, DR, "ml", "m0")["spec"]["subsets"]}["stable"] == "v1"
+
+
+def test_a_rollback_also_ends_a_split_with_the_canary_made_on_another_route_mid_rollout(api: Any) -> None:
+    """gRPC on its own route (100/0 at the claim); a person splits it 80/20 too while v3 runs on `primary`.
+    v3 is rolled back: `primary` 100/0, and the gRPC route went on sending the rolled-back v3 20%. Now a
+    rollback gives the canary subset 0 on every route that splits with it (its share to that route's
+    stable destination); a testers route to the canary alone and another service's split are left."""
+    def routes_at_claim(vs: dict[str, Any]) -> None:
+        _grpc_split(vs)
+        grpc = vs["spec"]["http"][1]
+        grpc["route"][0]["weight"], grpc["route"][1]["weight"] = 100, 0
+        grpc["retries"] = {"attempts": 5}
+        vs["spec"]["http"] += [
+            {"name": "testers", "match": [{"headers": {"x-canary": {"exact": "1"}}}],
+             "route": [{"destination": {"host": "m0", "subset": "canary"}}]},
+            {"name": "other-model", "match": [{"uri": {"prefix": "/m9"}}],
+             "route": [{"destination": {"host": "m9", "subset": "stable"}, "weight": 70},
+                       {"destination": {"host": "m9", "subset": "canary"}, "weight": 30}]}]
+
+    def split_grpc(vs: dict[str, Any]) -> None:
+        grpc = vs["spec"]["http"][1]
+        grpc["route"][0]["weight"], grpc["route"][1]["weight"] = 80, 20
+
+    api.edit(GROUP, VS, "ml", "m0", routes_at_claim)
+    clock = HookClock(api)
+    v = runner(api, "v3", clock, slowdown=1.6, route="primary")
+    clock.hooks.append((lambda rec: rec.get("phase") == rl.PROGRESSING,
+                        lambda: api.edit(GROUP, VS, "ml", "m0", split_grpc)))
+    res = v.run()
+    assert res.state.phase == rl.ROLLED_BACK, res.state
+    assert routes(api) == [[("stable", 100), ("canary", 0)], [("stable", 100), ("canary", 0)], [("canary", None)],
+                           [("stable", 70), ("canary", 30)]]
+    assert api.get(GROUP, VS, "ml", "m0")["spec"]["http"][1]["retries"] == {"attempts": 5}
