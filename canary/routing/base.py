@@ -30,10 +30,10 @@ class RouteStatus:
     # empty route name and a named one resolve to (`patch.same_route`); () when not read (test doubles)
     routes: tuple[str, ...] = ()
     # why the DestinationRule's subsets cannot carry a rollout to its end ("" when they can, or when not
-    # read): they select different labels besides `version` (`patch.subset_labels_differ`)
+    # read): they select different labels besides `version` (`claims.subset_labels_differ`)
     subsets_differ: str = ""
     # why a new rollout must not claim the VirtualService ("" when it may, or when not read): another of its
-    # routes splits traffic with the canary subset (`patch.split_elsewhere`); read by the strict `inspect`
+    # routes splits traffic with the canary subset (`claims.split_elsewhere`); read by the strict `inspect`
     split_elsewhere: str = ""
 
 

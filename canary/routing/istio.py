@@ -30,7 +30,7 @@ import math
 
 from canary.errors import CanaryError, NotFound, NotLeader, RoutingConflict, TargetError, TrafficUnsafe
 from canary.model import STABLE_ONLY, Target, Weights
-from canary.routing import patch, stable
+from canary.routing import claims, patch, stable
 from canary.routing.base import RouteStatus
 
 GROUP = "networking.istio.io"
@@ -90,7 +90,8 @@ class IstioRouter:
         from dataclasses import replace
 
         vs, dr, ref = self._read_checked(target)
-        return replace(self._status(vs, dr, patch.read_weights(vs, ref)), split_elsewhere=patch.split_elsewhere(vs, ref))
+        status = self._status(vs, dr, patch.read_weights(vs, ref))
+        return replace(status, split_elsewhere=claims.split_elsewhere(vs, ref))
 
     def inspect_any(self, target: Target, *, for_stable: bool = False) -> RouteStatus:
         """`inspect` for on-call commands and whoever must send traffic back to stable: weights that
@@ -259,7 +260,7 @@ class IstioRouter:
             canary_subset_version=versions[patch.CANARY],
             resource_version=str(vs.get("metadata", {}).get("resourceVersion", "")),
             routes=patch.route_names(vs),
-            subsets_differ=patch.subset_labels_differ(dr) if dr is not None else "",
+            subsets_differ=claims.subset_labels_differ(dr) if dr is not None else "",
         )
 
     def _update(self, target: Target, plural: str, name: str,

@@ -1,0 +1,85 @@
+"""What a new rollout may claim, beyond the route's own shape (`patch.locate_route`): pure checks of a
+VirtualService and DestinationRule as users write them, each returning why not ("" when it may).
+
+Read by the strict `IstioRouter.inspect` into `RouteStatus` and refused by `reconcile.check_claim`
+(promote and the controller alike) before anything is written: a promotion that would point the
+stable subset at pods nobody judged (`subset_labels_differ`, also a subset drift mid-rollout), and a
+split with the canary subset on another route that the claim would hand the new version unjudged
+(`split_elsewhere`). docs/decisions.md 114.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from canary.errors import TargetError
+from canary.routing.patch import (CANARY, STABLE, VERSION_LABEL, RouteRef, _find_subset, _namespace_of, fqdn,
+                                  where)
+
+
+def split_elsewhere(vs: Any, ref: RouteRef) -> str:
+    """Why a new rollout must not claim `vs` ("" when it may): another route (HTTP other than the driven
+    one `ref`, TCP, TLS) splits its traffic between the `canary` subset of the rollout's service and other
+    destinations, a split this rollout did not make (a manual canary left on the gRPC route). The claim
+    points the canary subset at the new version, so that share would reach it unjudged from the first
+    write, and stay on it after a rollback (stable 100% is written on the driven route). A route sending
+    to the canary alone (testers on a header match) is a deliberate route to it, and is left to the user."""
+    ns = _namespace_of(vs)
+    host = fqdn(ref.host, ns)
+    spec = vs.get("spec") if isinstance(vs, dict) else None
+    for kind in ("http", "tcp", "tls"):
+        routes = spec.get(kind) if isinstance(spec, dict) else None
+        for i, route in enumerate(routes if isinstance(routes, list) else []):
+            dests = route.get("route") if isinstance(route, dict) else None
+            if (kind == "http" and i == ref.index) or not isinstance(dests, list):
+                continue
+            canary = rest = 0
+            for d in dests:
+                dest = d.get("destination") if isinstance(d, dict) else None
+                if not isinstance(dest, dict):
+                    continue
+                w = d.get("weight") if len(dests) > 1 else 100  # one destination gets all, whatever its weight
+                w = w if type(w) is int and w > 0 else 0
+                named = dest.get("host")
+                if dest.get("subset") == CANARY and isinstance(named, str) and fqdn(named, ns) == host:
+                    canary += w
+                else:
+                    rest += w
+            if canary and rest:
+                name = route.get("name")
+                label = f"spec.{kind}[{i}]" + (f" ({name})" if isinstance(name, str) and name else "")
+                return (f"{where(vs)}: {label} splits its traffic {rest}/{canary} with subset 'canary' of {ref.host}, "
+                        f"a split this rollout did not make: once the canary subset selects the new version that "
+                        f"share reaches it unjudged, and stays after a rollback; set that route's canary weight "
+                        f"to 0 first")
+    return ""
+
+
+def subset_labels_differ(dr: Any) -> str:
+    """Why the `stable` and `canary` subsets cannot carry a rollout to its end: the stable subset selects a
+    label besides `version` that the canary subset does not select alike ("" when not, or when the rule
+    cannot be read: `subset_versions` reports that). A promotion points the stable subset at the canary's
+    version and keeps the stable subset's other labels, so with `track: stable` / `track: canary` it would
+    select `track=stable, version=<new>`: pods the rollout never judged, or none at all (every request a
+    503). A label only the canary subset has is fine: the stable subset then selects every pod judged."""
+    spec = dr.get("spec") if isinstance(dr, dict) else None
+    if not isinstance(spec, dict):
+        return ""
+    others: dict[str, dict[str, Any]] = {}
+    for name in (STABLE, CANARY):
+        try:
+            _, subset = _find_subset(spec, name, where(dr))
+        except TargetError:
+            return ""
+        labels = subset.get("labels")
+        if labels is not None and not isinstance(labels, dict):
+            return ""
+        others[name] = {k: v for k, v in (labels or {}).items() if k != VERSION_LABEL}
+    # safe when every other label of the stable subset is the canary's too: the stable subset pointed at the
+    # new version then selects every pod judged (a label only the canary subset has narrows nothing there)
+    if all(k in others[CANARY] and others[CANARY][k] == v for k, v in others[STABLE].items()):
+        return ""
+    return (f"{where(dr)}: spec.subsets 'stable' and 'canary' select different labels besides {VERSION_LABEL!r} "
+            f"(stable: {others[STABLE]}, canary: {others[CANARY]}); a promotion points the stable subset at the "
+            f"canary's version and keeps its other labels, so it would select pods the rollout never judged (or "
+            f"none: every request a 503). Give both subsets the same labels but {VERSION_LABEL!r}")
