@@ -40,7 +40,7 @@ from canary.errors import (CanaryError, ConfigError, KubeUnavailable, MetricsUna
 from canary.fencing import FencedRouter
 from canary.history_store import configmap_name
 from canary.logs import get as get_logger
-from canary.informer import stub
+from canary.informer import REPEAT_LOG_S, stub
 from canary.model import STABLE_ONLY, Outcome, Target, Verdict
 from canary import judged_marks
 from canary import kube
@@ -48,7 +48,7 @@ from canary import malloc
 from canary import sweep
 from canary.reconcile import (K8S_EVENTS, Observation, camel, check_canary_pods, check_claim, crd_owner, crd_ref, decide,
                               describe_owner, execute, look_due, look_window, measure_window, next_look_at, parse_state,
-                              preflight_metrics, to_stable)
+                              preflight_metrics, rollout_context, to_stable)
 from canary.routing import patch
 from canary.routing.base import TrafficRouter
 from canary.workqueue import DueQueue
@@ -170,6 +170,8 @@ class Controller:
         self._step_starts: dict[str, tuple[tuple[str, int, float], Any]] = {}
         self._breach_seen: dict[tuple[str, str], float] = {}  # (rollout, canary version) -> first failed look
         self._failing: dict[str, float] = {}  # rollout key -> when its ticks started failing
+        # the batched snapshot failing since (`_snapshot_failed`): (error, logged at, first at, ticks, not logged)
+        self._snap_failing: tuple[str, float, float, int, int] | None = None
         self._known: dict[str, _Known] = {}  # last state read or written, per rollout (packed once scheduled)
         self._gates: dict[tuple[str, str, str], Any] = {}  # (rollout, canary version, what it is made of) -> TritonGates
         # rollout key -> [what it checks: (canary version, rollout start, gate), its run (a Future), when it
@@ -520,7 +522,7 @@ class Controller:
         if spec.on_prometheus_outage == "hold":
             spec = replace(spec, policy=spec.policy.model_copy(
                 update={"failure": spec.policy.failure.model_copy(update={"on_deadline": "hold"})}))
-        log = self.log.bind(rollout=spec.key, model=spec.target.model, canary_version=spec.target.canary_version)
+        log = self._rollout_log(spec)
         status = self.router.inspect(spec.target)
         state = parse_state(status)
         ours = state is not None and state.canary_version == spec.target.canary_version and _owns(obj, state)
@@ -546,6 +548,7 @@ class Controller:
                                                                           or status.stable_subset_version)
         target = replace(spec.target, stable_version=stable)
         spec = replace(spec, target=target)
+        log = self._rollout_log(spec, state if ours else None)  # now with the stable version
         now = self.clock.now()
         if state is not None and ours:
             self._known[spec.key] = _Known(spec, state)
@@ -701,7 +704,7 @@ class Controller:
                 ("rollback.completed", "rollout.aborted", "rollout.promoted")]
         for a in late:
             fields = {"phase": recorded.phase, "weights": str(recorded.weights), "step": recorded.step + 1, **a.fields}
-            (log.warning if a.warning else log.info)(a.event, confirmed_late=True, **fields)
+            getattr(log, a.log_level)(a.event, confirmed_late=True, **fields)
             message = f"{a.event}: weights {recorded.weights} " + str(a.fields.get("reason", ""))
             self.fenced.record_event(spec.target, reason=camel(a.event), warning=a.warning, message=message)
         self._observe(spec, recorded, late)
@@ -726,6 +729,11 @@ class Controller:
             return sweep.crd_gone(self.custom, owner)
         except sweep.OwnerUnknown:
             return False
+
+    def _rollout_log(self, spec: crd.RolloutSpec, state: rl.RolloutState | None = None) -> Any:
+        """The logger of one CanaryRollout's lines: `rollout` (namespace/name) and `rollout_context` (model,
+        namespace, VirtualService, route, both versions; the recorded ones when `state` is its record)."""
+        return self.log.bind(rollout=spec.key, **rollout_context(spec.target, state))
 
     def _end_orphan(self, spec: crd.RolloutSpec, rec: rl.RolloutState, status: Any) -> rl.RolloutState:
         """End a rollout whose CanaryRollout is gone (`_orphaned`), so that this one may claim the route,
@@ -838,8 +846,8 @@ class Controller:
         MetricsUnavailable: retried at the next tick), and the Triton gate configuration."""
         # a canary version no pod serves yet (its Deployment just applied): CanaryNotReady, retried with the
         # tick's backoff, nothing claimed; the status says which pods were looked for
-        check_canary_pods(self.router, spec.target, log=self.log.bind(rollout=spec.key))
-        preflight_metrics(self.metrics, spec.policy, spec.target, log=self.log.bind(rollout=spec.key))
+        check_canary_pods(self.router, spec.target, log=self._rollout_log(spec))
+        preflight_metrics(self.metrics, spec.policy, spec.target, log=self._rollout_log(spec))
         if spec.samples_error:
             raise ConfigError(spec.samples_error)
         cfg = spec.policy.gates.triton
@@ -1062,10 +1070,14 @@ class Controller:
         except CanaryError as exc:
             self._snap_error = exc
             self.health = (False, f"prometheus: {exc}"[:200])
-            self.log.warning("metrics.snapshot_failed", error=str(exc))
+            self._snapshot_failed(str(exc), local, sum(a.due for a in active))
             if self.telemetry:
                 self.telemetry.prometheus_query(False)
             return None
+        if self._snap_failing is not None:
+            first, ticks = self._snap_failing[2], self._snap_failing[3]
+            self.log.info("metrics.snapshot_recovered", failed_for_s=round(local - first, 1), failed_ticks=ticks)
+            self._snap_failing = None
         if self.telemetry:
             self.telemetry.prometheus_query(True, self.batch.queries_last)
         self._log_skew(self.batch.clock_offset_last)
@@ -1113,9 +1125,10 @@ class Controller:
         if drove is None:  # no status landed (its writes failed, then a restart): the route's record may name it
             drove = self._claimed_by(obj)
         if drove is not None:
-            outcome, _ = self._stable_if_ours(obj, _raw_target(obj, drove), reason="CanaryRollout deleted mid-rollout",
-                                              log=log.bind(canary_version=drove[2], virtual_service=drove[0]))
-            log.info("rollout.deleted", virtual_service=drove[0], outcome=outcome)
+            raw = _raw_target(obj, drove)
+            log = log.bind(**rollout_context(raw))
+            outcome, _ = self._stable_if_ours(obj, raw, reason="CanaryRollout deleted mid-rollout", log=log)
+            log.info("rollout.deleted", outcome=outcome)
         self._set_finalizer(obj, False)
         self._forget(key)
 
@@ -1293,6 +1306,20 @@ class Controller:
         self._patch_status(obj, status)
         obj["status"].pop("restartPending", None)
 
+    def _snapshot_failed(self, error: str, now: float, due: int) -> None:
+        """`metrics.snapshot_failed` once per cause, then every REPEAT_LOG_S (`repeated`: the failed ticks since):
+        a line a tick (a warning, and an error per query) was a flood for as long as Prometheus was down.
+        `metrics.snapshot_recovered` says when it answers again."""
+        last = self._snap_failing
+        if last is None or error != last[0] or now - last[1] >= REPEAT_LOG_S:
+            self.log.warning("metrics.snapshot_failed", error=error, looks_due=due,
+                             repeated=0 if last is None else last[4],
+                             hint="every look due is 'could not measure' until Prometheus answers; a step that stays "
+                                  "unmeasured past its deadline ends at stable 100% (or is held, per policy)")
+            self._snap_failing = (error, now, now if last is None else last[2], 1 if last is None else last[3] + 1, 0)
+        else:
+            self._snap_failing = (last[0], last[1], last[2], last[3] + 1, last[4] + 1)
+
     def _log_skew(self, offset: float | None) -> None:
         """`metrics.clock_skew` (warning) when Prometheus's clock and this controller's first differ by more
         than `SKEW_WARN_S`, `metrics.clock_skew_gone` (info) when they agree again: ahead of Prometheus by
@@ -1358,7 +1385,7 @@ class Controller:
         spec, state, obj = a.spec, a.state, a.obj  # read again (`_fresh`) only when the look writes
         if stop.is_set():
             return "skipped"
-        log = self.log.bind(rollout=spec.key, model=spec.target.model)
+        log = self._rollout_log(spec, state)
         try:
             measured = self._measure(spec, state, snap)
             if measured is None:
@@ -1495,8 +1522,7 @@ class Controller:
                     if outcome in ("stable", "idle", "gone"):
                         self._ended_status(obj, phase=rl.ABORTED, reason=reason)
                     return
-                self._rescue(obj, spec, drove, reason=reason[:500], log=self.log.bind(rollout=key,
-                                                                                       model=spec.target.model))
+                self._rescue(obj, spec, drove, reason=reason[:500], log=self._rollout_log(spec))
             except NotLeader:  # refused by the fence, nothing sent: the leader's tick rescues it; nobody is paged
                 return
             except Exception as rescue_exc:  # one rollout that cannot be rescued never stops the others
@@ -1515,14 +1541,14 @@ class Controller:
             tried = self._unconfirmed.get(key)
             if tried is not None and tried[0].to_json() == rec.to_json():  # our own end, its answer lost: landed
                 self._unconfirmed.pop(key, None)
-                self._confirm_end(spec, rec, *tried, log=self.log.bind(rollout=key, model=spec.target.model))
+                self._confirm_end(spec, rec, *tried, log=self._rollout_log(spec, rec))
                 return
             self.log.info("rollout.ended_elsewhere", rollout=key, recorded_phase=rec.phase,
                           canary_version=rec.canary_version, error=reason[:300])
             return
         if rec is not None:
             state = rec  # the recorded state is the truth (memory may be a lease term behind): stable 100% from it
-        log = self.log.bind(rollout=spec.key, model=spec.target.model)
+        log = self._rollout_log(spec, state)
         now = self.clock.now()
         try:
             new = to_stable(self.fenced, spec.target, state, reason=reason[:500], log=log, now=now,

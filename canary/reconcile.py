@@ -376,13 +376,27 @@ def with_look_recorded(new: rl.RolloutState, actions: list[rl.Action]) -> list[r
     return [*actions, rl.SetWeights(new.weights)]
 
 
+def rollout_context(target: Target, state: rl.RolloutState | None = None) -> dict[str, str]:
+    """What every line about one rollout carries (README, "Log events"): on-call reads which model, in which
+    namespace, on which VirtualService and route, from which stable to which canary version, from the line
+    alone. The recorded state's versions and route are the truth once there is one (a rescue, the sweep's
+    end of an orphan, a CanaryRollout edited since); the route is left out when unnamed (the only one)."""
+    ctx = {"model": target.model, "namespace": target.namespace, "virtual_service": target.virtual_service,
+           "stable_version": (state.stable_version if state is not None else "") or target.stable_version,
+           "canary_version": (state.canary_version if state is not None else "") or target.canary_version}
+    ctx["route"] = (state.route if state is not None else "") or target.route
+    return {k: v for k, v in ctx.items() if v}  # a version not known yet (before the claim) is left out
+
+
 def execute(router: TrafficRouter, target: Target, state: rl.RolloutState, actions: list[rl.Action], *,
             log: Any, expect: Any = ..., written: Callable[[str], None] | None = None,
             report_failure: bool = True) -> rl.RolloutState:
     """Carry out actions in order. Writes are guarded on the recorded state being `expect` (what we
     last read or wrote; `...` = unguarded). A failed write that should have put stable at 100% is
     logged as ``rollback.failed`` and re-raised. A guarded PointSubset checks the recorded state
-    before and after its write and undoes itself if another writer recorded a decision meanwhile."""
+    before and after its write and undoes itself if another writer recorded a decision meanwhile.
+    Every line it logs carries `rollout_context` (whoever called it, with whatever logger)."""
+    log = log.bind(**rollout_context(target, state))
     stable_written = False  # a stable-100% write of this call has landed (what a failed re-pointing may claim)
     # weights writes of this call still to land: until then `state` is a target, not what is routed, and an
     # event logs it as target_phase/target_weights (a failed write must leave no line claiming it)
@@ -416,7 +430,8 @@ def execute(router: TrafficRouter, target: Target, state: rl.RolloutState, actio
                     else:  # the weights it could not write, and why the rollback was made: traffic is as before
                         # unless a write with no answer (a timeout, a 5xx) was applied all the same: say which
                         log.critical("rollback.failed", error=str(exc), target_weights=str(action.weights),
-                                     reason=state.reason, write_landed=write_landed(exc),
+                                     reason=state.reason, end_cause=rl.classify_reason(state.reason),
+                                     write_landed=write_landed(exc),
                                      hint="traffic may still be split: act by hand")
                 raise
             if written:
@@ -429,7 +444,7 @@ def execute(router: TrafficRouter, target: Target, state: rl.RolloutState, actio
         elif isinstance(action, rl.Emit):
             now = "" if not writes_left else "target_"
             fields = {**_context(state, writes_left), **action.fields}
-            (log.warning if action.warning else log.info)(action.event, **fields)
+            getattr(log, action.log_level)(action.event, **fields)
             if action.event in K8S_EVENTS:
                 router.record_event(target, reason=camel(action.event), warning=action.warning,
                                     message=f"{action.event}: {now.replace('_', ' ')}weights {state.weights} "
@@ -630,6 +645,7 @@ def to_stable(router: TrafficRouter, target: Target, state: rl.RolloutState, *, 
         new, actions = rl.transition(state, rl.Rollback(now, reason, aborted=True), None)  # type: ignore[arg-type]
     if new is state:  # terminal already: nothing to do
         return state
+    log = log.bind(**rollout_context(target, new))
     # a promotion being finished is no rollback: its lines say so (`execute` names the last attempt's
     # failure the same way), and the caller reports giving up (`promotion.unfinished`): nothing is split
     finishing = new.phase == rl.PROMOTED
@@ -663,7 +679,7 @@ def to_stable(router: TrafficRouter, target: Target, state: rl.RolloutState, *, 
                 log.warning("promotion.write_failed", error=str(exc), reason=reason, write_landed=write_landed(exc))
             elif not last:
                 log.critical("rollback.failed", error=str(exc), target_weights=str(STABLE_ONLY), reason=reason,
-                             write_landed=write_landed(exc), hint="traffic may still be split: act by hand")
+                             end_cause=rl.classify_reason(reason), write_landed=write_landed(exc), hint="traffic may still be split: act by hand")
             raise
 
 

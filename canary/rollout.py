@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -37,6 +38,47 @@ PENDING, PROGRESSING, PAUSED, PROMOTING = "pending", "progressing", "paused", "p
 PROMOTED, ROLLED_BACK, ABORTED = "promoted", "rolled_back", "aborted"
 TERMINAL = frozenset({PROMOTED, ROLLED_BACK, ABORTED})
 PHASES = frozenset({PENDING, PROGRESSING, PAUSED, PROMOTING}) | TERMINAL
+
+# The class of an end's reason (`end_cause` on its lines and in `-o json`, `canary_rollbacks_total{reason}`)
+ROLLBACK_REASONS = ("check", "gate", "deadline", "operator", "interrupted", "infrastructure", "foreign_edit", "abandoned",
+                    "other")
+# (pattern on the start of the reason, class); the first match wins. The reasons are the ones
+# rollout.py and the controller write: "gate: ...", "no verdict after ...", "operator: ...",
+# "interrupted", "abandoned: ..." / "orphaned: ..." (canary.sweep), and a verdict's
+# "<check>: <why>; <check>: <why>".
+_REASON_RULES: tuple[tuple[re.Pattern[str], str], ...] = tuple((re.compile(p, re.I), c) for p, c in (
+    (r"^\s*(operator|superseded)\b", "operator"),  # superseded: the CanaryRollout's spec edited mid-rollout
+    (r"^\s*gate\b", "gate"),
+    (r"^\s*(no verdict|deadline)\b", "deadline"),
+    (r"^\s*interrupt", "interrupted"),
+    (r"^\s*(foreign|weights\.foreign|the (canary|stable) subset was re-pointed)", "foreign_edit"),  # subset drift
+    (r"^\s*CanaryRollout deleted\b", "operator"),
+    # a process's or an API call's failure with traffic split (promote's fail-safe, the controller's `_failed`):
+    # `failed: <error>` read as a check's `name: reason`, a pipeline took an aborted rollout for a bad canary
+    (r"^\s*failed: ", "infrastructure"),
+    (r"^\s*(infrastructure|kube|kubernetes|prometheus|metrics unavailable|unreachable)\b", "infrastructure"),
+    (r"^\s*(abandoned|orphaned)\b", "abandoned"),  # ended by the sweep: its owner is gone (canary.sweep)
+    # a verdict's "<check>: <why>", or "<check>, <check>: <why>" when checks fail for one reason (unrouted)
+    (r"^\s*[\w.\-/]+(, [\w.\-/]+)*: ", "check"),
+))
+
+
+def classify_reason(reason: str) -> str:
+    """Map a free-text rollback reason onto the closed set of `canary_rollbacks_total{reason}`.
+
+    The label must stay low-cardinality (a raw reason carries numbers), yet "why do we roll back"
+    must be one query; anything unrecognised is "other", never a new label value.
+    """
+    for pattern, cls in _REASON_RULES:
+        if pattern.search(reason or ""):
+            return cls
+    return "other"
+
+
+# Ends that say the canary itself was shown bad (a check beyond its limit, a gate it failed): the new
+# version must not ship, someone must look at it. Their `rollback.completed` is the one error-level line
+# of the rollout; the others (an unproven deadline, an operator, a foreign edit, an abort) stay warnings.
+BAD_CANARY = frozenset({"check", "gate"})
 
 
 @dataclass(frozen=True)
@@ -286,11 +328,17 @@ class PointSubset:
 
 @dataclass(frozen=True)
 class Emit:
-    """A log event (stable name, documented in the README) and fields."""
+    """A log event (stable name, documented in the README) and fields, logged at info, at warning
+    (`warning`, also the Kubernetes Event's type), or at `level` when given (e.g. "error")."""
 
     event: str
     fields: dict[str, Any]
     warning: bool = False
+    level: str = ""
+
+    @property
+    def log_level(self) -> str:
+        return self.level or ("warning" if self.warning else "info")
 
 
 Action = SetWeights | PointSubset | Emit
@@ -470,14 +518,17 @@ def _judge(state: RolloutState, ev: Looked, policy: Policy) -> tuple[RolloutStat
         return s2, actions + [SetWeights(s2.weights), Emit("rollout.promoting", {})]
     if elapsed < interval + policy.failure.no_data_deadline:
         return s, actions
-    why = (f"no verdict after {elapsed:.0f}s at step {s.step + 1} ({j.outcome.label}: {j.reason()}; "
-           f"canary requests {ev.canary_requests:.0f}, need {policy.analysis.min_canary_requests})")
+    # never a promotion without evidence: measured-but-unclear rolls back (exit 1), and so does a
+    # Prometheus that answered without the canary's series; only "could not ask Prometheus" aborts (exit 3),
+    # and its reason opens with that: the end is the infrastructure's, not an unproven canary's (`end_cause`)
+    unreachable = any(r.outcome is Outcome.ERROR and r.extra.get("unavailable") for r in j.results)
+    why = (f"{'Prometheus unreachable: ' if unreachable else ''}no verdict after {elapsed:.0f}s at step "
+           f"{s.step + 1} ({j.outcome.label}: {j.reason()}; canary requests "
+           f"{'not measured' if unreachable and not ev.canary_requests else f'{ev.canary_requests:.0f}'}, "
+           f"need {policy.analysis.min_canary_requests})")
     if policy.failure.on_deadline == "hold":
         s2 = _log(replace(s, phase=PAUSED, reason=why), ev.now, "held")
         return s2, actions + [SetWeights(s2.weights), Emit("rollout.held", {"reason": why}, warning=True)]
-    # never a promotion without evidence: measured-but-unclear rolls back (exit 1), and so does a
-    # Prometheus that answered without the canary's series; only "could not ask Prometheus" aborts (exit 3)
-    unreachable = any(r.outcome is Outcome.ERROR and r.extra.get("unavailable") for r in j.results)
     phase = ABORTED if unreachable else ROLLED_BACK
     s2, more = _end(s, ev.now, reason=why, phase=phase, verdict=j)
     return s2, actions + more
@@ -498,7 +549,9 @@ def _end(state: RolloutState, now: float, *, reason: str, phase: str,
     """Traffic first: one write sets stable 100% and records why."""
     s = _log(replace(state, phase=phase, weights=STABLE_ONLY, reason=reason, updated_at=now), now, f"{phase}: {reason}")
     evidence = [r.to_dict() for r in verdict.results if r.outcome >= Outcome.ERROR] if verdict else []
-    fields: dict[str, Any] = {"reason": reason, "from_weights": str(state.weights), "step": state.step + 1}
+    cause = classify_reason(reason)
+    fields: dict[str, Any] = {"reason": reason, "end_cause": cause, "from_weights": str(state.weights),
+                              "step": state.step + 1}
     if evidence:
         fields["evidence"] = evidence
     start = "rollback.started" if phase == ROLLED_BACK else "rollout.aborting"
@@ -518,8 +571,10 @@ def _end(state: RolloutState, now: float, *, reason: str, phase: str,
     # `start` is logged before the write: the phase and weights as routed (the executor labels the decision
     # target_phase/target_weights until its write lands); `done` after it
     routed = {"phase": state.phase, "weights": str(state.weights)}
+    level = "error" if phase == ROLLED_BACK and cause in BAD_CANARY else "warning"
     return s, [Emit(start, {**fields, **routed}, warning=True), *repoint, SetWeights(STABLE_ONLY),
-               PointSubset("stable", state.stable_version, supersede=promoting), Emit(done, fields, warning=True)]
+               PointSubset("stable", state.stable_version, supersede=promoting),
+               Emit(done, fields, warning=True, level=level)]
 
 
 def _log(state: RolloutState, now: float, what: str) -> RolloutState:

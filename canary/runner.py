@@ -36,7 +36,7 @@ from canary.policy import Policy
 from canary.reconcile import (EXIT_BAD_INPUT, EXIT_CODES, EXIT_INFRA, EXIT_INTERRUPTED, EXIT_PROMOTED,
                               EXIT_ROLLED_BACK, Observation, check_canary_pods, check_claim, decide, describe_owner, end_disagreement, execute,
                               is_promote_owner, look_window, measure_window, next_look_at, parse_state,
-                              preflight_metrics, promote_owner, to_stable)
+                              preflight_metrics, promote_owner, rollout_context, to_stable)
 from canary.routing.base import TrafficRouter
 from canary.routing.patch import same_route
 
@@ -135,8 +135,7 @@ class Runner:
     history: Any = None
 
     def __post_init__(self) -> None:
-        self.log = get_logger(model=self.target.model, namespace=self.target.namespace,
-                              virtual_service=self.target.virtual_service, canary_version=self.target.canary_version)
+        self.log = get_logger(**rollout_context(self.target))
         self._written = ""  # the state JSON we last wrote (to tell outside edits from ours)
         self._sent = ""  # the state JSON of our last write sent, landed or not (the fail-safe's guard)
         self._wrote_at = -math.inf  # when this process last changed the record (its clock): `_heartbeat`
@@ -347,7 +346,7 @@ class Runner:
                                   f"stable version {existing.stable_version}")
             # the recorded stable version is the truth (in PROMOTING the stable subset may already select the canary)
             self.target = replace(target, stable_version=existing.stable_version)
-            self.log = self.log.bind(stable_version=existing.stable_version)  # as a new rollout's lines carry it
+            self.log = self.log.bind(**rollout_context(self.target, existing))  # as a new rollout's lines carry it
             self._written = status.state or ""
             existing = self._take_over(existing)  # RolloutBusy while another promote process runs it
             edited = self._judged_elsewhere(existing)
@@ -385,7 +384,7 @@ class Runner:
                                         heartbeat_s=self.policy.analysis.look_every,
                                         destination_rule=target.dr_name,
                                         judged=judged_marks.marks(self.policy, target))
-        self.log = self.log.bind(stable_version=target.stable_version)
+        self.log = self.log.bind(**rollout_context(target, state))
         try:
             return self._apply(state, actions)
         except RoutingConflict:  # another process claimed the route between our read and our write

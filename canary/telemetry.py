@@ -36,44 +36,13 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from canary import logs
 from canary import rollout as rl
 from canary.model import CheckResult
+from canary.rollout import ROLLBACK_REASONS, classify_reason  # re-exported: the end's class lives with the ends
 
-ROLLBACK_REASONS = ("check", "gate", "deadline", "operator", "interrupted", "infrastructure", "foreign_edit", "abandoned",
-                    "other")
 KUBE_ERROR_KINDS = ("conflict", "unavailable", "other")
 # breach first seen -> stable 100% written: sub-second is the goal, ten minutes is an incident
 ROLLBACK_BUCKETS = (0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0)
 TICK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
-# (pattern on the start of the reason, class); the first match wins. The reasons are the ones
-# rollout.py and the controller write: "gate: ...", "no verdict after ...", "operator: ...",
-# "interrupted", "abandoned: ..." / "orphaned: ..." (canary.sweep), and a verdict's
-# "<check>: <why>; <check>: <why>".
-_REASON_RULES: tuple[tuple[re.Pattern[str], str], ...] = tuple((re.compile(p, re.I), c) for p, c in (
-    (r"^\s*(operator|superseded)\b", "operator"),  # superseded: the CanaryRollout's spec edited mid-rollout
-    (r"^\s*gate\b", "gate"),
-    (r"^\s*(no verdict|deadline)\b", "deadline"),
-    (r"^\s*interrupt", "interrupted"),
-    (r"^\s*(foreign|weights\.foreign|the (canary|stable) subset was re-pointed)", "foreign_edit"),  # subset drift
-    (r"^\s*CanaryRollout deleted\b", "operator"),
-    # a process's or an API call's failure with traffic split (promote's fail-safe, the controller's `_failed`):
-    # `failed: <error>` read as a check's `name: reason`, a pipeline took an aborted rollout for a bad canary
-    (r"^\s*failed: ", "infrastructure"),
-    (r"^\s*(infrastructure|kube|kubernetes|prometheus|metrics unavailable|unreachable)\b", "infrastructure"),
-    (r"^\s*(abandoned|orphaned)\b", "abandoned"),  # ended by the sweep: its owner is gone (canary.sweep)
-    (r"^\s*[\w.\-/]+: ", "check"),
-))
-
-
-def classify_reason(reason: str) -> str:
-    """Map a free-text rollback reason onto the closed set of `canary_rollbacks_total{reason}`.
-
-    The label must stay low-cardinality (a raw reason carries numbers), yet "why do we roll back"
-    must be one query; anything unrecognised is "other", never a new label value.
-    """
-    for pattern, cls in _REASON_RULES:
-        if pattern.search(reason or ""):
-            return cls
-    return "other"
 
 
 class Telemetry:

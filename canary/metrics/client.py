@@ -43,6 +43,11 @@ _MAX_BACKOFF_S = 1.0
 _MIN_TIMEOUT_S = 0.05
 
 
+# `check` of the controller's batched snapshot's queries (canary.metrics.batch), and how its errors name it: it is
+# no check of any policy ("check 'batch'" sent on-call looking for one)
+BATCH = "batch"
+BATCH_WHO = "the batched snapshot of every rollout's metrics"
+
 class _Transient(Exception):
     """One failed attempt worth another try (internal to the retry loop). `partial`: Prometheus
     answered, but not in full (a warning, or `"status":"error"` in a 200)."""
@@ -152,7 +157,8 @@ class PrometheusClient:
 
     def query(self, query: str, *, check: str = "", arm: str = "", at: float | None = None) -> Any:
         """Instant query with bounded retries; returns Prometheus's `data.result` as is."""
-        return self.ask(query, check=check, arm=arm, at=at, who=f"check {check!r}", strict=False, deadline=None)
+        return self.ask(query, check=check, arm=arm, at=at, who=BATCH_WHO if check == BATCH else f"check {check!r}",
+                        strict=False, deadline=None)
 
     def ask(self, query: str, *, check: str, arm: str, at: float | None, who: str, strict: bool,
              deadline: float | None, attempts: int | None = None) -> Any:
@@ -171,7 +177,7 @@ class PrometheusClient:
             wait=wait_exponential(multiplier=self.backoff_s, max=_MAX_BACKOFF_S),
             retry=retry_if_exception_type(_Transient),
             reraise=True,
-            before_sleep=lambda rs: log.warning(
+            before_sleep=lambda rs: (log.debug if check == BATCH else log.warning)(
                 "metrics.query_retry", check=check, arm=arm, attempt=rs.attempt_number,
                 error=str(rs.outcome.exception()) if rs.outcome else "",
             ),
@@ -187,7 +193,10 @@ class PrometheusClient:
                                             f"{PREFIX_HINT}")
                     return result
         except _Transient as exc:
-            log.error("metrics.query_failed", check=check, arm=arm, url=self.url, error=str(exc), query=query)
+            # the controller's batched snapshot reports its failure itself, once per cause (`metrics.snapshot_failed`):
+            # an error line per query and tick was a flood for as long as Prometheus was down
+            (log.debug if check == BATCH else log.error)("metrics.query_failed", check=check, arm=arm, url=self.url,
+                                                         error=str(exc), query=query)
             raise (PartialAnswer if exc.partial else MetricsUnavailable)(
                 f"{who}: Prometheus at {self.url} could not be asked for {arm_name(arm)} ({exc}); query: {query}"
             ) from exc.__cause__ or exc

@@ -63,11 +63,11 @@ def test_a_failing_canary_whose_rollback_write_fails_is_still_rolled_back(virtua
 
 def test_a_deadline_abort_whose_write_fails_keeps_its_reason(virtual_time: _VirtualTime) -> None:
     ctl, router, metrics, clock = make()
-    metrics.down = True  # Prometheus unreachable: aborted at the step's deadline ("no verdict after ...")
+    metrics.down = True  # Prometheus unreachable: aborted at the step's deadline ("Prometheus unreachable: no verdict after ...")
     _fail_ends(router, (rl.ABORTED,), 1)
     res = ctl.run()
     assert res.exit_code == EXIT_INFRA and res.state.phase == rl.ABORTED and router.weights == STABLE_ONLY
-    assert json.loads(router.state)["reason"].startswith("no verdict after")
+    assert json.loads(router.state)["reason"].startswith("Prometheus unreachable: no verdict after")
 
 
 def test_an_interrupt_whose_abort_write_fails_is_still_recorded_interrupted(virtual_time: _VirtualTime) -> None:

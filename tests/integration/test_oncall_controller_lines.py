@@ -1,0 +1,70 @@
+"""The controller's lines as on-call reads them (decision 115), against the API emulator and a real
+(backfilled) Prometheus. Before: its lines carried `rollout`, `model` and at times `canary_version`, not
+the namespace, VirtualService, route or stable version the README promises (a slow canary's
+`rollback.completed` named neither version); Prometheus down logged, every tick, an error
+(`metrics.query_failed`, "check 'batch'", a check no policy has) and a warning (`metrics.snapshot_failed`)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from structlog.testing import capture_logs
+
+from canary import crd
+from canary import rollout as rl
+from canary.metrics.batch import BatchMetrics
+from canary.metrics.prometheus import PrometheusProvider
+from tests import fleet
+from tests.integration.test_controller import prometheus, run_until_done, world  # noqa: F401  (fixtures)
+
+CONTEXT = {"rollout": "ml/r0", "model": "m0", "namespace": "ml", "virtual_service": "m0", "stable_version": "v1"}
+
+
+def test_a_slow_canarys_rollback_is_one_error_line_naming_the_rollout_and_both_versions(world: Any) -> None:
+    api, op, custom = world
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL,
+                                           fleet.rollout_object(0, "v3", route="primary"))
+    with capture_logs() as logs:
+        run_until_done(op, custom, ["r0"])
+    want = {**CONTEXT, "canary_version": "v3", "route": "primary"}
+    decisive = [e for e in logs if e["log_level"] in ("error", "critical")]
+    assert [e["event"] for e in decisive] == ["rollback.completed"], [(e["event"], e.get("error")) for e in decisive]
+    done = decisive[0]
+    assert want.items() <= done.items(), done
+    assert done["end_cause"] == "check" and done["weights"] == "100/0" and done["from_weights"] == "80/20"
+    assert done["reason"].startswith("latency-p95: canary p95 ") and "limit +20%" in done["reason"]
+    for e in logs:  # every line about the rollout, the looks' included
+        if e["event"] in ("check.failed", "look.completed", "rollback.started", "step.advanced"):
+            assert want.items() <= e.items(), e
+
+
+def test_prometheus_down_is_one_line_until_it_answers_again(world: Any) -> None:
+    api, op, custom = world
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v2"))
+    for _ in range(20):  # ticks, not time: claim, then the first step
+        op.tick()
+        if (custom.get_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0").get("status")
+                or {}).get("phase") == rl.PROGRESSING:
+            break
+    live = op.metrics, op.batch
+    dead = PrometheusProvider("http://127.0.0.1:9", retries=2, budget_s=0.5)
+    with capture_logs() as logs:
+        op.metrics, op.batch = dead, BatchMetrics(dead)
+        for _ in range(60):  # until three ticks' snapshots failed (a look is due every look_every, 1 s)
+            op.tick()
+            if op._snap_failing is not None and op._snap_failing[3] >= 3:
+                break
+            time.sleep(0.2)
+        op.metrics, op.batch = live
+        for _ in range(30):  # until the next snapshot is taken
+            op.tick()
+            if op._snap_failing is None:
+                break
+            time.sleep(0.2)
+    failed = [e for e in logs if e["event"] == "metrics.snapshot_failed"]
+    assert len(failed) == 1 and failed[0]["log_level"] == "warning", [e["event"] for e in logs]
+    assert "check 'batch'" not in failed[0]["error"] and "batched snapshot" in failed[0]["error"]
+    assert not [e for e in logs if e["event"] in ("metrics.query_failed", "metrics.query_retry")]
+    back = [e for e in logs if e["event"] == "metrics.snapshot_recovered"]
+    assert len(back) == 1 and back[0]["failed_ticks"] == 3, back

@@ -1,0 +1,131 @@
+"""The line on-call gets when a rollout ends (decision 115): one line alone says which model, namespace,
+VirtualService, route and versions, the weights now, why (with numbers) and the class of the end
+(`end_cause`); a canary shown bad is the one error line of its rollback, an unproven one a warning.
+
+Before: the controller's lines lacked namespace, VirtualService, route and the stable version (its
+`rollback.completed` of a slow canary named neither version); no line carried `end_cause`, so "a bad
+canary" and "nothing proven by the deadline" read the same (both warnings); a rollout aborted because
+Prometheus could not be asked was `deadline` in `-o json` and `canary_rollbacks_total{reason}`; a rollback of several checks for one reason ("latency-p95,
+errors: the canary got no requests ...", unrouted) was `other`."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import pytest
+import structlog.testing
+
+from canary import reconcile
+from canary import rollout as rl
+from canary.errors import KubeUnavailable
+from canary.model import Target, Weights
+from canary.policy import parse_policy
+from canary.runner import Runner
+from canary.telemetry import classify_reason
+from tests.fakes import FakeMetrics
+from tests.unit.test_runner import POLICY, TARGET, make
+
+CONTEXT = {"model": "rec", "namespace": "ml", "virtual_service": "rec", "stable_version": "v1", "canary_version": "v2"}
+
+
+def _run(ctl: Runner) -> tuple[Any, list[dict[str, Any]]]:
+    with structlog.testing.capture_logs() as logs:
+        res = ctl.run()
+    return res, logs
+
+
+def _one(logs: list[dict[str, Any]], event: str) -> dict[str, Any]:
+    found = [e for e in logs if e["event"] == event]
+    assert len(found) == 1, [e["event"] for e in logs]
+    return found[0]
+
+
+def _errors(logs: list[dict[str, Any]]) -> list[str]:
+    return [e["event"] for e in logs if e["log_level"] in ("error", "critical")]
+
+
+def test_a_canary_shown_bad_is_one_error_line_that_says_it_all() -> None:
+    ctl, _, _, _ = make(slowdown=lambda t: 2.0 if t >= 1012 else 1.0)
+    res, logs = _run(ctl)
+    assert res.state.phase == rl.ROLLED_BACK
+    assert _errors(logs) == ["rollback.completed"]  # exactly one line to page on
+    done = _one(logs, "rollback.completed")
+    assert CONTEXT.items() <= done.items(), done
+    assert done["weights"] == "100/0" and done["from_weights"] == "50/50" and done["end_cause"] == "check"
+    assert done["reason"].startswith("lat: canary p95 ") and "limit +20%" in done["reason"]
+    assert _one(logs, "rollback.started")["log_level"] == "warning"
+
+
+def test_a_canary_not_proven_by_the_deadline_is_a_warning_that_says_so() -> None:
+    ctl, _, _, _ = make(slowdown=lambda t: 1.17)  # inside +20%, never shown within it by the deadline
+    res, logs = _run(ctl)
+    assert res.state.phase == rl.ROLLED_BACK and not _errors(logs)
+    done = _one(logs, "rollback.completed")
+    assert done["log_level"] == "warning" and done["end_cause"] == "deadline" and CONTEXT.items() <= done.items()
+    assert done["reason"].startswith("no verdict after ")
+
+
+def test_prometheus_unreachable_until_the_deadline_is_an_infrastructure_end() -> None:
+    ctl, _, metrics, _ = make()
+    metrics.down = True
+    res, logs = _run(ctl)
+    assert res.state.phase == rl.ABORTED
+    done = _one(logs, "rollout.aborted")
+    assert done["end_cause"] == "infrastructure" and CONTEXT.items() <= done.items(), done
+    assert done["reason"].startswith("Prometheus unreachable: no verdict after 30s at step 1")
+    assert classify_reason(res.state.reason) == "infrastructure"  # -o json, canary_rollbacks_total{reason}
+
+
+def test_prometheus_unreachable_under_hold_says_so_in_the_held_line() -> None:
+    policy = parse_policy({**POLICY.model_dump(mode="json", exclude_none=True),
+                           "failure": {"max_failed_looks": 2, "no_data_deadline": "20s", "on_deadline": "hold"}})
+    ctl, router, metrics, clock = make()
+    ctl = Runner(policy=policy, target=TARGET, router=router, metrics=metrics, clock=clock)
+    metrics.down = True
+    ctl.on_update = lambda state: ctl.stop.set() if state.phase == rl.PAUSED else None
+    _, logs = _run(ctl)
+    held = _one(logs, "rollout.held")
+    assert held["log_level"] == "warning" and held["reason"].startswith("Prometheus unreachable: no verdict after")
+
+
+@pytest.mark.parametrize("reason", [
+    "latency-p95, errors: the canary got no requests at 20% while stable got 1600 over the last 4s",
+    "lat: canary p95 90 ms vs stable 40 ms (+125%, limit +20%)",
+])
+def test_a_checks_rollback_is_a_check_whatever_the_number_of_checks_it_names(reason: str) -> None:
+    assert classify_reason(reason) == "check"
+
+
+class _Down:
+    """A router whose writes fail as an API server that is down (past its own retries)."""
+
+    def __init__(self) -> None:
+        self.events: list[Any] = []
+
+    def set_weights(self, target: Target, weights: Weights, **kw: Any) -> Any:
+        raise KubeUnavailable("kubernetes API unreachable: ml/rec (virtualservices)")
+
+    def record_event(self, target: Target, **kw: Any) -> bool:
+        self.events.append(kw)
+        return True
+
+
+def test_a_failed_rollback_write_names_the_rollout_the_route_and_the_end_it_was_writing() -> None:
+    """`execute` binds the rollout's context whatever logger it was given (the controller's carried only
+    `rollout`, `model` and sometimes `canary_version`): the critical line says which route to fix by hand."""
+    target = Target(namespace="ml", virtual_service="rec", model="rec", stable_version="v1", canary_version="v2",
+                    route="primary")
+    state = replace(rl.new_rollout(model="rec", stable_version="v1", canary_version="v2", now=1000.0,
+                                   route="primary")[0], phase=rl.PROGRESSING, weights=Weights(90, 10))
+    new, actions = rl.transition(state, rl.Rollback(1001.0, "operator: pager", aborted=False), POLICY)
+    with structlog.testing.capture_logs() as logs:
+        with pytest.raises(KubeUnavailable):
+            reconcile.execute(_Down(), target, new, actions, log=structlog.get_logger().bind(rollout="ml/r0"))
+    failed = _one(logs, "rollback.failed")
+    assert failed["log_level"] == "critical" and failed["route"] == "primary" and failed["rollout"] == "ml/r0"
+    assert CONTEXT.items() <= failed.items(), failed
+    assert failed["end_cause"] == "operator" and failed["reason"] == "operator: pager"
+    started = _one(logs, "rollback.started")  # logged before the write: what is routed, and the decision
+    assert started["weights"] == "90/10" and started["target_weights"] == "100/0" and started["route"] == "primary"
+    assert not [e for e in logs if e["event"] == "rollback.completed"]  # no line claims the failed write
