@@ -1,0 +1,88 @@
+"""README, "Log events (for on-call)", against the code, both ways and by level (decision 115).
+
+test_docs_examples checked one way only (a name logged must be in the table): a row could name an event no
+code logs any more, or give a level the code never logs it at (an alert on `level` then misses it). Here the
+AST of every module the rollout, the controller and `canary serve` run is read: each call that logs an event
+(`log.<level>("name", ...)`, `rl.Emit("name", ..., warning=/level=)`) gives its name and level; an event
+name built at run time (`f"{what}.retrying"`, an `Emit(start, ...)`) is still "logged" when its name is
+spelled in the code, its level then unchecked. The drift monitor has its own table (docs/drift.md)."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+LEVELS = ("debug", "info", "warning", "error", "critical")
+NAME = re.compile(r"[a-z_]+\.[a-z_]+$")
+
+
+def _table() -> dict[str, str]:
+    """event -> the row's level cell."""
+    readme = (ROOT / "README.md").read_text()
+    table = readme[readme.index("## Log events (for on-call)"):readme.index("## In a CD pipeline")]
+    rows: dict[str, str] = {}
+    for line in table.splitlines():
+        if line.startswith("| `"):
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            for name in re.findall(r"`([a-z_]+\.[a-z_.]+)`", cells[0]):
+                rows[name] = cells[1]
+    return rows
+
+
+def _ours(rel: str) -> bool:
+    return not rel.startswith(("sandbox/", "drift/")) and rel != "cli_drift.py"
+
+
+def _logged() -> tuple[dict[str, set[str]], str]:
+    """(event -> {level (module)}, the source text of our modules)."""
+    logged: dict[str, set[str]] = {}
+    text = []
+    for path in sorted((ROOT / "canary").rglob("*.py")):
+        rel = path.relative_to(ROOT / "canary").as_posix()
+        if not _ours(rel):
+            continue
+        source = path.read_text()
+        text.append(source)
+        for node in ast.walk(ast.parse(source)):
+            if not (isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant)
+                    and isinstance(node.args[0].value, str) and NAME.match(node.args[0].value)):
+                continue
+            name, func = node.args[0].value, node.func
+            called = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
+            if called in LEVELS:
+                level = called
+            elif called == "Emit":
+                kw = {k.arg: k.value.value for k in node.keywords if isinstance(k.value, ast.Constant)}
+                level = kw.get("level") or ("warning" if kw.get("warning") else "info")
+            else:
+                continue
+            if level != "debug" and not name.startswith(("drift.", "controller.drift")):
+                logged.setdefault(name, set()).add(f"{level} ({rel})")
+    return logged, "\n".join(text)
+
+
+def test_every_event_logged_is_in_the_table_at_the_level_it_is_logged() -> None:
+    rows, (logged, _) = _table(), _logged()
+    missing = {name: sorted(how) for name, how in logged.items() if name not in rows}
+    assert not missing, f"logged but not in README's Log events: {missing}"
+    wrong = {name: (sorted(how), rows[name]) for name, how in logged.items()
+             if any(h.split()[0] not in rows[name] for h in how)}
+    assert not wrong, f"logged at a level README's Log events does not give it: {wrong}"
+
+
+def test_every_event_in_the_table_is_still_logged() -> None:
+    rows, (logged, source) = _table(), _logged()
+    built = set(re.findall(r'f"\{(\w+)\}\.([a-z_]+)"', source))  # f"{what}.retrying" with what in (...)
+    spelled = {m for m in re.findall(r'"([a-z_]+\.[a-z_]+)"', source)}
+    stale = sorted(name for name in rows if name not in logged and name not in spelled
+                   and not any(name.endswith("." + suffix) for _, suffix in built))
+    assert not stale, f"in README's Log events but logged nowhere: {stale}"
+
+
+def test_the_decisive_line_of_a_rollback_is_one_error_and_an_unproven_ones_a_warning() -> None:
+    """A rollback's `rollback.completed` is an error when the canary was shown bad (a check, a gate), a
+    warning when it was not (an inconclusive deadline, an operator, a foreign edit); the row says both."""
+    assert _table()["rollback.completed"].split(" / ") == ["warning", "error"] or \
+        {"warning", "error"} <= set(_table()["rollback.completed"].replace("/", " ").split())
