@@ -390,12 +390,15 @@ def rollout_context(target: Target, state: rl.RolloutState | None = None) -> dic
 
 def execute(router: TrafficRouter, target: Target, state: rl.RolloutState, actions: list[rl.Action], *,
             log: Any, expect: Any = ..., written: Callable[[str], None] | None = None,
-            report_failure: bool = True) -> rl.RolloutState:
+            report_failure: bool = True, fail_safe_follows: bool = False) -> rl.RolloutState:
     """Carry out actions in order. Writes are guarded on the recorded state being `expect` (what we
     last read or wrote; `...` = unguarded). A failed write that should have put stable at 100% is
     logged as ``rollback.failed`` and re-raised. A guarded PointSubset checks the recorded state
     before and after its write and undoes itself if another writer recorded a decision meanwhile.
-    Every line it logs carries `rollout_context` (whoever called it, with whatever logger)."""
+    Every line it logs carries `rollout_context` (whoever called it, with whatever logger).
+    `fail_safe_follows`: the caller writes stable 100% again within a budget of its own should this fail
+    (promote's fail-safe): a failed stable-100% write is then `rollback.retrying`, not yet the critical
+    ``rollback.failed`` ("act by hand" while it is still being tried; the last attempt's is the page)."""
     log = log.bind(**rollout_context(target, state))
     stable_written = False  # a stable-100% write of this call has landed (what a failed re-pointing may claim)
     # weights writes of this call still to land: until then `state` is a target, not what is routed, and an
@@ -427,6 +430,10 @@ def execute(router: TrafficRouter, target: Target, state: rl.RolloutState, actio
                         # recorded a decision first; the caller adopts it, or leaves another owner's rollout
                         # alone: nobody need act by hand. (Unguarded, a conflict is a 409 storm: critical.)
                         log.warning("rollback.write_conflict", error=str(exc), reason=state.reason)
+                    elif fail_safe_follows:
+                        log.warning("rollback.retrying", attempt=0, error=str(exc), reason=state.reason,
+                                    end_cause=rl.classify_reason(state.reason), write_landed=write_landed(exc),
+                                    target_weights=str(action.weights))
                     else:  # the weights it could not write, and why the rollback was made: traffic is as before
                         # unless a write with no answer (a timeout, a 5xx) was applied all the same: say which
                         log.critical("rollback.failed", error=str(exc), target_weights=str(action.weights),

@@ -661,7 +661,7 @@ class Runner:
                 # (a promotion's last write that fails is `promotion.write_failed`, not `rollback.failed`:
                 # `run`'s fail-safe finishes it, or gives the old version 100%)
                 state = execute(self.router, self.target, new, todo, log=self.log, expect=expect,
-                                written=self._remember)
+                                written=self._remember, fail_safe_follows=self._current is not None)
                 break
             except RoutingConflict:
                 read = self._read_record() if _rolls_back(new) and attempt < attempts else None
@@ -858,9 +858,12 @@ def unsafe_traffic(router: TrafficRouter, target: Target, *, log: Any, error: st
         weights, raw = status.weights, status.raw_weights
     route = target.route or "(the only route, or each with a 'stable' destination beside others)"
     shown = f"{weights}" + (f" (as written {raw})" if raw is not None else "") if weights is not None else "unknown"
-    log.critical("traffic.unsafe", virtual_service=f"{target.namespace}/{target.virtual_service}", route=route,
-                 weights=shown, error=error, hint="the canary may still get traffic: set the stable destination "
-                 "of this route to 100 and every other one to 0 by hand")
+    # the rollout's context as every line has it (`virtual_service` the name, `namespace` beside it; it was
+    # "ns/name" here alone), the route in the words of the hint when it has no name
+    log.bind(**rollout_context(target)).critical(
+        "traffic.unsafe", route=route, weights=shown, error=error,
+        hint=f"the canary may still get traffic: set the stable destination of {target.namespace}/"
+             f"{target.virtual_service} route {route} to 100 and every other one to 0 by hand")
     return f"; traffic may still be split on {target.namespace}/{target.virtual_service} route {route}: {shown}"
 
 

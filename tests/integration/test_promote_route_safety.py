@@ -331,7 +331,8 @@ def test_when_stable_100_cannot_be_written_the_exit_code_and_a_critical_line_say
     with structlog.testing.capture_logs() as logs, pytest.raises(TrafficUnsafe, match="route"):
         v.run()
     unsafe = [e for e in logs if e["event"] == "traffic.unsafe"]
-    assert unsafe and unsafe[0]["log_level"] == "critical" and unsafe[0]["virtual_service"] == "ml/m0"
+    assert unsafe and unsafe[0]["log_level"] == "critical" and unsafe[0]["virtual_service"] == "m0"
+    assert unsafe[0]["namespace"] == "ml" and unsafe[0]["model"] == "m0"  # as every line names them (decision 115)
     assert unsafe[0]["weights"].startswith("80/20") and "route" in unsafe[0]
     kc = fleet.write_kubeconfig(tmp_path / "kubeconfig", api.url)
     res = CliRunner().invoke(app, ["rollback", "m0", "-n", "ml", "--kubeconfig", str(kc)])

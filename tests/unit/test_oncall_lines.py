@@ -18,13 +18,15 @@ import structlog.testing
 
 from canary import reconcile
 from canary import rollout as rl
-from canary.errors import KubeUnavailable
+from canary.errors import KubeUnavailable, TrafficUnsafe
 from canary.model import Target, Weights
 from canary.policy import parse_policy
 from canary.runner import Runner
 from canary.telemetry import classify_reason
 from tests.fakes import FakeMetrics
 from tests.unit.test_runner import POLICY, TARGET, make
+from tests.unit.test_runner_decided_ends import _fail_ends
+from tests.unit.test_runner_faults import virtual_time  # noqa: F401  (fixture)
 
 CONTEXT = {"model": "rec", "namespace": "ml", "virtual_service": "rec", "stable_version": "v1", "canary_version": "v2"}
 
@@ -129,3 +131,33 @@ def test_a_failed_rollback_write_names_the_rollout_the_route_and_the_end_it_was_
     started = _one(logs, "rollback.started")  # logged before the write: what is routed, and the decision
     assert started["weights"] == "90/10" and started["target_weights"] == "100/0" and started["route"] == "primary"
     assert not [e for e in logs if e["event"] == "rollback.completed"]  # no line claims the failed write
+
+
+def test_a_rollback_write_promotes_fail_safe_retries_is_no_page_until_its_budget_is_spent(
+        virtual_time: Any) -> None:  # noqa: F811
+    """promote's decided rollback whose first write failed (an API server restarting) logged the critical
+    `rollback.failed` ("act by hand") at once, while its fail-safe still had 20 s of attempts, and landed
+    on the next one: on-call was paged for a rollback that completed a second later. Now the first failure
+    is `rollback.retrying` (attempt 0, with the reason and `end_cause`); only the budget spent pages."""
+    ctl, router, _, _ = make(slowdown=lambda t: 2.0 if t >= 1012 else 1.0)
+    _fail_ends(router, (rl.ROLLED_BACK,), 1)
+    res, logs = _run(ctl)
+    assert res.state.phase == rl.ROLLED_BACK
+    assert not [e for e in logs if e["log_level"] == "critical"], [e["event"] for e in logs]
+    first = [e for e in logs if e["event"] == "rollback.retrying"][0]
+    assert first["attempt"] == 0 and first["end_cause"] == "check" and first["reason"].startswith("lat: ")
+    assert CONTEXT.items() <= first.items()
+    assert _one(logs, "rollback.completed")["log_level"] == "error"
+
+
+def test_traffic_unsafe_names_the_virtual_service_as_every_line_does(virtual_time: Any) -> None:  # noqa: F811
+    """`traffic.unsafe` gave `virtual_service` as "ns/name", every other line the name with `namespace`
+    beside it: a query on virtual_service="rec" missed the one line that needs a person."""
+    ctl, router, _, _ = make(slowdown=lambda t: 2.0 if t >= 1012 else 1.0)
+    _fail_ends(router, (rl.ROLLED_BACK, rl.ABORTED), 100)
+    with structlog.testing.capture_logs() as logs, pytest.raises(TrafficUnsafe):
+        ctl.run()
+    unsafe = _one(logs, "traffic.unsafe")
+    assert unsafe["log_level"] == "critical" and CONTEXT.items() <= unsafe.items(), unsafe
+    assert unsafe["weights"] == "50/50" and "ml/rec" in unsafe["hint"]
+    assert [e["event"] for e in logs if e["log_level"] == "critical"] == ["rollback.failed", "traffic.unsafe"]
