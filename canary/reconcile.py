@@ -400,6 +400,10 @@ def execute(router: TrafficRouter, target: Target, state: rl.RolloutState, actio
     (promote's fail-safe): a failed stable-100% write is then `rollback.retrying`, not yet the critical
     ``rollback.failed`` ("act by hand" while it is still being tried; the last attempt's is the page)."""
     log = log.bind(**rollout_context(target, state))
+    # the weights a stable-100% write moves from (its end's `from_weights`): what is still routed when it fails
+    split = next((a.fields["from_weights"] for a in actions if isinstance(a, rl.Emit) and "from_weights" in a.fields),
+                 None)
+    before = {"from_weights": split} if split else {}
     stable_written = False  # a stable-100% write of this call has landed (what a failed re-pointing may claim)
     # weights writes of this call still to land: until then `state` is a target, not what is routed, and an
     # event logs it as target_phase/target_weights (a failed write must leave no line claiming it)
@@ -433,12 +437,12 @@ def execute(router: TrafficRouter, target: Target, state: rl.RolloutState, actio
                     elif fail_safe_follows:
                         log.warning("rollback.retrying", attempt=0, error=str(exc), reason=state.reason,
                                     end_cause=rl.classify_reason(state.reason), write_landed=write_landed(exc),
-                                    target_weights=str(action.weights))
+                                    target_weights=str(action.weights), **before)
                     else:  # the weights it could not write, and why the rollback was made: traffic is as before
                         # unless a write with no answer (a timeout, a 5xx) was applied all the same: say which
                         log.critical("rollback.failed", error=str(exc), target_weights=str(action.weights),
                                      reason=state.reason, end_cause=rl.classify_reason(state.reason),
-                                     write_landed=write_landed(exc),
+                                     write_landed=write_landed(exc), **before,
                                      hint="traffic may still be split: act by hand")
                 raise
             if written:

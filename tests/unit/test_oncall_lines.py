@@ -128,6 +128,7 @@ def test_a_failed_rollback_write_names_the_rollout_the_route_and_the_end_it_was_
     assert failed["log_level"] == "critical" and failed["route"] == "primary" and failed["rollout"] == "ml/r0"
     assert CONTEXT.items() <= failed.items(), failed
     assert failed["end_cause"] == "operator" and failed["reason"] == "operator: pager"
+    assert failed["from_weights"] == "90/10"  # what is still routed (unless write_landed says it may have landed)
     started = _one(logs, "rollback.started")  # logged before the write: what is routed, and the decision
     assert started["weights"] == "90/10" and started["target_weights"] == "100/0" and started["route"] == "primary"
     assert not [e for e in logs if e["event"] == "rollback.completed"]  # no line claims the failed write
@@ -161,3 +162,5 @@ def test_traffic_unsafe_names_the_virtual_service_as_every_line_does(virtual_tim
     assert unsafe["log_level"] == "critical" and CONTEXT.items() <= unsafe.items(), unsafe
     assert unsafe["weights"] == "50/50" and "ml/rec" in unsafe["hint"]
     assert [e["event"] for e in logs if e["log_level"] == "critical"] == ["rollback.failed", "traffic.unsafe"]
+    failed = _one(logs, "rollback.failed")
+    assert failed["from_weights"] == "50/50" and failed["end_cause"] == "check" and CONTEXT.items() <= failed.items()
