@@ -41,7 +41,8 @@ from canary import crd
 from canary import rollout as rl
 from canary.errors import CanaryError, NotLeader, RoutingConflict, TransientError
 from canary.model import Target
-from canary.reconcile import crd_ref, describe_owner, end_disagreement, execute, is_promote_owner, write_landed
+from canary.reconcile import (crd_ref, describe_owner, end_disagreement, execute, is_promote_owner, rollout_context,
+                              write_landed)
 from canary.routing import patch
 
 # a promote record seen unchanged for 3 of its looks and this much more is abandoned: a look's queries
@@ -271,8 +272,7 @@ def check_end(router: Any, found: Found, *, log: Any) -> str:
     rollback`, docs/decisions.md 94 (d)); until this check nobody did unless asked: every request went to
     the rolled-back version, and the records said stable."""
     r = found.record
-    log = log.bind(namespace=found.namespace, virtual_service=found.virtual_service, model=r.model,
-                   stable_version=r.stable_version, canary_version=r.canary_version)
+    log = log.bind(**rollout_context(found.target(), r))
     try:
         status = router.inspect(found.target())  # a read: the fence refuses writes only
     except CanaryError:
@@ -349,8 +349,7 @@ def end(router: Any, found: Found, *, log: Any, now: float, notifier: Any = None
     (``traffic.unsafe``), and CanaryError when another write failed (``rollback.failed``: act by hand).
     Transient errors are retried twice."""
     r = found.record
-    log = log.bind(namespace=found.namespace, virtual_service=found.virtual_service, model=r.model,
-                   stable_version=r.stable_version, canary_version=r.canary_version)
+    log = log.bind(**rollout_context(found.target(), r))
     if r.phase == rl.PROMOTING and not found.superseded:  # every step passed: finish, as promote does when interrupted there
         new, actions = rl.finish_promotion(r, now)
         new = replace(new, reason=f"all steps passed; promotion finished by the sweep ({found.reason})")
@@ -372,15 +371,21 @@ def end(router: Any, found: Found, *, log: Any, now: float, notifier: Any = None
         except TransientError as exc:
             if attempt == 2:
                 log.critical("rollback.failed", error=str(exc), reason=found.reason, write_landed=write_landed(exc),
+                             end_cause="abandoned", from_weights=str(r.weights),
                              hint="traffic may still be split: run `canary rollback` for it")
                 _unsafe(router, found, log, exc)
                 raise
         except CanaryError as exc:
             log.critical("rollback.failed", error=str(exc), reason=found.reason, write_landed=write_landed(exc),
+                         end_cause="abandoned", from_weights=str(r.weights),
                          hint="traffic may still be split: run `canary rollback` for it")
             _unsafe(router, found, log, exc)
             raise
-    log.warning("rollout.abandoned", owner=r.owner, phase=r.phase, weights=str(r.weights), done=did,
+    # logged once the write landed: the phase and weights as recorded and routed now (it gave the abandoned
+    # record's, "progressing 80/20", for a rollout it had just sent to stable 100%), and what they were
+    log.warning("rollout.abandoned", owner=r.owner, phase=out.phase, weights=str(out.weights), done=did,
+                from_phase=r.phase, from_weights=str(r.weights),
+                **({} if out.phase == rl.PROMOTED else {"end_cause": rl.classify_reason(out.reason)}),
                 seen_unchanged_s=None if found.quiet_s is None else round(found.quiet_s, 1),
                 heartbeat_s=r.heartbeat_s, reason=found.reason)
     if notifier is not None:  # never raises, never blocks (a queue and a thread)

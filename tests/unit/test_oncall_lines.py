@@ -164,3 +164,27 @@ def test_traffic_unsafe_names_the_virtual_service_as_every_line_does(virtual_tim
     assert [e["event"] for e in logs if e["log_level"] == "critical"] == ["rollback.failed", "traffic.unsafe"]
     failed = _one(logs, "rollback.failed")
     assert failed["from_weights"] == "50/50" and failed["end_cause"] == "check" and CONTEXT.items() <= failed.items()
+
+
+def test_the_sweeps_end_of_an_abandoned_rollout_says_the_weights_it_left_not_the_ones_it_found() -> None:
+    """`rollout.abandoned`, logged once the sweep's write landed, gave the abandoned record's phase and
+    weights ("progressing", "80/20") for a rollout just sent to stable 100%: on-call read it still split."""
+    from canary import sweep
+    from canary.model import STABLE_ONLY
+    from tests.fakes import FakeRouter
+
+    rec = replace(rl.new_rollout(model="rec", stable_version="v1", canary_version="v2", now=1000.0, route="primary",
+                                 owner=reconcile.promote_owner("ci:1:2:ab"))[0],
+                  phase=rl.PROGRESSING, weights=Weights(80, 20))
+    router = FakeRouter()
+    target = Target(namespace="ml", virtual_service="rec", model="rec", stable_version="v1", canary_version="v2",
+                    route="primary")
+    router.set_weights(target, Weights(80, 20), state=rec.to_json())
+    found = sweep.Found("ml", "rec", rec, rec.to_json(), reason="abandoned: its process is gone", quiet_s=400.0)
+    with structlog.testing.capture_logs() as logs:
+        sweep.end(router, found, log=structlog.get_logger(), now=2000.0)
+    assert router.weights == STABLE_ONLY
+    line = _one(logs, "rollout.abandoned")
+    assert (line["phase"], line["weights"], line["from_phase"], line["from_weights"]) == (
+        rl.ABORTED, "100/0", rl.PROGRESSING, "80/20"), line
+    assert line["end_cause"] == "abandoned" and CONTEXT.items() <= line.items() and line["route"] == "primary"
