@@ -1526,8 +1526,13 @@ class Controller:
             except NotLeader:  # refused by the fence, nothing sent: the leader's tick rescues it; nobody is paged
                 return
             except Exception as rescue_exc:  # one rollout that cannot be rescued never stops the others
-                self.log.error("rescue.failed", rollout=key, error=f"{type(rescue_exc).__name__}: {rescue_exc}"[:300],
-                               hint="the next tick tries again; `canary rollback` on its VirtualService acts now")
+                # on-call acts on this line alone: which route, and the command that sends it to stable now
+                raw = _raw_target(obj, drove)
+                self.log.bind(rollout=key, **rollout_context(raw)).error(
+                    "rescue.failed", error=f"{type(rescue_exc).__name__}: {rescue_exc}"[:300], failed=reason[:300],
+                    hint=f"the next tick tries again; `canary rollback {raw.model} -n {raw.namespace} "
+                         f"--virtual-service {raw.virtual_service}{' --route ' + raw.route if raw.route else ''}` "
+                         "acts now")
             return
         spec, state = known.spec, known.state()
         other, read, rec = self._taken_over(spec.target, state)

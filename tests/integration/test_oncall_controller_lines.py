@@ -68,3 +68,33 @@ def test_prometheus_down_is_one_line_until_it_answers_again(world: Any) -> None:
     assert not [e for e in logs if e["event"] in ("metrics.query_failed", "metrics.query_retry")]
     back = [e for e in logs if e["event"] == "metrics.snapshot_recovered"]
     assert len(back) == 1 and back[0]["failed_ticks"] == 3, back
+
+
+def test_a_failed_rescue_names_the_route_and_the_command_that_acts_now(world: Any) -> None:
+    """`rescue.failed` (an error: traffic of a rollout whose ticks kept failing is still split) carried only
+    `rollout` and "`canary rollback` on its VirtualService acts now": on-call had to find which one."""
+    import kubernetes.client as kc
+
+    from canary.controller import Controller
+    from tests.integration.test_controller import _progressing
+    from tests.integration.test_controller_review import _with_policy_ref
+
+    api, op, custom = world
+    _with_policy_ref(api, custom)
+    _progressing(op, custom, api)
+    kc.CoreV1Api(op.core.api_client).delete_namespaced_config_map("pol", "ml")  # its ticks fail from now on
+    fresh = Controller(custom=op.custom, core=op.core, router=op.router, metrics=op.metrics, batch=op.batch,
+                       namespace="ml")
+
+    def broken(*a: Any, **kw: Any) -> Any:
+        raise RuntimeError("the rescue's write path broke")
+
+    fresh._stable_if_ours = broken  # type: ignore[method-assign]
+    with capture_logs() as logs:
+        fresh.tick()
+    failed = [e for e in logs if e["event"] == "rescue.failed"]
+    assert len(failed) == 1 and failed[0]["log_level"] == "error", [e["event"] for e in logs]
+    assert {"rollout": "ml/r0", "model": "m0", "namespace": "ml", "virtual_service": "m0",
+            "canary_version": "v3"}.items() <= failed[0].items(), failed[0]
+    assert "`canary rollback m0 -n ml --virtual-service m0" in failed[0]["hint"]
+    assert failed[0]["failed"].startswith("failed: ")  # why its ticks failed
