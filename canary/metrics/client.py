@@ -22,6 +22,7 @@ import json
 import os
 import urllib.parse
 import re
+import threading
 import time
 from typing import Any, Mapping, Self
 
@@ -41,6 +42,33 @@ _BODY = re.compile(r"HTTP Status Code \d+ \((b'.*'|b\".*\")\)\s*$", re.DOTALL)
 _TRUE = {"1", "true", "yes", "on"}
 _MAX_BACKOFF_S = 1.0
 _MIN_TIMEOUT_S = 0.05
+
+
+# A query's failure (`metrics.query_failed`, `metrics.query_retry`) is logged once per cause, then once every
+# REPEAT_LOG_S with `repeated` (how many were left out): Prometheus down for a 30 s deadline was 45 error lines
+# and 45 warnings from one promote (each look's every query), before the one line that ended the rollout
+REPEAT_LOG_S = 60.0
+
+
+class _OncePerCause:
+    """Whether a line for `cause` is due now: the first, then one every REPEAT_LOG_S; `due` returns how many
+    were left out since the last one logged, or None to leave this one out. Shared by the looks' threads."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._seen: dict[str, tuple[float, int]] = {}
+
+    def due(self, cause: str) -> int | None:
+        now = time.monotonic()
+        with self._lock:
+            last = self._seen.get(cause)
+            if last is None or now - last[0] >= REPEAT_LOG_S:
+                self._seen[cause] = (now, 0)
+                if len(self._seen) > 256:  # causes carry no numbers, but never grow without bound
+                    self._seen = {cause: (now, 0)}
+                return 0 if last is None else last[1]
+            self._seen[cause] = (last[0], last[1] + 1)
+            return None
 
 
 # `check` of the controller's batched snapshot's queries (canary.metrics.batch), and how its errors name it: it is
@@ -177,10 +205,8 @@ class PrometheusClient:
             wait=wait_exponential(multiplier=self.backoff_s, max=_MAX_BACKOFF_S),
             retry=retry_if_exception_type(_Transient),
             reraise=True,
-            before_sleep=lambda rs: (log.debug if check == BATCH else log.warning)(
-                "metrics.query_retry", check=check, arm=arm, attempt=rs.attempt_number,
-                error=str(rs.outcome.exception()) if rs.outcome else "",
-            ),
+            before_sleep=lambda rs: self._report("metrics.query_retry", check=check, arm=arm, attempt=rs.attempt_number,
+                                                 error=str(rs.outcome.exception()) if rs.outcome else ""),
         )
         try:
             for attempt in retrying:
@@ -195,12 +221,23 @@ class PrometheusClient:
         except _Transient as exc:
             # the controller's batched snapshot reports its failure itself, once per cause (`metrics.snapshot_failed`):
             # an error line per query and tick was a flood for as long as Prometheus was down
-            (log.debug if check == BATCH else log.error)("metrics.query_failed", check=check, arm=arm, url=self.url,
-                                                         error=str(exc), query=query)
+            self._report("metrics.query_failed", check=check, arm=arm, url=self.url, error=str(exc), query=query)
             raise (PartialAnswer if exc.partial else MetricsUnavailable)(
                 f"{who}: Prometheus at {self.url} could not be asked for {arm_name(arm)} ({exc}); query: {query}"
             ) from exc.__cause__ or exc
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _report(self, event: str, *, check: str, error: str, **fields: Any) -> None:
+        """A failed query's line: once per cause (the event and the error, not the query), then every
+        REPEAT_LOG_S (`repeated`); a debug line for the batched snapshot, whose caller reports it."""
+        if check == BATCH:
+            log.debug(event, check=check, error=error, **fields)
+            return
+        quiet = self.__dict__.setdefault("_quiet", _OncePerCause())
+        repeated = quiet.due(f"{event} {error}")
+        if repeated is not None:
+            (log.error if event == "metrics.query_failed" else log.warning)(event, check=check, error=error,
+                                                                           repeated=repeated, **fields)
 
     def _once(self, query: str, params: dict[str, str], timeout: float, who: str, strict: bool) -> Any:
         try:

@@ -98,3 +98,32 @@ def test_a_failed_rescue_names_the_route_and_the_command_that_acts_now(world: An
             "canary_version": "v3"}.items() <= failed[0].items(), failed[0]
     assert "`canary rollback m0 -n ml --virtual-service m0" in failed[0]["hint"]
     assert failed[0]["failed"].startswith("failed: ")  # why its ticks failed
+
+
+def test_promote_with_prometheus_down_logs_its_query_failure_once_not_at_every_look() -> None:
+    """`canary promote` whose Prometheus went away after the preflight: every query of every look logged
+    the error `metrics.query_failed` and the warning `metrics.query_retry` (45 of each over a 30 s deadline),
+    before the one line that ended it. Now once per cause (then every minute, `repeated`)."""
+    import structlog.testing
+
+    from canary.runner import Runner
+    from tests.fakes import FakeClock, FakeMetrics, FakeRouter
+    from tests.unit.test_runner import POLICY, TARGET
+
+    clock, router = FakeClock(), FakeRouter()
+    fake = FakeMetrics(router, clock)
+
+    class GoneAfterPreflight(PrometheusProvider):
+        def preflight(self, policy: Any, target: Any) -> Any:
+            return fake.preflight(policy, target)
+
+    prom = GoneAfterPreflight("http://127.0.0.1:9", retries=2, budget_s=0.5, backoff_s=0.01)
+    with structlog.testing.capture_logs() as logs:
+        res = Runner(policy=POLICY, target=TARGET, router=router, metrics=prom, clock=clock).run()
+    assert res.state.phase == rl.ABORTED and res.state.reason.startswith("Prometheus unreachable: ")
+    assert sum(e["event"] == "look.completed" for e in logs) >= 10  # many looks, each asking every query
+    failed = [e for e in logs if e["event"] == "metrics.query_failed"]
+    assert len(failed) == 1 and failed[0]["log_level"] == "error" and failed[0]["repeated"] == 0, len(failed)
+    assert len([e for e in logs if e["event"] == "metrics.query_retry"]) == 1
+    done = [e for e in logs if e["event"] == "rollout.aborted"]
+    assert len(done) == 1 and done[0]["end_cause"] == "infrastructure"
