@@ -170,6 +170,8 @@ class Controller:
         self._step_starts: dict[str, tuple[tuple[str, int, float], Any]] = {}
         self._breach_seen: dict[tuple[str, str], float] = {}  # (rollout, canary version) -> first failed look
         self._failing: dict[str, float] = {}  # rollout key -> when its ticks started failing
+        # per CanaryRollout: the last `rollout.invalid`/`rollout.tick_failed` message, when, how many left out (`_told`)
+        self._said: dict[str, tuple[str, float, int]] = {}
         # the batched snapshot failing since (`_snapshot_failed`): (error, logged at, first at, ticks, not logged)
         self._snap_failing: tuple[str, float, float, int, int] | None = None
         self._known: dict[str, _Known] = {}  # last state read or written, per rollout (packed once scheduled)
@@ -805,7 +807,7 @@ class Controller:
         """What this process keeps per rollout: the dicts keyed by the rollout's key, and those keyed by
         tuples that begin with it."""
         return ((self._step_starts, self._failing, self._known, self._probes, self._histories, self._unconfirmed,
-                 self._preflights), (self._gates, self._breach_seen))
+                 self._preflights, self._said), (self._gates, self._breach_seen))
 
     def _forget(self, key: str) -> None:
         """Drop what this process kept about a finished rollout (a long-running controller must not grow)."""
@@ -844,10 +846,18 @@ class Controller:
     def _check_before_claim(self, spec: crd.RolloutSpec) -> None:
         """Every query the rollout will run, asked once (ConfigError: reported, nothing touched;
         MetricsUnavailable: retried at the next tick), and the Triton gate configuration."""
+        log = self._rollout_log(spec)
         # a canary version no pod serves yet (its Deployment just applied): CanaryNotReady, retried with the
         # tick's backoff, nothing claimed; the status says which pods were looked for
-        check_canary_pods(self.router, spec.target, log=self._rollout_log(spec))
-        preflight_metrics(self.metrics, spec.policy, spec.target, log=self._rollout_log(spec))
+        check_canary_pods(self.router, spec.target, log=log)
+        said = _Held(log)  # its lines, logged once the outcome is known: a refusal said before is not said again
+        try:
+            preflight_metrics(self.metrics, spec.policy, spec.target, log=said)
+        except ConfigError as exc:
+            if self._told(spec.key, str(exc), peek=True) is not None:
+                said.flush()
+            raise
+        said.flush()
         if spec.samples_error:
             raise ConfigError(spec.samples_error)
         cfg = spec.policy.gates.triton
@@ -1681,11 +1691,34 @@ class Controller:
             if new.get(gone, "") is None:
                 obj["status"].pop(gone, None)
 
+    def _told(self, key: str, msg: str, *, peek: bool = False) -> int | None:
+        """Whether `rollout.invalid` / `rollout.tick_failed` of `key` with `msg` is to be logged now: the first
+        time, a new message, or REPEAT_LOG_S after the last line (returns how many were left out since);
+        None when it was said already. A refusal retried at every tick or backoff (a blind preflight, a
+        policy that does not parse) logged its five lines each time while its Ready condition said it."""
+        now = self.clock.now()
+        last = self._said.get(key)
+        if last is not None and last[0] == msg and now - last[1] < REPEAT_LOG_S:
+            if not peek:
+                self._said[key] = (msg, last[1], last[2] + 1)
+            return None
+        if not peek:
+            self._said[key] = (msg, now, 0)
+        return 0 if last is None or last[0] != msg else last[2]
+
     def _fail_status(self, obj: dict[str, Any], exc: BaseException) -> None:
         meta = obj.get("metadata") or {}
         msg = f"{type(exc).__name__}: {exc}" if not isinstance(exc, CanaryError) else str(exc)
-        self.log.warning("rollout.invalid" if isinstance(exc, ConfigError) else "rollout.tick_failed",
-                         rollout=f"{meta.get('namespace')}/{meta.get('name')}", error=msg)
+        key = f"{meta.get('namespace')}/{meta.get('name')}"
+        repeated = self._told(key, msg)
+        if repeated is not None:
+            sp = obj.get("spec") if isinstance(obj.get("spec"), dict) else {}
+            named = {"model": sp.get("model"), "namespace": meta.get("namespace"),
+                     "virtual_service": sp.get("virtualService") or sp.get("model"),
+                     "canary_version": sp.get("canaryVersion")}
+            self.log.warning("rollout.invalid" if isinstance(exc, ConfigError) else "rollout.tick_failed",
+                             rollout=key, error=msg, repeated=repeated,
+                             **{k: v for k, v in named.items() if isinstance(v, str) and v})
         if self.telemetry and isinstance(exc, (KubeUnavailable, RoutingConflict)):
             self.telemetry.kube_error("unavailable" if isinstance(exc, KubeUnavailable) else "conflict")
         try:
@@ -2069,3 +2102,18 @@ def _settled(obj: dict[str, Any]) -> bool:
     st, meta = obj.get("status") or {}, obj.get("metadata") or {}
     return (st.get("phase") in rl.TERMINAL and st.get("observedGeneration") == meta.get("generation")
             and not st.get("restartPending") and _status_matches_spec(obj))
+
+
+class _Held:
+    """A logger whose lines wait for `flush` (`_check_before_claim`: a refusal said before is not said again)."""
+
+    def __init__(self, log: Any) -> None:
+        self._log, self._lines = log, []  # type: ignore[var-annotated]
+
+    def __getattr__(self, level: str) -> Any:
+        return lambda event, **kw: self._lines.append((level, event, kw))
+
+    def flush(self) -> None:
+        for level, event, kw in self._lines:
+            getattr(self._log, level)(event, **kw)
+        self._lines.clear()

@@ -127,3 +127,23 @@ def test_promote_with_prometheus_down_logs_its_query_failure_once_not_at_every_l
     assert len([e for e in logs if e["event"] == "metrics.query_retry"]) == 1
     done = [e for e in logs if e["event"] == "rollout.aborted"]
     assert len(done) == 1 and done[0]["end_cause"] == "infrastructure"
+
+
+def test_a_refusal_retried_at_every_tick_is_said_once_with_the_rollouts_names(world: Any) -> None:
+    """A blind preflight (a label matching nothing) is retried at every tick (backoff with informers):
+    each retry logged its four `metrics.preflight_empty_stable` lines and `rollout.invalid` again (30 lines
+    in 6 ticks), the refusal naming only `rollout`. Once per message now (then every minute, `repeated`)."""
+    api, op, custom = world
+    obj = fleet.rollout_object(0, "v2")
+    obj["spec"]["policy"]["metrics"] = {"source": "model", "labels": {"cluster": "eu-1"}}
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, obj)
+    with capture_logs() as logs:
+        for _ in range(6):
+            op.tick()
+    refused = [e for e in logs if e["event"] == "rollout.invalid"]
+    assert len(refused) == 1, [e["event"] for e in logs]
+    assert {"rollout": "ml/r0", "model": "m0", "namespace": "ml", "virtual_service": "m0",
+            "canary_version": "v2"}.items() <= refused[0].items(), refused[0]
+    assert "no stable (v1) data" in refused[0]["error"] and refused[0]["repeated"] == 0
+    empty = [e for e in logs if e["event"] == "metrics.preflight_empty_stable"]
+    assert len(empty) == 4 and all(e["model"] == "m0" for e in empty), len(empty)
