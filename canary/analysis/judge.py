@@ -24,7 +24,7 @@ from canary.analysis.custom import judge_custom
 from canary.analysis.evidence import attach
 from canary.analysis.sequential import (effective_requests, failure_p, sub_levels, test_weights, tests_in,
                                         window_share, window_z)
-from canary.errors import NoData, TransientError
+from canary.errors import CanaryError, NoData, TransientError
 from canary.analysis.shown import beside, exact
 from canary.analysis.unrouted import bound as unrouted_bound, requests_counted, unrouted
 from canary.model import ArmData, CheckResult, Counts, FeatureCounts, Histogram, Verdict, Outcome, Scalar
@@ -86,7 +86,7 @@ def judge(policy: Policy, measurements: Mapping[str, Measurement], *, prior: Pri
         elif isinstance(m, BaseException):
             # "Prometheus could not be asked" (transient) is told apart from "asked, no such series":
             # only the first may end a rollout as aborted rather than rolled back.
-            results.append(_error(check, f"could not measure: {type(m).__name__}: {m}",
+            results.append(_error(check, f"could not measure: {_why(m)}",
                                   unavailable=isinstance(m, TransientError)))
         else:
             try:
@@ -320,8 +320,16 @@ def _relative(check: Check) -> list[str]:
             if getattr(check, f, None) is not None]
 
 
+def _why(exc: BaseException) -> str:
+    """A measurement's failure in its own words: NoData's and MetricsUnavailable's messages say what was asked
+    and what came back, and their class names ("MetricsUnavailable: ...") were code in the line on-call
+    reads; any other exception keeps its type (a bug's message alone can be a bare key or number)."""
+    text = str(exc)
+    return text if isinstance(exc, CanaryError) and text else f"{type(exc).__name__}: {exc}"
+
+
 def _measure_error(check: Check, arm: str, exc: BaseException) -> CheckResult:
-    return _error(check, f"could not measure {arm}: {type(exc).__name__}: {exc}",
+    return _error(check, f"could not measure {arm}: {_why(exc)}",
                   unavailable=isinstance(exc, TransientError))
 
 
@@ -333,7 +341,7 @@ def _canary_only(check: Check, exc: BaseException, canary: ArmData, ctx: _Ctx) -
     """
     if not _absolute(check):
         return _measure_error(check, "stable", exc)
-    why = f"{type(exc).__name__}: {exc}"
+    why = _why(exc)
     if isinstance(check, CustomCheck):
         bad = _want(check, (canary,), Scalar)
         r = bad or judge_custom(check, None, canary, min_canary=ctx.min_canary, stable_error=why)  # type: ignore[arg-type]

@@ -83,7 +83,8 @@ def test_missing_and_failed_measurements_are_errors_not_failures():
     j = J.judge(p, {"lat": NoData("no series for canary"), "err": MetricsUnavailable("503")})
     by = {r.check: r for r in j.results}
     assert [r.outcome for r in j.results] == [Outcome.ERROR] * 3
-    assert "NoData" in by["lat"].reason and "no series" in by["lat"].reason
+    # in the error's own words, not its class name (decision 115: "MetricsUnavailable: ..." in on-call's line)
+    assert by["lat"].reason == "could not measure: no series for canary" and by["err"].reason == "could not measure: 503"
     assert "no measurement" in by["miss"].reason and by["miss"].hard
     assert j.outcome is Outcome.ERROR
 

@@ -197,18 +197,18 @@ def test_layout_problem(bounds: tuple[float, ...], cum: tuple[float, ...], tol: 
 def test_a_verdicts_reason_names_checks_with_the_same_cause_together_without_their_queries() -> None:
     """Five checks Prometheus could not answer made one reason of ~2,000 characters, each with its query:
     on-call reads it in one log line. One cause, the checks it hit, no queries (they are in the evidence).
-    The reasons as the judge words them (`could not measure: MetricsUnavailable: check 'X': ...`)."""
+    The reasons as the judge words them (`could not measure: check 'X': ...`; decision 115 took out the class name)."""
     url = "http://prometheus:9090"
 
     def down(check: str) -> CheckResult:
         return CheckResult(check=check, kind="latency", outcome=Outcome.ERROR,
-                           reason=f"could not measure: MetricsUnavailable: check '{check}': Prometheus at {url} "
+                           reason=f"could not measure: check '{check}': Prometheus at {url} "
                                   "could not be asked for the stable arm "
                                   f"(connection failed); query: sum by (le) (increase(x_bucket{{c=\"{check}\"}}[300s]))")
 
     v = Verdict.combine([down("latency-p95"), down("errors"), down("predictions"),
                  CheckResult(check="missing", kind="feature_missing", outcome=Outcome.ERROR, reason="no series")])
-    assert v.reason() == (f"latency-p95, errors, predictions: could not measure: MetricsUnavailable: Prometheus at "
+    assert v.reason() == (f"latency-p95, errors, predictions: could not measure: Prometheus at "
                           f"{url} could not be asked for the stable arm (connection failed); missing: no series")
     one = Verdict.combine([down("latency-p95")])
     assert "query: sum by" in one.reason(), "a single check keeps its whole reason"
