@@ -541,9 +541,12 @@ class Runner:
                 lambda: measure_window(self.metrics, self.policy, self.target, window_s=window, log=self.log),
                 meanwhile=probe_meanwhile)
         except _Decided:
-            self.log.warning("look.abandoned", reason="the canary's probes failed meanwhile", phase=state.phase,
-                             weights=str(state.weights), step=state.step + 1)
-            return failed[0]
+            # logged after the probes' rollback landed (its rollback.completed came first): the phase and
+            # weights as recorded and routed now, not the look's "progressing 90/10"
+            ended = failed[0]
+            self.log.warning("look.abandoned", reason="the canary's probes failed meanwhile", phase=ended.phase,
+                             weights=str(ended.weights), step=ended.step + 1)
+            return ended
         verdict = judge(self.policy, measurements, prior=state.prior(), window=state.step_window,
                         pass_ratio=state.pass_ratio(canary_n), canary_weight=state.weights.canary,
                         step=max(state.step, 0), window_s=window, canary_version=state.canary_version)

@@ -431,8 +431,12 @@ def test_the_canary_is_probed_while_a_look_waits_on_a_slow_prometheus() -> None:
         release.set()
     assert waiting_when_done, "the rollback waited for the slow look"
     assert res.exit_code == 1 and "not ready" in res.state.reason and router.weights == STABLE_ONLY
-    abandoned = [e for e in logs if e["event"] == "look.abandoned"]  # README: the phase, weights and step as routed
-    assert abandoned and abandoned[0]["phase"] == rl.PROGRESSING and abandoned[0]["weights"] == "90/10"
+    # README: the phase, weights and step as recorded and routed when it is logged: after the probes' rollback
+    # landed (it said "progressing 90/10" after `rollback.completed`; decision 115)
+    names = [e["event"] for e in logs]
+    abandoned = [e for e in logs if e["event"] == "look.abandoned"]
+    assert abandoned and names.index("rollback.completed") < names.index("look.abandoned")
+    assert abandoned[0]["phase"] == rl.ROLLED_BACK and abandoned[0]["weights"] == "100/0"
 
 
 def test_conflicting_writes_with_no_decision_of_anyone_else_are_not_an_outside_change() -> None:
