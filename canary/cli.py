@@ -299,8 +299,13 @@ def promote(
         gate = _gate(policy, policy_file, model, triton_stable, triton_canary)
         ctl = ran["ctl"] = Runner(policy=policy, target=target, router=_router(kubeconfig, context), metrics=metrics,
                                   gate=gate, on_interrupt=on_interrupt, wait_ready_s=wait_ready)
+
+        def interrupted(signum: int, _frame: Any) -> None:
+            ctl.interrupted_by = ctl.interrupted_by or signal.Signals(signum).name  # the first one stopped it
+            ctl.stop.set()
+
         for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda *_: ctl.stop.set())
+            signal.signal(sig, interrupted)
         display = None
         if output == "text" and sys.stdout.isatty():
             from canary.display import LiveDisplay

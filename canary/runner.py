@@ -126,6 +126,9 @@ class Runner:
     gate: Gate | None = None
     stop: threading.Event = field(default_factory=threading.Event)
     on_interrupt: str = "rollback"  # or "pause"
+    # the signal that set `stop` ("SIGTERM": a CI job cancelled, a pod evicted; "SIGINT": Ctrl-C), named in the
+    # recorded reason: "interrupted" alone did not tell on-call whether someone stopped it or the platform did
+    interrupted_by: str = ""
     on_update: Callable[[rl.RolloutState], None] | None = None
     watch_every: float = 1.0  # how often the VirtualService is re-read for outside changes
     wait_ready_s: float = 0.0  # how long to wait for a Ready canary pod before the claim (`promote --wait-ready`)
@@ -625,12 +628,13 @@ class Runner:
 
     def _interrupted(self, state: rl.RolloutState) -> rl.RolloutState:
         now = self.clock.now()
+        why = f"interrupted by {self.interrupted_by}" if self.interrupted_by else "interrupted"
         if self.on_interrupt == "pause" and state.phase in (rl.PROGRESSING, rl.PAUSED):
-            return self._apply(*rl.transition(state, rl.Pause(now, "interrupted; resume with `canary promote`"), self.policy))
+            return self._apply(*rl.transition(state, rl.Pause(now, f"{why}; resume with `canary promote`"), self.policy))
         if state.phase == rl.PROMOTING:  # finishing is quicker and safer than undoing a promotion half-way
             return self._apply(*rl.finish_promotion(state, now))
         # PENDING, in either mode: no traffic has moved, there is no split to hold; recorded aborted, exit 3
-        return self._apply(*rl.transition(state, rl.Rollback(now, "interrupted", aborted=True), self.policy))
+        return self._apply(*rl.transition(state, rl.Rollback(now, why, aborted=True), self.policy))
 
     # ---- actions --------------------------------------------------------------------
 

@@ -188,3 +188,15 @@ def test_the_sweeps_end_of_an_abandoned_rollout_says_the_weights_it_left_not_the
     assert (line["phase"], line["weights"], line["from_phase"], line["from_weights"]) == (
         rl.ABORTED, "100/0", rl.PROGRESSING, "80/20"), line
     assert line["end_cause"] == "abandoned" and CONTEXT.items() <= line.items() and line["route"] == "primary"
+
+
+def test_an_interrupt_names_the_signal_that_stopped_the_rollout() -> None:
+    """"interrupted" alone: on-call could not tell a CI job cancelled or a pod evicted (SIGTERM) from
+    someone's Ctrl-C (SIGINT). promote's handler records which signal stopped it."""
+    ctl, _, _, _ = make()
+    ctl.on_update = lambda state: ctl.stop.set() if state.phase == rl.PROGRESSING else None
+    ctl.interrupted_by = "SIGTERM"  # as the CLI's handler sets it
+    res, logs = _run(ctl)
+    done = _one(logs, "rollout.aborted")
+    assert res.state.reason == done["reason"] == "interrupted by SIGTERM" and done["end_cause"] == "interrupted"
+    assert done["weights"] == "100/0" and done["from_weights"] == "90/10" and CONTEXT.items() <= done.items()
