@@ -233,7 +233,7 @@ class PrometheusClient:
         if check == BATCH:
             log.debug(event, check=check, error=error, **fields)
             return
-        quiet = self.__dict__.setdefault("_quiet", _OncePerCause())
+        quiet = self.__dict__.get("_quiet") or self.__dict__.setdefault("_quiet", _OncePerCause())
         repeated = quiet.due(f"{event} {error}")
         if repeated is not None:
             (log.error if event == "metrics.query_failed" else log.warning)(event, check=check, error=error,
