@@ -178,8 +178,12 @@ class Runner:
                 # every step passed and the canary already serves all traffic: finish, as an interrupt and
                 # the sweep do; undoing it would move 100% back to the old version for an API error
                 ending = rl.finish_promotion(current, self.clock.now())
-            self.log.error("rollout.failed", error=reason, phase=current.phase, weights=str(current.weights),
-                           **({"decided": ending[0].phase, "decided_reason": ending[0].reason} if ending else {}))
+            # a failed write that carried a decision (a rollback, a promotion's finish) is a warning: the end's own
+            # line follows and carries its level (`rollback.completed`, an error for a bad canary, or the critical
+            # `rollback.failed` when the fail-safe's budget is spent); two error lines said one rollback twice
+            (self.log.warning if ending else self.log.error)(
+                "rollout.failed", error=reason, phase=current.phase, weights=str(current.weights),
+                **({"decided": ending[0].phase, "decided_reason": ending[0].reason} if ending else {}))
             try:
                 final = self._fail_safe(current, reason=f"failed: {reason}"[:500], end=ending)
             except CanaryError as failed:

@@ -149,6 +149,8 @@ def test_a_rollback_write_promotes_fail_safe_retries_is_no_page_until_its_budget
     assert first["attempt"] == 0 and first["end_cause"] == "check" and first["reason"].startswith("lat: ")
     assert CONTEXT.items() <= first.items()
     assert _one(logs, "rollback.completed")["log_level"] == "error"
+    assert _errors(logs) == ["rollback.completed"]  # `rollout.failed` (decided) a warning: one rollback, one error
+    assert _one(logs, "rollout.failed")["log_level"] == "warning"
 
 
 def test_traffic_unsafe_names_the_virtual_service_as_every_line_does(virtual_time: Any) -> None:  # noqa: F811
