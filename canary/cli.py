@@ -17,7 +17,6 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import json  # noqa: E402
 import signal  # noqa: E402
-import sys  # noqa: E402
 import time
 from pathlib import Path
 from typing import Any, Optional
@@ -74,7 +73,10 @@ LogFormatOpt = typer.Option("auto", "--log-format", help="auto (JSON unless a TT
 
 
 def fail(message: str, code: int) -> None:
-    typer.echo(f"error: {message}", err=True)
+    from canary import streams
+
+    # a stderr nobody reads must not turn this exit code into click's 1 for a broken pipe (decision 116)
+    streams.guarded("stderr", lambda: typer.echo(f"error: {message}", err=True))
     raise typer.Exit(code)
 
 
@@ -304,10 +306,14 @@ def promote(
             ctl.interrupted_by = ctl.interrupted_by or signal.Signals(signum).name  # the first one stopped it
             ctl.stop.set()
 
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        # SIGHUP too: the session a pipeline ran promote in went away (an ssh connection to the deploy host
+        # dropped, a runner's terminal closed); its default action killed the process with the route split
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, interrupted)
         display = None
-        if output == "text" and sys.stdout.isatty():
+        from canary import streams
+
+        if output == "text" and streams.isatty("stdout"):  # no stdout at all (closed by the job): no panel
             from canary.display import LiveDisplay
 
             display = LiveDisplay(policy)

@@ -42,17 +42,30 @@ OutputOpt = typer.Option("text", "--output", "-o", callback=output_format, metav
 
 def emit(data: Any, output: str, text: Optional[Callable[[bool], None]] = None, *, stream: bool = False) -> None:
     """Print `data` as asked: json/yaml from the data itself, text/wide by `text(wide)` (default: the
-    data as JSON). `stream`: one of several documents (`status --watch`): yaml starts each with ---."""
-    if output == "json" or (text is None and output in ("text", "wide")):
-        typer.echo(json.dumps(data, default=str))
-    elif output == "yaml":
-        import yaml
+    data as JSON). `stream`: one of several documents (`status --watch`): yaml starts each with ---.
 
-        plain = json.loads(json.dumps(data, default=str))  # tuples, paths, enums: as JSON has them
-        typer.echo(yaml.safe_dump(plain, sort_keys=False, allow_unicode=True, explicit_start=stream), nl=False)
-    else:
-        assert text is not None
-        text(output == "wide")
+    A stdout nobody can read (closed, a pipe whose reader went away) loses the output, logged as
+    `output.lost`, and nothing else: the command goes on to its own exit code (a promotion finished
+    exits 0, not click's 1 for a broken pipe, which means "rolled back"; docs/decisions.md 116)."""
+    from canary import streams
+
+    def write() -> None:
+        if output == "json" or (text is None and output in ("text", "wide")):
+            typer.echo(json.dumps(data, default=str))
+        elif output == "yaml":
+            import yaml
+
+            plain = json.loads(json.dumps(data, default=str))  # tuples, paths, enums: as JSON has them
+            typer.echo(yaml.safe_dump(plain, sort_keys=False, allow_unicode=True, explicit_start=stream), nl=False)
+        else:
+            assert text is not None
+            text(output == "wide")
+
+    if not streams.guarded("stdout", write):
+        from canary import logs
+
+        logs.get().warning("output.lost", stream="stdout", output=output, error=streams.lost("stdout"),
+                           note="the command's output could not be written; its exit code is unchanged")
 
 
 def console(wide: bool = False) -> Any:

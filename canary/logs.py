@@ -16,15 +16,19 @@ import structlog
 
 
 def configure(*, fmt: str = "auto", level: str = "info", stream: TextIO | None = None) -> None:
-    """fmt: 'json', 'console' or 'auto' (JSON unless the stream is a TTY)."""
-    stream = stream or sys.stderr
+    """fmt: 'json', 'console' or 'auto' (JSON unless the stream is a TTY). Lines go through a
+    `streams.Sink`: a log line that cannot be written (a closed stderr, a pipe whose reader went away)
+    is dropped, never raised into the rollout that logs it."""
+    from canary.streams import Sink
+
+    sink = Sink(stream if stream is not None else sys.stderr)
     if fmt == "auto":
-        fmt = "console" if stream.isatty() else "json"
+        fmt = "console" if sink.isatty() else "json"
     renderer: Any
     if fmt == "json":
         renderer = structlog.processors.JSONRenderer(sort_keys=False)
     else:
-        renderer = structlog.dev.ConsoleRenderer(colors=stream.isatty())
+        renderer = structlog.dev.ConsoleRenderer(colors=sink.isatty())
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -34,7 +38,7 @@ def configure(*, fmt: str = "auto", level: str = "info", stream: TextIO | None =
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper(), logging.INFO)),
-        logger_factory=structlog.PrintLoggerFactory(file=stream),
+        logger_factory=structlog.PrintLoggerFactory(file=sink),  # type: ignore[arg-type]
         cache_logger_on_first_use=False,
     )
 

@@ -238,7 +238,9 @@ def _drift_demo(rate: float, *, live: bool) -> Any:
     from canary.sandbox.drift_demo import run_drift_scenario
 
     rows: list[Any] = []
-    if live and sys.stdout.isatty():
+    from canary import streams
+
+    if live and streams.isatty("stdout"):
         from rich.live import Live
 
         with Live(_drift_table(rows), refresh_per_second=4) as screen:

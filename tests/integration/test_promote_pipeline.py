@@ -1,0 +1,133 @@
+"""`canary promote` as a CD pipeline runs it, not as a person at a terminal does: its stderr piped
+into a log shipper that goes away, its `-o json` read by a step that exits early, started with
+stdout or stderr closed, its session hung up (decision 116).
+
+The real CLI process, a real Prometheus (test_promote's backfilled history) and the strict
+Kubernetes API emulator. Every event is injected at an observable state (a log line read from the
+process), never timed: each assertion holds wherever in the rollout the event lands.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from canary.logs import parse_json_lines
+from tests.integration.test_promote import CANARY, POLICY, ROOT, cluster, prometheus, vs_state  # noqa: F401 - fixtures
+
+pytestmark = pytest.mark.integration
+
+
+def argv(kubeconfig: Path, policy: Path, version: str, *extra: str) -> list[str]:
+    return [*CANARY, "promote", "rec-model", "--canary-version", version, "--policy", str(policy), "--namespace", "ml",
+            "--kubeconfig", str(kubeconfig), *extra]
+
+
+def env(prom_url: str) -> dict[str, str]:
+    return {**os.environ, "KUBECONFIG": "", "CANARY_PROMETHEUS_URL": prom_url}
+
+
+def until_split(proc: subprocess.Popen[str]) -> str:
+    """Read the process's stderr up to the line saying traffic is split (step 1 written)."""
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        if '"step.advanced"' in line and '"weights": "80/20"' in line:
+            return line
+    raise AssertionError(f"no step.advanced to 80/20; exit {proc.wait()}")
+
+
+def test_a_log_reader_that_goes_away_mid_rollout_leaves_no_split(cluster: Any, prometheus: Any) -> None:
+    """`canary promote ... 2>&1 | ship-logs` and the shipper dies while traffic is split: every log line
+    after it raised BrokenPipeError inside the rollout, and inside its fail-safe (whose own
+    `rollout.failed` line raised again): the process exited 1 ("rolled back") with the route at 80/20
+    and no `-o json` document. Now the lines are dropped and the rollout goes on to its end."""
+    api, kubeconfig, policy = cluster
+    proc = subprocess.Popen(argv(kubeconfig, policy, "v2", "-o", "json", "--log-format", "json"), cwd=ROOT,
+                            env=env(prometheus.url), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    until_split(proc)
+    assert vs_state(api)[0] == [80, 20]
+    proc.stderr.close()  # type: ignore[union-attr]  - the reader goes away; the next log line meets EPIPE
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out
+    doc = json.loads(out)
+    assert doc["phase"] == "promoted" and doc["exit_code"] == 0
+    weights, rec = vs_state(api)
+    assert weights == [100, 0] and rec["phase"] == "promoted"
+
+
+def test_a_json_reader_that_went_away_keeps_the_exit_code(cluster: Any, prometheus: Any) -> None:
+    """`canary promote -o json | jq -e ...` where the reader exited first: the promotion finished, then
+    the document met EPIPE and click exited 1 -- "rolled back" to the pipeline, with v2 serving all
+    traffic. Now the output is lost (`output.lost`), the exit code is the rollout's."""
+    api, kubeconfig, policy = cluster
+    proc = subprocess.Popen(argv(kubeconfig, policy, "v2", "-o", "json", "--log-format", "json"), cwd=ROOT,
+                            env=env(prometheus.url), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()  # type: ignore[union-attr]  - before the only write to stdout (the final document)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err[-3000:]
+    events = parse_json_lines(err)
+    lost = [e for e in events if e["event"] == "output.lost"]
+    assert lost and lost[0]["stream"] == "stdout", [e["event"] for e in events][-5:]
+    assert "Traceback" not in err
+    weights, rec = vs_state(api)
+    assert weights == [100, 0] and rec["phase"] == "promoted"
+
+
+@pytest.mark.parametrize("closed,output", [("2>&-", "json"), (">&- 2>&-", "text"), (">&-", "json")])
+def test_a_job_started_with_a_standard_stream_closed(cluster: Any, prometheus: Any, closed: str, output: str) -> None:
+    """A job whose stderr (or both streams) is closed when promote starts: Python has no sys.stderr,
+    and configuring the logs raised AttributeError -- exit 1 ("rolled back") before anything was
+    read; with both closed and text output, `sys.stdout.isatty()` raised inside the command: exit 3.
+    Now it runs as any other: promoted, exit 0, the output it can write written."""
+    api, kubeconfig, policy = cluster
+    args = argv(kubeconfig, policy, "v2", "-o", output)
+    res = subprocess.run(["bash", "-c", f'exec "$@" {closed}', "promote", *args], cwd=ROOT, env=env(prometheus.url),
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, (res.stdout[-2000:], res.stderr[-2000:])
+    if closed == "2>&-":
+        assert json.loads(res.stdout)["phase"] == "promoted"
+    weights, rec = vs_state(api)
+    assert weights == [100, 0] and rec["phase"] == "promoted"
+
+
+def test_bad_input_with_stderr_closed_is_still_exit_2(cluster: Any, prometheus: Any) -> None:
+    """A pipeline template's unset variable (`--canary-version ""`) in a job with stderr closed: exit 2
+    and the one JSON document, not click's 1 from a crash before the check."""
+    api, kubeconfig, policy = cluster
+    res = subprocess.run(["bash", "-c", 'exec "$@" 2>&-', "promote", *argv(kubeconfig, policy, "", "-o", "json")],
+                         cwd=ROOT, env=env(prometheus.url), capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2, res.stdout
+    doc = json.loads(res.stdout)
+    assert doc["exit_code"] == 2 and doc["phase"] is None and "label value" in doc["error"]
+
+
+def test_a_hangup_mid_rollout_sends_stable_100(cluster: Any, prometheus: Any) -> None:
+    """The session promote ran in went away (an ssh connection to the deploy host dropped): SIGHUP,
+    whose default action killed the process with the route split (left to the sweep minutes later).
+    Now it is an interrupt as SIGTERM is: stable 100%, recorded aborted, exit 3. The first step lasts
+    10 minutes: the signal lands while the route is split, however slowly this test runs."""
+    api, kubeconfig, policy = cluster
+    policy.write_text(yaml.safe_dump({**POLICY, "analysis": {**POLICY["analysis"], "interval": "10m"}}))
+    proc = subprocess.Popen(argv(kubeconfig, policy, "v2", "-o", "json", "--log-format", "json"), cwd=ROOT,
+                            env=env(prometheus.url), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    until_split(proc)
+    rest: list[str] = []
+    drain = threading.Thread(target=lambda: rest.append(proc.stderr.read()), daemon=True)  # type: ignore[union-attr]
+    drain.start()
+    proc.send_signal(signal.SIGHUP)
+    out = proc.stdout.read()  # type: ignore[union-attr]
+    proc.wait(timeout=120)
+    drain.join(timeout=60)
+    assert proc.returncode == 3, (proc.returncode, out, "".join(rest)[-2000:])
+    doc = json.loads(out)
+    assert doc["phase"] == "aborted" and doc["exit_code"] == 3
+    weights, rec = vs_state(api)
+    assert weights == [100, 0] and rec["phase"] == "aborted"
