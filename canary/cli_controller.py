@@ -217,6 +217,13 @@ def follow(*, model: str, canary_version: str, policy_file: Path, namespace: str
             current = api.get_namespaced_custom_object(crd.GROUP, crd.VERSION, namespace, crd.PLURAL, meta["name"])
             old = current.get("status") or {}
             if old.get("phase") in rl.TERMINAL and (old.get("target") or {}).get("canaryVersion") == canary_version:
+                # a pipeline's step retried (its runner lost, or the first follower out of --timeout, exit 3,
+                # while the controller went on): the end this very object reached, when the route still
+                # shows it, is this request's outcome (0 promoted, 1 rolled back), as `promote` re-run
+                # reports a promotion (decision 22); anything since on the route: refused as before
+                ended = _still_routed(current, kubeconfig=kubeconfig, context=context, model=model, output=output)
+                if ended is not None:
+                    return ended
                 raise cli.ConfigError(
                     f"CanaryRollout {namespace}/{meta['name']} already ran {canary_version} ({old['phase']}, "
                     f"{old.get('updatedAt') or 'earlier'}); nothing was started: delete it first to run that version "
@@ -266,6 +273,50 @@ def follow(*, model: str, canary_version: str, policy_file: Path, namespace: str
         raise translate(exc, f"CanaryRollout {namespace}/{meta['name']}") from exc
     raise cli.TransientError(f"CanaryRollout {namespace}/{meta['name']} did not finish within {timeout_s:.0f}s; "
                              "it keeps running in the controller (`canary status`)")
+
+
+def _still_routed(obj: dict[str, Any], *, kubeconfig: Optional[str], context: Optional[str], model: str,
+                  output: str) -> int | None:
+    """The exit code of the end the CanaryRollout `obj` reached (promoted 0, rolled back 1), reported
+    as `follow` reports an end, when its route still shows that end: the route's record is this object's
+    (its name and uid), in that phase, at stable 100%, the stable subset on the version that end serves
+    (`end_disagreement`). None otherwise (aborted, another rollout recorded since, a read that failed):
+    the caller refuses the request as it did."""
+    from canary import logs
+    from canary.errors import CanaryError
+    from canary.reconcile import crd_ref, end_disagreement, parse_record
+    from canary.model import STABLE_ONLY
+
+    meta, st = obj.get("metadata") or {}, obj.get("status") or {}
+    phase, target = st.get("phase"), st.get("target") or {}
+    if phase not in (rl.PROMOTED, rl.ROLLED_BACK):
+        return None
+    ns, name = str(meta.get("namespace") or ""), str(meta.get("name") or "")
+    try:
+        router = cli._oncall_router(kubeconfig, context)
+        route = cli._target(model, ns, target.get("virtualService") or None, target.get("destinationRule") or None,
+                            route=target.get("route") or None)
+        status = router.inspect(route)
+        recorded = parse_record(status.state)
+    except CanaryError:
+        return None
+    ref, uid = crd_ref(recorded.owner) if recorded is not None else ("", "")
+    if (recorded is None or recorded.phase != phase or recorded.canary_version != target.get("canaryVersion")
+            or ref != f"{ns}/{name}" or (uid and uid != meta.get("uid")) or status.weights != STABLE_ONLY
+            or end_disagreement(recorded, status)):
+        return None
+    code = EXIT_CODES[phase]
+    where = f"{ns}/{name}"
+    logs.get(model=model, namespace=ns).info("follow.already_ended", rollout=where, phase=phase,
+                                             canary_version=recorded.canary_version, exit_code=code)
+
+    def text(wide: bool) -> None:
+        extra = f" (CanaryRollout {where}, route {target.get('route') or '-'})" if wide else ""
+        typer.echo(f"{phase} already: {model} {recorded.canary_version} weights 100/0{extra} - "
+                       f"{st.get('reason', '')}")
+
+    opts.emit({**st, "outcome": phase, "exit_code": code, "rollout": where, "already_ended": True}, output, text)
+    return code
 
 
 def rollout_name(model: str, canary_version: str) -> str:
