@@ -231,6 +231,8 @@ def promote(
     triton_canary: Optional[str] = typer.Option(None, "--triton-canary", help="canary Triton URL (host:port) for the gates"),
     triton_stable: Optional[str] = typer.Option(None, "--triton-stable", help="stable Triton URL, to compare model metadata"),
     on_interrupt: str = typer.Option("rollback", "--on-interrupt", help="on SIGINT/SIGTERM: rollback (stable 100%, exit 3) or pause (keep split, exit 130)"),
+    retry: bool = typer.Option(False, "--retry", help="run the version again when the route records its rollout "
+                                                      "rolled back (without it, a re-run reports that rollback: exit 1)"),
     via_controller: bool = typer.Option(False, "--via-controller", help="create a CanaryRollout for `canary controller run` and follow it (same exit codes)"),
     rollout_name: Optional[str] = typer.Option(None, "--rollout-name", help="CanaryRollout name (default: <model>-<version>)"),
     timeout: float = opts.DurationOpt("1h", "--timeout", help="--via-controller: give up following after this long "
@@ -271,13 +273,15 @@ def promote(
     # a flag that does nothing in the mode asked for is refused, not ignored: `--timeout 30m` without
     # --via-controller bounded nothing, and `--on-interrupt pause` with it held nothing (a cancelled
     # follower leaves the rollout to the controller, whatever the flag said)
-    mode_flags = (("--rollout-name", "rollout_name", True), ("--timeout", "timeout", True),
-                  ("--on-interrupt", "on_interrupt", False), ("--wait-ready", "wait_ready", False))
-    for flag, param, needs in mode_flags:
+    mode_flags = (("--rollout-name", "rollout_name", True, ""), ("--timeout", "timeout", True, ""),
+                  ("--on-interrupt", "on_interrupt", False, ": a CanaryRollout goes on in the controller when the "
+                   "follower is interrupted (`canary rollback` ends it)"),
+                  ("--retry", "retry", False, ": a CanaryRollout that ran the version is deleted, or another "
+                   "--rollout-name given, to run it again"),
+                  ("--wait-ready", "wait_ready", False, ": the controller waits for a Ready canary pod by itself"))
+    for flag, param, needs, why in mode_flags:
         if _given(ctx, param) and needs != via_controller:
-            flag_error(f"{flag} only applies {'with' if needs else 'without'} --via-controller" + (
-                       "" if needs else ": a CanaryRollout goes on in the controller when the follower is "
-                       "interrupted (`canary rollback` ends it)"))
+            flag_error(f"{flag} only applies {'with' if needs else 'without'} --via-controller{why}")
 
     if via_controller:
         from canary.cli_controller import follow
@@ -300,7 +304,7 @@ def promote(
                            prometheus_ca_file)
         gate = _gate(policy, policy_file, model, triton_stable, triton_canary)
         ctl = ran["ctl"] = Runner(policy=policy, target=target, router=_router(kubeconfig, context), metrics=metrics,
-                                  gate=gate, on_interrupt=on_interrupt, wait_ready_s=wait_ready)
+                                  gate=gate, on_interrupt=on_interrupt, retry=retry, wait_ready_s=wait_ready)
 
         def interrupted(signum: int, _frame: Any) -> None:
             ctl.interrupted_by = ctl.interrupted_by or signal.Signals(signum).name  # the first one stopped it

@@ -136,6 +136,9 @@ class Runner:
     # canary.history_store.Recorder: every look, step and phase change for `canary report`. Default: the
     # VirtualService's history ConfigMap when the router has a Kubernetes core API, else nothing recorded
     history: Any = None
+    # a re-run for the version whose rollout the route records rolled back starts it again (`--retry`);
+    # otherwise it reports that rollback, exit 1 (docs/decisions.md 116)
+    retry: bool = False
 
     def __post_init__(self) -> None:
         self.log = get_logger(**rollout_context(self.target))
@@ -378,6 +381,16 @@ class Runner:
                 and status.stable_subset_version == target.canary_version and status.weights == STABLE_ONLY):
             # promote is idempotent: a CD step re-run after its process was killed at the very end
             self.log.info("rollout.already_promoted", promoted_at=existing.updated_at)
+            return existing
+        if (existing is not None and existing.phase == rl.ROLLED_BACK and not self.retry
+                and existing.canary_version == target.canary_version and status.weights == STABLE_ONLY
+                and not end_disagreement(existing, status)):
+            # the same step re-run (a pipeline's retry on failure, a runner lost after the rollback): it
+            # reports that rollback (exit 1), as a re-run reports a promotion, and as Argo Rollouts and
+            # Flagger never run a failed revision again by themselves: each rerun put the bad version back
+            # in front of users and drew another chance at a false pass. `--retry` runs it again
+            self.log.info("rollout.already_rolled_back", rolled_back_at=existing.updated_at, reason=existing.reason,
+                          note="nothing written; `--retry` runs this version again")
             return existing
         if not target.stable_version:
             target = self.target = replace(target, stable_version=status.stable_subset_version)

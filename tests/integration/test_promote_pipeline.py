@@ -131,3 +131,37 @@ def test_a_hangup_mid_rollout_sends_stable_100(cluster: Any, prometheus: Any) ->
     assert doc["phase"] == "aborted" and doc["exit_code"] == 3
     weights, rec = vs_state(api)
     assert weights == [100, 0] and rec["phase"] == "aborted"
+
+
+def test_a_step_retried_after_a_rollback_reports_it_and_retry_runs_it_again(cluster: Any, prometheus: Any) -> None:
+    """A pipeline retrying a failed step (`retry: 2` on exit 1) ran the rolled-back v3 again from its first
+    step: each retry put it back in front of users and drew another chance at a false pass. Now the same
+    step re-run reports the recorded rollback (exit 1, nothing written), as a re-run reports a promotion
+    (exit 0); `--retry` runs it again; another version is a new rollout as always."""
+    api, kubeconfig, policy = cluster
+    first = subprocess.run(argv(kubeconfig, policy, "v3", "-o", "json", "--log-format", "json"), cwd=ROOT,
+                           env=env(prometheus.url), capture_output=True, text=True, timeout=120)
+    assert first.returncode == 1, first.stderr[-2000:]
+    ended = api.get("networking.istio.io", "virtualservices", "ml", "rec-model")
+    again = subprocess.run(argv(kubeconfig, policy, "v3", "-o", "json", "--log-format", "json"), cwd=ROOT,
+                           env=env(prometheus.url), capture_output=True, text=True, timeout=120)
+    assert again.returncode == 1, again.stderr[-2000:]
+    doc = json.loads(again.stdout)
+    assert doc["phase"] == "rolled_back" and doc["exit_code"] == 1
+    assert doc["started_at"] == json.loads(first.stdout)["started_at"]  # that rollout, not a new one
+    assert "rollout.already_rolled_back" in [e["event"] for e in parse_json_lines(again.stderr)]
+    now = api.get("networking.istio.io", "virtualservices", "ml", "rec-model")
+    assert now["metadata"]["resourceVersion"] == ended["metadata"]["resourceVersion"]  # nothing written
+    retried = subprocess.run(argv(kubeconfig, policy, "v3", "--retry", "-o", "json", "--log-format", "json"),
+                             cwd=ROOT, env=env(prometheus.url), capture_output=True, text=True, timeout=120)
+    assert retried.returncode == 1, retried.stderr[-2000:]
+    events = [e["event"] for e in parse_json_lines(retried.stderr)]
+    assert "rollout.started" in events and "rollout.already_rolled_back" not in events
+    assert json.loads(retried.stdout)["started_at"] > doc["started_at"]
+
+
+def test_retry_with_via_controller_is_refused(cluster: Any, prometheus: Any) -> None:
+    api, kubeconfig, policy = cluster
+    res = subprocess.run(argv(kubeconfig, policy, "v3", "--retry", "--via-controller", "-o", "json"), cwd=ROOT,
+                         env=env(prometheus.url), capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2 and "--retry only applies without --via-controller" in json.loads(res.stdout)["error"]
