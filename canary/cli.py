@@ -284,14 +284,30 @@ def promote(
             flag_error(f"{flag} only applies {'with' if needs else 'without'} --via-controller{why}")
 
     if via_controller:
+        from canary import cli_controller
         from canary.cli_controller import follow
 
+        def interrupted(signum: int, _frame: Any) -> None:
+            # a cancelled CI job: exit 3 with the -o json document (SIGINT was click's exit 130, SIGTERM and
+            # SIGHUP killed the follower with nothing said); the request is the controller's from here on
+            where = rollout_name or cli_controller.rollout_name(model, canary_version)
+            raise CanaryError(f"interrupted ({signal.Signals(signum).name}) while following; the CanaryRollout "
+                              f"{where}, once created, goes on in the controller (`canary status`; "
+                              "`canary rollback` ends it)")
+
         triton = {k: v for k, v in (("stableUrl", triton_stable), ("canaryUrl", triton_canary)) if v} or None
-        raise typer.Exit(run_guarded(lambda: follow(
-            model=model, canary_version=canary_version, policy_file=policy_file,
-            namespace=opts.namespace(namespace, kubeconfig, context), stable_version=stable_version,
-            virtual_service=virtual_service, destination_rule=destination_rule, route=route, kubeconfig=kubeconfig,
-            context=context, name=rollout_name, triton=triton, output=output, timeout_s=timeout), report=refused))
+        before = {sig: signal.signal(sig, interrupted) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+        try:
+            code = run_guarded(lambda: follow(
+                model=model, canary_version=canary_version, policy_file=policy_file,
+                namespace=opts.namespace(namespace, kubeconfig, context), stable_version=stable_version,
+                virtual_service=virtual_service, destination_rule=destination_rule, route=route,
+                kubeconfig=kubeconfig, context=context, name=rollout_name, triton=triton, output=output,
+                timeout_s=timeout), report=refused)
+        finally:
+            for sig, handler in before.items():  # an in-process caller (a test) gets its own back
+                signal.signal(sig, handler)
+        raise typer.Exit(code)
 
     def go() -> int:
         from canary.runner import Runner
