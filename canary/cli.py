@@ -208,7 +208,38 @@ def state_dict(state: rl.RolloutState, *, exit_code: int | None = None) -> dict[
 # ---- promote ---------------------------------------------------------------------------
 
 
-@app.command()
+def _asked_output(args: list[str]) -> str:
+    """The -o/--output a command line asks for, read from its raw words (the last one wins, as click's
+    parse does); "" when none is readable."""
+    found = ""
+    for i, word in enumerate(args):
+        if word in ("-o", "--output") and i + 1 < len(args):
+            found = args[i + 1]
+        elif word.startswith("--output="):
+            found = word.partition("=")[2]
+        elif word.startswith("-o") and len(word) > 2 and not word.startswith("--"):
+            found = word[2:]
+    return found.strip()
+
+
+class PromoteCommand(typer.core.TyperCommand):
+    """`promote` whose command line click refuses (a pipeline template's unset variable: a missing
+    option, an option's value taken for the next flag, an unknown flag, a bad duration) still prints
+    its one `-o json|yaml` document before click's usage message and exit 2 (decision 116)."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        words = list(args)  # click's parser consumes the list it is given
+        try:
+            return super().parse_args(ctx, args)
+        except typer.core._click.exceptions.UsageError as exc:
+            output = _asked_output(words)
+            if output in ("json", "yaml"):
+                opts.emit({"model": None, "canary_version": None, "phase": None, "exit_code": EXIT_BAD_INPUT,
+                           "error": exc.format_message()}, output)
+            raise
+
+
+@app.command(cls=PromoteCommand)
 def promote(
     ctx: typer.Context,
     model: str = typer.Argument(..., help="model name (and VirtualService name unless --virtual-service)"),

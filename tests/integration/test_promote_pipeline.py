@@ -165,3 +165,21 @@ def test_retry_with_via_controller_is_refused(cluster: Any, prometheus: Any) -> 
     res = subprocess.run(argv(kubeconfig, policy, "v3", "--retry", "--via-controller", "-o", "json"), cwd=ROOT,
                          env=env(prometheus.url), capture_output=True, text=True, timeout=60)
     assert res.returncode == 2 and "--retry only applies without --via-controller" in json.loads(res.stdout)["error"]
+
+
+@pytest.mark.parametrize("words,output,said", [
+    (["--canary-version", "--policy", "p.yaml"], ["-o", "json"], "Missing option '--policy'"),  # $VERSION unset
+    (["--policy", "p.yaml"], ["--output=yaml"], "Missing option '--canary-version'"),
+    (["--canary-version", "v2", "--policy", "p.yaml", "--bogus"], ["-ojson"], "No such option: --bogus"),
+    (["--canary-version", "v2", "--policy", "p.yaml", "--on-interrupt"], ["-o", "json"], "requires an argument"),
+])
+def test_a_command_line_click_refuses_still_prints_its_document(words: list[str], output: list[str], said: str) -> None:
+    """A pipeline template's mistakes that click itself refuses (an unset variable leaving an option
+    without its value, or swallowing the next flag; an unknown flag): exit 2 as before, and the one
+    `-o json|yaml` document README promises for a refusal, which was missing (only click's usage text,
+    on stderr): a step parsing stdout got nothing to parse."""
+    res = subprocess.run([*CANARY, "promote", "rec-model", *output, *words], cwd=ROOT, capture_output=True,
+                         text=True, timeout=60)
+    assert res.returncode == 2, res.stderr
+    doc = yaml.safe_load(res.stdout)  # JSON is YAML
+    assert doc["exit_code"] == 2 and doc["phase"] is None and said in doc["error"], doc
