@@ -13,6 +13,7 @@ to the exit code its outcome has.
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 from typing import Any, Callable, TextIO
@@ -20,6 +21,8 @@ from typing import Any, Callable, TextIO
 # what a write to a standard stream raises when nobody can read it: EPIPE, EIO, ENOSPC, EBADF
 # (OSError), "I/O operation on closed file" (ValueError)
 LOST = (OSError, ValueError)
+# the errors after which nothing written to the stream is ever read: it is pointed at /dev/null
+GONE = frozenset({errno.EPIPE, errno.EBADF, errno.EIO, errno.ECONNRESET})
 _lost: dict[str, str] = {}  # stream name -> the error that lost it (this process)
 
 
@@ -104,5 +107,8 @@ class Sink:
             return False
 
     def _lose(self, exc: BaseException) -> None:
+        """The line is dropped; the stream is silenced only when nobody will ever read it (no reader,
+        closed): a full disk or a non-blocking stream's EAGAIN may pass, and later lines are written."""
         _lost.setdefault(self.name, f"{type(exc).__name__}: {exc}")
-        _silence(self.stream)
+        if isinstance(exc, ValueError) or getattr(exc, "errno", None) in GONE:
+            _silence(self.stream)
