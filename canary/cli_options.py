@@ -123,7 +123,14 @@ ContextOpt = typer.Option(None, "--context", help="kubeconfig context (default: 
 
 
 def namespace(explicit: Optional[str], kubeconfig: Optional[str], context: Optional[str]) -> str:
-    """`-n` if given, else the context's namespace (ConfigError for an unreadable kubeconfig or context)."""
+    """`-n` if given, else the context's namespace (ConfigError for an unreadable kubeconfig or context).
+    `-n ""` is refused, not read as "not given": a pipeline's `-n "$NAMESPACE"` with the variable unset
+    acted on the kubeconfig context's namespace -- another environment's rollout (decision 116)."""
+    if explicit is not None and not explicit.strip():
+        from canary.errors import ConfigError
+
+        raise ConfigError(f"-n/--namespace was given empty ({explicit!r}: an unset variable in a pipeline?); name "
+                          "the namespace, or leave the flag out to use the kubeconfig context's")
     if explicit:
         return explicit
     from canary.kube import default_namespace

@@ -183,3 +183,18 @@ def test_a_command_line_click_refuses_still_prints_its_document(words: list[str]
     assert res.returncode == 2, res.stderr
     doc = yaml.safe_load(res.stdout)  # JSON is YAML
     assert doc["exit_code"] == 2 and doc["phase"] is None and said in doc["error"], doc
+
+
+def test_an_empty_namespace_is_refused_not_read_as_the_contexts(cluster: Any, prometheus: Any) -> None:
+    """`-n "$NAMESPACE"` with the variable unset: `-n ""` was read as "not given", and promote rolled v2
+    out in the kubeconfig context's namespace (here `ml`; in a pipeline, whatever environment the
+    service account's context names). Now exit 2 before anything is read, the VirtualService untouched."""
+    api, kubeconfig, policy = cluster
+    before = api.get("networking.istio.io", "virtualservices", "ml", "rec-model")
+    words = argv(kubeconfig, policy, "v2", "-o", "json")
+    words[words.index("--namespace") + 1] = ""
+    res = subprocess.run(words, cwd=ROOT, env=env(prometheus.url), capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2, res.stderr[-2000:]
+    doc = json.loads(res.stdout)
+    assert doc["phase"] is None and "-n/--namespace was given empty" in doc["error"]
+    assert api.get("networking.istio.io", "virtualservices", "ml", "rec-model") == before
