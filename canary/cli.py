@@ -318,9 +318,14 @@ def promote(
         from canary import cli_controller
         from canary.cli_controller import follow
 
+        armed = [True]  # raised once, and only while following: a second signal must not cut the report
+
         def interrupted(signum: int, _frame: Any) -> None:
             # a cancelled CI job: exit 3 with the -o json document (SIGINT was click's exit 130, SIGTERM and
             # SIGHUP killed the follower with nothing said); the request is the controller's from here on
+            if not armed[0]:
+                return
+            armed[0] = False
             where = rollout_name or cli_controller.rollout_name(model, canary_version)
             raise CanaryError(f"interrupted ({signal.Signals(signum).name}) while following; the CanaryRollout "
                               f"{where}, once created, goes on in the controller (`canary status`; "
@@ -336,6 +341,7 @@ def promote(
                 kubeconfig=kubeconfig, context=context, name=rollout_name, triton=triton, output=output,
                 timeout_s=timeout), report=refused)
         finally:
+            armed[0] = False
             for sig, handler in before.items():  # an in-process caller (a test) gets its own back
                 signal.signal(sig, handler)
         raise typer.Exit(code)
