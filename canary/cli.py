@@ -346,7 +346,15 @@ def promote(
                 signal.signal(sig, handler)
         raise typer.Exit(code)
 
+    def early(signum: int, _frame: Any) -> None:
+        raise CanaryError(f"interrupted ({signal.Signals(signum).name}) before the rollout began; nothing was "
+                          "read or written")
+
     def go() -> int:
+        # a cancel before the Runner exists (the policy read, the clients built): exit 3 with the -o json
+        # document, not click's 130 for SIGINT (README's "held at the current split") or a kill for SIGTERM
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, early)
         from canary.runner import Runner
         from canary.policy import load_policy
 

@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -197,4 +198,47 @@ def test_an_empty_namespace_is_refused_not_read_as_the_contexts(cluster: Any, pr
     assert res.returncode == 2, res.stderr[-2000:]
     doc = json.loads(res.stdout)
     assert doc["phase"] is None and "-n/--namespace was given empty" in doc["error"]
+    assert api.get("networking.istio.io", "virtualservices", "ml", "rec-model") == before
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_cancel_before_the_rollout_began_is_exit_3_with_its_document(cluster: Any, prometheus: Any, tmp_path: Path,
+                                                                       sig: int) -> None:
+    """A CI cancel in promote's first moments, before its Runner (and its handler) existed: SIGINT was
+    click's exit 130 -- README's "held at the current split" -- and SIGTERM killed it, neither with the
+    `-o json` document. The policy is a FIFO, so the signal lands while promote reads it (seen from here:
+    opening the FIFO's write end succeeds only once promote has opened it to read), and the policy is
+    written only after the signal was sent."""
+    api, kubeconfig, _ = cluster
+    fifo = tmp_path / "fifo-policy.yaml"
+    os.mkfifo(fifo)
+    before = api.get("networking.istio.io", "virtualservices", "ml", "rec-model")
+    proc = subprocess.Popen(argv(kubeconfig, fifo, "v2", "-o", "json"), cwd=ROOT, env=env(prometheus.url),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    writer = -1
+    try:
+        while writer < 0:
+            assert proc.poll() is None, proc.communicate()
+            try:
+                writer = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)  # ENXIO until promote opened it to read
+            except OSError:
+                time.sleep(0.02)
+        proc.send_signal(sig)
+        # the signal is pending before the policy arrives: promote's read returns (a signal taken by another
+        # of its threads does not interrupt the main thread's read()) and the handler runs at once after it
+        try:
+            os.write(writer, yaml.safe_dump(POLICY).encode())
+        except BrokenPipeError:  # promote had already ended its read (the signal interrupted it)
+            pass
+        os.close(writer)
+        writer = -1
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if writer >= 0:
+            os.close(writer)
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 3, (proc.returncode, out, err[-1500:])
+    doc = json.loads(out)
+    assert doc["exit_code"] == 3 and doc["phase"] is None and "before the rollout began" in doc["error"]
     assert api.get("networking.istio.io", "virtualservices", "ml", "rec-model") == before
