@@ -395,7 +395,13 @@ class IstioRouter:
                 return pods.PodCount(selector=pods.selector_text(labels), namespace=namespace, unchecked=why)
             chosen = (service.get("spec") or {}).get("selector") if isinstance(service, dict) else None
             if isinstance(chosen, dict):
-                labels = {**{str(k): str(v) for k, v in chosen.items()}, **labels}
+                chosen = {str(k): str(v) for k, v in chosen.items()}
+                clash = sorted(k for k in chosen if k in labels and chosen[k] != labels[k])
+                if clash:  # Istio selects the subset among the Service's endpoints: no pod can carry both values
+                    both = ", ".join(f"{k}={chosen[k]} (Service) and {k}={labels[k]} (canary subset)" for k in clash)
+                    return pods.PodCount(selector=f"{pods.selector_text({**chosen, **labels})}; no pod can have {both}",
+                                         namespace=namespace)
+                labels = {**chosen, **labels}
         selector = pods.selector_text(labels)
         listed, why = read(lambda: self.core.list_namespaced_pod(
             namespace, label_selector=selector, _preload_content=False, _request_timeout=self.timeout),

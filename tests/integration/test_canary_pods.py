@@ -149,3 +149,13 @@ def test_pod_counting_reads_conditions_not_phase() -> None:
                                              ("api.example.com", "ml", None), ("*.ml.svc.cluster.local", "ml", None)])
 def test_the_service_a_destination_rule_host_names(host: str, ns: str, expect: Any) -> None:
     assert pods.service_of({"metadata": {"namespace": ns}, "spec": {"host": host}}, ns) == expect
+
+
+def test_a_subset_whose_labels_contradict_the_services_selector_has_no_pod(api: Any) -> None:
+    """The Service selects app=m0, the canary subset app=rec-model: Istio picks the subset among the Service's
+    endpoints, so no pod can serve it, whatever pods exist with either label."""
+    _pod(api, "m0-v2-0", "v2", ready=True)
+    _pod(api, "rec-v2-0", "v2", ready=True, app="rec-model")
+    with pytest.raises(CanaryNotReady) as got:
+        runner(api, "v2", FakeClock(), wait_ready_s=0).run()
+    assert "no pod can have app=m0 (Service) and app=rec-model (canary subset)" in str(got.value), str(got.value)
