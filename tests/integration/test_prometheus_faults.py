@@ -117,7 +117,7 @@ def test_the_controls_pass_and_fail_as_their_data_say(prom: Any, tmp_path: Path)
 
 
 @pytest.mark.parametrize(("model", "why"), [
-    ("no-counter", "errors: could not measure canary: NoData"),
+    ("no-counter", "errors: could not measure canary: check 'errors': no series for the canary arm"),
     ("not-cumulative", "is not cumulative (le=0.01 counts"),
     ("nan-buckets", "counts NaN"),
     ("inf-below", "but le=inf only"),
