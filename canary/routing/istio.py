@@ -388,20 +388,30 @@ class IstioRouter:
                 return None, f"{what}: {why}"
             return got, ""
 
-        if svc is not None:
-            service, why = read(lambda: self.core.read_namespaced_service(
-                svc[0], svc[1], _preload_content=False, _request_timeout=self.timeout), f"Service {svc[1]}/{svc[0]}")
-            if service is None:
-                return pods.PodCount(selector=pods.selector_text(labels), namespace=namespace, unchecked=why)
-            chosen = (service.get("spec") or {}).get("selector") if isinstance(service, dict) else None
-            if isinstance(chosen, dict):
-                chosen = {str(k): str(v) for k, v in chosen.items()}
-                clash = sorted(k for k in chosen if k in labels and chosen[k] != labels[k])
-                if clash:  # Istio selects the subset among the Service's endpoints: no pod can carry both values
-                    both = ", ".join(f"{k}={chosen[k]} (Service) and {k}={labels[k]} (canary subset)" for k in clash)
-                    return pods.PodCount(selector=f"{pods.selector_text({**chosen, **labels})}; no pod can have {both}",
-                                         namespace=namespace)
-                labels = {**chosen, **labels}
+        if svc is None:  # a ServiceEntry's host, `name.namespace`, a wildcard: its endpoints are no Service's pods
+            host = (dr.get("spec") or {}).get("host") if isinstance(dr, dict) else None
+            return pods.PodCount(selector=pods.selector_text(labels), namespace=namespace,
+                                 unchecked=f"host {host!r} of DestinationRule {target.namespace}/{target.dr_name} "
+                                           "is not a Kubernetes Service (<name> or <name>.<namespace>.svc.<domain>): "
+                                           "which pods serve it is not known")
+        service, why = read(lambda: self.core.read_namespaced_service(
+            svc[0], svc[1], _preload_content=False, _request_timeout=self.timeout), f"Service {svc[1]}/{svc[0]}")
+        if service is None:
+            return pods.PodCount(selector=pods.selector_text(labels), namespace=namespace, unchecked=why)
+        chosen = (service.get("spec") or {}).get("selector") if isinstance(service, dict) else None
+        if not isinstance(chosen, dict) or not chosen:
+            # no selector (endpoints written by hand, an ExternalName): no pod is its endpoint by label, and
+            # the subset's labels alone (`version=v2`) counted any app's pod of that version in the namespace
+            return pods.PodCount(selector=pods.selector_text(labels), namespace=namespace,
+                                 unchecked=f"Service {svc[1]}/{svc[0]} has no selector: which pods are its "
+                                           "endpoints is not known")
+        chosen = {str(k): str(v) for k, v in chosen.items()}
+        clash = sorted(k for k in chosen if k in labels and chosen[k] != labels[k])
+        if clash:  # Istio selects the subset among the Service's endpoints: no pod can carry both values
+            both = ", ".join(f"{k}={chosen[k]} (Service) and {k}={labels[k]} (canary subset)" for k in clash)
+            return pods.PodCount(selector=f"{pods.selector_text({**chosen, **labels})}; no pod can have {both}",
+                                 namespace=namespace)
+        labels = {**chosen, **labels}
         selector = pods.selector_text(labels)
         listed, why = read(lambda: self.core.list_namespaced_pod(
             namespace, label_selector=selector, _preload_content=False, _request_timeout=self.timeout),

@@ -12,8 +12,10 @@ with `version` set to the canary version (what the rollout's first write points 
 together with the selector of the Service the DestinationRule's host names, in that
 Service's namespace. A pod counts when its `Ready` condition is True and it is not being
 deleted. What cannot be read (no RBAC to list pods or read the Service, an API that serves no
-pods: the local sandbox's emulator before it registered them) is "unchecked", said, and does
-not stop the rollout: the unrouted rule still stands behind it.
+pods: the local sandbox's emulator before it registered them) or told (a host that is no
+Kubernetes Service, as a ServiceEntry's; a Service without a selector, whose endpoints are
+written by hand) is "unchecked", said, and does not stop the rollout: the unrouted rule still
+stands behind it. Never the subset's labels alone: `version=v2` matches any app's pods.
 
 Pure functions here; the reads are `IstioRouter.canary_pods`.
 """

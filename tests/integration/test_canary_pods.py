@@ -159,3 +159,46 @@ def test_a_subset_whose_labels_contradict_the_services_selector_has_no_pod(api: 
     with pytest.raises(CanaryNotReady) as got:
         runner(api, "v2", FakeClock(), wait_ready_s=0).run()
     assert "no pod can have app=m0 (Service) and app=rec-model (canary subset)" in str(got.value), str(got.value)
+
+
+def _version_only_subsets(api: Any) -> None:
+    """Subsets told apart by `version` alone (as many charts ship them)."""
+    def edit(dr: dict[str, Any]) -> None:
+        for s in dr["spec"]["subsets"]:
+            s["labels"] = {"version": s["labels"]["version"]}
+    api.handler.edit_object("networking.istio.io", "destinationrules", "ml", "m0", edit)
+
+
+def _host(api: Any, host: str) -> None:
+    """The DestinationRule's host and the VirtualService's destinations: `host`."""
+    api.handler.edit_object("networking.istio.io", "destinationrules", "ml", "m0",
+                            lambda dr: dr["spec"].__setitem__("host", host))
+
+    def edit(vs: dict[str, Any]) -> None:
+        for http in vs["spec"]["http"]:
+            for r in http["route"]:
+                r["destination"]["host"] = host
+    api.handler.edit_object("networking.istio.io", "virtualservices", "ml", "m0", edit)
+
+
+@pytest.mark.parametrize("case", ["service entry host", "name.namespace host", "service without selector"])
+def test_pods_that_cannot_be_told_are_unchecked_not_guessed(api: Any, case: str) -> None:
+    """Decision 121 (a). A DestinationRule whose host is no Kubernetes Service (a ServiceEntry's, on VMs
+    or WorkloadEntries) was checked against the subset's labels alone in the rule's namespace: refused
+    (exit 3) for want of a pod it never routes to. A Service without a selector (Endpoints written by
+    hand) did the same the other way: another app's Ready `version=v2` pod made the check pass. Both are
+    unchecked now, said with the host or the Service, and the rollout goes on."""
+    _version_only_subsets(api)
+    if case != "service without selector":
+        _host(api, "m0.models.example.com" if case == "service entry host" else "m0.ml")
+    else:
+        api.handler.put_object({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "m0", "namespace": "ml"},
+                                "spec": {"clusterIP": "None"}})
+        _pod(api, "other-v2-0", "v2", ready=True, app="other")  # not an endpoint of m0's
+    with structlog.testing.capture_logs() as logs:
+        result = runner(api, "v2", FakeClock(), wait_ready_s=0).run()
+    assert result.state.phase == rl.PROMOTED, result.state.reason
+    assert not [e for e in logs if e["event"] == "preflight.canary_pods"], "a pod was counted"
+    (said,) = [e for e in logs if e["event"] == "preflight.pods_unchecked"]
+    want = {"service without selector": "Service ml/m0 has no selector"}.get(case, "is not a Kubernetes Service")
+    assert want in said["error"], said
