@@ -27,8 +27,8 @@ from typing import Any, Callable, Protocol, TypeVar
 from canary import judged_marks
 from canary import rollout as rl
 from canary.analysis.judge import judge
-from canary.errors import (AlreadyStable, CanaryError, CanaryNotReady, ConfigError, NotFound, RollbackFailed,
-                           RolloutBusy, RoutingConflict, TargetError, TrafficUnsafe, TransientError)
+from canary.errors import (AlreadyStable, CanaryError, CanaryNotReady, ConfigError, KubeUnavailable, NotFound,
+                           RollbackFailed, RolloutBusy, RoutingConflict, TargetError, TrafficUnsafe, TransientError)
 from canary.logs import get as get_logger
 from canary.metrics.base import MetricsProvider
 from canary.model import STABLE_ONLY, Target, check_version
@@ -416,7 +416,8 @@ class Runner:
     def _wait_for_canary_pods(self, target: Target) -> None:
         """Before the claim (nothing written yet): wait up to `wait_ready_s` for a Ready pod of the canary
         version (`reconcile.check_canary_pods`), asking every `POD_POLL_S`; CanaryNotReady when none came
-        (exit 3, nothing moved), or at once when a signal arrives meanwhile."""
+        (exit 3, nothing moved), or at once when a signal arrives meanwhile. A read that failed (KubeUnavailable)
+        is waited through as a pod not Ready is; still failing at the deadline, it is the error (exit 3)."""
         started = self.clock.now()
         said = False
         while True:
@@ -424,7 +425,9 @@ class Runner:
             try:
                 check_canary_pods(self.router, target, log=self.log, waited_s=waited)
                 return
-            except CanaryNotReady as exc:
+            except (CanaryNotReady, KubeUnavailable) as exc:
+                # a read that kept failing (a 5xx on the pods LIST) is one more look that found no Ready pod:
+                # it ended a 10-minute wait with most of it unused; at the deadline it is the error
                 if waited >= self.wait_ready_s:
                     raise
                 if self.stop.is_set():

@@ -13,7 +13,7 @@ import pytest
 import structlog.testing
 
 from canary import rollout as rl
-from canary.errors import CanaryNotReady
+from canary.errors import CanaryNotReady, KubeUnavailable
 from canary.routing import pods
 from canary.sandbox.kubeapi import PODS, SERVICES, ready_pod
 from tests import fleet
@@ -202,3 +202,28 @@ def test_pods_that_cannot_be_told_are_unchecked_not_guessed(api: Any, case: str)
     (said,) = [e for e in logs if e["event"] == "preflight.pods_unchecked"]
     want = {"service without selector": "Service ml/m0 has no selector"}.get(case, "is not a Kubernetes Service")
     assert want in said["error"], said
+
+
+def test_a_pods_list_that_keeps_failing_a_while_does_not_end_the_wait(api: Any) -> None:
+    """Decision 121 (b). The pods LIST answered 503 for one whole call (the router's four attempts): the
+    KubeUnavailable left the wait and the promote exited 3 with 9m55s of its --wait-ready unused. A read
+    that fails is one more look that did not find a Ready pod: the wait goes on to its deadline."""
+    _dr_labels(api)
+    _pod(api, "m0-v2-0", "v2", ready=False)
+    api.fail_next(503, times=4, methods=("GET",), plural="pods")
+    clock = FlipClock(2, lambda: _pod(api, "m0-v2-0", "v2", ready=True))
+    with structlog.testing.capture_logs() as logs:
+        result = runner(api, "v2", clock, wait_ready_s=600).run()
+    assert result.state.phase == rl.PROMOTED, result.state.reason
+    (waiting,) = [e for e in logs if e["event"] == "preflight.waiting_for_canary_pods"]
+    assert "503" in waiting["detail"] or "unavailable" in waiting["detail"].lower(), waiting
+
+
+def test_a_pods_list_still_failing_at_the_deadline_is_the_promotes_error(api: Any) -> None:
+    _dr_labels(api)
+    api.fail_next(503, times=1_000, methods=("GET",), plural="pods")
+    before = record(api)
+    clock = FakeClock()
+    with pytest.raises(KubeUnavailable):
+        runner(api, "v2", clock, wait_ready_s=30).run()
+    assert record(api) == before and clock.t - 1_000.0 == pytest.approx(30, abs=5.1)
