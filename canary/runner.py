@@ -422,6 +422,9 @@ class Runner:
         said = False
         while True:
             waited = self.clock.now() - started
+            if said and self.stop.is_set():  # before the read: a pod Ready by now must not start what was cancelled
+                raise CanaryNotReady(f"interrupted while waiting for a Ready pod of {target.canary_version}; "
+                                     "nothing was moved")
             try:
                 check_canary_pods(self.router, target, log=self.log, waited_s=waited)
                 return
@@ -437,7 +440,9 @@ class Runner:
                     said = True
                     self.log.info("preflight.waiting_for_canary_pods", wait_ready_s=self.wait_ready_s,
                                   detail=str(exc))
-            self.clock.sleep(min(POD_POLL_S, max(self.wait_ready_s - waited, 0.0)))
+            until = self.clock.now() + min(POD_POLL_S, max(self.wait_ready_s - waited, 0.0))
+            while not self.stop.is_set() and self.clock.now() < until:  # a signal is seen within 0.25 s, not 5 s
+                self.clock.sleep(max(0.01, min(until - self.clock.now(), 0.25)))
 
     def _recorded_destination_rule(self) -> None:
         """A resume drives the DestinationRule its rollout recorded (`RolloutState.destination_rule`, the

@@ -227,3 +227,45 @@ def test_a_pods_list_still_failing_at_the_deadline_is_the_promotes_error(api: An
     with pytest.raises(KubeUnavailable):
         runner(api, "v2", clock, wait_ready_s=30).run()
     assert record(api) == before and clock.t - 1_000.0 == pytest.approx(30, abs=5.1)
+
+
+def test_a_signal_in_the_middle_of_a_poll_ends_the_wait_within_a_quarter_second(api: Any) -> None:
+    """Decision 121 (c). The wait slept POD_POLL_S (5 s) at a time: a SIGTERM one second into a poll
+    was seen 4 s later (a CI job's cancel, an evicted pod's grace period spent). Now within 0.25 s."""
+    _dr_labels(api)
+    clock = FakeClock()
+    r = runner(api, "v2", clock, wait_ready_s=600)
+    signal_at: list[float] = []
+    orig = clock.sleep
+
+    def sleep(seconds: float) -> None:
+        start = clock.t
+        orig(seconds)
+        if not signal_at and clock.t >= 1_001.0 > start:  # the signal lands 1 s into the wait
+            signal_at.append(1_001.0)
+            r.stop.set()
+    clock.sleep = sleep  # type: ignore[method-assign]
+    with pytest.raises(CanaryNotReady, match="interrupted while waiting"):
+        r.run()
+    assert clock.t - signal_at[0] <= 0.25, clock.t - signal_at[0]
+
+
+def test_a_signal_while_waiting_is_not_undone_by_the_pod_turning_ready_meanwhile(api: Any) -> None:
+    """Decision 121 (c). The signal and the pod's Ready came in the same poll: the next read found the pod
+    and the cancelled promote claimed the route (then ended it as interrupted). It ends with nothing written."""
+    _dr_labels(api)
+    _pod(api, "m0-v2-0", "v2", ready=False)
+    clock = FakeClock()
+    r = runner(api, "v2", clock, wait_ready_s=600)
+    before = record(api)
+    orig = clock.sleep
+
+    def sleep(seconds: float) -> None:
+        orig(seconds)
+        if not r.stop.is_set():
+            r.stop.set()
+            _pod(api, "m0-v2-0", "v2", ready=True)
+    clock.sleep = sleep  # type: ignore[method-assign]
+    with pytest.raises(CanaryNotReady, match="interrupted while waiting"):
+        r.run()
+    assert record(api) == before
