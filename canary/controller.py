@@ -849,8 +849,9 @@ class Controller:
         log = self._rollout_log(spec)
         # a canary version no pod serves yet (its Deployment just applied): CanaryNotReady, retried with the
         # tick's backoff, nothing claimed; the status says which pods were looked for
-        check_canary_pods(self.router, spec.target, log=log)
         said = _Held(log)  # its lines, logged once the outcome is known: a refusal said before is not said again
+        # (the pod check's too: its `preflight.pods_unchecked` was said at every retry of a refusal after it)
+        check_canary_pods(self.router, spec.target, log=said)
         try:
             preflight_metrics(self.metrics, spec.policy, spec.target, log=said)
         except ConfigError as exc:

@@ -147,3 +147,7 @@ def test_a_refusal_retried_at_every_tick_is_said_once_with_the_rollouts_names(wo
     assert "no stable (v1) data" in refused[0]["error"] and refused[0]["repeated"] == 0
     empty = [e for e in logs if e["event"] == "metrics.preflight_empty_stable"]
     assert len(empty) == 4 and all(e["model"] == "m0" for e in empty), len(empty)
+    # decision 121 (d): the pod check before it (unchecked here: the emulator serves no pods) said its
+    # warning at every retry, 6 lines in 6 ticks (360 an hour at the queue's 10 s backoff): once now
+    unchecked = [e for e in logs if e["event"] == "preflight.pods_unchecked"]
+    assert len(unchecked) == 1 and unchecked[0]["model"] == "m0", len(unchecked)
