@@ -233,8 +233,10 @@ def follow(*, model: str, canary_version: str, policy_file: Path, namespace: str
                                                            meta["name"], body)
         generation = int(((written or {}).get("metadata") or {}).get("generation") or 0)
         deadline = time.monotonic() + timeout_s
+        last: dict[str, Any] = {}
         while time.monotonic() < deadline:
             obj = _read_own(api, namespace, meta["name"], _uid(written))
+            last = obj or last
             if obj is None:  # a read failed for a while (the API down, a 5xx): the rollout goes on; read again
                 time.sleep(1.0)
                 continue
@@ -271,6 +273,13 @@ def follow(*, model: str, canary_version: str, policy_file: Path, namespace: str
         raise
     except Exception as exc:
         raise translate(exc, f"CanaryRollout {namespace}/{meta['name']}") from exc
+    waiting = _not_started(last.get("status") or {}, generation)
+    if waiting:  # never claimed (its canary's pods not Ready, Prometheus down): say why, and that it may start later
+        raise cli.TransientError(
+            f"CanaryRollout {namespace}/{meta['name']} did not start within {timeout_s:.0f}s: {waiting}"
+            f"{'' if waiting.endswith('nothing was moved') else '; nothing was moved'}; the controller goes on "
+            f"trying: it starts once that clears (`kubectl delete canaryrollout {meta['name']} -n {namespace}` "
+            "withdraws it)")
     raise cli.TransientError(f"CanaryRollout {namespace}/{meta['name']} did not finish within {timeout_s:.0f}s; "
                              "it keeps running in the controller (`canary status`)")
 
@@ -341,6 +350,18 @@ def _refused(status: dict[str, Any], generation: int) -> str:
                 and cond.get("reason") in BAD_INPUT_REASONS
                 and isinstance(cond.get("observedGeneration"), int) and cond["observedGeneration"] >= generation):
             return str(cond.get("message") or cond["reason"])
+    return ""
+
+
+def _not_started(status: dict[str, Any], generation: int) -> str:
+    """Why the controller has not claimed this generation of the request yet (no phase in the status, its
+    Ready condition False for a reason that is retried: CanaryNotReady, MetricsUnavailable), else ""."""
+    if status.get("phase"):
+        return ""
+    for cond in status.get("conditions") or []:
+        if (isinstance(cond, dict) and cond.get("type") == "Ready" and cond.get("status") == "False"
+                and isinstance(cond.get("observedGeneration"), int) and cond["observedGeneration"] >= generation):
+            return f"{cond.get('reason') or 'not ready'}: {cond.get('message') or ''}".rstrip(": ")
     return ""
 
 

@@ -432,3 +432,45 @@ def test_a_canary_no_ready_pod_serves_is_not_claimed_until_one_is(world: Any) ->
     api.handler.put_object(ready_pod("m0-v2-0", "ml", {"app": "rec-model", "version": "v2"}))
     objs = run_until_done(op, custom, ["r0"])
     assert objs["r0"]["status"]["phase"] == rl.PROMOTED
+
+
+def test_a_follower_out_of_time_says_the_rollout_never_started_and_why(world: Any, tmp_path: Any,
+                                                                       monkeypatch: Any) -> None:
+    """Decision 121 (e). `promote --via-controller` while the canary's pod stays Pending: the controller
+    keeps the CanaryRollout unclaimed (CanaryNotReady), and the follower, at --timeout, said "did not finish
+    ...; it keeps running in the controller": no word of the pods, nor that nothing had moved, nor that the
+    rollout would start by itself whenever a pod turned Ready. The follower's clock is a counter and each of
+    its sleeps is one controller tick."""
+    import types
+
+    import yaml
+
+    import canary.cli  # noqa: F401  (registers the commands; cli_controller imports it)
+    from canary import cli_controller
+    from canary.errors import TransientError
+    from canary.sandbox.kubeapi import PODS, SERVICES, ready_pod
+
+    api, op, custom = world
+    for res in (PODS, SERVICES):
+        api.handler.register(res)
+    api.handler.put_object({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "m0", "namespace": "ml"},
+                            "spec": {"selector": {"app": "rec-model"}}})
+    api.handler.put_object(ready_pod("m0-v2-0", "ml", {"app": "rec-model", "version": "v2"}, ready=False))
+    now = [0.0]
+
+    def sleep(seconds: float) -> None:
+        op.tick()
+        now[0] += seconds
+    monkeypatch.setattr(cli_controller, "time", types.SimpleNamespace(monotonic=lambda: now[0], sleep=sleep))
+    kubeconfig = fleet.write_kubeconfig(tmp_path / "kubeconfig", api.url)
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(yaml.safe_dump(fleet.FAST_POLICY))
+    with pytest.raises(TransientError) as got:
+        cli_controller.follow(model="m0", canary_version="v2", policy_file=policy, namespace="ml", stable_version="",
+                              virtual_service=None, kubeconfig=str(kubeconfig), context=None, name="r0", triton=None,
+                              output="json", timeout_s=5)
+    text = str(got.value)
+    assert "did not start within 5s: CanaryNotReady: canary v2 has no Ready pod" in text, text
+    assert "m0-v2-0 (Pending" in text and "nothing was moved" in text and "starts once that clears" in text, text
+    untouched = api.get(GROUP, "virtualservices", "ml", "m0")
+    assert "modelcanary.dev/rollout" not in (untouched["metadata"].get("annotations") or {})
