@@ -395,8 +395,10 @@ class Runner:
         if not target.stable_version:
             target = self.target = replace(target, stable_version=status.stable_subset_version)
         check_claim(target, status, existing)
-        self._wait_for_canary_pods(target)
+        # bad input first (exit 2 at once): after the wait, a policy whose queries match nothing was reported
+        # only once a pod was Ready, up to --wait-ready later, or never (exit 3 for the pods instead)
         preflight_metrics(self.metrics, self.policy, target, log=self.log)
+        self._wait_for_canary_pods(target)
         self._written = status.state or ""
         state, actions = rl.new_rollout(model=target.model, stable_version=target.stable_version,
                                         canary_version=target.canary_version, now=self.clock.now(),

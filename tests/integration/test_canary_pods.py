@@ -269,3 +269,23 @@ def test_a_signal_while_waiting_is_not_undone_by_the_pod_turning_ready_meanwhile
     with pytest.raises(CanaryNotReady, match="interrupted while waiting"):
         r.run()
     assert record(api) == before
+
+
+def test_a_policy_that_can_judge_nothing_is_refused_before_the_wait(api: Any) -> None:
+    """Decision 121 (f). The metrics preflight ran after the pod wait: a policy whose queries match nothing
+    (exit 2, bad input) was said only once a pod was Ready, up to --wait-ready later, and with the pod never
+    Ready the promote exited 3 for the pods, the broken policy unsaid. Now it is refused at once."""
+    from canary.errors import ConfigError
+
+    _dr_labels(api)
+    _pod(api, "m0-v2-0", "v2", ready=False)
+    clock = FakeClock()
+    r = runner(api, "v2", clock, wait_ready_s=600)
+
+    def refuse(*_: Any, **__: Any) -> Any:
+        raise ConfigError("preflight: no stable (v1) data (a label matching nothing)")
+    r.metrics.preflight = refuse  # type: ignore[method-assign]
+    before = record(api)
+    with pytest.raises(ConfigError, match="no stable"):
+        r.run()
+    assert clock.t == 1_000.0 and record(api) == before
