@@ -77,6 +77,9 @@ def workload_objects(istio: list[dict[str, Any]], namespace: str, versions: tupl
     subsets = dr["spec"].get("subsets", [])
     common = {k: v for k, v in (subsets[0].get("labels") or {}).items() if k != "version"} if subsets else {}
     name = str(dr["spec"]["host"]).split(".")[0]
+    # subsets told apart by `version` alone: the Service still selects by a label of its own (`app`), as a
+    # Deployment's does; an empty selector is a Service with no selector, whose pods are not checked
+    common = common or {"app": name}
     out: list[dict[str, Any]] = [{"apiVersion": "v1", "kind": "Service",
                                   "metadata": {"name": name, "namespace": namespace},
                                   "spec": {"selector": common, "ports": [{"name": "http", "port": 8000}]}}]

@@ -289,3 +289,21 @@ def test_a_policy_that_can_judge_nothing_is_refused_before_the_wait(api: Any) ->
     with pytest.raises(ConfigError, match="no stable"):
         r.run()
     assert clock.t == 1_000.0 and record(api) == before
+
+
+def test_the_sandboxs_service_selects_by_a_label_when_subsets_differ_by_version_alone(api: Any) -> None:
+    """Decision 121 (a), the sandbox's side. Its Service selected the subsets' common labels: none when they
+    are told apart by `version` alone (a user's --istio-dir), an empty selector, which the check now reads as
+    a Service without one (unchecked). It selects `app: <host>` then, and its pods carry it: checked."""
+    from canary.sandbox.env import workload_objects
+
+    _version_only_subsets(api)
+    dr = api.get("networking.istio.io", "destinationrules", "ml", "m0")
+    for obj in workload_objects([dr], "ml", ("v1", "v2")):
+        api.handler.put_object(obj)
+    with structlog.testing.capture_logs() as logs:
+        result = runner(api, "v2", FakeClock(), wait_ready_s=0).run()
+    assert result.state.phase == rl.PROMOTED, result.state.reason
+    assert not [e for e in logs if e["event"] == "preflight.pods_unchecked"]
+    (counted,) = [e for e in logs if e["event"] == "preflight.canary_pods"]
+    assert counted["selector"] == "app=m0,version=v2" and counted["ready"] == 1, counted
