@@ -276,10 +276,9 @@ def follow(*, model: str, canary_version: str, policy_file: Path, namespace: str
     waiting = _not_started(last.get("status") or {}, generation)
     if waiting:  # never claimed (its canary's pods not Ready, Prometheus down): say why, and that it may start later
         raise cli.TransientError(
-            f"CanaryRollout {namespace}/{meta['name']} did not start within {timeout_s:.0f}s: {waiting}"
-            f"{'' if waiting.endswith('nothing was moved') else '; nothing was moved'}; the controller goes on "
-            f"trying: it starts once that clears (`kubectl delete canaryrollout {meta['name']} -n {namespace}` "
-            "withdraws it)")
+            f"CanaryRollout {namespace}/{meta['name']} did not finish within {timeout_s:.0f}s; as of its last status "
+            f"it has not started: {waiting}; the controller goes on trying, and starts it once that clears "
+            f"(`canary status`; `kubectl delete canaryrollout {meta['name']} -n {namespace}` withdraws it)")
     raise cli.TransientError(f"CanaryRollout {namespace}/{meta['name']} did not finish within {timeout_s:.0f}s; "
                              "it keeps running in the controller (`canary status`)")
 

@@ -470,7 +470,7 @@ def test_a_follower_out_of_time_says_the_rollout_never_started_and_why(world: An
                               virtual_service=None, kubeconfig=str(kubeconfig), context=None, name="r0", triton=None,
                               output="json", timeout_s=5)
     text = str(got.value)
-    assert "did not start within 5s: CanaryNotReady: canary v2 has no Ready pod" in text, text
-    assert "m0-v2-0 (Pending" in text and "nothing was moved" in text and "starts once that clears" in text, text
+    assert "within 5s; as of its last status it has not started: CanaryNotReady: canary v2 has no Ready pod" in text
+    assert "m0-v2-0 (Pending" in text and "nothing was moved" in text and "starts it once that clears" in text, text
     untouched = api.get(GROUP, "virtualservices", "ml", "m0")
     assert "modelcanary.dev/rollout" not in (untouched["metadata"].get("annotations") or {})
