@@ -325,6 +325,7 @@ class Runner:
 
     def _start(self) -> rl.RolloutState:
         """Resume what is recorded, or check everything that can be checked and claim the route."""
+        asked = self.target  # as given: what a second look at a route that changed during the pod wait starts from
         check_version(self.target.canary_version, "--canary-version")  # before anything is read or written
         if self.target.stable_version:
             check_version(self.target.stable_version, "--stable-version")
@@ -398,7 +399,21 @@ class Runner:
         # bad input first (exit 2 at once): after the wait, a policy whose queries match nothing was reported
         # only once a pod was Ready, up to --wait-ready later, or never (exit 3 for the pods instead)
         preflight_metrics(self.metrics, self.policy, target, log=self.log)
-        self._wait_for_canary_pods(target)
+        if self._wait_for_canary_pods(target):
+            # up to --wait-ready went by since the route was read: who holds it, which version the stable subset
+            # selects, the weights. Claimed on that old read, a stable subset re-pointed meanwhile was judged a
+            # foreign edit after 20% had moved, and pointed back; decided again on what the route says now
+            fresh = self.router.inspect(self.target)
+            changed = [name for name, a, b in (("record", status.state, fresh.state),
+                                               ("stable subset", status.stable_subset_version, fresh.stable_subset_version),
+                                               ("canary subset", status.canary_subset_version, fresh.canary_subset_version),
+                                               ("weights", status.weights, fresh.weights),
+                                               ("routes", status.routes, fresh.routes)) if a != b]
+            if changed or replace(fresh, resource_version="") != replace(status, resource_version=""):
+                self.log.info("preflight.route_changed", changed=", ".join(changed) or "the route's objects",
+                              note="changed while waiting for a Ready canary pod: checked again before any write")
+                self.target = asked
+                return self._start()
         self._written = status.state or ""
         state, actions = rl.new_rollout(model=target.model, stable_version=target.stable_version,
                                         canary_version=target.canary_version, now=self.clock.now(),
@@ -415,11 +430,12 @@ class Runner:
             raise RolloutBusy(f"{target.namespace}/{target.virtual_service}: claimed meanwhile ({who}); nothing "
                               "was moved by this promote") from None
 
-    def _wait_for_canary_pods(self, target: Target) -> None:
+    def _wait_for_canary_pods(self, target: Target) -> bool:
         """Before the claim (nothing written yet): wait up to `wait_ready_s` for a Ready pod of the canary
         version (`reconcile.check_canary_pods`), asking every `POD_POLL_S`; CanaryNotReady when none came
         (exit 3, nothing moved), or at once when a signal arrives meanwhile. A read that failed (KubeUnavailable)
-        is waited through as a pod not Ready is; still failing at the deadline, it is the error (exit 3)."""
+        is waited through as a pod not Ready is; still failing at the deadline, it is the error (exit 3).
+        Returns whether it waited (a pod was Ready at the first look: False)."""
         started = self.clock.now()
         said = False
         while True:
@@ -429,7 +445,7 @@ class Runner:
                                      "nothing was moved")
             try:
                 check_canary_pods(self.router, target, log=self.log, waited_s=waited)
-                return
+                return said
             except (CanaryNotReady, KubeUnavailable) as exc:
                 # a read that kept failing (a 5xx on the pods LIST) is one more look that found no Ready pod:
                 # it ended a 10-minute wait with most of it unused; at the deadline it is the error

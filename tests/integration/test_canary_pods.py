@@ -307,3 +307,39 @@ def test_the_sandboxs_service_selects_by_a_label_when_subsets_differ_by_version_
     assert not [e for e in logs if e["event"] == "preflight.pods_unchecked"]
     (counted,) = [e for e in logs if e["event"] == "preflight.canary_pods"]
     assert counted["selector"] == "app=m0,version=v2" and counted["ready"] == 1, counted
+
+
+def test_a_route_changed_during_the_wait_is_read_again_before_the_claim(api: Any) -> None:
+    """Decision 121 (g). The claim was decided on the route as read before the wait (up to --wait-ready old).
+    An operator re-pointed the stable subset to v1.5 meanwhile: the rollout claimed with stable v1, moved 20%,
+    then saw `subset.foreign_edit`, aborted and pointed the stable subset back to v1 (the operator's change
+    undone). After a wait the route is read again; changed, everything before the claim is decided anew."""
+    _dr_labels(api)
+    _pod(api, "m0-v2-0", "v2", ready=False)
+
+    def repoint_stable_then_ready() -> None:
+        def edit(dr: dict[str, Any]) -> None:
+            for s in dr["spec"]["subsets"]:
+                if s["name"] == "stable":
+                    s["labels"]["version"] = "v1.5"
+        api.handler.edit_object("networking.istio.io", "destinationrules", "ml", "m0", edit)
+        _pod(api, "m0-v2-0", "v2", ready=True)
+    clock = FlipClock(2, repoint_stable_then_ready)
+    with structlog.testing.capture_logs() as logs:
+        result = runner(api, "v2", clock, wait_ready_s=600).run()
+    events = [e["event"] for e in logs]
+    assert result.state.phase == rl.PROMOTED and result.state.stable_version == "v1.5", result.state.reason
+    assert "subset.foreign_edit" not in events, events
+    (changed,) = [e for e in logs if e["event"] == "preflight.route_changed"]
+    assert changed["changed"] == "stable subset", changed
+    assert events.index("preflight.route_changed") < events.index("rollout.started"), events
+
+
+def test_a_route_unchanged_by_the_wait_is_claimed_on_the_first_read(api: Any) -> None:
+    _dr_labels(api)
+    _pod(api, "m0-v2-0", "v2", ready=False)
+    clock = FlipClock(2, lambda: _pod(api, "m0-v2-0", "v2", ready=True))
+    with structlog.testing.capture_logs() as logs:
+        assert runner(api, "v2", clock, wait_ready_s=600).run().state.phase == rl.PROMOTED
+    assert not [e for e in logs if e["event"] == "preflight.route_changed"]
+    assert len([e for e in logs if e["event"] == "metrics.preflight_passed"]) == 1
