@@ -40,6 +40,16 @@ class FencedRouter:
     def inspect(self, target: Target) -> RouteStatus:
         return self.inner.inspect(target)
 
+    def canary_pods(self, target: Target) -> Any:
+        """A read: passed through (`reconcile.check_canary_pods` asks it when the router has it; without this,
+        a caller given the fenced router skipped the pod check before the claim, silently)."""
+        count = getattr(self.inner, "canary_pods", None)
+        if count is None:
+            from canary.routing.pods import PodCount
+
+            return PodCount(unchecked="the router cannot count pods")
+        return count(target)
+
     def set_weights(self, target: Target, weights: Weights, *, state: str, expect_state: Any = ...) -> RouteStatus:
         self._fence()
         return self.inner.set_weights(target, weights, state=state, expect_state=expect_state)

@@ -343,3 +343,22 @@ def test_a_route_unchanged_by_the_wait_is_claimed_on_the_first_read(api: Any) ->
         assert runner(api, "v2", clock, wait_ready_s=600).run().state.phase == rl.PROMOTED
     assert not [e for e in logs if e["event"] == "preflight.route_changed"]
     assert len([e for e in logs if e["event"] == "metrics.preflight_passed"]) == 1
+
+
+def test_the_fenced_router_passes_the_pod_check_through(api: Any) -> None:
+    """Decision 121 (h). `FencedRouter` (the controller's, around its router) had no `canary_pods`:
+    `check_canary_pods` skips a router without it, silently (a router that is not Kubernetes'). A read, it
+    passes through now."""
+    import tenacity
+
+    from canary.fencing import FencedRouter
+    from canary.model import Target
+    from canary.reconcile import check_canary_pods
+    from canary.routing.istio import IstioRouter
+
+    _dr_labels(api)
+    _pod(api, "m0-v2-0", "v2", ready=False)
+    fenced = FencedRouter(IstioRouter(api.api_client(), wait=tenacity.wait_none()), lambda: True)
+    target = Target(namespace="ml", virtual_service="m0", model="m0", stable_version="v1", canary_version="v2")
+    with pytest.raises(CanaryNotReady, match="m0-v2-0"):
+        check_canary_pods(fenced, target, log=structlog.get_logger())
