@@ -15,7 +15,6 @@ import signal
 import socket
 import ssl
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,7 @@ from canary.serve_http import ServeServer
 from canary.serve_store import SessionStore
 from canary.serve_tls import TlsFiles
 from tests.integration.test_serve import POLICY, _event
-from tests.integration.test_serve_auth import A, bearer
+from tests.integration.test_serve_auth import A, _argv, bearer
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")]
@@ -187,14 +186,6 @@ def test_tls_files_load_or_raise_a_config_error(tmp_path: Path) -> None:
     TlsFiles(cert, key)
     with pytest.raises(ConfigError, match="--tls-private-key-file .*: no such file"):
         TlsFiles(cert, tmp_path / "none")
-
-
-def _argv(tmp_path: Path, *extra: str) -> list[str]:
-    policy = tmp_path / "ml.yaml"
-    policy.write_text(json.dumps(POLICY))
-    return [str(Path(sys.executable).with_name("canary")), "serve", "--policy", str(policy), "--state-dir",
-            str(tmp_path / "s"), "--prometheus-url", f"http://127.0.0.1:{free_port()}", "--log-format", "json",
-            *extra]
 
 
 def test_canary_serve_over_https_with_a_token(tmp_path: Path) -> None:
