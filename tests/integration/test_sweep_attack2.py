@@ -8,6 +8,7 @@ import copy
 import json
 import os
 import socket
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -158,9 +159,14 @@ class _SlowPrometheus(FakeMetrics):
     has been written), as a real look's seconds per query leave it time to."""
 
     runner: Any = None
+    finished: threading.Event | None = None  # set once the test has its result: a look still running ends
 
     def _query(self, n: int) -> None:
         for _ in range(n):
+            if self.finished is not None and self.finished.is_set():
+                # the look the interrupt abandoned goes on in its worker thread: it must not read the API
+                # while the emulator stops (a request in flight held the emulator's shutdown past 10 s)
+                raise RuntimeError("the test is over")
             self.clock.sleep(QUERY_S)
             deadline = time.monotonic() + 5  # then go on: the sweep at t0 + 152 tells whether it was written
             r = self.runner
@@ -206,8 +212,13 @@ def test_a_live_promote_in_a_slow_look_of_a_policy_with_seven_checks_is_not_swep
     assert sum(QUERIES[c.kind] for c in policy.checks) + 2 == 30
     slow = _SlowPrometheus(LiveWeights(router, target), clock, rps=1000.0)  # type: ignore[arg-type]
     runner = Runner(policy=policy, target=target, router=router, clock=clock, metrics=slow)
-    slow.runner = runner
+    slow.runner, slow.finished = runner, threading.Event()
     result = runner.run()
+    slow.finished.set()
+    for t in threading.enumerate():  # the abandoned look's worker ends at its next query (each waits 5 s at most)
+        if t.name == "canary-look":
+            t.join(30)
+            assert not t.is_alive(), "the abandoned look did not end"
     assert clock.fired[:2] == [t0 + 1, t0 + 152]
     assert not swept, f"the sweep ended a live promote in the middle of a look: {swept}"
     assert result.state.phase != rl.ABORTED, result.state.reason
