@@ -49,6 +49,9 @@ def run(
     sweep_every: float = opts.DurationOpt("1m", "--sweep-every", zero=True,
                                           help="between sweeps for abandoned rollouts: a killed `canary promote`, "
                                                "a CanaryRollout gone (`canary sweep`); 0 turns them off"),
+    wait_ready: float = opts.DurationOpt("10m", "--wait-ready", zero=True,
+                                         help="how long an unclaimed CanaryRollout waits for a Ready pod of its "
+                                              "canary version before it ends unrun, aborted (nothing moved)"),
     workers: int = typer.Option(4, "--workers", min=1, max=64, help="rollouts reconciled at once (their writes run concurrently)"),
     shards: int = typer.Option(1, "--shards", min=1, max=1024, envvar="CANARY_SHARDS", help="split the rollouts into N shards, each led through its own Lease (run N+1 replicas)"),
     shard_index: Optional[int] = typer.Option(None, "--shard-index", min=0, help="lead only this shard (default: any, up to --max-shards-per-replica)"),
@@ -102,7 +105,8 @@ def run(
             client, prom=prom, namespace=namespace, identity=me, telemetry=telemetry, notifier=notifier,
             workers=workers, shards=shards, shard_index=shard_index, max_shards=max_shards, leader_elect=leader_elect,
             lease_namespace=lease_namespace or "canary-system", lease_base=lease_name, lease_duration_s=lease_duration,
-            renew_deadline_s=renew_deadline, retry_period_s=retry_period, stop=stop, sweep_every_s=sweep_every)
+            renew_deadline_s=renew_deadline, retry_period_s=retry_period, stop=stop, sweep_every_s=sweep_every,
+            wait_ready_s=wait_ready)
         op = ops[0]
         stall = max(30.0, 10 * tick)
         if drift:

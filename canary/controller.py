@@ -35,8 +35,8 @@ from canary import rollout as rl
 from canary.analysis.judge import judge
 from canary.analysis.sequential import looks_per_step
 from canary.runner import SKEW_WARN_S, SystemClock, probe_reason, probe_streak
-from canary.errors import (CanaryError, ConfigError, KubeUnavailable, MetricsUnavailable, NotFound, NotLeader,
-                           RolloutBusy, RoutingConflict, TransientError)
+from canary.errors import (CanaryError, CanaryNotReady, ConfigError, KubeUnavailable, MetricsUnavailable, NotFound,
+                           NotLeader, RolloutBusy, RoutingConflict, TransientError)
 from canary.fencing import FencedRouter
 from canary.history_store import configmap_name
 from canary.logs import get as get_logger
@@ -160,6 +160,9 @@ class Controller:
     # background (the rollout stays at 100/0 and is woken when it ends): a slow canary's warm-up never
     # holds the other rollouts' looks, probes and rollbacks longer than this
     gate_wait_s: float = 2.0
+    # seconds an unclaimed CanaryRollout waits for a Ready pod of its canary version (CanaryNotReady) before
+    # it ends unrun, aborted (Flagger's and Argo's progress deadline; `controller run --wait-ready`)
+    wait_ready_s: float = 600.0
 
     def __post_init__(self) -> None:
         self.log = get_logger(component="controller", identity=self.identity)
@@ -170,6 +173,8 @@ class Controller:
         self._step_starts: dict[str, tuple[tuple[str, int, float], Any]] = {}
         self._breach_seen: dict[tuple[str, str], float] = {}  # (rollout, canary version) -> first failed look
         self._failing: dict[str, float] = {}  # rollout key -> when its ticks started failing
+        # rollout key -> (generation, when its canary was first found without a Ready pod): `wait_ready_s`
+        self._unready_since: dict[str, tuple[int, float]] = {}
         # per CanaryRollout: the last `rollout.invalid`/`rollout.tick_failed` message, when, how many left out (`_told`)
         self._said: dict[str, tuple[str, float, int]] = {}
         # the batched snapshot failing since (`_snapshot_failed`): (error, logged at, first at, ticks, not logged)
@@ -643,7 +648,22 @@ class Controller:
                 self._end_unrun(obj, spec, f"not run: spec.action is rollback ({spec.action_reason or 'no reason'})",
                                 log, event="rollout.rolled_back_before_start", owner="", phase=None)
                 return None
-            self._check_before_claim(spec)
+            try:
+                self._check_before_claim(spec)
+            except CanaryNotReady as exc:
+                # no Ready canary pod yet: retried with the tick's backoff, for `wait_ready_s` from the first
+                # time this generation found none (this process's memory: a restart waits afresh, never less)
+                first = self._unready_since.get(spec.key)
+                if first is None or first[0] != spec.generation:
+                    first = self._unready_since[spec.key] = (spec.generation, now)
+                if now - first[1] < self.wait_ready_s:
+                    raise
+                self._unready_since.pop(spec.key, None)
+                self._end_unrun(obj, spec, f"not run: no Ready pod of {spec.target.canary_version} within "
+                                f"{self.wait_ready_s:.0f}s ({exc}); delete and create the CanaryRollout again once its "
+                                "pods are Ready", log, event="rollout.not_ready_ended", owner="", phase=None)
+                return None
+            self._unready_since.pop(spec.key, None)
             before = state  # the ended rollout this claim replaces, if any
             state, actions = rl.new_rollout(model=target.model, stable_version=target.stable_version,
                                             canary_version=target.canary_version, now=now, route=target.route,
@@ -807,7 +827,7 @@ class Controller:
         """What this process keeps per rollout: the dicts keyed by the rollout's key, and those keyed by
         tuples that begin with it."""
         return ((self._step_starts, self._failing, self._known, self._probes, self._histories, self._unconfirmed,
-                 self._preflights, self._said), (self._gates, self._breach_seen))
+                 self._preflights, self._said, self._unready_since), (self._gates, self._breach_seen))
 
     def _forget(self, key: str) -> None:
         """Drop what this process kept about a finished rollout (a long-running controller must not grow)."""

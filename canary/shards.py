@@ -151,7 +151,8 @@ def drift_leader(ops: Sequence[Any], *, shard_index: int | None) -> Callable[[],
 def build(client: Any, *, prom: Any, namespace: str | None, identity: str, telemetry: Any, notifier: Any,
           workers: int, shards: int, shard_index: int | None, max_shards: int, leader_elect: bool,
           lease_namespace: str, lease_base: str, lease_duration_s: float, renew_deadline_s: float,
-          retry_period_s: float, stop: threading.Event, sweep_every_s: float | None = None) -> tuple[list[Any], Callable[[], bool], Callable[[], None]]:
+          retry_period_s: float, stop: threading.Event, sweep_every_s: float | None = None,
+          wait_ready_s: float | None = None) -> tuple[list[Any], Callable[[], bool], Callable[[], None]]:
     """The controllers of `canary controller run`: one per shard this replica may lead, sharing one set of
     informers (started here) and one Prometheus client; each with its own router, fence and Lease.
     Returns (controllers, is_leader: leads any shard, release: hand every held Lease over)."""
@@ -183,6 +184,7 @@ def build(client: Any, *, prom: Any, namespace: str | None, identity: str, telem
             lease_left=elector.lease_left if elector else None, identity=identity, telemetry=telemetry,
             notifier=notifier, informers=informers, workers=workers,
             **({"sweep_every": sweep_every_s} if sweep_every_s is not None else {}),
+            **({"wait_ready_s": wait_ready_s} if wait_ready_s is not None else {}),
             **({"owns": owner(i, shards), "shard": ShardGauges(telemetry.registry, i, shards)} if shards > 1 else {})))
     leases = None
     if electors:

@@ -474,3 +474,36 @@ def test_a_follower_out_of_time_says_the_rollout_never_started_and_why(world: An
     assert "m0-v2-0 (Pending" in text and "nothing was moved" in text and "starts it once that clears" in text, text
     untouched = api.get(GROUP, "virtualservices", "ml", "m0")
     assert "modelcanary.dev/rollout" not in (untouched["metadata"].get("annotations") or {})
+
+
+def test_a_canary_rollout_whose_pod_is_never_ready_ends_unrun_at_its_wait(world: Any) -> None:
+    """Flagger and Argo give up at their progress deadline; a CanaryRollout whose canary never got a Ready
+    pod was retried for ever, and started days later if its pods appeared. After `wait_ready_s` from the
+    first check of its generation it ends aborted, "not run", nothing claimed, its finalizer gone
+    (`promote --via-controller` exits 3)."""
+    from canary.sandbox.kubeapi import PODS, SERVICES, ready_pod
+
+    api, op, custom = world
+    for res in (PODS, SERVICES):
+        api.handler.register(res)
+    api.handler.put_object({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "m0", "namespace": "ml"},
+                            "spec": {"selector": {"app": "rec-model"}}})
+    api.handler.put_object(ready_pod("m0-v2-0", "ml", {"app": "rec-model", "version": "v2"}, ready=False))
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v2"))
+    op.wait_ready_s = 60.0
+    t = [1_000.0]
+    op.clock = type("C", (), {"now": lambda self: t[0], "sleep": lambda self, s: None})()
+    op.tick()  # the first check: waiting
+    status = custom.get_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0").get("status") or {}
+    assert status.get("phase") not in rl.TERMINAL, status
+    t[0] += 61.0
+    op.tick()
+    obj = custom.get_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0")
+    st = obj["status"]
+    assert st["phase"] == rl.ABORTED and st["reason"].startswith("not run: no Ready pod of v2 within 60s"), st
+    assert "app=rec-model,version=v2" in st["reason"]
+    from canary.controller import FINALIZER
+
+    assert FINALIZER not in (obj["metadata"].get("finalizers") or [])
+    untouched = api.get(GROUP, "virtualservices", "ml", "m0")
+    assert "modelcanary.dev/rollout" not in (untouched["metadata"].get("annotations") or {})
