@@ -119,15 +119,9 @@ def test_without_the_rbac_to_look_the_rollout_goes_on_and_says_so(api: Any) -> N
 
 def test_a_signal_while_waiting_ends_the_wait_with_nothing_moved(api: Any) -> None:
     _dr_labels(api)
-    clock = FakeClock()
+    clock = FlipClock(1, lambda: r.stop.set())
     r = runner(api, "v2", clock, wait_ready_s=600)
     before = record(api)
-    orig = clock.sleep
-
-    def sleep(seconds: float) -> None:
-        orig(seconds)
-        r.stop.set()
-    clock.sleep = sleep  # type: ignore[method-assign]
     with pytest.raises(CanaryNotReady, match="interrupted while waiting"):
         r.run()
     assert record(api) == before
@@ -255,17 +249,12 @@ def test_a_signal_while_waiting_is_not_undone_by_the_pod_turning_ready_meanwhile
     and the cancelled promote claimed the route (then ended it as interrupted). It ends with nothing written."""
     _dr_labels(api)
     _pod(api, "m0-v2-0", "v2", ready=False)
-    clock = FakeClock()
+    def signal_and_ready() -> None:
+        r.stop.set()
+        _pod(api, "m0-v2-0", "v2", ready=True)
+    clock = FlipClock(1, signal_and_ready)
     r = runner(api, "v2", clock, wait_ready_s=600)
     before = record(api)
-    orig = clock.sleep
-
-    def sleep(seconds: float) -> None:
-        orig(seconds)
-        if not r.stop.is_set():
-            r.stop.set()
-            _pod(api, "m0-v2-0", "v2", ready=True)
-    clock.sleep = sleep  # type: ignore[method-assign]
     with pytest.raises(CanaryNotReady, match="interrupted while waiting"):
         r.run()
     assert record(api) == before

@@ -21,6 +21,7 @@ from canary.routing.istio import IstioRouter
 from canary.sandbox.kubeapi import KubeAPIServer
 from canary.sandbox.promserver import PromServer
 from tests import fleet
+from tests.fakes import FakeClock
 
 pytestmark = pytest.mark.integration
 N = 6
@@ -412,15 +413,8 @@ def test_a_canary_no_ready_pod_serves_is_not_claimed_until_one_is(world: Any) ->
     """A CanaryRollout created with its Deployment: the canary's pod is Pending. Nothing is claimed
     (stable 100%, no record), the status says which pods were looked for, and the rollout starts once
     the pod is Ready (routing/pods.py)."""
-    from canary.sandbox.kubeapi import PODS, SERVICES, ready_pod
-
     api, op, custom = world
-    for res in (PODS, SERVICES):
-        api.handler.register(res)
-    api.handler.put_object({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "m0", "namespace": "ml"},
-                            "spec": {"selector": {"app": "rec-model"}}})
-    pending = ready_pod("m0-v2-0", "ml", {"app": "rec-model", "version": "v2"}, ready=False)
-    api.handler.put_object(pending)
+    _canary_pod(api, ready=False)
     custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v2"))
     op.tick()
     obj = custom.get_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0")
@@ -429,7 +423,7 @@ def test_a_canary_no_ready_pod_serves_is_not_claimed_until_one_is(world: Any) ->
     assert "app=rec-model,version=v2" in ready["message"] and "m0-v2-0 (Pending" in ready["message"], ready
     untouched = api.get(GROUP, "virtualservices", "ml", "m0")
     assert "modelcanary.dev/rollout" not in (untouched["metadata"].get("annotations") or {})
-    api.handler.put_object(ready_pod("m0-v2-0", "ml", {"app": "rec-model", "version": "v2"}))
+    _canary_pod(api, ready=True)
     objs = run_until_done(op, custom, ["r0"])
     assert objs["r0"]["status"]["phase"] == rl.PROMOTED
 
@@ -448,14 +442,8 @@ def test_a_follower_out_of_time_says_the_rollout_never_started_and_why(world: An
     import canary.cli  # noqa: F401  (registers the commands; cli_controller imports it)
     from canary import cli_controller
     from canary.errors import TransientError
-    from canary.sandbox.kubeapi import PODS, SERVICES, ready_pod
-
     api, op, custom = world
-    for res in (PODS, SERVICES):
-        api.handler.register(res)
-    api.handler.put_object({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "m0", "namespace": "ml"},
-                            "spec": {"selector": {"app": "rec-model"}}})
-    api.handler.put_object(ready_pod("m0-v2-0", "ml", {"app": "rec-model", "version": "v2"}, ready=False))
+    _canary_pod(api, ready=False)
     now = [0.0]
 
     def sleep(seconds: float) -> None:
@@ -481,22 +469,15 @@ def test_a_canary_rollout_whose_pod_is_never_ready_ends_unrun_at_its_wait(world:
     pod was retried for ever, and started days later if its pods appeared. After `wait_ready_s` from the
     first check of its generation it ends aborted, "not run", nothing claimed, its finalizer gone
     (`promote --via-controller` exits 3)."""
-    from canary.sandbox.kubeapi import PODS, SERVICES, ready_pod
-
     api, op, custom = world
-    for res in (PODS, SERVICES):
-        api.handler.register(res)
-    api.handler.put_object({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "m0", "namespace": "ml"},
-                            "spec": {"selector": {"app": "rec-model"}}})
-    api.handler.put_object(ready_pod("m0-v2-0", "ml", {"app": "rec-model", "version": "v2"}, ready=False))
+    _canary_pod(api, ready=False)
     custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v2"))
     op.wait_ready_s = 60.0
-    t = [1_000.0]
-    op.clock = type("C", (), {"now": lambda self: t[0], "sleep": lambda self, s: None})()
+    op.clock = clock = FakeClock()
     op.tick()  # the first check: waiting
     status = custom.get_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0").get("status") or {}
     assert status.get("phase") not in rl.TERMINAL, status
-    t[0] += 61.0
+    clock.t += 61.0
     op.tick()
     obj = custom.get_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0")
     st = obj["status"]
@@ -507,3 +488,16 @@ def test_a_canary_rollout_whose_pod_is_never_ready_ends_unrun_at_its_wait(world:
     assert FINALIZER not in (obj["metadata"].get("finalizers") or [])
     untouched = api.get(GROUP, "virtualservices", "ml", "m0")
     assert "modelcanary.dev/rollout" not in (untouched["metadata"].get("annotations") or {})
+
+
+def _canary_pod(api: KubeAPIServer, *, ready: bool) -> None:
+    """m0's Service (selecting the DestinationRule's `app` label) and its canary pod m0-v2-0, Ready or
+    Pending, on an emulator that serves pods and Services (routing/pods.py)."""
+    from canary.sandbox.kubeapi import PODS, SERVICES, ready_pod
+
+    if api.handler.kinds.get(("", "pods")) is None:
+        for res in (PODS, SERVICES):
+            api.handler.register(res)
+        api.handler.put_object({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "m0", "namespace": "ml"},
+                                "spec": {"selector": {"app": "rec-model"}}})
+    api.handler.put_object(ready_pod("m0-v2-0", "ml", {"app": "rec-model", "version": "v2"}, ready=ready))
