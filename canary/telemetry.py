@@ -22,7 +22,6 @@ Deployment passes 0.0.0.0 explicitly).
 from __future__ import annotations
 
 import math
-import re
 import socket
 import threading
 import time

@@ -54,7 +54,7 @@ import structlog
 from canary.errors import ConfigError, MetricsUnavailable
 from canary.metrics import queries as q
 from canary.metrics.answers import evaluated_at
-from canary.metrics.client import PartialAnswer, PrometheusClient
+from canary.metrics.client import BATCH, PartialAnswer, PrometheusClient
 from canary.metrics.delta import ArmDelta, arm_delta, measure_delta, requests_delta
 from canary.metrics.followups import Isolation, RestartProbe, chunk_idents
 from canary.metrics.families import (
@@ -142,7 +142,7 @@ class BatchMetrics:
     def prometheus_now(self) -> float:
         """Prometheus's own clock, in s since the epoch: the evaluation time it stamps on `time()`.
         MetricsUnavailable when it cannot be asked or its answer carries no time."""
-        got = evaluated_at(self.prom.query("time()", check="batch"))
+        got = evaluated_at(self.prom.query("time()", check=BATCH))
         if got is None or not math.isfinite(got):
             where = getattr(self.prom, "url", "")
             raise MetricsUnavailable(f"Prometheus{' at ' + where if where else ''} answered `time()` without an "
@@ -185,7 +185,7 @@ class BatchMetrics:
             if query not in answers and query not in partial:
                 asked += 1
                 try:
-                    answers[query] = self.prom.query(query, check="batch", at=at)
+                    answers[query] = self.prom.query(query, check=BATCH, at=at)
                 except PartialAnswer as exc:
                     partial[query] = exc
             into = index.setdefault(fam.key, {})

@@ -133,6 +133,7 @@ class PrometheusClient:
             raise ConfigError("retries must be >= 1, timeout_s and budget_s > 0")
         self.url = url.rstrip("/")
         self.retries, self.timeout_s, self.budget_s, self.backoff_s = retries, timeout_s, budget_s, backoff_s
+        self._quiet = _OncePerCause()  # `_report`: failed queries said once per cause, shared by every look thread
         self.at = at  # evaluation time for every query (replay/tests); None: Prometheus's now
         session = requests.Session()
         session.verify = verify_tls  # a path is a CA bundle, as in requests
@@ -233,8 +234,7 @@ class PrometheusClient:
         if check == BATCH:
             log.debug(event, check=check, error=error, **fields)
             return
-        quiet = self.__dict__.get("_quiet") or self.__dict__.setdefault("_quiet", _OncePerCause())
-        repeated = quiet.due(f"{event} {error}")
+        repeated = self._quiet.due(f"{event} {error}")
         if repeated is not None:
             (log.error if event == "metrics.query_failed" else log.warning)(event, check=check, error=error,
                                                                            repeated=repeated, **fields)

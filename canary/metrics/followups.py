@@ -24,7 +24,7 @@ from typing import Any, Callable
 import structlog
 
 from canary.errors import MetricsUnavailable
-from canary.metrics.client import BATCH_WHO, PartialAnswer
+from canary.metrics.client import BATCH, BATCH_WHO, PartialAnswer
 from canary.metrics.families import RESTART_LABEL, Family, Ident
 from canary.metrics.snapshot import PARTIAL, RESETS
 
@@ -58,7 +58,7 @@ class Isolation:
                 if len(by_model) == 1 or batch.monotonic() >= self.deadline:  # one model: asked already
                     raise PartialAnswer("not asked again")
                 self.asked += 1
-                answer = batch.prom.ask(query, check="batch", arm="", at=self.at, who=BATCH_WHO, strict=False,
+                answer = batch.prom.ask(query, check=BATCH, arm="", at=self.at, who=BATCH_WHO, strict=False,
                                         deadline=self.deadline, attempts=1)
                 kept += self.parse(answer, fam, mine, query, into)
             except MetricsUnavailable:
@@ -121,9 +121,9 @@ class RestartProbe:
             got: dict[Ident, dict[str, dict[str, float]]] | None
             try:
                 if attempts is None:
-                    answer = self.batch.prom.query(query, check="batch", at=self.at)
+                    answer = self.batch.prom.query(query, check=BATCH, at=self.at)
                 else:
-                    answer = self.batch.prom.ask(query, check="batch", arm="", at=self.at, who=BATCH_WHO, strict=False,
+                    answer = self.batch.prom.ask(query, check=BATCH, arm="", at=self.at, who=BATCH_WHO, strict=False,
                                                  deadline=self.deadline, attempts=attempts)
                 got = _parse_restarts(answer, fam, idents, query)
             except PartialAnswer:
