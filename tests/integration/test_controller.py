@@ -220,14 +220,7 @@ def test_a_canary_version_no_pod_serves_is_rolled_back_as_unrouted(world: Any) -
 def test_prometheus_outage_mid_rollout_never_promotes_and_ends_at_stable(world: Any) -> None:
     api, op, custom = world
     custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v2"))
-    for _ in range(20):  # ticks, not time: claim, then the first step
-        op.tick()
-        if (custom.get_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0").get("status")
-                or {}).get("phase") == rl.PROGRESSING:
-            break
-    else:
-        pytest.fail("the rollout never reached its first step")
-    assert vs(api, 0)[0][1] > 0  # mid-rollout: the canary has traffic
+    _progressing(op, custom, api)  # mid-rollout: the canary has traffic
     dead = PrometheusProvider("http://127.0.0.1:9", retries=1, budget_s=0.5)
     op.metrics, op.batch = dead, BatchMetrics(dead)  # Prometheus goes away while the canary has traffic
     objs = run_until_done(op, custom, ["r0"], timeout=60)

@@ -16,7 +16,8 @@ from canary import rollout as rl
 from canary.metrics.batch import BatchMetrics
 from canary.metrics.prometheus import PrometheusProvider
 from tests import fleet
-from tests.integration.test_controller import prometheus, run_until_done, world  # noqa: F401  (fixtures)
+from tests.fakes import FakeClock
+from tests.integration.test_controller import _progressing, prometheus, run_until_done, world  # noqa: F401  (fixtures)
 
 CONTEXT = {"rollout": "ml/r0", "model": "m0", "namespace": "ml", "virtual_service": "m0", "stable_version": "v1"}
 
@@ -42,26 +43,23 @@ def test_a_slow_canarys_rollback_is_one_error_line_naming_the_rollout_and_both_v
 def test_prometheus_down_is_one_line_until_it_answers_again(world: Any) -> None:
     api, op, custom = world
     custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v2"))
-    for _ in range(20):  # ticks, not time: claim, then the first step
-        op.tick()
-        if (custom.get_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0").get("status")
-                or {}).get("phase") == rl.PROGRESSING:
-            break
+    _progressing(op, custom, api)
+    op.clock = clock = FakeClock(time.time())  # from here a look is due at every tick: one look_every (1 s) a tick
     live = op.metrics, op.batch
     dead = PrometheusProvider("http://127.0.0.1:9", retries=2, budget_s=0.5)
     with capture_logs() as logs:
         op.metrics, op.batch = dead, BatchMetrics(dead)
-        for _ in range(60):  # until three ticks' snapshots failed (a look is due every look_every, 1 s)
+        for _ in range(60):  # until three ticks' snapshots failed
+            clock.t += 1.0
             op.tick()
             if op._snap_failing is not None and op._snap_failing[3] >= 3:
                 break
-            time.sleep(0.2)
         op.metrics, op.batch = live
         for _ in range(30):  # until the next snapshot is taken
+            clock.t += 1.0
             op.tick()
             if op._snap_failing is None:
                 break
-            time.sleep(0.2)
     failed = [e for e in logs if e["event"] == "metrics.snapshot_failed"]
     assert len(failed) == 1 and failed[0]["log_level"] == "warning", [e["event"] for e in logs]
     assert "check 'batch'" not in failed[0]["error"] and "batched snapshot" in failed[0]["error"]
@@ -76,7 +74,6 @@ def test_a_failed_rescue_names_the_route_and_the_command_that_acts_now(world: An
     import kubernetes.client as kc
 
     from canary.controller import Controller
-    from tests.integration.test_controller import _progressing
     from tests.integration.test_controller_review import _with_policy_ref
 
     api, op, custom = world
