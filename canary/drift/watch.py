@@ -225,18 +225,22 @@ class DriftWatcher:
         if self._save(key, state) != STORED:
             if key in self.states and self.states[key] == state:  # not stored: the next evaluation repeats it
                 self._forget(key, before)
-            self.g_episode.labels(model, version, ns).set(1.0 if self.states.get(key, state).phase == M.DRIFTING
-                                                          else 0.0)
+            self._episode(prof, ns, self.states.get(key, state))
             return
         if actions and (why := self._go_on()):  # the write outlasted the lease (or a stop came): the stored
             self._held = why  # outbox and pending trigger are the next evaluation's, whichever replica's
-            self.g_episode.labels(model, version, ns).set(1.0 if state.phase == M.DRIFTING else 0.0)
+            self._episode(prof, ns, state)
             return
         state = self._act(dataclasses.replace(state, outbox=[]), actions, done, ns)
-        self.g_episode.labels(model, version, ns).set(1.0 if state.phase == M.DRIFTING else 0.0)
+        self._episode(prof, ns, state)
         # a trigger's outcome and the emptied outbox; when lost, the stored "pending" retries the trigger (same
         # Job) and the stored outbox delivers the alerts again (at least once)
         self._save(key, state)
+
+    def _episode(self, prof: Mapping[str, Any], ns: str, state: M.MonitorState) -> None:
+        """`model_data_drift_episode`: 1 while `state` has an episode open."""
+        self.g_episode.labels(str(prof["model"]), str(prof["version"]), ns).set(
+            1.0 if state.phase == M.DRIFTING else 0.0)
 
     def _measure(self, prof: Mapping[str, Any], key: str, state: M.MonitorState, now: float,
                  done: list[dict[str, Any]], ns: str, window_s: float) -> Any:

@@ -96,10 +96,10 @@ def count_ready(pods: list[Any], labels: dict[str, str]) -> tuple[int, int, tupl
 
 def not_ready_message(count: PodCount, canary_version: str, waited_s: float) -> str:
     """One line: which pods were looked for, what was found, what to do; nothing was moved."""
-    where = f"pods {count.selector} in namespace {count.namespace}"
+    looked = f"pods {count.selector} in namespace {count.namespace}"
     found = (f"none of {count.total} is Ready ({'; '.join(count.not_ready)})" if count.total
              else "there are none")
     waited = f" after waiting {waited_s:.0f}s" if waited_s > 0 else ""
-    return (f"canary {canary_version} has no Ready pod{waited}: {where}: {found}. Deploy the version (its pods need "
+    return (f"canary {canary_version} has no Ready pod{waited}: {looked}: {found}. Deploy the version (its pods need "
             f"the labels of the DestinationRule's canary subset and of the Service) and wait until one is Ready "
             f"(kubectl rollout status); nothing was moved")
