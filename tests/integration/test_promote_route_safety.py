@@ -36,21 +36,21 @@ class HookClock(FakeClock):
     """A fake clock that fires each hook once, at the first sleep where its predicate holds on the
     route's recorded state."""
 
-    def __init__(self, api: Any) -> None:
+    def __init__(self, api: Any, vs: str = "m0") -> None:
         super().__init__()
-        self.api, self.hooks = api, []  # type: list[Hook]
+        self.api, self.vs, self.hooks = api, vs, []  # type: list[Hook]
 
     def sleep(self, seconds: float) -> None:
         super().sleep(seconds)
-        rec = record(self.api)
+        rec = record(self.api, self.vs)
         for hook in list(self.hooks):
             if hook[0](rec):
                 self.hooks.remove(hook)
                 hook[1]()
 
 
-def record(api: Any) -> dict[str, Any]:
-    vs = api.get(GROUP, "virtualservices", "ml", "m0")
+def record(api: Any, name: str = "m0") -> dict[str, Any]:
+    vs = api.get(GROUP, "virtualservices", "ml", name)
     return json.loads((vs["metadata"].get("annotations") or {}).get("modelcanary.dev/rollout") or "{}")
 
 

@@ -256,7 +256,7 @@ def test_promote_of_another_model_of_the_same_version_on_a_shared_virtual_servic
     server = fleet.start_api(2)
     try:
         _shared(server)
-        clock = HookClock(server)
+        clock = HookClock(server, "shared")
         seen: list[Any] = []
 
         def second() -> None:
@@ -266,18 +266,8 @@ def test_promote_of_another_model_of_the_same_version_on_a_shared_virtual_servic
                 other.run()
             seen.append((str(busy.value), server.get(GROUP, VS, "ml", "shared") == before))
 
-        def at_first_step(rec: dict[str, Any]) -> bool:
-            return rec.get("phase") == rl.PROGRESSING
-
-        def rec_of_shared() -> dict[str, Any]:
-            import json
-            vs = server.get(GROUP, VS, "ml", "shared")
-            return json.loads((vs["metadata"].get("annotations") or {}).get("modelcanary.dev/rollout") or "{}")
-
-        clock.api = server
-        clock.hooks.append((lambda _rec: at_first_step(rec_of_shared()), second))
+        clock.hooks.append((lambda rec: rec.get("phase") == rl.PROGRESSING, second))
         first = _shared_runner(server, "m0", "a", clock)
-        clock.sleep = _watching(clock, rec_of_shared)  # type: ignore[method-assign]
         assert first.run().state.phase == rl.PROMOTED
         assert seen, "the second promote never ran"
         msg, untouched = seen[0]
@@ -285,17 +275,6 @@ def test_promote_of_another_model_of_the_same_version_on_a_shared_virtual_servic
         assert untouched, "the second promote wrote"
     finally:
         server.stop()
-
-
-def _watching(clock: HookClock, rec: Any) -> Any:
-    """HookClock.sleep with the predicate fed `shared`'s record (HookClock reads m0's VirtualService)."""
-    def sleep(seconds: float) -> None:
-        FakeClock.sleep(clock, seconds)
-        for hook in list(clock.hooks):
-            if hook[0](rec()):
-                clock.hooks.remove(hook)
-                hook[1]()
-    return sleep
 
 
 def test_a_canary_rollout_of_another_model_of_the_same_version_waits_then_runs(world: Any) -> None:
