@@ -16,6 +16,7 @@ import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import json  # noqa: E402
+import math  # noqa: E402
 import signal  # noqa: E402
 import time
 from pathlib import Path
@@ -272,6 +273,11 @@ def promote(
                                          help="before any traffic moves, wait this long for a Ready pod of the "
                                          "canary version (its DestinationRule subset's and Service's labels); none "
                                          "by then: exit 3, nothing moved (0: do not wait)"),
+    interrupt_grace: float = opts.DurationOpt(
+        "25s", "--interrupt-grace",
+        help="after SIGINT/SIGTERM/SIGHUP, end every Kubernetes request by this long from the signal: the "
+             "process exits by then with traffic's state said (exit 6 when stable 100% could not be written); "
+             "keep it below your CI's or pod's grace before SIGKILL"),
     output: str = OutputOpt,
     log_format: str = LogFormatOpt,
 ) -> None:
@@ -309,7 +315,8 @@ def promote(
                    "follower is interrupted (`canary rollback` ends it)"),
                   ("--retry", "retry", False, ": a CanaryRollout that ran the version is deleted, or another "
                    "--rollout-name given, to run it again"),
-                  ("--wait-ready", "wait_ready", False, ": the controller waits for a Ready canary pod by itself"))
+                  ("--wait-ready", "wait_ready", False, ": the controller waits for a Ready canary pod by itself"),
+                  ("--interrupt-grace", "interrupt_grace", False, ": an interrupted follower writes nothing"))
     for flag, param, needs, why in mode_flags:
         if _given(ctx, param) and needs != via_controller:
             flag_error(f"{flag} only applies {'with' if needs else 'without'} --via-controller{why}")
@@ -355,6 +362,7 @@ def promote(
         # document, not click's 130 for SIGINT (README's "held at the current split") or a kill for SIGTERM
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, early)
+        from canary.kube import bound_by
         from canary.runner import Runner
         from canary.policy import load_policy
 
@@ -364,11 +372,19 @@ def promote(
         metrics = _metrics(prometheus_url, prometheus_token, prometheus_user, prometheus_password, insecure,
                            prometheus_ca_file)
         gate = _gate(policy, policy_file, model, triton_stable, triton_canary)
-        ctl = ran["ctl"] = Runner(policy=policy, target=target, router=_router(kubeconfig, context), metrics=metrics,
+        router = _router(kubeconfig, context)
+        # every Kubernetes request ends within --interrupt-grace of the first signal (none sent after it): an
+        # API server that accepts and never answers held the process 40 s and more, past a pod's 30 s grace,
+        # and the SIGKILL cut it off before it could say how traffic stands (`traffic.unsafe`, exit 6)
+        grace_until = [math.inf]
+        bound_by(router.custom.api_client, lambda: grace_until[0])
+        ctl = ran["ctl"] = Runner(policy=policy, target=target, router=router, metrics=metrics,
                                   gate=gate, on_interrupt=on_interrupt, retry=retry, wait_ready_s=wait_ready)
 
         def interrupted(signum: int, _frame: Any) -> None:
-            ctl.interrupted_by = ctl.interrupted_by or signal.Signals(signum).name  # the first one stopped it
+            if not ctl.stop.is_set():  # the first one stopped it, and starts the grace
+                grace_until[0] = time.monotonic() + interrupt_grace
+            ctl.interrupted_by = ctl.interrupted_by or signal.Signals(signum).name
             ctl.stop.set()
 
         # SIGHUP too: the session a pipeline ran promote in went away (an ssh connection to the deploy host

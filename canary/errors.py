@@ -18,6 +18,8 @@ made by type, never by parsing messages::
     ├── RolloutBusy            another rollout already owns this VirtualService
     ├── RollbackFailed         traffic had moved; stable 100% could not be completed -> exit 3
     │   └── TrafficUnsafe      ...and the route may still send traffic to the canary -> exit 6
+    ├── GraceSpent             the time a signal left (promote --interrupt-grace) is spent:
+    │                          no more Kubernetes requests are sent, never retried
     └── NotLeader              this controller replica may not write (lease lost or expiring)
 
 Library exceptions are wrapped with ``raise ... from exc`` at the boundary
@@ -74,6 +76,12 @@ class RollbackFailed(CanaryError):
 class TrafficUnsafe(RollbackFailed):
     """Stable 100% could not be written and the route may still send traffic to the canary (exit 6):
     act by hand. The message names the VirtualService and the route."""
+
+
+class GraceSpent(CanaryError):
+    """The grace a signal left this process (`canary promote --interrupt-grace`) is spent: the
+    Kubernetes request was not sent (`kube.bound_by`). Never retried: the process is about to be
+    killed by whoever sent the signal, and must say how traffic stands before it is."""
 
 
 class TransientError(CanaryError):

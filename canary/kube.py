@@ -19,9 +19,10 @@ from __future__ import annotations
 import functools
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-from canary.errors import CanaryError, ConfigError, KubeUnavailable, NotFound, RoutingConflict, TargetError
+from canary.errors import (CanaryError, ConfigError, GraceSpent, KubeUnavailable, NotFound, RoutingConflict,
+                           TargetError)
 
 # where a pod's service account tells its namespace (kubectl and client-go read the same file)
 IN_CLUSTER_NAMESPACE_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
@@ -65,6 +66,47 @@ def api_client(*, kubeconfig: str | None = None, context: str | None = None) -> 
         raise ConfigError(f"cannot load Kubernetes configuration: {exc}") from exc
     cfg.retries = False  # tenacity owns the retries (see module docstring)
     return kubernetes.client.ApiClient(cfg)
+
+
+# below this many seconds left, a request is not sent: it could not be answered in time anyway
+MIN_REQUEST_S = 0.05
+
+
+def bound_by(client: Any, until: Callable[[], float]) -> None:
+    """Make every request `client` (a `kubernetes.client.ApiClient`) sends from now on end by
+    `until()`, a time on `time.monotonic`'s clock (math.inf: unbounded, the default of a caller that
+    has not been signalled): its timeout (`_request_timeout`: none, seconds, or a (connect, read)
+    pair) is cut to the seconds left, and with less than MIN_REQUEST_S left nothing is sent
+    (GraceSpent, naming the method and path). `canary promote --interrupt-grace`: a signal sets
+    `until`, and a Kubernetes API server that accepts connections and never answers can no longer
+    hold the process past its CI job's SIGKILL with the route unspoken for. Every request of the
+    client passes here (`ApiClient.call_api` calls `rest_client.request`), whichever API class and
+    caller (routing, history, events) made it. A request already sent keeps its own timeout."""
+    import time
+
+    rest = client.rest_client
+    send = rest.request
+
+    def request(method: str, url: str, *args: Any, _request_timeout: Any = None, **kw: Any) -> Any:
+        left = until() - time.monotonic()
+        if left < MIN_REQUEST_S:
+            from urllib.parse import urlsplit
+
+            raise GraceSpent(f"{method} {urlsplit(url).path}: not sent, the grace after the signal is spent")
+        return send(method, url, *args, _request_timeout=_cut_timeout(_request_timeout, left), **kw)
+
+    rest.request = request
+
+
+def _cut_timeout(timeout: Any, left: float) -> Any:
+    """A `_request_timeout` (None, seconds, or (connect, read)) cut to at most `left` seconds."""
+    if left == float("inf"):
+        return timeout
+    if isinstance(timeout, tuple) and len(timeout) == 2:
+        return tuple(left if t is None else min(float(t), left) for t in timeout)
+    if isinstance(timeout, (int, float)) and timeout:
+        return min(float(timeout), left)
+    return left
 
 
 def default_namespace(*, kubeconfig: str | None = None, context: str | None = None) -> str:

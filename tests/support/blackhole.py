@@ -31,6 +31,10 @@ class BlackholeProxy:
         self._sock.listen(64)
         self.port = self._sock.getsockname()[1]
         self._held: list[socket.socket] = []
+        self.requests_held = 0  # requests held, each counted once (a kept-alive connection holds two sockets)
+        # with `blackhole` set: None holds every request; an HTTP status (503) answers each with it instead
+        # (a server that answers at once and always fails), the connection closed after it
+        self.answer: int | None = None
         self._stop = threading.Event()
 
     @property
@@ -48,7 +52,23 @@ class BlackholeProxy:
             s.close()
 
     def _hold(self, *socks: socket.socket) -> None:
+        if self.answer is not None:  # answered with a failure, not held
+            body = b'{"kind":"Status","status":"Failure","message":"unavailable","code":%d}' % self.answer
+            head = (f"HTTP/1.1 {self.answer} Failure\r\nContent-Type: application/json\r\n"
+                    f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
+            try:
+                socks[0].recv(65536) if len(socks) == 1 else None  # a new connection: its request first
+                socks[0].sendall(head + body)
+            except OSError:
+                pass
+            for sock in socks:
+                try:
+                    sock.close()
+                except OSError:
+                    pass
+            return
         self._held.extend(socks)
+        self.requests_held += 1
         self.holding.set()
 
     def _accept(self) -> None:

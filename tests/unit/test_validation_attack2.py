@@ -91,6 +91,7 @@ def test_a_missing_policy_configmap_names_the_rollout_and_the_field() -> None:
     (["--rollout-name", "r1"], "--rollout-name only applies with --via-controller"),
     (["--via-controller", "--on-interrupt", "pause"], "--on-interrupt only applies without --via-controller"),
     (["--via-controller", "--on-interrupt", "rollback"], "--on-interrupt only applies without --via-controller"),
+    (["--via-controller", "--interrupt-grace", "10s"], "--interrupt-grace only applies without --via-controller"),
 ])
 def test_promote_refuses_a_flag_its_mode_ignores(files: tuple[Path, Path], extra: list[str], says: str) -> None:
     """`--timeout 30m` without --via-controller bounded nothing (the rollout ran its course), and

@@ -1,0 +1,113 @@
+"""`canary promote --interrupt-grace`: after a signal, every Kubernetes request ends within the grace,
+and none is sent after it (decision 126).
+
+Before: with an API server that accepts connections and never answers, each write of the interrupt's
+rollback and of its fail-safe waited out its 10 s timeout, four tries a call, and the process outlived
+any CI job's grace (a pod's 30 s): SIGKILL cut it off before it could say how traffic stood.
+
+The real CLI process, a real Prometheus (test_promote's backfilled history) and the strict Kubernetes
+API emulator behind a proxy that turns into a black hole once traffic is split (tests/support/
+blackhole.py). Nothing is timed: the proof is the count of requests the black hole holds (the one in
+flight when the grace ends; none sent after it) and the process's exit with its words.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import pytest
+import yaml
+
+from canary.logs import parse_json_lines
+from tests.integration.test_promote import CANARY, ROOT, cluster, prometheus, vs_state  # noqa: F401 - fixtures
+from tests.support.blackhole import BlackholeProxy
+
+pytestmark = pytest.mark.integration
+
+
+def _through(proxy: BlackholeProxy, kubeconfig: Path) -> Path:
+    """A copy of `kubeconfig` whose cluster is reached through `proxy`."""
+    cfg = yaml.safe_load(kubeconfig.read_text())
+    cfg["clusters"][0]["cluster"]["server"] = proxy.url
+    out = kubeconfig.with_name("kubeconfig-via-proxy")
+    out.write_text(yaml.safe_dump(cfg))
+    return out
+
+
+def _until_split(proc: subprocess.Popen[str]) -> list[str]:
+    """The process's stderr lines up to the one saying traffic is split (step 1 written)."""
+    assert proc.stderr is not None
+    seen = []
+    for line in proc.stderr:
+        seen.append(line)
+        if '"step.advanced"' in line and '"weights": "80/20"' in line:
+            return seen
+    raise AssertionError(f"no step.advanced to 80/20; exit {proc.wait()}: {''.join(seen)[-3000:]}")
+
+
+@pytest.mark.parametrize("on_interrupt", ["rollback", "pause"])
+def test_a_hung_api_server_after_the_signal_ends_within_the_grace_with_traffic_said(
+        cluster: Any, prometheus: Any, on_interrupt: str) -> None:
+    api, kubeconfig, policy = cluster
+    up = urlparse(api.url)
+    proxy = BlackholeProxy(up.hostname or "127.0.0.1", up.port or 80).start()
+    try:
+        argv = [*CANARY, "promote", "rec-model", "--canary-version", "v2", "--policy", str(policy), "--namespace",
+                "ml", "--kubeconfig", str(_through(proxy, kubeconfig)), "-o", "json", "--log-format", "json",
+                "--interrupt-grace", "2s", "--on-interrupt", on_interrupt]
+        proc = subprocess.Popen(argv, cwd=ROOT, env={**os.environ, "KUBECONFIG": "",
+                                                     "CANARY_PROMETHEUS_URL": prometheus.url},
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            before = _until_split(proc)
+            assert vs_state(api)[0] == [80, 20]
+            proxy.blackhole = True  # the API server accepts and never answers from now on
+            proc.send_signal(signal.SIGTERM)
+            # without the grace this took 40 s and more (10 s a try, retried): the timeout fails the test
+            out, err = proc.communicate(timeout=120)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    finally:
+        proxy.stop()
+    stderr = "".join(before) + err
+    assert proc.returncode == 6, stderr[-4000:]
+    # the request in flight when the grace ran out is the only one held: none was sent after it
+    assert 1 <= proxy.requests_held <= 2, (proxy.requests_held, stderr[-4000:])
+    doc = json.loads(out)
+    assert doc["exit_code"] == 6 and doc["rollback_failed"] is True
+    assert "grace after the signal is spent" in doc["error"] and "80/20" in doc["error"], doc["error"]
+    events = parse_json_lines(stderr)
+    unsafe = [e for e in events if e["event"] == "traffic.unsafe"]
+    assert len(unsafe) == 1 and unsafe[0]["level"] == "critical" and unsafe[0]["weights"] == "80/20", unsafe
+    assert unsafe[0]["model"] == "rec-model" and "by hand" in unsafe[0]["hint"]
+    assert vs_state(api)[0] == [80, 20]  # nothing reached the API server: the line above says so truly
+
+
+def test_the_grace_leaves_an_answering_api_server_alone(cluster: Any, prometheus: Any) -> None:
+    """A grace that is not spent changes nothing: SIGTERM with a working API server is stable 100%,
+    recorded aborted, exit 3, the rollback's writes sent as before."""
+    api, kubeconfig, policy = cluster
+    argv = [*CANARY, "promote", "rec-model", "--canary-version", "v2", "--policy", str(policy), "--namespace", "ml",
+            "--kubeconfig", str(kubeconfig), "-o", "json", "--log-format", "json", "--interrupt-grace", "5s"]
+    proc = subprocess.Popen(argv, cwd=ROOT, env={**os.environ, "KUBECONFIG": "", "CANARY_PROMETHEUS_URL": prometheus.url},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _until_split(proc)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 3, err[-3000:]
+    weights, rec = vs_state(api)
+    assert weights == [100, 0] and rec["phase"] == "aborted" and "SIGTERM" in rec["reason"]
+    assert json.loads(out)["phase"] == "aborted"

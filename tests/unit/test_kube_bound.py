@@ -1,0 +1,39 @@
+"""`kube.bound_by`'s timeout arithmetic (decision 126); the whole path runs against the emulator in
+tests/integration/test_interrupt_grace.py."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import pytest
+
+from canary.errors import GraceSpent, TransientError
+from canary.kube import _cut_timeout, bound_by, is_transient
+
+
+@pytest.mark.parametrize(("timeout", "left", "cut"), [
+    (None, 3.0, 3.0),  # no timeout of its own: the grace is one
+    (10, 3.0, 3.0),
+    (2, 3.0, 2.0),
+    ((5, 10), 3.0, (3.0, 3.0)),
+    ((1, None), 3.0, (1.0, 3.0)),
+    (10, math.inf, 10),  # not signalled: untouched
+    (None, math.inf, None),
+])
+def test_a_request_timeout_is_cut_to_the_time_left(timeout: object, left: float, cut: object) -> None:
+    assert _cut_timeout(timeout, left) == cut
+
+
+def test_no_request_is_sent_once_the_grace_is_spent(tmp_path: object) -> None:
+    """The refusal comes before any connection (nothing listens on the address) and is not a retry's
+    kind of error: the fail-safe gives up at once and says how traffic stands."""
+    import kubernetes.client
+
+    cfg = kubernetes.client.Configuration()
+    cfg.host = "http://127.0.0.1:9"
+    client = kubernetes.client.ApiClient(cfg)
+    bound_by(client, lambda: time.monotonic() - 1)
+    with pytest.raises(GraceSpent, match=r"GET /api/v1/namespaces/ml/configmaps/x: not sent"):
+        kubernetes.client.CoreV1Api(client).read_namespaced_config_map("x", "ml", _request_timeout=10)
+    assert not isinstance(GraceSpent("x"), TransientError) and not is_transient(GraceSpent("x"))
