@@ -377,7 +377,9 @@ def promote(
         # API server that accepts and never answers held the process 40 s and more, past a pod's 30 s grace,
         # and the SIGKILL cut it off before it could say how traffic stands (`traffic.unsafe`, exit 6)
         grace_until = [math.inf]
-        bound_by(router.custom.api_client, lambda: grace_until[0])
+        bound_by(router.custom.api_client, lambda: grace_until[0],
+                 spent=lambda: f"the {interrupt_grace:g} s after {ctl.interrupted_by or 'the signal'} "
+                               "(--interrupt-grace) are spent")
         ctl = ran["ctl"] = Runner(policy=policy, target=target, router=router, metrics=metrics,
                                   gate=gate, on_interrupt=on_interrupt, retry=retry, wait_ready_s=wait_ready)
 

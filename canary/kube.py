@@ -72,12 +72,13 @@ def api_client(*, kubeconfig: str | None = None, context: str | None = None) -> 
 MIN_REQUEST_S = 0.05
 
 
-def bound_by(client: Any, until: Callable[[], float]) -> None:
+def bound_by(client: Any, until: Callable[[], float], *,
+             spent: Callable[[], str] = lambda: "the grace after the signal is spent") -> None:
     """Make every request `client` (a `kubernetes.client.ApiClient`) sends from now on end by
     `until()`, a time on `time.monotonic`'s clock (math.inf: unbounded, the default of a caller that
     has not been signalled): its timeout (`_request_timeout`: none, seconds, or a (connect, read)
     pair) is cut to the seconds left, and with less than MIN_REQUEST_S left nothing is sent
-    (GraceSpent, naming the method and path). `canary promote --interrupt-grace`: a signal sets
+    (GraceSpent, naming the method and path, then `spent()`). `canary promote --interrupt-grace`: a signal sets
     `until`, and a Kubernetes API server that accepts connections and never answers can no longer
     hold the process past its CI job's SIGKILL with the route unspoken for. Every request of the
     client passes here (`ApiClient.call_api` calls `rest_client.request`), whichever API class and
@@ -92,7 +93,7 @@ def bound_by(client: Any, until: Callable[[], float]) -> None:
         if left < MIN_REQUEST_S:
             from urllib.parse import urlsplit
 
-            raise GraceSpent(f"{method} {urlsplit(url).path}: not sent, the grace after the signal is spent")
+            raise GraceSpent(f"{method} {urlsplit(url).path}: not sent, {spent()}")
         return send(method, url, *args, _request_timeout=_cut_timeout(_request_timeout, left), **kw)
 
     rest.request = request

@@ -83,7 +83,8 @@ def test_a_hung_api_server_after_the_signal_ends_within_the_grace_with_traffic_s
     assert 1 <= proxy.requests_held <= 2, (proxy.requests_held, stderr[-4000:])
     doc = json.loads(out)
     assert doc["exit_code"] == 6 and doc["rollback_failed"] is True
-    assert "grace after the signal is spent" in doc["error"] and "80/20" in doc["error"], doc["error"]
+    assert "not sent, the 2 s after SIGTERM (--interrupt-grace) are spent" in doc["error"], doc["error"]
+    assert "80/20" in doc["error"], doc["error"]
     events = parse_json_lines(stderr)
     unsafe = [e for e in events if e["event"] == "traffic.unsafe"]
     assert len(unsafe) == 1 and unsafe[0]["level"] == "critical" and unsafe[0]["weights"] == "80/20", unsafe
