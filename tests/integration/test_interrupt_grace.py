@@ -18,7 +18,7 @@ import os
 import signal
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import urlparse
 
 import pytest
@@ -51,34 +51,44 @@ def _until_split(proc: subprocess.Popen[str]) -> list[str]:
     raise AssertionError(f"no step.advanced to 80/20; exit {proc.wait()}: {''.join(seen)[-3000:]}")
 
 
+def _promote_signalled(kubeconfig: Path, policy: Path, prom_url: str, *extra: str,
+                       at_split: Callable[[], None] = lambda: None) -> tuple[int, str, str]:
+    """Run `canary promote` (JSON out and logs), call `at_split` once traffic is split, send SIGTERM, and
+    return (exit code, stdout, the whole stderr). Without the grace a hung API server held it 40 s and
+    more (10 s a try, retried): the 120 s limit fails the test."""
+    argv = [*CANARY, "promote", "rec-model", "--canary-version", "v2", "--policy", str(policy), "--namespace", "ml",
+            "--kubeconfig", str(kubeconfig), "-o", "json", "--log-format", "json", *extra]
+    proc = subprocess.Popen(argv, cwd=ROOT, env={**os.environ, "KUBECONFIG": "", "CANARY_PROMETHEUS_URL": prom_url},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        before = _until_split(proc)
+        at_split()
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return proc.returncode, out, "".join(before) + err
+
+
 @pytest.mark.parametrize("on_interrupt", ["rollback", "pause"])
 def test_a_hung_api_server_after_the_signal_ends_within_the_grace_with_traffic_said(
         cluster: Any, prometheus: Any, on_interrupt: str) -> None:
     api, kubeconfig, policy = cluster
     up = urlparse(api.url)
     proxy = BlackholeProxy(up.hostname or "127.0.0.1", up.port or 80).start()
+
+    def hang() -> None:
+        assert vs_state(api)[0] == [80, 20]
+        proxy.blackhole = True  # the API server accepts and never answers from now on
+
     try:
-        argv = [*CANARY, "promote", "rec-model", "--canary-version", "v2", "--policy", str(policy), "--namespace",
-                "ml", "--kubeconfig", str(_through(proxy, kubeconfig)), "-o", "json", "--log-format", "json",
-                "--interrupt-grace", "2s", "--on-interrupt", on_interrupt]
-        proc = subprocess.Popen(argv, cwd=ROOT, env={**os.environ, "KUBECONFIG": "",
-                                                     "CANARY_PROMETHEUS_URL": prometheus.url},
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        try:
-            before = _until_split(proc)
-            assert vs_state(api)[0] == [80, 20]
-            proxy.blackhole = True  # the API server accepts and never answers from now on
-            proc.send_signal(signal.SIGTERM)
-            # without the grace this took 40 s and more (10 s a try, retried): the timeout fails the test
-            out, err = proc.communicate(timeout=120)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+        code, out, stderr = _promote_signalled(_through(proxy, kubeconfig), policy, prometheus.url,
+                                               "--interrupt-grace", "2s", "--on-interrupt", on_interrupt, at_split=hang)
     finally:
         proxy.stop()
-    stderr = "".join(before) + err
-    assert proc.returncode == 6, stderr[-4000:]
+    assert code == 6, stderr[-4000:]
     # the request in flight when the grace ran out is the only one held: none was sent after it
     assert 1 <= proxy.requests_held <= 2, (proxy.requests_held, stderr[-4000:])
     doc = json.loads(out)
@@ -96,19 +106,8 @@ def test_the_grace_leaves_an_answering_api_server_alone(cluster: Any, prometheus
     """A grace that is not spent changes nothing: SIGTERM with a working API server is stable 100%,
     recorded aborted, exit 3, the rollback's writes sent as before."""
     api, kubeconfig, policy = cluster
-    argv = [*CANARY, "promote", "rec-model", "--canary-version", "v2", "--policy", str(policy), "--namespace", "ml",
-            "--kubeconfig", str(kubeconfig), "-o", "json", "--log-format", "json", "--interrupt-grace", "5s"]
-    proc = subprocess.Popen(argv, cwd=ROOT, env={**os.environ, "KUBECONFIG": "", "CANARY_PROMETHEUS_URL": prometheus.url},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        _until_split(proc)
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 3, err[-3000:]
+    code, out, err = _promote_signalled(kubeconfig, policy, prometheus.url, "--interrupt-grace", "5s")
+    assert code == 3, err[-3000:]
     weights, rec = vs_state(api)
     assert weights == [100, 0] and rec["phase"] == "aborted" and "SIGTERM" in rec["reason"]
     assert json.loads(out)["phase"] == "aborted"
