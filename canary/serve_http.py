@@ -56,8 +56,11 @@ class ServeServer(BackgroundHTTPServer):
         self.log.error("serve.unexpected_error", path="", peer=str(client_address[0]) if client_address else "",
                        error=f"{type(exc).__name__}: {exc}")
 
-    def serve_forever(self) -> None:
+    def _listening(self) -> None:
         self.log.info("serve.listening", host=self.host, port=self.port, url=self.url)
+
+    def serve_forever(self) -> None:
+        self._listening()
         self._server.serve_forever(poll_interval=0.2)
 
     def shutdown(self) -> None:

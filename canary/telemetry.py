@@ -221,8 +221,9 @@ Probe = Callable[[], tuple[bool, str]]
 
 class BackgroundHTTPServer:
     """A stdlib ThreadingHTTPServer bound to `host` only (IPv4 or IPv6), served on a daemon thread:
-    `port`, `url`, `start()` (logs `<component>.listening`) and `stop()`. Shared by the controller's
-    health server and `canary serve` (canary/serve_http.py)."""
+    `port`, `url`, `start()` (then `_listening()`: a subclass logs its own, README-listed event) and
+    `stop()`. Shared by the controller's health server (the controller logs `controller.serving`) and
+    `canary serve` (canary/serve_http.py: `serve.listening`)."""
 
     component = "http"
     stop_timeout_s = 5.0  # how long stop() waits for the serving thread
@@ -247,8 +248,12 @@ class BackgroundHTTPServer:
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.2},
                                         name=f"canary-{self.component}", daemon=True)
         self._thread.start()
-        self.log.info(f"{self.component}.listening", host=self.host, port=self.port, url=self.url)
+        self._listening()
         return self
+
+    def _listening(self) -> None:
+        """Say that it listens: nothing here (an event name built from `component`, `health.listening`,
+        was logged by no README row and doubled the controller's `controller.serving`)."""
 
     def stop(self) -> None:
         if self._thread is not None:

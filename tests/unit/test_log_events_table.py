@@ -100,3 +100,20 @@ def test_the_decisive_line_of_a_rollback_is_one_error_and_an_unproven_ones_a_war
         _, actions = rl._end(progressing, 1.0, reason=reason, phase=rl.ROLLED_BACK)
         done = [a for a in actions if isinstance(a, rl.Emit) and a.event == "rollback.completed"]
         assert [a.log_level for a in done] == [level], reason
+
+
+def test_the_controllers_health_server_logs_no_event_the_table_lacks() -> None:
+    """`canary controller run` logged `health.listening` (an f"{self.component}.listening" the AST above
+    cannot read) beside its `controller.serving`: a line on-call found in no row. The health server now
+    logs nothing of its own; `canary serve`'s `serve.listening` is spelled where it is logged."""
+    import structlog
+
+    from canary.telemetry import HealthServer, Telemetry
+
+    rows = _table()
+    with structlog.testing.capture_logs() as captured:
+        server = HealthServer(Telemetry(), ready=lambda: (True, "")).start()
+        server.stop()
+    unlisted = sorted({line["event"] for line in captured} - set(rows))
+    assert not unlisted, f"logged but not in README's Log events: {unlisted}"
+    assert "serve.listening" in rows and "serve.listening" in _logged()[0]
