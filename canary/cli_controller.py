@@ -270,7 +270,7 @@ def follow(*, model: str, canary_version: str, policy_file: Path, namespace: str
                     weights = f" weights {w.get('stable')}/{w.get('canary')}" if w else ""  # none: it ran nothing
                     typer.echo(f"{outcome}{by}: {model} {canary_version}{weights}{extra} - {st.get('reason', '')}")
 
-                opts.emit({**st, "outcome": outcome, "exit_code": code, "rollout": where}, output, text)
+                opts.emit(_document(st, outcome=outcome, exit_code=code, rollout=where), output, text)
                 return code
             time.sleep(1.0)
     except cli.CanaryError:
@@ -327,8 +327,23 @@ def _still_routed(obj: dict[str, Any], *, kubeconfig: Optional[str], context: Op
         typer.echo(f"{phase} already: {model} {recorded.canary_version} weights 100/0{extra} - "
                        f"{st.get('reason', '')}")
 
-    opts.emit({**st, "outcome": phase, "exit_code": code, "rollout": where, "already_ended": True}, output, text)
+    opts.emit(_document(st, outcome=phase, exit_code=code, rollout=where, already_ended=True), output, text)
     return code
+
+
+def _document(st: dict[str, Any], **more: Any) -> dict[str, Any]:
+    """The follower's `-o json` document: the CanaryRollout's status and `more` (outcome, exit_code, ...),
+    with the two fields a plain `promote`'s document has that a pipeline reads: `step_number` (the status's
+    `step`, already counted from 1) and, for a rolled-back or aborted end, `end_cause` (README: "-o json's
+    end_cause tells them apart"; it was absent, so `jq .end_cause` read null under `--via-controller`)."""
+    from canary.telemetry import classify_reason
+
+    doc = {**st, **more}
+    if isinstance(st.get("step"), int):
+        doc["step_number"] = st["step"]
+    if st.get("phase") in (rl.ROLLED_BACK, rl.ABORTED):
+        doc["end_cause"] = classify_reason(str(st.get("reason") or ""))
+    return doc
 
 
 def rollout_name(model: str, canary_version: str) -> str:

@@ -49,6 +49,9 @@ def test_a_retried_follower_exits_by_the_end_its_rollout_reached(world: Any, tmp
     assert code == {rl.PROMOTED: 0, rl.ROLLED_BACK: 1}[want]
     doc = json.loads(capsys.readouterr().out)
     assert doc["outcome"] == want and doc["exit_code"] == code and doc["already_ended"] is True
+    # the fields a plain promote's document gives a pipeline: the step counted from 1, and why it ended
+    assert doc["step_number"] == doc["step"] >= 1
+    assert doc.get("end_cause") == ("check" if want == rl.ROLLED_BACK else None), doc.get("reason")
 
 
 def test_a_retry_after_another_rollout_on_the_route_is_still_refused(world: Any, tmp_path: Any) -> None:
