@@ -563,7 +563,9 @@ def sweep(namespace: Optional[str] = NamespaceOpt,
     Each end is posted, as the controller's are, to the webhooks and Slack URLs given (event "aborted" or
     "promotion"; docs/integrations.md), before the command exits (up to 5 s more).
 
-    Exit codes: 0 nothing to end, or all ended; 3 a write failed, or an owner could not be looked up.
+    Exit codes: 0 nothing to end, or all ended (with --dry-run: whatever it found); 2 bad flags, an unreadable
+    kubeconfig; 3 the VirtualServices could not be listed, a write failed, or an owner could not be looked
+    up; 6 stable 100% could not be written (the canary may still get traffic: act by hand).
 
     Example: canary sweep -A --dry-run
     """
