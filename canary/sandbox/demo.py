@@ -307,13 +307,46 @@ def _print_summary(r: ScenarioResult, log_file: str | None = None) -> None:
 __all__ = ["run_scenario", "ScenarioResult", "demo", "EXPECTED"]
 
 
+def cli_program() -> str:
+    """How another shell runs this CLI: `canary` when that is this installation's on PATH, else the path of
+    the `canary` beside this Python (a checkout's `.venv/bin/canary`: README's "the CLI is .venv/bin/canary";
+    a bare `canary` there is "command not found")."""
+    import shutil
+
+    here = Path(sys.executable).parent / "canary"
+    if not here.exists():
+        return "canary"
+    found = shutil.which("canary")
+    return "canary" if found and Path(found).resolve() == here.resolve() else str(here)
+
+
+def keep_text(info: dict[str, Any], program: str | None = None) -> str:
+    """`canary demo --keep`'s text: the `export` lines and commands to paste in another shell, each line a
+    shell command as written (a note after a command is a `#` comment: "(drives ...)" was a syntax error)."""
+    import shlex
+
+    prog = shlex.quote(program or cli_program())
+    model, ns = shlex.quote(info["model"]), shlex.quote(info["namespace"])
+    cmd = f"{prog} " + " ".join(shlex.quote(a) for a in info["promote_args"])
+    return f"""sandbox up (scenario {info['scenario']!r}; its canary misbehaves once it gets traffic). In another shell:
+
+  export KUBECONFIG={shlex.quote(info['kubeconfig'])}
+  export CANARY_PROMETHEUS_URL={shlex.quote(info['prometheus_url'])}
+
+  {cmd}
+  {prog} status {model} -n {ns}
+  {prog} rollback {model} -n {ns} --reason "trying it"
+  {prog} controller run -n {ns}   # drives CanaryRollout objects (README, "Running it as a controller in the cluster")
+
+Ctrl-C stops it (everything it started, and its files)."""
+
+
 def keep_sandbox(scenario: str, *, rate: float, policy: Path, output: str, native_histograms: bool = False) -> int:
     """`canary demo --keep`: the sandbox of `scenario` (its canary misbehaves once it gets traffic), its
     Kubernetes API emulator serving CanaryRollout too, kept until SIGINT/SIGTERM. Prints where everything is (text: `export` lines and commands to try; `-o json`:
     one line, `kubeconfig`, `prometheus_url`, `triton_stable_url`, `triton_canary_url`, `namespace`, `model`,
     versions, `promote_args`) once it is up, then waits. Returns 0 once stopped (everything it started is
     stopped, by PID, and its work directory removed); the sandbox's own errors raise."""
-    import shlex
     import signal
     import threading
 
@@ -338,18 +371,7 @@ def keep_sandbox(scenario: str, *, rate: float, policy: Path, output: str, nativ
                 "canary_version": sb.canary_version, "promote_args": args}
 
         def text(wide: bool) -> None:
-            cmd = "canary " + " ".join(shlex.quote(a) for a in args)
-            typer.echo(f"""sandbox up (scenario {scenario!r}; its canary misbehaves once it gets traffic). In another shell:
-
-  export KUBECONFIG={shlex.quote(str(sb.kubeconfig))}
-  export CANARY_PROMETHEUS_URL={sb.prometheus_url}
-
-  {cmd}
-  canary status {sb.model} -n {sb.namespace}
-  canary rollback {sb.model} -n {sb.namespace} --reason "trying it"
-  canary controller run -n {sb.namespace}   (drives CanaryRollout objects: README, "The controller")
-
-Ctrl-C stops it (everything it started, and its files).""")
+            typer.echo(keep_text(info))
 
         opts.emit(info, output, text)
         sys.stdout.flush()

@@ -56,3 +56,32 @@ def test_a_rate_that_is_not_positive_is_refused() -> None:
     for rate in ("0", "-3", "nan"):  # it used to start the sandbox and end in a ValueError traceback, exit 1
         r = run("--rate", rate)
         assert r.exit_code == 2 and "--rate must be > 0" in r.output and "Traceback" not in r.output
+
+
+def test_keeps_printout_is_commands_a_shell_runs_as_pasted(tmp_path: Path) -> None:
+    """`canary demo --keep` prints lines "to paste in another shell": the controller's line ended in
+    `(drives CanaryRollout objects: README, "The controller")`, a bash syntax error, naming a README section
+    that does not exist; and a bare `canary` is "command not found" in a shell without the checkout's
+    .venv on PATH (README: the CLI is .venv/bin/canary)."""
+    import re
+    import shutil
+    import subprocess
+    import sys
+
+    from canary.sandbox.demo import cli_program, keep_text
+
+    info = {"scenario": "slow", "kubeconfig": str(tmp_path / "kube config"), "prometheus_url": "http://127.0.0.1:9",
+            "namespace": "ml", "model": "rec-model",
+            "promote_args": ["promote", "rec-model", "--canary-version", "v2", "--policy", str(tmp_path / "p.yaml")]}
+    text = keep_text(info, program="/opt/my env/bin/canary")
+    commands = [line.strip() for line in text.splitlines() if line.startswith("  ")]
+    assert len(commands) == 6 and all(c.startswith(("export ", "'/opt/my env/bin/canary' ")) for c in commands[2:])
+    for command in commands:
+        res = subprocess.run(["bash", "-n", "-c", command], capture_output=True, text=True)
+        assert res.returncode == 0, (command, res.stderr)
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    for section in re.findall(r'README, "([^"]+)"', text):
+        assert f"\n## {section}\n" in readme, section
+    program = cli_program()  # this installation's canary, wherever PATH points
+    here = Path(sys.executable).parent / "canary"
+    assert Path(shutil.which(program) or program).resolve() == here.resolve()
