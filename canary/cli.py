@@ -66,6 +66,8 @@ WATCH_EXIT = {rl.PROMOTED: 0, rl.ROLLED_BACK: 1, rl.ABORTED: EXIT_INFRA}  # `sta
 
 # defined once in cli_options (with the renderer and the parsers); the names here are the ones commands use
 NamespaceOpt, KubeconfigOpt, ContextOpt, OutputOpt = opts.NamespaceOpt, opts.KubeconfigOpt, opts.ContextOpt, opts.OutputOpt
+# the MODEL argument of status/pause/resume/rollback: their --help said only "[required]"
+ModelArg = typer.Argument(..., help="model name (and VirtualService name unless --virtual-service)")
 VsOpt = typer.Option(None, "--virtual-service", help="VirtualService name (default: the model name)")
 DrOpt = typer.Option(None, "--destination-rule", help="DestinationRule name (default: the VirtualService name)")
 RouteOpt = typer.Option(None, "--route", help="name of the VirtualService's HTTP route (default: the only one, else the "
@@ -531,7 +533,9 @@ def _operator(model: str, namespace: Optional[str], vs: Optional[str], dr: Optio
 
 
 @app.command()
-def rollback(model: str, reason: str = typer.Option("manual rollback", "--reason"), namespace: Optional[str] = NamespaceOpt,
+def rollback(model: str = ModelArg,
+             reason: str = typer.Option("manual rollback", "--reason", help="why, recorded with the rollback "
+                                        "(`operator: <reason>`)"), namespace: Optional[str] = NamespaceOpt,
              virtual_service: Optional[str] = VsOpt, destination_rule: Optional[str] = DrOpt,
              route: Optional[str] = RouteOpt, kubeconfig: Optional[str] = KubeconfigOpt,
              context: Optional[str] = ContextOpt, output: str = OutputOpt) -> None:
@@ -667,7 +671,7 @@ def sweep(namespace: Optional[str] = NamespaceOpt,
 
 
 @app.command()
-def pause(model: str, namespace: Optional[str] = NamespaceOpt, virtual_service: Optional[str] = VsOpt,
+def pause(model: str = ModelArg, namespace: Optional[str] = NamespaceOpt, virtual_service: Optional[str] = VsOpt,
           destination_rule: Optional[str] = DrOpt, route: Optional[str] = RouteOpt,
           kubeconfig: Optional[str] = KubeconfigOpt, context: Optional[str] = ContextOpt, output: str = OutputOpt) -> None:
     """Hold the current weights; the running `promote` waits.
@@ -679,7 +683,7 @@ def pause(model: str, namespace: Optional[str] = NamespaceOpt, virtual_service: 
 
 
 @app.command()
-def resume(model: str, namespace: Optional[str] = NamespaceOpt, virtual_service: Optional[str] = VsOpt,
+def resume(model: str = ModelArg, namespace: Optional[str] = NamespaceOpt, virtual_service: Optional[str] = VsOpt,
            destination_rule: Optional[str] = DrOpt, route: Optional[str] = RouteOpt,
            kubeconfig: Optional[str] = KubeconfigOpt, context: Optional[str] = ContextOpt, output: str = OutputOpt) -> None:
     """Continue a paused rollout (the current step starts over).
@@ -691,7 +695,7 @@ def resume(model: str, namespace: Optional[str] = NamespaceOpt, virtual_service:
 
 
 @app.command()
-def status(model: str, namespace: Optional[str] = NamespaceOpt, virtual_service: Optional[str] = VsOpt,
+def status(model: str = ModelArg, namespace: Optional[str] = NamespaceOpt, virtual_service: Optional[str] = VsOpt,
            destination_rule: Optional[str] = DrOpt, route: Optional[str] = RouteOpt,
            kubeconfig: Optional[str] = KubeconfigOpt, context: Optional[str] = ContextOpt, output: str = OutputOpt,
            watch: bool = typer.Option(False, "--watch", "-w", help="refresh every 2 s until a terminal phase"),

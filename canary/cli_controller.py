@@ -39,7 +39,8 @@ def run(
     insecure: bool = opts.InsecureOpt,
     leader_elect: bool = typer.Option(False, "--leader-elect", help="hold a coordination.k8s.io Lease; only the leader writes"),
     lease_namespace: str = typer.Option("", "--lease-namespace", envvar="POD_NAMESPACE", help="namespace of the Lease (default: canary-system)"),
-    lease_name: str = typer.Option("canary-controller", "--lease-name"),
+    lease_name: str = typer.Option("canary-controller", "--lease-name", help="name of the Lease (with --shards N: "
+                                   "<name>-shard-<i>-of-<N>, one per shard)"),
     lease_duration: float = opts.DurationOpt("15s", "--lease-duration", help="how long a Lease holds"),
     renew_deadline: float = opts.DurationOpt("10s", "--renew-deadline", help="must be below --lease-duration"),
     retry_period: float = opts.DurationOpt("2s", "--retry-period", help="between tries to take or renew the Lease"),

@@ -25,3 +25,23 @@ def test_shell_completion_is_offered():
     r = subprocess.run(["bash", "-c", '"$0" -m canary --show-completion; exit $?', sys.executable],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and "complete" in r.stdout, r.stderr
+
+
+def test_every_argument_and_option_of_every_command_says_what_it_is_in_help():
+    """A newcomer reads `--help`: `canary status/pause/resume/rollback --help` showed their MODEL argument as
+    `model <str> [required]` and nothing else, `rollback --reason` and `controller run --lease-name` had no
+    words either."""
+    import typer
+
+    from canary.cli import app
+
+    def commands(cmd, path):
+        if hasattr(cmd, "commands"):
+            for name, sub in cmd.commands.items():
+                yield from commands(sub, [*path, name])
+        else:
+            yield " ".join(path), cmd
+
+    bare = [f"{path} {param.name}" for path, cmd in commands(typer.main.get_command(app), [])
+            for param in cmd.params if param.name != "help" and not (getattr(param, "help", None) or "").strip()]
+    assert not bare, f"no help text: {bare}"
