@@ -35,8 +35,8 @@ from canary import rollout as rl
 from canary.analysis.judge import judge
 from canary.analysis.sequential import looks_per_step
 from canary.runner import SKEW_WARN_S, SystemClock, probe_reason, probe_streak
-from canary.errors import (CanaryError, CanaryNotReady, ConfigError, KubeUnavailable, MetricsUnavailable, NotFound,
-                           NotLeader, RolloutBusy, RoutingConflict, TransientError)
+from canary.errors import (CanaryError, ConfigError, KubeUnavailable, MetricsUnavailable, NotFound,
+                           NotLeader, PodsNotReady, RolloutBusy, RoutingConflict, StableNotReady, TransientError)
 from canary.fencing import FencedRouter
 from canary.history_store import configmap_name
 from canary.logs import get as get_logger
@@ -46,7 +46,7 @@ from canary import judged_marks
 from canary import kube
 from canary import malloc
 from canary import sweep
-from canary.reconcile import (K8S_EVENTS, Observation, camel, check_canary_pods, check_claim, crd_owner, crd_ref, decide,
+from canary.reconcile import (K8S_EVENTS, Observation, camel, check_claim, check_pods, crd_owner, crd_ref, decide,
                               describe_owner, execute, look_due, look_window, measure_window, next_look_at, parse_state,
                               preflight_metrics, rollout_context, to_stable)
 from canary.routing import patch
@@ -160,8 +160,8 @@ class Controller:
     # background (the rollout stays at 100/0 and is woken when it ends): a slow canary's warm-up never
     # holds the other rollouts' looks, probes and rollbacks longer than this
     gate_wait_s: float = 2.0
-    # seconds an unclaimed CanaryRollout waits for a Ready pod of its canary version (CanaryNotReady) before
-    # it ends unrun, aborted (Flagger's and Argo's progress deadline; `controller run --wait-ready`)
+    # seconds an unclaimed CanaryRollout waits for a Ready pod of its canary version (CanaryNotReady) and of its
+    # stable version (StableNotReady) before it ends unrun, aborted (Flagger's and Argo's progress deadline; `controller run --wait-ready`)
     wait_ready_s: float = 600.0
 
     def __post_init__(self) -> None:
@@ -173,7 +173,7 @@ class Controller:
         self._step_starts: dict[str, tuple[tuple[str, int, float], Any]] = {}
         self._breach_seen: dict[tuple[str, str], float] = {}  # (rollout, canary version) -> first failed look
         self._failing: dict[str, float] = {}  # rollout key -> when its ticks started failing
-        # rollout key -> (generation, when its canary was first found without a Ready pod): `wait_ready_s`
+        # rollout key -> (generation, when its canary or stable was first found without a Ready pod): `wait_ready_s`
         self._unready_since: dict[str, tuple[int, float]] = {}
         # per CanaryRollout: the last `rollout.invalid`/`rollout.tick_failed` message, when, how many left out (`_told`)
         self._said: dict[str, tuple[str, float, int]] = {}
@@ -650,8 +650,8 @@ class Controller:
                 return None
             try:
                 self._check_before_claim(spec)
-            except CanaryNotReady as exc:
-                # no Ready canary pod yet: retried with the tick's backoff, for `wait_ready_s` from the first
+            except PodsNotReady as exc:
+                # no Ready canary (or stable) pod yet: retried with the tick's backoff, for `wait_ready_s` from the first
                 # time this generation found none (this process's memory: a restart waits afresh, never less)
                 first = self._unready_since.get(spec.key)
                 if first is None or first[0] != spec.generation:
@@ -659,7 +659,9 @@ class Controller:
                 if now - first[1] < self.wait_ready_s:
                     raise
                 self._unready_since.pop(spec.key, None)
-                self._end_unrun(obj, spec, f"not run: no Ready pod of {spec.target.canary_version} within "
+                arm = (f"the stable {spec.target.stable_version}" if isinstance(exc, StableNotReady)
+                       else spec.target.canary_version)
+                self._end_unrun(obj, spec, f"not run: no Ready pod of {arm} within "
                                 f"{self.wait_ready_s:.0f}s ({exc}); delete and create the CanaryRollout again once its "
                                 "pods are Ready", log, event="rollout.not_ready_ended", owner="", phase=None)
                 return None
@@ -868,10 +870,11 @@ class Controller:
         MetricsUnavailable: retried at the next tick), and the Triton gate configuration."""
         log = self._rollout_log(spec)
         # a canary version no pod serves yet (its Deployment just applied): CanaryNotReady, retried with the
-        # tick's backoff, nothing claimed; the status says which pods were looked for
+        # tick's backoff, nothing claimed; the status says which pods were looked for. A stable version no pod
+        # serves (scaled to 0, crash-looping, a mistyped label): StableNotReady, the same way (decision 124)
         said = _Held(log)  # its lines, logged once the outcome is known: a refusal said before is not said again
         # (the pod check's too: its `preflight.pods_unchecked` was said at every retry of a refusal after it)
-        check_canary_pods(self.router, spec.target, log=said)
+        check_pods(self.router, spec.target, log=said)
         try:
             preflight_metrics(self.metrics, spec.policy, spec.target, log=said)
         except ConfigError as exc:

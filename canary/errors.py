@@ -11,7 +11,9 @@ made by type, never by parsing messages::
     ├── TransientError         worth retrying (network, 5xx, timeouts)     -> bounded retries
     │   ├── MetricsUnavailable Prometheus could not be asked              -> "could not measure"
     │   ├── KubeUnavailable    the Kubernetes API could not be reached
-    │   └── CanaryNotReady     no Ready pod serves the canary version yet (nothing was moved)
+    │   └── PodsNotReady       no Ready pod serves a version the rollout needs yet (nothing was moved)
+    │       ├── CanaryNotReady ...the canary version (its Deployment just applied)
+    │       └── StableNotReady ...the stable version (scaled to 0, crash-looping, a mistyped label)
     ├── NoData                 Prometheus answered, but nothing about this arm
     ├── RoutingConflict        someone else wrote the VirtualService (409 after re-tries,
     │                          or a foreign edit of the weights)
@@ -96,9 +98,19 @@ class KubeUnavailable(TransientError):
     """The Kubernetes API could not be reached or kept failing."""
 
 
-class CanaryNotReady(TransientError):
-    """No Ready pod serves the canary version yet (`routing.pods`): refused before any write, worth
-    trying again once the version's pods are up (`promote --wait-ready`, the controller's backoff)."""
+class PodsNotReady(TransientError):
+    """No Ready pod serves a version the rollout needs (`routing.pods`): refused before any write, worth
+    trying again once the version's pods are up (`promote --wait-ready`, the controller's backoff). The
+    subclass names the arm; it is the controller's Ready reason."""
+
+
+class CanaryNotReady(PodsNotReady):
+    """No Ready pod serves the canary version yet (when the stable has none either, the message says so)."""
+
+
+class StableNotReady(PodsNotReady):
+    """The canary has a Ready pod, the stable version none: nothing to compare it with, and a rollback to
+    stable 100% would send every request to no endpoint."""
 
 
 class NoData(CanaryError):

@@ -40,15 +40,15 @@ class FencedRouter:
     def inspect(self, target: Target) -> RouteStatus:
         return self.inner.inspect(target)
 
-    def canary_pods(self, target: Target) -> Any:
-        """A read: passed through (`reconcile.check_canary_pods` asks it when the router has it; without this,
+    def subset_pods(self, target: Target, subset: str = "canary") -> Any:
+        """A read: passed through (`reconcile.check_pods` asks it when the router has it; without this,
         a caller given the fenced router skipped the pod check before the claim, silently)."""
-        count = getattr(self.inner, "canary_pods", None)
+        count = getattr(self.inner, "subset_pods", None)
         if count is None:
             from canary.routing.pods import PodCount
 
             return PodCount(unchecked="the router cannot count pods")
-        return count(target)
+        return count(target, subset)
 
     def set_weights(self, target: Target, weights: Weights, *, state: str, expect_state: Any = ...) -> RouteStatus:
         self._fence()

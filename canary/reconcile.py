@@ -34,7 +34,7 @@ from canary.metrics.base import MetricsProvider
 from canary.model import STABLE_ONLY, ArmData, Target, check_version
 from canary.policy import Policy
 from canary.routing.base import RouteStatus, TrafficRouter
-from canary.routing.patch import VERSION_LABEL
+from canary.routing.patch import CANARY, VERSION_LABEL
 
 EXIT_PROMOTED, EXIT_ROLLED_BACK, EXIT_BAD_INPUT, EXIT_INFRA, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 EXIT_CODES = {rl.PROMOTED: EXIT_PROMOTED, rl.ROLLED_BACK: EXIT_ROLLED_BACK, rl.ABORTED: EXIT_INFRA}
@@ -158,30 +158,54 @@ def preflight_metrics(metrics: MetricsProvider, policy: Policy, target: Target, 
         log.warning("metrics.preflight_layouts", detail=line)
 
 
-def check_canary_pods(router: Any, target: Target, *, log: Any, waited_s: float = 0.0) -> None:
-    """Before the claim: a Ready pod must serve the canary version (`routing.pods`; Flagger and Argo
-    Rollouts wait for the canary's pods too). CanaryNotReady when none does (nothing was moved);
-    `preflight.pods_unchecked` when they cannot be counted (no RBAC, no pods API), and the rollout goes
-    on (the unrouted rule stands behind it). A router that is not Kubernetes' (no `canary_pods`) is
-    not asked."""
-    from canary.errors import CanaryNotReady
+def check_pods(router: Any, target: Target, *, log: Any, waited_s: float = 0.0) -> None:
+    """Before the claim: a Ready pod must serve the canary version, and one the stable version (`routing.pods`;
+    Flagger waits for its primary and the canary, Argo Rollouts for the stable and canary ReplicaSets).
+    CanaryNotReady when the canary has none (its message names the stable too when it has none either),
+    StableNotReady when only the stable has none; nothing was moved. `preflight.pods_unchecked` when they
+    cannot be counted (no RBAC, no pods API, a host that is no Service), and the rollout goes on (the
+    unrouted rule stands behind it); the canary's unchecked, the stable's is not asked: the same
+    DestinationRule, Service and namespace, unchecked for the same reason. A router that is not
+    Kubernetes' (no `subset_pods`) is not asked."""
+    from canary.errors import CanaryNotReady, StableNotReady
     from canary.routing.pods import not_ready_message
 
-    count_pods = getattr(router, "canary_pods", None)
-    if count_pods is None:
-        return
-    count = count_pods(target)
-    if count.unchecked:
-        log.warning("preflight.pods_unchecked", canary_version=target.canary_version, selector=count.selector,
-                    pods_namespace=count.namespace, error=count.unchecked,
-                    note="whether a pod serves the canary version is not known: the rollout goes on (a canary no "
-                         "pod serves is rolled back at its first look once traffic shows it); give the identity "
-                         "get on services and list on pods to check before traffic moves")
-        return
-    if count.ready < 1:
-        raise CanaryNotReady(not_ready_message(count, target.canary_version, waited_s))
-    log.info("preflight.canary_pods", canary_version=target.canary_version, ready=count.ready, pods=count.total,
-             selector=count.selector, pods_namespace=count.namespace)
+    missing, counted = count_pods(router, target, log=log)
+    if missing:
+        raise (CanaryNotReady if missing[0][0] == CANARY else StableNotReady)(not_ready_message(missing, waited_s))
+    for subset, version, count in counted:
+        event = "preflight.canary_pods" if subset == CANARY else "preflight.stable_pods"
+        log.info(event, **{f"{subset}_version": version}, ready=count.ready, pods=count.total,
+                 selector=count.selector, pods_namespace=count.namespace)
+
+
+def count_pods(router: Any, target: Target, *, log: Any) -> tuple[list[tuple[str, str, Any]], list[tuple[str, str, Any]]]:
+    """The (subset, version, `pods.PodCount`) of each arm (canary first) without a Ready pod, and of each with
+    one; an arm that cannot be counted is in neither, said (`preflight.pods_unchecked`). See `check_pods`."""
+    from canary.routing.pods import SUBSETS
+
+    count_subset = getattr(router, "subset_pods", None)
+    missing: list[tuple[str, str, Any]] = []
+    counted: list[tuple[str, str, Any]] = []
+    if count_subset is None:
+        return missing, counted
+    for subset in SUBSETS:
+        version = target.canary_version if subset == CANARY else target.stable_version
+        if not version:  # no stable version known (never at a claim: `check_claim` wants one)
+            continue
+        count = count_subset(target, subset)
+        if count.unchecked:
+            log.warning("preflight.pods_unchecked", subset=subset, canary_version=target.canary_version,
+                        stable_version=target.stable_version, selector=count.selector,
+                        pods_namespace=count.namespace, error=count.unchecked,
+                        note=f"whether a pod serves the {subset} version is not known: the rollout goes on (a "
+                             "canary no pod serves is rolled back at its first look once traffic shows it); give "
+                             "the identity get on services and list on pods to check before traffic moves")
+            if subset == CANARY:
+                break
+            continue
+        (missing if count.ready < 1 else counted).append((subset, version, count))
+    return missing, counted
 
 
 def _blind_message(report: Any, blind: tuple[str, ...], policy: Policy, target: Target) -> str:

@@ -27,21 +27,23 @@ from typing import Any, Callable, Protocol, TypeVar
 from canary import judged_marks
 from canary import rollout as rl
 from canary.analysis.judge import judge
-from canary.errors import (AlreadyStable, CanaryError, CanaryNotReady, ConfigError, KubeUnavailable, NotFound,
-                           RollbackFailed, RolloutBusy, RoutingConflict, TargetError, TrafficUnsafe, TransientError)
+from canary.errors import (AlreadyStable, CanaryError, CanaryNotReady, ConfigError, KubeUnavailable, NotFound, PodsNotReady,
+                           RollbackFailed, RolloutBusy, RoutingConflict, StableNotReady, TargetError, TrafficUnsafe,
+                           TransientError)
 from canary.logs import get as get_logger
 from canary.metrics.base import MetricsProvider
 from canary.model import STABLE_ONLY, Target, check_version
 from canary.policy import Policy
 from canary.reconcile import (EXIT_BAD_INPUT, EXIT_CODES, EXIT_INFRA, EXIT_INTERRUPTED, EXIT_PROMOTED,
-                              EXIT_ROLLED_BACK, Observation, check_canary_pods, check_claim, decide, describe_owner, end_disagreement, execute,
+                              EXIT_ROLLED_BACK, Observation, check_pods, check_claim, count_pods, decide, describe_owner, end_disagreement, execute,
                               is_promote_owner, look_window, measure_window, next_look_at, parse_state,
                               preflight_metrics, promote_owner, rollout_context, to_stable)
 from canary.routing.base import TrafficRouter
+from canary.routing.pods import not_ready_message
 from canary.routing.patch import same_route
 
 T = TypeVar("T")
-POD_POLL_S = 5.0  # how often `promote --wait-ready` asks whether a canary pod is Ready
+POD_POLL_S = 5.0  # how often `promote --wait-ready` asks whether a canary pod and a stable pod are Ready
 
 
 class _Interrupted(Exception):
@@ -131,7 +133,7 @@ class Runner:
     interrupted_by: str = ""
     on_update: Callable[[rl.RolloutState], None] | None = None
     watch_every: float = 1.0  # how often the VirtualService is re-read for outside changes
-    wait_ready_s: float = 0.0  # how long to wait for a Ready canary pod before the claim (`promote --wait-ready`)
+    wait_ready_s: float = 0.0  # how long to wait for a Ready canary pod and stable pod before the claim (`promote --wait-ready`)
     rollback_failed: bool = field(default=False, init=False)  # run() raised RollbackFailed: traffic had moved
     # canary.history_store.Recorder: every look, step and phase change for `canary report`. Default: the
     # VirtualService's history ConfigMap when the router has a Kubernetes core API, else nothing recorded
@@ -398,8 +400,8 @@ class Runner:
         check_claim(target, status, existing)
         # bad input first (exit 2 at once): after the wait, a policy whose queries match nothing was reported
         # only once a pod was Ready, up to --wait-ready later, or never (exit 3 for the pods instead)
-        preflight_metrics(self.metrics, self.policy, target, log=self.log)
-        if self._wait_for_canary_pods(target):
+        self._preflight_metrics(target)
+        if self._wait_for_pods(target):
             # up to --wait-ready went by since the route was read: who holds it, which version the stable subset
             # selects, the weights. Claimed on that old read, a stable subset re-pointed meanwhile was judged a
             # foreign edit after 20% had moved, and pointed back; decided again on what the route says now
@@ -411,7 +413,7 @@ class Runner:
                                                ("routes", status.routes, fresh.routes)) if a != b]
             if changed or replace(fresh, resource_version="") != replace(status, resource_version=""):
                 self.log.info("preflight.route_changed", changed=", ".join(changed) or "the route's objects",
-                              note="changed while waiting for a Ready canary pod: checked again before any write")
+                              note="changed while waiting for Ready pods: checked again before any write")
                 self.target = asked
                 return self._start()
         self._written = status.state or ""
@@ -430,33 +432,58 @@ class Runner:
             raise RolloutBusy(f"{target.namespace}/{target.virtual_service}: claimed meanwhile ({who}); nothing "
                               "was moved by this promote") from None
 
-    def _wait_for_canary_pods(self, target: Target) -> bool:
+    def _preflight_metrics(self, target: Target) -> None:
+        """`reconcile.preflight_metrics`; its refusal (exit 2, bad input) when the stable version has no Ready
+        pod is StableNotReady (exit 3) naming its pods: a stable scaled to 0 or crash-looping has no series
+        either, and "check policy metrics.labels" sent the on-call to the wrong place. Not waited for: its
+        series appear only once traffic reaches the pods again, after the wait would have ended."""
+        try:
+            preflight_metrics(self.metrics, self.policy, target, log=self.log)
+        except ConfigError as exc:
+            try:
+                missing, _ = count_pods(self.router, target, log=self.log)
+            except CanaryError:
+                raise exc from None
+            stable = [m for m in missing if m[0] != "canary"]
+            if not stable:
+                raise
+            raise StableNotReady(f"{not_ready_message(stable, 0.0)}; and so {exc}") from exc
+
+    def _wait_for_pods(self, target: Target) -> bool:
         """Before the claim (nothing written yet): wait up to `wait_ready_s` for a Ready pod of the canary
-        version (`reconcile.check_canary_pods`), asking every `POD_POLL_S`; CanaryNotReady when none came
-        (exit 3, nothing moved), or at once when a signal arrives meanwhile. A read that failed (KubeUnavailable)
-        is waited through as a pod not Ready is; still failing at the deadline, it is the error (exit 3).
-        Returns whether it waited (a pod was Ready at the first look: False)."""
+        version and one of the stable version (`reconcile.check_pods`), asking every `POD_POLL_S`;
+        CanaryNotReady or StableNotReady (the arm with none) when none came (exit 3, nothing moved), or at
+        once when a signal arrives meanwhile. A read that failed (KubeUnavailable) is waited through as a pod
+        not Ready is; still failing at the deadline, it is the error (exit 3). Returns whether it waited (both
+        had a Ready pod at the first look: False)."""
         started = self.clock.now()
         said = False
+        refused: type[PodsNotReady] = CanaryNotReady  # the arm the last look found without a Ready pod
+
+        def interrupted() -> PodsNotReady:
+            arm = "the stable" if refused is StableNotReady else "the canary"
+            version = target.stable_version if refused is StableNotReady else target.canary_version
+            return refused(f"interrupted while waiting for a Ready pod of {arm} {version}; nothing was moved")
         while True:
             waited = self.clock.now() - started
             if said and self.stop.is_set():  # before the read: a pod Ready by now must not start what was cancelled
-                raise CanaryNotReady(f"interrupted while waiting for a Ready pod of {target.canary_version}; "
-                                     "nothing was moved")
+                raise interrupted()
             try:
-                check_canary_pods(self.router, target, log=self.log, waited_s=waited)
+                check_pods(self.router, target, log=self.log, waited_s=waited)
                 return said
-            except (CanaryNotReady, KubeUnavailable) as exc:
+            except (PodsNotReady, KubeUnavailable) as exc:
                 # a read that kept failing (a 5xx on the pods LIST) is one more look that found no Ready pod:
                 # it ended a 10-minute wait with most of it unused; at the deadline it is the error
+                if isinstance(exc, PodsNotReady):
+                    refused = type(exc)
                 if waited >= self.wait_ready_s:
                     raise
                 if self.stop.is_set():
-                    raise CanaryNotReady(f"interrupted while waiting for a Ready pod of {target.canary_version}; "
-                                         "nothing was moved") from None
+                    raise interrupted() from None
                 if not said:
                     said = True
-                    self.log.info("preflight.waiting_for_canary_pods", wait_ready_s=self.wait_ready_s,
+                    self.log.info("preflight.waiting_for_stable_pods" if isinstance(exc, StableNotReady)
+                                  else "preflight.waiting_for_canary_pods", wait_ready_s=self.wait_ready_s,
                                   detail=str(exc))
             until = self.clock.now() + min(POD_POLL_S, max(self.wait_ready_s - waited, 0.0))
             while not self.stop.is_set() and self.clock.now() < until:  # a signal is seen within 0.25 s, not 5 s

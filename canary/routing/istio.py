@@ -359,8 +359,8 @@ class IstioRouter:
         """Drop what `prefetch` or `seed` gave this thread and no read used: it must not serve later."""
         self._local.cache = {}
 
-    def canary_pods(self, target: Target) -> Any:
-        """The pods the canary subset will select once pointed at `target.canary_version`
+    def subset_pods(self, target: Target, subset: str = patch.CANARY) -> Any:
+        """The pods `subset` (`canary`, `stable`) will select once pointed at the target's version of it
         (`routing.pods`): a `pods.PodCount`, `unchecked` saying why when the Service or the pods cannot
         be read (403, 404). Raises what `_get` raises for the DestinationRule, KubeUnavailable when the
         API keeps failing."""
@@ -369,7 +369,8 @@ class IstioRouter:
         from canary.routing import pods
 
         dr = self._get(DR_PLURAL, target.namespace, target.dr_name)
-        labels = pods.canary_labels(dr, target.canary_version)
+        version = target.canary_version if subset == patch.CANARY else target.stable_version
+        labels = pods.subset_labels(dr, subset, version)
         svc = pods.service_of(dr, target.namespace)
         namespace = svc[1] if svc else target.namespace
 
@@ -408,7 +409,7 @@ class IstioRouter:
         chosen = {str(k): str(v) for k, v in chosen.items()}
         clash = sorted(k for k in chosen if k in labels and chosen[k] != labels[k])
         if clash:  # Istio selects the subset among the Service's endpoints: no pod can carry both values
-            both = ", ".join(f"{k}={chosen[k]} (Service) and {k}={labels[k]} (canary subset)" for k in clash)
+            both = ", ".join(f"{k}={chosen[k]} (Service) and {k}={labels[k]} ({subset} subset)" for k in clash)
             return pods.PodCount(selector=f"{pods.selector_text({**chosen, **labels})}; no pod can have {both}",
                                  namespace=namespace)
         labels = {**chosen, **labels}

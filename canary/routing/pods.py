@@ -1,4 +1,4 @@
-"""Before traffic moves: does a Ready pod serve the canary version?
+"""Before traffic moves: does a Ready pod serve the canary version, and the stable version?
 
 Flagger and Argo Rollouts wait for the canary's pods to be available before they shift any
 weight. Without this check a rollout started right after its Deployment was applied (a CD
@@ -17,7 +17,13 @@ Kubernetes Service, as a ServiceEntry's; a Service without a selector, whose end
 written by hand) is "unchecked", said, and does not stop the rollout: the unrouted rule still
 stands behind it. Never the subset's labels alone: `version=v2` matches any app's pods.
 
-Pure functions here; the reads are `IstioRouter.canary_pods`.
+The stable subset's pods are counted the same way (decision 124): with none Ready (its Deployment
+scaled to 0, a mistyped `version` label in the stable subset, its pods crash-looping) the canary is
+compared with no traffic, and a rollback's stable 100% sends every request to no endpoint. Flagger waits
+for its primary, Argo Rollouts for its stable ReplicaSet. A subset is counted by its name (`canary`,
+`stable`) and the version it will select.
+
+Pure functions here; the reads are `IstioRouter.subset_pods`.
 """
 
 from __future__ import annotations
@@ -25,7 +31,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from canary.routing.patch import CANARY, VERSION_LABEL, _find_subset, fqdn, where
+from canary.routing.patch import CANARY, STABLE, VERSION_LABEL, _find_subset, fqdn, where
+
+SUBSETS = (CANARY, STABLE)  # counted in this order: the canary's is the usual wait (its Deployment just applied)
 
 
 @dataclass(frozen=True)
@@ -41,13 +49,13 @@ class PodCount:
     unchecked: str = ""
 
 
-def canary_labels(dr: Any, canary_version: str) -> dict[str, str]:
-    """The labels the canary subset selects once pointed at `canary_version`: its labels, `version` replaced."""
+def subset_labels(dr: Any, subset: str, version: str) -> dict[str, str]:
+    """The labels `subset` (`canary`, `stable`) selects once pointed at `version`: its labels, `version` replaced."""
     spec = dr.get("spec") if isinstance(dr, dict) else None
-    _, subset = _find_subset(spec if isinstance(spec, dict) else {}, CANARY, where(dr))
-    labels = subset.get("labels") if isinstance(subset, dict) else None
+    _, found = _find_subset(spec if isinstance(spec, dict) else {}, subset, where(dr))
+    labels = found.get("labels") if isinstance(found, dict) else None
     out = {str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else {}
-    out[VERSION_LABEL] = canary_version
+    out[VERSION_LABEL] = version
     return out
 
 
@@ -94,12 +102,22 @@ def count_ready(pods: list[Any], labels: dict[str, str]) -> tuple[int, int, tupl
     return ready, total, tuple(not_ready)
 
 
-def not_ready_message(count: PodCount, canary_version: str, waited_s: float) -> str:
-    """One line: which pods were looked for, what was found, what to do; nothing was moved."""
-    looked = f"pods {count.selector} in namespace {count.namespace}"
-    found = (f"none of {count.total} is Ready ({'; '.join(count.not_ready)})" if count.total
-             else "there are none")
+def not_ready_message(missing: list[tuple[str, str, PodCount]], waited_s: float) -> str:
+    """One line: for each (subset, version, count) without a Ready pod, which pods were looked for and what
+    was found; what to do; nothing was moved."""
     waited = f" after waiting {waited_s:.0f}s" if waited_s > 0 else ""
-    return (f"canary {canary_version} has no Ready pod{waited}: {looked}: {found}. Deploy the version (its pods need "
-            f"the labels of the DestinationRule's canary subset and of the Service) and wait until one is Ready "
-            f"(kubectl rollout status); nothing was moved")
+    parts = []
+    for subset, version, count in missing:
+        found = (f"none of {count.total} is Ready ({'; '.join(count.not_ready)})" if count.total
+                 else "there are none")
+        parts.append(f"{subset} {version} has no Ready pod{waited}: pods {count.selector} in namespace "
+                     f"{count.namespace}: {found}")
+    subsets = " and ".join(subset for subset, _, _ in missing)
+    advice = []
+    if any(subset == CANARY for subset, _, _ in missing):
+        advice.append("Deploy the canary version and wait until one of its pods is Ready (kubectl rollout status)")
+    if any(subset != CANARY for subset, _, _ in missing):
+        advice.append("the stable version serves no one: the canary would be compared with nothing and a rollback "
+                      "would send every request to no pod; scale up or fix its Deployment")
+    return (f"{'; and '.join(parts)}. {'; '.join(advice)} (the pods need the labels of the DestinationRule's "
+            f"{subsets} subset and of the Service); nothing was moved")

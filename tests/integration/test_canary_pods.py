@@ -312,6 +312,7 @@ def test_a_route_changed_during_the_wait_is_read_again_before_the_claim(api: Any
                 if s["name"] == "stable":
                     s["labels"]["version"] = "v1.5"
         api.handler.edit_object("networking.istio.io", "destinationrules", "ml", "m0", edit)
+        _pod(api, "m0-v1.5-0", "v1.5", ready=True)  # the stable's pods are checked too (decision 124)
         _pod(api, "m0-v2-0", "v2", ready=True)
     clock = FlipClock(2, repoint_stable_then_ready)
     with structlog.testing.capture_logs() as logs:
@@ -337,12 +338,12 @@ def test_a_route_unchanged_by_the_wait_is_claimed_on_the_first_read(api: Any) ->
 def test_the_fenced_router_passes_the_pod_check_through(api: Any) -> None:
     """Decision 121 (h). `FencedRouter` (the controller's, around its router) had no `canary_pods`:
     `check_canary_pods` skips a router without it, silently (a router that is not Kubernetes'). A read, it
-    passes through now."""
+    passes through now (decision 124: `subset_pods`, the pod count taking the subset, checked by `check_pods`)."""
     import tenacity
 
     from canary.fencing import FencedRouter
     from canary.model import Target
-    from canary.reconcile import check_canary_pods
+    from canary.reconcile import check_pods
     from canary.routing.istio import IstioRouter
 
     _dr_labels(api)
@@ -350,4 +351,104 @@ def test_the_fenced_router_passes_the_pod_check_through(api: Any) -> None:
     fenced = FencedRouter(IstioRouter(api.api_client(), wait=tenacity.wait_none()), lambda: True)
     target = Target(namespace="ml", virtual_service="m0", model="m0", stable_version="v1", canary_version="v2")
     with pytest.raises(CanaryNotReady, match="m0-v2-0"):
-        check_canary_pods(fenced, target, log=structlog.get_logger())
+        check_pods(fenced, target, log=structlog.get_logger())
+
+
+# ---- decision 124: the stable version's pods are counted the same way --------------------------------------
+
+
+def test_no_ready_stable_pod_by_the_deadline_moves_nothing_and_names_the_stable(api: Any) -> None:
+    """Decision 124. The stable's pods crash-loop (or its Deployment was scaled to 0): the canary would be
+    compared with no traffic, and a rollback's stable 100% would send every request to no pod. Promote waits
+    --wait-ready for both arms, then StableNotReady (a TransientError: exit 3), naming the stable arm, its
+    selector and the pods found; nothing written."""
+    from canary.errors import StableNotReady, TransientError
+
+    _dr_labels(api)
+    _pod(api, "m0-v2-0", "v2", ready=True)
+    _pod(api, "m0-v1-0", "v1", ready=False)
+    before = (record(api), subsets(api))
+    clock = FakeClock()
+    with structlog.testing.capture_logs() as logs, pytest.raises(StableNotReady) as got:
+        runner(api, "v2", clock, wait_ready_s=60).run()
+    text = str(got.value)
+    assert isinstance(got.value, TransientError) and not isinstance(got.value, CanaryNotReady)
+    assert "stable v1 has no Ready pod after waiting 60s: pods app=m0,version=v1 in namespace ml" in text, text
+    assert "m0-v1-0 (Pending, ContainersNotReady)" in text and "nothing was moved" in text, text
+    assert "canary v2 has no Ready pod" not in text, text
+    assert (record(api), subsets(api)) == before
+    assert clock.t - 1_000.0 == pytest.approx(60, abs=5.1)
+    (waiting,) = [e for e in logs if e["event"] == "preflight.waiting_for_stable_pods"]
+    assert "stable v1" in waiting["detail"], waiting
+    assert not [e for e in logs if e["event"] == "preflight.waiting_for_canary_pods"]
+
+
+def test_a_stable_pod_turning_ready_during_the_wait_starts_the_rollout(api: Any) -> None:
+    _dr_labels(api)
+    _pod(api, "m0-v2-0", "v2", ready=True)
+    _pod(api, "m0-v1-0", "v1", ready=False)
+    clock = FlipClock(3, lambda: _pod(api, "m0-v1-0", "v1", ready=True))
+    with structlog.testing.capture_logs() as logs:
+        result = runner(api, "v2", clock, wait_ready_s=600).run()
+    assert result.state.phase == rl.PROMOTED, result.state.reason
+    assert len([e for e in logs if e["event"] == "preflight.waiting_for_stable_pods"]) == 1
+    (stable,) = [e for e in logs if e["event"] == "preflight.stable_pods"]
+    assert stable["selector"] == "app=m0,version=v1" and stable["ready"] == 1 and stable["stable_version"] == "v1"
+    events = [e["event"] for e in logs]
+    assert events.index("preflight.stable_pods") < events.index("rollout.started"), events
+
+
+def test_neither_arm_ready_is_the_canarys_refusal_naming_both(api: Any) -> None:
+    """Both without a Ready pod: CanaryNotReady (the usual wait, its reason kept), the message naming the
+    stable too, so one fix is not followed by a second refusal."""
+    _dr_labels(api)
+    _pod(api, "m0-v1-0", "v1", ready=False)
+    with pytest.raises(CanaryNotReady) as got:
+        runner(api, "v2", FakeClock(), wait_ready_s=0).run()
+    text = str(got.value)
+    assert "canary v2 has no Ready pod: pods app=m0,version=v2" in text and "there are none" in text, text
+    assert "; and stable v1 has no Ready pod: pods app=m0,version=v1" in text, text
+    assert "the stable version serves no one" in text, text
+
+
+def test_a_blind_metrics_preflight_with_no_ready_stable_pod_names_the_pods(api: Any) -> None:
+    """Decision 124. A stable with no Ready pod has no series either: the metrics preflight, run first
+    (decision 121 f), refused it as bad input (exit 2, "check policy metrics.labels"). Its pods are the
+    cause: StableNotReady (exit 3), naming them, the preflight's refusal after; nothing written."""
+    from canary.errors import ConfigError, StableNotReady
+
+    _dr_labels(api)
+    _pod(api, "m0-v2-0", "v2", ready=True)
+    _pod(api, "m0-v1-0", "v1", ready=False)
+    clock = FakeClock()
+    r = runner(api, "v2", clock, wait_ready_s=600)
+
+    def refuse(*_: Any, **__: Any) -> Any:
+        raise ConfigError("preflight: no stable (v1) data over the last 60s")
+    r.metrics.preflight = refuse  # type: ignore[method-assign]
+    before = record(api)
+    with pytest.raises(StableNotReady) as got:
+        r.run()
+    text = str(got.value)
+    assert text.startswith("stable v1 has no Ready pod: pods app=m0,version=v1"), text
+    assert text.endswith("and so preflight: no stable (v1) data over the last 60s"), text
+    assert clock.t == 1_000.0 and record(api) == before
+    # with the stable's pods Ready, the refusal is the policy's, as before (exit 2)
+    _pod(api, "m0-v1-0", "v1", ready=True)
+    r = runner(api, "v2", clock, wait_ready_s=600)
+    r.metrics.preflight = refuse  # type: ignore[method-assign]
+    with pytest.raises(ConfigError):
+        r.run()
+
+
+def test_the_stable_is_not_counted_when_the_canary_cannot_be(api: Any) -> None:
+    """No RBAC (here: an emulator without pods): one `preflight.pods_unchecked`, the canary's; the stable's
+    would be unchecked for the same reason, and is not asked."""
+    server = fleet.start_api(1)
+    try:
+        with structlog.testing.capture_logs() as logs:
+            assert runner(server, "v2", FakeClock(), wait_ready_s=600).run().state.phase == rl.PROMOTED
+        (said,) = [e for e in logs if e["event"] == "preflight.pods_unchecked"]
+        assert said["subset"] == "canary", said
+    finally:
+        server.stop()

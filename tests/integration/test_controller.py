@@ -483,9 +483,56 @@ def test_a_canary_rollout_whose_pod_is_never_ready_ends_unrun_at_its_wait(world:
     assert "modelcanary.dev/rollout" not in (untouched["metadata"].get("annotations") or {})
 
 
-def _canary_pod(api: KubeAPIServer, *, ready: bool) -> None:
-    """m0's Service (selecting the DestinationRule's `app` label) and its canary pod m0-v2-0, Ready or
-    Pending, on an emulator that serves pods and Services (routing/pods.py)."""
+def test_a_stable_no_ready_pod_serves_is_not_claimed_until_one_is(world: Any) -> None:
+    """Decision 124. The canary's pod is Ready, the stable's is not (crash-looping, scaled to 0): nothing is
+    claimed, the Ready condition is False with reason StableNotReady naming the stable's pods (a reason the
+    follower waits on, not bad input), and the rollout starts once a stable pod is Ready."""
+    from canary.cli_controller import BAD_INPUT_REASONS
+
+    api, op, custom = world
+    _canary_pod(api, ready=True)
+    _canary_pod(api, ready=False, version="v1")
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v2"))
+    op.tick()
+    obj = custom.get_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0")
+    ready = [c for c in obj["status"]["conditions"] if c["type"] == "Ready"][0]
+    assert ready["status"] == "False" and ready["reason"] == "StableNotReady", ready
+    assert ready["reason"] not in BAD_INPUT_REASONS
+    assert "stable v1 has no Ready pod" in ready["message"] and "app=rec-model,version=v1" in ready["message"], ready
+    assert "m0-v1-0 (Pending" in ready["message"] and "canary v2" not in ready["message"], ready
+    assert not (obj["status"].get("phase")), obj["status"]
+    untouched = api.get(GROUP, "virtualservices", "ml", "m0")
+    assert "modelcanary.dev/rollout" not in (untouched["metadata"].get("annotations") or {})
+    _canary_pod(api, ready=True, version="v1")
+    objs = run_until_done(op, custom, ["r0"])
+    assert objs["r0"]["status"]["phase"] == rl.PROMOTED
+
+
+def test_a_canary_rollout_whose_stable_pod_is_never_ready_ends_unrun_at_its_wait(world: Any) -> None:
+    """Decision 124, as decision 122: after `wait_ready_s` without a Ready stable pod, the CanaryRollout
+    ends aborted, "not run", naming the stable, nothing claimed."""
+    api, op, custom = world
+    _canary_pod(api, ready=True)
+    _canary_pod(api, ready=False, version="v1")
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v2"))
+    op.wait_ready_s = 60.0
+    op.clock = clock = FakeClock()
+    op.tick()
+    status = custom.get_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0").get("status") or {}
+    assert status.get("phase") not in rl.TERMINAL, status
+    clock.t += 61.0
+    op.tick()
+    st = custom.get_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0")["status"]
+    assert st["phase"] == rl.ABORTED and st["reason"].startswith("not run: no Ready pod of the stable v1 within 60s"), st
+    assert "app=rec-model,version=v1" in st["reason"]
+    untouched = api.get(GROUP, "virtualservices", "ml", "m0")
+    assert "modelcanary.dev/rollout" not in (untouched["metadata"].get("annotations") or {})
+
+
+def _canary_pod(api: KubeAPIServer, *, ready: bool, version: str = "v2") -> None:
+    """m0's Service (selecting the DestinationRule's `app` label), a Ready stable pod m0-v1-0 (the stable's
+    pods are checked too, decision 124), and the pod m0-<version>-0, Ready or Pending, on an emulator that
+    serves pods and Services (routing/pods.py)."""
     from canary.sandbox.kubeapi import PODS, SERVICES, ready_pod
 
     if api.handler.kinds.get(("", "pods")) is None:
@@ -493,4 +540,5 @@ def _canary_pod(api: KubeAPIServer, *, ready: bool) -> None:
             api.handler.register(res)
         api.handler.put_object({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "m0", "namespace": "ml"},
                                 "spec": {"selector": {"app": "rec-model"}}})
-    api.handler.put_object(ready_pod("m0-v2-0", "ml", {"app": "rec-model", "version": "v2"}, ready=ready))
+        api.handler.put_object(ready_pod("m0-v1-0", "ml", {"app": "rec-model", "version": "v1"}))
+    api.handler.put_object(ready_pod(f"m0-{version}-0", "ml", {"app": "rec-model", "version": version}, ready=ready))
