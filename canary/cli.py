@@ -273,8 +273,9 @@ def promote(
                                                               "(exit 3; the rollout goes on)"),
     wait_ready: float = opts.DurationOpt("10m", "--wait-ready", zero=True,
                                          help="before any traffic moves, wait this long for a Ready pod of the "
-                                         "canary version (its DestinationRule subset's and Service's labels); none "
-                                         "by then: exit 3, nothing moved (0: do not wait)"),
+                                         "canary version and one of the stable version (their DestinationRule "
+                                         "subset's and Service's labels); none by then: exit 3, nothing moved "
+                                         "(0: do not wait)"),
     interrupt_grace: float = opts.DurationOpt(
         "25s", "--interrupt-grace",
         help="after SIGINT/SIGTERM/SIGHUP, end every Kubernetes request by this long from the signal: the "
@@ -317,7 +318,7 @@ def promote(
                    "follower is interrupted (`canary rollback` ends it)"),
                   ("--retry", "retry", False, ": a CanaryRollout that ran the version is deleted, or another "
                    "--rollout-name given, to run it again"),
-                  ("--wait-ready", "wait_ready", False, ": the controller waits for a Ready canary pod by itself"),
+                  ("--wait-ready", "wait_ready", False, ": the controller waits for Ready canary and stable pods by itself"),
                   ("--interrupt-grace", "interrupt_grace", False, ": an interrupted follower writes nothing"))
     for flag, param, needs, why in mode_flags:
         if _given(ctx, param) and needs != via_controller:

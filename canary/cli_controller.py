@@ -52,7 +52,8 @@ def run(
                                                "a CanaryRollout gone (`canary sweep`); 0 turns them off"),
     wait_ready: float = opts.DurationOpt("10m", "--wait-ready", zero=True,
                                          help="how long an unclaimed CanaryRollout waits for a Ready pod of its "
-                                              "canary version before it ends unrun, aborted (nothing moved)"),
+                                              "canary version and of its stable version before it ends unrun, "
+                                              "aborted (nothing moved)"),
     workers: int = typer.Option(4, "--workers", min=1, max=64, help="rollouts reconciled at once (their writes run concurrently)"),
     shards: int = typer.Option(1, "--shards", min=1, max=1024, envvar="CANARY_SHARDS", help="split the rollouts into N shards, each led through its own Lease (run N+1 replicas)"),
     shard_index: Optional[int] = typer.Option(None, "--shard-index", min=0, help="lead only this shard (default: any, up to --max-shards-per-replica)"),
@@ -374,7 +375,7 @@ def _refused(status: dict[str, Any], generation: int) -> str:
 
 def _not_started(status: dict[str, Any], generation: int) -> str:
     """Why the controller has not claimed this generation of the request yet (no phase in the status, its
-    Ready condition False for a reason that is retried: CanaryNotReady, MetricsUnavailable), else ""."""
+    Ready condition False for a reason that is retried: CanaryNotReady, StableNotReady, MetricsUnavailable), else ""."""
     if status.get("phase"):
         return ""
     for cond in status.get("conditions") or []:

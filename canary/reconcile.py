@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Literal
 
 from canary import rollout as rl
@@ -174,9 +174,12 @@ def check_pods(router: Any, target: Target, *, log: Any, waited_s: float = 0.0) 
     if missing:
         raise (CanaryNotReady if missing[0][0] == CANARY else StableNotReady)(not_ready_message(missing, waited_s))
     for subset, version, count in counted:
-        event = "preflight.canary_pods" if subset == CANARY else "preflight.stable_pods"
-        log.info(event, **{f"{subset}_version": version}, ready=count.ready, pods=count.total,
-                 selector=count.selector, pods_namespace=count.namespace)
+        found = {"ready": count.ready, "pods": count.total, "selector": count.selector,
+                 "pods_namespace": count.namespace}
+        if subset == CANARY:
+            log.info("preflight.canary_pods", canary_version=version, **found)
+        else:
+            log.info("preflight.stable_pods", stable_version=version, **found)
 
 
 def count_pods(router: Any, target: Target, *, log: Any) -> tuple[list[tuple[str, str, Any]], list[tuple[str, str, Any]]]:
@@ -484,7 +487,30 @@ def execute(router: TrafficRouter, target: Target, state: rl.RolloutState, actio
                 router.record_event(target, reason=camel(action.event), warning=action.warning,
                                     message=f"{action.event}: {now.replace('_', ' ')}weights {state.weights} "
                                     + str(action.fields.get("reason", "")))
+    if stable_written and state.phase in (rl.ROLLED_BACK, rl.ABORTED):
+        _warn_stable_unserved(router, target, state, log=log)
     return state
+
+
+def _warn_stable_unserved(router: Any, target: Target, state: rl.RolloutState, *, log: Any) -> None:
+    """After a rollback's stable 100% landed (never before: it is not delayed, nor withheld): the stable's
+    pods counted once, `rollback.stable_not_ready` when none is Ready (every request now meets no endpoint:
+    503s until its pods are Ready). Best effort: a pod count that cannot be made says nothing."""
+    from canary.routing.patch import STABLE
+
+    count_subset = getattr(router, "subset_pods", None)
+    if count_subset is None or not state.stable_version:
+        return
+    try:
+        count = count_subset(replace(target, stable_version=state.stable_version), STABLE)
+    except Exception:  # noqa: BLE001 - a warning's read must never fail the rollback that already landed
+        return
+    if count.unchecked or count.ready:
+        return
+    log.warning("rollback.stable_not_ready", stable_version=state.stable_version, selector=count.selector,
+                pods_namespace=count.namespace, pods=count.total, not_ready="; ".join(count.not_ready),
+                note="stable 100% is written, but no Ready pod serves the stable version: requests get no "
+                     "healthy upstream (503) until one is Ready; scale up or fix its Deployment")
 
 
 def _context(state: rl.RolloutState, writes_left: int) -> dict[str, Any]:

@@ -480,11 +480,11 @@ class Runner:
                     raise
                 if self.stop.is_set():
                     raise interrupted() from None
-                if not said:
-                    said = True
-                    self.log.info("preflight.waiting_for_stable_pods" if isinstance(exc, StableNotReady)
-                                  else "preflight.waiting_for_canary_pods", wait_ready_s=self.wait_ready_s,
-                                  detail=str(exc))
+                if not said and isinstance(exc, StableNotReady):
+                    self.log.info("preflight.waiting_for_stable_pods", wait_ready_s=self.wait_ready_s, detail=str(exc))
+                elif not said:
+                    self.log.info("preflight.waiting_for_canary_pods", wait_ready_s=self.wait_ready_s, detail=str(exc))
+                said = True
             until = self.clock.now() + min(POD_POLL_S, max(self.wait_ready_s - waited, 0.0))
             while not self.stop.is_set() and self.clock.now() < until:  # a signal is seen within 0.25 s, not 5 s
                 self.clock.sleep(max(0.01, min(until - self.clock.now(), 0.25)))

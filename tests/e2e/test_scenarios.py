@@ -59,6 +59,9 @@ def test_good_canary_is_promoted_without_a_failed_request(tmp_path: Path) -> Non
     pods = [e for e in r.events if e.get("event") == "preflight.canary_pods"]  # the sandbox's Ready v2 pod
     assert len(pods) == 1 and pods[0]["ready"] == 1
     assert pods[0]["selector"].endswith("version=" + pods[0]["canary_version"]), pods
+    stable = [e for e in r.events if e.get("event") == "preflight.stable_pods"]  # and its Ready v1 pod (decision 124)
+    assert len(stable) == 1 and stable[0]["ready"] == 1, stable
+    assert stable[0]["selector"].endswith("version=" + stable[0]["stable_version"]), stable
     # the demo ends by pointing at the rollout's report, written from the sandbox's API before it stops
     assert r.report and Path(r.report).is_file()
     page = Path(r.report).read_text()
@@ -75,6 +78,8 @@ def test_breach_is_rolled_back_with_its_evidence(scenario: str, check: str) -> N
     e = failing[0]
     assert e["n_canary"] > 0 and e["n_stable"] > 0 and e["p_value"] is not None and e["reason"]
     assert r.stable_100_after_onset_s is not None and r.stable_100_after_onset_s <= BREACH_BOUND_S
+    # the sandbox's stable pod is Ready: the rollback's one count of it says nothing (decision 124)
+    assert not [x for x in r.events if x.get("event") == "rollback.stable_not_ready"]
 
 
 def test_crashed_canary_is_rolled_back_by_the_probe_within_seconds() -> None:

@@ -452,3 +452,33 @@ def test_the_stable_is_not_counted_when_the_canary_cannot_be(api: Any) -> None:
         assert said["subset"] == "canary", said
     finally:
         server.stop()
+
+
+def test_a_rollback_with_no_ready_stable_pod_writes_stable_100_at_once_and_says_so(api: Any) -> None:
+    """Decision 124. A rollback never waits for the stable's pods: stable 100% is written at once (the
+    canary, failing, must stop getting traffic whatever else is wrong). Once it landed, the stable's pods
+    are counted once: none Ready, `rollback.stable_not_ready` says the stable serves no one (503s)."""
+    from tests.integration.test_promote_route_safety import routes
+
+    _dr_labels(api)
+    _pod(api, "m0-v2-0", "v2", ready=True)
+    clock = FlipClock(1, lambda: _pod(api, "m0-v1-0", "v1", ready=False))  # the stable's pods crash mid-rollout
+    with structlog.testing.capture_logs() as logs:
+        result = runner(api, "v2", clock, slowdown=3.0, wait_ready_s=600).run()
+    assert result.state.phase == rl.ROLLED_BACK, result.state.reason
+    assert routes(api) == [[("stable", 100), ("canary", 0)]], routes(api)
+    events = [e["event"] for e in logs]
+    assert "preflight.waiting_for_stable_pods" not in events, events
+    (said,) = [e for e in logs if e["event"] == "rollback.stable_not_ready"]
+    assert said["selector"] == "app=m0,version=v1" and "m0-v1-0 (Pending" in said["not_ready"], said
+    assert said["stable_version"] == "v1" and said["pods"] == 1, said
+    assert events.index("rollback.completed") < events.index("rollback.stable_not_ready"), events
+
+
+def test_a_rollback_with_a_ready_stable_pod_says_nothing_more(api: Any) -> None:
+    _dr_labels(api)
+    _pod(api, "m0-v2-0", "v2", ready=True)
+    with structlog.testing.capture_logs() as logs:
+        result = runner(api, "v2", FakeClock(), slowdown=3.0, wait_ready_s=600).run()
+    assert result.state.phase == rl.ROLLED_BACK, result.state.reason
+    assert not [e for e in logs if e["event"] == "rollback.stable_not_ready"]
