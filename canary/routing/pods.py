@@ -119,5 +119,6 @@ def not_ready_message(missing: list[tuple[str, str, PodCount]], waited_s: float)
     if any(subset != CANARY for subset, _, _ in missing):
         advice.append("the stable version serves no one: the canary would be compared with nothing and a rollback "
                       "would send every request to no pod; scale up or fix its Deployment")
-    return (f"{'; and '.join(parts)}. {'; '.join(advice)} (the pods need the labels of the DestinationRule's "
+    said = "; ".join(advice)
+    return (f"{'; and '.join(parts)}. {said[:1].upper()}{said[1:]} (the pods need the labels of the DestinationRule's "
             f"{subsets} subset and of the Service); nothing was moved")
