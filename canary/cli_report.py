@@ -1,6 +1,7 @@
 """`canary report`: one rollout as a self-contained HTML page, from the cluster or a saved export.
 
-    canary report rec-model -n ml -o rec-model.html            # the VirtualService's latest rollout
+    canary report rec-model -n ml -o rec-model.html            # the model's latest rollout
+    canary report m1 --virtual-service shared -n ml -o m1.html  # of one model of a shared VirtualService
     canary report -n ml --rollout rec-model-v2 -o r.html        # a CanaryRollout's (the controller's)
     canary report rec-model -n ml -o json > rollout.json        # the history itself, to keep
     canary report --input rollout.json -o r.html                # later, with no cluster
@@ -118,6 +119,7 @@ def _from_cluster(model: Optional[str], namespace: Optional[str], vs: Optional[s
             raise translate(exc, f"CanaryRollout {ns}/{rollout}") from exc
         spec = obj.get("spec") or {}
         vs = vs or spec.get("virtualService") or spec.get("model") or model
+        model = str(spec.get("model") or model or "")  # the history is the rollout's model's (decision 127)
         canary_version = str(spec.get("canaryVersion") or "")
     vs = vs or model
     assert vs
@@ -125,7 +127,7 @@ def _from_cluster(model: Optional[str], namespace: Optional[str], vs: Optional[s
                       if rollout else "the model's VirtualService")
     from canary.history_store import from_cluster
 
-    return from_cluster(client, ns, vs, canary_version=canary_version, rollout=rollout or "")
+    return from_cluster(client, ns, vs, model=model or vs, canary_version=canary_version, rollout=rollout or "")
 
 
 def register(app: typer.Typer) -> None:

@@ -1695,7 +1695,7 @@ class Controller:
             "reason": state.reason, "startedAt": crd.iso(state.started_at), "updatedAt": crd.iso(state.updated_at),
             "lastVerdict": state.last_verdict,
             "summary": crd.summary(old.get("summary"), state, verdict=verdict.outcome.label if verdict else None,
-                                   history=configmap_name(spec.target.virtual_service)),
+                                   history=configmap_name(spec.target.virtual_service, state.model)),
             "observedGeneration": spec.generation, "leader": self.identity,
             "target": _status_target(spec, state.canary_version, state.judged),
             "conditions": crd.conditions(state, old.get("conditions") or [], spec.generation, self.clock.now()),

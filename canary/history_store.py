@@ -1,10 +1,14 @@
 """Where a rollout's history (`canary.history`) lives in a cluster, and who writes it.
 
-One ConfigMap per VirtualService, `<virtual-service>-canary-history`, labelled
-`modelcanary.dev/history: "true"`: a VirtualService holds one rollout at a time, and its
-ConfigMap holds that rollout's history (a new rollout replaces it). Not the CR status and not
-the VirtualService annotation: those are read on every LIST/watch event (the controller's
-prefetch, istiod), the history only by `canary report` (docs/decisions.md 35, 45).
+One ConfigMap per VirtualService and model (`configmap_name`), labelled `modelcanary.dev/history:
+"true"` and `modelcanary.dev/model`: `<virtual-service>-canary-history` for the model named as its
+VirtualService (the usual shape, and every history written before docs/decisions.md 127), and
+`<virtual-service>-<model>-<hash>-canary-history` for another model of a VirtualService that routes
+several (decision 114). A model's rollouts on a VirtualService run one at a time, and its ConfigMap
+holds the latest one's history (a new rollout of that model replaces it); another model's rollouts
+on the same VirtualService never touch it. Not the CR status and not the VirtualService annotation:
+those are read on every LIST/watch event (the controller's prefetch, istiod), the history only by
+`canary report` (docs/decisions.md 35, 45).
 
 Its data: `history.json`, the whole history as of its last rewrite, and zero or more parts
 `part-<ms>-<n>.json`, each a history document (same format) holding only the records written
@@ -17,7 +21,7 @@ bounds and writes it back with the resourceVersion it read (a conflict is re-rea
 so two writers never lose each other's looks), which folds every part into `history.json`.
 Every other flush *appends*: one merge PATCH that adds a part, guarded on the resourceVersion
 the recorder's own previous write returned, no read, so a flush costs one Kubernetes call; a
-409 (anyone else wrote since: another leader, another rollout of the VirtualService, a person)
+409 (anyone else wrote since: another leader, another rollout of the model, a person)
 makes it rewrite. So a part is only ever added to the ConfigMap exactly as its recorder left
 it. The parts since the last rewrite are kept under `1 MiB - size(history.json)` (the API
 server's ConfigMap limit): past that, the flush rewrites. The runner flushes after
@@ -64,13 +68,25 @@ class _Denied(Exception):
     from now on."""
 
 
-def configmap_name(virtual_service: str) -> str:
-    """The history ConfigMap's name for a VirtualService (a DNS subdomain of at most 253 characters)."""
-    name = f"{virtual_service}-canary-history"
-    if len(name) <= 253:
-        return name
-    digest = hashlib.sha256(virtual_service.encode()).hexdigest()[:10]
-    return f"{virtual_service[:253 - 26]}-{digest}-canary-history"
+def configmap_name(virtual_service: str, model: str = "") -> str:
+    """The history ConfigMap's name for `model`'s rollouts on a VirtualService (a DNS subdomain of at
+    most 253 characters; docs/decisions.md 127). No model, or the model named as the VirtualService:
+    `<virtual-service>-canary-history`, as before. Another model: `<virtual-service>-<model>-<hash>-
+    canary-history`, the model's name in lower case with every run of other characters a '-' (Triton
+    allows '_', '.' and capitals), and 10 hex digits of sha256("<virtual-service>/<model>"): the
+    readable part alone would give VirtualService "a-b" with model "c" and "a" with "b-c" one name
+    (and "Rec_1" and "rec-1"), the hash of the pair tells them apart ('/' is in no VirtualService's
+    name). A name past 253 characters is cut before the hash."""
+    if not model or model == virtual_service:
+        name = f"{virtual_service}-canary-history"
+        if len(name) <= 253:
+            return name
+        digest = hashlib.sha256(virtual_service.encode()).hexdigest()[:10]
+        return f"{virtual_service[:253 - 26]}-{digest}-canary-history"
+    slug = re.sub(r"[^a-z0-9]+", "-", model.lower()).strip("-")
+    suffix = f"-{hashlib.sha256(f'{virtual_service}/{model}'.encode()).hexdigest()[:10]}-canary-history"
+    stem = f"{virtual_service}-{slug}" if slug else virtual_service
+    return stem[:253 - len(suffix)].rstrip("-.") + suffix
 
 
 class ConfigMapStore:
@@ -82,13 +98,13 @@ class ConfigMapStore:
     def __init__(self, core: Any, *, may_write: Callable[[], bool] | None = None, timeout_s: float = 5.0) -> None:
         self.core, self.may_write, self.timeout_s = core, may_write, timeout_s
 
-    def load(self, namespace: str, virtual_service: str) -> tuple[dict[str, Any] | None, str | None]:
-        """(history with its parts merged, `read`; resourceVersion); (None, None) when there is no
-        ConfigMap. Raises ConfigError when it exists but its history.json is unreadable (its
+    def load(self, namespace: str, virtual_service: str, *, model: str = "") -> tuple[dict[str, Any] | None, str | None]:
+        """(history with its parts merged, `read`; resourceVersion) of `model`'s ConfigMap
+        (`configmap_name`); (None, None) when there is no ConfigMap. Raises ConfigError when it exists but its history.json is unreadable (its
         resourceVersion in `.resource_version`), and the translated API error otherwise."""
         from canary.kube import translate
 
-        name = configmap_name(virtual_service)
+        name = configmap_name(virtual_service, model)
         try:
             cm = self.core.read_namespaced_config_map(name, namespace, _request_timeout=self.timeout_s)
         except Exception as exc:
@@ -102,15 +118,16 @@ class ConfigMapStore:
             exc.resource_version = rv  # type: ignore[attr-defined]
             raise
 
-    def save(self, namespace: str, virtual_service: str, doc: dict[str, Any], resource_version: str | None) -> str:
-        """Create (no resourceVersion) or replace (guarded on it): history.json alone. Returns the
+    def save(self, namespace: str, virtual_service: str, doc: dict[str, Any], resource_version: str | None, *,
+             model: str = "") -> str:
+        """`model`'s ConfigMap: create (no resourceVersion) or replace (guarded on it): history.json alone. Returns the
         resourceVersion written. Raises _Conflict on 409."""
         from canary.kube import translate
         from canary.drift.store import label_value
 
         if self.may_write is not None and not self.may_write():
             raise NotLeader("not the leader: history write refused")
-        name = configmap_name(virtual_service)
+        name = configmap_name(virtual_service, model)
         meta: dict[str, Any] = {"name": name, "namespace": namespace,
                                 "labels": {LABEL: "true", "modelcanary.dev/model": label_value(doc["rollout"]["model"])}}
         if resource_version:
@@ -129,8 +146,9 @@ class ConfigMapStore:
                 raise _Conflict() from None
             raise translate(exc, f"ConfigMap {namespace}/{name}") from exc
 
-    def append(self, namespace: str, virtual_service: str, key: str, part: dict[str, Any], resource_version: str) -> str:
-        """Add the data key `key` (a part) with one merge PATCH guarded on `resource_version` (the
+    def append(self, namespace: str, virtual_service: str, key: str, part: dict[str, Any], resource_version: str, *,
+               model: str = "") -> str:
+        """To `model`'s ConfigMap, add the data key `key` (a part) with one merge PATCH guarded on `resource_version` (the
         version the caller's own last write returned), no read. Returns the resourceVersion written.
         Raises _Conflict on 409 (someone else wrote since), _Gone on 404, _TooBig on 422/413 (over
         the size limit), _Denied on 403."""
@@ -138,7 +156,7 @@ class ConfigMapStore:
 
         if self.may_write is not None and not self.may_write():
             raise NotLeader("not the leader: history write refused")
-        name = configmap_name(virtual_service)
+        name = configmap_name(virtual_service, model)
         body = {"metadata": {"resourceVersion": resource_version}, "data": {key: hist.dumps(part)}}
         try:
             resp = self.core.patch_namespaced_config_map(name, namespace, body, _preload_content=False,
@@ -198,22 +216,52 @@ def read(data: dict[str, str], *, where: str) -> dict[str, Any]:
                       gates=[g for p in parts for g in p["gates"]], weights=[w for p in parts for w in p["weights"]])
 
 
-def load_history(core: Any, namespace: str, virtual_service: str) -> dict[str, Any]:
-    """The recorded history of the VirtualService's latest rollout. Raises ConfigError when
-    there is none or it is unreadable (naming the ConfigMap)."""
-    doc, _ = ConfigMapStore(core).load(namespace, virtual_service)
-    if doc is None:
-        raise ConfigError(f"no rollout history for {namespace}/{virtual_service}: ConfigMap "
-                          f"{namespace}/{configmap_name(virtual_service)} not found (no rollout recorded one yet)")
-    return doc
+def load_history(core: Any, namespace: str, virtual_service: str, model: str = "") -> dict[str, Any]:
+    """The recorded history of `model`'s latest rollout on the VirtualService (no model: the one
+    named as the VirtualService), from its ConfigMap (`configmap_name`). Another model's history
+    written before each model had its own (docs/decisions.md 127) is in `<virtual-service>-canary-
+    history`: read from there when that model's ConfigMap does not exist and the history there is
+    recorded as that model's, saying so (`report.legacy_history`). Raises ConfigError when there is
+    none, when the ConfigMap holds another model's, or when it is unreadable (naming the ConfigMap)."""
+    return _load(core, namespace, virtual_service, model)[0]
 
 
-def from_cluster(client: Any, namespace: str, virtual_service: str, *, canary_version: str = "",
+def _load(core: Any, namespace: str, virtual_service: str, model: str) -> tuple[dict[str, Any], str]:
+    """`load_history`, and the name of the ConfigMap it read."""
+    ns, vs, model = namespace, virtual_service, model or virtual_service
+    store, name, legacy = ConfigMapStore(core), configmap_name(vs, model), configmap_name(vs)
+    doc, _ = store.load(ns, vs, model=model)
+    if doc is not None:
+        recorded = str(doc["rollout"].get("model") or "")
+        if recorded and recorded != model:  # in <vs>-canary-history, written before decision 127
+            raise ConfigError(f"ConfigMap {ns}/{name} holds the history of model {recorded!r}, not of {model!r} (it "
+                              f"was written before each model of a VirtualService had its own: `canary report "
+                              f"{recorded} --virtual-service {vs}` shows it); no rollout history for {ns}/{vs}")
+        return doc, name
+    old = None
+    if legacy != name:
+        try:
+            old = store.load(ns, vs)[0]
+        except ConfigError:  # unreadable: not this model's to report
+            old = None
+    recorded = str(old["rollout"].get("model") or "") if old is not None else ""
+    if old is not None and recorded == model:
+        get_logger(component="history").info("report.legacy_history", configmap=f"{ns}/{legacy}", model=model,
+                                             detail=f"{ns}/{name} not found: {model}'s history written before each "
+                                                    "model had its own ConfigMap")
+        return old, legacy
+    why = f"; ConfigMap {ns}/{legacy} holds model {recorded!r}'s" if old is not None else ""
+    raise ConfigError(f"no rollout history for {ns}/{vs}" + (f" of model {model!r}" if model != vs else "") +
+                      f": ConfigMap {ns}/{name} not found (no rollout recorded one yet){why}" +
+                      ("; a model not named as its VirtualService: give MODEL --virtual-service VS" if model == vs else ""))
+
+
+def from_cluster(client: Any, namespace: str, virtual_service: str, *, model: str = "", canary_version: str = "",
                  rollout: str = "") -> dict[str, Any]:
-    """The history of the VirtualService's latest rollout (`client`: a kubernetes ApiClient),
-    completed from its recorded state when that is newer. With `canary_version` (that of
-    CanaryRollout `rollout`), ConfigError if the history is another rollout's; ConfigError
-    when there is none."""
+    """The history of `model`'s latest rollout on the VirtualService (`client`: a kubernetes ApiClient;
+    no model: the one named as the VirtualService; `load_history`), completed from its recorded state
+    when that is newer. With `canary_version` (that of CanaryRollout `rollout`), ConfigError if the
+    history is another rollout's; ConfigError when there is none."""
     import kubernetes.client as kc
 
     from canary.reconcile import parse_record
@@ -221,11 +269,11 @@ def from_cluster(client: Any, namespace: str, virtual_service: str, *, canary_ve
     from canary.routing.istio import GROUP, VS_PLURAL
 
     ns, vs = namespace, virtual_service
-    doc = load_history(kc.CoreV1Api(client), ns, vs)
+    doc, name = _load(kc.CoreV1Api(client), ns, vs, model)
     if canary_version and doc["rollout"]["canary_version"] != canary_version:
-        raise ConfigError(f"ConfigMap {ns}/{configmap_name(vs)} holds the history of a later rollout of {vs} "
-                          f"({doc['rollout']['canary_version']}), not of CanaryRollout {ns}/{rollout} "
-                          f"({canary_version})")
+        of = vs if (model or vs) == vs else f"{model} on {vs}"
+        raise ConfigError(f"ConfigMap {ns}/{name} holds the history of a later rollout of {of} "
+                          f"({doc['rollout']['canary_version']}), not of CanaryRollout {ns}/{rollout} ({canary_version})")
     try:  # the recorded state may be newer than the history (the controller writes it every 10 looks)
         vs_obj = kc.CustomObjectsApi(client).get_namespaced_custom_object(GROUP, "v1beta1", ns, VS_PLURAL, vs)
         state = parse_record(patch.read_state(vs_obj))
@@ -238,7 +286,7 @@ def from_cluster(client: Any, namespace: str, virtual_service: str, *, canary_ve
 
 
 class Recorder:
-    """Feeds one VirtualService's history from the states and actions a loop executed.
+    """Feeds the history of a rollout on one VirtualService (in its model's ConfigMap) from the states and actions a loop executed.
 
     observe(state, actions)  after every executed (state, actions) pair; actions=() for a state
                              only read (an outside change, the final state)
@@ -274,6 +322,12 @@ class Recorder:
         self._rv = ""  # the resourceVersion this recorder's last write returned (an append's precondition)
         self._parts = 0
         self._may_append = True  # False once a PATCH was refused (403): every flush rewrites
+
+    @property
+    def model(self) -> str:
+        """The model of the rollout recorded: its ConfigMap is that model's (`configmap_name`), so two
+        models' rollouts on one VirtualService never write into each other's history."""
+        return str((self._ident or {}).get("model") or "")
 
     @property
     def summary(self) -> dict[str, Any]:
@@ -369,20 +423,20 @@ class Recorder:
             return False
         self._parts += 1
         key = f"part-{max(0, int(hist.at_time(self._last[2]) * 1000))}-{self._parts}.json"
-        self._rv = self.store.append(self.namespace, self.vs, key, part, self._rv)
+        self._rv = self.store.append(self.namespace, self.vs, key, part, self._rv, model=self.model)
         self._room -= text
         return True
 
     def _write(self) -> None:
         assert self.store is not None and self._ident is not None and self._last is not None
         try:
-            doc, rv = self.store.load(self.namespace, self.vs)
+            doc, rv = self.store.load(self.namespace, self.vs, model=self.model)
         except ConfigError as exc:  # unreadable (edited by hand): replaced by this rollout's history
             doc, rv = None, getattr(exc, "resource_version", None)
         if doc is None or not hist.same_rollout(doc, self._ident):
             doc = hist.new_doc(rollout=self._ident, policy=self.summary)
         doc = self._records(doc)
-        self._rv = self.store.save(self.namespace, self.vs, doc, rv)  # the parts folded in: history.json alone
+        self._rv = self.store.save(self.namespace, self.vs, doc, rv, model=self.model)  # the parts folded in: history.json alone
         self._room = CONFIGMAP_LIMIT - _MARGIN - hist.size(doc)
 
     def _records(self, doc: dict[str, Any]) -> dict[str, Any]:

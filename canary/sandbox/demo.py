@@ -115,7 +115,7 @@ def _write_report(sb: Any, path: Path) -> str:
 
     client = sb.kube.api_client()
     try:
-        return str(report.write(history_store.from_cluster(client, sb.namespace, sb.model), path).resolve())
+        return str(report.write(history_store.from_cluster(client, sb.namespace, sb.model, model=sb.model), path).resolve())
     except (CanaryError, OSError) as exc:
         structlog.get_logger("canary").warning("demo.report_failed", error=f"{type(exc).__name__}: {exc}")
         return ""

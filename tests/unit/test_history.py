@@ -35,11 +35,11 @@ class MemoryStore:
     def doc(self) -> dict[str, Any] | None:
         return read(self.data, where="test") if self.data else None
 
-    def load(self, namespace: str, vs: str) -> tuple[dict[str, Any] | None, str | None]:
+    def load(self, namespace: str, vs: str, *, model: str = "") -> tuple[dict[str, Any] | None, str | None]:
         self.loads += 1
         return (read(self.data, where="test"), str(self.rv)) if self.data else (None, None)
 
-    def save(self, namespace: str, vs: str, doc: dict[str, Any], rv: str | None) -> str:
+    def save(self, namespace: str, vs: str, doc: dict[str, Any], rv: str | None, *, model: str = "") -> str:
         if self.fail_next:
             raise self.fail_next.pop(0)
         if (str(self.rv) if self.data else None) != rv:
@@ -49,7 +49,7 @@ class MemoryStore:
         self.saves += 1
         return str(self.rv)
 
-    def append(self, namespace: str, vs: str, key: str, part: dict[str, Any], rv: str) -> str:
+    def append(self, namespace: str, vs: str, key: str, part: dict[str, Any], rv: str, *, model: str = "") -> str:
         self.attempts += 1
         if self.fail_next:
             raise self.fail_next.pop(0)
@@ -244,6 +244,25 @@ def test_configmap_names_fit_kubernetes() -> None:
     assert len(long) <= 253 and long.endswith("-canary-history")
 
 
+def test_each_model_of_a_virtual_service_has_its_own_history_name() -> None:
+    """Decision 127: the model named as its VirtualService keeps `<vs>-canary-history` (every history
+    written before); another gets a name of its own, unambiguous and a DNS subdomain of at most 253."""
+    from canary.model import check_object_name
+
+    assert configmap_name("shared", "shared") == configmap_name("shared", "") == "shared-canary-history"
+    m1 = configmap_name("shared", "m1")
+    assert re.fullmatch(r"shared-m1-[0-9a-f]{10}-canary-history", m1)
+    assert configmap_name("a-b", "c") != configmap_name("a", "b-c")  # one readable part, two pairs
+    assert configmap_name("shared", "Rec_1") != configmap_name("shared", "rec-1")
+    names = [configmap_name(vs, model) for vs, model in [("shared", "m1"), ("shared", "m2"), ("a" * 253, "m1"),
+                                                        ("a" * 200, "x" * 200), ("v.s", "Big_Model.v2"), ("vs", "__"),
+                                                        ("a" * 253, "a" * 253 + "b")]]
+    assert len(set(names)) == len(names)
+    for name in names:
+        check_object_name(name, "history ConfigMap")  # a DNS-1123 subdomain, at most 253
+        assert name.endswith("-canary-history")
+
+
 def test_pending_looks_are_kept_compressed_and_written_as_they_were() -> None:
     """A controller holds up to `flush_every` looks per rollout between flushes: compressed, each a
     fraction of its JSON; the flush writes exactly the records the looks made."""
@@ -356,7 +375,7 @@ def test_without_rbac_to_patch_every_flush_rewrites_and_nothing_is_lost() -> Non
     recorder to rewriting for good (one refused PATCH in the whole rollout)."""
     store = MemoryStore()
 
-    def denied(*args: Any) -> str:
+    def denied(*args: Any, **kw: Any) -> str:
         store.attempts += 1
         raise _Denied()
 
@@ -396,13 +415,13 @@ def test_under_the_default_policy_a_step_costs_one_history_write_even_when_it_ru
     assert [lk["n"] for lk in store.doc["looks"]] == list(range(1, n + 1))
 
 
-def drive(rec: Recorder, looks: range, *, canary: str = "v2", started: float = 900.0) -> None:
+def drive(rec: Recorder, looks: range, *, canary: str = "v2", started: float = 900.0, model: str = "rec") -> None:
     """Feed `rec` one passed look per number in `looks` (step 1, 90/10), as a controller would."""
     from canary.model import Weights
 
     verdict = {"at": 1000.0, "outcome": "pass", "reason": "ok", "canary_requests": 900.0, "results": []}
     for n in looks:
-        state = rl.RolloutState(model="rec", stable_version="v1", canary_version=canary, phase=rl.PROGRESSING,
+        state = rl.RolloutState(model=model, stable_version="v1", canary_version=canary, phase=rl.PROGRESSING,
                                 weights=Weights(90, 10), step=0, look=n, started_at=started, updated_at=started + 100 + n,
                                 last_verdict={**verdict, "at": started + 100 + n})
         rec.observe(state, [rl.Emit("look.completed", {"look": n - 1})])
