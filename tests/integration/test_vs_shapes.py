@@ -300,6 +300,16 @@ def test_a_canary_rollout_of_another_model_of_the_same_version_waits_then_runs(w
     assert objs["r1"]["status"]["phase"] == rl.PROMOTED, objs["r1"]["status"].get("reason")
     vs = api.get(GROUP, VS, "ml", "shared")
     assert [[d["weight"] for d in r["route"]] for r in vs["spec"]["http"]] == [[100, 0], [100, 0]]
+    # each model's history in its own ConfigMap, named in its status: r1's rollout did not replace r0's
+    # (decision 127; both were `shared-canary-history`, the latest rollout of the VirtualService)
+    from canary import history as hist
+    from canary.history_store import KEY, configmap_name
+
+    for i in (0, 1):
+        name = objs[f"r{i}"]["status"]["summary"]["historyConfigMap"]
+        assert name == configmap_name("shared", f"m{i}") != "shared-canary-history"
+        doc = hist.parse(api.get("", "configmaps", "ml", name)["data"][KEY], where=name)
+        assert (doc["rollout"]["model"], doc["rollout"]["name"], doc["phase"]) == (f"m{i}", f"ml/r{i}", rl.PROMOTED)
 
 
 # --- refusals whose advice can be followed ---------------------------------------------------------------
