@@ -100,8 +100,9 @@ class ConfigMapStore:
 
     def load(self, namespace: str, virtual_service: str, *, model: str = "") -> tuple[dict[str, Any] | None, str | None]:
         """(history with its parts merged, `read`; resourceVersion) of `model`'s ConfigMap
-        (`configmap_name`); (None, None) when there is no ConfigMap. Raises ConfigError when it exists but its history.json is unreadable (its
-        resourceVersion in `.resource_version`), and the translated API error otherwise."""
+        (`configmap_name`); (None, None) when there is no ConfigMap. Raises ConfigError when it
+        exists but its history.json is unreadable (its resourceVersion in `.resource_version`), and
+        the translated API error otherwise."""
         from canary.kube import translate
 
         name = configmap_name(virtual_service, model)
@@ -120,8 +121,8 @@ class ConfigMapStore:
 
     def save(self, namespace: str, virtual_service: str, doc: dict[str, Any], resource_version: str | None, *,
              model: str = "") -> str:
-        """`model`'s ConfigMap: create (no resourceVersion) or replace (guarded on it): history.json alone. Returns the
-        resourceVersion written. Raises _Conflict on 409."""
+        """`model`'s ConfigMap: create (no resourceVersion) or replace (guarded on it): history.json
+        alone. Returns the resourceVersion written. Raises _Conflict on 409."""
         from canary.kube import translate
         from canary.drift.store import label_value
 
