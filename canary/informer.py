@@ -28,13 +28,13 @@ from __future__ import annotations
 import json
 import math
 import threading
-import time
 from typing import Any, Callable
 
 from canary.packing import pack_json, unpack_json
 from canary.logs import get as get_logger
 
-REPEAT_LOG_S = 60.0  # a LIST/WATCH failing for the same cause is logged again this often (`Informer._failed`)
+# a LIST/WATCH failing for one cause is logged again every REPEAT_LOG_S (the controller's lines too)
+from canary.throttle import REPEAT_LOG_S, Throttle  # noqa: F401  (REPEAT_LOG_S: re-exported)
 
 Obj = dict[str, Any]
 
@@ -129,7 +129,17 @@ class Informer:
         self.synced = threading.Event()
         self.relists = 0
         self.log = get_logger(component="informer", kind=kind)
-        self._last_error, self._last_logged, self._repeated = "", -math.inf, 0  # `_failed`'s
+        self._quiet = Throttle()  # `_failed`'s: one stream of lines (key ""), the count carried over a new cause
+
+    @property
+    def _last_logged(self) -> float:
+        """When `informer.watch_failed` was last logged (time.monotonic; -inf before the first)."""
+        at = self._quiet.logged_at("")
+        return -math.inf if at is None else at
+
+    @_last_logged.setter
+    def _last_logged(self, at: float) -> None:  # a test moves it back instead of waiting REPEAT_LOG_S
+        self._quiet.backdate("", self._last_logged - at)
 
     # ---- the cache --------------------------------------------------------------------
 
@@ -281,13 +291,10 @@ class Informer:
             error = f"the API server does not serve {self.kind} (HTTP 404): install {what}"
         else:
             error = str(translate(exc, self.kind)) if status is not None else f"{type(exc).__name__}: {exc}"
-        now = time.monotonic()
-        if error != self._last_error or now - self._last_logged >= REPEAT_LOG_S:
+        repeated = self._quiet.due("", error)
+        if repeated is not None:
             level = self.log.error if status == 404 else self.log.warning
-            level("informer.watch_failed", error=error[:300], repeated=self._repeated)
-            self._last_error, self._last_logged, self._repeated = error, now, 0
-        else:
-            self._repeated += 1
+            level("informer.watch_failed", error=error[:300], repeated=repeated)
 
     def start(self, stop: threading.Event) -> threading.Thread:
         t = threading.Thread(target=self.run, args=(stop,), name=f"informer-{self.kind}", daemon=True)
