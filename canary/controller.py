@@ -27,7 +27,7 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 from canary.packing import pack_text, unpack_text
 from canary import crd
@@ -40,7 +40,7 @@ from canary.errors import (CanaryError, ConfigError, KubeUnavailable, MetricsUna
 from canary.fencing import FencedRouter
 from canary.history_store import configmap_name
 from canary.logs import get as get_logger
-from canary.informer import REPEAT_LOG_S, stub
+from canary.informer import stub
 from canary.model import STABLE_ONLY, Outcome, Target, Verdict
 from canary import judged_marks
 from canary import kube
@@ -48,9 +48,10 @@ from canary import malloc
 from canary import sweep
 from canary.reconcile import (K8S_EVENTS, Observation, camel, check_claim, check_pods, crd_owner, crd_ref, decide,
                               describe_owner, execute, look_due, look_window, measure_window, next_look_at, parse_state,
-                              preflight_metrics, rollout_context, to_stable)
+                              preflight_metrics, ROLLBACK_BUDGET_S, Retry, rollout_context, to_stable)
 from canary.routing import patch
 from canary.routing.base import TrafficRouter
+from canary.throttle import Throttle
 from canary.workqueue import DueQueue
 
 # a rollout whose ticks keep failing with transient errors this long while traffic is split goes to stable
@@ -58,8 +59,14 @@ FAILURE_BUDGET_S = 30.0
 # the stable-100% retries within one tick (`to_stable`): the next tick tries again, and a worker held
 # for the promote CLI's 20 s would hold every rollout queued behind it
 TO_STABLE_BUDGET_S = 2.0
+# a rollout's stable-100% write failing this long across ticks is the page (`rollback.failed`, once; decision
+# 123): the controller writes it again at its next tick (the work queue's backoff, at most 10 s), and most
+# failures (an API server restarting, a throttling burst) pass within seconds. Until then `rollback.retrying`.
+# The budget promote's fail-safe keeps trying within before its page
+ROLLBACK_PAGE_AFTER_S = ROLLBACK_BUDGET_S
 # a Triton pre-traffic gate's result not read within this many seconds of its end is not used: run again
 GATE_RESULT_TTL_S = 60.0
+SNAPSHOT_NAMES = 20  # rollouts (and models) named on a `metrics.snapshot_failed` line at most
 CHECK_ENDS_PER_SWEEP = 50  # ended rollouts whose route a sweep reads at most (`_check_ends`)
 FORGET_ABSENT_EVERY_S = 300.0  # how often `_forget_absent` drops what rollouts deleted meanwhile left in memory
 # on every CanaryRollout from its claim until it ends: a deletion mid-rollout sends stable 100% first
@@ -77,9 +84,34 @@ class _Active:
     recorded: str | None  # the annotation as written: guards the look's write
 
 
+@dataclass
+class _StableFailing:
+    """A rollout whose stable-100% write failed (`Controller._retry`): since when, how many times, paged yet."""
+
+    canary_version: str  # a rollout of another version by the same CanaryRollout starts afresh
+    since: float  # the controller's clock at its first failure
+    failed: int = 0
+    paged: bool = False
+
+
+class _SnapshotOutage(NamedTuple):
+    """The batched snapshot failing (`Controller._snapshot_failed`) since `first_at`, for `ticks` ticks."""
+
+    error: str  # the last failure's
+    first_at: float
+    last_at: float
+    ticks: int
+
+
 class CanaryRolloutChanged(RoutingConflict):
     """A write towards the canary refused: the CanaryRollout, read live, is no longer what the decision
     was taken on (`Controller._still_asked`). Nothing was written; the next tick acts on it."""
+
+
+def rollback_command(target: Target) -> str:
+    """The command on-call runs to send `target`'s route to stable 100% now (a line's `hint`)."""
+    route = f" --route {target.route}" if target.route else ""
+    return f"canary rollback {target.model} -n {target.namespace} --virtual-service {target.virtual_service}{route}"
 
 
 def _forward(before: rl.RolloutState, new: rl.RolloutState, actions: list[rl.Action],
@@ -175,10 +207,11 @@ class Controller:
         self._failing: dict[str, float] = {}  # rollout key -> when its ticks started failing
         # rollout key -> (generation, when its canary or stable was first found without a Ready pod): `wait_ready_s`
         self._unready_since: dict[str, tuple[int, float]] = {}
-        # per CanaryRollout: the last `rollout.invalid`/`rollout.tick_failed` message, when, how many left out (`_told`)
-        self._said: dict[str, tuple[str, float, int]] = {}
-        # the batched snapshot failing since (`_snapshot_failed`): (error, logged at, first at, ticks, not logged)
-        self._snap_failing: tuple[str, float, float, int, int] | None = None
+        # per CanaryRollout: its `rollout.invalid`/`rollout.tick_failed` message said once, then every minute (`_told`)
+        self._said = Throttle(clock=lambda: self.clock.now(), carry=False)
+        # the batched snapshot failing (`_snapshot_failed`): since when, how many ticks; its line once per cause
+        self._snap_failing: _SnapshotOutage | None = None
+        self._snap_said = Throttle(clock=lambda: self.clock.now())
         self._known: dict[str, _Known] = {}  # last state read or written, per rollout (packed once scheduled)
         self._gates: dict[tuple[str, str, str], Any] = {}  # (rollout, canary version, what it is made of) -> TritonGates
         # rollout key -> [what it checks: (canary version, rollout start, gate), its run (a Future), when it
@@ -202,6 +235,9 @@ class Controller:
         # rollout key -> (the end it tried to write, its actions): a write that would have ended a rollout
         # failed, perhaps having landed (a response lost); the next tick announces it if the route records it
         self._unconfirmed: dict[str, tuple[rl.RolloutState, list[rl.Action]]] = {}
+        # rollout key -> its stable-100% write failing since (`_retry`): a warning until ROLLBACK_PAGE_AFTER_S, then
+        # the page once; forgotten when a write lands or the route records the rollout ended
+        self._stable_failing: dict[str, _StableFailing] = {}
 
     # ---- the loop -------------------------------------------------------------------
 
@@ -250,6 +286,7 @@ class Controller:
         if not self._leading:  # a new term: what an earlier one remembered may be stale (another leader wrote)
             self._known.clear()
             self._failing.clear()
+            self._stable_failing.clear()
         if self.informers is not None:
             return self._tick_due(t0)
         self._leading = True
@@ -679,6 +716,7 @@ class Controller:
             return None
         unconfirmed = self._unconfirmed.pop(spec.key, None)
         if state.terminal:
+            self._stable_failing.pop(spec.key, None)  # ended: a stable-100% write failing before is over
             if unconfirmed is not None:
                 self._confirm_end(spec, state, *unconfirmed, log=log)
             old = obj.get("status") or {}
@@ -829,11 +867,12 @@ class Controller:
         """What this process keeps per rollout: the dicts keyed by the rollout's key, and those keyed by
         tuples that begin with it."""
         return ((self._step_starts, self._failing, self._known, self._probes, self._histories, self._unconfirmed,
-                 self._preflights, self._said, self._unready_since), (self._gates, self._breach_seen))
+                 self._preflights, self._unready_since, self._stable_failing), (self._gates, self._breach_seen))
 
     def _forget(self, key: str) -> None:
         """Drop what this process kept about a finished rollout (a long-running controller must not grow)."""
         by_key, by_tuple = self._per_rollout()
+        self._said.forget(key)
         for kept in by_key:
             kept.pop(key, None)
         for kept2 in by_tuple:  # called from informer threads too: iterate a copy
@@ -854,7 +893,7 @@ class Controller:
             if self.informers is None:
                 return
             present = set(self.informers.rollouts.summaries())
-        kept: set[str] = set()
+        kept: set[str] = {str(k) for k in self._said.keys()}
         by_key, by_tuple = self._per_rollout()
         for one in by_key:
             kept.update(list(one))
@@ -1009,13 +1048,20 @@ class Controller:
             log: Any) -> tuple[rl.RolloutState, str | None]:
         """Execute guarded on `expect`; returns the new state and the state text now recorded."""
         texts: list[str] = []  # the state text each weight write recorded (computed once, by execute)
+        rolls_back = state.phase in (rl.ROLLED_BACK, rl.ABORTED) and any(isinstance(a, rl.SetWeights) for a in actions)
+        retry = self._retry(spec.key, state, spec.target) if rolls_back else None
         try:
-            new = execute(self.fenced, spec.target, state, actions, log=log, expect=expect, written=texts.append)
+            new = execute(self.fenced, spec.target, state, actions, log=log, expect=expect, written=texts.append,
+                          retry=retry)
         except CanaryError as exc:
+            if retry is not None:  # a weights write that landed was the stable 100% (a re-pointing after it failed)
+                self._stable_tried(spec.key, state, retry, None if texts else exc)
             if state.terminal and not isinstance(exc, RoutingConflict):  # it may have landed with its answer
                 # lost (a guarded write refused did not): `_confirm_end` reads the route at the next tick
                 self._unconfirmed[spec.key] = (state, actions)
             raise
+        if retry is not None:
+            self._stable_tried(spec.key, state, retry, None)
         self._observe(spec, new, actions)
         self._record(spec, new, actions)
         if self.telemetry and any(isinstance(a, rl.Emit) and a.event == "weights.foreign_edit" for a in actions):
@@ -1104,14 +1150,15 @@ class Controller:
         except CanaryError as exc:
             self._snap_error = exc
             self.health = (False, f"prometheus: {exc}"[:200])
-            self._snapshot_failed(str(exc), local, sum(a.due for a in active))
+            self._snapshot_failed(str(exc), local, [a.spec for a in active if a.due])
             if self.telemetry:
                 self.telemetry.prometheus_query(False)
             return None
         if self._snap_failing is not None:
-            first, ticks = self._snap_failing[2], self._snap_failing[3]
+            first, ticks = self._snap_failing.first_at, self._snap_failing.ticks
             self.log.info("metrics.snapshot_recovered", failed_for_s=round(local - first, 1), failed_ticks=ticks)
             self._snap_failing = None
+            self._snap_said.forget("")  # its next failure is a first one
         if self.telemetry:
             self.telemetry.prometheus_query(True, self.batch.queries_last)
         self._log_skew(self.batch.clock_offset_last)
@@ -1275,8 +1322,8 @@ class Controller:
                                   route=target.route, owner=_owner(obj), started_at=now, updated_at=now)
         # guarded on the record this decision read (the informer's copy, perhaps behind): a route another
         # owner took over meanwhile is a RoutingConflict, and the next tick reads it again
-        new = to_stable(self.fenced, replace(target, stable_version=rec.stable_version), rec, reason=reason, log=log,
-                        now=now, budget_s=TO_STABLE_BUDGET_S, expect=seen.state or None)
+        new = self._to_stable(_key(obj), replace(target, stable_version=rec.stable_version), rec, reason=reason,
+                              log=log, now=now, expect=seen.state or None)
         return "stable", new
 
     def _rescue(self, obj: dict[str, Any], spec: crd.RolloutSpec, drove: tuple[str, str, str, str], *, reason: str,
@@ -1340,19 +1387,21 @@ class Controller:
         self._patch_status(obj, status)
         obj["status"].pop("restartPending", None)
 
-    def _snapshot_failed(self, error: str, now: float, due: int) -> None:
-        """`metrics.snapshot_failed` once per cause, then every REPEAT_LOG_S (`repeated`: the failed ticks since):
+    def _snapshot_failed(self, error: str, now: float, due: list[crd.RolloutSpec]) -> None:
+        """`metrics.snapshot_failed` once per cause, then every minute (`canary.throttle`; `repeated`: the failed ticks since):
         a line a tick (a warning, and an error per query) was a flood for as long as Prometheus was down.
-        `metrics.snapshot_recovered` says when it answers again."""
+        `metrics.snapshot_recovered` says when it answers again. `due`: the rollouts whose looks are blind this
+        tick, named on the line (`rollouts`, `models`: at most SNAPSHOT_NAMES of each; `looks_due` counts them all)."""
         last = self._snap_failing
-        if last is None or error != last[0] or now - last[1] >= REPEAT_LOG_S:
-            self.log.warning("metrics.snapshot_failed", error=error, looks_due=due,
-                             repeated=0 if last is None else last[4],
+        self._snap_failing = _SnapshotOutage(error, now if last is None else last.first_at, now,
+                                             1 if last is None else last.ticks + 1)
+        repeated = self._snap_said.due("", error)
+        if repeated is not None:
+            self.log.warning("metrics.snapshot_failed", error=error, looks_due=len(due), repeated=repeated,
+                             rollouts=sorted(s.key for s in due)[:SNAPSHOT_NAMES],
+                             models=sorted({s.target.model for s in due})[:SNAPSHOT_NAMES],
                              hint="every look due is 'could not measure' until Prometheus answers; a step that stays "
                                   "unmeasured past its deadline ends at stable 100% (or is held, per policy)")
-            self._snap_failing = (error, now, now if last is None else last[2], 1 if last is None else last[3] + 1, 0)
-        else:
-            self._snap_failing = (last[0], last[1], last[2], last[3] + 1, last[4] + 1)
 
     def _log_skew(self, offset: float | None) -> None:
         """`metrics.clock_skew` (warning) when Prometheus's clock and this controller's first differ by more
@@ -1564,9 +1613,7 @@ class Controller:
                 raw = _raw_target(obj, drove)
                 self.log.bind(rollout=key, **rollout_context(raw)).error(
                     "rescue.failed", error=f"{type(rescue_exc).__name__}: {rescue_exc}"[:300], failed=reason[:300],
-                    hint=f"the next tick tries again; `canary rollback {raw.model} -n {raw.namespace} "
-                         f"--virtual-service {raw.virtual_service}{' --route ' + raw.route if raw.route else ''}` "
-                         "acts now")
+                    hint=f"the next tick tries again; `{rollback_command(raw)}` acts now")
             return
         spec, state = known.spec, known.state()
         other, read, rec = self._taken_over(spec.target, state)
@@ -1577,6 +1624,7 @@ class Controller:
             # had lost the lease, an on-call rollback): what this process remembers is stale, and a stable-100%
             # write would overwrite that end (a promotion demoted). Nothing to undo.
             self._known[key] = _Known(spec, rec)
+            self._stable_failing.pop(key, None)
             tried = self._unconfirmed.get(key)
             if tried is not None and tried[0].to_json() == rec.to_json():  # our own end, its answer lost: landed
                 self._unconfirmed.pop(key, None)
@@ -1590,9 +1638,8 @@ class Controller:
         log = self._rollout_log(spec, state)
         now = self.clock.now()
         try:
-            new = to_stable(self.fenced, spec.target, state, reason=reason[:500], log=log, now=now,
-                            budget_s=TO_STABLE_BUDGET_S, expect=read)
-        except CanaryError:  # rollback.failed is logged; the next tick tries again, or finds it landed
+            new = self._to_stable(key, spec.target, state, reason=reason[:500], log=log, now=now, expect=read)
+        except CanaryError:  # rollback.retrying (or its page) is logged; the next tick tries again, or finds it landed
             self._unconfirmed[key] = rl.transition(state, rl.Rollback(now, reason[:500], aborted=True),
                                                    None)  # type: ignore[arg-type]
             return
@@ -1604,6 +1651,57 @@ class Controller:
             self._status(obj, spec, new)
         except Exception:
             pass
+
+    def _to_stable(self, key: str, target: Target, state: rl.RolloutState, *, reason: str, log: Any, now: float,
+                   expect: str | None) -> rl.RolloutState:
+        """`to_stable` for rollout `key` within a tick's budget (TO_STABLE_BUDGET_S), its failure said as `_retry`
+        says (the next tick tries again). Raises what `to_stable` raises."""
+        retry = self._retry(key, state, target)
+        try:
+            new = to_stable(self.fenced, target, state, reason=reason, log=log, now=now, budget_s=TO_STABLE_BUDGET_S,
+                            expect=expect, retry=retry)
+        except CanaryError as exc:
+            self._stable_tried(key, state, retry, None if getattr(exc, "rollout_state", None) else exc)
+            raise
+        self._stable_tried(key, state, retry, None)
+        return new
+
+    def _retry(self, key: str, state: rl.RolloutState, target: Target) -> Retry:
+        """How a stable-100% write of rollout `key` is said should it fail (decision 123): the warning
+        `rollback.retrying` while it has failed for less than ROLLBACK_PAGE_AFTER_S (the next tick writes it
+        again, and traffic may still be split), then the critical `rollback.failed` once, naming the command
+        that acts now. A tick's own budget (2 s) is too short for a page: a write that fails in it usually
+        lands a few seconds later."""
+        failing = self._stable_failing.get(key)
+        if failing is not None and failing.canary_version != state.canary_version:
+            failing = None
+        since = 0.0 if failing is None else max(0.0, self.clock.now() - failing.since)
+        page = failing is not None and not failing.paged and since >= ROLLBACK_PAGE_AFTER_S
+        fields: dict[str, Any] = {"failed_attempts": (failing.failed if failing else 0) + 1,
+                                  "failing_for_s": round(since, 1), "page_after_s": ROLLBACK_PAGE_AFTER_S}
+        if page:
+            fields["hint"] = (f"traffic may still be split: act by hand (`{rollback_command(target)}` sends stable "
+                              "100% now, or fix what refuses the write); the controller keeps trying at every tick")
+        else:
+            fields["note"] = ("traffic may still be split; the controller writes stable 100% again at its next tick, "
+                              f"and pages (rollback.failed) once it has failed for {ROLLBACK_PAGE_AFTER_S:g}s")
+        return Retry(page=page, fields=fields)
+
+    def _stable_tried(self, key: str, state: rl.RolloutState, retry: Retry, exc: BaseException | None) -> None:
+        """After a stable-100% write of rollout `key` said by `retry`: landed (`exc` None), forgotten; failed,
+        counted (paged, when it was the page). Refused because another writer recorded something first
+        (RoutingConflict: the next tick reads the route again) or because this replica may not write
+        (NotLeader: the leader ends it) is neither: nothing failed that a person could mend."""
+        if exc is None:
+            self._stable_failing.pop(key, None)
+            return
+        if isinstance(exc, (RoutingConflict, NotLeader)):
+            return
+        failing = self._stable_failing.get(key)
+        if failing is None or failing.canary_version != state.canary_version:
+            failing = self._stable_failing[key] = _StableFailing(state.canary_version, self.clock.now())
+        failing.failed += 1
+        failing.paged = failing.paged or retry.page
 
     def _claimed_without_status(self, obj: dict[str, Any]) -> tuple[str, str, str, str] | None:
         """What this CR drives by the route's record alone (`_drives`), when no status of it shows a
@@ -1717,18 +1815,11 @@ class Controller:
 
     def _told(self, key: str, msg: str, *, peek: bool = False) -> int | None:
         """Whether `rollout.invalid` / `rollout.tick_failed` of `key` with `msg` is to be logged now: the first
-        time, a new message, or REPEAT_LOG_S after the last line (returns how many were left out since);
-        None when it was said already. A refusal retried at every tick or backoff (a blind preflight, a
-        policy that does not parse) logged its five lines each time while its Ready condition said it."""
-        now = self.clock.now()
-        last = self._said.get(key)
-        if last is not None and last[0] == msg and now - last[1] < REPEAT_LOG_S:
-            if not peek:
-                self._said[key] = (msg, last[1], last[2] + 1)
-            return None
-        if not peek:
-            self._said[key] = (msg, now, 0)
-        return 0 if last is None or last[0] != msg else last[2]
+        time, a new message, or a minute after the last line (`canary.throttle`; returns how many of that
+        message were left out since); None when it was said already. A refusal retried at every tick or
+        backoff (a blind preflight, a policy that does not parse) logged its five lines each time while its
+        Ready condition said it."""
+        return self._said.due(key, msg, peek=peek)
 
     def _fail_status(self, obj: dict[str, Any], exc: BaseException) -> None:
         meta = obj.get("metadata") or {}

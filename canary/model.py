@@ -317,6 +317,14 @@ class Target:
     def dr_name(self) -> str:
         return self.destination_rule or self.virtual_service
 
+    def log_context(self) -> dict[str, str]:
+        """What every line about this rollout carries (README, "Log events"): model, namespace, VirtualService,
+        both versions, the route; the empty ones left out (a version not known yet, the only route).
+        `reconcile.rollout_context` gives a recorded state's versions and route precedence."""
+        ctx = {"model": self.model, "namespace": self.namespace, "virtual_service": self.virtual_service,
+               "stable_version": self.stable_version, "canary_version": self.canary_version, "route": self.route}
+        return {k: v for k, v in ctx.items() if v}
+
 
 _LABEL_VALUE = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?", re.ASCII)
 

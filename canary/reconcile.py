@@ -7,7 +7,9 @@ here once:
 
 - `execute`       carries out the state machine's actions in order, guarded on
                   the recorded state; a stable-100% write that fails is logged
-                  as ``rollback.failed``.
+                  as ``rollback.failed``, or ``rollback.retrying`` when its caller
+                  writes it again (`Retry`: promote's fail-safe, the controller's
+                  next tick).
 - `to_stable`     the emergency path: any failure while traffic is split ends
                   in stable 100% with its own retry budget.
 - `measure_window` every check's data over the step's window; never raises.
@@ -24,7 +26,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Literal
 
 from canary import rollout as rl
@@ -408,24 +410,45 @@ def rollout_context(target: Target, state: rl.RolloutState | None = None) -> dic
     namespace, on which VirtualService and route, from which stable to which canary version, from the line
     alone. The recorded state's versions and route are the truth once there is one (a rescue, the sweep's
     end of an orphan, a CanaryRollout edited since); the route is left out when unnamed (the only one)."""
-    ctx = {"model": target.model, "namespace": target.namespace, "virtual_service": target.virtual_service,
-           "stable_version": (state.stable_version if state is not None else "") or target.stable_version,
-           "canary_version": (state.canary_version if state is not None else "") or target.canary_version}
-    ctx["route"] = (state.route if state is not None else "") or target.route
-    return {k: v for k, v in ctx.items() if v}  # a version not known yet (before the claim) is left out
+    if state is not None:
+        target = replace(target, stable_version=state.stable_version or target.stable_version,
+                         canary_version=state.canary_version or target.canary_version, route=state.route or target.route)
+    return target.log_context()  # a version not known yet (before the claim) is left out
+
+
+@dataclass(frozen=True)
+class Retry:
+    """How a failed stable-100% write is said when its caller writes it again (promote's fail-safe within
+    its budget, the controller at its next tick): the warning ``rollback.retrying`` (traffic may still be
+    split, nobody need act yet), not the critical ``rollback.failed`` ("act by hand" while it is still being
+    tried). `page`: the caller's bound is spent and this failure is its page, the critical line (the caller
+    sees to it that it pages once). `fields` go on either line and win over the executor's own (the
+    caller's count of failed attempts, how long they have failed, its `hint`)."""
+
+    page: bool = False
+    fields: dict[str, Any] = field(default_factory=dict)
+
+    def line(self, log: Any, base: dict[str, Any]) -> None:
+        """`rollback.retrying` (warning) or, when this is the page, `rollback.failed` (critical): `base`, then
+        this Retry's fields over it."""
+        if self.page:
+            log.critical("rollback.failed", **{**base, **self.fields})
+        else:  # the executor's "act by hand" is the page's alone
+            log.warning("rollback.retrying", **{**{k: v for k, v in base.items() if k != "hint"}, **self.fields})
 
 
 def execute(router: TrafficRouter, target: Target, state: rl.RolloutState, actions: list[rl.Action], *,
             log: Any, expect: Any = ..., written: Callable[[str], None] | None = None,
-            report_failure: bool = True, fail_safe_follows: bool = False) -> rl.RolloutState:
+            report_failure: bool = True, retry: Retry | None = None) -> rl.RolloutState:
     """Carry out actions in order. Writes are guarded on the recorded state being `expect` (what we
     last read or wrote; `...` = unguarded). A failed write that should have put stable at 100% is
     logged as ``rollback.failed`` and re-raised. A guarded PointSubset checks the recorded state
     before and after its write and undoes itself if another writer recorded a decision meanwhile.
     Every line it logs carries `rollout_context` (whoever called it, with whatever logger).
-    `fail_safe_follows`: the caller writes stable 100% again within a budget of its own should this fail
-    (promote's fail-safe): a failed stable-100% write is then `rollback.retrying`, not yet the critical
-    ``rollback.failed`` ("act by hand" while it is still being tried; the last attempt's is the page)."""
+    `retry`: the caller writes stable 100% again should this fail (promote's fail-safe within its budget,
+    the controller at its next tick): a failed stable-100% write is then said as `Retry.line` says
+    (`rollback.retrying`, not yet the critical ``rollback.failed``: "act by hand" while it is still being
+    tried; the caller's page when its bound is spent)."""
     log = log.bind(**rollout_context(target, state))
     # the weights a stable-100% write moves from (its end's `from_weights`): what is still routed when it fails
     split = next((a.fields["from_weights"] for a in actions if isinstance(a, rl.Emit) and "from_weights" in a.fields),
@@ -461,22 +484,18 @@ def execute(router: TrafficRouter, target: Target, state: rl.RolloutState, actio
                         # recorded a decision first; the caller adopts it, or leaves another owner's rollout
                         # alone: nobody need act by hand. (Unguarded, a conflict is a 409 storm: critical.)
                         log.warning("rollback.write_conflict", error=str(exc), reason=state.reason)
-                    elif fail_safe_follows:
-                        log.warning("rollback.retrying", attempt=0, error=str(exc), reason=state.reason,
-                                    end_cause=rl.classify_reason(state.reason), write_landed=write_landed(exc),
-                                    target_weights=str(action.weights), **before)
                     else:  # the weights it could not write, and why the rollback was made: traffic is as before
                         # unless a write with no answer (a timeout, a 5xx) was applied all the same: say which
-                        log.critical("rollback.failed", error=str(exc), target_weights=str(action.weights),
-                                     reason=state.reason, end_cause=rl.classify_reason(state.reason),
-                                     write_landed=write_landed(exc), **before,
-                                     hint="traffic may still be split: act by hand")
+                        (retry or Retry(page=True)).line(log, {
+                            "error": str(exc), "target_weights": str(action.weights), "reason": state.reason,
+                            "end_cause": rl.classify_reason(state.reason), "write_landed": write_landed(exc),
+                            **before, "hint": "traffic may still be split: act by hand"})
                 raise
             if written:
                 written(text)
         elif isinstance(action, rl.PointSubset):
             _point(router, target, state, action, log=log, expect=expect, report_failure=report_failure,
-                   stable_written=stable_written, context=_context(state, writes_left))
+                   stable_written=stable_written, context=_context(state, writes_left), retry=retry)
             if action.guarded and expect is not ... and action.subset == "stable":
                 pointed.append(action)
         elif isinstance(action, rl.Emit):
@@ -522,7 +541,7 @@ def _context(state: rl.RolloutState, writes_left: int) -> dict[str, Any]:
 
 def _point(router: TrafficRouter, target: Target, state: rl.RolloutState, action: rl.PointSubset, *, log: Any,
            expect: Any, report_failure: bool, stable_written: bool = True,
-           context: dict[str, Any] | None = None) -> None:
+           context: dict[str, Any] | None = None, retry: Retry | None = None) -> None:
     def guard() -> None:  # before every attempt of the write, 409 retries included
         if router.inspect(target).state != expect:
             raise RoutingConflict(f"{target.namespace}/{target.virtual_service}: the rollout state changed "
@@ -557,10 +576,11 @@ def _point(router: TrafficRouter, target: Target, state: rl.RolloutState, action
             # the route would record a rollback while the canary version serves everything
             msg = (f"nothing was written: the {action.subset} subset could not be pointed back at {action.version} "
                    f"before stable 100% ({exc}); the weights are as they were")
-            if report_failure:
-                log.critical("rollback.failed", error=msg, subset=action.subset, version=action.version,
-                             weights=str(state.weights), hint="act by hand: point the stable subset at "
-                             f"{action.version}, then run `canary rollback` again")
+            if report_failure:  # nothing written: a caller that tries again (`retry`) says so first
+                (retry or Retry(page=True)).line(log, {
+                    "error": msg, "subset": action.subset, "version": action.version, "weights": str(state.weights),
+                    "hint": f"act by hand: point the stable subset at {action.version}, then run `canary rollback` "
+                            "again"})
             raise RollbackFailed(msg) from exc
         if report_failure and rollback:
             log.critical("rollback.failed", error=str(exc), subset=action.subset, version=action.version,
@@ -684,7 +704,7 @@ ROLLBACK_BUDGET_S = 20.0
 
 def to_stable(router: TrafficRouter, target: Target, state: rl.RolloutState, *, reason: str, log: Any,
               now: float, attempts: int = 3, budget_s: float | None = None, expect: Any = ...,
-              end: tuple[rl.RolloutState, list[rl.Action]] | None = None) -> rl.RolloutState:
+              end: tuple[rl.RolloutState, list[rl.Action]] | None = None, retry: Retry | None = None) -> rl.RolloutState:
     """Stable 100% after a failure, with a retry budget of its own: at least `attempts` writes, and
     more until `budget_s` (ROLLBACK_BUDGET_S) has passed, each with the router's own retries, 0.5 s
     more between them each time, at most 2 s. The rollout is recorded ``aborted`` (exit 3).
@@ -696,7 +716,9 @@ def to_stable(router: TrafficRouter, target: Target, state: rl.RolloutState, *, 
     rollback, or a promotion whose every step passed: `rl.finish_promotion`) whose first write failed:
     written as decided, its phase and reason kept, instead of an abort for `reason`; the events it
     logged before that write are not logged again. Raises the last
-    error, after logging ``rollback.failed``, when every attempt failed."""
+    error, after logging ``rollback.failed``, when every attempt failed; with `retry` (the caller writes
+    stable 100% again later: the controller's next tick) that last failure, a refusal's included, is said
+    as `Retry.line` says (`rollback.retrying` until the caller's bound is spent)."""
     if end is not None and end[0].phase in (rl.ROLLED_BACK, rl.ABORTED, rl.PROMOTED) and not state.terminal:
         new, decided = end
         first = next((i for i, a in enumerate(decided) if not isinstance(a, rl.Emit)), len(decided))
@@ -718,7 +740,7 @@ def to_stable(router: TrafficRouter, target: Target, state: rl.RolloutState, *, 
         wait = min(0.5 * attempt, 2.0)
         last = attempt >= attempts and time.monotonic() + wait >= deadline
         try:
-            return execute(router, target, new, actions, log=log, report_failure=last, expect=expect)
+            return execute(router, target, new, actions, log=log, report_failure=last, expect=expect, retry=retry)
         except NotLeader:  # refused by the fence, nothing sent: the new leader ends it; no retry, nobody paged
             raise
         except RoutingConflict as exc:
@@ -739,8 +761,10 @@ def to_stable(router: TrafficRouter, target: Target, state: rl.RolloutState, *, 
             if not last and finishing:
                 log.warning("promotion.write_failed", error=str(exc), reason=reason, write_landed=write_landed(exc))
             elif not last:
-                log.critical("rollback.failed", error=str(exc), target_weights=str(STABLE_ONLY), reason=reason,
-                             end_cause=rl.classify_reason(reason), write_landed=write_landed(exc), hint="traffic may still be split: act by hand")
+                (retry or Retry(page=True)).line(log, {
+                    "error": str(exc), "target_weights": str(STABLE_ONLY), "reason": reason,
+                    "end_cause": rl.classify_reason(reason), "write_landed": write_landed(exc),
+                    "hint": "traffic may still be split: act by hand"})
             raise
 
 

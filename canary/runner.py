@@ -37,7 +37,7 @@ from canary.policy import Policy
 from canary.reconcile import (EXIT_BAD_INPUT, EXIT_CODES, EXIT_INFRA, EXIT_INTERRUPTED, EXIT_PROMOTED,
                               EXIT_ROLLED_BACK, Observation, check_pods, check_claim, count_pods, decide, describe_owner, end_disagreement, execute,
                               is_promote_owner, look_window, measure_window, next_look_at, parse_state,
-                              preflight_metrics, promote_owner, rollout_context, to_stable)
+                              preflight_metrics, promote_owner, Retry, rollout_context, to_stable)
 from canary.routing.base import TrafficRouter
 from canary.routing.pods import not_ready_message
 from canary.routing.patch import same_route
@@ -738,7 +738,8 @@ class Runner:
                 # (a promotion's last write that fails is `promotion.write_failed`, not `rollback.failed`:
                 # `run`'s fail-safe finishes it, or gives the old version 100%)
                 state = execute(self.router, self.target, new, todo, log=self.log, expect=expect,
-                                written=self._remember, fail_safe_follows=self._current is not None)
+                                written=self._remember,
+                                retry=Retry(fields={"attempt": 0}) if self._current is not None else None)
                 break
             except RoutingConflict:
                 read = self._read_record() if _rolls_back(new) and attempt < attempts else None

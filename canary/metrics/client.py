@@ -24,7 +24,8 @@ import urllib.parse
 import re
 import threading
 import time
-from typing import Any, Mapping, Self
+from contextlib import contextmanager
+from typing import Any, Iterator, Mapping, Self
 
 import requests
 import structlog
@@ -35,6 +36,8 @@ from urllib3.util.retry import Retry
 
 from canary.errors import ConfigError, MetricsUnavailable
 from canary.metrics.answers import arm_name, number_of, well_formed
+from canary.model import Target
+from canary.throttle import Throttle
 
 log = structlog.get_logger(__name__)
 _STATUS = re.compile(r"HTTP Status Code (\d+)")
@@ -43,32 +46,6 @@ _TRUE = {"1", "true", "yes", "on"}
 _MAX_BACKOFF_S = 1.0
 _MIN_TIMEOUT_S = 0.05
 
-
-# A query's failure (`metrics.query_failed`, `metrics.query_retry`) is logged once per cause, then once every
-# REPEAT_LOG_S with `repeated` (how many were left out): Prometheus down for a 30 s deadline was 45 error lines
-# and 45 warnings from one promote (each look's every query), before the one line that ended the rollout
-REPEAT_LOG_S = 60.0
-
-
-class _OncePerCause:
-    """Whether a line for `cause` is due now: the first, then one every REPEAT_LOG_S; `due` returns how many
-    were left out since the last one logged, or None to leave this one out. Shared by the looks' threads."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._seen: dict[str, tuple[float, int]] = {}
-
-    def due(self, cause: str) -> int | None:
-        now = time.monotonic()
-        with self._lock:
-            last = self._seen.get(cause)
-            if last is None or now - last[0] >= REPEAT_LOG_S:
-                self._seen[cause] = (now, 0)
-                if len(self._seen) > 256:  # causes carry no numbers, but never grow without bound
-                    self._seen = {cause: (now, 0)}
-                return 0 if last is None else last[1]
-            self._seen[cause] = (last[0], last[1] + 1)
-            return None
 
 
 # `check` of the controller's batched snapshot's queries (canary.metrics.batch), and how its errors name it: it is
@@ -133,7 +110,11 @@ class PrometheusClient:
             raise ConfigError("retries must be >= 1, timeout_s and budget_s > 0")
         self.url = url.rstrip("/")
         self.retries, self.timeout_s, self.budget_s, self.backoff_s = retries, timeout_s, budget_s, backoff_s
-        self._quiet = _OncePerCause()  # `_report`: failed queries said once per cause, shared by every look thread
+        # `_report`: a query's failure (`metrics.query_failed`, `metrics.query_retry`) said once per cause, then every
+        # REPEAT_LOG_S with `repeated`, each cause on its own (key = cause); shared by every look thread. Prometheus
+        # down for a 30 s deadline was 45 error lines and 45 warnings from one promote (each look's every query)
+        self._quiet = Throttle(max_keys=256)
+        self._asking = threading.local()  # `about`: the rollout this thread's queries are for
         self.at = at  # evaluation time for every query (replay/tests); None: Prometheus's now
         session = requests.Session()
         session.verify = verify_tls  # a path is a CA bundle, as in requests
@@ -177,6 +158,19 @@ class PrometheusClient:
         waits = [min(self.backoff_s * 2**k, _MAX_BACKOFF_S) for k in range(self.retries - 1)]
         all_attempts = self.retries * self.timeout_s + sum(waits)
         return min(all_attempts, self.budget_s + max(waits, default=0.0) + _MIN_TIMEOUT_S)
+
+    @contextmanager
+    def about(self, target: Target) -> Iterator[None]:
+        """The queries this thread asks within are for the rollout `target` names: their failed-query lines
+        (`metrics.query_failed`, `metrics.query_retry`) carry its `Target.log_context` (model, namespace,
+        VirtualService, versions, route), so on-call reads which rollout is blind from the line. Per thread:
+        the controller's workers measure several rollouts at once through one client."""
+        before = getattr(self._asking, "context", None)
+        self._asking.context = target.log_context()
+        try:
+            yield
+        finally:
+            self._asking.context = before
 
     # -- querying ------------------------------------------------------------------------
 
@@ -229,15 +223,20 @@ class PrometheusClient:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _report(self, event: str, *, check: str, error: str, **fields: Any) -> None:
-        """A failed query's line: once per cause (the event and the error, not the query), then every
-        REPEAT_LOG_S (`repeated`); a debug line for the batched snapshot, whose caller reports it."""
+        """A failed query's line: once per cause (the event and the error, not the query nor the rollout), then
+        every REPEAT_LOG_S (`repeated`, `canary.throttle`), naming the rollout the query was for (`about`) when
+        the caller said; the lines of other rollouts failing for the same cause meanwhile are among `repeated`
+        (Prometheus down is one line a minute, not one per rollout). A debug line for the batched snapshot,
+        whose caller reports it with the rollouts it was for."""
         if check == BATCH:
             log.debug(event, check=check, error=error, **fields)
             return
-        repeated = self._quiet.due(f"{event} {error}")
+        cause = f"{event} {error}"
+        repeated = self._quiet.due(cause, cause)
         if repeated is not None:
+            rollout = getattr(self._asking, "context", None) or {}
             (log.error if event == "metrics.query_failed" else log.warning)(event, check=check, error=error,
-                                                                           repeated=repeated, **fields)
+                                                                           repeated=repeated, **rollout, **fields)
 
     def _once(self, query: str, params: dict[str, str], timeout: float, who: str, strict: bool) -> Any:
         try:

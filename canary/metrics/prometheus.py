@@ -53,6 +53,11 @@ class PrometheusProvider(PrometheusClient):
         that a limit on the canary alone (`max_ms`, `max_rate_pct`, `max_value`) is still judged when
         the stable series do not exist; raises NoData only when neither arm has data, and
         ConfigError / MetricsUnavailable for the whole check."""
+        with self.about(target):  # a failed query's line names the rollout
+            return self._measure(policy, check, target, window_s=window_s, at=at)
+
+    def _measure(self, policy: Policy, check: Check, target: Target, *, window_s: int,
+                 at: float | None) -> tuple[ArmData | NoData, ArmData | NoData]:
         plan = query_plan(policy, check, target, window_s=window_s)
         name = check.name
         if check.kind in ("latency", "prediction_shift"):
@@ -72,12 +77,14 @@ class PrometheusProvider(PrometheusClient):
         self, policy: Policy, target: Target, *, window_s: int, at: float | None = None, check: str = "request_counts"
     ) -> tuple[float, float]:
         plan = request_plan(policy, target, window_s=window_s)
-        out = [self._requests(plan[arm], check, arm, window_s, at) for arm in q.ARMS]
+        with self.about(target):
+            out = [self._requests(plan[arm], check, arm, window_s, at) for arm in q.ARMS]
         return out[0], out[1]
 
     def preflight(self, policy: Policy, target: Target) -> PreflightReport:
         """Ask Prometheus, once each, every query a look of this rollout will send (`metrics.preflight`)."""
-        return run_preflight(self, policy, target)
+        with self.about(target):
+            return run_preflight(self, policy, target)
 
     # -- per kind ------------------------------------------------------------------------
 
