@@ -15,6 +15,7 @@ from typing import Any
 from canary.errors import TargetError
 from canary.routing.patch import (CANARY, STABLE, VERSION_LABEL, RouteRef, _find_subset, _namespace_of, fqdn,
                                   where)
+from canary.routing.splits import other_routes
 
 
 def split_elsewhere(vs: Any, ref: RouteRef) -> str:
@@ -24,34 +25,14 @@ def split_elsewhere(vs: Any, ref: RouteRef) -> str:
     points the canary subset at the new version, so that share would reach it unjudged from the first
     write, and stay on it after a rollback (stable 100% is written on the driven route). A route sending
     to the canary alone (testers on a header match) is a deliberate route to it, and is left to the user."""
-    ns = _namespace_of(vs)
-    host = fqdn(ref.host, ns)
-    spec = vs.get("spec") if isinstance(vs, dict) else None
-    for kind in ("http", "tcp", "tls"):
-        routes = spec.get(kind) if isinstance(spec, dict) else None
-        for i, route in enumerate(routes if isinstance(routes, list) else []):
-            dests = route.get("route") if isinstance(route, dict) else None
-            if (kind == "http" and i == ref.index) or not isinstance(dests, list):
-                continue
-            canary = rest = 0
-            for d in dests:
-                dest = d.get("destination") if isinstance(d, dict) else None
-                if not isinstance(dest, dict):
-                    continue
-                w = d.get("weight") if len(dests) > 1 else 100  # one destination gets all, whatever its weight
-                w = w if type(w) is int and w > 0 else 0
-                named = dest.get("host")
-                if dest.get("subset") == CANARY and isinstance(named, str) and fqdn(named, ns) == host:
-                    canary += w
-                else:
-                    rest += w
-            if canary and rest:
-                name = route.get("name")
-                label = f"spec.{kind}[{i}]" + (f" ({name})" if isinstance(name, str) and name else "")
-                return (f"{where(vs)}: {label} splits its traffic {rest}/{canary} with subset 'canary' of {ref.host}, "
-                        f"a split this rollout did not make: once the canary subset selects the new version that "
-                        f"share reaches it unjudged, and stays after a rollback; set that route's canary weight "
-                        f"to 0 first")
+    for split in other_routes(vs, fqdn(ref.host, _namespace_of(vs)), driven={ref.index}):
+        if split.share and split.rest:
+            name = split.route.get("name")
+            label = split.field + (f" ({name})" if isinstance(name, str) and name else "")
+            return (f"{where(vs)}: {label} splits its traffic {split.rest}/{split.share} with subset 'canary' of "
+                    f"{ref.host}, a split this rollout did not make: once the canary subset selects the new version "
+                    f"that share reaches it unjudged, and stays after a rollback; set that route's canary weight "
+                    f"to 0 first")
     return ""
 
 

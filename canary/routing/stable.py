@@ -17,6 +17,7 @@ from typing import Any
 from canary.errors import TargetError
 from canary.model import Weights
 from canary.routing.patch import STABLE, STATE_ANNOTATION, annotate, fqdn, where
+from canary.routing.splits import other_routes
 
 
 @dataclass(frozen=True)
@@ -212,32 +213,13 @@ def drop_canary_splits(vs: Any, host: str, *, driven: set[int]) -> list[str]:
     changed: list[str] = []
     if not host or not isinstance(spec, dict):
         return changed
-    for kind in ("http", "tcp", "tls"):
-        routes = spec.get(kind)
-        for i, route in enumerate(routes if isinstance(routes, list) else []):
-            dests = route.get("route") if isinstance(route, dict) else None
-            if (kind == "http" and i in driven) or not isinstance(dests, list) or len(dests) < 2:
-                continue
-            canary, stable, rest = [], [], 0
-            for j, d in enumerate(dests):
-                dest = d.get("destination") if isinstance(d, dict) else None
-                if not isinstance(dest, dict):
-                    continue
-                w = d.get("weight")
-                w = w if type(w) is int and w > 0 else 0
-                ours = _dest_host(d, vs) == host
-                if ours and dest.get("subset") == "canary":
-                    canary.append((j, w))
-                else:
-                    rest += w
-                    if ours and dest.get("subset") == STABLE:
-                        stable.append(j)
-            share = sum(w for _, w in canary)
-            if not share or not rest:
-                continue
-            for j, _ in canary:
-                dests[j]["weight"] = 0
-            if stable:
-                dests[stable[0]]["weight"] = dests[stable[0]].get("weight", 0) + share
-            changed.append(f"spec.{kind}[{i}]")
+    for split in other_routes(vs, host, driven=driven):
+        if len(split.dests) < 2 or not split.share or not split.rest:  # a route to the canary alone is left
+            continue
+        for j, _ in split.canary:
+            split.dests[j]["weight"] = 0
+        if split.stable:
+            first = split.dests[split.stable[0]]
+            first["weight"] = first.get("weight", 0) + split.share
+        changed.append(split.field)
     return changed
