@@ -9,6 +9,16 @@ and a promotion finished whose `-o json` reader had gone exited 1 too (click's E
 what cannot be written is dropped, the stream's descriptor is pointed at /dev/null (so a later write
 or the interpreter's final flush of what is buffered does not fail again), and the command goes on
 to the exit code its outcome has.
+
+The two silence a stream by different rules, on purpose (decision 129). `Sink` carries log lines of a
+process that may run for hours (a rollout, the controller): each line is whole, so one lost is one
+lost, and a failure that may pass (a full disk until logrotate frees it, a non-blocking pipe's EAGAIN)
+must not cost every later line, the rollback's included; only a stream nobody will read again (`GONE`,
+closed) is silenced. `guarded` writes a command's output (its document, `-o json`, one per `status
+--watch` look, the last `error:` line): a failed write leaves part of a document buffered, which the
+interpreter's exit flush writes after whatever came next (a torn document for `jq`) or fails on again
+(exit 120 instead of the command's code), so any failure silences the stream: the output is lost
+whole, said once (`output.lost`).
 """
 
 from __future__ import annotations

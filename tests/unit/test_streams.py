@@ -68,3 +68,40 @@ def test_guarded_reports_a_write_it_could_not_make(monkeypatch: pytest.MonkeyPat
     assert streams.guarded("stdout", broken) is False and streams.lost("stdout").startswith("BrokenPipeError")
     monkeypatch.setattr(sys, "stdout", None)  # started with stdout closed
     assert streams.guarded("stdout", lambda: None) is False
+
+
+def _is_devnull(fd: int) -> bool:
+    here, null = os.fstat(fd), os.stat(os.devnull)
+    return (here.st_dev, here.st_ino) == (null.st_dev, null.st_ino)
+
+
+class FullDisk(io.TextIOWrapper):
+    """A real descriptor (a pipe) whose writes fail as a full disk does."""
+
+    def write(self, text: str) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_a_full_disk_silences_a_commands_output_but_not_the_log(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The two rules differ on purpose (decision 129): a log line lost to a full disk is one line, and the
+    next is written; a command's output that met one is silenced whole, so no torn document follows and
+    the exit flush cannot fail again."""
+    monkeypatch.setattr(streams, "_lost", {})
+    read_log, write_log = os.pipe()
+    read_out, write_out = os.pipe()
+    log = FullDisk(os.fdopen(write_log, "wb"))
+    out = FullDisk(os.fdopen(write_out, "wb"))
+    try:
+        streams.Sink(log, name="stderr").write("a line\n")
+        assert streams.lost("stderr").startswith("OSError") and not _is_devnull(write_log)
+        monkeypatch.setattr(sys, "stdout", out)
+        assert streams.guarded("stdout", lambda: print("{}", file=sys.stdout)) is False
+        assert streams.lost("stdout").startswith("OSError") and _is_devnull(write_out)
+    finally:
+        for fd in (read_log, read_out):
+            os.close(fd)
+        for stream in (log, out):
+            try:
+                stream.close()
+            except OSError:
+                pass
