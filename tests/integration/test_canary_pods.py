@@ -335,6 +335,22 @@ def test_a_route_unchanged_by_the_wait_is_claimed_on_the_first_read(api: Any) ->
     assert len([e for e in logs if e["event"] == "metrics.preflight_passed"]) == 1
 
 
+def test_a_destination_rule_fixed_during_the_wait_is_what_the_next_look_counts(api: Any) -> None:
+    """Decision 129: each look of the wait reads the DestinationRule again (`subset_pods`), not the one the
+    claim's `inspect` read. Its subsets select `app=rec-model`, which m0's Service (`app=m0`) never has: no
+    pod can serve them. Fixed during the wait, the next look counts m0's pods and the rollout starts; with
+    the DestinationRule as first read, it waited out --wait-ready and refused."""
+    _pod(api, "m0-v2-0", "v2", ready=True)
+    clock = FlipClock(2, lambda: _dr_labels(api))
+    with structlog.testing.capture_logs() as logs:
+        result = runner(api, "v2", clock, wait_ready_s=600).run()
+    assert result.state.phase == rl.PROMOTED, result.state.reason
+    (waiting,) = [e for e in logs if e["event"] == "preflight.waiting_for_canary_pods"]
+    assert "no pod can have app=m0 (Service) and app=rec-model" in waiting["detail"], waiting
+    (ready,) = [e for e in logs if e["event"] == "preflight.canary_pods"]
+    assert ready["selector"] == "app=m0,version=v2" and ready["ready"] == 1, ready
+
+
 def test_the_fenced_router_passes_the_pod_check_through(api: Any) -> None:
     """Decision 121 (h). `FencedRouter` (the controller's, around its router) had no `canary_pods`:
     `check_canary_pods` skips a router without it, silently (a router that is not Kubernetes'). A read, it
