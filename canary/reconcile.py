@@ -153,7 +153,11 @@ def preflight_metrics(metrics: MetricsProvider, policy: Policy, target: Target, 
     for line in report.warnings():  # an empty STABLE arm: most often a label or value matching nothing
         log.warning("metrics.preflight_empty_stable", detail=line)
     if blind:
-        raise ConfigError(_blind_message(report, blind, policy, target))
+        refused = ConfigError(_blind_message(report, blind, policy, target))
+        # the one refusal a stable with no Ready pod explains (promote's `_preflight_metrics`); a query Prometheus
+        # rejects, a URL that is no Prometheus, credentials refused: the policy's or the flags' whatever the pods
+        refused.stable_blind = True  # type: ignore[attr-defined]
+        raise refused
     for line in report.unresolvable:  # the canary can pass only by being faster by a whole bucket
         log.warning("metrics.buckets_too_coarse", detail=line)
     for line in report.layouts:  # stable pods on bucket layouts sharing no finite bound (mid-update?)

@@ -440,6 +440,8 @@ class Runner:
         try:
             preflight_metrics(self.metrics, self.policy, target, log=self.log)
         except ConfigError as exc:
+            if not getattr(exc, "stable_blind", False):  # a bad query, URL or credentials: bad input, whatever the pods
+                raise
             try:
                 missing, _ = count_pods(self.router, target, log=self.log)
             except CanaryError:

@@ -439,15 +439,18 @@ def test_a_blind_metrics_preflight_with_no_ready_stable_pod_names_the_pods(api: 
     clock = FakeClock()
     r = runner(api, "v2", clock, wait_ready_s=600)
 
-    def refuse(*_: Any, **__: Any) -> Any:
-        raise ConfigError("preflight: no stable (v1) data over the last 60s")
+    def refuse(*_: Any, **__: Any) -> Any:  # the stable's request count found nothing: blind (decision 110)
+        from canary.metrics.base import REQUEST_COUNTS, PreflightQuery, PreflightReport
+
+        return PreflightReport(url="fake://", window_s=60, sent=1, elapsed_s=0.0, queries=(
+            PreflightQuery(where=REQUEST_COUNTS, check="", arm="stable", query="sum(rate(x[60s]))", series=0),))
     r.metrics.preflight = refuse  # type: ignore[method-assign]
     before = record(api)
     with pytest.raises(StableNotReady) as got:
         r.run()
     text = str(got.value)
     assert text.startswith("stable v1 has no Ready pod: pods app=m0,version=v1"), text
-    assert text.endswith("and so preflight: no stable (v1) data over the last 60s"), text
+    assert "and so preflight: no stable (v1) data over the last 60s for request counts" in text, text
     assert clock.t == 1_000.0 and record(api) == before
     # with the stable's pods Ready, the refusal is the policy's, as before (exit 2)
     _pod(api, "m0-v1-0", "v1", ready=True)

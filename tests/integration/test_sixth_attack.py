@@ -1,0 +1,41 @@
+"""Decision 128: today's three changes (decisions 124, 126, 127) attacked as a demanding user would.
+
+Real components: the Kubernetes API emulator (pods and Services registered) with the real IstioRouter,
+a real Prometheus client, the real CLI; fake clocks, never a timed wait.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from canary.errors import ConfigError
+from canary.metrics.prometheus import PrometheusProvider
+from tests.fakes import FakeClock
+from tests.integration.test_canary_pods import _dr_labels, _pod, api  # noqa: F401 - the fixture
+from tests.integration.test_promote_route_safety import record, runner
+
+pytestmark = pytest.mark.integration
+
+
+def test_a_prometheus_url_that_is_no_prometheus_is_bad_input_whatever_the_stables_pods(api: Any) -> None:
+    """Decision 128 (a). Decision 124 turned the metrics preflight's refusal into StableNotReady (exit 3,
+    "and so ...") whenever the stable had no Ready pod, meant for its blind refusal (no stable series: the
+    pods' doing). Every other refusal is the flags' or the policy's: a --prometheus-url that is no
+    Prometheus (here the Kubernetes API's own address: 404), credentials refused, a query rejected. Those
+    came out as exit 3 blaming the pods ("and so ... check the path prefix"): a pipeline retried it, and
+    scaling the stable up only led to the exit 2 it should have been. Now it is ConfigError (exit 2), as
+    with the stable's pods Ready; nothing written either way."""
+    _dr_labels(api)
+    _pod(api, "m0-v2-0", "v2", ready=True)
+    _pod(api, "m0-v1-0", "v1", ready=False)  # the stable crash-loops, and the URL is wrong as well
+    clock = FakeClock()
+    r = runner(api, "v2", clock, wait_ready_s=600)
+    r.metrics = PrometheusProvider(api.url, retries=1, budget_s=2.0, timeout_s=1.0)
+    before = record(api)
+    with pytest.raises(ConfigError) as got:
+        r.run()
+    text = str(got.value)
+    assert "does not look like a Prometheus HTTP API" in text and "has no Ready pod" not in text, text
+    assert record(api) == before and clock.t == 1_000.0
