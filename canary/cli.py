@@ -83,6 +83,10 @@ def fail(message: str, code: int) -> None:
     raise typer.Exit(code)
 
 
+# the least `promote --interrupt-grace` taken: time for the rollback's few requests to the API server (decision 128)
+MIN_INTERRUPT_GRACE_S = 1.0
+
+
 def run_guarded(fn: Any, *, report: Any = None) -> Any:
     """Map the exception tree onto exit codes; never show a library traceback. `report(code,
     message)`, when given, is called before the error is printed and the command exits (a command
@@ -310,6 +314,14 @@ def promote(
 
     if on_interrupt not in ("rollback", "pause"):
         flag_error("--on-interrupt must be 'rollback' or 'pause'")
+    if interrupt_grace < MIN_INTERRUPT_GRACE_S:
+        from canary.kube import MIN_REQUEST_S
+
+        # `1ms` (or `0.01`, read as seconds) was taken: after a signal no request could be sent at all (none is under
+        # kube.MIN_REQUEST_S left), so every interrupt ended in exit 6 with traffic split and nothing tried
+        flag_error(f"--interrupt-grace {interrupt_grace:g}s is too short: after a signal the rollback must read the "
+                   f"route and write stable 100% within it (no request is sent with under "
+                   f"{MIN_REQUEST_S * 1000:.0f} ms left); give at least {MIN_INTERRUPT_GRACE_S:g}s")
     # a flag that does nothing in the mode asked for is refused, not ignored: `--timeout 30m` without
     # --via-controller bounded nothing, and `--on-interrupt pause` with it held nothing (a cancelled
     # follower leaves the rollout to the controller, whatever the flag said)
