@@ -284,7 +284,7 @@ def promote(
         "25s", "--interrupt-grace",
         help="after SIGINT/SIGTERM/SIGHUP, end every Kubernetes request by this long from the signal: the "
              "process exits by then with traffic's state said (exit 6 when stable 100% could not be written); "
-             "keep it below your CI's or pod's grace before SIGKILL"),
+             "keep it below your CI's or pod's grace before SIGKILL; at least 1s"),
     output: str = OutputOpt,
     log_format: str = LogFormatOpt,
 ) -> None:
@@ -392,15 +392,19 @@ def promote(
         # API server that accepts and never answers held the process 40 s and more, past a pod's 30 s grace,
         # and the SIGKILL cut it off before it could say how traffic stands (`traffic.unsafe`, exit 6)
         grace_until = [math.inf]
-        bound_by(router.custom.api_client, lambda: grace_until[0],
-                 spent=lambda: f"the {interrupt_grace:g} s after {ctl.interrupted_by or 'the signal'} "
-                               "(--interrupt-grace) are spent")
+        flying = bound_by(router.custom.api_client, lambda: grace_until[0],
+                          spent=lambda: f"the {interrupt_grace:g} s after {ctl.interrupted_by or 'the signal'} "
+                                        "(--interrupt-grace) are spent")
         ctl = ran["ctl"] = Runner(policy=policy, target=target, router=router, metrics=metrics,
                                   gate=gate, on_interrupt=on_interrupt, retry=retry, wait_ready_s=wait_ready)
 
         def interrupted(signum: int, _frame: Any) -> None:
             if not ctl.stop.is_set():  # the first one stopped it, and starts the grace
                 grace_until[0] = time.monotonic() + interrupt_grace
+                # and a request sent before it, still unanswered when the grace ends, is abandoned then: it kept
+                # its own 10 s timeout, and with a hung API server exit 6 came after the CI's SIGKILL (decision 128)
+                signal.signal(signal.SIGALRM, lambda _s, _f: flying.cut())
+                signal.setitimer(signal.ITIMER_REAL, interrupt_grace)
             ctl.interrupted_by = ctl.interrupted_by or signal.Signals(signum).name
             ctl.stop.set()
 
@@ -419,6 +423,7 @@ def promote(
         try:
             result = ctl.run()
         finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)  # the grace's alarm, if set: nothing to cut from here on
             if display:
                 display.close()
         opts.emit(state_dict(result.state, exit_code=result.exit_code), output,

@@ -72,8 +72,23 @@ def api_client(*, kubeconfig: str | None = None, context: str | None = None) -> 
 MIN_REQUEST_S = 0.05
 
 
+class InFlight:
+    """The Kubernetes request the main thread is waiting on (`bound_by`): its method and path, "" when none.
+    `cut()`, called in a signal handler on the main thread once the grace ended (SIGALRM: `canary
+    promote`), abandons that request (GraceSpent raised where it waits): one sent before the signal
+    kept its own 10 s timeout, past a CI's SIGKILL when the grace is shorter (GitHub Actions: 8 s)."""
+
+    def __init__(self, spent: Callable[[], str]) -> None:
+        self.request, self.spent = "", spent
+
+    def cut(self) -> None:
+        if self.request:
+            what, self.request = self.request, ""
+            raise GraceSpent(f"{what}: still unanswered; {self.spent()}")
+
+
 def bound_by(client: Any, until: Callable[[], float], *,
-             spent: Callable[[], str] = lambda: "the grace after the signal is spent") -> None:
+             spent: Callable[[], str] = lambda: "the grace after the signal is spent") -> InFlight:
     """Make every request `client` (a `kubernetes.client.ApiClient`) sends from now on end by
     `until()`, a time on `time.monotonic`'s clock (math.inf: unbounded, the default of a caller that
     has not been signalled): its timeout (`_request_timeout`: none, seconds, or a (connect, read)
@@ -82,21 +97,31 @@ def bound_by(client: Any, until: Callable[[], float], *,
     `until`, and a Kubernetes API server that accepts connections and never answers can no longer
     hold the process past its CI job's SIGKILL with the route unspoken for. Every request of the
     client passes here (`ApiClient.call_api` calls `rest_client.request`), whichever API class and
-    caller (routing, history, events) made it. A request already sent keeps its own timeout."""
+    caller (routing, history, events) made it. A request already sent keeps its own timeout, unless the
+    caller cuts it: the returned `InFlight` names the request the main thread waits on, and its `cut()`
+    abandons it (decision 128)."""
+    import threading
     import time
+    from urllib.parse import urlsplit
 
     rest = client.rest_client
     send = rest.request
+    flying = InFlight(spent)
 
     def request(method: str, url: str, *args: Any, _request_timeout: Any = None, **kw: Any) -> Any:
         left = until() - time.monotonic()
         if left < MIN_REQUEST_S:
-            from urllib.parse import urlsplit
-
             raise GraceSpent(f"{method} {urlsplit(url).path}: not sent, {spent()}")
-        return send(method, url, *args, _request_timeout=_cut_timeout(_request_timeout, left), **kw)
+        if threading.current_thread() is not threading.main_thread():
+            return send(method, url, *args, _request_timeout=_cut_timeout(_request_timeout, left), **kw)
+        flying.request = f"{method} {urlsplit(url).path}"
+        try:
+            return send(method, url, *args, _request_timeout=_cut_timeout(_request_timeout, left), **kw)
+        finally:
+            flying.request = ""
 
     rest.request = request
+    return flying
 
 
 def _cut_timeout(timeout: Any, left: float) -> Any:

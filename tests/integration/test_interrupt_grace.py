@@ -111,3 +111,38 @@ def test_the_grace_leaves_an_answering_api_server_alone(cluster: Any, prometheus
     weights, rec = vs_state(api)
     assert weights == [100, 0] and rec["phase"] == "aborted" and "SIGTERM" in rec["reason"]
     assert json.loads(out)["phase"] == "aborted"
+
+
+def test_a_request_sent_before_the_signal_is_abandoned_when_the_grace_ends(cluster: Any, prometheus: Any) -> None:
+    """Decision 128. The API server hung before the cancel (the usual order: a stuck job is what gets
+    cancelled), so the process was already waiting on a request when SIGTERM came. That request kept
+    its own 10 s timeout: with the README's GitHub Actions grace (8s, SIGKILL 10 s after SIGINT),
+    exit 6 and `traffic.unsafe` could come after the kill. Now it is abandoned when the grace ends: the
+    error names it ("still unanswered"), and no request is sent after it. Without the cut, it ended by
+    its own timeout (retried: the error was the next try's "not sent"). Only the VirtualService's
+    requests are held, so the one waited on is the watch's read, which fails the rollout when cut (an
+    Event's, best effort, would say nothing)."""
+    api, kubeconfig, policy = cluster
+    up = urlparse(api.url)
+    proxy = BlackholeProxy(up.hostname or "127.0.0.1", up.port or 80).start()
+    proxy.hold_only = lambda line: b"/virtualservices/" in line
+
+    def hang_then_wait() -> None:
+        proxy.blackhole = True
+        assert proxy.holding.wait(60), "promote sent no VirtualService request within 60 s"  # a condition, no guess
+
+    try:
+        code, out, stderr = _promote_signalled(_through(proxy, kubeconfig), policy, prometheus.url,
+                                               "--interrupt-grace", "2s", at_split=hang_then_wait)
+    finally:
+        proxy.stop()
+    assert code == 6, stderr[-4000:]
+    assert proxy.requests_held == 1, (proxy.held_lines, stderr[-4000:])
+    events = parse_json_lines(stderr)
+    (failed,) = [e for e in events if e["event"] == "rollout.failed"]
+    assert "virtualservices/rec-model: still unanswered; the 2 s after SIGTERM (--interrupt-grace) are spent" in \
+        failed["error"], failed
+    (unsafe,) = [e for e in events if e["event"] == "traffic.unsafe"]
+    assert unsafe["weights"] == "80/20", unsafe
+    assert json.loads(out)["exit_code"] == 6
+    assert vs_state(api)[0] == [80, 20]

@@ -13,7 +13,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 
 class BlackholeProxy:
@@ -35,6 +35,10 @@ class BlackholeProxy:
         # with `blackhole` set: None holds every request; an HTTP status (503) answers each with it instead
         # (a server that answers at once and always fails), the connection closed after it
         self.answer: int | None = None
+        # with `blackhole` set: None holds every request; a test on a request's first line ("GET /apis/... HTTP/1.1")
+        # holds only those it is true of, and passes the others through
+        self.hold_only: Callable[[bytes], bool] | None = None
+        self.held_lines: list[bytes] = []  # the first line of each request held, when it was seen
         self._stop = threading.Event()
 
     @property
@@ -51,7 +55,10 @@ class BlackholeProxy:
         for s in self._held:
             s.close()
 
-    def _hold(self, *socks: socket.socket) -> None:
+    def _holds(self, line: bytes) -> bool:
+        return self.blackhole and (self.hold_only is None or self.hold_only(line))
+
+    def _hold(self, *socks: socket.socket, line: bytes = b"") -> None:
         if self.answer is not None:  # answered with a failure, not held
             body = b'{"kind":"Status","status":"Failure","message":"unavailable","code":%d}' % self.answer
             head = (f"HTTP/1.1 {self.answer} Failure\r\nContent-Type: application/json\r\n"
@@ -69,6 +76,7 @@ class BlackholeProxy:
             return
         self._held.extend(socks)
         self.requests_held += 1
+        self.held_lines.append(line)
         self.holding.set()
 
     def _accept(self) -> None:
@@ -77,7 +85,7 @@ class BlackholeProxy:
                 client, _ = self._sock.accept()
             except OSError:
                 return
-            if self.blackhole:
+            if self.blackhole and self.hold_only is None:
                 self._hold(client)  # accepted, never answered
                 continue
             threading.Thread(target=self._pipe_pair, args=(client,), daemon=True).start()
@@ -88,15 +96,22 @@ class BlackholeProxy:
         except OSError:
             client.close()
             return
-        threading.Thread(target=self._pipe, args=(client, upstream, True), daemon=True).start()
-        threading.Thread(target=self._pipe, args=(upstream, client, False), daemon=True).start()
+        last: list[bytes] = [b""]  # the first line of the request last forwarded on this connection
+        threading.Thread(target=self._pipe, args=(client, upstream, True, last), daemon=True).start()
+        threading.Thread(target=self._pipe, args=(upstream, client, False, last), daemon=True).start()
 
-    def _pipe(self, src: socket.socket, dst: socket.socket, from_client: bool) -> None:
+    def _pipe(self, src: socket.socket, dst: socket.socket, from_client: bool, last: list[bytes]) -> None:
         try:
             while data := src.recv(65536):
-                if self.blackhole:  # checked after every read: a kept-alive connection is held too
+                if from_client and data[:1].isalpha():  # a request's first bytes (a body goes on after them)
+                    last[0] = data.split(b"\r\n", 1)[0]
+                # checked after every read: a kept-alive connection is held too; so is a request forwarded just
+                # before the black hole whose answer comes after it (swallowed: its client waits on it all the same)
+                if self._holds(last[0]):
                     if from_client:
-                        self._hold(src, dst)
+                        self._hold(src, dst, line=last[0])
+                    else:
+                        self._hold(dst, src, line=last[0])
                     return
                 dst.sendall(data)
         except OSError:

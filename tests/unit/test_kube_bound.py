@@ -37,3 +37,29 @@ def test_no_request_is_sent_once_the_grace_is_spent(tmp_path: object) -> None:
     with pytest.raises(GraceSpent, match=r"GET /api/v1/namespaces/ml/configmaps/x: not sent"):
         kubernetes.client.CoreV1Api(client).read_namespaced_config_map("x", "ml", _request_timeout=10)
     assert not isinstance(GraceSpent("x"), TransientError) and not is_transient(GraceSpent("x"))
+
+
+def test_cut_abandons_the_request_the_main_thread_waits_on_and_nothing_else() -> None:
+    """Decision 128: `bound_by` returns what the main thread waits on; `cut()` (promote's SIGALRM at the
+    grace's end) raises GraceSpent naming it, and does nothing when no request is in flight."""
+    import kubernetes.client
+
+    from canary.kube import InFlight
+
+    cfg = kubernetes.client.Configuration()
+    cfg.host = "http://127.0.0.1:9"
+    client = kubernetes.client.ApiClient(cfg)
+    flying = bound_by(client, lambda: math.inf, spent=lambda: "the 8 s after SIGINT (--interrupt-grace) are spent")
+    assert isinstance(flying, InFlight) and flying.request == ""
+    flying.cut()  # nothing in flight: nothing raised
+    seen: list[str] = []
+
+    def waiting(*_: object, **__: object) -> None:  # the signal lands while urllib3 waits for the answer
+        seen.append(flying.request)
+        flying.cut()
+
+    client.rest_client.pool_manager.request = waiting  # type: ignore[method-assign]
+    with pytest.raises(GraceSpent, match=r"^GET /api/v1/namespaces/ml/configmaps/x: still unanswered; the 8 s after "
+                                         r"SIGINT \(--interrupt-grace\) are spent$"):
+        kubernetes.client.CoreV1Api(client).read_namespaced_config_map("x", "ml", _request_timeout=10)
+    assert seen == ["GET /api/v1/namespaces/ml/configmaps/x"] and flying.request == ""
