@@ -434,11 +434,30 @@ class Recorder:
             doc, rv = self.store.load(self.namespace, self.vs, model=self.model)
         except ConfigError as exc:  # unreadable (edited by hand): replaced by this rollout's history
             doc, rv = None, getattr(exc, "resource_version", None)
+        if doc is None and rv is None:
+            doc = self._legacy()
         if doc is None or not hist.same_rollout(doc, self._ident):
             doc = hist.new_doc(rollout=self._ident, policy=self.summary)
         doc = self._records(doc)
         self._rv = self.store.save(self.namespace, self.vs, doc, rv, model=self.model)  # the parts folded in: history.json alone
         self._room = CONFIGMAP_LIMIT - _MARGIN - hist.size(doc)
+
+    def _legacy(self) -> dict[str, Any] | None:
+        """This rollout's history as written into `<virtual-service>-canary-history` before each model had
+        its own ConfigMap (decision 127), when this model is not the one named as the VirtualService: a
+        rollout in progress across the upgrade. Its first ConfigMap of its own starts from those records
+        (decision 128): started afresh, the looks before the upgrade were in no history `canary report`
+        reads (its own ConfigMap, once it exists, is the one read). None otherwise; the old one is left."""
+        assert self.store is not None and self._ident is not None
+        if configmap_name(self.vs, self.model) == configmap_name(self.vs):
+            return None
+        try:
+            old, _ = self.store.load(self.namespace, self.vs)
+        except ConfigError:
+            return None
+        if old is None or str(old["rollout"].get("model") or "") != self.model or not hist.same_rollout(old, self._ident):
+            return None
+        return old
 
     def _records(self, doc: dict[str, Any]) -> dict[str, Any]:
         """`doc` with this rollout's identity, policy and last phase, and the pending records merged in."""

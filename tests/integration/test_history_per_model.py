@@ -165,3 +165,28 @@ def test_an_old_history_of_another_model_is_read_for_that_model_only(tmp_path: P
         assert (doc["rollout"]["canary_version"], looks(doc)) == ("v4", [1, 2])
         assert "report.legacy_history" not in new.stderr
         assert api.get("", "configmaps", "ml", "rec-canary-history") is not None  # left as it was
+
+
+def test_a_rollout_in_progress_across_the_upgrade_keeps_its_earlier_looks(tmp_path: Path) -> None:
+    """Decision 128. m1's rollout on VirtualService `rec` recorded looks 1-4 into `rec-canary-history`
+    (every writer before decision 127), then the controller (or promote) was upgraded and went on with
+    the same rollout: its looks 5-8 went into m1's own new ConfigMap, started empty, and `canary report m1
+    --virtual-service rec` (which reads the own one once it exists) lost looks 1-4. Now the own ConfigMap
+    starts from the old records of that very rollout; the old ConfigMap is left as it was."""
+    with KubeAPIServer() as api:
+        core = kc.CoreV1Api(api.api_client())
+        _old_history(core, "m1")  # m1's v3 rollout, started at 900, looks 1-4
+        rec = Recorder(ConfigMapStore(core), namespace="ml", virtual_service="rec", policy=POLICY, source="promote")
+        drive(rec, range(5, 9), model="m1", canary="v3")  # the same rollout, after the upgrade
+        out = report(api, tmp_path, "m1", "--virtual-service", "rec")
+        assert out.returncode == 0, out.stderr[-3000:]
+        doc = json.loads(out.stdout)
+        assert (doc["rollout"]["canary_version"], looks(doc)) == ("v3", list(range(1, 9)))
+        assert "report.legacy_history" not in out.stderr  # its own ConfigMap, read
+        assert api.get("", "configmaps", "ml", "rec-canary-history") is not None
+
+        # another model's rollout of the same version and start does not take m1's old looks
+        rec = Recorder(ConfigMapStore(core), namespace="ml", virtual_service="rec", policy=POLICY, source="promote")
+        drive(rec, range(1, 3), model="m2", canary="v3")
+        out = report(api, tmp_path, "m2", "--virtual-service", "rec")
+        assert out.returncode == 0 and looks(json.loads(out.stdout)) == [1, 2], out.stderr[-3000:]
