@@ -27,8 +27,8 @@ from typing import Any, Callable, Protocol, TypeVar
 from canary import judged_marks
 from canary import rollout as rl
 from canary.analysis.judge import judge
-from canary.errors import (AlreadyStable, CanaryError, CanaryNotReady, ConfigError, KubeUnavailable, NotFound, PodsNotReady,
-                           RollbackFailed, RolloutBusy, RoutingConflict, StableNotReady, TargetError, TrafficUnsafe,
+from canary.errors import (AlreadyStable, CanaryError, CanaryNotReady, ConfigError, GraceSpent, KubeUnavailable, NotFound,
+                           PodsNotReady, RollbackFailed, RolloutBusy, RoutingConflict, StableNotReady, TargetError, TrafficUnsafe,
                            TransientError)
 from canary.logs import get as get_logger
 from canary.metrics.base import MetricsProvider
@@ -175,6 +175,11 @@ class Runner:
             return self._loop(state)
         except BaseException as exc:  # any failure while traffic may be split: stable gets 100% first
             current = self._current  # the last state this process applied
+            if current is None and isinstance(exc, GraceSpent):
+                # a signal before the claim, whose grace ran out on a slow Prometheus or a hung API server (the
+                # pod count's reads): said as what it is, not only as an unsent request (decision 128)
+                raise GraceSpent(f"interrupted ({self.interrupted_by or 'a signal'}) before the rollout began, and "
+                                 f"{exc}; this promote moved no traffic to the canary") from None
             if current is None or current.terminal:
                 raise
             reason = f"{type(exc).__name__}: {exc}" if not isinstance(exc, CanaryError) else str(exc)

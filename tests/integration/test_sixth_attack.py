@@ -39,3 +39,37 @@ def test_a_prometheus_url_that_is_no_prometheus_is_bad_input_whatever_the_stable
     text = str(got.value)
     assert "does not look like a Prometheus HTTP API" in text and "has no Ready pod" not in text, text
     assert record(api) == before and clock.t == 1_000.0
+
+
+def test_a_grace_spent_before_the_claim_says_nothing_was_moved(api: Any) -> None:
+    """Decision 128. SIGTERM came while the metrics preflight waited on a slow Prometheus, and its grace
+    (`--interrupt-grace`, `kube.bound_by` on the router's client) ran out before the pods were counted:
+    the count's first read was not sent, and promote ended on that alone ("GET ...: not sent, the 8 s after
+    SIGTERM ... are spent", exit 3), which reads like the fail-safe's failure. It now says it was
+    interrupted before the rollout began and that it moved no traffic to the canary; nothing was written."""
+    import math
+
+    from canary.errors import GraceSpent
+    from canary.kube import bound_by
+
+    _dr_labels(api)
+    _pod(api, "m0-v2-0", "v2", ready=True)
+    clock = FakeClock()
+    r = runner(api, "v2", clock, wait_ready_s=600)
+    grace_until = [math.inf]
+    bound_by(r.router.custom.api_client, lambda: grace_until[0],
+             spent=lambda: "the 8 s after SIGTERM (--interrupt-grace) are spent")
+    passed = r.metrics.preflight
+
+    def slow(*args: Any, **kw: Any) -> Any:  # the signal lands, and the grace runs out, while Prometheus answers
+        r.interrupted_by, grace_until[0] = "SIGTERM", 0.0
+        r.stop.set()
+        return passed(*args, **kw)
+    r.metrics.preflight = slow  # type: ignore[method-assign]
+    before = record(api)
+    with pytest.raises(GraceSpent) as got:
+        r.run()
+    text = str(got.value)
+    assert text.startswith("interrupted (SIGTERM) before the rollout began, and GET "), text
+    assert "not sent, the 8 s after SIGTERM (--interrupt-grace) are spent; this promote moved no traffic to the canary" in text
+    assert record(api) == before
