@@ -84,7 +84,9 @@ class InFlight:
     def cut(self) -> None:
         if self.request:
             what, self.request = self.request, ""
-            raise GraceSpent(f"{what}: still unanswered; {self.spent()}")
+            cut = GraceSpent(f"{what}: still unanswered; {self.spent()}")
+            cut.sent = True  # type: ignore[attr-defined]  # a write cut so may have been applied (`write_landed`)
+            raise cut
 
 
 def bound_by(client: Any, until: Callable[[], float], *,

@@ -776,8 +776,9 @@ def write_landed(exc: BaseException) -> str:
     """The `write_landed` field of a ``rollback.failed`` line: whether the failed write may be in place.
 
     A TransientError (a timeout, a 5xx, a dropped connection) may come after the API server applied
-    the write, so the route may already read stable 100%; any other error is a refusal."""
-    if isinstance(exc, TransientError):
+    the write, so the route may already read stable 100%; so may a write sent and then abandoned unanswered
+    when `promote --interrupt-grace` ran out (GraceSpent with `sent`); any other error is a refusal."""
+    if isinstance(exc, TransientError) or getattr(exc, "sent", False):
         return ("unknown: no answer came back, the write may have been applied; the next read of the route "
                 "tells (the controller then logs rollout.end_confirmed)")
     return "no: the write was refused"

@@ -63,3 +63,17 @@ def test_cut_abandons_the_request_the_main_thread_waits_on_and_nothing_else() ->
                                          r"SIGINT \(--interrupt-grace\) are spent$"):
         kubernetes.client.CoreV1Api(client).read_namespaced_config_map("x", "ml", _request_timeout=10)
     assert seen == ["GET /api/v1/namespaces/ml/configmaps/x"] and flying.request == ""
+
+
+def test_a_write_cut_unanswered_may_have_landed_and_one_not_sent_did_not() -> None:
+    """Decision 128: the cut request was sent; had it been the stable-100% PUT, `rollback.failed` said
+    `write_landed: no: the write was refused`, and the route may read stable 100% already."""
+    from canary.kube import InFlight
+    from canary.reconcile import write_landed
+
+    flying = InFlight(lambda: "the 8 s after SIGINT (--interrupt-grace) are spent")
+    flying.request = "PUT /apis/networking.istio.io/v1beta1/namespaces/ml/virtualservices/m0"
+    with pytest.raises(GraceSpent) as got:
+        flying.cut()
+    assert write_landed(got.value).startswith("unknown: no answer came back")
+    assert write_landed(GraceSpent("PUT /x: not sent, the 8 s ...")) == "no: the write was refused"
