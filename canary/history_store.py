@@ -455,7 +455,9 @@ class Recorder:
             old, _ = self.store.load(self.namespace, self.vs)
         except ConfigError:
             return None
-        if old is None or str(old["rollout"].get("model") or "") != self.model or not hist.same_rollout(old, self._ident):
+        if old is None or str(old["rollout"].get("model") or "") != self.model:
+            return None
+        if not hist.same_rollout(old, self._ident):
             return None
         return old
 

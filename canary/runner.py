@@ -27,9 +27,9 @@ from typing import Any, Callable, Protocol, TypeVar
 from canary import judged_marks
 from canary import rollout as rl
 from canary.analysis.judge import judge
-from canary.errors import (AlreadyStable, CanaryError, CanaryNotReady, ConfigError, GraceSpent, KubeUnavailable, NotFound,
-                           PodsNotReady, RollbackFailed, RolloutBusy, RoutingConflict, StableNotReady, TargetError, TrafficUnsafe,
-                           TransientError)
+from canary.errors import (AlreadyStable, CanaryError, CanaryNotReady, ConfigError, GraceSpent, KubeUnavailable,
+                           NotFound, PodsNotReady, RollbackFailed, RolloutBusy, RoutingConflict, StableNotReady,
+                           TargetError, TrafficUnsafe, TransientError)
 from canary.logs import get as get_logger
 from canary.metrics.base import MetricsProvider
 from canary.model import STABLE_ONLY, Target, check_version

@@ -71,5 +71,6 @@ def test_a_grace_spent_before_the_claim_says_nothing_was_moved(api: Any) -> None
         r.run()
     text = str(got.value)
     assert text.startswith("interrupted (SIGTERM) before the rollout began, and GET "), text
-    assert "not sent, the 8 s after SIGTERM (--interrupt-grace) are spent; this promote moved no traffic to the canary" in text
+    assert "not sent, the 8 s after SIGTERM (--interrupt-grace) are spent; this promote moved no traffic to the " \
+        "canary" in text, text
     assert record(api) == before
