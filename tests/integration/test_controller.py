@@ -487,6 +487,7 @@ def test_a_stable_no_ready_pod_serves_is_not_claimed_until_one_is(world: Any) ->
     """Decision 124. The canary's pod is Ready, the stable's is not (crash-looping, scaled to 0): nothing is
     claimed, the Ready condition is False with reason StableNotReady naming the stable's pods (a reason the
     follower waits on, not bad input), and the rollout starts once a stable pod is Ready."""
+    from canary import cli  # noqa: F401 - first: canary.cli_controller imported alone is a circular import
     from canary.cli_controller import BAD_INPUT_REASONS
 
     api, op, custom = world
