@@ -1,7 +1,9 @@
 """Decision 128: today's three changes (decisions 124, 126, 127) attacked as a demanding user would.
 
-Real components: the Kubernetes API emulator (pods and Services registered) with the real IstioRouter,
-a real Prometheus client, the real CLI; fake clocks, never a timed wait.
+Real components: the Kubernetes API emulator (pods and Services registered) with the real IstioRouter, the
+real Prometheus client (pointed at an address that is no Prometheus) and the real `kube.bound_by`; fake
+clocks, never a timed wait. The CLI's parts are in tests/unit/test_sixth_attack_cli.py and
+tests/integration/test_interrupt_grace.py.
 """
 
 from __future__ import annotations
