@@ -40,7 +40,7 @@ class FencedRouter:
     def inspect(self, target: Target) -> RouteStatus:
         return self.inner.inspect(target)
 
-    def subset_pods(self, target: Target, subset: str = "canary") -> Any:
+    def subset_pods(self, target: Target, subset: str = "canary", *, glance: bool = False) -> Any:
         """A read: passed through (`reconcile.check_pods` asks it when the router has it; without this,
         a caller given the fenced router skipped the pod check before the claim, silently)."""
         count = getattr(self.inner, "subset_pods", None)
@@ -48,7 +48,7 @@ class FencedRouter:
             from canary.routing.pods import PodCount
 
             return PodCount(unchecked="the router cannot count pods")
-        return count(target, subset)
+        return count(target, subset, glance=glance) if glance else count(target, subset)
 
     def set_weights(self, target: Target, weights: Weights, *, state: str, expect_state: Any = ...) -> RouteStatus:
         self._fence()

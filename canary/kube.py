@@ -85,7 +85,8 @@ class InFlight:
         if self.request:
             what, self.request = self.request, ""
             cut = GraceSpent(f"{what}: still unanswered; {self.spent()}")
-            cut.sent = True  # type: ignore[attr-defined]  # a write cut so may have been applied (`write_landed`)
+            # a write cut so may have been applied (`write_landed`: unknown); a read changed nothing
+            cut.sent = not what.startswith("GET ")  # type: ignore[attr-defined]
             raise cut
 
 

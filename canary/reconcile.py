@@ -518,14 +518,15 @@ def execute(router: TrafficRouter, target: Target, state: rl.RolloutState, actio
 def _warn_stable_unserved(router: Any, target: Target, state: rl.RolloutState, *, log: Any) -> None:
     """After a rollback's stable 100% landed (never before: it is not delayed, nor withheld): the stable's
     pods counted once, `rollback.stable_not_ready` when none is Ready (every request now meets no endpoint:
-    503s until its pods are Ready). Best effort: a pod count that cannot be made says nothing."""
+    503s until its pods are Ready). Best effort, at a glance (each read tried once, 3 s at most): a pod
+    count that cannot be made says nothing, and does not hold the caller."""
     from canary.routing.patch import STABLE
 
     count_subset = getattr(router, "subset_pods", None)
     if count_subset is None or not state.stable_version:
         return
     try:
-        count = count_subset(replace(target, stable_version=state.stable_version), STABLE)
+        count = count_subset(replace(target, stable_version=state.stable_version), STABLE, glance=True)
     except Exception:  # noqa: BLE001 - a warning's read must never fail the rollback that already landed
         return
     if count.unchecked or count.ready:

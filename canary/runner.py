@@ -449,6 +449,8 @@ class Runner:
                 raise
             try:
                 missing, _ = count_pods(self.router, target, log=self.log)
+            except GraceSpent:  # a signal's grace ran out meanwhile: `run` says it was interrupted, not bad input
+                raise
             except CanaryError:
                 raise exc from None
             stable = [m for m in missing if m[0] != "canary"]

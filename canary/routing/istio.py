@@ -46,6 +46,10 @@ class _Conflict(Exception):
 ANY_STATE: object = ...  # (Ellipsis) set_weights without a guard on the recorded state
 
 
+# a best-effort read's timeout (`subset_pods(glance=True)`), as an Event's (`record_event`, 3 s)
+GLANCE_TIMEOUT_S = 3.0
+
+
 class IstioRouter:
     """Drives one VirtualService route and its DestinationRule through the Kubernetes API.
 
@@ -359,11 +363,17 @@ class IstioRouter:
         """Drop what `prefetch` or `seed` gave this thread and no read used: it must not serve later."""
         self._local.cache = {}
 
-    def subset_pods(self, target: Target, subset: str = patch.CANARY) -> Any:
+    def subset_pods(self, target: Target, subset: str = patch.CANARY, *, glance: bool = False) -> Any:
         """The pods `subset` (`canary`, `stable`) will select once pointed at the target's version of it
         (`routing.pods`): a `pods.PodCount`, `unchecked` saying why when the Service or the pods cannot
         be read (403, 404). Raises what `_get` raises for the DestinationRule, KubeUnavailable when the
-        API keeps failing."""
+        API keeps failing. `glance`: each of its reads tried once, within GLANCE_TIMEOUT_S (a warning's
+        count after a rollback landed: on a failing API server it must not hold `canary rollback`'s
+        answer, or a controller worker, for the router's four 10 s tries a read)."""
+        if glance:
+            quick = copy.copy(self)  # the same clients, cache and fence; one try, a short timeout
+            quick.transient_attempts, quick.timeout = 1, min(self.timeout, GLANCE_TIMEOUT_S)
+            return quick.subset_pods(target, subset)
         import json
 
         from canary.routing import pods

@@ -501,3 +501,24 @@ def test_a_rollback_with_a_ready_stable_pod_says_nothing_more(api: Any) -> None:
         result = runner(api, "v2", FakeClock(), slowdown=3.0, wait_ready_s=600).run()
     assert result.state.phase == rl.ROLLED_BACK, result.state.reason
     assert not [e for e in logs if e["event"] == "rollback.stable_not_ready"]
+
+
+def test_the_count_after_a_rollback_is_a_glance_not_four_tries_a_read(api: Any) -> None:
+    """Review of decision 124: the stable's pod count after a rollback landed went through the router's
+    retries (four tries of 10 s a read, three reads): on a failing API server `canary rollback`, whose
+    stable 100% had landed, held its answer about two minutes, and a controller worker as long. It is a
+    glance now: each read tried once, and a count that cannot be made says nothing."""
+    from types import SimpleNamespace
+
+    from canary.reconcile import _warn_stable_unserved
+
+    _dr_labels(api)
+    r = runner(api, "v2", FakeClock())
+    api.fail_next(503, times=1_000, methods=("GET",), plural="pods")
+    before = api.handler.requests.get(("GET", "pods"), 0)
+    with structlog.testing.capture_logs() as logs:
+        _warn_stable_unserved(r.router, r.target, SimpleNamespace(stable_version="v1"), log=structlog.get_logger())
+    assert api.handler.requests.get(("GET", "pods"), 0) - before == 1
+    assert not logs, logs
+    # and the wait before a claim still retries its reads (decision 121 b): a glance is the warning's alone
+    assert r.router.transient_attempts == 4

@@ -76,3 +76,35 @@ def test_a_grace_spent_before_the_claim_says_nothing_was_moved(api: Any) -> None
     assert "not sent, the 8 s after SIGTERM (--interrupt-grace) are spent; this promote moved no traffic to the " \
         "canary" in text, text
     assert record(api) == before
+
+
+def test_a_grace_spent_during_a_blind_preflight_is_an_interrupt_not_bad_input(api: Any) -> None:
+    """Review of decision 128. The preflight found no stable series (blind), and the signal's grace ran
+    out while it ran: the pod count that explains a blind refusal was not sent, and its GraceSpent was
+    turned back into the preflight's refusal (exit 2, "check policy metrics.labels") for a cancelled job.
+    It is the interrupt now ("interrupted (SIGTERM) before the rollout began"); nothing written."""
+    import math
+
+    from canary.errors import GraceSpent
+    from canary.kube import bound_by
+    from canary.metrics.base import REQUEST_COUNTS, PreflightQuery, PreflightReport
+
+    _dr_labels(api)
+    _pod(api, "m0-v2-0", "v2", ready=True)
+    _pod(api, "m0-v1-0", "v1", ready=True)
+    r = runner(api, "v2", FakeClock(), wait_ready_s=600)
+    grace_until = [math.inf]
+    bound_by(r.router.custom.api_client, lambda: grace_until[0],
+             spent=lambda: "the 8 s after SIGTERM (--interrupt-grace) are spent")
+
+    def blind(*_: Any, **__: Any) -> Any:  # no stable series, and the grace runs out while Prometheus answers
+        r.interrupted_by, grace_until[0] = "SIGTERM", 0.0
+        r.stop.set()
+        return PreflightReport(url="fake://", window_s=60, sent=1, elapsed_s=0.0, queries=(
+            PreflightQuery(where=REQUEST_COUNTS, check="", arm="stable", query="sum(rate(x[60s]))", series=0),))
+    r.metrics.preflight = blind  # type: ignore[method-assign]
+    before = record(api)
+    with pytest.raises(GraceSpent) as got:
+        r.run()
+    assert str(got.value).startswith("interrupted (SIGTERM) before the rollout began"), str(got.value)
+    assert record(api) == before

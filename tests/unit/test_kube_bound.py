@@ -77,3 +77,8 @@ def test_a_write_cut_unanswered_may_have_landed_and_one_not_sent_did_not() -> No
         flying.cut()
     assert write_landed(got.value).startswith("unknown: no answer came back")
     assert write_landed(GraceSpent("PUT /x: not sent, the 8 s ...")) == "no: the write was refused"
+    # a read cut so changed nothing (review of 128: a cut GET was said to have maybe landed a write)
+    flying.request = "GET /apis/networking.istio.io/v1beta1/namespaces/ml/virtualservices/m0"
+    with pytest.raises(GraceSpent) as read:
+        flying.cut()
+    assert write_landed(read.value) == "no: the write was refused"
