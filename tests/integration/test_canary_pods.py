@@ -427,6 +427,14 @@ def test_neither_arm_ready_is_the_canarys_refusal_naming_both(api: Any) -> None:
     assert "the stable version serves no one" in text, text
 
 
+def blind_report(*_: Any, **__: Any) -> Any:
+    """A metrics preflight whose stable request count found nothing: blind (decision 110)."""
+    from canary.metrics.base import REQUEST_COUNTS, PreflightQuery, PreflightReport
+
+    return PreflightReport(url="fake://", window_s=60, sent=1, elapsed_s=0.0, queries=(
+        PreflightQuery(where=REQUEST_COUNTS, check="", arm="stable", query="sum(rate(x[60s]))", series=0),))
+
+
 def test_a_blind_metrics_preflight_with_no_ready_stable_pod_names_the_pods(api: Any) -> None:
     """Decision 124. A stable with no Ready pod has no series either: the metrics preflight, run first
     (decision 121 f), refused it as bad input (exit 2, "check policy metrics.labels"). Its pods are the
@@ -439,12 +447,7 @@ def test_a_blind_metrics_preflight_with_no_ready_stable_pod_names_the_pods(api: 
     clock = FakeClock()
     r = runner(api, "v2", clock, wait_ready_s=600)
 
-    def refuse(*_: Any, **__: Any) -> Any:  # the stable's request count found nothing: blind (decision 110)
-        from canary.metrics.base import REQUEST_COUNTS, PreflightQuery, PreflightReport
-
-        return PreflightReport(url="fake://", window_s=60, sent=1, elapsed_s=0.0, queries=(
-            PreflightQuery(where=REQUEST_COUNTS, check="", arm="stable", query="sum(rate(x[60s]))", series=0),))
-    r.metrics.preflight = refuse  # type: ignore[method-assign]
+    r.metrics.preflight = blind_report  # type: ignore[method-assign]
     before = record(api)
     with pytest.raises(StableNotReady) as got:
         r.run()
@@ -455,7 +458,7 @@ def test_a_blind_metrics_preflight_with_no_ready_stable_pod_names_the_pods(api: 
     # with the stable's pods Ready, the refusal is the policy's, as before (exit 2)
     _pod(api, "m0-v1-0", "v1", ready=True)
     r = runner(api, "v2", clock, wait_ready_s=600)
-    r.metrics.preflight = refuse  # type: ignore[method-assign]
+    r.metrics.preflight = blind_report  # type: ignore[method-assign]
     with pytest.raises(ConfigError):
         r.run()
 

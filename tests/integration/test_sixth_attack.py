@@ -15,7 +15,7 @@ import pytest
 from canary.errors import ConfigError
 from canary.metrics.prometheus import PrometheusProvider
 from tests.fakes import FakeClock
-from tests.integration.test_canary_pods import _dr_labels, _pod, api  # noqa: F401 - the fixture
+from tests.integration.test_canary_pods import _dr_labels, _pod, api, blind_report  # noqa: F401 - the fixture
 from tests.integration.test_promote_route_safety import record, runner
 
 pytestmark = pytest.mark.integration
@@ -43,31 +43,36 @@ def test_a_prometheus_url_that_is_no_prometheus_is_bad_input_whatever_the_stable
     assert record(api) == before and clock.t == 1_000.0
 
 
+def _grace_spent_during(r: Any, preflight: Any) -> None:
+    """Bound `r`'s Kubernetes client as promote does (`kube.bound_by`, an 8 s grace after SIGTERM), and
+    make its metrics preflight `preflight`, during which SIGTERM lands and the grace runs out."""
+    import math
+
+    from canary.kube import bound_by
+
+    grace_until = [math.inf]
+    bound_by(r.router.custom.api_client, lambda: grace_until[0],
+             spent=lambda: "the 8 s after SIGTERM (--interrupt-grace) are spent")
+
+    def spent(*args: Any, **kw: Any) -> Any:
+        r.interrupted_by, grace_until[0] = "SIGTERM", 0.0
+        r.stop.set()
+        return preflight(*args, **kw)
+    r.metrics.preflight = spent
+
+
 def test_a_grace_spent_before_the_claim_says_nothing_was_moved(api: Any) -> None:
     """Decision 128. SIGTERM came while the metrics preflight waited on a slow Prometheus, and its grace
     (`--interrupt-grace`, `kube.bound_by` on the router's client) ran out before the pods were counted:
     the count's first read was not sent, and promote ended on that alone ("GET ...: not sent, the 8 s after
     SIGTERM ... are spent", exit 3), which reads like the fail-safe's failure. It now says it was
     interrupted before the rollout began and that it moved no traffic to the canary; nothing was written."""
-    import math
-
     from canary.errors import GraceSpent
-    from canary.kube import bound_by
 
     _dr_labels(api)
     _pod(api, "m0-v2-0", "v2", ready=True)
-    clock = FakeClock()
-    r = runner(api, "v2", clock, wait_ready_s=600)
-    grace_until = [math.inf]
-    bound_by(r.router.custom.api_client, lambda: grace_until[0],
-             spent=lambda: "the 8 s after SIGTERM (--interrupt-grace) are spent")
-    passed = r.metrics.preflight
-
-    def slow(*args: Any, **kw: Any) -> Any:  # the signal lands, and the grace runs out, while Prometheus answers
-        r.interrupted_by, grace_until[0] = "SIGTERM", 0.0
-        r.stop.set()
-        return passed(*args, **kw)
-    r.metrics.preflight = slow  # type: ignore[method-assign]
+    r = runner(api, "v2", FakeClock(), wait_ready_s=600)
+    _grace_spent_during(r, r.metrics.preflight)  # Prometheus answers the preflight, slowly
     before = record(api)
     with pytest.raises(GraceSpent) as got:
         r.run()
@@ -83,26 +88,13 @@ def test_a_grace_spent_during_a_blind_preflight_is_an_interrupt_not_bad_input(ap
     out while it ran: the pod count that explains a blind refusal was not sent, and its GraceSpent was
     turned back into the preflight's refusal (exit 2, "check policy metrics.labels") for a cancelled job.
     It is the interrupt now ("interrupted (SIGTERM) before the rollout began"); nothing written."""
-    import math
-
     from canary.errors import GraceSpent
-    from canary.kube import bound_by
-    from canary.metrics.base import REQUEST_COUNTS, PreflightQuery, PreflightReport
 
     _dr_labels(api)
     _pod(api, "m0-v2-0", "v2", ready=True)
     _pod(api, "m0-v1-0", "v1", ready=True)
     r = runner(api, "v2", FakeClock(), wait_ready_s=600)
-    grace_until = [math.inf]
-    bound_by(r.router.custom.api_client, lambda: grace_until[0],
-             spent=lambda: "the 8 s after SIGTERM (--interrupt-grace) are spent")
-
-    def blind(*_: Any, **__: Any) -> Any:  # no stable series, and the grace runs out while Prometheus answers
-        r.interrupted_by, grace_until[0] = "SIGTERM", 0.0
-        r.stop.set()
-        return PreflightReport(url="fake://", window_s=60, sent=1, elapsed_s=0.0, queries=(
-            PreflightQuery(where=REQUEST_COUNTS, check="", arm="stable", query="sum(rate(x[60s]))", series=0),))
-    r.metrics.preflight = blind  # type: ignore[method-assign]
+    _grace_spent_during(r, blind_report)  # no stable series
     before = record(api)
     with pytest.raises(GraceSpent) as got:
         r.run()
