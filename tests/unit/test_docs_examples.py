@@ -128,12 +128,9 @@ def test_every_event_the_drift_monitor_logs_is_in_docs_drift_mds_log_events_tabl
     doc = (ROOT / "docs" / "drift.md").read_text()
     start = doc.index("## Log events (for on-call)")
     table = doc[start:doc.index("\n## ", start)]
-    levels: dict[str, str] = {}
-    for line in table.splitlines():
-        if line.startswith("| `"):
-            cells = [c.strip() for c in line.strip().strip("|").split("|")]
-            for name in re.findall(r"`([a-z_]+\.[a-z_.]+)`", cells[0]):
-                levels[name] = cells[1]
+    from tests.unit.test_log_events_table import event_rows
+
+    levels = event_rows(table)
     event = re.compile(r"(drift|controller\.drift)[a-z_]*\.?[a-z_]*$")
     logged: dict[str, set[str]] = {}
     for path in sorted((ROOT / "canary").rglob("*.py")):

@@ -18,10 +18,8 @@ LEVELS = ("debug", "info", "warning", "error", "critical")
 NAME = re.compile(r"[a-z_]+\.[a-z_]+$")
 
 
-def _table() -> dict[str, str]:
-    """event -> the row's level cell."""
-    readme = (ROOT / "README.md").read_text()
-    table = readme[readme.index("## Log events (for on-call)"):readme.index("## In a CD pipeline")]
+def event_rows(table: str) -> dict[str, str]:
+    """event -> the row's level cell, for every event named in the first cell of a Markdown table's rows."""
     rows: dict[str, str] = {}
     for line in table.splitlines():
         if line.startswith("| `"):
@@ -29,6 +27,12 @@ def _table() -> dict[str, str]:
             for name in re.findall(r"`([a-z_]+\.[a-z_.]+)`", cells[0]):
                 rows[name] = cells[1]
     return rows
+
+
+def _table() -> dict[str, str]:
+    """event -> the row's level cell, of README's "Log events" table."""
+    readme = (ROOT / "README.md").read_text()
+    return event_rows(readme[readme.index("## Log events (for on-call)"):readme.index("## In a CD pipeline")])
 
 
 def _ours(rel: str) -> bool:
