@@ -154,10 +154,11 @@ class TlsFiles:
             sock, addr = plain_accept()
             try:
                 return self.current().wrap_socket(sock, server_side=True, do_handshake_on_connect=False), addr
+            except OSError:
+                sock.close()
+                raise
             except Exception as exc:
                 sock.close()
-                if isinstance(exc, OSError):
-                    raise
                 # socketserver drops one connection for an OSError from here; anything else ended
                 # serve_forever: nothing was served again, and the process lived on
                 raise OSError(f"cannot wrap the connection: {type(exc).__name__}: {exc}") from exc

@@ -368,14 +368,9 @@ def end(router: Any, found: Found, *, log: Any, now: float, notifier: Any = None
         except RoutingConflict as exc:
             log.info("sweep.left_alone", owner=r.owner, reason=str(exc))
             raise
-        except TransientError as exc:
-            if attempt == 2:
-                log.critical("rollback.failed", error=str(exc), reason=found.reason, write_landed=write_landed(exc),
-                             end_cause="abandoned", from_weights=str(r.weights),
-                             hint="traffic may still be split: run `canary rollback` for it")
-                _unsafe(router, found, log, exc)
-                raise
         except CanaryError as exc:
+            if isinstance(exc, TransientError) and attempt < 2:  # may pass: written again
+                continue
             log.critical("rollback.failed", error=str(exc), reason=found.reason, write_landed=write_landed(exc),
                          end_cause="abandoned", from_weights=str(r.weights),
                          hint="traffic may still be split: run `canary rollback` for it")
