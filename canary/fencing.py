@@ -48,7 +48,7 @@ class FencedRouter:
             from canary.routing.pods import PodCount
 
             return PodCount(unchecked="the router cannot count pods")
-        return count(target, subset, glance=glance) if glance else count(target, subset)
+        return count(target, subset, glance=glance)
 
     def set_weights(self, target: Target, weights: Weights, *, state: str, expect_state: Any = ...) -> RouteStatus:
         self._fence()

@@ -239,12 +239,7 @@ def _load(core: Any, namespace: str, virtual_service: str, model: str) -> tuple[
                               f"was written before each model of a VirtualService had its own: `canary report "
                               f"{recorded} --virtual-service {vs}` shows it); no rollout history for {ns}/{vs}")
         return doc, name
-    old = None
-    if legacy != name:
-        try:
-            old = store.load(ns, vs)[0]
-        except ConfigError:  # unreadable: not this model's to report
-            old = None
+    old = _legacy_doc(store, ns, vs, model)
     recorded = str(old["rollout"].get("model") or "") if old is not None else ""
     if old is not None and recorded == model:
         get_logger(component="history").info("report.legacy_history", configmap=f"{ns}/{legacy}", model=model,
@@ -255,6 +250,18 @@ def _load(core: Any, namespace: str, virtual_service: str, model: str) -> tuple[
     raise ConfigError(f"no rollout history for {ns}/{vs}" + (f" of model {model!r}" if model != vs else "") +
                       f": ConfigMap {ns}/{name} not found (no rollout recorded one yet){why}" +
                       ("; a model not named as its VirtualService: give MODEL --virtual-service VS" if model == vs else ""))
+
+
+def _legacy_doc(store: ConfigMapStore, namespace: str, virtual_service: str, model: str) -> dict[str, Any] | None:
+    """What `<virtual-service>-canary-history` holds, when `model` is not the one named as the VirtualService
+    (its own ConfigMap is another): a history written there before each model had its own (decision 127),
+    of whichever model. None when that is `model`'s own ConfigMap, absent, or unreadable."""
+    if configmap_name(virtual_service, model) == configmap_name(virtual_service):
+        return None
+    try:
+        return store.load(namespace, virtual_service)[0]
+    except ConfigError:  # unreadable: nobody's history to go on from
+        return None
 
 
 def from_cluster(client: Any, namespace: str, virtual_service: str, *, model: str = "", canary_version: str = "",
@@ -449,12 +456,7 @@ class Recorder:
         (decision 128): started afresh, the looks before the upgrade were in no history `canary report`
         reads (its own ConfigMap, once it exists, is the one read). None otherwise; the old one is left."""
         assert self.store is not None and self._ident is not None
-        if configmap_name(self.vs, self.model) == configmap_name(self.vs):
-            return None
-        try:
-            old, _ = self.store.load(self.namespace, self.vs)
-        except ConfigError:
-            return None
+        old = _legacy_doc(self.store, self.namespace, self.vs, self.model)
         if old is None or str(old["rollout"].get("model") or "") != self.model:
             return None
         if not hist.same_rollout(old, self._ident):

@@ -115,11 +115,12 @@ def bound_by(client: Any, until: Callable[[], float], *,
         left = until() - time.monotonic()
         if left < MIN_REQUEST_S:
             raise GraceSpent(f"{method} {urlsplit(url).path}: not sent, {spent()}")
-        if threading.current_thread() is not threading.main_thread():
-            return send(method, url, *args, _request_timeout=_cut_timeout(_request_timeout, left), **kw)
+        timeout = _cut_timeout(_request_timeout, left)
+        if threading.current_thread() is not threading.main_thread():  # only the main thread's is cut
+            return send(method, url, *args, _request_timeout=timeout, **kw)
         flying.request = f"{method} {urlsplit(url).path}"
         try:
-            return send(method, url, *args, _request_timeout=_cut_timeout(_request_timeout, left), **kw)
+            return send(method, url, *args, _request_timeout=timeout, **kw)
         finally:
             flying.request = ""
 

@@ -545,8 +545,6 @@ def _without_canary_mirrors(vs: Obj, target: Target, dr: Obj | None) -> Obj:
         stable.drop_mirrors(vs["spec"]["http"][i], host, vs)
     # and no other route left splitting with the rolled-back canary (`stable.drop_canary_splits`): the
     # service as the rule names it, else as the driven route's own `stable` destination does
-    service = host or next((stable._dest_host(d, vs) for d in vs["spec"]["http"][routes[0]].get("route") or []
-                            if isinstance(d, dict) and isinstance(d.get("destination"), dict)
-                            and d["destination"].get("subset") == patch.STABLE), "") if routes else host
+    service = host or (stable.route_service(vs["spec"]["http"][routes[0]], vs) if routes else "")
     stable.drop_canary_splits(vs, service, driven=set(routes))
     return vs

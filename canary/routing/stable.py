@@ -170,6 +170,13 @@ def with_stable_only(vs: Any, *, route_name: str = "", recorded: Weights | None 
     return out
 
 
+def route_service(route: Any, vs: Any) -> str:
+    """The service (a full name) an HTTP route's `stable` destination names; "" when it has none."""
+    dests = route.get("route") if isinstance(route, dict) and isinstance(route.get("route"), list) else []
+    return next((_dest_host(d, vs) for d in dests if isinstance(d, dict) and isinstance(d.get("destination"), dict)
+                 and d["destination"].get("subset") == STABLE), "")
+
+
 def drop_mirrors(route: dict[str, Any], host: str, vs: Any) -> None:
     """Remove the route's mirrors to a subset of the rollout's service other than `stable` (Istio's
     `mirror` with its `mirrorPercentage`/`mirrorPercent`, and the entries of `mirrors`); a mirror to
@@ -177,10 +184,7 @@ def drop_mirrors(route: dict[str, Any], host: str, vs: Any) -> None:
     the one the route's own `stable` destination names: without the DestinationRule (deleted
     mid-rollout) every mirror but the stable subset's went, the user's shadow to another service too.
     Where neither tells, only a mirror naming a subset other than `stable` goes."""
-    if not host:
-        dests = route.get("route") if isinstance(route.get("route"), list) else []
-        host = next((_dest_host(d, vs) for d in dests if isinstance(d, dict) and isinstance(d.get("destination"), dict)
-                     and d["destination"].get("subset") == STABLE), "")
+    host = host or route_service(route, vs)
 
     def kept(m: Any) -> bool:
         dest = m.get("destination") if isinstance(m, dict) and "destination" in m else m
