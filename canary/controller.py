@@ -97,9 +97,7 @@ class _StableFailing:
 class _SnapshotOutage(NamedTuple):
     """The batched snapshot failing (`Controller._snapshot_failed`) since `first_at`, for `ticks` ticks."""
 
-    error: str  # the last failure's
     first_at: float
-    last_at: float
     ticks: int
 
 
@@ -1393,8 +1391,7 @@ class Controller:
         `metrics.snapshot_recovered` says when it answers again. `due`: the rollouts whose looks are blind this
         tick, named on the line (`rollouts`, `models`: at most SNAPSHOT_NAMES of each; `looks_due` counts them all)."""
         last = self._snap_failing
-        self._snap_failing = _SnapshotOutage(error, now if last is None else last.first_at, now,
-                                             1 if last is None else last.ticks + 1)
+        self._snap_failing = _SnapshotOutage(now if last is None else last.first_at, 1 if last is None else last.ticks + 1)
         repeated = self._snap_said.due("", error)
         if repeated is not None:
             self.log.warning("metrics.snapshot_failed", error=error, looks_due=len(due), repeated=repeated,

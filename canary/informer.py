@@ -26,7 +26,6 @@ Log events: ``informer.relisted`` (kind, items, reason), ``informer.watch_failed
 from __future__ import annotations
 
 import json
-import math
 import threading
 from typing import Any, Callable
 
@@ -130,16 +129,6 @@ class Informer:
         self.relists = 0
         self.log = get_logger(component="informer", kind=kind)
         self._quiet = Throttle()  # `_failed`'s: one stream of lines (key ""), the count carried over a new cause
-
-    @property
-    def _last_logged(self) -> float:
-        """When `informer.watch_failed` was last logged (time.monotonic; -inf before the first)."""
-        at = self._quiet.logged_at("")
-        return -math.inf if at is None else at
-
-    @_last_logged.setter
-    def _last_logged(self, at: float) -> None:  # a test moves it back instead of waiting REPEAT_LOG_S
-        self._quiet.backdate("", self._last_logged - at)
 
     # ---- the cache --------------------------------------------------------------------
 

@@ -276,7 +276,7 @@ def test_a_kind_the_api_server_does_not_serve_is_named_once_with_what_to_install
             try:
                 lister()
             except Exception as exc:  # the same cause once REPEAT_LOG_S has passed: logged again, with the count
-                inf._last_logged -= informer.REPEAT_LOG_S
+                inf._quiet.backdate("", informer.REPEAT_LOG_S)
                 inf._failed(exc)
     finally:
         client.close()

@@ -52,7 +52,7 @@ def test_prometheus_down_is_one_line_until_it_answers_again(world: Any) -> None:
         for _ in range(60):  # until three ticks' snapshots failed
             clock.t += 1.0
             op.tick()
-            if op._snap_failing is not None and op._snap_failing[3] >= 3:
+            if op._snap_failing is not None and op._snap_failing.ticks >= 3:
                 break
         op.metrics, op.batch = live
         for _ in range(30):  # until the next snapshot is taken
