@@ -233,7 +233,10 @@ class Runner:
                 guards = list(dict.fromkeys([self._written or None, self._sent or None]))
             else:
                 text, theirs, weights = read
-                if theirs is not None and not _ours(current, theirs):
+                # a record as this process last read or sent it is its own (decision 131: the rollout it was
+                # taking over, whether or not the take-over landed); otherwise, `_ours` says
+                mine = bool(text) and text in (self._written, self._sent)
+                if theirs is not None and not mine and not _ours(current, theirs):
                     self._current = final = self._taken_over(current, theirs)
                     return final
                 if theirs is not None and theirs.terminal:  # ours, ended meanwhile: nothing of ours to undo
@@ -367,6 +370,7 @@ class Runner:
             self.log = self.log.bind(**rollout_context(self.target, existing))  # as a new rollout's lines carry it
             self._written = status.state or ""
             existing = self._take_over(existing)  # RolloutBusy while another promote process runs it
+            self._current = existing  # this process's split from here: a failed write below ends at stable 100%
             edited = self._judged_elsewhere(existing)
             if not edited:
                 self.log.info("rollout.resumed_from_state", phase=existing.phase, step=existing.step + 1,
@@ -552,13 +556,19 @@ class Runner:
             raise RolloutBusy(f"{self.target.namespace}/{self.target.virtual_service}: the rollout of "
                               f"{existing.canary_version} is {describe_owner(existing.owner)}, which wrote it "
                               f"{max(age, 0):.0f}s ago; {when}")
+        # written now (updated_at): its age is this process's from here on, not its predecessor's
+        taking = replace(existing, owner=self.owner, heartbeat_s=self.policy.analysis.look_every,
+                         updated_at=self.clock.now())
         try:  # guarded on the record read (`_written`)
-            # written now (updated_at): its age is this process's from here on, not its predecessor's
-            return self._apply(replace(existing, owner=self.owner, heartbeat_s=self.policy.analysis.look_every,
-                                       updated_at=self.clock.now()), [rl.SetWeights(existing.weights)])
+            return self._apply(taking, [rl.SetWeights(existing.weights)])
         except RoutingConflict:
             raise RolloutBusy(f"{self.target.namespace}/{self.target.virtual_service}: another process took the "
                               "rollout over at the same moment") from None
+        except BaseException:
+            # decided to take the split over: this process answers for it whether or not the write landed,
+            # and `run`'s fail-safe gives stable 100% over the record as read or as taken over (decision 131)
+            self._current = taking
+            raise
 
     def _preflight(self, state: rl.RolloutState) -> rl.RolloutState:
         if self.gate is not None:
