@@ -30,8 +30,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Literal
 
 from canary import rollout as rl
-from canary.errors import (CanaryError, ConfigError, MetricsUnavailable, NotLeader, RollbackFailed, RolloutBusy,
-                           RoutingConflict, TargetError, TransientError)
+from canary.errors import (CanaryError, ConfigError, GraceSpent, MetricsUnavailable, NotLeader, RollbackFailed,
+                           RolloutBusy, RoutingConflict, TargetError, TransientError)
 from canary.metrics.base import MetricsProvider
 from canary.model import STABLE_ONLY, ArmData, Target, check_version
 from canary.policy import Policy
@@ -761,6 +761,8 @@ def to_stable(router: TrafficRouter, target: Target, state: rl.RolloutState, *, 
             if last:
                 raise
             log.warning(f"{what}.retrying", attempt=attempt, error=str(exc))
+            if not finishing:  # it may have landed: a later attempt's refusal must not say `write_landed: no`
+                retry = after_unanswered(retry, str(exc))
             time.sleep(min(wait, max(0.0, deadline - time.monotonic())))
         except CanaryError as exc:  # will not pass by waiting (a route no rollout can drive)
             if not last and finishing:
@@ -773,6 +775,16 @@ def to_stable(router: TrafficRouter, target: Target, state: rl.RolloutState, *, 
             raise
 
 
+def after_unanswered(retry: Retry | None, error: str) -> Retry:
+    """`retry` (None: a failure is the page at once) once an earlier stable-100% write of the same rollback had
+    no answer (`error`): its lines say `write_landed: unknown`, even when a later attempt is refused or not
+    sent, since the unanswered one may have been applied. The caller's own fields win."""
+    base = retry or Retry(page=True)
+    said = (f"unknown: an earlier stable-100% write had no answer ({error[:200]}) and may have been applied; "
+            "the next read of the route tells")
+    return replace(base, fields={"write_landed": said, **base.fields})
+
+
 def write_landed(exc: BaseException) -> str:
     """The `write_landed` field of a ``rollback.failed`` line: whether the failed write may be in place.
 
@@ -782,6 +794,8 @@ def write_landed(exc: BaseException) -> str:
     if isinstance(exc, TransientError) or getattr(exc, "sent", False):
         return ("unknown: no answer came back, the write may have been applied; the next read of the route "
                 "tells (the controller then logs rollout.end_confirmed)")
+    if isinstance(exc, GraceSpent):  # not sent, or a read cut: nothing of this attempt reached the route
+        return "no: not sent, the grace after the signal is spent"
     return "no: the write was refused"
 
 

@@ -37,7 +37,8 @@ from canary.policy import Policy
 from canary.reconcile import (EXIT_BAD_INPUT, EXIT_CODES, EXIT_INFRA, EXIT_INTERRUPTED, EXIT_PROMOTED,
                               EXIT_ROLLED_BACK, Observation, check_pods, check_claim, count_pods, decide, describe_owner, end_disagreement, execute,
                               is_promote_owner, look_window, measure_window, next_look_at, parse_state,
-                              preflight_metrics, promote_owner, Retry, rollout_context, to_stable)
+                              preflight_metrics, promote_owner, Retry, after_unanswered, rollout_context, to_stable,
+                              write_landed)
 from canary.routing.base import TrafficRouter
 from canary.routing.pods import not_ready_message
 from canary.routing.patch import same_route
@@ -151,6 +152,9 @@ class Runner:
         # `_apply` was writing. The fail-safe writes that very end (its phase and reason), not a generic abort
         self._ending: tuple[rl.RolloutState, list[rl.Action]] | None = None
         self._current: rl.RolloutState | None = None  # the last state this process applied (None before its claim)
+        # a stable-100% write of this process's that failed with no answer (a timeout, a 5xx, one cut at the
+        # grace's end): it may have landed, whatever later attempts say (`write_landed` on the fail-safe's page)
+        self._unanswered_end = ""
         self._beat_retry_at = -math.inf  # a failed heartbeat is tried again from then
         self.owner = promote_owner(_identity())
         self._probe_failures = 0
@@ -246,10 +250,13 @@ class Runner:
                     self._current = theirs
                     return theirs
                 guards = [text]
+            # an earlier stable-100% write had no answer: the page says it may have landed, even when the
+            # fail-safe's own attempt is refused or not sent (decision 131)
+            page = after_unanswered(None, self._unanswered_end) if self._unanswered_end else None
             for guard in guards:
                 try:
                     final = to_stable(self.router, self.target, current, reason=reason, log=self.log,
-                                      now=self.clock.now(), expect=guard, end=end)
+                                      now=self.clock.now(), expect=guard, end=end, retry=page)
                 except RoutingConflict as exc:  # another writer recorded something since: read it again
                     conflict = exc
                     continue
@@ -772,6 +779,10 @@ class Runner:
                 expect = read[0]
                 first = next(i for i, a in enumerate(actions) if isinstance(a, rl.SetWeights))
                 todo = actions[first:]  # what is logged before the weights was logged once
+            except CanaryError as exc:
+                if _rolls_back(new) and write_landed(exc).startswith("unknown"):
+                    self._unanswered_end = str(exc)
+                raise
         self._ending = None
         self.history.observe(state, actions)
         return state

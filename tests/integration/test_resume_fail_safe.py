@@ -126,3 +126,33 @@ def test_a_grace_spent_during_the_take_over_says_traffic_unsafe_not_nothing_move
     assert routes(api) == [[("stable", 80), ("canary", 20)]]
     unsafe = [e for e in logs if e["event"] == "traffic.unsafe"]
     assert len(unsafe) == 1 and unsafe[0]["weights"] == "80/20", unsafe
+
+
+@pytest.mark.parametrize("unanswered", ["the decided rollback", "the fail-safe's first attempt"])
+def test_the_page_says_an_unanswered_stable_100_write_may_have_landed(api: Any, virtual_time: Any,
+                                                                      unanswered: str) -> None:
+    """Decision 131 (b). A stable-100% write with no answer (a 500 four times over: the router's tries) may
+    have been applied; when a later attempt was refused (403), the critical `rollback.failed` reported that
+    attempt alone, `write_landed: no: the write was refused`, while the route might already read 100/0.
+    The page now says `unknown`, naming the earlier write, whether the unanswered one was the decided
+    rollback (`Runner._apply`) or an attempt of the fail-safe's own (`reconcile.to_stable`)."""
+    from canary.runner import _rolls_back
+
+    clock = FakeClock()
+    bad = runner(api, "v2", clock, slowdown=2.0)  # a canary the judge rolls back
+    writes = frozenset({"PUT", "PATCH", "POST"})
+    first = [Fault(500, bad.router.transient_attempts, writes, None)] if unanswered == "the decided rollback" else \
+        [Fault(403, 1, writes, None), Fault(500, bad.router.transient_attempts, writes, None)]
+    apply = bad._apply
+
+    def armed(new: rl.RolloutState, actions: list[rl.Action], **kw: Any) -> rl.RolloutState:
+        if _rolls_back(new):
+            api.handler.faults.extend([*first, Fault(403, 10_000, writes, None)])
+        return apply(new, actions, **kw)
+    bad._apply = armed  # type: ignore[method-assign]
+    with structlog.testing.capture_logs() as logs, pytest.raises(TrafficUnsafe):
+        bad.run()
+    pages = [e for e in logs if e["event"] == "rollback.failed"]
+    assert pages and all(e["log_level"] == "critical" for e in pages), pages
+    assert pages[-1]["write_landed"].startswith("unknown: an earlier stable-100% write had no answer"), pages[-1]
+    assert "HTTP 500" in pages[-1]["write_landed"]
