@@ -432,6 +432,8 @@ class Runner:
                               note="changed while waiting for Ready pods: checked again before any write")
                 self.target = asked
                 return self._start()
+        if self.stop.is_set():  # a signal during the checks: the claim is not written (README: exit 3, untouched)
+            raise self._interrupted_before_claim("during the checks before the claim")
         self._written = status.state or ""
         state, actions = rl.new_rollout(model=target.model, stable_version=target.stable_version,
                                         canary_version=target.canary_version, now=self.clock.now(),
@@ -453,8 +455,10 @@ class Runner:
         pod is StableNotReady (exit 3) naming its pods: a stable scaled to 0 or crash-looping has no series
         either, and "check policy metrics.labels" sent the on-call to the wrong place. Not waited for: its
         series appear only once traffic reaches the pods again, after the wait would have ended."""
-        try:
-            preflight_metrics(self.metrics, self.policy, target, log=self.log)
+        try:  # in a worker: a signal ends the wait at once, not after every query's budget on a hung Prometheus
+            self._bounded(lambda: preflight_metrics(self.metrics, self.policy, target, log=self.log), abandoned=None)
+        except _Interrupted:
+            raise self._interrupted_before_claim("while the metrics preflight waited on Prometheus") from None
         except ConfigError as exc:
             if not getattr(exc, "stable_blind", False):  # a bad query, URL or credentials: bad input, whatever the pods
                 raise
@@ -468,6 +472,11 @@ class Runner:
             if not stable:
                 raise
             raise StableNotReady(f"{not_ready_message(stable, 0.0)}; and so {exc}") from exc
+
+    def _interrupted_before_claim(self, during: str) -> CanaryError:
+        """The error of a signal that came before this promote claimed the route (exit 3): nothing was written."""
+        return CanaryError(f"interrupted ({self.interrupted_by or 'a signal'}) before the rollout began, {during}; "
+                           "nothing was written and no traffic moved")
 
     def _wait_for_pods(self, target: Target) -> bool:
         """Before the claim (nothing written yet): wait up to `wait_ready_s` for a Ready pod of the canary
@@ -651,10 +660,12 @@ class Runner:
                         step=max(state.step, 0), window_s=window, canary_version=state.canary_version)
         return self._decide(state, Observation(look=rl.Looked(self.clock.now(), verdict, canary_n, float(window))))
 
-    def _bounded(self, fn: Callable[[], T], *, meanwhile: Callable[[], bool] | None = None) -> T:
-        """Run `fn` in a worker thread; a signal abandons it at once (raises _Interrupted), so the
-        time from SIGTERM to stable 100% does not depend on what a look is waiting on. `meanwhile`
-        runs while it waits; when it returns True, `fn` is abandoned too (raises _Decided)."""
+    def _bounded(self, fn: Callable[[], T], *, meanwhile: Callable[[], bool] | None = None,
+                 abandoned: str | None = "look.abandoned") -> T:
+        """Run `fn` in a worker thread; a signal abandons it at once (raises _Interrupted, after the warning
+        `abandoned` when not None), so the time from SIGTERM to stable 100% does not depend on what a look is
+        waiting on. `meanwhile` runs while it waits; when it returns True, `fn` is abandoned too (raises
+        _Decided)."""
         box: dict[str, Any] = {}
 
         def work() -> None:
@@ -668,7 +679,8 @@ class Runner:
         while worker.is_alive():
             worker.join(0.05)
             if self.stop.is_set() and worker.is_alive():
-                self.log.warning("look.abandoned", reason="interrupted")
+                if abandoned:
+                    self.log.warning(abandoned, reason="interrupted")
                 raise _Interrupted()
             if meanwhile is not None and worker.is_alive() and meanwhile():
                 raise _Decided()

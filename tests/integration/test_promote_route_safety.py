@@ -172,9 +172,12 @@ def _writes(v: Runner) -> list[tuple[str, str]]:
 
 @pytest.mark.parametrize("mode", ["rollback", "pause"])
 def test_a_signal_before_any_traffic_moved_moves_none(api: Any, mode: str) -> None:
-    """SIGTERM while promote runs its Prometheus preflight (no Triton gate): the claim (100/0) is the
-    only write before the end; the first step (80/20) is never written. Recorded aborted, exit 3, in
-    both modes (there is no split to hold). It wrote 80/20 and, with pause, ended 80/20 paused."""
+    """SIGTERM while promote runs its Prometheus preflight (no Triton gate): nothing is written, in both
+    modes (there is no split to hold), exit 3 "interrupted ... before the rollout began". It wrote 80/20 and,
+    with pause, ended 80/20 paused; later the claim (100/0) and an aborted record (decision 131 c: the
+    claim is not written after a signal)."""
+    from canary.errors import CanaryError
+
     v = runner(api, "v2", FakeClock(), on_interrupt=mode)
     real = v.metrics.preflight
 
@@ -184,12 +187,12 @@ def test_a_signal_before_any_traffic_moved_moves_none(api: Any, mode: str) -> No
 
     v.metrics.preflight = preflight  # type: ignore[method-assign]
     writes = _writes(v)
-    with structlog.testing.capture_logs() as logs:
-        res = v.run()
-    assert res.exit_code == 3 and res.state.phase == rl.ABORTED, res
-    assert writes == [("100/0", rl.PENDING), ("100/0", rl.ABORTED)], writes
-    assert routes(api) == [[("stable", 100), ("canary", 0)]] and record(api)["phase"] == rl.ABORTED
-    assert any(e["event"] == "step.withheld" and e["target_weights"] == "80/20" for e in logs)
+    before = record(api)
+    with pytest.raises(CanaryError, match=r"^interrupted \(a signal\) before the rollout began, .*; nothing was "
+                                          r"written and no traffic moved$"):
+        v.run()
+    assert writes == [], writes
+    assert routes(api) == [[("stable", 100), ("canary", 0)]] and record(api) == before
 
 
 @pytest.mark.parametrize("mode", ["rollback", "pause"])

@@ -96,9 +96,20 @@ def test_a_resumed_rollouts_lines_name_the_stable_version() -> None:
 
 def test_interrupt_defaults_to_rollback() -> None:
     ctl, router, _, _ = make()
-    ctl.stop.set()
+    ctl.on_update = lambda state: ctl.stop.set() if state.phase == rl.PROGRESSING else None
     res = ctl.run()
     assert res.exit_code == EXIT_INFRA and router.weights == STABLE_ONLY and res.state.reason == "interrupted"
+
+
+def test_a_signal_before_the_claim_writes_nothing() -> None:
+    """Decision 131 (c): the claim is not written once a signal came during the checks before it."""
+    from canary.errors import CanaryError
+
+    ctl, router, _, _ = make()
+    ctl.stop.set()
+    with pytest.raises(CanaryError, match="before the rollout began, during the checks before the claim; nothing"):
+        ctl.run()
+    assert [x for x in router.log if x[0] != "event"] == []
 
 
 def test_other_rollout_in_progress_is_refused_untouched() -> None:
