@@ -443,6 +443,8 @@ class Recorder:
             doc, rv = None, getattr(exc, "resource_version", None)
         if doc is None and rv is None:
             doc = self._legacy()
+        elif doc is not None:
+            self._hand_over(doc)
         if doc is None or not hist.same_rollout(doc, self._ident):
             doc = hist.new_doc(rollout=self._ident, policy=self.summary)
         doc = self._records(doc)
@@ -462,6 +464,27 @@ class Recorder:
         if not hist.same_rollout(old, self._ident):
             return None
         return old
+
+    def _hand_over(self, doc: dict[str, Any]) -> None:
+        """Before this recorder writes over `doc`, read from its own ConfigMap: when that is
+        `<virtual-service>-canary-history` and `doc` is another model's history written there before each
+        model had its own (decision 127), `doc` is first created as that model's own ConfigMap, unless that
+        model already has one. Otherwise the first rollout of the model named as the VirtualService after the
+        upgrade wiped the other model's history, and its looks recorded so far (decision 131 d). Logged
+        `history.legacy_moved`. A failure to create raises, and the flush fails and is tried again: the old
+        history is never written over before it has a home."""
+        assert self.store is not None
+        other = str(doc.get("rollout", {}).get("model") or "")
+        if not other or other == self.model or configmap_name(self.vs, other) == configmap_name(self.vs, self.model):
+            return
+        try:
+            self.store.save(self.namespace, self.vs, doc, None, model=other)
+        except _Conflict:  # that model has its own ConfigMap already: the old history is no longer its latest
+            return
+        self.log.info("history.legacy_moved", namespace=self.namespace, virtual_service=self.vs, model=other,
+                      from_configmap=configmap_name(self.vs), to_configmap=configmap_name(self.vs, other),
+                      note=f"model {other}'s history, written before each model had its own ConfigMap, moved "
+                           f"before model {self.model or self.vs}'s rollout writes there")
 
     def _records(self, doc: dict[str, Any]) -> dict[str, Any]:
         """`doc` with this rollout's identity, policy and last phase, and the pending records merged in."""

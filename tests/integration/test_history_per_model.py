@@ -190,3 +190,42 @@ def test_a_rollout_in_progress_across_the_upgrade_keeps_its_earlier_looks(tmp_pa
         drive(rec, range(1, 3), model="m2", canary="v3")
         out = report(api, tmp_path, "m2", "--virtual-service", "rec")
         assert out.returncode == 0 and looks(json.loads(out.stdout)) == [1, 2], out.stderr[-3000:]
+
+
+def test_the_default_models_first_write_moves_another_models_old_history_to_its_own(tmp_path: Path) -> None:
+    """Decision 131 (d). m1's rollout recorded looks 1-4 into `rec-canary-history` before the upgrade. After
+    it, model `rec` (the one that name now belongs to) wrote its first rollout there before m1's next flush:
+    m1's looks 1-4 were written over, and its report after the upgrade showed looks 5-8 alone. Now `rec`'s
+    first write moves m1's history into m1's own ConfigMap first (`history.legacy_moved`), and m1's rollout
+    goes on from there."""
+    import structlog.testing
+
+    with KubeAPIServer() as api:
+        core = kc.CoreV1Api(api.api_client())
+        _old_history(core, "m1")  # m1's v3 rollout, started at 900, looks 1-4
+        rec = Recorder(ConfigMapStore(core), namespace="ml", virtual_service="rec", policy=POLICY, source="promote")
+        with structlog.testing.capture_logs() as logs:
+            drive(rec, range(1, 3), model="rec", canary="v7", started=3000.0)
+        moved = [e for e in logs if e["event"] == "history.legacy_moved"]
+        assert len(moved) == 1 and moved[0]["to_configmap"] == configmap_name("rec", "m1"), logs
+        assert configmaps(api) == {"rec-canary-history", configmap_name("rec", "m1")}
+
+        mine = report(api, tmp_path, "rec")
+        assert mine.returncode == 0, mine.stderr[-3000:]
+        assert (json.loads(mine.stdout)["rollout"]["canary_version"], looks(json.loads(mine.stdout))) == ("v7", [1, 2])
+        before = report(api, tmp_path, "m1", "--virtual-service", "rec")
+        assert before.returncode == 0, before.stderr[-3000:]
+        assert looks(json.loads(before.stdout)) == [1, 2, 3, 4]
+
+        m1 = Recorder(ConfigMapStore(core), namespace="ml", virtual_service="rec", policy=POLICY, source="promote")
+        drive(m1, range(5, 9), model="m1", canary="v3")  # the same rollout goes on after the upgrade
+        after = report(api, tmp_path, "m1", "--virtual-service", "rec")
+        assert after.returncode == 0, after.stderr[-3000:]
+        assert (json.loads(after.stdout)["rollout"]["canary_version"], looks(json.loads(after.stdout))) == \
+            ("v3", list(range(1, 9)))
+
+        # a second rollout of `rec` finds its own history there now: nothing more is moved
+        again = Recorder(ConfigMapStore(core), namespace="ml", virtual_service="rec", policy=POLICY, source="promote")
+        with structlog.testing.capture_logs() as logs:
+            drive(again, range(1, 2), model="rec", canary="v8", started=5000.0)
+        assert not [e for e in logs if e["event"] == "history.legacy_moved"]
