@@ -145,6 +145,7 @@ def step(state: MonitorState, result: DatasetDrift, now: float, config: MonitorC
     """One evaluation of the live data against the profile (`reference` says which, for the alert;
     `unmeasured`: the profiled features it could not compare, which the share leaves out and the alert
     names: "1 of 1 features drifted" of a ten-feature profile read as the whole input)."""
+    state = rebase(state, now, config)
     state, actions = _missing_alerts(state, result)
     if not result.features:  # no live data: neither drift nor its absence
         return state, actions + due(state, now)
@@ -196,6 +197,33 @@ def step(state: MonitorState, result: DatasetDrift, now: float, config: MonitorC
         actions.append(Alert("drift.resolved", f"{who}: no dataset drift in {state.clean_in_row} evaluations "
                                                f"in a row; episode {state.episode} ended", ev, warning=False))
     return state, actions + due(state, now)
+
+
+def rebase(state: MonitorState, now: float, config: MonitorConfig) -> MonitorState:
+    """`state` with every stored time brought back to at most what `now` allows: a time stored later than
+    it can be means the clock went back since (NTP stepped a clock that ran ahead, a watcher restarted on a
+    machine whose clock is behind the last one's, a leader's replaced by another's). Left as they were, a
+    drifted (or clean) evaluation stored a day ahead made every evaluation of that day read as its window's
+    overlap, so a real drift opened no episode (and an open one could not end) for a day, a failed retraining
+    trigger was retried a day later, and the quiet period lasted a day longer: all of it silent. The streaks
+    are kept; the next evaluation that counts is one window after `now` (never sooner: how much real time
+    passed is not known), a pending trigger is due at most one backoff delay after `now`, and the quiet
+    period ends at most `quiet_s` after it."""
+    changes: dict[str, Any] = {}
+    if state.drifted_at > now:
+        changes["drifted_at"] = now
+    if state.clean_at > now:
+        changes["clean_at"] = now
+    if state.traffic_since > now:
+        changes["traffic_since"] = now
+    if state.quiet_until > now + config.quiet_s:
+        changes["quiet_until"] = now + config.quiet_s
+    if state.trigger == "pending":
+        delay = min(config.retry_s * 2 ** (state.trigger_attempts - 1), config.retry_max_s) \
+            if state.trigger_attempts else 0.0
+        if state.trigger_due > now + delay:
+            changes["trigger_due"] = now + delay
+    return replace(state, **changes) if changes else state
 
 
 def superseded(earlier: MonitorState) -> list[dict[str, Any]]:

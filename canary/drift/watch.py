@@ -206,6 +206,7 @@ class DriftWatcher:
         window_s = self._window(prof)
         config = (dataclasses.replace(self.config, enter_after=int(prof["_enter_after"])) if prof.get("_enter_after")
                   else self.config)
+        state = M.rebase(state, now, config)  # times stored ahead of this clock (it went back): `rebase`
         result = self._measure(prof, key, state, now, done, ns, window_s)
         if result is None:
             return
