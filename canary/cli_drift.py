@@ -191,7 +191,7 @@ def check_cmd(
 
     Example: canary drift check --baseline rec-model-v2.profile.json --input live.json --window 1h30m -o yaml
     """
-    from canary.drift.compare import compare, validate_profile
+    from canary.drift.compare import compare, too_few, validate_profile
 
     _logs()
     if (input is None) == (prometheus_url is None):
@@ -221,7 +221,9 @@ def check_cmd(
             except ConfigError as exc:  # the live counts do not fit the profile: name the file they came from
                 raise ConfigError(f"{input}: {exc}") from None
         else:
-            result = compare(prof, _from_prometheus(client, prof, version or str(prof["version"]), window, namespace))
+            live = _from_prometheus(client, prof, version or str(prof["version"]), window, namespace)
+            result = compare(prof, live)
+        few = too_few(prof, live)
     except TransientError as exc:
         _fail(str(exc), EXIT_UNAVAILABLE)
     except (CanaryError, ValueError) as exc:
@@ -231,13 +233,14 @@ def check_cmd(
               f"check the baseline and the live data")
     gone = sorted(result.not_arriving())
     quiet = sorted(set(prof["features"]) - {f.feature for f in result.features} - set(gone))
+    few = {name: n for name, n in few.items() if name in quiet}  # low traffic: inconclusive, not "no series"
     opts.emit({
         "model": prof["model"], "version": version or prof["version"], "dataset_drift": result.drifted,
         "share": result.share, "drifted_features": list(result.drifted_features()), "no_live_data": quiet,
-        "not_arriving": gone,
+        "too_few": few, "not_arriving": gone,
         "features": [{**f.__dict__, "score": f.score, "reason": f.reason()} for f in result.features],
         "missing": [{**m.__dict__, "reason": m.reason()} for m in result.missing]},
-        output, lambda wide: _table(prof, result, quiet, wide=wide))
+        output, lambda wide: _table(prof, result, quiet, few, None if client is None else window, wide=wide))
     if result.drifted:
         raise typer.Exit(EXIT_DRIFT)
     if not result.features:
@@ -444,10 +447,15 @@ def _print_evaluations(watcher: Any, done: list[dict[str, Any]], output: str) ->
 
 
 def _unmeasured_text(a: dict[str, Any]) -> str:
+    few = a.get("too_few") or {}
+    low = "too little live data to judge (inconclusive): " + ", ".join(f"{k} ({n} values)" for k, n in few.items())
     if "no_live_data" in a:
-        return "NOT MEASURED: no live data"
+        unseen = [name for name in a["no_live_data"] if name not in few]
+        return "NOT MEASURED: " + "; ".join((["no live data" + (f" for {', '.join(unseen)}" if few else "")]
+                                             if unseen else []) + ([low] if few else []))
     if "unmeasured" in a:
-        parts = ([f"no live data for {', '.join(a['unmeasured'])}"] if a["unmeasured"] else []) + \
+        unseen = [name for name in a["unmeasured"] if name not in few]
+        parts = ([f"no live data for {', '.join(unseen)}"] if unseen else []) + ([low] if few else []) + \
                 ([f"not arriving: {', '.join(a['not_arriving'])}"] if a.get("not_arriving") else [])
         return "NOT ALL MEASURED: " + "; ".join(parts)
     return ""
@@ -469,7 +477,8 @@ def _from_prometheus(client: Any, prof: dict, version: str, window_s: float, nam
                        namespace=namespace)
 
 
-def _table(prof: dict, result: Any, quiet: list[str], *, wide: bool = False) -> None:
+def _table(prof: dict, result: Any, quiet: list[str], few: dict[str, int], window_s: float | None, *,
+           wide: bool = False) -> None:
     from canary.drift.stats import DRIFT_SHARE
 
     t = Table(title=f"{prof['model']} {prof['version']}: "
@@ -488,8 +497,14 @@ def _table(prof: dict, result: Any, quiet: list[str], *, wide: bool = False) -> 
         t.add_row(*row)
     console = opts.console(wide)
     console.print(t)
-    if quiet:
-        console.print(f"no live data for: {', '.join(quiet)}", highlight=False)
+    if unseen := [name for name in quiet if name not in few]:
+        console.print(f"no live data for: {', '.join(unseen)}", highlight=False)
+    if few:
+        from canary.drift.compare import MIN_LIVE
+
+        console.print(f"too little live data to judge (inconclusive: fewer than {MIN_LIVE} values in the "
+                      f"{'input' if window_s is None else 'window'}; a longer --window holds more): "
+                      + ", ".join(f"{k} ({n} values)" for k, n in few.items()), highlight=False)
     gone = set(result.not_arriving())
     for m in result.missing:
         if m.feature in gone:

@@ -206,6 +206,31 @@ def compare(profile: Mapping[str, Any], live: Mapping[str, Mapping[str, Any]], *
     return dataset_drift(out, _missing(prof, live))
 
 
+def too_few(profile: Mapping[str, Any], live: Mapping[str, Mapping[str, Any]],
+            min_live: float = MIN_LIVE) -> dict[str, int]:
+    """The profiled features `compare` left out for too few live values: some values in the window, fewer
+    than `min_live` (feature -> values, in profile order). Not "no live data": they arrive, too rarely to
+    judge in this window (low traffic; inconclusive), and a longer window holds more. Live data that are
+    not counts are left to `compare` to name."""
+    live = _booleans(profile["features"], live)
+    out: dict[str, int] = {}
+    for name, ref in profile["features"].items():
+        cur = live.get(name)
+        if not isinstance(cur, Mapping):
+            continue
+        if ref["type"] == "numeric":
+            values = cur.get("counts")
+        else:
+            cats = cur.get("categories")
+            values = list(cats.values()) + [cur.get("other", 0)] if isinstance(cats, Mapping) else None
+        if not isinstance(values, (list, tuple)) or not _plain(list(values)):
+            continue
+        n = float(sum(values))
+        if 0 < n < min_live:
+            out[name] = int(round(n))
+    return out
+
+
 NO_SUM = "no live sum: the mean (mass beyond the last bucket) was not checked"
 
 

@@ -45,7 +45,7 @@ import structlog
 from prometheus_client import CollectorRegistry, Gauge
 
 from canary.drift import monitor as M
-from canary.drift.compare import compare
+from canary.drift.compare import MIN_LIVE, compare, too_few
 from canary.drift.live import live_counts, unavailable
 from canary.drift.retrain import create_job, job_name, load_job_template, retrain_job  # noqa: F401 (re-exported)
 from canary.drift.store import KEY, StateConflict, brief
@@ -83,6 +83,7 @@ class DriftWatcher:
         self.reload()
         self.last: dict[str, Any] = {}  # per state key: the last evaluation's DatasetDrift (displays, demos)
         self._unmeasured: dict[str, Any] = {}  # per state key: the features last logged as without live data
+        self._few: dict[str, dict[str, int]] = {}  # per state key: features with too few live values to compare
         reg = registry if registry is not None else CollectorRegistry()
         self.g_score = Gauge("model_data_drift_score", "Drift score per feature (1 - p, or the distance)",
                              ["model", "version", "namespace", "feature"], registry=reg)
@@ -253,7 +254,9 @@ class DriftWatcher:
             try:
                 live = live_counts(self.client, prof, model=model, version=version, window_s=window_s,
                                    namespace=prof.get("_namespace") or self._selects)
-                return compare(prof, live)
+                result = compare(prof, live)
+                self._few[key] = too_few(prof, live)  # left out for low traffic, not for want of series
+                return result
             except ConfigError as exc:  # live data that cannot be compared (another profile's buckets): a setup fault
                 log.error("drift.bad_live_data", model=model, version=version, namespace=ns, error=str(exc))
                 done.append({"model": model, "version": version, "error": str(exc), "config_error": True})
@@ -305,29 +308,41 @@ class DriftWatcher:
         compared, `drift.no_live_data` (no series for the model and version, or fewer than MIN_LIVE
         values in the window: a wrong name or version, an exporter not deployed, no traffic); with
         some, `drift.features_unmeasured` naming the others (an exporter built from an older
-        profile). Logged when the set changes (every evaluation of a continuous watch would repeat
-        it); always recorded in `done` (`--once` exits 4 or 5 on them). Features that do not arrive
-        (text for numbers, all missing) have their own alert (`drift.features_missing`)."""
+        profile). Features that arrive, fewer than MIN_LIVE times in the window, are said apart (`too_few`,
+        feature -> values): low traffic, inconclusive, not an exporter to look for. Logged when the set
+        changes (every evaluation of a continuous watch would repeat it); always recorded in `done`
+        (`--once` exits 4 or 5 on them). Features that do not arrive (text for numbers, all missing) have
+        their own alert (`drift.features_missing`)."""
         gone = set(result.not_arriving())
         absent = sorted(set(prof["features"]) - {f.feature for f in result.features} - gone)
+        few = {name: n for name, n in self._few.get(key, {}).items() if name in absent}
         who = {"model": str(prof["model"]), "version": str(prof["version"])}
+        extra = {"too_few": few} if few else {}
         if not result.features:
-            done.append({**who, "no_live_data": absent, "not_arriving": sorted(gone)})
+            done.append({**who, "no_live_data": absent, "not_arriving": sorted(gone), **extra})
         elif absent or gone:
-            done.append({**who, "unmeasured": absent, "not_arriving": sorted(gone)})
-        if self._unmeasured.get(key) == (absent, bool(result.features)):
+            done.append({**who, "unmeasured": absent, "not_arriving": sorted(gone), **extra})
+        if self._unmeasured.get(key) == (absent, sorted(few), bool(result.features)):
             return
-        self._unmeasured[key] = (absent, bool(result.features))
+        self._unmeasured[key] = (absent, sorted(few), bool(result.features))
+        window = self._window(prof)
+        unseen = [name for name in absent if name not in few]
+        low = (f"too little traffic to judge {', '.join(f'{k} ({n} values)' for k, n in few.items())}: fewer than "
+               f"{MIN_LIVE} values in the window of {M._duration(window)}, so inconclusive (no drift alarm and no "
+               f"all-clear from so few); a longer window holds more (--window, or the baseline ConfigMap's "
+               f"modelcanary.dev/drift-window annotation)") if few else ""
         if not result.features:
-            log.warning("drift.no_live_data", **who, features=absent, window_s=self._window(prof),
-                        message="nothing was measured: no series for this model and version, or fewer than "
-                                "100 values per feature in the window (is the exporter deployed, are the model "
-                                "name and version right?)")
+            why = ([f"no live values of {', '.join(unseen)} in the window (is the exporter deployed, are the "
+                    f"model name and version right, does the version get traffic?)"] if unseen else []) \
+                + ([low] if low else [])
+            log.warning("drift.no_live_data", **who, features=absent, too_few=few, window_s=window,
+                        message="nothing was measured: " + "; ".join(why))
         elif absent:
-            log.warning("drift.features_unmeasured", **who, features=absent,
-                        window_s=self._window(prof),
-                        message="these profiled features have no live data; the verdict does not cover them "
-                                "(an exporter built from an older profile?)")
+            why = ([f"{', '.join(unseen)} {'has' if len(unseen) == 1 else 'have'} no live data (an exporter "
+                    f"built from an older profile?)"] if unseen else []) + ([low] if low else [])
+            log.warning("drift.features_unmeasured", **who, features=absent, too_few=few, window_s=window,
+                        message="not every profiled feature was compared, the verdict does not cover them: "
+                                + "; ".join(why))
 
     def _forget(self, key: str, before: M.MonitorState | None) -> None:
         if before is None:

@@ -34,8 +34,9 @@ def _profile() -> dict[str, Any]:
                    file="t.parquet", sha256="0" * 64)
 
 
-def _series(prof: dict[str, Any], version: str, features: list[str], shift_bounds: float = 0.0) -> list[Any]:
-    """An hour's worth of same-distribution traffic per feature (10,000 values), over the profile's
+def _series(prof: dict[str, Any], version: str, features: list[str], shift_bounds: float = 0.0,
+            per_hour: float = 10_000) -> list[Any]:
+    """An hour's worth of same-distribution traffic per feature (`per_hour` values), over the profile's
     bounds (or bounds moved by `shift_bounds`: an exporter built from another profile)."""
     out = []
     for name in features:
@@ -43,10 +44,10 @@ def _series(prof: dict[str, Any], version: str, features: list[str], shift_bound
         lab = {"model_name": "rec", "model_version": version, "feature": name, "role": "input"}
         shares = np.asarray(f["counts"], float) / sum(f["counts"])
         out += histogram("model_feature_value", lab, [b + shift_bounds for b in f["bounds"]],
-                         (shares * 10_000 / H).tolist())
+                         (shares * per_hour / H).tolist())
         out += counter("model_feature_value_sum_by_sign_total", {**lab, "sign": "positive"}, 0.0)
         out += counter("model_feature_value_sum_by_sign_total", {**lab, "sign": "negative"}, 0.0)
-        out += counter("model_feature_value_summed_total", lab, 10_000 / H)
+        out += counter("model_feature_value_summed_total", lab, per_hour / H)
         out += counter("model_feature_missing_total", lab, 0.0)
     return out
 
@@ -56,6 +57,9 @@ def setup(prometheus_binary: str) -> Iterator[tuple[str, dict[str, Any]]]:
     prof = _profile()
     names = list(prof["features"])
     series = _series(prof, "v1", names) + _series(prof, "v5", names[:2]) + _series(prof, "v9", names, 0.01)
+    # low traffic (120 requests an hour: 60 in a 30-minute window), for all features or half of them
+    series += _series(prof, "v3", names, per_hour=120) + _series(prof, "v4", names[:2]) \
+        + _series(prof, "v4", names[2:], per_hour=120)
     start, end = history_window(before_s=3 * 3600, after_s=3 * 3600)
     server = PromServer(history=openmetrics(series, start=start, end=end), binary=prometheus_binary)
     server.start()
@@ -110,6 +114,38 @@ def test_features_without_series_are_named_and_not_ok(setup: Any, tmp_path: Any)
     assert row["measured"] == "partial" and row["actions"] == [{"unmeasured": ["f2", "f3"], "not_arriving": []}]
     (ev,) = [e for e in logs if e["event"] == "drift.features_unmeasured"]
     assert ev["features"] == ["f2", "f3"]
+
+
+def test_too_little_traffic_is_said_inconclusive_not_no_series(setup: Any, tmp_path: Any) -> None:
+    """60 requests in the window: each feature arrives, too rarely to be compared (fewer than 100 values).
+    `drift check` printed "no live data for: f0, f1, f2, f3" and `drift watch` logged "no series for this
+    model and version, or fewer than 100 values ... (is the exporter deployed ...?)": on-call looked for
+    an exporter that was there. Now both say it is too little traffic to judge, per feature with its
+    count, and that a longer window holds more; the exit codes stay 4 and 5 (not measured)."""
+    url, prof = setup
+    check, watch, logs = _run(tmp_path, url, prof, "v3")
+    assert check.exit_code == 4, check.output
+    doc = json.loads(check.stdout)
+    assert doc["no_live_data"] == ["f0", "f1", "f2", "f3"] and set(doc["too_few"]) == set(doc["no_live_data"])
+    assert all(55 <= n <= 65 for n in doc["too_few"].values()), doc["too_few"]
+    assert watch.exit_code == 4, watch.output
+    (ev,) = [e for e in logs if e["event"] == "drift.no_live_data"]
+    assert set(ev["too_few"]) == {"f0", "f1", "f2", "f3"}
+    assert "too little traffic to judge f0 (" in ev["message"] and "inconclusive" in ev["message"]
+    assert "fewer than 100 values in the window of 30m" in ev["message"] and "exporter" not in ev["message"]
+    (row,) = json.loads(watch.stdout)["profiles"]
+    assert row["measured"] == "none" and row["actions"][0]["too_few"] == doc["too_few"]
+    text = CliRunner().invoke(app, ["drift", "check", "--baseline", str(tmp_path / "v3.profile.json"),
+                                    "--prometheus-url", url, "--window", "30m"])
+    assert text.exit_code == 4 and "too little live data to judge (inconclusive" in text.output, text.output
+    assert "no live data for" not in text.output
+
+    check, watch, logs = _run(tmp_path, url, prof, "v4")  # half the features at 10,000 an hour, half at 120
+    assert check.exit_code == 5 and set(json.loads(check.stdout)["too_few"]) == {"f2", "f3"}, check.output
+    assert watch.exit_code == 5, watch.output
+    (ev,) = [e for e in logs if e["event"] == "drift.features_unmeasured"]
+    assert ev["features"] == ["f2", "f3"] and set(ev["too_few"]) == {"f2", "f3"}
+    assert "too little traffic to judge f2 (" in ev["message"] and "older profile" not in ev["message"]
 
 
 def test_buckets_of_another_profile_are_a_configuration_error_naming_the_feature(setup: Any, tmp_path: Any) -> None:
