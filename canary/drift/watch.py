@@ -430,6 +430,13 @@ class DriftWatcher:
                                                          "idempotency_key": webhook_key(state, t),
                                                          "evidence": t.evidence})
             except Exception as exc:
+                import requests
+
+                if isinstance(exc, requests.ReadTimeout):  # sent, unanswered: it may be retraining already
+                    return False, (f"no answer within 5 s (ReadTimeout): the receiver may have started the "
+                                   f"retraining; the retry sends the same idempotency_key "
+                                   f"({webhook_key(state, t)}), which a receiver that keeps the keys it acted "
+                                   f"on does not act on twice"), target
                 return False, f"{type(exc).__name__}: {exc}"[:300], target
             return (200 <= code < 300), ("" if 200 <= code < 300 else f"HTTP {code}"), target
         return True, "", ""  # no trigger configured: the episode is alerted only
@@ -597,9 +604,14 @@ def _states(store: Any) -> dict[str, M.MonitorState]:
 
 
 def _post_json(url: str, body: dict) -> int:
+    """POST the retraining request; its answer's status. The body is never read (`stream=True`, closed
+    unread): a receiver that answers 200 and then streams its progress held the POST until a 5 s gap
+    between two chunks (read as a failure, so retraining was started again 30 s later) or, while it kept
+    sending, held the whole watch."""
     import requests
 
-    return requests.post(url, json=body, timeout=5).status_code
+    with requests.post(url, json=body, timeout=5, stream=True) as answer:
+        return answer.status_code
 
 
 def watch_baselines(watcher: DriftWatcher, core: Any, *, namespace: str | None, stop: Any, interval_s: float,

@@ -1,0 +1,102 @@
+"""A retraining webhook that answers at once and keeps its connection open (decision 134, an attacker's finding).
+
+`--retrain-webhook` POSTed the evidence and read the whole answer: a receiver that answers 200 at once and
+then streams its progress (a CI "trigger and follow" endpoint, a proxy that holds the body) kept the POST
+open until its 5 s read timeout ran out between two chunks, or for ever while it kept sending: the trigger
+counted as failed (`drift.retrain_failed`), and was sent again 30 s later, so one drift started retraining
+again and again on a receiver that keeps no idempotency keys; a receiver that kept sending held the whole
+watch (every model's evaluations) for as long as it sent. The answer's status line is the answer: the body
+is not read. A real HTTP server on 127.0.0.1 that never sends the body it announces.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Iterator
+
+import pytest
+
+from canary.drift import monitor as M
+
+
+@pytest.fixture()
+def receiver() -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    posts: list[dict[str, Any]] = []
+    release = threading.Event()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            posts.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            if self.path.endswith("/hold"):  # reads the request, answers nothing (until the test ends)
+                release.wait(60)
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", "1000")  # a body announced, streamed later (never, here)
+            self.end_headers()
+            self.wfile.write(b"retraining started\n")
+            self.wfile.flush()
+            release.wait(60)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/retrain", posts
+    finally:
+        release.set()
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def test_a_webhook_that_answers_200_and_keeps_streaming_is_one_retraining(
+        monkeypatch: pytest.MonkeyPatch, receiver: tuple[str, list[dict[str, Any]]]) -> None:
+    import pyarrow as pa
+    from structlog.testing import capture_logs
+
+    from canary.drift import watch as W
+    from canary.drift.profile import capture
+
+    url, posts = receiver
+    prof = capture(pa.table({"c": ["a", "b"] * 1_000}), model="rec", version="v2", file="t.csv", sha256="0" * 64)
+    monkeypatch.setattr(W, "live_counts", lambda *_a, **_k: {"c": {"categories": {"a": 1_000, "b": 0}, "other": 0,
+                                                                   "missing": 0}})
+    t = [1_800_000_000.0]
+    w = W.DriftWatcher([prof], client=None, window_s=3_600, retrain_webhook=url, clock=lambda: t[0],
+                       config=M.MonitorConfig(enter_after=1, quiet_s=0, retry_s=30))
+    with capture_logs() as logs:
+        for _ in range(4):  # the episode opens; later evaluations, past every retry delay, send nothing more
+            w.once()
+            t[0] += 3_600
+    assert len(posts) == 1 and posts[0]["episode"] == 1 and posts[0]["idempotency_key"].startswith("rec/v2/episode-1/")
+    events = [e["event"] for e in logs if e["event"].startswith("drift.retrain")]
+    assert events == ["drift.retrain_triggered"], events
+    assert w.states["rec/v2"].trigger == "done"
+
+
+def test_a_webhook_that_does_not_answer_in_time_is_said_to_have_maybe_acted(
+        receiver: tuple[str, list[dict[str, Any]]]) -> None:
+    """A receiver slower than the POST's 5 s: `drift.retrain_failed` said only "ReadTimeout:
+    HTTPConnectionPool(...): Read timed out.", and on-call could not tell that the receiver may have started
+    the retraining, nor that the retry is deduplicated by its idempotency_key (which it names now)."""
+    from structlog.testing import capture_logs
+
+    from canary.drift import watch as W
+
+    url, posts = receiver
+    w = W.DriftWatcher([], client=None, window_s=3_600, retrain_webhook=url + "/hold", config=M.MonitorConfig())
+    state = M.MonitorState("rec", "v2", phase=M.DRIFTING, episode=1, trigger="pending",
+                           evidence={"at": 1_800_000_000.0})
+    with capture_logs() as logs:
+        after = w._act(state, [M.Trigger(1, state.evidence)], [], "ml")
+    assert len(posts) == 1 and after.trigger == "pending" and after.trigger_attempts == 1
+    (failed,) = [e for e in logs if e["event"] == "drift.retrain_failed"]
+    assert "no answer within 5 s" in failed["message"] and "may have started the retraining" in failed["message"]
+    assert "rec/v2/episode-1/1800000000.0" in failed["message"] and "/hold" in failed["message"]
