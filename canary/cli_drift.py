@@ -19,6 +19,7 @@ output on stdout), exit with a documented code:
 from __future__ import annotations
 
 import json
+import signal
 from pathlib import Path
 from typing import Any, Optional
 
@@ -375,17 +376,37 @@ def watch_cmd(
         # never a traceback, and never exit 1 (which means an open episode)
         _fail(f"drift watch could not start: {type(exc).__name__}: {str(exc)[:200]}")
     stop = threading.Event()
+    before = None
+    if not once and threading.current_thread() is threading.main_thread():
+        # SIGTERM (a pod deleted, a rollout of the watcher, `docker stop`) killed the watch wherever it was: an
+        # alert delivered and not yet marked so in the state was delivered again by the next watcher (a second
+        # DriftDetected, Slack message), a webhook answered and not yet stored was POSTed again (a second
+        # retraining at a receiver that keeps no keys), and nothing said it stopped. Now the evaluation under
+        # way is finished and stored, the pass stops at the next baseline (`drift.pass_cut`), "stopped", exit 0
+        # as Ctrl-C; a second SIGTERM stops at once.
+        def on_term(signum: int, frame: Any) -> None:
+            if stop.is_set():
+                raise KeyboardInterrupt
+            stop.set()
+
+        before = signal.signal(signal.SIGTERM, on_term)
     try:
         while True:
-            done = watcher.once(interval_s=None if once else interval_s)
-            if once or stop.wait(interval_s):
+            done = watcher.once(interval_s=None if once else interval_s,
+                                keep_going=lambda: "stopping (SIGTERM)" if stop.is_set() else "", act_stored=True)
+            if once or stop.is_set() or stop.wait(interval_s):
                 break
     except KeyboardInterrupt:  # stopped by hand: not an open episode, not an error
         typer.echo("stopped", err=True)
         raise typer.Exit(EXIT_OK) from None
     finally:  # the process ending releases the lock too; an in-process run (tests, embedding) must as well
+        if before is not None:
+            signal.signal(signal.SIGTERM, before)
         if store is not None:
             store.release()
+    if stop.is_set():  # SIGTERM: the evaluation under way finished and stored
+        typer.echo("stopped", err=True)
+        raise typer.Exit(EXIT_OK)
     if once:
         _print_evaluations(watcher, done, output)
     raise typer.Exit(_watch_exit(watcher, done, M.DRIFTING))

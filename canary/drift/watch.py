@@ -72,6 +72,7 @@ class DriftWatcher:
         self._not_measured: list[str] = []  # this pass's: the profiles its outage left unmeasured
         self._left: list[str] = []  # the state keys a cut pass did not evaluate, in order (`once`): first next pass
         self._keep_going: Callable[[], str] | None = None  # this pass's (`once`)
+        self._act_stored = False  # this pass's (`once`)
         self._held: str = ""  # this pass's: why an evaluation was stored and not acted on (`_go_on`)
         self.core, self.batch = core_api, batch_api
         self.job_template, self.retrain_webhook, self.notifier = job_template, retrain_webhook, notifier
@@ -102,7 +103,7 @@ class DriftWatcher:
         self.states, self._synced = dict(states), dict(states)
 
     def once(self, *, keep_going: Callable[[], str] | None = None,
-             interval_s: float | None = None) -> list[dict[str, Any]]:
+             interval_s: float | None = None, act_stored: bool = False) -> list[dict[str, Any]]:
         """One evaluation of every profile; returns what was done (for logs and tests). A profile
         that fails in any way is logged (`drift.evaluation_failed`) and never stops the others. A
         Prometheus found down is asked no more in this pass (module docstring): the profiles left are
@@ -117,19 +118,21 @@ class DriftWatcher:
         retraining trigger pending, for whichever replica evaluates it next, and ends the pass. A
         `keep_going` that raises is a stop (whether this replica may act is not known). `interval_s`: the
         time between passes; a pass that took longer is said once (`drift.pass_slow`: every baseline is
-        evaluated less often than configured)."""
+        evaluated less often than configured). `act_stored`: `keep_going` is asked before each profile only,
+        and an evaluation stored is acted on (`drift watch` on SIGTERM: it still holds its state file, and
+        its alerts held in the stored outbox would wait for a watcher that may never start again)."""
         done: list[dict[str, Any]] = []
         seen: set[str] = set()
         self._outage = self._store_down = None
         self._not_measured = []
-        self._keep_going, self._held = keep_going, ""
+        self._keep_going, self._held, self._act_stored = keep_going, "", act_stored
         started = time.monotonic()
         # the baselines a cut pass left first, in the order it would have taken them, then the others
         first = {k: i for i, k in enumerate(self._left)}
         order = sorted(self.profiles, key=lambda p: first.get(_key(p, self.namespace), len(first)))
         self._left = []
         for i, prof in enumerate(order):
-            why = self._go_on()
+            why = self._go_on(before_profile=True)
             if why:
                 self._cut(why, order[i:])
                 break
@@ -169,10 +172,11 @@ class DriftWatcher:
                                 f"(a slow Prometheus, or too many baselines for one watcher)")
         return done
 
-    def _go_on(self) -> str:
+    def _go_on(self, before_profile: bool = False) -> str:
         """This pass's `keep_going`: "" to go on, else why not. One that raises is a stop: whether this
-        replica may still act is not known, and a pass that stops early loses nothing (`once`)."""
-        if self._keep_going is None:
+        replica may still act is not known, and a pass that stops early loses nothing (`once`). With
+        `act_stored`, asked before a profile only."""
+        if self._keep_going is None or (self._act_stored and not before_profile):
             return ""
         try:
             return str(self._keep_going() or "")
