@@ -290,7 +290,7 @@ def watch_cmd(
     hysteresis, a quiet period after a version starts, and one retraining trigger per drift episode.
     With --once, -o prints each profile's evaluation (logs go to stderr either way).
 
-    Example: canary drift watch --baseline rec-model-v2.profile.json --retrain-job retrain.yaml -n ml
+    Example: canary drift watch --baseline rec-model-v2.profile.json --retrain-job job.yaml -n ml --state-file s.json
 
     Example: canary drift watch --baseline rec-model-v2.profile.json --no-kube --state-file s.json --once -o json
     """
@@ -310,6 +310,12 @@ def watch_cmd(
             raise ConfigError("give at most one of --retrain-job and --retrain-webhook")
         if retrain_job and no_kube:
             raise ConfigError("--retrain-job creates a Kubernetes Job: it cannot go with --no-kube")
+        if (retrain_job or retrain_webhook) and state_file is None:  # a restart would retrain again
+            raise ConfigError(f"{'--retrain-job' if retrain_job else '--retrain-webhook'} needs --state-file: "
+                              "the open drift episode and its retraining live there, so without it a restarted "
+                              "watch (a pod rescheduled, a crash) forgets them and, once the drift is read again, "
+                              "opens a new episode and starts another retraining for the same drift, one per "
+                              "restart")
         profiles = [_load_json(p, "baseline") for p in baselines]
         first: dict[tuple[str, str], Path] = {}
         for p, prof in zip(baselines, profiles):
