@@ -615,7 +615,20 @@ def _post_json(url: str, body: dict) -> int:
     import requests
 
     with requests.post(url, json=body, timeout=5, stream=True) as answer:
+        for hop in answer.history:  # requests turns a POST redirected by 301, 302 or 303 into a GET
+            if hop.status_code in (301, 302, 303):  # (307 and 308 keep the POST and its body)
+                from urllib.parse import urljoin
+
+                to = _without_credentials(urljoin(hop.url, hop.headers.get("Location", "")))
+                raise Redirected(f"HTTP {hop.status_code}, a redirect to {to}: the retraining POST was not "
+                                 f"delivered (a client follows such a redirect with a GET, without the request); "
+                                 f"give that address as --retrain-webhook")
         return answer.status_code
+
+
+class Redirected(Exception):
+    """The retraining webhook answered with a redirect that turns the POST into a GET (`_post_json`): the
+    GET's answer (a 200 from an ingress's HTTPS page) was read as a retraining started, and none was."""
 
 
 def watch_baselines(watcher: DriftWatcher, core: Any, *, namespace: str | None, stop: Any, interval_s: float,

@@ -1,4 +1,5 @@
-"""A retraining webhook that answers at once and keeps its connection open (decision 134, an attacker's finding).
+"""Retraining webhooks as receivers answer them (decision 134, an attacker's finding): one that answers at once
+and keeps its connection open, one that does not answer in time, one behind a redirect.
 
 `--retrain-webhook` POSTed the evidence and read the whole answer: a receiver that answers 200 at once and
 then streams its progress (a CI "trigger and follow" endpoint, a proxy that holds the body) kept the POST
@@ -100,3 +101,69 @@ def test_a_webhook_that_does_not_answer_in_time_is_said_to_have_maybe_acted(
     (failed,) = [e for e in logs if e["event"] == "drift.retrain_failed"]
     assert "no answer within 5 s" in failed["message"] and "may have started the retraining" in failed["message"]
     assert "rec/v2/episode-1/1800000000.0" in failed["message"] and "/hold" in failed["message"]
+
+
+@pytest.fixture()
+def redirecting() -> Iterator[tuple[str, list[tuple[str, str]]]]:
+    """/moved answers a POST 301 to /final, /kept 308 to /final; /final answers 200 to a GET or a POST."""
+    seen: list[tuple[str, str]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def _answer(self, method: str) -> None:
+            seen.append((method, self.path))
+            if method == "POST":
+                self.rfile.read(int(self.headers["Content-Length"]))
+            code = {"/moved": 301, "/kept": 308}.get(self.path, 200)
+            self.send_response(code)
+            if code != 200:
+                self.send_header("Location", "/final")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def do_POST(self) -> None:  # noqa: N802
+            self._answer("POST")
+
+        def do_GET(self) -> None:  # noqa: N802
+            self._answer("GET")
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", seen
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def test_a_webhook_redirect_that_turns_the_post_into_a_get_is_a_failed_trigger(
+        redirecting: tuple[str, list[tuple[str, str]]]) -> None:
+    """An http:// webhook behind an ingress that redirects to https:// with a 301: the client re-sent it
+    as a GET without the request, the HTTPS page answered 200, and `drift.retrain_triggered` said the
+    retraining had started; nothing had received it. Now a failed trigger naming where to send it (retried,
+    reported); a 308 (the POST kept) is followed as before."""
+    from structlog.testing import capture_logs
+
+    from canary.drift import watch as W
+
+    url, seen = redirecting
+    state = M.MonitorState("rec", "v2", phase=M.DRIFTING, episode=1, trigger="pending",
+                           evidence={"at": 1_800_000_000.0})
+    with capture_logs() as logs:
+        after = W.DriftWatcher([], client=None, window_s=3_600, retrain_webhook=url + "/moved",
+                               config=M.MonitorConfig())._act(state, [M.Trigger(1, state.evidence)], [], "ml")
+    assert after.trigger == "pending" and seen == [("POST", "/moved"), ("GET", "/final")]
+    assert not [e for e in logs if e["event"] == "drift.retrain_triggered"]
+    (failed,) = [e for e in logs if e["event"] == "drift.retrain_failed"]
+    assert f"HTTP 301, a redirect to {url}/final: the retraining POST was not delivered" in failed["message"]
+
+    seen.clear()
+    with capture_logs() as logs:
+        after = W.DriftWatcher([], client=None, window_s=3_600, retrain_webhook=url + "/kept",
+                               config=M.MonitorConfig())._act(state, [M.Trigger(1, state.evidence)], [], "ml")
+    assert after.trigger == "done" and seen == [("POST", "/kept"), ("POST", "/final")]
+    assert [e["event"] for e in logs if e["event"].startswith("drift.retrain")] == ["drift.retrain_triggered"]
