@@ -39,7 +39,7 @@ import dataclasses
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from canary.drift.stats import DatasetDrift
+from canary.drift.stats import MISSING_SURE_P, DatasetDrift
 
 OK, DRIFTING = "ok", "drifting"
 
@@ -270,9 +270,11 @@ def _missing_alerts(state: MonitorState, result: DatasetDrift) -> tuple[MonitorS
     all says nothing about a feature)."""
     if not result.missing:
         return state, []
-    now_missing = sorted(result.more_missing())
     judged = {m.feature for m in result.missing}
     before = set(state.missing)
+    # alerted when the rise is beyond doubt (MISSING_SURE_P), kept while it is MORE MISSING at all
+    now_missing = sorted(m.feature for m in result.missing if m.shifted
+                         and (m.feature in before or m.p_value < MISSING_SURE_P))
     kept = sorted((before - judged) | set(now_missing))
     started = [f for f in now_missing if f not in before]
     ended = sorted(f for f in before & judged if f not in now_missing)

@@ -52,6 +52,11 @@ SMALL_REFERENCE = 1_000  # Evidently: <= 1000 reference rows -> tests with p-val
 P_THRESHOLD = 0.05  # Evidently's default for p-value tests (0.95 confidence)
 DISTANCE_THRESHOLD = 0.1  # Evidently's default for Wasserstein (normed) and Jensen-Shannon
 DRIFT_SHARE = 0.5  # dataset drift: share of drifted features at or above this
+# a missing-rate rise beyond doubt: what starts `drift.features_missing` (one evaluation alerts, with no
+# hysteresis: at P_THRESHOLD the noise of overlapping low-traffic windows alerted, and resolved, 26 times a
+# week at 150 requests an hour) and what makes a feature with too few present values NOT ARRIVING rather
+# than too little traffic to judge (`DatasetDrift.not_arriving`)
+MISSING_SURE_P = 1e-5
 MISSING_POINTS = 5.0  # a missing rate this many points above training's (and significant) is reported
 CATEGORICAL_BELOW = 6  # numeric features with fewer distinct values are compared as categories
 SPARSE_CELL = 5.0  # a table with a cell whose expected count is smaller gets a Monte Carlo p-value (Cochran's rule)
@@ -121,6 +126,7 @@ class MissingShift:
     live_rate: float
     n_live: float
     shifted: bool
+    p_value: float = 1.0  # one-sided, of the live rate being above training's (the z-test of `shifted`)
 
     def reason(self) -> str:
         return (f"{self.feature}: missing {self.live_rate:.1%} live vs {self.reference_rate:.1%} in training "
@@ -139,10 +145,13 @@ class DatasetDrift:
 
     def not_arriving(self) -> tuple[str, ...]:
         """Features that (almost) stopped arriving: significantly more missing than in training and too
-        few present values to be compared (a column dropped upstream, numbers sent as text). The drift
+        few present values to be compared (a column dropped upstream, numbers sent as text), the rise
+        beyond doubt (MISSING_SURE_P: at low traffic a window's noise leaves a feature that arrives with too
+        few values, which is too little to judge, not a feature that stopped arriving). The drift
         share is computed without them, so a verdict must never be read as covering them."""
         compared = {f.feature for f in self.features}
-        return tuple(m.feature for m in self.missing if m.shifted and m.feature not in compared)
+        return tuple(m.feature for m in self.missing
+                     if m.shifted and m.p_value < MISSING_SURE_P and m.feature not in compared)
 
     def more_missing(self) -> tuple[str, ...]:
         """Every feature whose missing rate rose significantly (MORE MISSING), not arriving ones included."""
@@ -459,8 +468,8 @@ def missing_shift(feature: str, *, ref_missing: float, ref_present: float, live_
     p_c = live_missing / n_c if n_c > 0 else 0.0
     pooled = (ref_missing + live_missing) / (n_r + n_c) if n_r + n_c > 0 else 0.0
     se = math.sqrt(pooled * (1 - pooled) * (1 / max(n_r, 1) + 1 / max(n_c, 1)))
-    significant = p_c > p_r and (se == 0 or float(special.ndtr(-(p_c - p_r) / se)) < P_THRESHOLD)
-    return MissingShift(feature, p_r, p_c, n_c, bool(significant and p_c - p_r > MISSING_POINTS / 100))
+    p = (float(special.ndtr(-(p_c - p_r) / se)) if se > 0 else 0.0) if p_c > p_r else 1.0
+    return MissingShift(feature, p_r, p_c, n_c, bool(p < P_THRESHOLD and p_c - p_r > MISSING_POINTS / 100), p)
 
 
 def _norm(counts: np.ndarray) -> np.ndarray:
