@@ -441,7 +441,7 @@ class DriftWatcher:
                                    f"retraining; the retry sends the same idempotency_key "
                                    f"({webhook_key(state, t)}), which a receiver that keeps the keys it acted "
                                    f"on does not act on twice"), target
-                return False, f"{type(exc).__name__}: {exc}"[:300], target
+                return False, _scrubbed(f"{type(exc).__name__}: {exc}", self.retrain_webhook)[:300], target
             return (200 <= code < 300), ("" if 200 <= code < 300 else f"HTTP {code}"), target
         return True, "", ""  # no trigger configured: the episode is alerted only
 
@@ -531,6 +531,19 @@ def webhook_key(state: M.MonitorState, t: M.Trigger) -> str:
     from canary.drift.retrain import episode_start
 
     return f"{state.model}/{state.version}/episode-{t.episode}/{episode_start(t.evidence)}"
+
+
+def _scrubbed(text: str, url: str) -> str:
+    """`text` (an exception's words about a request to `url`) without the URL's password, query or
+    fragment: urllib3 names the URL it failed on, `?token=...` included, and the retraining failure's
+    message goes to the log, a Kubernetes Event and the Slack and webhook notifications."""
+    from urllib.parse import urlsplit
+
+    u = urlsplit(url)
+    for secret, shown in ((f"?{u.query}", "?..."), (f"#{u.fragment}", "#..."), (f":{u.password}@", ":...@")):
+        if len(secret) > 2:  # each with its delimiters: a short one must not blank out words of the message
+            text = text.replace(secret, shown)
+    return text
 
 
 def _without_credentials(url: str) -> str:

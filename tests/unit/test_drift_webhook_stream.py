@@ -167,3 +167,25 @@ def test_a_webhook_redirect_that_turns_the_post_into_a_get_is_a_failed_trigger(
                                config=M.MonitorConfig())._act(state, [M.Trigger(1, state.evidence)], [], "ml")
     assert after.trigger == "done" and seen == [("POST", "/kept"), ("POST", "/final")]
     assert [e["event"] for e in logs if e["event"].startswith("drift.retrain")] == ["drift.retrain_triggered"]
+
+
+def test_a_failed_webhook_says_nothing_of_its_token() -> None:
+    """urllib3 names the URL it could not reach, query included: `drift.retrain_failed` (the log, a Kubernetes
+    Event, Slack) carried `?token=...` of a `--retrain-webhook` URL, whose own name in the line was already
+    shown without it."""
+    import socket
+
+    from structlog.testing import capture_logs
+
+    from canary.drift import watch as W
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        url = f"http://bot:pa55word@127.0.0.1:{s.getsockname()[1]}/retrain?token=s3cret-t0ken"
+        w = W.DriftWatcher([], client=None, window_s=3_600, retrain_webhook=url, config=M.MonitorConfig())
+        state = M.MonitorState("rec", "v2", phase=M.DRIFTING, episode=1, trigger="pending", evidence={"at": 1.0})
+        with capture_logs() as logs:
+            w._act(state, [M.Trigger(1, state.evidence)], [], "ml")
+    (failed,) = [e for e in logs if e["event"] == "drift.retrain_failed"]
+    assert "ConnectionError" in failed["message"] and "/retrain?..." in failed["message"], failed["message"]
+    assert "s3cret" not in str(failed) and "pa55word" not in str(failed)
