@@ -157,6 +157,12 @@ def step(state: MonitorState, result: DatasetDrift, now: float, config: MonitorC
         state = replace(state, clean_in_row=0)
     elif result.drifted:
         state = replace(state, drifted_in_row=state.drifted_in_row + 1, drifted_at=now, clean_in_row=0)
+    elif state.phase == DRIFTING and _unmeasured_drifted(state, unmeasured):
+        # clean among the features compared, but a feature the episode opened on was not compared (too little
+        # traffic at night, an exporter that stopped exporting it): no evidence that its drift ended. Counted
+        # as clean, three such windows ended the episode (DriftResolved) while it went unmeasured, and its
+        # return opened a new one with another retraining. The streaks hold
+        pass
     elif state.clean_in_row and now - state.clean_at < window_s:
         # likewise a clean window that overlaps the last counted clean one: one clean hour read three
         # times ended a real drift's episode, which the next drifted windows opened again (a Job each)
@@ -197,6 +203,12 @@ def step(state: MonitorState, result: DatasetDrift, now: float, config: MonitorC
         actions.append(Alert("drift.resolved", f"{who}: no dataset drift in {state.clean_in_row} evaluations "
                                                f"in a row; episode {state.episode} ended", ev, warning=False))
     return state, actions + due(state, now)
+
+
+def _unmeasured_drifted(state: MonitorState, unmeasured: tuple[str, ...] | list[str]) -> list[str]:
+    """The features the open episode drifted on (its evidence) that this evaluation did not compare."""
+    drifted = state.evidence.get("drifted_features") or []
+    return [f for f in drifted if f in set(unmeasured)]
 
 
 def rebase(state: MonitorState, now: float, config: MonitorConfig) -> MonitorState:
