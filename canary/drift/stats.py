@@ -53,8 +53,8 @@ P_THRESHOLD = 0.05  # Evidently's default for p-value tests (0.95 confidence)
 DISTANCE_THRESHOLD = 0.1  # Evidently's default for Wasserstein (normed) and Jensen-Shannon
 DRIFT_SHARE = 0.5  # dataset drift: share of drifted features at or above this
 # a missing-rate rise beyond doubt: what starts `drift.features_missing` (one evaluation alerts, with no
-# hysteresis: at P_THRESHOLD the noise of overlapping low-traffic windows alerted, and resolved, 26 times a
-# week at 150 requests an hour) and what makes a feature with too few present values NOT ARRIVING rather
+# hysteresis: at P_THRESHOLD the noise of overlapping low-traffic windows alerted, and resolved, 59-77 times
+# in four weeks at 150 requests an hour, for 10% missing in training) and what makes a feature with too few present values NOT ARRIVING rather
 # than too little traffic to judge (`DatasetDrift.not_arriving`)
 MISSING_SURE_P = 1e-5
 MISSING_POINTS = 5.0  # a missing rate this many points above training's (and significant) is reported
