@@ -103,9 +103,13 @@ def live_counts(client: PrometheusClient, profile: Mapping[str, Any], *, model: 
     for m, v in ask(f"{inc(SIGNED_SUMS)} and ignoring(sign) {inc(SUMMED)}", "feature, sign"):
         parts[m["feature"]][m["sign"]] = max(v, 0.0)
     summed = {m["feature"]: max(v, 0.0) for m, v in ask(inc(SUMMED), "feature")}
-    # (sum, count) per feature, each pair from the same series
-    mean_of = {name: (p.get("positive", 0.0) - p.get("negative", 0.0), summed[name])
-               for name, p in parts.items() if summed.get(name, 0.0) > 0}
+    # (sum, count) per feature, each pair from the same series. Both signs or no mean: the exporter sends both,
+    # so one missing is a sum that is no number: a counter that overflowed to +Inf (a sentinel such as
+    # 1.8e308 sent twice) has an increase of Inf, then NaN (left out), and the other sign alone made a mean
+    # of 0 (a false drift, every window until the pod restarted)
+    mean_of = {name: (p["positive"] - p["negative"], summed[name])
+               for name, p in parts.items() if summed.get(name, 0.0) > 0 and {"positive", "negative"} <= p.keys()
+               and np.isfinite(p["positive"] - p["negative"])}
     if not summed:  # older exporters only: each histogram's `_sum` over its `_count`, where `_sum` never fell
         fell = f"(resets(model_feature_value_sum{{{sel}}}[{w}]) != resets(model_feature_value_count{{{sel}}}[{w}]))"
         sums = {m["feature"]: v for m, v in ask(f"{inc('model_feature_value_sum')} unless {fell}", "feature")}

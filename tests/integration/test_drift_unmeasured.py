@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from canary.cli import app
 from canary.drift.profile import capture
-from canary.sandbox.promserver import PromServer, counter, histogram, history_window, openmetrics
+from canary.sandbox.promserver import PromServer, counter, gauge, histogram, history_window, openmetrics
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -35,7 +35,7 @@ def _profile() -> dict[str, Any]:
 
 
 def _series(prof: dict[str, Any], version: str, features: list[str], shift_bounds: float = 0.0,
-            per_hour: float = 10_000) -> list[Any]:
+            per_hour: float = 10_000, overflowed: bool = False) -> list[Any]:
     """An hour's worth of same-distribution traffic per feature (`per_hour` values), over the profile's
     bounds (or bounds moved by `shift_bounds`: an exporter built from another profile)."""
     out = []
@@ -45,8 +45,13 @@ def _series(prof: dict[str, Any], version: str, features: list[str], shift_bound
         shares = np.asarray(f["counts"], float) / sum(f["counts"])
         out += histogram("model_feature_value", lab, [b + shift_bounds for b in f["bounds"]],
                          (shares * per_hour / H).tolist())
-        out += counter("model_feature_value_sum_by_sign_total", {**lab, "sign": "positive"}, 0.0)
-        out += counter("model_feature_value_sum_by_sign_total", {**lab, "sign": "negative"}, 0.0)
+        if overflowed:  # the positive sum overflowed to +Inf (a sentinel such as 1.8e308 sent twice); the
+            # negative one as N(0, 1) makes it: 0.399 a value
+            out += gauge("model_feature_value_sum_by_sign_total", {**lab, "sign": "positive"}, float("inf"))
+            out += counter("model_feature_value_sum_by_sign_total", {**lab, "sign": "negative"}, 0.399 * per_hour / H)
+        else:
+            out += counter("model_feature_value_sum_by_sign_total", {**lab, "sign": "positive"}, 0.0)
+            out += counter("model_feature_value_sum_by_sign_total", {**lab, "sign": "negative"}, 0.0)
         out += counter("model_feature_value_summed_total", lab, per_hour / H)
         out += counter("model_feature_missing_total", lab, 0.0)
     return out
@@ -60,6 +65,7 @@ def setup(prometheus_binary: str) -> Iterator[tuple[str, dict[str, Any]]]:
     # low traffic (120 requests an hour: 60 in a 30-minute window), for all features or half of them
     series += _series(prof, "v3", names, per_hour=120) + _series(prof, "v4", names[:2]) \
         + _series(prof, "v4", names[2:], per_hour=120)
+    series += _series(prof, "v6", names[:1], overflowed=True) + _series(prof, "v6", names[1:])
     start, end = history_window(before_s=3 * 3600, after_s=3 * 3600)
     server = PromServer(history=openmetrics(series, start=start, end=end), binary=prometheus_binary)
     server.start()
@@ -146,6 +152,19 @@ def test_too_little_traffic_is_said_inconclusive_not_no_series(setup: Any, tmp_p
     (ev,) = [e for e in logs if e["event"] == "drift.features_unmeasured"]
     assert ev["features"] == ["f2", "f3"] and set(ev["too_few"]) == {"f2", "f3"}
     assert "too little traffic to judge f2 (" in ev["message"] and "older profile" not in ev["message"]
+
+
+def test_a_sum_that_overflowed_is_no_mean_not_half_of_one(setup: Any, tmp_path: Any) -> None:
+    """f0's positive-sign sum overflowed to +Inf (increase() then NaN, left out of the answer): its live mean
+    was read from the negative sign alone, -0.4 std from training's, and same-distribution traffic was a
+    drift (exit 1; a watch would open an episode and retrain, every window until the pod restarted). Now f0
+    is compared from its buckets, its mean said not checked."""
+    url, prof = setup
+    check, _, _ = _run(tmp_path, url, prof, "v6")
+    assert check.exit_code == 0, check.output
+    by = {f["feature"]: f for f in json.loads(check.stdout)["features"]}
+    assert not by["f0"]["drifted"] and "no live sum" in by["f0"]["note"], by["f0"]
+    assert "no live sum" not in (by["f1"]["note"] or "")
 
 
 def test_buckets_of_another_profile_are_a_configuration_error_naming_the_feature(setup: Any, tmp_path: Any) -> None:
