@@ -41,7 +41,7 @@ from typing import Any, Callable, Iterable
 from canary.packing import pack_json, unpack_json
 from canary import history as hist
 from canary import rollout as rl
-from canary.errors import CanaryError, ConfigError, NotLeader
+from canary.errors import CanaryError, ConfigError, NotLeader, TransientError
 from canary.logs import get as get_logger
 
 LABEL = "modelcanary.dev/history"
@@ -250,6 +250,11 @@ def _load(core: Any, namespace: str, virtual_service: str, model: str) -> tuple[
     raise ConfigError(f"no rollout history for {ns}/{vs}" + (f" of model {model!r}" if model != vs else "") +
                       f": ConfigMap {ns}/{name} not found (no rollout recorded one yet){why}" +
                       ("; a model not named as its VirtualService: give MODEL --virtual-service VS" if model == vs else ""))
+
+
+def _started(doc: dict[str, Any]) -> float:
+    """When the rollout a history document records started (`rollout.started_at`, unix seconds; 0 when unsaid)."""
+    return hist.at_time((doc.get("rollout") or {}).get("started_at"))
 
 
 def _legacy_doc(store: ConfigMapStore, namespace: str, virtual_service: str, model: str) -> dict[str, Any] | None:
@@ -477,12 +482,28 @@ class Recorder:
         other = str(doc.get("rollout", {}).get("model") or "")
         if not other or other == self.model or configmap_name(self.vs, other) == configmap_name(self.vs, self.model):
             return
+        where = {"namespace": self.namespace, "virtual_service": self.vs, "model": other,
+                 "from_configmap": configmap_name(self.vs), "to_configmap": configmap_name(self.vs, other)}
         try:
-            self.store.save(self.namespace, self.vs, doc, None, model=other)
-        except _Conflict:  # that model has its own ConfigMap already: the old history is no longer its latest
+            try:
+                self.store.save(self.namespace, self.vs, doc, None, model=other)
+            except _Conflict:  # that model has its own ConfigMap: the old history replaces it only when it is newer
+                own, rv = self.store.load(self.namespace, self.vs, model=other)
+                if own is not None and _started(own) >= _started(doc):
+                    self.log.info("history.legacy_moved", **where, moved=False,
+                                  note=f"model {other}'s own ConfigMap holds a later rollout; the older one is dropped")
+                    return
+                self.store.save(self.namespace, self.vs, doc, rv, model=other)
+        except (NotLeader, _Conflict, TransientError):
+            raise  # the flush is tried again: the old history is not written over before it has a home
+        except CanaryError as exc:
+            # refused for good (no RBAC create, a ConfigMap quota, its own unreadable): kept it would block this
+            # model's history for every rollout to come; said, and then written over
+            self.log.warning("history.legacy_dropped", **where, error=str(exc)[:300],
+                             note=f"model {other}'s history from before the upgrade could not be moved and is written "
+                                  f"over by model {self.model or self.vs}'s")
             return
-        self.log.info("history.legacy_moved", namespace=self.namespace, virtual_service=self.vs, model=other,
-                      from_configmap=configmap_name(self.vs), to_configmap=configmap_name(self.vs, other),
+        self.log.info("history.legacy_moved", **where, moved=True,
                       note=f"model {other}'s history, written before each model had its own ConfigMap, moved "
                            f"before model {self.model or self.vs}'s rollout writes there")
 

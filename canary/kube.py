@@ -80,6 +80,9 @@ class InFlight:
 
     def __init__(self, spent: Callable[[], str]) -> None:
         self.request, self.spent = "", spent
+        # the last write sent after the signal that got no answer (a timeout, a dropped connection), "" once a write
+        # is answered: a request refused as not sent after it is said to follow a write that may have landed
+        self.unanswered = ""
 
     def cut(self) -> None:
         if self.request:
@@ -103,6 +106,7 @@ def bound_by(client: Any, until: Callable[[], float], *,
     caller (routing, history, events) made it. A request already sent keeps its own timeout, unless the
     caller cuts it: the returned `InFlight` names the request the main thread waits on, and its `cut()`
     abandons it (decision 128)."""
+    import math
     import threading
     import time
     from urllib.parse import urlsplit
@@ -114,15 +118,29 @@ def bound_by(client: Any, until: Callable[[], float], *,
     def request(method: str, url: str, *args: Any, _request_timeout: Any = None, **kw: Any) -> Any:
         left = until() - time.monotonic()
         if left < MIN_REQUEST_S:
-            raise GraceSpent(f"{method} {urlsplit(url).path}: not sent, {spent()}")
+            refused = GraceSpent(f"{method} {urlsplit(url).path}: not sent, {spent()}" + (
+                f"; {flying.unanswered} before it had no answer and may have been applied" if flying.unanswered else ""))
+            # the router's retry of a write that timed out, refused here: that write may be in place (`write_landed`)
+            refused.sent = bool(flying.unanswered)  # type: ignore[attr-defined]
+            raise refused
         timeout = _cut_timeout(_request_timeout, left)
-        if threading.current_thread() is not threading.main_thread():  # only the main thread's is cut
-            return send(method, url, *args, _request_timeout=timeout, **kw)
-        flying.request = f"{method} {urlsplit(url).path}"
+        what = f"{method} {urlsplit(url).path}"
+        main = threading.current_thread() is threading.main_thread()  # only the main thread's is cut
+        if main:
+            flying.request = what
         try:
-            return send(method, url, *args, _request_timeout=timeout, **kw)
+            answer = send(method, url, *args, _request_timeout=timeout, **kw)
+        except Exception as exc:
+            # no answer to a write sent after the signal (not an HTTP status: that is an answer)
+            if method.upper() != "GET" and until() != math.inf and not hasattr(exc, "status"):
+                flying.unanswered = what
+            raise
         finally:
-            flying.request = ""
+            if main:
+                flying.request = ""
+        if method.upper() != "GET":
+            flying.unanswered = ""
+        return answer
 
     rest.request = request
     return flying

@@ -780,9 +780,18 @@ def after_unanswered(retry: Retry | None, error: str) -> Retry:
     no answer (`error`): its lines say `write_landed: unknown`, even when a later attempt is refused or not
     sent, since the unanswered one may have been applied. The caller's own fields win."""
     base = retry or Retry(page=True)
-    said = (f"unknown: an earlier stable-100% write had no answer ({error[:200]}) and may have been applied; "
+    return replace(base, fields={"write_landed": landed_after(None, error), **base.fields})
+
+
+def landed_after(exc: BaseException | None, unanswered: str) -> str:
+    """`write_landed(exc)`, or, when an earlier stable-100% write of the same end had no answer (`unanswered`,
+    its error; "" when none) and `exc` (None: not known) does not already say `unknown`, that the earlier
+    one may have been applied."""
+    own = write_landed(exc) if exc is not None else ""
+    if not unanswered or own.startswith("unknown"):
+        return own
+    return (f"unknown: an earlier stable-100% write had no answer ({unanswered[:200]}) and may have been applied; "
             "the next read of the route tells")
-    return replace(base, fields={"write_landed": said, **base.fields})
 
 
 def write_landed(exc: BaseException) -> str:

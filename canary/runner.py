@@ -155,6 +155,7 @@ class Runner:
         # a stable-100% write of this process's that failed with no answer (a timeout, a 5xx, one cut at the
         # grace's end): it may have landed, whatever later attempts say (`write_landed` on the fail-safe's page)
         self._unanswered_end = ""
+        self._before_claim = ""  # what this process wrote before a claim it did not make (a superseded rollout's end)
         self._beat_retry_at = -math.inf  # a failed heartbeat is tried again from then
         self.owner = promote_owner(_identity())
         self._probe_failures = 0
@@ -376,6 +377,11 @@ class Runner:
             self.target = replace(target, stable_version=existing.stable_version)
             self.log = self.log.bind(**rollout_context(self.target, existing))  # as a new rollout's lines carry it
             self._written = status.state or ""
+            if self.stop.is_set():  # a signal before the take-over: the rollout is left as it was, nothing written
+                raise CanaryError(f"interrupted ({self.interrupted_by or 'a signal'}) before this promote took over the "
+                                  f"rollout of {existing.canary_version} in progress ({existing.phase} at "
+                                  f"{existing.weights}); nothing was written: it is as it was "
+                                  "(`canary promote` again resumes it, `canary rollback` ends it)")
             existing = self._take_over(existing)  # RolloutBusy while another promote process runs it
             self._current = existing  # this process's split from here: a failed write below ends at stable 100%
             edited = self._judged_elsewhere(existing)
@@ -383,8 +389,10 @@ class Runner:
                 self.log.info("rollout.resumed_from_state", phase=existing.phase, step=existing.step + 1,
                               route=target.route or "(the only one)",
                               weights=str(existing.weights), started_at=existing.started_at)
-                if existing.phase == rl.PAUSED:  # re-running promote on a paused rollout means "go on"
-                    existing = self._apply(*rl.transition(existing, rl.Resume(self.clock.now()), self.policy))
+                # re-running promote on a paused rollout means "go on"; after a signal it stays paused, and the
+                # loop ends it as --on-interrupt says
+                if existing.phase == rl.PAUSED and not self.stop.is_set():
+                    existing = self._resume(existing)
                 return existing
             # judged so far under another policy or model: its looks are no evidence for this one. Stable
             # 100% (recorded aborted, `superseded: ...`), then this promote claims the route afresh below
@@ -394,6 +402,8 @@ class Runner:
             self._current = existing
             self._apply(*rl.transition(existing, rl.Rollback(self.clock.now(), reason, aborted=True), self.policy))
             self._current = None  # at stable 100%: what fails from here on is reported as before a claim
+            self._before_claim = (f"; the rollout of {existing.canary_version} it superseded was ended at stable 100% "
+                                  "(recorded aborted), and no new one was claimed")
             status = self.router.inspect(self.target)
             target, existing = self.target, parse_state(status)
         if (existing is not None and existing.phase == rl.PROMOTED and existing.canary_version == target.canary_version
@@ -455,6 +465,8 @@ class Runner:
         pod is StableNotReady (exit 3) naming its pods: a stable scaled to 0 or crash-looping has no series
         either, and "check policy metrics.labels" sent the on-call to the wrong place. Not waited for: its
         series appear only once traffic reaches the pods again, after the wait would have ended."""
+        if self.stop.is_set():
+            raise self._interrupted_before_claim("during the checks before the claim")
         try:  # in a worker: a signal ends the wait at once, not after every query's budget on a hung Prometheus
             self._bounded(lambda: preflight_metrics(self.metrics, self.policy, target, log=self.log), abandoned=None)
         except _Interrupted:
@@ -474,9 +486,35 @@ class Runner:
             raise StableNotReady(f"{not_ready_message(stable, 0.0)}; and so {exc}") from exc
 
     def _interrupted_before_claim(self, during: str) -> CanaryError:
-        """The error of a signal that came before this promote claimed the route (exit 3): nothing was written."""
+        """The error of a signal that came before this promote claimed the route (exit 3): nothing was written,
+        or only the end of a rollout it superseded (`_before_claim`)."""
+        if self._before_claim:
+            return CanaryError(f"interrupted ({self.interrupted_by or 'a signal'}) before the rollout began, {during}"
+                               f"{self._before_claim}")
         return CanaryError(f"interrupted ({self.interrupted_by or 'a signal'}) before the rollout began, {during}; "
                            "nothing was written and no traffic moved")
+
+    def _resume(self, paused: rl.RolloutState) -> rl.RolloutState:
+        """Resume the paused rollout this process has just taken over. A decision recorded meanwhile (an
+        on-call resume, pause or rollback landing between the two writes) is adopted, as in the loop. A write
+        refused or not sent leaves it paused as it was, nobody's to end (exit 3, `_left_paused`); one that may
+        have landed (no answer) goes to `run`'s fail-safe: it may be progressing with nobody running it."""
+        try:
+            return self._apply(*rl.transition(paused, rl.Resume(self.clock.now()), self.policy))
+        except RoutingConflict as exc:
+            return self._adopt_outside(paused, exc)
+        except CanaryError as exc:
+            if write_landed(exc).startswith("unknown"):
+                raise
+            self._current = None
+            raise self._left_paused(paused, exc) from None
+
+    def _left_paused(self, paused: rl.RolloutState, exc: BaseException) -> CanaryError:
+        """The error (exit 3) of a re-run that could not take over or resume a paused rollout: it is as the
+        operator left it, held at its split; nothing of this promote changed the traffic."""
+        return CanaryError(f"{self.target.namespace}/{self.target.virtual_service}: could not take over and resume "
+                           f"the paused rollout of {paused.canary_version} ({exc}); it is still paused at "
+                           f"{paused.weights}, as it was: `canary promote` again resumes it, `canary rollback` ends it")
 
     def _wait_for_pods(self, target: Target) -> bool:
         """Before the claim (nothing written yet): wait up to `wait_ready_s` for a Ready pod of the canary
@@ -577,14 +615,28 @@ class Runner:
                          updated_at=self.clock.now())
         try:  # guarded on the record read (`_written`)
             return self._apply(taking, [rl.SetWeights(existing.weights)])
-        except RoutingConflict:
-            raise RolloutBusy(f"{self.target.namespace}/{self.target.virtual_service}: another process took the "
-                              "rollout over at the same moment") from None
-        except BaseException:
-            # decided to take the split over: this process answers for it whether or not the write landed,
-            # and `run`'s fail-safe gives stable 100% over the record as read or as taken over (decision 131)
-            self._current = taking
-            raise
+        except RoutingConflict as exc:
+            read = self._read_record()
+            if read is None or read[0] != self._written:  # another writer recorded something: theirs to run
+                theirs = read[1] if read is not None else None
+                now = (f"it now records {theirs.canary_version} {theirs.phase} ({describe_owner(theirs.owner)})"
+                       if theirs is not None else "it could not be read again")
+                raise RolloutBusy(f"{self.target.namespace}/{self.target.virtual_service}: the route's record "
+                                  f"changed while this promote took the rollout of {existing.canary_version} over: "
+                                  f"{now}; nothing was written by this promote") from None
+            failed: BaseException = exc  # still as read: every write refused as a conflict (a 409 storm)
+        except BaseException as exc:
+            failed = exc
+        if existing.phase == rl.PAUSED:
+            # a take-over changes neither weights nor phase: landed or not, the rollout is paused as the operator left
+            # it, held at its split, and stays so (decision 131 e)
+            if isinstance(failed, (KeyboardInterrupt, SystemExit)):
+                raise failed
+            raise self._left_paused(existing, failed) from None
+        # decided to take the split over: this process answers for it whether or not the write landed, and
+        # `run`'s fail-safe gives stable 100% over the record as read or as taken over (decision 131)
+        self._current = taking
+        raise failed
 
     def _preflight(self, state: rl.RolloutState) -> rl.RolloutState:
         if self.gate is not None:

@@ -41,8 +41,8 @@ from canary import crd
 from canary import rollout as rl
 from canary.errors import CanaryError, NotLeader, RoutingConflict, TransientError
 from canary.model import Target
-from canary.reconcile import (crd_ref, describe_owner, end_disagreement, execute, is_promote_owner, rollout_context,
-                              write_landed)
+from canary.reconcile import (crd_ref, describe_owner, end_disagreement, execute, is_promote_owner, landed_after,
+                              rollout_context)
 from canary.routing import patch
 
 # a promote record seen unchanged for 3 of its looks and this much more is abandoned: a look's queries
@@ -359,6 +359,7 @@ def end(router: Any, found: Found, *, log: Any, now: float, notifier: Any = None
         did = "stable 100%"
     # the write says what happened; nothing is logged as done before it is
     actions = [a for a in actions if not (isinstance(a, rl.Emit) and a.event in ("rollout.aborting",))]
+    unanswered = ""  # an attempt with no answer may have landed: a later refusal must not say `write_landed: no`
     for attempt in range(3):
         try:
             out = execute(router, found.target(), new, actions, log=log, expect=found.text, report_failure=False)
@@ -370,8 +371,10 @@ def end(router: Any, found: Found, *, log: Any, now: float, notifier: Any = None
             raise
         except CanaryError as exc:
             if isinstance(exc, TransientError) and attempt < 2:  # may pass: written again
+                unanswered = unanswered or str(exc)
                 continue
-            log.critical("rollback.failed", error=str(exc), reason=found.reason, write_landed=write_landed(exc),
+            log.critical("rollback.failed", error=str(exc), reason=found.reason,
+                         write_landed=landed_after(exc, unanswered),
                          end_cause="abandoned", from_weights=str(r.weights),
                          hint="traffic may still be split: run `canary rollback` for it")
             _unsafe(router, found, log, exc)

@@ -229,3 +229,62 @@ def test_the_default_models_first_write_moves_another_models_old_history_to_its_
         with structlog.testing.capture_logs() as logs:
             drive(again, range(1, 2), model="rec", canary="v8", started=5000.0)
         assert not [e for e in logs if e["event"] == "history.legacy_moved"]
+
+
+def test_an_older_own_history_is_replaced_by_the_newer_one_being_moved() -> None:
+    """Decision 131 (d), from the review. m1 has its own ConfigMap with an older rollout (v2, started 500), and
+    an older promote wrote m1's later rollout (v3, started 900) into `rec-canary-history`. The hand-over's
+    create met 409 and was skipped without a word: `rec` wrote over v3, and m1's report showed v2. Now the
+    newer history replaces the older one (guarded on its resourceVersion); an own ConfigMap with a later
+    rollout is kept, and the line says the older one was dropped."""
+    import structlog.testing
+
+    from canary.history_store import load_history
+
+    with KubeAPIServer() as api:
+        core = kc.CoreV1Api(api.api_client())
+        own = Recorder(ConfigMapStore(core), namespace="ml", virtual_service="rec", policy=POLICY, source="promote")
+        drive(own, range(1, 3), model="m1", canary="v2", started=500.0)
+        _old_history(core, "m1")  # m1's v3 rollout, started 900, looks 1-4
+        rec = Recorder(ConfigMapStore(core), namespace="ml", virtual_service="rec", policy=POLICY, source="promote")
+        with structlog.testing.capture_logs() as logs:
+            drive(rec, range(1, 3), model="rec", canary="v7", started=3000.0)
+        m1 = load_history(core, "ml", "rec", "m1")
+        assert (m1["rollout"]["canary_version"], looks(m1)) == ("v3", [1, 2, 3, 4])
+        assert [e["moved"] for e in logs if e["event"] == "history.legacy_moved"] == [True]
+
+    with KubeAPIServer() as api:  # the other way round: the own ConfigMap's rollout is the later one
+        core = kc.CoreV1Api(api.api_client())
+        _old_history(core, "m1")  # v3, started 900
+        own = Recorder(ConfigMapStore(core), namespace="ml", virtual_service="rec", policy=POLICY, source="promote")
+        drive(own, range(1, 3), model="m1", canary="v5", started=2000.0)
+        rec = Recorder(ConfigMapStore(core), namespace="ml", virtual_service="rec", policy=POLICY, source="promote")
+        with structlog.testing.capture_logs() as logs:
+            drive(rec, range(1, 3), model="rec", canary="v7", started=3000.0)
+        m1 = load_history(core, "ml", "rec", "m1")
+        assert (m1["rollout"]["canary_version"], looks(m1)) == ("v5", [1, 2])
+        assert [e["moved"] for e in logs if e["event"] == "history.legacy_moved"] == [False]
+
+
+def test_a_hand_over_refused_for_good_does_not_block_the_default_models_history() -> None:
+    """Decision 131 (d), from the review. A namespace at its ConfigMap quota refuses the hand-over's create
+    (403): every flush of `rec` failed at it, and `rec` had no history for any rollout to come. Now the
+    refusal is said once per flush that meets it (`history.legacy_dropped`, naming both ConfigMaps) and
+    `rec`'s history is written."""
+    import structlog.testing
+
+    from canary.history_store import load_history
+    from canary.sandbox.kubeapi import Fault
+
+    with KubeAPIServer() as api:
+        core = kc.CoreV1Api(api.api_client())
+        _old_history(core, "m1")
+        api.handler.faults.append(Fault(403, 10_000, frozenset({"POST"}), "configmaps"))
+        rec = Recorder(ConfigMapStore(core), namespace="ml", virtual_service="rec", policy=POLICY, source="promote")
+        with structlog.testing.capture_logs() as logs:
+            drive(rec, range(1, 4), model="rec", canary="v7", started=3000.0)
+        dropped = [e for e in logs if e["event"] == "history.legacy_dropped"]
+        assert len(dropped) == 1 and dropped[0]["to_configmap"] == configmap_name("rec", "m1"), logs
+        assert not [e for e in logs if e["event"] == "history.write_failed"]
+        doc = load_history(core, "ml", "rec", "rec")
+        assert (doc["rollout"]["canary_version"], looks(doc)) == ("v7", [1, 2, 3])

@@ -177,3 +177,27 @@ def test_a_stable_write_refused_by_the_fence_pages_nobody(cluster: Any) -> None:
                 expect=running.to_json())
     assert not [e for e in logs if e["log_level"] == "critical"], logs
     assert cluster_state(api, 0)[0] == [90, 10]
+
+
+def test_a_refusal_after_a_stable_write_with_no_answer_pages_that_it_may_have_landed(cluster: Any) -> None:
+    """Decision 131 (b), from the review. The sweep's stable-100% write got 500s past the router's tries (no
+    answer: it may have been applied), and its next attempt was refused (403): the page said `write_landed:
+    no: the write was refused`. It now says unknown, naming the write that had no answer."""
+    from dataclasses import replace
+
+    from canary.errors import CanaryError
+
+    api, client, router = cluster
+    t = _target(0)
+    running = rl.RolloutState(model="m0", stable_version="v1", canary_version="v2", phase=rl.PROGRESSING,
+                              weights=Weights(90, 10), step=0, started_at=1.0, updated_at=1.0, owner="promote/x")
+    router.point_subset(t, "canary", "v2")
+    router.set_weights(t, Weights(90, 10), state=running.to_json())
+    api.fail_next(500, times=router.transient_attempts, methods=("PUT", "PATCH"), plural="virtualservices")
+    api.fail_next(403, times=100, methods=("PUT", "PATCH"), plural="virtualservices")
+    with structlog.testing.capture_logs() as logs, pytest.raises(CanaryError):
+        sweep.end(router, replace(_found(api), reason="its owner is gone"), log=get_logger(), now=2.0)
+    api.handler.faults.clear()
+    pages = _events(logs, "rollback.failed")
+    assert len(pages) == 1 and pages[0]["write_landed"].startswith("unknown: an earlier stable-100% write had no "
+                                                                   "answer"), pages

@@ -83,3 +83,38 @@ def test_a_write_cut_unanswered_may_have_landed_and_one_not_sent_did_not() -> No
     with pytest.raises(GraceSpent) as read:
         flying.cut()
     assert write_landed(read.value).startswith("no: ")
+
+
+def test_a_write_refused_after_one_with_no_answer_may_have_landed() -> None:
+    """Decision 131 (b), from the review. A stable-100% PUT sent after the signal got no answer (its timeout
+    cut to the grace), and the router's retry was then refused as not sent: the page said `write_landed:
+    no: not sent` though the first PUT may be in place. The refusal now names that write and is `sent`:
+    `write_landed` says unknown. A write answered since clears it."""
+    import kubernetes.client
+    import urllib3.exceptions
+
+    from canary.reconcile import write_landed
+
+    cfg = kubernetes.client.Configuration()
+    cfg.host = "http://127.0.0.1:9"
+    client = kubernetes.client.ApiClient(cfg)
+    until = [time.monotonic() + 600.0]  # signalled: a grace is running
+    flying = bound_by(client, lambda: until[0], spent=lambda: "the grace is spent")
+
+    def no_answer(*_: object, **__: object) -> None:
+        until[0] = time.monotonic() - 1.0  # the grace ends while the PUT waits
+        raise urllib3.exceptions.ReadTimeoutError(None, "/x", "read timed out")  # type: ignore[arg-type]
+
+    client.rest_client.pool_manager.request = no_answer  # type: ignore[method-assign]
+    core = kubernetes.client.CoreV1Api(client)
+    body = {"metadata": {"name": "x"}}
+    with pytest.raises(urllib3.exceptions.ReadTimeoutError):
+        core.replace_namespaced_config_map("x", "ml", body)
+    assert flying.unanswered == "PUT /api/v1/namespaces/ml/configmaps/x"
+    with pytest.raises(GraceSpent) as got:
+        core.replace_namespaced_config_map("x", "ml", body)  # the router's retry
+    assert "not sent" in str(got.value) and "PUT /api/v1/namespaces/ml/configmaps/x before it had no answer" in str(got.value)
+    assert write_landed(got.value).startswith("unknown")
+    with pytest.raises(GraceSpent) as read:
+        core.read_namespaced_config_map("x", "ml")
+    assert write_landed(read.value).startswith("unknown")  # still: nothing was answered since
