@@ -1325,10 +1325,11 @@ class Controller:
         return "stable", new
 
     def _rescue(self, obj: dict[str, Any], spec: crd.RolloutSpec, drove: tuple[str, str, str, str], *, reason: str,
-                log: Any, restart: bool = False) -> None:
+                log: Any, restart: bool = False) -> str:
         """`_stable_if_ours` on the route this CR's status says it drove (`drove`, `_drove`), then the
         status describes that ended rollout, so the next tick starts what the spec says now (a new canary
-        version, another VirtualService). Raises what the router raises (the next tick tries again)."""
+        version, another VirtualService). Returns `_stable_if_ours`'s outcome. Raises what the router
+        raises (the next tick tries again)."""
         vs, route, version, dr = drove
         log = log.bind(canary_version=version, virtual_service=vs)
         target = replace(spec.target, virtual_service=vs, route=route, canary_version=version, destination_rule=dr)
@@ -1340,14 +1341,14 @@ class Controller:
             ended = _ended_before(state, _owner(obj), version, started=(obj.get("status") or {}).get("startedAt"))
             if ended is not None:  # the claim that replaced it kept how it ended (an on-call rollback's reason)
                 self._ended_status(obj, phase=ended[0], reason=ended[1])
-                return
+                return outcome
             self._ended_status(obj, phase=rl.ABORTED, reason=f"{reason}; {vs} runs another rollout now "
                                f"({state.canary_version}, {state.phase}): left alone")
-            return
+            return outcome
         if outcome in ("idle", "gone"):
             why = "stable already serves 100%" if outcome == "idle" else f"VirtualService {vs} is gone"
             self._ended_status(obj, phase=rl.ABORTED, reason=f"{reason}; {why}")
-            return
+            return outcome
         assert state is not None
         old_spec = replace(spec, target=replace(target, stable_version=state.stable_version))
         if outcome == "stable":
@@ -1360,6 +1361,7 @@ class Controller:
         # (or an earlier tick's supersede whose status write failed: the record says so)
         again = restart and (outcome == "stable" or state.reason.startswith("superseded:"))
         self._status(obj, old_spec, state, extra={"restartPending": True} if again else None)
+        return outcome
 
     def _ended_status(self, obj: dict[str, Any], *, phase: str, reason: str, spec: crd.RolloutSpec | None = None) -> None:
         """The status of this CR's rollout, which ended while the route moved on (another rollout took
@@ -1586,6 +1588,8 @@ class Controller:
         if known is None and (drove is None or (_drove(obj) is not None and _status_weights(obj) == STABLE_ONLY)):
             return  # no traffic of this CR's is split, by its status or the route's record
         if known is not None and (known.terminal or known.weights == STABLE_ONLY):
+            if known.terminal and not isinstance(exc, TransientError):  # (a transient one: `_advance` writes it)
+                self._mirror_end(obj, known.spec, known.state())
             return
         first = self._failing.setdefault(key, self.clock.now())
         if isinstance(exc, TransientError) and self.clock.now() - first < FAILURE_BUDGET_S:
@@ -1594,15 +1598,21 @@ class Controller:
         if known is None:  # a new process, or the tick failed before the state was read: what the status says
             assert drove is not None
             try:
+                split = _status_weights(obj)  # as the status last recorded it (the rescue rewrites it)
+                raw = _raw_target(obj, drove)
                 try:
                     spec = crd.parse(obj, configmap=self._configmap)
                 except Exception:  # its policy cannot be read (a policyRef ConfigMap gone): stable needs none
-                    outcome, _ = self._stable_if_ours(obj, _raw_target(obj, drove), reason=reason[:500],
+                    outcome, _ = self._stable_if_ours(obj, raw, reason=reason[:500],
                                                       log=self.log.bind(rollout=key, virtual_service=drove[0]))
                     if outcome in ("stable", "idle", "gone"):
-                        self._ended_status(obj, phase=rl.ABORTED, reason=reason)
-                    return
-                self._rescue(obj, spec, drove, reason=reason[:500], log=self._rollout_log(spec))
+                        self._ended_status(obj, phase=rl.ABORTED, reason=reason + (
+                            f"; VirtualService {drove[0]} is gone" if outcome == "gone" else ""))
+                else:
+                    outcome = self._rescue(obj, spec, drove, reason=reason[:500], log=self._rollout_log(spec))
+                if outcome == "gone":
+                    self._route_deleted(raw, split, error=str(exc),
+                                        log=self.log.bind(rollout=key, **rollout_context(raw)))
             except NotLeader:  # refused by the fence, nothing sent: the leader's tick rescues it; nobody is paged
                 return
             except Exception as rescue_exc:  # one rollout that cannot be rescued never stops the others
@@ -1613,6 +1623,20 @@ class Controller:
                     hint=f"the next tick tries again; `{rollback_command(raw)}` acts now")
             return
         spec, state = known.spec, known.state()
+        if isinstance(exc, NotFound) and _vs_gone(exc, spec.target):  # read (or written) this tick: 404
+            # nothing to write stable 100% to: ended here, said once; its status is mirrored by the next
+            # failed tick should this write fail (`_mirror_end`)
+            self._route_deleted(spec.target, state.weights, error=str(exc), log=self._rollout_log(spec, state))
+            why = f"{reason[:500]}; VirtualService {spec.target.virtual_service} is gone"
+            ended, actions = rl.transition(state, rl.Rollback(self.clock.now(), why, aborted=True),
+                                           None)  # type: ignore[arg-type]
+            for kept in (self._failing, self._stable_failing, self._unconfirmed):
+                kept.pop(key, None)
+            self._known[key] = _Known(spec, ended)
+            self._observe(spec, ended)
+            self._record(spec, ended, [a for a in actions if isinstance(a, rl.Emit) and a.event == "rollout.aborted"])
+            self._mirror_end(obj, spec, ended)
+            return
         other, read, rec = self._taken_over(spec.target, state)
         if other:
             return  # the route runs another rollout now (an operator's rollback, another promote): not ours to undo
@@ -1626,9 +1650,10 @@ class Controller:
             if tried is not None and tried[0].to_json() == rec.to_json():  # our own end, its answer lost: landed
                 self._unconfirmed.pop(key, None)
                 self._confirm_end(spec, rec, *tried, log=self._rollout_log(spec, rec))
-                return
-            self.log.info("rollout.ended_elsewhere", rollout=key, recorded_phase=rec.phase,
-                          canary_version=rec.canary_version, error=reason[:300])
+            else:
+                self.log.info("rollout.ended_elsewhere", rollout=key, recorded_phase=rec.phase,
+                              canary_version=rec.canary_version, error=reason[:300])
+            self._mirror_end(obj, spec, rec)
             return
         if rec is not None:
             state = rec  # the recorded state is the truth (memory may be a lease term behind): stable 100% from it
@@ -1648,6 +1673,33 @@ class Controller:
             self._status(obj, spec, new)
         except Exception:
             pass
+
+    def _mirror_end(self, obj: dict[str, Any], spec: crd.RolloutSpec, rec: rl.RolloutState) -> None:
+        """The status of a rollout that has ended on the route while its ticks fail before `_advance` reads
+        that end (a DestinationRule deleted mid-rollout: every tick's `inspect` raises NotFound, so the end
+        written to the route was never mirrored, and the CanaryRollout said `progressing 80/20` for ever).
+        Best effort (the next failed tick tries again); never for an end an edit superseded to start again
+        (`_restart_pending`: the restart reads that status)."""
+        if (obj.get("status") or {}).get("phase") in rl.TERMINAL or _restart_pending(obj, rec):
+            return
+        try:
+            self._status(obj, spec, rec)
+        except Exception:
+            pass
+
+    def _route_deleted(self, target: Target, split: Any, *, error: str, log: Any) -> None:
+        """`rollout.route_deleted` (critical): the VirtualService of a rollout in progress was deleted (not
+        with its CanaryRollout: `_deleted`). There is nothing left to write stable 100% to, and the mesh
+        now routes by the Service alone, so the canary's pods may get traffic: only a person can mend it.
+        The caller ends the rollout (`aborted`, in its status), once. It paged `rollback.failed` with a
+        `canary rollback` that fails the same way, after a `rollout.aborting` and a `rollback.retrying` at
+        every tick, and its CanaryRollout said `progressing` for ever."""
+        vs = f"{target.namespace}/{target.virtual_service}"
+        log.critical("rollout.route_deleted", error=error[:300], from_weights=str(split) if split else "unknown",
+                     end_cause="infrastructure",
+                     hint=f"VirtualService {vs} was deleted mid-rollout: the rollout is aborted (never promoted), and "
+                          "the mesh now balances over the Service's pods, the canary's included: re-create the "
+                          "VirtualService with its stable destination at 100, or scale the canary down")
 
     def _to_stable(self, key: str, target: Target, state: rl.RolloutState, *, reason: str, log: Any, now: float,
                    expect: str | None) -> rl.RolloutState:

@@ -1,0 +1,83 @@
+"""The route's own objects deleted by hand mid-rollout (seventh session's attack, decision 133), against the
+strict API emulator and a real (backfilled) Prometheus: the VirtualService, or the DestinationRule, of a
+rollout whose canary has traffic. A VirtualService gone: the same process wrote stable 100% to it at every
+tick for ever (`rollout.aborting` and `rollback.retrying` each tick), paged with a `canary rollback` that
+cannot work either, and its CanaryRollout said `progressing 80/20` for ever. A DestinationRule gone: the
+route went to stable 100% and recorded `aborted`, but the CanaryRollout said `progressing 80/20` for ever."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+from structlog.testing import capture_logs
+
+from canary import crd
+from canary import rollout as rl
+from tests import fleet
+from tests.fakes import FakeClock
+from tests.integration.test_controller import GROUP, _fresh, _progressing, prometheus, vs, world  # noqa: F401
+
+pytestmark = pytest.mark.integration
+
+
+def _delete(api: Any, plural: str, name: str) -> None:
+    """`kubectl delete` of a route object (no finalizers: gone at once)."""
+    with api.handler.lock:
+        key = (GROUP, plural, "ml", name)
+        api.handler._delete(key, api.handler.objects[key])
+
+
+def _status(custom: Any) -> dict[str, Any]:
+    return custom.get_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0").get("status") or {}
+
+
+def _ticks(op: Any, clock: FakeClock, n: int) -> None:
+    for _ in range(n):
+        clock.t += 1.0
+        op.tick()
+
+
+@pytest.mark.parametrize("process", ["same process", "restarted"])
+def test_a_virtual_service_deleted_mid_rollout_ends_the_rollout_with_one_critical_line(world: Any,
+                                                                                        process: str) -> None:
+    api, op, custom = world
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v2"))
+    _progressing(op, custom, api)
+    _delete(api, "virtualservices", "m0")
+    if process == "restarted":
+        op = _fresh(op)
+    op.clock = clock = FakeClock(time.time())
+    with capture_logs() as logs:
+        _ticks(op, clock, 30)  # past the 20 s after which a failing stable-100% write pages
+        writes = len(api.writes)
+        _ticks(op, clock, 5)
+    st = _status(custom)
+    assert st["phase"] == rl.ABORTED and st["weights"] == {"stable": 100, "canary": 0}, st
+    assert "VirtualService m0 is gone" in st["reason"]
+    assert api.writes[writes:] == []  # ended: nothing more is tried
+    loud = [e for e in logs if e["log_level"] in ("error", "critical")]
+    assert [e["event"] for e in loud] == ["rollout.route_deleted"], [(e["event"], e.get("error")) for e in loud]
+    line = loud[0]
+    assert line["log_level"] == "critical" and line["from_weights"] == "80/20"
+    assert {"rollout": "ml/r0", "namespace": "ml", "virtual_service": "m0", "canary_version": "v2"}.items() <= line.items()
+    assert "re-create the VirtualService" in line["hint"] and "canary rollback" not in line["hint"]
+    assert not [e for e in logs if e["event"] in ("rollback.retrying", "rollout.aborting")]
+
+
+def test_a_destination_rule_deleted_mid_rollout_ends_at_stable_and_the_status_says_so(world: Any) -> None:
+    api, op, custom = world
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v2"))
+    _progressing(op, custom, api)
+    _delete(api, "destinationrules", "m0")
+    op.clock = clock = FakeClock(time.time())
+    _ticks(op, clock, 5)
+    weights, record = vs(api, 0)
+    assert weights == [100, 0] and record["phase"] == rl.ABORTED
+    st = _status(custom)
+    assert st["phase"] == rl.ABORTED and st["weights"] == {"stable": 100, "canary": 0}, st
+    assert "destinationrules" in st["reason"] and st["reason"] == record["reason"]
+    writes = len(api.writes)
+    _ticks(op, clock, 3)
+    assert api.writes[writes:] == []  # settled: the CanaryRollout costs nothing more
