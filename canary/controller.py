@@ -486,7 +486,6 @@ class Controller:
         finally:
             if self.informers is not None and hasattr(self.router, "forget_prefetch"):
                 self.router.forget_prefetch()
-        self._failing.pop(_key(obj), None)
         return item
 
     def _advance_all(self, objs: list[dict[str, Any]]) -> None:
@@ -501,6 +500,13 @@ class Controller:
         active = [r for r in results if isinstance(r, _Active)]
         snap = self._snapshot(active)
         looked = self._looks([a for a in active if a.due], snap)
+        for key, result in zip(keys, results):
+            # the failure budget (`_failed`) restarts only when the rollout's whole tick went through, its look
+            # included: from the informers' cache `_advance` reads nothing from the API, so a look whose write
+            # failed at every tick (a VirtualService validation webhook down) restarted it at every tick, and
+            # the traffic stayed split for ever with no stable-100% write tried and nobody paged
+            if not isinstance(result, BaseException) and looked.get(key) != "failed":
+                self._failing.pop(key, None)
         if self.informers is not None:
             now = self.clock.now()
             for key, result in zip(keys, results):
