@@ -333,8 +333,17 @@ class Controller:
             obj = inf.rollouts.get(ns, name)
             if obj is not None and self.owns(obj):
                 objs.append(obj)  # our own copy (the cache parses one per read)
-        n = len(objs)
-        self._advance_all(objs)  # (empties objs)
+        n, keys = len(objs), [_key(o) for o in objs]
+        try:
+            self._advance_all(objs)  # (empties objs)
+        except BaseException:
+            # a bug escaped (a rollout's own failures never do: `_advance_one`, `_look`): what this tick took
+            # off the queue is due again, with its backoff. It was never ticked again until one of its objects
+            # changed: a split rollout's looks, failure budget and rollback stopped, and `tick.failed` was its
+            # last line
+            for key in keys:
+                self.queue.retry_later(key, now)
+            raise
         self._sweep(None)
         self._forget_absent(None)
         if self.telemetry:
@@ -1151,7 +1160,11 @@ class Controller:
             # at Prometheus's now, or the controller's when that is later (a clock behind Prometheus's
             # left the newest seconds of every window, and the last before a promotion, unread)
             snap = self.batch.snapshot([Want(a.spec.policy, a.spec.target) for a in active], not_before=local)
-        except CanaryError as exc:
+        except Exception as raised:
+            # a bug is as Prometheus failing (every look due could not measure; a step unmeasured past its
+            # deadline ends at stable 100%), never a tick that dies before its looks
+            exc = raised if isinstance(raised, CanaryError) else MetricsUnavailable(
+                f"batched snapshot failed: {type(raised).__name__}: {raised}"[:500])
             self._snap_error = exc
             self.health = (False, f"prometheus: {exc}"[:200])
             self._snapshot_failed(str(exc), local, [a.spec for a in active if a.due])
