@@ -35,7 +35,7 @@ from canary import rollout as rl
 from canary.analysis.judge import judge
 from canary.analysis.sequential import looks_per_step
 from canary.runner import SKEW_WARN_S, SystemClock, probe_reason, probe_streak
-from canary.errors import (CanaryError, ConfigError, KubeUnavailable, MetricsUnavailable, NotFound,
+from canary.errors import (CanaryError, ConfigError, ConflictStorm, KubeUnavailable, MetricsUnavailable, NotFound,
                            NotLeader, PodsNotReady, RolloutBusy, RoutingConflict, StableNotReady, TransientError)
 from canary.fencing import FencedRouter
 from canary.history_store import configmap_name
@@ -1520,6 +1520,9 @@ class Controller:
             stop.set()
             return "skipped"
         except RoutingConflict as exc:  # the next tick adopts what the other writer recorded, or what was asked
+            if isinstance(exc, ConflictStorm):  # nobody's decision: a failure of the tick (the failure budget)
+                self._failed(self._fresh(obj), exc)
+                return "failed"
             log.info("rollout.changed_outside", error=str(exc))  # why (`_still_asked`: rollback asked, deleted, ...)
             return "failed"
         except Exception as exc:
@@ -1595,7 +1598,7 @@ class Controller:
         self._fail_status(obj, exc)
         key = _key(obj)
         known = self._known.get(key)
-        if isinstance(exc, (NotLeader, RoutingConflict)):
+        if isinstance(exc, (NotLeader, RoutingConflict)) and not isinstance(exc, ConflictStorm):
             return
         if known is not None and _uid(obj) and known.owner not in ("", _owner(obj)):
             # what this process remembers is of another object of this name (deleted and created again)
@@ -1611,7 +1614,7 @@ class Controller:
                 self._mirror_end(obj, known.spec, known.state())
             return
         first = self._failing.setdefault(key, self.clock.now())
-        if isinstance(exc, TransientError) and self.clock.now() - first < FAILURE_BUDGET_S:
+        if isinstance(exc, (TransientError, ConflictStorm)) and self.clock.now() - first < FAILURE_BUDGET_S:
             return
         reason = f"failed: {exc}" if isinstance(exc, CanaryError) else f"failed: {type(exc).__name__}: {exc}"
         if known is None:  # a new process, or the tick failed before the state was read: what the status says
@@ -1763,7 +1766,7 @@ class Controller:
         if exc is None:
             self._stable_failing.pop(key, None)
             return
-        if isinstance(exc, (RoutingConflict, NotLeader)):
+        if isinstance(exc, (RoutingConflict, NotLeader)) and not isinstance(exc, ConflictStorm):
             return
         failing = self._stable_failing.get(key)
         if failing is None or failing.canary_version != state.canary_version:

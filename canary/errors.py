@@ -16,7 +16,8 @@ made by type, never by parsing messages::
     │       └── StableNotReady ...the stable version (scaled to 0, crash-looping, a mistyped label)
     ├── NoData                 Prometheus answered, but nothing about this arm
     ├── RoutingConflict        someone else wrote the VirtualService (409 after re-tries,
-    │                          or a foreign edit of the weights)
+    │   │                      or a foreign edit of the weights)
+    │   └── ConflictStorm      ...every try met 409: nobody's decision refused it, it may pass
     ├── RolloutBusy            another rollout already owns this VirtualService
     ├── RollbackFailed         traffic had moved; stable 100% could not be completed -> exit 3
     │   └── TrafficUnsafe      ...and the route may still send traffic to the canary -> exit 6
@@ -119,6 +120,13 @@ class NoData(CanaryError):
 
 class RoutingConflict(CanaryError):
     """The VirtualService changed under us in a way we will not overwrite."""
+
+
+class ConflictStorm(RoutingConflict):
+    """Every try of one write met HTTP 409 (the router's bounded re-tries): someone else keeps editing the
+    object. No decision of another writer refused it (that is a plain RoutingConflict: adopt it), so it is
+    a failure that may pass, as a TransientError is: a controller counts it against its failure budget, and
+    a stable-100% write that keeps meeting it pages as any failed one does."""
 
 
 class RolloutBusy(CanaryError):

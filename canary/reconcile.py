@@ -30,8 +30,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Literal
 
 from canary import rollout as rl
-from canary.errors import (CanaryError, ConfigError, GraceSpent, MetricsUnavailable, NotLeader, RollbackFailed,
-                           RolloutBusy, RoutingConflict, TargetError, TransientError)
+from canary.errors import (CanaryError, ConfigError, ConflictStorm, GraceSpent, MetricsUnavailable, NotLeader,
+                           RollbackFailed, RolloutBusy, RoutingConflict, TargetError, TransientError)
 from canary.metrics.base import MetricsProvider
 from canary.model import STABLE_ONLY, ArmData, Target, check_version
 from canary.policy import Policy
@@ -484,9 +484,10 @@ def execute(router: TrafficRouter, target: Target, state: rl.RolloutState, actio
                                 else "promotion.write_failed", error=str(exc), reason=state.reason,
                                 write_landed=write_landed(exc), target_weights=str(action.weights))
                 elif report_failure and action.weights == STABLE_ONLY and state.phase in rl.TERMINAL:
-                    if isinstance(exc, RoutingConflict) and expect is not ...:  # guarded: another writer
-                        # recorded a decision first; the caller adopts it, or leaves another owner's rollout
-                        # alone: nobody need act by hand. (Unguarded, a conflict is a 409 storm: critical.)
+                    if isinstance(exc, RoutingConflict) and not isinstance(exc, ConflictStorm) and expect is not ...:
+                        # guarded: another writer recorded a decision first; the caller adopts it, or leaves
+                        # another owner's rollout alone: nobody need act by hand. (A 409 storm, guarded or not,
+                        # refused nobody's decision: the write failed, and traffic is as before.)
                         log.warning("rollback.write_conflict", error=str(exc), reason=state.reason)
                     else:  # the weights it could not write, and why the rollback was made: traffic is as before
                         # unless a write with no answer (a timeout, a 5xx) was applied all the same: say which
@@ -748,6 +749,11 @@ def to_stable(router: TrafficRouter, target: Target, state: rl.RolloutState, *, 
             return execute(router, target, new, actions, log=log, report_failure=last, expect=expect, retry=retry)
         except NotLeader:  # refused by the fence, nothing sent: the new leader ends it; no retry, nobody paged
             raise
+        except ConflictStorm as exc:  # every try met 409: nobody's decision, and it may pass, as a TransientError
+            if last:
+                raise
+            log.warning(f"{what}.retrying", attempt=attempt, error=str(exc))
+            time.sleep(min(wait, max(0.0, deadline - time.monotonic())))
         except RoutingConflict as exc:
             if expect is not ...:  # guarded: another writer's decision; the caller reads the route again
                 if not last:  # (the last attempt's is logged by `execute`)

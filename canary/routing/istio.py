@@ -28,7 +28,8 @@ from kubernetes.client.exceptions import ApiException
 from canary import kube
 import math
 
-from canary.errors import CanaryError, NotFound, NotLeader, RoutingConflict, TargetError, TrafficUnsafe
+from canary.errors import (CanaryError, ConflictStorm, NotFound, NotLeader, RoutingConflict, TargetError,
+                           TrafficUnsafe)
 from canary.model import STABLE_ONLY, Target, Weights
 from canary.routing import claims, patch, stable
 from canary.routing.base import RouteStatus
@@ -289,7 +290,7 @@ class IstioRouter:
                         return current, dr  # idempotent: nothing to write
                     return self._replace(plural, target.namespace, name, desired), dr
         except _Conflict as exc:
-            raise RoutingConflict(
+            raise ConflictStorm(
                 f"{what}: {self.conflict_attempts} writes in a row met a concurrent change (HTTP 409); "
                 "someone else keeps editing this object") from exc.__cause__
         raise AssertionError("unreachable")  # pragma: no cover

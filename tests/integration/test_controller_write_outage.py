@@ -4,7 +4,10 @@ decision 133), against the strict API emulator and a real (backfilled) Prometheu
 (decision 14: transient failures of a split rollout's ticks for 30 s end it at stable 100%) restarted at
 every tick: `_advance` reads only the cache, so it went through, and only the look's write failed. The
 canary kept 20% for as long as the webhook was down, no stable-100% write was tried and nobody was paged:
-two `rollout.tick_failed` warnings in 70 s."""
+two `rollout.tick_failed` warnings in 70 s. Every try of every write answered 409 (someone else keeps
+editing the VirtualService) was worse: a RoutingConflict, as if another writer had recorded a decision, so
+nothing was counted at all (`rollout.changed_outside`, info, at every look), and a stable-100% write that
+met it was `rollback.write_conflict` ("nobody need act by hand")."""
 
 from __future__ import annotations
 
@@ -25,7 +28,8 @@ def _weights(api: Any) -> list[int]:
     return [d["weight"] for d in api.get(ISTIO, "virtualservices", "ml", "m0")["spec"]["http"][0]["route"]]
 
 
-def test_a_split_rollout_whose_look_writes_keep_failing_goes_to_stable_and_pages(world: Any) -> None:
+@pytest.mark.parametrize("code", [500, 409], ids=["500 (a webhook down)", "409 on every try (someone keeps editing)"])
+def test_a_split_rollout_whose_look_writes_keep_failing_goes_to_stable_and_pages(world: Any, code: int) -> None:
     api, op, custom, clock = world
     op.router.wait = tenacity.wait_none()  # the router's own retries: no real waits between them
     create(api, 0, "v2")
@@ -35,7 +39,7 @@ def test_a_split_rollout_whose_look_writes_keep_failing_goes_to_stable_and_pages
             break
     assert _weights(api) == [80, 20]
     caught_up(api, op)
-    api.fail_next(500, times=10**6, methods=("PUT",), plural="virtualservices")
+    api.fail_next(code, times=10**6, methods=("PUT",), plural="virtualservices")
     start = clock.t
     with capture_logs() as logs:
         for _ in range(60):  # 60 s of the controller's clock, a tick a second
