@@ -505,6 +505,14 @@ class Controller:
         if self.informers is not None:
             objs.clear()  # the looks read them again from the cache (`_fresh`)
         if any(isinstance(r, NotLeader) for r in results):
+            # the lease ran out during this tick (its last 50 ms: the fence refused a write): no look starts.
+            # Every rollout it took off the queue is due again at once. Left off, they were never ticked
+            # again when the renewal landed before the next tick (`tick` never saw a standby, so no new term
+            # touched them all): a claim never made, a split rollout's looks and rollback stopped, silently
+            if self.informers is not None:
+                now = self.clock.now()
+                for key in keys:
+                    self.queue.schedule(key, now)
             return
         active = [r for r in results if isinstance(r, _Active)]
         snap = self._snapshot(active)
