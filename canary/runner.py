@@ -27,9 +27,9 @@ from typing import Any, Callable, Protocol, TypeVar
 from canary import judged_marks
 from canary import rollout as rl
 from canary.analysis.judge import judge
-from canary.errors import (AlreadyStable, CanaryError, CanaryNotReady, ConfigError, GraceSpent, KubeUnavailable,
-                           NotFound, PodsNotReady, RollbackFailed, RolloutBusy, RoutingConflict, StableNotReady,
-                           TargetError, TrafficUnsafe, TransientError)
+from canary.errors import (AlreadyStable, CanaryError, CanaryNotReady, ConfigError, ConflictStorm, GraceSpent,
+                           KubeUnavailable, NotFound, PodsNotReady, RollbackFailed, RolloutBusy, RoutingConflict,
+                           StableNotReady, TargetError, TrafficUnsafe, TransientError)
 from canary.logs import get as get_logger
 from canary.metrics.base import MetricsProvider
 from canary.model import STABLE_ONLY, Target, check_version
@@ -258,6 +258,8 @@ class Runner:
                 try:
                     final = to_stable(self.router, self.target, current, reason=reason, log=self.log,
                                       now=self.clock.now(), expect=guard, end=end, retry=page)
+                except ConflictStorm:  # every try met 409, within to_stable's whole budget: a failure, not a decision
+                    raise
                 except RoutingConflict as exc:  # another writer recorded something since: read it again
                     conflict = exc
                     continue
