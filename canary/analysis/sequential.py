@@ -175,7 +175,13 @@ def log_mixture(s: float, i: float, rho: float = RHO) -> float:
     if i < 0 or rho <= 0:
         raise ValueError(f"information must be >= 0 and rho > 0, got I={i}, rho={rho}")
     v = i + rho
-    log_tail = cython_special.log_ndtr(s / math.sqrt(v))
+    x = s / math.sqrt(v)
+    if x < 0:
+        # exp(x^2/2) Phi(x) = erfcx(-x/sqrt 2)/2, computed as one number: the sum of x^2/2 and log Phi(x)
+        # cancels, and at x = -4e10 (a prior of S = -4.2e20 at I = 1e20, evidence *for* the canary) it read
+        # log M = +1e5, a FAIL at p = 0, or overflowed (ERROR "math range error"). M <= 1 for S <= 0.
+        return float(0.5 * math.log(rho / v) + math.log(cython_special.erfcx(-x / math.sqrt(2.0))))
+    log_tail = cython_special.log_ndtr(x)
     return float(math.log(2.0) + 0.5 * math.log(rho / v) + s * s / (2.0 * v) + log_tail)
 
 
@@ -191,7 +197,8 @@ def plausible(s: float, i: float) -> bool:
 
 def anytime_p(s: float, i: float, rho: float = RHO) -> float:
     """The anytime-valid p-value 1/M(S, I), capped at 1: P(it is ever <= a | within the limit) <= a."""
-    return float(min(1.0, math.exp(-log_mixture(s, i, rho))))
+    log_m = log_mixture(s, i, rho)
+    return float(math.exp(-log_m)) if log_m > 0 else 1.0  # M <= 1: p = 1 (exp(-log M) may overflow)
 
 
 def window_share(step: int, window: int) -> float:

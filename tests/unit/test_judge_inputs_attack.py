@@ -1,0 +1,65 @@
+"""Issue 9's defect kinds, attacked with inputs of `canary judge --input` that earlier sessions did not
+try (docs/decisions.md 132). Each test fails without its fix."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from canary.analysis import sequential as S
+from canary.analysis.judge import judge
+from canary.model import Outcome
+from canary.offline import parse_exported
+
+LATENCY = {"name": "lat", "kind": "latency", "quantile": 0.95, "max_increase_pct": 20}
+POLICY = {"steps": [10, 100], "analysis": {"interval": "5m", "look_every": "1m", "min_canary_requests": 100,
+                                           "alpha": 0.01}, "checks": [LATENCY]}
+BOUNDS = [round(5 * 1.05 ** i, 3) for i in range(100)]
+
+
+def _equal_arms() -> dict[str, dict[str, list[float | str]]]:
+    """A canary exactly as fast as stable on x1.05 buckets, 200,000 / 1,000,000 requests: shown within +20%."""
+    from scipy import stats
+
+    share = [float(stats.lognorm.cdf(b, 0.5, scale=100)) for b in BOUNDS] + [1.0]
+    return {arm: {"bounds": [*BOUNDS, "+Inf"], "counts": [round(p * n) for p in share]}
+            for arm, n in (("stable", 1_000_000), ("canary", 200_000))}
+
+
+def _judge(raw: dict) -> Outcome:
+    d = parse_exported(raw)
+    return judge(d.policy, d.measurements, prior=d.prior, window=d.window, pass_ratio=d.pass_ratio,
+                 canary_weight=d.canary_weight, step=d.step).outcome
+
+
+def test_overwhelming_evidence_for_the_canary_never_turns_into_a_rollback() -> None:
+    """Stronger evidence never turns a verdict the other way, at any magnitude the input accepts.
+    log M(S, I) summed S^2/(2(I+rho)) and log Phi(S/sqrt(I+rho)), which cancel: a prior of
+    S = -4.2e20 at I = 1e20 (accepted: S >= -3 sqrt(2) I) read log M = +1e5, a FAIL at p = 0; at
+    S = -4e149 it overflowed into ERROR "math range error"."""
+    for info in (1e4, 1e20, 1e150, 1e300):
+        assert S.log_mixture(-4.2 * info, info) <= 0.0
+        assert S.anytime_p(-4.2 * info, info) == 1.0
+    checks = {"lat": _equal_arms()}
+    assert _judge({"policy": POLICY, "checks": checks}) is Outcome.PASS
+    for info in (1e8, 1e20, 1e150, 1e300):
+        seen = []
+        for z in np.linspace(-4.2426, 40.0, 30):  # from the most favourable evidence the input accepts up
+            seen.append(_judge({"policy": POLICY, "checks": checks, "step": 0,
+                                "prior": {"lat/relative": [float(z * info), info]}}))
+        assert Outcome.ERROR not in seen, info
+        assert seen[0] is Outcome.PASS, info
+        order = [{Outcome.PASS: 0, Outcome.INCONCLUSIVE: 1, Outcome.FAIL: 2}[o] for o in seen]
+        assert order == sorted(order), (info, seen)  # more evidence of a breach: never back to a pass
+        assert seen[-1] is Outcome.FAIL
+
+
+def test_the_anytime_p_value_is_unchanged_where_it_was_exact() -> None:
+    """The fix computes the same M for S < 0 (where M <= 1, p = 1) and leaves S >= 0 alone."""
+    for s, i in ((-5.0, 100.0), (-300.0, 1e4), (0.0, 50.0), (120.0, 2_000.0)):
+        v = i + S.RHO
+        direct = math.log(2.0) + 0.5 * math.log(S.RHO / v) + s * s / (2 * v) + math.log(
+            0.5 * math.erfc(-s / math.sqrt(v) / math.sqrt(2)))
+        assert S.log_mixture(s, i) == pytest.approx(direct, rel=1e-9, abs=1e-12)
