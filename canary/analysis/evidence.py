@@ -334,8 +334,10 @@ def increase_within(x_s: float, n_s: float, x_c: float, n_c: float, *, margin: f
         return False, math.inf, "an arm has no requests"
     if margin >= 1:
         return True, 1.0, ""
-    if min(xs, ns - xs) >= _EXACT_BELOW and min(nc * xs, nc * (ns - xs)) >= _EXACT_BELOW * ns:
-        bound, how = _lr_upper(xs, ns, xc, nc, level), ""
+    lr = (_lr_upper(xs, ns, xc, nc, level)
+          if min(xs, ns - xs) >= _EXACT_BELOW and min(nc * xs, nc * (ns - xs)) >= _EXACT_BELOW * ns else None)
+    if lr is not None:
+        bound, how = lr, ""
     else:
         bound, how = _cp_upper(xc, nc, level / 2) - _cp_lower(xs, ns, level / 2), ", exact"
     if bound < margin:
@@ -348,8 +350,9 @@ def increase_within(x_s: float, n_s: float, x_c: float, n_c: float, *, margin: f
                           f"(level {level:.2g}{how})")
 
 
-def _lr_upper(xs: int, ns: int, xc: int, nc: int, level: float) -> float:
-    """The margin m at which the signed root of H0: p_c - p_s >= m has lower-tail p-value `level`."""
+def _lr_upper(xs: int, ns: int, xc: int, nc: int, level: float) -> float | None:
+    """The margin m at which the signed root of H0: p_c - p_s >= m has lower-tail p-value `level`;
+    None where the arithmetic cannot give it (the exact route is used instead)."""
     ps, pc = xs / ns, xc / nc
     z = float(-special.ndtri(level))
     full = _ll(xc, nc, pc) + _ll(xs, ns, ps)
@@ -362,6 +365,10 @@ def _lr_upper(xs: int, ns: int, xc: int, nc: int, level: float) -> float:
     lo, hi = pc - ps, 1.0 - ps - 1e-9
     if hi <= lo or excess(hi) < 0:
         return 1.0
+    if not excess(lo) < 0:
+        # at the estimate the statistic is 0 (excess -z): the restricted MLE lost its digits (arms 1e6
+        # and more times apart in size, 1e15 requests), and brentq's ValueError made the check ERROR
+        return None
     return float(brentq(excess, lo, hi, xtol=1e-7))
 
 

@@ -63,3 +63,20 @@ def test_the_anytime_p_value_is_unchanged_where_it_was_exact() -> None:
         direct = math.log(2.0) + 0.5 * math.log(S.RHO / v) + s * s / (2 * v) + math.log(
             0.5 * math.erfc(-s / math.sqrt(v) / math.sqrt(2)))
         assert S.log_mixture(s, i) == pytest.approx(direct, rel=1e-9, abs=1e-12)
+
+
+@pytest.mark.parametrize("stable, canary", [
+    ((100, 100_000), (0, 4_503_599_627_370_496)),           # 2**52 requests, none failed
+    ((670, 2_233), (0, 4_070_573_719_415_442)),
+    ((1_244_284, 12_442_836_226_684), (186, 3_729_121_404)),  # arms 3,000x apart, both below 2**53
+    ((35_490_331, 354_903_312_813_384), (0, 1_185_450_830)),
+])
+def test_an_error_rate_on_counts_far_apart_is_judged_not_an_error(stable, canary) -> None:
+    """Counts the input accepts (below 2**53) whose arms are 1e3-1e13 times apart in size: the
+    likelihood-ratio bound's restricted MLE lost its digits there, brentq found no sign change and
+    the check was ERROR "cannot judge: f(a) and f(b) must have different signs". The canary's rate
+    is below stable's: it is shown within (the exact Clopper-Pearson route where the LR one fails)."""
+    raw = {"policy": {**POLICY, "checks": [{"name": "e", "kind": "error_rate", "max_increase_points": 0.1}]},
+           "checks": {"e": {"stable": {"events": stable[0], "total": stable[1]},
+                            "canary": {"events": canary[0], "total": canary[1]}}}}
+    assert _judge(raw) is Outcome.PASS
