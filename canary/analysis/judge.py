@@ -619,7 +619,8 @@ def _unit_slip(stable: Histogram, canary: Histogram, level: float) -> tuple[str,
     if math.isfinite(s_lo) and s_lo > 0:
         if c_hi * FAR_FASTER <= s_lo:
             return (f"the canary's median latency is at most {c_hi:.3g} ms and the stable's at least {s_lo:.3g} ms: "
-                    f"{s_lo / c_hi:,.0f}x faster is read as one exporter writing seconds and the other "
+                    f"{f'{s_lo / c_hi:,.0f}x' if c_hi > 0 else 'that much'} faster is read as one exporter writing "
+                    "seconds and the other "
                     "milliseconds (latency bounds are milliseconds here), not as a release"), ""
         return "", ""
     if not stable.counts or not stable.counts[-1] > 0:

@@ -80,3 +80,15 @@ def test_an_error_rate_on_counts_far_apart_is_judged_not_an_error(stable, canary
            "checks": {"e": {"stable": {"events": stable[0], "total": stable[1]},
                             "canary": {"events": canary[0], "total": canary[1]}}}}
     assert _judge(raw) is Outcome.PASS
+
+
+def test_a_canary_median_at_a_zero_bound_still_fails_its_hard_ceiling() -> None:
+    """A layout with a 0 ms bound (`le="0"`), 60% of the canary's requests there and 40% above 1 s: the
+    unit-slip guard divided the stable's median by the canary's bound on it, 0, and the check was
+    ERROR "cannot judge: float division by zero" where its hard p99 ceiling is breached beyond doubt."""
+    bounds = [0, 10, 50, 100, 250, 1000, "+Inf"]
+    raw = {"policy": {**POLICY, "checks": [{"name": "lat", "kind": "latency", "quantile": 0.99, "max_ms": 250,
+                                            "hard": True}]},
+           "checks": {"lat": {"stable": {"bounds": bounds, "counts": [0, 0, 5000, 9900, 10000, 10000, 10000]},
+                              "canary": {"bounds": bounds, "counts": [600, 600, 600, 600, 600, 600, 1000]}}}}
+    assert _judge(raw) is Outcome.FAIL
