@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 # the cost of a ufunc call on a scalar (the judge makes a dozen such calls per check and look).
 from scipy.special import cython_special
 
-from canary.analysis.stats import KEY_QUANTUM
+from canary.analysis.stats import BDTR_MAX_N, KEY_QUANTUM, bdtr, bdtrc
 
 # Counts from this on go to the array path: none is that large, and below it Python's round() and
 # numpy's rint-then-int64 give the same integer (numpy's overflows further up, Python's does not).
@@ -76,12 +76,18 @@ class Arm:
 
     def p_above(self, j: int) -> float:
         """stats.p_quantile_above at finite bound j: P(Bin(n, q) <= k_j)."""
+        if self.n > BDTR_MAX_N:
+            return bdtr(self.k[j], self.n, self.q)
         return float(cython_special.bdtr(self.k[j], self.n, self.q))
 
     def p_at_most(self, j: int) -> float:
         """stats.p_quantile_at_most at finite bound j: P(Bin(n, q) >= k_j), 1 at k_j = 0."""
         k = self.k[j]
-        return float(cython_special.bdtrc(k - 1, self.n, self.q)) if k > 0 else 1.0
+        if k <= 0:
+            return 1.0
+        if self.n > BDTR_MAX_N:
+            return bdtrc(k - 1, self.n, self.q)
+        return float(cython_special.bdtrc(k - 1, self.n, self.q))
 
     def lower(self, level: float) -> float:
         """evidence.quantile_lower: the largest finite bound shown below the quantile, else 0.

@@ -15,7 +15,7 @@ from collections.abc import Callable
 import numpy as np
 from scipy import special
 
-from canary.analysis.stats import TestResult, chi2_sf, ncx2_sf
+from canary.analysis.stats import TestResult, bdtr, chi2_sf, ncx2_sf
 from canary.analysis.shown import beside, exact
 
 _MIN_EXPECTED = 5.0  # chi-square cells are merged until each arm expects this many
@@ -382,7 +382,7 @@ def _thin_upper(stable: list[float], canary: list[float], level: float) -> tuple
             t = round(x + y)
             # few observations, and fewer than equal arms would give that cell with any but a small
             # chance: P(at most this many of the cell's t | the arms equal) < level / (2 k)
-            if 1 <= round(few) < _THIN and special.bdtr(round(few), t, n_few / n_all) < level / (2 * k):
+            if 1 <= round(few) < _THIN and bdtr(round(few), t, n_few / n_all) < level / (2 * k):
                 thin.append(i)
                 break
     if not thin:

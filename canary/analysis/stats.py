@@ -144,6 +144,37 @@ def _ncx2_fast() -> Callable[..., float] | None:
                                ((300.0, 4.0, 150.0), 3.338767105327e-07)])
 
 
+# cephes' bdtr/bdtrc (scipy.special's) take the number of trials as a C int: from 2**31 on they
+# return NaN or work on n mod 2**32 (2**40 requests read as 0, and 1 of them under a bound "showed"
+# a p50 there). Larger arms (2**31 to 2**53 requests, which a window of a busy stable reaches) go to
+# the regularised incomplete beta function they are defined by, which takes real parameters.
+BDTR_MAX_N = 2**31 - 1
+
+
+def bdtr(k: int, n: int, p: float) -> float:
+    """P(Bin(n, p) <= k) for integer k and n >= 0: cython_special.bdtr(k, n, p) up to BDTR_MAX_N
+    trials, I_(1-p)(n - k, k + 1) beyond (computed as betaincc(k + 1, n - k, p))."""
+    if n <= BDTR_MAX_N:
+        return float(cython_special.bdtr(k, n, p))
+    if k < 0:
+        return 0.0
+    if k >= n:
+        return 1.0
+    return float(cython_special.betaincc(float(k + 1), float(n - k), p))
+
+
+def bdtrc(k: int, n: int, p: float) -> float:
+    """P(Bin(n, p) > k) for integer k and n >= 0: cython_special.bdtrc(k, n, p) up to BDTR_MAX_N
+    trials, I_p(k + 1, n - k) beyond."""
+    if n <= BDTR_MAX_N:
+        return float(cython_special.bdtrc(k, n, p))
+    if k < 0:
+        return 1.0
+    if k >= n:
+        return 0.0
+    return float(cython_special.betainc(float(k + 1), float(n - k), p))
+
+
 def norm_sf(z: float) -> float:
     """P(N(0,1) > z): scipy.stats.norm.sf(z), which is ndtr(-z) (also at +-inf and NaN)."""
     return float(cython_special.ndtr(-z))
@@ -307,11 +338,16 @@ def p_quantile_at_most(k: np.ndarray, n: int, q: float) -> np.ndarray:
 
     `k` integer counts <= b at some bounds, `n` the total; `quantile_pvalues`' first half.
     """
+    if n > BDTR_MAX_N:  # cephes' n is a C int (`bdtrc`)
+        return np.array([bdtrc(int(x) - 1, n, q) if x > 0 else 1.0 for x in np.asarray(k).ravel()],
+                        dtype=float).reshape(np.shape(k))
     return np.asarray(np.where(k > 0, special.bdtrc(np.maximum(k - 1, 0), n, q), 1.0), dtype=float)
 
 
 def p_quantile_above(k: np.ndarray, n: int, q: float) -> np.ndarray:
     """P(Bin(n, q) <= k) per count k: small where the counts show F(b) < q; `quantile_pvalues`' second half."""
+    if n > BDTR_MAX_N:  # cephes' n is a C int (`bdtr`)
+        return np.array([bdtr(int(x), n, q) for x in np.asarray(k).ravel()], dtype=float).reshape(np.shape(k))
     return np.asarray(special.bdtr(k, n, q), dtype=float)
 
 

@@ -92,3 +92,44 @@ def test_a_canary_median_at_a_zero_bound_still_fails_its_hard_ceiling() -> None:
            "checks": {"lat": {"stable": {"bounds": bounds, "counts": [0, 0, 5000, 9900, 10000, 10000, 10000]},
                               "canary": {"bounds": bounds, "counts": [600, 600, 600, 600, 600, 600, 1000]}}}}
     assert _judge(raw) is Outcome.FAIL
+
+
+def test_binomial_tails_beyond_two_billion_trials_are_not_wrapped() -> None:
+    """scipy's cephes bdtr/bdtrc take the trial count as a C int: from 2**31 on NaN, or n mod 2**32."""
+    from scipy import stats as st
+
+    from canary.analysis import stats
+
+    for n in (2**31, 2**32 + 10, 3 * 10**9, 2**40, 2**52):
+        for q in (0.5, 0.95, 0.99):
+            k = int(n * q - 3 * math.sqrt(n * q * (1 - q)))
+            assert stats.bdtr(k, n, q) == pytest.approx(float(st.binom.cdf(k, n, q)), rel=1e-6)
+            assert stats.bdtrc(k, n, q) == pytest.approx(float(st.binom.sf(k, n, q)), rel=1e-6)
+        assert float(stats.p_quantile_at_most(np.array([1]), n, 0.5)[0]) == 1.0  # 1 of n under: nothing shown
+
+
+@pytest.mark.parametrize("n", [2**31 - 1, 2**31, 2**32 + 10, 3 * 10**9, 2**40])
+def test_an_arm_of_billions_of_requests_is_judged_as_one_of_millions(n: int) -> None:
+    """A canary of 2**31 requests or more, every one above 200 ms, against `max_ms: 100` at p95: it
+    FAILed at 2**31 - 1 requests and was INCONCLUSIVE from 2**31 on (more evidence, a weaker verdict);
+    one of 2**40 requests under 0.5 ms 'showed' its p50 below a 1 ms ceiling, and PASSed."""
+    policy = {**POLICY, "checks": [{"name": "lat", "kind": "latency", "quantile": 0.95, "max_ms": 100}]}
+    slow = {"policy": policy, "checks": {"lat": {"stable": {"error": "no series"},
+                                                 "canary": {"bounds": [100, 200, "+Inf"], "counts": [11, 12, n]}}}}
+    assert _judge(slow) is Outcome.FAIL
+    policy = {**POLICY, "checks": [{"name": "lat", "kind": "latency", "quantile": 0.5, "max_ms": 1}]}
+    one_fast = {"policy": policy, "checks": {"lat": {"stable": {"error": "no series"},
+                                                     "canary": {"bounds": [0.5, "+Inf"], "counts": [1, n]}}}}
+    assert _judge(one_fast) is not Outcome.PASS
+
+
+def test_a_thin_prediction_cell_against_a_stable_of_a_trillion_is_still_thin() -> None:
+    """Two canary predictions in a bucket where the stable has 45% of 1e12: the share they rest on is
+    not known (`shift._thin_upper`), whatever the stable's size. Its test (cephes' bdtr on the cell's
+    count over both arms, 4.5e11) wrapped and passed the canary at PSI upper 4.8 < 5."""
+    policy = {**POLICY, "checks": [{"name": "x", "kind": "prediction_shift", "max_psi": 5}]}
+    for n in (10**8, 10**12):
+        raw = {"policy": policy, "checks": {"x": {
+            "stable": {"bounds": [0.1, 0.5, "+Inf"], "counts": [n // 20, n // 2, n]},
+            "canary": {"bounds": [0.1, 0.5, "+Inf"], "counts": [50, 52, 20000]}}}}
+        assert _judge(raw) is Outcome.INCONCLUSIVE, n
