@@ -18,6 +18,7 @@ saw. The format is documented in docs/judge.md:
         | {"events": x, "total": y}                                  counts
         | {"value": v, "n": n}                                       scalar
         | {"error": "message"}                                       could not measure
+    (the stable arm absent or null: its series does not exist, read as {"error"})
 
 Every problem is a ConfigError naming the file and the field.
 """
@@ -139,6 +140,13 @@ def parse_exported(raw: Any, *, file: str = "<input>", base: Path | None = None)
             raise _bad(file, f"{field}.{extra[0]}", "unknown key (typo?)")
         arms = []
         for arm in ("stable", "canary"):
+            if arm == "stable" and entry.get(arm) is None:
+                # no stable series (absent or null): read as the judge reads a stable that was not measured,
+                # so limits on the canary alone (max_ms, max_rate_pct, max_value) are judged (issue 9,
+                # defect 5); it was "missing", exit 2, for a canary over its max_value
+                arms.append(NoData(f"{field}.stable: {'null' if arm in entry else 'absent'} in the input "
+                                   "(no stable series)"))
+                continue
             if arm not in entry:
                 raise _bad(file, f"{field}.{arm}", "missing")
             if (isinstance(entry[arm], dict) and "requests" in entry[arm]

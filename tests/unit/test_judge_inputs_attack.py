@@ -133,3 +133,20 @@ def test_a_thin_prediction_cell_against_a_stable_of_a_trillion_is_still_thin() -
             "stable": {"bounds": [0.1, 0.5, "+Inf"], "counts": [n // 20, n // 2, n]},
             "canary": {"bounds": [0.1, 0.5, "+Inf"], "counts": [50, 52, 20000]}}}}
         assert _judge(raw) is Outcome.INCONCLUSIVE, n
+
+
+@pytest.mark.parametrize("stable", ["absent", None])
+def test_a_custom_max_value_needs_no_stable_arm_in_the_input(stable) -> None:
+    """Issue 9, defect 5, as an input writes it: a custom check with only `max_value` whose stable
+    series does not exist, left out of the file or null. It was bad input ("checks.c.stable: missing",
+    exit 2) where the canary, over its limit, must FAIL; a relative limit stays ERROR."""
+    policy = {**POLICY, "checks": [{"name": "c", "kind": "custom", "query": 'x{version="{version}"}', "max_value": 3,
+                                    "hard": True}]}
+    entry: dict = {"canary": {"value": 5}} if stable == "absent" else {"stable": None, "canary": {"value": 5}}
+    assert _judge({"policy": policy, "checks": {"c": entry}}) is Outcome.FAIL
+    entry["canary"] = {"value": 1}
+    assert _judge({"policy": policy, "checks": {"c": entry}}) is Outcome.PASS
+    relative = {**POLICY, "checks": [{"name": "c", "kind": "custom", "query": 'x{version="{version}"}', "max_ratio": 2}]}
+    assert _judge({"policy": relative, "checks": {"c": entry}}) is Outcome.ERROR
+    with pytest.raises(Exception, match=r"checks\.c\.canary: missing"):
+        parse_exported({"policy": policy, "checks": {"c": {"stable": {"value": 1}}}})
