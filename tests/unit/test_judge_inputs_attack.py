@@ -146,7 +146,8 @@ def test_a_custom_max_value_needs_no_stable_arm_in_the_input(stable) -> None:
     assert _judge({"policy": policy, "checks": {"c": entry}}) is Outcome.FAIL
     entry["canary"] = {"value": 1}
     assert _judge({"policy": policy, "checks": {"c": entry}}) is Outcome.PASS
-    relative = {**POLICY, "checks": [{"name": "c", "kind": "custom", "query": 'x{version="{version}"}', "max_ratio": 2}]}
+    relative = {**POLICY, "checks": [{"name": "c", "kind": "custom", "query": 'x{version="{version}"}',
+                                      "max_ratio": 2}]}
     assert _judge({"policy": relative, "checks": {"c": entry}}) is Outcome.ERROR
     with pytest.raises(Exception, match=r"checks\.c\.canary: missing"):
         parse_exported({"policy": policy, "checks": {"c": {"stable": {"value": 1}}}})
