@@ -232,7 +232,9 @@ class Controller:
         self._seen: dict[str, tuple[str, float]] = {}  # VirtualService -> (record fingerprint, first seen at)
         # rollout key -> (the end it tried to write, its actions): a write that would have ended a rollout
         # failed, perhaps having landed (a response lost); the next tick announces it if the route records it
-        self._unconfirmed: dict[str, tuple[rl.RolloutState, list[rl.Action]]] = {}
+        # an end decided and not known to have landed: (its state, its actions, the record text its write was
+        # guarded on: the decision stands only while the route still reads so, decision 135)
+        self._unconfirmed: dict[str, tuple[rl.RolloutState, list[rl.Action], str | None]] = {}
         # rollout key -> its stable-100% write failing since (`_retry`): a warning until ROLLBACK_PAGE_AFTER_S, then
         # the page once; forgotten when a write lands or the route records the rollout ended
         self._stable_failing: dict[str, _StableFailing] = {}
@@ -736,10 +738,23 @@ class Controller:
             self._status(obj, spec, state)
             return None
         unconfirmed = self._unconfirmed.pop(spec.key, None)
+        if (unconfirmed is not None and not state.terminal and _decided_for(unconfirmed[0], state)
+                and status.state == unconfirmed[2]):
+            # a rollback decided at an earlier tick (a failing look's, the failure budget's stable 100%) whose write
+            # failed, over a record nobody changed since (another leader's ticks would have): that end stands,
+            # written now before any look. The rollout went on instead, to a promotion on its later looks, after
+            # the page had said stable 100% (decision 135). A promotion's finish is left to the normal path
+            ended, actions = _decided_again(unconfirmed[0], state, now)
+            log.warning("rollout.end_stands", phase=ended.phase, reason=ended.reason, weights=str(state.weights),
+                        note="decided at an earlier tick whose write failed; written now, before any further look")
+            state, _ = self._do(spec, ended, actions, expect=status.state, log=log)
+            self._known[spec.key] = _Known(spec, state)
+            self._status(obj, spec, state)
+            return None
         if state.terminal:
             self._stable_failing.pop(spec.key, None)  # ended: a stable-100% write failing before is over
             if unconfirmed is not None:
-                self._confirm_end(spec, state, *unconfirmed, log=log)
+                self._confirm_end(spec, state, unconfirmed[0], unconfirmed[1], log=log)
             old = obj.get("status") or {}
             if state.reason.endswith(RESTARTS) and old.get("phase") in rl.TERMINAL and old.get("reason"):
                 # superseded to start again, then ended for good before it did (a series edit while the
@@ -1079,7 +1094,7 @@ class Controller:
                 self._stable_tried(spec.key, state, retry, None if texts else exc)
             if state.terminal and not isinstance(exc, RoutingConflict):  # it may have landed with its answer
                 # lost (a guarded write refused did not): `_confirm_end` reads the route at the next tick
-                self._unconfirmed[spec.key] = (state, actions)
+                self._unconfirmed[spec.key] = (state, actions, expect)
             raise
         if retry is not None:
             self._stable_tried(spec.key, state, retry, None)
@@ -1679,7 +1694,7 @@ class Controller:
             tried = self._unconfirmed.get(key)
             if tried is not None and tried[0].to_json() == rec.to_json():  # our own end, its answer lost: landed
                 self._unconfirmed.pop(key, None)
-                self._confirm_end(spec, rec, *tried, log=self._rollout_log(spec, rec))
+                self._confirm_end(spec, rec, tried[0], tried[1], log=self._rollout_log(spec, rec))
             else:
                 self.log.info("rollout.ended_elsewhere", rollout=key, recorded_phase=rec.phase,
                               canary_version=rec.canary_version, error=reason[:300])
@@ -1692,8 +1707,8 @@ class Controller:
         try:
             new = self._to_stable(key, spec.target, state, reason=reason[:500], log=log, now=now, expect=read)
         except CanaryError:  # rollback.retrying (or its page) is logged; the next tick tries again, or finds it landed
-            self._unconfirmed[key] = rl.transition(state, rl.Rollback(now, reason[:500], aborted=True),
-                                                   None)  # type: ignore[arg-type]
+            self._unconfirmed[key] = (*rl.transition(state, rl.Rollback(now, reason[:500], aborted=True),
+                                                     None), read)  # type: ignore[arg-type]
             return
         self._observe(spec, new)
         self._known[key] = _Known(spec, new)
@@ -2199,6 +2214,23 @@ def _recorded_dr(rec: rl.RolloutState, vs: str) -> str:
     before) is the VirtualService's name, as the field has meant since it was recorded. Never the
     spec's: an edit of spec.destinationRule made while no status of the rollout landed is an edit."""
     return rec.destination_rule or vs
+
+
+def _decided_for(decided: rl.RolloutState, recorded: rl.RolloutState) -> bool:
+    """Whether `decided`, a rollback this process decided and could not write (`Controller._unconfirmed`), was
+    decided for the rollout the route still records in progress (`recorded`): the same rollout (canary
+    version, start, owner), not one started since or another owner's. A promotion's finish is not one."""
+    return (decided.phase in (rl.ROLLED_BACK, rl.ABORTED) and not recorded.terminal
+            and decided.canary_version == recorded.canary_version and decided.started_at == recorded.started_at
+            and decided.owner == recorded.owner)
+
+
+def _decided_again(decided: rl.RolloutState, recorded: rl.RolloutState,
+                   now: float) -> tuple[rl.RolloutState, list[rl.Action]]:
+    """The rollback `decided` (rolled back or aborted), made again from the state the route records now, with its
+    phase and reason."""
+    return rl.transition(recorded, rl.Rollback(now, decided.reason, aborted=decided.phase == rl.ABORTED),
+                         None)  # type: ignore[arg-type]
 
 
 def _drove(obj: dict[str, Any]) -> tuple[str, str, str, str] | None:

@@ -569,14 +569,15 @@ def _point(router: TrafficRouter, target: Target, state: rl.RolloutState, action
     except NotLeader:  # refused by the fence, nothing written: the caller stops (it was a RollbackFailed)
         raise
     except CanaryError as exc:
-        if isinstance(exc, RoutingConflict) and "guard" in kw:
+        storm = isinstance(exc, ConflictStorm)  # 409 at every try: nobody's decision, a failed write (decision 135)
+        if isinstance(exc, RoutingConflict) and not storm and "guard" in kw:
             # guarded: another writer recorded a decision before this write could land; nothing was written
             # (a rollback's pointing before its weights: no weights either), and the caller reads the route
             # again (adopts that decision, or leaves another owner's rollout alone), as for its weights
             if report_failure and rollback:
                 log.warning("rollback.write_conflict", error=str(exc), reason=state.reason)
             raise
-        if rollback and not stable_written and not isinstance(exc, RoutingConflict):
+        if rollback and not stable_written and (storm or not isinstance(exc, RoutingConflict)):
             # re-pointing before the weights (a rollback from PROMOTING, the stable subset perhaps on the
             # canary version already): nothing was written, and stable 100% is not written either, or
             # the route would record a rollback while the canary version serves everything

@@ -56,3 +56,90 @@ def test_a_split_rollout_whose_look_writes_keep_failing_goes_to_stable_and_pages
     assert paged[0]["failing_for_s"] >= controller_mod.ROLLBACK_PAGE_AFTER_S
     # not before the failure budget: the first stable-100% attempt came FAILURE_BUDGET_S after the first failure
     assert op._stable_failing["ml/r0"].since - start >= controller_mod.FAILURE_BUDGET_S - 1
+
+
+@pytest.mark.parametrize("meanwhile", ["nothing", "another leader wrote"])
+def test_the_failure_budgets_stable_100_stands_when_the_api_answers_again(world: Any, meanwhile: str) -> None:
+    """Decision 135 (the attack's leftover). The failure budget decided stable 100% and paged; its write
+    failed while the VirtualService writes were refused. When they were answered again, the decided end was
+    dropped (`_unconfirmed` popped and ignored while the route still recorded the rollout in progress), the
+    rollout went on judging, and could reach its promotion after the page had said stable 100%. Now the
+    decided end stands: the first tick that can write writes it (`rollout.end_stands`), before any look."""
+    api, op, custom, clock = world
+    op.router.wait = tenacity.wait_none()
+    create(api, 0, "v2")
+    for _ in range(30):
+        step(api, op, clock)
+        if status(api, "r0").get("phase") == rl.PROGRESSING and _weights(api)[1] > 0:
+            break
+    assert _weights(api) == [80, 20]
+    caught_up(api, op)
+    api.fail_next(500, times=10**6, methods=("PUT",), plural="virtualservices")
+    with capture_logs() as logs:
+        for _ in range(60):
+            op.tick()
+            clock.t += 1.0
+    assert [e for e in logs if e["event"] == "rollback.failed"]  # paged: stable 100% was decided
+    api.handler.faults.clear()  # the webhook is back
+    if meanwhile != "nothing":  # the record changed since the decision (another replica led and looked): not stale
+        import json
+
+        def touched(vs: dict[str, Any]) -> None:
+            ann = vs["metadata"]["annotations"]
+            rec = json.loads(ann["modelcanary.dev/rollout"])
+            ann["modelcanary.dev/rollout"] = json.dumps({**rec, "updated_at": rec["updated_at"] + 1})
+        api.edit(ISTIO, "virtualservices", "ml", "m0", touched)
+    with capture_logs() as logs:
+        for _ in range(30):
+            step(api, op, clock)
+            if _weights(api) == [100, 0]:
+                break
+    if meanwhile != "nothing":
+        assert not [e for e in logs if e["event"] == "rollout.end_stands"]
+        return
+    assert _weights(api) == [100, 0], [(e["event"], e.get("phase"), e.get("error", "")[:80]) for e in logs if e["event"] != "metrics.query_ok"]
+    assert status(api, "r0").get("phase") == rl.ABORTED, status(api, "r0")
+    stands = [e for e in logs if e["event"] == "rollout.end_stands"]
+    assert len(stands) == 1 and stands[0]["phase"] == rl.ABORTED, [e["event"] for e in logs]
+    looks = [i for i, e in enumerate(logs) if e["event"] == "look.completed"]
+    assert not looks or looks[0] > logs.index(stands[0])  # no look judged before the decided end was written
+
+
+@pytest.mark.parametrize("guarded", [True, False], ids=["guarded (controller, promote's fail-safe)", "canary rollback"])
+def test_a_409_storm_on_the_stable_subset_before_the_weights_pages_and_moves_nothing(guarded: bool) -> None:
+    """The review of decision 133. A rollback from PROMOTING points the stable subset back before it writes
+    the weights. Something rewrote the DestinationRule at every change (a GitOps self-heal): every try met 409,
+    a ConflictStorm. Guarded, `_point` took it for another writer's decision (the warning
+    `rollback.write_conflict`, "nobody need act"), at every tick, while the canary served all traffic; unguarded
+    it paged "the weights send 100% to the stable subset", which were never written. Now it is a failed write
+    that wrote nothing: the page says so, and the weights are untouched."""
+    from canary.errors import RollbackFailed
+    from canary.logs import get
+    from canary.model import Target, Weights
+    from canary.reconcile import Retry, to_stable
+    from canary.routing.istio import IstioRouter
+    from tests import fleet
+
+    api = fleet.start_api(1)
+    try:
+        router = IstioRouter(api.api_client(), wait=tenacity.wait_none())
+        t = Target(namespace="ml", virtual_service="m0", model="m0", stable_version="v1", canary_version="v2")
+        promoting = rl.RolloutState(model="m0", stable_version="v1", canary_version="v2", phase=rl.PROMOTING,
+                                    weights=Weights(0, 100), step=2, started_at=1.0, updated_at=1.0, owner="promote/x")
+        router.point_subset(t, "canary", "v2")
+        router.point_subset(t, "stable", "v2")  # a promotion half-way: the stable subset on the new version
+        router.set_weights(t, Weights(0, 100), state=promoting.to_json())
+        api.fail_next(409, times=10**6, methods=("PUT", "PATCH"), plural="destinationrules")
+        with capture_logs() as logs, pytest.raises(RollbackFailed) as got:
+            to_stable(router, t, promoting, reason="failed: the look's write", log=get(), now=2.0, budget_s=0.0,
+                      expect=promoting.to_json() if guarded else ..., retry=Retry(page=True))
+        api.handler.faults.clear()
+        assert "nothing was written" in str(got.value), str(got.value)
+        pages = [e for e in logs if e["log_level"] == "critical"]
+        assert [e["event"] for e in pages] == ["rollback.failed"], [(e["event"], e["log_level"]) for e in logs]
+        assert "nothing was written" in pages[0]["error"] and "100% to the stable subset" not in str(pages[0])
+        assert not [e for e in logs if e["event"] == "rollback.write_conflict"]
+        vs = api.get(ISTIO, "virtualservices", "ml", "m0")
+        assert [d["weight"] for d in vs["spec"]["http"][0]["route"]] == [0, 100]  # as they were
+    finally:
+        api.stop()
