@@ -20,16 +20,16 @@ REF = 5_000  # training rows
 F = D.FeatureDrift("f", "numeric", "wasserstein", 0.01, 0.1, False, 0.1, REF, 150)
 
 
-def _evaluations(rates: list[float], per_h: float, seed: int) -> list[list[str]]:
+def _evaluations(rates: list[float], per_h: float, seed: int, ref_rate: float = 0.1) -> list[list[str]]:
     """Every 5 minutes, the last hour's missing count of a feature missing at `rates[slot]` (one rate per
-    5-minute slot) against 10% in training: the alerts each evaluation made."""
+    5-minute slot) against `ref_rate` in training: the alerts each evaluation made."""
     rng = np.random.default_rng(seed)
     n = rng.poisson(per_h / 12, len(rates))
     miss = rng.binomial(n, rates)
     s, out = M.MonitorState("m", "v"), []
     for i in range(12, len(rates)):
         total, gone = float(n[i - 12:i].sum()), float(miss[i - 12:i].sum())
-        m = D.missing_shift("f", ref_missing=REF * 0.1, ref_present=REF * 0.9, live_missing=gone,
+        m = D.missing_shift("f", ref_missing=REF * ref_rate, ref_present=REF * (1 - ref_rate), live_missing=gone,
                             live_present=total - gone)
         compared = (F,) if total - gone >= 100 else ()
         s, acts = M.step(s, D.DatasetDrift(compared, 0.0, False, (m,)), i * 300.0, M.MonitorConfig(quiet_s=0),
@@ -59,3 +59,22 @@ def test_a_feature_with_too_few_present_values_is_not_arriving_only_beyond_doubt
     assert D.DatasetDrift((), 0.0, False, (noisy,)).not_arriving() == ()  # too little to judge, not gone
     stopped = D.missing_shift("f", ref_missing=500, ref_present=4_500, live_missing=110, live_present=0)
     assert D.DatasetDrift((), 0.0, False, (stopped,)).not_arriving() == ("f",)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_feature_that_stops_arriving_at_modest_traffic_is_alerted_within_hours(seed: int) -> None:
+    """Decision 136 (the review of 134). At 60 requests an hour a feature missing in 80% of training rows stops
+    arriving (100%): the pooled normal approximation put 60 of 60 missing at p 5e-5, not beyond doubt, and the
+    first alert came 2.8 to 20 hours later. Fisher's exact test gives 1.6e-6: alerted within about two hours."""
+    day = 24 * 12
+    ev = _evaluations([0.8] * day + [1.0] * day, 60, seed=seed, ref_rate=0.8)
+    first = next(i for i, e in enumerate(ev) if "drift.features_missing" in e)
+    assert day - 12 <= first <= day - 12 + 3 * 12, first  # within three hours of the change
+
+
+def test_a_rare_missing_value_at_low_traffic_is_no_alert() -> None:
+    """Decision 136. A feature missing in 0.1% of training rows, at 60 requests an hour: one missing value in
+    an hour's 60 is p 0.06 exactly; the normal approximation said about 1e-15, beyond doubt, an alert."""
+    one = D.missing_shift("f", ref_missing=5, ref_present=4_995, live_missing=1, live_present=59)
+    assert one.p_value > D.MISSING_SURE_P
+    assert [e for ev in _evaluations([0.001] * 24 * 28 * 12, 60, seed=0, ref_rate=0.001) for e in ev] == []
