@@ -1175,8 +1175,7 @@ class Controller:
         # no query at all on ticks where no look is due and every step already has its step-start snapshot
         if self.batch is None or not any(a.due or not has_step_start(a) for a in active):
             return None
-        from canary.metrics.batch import Snapshot, Want
-        from canary.metrics.snapshot import PackedSnapshot
+        from canary.metrics.batch import Want
 
         local = self.clock.now()
         try:
@@ -1205,28 +1204,39 @@ class Controller:
         for a in active:
             if has_step_start(a):
                 continue
-            spec, state, obj = a.spec, a.state, self._fresh(a.obj)
-            bind = self._binding(state)
-            saved = self._saved_step_start(obj, bind)
-            if saved is not None:
-                try:
-                    saved_snap = Snapshot.from_dict(saved).check_step_start(
-                        spec.target, step_started_at=state.step_started_at)
-                    if rl.reaches_back(state, saved_snap.taken_at):
-                        raise ValueError(f"taken at {saved_snap.taken_at:.3f}, before the open window's data start "
-                                         f"({state.window_from:.3f}): a restart opened a new window since, and "
-                                         "the data before it are pooled already")
-                    self._step_starts[spec.key] = (bind, PackedSnapshot(saved_snap))
-                    continue
-                except (ValueError, TypeError, KeyError, ConfigError) as exc:
-                    self.log.info("step_start.unusable", rollout=spec.key, error=str(exc))
-            if local < state.step_started_at - self._slack(spec):  # both on the controller's clock
-                continue  # taken well before the step began: the next snapshot starts it
             try:
-                self._patch_status(obj, {"stepStart": self._step_start(spec, state, snap)})
-            except Exception as exc:  # only an optimisation for restarts
-                self.log.info("step_start.not_persisted", rollout=spec.key, error=str(exc))
+                self._take_step_start(a, snap, local)
+            except Exception as exc:  # a bug in one rollout's step start: that rollout fails, the others' looks go on
+                self.log.error("step_start.failed", rollout=a.spec.key, error=f"{type(exc).__name__}: {exc}"[:300])
+                self._failed(a.obj, exc)
         return snap
+
+    def _take_step_start(self, a: _Active, snap: Any, local: float) -> None:
+        """Rollout `a`'s step-start snapshot, from its status when bound to it, else `snap` (see `_snapshot`)."""
+        from canary.metrics.batch import Snapshot
+        from canary.metrics.snapshot import PackedSnapshot
+
+        spec, state, obj = a.spec, a.state, self._fresh(a.obj)
+        bind = self._binding(state)
+        saved = self._saved_step_start(obj, bind)
+        if saved is not None:
+            try:
+                saved_snap = Snapshot.from_dict(saved).check_step_start(
+                    spec.target, step_started_at=state.step_started_at)
+                if rl.reaches_back(state, saved_snap.taken_at):
+                    raise ValueError(f"taken at {saved_snap.taken_at:.3f}, before the open window's data start "
+                                     f"({state.window_from:.3f}): a restart opened a new window since, and "
+                                     "the data before it are pooled already")
+                self._step_starts[spec.key] = (bind, PackedSnapshot(saved_snap))
+                return
+            except (ValueError, TypeError, KeyError, ConfigError) as exc:
+                self.log.info("step_start.unusable", rollout=spec.key, error=str(exc))
+        if local < state.step_started_at - self._slack(spec):  # both on the controller's clock
+            return  # taken well before the step began: the next snapshot starts it
+        try:
+            self._patch_status(obj, {"stepStart": self._step_start(spec, state, snap)})
+        except Exception as exc:  # only an optimisation for restarts
+            self.log.info("step_start.not_persisted", rollout=spec.key, error=str(exc))
 
     def _deleted(self, obj: dict[str, Any]) -> None:
         """A CanaryRollout being deleted (our finalizer keeps it until this ran): the rollout it drives,

@@ -69,3 +69,38 @@ def test_a_bug_escaping_a_tick_leaves_its_rollouts_due(world: Any, monkeypatch: 
         if status(api, "r0").get("phase") in rl.TERMINAL:
             break
     assert calls[0] > 1 and status(api, "r0")["phase"] == rl.PROMOTED, status(api, "r0")
+
+
+def test_a_bug_taking_one_rollouts_step_start_fails_that_rollout_not_the_tick(world: Any,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """The review of decision 133 (d). After the batched snapshot, each rollout without a step start takes
+    one; an unexpected error there (a bug) escaped the whole tick before any look ran: re-queued, it did so
+    again every tick, the split stayed, and `tick.failed` was all that was said. Now that rollout's tick fails
+    as any other (`step_start.failed`; a split one goes to stable 100%), and nothing else is held up."""
+    from canary import controller as controller_mod
+    from structlog.testing import capture_logs
+    from tests.integration.test_controller_watch import caught_up, create, status, step
+
+    api, op, custom, clock = world
+    create(api, 0, "v2")
+    for _ in range(30):
+        step(api, op, clock)
+        if status(api, "r0").get("phase") == rl.PROGRESSING and _weights(api)[1] > 0:
+            break
+    assert _weights(api) == [80, 20]
+    caught_up(api, op)
+    op._step_starts.clear()  # as after a restart: the step start is taken again
+    real = controller_mod.Controller._binding
+
+    def broken(self: Any, state: Any) -> Any:
+        if state.canary_version == "v2":
+            raise AttributeError("'NoneType' object has no attribute 'taken_at'")
+        return real(self, state)
+    monkeypatch.setattr(controller_mod.Controller, "_binding", broken)
+    with capture_logs() as logs:
+        for _ in range(5):
+            step(api, op, clock)
+    failed = [e for e in logs if e["event"] == "step_start.failed"]
+    assert failed and "AttributeError" in failed[0]["error"], [e["event"] for e in logs]
+    assert not [e for e in logs if e["event"] == "tick.failed"]
+    assert _weights(api) == [100, 0] and status(api, "r0").get("phase") == rl.ABORTED
