@@ -79,16 +79,11 @@ def test_a_bug_taking_one_rollouts_step_start_fails_that_rollout_not_the_tick(wo
     as any other (`step_start.failed`; a split one goes to stable 100%), and nothing else is held up."""
     from canary import controller as controller_mod
     from structlog.testing import capture_logs
-    from tests.integration.test_controller_watch import caught_up, create, status, step
+    from tests.integration.test_controller_watch import status, step
+    from tests.integration.test_controller_write_outage import at_first_step
 
     api, op, custom, clock = world
-    create(api, 0, "v2")
-    for _ in range(30):
-        step(api, op, clock)
-        if status(api, "r0").get("phase") == rl.PROGRESSING and _weights(api)[1] > 0:
-            break
-    assert _weights(api) == [80, 20]
-    caught_up(api, op)
+    at_first_step(api, op, clock)
     op._step_starts.clear()  # as after a restart: the step start is taken again
     real = controller_mod.Controller._binding
 

@@ -28,10 +28,9 @@ def _weights(api: Any) -> list[int]:
     return [d["weight"] for d in api.get(ISTIO, "virtualservices", "ml", "m0")["spec"]["http"][0]["route"]]
 
 
-@pytest.mark.parametrize("code", [500, 409], ids=["500 (a webhook down)", "409 on every try (someone keeps editing)"])
-def test_a_split_rollout_whose_look_writes_keep_failing_goes_to_stable_and_pages(world: Any, code: int) -> None:
-    api, op, custom, clock = world
-    op.router.wait = tenacity.wait_none()  # the router's own retries: no real waits between them
+def at_first_step(api: Any, op: Any, clock: Any) -> None:
+    """CanaryRollout r0 (v2 on m0) driven by the controller `op` until its canary has 20%, the informers
+    caught up."""
     create(api, 0, "v2")
     for _ in range(30):
         step(api, op, clock)
@@ -39,6 +38,13 @@ def test_a_split_rollout_whose_look_writes_keep_failing_goes_to_stable_and_pages
             break
     assert _weights(api) == [80, 20]
     caught_up(api, op)
+
+
+@pytest.mark.parametrize("code", [500, 409], ids=["500 (a webhook down)", "409 on every try (someone keeps editing)"])
+def test_a_split_rollout_whose_look_writes_keep_failing_goes_to_stable_and_pages(world: Any, code: int) -> None:
+    api, op, custom, clock = world
+    op.router.wait = tenacity.wait_none()  # the router's own retries: no real waits between them
+    at_first_step(api, op, clock)
     api.fail_next(code, times=10**6, methods=("PUT",), plural="virtualservices")
     start = clock.t
     with capture_logs() as logs:
@@ -67,13 +73,7 @@ def test_the_failure_budgets_stable_100_stands_when_the_api_answers_again(world:
     decided end stands: the first tick that can write writes it (`rollout.end_stands`), before any look."""
     api, op, custom, clock = world
     op.router.wait = tenacity.wait_none()
-    create(api, 0, "v2")
-    for _ in range(30):
-        step(api, op, clock)
-        if status(api, "r0").get("phase") == rl.PROGRESSING and _weights(api)[1] > 0:
-            break
-    assert _weights(api) == [80, 20]
-    caught_up(api, op)
+    at_first_step(api, op, clock)
     api.fail_next(500, times=10**6, methods=("PUT",), plural="virtualservices")
     with capture_logs() as logs:
         for _ in range(60):

@@ -157,6 +157,16 @@ def test_a_repair_refused_for_want_of_the_lease_is_not_leader_not_a_failed_repai
     assert not _events(logs, "sweep.repair_failed") and cluster_state(api, 0)[2] == "v2"
 
 
+def _running_at_90_10(router: Any) -> tuple[Any, rl.RolloutState]:
+    """Route m0 at 90/10, recording a promote's rollout of v2 in progress: (its target, its record)."""
+    t = _target(0)
+    running = rl.RolloutState(model="m0", stable_version="v1", canary_version="v2", phase=rl.PROGRESSING,
+                              weights=Weights(90, 10), step=0, started_at=1.0, updated_at=1.0, owner="promote/x")
+    router.point_subset(t, "canary", "v2")
+    router.set_weights(t, Weights(90, 10), state=running.to_json())
+    return t, running
+
+
 def test_a_stable_write_refused_by_the_fence_pages_nobody(cluster: Any) -> None:
     """A rollback's stable-100% write refused because this replica lost the lease (nothing sent) logged the
     critical `rollback.failed` ("act by hand"): on-call was paged for a leadership handover, while the new
@@ -166,11 +176,7 @@ def test_a_stable_write_refused_by_the_fence_pages_nobody(cluster: Any) -> None:
     from canary.reconcile import execute
 
     api, client, router = cluster
-    t = _target(0)
-    running = rl.RolloutState(model="m0", stable_version="v1", canary_version="v2", phase=rl.PROGRESSING,
-                              weights=Weights(90, 10), step=0, started_at=1.0, updated_at=1.0, owner="promote/x")
-    router.point_subset(t, "canary", "v2")
-    router.set_weights(t, Weights(90, 10), state=running.to_json())
+    t, running = _running_at_90_10(router)
     new, actions = rl.transition(running, rl.Rollback(2.0, "p95 breach"), None)  # type: ignore[arg-type]
     with structlog.testing.capture_logs() as logs, pytest.raises(NotLeader):
         execute(FencedRouter(router, may_write=lambda: False), t, new, actions, log=get_logger(),
@@ -188,11 +194,7 @@ def test_a_refusal_after_a_stable_write_with_no_answer_pages_that_it_may_have_la
     from canary.errors import CanaryError
 
     api, client, router = cluster
-    t = _target(0)
-    running = rl.RolloutState(model="m0", stable_version="v1", canary_version="v2", phase=rl.PROGRESSING,
-                              weights=Weights(90, 10), step=0, started_at=1.0, updated_at=1.0, owner="promote/x")
-    router.point_subset(t, "canary", "v2")
-    router.set_weights(t, Weights(90, 10), state=running.to_json())
+    _running_at_90_10(router)
     api.fail_next(500, times=router.transient_attempts, methods=("PUT", "PATCH"), plural="virtualservices")
     api.fail_next(403, times=100, methods=("PUT", "PATCH"), plural="virtualservices")
     with structlog.testing.capture_logs() as logs, pytest.raises(CanaryError):
