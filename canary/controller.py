@@ -2116,8 +2116,13 @@ def _judged_edit_status(obj: dict[str, Any], spec: crd.RolloutSpec, state: rl.Ro
 
 
 def _vs_gone(exc: NotFound, target: Target) -> bool:
-    """Whether a NotFound is the VirtualService of `target` itself (nothing of it is split)."""
-    return f"{target.namespace}/{target.virtual_service}" in str(exc) and "virtualservices" in str(exc)
+    """Whether a NotFound is the VirtualService of `target` itself (nothing of it is split), as the router
+    names it ("<namespace>/<name> (virtualservices): not found"): not one whose name only contains it
+    (`ml/m0-x`, `xml/m0`), which aborted a rollout as its route deleted."""
+    import re
+
+    named = rf"(?<![a-z0-9.-]){re.escape(target.namespace)}/{re.escape(target.virtual_service)} \(virtualservices\)"
+    return re.search(named, str(exc)) is not None
 
 
 def _owner(obj: dict[str, Any]) -> str:

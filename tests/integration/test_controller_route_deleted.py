@@ -81,3 +81,21 @@ def test_a_destination_rule_deleted_mid_rollout_ends_at_stable_and_the_status_sa
     writes = len(api.writes)
     _ticks(op, clock, 3)
     assert api.writes[writes:] == []  # settled: the CanaryRollout costs nothing more
+
+
+@pytest.mark.parametrize(("message", "gone"), [
+    ("ml/m0 (virtualservices): not found (NotFound)", True),
+    ("failed: ml/m0 (virtualservices): not found (NotFound)", True),
+    ("ml/m0-x (virtualservices): not found (NotFound)", False),
+    ("xml/m0 (virtualservices): not found (NotFound)", False),
+    ("ml/m0 (destinationrules): not found (NotFound)", False),
+])
+def test_only_the_rollouts_own_virtual_service_is_its_route_deleted(message: str, gone: bool) -> None:
+    """The review of decision 133: a 404 of VirtualService ml/m0-x (or xml/m0) was taken for ml/m0's own, and
+    the rollout on ml/m0 was ended as its route deleted, paging `rollout.route_deleted`."""
+    from canary.controller import _vs_gone
+    from canary.errors import NotFound
+    from canary.model import Target
+
+    target = Target(namespace="ml", virtual_service="m0", model="m0", stable_version="v1", canary_version="v2")
+    assert _vs_gone(NotFound(message), target) is gone
