@@ -36,6 +36,7 @@ from canary.analysis.judge import judge
 from canary.analysis.sequential import looks_per_step
 from canary.runner import SKEW_WARN_S, SystemClock, probe_reason, probe_streak
 from canary.errors import (CanaryError, ConfigError, ConflictStorm, KubeUnavailable, MetricsUnavailable, NotFound,
+                           others_decision,
                            NotLeader, PodsNotReady, RolloutBusy, RoutingConflict, StableNotReady, TransientError)
 from canary.fencing import FencedRouter
 from canary.history_store import configmap_name
@@ -1631,7 +1632,7 @@ class Controller:
         self._fail_status(obj, exc)
         key = _key(obj)
         known = self._known.get(key)
-        if isinstance(exc, (NotLeader, RoutingConflict)) and not isinstance(exc, ConflictStorm):
+        if isinstance(exc, NotLeader) or others_decision(exc):
             return
         if known is not None and _uid(obj) and known.owner not in ("", _owner(obj)):
             # what this process remembers is of another object of this name (deleted and created again)
@@ -1799,7 +1800,7 @@ class Controller:
         if exc is None:
             self._stable_failing.pop(key, None)
             return
-        if isinstance(exc, (RoutingConflict, NotLeader)) and not isinstance(exc, ConflictStorm):
+        if isinstance(exc, NotLeader) or others_decision(exc):
             return
         failing = self._stable_failing.get(key)
         if failing is None or failing.canary_version != state.canary_version:

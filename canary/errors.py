@@ -129,6 +129,12 @@ class ConflictStorm(RoutingConflict):
     a stable-100% write that keeps meeting it pages as any failed one does."""
 
 
+def others_decision(exc: BaseException) -> bool:
+    """Whether `exc` is a write refused by another writer's decision (a RoutingConflict: adopt it, or leave
+    that writer's rollout alone), not a ConflictStorm (nobody's decision: a failed write)."""
+    return isinstance(exc, RoutingConflict) and not isinstance(exc, ConflictStorm)
+
+
 class RolloutBusy(CanaryError):
     """Another rollout is in progress on this VirtualService."""
 

@@ -31,7 +31,7 @@ from typing import Any, Callable, Literal
 
 from canary import rollout as rl
 from canary.errors import (CanaryError, ConfigError, ConflictStorm, GraceSpent, MetricsUnavailable, NotLeader,
-                           RollbackFailed, RolloutBusy, RoutingConflict, TargetError, TransientError)
+                           RollbackFailed, RolloutBusy, RoutingConflict, TargetError, TransientError, others_decision)
 from canary.metrics.base import MetricsProvider
 from canary.model import STABLE_ONLY, ArmData, Target, check_version
 from canary.policy import Policy
@@ -484,7 +484,7 @@ def execute(router: TrafficRouter, target: Target, state: rl.RolloutState, actio
                                 else "promotion.write_failed", error=str(exc), reason=state.reason,
                                 write_landed=write_landed(exc), target_weights=str(action.weights))
                 elif report_failure and action.weights == STABLE_ONLY and state.phase in rl.TERMINAL:
-                    if isinstance(exc, RoutingConflict) and not isinstance(exc, ConflictStorm) and expect is not ...:
+                    if others_decision(exc) and expect is not ...:
                         # guarded: another writer recorded a decision first; the caller adopts it, or leaves
                         # another owner's rollout alone: nobody need act by hand. (A 409 storm, guarded or not,
                         # refused nobody's decision: the write failed, and traffic is as before.)
@@ -569,15 +569,14 @@ def _point(router: TrafficRouter, target: Target, state: rl.RolloutState, action
     except NotLeader:  # refused by the fence, nothing written: the caller stops (it was a RollbackFailed)
         raise
     except CanaryError as exc:
-        storm = isinstance(exc, ConflictStorm)  # 409 at every try: nobody's decision, a failed write (decision 135)
-        if isinstance(exc, RoutingConflict) and not storm and "guard" in kw:
+        if others_decision(exc) and "guard" in kw:
             # guarded: another writer recorded a decision before this write could land; nothing was written
             # (a rollback's pointing before its weights: no weights either), and the caller reads the route
             # again (adopts that decision, or leaves another owner's rollout alone), as for its weights
             if report_failure and rollback:
                 log.warning("rollback.write_conflict", error=str(exc), reason=state.reason)
             raise
-        if rollback and not stable_written and (storm or not isinstance(exc, RoutingConflict)):
+        if rollback and not stable_written and not others_decision(exc):  # (a 409 storm is a failed write: decision 135)
             # re-pointing before the weights (a rollback from PROMOTING, the stable subset perhaps on the
             # canary version already): nothing was written, and stable 100% is not written either, or
             # the route would record a rollback while the canary version serves everything
@@ -795,10 +794,17 @@ def landed_after(exc: BaseException | None, unanswered: str) -> str:
     its error; "" when none) and `exc` (None: not known) does not already say `unknown`, that the earlier
     one may have been applied."""
     own = write_landed(exc) if exc is not None else ""
-    if not unanswered or own.startswith("unknown"):
+    if not unanswered or (exc is not None and may_have_landed(exc)):
         return own
     return (f"unknown: an earlier stable-100% write had no answer ({unanswered[:200]}) and may have been applied; "
             "the next read of the route tells")
+
+
+def may_have_landed(exc: BaseException) -> bool:
+    """Whether a failed write may be in place all the same (`write_landed`'s "unknown"): a TransientError (a
+    timeout, a 5xx, a dropped connection), or a write sent and then abandoned unanswered when `promote
+    --interrupt-grace` ran out (GraceSpent with `sent`)."""
+    return isinstance(exc, TransientError) or bool(getattr(exc, "sent", False))
 
 
 def write_landed(exc: BaseException) -> str:
@@ -807,7 +813,7 @@ def write_landed(exc: BaseException) -> str:
     A TransientError (a timeout, a 5xx, a dropped connection) may come after the API server applied
     the write, so the route may already read stable 100%; so may a write sent and then abandoned unanswered
     when `promote --interrupt-grace` ran out (GraceSpent with `sent`); any other error is a refusal."""
-    if isinstance(exc, TransientError) or getattr(exc, "sent", False):
+    if may_have_landed(exc):
         return ("unknown: no answer came back, the write may have been applied; the next read of the route "
                 "tells (the controller then logs rollout.end_confirmed)")
     if isinstance(exc, GraceSpent):  # not sent, or a read cut: nothing of this attempt reached the route

@@ -37,8 +37,8 @@ from canary.policy import Policy
 from canary.reconcile import (EXIT_BAD_INPUT, EXIT_CODES, EXIT_INFRA, EXIT_INTERRUPTED, EXIT_PROMOTED,
                               EXIT_ROLLED_BACK, Observation, check_pods, check_claim, count_pods, decide, describe_owner, end_disagreement, execute,
                               is_promote_owner, look_window, measure_window, next_look_at, parse_state,
-                              preflight_metrics, promote_owner, Retry, after_unanswered, rollout_context, to_stable,
-                              write_landed)
+                              may_have_landed, preflight_metrics, promote_owner, Retry, after_unanswered, rollout_context,
+                              to_stable)
 from canary.routing.base import TrafficRouter
 from canary.routing.pods import not_ready_message
 from canary.routing.patch import same_route
@@ -183,7 +183,7 @@ class Runner:
             if current is None and isinstance(exc, GraceSpent):
                 # a signal before the claim, whose grace ran out on a slow Prometheus or a hung API server (the
                 # pod count's reads): said as what it is, not only as an unsent request (decision 128)
-                raise GraceSpent(f"interrupted ({self.interrupted_by or 'a signal'}) before the rollout began, and "
+                raise GraceSpent(f"{self._signalled} before the rollout began, and "
                                  f"{exc}; this promote moved no traffic to the canary") from None
             if current is None or current.terminal:
                 raise
@@ -380,7 +380,7 @@ class Runner:
             self.log = self.log.bind(**rollout_context(self.target, existing))  # as a new rollout's lines carry it
             self._written = status.state or ""
             if self.stop.is_set():  # a signal before the take-over: the rollout is left as it was, nothing written
-                raise CanaryError(f"interrupted ({self.interrupted_by or 'a signal'}) before this promote took over the "
+                raise CanaryError(f"{self._signalled} before this promote took over the "
                                   f"rollout of {existing.canary_version} in progress ({existing.phase} at "
                                   f"{existing.weights}); nothing was written: it is as it was "
                                   "(`canary promote` again resumes it, `canary rollback` ends it)")
@@ -487,14 +487,16 @@ class Runner:
                 raise
             raise StableNotReady(f"{not_ready_message(stable, 0.0)}; and so {exc}") from exc
 
+    @property
+    def _signalled(self) -> str:
+        """How a signal's errors begin: "interrupted (SIGTERM)"."""
+        return f"interrupted ({self.interrupted_by or 'a signal'})"
+
     def _interrupted_before_claim(self, during: str) -> CanaryError:
         """The error of a signal that came before this promote claimed the route (exit 3): nothing was written,
         or only the end of a rollout it superseded (`_before_claim`)."""
-        if self._before_claim:
-            return CanaryError(f"interrupted ({self.interrupted_by or 'a signal'}) before the rollout began, {during}"
-                               f"{self._before_claim}")
-        return CanaryError(f"interrupted ({self.interrupted_by or 'a signal'}) before the rollout began, {during}; "
-                           "nothing was written and no traffic moved")
+        return CanaryError(f"{self._signalled} before the rollout began, {during}"
+                           + (self._before_claim or "; nothing was written and no traffic moved"))
 
     def _resume(self, paused: rl.RolloutState) -> rl.RolloutState:
         """Resume the paused rollout this process has just taken over. A decision recorded meanwhile (an
@@ -506,7 +508,7 @@ class Runner:
         except RoutingConflict as exc:
             return self._adopt_outside(paused, exc)
         except CanaryError as exc:
-            if write_landed(exc).startswith("unknown"):
+            if may_have_landed(exc):
                 raise
             self._current = None
             raise self._left_paused(paused, exc) from None
@@ -846,7 +848,7 @@ class Runner:
                 first = next(i for i, a in enumerate(actions) if isinstance(a, rl.SetWeights))
                 todo = actions[first:]  # what is logged before the weights was logged once
             except CanaryError as exc:
-                if _rolls_back(new) and write_landed(exc).startswith("unknown"):
+                if _rolls_back(new) and may_have_landed(exc):
                     self._unanswered_end = str(exc)
                 raise
         self._ending = None
