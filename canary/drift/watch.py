@@ -627,7 +627,11 @@ def _post_json(url: str, body: dict) -> int:
     sending, held the whole watch."""
     import requests
 
-    with requests.post(url, json=body, timeout=5, stream=True) as answer:
+    # the key in a header too (the IETF httpapi "Idempotency-Key" field): a receiver or gateway that deduplicates
+    # by header (as Stripe-style APIs and several CI triggers do) does so without reading the body
+    key = body.get("idempotency_key")
+    headers = {"Idempotency-Key": f'"{key}"'} if isinstance(key, str) else {}
+    with requests.post(url, json=body, timeout=5, stream=True, headers=headers) as answer:
         for hop in answer.history:  # requests turns a POST redirected by 301, 302 or 303 into a GET
             if hop.status_code in (301, 302, 303):  # (307 and 308 keep the POST and its body)
                 from urllib.parse import urljoin

@@ -30,6 +30,7 @@ def receiver() -> Iterator[tuple[str, list[dict[str, Any]]]]:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:  # noqa: N802
             posts.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            posts[-1]["header"] = self.headers.get("Idempotency-Key")
             if self.path.endswith("/hold"):  # reads the request, answers nothing (until the test ends)
                 release.wait(60)
                 return
@@ -77,6 +78,9 @@ def test_a_webhook_that_answers_200_and_keeps_streaming_is_one_retraining(
             w.once()
             t[0] += 3_600
     assert len(posts) == 1 and posts[0]["episode"] == 1 and posts[0]["idempotency_key"].startswith("rec/v2/episode-1/")
+    # the same key as the IETF Idempotency-Key header (a structured-field string: quoted), for receivers
+    # and gateways that deduplicate on the header without reading the body
+    assert posts[0]["header"] == f'"{posts[0]["idempotency_key"]}"'
     events = [e["event"] for e in logs if e["event"].startswith("drift.retrain")]
     assert events == ["drift.retrain_triggered"], events
     assert w.states["rec/v2"].trigger == "done"
