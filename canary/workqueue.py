@@ -16,6 +16,17 @@ import math
 import threading
 
 
+def exponential_delay(base_s: float, failures: int, cap_s: float) -> float:
+    """Seconds to wait after the `failures`-th failure in a row: base_s * 2^(failures - 1), at most cap_s
+    (0 for no failure). The exponent is capped: `base * 2 ** n` with n of 1,024 or more is an int no float
+    holds, and raised OverflowError; after 1,025 failures in a row (under three hours at the controller's
+    10 s cap, a rollback write the API refuses all that time) the rollout was never scheduled again and its
+    stable-100% write never retried."""
+    if failures <= 0:
+        return 0.0
+    return min(cap_s, base_s * 2.0 ** min(failures - 1, 60))
+
+
 class DueQueue:
     def __init__(self, *, base_delay_s: float = 0.5, max_delay_s: float = 10.0) -> None:
         self.base_delay_s, self.max_delay_s = base_delay_s, max_delay_s
@@ -66,7 +77,7 @@ class DueQueue:
         """A failure: due again after base * 2^(failures-1), at most max_delay_s. Returns the delay."""
         with self._lock:
             n = self._failures[key] = self._failures.get(key, 0) + 1
-        delay = min(self.max_delay_s, self.base_delay_s * 2 ** (n - 1))
+        delay = exponential_delay(self.base_delay_s, n, self.max_delay_s)
         self.schedule(key, now + delay)
         return delay
 

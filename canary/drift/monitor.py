@@ -40,6 +40,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from canary.drift.stats import MISSING_SURE_P, DatasetDrift
+from canary.workqueue import exponential_delay
 
 OK, DRIFTING = "ok", "drifting"
 
@@ -231,8 +232,7 @@ def rebase(state: MonitorState, now: float, config: MonitorConfig) -> MonitorSta
     if state.quiet_until > now + config.quiet_s:
         changes["quiet_until"] = now + config.quiet_s
     if state.trigger == "pending":
-        delay = min(config.retry_s * 2 ** (state.trigger_attempts - 1), config.retry_max_s) \
-            if state.trigger_attempts else 0.0
+        delay = exponential_delay(config.retry_s, state.trigger_attempts, config.retry_max_s)
         if state.trigger_due > now + delay:
             changes["trigger_due"] = now + delay
     return replace(state, **changes) if changes else state
@@ -341,7 +341,7 @@ def trigger_result(state: MonitorState, ok: bool, now: float, config: MonitorCon
     if ok:
         return replace(state, trigger="done"), []
     attempts = state.trigger_attempts + 1
-    delay = min(config.retry_s * 2 ** (attempts - 1), config.retry_max_s)
+    delay = exponential_delay(config.retry_s, attempts, config.retry_max_s)
     state = replace(state, trigger_attempts=attempts, trigger_due=now + delay)
     return state, [Alert("drift.retrain_failed", f"{state.model} {state.version}: retraining trigger for episode "
                                                   f"{state.episode} failed (attempt {attempts}): {error}; "

@@ -421,3 +421,17 @@ def test_an_episode_without_a_retraining_trigger_is_never_logged_as_retrained():
     events = [e["event"] for e in logs]
     assert "drift.retrain_not_configured" in events and "drift.retrain_triggered" not in events
     assert done == [{"model": "rec", "version": "v1", "trigger": 1, "ok": True, "error": "", "configured": False}]
+
+
+def test_a_retraining_trigger_failing_for_weeks_is_still_retried_at_its_cap():
+    """`retry_s * 2 ** (attempts - 1)` overflowed a float after 1,025 failed attempts (three weeks at the 30 min
+    cap: a webhook misconfigured that long): OverflowError at every evaluation of that model, before and
+    after a restart (the attempts are in its stored state), and its retraining never retried again."""
+    from canary.drift import monitor as M
+
+    cfg = M.MonitorConfig()  # the defaults every command uses: 30.0 s, doubling, up to 1,800.0 s
+    s = M.MonitorState("rec", "v1", phase=M.DRIFTING, episode=1, trigger="pending", trigger_attempts=1_500)
+    s, acts = M.trigger_result(s, False, 1_000.0, cfg, error="HTTP 503")
+    assert s.trigger_attempts == 1_501 and s.trigger_due == 2_800.0 and "retrying in 1800s" in acts[0].message
+    s, acts = M.step(s, _result(True), 1_100.0, cfg, window_s=10)  # an evaluation before it is due: no raise
+    assert s.trigger_due == 2_800.0 and acts == []

@@ -51,3 +51,16 @@ def test_limit_and_drop() -> None:
     assert q.pop_due(10.0, limit=2) == ["k0", "k1"]
     q.drop("k2")
     assert q.pop_due(10.0) == ["k3", "k4"]
+
+
+def test_a_rollout_failing_for_hours_is_still_retried_at_the_cap() -> None:
+    """After 1,025 failures in a row (under three hours at the 10 s cap: a rollback write the API refuses all
+    that time) `base * 2 ** (n - 1)` overflowed a float: retry_later raised OverflowError, the rollout was
+    never due again, and its stable-100% write was never retried."""
+    q = DueQueue(base_delay_s=0.5, max_delay_s=10.0)
+    now = 0.0
+    for _ in range(5_000):
+        delay = q.retry_later("ml/m0", now)
+        assert q.pop_due(now + delay) == ["ml/m0"]
+        now += delay
+    assert delay == 10.0 and q.retry_later("ml/m0", now) == 10.0 and q.due_at("ml/m0") == now + 10.0
