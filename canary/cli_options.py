@@ -74,11 +74,11 @@ def console(wide: bool = False) -> Any:
     COLUMNS set (`watch canary status` sets it to the terminal's width) is kept."""
     import os
 
-    from rich.console import Console
+    from canary import streams
 
-    c = Console()
+    c = streams.console()
     fallback = not c.is_terminal and not os.environ.get("COLUMNS")
-    return Console(width=200) if (wide or fallback) and c.width < 200 else c
+    return streams.console(width=200) if (wide or fallback) and c.width < 200 else c
 
 
 # ---- durations -------------------------------------------------------------------------------

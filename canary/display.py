@@ -16,6 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from canary import rollout as rl
+from canary import streams
 from canary.model import with_unit
 from canary.policy import Policy
 from canary.routing.base import RouteStatus
@@ -84,20 +85,37 @@ class LiveDisplay:
 
     def __init__(self, policy: Policy) -> None:
         self.steps = list(policy.steps)
-        self.live = Live(console=Console(), refresh_per_second=4, transient=False)
-        self.live.start()
+        self.live: Live | None = Live(console=streams.console(), refresh_per_second=4, transient=False)
+        self._write(self.live.start)
 
+    # the panel is a view: a terminal that went away (EIO after a hang-up, EPIPE) ends the panel, never the
+    # rollout. `update` runs inside promote's loop, where an exception is a failure that the fail-safe
+    # answers with a rollback, and `close` runs after the outcome is known, where one replaced its exit code
     def update(self, state: rl.RolloutState) -> None:
-        self.live.update(state_panel(state, self.steps))
+        if self.live is not None:
+            live = self.live
+            self._write(lambda: live.update(state_panel(state, self.steps)))
 
     def close(self) -> None:
-        self.live.stop()
+        if self.live is not None:
+            self._write(self.live.stop)
+            self.live = None
+
+    def _write(self, write: Any) -> None:
+        if not streams.guarded("stdout", write):
+            live, self.live = self.live, None
+            if live is not None:
+                live.console.quiet = True
+                try:
+                    live.stop()  # its refresh thread; the console is quiet, so nothing more is written
+                except Exception:  # noqa: BLE001 - already failing to write: nothing more to say on stdout
+                    pass
 
 
 def render_status(status: RouteStatus, state: rl.RolloutState | None, *, console: Console | None = None) -> None:
     """Weights, subsets, the recorded rollout and its history; `console`: where (default stdout, as
     wide as the terminal; `-o wide` passes one of at least 200 columns, so nothing is folded)."""
-    console = console or Console()
+    console = console or streams.console()
     console.print(_weights_bar(status.weights.stable, status.weights.canary))
     console.print(f"subsets: stable → version={status.stable_subset_version}, canary → version={status.canary_subset_version}")
     if state is None:

@@ -122,3 +122,32 @@ class Sink:
         _lost.setdefault(self.name, f"{type(exc).__name__}: {exc}")
         if isinstance(exc, ValueError) or getattr(exc, "errno", None) in GONE:
             _silence(self.stream)
+
+
+_console_class: Any = None
+
+
+def console(**kw: Any) -> Any:
+    """A rich Console (`kw` as rich's) whose broken pipe is handled as every other write's here. rich's own
+    `Console.on_broken_pipe` (rich 13 and later) raises SystemExit(1): `canary plan ... | head -1` exited 1
+    and `canary judge ... | head -1` 1 instead of its verdict's 4, with nothing said, past `guarded`; and
+    from `promote`'s live panel it was a BaseException mid-rollout, which the fail-safe answers with a
+    rollback. Here the console goes quiet and stdout is silenced; on the main thread a BrokenPipeError is
+    raised, which `guarded` takes as the output lost (`output.lost`, exit code unchanged); on another
+    thread (the live panel's refresh) nothing is raised, so no traceback is printed either."""
+    global _console_class
+    if _console_class is None:
+        import threading
+
+        from rich.console import Console
+
+        class PipeSafeConsole(Console):
+            def on_broken_pipe(self) -> None:
+                self.quiet = True
+                failure = BrokenPipeError(errno.EPIPE, "Broken pipe")
+                drop("stdout", failure)
+                if threading.current_thread() is threading.main_thread():
+                    raise failure
+
+        _console_class = PipeSafeConsole
+    return _console_class(**kw)

@@ -258,7 +258,7 @@ def _drift_demo(rate: float, *, live: bool) -> Any:
 
 
 def _print_drift_summary(r: Any, log_file: str | None) -> None:
-    from rich.console import Console
+    from canary import streams
     from rich.table import Table
 
     t = Table(title=f"canary demo --scenario data-drift: "
@@ -270,13 +270,13 @@ def _print_drift_summary(r: Any, log_file: str | None) -> None:
     t.add_row("retraining Jobs", ", ".join(r.jobs) or "none")
     t.add_row("drifted features (the Job's evidence)", ", ".join(r.job_evidence.get("drifted_features", [])) or "-")
     t.add_row("Kubernetes Events", ", ".join(sorted(set(r.events))) or "none")
-    Console().print(t)
+    streams.console().print(t)
     if log_file:
-        Console().print(f"logs:   {log_file}")
+        streams.console().print(f"logs:   {log_file}")
 
 
 def _print_summary(r: ScenarioResult, log_file: str | None = None) -> None:
-    from rich.console import Console
+    from canary import streams
     from rich.table import Table
 
     t = Table(title=f"canary demo --scenario {r.scenario}: {r.phase} "
@@ -295,13 +295,13 @@ def _print_summary(r: ScenarioResult, log_file: str | None = None) -> None:
         t.add_row("served by stable / canary server", f"{load.get('by_server', {}).get('stable', 0)} / "
                                                         f"{load.get('by_server', {}).get('canary', 0)}")
         t.add_row("client latency p50 / p95", f"{load.get('p50_ms')} ms / {load.get('p95_ms')} ms")
-    Console().print(t)
+    streams.console().print(t)
     if r.report:
-        Console().print(f"report: file://{r.report}  (canary report rec-model, in a cluster)")
+        streams.console().print(f"report: file://{r.report}  (canary report rec-model, in a cluster)")
     elif r.report == "":
-        Console().print("report: could not be written (see the logs)")
+        streams.console().print("report: could not be written (see the logs)")
     if log_file:
-        Console().print(f"logs:   {log_file}")
+        streams.console().print(f"logs:   {log_file}")
 
 
 __all__ = ["run_scenario", "ScenarioResult", "demo", "EXPECTED"]
