@@ -84,7 +84,7 @@ def run(
     def go() -> int:
         from canary.kube import api_client
         from canary.notify import Notifier
-        from canary.telemetry import HealthServer, Telemetry
+        from canary.telemetry import Telemetry
 
         if renew_deadline >= lease_duration:
             raise cli.ConfigError("--renew-deadline must be below --lease-duration (fencing)")
@@ -102,6 +102,19 @@ def run(
             raise cli.ConfigError(f"--shard-index must be below --shards ({shards})")
         from canary import shards as sh
 
+        def live() -> tuple[bool, str]:
+            last = min(o.last_tick for o in ops)
+            return time.monotonic() - last < stall, f"no tick for {time.monotonic() - last:.0f}s"
+
+        def ready() -> tuple[bool, str]:
+            bad = [o.health[1] for o in ops if not o.health[0]]
+            return not bad, f"{'leader' if is_leader() else 'standby'}; {bad[0] if bad else 'ok'}"
+
+        # bound before anything starts (informers, Leases, the drift thread): a port taken or an address that
+        # is not one is exit 2 naming --metrics-addr. It came after them, as a bug's exit 3 ("unexpected error
+        # (OSError: [Errno 98] ...)"), and the threads left running made the interpreter abort at exit (134)
+        server = _health_server(metrics_addr, telemetry, ready=ready, live=live) if metrics_addr else None
+
         # watches + a local cache (no LIST per tick); one controller per shard this replica may lead
         ops, is_leader, release = sh.build(
             client, prom=prom, namespace=namespace, identity=me, telemetry=telemetry, notifier=notifier,
@@ -111,33 +124,22 @@ def run(
             wait_ready_s=wait_ready)
         op = ops[0]
         stall = max(30.0, 10 * tick)
-        if drift:
-            _start_drift(client, prom, namespace=namespace, state_namespace=lease_namespace or "canary-system",
-                         stop=stop, is_leader=sh.drift_leader(ops, shard_index=shard_index), notifier=notifier,
-                         interval=drift_interval, shards=shards,
-                         window=drift_window, quiet=drift_quiet, retrain_job=retrain_job, registry=telemetry.registry)
-
-        def live() -> tuple[bool, str]:
-            last = min(o.last_tick for o in ops)
-            return time.monotonic() - last < stall, f"no tick for {time.monotonic() - last:.0f}s"
-
-        def ready() -> tuple[bool, str]:
-            bad = [o.health[1] for o in ops if not o.health[0]]
-            return not bad, f"{'leader' if is_leader() else 'standby'}; {bad[0] if bad else 'ok'}"
-
-        server = None
-        if metrics_addr:
-            host, _, port = metrics_addr.rpartition(":")
-            server = HealthServer(telemetry, host=host or "127.0.0.1", port=int(port or 0), ready=ready, live=live)
-            server.start()
-            log.info("controller.serving", url=server.url)
-        log.info("controller.started", identity=me, namespace=namespace or "(all)", leader_elect=leader_elect,
-                 shards=shards, shard_index=shard_index, workers=workers)
-        for other in ops[1:]:  # one loop per shard: a slow shard never delays another
-            threading.Thread(target=other.run, args=(stop,), kwargs={"tick_s": tick}, daemon=True).start()
         try:
+            if drift:
+                _start_drift(client, prom, namespace=namespace, state_namespace=lease_namespace or "canary-system",
+                             stop=stop, is_leader=sh.drift_leader(ops, shard_index=shard_index), notifier=notifier,
+                             interval=drift_interval, shards=shards, window=drift_window, quiet=drift_quiet,
+                             retrain_job=retrain_job, registry=telemetry.registry)
+            if server is not None:
+                server.start()
+                log.info("controller.serving", url=server.url)
+            log.info("controller.started", identity=me, namespace=namespace or "(all)", leader_elect=leader_elect,
+                     shards=shards, shard_index=shard_index, workers=workers)
+            for other in ops[1:]:  # one loop per shard: a slow shard never delays another
+                threading.Thread(target=other.run, args=(stop,), kwargs={"tick_s": tick}, daemon=True).start()
             op.run(stop, tick_s=tick)
         finally:
+            stop.set()  # whatever ended the loop (a signal, a bad --retrain-job, a bug): the informers and Leases stop
             release()
             notifier.close(5.0)
             if server is not None:
@@ -146,6 +148,24 @@ def run(
         return 0
 
     raise typer.Exit(cli.run_guarded(go))
+
+
+def _health_server(addr: str, telemetry: Any, *, ready: Any, live: Any) -> Any:
+    """The /metrics, /healthz and /readyz server, bound (not yet serving) on `addr`, `host:port` (host
+    optional: 127.0.0.1; port 0: the kernel's pick). ConfigError naming --metrics-addr for an address
+    that is not one, a port out of range, or one that cannot be bound (taken, not this host's)."""
+    from canary.telemetry import HealthServer
+
+    host, sep, port = addr.rpartition(":")
+    host = host.strip("[]") or "127.0.0.1"
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise cli.ConfigError(f"--metrics-addr {addr!r}: give host:port (port 0-65535, 0 for any free one), "
+                              "or '' for no metrics server")
+    try:
+        return HealthServer(telemetry, host=host, port=int(port), ready=ready, live=live)
+    except (OSError, OverflowError, ValueError) as exc:
+        raise cli.ConfigError(f"--metrics-addr {addr!r}: cannot listen on {host}:{port}: "
+                              f"{getattr(exc, 'strerror', None) or exc}") from None
 
 
 def _start_drift(client: Any, prom: Any, *, namespace: Optional[str], state_namespace: str, stop: Any,
