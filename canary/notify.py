@@ -2,12 +2,16 @@
 
 Why this exists: a rollback at 3 a.m. should reach people (Slack) and machines
 (a retraining pipeline listening for `prediction_shift`) without the
-controller ever waiting on them. `Notifier.notify()` only puts the event on a
-bounded in-memory queue; one background thread delivers it. When the queue
-is full the *oldest* event is dropped and counted (`dropped`): a burst of
-stale news must not hold back the newest, and nothing here may block or
-raise into a rollback. Delivery is best effort: a process that dies loses its
-queue (the rollout's state and Kubernetes Events remain the record).
+controller ever waiting on them. `Notifier.notify()` makes the bodies and
+puts them on a bounded in-memory queue per URL; each URL has its own thread,
+so a receiver that hangs holds back only its own posts, never Slack's. When a
+queue is full its oldest event that is not a "rollback" or "aborted" is
+dropped and counted (`dropped`): a burst of drift news must not push out the
+rollback, and nothing here may block or raise into a rollback. Delivery is
+best effort: a process that dies loses its queues (the rollout's state and
+Kubernetes Events remain the record); one that exits with `close()` waits a
+bounded time and, when something is still undelivered, says what and where
+(`notify.undelivered`, with the number of rollbacks and aborts among them).
 
 Events: "rollback", "promotion", "prediction_shift" (a prediction-shift
 breach), "aborted". A rollout the sweep ends because its owner is gone
@@ -16,7 +20,9 @@ breach), "aborted". A rollout the sweep ends because its owner is gone
 
 Generic webhook: ``POST`` with ``Content-Type: application/json``::
 
-    {"event": "rollback",                   # one of the events above
+    {"id": "9f0c...",                       # idempotency key: the same on every retry, every URL, and
+                                            # the same end announced again; keep the ones acted on
+     "event": "rollback",                   # one of the events above (the drift watch's: drift_started, ...)
      "model": "rec-model", "namespace": "ml", "rollout": "rec-model",   # the CanaryRollout (sweep: VirtualService)
      "stable_version": "v2.0.0", "canary_version": "v2.1.0",
      "weights": {"stable": 100, "canary": 0},      # after the action; null if unknown
@@ -25,26 +31,36 @@ Generic webhook: ``POST`` with ``Content-Type: application/json``::
      "at": "2025-01-31T03:12:09.120Z"}             # UTC, ISO 8601
 
 Unknown numbers (NaN, inf) are ``null``. Slack gets ``{"text": <one line>,
-"blocks": [<section: the line>, <section: fields>]}``.
+"blocks": [<section: the line>, <section: fields>]}``; the line names the
+namespace, model, version, the weights now and the reason, escaped for mrkdwn
+and cut to Slack's limits after escaping.
 
-Delivery: up to ``retries`` re-tries (tenacity, short exponential backoff) on
-connection errors, timeouts, 5xx and 429; other 4xx are not re-tried (the
-request itself is wrong). URLs come from flags or ``CANARY_WEBHOOK_URLS`` /
-``CANARY_SLACK_WEBHOOK_URLS`` (comma-separated). A Slack URL *is* its secret,
-so logs carry only the host, never a path, query or raw exception text.
+Delivery: up to ``retries`` re-tries (tenacity, short exponential backoff, or
+the receiver's ``Retry-After`` when longer, up to 30 s) on connection errors,
+timeouts, 5xx and 429; other 4xx are not re-tried (the request itself is
+wrong), and redirects are not followed. The answer's body is not read, but
+for a short one: Slack's error word (``no_service``, ``invalid_payload``,
+``channel_is_archived``) is the log line's ``detail``, and a Slack 2xx that
+carries one counts as refused. URLs come from flags or ``CANARY_WEBHOOK_URLS`` /
+``CANARY_SLACK_WEBHOOK_URLS`` (comma-separated), checked when the Notifier is
+made (scheme, host, port), before any traffic moves. A Slack URL *is* its
+secret, so errors and logs carry only the host, never a path, query or raw
+exception text.
 """
 
 from __future__ import annotations
 
-import copy
+import hashlib
 import json
 import math
 import os
+import re
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
@@ -54,12 +70,42 @@ from canary.errors import ConfigError
 from canary.model import CheckResult, Verdict, Weights
 
 EVENTS = ("rollback", "promotion", "prediction_shift", "aborted")
+CRITICAL = frozenset({"rollback", "aborted"})  # never dropped to make room for other news
 ENV_WEBHOOKS, ENV_SLACK = "CANARY_WEBHOOK_URLS", "CANARY_SLACK_WEBHOOK_URLS"
-Sender = Callable[[str, dict[str, Any], float], int]  # (url, JSON body, timeout_s) -> HTTP status; may raise OSError
+MAX_RETRY_AFTER_S = 30.0  # a longer Retry-After is waited this long, then tried again
+
+
+class Answer(NamedTuple):
+    """What a receiver answered: its status, its Retry-After in seconds, and its error word (Slack's
+    `invalid_payload`, `no_service`, `channel_is_archived`...: one lowercase word, else "")."""
+
+    status: int
+    retry_after_s: float | None = None
+    error: str = ""
+
+
+Sender = Callable[[str, dict[str, Any], float], "int | Answer"]  # (url, JSON body, timeout_s); may raise OSError
 
 
 class _Retry(Exception):
     """A delivery attempt worth repeating (connection error, timeout, 5xx, 429)."""
+
+    def __init__(self, what: str, retry_after_s: float | None = None) -> None:
+        super().__init__(what)
+        self.retry_after_s = retry_after_s
+
+
+class _Sink:
+    """One URL with its own queue and thread: a receiver that hangs holds back only its own posts."""
+
+    def __init__(self, kind: str, url: str) -> None:
+        self.kind, self.url, self.host = kind, url, _host(url)
+        self.queue: deque[tuple[str, dict[str, Any]]] = deque()
+        self.busy: str | None = None  # the event being posted now
+        self.thread: threading.Thread | None = None
+
+    def pending(self) -> list[str]:
+        return ([self.busy] if self.busy else []) + [e for e, _ in self.queue]
 
 
 class Notifier:
@@ -67,21 +113,22 @@ class Notifier:
 
     def __init__(self, *, webhooks: Sequence[str] = (), slack: Sequence[str] = (), timeout_s: float = 3.0,
                  retries: int = 2, sender: Sender | None = None, max_queue: int = 100,
-                 backoff_s: float = 0.25) -> None:
-        for name, urls in (("webhook", webhooks), ("slack", slack)):
+                 backoff_s: float = 0.25, sleep: Callable[[float], None] = time.sleep) -> None:
+        for name, source, urls in (("webhook", f"{ENV_WEBHOOKS} / --webhook", webhooks),
+                                   ("slack", f"{ENV_SLACK} / --slack-webhook", slack)):
             for i, url in enumerate(urls):
-                parts = urlsplit(url)
-                if parts.scheme not in ("http", "https") or not parts.hostname:
-                    raise ConfigError(f"{name} URL #{i + 1} is not an http(s) URL")  # the URL itself may be a secret
+                why = _bad_url(url)
+                if why:  # the URL itself may be a secret: named by its place, never shown
+                    raise ConfigError(f"{name} URL #{i + 1} ({source}) {why}")
         self.webhooks, self.slack = list(webhooks), list(slack)
         self.timeout_s, self.retries, self.backoff_s = timeout_s, max(0, retries), backoff_s
         self._send: Sender = sender or _HttpSender()
-        self._queue: deque[tuple[str, dict[str, Any]]] = deque()
+        self._sleep = sleep
+        self._sinks = [_Sink("webhook", u) for u in self.webhooks] + [_Sink("slack", u) for u in self.slack]
         self._max = max(1, max_queue)
         self._cond = threading.Condition()
-        self._busy = self._closing = False
-        self._thread: threading.Thread | None = None
-        self.sent = self.failed = self.dropped = 0  # deliveries (one per URL) and events dropped when full
+        self._closing = False
+        self.sent = self.failed = self.dropped = 0  # deliveries (one per URL) and deliveries dropped when full
         self.log = logs.get(component="notify")
 
     @classmethod
@@ -94,121 +141,183 @@ class Notifier:
 
     @property
     def enabled(self) -> bool:
-        return bool(self.webhooks or self.slack)
+        return bool(self._sinks)
 
     def __repr__(self) -> str:
         return f"Notifier(webhooks={[_host(u) for u in self.webhooks]}, slack={[_host(u) for u in self.slack]})"
 
     def notify(self, event: str, payload: Mapping[str, Any]) -> None:
-        """Queue one event for delivery and return at once. Never raises, never blocks."""
+        """Queue one event for delivery and return at once. Never raises, never blocks.
+
+        The bodies are made now (`at` defaults to now, not to when a slow receiver's turn comes), with one
+        `id` that every retry and every URL carries. When a URL's queue is full, its oldest event that is
+        not a rollback or an abort is dropped; only a queue of nothing but those drops its oldest."""
         try:
             if not self.enabled:
                 return
-            try:
-                snapshot = copy.deepcopy(dict(payload))  # the caller may mutate its dict after we return
-            except Exception:  # noqa: BLE001 - an uncopyable field must not lose the event
-                snapshot = dict(payload)
+            generic = webhook_body(event, payload)
+            bodies = {"webhook": generic, "slack": slack_body(event, payload)}
             with self._cond:
                 if self._closing:
                     self.log.warning("notify.dropped", notify_event=event, why="closed")
                     return
-                if len(self._queue) >= self._max:
-                    old, _ = self._queue.popleft()
-                    self.dropped += 1
-                    self.log.warning("notify.dropped", notify_event=old, why="queue full", dropped=self.dropped)
-                self._queue.append((event, snapshot))
-                if self._thread is None:
-                    self._thread = threading.Thread(target=self._run, name="canary-notify", daemon=True)
-                    self._thread.start()
+                for sink in self._sinks:
+                    self._enqueue(sink, event, bodies[sink.kind])
                 self._cond.notify_all()
         except Exception as exc:  # noqa: BLE001 - a notification must never break a rollback
-            self.log.error("notify.internal_error", error=type(exc).__name__)
+            self.log.error("notify.internal_error", notify_event=event, error=type(exc).__name__)
+
+    def _enqueue(self, sink: _Sink, event: str, body: dict[str, Any]) -> None:
+        if len(sink.queue) >= self._max:
+            victim = next((i for i, (e, _) in enumerate(sink.queue) if e not in CRITICAL), None)
+            if victim is None and event not in CRITICAL:
+                self.dropped += 1
+                self.log.warning("notify.dropped", notify_event=event, why="queue full", sink=sink.kind,
+                                 host=sink.host, dropped=self.dropped)
+                return
+            old, _ = sink.queue[victim or 0]
+            del sink.queue[victim or 0]
+            self.dropped += 1
+            self.log.warning("notify.dropped", notify_event=old, why="queue full", sink=sink.kind, host=sink.host,
+                             dropped=self.dropped)
+        sink.queue.append((event, body))
+        if sink.thread is None:
+            sink.thread = threading.Thread(target=self._run, args=(sink,), name=f"canary-notify-{sink.kind}",
+                                           daemon=True)
+            sink.thread.start()
 
     def close(self, timeout: float = 5.0) -> bool:
-        """Stop accepting events and wait up to `timeout` s for the queue to drain. True when drained."""
+        """Stop accepting events and wait up to `timeout` s for the queues to drain. True when drained.
+
+        Not drained: `notify.undelivered` names each URL's host and the events it still held, so a
+        rollback lost at exit is said (the process may end while a post is in flight)."""
         with self._cond:
             self._closing = True
             self._cond.notify_all()
-            drained = self._cond.wait_for(lambda: not self._queue and not self._busy, timeout=timeout)
-        if self._thread is not None and drained:
-            self._thread.join(timeout=1.0)
-        return bool(drained)
+            drained = self._cond.wait_for(lambda: not any(s.pending() for s in self._sinks), timeout=timeout)
+            left = [{"sink": s.kind, "host": s.host, "events": s.pending()} for s in self._sinks if s.pending()]
+        if not drained:
+            events = [e for one in left for e in one["events"]]
+            self.log.warning("notify.undelivered", undelivered=left, critical=sum(e in CRITICAL for e in events),
+                             waited_s=timeout)
+            return False
+        for s in self._sinks:
+            if s.thread is not None:
+                s.thread.join(timeout=1.0)
+        return True
 
     # ---- worker --------------------------------------------------------------------
 
-    def _run(self) -> None:
+    def _run(self, sink: _Sink) -> None:
         while True:
             with self._cond:
-                self._cond.wait_for(lambda: self._queue or self._closing)
-                if not self._queue:
+                self._cond.wait_for(lambda: sink.queue or self._closing)
+                if not sink.queue:
                     return  # closing and drained
-                event, payload = self._queue.popleft()
-                self._busy = True
+                event, body = sink.queue.popleft()
+                sink.busy = event
             try:
-                self._deliver(event, payload)
+                self._post(sink, body, event=event)
             except Exception as exc:  # noqa: BLE001 - the worker outlives any one bad event
                 self.log.error("notify.internal_error", notify_event=event, error=type(exc).__name__)
             finally:
                 with self._cond:
-                    self._busy = False
+                    sink.busy = None
                     self._cond.notify_all()
 
-    def _deliver(self, event: str, payload: dict[str, Any]) -> None:
-        generic = webhook_body(event, payload)
-        for url in self.webhooks:
-            self._post(url, generic, event=event, sink="webhook")
-        if self.slack:
-            body = slack_body(event, payload)
-            for url in self.slack:
-                self._post(url, body, event=event, sink="slack")
+    def _count(self, what: str) -> None:
+        with self._cond:  # one thread per URL counts
+            setattr(self, what, getattr(self, what) + 1)
 
-    def _post(self, url: str, body: dict[str, Any], *, event: str, sink: str) -> None:
-        host, status, attempts = _host(url), 0, 0
+    def _wait(self, state: Any) -> float:
+        """Exponential backoff, or the receiver's Retry-After when it asked for longer (capped)."""
+        backoff = wait_exponential(multiplier=self.backoff_s, max=2.0)(state)
+        exc = state.outcome.exception() if state.outcome else None
+        asked = getattr(exc, "retry_after_s", None)
+        return max(backoff, min(asked, MAX_RETRY_AFTER_S)) if asked else backoff
+
+    def _post(self, sink: _Sink, body: dict[str, Any], *, event: str) -> None:
+        answer, attempts = Answer(0), 0
         try:
-            for attempt in Retrying(stop=stop_after_attempt(self.retries + 1), reraise=True,
-                                    wait=wait_exponential(multiplier=self.backoff_s, max=2.0),
-                                    retry=retry_if_exception_type(_Retry)):
+            for attempt in Retrying(stop=stop_after_attempt(self.retries + 1), reraise=True, wait=self._wait,
+                                    sleep=self._sleep, retry=retry_if_exception_type(_Retry)):
                 with attempt:
                     attempts = attempt.retry_state.attempt_number
                     try:
-                        status = self._send(url, body, self.timeout_s)
+                        got = self._send(sink.url, body, self.timeout_s)
                     except OSError as exc:  # requests' errors are OSErrors too; their text holds the URL
                         raise _Retry(type(exc).__name__) from None
-                    if status >= 500 or status == 429:
-                        raise _Retry(f"HTTP {status}")
+                    answer = got if isinstance(got, Answer) else Answer(int(got))
+                    if answer.status >= 500 or answer.status == 429:
+                        raise _Retry(f"HTTP {answer.status}", answer.retry_after_s)
         except _Retry as exc:
-            self.failed += 1
-            self.log.warning("notify.failed", notify_event=event, sink=sink, host=host, error=str(exc), attempts=attempts)
+            self._count("failed")
+            self.log.warning("notify.failed", notify_event=event, sink=sink.kind, host=sink.host, error=str(exc),
+                             attempts=attempts, **({"detail": answer.error} if answer.error else {}))
             return
         except Exception as exc:  # noqa: BLE001 - a broken sender is logged, not raised
-            self.failed += 1
-            self.log.warning("notify.failed", notify_event=event, sink=sink, host=host, error=type(exc).__name__,
-                             attempts=attempts)
+            self._count("failed")
+            self.log.warning("notify.failed", notify_event=event, sink=sink.kind, host=sink.host,
+                             error=type(exc).__name__, attempts=attempts)
             return
-        if 200 <= status < 300:
-            self.sent += 1
-            self.log.info("notify.sent", notify_event=event, sink=sink, host=host, status=status, attempts=attempts)
+        # Slack answers "ok"; a 2xx that carries one of its error words did not post the message
+        if 200 <= answer.status < 300 and not (sink.kind == "slack" and answer.error):
+            self._count("sent")
+            self.log.info("notify.sent", notify_event=event, sink=sink.kind, host=sink.host, status=answer.status,
+                          attempts=attempts)
         else:  # 3xx/4xx: the request is wrong (or the hook revoked); repeating it will not help
-            self.failed += 1
-            self.log.warning("notify.rejected", notify_event=event, sink=sink, host=host, status=status)
+            self._count("failed")
+            self.log.warning("notify.rejected", notify_event=event, sink=sink.kind, host=sink.host,
+                             status=answer.status, **({"detail": answer.error} if answer.error else {}))
 
 
 class _HttpSender:
-    """The default sender: one requests.Session, used only by the worker thread."""
+    """The default sender: one requests.Session per URL's thread (a Session is not shared across threads).
+
+    The answer's body is not read (`stream=True`, closed unread: a receiver that answers 200 and streams
+    held the post until a pause as long as the timeout, then it was posted again), except a short one of
+    one (a Content-Length of 64 bytes at most): Slack's error word."""
 
     def __init__(self) -> None:
-        self._session: Any = None
+        self._local = threading.local()
 
-    def __call__(self, url: str, body: dict[str, Any], timeout: float) -> int:
-        import requests  # only the worker thread pays for it
+    def __call__(self, url: str, body: dict[str, Any], timeout: float) -> Answer:
+        import requests  # only the worker threads pay for it
 
-        if self._session is None:
-            self._session = requests.Session()
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = self._local.session = requests.Session()
         data = json.dumps(body, allow_nan=False).encode()
-        r = self._session.post(url, data=data, headers={"Content-Type": "application/json"},
-                               timeout=timeout, allow_redirects=False)
-        r.close()
-        return int(r.status_code)
+        with session.post(url, data=data, headers={"Content-Type": "application/json"}, timeout=timeout,
+                          allow_redirects=False, stream=True) as r:
+            error = ""
+            size = r.headers.get("Content-Length", "")
+            if size.isdigit() and 0 < int(size) <= 64:
+                word = r.raw.read(int(size)).decode("ascii", "replace").strip()
+                error = word if re.fullmatch(r"[a-z][a-z_]{1,60}", word) and word != "ok" else ""
+            return Answer(int(r.status_code), _retry_after(r.headers.get("Retry-After")), error)
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Retry-After in seconds (the delta form; an HTTP date is read as no advice)."""
+    try:
+        return max(0.0, float(value)) if value else None
+    except ValueError:
+        return None
+
+
+def _bad_url(url: str) -> str:
+    """Why `url` cannot be posted to ("" when it can), found before any traffic moves."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a port that is not a number in range
+    except ValueError:
+        return "is not a valid URL (its port?)"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "is not an http(s) URL (scheme://host/...)"
+    if any(c.isspace() for c in url):
+        return "contains white space"
+    return ""
 
 
 # ---- payloads ------------------------------------------------------------------------
@@ -227,12 +336,22 @@ def payload_for(state: Any, *, namespace: str, rollout: str, evidence: Sequence[
 def webhook_body(event: str, payload: Mapping[str, Any]) -> dict[str, Any]:
     """The generic webhook's JSON object (format in the module docstring)."""
     p = payload
-    return _json_safe({
+    body = _json_safe({
         "event": event, "model": str(p.get("model", "")), "namespace": str(p.get("namespace", "")),
         "rollout": str(p.get("rollout", "")), "stable_version": str(p.get("stable_version", "")),
         "canary_version": str(p.get("canary_version", "")), "weights": _weights(p.get("weights")),
         "reason": str(p.get("reason", "")), "evidence": _evidence(p.get("evidence")), "at": _iso(p.get("at")),
     })
+    return {"id": event_id(body), **body}
+
+
+def event_id(body: Mapping[str, Any]) -> str:
+    """The idempotency key of one event: the same for every retry and every URL, and for the same end
+    announced again (same event, rollout, versions and time), so a receiver that keeps the keys it acted
+    on acts once."""
+    key = "\x1f".join(str(body.get(k, "")) for k in ("event", "namespace", "rollout", "stable_version",
+                                                       "canary_version", "at"))
+    return hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
 _ICONS = {"rollback": ":rotating_light:", "aborted": ":warning:", "promotion": ":white_check_mark:",
@@ -240,16 +359,20 @@ _ICONS = {"rollback": ":rotating_light:", "aborted": ":warning:", "promotion": "
 
 
 def slack_line(event: str, payload: Mapping[str, Any]) -> str:
-    """One line on-call reads in the channel, e.g. ':rotating_light: rollback rec-model v2.1.0 -> stable 100%: ...'."""
+    """One line on-call reads in the channel (and in a phone's notification), e.g.
+    ':rotating_light: rollback ml/rec-model v2.1.0 -> stable 100%: ...': where, what, the weights now, why."""
     b = webhook_body(event, payload)
-    model, canary, stable = b["model"], b["canary_version"], b["stable_version"]
+    model = f"{b['namespace']}/{b['model']}" if b["namespace"] else b["model"]
+    canary, stable, w = b["canary_version"], b["stable_version"], b["weights"]
+    now = "weights unknown" if w is None else f"stable {w['stable']}%" + (f" / canary {w['canary']}%" if w["canary"] else "")
     reason = _trim(b["reason"], 300)
-    head = {"rollback": f"rollback {model} {canary} -> stable 100%",
-            "aborted": f"aborted {model} {canary} -> stable 100%",
+    head = {"rollback": f"rollback {model} {canary} -> {now}",
+            "aborted": f"aborted {model} {canary} -> {now}",
             "promotion": f"promoted {model} {canary} (replaces {stable})",
-            "prediction_shift": f"prediction shift {model} {canary} vs {stable}"}.get(event, f"{event} {model} {canary}")
+            "prediction_shift": f"prediction shift {model} {canary} vs {stable}"}.get(
+                event, " ".join(x for x in (event, model, canary) if x))
     line = f"{_ICONS.get(event, ':information_source:')} {head}" + (f": {reason}" if reason else "")
-    return _esc(line)
+    return _cut(_esc(line), 3000)
 
 
 def slack_body(event: str, payload: Mapping[str, Any]) -> dict[str, Any]:
@@ -261,10 +384,17 @@ def slack_body(event: str, payload: Mapping[str, Any]) -> dict[str, Any]:
               ("Stable", b["stable_version"]), ("Canary", b["canary_version"]),
               ("Weights", f"stable {w['stable']}% / canary {w['canary']}%" if w else "unknown"), ("Event", event)]
     for ev in b["evidence"][:4]:  # Slack allows 10 fields per section
-        if isinstance(ev, dict):
-            fields.append((str(ev.get("check", "check")), f"{ev.get('outcome', '')}: {ev.get('reason', '')}"))
-    blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": line}},
-              {"type": "section", "fields": [{"type": "mrkdwn", "text": f"*{_esc(k)}*\n{_esc(_trim(v, 500))}"}
+        if isinstance(ev, dict) and "check" in ev:  # a rollout's CheckResult
+            fields.append((str(ev["check"]), f"{ev.get('outcome', '')}: {ev.get('reason', '')}"))
+        elif isinstance(ev, dict) and "feature" in ev:  # a drift alert's feature
+            fields.append((str(ev["feature"]), f"{ev.get('test', '')} {_num(ev.get('value'))} (threshold "
+                                               f"{_num(ev.get('threshold'))})" + (" drifted" if ev.get("drifted") else "")))
+        elif isinstance(ev, str) and ev:  # a missing-values alert's line per feature
+            fields.append(("Feature", ev))
+    # Slack refuses the whole message (400 invalid_blocks) past 3000 characters a section text and 2000 a
+    # field: the lengths are counted after escaping, which makes one "&" five characters
+    blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": _cut(line, 3000)}},
+              {"type": "section", "fields": [{"type": "mrkdwn", "text": f"*{_cut(_esc(k), 100)}*\n{_cut(_esc(v), 1800)}"}
                                              for k, v in fields]}]
     return {"text": line, "blocks": blocks}
 
@@ -313,6 +443,21 @@ def _json_safe(v: Any) -> Any:
 def _esc(text: str) -> str:
     """Slack mrkdwn control characters ('p < 0.05' must not open a link)."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _cut(escaped: str, n: int) -> str:
+    """`escaped` (mrkdwn) in at most n characters, never cutting an entity such as `&amp;` in two."""
+    if len(escaped) <= n:
+        return escaped
+    head = escaped[: n - 1]
+    amp = head.rfind("&")
+    if amp >= 0 and ";" not in head[amp:]:
+        head = head[:amp]
+    return head + "…"
+
+
+def _num(v: Any) -> str:
+    return f"{v:.3g}" if isinstance(v, (int, float)) and not isinstance(v, bool) else str(v)
 
 
 def _trim(text: str, n: int) -> str:

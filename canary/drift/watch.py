@@ -400,7 +400,9 @@ class DriftWatcher:
             self.notifier.notify(a.event.replace(".", "_"), {
                 "model": state.model, "namespace": namespace, "rollout": state.model,
                 "stable_version": state.version, "canary_version": "", "weights": None, "reason": a.message,
-                "evidence": a.evidence.get("features", [])})
+                "evidence": a.evidence.get("features", []),
+                # the evaluation's time: an alert delivered again from the outbox carries the same webhook `id`
+                **({"at": a.evidence["at"]} if isinstance(a.evidence.get("at"), (int, float)) else {})})
         if self.core is not None:
             from canary.kube import event_body
 

@@ -90,7 +90,7 @@ def test_canary_sweep_tells_the_webhooks_from_the_environment_and_refuses_a_bad_
     kubeconfig = fleet.write_kubeconfig(tmp_path / "kubeconfig", api.url)
     _claim(IstioRouter(client, wait=tenacity.wait_none()), at=time.time() - 1000)
     bad = _sweep(kubeconfig, "-n", "ml", "--webhook", "hooks.example/no-scheme")
-    assert bad.exit_code == 2 and "webhook URL #1 is not an http(s) URL" in bad.output, bad.output
+    assert bad.exit_code == 2 and "webhook URL #1 (CANARY_WEBHOOK_URLS / --webhook) is not an http(s) URL" in bad.output, bad.output
     assert "sweep-seen" not in str(api.get("networking.istio.io", "virtualservices", "ml", "m0")["metadata"])
     monkeypatch.setenv("CANARY_WEBHOOK_URLS", receiver.url + "/hook")
     assert _sweep(kubeconfig, "-n", "ml").exit_code == 0  # marks: nothing ended, nothing posted

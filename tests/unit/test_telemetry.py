@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import threading
 
 import pytest
@@ -13,7 +14,7 @@ from structlog.testing import capture_logs
 from canary import rollout as rl
 from canary.errors import ConfigError
 from canary.model import CheckResult, Outcome, Weights
-from canary.notify import Notifier, payload_for, slack_body, webhook_body
+from canary.notify import Notifier, payload_for, slack_body, slack_line, webhook_body
 from canary.telemetry import ROLLBACK_REASONS, Telemetry, classify_reason
 
 
@@ -181,13 +182,18 @@ def test_concurrent_record_and_render_do_not_break():
 
 
 class FakeSender:
-    def __init__(self, statuses: list[int | Exception] | None = None) -> None:
+    """Answers each URL from its own list (each URL is posted to by its own thread), then 200."""
+
+    def __init__(self, statuses: dict[str, list[int | Exception]] | None = None) -> None:
         self.calls: list[tuple[str, dict]] = []
-        self.statuses = list(statuses or [])
+        self.statuses = {u: list(s) for u, s in (statuses or {}).items()}
+        self.lock = threading.Lock()
 
     def __call__(self, url: str, body: dict, timeout: float) -> int:
-        self.calls.append((url, body))
-        nxt = self.statuses.pop(0) if self.statuses else 200
+        with self.lock:
+            self.calls.append((url, body))
+            left = self.statuses.get(url, [])
+            nxt = left.pop(0) if left else 200
         if isinstance(nxt, Exception):
             raise nxt
         return nxt
@@ -201,7 +207,7 @@ PAYLOAD = {"model": "rec-model", "namespace": "ml", "rollout": "rec-vs", "stable
 
 def test_generic_webhook_body_shape():
     b = webhook_body("rollback", PAYLOAD)
-    assert set(b) == {"event", "model", "namespace", "rollout", "stable_version", "canary_version", "weights",
+    assert set(b) == {"id", "event", "model", "namespace", "rollout", "stable_version", "canary_version", "weights",
                       "reason", "evidence", "at"}
     assert b["weights"] == {"stable": 100, "canary": 0}
     assert b["at"] == "2023-11-14T22:13:20.000Z"
@@ -211,25 +217,58 @@ def test_generic_webhook_body_shape():
 
 def test_slack_body_shape_and_escaping():
     b = slack_body("rollback", PAYLOAD)
-    assert b["text"] == ":rotating_light: rollback rec-model v2.1.0 -&gt; stable 100%: latency-p95: p95 94 ms vs 61 ms"
+    assert b["text"] == ":rotating_light: rollback ml/rec-model v2.1.0 -&gt; stable 100%: latency-p95: p95 94 ms vs 61 ms"
     assert b["blocks"][0] == {"type": "section", "text": {"type": "mrkdwn", "text": b["text"]}}
     fields = [f["text"] for f in b["blocks"][1]["fields"]]
     assert "*Model*\nrec-model" in fields and "*Weights*\nstable 100% / canary 0%" in fields
     assert any(f.startswith("*latency-p95*\nfail:") and "&lt; 0.001" in f for f in fields)
     assert len(fields) <= 10
-    assert slack_body("promotion", PAYLOAD)["text"].startswith(":white_check_mark: promoted rec-model v2.1.0")
+    assert slack_body("promotion", PAYLOAD)["text"].startswith(":white_check_mark: promoted ml/rec-model v2.1.0")
     assert "prediction shift" in slack_body("prediction_shift", PAYLOAD)["text"]
 
 
+def test_slack_line_says_where_and_the_weights_it_knows():
+    """Two namespaces (staging, prod) with one model name: the line said `rollback rec-model`, not which;
+    and `-> stable 100%` whatever the weights were (an abort whose weights were not known)."""
+    assert slack_line("rollback", PAYLOAD).startswith(":rotating_light: rollback ml/rec-model v2.1.0 -&gt; stable 100%:")
+    assert "-&gt; weights unknown:" in slack_line("aborted", dict(PAYLOAD, weights=None))
+    assert "-&gt; stable 80% / canary 20%:" in slack_line("aborted", dict(PAYLOAD, weights="80/20"))
+    drift = slack_line("drift_started", dict(PAYLOAD, canary_version="", reason="age drifted"))
+    assert drift == ":information_source: drift_started ml/rec-model: age drifted"
+
+
+def test_slack_body_stays_within_slacks_limits_after_escaping():
+    """A field was trimmed to 500 characters and then escaped: a reason of `<`, `>` and `&` grew five-fold
+    past Slack's 2000 a field, and Slack refused the whole rollback message (400 invalid_blocks); a
+    check's name was not trimmed at all."""
+    ev = {"check": "c" * 5000, "outcome": "fail", "reason": "p < 0.001 & " * 400}
+    b = slack_body("rollback", dict(PAYLOAD, model="m" * 4000, evidence=[ev], reason="é" * 5000))
+    assert len(b["text"]) <= 3000 and len(b["blocks"][0]["text"]["text"]) <= 3000
+    texts = [f["text"] for f in b["blocks"][1]["fields"]]
+    assert all(len(t) <= 2000 for t in texts) and len(texts) <= 10
+    check = texts[-1]
+    assert check.startswith("*" + "c" * 99 + "…*\nfail: p &lt; 0.001 &amp; ") and check.endswith("…")
+    assert not re.search(r"&[a-z]*…", check)  # no entity cut in two
+
+
+def test_slack_fields_of_a_drift_alert_name_the_features():
+    """A drift alert's features showed as four fields reading `check` and `: ` (they have no `check`)."""
+    ev = [{"feature": "age", "test": "ks", "value": 0.31234, "threshold": 0.1, "drifted": True},
+          "income: 40% missing vs 1% in training; MORE MISSING"]
+    texts = [f["text"] for f in slack_body("drift_started", dict(PAYLOAD, evidence=ev))["blocks"][1]["fields"]]
+    assert texts[-2:] == ["*age*\nks 0.312 (threshold 0.1) drifted",
+                          "*Feature*\nincome: 40% missing vs 1% in training; MORE MISSING"]
+
+
 def test_notifier_sends_both_formats_and_retries_5xx_not_4xx():
-    fake = FakeSender([503, 200, 400])
-    n = Notifier(webhooks=["http://hooks.example/a"], slack=["https://hooks.slack.com/services/T/B/SECRET"],
-                 sender=fake, backoff_s=0.001)
+    hook, slack = "http://hooks.example/a", "https://hooks.slack.com/services/T/B/SECRET"
+    fake = FakeSender({hook: [503, 200], slack: [400]})
+    n = Notifier(webhooks=[hook], slack=[slack], sender=fake, backoff_s=0.001)
     with capture_logs() as logs:
         n.notify("rollback", PAYLOAD)
         assert n.close(5)
-    assert [u for u, _ in fake.calls] == ["http://hooks.example/a"] * 2 + ["https://hooks.slack.com/services/T/B/SECRET"]
-    assert fake.calls[0][1]["event"] == "rollback" and "blocks" in fake.calls[2][1]
+    assert sorted(u for u, _ in fake.calls) == [hook, hook, slack]
+    assert {u: b.get("event", "blocks" in b) for u, b in fake.calls} == {hook: "rollback", slack: True}
     assert (n.sent, n.failed) == (1, 1)
     assert not any("SECRET" in repr(line) or "/services" in repr(line) for line in logs)
     assert {line["event"] for line in logs} == {"notify.sent", "notify.rejected"}
@@ -237,7 +276,7 @@ def test_notifier_sends_both_formats_and_retries_5xx_not_4xx():
 
 
 def test_notifier_gives_up_after_bounded_retries_on_connection_errors():
-    fake = FakeSender([ConnectionError("http://h/secret-path refused")] * 5)
+    fake = FakeSender({"http://h/secret-path": [ConnectionError("http://h/secret-path refused")] * 5})
     n = Notifier(webhooks=["http://h/secret-path"], retries=2, sender=fake, backoff_s=0.001)
     with capture_logs() as logs:
         n.notify("aborted", PAYLOAD)
@@ -286,3 +325,22 @@ def test_payload_for_a_rolled_back_state():
     b = webhook_body("rollback", p)
     assert b["evidence"] == [{"check": "shift", "outcome": "fail"}] and b["weights"] == {"stable": 100, "canary": 0}
     assert b["reason"] == "shift: PSI 0.3" and b["rollout"] == "rec-vs"
+
+
+def test_a_drift_alert_delivered_again_from_the_outbox_carries_the_same_webhook_id():
+    """The drift outbox delivers an alert at least once (again by the next evaluation when the process
+    died before storing it delivered): the webhook's copies had no time of their own, so each copy got a
+    new `at`, and nothing told a receiver it was the same alert."""
+    from canary.drift import monitor as M
+    from canary.drift.watch import DriftWatcher
+
+    fake = FakeSender()
+    n = Notifier(webhooks=["http://hooks.example/drift"], sender=fake)
+    w = DriftWatcher([], client=None, window_s=3600, config=M.MonitorConfig(), notifier=n)
+    state = M.MonitorState(model="rec", version="v1", episode=1)
+    alert = M.Alert("drift.started", "rec v1: age drifted", {"at": 1700000000.0, "features": []})
+    w._alert(state, alert, "ml")
+    w._alert(state, M.unsent(M.hold(state, [alert]))[0], "ml")  # the same alert, from the stored outbox
+    assert n.close(5)
+    (_, a), (_, b) = fake.calls
+    assert a["id"] == b["id"] and a["at"] == b["at"] == "2023-11-14T22:13:20.000Z"

@@ -1,0 +1,219 @@
+"""The notifier attacked as on-call would: receivers that hang, stream, rate-limit or refuse the way
+Slack does, a burst of drift news in front of a rollback, a process that exits with posts in flight.
+
+Every receiver is a real stdlib http.server on 127.0.0.1 in a thread; a hanging one is held by a
+threading.Event the test releases, never by a sleep that has to end at the right time.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable, Iterator
+
+import pytest
+from structlog.testing import capture_logs
+
+from canary.errors import ConfigError
+from canary.notify import Notifier
+from tests.integration.test_notify_health import PAYLOAD
+
+pytestmark = pytest.mark.integration
+
+SECRET = "/services/T0/B0/s3cretXYZ"
+
+
+class Server:
+    """Answers each path with its handler(h, body) (default: 200, empty); records (path, body)."""
+
+    def __init__(self) -> None:
+        self.routes: dict[str, Callable[[BaseHTTPRequestHandler, dict[str, Any]], None]] = {}
+        self.got: list[tuple[str, dict[str, Any]]] = []
+        self.release = threading.Event()  # what a hanging or streaming handler waits on
+        self.entered = threading.Event()  # set when a hanging handler has the request
+        outer = self
+
+        class H(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:  # noqa: N802
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                outer.got.append((self.path, body))
+                route = outer.routes.get(self.path)
+                if route is None:
+                    answer(self, 200)
+                else:
+                    route(self, body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+    def paths(self) -> list[str]:
+        return [p for p, _ in self.got]
+
+    def hang(self, h: BaseHTTPRequestHandler, body: dict[str, Any]) -> None:
+        self.entered.set()
+        self.release.wait(120)
+        answer(h, 200)
+
+    def close(self) -> None:
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def answer(h: BaseHTTPRequestHandler, status: int, text: str = "", **headers: str) -> None:
+    data = text.encode()
+    h.send_response(status)
+    for k, v in {"Content-Length": str(len(data)), **headers}.items():
+        h.send_header(k, v)
+    h.end_headers()
+    h.wfile.write(data)
+
+
+@pytest.fixture
+def srv() -> Iterator[Server]:
+    s = Server()
+    yield s
+    s.close()
+
+
+def _wait_for(cond: Callable[[], bool], within: float = 30.0) -> bool:
+    """Poll a condition that the broken code never reaches (a bound, not a measure of speed)."""
+    end = time.monotonic() + within
+    while time.monotonic() < end:
+        if cond():
+            return True
+        time.sleep(0.02)
+    return cond()
+
+
+def test_a_hung_webhook_does_not_hold_back_slack(srv):
+    """One worker posted to every URL in turn: a generic webhook that hung held the Slack message of the
+    rollback for the webhook's whole timeout and retries (here 60 s), at every event."""
+    srv.routes["/hung"] = srv.hang
+    n = Notifier(webhooks=[srv.url + "/hung"], slack=[srv.url + SECRET], timeout_s=60, retries=0)
+    n.notify("rollback", PAYLOAD)
+    assert _wait_for(lambda: SECRET in srv.paths()), "Slack waited behind the hung webhook"
+    assert not srv.release.is_set()  # the webhook still holds its request
+    srv.release.set()
+    assert n.close(30) and n.sent == 2
+
+
+def test_a_rollback_is_not_dropped_behind_a_burst_of_drift_news(srv):
+    """The queue dropped its oldest event when full: behind a slow receiver, 100 drift alerts (a shared
+    feature pipeline breaking drifts every model at once) pushed the rollback out."""
+    srv.routes["/hook"] = lambda h, body: srv.hang(h, body) if body["event"] == "drift_started" and \
+        not srv.release.is_set() else answer(h, 200)
+    n = Notifier(webhooks=[srv.url + "/hook"], max_queue=3, timeout_s=60, retries=0)
+    drift = dict(PAYLOAD, canary_version="", weights=None, reason="feature age drifted")
+    n.notify("drift_started", drift)  # taken by the worker, held by the receiver
+    assert srv.entered.wait(60)
+    n.notify("rollback", PAYLOAD)
+    for i in range(6):
+        n.notify("drift_started", dict(drift, model=f"m{i}"))
+    srv.release.set()
+    assert n.close(30)
+    events = [b["event"] for _, b in srv.got]
+    assert "rollback" in events
+    assert events.count("drift_started") == 1 + 2  # the one in flight, and the newest two of the six
+    assert n.dropped == 4
+
+
+def test_a_rollback_still_queued_at_exit_is_said_not_lost_silently(srv):
+    """`close()` returned False and nobody said what was lost: a `canary sweep` or a controller that
+    exited while Slack hung lost the rollback without a line."""
+    srv.routes[SECRET] = srv.hang
+    n = Notifier(slack=[srv.url + SECRET], timeout_s=60, retries=0)
+    with capture_logs() as lines:
+        n.notify("promotion", PAYLOAD)
+        assert srv.entered.wait(60)
+        n.notify("rollback", PAYLOAD)
+        assert not n.close(0.2)
+    (lost,) = [x for x in lines if x["event"] == "notify.undelivered"]
+    assert lost["undelivered"] == [{"sink": "slack", "host": "127.0.0.1", "events": ["promotion", "rollback"]}]
+    assert lost["critical"] == 1 and lost["log_level"] == "warning"
+    assert "s3cret" not in repr(lines)
+
+
+def test_every_retry_and_every_url_carries_one_idempotency_key(srv):
+    """A 503 after the receiver acted (or a timeout after it read the POST) sent the event again with
+    nothing to tell the copies apart: a retraining pipeline started twice."""
+    srv.routes["/a"] = lambda h, body: answer(h, 503 if srv.paths().count("/a") == 1 else 200)
+    n = Notifier(webhooks=[srv.url + "/a", srv.url + "/b"], retries=2, backoff_s=0.01)
+    n.notify("rollback", PAYLOAD)
+    n.notify("rollback", PAYLOAD)  # the same end announced again (same record time)
+    n.notify("rollback", dict(PAYLOAD, at=1700000060.0))  # another end
+    assert n.close(30)
+    a = [b["id"] for p, b in srv.got if p == "/a"]
+    b = [b["id"] for p, b in srv.got if p == "/b"]  # each URL has its own thread: the order across URLs is free
+    assert len(a) == 4 and len(b) == 3
+    assert len(set(a[:3] + b[:2])) == 1  # the retry, the other URL, the same end again
+    assert a[3] == b[2] != a[0]
+
+
+def test_a_429_waits_as_long_as_retry_after_asks(srv):
+    """Three tries 0.25 s and 0.5 s apart all fell inside Slack's rate limit (Retry-After: 30 s and
+    more in a burst of rollbacks), and the rollback message was given up."""
+    srv.routes[SECRET] = lambda h, body: answer(h, 429, "rate_limited", **{"Retry-After": "7"}) \
+        if srv.paths().count(SECRET) == 1 else answer(h, 200, "ok")
+    waits: list[float] = []
+    n = Notifier(slack=[srv.url + SECRET], retries=2, backoff_s=0.01, sleep=waits.append)
+    n.notify("rollback", PAYLOAD)
+    assert n.close(30)
+    assert waits == [7.0] and n.sent == 1
+
+
+def test_a_200_that_streams_is_delivered_once_and_does_not_hold_the_next_event(srv):
+    """The body was read to its end: a receiver that answers 200 and then streams its progress held the
+    worker for as long as it streamed, and every later event waited behind it."""
+
+    def stream(h: BaseHTTPRequestHandler, body: dict[str, Any]) -> None:
+        h.send_response(200)
+        h.send_header("Transfer-Encoding", "chunked")
+        h.end_headers()
+        try:
+            while not srv.release.is_set():
+                h.wfile.write(b"1\r\n.\r\n")
+                h.wfile.flush()
+                srv.release.wait(0.05)
+        except OSError:
+            pass  # the client closed: what the fix does
+
+    srv.routes["/stream"] = stream
+    n = Notifier(webhooks=[srv.url + "/stream"], timeout_s=60, retries=2)
+    n.notify("rollback", PAYLOAD)
+    n.notify("promotion", PAYLOAD)
+    assert _wait_for(lambda: srv.paths().count("/stream") == 2), "the second event waited behind the stream"
+    assert n.close(30) and n.sent == 2
+
+
+def test_slacks_error_words_are_said_and_a_200_that_carries_one_is_not_sent(srv):
+    """Slack answers 404 `no_service` (the hook was revoked), 410 `channel_is_archived`, 400
+    `invalid_payload`: the line said only `status=404`, and on-call could not tell a revoked hook from
+    a bad message."""
+    srv.routes["/services/T0/B0/gone"] = lambda h, body: answer(h, 404, "no_service")
+    srv.routes["/services/T0/B0/odd"] = lambda h, body: answer(h, 200, "invalid_payload")
+    n = Notifier(slack=[srv.url + "/services/T0/B0/gone", srv.url + "/services/T0/B0/odd", srv.url + SECRET])
+    with capture_logs() as lines:
+        n.notify("rollback", PAYLOAD)
+        assert n.close(30)
+    said = {(x["event"], x.get("detail")) for x in lines}
+    assert said == {("notify.rejected", "no_service"), ("notify.rejected", "invalid_payload"), ("notify.sent", None)}
+    assert (n.sent, n.failed) == (1, 2)
+
+
+def test_a_url_whose_port_is_not_a_port_is_refused_before_anything_moves():
+    """`https://hooks.slack.com:443x/...` passed the check and failed every post at 3 a.m."""
+    for bad in ("https://hooks.slack.com:443x" + SECRET, "https://hooks.slack.com:99999" + SECRET,
+                "https://hooks.slack.com" + SECRET + " "):
+        with pytest.raises(ConfigError) as err:
+            Notifier.from_env({}, slack=[bad])
+        assert "s3cret" not in str(err.value) and "--slack-webhook" in str(err.value)
