@@ -285,10 +285,18 @@ def promote(
         help="after SIGINT/SIGTERM/SIGHUP, end every Kubernetes request by this long from the signal: the "
              "process exits by then with traffic's state said (exit 6 when stable 100% could not be written); "
              "keep it below your CI's or pod's grace before SIGKILL; at least 1s"),
+    webhook: list[str] = typer.Option([], "--webhook", help="generic JSON webhook URL told of the rollout's end "
+                                      "(rollback, aborted, promotion; repeatable; also CANARY_WEBHOOK_URLS)"),
+    slack_webhook: list[str] = typer.Option([], "--slack-webhook", help="Slack incoming-webhook URL told of the end "
+                                            "(repeatable; also CANARY_SLACK_WEBHOOK_URLS)"),
     output: str = OutputOpt,
     log_format: str = LogFormatOpt,
 ) -> None:
     """Walk traffic to the canary step by step; promote (exit 0) or roll back (exit 1).
+
+    The end this run makes (rollback, aborted, promotion) is posted to the webhooks and Slack URLs given
+    (canary/notify.py's formats, as the controller's), before the command exits (up to 5 s more; what
+    is still undelivered then is logged, `notify.undelivered`). A bad URL exits 2 before anything is read.
 
     Example: canary promote rec-model --canary-version v2 --policy policies/default.yaml --prometheus-url http://prometheus:9090
 
@@ -353,6 +361,9 @@ def promote(
                               f"{where}, once created, goes on in the controller (`canary status`; "
                               "`canary rollback` ends it)")
 
+        if webhook or slack_webhook:  # the controller posts the ends; a follower posting them too said each twice
+            flag_error("--webhook and --slack-webhook do not apply with --via-controller: the controller posts the "
+                       "rollout's end (its own --webhook / --slack-webhook)")
         triton = {k: v for k, v in (("stableUrl", triton_stable), ("canaryUrl", triton_canary)) if v} or None
         before = {sig: signal.signal(sig, interrupted) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
         try:
@@ -378,9 +389,13 @@ def promote(
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, early)
         from canary.kube import bound_by
+        from canary.notify import Notifier
         from canary.runner import Runner
         from canary.policy import load_policy
 
+        # first: a bad URL (no scheme, a port that is none) is refused before anything is read or moved, not
+        # found at the rollback it was meant to announce
+        notifier = ran["notifier"] = Notifier.from_env(webhooks=webhook, slack=slack_webhook)
         policy = load_policy(policy_file)
         target = _target(model, opts.namespace(namespace, kubeconfig, context), virtual_service, destination_rule,
                          stable=stable_version, canary=canary_version, route=route or policy.route)
@@ -426,11 +441,34 @@ def promote(
             signal.setitimer(signal.ITIMER_REAL, 0)  # the grace's alarm, if set: nothing to cut from here on
             if display:
                 display.close()
+        if not ctl.found_ended:  # queued now, delivered while the result is written, waited for at exit
+            announce(notifier, result.state, namespace=target.namespace, rollout=target.virtual_service)
         opts.emit(state_dict(result.state, exit_code=result.exit_code), output,
                   lambda wide: typer.echo(state_line(result.state, wide=wide, route=target.route)))
         return result.exit_code
 
-    raise typer.Exit(run_guarded(go, report=refused))
+    try:
+        code = run_guarded(go, report=refused)
+    finally:
+        if "notifier" in ran:
+            ran["notifier"].close(5.0)  # delivered, or what was not is logged (`notify.undelivered`)
+    raise typer.Exit(code)
+
+
+def announce(notifier: Any, state: rl.RolloutState, *, namespace: str, rollout: str) -> None:
+    """Post the end `state` records, as the controller does (`Controller._record`): "rollback" (and
+    "prediction_shift" when that check failed), "aborted" or "promotion"; nothing for a state that is no end."""
+    from canary.notify import payload_for
+
+    event = {rl.ROLLED_BACK: "rollback", rl.ABORTED: "aborted", rl.PROMOTED: "promotion"}.get(state.phase)
+    if event is None:
+        return
+    payload = payload_for(state, namespace=namespace, rollout=rollout)
+    notifier.notify(event, payload)
+    failed = (state.last_verdict or {}).get("results", [])
+    if event == "rollback" and any(isinstance(r, dict) and r.get("kind") == "prediction_shift"
+                                   and r.get("outcome") == "fail" for r in failed):
+        notifier.notify("prediction_shift", payload)
 
 
 def _given(ctx: typer.Context, param: str) -> bool:

@@ -136,6 +136,9 @@ class Runner:
     watch_every: float = 1.0  # how often the VirtualService is re-read for outside changes
     wait_ready_s: float = 0.0  # how long to wait for a Ready canary pod and stable pod before the claim (`promote --wait-ready`)
     rollback_failed: bool = field(default=False, init=False)  # run() raised RollbackFailed: traffic had moved
+    # run() found the rollout already ended on the route (a re-run reporting it): this process ended nothing,
+    # so it announces nothing (`canary promote`'s webhooks)
+    found_ended: bool = field(default=False, init=False)
     # canary.history_store.Recorder: every look, step and phase change for `canary report`. Default: the
     # VirtualService's history ConfigMap when the router has a Kubernetes core API, else nothing recorded
     history: Any = None
@@ -176,6 +179,7 @@ class Runner:
         try:
             state = self._current = self._start()
             if state.terminal:
+                self.found_ended = True
                 return Result(state, EXIT_CODES[state.phase])
             return self._loop(state)
         except BaseException as exc:  # any failure while traffic may be split: stable gets 100% first
