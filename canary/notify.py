@@ -50,16 +50,13 @@ exception text.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import math
 import os
 import re
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime, timezone
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
@@ -67,7 +64,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait
 
 from canary import logs
 from canary.errors import ConfigError
-from canary.model import CheckResult, Verdict, Weights
+from canary.notify_body import event_id, payload_for, slack_body, slack_line, webhook_body
 
 EVENTS = ("rollback", "promotion", "prediction_shift", "aborted")
 CRITICAL = frozenset({"rollback", "aborted"})  # never dropped to make room for other news
@@ -320,150 +317,6 @@ def _bad_url(url: str) -> str:
     return ""
 
 
-# ---- payloads ------------------------------------------------------------------------
-
-
-def payload_for(state: Any, *, namespace: str, rollout: str, evidence: Sequence[Any] | None = None) -> dict[str, Any]:
-    """A notify() payload from a RolloutState; evidence defaults to its last verdict's fail/error results."""
-    if evidence is None:
-        results = (state.last_verdict or {}).get("results", [])
-        evidence = [r for r in results if isinstance(r, dict) and r.get("outcome") in ("fail", "error")]
-    return {"model": state.model, "namespace": namespace, "rollout": rollout, "stable_version": state.stable_version,
-            "canary_version": state.canary_version, "weights": state.weights, "reason": state.reason,
-            "evidence": list(evidence), "at": state.updated_at or None}
-
-
-def webhook_body(event: str, payload: Mapping[str, Any]) -> dict[str, Any]:
-    """The generic webhook's JSON object (format in the module docstring)."""
-    p = payload
-    body = _json_safe({
-        "event": event, "model": str(p.get("model", "")), "namespace": str(p.get("namespace", "")),
-        "rollout": str(p.get("rollout", "")), "stable_version": str(p.get("stable_version", "")),
-        "canary_version": str(p.get("canary_version", "")), "weights": _weights(p.get("weights")),
-        "reason": str(p.get("reason", "")), "evidence": _evidence(p.get("evidence")), "at": _iso(p.get("at")),
-    })
-    return {"id": event_id(body), **body}
-
-
-def event_id(body: Mapping[str, Any]) -> str:
-    """The idempotency key of one event: the same for every retry and every URL, and for the same end
-    announced again (same event, rollout, versions and time), so a receiver that keeps the keys it acted
-    on acts once."""
-    key = "\x1f".join(str(body.get(k, "")) for k in ("event", "namespace", "rollout", "stable_version",
-                                                       "canary_version", "at"))
-    return hashlib.sha256(key.encode()).hexdigest()[:32]
-
-
-_ICONS = {"rollback": ":rotating_light:", "aborted": ":warning:", "promotion": ":white_check_mark:",
-          "prediction_shift": ":chart_with_upwards_trend:"}
-
-
-def slack_line(event: str, payload: Mapping[str, Any]) -> str:
-    """One line on-call reads in the channel (and in a phone's notification), e.g.
-    ':rotating_light: rollback ml/rec-model v2.1.0 -> stable 100%: ...': where, what, the weights now, why."""
-    b = webhook_body(event, payload)
-    model = f"{b['namespace']}/{b['model']}" if b["namespace"] else b["model"]
-    canary, stable, w = b["canary_version"], b["stable_version"], b["weights"]
-    now = "weights unknown" if w is None else f"stable {w['stable']}%" + (f" / canary {w['canary']}%" if w["canary"] else "")
-    reason = _trim(b["reason"], 300)
-    head = {"rollback": f"rollback {model} {canary} -> {now}",
-            "aborted": f"aborted {model} {canary} -> {now}",
-            "promotion": f"promoted {model} {canary} (replaces {stable})",
-            "prediction_shift": f"prediction shift {model} {canary} vs {stable}"}.get(
-                event, " ".join(x for x in (event, model, canary) if x))
-    line = f"{_ICONS.get(event, ':information_source:')} {head}" + (f": {reason}" if reason else "")
-    return _cut(_esc(line), 3000)
-
-
-def slack_body(event: str, payload: Mapping[str, Any]) -> dict[str, Any]:
-    """Slack incoming-webhook body: the line as `text` (notifications) and blocks with the details."""
-    b = webhook_body(event, payload)
-    line = slack_line(event, payload)
-    w = b["weights"]
-    fields = [("Model", b["model"]), ("Rollout", f"{b['namespace']}/{b['rollout']}"),
-              ("Stable", b["stable_version"]), ("Canary", b["canary_version"]),
-              ("Weights", f"stable {w['stable']}% / canary {w['canary']}%" if w else "unknown"), ("Event", event)]
-    for ev in b["evidence"][:4]:  # Slack allows 10 fields per section
-        if isinstance(ev, dict) and "check" in ev:  # a rollout's CheckResult
-            fields.append((str(ev["check"]), f"{ev.get('outcome', '')}: {ev.get('reason', '')}"))
-        elif isinstance(ev, dict) and "feature" in ev:  # a drift alert's feature
-            fields.append((str(ev["feature"]), f"{ev.get('test', '')} {_num(ev.get('value'))} (threshold "
-                                               f"{_num(ev.get('threshold'))})" + (" drifted" if ev.get("drifted") else "")))
-        elif isinstance(ev, str) and ev:  # a missing-values alert's line per feature
-            fields.append(("Feature", ev))
-    # Slack refuses the whole message (400 invalid_blocks) past 3000 characters a section text and 2000 a
-    # field: the lengths are counted after escaping, which makes one "&" five characters
-    blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": _cut(line, 3000)}},
-              {"type": "section", "fields": [{"type": "mrkdwn", "text": f"*{_cut(_esc(k), 100)}*\n{_cut(_esc(v), 1800)}"}
-                                             for k, v in fields]}]
-    return {"text": line, "blocks": blocks}
-
-
-def _weights(w: Any) -> dict[str, int] | None:
-    if isinstance(w, Weights):
-        return {"stable": w.stable, "canary": w.canary}
-    if isinstance(w, Mapping) and "stable" in w and "canary" in w:
-        return {"stable": int(w["stable"]), "canary": int(w["canary"])}
-    if isinstance(w, str) and "/" in w:  # the "90/10" form the log lines use
-        s, c = w.split("/", 1)
-        return {"stable": int(s), "canary": int(c)}
-    return None
-
-
-def _evidence(ev: Any) -> list[Any]:
-    if ev is None:
-        return []
-    if isinstance(ev, Verdict):
-        ev = ev.results
-    if isinstance(ev, (CheckResult, Mapping)):
-        ev = [ev]
-    return [e.to_dict() if isinstance(e, CheckResult) else e for e in ev]
-
-
-def _iso(at: Any) -> str:
-    if isinstance(at, str) and at:
-        return at
-    t = datetime.fromtimestamp(at, tz=timezone.utc) if isinstance(at, (int, float)) else datetime.now(timezone.utc)
-    return t.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _json_safe(v: Any) -> Any:
-    """NaN/inf -> None; anything JSON cannot hold -> its str()."""
-    if isinstance(v, float):
-        return v if math.isfinite(v) else None
-    if v is None or isinstance(v, (str, int, bool)):
-        return v
-    if isinstance(v, Mapping):
-        return {str(k): _json_safe(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple, set, frozenset)):
-        return [_json_safe(x) for x in v]
-    return str(v)
-
-
-def _esc(text: str) -> str:
-    """Slack mrkdwn control characters ('p < 0.05' must not open a link)."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def _cut(escaped: str, n: int) -> str:
-    """`escaped` (mrkdwn) in at most n characters, never cutting an entity such as `&amp;` in two."""
-    if len(escaped) <= n:
-        return escaped
-    head = escaped[: n - 1]
-    amp = head.rfind("&")
-    if amp >= 0 and ";" not in head[amp:]:
-        head = head[:amp]
-    return head + "…"
-
-
-def _num(v: Any) -> str:
-    return f"{v:.3g}" if isinstance(v, (int, float)) and not isinstance(v, bool) else str(v)
-
-
-def _trim(text: str, n: int) -> str:
-    return text if len(text) <= n else text[: n - 1] + "…"
-
-
 def _host(url: str) -> str:
     try:
         return urlsplit(url).hostname or "?"
@@ -475,4 +328,4 @@ def _split(value: str) -> list[str]:
     return [u.strip() for u in value.split(",") if u.strip()]
 
 
-__all__ = ["Notifier", "EVENTS", "payload_for", "webhook_body", "slack_body", "slack_line"]
+__all__ = ["Notifier", "EVENTS", "CRITICAL", "Answer", "event_id", "payload_for", "webhook_body", "slack_body", "slack_line"]
