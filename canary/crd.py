@@ -277,7 +277,8 @@ def notification(spec: RolloutSpec, state: rl.RolloutState) -> dict[str, Any]:
     return {"model": spec.target.model, "namespace": spec.namespace, "rollout": spec.name,
             "stable_version": state.stable_version, "canary_version": state.canary_version,
             "weights": str(state.weights), "reason": state.reason,
-            "evidence": [r for r in evidence if r.get("outcome") in ("fail", "error")], "at": iso(state.updated_at)}
+            "evidence": [r for r in evidence if r.get("outcome") in ("fail", "error")], "at": iso(state.updated_at),
+            "virtual_service": spec.target.virtual_service, "route": spec.target.route}  # the command to look (notify)
 
 
 def iso(t: float) -> str:

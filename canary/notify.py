@@ -31,9 +31,11 @@ Generic webhook: ``POST`` with ``Content-Type: application/json``::
      "at": "2025-01-31T03:12:09.120Z"}             # UTC, ISO 8601
 
 Unknown numbers (NaN, inf) are ``null``. Slack gets ``{"text": <one line>,
-"blocks": [<section: the line>, <section: fields>]}``; the line names the
-namespace, model, version, the weights now and the reason, escaped for mrkdwn
-and cut to Slack's limits after escaping.
+"blocks": [<section: the line>, <section: fields>, <section: "Next: `canary
+status ...`">]}``; the line names the namespace, model, version, the weights
+now and the reason, escaped for mrkdwn and cut to Slack's limits after
+escaping; the last block, the command to look at a rollout's end (its
+VirtualService and route, from the payload's ``virtual_service`` / ``route``).
 
 Delivery: up to ``retries`` re-tries (tenacity, short exponential backoff, or
 the receiver's ``Retry-After`` when longer, up to 30 s) on connection errors,

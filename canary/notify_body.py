@@ -23,7 +23,8 @@ def payload_for(state: Any, *, namespace: str, rollout: str, evidence: Sequence[
         evidence = [r for r in results if isinstance(r, dict) and r.get("outcome") in ("fail", "error")]
     return {"model": state.model, "namespace": namespace, "rollout": rollout, "stable_version": state.stable_version,
             "canary_version": state.canary_version, "weights": state.weights, "reason": state.reason,
-            "evidence": list(evidence), "at": state.updated_at or None}
+            "evidence": list(evidence), "at": state.updated_at or None,
+            "virtual_service": rollout, "route": getattr(state, "route", "")}  # for the command to look (`next_command`)
 
 
 def webhook_body(event: str, payload: Mapping[str, Any]) -> dict[str, Any]:
@@ -89,7 +90,22 @@ def slack_body(event: str, payload: Mapping[str, Any]) -> dict[str, Any]:
     blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": _cut(line, 3000)}},
               {"type": "section", "fields": [{"type": "mrkdwn", "text": f"*{_cut(_esc(k), 100)}*\n{_cut(_esc(v), 1800)}"}
                                              for k, v in fields]}]
+    look = next_command(event, payload)
+    if look:
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": _cut(f"Next: `{_esc(look)}`", 3000)}})
     return {"text": line, "blocks": blocks}
+
+
+def next_command(event: str, payload: Mapping[str, Any]) -> str:
+    """The command on-call runs first after a rollout's end: its weights, phase, the verdict with its
+    evidence and its history (`canary status`). "" for news that is not a rollout's (drift), or when the
+    payload does not name its VirtualService."""
+    vs = str(payload.get("virtual_service") or "")
+    if event not in ("rollback", "aborted", "promotion", "prediction_shift") or not vs:
+        return ""
+    model, ns, route = str(payload.get("model", "")), str(payload.get("namespace", "")), str(payload.get("route") or "")
+    return (f"canary status {model}" + (f" -n {ns}" if ns else "") + (f" --virtual-service {vs}" if vs != model else "")
+            + (f" --route {route}" if route else ""))
 
 
 def _weights(w: Any) -> dict[str, int] | None:
@@ -157,4 +173,4 @@ def _trim(text: str, n: int) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
-__all__ = ["payload_for", "webhook_body", "event_id", "slack_line", "slack_body"]
+__all__ = ["payload_for", "webhook_body", "event_id", "slack_line", "slack_body", "next_command"]

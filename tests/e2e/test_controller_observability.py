@@ -86,6 +86,10 @@ def test_metrics_health_and_webhooks(prometheus_binary: str, tmp_path: Path) -> 
         assert generic["promotion"]["model"] == "m0" and generic["rollback"]["evidence"]
         slack = [b for p, b in Receiver.got if p == "/slack"]
         assert any("rollback" in b["text"] for b in slack) and all("blocks" in b for b in slack)
+        # where to look next, the CanaryRollout's VirtualService (decision 138)
+        (back,) = [b for b in slack if "rollback" in b["text"]]
+        assert back["text"].startswith(":rotating_light: rollback ml/m1 v3"), back["text"]
+        assert back["blocks"][-1]["text"]["text"].startswith("Next: `canary status m1 -n ml"), back["blocks"]
     finally:
         proc.terminate()
         proc.wait(15)

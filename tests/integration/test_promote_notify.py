@@ -44,6 +44,7 @@ def test_a_rollback_by_promote_reaches_the_webhook_and_slack_before_it_exits(clu
     assert generic["weights"] == {"stable": 100, "canary": 0} and "latency-p95" in generic["reason"]
     assert any(e["check"] == "latency-p95" and e["outcome"] == "fail" for e in generic["evidence"])
     assert slack["text"].startswith(":rotating_light: rollback ml/rec-model v3 -&gt; stable 100%: ")
+    assert slack["blocks"][-1]["text"]["text"].startswith("Next: `canary status rec-model -n ml")
     assert [p for p, _ in srv.got].count("/hook") == 1  # announced once
     assert "s3cret" not in res.stderr and "s3cret" not in res.stdout
 

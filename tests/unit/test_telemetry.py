@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import re
 import threading
+from dataclasses import replace
 
 import pytest
 from prometheus_client import REGISTRY
@@ -235,6 +236,19 @@ def test_slack_line_says_where_and_the_weights_it_knows():
     assert "-&gt; stable 80% / canary 20%:" in slack_line("aborted", dict(PAYLOAD, weights="80/20"))
     drift = slack_line("drift_started", dict(PAYLOAD, canary_version="", reason="age drifted"))
     assert drift == ":information_source: drift_started ml/rec-model: age drifted"
+
+
+def test_slack_says_the_command_to_look_at_the_rollout():
+    """The message said what happened and why, not where to look next: on-call had to work out the
+    VirtualService (not always the model's name) and the route of a rollout ended at 3 a.m."""
+    s = rl.RolloutState(model="rec", stable_version="v1", canary_version="v2", phase=rl.ROLLED_BACK,
+                        weights=Weights(100, 0), reason="latency", updated_at=1700000000.0, route="primary")
+    blocks = slack_body("rollback", payload_for(s, namespace="ml", rollout="rec-vs"))["blocks"]
+    assert blocks[-1]["text"]["text"] == "Next: `canary status rec -n ml --virtual-service rec-vs --route primary`"
+    assert len(blocks[1]["fields"]) <= 10
+    plain = payload_for(replace(s, route=""), namespace="ml", rollout="rec")
+    assert slack_body("promotion", plain)["blocks"][-1]["text"]["text"] == "Next: `canary status rec -n ml`"
+    assert len(slack_body("drift_started", dict(PAYLOAD, virtual_service="rec"))["blocks"]) == 2  # not a rollout's end
 
 
 def test_slack_body_stays_within_slacks_limits_after_escaping():
