@@ -154,14 +154,20 @@ class Notifier:
         try:
             if not self.enabled:
                 return
-            generic = webhook_body(event, payload)
-            bodies = {"webhook": generic, "slack": slack_body(event, payload)}
+            bodies: dict[str, dict[str, Any]] = {}
+            for kind, make in (("webhook", webhook_body), ("slack", slack_body)):
+                if any(s.kind == kind for s in self._sinks):
+                    try:  # a payload one format cannot hold must not cost the other its post
+                        bodies[kind] = make(event, payload)
+                    except Exception as exc:  # noqa: BLE001
+                        self.log.error("notify.internal_error", notify_event=event, sink=kind, error=type(exc).__name__)
             with self._cond:
                 if self._closing:
                     self.log.warning("notify.dropped", notify_event=event, why="closed")
                     return
                 for sink in self._sinks:
-                    self._enqueue(sink, event, bodies[sink.kind])
+                    if sink.kind in bodies:
+                        self._enqueue(sink, event, bodies[sink.kind])
                 self._cond.notify_all()
         except Exception as exc:  # noqa: BLE001 - a notification must never break a rollback
             self.log.error("notify.internal_error", notify_event=event, error=type(exc).__name__)
