@@ -217,3 +217,15 @@ def test_a_url_whose_port_is_not_a_port_is_refused_before_anything_moves():
         with pytest.raises(ConfigError) as err:
             Notifier.from_env({}, slack=[bad])
         assert "s3cret" not in str(err.value) and "--slack-webhook" in str(err.value)
+
+
+def test_a_redirect_is_refused_with_its_status_and_not_followed(srv):
+    """Held (decision 138): an ingress's 301 to https is not followed (a client would re-send the POST
+    as a GET, without the body) and is no success; the line says the status, the target gets nothing."""
+    srv.routes["/moved"] = lambda h, body: answer(h, 301, Location=srv.url + "/there")
+    n = Notifier(webhooks=[srv.url + "/moved"])
+    with capture_logs() as lines:
+        n.notify("rollback", PAYLOAD)
+        assert n.close(30)
+    assert srv.paths() == ["/moved"] and (n.sent, n.failed) == (0, 1)
+    assert [(x["event"], x["status"]) for x in lines if x["event"].startswith("notify.")] == [("notify.rejected", 301)]
