@@ -13,7 +13,7 @@ from typing import Annotated, Literal, Union
 from pydantic import Field, field_validator, model_validator
 
 from canary.policy_fields import METRIC_NAME, METRIC_PATTERN, Source, Strict, show
-from canary.policy_promql import check_promql
+from canary.policy_promql import check_promql, code_form, reads_version
 
 
 class _CheckBase(Strict):
@@ -164,12 +164,18 @@ class CustomCheck(_CheckBase):
         if self.max_value is None and self.max_ratio is None and self.max_increase is None:
             raise ValueError("custom check needs max_value, max_ratio and/or max_increase")
         relative = [k for k in ("max_ratio", "max_increase") if getattr(self, k) is not None]
-        same = self.query if self.query is not None else (self.stable_query if self.stable_query == self.canary_query
-                                                           else None)
-        if relative and same is not None and "{version}" not in same:
-            where = "`query`" if self.query is not None else "`stable_query` and `canary_query` (the same text)"
-            raise ValueError(f"{' and '.join(relative)} compares canary with stable, but {where} has no "
-                             '{version}: both arms would read the same series and always pass; select the arm, '
+        # one query for both arms: `query`, or per-arm queries that differ only in comments and spacing (a
+        # `{version}` in a comment is rendered as written: it selects nothing)
+        same = self.query if self.query is not None else (
+            self.stable_query if code_form(self.stable_query or "") == code_form(self.canary_query or "") else None)
+        if relative and same is not None and not reads_version(same):
+            where = ("`query`" if self.query is not None else "`stable_query` and `canary_query` (the same text)"
+                     if self.stable_query == self.canary_query else
+                     "`stable_query` and `canary_query` (the same query but for comments and spacing)")
+            has = ("{version} only in a comment, which selects nothing" if "{version}" in same
+                   else "no {version}")
+            raise ValueError(f"{' and '.join(relative)} compares canary with stable, but {where} has {has}: both "
+                             'arms would read the same series and always pass; select the arm, '
                              'e.g. `version="{version}"`, or give per-arm queries')
         return self
 

@@ -76,6 +76,27 @@ def check_promql(template: str) -> str:
     return template
 
 
+def reads_version(template: str) -> bool:
+    """Whether `template` selects by `{version}` in its code: a `{version}` in a comment is rendered as
+    written, so both arms read what the rest of the query reads."""
+    return any(name == "version" for _, _, name in scan_promql(template)[0])
+
+
+def code_form(template: str) -> str:
+    """`template` as Prometheus reads it, for telling whether two templates are one query: comments
+    dropped and each run of whitespace outside strings one space (a YAML `|` block's trailing newline,
+    a re-indented line, a comment apart)."""
+    out: list[str] = []
+    gap = False  # whitespace or a comment of the code since the last piece kept
+    for text, ctx, name in scan_promql(template)[0]:
+        if ctx == "#" or (not ctx and name is None and text.isspace()):
+            gap = True
+            continue
+        out.append((" " if gap and out else "") + text)
+        gap = False
+    return "".join(out)
+
+
 # PromQL's keywords (its lexer reads them case-insensitively); most are also metric names where an operand stands
 KEYWORDS = frozenset({
     "and", "or", "unless", "atan2", "bool", "offset", "by", "without", "on", "ignoring", "group_left",

@@ -344,6 +344,29 @@ def test_a_relative_custom_limit_on_one_series_for_both_arms_is_refused(queries:
     refused(raw, "checks[0]", "has no {version}: both arms would read the same series")
 
 
+@pytest.mark.parametrize("queries, says", [
+    ({"query": 'sum(rate(x{model_name="{model}"}[{window}]))\n# was: sum(rate(x{model_version="{version}"}[5m]))'},
+     "has {version} only in a comment, which selects nothing: both arms would read the same series"),
+    ({"stable_query": 'sum(x{model_name="{model}"})', "canary_query": 'sum(x{model_name="{model}"})\n'},
+     "(the same query but for comments and spacing) has no {version}: both arms would read the same series"),
+    ({"stable_query": 'sum(x{a="b"})  # stable', "canary_query": 'sum(x{a="b"})   # canary'},
+     "(the same query but for comments and spacing) has no {version}"),
+])
+def test_a_relative_custom_limit_whose_arms_differ_only_in_comments_or_spacing_is_refused(
+        queries: dict[str, str], says: str) -> None:
+    """A `{version}` in a comment is rendered as written, and per-arm queries that differ in a comment or a
+    YAML block's trailing newline are one query: both arms read the same series and a ratio of 1 passed
+    whatever the canary did (the check looked for the text `{version}` and compared the texts whole)."""
+    raw = {**GOOD, "checks": [{"name": "c", "kind": "custom", "max_ratio": 1.2, **queries}]}
+    refused(raw, "checks[0]", says)
+
+
+def test_per_arm_queries_that_differ_inside_a_string_tell_the_arms_apart() -> None:
+    """Spacing inside a label value is part of the value: those queries read different series."""
+    parse_policy({**GOOD, "checks": [{"name": "c", "kind": "custom", "max_ratio": 1.2,
+                                      "stable_query": 'sum(x{a="b c"})', "canary_query": 'sum(x{a="b  c"})'}]})
+
+
 @pytest.mark.parametrize("check", [
     {"query": 'sum(up{job="dep"})', "max_value": 1},  # an absolute guard on a shared series: allowed
     {"query": 'sum(x{version="{version}"})', "max_ratio": 1.2},
