@@ -587,9 +587,6 @@ class Controller:
         spec = crd.parse(obj, configmap=self._configmap)
         if FINALIZER not in _finalizers(obj) and not _finished(obj):  # before any traffic moves
             self._set_finalizer(obj, True)
-        if spec.on_prometheus_outage == "hold":
-            spec = replace(spec, policy=spec.policy.model_copy(
-                update={"failure": spec.policy.failure.model_copy(update={"on_deadline": "hold"})}))
         log = self._rollout_log(spec)
         status = self.router.inspect(spec.target)
         state = parse_state(status)
@@ -1540,7 +1537,8 @@ class Controller:
                 self.telemetry.record_verdict(model=spec.target.model, results=verdict.results)
             if verdict.outcome is Outcome.FAIL:
                 self._breach_seen.setdefault((spec.key, state.canary_version), time.monotonic())
-            seen = Observation(look=rl.Looked(self.clock.now(), verdict, canary_n, window_s, data_to=data_to))
+            seen = Observation(look=rl.Looked(self.clock.now(), verdict, canary_n, window_s, data_to=data_to,
+                                              hold_unreachable=spec.on_prometheus_outage == "hold"))
             obj = self._fresh(obj)
             self._seed(obj)  # the write reads what the cache holds now (our own writes included)
             new, _ = self._decide(spec, state, seen, expect=a.recorded, log=log)

@@ -262,6 +262,10 @@ class Looked:
     window_s: float | None = None
     # the end of the judged data on the metrics clock (the controller's snapshot time); None: up to now
     data_to: float | None = None
+    # a step whose looks could not ask Prometheus is held at its deadline, whatever the policy's
+    # `failure.on_deadline` (a CanaryRollout's `spec.onPrometheusOutage: hold`); a measured step without
+    # a verdict still ends as the policy says
+    hold_unreachable: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "canary_requests", request_count(self.canary_requests))  # +Inf, NaN: no count
@@ -526,7 +530,7 @@ def _judge(state: RolloutState, ev: Looked, policy: Policy) -> tuple[RolloutStat
            f"{s.step + 1} ({j.outcome.label}: {j.reason()}; canary requests "
            f"{'not measured' if unreachable and not ev.canary_requests else f'{ev.canary_requests:.0f}'}, "
            f"need {policy.analysis.min_canary_requests})")
-    if policy.failure.on_deadline == "hold":
+    if policy.failure.on_deadline == "hold" or (unreachable and ev.hold_unreachable):
         s2 = _log(replace(s, phase=PAUSED, reason=why), ev.now, "held")
         return s2, actions + [SetWeights(s2.weights), Emit("rollout.held", {"reason": why}, warning=True)]
     phase = ABORTED if unreachable else ROLLED_BACK

@@ -1,0 +1,73 @@
+"""`spec.onPrometheusOutage` and the policy's `failure.on_deadline`: the CR's field is about Prometheus
+that cannot be asked, the policy's about a step with no verdict at its deadline. The same policy decides
+the same way in a file (`canary promote`) and in a CanaryRollout. Against the strict API emulator and a
+real Prometheus."""
+
+from __future__ import annotations
+
+import copy
+import time
+from typing import Any
+
+import pytest
+
+from canary import crd
+from canary import rollout as rl
+from canary.metrics.batch import BatchMetrics
+from canary.metrics.prometheus import PrometheusProvider
+from tests import fleet
+from tests.integration.test_controller import _progressing, prometheus, vs, world  # noqa: F401
+
+pytestmark = pytest.mark.integration
+
+
+def _short_deadline_policy(**analysis: Any) -> dict[str, Any]:
+    """FAST_POLICY with a step's deadline 6 s after its start, and `on_deadline: rollback` said outright."""
+    pol = copy.deepcopy(fleet.FAST_POLICY)
+    pol["analysis"].update(analysis)
+    pol["failure"] = {"max_failed_looks": 1, "no_data_deadline": "1s", "on_deadline": "rollback"}
+    return pol
+
+
+def _until_settled(op: Any, custom: Any, timeout: float = 60) -> dict[str, Any]:
+    """Tick until r0 has ended or is held (a held rollout is not terminal), or fail after `timeout`."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        op.tick()
+        st = custom.get_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0").get("status") or {}
+        if st.get("phase") in rl.TERMINAL or st.get("phase") == rl.PAUSED:
+            return st
+        ready = [c for c in st.get("conditions", []) if c["type"] == "Ready" and c["status"] == "False"]
+        assert not ready, ready
+        time.sleep(0.2)
+    pytest.fail(f"r0 neither ended nor was held: {st.get('phase')}")
+
+
+def test_a_measured_step_without_a_verdict_follows_the_policy_whatever_on_prometheus_outage_says(world: Any) -> None:
+    """Policy `on_deadline: rollback`, CR `onPrometheusOutage: hold` (as canary/deploy/examples has them), and a
+    good canary that cannot reach `min_canary_requests`: Prometheus answered every look, so the step ends as
+    the policy says, rolled back, as `canary promote` ends it. The CR's `hold` was applied to the policy
+    wholesale: the rollout was held at 80/20, waiting for a person, with the policy saying rollback."""
+    api, op, custom = world
+    obj = fleet.rollout_object(0, "v2", onPrometheusOutage="hold")
+    obj["spec"]["policy"] = _short_deadline_policy(min_canary_requests=10**12)
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, obj)
+    st = _until_settled(op, custom)
+    assert st["phase"] == rl.ROLLED_BACK, (st.get("phase"), st.get("reason"))
+    assert vs(api, 0)[0] == [100, 0]
+    assert "no verdict after" in st["reason"] and "Prometheus unreachable" not in st["reason"]
+
+
+def test_prometheus_unreachable_past_the_deadline_is_held_when_the_rollout_says_hold(world: Any) -> None:
+    """The same policy (`on_deadline: rollback`), Prometheus gone mid-step: `onPrometheusOutage: hold` keeps
+    the canary's weights and records the rollout paused, as the CRD documents."""
+    api, op, custom = world
+    obj = fleet.rollout_object(0, "v2", onPrometheusOutage="hold")
+    obj["spec"]["policy"] = _short_deadline_policy(min_canary_requests=10**12)
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, obj)
+    _progressing(op, custom, api)
+    dead = PrometheusProvider("http://127.0.0.1:9", retries=1, budget_s=0.5)
+    op.metrics, op.batch = dead, BatchMetrics(dead)
+    st = _until_settled(op, custom)
+    assert st["phase"] == rl.PAUSED, (st.get("phase"), st.get("reason"))
+    assert vs(api, 0)[0] == [80, 20] and st["reason"].startswith("Prometheus unreachable: no verdict after")
