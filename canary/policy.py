@@ -135,7 +135,9 @@ class Gates(Strict):
 class Policy(Strict):
     """A rollout policy (see policies/default.yaml for a commented example)."""
 
-    steps: list[int] = Field(min_length=1, description="canary weights in %, strictly increasing; the last must be 100 and is the promotion (not judged)")
+    steps: list[int] = Field(min_length=1, description="canary weights in %, strictly increasing; the last must be 100 and is the promotion (not judged)",
+                             json_schema_extra={"items": {"type": "integer", "minimum": 1, "maximum": 100},
+                                                "uniqueItems": True})  # what `_steps` checks, for editors
     analysis: Analysis = Analysis()
     failure: Failure = Failure()
     metrics: Metrics = Metrics()

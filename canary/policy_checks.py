@@ -103,7 +103,9 @@ class FeatureDriftCheck(_CheckBase):
     source: Literal["model"] = Field("model", description="always 'model': the drift exporter's metrics")
     features: list[str] | None = Field(None, min_length=1, max_length=500,
                                        description="the features to compare (each must be exported by both arms); "
-                                                   "default: every feature both arms export")
+                                                   "default: every feature both arms export",
+                                       json_schema_extra={"items": {"type": "string", "minLength": 1, "maxLength": 200},
+                                                          "uniqueItems": True})  # what `_features` checks
     max_psi: float | None = Field(None, gt=0, description="per-feature population stability index ceiling")
     max_js: float | None = Field(None, gt=0, le=1, description="per-feature Jensen-Shannon distance ceiling (base 2, 0..1)")
 

@@ -121,3 +121,25 @@ def test_published_schema_is_current() -> None:
 
     assert (ROOT / "docs" / "policy.schema.json").read_text().strip() == json_schema().strip(), \
         "regenerate with: canary policy schema > docs/policy.schema.json"
+
+
+DRIFT = {"name": "d", "kind": "feature_drift", "max_psi": 0.2}
+
+
+@pytest.mark.parametrize("raw", [
+    with_(steps=[0, 50, 100]), with_(steps=[10, 150]), with_(steps=[10, 10, 100]),
+    with_(checks=[{**DRIFT, "features": ["a", "a"]}]), with_(checks=[{**DRIFT, "features": [""]}]),
+], ids=["step-0", "step-150", "step-twice", "feature-twice", "feature-empty"])
+def test_the_published_schema_refuses_a_bad_step_or_feature_as_the_loader_does(raw: dict) -> None:
+    """An editor with `yaml-language-server: $schema=docs/policy.schema.json` showed `steps: [0, 50, 100]`
+    and a feature listed twice as valid; `policy validate` refuses them. What one field alone can say, the
+    schema says too (what needs two fields, such as weights that increase, is the loader's alone)."""
+    import jsonschema
+
+    schema = json.loads((ROOT / "docs" / "policy.schema.json").read_text())
+    with pytest.raises(PolicyError):
+        parse_policy(raw)
+    assert list(jsonschema.Draft202012Validator(schema).iter_errors(raw))
+    good = with_(checks=[{**DRIFT, "features": ["a", "b"]}])
+    parse_policy(good)
+    assert not list(jsonschema.Draft202012Validator(schema).iter_errors(good))
