@@ -349,13 +349,16 @@ def _non_text_key(raw: Any, path: str = "") -> tuple[str, str] | None:
 _RANGE = {"less_than": "<", "less_than_equal": "<=", "greater_than": ">", "greater_than_equal": ">="}
 
 
+_SIGNED_FRACTION = re.compile(r"[-+]\.[0-9][0-9_]*")  # '-.5': text to YAML 1.1, whose '.5' is a number
+
+
 def _yaml_number_text(text: str) -> bool:
-    """'1e9', '2E-3': a number to Python, a string to YAML 1.1 (which needs '1.0e9')."""
+    """'1e9', '2E-3', '-.5': a number to Python, a string to YAML 1.1 (which needs '1.0e+9', '-0.5')."""
     try:
         float(text)
     except ValueError:
         return False
-    return "e" in text.lower()
+    return "e" in text.lower() or bool(_SIGNED_FRACTION.fullmatch(text.strip()))
 
 
 def _number_hint(text: str, *, whole: bool) -> str:
@@ -369,6 +372,9 @@ def _number_hint(text: str, *, whole: bool) -> str:
         if not x.is_integer():
             return "this field takes a whole number"
         return f"write it in plain decimal digits: {int(x)}" if abs(x) < 1e18 else "write it in plain decimal digits"
+    if _SIGNED_FRACTION.fullmatch(text.strip()):  # output_range: [-.5, .5] read its first value as text
+        return f"YAML 1.1 reads a signed fraction as a number only with a digit before the dot: write " \
+               f"{text.strip()[0]}0{text.strip()[1:]}"
     mantissa, letter, exponent = re.split(r"([eE])", text.strip(), maxsplit=1)
     candidate = (mantissa if "." in mantissa else mantissa + ".0") + letter + (
         exponent if exponent[:1] in ("+", "-") else "+" + exponent)

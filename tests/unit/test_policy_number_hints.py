@@ -50,3 +50,19 @@ def test_an_integer_fields_hint_is_plain_decimal(text: str) -> None:
 def test_a_fraction_for_an_integer_field_and_a_number_beyond_floats() -> None:
     assert "whole number" in _hint(INT, "1.5e-1", "analysis.min_canary_requests")
     assert "beyond a 64-bit float" in _hint(FLOAT, "1e400", "checks[0].max_ms")
+
+
+RANGE = "steps: [10, 100]\ngates: {{triton: {{enabled: false, output_range: [{v}, 1.0]}}}}\n" \
+        "checks: [{{name: e, kind: error_rate, max_rate_pct: 5}}]\n"
+
+
+@pytest.mark.parametrize("text", ["-.5", "+.25", "-.0_5"])
+def test_a_signed_fraction_without_a_leading_zero_is_explained_and_the_hint_works(text: str) -> None:
+    """`output_range: [-.5, .5]`: YAML 1.1 reads `.5` as a number but `-.5` as text, and the answer was
+    "must be a number, not '-.5'", which the author reads as a number. The hint says why and what to
+    write, and what it says loads as the number meant."""
+    detail = _hint(RANGE, text, "gates.triton.output_range[0]")
+    suggested = re.search(r"write (\S+)$", detail)
+    assert suggested and "digit before the dot" in detail, detail
+    low = parse_policy_text(RANGE.format(v=suggested.group(1))).gates.triton.output_range[0]
+    assert low == float(text.replace("_", ""))
