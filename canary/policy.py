@@ -241,19 +241,62 @@ _TYPE_MESSAGES = {
 }
 
 
-def _near_field(key: str) -> str:
-    """The policy field name closest to a mistyped `key` ("" when none is close): any section's, so
-    `max_msec` finds `max_ms` wherever it was written."""
+def _sections() -> dict[type, str]:
+    """Each section's model and how an author names it: `failure`, `gates.triton`, `latency checks`."""
+    out: dict[type, str] = {Policy: "the top level", Analysis: "analysis", Failure: "failure", Metrics: "metrics",
+                            Gates: "gates", TritonGate: "gates.triton"}
+    for cls in (LatencyCheck, ErrorRateCheck, PredictionShiftCheck, FeatureMissingCheck, FeatureDriftCheck, CustomCheck):
+        out[cls] = f"{cls.model_fields['kind'].annotation.__args__[0]} checks"
+    return out
+
+
+def _section_at(loc: tuple[Any, ...]) -> type | None:
+    """The model an unknown key at pydantic's `loc` was written in (None when not one of `_sections`)."""
+    kinds = {name.partition(" ")[0]: cls for cls, name in _sections().items() if name.endswith(" checks")}
+    cls: Any = Policy
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        if part in kinds and cls is None:  # checks[i].<kind>: the discriminator's tag
+            cls = kinds[part]
+            continue
+        field = cls.model_fields.get(part) if cls is not None else None
+        if field is None:
+            return None
+        cls = next((t for t in (field.annotation, *getattr(field.annotation, "__args__", ())) if t in _sections()), None)
+    return cls
+
+
+def _unknown_key(loc: tuple[Any, ...]) -> str:
+    """The message for an unknown key: the name of its own section it is closest to, and the section it
+    belongs to when it is another's field (`max_ms` on an error_rate check is a latency check's, not a typo
+    of `max_js`; `analysis.max_failed_looks` belongs in `failure`)."""
     import difflib
 
-    names: set[str] = set()
-    todo = list(Strict.__subclasses__())
-    while todo:
-        cls = todo.pop()
-        names.update(cls.model_fields)
-        todo.extend(cls.__subclasses__())
-    found = difflib.get_close_matches(key, sorted(names - {key}), n=1, cutoff=0.75)
-    return found[0] if found else ""
+    key, here, sections = str(loc[-1]) if loc else "", _section_at(loc), _sections()
+    own = sorted(here.model_fields) if here is not None else []
+    near = difflib.get_close_matches(key, own, n=1, cutoff=0.75)
+    elsewhere = [name for cls, name in sections.items() if cls is not here and key in cls.model_fields]
+    if elsewhere:
+        parts = [n for n in elsewhere if not n.endswith(" checks")]
+        kinds = [n.partition(" ")[0] for n in elsewhere if n.endswith(" checks")]
+        where = (f"belongs in `{parts[0]}`" if parts and parts[0] != "the top level" else "belongs at the top level"
+                 if parts else "is a field of every check" if len(kinds) == len(_KIND_TAGS)
+                 else f"is a field of {' and '.join(kinds)} checks")
+        name = sections.get(here, "") if here is not None else ""
+        check = name.partition(" ")[0] if name.endswith(" checks") else ""
+        a_check = f"{'an' if check[:1] in 'aeiou' else 'a'} {check} check"
+        there = (f"`{key}` {where}, not in {a_check}" if check else
+                 f"`{key}` {where}, not {'at ' + name if name == 'the top level' else f'in `{name}`'}" if name
+                 else f"`{key}` {where}")
+        if near:
+            return f"unknown key (did you mean `{near[0]}`? {there})"
+        takes = [f for f in own if f not in ("kind", "name", "source", "hard")]
+        return f"unknown key: {there}" + (f" ({a_check} takes {', '.join(takes)})" if check else "")
+    if not near:  # a typo of a field of another section, written there
+        names = sorted({f for cls in sections for f in cls.model_fields} - {key})
+        near = difflib.get_close_matches(key, names, n=1, cutoff=0.75)
+    return f"unknown key (did you mean `{near[0]}`?)" if near else "unknown key (typo?)"
 
 
 def _message(err: Any) -> str:
@@ -261,9 +304,7 @@ def _message(err: Any) -> str:
     msg = _TYPE_MESSAGES.get(kind, err["msg"])
     ctx = err.get("ctx") or {}
     if kind == "extra_forbidden":
-        loc = err.get("loc") or ()
-        near = _near_field(str(loc[-1])) if loc else ""
-        msg = f"unknown key (did you mean `{near}`?)" if near else "unknown key (typo?)"
+        msg = _unknown_key(tuple(err.get("loc") or ()))
     elif kind in _SHAPE_MESSAGES:  # pydantic's words name our classes ("instance of Analysis")
         msg = f"{_SHAPE_MESSAGES[kind]}, not {_what(value)}"
     elif kind == "missing":

@@ -736,3 +736,33 @@ def test_a_mistyped_key_or_a_look_longer_than_its_interval_says_what_was_meant(d
     with pytest.raises(PolicyError) as err:
         parse_policy({"steps": [10, 100], **doc})
     assert says in str(err.value), str(err.value)
+
+
+ERRORS = {"name": "err", "kind": "error_rate", "max_rate_pct": 5}
+
+
+@pytest.mark.parametrize(("doc", "says"), [
+    ({"checks": [{**ERRORS, "max_ms": 250}]},
+     "checks[0].max_ms: unknown key: `max_ms` is a field of latency checks, not in an error_rate check (an "
+     "error_rate check takes max_increase_points, max_rate_pct)"),
+    ({"checks": [{"name": "c", "kind": "custom", "query": "vector(1)", "max_value": 1, "metric": "x"}]},
+     "checks[0].metric: unknown key: `metric` is a field of prediction_shift checks, not in a custom check"),
+    ({"checks": [{**ERRORS, "max_increase_pct": 1}]},
+     "checks[0].max_increase_pct: unknown key (did you mean `max_increase_points`? `max_increase_pct` is a field "
+     "of latency checks, not in an error_rate check)"),
+    ({"checks": [ERRORS], "analysis": {"max_failed_looks": 2}},
+     "analysis.max_failed_looks: unknown key: `max_failed_looks` belongs in `failure`, not in `analysis`"),
+    ({"checks": [ERRORS], "gates": {"enabled": True}},
+     "gates.enabled: unknown key: `enabled` belongs in `gates.triton`, not in `gates`"),
+    ({"checks": [{**ERRORS, "interval": "5m"}]}, "checks[0].interval: unknown key: `interval` belongs in `analysis`"),
+    ({"checks": [ERRORS], "source": "istio"}, "source: unknown key: `source` belongs in `metrics`, not at the top level"),
+])
+def test_a_field_written_in_another_section_or_kind_of_check_says_where_it_belongs(doc: dict[str, Any],
+                                                                                   says: str) -> None:
+    """`max_ms` on an error_rate check was answered "did you mean `max_js`?" (a prediction_shift field),
+    `metric` on a custom check "did you mean `metrics`?" (the top-level section), and
+    `analysis.max_failed_looks` "typo?": the nearest name of any section, or none. A field of another
+    kind of check or section is named as such, and the closest name is looked for where it was written."""
+    with pytest.raises(PolicyError) as err:
+        parse_policy({"steps": [10, 100], **doc})
+    assert says in str(err.value), str(err.value)
