@@ -441,7 +441,9 @@ def _where(err: Any) -> str:
 
 def parse_policy(raw: Any, *, file: str = "<policy>") -> Policy:
     if not isinstance(raw, dict):
-        raise PolicyError(file, "", "a policy must be a YAML mapping at the top level")
+        raise PolicyError(file, "", "empty (null, or a file of nothing but blank lines and comments): a policy is a mapping with at least "
+                          "`steps` and `checks`" if raw is None else
+                          f"a policy must be a YAML mapping at the top level, not {_what(raw)}")
     problem = too_big(raw)
     if problem:
         raise PolicyError(file, "", f"too large: {problem}")

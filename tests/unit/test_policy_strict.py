@@ -539,8 +539,11 @@ def test_a_read_error_after_open() -> None:
 
 
 @pytest.mark.parametrize(("content", "text"), [
-    (b"", "mapping"), (b"   \n\n", "mapping"), (b"# only a comment\n", "mapping"), (b"~\n", "mapping"),
-    (b"42\n", "mapping"), (b"just text\n", "mapping"), (b"- a\n- b\n", "mapping"),
+    # an empty file (a GitOps template that rendered nothing) is called empty, not "not a mapping"
+    (b"", ": empty (null, or a file of nothing but blank lines and comments)"), (b"   \n\n", ": empty ("),
+    (b"# only a comment\n", ": empty ("), (b"~\n", ": empty ("),
+    (b"42\n", "mapping at the top level, not the number 42"), (b"just text\n", "not the text 'just text'"),
+    (b"- a\n- b\n", "mapping at the top level, not a list of 2"),
     (b"\xff\xfe\x00s", "not UTF-8"), (b"steps: [5, 100]\xc3\x28", "not UTF-8"),
     (b"steps: [1]\x00", "not valid YAML"), (b"\x1b[31m", "not valid YAML"),
     (b"x" * (MAX_BYTES + 1), "too large"),
