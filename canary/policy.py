@@ -111,12 +111,19 @@ class Failure(Strict):
     on_deadline: Literal["rollback", "hold"] = Field("rollback", description="'hold' keeps weights and waits for a person")
 
 
+def _pair(value: Any) -> Any:
+    """`[low, high]`: a list of another length was "Tuple should have at most 2 items after validation"."""
+    if isinstance(value, (list, tuple)) and len(value) != 2:
+        raise ValueError(f"output_range must be [low, high] (two numbers), not a list of {len(value)}")
+    return as_tuple(value)
+
+
 class TritonGate(Strict):
     enabled: bool = True
     protocol: Literal["http", "grpc"] = "http"
     warmup_requests: int = Field(10, ge=0, le=10_000)
     sample_file: str | None = Field(None, min_length=1, description="JSON inputs for warm-up, relative to the policy file")
-    output_range: Annotated[tuple[float, float], pydantic.BeforeValidator(as_tuple)] | None = None
+    output_range: Annotated[tuple[float, float], pydantic.BeforeValidator(_pair)] | None = None
     probe_interval: ProbeDuration = Field(1.0, description="0.1s..10m")
     probe_failures: int = Field(2, ge=1, le=1000, description="consecutive failed readiness probes before rollback")
 
@@ -317,6 +324,12 @@ def _message(err: Any) -> str:
         msg = f"must be {ctx.get('expected', 'one of the allowed values')}, not {_what(value)}"
     elif kind == "too_short" and ctx.get("min_length") == 1:
         msg = "must not be empty"
+    elif kind in ("too_long", "string_too_long") and isinstance(value, (str, list)):
+        unit = "characters" if isinstance(value, str) else "items"
+        msg = f"must have at most {ctx.get('max_length')} {unit}, not {len(value)}"
+    elif kind == "string_pattern_mismatch":
+        allowed = _PATTERNS.get(str(ctx.get("pattern")), f"must match {ctx.get('pattern')}")
+        msg = f"{allowed}, not {show(value)}"
     elif kind == "string_type" and isinstance(value, (bool, int, float)):
         msg += f", not {show(value)}: quote it in YAML (which reads 1.10 as the number 1.1)"
     elif kind in _TYPE_MESSAGES and value is not None and isinstance(value, (bool, int, float, str)):
@@ -331,6 +344,8 @@ def _message(err: Any) -> str:
     return msg if len(msg) <= 500 else msg[:497] + "..."
 
 
+_PATTERNS = {r"^[A-Za-z0-9_.-]+$": "must be letters, digits, '_', '.' and '-' only (a check's name is a label in logs "
+                                   "and metrics)"}
 _SHAPE_MESSAGES = {
     "model_type": "must be a mapping (key: value)", "model_attributes_type": "must be a mapping (key: value)",
     "dict_type": "must be a mapping (key: value)", "list_type": "must be a list", "tuple_type": "must be a list",

@@ -108,7 +108,7 @@ NUMBERS = [
     ("gates.triton.output_range", [True, 1], "gates.triton.output_range[0]", "boolean"),
     ("gates.triton.output_range", ["0", "1"], "gates.triton.output_range[0]", "must be a number"),
     ("gates.triton.output_range", [1, 0], "gates.triton.output_range", "low < high"),
-    ("gates.triton.output_range", [0, 1, 2], "gates.triton.output_range", "at most 2"),
+    ("gates.triton.output_range", [0, 1, 2], "gates.triton.output_range", "two numbers), not a list of 3"),
 ]
 
 
@@ -208,7 +208,7 @@ def test_a_number_for_a_label_value_says_quote_it() -> None:
     ("route", "", "route", "at least 1"),
     ("gates.triton.sample_file", "", "gates.triton.sample_file", "at least 1"),
     ("checks.latency.name", "", "checks[0].name", "at least 1"),
-    ("checks.latency.name", "a b", "checks[0].name", "pattern"),
+    ("checks.latency.name", "a b", "checks[0].name", "only (a check's name is a label in logs and metrics), not 'a b'"),
 ])
 def test_empty_strings_are_not_silent_defaults(path: str, value: Any, field: str, text: str) -> None:
     refused(put(path, value), field, text)
@@ -769,3 +769,19 @@ def test_a_field_written_in_another_section_or_kind_of_check_says_where_it_belon
     with pytest.raises(PolicyError) as err:
         parse_policy({"steps": [10, 100], **doc})
     assert says in str(err.value), str(err.value)
+
+
+@pytest.mark.parametrize(("path", "value", "field", "text"), [
+    ("checks.latency.name", "latency p95", "checks[0].name",
+     "must be letters, digits, '_', '.' and '-' only (a check's name is a label in logs and metrics), not 'latency p95'"),
+    ("checks.latency.name", "x" * 201, "checks[0].name", "must have at most 200 characters, not 201"),
+    ("gates.triton.output_range", [0.0, 0.5, 1.0], "gates.triton.output_range",
+     "output_range must be [low, high] (two numbers), not a list of 3"),
+    ("gates.triton.output_range", [0.0], "gates.triton.output_range",
+     "output_range must be [low, high] (two numbers), not a list of 1"),
+])
+def test_a_name_or_a_range_of_the_wrong_shape_is_said_in_the_policys_words(path: str, value: Any, field: str,
+                                                                           text: str) -> None:
+    """These said pydantic's words ("String should match pattern '^[A-Za-z0-9_.-]+$'", "Tuple should have at
+    most 2 items after validation", `output_range[1]: required, and missing`), without the value written."""
+    refused(put(path, value), field, text)
