@@ -129,6 +129,19 @@ def test_hold_on_deadline_pauses_instead() -> None:
     assert s.phase == rl.PAUSED and s.weights == Weights(90, 10)
 
 
+@pytest.mark.parametrize("outcome,unavailable,phase", [
+    (Outcome.ERROR, True, rl.PAUSED),  # could not ask Prometheus: held, weights kept
+    (Outcome.INCONCLUSIVE, False, rl.ROLLED_BACK),  # measured, no verdict: the policy's on_deadline (rollback)
+    (Outcome.ERROR, False, rl.ROLLED_BACK),  # Prometheus answered without the canary's series: the policy's too
+])
+def test_hold_unreachable_holds_only_a_step_prometheus_could_not_answer(outcome: Outcome, unavailable: bool,
+                                                                       phase: str) -> None:
+    """A CanaryRollout's `onPrometheusOutage: hold` (decision 139): it held every step without a verdict."""
+    s, _ = rl.transition(started(), rl.Looked(31, verdict(outcome, unavailable=unavailable), 100,
+                                              hold_unreachable=True), POLICY)
+    assert s.phase == phase and s.weights == (Weights(90, 10) if phase == rl.PAUSED else STABLE_ONLY), s.reason
+
+
 def test_gate_failure_and_abort_end_at_stable() -> None:
     s, _ = rl.transition(started(), rl.GateFailed(3, "canary not ready"), POLICY)
     assert s.phase == rl.ROLLED_BACK and s.weights == STABLE_ONLY and "gate" in s.reason
