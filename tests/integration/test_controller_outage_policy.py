@@ -71,3 +71,21 @@ def test_prometheus_unreachable_past_the_deadline_is_held_when_the_rollout_says_
     st = _until_settled(op, custom)
     assert st["phase"] == rl.PAUSED, (st.get("phase"), st.get("reason"))
     assert vs(api, 0)[0] == [80, 20] and st["reason"].startswith("Prometheus unreachable: no verdict after")
+
+
+def test_a_policy_edited_to_an_invalid_one_mid_rollout_sends_the_split_to_stable(world: Any) -> None:
+    """A GitOps push of a policy with a typo while v2 has 20%: the error names the rollout and the field,
+    and the traffic is not left split under a policy nobody can read: stable 100%, aborted."""
+    api, op, custom = world
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v2"))
+    _progressing(op, custom, api)
+    bad = copy.deepcopy(fleet.FAST_POLICY)
+    bad["checks"][0]["max_incrase_pct"] = bad["checks"][0].pop("max_increase_pct")
+    custom.patch_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0", {"spec": {"policy": bad}})
+    op.tick()
+    weights, record = vs(api, 0)
+    assert weights == [100, 0] and record["phase"] == rl.ABORTED, record["phase"]
+    st = custom.get_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0")["status"]
+    assert st["phase"] == rl.ABORTED and st["weights"] == {"stable": 100, "canary": 0}
+    assert st["reason"].startswith("failed: CanaryRollout ml/r0 spec.policy: checks[0].max_incrase_pct: unknown "
+                                   "key (did you mean `max_increase_pct`?)"), st["reason"]
