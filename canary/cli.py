@@ -501,16 +501,24 @@ def warn_gate_off(cfg: Any, policy_file: Path, stable_url: Optional[str], canary
                "(no compatibility check, no readiness probe)")
 
 
-def _gate(policy: Any, policy_file: Path, model: str, stable_url: Optional[str], canary_url: Optional[str]) -> Any:
-    cfg = policy.gates.triton
+def check_gate_urls(cfg: Any, policy_file: Path, stable_url: Optional[str], canary_url: Optional[str]) -> None:
+    """ConfigError naming the flags when the policy's `gates.triton` is enabled and a Triton URL is missing
+    (`promote`, and `promote --via-controller` before its CanaryRollout is created)."""
     if cfg is None or not cfg.enabled:
-        warn_gate_off(cfg, policy_file, stable_url, canary_url)
-        return None
+        return
     if not canary_url:
         raise ConfigError(f"{policy_file}: gates.triton is enabled; pass --triton-canary (and --triton-stable)")
     if not stable_url:  # without it the tensor-contract check (docs/triton.md) was skipped, saying nothing
         raise ConfigError(f"{policy_file}: gates.triton is enabled; pass --triton-stable too: the canary's inputs, "
                           "outputs and max_batch_size are compared with stable's before it gets traffic")
+
+
+def _gate(policy: Any, policy_file: Path, model: str, stable_url: Optional[str], canary_url: Optional[str]) -> Any:
+    cfg = policy.gates.triton
+    if cfg is None or not cfg.enabled:
+        warn_gate_off(cfg, policy_file, stable_url, canary_url)
+        return None
+    check_gate_urls(cfg, policy_file, stable_url, canary_url)
     from canary.gates import TritonGates
 
     return TritonGates(cfg, model=model, stable_url=stable_url, canary_url=canary_url, base_dir=policy_file.parent,

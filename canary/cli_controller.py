@@ -222,6 +222,9 @@ def follow(*, model: str, canary_version: str, policy_file: Path, namespace: str
         if stable_version == canary_version:
             raise cli.ConfigError(f"--canary-version {canary_version!r} is --stable-version: the two arms must be "
                                   "different versions")
+    # the flags named, as `promote` names them, and nothing created: it was the controller's refusal of the
+    # CanaryRollout, naming spec.triton.canaryUrl, a field of an object the person never wrote
+    cli.check_gate_urls(gate, policy_file, (triton or {}).get("stableUrl"), (triton or {}).get("canaryUrl"))
     cli._target(model, namespace, virtual_service, destination_rule)  # names checked: ConfigError, nothing sent
     check_object_name(name or rollout_name(model, canary_version),
                       "--rollout-name" if name else "the CanaryRollout's name (<model>-<version>; --rollout-name)")

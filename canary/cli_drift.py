@@ -168,6 +168,7 @@ def _small_reference_warning(prof: dict[str, Any], target: Path) -> str:
 
 @drift_app.command("check")
 def check_cmd(
+    ctx: typer.Context,
     baseline: Path = typer.Option(..., "--baseline", help="profile written by `canary baseline capture`"),
     input: Optional[Path] = typer.Option(None, "--input", "-i", help="live counts as JSON (see docs/drift.md)"),
     prometheus_url: Optional[str] = opts.PromUrlOpt,
@@ -195,8 +196,13 @@ def check_cmd(
     from canary.drift.compare import compare, too_few, validate_profile
 
     _logs()
+    source = ctx.get_parameter_source("prometheus_url")
+    if input is not None and prometheus_url is not None and getattr(source, "name", "") == "ENVIRONMENT":
+        # CANARY_PROMETHEUS_URL exported for the other commands (as `demo --keep` says): the file named on
+        # this command line is what is asked for; it was refused as if both had been given
+        prometheus_url = None
     if (input is None) == (prometheus_url is None):
-        _fail("give exactly one of --input (a JSON file) or --prometheus-url")
+        _fail("give exactly one of --input (a JSON file) or --prometheus-url (or CANARY_PROMETHEUS_URL)")
     try:
         client = (opts.prometheus(prometheus_url, prometheus_token, prometheus_user, prometheus_password,
                                   prometheus_ca_file, insecure, provider=False) if prometheus_url else None)
@@ -346,9 +352,13 @@ def watch_cmd(
 
             from canary.model import check_namespace
 
-            namespace = opts.namespace(namespace, kubeconfig, context)
-            check_namespace(namespace, "--namespace")
-            api = api_client(kubeconfig=kubeconfig, context=context)
+            try:
+                namespace = opts.namespace(namespace, kubeconfig, context)
+                check_namespace(namespace, "--namespace")
+                api = api_client(kubeconfig=kubeconfig, context=context)
+            except ConfigError as exc:  # the watch needs the cluster only for its Events and Job: say how to go without
+                raise ConfigError(f"{exc}; the watch posts Kubernetes Events (and a --retrain-job Job) there: "
+                                  "pass --no-kube to watch without a cluster") from None
             core, batch = kubernetes.client.CoreV1Api(api), kubernetes.client.BatchV1Api(api)
         from prometheus_client import CollectorRegistry
 

@@ -145,7 +145,7 @@ def demo(
     policy: Path = typer.Option(SANDBOX_POLICY, "--policy", help="policy for the rollout"),
     output: str = opts.OutputOpt,
     log_file: str = typer.Option("canary-demo.log", "--log-file",
-                                 help="where the JSON logs go ('-': stderr, as a machine would read them)"),
+                                 help="where the JSON logs go, replaced on each run ('-': stderr, as a machine would read them)"),
     report: Path = typer.Option(Path("canary-demo.report.html"), "--report", help="the rollout's HTML report"),
     native_histograms: bool = typer.Option(
         False, "--native-histograms",
@@ -190,7 +190,9 @@ def demo(
     sink: Any = None
     if log_file != "-":
         try:
-            sink = open(log_file, "a", encoding="utf-8", buffering=1)  # noqa: SIM115 (closed below)
+            # replaced, not appended: the summary's "logs:" line names this run's log (three scenarios in a row left
+            # three sandboxes' lines in one file, each rollback.completed among the others')
+            sink = open(log_file, "w", encoding="utf-8", buffering=1)  # noqa: SIM115 (closed below)
         except OSError as exc:
             typer.echo(f"error: --log-file {log_file}: {exc.strerror or exc}", err=True)
             raise typer.Exit(2) from None

@@ -106,3 +106,17 @@ def test_analyze_against_what_is_not_a_usable_prometheus_exits_2_once(tmp_path: 
         assert (r.stdout + r.stderr).count(says) == 1, r.stdout + r.stderr
     finally:
         server.close()
+
+
+def test_via_controller_names_the_triton_flags_a_gated_policy_needs(tmp_path: Path) -> None:
+    """A policy with gates.triton enabled and no --triton-canary: `promote` names the flag, but `--via-controller`
+    created the CanaryRollout and relayed the controller's refusal, "needs spec.triton.canaryUrl", a field of an
+    object the person never wrote (a newcomer's finding). Refused here, naming the flags, nothing created (the
+    kubeconfig does not even exist)."""
+    policy = str(ROOT / "policies" / "sandbox.yaml")
+    res = run("promote", "rec-model", "--canary-version", "v2", "-n", "ml", "--policy", policy, "--via-controller",
+              "--kubeconfig", str(tmp_path / "none"))
+    assert res.exit_code == 2 and "pass --triton-canary (and --triton-stable)" in res.output, res.output  # type: ignore[attr-defined]
+    res = run("promote", "rec-model", "--canary-version", "v2", "-n", "ml", "--policy", policy, "--via-controller",
+              "--triton-canary", "127.0.0.1:9", "--kubeconfig", str(tmp_path / "none"))
+    assert res.exit_code == 2 and "pass --triton-stable too" in res.output, res.output  # type: ignore[attr-defined]

@@ -197,6 +197,15 @@ def test_drift_check_cli_offline(tmp_path):
     assert "age, city, score" in r.output
     r = CliRunner().invoke(app, ["drift", "check", "--baseline", str(out)])
     assert r.exit_code == 2 and "exactly one of --input" in r.output
+    # CANARY_PROMETHEUS_URL exported for the other commands (as `canary demo --keep` says): the --input named on
+    # the command line is read; it was refused as if both had been given
+    f.write_text(json.dumps(same))
+    r = CliRunner().invoke(app, ["drift", "check", "--baseline", str(out), "--input", str(f), "-o", "json"],
+                           env={"CANARY_PROMETHEUS_URL": "http://127.0.0.1:9"})
+    assert r.exit_code == 5, r.output
+    r = CliRunner().invoke(app, ["drift", "check", "--baseline", str(out), "--input", str(f),
+                                 "--prometheus-url", "http://127.0.0.1:9"])
+    assert r.exit_code == 2 and "exactly one of --input" in r.output  # both on the command line: refused
 
 
 def _result(drifted: bool) -> "D.DatasetDrift":

@@ -207,3 +207,17 @@ def test_a_keep_going_that_raises_stops_the_pass(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(W, "live_counts", lambda *_a, **k: order.append(k["model"]) or _shifted(prof))
     watcher.once()
     assert order == ["b", "c", "a"]
+
+
+def test_a_watch_without_a_kubeconfig_says_how_to_go_without_one(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a laptop with no cluster, `drift watch` said only "no Kubernetes configuration: ..." (a newcomer's
+    finding): nothing said the cluster is only for its Events and Job, nor that --no-kube runs without it."""
+    a = tmp_path / "a.json"
+    a.write_text(json.dumps(_profile()))
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.kube/config
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    r = CliRunner().invoke(app, ["drift", "watch", "--baseline", str(a), "--prometheus-url", "http://127.0.0.1:9",
+                                 "--once", "--state-file", str(tmp_path / "s.json")])
+    assert r.exit_code == 2, r.output
+    assert "no Kubernetes configuration" in r.stderr and "pass --no-kube to watch without a cluster" in r.stderr
