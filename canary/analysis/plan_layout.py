@@ -207,18 +207,33 @@ def layout_ceiling_ms(n_c: float, *, layout: LatencyLayout, max_ms: float, q: fl
     return None if r is None else b / r
 
 
-def ceiling_problem(bounds: Sequence[float], bucket: tuple[float, float], *, q: float, max_ms: float) -> str:
+def ceiling_problem(bounds: Sequence[float], bucket: tuple[float, float], *, q: float, max_ms: float,
+                    canary_bounds: Sequence[float] | None = None) -> str:
     """Why a layout can never show a canary as fast as stable below `max_ms` ("" if it can, and if the
     stable is already above it: that is not the layout's doing). `bucket`: (lo, hi] holding the
-    stable's q-quantile (`evidence.quantile_bucket`)."""
+    stable's q-quantile (`evidence.quantile_bucket`). The judge shows a ceiling on the canary's own
+    bounds: `canary_bounds` when the canary's series already export other ones (read before its
+    traffic), else the stable's `bounds`. Such a canary's quantile lies above lo; it is shown below
+    `max_ms` only at a bound between it and `max_ms`, so never when the largest one at or below
+    `max_ms` is at or below lo."""
     lo, hi = bucket
-    if math.isnan(lo) or lo >= max_ms * (1 - _SLACK) or hi <= max_ms * (1 + _SLACK):
+    if math.isnan(lo) or lo >= max_ms * (1 - _SLACK):
         return ""
-    at = [float(b) for b in bounds if math.isfinite(b) and b <= max_ms * (1 + _SLACK)]
-    return (f"stable p{q * 100:g} in ({lo:g}, {_fmt(hi)}] ms, a bucket around the ceiling {max_ms:g} ms: a canary "
-            f"as fast as stable can never be shown below it, "
-            + (f"only one faster than the bound {at[-1]:g} ms" if at else "no canary at all (no bound at or below it)")
-            + f" (needs a bucket bound at or just below {max_ms:g} ms)")
+    own = bounds if canary_bounds is None else canary_bounds
+    at = [float(b) for b in own if math.isfinite(b) and b <= max_ms * (1 + _SLACK)]
+    if at and at[-1] > lo * (1 + _SLACK):
+        return ""
+    if canary_bounds is None:
+        return (f"stable p{q * 100:g} in ({lo:g}, {_fmt(hi)}] ms, a bucket around the ceiling {max_ms:g} ms: a canary "
+                f"as fast as stable can never be shown below it, "
+                + (f"only one faster than the bound {at[-1]:g} ms" if at else
+                   "no canary at all (no bound at or below it)")
+                + f" (needs a bucket bound at or just below {max_ms:g} ms)")
+    return (f"stable p{q * 100:g} in ({lo:g}, {_fmt(hi)}] ms, and the canary's buckets have no bound between {lo:g} ms "
+            f"and the ceiling {max_ms:g} ms (" + (f"its largest at or below it: {at[-1]:g} ms" if at else
+                                                  "none at or below it") +
+            "): the ceiling is judged on the canary's own buckets, so a canary as fast as stable can never be shown "
+            f"below it (needs a canary bucket bound at or just below {max_ms:g} ms)")
 
 
 def _fmt(x: float) -> str:

@@ -64,8 +64,9 @@ class PreflightReport:
     queries: tuple[PreflightQuery, ...]  # in the order a look sends them; equal queries share one request
     sent: int  # distinct queries sent, the known-answer probe included (retries not counted)
     elapsed_s: float
-    # latency checks whose stable bucket layout cannot show a canary as fast as stable within the
-    # relative limit ("checks[0] 'latency-p95': stable p95 in (100, 250] ms, ...")
+    # latency checks whose bucket layout cannot show a canary as fast as stable within the relative
+    # limit or below the ceiling ("checks[0] 'latency-p95': stable p95 in (100, 250] ms, ..."): the
+    # stable's, and the canary's where its series exist already on other buckets
     unresolvable: tuple[str, ...] = ()
     # histogram queries answered by a Prometheus native histogram ("checks[0] 'latency-p95' (stable)")
     native: tuple[str, ...] = ()

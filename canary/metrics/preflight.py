@@ -89,7 +89,8 @@ def preflight(client: PrometheusClient, policy: Policy, target: Target) -> Prefl
     found = tuple(PreflightQuery(where=w, check=c, arm=a, query=native.get(x, x), series=answers[x][0],
                                  value=answers[x][1]) for w, c, a, _, x in planned)
     return PreflightReport(url=client.url, window_s=window, queries=found, sent=sent,
-                           elapsed_s=time.monotonic() - t0, unresolvable=_unresolvable(policy, planned, answers),
+                           elapsed_s=time.monotonic() - t0,
+                           unresolvable=_unresolvable(policy, planned, answers, native),
                            native=tuple(f"{w} ({a})" for w, _, a, _, x in planned if x in native),
                            layouts=tuple(layouts))
 
@@ -121,25 +122,71 @@ def _on_shared_bounds(client: PrometheusClient, answer: tuple[int, float | None,
 
 
 def _unresolvable(policy: Policy, planned: list[tuple[str, str, str, str, str]],
-                  answers: dict[str, tuple[int, float | None, Histogram | None]]) -> tuple[str, ...]:
-    """Latency checks whose stable layout can never show a canary as fast as stable within the
-    relative limit (`evidence.layout_problem`), read from the stable histogram preflight fetched."""
-    from canary.analysis.evidence import layout_problem
+                  answers: dict[str, tuple[int, float | None, Histogram | None]],
+                  native: dict[str, str]) -> tuple[str, ...]:
+    """Latency checks whose layout can never show a canary as fast as stable within the relative
+    limit (`evidence.layout_problem`) or below the ceiling (`plan_layout.ceiling_problem`), read
+    from the stable histogram preflight fetched; and from the canary's when its series already
+    exist (a client exporting its buckets at 0 before the first request) on other bounds than the
+    stable's: the judge compares a relative limit on the bounds both arms share, and shows a ceiling
+    on the canary's own (a redeploy with new buckets passes no good canary on them)."""
+    from canary.analysis.evidence import layout_problem, quantile_bucket
+    from canary.analysis.plan_layout import ceiling_problem
 
     checks = {c.name: c for c in policy.checks}
+    canary_of = {name: query for _, name, arm, role, query in planned if arm == "canary" and role == HISTOGRAM}
     out = []
     for where, name, arm, role, query in planned:
         check, hist = checks.get(name), answers[query][2]
         if (arm != "stable" or role != HISTOGRAM or hist is None or not isinstance(check, LatencyCheck)
-                or check.max_increase_pct is None):
+                or (check.max_increase_pct is None and check.max_ms is None)):
             continue
         scale = q.latency_metric(q.preset(policy.source_of(check)), name)[1]
         in_ms = q.normalise(zip(hist.bounds, hist.counts), hist.bounds, scale=scale)  # as `measure` reads it
-        why = layout_problem(np.array(in_ms.bounds), np.array(in_ms.counts, float), q=check.quantile,
-                             tol=check.max_increase_pct / 100)
-        if why:
-            out.append(f"{where}: {why}")
+        canary = _canary_layout(answers, native, query, canary_of.get(name), scale)
+        bounds, cum = np.array(in_ms.bounds), np.array(in_ms.counts, float)
+        why = []
+        if check.max_increase_pct is not None:
+            tol = check.max_increase_pct / 100
+            problem = layout_problem(bounds, cum, q=check.quantile, tol=tol)
+            if not problem and canary is not None:
+                shared = [i for i, b in enumerate(in_ms.bounds) if b in set(canary)]
+                seen = (f"the canary's series export other buckets ({_bounds_text(canary)} ms; a redeploy with "
+                        "new buckets?)")
+                if len(shared) < 2:  # +Inf alone
+                    problem = (f"{seen}, none of them a finite bound of the stable's: the arms share no bound, so "
+                               f"+{check.max_increase_pct:g}% is never judged and no canary passes it")
+                else:
+                    on = layout_problem(bounds[shared], cum[shared], q=check.quantile, tol=tol)
+                    problem = f"{seen}; on the bounds both arms share, {on}" if on else ""
+            if problem:
+                why.append(problem)
+        if check.max_ms is not None:
+            problem = ceiling_problem(in_ms.bounds, quantile_bucket(bounds, cum, check.quantile), q=check.quantile,
+                                      max_ms=check.max_ms, canary_bounds=canary)
+            if problem:
+                why.append(problem)
+        out += [f"{where}: {w}" for w in why]
     return tuple(out)
+
+
+def _canary_layout(answers: dict[str, tuple[int, float | None, Histogram | None]], native: dict[str, str],
+                   stable_query: str, canary_query: str | None, scale: float) -> tuple[float, ...] | None:
+    """The canary's bucket bounds (ms, +Inf last) when its classic series exist already and differ from the
+    stable's (their counts do not matter: 0 before its traffic); None otherwise (no series yet: normal)."""
+    if canary_query is None or canary_query in native or stable_query in native:
+        return None
+    stable, canary = answers[stable_query][2], answers[canary_query][2]
+    if stable is None or canary is None or not _finite(canary):
+        return None
+    s_ms = q.normalise(zip(stable.bounds, stable.counts), stable.bounds, scale=scale).bounds
+    c_ms = q.normalise(zip(canary.bounds, canary.counts), canary.bounds, scale=scale).bounds
+    return None if set(c_ms) == set(s_ms) else c_ms
+
+
+def _bounds_text(bounds: tuple[float, ...]) -> str:
+    finite = [f"{b:g}" for b in bounds if math.isfinite(b)]
+    return ", ".join(finite) if len(finite) <= 8 else ", ".join(finite[:4] + ["...", *finite[-2:]])
 
 
 def _read_native_histograms(client: PrometheusClient, planned: list[tuple[str, str, str, str, str]],
