@@ -129,7 +129,7 @@ def plan_cmd(
     """How long a rollout takes and the smallest regressions it detects (95% power) per step.
 
     With --prometheus-url it also reads the stable version's real latency buckets over the last
-    `analysis.interval` and says, per latency check, whether they can resolve its relative limit
+    `analysis.interval` (3 x `metrics.scrape_interval` where that is longer) and says, per latency check, whether they can resolve its relative limit
     (a layout that cannot never lets a canary pass).
 
     Example: canary plan --policy policies/default.yaml --rps 50
@@ -237,10 +237,12 @@ def _plan_text(p: Any, rps: float, layout: Any, console: Console, relative: dict
 
 
 def _read_layout(pol: Any, metrics: Any, model: str, version: str, namespace: str, *, sigma: float) -> Any:
-    """The stable arm's latency histograms over the last interval, per latency check (relative limit or
-    ceiling), as the rollout reads them; and (check, why) for each not read."""
+    """The stable arm's latency histograms over the last interval (3 scrapes where that is longer: preflight's
+    `window_s`), per latency check (relative limit or ceiling), as the rollout reads them; and (check, why)
+    for each not read."""
     from canary.analysis.plan import layout_report
     from canary.cli import _target
+    from canary.metrics.preflight import window_s
     from canary.policy import LatencyCheck
 
     # both arms the stable version: the metrics' own messages then name an arm; ours say "the stable version"
@@ -250,7 +252,7 @@ def _read_layout(pol: Any, metrics: Any, model: str, version: str, namespace: st
     for check in pol.checks:
         if isinstance(check, LatencyCheck) and (check.max_increase_pct is not None or check.max_ms is not None):
             try:
-                arm = metrics.measure(pol, check, target, window_s=pol.analysis.interval)
+                arm = metrics.measure(pol, check, target, window_s=window_s(pol))
                 got = arm if isinstance(arm, BaseException) else arm[0]
             except CanaryError as exc:  # down, not Prometheus at all, no such series: the layout is unknown
                 got = exc

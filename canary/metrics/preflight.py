@@ -34,8 +34,9 @@ def preflight(client: PrometheusClient, policy: Policy, target: Target) -> Prefl
     """Ask Prometheus, once each, every query a look of this rollout will send.
 
     Shapes: the queries are those of `query_plan` for each of `policy.checks`
-    and of `request_plan`, both arms, over the policy's `analysis.interval`
-    (so an empty stable arm means no data over a whole step); equal queries
+    and of `request_plan`, both arms, over `window_s` (the policy's
+    `analysis.interval`, or 3 scrapes where that is longer: an empty stable
+    arm means no data over a whole step); equal queries
     are sent once. A known-answer query (`vector(1)`)
     goes first, so a URL that is not Prometheus is told apart from a bad
     check. Returns a `PreflightReport` (empty answers are recorded, not
@@ -57,7 +58,7 @@ def preflight(client: PrometheusClient, policy: Policy, target: Target) -> Prefl
     """
     t0 = time.monotonic()
     deadline = t0 + 3 * client.budget_s
-    window = max(1, math.ceil(policy.analysis.interval))
+    window = window_s(policy)
     planned = preflight_plan(policy, target, window)
     answers: dict[str, tuple[int, float | None, Histogram | None]] = {}
     # one instant for every query, Prometheus's own (the probe's answer carries it): this machine's
@@ -93,6 +94,17 @@ def preflight(client: PrometheusClient, policy: Policy, target: Target) -> Prefl
                            unresolvable=_unresolvable(policy, planned, answers, native),
                            native=tuple(f"{w} ({a})" for w, _, a, _, x in planned if x in native),
                            layouts=tuple(layouts))
+
+
+def window_s(policy: Policy) -> int:
+    """Seconds (>= 1) of the window preflight, and `canary plan`'s layout read, ask over: the policy's
+    `analysis.interval`, or `unrouted.SETTLE_SCRAPES` x `metrics.scrape_interval` where that is longer.
+    An `increase()` needs two samples in its window: over the interval alone (60 s, the field's default)
+    from Prometheus's default 1 min scrapes it held one, every stable query answered nothing, and a
+    serving stable was refused as "no stable data" (exit 2; `plan` exit 3) whatever its traffic."""
+    from canary.analysis.unrouted import SETTLE_SCRAPES
+
+    return max(1, math.ceil(max(policy.analysis.interval, SETTLE_SCRAPES * policy.metrics.scrape_interval)))
 
 
 def _finite(hist: Histogram | None) -> bool:

@@ -115,3 +115,54 @@ def test_a_canary_exporting_other_buckets_before_its_traffic_is_warned(prom: Pro
     assert "the canary's buckets have no bound between" in line and "its largest at or below it: 100 ms" in line, line
     assert _preflight(prom, "quiet", RELATIVE, {**CEILING, "name": "lat2"}) == ()
     assert _preflight(prom, "fine", RELATIVE) == ()
+
+
+# -- Prometheus's default scrape interval ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def minute_scrapes() -> Iterator[str]:
+    """A stable serving 50 rps, its series sampled every 60 s (Prometheus's default scrape interval)."""
+    if not find_binary("prometheus") or not find_binary("promtool"):
+        pytest.skip("prometheus/promtool not installed (Debian package `prometheus`; CI installs it)")
+    start, end = history_window(None, before_s=3600, after_s=3 * 3600, step=60.0)
+    server = PromServer(history=openmetrics(_arm("minute", "v1", FINE, 50.0), start=start, end=end, step=60.0),
+                        binary=find_binary("prometheus"))
+    server.start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+def test_a_serving_stable_scraped_every_minute_is_not_refused_as_blind(minute_scrapes: str, tmp_path: Any) -> None:
+    """`analysis.interval` 60 s (the field's default) and `metrics.scrape_interval` left at its 1 min default,
+    as Prometheus scrapes: preflight asked `increase(...[60s])`, which holds one sample of a 60 s series,
+    so every stable query was empty and a stable serving 50 rps was refused, exit 2, as "no stable (v1) data
+    over the last 60s" (check the labels...); `canary plan --prometheus-url` exited 3, "could not read".
+    Both now ask over 3 scrapes (180 s) where that is longer than the interval."""
+    import structlog
+    import yaml
+    from typer.testing import CliRunner
+
+    from canary.cli import app
+    from canary.reconcile import preflight_metrics
+
+    doc = {"steps": [5, 25, 100], "metrics": {"source": "istio"}, "analysis": {"interval": "60s"},
+           "checks": [RELATIVE]}
+    pol = parse_policy(doc)
+    target = Target(namespace="ml", virtual_service="minute", model="minute", stable_version="v1", canary_version="v2")
+    prom = PrometheusProvider(minute_scrapes, retries=1, budget_s=3.0, backoff_s=0.05)
+    with structlog.testing.capture_logs() as logs:
+        preflight_metrics(prom, pol, target, log=structlog.get_logger())
+    [passed] = [e for e in logs if e["event"] == "metrics.preflight_passed"]
+    assert passed["window_s"] == 180 and not [e for e in logs if e["event"] == "metrics.preflight_empty_stable"]
+    f = tmp_path / "p.yaml"
+    f.write_text(yaml.safe_dump(doc))
+    r = CliRunner().invoke(app, ["plan", "-p", str(f), "--rps", "50", "--prometheus-url", minute_scrapes,
+                                 "--model", "minute", "--stable-version", "v1", "-n", "ml", "-o", "json"])
+    assert r.exit_code == 0, r.output
+    import json
+
+    [layout] = json.loads(r.stdout)["layout"]
+    assert layout["resolves"] is True and layout["quantile_ms"] == pytest.approx(P95, rel=0.05), layout

@@ -330,7 +330,7 @@ def test_a_latency_exported_only_as_a_native_histogram_is_read_and_judged(
             assert time.monotonic() < deadline, "the native histogram never appeared"
             time.sleep(0.5)
         pol = parse_policy({"steps": [10, 100], "analysis": {"interval": "10s", "look_every": "10s"},
-                            "metrics": {"source": "model"},
+                            "metrics": {"source": "model", "scrape_interval": "1s"},
                             "checks": [{"name": "latency-p95", "kind": "latency", "max_increase_pct": 20}]})
         report = prom.preflight(pol, TARGET)
         latency = [x for x in report.queries if x.check == "latency-p95"]
@@ -393,8 +393,9 @@ def _wait_for(prom: PrometheusProvider, query: str, n: int) -> list[Any]:
     return got
 
 
+# the servers these tests start scrape every second, as the policy says (else preflight asks over 3 min scrapes)
 _LATENCY_60S = parse_policy({"steps": [10, 100], "analysis": {"interval": "60s", "look_every": "10s"},
-                             "metrics": {"source": "model"},
+                             "metrics": {"source": "model", "scrape_interval": "1s"},
                              "checks": [{"name": "latency-p95", "kind": "latency", "max_increase_pct": 20}]})
 
 
