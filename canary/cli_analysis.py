@@ -292,10 +292,15 @@ def _pass_text(p: Any, console: Console) -> None:
     if p.custom_checks:
         notes.append(f"not planned: {', '.join(p.custom_checks)} (custom checks compare a value with a limit, "
                      "no statistics)")
-    if not p.pass_checks:
+    floor = set(p.floor_steps)
+    if not p.pass_checks:  # the request floor holds all the same: no look passes below it, whatever the checks
         console.print("pass side: no statistical limit to plan", highlight=False)
+        _floor_text(p, console)
         for note in notes:
             console.print(note, highlight=False)
+        if floor:
+            console.print("[bold]so a good canary cannot be promoted at this traffic with this policy[/bold]",
+                          highlight=False)
         return
     t = Table(title="a good canary (equal to stable) shown within, with 95% probability, by each step's deadline "
                     "(the tightest limit; for a latency ceiling the largest latency shown below it)")
@@ -309,12 +314,7 @@ def _pass_text(p: Any, console: Console) -> None:
         t.add_row(c["key"], _limit_text(c["limit"], c["unit"]),
                   *(_shown_text(s.pass_by_check[c["key"]], c["unit"], c["limit"]) for s in p.steps))
     console.print(t)
-    floor = set(p.floor_steps)
-    if floor:
-        console.print(f"[red]step(s) {_steps_text(p.floor_steps)}: fewer than min_canary_requests "
-                      f"({p.min_canary_requests}) canary requests by the deadline, so no look can pass there and a "
-                      "good canary always ends as failure.on_deadline says: more traffic, a higher step weight, a "
-                      "longer interval or deadline, or a lower min_canary_requests[/red]", highlight=False)
+    _floor_text(p, console)
     late_any: set[int] = set()
     for c in p.pass_checks:
         head = f"{c['key']} ({_limit_text(c['limit'], c['unit'])})"
@@ -345,6 +345,9 @@ def _pass_text(p: Any, console: Console) -> None:
             console.print(f"[yellow]{head}: a good canary is not sure (95%) to be shown within its limit by the "
                           f"deadline at step(s) {_steps_text(unsure)}{worst}; there it may end as "
                           f"failure.on_deadline says. {helps} help.[/yellow]", highlight=False)
+        elif floor >= {s.weight for s in p.steps}:  # "at every step with enough requests": there is none
+            console.print(f"[red]{head}: shown within at no step: none has min_canary_requests canary requests by "
+                          "its deadline[/red]", highlight=False)
         else:
             rest = " with enough requests" if floor else ""
             console.print(f"[green]{head}: a good canary is shown within by the deadline at every step{rest}[/green]",
@@ -357,6 +360,14 @@ def _pass_text(p: Any, console: Console) -> None:
     elif late_any:
         console.print(f"[bold]so a good canary is not sure to be promoted at this traffic: it may stop at step(s) "
                       f"{_steps_text(sorted(late_any))}[/bold]", highlight=False)
+
+
+def _floor_text(p: Any, console: Console) -> None:
+    if p.floor_steps:
+        console.print(f"[red]step(s) {_steps_text(p.floor_steps)}: fewer than min_canary_requests "
+                      f"({p.min_canary_requests}) canary requests by the deadline, so no look can pass there and a "
+                      "good canary always ends as failure.on_deadline says: more traffic, a higher step weight, a "
+                      "longer interval or deadline, or a lower min_canary_requests[/red]", highlight=False)
 
 
 def _steps_text(weights: Any) -> str:

@@ -389,3 +389,30 @@ def test_plan_text_gives_each_relative_latency_check_its_own_detection_column(tm
     assert cells[5] == f"+{steps[1]['latency_by_check']['tail']:.0f}%"
     assert cells[6] == f"+{steps[1]['latency_by_check']['body']:.0f}%"
     assert steps[1]["latency_by_check"]["tail"] != steps[1]["latency_by_check"]["body"]
+
+
+def test_plan_says_a_request_floor_no_step_reaches_whatever_the_checks(tmp_path):
+    """A rollout advances only past min_canary_requests canary requests (rollout: `pass_floor`), custom checks
+    or not. At 0.1 rps a custom-only policy's text said "pass side: no statistical limit to plan" and nothing
+    else (the JSON had floor_steps [5, 25]); and a check no step could show within was "shown within by the
+    deadline at every step with enough requests", in green, above "cannot be promoted"."""
+    import yaml
+
+    app = typer.Typer()
+    register(app)
+    base = {"steps": [5, 25, 100], "analysis": {"interval": "5m", "min_canary_requests": 100}}
+    custom = tmp_path / "custom.yaml"
+    custom.write_text(yaml.safe_dump({**base, "checks": [{"name": "gpu", "kind": "custom", "query": "q",
+                                                          "max_value": 0.9}]}))
+    said = " ".join(CliRunner().invoke(app, ["plan", "-p", str(custom), "--rps", "0.1"]).output.split())
+    assert "pass side: no statistical limit to plan" in said
+    assert "step(s) 5%, 25%: fewer than min_canary_requests (100) canary requests by the deadline" in said
+    assert "so a good canary cannot be promoted at this traffic with this policy" in said
+    busy = " ".join(CliRunner().invoke(app, ["plan", "-p", str(custom), "--rps", "50"]).output.split())
+    assert "fewer than min_canary_requests" not in busy and "cannot be promoted" not in busy
+    stat = tmp_path / "stat.yaml"
+    stat.write_text(yaml.safe_dump({**base, "checks": [{"name": "err", "kind": "error_rate",
+                                                        "max_increase_points": 1}]}))
+    said = " ".join(CliRunner().invoke(app, ["plan", "-p", str(stat), "--rps", "0.1"]).output.split())
+    assert "err/increase (+1 points): shown within at no step: none has min_canary_requests" in said
+    assert "shown within by the deadline at every step" not in said
