@@ -129,8 +129,9 @@ def plan_cmd(
     """How long a rollout takes and the smallest regressions it detects (95% power) per step.
 
     With --prometheus-url it also reads the stable version's real latency buckets over the last
-    `analysis.interval` (3 x `metrics.scrape_interval` where that is longer) and says, per latency check, whether they can resolve its relative limit
-    (a layout that cannot never lets a canary pass).
+    `analysis.interval` (3 x `metrics.scrape_interval` where that is longer) and says, per latency
+    check, whether they can resolve its relative limit and ceiling (a layout that cannot never lets
+    a canary pass).
 
     Example: canary plan --policy policies/default.yaml --rps 50
 
