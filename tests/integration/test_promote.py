@@ -197,10 +197,10 @@ def test_a_policy_prometheus_would_refuse_exits_2_and_touches_nothing(cluster: A
 
 @pytest.mark.parametrize("change,blind", [
     # a mistyped label: every query of both arms matches nothing
-    ({"metrics": {"source": "model", "labels": {"cluster": "eu-1"}}},
+    ({"metrics": {"source": "model", "labels": {"cluster": "eu-1"}, "scrape_interval": "1s"}},
      "checks[0] 'latency-p95', checks[1] 'errors', checks[2] 'predictions', request counts"),
     # default.yaml's mix against a Prometheus without Istio metrics: predictions has data, the request count none
-    ({"metrics": {"source": "istio"}, "checks": [
+    ({"metrics": {"source": "istio", "scrape_interval": "1s"}, "checks": [
         {"name": "latency-p95", "kind": "latency", "max_increase_pct": 20},
         {"name": "predictions", "kind": "prediction_shift", "source": "model", "max_psi": 0.25}]},
      "checks[0] 'latency-p95', request counts"),
