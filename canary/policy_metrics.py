@@ -67,7 +67,8 @@ class Metrics(Strict):
     scrape_interval: StepDuration = Field(
         60.0, description="how often Prometheus scrapes the series the checks read (1s..24h; Prometheus's default "
         "1m): a canary arm with no series is read as 'no canary requests' (a hard breach where stable's count makes "
-        "that beyond doubt) only once a step's window covers 3 of them, whatever the step's interval")
+        "that beyond doubt) only once a step's window covers 3 of them, whatever the step's interval; the metrics "
+        "preflight and `canary plan`'s layout read ask over 3 of them where the interval is shorter")
 
     @field_validator("arm_label", "model_label")
     @classmethod
