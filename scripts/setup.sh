@@ -18,7 +18,20 @@ if ((${#need_apt[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
 
+# PYTHON=/path/to/python3.11 picks the interpreter (default: python3); canary needs 3.11 or later
 PY="${PYTHON:-python3}"
+too_old() { ! "$1" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; }
+version() { "$1" -c 'import sys; print("Python", sys.version.split()[0])' 2>/dev/null || echo "not a Python"; }
+if too_old "$PY"; then
+  echo "setup: $PY is $(version "$PY"); canary needs Python 3.11 or later:" \
+       "run again with PYTHON=/path/to/python3.11 (or later)" >&2
+  exit 2
+fi
+if [ -x .venv/bin/python ] && too_old .venv/bin/python; then
+  # a .venv left by an earlier run with an older Python: every later run failed the same way until removed
+  echo "setup: .venv holds $(version .venv/bin/python); rebuilding it with $(version "$PY")" >&2
+  rm -rf .venv
+fi
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 stamp=".venv/.canary-installed"
 hash="$(sha256sum pyproject.toml | cut -d' ' -f1)"

@@ -92,3 +92,18 @@ def test_setup_installs_the_extras_the_suite_needs() -> None:
     extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
     assert {"sandbox", "test", "triton", "drift", "report"} <= set(extras)
     assert "'.[sandbox,test]'" in (ROOT / "scripts" / "setup.sh").read_text()
+
+
+def test_setup_refuses_a_python_older_than_3_11_naming_the_override(tmp_path: Path) -> None:
+    """`PYTHON=python3.10 scripts/setup.sh` built a .venv that pip then refused ("requires a different Python"),
+    and every later run, with any Python, kept that .venv and failed the same way (a newcomer's finding). Now
+    an interpreter that is not Python 3.11+ is refused first, naming PYTHON=, and a .venv of an older Python
+    is rebuilt. Run from a copy of the script in an empty directory: nothing of the checkout is touched."""
+    (tmp_path / "scripts").mkdir()
+    script = tmp_path / "scripts" / "setup.sh"
+    script.write_text((ROOT / "scripts" / "setup.sh").read_text())
+    r = subprocess.run(["bash", str(script)], env={**os.environ, "PYTHON": "/bin/false"}, capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 2, r.stderr
+    assert "/bin/false is not a Python; canary needs Python 3.11 or later" in r.stderr
+    assert "PYTHON=/path/to/python3.11" in r.stderr and not (tmp_path / ".venv").exists()
