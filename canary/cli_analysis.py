@@ -65,7 +65,7 @@ def judge_cmd(
 ) -> None:
     """Judge exported measurements offline. Exit 0 pass, 1 fail, 4 inconclusive/error, 2 bad input.
 
-    Example: canary judge --input look.json -o wide
+    Example: canary judge --input docs/examples/judge-input.json -o wide
     """
     from canary.analysis.judge import judge
     from canary.offline import load_exported

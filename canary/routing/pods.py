@@ -105,7 +105,7 @@ def count_ready(pods: list[Any], labels: dict[str, str]) -> tuple[int, int, tupl
 def not_ready_message(missing: list[tuple[str, str, PodCount]], waited_s: float) -> str:
     """One line: for each (subset, version, count) without a Ready pod, which pods were looked for and what
     was found; what to do; nothing was moved."""
-    waited = f" after waiting {waited_s:.0f}s" if waited_s > 0 else ""
+    waited = f" after waiting {waited_s:.0f}s" if waited_s >= 0.5 else ""  # a first check that took 0.3 s: not "0s"
     parts = []
     for subset, version, count in missing:
         found = (f"none of {count.total} is Ready ({'; '.join(count.not_ready)})" if count.total
