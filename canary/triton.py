@@ -233,8 +233,32 @@ def compare(stable: Signature, canary: Signature) -> list[str]:
     for c in canary.inputs:
         if c.name not in s_inputs and not c.optional:
             problems.append(f"input '{c.name}': required on canary, unknown to stable's clients")
-    if canary.max_batch_size < stable.max_batch_size:
-        problems.append(f"max_batch_size {stable.max_batch_size} on stable, {canary.max_batch_size} on canary (lower)")
+    return problems + _rows_problems(stable, canary)
+
+
+def _rows_problems(stable: Signature, canary: Signature) -> list[str]:
+    """Requests of more rows than the canary takes. max_batch_size bounds the first dim only when the model
+    batches; a model with max_batch_size 0 declares the first dim itself, and -1 there takes any number of
+    rows. So a canary that stops batching with a dynamic first dim takes everything stable took (it was
+    refused as "max_batch_size 64 on stable, 0 on canary (lower)"), and a batching canary after a stable that
+    did not batch takes at most its max_batch_size rows of what clients sent as [-1, 8] (it passed). A
+    canary without batching is held to stable's first dim by the shape rule."""
+    if canary.max_batch_size <= 0:
+        return []
+    if stable.max_batch_size > 0:
+        if canary.max_batch_size < stable.max_batch_size:
+            return [f"max_batch_size {stable.max_batch_size} on stable, {canary.max_batch_size} on canary (lower)"]
+        return []
+    c_by = {t.name: t for t in canary.inputs}
+    problems = []
+    for s in stable.inputs:
+        c = c_by.get(s.name)
+        if c is None or not s.shape or len(s.shape) != len(c.shape):
+            continue  # said by the rules above
+        if s.shape[0] == -1 or s.shape[0] > canary.max_batch_size:
+            rows = "any number of rows" if s.shape[0] == -1 else f"{s.shape[0]} rows"
+            problems.append(f"input '{s.name}': stable takes {rows} (max_batch_size 0, shape {list(s.shape)}), "
+                            f"the canary at most {canary.max_batch_size} (max_batch_size {canary.max_batch_size})")
     return problems
 
 

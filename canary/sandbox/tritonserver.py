@@ -90,7 +90,8 @@ class TritonServer:
 
     ``arm`` names the process ("stable" / "canary"); ``version`` is the model
     version label carried by its metrics ("v1.0.0"). Triton's own model version
-    is always 1: each arm is a separate server, as in separate pods.
+    is always 1: each arm is a separate server, as in separate pods. ``max_batch_size``
+    0 serves the model without Triton's batching, its first dim dynamic ([-1, 8]).
     """
 
     arm: str
@@ -358,12 +359,17 @@ def _serve(config_path: str) -> None:
         exit_timeout_secs=2,  # keep-alive client connections must not hold a stop for 30 s
     )
     signal.signal(signal.SIGTERM, _interrupt)  # serve() turns KeyboardInterrupt into a clean stop
+    # max_batch_size 0: a model without Triton's batching whose first dim is dynamic (-1, as ONNX exports
+    # declare it): clients send the same [n, 8] requests, and Triton bounds n by nothing
+    batching = cfg["max_batch_size"] > 0
+    rows: tuple[int, ...] = () if batching else (-1,)
     with Triton(config=triton_config) as triton:
         triton.bind(
             model_name=MODEL_NAME, infer_func=model,
-            inputs=[Tensor(name=INPUT_NAME, dtype=np.float32, shape=(N_FEATURES,))],
-            outputs=[Tensor(name=OUTPUT_NAME, dtype=out_dtype, shape=(1,))],
-            config=ModelConfig(max_batch_size=cfg["max_batch_size"]),
+            inputs=[Tensor(name=INPUT_NAME, dtype=np.float32, shape=(*rows, N_FEATURES))],
+            outputs=[Tensor(name=OUTPUT_NAME, dtype=out_dtype, shape=(*rows, 1))],
+            config=(ModelConfig(max_batch_size=cfg["max_batch_size"]) if batching
+                    else ModelConfig(batching=False)),
         )
         try:
             triton.serve()

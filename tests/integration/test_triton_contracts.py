@@ -1,0 +1,104 @@
+"""Tensor contracts the gate must read as clients see them, against real Triton (PyTriton on CPU).
+
+A contract is what a client may send and read: names, datatypes, shapes and how many rows one request may
+carry. Each case pairs the session's servers (max_batch_size 64) with one that does not batch, and shows
+with real requests what each server takes, so the gate's verdict is checked against Triton's own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from canary.errors import GateError
+from canary.policy import TritonGate
+from canary.sandbox.model import Behaviour
+from canary.sandbox.tritonserver import TritonServer
+from canary.triton import Signature, TensorSpec, TritonEndpoint, compare, preflight
+
+pytestmark = pytest.mark.integration
+MODEL = "rec-model"
+GATE = TritonGate(warmup_requests=4, output_range=(0.0, 1.0))
+
+
+def endpoint(server: TritonServer, protocol: str, role: str) -> TritonEndpoint:
+    url = server.http_url if protocol == "http" else server.grpc_url
+    return TritonEndpoint(url=url, model=MODEL, protocol=protocol, role=role)  # type: ignore[arg-type]
+
+
+def takes(server: TritonServer, rows: int) -> bool:
+    """Whether the server answers one request of `rows` rows (as a client sends it)."""
+    import tritonclient.http as client_mod
+    from tritonclient.utils import InferenceServerException
+
+    client = client_mod.InferenceServerClient(url=server.http_url.removeprefix("http://"))
+    tensor = client_mod.InferInput("features", [rows, 8], "FP32")
+    tensor.set_data_from_numpy(np.zeros((rows, 8), dtype=np.float32))
+    try:
+        return client.infer(MODEL, [tensor]).as_numpy("score").shape == (rows, 1)
+    except InferenceServerException:
+        return False
+    finally:
+        client.close()
+
+
+@pytest.fixture(scope="module")
+def triton_unbatched(triton_fleet: dict[str, TritonServer]) -> Iterator[TritonServer]:
+    """The same model served without Triton's batching: max_batch_size 0, first dim -1 (as an ONNX
+    export declares it). Used by this module only."""
+    server = TritonServer("unbatched", "v2.1.0", Behaviour(), max_batch_size=0).start()
+    try:
+        server.wait_ready(timeout=90)
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_a_canary_that_stops_batching_with_a_dynamic_first_dim_passes(
+        triton_stable: TritonServer, triton_unbatched: TritonServer, protocol: str, tmp_path: Path) -> None:
+    """It takes every request stable took (and more rows): it was refused, "max_batch_size 64 on stable,
+    0 on canary (lower)", a good canary blocked for a number clients never see."""
+    assert takes(triton_stable, 64) and takes(triton_unbatched, 64) and takes(triton_unbatched, 200)
+    report = preflight(endpoint(triton_stable, protocol, "stable"), endpoint(triton_unbatched, protocol, "canary"),
+                       GATE, base_dir=tmp_path)
+    assert report.signature.max_batch_size == 0 and report.warmup_requests == 4
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_a_batching_canary_after_a_stable_that_did_not_batch_is_refused_naming_the_rows(
+        triton_unbatched: TritonServer, triton_canary: TritonServer, protocol: str, tmp_path: Path) -> None:
+    """Stable took [200, 8]; the canary refuses more than 64 rows. Both declare [-1, 8], so it passed
+    (64 is not lower than 0) and clients' large requests failed under traffic."""
+    assert takes(triton_unbatched, 200) and not takes(triton_canary, 200)
+    stable, canary = endpoint(triton_unbatched, protocol, "stable"), endpoint(triton_canary, protocol, "canary")
+    with pytest.raises(GateError) as err:
+        preflight(stable, canary, GATE, base_dir=tmp_path)
+    assert str(err.value) == (
+        f"canary {canary} is not compatible with stable {stable}: input 'features': stable takes any number of "
+        f"rows (max_batch_size 0, shape [-1, 8]), the canary at most 64 (max_batch_size 64)")
+
+
+def _sig(shape: tuple[int, ...], mbs: int) -> Signature:
+    out = (-1, 1) if len(shape) == 2 else (1,)
+    return Signature((TensorSpec("features", "FP32", shape),), (TensorSpec("score", "FP32", out),), mbs)
+
+
+@pytest.mark.parametrize("stable, canary, expected", [
+    (_sig((-1, 8), 64), _sig((-1, 8), 0), []),  # stops batching, first dim dynamic
+    (_sig((16, 8), 0), _sig((-1, 8), 8),  # stable's fixed 16 rows, more than the canary's 8
+     ["input 'features': stable takes 16 rows (max_batch_size 0, shape [16, 8]), the canary at most 8 "
+      "(max_batch_size 8)"]),
+    (_sig((4, 8), 0), _sig((-1, 8), 8), []),  # 4 rows fit in 8
+    (_sig((-1, 8), 64), _sig((64, 8), 0),  # a fixed first dim: the shape rule says it
+     ["input 'features': shape [-1, 8] on stable, [64, 8] on canary"]),
+    (_sig((8,), 0), _sig((-1, 8), 8),  # no batch dim on stable: the shape rule says it
+     ["input 'features': shape [8] on stable, [-1, 8] on canary", "output 'score': shape [1] on stable, [-1, 1] on canary"]),
+    (_sig((-1, 8), 64), _sig((-1, 8), 8), ["max_batch_size 64 on stable, 8 on canary (lower)"]),
+])
+def test_rows_per_request_with_and_without_batching(stable: Signature, canary: Signature,
+                                                    expected: list[str]) -> None:
+    assert compare(stable, canary) == expected
