@@ -351,7 +351,23 @@ def _warmup_inputs(sig: Signature, gate: TritonGate, base_dir: Path,
     if gate.sample_file:
         path = (base_dir / gate.sample_file).resolve()
         return load_samples(path, sig), f"file:{path}"
-    return [generate_inputs(sig, seed=i) for i in range(max(1, min(gate.warmup_requests, 16)))], "generated"
+    return [generate_inputs(sig, seed=i, rows=_warmup_rows(sig, i))
+            for i in range(max(1, min(gate.warmup_requests, 16)))], "generated"
+
+
+# the most elements one generated warm-up request holds per input (4 MB of FP32): a large batch of images is cut
+WARMUP_ELEMENTS = 1 << 20
+
+
+def _warmup_rows(sig: Signature, i: int) -> int:
+    """Rows of generated request `i`: 1, then the largest batch the model takes, in turn. Clients send
+    batches up to max_batch_size and a model may go wrong at batch sizes only (NaN past the first row: a
+    kernel or engine built for batch 1); every request was 1 row, so such a model passed."""
+    if sig.max_batch_size <= 0 or i % 2 == 0:
+        return 1
+    per_row = max((int(np.prod([d if d > 0 else 1 for d in t.shape[1:]], dtype=np.int64)) for t in sig.inputs),
+                  default=1)
+    return max(1, min(sig.max_batch_size, WARMUP_ELEMENTS // max(per_row, 1)))
 
 
 def load_samples(path: Path, sig: Signature) -> list[dict[str, np.ndarray]]:
@@ -428,14 +444,17 @@ def _nulls_to_nan(value: Any) -> Any:
     return float("nan") if value is None else value
 
 
-def generate_inputs(sig: Signature, *, seed: int = 0) -> dict[str, np.ndarray]:
-    """One request per input from the metadata: dynamic dims become 1."""
+def generate_inputs(sig: Signature, *, seed: int = 0, rows: int = 1) -> dict[str, np.ndarray]:
+    """One request per input from the metadata: dynamic dims become 1, the batch dim `rows` (when the
+    model batches)."""
     from tritonclient.utils import triton_to_np_dtype
 
     rng = np.random.default_rng(seed)
     out = {}
     for t in sig.inputs:
         shape = tuple(1 if d < 0 else d for d in t.shape)
+        if sig.max_batch_size > 0 and shape:
+            shape = (rows, *shape[1:])
         if t.datatype == "BYTES":
             out[t.name] = np.full(shape, b"warmup", dtype=np.object_)
         elif t.datatype == "BOOL":
@@ -454,6 +473,7 @@ def _warm_up(client: Any, ep: TritonEndpoint, sig: Signature, requests: list[dic
     latencies: list[float] = []
     for i in range(gate.warmup_requests):
         arrays = requests[i % len(requests)]
+        which = _request_name(i, arrays, sig)
         inputs = []
         for name, array in arrays.items():
             tensor = mod.InferInput(name, list(array.shape), types[name])
@@ -465,28 +485,35 @@ def _warm_up(client: Any, ep: TritonEndpoint, sig: Signature, requests: list[dic
             result = client.infer(ep.model, inputs, model_version=ep.version, outputs=outputs,
                                   **_timeout(ep, timeout))
         except Exception as exc:
-            raise GateError(f"{ep.who}: warm-up request {i + 1} failed: {_msg(exc, timeout)}") from exc
+            raise GateError(f"{ep.who}: {which} failed: {_msg(exc, timeout)}") from exc
         latencies.append((time.perf_counter() - started) * 1000.0)
         for t in sig.outputs:
             try:
                 value = result.as_numpy(t.name)
             except Exception as exc:  # a response that does not decode is a broken model too
-                raise GateError(f"{ep.who}: warm-up request {i + 1}: output '{t.name}' unreadable: {_msg(exc)}") from exc
-            _check_output(ep, t.name, value, gate, i)
+                raise GateError(f"{ep.who}: {which}: output '{t.name}' unreadable: {_msg(exc)}") from exc
+            _check_output(ep, t.name, value, gate, which)
     return latencies
 
 
-def _check_output(ep: TritonEndpoint, name: str, value: Any, gate: TritonGate, i: int) -> None:
+def _request_name(i: int, arrays: dict[str, np.ndarray], sig: Signature) -> str:
+    """"warm-up request 2 (64 rows)": the batch size is said when it is not 1, so that a failure seen at one
+    batch size only can be sent again as it was."""
+    rows = max((a.shape[0] for a in arrays.values() if a.ndim), default=1) if sig.max_batch_size > 0 else 1
+    return f"warm-up request {i + 1}" + (f" ({rows} rows)" if rows != 1 else "")
+
+
+def _check_output(ep: TritonEndpoint, name: str, value: Any, gate: TritonGate, which: str) -> None:
     if value is None:
-        raise GateError(f"{ep.who}: warm-up request {i + 1}: output '{name}' missing from the response")
+        raise GateError(f"{ep.who}: {which}: output '{name}' missing from the response")
     if value.dtype == np.object_ or value.dtype == np.bool_:
         return
     if not np.all(np.isfinite(value)):
-        raise GateError(f"{ep.who}: warm-up request {i + 1}: output '{name}' is not finite (NaN/inf): {value.ravel()[:4]}")
+        raise GateError(f"{ep.who}: {which}: output '{name}' is not finite (NaN/inf): {value.ravel()[:4]}")
     if gate.output_range is not None:
         lo, hi = gate.output_range
         if value.size and (value.min() < lo or value.max() > hi):
-            raise GateError(f"{ep.who}: warm-up request {i + 1}: output '{name}' outside [{lo}, {hi}]: "
+            raise GateError(f"{ep.who}: {which}: output '{name}' outside [{lo}, {hi}]: "
                             f"min {float(value.min()):g}, max {float(value.max()):g}")
 
 

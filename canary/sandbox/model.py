@@ -71,6 +71,7 @@ class Behaviour:
     prediction_shift: float = 0.0  # drift: added to the logit before the sigmoid
     error_share: float = 0.0  # errors: share of calls that raise
     output_nan: bool = False  # garbage: the model answers NaN
+    nan_from_rows: int = 0  # garbage at batch sizes only: NaN for requests of this many rows or more (0: never)
     schema: str = "ok"  # "ok" | "bad" (output score FP64 instead of FP32)
     device: str = "cpu"  # "cpu" | "cuda" (torch on the GPU)
 
@@ -256,7 +257,7 @@ class RecModel:
                 self.metrics.observe_inputs(features)
                 scores = score(features, shift=b.prediction_shift, device=b.device)
                 observed.append((features, scores))
-                if b.output_nan:
+                if b.output_nan or 0 < b.nan_from_rows <= len(features):
                     scores = np.full_like(scores, np.nan)
                 responses.append({OUTPUT_NAME: scores.astype(out_dtype)})
             wait_ms = b.extra_latency_ms

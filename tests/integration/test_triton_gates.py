@@ -58,6 +58,22 @@ def test_model_answering_nan_fails_warmup(triton_stable: TritonServer, triton_na
         preflight(endpoint(triton_stable), endpoint(triton_nan), GATE, base_dir=tmp_path)
 
 
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_a_model_answering_nan_only_for_batches_fails_warmup_naming_the_batch(
+        triton_stable: TritonServer, triton_canary: TritonServer, protocol: str, tmp_path: Path) -> None:
+    """Clients send up to max_batch_size rows a request; a model may go wrong past the first row only (an
+    engine built for batch 1). Every generated warm-up request was 1 row, so such a canary passed the gate
+    and answered NaN to batched clients. Now 1 row and the largest batch alternate, and the line says it."""
+    from canary.sandbox.model import Behaviour
+
+    triton_canary.set_behaviour(Behaviour(nan_from_rows=2))
+    canary = endpoint(triton_canary, protocol)
+    with pytest.raises(GateError) as err:
+        preflight(endpoint(triton_stable, protocol), canary, GATE, base_dir=tmp_path)
+    assert str(err.value).startswith(f"Triton {canary}: warm-up request 2 (64 rows): output 'score' is not finite"), \
+        err.value
+
+
 def test_output_outside_range_fails_warmup(triton_canary: TritonServer, tmp_path: Path) -> None:
     gate = TritonGate(warmup_requests=4, output_range=(2.0, 3.0))
     with pytest.raises(GateError, match=r"output 'score' outside \[2.0, 3.0\]"):
