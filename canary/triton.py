@@ -335,12 +335,26 @@ def _require_ready(client: Any, ep: TritonEndpoint, *, timeout: float = CALL_TIM
 
 def _port_hint(ep: TritonEndpoint, exc: BaseException) -> str:
     """The words tritonclient uses when the port speaks the other protocol (HTTP's 8000 given to gRPC,
-    or the reverse): said plainly, the raw text reads like a broken server."""
+    or the reverse), or TLS does not match (https:// to a plain server, a certificate not trusted): said
+    plainly, the raw text ("[SSL: UNEXPECTED_EOF_WHILE_READING] EOF occurred in violation of protocol")
+    reads like a broken server."""
     text = str(exc)
+    upper = text.upper()
+    if "CERTIFICATE_VERIFY_FAILED" in upper or "CERTIFICATE VERIFY FAILED" in upper:
+        return (" (TLS: the server's certificate is not trusted here: point SSL_CERT_FILE (HTTP) or "
+                "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH (gRPC) at a PEM bundle that holds its CA, in the environment "
+                "this runs in)")
+    if ep.tls and any(w in upper for w in ("WRONG_VERSION_NUMBER", "UNEXPECTED_EOF", "TSI_PROTOCOL_FAILURE",
+                                           "VIOLATION OF PROTOCOL")):
+        return (" (TLS: the URL says https:// and the server does not speak TLS there: for plain "
+                f"{'HTTP' if ep.protocol == 'http' else 'gRPC'} give host:port without https://)")
     if ep.protocol == "http" and "Expected HTTP/" in text:
         return " (is this Triton's gRPC port? gates.triton.protocol is http)"
+    if ep.protocol == "http" and not ep.tls and text.strip().lower() == "connection closed.":
+        return " (does this port expect TLS? then give https://host:port)"
     if ep.protocol == "grpc" and ("Socket closed" in text or "http1" in text.lower()):
-        return " (is this Triton's HTTP port? gates.triton.protocol is grpc)"
+        return (" (is this Triton's HTTP port? gates.triton.protocol is grpc" +
+                ("; or, if this port expects TLS, give https://host:port)" if not ep.tls else ")"))
     return ""
 
 

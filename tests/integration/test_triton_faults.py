@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -114,7 +115,8 @@ def test_https_over_grpc_is_tls_not_plaintext(triton_canary: TritonServer, tmp_p
 
 
 @pytest.mark.parametrize(("protocol", "port", "says"), [
-    ("grpc", "http_port", "is this Triton's HTTP port? gates.triton.protocol is grpc"),
+    ("grpc", "http_port", "is this Triton's HTTP port? gates.triton.protocol is grpc; or, if this port expects "
+                          "TLS, give https://host:port"),
     ("http", "grpc_port", "is this Triton's gRPC port? gates.triton.protocol is http"),
 ])
 def test_the_other_protocols_port_is_said_plainly(triton_canary: TritonServer, protocol: str, port: str,
@@ -125,6 +127,111 @@ def test_the_other_protocols_port_is_said_plainly(triton_canary: TritonServer, p
     with pytest.raises(GateError, match="^canary Triton .*: server unreachable: ") as err:
         preflight(None, ep, GATE, base_dir=tmp_path)
     assert str(err.value).endswith(f"({says})"), err.value
+
+
+# -- TLS that does not match: said as TLS, with what to change ---------------------------------
+
+@pytest.mark.parametrize(("protocol", "plain"), [("http", "HTTP"), ("grpc", "gRPC")])
+def test_https_to_a_plain_triton_says_the_server_does_not_speak_tls(triton_canary: TritonServer, protocol: str,
+                                                                    plain: str, tmp_path: Path) -> None:
+    """It said "[SSL: UNEXPECTED_EOF_WHILE_READING] EOF occurred in violation of protocol (_ssl.c:1006)",
+    recorded as a rollback of the model: on-call read a broken canary, not a URL to change."""
+    ep = TritonEndpoint(url=f"https://{url(triton_canary, protocol).removeprefix('http://')}", model=MODEL,
+                        protocol=protocol, role="canary")  # type: ignore[arg-type]
+    with pytest.raises(GateError, match="^canary Triton .*: server unreachable: ") as err:
+        preflight(None, ep, GATE, base_dir=tmp_path)
+    assert str(err.value).endswith(f"(TLS: the URL says https:// and the server does not speak TLS there: for plain "
+                                   f"{plain} give host:port without https://)"), err.value
+
+
+@pytest.fixture(scope="module")
+def tls_stand_in(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, int, Path]]:
+    """(HTTPS port, TLS gRPC port, its certificate): servers on 127.0.0.1 with a self-signed certificate,
+    as a Triton behind a TLS ingress of a private CA. Only the handshake is under test: past it, they are
+    not Triton."""
+    import shutil
+    import ssl
+    import subprocess
+    from concurrent import futures
+
+    import grpc
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is needed to make a self-signed certificate")
+    where = tmp_path_factory.mktemp("tls")
+    crt, key = where / "ca.pem", where / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(crt),
+                    "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True, timeout=60)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(crt, key)
+    https = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+    https.socket = context.wrap_socket(https.socket, server_side=True)
+    threading.Thread(target=https.serve_forever, daemon=True).start()
+    rpc = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    rpc_port = rpc.add_secure_port("127.0.0.1:0", grpc.ssl_server_credentials([(key.read_bytes(), crt.read_bytes())]))
+    rpc.start()
+    try:
+        yield https.server_address[1], rpc_port, crt
+    finally:
+        rpc.stop(0)
+        https.shutdown()
+        https.server_close()
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_a_certificate_not_trusted_says_how_to_trust_its_ca(tls_stand_in: tuple[int, int, Path], protocol: str,
+                                                            tmp_path: Path) -> None:
+    """"[SSL: CERTIFICATE_VERIFY_FAILED] ... self-signed certificate" alone does not say that the gate can be
+    told the CA, nor how."""
+    port = tls_stand_in[0] if protocol == "http" else tls_stand_in[1]
+    ep = TritonEndpoint(url=f"https://127.0.0.1:{port}", model=MODEL, protocol=protocol, role="canary")  # type: ignore[arg-type]
+    with pytest.raises(GateError, match="^canary Triton .*: server unreachable: .*CERTIFICATE_VERIFY_FAILED") as err:
+        preflight(None, ep, GATE, base_dir=tmp_path, timeout=5.0)
+    assert str(err.value).endswith(
+        "(TLS: the server's certificate is not trusted here: point SSL_CERT_FILE (HTTP) or "
+        "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH (gRPC) at a PEM bundle that holds its CA, in the environment this "
+        "runs in)"), err.value
+
+
+@pytest.mark.parametrize(("protocol", "variable"), [("http", "SSL_CERT_FILE"),
+                                                    ("grpc", "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH")])
+def test_the_advice_for_a_certificate_not_trusted_holds(tls_stand_in: tuple[int, int, Path], protocol: str,
+                                                        variable: str, tmp_path: Path) -> None:
+    """With the variable at its CA when the process starts (both clients read it once), the handshake
+    passes: what fails next is that the stand-in is not Triton."""
+    import subprocess
+    import sys
+
+    port = tls_stand_in[0] if protocol == "http" else tls_stand_in[1]
+    code = ("from pathlib import Path\n"
+            "from canary.errors import GateError\n"
+            "from canary.policy import TritonGate\n"
+            "from canary.triton import TritonEndpoint, preflight\n"
+            f"ep = TritonEndpoint(url='https://127.0.0.1:{port}', model='m', protocol='{protocol}', role='canary')\n"
+            "try:\n"
+            "    preflight(None, ep, TritonGate(), base_dir=Path('.'), timeout=5.0)\n"
+            "except GateError as exc:\n"
+            "    print(exc)\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                         env={**os.environ, variable: str(tls_stand_in[2])})
+    said = run.stdout.strip()
+    assert said.startswith("canary Triton m@") and "CERTIFICATE" not in said and "TLS" not in said, (said, run.stderr)
+
+
+@pytest.mark.parametrize(("protocol", "says"), [
+    ("http", "(does this port expect TLS? then give https://host:port)"),
+    ("grpc", "(is this Triton's HTTP port? gates.triton.protocol is grpc; or, if this port expects TLS, give "
+             "https://host:port)"),
+])
+def test_a_plain_url_to_a_tls_port_asks_whether_it_expects_tls(tls_stand_in: tuple[int, int, Path], protocol: str,
+                                                                says: str, tmp_path: Path) -> None:
+    """"connection closed." (HTTP) and "Socket closed" (gRPC, said to be Triton's HTTP port only)."""
+    port = tls_stand_in[0] if protocol == "http" else tls_stand_in[1]
+    ep = TritonEndpoint(url=f"127.0.0.1:{port}", model=MODEL, protocol=protocol, role="canary")  # type: ignore[arg-type]
+    with pytest.raises(GateError, match="^canary Triton .*: server unreachable: ") as err:
+        preflight(None, ep, GATE, base_dir=tmp_path, timeout=5.0)
+    assert str(err.value).endswith(says), err.value
 
 
 # -- stable down: named stable, never the canary ------------------------------------------------
