@@ -506,8 +506,26 @@ def _warm_up(client: Any, ep: TritonEndpoint, sig: Signature, requests: list[dic
                 value = result.as_numpy(t.name)
             except Exception as exc:  # a response that does not decode is a broken model too
                 raise GateError(f"{ep.who}: {which}: output '{t.name}' unreadable: {_msg(exc)}") from exc
+            _check_shape(ep, t, value, arrays, sig, which)
             _check_output(ep, t.name, value, gate, which)
     return latencies
+
+
+def _check_shape(ep: TritonEndpoint, spec: TensorSpec, value: Any, arrays: dict[str, np.ndarray], sig: Signature,
+                 which: str) -> None:
+    """An answer holds to the shape the model declares (compared with stable's), with one row per request
+    row when it batches. Triton sends what some backends (Python's among them) hand it: a model answering
+    [1, 2] where it declares [-1, 1] passed, and clients reading one score per row read garbage."""
+    if value is None or not hasattr(value, "shape"):
+        return  # said by _check_output
+    shape, want = tuple(value.shape), list(spec.shape)
+    if sig.max_batch_size > 0 and want:
+        want[0] = max((a.shape[0] for a in arrays.values() if a.ndim), default=1)
+    if len(shape) != len(want) or any(w != -1 and w != n for w, n in zip(want, shape)):
+        rows = (" (its first dim is the request's rows)"
+                if sig.max_batch_size > 0 and shape and want and shape[0] != want[0] else "")
+        raise GateError(f"{ep.who}: {which}: output '{spec.name}' has shape {list(shape)}, the model declares "
+                        f"{list(spec.shape)}: expected {want}{rows}")
 
 
 def _request_name(i: int, arrays: dict[str, np.ndarray], sig: Signature) -> str:

@@ -72,6 +72,8 @@ class Behaviour:
     error_share: float = 0.0  # errors: share of calls that raise
     output_nan: bool = False  # garbage: the model answers NaN
     nan_from_rows: int = 0  # garbage at batch sizes only: NaN for requests of this many rows or more (0: never)
+    score_columns: int = 1  # the answer's shape changed, not the config: this many score columns (declared: 1)
+    score_rows: int = 0  # this many score rows whatever the request's rows (0: one per row, as declared)
     schema: str = "ok"  # "ok" | "bad" (output score FP64 instead of FP32)
     device: str = "cpu"  # "cpu" | "cuda" (torch on the GPU)
 
@@ -259,6 +261,8 @@ class RecModel:
                 observed.append((features, scores))
                 if b.output_nan or 0 < b.nan_from_rows <= len(features):
                     scores = np.full_like(scores, np.nan)
+                if b.score_columns != 1 or b.score_rows:  # Triton's Python backend sends what it is given
+                    scores = np.resize(scores, (b.score_rows or len(scores), b.score_columns))
                 responses.append({OUTPUT_NAME: scores.astype(out_dtype)})
             wait_ms = b.extra_latency_ms
             if b.base_latency_ms > 0:

@@ -74,6 +74,26 @@ def test_a_model_answering_nan_only_for_batches_fails_warmup_naming_the_batch(
         err.value
 
 
+@pytest.mark.parametrize(("knobs", "which", "says"), [
+    ({"score_columns": 2}, "warm-up request 1", "has shape [1, 2], the model declares [-1, 1]: expected [1, 1]"),
+    ({"score_rows": 1}, "warm-up request 2 (64 rows)",
+     "has shape [1, 1], the model declares [-1, 1]: expected [64, 1] (its first dim is the request's rows)"),
+])
+def test_an_answer_of_another_shape_than_declared_fails_warmup(triton_stable: TritonServer,
+                                                              triton_canary: TritonServer, knobs: dict[str, int],
+                                                              which: str, says: str, tmp_path: Path) -> None:
+    """Triton's Python backend sends what the model hands it: a canary answering two score columns, or
+    one row for a batch, where it declares (as stable does) one score per row passed the gate, which read
+    the declarations only, and clients read garbage."""
+    from canary.sandbox.model import Behaviour
+
+    triton_canary.set_behaviour(Behaviour(**knobs))  # type: ignore[arg-type]
+    canary = endpoint(triton_canary)
+    with pytest.raises(GateError) as err:
+        preflight(endpoint(triton_stable), canary, GATE, base_dir=tmp_path)
+    assert str(err.value) == f"Triton {canary}: {which}: output 'score' {says}"
+
+
 def test_output_outside_range_fails_warmup(triton_canary: TritonServer, tmp_path: Path) -> None:
     gate = TritonGate(warmup_requests=4, output_range=(2.0, 3.0))
     with pytest.raises(GateError, match=r"output 'score' outside \[2.0, 3.0\]"):
