@@ -12,6 +12,7 @@ import json
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from canary.errors import GateError
@@ -230,3 +231,18 @@ def test_sample_values_an_integer_input_cannot_hold_are_a_gate_error_naming_them
     sig = Signature(inputs=(TensorSpec("ids", "INT64", (-1, 2)),), outputs=(), max_batch_size=8)
     with pytest.raises(GateError, match=r"warm-up sample file cm\[w\]: requests\[0\]\.ids: "):
         typed_samples({"requests": [{"ids": [[1, value]]}]}, sig, "cm[w]")
+
+
+@pytest.mark.parametrize("datatype", ["FP16", "BF16", "FP32", "FP64"])
+def test_a_sample_null_is_nan_in_every_floating_datatype(datatype: str) -> None:
+    """BF16 arrays are ml_dtypes.bfloat16, not a np.floating: a BF16 model's sample with a missing feature
+    (null) was refused, "requests[0].x: expected number, got NoneType", and its generated inputs were
+    integers where every other float input gets standard-normal values."""
+    from canary.triton import generate_inputs, typed_samples
+
+    sig = Signature(inputs=(TensorSpec("x", datatype, (-1, 3)),), outputs=(), max_batch_size=8)
+    [request] = typed_samples({"requests": [{"x": [[0.5, None, -1.0]]}]}, sig, "warmup.json")
+    assert request["x"].dtype.name == datatype.lower().replace("fp", "float").replace("bf16", "bfloat16")
+    assert np.isnan(request["x"].astype(np.float32)).tolist() == [[False, True, False]]
+    generated = generate_inputs(sig, seed=0)["x"].astype(np.float32)
+    assert not np.array_equal(generated, np.round(generated)), generated
