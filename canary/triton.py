@@ -325,12 +325,27 @@ def _require_ready(client: Any, ep: TritonEndpoint, *, timeout: float = CALL_TIM
         if not client.is_server_ready(**t):
             raise GateError(f"{ep.who}: server is not ready")
         if not client.is_model_ready(ep.model, ep.version, **t):
-            raise GateError(f"{ep.who}: model {ep.model!r} version {ep.version or '(default)'} is not ready")
+            raise GateError(f"{ep.who}: " + (_unknown_model(client, ep, t) or
+                                             f"model {ep.model!r} version {ep.version or '(default)'} is not ready"))
     except GateError:
         raise
     except Exception as exc:
         where = f" (check {ep.source}: {ep.url})" if ep.source else ""
         raise GateError(f"{ep.who}: server unreachable: {_msg(exc, timeout)}{_port_hint(ep, exc)}{where}") from exc
+
+
+def _unknown_model(client: Any, ep: TritonEndpoint, t: dict[str, float]) -> str:
+    """Why a model is not ready when Triton does not serve it at all (a name or version it never loaded):
+    "not ready" sent on-call to the canary's load logs, and the same name is asked of stable. "" otherwise."""
+    try:
+        client.get_model_metadata(ep.model, ep.version, **t)
+    except Exception as exc:
+        text = _msg(exc)
+        if "unknown model" in text.lower():
+            what = f"model {ep.model!r}" + (f" version {ep.version}" if ep.version else "")
+            return (f"this Triton serves no {what} ({text}): the gates ask Triton for the rollout's model name; "
+                    f"check that the model is deployed under that name")
+    return ""
 
 
 def _port_hint(ep: TritonEndpoint, exc: BaseException) -> str:

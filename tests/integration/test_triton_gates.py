@@ -136,10 +136,25 @@ def test_unreachable_canary_is_a_gate_error(tmp_path: Path) -> None:
     assert err.value.__cause__ is not None  # the tritonclient error is kept, not shown raw
 
 
-def test_unknown_model_is_not_ready(triton_canary: TritonServer, tmp_path: Path) -> None:
-    ep = TritonEndpoint(url=triton_canary.http_url, model="no-such-model")
-    with pytest.raises(GateError, match="is not ready"):
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+@pytest.mark.parametrize(("model", "version", "what"), [("no-such-model", "", "model 'no-such-model'"),
+                                                        (MODEL, "7", "model 'rec-model' version 7")])
+def test_a_model_triton_does_not_serve_is_said_so_not_not_ready(triton_canary: TritonServer, protocol: str,
+                                                                model: str, version: str, what: str,
+                                                                tmp_path: Path) -> None:
+    """It said "model 'no-such-model' version (default) is not ready": on-call looked for a load failure in
+    the canary's logs, where the name asked for (the rollout's model) was not Triton's."""
+    ep = TritonEndpoint(url=endpoint(triton_canary, protocol).url, model=model, version=version,
+                        protocol=protocol, role="canary")  # type: ignore[arg-type]
+    with pytest.raises(GateError) as err:
         preflight(None, ep, GATE, base_dir=tmp_path)
+    assert str(err.value).startswith(f"canary Triton {ep}: this Triton serves no {what} (Request for unknown model: ")
+    assert str(err.value).endswith("): the gates ask Triton for the rollout's model name; check that the model is "
+                                   "deployed under that name"), err.value
+
+
+def test_unknown_model_is_not_ready_to_the_probe(triton_canary: TritonServer) -> None:
+    ep = TritonEndpoint(url=triton_canary.http_url, model="no-such-model")
     probe = ReadinessProbe(ep)
     assert probe.ready() is False and probe.last_failure == "model 'no-such-model' not ready"
 
