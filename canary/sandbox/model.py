@@ -43,6 +43,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 MODEL_NAME = "rec-model"
 N_FEATURES = 8
 INPUT_NAME = "features"
+USER_INPUT = "user"  # schema "user": an optional INT64 input a new version added (stable's clients never send it)
 OUTPUT_NAME = "score"
 # Fixed "trained" parameters; the bias puts typical scores around 0.4..0.6.
 WEIGHTS = np.array([0.8, -0.5, 0.3, 0.6, -0.9, 0.4, 0.2, -0.3], dtype=np.float32)
@@ -74,7 +75,8 @@ class Behaviour:
     nan_from_rows: int = 0  # garbage at batch sizes only: NaN for requests of this many rows or more (0: never)
     score_columns: int = 1  # the answer's shape changed, not the config: this many score columns (declared: 1)
     score_rows: int = 0  # this many score rows whatever the request's rows (0: one per row, as declared)
-    schema: str = "ok"  # "ok" | "bad" (output score FP64 instead of FP32)
+    schema: str = "ok"  # "ok" | "bad" (output score FP64 instead of FP32) | "user" (an added optional input)
+    nan_without_user: bool = False  # schema "user": the model answers NaN when a request leaves "user" out
     device: str = "cpu"  # "cpu" | "cuda" (torch on the GPU)
 
     def to_json(self) -> str:
@@ -258,6 +260,8 @@ class RecModel:
                 features = np.asarray(request[INPUT_NAME], dtype=np.float32)
                 self.metrics.observe_inputs(features)
                 scores = score(features, shift=b.prediction_shift, device=b.device)
+                if b.nan_without_user and USER_INPUT not in request.keys():  # the new input's absence mishandled
+                    scores = np.full_like(scores, np.nan)
                 observed.append((features, scores))
                 if b.output_nan or 0 < b.nan_from_rows <= len(features):
                     scores = np.full_like(scores, np.nan)

@@ -329,7 +329,7 @@ def _serve(config_path: str) -> None:
     from pytriton.model_config import ModelConfig, Tensor
     from pytriton.triton import Triton, TritonConfig
 
-    from canary.sandbox.model import INPUT_NAME, N_FEATURES, OUTPUT_NAME, ModelMetrics, RecModel
+    from canary.sandbox.model import INPUT_NAME, N_FEATURES, OUTPUT_NAME, USER_INPUT, ModelMetrics, RecModel
 
     cfg = json.loads(Path(config_path).read_text(encoding="utf-8"))
     behaviour = Behaviour.from_dict(cfg["behaviour"])
@@ -366,7 +366,9 @@ def _serve(config_path: str) -> None:
     with Triton(config=triton_config) as triton:
         triton.bind(
             model_name=MODEL_NAME, infer_func=model,
-            inputs=[Tensor(name=INPUT_NAME, dtype=np.float32, shape=(*rows, N_FEATURES))],
+            inputs=[Tensor(name=INPUT_NAME, dtype=np.float32, shape=(*rows, N_FEATURES)),
+                    *([Tensor(name=USER_INPUT, dtype=np.int64, shape=(*rows, 1), optional=True)]
+                      if behaviour.schema == "user" else [])],
             outputs=[Tensor(name=OUTPUT_NAME, dtype=out_dtype, shape=(*rows, 1))],
             config=(ModelConfig(max_batch_size=cfg["max_batch_size"]) if batching
                     else ModelConfig(batching=False)),

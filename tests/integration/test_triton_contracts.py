@@ -1,8 +1,9 @@
 """Tensor contracts the gate must read as clients see them, against real Triton (PyTriton on CPU).
 
 A contract is what a client may send and read: names, datatypes, shapes and how many rows one request may
-carry. Each case pairs the session's servers (max_batch_size 64) with one that does not batch, and shows
-with real requests what each server takes, so the gate's verdict is checked against Triton's own.
+carry, which inputs it may leave out. Each case pairs the session's servers (max_batch_size 64) with one
+that does not batch, or one that added an optional input, and shows with real requests what each server
+takes, so the gate's verdict is checked against Triton's own.
 """
 
 from __future__ import annotations
@@ -102,3 +103,39 @@ def _sig(shape: tuple[int, ...], mbs: int) -> Signature:
 def test_rows_per_request_with_and_without_batching(stable: Signature, canary: Signature,
                                                     expected: list[str]) -> None:
     assert compare(stable, canary) == expected
+
+
+@pytest.fixture(scope="module")
+def triton_user(triton_fleet: dict[str, TritonServer]) -> Iterator[TritonServer]:
+    """A new version that added an optional INT64 input "user" (stable's clients never send it). Used by
+    this module only; a test that turns its knobs puts them back."""
+    server = TritonServer("user", "v2.2.0", Behaviour(schema="user")).start()
+    try:
+        server.wait_ready(timeout=90)
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_a_canary_that_added_an_optional_input_passes(triton_stable: TritonServer, triton_user: TritonServer,
+                                                      protocol: str, tmp_path: Path) -> None:
+    report = preflight(endpoint(triton_stable, protocol, "stable"), endpoint(triton_user, protocol, "canary"),
+                       GATE, base_dir=tmp_path)
+    assert [(t.name, t.optional) for t in report.signature.inputs] == [("features", False), ("user", True)]
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_a_canary_that_mishandles_its_new_optional_inputs_absence_fails_warmup(
+        triton_stable: TritonServer, triton_user: TritonServer, protocol: str, tmp_path: Path) -> None:
+    """Stable's clients call it without "user", and it answers them NaN. Every generated warm-up request
+    carried every input, optional ones too, so it passed and got their traffic."""
+    canary = endpoint(triton_user, protocol, "canary")
+    triton_user.set_behaviour(Behaviour(schema="user", nan_without_user=True))
+    try:
+        with pytest.raises(GateError) as err:
+            preflight(endpoint(triton_stable, protocol, "stable"), canary, GATE, base_dir=tmp_path)
+    finally:
+        triton_user.set_behaviour(Behaviour(schema="user"))
+    assert str(err.value).startswith(f"canary Triton {canary}: warm-up request 1 (without optional input 'user'): "
+                                     f"output 'score' is not finite"), err.value
