@@ -387,19 +387,22 @@ def _warmup_inputs(sig: Signature, gate: TritonGate, base_dir: Path,
             for i in range(max(1, min(gate.warmup_requests, 16)))], "generated"
 
 
-# the most elements one generated warm-up request holds per input (4 MB of FP32): a large batch of images is cut
+# the rows of a generated batched warm-up request (requests 2 and 4), and the most values it holds per input
+# (4 MB of FP32): warm-ups are answered into the canary's own metrics, which the first look judges, so they stay
+# few and small (1,024 rows of made-up inputs would weigh on a prediction-distribution check of a good canary)
+WARMUP_ROWS = 8
 WARMUP_ELEMENTS = 1 << 20
 
 
 def _warmup_rows(sig: Signature, i: int) -> int:
-    """Rows of generated request `i`: 1, then the largest batch the model takes, in turn. Clients send
-    batches up to max_batch_size and a model may go wrong at batch sizes only (NaN past the first row: a
-    kernel or engine built for batch 1); every request was 1 row, so such a model passed."""
-    if sig.max_batch_size <= 0 or i % 2 == 0:
+    """Rows of generated request `i`: up to WARMUP_ROWS for requests 2 and 4 when the model batches, else 1.
+    Clients send batches and a model may go wrong past the first row only (NaN from a kernel or an engine
+    built for batch 1); every request was 1 row, so such a model passed."""
+    if sig.max_batch_size <= 0 or i not in (1, 3):
         return 1
     per_row = max((int(np.prod([d if d > 0 else 1 for d in t.shape[1:]], dtype=np.int64)) for t in sig.inputs),
                   default=1)
-    return max(1, min(sig.max_batch_size, WARMUP_ELEMENTS // max(per_row, 1)))
+    return max(1, min(sig.max_batch_size, WARMUP_ROWS, WARMUP_ELEMENTS // max(per_row, 1)))
 
 
 def load_samples(path: Path, sig: Signature) -> list[dict[str, np.ndarray]]:
@@ -554,7 +557,7 @@ def _check_shape(ep: TritonEndpoint, spec: TensorSpec, value: Any, arrays: dict[
 
 
 def _request_name(i: int, arrays: dict[str, np.ndarray], sig: Signature) -> str:
-    """"warm-up request 2 (64 rows, without optional input 'user')": the batch size when it is not 1 and the
+    """"warm-up request 2 (8 rows, without optional input 'user')": the batch size when it is not 1 and the
     optional inputs left out, so that a failure seen in one such request only can be sent again as it was."""
     rows = max((a.shape[0] for a in arrays.values() if a.ndim), default=1) if sig.max_batch_size > 0 else 1
     left_out = [t.name for t in sig.inputs if t.optional and t.name not in arrays]

@@ -64,21 +64,21 @@ def test_a_model_answering_nan_only_for_batches_fails_warmup_naming_the_batch(
         triton_stable: TritonServer, triton_canary: TritonServer, protocol: str, tmp_path: Path) -> None:
     """Clients send up to max_batch_size rows a request; a model may go wrong past the first row only (an
     engine built for batch 1). Every generated warm-up request was 1 row, so such a canary passed the gate
-    and answered NaN to batched clients. Now 1 row and the largest batch alternate, and the line says it."""
+    and answered NaN to batched clients. Now requests 2 and 4 are batches, and the line says it."""
     from canary.sandbox.model import Behaviour
 
     triton_canary.set_behaviour(Behaviour(nan_from_rows=2))
     canary = endpoint(triton_canary, protocol)
     with pytest.raises(GateError) as err:
         preflight(endpoint(triton_stable, protocol), canary, GATE, base_dir=tmp_path)
-    assert str(err.value).startswith(f"Triton {canary}: warm-up request 2 (64 rows): output 'score' is not finite"), \
+    assert str(err.value).startswith(f"Triton {canary}: warm-up request 2 (8 rows): output 'score' is not finite"), \
         err.value
 
 
 @pytest.mark.parametrize(("knobs", "which", "says"), [
     ({"score_columns": 2}, "warm-up request 1", "has shape [1, 2], the model declares [-1, 1]: expected [1, 1]"),
-    ({"score_rows": 1}, "warm-up request 2 (64 rows)",
-     "has shape [1, 1], the model declares [-1, 1]: expected [64, 1] (its first dim is the request's rows)"),
+    ({"score_rows": 1}, "warm-up request 2 (8 rows)",
+     "has shape [1, 1], the model declares [-1, 1]: expected [8, 1] (its first dim is the request's rows)"),
 ])
 def test_an_answer_of_another_shape_than_declared_fails_warmup(triton_stable: TritonServer,
                                                               triton_canary: TritonServer, knobs: dict[str, int],
