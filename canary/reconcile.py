@@ -390,10 +390,11 @@ def decide(policy: Policy, state: rl.RolloutState, seen: Observation, now: float
 
 
 # how the gate's messages open when what failed is not the canary: the stable server (`TritonEndpoint.who`,
-# `runner.probe_reason`) or the warm-up samples (`triton.typed_samples`, checked against the canary's
-# signature after it was found compatible with stable's: stable would refuse them too). The loops hand
-# `decide` the gate's words only; neither is a verdict on the canary
-NOT_THE_CANARY = ("stable Triton ", "warm-up sample file ")
+# `runner.probe_reason`), the warm-up samples (`triton.typed_samples`, checked against the canary's
+# signature after it was found compatible with stable's: stable would refuse them too), or the model name
+# neither server serves (`triton._require_ready`). The loops hand `decide` the gate's words only; none is a
+# verdict on the canary
+NOT_THE_CANARY = ("stable Triton ", "warm-up sample file ", "model name ")
 
 
 def not_the_canarys(reason: str) -> bool:

@@ -283,7 +283,7 @@ def preflight(
     checks: list[str] = []
     client = connect(canary, timeout=timeout)
     try:
-        _require_ready(client, canary, timeout=timeout)
+        _require_ready(client, canary, timeout=timeout, stable=stable)
         checks.append("canary server live and ready, model ready")
         sig = signature(client, canary, timeout=timeout)
         if stable is not None:
@@ -317,7 +317,9 @@ def preflight(
     )
 
 
-def _require_ready(client: Any, ep: TritonEndpoint, *, timeout: float = CALL_TIMEOUT_S) -> None:
+def _require_ready(client: Any, ep: TritonEndpoint, *, timeout: float = CALL_TIMEOUT_S,
+                   stable: TritonEndpoint | None = None) -> None:
+    """`stable`, for the canary: a model name that neither server serves is the rollout's, not the canary's."""
     t = _timeout(ep, timeout)
     try:
         if not client.is_server_live(**t):
@@ -325,7 +327,13 @@ def _require_ready(client: Any, ep: TritonEndpoint, *, timeout: float = CALL_TIM
         if not client.is_server_ready(**t):
             raise GateError(f"{ep.who}: server is not ready")
         if not client.is_model_ready(ep.model, ep.version, **t):
-            raise GateError(f"{ep.who}: " + (_unknown_model(client, ep, t) or
+            unknown = _unknown_model(client, ep, t)
+            if unknown and stable is not None and _unknown_to(stable, timeout):
+                what = f"{ep.model!r}" + (f" version {ep.version}" if ep.version else "")
+                raise GateError(f"model name {what}: neither canary Triton {ep.hostport} nor stable Triton "
+                                f"{stable.hostport} serves it ({_msg_of(unknown)}): the gates ask Triton for the "
+                                f"rollout's model name; check that Triton serves the model under that name")
+            raise GateError(f"{ep.who}: " + (unknown or
                                              f"model {ep.model!r} version {ep.version or '(default)'} is not ready"))
     except GateError:
         raise
@@ -346,6 +354,23 @@ def _unknown_model(client: Any, ep: TritonEndpoint, t: dict[str, float]) -> str:
             return (f"this Triton serves no {what} ({text}): the gates ask Triton for the rollout's model name; "
                     f"check that the model is deployed under that name")
     return ""
+
+
+def _msg_of(unknown: str) -> str:
+    """Triton's own words in an `_unknown_model` line."""
+    return unknown.partition(" (")[2].rpartition("): the gates ask")[0]
+
+
+def _unknown_to(ep: TritonEndpoint, timeout: float) -> bool:
+    """Whether `ep`'s Triton answers that it serves no such model (False when it cannot be asked)."""
+    client = None
+    try:
+        client = connect(ep, timeout=timeout)
+        return bool(_unknown_model(client, ep, _timeout(ep, timeout)))
+    except Exception:
+        return False
+    finally:
+        _close(client)
 
 
 def _port_hint(ep: TritonEndpoint, exc: BaseException) -> str:

@@ -260,6 +260,34 @@ def test_promote_with_stable_down_before_traffic_aborts_and_names_stable(triton_
     assert all(w.canary == 0 for k, w in router.log if k == "weights")
 
 
+def test_a_model_name_neither_server_serves_aborts_naming_the_name(triton_stable: TritonServer,
+                                                                  triton_canary: TritonServer) -> None:
+    """The gates ask both Tritons for the rollout's model name. A name neither serves (the rollout's, e.g.
+    the VirtualService's model where Triton's is named otherwise) refused every canary as ROLLED_BACK, exit 1,
+    "model 'recommender' version (default) is not ready": a pipeline marked every version bad."""
+    from tests.unit.test_runner import make
+
+    ctl, router, _, _ = make()
+    ctl.gate = TritonGates(GATE, model="recommender", stable_url=triton_stable.http_url,
+                           canary_url=triton_canary.http_url, base_dir=Path("."))
+    res = ctl.run()
+    assert res.state.phase == rl.ABORTED and res.exit_code == 3, res.state
+    assert res.state.reason == (
+        f"gate: model name 'recommender': neither canary Triton 127.0.0.1:{triton_canary.http_port} nor stable "
+        f"Triton 127.0.0.1:{triton_stable.http_port} serves it (Request for unknown model: 'recommender' is not "
+        f"found): the gates ask Triton for the rollout's model name; check that Triton serves the model under "
+        f"that name"), res.state.reason
+    assert all(w.canary == 0 for k, w in router.log if k == "weights")
+
+    # a name stable serves and the canary's Triton does not is the canary's (its new version deployed under
+    # another name): the canary's Triton is asked for a name that only it lacks
+    stable = TritonEndpoint(url=triton_stable.http_url, model=MODEL, role="stable")
+    canary = TritonEndpoint(url=triton_canary.http_url, model="recommender", role="canary")
+    with pytest.raises(GateError) as err:
+        preflight(stable, canary, GATE, base_dir=Path("."))
+    assert str(err.value).startswith(f"canary Triton {canary}: this Triton serves no model 'recommender' "), err.value
+
+
 def test_probes_say_when_stable_is_down_too() -> None:
     """A canary that fails while stable is down as well: the rollback lands on a dead stable, and the
     one line says so (it said only "canary Triton not ready")."""
