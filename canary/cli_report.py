@@ -60,8 +60,15 @@ def report_cmd(
     logs.configure()  # logs on stderr: stdout carries only the requested output
 
     def go() -> int:
+        if input_file is not None and rollout:
+            raise cli.ConfigError("give --input FILE or --rollout NAME, not both: the file is the rollout's history")
         doc = _from_file(input_file) if input_file is not None else _from_cluster(
             model, namespace, virtual_service, rollout, kubeconfig, context)
+        saved = str((doc.get("rollout") or {}).get("model") or "")
+        if input_file is not None and model and model != saved:
+            # it rendered the file's model under no warning: a page for `other-model` that was rec-model's
+            raise cli.ConfigError(f"{input_file} is the history of model {saved!r}, not {model!r}: give the file of "
+                                  f"{model}'s rollout, or leave MODEL out")
         if output == "json":
             typer.echo(json.dumps(doc, ensure_ascii=False))
             return 0

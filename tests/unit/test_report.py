@@ -76,6 +76,9 @@ def test_report_from_a_saved_export(tmp_path: Path, slow: dict[str, Any]) -> Non
     (["report", "--input", "{bad}"], "bad.json: looks[0]"),
     (["report", "--input", "{good}", "-o", "text"], "FILE.html"),
     (["report"], "give MODEL, --rollout NAME or --input FILE"),
+    # MODEL with --input was ignored: the page of the file's model, under the name asked for (a newcomer's finding)
+    (["report", "--input", "{good}", "other-model"], "good.json is the history of model 'rec', not 'other-model'"),
+    (["report", "--input", "{good}", "--rollout", "r1"], "give --input FILE or --rollout NAME, not both"),
 ])
 def test_bad_input_exits_2_naming_it(tmp_path: Path, slow: dict[str, Any], args: list[str], needle: str) -> None:
     bad = json.loads(json.dumps(slow))
