@@ -414,14 +414,17 @@ def _event(proc: subprocess.Popen[bytes], name: str, timeout: float = 60.0) -> d
     """The first JSON log line `name` on the process's stderr (fails with what came if it exits first).
 
     Reads the pipe's file descriptor itself: a buffered readline could hold the wanted line in
-    its buffer while select() waits on the (empty) pipe."""
+    its buffer while select() waits on the (empty) pipe. What one read brought past the line found is
+    kept on `proc` for the next call: `serve.started` and `serve.listening` arriving in one read lost
+    the second, and the next call waited 60 s for a line already read (a CI failure, by timing)."""
     assert proc.stderr is not None
-    fd, buf = proc.stderr.fileno(), b""
+    fd, buf = proc.stderr.fileno(), getattr(proc, "_unread", b"")
     while True:
         *lines, buf = buf.split(b"\n")
-        for line in lines:
+        for i, line in enumerate(lines):
             for e in logs.parse_json_lines(line.decode(errors="replace")):
                 if e.get("event") == name:
+                    proc._unread = b"\n".join([*lines[i + 1:], buf])  # type: ignore[attr-defined]
                     return e
         ready, _, _ = select.select([fd], [], [], timeout)
         assert ready, f"no {name} within {timeout}s; stderr so far: {buf!r}"
@@ -507,3 +510,21 @@ def test_each_look_is_judged_at_its_requests_over_the_windows_anchor(serve: Any,
     assert doc["result"]["pass_ratio"] == pytest.approx(1.5, rel=1e-3)
     level = doc["evidence"][0]["extra"]["pass_level"]
     assert level == pytest.approx(evidence.pass_level(parse_policy(tight), 0, doc["result"]["pass_ratio"]))
+
+
+def test_event_keeps_the_lines_one_read_brought_past_the_one_found() -> None:
+    """`_event`'s own contract (every serve test waits on it): two lines written at once are both found, one
+    call after the other. The second was dropped with the rest of the read, and the next call waited 60 s for
+    it (test_canary_serve_over_https_with_a_token failed in CI so, when serve.listening came with
+    serve.started)."""
+    import json
+    import sys
+
+    lines = "".join(json.dumps({"event": e}) + "\n" for e in ("serve.started", "serve.listening"))
+    proc = subprocess.Popen([sys.executable, "-c", f"import sys; sys.stderr.write({lines!r}); sys.stderr.flush()"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        assert _event(proc, "serve.started", timeout=30)["event"] == "serve.started"
+        assert _event(proc, "serve.listening", timeout=30)["event"] == "serve.listening"
+    finally:
+        proc.wait(timeout=30)
