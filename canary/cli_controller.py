@@ -377,10 +377,7 @@ def rollout_name(model: str, canary_version: str) -> str:
     return f"{model}-{canary_version}".lower().replace(".", "-").replace("_", "-")
 
 
-# the Ready reasons (the exception's class, `Controller._fail_status`) of a request the controller refuses
-# as bad input: the same errors `canary promote` exits 2 for. RolloutBusy is not one: such a request
-# waits for the rollout in its way (README, --via-controller).
-BAD_INPUT_REASONS = ("ConfigError", "PolicyError", "TargetError", "NotFound", "RouteNotFound")
+BAD_INPUT_REASONS = crd.BAD_INPUT_REASONS  # a request the controller refuses as bad input (README, --via-controller)
 
 
 def _refused(status: dict[str, Any], generation: int) -> str:

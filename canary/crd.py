@@ -249,7 +249,21 @@ def conditions(state: rl.RolloutState, old: list[dict[str, Any]], generation: in
         out.append({"type": typ, "status": st, "reason": "".join(p.capitalize() for p in reason.split("_")) or "None",
                     "message": message[:1000], "observedGeneration": generation,
                     "lastTransitionTime": iso(now) if changed else prev.get("lastTransitionTime")})
+    prev = next((c for c in old if c.get("type") == "Ready"), None)
+    if (state.terminal and prev is not None and prev.get("status") == "False"
+            and prev.get("reason") in BAD_INPUT_REASONS and isinstance(prev.get("observedGeneration"), int)
+            and prev["observedGeneration"] >= generation):  # (the end of the edited rollout is written as its own)
+        # ended because this generation's spec cannot be run (a policy edited to an invalid one mid-rollout):
+        # Ready stays False with the refusal. It was "True, Reconciled" once the end was written, and a GitOps
+        # health check (Argo CD reads Ready) showed the object healthy while its spec could not be read
+        out = [dict(prev) if c["type"] == "Ready" else c for c in out]
     return out
+
+
+# the Ready reasons (the exception's class, `Controller._fail_status`) of a spec the controller refuses as bad
+# input: the same errors `canary promote` exits 2 for. RolloutBusy is not one: such a request waits for the
+# rollout in its way (README, --via-controller).
+BAD_INPUT_REASONS = ("ConfigError", "PolicyError", "TargetError", "NotFound", "RouteNotFound")
 
 
 OUTCOMES = ("pass", "inconclusive", "error", "fail")

@@ -89,3 +89,11 @@ def test_a_policy_edited_to_an_invalid_one_mid_rollout_sends_the_split_to_stable
     assert st["phase"] == rl.ABORTED and st["weights"] == {"stable": 100, "canary": 0}
     assert st["reason"].startswith("failed: CanaryRollout ml/r0 spec.policy: checks[0].max_incrase_pct: unknown "
                                    "key (did you mean `max_increase_pct`?)"), st["reason"]
+    # and Ready says the spec cannot be run: it was "True, Reconciled" once the end was written, which a GitOps
+    # health check (Argo CD reads Ready) showed as healthy
+    ready = next(c for c in st["conditions"] if c["type"] == "Ready")
+    assert ready["status"] == "False" and ready["reason"] in ("PolicyError", "ConfigError"), ready
+    assert "max_incrase_pct" in ready["message"]
+    op.tick()  # a later tick of the ended rollout keeps it so
+    st = custom.get_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0")["status"]
+    assert next(c for c in st["conditions"] if c["type"] == "Ready")["status"] == "False"
