@@ -27,8 +27,8 @@ import typer
 from canary import cli_options as opts
 from canary import logs
 from canary import rollout as rl
-from canary.errors import (AlreadyStable, CanaryError, ConfigError, NotFound, RolloutBusy, TargetError, TrafficUnsafe,
-                           TransientError)
+from canary.errors import (AlreadyStable, CanaryError, ConfigError, NotFound, RollbackFailed, RolloutBusy, TargetError,
+                           TrafficUnsafe, TransientError)
 from canary.model import Target
 
 app = typer.Typer(add_completion=True, no_args_is_help=True, help="Canary analysis and rollback for ML models on Triton behind Istio.")
@@ -406,7 +406,7 @@ def promote(
         # every Kubernetes request ends within --interrupt-grace of the first signal (none sent after it): an
         # API server that accepts and never answers held the process 40 s and more, past a pod's 30 s grace,
         # and the SIGKILL cut it off before it could say how traffic stands (`traffic.unsafe`, exit 6)
-        grace_until = [math.inf]
+        grace_until = ran["grace_until"] = [math.inf]
         flying = bound_by(router.custom.api_client, lambda: grace_until[0],
                           spent=lambda: f"the {interrupt_grace:g} s after {ctl.interrupted_by or 'the signal'} "
                                         "(--interrupt-grace) are spent")
@@ -437,6 +437,10 @@ def promote(
             ctl.on_update = display.update
         try:
             result = ctl.run()
+        except RollbackFailed as exc:  # traffic had moved and stable 100% is not sure: the most urgent news of all
+            announce_unfinished(notifier, ctl._current, exc, namespace=target.namespace,
+                                rollout=target.virtual_service)
+            raise
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)  # the grace's alarm, if set: nothing to cut from here on
             if display:
@@ -450,9 +454,19 @@ def promote(
     try:
         code = run_guarded(go, report=refused)
     finally:
-        if "notifier" in ran:
-            ran["notifier"].close(5.0)  # delivered, or what was not is logged (`notify.undelivered`)
+        if "notifier" in ran:  # delivered, or what was not is logged (`notify.undelivered`)
+            ran["notifier"].close(notify_wait_s(ran.get("grace_until", [math.inf])[0], time.monotonic()))
     raise typer.Exit(code)
+
+
+NOTIFY_WAIT_S = 5.0  # how long `promote` waits at exit for its end's posts
+
+
+def notify_wait_s(grace_until: float, now: float) -> float:
+    """Seconds `promote` waits at exit for its posts: NOTIFY_WAIT_S, or after a signal what is left of
+    `--interrupt-grace` (`grace_until`, monotonic; math.inf before a signal), never below 0. The 5 s came on
+    top of the grace, past a pod's terminationGracePeriodSeconds: the SIGKILL cut the exit's last line."""
+    return max(0.0, min(NOTIFY_WAIT_S, grace_until - now))
 
 
 def announce(notifier: Any, state: rl.RolloutState, *, namespace: str, rollout: str) -> None:
@@ -463,12 +477,31 @@ def announce(notifier: Any, state: rl.RolloutState, *, namespace: str, rollout: 
     event = {rl.ROLLED_BACK: "rollback", rl.ABORTED: "aborted", rl.PROMOTED: "promotion"}.get(state.phase)
     if event is None:
         return
-    payload = payload_for(state, namespace=namespace, rollout=rollout)
-    notifier.notify(event, payload)
-    failed = (state.last_verdict or {}).get("results", [])
-    if event == "rollback" and any(isinstance(r, dict) and r.get("kind") == "prediction_shift"
-                                   and r.get("outcome") == "fail" for r in failed):
-        notifier.notify("prediction_shift", payload)
+    try:  # an announcement never changes how the rollout ended, nor its exit code
+        payload = payload_for(state, namespace=namespace, rollout=rollout)
+        notifier.notify(event, payload)
+        if event == "rollback" and any(r.get("kind") == "prediction_shift" and r.get("outcome") == "fail"
+                                       for r in state.verdict_results()):
+            notifier.notify("prediction_shift", payload)
+    except Exception as exc:  # noqa: BLE001
+        logs.get().error("notify.internal_error", notify_event=event, error=type(exc).__name__)
+
+
+def announce_unfinished(notifier: Any, state: rl.RolloutState | None, exc: BaseException, *, namespace: str,
+                        rollout: str) -> None:
+    """Post "aborted" with the weights unknown (null) and the error as the reason ("...; then stable 100%
+    failed: ...", which says where traffic was last seen and what to do by hand) when `promote` ends
+    without being able to write stable 100%: it posted nothing, so the channel heard nothing of the one end
+    that needs a person. `state`: the last state written to the route (None: only the error is said)."""
+    from canary.notify import payload_for
+
+    try:
+        payload = dict(payload_for(state, namespace=namespace, rollout=rollout)) if state is not None else {
+            "namespace": namespace, "rollout": rollout, "virtual_service": rollout}
+        payload.update(weights=None, reason=f"stable 100% not confirmed: {exc}")
+        notifier.notify("aborted", payload)
+    except Exception as err:  # noqa: BLE001 - an announcement never changes the exit
+        logs.get().error("notify.internal_error", notify_event="aborted", error=type(err).__name__)
 
 
 def _given(ctx: typer.Context, param: str) -> bool:

@@ -159,8 +159,8 @@ def _health_server(addr: str, telemetry: Any, *, ready: Any, live: Any) -> Any:
     host, sep, port = addr.rpartition(":")
     host = host.strip("[]") or "127.0.0.1"
     if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise cli.ConfigError(f"--metrics-addr {addr!r}: give host:port (port 0-65535, 0 for any free one), "
-                              "or '' for no metrics server")
+        raise cli.ConfigError(f"--metrics-addr {addr!r}: give host:port or :port (127.0.0.1; port 0-65535, 0 for "
+                              "any free one), or '' for no metrics server")
     try:
         return HealthServer(telemetry, host=host, port=int(port), ready=ready, live=live)
     except (OSError, OverflowError, ValueError) as exc:

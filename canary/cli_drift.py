@@ -370,7 +370,7 @@ def watch_cmd(
             store.hold()
         watcher = DriftWatcher(profiles, client=client, window_s=window_s, namespace=namespace, store=store,
                                core_api=core, batch_api=batch, job_template=template, retrain_webhook=retrain_webhook,
-                               notifier=Notifier.from_env(), registry=registry,
+                               notifier=(notifier := Notifier.from_env()), registry=registry,
                                config=M.MonitorConfig(enter_after=enter_after, exit_after=exit_after, quiet_s=quiet_s))
         if metrics_port:
             from prometheus_client import start_http_server
@@ -420,6 +420,9 @@ def watch_cmd(
             signal.signal(signal.SIGTERM, before)
         if store is not None:
             store.release()
+        # the alerts of the last pass are queued on daemon threads the process's end killed: a DriftDetected
+        # Slack message was lost unsaid. Up to 5 s to deliver them, then `notify.undelivered` names what is left.
+        notifier.close(5.0)
     if stop.is_set():  # SIGTERM: the evaluation under way finished and stored
         typer.echo("stopped", err=True)
         raise typer.Exit(EXIT_OK)

@@ -1861,7 +1861,7 @@ class Controller:
                                   seconds=time.monotonic() - seen if seen else None)
             if n:
                 n.notify("rollback" if state.phase == rl.ROLLED_BACK else "aborted", crd.notification(spec, state))
-                failed = (state.last_verdict or {}).get("results", [])
+                failed = state.verdict_results()
                 if any(r.get("kind") == "prediction_shift" and r.get("outcome") == "fail" for r in failed):
                     n.notify("prediction_shift", crd.notification(spec, state))
         if "rollout.promoted" in events:

@@ -287,7 +287,7 @@ def summary(old: Any, state: rl.RolloutState, *, verdict: str | None, history: s
 
 
 def notification(spec: RolloutSpec, state: rl.RolloutState) -> dict[str, Any]:
-    evidence = (state.last_verdict or {}).get("results", [])
+    evidence = state.verdict_results()
     return {"model": spec.target.model, "namespace": spec.namespace, "rollout": spec.name,
             "stable_version": state.stable_version, "canary_version": state.canary_version,
             "weights": str(state.weights), "reason": state.reason,

@@ -19,8 +19,7 @@ from canary.model import CheckResult, Verdict, Weights
 def payload_for(state: Any, *, namespace: str, rollout: str, evidence: Sequence[Any] | None = None) -> dict[str, Any]:
     """A notify() payload from a RolloutState; evidence defaults to its last verdict's fail/error results."""
     if evidence is None:
-        results = (state.last_verdict or {}).get("results", [])
-        evidence = [r for r in results if isinstance(r, dict) and r.get("outcome") in ("fail", "error")]
+        evidence = [r for r in state.verdict_results() if r.get("outcome") in ("fail", "error")]
     return {"model": state.model, "namespace": namespace, "rollout": rollout, "stable_version": state.stable_version,
             "canary_version": state.canary_version, "weights": state.weights, "reason": state.reason,
             "evidence": list(evidence), "at": state.updated_at or None,

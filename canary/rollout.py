@@ -204,6 +204,13 @@ class RolloutState:
             raise ValueError("rollout state: judged must be an object of strings")
         return cls(**d)
 
+    def verdict_results(self) -> list[dict[str, Any]]:
+        """The last verdict's per-check results (`{"name", "kind", "outcome", ...}` objects); [] when there is
+        none. A state read back may have been edited by hand (`"results": 5`): what is not a list of objects
+        reads as none, so the announcement of an end never fails on it (it made `promote` exit 3)."""
+        results = (self.last_verdict or {}).get("results")
+        return [r for r in results if isinstance(r, dict)] if isinstance(results, list) else []
+
     def prior(self) -> dict[str, tuple[float, float]]:
         """The closed windows' evidence the judge pools the open window with."""
         return dict(self.evidence)

@@ -21,6 +21,7 @@ import time
 import urllib.parse
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from collections.abc import Collection
 from typing import Any, Literal
 
 import numpy as np
@@ -286,6 +287,7 @@ def preflight(
         _require_ready(client, canary, timeout=timeout, stable=stable)
         checks.append("canary server live and ready, model ready")
         sig = signature(client, canary, timeout=timeout)
+        stable_sig: Signature | None = None
         if stable is not None:
             stable_client = connect(stable, timeout=timeout)
             try:
@@ -299,15 +301,21 @@ def preflight(
             if seen is not None:
                 seen["stable"] = stable_sig
             checks.append("tensor names, datatypes, shapes and max_batch_size compatible with stable")
-        requests, source = _warmup_inputs(sig, gate, base_dir, samples)
-        latencies = _warm_up(client, canary, sig, requests, gate, timeout=timeout)
+        requests, source = _warmup_inputs(sig, gate, base_dir, samples, stable_sig)
+        excused: list[str] = []
+        latencies = _warm_up(client, canary, sig, requests, gate, timeout=timeout,
+                             stable=(stable, stable_sig) if stable is not None and stable_sig is not None else None,
+                             excused=excused)
     finally:
         _close(client)
     if seen is not None:
         seen["canary"] = sig
     if latencies:
         checks.append(f"{len(latencies)} warm-up inferences, outputs finite"
-                      + (f" and within {list(gate.output_range)}" if gate.output_range else ""))
+                      + (f" and within {list(gate.output_range)}" if gate.output_range else "")
+                      + (f"; {len(excused)} that left out optional inputs stable also takes as optional "
+                         f"answered as stable answers them ({excused[0]}{', ...' if len(excused) > 1 else ''})"
+                         if excused else ""))
     p50 = float(np.percentile(latencies, 50)) if latencies else float("nan")
     return PreflightReport(
         canary=str(canary), stable=str(stable) if stable else None, signature=sig,
@@ -398,8 +406,8 @@ def _port_hint(ep: TritonEndpoint, exc: BaseException) -> str:
     return ""
 
 
-def _warmup_inputs(sig: Signature, gate: TritonGate, base_dir: Path,
-                   samples: tuple[str, Any] | None = None) -> tuple[list[dict[str, np.ndarray]], str]:
+def _warmup_inputs(sig: Signature, gate: TritonGate, base_dir: Path, samples: tuple[str, Any] | None = None,
+                   stable_sig: Signature | None = None) -> tuple[list[dict[str, np.ndarray]], str]:
     if samples is not None:
         return typed_samples(samples[1], sig, samples[0]), samples[0]
     if gate.sample_file:
@@ -407,9 +415,22 @@ def _warmup_inputs(sig: Signature, gate: TritonGate, base_dir: Path,
         return load_samples(path, sig), f"file:{path}"
     # optional inputs are left out of requests 1-2, 5-6, ...: stable's clients do not send an input the canary
     # added (optional, or `compare` refused it), and a model that mishandles its absence answered them NaN
-    required = any(not t.optional for t in sig.inputs)  # a request of no input at all is not one to send
-    return [generate_inputs(sig, seed=i, rows=_warmup_rows(sig, i), optional=not required or (i // 2) % 2 == 1)
+    omit = omittable_inputs(sig, stable_sig)
+    required = any(t.name not in omit for t in sig.inputs)  # a request of no input at all is not one to send
+    return [generate_inputs(sig, seed=i, rows=_warmup_rows(sig, i),
+                            leave_out=omit if required and (i // 2) % 2 == 0 else frozenset())
             for i in range(max(1, min(gate.warmup_requests, 16)))], "generated"
+
+
+def omittable_inputs(sig: Signature, stable_sig: Signature | None) -> frozenset[str]:
+    """The canary's optional inputs that stable's clients may leave out: one stable lacks (the canary added it)
+    or takes as optional too. An input stable requires is always sent (its clients send it: a canary that
+    answers NaN without it fails no request anyone makes). Without stable's signature: every optional one."""
+    if stable_sig is None:
+        return frozenset(t.name for t in sig.inputs if t.optional)
+    on_stable = {t.name: t for t in stable_sig.inputs}
+    return frozenset(t.name for t in sig.inputs
+                     if t.optional and (t.name not in on_stable or on_stable[t.name].optional))
 
 
 # the rows of a generated batched warm-up request (requests 2 and 4), and the most values it holds per input
@@ -509,15 +530,16 @@ def _nulls_to_nan(value: Any) -> Any:
     return float("nan") if value is None else value
 
 
-def generate_inputs(sig: Signature, *, seed: int = 0, rows: int = 1, optional: bool = True) -> dict[str, np.ndarray]:
+def generate_inputs(sig: Signature, *, seed: int = 0, rows: int = 1,
+                    leave_out: Collection[str] = ()) -> dict[str, np.ndarray]:
     """One request per input from the metadata: dynamic dims become 1, the batch dim `rows` (when the
-    model batches); optional inputs only with `optional`."""
+    model batches); the optional inputs named in `leave_out` are not sent (a required one always is)."""
     from tritonclient.utils import triton_to_np_dtype
 
     rng = np.random.default_rng(seed)
     out = {}
     for t in sig.inputs:
-        if t.optional and not optional:
+        if t.optional and t.name in leave_out:
             continue
         shape = tuple(1 if d < 0 else d for d in t.shape)
         if sig.max_batch_size > 0 and shape:
@@ -533,24 +555,34 @@ def generate_inputs(sig: Signature, *, seed: int = 0, rows: int = 1, optional: b
     return out
 
 
-def _warm_up(client: Any, ep: TritonEndpoint, sig: Signature, requests: list[dict[str, np.ndarray]],
-             gate: TritonGate, *, timeout: float = CALL_TIMEOUT_S) -> list[float]:
+def _infer(client: Any, ep: TritonEndpoint, sig: Signature, arrays: dict[str, np.ndarray],
+           timeout: float) -> Any:
     mod = _module(ep.protocol)
     types = {t.name: t.datatype for t in sig.inputs}
+    inputs = []
+    for name, array in arrays.items():
+        tensor = mod.InferInput(name, list(array.shape), types[name])
+        tensor.set_data_from_numpy(array)
+        inputs.append(tensor)
+    outputs = [mod.InferRequestedOutput(t.name) for t in sig.outputs]
+    return client.infer(ep.model, inputs, model_version=ep.version, outputs=outputs, **_timeout(ep, timeout))
+
+
+def _warm_up(client: Any, ep: TritonEndpoint, sig: Signature, requests: list[dict[str, np.ndarray]],
+             gate: TritonGate, *, timeout: float = CALL_TIMEOUT_S,
+             stable: tuple[TritonEndpoint, Signature] | None = None, excused: list[str] | None = None) -> list[float]:
+    """Send the warm-up requests to the canary and hold each answer to the declared shapes, finiteness and
+    `gate.output_range`. Returns each request's latency in ms; raises GateError naming the request.
+    `stable` (endpoint, signature): an answer that fails finiteness or the range in a request that left out
+    optional inputs stable also takes as optional is sent to stable as well; when stable answers it no better,
+    it is the model's way with that absence, not the canary's regression: it is appended to `excused`."""
     latencies: list[float] = []
     for i in range(gate.warmup_requests):
         arrays = requests[i % len(requests)]
         which = _request_name(i, arrays, sig)
-        inputs = []
-        for name, array in arrays.items():
-            tensor = mod.InferInput(name, list(array.shape), types[name])
-            tensor.set_data_from_numpy(array)
-            inputs.append(tensor)
-        outputs = [mod.InferRequestedOutput(t.name) for t in sig.outputs]
         started = time.perf_counter()
         try:
-            result = client.infer(ep.model, inputs, model_version=ep.version, outputs=outputs,
-                                  **_timeout(ep, timeout))
+            result = _infer(client, ep, sig, arrays, timeout)
         except Exception as exc:
             raise GateError(f"{ep.who}: {which} failed: {_msg(exc, timeout)}") from exc
         latencies.append((time.perf_counter() - started) * 1000.0)
@@ -560,8 +592,53 @@ def _warm_up(client: Any, ep: TritonEndpoint, sig: Signature, requests: list[dic
             except Exception as exc:  # a response that does not decode is a broken model too
                 raise GateError(f"{ep.who}: {which}: output '{t.name}' unreadable: {_msg(exc)}") from exc
             _check_shape(ep, t, value, arrays, sig, which)
-            _check_output(ep, t.name, value, gate, which)
+            try:
+                _check_output(ep, t.name, value, gate, which)
+            except GateError as exc:
+                failure = _failure_kind(str(exc), t.name)
+                if not failure or _stable_answers_the_same(stable, sig, t.name, arrays, gate, timeout) != failure:
+                    raise
+                if excused is not None:
+                    excused.append(f"{which}: output '{t.name}' {failure}")
     return latencies
+
+
+def _failure_kind(message: str, output: str) -> str:
+    """"is not finite" or "outside [lo, hi]" from a `_check_output` failure of `output`; "" for another."""
+    rest = message.partition(f"output '{output}' ")[2]
+    if rest.startswith("is not finite"):
+        return "is not finite"
+    if rest.startswith("outside ["):
+        return rest.partition("]")[0] + "]"
+    return ""
+
+
+def _stable_answers_the_same(stable: tuple[TritonEndpoint, Signature] | None, sig: Signature, output: str,
+                             arrays: dict[str, np.ndarray], gate: TritonGate, timeout: float) -> str:
+    """How stable fails the same check on the same request (`_failure_kind`: "is not finite"), when the
+    request left out an optional input stable also takes as optional; "" otherwise (stable not given, answers
+    well, refuses the request, lacks the output, or cannot be asked): the canary's failure stands."""
+    if stable is None:
+        return ""
+    ep, stable_sig = stable
+    on_stable = {t.name: t for t in stable_sig.inputs}
+    shared_left_out = [t.name for t in sig.inputs
+                       if t.optional and t.name not in arrays and t.name in on_stable and on_stable[t.name].optional]
+    if not shared_left_out or output not in {t.name for t in stable_sig.outputs}:
+        return ""
+    sent = {name: a for name, a in arrays.items() if name in on_stable}
+    client = None
+    try:
+        client = connect(ep, timeout=timeout)
+        value = _infer(client, ep, stable_sig, sent, timeout).as_numpy(output)
+        _check_output(ep, output, value, gate, "the same request")
+    except GateError as exc:
+        return _failure_kind(str(exc), output)
+    except Exception:
+        return ""
+    finally:
+        _close(client)
+    return ""
 
 
 def _check_shape(ep: TritonEndpoint, spec: TensorSpec, value: Any, arrays: dict[str, np.ndarray], sig: Signature,

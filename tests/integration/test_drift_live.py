@@ -18,6 +18,42 @@ from canary.drift.exporter import FeatureExporter
 pytestmark = pytest.mark.integration
 
 
+class _Receiver:
+    """A Slack-like webhook receiver on 127.0.0.1 that answers 200 after `delay_s` (a real receiver's time)."""
+
+    def __init__(self, delay_s: float = 0.0) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        bodies: list[Any] = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                bodies.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+                time.sleep(delay_s)
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.bodies = bodies
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/services/T/B/x"
+
+    def __enter__(self) -> "_Receiver":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=5)
+
+
 def test_drift_check_reads_the_exporter_through_prometheus(prom_server_factory: Any, tmp_path: Any) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -64,6 +100,17 @@ def test_drift_check_reads_the_exporter_through_prometheus(prom_server_factory: 
         (row,) = json.loads(w.stdout)["profiles"]
         assert (row["model"], row["version"], row["phase"], row["drifted_in_row"]) == ("rec", "v1", "ok", 1)
         assert row["drifted_features"] == ["age"] and row["share"] == 0.5 and row["actions"] == []
+        # an episode opened: its Slack alert is delivered before the command returns (it was queued on a daemon
+        # thread the process's end killed: the message lost, and nothing said so)
+        with _Receiver(delay_s=0.3) as receiver:
+            w = CliRunner(env={"CANARY_SLACK_WEBHOOK_URLS": receiver.url}).invoke(
+                app, ["drift", "watch", "--baseline", str(prof_path), "--prometheus-url", prom.url, "--window", "5m",
+                      "--no-kube", "--once", "--quiet", "0", "--enter-after", "1", "-o", "json",
+                      "--state-file", str(tmp_path / "s2.json")])
+            assert w.exit_code == 1, w.output  # an episode is open
+            sent = [json.loads(x) for x in w.stderr.splitlines() if x.startswith("{") and '"notify.sent"' in x]
+            assert [e["notify_event"] for e in sent] == ["drift_started"], w.stderr
+            assert len(receiver.bodies) == 1 and "age" in json.dumps(receiver.bodies[0]), receiver.bodies
     finally:
         server.shutdown()
         thread.join(timeout=5)

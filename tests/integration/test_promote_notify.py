@@ -82,3 +82,68 @@ def test_webhooks_are_refused_with_via_controller(cluster: Any, tmp_path: Path) 
                           "--via-controller", "--kubeconfig", str(kubeconfig), "--webhook", "http://127.0.0.1:9/x"],
                          capture_output=True, text=True, timeout=60, cwd=ROOT, env={**os.environ, "KUBECONFIG": ""})
     assert res.returncode == 2 and "do not apply with --via-controller" in res.stderr, res.stderr[-2000:]
+
+
+def test_an_end_that_could_not_write_stable_100_is_posted_with_the_weights_unknown(cluster: Any, prometheus: Any,
+                                                                                  srv: Server) -> None:
+    """The stable destination renamed by hand at 80/20: stable 100% cannot be written, exit 6 and the
+    critical `traffic.unsafe`. promote posted nothing: the channel heard of every end but the one that
+    needs a person. Now "aborted", weights null ("weights unknown"), the error as the reason."""
+    import json
+
+    from tests.integration.test_interrupt_grace import _until_split
+
+    api, kubeconfig, policy = cluster
+
+    def stable_renamed(vs: dict[str, Any]) -> None:
+        vs["spec"]["http"][0]["route"][0]["destination"]["subset"] = "stable-old"
+
+    argv = [*CANARY, "promote", "rec-model", "--canary-version", "v2", "--policy", str(policy), "--namespace", "ml",
+            "--kubeconfig", str(kubeconfig), "-o", "json", "--log-format", "json", "--slack-webhook", srv.url + SECRET,
+            "--webhook", srv.url + "/hook"]
+    proc = subprocess.Popen(argv, cwd=ROOT, env={**os.environ, "KUBECONFIG": "", "CANARY_PROMETHEUS_URL": prometheus.url},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        before = _until_split(proc)
+        api.edit("networking.istio.io", "virtualservices", "ml", "rec-model", stable_renamed)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    stderr = "".join(before) + err
+    assert proc.returncode == 6, stderr[-4000:]
+    assert json.loads(out)["rollback_failed"] is True
+    hooks = {p: b for p, b in srv.got}
+    generic, slack = hooks["/hook"], hooks[SECRET]
+    assert (generic["event"], generic["canary_version"], generic["weights"]) == ("aborted", "v2", None), generic
+    assert generic["reason"].startswith("stable 100% not confirmed: ") and "stable 100% failed" in generic["reason"]
+    assert slack["text"].startswith(":warning: aborted ml/rec-model v2 -&gt; weights unknown: stable 100% not confirmed")
+    assert not [e for e in parse_json_lines(stderr) if e["event"] == "notify.undelivered"]
+
+
+def test_after_a_signal_the_wait_for_posts_ends_within_the_interrupt_grace(cluster: Any, prometheus: Any,
+                                                                            srv: Server) -> None:
+    """SIGTERM at 80/20 with a hung Slack: the exit waited 5 s for the post on top of the grace, past the
+    kill a CI job's grace sets (the README's GitHub Actions example: 8 s). Now it waits what is left of
+    `--interrupt-grace`, and says what was not delivered."""
+    from tests.integration.test_interrupt_grace import _promote_signalled
+
+    api, kubeconfig, policy = cluster
+    srv.routes[SECRET] = srv.hang
+    code, out, stderr = _promote_signalled(kubeconfig, policy, prometheus.url, "--interrupt-grace", "3s",
+                                           "--slack-webhook", srv.url + SECRET)
+    assert code == 3 and vs_state(api)[0] == [100, 0], stderr[-3000:]
+    (lost,) = [e for e in parse_json_lines(stderr) if e["event"] == "notify.undelivered"]
+    assert lost["undelivered"] == [{"sink": "slack", "host": "127.0.0.1", "events": ["aborted"]}]
+    assert 0.0 <= lost["waited_s"] < 3.0, lost
+
+
+def test_the_wait_for_posts_is_5s_or_what_is_left_of_the_grace() -> None:
+    import math
+
+    from canary.cli import notify_wait_s
+
+    assert notify_wait_s(math.inf, 100.0) == 5.0  # no signal
+    assert notify_wait_s(102.5, 100.0) == 2.5 and notify_wait_s(130.0, 100.0) == 5.0
+    assert notify_wait_s(99.0, 100.0) == 0.0  # spent: nothing waited, the loss said at once

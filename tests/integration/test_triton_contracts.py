@@ -139,3 +139,68 @@ def test_a_canary_that_mishandles_its_new_optional_inputs_absence_fails_warmup(
         triton_user.set_behaviour(Behaviour(schema="user"))
     assert str(err.value).startswith(f"canary Triton {canary}: warm-up request 1 (without optional input 'user'): "
                                      f"output 'score' is not finite"), err.value
+
+
+@pytest.fixture(scope="module")
+def triton_user_stable(triton_fleet: dict[str, TritonServer]) -> Iterator[TritonServer]:
+    """A stable that already takes the optional input "user" and answers well without it. Used by this module."""
+    server = TritonServer("user-stable", "v2.1.0", Behaviour(schema="user")).start()
+    try:
+        server.wait_ready(timeout=90)
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_a_canary_that_answers_as_stable_does_without_an_optional_input_they_share_passes(
+        triton_user: TritonServer, protocol: str, tmp_path: Path) -> None:
+    """Stable takes "user" as optional too and answers NaN without it, as the canary does (here: the same
+    model). Every warm-up that left "user" out failed, so a canary identical to stable was refused."""
+    triton_user.set_behaviour(Behaviour(schema="user", nan_without_user=True))
+    try:
+        report = preflight(endpoint(triton_user, protocol, "stable"), endpoint(triton_user, protocol, "canary"),
+                           GATE, base_dir=tmp_path)
+    finally:
+        triton_user.set_behaviour(Behaviour(schema="user"))
+    assert report.warmup_requests == 4
+    assert ("4 warm-up inferences, outputs finite and within [0.0, 1.0]; 2 that left out optional inputs stable "
+            "also takes as optional answered as stable answers them (warm-up request 1 (without optional input "
+            "'user'): output 'score' is not finite, ...)") in report.checks
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_a_canary_that_mishandles_a_shared_optional_inputs_absence_stable_handles_fails_warmup(
+        triton_user_stable: TritonServer, triton_user: TritonServer, protocol: str, tmp_path: Path) -> None:
+    """Stable's clients may leave "user" out and stable answers them; the canary answers them NaN."""
+    canary = endpoint(triton_user, protocol, "canary")
+    triton_user.set_behaviour(Behaviour(schema="user", nan_without_user=True))
+    try:
+        with pytest.raises(GateError) as err:
+            preflight(endpoint(triton_user_stable, protocol, "stable"), canary, GATE, base_dir=tmp_path)
+    finally:
+        triton_user.set_behaviour(Behaviour(schema="user"))
+    assert str(err.value).startswith(f"canary Triton {canary}: warm-up request 1 (without optional input 'user'): "
+                                     f"output 'score' is not finite"), err.value
+
+
+def _user_sig(optional_on_stable: bool | None) -> tuple[Signature, Signature]:
+    """(stable, canary): the canary takes "user" as optional; stable lacks it (None), requires it or not."""
+    features, score = TensorSpec("features", "FP32", (-1, 8)), TensorSpec("score", "FP32", (-1, 1))
+    canary = Signature((features, TensorSpec("user", "INT64", (-1, 1), optional=True)), (score,), 64)
+    extra = () if optional_on_stable is None else (TensorSpec("user", "INT64", (-1, 1), optional=optional_on_stable),)
+    return Signature((features, *extra), (score,), 64), canary
+
+
+@pytest.mark.parametrize("optional_on_stable, left_out", [
+    (None, {"user"}),  # the canary added it: stable's clients never send it
+    (True, {"user"}),  # optional on both: stable's clients may leave it out
+    (False, set()),  # stable requires it: every client sends it, a request without it is one nobody makes
+])
+def test_the_warm_up_leaves_out_only_what_stables_clients_may_leave_out(optional_on_stable: bool | None,
+                                                                          left_out: set[str]) -> None:
+    from canary.triton import omittable_inputs
+
+    stable, canary = _user_sig(optional_on_stable)
+    assert omittable_inputs(canary, stable) == left_out
+    assert omittable_inputs(canary, None) == {"user"}  # no stable to ask: the model's own contract
