@@ -357,11 +357,18 @@ def _unknown_model(client: Any, ep: TritonEndpoint, t: dict[str, float]) -> str:
         client.get_model_metadata(ep.model, ep.version, **t)
     except Exception as exc:
         text = _msg(exc)
-        if "unknown model" in text.lower():
+        low = text.lower()
+        # Triton says "unknown model" of a name it does not have ("... is not found") and also of one it has
+        # and could not load or unloaded ("... has no available versions", "... is not at ready state"): the
+        # latter is the model's own failure ("not ready": its load log says why), never a name to check
+        if "unknown model" in low and not any(w in low for w in NOT_LOADED):
             what = f"model {ep.model!r}" + (f" version {ep.version}" if ep.version else "")
             return (f"this Triton serves no {what} ({text}): the gates ask Triton for the rollout's model name; "
                     f"check that the model is deployed under that name")
     return ""
+
+
+NOT_LOADED = ("has no available versions", "not at ready state")  # Triton's words for a known, unloaded model
 
 
 def _msg_of(unknown: str) -> str:

@@ -204,3 +204,27 @@ def test_the_warm_up_leaves_out_only_what_stables_clients_may_leave_out(optional
     stable, canary = _user_sig(optional_on_stable)
     assert omittable_inputs(canary, stable) == left_out
     assert omittable_inputs(canary, None) == {"user"}  # no stable to ask: the model's own contract
+
+
+@pytest.mark.parametrize("words, not_served", [
+    ("Request for unknown model: 'rec-model' is not found", True),
+    ("Request for unknown model: 'rec-model' version 3 is not found", True),
+    ("Request for unknown model: 'rec-model' has no available versions", False),  # its load failed
+    ("Request for unknown model: 'rec-model' version 1 is not at ready state", False),  # loading, unloaded
+])
+def test_a_model_triton_has_and_could_not_load_is_not_called_a_name_it_does_not_serve(words: str,
+                                                                                      not_served: bool) -> None:
+    """Triton's own words (tritonserver's model repository manager). "this Triton serves no model ... check
+    that the model is deployed under that name" sent on-call to the deployment's name when the model was
+    there and its load had failed. The client stands for tritonclient's: only its refusal is read."""
+    from tritonclient.utils import InferenceServerException
+
+    from canary.triton import _unknown_model
+
+    class Refusing:
+        def get_model_metadata(self, *args: object, **kwargs: object) -> None:
+            raise InferenceServerException(msg=words)
+
+    ep = TritonEndpoint(url="http://127.0.0.1:8000", model=MODEL, protocol="http", role="canary")
+    said = _unknown_model(Refusing(), ep, {})
+    assert said.startswith("this Triton serves no model 'rec-model'") if not_served else said == "", said
