@@ -46,16 +46,21 @@ def takes(server: TritonServer, rows: int) -> bool:
         client.close()
 
 
-@pytest.fixture(scope="module")
-def triton_unbatched(triton_fleet: dict[str, TritonServer]) -> Iterator[TritonServer]:
-    """The same model served without Triton's batching: max_batch_size 0, first dim -1 (as an ONNX
-    export declares it). Used by this module only."""
-    server = TritonServer("unbatched", "v2.1.0", Behaviour(), max_batch_size=0).start()
+def _serving(server: TritonServer) -> Iterator[TritonServer]:
+    """A module fixture's body: the server started, ready, yielded, stopped."""
+    server.start()
     try:
         server.wait_ready(timeout=90)
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def triton_unbatched(triton_fleet: dict[str, TritonServer]) -> Iterator[TritonServer]:
+    """The same model served without Triton's batching: max_batch_size 0, first dim -1 (as an ONNX
+    export declares it). Used by this module only."""
+    yield from _serving(TritonServer("unbatched", "v2.1.0", Behaviour(), max_batch_size=0))
 
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
@@ -109,12 +114,7 @@ def test_rows_per_request_with_and_without_batching(stable: Signature, canary: S
 def triton_user(triton_fleet: dict[str, TritonServer]) -> Iterator[TritonServer]:
     """A new version that added an optional INT64 input "user" (stable's clients never send it). Used by
     this module only; a test that turns its knobs puts them back."""
-    server = TritonServer("user", "v2.2.0", Behaviour(schema="user")).start()
-    try:
-        server.wait_ready(timeout=90)
-        yield server
-    finally:
-        server.stop()
+    yield from _serving(TritonServer("user", "v2.2.0", Behaviour(schema="user")))
 
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
@@ -144,12 +144,7 @@ def test_a_canary_that_mishandles_its_new_optional_inputs_absence_fails_warmup(
 @pytest.fixture(scope="module")
 def triton_user_stable(triton_fleet: dict[str, TritonServer]) -> Iterator[TritonServer]:
     """A stable that already takes the optional input "user" and answers well without it. Used by this module."""
-    server = TritonServer("user-stable", "v2.1.0", Behaviour(schema="user")).start()
-    try:
-        server.wait_ready(timeout=90)
-        yield server
-    finally:
-        server.stop()
+    yield from _serving(TritonServer("user-stable", "v2.1.0", Behaviour(schema="user")))
 
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
