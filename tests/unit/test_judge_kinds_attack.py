@@ -1,0 +1,114 @@
+"""Issue 9's defect kinds, attacked again with `canary judge --input` variants (docs/decisions.md 142).
+
+Kind 1 and 4a: a relative latency limit where no bucket pair is near the quantile. The breach test
+compared the arms at another quantile (stable p0 or p100 of a tight stable in a coarse layout), so a
+canary whose own counts show it far beyond the limit at q itself was INCONCLUSIVE at any number of
+requests (p = 1): "shown beyond -> fail" did not hold. Each test fails without the fix.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+
+from canary.analysis import stats
+from canary.analysis.judge import judge
+from canary.model import Outcome
+from canary.offline import parse_exported
+
+ISTIO = [1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000]
+SANDBOX = [1, 2.5, 5, 10, 25, 50, 100, 250]
+
+
+def _lognormal(bounds: list[float], n: int, scale: float, sigma: float) -> list[int]:
+    return [round(n * float(sps.lognorm.cdf(b, sigma, scale=scale))) for b in bounds] + [n]
+
+
+def _look(bounds: list[float], stable: list[int], canary: list[int], *, q: float = 0.95, tol: float = 20,
+          min_canary: int = 100) -> dict:
+    check = {"name": "lat", "kind": "latency", "quantile": q, "max_increase_pct": tol}
+    return {"policy": {"steps": [10, 100], "analysis": {"min_canary_requests": min_canary}, "checks": [check]},
+            "checks": {"lat": {"stable": {"bounds": [*bounds, "+Inf"], "counts": stable},
+                               "canary": {"bounds": [*bounds, "+Inf"], "counts": canary}}}}
+
+
+def _judge(raw: dict):
+    d = parse_exported(raw)
+    return judge(d.policy, d.measurements, prior=d.prior, window=d.window, pass_ratio=d.pass_ratio,
+                 canary_weight=d.canary_weight, step=d.step).results[0]
+
+
+@pytest.mark.parametrize("layout, scale, slower, q", [
+    (ISTIO, 40, 3, 0.95),      # stable p95 48.8 ms in (25, 50], canary p95 242 ms in (100, 250]
+    (ISTIO, 40, 5, 0.99),
+    (ISTIO, 80, 3, 0.95),      # (50, 100] against (250, 500]
+    (ISTIO, 200, 5, 0.5),      # a median: (100, 250] against (500, 1000] and beyond
+    (SANDBOX, 80, 3, 0.95),    # the canary's p95 in the open +Inf bucket above 250 ms
+    ([50, 100, 150], 80, 2, 0.95),
+])
+def test_a_canary_the_counts_show_beyond_the_limit_at_q_fails_where_no_bucket_pair_is_near(
+        layout: list[float], scale: float, slower: float, q: float) -> None:
+    """A tight stable (lognormal sigma 0.05, as GPU inference often is) and a canary several times
+    slower, 100,000 canary requests: each arm's exact bound on its own quantile shows canary_q >=
+    1.5x stable_q at least. It was INCONCLUSIVE, p=1 ("estimated beyond +20%, not significant"):
+    the only bucket pairs compared stable p0 or p100."""
+    raw = _look(layout, _lognormal(layout, 1_000_000, scale, 0.05), _lognormal(layout, 100_000, scale * slower, 0.05),
+                q=q)
+    r = _judge(raw)
+    assert r.outcome is Outcome.FAIL, r.reason
+    assert "the bucket counts show canary" in r.reason, r.reason
+
+
+def test_a_canary_entirely_above_the_last_bound_against_a_stable_inside_one_bucket_fails() -> None:
+    """The open +Inf bucket on the canary's side: its p95 is above 150 ms, the stable's at most 100 ms."""
+    r = _judge(_look([50, 100, 150], [0, 1_000_000, 1_000_000, 1_000_000], [0, 0, 0, 100_000]))
+    assert r.outcome is Outcome.FAIL, r.reason
+    assert "canary p95 > 150 ms and stable p95 <= 100 ms, at least +50%" in r.reason
+
+
+def test_more_requests_of_the_same_shape_never_turn_it_into_a_pass() -> None:
+    """Stronger evidence never turns the verdict: from few requests (not a pass) to many (a fail)."""
+    seen = []
+    for n in (20, 100, 300, 1_000, 10_000, 1_000_000):
+        raw = _look(ISTIO, _lognormal(ISTIO, 9 * n, 40, 0.05), _lognormal(ISTIO, n, 120, 0.05), min_canary=10)
+        seen.append(_judge(raw).outcome)
+    assert Outcome.PASS not in seen, seen
+    assert seen[-1] is Outcome.FAIL
+    order = [{Outcome.INCONCLUSIVE: 0, Outcome.FAIL: 1}[o] for o in seen]
+    assert order == sorted(order), seen
+
+
+def test_a_canary_equal_to_stable_in_the_same_coarse_layout_never_fails() -> None:
+    """The other side: as fast as stable, at any size (the bounds cannot show it beyond)."""
+    for n in (100, 10_000, 1_000_000):
+        raw = _look(ISTIO, _lognormal(ISTIO, 9 * n, 40, 0.05), _lognormal(ISTIO, n, 40, 0.05))
+        assert _judge(raw).outcome is Outcome.INCONCLUSIVE
+
+
+def test_the_bounds_test_at_the_limit_rejects_at_most_its_level() -> None:
+    """quantiles_beyond at the limit exactly: stable F(100) = 0.95, canary F(120) = 0.95, +20%: the
+    pair of bounds nearest the truth on the wrong side. 3,000 draws per size, both levels."""
+    rng = np.random.default_rng(142)
+    bounds = np.array([50.0, 60.0, 100.0, 120.0, np.inf])
+    ps, pc = [0.5, 0.3, 0.15, 0.03, 0.02], [0.2, 0.3, 0.3, 0.15, 0.05]
+    for n_s, n_c in ((200, 200), (10_000, 1_000), (100_000, 10_000)):
+        hits = {0.01: 0, 0.05: 0}
+        for _ in range(3_000):
+            s = np.cumsum(rng.multinomial(n_s, ps)).astype(float)
+            c = np.cumsum(rng.multinomial(n_c, pc)).astype(float)
+            p, _ = stats.quantiles_beyond(bounds, s, c, q=0.95, tol=0.2)
+            for level in hits:
+                hits[level] += p <= level
+        for level, k in hits.items():
+            assert k / 3_000 <= level, (n_s, n_c, level, k)
+
+
+def test_the_bounds_test_reads_each_arms_own_quantile() -> None:
+    """Known answers: nothing shown without a pair 1.2x apart; a clear one named."""
+    bounds = np.array([50.0, 100.0, 150.0, np.inf])
+    p, why = stats.quantiles_beyond(bounds, np.array([0, 1e4, 1e4, 1e4]), np.array([0, 0, 0, 1e3]), q=0.95, tol=0.2)
+    assert p < 1e-100 and why == "the bucket counts show canary p95 > 150 ms and stable p95 <= 100 ms, at least +50%"
+    p, why = stats.quantiles_beyond(bounds, np.array([0, 1e4, 1e4, 1e4]), np.array([0, 1e3, 1e3, 1e3]), q=0.95, tol=0.2)
+    assert p == 1.0
+    assert stats.quantiles_beyond(bounds, np.zeros(4), np.array([0, 0, 0, 1e3]), q=0.95, tol=0.2) == (1.0, "")
