@@ -22,8 +22,8 @@ from canary.analysis import buckets, evidence, shift, stats
 from canary.analysis.buckets import Arm
 from canary.analysis.custom import judge_custom
 from canary.analysis.evidence import attach
-from canary.analysis.sequential import (effective_requests, failure_p, sub_levels, test_weights, tests_in,
-                                        window_share, window_z)
+from canary.analysis.sequential import (EXACT_SHARE, POOLED_SHARE, effective_requests, exceedance_p, failure_p,
+                                        sub_levels, test_weights, tests_in, window_share, window_z)
 from canary.errors import CanaryError, NoData, TransientError
 from canary.analysis.shown import beside, exact
 from canary.analysis.unrouted import bound as unrouted_bound, requests_counted, unrouted
@@ -280,8 +280,15 @@ def _pool(check: Check, subs: list[tuple[str, stats.TestResult, bool]], ctx: _Ct
         s0, i0 = prior.get(f"{check.name}/{name}", (0.0, 0.0))
         s_all, i_all = s0 + s_w, i0 + i_w
         p_av = failure_p(s_all, i_all, s_w, i_w, ctx.window_share)
+        exact_share = EXACT_SHARE * ctx.window_share / (1.0 - POOLED_SHARE)
+        if absolute and i_w > 0 and exact_share > 0 and not math.isnan(t.p_exact):
+            # a limit on the canary alone: the window's exact test of its exceedance count gets EXACT_SHARE of
+            # the level, spread over the windows as their own tests are (shares summing to EXACT_SHARE); the
+            # normal mixtures keep the rest. Few requests far over a ceiling are evidence (decision 142).
+            p_av = min(1.0, p_av / (1.0 - EXACT_SHARE), t.p_exact / exact_share)
         seq[name] = {"p_window": _clean(t.p_value), "s_window": s_w, "info_window": i_w,
-                     "s": s_all, "info": i_all, "windows_before": i0 > 0, "level": level}
+                     "s": s_all, "info": i_all, "windows_before": i0 > 0, "level": level,
+                     **({"p_exact": _clean(t.p_exact)} if absolute and not math.isnan(t.p_exact) else {})}
         # stats.replaced rather than dataclasses.replace: a tenth of the cost, at every sub-test of every look
         out.append((name, stats.replaced(t, breach=bool(i_w > 0 and p_av <= level), p_value=p_av),
                     absolute))
@@ -544,9 +551,11 @@ def _latency_ceiling(c: Arm | evidence.ArrayArm, *, on_lists: bool, max_value: f
     assert isinstance(c, Arm)
     finite = c.bounds[:-1]
     j = bisect_left(finite, max_value * (1 - 1e-12))
-    p = c.p_above(j) if not c.total <= 0 and j < len(finite) else math.nan
+    decides = not c.total <= 0 and j < len(finite)
+    p = c.p_above(j) if decides else math.nan
+    p_exact = exceedance_p(float(c.n - c.k[j]), float(c.n), 1.0 - c.q) if decides else math.nan
     return stats.ceiling_result(finite, j, p, total=c.total, c_est=c.estimate(), max_value=max_value, alpha=alpha,
-                                in_finite=float(c.cum[-2]) if len(c.cum) > 1 else 0.0)
+                                in_finite=float(c.cum[-2]) if len(c.cum) > 1 else 0.0, p_exact=p_exact)
 
 
 def _unit_mismatch(stable: tuple[float, ...], canary: tuple[float, ...]) -> str:

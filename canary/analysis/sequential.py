@@ -213,6 +213,33 @@ def window_share(step: int, window: int) -> float:
     return (1.0 - POOLED_SHARE) / ((step + 1) * (step + 2) * (window + 1) * (window + 2))
 
 
+# The share of a limit on the canary alone (`max_ms`, `max_rate_pct`) that goes to the window's exact test of its
+# exceedance count (`exceedance_p`); the normal-mixture tests above keep the rest.
+EXACT_SHARE = 0.1
+
+
+def exceedance_p(x: float, n: float, p0: float) -> float:
+    """The anytime p-value (1/M) of H0 "P(exceed) <= p0" on x exceedances of n requests of one window.
+
+    M = the integral over p in (p0, 1] (uniform) of the likelihood ratio (p/p0)^x ((1-p)/(1-p0))^(n-x).
+    Each ratio is a non-negative supermartingale in the window's requests under any P(exceed) <= p0 (its
+    one-request mean is linear in the true p, 1 at p0), so their mixture is too, and Ville's inequality
+    holds at any looks of the window. It reads a few requests as what they are: 4 of 4 above a p95 ceiling
+    give M = 33,684 (p = 3e-5), where the normal mixture on z (`RHO` = 200 effective requests) needs about
+    20 (docs/decisions.md 142). Exact: 1 where x <= n p0 (no evidence of a breach)."""
+    x, n = float(round(x)), float(round(n))
+    if not (math.isfinite(x) and math.isfinite(n)) or n <= 0 or p0 >= 1.0 or x <= n * p0:
+        return 1.0
+    if p0 <= 0.0:
+        return 0.0  # any exceedance of a ceiling of 0
+    tail = float(cython_special.betainc(n - x + 1.0, x + 1.0, 1.0 - p0))  # P(Beta(x+1, n-x+1) > p0)
+    if not tail > 0.0:
+        return 1.0
+    log_m = (math.lgamma(x + 1.0) + math.lgamma(n - x + 1.0) - math.lgamma(n + 2.0) + math.log(tail)
+             - x * math.log(p0) - (n - x + 1.0) * math.log1p(-p0))
+    return 1.0 if log_m <= 0.0 else (0.0 if log_m > 745.0 else math.exp(-log_m))
+
+
 def failure_p(s_all: float, i_all: float, s_window: float, i_window: float, share: float) -> float:
     """The sub-test's anytime p-value on the scale of its level: min(p_pooled / POOLED_SHARE,
     p_window / `share`), capped at 1, where p = 1/M is `anytime_p` of the pooled (S, I) and of the

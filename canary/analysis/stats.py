@@ -35,6 +35,7 @@ from scipy import special
 # the cost of a ufunc call on a scalar (the judge makes a dozen such calls per check and look).
 from scipy.special import cython_special
 
+from canary.analysis.sequential import exceedance_p
 from canary.analysis.shown import beside, exact
 
 try:
@@ -68,6 +69,9 @@ class TestResult:
     within: bool = False
     bound: float = math.nan
     why_not: str = ""
+    # a limit on the canary alone: the window's exact anytime p of its exceedance count
+    # (`sequential.exceedance_p`; NaN where not computed), judged beside `p_value` (`judge._pool`)
+    p_exact: float = math.nan
 
 
 def replaced(t: TestResult, **changes: object) -> TestResult:
@@ -573,16 +577,18 @@ def latency_ceiling(bounds: np.ndarray, canary: np.ndarray, *, q: float, max_val
     finite = bounds[:-1]
     c_est = histogram_quantile(bounds, canary, q)
     j = int(np.searchsorted(finite, max_value * (1 - 1e-12), side="left"))
-    p = math.nan
+    p = p_exact = math.nan
     if not float(canary[-1]) <= 0 and j < len(finite):  # `not <=`: a NaN total is computed, as it was
         k = _ints(canary)
         p = float(p_quantile_above(k[j:j + 1], int(k[-1]), q)[0])  # quantile_pvalues(canary, q)[1][j]
+        if np.isfinite(canary).all():
+            p_exact = exceedance_p(float(k[-1] - k[j]), float(k[-1]), 1.0 - q)
     return ceiling_result(finite, j, p, total=float(canary[-1]), c_est=c_est, max_value=max_value, alpha=alpha,
-                          in_finite=float(canary[-2]) if len(canary) > 1 else 0.0)
+                          in_finite=float(canary[-2]) if len(canary) > 1 else 0.0, p_exact=p_exact)
 
 
 def ceiling_result(finite: Sequence[float], j: int, p: float, *, total: float, c_est: float, max_value: float,
-                   alpha: float, in_finite: float = 0.0) -> TestResult:
+                   alpha: float, in_finite: float = 0.0, p_exact: float = math.nan) -> TestResult:
     """`latency_ceiling` from its parts (`buckets` computes them on lists): j the first finite bound
     >= max_value, p its p-value (`p_quantile_above`), the canary's total and quantile estimate;
     `in_finite` its count at the last finite bound."""
@@ -595,7 +601,7 @@ def ceiling_result(finite: Sequence[float], j: int, p: float, *, total: float, c
         return TestResult(False, False, 1.0, canary=c_est, effect=c_est - max_value, note=note)
     note = "" if finite[j] <= max_value * 1.0001 else f"ceiling checked at bucket bound {finite[j]:g} ms"
     return TestResult(p <= alpha, True, p, statistic=float(finite[j]), canary=c_est,
-                      effect=c_est - max_value if not math.isnan(c_est) else math.nan, note=note)
+                      effect=c_est - max_value if not math.isnan(c_est) else math.nan, note=note, p_exact=p_exact)
 
 
 def fm_restricted(p1: float, p2: float, n1: float, n2: float, delta: float) -> tuple[float, float]:
@@ -653,4 +659,5 @@ def proportion_ceiling(x_c: float, n_c: float, *, max_rate: float, alpha: float)
     if nc <= 0:
         return TestResult(False, False, 1.0, note="canary has no requests")
     p = binom_sf(xc - 1, nc, max_rate) if xc > 0 else 1.0
-    return TestResult(p <= alpha, True, p, statistic=float(xc), canary=xc / nc, effect=xc / nc - max_rate)
+    return TestResult(p <= alpha, True, p, statistic=float(xc), canary=xc / nc, effect=xc / nc - max_rate,
+                      p_exact=exceedance_p(float(xc), float(nc), max_rate))

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from canary.analysis import stats
+from canary.analysis import sequential as S, stats
 from canary.analysis.judge import judge
 from canary.model import Outcome
 from canary.offline import parse_exported
@@ -112,3 +112,59 @@ def test_the_bounds_test_reads_each_arms_own_quantile() -> None:
     p, why = stats.quantiles_beyond(bounds, np.array([0, 1e4, 1e4, 1e4]), np.array([0, 1e3, 1e3, 1e3]), q=0.95, tol=0.2)
     assert p == 1.0
     assert stats.quantiles_beyond(bounds, np.zeros(4), np.array([0, 0, 0, 1e3]), q=0.95, tol=0.2) == (1.0, "")
+
+
+# -- kinds 1 and 2: a few requests far over a limit on the canary alone are evidence -----------------
+
+
+def _ceiling_look(n: int, *, hard: bool, kind: str) -> dict:
+    if kind == "latency":
+        check = {"name": "c", "kind": "latency", "quantile": 0.95, "max_ms": 1000, "hard": hard}
+        bounds = [100, 250, 500, 1000, 2500, 5000, 10000]
+        arms = {"stable": {"bounds": [*bounds, "+Inf"], "counts": [9_000] + [10_000] * 7},
+                "canary": {"bounds": [*bounds, "+Inf"], "counts": [0] * 6 + [n, n]}}  # every request 5-10 s
+    else:
+        check = {"name": "c", "kind": "error_rate", "max_rate_pct": 10, "hard": hard}
+        arms = {"stable": {"events": 10, "total": 10_000}, "canary": {"events": n, "total": n}}  # every one failed
+    return {"policy": {"steps": [10, 100], "checks": [check]}, "checks": {"c": arms}}
+
+
+@pytest.mark.parametrize("kind, n", [("latency", 4), ("latency", 10), ("error_rate", 10)])
+@pytest.mark.parametrize("hard", [True, False])
+def test_a_few_canary_requests_all_far_over_a_ceiling_fail(kind: str, n: int, hard: bool) -> None:
+    """docs/judge.md promised that "a canary whose 4 first requests all take 10 s does not need 100
+    requests to be rolled back"; the normal mixture (rho = 200 effective requests) read 4 and 10 such
+    requests as INCONCLUSIVE (p = 0.64, 0.17; 20 errors of 20 against a 10% ceiling: p = 0.012). The
+    window's exact test of the exceedance count (`sequential.exceedance_p`) fails them, below
+    `min_canary_requests` too (an absolute breach)."""
+    r = _judge(_ceiling_look(n, hard=hard, kind=kind))
+    assert r.outcome is Outcome.FAIL, r.reason
+    assert r.extra["tests"][0]["p_exact"] < 1e-4
+
+
+def test_the_exact_exceedance_test_holds_its_level_watched_at_every_request() -> None:
+    """A canary exactly at the ceiling (P(exceed) = p0), its p looked at after every request up to 1,500:
+    Ville's inequality bounds the crossing by the level; simulated it is about a third of it."""
+    rng = np.random.default_rng(1421)
+    for p0 in (0.05, 0.01):
+        crossed = {0.05: 0, 0.01: 0}
+        for _ in range(600):
+            xs = np.cumsum(rng.random(1_500) < p0)
+            least = min(S.exceedance_p(float(xs[n - 1]), float(n), p0) for n in range(1, 1_501))
+            for level in crossed:
+                crossed[level] += least <= level
+        for level, k in crossed.items():
+            assert k / 600 <= level, (p0, level, k)
+
+
+def test_the_exact_exceedance_test_known_values_and_monotone_in_evidence() -> None:
+    """4 of 4 above a p95 ceiling: M = (1/0.05)^4 / 5 / 0.95 = 33,684. None over: p = 1. More requests all
+    over, or more of the same requests over, never raise p."""
+    assert S.exceedance_p(4, 4, 0.05) == pytest.approx(0.95 * 5 / 20 ** 4 / (1 - 0.05 ** 5), rel=1e-9)
+    assert S.exceedance_p(0, 1_000, 0.05) == 1.0 and S.exceedance_p(50, 1_000, 0.05) == 1.0
+    ps = [S.exceedance_p(n, n, 0.05) for n in range(1, 60)]
+    assert ps == sorted(ps, reverse=True)
+    ps = [S.exceedance_p(x, 200, 0.05) for x in range(0, 201)]
+    assert ps == sorted(ps, reverse=True)
+    assert S.exceedance_p(2 ** 52, 2 ** 52, 0.05) == 0.0  # at the largest counts the input accepts
+    assert S.exceedance_p(1, 1, 0.0) == 0.0 and S.exceedance_p(5, 5, 1.0) == 1.0
