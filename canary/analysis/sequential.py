@@ -235,9 +235,33 @@ def exceedance_p(x: float, n: float, p0: float) -> float:
     tail = float(cython_special.betainc(n - x + 1.0, x + 1.0, 1.0 - p0))  # P(Beta(x+1, n-x+1) > p0)
     if not tail > 0.0:
         return 1.0
-    log_m = (math.lgamma(x + 1.0) + math.lgamma(n - x + 1.0) - math.lgamma(n + 2.0) + math.log(tail)
-             - x * math.log(p0) - (n - x + 1.0) * math.log1p(-p0))
+    # M = B(x+1, n-x+1) P(Beta > p0) / (p0^x (1-p0)^(n-x+1)) = P(Beta > p0) / ((n+1) pmf(x; n, p0) (1-p0)),
+    # the pmf in Loader's saddle-point form: the lgamma of 2^52 requests carries an error of about 1 in
+    # its last place, 64 in log M, which read an exceedance at the limit as a breach at p = e^-64
+    log_m = math.log(tail) - math.log1p(n) - _log_binom_pmf(x, n, p0) - math.log1p(-p0)
     return 1.0 if log_m <= 0.0 else (0.0 if log_m > 745.0 else math.exp(-log_m))
+
+
+def _stirlerr(k: float) -> float:
+    """log(k!) - log(sqrt(2 pi k) (k/e)^k): Stirling's error, small and computed without cancellation."""
+    if k < 16.0:
+        return math.lgamma(k + 1.0) - (k + 0.5) * math.log(k) + k - 0.5 * math.log(2.0 * math.pi)
+    k2 = k * k
+    return (1.0 / 12.0 - (1.0 / 360.0 - (1.0 / 1260.0 - 1.0 / (1680.0 * k2)) / k2) / k2) / k
+
+
+def _bd0(x: float, m: float) -> float:
+    """x log(x/m) + m - x, accurate where x is near m (Loader): m ((1+d) log1p(d) - d), d = (x-m)/m."""
+    d = (x - m) / m
+    return m * ((1.0 + d) * math.log1p(d) - d)
+
+
+def _log_binom_pmf(x: float, n: float, p: float) -> float:
+    """log P(Bin(n, p) = x) for 0 < x <= n, 0 < p < 1, accurate at n up to 2^53 (Loader 2000)."""
+    if x >= n:
+        return n * math.log(p)
+    return (_stirlerr(n) - _stirlerr(x) - _stirlerr(n - x) - _bd0(x, n * p) - _bd0(n - x, n * (1.0 - p))
+            + 0.5 * math.log(n / (2.0 * math.pi * x * (n - x))))
 
 
 def failure_p(s_all: float, i_all: float, s_window: float, i_window: float, share: float) -> float:

@@ -168,3 +168,19 @@ def test_the_exact_exceedance_test_known_values_and_monotone_in_evidence() -> No
     assert ps == sorted(ps, reverse=True)
     assert S.exceedance_p(2 ** 52, 2 ** 52, 0.05) == 0.0  # at the largest counts the input accepts
     assert S.exceedance_p(1, 1, 0.0) == 0.0 and S.exceedance_p(5, 5, 1.0) == 1.0
+
+
+def test_the_exact_exceedance_test_keeps_its_digits_at_the_largest_counts() -> None:
+    """At 2^52 requests lgamma carries an error of tens in log M (its values are ~1.6e17): written with
+    lgamma, the test read z = 0.1 as log M = -84 and could as well read it +84, a breach at p = e^-84.
+    Loader's saddle-point pmf keeps it: nothing below z = 6 of a mixture over so many requests, and p falls
+    as the exceedance count grows."""
+    n, p0 = 2.0 ** 52, 0.05
+    sd = (n * p0 * (1 - p0)) ** 0.5
+    zs = [0.1, 0.5, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
+    ps = [S.exceedance_p(float(int(n * p0 + z * sd)), n, p0) for z in zs]
+    assert ps[:8] == [1.0] * 8
+    assert ps == sorted(ps, reverse=True) and ps[-1] < 1e-10
+    # and the pmf behind it agrees with scipy where scipy is exact
+    for x, m, p in ((3, 10, 0.1), (520, 10_000, 0.05), (17, 20, 0.3), (4, 4, 0.05)):
+        assert S._log_binom_pmf(x, m, p) == pytest.approx(float(sps.binom.logpmf(x, m, p)), rel=1e-10)
