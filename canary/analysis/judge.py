@@ -539,8 +539,7 @@ def _latency_relative(s: Arm | evidence.ArrayArm, c: Arm | evidence.ArrayArm, *,
     pick = buckets.pick_pair(finite, s.cum, s.n, q=c.q, tol=tol) if s.n > 0 and c.n > 0 else None
     return stats.relative_result(finite, pick, c.k, n_s=s.n, n_c=c.n, s_est=s.estimate(), c_est=c.estimate(),
                                  q=c.q, tol=tol, alpha=alpha,
-                                 beyond=lambda: stats.quantiles_beyond(np.array(c.bounds, float), np.array(s.cum, float),
-                                                                       np.array(c.cum, float), q=c.q, tol=tol))
+                                 beyond=lambda: stats.quantiles_beyond(finite, s.k, s.n, c.k, c.n, q=c.q, tol=tol))
 
 
 def _latency_ceiling(c: Arm | evidence.ArrayArm, *, on_lists: bool, max_value: float, alpha: float

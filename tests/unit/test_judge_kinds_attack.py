@@ -33,6 +33,12 @@ def _look(bounds: list[float], stable: list[int], canary: list[int], *, q: float
                                "canary": {"bounds": [*bounds, "+Inf"], "counts": canary}}}}
 
 
+def _beyond(bounds: np.ndarray, stable: np.ndarray, canary: np.ndarray, **kw: float) -> tuple[float, str]:
+    """stats.quantiles_beyond on cumulative count arrays ending with the +Inf bucket."""
+    ks, kc = [int(x) for x in stable], [int(x) for x in canary]
+    return stats.quantiles_beyond([float(b) for b in bounds[:-1]], ks[:-1], ks[-1], kc[:-1], kc[-1], **kw)
+
+
 def _judge(raw: dict):
     d = parse_exported(raw)
     return judge(d.policy, d.measurements, prior=d.prior, window=d.window, pass_ratio=d.pass_ratio,
@@ -58,6 +64,20 @@ def test_a_canary_the_counts_show_beyond_the_limit_at_q_fails_where_no_bucket_pa
     r = _judge(raw)
     assert r.outcome is Outcome.FAIL, r.reason
     assert "the bucket counts show canary" in r.reason, r.reason
+
+
+@pytest.mark.parametrize("n", [100_000, 1_000_000])
+def test_a_canary_with_a_slow_path_fails_where_the_near_pair_compares_a_quantile_it_keeps(n: int) -> None:
+    """x1.25 buckets, p90 +20%: 10% of the canary's requests 5x slower. The pair nearest p90 compares
+    stable p85 (canary >116 ms with stable >97 ms), where the canary is as fast as stable, and it stayed
+    INCONCLUSIVE at a million requests (p = 1) while its p90 is 178 ms against 106 ms, shown by its own
+    counts above 145.5 ms against the stable's at most 116.4 ms (+25% at least)."""
+    bounds = [round(10 * 1.25 ** i, 3) for i in range(30)]
+    stable = _lognormal(bounds, 9 * n, 70, 0.3)
+    canary = [round(0.9 * a + 0.1 * b) for a, b in zip(_lognormal(bounds, n, 70, 0.3), _lognormal(bounds, n, 350, 0.3))]
+    r = _judge(_look(bounds, stable, canary, q=0.9))
+    assert r.outcome is Outcome.FAIL, r.reason
+    assert "canary p90 > 145.519 ms and stable p90 <= 116.415 ms, at least +25%" in r.reason, r.reason
 
 
 def test_a_canary_entirely_above_the_last_bound_against_a_stable_inside_one_bucket_fails() -> None:
@@ -97,7 +117,7 @@ def test_the_bounds_test_at_the_limit_rejects_at_most_its_level() -> None:
         for _ in range(3_000):
             s = np.cumsum(rng.multinomial(n_s, ps)).astype(float)
             c = np.cumsum(rng.multinomial(n_c, pc)).astype(float)
-            p, _ = stats.quantiles_beyond(bounds, s, c, q=0.95, tol=0.2)
+            p, _ = _beyond(bounds, s, c, q=0.95, tol=0.2)
             for level in hits:
                 hits[level] += p <= level
         for level, k in hits.items():
@@ -107,11 +127,11 @@ def test_the_bounds_test_at_the_limit_rejects_at_most_its_level() -> None:
 def test_the_bounds_test_reads_each_arms_own_quantile() -> None:
     """Known answers: nothing shown without a pair 1.2x apart; a clear one named."""
     bounds = np.array([50.0, 100.0, 150.0, np.inf])
-    p, why = stats.quantiles_beyond(bounds, np.array([0, 1e4, 1e4, 1e4]), np.array([0, 0, 0, 1e3]), q=0.95, tol=0.2)
+    p, why = _beyond(bounds, np.array([0, 1e4, 1e4, 1e4]), np.array([0, 0, 0, 1e3]), q=0.95, tol=0.2)
     assert p < 1e-100 and why == "the bucket counts show canary p95 > 150 ms and stable p95 <= 100 ms, at least +50%"
-    p, why = stats.quantiles_beyond(bounds, np.array([0, 1e4, 1e4, 1e4]), np.array([0, 1e3, 1e3, 1e3]), q=0.95, tol=0.2)
+    p, why = _beyond(bounds, np.array([0, 1e4, 1e4, 1e4]), np.array([0, 1e3, 1e3, 1e3]), q=0.95, tol=0.2)
     assert p == 1.0
-    assert stats.quantiles_beyond(bounds, np.zeros(4), np.array([0, 0, 0, 1e3]), q=0.95, tol=0.2) == (1.0, "")
+    assert _beyond(bounds, np.zeros(4), np.array([0, 0, 0, 1e3]), q=0.95, tol=0.2) == (1.0, "")
 
 
 # -- kinds 1 and 2: a few requests far over a limit on the canary alone are evidence -----------------
