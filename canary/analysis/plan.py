@@ -36,6 +36,7 @@ from canary.model import Histogram, pass_floor
 from canary.policy import (CustomCheck, ErrorRateCheck, FeatureMissingCheck, LatencyCheck, Policy,
                            PredictionShiftCheck)
 from canary.analysis.shift import js_to_psi
+from canary.analysis.stats import BEYOND_SHARE
 
 POWER = 0.95
 
@@ -358,8 +359,11 @@ def _latency_detection(check: LatencyCheck, layout: LatencyLayout | None, *, sig
 
 
 def _smallest_slowdown(n_s: float, n_c: float, *, alpha: float, looks: Sequence[Look], power: Power) -> float | None:
-    """Smallest canary scale-up (as %) every look of `looks` finds with 95% power (`_all_fail`)."""
-    r = _bisect(_all_fail(power, looks or [(n_s, n_c, alpha)]), 1.0, 20.0)
+    """Smallest canary scale-up (as %) every look of `looks` finds with 95% power (`_all_fail`). The bound pair
+    test keeps 1 - BEYOND_SHARE of each look's level (the judge divides its p by that: `stats.relative_result`),
+    so each look's level is taken so here (exact at a step's first window; the pooled sum loses a little more)."""
+    keep = 1.0 - BEYOND_SHARE
+    r = _bisect(_all_fail(power, [(s, c, lvl * keep) for s, c, lvl in (looks or [(n_s, n_c, alpha)])]), 1.0, 20.0)
     return None if r is None else (r - 1) * 100
 
 
