@@ -50,6 +50,7 @@ def analyze(
     from canary.analysis.judge import judge
     from canary.model import Outcome
     from canary.policy import load_policy
+    from canary.reconcile import one_instant
 
     def go() -> int:
         policy = load_policy(policy_file)
@@ -68,13 +69,14 @@ def analyze(
         target = cli._target(model, ns, virtual_service, destination_rule, stable=stable, canary=canary,
                              route=where, kubernetes=False)  # only Prometheus reads it
         measurements: dict = {}
-        for check in policy.checks:
-            try:
-                measurements[check.name] = metrics.measure(policy, check, target, window_s=window_s)
-            except cli.ConfigError:  # not Prometheus, credentials refused, a query rejected: bad input, exit 2
-                raise  # (as promote's preflight refuses it), not a verdict of "could not measure" (exit 4)
-            except cli.CanaryError as exc:
-                measurements[check.name] = exc
+        with one_instant(metrics):  # both arms of every check over one window (decision 143)
+            for check in policy.checks:
+                try:
+                    measurements[check.name] = metrics.measure(policy, check, target, window_s=window_s)
+                except cli.ConfigError:  # not Prometheus, credentials refused, a query rejected: bad input, exit 2
+                    raise  # (as promote's preflight refuses it), not a verdict of "could not measure" (exit 4)
+                except cli.CanaryError as exc:
+                    measurements[check.name] = exc
         verdict = judge(policy, measurements)
 
         def text(wide: bool) -> None:

@@ -48,8 +48,8 @@ from canary import kube
 from canary import malloc
 from canary import sweep
 from canary.reconcile import (K8S_EVENTS, Observation, camel, check_claim, check_pods, crd_owner, crd_ref, decide,
-                              describe_owner, execute, look_due, look_window, measure_window, next_look_at, parse_state,
-                              preflight_metrics, ROLLBACK_BUDGET_S, Retry, rollout_context, to_stable)
+                              describe_owner, execute, look_due, look_window, measure_window, next_look_at, one_instant,
+                              parse_state, preflight_metrics, ROLLBACK_BUDGET_S, Retry, rollout_context, to_stable)
 from canary.routing import patch
 from canary.routing.base import TrafficRouter
 from canary.throttle import Throttle
@@ -1613,7 +1613,9 @@ class Controller:
                         continue
                     except NotBatchable:
                         pass  # gauge only: measured per rollout below
-                out[check.name] = self.metrics.measure(spec.policy, check, spec.target, window_s=window)
+                # at the snapshot's instant: the window the batched checks are judged over (decision 143)
+                with one_instant(self.metrics, now.taken_at):
+                    out[check.name] = self.metrics.measure(spec.policy, check, spec.target, window_s=window)
             except Exception as exc:
                 out[check.name] = exc
         try:

@@ -284,19 +284,29 @@ def measure_window(metrics: MetricsProvider, policy: Policy, target: Target, *, 
     """Every check's (stable, canary) data over the window, and the canary request count.
     Failures become the check's "could not measure"; nothing here raises."""
     out: dict[str, tuple[ArmData, ArmData] | Exception] = {}
-    for check in policy.checks:
+    with one_instant(metrics):  # both arms, every check and the count over the same window (decision 143)
+        for check in policy.checks:
+            try:
+                out[check.name] = metrics.measure(policy, check, target, window_s=window_s)
+            except CanaryError as exc:
+                out[check.name] = exc
+            except Exception as exc:  # a provider bug must not crash a tick that holds split traffic
+                log.error("metrics.unexpected_error", check=check.name, error=f"{type(exc).__name__}: {exc}")
+                out[check.name] = MetricsUnavailable(f"{type(exc).__name__}: {exc}")
         try:
-            out[check.name] = metrics.measure(policy, check, target, window_s=window_s)
-        except CanaryError as exc:
-            out[check.name] = exc
-        except Exception as exc:  # a provider bug must not crash a tick that holds split traffic
-            log.error("metrics.unexpected_error", check=check.name, error=f"{type(exc).__name__}: {exc}")
-            out[check.name] = MetricsUnavailable(f"{type(exc).__name__}: {exc}")
-    try:
-        _, canary_n = metrics.request_counts(policy, target, window_s=window_s)
-    except Exception:  # counted as no canary requests: a step cannot pass without them
-        canary_n = 0.0
+            _, canary_n = metrics.request_counts(policy, target, window_s=window_s)
+        except Exception:  # counted as no canary requests: a step cannot pass without them
+            canary_n = 0.0
     return out, canary_n
+
+
+def one_instant(metrics: Any, at: float | None = None) -> Any:
+    """The provider's `one_instant` (`PrometheusClient.one_instant`: every query of one look evaluated at
+    one instant, `at` or the first answer's), where it has one; a no-op for providers that read no clock."""
+    import contextlib
+
+    pin = getattr(metrics, "one_instant", None)
+    return pin(at) if pin is not None else contextlib.nullcontext()
 
 
 @dataclass(frozen=True)

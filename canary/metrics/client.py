@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ast
 import json
+import math
 import os
 import urllib.parse
 import re
@@ -35,7 +36,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, stop
 from urllib3.util.retry import Retry
 
 from canary.errors import ConfigError, MetricsUnavailable
-from canary.metrics.answers import arm_name, number_of, well_formed
+from canary.metrics.answers import arm_name, evaluated_at, number_of, well_formed
 from canary.model import Target
 from canary.throttle import Throttle
 
@@ -172,6 +173,24 @@ class PrometheusClient:
         finally:
             self._asking.context = before
 
+    @contextmanager
+    def one_instant(self, at: float | None = None) -> Iterator[None]:
+        """Every query this thread asks within, with no evaluation time of its own, is evaluated at ONE
+        instant: `at`, else the time Prometheus stamped on the first answer that carries one (its own
+        clock, or the client's `at`). One look compares the two arms over the same window only when both are read at the
+        same instant: asked at Prometheus's "now" one after another, a look against a slow Prometheus (a
+        Thanos querier, an overloaded server: seconds a query, 20-odd queries a look) read the canary's
+        window tens of seconds after the stable's, and an incident that ended in between showed the canary
+        better than stable (decision 143). Nested: the outer instant holds."""
+        if getattr(self._asking, "instant", None) is not None:
+            yield
+            return
+        self._asking.instant = [at]
+        try:
+            yield
+        finally:
+            self._asking.instant = None
+
     # -- querying ------------------------------------------------------------------------
 
     def scalar(self, query: str, *, check: str = "", arm: str = "", at: float | None = None) -> float:
@@ -190,6 +209,9 @@ class PrometheusClient:
         (time.monotonic() seconds) cuts the budget; `attempts` caps `retries`. Raises
         MetricsUnavailable, or its `PartialAnswer` when the last attempt was answered in part."""
         at = self.at if at is None else at
+        instant = getattr(self._asking, "instant", None)  # `one_instant`: [None] until its first answer
+        if at is None and instant is not None:
+            at = instant[0]
         params = {} if at is None else {"time": f"{at:.3f}"}
         now = time.monotonic()
         deadline = now + self.budget_s if deadline is None else min(deadline, now + self.budget_s)
@@ -212,6 +234,10 @@ class PrometheusClient:
                         raise NotPrometheus(f"{self.url} does not look like a Prometheus HTTP API: its answer has "
                                             f"no list of series in data.result ({excerpt(json.dumps(result))})"
                                             f"{PREFIX_HINT}")
+                    if instant is not None and instant[0] is None:
+                        stamped = at if at is not None else evaluated_at(result)  # None: an empty vector
+                        if stamped is not None and math.isfinite(stamped):
+                            instant[0] = stamped
                     return result
         except _Transient as exc:
             # the controller's batched snapshot reports its failure itself, once per cause (`metrics.snapshot_failed`):
