@@ -39,9 +39,9 @@ from canary.reconcile import (EXIT_BAD_INPUT, EXIT_CODES, EXIT_INFRA, EXIT_INTER
                               is_promote_owner, look_window, measure_window, next_look_at, parse_state,
                               may_have_landed, preflight_metrics, promote_owner, Retry, after_unanswered, rollout_context,
                               to_stable)
-from canary.routing.base import TrafficRouter
+from canary.routing.base import RouteStatus, TrafficRouter
 from canary.routing.pods import not_ready_message
-from canary.routing.patch import same_route
+from canary.routing.patch import STATE_ANNOTATION, same_route
 
 T = TypeVar("T")
 POD_POLL_S = 5.0  # how often `promote --wait-ready` asks whether a canary pod and a stable pod are Ready
@@ -771,6 +771,8 @@ class Runner:
             self.log.warning("watch.failed", error=str(exc))
             return state
         if (status.state or "") != self._written:
+            if status.state is None and self._written and state.phase != rl.PROMOTING:
+                return self._record_removed(state, status)
             theirs = parse_state(status)
             if theirs is not None and not _ours(state, theirs):  # another rollout, of any version and phase
                 return self._taken_over(state, theirs)
@@ -900,6 +902,8 @@ class Runner:
     def _adopt_outside(self, state: rl.RolloutState, exc: RoutingConflict) -> rl.RolloutState:
         """Our write was refused because someone else recorded a decision: take theirs."""
         status = self.router.inspect(self.target)
+        if status.state is None and self._written and state.phase != rl.PROMOTING:
+            return self._record_removed(state, status)
         theirs = parse_state(status)
         if theirs is None:
             raise exc
@@ -913,6 +917,26 @@ class Runner:
         self.log.info("rollout.changed_outside", phase=theirs.phase, reason=theirs.reason, weights=str(theirs.weights),
                       step=theirs.step + 1)
         return self._restamp_resume(state, theirs)
+
+    def _record_removed(self, state: rl.RolloutState, status: RouteStatus) -> rl.RolloutState:
+        """The route no longer carries this rollout's record (`STATE_ANNOTATION` removed outside it: a
+        `kubectl apply` or `replace`, or a GitOps sync, of a manifest without it; the weights usually reset
+        with it): nothing says any more which rollout the split is, so it ends at stable 100%, recorded
+        `aborted` with that reason (exit 3), as the controller ends a CanaryRollout whose route no longer
+        records it. Guarded on the route as read: no record (a claim written meanwhile is another rollout's,
+        `_adopt_outside`). It ended as an unexplained failure, "the rollout state was changed by someone
+        else; re-read it before writing" (decision 143). A promotion whose every step passed is not undone
+        for it: `run`'s fail-safe finishes it."""
+        where = f"{self.target.namespace}/{self.target.virtual_service}"
+        why = (f"the rollout's record (annotation {STATE_ANNOTATION}) was removed from VirtualService {where} "
+               f"outside the rollout, at {status.weights} (a kubectl apply or replace, or a GitOps sync, of a "
+               "manifest without it?); stable 100%")
+        self.log.warning("rollout.record_removed", phase=state.phase, weights=str(status.weights),
+                         recorded_weights=str(state.weights),
+                         hint=f"keep the annotation {STATE_ANNOTATION} out of the manifests you apply "
+                              "(Argo CD: ignoreDifferences on it), then run promote again")
+        self._written = ""  # the end is guarded on the route as read: no record
+        return self._apply(*rl.transition(state, rl.Rollback(self.clock.now(), why, aborted=True), self.policy))
 
     def _restamp_resume(self, state: rl.RolloutState, theirs: rl.RolloutState) -> rl.RolloutState:
         """`theirs`, adopted; when it was resumed by `canary resume` since `state` (a new window of the
