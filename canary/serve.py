@@ -100,7 +100,11 @@ class Service:
     """The endpoints, without HTTP: `handle(method, path, query, body, content_type) -> (status, JSON)`.
 
     `metrics` is a PrometheusProvider (anything with its `measure`/`request_counts` taking `at`);
-    `clock` gives Unix seconds (the window bookkeeping and the queries' evaluation time).
+    `clock` gives Unix seconds (the window bookkeeping and the queries' evaluation time); by default
+    `runner.SystemClock`'s: a step of the host's wall clock (NTP, a VM resumed) while the service runs
+    moves it by the time that really passed only. On the raw wall clock a 600 s step forward made the next
+    look's window reach 600 s back before it opened (into the window before it, already pooled: counted
+    again as new evidence), and evaluated its queries 600 s ahead of Prometheus.
     `answer_within_s` bounds a call's wait for its revision, for Prometheus and for the Triton gates
     (real time): what is not measured by then is "could not measure", gates still running are "could not
     check yet", and a revision still busy with another call is a 503, so the caller gets an answer before
@@ -109,10 +113,14 @@ class Service:
     """
 
     def __init__(self, *, policies: dict[str, NamedPolicy], metrics: Any, store: SessionStore,
-                 clock: Callable[[], float] = time.time, gates: Callable[..., Any] = default_gates,
+                 clock: Callable[[], float] | None = None, gates: Callable[..., Any] = default_gates,
                  answer_within_s: float = ANSWER_WITHIN_S, auth: TokenFile | None = None) -> None:
         if not (math.isfinite(answer_within_s) and answer_within_s > 0):
             raise ConfigError(f"--answer-within must be a positive duration, got {answer_within_s!r}")
+        if clock is None:  # the wall clock read once, then advanced by the monotonic one (decision 143 c)
+            from canary.runner import SystemClock
+
+            clock = SystemClock().now
         self.policies, self.metrics, self.store, self.clock, self.gates = policies, metrics, store, clock, gates
         self.answer_within_s, self.auth = answer_within_s, auth
         self.gate_runs = GateRuns(clock)
