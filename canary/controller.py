@@ -49,7 +49,8 @@ from canary import malloc
 from canary import sweep
 from canary.reconcile import (K8S_EVENTS, Observation, camel, check_claim, check_pods, crd_owner, crd_ref, decide,
                               describe_owner, execute, look_due, look_window, measure_window, next_look_at, one_instant,
-                              parse_state, preflight_metrics, ROLLBACK_BUDGET_S, Retry, rollout_context, to_stable)
+                              parse_state, preflight_metrics, ROLLBACK_BUDGET_S, Retry, rollout_context,
+                              split_unrecorded, to_stable)
 from canary.routing import patch
 from canary.routing.base import TrafficRouter
 from canary.throttle import Throttle
@@ -1359,9 +1360,16 @@ class Controller:
             return "ended", rec  # ended (by an on-call rollback writing a fresh record, perhaps): its outcome
         mine = rec is not None and (rec.owner == _owner(obj) or (not rec.owner and crd.iso(rec.started_at) == started))
         if rec is not None and (rec.canary_version != target.canary_version or not mine):
-            log.warning("rescue.not_ours", reason=reason, recorded=rec.canary_version, recorded_phase=rec.phase,
-                        recorded_owner=rec.owner)
-            return "other", rec
+            unrecorded = split_unrecorded(seen, rec, target.canary_version)
+            if not unrecorded:
+                log.warning("rescue.not_ours", reason=reason, recorded=rec.canary_version, recorded_phase=rec.phase,
+                            recorded_owner=rec.owner)
+                return "other", rec
+            # this CR's canary version still gets the split under another version's record: nobody's rollout
+            # drives it, and the status said "aborted, 100/0, left alone" over it (decision 143 e)
+            log.warning("rollout.split_unrecorded", reason=unrecorded, recorded_canary_version=rec.canary_version,
+                        recorded_phase=rec.phase, recorded_owner=rec.owner, weights=str(seen.weights))
+            reason, rec = f"{reason}; {unrecorded}: stable 100%", None
         if rec is None:
             if seen.weights == STABLE_ONLY and seen.raw_weights is None:
                 return "idle", None

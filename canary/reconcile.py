@@ -265,6 +265,23 @@ def subset_drift(state: rl.RolloutState, status: RouteStatus) -> str:
     return ""
 
 
+def split_unrecorded(status: RouteStatus, recorded: rl.RolloutState | None, canary_version: str) -> str:
+    """Why the split on the route is `canary_version`'s although the record names another version's
+    rollout ("" when it is not so): the canary subset selects `canary_version` and has traffic. A rollout
+    points the canary subset at its own version before it moves any traffic (`rl.new_rollout`), so the
+    recorded one drives none of this split and nothing judges what it routes: an old copy of the record put
+    back by a manifest (`kubectl get -o yaml` committed in the middle of an earlier rollout, applied again
+    by hand or by a GitOps sync) is what leaves a route so. Sending it to stable undoes no rollout's work
+    (decision 143 e)."""
+    if (recorded is None or recorded.canary_version == canary_version or status.weights.canary <= 0
+            or status.canary_subset_version != canary_version):
+        return ""
+    return (f"the route's record names another rollout ({recorded.canary_version}, {recorded.phase}, "
+            f"{describe_owner(recorded.owner)}), but its canary subset selects {canary_version}, which gets "
+            f"{status.weights.canary}% ({status.weights}): no rollout drives this split (an old copy of the "
+            "record applied with a manifest?)")
+
+
 def end_disagreement(state: rl.RolloutState, status: RouteStatus) -> str:
     """Why the route does not serve the version the ended rollout `state` names ("" when it does, or
     when that cannot be told): stable 100%, and the stable subset on another version than a promotion's

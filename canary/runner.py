@@ -38,7 +38,7 @@ from canary.reconcile import (EXIT_BAD_INPUT, EXIT_CODES, EXIT_INFRA, EXIT_INTER
                               EXIT_ROLLED_BACK, Observation, check_pods, check_claim, count_pods, decide, describe_owner, end_disagreement, execute,
                               is_promote_owner, look_window, measure_window, next_look_at, parse_state,
                               may_have_landed, preflight_metrics, promote_owner, Retry, after_unanswered, rollout_context,
-                              to_stable)
+                              split_unrecorded, to_stable)
 from canary.routing.base import RouteStatus, TrafficRouter
 from canary.routing.pods import not_ready_message
 from canary.routing.patch import STATE_ANNOTATION, same_route
@@ -775,6 +775,8 @@ class Runner:
                 return self._record_removed(state, status)
             theirs = parse_state(status)
             if theirs is not None and not _ours(state, theirs):  # another rollout, of any version and phase
+                if split_unrecorded(status, theirs, state.canary_version):  # ...but this one's version is split
+                    return self._split_unrecorded(state, status, theirs)
                 return self._taken_over(state, theirs)
             if theirs is not None:
                 self._written = status.state or ""
@@ -908,6 +910,8 @@ class Runner:
         if theirs is None:
             raise exc
         if not _ours(state, theirs):  # another rollout, of any version and phase: not ours to undo
+            if split_unrecorded(status, theirs, state.canary_version):  # ...but this one's version is split
+                return self._split_unrecorded(state, status, theirs)
             return self._taken_over(state, theirs)
         if (status.state or "") == self._written:  # still our own record: conflicting writes, no decision of theirs
             self.log.warning("weights.write_conflict", error=str(exc), phase=theirs.phase,
@@ -937,6 +941,22 @@ class Runner:
                               "(Argo CD: ignoreDifferences on it), then run promote again")
         self._written = ""  # the end is guarded on the route as read: no record
         return self._apply(*rl.transition(state, rl.Rollback(self.clock.now(), why, aborted=True), self.policy))
+
+    def _split_unrecorded(self, state: rl.RolloutState, status: RouteStatus,
+                          theirs: rl.RolloutState) -> rl.RolloutState:
+        """The route records another version's rollout, yet its canary subset selects this rollout's version
+        and has traffic (`reconcile.split_unrecorded`: an old copy of the record applied with a manifest). It
+        ended "taken over", nothing written, and left the split to this version for nobody to judge until
+        the sweep found that record abandoned (minutes; never, where no sweep runs). Stable 100% now, this
+        rollout recorded `aborted` over that record, guarded on it: a rollout that really takes the route
+        points the canary subset at its own version before it moves traffic, so none is undone (decision
+        143 e)."""
+        why = split_unrecorded(status, theirs, state.canary_version)
+        self.log.warning("rollout.split_unrecorded", reason=why, recorded_canary_version=theirs.canary_version,
+                         recorded_phase=theirs.phase, recorded_owner=theirs.owner, weights=str(status.weights))
+        self._written = status.state or ""  # the end is guarded on the record as read
+        return self._apply(*rl.transition(state, rl.Rollback(self.clock.now(), f"{why}; stable 100%", aborted=True),
+                                          self.policy))
 
     def _restamp_resume(self, state: rl.RolloutState, theirs: rl.RolloutState) -> rl.RolloutState:
         """`theirs`, adopted; when it was resumed by `canary resume` since `state` (a new window of the
