@@ -177,11 +177,11 @@ class PrometheusClient:
     def one_instant(self, at: float | None = None) -> Iterator[None]:
         """Every query this thread asks within, with no evaluation time of its own, is evaluated at ONE
         instant: `at`, else the time Prometheus stamped on the first answer that carries one (its own
-        clock, or the client's `at`). One look compares the two arms over the same window only when both are read at the
-        same instant: asked at Prometheus's "now" one after another, a look against a slow Prometheus (a
-        Thanos querier, an overloaded server: seconds a query, 20-odd queries a look) read the canary's
-        window tens of seconds after the stable's, and an incident that ended in between showed the canary
-        better than stable (decision 143). Nested: the outer instant holds."""
+        clock, or the client's `at`). A look compares the two arms over the same window only when both are
+        read at the same instant: asked at Prometheus's "now" one after another, a look against a slow
+        Prometheus (a Thanos querier, an overloaded server: seconds a query, 20-odd queries a look) read the
+        canary's window tens of seconds after the stable's, and an incident that ended in between showed
+        the canary better than stable (decision 143). Nested: the outer instant holds."""
         if getattr(self._asking, "instant", None) is not None:
             yield
             return
