@@ -50,7 +50,8 @@ from canary import sweep
 from canary.reconcile import (K8S_EVENTS, Observation, camel, check_claim, check_pods, crd_owner, crd_ref, decide,
                               describe_owner, execute, look_due, look_window, measure_window, next_look_at, one_instant,
                               parse_state, preflight_metrics, ROLLBACK_BUDGET_S, Retry, rollout_context,
-                              split_unrecorded, to_stable)
+                              route_deleted, split_unrecorded, to_stable)
+from canary.reconcile import vs_gone as _vs_gone
 from canary.routing import patch
 from canary.routing.base import TrafficRouter
 from canary.throttle import Throttle
@@ -1758,12 +1759,7 @@ class Controller:
         The caller ends the rollout (`aborted`, in its status), once. It paged `rollback.failed` with a
         `canary rollback` that fails the same way, after a `rollout.aborting` and a `rollback.retrying` at
         every tick, and its CanaryRollout said `progressing` for ever."""
-        vs = f"{target.namespace}/{target.virtual_service}"
-        log.critical("rollout.route_deleted", error=error[:300], from_weights=str(split) if split else "unknown",
-                     end_cause="infrastructure",
-                     hint=f"VirtualService {vs} was deleted mid-rollout: the rollout is aborted (never promoted), and "
-                          "the mesh now balances over the Service's pods, the canary's included: re-create the "
-                          "VirtualService with its stable destination at 100, or scale the canary down")
+        route_deleted(log, target, split, error=error)
 
     def _to_stable(self, key: str, target: Target, state: rl.RolloutState, *, reason: str, log: Any, now: float,
                    expect: str | None) -> rl.RolloutState:
@@ -2122,16 +2118,6 @@ def _judged_edit_status(obj: dict[str, Any], spec: crd.RolloutSpec, state: rl.Ro
         changes.append("the policy's " + ", ".join(edited) + " changed")
     which = changes[0] if changes and (changes[0].startswith("spec.model") or "metrics" in edited) else ""
     return which, ", ".join(c for c in changes if c != which)
-
-
-def _vs_gone(exc: NotFound, target: Target) -> bool:
-    """Whether a NotFound is the VirtualService of `target` itself (nothing of it is split), as the router
-    names it ("<namespace>/<name> (virtualservices): not found"): not one whose name only contains it
-    (`ml/m0-x`, `xml/m0`), which aborted a rollout as its route deleted."""
-    import re
-
-    named = rf"(?<![a-z0-9.-]){re.escape(target.namespace)}/{re.escape(target.virtual_service)} \(virtualservices\)"
-    return re.search(named, str(exc)) is not None
 
 
 def _owner(obj: dict[str, Any]) -> str:

@@ -282,6 +282,31 @@ def split_unrecorded(status: RouteStatus, recorded: rl.RolloutState | None, cana
             "record applied with a manifest?)")
 
 
+def vs_gone(exc: BaseException, target: Target) -> bool:
+    """Whether a NotFound is the VirtualService of `target` itself (nothing of it is split), as the router
+    names it ("<namespace>/<name> (virtualservices): not found"): not one whose name only contains it
+    (`ml/m0-x`, `xml/m0`), which aborted a rollout as its route deleted."""
+    import re
+
+    named = rf"(?<![a-z0-9.-]){re.escape(target.namespace)}/{re.escape(target.virtual_service)} \(virtualservices\)"
+    return re.search(named, str(exc)) is not None
+
+
+def route_deleted(log: Any, target: Target, split: Any, *, error: str) -> str:
+    """`rollout.route_deleted` (critical): the VirtualService of a rollout in progress was deleted. Nothing is
+    left to write stable 100% to, and the mesh now balances over the Service's pods, the canary's included:
+    only a person can mend it (the controller, decision 133; promote, `runner.unsafe_traffic`, decision 143
+    f). Returns what the caller's error adds: how traffic stands."""
+    vs = f"{target.namespace}/{target.virtual_service}"
+    log.critical("rollout.route_deleted", error=error[:300], from_weights=str(split) if split else "unknown",
+                 end_cause="infrastructure",
+                 hint=f"VirtualService {vs} was deleted mid-rollout: the rollout is aborted (never promoted), and "
+                      "the mesh now balances over the Service's pods, the canary's included: re-create the "
+                      "VirtualService with its stable destination at 100, or scale the canary down")
+    return (f"; VirtualService {vs} is gone: the mesh balances over the Service's pods, the canary's included "
+            f"(split last known: {split if split else 'unknown'})")
+
+
 def end_disagreement(state: rl.RolloutState, status: RouteStatus) -> str:
     """Why the route does not serve the version the ended rollout `state` names ("" when it does, or
     when that cannot be told): stable 100%, and the stable subset on another version than a promotion's

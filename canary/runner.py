@@ -38,7 +38,7 @@ from canary.reconcile import (EXIT_BAD_INPUT, EXIT_CODES, EXIT_INFRA, EXIT_INTER
                               EXIT_ROLLED_BACK, Observation, check_pods, check_claim, count_pods, decide, describe_owner, end_disagreement, execute,
                               is_promote_owner, look_window, measure_window, next_look_at, parse_state,
                               may_have_landed, preflight_metrics, promote_owner, Retry, after_unanswered, rollout_context,
-                              split_unrecorded, to_stable)
+                              route_deleted, split_unrecorded, to_stable, vs_gone)
 from canary.routing.base import RouteStatus, TrafficRouter
 from canary.routing.pods import not_ready_message
 from canary.routing.patch import STATE_ANNOTATION, same_route
@@ -1072,8 +1072,12 @@ def unsafe_traffic(router: TrafficRouter, target: Target, *, log: Any, error: st
     lenient = getattr(router, "inspect_any", None)
     try:
         status = lenient(target, for_stable=True) if lenient is not None else router.inspect(target)
-    except NotFound:
-        return ""  # no VirtualService: nothing routes by it
+    except NotFound as exc:
+        if not vs_gone(exc, target):
+            return ""
+        # no VirtualService: the mesh balances over the Service's pods, the canary's included. It said "" here
+        # (nothing routes by it), so promote exited 3, "stable 100%", with the canary's pods in the balance
+        return route_deleted(log.bind(**rollout_context(target)), target, known, error=error)
     except Exception:  # noqa: BLE001 - unreadable: the weights last known stand
         weights, raw = known, None
     else:

@@ -1,0 +1,55 @@
+"""`canary promote` whose VirtualService is deleted mid-rollout (decision 143 f).
+
+With no VirtualService, the mesh balances over the Service's pods, the canary's included (decision 133,
+the controller's `rollout.route_deleted`). Promote's fail-safe could write stable 100% nowhere, then read
+the route to say how traffic stood, and took the 404 for "nothing routes by it": exit 3 (`RollbackFailed`,
+"100% stable on the weights" in the README's table) with a generic "act by hand". It is exit 6 now
+(`TrafficUnsafe`: the canary may get traffic), with the controller's critical `rollout.route_deleted` and
+its hint (re-create the VirtualService at stable 100, or scale the canary down).
+
+Real Kubernetes API emulator and IstioRouter, fake metrics on a fake clock (as test_promote_route_safety.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import structlog.testing
+
+from canary.errors import TrafficUnsafe
+from tests.fakes import FakeClock
+from tests.integration.test_promote_route_safety import GROUP, HookClock, _at_first_step, api, runner  # noqa: F401
+
+pytestmark = pytest.mark.integration
+
+
+class _Clock(HookClock):
+    """HookClock that stops reading the route once its hooks have fired (the route is gone then)."""
+
+    def sleep(self, seconds: float) -> None:
+        if not self.hooks:
+            FakeClock.sleep(self, seconds)
+            return
+        super().sleep(seconds)
+
+
+def _delete_vs(api: Any) -> None:
+    with api.handler.lock:
+        key = (GROUP, "virtualservices", "ml", "m0")
+        api.handler._delete(key, api.handler.objects[key])
+
+
+def test_a_virtual_service_deleted_mid_rollout_is_exit_6_with_the_route_deleted_page(api: Any) -> None:
+    clock = _Clock(api)
+    promote = runner(api, "v2", clock)
+    clock.hooks.append((_at_first_step("v2"), lambda: _delete_vs(api)))
+    with structlog.testing.capture_logs() as logs, pytest.raises(TrafficUnsafe) as raised:
+        promote.run()
+    assert "VirtualService ml/m0 is gone: the mesh balances over the Service's pods, the canary's included" \
+        in str(raised.value) and "80/20" in str(raised.value)
+    assert promote.rollback_failed
+    page = [e for e in logs if e["event"] == "rollout.route_deleted"]
+    assert len(page) == 1 and page[0]["log_level"] == "critical" and page[0]["from_weights"] == "80/20", page
+    assert {"namespace": "ml", "virtual_service": "m0", "canary_version": "v2"}.items() <= page[0].items()
+    assert "re-create the VirtualService" in page[0]["hint"]
