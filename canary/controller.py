@@ -1367,7 +1367,7 @@ class Controller:
                             recorded_owner=rec.owner)
                 return "other", rec
             # this CR's canary version still gets the split under another version's record: nobody's rollout
-            # drives it, and the status said "aborted, 100/0, left alone" over it (decision 143 e)
+            # drives it, and the status said "aborted, 100/0, left alone" over it (decision 143 d)
             log.warning("rollout.split_unrecorded", reason=unrecorded, recorded_canary_version=rec.canary_version,
                         recorded_phase=rec.phase, recorded_owner=rec.owner, weights=str(seen.weights))
             reason, rec = f"{reason}; {unrecorded}: stable 100%", None

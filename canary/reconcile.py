@@ -272,7 +272,7 @@ def split_unrecorded(status: RouteStatus, recorded: rl.RolloutState | None, cana
     recorded one drives none of this split and nothing judges what it routes: an old copy of the record put
     back by a manifest (`kubectl get -o yaml` committed in the middle of an earlier rollout, applied again
     by hand or by a GitOps sync) is what leaves a route so. Sending it to stable undoes no rollout's work
-    (decision 143 e)."""
+    (decision 143 d)."""
     if (recorded is None or recorded.canary_version == canary_version or status.weights.canary <= 0
             or status.canary_subset_version != canary_version):
         return ""
@@ -296,7 +296,7 @@ def route_deleted(log: Any, target: Target, split: Any, *, error: str) -> str:
     """`rollout.route_deleted` (critical): the VirtualService of a rollout in progress was deleted. Nothing is
     left to write stable 100% to, and the mesh now balances over the Service's pods, the canary's included:
     only a person can mend it (the controller, decision 133; promote, `runner.unsafe_traffic`, decision 143
-    f). Returns what the caller's error adds: how traffic stands."""
+    e). Returns what the caller's error adds: how traffic stands."""
     vs = f"{target.namespace}/{target.virtual_service}"
     log.critical("rollout.route_deleted", error=error[:300], from_weights=str(split) if split else "unknown",
                  end_cause="infrastructure",

@@ -950,7 +950,7 @@ class Runner:
         the sweep found that record abandoned (minutes; never, where no sweep runs). Stable 100% now, this
         rollout recorded `aborted` over that record, guarded on it: a rollout that really takes the route
         points the canary subset at its own version before it moves traffic, so none is undone (decision
-        143 e)."""
+        143 d)."""
         why = split_unrecorded(status, theirs, state.canary_version)
         self.log.warning("rollout.split_unrecorded", reason=why, recorded_canary_version=theirs.canary_version,
                          recorded_phase=theirs.phase, recorded_owner=theirs.owner, weights=str(status.weights))

@@ -1,4 +1,4 @@
-"""`canary promote` whose VirtualService is deleted mid-rollout (decision 143 f).
+"""`canary promote` whose VirtualService is deleted mid-rollout (decision 143 e).
 
 With no VirtualService, the mesh balances over the Service's pods, the canary's included (decision 133,
 the controller's `rollout.route_deleted`). Promote's fail-safe could write stable 100% nowhere, then read

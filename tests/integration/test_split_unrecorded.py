@@ -1,4 +1,4 @@
-"""A split of this rollout's version under another version's record (decision 143 e).
+"""A split of this rollout's version under another version's record (decision 143 d).
 
 A VirtualService manifest exported with `kubectl get -o yaml` in the middle of an earlier rollout carries
 that rollout's record (`modelcanary.dev/rollout`: v1.9 progressing, run by a promote long gone) and its
