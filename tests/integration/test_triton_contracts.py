@@ -179,6 +179,27 @@ def test_a_canary_that_mishandles_a_shared_optional_inputs_absence_stable_handle
                                      f"output 'score' is not finite"), err.value
 
 
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_a_canary_that_answers_nan_to_every_request_is_not_excused_by_stables_nan_without_the_input(
+        triton_user_stable: TritonServer, triton_user: TritonServer, protocol: str, tmp_path: Path) -> None:
+    """Stable answers NaN without the shared optional "user"; the canary answers NaN to every request, with
+    "user" too. With 2 warm-up requests both leave "user" out, stable answered both as badly, and the gate
+    passed a canary no client gets a number from (decision 145): an excuse stands only when the canary
+    answers the same request well with the inputs it left out."""
+    canary = endpoint(triton_user, protocol, "canary")
+    triton_user_stable.set_behaviour(Behaviour(schema="user", nan_without_user=True))
+    triton_user.set_behaviour(Behaviour(schema="user", output_nan=True))
+    try:
+        with pytest.raises(GateError) as err:
+            preflight(endpoint(triton_user_stable, protocol, "stable"), canary,
+                      TritonGate(warmup_requests=2, output_range=(0.0, 1.0)), base_dir=tmp_path)
+    finally:
+        triton_user.set_behaviour(Behaviour(schema="user"))
+        triton_user_stable.set_behaviour(Behaviour(schema="user"))
+    assert str(err.value).startswith(f"canary Triton {canary}: warm-up request 1 (without optional input 'user'), "
+                                     "sent again with it: output 'score' is not finite"), err.value
+
+
 def _user_sig(optional_on_stable: bool | None) -> tuple[Signature, Signature]:
     """(stable, canary): the canary takes "user" as optional; stable lacks it (None), requires it or not."""
     features, score = TensorSpec("features", "FP32", (-1, 8)), TensorSpec("score", "FP32", (-1, 1))
