@@ -236,19 +236,32 @@ class Runner:
         old version get 100% (`promotion.unfinished`). Returns the final state; raises what `to_stable`
         raises when stable 100% could not be written."""
         conflict: CanaryError | None = None
+        said_unrecorded = False
         for _ in range(attempts + 1 if end is not None and end[0].phase == rl.PROMOTED else attempts):
             read = self._read_record()
             if read is None:  # unreadable route: only over a record this process wrote
                 guards = list(dict.fromkeys([self._written or None, self._sent or None]))
             else:
-                text, theirs, weights = read
+                text, theirs, weights, status = read
                 # a record as this process last read or sent it is its own (decision 131: the rollout it was
                 # taking over, whether or not the take-over landed); otherwise, `_ours` says
                 mine = bool(text) and text in (self._written, self._sent)
                 if theirs is not None and not mine and not _ours(current, theirs):
-                    self._current = final = self._taken_over(current, theirs)
-                    return final
-                if theirs is not None and theirs.terminal:  # ours, ended meanwhile: nothing of ours to undo
+                    # ...but this rollout's version split under that record is nobody's: stable 100%, as the
+                    # watch ends it. The fail-safe left it so, "taken over", nothing written (decision 145)
+                    unrecorded = split_unrecorded(status, theirs, current.canary_version)
+                    if not unrecorded:
+                        self._current = final = self._taken_over(current, theirs)
+                        return final
+                    if not said_unrecorded:
+                        said_unrecorded = True
+                        self.log.warning("rollout.split_unrecorded", reason=unrecorded,
+                                         recorded_canary_version=theirs.canary_version, recorded_phase=theirs.phase,
+                                         recorded_owner=theirs.owner, weights=str(weights))
+                        reason = f"{reason}; {unrecorded}; stable 100%"[:1000]
+                        if end is not None and end[0].phase == rl.PROMOTED:  # not finished over another's record
+                            end = None
+                elif theirs is not None and theirs.terminal:  # ours, ended meanwhile: nothing of ours to undo
                     if theirs.phase != rl.PROMOTED and weights != STABLE_ONLY:
                         execute(self.router, self.target, theirs, [rl.SetWeights(STABLE_ONLY)], log=self.log,
                                 expect=text)
@@ -282,9 +295,9 @@ class Runner:
         assert conflict is not None
         raise conflict
 
-    def _read_record(self) -> tuple[str | None, rl.RolloutState | None, Any] | None:
+    def _read_record(self) -> tuple[str | None, rl.RolloutState | None, Any, RouteStatus] | None:
         """The route's record as text, parsed (None: none, or unreadable: nobody's rollout can run on
-        it), and its weights; None when the route could not be read."""
+        it), its weights and the whole status read; None when the route could not be read."""
         lenient = getattr(self.router, "inspect_any", None)
         try:
             status = lenient(self.target, for_stable=True) if lenient is not None else self.router.inspect(self.target)
@@ -294,7 +307,7 @@ class Runner:
             theirs = parse_state(status)
         except TargetError:
             theirs = None
-        return status.state, theirs, status.weights
+        return status.state, theirs, status.weights, status
 
     def _on_prometheus_clock(self) -> None:
         """Run the rollout on Prometheus's clock (the system clock re-anchored at its `time()`): every

@@ -106,3 +106,45 @@ def test_the_controller_ends_its_versions_split_under_an_old_copy_of_the_record(
     assert st["phase"] == rl.ABORTED and st["weights"] == {"stable": 100, "canary": 0}
     assert "selects v2, which gets 20% (80/20)" in st["reason"] and st["reason"] == rec["reason"]
     assert len(said) == 1 and said[0]["recorded_owner"] == OLD
+
+
+def test_promote_whose_step_failed_ends_its_versions_split_under_an_old_copy_of_the_record(api: Any) -> None:
+    """The old copy applied, then the step fails before the watch reads the route (an API outage, a bug):
+    the fail-safe read the other version's record, took it for a take-over, wrote nothing and left 80/20
+    to v2 with nobody judging it (decision 145). It ends as the watch does: stable 100%, one warning."""
+    from canary.errors import TransientError
+
+    def applied_then_failed() -> None:
+        _old_copy_applied(api)
+        raise TransientError("the Kubernetes API server timed out")
+
+    clock = HookClock(api)
+    promote = runner(api, "v2", clock)
+    clock.hooks.append((_at_first_step("v2"), applied_then_failed))
+    with structlog.testing.capture_logs() as logs:
+        res = promote.run()
+    assert routes(api) == [[("stable", 100), ("canary", 0)]], res.state.reason
+    assert res.exit_code == 3 and res.state.phase == rl.ABORTED, res.state.reason
+    rec = record(api)
+    assert rec["phase"] == rl.ABORTED and rec["canary_version"] == "v2"
+    assert "selects v2, which gets 20% (80/20)" in rec["reason"], rec["reason"]
+    said = [e for e in logs if e["event"] == "rollout.split_unrecorded"]
+    assert len(said) == 1 and said[0]["recorded_owner"] == OLD, said
+    assert not [e for e in logs if e["event"] == "rollout.taken_over"]
+
+
+def test_promote_whose_step_failed_still_leaves_a_rollout_that_routes_its_own_version_alone(api: Any) -> None:
+    from canary.errors import TransientError
+
+    def applied_then_failed() -> None:
+        _old_copy_applied(api, repoint=True)
+        raise TransientError("the Kubernetes API server timed out")
+
+    clock = HookClock(api)
+    promote = runner(api, "v2", clock)
+    clock.hooks.append((_at_first_step("v2"), applied_then_failed))
+    with structlog.testing.capture_logs() as logs:
+        res = promote.run()
+    assert res.exit_code == 3 and res.state.reason.startswith("taken over"), res.state.reason
+    assert routes(api) == [[("stable", 80), ("canary", 20)]] and record(api)["canary_version"] == "v1.9"
+    assert not [e for e in logs if e["event"] == "rollout.split_unrecorded"]
