@@ -117,14 +117,12 @@ class Service:
                  answer_within_s: float = ANSWER_WITHIN_S, auth: TokenFile | None = None) -> None:
         if not (math.isfinite(answer_within_s) and answer_within_s > 0):
             raise ConfigError(f"--answer-within must be a positive duration, got {answer_within_s!r}")
-        if clock is None:  # the wall clock read once, then advanced by the monotonic one (decision 143 c)
-            from canary.runner import SystemClock
-
-            clock = SystemClock().now
+        self.log = logs.get(component="serve")
+        if clock is None:  # Prometheus's clock when it answers, then advanced by the monotonic one (decisions 143 c, 145)
+            clock = prometheus_clock(metrics, log=self.log)
         self.policies, self.metrics, self.store, self.clock, self.gates = policies, metrics, store, clock, gates
         self.answer_within_s, self.auth = answer_within_s, auth
         self.gate_runs = GateRuns(clock)
-        self.log = logs.get(component="serve")
 
     def handle(self, method: str, path: str, query: str, body: bytes, content_type: str | None, *,
                authorization: str | None = None, peer: str = "") -> Reply:
@@ -453,3 +451,29 @@ def _new_session(ask: Ask, named: NamedPolicy, now: float) -> Session:
     return new_session(key=ask.key, revision=ask.revision, policy=named.name, model=ask.model,
                        namespace=ask.namespace, stable_version=ask.stable_version,
                        canary_version=ask.canary_version, now=now, step=ask.step)
+
+
+def prometheus_clock(metrics: Any, *, log: Any) -> Callable[[], float]:
+    """`runner.SystemClock`'s `now`, anchored at Prometheus's `time()` when it answers within 2 s (else at this
+    host's wall clock), as `Runner._on_prometheus_clock` anchors promote's: the monotonic clock keeps an
+    anchor for the life of the process, so a host clock wrong when the service started (a VM resumed before
+    NTP synced) and corrected later kept its error: 900 s ahead, every look was asked 900 s ahead of
+    Prometheus and "could not measure: no series" until a restart (decision 145). `clock.skew` when the two
+    differ by more than `runner.SKEW_WARN_S`."""
+    from canary.metrics.answers import evaluated_at
+    from canary.runner import SKEW_WARN_S, SystemClock
+
+    ask, anchor = getattr(metrics, "ask", None), None
+    if ask is not None:
+        try:  # at most 2 s: a Prometheus that does not answer now is the looks' to report
+            anchor = evaluated_at(ask("time()", check="clock", arm="", at=None, who="clock", strict=False,
+                                      deadline=time.monotonic() + 2.0))
+        except Exception:  # noqa: BLE001 - the host's clock then, as before
+            anchor = None
+    if anchor is None or not math.isfinite(anchor):
+        return SystemClock().now
+    offset = anchor - time.time()
+    if abs(offset) > SKEW_WARN_S:
+        log.warning("clock.skew", prometheus_minus_local_s=round(offset, 3),
+                    note="this service's times are Prometheus's; run NTP")
+    return SystemClock(anchor=anchor).now

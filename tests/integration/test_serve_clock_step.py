@@ -58,3 +58,27 @@ def test_a_step_of_the_wall_clock_moves_no_window(prom: Any, tmp_path: Path, mon
     third = _look(service)
     assert third["result"]["window_s"] <= 16, third["result"]
     assert third["result"]["verdict"] != "fail", third["result"]
+
+
+def test_a_host_clock_wrong_at_start_and_corrected_later_leaves_no_offset(prom: Any, tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """The host's clock 900 s ahead when `canary serve` starts (a VM resumed, NTP not yet synced), then
+    stepped back by NTP. The monotonic clock kept the 900 s for the life of the process: every look was asked
+    900 s ahead of Prometheus, over a window with no samples yet, and "could not measure: no series" a good
+    canary until a restart (decision 145). The service's clock starts from Prometheus's `time()`, as the
+    runner's does, and says the skew it found."""
+    import structlog.testing
+
+    server, _ = prom
+    real = time.time
+    step = {"s": 900.0}
+    monkeypatch.setattr(time, "time", lambda: real() + step["s"])
+    named = {"ml": NamedPolicy("ml", parse_policy(POLICY), tmp_path)}
+    provider = PrometheusProvider(server.url, retries=2, budget_s=3.0, backoff_s=0.05)
+    with structlog.testing.capture_logs() as logs:
+        service = Service(policies=named, metrics=provider, store=SessionStore(tmp_path / "state"))
+    skew = [e for e in logs if e["event"] == "clock.skew"]
+    assert len(skew) == 1 and -905 < skew[0]["prometheus_minus_local_s"] < -895, skew
+    step["s"] = 0.0  # NTP corrects the host
+    assert abs(service.clock() - real()) < 5, service.clock() - real()  # it was 900 s ahead for ever
+    assert _look(service)["result"]["window_s"] <= 16
