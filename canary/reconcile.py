@@ -36,7 +36,7 @@ from canary.metrics.base import MetricsProvider
 from canary.model import STABLE_ONLY, ArmData, Target, check_version
 from canary.policy import Policy
 from canary.routing.base import RouteStatus, TrafficRouter
-from canary.routing.patch import CANARY, VERSION_LABEL
+from canary.routing.patch import CANARY, STATE_ANNOTATION, VERSION_LABEL
 
 EXIT_PROMOTED, EXIT_ROLLED_BACK, EXIT_BAD_INPUT, EXIT_INFRA, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 EXIT_CODES = {rl.PROMOTED: EXIT_PROMOTED, rl.ROLLED_BACK: EXIT_ROLLED_BACK, rl.ABORTED: EXIT_INFRA}
@@ -49,12 +49,13 @@ K8S_EVENTS = frozenset({"rollout.started", "step.advanced", "rollout.promoting",
 def parse_record(text: str | None) -> rl.RolloutState | None:
     """A recorded rollout state (the annotation's text), re-validated; None when there is none.
     Raises TargetError when it is unreadable."""
-    if not text:
+    if not text or not text.strip():  # emptied: as removed (`patch.read_state`)
         return None
     try:
         return rl.RolloutState.from_json(text)
     except (ValueError, TypeError, KeyError) as exc:
-        raise TargetError(f"rollout state annotation is unreadable ({exc}); fix or remove it") from None
+        raise TargetError(f"rollout state annotation {STATE_ANNOTATION} is unreadable ({exc}); fix or remove it"
+                          ) from None
 
 
 def parse_state(status: RouteStatus) -> rl.RolloutState | None:
@@ -407,7 +408,10 @@ def decide(policy: Policy, state: rl.RolloutState, seen: Observation, now: float
         if drift:
             new, actions = rl.transition(state, rl.Rollback(now, drift, aborted=True), policy)
             then((new, [rl.Emit("subset.foreign_edit", {"reason": drift, **routed}, warning=True), *actions]))
-        elif state.phase in (rl.PROGRESSING, rl.PAUSED) and status.weights != state.weights:
+        elif state.phase in (rl.PENDING, rl.PROGRESSING, rl.PAUSED) and status.weights != state.weights:
+            # PENDING too: claimed at 100/0, its canary subset already selecting the canary version, while its
+            # gate runs (a Triton warm-up: minutes). An edit then sent the canary traffic nobody judged until
+            # the first step's write (decision 146)
             found = {"expected": str(state.weights), "found": str(status.weights), "policy": seen.on_foreign_edit,
                      **routed}
             edit = rl.Emit("weights.foreign_edit", found, warning=True)

@@ -36,7 +36,7 @@ from canary.model import STABLE_ONLY, Target, check_version
 from canary.policy import Policy
 from canary.reconcile import (EXIT_BAD_INPUT, EXIT_CODES, EXIT_INFRA, EXIT_INTERRUPTED, EXIT_PROMOTED,
                               EXIT_ROLLED_BACK, Observation, check_pods, check_claim, count_pods, decide, describe_owner, end_disagreement, execute,
-                              is_promote_owner, look_window, measure_window, next_look_at, parse_state,
+                              is_promote_owner, look_window, measure_window, next_look_at, parse_record, parse_state,
                               may_have_landed, preflight_metrics, promote_owner, Retry, after_unanswered, rollout_context,
                               route_deleted, split_unrecorded, to_stable, vs_gone)
 from canary.routing.base import RouteStatus, TrafficRouter
@@ -236,13 +236,20 @@ class Runner:
         old version get 100% (`promotion.unfinished`). Returns the final state; raises what `to_stable`
         raises when stable 100% could not be written."""
         conflict: CanaryError | None = None
-        said_unrecorded = False
+        said_unrecorded = said_lost = False
         for _ in range(attempts + 1 if end is not None and end[0].phase == rl.PROMOTED else attempts):
             read = self._read_record()
             if read is None:  # unreadable route: only over a record this process wrote
                 guards = list(dict.fromkeys([self._written or None, self._sent or None]))
             else:
                 text, theirs, weights, status = read
+                lost = self._record_lost(text) if not said_lost and current.phase != rl.PROMOTING and (
+                    end is None or end[0].phase != rl.PROMOTED) else ""
+                if lost:
+                    # removed (or made unreadable) while the step failed: said as the watch says it, so on-call
+                    # reads why stable got 100%, not the step's exception alone (decision 146)
+                    said_lost = True
+                    reason = f"{reason}; {self._say_lost(current, status, lost)}"[:1000]
                 # a record as this process last read or sent it is its own (decision 131: the rollout it was
                 # taking over, whether or not the take-over landed); otherwise, `_ours` says
                 mine = bool(text) and text in (self._written, self._sent)
@@ -660,11 +667,34 @@ class Runner:
         raise failed
 
     def _preflight(self, state: rl.RolloutState) -> rl.RolloutState:
+        """The gate's pre-traffic checks (PENDING: claimed at 100/0, the canary subset already on the canary
+        version), then the first step. The route is watched while the gate runs (a Triton warm-up lasts as
+        long as the model takes to load and answer): weights edited meanwhile go back to 100/0 at once
+        (`weights.foreign_edit`, `weights.reasserted`), and any other outside change ends the gate as it
+        ends a step. Unwatched, a 50/50 edit gave the canary half the traffic, unjudged, until the first
+        step was written (decision 146)."""
         if self.gate is not None:
+            watched = [state]
+
+            def watch_meanwhile() -> bool:
+                """True when the watch ended the rollout: the gate is abandoned."""
+                if self.clock.now() < self._next_watch:
+                    return False
+                self._next_watch = self.clock.now() + self.watch_every
+                seen = self._check_outside(watched[-1])
+                if seen.phase != rl.PENDING or seen.to_json() != watched[-1].to_json():
+                    watched.append(seen)
+                return seen.terminal
+
             try:
-                report = self._bounded(self.gate.preflight)
+                report = self._bounded(self.gate.preflight, meanwhile=watch_meanwhile)
+            except _Decided:
+                return watched[-1]
             except CanaryError as exc:
-                return self._decide(state, Observation(gate_ran=True, gate_failed=str(exc)))
+                return self._decide(watched[-1], Observation(gate_ran=True, gate_failed=str(exc)))
+            state = watched[-1]
+            if state.phase != rl.PENDING:  # a person's command adopted meanwhile (a pause): the loop goes on from it
+                return state
             self._emit(state, "gate.passed", report)
             self.history.gate(at=self.clock.now(), stage="preflight", outcome="passed", detail=gate_detail(report))
         return self._decide(state, Observation(gate_ran=True))
@@ -784,8 +814,9 @@ class Runner:
             self.log.warning("watch.failed", error=str(exc))
             return state
         if (status.state or "") != self._written:
-            if status.state is None and self._written and state.phase != rl.PROMOTING:
-                return self._record_removed(state, status)
+            lost = self._record_lost(status.state)
+            if lost and state.phase != rl.PROMOTING:
+                return self._record_removed(state, status, lost)
             theirs = parse_state(status)
             if theirs is not None and not _ours(state, theirs):  # another rollout, of any version and phase
                 if split_unrecorded(status, theirs, state.canary_version):  # ...but this one's version is split
@@ -917,8 +948,9 @@ class Runner:
     def _adopt_outside(self, state: rl.RolloutState, exc: RoutingConflict) -> rl.RolloutState:
         """Our write was refused because someone else recorded a decision: take theirs."""
         status = self.router.inspect(self.target)
-        if status.state is None and self._written and state.phase != rl.PROMOTING:
-            return self._record_removed(state, status)
+        lost = self._record_lost(status.state)
+        if lost and state.phase != rl.PROMOTING:
+            return self._record_removed(state, status, lost)
         theirs = parse_state(status)
         if theirs is None:
             raise exc
@@ -935,7 +967,50 @@ class Runner:
                       step=theirs.step + 1)
         return self._restamp_resume(state, theirs)
 
-    def _record_removed(self, state: rl.RolloutState, status: RouteStatus) -> rl.RolloutState:
+    def _record_lost(self, text: str | None) -> str:
+        """How the route's record `text` (as read) lost the record this process wrote: "removed" (absent, or
+        emptied: `patch.read_state`), "unreadable" (edited into text that is no rollout state: hand-edited
+        JSON, a template's placeholder); "" when it is still a rollout state (anyone's), or this process has
+        written no record yet."""
+        if not self._written:
+            return ""
+        if text is None:
+            return "removed"
+        try:
+            parse_record(text)
+        except CanaryError:
+            return "unreadable"
+        return ""
+
+    def _lost_reason(self, status: RouteStatus, lost: str) -> str:
+        """The reason recorded, and logged, for a record `lost` outside the rollout (`_record_lost`)."""
+        where = f"{self.target.namespace}/{self.target.virtual_service}"
+        if lost == "unreadable":
+            try:
+                rl.RolloutState.from_json(status.state or "")
+                error = ""
+            except (ValueError, TypeError, KeyError) as exc:  # what `parse_record` refuses
+                error = f" ({str(exc)[:200]})"
+            return (f"the rollout's record (annotation {STATE_ANNOTATION}) on VirtualService {where} was edited "
+                    f"outside the rollout into something that is no rollout state{error}, at {status.weights}; "
+                    "stable 100%")
+        return (f"the rollout's record (annotation {STATE_ANNOTATION}) was removed from VirtualService {where} "
+                f"outside the rollout, at {status.weights} (a kubectl apply or replace, or a GitOps sync, of a "
+                "manifest without it?); stable 100%")
+
+    def _say_lost(self, state: rl.RolloutState, status: RouteStatus, lost: str) -> str:
+        """The one warning for a record lost outside the rollout (`rollout.record_removed`, or
+        `rollout.record_unreadable`); returns the reason it gives."""
+        why = self._lost_reason(status, lost)
+        hint = (f"keep the annotation {STATE_ANNOTATION} out of the manifests you apply "
+                "(Argo CD: ignoreDifferences on it), then run promote again") if lost == "removed" else (
+                f"the annotation {STATE_ANNOTATION} is written by canary alone: never edit it by hand; "
+                "run promote again")
+        self.log.warning(f"rollout.record_{lost}", reason=why, phase=state.phase, weights=str(status.weights),
+                         recorded_weights=str(state.weights), hint=hint)
+        return why
+
+    def _record_removed(self, state: rl.RolloutState, status: RouteStatus, lost: str = "removed") -> rl.RolloutState:
         """The route no longer carries this rollout's record (`STATE_ANNOTATION` removed outside it: a
         `kubectl apply` or `replace`, or a GitOps sync, of a manifest without it; the weights usually reset
         with it): nothing says any more which rollout the split is, so it ends at stable 100%, recorded
@@ -943,16 +1018,11 @@ class Runner:
         records it. Guarded on the route as read: no record (a claim written meanwhile is another rollout's,
         `_adopt_outside`). It ended as an unexplained failure, "the rollout state was changed by someone
         else; re-read it before writing" (decision 143). A promotion whose every step passed is not undone
-        for it: `run`'s fail-safe finishes it."""
-        where = f"{self.target.namespace}/{self.target.virtual_service}"
-        why = (f"the rollout's record (annotation {STATE_ANNOTATION}) was removed from VirtualService {where} "
-               f"outside the rollout, at {status.weights} (a kubectl apply or replace, or a GitOps sync, of a "
-               "manifest without it?); stable 100%")
-        self.log.warning("rollout.record_removed", phase=state.phase, weights=str(status.weights),
-                         recorded_weights=str(state.weights),
-                         hint=f"keep the annotation {STATE_ANNOTATION} out of the manifests you apply "
-                              "(Argo CD: ignoreDifferences on it), then run promote again")
-        self._written = ""  # the end is guarded on the route as read: no record
+        for it: `run`'s fail-safe finishes it. `lost` (`_record_lost`): "removed" (or emptied, decision 146), or
+        "unreadable": edited into text that is no rollout state, which ended as the failure "rollout state
+        annotation is unreadable"; now `rollout.record_unreadable`, and the end is guarded on that text."""
+        why = self._say_lost(state, status, lost)
+        self._written = status.state or ""  # the end is guarded on the route as read: no record, or that text
         return self._apply(*rl.transition(state, rl.Rollback(self.clock.now(), why, aborted=True), self.policy))
 
     def _split_unrecorded(self, state: rl.RolloutState, status: RouteStatus,

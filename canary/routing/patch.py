@@ -271,11 +271,13 @@ def _route_label(route: Any, index: int) -> str:
 
 
 def read_state(vs: Any) -> str | None:
-    """The rollout-state annotation, None when absent."""
+    """The rollout-state annotation, None when absent, or emptied (blank: "" or only whitespace): an
+    annotation emptied by an edit or a manifest (`modelcanary.dev/rollout: ""`) records no rollout, as a
+    removed one does, for every reader and every write's guard alike (decision 146)."""
     meta = vs.get("metadata") if isinstance(vs, dict) else None
     ann = meta.get("annotations") if isinstance(meta, dict) else None
     value = ann.get(STATE_ANNOTATION) if isinstance(ann, dict) else None
-    return value if isinstance(value, str) else None
+    return value if isinstance(value, str) and value.strip() else None
 
 
 def with_weights(vs: Any, weights: Weights, *, route_name: str = "", state: str | None = None) -> dict[str, Any]:

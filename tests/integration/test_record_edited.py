@@ -1,0 +1,224 @@
+"""The rollout's record edited outside it, the gaps decisions 143 b and 145 left (decision 146).
+
+- The annotation `modelcanary.dev/rollout` emptied to "" (a manifest's `modelcanary.dev/rollout: ""`, a
+  `kubectl annotate ...=`) took an older path than its removal: the error `rollout.failed`, "the rollout
+  state was changed by someone else". It now reads as removed, in promote and in the controller.
+- Edited into text that is no rollout state (garbage JSON, a template's placeholder): stable 100% and one
+  warning naming the annotation (`rollout.record_unreadable`), never a split left behind.
+- Removed while the step's own write fails: stable 100% was written with no `rollout.record_removed`.
+- Weights edited while promote is PENDING (claimed at 100/0, its canary subset already on the canary
+  version, the Triton warm-up running): nothing watched the route until the first step was written.
+- The controller's failed tick writes nothing over another version's record; its next tick rescues a
+  split of this CR's version under it (143 d).
+
+Real Kubernetes API emulator and IstioRouter; promote on fake metrics and a fake clock (as
+test_promote_route_safety.py), the controller on the real backfilled Prometheus (as test_controller.py).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+import structlog.testing
+
+from canary import crd
+from canary import rollout as rl
+from canary.errors import TransientError
+from tests import fleet
+from tests.fakes import FakeClock
+from tests.integration.test_controller import _progressing, prometheus, vs, world  # noqa: F401 - fixtures
+from tests.integration.test_promote_route_safety import (GROUP, HookClock, _at_first_step, api, record,  # noqa: F401
+                                                         routes, runner)
+from tests.integration.test_split_unrecorded import OLD, _old_copy_applied, _status
+
+pytestmark = pytest.mark.integration
+ANN = "modelcanary.dev/rollout"
+
+
+class _Clock(HookClock):
+    """HookClock, which reads the record no more once its hooks have fired (the test's own reader of the
+    record cannot read what these tests write)."""
+
+    def sleep(self, seconds: float) -> None:
+        if self.hooks:
+            super().sleep(seconds)
+        else:
+            FakeClock.sleep(self, seconds)
+
+
+def _annotated(value: str | None, weights: tuple[int, int] | None = None) -> Any:
+    """The record set to `value` (None: removed), the weights to `weights` (None: as they were)."""
+    def edit(obj: dict[str, Any]) -> None:
+        ann = obj["metadata"]["annotations"]
+        if value is None:
+            ann.pop(ANN)
+        else:
+            ann[ANN] = value
+        if weights is not None:
+            for d, w in zip(obj["spec"]["http"][0]["route"], weights):
+                d["weight"] = w
+    return edit
+
+
+def _errors(logs: list[dict[str, Any]]) -> list[Any]:
+    return [(e["event"], e.get("error")) for e in logs if e["log_level"] in ("error", "critical")]
+
+
+@pytest.mark.parametrize("value", ["", "  "], ids=["empty", "blank"])
+def test_promote_reads_an_emptied_record_as_a_removed_one(api: Any, value: str) -> None:
+    clock = _Clock(api)
+    promote = runner(api, "v2", clock)
+    clock.hooks.append((_at_first_step("v2"),
+                        lambda: api.edit(GROUP, "virtualservices", "ml", "m0", _annotated(value))))
+    with structlog.testing.capture_logs() as logs:
+        res = promote.run()
+    assert res.exit_code == 3 and res.state.phase == rl.ABORTED, res.state.reason
+    assert routes(api) == [[("stable", 100), ("canary", 0)]]
+    assert record(api)["phase"] == rl.ABORTED and record(api)["reason"] == res.state.reason
+    assert f"annotation {ANN}) was removed from VirtualService ml/m0" in res.state.reason
+    removed = [e for e in logs if e["event"] == "rollout.record_removed"]
+    assert len(removed) == 1 and removed[0]["recorded_weights"] == "80/20", removed
+    assert not _errors(logs), _errors(logs)
+
+
+@pytest.mark.parametrize("value", ['{"phase": "progressing", "weights": ', '{"phase": 5}', "null"],
+                         ids=["cut JSON", "not a state", "null"])
+def test_promote_ends_a_record_edited_into_garbage_at_stable_and_names_the_annotation(api: Any, value: str) -> None:
+    clock = _Clock(api)
+    promote = runner(api, "v2", clock)
+    clock.hooks.append((_at_first_step("v2"),
+                        lambda: api.edit(GROUP, "virtualservices", "ml", "m0", _annotated(value, (50, 50)))))
+    with structlog.testing.capture_logs() as logs:
+        res = promote.run()
+    assert res.exit_code == 3 and res.state.phase == rl.ABORTED, res.state.reason
+    assert routes(api) == [[("stable", 100), ("canary", 0)]]
+    assert record(api)["phase"] == rl.ABORTED and record(api)["reason"] == res.state.reason
+    assert f"record (annotation {ANN}) on VirtualService ml/m0 was edited outside the rollout" in res.state.reason
+    said = [e for e in logs if e["event"] == "rollout.record_unreadable"]
+    assert len(said) == 1 and said[0]["log_level"] == "warning" and said[0]["weights"] == "50/50", said
+    assert ANN in said[0]["hint"]
+    assert not _errors(logs), _errors(logs)
+
+
+@pytest.mark.parametrize("value", [None, "", "{garbage"], ids=["removed", "emptied", "garbage"])
+def test_a_record_lost_while_the_step_fails_is_said_as_the_watch_says_it(api: Any, value: str | None) -> None:
+    """The record removed, then the step fails before the watch reads the route (an API outage): the
+    fail-safe wrote stable 100% and on-call read only the exception."""
+    def lost_then_failed() -> None:
+        api.edit(GROUP, "virtualservices", "ml", "m0", _annotated(value))
+        raise TransientError("the Kubernetes API server timed out")
+
+    clock = _Clock(api)
+    promote = runner(api, "v2", clock)
+    clock.hooks.append((_at_first_step("v2"), lost_then_failed))
+    with structlog.testing.capture_logs() as logs:
+        res = promote.run()
+    assert routes(api) == [[("stable", 100), ("canary", 0)]], res.state.reason
+    assert res.exit_code == 3 and res.state.phase == rl.ABORTED, res.state.reason
+    event = "rollout.record_unreadable" if value else "rollout.record_removed"
+    said = [e for e in logs if e["event"] == event]
+    assert len(said) == 1 and said[0]["recorded_weights"] == "80/20", [e["event"] for e in logs]
+    assert "timed out" in record(api)["reason"] and f"annotation {ANN})" in record(api)["reason"]
+
+
+class _WarmUp:
+    """A Triton gate whose warm-up lasts until the route is back at 100/0 after `edit` (or 100 fake
+    seconds, the watch having never put it back). Each round moves the fake clock 1 s, so the runner's
+    watch (every 1 s) is due; nothing depends on when a real sleep ends."""
+
+    probe_interval, probe_failures = 1.0, 3
+
+    def __init__(self, api: Any, clock: FakeClock) -> None:
+        self.api, self.clock, self.back, self.seen = api, clock, threading.Event(), []
+
+    def preflight(self) -> dict[str, Any]:
+        def split(obj: dict[str, Any]) -> None:  # the weights alone: the record as promote wrote it
+            for d, w in zip(obj["spec"]["http"][0]["route"], (50, 50)):
+                d["weight"] = w
+        self.api.edit(GROUP, "virtualservices", "ml", "m0", split)
+        for _ in range(100):
+            self.seen.append(routes(self.api)[0])
+            if self.seen[-1] == [("stable", 100), ("canary", 0)]:
+                self.back.set()
+                break
+            self.clock.t += 1.0
+            time.sleep(0.02)
+        return {"warm_p50_ms": 3.0}
+
+    def ready(self) -> bool:
+        return True
+
+
+def test_weights_edited_while_promote_is_pending_go_back_to_100_0_at_once(api: Any) -> None:
+    clock = FakeClock()
+    promote = runner(api, "v2", clock)
+    gate = promote.gate = _WarmUp(api, clock)
+    with structlog.testing.capture_logs() as logs:
+        res = promote.run()
+    assert gate.back.is_set(), gate.seen[-3:]  # during the warm-up, not at the first step
+    edits = [e for e in logs if e["event"] == "weights.foreign_edit"]
+    assert edits and edits[0]["phase"] == rl.PENDING and edits[0]["found"] == "50/50", edits
+    assert [e for e in logs if e["event"] == "weights.reasserted"]
+    assert res.exit_code == 0 and res.state.phase == rl.PROMOTED, res.state.reason
+
+
+def test_the_controller_reads_an_emptied_record_as_a_removed_one(world: Any) -> None:
+    api, op, custom = world
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v2"))
+    _progressing(op, custom, api)
+    api.edit(GROUP, "virtualservices", "ml", fleet.model(0), _annotated("  "))
+    op.clock = clock = FakeClock(time.time())
+    for _ in range(3):
+        clock.t += 1.0
+        op.tick()
+    weights, rec = vs(api, 0)
+    st = _status(custom)
+    assert weights == [100, 0] and rec["phase"] == rl.ABORTED, (weights, st)
+    assert st["phase"] == rl.ABORTED and "no longer records this CanaryRollout's rollout" in st["reason"], st
+
+
+def test_the_controller_ends_a_record_edited_into_garbage_at_stable_naming_the_annotation(world: Any) -> None:
+    api, op, custom = world
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v2"))
+    _progressing(op, custom, api)
+    api.edit(GROUP, "virtualservices", "ml", fleet.model(0), _annotated("{garbage"))
+    op.clock = clock = FakeClock(time.time())
+    for _ in range(3):
+        clock.t += 1.0
+        op.tick()
+    weights, rec = vs(api, 0)
+    st = _status(custom)
+    assert weights == [100, 0] and rec["phase"] == rl.ABORTED, (weights, st)
+    assert st["phase"] == rl.ABORTED and f"annotation {ANN} is unreadable" in st["reason"], st
+
+
+def test_the_controllers_failed_tick_leaves_its_split_under_an_old_record_to_the_next_tick(world: Any) -> None:
+    """A tick that fails (a bug, an error out of `_advance`) after an old copy of the record was applied:
+    `_failed` writes nothing over another version's record (143 d, 145 b). The next tick rescues it."""
+    api, op, custom = world
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v2"))
+    _progressing(op, custom, api)
+    _old_copy_applied(api)
+    real, calls = op.router.inspect, []
+
+    def inspect(target: Any) -> Any:
+        calls.append(target)
+        if len(calls) == 1:
+            raise RuntimeError("a bug in this tick")
+        return real(target)
+
+    op.router.inspect = inspect
+    op.clock = clock = FakeClock(time.time())
+    clock.t += 1.0
+    with structlog.testing.capture_logs() as logs:
+        op.tick()
+        assert vs(api, 0)[0] == [80, 20] and calls, "the failed tick wrote nothing"
+        clock.t += 1.0
+        op.tick()
+    weights, rec = vs(api, 0)
+    assert weights == [100, 0] and rec["canary_version"] == "v2" and rec["phase"] == rl.ABORTED, (weights, rec)
+    said = [e for e in logs if e["event"] == "rollout.split_unrecorded"]
+    assert len(said) == 1 and said[0]["recorded_owner"] == OLD, said
