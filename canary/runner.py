@@ -1006,7 +1006,8 @@ class Runner:
                 "(Argo CD: ignoreDifferences on it), then run promote again") if lost == "removed" else (
                 f"the annotation {STATE_ANNOTATION} is written by canary alone: never edit it by hand; "
                 "run promote again")
-        self.log.warning(f"rollout.record_{lost}", reason=why, phase=state.phase, weights=str(status.weights),
+        event = "rollout.record_unreadable" if lost == "unreadable" else "rollout.record_removed"
+        self.log.warning(event, reason=why, phase=state.phase, weights=str(status.weights),
                          recorded_weights=str(state.weights), hint=hint)
         return why
 
