@@ -243,8 +243,8 @@ def test_any_input_ends_patched_or_in_a_target_error(obj: Any, canary: int, rout
     event("patched")
     assert json.dumps(obj) == snapshot  # the input is never mutated
     assert read_weights(out, locate_route(out, route)) == Weights.canary_at(canary)
-    if state is not None:
-        assert read_state(out) == state
+    if state is not None:  # a blank record reads as none, as a removed one (decision 146)
+        assert read_state(out) == (state if state.strip() else None)
     assert json.dumps(_undo(out, obj, route, state)) == snapshot
 
 
