@@ -529,3 +529,36 @@ def test_what_a_rollout_deleted_mid_gate_left_in_memory_is_forgotten(world: Any)
     finally:
         release.set()
     assert ended(api, op, clock, "r0") == rl.PROMOTED and gate.runs == 1
+
+
+def test_weights_edited_while_the_gate_runs_go_back_to_100_0_at_the_next_tick(world: Any) -> None:
+    """Decision 146 (c): claimed at 100/0 (PENDING), its canary subset on the canary version, the gate
+    running in the background over several ticks. A 50/50 edit then gave the canary half the traffic, judged
+    by nothing, until the gate's end wrote the first step: `decide` reasserted weights only in PROGRESSING and
+    PAUSED. Now the next tick puts 100/0 back and says so."""
+    import structlog.testing
+
+    api, op, custom, clock = world
+    release = threading.Event()
+    _gated(api, op, _Gate(release))
+    op.gate_wait_s = 0.01
+
+    def weights() -> list[int]:
+        return [d["weight"] for d in api.get(ISTIO, "virtualservices", "ml", fleet.model(0))["spec"]["http"][0]["route"]]
+
+    try:
+        for _ in range(5):
+            step(api, op, clock)
+        assert status(api, "r0").get("phase") == rl.PENDING and weights() == [100, 0], status(api, "r0")
+        split = api.get(ISTIO, "virtualservices", "ml", fleet.model(0))
+        for d, w in zip(split["spec"]["http"][0]["route"], (50, 50)):
+            d["weight"] = w
+        api.handler.put_object(split)
+        with structlog.testing.capture_logs() as logs:
+            step(api, op, clock)
+        assert weights() == [100, 0] and status(api, "r0").get("phase") == rl.PENDING
+        edits = [e for e in logs if e["event"] == "weights.foreign_edit"]
+        assert edits and edits[0]["phase"] == rl.PENDING and edits[0]["found"] == "50/50", edits
+    finally:
+        release.set()
+    assert ended(api, op, clock, "r0") == rl.PROMOTED
