@@ -544,7 +544,8 @@ def test_weights_edited_while_the_gate_runs_go_back_to_100_0_at_the_next_tick(wo
     op.gate_wait_s = 0.01
 
     def weights() -> list[int]:
-        return [d["weight"] for d in api.get(ISTIO, "virtualservices", "ml", fleet.model(0))["spec"]["http"][0]["route"]]
+        route = api.get(ISTIO, "virtualservices", "ml", fleet.model(0))["spec"]["http"][0]["route"]
+        return [d["weight"] for d in route]
 
     try:
         for _ in range(5):
