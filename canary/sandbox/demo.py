@@ -330,6 +330,13 @@ def keep_text(info: dict[str, Any], program: str | None = None) -> str:
     prog = shlex.quote(program or cli_program())
     model, ns = shlex.quote(info["model"]), shlex.quote(info["namespace"])
     cmd = f"{prog} " + " ".join(shlex.quote(a) for a in info["promote_args"])
+    extra = ""
+    if info.get("canaryrollout_file"):  # the emulator serves no OpenAPI document: kubectl's validation would fail
+        extra += (f"  kubectl apply --validate=false -f {shlex.quote(info['canaryrollout_file'])}"
+                  "   # a CanaryRollout of this rollout for the controller\n")
+    if info.get("stable_profile"):
+        extra += (f"  {prog} drift check --baseline {shlex.quote(info['stable_profile'])} -n {ns}"
+                  "   # the stable's training profile, the one its exporter exports\n")
     return f"""sandbox up (scenario {info['scenario']!r}; its canary misbehaves once it gets traffic). In another shell:
 
   export KUBECONFIG={shlex.quote(info['kubeconfig'])}
@@ -339,15 +346,34 @@ def keep_text(info: dict[str, Any], program: str | None = None) -> str:
   {prog} status {model} -n {ns}
   {prog} rollback {model} -n {ns} --reason "trying it"
   {prog} controller run -n {ns}   # drives CanaryRollout objects (README, "Running it as a controller in the cluster")
-
+{extra}
 Ctrl-C stops it (everything it started, and its files)."""
+
+
+def write_canaryrollout(workdir: Path, policy: Path, *, namespace: str, model: str, canary_version: str,
+                        triton_stable_url: str, triton_canary_url: str) -> Path:
+    """A CanaryRollout of the sandbox's rollout, `canaryrollout.yaml` in `workdir`, for `--keep`'s printout:
+    README's example leaves out `spec.triton`, without which the sandbox policy's Triton gate is a
+    `ConfigError` ("needs spec.triton.canaryUrl"), and a newcomer had no manifest to apply."""
+    import yaml
+
+    from canary import crd
+    from canary.cli_controller import rollout_name
+
+    obj = crd.new_object(namespace=namespace, name=rollout_name(model, canary_version), model=model,
+                         canary_version=canary_version, policy_raw=yaml.safe_load(policy.read_text(encoding="utf-8")),
+                         triton={"stableUrl": triton_stable_url, "canaryUrl": triton_canary_url})
+    path = workdir / "canaryrollout.yaml"
+    path.write_text(yaml.safe_dump(obj, sort_keys=False), encoding="utf-8")
+    return path
 
 
 def keep_sandbox(scenario: str, *, rate: float, policy: Path, output: str, native_histograms: bool = False) -> int:
     """`canary demo --keep`: the sandbox of `scenario` (its canary misbehaves once it gets traffic), its
     Kubernetes API emulator serving CanaryRollout too, kept until SIGINT/SIGTERM. Prints where everything is (text: `export` lines and commands to try; `-o json`:
     one line, `kubeconfig`, `prometheus_url`, `triton_stable_url`, `triton_canary_url`, `namespace`, `model`,
-    versions, `promote_args`) once it is up, then waits. Returns 0 once stopped (everything it started is
+    versions, `promote_args`, `canaryrollout_file`: a CanaryRollout of the rollout to `kubectl apply`,
+    `stable_profile`: the stable's training profile, with the drift extra) once it is up, then waits. Returns 0 once stopped (everything it started is
     stopped, by PID, and its work directory removed); the sandbox's own errors raise."""
     import signal
     import threading
@@ -370,7 +396,14 @@ def keep_sandbox(scenario: str, *, rate: float, policy: Path, output: str, nativ
         info = {"scenario": scenario, "kubeconfig": str(sb.kubeconfig), "prometheus_url": sb.prometheus_url,
                 "triton_stable_url": sb.triton_stable_url, "triton_canary_url": sb.triton_canary_url,
                 "namespace": sb.namespace, "model": sb.model, "stable_version": sb.stable_version,
-                "canary_version": sb.canary_version, "promote_args": args}
+                "canary_version": sb.canary_version, "promote_args": args,
+                "canaryrollout_file": str(write_canaryrollout(sb.workdir, policy, namespace=sb.namespace,
+                                                              model=sb.model, canary_version=sb.canary_version,
+                                                              triton_stable_url=sb.triton_stable_url,
+                                                              triton_canary_url=sb.triton_canary_url))}
+        profile = sb.workdir / f"{sb.model}-{sb.stable_version}.profile.json"
+        if profile.is_file():  # written only with the drift extra installed
+            info["stable_profile"] = str(profile)
 
         def text(wide: bool) -> None:
             typer.echo(keep_text(info))

@@ -76,6 +76,10 @@ def test_keeps_printout_is_commands_a_shell_runs_as_pasted(tmp_path: Path) -> No
     text = keep_text(info, program="/opt/my env/bin/canary")
     commands = [line.strip() for line in text.splitlines() if line.startswith("  ")]
     assert len(commands) == 6 and all(c.startswith(("export ", "'/opt/my env/bin/canary' ")) for c in commands[2:])
+    info |= {"canaryrollout_file": str(tmp_path / "canary rollout.yaml"), "stable_profile": str(tmp_path / "p.json")}
+    text = keep_text(info, program="/opt/my env/bin/canary")
+    commands = [line.strip() for line in text.splitlines() if line.startswith("  ")]
+    assert len(commands) == 8
     for command in commands:
         res = subprocess.run(["bash", "-n", "-c", command], capture_output=True, text=True)
         assert res.returncode == 0, (command, res.stderr)
@@ -108,3 +112,31 @@ def test_the_log_file_holds_this_runs_lines_only(tmp_path: Path, monkeypatch: ob
     run("--scenario", "slow", "--log-file", str(log))
     text = log.read_text()
     assert "sandbox.started" in text and "an earlier run" not in text
+
+
+def test_keeps_printout_gives_a_canaryrollout_the_controller_runs_and_the_stables_profile(tmp_path: Path) -> None:
+    """A newcomer told that `canary controller run` works on the kept sandbox had no CanaryRollout to apply:
+    README's example has no `spec.triton`, which the sandbox policy's gate needs (Ready False, ConfigError
+    "needs spec.triton.canaryUrl"); `kubectl apply` without `--validate=false` fails on the emulator ("failed
+    to download openapi"); and nothing said which profile `canary drift check` could read the sandbox with
+    (one captured by hand has other buckets: exit 2)."""
+    import shlex
+
+    import yaml
+
+    from canary import crd
+    from canary.sandbox.demo import keep_text, write_canaryrollout
+
+    path = write_canaryrollout(tmp_path, SANDBOX_POLICY, namespace="ml", model="rec-model", canary_version="v2.1.0",
+                               triton_stable_url="http://127.0.0.1:1", triton_canary_url="http://127.0.0.1:2")
+    obj = yaml.safe_load(path.read_text())
+    spec = crd.parse(obj | {"metadata": {**obj["metadata"], "uid": "u", "generation": 1}})
+    assert spec.name == "rec-model-v2-1-0" and spec.policy.gates.triton is not None
+    assert (spec.triton_canary, spec.triton_stable) == ("http://127.0.0.1:2", "http://127.0.0.1:1")
+    info = {"scenario": "slow", "kubeconfig": "k", "prometheus_url": "http://127.0.0.1:9", "namespace": "ml",
+            "model": "rec-model", "promote_args": ["promote", "rec-model"], "canaryrollout_file": str(path),
+            "stable_profile": str(tmp_path / "rec-model-v1.0.0.profile.json")}
+    lines = [line.strip() for line in keep_text(info, program="canary").splitlines()]
+    assert f"kubectl apply --validate=false -f {shlex.quote(str(path))}" in " ".join(lines)
+    assert any(line.startswith(f"canary drift check --baseline {shlex.quote(info['stable_profile'])} -n ml")
+               for line in lines)
