@@ -416,3 +416,22 @@ def test_plan_says_a_request_floor_no_step_reaches_whatever_the_checks(tmp_path)
     said = " ".join(CliRunner().invoke(app, ["plan", "-p", str(stat), "--rps", "0.1"]).output.split())
     assert "err/increase (+1 points): shown within at no step: none has min_canary_requests" in said
     assert "shown within by the deadline at every step" not in said
+
+
+def test_plan_warns_when_the_interval_is_shorter_than_the_scrape_interval(tmp_path):
+    """A policy with `analysis.interval: 10s` and `metrics.scrape_interval: 30s` was planned as if each step could
+    pass after 10 s ("30 s if each passes at its interval"), without a word: its data grow once per scrape."""
+    import yaml
+
+    app = _app()
+    bad = tmp_path / "p.yaml"
+    bad.write_text(yaml.safe_dump({**POLICY, "analysis": {"interval": "10s", "look_every": "5s"},
+                                   "metrics": {"scrape_interval": "30s"}}))
+    res = CliRunner().invoke(app, ["plan", "--policy", str(bad), "--rps", "50", "-o", "json"])
+    assert res.exit_code == 0, res.output
+    json.loads(res.stdout)  # the document itself is unchanged
+    assert "analysis.interval (10s) is shorter than metrics.scrape_interval (30s)" in res.stderr
+    good = tmp_path / "q.yaml"
+    good.write_text(yaml.safe_dump({**POLICY, "metrics": {"scrape_interval": "30s"}}))
+    res = CliRunner().invoke(app, ["plan", "--policy", str(good), "--rps", "50", "-o", "json"])
+    assert res.exit_code == 0 and "scrape_interval" not in res.stderr
