@@ -852,6 +852,8 @@ def status(model: str = ModelArg, namespace: Optional[str] = NamespaceOpt, virtu
                                                        and state.phase != rl.PROMOTED else ""))
                 if elsewhere:
                     typer.echo(f"note: {elsewhere}")
+                elif state is not None and state.phase in (rl.PROGRESSING, rl.PAUSED):
+                    typer.echo(_oncall_hint(state.phase, model, ns, virtual_service, route))
 
             opts.emit({"weights": {"stable": st.weights.stable, "canary": st.weights.canary},
                        "raw_weights": {"stable": raw[0], "canary": raw[1]},
@@ -872,6 +874,19 @@ def status(model: str = ModelArg, namespace: Optional[str] = NamespaceOpt, virtu
             time.sleep(2 if deadline is None else max(0.0, min(2.0, deadline - time.monotonic())))
 
     raise typer.Exit(run_guarded(go))
+
+
+def _oncall_hint(phase: str, model: str, ns: str, virtual_service: str | None, route: str | None) -> str:
+    """What `canary status` of a rollout in progress tells the person reading it at night: the commands
+    that end or hold it, as pasted (the status showed the split and nothing to do about it)."""
+    import shlex
+
+    where = f"{shlex.quote(model)} -n {shlex.quote(ns)}" + "".join(
+        f" {flag} {shlex.quote(v)}" for flag, v in (("--virtual-service", virtual_service), ("--route", route)) if v)
+    hold = (f"`canary resume {where}` goes on (the current step starts over)" if phase == rl.PAUSED
+            else f"`canary pause {where}` holds this split")
+    return (f"to act: `canary rollback {where} --reason \"...\"` sends stable 100% now (recorded rolled back; "
+            f"the promote or CanaryRollout running it ends too); {hold}")
 
 
 def _recorded_elsewhere(state: Any, target: Any, st: Any) -> str:

@@ -213,3 +213,27 @@ def test_a_rollback_naming_a_route_that_does_not_exist_rolls_back_the_rollouts_a
     warned = [x for x in lines if x.get("event") == "rollback.route_not_found"]
     assert len(warned) == 1 and warned[0]["route_given"] == "nosuch", lines
     assert not [x for x in lines if x.get("route") == "nosuch"], lines
+
+
+def test_status_of_a_rollout_in_progress_says_which_commands_end_or_hold_it(cluster: Any) -> None:
+    """On-call at night read a split (75/25, progressing) and no word of what to do about it: the text
+    status of a rollout in progress now ends with the rollback and pause (paused: resume) commands, as
+    pasted, with the --virtual-service and --route it was asked with; -o json is unchanged."""
+    import shlex
+
+    api, kc = cluster
+    in_progress(kc)
+    human = canary("status", "rec-model", "-n", "ml", kubeconfig=kc)
+    assert human.returncode == 0
+    hint = human.stdout.strip().splitlines()[-1]
+    assert hint.startswith("to act: `canary rollback rec-model -n ml --reason")
+    assert "`canary pause rec-model -n ml` holds this split" in hint
+    assert "to act" not in canary("status", "rec-model", "-n", "ml", "-o", "json", kubeconfig=kc).stdout
+    assert canary("pause", "rec-model", "-n", "ml", kubeconfig=kc).returncode == 0
+    paused = canary("status", "rec-model", "-n", "ml", "--virtual-service", "rec-model", kubeconfig=kc).stdout
+    assert "`canary resume rec-model -n ml --virtual-service rec-model` goes on" in paused
+    rollback = paused.split("`")[1]  # the command as shown runs: stable 100%
+    argv = shlex.split(rollback.replace('"..."', '"from the hint"'))[1:]
+    assert canary(*argv, kubeconfig=kc).returncode == 0
+    assert vs(api)[0] == [100, 0] and vs(api)[1]["phase"] == rl.ROLLED_BACK
+    assert "to act" not in canary("status", "rec-model", "-n", "ml", kubeconfig=kc).stdout  # ended: nothing to do
