@@ -58,7 +58,7 @@ def _weights_bar(stable: int, canary: int, width: int = 40) -> Text:
     c = round(width * canary / 100)
     bar = Text("stable ")
     bar.append("█" * (width - c), style="blue")
-    bar.append("█" * c, style="yellow")
+    bar.append("░" * c, style="yellow")  # another glyph, not only another colour: a log or pipe has no colour
     bar.append(f" canary   {stable}/{canary}")
     return bar
 

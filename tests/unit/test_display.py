@@ -92,3 +92,13 @@ def test_status_history_times_are_dates_not_seconds_since_1970() -> None:
     render_status(status, state, console=console)
     text = console.export_text()
     assert "2026-12-03 07:29:53Z" in text and "1796282993" not in text
+
+
+def test_the_weights_bar_shows_the_split_without_colour() -> None:
+    """`canary status | tee` (or a Slack paste, a log) showed "stable ████...████ canary 90/10": both arms the
+    same glyph, told apart only by colour, so 90/10 drew as 100/0. The canary's share now has its own glyph."""
+    from canary.display import _weights_bar
+
+    bar = _weights_bar(90, 10).plain
+    assert bar.count("░") == 4 and bar.count("█") == 36 and bar.endswith("90/10")
+    assert "░" not in _weights_bar(100, 0).plain
