@@ -142,7 +142,10 @@ def _oncall_router(kubeconfig: Optional[str], context: Optional[str]) -> Any:
             return recorded is not None and not recorded.terminal
 
         def resolve(self, target: Target) -> Target:
-            vs = self._get(VS_PLURAL, target.namespace, target.virtual_service)
+            try:
+                vs = self._get(VS_PLURAL, target.namespace, target.virtual_service)
+            except NotFound as exc:
+                raise NotFound(f"{exc}{self._which(target.namespace)}") from exc
             recorded = _recorded(patch.read_state(vs))
             if recorded is not None and recorded.destination_rule and not recorded.terminal \
                     and not target.destination_rule:  # the DestinationRule the rollout in progress drives
@@ -159,6 +162,19 @@ def _oncall_router(kubeconfig: Optional[str], context: Optional[str]) -> Any:
             except CanaryError:  # a rollback must not need it: the routes with subsets stable and canary
                 dr = {}
             return replace(target, route=patch.route_for(vs, dr, recorded=recorded.weights if recorded else None))
+
+        def _which(self, namespace: str) -> str:
+            """The VirtualServices `namespace` holds, for a name that is none of them (a typo, the wrong -n):
+            one LIST, best effort ("" when it cannot be read)."""
+            try:
+                names = sorted(str((o.get("metadata") or {}).get("name", "")) for o in self.list_virtual_services(namespace))
+            except CanaryError:
+                return ""
+            if not names:
+                return f"; namespace {namespace!r} has no VirtualService: is -n right?"
+            shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+            return (f"; VirtualServices in {namespace!r}: {shown} (a model not named as its VirtualService: "
+                    "--virtual-service VS)")
 
     return OnCallRouter(api_client(kubeconfig=kubeconfig, context=context))
 

@@ -237,3 +237,18 @@ def test_status_of_a_rollout_in_progress_says_which_commands_end_or_hold_it(clus
     assert canary(*argv, kubeconfig=kc).returncode == 0
     assert vs(api)[0] == [100, 0] and vs(api)[1]["phase"] == rl.ROLLED_BACK
     assert "to act" not in canary("status", "rec-model", "-n", "ml", kubeconfig=kc).stdout  # ended: nothing to do
+
+
+def test_a_model_name_that_is_no_virtual_service_names_the_ones_there(cluster: Any) -> None:
+    """`canary status rec-modl -n ml` at night said only "ml/rec-modl (virtualservices): not found": nothing
+    said whether the name or the namespace was wrong. It now names the namespace's VirtualServices (or says it
+    has none), for status and rollback alike; exit 2, nothing written."""
+    api, kc = cluster
+    for cmd in (["status", "rec-modl", "-n", "ml"], ["rollback", "rec-modl", "-n", "ml"]):
+        res = canary(*cmd, kubeconfig=kc)
+        assert res.returncode == 2, res.stderr
+        assert "ml/rec-modl (virtualservices): not found" in res.stderr
+        assert "VirtualServices in 'ml': rec-model" in res.stderr
+    res = canary("status", "rec-model", "-n", "prod", kubeconfig=kc)
+    assert res.returncode == 2 and "namespace 'prod' has no VirtualService: is -n right?" in res.stderr
+    assert "annotations" not in api.get(GROUP, "virtualservices", "ml", "rec-model")["metadata"]  # nothing written
