@@ -167,7 +167,8 @@ def _oncall_router(kubeconfig: Optional[str], context: Optional[str]) -> Any:
             """The VirtualServices `namespace` holds, for a name that is none of them (a typo, the wrong -n):
             one LIST, best effort ("" when it cannot be read)."""
             try:
-                names = sorted(str((o.get("metadata") or {}).get("name", "")) for o in self.list_virtual_services(namespace))
+                names = sorted(str((o.get("metadata") or {}).get("name", ""))
+                               for o in self.list_virtual_services(namespace))
             except CanaryError:
                 return ""
             if not names:
