@@ -408,12 +408,15 @@ def promote(
         from canary.kube import bound_by
         from canary.notify import Notifier
         from canary.runner import Runner
-        from canary.policy import load_policy
+        from canary.policy import advisories, load_policy
 
         # first: a bad URL (no scheme, a port that is none) is refused before anything is read or moved, not
         # found at the rollback it was meant to announce
         notifier = ran["notifier"] = Notifier.from_env(webhooks=webhook, slack=slack_webhook)
         policy = load_policy(policy_file)
+        for field, message in advisories(policy):  # valid, and slower than it reads: said before anything moves
+            logs.get(component="promote").warning("policy.advisory", file=str(policy_file), field=field,
+                                                  message=message)
         target = _target(model, opts.namespace(namespace, kubeconfig, context), virtual_service, destination_rule,
                          stable=stable_version, canary=canary_version, route=route or policy.route)
         metrics = _metrics(prometheus_url, prometheus_token, prometheus_user, prometheus_password, insecure,
@@ -943,7 +946,7 @@ def policy_validate(files: list[Path] = typer.Argument(..., help="policy files")
     Example: canary policy validate policies/*.yaml -o json
     """
     from canary.errors import PolicyError
-    from canary.policy import load_policy
+    from canary.policy import advisories, load_policy
 
     def go() -> int:
         report: list[dict[str, Any]] = []
@@ -956,7 +959,8 @@ def policy_validate(files: list[Path] = typer.Argument(..., help="policy files")
                 continue
             report.append({"file": str(f), "ok": True, "steps": list(p.steps),
                            "checks": [{"name": c.name, "kind": c.kind} for c in p.checks],
-                           "interval_s": p.analysis.interval, "look_every_s": p.analysis.look_every})
+                           "interval_s": p.analysis.interval, "look_every_s": p.analysis.look_every,
+                           "warnings": [{"field": fld, "message": msg} for fld, msg in advisories(p)]})
 
         def text(wide: bool) -> None:
             for r in report:
@@ -964,6 +968,8 @@ def policy_validate(files: list[Path] = typer.Argument(..., help="policy files")
                     typer.echo(f"error: {r['error']}", err=True)
                     continue
                 typer.echo(f"{r['file']}: ok ({len(r['steps'])} steps {r['steps']}, {len(r['checks'])} checks)")
+                for w in r["warnings"]:
+                    typer.echo(f"warning: {r['file']}: {w['field']} {w['message']}", err=True)
                 if wide:
                     typer.echo(f"  looks every {r['look_every_s']:g}s, at least {r['interval_s']:g}s a step; checks: "
                                + ", ".join(f"{c['name']} ({c['kind']})" for c in r["checks"]))

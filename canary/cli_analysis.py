@@ -199,12 +199,11 @@ def plan_cmd(
                   f"{prometheus_url} in namespace {ns!r}{why}; the plan above assumes --bucket-ratio {bucket_ratio:g} "
                   "there: check --prometheus-url, -n, --model and --stable-version, or plan without --prometheus-url "
                   "and give --bucket-ratio", EXIT_INFRA)
-        if pol.analysis.interval < pol.metrics.scrape_interval:  # accepted by the policy, planned as if it held
-            typer.echo(f"warning: analysis.interval ({pol.analysis.interval:g}s) is shorter than "
-                       f"metrics.scrape_interval ({pol.metrics.scrape_interval:g}s): a step's data grow only once per "
-                       "scrape, so a step takes a scrape interval or more before they can show a pass, and the "
-                       "plan's time if each passes at its interval is too short; set analysis.interval to at least the scrape interval (or "
-                       "metrics.scrape_interval to what your Prometheus really scrapes at)", err=True)
+        from canary.policy import advisories
+
+        for field, message in advisories(pol):  # accepted by the policy, planned as if it held
+            typer.echo(f"warning: {field} {message}; the plan's time if each step passes at its interval is too "
+                       "short", err=True)
         if layout == ():  # asked to read a layout the policy has no latency check for: say so, not silently
             typer.echo("note: the policy has no latency check: no bucket layout read", err=True)
         return 0

@@ -499,6 +499,23 @@ def load_policy(path: str | Path) -> Policy:
 SAMPLE_FIELD = "gates.triton.sample_file"
 
 
+def advisories(policy: Policy) -> list[tuple[str, str]]:
+    """(field, message) for what a valid policy says that will not hold as written: said by `policy validate`,
+    `plan` and `promote` (`policy.advisory`), never refused (the rollout stays safe, only slower).
+
+    `analysis.interval` shorter than `metrics.scrape_interval`: a step's data grow once per scrape, so no step
+    can show a pass within its interval, and `plan`'s time "if each passes at its interval" was too short
+    (Flagger's docs ask the same: an analysis interval above the scrape interval)."""
+    out = []
+    a, m = policy.analysis, policy.metrics
+    if a.interval < m.scrape_interval:
+        out.append(("analysis.interval", f"{a.interval:g}s is shorter than metrics.scrape_interval "
+                    f"({m.scrape_interval:g}s): a step's data grow only once per scrape, so a step takes a scrape "
+                    "interval or more before its data can show a pass; set analysis.interval to at least the scrape "
+                    "interval (or metrics.scrape_interval to what your Prometheus really scrapes at)"))
+    return out
+
+
 def parse_samples(text: str, *, file: str, name: str) -> dict[str, Any]:
     """Warm-up sample JSON text (`{"requests": [{input: nested list}, ...]}`, docs/triton.md), parsed;
     PolicyError naming `file`, the field and `name` when it is not JSON or not that shape."""

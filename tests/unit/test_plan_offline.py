@@ -430,8 +430,23 @@ def test_plan_warns_when_the_interval_is_shorter_than_the_scrape_interval(tmp_pa
     res = CliRunner().invoke(app, ["plan", "--policy", str(bad), "--rps", "50", "-o", "json"])
     assert res.exit_code == 0, res.output
     json.loads(res.stdout)  # the document itself is unchanged
-    assert "analysis.interval (10s) is shorter than metrics.scrape_interval (30s)" in res.stderr
+    assert "warning: analysis.interval 10s is shorter than metrics.scrape_interval (30s)" in res.stderr
+    assert "the plan's time if each step passes at its interval is too short" in res.stderr
+    from canary.cli import app as canary
+
+    said = CliRunner().invoke(canary, ["policy", "validate", str(bad)])  # the same words, exit 0: valid, and slow
+    assert said.exit_code == 0 and "warning: " + str(bad) + ": analysis.interval 10s is shorter" in said.stderr
+    doc = json.loads(CliRunner().invoke(canary, ["policy", "validate", str(bad), "-o", "json"]).stdout)
+    assert [w["field"] for w in doc["files"][0]["warnings"]] == ["analysis.interval"]
+    # promote says it before anything is read or moved (here it then stops at the kubeconfig it cannot read)
+    run = CliRunner().invoke(canary, ["promote", "rec-model", "--canary-version", "v2", "--policy", str(bad), "-n", "ml",
+                                   "--kubeconfig", str(tmp_path / "none"), "--prometheus-url", "http://127.0.0.1:9",
+                                   "--log-format", "json"])
+    advisory = [json.loads(x) for x in run.stderr.splitlines() if '"policy.advisory"' in x]
+    assert [(e["field"], e["level"]) for e in advisory] == [("analysis.interval", "warning")], run.output
     good = tmp_path / "q.yaml"
     good.write_text(yaml.safe_dump({**POLICY, "metrics": {"scrape_interval": "30s"}}))
     res = CliRunner().invoke(app, ["plan", "--policy", str(good), "--rps", "50", "-o", "json"])
     assert res.exit_code == 0 and "scrape_interval" not in res.stderr
+    assert json.loads(CliRunner().invoke(canary, ["policy", "validate", str(good), "-o", "json"]).stdout)[
+        "files"][0]["warnings"] == []
