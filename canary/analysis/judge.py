@@ -281,14 +281,15 @@ def _pool(check: Check, subs: list[tuple[str, stats.TestResult, bool]], ctx: _Ct
         s_all, i_all = s0 + s_w, i0 + i_w
         p_av = failure_p(s_all, i_all, s_w, i_w, ctx.window_share)
         exact_share = EXACT_SHARE * ctx.window_share / (1.0 - POOLED_SHARE)
-        if absolute and i_w > 0 and exact_share > 0 and not math.isnan(t.p_exact):
-            # a limit on the canary alone: the window's exact test of its exceedance count gets EXACT_SHARE of
-            # the level, spread over the windows as their own tests are (shares summing to EXACT_SHARE); the
-            # normal mixtures keep the rest. Few requests far over a ceiling are evidence (decision 142).
+        if i_w > 0 and exact_share > 0 and not math.isnan(t.p_exact):
+            # the window's exact test (a limit on the canary alone: of its exceedance count, decision 142; an
+            # error or missing rate increase: of both arms' counts, decision 149) gets EXACT_SHARE of the level,
+            # spread over the windows as their own tests are (shares summing to EXACT_SHARE); the normal
+            # mixtures keep the rest. Few requests far beyond are evidence, whatever the information.
             p_av = min(1.0, p_av / (1.0 - EXACT_SHARE), t.p_exact / exact_share)
         seq[name] = {"p_window": _clean(t.p_value), "s_window": s_w, "info_window": i_w,
                      "s": s_all, "info": i_all, "windows_before": i0 > 0, "level": level,
-                     **({"p_exact": _clean(t.p_exact)} if absolute and not math.isnan(t.p_exact) else {})}
+                     **({"p_exact": _clean(t.p_exact)} if not math.isnan(t.p_exact) else {})}
         # stats.replaced rather than dataclasses.replace: a tenth of the cost, at every sub-test of every look
         out.append((name, stats.replaced(t, breach=bool(i_w > 0 and p_av <= level), p_value=p_av),
                     absolute))

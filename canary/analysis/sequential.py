@@ -242,6 +242,46 @@ def exceedance_p(x: float, n: float, p0: float) -> float:
     return 1.0 if log_m <= 0.0 else (0.0 if log_m > 745.0 else math.exp(-log_m))
 
 
+def increase_p(x_s: float, n_s: float, x_c: float, n_c: float, margin: float) -> float:
+    """The anytime p-value of H0 "p_canary - p_stable <= margin" on one window's counts of both arms.
+
+    The exact twin of `exceedance_p` for a comparison with stable (docs/decisions.md 149): the smallest
+    2 max(p_c(r + margin), p_s(r)) over rates r, where p_c(b) = `exceedance_p` of "p_canary <= b" on the
+    canary's x_c of n_c and p_s(r) the same test of "p_stable >= r" on the stable's n_s - x_s successes.
+    Each test's M is non-increasing in its bound (every ratio of its mixture is), so {b: p_c(b) > a/2} is
+    an anytime confidence sequence for p_canary, bounded below by L_c, and {r: p_s(r) > a/2} one for
+    p_stable, bounded above by U_s, each missing its rate at any look with probability <= a/2 (Ville). The
+    p-value is <= a exactly when L_c > U_s + margin; under H0 that needs L_c > p_canary or U_s < p_stable,
+    so P(ever <= a) <= a at any looks. p_c rises with r and p_s falls: the minimum is where they cross,
+    found by Brent's method on log p_c - log p_s. 1 where the canary's rate is within margin of the stable's.
+    """
+    xs, ns, xc, nc = (float(round(v)) for v in (x_s, n_s, x_c, n_c))
+    if not all(math.isfinite(v) for v in (xs, ns, xc, nc, margin)) or ns <= 0 or nc <= 0 or margin >= 1.0:
+        return 1.0
+    margin = max(float(margin), 0.0)
+    if xc / nc - xs / ns <= margin or xc / nc <= margin or (ns - xs) <= ns * margin:
+        return 1.0  # no evidence: at every r, one of the two tests sees its data on its null side
+
+    def p_c(r: float) -> float:
+        return exceedance_p(xc, nc, r + margin)
+
+    def p_s(r: float) -> float:
+        return exceedance_p(ns - xs, ns, 1.0 - r)
+
+    def h(r: float) -> float:  # log p_c - log p_s, non-decreasing in r; an underflow (p = 0) reads as e^-745
+        c, s = p_c(r), p_s(r)
+        return (math.log(c) if c > 1e-300 else -745.0) - (math.log(s) if s > 1e-300 else -745.0)
+
+    lo, hi = xs / ns, xc / nc - margin  # p_s = 1 at and below the stable's rate, p_c = 1 at and above the canary's
+    if h(lo) >= 0.0:
+        r = lo
+    elif h(hi) <= 0.0:
+        r = hi
+    else:
+        r = brentq(h, lo, hi, xtol=1e-12 * max(hi, 1e-300), rtol=1e-10)
+    return float(min(1.0, 2.0 * max(p_c(r), p_s(r))))
+
+
 def _stirlerr(k: float) -> float:
     """log(k!) - log(sqrt(2 pi k) (k/e)^k): Stirling's error, small and computed without cancellation."""
     if k < 16.0:

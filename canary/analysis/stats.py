@@ -36,7 +36,7 @@ from scipy import special
 # the cost of a ufunc call on a scalar (the judge makes a dozen such calls per check and look).
 from scipy.special import cython_special
 
-from canary.analysis.sequential import exceedance_p
+from canary.analysis.sequential import exceedance_p, increase_p
 from canary.analysis.shown import beside, exact
 
 try:
@@ -70,8 +70,9 @@ class TestResult:
     within: bool = False
     bound: float = math.nan
     why_not: str = ""
-    # a limit on the canary alone: the window's exact anytime p of its exceedance count
-    # (`sequential.exceedance_p`; NaN where not computed), judged beside `p_value` (`judge._pool`)
+    # the window's exact anytime p: of its exceedance count for a limit on the canary alone
+    # (`sequential.exceedance_p`), of both arms' counts for an error or missing rate increase
+    # (`sequential.increase_p`); NaN where not computed. Judged beside `p_value` (`judge._pool`)
     p_exact: float = math.nan
 
 
@@ -665,19 +666,23 @@ def proportion_increase(x_s: float, n_s: float, x_c: float, n_c: float, *, margi
         return TestResult(False, False, 1.0, note="an arm has no requests")
     ps, pc = xs / ns, xc / nc
     eff = pc - ps
+    # the window's exact anytime test of the same H0 (`sequential.increase_p`), judged beside p (`judge._pool`):
+    # few stable requests carry too little information for the normal mixture (docs/decisions.md 149)
+    p_exact = increase_p(float(xs), float(ns), float(xc), float(nc), margin)
     if margin == 0 and min(xs, ns - xs, xc, nc - xc) < _EXACT_BELOW:
         if eff <= 0:
-            return TestResult(False, True, 1.0, stable=ps, canary=pc, effect=eff, note="exact")
+            return TestResult(False, True, 1.0, stable=ps, canary=pc, effect=eff, note="exact", p_exact=p_exact)
         p = hypergeom_sf(xc - 1, ns + nc, xs + xc, nc)
-        return TestResult(p <= alpha, True, p, statistic=float(xc), stable=ps, canary=pc, effect=eff, note="exact")
+        return TestResult(p <= alpha, True, p, statistic=float(xc), stable=ps, canary=pc, effect=eff, note="exact",
+                          p_exact=p_exact)
     if margin >= 1:
-        return TestResult(False, True, 1.0, stable=ps, canary=pc, effect=eff)
+        return TestResult(False, True, 1.0, stable=ps, canary=pc, effect=eff, p_exact=p_exact)
     r1, r2 = fm_restricted(pc, ps, nc, ns, margin)
     r1, r2 = min(max(r1, 1e-15), 1 - 1e-15), min(max(r2, 1e-15), 1 - 1e-15)
     lr = 2 * (_ll(xc, nc, pc) + _ll(xs, ns, ps) - _ll(xc, nc, r1) - _ll(xs, ns, r2))
     r = math.copysign(math.sqrt(max(lr, 0.0)), eff - margin)
     p = norm_sf(r)
-    return TestResult(p <= alpha, True, p, statistic=r, stable=ps, canary=pc, effect=eff)
+    return TestResult(p <= alpha, True, p, statistic=r, stable=ps, canary=pc, effect=eff, p_exact=p_exact)
 
 
 def proportion_ceiling(x_c: float, n_c: float, *, max_rate: float, alpha: float) -> TestResult:
