@@ -204,3 +204,119 @@ def test_the_exact_exceedance_test_keeps_its_digits_at_the_largest_counts() -> N
     # and the pmf behind it agrees with scipy where scipy is exact
     for x, m, p in ((3, 10, 0.1), (520, 10_000, 0.05), (17, 20, 0.3), (4, 4, 0.05)):
         assert S._log_binom_pmf(x, m, p) == pytest.approx(float(sps.binom.logpmf(x, m, p)), rel=1e-10)
+
+
+# -- An error or missing rate increase against few stable requests (docs/decisions.md 149) -------------
+
+
+def _increase_look(n_s: int, x_s: int, n_c: int, x_c: int, *, kind: str = "error_rate", min_canary: int = 500,
+                   alpha: float = 0.01) -> dict:
+    check = {"name": "c", "kind": kind, "max_increase_points": 1}
+    return {"policy": {"steps": [10, 100], "analysis": {"min_canary_requests": min_canary, "alpha": alpha},
+                       "checks": [check]},
+            "checks": {"c": {"stable": {"events": x_s, "total": n_s}, "canary": {"events": x_c, "total": n_c}}}}
+
+
+@pytest.mark.parametrize("kind", ["error_rate", "feature_missing"])
+@pytest.mark.parametrize("n_s, n_c", [(10, 1_000_000), (10, 600), (3, 1_000_000), (3, 600)])
+def test_a_canary_failing_every_request_against_few_stable_requests_fails(kind: str, n_s: int, n_c: int) -> None:
+    """10 stable requests carry about 10 effective requests of information, whatever the canary's count: the
+    normal mixture (rho = 200) needed z of about 15 there, and the signed-root z of 0 of 10 against all of a
+    million is 9.6, so a canary failing every one of 1,000,000 requests against +1 point stayed INCONCLUSIVE
+    (p = 0.065) until the step's deadline. The window's exact test of both arms' counts
+    (`sequential.increase_p`, EXACT_SHARE of the level) fails it once min_canary_requests are in."""
+    r = _judge(_increase_look(n_s, 0, n_c, n_c, kind=kind))
+    assert r.outcome is Outcome.FAIL, r.reason
+    assert r.extra["tests"][0]["p_exact"] <= 0.01 * S.EXACT_SHARE * S.window_share(0, 0) / (1 - S.POOLED_SHARE)
+
+
+def test_an_increase_never_fails_a_canary_equal_to_stable_or_within_the_margin() -> None:
+    """The same rates in both arms, or a canary within +1 point: p_exact = 1 (no evidence), at any counts."""
+    for n_s, n_c, rate in [(10, 1_000_000, 0.0), (10, 1_000_000, 1.0), (3, 600, 0.5), (100_000, 100, 0.02)]:
+        r = _judge(_increase_look(n_s, round(n_s * rate), n_c, round(n_c * rate)))
+        assert r.outcome is not Outcome.FAIL, r.reason
+        assert S.increase_p(n_s * rate, n_s, n_c * rate, n_c, 0.01) == 1.0
+    assert S.increase_p(0, 10, 9, 1_000, 0.01) == 1.0  # 0.9% against 0%: within the margin
+
+
+def _judged_step(rng: np.random.Generator, policy: object, p_s: float, p_c: float, per_s: int, per_c: int,
+                 looks: int) -> bool:
+    """One step of `looks` looks at cumulative counts, the real judge at each: whether any look failed."""
+    from canary.model import Counts
+
+    xs, xc = np.cumsum(rng.binomial(per_s, p_s, looks)), np.cumsum(rng.binomial(per_c, p_c, looks))
+    for j in range(looks):
+        m = {"c": (Counts(float(xs[j]), float(per_s * (j + 1))), Counts(float(xc[j]), float(per_c * (j + 1))))}
+        if judge(policy, m, step=0).results[0].outcome is Outcome.FAIL:
+            return True
+    return False
+
+
+def false_breaches(runs: int, seed: int = 149) -> list[tuple[float, int, int, int]]:
+    """The judge at the limit (canary = stable + 1 point), `analysis.alpha` 0.2, min_canary_requests 0, a step
+    of 10-30 looks: (stable rate, stable and canary requests a look, failed runs) per scenario. Run with
+    `.venv/bin/python tests/unit/test_judge_kinds_attack.py RUNS` for the figures of decision 149."""
+    policy = parse_exported(_increase_look(1, 0, 1, 0, min_canary=0, alpha=0.2)).policy
+    rng = np.random.default_rng(seed)
+    out = []
+    for p_s, per_s, per_c in [(0.0, 1, 20), (0.001, 2, 50), (0.02, 10, 10), (0.3, 5, 20), (0.02, 200, 20)]:
+        failed = sum(_judged_step(rng, policy, p_s, p_s + 0.01, per_s, per_c, int(rng.integers(10, 31)))
+                     for _ in range(runs))
+        out.append((p_s, per_s, per_c, failed))
+    return out
+
+
+def test_the_increase_at_the_limit_fails_at_most_its_level_with_few_stable_requests() -> None:
+    """The whole test (normal mixtures and the exact test) at the limit over a step of 10-30 looks, down to one
+    stable request a look, fails at most its level (0.2 here so that a breach of it would show)."""
+    for p_s, per_s, per_c, failed in false_breaches(150):
+        assert failed / 150 <= 0.2, (p_s, per_s, per_c, failed)
+
+
+def test_the_exact_increase_test_holds_its_level_watched_at_every_request() -> None:
+    """`increase_p` alone, the canary exactly at the stable's rate + 1 point, watched after every request of
+    both arms up to 1,000: Ville's inequality on each arm's confidence sequence bounds the crossing by the
+    level (a/2 for each arm's bound); simulated it is far below (both bounds must miss at once)."""
+    rng = np.random.default_rng(1491)
+    for p_s, ratio in [(0.0, 1), (0.02, 1), (0.02, 20)]:
+        crossed = {0.2: 0, 0.05: 0}
+        for _ in range(200):
+            xs = np.cumsum(rng.random(1_000 * ratio) < p_s)
+            xc = np.cumsum(rng.random(1_000) < p_s + 0.01)
+            least = min(S.increase_p(float(xs[n * ratio - 1]), float(n * ratio), float(xc[n - 1]), float(n), 0.01)
+                        for n in range(1, 1_001, 3))
+            for level in crossed:
+                crossed[level] += least <= level
+        for level, k in crossed.items():
+            assert k / 200 <= level, (p_s, ratio, level, k)
+
+
+def test_the_exact_increase_test_known_values_and_monotone_in_evidence() -> None:
+    """0 of 10 stable against 40 of 40 canary at +1 point: the crossing of the arms' two exact tests. More canary
+    errors, or fewer stable ones, never raise p; the bound pair is the one the p says (L_c > U_s + margin)."""
+    p = S.increase_p(0, 10, 40, 40, 0.01)
+    assert 1e-5 < p < 1e-3
+    # at p, the canary's lower bound meets the stable's upper bound + margin: some r has both arms' p <= p/2
+    lo, hi = 0.0, 0.99
+    for _ in range(200):
+        r = (lo + hi) / 2
+        if S.exceedance_p(40, 40, r + 0.01) < S.exceedance_p(10, 10, 1 - r):
+            lo = r
+        else:
+            hi = r
+    assert 2 * max(S.exceedance_p(40, 40, lo + 0.01), S.exceedance_p(10, 10, 1 - lo)) == pytest.approx(p, rel=1e-6)
+    ps = [S.increase_p(0, 10, n, n, 0.01) for n in range(20, 200, 7)]
+    assert ps == sorted(ps, reverse=True)
+    ps = [S.increase_p(x, 100, 60, 100, 0.01) for x in range(0, 60, 3)]
+    assert ps == sorted(ps)
+    assert S.increase_p(0, 2 ** 52, 2 ** 52, 2 ** 52, 0.01) < 1e-300  # at the largest counts the input accepts
+    assert S.increase_p(0, 0, 5, 5, 0.01) == 1.0 and S.increase_p(0, 10, 5, 5, 1.0) == 1.0
+
+
+if __name__ == "__main__":
+    import sys
+
+    runs = int(sys.argv[1]) if len(sys.argv) > 1 else 3_000
+    for p_s, per_s, per_c, failed in false_breaches(runs):
+        print(f"stable {p_s:.1%}, {per_s} stable and {per_c} canary requests a look: {failed}/{runs} failed "
+              f"({failed / runs:.4f}, level 0.2)")
