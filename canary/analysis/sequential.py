@@ -214,7 +214,8 @@ def window_share(step: int, window: int) -> float:
 
 
 # The share of a limit on the canary alone (`max_ms`, `max_rate_pct`) that goes to the window's exact test of its
-# exceedance count (`exceedance_p`); the normal-mixture tests above keep the rest.
+# exceedance count (`exceedance_p`), and of an error or missing rate increase to the window's exact test of both
+# arms' counts (`increase_p`, decision 149); the normal-mixture tests above keep the rest.
 EXACT_SHARE = 0.1
 
 
