@@ -30,7 +30,7 @@ from scipy import stats as st
 from canary.analysis.evidence import layout_problem, pass_level, planned_ratio, quantile_bucket
 from canary.analysis.plan_layout import (LatencyLayout, ceiling_problem, detection_pair, fit_layout,
                                          layout_ceiling_ms, layout_pass_pct, layout_power, with_quantile)
-from canary.analysis.sequential import (POOLED_SHARE, effective_requests, fail_level, looks_per_step, sub_levels,
+from canary.analysis.sequential import (EXACT_SHARE, POOLED_SHARE, effective_requests, fail_level, looks_per_step, sub_levels,
                                         z_boundary)
 from canary.model import Histogram, pass_floor
 from canary.policy import (CustomCheck, ErrorRateCheck, FeatureMissingCheck, LatencyCheck, Policy,
@@ -165,8 +165,12 @@ def latency_detectable(n_s: float, n_c: float, *, q: float, tol: float, sigma: f
 
 def error_detectable(n_s: float, n_c: float, *, base: float, margin: float, alpha: float,
                      looks: Sequence[Look] = ()) -> float | None:
-    """Smallest error-rate increase (points) found with 95% power at baseline `base`."""
-    r = _bisect(_all_fail(_error_power(base, margin), looks or [(n_s, n_c, alpha)]), margin, 1 - base - 1e-9)
+    """Smallest error-rate increase (points) found with 95% power at baseline `base`. The normal test keeps
+    1 - EXACT_SHARE of each look's level (the judge divides its p by that beside the exact test,
+    `sequential.increase_p`), so each look's level is taken so here, as `_smallest_slowdown` does."""
+    keep = 1.0 - EXACT_SHARE
+    r = _bisect(_all_fail(_error_power(base, margin), [(s, c, lvl * keep) for s, c, lvl in (looks or [(n_s, n_c, alpha)])]),
+                margin, 1 - base - 1e-9)
     return None if r is None else r * 100
 
 
