@@ -675,13 +675,18 @@ class Runner:
         step was written (decision 146)."""
         if self.gate is not None:
             watched = [state]
+            watch_failed: list[BaseException] = []
 
             def watch_meanwhile() -> bool:
-                """True when the watch ended the rollout: the gate is abandoned."""
+                """True when the watch ended the rollout, or failed: the gate is abandoned."""
                 if self.clock.now() < self._next_watch:
                     return False
                 self._next_watch = self.clock.now() + self.watch_every
-                seen = self._check_outside(watched[-1])
+                try:
+                    seen = self._check_outside(watched[-1])
+                except BaseException as exc:  # the watch's, not the gate's: see below
+                    watch_failed.append(exc)
+                    return True
                 if seen.phase != rl.PENDING or seen.to_json() != watched[-1].to_json():
                     watched.append(seen)
                 return seen.terminal
@@ -689,6 +694,12 @@ class Runner:
             try:
                 report = self._bounded(self.gate.preflight, meanwhile=watch_meanwhile)
             except _Decided:
+                if watch_failed:
+                    # raised as a step's watch raises it (a conflict: `_adopt_outside`; anything else: `run`'s
+                    # fail-safe). Caught below, a route edited into a shape the watch refuses (weights 50+60,
+                    # a second HTTP route) or a write refused was the gate's failure: `gate.failed`, the good
+                    # canary rolled back, exit 1 (decision 148)
+                    raise watch_failed[0] from None
                 return watched[-1]
             except CanaryError as exc:
                 return self._decide(watched[-1], Observation(gate_ran=True, gate_failed=str(exc)))

@@ -222,3 +222,49 @@ def test_the_controllers_failed_tick_leaves_its_split_under_an_old_record_to_the
     assert weights == [100, 0] and rec["canary_version"] == "v2" and rec["phase"] == rl.ABORTED, (weights, rec)
     said = [e for e in logs if e["event"] == "rollout.split_unrecorded"]
     assert len(said) == 1 and said[0]["recorded_owner"] == OLD, said
+
+
+class _EditedDuringWarmUp:
+    """A Triton gate that passes: its warm-up edits the route with `edit` (a person's, a sync's), then runs
+    10 more fake seconds (the watch, every 1 s, is due each round)."""
+
+    probe_interval, probe_failures = 1.0, 3
+
+    def __init__(self, api: Any, clock: FakeClock, edit: Any) -> None:
+        self.api, self.clock, self.edit = api, clock, edit
+
+    def preflight(self) -> dict[str, Any]:
+        self.api.edit(GROUP, "virtualservices", "ml", "m0", self.edit)
+        for _ in range(10):
+            self.clock.t += 1.0
+            time.sleep(0.02)
+        return {"warm_p50_ms": 3.0}
+
+    def ready(self) -> bool:
+        return True
+
+
+def _weights_50_60(obj: dict[str, Any]) -> None:
+    for d, w in zip(obj["spec"]["http"][0]["route"], (50, 60)):
+        d["weight"] = w
+
+
+def _second_route(obj: dict[str, Any]) -> None:
+    obj["spec"]["http"].append({"name": "other", "route": [dict(obj["spec"]["http"][0]["route"][0], weight=100)]})
+
+
+@pytest.mark.parametrize("edit", [_weights_50_60, _second_route], ids=["weights 50+60", "a second route"])
+def test_the_watch_failing_while_the_gate_runs_is_not_the_gates_failure(api: Any, edit: Any) -> None:
+    """The watch of decision 146 c raised inside the gate's `try`: a route edited into a shape it refuses
+    was taken for the gate refusing the canary, `gate.failed`, the good canary `rolled_back`, exit 1
+    (decision 148). It ends as a step's watch ends it: `rollout.failed`, stable 100%, aborted, exit 3."""
+    clock = FakeClock()
+    promote = runner(api, "v2", clock)
+    promote.gate = _EditedDuringWarmUp(api, clock, edit)
+    with structlog.testing.capture_logs() as logs:
+        res = promote.run()
+    assert res.exit_code == 3 and res.state.phase == rl.ABORTED, (res.exit_code, res.state.reason)
+    assert not res.state.reason.startswith("gate:") and record(api)["phase"] == rl.ABORTED, res.state.reason
+    assert routes(api)[0] == [("stable", 100), ("canary", 0)]
+    assert not [e for e in logs if e["event"] in ("gate.failed", "rollback.completed")], res.state.reason
+    assert [e["event"] for e in logs if e["event"] == "rollout.failed"] == ["rollout.failed"]
