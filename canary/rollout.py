@@ -156,7 +156,17 @@ class RolloutState:
     @classmethod
     def from_json(cls, text: str) -> "RolloutState":
         """Parse a recorded state. Raises ValueError naming the field when the shape is wrong:
-        a state read back is re-validated, never trusted (it may have been edited by hand)."""
+        a state read back is re-validated, never trusted (it may have been edited by hand). A number
+        too large for a float (`"started_at": 1000...0`) or arrays nested past the parser's depth is
+        such a shape too: they raised OverflowError and RecursionError, which no reader catches, and
+        promote left its split with a traceback (decision 148)."""
+        try:
+            return cls._parse(text)
+        except (OverflowError, RecursionError) as exc:
+            raise ValueError(f"rollout state: {str(exc)[:200]}") from None
+
+    @classmethod
+    def _parse(cls, text: str) -> "RolloutState":
         d = json.loads(text)
         if not isinstance(d, dict):
             raise ValueError("rollout state must be a JSON object")
