@@ -414,11 +414,13 @@ def promote(
         # found at the rollback it was meant to announce
         notifier = ran["notifier"] = Notifier.from_env(webhooks=webhook, slack=slack_webhook)
         policy = load_policy(policy_file)
-        for field, message in advisories(policy):  # valid, and slower than it reads: said before anything moves
-            logs.get(component="promote").warning("policy.advisory", file=str(policy_file), field=field,
-                                                  message=message)
         target = _target(model, opts.namespace(namespace, kubeconfig, context), virtual_service, destination_rule,
                          stable=stable_version, canary=canary_version, route=route or policy.route)
+        for field, message in advisories(policy):  # valid, and slower than it reads: said before anything moves,
+            # with the rollout's context as every line has it (README, "Log events"): a CI log of a fleet's
+            # promotes named the file alone (decision 148)
+            logs.get(component="promote", **target.log_context()).warning(
+                "policy.advisory", file=str(policy_file), field=field, message=message)
         metrics = _metrics(prometheus_url, prometheus_token, prometheus_user, prometheus_password, insecure,
                            prometheus_ca_file)
         gate = _gate(policy, policy_file, model, triton_stable, triton_canary)

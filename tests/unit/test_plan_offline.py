@@ -444,6 +444,8 @@ def test_plan_warns_when_the_interval_is_shorter_than_the_scrape_interval(tmp_pa
                                    "--log-format", "json"])
     advisory = [json.loads(x) for x in run.stderr.splitlines() if '"policy.advisory"' in x]
     assert [(e["field"], e["level"]) for e in advisory] == [("analysis.interval", "warning")], run.output
+    assert (advisory[0].get("model"), advisory[0].get("namespace"), advisory[0].get("canary_version")) == (
+        "rec-model", "ml", "v2"), advisory  # the rollout's context, as every line carries it (decision 148)
     good = tmp_path / "q.yaml"
     good.write_text(yaml.safe_dump({**POLICY, "metrics": {"scrape_interval": "30s"}}))
     res = CliRunner().invoke(app, ["plan", "--policy", str(good), "--rps", "50", "-o", "json"])
