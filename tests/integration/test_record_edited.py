@@ -91,7 +91,8 @@ TOO_LARGE = ('{"model": "m0", "stable_version": "v1", "canary_version": "v2", "p
 TOO_DEEP = '{"x": ' + "[" * 5000 + "]" * 5000 + "}"
 
 
-@pytest.mark.parametrize("value", ['{"phase": "progressing", "weights": ', '{"phase": 5}', "null", TOO_LARGE, TOO_DEEP],
+@pytest.mark.parametrize("value", ['{"phase": "progressing", "weights": ', '{"phase": 5}', "null", TOO_LARGE,
+                                   TOO_DEEP],
                          ids=["cut JSON", "not a state", "null", "a number too large", "nested too deep"])
 def test_promote_ends_a_record_edited_into_garbage_at_stable_and_names_the_annotation(api: Any, value: str) -> None:
     clock = _Clock(api)
