@@ -279,3 +279,25 @@ def test_the_watch_failing_while_the_gate_runs_is_not_the_gates_failure(api: Any
     assert routes(api)[0] == [("stable", 100), ("canary", 0)]
     assert not [e for e in logs if e["event"] in ("gate.failed", "rollback.completed")], res.state.reason
     assert [e["event"] for e in logs if e["event"] == "rollout.failed"] == ["rollout.failed"]
+
+
+def test_on_calls_rollback_writes_stable_100_over_a_record_with_a_number_too_large(api: Any) -> None:
+    """`canary rollback` (`oncall_action`) over a split whose record holds a number too large for a float: the
+    OverflowError escaped the parser, and the emergency button failed with the split in place. It reads as an
+    unreadable record (`rollout.state_unreadable`): stable 100% and a new record (decision 148)."""
+    import tenacity
+
+    from canary.logs import get
+    from canary.model import Target
+    from canary.routing.istio import IstioRouter
+    from canary.runner import oncall_action
+
+    api.edit(GROUP, "virtualservices", "ml", "m0", lambda obj: obj["metadata"].setdefault("annotations", {}))
+    api.edit(GROUP, "virtualservices", "ml", "m0", _annotated(TOO_LARGE, (80, 20)))
+    target = Target(namespace="ml", virtual_service="m0", model="m0", stable_version="", canary_version="")
+    with structlog.testing.capture_logs() as logs:
+        ended = oncall_action(IstioRouter(api.api_client(), wait=tenacity.wait_none()), target,
+                              rl.Rollback(time.time(), "operator: p95 alert"), log=get().bind(actor="on-call"))
+    assert routes(api) == [[("stable", 100), ("canary", 0)]] and ended.phase == rl.ROLLED_BACK, ended
+    assert record(api)["phase"] == rl.ROLLED_BACK
+    assert [e for e in logs if e["event"] == "rollout.state_unreadable"]
