@@ -410,6 +410,27 @@ def transition(state: RolloutState, event: Event, policy: Policy) -> tuple[Rollo
     return state, []
 
 
+def advanced_outside(ours: RolloutState, theirs: RolloutState, policy: Policy) -> str:
+    """Why the record `theirs`, written outside this process for its own rollout `ours` (same version, owner
+    and start: `runner._ours`), is no state this rollout can be adopted into ("" when it is one). Another
+    process records only `canary rollback`, `pause` and `resume` of a rollout: an end, a hold, a new window of
+    the same step. A record that moved the rollout on (a later step, a promotion), or whose step and
+    weights are not one of the policy's steps, was edited by hand, and adopted it promoted a canary shown
+    good at one step only: `step` 99 at 80/20 "passed" its last step at the next pass (decision 148)."""
+    if theirs.phase == ROLLED_BACK or theirs.phase == ABORTED:
+        return ""
+    last = len(policy.steps) - 2  # the last judged step (the one after it, 100%, is the promotion)
+    if theirs.phase in (PROMOTING, PROMOTED) and ours.phase != PROMOTING:
+        return f"it records the rollout {theirs.phase} at {theirs.weights} while this process runs it {ours.phase}"
+    if theirs.step > ours.step and theirs.phase in (PROGRESSING, PAUSED):
+        return f"it records step {theirs.step + 1} while this process runs step {ours.step + 1}"
+    if theirs.phase in (PROGRESSING, PAUSED) and not (
+            0 <= theirs.step <= last and theirs.weights == Weights.canary_at(policy.steps[theirs.step])):
+        return (f"its step {theirs.step + 1} at {theirs.weights} is not one of the policy's steps "
+                f"{list(policy.steps[:-1])}")
+    return ""
+
+
 def window_for(state: RolloutState, data_from: float, now: float) -> RolloutState:
     """The state a look whose data start at `data_from` (metrics clock, seconds) is judged under.
 

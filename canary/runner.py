@@ -834,6 +834,9 @@ class Runner:
                     return self._split_unrecorded(state, status, theirs)
                 return self._taken_over(state, theirs)
             if theirs is not None:
+                off = rl.advanced_outside(state, theirs, self.policy) if state.phase != rl.PROMOTING else ""
+                if off:  # ours by its marks, and no state our rollout can be in: edited by hand (decision 148)
+                    return self._record_removed(state, status, "unreadable", detail=off)
                 self._written = status.state or ""
                 self.log.info("rollout.changed_outside", phase=theirs.phase, reason=theirs.reason,
                               weights=str(theirs.weights), step=theirs.step + 1)
@@ -973,6 +976,9 @@ class Runner:
             self.log.warning("weights.write_conflict", error=str(exc), phase=theirs.phase,
                              note="nobody else recorded a decision; the next look tries again")
             return theirs
+        off = rl.advanced_outside(state, theirs, self.policy) if state.phase != rl.PROMOTING else ""
+        if off:  # as `_check_outside` (decision 148)
+            return self._record_removed(state, status, "unreadable", detail=off)
         self._written = status.state or ""
         self.log.info("rollout.changed_outside", phase=theirs.phase, reason=theirs.reason, weights=str(theirs.weights),
                       step=theirs.step + 1)
@@ -993,26 +999,27 @@ class Runner:
             return "unreadable"
         return ""
 
-    def _lost_reason(self, status: RouteStatus, lost: str) -> str:
-        """The reason recorded, and logged, for a record `lost` outside the rollout (`_record_lost`)."""
+    def _lost_reason(self, status: RouteStatus, lost: str, detail: str = "") -> str:
+        """The reason recorded, and logged, for a record `lost` outside the rollout (`_record_lost`); `detail`:
+        why a record that parses is no state of this rollout (`rl.advanced_outside`)."""
         where = f"{self.target.namespace}/{self.target.virtual_service}"
         if lost == "unreadable":
             try:
                 rl.RolloutState.from_json(status.state or "")
-                error = ""
+                error = f" ({detail[:200]})" if detail else ""
             except (ValueError, TypeError, KeyError) as exc:  # what `parse_record` refuses
                 error = f" ({str(exc)[:200]})"
+            what = "a state this rollout was never in" if detail else "something that is no rollout state"
             return (f"the rollout's record (annotation {STATE_ANNOTATION}) on VirtualService {where} was edited "
-                    f"outside the rollout into something that is no rollout state{error}, at {status.weights}; "
-                    "stable 100%")
+                    f"outside the rollout into {what}{error}, at {status.weights}; stable 100%")
         return (f"the rollout's record (annotation {STATE_ANNOTATION}) was removed from VirtualService {where} "
                 f"outside the rollout, at {status.weights} (a kubectl apply or replace, or a GitOps sync, of a "
                 "manifest without it?); stable 100%")
 
-    def _say_lost(self, state: rl.RolloutState, status: RouteStatus, lost: str) -> str:
+    def _say_lost(self, state: rl.RolloutState, status: RouteStatus, lost: str, detail: str = "") -> str:
         """The one warning for a record lost outside the rollout (`rollout.record_removed`, or
         `rollout.record_unreadable`); returns the reason it gives."""
-        why = self._lost_reason(status, lost)
+        why = self._lost_reason(status, lost, detail)
         hint = (f"keep the annotation {STATE_ANNOTATION} out of the manifests you apply "
                 "(Argo CD: ignoreDifferences on it), then run promote again") if lost == "removed" else (
                 f"the annotation {STATE_ANNOTATION} is written by canary alone: never edit it by hand; "
@@ -1022,7 +1029,8 @@ class Runner:
                          recorded_weights=str(state.weights), hint=hint)
         return why
 
-    def _record_removed(self, state: rl.RolloutState, status: RouteStatus, lost: str = "removed") -> rl.RolloutState:
+    def _record_removed(self, state: rl.RolloutState, status: RouteStatus, lost: str = "removed",
+                        detail: str = "") -> rl.RolloutState:
         """The route no longer carries this rollout's record (`STATE_ANNOTATION` removed outside it: a
         `kubectl apply` or `replace`, or a GitOps sync, of a manifest without it; the weights usually reset
         with it): nothing says any more which rollout the split is, so it ends at stable 100%, recorded
@@ -1033,7 +1041,7 @@ class Runner:
         for it: `run`'s fail-safe finishes it. `lost` (`_record_lost`): "removed" (or emptied, decision 146), or
         "unreadable": edited into text that is no rollout state, which ended as the failure "rollout state
         annotation is unreadable"; now `rollout.record_unreadable`, and the end is guarded on that text."""
-        why = self._say_lost(state, status, lost)
+        why = self._say_lost(state, status, lost, detail)
         self._written = status.state or ""  # the end is guarded on the route as read: no record, or that text
         return self._apply(*rl.transition(state, rl.Rollback(self.clock.now(), why, aborted=True), self.policy))
 

@@ -301,3 +301,35 @@ def test_on_calls_rollback_writes_stable_100_over_a_record_with_a_number_too_lar
     assert routes(api) == [[("stable", 100), ("canary", 0)]] and ended.phase == rl.ROLLED_BACK, ended
     assert record(api)["phase"] == rl.ROLLED_BACK
     assert [e for e in logs if e["event"] == "rollout.state_unreadable"]
+
+
+def _edited(**fields: Any) -> Any:
+    """The record as promote wrote it, with `fields` changed (a hand edit that still parses)."""
+    import json
+
+    def edit(obj: dict[str, Any]) -> None:
+        ann = obj["metadata"]["annotations"]
+        ann[ANN] = json.dumps({**json.loads(ann[ANN]), **fields})
+    return edit
+
+
+@pytest.mark.parametrize("fields", [{"step": 99}, {"step": 1, "weights": {"stable": 50, "canary": 50}},
+                                    {"phase": "promoting"}, {"phase": "promoted"}],
+                         ids=["step 99", "the next step", "promoting", "promoted"])
+def test_a_record_edited_by_hand_into_a_later_step_or_a_promotion_is_not_adopted(api: Any,
+                                                                                  fields: dict[str, Any]) -> None:
+    """The record of this very rollout (its owner and start kept) edited by hand so that it moved on. Adopted
+    as `rollout.changed_outside`, `step` 99 at 80/20 promoted the canary at its next pass, judged at 20% only;
+    `promoting` promoted it at once; `promoted` ended promote with exit 0 and 80/20 left (decision 148)."""
+    clock = _Clock(api)
+    promote = runner(api, "v2", clock)
+    clock.hooks.append((_at_first_step("v2"), lambda: api.edit(GROUP, "virtualservices", "ml", "m0",
+                                                                _edited(**fields))))
+    with structlog.testing.capture_logs() as logs:
+        res = promote.run()
+    assert res.exit_code == 3 and res.state.phase == rl.ABORTED, (res.exit_code, res.state.reason)
+    assert routes(api) == [[("stable", 100), ("canary", 0)]] and record(api)["phase"] == rl.ABORTED
+    assert "edited outside the rollout into a state this rollout was never in" in res.state.reason
+    said = [e for e in logs if e["event"] == "rollout.record_unreadable"]
+    assert len(said) == 1 and said[0]["recorded_weights"] == "80/20", said
+    assert not [e for e in logs if e["event"] in ("rollout.promoting", "rollout.promoted", "rollout.changed_outside")]
