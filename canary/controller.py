@@ -37,7 +37,8 @@ from canary.analysis.sequential import looks_per_step
 from canary.runner import SKEW_WARN_S, SystemClock, probe_reason, probe_streak
 from canary.errors import (CanaryError, ConfigError, ConflictStorm, KubeUnavailable, MetricsUnavailable, NotFound,
                            others_decision,
-                           NotLeader, PodsNotReady, RolloutBusy, RoutingConflict, StableNotReady, TransientError)
+                           NotLeader, PodsNotReady, RolloutBusy, RoutingConflict, StableNotReady, TargetError,
+                           TransientError)
 from canary.fencing import FencedRouter
 from canary.history_store import configmap_name
 from canary.logs import get as get_logger
@@ -737,6 +738,10 @@ class Controller:
             self._known[spec.key] = _Known(spec, state)
             self._status(obj, spec, state)
             return None
+        off = rl.off_policy(state, spec.policy) if not state.terminal else ""
+        if off:  # a hand edit of the record (a promotion at 80/20 was finished): ended as an unreadable one is
+            raise TargetError(f"rollout state annotation modelcanary.dev/rollout is no state of this rollout ({off}); "
+                              "it is written by canary alone (decision 148)")
         unconfirmed = self._unconfirmed.pop(spec.key, None)
         if (unconfirmed is not None and not state.terminal and _decided_for(unconfirmed[0], state)
                 and status.state == unconfirmed[2]):

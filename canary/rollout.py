@@ -419,15 +419,24 @@ def advanced_outside(ours: RolloutState, theirs: RolloutState, policy: Policy) -
     good at one step only: `step` 99 at 80/20 "passed" its last step at the next pass (decision 148)."""
     if theirs.phase == ROLLED_BACK or theirs.phase == ABORTED:
         return ""
-    last = len(policy.steps) - 2  # the last judged step (the one after it, 100%, is the promotion)
     if theirs.phase in (PROMOTING, PROMOTED) and ours.phase != PROMOTING:
         return f"it records the rollout {theirs.phase} at {theirs.weights} while this process runs it {ours.phase}"
     if theirs.step > ours.step and theirs.phase in (PROGRESSING, PAUSED):
         return f"it records step {theirs.step + 1} while this process runs step {ours.step + 1}"
-    if theirs.phase in (PROGRESSING, PAUSED) and not (
-            0 <= theirs.step <= last and theirs.weights == Weights.canary_at(policy.steps[theirs.step])):
-        return (f"its step {theirs.step + 1} at {theirs.weights} is not one of the policy's steps "
+    return off_policy(theirs, policy)
+
+
+def off_policy(state: RolloutState, policy: Policy) -> str:
+    """Why `state` (in progress) is no state a rollout under `policy` is ever in ("" when it is one): a step
+    (PROGRESSING, PAUSED) outside the policy's judged steps, or whose weights are not that step's; a
+    promotion (PROMOTING) not at 0/100. Only a hand edit of the record makes one (decision 148)."""
+    last = len(policy.steps) - 2  # the last judged step (the one after it, 100%, is the promotion)
+    if state.phase in (PROGRESSING, PAUSED) and not (
+            0 <= state.step <= last and state.weights == Weights.canary_at(policy.steps[state.step])):
+        return (f"its step {state.step + 1} at {state.weights} is not one of the policy's steps "
                 f"{list(policy.steps[:-1])}")
+    if state.phase == PROMOTING and state.weights != Weights.canary_at(100):
+        return f"it records the rollout promoting at {state.weights}, where a promotion is at 0/100"
     return ""
 
 

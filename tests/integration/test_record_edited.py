@@ -333,3 +333,22 @@ def test_a_record_edited_by_hand_into_a_later_step_or_a_promotion_is_not_adopted
     said = [e for e in logs if e["event"] == "rollout.record_unreadable"]
     assert len(said) == 1 and said[0]["recorded_weights"] == "80/20", said
     assert not [e for e in logs if e["event"] in ("rollout.promoting", "rollout.promoted", "rollout.changed_outside")]
+
+
+@pytest.mark.parametrize("fields", [{"phase": "promoting"}, {"step": 99}], ids=["promoting at 80/20", "step 99"])
+def test_the_controller_ends_a_record_edited_by_hand_into_no_state_of_its_policy(world: Any,
+                                                                                  fields: dict[str, Any]) -> None:
+    """The controller takes its state from the record at every tick: `"phase": "promoting"` at 80/20 was
+    finished, the canary promoted after one step (decision 148). Ended as an unreadable record is."""
+    api, op, custom = world
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v2"))
+    _progressing(op, custom, api)
+    api.edit(GROUP, "virtualservices", "ml", fleet.model(0), _edited(**fields))
+    op.clock = clock = FakeClock(time.time())
+    for _ in range(3):
+        clock.t += 1.0
+        op.tick()
+    weights, rec = vs(api, 0)
+    st = _status(custom)
+    assert weights == [100, 0] and rec["phase"] == rl.ABORTED, (weights, st)
+    assert st["phase"] == rl.ABORTED and f"annotation {ANN} is no state of this rollout" in st["reason"], st
