@@ -51,7 +51,7 @@ from canary import sweep
 from canary.reconcile import (K8S_EVENTS, Observation, camel, check_claim, check_pods, crd_owner, crd_ref, decide,
                               describe_owner, execute, look_due, look_window, measure_window, next_look_at, one_instant,
                               parse_state, preflight_metrics, ROLLBACK_BUDGET_S, Retry, rollout_context,
-                              route_deleted, split_unrecorded, to_stable)
+                              route_deleted, say_split_unrecorded, split_unrecorded, to_stable)
 from canary.reconcile import vs_gone as _vs_gone
 from canary.routing import patch
 from canary.routing.base import TrafficRouter
@@ -1373,8 +1373,7 @@ class Controller:
                 return "other", rec
             # this CR's canary version still gets the split under another version's record: nobody's rollout
             # drives it, and the status said "aborted, 100/0, left alone" over it (decision 143 d)
-            log.warning("rollout.split_unrecorded", reason=unrecorded, recorded_canary_version=rec.canary_version,
-                        recorded_phase=rec.phase, recorded_owner=rec.owner, weights=str(seen.weights))
+            say_split_unrecorded(log, unrecorded, rec, seen.weights)
             reason, rec = f"{reason}; {unrecorded}: stable 100%", None
         if rec is None:
             if seen.weights == STABLE_ONLY and seen.raw_weights is None:

@@ -283,6 +283,13 @@ def split_unrecorded(status: RouteStatus, recorded: rl.RolloutState | None, cana
             "record applied with a manifest?)")
 
 
+def say_split_unrecorded(log: Any, reason: str, recorded: rl.RolloutState, weights: Any) -> None:
+    """The one `rollout.split_unrecorded` warning (`split_unrecorded`'s `reason`), as promote's watch, its
+    fail-safe and the controller's rescue say it."""
+    log.warning("rollout.split_unrecorded", reason=reason, recorded_canary_version=recorded.canary_version,
+                recorded_phase=recorded.phase, recorded_owner=recorded.owner, weights=str(weights))
+
+
 def vs_gone(exc: BaseException, target: Target) -> bool:
     """Whether a NotFound is the VirtualService of `target` itself (nothing of it is split), as the router
     names it ("<namespace>/<name> (virtualservices): not found"): not one whose name only contains it

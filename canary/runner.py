@@ -38,7 +38,7 @@ from canary.reconcile import (EXIT_BAD_INPUT, EXIT_CODES, EXIT_INFRA, EXIT_INTER
                               EXIT_ROLLED_BACK, Observation, check_pods, check_claim, count_pods, decide, describe_owner, end_disagreement, execute,
                               is_promote_owner, look_window, measure_window, next_look_at, parse_record, parse_state,
                               may_have_landed, preflight_metrics, promote_owner, Retry, after_unanswered, rollout_context,
-                              route_deleted, split_unrecorded, to_stable, vs_gone)
+                              route_deleted, say_split_unrecorded, split_unrecorded, to_stable, vs_gone)
 from canary.routing.base import RouteStatus, TrafficRouter
 from canary.routing.pods import not_ready_message
 from canary.routing.patch import STATE_ANNOTATION, same_route
@@ -243,13 +243,13 @@ class Runner:
                 guards = list(dict.fromkeys([self._written or None, self._sent or None]))
             else:
                 text, theirs, weights, status = read
-                lost = self._record_lost(text) if not said_lost and current.phase != rl.PROMOTING and (
-                    end is None or end[0].phase != rl.PROMOTED) else ""
+                lost, error = self._record_lost(text) if not said_lost and current.phase != rl.PROMOTING and (
+                    end is None or end[0].phase != rl.PROMOTED) else ("", "")
                 if lost:
                     # removed (or made unreadable) while the step failed: said as the watch says it, so on-call
                     # reads why stable got 100%, not the step's exception alone (decision 146)
                     said_lost = True
-                    reason = f"{reason}; {self._say_lost(current, status, lost)}"[:1000]
+                    reason = f"{reason}; {self._say_lost(current, status, lost, error)}"[:1000]
                 # a record as this process last read or sent it is its own (decision 131: the rollout it was
                 # taking over, whether or not the take-over landed); otherwise, `_ours` says
                 mine = bool(text) and text in (self._written, self._sent)
@@ -262,9 +262,7 @@ class Runner:
                         return final
                     if not said_unrecorded:
                         said_unrecorded = True
-                        self.log.warning("rollout.split_unrecorded", reason=unrecorded,
-                                         recorded_canary_version=theirs.canary_version, recorded_phase=theirs.phase,
-                                         recorded_owner=theirs.owner, weights=str(weights))
+                        say_split_unrecorded(self.log, unrecorded, theirs, weights)
                         reason = f"{reason}; {unrecorded}; stable 100%"[:1000]
                         if end is not None and end[0].phase == rl.PROMOTED:  # not finished over another's record
                             end = None
@@ -323,22 +321,12 @@ class Runner:
         ahead measured a 300 s longer window, reaching back before its step, and passed it 2 s after
         it began. `clock.skew` in the log when the clocks differ by more than 2 s. Kept as it is for a
         clock that is not the system's (tests) or when Prometheus cannot tell (preflight says why)."""
-        ask = getattr(self.metrics, "ask", None)
-        if type(self.clock) is not SystemClock or ask is None:
+        if type(self.clock) is not SystemClock:
             return
-        from canary.metrics.answers import evaluated_at
-
-        try:  # at most 2 s: a Prometheus that does not answer is preflight's to report
-            prom_now = evaluated_at(ask("time()", check="clock", arm="", at=None, who="clock", strict=False,
-                                        deadline=time.monotonic() + 2.0))
-        except CanaryError:
+        prom_now = prometheus_time(self.metrics)  # a Prometheus that does not answer is preflight's to report
+        if prom_now is None:
             return
-        if prom_now is None or not math.isfinite(prom_now):
-            return
-        offset = prom_now - self.clock.now()
-        if abs(offset) > SKEW_WARN_S:
-            self.log.warning("clock.skew", prometheus_minus_local_s=round(offset, 3),
-                             note="this rollout's times are Prometheus's; run NTP")
+        warn_skew(self.log, prom_now - self.clock.now(), note="this rollout's times are Prometheus's; run NTP")
         self.clock = SystemClock(anchor=prom_now)
 
     def _loop(self, state: rl.RolloutState) -> Result:
@@ -825,22 +813,12 @@ class Runner:
             self.log.warning("watch.failed", error=str(exc))
             return state
         if (status.state or "") != self._written:
-            lost = self._record_lost(status.state)
+            lost, error = self._record_lost(status.state)
             if lost and state.phase != rl.PROMOTING:
-                return self._record_removed(state, status, lost)
+                return self._record_removed(state, status, lost, detail=error)
             theirs = parse_state(status)
-            if theirs is not None and not _ours(state, theirs):  # another rollout, of any version and phase
-                if split_unrecorded(status, theirs, state.canary_version):  # ...but this one's version is split
-                    return self._split_unrecorded(state, status, theirs)
-                return self._taken_over(state, theirs)
             if theirs is not None:
-                off = rl.advanced_outside(state, theirs, self.policy) if state.phase != rl.PROMOTING else ""
-                if off:  # ours by its marks, and no state our rollout can be in: edited by hand (decision 148)
-                    return self._record_removed(state, status, "unreadable", detail=off)
-                self._written = status.state or ""
-                self.log.info("rollout.changed_outside", phase=theirs.phase, reason=theirs.reason,
-                              weights=str(theirs.weights), step=theirs.step + 1)
-                return self._restamp_resume(state, theirs)
+                return self._adopt_record(state, status, theirs)
         return self._decide(state, Observation(status=status))
 
     def _taken_over(self, state: rl.RolloutState, theirs: rl.RolloutState) -> rl.RolloutState:
@@ -962,54 +940,60 @@ class Runner:
     def _adopt_outside(self, state: rl.RolloutState, exc: RoutingConflict) -> rl.RolloutState:
         """Our write was refused because someone else recorded a decision: take theirs."""
         status = self.router.inspect(self.target)
-        lost = self._record_lost(status.state)
+        lost, error = self._record_lost(status.state)
         if lost and state.phase != rl.PROMOTING:
-            return self._record_removed(state, status, lost)
+            return self._record_removed(state, status, lost, detail=error)
         theirs = parse_state(status)
         if theirs is None:
             raise exc
+        if _ours(state, theirs) and (status.state or "") == self._written:
+            # still our own record: conflicting writes, no decision of theirs
+            self.log.warning("weights.write_conflict", error=str(exc), phase=theirs.phase,
+                             note="nobody else recorded a decision; the next look tries again")
+            return theirs
+        return self._adopt_record(state, status, theirs)
+
+    def _adopt_record(self, state: rl.RolloutState, status: RouteStatus, theirs: rl.RolloutState) -> rl.RolloutState:
+        """A record written outside this process (`theirs`, read in `status`), as the watch and a refused write
+        find it: another rollout's is a take-over (or, with this version split under it, stable 100%:
+        `_split_unrecorded`); ours moved on by hand is no state to adopt (decision 148); else `canary
+        rollback/pause/resume`'s decision, adopted."""
         if not _ours(state, theirs):  # another rollout, of any version and phase: not ours to undo
             if split_unrecorded(status, theirs, state.canary_version):  # ...but this one's version is split
                 return self._split_unrecorded(state, status, theirs)
             return self._taken_over(state, theirs)
-        if (status.state or "") == self._written:  # still our own record: conflicting writes, no decision of theirs
-            self.log.warning("weights.write_conflict", error=str(exc), phase=theirs.phase,
-                             note="nobody else recorded a decision; the next look tries again")
-            return theirs
         off = rl.advanced_outside(state, theirs, self.policy) if state.phase != rl.PROMOTING else ""
-        if off:  # as `_check_outside` (decision 148)
-            return self._record_removed(state, status, "unreadable", detail=off)
+        if off:  # ours by its marks, and no state our rollout can be in: edited by hand (decision 148)
+            return self._record_removed(state, status, "edited", detail=off)
         self._written = status.state or ""
         self.log.info("rollout.changed_outside", phase=theirs.phase, reason=theirs.reason, weights=str(theirs.weights),
                       step=theirs.step + 1)
         return self._restamp_resume(state, theirs)
 
-    def _record_lost(self, text: str | None) -> str:
-        """How the route's record `text` (as read) lost the record this process wrote: "removed" (absent, or
-        emptied: `patch.read_state`), "unreadable" (edited into text that is no rollout state: hand-edited
-        JSON, a template's placeholder); "" when it is still a rollout state (anyone's), or this process has
-        written no record yet."""
+    def _record_lost(self, text: str | None) -> tuple[str, str]:
+        """How the route's record `text` (as read) lost the record this process wrote, and why: ("removed", "")
+        (absent, or emptied: `patch.read_state`), ("unreadable", the parse error) (edited into text that is no
+        rollout state: hand-edited JSON, a template's placeholder); ("", "") when it is still a rollout state
+        (anyone's), or this process has written no record yet."""
         if not self._written:
-            return ""
+            return "", ""
         if text is None:
-            return "removed"
+            return "removed", ""
         try:
-            parse_record(text)
-        except CanaryError:
-            return "unreadable"
-        return ""
+            if text.strip():  # blank reads as none (`parse_record`)
+                rl.RolloutState.from_json(text)
+        except (ValueError, TypeError, KeyError) as exc:  # what `parse_record` refuses
+            return "unreadable", str(exc)
+        return "", ""
 
     def _lost_reason(self, status: RouteStatus, lost: str, detail: str = "") -> str:
-        """The reason recorded, and logged, for a record `lost` outside the rollout (`_record_lost`); `detail`:
-        why a record that parses is no state of this rollout (`rl.advanced_outside`)."""
+        """The reason recorded, and logged, for a record `lost` outside the rollout: "removed", "unreadable"
+        (`_record_lost`; `detail` its parse error), or "edited" (`detail`: why a record that parses is no state
+        of this rollout, `rl.advanced_outside`)."""
         where = f"{self.target.namespace}/{self.target.virtual_service}"
-        if lost == "unreadable":
-            try:
-                rl.RolloutState.from_json(status.state or "")
-                error = f" ({detail[:200]})" if detail else ""
-            except (ValueError, TypeError, KeyError) as exc:  # what `parse_record` refuses
-                error = f" ({str(exc)[:200]})"
-            what = "a state this rollout was never in" if detail else "something that is no rollout state"
+        if lost in ("unreadable", "edited"):
+            error = f" ({detail[:200]})" if detail else ""
+            what = "a state this rollout was never in" if lost == "edited" else "something that is no rollout state"
             return (f"the rollout's record (annotation {STATE_ANNOTATION}) on VirtualService {where} was edited "
                     f"outside the rollout into {what}{error}, at {status.weights}; stable 100%")
         return (f"the rollout's record (annotation {STATE_ANNOTATION}) was removed from VirtualService {where} "
@@ -1024,7 +1008,7 @@ class Runner:
                 "(Argo CD: ignoreDifferences on it), then run promote again") if lost == "removed" else (
                 f"the annotation {STATE_ANNOTATION} is written by canary alone: never edit it by hand; "
                 "run promote again")
-        event = "rollout.record_unreadable" if lost == "unreadable" else "rollout.record_removed"
+        event = "rollout.record_removed" if lost == "removed" else "rollout.record_unreadable"
         self.log.warning(event, reason=why, phase=state.phase, weights=str(status.weights),
                          recorded_weights=str(state.weights), hint=hint)
         return why
@@ -1040,7 +1024,8 @@ class Runner:
         else; re-read it before writing" (decision 143). A promotion whose every step passed is not undone
         for it: `run`'s fail-safe finishes it. `lost` (`_record_lost`): "removed" (or emptied, decision 146), or
         "unreadable": edited into text that is no rollout state, which ended as the failure "rollout state
-        annotation is unreadable"; now `rollout.record_unreadable`, and the end is guarded on that text."""
+        annotation is unreadable"; now `rollout.record_unreadable`, and the end is guarded on that text; or
+        "edited": a record of ours that parses and is no state of this rollout (`rl.advanced_outside`)."""
         why = self._say_lost(state, status, lost, detail)
         self._written = status.state or ""  # the end is guarded on the route as read: no record, or that text
         return self._apply(*rl.transition(state, rl.Rollback(self.clock.now(), why, aborted=True), self.policy))
@@ -1055,8 +1040,7 @@ class Runner:
         points the canary subset at its own version before it moves traffic, so none is undone (decision
         143 d)."""
         why = split_unrecorded(status, theirs, state.canary_version)
-        self.log.warning("rollout.split_unrecorded", reason=why, recorded_canary_version=theirs.canary_version,
-                         recorded_phase=theirs.phase, recorded_owner=theirs.owner, weights=str(status.weights))
+        say_split_unrecorded(self.log, why, theirs, status.weights)
         self._written = status.state or ""  # the end is guarded on the record as read
         return self._apply(*rl.transition(state, rl.Rollback(self.clock.now(), f"{why}; stable 100%", aborted=True),
                                           self.policy))
@@ -1165,6 +1149,29 @@ def route_refusal(target: Target, recorded: rl.RolloutState, routes: int) -> str
            "end it with `canary rollback` (it finds the route holding the recorded weights), then promote again")
     return (f"the rollout of {recorded.canary_version} in progress ({recorded.phase}, weights "
             f"{recorded.weights}) drives {drives}, and this promote asks {asked}; nothing was written: {how}")
+
+
+def prometheus_time(metrics: Any) -> float | None:
+    """Prometheus's own `time()` (Unix seconds), asked within 2 s; None when `metrics` cannot ask (no `ask`),
+    or Prometheus does not answer it in time or answers no finite number. Raises what is no CanaryError."""
+    ask = getattr(metrics, "ask", None)
+    if ask is None:
+        return None
+    from canary.metrics.answers import evaluated_at
+
+    try:
+        now = evaluated_at(ask("time()", check="clock", arm="", at=None, who="clock", strict=False,
+                               deadline=time.monotonic() + 2.0))
+    except CanaryError:
+        return None
+    return now if now is not None and math.isfinite(now) else None
+
+
+def warn_skew(log: Any, offset: float, *, note: str) -> None:
+    """`clock.skew` when Prometheus's clock and this host's differ by more than SKEW_WARN_S (`offset`:
+    Prometheus minus local, seconds)."""
+    if abs(offset) > SKEW_WARN_S:
+        log.warning("clock.skew", prometheus_minus_local_s=round(offset, 3), note=note)
 
 
 def unsafe_traffic(router: TrafficRouter, target: Target, *, log: Any, error: str, known: Any = None) -> str:
