@@ -460,20 +460,13 @@ def prometheus_clock(metrics: Any, *, log: Any) -> Callable[[], float]:
     NTP synced) and corrected later kept its error: 900 s ahead, every look was asked 900 s ahead of
     Prometheus and "could not measure: no series" until a restart (decision 145). `clock.skew` when the two
     differ by more than `runner.SKEW_WARN_S`."""
-    from canary.metrics.answers import evaluated_at
-    from canary.runner import SKEW_WARN_S, SystemClock
+    from canary.runner import SystemClock, prometheus_time, warn_skew
 
-    ask, anchor = getattr(metrics, "ask", None), None
-    if ask is not None:
-        try:  # at most 2 s: a Prometheus that does not answer now is the looks' to report
-            anchor = evaluated_at(ask("time()", check="clock", arm="", at=None, who="clock", strict=False,
-                                      deadline=time.monotonic() + 2.0))
-        except Exception:  # noqa: BLE001 - the host's clock then, as before
-            anchor = None
-    if anchor is None or not math.isfinite(anchor):
+    try:  # at most 2 s: a Prometheus that does not answer now is the looks' to report
+        anchor = prometheus_time(metrics)
+    except Exception:  # noqa: BLE001 - the host's clock then, as before
+        anchor = None
+    if anchor is None:
         return SystemClock().now
-    offset = anchor - time.time()
-    if abs(offset) > SKEW_WARN_S:
-        log.warning("clock.skew", prometheus_minus_local_s=round(offset, 3),
-                    note="this service's times are Prometheus's; run NTP")
+    warn_skew(log, anchor - time.time(), note="this service's times are Prometheus's; run NTP")
     return SystemClock(anchor=anchor).now
