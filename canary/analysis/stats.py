@@ -25,7 +25,7 @@ Every function is pure, takes plain numbers/arrays and returns a frozen
 from __future__ import annotations
 
 import math
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -415,33 +415,22 @@ def quantiles_beyond(finite: Sequence[float], k_s: Sequence[int], n_s: int, k_c:
     m = len(finite)
     if n_s <= 0 or n_c <= 0 or m == 0:
         return 1.0, ""
-    first, hi = 0, m  # the first j with a stable bound b_i <= b_j / (1+tol)
-    while first < hi:
-        mid = (first + hi) // 2
-        if finite[0] <= finite[mid] / (1.0 + tol):
-            hi = mid
-        else:
-            first = mid + 1
-    if first >= m:
-        return 1.0, ""
+
+    def pair(j: int) -> int:  # the largest stable bound i with b_i <= b_j / (1+tol); -1 if none
+        return bisect_right(finite, finite[j] / (1.0 + tol)) - 1
 
     def p_c(j: int) -> float:  # small where canary_q > finite[j] is shown; rises with j
         return bdtr(int(k_c[j]), n_c, q)
-
-    def pair(j: int) -> int:
-        return bisect_right(finite, finite[j] / (1.0 + tol)) - 1
 
     def p_s(j: int) -> float:  # small where stable_q <= finite[pair(j)] is shown; falls with j
         k = int(k_s[pair(j)])
         return 1.0 if k <= 0 else bdtrc(k - 1, n_s, q)
 
-    lo, hi = first, m  # the first j in [first, m) with p_c(j) >= p_s(j), m if none
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if p_c(mid) >= p_s(mid):
-            hi = mid
-        else:
-            lo = mid + 1
+    first = bisect_left(range(m), True, key=lambda j: pair(j) >= 0)  # the first j with a stable bound beside it
+    if first >= m:
+        return 1.0, ""
+    # the first j in [first, m) with p_c(j) >= p_s(j), m if none
+    lo = bisect_left(range(first, m), True, key=lambda j: p_c(j) >= p_s(j)) + first
     cands = [(p_s(lo - 1), lo - 1)] if lo > first else []
     if lo < m:
         cands.append((p_c(lo), lo))
