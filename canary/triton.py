@@ -599,12 +599,11 @@ def _warm_up(client: Any, ep: TritonEndpoint, sig: Signature, requests: list[dic
             except Exception as exc:  # a response that does not decode is a broken model too
                 raise GateError(f"{ep.who}: {which}: output '{t.name}' unreadable: {_msg(exc)}") from exc
             _check_shape(ep, t, value, arrays, sig, which)
-            try:
-                _check_output(ep, t.name, value, gate, which)
-            except GateError as exc:
-                failure = _failure_kind(str(exc), t.name)
-                if not failure or _stable_answers_the_same(stable, sig, t.name, arrays, gate, timeout) != failure:
-                    raise
+            failure, message = _output_problem(t.name, value, gate)
+            if failure:
+                if failure == "missing" or _stable_answers_the_same(stable, sig, t.name, arrays, gate,
+                                                                    timeout) != failure:
+                    raise GateError(f"{ep.who}: {which}: {message}")
                 # the same symptom on stable is no excuse unless the absence is its cause: the canary answers the
                 # same request well with the inputs it left out (a canary NaN to every request, stable NaN without
                 # the input, passed where every warm-up request left it out: decision 145)
@@ -630,19 +629,9 @@ def _with_what_was_left_out(client: Any, ep: TritonEndpoint, sig: Signature, arr
     _check_output(ep, output, value, gate, again)
 
 
-def _failure_kind(message: str, output: str) -> str:
-    """"is not finite" or "outside [lo, hi]" from a `_check_output` failure of `output`; "" for another."""
-    rest = message.partition(f"output '{output}' ")[2]
-    if rest.startswith("is not finite"):
-        return "is not finite"
-    if rest.startswith("outside ["):
-        return rest.partition("]")[0] + "]"
-    return ""
-
-
 def _stable_answers_the_same(stable: tuple[TritonEndpoint, Signature] | None, sig: Signature, output: str,
                              arrays: dict[str, np.ndarray], gate: TritonGate, timeout: float) -> str:
-    """How stable fails the same check on the same request (`_failure_kind`: "is not finite"), when the
+    """How stable fails the same check on the same request (`_output_problem`'s kind: "is not finite"), when the
     request left out an optional input stable also takes as optional; "" otherwise (stable not given, answers
     well, refuses the request, lacks the output, or cannot be asked): the canary's failure stands."""
     if stable is None:
@@ -658,14 +647,11 @@ def _stable_answers_the_same(stable: tuple[TritonEndpoint, Signature] | None, si
     try:
         client = connect(ep, timeout=timeout)
         value = _infer(client, ep, stable_sig, sent, timeout).as_numpy(output)
-        _check_output(ep, output, value, gate, "the same request")
-    except GateError as exc:
-        return _failure_kind(str(exc), output)
     except Exception:
         return ""
     finally:
         _close(client)
-    return ""
+    return _output_problem(output, value, gate)[0]
 
 
 def _check_shape(ep: TritonEndpoint, spec: TensorSpec, value: Any, arrays: dict[str, np.ndarray], sig: Signature,
@@ -696,17 +682,28 @@ def _request_name(i: int, arrays: dict[str, np.ndarray], sig: Signature) -> str:
 
 
 def _check_output(ep: TritonEndpoint, name: str, value: Any, gate: TritonGate, which: str) -> None:
+    """Raise GateError naming `which` request when output `name` fails `_output_problem`."""
+    kind, message = _output_problem(name, value, gate)
+    if kind:
+        raise GateError(f"{ep.who}: {which}: {message}")
+
+
+def _output_problem(name: str, value: Any, gate: TritonGate) -> tuple[str, str]:
+    """(kind, message) of what is wrong with output `name`'s `value`: kind "missing", "is not finite" or
+    "outside [lo, hi]" (`gate.output_range`); ("", "") when nothing is. The kind is what a stable's answer
+    to the same request is compared by (`_stable_answers_the_same`)."""
     if value is None:
-        raise GateError(f"{ep.who}: {which}: output '{name}' missing from the response")
+        return "missing", f"output '{name}' missing from the response"
     if value.dtype == np.object_ or value.dtype == np.bool_:
-        return
+        return "", ""
     if not np.all(np.isfinite(value)):
-        raise GateError(f"{ep.who}: {which}: output '{name}' is not finite (NaN/inf): {value.ravel()[:4]}")
+        return "is not finite", f"output '{name}' is not finite (NaN/inf): {value.ravel()[:4]}"
     if gate.output_range is not None:
         lo, hi = gate.output_range
         if value.size and (value.min() < lo or value.max() > hi):
-            raise GateError(f"{ep.who}: {which}: output '{name}' outside [{lo}, {hi}]: "
-                            f"min {float(value.min()):g}, max {float(value.max()):g}")
+            kind = f"outside [{lo}, {hi}]"
+            return kind, f"output '{name}' {kind}: min {float(value.min()):g}, max {float(value.max()):g}"
+    return "", ""
 
 
 class ReadinessProbe:
