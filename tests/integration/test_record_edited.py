@@ -173,17 +173,23 @@ def test_weights_edited_while_promote_is_pending_go_back_to_100_0_at_once(api: A
     assert res.exit_code == 0 and res.state.phase == rl.PROMOTED, res.state.reason
 
 
-def test_the_controller_reads_an_emptied_record_as_a_removed_one(world: Any) -> None:
+def _controller_after(world: Any, edit: Any) -> tuple[list[int], dict[str, Any], dict[str, Any]]:
+    """A CanaryRollout progressing at 80/20, its VirtualService then edited by `edit`, and three ticks:
+    (weights, record, CR status) after them."""
     api, op, custom = world
     custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v2"))
     _progressing(op, custom, api)
-    api.edit(GROUP, "virtualservices", "ml", fleet.model(0), _annotated("  "))
+    api.edit(GROUP, "virtualservices", "ml", fleet.model(0), edit)
     op.clock = clock = FakeClock(time.time())
     for _ in range(3):
         clock.t += 1.0
         op.tick()
     weights, rec = vs(api, 0)
-    st = _status(custom)
+    return weights, rec, _status(custom)
+
+
+def test_the_controller_reads_an_emptied_record_as_a_removed_one(world: Any) -> None:
+    weights, rec, st = _controller_after(world, _annotated("  "))
     assert weights == [100, 0] and rec["phase"] == rl.ABORTED, (weights, st)
     assert st["phase"] == rl.ABORTED and "no longer records this CanaryRollout's rollout" in st["reason"], st
 
@@ -192,16 +198,7 @@ def test_the_controller_reads_an_emptied_record_as_a_removed_one(world: Any) -> 
                          ids=["garbage", "a number too large"])
 def test_the_controller_ends_a_record_edited_into_garbage_at_stable_naming_the_annotation(world: Any,
                                                                                           value: str) -> None:
-    api, op, custom = world
-    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v2"))
-    _progressing(op, custom, api)
-    api.edit(GROUP, "virtualservices", "ml", fleet.model(0), _annotated(value))
-    op.clock = clock = FakeClock(time.time())
-    for _ in range(3):
-        clock.t += 1.0
-        op.tick()
-    weights, rec = vs(api, 0)
-    st = _status(custom)
+    weights, rec, st = _controller_after(world, _annotated(value))
     assert weights == [100, 0] and rec["phase"] == rl.ABORTED, (weights, st)
     assert st["phase"] == rl.ABORTED and f"annotation {ANN} is unreadable" in st["reason"], st
 
@@ -340,15 +337,6 @@ def test_the_controller_ends_a_record_edited_by_hand_into_no_state_of_its_policy
                                                                                   fields: dict[str, Any]) -> None:
     """The controller takes its state from the record at every tick: `"phase": "promoting"` at 80/20 was
     finished, the canary promoted after one step (decision 148). Ended as an unreadable record is."""
-    api, op, custom = world
-    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v2"))
-    _progressing(op, custom, api)
-    api.edit(GROUP, "virtualservices", "ml", fleet.model(0), _edited(**fields))
-    op.clock = clock = FakeClock(time.time())
-    for _ in range(3):
-        clock.t += 1.0
-        op.tick()
-    weights, rec = vs(api, 0)
-    st = _status(custom)
+    weights, rec, st = _controller_after(world, _edited(**fields))
     assert weights == [100, 0] and rec["phase"] == rl.ABORTED, (weights, st)
     assert st["phase"] == rl.ABORTED and f"annotation {ANN} is no state of this rollout" in st["reason"], st
