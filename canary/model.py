@@ -253,7 +253,9 @@ class Verdict:
         return "; ".join(f"{', '.join(checks)}: {text}" for text, checks in said.items())
 
     def window_evidence(self) -> dict[str, tuple[float, float]]:
-        """This look's contribution of its own window per sub-test "check/test": (z*sqrt(I), I).
+        """This look's contribution of its own window per sub-test "check/test": (z*sqrt(I), I); and
+        per exact test "check/test.exact" its pooled part (a ceiling's exceedance count and requests, an
+        increase's log factor and 1; docs/judge.md, "The exact tests pooled over windows").
 
         What a caller keeps while the window is open and adds to the rollout's prior evidence
         when it closes (the step advances, or an operator resumes); see analysis.sequential.
@@ -263,6 +265,9 @@ class Verdict:
             for t in r.extra.get("tests", ()):
                 if t.get("info_window"):
                     out[f"{r.check}/{t['test']}"] = (float(t["s_window"]), float(t["info_window"]))
+                    part = t.get("exact_window")  # an exact test's pooled part (analysis.judge._pool, decision 151)
+                    if part:
+                        out[f"{r.check}/{t['test']}.exact"] = (float(part[0]), float(part[1]))
         return out
 
     def to_dict(self) -> dict[str, Any]:

@@ -9,7 +9,8 @@ saw. The format is documented in docs/judge.md:
      "step": 0,                       (optional: the 0-based step index; with "window" it places the
                                        window in the rollout: the level of its own failure test)
      "window": 0,                     (resumes of the current step so far: the pass level)
-     "prior": {"<check>/<test>": [S, I]},   (earlier windows' failure evidence)
+     "prior": {"<check>/<test>": [S, I]},   (earlier windows' failure evidence; an exact test's
+                                       "<check>/<test>.exact" as the rollout state records it)
      "canary_weight": 10,             (optional: the canary's traffic %, 0-100, over the window)
      "checks": {"<check name>": {"stable": ARM, "canary": ARM}}}
 
@@ -180,6 +181,10 @@ def _prior(raw: Any, file: str, policy: Policy) -> dict[str, tuple[float, float]
         if not isinstance(key, str) or key.rpartition("/")[0] not in names:
             raise _bad(file, field, f"must be '<check>/<test>' with a check of the policy "
                                     f"(known: {', '.join(sorted(names))})")
+        if (key.endswith(".exact") and key.rpartition(".")[0] in tests  # an exact test's pooled part (decision 151)
+                and key.rpartition("/")[2] in ("ceiling.exact", "increase.exact")):
+            out[key] = _exact_prior(v, file, field, key.rpartition("/")[2].partition(".")[0])
+            continue
         if key not in tests:  # a typo in the test name was ignored, and the evidence with it
             raise _bad(file, field, f"'{key.rpartition('/')[2]}' is not a statistical test of check "
                                     f"'{key.rpartition('/')[0]}' (this policy's: {', '.join(sorted(tests)) or 'none'})")
@@ -194,6 +199,23 @@ def _prior(raw: Any, file: str, policy: Policy) -> dict[str, tuple[float, float]
                                     f"within [-{Z_CLIP * math.sqrt(2):.2f} I, {40 * math.sqrt(2):.1f} I]")
         out[key] = (float(v[0]), float(v[1]))
     return out
+
+
+def _exact_prior(v: Any, file: str, field: str, test: str) -> tuple[float, float]:
+    """An exact test's pooled part of earlier windows: a ceiling's [exceedances, requests] (0 <= x <= n), an
+    increase's [log factor sum, windows] (each window's factor is at least 1 - INCREASE_LAMBDA)."""
+    from canary.analysis.sequential import INCREASE_LAMBDA
+
+    if (not isinstance(v, list) or len(v) != 2
+            or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)):
+        raise _bad(file, field, f"must be a pair of finite numbers, got {str(v)[:60]}")
+    a, b = (_num(x, file, f"{field}[{i}]") for i, x in enumerate(v))
+    if test == "ceiling" and not 0 <= a <= b:
+        raise _bad(file, field, f"must be [exceedances, requests] with 0 <= exceedances <= requests, got {str(v)[:60]}")
+    if test != "ceiling" and not (b >= 0 and b * math.log1p(-INCREASE_LAMBDA) - 1e-9 <= a <= 745.0 * b + 1e-9):
+        raise _bad(file, field, f"must be [log factors, windows]: windows >= 0, each window's log factor in "
+                                f"[{math.log1p(-INCREASE_LAMBDA):.3f}, 745], got {str(v)[:60]}")
+    return float(a), float(b)
 
 
 def _policy(raw: dict[str, Any], file: str, base: Path | None) -> Policy:

@@ -22,8 +22,8 @@ from canary.analysis import buckets, evidence, shift, stats
 from canary.analysis.buckets import Arm
 from canary.analysis.custom import judge_custom
 from canary.analysis.evidence import attach
-from canary.analysis.sequential import (EXACT_SHARE, POOLED_SHARE, effective_requests, exceedance_p, failure_p,
-                                        sub_levels, test_weights, tests_in, window_share, window_z)
+from canary.analysis.sequential import (EXACT_SHARE, effective_requests, exact_shares, exceedance_p, failure_p,
+                                        increase_factor, log_p, sub_levels, test_weights, tests_in, window_share, window_z)
 from canary.errors import CanaryError, NoData, TransientError
 from canary.analysis.shown import beside, exact
 from canary.analysis.unrouted import bound as unrouted_bound, requests_counted, unrouted
@@ -280,16 +280,31 @@ def _pool(check: Check, subs: list[tuple[str, stats.TestResult, bool]], ctx: _Ct
         s0, i0 = prior.get(f"{check.name}/{name}", (0.0, 0.0))
         s_all, i_all = s0 + s_w, i0 + i_w
         p_av = failure_p(s_all, i_all, s_w, i_w, ctx.window_share)
-        exact_share = EXACT_SHARE * ctx.window_share / (1.0 - POOLED_SHARE)
-        if i_w > 0 and exact_share > 0 and not math.isnan(t.p_exact):
-            # the window's exact test (a limit on the canary alone: of its exceedance count, decision 142; an
-            # error or missing rate increase: of both arms' counts, decision 149) gets EXACT_SHARE of the level,
-            # spread over the windows as their own tests are (shares summing to EXACT_SHARE); the normal
-            # mixtures keep the rest. Few requests far beyond are evidence, whatever the information.
-            p_av = min(1.0, p_av / (1.0 - EXACT_SHARE), t.p_exact / exact_share)
+        exact: dict[str, Any] = {"p_exact": _clean(t.p_exact)} if not math.isnan(t.p_exact) else {}
+        if i_w > 0 and not math.isnan(t.p_exact):
+            # the exact tests (a limit on the canary alone: of its exceedance count, decision 142; an error or
+            # missing rate increase: of both arms' counts, decision 149) get EXACT_SHARE of the level: the
+            # window's own test, and from the rollout's second window on a test pooled over its windows
+            # (decision 151: a ceiling's exceedance counts add up, an increase's windows' factors multiply);
+            # the normal mixtures keep the rest. Few requests far beyond are evidence, whatever the information.
+            own, pooled = exact_shares(ctx.window_share)
+            key = f"{check.name}/{name}.exact"
+            if i0 > 0 and key not in ctx.prior:
+                pooled = 0.0  # earlier windows' exact evidence unknown (a state or export from before 151): not pooled
+            if t.exact_counts is not None:
+                x, n, p0 = t.exact_counts
+                window_part = (float(round(x)), float(round(n)))
+                x0, n0 = ctx.prior.get(key, (0.0, 0.0))
+                p_pooled = exceedance_p(x0 + window_part[0], n0 + window_part[1], p0) if pooled > 0 else 1.0
+            else:
+                window_part = (increase_factor(t.p_exact), 1.0)
+                p_pooled = log_p(ctx.prior.get(key, (0.0, 0.0))[0] + window_part[0]) if pooled > 0 else 1.0
+            p_av = min(1.0, p_av / (1.0 - EXACT_SHARE), t.p_exact / own if own > 0 else 1.0,
+                       p_pooled / pooled if pooled > 0 else 1.0)
+            exact = {**exact, "exact_window": list(window_part),
+                     **({"p_exact_pooled": _clean(p_pooled)} if pooled > 0 else {})}
         seq[name] = {"p_window": _clean(t.p_value), "s_window": s_w, "info_window": i_w,
-                     "s": s_all, "info": i_all, "windows_before": i0 > 0, "level": level,
-                     **({"p_exact": _clean(t.p_exact)} if not math.isnan(t.p_exact) else {})}
+                     "s": s_all, "info": i_all, "windows_before": i0 > 0, "level": level, **exact}
         # stats.replaced rather than dataclasses.replace: a tenth of the cost, at every sub-test of every look
         out.append((name, stats.replaced(t, breach=bool(i_w > 0 and p_av <= level), p_value=p_av),
                     absolute))
@@ -553,9 +568,11 @@ def _latency_ceiling(c: Arm | evidence.ArrayArm, *, on_lists: bool, max_value: f
     j = bisect_left(finite, max_value * (1 - 1e-12))
     decides = not c.total <= 0 and j < len(finite)
     p = c.p_above(j) if decides else math.nan
-    p_exact = exceedance_p(float(c.n - c.k[j]), float(c.n), 1.0 - c.q) if decides else math.nan
+    counts = (float(c.n - c.k[j]), float(c.n), 1.0 - c.q) if decides else None
+    p_exact = exceedance_p(*counts) if counts is not None else math.nan
     return stats.ceiling_result(finite, j, p, total=c.total, c_est=c.estimate(), max_value=max_value, alpha=alpha,
-                                in_finite=float(c.cum[-2]) if len(c.cum) > 1 else 0.0, p_exact=p_exact)
+                                in_finite=float(c.cum[-2]) if len(c.cum) > 1 else 0.0, p_exact=p_exact,
+                                exact_counts=counts)
 
 
 def _unit_mismatch(stable: tuple[float, ...], canary: tuple[float, ...]) -> str:

@@ -283,6 +283,53 @@ def increase_p(x_s: float, n_s: float, x_c: float, n_c: float, margin: float) ->
     return float(min(1.0, 2.0 * max(p_c(r), p_s(r))))
 
 
+# Pooling the exact tests over the rollout's windows (docs/decisions.md 151; docs/judge.md, "The exact tests
+# pooled over windows"). Of EXACT_SHARE, the rollout's first window keeps its own test's share as before
+# (`window_share(0, 0)` scaled, 0.025 of the level), a pooled exact test gets EXACT_POOLED_SHARE from the
+# second window on, and the later windows' own exact tests share the rest (0.025, by `window_share`).
+EXACT_POOLED_SHARE = 0.05
+# an increase's pooled test multiplies the windows' factors 1 - INCREASE_LAMBDA + INCREASE_LAMBDA E_w, E_w the
+# window's exact e-value (1 / `increase_p`): each is a non-negative supermartingale from 1, and a window
+# without evidence (E_w >= 0 is all that is known) costs a factor 1 - INCREASE_LAMBDA, not a ruin
+INCREASE_LAMBDA = 0.5
+
+
+def exact_shares(share: float) -> tuple[float, float]:
+    """(the window's own exact test's share, the pooled exact test's share) of a sub-test's level, for a
+    window whose `window_share` is `share` (0: its place is not known, its own test is skipped).
+
+    The rollout's first window (`window_share(0, 0)`): its own test at EXACT_SHARE * 0.25 = 0.025, as
+    before pooling (nothing to pool with), and no pooled test. Any later window: the pooled test at
+    EXACT_POOLED_SHARE and its own at its share of the rest, EXACT_SHARE - 0.025 - EXACT_POOLED_SHARE,
+    spread as `window_share` spreads (the later windows' shares sum to it). The shares of all windows'
+    own tests and the pooled one sum to EXACT_SHARE."""
+    scale = EXACT_SHARE / (1.0 - POOLED_SHARE)
+    first = window_share(0, 0)
+    if share <= 0.0:
+        return 0.0, EXACT_POOLED_SHARE
+    if share >= first * (1.0 - 1e-12):
+        return first * scale, 0.0
+    rest = (EXACT_SHARE - first * scale - EXACT_POOLED_SHARE) / (EXACT_SHARE - first * scale)
+    return share * scale * rest, EXACT_POOLED_SHARE
+
+
+def increase_factor(p_window: float) -> float:
+    """log of a window's factor in an increase's pooled exact test: 1 - INCREASE_LAMBDA + INCREASE_LAMBDA E_w,
+    E_w = 1 / `increase_p` where it is below 1 (then exactly its e-value, a lower bound of its sup-min), and
+    E_w >= 0 otherwise (a p of 1 says only that). NaN: no factor (0)."""
+    if not math.isfinite(p_window) or p_window < 0.0:
+        return 0.0
+    e = 1.0 / p_window if 0.0 < p_window < 1.0 else (math.inf if p_window == 0.0 else 0.0)
+    if math.isinf(e):
+        return 745.0  # p underflowed: a factor beyond any level
+    return math.log1p(-INCREASE_LAMBDA) if e == 0.0 else math.log((1.0 - INCREASE_LAMBDA) + INCREASE_LAMBDA * e)
+
+
+def log_p(log_e: float) -> float:
+    """The p-value 1/E of a pooled exact test from log E, capped at 1."""
+    return 1.0 if log_e <= 0.0 else (0.0 if log_e > 745.0 else math.exp(-log_e))
+
+
 def _stirlerr(k: float) -> float:
     """log(k!) - log(sqrt(2 pi k) (k/e)^k): Stirling's error, small and computed without cancellation."""
     if k < 16.0:

@@ -74,6 +74,9 @@ class TestResult:
     # (`sequential.exceedance_p`), of both arms' counts for an error or missing rate increase
     # (`sequential.increase_p`); NaN where not computed. Judged beside `p_value` (`judge._pool`)
     p_exact: float = math.nan
+    # a limit on the canary alone: the window's exceedance count, its requests and the limit's rate
+    # (x, n, p0) behind `p_exact`, which the pooled exact test adds to the earlier windows' (`judge._pool`)
+    exact_counts: tuple[float, float, float] | None = None
 
 
 def replaced(t: TestResult, **changes: object) -> TestResult:
@@ -595,17 +598,21 @@ def latency_ceiling(bounds: np.ndarray, canary: np.ndarray, *, q: float, max_val
     c_est = histogram_quantile(bounds, canary, q)
     j = int(np.searchsorted(finite, max_value * (1 - 1e-12), side="left"))
     p = p_exact = math.nan
+    counts = None
     if not float(canary[-1]) <= 0 and j < len(finite):  # `not <=`: a NaN total is computed, as it was
         k = _ints(canary)
         p = float(p_quantile_above(k[j:j + 1], int(k[-1]), q)[0])  # quantile_pvalues(canary, q)[1][j]
         if np.isfinite(canary).all():
-            p_exact = exceedance_p(float(k[-1] - k[j]), float(k[-1]), 1.0 - q)
+            counts = (float(k[-1] - k[j]), float(k[-1]), 1.0 - q)
+            p_exact = exceedance_p(*counts)
     return ceiling_result(finite, j, p, total=float(canary[-1]), c_est=c_est, max_value=max_value, alpha=alpha,
-                          in_finite=float(canary[-2]) if len(canary) > 1 else 0.0, p_exact=p_exact)
+                          in_finite=float(canary[-2]) if len(canary) > 1 else 0.0, p_exact=p_exact,
+                          exact_counts=counts)
 
 
 def ceiling_result(finite: Sequence[float], j: int, p: float, *, total: float, c_est: float, max_value: float,
-                   alpha: float, in_finite: float = 0.0, p_exact: float = math.nan) -> TestResult:
+                   alpha: float, in_finite: float = 0.0, p_exact: float = math.nan,
+                   exact_counts: tuple[float, float, float] | None = None) -> TestResult:
     """`latency_ceiling` from its parts (`buckets` computes them on lists): j the first finite bound
     >= max_value, p its p-value (`p_quantile_above`), the canary's total and quantile estimate;
     `in_finite` its count at the last finite bound."""
@@ -618,7 +625,8 @@ def ceiling_result(finite: Sequence[float], j: int, p: float, *, total: float, c
         return TestResult(False, False, 1.0, canary=c_est, effect=c_est - max_value, note=note)
     note = "" if finite[j] <= max_value * 1.0001 else f"ceiling checked at bucket bound {finite[j]:g} ms"
     return TestResult(p <= alpha, True, p, statistic=float(finite[j]), canary=c_est,
-                      effect=c_est - max_value if not math.isnan(c_est) else math.nan, note=note, p_exact=p_exact)
+                      effect=c_est - max_value if not math.isnan(c_est) else math.nan, note=note, p_exact=p_exact,
+                      exact_counts=exact_counts)
 
 
 def fm_restricted(p1: float, p2: float, n1: float, n2: float, delta: float) -> tuple[float, float]:
@@ -681,4 +689,5 @@ def proportion_ceiling(x_c: float, n_c: float, *, max_rate: float, alpha: float)
         return TestResult(False, False, 1.0, note="canary has no requests")
     p = binom_sf(xc - 1, nc, max_rate) if xc > 0 else 1.0
     return TestResult(p <= alpha, True, p, statistic=float(xc), canary=xc / nc, effect=xc / nc - max_rate,
-                      p_exact=exceedance_p(float(xc), float(nc), max_rate))
+                      p_exact=exceedance_p(float(xc), float(nc), max_rate),
+                      exact_counts=(float(xc), float(nc), float(max_rate)))
