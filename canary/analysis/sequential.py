@@ -41,6 +41,12 @@ analysis, Lindon et al., KDD 2022):
   request of the next window INCONCLUSIVE for ~2,000 requests, a hard ceiling
   included; after a 400,000-request step, ~20,000.)
 
+* The exact tests (`exceedance_p` for a ceiling, `increase_p` for an increase) pool too, from the rollout's
+  second window on (`exact_shares`, docs/decisions.md 151): a ceiling's exceedance counts add up over the
+  windows (H0 bounds every request's chance, whatever the step), an increase's windows' e-value factors
+  1/2 + E_w/2 multiply (`increase_factor`; stratified by window: each window's stable rate is its own
+  nuisance, and each factor is bounded by a supermartingale from 1).
+
 `RHO` (effective requests) sets where the boundary is tightest (around 5-50x
 RHO); docs/judge.md gives the argument, the cost against a planned-looks
 boundary and what the asymptotics assume. `run_curve` (Brownian crossings at
