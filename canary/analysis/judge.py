@@ -288,21 +288,24 @@ def _pool(check: Check, subs: list[tuple[str, stats.TestResult, bool]], ctx: _Ct
             # (decision 151: a ceiling's exceedance counts add up, an increase's windows' factors multiply);
             # the normal mixtures keep the rest. Few requests far beyond are evidence, whatever the information.
             own, pooled = exact_shares(ctx.window_share)
-            key = f"{check.name}/{name}.exact"
-            if i0 > 0 and key not in ctx.prior:
-                pooled = 0.0  # earlier windows' exact evidence unknown (a state or export from before 151): not pooled
-            if t.exact_counts is not None:
-                x, n, p0 = t.exact_counts
-                window_part = (float(round(x)), float(round(n)))
-                x0, n0 = ctx.prior.get(key, (0.0, 0.0))
-                p_pooled = exceedance_p(x0 + window_part[0], n0 + window_part[1], p0) if pooled > 0 else 1.0
-            else:
-                window_part = (increase_factor(t.p_exact), 1.0)
-                p_pooled = log_p(ctx.prior.get(key, (0.0, 0.0))[0] + window_part[0]) if pooled > 0 else 1.0
+            counts = t.exact_counts
+            window_part = ((float(round(counts[0])), float(round(counts[1]))) if counts is not None
+                           else (increase_factor(t.p_exact), 1.0))
+            p_pooled = 1.0
+            if pooled > 0:
+                key = f"{check.name}/{name}.exact"
+                if i0 > 0 and key not in prior:
+                    pooled = 0.0  # earlier windows' exact evidence unknown (a state from before 151): not pooled
+                elif counts is not None:
+                    x0, n0 = prior.get(key, (0.0, 0.0))
+                    p_pooled = exceedance_p(x0 + window_part[0], n0 + window_part[1], counts[2])
+                else:
+                    p_pooled = log_p(prior.get(key, (0.0, 0.0))[0] + window_part[0])
             p_av = min(1.0, p_av / (1.0 - EXACT_SHARE), t.p_exact / own if own > 0 else 1.0,
                        p_pooled / pooled if pooled > 0 else 1.0)
-            exact = {**exact, "exact_window": list(window_part),
-                     **({"p_exact_pooled": _clean(p_pooled)} if pooled > 0 else {})}
+            exact["exact_window"] = list(window_part)
+            if pooled > 0:
+                exact["p_exact_pooled"] = _clean(p_pooled)
         seq[name] = {"p_window": _clean(t.p_value), "s_window": s_w, "info_window": i_w,
                      "s": s_all, "info": i_all, "windows_before": i0 > 0, "level": level, **exact}
         # stats.replaced rather than dataclasses.replace: a tenth of the cost, at every sub-test of every look

@@ -55,6 +55,7 @@ given looks) is kept for the pass side (`evidence.pass_level`).
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Callable
 
@@ -300,6 +301,7 @@ EXACT_POOLED_SHARE = 0.05
 INCREASE_LAMBDA = 0.5
 
 
+@functools.lru_cache(maxsize=256)  # a few window positions, asked at every exact sub-test of every look
 def exact_shares(share: float) -> tuple[float, float]:
     """(the window's own exact test's share, the pooled exact test's share) of a sub-test's level, for a
     window whose `window_share` is `share` (0: its place is not known, its own test is skipped).
