@@ -329,7 +329,7 @@ def increase_factor(p_window: float) -> float:
         return 0.0
     e = 1.0 / p_window if 0.0 < p_window < 1.0 else (math.inf if p_window == 0.0 else 0.0)
     if math.isinf(e):
-        return 745.0  # p underflowed: a factor beyond any level
+        return 744.0  # p underflowed: E_w > e^745, so log(1/2 + E_w/2) > 744.3, beyond any level
     return math.log1p(-INCREASE_LAMBDA) if e == 0.0 else math.log((1.0 - INCREASE_LAMBDA) + INCREASE_LAMBDA * e)
 
 
