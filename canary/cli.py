@@ -24,14 +24,16 @@ from typing import Any, Optional
 
 import typer
 
+from canary import cli_help
 from canary import cli_options as opts
-from canary import logs
+from canary import logs, streams
 from canary import rollout as rl
 from canary.errors import (AlreadyStable, CanaryError, ConfigError, NotFound, RollbackFailed, RolloutBusy, TargetError,
                            TrafficUnsafe, TransientError)
 from canary.model import Target
 
-app = typer.Typer(add_completion=True, no_args_is_help=True, help="Canary analysis and rollback for ML models on Triton behind Istio.")
+cli_help.pipe_safe_help()
+app = typer.Typer(cls=cli_help.ReadableGroup, add_completion=True, no_args_is_help=True, help="Canary analysis and rollback for ML models on Triton behind Istio.")
 policy_app = typer.Typer(no_args_is_help=True, help="Validate policies and print their JSON Schema.")
 app.add_typer(policy_app, name="policy")
 
@@ -41,9 +43,10 @@ def _version(value: bool) -> None:
         from importlib.metadata import PackageNotFoundError, version
 
         try:
-            typer.echo(f"canary {version('modelcanary')}")
+            line = f"canary {version('modelcanary')}"
         except PackageNotFoundError:  # run from a checkout that was never installed
-            typer.echo("canary (not installed: run scripts/setup.sh)")
+            line = "canary (not installed: run scripts/setup.sh)"
+        streams.guarded("stdout", lambda: typer.echo(line))  # `canary --version | head -c0`: still 0
         raise typer.Exit(0)
 
 

@@ -189,6 +189,7 @@ def check_cmd(
     Exit 0 no dataset drift, 1 dataset drift, 5 a profiled feature was not compared (it does not
     arrive, or has no live data: the verdict leaves it out), 4 no live data, 2 bad input,
     3 Prometheus unavailable.
+
     Example: canary drift check --baseline rec-model-v2.profile.json --prometheus-url http://prometheus:9090
 
     Example: canary drift check --baseline rec-model-v2.profile.json --input live.json --window 1h30m -o yaml
@@ -289,7 +290,7 @@ def watch_cmd(
                                                     "episode is open, 2 live data that do not fit a profile, 3 "
                                                     "Prometheus could not be read, 4 no live data, 5 not every "
                                                     "feature compared, else 0"),
-    metrics_port: int = typer.Option(0, "--metrics-port", help="serve model_data_drift_* on 127.0.0.1:PORT"),
+    metrics_port: int = typer.Option(0, "--metrics-port", help="serve model_data_drift_* on 127.0.0.1:PORT (0: not served)"),
     output: str = opts.OutputOpt,
 ) -> None:
     """Watch live feature distributions against their training profiles, continuously: alerts with

@@ -142,7 +142,8 @@ def _stable_100_at(history: list[tuple[float, dict[str, int]]], *, after: float)
 def demo(
     scenario: str = typer.Option("good", "--scenario", "-s", help=SCENARIOS_HELP),
     rate: float = typer.Option(150.0, "--rate", help="requests per second through HAProxy"),
-    policy: Path = typer.Option(SANDBOX_POLICY, "--policy", help="policy for the rollout"),
+    policy: Path = typer.Option(SANDBOX_POLICY, "--policy", show_default=False,
+                                help="policy for the rollout (default: policies/sandbox.yaml, shipped in the package)"),
     output: str = opts.OutputOpt,
     log_file: str = typer.Option("canary-demo.log", "--log-file",
                                  help="where the JSON logs go, replaced on each run ('-': stderr, as a machine would read them)"),

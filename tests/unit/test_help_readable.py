@@ -1,0 +1,82 @@
+"""`--help` as a newcomer reads it, and into a pipe whose reader has gone (decision 152).
+
+Typer prints help through a rich Console of its own: `canary --help | head -1` exited 1 (rich's SystemExit on
+a broken pipe), and its type column showed `<bool>` after every switch, `<str>`, `<list[str]>`.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+CANARY = [sys.executable, "-m", "canary"]
+# every command and group: a help page each
+COMMANDS = [[], ["promote"], ["rollback"], ["sweep"], ["pause"], ["resume"], ["status"], ["judge"], ["plan"],
+            ["analyze"], ["demo"], ["serve"], ["report"], ["policy"], ["policy", "validate"], ["policy", "schema"],
+            ["controller"], ["controller", "run"], ["baseline"], ["baseline", "capture"], ["drift"],
+            ["drift", "check"], ["drift", "watch"]]
+
+
+def _reader_gone(args: list[str]) -> subprocess.CompletedProcess[str]:
+    read, write = os.pipe()
+    os.close(read)  # the reader went away before the first line (`| head -0`; `| head -1` a line later)
+    try:
+        return subprocess.run([*CANARY, *args], cwd=ROOT, stdout=write, stderr=subprocess.PIPE, text=True,
+                              timeout=120, env={**os.environ, "COLUMNS": "120"})
+    finally:
+        os.close(write)
+
+
+def test_help_into_a_pipe_whose_reader_went_away_exits_0_quietly() -> None:
+    for args in COMMANDS:
+        gone = _reader_gone([*args, "--help"])
+        assert (gone.returncode, gone.stderr) == (0, ""), args
+    version = _reader_gone(["--version"])
+    assert (version.returncode, version.stderr) == (0, "")
+
+
+def test_a_bare_group_into_a_gone_pipe_keeps_its_usage_exit() -> None:
+    """`canary` alone prints its help and exits 2 (no command given): 2 still, not rich's 1."""
+    plain = subprocess.run(CANARY, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    gone = _reader_gone([])
+    assert plain.returncode == gone.returncode == 2
+    assert "Traceback" not in gone.stderr
+
+
+def _help(args: list[str]) -> str:
+    out = subprocess.run([*CANARY, *args, "--help"], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "COLUMNS": "200", "NO_COLOR": "1", "TERM": "dumb"})
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+@pytest.mark.parametrize("args", COMMANDS, ids=lambda a: " ".join(a) or "canary")
+def test_help_shows_no_typer_type_labels(args: list[str]) -> None:
+    """No `<bool>` after a switch, no `<str>`/`<list[str]>`/`<int range>`, no machine path as a default."""
+    text = _help(args)
+    for odd in ("<bool>", "<str>", "<list[", "<path>", "<float>", "<int", "{model}", str(ROOT)):
+        assert odd not in text, (args, odd)
+
+
+def test_switches_show_no_value_and_values_show_clicks_names() -> None:
+    rows = {}
+    for line in _help(["promote"]).splitlines():
+        words = [w for w in line.strip("│ ").split() if w != "*"]
+        if len(words) > 1 and words[0].startswith("--"):
+            rows[words[0]] = words[1]  # the column after the option: its metavar, or the help's first word
+    assert rows["--retry"] == "run"  # a switch: its help straight after it
+    assert rows["--help"] == "Show"
+    assert rows["--canary-version"] == "TEXT"
+    assert rows["--prometheus-url"] == "URL"
+    assert rows["--webhook"] == "URL"
+    assert rows["--kubeconfig"] == "FILE"
+    assert rows["--timeout"] == "DURATION"
+    usage = _help(["promote"]).strip().splitlines()[0].rstrip()
+    assert usage.endswith("promote [OPTIONS] {MODEL}"), usage  # typer's braces: required
+    workers = next(line for line in _help(["controller", "run"]).splitlines() if "--workers" in line)
+    assert "INTEGER [1<=x<=64]" in workers
