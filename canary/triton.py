@@ -305,7 +305,7 @@ def preflight(
         excused: list[str] = []
         latencies = _warm_up(client, canary, sig, requests, gate, timeout=timeout,
                              stable=(stable, stable_sig) if stable is not None and stable_sig is not None else None,
-                             excused=excused)
+                             excused=excused, given=source != "generated")
     finally:
         _close(client)
     if seen is not None:
@@ -577,13 +577,19 @@ def _infer(client: Any, ep: TritonEndpoint, sig: Signature, arrays: dict[str, np
 
 def _warm_up(client: Any, ep: TritonEndpoint, sig: Signature, requests: list[dict[str, np.ndarray]],
              gate: TritonGate, *, timeout: float = CALL_TIMEOUT_S,
-             stable: tuple[TritonEndpoint, Signature] | None = None, excused: list[str] | None = None) -> list[float]:
+             stable: tuple[TritonEndpoint, Signature] | None = None, excused: list[str] | None = None,
+             given: bool = False) -> list[float]:
     """Send the warm-up requests to the canary and hold each answer to the declared shapes, finiteness and
     `gate.output_range`. Returns each request's latency in ms; raises GateError naming the request.
     `stable` (endpoint, signature): an answer that fails finiteness or the range in a request that left out
     optional inputs stable also takes as optional is sent to stable as well; when stable answers it no better,
-    it is the model's way with that absence, not the canary's regression: it is appended to `excused`."""
+    it is the model's way with that absence, not the canary's regression: it is appended to `excused`.
+    `given`: the requests are the user's (a sample file): every request is sent as the user wrote it, to the
+    canary and to stable, and nothing is added to it; the excuse's proof that the absence is the cause is the
+    user's own requests that send what it left out (`_shown_by_the_samples`), never generated values."""
     latencies: list[float] = []
+    well: dict[str, list[frozenset[str]]] = {}  # output -> the inputs of each request answered well for it
+    pending: list[tuple[str, str, str, frozenset[str]]] = []  # (which, output, kind, the inputs it left out)
     for i in range(gate.warmup_requests):
         arrays = requests[i % len(requests)]
         which = _request_name(i, arrays, sig)
@@ -600,17 +606,42 @@ def _warm_up(client: Any, ep: TritonEndpoint, sig: Signature, requests: list[dic
                 raise GateError(f"{ep.who}: {which}: output '{t.name}' unreadable: {_msg(exc)}") from exc
             _check_shape(ep, t, value, arrays, sig, which)
             failure, message = _output_problem(t.name, value, gate)
-            if failure:
-                if failure == "missing" or _stable_answers_the_same(stable, sig, t.name, arrays, gate,
-                                                                    timeout) != failure:
-                    raise GateError(f"{ep.who}: {which}: {message}")
-                # the same symptom on stable is no excuse unless the absence is its cause: the canary answers the
-                # same request well with the inputs it left out (a canary NaN to every request, stable NaN without
-                # the input, passed where every warm-up request left it out: decision 145)
-                _with_what_was_left_out(client, ep, sig, arrays, t.name, gate, which=which, seed=i, timeout=timeout)
-                if excused is not None:
-                    excused.append(f"{which}: output '{t.name}' {failure}")
+            if not failure:
+                well.setdefault(t.name, []).append(frozenset(arrays))
+                continue
+            if failure == "missing" or _stable_answers_the_same(stable, sig, t.name, arrays, gate,
+                                                                timeout) != failure:
+                raise GateError(f"{ep.who}: {which}: {message}")
+            # the same symptom on stable is no excuse unless the absence is its cause: the canary answers the
+            # same request well with the inputs it left out (a canary NaN to every request, stable NaN without
+            # the input, passed where every warm-up request left it out: decision 145)
+            if given:  # the user's requests show it, at the end (a later one may send what this one left out)
+                pending.append((which, t.name, failure, frozenset(x.name for x in sig.inputs if x.name not in arrays)))
+                continue
+            _with_what_was_left_out(client, ep, sig, arrays, t.name, gate, which=which, seed=i, timeout=timeout)
+            if excused is not None:
+                excused.append(f"{which}: output '{t.name}' {failure}")
+    for which, output, failure, left_out in pending:
+        said = _shown_by_the_samples(ep, requests, well.get(output, []), which=which, output=output,
+                                     failure=failure, left_out=left_out)
+        if excused is not None:
+            excused.append(f"{which}: output '{output}' {failure}{said}")
     return latencies
+
+
+def _shown_by_the_samples(ep: TritonEndpoint, requests: list[dict[str, np.ndarray]], well: list[frozenset[str]], *,
+                          which: str, output: str, failure: str, left_out: frozenset[str]) -> str:
+    """The excuse of a user's request `which` (stable fails `output` the same way): the sample file's requests
+    that send every input it left out must include one the canary answered well. Raises GateError when none
+    was; returns what the report adds when the file never sends them (the canary answers every request the
+    user gave as stable does: the gate invents no values for inputs the user's clients leave out)."""
+    named = ", ".join(map(repr, sorted(left_out)))
+    if not any(left_out <= frozenset(r) for r in requests):
+        return f" (the sample file never sends {named})"
+    if not any(left_out <= inputs for inputs in well):
+        raise GateError(f"{ep.who}: {which}: output '{output}' {failure}, as on stable, and no request of the "
+                        f"sample file that sends {named} is answered well either")
+    return ""
 
 
 def _with_what_was_left_out(client: Any, ep: TritonEndpoint, sig: Signature, arrays: dict[str, np.ndarray],

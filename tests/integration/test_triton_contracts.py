@@ -8,6 +8,8 @@ takes, so the gate's verdict is checked against Triton's own.
 
 from __future__ import annotations
 
+import json
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -244,3 +246,72 @@ def test_a_model_triton_has_and_could_not_load_is_not_called_a_name_it_does_not_
     ep = TritonEndpoint(url="http://127.0.0.1:8000", model=MODEL, protocol="http", role="canary")
     said = _unknown_model(Refusing(), ep, {})
     assert said.startswith("this Triton serves no model 'rec-model'") if not_served else said == "", said
+
+
+def _samples(tmp_path: Path, *requests: dict[str, object]) -> TritonGate:
+    """A gate whose warm-up is the user's sample file of `requests` (one warm-up request each)."""
+    (tmp_path / "samples.json").write_text(json.dumps({"requests": list(requests)}), encoding="utf-8")
+    return TritonGate(warmup_requests=len(requests), output_range=(0.0, 1.0), sample_file="samples.json")
+
+
+def _canary_counts(server: TritonServer) -> tuple[float, float]:
+    """(requests answered, finite predictions observed) by the sandbox model so far."""
+    with urllib.request.urlopen(server.model_metrics_url, timeout=30) as r:
+        text = r.read().decode()
+
+    def get(name: str, **labels: str) -> float:
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()))
+    return get("model_requests_total", outcome="success"), get("model_prediction_value_count")
+
+
+ROW = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_a_users_sample_file_is_sent_as_written_with_nothing_invented_for_what_it_leaves_out(
+        triton_user_stable: TritonServer, triton_user: TritonServer, protocol: str, tmp_path: Path) -> None:
+    """Both versions answer NaN without the shared optional "user", and the user's samples never send it. The
+    excuse's proof (decision 145) re-sent each request to the canary with a generated "user": values no client
+    of the user's sends, answered into the canary's own metrics. Now the canary gets the file's requests only,
+    as written (no finite answer: "user" never reached it), and the excuse says the file never sends it."""
+    for server in (triton_user_stable, triton_user):
+        server.set_behaviour(Behaviour(schema="user", nan_without_user=True))
+    before = _canary_counts(triton_user)
+    try:
+        report = preflight(endpoint(triton_user_stable, protocol, "stable"), endpoint(triton_user, protocol, "canary"),
+                           _samples(tmp_path, {"features": [ROW]}, {"features": [ROW, ROW]}), base_dir=tmp_path)
+    finally:
+        for server in (triton_user_stable, triton_user):
+            server.set_behaviour(Behaviour(schema="user"))
+    after = _canary_counts(triton_user)
+    assert (after[0] - before[0], after[1] - before[1]) == (2, 0)
+    assert report.sample_source.startswith("file:")
+    assert ("warm-up request 1 (without optional input 'user'): output 'score' is not finite (the sample file "
+            "never sends 'user')") in report.checks[-1]
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_a_users_request_left_out_an_input_is_proved_by_the_users_request_that_sends_it(
+        triton_user_stable: TritonServer, triton_user: TritonServer, protocol: str, tmp_path: Path) -> None:
+    """The file's request 1 leaves "user" out, request 2 sends it with the user's value. A canary that answers
+    NaN to every request is refused at the user's request 2, as the user wrote it, not at a request 1 sent again
+    with a made-up "user"; a canary that answers as stable does passes on the user's requests alone."""
+    canary = endpoint(triton_user, protocol, "canary")
+    gate = _samples(tmp_path, {"features": [ROW]}, {"features": [ROW], "user": [[7]]})
+    triton_user_stable.set_behaviour(Behaviour(schema="user", nan_without_user=True))
+    try:
+        triton_user.set_behaviour(Behaviour(schema="user", output_nan=True))
+        with pytest.raises(GateError) as err:
+            preflight(endpoint(triton_user_stable, protocol, "stable"), canary, gate, base_dir=tmp_path)
+        triton_user.set_behaviour(Behaviour(schema="user", nan_without_user=True))
+        before = _canary_counts(triton_user)
+        report = preflight(endpoint(triton_user_stable, protocol, "stable"), canary, gate, base_dir=tmp_path)
+        after = _canary_counts(triton_user)
+    finally:
+        triton_user.set_behaviour(Behaviour(schema="user"))
+        triton_user_stable.set_behaviour(Behaviour(schema="user"))
+    assert str(err.value).startswith(f"canary Triton {canary}: warm-up request 2: output 'score' is not finite"), \
+        err.value
+    assert (after[0] - before[0], after[1] - before[1]) == (2, 1)  # one finite answer: the user's request 2
+    assert report.warmup_requests == 2 and "never sends" not in report.checks[-1]
