@@ -1,0 +1,65 @@
+"""The CanaryRollout's Ready condition says the latest judgement of its generation (decision 152).
+
+Decision 141 f keeps a Ready False of a bad-input reason over the end it caused (a policy edited to an invalid one
+mid-rollout ends aborted; Ready stays False, so a GitOps health check does not read the object healthy). It kept
+any such False of the same generation, however old: a policyRef ConfigMap broken and then mended, with no edit of
+the CanaryRollout, left Ready False for good.
+
+Left for canary/controller.py (not this session's file): a finished CanaryRollout is `_settled` (no parse, no
+read, no write until its spec is edited), so nothing judges the mended ConfigMap; and when something does,
+`_status` skips a write that changes only the conditions, and `crd.conditions` cannot tell a refusal written this
+tick (141 f, kept) from an older one without being told. The test is a strict xfail until then: it passes the day
+the controller re-judges a settled CanaryRollout whose Ready is False with a bad-input reason.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import yaml
+
+from canary import crd
+from canary import rollout as rl
+from tests import fleet
+from tests.integration.test_controller import _progressing, prometheus, vs, world  # noqa: F401
+
+pytestmark = pytest.mark.integration
+
+
+def _status(custom: Any) -> dict[str, Any]:
+    return custom.get_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0")["status"]
+
+
+def _ready(custom: Any) -> dict[str, Any]:
+    return next(c for c in _status(custom)["conditions"] if c["type"] == "Ready")
+
+
+def _put_policy(api: Any, text: str) -> None:
+    api.handler.put_object({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "pol", "namespace": "ml"},
+                            "data": {"policy.yaml": text}})
+
+
+@pytest.mark.xfail(strict=True, reason="needs canary/controller.py: a settled CanaryRollout is never judged again "
+                   "(docs/decisions.md 152)")
+def test_a_policyref_configmap_broken_then_mended_leaves_ready_true(world: Any) -> None:
+    """Mid-rollout the policy's ConfigMap gets a typo: stable 100%, aborted, Ready False ConfigError (141 f). The
+    ConfigMap is mended, no edit of the CanaryRollout: Ready should say the spec reads again (True), with the
+    end kept in RolledBack."""
+    api, op, custom = world
+    _put_policy(api, yaml.safe_dump(fleet.FAST_POLICY))
+    obj = fleet.rollout_object(0, "v3")
+    del obj["spec"]["policy"]
+    obj["spec"]["policyRef"] = {"configMap": "pol", "key": "policy.yaml"}
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, obj)
+    _progressing(op, custom, api, i=0)
+    bad = dict(fleet.FAST_POLICY)
+    bad["analysis"] = {**bad["analysis"], "intervall": "1s"}
+    _put_policy(api, yaml.safe_dump(bad))
+    op.tick()
+    assert vs(api, 0)[0] == [100, 0] and _status(custom)["phase"] == rl.ABORTED
+    assert (_ready(custom)["status"], _ready(custom)["reason"]) == ("False", "ConfigError")
+    _put_policy(api, yaml.safe_dump(fleet.FAST_POLICY))
+    for _ in range(3):
+        op.tick()
+    assert _ready(custom)["status"] == "True", _ready(custom)
