@@ -167,20 +167,40 @@ def _oncall_router(kubeconfig: Optional[str], context: Optional[str]) -> Any:
             return replace(target, route=patch.route_for(vs, dr, recorded=recorded.weights if recorded else None))
 
         def _which(self, namespace: str) -> str:
-            """The VirtualServices `namespace` holds, for a name that is none of them (a typo, the wrong -n):
-            one LIST, best effort ("" when it cannot be read)."""
-            try:
-                names = sorted(str((o.get("metadata") or {}).get("name", ""))
-                               for o in self.list_virtual_services(namespace))
-            except CanaryError:
-                return ""
-            if not names:
-                return f"; namespace {namespace!r} has no VirtualService: is -n right?"
-            shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
-            return (f"; VirtualServices in {namespace!r}: {shown} (a model not named as its VirtualService: "
-                    "--virtual-service VS)")
+            return _which(self, VS_PLURAL, namespace)
 
     return OnCallRouter(api_client(kubeconfig=kubeconfig, context=context))
+
+
+def _which(router: Any, plural: str, namespace: str) -> str:
+    """The VirtualServices (or DestinationRules) `namespace` holds, for a name that is none of them (a typo,
+    the wrong -n): one LIST, best effort ("" when it cannot be read)."""
+    from canary.routing.istio import VS_PLURAL
+
+    kind, flag = (("VirtualService", "a model not named as its VirtualService: --virtual-service VS")
+                  if plural == VS_PLURAL else ("DestinationRule", "--destination-rule DR"))
+    try:
+        names = sorted(str((o.get("metadata") or {}).get("name", "")) for o in router._list(plural, namespace)[0])
+    except CanaryError:
+        return ""
+    if not names:
+        return f"; namespace {namespace!r} has no {kind}: is -n right?"
+    shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+    return f"; {kind}s in {namespace!r}: {shown} ({flag})"
+
+
+def _named_what_is_there(exc: NotFound, router: Any, target: Target) -> NotFound:
+    """`promote`'s refusal of a VirtualService or DestinationRule that is not there, before anything was claimed:
+    with what the namespace holds, as the on-call commands say it (decision 147). It said only "ml/rec-modl
+    (virtualservices): not found", naming no flag, where `canary status rec-modl` listed the names."""
+    import re
+
+    from canary.routing.istio import DR_PLURAL, VS_PLURAL
+
+    for plural, name in ((VS_PLURAL, target.virtual_service), (DR_PLURAL, target.dr_name)):
+        if re.search(rf"(?<![a-z0-9.-]){re.escape(target.namespace)}/{re.escape(name)} \({plural}\)", str(exc)):
+            return NotFound(f"{exc}{_which(router, plural, target.namespace)}")
+    return exc
 
 
 def _recorded(text: Optional[str]) -> Optional[rl.RolloutState]:
@@ -462,6 +482,10 @@ def promote(
             ctl.on_update = display.update
         try:
             result = ctl.run()
+        except NotFound as exc:
+            if ctl._current is not None:  # after the claim: said as the rollout found it
+                raise
+            raise _named_what_is_there(exc, router, target) from None
         except RollbackFailed as exc:  # traffic had moved and stable 100% is not sure: the most urgent news of all
             announce_unfinished(notifier, ctl._current, exc, namespace=target.namespace,
                                 rollout=target.virtual_service)

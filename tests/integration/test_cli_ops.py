@@ -252,3 +252,24 @@ def test_a_model_name_that_is_no_virtual_service_names_the_ones_there(cluster: A
     res = canary("status", "rec-model", "-n", "prod", kubeconfig=kc)
     assert res.returncode == 2 and "namespace 'prod' has no VirtualService: is -n right?" in res.stderr
     assert "annotations" not in api.get(GROUP, "virtualservices", "ml", "rec-model")["metadata"]  # nothing written
+
+
+def test_promote_of_a_model_or_destination_rule_not_there_names_the_ones_there(cluster: Any) -> None:
+    """`canary promote rec-modl` said only "ml/rec-modl (virtualservices): not found", where `canary status
+    rec-modl` names the namespace's VirtualServices (decision 147); a mistyped --destination-rule likewise named
+    no flag. Both now say what the namespace holds and which flag names it; exit 2, nothing written."""
+    api, kc = cluster
+    common = ["--canary-version", "v2", "--policy", str(ROOT / "policies" / "default.yaml"),
+              "--prometheus-url", "http://127.0.0.1:9", "-n", "ml"]
+    res = canary("promote", "rec-modl", *common, kubeconfig=kc)
+    assert res.returncode == 2, res.stderr
+    assert ("ml/rec-modl (virtualservices): not found" in res.stderr
+            and "VirtualServices in 'ml': rec-model (a model not named as its VirtualService: --virtual-service VS)"
+            in res.stderr), res.stderr
+    res = canary("promote", "rec-model", *common, "--destination-rule", "rec-modl", kubeconfig=kc)
+    assert res.returncode == 2, res.stderr
+    assert "ml/rec-modl (destinationrules): not found" in res.stderr, res.stderr
+    assert "DestinationRules in 'ml': rec-model (--destination-rule DR)" in res.stderr, res.stderr
+    res = canary("promote", "rec-model", *common[:-1], "prod", kubeconfig=kc)
+    assert res.returncode == 2 and "namespace 'prod' has no VirtualService: is -n right?" in res.stderr, res.stderr
+    assert "annotations" not in api.get(GROUP, "virtualservices", "ml", "rec-model")["metadata"]  # nothing written
