@@ -33,7 +33,9 @@ from canary.errors import (AlreadyStable, CanaryError, ConfigError, NotFound, Ro
 from canary.model import Target
 
 cli_help.pipe_safe_help()
-app = typer.Typer(cls=cli_help.ReadableGroup, add_completion=True, no_args_is_help=True, help="Canary analysis and rollback for ML models on Triton behind Istio.")
+app = typer.Typer(cls=cli_help.ReadableGroup, add_completion=True, no_args_is_help=True,
+                  context_settings={"help_option_names": ["-h", "--help"]},  # -h as kubectl and most tools take it
+                  help="Canary analysis and rollback for ML models on Triton behind Istio.")
 policy_app = typer.Typer(no_args_is_help=True, help="Validate policies and print their JSON Schema.")
 app.add_typer(policy_app, name="policy")
 

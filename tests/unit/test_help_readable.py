@@ -70,7 +70,7 @@ def test_switches_show_no_value_and_values_show_clicks_names() -> None:
         if len(words) > 1 and words[0].startswith("--"):
             rows[words[0]] = words[1]  # the column after the option: its metavar, or the help's first word
     assert rows["--retry"] == "run"  # a switch: its help straight after it
-    assert rows["--help"] == "Show"
+    assert rows["--help"] == "-h"  # its short form, then the help
     assert rows["--canary-version"] == "TEXT"
     assert rows["--prometheus-url"] == "URL"
     assert rows["--webhook"] == "URL"
@@ -80,3 +80,11 @@ def test_switches_show_no_value_and_values_show_clicks_names() -> None:
     assert usage.endswith("promote [OPTIONS] {MODEL}"), usage  # typer's braces: required
     workers = next(line for line in _help(["controller", "run"]).splitlines() if "--workers" in line)
     assert "INTEGER [1<=x<=64]" in workers
+
+
+@pytest.mark.parametrize("args", [[], ["promote"], ["policy", "validate"], ["drift", "watch"]], ids=lambda a: " ".join(a) or "canary")
+def test_dash_h_is_help_as_kubectl_takes_it(args: list[str]) -> None:
+    """`canary promote -h` was "No such option: -h", exit 2."""
+    out = subprocess.run([*CANARY, *args, "-h"], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "COLUMNS": "200", "NO_COLOR": "1", "TERM": "dumb"})
+    assert out.returncode == 0 and out.stdout == _help(args), out.stderr
