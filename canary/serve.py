@@ -60,7 +60,7 @@ from canary.serve_gates import GateRuns, run_gates
 from canary.serve_measure import measure_within
 from canary.serve_requests import Ask, BadRequest, argo_ask, flagger_ask, query_fields, read_json
 from canary.serve_session import (FAIL, PASS, Session, new_session, open_window, record_gates, record_look,
-                                  serve_window, window_deadline_s)
+                                  serve_window, unreachable_at_deadline, window_deadline_s)
 from canary.serve_store import RevisionBusy, SessionStore, StoreError, StoreFull
 
 ANSWER_WITHIN_S = 8.0  # below Flagger's and Argo's default webhook/measurement timeout of 10 s
@@ -204,8 +204,10 @@ class Service:
                 verdict = judge(policy, measurements, prior=s.prior(), window=s.window, pass_ratio=ratio,
                                 step=s.windows_closed)  # a count that never repeats: places the window
                 s, verdict = record_look(s, verdict, canary_requests=n, now=now, policy=policy)
-                unmeasured = s.verdict != FAIL and all(
-                    r.outcome is Outcome.ERROR and r.extra.get("unavailable") for r in verdict.results)
+                # 503 (Argo: Error, never Failed): no check could ask Prometheus, or one could not at the
+                # window's deadline (held, not failed: record_look)
+                unmeasured = s.verdict != FAIL and (unreachable_at_deadline(s) or all(
+                    r.outcome is Outcome.ERROR and r.extra.get("unavailable") for r in verdict.results))
             self.store.save(s)
         status = 503 if unmeasured else (200 if ask.integration == "argo" else STATUS[s.verdict])
         doc = _document(s, verdict, policy=policy, window_s=window_s, canary_requests=n, pass_ratio=ratio)
@@ -389,10 +391,32 @@ class Service:
         for field, recorded, given in (("policy", s.policy, named.name), ("model", s.model, ask.model),
                                        ("stableVersion", s.stable_version, ask.stable_version),
                                        ("canaryVersion", s.canary_version, ask.canary_version)):
-            if recorded != given:
-                raise BadRequest(meta + field, f"{ask.key} revision {ask.revision} is judged with {field} "
-                                               f"{recorded!r}, not {given!r} (a new release needs a new revision)", 409)
+            if recorded == given:
+                continue
+            now = self.clock()
+            if self._quiet(s, now):  # another rollout of this revision, long after the last one ended
+                self.log.info("serve.restarted", integration=ask.integration, key=ask.key, revision=ask.revision,
+                              looks=s.looks, verdict=s.verdict, first_step=s.first_step, field=meta + field,
+                              was=recorded, now=given, idle_s=round(now - s.updated_at))
+                fresh = _new_session(ask, named, now)
+                if create:
+                    self.store.save(fresh)
+                    return fresh
+                return None
+            raise BadRequest(meta + field, f"{ask.key} revision {ask.revision} is judged with {field} "
+                                           f"{recorded!r}, not {given!r}, and was called {now - s.updated_at:.0f}s "
+                                           "ago: one rollout of a revision is judged with one policy and one pair "
+                                           "(a new release needs a new revision)", 409)
         return s
+
+    def _quiet(self, s: Session, now: float) -> bool:
+        """Not called for longer than a window of its policy may last (`interval + no_data_deadline`; of the
+        longest loaded policy when its own is gone): that rollout is over. Argo's `undo` to a pod-template
+        hash that was a canary before (against another stable) comes back as the same revision."""
+        named = self.policies.get(s.policy)
+        quiet_s = (window_deadline_s(named.policy) if named is not None
+                   else max(window_deadline_s(p.policy) for p in self.policies.values()))
+        return now - s.updated_at > quiet_s
 
     def _finished(self, s: Session, now: float) -> bool:
         """A session the state directory may drop to make room: failed (sticky: its caller rolled back), or

@@ -221,6 +221,13 @@ def record_look(s: Session, verdict: Verdict, *, canary_requests: float, now: fl
     The session's `verdict` and `reason` are the answer. Same rules as rollout.py's looks: a
     look with the same canary requests as the last one cannot add a failure, one with fewer
     cannot pass and does not replace the window's evidence; failures must be consecutive.
+
+    A look at the window's deadline that could not ask Prometheus for some check (`unavailable`:
+    refused, timed out, past `--answer-within`) is no verdict on the canary: the window is held as
+    `on_deadline: hold` holds it (the next one opens now, at its smaller pass level), never the
+    sticky `fail` that Argo reads as Failed and Flagger as the canary's 409, and that stayed after
+    Prometheus came back. The service answers it 503 (`unreachable_at_deadline`), as promote ends
+    such a step "could not complete" (ABORTED), not rolled back.
     """
     if s.ended:
         return s, verdict
@@ -259,10 +266,26 @@ def record_look(s: Session, verdict: Verdict, *, canary_requests: float, now: fl
         return replace(s, verdict=INCONCLUSIVE, reason=why), j
     why = (f"no verdict after {elapsed:.0f}s in this window ({j.outcome.label}: {j.reason()}; canary requests "
            f"{n:.0f}, need {a.min_canary_requests})")
+    if unreachable(j):
+        held = _next_window(s, start=now, step=s.step, index=s.window + 1)
+        return replace(held, verdict=INCONCLUSIVE, reason=f"{UNREACHABLE}{why}; a new window opens now"), j
     if fail.on_deadline == "hold":
         held = _next_window(s, start=now, step=s.step, index=s.window + 1)
         return replace(held, verdict=INCONCLUSIVE, reason=f"held: {why}"), j
     return replace(s, verdict=FAIL, reason=why), j
+
+
+UNREACHABLE = "Prometheus could not be asked at the window's deadline: "
+
+
+def unreachable(verdict: Verdict) -> bool:
+    """Some check of this look could not ask Prometheus (refused, timed out, past `--answer-within`)."""
+    return any(r.outcome is Outcome.ERROR and r.extra.get("unavailable") for r in verdict.results)
+
+
+def unreachable_at_deadline(s: Session) -> bool:
+    """The look just recorded reached its window's deadline without Prometheus: "could not measure"."""
+    return s.verdict == INCONCLUSIVE and s.reason.startswith(UNREACHABLE)
 
 
 def record_gates(s: Session, *, passed: bool, why: str, now: float) -> Session:

@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 
 from canary.analysis.judge import judge
+from canary.errors import MetricsUnavailable
 from canary.model import Counts
 from canary.policy import Policy, parse_policy
 from canary.serve_session import (
-    FAIL, INCONCLUSIVE, PASS, Session, new_session, open_window, record_gates, record_look,
+    FAIL, INCONCLUSIVE, PASS, Session, new_session, open_window, record_gates, record_look, unreachable_at_deadline,
 )
 
 RAW = {"steps": [10, 100], "analysis": {"interval": "60s", "look_every": "10s", "min_canary_requests": 100},
@@ -92,6 +93,27 @@ def test_the_deadline_rolls_back_or_holds_into_the_next_window() -> None:
     s = look(fresh(), counts(0, 50), now=T0 + 180, n=50, policy=hold)
     assert s.verdict == INCONCLUSIVE and s.reason.startswith("held")
     assert (s.window, s.window_started_at, s.windows_closed) == (1, T0 + 180, 1), "smaller pass level, as a resume"
+
+
+def test_a_look_at_the_deadline_that_could_not_ask_prometheus_holds_the_window_never_fails() -> None:
+    """Decision 154 (a): one check of two could not ask Prometheus at the deadline (its query refused or
+    past --answer-within): no verdict on the canary. It was the sticky `fail` (Argo: Failed; Flagger: 409,
+    the canary's) and stayed after Prometheus came back; now the window is held, as `on_deadline: hold`."""
+    two = parse_policy({**RAW, "checks": [*RAW["checks"],
+                                          {"name": "errors-2", "kind": "error_rate", "max_increase_points": 2}]})
+    half = {"errors": counts(0, 50)["errors"], "errors-2": MetricsUnavailable("Prometheus refused")}
+    s = look(fresh(), half, now=T0 + 179, n=50, policy=two)
+    assert s.verdict == INCONCLUSIVE and not unreachable_at_deadline(s), "before the deadline: inconclusive"
+    s = look(s, half, now=T0 + 180, n=50, policy=two)
+    assert s.verdict == INCONCLUSIVE and unreachable_at_deadline(s), s.reason
+    assert "Prometheus could not be asked at the window's deadline" in s.reason and "errors-2" in s.reason
+    assert (s.window, s.window_started_at, s.windows_closed) == (1, T0 + 180, 1)
+    # Prometheus back: the held window is judged on its own data
+    s = look(s, {"errors": GOOD["errors"], "errors-2": GOOD["errors"]}, now=T0 + 240, policy=two)
+    assert s.verdict == PASS, s.reason
+    # a look at the deadline that Prometheus answered ends as the policy says, as before
+    s = look(fresh(), counts(0, 50), now=T0 + 180, n=50, policy=two)
+    assert s.verdict == FAIL and not unreachable_at_deadline(s)
 
 
 def test_a_new_step_label_opens_a_window_from_now() -> None:

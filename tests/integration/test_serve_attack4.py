@@ -1,0 +1,136 @@
+"""`canary serve` wired into Argo Rollouts and Flagger by a platform engineer (docs/decisions.md 154).
+
+Over real HTTP on 127.0.0.1, a real backfilled Prometheus (test_serve.py's) and a port that refuses
+every connection for "Prometheus down"; the fake clock moves the windows, so no test waits on time.
+What Argo and Flagger make of an answer was read in their source: Argo's `web` provider marks any
+non-2xx an Error (metricproviders/webmetric, argo-rollouts 9f8d111) and a 200 whose `result.verdict`
+is "fail" Failed; Flagger counts any status above 202 as a failed check (pkg/controller/webhook.go,
+flagger 15bd6ad).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+import structlog.testing
+
+import structlog
+from canary.metrics.prometheus import PrometheusProvider
+from canary.policy import parse_policy
+from canary.serve import NamedPolicy, Service
+from canary.serve_http import ServeServer
+from canary.serve_store import SessionStore
+from tests.integration.test_serve import POLICY, Clock, argo_get, flagger, prom  # noqa: F401 - the fixture
+from tests.support.refused import refused_port
+
+pytestmark = pytest.mark.integration
+
+DEADLINE_S = 180  # POLICY: interval 60 s + no_data_deadline 2 m
+
+
+@pytest.fixture
+def clock(prom: Any) -> Clock:
+    return Clock(prom[1])
+
+
+@pytest.fixture
+def rig(prom: Any, clock: Clock, tmp_path: Path) -> Iterator[Any]:
+    """start(up=True) -> a ServeServer on one state directory, asking the real Prometheus (up) or a port
+    that refuses (down); each start stops the one before (a restart of the service)."""
+    running: list[ServeServer] = []
+
+    def start(*, up: bool = True) -> ServeServer:
+        for s in running:
+            s.stop()
+        running.clear()
+        url = prom[0].url if up else f"http://127.0.0.1:{refused_port()}"
+        named = {"ml": NamedPolicy("ml", parse_policy(POLICY), tmp_path)}
+        metrics = PrometheusProvider(url, retries=1, budget_s=2.0, backoff_s=0.05)
+        service = Service(policies=named, metrics=metrics, store=SessionStore(tmp_path / "state"), clock=clock)
+        running.append(ServeServer(service).start())
+        return running[0]
+
+    yield start
+    for s in running:
+        s.stop()
+
+
+# ---- (a) Prometheus down at the window's deadline --------------------------------------------
+
+
+def test_argo_prometheus_down_at_the_deadline_is_an_error_not_a_failed_canary(rig: Any, clock: Clock) -> None:
+    """Argo with a raised `consecutiveErrorLimit` (riding out a Prometheus restart) kept asking while
+    Prometheus was down; the look at the deadline answered 200 `fail` (Argo: Failed, "the canary is
+    bad") and the revision stayed failed once Prometheus was back, the good canary rolled back."""
+    server = rig(up=True)
+    assert argo_get(server, "good")[0] == 200
+    server = rig(up=False)
+    for _ in range(2):
+        clock.t += 60
+        code, doc = argo_get(server, "good")
+        assert code == 503 and doc["result"]["verdict"] == "inconclusive"
+    clock.t += DEADLINE_S - 120
+    with structlog.testing.capture_logs() as lines:
+        code, doc = argo_get(server, "good")
+    assert code == 503, doc  # Argo: Error ("could not measure"), never Failed
+    assert doc["result"]["verdict"] == "inconclusive", doc["result"]
+    assert doc["result"]["reason"].startswith("Prometheus could not be asked at the window's deadline"), doc
+    decided = [e for e in lines if e["event"] == "serve.decision"]
+    assert decided and decided[-1]["status"] == 503 and decided[-1]["verdict"] == "inconclusive"
+    server = rig(up=True)  # Prometheus is back: the held window is judged on its own data
+    clock.t += 30
+    code, doc = argo_get(server, "good")
+    assert code == 200 and doc["result"]["verdict"] == "inconclusive" and doc["result"]["window"] == 1
+    clock.t += 30
+    code, doc = argo_get(server, "good")
+    assert code == 200 and doc["result"]["verdict"] == "pass", doc["result"]
+
+
+def test_flagger_prometheus_down_at_the_deadline_is_503_and_no_sticky_409(rig: Any, clock: Clock) -> None:
+    server = rig(up=True)
+    assert flagger(server, "pre-rollout", "good")[0] == 200
+    assert flagger(server, "confirm-traffic-increase", "good")[0] == 200  # the first step, at weight 0
+    server = rig(up=False)
+    clock.t += DEADLINE_S
+    code, doc = flagger(server, "rollout", "good")
+    assert code == 503, doc  # a failed check to Flagger as before, but not the canary's 409
+    assert flagger(server, "confirm-promotion", "good")[0] == 412, "not 409: nothing shown about the canary"
+    server = rig(up=True)
+    clock.t += 60
+    code, doc = flagger(server, "rollout", "good")
+    assert code == 200 and doc["result"]["verdict"] == "pass", doc["result"]
+    assert flagger(server, "confirm-promotion", "good")[0] == 200
+
+
+def test_a_bad_canary_still_fails_at_the_deadline_when_prometheus_answered(rig: Any, clock: Clock) -> None:
+    """The hold is for "could not ask" only: measured-but-unclear still ends as the policy says."""
+    server = rig(up=True)
+    argo_get(server, "nothing-here")
+    clock.t += DEADLINE_S
+    code, doc = argo_get(server, "nothing-here")
+    assert code == 200 and doc["result"]["verdict"] == "fail", doc["result"]
+
+
+# ---- (b) Argo's undo to a pod-template hash that was a canary before ---------------------------
+
+
+def test_argo_undo_to_an_earlier_canary_hash_is_a_new_rollout_not_a_409(rig: Any, clock: Clock) -> None:
+    """v1 went out as a canary against v0 (its session: canary v1, stable v0); later v2 is stable and
+    `kubectl argo rollouts undo` rolls v1 out again, the same pod-template hash, so the same revision.
+    Every measurement was a 409 "judged with stableVersion v0, not v2" (Argo: Error, the undo aborted
+    after `consecutiveErrorLimit`), until the file was deleted by hand."""
+    server = rig(up=True)
+    assert argo_get(server, "good", stableVersion="v0", canaryVersion="v1")[0] == 200
+    clock.t += 60
+    code, doc = argo_get(server, "good", stableVersion="v2", canaryVersion="v1")
+    assert code == 409 and doc["field"] == "stableVersion", "while that rollout is in progress: one pair"
+    clock.t += DEADLINE_S + 1
+    with structlog.testing.capture_logs() as lines:
+        code, doc = argo_get(server, "good", stableVersion="v2", canaryVersion="v1")
+    assert code == 200, doc
+    assert doc["rollout"]["stableVersion"] == "v2" and doc["result"]["look"] == 1 and doc["result"]["window"] == 0
+    restarted = [e for e in lines if e["event"] == "serve.restarted"]
+    assert restarted and restarted[0]["field"] == "stableVersion" and restarted[0]["was"] == "v0"
+    assert restarted[0]["now"] == "v2"
