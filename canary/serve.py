@@ -129,25 +129,29 @@ class Service:
         """One request -> (HTTP status, JSON document). `authorization` is the Authorization header's value
         (None when absent), `peer` the client's address (for the log only). Never raises."""
         deadline = time.monotonic() + self.answer_within_s
+        caller: dict[str, str] = {}  # who asked, as far as the request says: on every refusal's line
         try:
             refused = self._refused(path, authorization, peer)
             if refused is not None:
                 return refused
-            return self._route(method, path, query, body, content_type, deadline)
+            return self._route(method, path, query, body, content_type, deadline, caller)
         except RevisionBusy as exc:  # not an answer about the canary: the caller asks again (never a 2xx)
-            self.log.warning("serve.busy", path=path, error=str(exc))
+            self.log.warning("serve.busy", path=path, peer=peer, **caller, error=str(exc))
             return 503, {"error": str(exc), "field": ""}
         except StoreFull as exc:
-            self.log.error("serve.state_full", path=path, max_revisions=self.store.max_revisions, error=str(exc))
+            self.log.error("serve.state_full", path=path, peer=peer, **caller, max_revisions=self.store.max_revisions,
+                           error=str(exc))
             return 503, {"error": str(exc), "field": ""}
         except BadRequest as exc:
-            self.log.warning("serve.bad_request", path=path, status=exc.status, field=exc.field, error=exc.message)
+            self.log.warning("serve.bad_request", path=path, peer=peer, **caller, status=exc.status, field=exc.field,
+                             error=exc.message)
             return exc.status, {"error": str(exc), "field": exc.field}
         except StoreError as exc:
-            self.log.error("serve.state_error", path=path, error=str(exc))
+            self.log.error("serve.state_error", path=path, peer=peer, **caller, error=str(exc))
             return 500, {"error": str(exc), "field": ""}
         except Exception as exc:  # noqa: BLE001 - a bug answers 500 and the service goes on
-            self.log.error("serve.unexpected_error", path=path, error=f"{type(exc).__name__}: {exc}")
+            self.log.error("serve.unexpected_error", path=path, peer=peer, **caller,
+                           error=f"{type(exc).__name__}: {exc}")
             return 500, {"error": f"unexpected error ({type(exc).__name__}: {exc})", "field": ""}
 
     def _refused(self, path: str, authorization: str | None, peer: str) -> Reply | None:
@@ -157,7 +161,9 @@ class Service:
         return self.auth.refusal(authorization, path=path, peer=peer, log=self.log)
 
     def _route(self, method: str, path: str, query: str, body: bytes, content_type: str | None,
-               deadline: float) -> Reply:
+               deadline: float, caller: dict[str, str]) -> Reply:
+        """`caller` is filled in with `key` (and `revision`) as soon as the request names them, for the log
+        line of a refusal: "no policy 'flager' here" alone does not say which of fifty Canaries to fix."""
         if path == "/healthz":
             _allow(method, ("GET",))
             return 200, {"ok": True}
@@ -169,14 +175,20 @@ class Service:
                 if query:
                     raise BadRequest("", "give the fields in the JSON body or in the query string, not both")
                 raw = read_json(body, content_type)
-            return self._look(argo_ask(raw), hook="measure", deadline=deadline)
+            caller.update(_named(raw, "argo", "rollout"))
+            ask = argo_ask(raw)
+            caller.update(key=ask.key, revision=ask.revision)
+            return self._look(ask, hook="measure", deadline=deadline)
         prefix = "/api/v1/flagger/"
         if path.startswith(prefix):
             hook = path[len(prefix):]
             if hook not in FLAGGER_HOOKS:
                 raise BadRequest("", f"no Flagger webhook {hook!r} here; known: {', '.join(FLAGGER_HOOKS)}", 404)
             _allow(method, ("POST",))
-            ask = flagger_ask(read_json(body, content_type))
+            raw = read_json(body, content_type)
+            caller.update(_named(raw, "flagger", "name"))
+            ask = flagger_ask(raw)
+            caller.update(key=ask.key, revision=ask.revision)
             if hook == "pre-rollout":
                 return self._gates(ask, deadline=deadline)
             if hook == "rollout":
@@ -436,6 +448,18 @@ class Service:
             fields.update(outcome=verdict.outcome.label, canary_requests=n,
                           checks={r.check: r.outcome.label for r in verdict.results})
         (self.log.warning if status >= 400 or s.verdict == FAIL else self.log.info)("serve.decision", **fields)
+
+
+def _named(raw: Any, integration: str, name_field: str) -> dict[str, str]:
+    """{"key": "<integration>/<namespace>/<name>"} from a request not yet validated, for a refusal's log line
+    (each part cut at 100 characters; {} when the request names neither)."""
+    if not isinstance(raw, dict):
+        return {}
+    ns, name = raw.get("namespace"), raw.get(name_field)
+    if not isinstance(ns, str) and not isinstance(name, str):
+        return {}
+    part = lambda v: v[:100] if isinstance(v, str) and v else "?"  # noqa: E731
+    return {"key": f"{integration}/{part(ns)}/{part(name)}"}
 
 
 def _left(deadline: float) -> float:

@@ -134,3 +134,21 @@ def test_argo_undo_to_an_earlier_canary_hash_is_a_new_rollout_not_a_409(rig: Any
     restarted = [e for e in lines if e["event"] == "serve.restarted"]
     assert restarted and restarted[0]["field"] == "stableVersion" and restarted[0]["was"] == "v0"
     assert restarted[0]["now"] == "v2"
+
+
+# ---- (c) a refusal's log line says who asked -----------------------------------------------------
+
+
+def test_a_refused_call_is_logged_with_the_rollout_that_sent_it(rig: Any, clock: Clock) -> None:
+    """On-call reads `serve.bad_request field=metadata.policy error=no policy 'flager' here` with fifty
+    Canaries pointing at the service: the line named no Canary, no Rollout, no caller."""
+    server = rig(up=True)
+    with structlog.testing.capture_logs() as lines:
+        assert flagger(server, "rollout", "good", policy="flager")[0] == 400
+        assert argo_get(server, "good", canaryVersion="v1")[0] == 400  # the stable version as the canary
+        assert argo_get(server, "good", policy="nope")[0] == 400
+    bad = [e for e in lines if e["event"] == "serve.bad_request"]
+    assert [(e["field"], e.get("key"), e.get("revision")) for e in bad] == [
+        ("metadata.policy", "flagger/ml/good", "6d8f9c7b5"), ("canaryVersion", "argo/ml/good", None),
+        ("policy", "argo/ml/good", "v2")], bad
+    assert all(e.get("peer") == "127.0.0.1" for e in bad)
