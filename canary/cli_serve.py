@@ -129,8 +129,9 @@ def serve(
             while not stop.wait(0.25):
                 pass
         finally:
-            server.stop()
-            log.info("serve.stopped")
+            server.stop()  # the calls in flight answered first (SIGTERM mid-look cut them)
+            in_flight, cut = server.stopped
+            (log.warning if cut else log.info)("serve.stopped", in_flight=in_flight, cut=cut)
         return 0
 
     raise typer.Exit(cli.run_guarded(go))

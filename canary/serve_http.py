@@ -33,6 +33,40 @@ _LENGTH = re.compile(r"[0-9]{1,12}", re.ASCII)
 REQUEST_TIMEOUT_S = 10.0
 
 
+class InFlight:
+    """The calls being answered (from a request read whole to its answer written), so that a stop lets
+    them end: SIGTERM in the middle of a look cut the connection ("Remote end closed connection without
+    response"), which Flagger counts as a failed check and Argo as an Error, with the look perhaps recorded
+    and its answer never given. Once `draining`, a request read on a kept-alive connection is a 503 that
+    closes it (the caller asks again, of the next process)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self.count = 0
+        self.draining = False
+
+    def enter(self) -> bool:
+        """Count one call in; False (not counted) once the server is stopping."""
+        with self._cond:
+            if self.draining:
+                return False
+            self.count += 1
+            return True
+
+    def leave(self) -> None:
+        with self._cond:
+            self.count -= 1
+            self._cond.notify_all()
+
+    def drain(self, timeout_s: float) -> tuple[int, int]:
+        """Refuse new calls and wait up to `timeout_s` for those in flight: (in flight then, still in flight)."""
+        with self._cond:
+            self.draining = True
+            at_start = self.count
+            self._cond.wait_for(lambda: self.count == 0, timeout=timeout_s)
+            return at_start, self.count
+
+
 class ServeServer(BackgroundHTTPServer):
     """`Service` on a background thread (`start`/`stop`), or in the foreground (`serve_forever`)."""
 
@@ -43,7 +77,9 @@ class ServeServer(BackgroundHTTPServer):
                  request_timeout_s: float = REQUEST_TIMEOUT_S, tls: Any = None) -> None:
         """`tls`: a `serve_tls.TlsFiles` to serve HTTPS with (its handshake under the request watchdog)."""
         self.service = service
-        super().__init__(_handler(service, request_timeout_s), host=host, port=port)
+        self.calls = InFlight()
+        self.stopped: tuple[int, int] = (0, 0)  # what `stop` found: (calls in flight, calls it cut)
+        super().__init__(_handler(service, request_timeout_s, self.calls), host=host, port=port)
         self._server.handle_error = self._handle_error  # per instance, as tls.wrap's accept
         if tls is not None:
             tls.wrap(self._server)
@@ -67,8 +103,15 @@ class ServeServer(BackgroundHTTPServer):
         """Stop `serve_forever` (from another thread, e.g. a signal handler's)."""
         self._server.shutdown()
 
+    def stop(self) -> None:
+        """Stop listening (a new connection is refused: the caller's retry finds the next process), then let
+        the calls in flight end and answer: each ends within the service's `answer_within_s`, plus the
+        state's write and the answer's (2 s). `stopped`: (calls in flight, calls still unanswered then)."""
+        super().stop()
+        self.stopped = self.calls.drain(self.service.answer_within_s + 2.0)
 
-def _handler(service: Service, request_timeout_s: float) -> type[BaseHTTPRequestHandler]:
+
+def _handler(service: Service, request_timeout_s: float, calls: InFlight) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         timeout = request_timeout_s  # each read, and (the watchdog below) the whole request
         server_version = "canary-serve"
@@ -174,10 +217,15 @@ def _handler(service: Service, request_timeout_s: float) -> type[BaseHTTPRequest
             if len(given) > 1:  # which one a proxy passed on is not ours to guess
                 return self._reply(400, {"error": "Authorization given more than once", "field": "Authorization"},
                                    close=True)
-            status, doc = service.handle(self.command, parts.path, parts.query, body,
-                                         self.headers.get("Content-Type"),
-                                         authorization=given[0] if given else None, peer=self.client_address[0])
-            self._reply(status, doc)
+            if not calls.enter():
+                return self._reply(503, {"error": "canary serve is stopping: ask again", "field": ""}, close=True)
+            try:
+                status, doc = service.handle(self.command, parts.path, parts.query, body,
+                                             self.headers.get("Content-Type"),
+                                             authorization=given[0] if given else None, peer=self.client_address[0])
+                self._reply(status, doc, close=calls.draining)
+            finally:
+                calls.leave()
 
         do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _any  # noqa: N815 (http.server's naming)
 

@@ -10,6 +10,13 @@ flagger 15bd6ad).
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import urllib.parse
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -20,9 +27,11 @@ import structlog
 from canary.metrics.prometheus import PrometheusProvider
 from canary.policy import parse_policy
 from canary.serve import NamedPolicy, Service
-from canary.serve_http import ServeServer
+from canary import logs
+from canary.serve_http import InFlight, ServeServer
 from canary.serve_store import SessionStore
-from tests.integration.test_serve import POLICY, Clock, argo_get, flagger, prom  # noqa: F401 - the fixture
+from tests.integration.test_serve import POLICY, Clock, _event, argo_get, call, flagger, prom  # noqa: F401 - prom
+from tests.support.blackhole import BlackholeProxy
 from tests.support.refused import refused_port
 
 pytestmark = pytest.mark.integration
@@ -152,3 +161,63 @@ def test_a_refused_call_is_logged_with_the_rollout_that_sent_it(rig: Any, clock:
         ("metadata.policy", "flagger/ml/good", "6d8f9c7b5"), ("canaryVersion", "argo/ml/good", None),
         ("policy", "argo/ml/good", "v2")], bad
     assert all(e.get("peer") == "127.0.0.1" for e in bad)
+
+
+# ---- (d) SIGTERM while a call is being answered --------------------------------------------------
+
+
+def test_sigterm_during_a_look_lets_it_answer_before_the_process_exits(tmp_path: Path) -> None:
+    """A rolling restart of `canary serve` (SIGTERM) while a look waited on Prometheus closed the connection
+    without an answer ("Remote end closed connection without response"): Flagger counts that as a failed
+    check (two of them roll back under the documented `threshold: 2`), Argo as an Error, and no
+    `serve.decision` said what the look was. Now the listener closes and the call in flight answers first."""
+    policy = tmp_path / "ml.yaml"
+    policy.write_text(json.dumps(POLICY))
+    hole = BlackholeProxy("127.0.0.1", refused_port()).start()
+    hole.blackhole = True  # a Prometheus that accepts and never answers: the look waits --answer-within
+    exe = Path(sys.executable).with_name("canary")
+    proc = subprocess.Popen([str(exe), "serve", "--policy", str(policy), "--state-dir", str(tmp_path / "s"),
+                             "--port", "0", "--prometheus-url", hole.url, "--answer-within", "4s",
+                             "--log-format", "json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, "NO_COLOR": "1"})
+    try:
+        url = _event(proc, "serve.listening")["url"]
+        hole.holding.clear()  # the start-up's clock query was held too
+        q = urllib.parse.urlencode({"namespace": "ml", "rollout": "r", "model": "m", "stableVersion": "v1",
+                                    "canaryVersion": "v2"})
+        got: dict[str, Any] = {}
+
+        def ask() -> None:
+            try:
+                got["answer"] = call(f"{url}/api/v1/argo/measure?{q}")
+            except Exception as exc:  # noqa: BLE001 - what the caller saw, asserted below
+                got["answer"] = repr(exc)
+
+        caller = threading.Thread(target=ask)
+        caller.start()
+        assert hole.holding.wait(60), "the look's queries reached Prometheus"
+        proc.send_signal(signal.SIGTERM)
+        caller.join(120)
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0
+        code, doc = got["answer"]  # a reset was a str here
+        assert code == 503 and doc["result"]["outcome"] == "error", doc
+        assert "did not answer within the 4s" in doc["result"]["reason"]
+        events = logs.parse_json_lines(err.decode())
+        assert [e["status"] for e in events if e["event"] == "serve.decision"] == [503]
+        (stopped,) = [e for e in events if e["event"] == "serve.stopped"]
+        assert (stopped["in_flight"], stopped["cut"]) == (1, 0), stopped
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        hole.stop()
+
+
+def test_a_stopping_server_refuses_new_calls_and_counts_those_it_could_not_wait_for() -> None:
+    calls = InFlight()
+    assert calls.enter()
+    assert calls.drain(0.0) == (1, 1), "one in flight, not ended within the wait: cut"
+    assert not calls.enter(), "stopping: a request read on a kept-alive connection is a 503"
+    calls.leave()
+    assert calls.drain(0.0) == (0, 0)
