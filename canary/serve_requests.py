@@ -85,11 +85,28 @@ def read_json(body: bytes, content_type: str | None) -> Any:
     if content_type and content_type.split(";", 1)[0].strip().lower() not in ("application/json", ""):
         raise BadRequest("", f"Content-Type must be application/json, got {content_type[:80]!r}", 415)
     try:
-        return json.loads(body.decode("utf-8"))
+        return json.loads(body.decode("utf-8"), object_pairs_hook=_once)
+    except _Twice as exc:  # as a query string's: which one a proxy or a policy engine in front read is not ours to guess
+        raise BadRequest(str(exc), "given more than once") from None
     except UnicodeDecodeError as exc:
         raise BadRequest("", f"the body is not UTF-8 (byte {exc.start})") from None
     except (json.JSONDecodeError, RecursionError, ValueError) as exc:
         raise BadRequest("", f"the body is not valid JSON: {str(exc)[:160]}") from None
+
+
+class _Twice(Exception):
+    """A JSON object names one field twice (the message is the field's name)."""
+
+
+def _once(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object, refused when a name comes twice: `json.loads` keeps the last, while an admission
+    policy or a proxy in front may have read the first ({"namespace": "ml", "namespace": "prod"})."""
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise _Twice(k[:100])
+        out[k] = v
+    return out
 
 
 def query_fields(query: str) -> dict[str, str]:

@@ -72,3 +72,15 @@ def test_bodies_and_query_strings() -> None:
     with pytest.raises(BadRequest) as err:
         query_fields("step=1&step=2")
     assert err.value.field == "step"
+
+
+@pytest.mark.parametrize("body, field", [
+    (b'{"namespace": "ml", "rollout": "r", "namespace": "prod"}', "namespace"),
+    (b'{"metadata": {"model": "a", "model": "b"}}', "model"),
+])
+def test_a_json_field_given_twice_is_refused_as_in_a_query_string(body: bytes, field: str) -> None:
+    """Decision 154: `json.loads` kept the last of two values while a proxy or an admission policy in
+    front may have read the first; a query string's name given twice was already refused."""
+    with pytest.raises(BadRequest) as err:
+        read_json(body, "application/json")
+    assert (err.value.field, err.value.status) == (field, 400) and "more than once" in str(err.value)
