@@ -458,8 +458,15 @@ def _named(raw: Any, integration: str, name_field: str) -> dict[str, str]:
     ns, name = raw.get("namespace"), raw.get(name_field)
     if not isinstance(ns, str) and not isinstance(name, str):
         return {}
-    part = lambda v: v[:100] if isinstance(v, str) and v else "?"  # noqa: E731
-    return {"key": f"{integration}/{part(ns)}/{part(name)}"}
+    return {"key": f"{integration}/{_printable(ns)}/{_printable(name)}"}
+
+
+def _printable(v: Any) -> str:
+    """A request's value for a log line: as it is when printable ASCII, else escaped (a newline in a
+    console-format log would forge a line), "?" when not a string or empty; at most 100 characters."""
+    if not isinstance(v, str) or not v:
+        return "?"
+    return v[:100] if v.isascii() and v.isprintable() else ascii(v[:40])
 
 
 def _left(deadline: float) -> float:

@@ -221,3 +221,11 @@ def test_a_stopping_server_refuses_new_calls_and_counts_those_it_could_not_wait_
     assert not calls.enter(), "stopping: a request read on a kept-alive connection is a 503"
     calls.leave()
     assert calls.drain(0.0) == (0, 0)
+
+
+def test_a_refused_callers_name_is_logged_escaped(rig: Any) -> None:
+    server = rig(up=True)
+    with structlog.testing.capture_logs() as lines:
+        assert argo_get(server, "good", namespace="ml\n2026-12-04 [info] serve.decision verdict=pass")[0] == 400
+    (bad,) = [e for e in lines if e["event"] == "serve.bad_request"]
+    assert "\n" not in bad["key"] and bad["key"].startswith("argo/'ml\\n2026"), bad
