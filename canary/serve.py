@@ -59,8 +59,8 @@ from canary.serve_auth import TokenFile
 from canary.serve_gates import GateRuns, run_gates
 from canary.serve_measure import measure_within
 from canary.serve_requests import Ask, BadRequest, argo_ask, flagger_ask, query_fields, read_json
-from canary.serve_session import (FAIL, PASS, Session, new_session, open_window, record_gates, record_look,
-                                  serve_window, unreachable_at_deadline, window_deadline_s)
+from canary.serve_session import (FAIL, PASS, Session, new_session, open_window, record_gates, record_look, reopen,
+                                  serve_window, unproven, unreachable_at_deadline, window_deadline_s)
 from canary.serve_store import RevisionBusy, SessionStore, StoreError, StoreFull
 
 ANSWER_WITHIN_S = 8.0  # below Flagger's and Argo's default webhook/measurement timeout of 10 s
@@ -419,6 +419,15 @@ class Service:
                                            f"{recorded!r}, not {given!r}, and was called {now - s.updated_at:.0f}s "
                                            "ago: one rollout of a revision is judged with one policy and one pair "
                                            "(a new release needs a new revision)", 409)
+        if unproven(s):  # a `fail` for want of a verdict is sticky while its rollout lasts, not into the next one
+            now = self.clock()
+            if self._quiet(s, now):
+                self.log.info("serve.restarted", integration=ask.integration, key=ask.key, revision=ask.revision,
+                              looks=s.looks, verdict=s.verdict, first_step=s.first_step, field="",
+                              was=s.reason[:200], now="judged again, the evidence kept",
+                              idle_s=round(now - s.updated_at))
+                s = reopen(s, now=now)
+                self.store.save(s)
         return s
 
     def _quiet(self, s: Session, now: float) -> bool:

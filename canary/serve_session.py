@@ -264,7 +264,7 @@ def record_look(s: Session, verdict: Verdict, *, canary_requests: float, now: fl
     if elapsed < window_deadline_s(policy):
         why = j.reason() if elapsed >= a.interval else f"window {elapsed:.0f}s of {a.interval:g}s; {j.reason()}"
         return replace(s, verdict=INCONCLUSIVE, reason=why), j
-    why = (f"no verdict after {elapsed:.0f}s in this window ({j.outcome.label}: {j.reason()}; canary requests "
+    why = (f"{NO_VERDICT} {elapsed:.0f}s in this window ({j.outcome.label}: {j.reason()}; canary requests "
            f"{n:.0f}, need {a.min_canary_requests})")
     if unreachable(j):
         held = _next_window(s, start=now, step=s.step, index=s.window + 1)
@@ -276,6 +276,23 @@ def record_look(s: Session, verdict: Verdict, *, canary_requests: float, now: fl
 
 
 UNREACHABLE = "Prometheus could not be asked at the window's deadline: "
+NO_VERDICT = "no verdict after"  # how a `fail` at the deadline without a verdict opens its reason
+
+
+def unproven(s: Session) -> bool:
+    """Failed at a window's deadline with no verdict (`on_deadline: rollback`): neither shown within its limits
+    nor beyond them (too little traffic, no data), unlike a failed look in a row or a hard breach."""
+    return s.ended and s.reason.startswith(NO_VERDICT)
+
+
+def reopen(s: Session, *, now: float) -> Session:
+    """An `unproven` revision called again after its caller stopped (Argo's `retry` of the aborted rollout the
+    next morning): judged again from a window opening now, the closed windows' evidence kept as the prior (the
+    failure budget is not spent again, as after any silence: `open_window`). Its first step, gates and grants
+    start over: they were the last rollout's."""
+    w = _next_window(s, start=now, step=s.step, index=0)
+    return replace(w, verdict=INCONCLUSIVE, first_step=False, gates="", updated_at=now,
+                   reason=f"judged again: its last rollout ended without a verdict ({s.reason[:300]})")
 
 
 def unreachable(verdict: Verdict) -> bool:

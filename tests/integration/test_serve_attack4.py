@@ -229,3 +229,41 @@ def test_a_refused_callers_name_is_logged_escaped(rig: Any) -> None:
         assert argo_get(server, "good", namespace="ml\n2026-12-04 [info] serve.decision verdict=pass")[0] == 400
     (bad,) = [e for e in lines if e["event"] == "serve.bad_request"]
     assert "\n" not in bad["key"] and bad["key"].startswith("argo/'ml\\n2026"), bad
+
+
+# ---- (f) a fail for want of a verdict, and the rollout retried the next morning ----------------
+
+
+def test_argo_retry_after_an_unproven_deadline_is_judged_again_and_a_shown_fail_stays(rig: Any, clock: Clock,
+                                                                                        prom: Any) -> None:
+    """A quiet night: the canary got no data within `interval + no_data_deadline`, `fail` (Argo aborted).
+    `kubectl argo rollouts retry` the next morning is the same revision: it was `fail` at once, for ever,
+    on no evidence at all (decision 99 made a fail sticky because "the spec was shown bad"; this one was
+    shown nothing). A canary shown bad stays failed."""
+    server = rig(up=True)
+    data_from = prom[1] - 3600
+    clock.t = data_from - 2 * DEADLINE_S - 600  # before the series begin: the looks find no data
+    argo_get(server, "good")
+    clock.t += DEADLINE_S
+    assert argo_get(server, "good")[1]["result"]["verdict"] == "fail"
+    clock.t += 60  # retried at once: nothing changed, still the same rollout
+    code, doc = argo_get(server, "good")
+    assert code == 200 and doc["result"]["verdict"] == "fail" and doc["result"]["outcome"] is None
+    clock.t = data_from + 600  # the next morning (in this Prometheus: where the data are)
+    with structlog.testing.capture_logs() as lines:
+        code, doc = argo_get(server, "good")
+    assert code == 200 and doc["result"]["verdict"] == "inconclusive", doc["result"]
+    assert doc["result"]["window"] == 1, "a new window; the closed ones' evidence is the prior"
+    assert any(e["event"] == "serve.restarted" and e["was"].startswith("no verdict after") for e in lines)
+    clock.t += 60
+    assert argo_get(server, "good")[1]["result"]["verdict"] == "pass"
+    # a canary shown bad stays failed, whenever it comes back
+    clock.t = data_from + 900
+    argo_get(server, "bad")
+    clock.t += 15
+    argo_get(server, "bad")
+    clock.t += 15
+    assert argo_get(server, "bad")[1]["result"]["verdict"] == "fail"
+    clock.t += 2 * DEADLINE_S
+    code, doc = argo_get(server, "bad")
+    assert doc["result"]["verdict"] == "fail" and doc["result"]["outcome"] is None
