@@ -123,6 +123,7 @@ class Service:
         self.policies, self.metrics, self.store, self.clock, self.gates = policies, metrics, store, clock, gates
         self.answer_within_s, self.auth = answer_within_s, auth
         self.gate_runs = GateRuns(clock)
+        self._ignored: set[tuple[str, ...]] = set()  # Flagger payload fields ignored and said (serve.fields_ignored)
 
     def handle(self, method: str, path: str, query: str, body: bytes, content_type: str | None, *,
                authorization: str | None = None, peer: str = "") -> Reply:
@@ -189,6 +190,10 @@ class Service:
             caller.update(_named(raw, "flagger", "name"))
             ask = flagger_ask(raw)
             caller.update(key=ask.key, revision=ask.revision)
+            if ask.ignored and ask.ignored not in self._ignored:  # once per set of names: a Flagger upgrade
+                self._ignored.add(ask.ignored)
+                self.log.info("serve.fields_ignored", integration="flagger", hook=hook, key=ask.key,
+                              fields=list(ask.ignored))
             if hook == "pre-rollout":
                 return self._gates(ask, deadline=deadline)
             if hook == "rollout":

@@ -72,6 +72,7 @@ class Ask:
     policy: str = ""  # "" = the server's only policy
     step: str = ""
     phase: str = ""  # Flagger's phase, informational
+    ignored: tuple[str, ...] = ()  # top-level fields of a Flagger payload this service does not know (ignored)
     triton_canary: str = ""
     triton_stable: str = ""
 
@@ -181,7 +182,10 @@ def flagger_ask(raw: Any) -> Ask:
     """A Flagger webhook payload -> Ask (`tritonCanary` is checked by `pre-rollout`, with the policy)."""
     if not isinstance(raw, dict):
         raise BadRequest("", "the body must be Flagger's webhook payload, a JSON object")
-    _known(raw, FLAGGER_FIELDS)
+    # The payload's own fields are Flagger's, not the user's (no typo to catch): a field a Flagger release adds
+    # (`checksum` came in 1.34) is ignored, where a 400 refused every webhook of every Canary at the upgrade.
+    # `metadata` is the user's, written in the Canary: an unknown name there is a typo, refused.
+    ignored = tuple(sorted(ascii(k)[1:-1][:60] for k in raw if k not in FLAGGER_FIELDS))[:8]
     meta = raw.get("metadata")
     if not isinstance(meta, dict):
         raise BadRequest("metadata", "missing: set the webhook's metadata (model, stableVersion, canaryVersion, "
@@ -195,6 +199,7 @@ def flagger_ask(raw: Any) -> Ask:
                name=_text(raw, "name", pattern=_DNS_SUBDOMAIN, what="a Kubernetes object name"),
                revision=_text(raw, "checksum", pattern=_NAME, limit=63, what=f"Flagger's checksum, {_REVISION}"),
                phase=_text(raw, "phase", required=False, pattern=_NAME, what="a Flagger phase", limit=63),
+               ignored=ignored,
                model=_text(meta, "model", where=m), stable_version=_version(meta, "stableVersion", m),
                canary_version=_version(meta, "canaryVersion", m),
                policy=_text(meta, "policy", where=m, required=False, pattern=_NAME, what="a policy name", limit=63),

@@ -267,3 +267,18 @@ def test_argo_retry_after_an_unproven_deadline_is_judged_again_and_a_shown_fail_
     clock.t += 2 * DEADLINE_S
     code, doc = argo_get(server, "bad")
     assert doc["result"]["verdict"] == "fail" and doc["result"]["outcome"] is None
+
+
+# ---- (g) a field a newer Flagger adds to its payload -------------------------------------------------
+
+
+def test_a_flagger_payload_with_a_field_this_version_does_not_know_is_served(rig: Any, clock: Clock) -> None:
+    server = rig(up=True)
+    body = {"name": "good", "namespace": "ml", "phase": "Progressing", "checksum": "6d8f9c7b5", "type": "pre-rollout",
+            "metadata": {"model": "good", "stableVersion": "v1", "canaryVersion": "v2"}}
+    with structlog.testing.capture_logs() as lines:
+        for _ in range(2):
+            code, doc = call(f"{server.url}/api/v1/flagger/pre-rollout", method="POST", body=body)
+            assert code == 200, doc
+    said = [e for e in lines if e["event"] == "serve.fields_ignored"]
+    assert len(said) == 1 and said[0]["fields"] == ["type"] and said[0]["key"] == "flagger/ml/good", said

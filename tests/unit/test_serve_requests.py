@@ -49,7 +49,7 @@ def test_argo_refusals_name_the_field(raw: dict, field: str) -> None:
     ({k: v for k, v in FLAGGER.items() if k != "checksum"}, "checksum"),
     ({**FLAGGER, "namespace": "a" * 64}, "namespace"),
     ({**FLAGGER, "phase": 3}, "phase"),
-    ({**FLAGGER, "type": "rollout"}, "type"),
+    ({**FLAGGER, "metadata": {**FLAGGER["metadata"], "modle": "rec"}}, "metadata.modle"),  # the user's typo
     ({**FLAGGER, "metadata": "model=rec"}, "metadata"),
     ({**FLAGGER, "metadata": {**FLAGGER["metadata"], "model": 1}}, "metadata.model"),
     ({**FLAGGER, "metadata": {**FLAGGER["metadata"], "canaryVersion": FLAGGER["metadata"]["stableVersion"]}},
@@ -84,3 +84,11 @@ def test_a_json_field_given_twice_is_refused_as_in_a_query_string(body: bytes, f
     with pytest.raises(BadRequest) as err:
         read_json(body, "application/json")
     assert (err.value.field, err.value.status) == (field, 400) and "more than once" in str(err.value)
+
+
+def test_a_field_flagger_adds_to_its_payload_is_ignored_and_named() -> None:
+    """Decision 154 (g): `{"type": "rollout"}` beside Flagger's five fields was a 400, so a Flagger release that
+    adds a field (as 1.34 added `checksum`) would fail every webhook of every Canary at the upgrade."""
+    ask = flagger_ask({**FLAGGER, "type": "rollout", "canaryWeight": 10})
+    assert ask.ignored == ("canaryWeight", "type") and ask.revision == FLAGGER["checksum"]
+    assert flagger_ask(FLAGGER).ignored == ()
