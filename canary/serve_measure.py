@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from canary.errors import CanaryError, MetricsUnavailable
+from canary.errors import CanaryError, MetricsUnavailable, TransientError
 from canary.model import Target
 from canary.policy import Policy
 
@@ -26,10 +26,10 @@ COUNTS = "\0request_counts"  # the request count's job, beside the checks' (no c
 
 
 def measure_within(metrics: Any, policy: Policy, target: Target, *, window_s: int, at: float, deadline: float,
-                   answer_within_s: float, log: Any) -> tuple[dict[str, Any], float]:
-    """Every check's (stable, canary) over the window ending `at`, and the canary requests, asked in
-    parallel until `deadline` (time.monotonic()). Nothing raises: a failure, or no answer in time, is
-    that check's "could not measure" (no count: 0 requests, so no pass)."""
+                   answer_within_s: float, log: Any) -> tuple[dict[str, Any], float, bool]:
+    """Every check's (stable, canary) over the window ending `at`, the canary requests, and whether they
+    were counted, asked in parallel until `deadline` (time.monotonic()). Nothing raises: a failure, or no
+    answer in time, is that check's "could not measure" (no count: 0 requests, so no pass, and False)."""
     jobs: dict[str, Callable[[], Any]] = {
         c.name: (lambda c=c: metrics.measure(policy, c, target, window_s=window_s, at=at)) for c in policy.checks}
     jobs[COUNTS] = lambda: metrics.request_counts(policy, target, window_s=window_s, at=at)
@@ -48,13 +48,18 @@ def measure_within(metrics: Any, policy: Policy, target: Target, *, window_s: in
             log.error("metrics.unexpected_error", check=check.name, error=f"{type(exc).__name__}: {exc}")
             out[check.name] = MetricsUnavailable(f"{type(exc).__name__}: {exc}")
     counted = done.get(COUNTS)
-    n = 0.0
-    if counted is not None and counted[0]:
+    n, ok = 0.0, True  # Prometheus answered: a number, or no series (0 requests)
+    if counted is None:
+        log.error("metrics.too_slow", check="request_counts", answer_within_s=answer_within_s)
+        ok = False
+    elif counted[0]:
         try:
             n = float(counted[1][1])
         except (TypeError, ValueError, IndexError):
             n = 0.0
-    return out, n
+    else:  # could not ask (refused, 5xx, timeout), or a provider bug: not counted; NoData: Prometheus said none
+        ok = isinstance(counted[1], CanaryError) and not isinstance(counted[1], TransientError)
+    return out, n, ok
 
 
 def _run(jobs: dict[str, Callable[[], Any]], deadline: float) -> dict[str, tuple[bool, Any]]:

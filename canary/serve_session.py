@@ -215,7 +215,7 @@ def _not_evidence(verdict: Verdict, outcome: Outcome, why: str) -> Verdict:
 
 
 def record_look(s: Session, verdict: Verdict, *, canary_requests: float, now: float,
-                policy: Policy) -> tuple[Session, Verdict]:
+                policy: Policy, counted: bool = True) -> tuple[Session, Verdict]:
     """One look of the open window (see `open_window`) -> (the new session, the verdict as counted).
 
     The session's `verdict` and `reason` are the answer. Same rules as rollout.py's looks: a
@@ -223,7 +223,8 @@ def record_look(s: Session, verdict: Verdict, *, canary_requests: float, now: fl
     cannot pass and does not replace the window's evidence; failures must be consecutive.
 
     A look at the window's deadline that could not ask Prometheus for some check (`unavailable`:
-    refused, timed out, past `--answer-within`) is no verdict on the canary: the window is held as
+    refused, timed out, past `--answer-within`), or for the canary requests (`counted` False), is no
+    verdict on the canary: the window is held as
     `on_deadline: hold` holds it (the next one opens now, at its smaller pass level), never the
     sticky `fail` that Argo reads as Failed and Flagger as the canary's 409, and that stayed after
     Prometheus came back. The service answers it 503 (`unreachable_at_deadline`), as promote ends
@@ -265,8 +266,8 @@ def record_look(s: Session, verdict: Verdict, *, canary_requests: float, now: fl
         why = j.reason() if elapsed >= a.interval else f"window {elapsed:.0f}s of {a.interval:g}s; {j.reason()}"
         return replace(s, verdict=INCONCLUSIVE, reason=why), j
     why = (f"{NO_VERDICT} {elapsed:.0f}s in this window ({j.outcome.label}: {j.reason()}; canary requests "
-           f"{n:.0f}, need {a.min_canary_requests})")
-    if unreachable(j):
+           f"{f'{n:.0f}' if counted else 'not counted (Prometheus)'}, need {a.min_canary_requests})")
+    if unreachable(j) or not counted:
         held = _next_window(s, start=now, step=s.step, index=s.window + 1)
         return replace(held, verdict=INCONCLUSIVE, reason=f"{UNREACHABLE}{why}; a new window opens now"), j
     if fail.on_deadline == "hold":

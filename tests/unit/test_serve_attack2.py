@@ -239,3 +239,41 @@ def test_a_slow_look_makes_its_own_revision_busy_not_another_ones(rig: Any, tmp_
     metrics.release.set()
     slow.join(60)
     assert not slow.is_alive() and not svc.store._locks, "no lock left behind"
+
+
+def test_a_request_count_that_fails_is_reported_as_not_counted(tmp_path: Path) -> None:
+    """Decision 154 (a): `measure_within` said 0 requests for a count Prometheus did not give, and the look at the
+    deadline was the canary's `fail`; it now says it was not counted (and logs which query was too slow)."""
+    from canary.errors import MetricsUnavailable
+    from canary.model import Target
+    from canary.serve_measure import measure_within
+
+    class Refusing(Metrics):
+        def request_counts(self, policy: Any, target: Any, *, window_s: int, at: float) -> tuple[float, float]:
+            raise MetricsUnavailable("refused")
+
+    target = Target(namespace="ml", virtual_service="m", model="m", stable_version="v1", canary_version="v2")
+    import structlog
+    log = structlog.get_logger()
+    out, n, counted = measure_within(Refusing(), parse_policy(POLICY), target, window_s=60, at=0.0,
+                                     deadline=time.monotonic() + 20, answer_within_s=20, log=log)
+    assert (n, counted) == (0.0, False) and set(out) == {"errors", "errors-too"}
+    out, n, counted = measure_within(Metrics(), parse_policy(POLICY), target, window_s=60, at=0.0,
+                                     deadline=time.monotonic() + 20, answer_within_s=20, log=log)
+    assert (n, counted) == (6000.0, True)
+
+
+def test_a_request_count_prometheus_has_no_series_for_is_counted_as_zero(tmp_path: Path) -> None:
+    from canary.errors import NoData
+    from canary.model import Target
+    from canary.serve_measure import measure_within
+    import structlog
+
+    class Empty(Metrics):
+        def request_counts(self, policy: Any, target: Any, *, window_s: int, at: float) -> tuple[float, float]:
+            raise NoData("no series")
+
+    target = Target(namespace="ml", virtual_service="m", model="m", stable_version="v1", canary_version="v2")
+    _, n, counted = measure_within(Empty(), parse_policy(POLICY), target, window_s=60, at=0.0,
+                                   deadline=time.monotonic() + 20, answer_within_s=20, log=structlog.get_logger())
+    assert (n, counted) == (0.0, True), "Prometheus answered: no requests, which a deadline may still end on"

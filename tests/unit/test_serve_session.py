@@ -116,6 +116,16 @@ def test_a_look_at_the_deadline_that_could_not_ask_prometheus_holds_the_window_n
     assert s.verdict == FAIL and not unreachable_at_deadline(s)
 
 
+def test_a_look_at_the_deadline_whose_requests_were_not_counted_holds_the_window() -> None:
+    """Decision 154 (a): the checks answered but the request count's query did not (0 requests, so never a pass):
+    at the deadline that is "could not measure", not the canary's `fail`."""
+    s = look(fresh(), counts(0, 50), now=T0 + 100, n=50)
+    verdict = judge(POLICY, GOOD, prior=s.prior(), window=s.window, pass_ratio=s.pass_ratio(0.0))
+    s, _ = record_look(s, verdict, canary_requests=0.0, now=T0 + 180, policy=POLICY, counted=False)
+    assert s.verdict == INCONCLUSIVE and unreachable_at_deadline(s), s.reason
+    assert "not counted" in s.reason and s.window == 1
+
+
 def test_a_new_step_label_opens_a_window_from_now() -> None:
     s = look(fresh(step="20"), GOOD, now=T0 + 30, step="20")
     assert s.window_started_at == T0
