@@ -87,7 +87,7 @@ def read_json(body: bytes, content_type: str | None) -> Any:
         raise BadRequest("", f"Content-Type must be application/json, got {content_type[:80]!r}", 415)
     try:
         return json.loads(body.decode("utf-8"), object_pairs_hook=_once)
-    except _Twice as exc:  # as a query string's: which one a proxy or a policy engine in front read is not ours to guess
+    except _Twice as exc:  # as in a query string: which one a proxy in front read is not ours to guess
         raise BadRequest(str(exc), "given more than once") from None
     except UnicodeDecodeError as exc:
         raise BadRequest("", f"the body is not UTF-8 (byte {exc.start})") from None
@@ -105,7 +105,7 @@ def _once(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, v in pairs:
         if k in out:
-            raise _Twice(k[:100])
+            raise _Twice(ascii(k)[1:-1][:100])
         out[k] = v
     return out
 
