@@ -70,6 +70,9 @@ class Session:
     # the look whose pass a confirm hook granted (0: none): a pass grants one traffic increase and one promotion
     traffic_granted_look: int = 0
     promotion_granted_look: int = 0
+    # the step labels this rollout of the revision has had windows for (`open_window`: a step named again does
+    # not open another; at most MAX_STEPS_SEEN, the oldest dropped)
+    steps_seen: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.verdict not in VERDICTS:
@@ -105,6 +108,10 @@ class Session:
                 if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
                     raise ValueError(f"{name}: must be a finite number")
                 d[name] = float(v)
+        seen = d.get("steps_seen", [])
+        if not isinstance(seen, (list, tuple)) or not all(isinstance(x, str) for x in seen):
+            raise ValueError("steps_seen: must be a list of strings")
+        d["steps_seen"] = tuple(seen)
         if not valid_pass_anchor(d.get("pass_anchor_requests", -1.0)):
             raise ValueError("pass_anchor_requests: must be -1 (none yet) or a positive count")
         for name in ("evidence", "window_evidence"):
@@ -144,12 +151,21 @@ def window_deadline_s(policy: Policy) -> float:
     return policy.analysis.interval + policy.failure.no_data_deadline
 
 
+MAX_STEPS_SEEN = 64
+
+
 def new_session(*, key: str, revision: str, policy: str, model: str, namespace: str, stable_version: str,
                 canary_version: str, now: float, step: str = "") -> Session:
     """A revision seen for the first time: its first window starts now."""
     return Session(key=key, revision=revision, policy=policy, model=model, namespace=namespace,
                    stable_version=stable_version, canary_version=canary_version, created_at=now,
-                   window_started_at=now, step=step, updated_at=now)
+                   window_started_at=now, step=step, updated_at=now, steps_seen=_seen((), step))
+
+
+def _seen(seen: tuple[str, ...], step: str) -> tuple[str, ...]:
+    if not step or step in seen:
+        return seen
+    return (*seen, step)[-MAX_STEPS_SEEN:]
 
 
 def _fold(s: Session) -> dict[str, tuple[float, float]]:
@@ -164,15 +180,19 @@ def _fold(s: Session) -> dict[str, tuple[float, float]]:
 def _next_window(s: Session, *, start: float, step: str, index: int) -> Session:
     return replace(s, evidence=_fold(s), window_evidence={}, window_started_at=start, step=step, window=index,
                    windows_closed=s.windows_closed + 1, window_looks=0, failed_looks=0, last_look_requests=-1.0,
-                   pass_anchor_requests=-1.0, advanced_at=None)
+                   pass_anchor_requests=-1.0, advanced_at=None, steps_seen=_seen(s.steps_seen, step))
 
 
 def open_window(s: Session, *, now: float, step: str = "", quiet_s: float | None = None) -> Session:
     """The session with the window this look belongs to open.
 
-    After a pass the caller advanced: a new window from the time of that answer (index 0). A
-    different `step` than the window's (when the caller names steps) opens one from now
-    (index 0: a new step). Otherwise the open window goes on. A failed session stays as is.
+    After a pass the caller advanced: a new window from the time of that answer (index 0). A `step`
+    this rollout has not named before (when the caller names steps) opens one from now (index 0: a new
+    step). A step named before does not: Argo's background analysis (the template's default step "0")
+    beside a step's ("10") on one revision alternate their labels, and each call opened a window of one
+    second, so no look could pass and no failing canary had two failed looks in a row. (An Argo retry
+    from its first step within the silence below goes on in the open window.) Otherwise the open window
+    goes on. A failed session stays as is.
 
     A revision not called for more than `quiet_s` (the policy's `interval + no_data_deadline`, as
     long as a window may last) is a caller that stopped and came back: Argo's retry of an aborted
@@ -183,11 +203,11 @@ def open_window(s: Session, *, now: float, step: str = "", quiet_s: float | None
     """
     if s.ended:
         return s
-    if quiet_s is not None and now - s.updated_at > quiet_s:
+    if quiet_s is not None and now - s.updated_at > quiet_s:  # a new rollout of the revision: its steps anew
         if s.looks == 0:  # nothing measured yet: the first window, from now
-            return replace(s, window_started_at=now, step=step or s.step)
-        return _next_window(s, start=now, step=step or s.step, index=0)
-    moved = bool(step) and step != s.step
+            return replace(s, window_started_at=now, step=step or s.step, steps_seen=_seen((), step or s.step))
+        return _next_window(replace(s, steps_seen=()), start=now, step=step or s.step, index=0)
+    moved = bool(step) and step != s.step and step not in s.steps_seen
     if s.advanced_at is not None:
         return _next_window(s, start=s.advanced_at, step=step or s.step, index=0)
     if moved:

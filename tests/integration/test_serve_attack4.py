@@ -282,3 +282,27 @@ def test_a_flagger_payload_with_a_field_this_version_does_not_know_is_served(rig
             assert code == 200, doc
     said = [e for e in lines if e["event"] == "serve.fields_ignored"]
     assert len(said) == 1 and said[0]["fields"] == ["type"] and said[0]["key"] == "flagger/ml/good", said
+
+
+# ---- (h) two analyses of one rollout on one revision ------------------------------------------------
+
+
+def test_a_background_and_a_step_analysis_on_one_revision_share_a_window(rig: Any, clock: Clock) -> None:
+    """Argo's background analysis (`strategy.canary.analysis`, the template's default `step: "0"`) and the step's
+    (`step: "10"`), one template: the calls alternated their steps and every call opened a window of one second.
+    A canary at 10% errors was never `fail` (no two failed looks in a row: each one-second look was
+    inconclusive), a good one never `pass`: paused at its step for ever."""
+    server = rig(up=True)
+    verdicts = []
+    for i in range(4):
+        clock.t += 15
+        code, doc = argo_get(server, "bad", step="0" if i % 2 == 0 else "10")
+        assert code == 200
+        verdicts.append(doc["result"]["verdict"])
+    assert "fail" in verdicts, verdicts
+    seen = []
+    for i in range(8):
+        clock.t += 15
+        code, doc = argo_get(server, "good", step="0" if i % 2 == 0 else "10")
+        seen.append(doc["result"]["verdict"])
+    assert "pass" in seen, seen

@@ -134,6 +134,26 @@ def test_a_new_step_label_opens_a_window_from_now() -> None:
     assert s.evidence, "the closed window's evidence is kept"
 
 
+def test_a_step_named_again_goes_on_in_the_open_window_until_a_silence_starts_a_new_rollout() -> None:
+    """Decision 154 (h): two analyses alternating "0" and "10" on one revision opened a window at every call."""
+    s = look(fresh(step="0"), BAD, now=T0 + 15, step="0")
+    s = look(s, BAD, now=T0 + 30, n=5100, step="10")
+    assert (s.step, s.windows_closed, s.steps_seen) == ("10", 1, ("0", "10"))
+    s2 = open_window(s, now=T0 + 45, step="0")
+    assert s2 == s, "a step named before opens no window"
+    s = look(s, counts(520, 5200), now=T0 + 45, n=5200, step="0")
+    assert s.verdict == FAIL, "the failed looks in a row are counted across both callers"
+    # after a silence longer than a window may last: a new rollout of the revision (an undo), its steps anew
+    ok = look(fresh(step="0"), GOOD, now=T0 + 15, step="0")
+    ok = look(ok, GOOD, now=T0 + 30, step="10")
+    later = open_window(ok, now=T0 + 1000, step="10", quiet_s=180)
+    assert later.steps_seen == ("10",) and later.window_started_at == T0 + 1000
+    assert open_window(later, now=T0 + 1015, step="0").windows_closed == later.windows_closed + 1
+    assert Session.from_json(s.to_json()).steps_seen == ("0", "10")
+    legacy = s.to_json().replace(',"steps_seen":["0","10"]', "")
+    assert Session.from_json(legacy).steps_seen == (), "a file written before the field reads as none seen"
+
+
 def test_gates_passed_start_the_window_and_a_refusal_is_not_sticky() -> None:
     s = record_gates(fresh(), passed=False, why="not ready", now=T0 + 5)
     assert (s.gates, s.verdict) == ("not ready", INCONCLUSIVE)
