@@ -44,6 +44,7 @@ is a 401 without an accepted token; a new revision when the state directory hold
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -55,6 +56,7 @@ from canary.analysis.judge import judge
 from canary.errors import ConfigError
 from canary.model import Outcome, Target, Verdict
 from canary.policy import Policy, load_policy
+from canary.runner import SKEW_WARN_S, SystemClock, prometheus_time, warn_skew
 from canary.serve_auth import TokenFile
 from canary.serve_gates import GateRuns, run_gates
 from canary.serve_measure import measure_within
@@ -522,20 +524,61 @@ def _new_session(ask: Ask, named: NamedPolicy, now: float) -> Session:
                        canary_version=ask.canary_version, now=now, step=ask.step)
 
 
+REANCHOR_EVERY_S = 30.0  # how often a service that started without Prometheus's time asks for it again
+
+
 def prometheus_clock(metrics: Any, *, log: Any) -> Callable[[], float]:
     """`runner.SystemClock`'s `now`, anchored at Prometheus's `time()` when it answers within 2 s (else at this
     host's wall clock), as `Runner._on_prometheus_clock` anchors promote's: the monotonic clock keeps an
     anchor for the life of the process, so a host clock wrong when the service started (a VM resumed before
     NTP synced) and corrected later kept its error: 900 s ahead, every look was asked 900 s ahead of
     Prometheus and "could not measure: no series" until a restart (decision 145). `clock.skew` when the two
-    differ by more than `runner.SKEW_WARN_S`."""
-    from canary.runner import SystemClock, prometheus_time, warn_skew
-
+    differ by more than `runner.SKEW_WARN_S`. A Prometheus that did not answer at start (an Istio sidecar not
+    ready yet, both pods restarted together) is asked again every `REANCHOR_EVERY_S` (`_LateAnchor`)."""
     try:  # at most 2 s: a Prometheus that does not answer now is the looks' to report
         anchor = prometheus_time(metrics)
     except Exception:  # noqa: BLE001 - the host's clock then, as before
         anchor = None
-    if anchor is None:
-        return SystemClock().now
+    if anchor is None:  # asked again later, when there is a way to ask (a provider with `ask`)
+        return _LateAnchor(metrics, log=log).now if getattr(metrics, "ask", None) is not None else SystemClock().now
     warn_skew(log, anchor - time.time(), note="this service's times are Prometheus's; run NTP")
     return SystemClock(anchor=anchor).now
+
+
+class _LateAnchor(SystemClock):
+    """The host's clock until Prometheus first answers `time()`, asked on a thread of its own every
+    `REANCHOR_EVERY_S` (decision 154). Then, if the host was ahead by more than `SKEW_WARN_S`, the clock moves
+    back to Prometheus's (`clock.skew`): ahead, every look was asked in Prometheus's future, "no series", and a
+    good canary failed at the deadline, for the life of the process. A host behind is kept (said once): the
+    looks lag by that much but stay consistent, where a jump forward would stretch every open window back over
+    data the window before it had judged."""
+
+    def __init__(self, metrics: Any, *, log: Any) -> None:
+        super().__init__()
+        self._base = (self._wall0, self._mono0)
+        self._metrics, self._log = metrics, log
+        threading.Thread(target=self._ask, name="canary-serve-clock", daemon=True).start()
+
+    def now(self) -> float:
+        wall0, mono0 = self._base  # one read: an anchor moved between two reads would mix them
+        return wall0 + (time.monotonic() - mono0)
+
+    def _ask(self) -> None:
+        while True:
+            try:
+                theirs = prometheus_time(self._metrics)
+            except Exception:  # noqa: BLE001 - asked again later
+                theirs = None
+            if theirs is not None:
+                break
+            time.sleep(REANCHOR_EVERY_S)
+        offset = theirs - self.now()
+        if offset < -SKEW_WARN_S:
+            self._base = (theirs, time.monotonic())
+            self._log.warning("clock.skew", prometheus_minus_local_s=round(offset, 3),
+                              note="Prometheus answered after start-up: this service's times moved back to "
+                                   "Prometheus's; run NTP")
+        elif offset > SKEW_WARN_S:
+            self._log.warning("clock.skew", prometheus_minus_local_s=round(offset, 3),
+                              note="Prometheus answered after start-up: this host is behind, kept (its looks lag "
+                                   "by that much); run NTP")

@@ -82,3 +82,43 @@ def test_a_host_clock_wrong_at_start_and_corrected_later_leaves_no_offset(prom: 
     step["s"] = 0.0  # NTP corrects the host
     assert abs(service.clock() - real()) < 5, service.clock() - real()  # it was 900 s ahead for ever
     assert _look(service)["result"]["window_s"] <= 16
+
+
+@pytest.mark.parametrize("host_minus_real_s, moves", [(900.0, True), (-900.0, False)])
+def test_a_prometheus_that_answers_only_after_start_up_still_anchors_a_host_clock_ahead(
+        prom: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, host_minus_real_s: float, moves: bool) -> None:
+    """Decision 154: Prometheus did not answer `time()` when the service started (an Istio sidecar not ready yet,
+    both pods restarted together), so the service kept this host's clock for its life: 900 s ahead, every look
+    was asked in Prometheus's future ("no series"), and a good canary failed at the deadline. It now asks again
+    until Prometheus answers, and moves back to its clock; a host behind is kept (its looks lag, consistently;
+    a jump forward would stretch open windows over data already judged), and both are said."""
+    import structlog.testing
+
+    from canary import serve as serve_module
+    from tests.support.blackhole import BlackholeProxy
+
+    server, _ = prom
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() + host_minus_real_s)
+    monkeypatch.setattr(serve_module, "REANCHOR_EVERY_S", 0.05, raising=False)
+    hole = BlackholeProxy("127.0.0.1", int(server.url.rsplit(":", 1)[1])).start()
+    hole.blackhole, hole.answer = True, 503  # Prometheus answers nothing useful at start-up
+    try:
+        named = {"ml": NamedPolicy("ml", parse_policy(POLICY), tmp_path)}
+        provider = PrometheusProvider(hole.url, retries=1, budget_s=1.0, backoff_s=0.05)
+        with structlog.testing.capture_logs() as logs:
+            service = Service(policies=named, metrics=provider, store=SessionStore(tmp_path / "state"))
+            assert abs(service.clock() - real() - host_minus_real_s) < 5, "the host's clock until Prometheus answers"
+            hole.blackhole = False  # Prometheus is reachable now
+            deadline = real() + 60
+            while not any(e["event"] == "clock.skew" for e in logs) and real() < deadline:
+                time.sleep(0.05)
+        (skew,) = [e for e in logs if e["event"] == "clock.skew"]
+        assert abs(skew["prometheus_minus_local_s"] + host_minus_real_s) < 5, skew
+        if moves:
+            assert abs(service.clock() - real()) < 5, service.clock() - real()
+            assert _look(service)["result"]["window_s"] <= 16
+        else:
+            assert abs(service.clock() - real() - host_minus_real_s) < 5, "a host behind is kept"
+    finally:
+        hole.stop()
