@@ -19,6 +19,10 @@ compares bucket for bucket, never re-binning):
         values those sums are over (born with them, in the same scrape: the live mean's own count)
     model_feature_observations_total{model_name, model_version}                 observed requests
 
+A value equal to a bound at float32 precision (a model server's FP32 input: float32(0.1) is a little
+above the training data's 0.1) counts in that bound's bucket, as the capture counts it
+(`profile.bucket_edges`): counted exactly, it read as drift into the bucket above.
+
 The prediction column of the profile, when it has one, is exported as the
 feature of that name with role="prediction" (every other feature: role="input"),
 so a rollout's `feature_drift` check leaves it to `prediction_shift`.
@@ -55,7 +59,7 @@ import numpy as np
 from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 
-from canary.drift.profile import boolean_category, is_boolean
+from canary.drift.profile import boolean_category, bucket_edges, is_boolean
 
 OTHER = "__other__"
 # the label value of the empty category "" (a CSV's empty field is a value, not a missing one, to pyarrow):
@@ -79,8 +83,10 @@ class FeatureExporter:
         self.version = version or str(profile["version"])
         self._prediction = profile.get("prediction")
         self._lock = threading.Lock()
-        # bounds (a list: bisect on it is ~10x faster than numpy for one value), counts, [sum]
+        # each bucket's upper edge (`profile.bucket_edges`: a float32 0.1 counts as the bound 0.1; a list: bisect
+        # on it is ~10x faster than numpy for one value), counts, [sum]; the bounds themselves label the buckets
         self._numeric: dict[str, tuple[list[float], np.ndarray, list[float]]] = {}
+        self._bounds: dict[str, list[float]] = {}
         self._categorical: dict[str, dict[str, int]] = {}
         self._missing: dict[str, int] = {}
         self._boolean: set[str] = set()
@@ -88,7 +94,9 @@ class FeatureExporter:
         for name, f in profile["features"].items():
             self._missing[name] = 0
             if f["type"] == "numeric":
-                self._numeric[name] = ([float(b) for b in f["bounds"]], np.zeros(len(f["bounds"]) + 1, np.int64),
+                self._bounds[name] = [float(b) for b in f["bounds"]]
+                self._numeric[name] = ([float(e) for e in bucket_edges(f["bounds"])],
+                                       np.zeros(len(f["bounds"]) + 1, np.int64),
                                        [0.0, 0.0])  # sums of the positive values and of the negatives' magnitudes
             else:
                 self._categorical[name] = {**{k: 0 for k in f["categories"]}, OTHER: 0}
@@ -119,13 +127,14 @@ class FeatureExporter:
             values[self._prediction] = prediction
         with self._lock:
             self._observed += 1
-            for name, (bounds, counts, total) in self._numeric.items():
+            for name, (edges, counts, total) in self._numeric.items():
                 v = values.get(name)
                 x = _number(v)
                 if x is None:
                     self._missing[name] += 1
                     continue
-                counts[bisect.bisect_left(bounds, x)] += 1  # `le` buckets: the first bound >= x
+                # `le` buckets: the first bound >= x, at float32 precision (`profile.bucket_edges`)
+                counts[bisect.bisect_left(edges, x)] += 1
                 total[0 if x >= 0 else 1] += abs(x)  # each part only grows: a counter
             for name, cats in self._categorical.items():
                 v = values.get(name)
@@ -168,7 +177,8 @@ class FeatureExporter:
                                        labels=labels[:2])
         role = lambda name: "prediction" if name == self._prediction else "input"  # noqa: E731
         with self._lock:
-            for name, (bounds, counts, total) in self._numeric.items():
+            for name, (_, counts, total) in self._numeric.items():
+                bounds = self._bounds[name]
                 cum = np.cumsum(counts)
                 buckets = [(_le(b), float(c)) for b, c in zip(bounds, cum[:-1])] + [("+Inf", float(cum[-1]))]
                 hist.add_metric([self.model, self.version, name, role(name)], buckets, total[0] - total[1])

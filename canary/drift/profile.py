@@ -38,6 +38,22 @@ FORMAT = 1
 MAX_CATEGORIES = 100
 QUANTILES = (0.001, 0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99, 0.999)
 FEW_VALUES = 6  # numeric features with fewer distinct values get a bucket per value
+# A value equal to a bucket bound at float32 precision counts in that bound's bucket: training data are
+# float64 (pandas, Parquet), while a model server often holds its inputs as float32 (Triton's FP32 tensors),
+# and float32(0.1) is 0.10000000149 > 0.1. Counted exactly, every live 0.1, 0.2, 0.3 of a feature whose
+# bounds are those values (a rate with a few values: a bucket per value) moved to the bucket above, one
+# the training data left empty: a Jensen-Shannon distance of 0.4 on unchanged traffic, drift in every
+# window and a retraining Job. One float32 step (2^-23, relative) above a bound still counts as the bound;
+# on both sides (`bucket_edges`: the capture and the exporter), so a profile and its exporter agree
+BOUND_RTOL = 2.0 ** -23
+
+
+def bucket_edges(bounds: Any) -> np.ndarray:
+    """The upper edge of each `le` bucket: its bound plus one float32 step (BOUND_RTOL, relative). A value
+    x is in the first bucket whose edge is >= x (`np.searchsorted(edges, x, side="left")`). Increasing
+    where the bounds are (b + |b| t is increasing in b for t < 1)."""
+    b = np.asarray(bounds, float)
+    return b + np.abs(b) * BOUND_RTOL
 
 
 def read_table(path: str | Path) -> Any:
@@ -223,7 +239,8 @@ def _numeric(x: np.ndarray, n_missing: int, buckets: int, bounds: Any = None) ->
         bounds = values
     else:
         bounds = np.unique(np.quantile(x, bucket_levels(buckets)))
-    counts = np.bincount(np.searchsorted(bounds, x, side="left"), minlength=len(bounds) + 1)  # `le` buckets
+    # `le` buckets, a value equal to a bound at float32 precision in that bound's (`bucket_edges`)
+    counts = np.bincount(np.searchsorted(bucket_edges(bounds), x, side="left"), minlength=len(bounds) + 1)
     return {"type": "numeric", "bounds": [float(b) for b in bounds], "counts": [int(c) for c in counts],
             "missing": n_missing, "min": float(x.min()), "max": float(x.max()), "mean": float(x.mean()),
             "std": float(x.std(ddof=1)) if len(x) > 1 else 0.0, "n_unique": int(len(values)),

@@ -271,3 +271,45 @@ def test_baselines_in_configmaps_are_watched_by_the_controller_loop(prom_server_
         server.shutdown()
         thread.join(timeout=5)
         api.stop()
+
+
+def test_float32_inputs_of_a_float64_profile_read_no_drift_through_prometheus(prom_server_factory: Any,
+                                                                                tmp_path: Any) -> None:
+    """Decision 153: a rate with four values (a bucket per value) captured from float64 Parquet, served as
+    float32 (Triton's FP32 tensors), exported, scraped by a real Prometheus and read back by `drift check`:
+    the same traffic is no drift (float32(0.1) > 0.1 was counted in the bucket above: drift, exit 1)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(11)
+    rates = [0.0, 0.1, 0.2, 0.3]
+    pq.write_table(pa.table({"rate": rng.choice(rates, 5_000), "age": rng.normal(40, 10, 5_000)}),
+                   tmp_path / "train.parquet")
+    prof_path = tmp_path / "p.json"
+    r = CliRunner().invoke(app, ["baseline", "capture", str(tmp_path / "train.parquet"), "--model", "f32",
+                                 "--version", "v1", "-f", str(prof_path)])
+    assert r.exit_code == 0, r.output
+    reg = CollectorRegistry()
+    exporter = FeatureExporter(json.loads(prof_path.read_text()), registry=reg)
+    server, thread = start_http_server(0, addr="127.0.0.1", registry=reg)
+    try:
+        exporter.observe({"rate": np.float32(0.0), "age": np.float32(40.0)})  # the series exist before the first scrape
+        prom = prom_server_factory(targets=[f"127.0.0.1:{int(server.server_address[1])}"], scrape_interval="1s")
+        assert prom.wait_targets_up(timeout_s=30) < 30
+        for rate, age in zip(rng.choice(rates, 3_000).astype(np.float32), rng.normal(40, 10, 3_000).astype(np.float32)):
+            exporter.observe({"rate": rate, "age": age})
+        args = ["drift", "check", "--baseline", str(prof_path), "--prometheus-url", prom.url, "--window", "5m",
+                "-o", "json"]
+        deadline = time.monotonic() + 40  # until a scrape after the traffic is in: increase() needs two samples
+        while True:
+            out = CliRunner().invoke(app, args)
+            feats = json.loads(out.stdout).get("features", []) if out.exit_code in (0, 1, 5) else []
+            if sum(f["n_current"] for f in feats if f["feature"] == "rate") > 2_000 or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert out.exit_code == 0, out.output
+        by = {f["feature"]: f for f in json.loads(out.stdout)["features"]}
+        assert not by["rate"]["drifted"] and by["rate"]["score"] < 0.05, by["rate"]
+    finally:
+        server.shutdown()
+        thread.join(timeout=5)
