@@ -116,6 +116,11 @@ class Alert:
     evidence: dict[str, Any]
     warning: bool = True
     fields: dict[str, Any] = field(default_factory=dict)  # more fields for its log line
+    notify: bool = True  # False: its log line only, no Kubernetes Event and no notification (`trigger_result`)
+    # when it happened, the notification's `at` (and so its id); None: the evidence's (an episode's alerts: the
+    # evaluation's time, the same when the outbox delivers it again). A trigger's failure and recovery have their
+    # own: with the episode's, every attempt's notification had one id, and a receiver keeping ids dropped them
+    at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -314,7 +319,8 @@ def hold(state: MonitorState, actions: list[Action]) -> MonitorState:
     emptied outbox delivers them twice, never none. An alert whose evidence is the episode's keeps none of
     its own (the state holds it once)."""
     box = [{"event": a.event, "message": a.message, "warning": a.warning, "fields": dict(a.fields),
-            **({} if a.evidence == state.evidence else {"evidence": a.evidence})}
+            **({} if a.evidence == state.evidence else {"evidence": a.evidence}),
+            **({} if a.notify else {"notify": False}), **({} if a.at is None else {"at": a.at})}
            for a in actions if isinstance(a, Alert)]
     return replace(state, outbox=box) if box != state.outbox else state
 
@@ -322,7 +328,8 @@ def hold(state: MonitorState, actions: list[Action]) -> MonitorState:
 def unsent(state: MonitorState) -> list[Action]:
     """The alerts `state`'s outbox holds (stored by an evaluation whose process did not deliver them)."""
     return [Alert(str(a["event"]), str(a["message"]), a.get("evidence", state.evidence), bool(a.get("warning", True)),
-                  dict(a.get("fields") or {})) for a in state.outbox]
+                  dict(a.get("fields") or {}), a.get("notify") is not False,
+                  float(a["at"]) if isinstance(a.get("at"), (int, float)) else None) for a in state.outbox]
 
 
 def due(state: MonitorState, now: float) -> list[Action]:
@@ -333,16 +340,36 @@ def due(state: MonitorState, now: float) -> list[Action]:
     return []
 
 
+def reported_attempt(attempts: int) -> bool:
+    """Whether the `attempts`-th failure in a row of one trigger is reported to people (a Kubernetes Event and
+    the notifications), not only logged: the 1st, 2nd, 4th, 8th... At the 30 min cap every attempt reported
+    was 48 Slack messages and Events a day for one receiver down; now about one a day after the first day,
+    still one at the first failure, and the log line at every attempt."""
+    return attempts >= 1 and attempts & (attempts - 1) == 0
+
+
 def trigger_result(state: MonitorState, ok: bool, now: float, config: MonitorConfig,
-                   error: str = "") -> tuple[MonitorState, list[Action]]:
-    """Record a trigger's outcome: done, or retried later with backoff (and reported)."""
+                   error: str = "", target: str = "") -> tuple[MonitorState, list[Action]]:
+    """Record a trigger's outcome: done, or retried later with backoff (and reported: `reported_attempt`).
+    A success after failures is reported too (`drift.retrain_recovered`): its failures reached people, and
+    without it they were the last word (`target`: the Job or webhook that took it)."""
     if state.trigger != "pending":
         return state, []
     if ok:
-        return replace(state, trigger="done"), []
+        failed = state.trigger_attempts
+        if not failed:
+            return replace(state, trigger="done"), []
+        return replace(state, trigger="done"), [Alert(
+            "drift.retrain_recovered", f"{state.model} {state.version}: retraining for episode {state.episode} "
+                                       f"started after {failed} failed attempt{'' if failed == 1 else 's'}"
+                                       + (f": {target}" if target else ""),
+            state.evidence, warning=False, fields={"failed_attempts": failed}, at=now)]
     attempts = state.trigger_attempts + 1
     delay = exponential_delay(config.retry_s, attempts, config.retry_max_s)
     state = replace(state, trigger_attempts=attempts, trigger_due=now + delay)
+    nxt = next(n for n in range(attempts + 1, 2 * attempts + 1) if reported_attempt(n))
     return state, [Alert("drift.retrain_failed", f"{state.model} {state.version}: retraining trigger for episode "
                                                   f"{state.episode} failed (attempt {attempts}): {error}; "
-                                                  f"retrying in {delay:.0f}s", state.evidence)]
+                                                  f"retrying in {delay:.0f}s (every attempt is logged; Event and "
+                                                  f"notifications at attempt {nxt} next, or at its success)",
+                         state.evidence, fields={"attempt": attempts}, notify=reported_attempt(attempts), at=now)]

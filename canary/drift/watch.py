@@ -380,7 +380,7 @@ class DriftWatcher:
         done.append({"model": state.model, "version": state.version, "trigger": a.episode, "ok": ok, "error": error,
                      **({"target": target} if target else {}), **({} if configured else {"configured": False})})
         state, more = M.trigger_result(state, ok, self.clock(), self.config,
-                                       f"{target}: {error}" if target and error else error)
+                                       f"{target}: {error}" if target and error else error, target=target)
         queue.extend(more)
         if ok and configured:  # which Job (or webhook), for which drift: on-call finds it from this line
             log.warning("drift.retrain_triggered", model=state.model, version=state.version, namespace=namespace,
@@ -396,13 +396,17 @@ class DriftWatcher:
         (log.warning if a.warning else log.info)(a.event, model=state.model, version=state.version,
                                                    namespace=namespace, episode=state.episode, message=a.message,
                                                    **a.fields)
+        if not a.notify:  # logged at every attempt; people hear of it at some (`monitor.reported_attempt`)
+            return
         if self.notifier is not None:
             self.notifier.notify(a.event.replace(".", "_"), {
                 "model": state.model, "namespace": namespace, "rollout": state.model,
                 "stable_version": state.version, "canary_version": "", "weights": None, "reason": a.message,
                 "evidence": a.evidence.get("features", []),
-                # the evaluation's time: an alert delivered again from the outbox carries the same webhook `id`
-                **({"at": a.evidence["at"]} if isinstance(a.evidence.get("at"), (int, float)) else {})})
+                # the evaluation's time: an alert delivered again from the outbox carries the same webhook `id`;
+                # a trigger's failure or recovery, its own (`Alert.at`)
+                **({"at": a.at} if a.at is not None else
+                   {"at": a.evidence["at"]} if isinstance(a.evidence.get("at"), (int, float)) else {})})
         if self.core is not None:
             from canary.kube import event_body
 
@@ -410,6 +414,7 @@ class DriftWatcher:
                                                                 "drift.resolved": "DriftResolved",
                                                                 "drift.features_missing": "FeatureMissing",
                                                                 "drift.retrain_superseded": "RetrainSuperseded",
+                                                                "drift.retrain_recovered": "RetrainRecovered",
                                                                 "drift.features_missing_resolved":
                                                                     "FeatureMissingResolved"}.get(
                                   a.event, "RetrainTriggerFailed"),

@@ -119,7 +119,9 @@ def test_a_watcher_restarted_on_a_clock_behind_its_state_retries_the_trigger_and
         t[0] += 30
         w.once()
     assert len(posts) == 2 and posts[1]["episode"] == 1
-    assert [e["event"] for e in logs if e["event"].startswith("drift.retrain")] == ["drift.retrain_triggered"]
+    # the failure reached people, so does its end (decision 153)
+    assert [e["event"] for e in logs if e["event"].startswith("drift.retrain")] == ["drift.retrain_triggered",
+                                                                                    "drift.retrain_recovered"]
 
     live["c"] = {"categories": {"a": 1_000, "b": 1_000}, "other": 0, "missing": 0}  # clean: the episode ends
     t[0] += H

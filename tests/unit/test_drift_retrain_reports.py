@@ -1,0 +1,106 @@
+"""A retraining webhook that fails for a while, as on-call hears of it (decision 153).
+
+Every failed attempt was a Kubernetes Event and a notification (at the 30 min cap, 48 a day for one receiver
+down over a weekend), all with one webhook `id` (the episode's start: a receiver that keeps the ids it acted
+on dropped every one after the first), and the success that ended them was a log line only: Slack held the
+failures as the last word. Real HTTP receivers on 127.0.0.1 (the retraining webhook, a notification webhook);
+the clock is the test's.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Iterator
+
+import pytest
+
+from canary.drift import monitor as M
+
+FAILURES = 9  # the retraining webhook answers 500 this many times, then 200
+
+
+@pytest.fixture()
+def receivers() -> Iterator[tuple[str, str, list[dict[str, Any]], list[dict[str, Any]]]]:
+    retrains: list[dict[str, Any]] = []
+    notes: list[dict[str, Any]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            if self.path == "/retrain":
+                retrains.append(body)
+                code = 500 if len(retrains) <= FAILURES else 200
+            else:
+                notes.append(body)
+                code = 200
+            self.send_response(code)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        yield f"{base}/retrain", f"{base}/notify", retrains, notes
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def test_a_failing_retraining_webhook_is_reported_at_growing_intervals_and_its_recovery_too(
+        monkeypatch: pytest.MonkeyPatch, receivers: tuple[str, str, list[dict[str, Any]], list[dict[str, Any]]]) -> None:
+    import pyarrow as pa
+    from structlog.testing import capture_logs
+
+    from canary.drift import watch as W
+    from canary.drift.profile import capture
+    from canary.notify import Notifier
+
+    retrain_url, notify_url, retrains, notes = receivers
+    prof = capture(pa.table({"c": ["a", "b"] * 1_000}), model="rec", version="v2", file="t.csv", sha256="0" * 64)
+    monkeypatch.setattr(W, "live_counts", lambda *_a, **_k: {"c": {"categories": {"a": 1_000, "b": 0}, "other": 0,
+                                                                   "missing": 0}})
+    t = [1_800_000_000.0]
+    notifier = Notifier(webhooks=[notify_url], retries=0)
+    w = W.DriftWatcher([prof], client=None, window_s=3_600, retrain_webhook=retrain_url, clock=lambda: t[0],
+                       notifier=notifier, config=M.MonitorConfig(enter_after=1, quiet_s=0, retry_s=30,
+                                                                 retry_max_s=1_800))
+    with capture_logs() as logs:
+        for _ in range(FAILURES + 3):  # each pass past the longest retry delay: one attempt a pass
+            w.once()
+            t[0] += 1_800
+    assert notifier.close(timeout=10)
+    assert len(retrains) == FAILURES + 1 and len({r["idempotency_key"] for r in retrains}) == 1  # one episode
+    assert w.states["rec/v2"].trigger == "done"
+    failed = [e for e in logs if e["event"] == "drift.retrain_failed"]
+    assert [e["attempt"] for e in failed] == list(range(1, FAILURES + 1))  # the log has every attempt
+    assert "notifications at attempt 2 next" in failed[0]["message"]
+    assert "notifications at attempt 16 next" in failed[8]["message"]
+    (recovered,) = [e for e in logs if e["event"] == "drift.retrain_recovered"]
+    assert recovered["failed_attempts"] == FAILURES and "after 9 failed attempts: webhook" in recovered["message"]
+    # people hear of the 1st, 2nd, 4th and 8th failure, and of the success that ended them
+    events = [n["event"] for n in notes]
+    assert events == ["drift_started"] + ["drift_retrain_failed"] * 4 + ["drift_retrain_recovered"], events
+    told = [n for n in notes if n["event"] == "drift_retrain_failed"]
+    assert ["(attempt 1)" in told[0]["reason"], "(attempt 2)" in told[1]["reason"], "(attempt 4)" in told[2]["reason"],
+            "(attempt 8)" in told[3]["reason"]] == [True] * 4
+    # each its own id (the attempt's time), so a receiver that keeps the ids it acted on drops none of them
+    assert len({n["id"] for n in notes}) == len(notes)
+
+
+def test_an_unreported_failure_kept_in_the_outbox_stays_unreported() -> None:
+    """`notify` and `at` survive the stored outbox (an alert stored and delivered by a later evaluation)."""
+    state = M.MonitorState("rec", "v2", phase=M.DRIFTING, episode=1, trigger="pending", trigger_attempts=2,
+                           evidence={"at": 1.0})
+    state, (alert,) = M.trigger_result(state, False, 100.0, M.MonitorConfig())
+    assert alert.fields == {"attempt": 3} and not alert.notify and alert.at == 100.0
+    held = M.MonitorState.from_dict(json.loads(json.dumps(M.hold(state, [alert]).to_dict())))
+    assert M.unsent(held) == [alert]
