@@ -55,8 +55,11 @@ def receivers() -> Iterator[tuple[str, str, list[dict[str, Any]], list[dict[str,
         thread.join(timeout=5)
 
 
+Receivers = tuple[str, str, list[dict[str, Any]], list[dict[str, Any]]]
+
+
 def test_a_failing_retraining_webhook_is_reported_at_growing_intervals_and_its_recovery_too(
-        monkeypatch: pytest.MonkeyPatch, receivers: tuple[str, str, list[dict[str, Any]], list[dict[str, Any]]]) -> None:
+        monkeypatch: pytest.MonkeyPatch, receivers: Receivers) -> None:
     import pyarrow as pa
     from structlog.testing import capture_logs
 
