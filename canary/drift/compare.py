@@ -48,8 +48,11 @@ def validate_profile(profile: Any, where: str = "profile") -> None:
     if not isinstance(profile, Mapping) or profile.get("format") != 1:
         raise ConfigError(f"{where}: not a profile written by `canary baseline capture` (format 1)")
     for key in ("model", "version"):
-        if not isinstance(profile.get(key), str) or not profile.get(key):
+        if key not in profile or profile[key] in ("", None):
             raise ConfigError(f"{where}: {key}: missing (a profile names its model and version)")
+        if not isinstance(profile[key], str):  # `"version": 1` read "missing", which it is not
+            raise ConfigError(f"{where}: {key}: must be text (the exporter's {key} label), got "
+                              f"{str(profile[key])[:40]!r}: write it in quotes")
     feats = profile.get("features")
     if not isinstance(feats, Mapping) or not feats:
         raise ConfigError(f"{where}: features: missing or empty")
@@ -79,8 +82,12 @@ def validate_profile(profile: Any, where: str = "profile") -> None:
                 if not _finite(f[key]) or (key == "std" and f[key] < 0):
                     raise ConfigError(f"{field}.{key}: must be a finite number{' >= 0' if key == 'std' else ''}, "
                                       f"got {str(f[key])[:40]!r}")
-            if isinstance(f["n_unique"], bool) or not isinstance(f["n_unique"], int) or f["n_unique"] < 0:
-                raise ConfigError(f"{field}.n_unique: must be a whole number >= 0")
+            if isinstance(f["n_unique"], bool) or not isinstance(f["n_unique"], int) or f["n_unique"] < 1:
+                raise ConfigError(f"{field}.n_unique: must be a whole number >= 1 (the distinct values captured), "
+                                  f"got {str(f['n_unique'])[:40]!r}")
+            if f["n_unique"] > 1 and not f["std"] > 0:  # read as constant: any live spread would be drift, always
+                raise ConfigError(f"{field}.std: {f['std']!r} with n_unique {f['n_unique']}: values that differ "
+                                  f"have a standard deviation > 0")
             if "mean" in f and not _finite(f["mean"]):
                 raise ConfigError(f"{field}.mean: must be a finite number, got {str(f['mean'])[:40]!r}")
             qs = f.get("quantiles", {})
@@ -96,7 +103,7 @@ def validate_profile(profile: Any, where: str = "profile") -> None:
                 raise ConfigError(f"{field}.categories: missing")
             _counts(list(cats.values()), f"{field}.categories", names=list(cats))
             if "other" in f:
-                _counts([f["other"]], f"{field}.other")
+                _counts([f["other"]], f"{field}", names=["other"])
             if not sum(cats.values()) + f.get("other", 0) > 0:
                 raise ConfigError(f"{field}.categories: all counts zero: an empty reference cannot be compared "
                                   f"with")

@@ -77,7 +77,23 @@ BAD_FIELDS = [  # hand edits validate_profile let through: a TypeError or Attrib
     ("age", "quantiles", {"lots": 40.0}, "features.age.quantiles.lots"),
     ("age", "missing", None, "features.age.missing"),
     ("city", "missing", -1, "features.city.missing"),
+    # decision 153: read as constant, any live spread drifted in every window (std 0 with distinct values)
+    ("age", "std", 0.0, "features.age.std"),
+    ("age", "n_unique", 0, "features.age.n_unique"),  # read as "few values": compared as categories
+    ("city", "other", -3, "features.city.other"),  # was named `other[0]`, an index into no list
 ]
+
+
+@pytest.mark.parametrize("value,says", [(1, "version: must be text"), ("", "version: missing"),
+                                        (None, "version: missing")])
+def test_a_profiles_version_that_is_a_number_is_named_so_not_missing(value: Any, says: str) -> None:
+    """Decision 153: `"version": 1` (YAML habits, a hand edit) was "version: missing", which it is not."""
+    from canary.drift.compare import validate_profile
+    from canary.errors import ConfigError
+
+    prof = _profile({"age": np.random.default_rng(3).normal(40, 10, 2_000)})
+    with pytest.raises(ConfigError, match=f"bad.json: {says}"):
+        validate_profile({**prof, "version": value}, "bad.json")
 
 
 @pytest.mark.parametrize("feature,key,value,field", BAD_FIELDS)
