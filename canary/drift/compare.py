@@ -85,9 +85,6 @@ def validate_profile(profile: Any, where: str = "profile") -> None:
             if isinstance(f["n_unique"], bool) or not isinstance(f["n_unique"], int) or f["n_unique"] < 1:
                 raise ConfigError(f"{field}.n_unique: must be a whole number >= 1 (the distinct values captured), "
                                   f"got {str(f['n_unique'])[:40]!r}")
-            if f["n_unique"] > 1 and not f["std"] > 0:  # read as constant: any live spread would be drift, always
-                raise ConfigError(f"{field}.std: {f['std']!r} with n_unique {f['n_unique']}: values that differ "
-                                  f"have a standard deviation > 0")
             if "mean" in f and not _finite(f["mean"]):
                 raise ConfigError(f"{field}.mean: must be a finite number, got {str(f['mean'])[:40]!r}")
             qs = f.get("quantiles", {})

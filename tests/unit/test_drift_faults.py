@@ -77,9 +77,7 @@ BAD_FIELDS = [  # hand edits validate_profile let through: a TypeError or Attrib
     ("age", "quantiles", {"lots": 40.0}, "features.age.quantiles.lots"),
     ("age", "missing", None, "features.age.missing"),
     ("city", "missing", -1, "features.city.missing"),
-    # decision 153: read as constant, any live spread drifted in every window (std 0 with distinct values)
-    ("age", "std", 0.0, "features.age.std"),
-    ("age", "n_unique", 0, "features.age.n_unique"),  # read as "few values": compared as categories
+    ("age", "n_unique", 0, "features.age.n_unique"),  # decision 153: read as "few values", compared as categories
     ("city", "other", -3, "features.city.other"),  # was named `other[0]`, an index into no list
 ]
 
