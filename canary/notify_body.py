@@ -48,7 +48,12 @@ def event_id(body: Mapping[str, Any]) -> str:
 
 
 _ICONS = {"rollback": ":rotating_light:", "aborted": ":warning:", "promotion": ":white_check_mark:",
-          "prediction_shift": ":chart_with_upwards_trend:"}
+          "prediction_shift": ":chart_with_upwards_trend:",
+          # the drift monitor's (`canary.drift.watch`): its warnings and their ends. Every one read
+          # :information_source:, a drift episode and a failing retraining as much as their ends
+          "drift_started": ":warning:", "drift_retrain_failed": ":warning:", "drift_retrain_superseded": ":warning:",
+          "drift_features_missing": ":warning:", "drift_resolved": ":white_check_mark:",
+          "drift_features_missing_resolved": ":white_check_mark:", "drift_retrain_recovered": ":white_check_mark:"}
 
 
 def slack_line(event: str, payload: Mapping[str, Any]) -> str:
@@ -73,9 +78,14 @@ def slack_body(event: str, payload: Mapping[str, Any]) -> dict[str, Any]:
     b = webhook_body(event, payload)
     line = slack_line(event, payload)
     w = b["weights"]
-    fields = [("Model", b["model"]), ("Rollout", f"{b['namespace']}/{b['rollout']}"),
-              ("Stable", b["stable_version"]), ("Canary", b["canary_version"]),
-              ("Weights", f"stable {w['stable']}% / canary {w['canary']}%" if w else "unknown"), ("Event", event)]
+    if event.startswith("drift_"):  # a model version's drift, no rollout: no canary, no weights ("unknown" read
+        # as a traffic split gone wrong), the version as what it is
+        fields = [("Model", b["model"]), ("Namespace", b["namespace"]), ("Version", b["stable_version"]),
+                  ("Event", event)]
+    else:
+        fields = [("Model", b["model"]), ("Rollout", f"{b['namespace']}/{b['rollout']}"),
+                  ("Stable", b["stable_version"]), ("Canary", b["canary_version"]),
+                  ("Weights", f"stable {w['stable']}% / canary {w['canary']}%" if w else "unknown"), ("Event", event)]
     for ev in b["evidence"][:4]:  # Slack allows 10 fields per section
         if isinstance(ev, dict) and "check" in ev:  # a rollout's CheckResult
             fields.append((str(ev["check"]), f"{ev.get('outcome', '')}: {ev.get('reason', '')}"))

@@ -235,7 +235,24 @@ def test_slack_line_says_where_and_the_weights_it_knows():
     assert "-&gt; weights unknown:" in slack_line("aborted", dict(PAYLOAD, weights=None))
     assert "-&gt; stable 80% / canary 20%:" in slack_line("aborted", dict(PAYLOAD, weights="80/20"))
     drift = slack_line("drift_started", dict(PAYLOAD, canary_version="", reason="age drifted"))
-    assert drift == ":information_source: drift_started ml/rec-model: age drifted"
+    assert drift == ":warning: drift_started ml/rec-model: age drifted"
+
+
+@pytest.mark.parametrize("event,icon", [("drift_started", ":warning:"), ("drift_retrain_failed", ":warning:"),
+                                        ("drift_features_missing", ":warning:"), ("drift_resolved", ":white_check_mark:"),
+                                        ("drift_retrain_recovered", ":white_check_mark:")])
+def test_a_drift_alert_in_slack_speaks_of_a_version_not_a_rollout(event: str, icon: str) -> None:
+    """Decision 153: a drift alert's Slack message had a rollout's fields, `Canary` empty and `Weights:
+    unknown` (read as a traffic split gone wrong), and every drift event the same :information_source:,
+    an episode opened as much as one ended."""
+    drift = dict(PAYLOAD, stable_version="v2", canary_version="", weights=None, reason="age drifted",
+                 evidence=[{"feature": "age", "test": "wasserstein", "value": 0.3, "threshold": 0.1, "drifted": True}])
+    b = slack_body(event, drift)
+    assert b["text"].startswith(f"{icon} {event} ml/rec-model:")
+    fields = [f["text"] for f in b["blocks"][1]["fields"]]
+    assert fields[:4] == ["*Model*\nrec-model", "*Namespace*\nml", "*Version*\nv2", f"*Event*\n{event}"]
+    assert not any(f.startswith(("*Canary*", "*Weights*", "*Rollout*", "*Stable*")) for f in fields), fields
+    assert "*age*\nwasserstein 0.3 (threshold 0.1) drifted" in fields
 
 
 def test_slack_says_the_command_to_look_at_the_rollout():
