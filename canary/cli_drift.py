@@ -317,6 +317,12 @@ def watch_cmd(
             raise ConfigError("give at most one of --retrain-job and --retrain-webhook")
         if retrain_job and no_kube:
             raise ConfigError("--retrain-job creates a Kubernetes Job: it cannot go with --no-kube")
+        if retrain_webhook is not None:  # checked now, not at the first drift (weeks later: retried for ever)
+            from canary.notify import _bad_url
+
+            if why := _bad_url(retrain_webhook):  # the URL may hold a token: named by its flag, never shown
+                raise ConfigError(f"--retrain-webhook {why}: it is only POSTed to when a drift episode opens, "
+                                  f"so a bad one would be found then")
         if (retrain_job or retrain_webhook) and state_file is None:  # a restart would retrain again
             raise ConfigError(f"{'--retrain-job' if retrain_job else '--retrain-webhook'} needs --state-file: "
                               "the open drift episode and its retraining live there, so without it a restarted "

@@ -107,3 +107,27 @@ def test_an_unreported_failure_kept_in_the_outbox_stays_unreported() -> None:
     assert alert.fields == {"attempt": 3} and not alert.notify and alert.at == 100.0
     held = M.MonitorState.from_dict(json.loads(json.dumps(M.hold(state, [alert]).to_dict())))
     assert M.unsent(held) == [alert]
+
+
+@pytest.mark.parametrize("url,says", [("htp://ci/retrain", "not an http(s) URL"), ("", "not an http(s) URL"),
+                                      ("http://ci:99999/retrain?token=s3cret", "not a valid URL"),
+                                      ("http://ci/re train", "white space")])
+def test_a_malformed_retraining_webhook_is_refused_at_start(tmp_path: Any, url: str, says: str) -> None:
+    """Decision 153: `--retrain-webhook` was not checked until the first drift episode POSTed to it, weeks
+    later perhaps: then `drift.retrain_failed` for ever; an empty one (`--retrain-webhook=$(URL)` with URL
+    unset) retrained nothing, silently (`drift.retrain_not_configured`). Exit 2 at start, naming the flag and
+    never the URL (it may carry a token)."""
+    import pyarrow as pa
+    from typer.testing import CliRunner
+
+    from canary.cli import app
+    from canary.drift.profile import capture
+
+    prof = tmp_path / "p.json"
+    prof.write_text(json.dumps(capture(pa.table({"c": ["a", "b"] * 1_000}), model="rec", version="v2", file="t.csv",
+                                       sha256="0" * 64)))
+    r = CliRunner().invoke(app, ["drift", "watch", "--baseline", str(prof), "--prometheus-url", "http://127.0.0.1:9",
+                                 "--no-kube", "--once", "--state-file", str(tmp_path / "s.json"),
+                                 "--retrain-webhook", url])
+    assert r.exit_code == 2 and "--retrain-webhook" in r.output and says in r.output, r.output
+    assert "s3cret" not in r.output
