@@ -152,7 +152,7 @@ def step(state: MonitorState, result: DatasetDrift, now: float, config: MonitorC
     `unmeasured`: the profiled features it could not compare, which the share leaves out and the alert
     names: "1 of 1 features drifted" of a ten-feature profile read as the whole input)."""
     state = rebase(state, now, config)
-    state, actions = _missing_alerts(state, result)
+    state, actions = _missing_alerts(state, result, now)
     if not result.features:  # no live data: neither drift nor its absence
         return state, actions + due(state, now)
     if not state.traffic_since:  # the version serves: its quiet period starts now
@@ -279,7 +279,7 @@ def _duration(s: float) -> str:
     return f"{s / 3600:g}h" if s >= 3600 and s % 3600 == 0 else f"{s / 60:g}m" if s % 60 == 0 else f"{s:g}s"
 
 
-def _missing_alerts(state: MonitorState, result: DatasetDrift) -> tuple[MonitorState, list[Action]]:
+def _missing_alerts(state: MonitorState, result: DatasetDrift, now: float) -> tuple[MonitorState, list[Action]]:
     """Features whose missing rate rose (MORE MISSING; one that stopped arriving is the extreme case) are
     alerted when they start and when they recover. They are not part of the drift share and start no
     episode (retraining on a broken pipeline's data would not help), but they must never go unsaid:
@@ -304,11 +304,12 @@ def _missing_alerts(state: MonitorState, result: DatasetDrift) -> tuple[MonitorS
                          else by[f].reason() for f in started)
         actions.append(Alert("drift.features_missing", f"{who}: {what} (missing: absent, None, NaN, or text "
                                                        f"sent for a numeric feature)",
-                             {"features": [by[f].reason() for f in started], "not_arriving": sorted(gone)}))
+                             {"features": [by[f].reason() for f in started], "not_arriving": sorted(gone)},
+                             at=now))  # its own time (no episode's): delivered again from the outbox, the same id
     if ended:
         actions.append(Alert("drift.features_missing_resolved", f"{who}: missing values back to training's "
                                                                 f"rate for {', '.join(ended)}",
-                             {"features": [by[f].reason() for f in ended]}, warning=False))
+                             {"features": [by[f].reason() for f in ended]}, warning=False, at=now))
     return (replace(state, missing=kept) if kept != list(state.missing) else state), actions
 
 

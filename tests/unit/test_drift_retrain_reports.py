@@ -131,3 +131,32 @@ def test_a_malformed_retraining_webhook_is_refused_at_start(tmp_path: Any, url: 
                                  "--retrain-webhook", url])
     assert r.exit_code == 2 and "--retrain-webhook" in r.output and says in r.output, r.output
     assert "s3cret" not in r.output
+
+
+def test_a_missing_values_alert_delivered_again_from_the_outbox_keeps_its_id(
+        receivers: Receivers) -> None:
+    """Decision 153: `drift.features_missing` carried no time of its own, so its notification's `at` (and `id`)
+    was the moment it was posted: delivered again from the stored outbox (a process killed after alerting and
+    before storing the emptied outbox: at least once), it had a new id, and a receiver keeping ids acted twice."""
+    import time as _time
+
+    from canary.drift import stats as D
+    from canary.drift import watch as W
+    from canary.notify import Notifier
+
+    _, notify_url, _, notes = receivers
+    f = D.FeatureDrift("age", "numeric", "wasserstein", 0.01, 0.1, False, 0.0, 5000, 900)
+    gone = D.MissingShift("age", 0.01, 0.5, 1_000, True, p_value=1e-30)
+    result = D.DatasetDrift(features=(f,), share=0.0, drifted=False, missing=(gone,))
+    state, actions = M.step(M.MonitorState("rec", "v2"), result, 1_800_000_000.0, M.MonitorConfig(), window_s=3_600)
+    assert [a.event for a in actions] == ["drift.features_missing"] and actions[0].at == 1_800_000_000.0
+    stored = M.MonitorState.from_dict(json.loads(json.dumps(M.hold(state, actions).to_dict())))
+    for _ in range(2):  # two processes deliver the same stored outbox
+        notifier = Notifier(webhooks=[notify_url], retries=0)
+        w = W.DriftWatcher([], client=None, window_s=3_600, notifier=notifier, clock=lambda: 1_800_000_600.0,
+                           config=M.MonitorConfig())
+        w._act(stored, M.unsent(stored), [], "ml")
+        assert notifier.close(timeout=10)
+        _time.sleep(0.01)  # the webhook's `at` is in milliseconds: two posts a moment apart
+    assert [n["event"] for n in notes] == ["drift_features_missing"] * 2
+    assert notes[0]["id"] == notes[1]["id"] and notes[0]["at"].startswith("2027-01-15T08:00:00")
