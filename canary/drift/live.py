@@ -49,13 +49,24 @@ from typing import Any
 import numpy as np
 
 from canary.drift.exporter import EMPTY, OTHER
-from canary.errors import CanaryError, ConfigError
+from canary.errors import CanaryError, ConfigError, MetricsUnavailable
 from canary.metrics.answers import arm_name
 from canary.metrics import queries as q
 from canary.metrics.features import series_by
-from canary.metrics.client import PrometheusClient
+from canary.metrics.client import PrometheusClient, Rejected
 
 
+class QueryRefused(MetricsUnavailable):
+    """Prometheus refused to run a live-data query (HTTP 400/422: most often more samples than its
+    `--query.max-samples` over a long window, a 24h one over many pods). The live data could not be read,
+    so nothing is measured (`drift check` exit 3, `drift watch`'s `drift.unmeasured`); it is not live data
+    that do not fit the profile (`drift.bad_live_data`, exit 2), which it was reported as, sending on-call to
+    look for an exporter built from another profile."""
+
+
+REFUSED_HINT = ("the live data could not be read (not drift, not a profile fault): a shorter --window (or "
+                "the baseline ConfigMap's modelcanary.dev/drift-window), or a higher --query.max-samples in "
+                "Prometheus for a query over many pods")
 SIGNED_SUMS = "model_feature_value_sum_by_sign_total"
 NAMESPACE_LABEL = "namespace"  # what Kubernetes service discovery's relabelling names a scraped pod's namespace
 SUMMED = "model_feature_value_summed_total"
@@ -85,8 +96,10 @@ def live_counts(client: PrometheusClient, profile: Mapping[str, Any], *, model: 
         try:
             got = client.ask(f"sum by ({by}) ({expr})", check="drift", arm="", at=at,
                              who=f"drift of {what}", strict=False, deadline=None)
+        except Rejected as exc:  # Prometheus refused to run it: not live data that do not fit the profile
+            raise QueryRefused(f"{exc}; {REFUSED_HINT}") from exc
         except CanaryError as exc:  # the client speaks of a rollout's arms; drift reads one model's live data
-            raise type(exc)(str(exc).replace(arm_name(""), f"the live data of {what}")) from exc
+            raise type(exc)(str(exc).replace(f"for {arm_name('')}", f"for the live data of {what}")) from exc
         return series_by(got, [k.strip() for k in by.split(",")])
 
     def inc(metric: str) -> str:

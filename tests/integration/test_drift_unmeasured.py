@@ -189,3 +189,27 @@ def test_an_episode_of_a_version_not_watched_is_kept_and_not_exited_on(setup: An
     assert check.exit_code == watch.exit_code == 4, watch.output
     assert [r["version"] for r in json.loads(watch.stdout)["profiles"]] == ["v7"]
     assert "rec/v1" in json.loads((tmp_path / "v7.state.json").read_text())  # kept for when it is watched again
+
+
+def test_a_query_prometheus_refuses_is_unmeasured_not_bad_live_data(prometheus_binary: str, tmp_path: Any) -> None:
+    """Decision 153: a Prometheus that refuses the live-data queries (HTTP 422, more samples than its
+    `--query.max-samples`: a 24h window, which docs/drift.md recommends for daily cycles, over many pods) was
+    `drift.bad_live_data`, "the exporter counts over another profile's buckets", exit 2, and its words said
+    "Prometheus rejected the live data of rec v1". It is not measured: exit 3, `drift.unmeasured`, the
+    refusal quoted with what to change."""
+    prof = _profile()
+    start, end = history_window(before_s=3 * 3600, after_s=3 * 3600)
+    server = PromServer(history=openmetrics(_series(prof, "v1", list(prof["features"])), start=start, end=end),
+                        binary=prometheus_binary, extra_args=["--query.max-samples=50"])
+    server.start()
+    try:
+        check, watch, logs = _run(tmp_path, server.url, prof, "v1")
+    finally:
+        server.stop()
+    assert check.exit_code == 3, check.output
+    assert "Prometheus rejected the query (HTTP 422" in check.output and "too many samples" in check.output
+    assert "a shorter --window" in check.output and "rejected the live data" not in check.output
+    assert watch.exit_code == 3, watch.output
+    assert not [e for e in logs if e["event"] == "drift.bad_live_data"], logs
+    (ev,) = [e for e in logs if e["event"] == "drift.unmeasured"]
+    assert "too many samples" in ev["error"] and "not drift, not a profile fault" in ev["error"]
