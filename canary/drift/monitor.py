@@ -103,10 +103,14 @@ class MonitorState:
                 isinstance(a, dict) and isinstance(a.get("event"), str) and isinstance(a.get("message"), str)
                 for a in kw["outbox"])):
             raise ValueError("drift monitor state: outbox must be a list of alerts (event, message)")
-        state = cls(**kw)
-        if state.phase not in (OK, DRIFTING) or state.trigger not in ("", "pending", "done"):
-            raise ValueError(f"drift monitor state of {state.model} {state.version}: bad phase/trigger")
-        return state
+        if kw.get("phase", OK) not in (OK, DRIFTING):  # the field named, as every other one is
+            raise ValueError(f"drift monitor state: phase must be {OK!r} or {DRIFTING!r}, got {kw['phase']!r}")
+        if kw.get("trigger", "") not in ("", "pending", "done"):
+            raise ValueError(f"drift monitor state: trigger must be '', 'pending' or 'done', got {kw['trigger']!r}")
+        for name in ("model", "version"):
+            if name not in kw:
+                raise ValueError(f"drift monitor state: {name} missing")
+        return cls(**kw)
 
 
 @dataclass(frozen=True)

@@ -621,10 +621,16 @@ def _states(store: Any) -> dict[str, M.MonitorState]:
     if store is None:
         return {}
     raw = store.load()
-    try:
-        return {k: M.MonitorState.from_dict(v) for k, v in raw.items()}
-    except (ValueError, TypeError, AttributeError) as exc:
-        raise ConfigError(f"the drift monitor state is not readable: {str(exc)[:200]}") from None
+    # where and which: the state file (or ConfigMap) and the baseline's key, as a profile's errors name theirs
+    where = getattr(store, "path", None) or (f"ConfigMap {getattr(store, 'namespace', '?')}/"
+                                             f"{getattr(store, 'name', '?')}")
+    out: dict[str, M.MonitorState] = {}
+    for k, v in raw.items():
+        try:
+            out[k] = M.MonitorState.from_dict(v)
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise ConfigError(f"{where}: {k}: the drift monitor state is not readable: {str(exc)[:200]}") from None
+    return out
 
 
 def _post_json(url: str, body: dict) -> int:

@@ -242,7 +242,7 @@ def test_monitor_hysteresis_quiet_period_and_one_trigger_per_episode():
     for t in (160, 170):
         s, acts = M.step(s, _result(True), t, cfg, window_s=10)
     assert s.episode == 2 and any(isinstance(a, M.Trigger) and a.episode == 2 for a in acts)
-    with pytest.raises(ValueError, match="bad phase"):
+    with pytest.raises(ValueError, match="phase must be"):
         M.MonitorState.from_dict({**s.to_dict(), "phase": "weird"})
 
 

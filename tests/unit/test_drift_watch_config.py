@@ -221,3 +221,26 @@ def test_a_watch_without_a_kubeconfig_says_how_to_go_without_one(tmp_path: Any, 
                                  "--once", "--state-file", str(tmp_path / "s.json")])
     assert r.exit_code == 2, r.output
     assert "no Kubernetes configuration" in r.stderr and "pass --no-kube to watch without a cluster" in r.stderr
+
+
+@pytest.mark.parametrize("entry,field", [({"model": "m", "version": "v1", "phase": "weird"}, "phase must be"),
+                                         ({"model": "m", "version": "v1", "trigger": "maybe"}, "trigger must be"),
+                                         ({"model": "m", "version": "v1", "episode": -1}, "episode must be"),
+                                         ({"model": "m"}, "version missing"), (5, "must be an object")])
+def test_a_bad_state_file_names_the_file_the_key_and_the_field(tmp_path: Any, entry: Any, field: str) -> None:
+    """Decision 153: "the drift monitor state is not readable: drift monitor state of m v1: bad phase/trigger"
+    named neither the file, nor the baseline's entry, nor which of the two fields."""
+    import pyarrow as pa
+    from typer.testing import CliRunner
+
+    from canary.cli import app
+    from canary.drift.profile import capture
+
+    prof = tmp_path / "p.json"
+    prof.write_text(json.dumps(capture(pa.table({"c": ["a", "b"] * 1_000}), model="m", version="v1", file="t.csv",
+                                       sha256="0" * 64)))
+    state = tmp_path / "state.json"
+    state.write_text(json.dumps({"default/m/v1": entry}))
+    r = CliRunner().invoke(app, ["drift", "watch", "--baseline", str(prof), "--prometheus-url", "http://127.0.0.1:9",
+                                 "--no-kube", "--once", "--state-file", str(state)])
+    assert r.exit_code == 2 and f"{state}: default/m/v1: " in r.output and field in r.output, r.output
