@@ -53,7 +53,8 @@ _ICONS = {"rollback": ":rotating_light:", "aborted": ":warning:", "promotion": "
           # :information_source:, a drift episode and a failing retraining as much as their ends
           "drift_started": ":warning:", "drift_retrain_failed": ":warning:", "drift_retrain_superseded": ":warning:",
           "drift_features_missing": ":warning:", "drift_resolved": ":white_check_mark:",
-          "drift_features_missing_resolved": ":white_check_mark:", "drift_retrain_recovered": ":white_check_mark:"}
+          "drift_features_missing_resolved": ":white_check_mark:", "drift_retrain_recovered": ":white_check_mark:",
+          "drift_prometheus_down": ":warning:", "drift_prometheus_back": ":white_check_mark:"}
 
 
 def slack_line(event: str, payload: Mapping[str, Any]) -> str:
@@ -80,8 +81,8 @@ def slack_body(event: str, payload: Mapping[str, Any]) -> dict[str, Any]:
     w = b["weights"]
     if event.startswith("drift_"):  # a model version's drift, no rollout: no canary, no weights ("unknown" read
         # as a traffic split gone wrong), the version as what it is
-        fields = [("Model", b["model"]), ("Namespace", b["namespace"]), ("Version", b["stable_version"]),
-                  ("Event", event)]
+        fields = [(k, v) for k, v in (("Model", b["model"]), ("Namespace", b["namespace"]),
+                                      ("Version", b["stable_version"]), ("Event", event)) if v]  # watcher-wide: no model
     else:
         fields = [("Model", b["model"]), ("Rollout", f"{b['namespace']}/{b['rollout']}"),
                   ("Stable", b["stable_version"]), ("Canary", b["canary_version"]),

@@ -74,6 +74,9 @@ class DriftWatcher:
         self._keep_going: Callable[[], str] | None = None  # this pass's (`once`)
         self._act_stored = False  # this pass's (`once`)
         self._held: str = ""  # this pass's: why an evaluation was stored and not acted on (`_go_on`)
+        # since when Prometheus has been down at every pass, and whether people were told (`_outage_news`)
+        self._down_since: float | None = None
+        self._down_told = False
         self.core, self.batch = core_api, batch_api
         self.job_template, self.retrain_webhook, self.notifier = job_template, retrain_webhook, notifier
         self.clock, self._post = clock, post or _post_json
@@ -163,6 +166,7 @@ class DriftWatcher:
                         message=f"Prometheus did not answer: {n} baseline{'' if n == 1 else 's'} not measured in "
                                 f"this pass, asked once (gauges NaN, nothing decided; due retraining triggers "
                                 f"still retried); the next pass asks again")
+        self._outage_news(len(order))
         took = time.monotonic() - started
         if interval_s is not None and took > interval_s and not self._left:
             log.warning("drift.pass_slow", took_s=round(took, 1), interval_s=interval_s, baselines=len(order),
@@ -171,6 +175,41 @@ class DriftWatcher:
                                 f"evaluated about every {took + interval_s:.0f} s, not every {interval_s:.0f} s "
                                 f"(a slow Prometheus, or too many baselines for one watcher)")
         return done
+
+    def _outage_news(self, baselines: int) -> None:
+        """People hear of a Prometheus down for PROMETHEUS_DOWN_TELL_S at every pass (`drift.prometheus_down`:
+        the log, and the notifications), once, and of its return (`drift.prometheus_back`). The per-pass
+        `drift.prometheus_unavailable` is a log line only, and the gauges that would show it are scraped
+        by that same Prometheus: a day's outage left drift unwatched with nobody told. One line for all
+        baselines (a Prometheus is down for every one), kept in this process (a restart, a new leader,
+        counts again)."""
+        now = self.clock()
+        if self._outage is not None and not self._not_measured:
+            return  # a pass cut before any baseline was asked: no news either way
+        if self._outage is None:
+            if self._down_told:
+                took = _about(now - (self._down_since or now))
+                self._tell("drift.prometheus_back", f"Prometheus answers again after about {took}: drift is "
+                                                    f"watched again ({baselines} baselines)", now, warning=False)
+            self._down_since, self._down_told = None, False
+            return
+        if self._down_since is None:
+            self._down_since = now
+        if not self._down_told and now - self._down_since >= PROMETHEUS_DOWN_TELL_S:
+            self._down_told = True
+            self._tell("drift.prometheus_down", f"Prometheus has not answered for {_about(now - self._down_since)} "
+                                                f"(every pass since): {len(self._not_measured)} baselines are not "
+                                                f"measured, so a drift now is not seen and no retraining starts; "
+                                                f"{self._outage[:300]}", now)
+
+    def _tell(self, event: str, message: str, now: float, warning: bool = True) -> None:
+        """A watcher-wide alert: its log line and the notifications (no Kubernetes Event: it is no one model's)."""
+        (log.warning if warning else log.info)(event, down_since=self._down_since, unmeasured=self._not_measured[:20],
+                                               message=message)
+        if self.notifier is not None:
+            self.notifier.notify(event.replace(".", "_"), {
+                "model": "", "namespace": self._selects or "", "rollout": "", "stable_version": "",
+                "canary_version": "", "weights": None, "reason": message, "evidence": [], "at": now})
 
     def _go_on(self, before_profile: bool = False) -> str:
         """This pass's `keep_going`: "" to go on, else why not. One that raises is a stop: whether this
@@ -517,6 +556,13 @@ class DriftWatcher:
 
 
 STORED, THEIRS, FAILED = "stored", "theirs", "failed"
+
+
+PROMETHEUS_DOWN_TELL_S = 3600.0  # a Prometheus down at every pass this long is told to people (`_outage_news`)
+
+
+def _about(seconds: float) -> str:
+    return f"{round(seconds / 60)} min" if seconds < 5_400 else f"{seconds / 3_600:.1f} h"
 
 
 def _reference(prof: Mapping[str, Any]) -> str:
