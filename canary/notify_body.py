@@ -81,8 +81,8 @@ def slack_body(event: str, payload: Mapping[str, Any]) -> dict[str, Any]:
     w = b["weights"]
     if event.startswith("drift_"):  # a model version's drift, no rollout: no canary, no weights ("unknown" read
         # as a traffic split gone wrong), the version as what it is
-        fields = [(k, v) for k, v in (("Model", b["model"]), ("Namespace", b["namespace"]),
-                                      ("Version", b["stable_version"]), ("Event", event)) if v]  # watcher-wide: no model
+        fields = [(k, v) for k, v in (("Model", b["model"]), ("Namespace", b["namespace"]),  # watcher-wide: no model
+                                      ("Version", b["stable_version"]), ("Event", event)) if v]
     else:
         fields = [("Model", b["model"]), ("Rollout", f"{b['namespace']}/{b['rollout']}"),
                   ("Stable", b["stable_version"]), ("Canary", b["canary_version"]),
