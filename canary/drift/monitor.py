@@ -348,8 +348,8 @@ def due(state: MonitorState, now: float) -> list[Action]:
 def reported_attempt(attempts: int) -> bool:
     """Whether the `attempts`-th failure in a row of one trigger is reported to people (a Kubernetes Event and
     the notifications), not only logged: the 1st, 2nd, 4th, 8th... At the 30 min cap every attempt reported
-    was 48 Slack messages and Events a day for one receiver down; now about one a day after the first day,
-    still one at the first failure, and the log line at every attempt."""
+    was 48 Slack messages and Events a day for one receiver down; now six in the first day (the first
+    failure among them), ever rarer after (the 64th at about 30 h), and the log line at every attempt."""
     return attempts >= 1 and attempts & (attempts - 1) == 0
 
 
