@@ -188,24 +188,25 @@ class DriftWatcher:
             return  # a pass cut before any baseline was asked: no news either way
         if self._outage is None:
             if self._down_told:
-                took = _about(now - (self._down_since or now))
-                self._tell("drift.prometheus_back", f"Prometheus answers again after about {took}: drift is "
-                                                    f"watched again ({baselines} baselines)", now, warning=False)
+                message = (f"Prometheus answers again after about {_about(now - (self._down_since or now))}: "
+                           f"drift is watched again ({baselines} baselines)")
+                log.info("drift.prometheus_back", down_since=self._down_since, message=message)
+                self._tell("drift.prometheus_back", message, now)
             self._down_since, self._down_told = None, False
             return
         if self._down_since is None:
             self._down_since = now
         if not self._down_told and now - self._down_since >= PROMETHEUS_DOWN_TELL_S:
             self._down_told = True
-            self._tell("drift.prometheus_down", f"Prometheus has not answered for {_about(now - self._down_since)} "
-                                                f"(every pass since): {len(self._not_measured)} baselines are not "
-                                                f"measured, so a drift now is not seen and no retraining starts; "
-                                                f"{self._outage[:300]}", now)
+            message = (f"Prometheus has not answered for {_about(now - self._down_since)} (every pass since): "
+                       f"{len(self._not_measured)} baselines are not measured, so a drift now is not seen and no "
+                       f"retraining starts; {self._outage[:300]}")
+            log.warning("drift.prometheus_down", down_since=self._down_since, unmeasured=self._not_measured[:20],
+                        message=message)
+            self._tell("drift.prometheus_down", message, now)
 
-    def _tell(self, event: str, message: str, now: float, warning: bool = True) -> None:
-        """A watcher-wide alert: its log line and the notifications (no Kubernetes Event: it is no one model's)."""
-        (log.warning if warning else log.info)(event, down_since=self._down_since, unmeasured=self._not_measured[:20],
-                                               message=message)
+    def _tell(self, event: str, message: str, now: float) -> None:
+        """A watcher-wide alert's notifications (no Kubernetes Event: it is no one model's)."""
         if self.notifier is not None:
             self.notifier.notify(event.replace(".", "_"), {
                 "model": "", "namespace": self._selects or "", "rollout": "", "stable_version": "",
