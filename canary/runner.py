@@ -666,7 +666,10 @@ class Runner:
             watch_failed: list[BaseException] = []
 
             def watch_meanwhile() -> bool:
-                """True when the watch ended the rollout, or failed: the gate is abandoned."""
+                """True when the watch ended the rollout, or failed: the gate is abandoned. The record's
+                heartbeat goes on meanwhile, after the watch found the route as this process left it: a
+                warm-up longer than 2 x look_every + 60 s (a model still loading) was taken over by a second
+                promote on another machine, and this one ended "taken over" (decision 150)."""
                 if self.clock.now() < self._next_watch:
                     return False
                 self._next_watch = self.clock.now() + self.watch_every
@@ -675,12 +678,15 @@ class Runner:
                 except BaseException as exc:  # the watch's, not the gate's: see below
                     watch_failed.append(exc)
                     return True
+                if seen.phase == rl.PENDING:
+                    seen = self._heartbeat(seen)
                 if seen.phase != rl.PENDING or seen.to_json() != watched[-1].to_json():
                     watched.append(seen)
                 return seen.terminal
 
             try:
-                report = self._bounded(self.gate.preflight, meanwhile=watch_meanwhile)
+                # a signal abandons the gate, said as the gate's (it said `look.abandoned`: no look was running)
+                report = self._bounded(self.gate.preflight, meanwhile=watch_meanwhile, abandoned="gate.abandoned")
             except _Decided:
                 if watch_failed:
                     # raised as a step's watch raises it (a conflict: `_adopt_outside`; anything else: `run`'s
@@ -781,7 +787,10 @@ class Runner:
         while worker.is_alive():
             worker.join(0.05)
             if self.stop.is_set() and worker.is_alive():
-                if abandoned:
+                if abandoned == "gate.abandoned":
+                    self.log.warning(abandoned, reason="interrupted", stage="preflight",
+                                     note="the Triton gate's pre-traffic checks were running; no traffic had moved")
+                elif abandoned:
                     self.log.warning(abandoned, reason="interrupted")
                 raise _Interrupted()
             if meanwhile is not None and worker.is_alive() and meanwhile():
@@ -908,13 +917,15 @@ class Runner:
         """While traffic is split, the record changes at least every `look_every` (its `heartbeat_s`),
         whatever this process waits on: a look due later (a step started by a resume, a takeover with a
         longer look_every), a look's slow queries, a GitOps sync resetting the weights (a reassert
-        rewrites the same text). An unchanged record is what `canary.sweep` takes for a gone process.
+        rewrites the same text). An unchanged record is what `canary.sweep` takes for a gone process,
+        and what a second promote takes over (`_take_over`). PENDING too, while the Triton gate runs
+        (`_preflight`): a long warm-up was taken over by a second promote, and the gate ran again there.
         Only `updated_at` changes, guarded like every write, and only while the route is as this process
         left it (weights and record): anything else is the watch's to report and adopt. A failed beat
         is tried again within seconds. Returns the state as now recorded."""
         now = self.clock.now()
         look_every = self.policy.analysis.look_every
-        if state.phase not in (rl.PROGRESSING, rl.PROMOTING) or now < max(self._wrote_at + look_every,
+        if state.phase not in (rl.PENDING, rl.PROGRESSING, rl.PROMOTING) or now < max(self._wrote_at + look_every,
                                                                           self._beat_retry_at):
             return state
         retry = min(5.0, look_every / 2)
@@ -927,6 +938,9 @@ class Runner:
             self._sent = beat.to_json()
             execute(self.router, self.target, beat, [rl.SetWeights(beat.weights)], log=self.log,
                     expect=self._written or None, written=self._remember)
+            # the next beat is due a look_every after the time this one recorded, not after its write returned
+            # (`_remember` reads the clock then): a slow write postponed it by its own length
+            self._wrote_at = now
             self._current = beat
             return beat
         except CanaryError as exc:
