@@ -739,6 +739,10 @@ class Controller:
             self._status(obj, spec, state)
             return None
         off = rl.off_policy(state, spec.policy) if not state.terminal else ""
+        if not off and not state.terminal and (ref := _status_step(obj, state)) is not False:
+            # a later step typed in at its weights is a state of the policy: only what this CR's status last
+            # showed tells it from one our own write made (a restarted process, another replica: decision 150)
+            off = rl.ahead_of(state, ref, spec.policy)
         if off:  # a hand edit of the record (a promotion at 80/20 was finished): ended as an unreadable one is
             raise TargetError(f"rollout state annotation modelcanary.dev/rollout is no state of this rollout ({off}); "
                               "it is written by canary alone (decision 148)")
@@ -2259,6 +2263,24 @@ def _drove(obj: dict[str, Any]) -> tuple[str, str, str, str] | None:
         return str(t["virtualService"]), str(t.get("route") or ""), str(t["canaryVersion"]), str(t.get("destinationRule") or "")
     except KeyError:
         return None
+
+
+def _status_step(obj: dict[str, Any], rec: rl.RolloutState) -> int | None | bool:
+    """The step (0-based; -1 pending, the promotion last) this CR's status last showed for the rollout `rec`
+    records (`rl.ahead_of`'s reference): the status is written after every write of the record, by whichever
+    process wrote it, so it survives a restart and a change of leader. None when no status of that rollout
+    landed (another rollout's, or none: its claim is the reference); False when the status shows it ended
+    (a decided end not yet on the route: `_unconfirmed`'s, no step to compare) or cannot be read."""
+    st = obj.get("status") or {}
+    target = st.get("target") if isinstance(st.get("target"), dict) else {}
+    if st.get("startedAt") != crd.iso(rec.started_at) or target.get("canaryVersion", rec.canary_version) != \
+            rec.canary_version:
+        return None
+    step = st.get("step")
+    if st.get("phase") not in rl.PHASES or st.get("phase") in rl.TERMINAL or isinstance(step, bool) \
+            or not isinstance(step, int):
+        return False
+    return step - 1
 
 
 def _status_weights(obj: dict[str, Any]) -> Any:

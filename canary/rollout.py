@@ -440,6 +440,49 @@ def off_policy(state: RolloutState, policy: Policy) -> str:
     return ""
 
 
+def ahead_of(state: RolloutState, reference: int | None, policy: Policy) -> str:
+    """Why the record `state` (in progress, this very rollout's) is ahead of `reference`, the step its owner
+    last recorded somewhere a hand edit of the record does not reach ("" when it is not): the controller's
+    CanaryRollout status (`status.step` - 1), written after every write of the record; None when no status of
+    this rollout landed (its claim is then the reference: PENDING, -1). A promotion ranks as the last step.
+
+    The record may be one transition ahead of its reference: the owner wrote the record and died (or lost its
+    lease, or the status write failed) before the status. Every tick writes the status before its look, so a
+    look, and with it an advance, follows a status showing the step it judges: the record is never more than
+    one transition ahead. That one transition is told from a hand edit by the marks only `transition` writes
+    into the record it enters (`_entered`): a step's line in the history and no look judged yet; a promotion's
+    line and its step. A hand edit to a later step at that step's weights (step 2 at 50/50 typed while step 1
+    ran) has neither, and adopted it skipped a step's judgement; two transitions ahead is never legitimate
+    (decision 150). Pure."""
+    if state.terminal:
+        return ""
+    last = len(policy.steps) - 1
+    rank = last if state.phase == PROMOTING else state.step
+    ref = -1 if reference is None else reference
+    if rank <= ref or (rank == ref + 1 and _entered(state, policy)):
+        return ""
+    where = ("the promotion" if ref >= last else f"step {ref + 1}" if ref >= 0 else "its claim (pending)")
+    said = (f"the rollout {state.phase} at {state.weights}" if state.phase == PROMOTING
+            else f"step {state.step + 1} at {state.weights}")
+    source = "no status of this rollout landed" if reference is None else "the CanaryRollout's status shows"
+    why = ("a rollout's own record is never that far ahead of its status" if rank > ref + 1 else
+           "a rollout's own record one step ahead of its status carries that step's history line and no look")
+    return f"it records {said} while {source} {where}; {why}"
+
+
+def _entered(state: RolloutState, policy: Policy) -> bool:
+    """Whether `state` carries the marks of the transition into its step or promotion: the history line
+    `_enter_step` (or a promotion) writes, and, in a step, no look judged in it yet (any later write before
+    the status shows the step is a reassert, a pause or a resume, which keep both)."""
+    lines = {str(h.get("what", "")) for h in state.history}
+    if state.phase == PROMOTING:
+        return state.step == len(policy.steps) - 1 and "promoting" in lines
+    if state.step < 0 or state.step >= len(policy.steps):
+        return False
+    line = f"step {state.step + 1}/{len(policy.steps)} canary {Weights.canary_at(policy.steps[state.step]).canary}%"
+    return state.step_looks == 0 and line in lines
+
+
 def window_for(state: RolloutState, data_from: float, now: float) -> RolloutState:
     """The state a look whose data start at `data_from` (metrics clock, seconds) is judged under.
 

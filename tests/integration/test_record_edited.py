@@ -340,3 +340,75 @@ def test_the_controller_ends_a_record_edited_by_hand_into_no_state_of_its_policy
     weights, rec, st = _controller_after(world, _edited(**fields))
     assert weights == [100, 0] and rec["phase"] == rl.ABORTED, (weights, st)
     assert st["phase"] == rl.ABORTED and f"annotation {ANN} is no state of this rollout" in st["reason"], st
+
+
+def _typed(**fields: Any) -> Any:
+    """`fields` typed into the record, and its weights into the VirtualService (a hand edit done whole)."""
+    def edit(obj: dict[str, Any]) -> None:
+        _edited(**fields)(obj)
+        w = fields["weights"]
+        _annotated(obj["metadata"]["annotations"][ANN], (w["stable"], w["canary"]))(obj)
+    return edit
+
+
+@pytest.mark.parametrize("restarted", [False, True], ids=["same process", "restarted"])
+@pytest.mark.parametrize("fields", [{"step": 1, "weights": {"stable": 50, "canary": 50}},
+                                    {"phase": "promoting", "weights": {"stable": 0, "canary": 100}},
+                                    {"phase": "promoting", "step": 2, "weights": {"stable": 0, "canary": 100}}],
+                         ids=["the next step at its weights", "promoting at 0/100", "promoting at its step"])
+def test_the_controller_ends_a_record_typed_ahead_of_its_status(world: Any, fields: dict[str, Any],
+                                                                restarted: bool) -> None:
+    """Step 2 at 50/50 typed into the record and the route while step 1 ran: a state of the policy, so 148's
+    `off_policy` let it be, and the controller judged step 2 and promoted a canary never shown good at 20%
+    (a promotion at 0/100 was finished at once). The CanaryRollout's status, written after every record,
+    is the reference: a record ahead of it without the marks of its own transition ends at stable 100%
+    (decision 150), whichever process reads it."""
+    from tests.integration.test_controller import _fresh
+
+    api, op, custom = world
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v2"))
+    _progressing(op, custom, api)
+    assert _status(custom)["step"] == 1
+    api.edit(GROUP, "virtualservices", "ml", fleet.model(0), _typed(**fields))
+    op = _fresh(op) if restarted else op
+    op.clock = clock = FakeClock(time.time())
+    with structlog.testing.capture_logs() as logs:
+        for _ in range(3):
+            clock.t += 1.0
+            op.tick()
+    weights, rec = vs(api, 0)
+    st = _status(custom)
+    assert weights == [100, 0] and rec["phase"] == rl.ABORTED, (weights, st)
+    assert st["phase"] == rl.ABORTED and f"annotation {ANN} is no state of this rollout" in st["reason"], st
+    assert "ahead of its status" in st["reason"], st["reason"]
+    assert not [e for e in logs if e["event"] in ("rollout.promoting", "rollout.promoted", "step.advanced")]
+
+
+def test_the_controller_goes_on_from_its_own_record_written_before_a_crash_left_the_status_behind(world: Any) -> None:
+    """The control: the leader writes the record of the next step (a passing look), and dies before its status
+    write. The status shows step 1, the record step 2 at 50/50, one transition ahead, with that step's history
+    line and no look yet: a new controller goes on from it to the promotion."""
+    from tests.integration.test_controller import _fresh, run_until_done
+
+    api, op, custom = world
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v2"))
+    real, died = op._status, threading.Event()
+
+    def status(obj: dict[str, Any], spec: Any, state: rl.RolloutState, *a: Any, **kw: Any) -> None:
+        if state.phase == rl.PROGRESSING and state.step == 1 or died.is_set():
+            died.set()
+            raise SystemExit("the leader dies before its status write")
+        real(obj, spec, state, *a, **kw)
+
+    op._status = status
+    for _ in range(400):
+        try:
+            op.tick()
+        except SystemExit:
+            pass
+        if died.is_set():
+            break
+        time.sleep(0.05)
+    assert died.is_set() and vs(api, 0)[0] == [50, 50] and _status(custom)["step"] == 1, _status(custom)
+    objs = run_until_done(_fresh(op), custom, ["r0"])
+    assert objs["r0"]["status"]["phase"] == rl.PROMOTED, objs["r0"]["status"].get("reason")
