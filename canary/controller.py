@@ -739,10 +739,14 @@ class Controller:
             self._status(obj, spec, state)
             return None
         off = rl.off_policy(state, spec.policy) if not state.terminal else ""
-        if not off and not state.terminal and (ref := _status_step(obj, state)) is not False:
+        if not off and (not state.terminal or state.phase == rl.PROMOTED) and \
+                (ref := _status_step(obj, state)) is not False:
             # a later step typed in at its weights is a state of the policy: only what this CR's status last
             # showed tells it from one our own write made (a restarted process, another replica: decision 150)
             off = rl.ahead_of(state, ref, spec.policy)
+        if off and state.phase == rl.PROMOTED:
+            self._typed_promotion(obj, spec, state, status, off, log=log)
+            return None
         if off:  # a hand edit of the record (a promotion at 80/20 was finished): ended as an unreadable one is
             raise TargetError(f"rollout state annotation modelcanary.dev/rollout is no state of this rollout ({off}); "
                               "it is written by canary alone (decision 148)")
@@ -794,6 +798,23 @@ class Controller:
         if state.phase == rl.PROGRESSING:
             return _Active(spec, state, self._hold(obj), look_due(spec.policy, state, now), recorded)
         return None
+
+    def _typed_promotion(self, obj: dict[str, Any], spec: crd.RolloutSpec, rec: rl.RolloutState, status: Any,
+                         off: str, *, log: Any) -> None:
+        """`promoted` typed into the record of a rollout whose status shows a step before the last (`rl.ahead_of`):
+        an end, so it was mirrored as this CR's outcome, "promoted", with the weights as typed (0/100: every
+        request on a canary judged at its first step) and nobody left to undo it. Ended as the rollout the
+        status shows would end: stable 100% and the stable subset on the stable version, recorded `aborted`,
+        guarded on the record as read (decision 150)."""
+        why = (f"rollout state annotation {patch.STATE_ANNOTATION} is no state of this rollout ({off}); it is written by "
+               "canary alone (decision 150)")
+        log.warning("rollout.record_unreadable", reason=why, weights=str(status.weights), recorded_phase=rec.phase,
+                    hint=f"the annotation {patch.STATE_ANNOTATION} is written by canary alone: never edit it by hand")
+        base = replace(rec, phase=rl.PROGRESSING, weights=status.weights)  # the rollout as the route has it
+        ended, actions = rl.transition(base, rl.Rollback(self.clock.now(), why, aborted=True), spec.policy)
+        state, _ = self._do(spec, ended, actions, expect=status.state, log=log)
+        self._known[spec.key] = _Known(spec, state)
+        self._status(obj, spec, state)
 
     def _confirm_end(self, spec: crd.RolloutSpec, recorded: rl.RolloutState, tried: rl.RolloutState,
                      actions: list[rl.Action], *, log: Any) -> None:

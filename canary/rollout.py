@@ -454,11 +454,19 @@ def ahead_of(state: RolloutState, reference: int | None, policy: Policy) -> str:
     line and its step. A hand edit to a later step at that step's weights (step 2 at 50/50 typed while step 1
     ran) has neither, and adopted it skipped a step's judgement; two transitions ahead is never legitimate
     (decision 150). Pure."""
+    last = len(policy.steps) - 1
+    ref = -1 if reference is None else reference
+    if state.phase == PROMOTED:
+        # its promotion's status (PROMOTING) may be lost as well as its own: two transitions past the last step's
+        lines = {str(h.get("what", "")) for h in state.history}
+        if ref >= last - 1 and {"promoting", "promoted"} <= lines:
+            return ""
+        return (f"it records the rollout promoted at {state.weights} while the CanaryRollout's status shows "
+                f"{'its claim (pending)' if ref < 0 else f'step {ref + 1}'}; a rollout's own record is promoted only "
+                "after its last step, with that promotion's history lines")
     if state.terminal:
         return ""
-    last = len(policy.steps) - 1
     rank = last if state.phase == PROMOTING else state.step
-    ref = -1 if reference is None else reference
     if rank <= ref or (rank == ref + 1 and _entered(state, policy)):
         return ""
     where = ("the promotion" if ref >= last else f"step {ref + 1}" if ref >= 0 else "its claim (pending)")

@@ -354,15 +354,18 @@ def _typed(**fields: Any) -> Any:
 @pytest.mark.parametrize("restarted", [False, True], ids=["same process", "restarted"])
 @pytest.mark.parametrize("fields", [{"step": 1, "weights": {"stable": 50, "canary": 50}},
                                     {"phase": "promoting", "weights": {"stable": 0, "canary": 100}},
-                                    {"phase": "promoting", "step": 2, "weights": {"stable": 0, "canary": 100}}],
-                         ids=["the next step at its weights", "promoting at 0/100", "promoting at its step"])
+                                    {"phase": "promoting", "step": 2, "weights": {"stable": 0, "canary": 100}},
+                                    {"phase": "promoted", "weights": {"stable": 0, "canary": 100}}],
+                         ids=["the next step at its weights", "promoting at 0/100", "promoting at its step",
+                              "promoted at 0/100"])
 def test_the_controller_ends_a_record_typed_ahead_of_its_status(world: Any, fields: dict[str, Any],
                                                                 restarted: bool) -> None:
     """Step 2 at 50/50 typed into the record and the route while step 1 ran: a state of the policy, so 148's
     `off_policy` let it be, and the controller judged step 2 and promoted a canary never shown good at 20%
     (a promotion at 0/100 was finished at once). The CanaryRollout's status, written after every record,
     is the reference: a record ahead of it without the marks of its own transition ends at stable 100%
-    (decision 150), whichever process reads it."""
+    (decision 150), whichever process reads it. `promoted` at 0/100 was mirrored as the CR's outcome, every
+    request on the canary: it ends too, its stable subset on the stable version."""
     from tests.integration.test_controller import _fresh
 
     api, op, custom = world
@@ -380,8 +383,15 @@ def test_the_controller_ends_a_record_typed_ahead_of_its_status(world: Any, fiel
     st = _status(custom)
     assert weights == [100, 0] and rec["phase"] == rl.ABORTED, (weights, st)
     assert st["phase"] == rl.ABORTED and f"annotation {ANN} is no state of this rollout" in st["reason"], st
-    assert "ahead of its status" in st["reason"], st["reason"]
+    assert "while the CanaryRollout's status shows step 1" in st["reason"], st["reason"]
     assert not [e for e in logs if e["event"] in ("rollout.promoting", "rollout.promoted", "step.advanced")]
+    assert _subsets(api) == ("v1", "v2"), _subsets(api)
+
+
+def _subsets(api: Any) -> tuple[str, str]:
+    dr = api.get(GROUP, "destinationrules", "ml", fleet.model(0))
+    got = {s["name"]: s["labels"].get("version") for s in dr["spec"]["subsets"]}
+    return got["stable"], got["canary"]
 
 
 def test_the_controller_goes_on_from_its_own_record_written_before_a_crash_left_the_status_behind(world: Any) -> None:

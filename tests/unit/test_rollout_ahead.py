@@ -54,3 +54,12 @@ def test_a_record_typed_ahead_of_its_status_is_no_state_of_the_rollout() -> None
     assert rl.ahead_of(s["step2"], None, POLICY)  # two past a claim no status of which landed
     assert "never that far ahead" in rl.ahead_of(s["promoting"], 0, POLICY)
     assert rl.ahead_of(replace(s["step2"], phase=rl.ROLLED_BACK), -1, POLICY) == ""  # an end: not this check's
+
+
+def test_a_promoted_record_is_its_owners_only_after_the_last_step_with_its_lines() -> None:
+    s = _states()
+    promoted, _ = rl.finish_promotion(s["promoting"], 121.0)
+    assert rl.ahead_of(promoted, 2, POLICY) == "" and rl.ahead_of(promoted, 1, POLICY) == ""  # statuses lost
+    assert "promoted at" in rl.ahead_of(promoted, 0, POLICY)
+    typed = replace(s["looked"], phase=rl.PROMOTED, weights=s["promoting"].weights)
+    assert rl.ahead_of(typed, 0, POLICY) and rl.ahead_of(typed, 1, POLICY)  # no promotion's lines
