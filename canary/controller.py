@@ -812,7 +812,15 @@ class Controller:
                     hint=f"the annotation {patch.STATE_ANNOTATION} is written by canary alone: never edit it by hand")
         base = replace(rec, phase=rl.PROGRESSING, weights=status.weights)  # the rollout as the route has it
         ended, actions = rl.transition(base, rl.Rollback(self.clock.now(), why, aborted=True), spec.policy)
-        state, _ = self._do(spec, ended, actions, expect=status.state, log=log)
+        self._known[spec.key] = _Known(spec, base)
+        try:
+            state, _ = self._do(spec, ended, actions, expect=status.state, log=log)
+        except CanaryError as exc:
+            # not raised to `_failed`: it reads the typed record back as this rollout's end and mirrors it,
+            # "promoted". Said on the status (Ready False); the next tick reads the route and writes it again
+            # (`_do` says a stable-100% write failing as it does for any rollback, and pages past its budget)
+            self._fail_status(obj, exc)
+            return
         self._known[spec.key] = _Known(spec, state)
         self._status(obj, spec, state)
 

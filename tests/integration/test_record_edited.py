@@ -422,3 +422,24 @@ def test_the_controller_goes_on_from_its_own_record_written_before_a_crash_left_
     assert died.is_set() and vs(api, 0)[0] == [50, 50] and _status(custom)["step"] == 1, _status(custom)
     objs = run_until_done(_fresh(op), custom, ["r0"])
     assert objs["r0"]["status"]["phase"] == rl.PROMOTED, objs["r0"]["status"].get("reason")
+
+
+def test_a_typed_promotion_whose_stable_write_is_refused_is_never_mirrored_as_the_outcome(world: Any) -> None:
+    """The stable-100% write over a typed `promoted` refused (403: a role that may not patch the route). Raised
+    to the tick's failure path, the record read back was this rollout's end, and the CR was marked promoted for
+    good. It is said on the status and written again at the next tick, once the write is allowed."""
+    api, op, custom = world
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v2"))
+    _progressing(op, custom, api)
+    api.edit(GROUP, "virtualservices", "ml", fleet.model(0),
+             _typed(phase="promoted", weights={"stable": 0, "canary": 100}))
+    op.clock = clock = FakeClock(time.time())
+    api.fail_next(403, plural="virtualservices")
+    clock.t += 1.0
+    op.tick()
+    assert _status(custom)["phase"] == rl.PROGRESSING and vs(api, 0)[0] == [0, 100], _status(custom)
+    for _ in range(2):
+        clock.t += 1.0
+        op.tick()
+    weights, rec = vs(api, 0)
+    assert weights == [100, 0] and rec["phase"] == rl.ABORTED and _status(custom)["phase"] == rl.ABORTED, rec
