@@ -806,8 +806,8 @@ class Controller:
         request on a canary judged at its first step) and nobody left to undo it. Ended as the rollout the
         status shows would end: stable 100% and the stable subset on the stable version, recorded `aborted`,
         guarded on the record as read (decision 150)."""
-        why = (f"rollout state annotation {patch.STATE_ANNOTATION} is no state of this rollout ({off}); it is written by "
-               "canary alone (decision 150)")
+        why = (f"rollout state annotation {patch.STATE_ANNOTATION} is no state of this rollout ({off}); "
+               "it is written by canary alone (decision 150)")
         log.warning("rollout.record_unreadable", reason=why, weights=str(status.weights), recorded_phase=rec.phase,
                     hint=f"the annotation {patch.STATE_ANNOTATION} is written by canary alone: never edit it by hand")
         base = replace(rec, phase=rl.PROGRESSING, weights=status.weights)  # the rollout as the route has it
