@@ -586,6 +586,7 @@ class Controller:
             self._forget(_key(obj))
             if FINALIZER in _finalizers(obj):  # once: a finished rollout's deletion needs nothing of us
                 self._set_finalizer(obj, False)
+            self._ready_again(obj)
             return None
         spec = crd.parse(obj, configmap=self._configmap)
         if FINALIZER not in _finalizers(obj) and not _finished(obj):  # before any traffic moves
@@ -1986,6 +1987,35 @@ class Controller:
             self._not_ready(obj, type(exc).__name__, msg)
         except Exception:
             pass
+
+    def _ready_again(self, obj: dict[str, Any]) -> None:
+        """A finished CanaryRollout whose Ready is False for a spec `crd.parse` refused, of its current generation
+        (a `policyRef` ConfigMap broken mid-rollout ended it aborted, decision 141 f), is read again at each tick:
+        once the spec reads (the ConfigMap mended, no edit of the CR), Ready goes True, one status write, and
+        `rollout.ready_again` says so; a different refusal replaces the message (`_not_ready`: a write only when
+        it changed). Nothing is run, judged or routed again: the end stays in Progressing/RolledBack. A read that
+        fails for any other reason (the API server down) changes nothing. Costs a ConfigMap read a tick while it
+        stays False (docs/decisions.md 157)."""
+        st, meta = obj.get("status") or {}, obj.get("metadata") or {}
+        conds = [c for c in st.get("conditions") or [] if isinstance(c, dict)]
+        ready = next((c for c in conds if c.get("type") == "Ready"), None)
+        if (ready is None or ready.get("status") != "False" or ready.get("reason") not in ("ConfigError", "PolicyError")
+                or ready.get("observedGeneration") != meta.get("generation")):
+            return
+        try:
+            crd.parse(obj, configmap=self._configmap)
+        except ConfigError as exc:
+            self._not_ready(obj, "ConfigError", str(exc))
+            return
+        except Exception:  # noqa: BLE001 - transient (the ConfigMap's read): the next tick asks again
+            return
+        key = f"{meta.get('namespace')}/{meta.get('name')}"
+        message = (f"the spec reads again (it was refused: {ready.get('message', '')}); the rollout stays "
+                   f"{st.get('phase')}: edit the spec to run a rollout again")
+        cond = {"type": "Ready", "status": "True", "reason": "Reconciled", "message": message[:1000],
+                "lastTransitionTime": crd.iso(self.clock.now()), "observedGeneration": meta.get("generation", 0)}
+        self._patch_status(obj, {"conditions": [c for c in conds if c.get("type") != "Ready"] + [cond]})
+        self.log.info("rollout.ready_again", rollout=key, phase=st.get("phase"), was=ready.get("message", ""))
 
     def _not_ready(self, obj: dict[str, Any], reason: str, message: str) -> bool:
         """The CR's Ready condition False with `reason` and `message` (for its current generation);

@@ -8,8 +8,9 @@ the CanaryRollout, left Ready False for good.
 Left for canary/controller.py (not this session's file): a finished CanaryRollout is `_settled` (no parse, no
 read, no write until its spec is edited), so nothing judges the mended ConfigMap; and when something does,
 `_status` skips a write that changes only the conditions, and `crd.conditions` cannot tell a refusal written this
-tick (141 f, kept) from an older one without being told. The test is a strict xfail until then: it passes the day
-the controller re-judges a settled CanaryRollout whose Ready is False with a bad-input reason.
+tick (141 f, kept) from an older one without being told. Decision 157: a settled CanaryRollout whose Ready is
+False for a spec `crd.parse` refused, of its generation, is parsed again at each tick (`Controller._ready_again`):
+Ready True once it reads, one write; a new refusal's words replace the old; nothing is run again.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import structlog.testing
 import yaml
 
 from canary import crd
@@ -40,8 +42,6 @@ def _put_policy(api: Any, text: str) -> None:
                             "data": {"policy.yaml": text}})
 
 
-@pytest.mark.xfail(strict=True, reason="needs canary/controller.py: a settled CanaryRollout is never judged again "
-                   "(docs/decisions.md 152)")
 def test_a_policyref_configmap_broken_then_mended_leaves_ready_true(world: Any) -> None:
     """Mid-rollout the policy's ConfigMap gets a typo: stable 100%, aborted, Ready False ConfigError (141 f). The
     ConfigMap is mended, no edit of the CanaryRollout: Ready should say the spec reads again (True), with the
@@ -59,7 +59,32 @@ def test_a_policyref_configmap_broken_then_mended_leaves_ready_true(world: Any) 
     op.tick()
     assert vs(api, 0)[0] == [100, 0] and _status(custom)["phase"] == rl.ABORTED
     assert (_ready(custom)["status"], _ready(custom)["reason"]) == ("False", "ConfigError")
-    _put_policy(api, yaml.safe_dump(fleet.FAST_POLICY))
-    for _ in range(3):
+    op.tick()  # (the finished rollout's finalizer comes off: a write of its own)
+    rv = _rv(custom)
+    for _ in range(3):  # still broken: nothing written again (no write a tick)
         op.tick()
+    assert _rv(custom) == rv and _ready(custom)["reason"] == "ConfigError"
+    worse = dict(fleet.FAST_POLICY)
+    worse["steps"] = "many"
+    _put_policy(api, yaml.safe_dump(worse))  # broken another way: the message follows, once
+    op.tick()
+    assert (_ready(custom)["status"], _ready(custom)["reason"]) == ("False", "ConfigError")
+    assert "steps" in _ready(custom)["message"] and "intervall" not in _ready(custom)["message"], _ready(custom)
+    _put_policy(api, yaml.safe_dump(fleet.FAST_POLICY))
+    with structlog.testing.capture_logs() as logs:
+        op.tick()
+        rv = _rv(custom)
+        for _ in range(3):
+            op.tick()
     assert _ready(custom)["status"] == "True", _ready(custom)
+    assert "reads again" in _ready(custom)["message"] and "aborted" in _ready(custom)["message"], _ready(custom)
+    assert _rv(custom) == rv, "one status write when Ready changed, none after"
+    assert [e["event"] for e in logs].count("rollout.ready_again") == 1, logs
+    rolled = next(c for c in _status(custom)["conditions"] if c["type"] == "RolledBack")
+    assert rolled["status"] == "True" and _status(custom)["phase"] == rl.ABORTED  # the end is kept
+    assert vs(api, 0)[0] == [100, 0], "nothing run or routed again"
+
+
+def _rv(custom: Any) -> str:
+    obj = custom.get_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0")
+    return str(obj["metadata"]["resourceVersion"])
