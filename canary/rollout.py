@@ -419,10 +419,12 @@ def advanced_outside(ours: RolloutState, theirs: RolloutState, policy: Policy) -
     good at one step only: `step` 99 at 80/20 "passed" its last step at the next pass (decision 148)."""
     if theirs.phase == ROLLED_BACK or theirs.phase == ABORTED:
         return ""
+    runs = "its gate before the first step (pending)" if ours.phase == PENDING else f"step {ours.step + 1}"
     if theirs.phase in (PROMOTING, PROMOTED) and ours.phase != PROMOTING:
-        return f"it records the rollout {theirs.phase} at {theirs.weights} while this process runs it {ours.phase}"
+        return f"it records the rollout {theirs.phase} at {theirs.weights} while this process runs " + (
+            runs if ours.phase == PENDING else f"it {ours.phase}")
     if theirs.step > ours.step and theirs.phase in (PROGRESSING, PAUSED):
-        return f"it records step {theirs.step + 1} while this process runs step {ours.step + 1}"
+        return f"it records step {theirs.step + 1} while this process runs {runs}"
     return off_policy(theirs, policy)
 
 

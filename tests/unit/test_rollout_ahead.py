@@ -63,3 +63,17 @@ def test_a_promoted_record_is_its_owners_only_after_the_last_step_with_its_lines
     assert "promoted at" in rl.ahead_of(promoted, 0, POLICY)
     typed = replace(s["looked"], phase=rl.PROMOTED, weights=s["promoting"].weights)
     assert rl.ahead_of(typed, 0, POLICY) and rl.ahead_of(typed, 1, POLICY)  # no promotion's lines
+
+
+def test_a_record_typed_past_a_pending_rollout_names_the_gate_not_a_step_0() -> None:
+    """`rl.advanced_outside` said "while this process runs step 0" of a PENDING rollout (its step is -1 before the
+    first step): its words now name the gate (decision 157). What it refuses is unchanged."""
+    s = _states()
+    typed = replace(s["claim"], phase=rl.PROGRESSING, step=0, weights=s["begun"].weights)
+    why = rl.advanced_outside(s["claim"], typed, POLICY)
+    assert "step 0" not in why and "its gate before the first step (pending)" in why and "records step 1" in why, why
+    promoted = replace(s["claim"], phase=rl.PROMOTED, weights=s["promoting"].weights)
+    why = rl.advanced_outside(s["claim"], promoted, POLICY)
+    assert "its gate before the first step (pending)" in why and "it pending" not in why, why
+    assert rl.advanced_outside(s["begun"], replace(s["begun"], step=1, weights=s["step2"].weights), POLICY) \
+        == "it records step 2 while this process runs step 1"
