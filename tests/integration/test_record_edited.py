@@ -443,3 +443,38 @@ def test_a_typed_promotion_whose_stable_write_is_refused_is_never_mirrored_as_th
         op.tick()
     weights, rec = vs(api, 0)
     assert weights == [100, 0] and rec["phase"] == rl.ABORTED and _status(custom)["phase"] == rl.ABORTED, rec
+
+
+@pytest.mark.parametrize("restarted", [False, True], ids=["same process", "restarted"])
+def test_a_typed_promotion_with_the_stable_subset_pointed_at_the_canary_goes_back_whole(world: Any,
+                                                                                      restarted: bool) -> None:
+    """`promoted` at 0/100 typed into the record, and the DestinationRule's stable subset pointed at the canary as
+    a promotion leaves it: the typed end is refused (decision 150), and the end at stable 100% points the stable
+    subset back at the stable version, or "stable 100%" would still send every request to the canary
+    (decision 157; 150 left this case untested)."""
+    from tests.integration.test_controller import _fresh
+
+    api, op, custom = world
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v2"))
+    _progressing(op, custom, api)
+    api.edit(GROUP, "virtualservices", "ml", fleet.model(0),
+             _typed(phase="promoted", weights={"stable": 0, "canary": 100}))
+
+    def stable_on_canary(dr: dict[str, Any]) -> None:
+        for s in dr["spec"]["subsets"]:
+            if s["name"] == "stable":
+                s["labels"]["version"] = "v2"
+
+    api.edit(GROUP, "destinationrules", "ml", fleet.model(0), stable_on_canary)
+    assert _subsets(api) == ("v2", "v2")
+    op = _fresh(op) if restarted else op
+    op.clock = clock = FakeClock(time.time())
+    with structlog.testing.capture_logs() as logs:
+        for _ in range(3):
+            clock.t += 1.0
+            op.tick()
+    weights, rec = vs(api, 0)
+    st = _status(custom)
+    assert weights == [100, 0] and rec["phase"] == rl.ABORTED and st["phase"] == rl.ABORTED, (weights, st)
+    assert _subsets(api) == ("v1", "v2"), _subsets(api)
+    assert not [e for e in logs if e["event"] in ("rollout.promoting", "rollout.promoted")]
