@@ -366,19 +366,12 @@ def test_the_controller_ends_a_record_typed_ahead_of_its_status(world: Any, fiel
     is the reference: a record ahead of it without the marks of its own transition ends at stable 100%
     (decision 150), whichever process reads it. `promoted` at 0/100 was mirrored as the CR's outcome, every
     request on the canary: it ends too, its stable subset on the stable version."""
-    from tests.integration.test_controller import _fresh
-
     api, op, custom = world
     custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v2"))
     _progressing(op, custom, api)
     assert _status(custom)["step"] == 1
     api.edit(GROUP, "virtualservices", "ml", fleet.model(0), _typed(**fields))
-    op = _fresh(op) if restarted else op
-    op.clock = clock = FakeClock(time.time())
-    with structlog.testing.capture_logs() as logs:
-        for _ in range(3):
-            clock.t += 1.0
-            op.tick()
+    logs = _three_ticks(op, restarted)
     weights, rec = vs(api, 0)
     st = _status(custom)
     assert weights == [100, 0] and rec["phase"] == rl.ABORTED, (weights, st)
@@ -386,6 +379,19 @@ def test_the_controller_ends_a_record_typed_ahead_of_its_status(world: Any, fiel
     assert "while the CanaryRollout's status shows step 1" in st["reason"], st["reason"]
     assert not [e for e in logs if e["event"] in ("rollout.promoting", "rollout.promoted", "step.advanced")]
     assert _subsets(api) == ("v1", "v2"), _subsets(api)
+
+
+def _three_ticks(op: Any, restarted: bool) -> list[dict[str, Any]]:
+    """Three ticks of `op` (or of a fresh controller, `restarted`) on a fake clock a second apart; their logs."""
+    from tests.integration.test_controller import _fresh
+
+    op = _fresh(op) if restarted else op
+    op.clock = clock = FakeClock(time.time())
+    with structlog.testing.capture_logs() as logs:
+        for _ in range(3):
+            clock.t += 1.0
+            op.tick()
+    return logs
 
 
 def _subsets(api: Any) -> tuple[str, str]:
@@ -452,8 +458,6 @@ def test_a_typed_promotion_with_the_stable_subset_pointed_at_the_canary_goes_bac
     a promotion leaves it: the typed end is refused (decision 150), and the end at stable 100% points the stable
     subset back at the stable version, or "stable 100%" would still send every request to the canary
     (decision 157; 150 left this case untested)."""
-    from tests.integration.test_controller import _fresh
-
     api, op, custom = world
     custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v2"))
     _progressing(op, custom, api)
@@ -467,12 +471,7 @@ def test_a_typed_promotion_with_the_stable_subset_pointed_at_the_canary_goes_bac
 
     api.edit(GROUP, "destinationrules", "ml", fleet.model(0), stable_on_canary)
     assert _subsets(api) == ("v2", "v2")
-    op = _fresh(op) if restarted else op
-    op.clock = clock = FakeClock(time.time())
-    with structlog.testing.capture_logs() as logs:
-        for _ in range(3):
-            clock.t += 1.0
-            op.tick()
+    logs = _three_ticks(op, restarted)
     weights, rec = vs(api, 0)
     st = _status(custom)
     assert weights == [100, 0] and rec["phase"] == rl.ABORTED and st["phase"] == rl.ABORTED, (weights, st)
