@@ -1995,7 +1995,7 @@ class Controller:
         `rollout.ready_again` says so; a different refusal replaces the message (`_not_ready`: a write only when
         it changed). Nothing is run, judged or routed again: the end stays in Progressing/RolledBack. A read that
         fails for any other reason (the API server down) changes nothing. Costs a ConfigMap read a tick while it
-        stays False (docs/decisions.md 157)."""
+        stays False (docs/decisions.md 155)."""
         st, meta = obj.get("status") or {}, obj.get("metadata") or {}
         conds = [c for c in st.get("conditions") or [] if isinstance(c, dict)]
         ready = next((c for c in conds if c.get("type") == "Ready"), None)

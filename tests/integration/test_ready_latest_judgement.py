@@ -8,7 +8,7 @@ the CanaryRollout, left Ready False for good.
 Left for canary/controller.py (not this session's file): a finished CanaryRollout is `_settled` (no parse, no
 read, no write until its spec is edited), so nothing judges the mended ConfigMap; and when something does,
 `_status` skips a write that changes only the conditions, and `crd.conditions` cannot tell a refusal written this
-tick (141 f, kept) from an older one without being told. Decision 157: a settled CanaryRollout whose Ready is
+tick (141 f, kept) from an older one without being told. Decision 155: a settled CanaryRollout whose Ready is
 False for a spec `crd.parse` refused, of its generation, is parsed again at each tick (`Controller._ready_again`):
 Ready True once it reads, one write; a new refusal's words replace the old; nothing is run again.
 """

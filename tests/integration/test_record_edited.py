@@ -457,7 +457,7 @@ def test_a_typed_promotion_with_the_stable_subset_pointed_at_the_canary_goes_bac
     """`promoted` at 0/100 typed into the record, and the DestinationRule's stable subset pointed at the canary as
     a promotion leaves it: the typed end is refused (decision 150), and the end at stable 100% points the stable
     subset back at the stable version, or "stable 100%" would still send every request to the canary
-    (decision 157; 150 left this case untested)."""
+    (decision 155; 150 left this case untested)."""
     api, op, custom = world
     custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v2"))
     _progressing(op, custom, api)

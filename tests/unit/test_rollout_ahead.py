@@ -67,7 +67,7 @@ def test_a_promoted_record_is_its_owners_only_after_the_last_step_with_its_lines
 
 def test_a_record_typed_past_a_pending_rollout_names_the_gate_not_a_step_0() -> None:
     """`rl.advanced_outside` said "while this process runs step 0" of a PENDING rollout (its step is -1 before the
-    first step): its words now name the gate (decision 157). What it refuses is unchanged."""
+    first step): its words now name the gate (decision 155). What it refuses is unchanged."""
     s = _states()
     typed = replace(s["claim"], phase=rl.PROGRESSING, step=0, weights=s["begun"].weights)
     why = rl.advanced_outside(s["claim"], typed, POLICY)
