@@ -1989,7 +1989,8 @@ class Controller:
             pass
 
     def _ready_again(self, obj: dict[str, Any]) -> None:
-        """A finished CanaryRollout whose Ready is False for a spec `crd.parse` refused, of its current generation
+        """A finished CanaryRollout whose Ready is False for a spec `crd.parse` refused (its message names the
+        CanaryRollout as `crd.parse` does), of its current generation
         (a `policyRef` ConfigMap broken mid-rollout ended it aborted, decision 141 f), is read again at each tick:
         once the spec reads (the ConfigMap mended, no edit of the CR), Ready goes True, one status write, and
         `rollout.ready_again` says so; a different refusal replaces the message (`_not_ready`: a write only when
@@ -1999,8 +2000,11 @@ class Controller:
         st, meta = obj.get("status") or {}, obj.get("metadata") or {}
         conds = [c for c in st.get("conditions") or [] if isinstance(c, dict)]
         ready = next((c for c in conds if c.get("type") == "Ready"), None)
+        parsed = f"CanaryRollout {meta.get('namespace')}/{meta.get('name')}"  # how `crd.parse` names it; a refusal
+        # of the run's (a gate's, a query's) does not, and parsing the spec again would not re-check it
         if (ready is None or ready.get("status") != "False" or ready.get("reason") not in ("ConfigError", "PolicyError")
-                or ready.get("observedGeneration") != meta.get("generation")):
+                or ready.get("observedGeneration") != meta.get("generation")
+                or not str(ready.get("message", "")).startswith(parsed)):
             return
         try:
             crd.parse(obj, configmap=self._configmap)

@@ -88,3 +88,30 @@ def test_a_policyref_configmap_broken_then_mended_leaves_ready_true(world: Any) 
 def _rv(custom: Any) -> str:
     obj = custom.get_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0")
     return str(obj["metadata"]["resourceVersion"])
+
+
+def test_a_refusal_of_the_run_not_of_the_spec_stays_false_over_the_end(world: Any) -> None:
+    """The re-check parses the spec (`crd.parse`), so it clears only `crd.parse`'s refusals (they name the
+    CanaryRollout). A ConfigError of the run's, raised where the spec parsed (a gate needing `spec.triton`, a
+    custom query answering no number), is not re-checked by parsing: Ready stays False and nothing is written."""
+    api, op, custom = world
+    _put_policy(api, yaml.safe_dump(fleet.FAST_POLICY))
+    obj = fleet.rollout_object(0, "v3")
+    del obj["spec"]["policy"]
+    obj["spec"]["policyRef"] = {"configMap": "pol", "key": "policy.yaml"}
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, obj)
+    _progressing(op, custom, api, i=0)
+    _put_policy(api, yaml.safe_dump({**fleet.FAST_POLICY, "analysis": {**fleet.FAST_POLICY["analysis"], "x": 1}}))
+    op.tick()
+    _put_policy(api, yaml.safe_dump(fleet.FAST_POLICY))
+    assert _status(custom)["phase"] == rl.ABORTED and _ready(custom)["reason"] == "ConfigError"
+    run_refusal = "check 'custom': the query returns 'NaN', not a number"  # as canary/metrics/answers.py says it
+    conds = [c for c in _status(custom)["conditions"] if c["type"] != "Ready"]
+    custom.patch_namespaced_custom_object_status(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0", {"status": {
+        "conditions": conds + [{**_ready(custom), "message": run_refusal}]}})
+    op.tick()  # (the finished rollout's finalizer comes off: a write of its own)
+    rv = _rv(custom)
+    for _ in range(3):
+        op.tick()
+    assert (_ready(custom)["status"], _ready(custom)["message"]) == ("False", run_refusal), _ready(custom)
+    assert _rv(custom) == rv
