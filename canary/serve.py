@@ -435,6 +435,8 @@ class Service:
                               idle_s=round(now - s.updated_at))
                 s = reopen(s, now=now)
                 self.store.save(s)
+        if s.ended:  # the silence that ends a rollout (`_quiet`) counts from its caller's last call, not its last
+            s = replace(s, updated_at=self.clock())  # look: a caller still asking after a fail is that rollout
         return s
 
     def _quiet(self, s: Session, now: float) -> bool:

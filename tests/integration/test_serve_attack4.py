@@ -269,6 +269,27 @@ def test_argo_retry_after_an_unproven_deadline_is_judged_again_and_a_shown_fail_
     assert doc["result"]["verdict"] == "fail" and doc["result"]["outcome"] is None
 
 
+def test_an_unproven_fail_stays_failed_while_its_caller_keeps_calling(rig: Any, clock: Clock, prom: Any) -> None:
+    """Decision 156: the silence that reopens an unproven `fail` is counted from the revision's last call, not
+    its last look. Argo with `failureLimit: 5` (or Flagger with `threshold: 5`) keeps asking every minute
+    after the deadline's `fail`; the fourth call, 240 s after the failing look, was reopened as if the
+    caller had stopped: the same rollout judged again at the first window's pass level (its failure
+    answered `inconclusive`, the rollout left running)."""
+    server = rig(up=True)
+    clock.t = prom[1] - 3600 - 2 * DEADLINE_S - 1800  # before the series begin: the looks find no data
+    argo_get(server, "good")
+    clock.t += DEADLINE_S
+    assert argo_get(server, "good")[1]["result"]["verdict"] == "fail"
+    with structlog.testing.capture_logs() as lines:
+        for _ in range(8):  # every minute, as long as the caller's failure limit lets it
+            clock.t += 60
+            code, doc = argo_get(server, "good")
+            assert code == 200 and doc["result"]["verdict"] == "fail", (clock.t, doc["result"])
+    assert not any(e["event"] == "serve.restarted" for e in lines)
+    clock.t += DEADLINE_S + 1  # the caller stopped; it comes back after the silence: judged again
+    assert argo_get(server, "good")[1]["result"]["verdict"] == "inconclusive"
+
+
 # ---- (g) a field a newer Flagger adds to its payload -------------------------------------------------
 
 
