@@ -51,9 +51,14 @@ BOUND_RTOL = 2.0 ** -23
 def bucket_edges(bounds: Any) -> np.ndarray:
     """The upper edge of each `le` bucket: its bound plus one float32 step (BOUND_RTOL, relative). A value
     x is in the first bucket whose edge is >= x (`np.searchsorted(edges, x, side="left")`). Increasing
-    where the bounds are (b + |b| t is increasing in b for t < 1)."""
+    where the bounds are (b + |b| t is increasing in b for t < 1). An edge stops short of the next bound: above
+    2^23 a float32 step is more than 1, and an integer feature's 20261202 counted as its bound 20261201 (both
+    sides alike, so a move from one value to the next was no drift)."""
     b = np.asarray(bounds, float)
-    return b + np.abs(b) * BOUND_RTOL
+    edges = b + np.abs(b) * BOUND_RTOL
+    if len(b) > 1:
+        edges[:-1] = np.maximum(b[:-1], np.minimum(edges[:-1], np.nextafter(b[1:], -np.inf)))
+    return edges
 
 
 def read_table(path: str | Path) -> Any:

@@ -68,3 +68,22 @@ def test_the_capture_counts_a_value_as_the_exporter_does() -> None:
     for v in values:
         exporter.observe({"x": v})
     assert exporter.live_counts()["x"]["counts"] == prof["features"]["x"]["counts"]
+
+
+def test_a_bound_within_a_float32_step_of_the_next_keeps_its_own_value() -> None:
+    """Decision 156: the float32 step above a bound never reaches the next bound. Above 2^23 one float32 step
+    is more than 1, so an integer feature (a date as YYYYMMDD, an id) with a bucket per value had 20261202
+    counted in 20261201's bucket, in the capture and the exporter alike: the next bucket empty on both sides,
+    and traffic moved wholly from one value to the other was no drift (Jensen-Shannon 0)."""
+    import pyarrow as pa
+
+    days = [20261201, 20261202, 20261203]
+    prof = capture(pa.table({"day": days * 500}), model="m", version="v1", file="t.parquet", sha256="0" * 64)
+    f = prof["features"]["day"]
+    assert f["bounds"] == days and f["counts"] == [500, 500, 500, 0], f
+    exporter = FeatureExporter(prof, registry=None)
+    for _ in range(1_000):
+        exporter.observe({"day": 20261203})  # every request now has the last day
+    live = exporter.live_counts()
+    assert live["day"]["counts"] == [0, 0, 1_000, 0], live
+    assert compare(prof, live).features[0].drifted
