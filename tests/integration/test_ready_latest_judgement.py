@@ -42,10 +42,8 @@ def _put_policy(api: Any, text: str) -> None:
                             "data": {"policy.yaml": text}})
 
 
-def test_a_policyref_configmap_broken_then_mended_leaves_ready_true(world: Any) -> None:
-    """Mid-rollout the policy's ConfigMap gets a typo: stable 100%, aborted, Ready False ConfigError (141 f). The
-    ConfigMap is mended, no edit of the CanaryRollout: Ready should say the spec reads again (True), with the
-    end kept in RolledBack."""
+def _running_on_policyref(world: Any) -> None:
+    """CanaryRollout r0 (v3), its policy in ConfigMap pol's `policy.yaml`, driven to its first step."""
     api, op, custom = world
     _put_policy(api, yaml.safe_dump(fleet.FAST_POLICY))
     obj = fleet.rollout_object(0, "v3")
@@ -53,6 +51,14 @@ def test_a_policyref_configmap_broken_then_mended_leaves_ready_true(world: Any) 
     obj["spec"]["policyRef"] = {"configMap": "pol", "key": "policy.yaml"}
     custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, obj)
     _progressing(op, custom, api, i=0)
+
+
+def test_a_policyref_configmap_broken_then_mended_leaves_ready_true(world: Any) -> None:
+    """Mid-rollout the policy's ConfigMap gets a typo: stable 100%, aborted, Ready False ConfigError (141 f). The
+    ConfigMap is mended, no edit of the CanaryRollout: Ready should say the spec reads again (True), with the
+    end kept in RolledBack."""
+    api, op, custom = world
+    _running_on_policyref(world)
     bad = dict(fleet.FAST_POLICY)
     bad["analysis"] = {**bad["analysis"], "intervall": "1s"}
     _put_policy(api, yaml.safe_dump(bad))
@@ -95,12 +101,7 @@ def test_a_refusal_of_the_run_not_of_the_spec_stays_false_over_the_end(world: An
     CanaryRollout). A ConfigError of the run's, raised where the spec parsed (a gate needing `spec.triton`, a
     custom query answering no number), is not re-checked by parsing: Ready stays False and nothing is written."""
     api, op, custom = world
-    _put_policy(api, yaml.safe_dump(fleet.FAST_POLICY))
-    obj = fleet.rollout_object(0, "v3")
-    del obj["spec"]["policy"]
-    obj["spec"]["policyRef"] = {"configMap": "pol", "key": "policy.yaml"}
-    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, obj)
-    _progressing(op, custom, api, i=0)
+    _running_on_policyref(world)
     _put_policy(api, yaml.safe_dump({**fleet.FAST_POLICY, "analysis": {**fleet.FAST_POLICY["analysis"], "x": 1}}))
     op.tick()
     _put_policy(api, yaml.safe_dump(fleet.FAST_POLICY))
