@@ -67,14 +67,21 @@ def _errors(logs: list[dict[str, Any]]) -> list[Any]:
     return [(e["event"], e.get("error")) for e in logs if e["log_level"] in ("error", "critical")]
 
 
-@pytest.mark.parametrize("value", ["", "  "], ids=["empty", "blank"])
-def test_promote_reads_an_emptied_record_as_a_removed_one(api: Any, value: str) -> None:
+def _promote_with_record(api: Any, value: str, weights: tuple[int, int] | None = None) -> tuple[Any, list[Any]]:
+    """`canary promote` of v2, its record annotation set to `value` (and the weights to `weights`) by hand at its
+    first step; its result and its log lines."""
     clock = _Clock(api)
     promote = runner(api, "v2", clock)
     clock.hooks.append((_at_first_step("v2"),
-                        lambda: api.edit(GROUP, "virtualservices", "ml", "m0", _annotated(value))))
+                        lambda: api.edit(GROUP, "virtualservices", "ml", "m0", _annotated(value, weights))))
     with structlog.testing.capture_logs() as logs:
         res = promote.run()
+    return res, logs
+
+
+@pytest.mark.parametrize("value", ["", "  "], ids=["empty", "blank"])
+def test_promote_reads_an_emptied_record_as_a_removed_one(api: Any, value: str) -> None:
+    res, logs = _promote_with_record(api, value)
     assert res.exit_code == 3 and res.state.phase == rl.ABORTED, res.state.reason
     assert routes(api) == [[("stable", 100), ("canary", 0)]]
     assert record(api)["phase"] == rl.ABORTED and record(api)["reason"] == res.state.reason
@@ -95,12 +102,7 @@ TOO_DEEP = '{"x": ' + "[" * 5000 + "]" * 5000 + "}"
                                    TOO_DEEP],
                          ids=["cut JSON", "not a state", "null", "a number too large", "nested too deep"])
 def test_promote_ends_a_record_edited_into_garbage_at_stable_and_names_the_annotation(api: Any, value: str) -> None:
-    clock = _Clock(api)
-    promote = runner(api, "v2", clock)
-    clock.hooks.append((_at_first_step("v2"),
-                        lambda: api.edit(GROUP, "virtualservices", "ml", "m0", _annotated(value, (50, 50)))))
-    with structlog.testing.capture_logs() as logs:
-        res = promote.run()
+    res, logs = _promote_with_record(api, value, (50, 50))
     assert res.exit_code == 3 and res.state.phase == rl.ABORTED, res.state.reason
     assert routes(api) == [[("stable", 100), ("canary", 0)]]
     assert record(api)["phase"] == rl.ABORTED and record(api)["reason"] == res.state.reason
