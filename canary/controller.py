@@ -749,8 +749,7 @@ class Controller:
             self._typed_promotion(obj, spec, state, status, off, log=log)
             return None
         if off:  # a hand edit of the record (a promotion at 80/20 was finished): ended as an unreadable one is
-            raise TargetError(f"rollout state annotation modelcanary.dev/rollout is no state of this rollout ({off}); "
-                              "it is written by canary alone (decision 148)")
+            raise TargetError(_no_state(off))
         unconfirmed = self._unconfirmed.pop(spec.key, None)
         if (unconfirmed is not None and not state.terminal and _decided_for(unconfirmed[0], state)
                 and status.state == unconfirmed[2]):
@@ -807,8 +806,7 @@ class Controller:
         request on a canary judged at its first step) and nobody left to undo it. Ended as the rollout the
         status shows would end: stable 100% and the stable subset on the stable version, recorded `aborted`,
         guarded on the record as read (decision 150)."""
-        why = (f"rollout state annotation {patch.STATE_ANNOTATION} is no state of this rollout ({off}); "
-               "it is written by canary alone (decision 150)")
+        why = _no_state(off)
         log.warning("rollout.record_unreadable", reason=why, weights=str(status.weights), recorded_phase=rec.phase,
                     hint=f"the annotation {patch.STATE_ANNOTATION} is written by canary alone: never edit it by hand")
         base = replace(rec, phase=rl.PROGRESSING, weights=status.weights)  # the rollout as the route has it
@@ -2326,6 +2324,13 @@ def _drove(obj: dict[str, Any]) -> tuple[str, str, str, str] | None:
         return str(t["virtualService"]), str(t.get("route") or ""), str(t["canaryVersion"]), str(t.get("destinationRule") or "")
     except KeyError:
         return None
+
+
+def _no_state(off: str) -> str:
+    """Why a record a hand edit made (`off`: `rl.off_policy` / `rl.ahead_of`'s words) is not adopted
+    (decisions 148, 150)."""
+    return (f"rollout state annotation {patch.STATE_ANNOTATION} is no state of this rollout ({off}); "
+            "it is written by canary alone")
 
 
 def _status_step(obj: dict[str, Any], rec: rl.RolloutState) -> int | None | bool:
