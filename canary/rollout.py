@@ -489,8 +489,7 @@ def _entered(state: RolloutState, policy: Policy) -> bool:
         return state.step == len(policy.steps) - 1 and "promoting" in lines
     if state.step < 0 or state.step >= len(policy.steps):
         return False
-    line = f"step {state.step + 1}/{len(policy.steps)} canary {Weights.canary_at(policy.steps[state.step]).canary}%"
-    return state.step_looks == 0 and line in lines
+    return state.step_looks == 0 and _step_line(state.step, policy) in lines
 
 
 def window_for(state: RolloutState, data_from: float, now: float) -> RolloutState:
@@ -638,12 +637,17 @@ def _judge(state: RolloutState, ev: Looked, policy: Policy) -> tuple[RolloutStat
     return s2, actions + more
 
 
+def _step_line(step: int, policy: Policy) -> str:
+    """The history line `_enter_step` writes entering `step` (0-based), which `_entered` looks for."""
+    return f"step {step + 1}/{len(policy.steps)} canary {Weights.canary_at(policy.steps[step]).canary}%"
+
+
 def _enter_step(state: RolloutState, step: int, policy: Policy, now: float) -> tuple[RolloutState, list[Action]]:
     weights = Weights.canary_at(policy.steps[step])
     s = replace(state, phase=PROGRESSING, step=step, weights=weights, step_started_at=now, step_looks=0,
                 failed_looks=0, last_look_requests=-1.0, updated_at=now, reason="", evidence=_fold(state),
                 window_evidence={}, step_window=0, pass_anchor_requests=-1.0, window_to=None, window_from=None)
-    s = _log(s, now, f"step {step + 1}/{len(policy.steps)} canary {weights.canary}%")
+    s = _log(s, now, _step_line(step, policy))
     return s, [SetWeights(weights), Emit("step.advanced", {"step": step + 1, "steps": len(policy.steps),
                                                           "from_weights": str(state.weights)})]
 
