@@ -361,8 +361,7 @@ class Service:
         stored session (None: none)."""
         if old is None or old.ended or (old.looks == 0 and not old.first_step):
             return None
-        self.log.info("serve.restarted", integration=ask.integration, key=ask.key, revision=ask.revision,
-                      looks=old.looks, verdict=old.verdict, first_step=old.first_step)
+        self._say_restarted(ask, old)
         return _new_session(ask, named, self.clock())
 
     def _gate_result(self, cfg: Any, ask: Ask, named: NamedPolicy, deadline: float) -> tuple[int, str]:
@@ -414,9 +413,8 @@ class Service:
                 continue
             now = self.clock()
             if self._quiet(s, now):  # another rollout of this revision, long after the last one ended
-                self.log.info("serve.restarted", integration=ask.integration, key=ask.key, revision=ask.revision,
-                              looks=s.looks, verdict=s.verdict, first_step=s.first_step, field=meta + field,
-                              was=recorded, now=given, idle_s=round(now - s.updated_at))
+                self._say_restarted(ask, s, field=meta + field, was=recorded, now=given,
+                                    idle_s=round(now - s.updated_at))
                 fresh = _new_session(ask, named, now)
                 if create:
                     self.store.save(fresh)
@@ -429,15 +427,19 @@ class Service:
         if unproven(s):  # a `fail` for want of a verdict is sticky while its rollout lasts, not into the next one
             now = self.clock()
             if self._quiet(s, now):
-                self.log.info("serve.restarted", integration=ask.integration, key=ask.key, revision=ask.revision,
-                              looks=s.looks, verdict=s.verdict, first_step=s.first_step, field="",
-                              was=s.reason[:200], now="judged again, the evidence kept",
-                              idle_s=round(now - s.updated_at))
+                self._say_restarted(ask, s, field="", was=s.reason[:200], now="judged again, the evidence kept",
+                                    idle_s=round(now - s.updated_at))
                 s = reopen(s, now=now)
                 self.store.save(s)
         if s.ended:  # the silence that ends a rollout (`_quiet`) counts from its caller's last call, not its last
             s = replace(s, updated_at=self.clock())  # look: a caller still asking after a fail is that rollout
         return s
+
+    def _say_restarted(self, ask: Ask, old: Session, **why: Any) -> None:
+        """`serve.restarted`: the revision's stored session `old` is taken for an earlier rollout; `why`: what
+        told (the field that changed, `was`/`now`, `idle_s`), none for a new analysis's pre-rollout."""
+        self.log.info("serve.restarted", integration=ask.integration, key=ask.key, revision=ask.revision,
+                      looks=old.looks, verdict=old.verdict, first_step=old.first_step, **why)
 
     def _quiet(self, s: Session, now: float) -> bool:
         """Not called for longer than a window of its policy may last (`interval + no_data_deadline`; of the
