@@ -10,13 +10,13 @@ the clock is the test's.
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Iterator
 
 import pytest
 
 from canary.drift import monitor as M
+from tests.support.http import serving
 
 FAILURES = 9  # the retraining webhook answers 500 this many times, then 200
 
@@ -42,17 +42,8 @@ def receivers() -> Iterator[tuple[str, str, list[dict[str, Any]], list[dict[str,
         def log_message(self, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{server.server_address[1]}"
-    try:
+    with serving(Handler) as base:
         yield f"{base}/retrain", f"{base}/notify", retrains, notes
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
 
 
 Receivers = tuple[str, str, list[dict[str, Any]], list[dict[str, Any]]]
