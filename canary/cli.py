@@ -150,7 +150,7 @@ def _oncall_router(kubeconfig: Optional[str], context: Optional[str]) -> Any:
             try:
                 vs = self._get(VS_PLURAL, target.namespace, target.virtual_service)
             except NotFound as exc:
-                raise NotFound(f"{exc}{self._which(target.namespace)}") from exc
+                raise NotFound(f"{exc}{self._which(target.namespace)}", what=exc.what) from exc
             recorded = _recorded(patch.read_state(vs))
             if recorded is not None and recorded.destination_rule and not recorded.terminal \
                     and not target.destination_rule:  # the DestinationRule the rollout in progress drives
@@ -195,13 +195,11 @@ def _named_what_is_there(exc: NotFound, router: Any, target: Target) -> NotFound
     """`promote`'s refusal of a VirtualService or DestinationRule that is not there, before anything was claimed:
     with what the namespace holds, as the on-call commands say it (decision 147). It said only "ml/rec-modl
     (virtualservices): not found", naming no flag, where `canary status rec-modl` listed the names."""
-    import re
-
     from canary.routing.istio import DR_PLURAL, VS_PLURAL
 
     for plural, name in ((VS_PLURAL, target.virtual_service), (DR_PLURAL, target.dr_name)):
-        if re.search(rf"(?<![a-z0-9.-]){re.escape(target.namespace)}/{re.escape(name)} \({plural}\)", str(exc)):
-            return NotFound(f"{exc}{_which(router, plural, target.namespace)}")
+        if exc.what == f"{target.namespace}/{name} ({plural})":  # as the router named what it read
+            return NotFound(f"{exc}{_which(router, plural, target.namespace)}", what=exc.what)
     return exc
 
 

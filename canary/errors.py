@@ -64,7 +64,12 @@ class TargetError(ConfigError):
 
 
 class NotFound(TargetError):
-    """The object does not exist (HTTP 404 for a served API)."""
+    """The object does not exist (HTTP 404 for a served API). `what`: the object as the request named it
+    (`kube.translate`'s, e.g. 'ml/rec-model (virtualservices)'); "" when not known."""
+
+    def __init__(self, message: str = "", *, what: str = "") -> None:
+        super().__init__(message)
+        self.what = what
 
 
 class GateError(CanaryError):

@@ -229,7 +229,7 @@ def translate(exc: BaseException, what: str) -> CanaryError:
             return TargetError(f"{what}: this API group/version is not served by the cluster ({reason}); "
                                "is the CRD installed, and is the version right?")
         if status == 404:
-            return NotFound(f"{what}: not found ({reason})")
+            return NotFound(f"{what}: not found ({reason})", what=what)
         if status == 409:
             return RoutingConflict(f"{what}: conflicting write ({reason})")
         if status in (401, 403):
