@@ -1987,37 +1987,70 @@ class Controller:
             pass
 
     def _ready_again(self, obj: dict[str, Any]) -> None:
-        """A finished CanaryRollout whose Ready is False for a spec `crd.parse` refused (its message names the
-        CanaryRollout as `crd.parse` does), of its current generation
-        (a `policyRef` ConfigMap broken mid-rollout ended it aborted, decision 141 f), is read again at each tick:
-        once the spec reads (the ConfigMap mended, no edit of the CR), Ready goes True, one status write, and
-        `rollout.ready_again` says so; a different refusal replaces the message (`_not_ready`: a write only when
-        it changed). Nothing is run, judged or routed again: the end stays in Progressing/RolledBack. A read that
-        fails for any other reason (the API server down) changes nothing. Costs a ConfigMap read a tick while it
-        stays False (docs/decisions.md 155)."""
+        """A finished CanaryRollout whose Ready is False, of its current generation, for a refusal this re-check
+        reproduces is checked again at each tick it is handled (decisions 155, 158): a spec `crd.parse` refused
+        (its message names the CanaryRollout as `crd.parse` does: a `policyRef` ConfigMap broken mid-rollout),
+        or its route's objects (`_of_route`: its VirtualService or DestinationRule missing, the route it names
+        renamed away; the message names that object, as the router's read does). The re-check is the tick's
+        first two steps: parse the spec, read its route (`inspect`). Once both read (the ConfigMap mended, the
+        object restored, no edit of the CR), Ready goes True, one status write, and `rollout.ready_again` says
+        so; a different refusal replaces the message (`_not_ready`: a write only when it changed). Nothing is
+        run, judged or routed forward again: the end stays in Progressing/RolledBack. A route restored as it
+        was mid-rollout (its record this CR's rollout in progress) goes to stable 100% first
+        (`_end_restored`). A read that fails for any other reason (the API server down) changes nothing.
+        Costs a ConfigMap read (with a policyRef) and a route read a tick while it stays False."""
         st, meta = obj.get("status") or {}, obj.get("metadata") or {}
         conds = [c for c in st.get("conditions") or [] if isinstance(c, dict)]
         ready = next((c for c in conds if c.get("type") == "Ready"), None)
+        if ready is None or ready.get("status") != "False" or ready.get("observedGeneration") != meta.get("generation"):
+            return
+        was, why = str(ready.get("message", "")), ready.get("reason")
         parsed = f"CanaryRollout {meta.get('namespace')}/{meta.get('name')}"  # how `crd.parse` names it; a refusal
         # of the run's (a gate's, a query's) does not, and parsing the spec again would not re-check it
-        if (ready is None or ready.get("status") != "False" or ready.get("reason") not in ("ConfigError", "PolicyError")
-                or ready.get("observedGeneration") != meta.get("generation")
-                or not str(ready.get("message", "")).startswith(parsed)):
+        if not ((why in ("ConfigError", "PolicyError") and was.startswith(parsed))
+                or (why in ("TargetError", "NotFound", "RouteNotFound") and _of_route(obj, was))):
             return
         try:
-            crd.parse(obj, configmap=self._configmap)
-        except ConfigError as exc:
-            self._not_ready(obj, "ConfigError", str(exc))
+            spec = crd.parse(obj, configmap=self._configmap)
+            status = self.router.inspect(spec.target)
+            rec = parse_state(status)
+        except ConfigError as exc:  # (TargetError, NotFound and RouteNotFound are ConfigErrors)
+            self._not_ready(obj, type(exc).__name__, str(exc))
             return
-        except Exception:  # noqa: BLE001 - transient (the ConfigMap's read): the next tick asks again
+        except Exception:  # noqa: BLE001 - transient (the ConfigMap's or the route's read): the next tick asks again
+            return
+        if rec is not None and not rec.terminal and rec.owner == _owner(obj) and not self._end_restored(
+                obj, spec, rec, status.state):
             return
         key = f"{meta.get('namespace')}/{meta.get('name')}"
-        message = (f"the spec reads again (it was refused: {ready.get('message', '')}); the rollout stays "
+        what = "the spec reads" if why in ("ConfigError", "PolicyError") else "its route reads"
+        message = (f"{what} again (it was refused: {was}); the rollout stays "
                    f"{st.get('phase')}: edit the spec to run a rollout again")
         cond = {"type": "Ready", "status": "True", "reason": "Reconciled", "message": message[:1000],
                 "lastTransitionTime": crd.iso(self.clock.now()), "observedGeneration": meta.get("generation", 0)}
         self._patch_status(obj, {"conditions": [c for c in conds if c.get("type") != "Ready"] + [cond]})
-        self.log.info("rollout.ready_again", rollout=key, phase=st.get("phase"), was=ready.get("message", ""))
+        self.log.info("rollout.ready_again", rollout=key, phase=st.get("phase"), was=was, was_reason=why)
+
+    def _end_restored(self, obj: dict[str, Any], spec: crd.RolloutSpec, rec: rl.RolloutState,
+                      recorded: str | None) -> bool:
+        """The route of a finished CanaryRollout reads again with this CR's rollout recorded in progress on it:
+        the VirtualService was restored as it was mid-rollout (a backup, a `kubectl apply` of a copy taken
+        then) after its deletion ended the rollout. Nothing drives it (the CR is finished; the sweep leaves a
+        rollout its existing CR still asks for), so its traffic stays split unjudged: stable 100% now, guarded
+        on the record read, as the end the CR's status says. Never a second rollout. Returns whether it
+        landed (else the next tick tries again; Ready stays False)."""
+        target = replace(spec.target, stable_version=rec.stable_version)
+        log = self._rollout_log(replace(spec, target=target), rec)
+        phase = (obj.get("status") or {}).get("phase")
+        log.warning("rollout.restored_split", from_weights=str(rec.weights), recorded_phase=rec.phase, ended=phase,
+                    note="the route was restored as it was mid-rollout after this CanaryRollout ended: stable 100%")
+        try:
+            self._to_stable(spec.key, target, rec, reason=(f"the route was restored mid-rollout ({rec.weights}) after "
+                                                           f"this CanaryRollout ended {phase}: stable 100%"),
+                            log=log, now=self.clock.now(), expect=recorded)
+        except CanaryError:  # said (`rollback.retrying`, its page); the next tick reads the route again
+            return False
+        return True
 
     def _not_ready(self, obj: dict[str, Any], reason: str, message: str) -> bool:
         """The CR's Ready condition False with `reason` and `message` (for its current generation);
@@ -2251,6 +2284,18 @@ def _finished(obj: dict[str, Any]) -> bool:
     (`status.restartPending`): an edited spec starts again)."""
     st = obj.get("status") or {}
     return st.get("phase") in rl.TERMINAL and not st.get("restartPending") and _status_matches_spec(obj)
+
+
+def _of_route(obj: dict[str, Any], message: str) -> bool:
+    """Whether a Ready refusal's `message` is of this CR's route objects as the router's read names them
+    (`ns/name (virtualservices): ...`, `ns/name: spec.http has no route named ...`): its raw spec's
+    VirtualService or DestinationRule. A TargetError of the record (a hand edit, decision 148) or of a claim
+    names neither, and reading the route again would not re-check it."""
+    sp = obj.get("spec") if isinstance(obj.get("spec"), dict) else {}
+    ns = str((obj.get("metadata") or {}).get("namespace") or "")
+    vs = str(sp.get("virtualService") or sp.get("model") or "")
+    names = {vs, str(sp.get("destinationRule") or vs)} - {""}
+    return any(message.startswith((f"{ns}/{n}:", f"{ns}/{n} (")) for n in names)
 
 
 def _raw_target(obj: dict[str, Any], drove: tuple[str, str, str, str]) -> Target:
