@@ -162,7 +162,9 @@ class Policy(Strict):
             if steps[i] <= steps[i - 1]:
                 raise ValueError(f"steps[{i}]={steps[i]}: weights must increase strictly")
         if steps[-1] != 100:
-            raise ValueError("the last step must be 100 (full promotion)")
+            # the weights increase strictly within 1..100 (checked above), so the last is below 100: append it
+            raise ValueError(f"the last step must be 100 (the promotion), not {steps[-1]}: end the list with 100, "
+                             f"e.g. {[*steps, 100]}")
         if len(steps) < 2:
             raise ValueError("at least one step below 100 is needed: the canary is judged at each step below 100")
         return steps
@@ -319,7 +321,11 @@ def _message(err: Any) -> str:
     elif kind == "union_tag_not_found":
         msg = f"needs a `kind`: one of {', '.join(sorted(_KIND_TAGS))}"
     elif kind == "union_tag_invalid":
-        msg = f"kind {show(ctx.get('tag'))} is not one of {', '.join(sorted(_KIND_TAGS))}"
+        import difflib
+
+        near = difflib.get_close_matches(str(ctx.get("tag")), sorted(_KIND_TAGS), n=1, cutoff=0.6)
+        msg = (f"kind {show(ctx.get('tag'))} is not one of {', '.join(sorted(_KIND_TAGS))}"
+               + (f" (did you mean `{near[0]}`?)" if near else ""))
     elif kind == "literal_error":
         msg = f"must be {ctx.get('expected', 'one of the allowed values')}, not {_what(value)}"
     elif kind == "too_short" and ctx.get("min_length") == 1:

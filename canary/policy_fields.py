@@ -62,6 +62,21 @@ def label_name(name: str, *, allow_empty: bool = False) -> str:
     return name
 
 
+# a unit as people write it (and as other tools take it) -> Go's, for "'5min' is not a duration: did you mean '5m'?"
+_UNITS = {**dict.fromkeys(("ms", "msec", "msecs", "millisecond", "milliseconds"), "ms"),
+          **dict.fromkeys(("s", "sec", "secs", "second", "seconds"), "s"),
+          **dict.fromkeys(("m", "min", "mins", "minute", "minutes"), "m"),
+          **dict.fromkeys(("h", "hr", "hrs", "hour", "hours"), "h")}
+
+
+def _go_spelling(value: str) -> str:
+    """': did you mean '5m'?' for a number with a unit Go does not spell so ('5min', '10 min', '30sec',
+    '2 hours', '5M'), else ''."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]+)\s*", value)
+    unit = _UNITS.get(m.group(2).lower()) if m else None
+    return f": did you mean '{m.group(1)}{unit}'?" if m and unit else ""
+
+
 def parse_duration(value: Any) -> float:
     """A Go-style duration ('1m30s', '500ms', '2h', '90s') or a number of seconds (90, '90') -> seconds,
     a finite float > 0; ValueError quoting the bad value. The parse is durationpy's, the library the
@@ -71,7 +86,8 @@ def parse_duration(value: Any) -> float:
     try:
         if isinstance(value, str):
             if not _DURATION.fullmatch(value):
-                raise ValueError(f"{show(value)} is not a duration (use e.g. '500ms', '30s', '1m30s', '2h')")
+                raise ValueError(f"{show(value)} is not a duration{_go_spelling(value)} "
+                                 "(use e.g. '500ms', '30s', '1m30s', '2h')")
             if _SECONDS.fullmatch(value):
                 seconds = float(value)
             else:

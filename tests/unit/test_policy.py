@@ -143,3 +143,25 @@ def test_the_published_schema_refuses_a_bad_step_or_feature_as_the_loader_does(r
     good = with_(checks=[{**DRIFT, "features": ["a", "b"]}])
     parse_policy(good)
     assert not list(jsonschema.Draft202012Validator(schema).iter_errors(good))
+
+
+@pytest.mark.parametrize("raw,field,says", [
+    # decision 161: each said what was wrong, not what to write instead
+    (with_(steps=[5, 10, 25, 50]), "steps", "not 50: end the list with 100, e.g. [5, 10, 25, 50, 100]"),
+    (with_(checks=[{"name": "lat", "kind": "latancy", "max_ms": 250}]), "checks[0].kind", "(did you mean `latency`?)"),
+    (with_(analysis={"interval": "5min"}), "analysis.interval", "'5min' is not a duration: did you mean '5m'?"),
+    (with_(failure={"no_data_deadline": "10 min"}), "failure.no_data_deadline", "did you mean '10m'?"),
+    (with_(analysis={"look_every": "30secs"}), "analysis.look_every", "did you mean '30s'?"),
+    (with_(analysis={"interval": "2 hours"}), "analysis.interval", "did you mean '2h'?"),
+])
+def test_a_mistake_a_newcomer_makes_is_answered_with_what_to_write(raw: dict, field: str, says: str) -> None:
+    with pytest.raises(PolicyError) as err:
+        parse_policy(raw, file="p.yaml")
+    assert err.value.field == field and says in str(err.value), str(err.value)
+
+
+@pytest.mark.parametrize("value", ["1d", "5mm", "1y", "ten minutes", "1m30"])
+def test_no_guess_where_no_go_unit_is_meant(value: str) -> None:
+    with pytest.raises(ValueError) as err:
+        parse_duration(value)
+    assert "not a duration" in str(err.value) and "did you mean" not in str(err.value)
