@@ -154,6 +154,7 @@ def parse_exported(raw: Any, *, file: str = "<input>", base: Path | None = None)
                     and kinds[name] not in ("prediction_shift", "feature_drift")):
                 raise _bad(file, f"{field}.{arm}.requests", f"a {kinds[name]} check counts requests itself; "
                            "'requests' is for prediction_shift and feature_drift arms (rows are not requests)")
+            _lacking(entry[arm], kinds[name], file, f"{field}.{arm}")
             data = _arm(entry[arm], file, f"{field}.{arm}")
             want = _SHAPES.get(kinds[name])
             if want is not None and not isinstance(data, (want[0], Exception)):
@@ -300,6 +301,25 @@ _SHAPES: dict[str, tuple[type, str]] = {
     "error_rate": (Counts, "{events, total}"), "feature_missing": (Counts, "{events, total}"),
     "feature_drift": (FeatureCounts, "{numeric, categorical, missing}"), "custom": (Scalar, "{value[, n]}"),
 }
+
+
+# the keys an arm of each kind cannot do without (feature_drift's parts are each optional)
+_NEEDS: dict[str, frozenset[str]] = {
+    "latency": frozenset({"bounds", "counts"}), "prediction_shift": frozenset({"bounds", "counts"}),
+    "error_rate": frozenset({"events", "total"}), "feature_missing": frozenset({"events", "total"}),
+    "custom": frozenset({"value"}),
+}
+
+
+def _lacking(raw: Any, kind: str, file: str, field: str) -> None:
+    """An arm that has part of its kind's shape names the key it lacks: `{"events": 9}` for an error rate
+    said "must be {bounds, counts[, requests]} | {events, total} | ... got keys ['events']" (decision 161)."""
+    need = _NEEDS.get(kind)
+    if need is None or not isinstance(raw, dict) or "error" in raw or need <= set(raw):
+        return
+    lacking = ", ".join(repr(k) for k in sorted(need - set(raw)))
+    raise _bad(file, field, f"missing {lacking}: {kind} checks read {_SHAPES[kind][1]} (or {{error}}), "
+                            f"got keys {sorted(raw)}")
 
 
 def _features(raw: dict[str, Any], file: str, field: str) -> FeatureCounts:

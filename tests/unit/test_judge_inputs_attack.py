@@ -151,3 +151,22 @@ def test_a_custom_max_value_needs_no_stable_arm_in_the_input(stable) -> None:
     assert _judge({"policy": relative, "checks": {"c": entry}}) is Outcome.ERROR
     with pytest.raises(Exception, match=r"checks\.c\.canary: missing"):
         parse_exported({"policy": policy, "checks": {"c": {"stable": {"value": 1}}}})
+
+
+@pytest.mark.parametrize("check,arm,lacking", [
+    ({"name": "err", "kind": "error_rate", "max_increase_points": 1}, {"events": 9}, "'total'"),
+    (LATENCY, {"bounds": [100, "+Inf"]}, "'counts'"),
+    ({"name": "c", "kind": "custom", "query": "x{version=\"{version}\"}", "max_ratio": 2}, {"n": 5}, "'value'"),
+])
+def test_an_arm_short_of_its_kinds_shape_names_the_key_it_lacks(check: dict, arm: dict, lacking: str) -> None:
+    """A hand-made input without one key of its arm (decision 161): it listed every shape an arm can have
+    and the keys it got, leaving the reader to work out which one was meant and what was missing."""
+    from canary.errors import ConfigError
+
+    full = {"error_rate": {"events": 9, "total": 1000}, "latency": {"bounds": [100, "+Inf"], "counts": [9, 10]},
+            "custom": {"value": 1.0}}[check["kind"]]
+    raw = {"policy": {**POLICY, "checks": [check]}, "checks": {check["name"]: {"stable": full, "canary": arm}}}
+    with pytest.raises(ConfigError) as err:
+        parse_exported(raw, file="look.json")
+    said = str(err.value)
+    assert said.startswith(f"look.json: checks.{check['name']}.canary: missing {lacking}: {check['kind']} checks"), said
