@@ -139,7 +139,10 @@ def _oncall_router(kubeconfig: Optional[str], context: Optional[str]) -> Any:
 
     class OnCallRouter(IstioRouter):
         def inspect(self, target: Target) -> RouteStatus:
-            return self.inspect_any(target)
+            try:
+                return self.inspect_any(target)
+            except NotFound as exc:  # `status --destination-rule rec-modl` named no DestinationRule that is there
+                raise _named_what_is_there(exc, self, target) from None
 
         def in_progress(self, target: Target) -> bool:
             """Whether the VirtualService records a rollout in progress (readable, not ended)."""

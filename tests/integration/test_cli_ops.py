@@ -273,3 +273,17 @@ def test_promote_of_a_model_or_destination_rule_not_there_names_the_ones_there(c
     res = canary("promote", "rec-model", *common[:-1], "prod", kubeconfig=kc)
     assert res.returncode == 2 and "namespace 'prod' has no VirtualService: is -n right?" in res.stderr, res.stderr
     assert "annotations" not in api.get(GROUP, "virtualservices", "ml", "rec-model")["metadata"]  # nothing written
+
+
+def test_status_and_analyze_of_a_destination_rule_not_there_name_the_ones_there(cluster: Any) -> None:
+    """`canary status rec-model --destination-rule rec-modl` said only "ml/rec-modl (destinationrules): not found",
+    where promote names the namespace's DestinationRules and the flag (decision 147); status and analyze now say
+    it too (decision 161). Exit 2, nothing written."""
+    api, kc = cluster
+    for cmd in (["status", "rec-model"], ["analyze", "rec-model", "--policy", str(ROOT / "policies" / "default.yaml"),
+                                          "--prometheus-url", "http://127.0.0.1:9"]):
+        res = canary(*cmd, "-n", "ml", "--destination-rule", "rec-modl", kubeconfig=kc)
+        assert res.returncode == 2, res.stderr
+        assert "ml/rec-modl (destinationrules): not found" in res.stderr, res.stderr
+        assert "DestinationRules in 'ml': rec-model (--destination-rule DR)" in res.stderr, res.stderr
+    assert "annotations" not in api.get(GROUP, "virtualservices", "ml", "rec-model")["metadata"]  # nothing written
