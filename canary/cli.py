@@ -706,7 +706,9 @@ def sweep(namespace: Optional[str] = NamespaceOpt,
                                                   "(repeatable; also CANARY_SLACK_WEBHOOK_URLS)"),
           kubeconfig: Optional[str] = KubeconfigOpt, context: Optional[str] = ContextOpt,
           output: str = OutputOpt) -> None:
-    """End abandoned rollouts: a `canary promote` whose record stayed unchanged for 3 of its looks + 120 s
+    """End abandoned rollouts: stable 100% (or the promotion finished) where nobody drives them any more.
+
+    An abandoned rollout is a `canary promote` whose record stayed unchanged for 3 of its looks + 120 s
     (killed with SIGKILL and never run again: stable 100%, or its promotion finished if every step had
     passed), or a CanaryRollout that no longer exists. A promote's record is timed from one pass to the
     next by a mark on its VirtualService (modelcanary.dev/sweep-seen, the API server's clock), so run

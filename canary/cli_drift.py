@@ -66,8 +66,10 @@ def capture_cmd(
     kubeconfig: Optional[str] = opts.KubeconfigOpt,
     context: Optional[str] = opts.ContextOpt,
 ) -> None:
-    """Profile the training data of MODEL VERSION: per-feature histograms, category shares,
-    missing rates, the prediction distribution, row count, schema and the file's hash.
+    """Profile the training data (CSV or Parquet) of a model version, for drift checks.
+
+    The profile: per-feature histograms, category shares, missing rates, the prediction distribution,
+    row count, schema and the file's hash; written to MODEL-VERSION.profile.json unless -f names a file.
 
     Warns when a feature has 1,000 values or fewer: it may read drifted for good; capture more rows (docs/drift.md).
 
@@ -293,8 +295,10 @@ def watch_cmd(
     metrics_port: int = typer.Option(0, "--metrics-port", help="serve model_data_drift_* on 127.0.0.1:PORT (0: not served)"),
     output: str = opts.OutputOpt,
 ) -> None:
-    """Watch live feature distributions against their training profiles, continuously: alerts with
-    hysteresis, a quiet period after a version starts, and one retraining trigger per drift episode.
+    """Watch live feature distributions against their training profiles, continuously.
+
+    Alerts with hysteresis, a quiet period after a version starts, and one retraining trigger per drift
+    episode.
     With --once, -o prints each profile's evaluation (logs go to stderr either way).
 
     Example: canary drift watch --baseline rec-model-v2.profile.json --retrain-job job.yaml -n ml --state-file s.json

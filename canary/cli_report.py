@@ -46,8 +46,10 @@ def report_cmd(
     kubeconfig: Optional[str] = opts.KubeconfigOpt,
     context: Optional[str] = opts.ContextOpt,
 ) -> None:
-    """Render one rollout as an HTML page that opens with no network: weights over time, each
-    check's per-arm values against its limits, every look's verdict with its evidence, the gates.
+    """Render one rollout as an HTML page that opens with no network (or export its history).
+
+    The page: weights over time, each check's per-arm values against its limits, every look's verdict
+    with its evidence, the gates.
 
     Works for rollouts run by `canary promote` and by the controller (`--rollout NAME`).
 

@@ -88,3 +88,22 @@ def test_dash_h_is_help_as_kubectl_takes_it(args: list[str]) -> None:
     out = subprocess.run([*CANARY, *args, "-h"], cwd=ROOT, capture_output=True, text=True, timeout=120,
                          env={**os.environ, "COLUMNS": "200", "NO_COLOR": "1", "TERM": "dumb"})
     assert out.returncode == 0 and out.stdout == _help(args), out.stderr
+
+
+def test_every_command_is_summed_up_in_one_line_in_its_groups_help() -> None:
+    """`canary --help` lists each command with its help's first paragraph (decision 161): `sweep`'s was its whole
+    575-character description, broken where the source's lines broke, `report`'s, `baseline capture`'s and
+    `drift watch`'s two or three such lines; a newcomer's first page was a wall of text."""
+    import typer.main
+
+    from canary.cli import app
+
+    def walk(cmd: object, path: list[str]) -> list[tuple[str, str]]:
+        out = []
+        for name, sub in sorted(getattr(cmd, "commands", {}).items()):
+            first = (sub.short_help or sub.help or "").strip().split("\n\n")[0]
+            out += [(" ".join([*path, name]), first), *walk(sub, [*path, name])]
+        return out
+
+    long = [(name, first) for name, first in walk(typer.main.get_command(app), []) if "\n" in first or len(first) > 120]
+    assert not long, long
