@@ -176,3 +176,69 @@ def test_no_shell_example_breaks_its_line_continuation_with_a_comment() -> None:
             if re.search(r"\\\s+#", line):
                 broken.append(f"{path.relative_to(ROOT)}:{n}: {line.strip()}")
     assert not broken, broken
+
+
+def _commands_in(text: str) -> list[str]:
+    """Every `canary ...` command line the page shows: code spans, and code blocks' lines with their `\\`
+    continuations joined (`.venv/bin/canary`, `exec canary`, `kubectl canary` too), cut at a `#` comment."""
+    blocks = re.findall(r"```[a-z]*\n(.*?)```", text, re.S)
+    lines = [line for b in blocks for line in re.sub(r"\\\n", " ", b).splitlines()]
+    spans = re.findall(r"(?<!`)`([^`\n]+)`(?!`)", re.sub(r"```.*?```", "", text, flags=re.S))
+    found = []
+    for line in [*lines, *spans]:
+        m = re.search(r"(?:^|[\s(/])canary ((?:--?[a-z]|[a-z]).*)", line)
+        if m:
+            found.append(m.group(1).split(" #")[0].replace("\\|", "|"))
+    return found
+
+
+def test_every_canary_command_the_docs_show_names_a_command_and_options_it_has() -> None:
+    """README and docs/ (not decisions.md, the record of what was): a newcomer pastes these (decision 161). Each
+    `canary WORDS... --flags` must name a command path the CLI has and only options of that command (help's
+    -h/--help included); a span that names no command (`canary v2 has no Ready pod ...`, a message quoted) or
+    several at once (`canary pause/resume/rollback`) is prose."""
+    import typer.main
+
+    root = typer.main.get_command(app)
+    wrong, checked = [], 0
+    for path in [ROOT / "README.md", *sorted(p for p in (ROOT / "docs").glob("*.md") if p.name != "decisions.md")]:
+        for cmd in _commands_in(path.read_text()):
+            words, node, named = cmd.split(), root, []
+            while getattr(node, "commands", None) and words and words[0] in node.commands:  # type: ignore[attr-defined]
+                node = node.commands[words[0]]  # type: ignore[attr-defined]
+                named.append(words.pop(0))
+            if not named and not (words and words[0].startswith("-")):
+                continue  # prose: no command named
+            if getattr(node, "commands", None) and words and not words[0].startswith("-"):
+                wrong.append(f"{path.name}: `canary {cmd}`: no command {' '.join([*named, words[0]])!r}")
+                continue
+            has = {"-h", "--help"} | {o for p in node.params for o in (*p.opts, *p.secondary_opts)}
+            flags = re.findall(r"(?<![\w-])(--?[a-zA-Z][-a-zA-Z0-9]*)", re.split(r"\|\s*(?=[a-z])", " ".join(words))[0])
+            wrong += [f"{path.name}: `canary {cmd}`: {' '.join(named) or 'canary'} has no {f}" for f in flags
+                      if f not in has]
+            checked += 1
+    assert not wrong, wrong
+    assert checked >= 40  # not vacuous: the README alone shows dozens
+
+
+def test_every_option_of_every_command_is_named_in_the_readme_or_docs() -> None:
+    """`--help` lists them; the README's table and docs/ say what each is for (decision 161): `baseline capture
+    --output-file` (where the profile goes) and `controller run --lease-namespace`, `--retry-period` and
+    `--identity` were named nowhere. A short form (`-A`) counts."""
+    import typer.main
+
+    pages = [ROOT / "README.md", *sorted(p for p in (ROOT / "docs").glob("*.md") if p.name != "decisions.md")]
+    text = "".join(p.read_text() for p in pages)
+
+    def named(opt: str) -> bool:
+        return re.search(re.escape(opt) + r"(?![-\w])", text) is not None
+
+    def walk(cmd: object, path: list[str]) -> list[str]:
+        subs = getattr(cmd, "commands", None)
+        if subs:
+            return [x for name, sub in sorted(subs.items()) for x in walk(sub, [*path, name])]
+        return [f"{' '.join(path)} {p.opts[0]}" for p in cmd.params  # type: ignore[attr-defined]
+                if p.opts[0].startswith("-") and not any(named(o) for o in (*p.opts, *p.secondary_opts))]
+
+    missing = walk(typer.main.get_command(app), [])
+    assert not missing, f"options no page names: {missing}"
