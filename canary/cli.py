@@ -153,7 +153,8 @@ def _oncall_router(kubeconfig: Optional[str], context: Optional[str]) -> Any:
             try:
                 vs = self._get(VS_PLURAL, target.namespace, target.virtual_service)
             except NotFound as exc:
-                raise NotFound(f"{exc}{self._which(target.namespace)}", what=exc.what) from exc
+                raise NotFound(f"{exc}{self._which(target.namespace, target.virtual_service)}",
+                               what=exc.what) from exc
             recorded = _recorded(patch.read_state(vs))
             if recorded is not None and recorded.destination_rule and not recorded.terminal \
                     and not target.destination_rule:  # the DestinationRule the rollout in progress drives
@@ -171,15 +172,17 @@ def _oncall_router(kubeconfig: Optional[str], context: Optional[str]) -> Any:
                 dr = {}
             return replace(target, route=patch.route_for(vs, dr, recorded=recorded.weights if recorded else None))
 
-        def _which(self, namespace: str) -> str:
-            return _which(self, VS_PLURAL, namespace)
+        def _which(self, namespace: str, name: str = "") -> str:
+            return _which(self, VS_PLURAL, namespace, name)
 
     return OnCallRouter(api_client(kubeconfig=kubeconfig, context=context))
 
 
-def _which(router: Any, plural: str, namespace: str) -> str:
+def _which(router: Any, plural: str, namespace: str, name: str = "") -> str:
     """The VirtualServices (or DestinationRules) `namespace` holds, for a name that is none of them (a typo,
-    the wrong -n): one LIST, best effort ("" when it cannot be read)."""
+    the wrong -n): one LIST, best effort ("" when it cannot be read); then the one closest to `name`, as
+    "did you mean": among more than ten the list is cut (decision 161)."""
+    import difflib
     from canary.routing.istio import VS_PLURAL
 
     kind, flag = (("VirtualService", "a model not named as its VirtualService: --virtual-service VS")
@@ -191,7 +194,9 @@ def _which(router: Any, plural: str, namespace: str) -> str:
     if not names:
         return f"; namespace {namespace!r} has no {kind}: is -n right?"
     shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
-    return f"; {kind}s in {namespace!r}: {shown} ({flag})"
+    near = difflib.get_close_matches(name, names, n=1, cutoff=0.75) if name else []
+    guess = f"; did you mean {near[0]!r}?" if near else ""
+    return f"; {kind}s in {namespace!r}: {shown} ({flag}){guess}"
 
 
 def _named_what_is_there(exc: NotFound, router: Any, target: Target) -> NotFound:
@@ -202,7 +207,7 @@ def _named_what_is_there(exc: NotFound, router: Any, target: Target) -> NotFound
 
     for plural, name in ((VS_PLURAL, target.virtual_service), (DR_PLURAL, target.dr_name)):
         if exc.what == f"{target.namespace}/{name} ({plural})":  # as the router named what it read
-            return NotFound(f"{exc}{_which(router, plural, target.namespace)}", what=exc.what)
+            return NotFound(f"{exc}{_which(router, plural, target.namespace, name)}", what=exc.what)
     return exc
 
 

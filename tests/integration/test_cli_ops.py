@@ -278,12 +278,16 @@ def test_promote_of_a_model_or_destination_rule_not_there_names_the_ones_there(c
 def test_status_and_analyze_of_a_destination_rule_not_there_name_the_ones_there(cluster: Any) -> None:
     """`canary status rec-model --destination-rule rec-modl` said only "ml/rec-modl (destinationrules): not found",
     where promote names the namespace's DestinationRules and the flag (decision 147); status and analyze now say
-    it too (decision 161). Exit 2, nothing written."""
+    it too, and every such message the name closest to the one given (decision 161). Exit 2, nothing written."""
     api, kc = cluster
     for cmd in (["status", "rec-model"], ["analyze", "rec-model", "--policy", str(ROOT / "policies" / "default.yaml"),
                                           "--prometheus-url", "http://127.0.0.1:9"]):
         res = canary(*cmd, "-n", "ml", "--destination-rule", "rec-modl", kubeconfig=kc)
         assert res.returncode == 2, res.stderr
         assert "ml/rec-modl (destinationrules): not found" in res.stderr, res.stderr
-        assert "DestinationRules in 'ml': rec-model (--destination-rule DR)" in res.stderr, res.stderr
+        assert "DestinationRules in 'ml': rec-model (--destination-rule DR); did you mean 'rec-model'?" in res.stderr
+    res = canary("status", "rec-modl", "-n", "ml", kubeconfig=kc)  # the close name last: a list of 10 may cut it
+    assert res.returncode == 2 and "--virtual-service VS); did you mean 'rec-model'?" in res.stderr, res.stderr
+    res = canary("status", "ranker", "-n", "ml", kubeconfig=kc)
+    assert res.returncode == 2 and "did you mean" not in res.stderr, res.stderr
     assert "annotations" not in api.get(GROUP, "virtualservices", "ml", "rec-model")["metadata"]  # nothing written
