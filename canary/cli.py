@@ -860,7 +860,8 @@ def status(model: str = ModelArg, namespace: Optional[str] = NamespaceOpt, virtu
     """Weights (as written and as Istio splits them), step, phase and the last verdict with its evidence.
 
     With --watch, exits by phase like `kubectl argo rollouts status`: 0 promoted, 1 rolled back,
-    3 aborted, 4 still running when --timeout ran out (2 bad input). Without --watch: 0.
+    3 aborted, 4 still running when --timeout ran out (2 bad input). With no rollout recorded yet (a
+    CanaryRollout just applied) it waits for one to end. Without --watch: 0.
 
     Example: canary status rec-model -n ml --watch --timeout 15m
 
@@ -879,6 +880,7 @@ def status(model: str = ModelArg, namespace: Optional[str] = NamespaceOpt, virtu
         ns = opts.namespace(namespace, kubeconfig, context)
         router = _oncall_router(kubeconfig, context)
         target = router.resolve(_target(model, ns, virtual_service, destination_rule, route=route))
+        said_waiting = False
         while True:
             st = router.inspect(target)
             unreadable = ""
@@ -923,12 +925,20 @@ def status(model: str = ModelArg, namespace: Optional[str] = NamespaceOpt, virtu
                        **({"unreadable_state": unreadable} if unreadable else {}),
                        **({"route_disagrees": disagrees} if disagrees else {}),
                        **({"recorded_elsewhere": elsewhere} if elsewhere else {})}, output, text, stream=watch)
-            if not watch or state is None:
+            if not watch:
                 return 0
-            if state.terminal:
+            if state is not None and state.terminal:
                 return WATCH_EXIT[state.phase]
+            # no rollout recorded (yet: a CanaryRollout just applied, a promote starting) is no promotion: exit 0
+            # said "promoted" to a pipeline's `status -w` (decision 161); it waits for one to end, as for a running one
+            now = (f"the rollout is {state.phase}" if state is not None else "its record is unreadable" if unreadable
+                   else f"no rollout is recorded on {ns}/{target.virtual_service}")
+            if state is None and not said_waiting:
+                said_waiting = True
+                typer.echo(f"{now} yet: watching until one ends" + ("" if deadline is not None else
+                                                                     " (--timeout D gives up, exit 4)"), err=True)
             if deadline is not None and time.monotonic() >= deadline:
-                typer.echo(f"timed out after {timeout:g}s: the rollout is {state.phase}", err=True)
+                typer.echo(f"timed out after {timeout:g}s: {now}", err=True)
                 return EXIT_WATCH_TIMEOUT
             time.sleep(2 if deadline is None else max(0.0, min(2.0, deadline - time.monotonic())))
 

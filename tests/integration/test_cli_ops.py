@@ -138,8 +138,14 @@ def test_on_call_commands_take_route_and_any_weights(cluster: Any) -> None:
 
 def test_status_watch_exits_by_phase_and_times_out(cluster: Any) -> None:
     """Issue 11, as `kubectl argo rollouts status`: --watch ends with the phase's exit code, and
-    --timeout gives up on a rollout still running (exit 4) instead of polling forever."""
+    --timeout gives up on a rollout still running (exit 4) instead of polling forever. With no rollout
+    recorded yet it waits too: it exited 0 at once, "promoted" to a pipeline that watched a CanaryRollout
+    it had just applied (decision 161)."""
     api, kc = cluster
+    res = canary("status", "rec-model", "-n", "ml", "--watch", "--timeout", "1s", "-o", "json", kubeconfig=kc)
+    assert res.returncode == 4, res.stderr
+    assert "timed out after 1s: no rollout is recorded on ml/rec-model" in res.stderr
+    assert json.loads(res.stdout.splitlines()[0])["rollout"] is None
     in_progress(kc)
     res = canary("status", "rec-model", "-n", "ml", "--watch", "--timeout", "1s", "-o", "json", kubeconfig=kc)
     assert res.returncode == 4 and "timed out after 1s: the rollout is progressing" in res.stderr
