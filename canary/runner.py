@@ -1165,9 +1165,9 @@ def route_refusal(target: Target, recorded: rl.RolloutState, routes: int) -> str
             f"{recorded.weights}) drives {drives}, and this promote asks {asked}; nothing was written: {how}")
 
 
-def prometheus_time(metrics: Any) -> float | None:
-    """Prometheus's own `time()` (Unix seconds), asked within 2 s; None when `metrics` cannot ask (no `ask`),
-    or Prometheus does not answer it in time or answers no finite number. Raises what is no CanaryError."""
+def prometheus_time(metrics: Any, *, within_s: float = 2.0) -> float | None:
+    """Prometheus's own `time()` (Unix seconds), asked within `within_s` (2 s); None when `metrics` cannot ask (no
+    `ask`), or Prometheus does not answer it in time or answers no finite number. Raises what is no CanaryError."""
     ask = getattr(metrics, "ask", None)
     if ask is None:
         return None
@@ -1175,7 +1175,7 @@ def prometheus_time(metrics: Any) -> float | None:
 
     try:
         now = evaluated_at(ask("time()", check="clock", arm="", at=None, who="clock", strict=False,
-                               deadline=time.monotonic() + 2.0))
+                               deadline=time.monotonic() + within_s))
     except CanaryError:
         return None
     return now if now is not None and math.isfinite(now) else None

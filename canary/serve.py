@@ -123,6 +123,8 @@ class Service:
         if clock is None:  # Prometheus's clock when it answers, then advanced by the monotonic one (decisions 143 c, 145)
             clock = prometheus_clock(metrics, log=self.log)
         self.policies, self.metrics, self.store, self.clock, self.gates = policies, metrics, store, clock, gates
+        late = getattr(clock, "__self__", None)  # a clock still waiting for Prometheus's time: settled by each look
+        self._late: _LateAnchor | None = late if isinstance(late, _LateAnchor) else None
         self.answer_within_s, self.auth = answer_within_s, auth
         self.gate_runs = GateRuns(clock)
         self._ignored: set[tuple[str, ...]] = set()  # Flagger payload fields ignored and said (serve.fields_ignored)
@@ -208,6 +210,8 @@ class Service:
     def _look(self, ask: Ask, *, hook: str, deadline: float) -> Reply:
         named = self._policy(ask)
         policy = named.policy
+        if self._late is not None:  # Prometheus's clock before this look's: never a window judged on the host's
+            self._late.settle(deadline)
         with self.store.lock(ask.key, ask.revision, timeout=_left(deadline)):
             s = self._session(ask, named, create=True)
             assert s is not None
@@ -550,32 +554,64 @@ def prometheus_clock(metrics: Any, *, log: Any) -> Callable[[], float]:
 
 
 class _LateAnchor(SystemClock):
-    """The host's clock until Prometheus first answers `time()`, asked on a thread of its own every
-    `REANCHOR_EVERY_S` (decision 154). Then, if the host was ahead by more than `SKEW_WARN_S`, the clock moves
-    back to Prometheus's (`clock.skew`): ahead, every look was asked in Prometheus's future, "no series", and a
-    good canary failed at the deadline, for the life of the process. A host behind is kept (said once): the
-    looks lag by that much but stay consistent, where a jump forward would stretch every open window back over
-    data the window before it had judged."""
+    """The host's clock until Prometheus first answers `time()` (decision 154), asked by every look before it reads
+    the clock (`settle`) and, between calls, on a thread of its own every `REANCHOR_EVERY_S`. Then, if the host was
+    ahead by more than `SKEW_WARN_S`, the clock moves back to Prometheus's (`clock.skew`): ahead, every look was
+    asked in Prometheus's future, "no series", and a good canary failed at the deadline, for the life of the process.
+    A host behind is kept (said once): the looks lag by that much but stay consistent, where a jump forward would
+    stretch every open window back over data the window before it had judged.
+
+    Why every look asks first (decision 159): with the thread alone, the looks of the up to 30 s between Prometheus
+    coming up and the thread's next ask were judged on the host's clock. A host D seconds ahead measured a window's
+    last D seconds in Prometheus's future, where there is no data yet, and counted them as covered: after a restart
+    with the sidecar not ready, a window opened by the last process passed at `interval` on `interval - D` seconds
+    of traffic (50 s of a 600 s interval), or failed at its deadline on "no series"."""
 
     def __init__(self, metrics: Any, *, log: Any) -> None:
         super().__init__()
         self._base = (self._wall0, self._mono0)
         self._metrics, self._log = metrics, log
+        self.anchored = False  # Prometheus answered: the clock is settled for the life of the process
+        self._asking = threading.Lock()  # one `time()` in flight: a look's and the thread's never both move it
         threading.Thread(target=self._ask, name="canary-serve-clock", daemon=True).start()
 
     def now(self) -> float:
         wall0, mono0 = self._base  # one read: an anchor moved between two reads would mix them
         return wall0 + (time.monotonic() - mono0)
 
+    def settle(self, deadline: float) -> bool:
+        """Ask Prometheus's `time()` now unless it already answered, within 2 s and `deadline` (time.monotonic()):
+        whether the clock is Prometheus's. Not answered, the look goes on with the host's clock, as before; its
+        queries are then most likely unanswered too ("could not measure")."""
+        if self.anchored:
+            return True
+        if not self._asking.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            return self.anchored
+        try:
+            if not self.anchored:
+                self._try(within_s=min(2.0, deadline - time.monotonic()))
+        finally:
+            self._asking.release()
+        return self.anchored
+
     def _ask(self) -> None:
-        while True:
-            try:
-                theirs = prometheus_time(self._metrics)
-            except Exception:  # noqa: BLE001 - asked again later
-                theirs = None
-            if theirs is not None:
-                break
-            time.sleep(REANCHOR_EVERY_S)
+        while not self.anchored:
+            with self._asking:
+                if not self.anchored:
+                    self._try(within_s=2.0)
+            if not self.anchored:
+                time.sleep(REANCHOR_EVERY_S)
+
+    def _try(self, *, within_s: float) -> None:
+        """One `time()` asked (under `_asking`); the clock anchored when Prometheus answers."""
+        if within_s <= 0:
+            return
+        try:
+            theirs = prometheus_time(self._metrics, within_s=within_s)
+        except Exception:  # noqa: BLE001 - asked again later
+            theirs = None
+        if theirs is None:
+            return
         offset = theirs - self.now()
         if offset < -SKEW_WARN_S:
             self._base = (theirs, time.monotonic())
@@ -586,3 +622,4 @@ class _LateAnchor(SystemClock):
             self._log.warning("clock.skew", prometheus_minus_local_s=round(offset, 3),
                               note="Prometheus answered after start-up: this host is behind, kept (its looks lag "
                                    "by that much); run NTP")
+        self.anchored = True
