@@ -69,6 +69,13 @@ def serve(
     logs.configure(fmt=log_format)
     log = logs.get(component="serve")
 
+    # SIGTERM/SIGINT from the first moment: start-up asks Prometheus's time (up to 2 s) and prunes the state
+    # directory, and a rolling restart's SIGTERM there killed the process with the signal's default (exit 143,
+    # no `serve.stopped`), where the README promises exit 0 (decision 159)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+
     def go() -> int:
         from canary.serve import Service, load_policies
         from canary.serve_auth import TokenFile, is_loopback
@@ -117,12 +124,10 @@ def serve(
                                          auth=auth), host=host, port=port, tls=tls)
         except OSError as exc:
             raise cli.ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-        stop = threading.Event()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda *_: stop.set())
         log.info("serve.started", policies=sorted(policies), state_dir=str(state_dir), pruned=pruned,
                  auth="token" if auth else "none", max_revisions=max_revisions, tls=tls is not None)
-        server.start()
+        if not stop.is_set():  # stopped while starting: nothing served, the port closed, exit 0
+            server.start()
         try:
             # a bounded wait: the kernel may hand SIGTERM to a server thread, and a main thread
             # blocked in an unbounded wait would never run the Python handler (a stop that hung)

@@ -9,23 +9,31 @@ outcomes asserted: what the caller got, the exit status, what the state director
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import threading
 import time
 import urllib.parse
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
 import structlog.testing
 
+from canary import logs
 from canary import serve as serve_module
 from canary.metrics.prometheus import PrometheusProvider
 from canary.policy import parse_policy
 from canary.sandbox.promserver import PromServer, history_window, openmetrics
 from canary.serve import NamedPolicy, Service
+from canary.serve_session import new_session
 from canary.serve_store import SessionStore
 from tests.integration.test_serve import POLICY, Clock, _model
 from tests.support.blackhole import BlackholeProxy
+from tests.support.refused import refused_port
 
 pytestmark = pytest.mark.integration
 
@@ -99,3 +107,49 @@ def test_a_look_after_prometheus_came_up_is_judged_on_its_clock_not_the_hosts(
     (skew,) = [e for e in lines if e["event"] == "clock.skew"]
     assert skew["prometheus_minus_local_s"] < -100, skew
     assert abs(restarted.clock() - real()) < 5, "the service's clock is Prometheus's from this look on"
+
+
+# ---- (d) SIGTERM: during start-up, twice, and a call that arrives while the service drains ---------------
+
+# `canary serve` with its Prometheus-time query (start-up's first thing that waits) sending the process a
+# SIGTERM: the signal lands at that point of start-up and nowhere else, whatever the machine's load
+_SIGTERM_IN_START_UP = """
+import os, signal, sys
+import canary.serve as serve
+asked = serve.prometheus_time
+def ask(metrics, **kw):
+    os.kill(os.getpid(), signal.SIGTERM)
+    return asked(metrics, **kw)
+serve.prometheus_time = ask
+from canary.cli import app
+sys.argv = ["canary", *sys.argv[1:]]
+app()
+"""
+
+
+def _serve_args(tmp_path: Path, prometheus_url: str, *extra: str) -> list[str]:
+    policy = tmp_path / "ml.yaml"
+    policy.write_text(json.dumps(POLICY))
+    return ["serve", "--policy", str(policy), "--state-dir", str(tmp_path / "s"), "--port", "0",
+            "--prometheus-url", prometheus_url, "--log-format", "json", *extra]
+
+
+def test_sigterm_during_start_up_exits_0_serving_nothing_and_leaves_the_state_as_it_was(tmp_path: Path) -> None:
+    """A rolling restart's SIGTERM while `canary serve` was still starting (asking Prometheus's time, up to
+    2 s, pruning the state directory) killed it with the signal's default: exit 143 and no `serve.stopped`,
+    where the README promises exit 0 on SIGTERM. The handlers are now the first thing set."""
+    store = SessionStore(tmp_path / "s")
+    left = new_session(key="argo/ml/good", revision="v2", policy="ml", model="good", namespace="ml",
+                       stable_version="v1", canary_version="v2", now=time.time())
+    store.save(replace(left, looks=3, failed_looks=1, reason="failed look 1 of 2"))
+    before = {p.name: p.read_bytes() for p in (tmp_path / "s").glob("*.json")}
+    proc = subprocess.run([sys.executable, "-c", _SIGTERM_IN_START_UP,
+                           *_serve_args(tmp_path, f"http://127.0.0.1:{refused_port()}")],
+                          capture_output=True, timeout=120, env={**os.environ, "NO_COLOR": "1"})
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]  # was -15: killed by the signal
+    events = logs.parse_json_lines(proc.stderr.decode())
+    assert not [e for e in events if e["event"] == "serve.listening"], "stopped before serving"
+    (stopped,) = [e for e in events if e["event"] == "serve.stopped"]
+    assert (stopped["in_flight"], stopped["cut"]) == (0, 0)
+    assert {p.name: p.read_bytes() for p in (tmp_path / "s").glob("*.json")} == before  # nothing lost, nothing half
+    assert store.load("argo/ml/good", "v2") == replace(left, looks=3, failed_looks=1, reason="failed look 1 of 2")
