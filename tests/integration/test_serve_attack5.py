@@ -9,8 +9,11 @@ outcomes asserted: what the caller got, the exit status, what the state director
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -29,9 +32,10 @@ from canary.metrics.prometheus import PrometheusProvider
 from canary.policy import parse_policy
 from canary.sandbox.promserver import PromServer, history_window, openmetrics
 from canary.serve import NamedPolicy, Service
+from canary.serve_http import ServeServer
 from canary.serve_session import new_session
 from canary.serve_store import SessionStore
-from tests.integration.test_serve import POLICY, Clock, _model
+from tests.integration.test_serve import POLICY, Clock, _event, _model, call, prom  # noqa: F401 - prom
 from tests.support.blackhole import BlackholeProxy
 from tests.support.refused import refused_port
 
@@ -153,3 +157,114 @@ def test_sigterm_during_start_up_exits_0_serving_nothing_and_leaves_the_state_as
     assert (stopped["in_flight"], stopped["cut"]) == (0, 0)
     assert {p.name: p.read_bytes() for p in (tmp_path / "s").glob("*.json")} == before  # nothing lost, nothing half
     assert store.load("argo/ml/good", "v2") == replace(left, looks=3, failed_looks=1, reason="failed look 1 of 2")
+
+
+def _argo_query(model: str = "good") -> str:
+    return urllib.parse.urlencode({"namespace": "ml", "rollout": model, "model": model, "stableVersion": "v1",
+                                   "canaryVersion": "v2"})
+
+
+def test_sigterm_twice_during_a_look_answers_it_and_a_restarted_serve_goes_on_with_its_session(
+        prom: Any, tmp_path: Path) -> None:
+    """A rolling restart sends SIGTERM, and an impatient operator (or a second `kubectl delete`) another, while
+    a look waits on a Prometheus that stopped answering. The second changes nothing: the look in flight is
+    answered (503, could not measure: Argo's Error, never a pass), the process exits 0 with one `serve.stopped`,
+    the session is whole on disk, and the next process goes on with it: the same window, the look after."""
+    hole = BlackholeProxy("127.0.0.1", int(prom[0].url.rsplit(":", 1)[1])).start()
+    proc = subprocess.Popen([str(Path(sys.executable).with_name("canary")),
+                             *_serve_args(tmp_path, hole.url, "--answer-within", "4s")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "NO_COLOR": "1"})
+    try:
+        url = _event(proc, "serve.listening")["url"]
+        first = call(f"{url}/api/v1/argo/measure?{_argo_query()}")
+        assert first[0] == 200 and first[1]["result"]["verdict"] == "inconclusive", first
+        hole.blackhole = True  # Prometheus stops answering: the next look waits on it
+        got: dict[str, Any] = {}
+
+        def ask() -> None:
+            try:
+                got["answer"] = call(f"{url}/api/v1/argo/measure?{_argo_query()}")
+            except Exception as exc:  # noqa: BLE001 - what the caller saw, asserted below
+                got["answer"] = repr(exc)
+
+        caller = threading.Thread(target=ask)
+        caller.start()
+        assert hole.holding.wait(60), "the look's queries reached Prometheus"
+        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(signal.SIGTERM)
+        caller.join(120)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        hole.stop()
+    assert proc.returncode == 0
+    code, doc = got["answer"]  # a reset was a str here
+    assert code == 503 and doc["result"]["verdict"] == "inconclusive" and doc["result"]["look"] == 2, doc
+    events = logs.parse_json_lines(err.decode())
+    (stopped,) = [e for e in events if e["event"] == "serve.stopped"]
+    assert (stopped["in_flight"], stopped["cut"]) == (1, 0), stopped
+    state = tmp_path / "s"
+    assert not list(state.glob(".tmp-*")), "a write left half done"
+    kept = SessionStore(state).load("argo/ml/good", "v2")
+    assert kept is not None and (kept.looks, kept.window, kept.windows_closed) == (2, 0, 0), kept
+    # the next process (Prometheus answering again), 60 s into the window: the same session's third look passes
+    clock = Clock(kept.window_started_at + 60)
+    named = {"ml": NamedPolicy("ml", parse_policy(POLICY), tmp_path)}
+    after = ServeServer(Service(policies=named, store=SessionStore(state), clock=clock,
+                                metrics=PrometheusProvider(prom[0].url, retries=1, budget_s=2.0, backoff_s=0.05)))
+    after.start()
+    try:
+        code, doc = call(f"{after.url}/api/v1/argo/measure?{_argo_query()}")
+    finally:
+        after.stop()
+    r = doc["result"]
+    assert code == 200 and (r["verdict"], r["look"], r["window"], r["window_s"]) == ("pass", 3, 0, 60), r
+
+
+def test_a_call_read_while_the_service_drains_is_a_503_that_closes_and_records_nothing(
+        prom: Any, tmp_path: Path) -> None:
+    """While the service drains (SIGTERM: the listener closed, a look still waiting on Prometheus), a request
+    that comes on a connection kept alive from an earlier call is read and answered 503 "stopping" with
+    `Connection: close`, never judged: Argo reads an Error and asks again, of the next process; a new
+    connection is refused. Only the look in flight is recorded."""
+    hole = BlackholeProxy("127.0.0.1", int(prom[0].url.rsplit(":", 1)[1])).start()
+    clock = Clock(prom[1])
+    named = {"ml": NamedPolicy("ml", parse_policy(POLICY), tmp_path)}
+    server = ServeServer(Service(policies=named, store=SessionStore(tmp_path / "s"), clock=clock, answer_within_s=3.0,
+                                 metrics=PrometheusProvider(hole.url, retries=1, budget_s=2.0, backoff_s=0.05)))
+    server.start()
+    kept = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+    stopper = threading.Thread(target=server.stop)
+    try:
+        kept.request("GET", "/healthz")
+        reply = kept.getresponse()
+        assert reply.status == 200 and reply.getheader("Connection") != "close"
+        reply.read()
+        hole.blackhole = True
+        got: dict[str, Any] = {}
+        caller = threading.Thread(target=lambda: got.update(
+            answer=call(f"{server.url}/api/v1/argo/measure?{_argo_query()}")))
+        caller.start()
+        assert hole.holding.wait(60), "the look's queries reached Prometheus"
+        stopper.start()  # SIGTERM's `ServeServer.stop`, on its own thread
+        deadline = time.monotonic() + 60
+        while not server.calls.draining and time.monotonic() < deadline:
+            time.sleep(0.01)  # a state waited for, not a time: draining comes after the listener closed
+        assert server.calls.draining
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        kept.request("GET", f"/api/v1/argo/measure?{_argo_query()}")
+        late = kept.getresponse()
+        body = json.loads(late.read())
+        assert late.status == 503 and "stopping" in body["error"] and late.getheader("Connection") == "close", body
+        caller.join(120)
+        stopper.join(120)
+    finally:
+        kept.close()
+        hole.stop()
+    assert got["answer"][0] == 503, got
+    assert server.stopped == (1, 0)
+    s = SessionStore(tmp_path / "s").load("argo/ml/good", "v2")
+    assert s is not None and s.looks == 1, s
