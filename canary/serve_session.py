@@ -240,7 +240,10 @@ def record_look(s: Session, verdict: Verdict, *, canary_requests: float, now: fl
 
     The session's `verdict` and `reason` are the answer. Same rules as rollout.py's looks: a
     look with the same canary requests as the last one cannot add a failure, one with fewer
-    cannot pass and does not replace the window's evidence; failures must be consecutive.
+    cannot pass and does not replace the window's evidence; failures must be consecutive, and a look
+    that could not measure some check (ERROR: its query refused, timed out, no series) neither adds
+    one nor ends the run: with its reset, a failing check whose query timed out every other look (a
+    loaded Prometheus) was "failed look 1 of 2" for ever, and each deadline held the window.
 
     A look at the window's deadline that could not ask Prometheus for some check (`unavailable`:
     refused, timed out, past `--answer-within`), or for the canary requests (`counted` False), is no
@@ -278,7 +281,7 @@ def record_look(s: Session, verdict: Verdict, *, canary_requests: float, now: fl
                            reason=f"{failed} consecutive failed looks: {j.reason()}"), j
         return replace(s, failed_looks=failed, verdict=INCONCLUSIVE,
                        reason=f"failed look {failed} of {fail.max_failed_looks}: {j.reason()}"), j
-    if not stale:
+    if not stale and j.outcome is not Outcome.ERROR:  # "could not measure" shows no failure ended (decision 159)
         s = replace(s, failed_looks=0)
     if elapsed >= a.interval and j.outcome is Outcome.PASS and n >= pass_floor(a.min_canary_requests):
         return replace(s, verdict=PASS, advanced_at=now, reason=f"all checks shown within their limits: {j.reason()}"), j

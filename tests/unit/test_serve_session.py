@@ -237,3 +237,23 @@ def test_one_process_per_state_directory(tmp_path: Path) -> None:
     second.hold()  # released (a process that ends releases it too): the next one starts
     second.release()
     assert not list(tmp_path.glob("*.json"))  # the lock is no session: prune and load never see it
+
+
+def test_a_look_that_could_not_measure_neither_adds_a_failed_look_nor_ends_the_run() -> None:
+    """Decision 159: a bad canary (10% errors) whose error-rate query timed out every other look (a loaded
+    Prometheus, answering past --answer-within one time in two) was never failed: each unmeasured look (ERROR)
+    reset the failed looks in a row, so every look was "failed look 1 of 2", and each window's deadline, met
+    by an unmeasured look, held the window and began again. Exposed for as long as the caller kept asking."""
+    two = parse_policy({**RAW, "checks": [*RAW["checks"],
+                                          {"name": "errors-2", "kind": "error_rate", "max_increase_points": 2}]})
+    s = fresh()
+    for i, t in enumerate((10, 20, 30)):
+        n = 5000 + 100 * i
+        failing = counts(500 + 10 * i, n)["errors"] if i % 2 == 0 else MetricsUnavailable("timed out")
+        s = look(s, {"errors": failing, "errors-2": counts(25, n)["errors"]}, now=T0 + t, n=n, policy=two)
+        if t == 20:
+            assert (s.verdict, s.failed_looks) == (INCONCLUSIVE, 1), s.reason  # it was 0: the run ended
+    assert (s.verdict, s.failed_looks) == (FAIL, 2), s.reason
+    # a measured look within the limits still ends the run, as before
+    s = look(look(fresh(), BAD, now=T0 + 10, n=5000), counts(30, 5200), now=T0 + 20, n=5200)
+    assert (s.verdict, s.failed_looks) == (INCONCLUSIVE, 0), s.reason
