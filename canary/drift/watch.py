@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -74,9 +75,13 @@ class DriftWatcher:
         self._keep_going: Callable[[], str] | None = None  # this pass's (`once`)
         self._act_stored = False  # this pass's (`once`)
         self._held: str = ""  # this pass's: why an evaluation was stored and not acted on (`_go_on`)
-        # since when Prometheus has been down at every pass, and whether people were told (`_outage_news`)
+        # since when Prometheus has been down at every pass, whether people were told, the last pass that found it
+        # down (`_outage_news`), and that record as stored (OUTAGE_KEY): set by `reload`
         self._down_since: float | None = None
         self._down_told = False
+        self._down_seen: float | None = None
+        self._outage_rec: dict[str, Any] | None = None
+        self._outage_synced: dict[str, Any] | None = None
         self.core, self.batch = core_api, batch_api
         self.job_template, self.retrain_webhook, self.notifier = job_template, retrain_webhook, notifier
         self.clock, self._post = clock, post or _post_json
@@ -102,8 +107,12 @@ class DriftWatcher:
     def reload(self) -> None:
         """Read the monitor states from the store (at start, and when this replica becomes the
         leader: the states another leader wrote meanwhile are the truth, not the ones we held)."""
-        states = _states(self.store)
+        states, outage = _read(self.store)
         self.states, self._synced = dict(states), dict(states)
+        # a Prometheus outage an earlier process (or leader) saw and perhaps told people of (`_outage_news`)
+        self._outage_rec, self._outage_synced = outage, outage
+        self._down_since, self._down_told, self._down_seen = (
+            (outage["down_since"], outage["told"], outage["seen"]) if outage else (None, False, None))
 
     def once(self, *, keep_going: Callable[[], str] | None = None,
              interval_s: float | None = None, act_stored: bool = False) -> list[dict[str, Any]]:
@@ -181,8 +190,15 @@ class DriftWatcher:
         the log, and the notifications), once, and of its return (`drift.prometheus_back`). The per-pass
         `drift.prometheus_unavailable` is a log line only, and the gauges that would show it are scraped
         by that same Prometheus: a day's outage left drift unwatched with nobody told. One line for all
-        baselines (a Prometheus is down for every one), kept in this process (a restart, a new leader,
-        counts again)."""
+        baselines (a Prometheus is down for every one).
+
+        The outage is stored with the monitor states (OUTAGE_KEY: since when, whether told, the last pass that
+        found it down), so a restart or a new leader goes on with it: kept in the process only, a `down` told
+        before a restart was never followed by its `back` (Slack's last word stayed "down"), a watcher
+        restarted more often than every hour (a crash loop, a node drained twice) never told it at all, and
+        one restarted after telling told it again an hour later. A stored outage whose last pass is more than
+        PROMETHEUS_DOWN_TELL_S old (no watcher ran meanwhile) is counted again from now; one already told is
+        not told again either way."""
         now = self.clock()
         if self._outage is not None and not self._not_measured:
             return  # a pass cut before any baseline was asked: no news either way
@@ -192,10 +208,12 @@ class DriftWatcher:
                            f"drift is watched again ({baselines} baselines)")
                 log.info("drift.prometheus_back", down_since=self._down_since, message=message)
                 self._tell("drift.prometheus_back", message, now)
-            self._down_since, self._down_told = None, False
+            self._down_since, self._down_told, self._down_seen = None, False, None
+            self._store_outage()
             return
-        if self._down_since is None:
-            self._down_since = now
+        if self._down_since is None or self._down_seen is None or now - self._down_seen > PROMETHEUS_DOWN_TELL_S:
+            self._down_since = now  # first seen down, or not watched for an hour since: counted from now
+        self._down_seen = now
         if not self._down_told and now - self._down_since >= PROMETHEUS_DOWN_TELL_S:
             self._down_told = True
             message = (f"Prometheus has not answered for {_about(now - self._down_since)} (every pass since): "
@@ -204,6 +222,24 @@ class DriftWatcher:
             log.warning("drift.prometheus_down", down_since=self._down_since, unmeasured=self._not_measured[:20],
                         message=message)
             self._tell("drift.prometheus_down", message, now)
+        self._store_outage()
+
+    def _store_outage(self) -> None:
+        """Store the outage record with the states (`_outage_news`); a failed write is said and tried again at
+        the next pass (the record is also written with the next state that is)."""
+        self._outage_rec = (None if self._down_since is None else
+                            {"down_since": self._down_since, "told": self._down_told, "seen": self._down_seen})
+        if self.store is None or self._outage_rec == self._outage_synced or self._store_down is not None:
+            return
+        try:
+            try:
+                self._write()
+            except StateConflict:
+                self._merge_stored()
+                self._write()
+        except Exception as exc:  # noqa: BLE001 - the next pass writes it again
+            log.warning("drift.state_save_failed", model="", version="", error=brief(exc),
+                        message="the Prometheus outage record could not be stored; the next pass tries again")
 
     def _tell(self, event: str, message: str, now: float) -> None:
         """A watcher-wide alert's notifications (no Kubernetes Event: it is no one model's)."""
@@ -530,12 +566,14 @@ class DriftWatcher:
         return STORED if self.states.get(key) == state else THEIRS
 
     def _write(self) -> None:
-        if self.states != self._synced:
-            self.store.save({k: s.to_dict() for k, s in self.states.items()})
-            self._synced = dict(self.states)
+        if self.states != self._synced or self._outage_rec != self._outage_synced:
+            self.store.save({**{k: s.to_dict() for k, s in self.states.items()},
+                             **({OUTAGE_KEY: self._outage_rec} if self._outage_rec else {})})
+            self._synced, self._outage_synced = dict(self.states), self._outage_rec
 
     def _merge_stored(self) -> None:
-        stored = _states(self.store)
+        stored, outage = _read(self.store)
+        self._outage_synced = outage  # this replica's outage record is written over it (it leads)
         merged = dict(stored)
         for k, mine in self.states.items():
             base = self._synced.get(k)
@@ -664,10 +702,19 @@ class FileStateStore:
         os.replace(tmp, self.path)
 
 
+OUTAGE_KEY = "prometheus"  # the stored Prometheus outage (`_outage_news`): no "/", so never a baseline's key
+
+
 def _states(store: Any) -> dict[str, M.MonitorState]:
+    return _read(store)[0]
+
+
+def _read(store: Any) -> tuple[dict[str, M.MonitorState], dict[str, Any] | None]:
+    """The stored monitor states, and the stored Prometheus outage (OUTAGE_KEY) or None."""
     if store is None:
-        return {}
-    raw = store.load()
+        return {}, None
+    raw = dict(store.load())
+    outage = _outage_record(raw.pop(OUTAGE_KEY, None))
     # where and which: the state file (or ConfigMap) and the baseline's key, as a profile's errors name theirs
     where = getattr(store, "path", None) or (f"ConfigMap {getattr(store, 'namespace', '?')}/"
                                              f"{getattr(store, 'name', '?')}")
@@ -677,7 +724,19 @@ def _states(store: Any) -> dict[str, M.MonitorState]:
             out[k] = M.MonitorState.from_dict(v)
         except (ValueError, TypeError, AttributeError) as exc:
             raise ConfigError(f"{where}: {k}: the drift monitor state is not readable: {str(exc)[:200]}") from None
-    return out
+    return out, outage
+
+
+def _outage_record(raw: Any) -> dict[str, Any] | None:
+    """A stored outage record, or None when there is none or it is not one (it is news for people, not a
+    decision: a malformed one is counted again from the next pass rather than refusing the state)."""
+    if not isinstance(raw, dict):
+        return None
+    since, seen, told = raw.get("down_since"), raw.get("seen"), raw.get("told")
+    if not all(isinstance(t, (int, float)) and not isinstance(t, bool) and math.isfinite(t) for t in (since, seen)) \
+            or not isinstance(told, bool):
+        return None
+    return {"down_since": float(since), "told": told, "seen": float(seen)}
 
 
 def _post_json(url: str, body: dict) -> int:
