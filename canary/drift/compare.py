@@ -82,6 +82,7 @@ def validate_profile(profile: Any, where: str = "profile") -> None:
                 if not _finite(f[key]) or (key == "std" and f[key] < 0):
                     raise ConfigError(f"{field}.{key}: must be a finite number{' >= 0' if key == 'std' else ''}, "
                                       f"got {str(f[key])[:40]!r}")
+            _spread_agrees(f, field)
             if isinstance(f["n_unique"], bool) or not isinstance(f["n_unique"], int) or f["n_unique"] < 1:
                 raise ConfigError(f"{field}.n_unique: must be a whole number >= 1 (the distinct values captured), "
                                   f"got {str(f['n_unique'])[:40]!r}")
@@ -106,7 +107,34 @@ def validate_profile(profile: Any, where: str = "profile") -> None:
                                   f"with")
         if "missing" in f and (not _finite(f["missing"]) or f["missing"] < 0):
             raise ConfigError(f"{field}.missing: a count must be a finite number >= 0, got {str(f['missing'])[:40]!r}")
+    pred = profile.get("prediction")
+    if pred is not None and (not isinstance(pred, str) or pred not in feats):
+        # the exporter counts the model's prediction as this feature: one not profiled was never exported, and the
+        # prediction silently never watched (a feature entry deleted by hand, a column renamed in one place)
+        raise ConfigError(f"{where}: prediction: {str(pred)[:60]!r} is not among the profile's features "
+                          f"({', '.join(list(feats)[:5])}{', ...' if len(feats) > 5 else ''}); re-capture the profile")
     _rows_match(profile, feats, where)
+
+
+def _spread_agrees(f: Mapping[str, Any], field: str) -> None:
+    """`min`, `max`, `std` and `mean` must be one sample's: `canary baseline capture` writes `std` 0 only for a
+    constant feature (min == max), a sample's standard deviation is never more than its range, and its mean lies
+    between its min and max. A hand-edited `"std": 0` over a spread (3,000 distinct values) was read as a constant,
+    so any live spread was drift in every window (a retraining Job that retraining cannot end); a `std` far above
+    the range divides every distance by it and hides real drift; either is a profile edited by hand."""
+    lo, hi, std = f["min"], f["max"], f["std"]
+    slack = 1e-9 * max(abs(lo), abs(hi))  # a capture's mean and std of equal values round (0.1 three times)
+    if lo > hi:
+        raise ConfigError(f"{field}.min: {lo!r} is above max {hi!r}")
+    if std == 0 and hi > lo:
+        raise ConfigError(f"{field}.std: 0, but the values captured differ (min {lo!r}, max {hi!r}): a standard "
+                          f"deviation of 0 is a constant feature's; re-capture the profile (canary baseline capture)")
+    if std > hi - lo + slack:
+        raise ConfigError(f"{field}.std: {std!r} is more than the range of the values captured (min {lo!r}, max "
+                          f"{hi!r}), which no sample's standard deviation is; re-capture the profile")
+    if "mean" in f and _finite(f["mean"]) and not lo - slack <= f["mean"] <= hi + slack:
+        raise ConfigError(f"{field}.mean: {f['mean']!r} is outside the values captured (min {lo!r}, max {hi!r}); "
+                          f"re-capture the profile")
 
 
 def _rows_match(profile: Mapping[str, Any], feats: Mapping[str, Any], where: str) -> None:

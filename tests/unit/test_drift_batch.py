@@ -46,10 +46,14 @@ def _numeric(rng: np.random.Generator, *, k: int, n_ref: int, kind: str) -> tupl
     shares = rng.dirichlet(np.full(k, 2.0))
     counts = rng.multinomial(n_ref, shares)
     bounds = np.cumsum(rng.gamma(2.0, 1.0, k - 1)) + rng.normal(0, 10)
-    std = {"constant": 0.0}.get(kind, float(rng.gamma(2.0, 1.0)))  # a NaN std is refused by validate_profile
+    lo, hi = float(bounds[0] - rng.gamma(1.0)), float(bounds[-1] + rng.gamma(1.0))
+    # a NaN std is refused by validate_profile, and so is one above the range or a 0 over a spread (decision 160):
+    # the constant path's profile says min == max (its counts, spread over buckets, are read all the same)
+    std = min(float(rng.gamma(2.0, 1.0)), (hi - lo) / 2)
+    if kind == "constant":
+        std, lo, hi = 0.0, float(bounds.mean()), float(bounds.mean())
     f: dict[str, Any] = {"type": "numeric", "bounds": bounds.tolist(), "counts": counts.tolist(),
-                         "min": float(bounds[0] - rng.gamma(1.0)), "max": float(bounds[-1] + rng.gamma(1.0)),
-                         "mean": float(bounds.mean()), "std": std,
+                         "min": lo, "max": hi, "mean": float(bounds.mean()), "std": std,
                          "n_unique": int(rng.integers(2, 6)) if kind == "few_values" else n_ref,
                          "missing": int(rng.integers(0, n_ref // 10 + 1))}
     if rng.random() < 0.7:

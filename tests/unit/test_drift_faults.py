@@ -79,6 +79,12 @@ BAD_FIELDS = [  # hand edits validate_profile let through: a TypeError or Attrib
     ("city", "missing", -1, "features.city.missing"),
     ("age", "n_unique", 0, "features.age.n_unique"),  # decision 153: read as "few values", compared as categories
     ("city", "other", -3, "features.city.other"),  # was named `other[0]`, an index into no list
+    # decision 160: a sample's spread that no sample has; `"std": 0` over 2,000 distinct values was read as a
+    # constant (every live spread drift, in every window), a std above the range hid every drift
+    ("age", "std", 0, "features.age.std"),
+    ("age", "std", 1e6, "features.age.std"),
+    ("age", "mean", 1e6, "features.age.mean"),
+    ("age", "min", 1e6, "features.age.min"),
 ]
 
 
@@ -416,3 +422,38 @@ def test_an_enter_after_annotation_in_ascii_digits_is_taken() -> None:
     assert monitor_settings({ENTER_AFTER_ANNOTATION: " 2 ", WINDOW_ANNOTATION: "24h"}, "x") == \
         {"_window_s": 86400.0, "_enter_after": 2}
     assert monitor_settings(None, "x") == {}
+
+
+def test_a_profile_whose_prediction_is_not_among_its_features_is_refused(tmp_path: Any) -> None:
+    """Decision 160: a profile's `prediction` names the feature the exporter counts the model's prediction as; with
+    that feature's entry gone (deleted by hand, renamed in one place), the profile loaded and the prediction was
+    never exported, never watched, and nothing said so. `drift watch` refuses it at start (exit 2, file and
+    field), as `drift check` does."""
+    from typer.testing import CliRunner
+
+    from canary.cli import app
+
+    rng = np.random.default_rng(3)
+    prof = _profile({"age": rng.normal(40, 10, 2_000), "score": rng.random(2_000)})
+    prof["prediction"] = "score"
+    del prof["features"]["score"]
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(prof))
+    r = CliRunner().invoke(app, ["drift", "watch", "--baseline", str(path), "--once", "--prometheus-url",
+                                 "http://127.0.0.1:9", "--state-file", str(tmp_path / "s.json"), "--no-kube"])
+    assert r.exit_code == 2 and f"{path}: prediction: 'score' is not among" in r.output, r.output
+
+
+def test_a_hand_edited_constant_std_is_refused_at_watch_start(tmp_path: Any) -> None:
+    """Decision 153 left it: `"std": 0` over 2,000 distinct values loaded, and every live spread read as drift
+    against a "constant". Refused at start now, naming the file and the field, before any pass."""
+    from typer.testing import CliRunner
+
+    from canary.cli import app
+
+    prof = _edit(_profile({"age": np.random.default_rng(3).normal(40, 10, 2_000)}), "age", "std", 0)
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(prof))
+    r = CliRunner().invoke(app, ["drift", "watch", "--baseline", str(path), "--once", "--prometheus-url",
+                                 "http://127.0.0.1:9", "--state-file", str(tmp_path / "s.json"), "--no-kube"])
+    assert r.exit_code == 2 and f"{path}: features.age.std: 0, but the values captured differ" in r.output, r.output
