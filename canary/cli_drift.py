@@ -235,7 +235,7 @@ def check_cmd(
             result = compare(prof, live)
         few = too_few(prof, live)
     except TransientError as exc:
-        _fail(str(exc), EXIT_UNAVAILABLE)
+        _fail(str(exc) + _unmeasured_remedy(client, exc), EXIT_UNAVAILABLE)
     except (CanaryError, ValueError) as exc:
         _fail(str(exc))
     except Exception as exc:  # noqa: BLE001 - never a traceback, and never exit 1 (which means drift)
@@ -245,7 +245,9 @@ def check_cmd(
     quiet = sorted(set(prof["features"]) - {f.feature for f in result.features} - set(gone))
     few = {name: n for name, n in few.items() if name in quiet}  # low traffic: inconclusive, not "no series"
     opts.emit({
-        "model": prof["model"], "version": version or prof["version"], "dataset_drift": result.drifted,
+        # nothing compared: no verdict (null), never a `false` read as "no drift"
+        "model": prof["model"], "version": version or prof["version"],
+        "dataset_drift": result.drifted if result.features else None, "measured": bool(result.features),
         "share": result.share, "drifted_features": list(result.drifted_features()), "no_live_data": quiet,
         "too_few": few, "not_arriving": gone,
         "features": [{**f.__dict__, "score": f.score, "reason": f.reason()} for f in result.features],
@@ -521,6 +523,19 @@ def _load_json(path: Path, what: str) -> Any:
         raise ConfigError(f"{path}: the {what} is not valid JSON: {str(exc)[:160]}") from None
 
 
+def _unmeasured_remedy(client: Any, exc: BaseException) -> str:
+    """`drift check`'s remedy for live data that could not be read (exit 3): by its cause when Prometheus answers a
+    trivial query (`live.remedy`), else that it does not answer at all. A refused connection is not asked again."""
+    from canary.drift.live import remedy, unavailable
+    from canary.errors import MetricsUnavailable
+
+    if client is None or not isinstance(exc, MetricsUnavailable):
+        return ""
+    if "connection failed" in str(exc) or unavailable(client) is not None:
+        return "; Prometheus does not answer at all (is it up, is --prometheus-url right?): nothing measured"
+    return remedy(exc)
+
+
 def _from_prometheus(client: Any, prof: dict, version: str, window_s: float, namespace: str | None) -> dict:
     from canary.drift.live import live_counts
 
@@ -532,10 +547,12 @@ def _table(prof: dict, result: Any, quiet: list[str], few: dict[str, int], windo
            wide: bool = False) -> None:
     from canary.drift.stats import DRIFT_SHARE
 
+    # nothing compared (a model renamed in the server, an exporter not deployed): no verdict, never "no dataset drift"
     t = Table(title=f"{prof['model']} {prof['version']}: "
-                    f"{'DATASET DRIFT' if result.drifted else 'no dataset drift'} "
-                    f"({sum(1 for f in result.features if f.drifted)} of {len(result.features)} features drifted, "
-                    f"{result.share:.0%}; dataset drift at {DRIFT_SHARE:.0%} or more)")
+                    + (f"{'DATASET DRIFT' if result.drifted else 'no dataset drift'} "
+                       f"({sum(1 for f in result.features if f.drifted)} of {len(result.features)} features drifted, "
+                       f"{result.share:.0%}; dataset drift at {DRIFT_SHARE:.0%} or more)" if result.features else
+                       "NOT MEASURED (no feature compared: no verdict)"))
     cols = ("feature", "kind", "test", "value", "threshold", "PSI", "live n", "drift")
     for col in cols + (("p (distance)", "training n", "score", "note") if wide else ()):
         t.add_column(col, justify="left" if col in ("feature", "kind", "test", "note") else "right")
@@ -549,7 +566,10 @@ def _table(prof: dict, result: Any, quiet: list[str], few: dict[str, int], windo
     console = opts.console(wide)
     console.print(t)
     if unseen := [name for name in quiet if name not in few]:
-        console.print(f"no live data for: {', '.join(unseen)}", highlight=False)
+        console.print(f"no live data for: {', '.join(unseen)}"
+                      + ("" if window_s is None else f" (no series of {prof['model']} {prof['version']} in the window: "
+                         "is the exporter deployed, are the model name and version those it exports (a model renamed "
+                         "in the server exports under its new name), does the version get traffic?)"), highlight=False)
     if few:
         from canary.drift.compare import MIN_LIVE
 

@@ -67,6 +67,33 @@ class QueryRefused(MetricsUnavailable):
 REFUSED_HINT = ("the live data could not be read (not drift, not a profile fault): a shorter --window (or "
                 "the baseline ConfigMap's modelcanary.dev/drift-window), or a higher --query.max-samples in "
                 "Prometheus for a query over many pods")
+# any other refusal (HTTP 400 bad_data, a 422 that is not about samples): the window is not the cure
+BAD_QUERY_HINT = ("the live data could not be read (not drift, not a profile fault): the API at --prometheus-url "
+                  "cannot run the query canary built, for the reason it gives above; ask it that query (a "
+                  "Prometheus-compatible store without a PromQL feature it uses, a proxy that limits or rewrites "
+                  "queries?)")
+
+
+def remedy(exc: BaseException) -> str:
+    """What to do about live data that could not be read while Prometheus answers a trivial query (`unavailable`
+    is None): appended to `drift.unmeasured`'s and `drift check`'s error. A refused query carries its own
+    (`QueryRefused`). Never "drift" nor "no drift": nothing was measured, and the next evaluation asks again."""
+    from canary.metrics.client import PartialAnswer
+
+    text = str(exc)
+    if isinstance(exc, QueryRefused):
+        return ""
+    if isinstance(exc, PartialAnswer):
+        return ("; nothing measured (not drift, not no drift): Prometheus, or a store behind it (Thanos, Cortex, "
+                "Mimir, a remote read), answered in part, and a sum over the series that came is a wrong number; "
+                "see why in its warnings above; the next evaluation asks again")
+    if "timed out" in text or "timeout" in text:
+        return ("; nothing measured (not drift, not no drift): these queries took longer than Prometheus's "
+                "--query.timeout or the client's budget while a trivial query is answered: a shorter --window (or "
+                "the baseline ConfigMap's modelcanary.dev/drift-window) reads fewer samples; the next evaluation "
+                "asks again")
+    return ("; nothing measured (not drift, not no drift): Prometheus answers a trivial query but failed these "
+            "queries (its error above; its own log says more); the next evaluation asks again")
 SIGNED_SUMS = "model_feature_value_sum_by_sign_total"
 NAMESPACE_LABEL = "namespace"  # what Kubernetes service discovery's relabelling names a scraped pod's namespace
 SUMMED = "model_feature_value_summed_total"
@@ -97,7 +124,8 @@ def live_counts(client: PrometheusClient, profile: Mapping[str, Any], *, model: 
             got = client.ask(f"sum by ({by}) ({expr})", check="drift", arm="", at=at,
                              who=f"drift of {what}", strict=False, deadline=None)
         except Rejected as exc:  # Prometheus refused to run it: not live data that do not fit the profile
-            raise QueryRefused(f"{exc}; {REFUSED_HINT}") from exc
+            many = "too many samples" in str(exc) or "max-samples" in str(exc)
+            raise QueryRefused(f"{exc}; {REFUSED_HINT if many else BAD_QUERY_HINT}") from exc
         except CanaryError as exc:  # the client speaks of a rollout's arms; drift reads one model's live data
             raise type(exc)(str(exc).replace(f"for {arm_name('')}", f"for the live data of {what}")) from exc
         return series_by(got, [k.strip() for k in by.split(",")])

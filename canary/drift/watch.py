@@ -47,7 +47,7 @@ from prometheus_client import CollectorRegistry, Gauge
 
 from canary.drift import monitor as M
 from canary.drift.compare import MIN_LIVE, compare, too_few
-from canary.drift.live import live_counts, unavailable
+from canary.drift.live import live_counts, remedy, unavailable
 from canary.drift.retrain import create_job, job_name, load_job_template, retrain_job  # noqa: F401 (re-exported)
 from canary.drift.store import KEY, StateConflict, brief
 from canary.errors import CanaryError, ConfigError, MetricsUnavailable
@@ -343,8 +343,9 @@ class DriftWatcher:
             except CanaryError as exc:  # Prometheus down or a bad answer: nothing is decided, say so
                 # Prometheus answers a trivial query: only this profile's queries failed, the others are asked
                 if not (isinstance(exc, MetricsUnavailable) and unavailable(self.client)):
-                    log.warning("drift.unmeasured", model=model, version=version, namespace=ns, error=str(exc))
-                    done.append({"model": model, "version": version, "error": str(exc)})
+                    error = str(exc) + remedy(exc)  # why nothing was measured, and what to do about it
+                    log.warning("drift.unmeasured", model=model, version=version, namespace=ns, error=error)
+                    done.append({"model": model, "version": version, "error": error})
                 else:  # down: no profile left in this pass is asked (each would wait out the retry budget)
                     self._outage = (f"{exc}; Prometheus does not answer a trivial query either: no other baseline "
                                     f"is asked in this pass")

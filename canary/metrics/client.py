@@ -271,7 +271,8 @@ class PrometheusClient:
             status, body = status_and_body(exc)
             if 400 <= status < 500 and status not in (408, 429):
                 raise self._refused(status, body, query, who) from exc
-            raise _Transient(f"HTTP {status or '?'}") from exc
+            prom = prometheus_error(body)  # Prometheus says why (a 503 "timeout": its --query.timeout), when it does
+            raise _Transient(f"HTTP {status or '?'}" + (f" {prom[0]}: {prom[1][:200]}" if prom else "")) from exc
         except requests.exceptions.Timeout as exc:
             raise _Transient(f"timed out after {timeout:.1f}s") from exc
         except requests.exceptions.ConnectionError as exc:

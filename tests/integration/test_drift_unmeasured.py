@@ -213,3 +213,22 @@ def test_a_query_prometheus_refuses_is_unmeasured_not_bad_live_data(prometheus_b
     assert not [e for e in logs if e["event"] == "drift.bad_live_data"], logs
     (ev,) = [e for e in logs if e["event"] == "drift.unmeasured"]
     assert "too many samples" in ev["error"] and "not drift, not a profile fault" in ev["error"]
+
+
+def test_a_renamed_model_is_not_measured_never_no_drift(setup: Any, tmp_path: Any) -> None:
+    """Decision 160: the model renamed in the server (its series now carry another `model_name`), so every query
+    answers an empty vector. `drift check` exited 4, but its table's title read "no dataset drift (0 of 0
+    features drifted, 0%)", and `-o json` said `"dataset_drift": false`: what a person and a script read as "no
+    drift". Now: NOT MEASURED, no verdict (`null`), and the line names what to check."""
+    url, prof = setup
+    path = tmp_path / "renamed.profile.json"
+    path.write_text(json.dumps({**prof, "model": "rec-renamed"}))
+    table = CliRunner().invoke(app, ["drift", "check", "--baseline", str(path), "--prometheus-url", url,
+                                     "--window", "30m"], env={"COLUMNS": "250"})
+    assert table.exit_code == 4, table.output
+    assert "NOT MEASURED" in table.output and "no dataset drift" not in table.output, table.output
+    assert "a model renamed in the server" in table.output
+    out = CliRunner().invoke(app, ["drift", "check", "--baseline", str(path), "--prometheus-url", url,
+                                   "--window", "30m", "-o", "json"])
+    got = json.loads(out.stdout)
+    assert out.exit_code == 4 and got["dataset_drift"] is None and got["measured"] is False, out.output
