@@ -72,6 +72,14 @@ EVENTS = ("rollback", "promotion", "prediction_shift", "aborted")
 CRITICAL = frozenset({"rollback", "aborted"})  # never dropped to make room for other news
 ENV_WEBHOOKS, ENV_SLACK = "CANARY_WEBHOOK_URLS", "CANARY_SLACK_WEBHOOK_URLS"
 MAX_RETRY_AFTER_S = 30.0  # a longer Retry-After is waited this long, then tried again
+KEEP_FAILED_S = 86_400.0  # a post kept after failing (`keep_failed`) is sent again at each `resend` this long
+
+
+def drift_event(event: str) -> bool:
+    """The drift monitor's notifications (`drift_started`, ...): a failed one is kept and sent again at the next
+    drift pass (`Notifier`'s default `keep_failed`, `resend`), since nothing else sends it again: the stored
+    outbox counts an alert delivered once it is handed to the notifier."""
+    return event.startswith("drift_")
 
 
 class Answer(NamedTuple):
@@ -102,9 +110,17 @@ class _Sink:
         self.queue: deque[tuple[str, dict[str, Any]]] = deque()
         self.busy: str | None = None  # the event being posted now
         self.thread: threading.Thread | None = None
+        # `keep_failed`: posts that failed past their retries, kept for `resend` (event, body, first failure), and
+        # the first failure of each body now queued again (by the body's identity: the same dict is sent again)
+        self.kept: list[tuple[str, dict[str, Any], float]] = []
+        self.resending: dict[int, float] = {}
 
     def pending(self) -> list[str]:
         return ([self.busy] if self.busy else []) + [e for e, _ in self.queue]
+
+    def undelivered(self) -> list[str]:
+        """What `close` reports: the posts still queued, and those kept after failing (`keep_failed`)."""
+        return self.pending() + [e for e, _, _ in self.kept]
 
 
 class Notifier:
@@ -112,7 +128,13 @@ class Notifier:
 
     def __init__(self, *, webhooks: Sequence[str] = (), slack: Sequence[str] = (), timeout_s: float = 3.0,
                  retries: int = 2, sender: Sender | None = None, max_queue: int = 100,
-                 backoff_s: float = 0.25, sleep: Callable[[float], None] = time.sleep) -> None:
+                 backoff_s: float = 0.25, sleep: Callable[[float], None] = time.sleep,
+                 keep_failed: Callable[[str], bool] | None = lambda event: drift_event(event),
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        """`keep_failed`: the events whose post, failed past its retries (a connection error, a timeout, a 5xx or
+        429: not a refusal), is kept and posted again, the same body and `id`, at each `resend()` (the drift
+        monitor's every pass), for up to KEEP_FAILED_S; kept in this process only. By default the drift monitor's
+        own (`drift_event`); None keeps none."""
         for name, source, urls in (("webhook", f"{ENV_WEBHOOKS} / --webhook", webhooks),
                                    ("slack", f"{ENV_SLACK} / --slack-webhook", slack)):
             for i, url in enumerate(urls):
@@ -128,6 +150,7 @@ class Notifier:
         self._cond = threading.Condition()
         self._closing = False
         self.sent = self.failed = self.dropped = 0  # deliveries (one per URL) and deliveries dropped when full
+        self._keep_failed, self._clock = keep_failed, clock
         self.log = logs.get(component="notify")
 
     @classmethod
@@ -200,7 +223,8 @@ class Notifier:
             self._closing = True
             self._cond.notify_all()
             drained = self._cond.wait_for(lambda: not any(s.pending() for s in self._sinks), timeout=timeout)
-            left = [{"sink": s.kind, "host": s.host, "events": s.pending()} for s in self._sinks if s.pending()]
+            left = [{"sink": s.kind, "host": s.host, "events": s.undelivered()} for s in self._sinks if s.undelivered()]
+            drained = drained and not left  # a post kept after failing (`keep_failed`) is lost with the process
         if not drained:
             events = [e for one in left for e in one["events"]]
             self.log.warning("notify.undelivered", undelivered=left, critical=sum(e in CRITICAL for e in events),
@@ -210,6 +234,47 @@ class Notifier:
             if s.thread is not None:
                 s.thread.join(timeout=1.0)
         return True
+
+    def resend(self) -> int:
+        """Queue again, each on its own URL, the posts kept after failing (`keep_failed`): the same body, so the
+        same `id` (a receiver that keeps the ids it acted on acts once). Never raises, never blocks; returns how
+        many were queued. Those kept longer than KEEP_FAILED_S are dropped (`notify.dropped`)."""
+        try:
+            n, now = 0, self._clock()
+            with self._cond:
+                if self._closing:
+                    return 0
+                for sink in self._sinks:
+                    kept, sink.kept = sink.kept, []
+                    for event, body, since in kept:
+                        if now - since > KEEP_FAILED_S:
+                            self.dropped += 1
+                            self.log.warning("notify.dropped", notify_event=event, why="undelivered for 24 h",
+                                             sink=sink.kind, host=sink.host, dropped=self.dropped)
+                            continue
+                        sink.resending[id(body)] = since
+                        self._enqueue(sink, event, body)
+                        n += 1
+                self._cond.notify_all()
+            return n
+        except Exception as exc:  # noqa: BLE001 - a notification must never break its caller
+            self.log.error("notify.internal_error", notify_event="resend", error=type(exc).__name__)
+            return 0
+
+    def _kept(self, sink: _Sink, event: str, body: dict[str, Any]) -> bool:
+        """Keep a post that failed past its retries for `resend` when `keep_failed` says so (the oldest goes when
+        a URL keeps `max_queue`); True when kept."""
+        with self._cond:
+            since = sink.resending.pop(id(body), None)
+            if self._keep_failed is None or not self._keep_failed(event) or self._closing:
+                return False
+            if len(sink.kept) >= self._max:
+                old, _, _ = sink.kept.pop(0)
+                self.dropped += 1
+                self.log.warning("notify.dropped", notify_event=old, why="too many kept after failing",
+                                 sink=sink.kind, host=sink.host, dropped=self.dropped)
+            sink.kept.append((event, body, self._clock() if since is None else since))
+            return True
 
     # ---- worker --------------------------------------------------------------------
 
@@ -257,19 +322,23 @@ class Notifier:
                         raise _Retry(f"HTTP {answer.status}", answer.retry_after_s)
         except _Retry as exc:
             self._count("failed")
+            kept = self._kept(sink, event, body)  # a receiver down for a minute: posted again at the next resend
             self.log.warning("notify.failed", notify_event=event, sink=sink.kind, host=sink.host, error=str(exc),
-                             attempts=attempts, **({"detail": answer.error} if answer.error else {}))
+                             attempts=attempts, **({"detail": answer.error} if answer.error else {}),
+                             **({"kept": True} if kept else {}))
             return
         except Exception as exc:  # noqa: BLE001 - a broken sender is logged, not raised
             self._count("failed")
             self.log.warning("notify.failed", notify_event=event, sink=sink.kind, host=sink.host,
                              error=type(exc).__name__, attempts=attempts)
             return
+        with self._cond:
+            again = sink.resending.pop(id(body), None) is not None
         # Slack answers "ok"; a 2xx that carries one of its error words did not post the message
         if 200 <= answer.status < 300 and not (sink.kind == "slack" and answer.error):
             self._count("sent")
             self.log.info("notify.sent", notify_event=event, sink=sink.kind, host=sink.host, status=answer.status,
-                          attempts=attempts)
+                          attempts=attempts, **({"resent": True} if again else {}))
         else:  # 3xx/4xx: the request is wrong (or the hook revoked); repeating it will not help
             self._count("failed")
             self.log.warning("notify.rejected", notify_event=event, sink=sink.kind, host=sink.host,

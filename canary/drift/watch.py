@@ -139,6 +139,10 @@ class DriftWatcher:
         self._not_measured = []
         self._keep_going, self._held, self._act_stored = keep_going, "", act_stored
         started = time.monotonic()
+        # notifications that failed past their few quick retries (Slack down for a minute) are posted again, the same
+        # body and id, at every pass until delivered (`Notifier`'s `keep_failed`, `notify.drift_event`)
+        if self.notifier is not None and hasattr(self.notifier, "resend"):
+            self.notifier.resend()
         # the baselines a cut pass left first, in the order it would have taken them, then the others
         first = {k: i for i, k in enumerate(self._left)}
         order = sorted(self.profiles, key=lambda p: first.get(_key(p, self.namespace), len(first)))
