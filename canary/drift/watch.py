@@ -661,7 +661,12 @@ class FileStateStore:
     """The monitor states in a JSON file, replaced atomically (write, then rename)."""
 
     def __init__(self, path: Path) -> None:
-        self.path = path
+        self.path = path  # as given: what messages name
+        # where it is: a state file that is a symlink (an image's fixed path linked into a persistent volume) was
+        # replaced by the first write with a plain file beside the link, so the volume kept nothing and each
+        # restart started afresh (a new episode, a new retraining, per restart); and its lock was the link's, so a
+        # second watcher given the target's path ran beside the first (two episodes, two Jobs)
+        self._real = Path(os.path.realpath(path))
         self._held: int | None = None  # the descriptor of `hold()`'s lock file while this process holds it
 
     def hold(self) -> None:
@@ -674,7 +679,7 @@ class FileStateStore:
         ConfigError, naming the file and the holder's pid, when another process holds it."""
         from canary.pidlock import Held, hold
 
-        lock = self.path.with_name(self.path.name + ".lock")
+        lock = self._real.with_name(self._real.name + ".lock")
         try:
             self._held = hold(lock)
         except OSError as exc:
@@ -702,9 +707,9 @@ class FileStateStore:
         return raw
 
     def save(self, states: Mapping[str, Any]) -> None:
-        tmp = self.path.with_suffix(self.path.suffix + ".tmp")
+        tmp = self._real.with_suffix(self._real.suffix + ".tmp")
         tmp.write_text(json.dumps(states), encoding="utf-8")
-        os.replace(tmp, self.path)
+        os.replace(tmp, self._real)
 
 
 OUTAGE_KEY = "prometheus"  # the stored Prometheus outage (`_outage_news`): no "/", so never a baseline's key

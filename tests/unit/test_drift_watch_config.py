@@ -244,3 +244,38 @@ def test_a_bad_state_file_names_the_file_the_key_and_the_field(tmp_path: Any, en
     r = CliRunner().invoke(app, ["drift", "watch", "--baseline", str(prof), "--prometheus-url", "http://127.0.0.1:9",
                                  "--no-kube", "--once", "--state-file", str(state)])
     assert r.exit_code == 2 and f"{state}: default/m/v1: " in r.output and field in r.output, r.output
+
+
+def test_a_state_file_that_is_a_symlink_keeps_the_state_in_its_target_and_is_locked_as_it(
+        tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Decision 160: `--state-file /app/state.json`, a link into a persistent volume (an image's fixed path). The
+    first write replaced the link with a plain file beside it: the volume kept nothing, and each restart (a new
+    container) started afresh, opening a new episode and a new retraining Job for the same drift. And the lock was
+    the link's: a second watcher given the volume's path ran beside the first. Now both go to the target."""
+    import os
+
+    prof = _profile()
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(prof))
+    (tmp_path / "volume").mkdir()
+    (tmp_path / "app").mkdir()
+    real, link = tmp_path / "volume" / "state.json", tmp_path / "app" / "state.json"
+    link.symlink_to(real)
+    monkeypatch.setattr(W, "live_counts", lambda *_a, **_k: _shifted(prof))
+    args = ["drift", "watch", "--baseline", str(path), "--prometheus-url", "http://127.0.0.1:9", "--no-kube", "--once"]
+    r = CliRunner().invoke(app, [*args, "--state-file", str(link)])
+    assert r.exit_code == 0, r.output
+    first = json.loads(real.read_text())["rec/v1"]
+    assert link.is_symlink() and first["drifted_in_row"] == 1
+    r = CliRunner().invoke(app, [*args, "--state-file", str(link)])  # the restart goes on from what the volume kept
+    again = json.loads(real.read_text())["rec/v1"]
+    assert r.exit_code == 0 and link.is_symlink(), r.output
+    assert again["traffic_since"] == first["traffic_since"] and again["quiet_until"] == first["quiet_until"]
+    other = W.FileStateStore(real)
+    other.hold()  # a watcher given the volume's own path
+    try:
+        r = CliRunner().invoke(app, [*args, "--state-file", str(link)])
+        assert r.exit_code == 2 and f"is in use by another `canary drift watch` (pid {os.getpid()})" in r.stderr, \
+            r.output
+    finally:
+        other.release()
