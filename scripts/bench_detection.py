@@ -35,7 +35,10 @@ Judges (the page docs/benchmarks/detection.md says where each rule comes from):
 * Netflix-style (Lindon et al. 2022): time-uniform DKW confidence bands on each arm's CDF
   (Howard & Ramdas: 0.85 sqrt((log log(e t) + 0.8 log(1612/a)) / t), a = alpha/2 per arm), with
   our tolerance added: reject as soon as the bands prove canary_q > (1 + tol) stable_q on the
-  exported buckets; steps advance on time. Default alpha 0.05; calibrated: a band-width factor.
+  exported buckets; steps advance on time. Three rows: alpha 0.05 as published; calibrated on
+  alpha, the parameter its users set (band as published, one side of each arm's band at a = alpha,
+  bisected up to a ceiling of 0.99); and calibrated on a band-width factor kappa at alpha 0.05 (not
+  a knob of the method: the scaled band is not anytime-valid and is tuned to this horizon).
 * Oracles, knowing both distributions and seeing every request unbucketed, testing the
   exceedance of (1 + tol) x the true stable p95 (H0 rate 5%): Wald's SPRT (alpha 0.01, power
   95%; simulated, and Wald's ASN formula) and the one-look exact binomial test (its 95%-power n).
@@ -82,6 +85,7 @@ TARGET_FR = 0.01  # rivals are calibrated to this false-rollback rate at the lim
 FLAGGER_WINDOW_S, FLAGGER_Q, FLAGGER_THRESHOLDS = 60.0, 0.99, (1, 2, 5)
 KAYENTA_CONF, KAYENTA_TOL, KAYENTA_DEFAULT_STEP = 0.98, 0.25, 60.0
 NETFLIX_ALPHA = 0.05
+NETFLIX_ALPHA_MAX = 0.99  # the alpha-calibrated row's ceiling: a level must stay below 1
 ORACLE_ALPHA, ORACLE_POWER = 0.01, 0.95
 HOLD_WAIT_S = 60.0  # an operator resumes a held step this long after the hold
 TICK_BLOCK = 64
@@ -569,15 +573,21 @@ def dkw_cs(t: np.ndarray, a: float) -> np.ndarray:
 
 
 def netflix_reject(fc, nc, fs, ns, bounds: np.ndarray, tol: float, kappa: float,
-                   alpha: float = NETFLIX_ALPHA) -> np.ndarray:
+                   alpha: float = NETFLIX_ALPHA, *, one_sided: bool = False) -> np.ndarray:
     """Per look (any leading shape): do the bands prove canary_q > (1 + tol) stable_q?
 
     Stable: the smallest finite bound x with F_s(x) - eps >= q proves stable_q <= x. Canary: the
-    smallest bound b >= (1 + tol) x with F_c(b) + eps < q proves canary_q > b. Each arm at alpha/2.
+    smallest bound b >= (1 + tol) x with F_c(b) + eps < q proves canary_q > b. Each arm's band at
+    alpha/2, as the blog's two-sided figures (97.5% per arm). `one_sided`: each arm's band at alpha.
+    The radius at level a bounds |F_hat - F| both ways; this test uses one side of each arm's band
+    (the canary's upper, the stable's lower), and with each side failing at most a/2, a/2 + a/2 =
+    alpha for the one-sided (stochastic-order) test (decision 162). `kappa` scales the band: 1 is
+    the method; any other value is no longer a proof over all times.
     """
     fin = bounds[:-1]
-    eps_s = kappa * dkw_cs(ns, alpha / 2)[..., None]
-    eps_c = kappa * dkw_cs(nc, alpha / 2)
+    a = alpha if one_sided else alpha / 2
+    eps_s = kappa * dkw_cs(ns, a)[..., None]
+    eps_c = kappa * dkw_cs(nc, a)
     ok = (fs - eps_s) >= Q
     has = ok.any(axis=-1)
     xi = np.argmax(ok, axis=-1)
@@ -588,8 +598,9 @@ def netflix_reject(fc, nc, fs, ns, bounds: np.ndarray, tol: float, kappa: float,
     return valid & (fcb + eps_c < Q)
 
 
-def netflix_run(nd: NetflixData, bounds: np.ndarray, fam: Family, kappa: float) -> End:
-    rej = netflix_reject(nd.fc, nd.nc, nd.fs, nd.ns, bounds, fam.tol, kappa)
+def netflix_run(nd: NetflixData, bounds: np.ndarray, fam: Family, kappa: float, alpha: float = NETFLIX_ALPHA, *,
+                one_sided: bool = False) -> End:
+    rej = netflix_reject(nd.fc, nd.nc, nd.fs, nd.ns, bounds, fam.tol, kappa, alpha, one_sided=one_sided)
     hit = np.nonzero(rej)[0]
     if len(hit):
         return End("breach", (hit[0] + 1) * fam.dt, float(nd.creq[hit[0]]))
@@ -603,10 +614,12 @@ def netflix_run(nd: NetflixData, bounds: np.ndarray, fam: Family, kappa: float) 
 class Calibration:
     flagger_ms: dict[int, float]
     kayenta: dict[str, float]  # cadence label -> allowedIncrease
-    netflix_kappa: float
+    netflix_kappa: float  # band x kappa at alpha 0.05: not anytime-valid, tuned to this horizon
     netflix_fr_extended: float  # its false rollback at the limit when every step runs 3 intervals
     n: int
     notes: list[str]
+    netflix_alpha: float = NETFLIX_ALPHA  # the band as published (x1, one-sided), alpha calibrated up to the ceiling
+    netflix_alpha_fr: float = 0.0  # its false rollback on the calibration rollouts at that alpha
     ours_alpha: float | None = None  # our `analysis.alpha` calibrated the same way (like for like; not a default)
     ours_policy: Policy | None = None  # the family's policy at that alpha (one object: its levels computed once)
 
@@ -664,9 +677,32 @@ def calibrate(fam: Family, n: int, seed: int, *, ours_bisections: int = 7) -> Ca
     # the calibrated band is tuned to one horizon: watch the same at-limit canaries 3x as long
     ext = [netflix_data(Traffic(wd, (seed, sid, r)), fam, stretch=3) for r in range(n)]
     fr_ext = float(np.mean([netflix_reject(x.fc, x.nc, x.fs, x.ns, wd.bounds, fam.tol, hi).any() for x in ext]))
+    n_alpha, n_alpha_fr = calibrate_netflix_alpha(
+        lambda a: float(np.mean(netflix_reject(fc, nc, fs, ns, wd.bounds, fam.tol, 1.0, a, one_sided=True)
+                                .any(axis=-1))))
+    if n_alpha >= NETFLIX_ALPHA_MAX:
+        notes.append(f"netflix alpha: even its ceiling {NETFLIX_ALPHA_MAX:g} spends {n_alpha_fr:.1%} < "
+                     f"{TARGET_FR:.0%} at the limit; shown at the ceiling")
     ours_alpha = calibrate_ours(at_limit, seed, sid, n, ours_bisections) if fam.key.startswith("fast/") else None
-    return Calibration(flagger_ms, kay, hi, fr_ext, n, notes, ours_alpha=ours_alpha,
+    return Calibration(flagger_ms, kay, hi, fr_ext, n, notes, netflix_alpha=n_alpha, netflix_alpha_fr=n_alpha_fr,
+                       ours_alpha=ours_alpha,
                        ours_policy=None if ours_alpha is None else with_alpha(fam.policy, ours_alpha))
+
+
+def calibrate_netflix_alpha(fr, ceiling: float = NETFLIX_ALPHA_MAX, floor: float = 1e-6,
+                            bisections: int = 30) -> tuple[float, float]:
+    """The Netflix-style test's alpha, the parameter its users set, calibrated as the rivals' are:
+    the largest alpha <= `ceiling` (alpha < 1) whose false rollback `fr(alpha)` at the limit is <=
+    TARGET_FR (bisection of log alpha; `fr` rises with alpha). Returns (alpha, fr(alpha)); the ceiling
+    itself when even it spends no more than the target (the band as published cannot be made to)."""
+    top = fr(ceiling)
+    if top <= TARGET_FR:
+        return ceiling, top
+    lo, hi = math.log(floor), math.log(ceiling)  # fr(lo) <= target assumed: the bands are wide there
+    for _ in range(bisections):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if fr(math.exp(mid)) <= TARGET_FR else (lo, mid)
+    return math.exp(lo), fr(math.exp(lo))
 
 
 def calibrate_ours(at_limit: Scenario, seed: int, sid: int, n: int, bisections: int = 7) -> float:
@@ -732,8 +768,14 @@ def run_scenario(sc: Scenario, n: int, seed: int, cal: Calibration | None, *, ou
             a = cal.kayenta[k]
             add(k, f"allowedIncrease {a:.3f}", kayenta_run(kayenta_data(T, fam, s), a, fam))
         nd = netflix_data(T, fam)
+        na = cal.netflix_alpha
+        add("netflix-style alpha calib.",
+            f"alpha {na:.3g}{' (ceiling)' if na >= NETFLIX_ALPHA_MAX else ''}, one-sided",
+            netflix_run(nd, T.world.bounds, fam, 1.0, na, one_sided=True))
         kappa = cal.netflix_kappa
-        add("netflix-style calib.", f"band x{kappa:.2f}" if kappa > 1e-6 else "any band (buckets)",
+        add("netflix-style band calib.",
+            (f"band x{kappa:.2f}" if kappa > 1e-6 else "any band (buckets)")
+            + ": not anytime-valid, tuned to this horizon",
             netflix_run(nd, T.world.bounds, fam, kappa))
         add("netflix-style a=0.05", "band x1 (uncalibrated)", netflix_run(nd, T.world.bounds, fam, 1.0))
     return list(tallies.values())
@@ -926,6 +968,8 @@ def run(groups: set[str], sz: Sizes, seed: int, *, layouts: tuple[str, ...] | No
             c = cals[sc.fam.key]
             print(f"  calibrated {sc.fam.key} in {time.perf_counter() - t0:.0f} s: flagger max ms "
                   f"{c.flagger_ms}, kayenta allowedIncrease {({k: round(v, 3) for k, v in c.kayenta.items()})}, "
+                  f"netflix alpha {c.netflix_alpha:.3g} (one-sided band x1; false rollback at the limit "
+                  f"{c.netflix_alpha_fr:.1%}), "
                   f"netflix band x{c.netflix_kappa:.3f} (false rollback at the limit with 3x longer steps: "
                   f"{c.netflix_fr_extended:.1%}), ours alpha "
                   f"{'-' if c.ours_alpha is None else format(c.ours_alpha, '.3f')} {'; '.join(c.notes)}", flush=True)
@@ -1027,7 +1071,7 @@ def report(results: list[tuple[Scenario, int, list[Tally]]], oracles: dict, sz: 
         print("false rb @limit: whole-rollout false rollback of a canary at exactly +10% (rivals calibrated "
               "to <= 1% on separate rollouts);\ncaught <=120s: rolled back on a breach within two 60 s intervals; "
               "median/p95 req: canary requests to the rollback decision (not caught = infinite)\n")
-        hdr = (f"{'layout':<24} {'judge':<38} {'calibrated':<24} {'false rb @limit':>15} {'caught<=120s':>12} "
+        hdr = (f"{'layout':<24} {'judge':<38} {'calibrated':<52} {'false rb @limit':>15} {'caught<=120s':>12} "
                f"{'caught':>7} {'deadline':>8} {'median req':>10} {'p95 req':>9} {'median/ours':>11}")
         print(hdr)
         print("-" * len(hdr))
@@ -1037,7 +1081,7 @@ def report(results: list[tuple[Scenario, int, list[Tally]]], oracles: dict, sz: 
         for sc, _, _ in rows:
             if sc.fam.layout not in lays:
                 lays.append(sc.fam.layout)
-        calibrated = ("flagger threshold", "kayenta", "netflix-style calib.")
+        calibrated = ("flagger threshold", "kayenta", "netflix-style alpha calib.", "netflix-style band calib.")
         for lay in lays:
             null = next((r for r in rows if r[0].fam.layout == lay and r[0].null), None)
             det = next((r for r in rows if r[0].fam.layout == lay and not r[0].null), None)
@@ -1054,15 +1098,15 @@ def report(results: list[tuple[Scenario, int, list[Tally]]], oracles: dict, sz: 
             for name, t in [(t.judge, t) for t in ts] + more:
                 med = t.reqs(50)
                 ratio = med / ours.reqs(50) if math.isfinite(med) and math.isfinite(ours.reqs(50)) else math.nan
-                print(f"{LAYOUT_TEXT[lay]:<24} {name[:38]:<38} {t.param:<24} {fr_of.get(name, '-'):>15} "
+                print(f"{LAYOUT_TEXT[lay]:<24} {name[:38]:<38} {t.param:<52} {fr_of.get(name, '-'):>15} "
                       f"{t.rate('breach', within=120):>12.1%} {t.rate('breach'):>7.1%} {t.rate('deadline'):>8.1%} "
                       f"{fmt_req(med):>10} {fmt_req(t.reqs(95)):>9} "
                       f"{('-' if not math.isfinite(ratio) else f'{ratio:.2f}x'):>11}")
             p0, p1, nfix, sp = oracles[(sc.fam.tol, sc.scale)]
-            print(f"{LAYOUT_TEXT[lay]:<24} {'oracle: Wald SPRT':<38} {'(ASN ' + fmt_req(sp['asn']) + ')':<24} "
+            print(f"{LAYOUT_TEXT[lay]:<24} {'oracle: Wald SPRT':<38} {'(ASN ' + fmt_req(sp['asn']) + ')':<52} "
                   f"{'1.0% (alpha)':>15} {'':>12} {sp['power']:>7.1%} {'':>8} {fmt_req(sp['median']):>10} "
                   f"{fmt_req(sp['p95']):>9} {'':>11}")
-            print(f"{LAYOUT_TEXT[lay]:<24} {'oracle: fixed sample':<38} {'(one look)':<24} {'1.0% (alpha)':>15} "
+            print(f"{LAYOUT_TEXT[lay]:<24} {'oracle: fixed sample':<38} {'(one look)':<52} {'1.0% (alpha)':>15} "
                   f"{'':>12} {'95.0%':>7} {'':>8} {'':>10} {fmt_req(nfix):>9} {'':>11}")
             print(f"{'':<24} like for like: ours median / Wald ASN = {ours.reqs(50) / sp['asn']:.2f}x, "
                   f"ours p95 / fixed-sample 95%-power n = {ours.reqs(95) / nfix:.2f}x")
