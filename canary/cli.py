@@ -718,7 +718,9 @@ def sweep(namespace: Optional[str] = NamespaceOpt,
     passed), or a CanaryRollout that no longer exists. A promote's record is timed from one pass to the
     next by a mark on its VirtualService (modelcanary.dev/sweep-seen, the API server's clock), so run
     it repeatedly: a CronJob where no controller runs (the controller sweeps by itself). Every write is
-    guarded on the record read; paused, pending and ended rollouts are left alone.
+    guarded on the record read; paused, pending and ended rollouts are left alone, except an ended (or
+    unreadable) record over weights that still give the canary traffic: nobody drives that split, and once
+    seen unchanged for 30 s it is sent to stable 100%, recorded aborted (log `rollout.split_unowned`).
 
     Each end is posted, as the controller's are, to the webhooks and Slack URLs given (event "aborted" or
     "promotion"; docs/integrations.md), before the command exits (up to 5 s more).
@@ -760,7 +762,7 @@ def sweep(namespace: Optional[str] = NamespaceOpt,
 
         custom = kc.CustomObjectsApi(router.custom.api_client)
         found = sw.scan(vss, quiet, lambda owner: sw.crd_gone(custom, owner))
-        code, out = 0, {"abandoned": [], "watching": [], "unchecked": []}
+        code, out = 0, {"abandoned": [], "watching": [], "unchecked": [], "unowned": []}
 
         def row(one: Any, result: str, **more: Any) -> dict[str, Any]:
             r = one.record
@@ -807,8 +809,53 @@ def sweep(namespace: Optional[str] = NamespaceOpt,
                     result, code = f"not marked: {exc}", max(code, EXIT_INFRA)
             out["watching"].append(row(one, result, seenUnchangedS=one.quiet_s, abandonedAfterS=limit))
 
+        def mark(one: Any) -> str:
+            """`canary sweep`'s memory of `one`'s record until its next pass; "" once written, else why not."""
+            try:
+                router.annotate(one.namespace, one.virtual_service, sw.SEEN_ANNOTATION,
+                                json.dumps({"record": sw.fingerprint(one.text), "since": server_now}),
+                                expect_state=one.text)
+                return ""
+            except RoutingConflict:
+                return "its record was just written"
+            except CanaryError as exc:  # this route only: the others are still swept
+                return f"not marked: {exc}"
+
+        for one in found.unowned:  # an end typed over a split, or garbage: nobody drives it (decision 157)
+            after = sw.UNOWNED_AFTER_S
+            if one.key in first and server_now is None:
+                result, code = "not timed: the API server's answer had no Date header", max(code, EXIT_INFRA)
+            elif one.key in first:
+                result = "split under an ended or unreadable record: first seen now" + (
+                    " (dry run: not marked)" if dry_run else "")
+                if not dry_run:
+                    why = mark(one)
+                    code = max(code, EXIT_INFRA) if why.startswith("not marked") else code
+                    result = why or f"{result}; stable 100% if still unchanged after {after:.0f}s (sweep again then)"
+            elif dry_run:
+                result = (f"dry-run: not written (unchanged for {one.quiet_s:.0f}s)" if (one.quiet_s or 0) >= after
+                          else f"waiting: unchanged for {one.quiet_s:.0f}s of {after:.0f}s")
+            else:
+                try:
+                    done = sw.end_unowned(router, one, log=logs.get(), notifier=notifier,
+                                          now=server_now if server_now is not None else time.time())
+                    result = {"ended": "stable 100%, recorded aborted",
+                              "agrees": "left alone: both subsets select one version",
+                              "waiting": f"waiting: unchanged for {one.quiet_s or 0:.0f}s of {after:.0f}s",
+                              "left alone": "left alone: its record was written since it was read",
+                              "unknown": "not read: the route changed or could not be read; the next sweep reads "
+                                         "it again"}[done]
+                    code = max(code, EXIT_INFRA) if done == "unknown" else code
+                except TrafficUnsafe as exc:
+                    result, code = f"failed: {exc}", EXIT_TRAFFIC_UNSAFE
+                except CanaryError as exc:
+                    result, code = f"failed: {exc}", max(code, EXIT_INFRA)
+            shown = row(one, result, seenUnchangedS=one.quiet_s, endedAfterS=after,
+                        **({"unreadable": one.unreadable} if one.unreadable else {}))
+            out["unowned"].append({**shown, "phase": "unreadable"} if one.unreadable else shown)
+
         def text(wide: bool) -> None:
-            rows = out["abandoned"] + out["unchecked"] + out["watching"]
+            rows = out["abandoned"] + out["unchecked"] + out["unowned"] + out["watching"]
             if not rows:
                 typer.echo(f"no rollouts in progress in {ns or 'any namespace'}")
             for r in rows:
@@ -860,15 +907,18 @@ def status(model: str = ModelArg, namespace: Optional[str] = NamespaceOpt, virtu
     """Weights (as written and as Istio splits them), step, phase and the last verdict with its evidence.
 
     With --watch, exits by phase like `kubectl argo rollouts status`: 0 promoted, 1 rolled back,
-    3 aborted, 4 still running when --timeout ran out (2 bad input). With no rollout recorded yet (a
+    3 aborted (also an end recorded over weights that still split traffic: nobody drives that split),
+    4 still running when --timeout ran out (2 bad input). With no rollout recorded yet (a
     CanaryRollout just applied) it waits for one to end. Without --watch: 0.
 
     Example: canary status rec-model -n ml --watch --timeout 15m
 
     Example: canary status rec-model --route primary -o yaml
     """
+    from canary import unowned
     from canary.display import render_status
     from canary.reconcile import end_disagreement, parse_record
+    from canary.sweep import UNOWNED_AFTER_S as sweep_after
 
     logs.configure()  # logs on stderr: stdout carries only the status
 
@@ -894,6 +944,8 @@ def status(model: str = ModelArg, namespace: Optional[str] = NamespaceOpt, virtu
             # killed between its writes, nobody following it (docs/decisions.md 94)
             disagrees = end_disagreement(state, st) if state is not None else ""
             elsewhere = _recorded_elsewhere(state, target, st)
+            # an end typed in (or garbage) over a split: nobody drives it, and the end it claims is not so
+            nobody = unowned.why(state, st, unreadable=unreadable)
             if disagrees:
                 logs.get(model=model, namespace=ns).warning("rollout.route_disagrees", phase=state.phase,
                                                             error=disagrees)
@@ -911,6 +963,10 @@ def status(model: str = ModelArg, namespace: Optional[str] = NamespaceOpt, virtu
                 if disagrees:
                     typer.echo(f"note: {disagrees}" + ("; `canary rollback` points it back" if state is not None
                                                        and state.phase != rl.PROMOTED else ""))
+                if nobody:
+                    typer.echo(f"note: {nobody}; `canary rollback {_where(model, ns, virtual_service, route)}` sends "
+                               f"stable 100% now (the controller's sweep, or `canary sweep`, does once it has seen it "
+                               f"unchanged {sweep_after:.0f}s)")
                 if elsewhere:
                     typer.echo(f"note: {elsewhere}")
                 elif state is not None and state.phase in (rl.PROGRESSING, rl.PAUSED):
@@ -924,7 +980,12 @@ def status(model: str = ModelArg, namespace: Optional[str] = NamespaceOpt, virtu
                        "rollout": state_dict(state) if state else None,
                        **({"unreadable_state": unreadable} if unreadable else {}),
                        **({"route_disagrees": disagrees} if disagrees else {}),
-                       **({"recorded_elsewhere": elsewhere} if elsewhere else {})}, output, text, stream=watch)
+                       **({"recorded_elsewhere": elsewhere} if elsewhere else {}),
+                       **({"split_unowned": nobody} if nobody else {})}, output, text, stream=watch)
+            if watch and nobody:  # the end it claims does not hold: never a pipeline's "promoted" (exit 0)
+                typer.echo(f"the record says {state.phase if state else 'nothing readable'}, but traffic is split with "
+                           "nobody driving it: exit 3, as for an aborted rollout", err=True)
+                return WATCH_EXIT[rl.ABORTED]
             if not watch:
                 return 0
             if state is not None and state.terminal:
@@ -948,14 +1009,19 @@ def status(model: str = ModelArg, namespace: Optional[str] = NamespaceOpt, virtu
 def _oncall_hint(phase: str, model: str, ns: str, virtual_service: str | None, route: str | None) -> str:
     """What `canary status` of a rollout in progress tells the person reading it at night: the commands
     that end or hold it, as pasted (the status showed the split and nothing to do about it)."""
-    import shlex
-
-    where = f"{shlex.quote(model)} -n {shlex.quote(ns)}" + "".join(
-        f" {flag} {shlex.quote(v)}" for flag, v in (("--virtual-service", virtual_service), ("--route", route)) if v)
+    where = _where(model, ns, virtual_service, route)
     hold = (f"`canary resume {where}` goes on (the current step starts over)" if phase == rl.PAUSED
             else f"`canary pause {where}` holds this split")
     return (f"to act: `canary rollback {where} --reason \"...\"` sends stable 100% now (recorded rolled back; "
             f"the promote or CanaryRollout running it ends too); {hold}")
+
+
+def _where(model: str, ns: str, virtual_service: str | None, route: str | None) -> str:
+    """The arguments that name this rollout to `canary rollback/pause/resume`, quoted as pasted."""
+    import shlex
+
+    return f"{shlex.quote(model)} -n {shlex.quote(ns)}" + "".join(
+        f" {flag} {shlex.quote(v)}" for flag, v in (("--virtual-service", virtual_service), ("--route", route)) if v)
 
 
 def _recorded_elsewhere(state: Any, target: Any, st: Any) -> str:

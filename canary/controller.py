@@ -428,6 +428,16 @@ class Controller:
             except Exception as exc:
                 self.log.error("sweep.failed", namespace=one.namespace, virtual_service=one.virtual_service,
                                error=f"{type(exc).__name__}: {exc}")
+        for one in found.unowned:  # an end typed over a split, or garbage: nobody drives it (decision 157)
+            try:
+                sweep.end_unowned(self.fenced, one, log=self.log, now=now, notifier=self.notifier)
+            except NotLeader:
+                return
+            except CanaryError:  # logged (`rollback.failed`, `traffic.unsafe`): the next sweep reads it again
+                continue
+            except Exception as exc:
+                self.log.error("sweep.failed", namespace=one.namespace, virtual_service=one.virtual_service,
+                               error=f"{type(exc).__name__}: {exc}")
         self._check_ends(found.ended)
 
     def _check_ends(self, ended: list[sweep.Found]) -> None:

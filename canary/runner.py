@@ -24,7 +24,7 @@ import uuid
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Protocol, TypeVar
 
-from canary import judged_marks
+from canary import judged_marks, unowned
 from canary import rollout as rl
 from canary.analysis.judge import judge
 from canary.errors import (AlreadyStable, CanaryError, CanaryNotReady, ConfigError, ConflictStorm, GraceSpent,
@@ -375,7 +375,7 @@ class Runner:
             self.target = replace(self.target, route=recorded.route)
             status = self.router.inspect(self.target)
         target = self.target
-        existing = parse_state(status)
+        status, existing = self._unowned_split(status)
         if existing is not None and _resumable(existing, target):  # a CanaryRollout's, another version's: RolloutBusy
             # decision 82: a resume drives the route the record says, never another one. Refused before any
             # write (the takeover's first write split the route asked, and the recorded one stayed split)
@@ -473,6 +473,37 @@ class Runner:
             who = describe_owner(theirs.owner) if theirs is not None else "another writer"
             raise RolloutBusy(f"{target.namespace}/{target.virtual_service}: claimed meanwhile ({who}); nothing "
                               "was moved by this promote") from None
+
+    def _unowned_split(self, status: RouteStatus) -> tuple[RouteStatus, rl.RolloutState | None]:
+        """The route's record as `_start` reads it (`status`: the route as read). An ended or unreadable record
+        over weights that split two versions is nobody's (`canary.unowned`: `promoted` typed in after a promote
+        was killed mid-step): it said "traffic is already split ... set it to 100/0 first" (or the record is
+        unreadable) and left the split as it was. It is ended first, guarded on it: stable 100%, recorded
+        `aborted`, `rollout.split_unowned`; then this promote reads the route again and claims it as any ended
+        route (decision 157). An unreadable record over no split is refused as before (TargetError)."""
+        unreadable: TargetError | None = None
+        try:
+            existing = parse_state(status)
+        except TargetError as exc:
+            existing, unreadable = None, exc
+        if not unowned.why(existing, status, unreadable=str(unreadable or "")):
+            if unreadable is not None:
+                raise unreadable
+            return status, existing
+        if self.stop.is_set():
+            raise self._interrupted_before_claim("before the split nobody owns was ended")
+        try:
+            unowned.end(self.router, self.target, existing, status, log=self.log, now=self.clock.now(), by="promote",
+                        unreadable=str(unreadable or ""))
+        except RoutingConflict:
+            raise RolloutBusy(f"{self.target.namespace}/{self.target.virtual_service}: the record changed while this "
+                              f"promote was ending the split nobody owned under it; nothing was written by this "
+                              "promote: run it again") from None
+        said = unowned.claim(existing, str(unreadable or ""))
+        self._before_claim = (f"; the split nobody owned under the route's record ({said}) was ended at stable 100% "
+                              "(recorded aborted), and no new rollout was claimed")
+        status = self.router.inspect(self.target)
+        return status, parse_state(status)
 
     def _preflight_metrics(self, target: Target) -> None:
         """`reconcile.preflight_metrics`; its refusal (exit 2, bad input) when the stable version has no Ready
@@ -1284,14 +1315,17 @@ def _oncall_decide(router: TrafficRouter, target: Target, event: rl.Rollback | r
                      route=target.route or "(the only route)", weights="unknown", error=str(exc),
                      hint="the canary may still get traffic: set the route's stable destination to 100 by hand")
         raise
+    unreadable = ""
     try:
         state = parse_state(status)
-    except TargetError:
+    except TargetError as exc:
+        unreadable = str(exc)
         if not isinstance(event, rl.Rollback):
-            raise
+            raise TargetError(_unowned_note(exc, None, status, target)) from None
         # on-call must always be able to send everything to stable: an unreadable record is replaced
         log.warning("rollout.state_unreadable", action="rollback writes stable 100% and a new record")
         state = None
+    recorded = state  # as read: an end (or garbage) over a split is said as such once stable 100% landed
     # on a VirtualService routing several models, the rollout in progress may be another model's: say whose,
     # so that "use --route a" is not read as the way to act on this model's route
     whose = (f" (model {state.model}'s, of {state.canary_version}; {target.model} has none in progress here)"
@@ -1325,15 +1359,32 @@ def _oncall_decide(router: TrafficRouter, target: Target, event: rl.Rollback | r
             raise AlreadyStable(f"{target.namespace}/{target.virtual_service}: stable already serves 100%; no "
                                 "rollout in progress" + (_last(state, status) if state else ""))
         else:
-            raise ConfigError(f"{target.namespace}/{target.virtual_service}: no rollout in progress"
-                              + (f" (last: {state.phase}, {state.reason})" if state else ""))
+            raise ConfigError(_unowned_note(f"{target.namespace}/{target.virtual_service}: no rollout in progress"
+                                            + (f" (last: {state.phase}, {state.reason})" if state else ""),
+                                            state, status, target))
     new, actions = rl.transition(state, event, None)  # type: ignore[arg-type]
     if new is state:
         raise ConfigError(f"cannot {type(event).__name__.lower()} a rollout that is {state.phase}")
+    if why := unowned.why(recorded, status, unreadable=unreadable):
+        # an end typed in (or garbage) over a split nobody drives: the one line that names the record's claim
+        # beside what this rollback did (decision 157)
+        actions = [*actions, unowned.said(recorded, status, reason=why, by="canary rollback",
+                                          done=f"stable 100%, recorded {new.phase}", unreadable=unreadable)]
     # the rollout's context on every line it logs, as promote's lines carry it (README, "Log events")
     bound = log.bind(virtual_service=target.virtual_service, stable_version=state.stable_version,
                      canary_version=state.canary_version)
     return status, state, new, actions, bound
+
+
+def _unowned_note(message: Any, state: rl.RolloutState | None, status: Any, target: Target) -> str:
+    """`canary pause`/`resume`'s refusal of an ended or unreadable record (`message`), with the split nobody
+    drives under it named, when there is one (`canary.unowned`): neither command moves it, and the refusal
+    alone read as "nothing to do" (decision 157)."""
+    why = unowned.why(state, status, unreadable="it does not parse" if state is None else "")
+    if not why:
+        return str(message)
+    return (f"{message}; {why}: `canary rollback {target.model} -n {target.namespace}` sends stable 100% now "
+            "(the controller's sweep, or `canary sweep`, does once it has seen it unchanged 30s)")
 
 
 def _last(state: rl.RolloutState, status: Any) -> str:

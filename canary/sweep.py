@@ -21,11 +21,14 @@ interrupted there finishes it. Every write is guarded on the record read: an own
 meanwhile keeps its rollout. Left alone: paused rollouts (a person holds them), pending ones (stable
 still has 100%), ended ones, and records with no owner (nothing tells whether they run). Ended ones
 are only read (`check_end`, the controller's sweep): a rollback's stable subset left on the canary
-version is pointed back, a promotion's left on the old version is reported.
+version is pointed back, a promotion's left on the old version is reported. An ended or unreadable
+record over weights that still give the canary traffic is nobody's split (`canary.unowned`: an end typed
+in after its promote was killed): seen unchanged UNOWNED_AFTER_S, it gets stable 100% (`end_unowned`,
+both sweeps; docs/decisions.md 157).
 
 Log events: ``rollout.abandoned`` (warning, once the write landed: the owner, how long the record was
 seen unchanged, what was done), with the rollout's own ``rollout.aborted`` / ``rollout.promoted``;
-``sweep.left_alone`` (the owner wrote meanwhile); ``sweep.owner_unknown`` (a CanaryRollout that could
+``rollout.split_unowned`` (an end typed over a split, ended); ``sweep.left_alone`` (the owner wrote meanwhile); ``sweep.owner_unknown`` (a CanaryRollout that could
 not be looked up); ``sweep.failed``. Webhooks and Slack (`canary.notify`, where configured) get the end
 as "aborted" (stable 100%) or "promotion" (finished), with the reason, once it is written.
 """
@@ -40,7 +43,7 @@ from typing import Any, Callable, Iterable
 from canary import crd
 from canary import rollout as rl
 from canary.errors import CanaryError, NotLeader, RoutingConflict, TransientError
-from canary.model import Target
+from canary.model import STABLE_ONLY, Target
 from canary.reconcile import (crd_ref, describe_owner, end_disagreement, execute, is_promote_owner, landed_after,
                               rollout_context)
 from canary.routing import patch
@@ -175,6 +178,8 @@ class Found:
     # its CanaryRollout asks for something else now (`asked_elsewhere`): stable 100% even half-way through
     # a promotion, as that CR's own supersede does (docs/decisions.md 79)
     superseded: bool = False
+    # the record does not parse (its error): `record` then stands in for it, built from the route (`unowned`)
+    unreadable: str = ""
 
     @property
     def key(self) -> str:
@@ -199,6 +204,24 @@ class Scan:
     # with `scan(ended=True)`: every ended rollout (rolled back, aborted, promoted), timed as `watching`
     # is, for `check_end`: is its stable subset on the version its end serves?
     ended: list[Found] = field(default_factory=list)
+    # an ended or unreadable record over weights that give the canary subset traffic (`canary.unowned`), timed as
+    # `watching` is: `end_unowned` ends it at stable 100% once seen unchanged UNOWNED_AFTER_S
+    unowned: list[Found] = field(default_factory=list)
+
+
+def _canary_weighted(vs: dict[str, Any], route: str) -> bool:
+    """Whether the route `route` of `vs` (as listed) gives the canary destination weight: the only thing a
+    listing tells of a split (the subsets are the DestinationRule's; `end_unowned` reads them)."""
+    try:
+        return patch.read_weights(vs, patch.locate_route(vs, route)).canary > 0
+    except Exception:  # noqa: BLE001 - a route of no rollout's shape: not one the sweep can tell
+        return False
+
+
+def _stand_in(name: str) -> rl.RolloutState:
+    """What an unreadable record's Found carries as its record: no versions, the VirtualService's name."""
+    return rl.RolloutState(model=name, stable_version="", canary_version="", phase=rl.ABORTED,
+                           weights=STABLE_ONLY)
 
 
 def scan(virtual_services: Iterable[dict[str, Any]], quiet: Callable[[dict[str, Any], str, str], float | None],
@@ -223,7 +246,13 @@ def scan(virtual_services: Iterable[dict[str, Any]], quiet: Callable[[dict[str, 
             continue
         try:
             rec = rl.RolloutState.from_json(text)
-        except (ValueError, TypeError, KeyError):
+        except (ValueError, TypeError, KeyError) as exc:
+            if _canary_weighted(vs, ""):  # garbage over a split: no owner reads it as its own (`canary.unowned`)
+                out.unowned.append(Found(ns, name, _stand_in(name), text, quiet_s=quiet(vs, f"{ns}/{name}", text),
+                                         unreadable=f"{type(exc).__name__}: {exc}"[:300]))
+            continue
+        if rec.terminal and _canary_weighted(vs, rec.route):  # an end over a split: nobody's (`canary.unowned`)
+            out.unowned.append(Found(ns, name, rec, text, quiet_s=quiet(vs, f"{ns}/{name}", text)))
             continue
         if ended and rec.phase in ENDS_SERVING:
             out.ended.append(Found(ns, name, rec, text, quiet_s=quiet(vs, f"{ns}/{name}", text)))
@@ -310,6 +339,56 @@ def check_end(router: Any, found: Found, *, log: Any) -> str:
                     hint=f"`canary rollback {r.model}` points the stable subset back at {r.stable_version}")
         return "unknown"
     return "repaired"
+
+
+# an ended or unreadable record over a split seen unchanged this long is ended by the sweep: a live owner (promote's
+# watch, every second; the controller's tick) ends one typed under it first, in its own words
+UNOWNED_AFTER_S = REPAIR_AFTER_S
+
+
+def end_unowned(router: Any, found: Found, *, log: Any, now: float, notifier: Any = None) -> str:
+    """The split under `found`'s ended or unreadable record (`canary.unowned`), read from the route and, once
+    seen unchanged UNOWNED_AFTER_S, sent to stable 100% (recorded `aborted`, guarded on the record as read:
+    `rollout.split_unowned`). Returns "agrees" (no split of two versions after all: both subsets select one),
+    "waiting", "ended", "left alone" (written since: `sweep.left_alone`) or "unknown" (the route could not be
+    read, or changed since the listing). Raises TrafficUnsafe when stable 100% could not be written and the
+    route may still be split, CanaryError when another write failed, NotLeader."""
+    from canary import unowned
+
+    r = None if found.unreadable else found.record
+    log = log.bind(**rollout_context(found.target(), r))
+    lenient = getattr(router, "inspect_any", None)
+    target = found.target()
+    try:  # a read: the fence refuses writes only
+        status = lenient(target, for_stable=True) if lenient is not None else router.inspect(target)
+    except CanaryError:
+        return "unknown"
+    if status.state != found.text:
+        return "unknown"
+    if not unowned.why(r, status, unreadable=found.unreadable):
+        return "agrees"
+    if found.quiet_s is None or found.quiet_s < UNOWNED_AFTER_S:
+        return "waiting"
+    try:
+        out = unowned.end(router, target, r, status, log=log, now=now, by="sweep", unreadable=found.unreadable)
+    except NotLeader:
+        raise
+    except RoutingConflict as exc:
+        log.info("sweep.left_alone", owner=found.record.owner, reason=str(exc))
+        return "left alone"
+    except CanaryError as exc:  # `rollback.failed` is logged (`execute`); `traffic.unsafe` too when still split
+        from canary.errors import TrafficUnsafe
+        from canary.runner import unsafe_traffic
+
+        still = unsafe_traffic(router, found.target(), log=log, error=str(exc), known=status.weights)
+        if still:
+            raise TrafficUnsafe(f"{exc}{still}") from exc
+        raise
+    if notifier is not None:
+        from canary.notify import payload_for
+
+        notifier.notify("aborted", payload_for(out, namespace=found.namespace, rollout=found.virtual_service))
+    return "ended"
 
 
 def seen_mark(vs: dict[str, Any]) -> tuple[str, float] | None:

@@ -1,0 +1,96 @@
+"""A split no process owns: an ended or unreadable record over weights that still split two versions.
+
+Every end canary writes (promoted, rolled back, aborted) goes to the route in one write with stable
+100% (`rl.finish_promotion`, `rl._end`), so an ended record over split weights was made by hand: the
+record typed into `promoted` (or another end) after its `canary promote` was killed, or the weights
+edited after an end. Garbage in the annotation over split weights is the same: no owner reads it as
+its own. Nothing judges or moves such a split: promote resumes records in progress only, the sweep times
+only rollouts in progress, and a rollback re-run reads an end as "already ended". A record that claims
+an outcome the weights contradict ends at stable 100% (whatever the stable subset selects now; when in
+doubt, stable gets 100%), recorded `aborted`, guarded on the record as read, with one
+``rollout.split_unowned`` line naming the VirtualService, the record's claim and what was done
+(docs/decisions.md 157). `canary promote`, `canary rollback` and the sweeps (the controller's and `canary
+sweep`) end it; `canary status`, `pause` and `resume` name it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from canary import rollout as rl
+from canary.model import Target
+from canary.routing.base import RouteStatus
+
+EVENT = "rollout.split_unowned"
+
+
+def claim(state: rl.RolloutState | None, unreadable: str = "") -> str:
+    """What the record claims, in words: "promoted (v2 serving)", "rolled_back (v1 serving)", or the
+    unreadable record's error."""
+    if state is None:
+        return f"an unreadable record ({unreadable})" if unreadable else "no record"
+    serving = state.canary_version if state.phase == rl.PROMOTED else state.stable_version
+    return f"{state.phase} ({serving} serving)" if state.terminal else f"{state.phase} at {state.weights}"
+
+
+def split(status: RouteStatus) -> bool:
+    """Whether the route sends traffic to two versions: the canary subset has weight and selects another
+    version than the stable subset (or one that cannot be told)."""
+    same = bool(status.canary_subset_version) and status.canary_subset_version == status.stable_subset_version
+    return status.weights.canary > 0 and not same
+
+
+def why(state: rl.RolloutState | None, status: RouteStatus, *, unreadable: str = "") -> str:
+    """Why the split on the route `status` was read from is nobody's ("" when it is not so): its record
+    `state` is an end (None with `unreadable`: a record that does not parse), and the route splits
+    traffic between two versions all the same. Pure."""
+    if not split(status) or not (unreadable if state is None else state.terminal):
+        return ""
+    return (f"the record says {claim(state, unreadable)}, but the route splits {status.weights} between "
+            f"{status.stable_subset_version or '(no version)'} and {status.canary_subset_version or '(no version)'}: "
+            "no process drives this split (the record or the weights edited by hand after its process was gone?)")
+
+
+def ending(state: rl.RolloutState | None, status: RouteStatus, *, model: str, now: float,
+           reason: str) -> tuple[rl.RolloutState, list[rl.Action]]:
+    """The end of such a split: stable 100%, recorded `aborted` for `reason`, the rollout taken as the route
+    has it (the versions its subsets select now; the record's owner, start and route kept when it parses, so a
+    CanaryRollout reads the end as its rollout's). Its `rollout.aborting` line is left out: the caller says it
+    once the write landed (`EVENT`). Pure."""
+    if state is not None:
+        base = replace(state, phase=rl.PROGRESSING, weights=status.weights,
+                       stable_version=status.stable_subset_version or state.stable_version,
+                       canary_version=status.canary_subset_version or state.canary_version)
+    else:
+        base = rl.RolloutState(model=model, stable_version=status.stable_subset_version,
+                               canary_version=status.canary_subset_version, phase=rl.PROGRESSING,
+                               weights=status.weights, started_at=now, updated_at=now)
+    new, actions = rl.transition(base, rl.Rollback(now, reason, aborted=True), None)  # type: ignore[arg-type]
+    return new, [a for a in actions if not (isinstance(a, rl.Emit) and a.event == "rollout.aborting")]
+
+
+def said(state: rl.RolloutState | None, status: RouteStatus, *, reason: str, by: str, done: str,
+         unreadable: str = "") -> rl.Emit:
+    """The one `rollout.split_unowned` line, as an action logged after the write that ends the split."""
+    return rl.Emit(EVENT, {"recorded": claim(state, unreadable), "from_weights": str(status.weights),
+                           "stable_subset": status.stable_subset_version, "canary_subset": status.canary_subset_version,
+                           "done": done, "by": by, "reason": reason,
+                           "hint": "the annotation modelcanary.dev/rollout is written by canary alone: never edit it "
+                                   "by hand; a split is moved by a rollout, never by hand beside an ended record"},
+                   warning=True)
+
+
+def end(router: Any, target: Target, state: rl.RolloutState | None, status: RouteStatus, *, log: Any, now: float,
+        by: str, unreadable: str = "") -> rl.RolloutState:
+    """Write the end of the split nobody owns on `target` (`why` must have said so), guarded on the record as
+    read (`status.state`); logs `rollout.split_unowned` once it landed, with the rollout's own
+    `rollout.aborted`. Raises what `reconcile.execute` raises (RoutingConflict: written meanwhile, nothing
+    done)."""
+    from canary.reconcile import execute
+
+    reason = why(state, status, unreadable=unreadable)
+    new, actions = ending(state, status, model=target.model, now=now, reason=f"{reason}; stable 100%")
+    actions.append(said(state, status, reason=reason, by=by, done="stable 100%, recorded aborted",
+                        unreadable=unreadable))
+    return execute(router, target, new, actions, log=log, expect=status.state)
