@@ -399,7 +399,11 @@ class Runner:
             existing = self._take_over(existing)  # RolloutBusy while another promote process runs it
             self._current = existing  # this process's split from here: a failed write below ends at stable 100%
             edited = self._judged_elsewhere(existing)
-            if not edited:
+            # a record typed into a state its policy never makes (`promoting` at 80/20, step 99) after its promote
+            # was gone: taken over, `promoting` at 80/20 was finished at once, a canary judged at 20% promoted
+            # (decision 157; the watch of a live promote ends it so, decision 148)
+            off = "" if edited else rl.off_policy(existing, self.policy)
+            if not edited and not off:
                 self.log.info("rollout.resumed_from_state", phase=existing.phase, step=existing.step + 1,
                               route=target.route or "(the only one)",
                               weights=str(existing.weights), started_at=existing.started_at)
@@ -410,8 +414,17 @@ class Runner:
                 return existing
             # judged so far under another policy or model: its looks are no evidence for this one. Stable
             # 100% (recorded aborted, `superseded: ...`), then this promote claims the route afresh below
-            reason = f"superseded: {edited} since the rollout began; this promote starts it again from the first step"
-            self.log.warning("rollout.superseded", reason=reason, phase=existing.phase, weights=str(existing.weights))
+            if off:
+                reason = (f"the {STATE_ANNOTATION} annotation is no state of this rollout ({off}): edited by hand "
+                          "after its promote was gone; this promote starts it again from the first step")
+                self.log.warning("rollout.record_unreadable", reason=reason, phase=existing.phase,
+                                 weights=str(status.weights), recorded_weights=str(existing.weights),
+                                 hint=f"the annotation {STATE_ANNOTATION} is written by canary alone: never edit it "
+                                      "by hand")
+            else:
+                reason = f"superseded: {edited} since the rollout began; this promote starts it again from the first step"
+                self.log.warning("rollout.superseded", reason=reason, phase=existing.phase,
+                                 weights=str(existing.weights))
             # taken over: this process owns the split; should this write fail, `run`'s fail-safe ends it
             self._current = existing
             self._apply(*rl.transition(existing, rl.Rollback(self.clock.now(), reason, aborted=True), self.policy))

@@ -43,7 +43,7 @@ from typing import Any, Callable, Iterable
 from canary import crd
 from canary import rollout as rl
 from canary.errors import CanaryError, NotLeader, RoutingConflict, TransientError
-from canary.model import STABLE_ONLY, Target
+from canary.model import STABLE_ONLY, Target, Weights
 from canary.reconcile import (crd_ref, describe_owner, end_disagreement, execute, is_promote_owner, landed_after,
                               rollout_context)
 from canary.routing import patch
@@ -410,7 +410,7 @@ def _unsafe(router: Any, found: Found, log: Any, exc: Exception) -> None:
     from canary.errors import TrafficUnsafe
     from canary.runner import unsafe_traffic
 
-    if found.record.phase == rl.PROMOTING:
+    if found.record.phase == rl.PROMOTING and found.record.weights == Weights.canary_at(100):
         return
     known = found.record.weights
     said = unsafe_traffic(router, found.target(), log=log, error=str(exc), known=known)
@@ -429,7 +429,9 @@ def end(router: Any, found: Found, *, log: Any, now: float, notifier: Any = None
     Transient errors are retried twice."""
     r = found.record
     log = log.bind(**rollout_context(found.target(), r))
-    if r.phase == rl.PROMOTING and not found.superseded:  # every step passed: finish, as promote does when interrupted there
+    # every step passed: finish, as promote does when interrupted there. Not a `promoting` typed in at a step's
+    # weights (80/20) after its promote was gone: it is no promotion (`rl.off_policy`), and was finished (decision 157)
+    if r.phase == rl.PROMOTING and not found.superseded and r.weights == Weights.canary_at(100):
         new, actions = rl.finish_promotion(r, now)
         new = replace(new, reason=f"all steps passed; promotion finished by the sweep ({found.reason})")
         did = "promotion finished"

@@ -36,6 +36,7 @@ GARBAGE = '{"phase": "promoted", "model": '  # cut JSON: a hand edit saved half-
 
 # the record of the dead promote's step 1 (80/20) typed into each of these; "progressing" is the control
 TYPED: dict[str, Callable[[dict[str, Any]], str]] = {
+    "promoting": lambda rec: json.dumps({**rec, "phase": rl.PROMOTING}),  # in progress: a state no policy makes
     "promoted": lambda rec: json.dumps({**rec, "phase": rl.PROMOTED, "reason": "all steps passed"}),
     "rolled_back": lambda rec: json.dumps({**rec, "phase": rl.ROLLED_BACK, "reason": "operator: done"}),
     "garbage": lambda rec: GARBAGE,
@@ -211,3 +212,33 @@ def test_status_names_the_split_and_its_watch_never_reads_a_typed_promotion_as_p
         assert refused.exit_code == 2 and "no process drives this split" in refused.output, refused.output
     assert _weights(api) == [80, 20]  # read-only, all of them
 
+
+def test_a_promoting_typed_in_at_a_steps_weights_is_never_finished(api: Any) -> None:
+    """`promoting` typed into the dead promote's record at 80/20 (a state no policy makes: a promotion is at
+    0/100, `rl.off_policy`). The next promote took it over and finished it at once, and the sweep finished it
+    as an abandoned promotion: a canary judged at 20% for a few seconds promoted either way. The promote now ends
+    it as a record edited by hand (`rollout.record_unreadable`, stable 100%, aborted) and claims the route afresh;
+    the sweep ends it at stable 100%."""
+    clock = FakeClock(time.time())
+    _dead_promote_typed(api, "promoting", at=clock.now() - 1000)
+    with structlog.testing.capture_logs() as logs:
+        res = runner(api, "v2", clock).run()
+    events = [e["event"] for e in logs]
+    said = [e for e in logs if e["event"] == "rollout.record_unreadable"]
+    assert len(said) == 1 and "promoting at 80/20, where a promotion is at 0/100" in said[0]["reason"], said
+    assert "rollout.started" in events and events.index("rollout.record_unreadable") < events.index("rollout.started")
+    assert res.state.phase == rl.PROMOTED and len([e for e in logs if e["event"] == "look.completed"]) >= 2, events
+
+    api2 = fleet.start_api(1)
+    try:
+        clock = FakeClock(time.time())
+        _dead_promote_typed(api2, "promoting", at=clock.now() - 1000)
+        rec = rl.RolloutState.from_json(json.dumps(cluster_state(api2)[1]))
+        ctl = _controller(api2.api_client(), clock, sweep_every=0.001)
+        ctl.tick()
+        clock.sleep(sweep.abandoned_after(rec) + 1)
+        ctl.tick()
+        weights, after, stable, _ = cluster_state(api2)
+        assert (weights, after["phase"], stable) == ([100, 0], rl.ABORTED, "v1"), (weights, after)
+    finally:
+        api2.stop()
