@@ -47,7 +47,7 @@ from canary.model import STABLE_ONLY, Outcome, Target, Verdict
 from canary import judged_marks
 from canary import kube
 from canary import malloc
-from canary import sweep
+from canary import sweep, unowned
 from canary.reconcile import (K8S_EVENTS, Observation, camel, check_claim, check_pods, crd_owner, crd_ref, decide,
                               describe_owner, execute, look_due, look_window, measure_window, next_look_at, one_instant,
                               parse_state, preflight_metrics, ROLLBACK_BUDGET_S, Retry, rollout_context,
@@ -758,6 +758,9 @@ class Controller:
         if off and state.phase == rl.PROMOTED:
             self._typed_promotion(obj, spec, state, status, off, log=log)
             return None
+        if state.terminal and unowned.why(state, status):
+            self._unowned_end(obj, spec, state, status, log=log)
+            return None
         if off:  # a hand edit of the record (a promotion at 80/20 was finished): ended as an unreadable one is
             raise TargetError(_no_state(off))
         unconfirmed = self._unconfirmed.pop(spec.key, None)
@@ -828,6 +831,23 @@ class Controller:
             # not raised to `_failed`: it reads the typed record back as this rollout's end and mirrors it,
             # "promoted". Said on the status (Ready False); the next tick reads the route and writes it again
             # (`_do` says a stable-100% write failing as it does for any rollback, and pages past its budget)
+            self._fail_status(obj, exc)
+            return
+        self._known[spec.key] = _Known(spec, state)
+        self._status(obj, spec, state)
+
+    def _unowned_end(self, obj: dict[str, Any], spec: crd.RolloutSpec, rec: rl.RolloutState, status: Any, *,
+                     log: Any) -> None:
+        """An end typed into this CR's record (`rolled_back`, `aborted`, a `promoted` its status allowed) over
+        weights that still split two versions: it was mirrored as the CR's outcome and the split left with nobody
+        driving it. Ended first, as `canary.unowned` ends it for every reader: stable 100%, `aborted`, guarded on
+        the record as read, `rollout.split_unowned`; then mirrored (decision 157). A failed write is said on the
+        status (Ready False) and written again at the next tick, never mirrored as the typed end."""
+        try:
+            state = unowned.end(self.fenced, spec.target, rec, status, log=log, now=self.clock.now(), by="controller")
+        except NotLeader:
+            raise
+        except CanaryError as exc:
             self._fail_status(obj, exc)
             return
         self._known[spec.key] = _Known(spec, state)

@@ -26,7 +26,9 @@ from canary.routing.istio import IstioRouter
 from canary.runner import oncall_action
 from tests import fleet
 from tests.fakes import FakeClock
+from tests.integration.test_controller import prometheus, vs, world  # noqa: F401 - fixtures
 from tests.integration.test_promote_route_safety import runner
+from tests.integration.test_record_edited import _controller_after, _edited, _status
 from tests.integration.test_sweep import _age_mark, _claim, _controller
 from tests.support.killpoints import cluster_state
 
@@ -242,3 +244,19 @@ def test_a_promoting_typed_in_at_a_steps_weights_is_never_finished(api: Any) -> 
         assert (weights, after["phase"], stable) == ([100, 0], rl.ABORTED, "v1"), (weights, after)
     finally:
         api2.stop()
+
+
+
+@pytest.mark.parametrize("typed", [rl.ROLLED_BACK, rl.ABORTED])
+def test_an_end_typed_under_a_live_canaryrollout_is_ended_before_it_is_mirrored(world: Any,  # noqa: F811
+                                                                                typed: str) -> None:
+    """The controller's own rollout: `rolled_back` (or `aborted`) typed into its record at 80/20. Its tick
+    mirrored the end on the CR and left 80/20, and a settled CR is never read again. Now the tick ends it
+    first (stable 100%, `aborted`, one `rollout.split_unowned` by the controller), then mirrors that."""
+    api, op, custom = world
+    with structlog.testing.capture_logs() as logs:
+        weights, rec, st = _controller_after(world, _edited(phase=typed, reason="typed by hand"))
+    assert weights == [100, 0] and rec["phase"] == rl.ABORTED, (weights, rec)
+    assert st["phase"] == rl.ABORTED and st["reason"].startswith(f"the record says {typed} (v1 serving)"), st
+    said = _unowned(logs)
+    assert len(said) == 1 and said[0]["by"] == "controller" and said[0]["from_weights"] == "80/20", said
