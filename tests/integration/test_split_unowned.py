@@ -144,6 +144,9 @@ def test_canary_sweep_marks_then_ends_a_split_under_a_typed_end(tmp_path: Path, 
     assert "ml/m0: " in first.stdout and "first seen now; stable 100% if still unchanged after 30s" in first.stdout
     assert _weights(api) == [80, 20]
     _age_mark(api, "m0", 31)
+    dry = _cli(kubeconfig, "sweep", "-n", "ml", "--dry-run", "-o", "json")
+    assert dry.exit_code == 0 and json.loads(dry.stdout)["unowned"][0]["result"].startswith("dry-run: not written")
+    assert _weights(api) == [80, 20]
     done = _cli(kubeconfig, "sweep", "-n", "ml", "-o", "json")
     assert done.exit_code == 0, done.output
     rows = json.loads(done.stdout)["unowned"]
