@@ -263,3 +263,24 @@ def test_an_end_typed_under_a_live_canaryrollout_is_ended_before_it_is_mirrored(
     assert st["phase"] == rl.ABORTED and st["reason"].startswith(f"the record says {typed} (v1 serving)"), st
     said = _unowned(logs)
     assert len(said) == 1 and said[0]["by"] == "controller" and said[0]["from_weights"] == "80/20", said
+
+
+def test_the_untyped_record_of_a_dead_promote_stays_its_rollouts_for_status_resume_and_rollback(tmp_path: Path,
+                                                                                             api: Any) -> None:
+    """The control for the on-call paths, (a): the record as the killed promote left it (step 1 at 80/20). It is a
+    rollout in progress, not a split nobody owns: `status` shows it with the commands that end or hold it (no
+    `split_unowned`), `resume` refuses a rollout that is not paused, and `canary rollback` ends it, rolled back,
+    without `rollout.split_unowned`. (The sweeps time it as abandoned: test_sweep.py; the next promote resumes
+    it: the control above.)"""
+    kubeconfig = fleet.write_kubeconfig(tmp_path / "kubeconfig", api.url)
+    _dead_promote_typed(api, None, at=time.time() - 1000)
+    shown = _cli(kubeconfig, "status", "m0", "-n", "ml", "-o", "json")
+    got = json.loads(shown.stdout)
+    assert got["rollout"]["phase"] == rl.PROGRESSING and "split_unowned" not in got, got
+    resumed = _cli(kubeconfig, "resume", "m0", "-n", "ml")
+    assert resumed.exit_code == 2 and "cannot resume a rollout that is progressing" in resumed.output, resumed.output
+    target = Target(namespace="ml", virtual_service="m0", model="m0", stable_version="", canary_version="")
+    with structlog.testing.capture_logs() as logs:
+        ended = oncall_action(_router(api), target, rl.Rollback(time.time(), "operator: split seen"),
+                              log=get_logger().bind(actor="on-call"))
+    assert ended.phase == rl.ROLLED_BACK and cluster_state(api)[0] == [100, 0] and not _unowned(logs)
