@@ -903,13 +903,22 @@ def status(model: str = ModelArg, namespace: Optional[str] = NamespaceOpt, virtu
            kubeconfig: Optional[str] = KubeconfigOpt, context: Optional[str] = ContextOpt, output: str = OutputOpt,
            watch: bool = typer.Option(False, "--watch", "-w", help="refresh every 2 s until a terminal phase"),
            timeout: Optional[float] = opts.DurationOpt(None, "--timeout", help="with --watch: give up after this "
-                                                                                "long, exit 4")) -> None:
+                                                                                "long, exit 4"),
+           canary_version: Optional[str] = typer.Option(None, "--canary-version", help="with --watch: the version "
+                                                        "whose end to wait for (another's is not an answer)"),
+           rollout: Optional[str] = typer.Option(None, "--rollout", help="with --watch: a CanaryRollout's name: wait "
+                                                 "for its end at its current generation")) -> None:
     """Weights (as written and as Istio splits them), step, phase and the last verdict with its evidence.
 
     With --watch, exits by phase like `kubectl argo rollouts status`: 0 promoted, 1 rolled back,
     3 aborted (also an end recorded over weights that still split traffic: nobody drives that split),
     4 still running when --timeout ran out (2 bad input). With no rollout recorded yet (a
-    CanaryRollout just applied) it waits for one to end. Without --watch: 0.
+    CanaryRollout just applied) it waits for one to end. A record already ended when the watch starts is
+    not an answer (it may be the previous rollout's): --rollout NAME waits for that CanaryRollout's end at
+    its current generation, --canary-version V for V's end; without either, for the next rollout's end.
+    Without --watch: 0.
+
+    Example: kubectl apply -f rollout.yaml && canary status rec-model -n ml -w --rollout rec-model-v2
 
     Example: canary status rec-model -n ml --watch --timeout 15m
 
@@ -922,15 +931,28 @@ def status(model: str = ModelArg, namespace: Optional[str] = NamespaceOpt, virtu
 
     logs.configure()  # logs on stderr: stdout carries only the status
 
-    if timeout is not None and not watch:
-        fail("--timeout only applies with --watch", EXIT_BAD_INPUT)
+    for flag, given in (("--timeout", timeout is not None), ("--canary-version", canary_version is not None),
+                        ("--rollout", rollout is not None)):
+        if given and not watch:
+            fail(f"{flag} only applies with --watch", EXIT_BAD_INPUT)
+    if canary_version is not None and rollout is not None:
+        fail("give --canary-version or --rollout, not both (the CanaryRollout names its version)", EXIT_BAD_INPUT)
     deadline = time.monotonic() + timeout if timeout is not None else None
 
     def go() -> int:
+        from canary.cli_watch import RecordWait, crd_end
+        from canary.model import check_version
+
         ns = opts.namespace(namespace, kubeconfig, context)
+        if canary_version is not None:
+            check_version(canary_version, "--canary-version")
+        read_cr, where, uid, spec = _watched_rollout(rollout, ns, kubeconfig, context)
         router = _oncall_router(kubeconfig, context)
-        target = router.resolve(_target(model, ns, virtual_service, destination_rule, route=route))
-        said_waiting = False
+        target = router.resolve(_target(model, ns, virtual_service or spec.get("virtualService") or None,
+                                        destination_rule or spec.get("destinationRule") or None,
+                                        route=route or spec.get("route") or None))
+        awaited = RecordWait(canary_version=canary_version or "")
+        said_waiting = said_stale = False
         while True:
             st = router.inspect(target)
             unreadable = ""
@@ -988,13 +1010,28 @@ def status(model: str = ModelArg, namespace: Optional[str] = NamespaceOpt, virtu
                 return WATCH_EXIT[rl.ABORTED]
             if not watch:
                 return 0
-            if state is not None and state.terminal:
-                return WATCH_EXIT[state.phase]
-            # no rollout recorded (yet: a CanaryRollout just applied, a promote starting) is no promotion: exit 0
-            # said "promoted" to a pipeline's `status -w` (decision 161); it waits for one to end, as for a running one
-            now = (f"the rollout is {state.phase}" if state is not None else "its record is unreadable" if unreadable
-                   else f"no rollout is recorded on {ns}/{target.virtual_service}")
-            if state is None and not said_waiting:
+            # an end is the answer only when it is the awaited rollout's: a record already ended when the watch
+            # started (the previous rollout's, the controller not yet at the new request) was reported as this
+            # rollout's outcome, exit 0 for a model never judged (decision 165)
+            if read_cr is not None:
+                ended, now = crd_end(read_cr(), where=where, uid=uid)
+                if ended is not None:
+                    typer.echo(f"CanaryRollout {where}: {ended}", err=True)
+                    return WATCH_EXIT[ended]
+            else:
+                ended = awaited.end(state)
+                if ended is not None:
+                    return WATCH_EXIT[ended]
+                stale = awaited.waiting(state)
+                if stale and not said_stale:
+                    said_stale = True
+                    typer.echo(stale, err=True)
+                # no rollout recorded (yet: a CanaryRollout just applied, a promote starting) is no promotion:
+                # exit 0 said "promoted" to a pipeline's `status -w` (decision 161); it waits for one to end
+                now = (stale.partition(":")[0] if stale else f"the rollout is {state.phase}" if state is not None
+                       else "its record is unreadable" if unreadable
+                       else f"no rollout is recorded on {ns}/{target.virtual_service}")
+            if state is None and not said_waiting and read_cr is None:
                 said_waiting = True
                 typer.echo(f"{now} yet: watching until one ends" + ("" if deadline is not None else
                                                                      " (--timeout D gives up, exit 4)"), err=True)
@@ -1004,6 +1041,36 @@ def status(model: str = ModelArg, namespace: Optional[str] = NamespaceOpt, virtu
             time.sleep(2 if deadline is None else max(0.0, min(2.0, deadline - time.monotonic())))
 
     raise typer.Exit(run_guarded(go))
+
+
+def _watched_rollout(name: Optional[str], ns: str, kubeconfig: Optional[str], context: Optional[str]) -> Any:
+    """(a reader of CanaryRollout `name`, "ns/name", its uid, its spec) for `status --watch --rollout`, or
+    (None, "", "", {}) without the flag. ConfigError (exit 2) when it is not there at the start; the reader returns None once it
+    is gone (`cli_watch.crd_end` says so)."""
+    if name is None:
+        return None, "", "", {}
+    import kubernetes.client as kc
+
+    from canary import crd
+    from canary.kube import api_client, translate
+    from canary.model import check_object_name
+
+    check_object_name(name, "--rollout")
+    api = kc.CustomObjectsApi(api_client(kubeconfig=kubeconfig, context=context))
+    where = f"{ns}/{name}"
+
+    def read() -> dict[str, Any] | None:
+        try:
+            return dict(api.get_namespaced_custom_object(crd.GROUP, crd.VERSION, ns, crd.PLURAL, name))
+        except Exception as exc:
+            if getattr(exc, "status", None) == 404:
+                return None
+            raise translate(exc, f"CanaryRollout {where}") from exc
+
+    first = read()
+    if first is None:
+        raise ConfigError(f"CanaryRollout {where} not found")
+    return read, where, str((first.get("metadata") or {}).get("uid") or ""), first.get("spec") or {}
 
 
 def _oncall_hint(phase: str, model: str, ns: str, virtual_service: str | None, route: str | None) -> str:

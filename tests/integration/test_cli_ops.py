@@ -151,12 +151,99 @@ def test_status_watch_exits_by_phase_and_times_out(cluster: Any) -> None:
     assert res.returncode == 4 and "timed out after 1s: the rollout is progressing" in res.stderr
     assert json.loads(res.stdout.splitlines()[0])["rollout"]["phase"] == rl.PROGRESSING
     assert canary("rollback", "rec-model", "-n", "ml", kubeconfig=kc).returncode == 0
-    res = canary("status", "rec-model", "-n", "ml", "--watch", "-o", "json", kubeconfig=kc)
+    # the end of the version named is its outcome; without a name, an end already there is not (decision 165)
+    res = canary("status", "rec-model", "-n", "ml", "--watch", "--canary-version", "v2", "-o", "json", kubeconfig=kc)
     assert res.returncode == 1 and json.loads(res.stdout)["rollout"]["phase"] == rl.ROLLED_BACK
     bad = canary("status", "rec-model", "-n", "ml", "--timeout", "5m", kubeconfig=kc)
     assert bad.returncode == 2 and "--timeout only applies with --watch" in bad.stderr
     bad = canary("status", "rec-model", "-n", "ml", "--watch", "--timeout", "soon", kubeconfig=kc)
     assert bad.returncode == 2 and "--timeout" in bad.stderr
+    for flags in (["--canary-version", "v2"], ["--rollout", "r"]):
+        bad = canary("status", "rec-model", "-n", "ml", *flags, kubeconfig=kc)
+        assert bad.returncode == 2 and f"{flags[0]} only applies with --watch" in bad.stderr
+    bad = canary("status", "rec-model", "-n", "ml", "-w", "--canary-version", "v2", "--rollout", "r", kubeconfig=kc)
+    assert bad.returncode == 2 and "not both" in bad.stderr
+    bad = canary("status", "rec-model", "-n", "ml", "-w", "--rollout", "nobody", kubeconfig=kc)
+    assert bad.returncode == 2 and "CanaryRollout ml/nobody not found" in bad.stderr
+
+
+def _ended(kubeconfig: Path, phase: str, version: str, started_at: float) -> None:
+    """A rollout of `version` recorded ended in `phase` on ml/rec-model, stable 100% on the version that end
+    serves."""
+    router = IstioRouter(api_client(kubeconfig=str(kubeconfig)))
+    router.point_subset(TARGET, "stable", version if phase == rl.PROMOTED else "v1")
+    state = rl.RolloutState(model="rec-model", stable_version="v1", canary_version=version, phase=phase,
+                            weights=Weights(100, 0), step=2, started_at=started_at, reason="done")
+    router.set_weights(TARGET, Weights(100, 0), state=state.to_json())
+
+
+def _rollout_cr(api: KubeAPIServer, version: str, status: dict[str, Any] | None = None) -> dict[str, Any]:
+    """CanaryRollout ml/r for rec-model `version`, put as `kubectl apply` leaves it (a changed spec: a new
+    generation), with `status` as the controller last wrote it (None: kept)."""
+    from canary import crd
+    from canary.sandbox.kubeapi import Resource
+
+    if api.handler.kinds.get((crd.GROUP, crd.PLURAL)) is None:
+        api.handler.register(Resource(crd.GROUP, crd.PLURAL, crd.KIND, (crd.VERSION,), status_subresource=True))
+    old = api.get(crd.GROUP, crd.PLURAL, "ml", "r")
+    obj = crd.new_object(namespace="ml", name="r", model="rec-model", canary_version=version,
+                         policy_raw={"steps": [10, 100]})
+    if status is not None or old is not None:
+        obj["status"] = status if status is not None else old.get("status")
+    return api.handler.put_object(obj)
+
+
+def test_status_watch_never_reports_the_previous_rollouts_end_as_this_ones(cluster: Any) -> None:
+    """Decision 165: a pipeline applies a CanaryRollout for v3 and runs `status -w`; the controller has not
+    picked it up, and the route still records the previous rollout (v2) promoted. Each form waited for
+    nothing and exited 0 by that old end: "promoted", for a v3 never judged. Now `--rollout` waits for the
+    CanaryRollout's status at its current generation (as `kubectl argo rollouts status` waits for
+    observedGeneration), `--canary-version` for that version's end, and with neither an end already there
+    when the watch starts is not an answer: the next rollout's end is."""
+    api, kc = cluster
+    _ended(kc, rl.PROMOTED, "v2", started_at=1.0)
+    # r ran v2 (its status promoted at generation 1); the pipeline applies v3 over it: generation 2
+    _rollout_cr(api, "v2", {"phase": rl.PROMOTED, "observedGeneration": 1, "target": {"canaryVersion": "v2"}})
+    assert _rollout_cr(api, "v3")["metadata"]["generation"] == 2
+    watch = ("status", "rec-model", "-n", "ml", "-w", "--timeout", "1s", "-o", "json")
+    res = canary(*watch, kubeconfig=kc)
+    assert res.returncode == 4 and "(v2, promoted) ended before this watch started" in res.stderr, res.stderr
+    assert json.loads(res.stdout.splitlines()[0])["rollout"]["phase"] == rl.PROMOTED  # shown, not taken as the end
+    res = canary(*watch, "--canary-version", "v3", kubeconfig=kc)
+    assert res.returncode == 4 and "the rollout recorded is v2's (promoted), not v3's" in res.stderr, res.stderr
+    res = canary(*watch, "--rollout", "r", kubeconfig=kc)
+    assert res.returncode == 4, res.stderr
+    assert "CanaryRollout ml/r generation 2 (v3) not yet observed by the controller" in res.stderr
+
+    # without a flag, the end of a rollout recorded after the watch started is the answer
+    # (its --timeout only bounds a broken run: the test waits for the line, then for the exit)
+    follower = subprocess.Popen([sys.executable, "-m", "canary", *watch[:-3], "120s", "-o", "json",
+                                 "--kubeconfig", str(kc)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, cwd=ROOT, env={**os.environ, "KUBECONFIG": ""})
+    try:
+        err = ""
+        while "ended before this watch started" not in err and follower.poll() is None:
+            err += _next_line(follower)
+        assert follower.poll() is None, err
+        _ended(kc, rl.ROLLED_BACK, "v3", started_at=5.0)
+        assert follower.wait(timeout=60) == 1
+    finally:
+        if follower.poll() is None:
+            follower.kill()
+            follower.wait()
+    # the controller claims v3 (generation 2) and rolls it back: now that is r's outcome, and v3's
+    _rollout_cr(api, "v3", {"phase": rl.PROGRESSING, "observedGeneration": 2, "target": {"canaryVersion": "v3"}})
+    assert canary(*watch, "--rollout", "r", kubeconfig=kc).returncode == 4
+    _rollout_cr(api, "v3", {"phase": rl.ROLLED_BACK, "observedGeneration": 2, "target": {"canaryVersion": "v3"}})
+    res = canary(*watch, "--rollout", "r", kubeconfig=kc)
+    assert res.returncode == 1 and "CanaryRollout ml/r: rolled_back" in res.stderr, res.stderr
+    assert canary(*watch, "--canary-version", "v3", kubeconfig=kc).returncode == 1
+
+
+def _next_line(proc: subprocess.Popen[str]) -> str:
+    """The next line the process writes on stderr ("" once it is closed)."""
+    assert proc.stderr is not None
+    return proc.stderr.readline()
 
 
 def _ended_on(kubeconfig: Path, phase: str, stable_subset: str) -> None:
