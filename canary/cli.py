@@ -1018,6 +1018,9 @@ def status(model: str = ModelArg, namespace: Optional[str] = NamespaceOpt, virtu
                 if ended is not None:
                     typer.echo(f"CanaryRollout {where}: {ended}", err=True)
                     return WATCH_EXIT[ended]
+                if not said_waiting:  # what is awaited, once: the route's record shown may be an earlier one's
+                    said_waiting = True
+                    typer.echo(f"{now}: watching until it ends", err=True)
             else:
                 ended = awaited.end(state)
                 if ended is not None:

@@ -213,7 +213,8 @@ def test_status_watch_never_reports_the_previous_rollouts_end_as_this_ones(clust
     assert res.returncode == 4 and "the rollout recorded is v2's (promoted), not v3's" in res.stderr, res.stderr
     res = canary(*watch, "--rollout", "r", kubeconfig=kc)
     assert res.returncode == 4, res.stderr
-    assert "CanaryRollout ml/r generation 2 (v3) not yet observed by the controller" in res.stderr
+    assert ("CanaryRollout ml/r generation 2 (v3) not yet observed by the controller (its status is of generation 1)"
+            ": watching until it ends") in res.stderr
 
     # without a flag, the end of a rollout recorded after the watch started is the answer
     # (its --timeout only bounds a broken run: the test waits for the line, then for the exit)
