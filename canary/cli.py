@@ -1048,8 +1048,8 @@ def status(model: str = ModelArg, namespace: Optional[str] = NamespaceOpt, virtu
 
 def _watched_rollout(name: Optional[str], ns: str, kubeconfig: Optional[str], context: Optional[str]) -> Any:
     """(a reader of CanaryRollout `name`, "ns/name", its uid, its spec) for `status --watch --rollout`, or
-    (None, "", "", {}) without the flag. ConfigError (exit 2) when it is not there at the start; the reader returns None once it
-    is gone (`cli_watch.crd_end` says so)."""
+    (None, "", "", {}) without the flag. ConfigError (exit 2) when it is not there at the start; the reader
+    returns None once it is gone (`cli_watch.crd_end` says so)."""
     if name is None:
         return None, "", "", {}
     import kubernetes.client as kc
