@@ -604,7 +604,9 @@ def _judge(state: RolloutState, ev: Looked, policy: Policy) -> tuple[RolloutStat
             s2, more = _end(s, ev.now, reason=why, phase=ROLLED_BACK, verdict=j)
             return s2, actions + more
         return s, actions
-    if not stale:
+    # a look that could not measure some check (ERROR: its query refused, timed out, no series) shows no
+    # failure ended: it neither adds a failed look nor ends the run, as serve's looks (decision 166)
+    if not stale and j.outcome is not Outcome.ERROR:
         s = replace(s, failed_looks=0)
     if covered < interval <= elapsed:
         actions.append(Emit("look.window_short", {"window_s": round(covered, 3), "interval_s": interval}))

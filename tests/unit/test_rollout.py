@@ -98,6 +98,47 @@ def test_a_pass_resets_the_failure_count() -> None:
     assert s.phase == rl.PROGRESSING and s.failed_looks == 1
 
 
+def two_checks(err: Outcome, *, unavailable: bool) -> Verdict:
+    """A look of a canary whose error rate is beyond its limit: latency within it, the error rate failing
+    or, when its query timed out, not measured (ERROR)."""
+    return Verdict.combine([
+        CheckResult(check="lat", kind="latency", outcome=Outcome.PASS, reason="within", stable_value=100.0,
+                    canary_value=101.0),
+        CheckResult(check="err", kind="error_rate", outcome=err, reason=f"{err.label} reason", stable_value=0.01,
+                    canary_value=float("nan") if err is Outcome.ERROR else 0.1,
+                    extra={"unavailable": True} if unavailable else {})])
+
+
+@pytest.mark.parametrize("unavailable", [True, False])  # its query timed out; Prometheus answered without its series
+def test_a_look_that_could_not_measure_neither_adds_a_failed_look_nor_ends_the_run(unavailable: bool) -> None:
+    """Decision 166: a bad canary whose error-rate query timed out every other look (a loaded Prometheus)
+    was 'failed look 1 of 2' at every failed look: the unmeasured look between reset the run, and the canary
+    stayed on traffic to the step's deadline. A look that could not measure some check (ERROR) now neither
+    adds a failed look nor ends the run, as serve's `record_look` (decision 159 c); the count is in the
+    recorded state, so a process that resumes from it in between counts on."""
+    policy = POLICY.model_copy(update={"checks": [POLICY.checks[0], POLICY.checks[1].model_copy(update={"hard": False})]})
+    s, actions = rl.transition(started(), rl.Looked(2, two_checks(Outcome.FAIL, unavailable=False), 120), policy)
+    assert s.phase == rl.PROGRESSING and s.failed_looks == 1 and "check.failed" in names(actions)
+    s, actions = rl.transition(s, rl.Looked(4, two_checks(Outcome.ERROR, unavailable=unavailable), 140), policy)
+    assert s.last_verdict and s.last_verdict["outcome"] == "error"
+    assert s.phase == rl.PROGRESSING and s.failed_looks == 1, "an unmeasured look neither adds nor resets"
+    assert "check.failed" not in names(actions)
+    s = rl.RolloutState.from_json(s.to_json())  # a restarted promote, or another controller, resumes here
+    assert s.failed_looks == 1
+    s, actions = rl.transition(s, rl.Looked(6, two_checks(Outcome.FAIL, unavailable=False), 160), policy)
+    assert s.phase == rl.ROLLED_BACK and s.weights == STABLE_ONLY, s.reason
+    assert "deadline" not in s.reason and s.reason.startswith("err: "), s.reason
+    failed = [a.fields for a in actions if isinstance(a, rl.Emit) and a.event == "check.failed"]
+    assert [f["failed_looks"] for f in failed] == [2]
+    # a measured look within the limits still ends the run
+    s, _ = rl.transition(started(), rl.Looked(2, two_checks(Outcome.FAIL, unavailable=False), 120), policy)
+    s, _ = rl.transition(s, rl.Looked(4, two_checks(Outcome.ERROR, unavailable=unavailable), 140), policy)
+    s, _ = rl.transition(s, rl.Looked(6, two_checks(Outcome.INCONCLUSIVE, unavailable=False), 160), policy)
+    assert s.failed_looks == 0
+    s, _ = rl.transition(s, rl.Looked(8, two_checks(Outcome.FAIL, unavailable=False), 180), policy)
+    assert s.phase == rl.PROGRESSING and s.failed_looks == 1
+
+
 def test_hard_breach_rolls_back_at_first_look() -> None:
     s, actions = look(started(), 2, Outcome.FAIL, hard=True, check="err")
     assert s.phase == rl.ROLLED_BACK and "err" in s.reason
