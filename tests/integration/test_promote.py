@@ -56,6 +56,7 @@ def arm_series(version: str, *, scale_s: float, rps: float = 800.0, err: float =
 def prometheus(prometheus_binary: str) -> Iterator[PromServer]:
     start, end = history_window(before_s=120, after_s=1800, step=1.0)  # outlasts the module on a loaded machine
     series = arm_series("v1", scale_s=0.040) + arm_series("v2", scale_s=0.040) + arm_series("v3", scale_s=0.060)
+    series += arm_series("v4", scale_s=0.040, err=0.10)  # as fast as stable, ten times its errors
     server = PromServer(history=openmetrics(series, start=start, end=end, step=1.0), binary=prometheus_binary)
     server.start()
     yield server
@@ -145,6 +146,51 @@ def test_slow_canary_is_rolled_back_with_evidence(cluster: Any, prometheus: Prom
     lat = [r for r in ev["evidence"] if r["check"] == "latency-p95"][0]
     assert lat["outcome"] == "fail" and lat["canary_value"] > lat["stable_value"] * 1.2
     assert lat["n_canary"] > 0 and lat["p_value"] is not None and "p95" in lat["reason"]
+
+
+def test_a_failing_check_unmeasured_every_other_look_still_rolls_back_on_its_failed_looks(
+        cluster: Any, prometheus: PromServer) -> None:
+    """Decision 166: a canary with ten times stable's errors whose error-rate query fails one look in two
+    (a loaded Prometheus: 503s past the query's retries). The unmeasured look between two failed ones
+    reset the run (max_failed_looks 2): 'failed look 1 of 2' at every failed look, the canary on traffic
+    until the step's deadline. Now that look neither adds a failed look nor ends the run: rolled back at
+    the second failed look, on the evidence, before the deadline."""
+    from urllib.parse import unquote_plus, urlparse
+
+    from tests.support.blackhole import BlackholeProxy
+
+    api, kubeconfig, policy = cluster
+    up = urlparse(prometheus.url)
+    proxy = BlackholeProxy(up.hostname or "127.0.0.1", up.port or 80).start()
+    looks: list[str] = []  # each look's instant (its queries' `time=`), in the order its error query came
+
+    def unmeasured(line: bytes) -> bool:
+        """The canary's error-count query of every second look, its retries too (the same instant)."""
+        text = unquote_plus(line.decode("latin-1"))
+        if 'model_version="v4",outcome="error"' not in text or "&time=" not in text:
+            return False
+        at = text.split("&time=", 1)[1].split()[0]
+        if at not in looks:
+            looks.append(at)
+        return looks.index(at) % 2 == 1
+
+    proxy.blackhole, proxy.answer, proxy.hold_only = True, 503, unmeasured
+    try:
+        res = promote(kubeconfig, policy, proxy.url, "v4")
+    finally:
+        proxy.stop()
+    assert res.returncode == 1, res.stderr[-3000:]
+    out = json.loads(res.stdout)
+    assert out["phase"] == rl.ROLLED_BACK, out
+    events = parse_json_lines(res.stderr)
+    judged = [e for e in events if e["event"] == "look.completed"]
+    seq = [e["checks"]["errors"] for e in judged]  # preflight's query may have taken the first instant
+    assert seq[-3:] == ["fail", "error", "fail"] and all(a != b for a, b in zip(seq, seq[1:])), seq
+    assert all(e["outcome"] == "error" for e in judged if e["checks"]["errors"] == "error"), judged
+    assert [e["failed_looks"] for e in events if e["event"] == "check.failed"] == [1, 2]
+    weights, state = vs_state(api)
+    assert weights == [100, 0] and state["phase"] == rl.ROLLED_BACK
+    assert state["reason"].startswith("errors: ") and "deadline" not in state["reason"], state["reason"]
 
 
 def test_a_canary_version_no_pod_serves_is_rolled_back_as_unrouted(cluster: Any, prometheus: PromServer) -> None:
