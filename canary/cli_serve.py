@@ -118,10 +118,14 @@ def serve(
             store.hold()  # the only writer of the state directory, or exit 2 naming who is
         except StoreError as exc:
             raise cli.ConfigError(str(exc)) from None
-        pruned = store.prune(older_than_s=state_ttl)
+        service = Service(policies=policies, metrics=metrics, store=store, answer_within_s=answer_within, auth=auth)
+        # pruned after Prometheus's time is asked (the Service's clock), on it and on the host's: by the host's
+        # alone, a host clock ahead by more than --state-ttl deleted every live session (decision 166). Not
+        # known (Prometheus not answering at start-up): nothing pruned until a start-up where it answers
+        settled = service.settled_now()
+        pruned = store.prune(older_than_s=state_ttl, now=settled) if settled is not None else None
         try:
-            server = ServeServer(Service(policies=policies, metrics=metrics, store=store, answer_within_s=answer_within,
-                                         auth=auth), host=host, port=port, tls=tls)
+            server = ServeServer(service, host=host, port=port, tls=tls)
         except OSError as exc:
             raise cli.ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
         log.info("serve.started", policies=sorted(policies), state_dir=str(state_dir), pruned=pruned,

@@ -445,6 +445,14 @@ class Service:
         self.log.info("serve.restarted", integration=ask.integration, key=ask.key, revision=ask.revision,
                       looks=old.looks, verdict=old.verdict, first_step=old.first_step, **why)
 
+    def settled_now(self) -> float | None:
+        """The service's clock now once it is Prometheus's (or the one the caller gave); None while it is still
+        the host's (Prometheus has not answered `time()`): the start-up prune judges a session's age on it."""
+        owner = getattr(self.clock, "__self__", None)
+        if isinstance(owner, SystemClock) and not getattr(owner, "anchored", False):
+            return None
+        return self.clock()
+
     def _quiet(self, s: Session, now: float) -> bool:
         """Not called for longer than a window of its policy may last (`interval + no_data_deadline`; of the
         longest loaded policy when its own is gone): that rollout is over. Argo's `undo` to a pod-template
@@ -550,7 +558,13 @@ def prometheus_clock(metrics: Any, *, log: Any) -> Callable[[], float]:
     if anchor is None:  # asked again later, when there is a way to ask (a provider with `ask`)
         return _LateAnchor(metrics, log=log).now if getattr(metrics, "ask", None) is not None else SystemClock().now
     warn_skew(log, anchor - time.time(), note="this service's times are Prometheus's; run NTP")
-    return SystemClock(anchor=anchor).now
+    return _Anchored(anchor=anchor).now
+
+
+class _Anchored(SystemClock):
+    """`SystemClock` anchored at Prometheus's `time()` at start-up: `anchored`, as a `_LateAnchor` once it is."""
+
+    anchored = True
 
 
 class _LateAnchor(SystemClock):

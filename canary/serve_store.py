@@ -206,15 +206,34 @@ class SessionStore:
             raise StoreError(f"{p}: cannot write the state of {s.key} revision {s.revision}: "
                              f"{exc.strerror or exc}") from None
 
-    def prune(self, *, older_than_s: float, now: float | None = None) -> int:
-        """Delete sessions not written for `older_than_s` seconds (by file time); how many."""
-        cutoff = (time.time() if now is None else now) - older_than_s
+    def prune(self, *, older_than_s: float, now: float, host_now: float | None = None) -> int:
+        """Delete the sessions idle for `older_than_s` seconds by both clocks that can say so; how many.
+
+        Idle by the session's own last write (`updated_at`) against `now`, the service's clock (Prometheus's,
+        on which the session's times were written), and by its file's time against the host's clock (`host_now`,
+        default `time.time()`). The file's time alone was the rule: a host clock ahead by more than the TTL (a VM
+        resumed before NTP, a clock set by hand) deleted every live session at start-up, a rollout's evidence and
+        failed looks gone, a shown fail forgotten and judged again as a new revision (decision 166). Either clock
+        ahead alone now deletes nothing. A file that cannot be read is kept for a person (a call for it is a
+        500 naming it), as `_make_room` keeps it; so is a revision a call holds."""
+        host = time.time() if host_now is None else host_now
+        with self._guard:
+            busy = set(self._locks)
         gone = 0
         for p in self.dir.glob("*.json"):
+            if p.name.startswith(".") or p.stem in busy:
+                continue
             try:
-                if p.stat().st_mtime < cutoff:
-                    p.unlink()
-                    gone += 1
+                if p.stat().st_mtime >= host - older_than_s:
+                    continue
+                s = Session.from_json(p.read_text(encoding="utf-8"))
+            except (OSError, ValueError, TypeError):
+                continue  # another replica, a concurrent write, or unreadable: kept
+            if now - s.updated_at < older_than_s:
+                continue  # written within the TTL on the clock it was written with
+            try:
+                p.unlink()
+                gone += 1
             except OSError:
-                continue  # another replica or a concurrent write: try again next time
+                continue
         return gone

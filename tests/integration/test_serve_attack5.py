@@ -268,3 +268,59 @@ def test_a_call_read_while_the_service_drains_is_a_503_that_closes_and_records_n
     assert server.stopped == (1, 0)
     s = SessionStore(tmp_path / "s").load("argo/ml/good", "v2")
     assert s is not None and s.looks == 1, s
+
+
+# ---- decision 166: --state-ttl's prune at start-up on a host clock ahead ---------------------------------------
+
+
+_HOST_AHEAD_IN_START_UP = """
+import os, signal, sys, time
+real = time.time
+time.time = lambda: real() + float(os.environ["HOST_AHEAD_S"])  # the host's wall clock ahead; files' times real
+import canary.serve_http as serve_http
+start = serve_http.ServeServer.start
+def started(self):
+    os.kill(os.getpid(), signal.SIGTERM)  # started: stop at once (exit 0), what start-up did is the test
+    return start(self)
+serve_http.ServeServer.start = started
+from canary.cli import app
+sys.argv = ["canary", *sys.argv[1:]]
+app()
+"""
+
+
+def test_a_host_clock_ahead_by_more_than_the_state_ttl_prunes_no_live_session(
+        recent: tuple[PromServer, float], tmp_path: Path) -> None:
+    """`--state-ttl`'s prune compared the session files' times with the host's clock, before Prometheus was
+    asked: a host 200 h ahead (a VM resumed before NTP; the TTL is 168 h) deleted every live session at
+    start-up, a shown fail among them, which the next call would have judged again as a new revision. A
+    session is now forgotten only when idle past the TTL by its file's time on the host's clock and by its
+    own last write on the service's clock (Prometheus's), and not at all while Prometheus's time is unknown."""
+    ahead = 200 * 3600.0
+    store = SessionStore(tmp_path / "s")
+    now = time.time()  # the real time, Prometheus's (the sessions were written on it)
+    failed = replace(new_session(key="argo/ml/good", revision="v2", policy="ml", model="good", namespace="ml",
+                                 stable_version="v1", canary_version="v2", now=now - 600),
+                     looks=4, failed_looks=2, verdict="fail", reason="2 consecutive failed looks: errors", updated_at=now - 60)
+    old = new_session(key="argo/ml/old", revision="v7", policy="ml", model="old", namespace="ml",
+                      stable_version="v6", canary_version="v7", now=now - 200 * 3600)
+    store.save(failed)
+    store.save(old)
+    os.utime(store.path(old.key, old.revision), (now - 200 * 3600, now - 200 * 3600))  # idle 200 h by both clocks
+    env = {**os.environ, "NO_COLOR": "1", "HOST_AHEAD_S": str(ahead)}
+
+    def serve(prometheus_url: str) -> dict[str, Any]:
+        proc = subprocess.run([sys.executable, "-c", _HOST_AHEAD_IN_START_UP, *_serve_args(tmp_path, prometheus_url)],
+                              capture_output=True, timeout=120, env=env)
+        assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+        (line,) = [e for e in logs.parse_json_lines(proc.stderr.decode()) if e["event"] == "serve.started"]
+        return line
+
+    # Prometheus not answering at start-up: its time unknown, nothing is pruned (both were, on the host's clock)
+    assert serve(f"http://127.0.0.1:{refused_port()}")["pruned"] is None
+    assert store.load(failed.key, failed.revision) == failed and store.load(old.key, old.revision) == old
+    # Prometheus answering: the session idle 200 h by both clocks goes, the live failed one stays, whole
+    server, _ = recent
+    assert serve(server.url)["pruned"] == 1
+    assert store.load(old.key, old.revision) is None
+    assert store.load(failed.key, failed.revision) == failed

@@ -195,9 +195,11 @@ def test_store_keeps_one_file_per_revision_refuses_an_unreadable_one_and_prunes(
     with pytest.raises(StoreError, match="unreadable.*delete the file"):
         store.load(s.key, s.revision)
     store.save(s)
-    os.utime(store.path(s.key, s.revision), (T0, T0))
-    assert store.prune(older_than_s=3600, now=T0 + 3599) == 0
-    assert store.prune(older_than_s=3600, now=T0 + 3601) == 1 and store.load(s.key, s.revision) is None
+    os.utime(store.path(s.key, s.revision), (T0, T0))  # its file written at T0 by the host's clock, at T0 + 60 by its own
+    # idle past the TTL by both clocks, never by one alone (decision 166: a host clock ahead deleted live sessions)
+    assert store.prune(older_than_s=3600, now=T0 + 3659, host_now=T0 + 10**6) == 0
+    assert store.prune(older_than_s=3600, now=T0 + 10**6, host_now=T0 + 3599) == 0
+    assert store.prune(older_than_s=3600, now=T0 + 3661, host_now=T0 + 3601) == 1 and store.load(s.key, s.revision) is None
 
 
 def test_the_pass_anchor_is_set_once_per_window_and_sets_the_next_looks_pass_ratio() -> None:
