@@ -554,25 +554,54 @@ def finish_promotion(state: RolloutState, now: float) -> tuple[RolloutState, lis
     ]
 
 
+_RESTARTED = ("the canary's counters restarted since the last look ({n:.0f} requests since the step-start snapshot, "
+              "{before:.0f} before): not this window's data, a new window opens")
+
+
+def _counters_restarted(state: RolloutState, data_to: float, now: float) -> RolloutState:
+    """The state after a batched look (`Looked.data_to`) whose canary requests went down: between two
+    snapshots a counter only goes down when it restarted (a pod restarted) or its series left, and
+    `metrics.delta` then counts that series from its restart. Such a look's data are not a superset of
+    the window's earlier looks': each reset would start a second path of the same window at the same
+    share (a canary restarting before every look had a fresh test at every look: at its ceiling, its
+    pooled exact p read as a test of its own reached 0.05 in 8.2% of rollouts, its share of the level
+    in 2.1% where 1% is allowed; decision 163). So the look is no evidence either way (a hard breach
+    still stands), and it closes the window as `window_for` does: the earlier looks' evidence is
+    folded, the new window (its own smaller share) judges only data after this look (`window_from`:
+    `reaches_back` refuses the old step-start snapshot, so the controller takes its next snapshot as
+    the start), the step's start and deadline stay. Pure."""
+    s = replace(state, last_look_requests=-1.0, evidence=_fold(state), window_evidence={},
+                step_window=state.step_window + 1, pass_anchor_requests=-1.0, window_to=None, window_from=data_to)
+    return _log(s, now, "window restarted: the canary's counters went down (a restart); their failure evidence "
+                        "before it is kept, the data from the next snapshot on are a new window")
+
+
 def _judge(state: RolloutState, ev: Looked, policy: Policy) -> tuple[RolloutState, list[Action]]:
     j = ev.verdict
     n, before = ev.canary_requests, state.last_look_requests
     stale = n > 0 and n == before or 0 <= n < before  # no new evidence: the failure count neither grows nor resets
-    if stale and n == before:
+    restarted = ev.data_to is not None and 0 <= n < before  # snapshot counts that went down: a counter restarted
+    if restarted:
+        j = _not_evidence(_not_evidence(j, Outcome.FAIL, _RESTARTED.format(n=n, before=before)), Outcome.PASS,
+                          _RESTARTED.format(n=n, before=before))
+    elif stale and n == before:
         j = _not_evidence(j, Outcome.FAIL, "no new canary requests since the last look")
     elif stale:
         j = _not_evidence(j, Outcome.PASS, f"fewer canary requests than an earlier look of this step ({before:.0f})")
     s = replace(state, look=state.look + 1, step_looks=state.step_looks + 1, updated_at=ev.now,
                 last_verdict=_verdict_summary(j, ev), last_look_requests=max(n, before))
-    if ev.data_to is not None:
+    if restarted:
+        s = _counters_restarted(s, ev.data_to, ev.now)  # type: ignore[arg-type]
+    elif ev.data_to is not None:
         s = replace(s, window_to=ev.data_to if s.window_to is None else max(s.window_to, ev.data_to))
     if not (0 <= n < before):  # a shorter window than an earlier look's is not this window's data
         s = replace(s, window_evidence={**s.window_evidence, **j.window_evidence()})
     elapsed = ev.now - s.step_started_at
     covered = elapsed if ev.window_s is None else min(elapsed, ev.window_s)
     interval = policy.analysis.interval
-    anchor = next_pass_anchor(s.pass_anchor_requests, n, before, covered_s=covered, interval_s=interval,
-                              min_canary_requests=policy.analysis.min_canary_requests)
+    anchor = s.pass_anchor_requests if restarted else next_pass_anchor(
+        s.pass_anchor_requests, n, before, covered_s=covered, interval_s=interval,
+        min_canary_requests=policy.analysis.min_canary_requests)
     if anchor != s.pass_anchor_requests:
         s = replace(s, pass_anchor_requests=anchor)
     # logged before the write that records the look: phase and weights as routed while it was judged
@@ -582,6 +611,11 @@ def _judge(state: RolloutState, ev: Looked, policy: Policy) -> tuple[RolloutStat
                                                      "canary_requests": round(ev.canary_requests, 1),
                                                      "look": state.look,
                                                      "checks": {r.check: r.outcome.label for r in j.results}})]
+    if restarted:
+        actions.append(Emit("look.window_restarted", {"step": s.step + 1, "window": s.step_window + 1,
+                                                      "reason": "the canary's counters went down since the last look "
+                                                                f"({n:.0f} requests, {before:.0f} before: a restart)"},
+                            warning=True))
     if j.outcome is Outcome.FAIL or j.hard_breach:
         s = replace(s, failed_looks=s.failed_looks + 1)
         for r in j.failed:  # a hard breach's too: alerts keyed on check.failed must not miss the worst ones
