@@ -1597,7 +1597,7 @@ class Controller:
             measured = self._measure(spec, state, snap)
             if measured is None:
                 return "skipped"  # no window yet (the step's start is this very snapshot): the next one looks
-            measurements, canary_n, window_s, data_from, data_to = measured
+            measurements, canary_n, window_s, data_from, data_to, restarted = measured
             if data_from is not None:  # a step-start snapshot taken after the window's earlier looks: a new window
                 state = rl.window_for(state, data_from, self.clock.now())
                 if state.step_window != a.state.step_window:
@@ -1613,7 +1613,8 @@ class Controller:
             if verdict.outcome is Outcome.FAIL:
                 self._breach_seen.setdefault((spec.key, state.canary_version), time.monotonic())
             seen = Observation(look=rl.Looked(self.clock.now(), verdict, canary_n, window_s, data_to=data_to,
-                                              hold_unreachable=spec.on_prometheus_outage == "hold"))
+                                              hold_unreachable=spec.on_prometheus_outage == "hold",
+                                              restarted=restarted))
             obj = self._fresh(obj)
             self._seed(obj)  # the write reads what the cache holds now (our own writes included)
             new, _ = self._decide(spec, state, seen, expect=a.recorded, log=log)
@@ -1640,22 +1641,22 @@ class Controller:
                 self.router.forget_prefetch()
 
     def _measure(self, spec: crd.RolloutSpec, state: rl.RolloutState,
-                 snap: Any = None) -> tuple[dict[str, Any], float, float, float | None, float | None] | None:
+                 snap: Any = None) -> tuple[dict[str, Any], float, float, float | None, float | None, bool] | None:
         """(measurements, canary requests, seconds of data covered, start and end of the data on the
-        metrics clock: the step-start snapshot's and this one's times, None without snapshots) for one
-        look; None when there is no window to judge yet. Per rollout only without batched snapshots at
-        all (no `batch`)."""
+        metrics clock: the step-start snapshot's and this one's times, None without snapshots, and whether
+        a request counter restarted between them) for one look; None when there is no window to judge
+        yet. Per rollout only without batched snapshots at all (no `batch`)."""
         if self.batch is None:
             window = look_window(spec.policy, state, self.clock.now())
             out, canary_n = measure_window(self.metrics, spec.policy, spec.target, window_s=window, log=self.log)
             if self.telemetry:
                 for m in out.values():
                     self.telemetry.prometheus_query(not isinstance(m, TransientError))
-            return out, canary_n, float(window), None, None
+            return out, canary_n, float(window), None, None, False
         if snap is None:  # the tick's snapshot failed: this look could not measure (no per-rollout retry)
             exc = getattr(self, "_snap_error", None) or MetricsUnavailable("no metrics snapshot this tick")
             return ({c.name: exc for c in spec.policy.checks}, 0.0,
-                    float(look_window(spec.policy, state, self.clock.now())), None, None)
+                    float(look_window(spec.policy, state, self.clock.now())), None, None, False)
         packed = self._held_step_start(spec, state)
         if packed is None or snap.taken_at <= packed.taken_at:
             return None
@@ -1666,17 +1667,18 @@ class Controller:
         except UnusableStepStart:
             self._step_starts.pop(spec.key, None)
             return None
-        out, n = self._measure_batched(spec, snap, base)
+        out, n, restarted = self._measure_batched(spec, snap, base)
         if any(isinstance(m, UnusableStepStart) for m in out.values()):
             self._step_starts.pop(spec.key, None)  # the next snapshot starts the step again
             return None
-        return out, n, snap.taken_at - base.taken_at, base.taken_at, snap.taken_at
+        return out, n, snap.taken_at - base.taken_at, base.taken_at, snap.taken_at, restarted
 
-    def _measure_batched(self, spec: crd.RolloutSpec, now: Any, base: Any) -> tuple[dict[str, Any], float]:
+    def _measure_batched(self, spec: crd.RolloutSpec, now: Any, base: Any) -> tuple[dict[str, Any], float, bool]:
         """Window = step-start snapshot -> now; per-rollout queries only for checks that cannot be batched
         (custom PromQL, per-feature drift) and for a feature_missing check whose model exports only the
-        gauge, not the `model_features_total` counter (`NotBatchable` from the snapshot)."""
-        from canary.metrics.batch import NotBatchable, batchable, measure_delta, requests_delta
+        gauge, not the `model_features_total` counter (`NotBatchable` from the snapshot). Also whether a
+        request counter restarted in the window (`requests_restarted`: the rollout opens a new window)."""
+        from canary.metrics.batch import NotBatchable, batchable, measure_delta, requests_delta, requests_restarted
 
         out: dict[str, Any] = {}
         window = max(1, math.ceil(now.taken_at - base.taken_at))
@@ -1697,7 +1699,11 @@ class Controller:
             canary_n = requests_delta(spec.policy, spec.target, now, base)[1]
         except Exception:
             canary_n = 0.0
-        return out, canary_n
+        try:
+            restarted = requests_restarted(spec.policy, spec.target, now, base)
+        except Exception:  # no request counter to ask: the checks said why, and nothing restarted that they count
+            restarted = False
+        return out, canary_n, restarted
 
     def _failed(self, obj: dict[str, Any], exc: BaseException) -> None:
         """A rollout's tick failed. Recorded on its status; and when its traffic is split, stable gets

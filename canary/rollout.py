@@ -279,6 +279,9 @@ class Looked:
     window_s: float | None = None
     # the end of the judged data on the metrics clock (the controller's snapshot time); None: up to now
     data_to: float | None = None
+    # a request counter series restarted between the look's step-start snapshot and its own (the controller's
+    # `metrics.batch.requests_restarted`): its data are no superset of the window's earlier looks' (decision 163)
+    restarted: bool = False
     # a step whose looks could not ask Prometheus is held at its deadline, whatever the policy's
     # `failure.on_deadline` (a CanaryRollout's `spec.onPrometheusOutage: hold`); a measured step without
     # a verdict still ends as the policy says
@@ -554,14 +557,19 @@ def finish_promotion(state: RolloutState, now: float) -> tuple[RolloutState, lis
     ]
 
 
-_RESTARTED = ("the canary's counters restarted since the last look ({n:.0f} requests since the step-start snapshot, "
-              "{before:.0f} before): not this window's data, a new window opens")
+def _restart_reason(n: float, before: float) -> str:
+    """Why a batched look is no evidence (`_counters_restarted`), in on-call's words."""
+    seen = f", {before:.0f} at the last look" if 0 <= n < before else ""
+    return (f"a request counter restarted within the window ({n:.0f} canary requests counted since the step-start "
+            f"snapshot{seen}): not this window's data, a new window opens")
 
 
 def _counters_restarted(state: RolloutState, data_to: float, now: float) -> RolloutState:
-    """The state after a batched look (`Looked.data_to`) whose canary requests went down: between two
-    snapshots a counter only goes down when it restarted (a pod restarted) or its series left, and
-    `metrics.delta` then counts that series from its restart. Such a look's data are not a superset of
+    """The state after a batched look (`Looked.data_to`) whose canary requests went down, or whose
+    snapshots show a request counter that restarted (`Looked.restarted`: one pod of several, a stable
+    pod, a restart that outgrew its start): between two snapshots a counter only goes down when it
+    restarted or its series left, and `metrics.delta` then counts that series from its restart (the
+    other series from the step start). Such a look's data are not a superset of
     the window's earlier looks': each reset would start a second path of the same window at the same
     share (a canary restarting before every look had a fresh test at every look: at its ceiling, its
     pooled exact p read as a test of its own reached 0.05 in 8.2% of rollouts, its share of the level
@@ -572,18 +580,19 @@ def _counters_restarted(state: RolloutState, data_to: float, now: float) -> Roll
     the start), the step's start and deadline stay. Pure."""
     s = replace(state, last_look_requests=-1.0, evidence=_fold(state), window_evidence={},
                 step_window=state.step_window + 1, pass_anchor_requests=-1.0, window_to=None, window_from=data_to)
-    return _log(s, now, "window restarted: the canary's counters went down (a restart); their failure evidence "
-                        "before it is kept, the data from the next snapshot on are a new window")
+    return _log(s, now, "window restarted: a request counter restarted within it; the failure evidence of its "
+                        "looks before is kept, the data from the next snapshot on are a new window")
 
 
 def _judge(state: RolloutState, ev: Looked, policy: Policy) -> tuple[RolloutState, list[Action]]:
     j = ev.verdict
     n, before = ev.canary_requests, state.last_look_requests
     stale = n > 0 and n == before or 0 <= n < before  # no new evidence: the failure count neither grows nor resets
-    restarted = ev.data_to is not None and 0 <= n < before  # snapshot counts that went down: a counter restarted
+    # snapshot counts that went down, or a series the snapshots show restarted: not the window's path of data
+    restarted = ev.data_to is not None and (ev.restarted or 0 <= n < before)
     if restarted:
-        j = _not_evidence(_not_evidence(j, Outcome.FAIL, _RESTARTED.format(n=n, before=before)), Outcome.PASS,
-                          _RESTARTED.format(n=n, before=before))
+        j = _not_evidence(_not_evidence(j, Outcome.FAIL, _restart_reason(n, before)), Outcome.PASS,
+                          _restart_reason(n, before))
     elif stale and n == before:
         j = _not_evidence(j, Outcome.FAIL, "no new canary requests since the last look")
     elif stale:
@@ -613,9 +622,7 @@ def _judge(state: RolloutState, ev: Looked, policy: Policy) -> tuple[RolloutStat
                                                      "checks": {r.check: r.outcome.label for r in j.results}})]
     if restarted:
         actions.append(Emit("look.window_restarted", {"step": s.step + 1, "window": s.step_window + 1,
-                                                      "reason": "the canary's counters went down since the last look "
-                                                                f"({n:.0f} requests, {before:.0f} before: a restart)"},
-                            warning=True))
+                                                      "reason": _restart_reason(n, before)}, warning=True))
     if j.outcome is Outcome.FAIL or j.hard_breach:
         s = replace(s, failed_looks=s.failed_looks + 1)
         for r in j.failed:  # a hard breach's too: alerts keyed on check.failed must not miss the worst ones

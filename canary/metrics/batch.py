@@ -55,7 +55,7 @@ from canary.errors import ConfigError, MetricsUnavailable
 from canary.metrics import queries as q
 from canary.metrics.answers import evaluated_at
 from canary.metrics.client import BATCH, PartialAnswer, PrometheusClient
-from canary.metrics.delta import ArmDelta, arm_delta, measure_delta, requests_delta
+from canary.metrics.delta import ArmDelta, arm_delta, measure_delta, requests_delta, requests_restarted
 from canary.metrics.followups import Isolation, RestartProbe, chunk_idents
 from canary.metrics.families import (
     FEATURE_COUNTERS,
@@ -78,7 +78,7 @@ from canary.policy import Policy
 __all__ = [
     "FEATURE_COUNTERS", "FORMAT", "LOOKBACK", "MAX_REGEX_CHARS", "ArmDelta", "BatchMetrics", "Binding", "Family", "Groups",
     "Ident", "NotBatchable", "Snapshot", "UnusableStepStart", "Want", "arm_delta", "batchable", "families",
-    "measure_delta", "regex_escape", "regex_matcher", "requests_delta",
+    "measure_delta", "regex_escape", "regex_matcher", "requests_delta", "requests_restarted",
 ]
 log = structlog.get_logger(__name__)
 # characters of one query's model alternation: the URL (GET /api/v1/query?query=...) stays under

@@ -183,6 +183,20 @@ def _requests_delta(now: Snapshot, base: Snapshot, policy: Policy, source: str, 
     return total, resets
 
 
+def requests_restarted(policy: Policy, target: Target, now: Snapshot, base: Snapshot) -> bool:
+    """Whether a request counter series of either arm restarted between `base` and `now` (a value went
+    down, or Prometheus's samples show it: `Snapshot.restarted`), so that `requests_delta` and every
+    check counted it from its restart. Such a look's data are no superset of an earlier look's from the
+    same base, whatever its totals say (one pod of several restarting), and the rollout judges them as a
+    new window (`rollout._counters_restarted`, decision 163). False where there is nothing to count."""
+    _check_pair(now, base, target)
+    for arm in q.ARMS:
+        got = _requests_delta(now, base, policy, policy.metrics.source, target, arm)
+        if got is not None and got[1] > 0:
+            return True
+    return False
+
+
 def _log_resets(resets: int, check: str, target: Target, arm: str, now: Snapshot, base: Snapshot) -> None:
     if resets:
         log.warning("metrics.counter_reset", check=check, model=target.model, namespace=target.namespace, arm=arm,

@@ -80,6 +80,24 @@ def test_issue_8_a_reset_the_sum_hid_entirely() -> None:
     assert canary == Counts(events=225, total=4_500)
 
 
+def test_a_restart_the_totals_hide_is_told_to_the_rollout() -> None:
+    """One canary pod of two restarting (issue 8): the canary's requests since the step-start snapshot
+    still grow from look to look (3,000 at a look before c2's restart, 30 s in; 4,500 at 60 s), so a
+    count that went down cannot show it, and c2's requests before its restart are no longer in the
+    window: the look's data are no superset of the earlier look's. `requests_restarted` says so
+    (decision 163: the rollout opens a new window); a stable pod's restart too; a window without
+    one does not."""
+    pol, base, now = issue_8(c2_before=(6_000, 0))
+    earlier = snap(pods("v1", s1=(9_900 + 1_485, 115), s2=(4_950 + 1_485, 65))
+                   + pods("v2", c1=(15_000 + 1_425, 75), c2=(6_000 + 1_425, 75)), pol, at=1030)
+    assert b.requests_delta(pol, T, earlier, base)[1] == 3_000 < b.requests_delta(pol, T, now, base)[1]
+    assert b.requests_restarted(pol, T, now, base) and not b.requests_restarted(pol, T, earlier, base)
+    stable_pod = snap(pods("v1", s1=(9_900 + 2_970, 130), s2=(10, 0))
+                      + pods("v2", c1=(15_000 + 2_850, 150), c2=(6_000 + 1_500, 75)), pol, at=1060)
+    assert b.requests_restarted(pol, T, stable_pod, base)
+    assert not b.requests_restarted(pol, T, now, now)
+
+
 # -- series born, vanished, partly reset ----------------------------------------------------
 
 

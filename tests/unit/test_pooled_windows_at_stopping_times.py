@@ -80,24 +80,25 @@ class _Rollout:
     def window(self, data: np.ndarray, *, restarts: set[int], restart_at: int | None = None,
                json_each_look: bool = False) -> bool:
         """Looks over one window's ticks; False once the rollout ended or its step moved on."""
-        base, base_t, canary_from, step = 0, self.now, 0, self.s.step
+        base, base_t, restart, step = 0, self.now, -1, self.s.step
         for j in range(len(data)):
             self.now += LOOK_S
             if j in restarts:
-                canary_from = j  # the canary's counters restarted just before this tick's requests
+                restart = j  # the canary's counters restarted after the last snapshot, before this tick's requests
             if j == restart_at or rl.reaches_back(self.s, base_t):
                 # the controller takes this snapshot as the step's start (a restart without the persisted one, or
                 # a held one that reaches back into pooled data) and judges from the next one on
-                base, base_t, canary_from = j + 1, self.now, j + 1
+                base, base_t = j + 1, self.now
                 continue
             if restart_at is not None and base > 0:
                 self.s = rl.window_for(self.s, base_t, self.now)
-            st, ca = data[base:j + 1], data[max(base, canary_from):j + 1]
+            st, ca = data[base:j + 1], data[max(base, restart):j + 1]
             m = (Counts(st[:, 0].sum(), st[:, 1].sum()), Counts(ca[:, 2].sum(), ca[:, 3].sum()))
             before = self.s
             v = J.judge(self.policy, {"c": m}, prior=before.prior(), step=max(before.step, 0),
                         window=before.step_window)
-            self.s, _ = rl.transition(before, rl.Looked(self.now, v, m[1].total, data_to=self.now), self.policy)
+            self.s, _ = rl.transition(before, rl.Looked(self.now, v, m[1].total, data_to=self.now,
+                                                        restarted=restart >= base), self.policy)
             if json_each_look:
                 self.s = rl.RolloutState.from_json(self.s.to_json())
             p = v.results[0].extra["tests"][0].get("p_exact_pooled", 1.0)
@@ -178,7 +179,7 @@ def test_a_batched_look_whose_canary_counts_went_down_is_no_evidence_and_opens_a
                            [(Counts(0, 100), Counts(1, 30)), (Counts(0, 100), Counts(1, 60)),
                             (Counts(0, 100), Counts(8, 10))])
     assert s.phase == rl.PROGRESSING and s.failed_looks == 0, s.reason
-    assert s.last_verdict["outcome"] == "inconclusive" and "counters restarted" in s.last_verdict["reason"]
+    assert s.last_verdict["outcome"] == "inconclusive" and "counter restarted" in s.last_verdict["reason"]
     prior = _step_two(policy, (Counts(0, 100), Counts(2, 20)), [])[0].prior()
     assert J.judge(policy, {"c": (Counts(0, 100), Counts(8, 10))}, prior=prior,
                    step=1).outcome is Outcome.FAIL  # what that look was judged
@@ -186,8 +187,23 @@ def test_a_batched_look_whose_canary_counts_went_down_is_no_evidence_and_opens_a
     assert s.evidence["c/ceiling.exact"] == (3.0, 80.0)  # 2 of 20, then the window's last look: 1 of 60
     assert rl.reaches_back(s, 1020.0) and not rl.reaches_back(s, 1050.0)  # the old step-start snapshot: not used
     said = [a for a in actions if isinstance(a, rl.Emit) and a.event == "look.window_restarted"]
-    assert said and said[0].fields["window"] == 2 and "went down" in said[0].fields["reason"]
+    assert said and said[0].fields["window"] == 2 and "60 at the last look" in said[0].fields["reason"]
     assert rl.RolloutState.from_json(s.to_json()) == s
+
+
+def test_a_restart_the_snapshots_show_opens_a_new_window_though_the_counts_grew() -> None:
+    """One canary pod of several restarting, or a stable pod: the canary's count still grows, but the look's
+    data count that series from its restart (`metrics.batch.requests_restarted`, `Looked.restarted`): no
+    evidence, a new window. A look that measures a range carries no such flag (`increase()` counts over it)."""
+    policy = _policy(CEILING, alpha=0.01)
+    s, _ = _step_two(policy, (Counts(0, 100), Counts(2, 20)), [(Counts(0, 100), Counts(1, 60))])
+    v = J.judge(policy, {"c": (Counts(0, 100), Counts(40, 90))}, prior=s.prior(), step=1)
+    assert v.outcome is Outcome.FAIL
+    after, _ = rl.transition(s, rl.Looked(40.0, v, 90.0, data_to=1040.0, restarted=True), policy)
+    assert after.phase == rl.PROGRESSING and (after.step_window, after.window_from) == (1, 1040.0)
+    assert after.evidence["c/ceiling.exact"] == (3.0, 80.0) and "counter restarted" in after.last_verdict["reason"]
+    ranged, _ = rl.transition(s, rl.Looked(40.0, v, 90.0, restarted=True), policy)
+    assert ranged.phase == rl.ROLLED_BACK
 
 
 def test_a_hard_breach_still_rolls_back_on_a_look_after_a_restart() -> None:
