@@ -14,8 +14,9 @@ look's data up to its own snapshot, `data_to`; a series that restarted counted f
 
 What broke: a canary whose counters restart (its pod restarts) gave the window a second path at the same
 share, one per restart; restarting before every look, the pooled exact p of a canary at its ceiling, read
-as a test of its own, reached 0.05 in 8.2% of rollouts, and its share of the level (0.01) in 2.1%. Now
-such a look is no evidence and opens a new window (`rollout._counters_restarted`).
+as a test of its own, reached 0.05 in 8.2% of rollouts, and its share of the level (0.01) in 2.1%. Now a
+batched look whose canary requests went down, or whose snapshots show a request counter that restarted
+(`metrics.batch.requests_restarted`), is no evidence and opens a new window (`rollout._counters_restarted`).
 
 `.venv/bin/python tests/unit/test_pooled_windows_at_stopping_times.py RUNS` prints decision 163's table.
 """
