@@ -236,11 +236,7 @@ class DriftWatcher:
         if self.store is None or self._outage_rec == self._outage_synced or self._store_down is not None:
             return
         try:
-            try:
-                self._write()
-            except StateConflict:
-                self._merge_stored()
-                self._write()
+            self._write_merging()
         except Exception as exc:  # noqa: BLE001 - the next pass writes it again
             log.warning("drift.state_save_failed", model="", version="", error=brief(exc),
                         message="the Prometheus outage record could not be stored; the next pass tries again")
@@ -554,11 +550,7 @@ class DriftWatcher:
         if self._store_down is not None:  # the store did not answer earlier in this pass (said then)
             return FAILED
         try:
-            try:
-                self._write()
-            except StateConflict:
-                self._merge_stored()
-                self._write()
+            self._write_merging()
         except Exception as exc:  # noqa: BLE001 - this evaluation is dropped by the caller
             unanswered = not isinstance(getattr(exc, "status", None), int)
             if unanswered:
@@ -569,6 +561,15 @@ class DriftWatcher:
                                    "this pass" if unanswered else ""))
             return FAILED
         return STORED if self.states.get(key) == state else THEIRS
+
+    def _write_merging(self) -> None:
+        """`_write`; on a conflict (another replica stored since this one read) merge the stored states
+        (`_merge_stored`) and write once more. Raises what the store raises."""
+        try:
+            self._write()
+        except StateConflict:
+            self._merge_stored()
+            self._write()
 
     def _write(self) -> None:
         if self.states != self._synced or self._outage_rec != self._outage_synced:
