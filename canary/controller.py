@@ -53,6 +53,7 @@ from canary.reconcile import (K8S_EVENTS, Observation, camel, check_claim, check
                               parse_state, preflight_metrics, ROLLBACK_BUDGET_S, Retry, rollout_context,
                               route_deleted, say_split_unrecorded, split_unrecorded, to_stable)
 from canary.reconcile import vs_gone as _vs_gone
+from canary.reconcile import confirmed_detail, write_landed
 from canary.routing import patch
 from canary.routing.base import TrafficRouter
 from canary.throttle import Throttle
@@ -237,8 +238,9 @@ class Controller:
         # rollout key -> (the end it tried to write, its actions): a write that would have ended a rollout
         # failed, perhaps having landed (a response lost); the next tick announces it if the route records it
         # an end decided and not known to have landed: (its state, its actions, the record text its write was
-        # guarded on: the decision stands only while the route still reads so, decision 135)
-        self._unconfirmed: dict[str, tuple[rl.RolloutState, list[rl.Action], str | None]] = {}
+        # guarded on: the decision stands only while the route still reads so, decision 135; what its failure
+        # said of each write, `write_landed`: `_confirm_end` says it again, decision 164)
+        self._unconfirmed: dict[str, tuple[rl.RolloutState, list[rl.Action], str | None, str]] = {}
         # rollout key -> its stable-100% write failing since (`_retry`): a warning until ROLLBACK_PAGE_AFTER_S, then
         # the page once; forgotten when a write lands or the route records the rollout ended
         self._stable_failing: dict[str, _StableFailing] = {}
@@ -780,7 +782,7 @@ class Controller:
         if state.terminal:
             self._stable_failing.pop(spec.key, None)  # ended: a stable-100% write failing before is over
             if unconfirmed is not None:
-                self._confirm_end(spec, state, unconfirmed[0], unconfirmed[1], log=log)
+                self._confirm_end(spec, state, unconfirmed[0], unconfirmed[1], log=log, landed=unconfirmed[3])
             old = obj.get("status") or {}
             if state.reason.endswith(RESTARTS) and old.get("phase") in rl.TERMINAL and old.get("reason"):
                 # superseded to start again, then ended for good before it did (a series edit while the
@@ -854,17 +856,17 @@ class Controller:
         self._status(obj, spec, state)
 
     def _confirm_end(self, spec: crd.RolloutSpec, recorded: rl.RolloutState, tried: rl.RolloutState,
-                     actions: list[rl.Action], *, log: Any) -> None:
+                     actions: list[rl.Action], *, log: Any, landed: str = "") -> None:
         """A write that was to end this rollout failed at the last tick (`_do`: a timeout, a 5xx, its
-        answer lost) and the route now records that very end (`recorded`: the record that write
+        answer lost; or its subset pointing after its weights landed: `landed`, what that failure said of
+        each write) and the route now records that very end (`recorded`: the record that write
         carried, field for field): it had landed. It is announced now, once, as `execute` would have
         (the events of its actions on the log and as Kubernetes Events, the counters, the webhooks),
         with `rollout.end_confirmed`."""
         if recorded.to_json() != tried.to_json():
             return  # not the record that write carried (another writer's end, or ours never landed)
         log.warning("rollout.end_confirmed", phase=recorded.phase, reason=recorded.reason,
-                    weights=str(recorded.weights),
-                    detail="the write that ended it failed with no answer and had landed; traffic is as recorded")
+                    weights=str(recorded.weights), write_landed=landed or "unknown", detail=confirmed_detail(landed))
         late = [a for a in actions if isinstance(a, rl.Emit) and a.event in
                 ("rollback.completed", "rollout.aborted", "rollout.promoted")]
         for a in late:
@@ -1161,7 +1163,7 @@ class Controller:
                 self._stable_tried(spec.key, state, retry, None if texts else exc)
             if state.terminal and not isinstance(exc, RoutingConflict):  # it may have landed with its answer
                 # lost (a guarded write refused did not): `_confirm_end` reads the route at the next tick
-                self._unconfirmed[spec.key] = (state, actions, expect)
+                self._unconfirmed[spec.key] = (state, actions, expect, write_landed(exc))
             raise
         if retry is not None:
             self._stable_tried(spec.key, state, retry, None)
@@ -1786,7 +1788,7 @@ class Controller:
             tried = self._unconfirmed.get(key)
             if tried is not None and tried[0].to_json() == rec.to_json():  # our own end, its answer lost: landed
                 self._unconfirmed.pop(key, None)
-                self._confirm_end(spec, rec, tried[0], tried[1], log=self._rollout_log(spec, rec))
+                self._confirm_end(spec, rec, tried[0], tried[1], log=self._rollout_log(spec, rec), landed=tried[3])
             else:
                 self.log.info("rollout.ended_elsewhere", rollout=key, recorded_phase=rec.phase,
                               canary_version=rec.canary_version, error=reason[:300])
@@ -1798,9 +1800,9 @@ class Controller:
         now = self.clock.now()
         try:
             new = self._to_stable(key, spec.target, state, reason=reason[:500], log=log, now=now, expect=read)
-        except CanaryError:  # rollback.retrying (or its page) is logged; the next tick tries again, or finds it landed
+        except CanaryError as exc:  # rollback.retrying (or its page) is logged; the next tick tries again, or finds it landed
             self._unconfirmed[key] = (*rl.transition(state, rl.Rollback(now, reason[:500], aborted=True),
-                                                     None), read)  # type: ignore[arg-type]
+                                                     None), read, write_landed(exc))  # type: ignore[arg-type]
             return
         self._observe(spec, new)
         self._known[key] = _Known(spec, new)

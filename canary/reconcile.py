@@ -30,8 +30,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Literal
 
 from canary import rollout as rl
-from canary.errors import (CanaryError, ConfigError, ConflictStorm, GraceSpent, MetricsUnavailable, NotLeader,
-                           RollbackFailed, RolloutBusy, RoutingConflict, TargetError, TransientError, others_decision)
+from canary.errors import (CanaryError, ConfigError, ConflictStorm, GraceSpent, MetricsUnavailable, NotFound,
+                           NotLeader, RollbackFailed, RolloutBusy, RoutingConflict, TargetError, TransientError, others_decision)
 from canary.metrics.base import MetricsProvider
 from canary.model import STABLE_ONLY, ArmData, Target, check_version
 from canary.policy import Policy
@@ -496,13 +496,16 @@ class Retry:
     page: bool = False
     fields: dict[str, Any] = field(default_factory=dict)
 
-    def line(self, log: Any, base: dict[str, Any]) -> None:
+    def line(self, log: Any, base: dict[str, Any], *, own: tuple[str, ...] = ()) -> None:
         """`rollback.retrying` (warning) or, when this is the page, `rollback.failed` (critical): `base`, then
-        this Retry's fields over it."""
+        this Retry's fields over it, but for the keys `own` names (the executor knows better: the weights
+        landed, and the caller's "traffic may still be split" would be false)."""
+        kept = {k: base[k] for k in own if k in base}
         if self.page:
-            log.critical("rollback.failed", **{**base, **self.fields})
+            log.critical("rollback.failed", **{**base, **self.fields, **kept})
         else:  # the executor's "act by hand" is the page's alone
-            log.warning("rollback.retrying", **{**{k: v for k, v in base.items() if k != "hint"}, **self.fields})
+            log.warning("rollback.retrying",
+                        **{**{k: v for k, v in base.items() if k != "hint"}, **self.fields, **kept})
 
 
 def execute(router: TrafficRouter, target: Target, state: rl.RolloutState, actions: list[rl.Action], *,
@@ -539,6 +542,8 @@ def execute(router: TrafficRouter, target: Target, state: rl.RolloutState, actio
             except NotLeader:  # refused by the fence, nothing sent: the new leader's tick ends it; nobody is paged
                 raise
             except CanaryError as exc:
+                if action.weights == STABLE_ONLY and state.phase in (rl.ROLLED_BACK, rl.ABORTED):
+                    _weights_failed(exc, target, actions)
                 if isinstance(exc, RoutingConflict) and expect is not ... and pointed:
                     _follow_recorded_end(router, target, state, pointed, log=log)
                 if report_failure and action.weights == STABLE_ONLY and state.phase == rl.PROMOTED:
@@ -652,15 +657,20 @@ def _point(router: TrafficRouter, target: Target, state: rl.RolloutState, action
                     "hint": f"act by hand: point the stable subset at {action.version}, then run `canary rollback` "
                             "again"})
             raise RollbackFailed(msg) from exc
+        if rollback:  # the weights landed (stable 100%, the end recorded): the line says which write did not
+            exc.landed_words = subset_failed_words(exc, target, action)  # type: ignore[attr-defined]
         if report_failure and rollback:
-            log.critical("rollback.failed", error=str(exc), subset=action.subset, version=action.version,
-                         weights=str(state.weights), write_landed=write_landed(exc),
-                         hint="the weights send 100% to the stable subset, which "
-                         f"could not be re-pointed at {action.version}: check what it selects")
+            (retry or Retry(page=True)).line(log, {
+                "error": str(exc), "subset": action.subset, "version": action.version, "weights": str(state.weights),
+                "write_landed": write_landed(exc), "note": subset_note(exc, target, action),
+                "hint": "the weights send 100% to the stable subset, which "
+                        f"could not be re-pointed at {action.version}: check what it selects"}, own=("note",))
         if rollback and not isinstance(exc, TransientError):  # the weights were written: exit 3, not 2
             failed = RollbackFailed(f"stable has 100% of the weights, but the {action.subset} subset could not be "
                                     f"re-pointed at {action.version}: {exc}")
             failed.rollout_state = state  # type: ignore[attr-defined]  # what the route now records
+            failed.landed_words = exc.landed_words  # type: ignore[attr-defined]
+            failed.subset_note = subset_note(exc, target, action)  # type: ignore[attr-defined]
             raise failed from exc
         raise
     log.info("subset.pointed", **(context or {}), subset=action.subset, version=action.version)
@@ -837,6 +847,12 @@ def to_stable(router: TrafficRouter, target: Target, state: rl.RolloutState, *, 
         except CanaryError as exc:  # will not pass by waiting (a route no rollout can drive)
             if not last and finishing:
                 log.warning("promotion.write_failed", error=str(exc), reason=reason, write_landed=write_landed(exc))
+            elif not last and getattr(exc, "rollout_state", None) is not None:  # the weights landed, a subset not
+                (retry or Retry(page=True)).line(log, {
+                    "error": str(exc), "weights": str(STABLE_ONLY), "reason": reason,
+                    "end_cause": rl.classify_reason(reason), "write_landed": write_landed(exc),
+                    "note": getattr(exc, "subset_note", ""), "hint": getattr(exc, "subset_note", "")},
+                    own=("note",))
             elif not last:
                 (retry or Retry(page=True)).line(log, {
                     "error": str(exc), "target_weights": str(STABLE_ONLY), "reason": reason,
@@ -877,6 +893,9 @@ def write_landed(exc: BaseException) -> str:
     A TransientError (a timeout, a 5xx, a dropped connection) may come after the API server applied
     the write, so the route may already read stable 100%; so may a write sent and then abandoned unanswered
     when `promote --interrupt-grace` ran out (GraceSpent with `sent`); any other error is a refusal."""
+    words = getattr(exc, "landed_words", "")
+    if words:  # a stable-100% end's writes, each named (`subset_failed_words`, `_weights_failed`)
+        return str(words)
     if may_have_landed(exc):
         return ("unknown: no answer came back, the write may have been applied; the next read of the route "
                 "tells (the controller then logs rollout.end_confirmed)")
@@ -887,3 +906,54 @@ def write_landed(exc: BaseException) -> str:
 
 def camel(event: str) -> str:
     return "".join(p.capitalize() for p in event.replace("_", ".").split("."))
+
+
+def _weights_failed(exc: BaseException, target: Target, actions: list[rl.Action]) -> None:
+    """Name the write a rollback's failure was (decision 164): the weights write (stable 100%) failed, so the
+    stable subset's pointing after it was never tried. `write_landed` then says so; its first word (no,
+    unknown) is `write_landed`'s own."""
+    if getattr(exc, "landed_words", ""):
+        return
+    after = any(isinstance(a, rl.PointSubset) for a in actions)
+    exc.landed_words = (f"{write_landed(exc)} (the weights write: stable 100% on VirtualService "  # type: ignore[attr-defined]
+                        f"{target.namespace}/{target.virtual_service}"
+                        + ("; the stable subset write after it was not tried)" if after else ")"))
+
+
+def subset_failed_words(exc: BaseException, target: Target, action: rl.PointSubset) -> str:
+    """`write_landed` of a rollback whose weights write landed (stable 100% on the VirtualService, the end
+    recorded) and whose subset pointing then failed (decision 164): `partly`, which write landed and which did
+    not, naming the DestinationRule and why (not found, refused, no answer). It said `no: the write was
+    refused`, and on-call read that stable 100% had not landed."""
+    vs, dr = f"{target.namespace}/{target.virtual_service}", f"{target.namespace}/{target.dr_name}"
+    if may_have_landed(exc):
+        how = f"had no answer ({str(exc)[:200]}): whether it points at {action.version} is not known"
+    else:
+        why = "not found" if isinstance(exc, NotFound) else f"refused it ({str(exc)[:200]})"
+        how = f"did not land: DestinationRule {dr} {why}"
+    return (f"partly: the weights write landed (stable 100% on VirtualService {vs}, the end recorded); the "
+            f"{action.subset} subset write (pointing it at {action.version}) {how}")
+
+
+def subset_note(exc: BaseException, target: Target, action: rl.PointSubset) -> str:
+    """What a rollback's line says once its weights landed and its subset pointing did not: no split is left,
+    nothing writes stable 100% again (the end is recorded), and what to mend by hand."""
+    dr = f"{target.namespace}/{target.dr_name}"
+    mend = (f"restore DestinationRule {dr} with its {action.subset} subset selecting {action.version}"
+            if isinstance(exc, NotFound) else
+            f"check that DestinationRule {dr}'s {action.subset} subset selects {action.version}")
+    return (f"stable has 100% of the weights and the end is recorded: no split is left, and stable 100% is not "
+            f"written again; the {action.subset} subset was not pointed at {action.version}: {mend}")
+
+
+def confirmed_detail(landed: str) -> str:
+    """`rollout.end_confirmed`'s `detail`: the end's record is read on the route, and what its failed write was
+    (`landed`: that failure's `write_landed`; "" when not known). A subset pointing that failed after its
+    weights landed was said "failed with no answer" (decision 164)."""
+    if landed.startswith("partly"):
+        return ("the weights write that ended it landed at the last tick and its subset write did not (write_landed "
+                "says which and why); the route records the end: stable has 100% of the weights")
+    if landed and not landed.startswith("unknown"):
+        return (f"its write was said to fail at the last tick ({landed}), and the route records that end: it had "
+                "landed; traffic is as recorded")
+    return "the write that ended it failed with no answer and had landed; traffic is as recorded"

@@ -1,0 +1,156 @@
+"""What a rollback's lines say of its two writes (decision 164), against the strict API emulator and a real
+(backfilled) Prometheus: the weights write (stable 100% on the VirtualService, the end recorded) and, after it,
+the stable subset's pointing (the DestinationRule). On-call reads `rollback.retrying` / `rollback.failed` and
+the next tick's `rollout.end_confirmed` to know whether traffic is safe. With the DestinationRule deleted
+mid-rollout the weights landed and the subset write did not, yet the lines said `write_landed: no: the write was
+refused` and "failed with no answer". Each combination is driven here with real refusals: the weights landed and
+the subset not (not found; no answer), the weights refused (the subset not tried), both objects refusing, and
+the weights write with no answer.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+from structlog.testing import capture_logs
+
+from canary import crd
+from canary import rollout as rl
+from tests import fleet
+from tests.fakes import FakeClock
+from tests.integration.test_controller import GROUP, _progressing, prometheus, vs, world  # noqa: F401
+from tests.integration.test_controller_route_deleted import _delete, _status, _ticks
+
+pytestmark = pytest.mark.integration
+
+
+def _started(world: Any) -> tuple[Any, Any, Any, FakeClock]:
+    api, op, custom = world
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v2"))
+    _progressing(op, custom, api)
+    op.clock = clock = FakeClock(time.time())
+    return api, op, custom, clock
+
+
+def _lines(logs: list[dict[str, Any]], event: str) -> list[dict[str, Any]]:
+    return [e for e in logs if e["event"] == event]
+
+
+def _rollback(custom: Any) -> None:
+    custom.patch_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0",
+                                          {"spec": {"action": "rollback", "actionReason": "pager"}})
+
+
+def test_a_destination_rule_deleted_mid_rollout_says_the_weights_landed_and_the_subset_did_not(world: Any) -> None:
+    """The end's weights land (stable 100%, recorded aborted) and its subset write meets the DestinationRule's
+    404: `rollback.retrying` says `partly`, naming both writes, the DestinationRule and "not found", with no
+    "traffic may still be split"; the next tick's `rollout.end_confirmed` says the same, not "no answer"."""
+    api, op, custom, clock = _started(world)
+    _delete(api, "destinationrules", "m0")
+    with capture_logs() as logs:
+        _ticks(op, clock, 3)
+    assert vs(api, 0)[0] == [100, 0] and _status(custom)["phase"] == rl.ABORTED
+    [retrying] = _lines(logs, "rollback.retrying")
+    landed = retrying["write_landed"]
+    assert landed.startswith("partly: the weights write landed (stable 100% on VirtualService ml/m0"), landed
+    assert "the stable subset write (pointing it at v1) did not land: DestinationRule ml/m0 not found" in landed
+    assert "refused" not in landed and "no answer" not in landed, landed
+    assert retrying["weights"] == "100/0" and "target_weights" not in retrying, retrying
+    assert "may still be split" not in retrying["note"] and "restore DestinationRule ml/m0" in retrying["note"]
+    [confirmed] = _lines(logs, "rollout.end_confirmed")
+    assert confirmed["write_landed"] == landed, confirmed
+    assert "no answer" not in confirmed["detail"] and "subset write did not" in confirmed["detail"], confirmed
+    assert "stable has 100%" in confirmed["detail"]
+
+
+def test_the_weights_write_refused_says_no_and_that_the_subset_was_not_tried(world: Any) -> None:
+    """An operator's rollback whose VirtualService write is refused (403: a policy webhook): `write_landed` says
+    `no`, that it was the weights write, and that the subset write after it was not tried."""
+    api, op, custom, clock = _started(world)
+    api.fail_next(403, times=1000, plural="virtualservices")
+    _rollback(custom)
+    with capture_logs() as logs:
+        _ticks(op, clock, 1)
+    assert vs(api, 0)[0] == [80, 20]
+    lines = _lines(logs, "rollback.retrying") + _lines(logs, "rollback.failed")
+    assert lines, [e["event"] for e in logs]
+    for line in lines:
+        landed = line["write_landed"]
+        assert landed.startswith("no: the write was refused (the weights write: stable 100% on VirtualService "
+                                 "ml/m0; the stable subset write after it was not tried)"), landed
+        assert line["target_weights"] == "100/0" and "weights" not in line, line
+    assert not _lines(logs, "rollout.end_confirmed")
+
+
+def test_both_objects_refusing_says_the_weights_write_was_refused_and_the_subset_not_tried(world: Any) -> None:
+    """The DestinationRule deleted and the VirtualService's writes refused (403): the end writes nothing. Its
+    line says the weights write was refused and the subset write not tried; nothing is confirmed later, and once
+    the VirtualService accepts writes the next tick's line says `partly` (weights landed, DestinationRule not
+    found), then `rollout.end_confirmed` the same."""
+    api, op, custom, clock = _started(world)
+    _delete(api, "destinationrules", "m0")
+    api.fail_next(403, times=1000, plural="virtualservices")
+    with capture_logs() as logs:
+        _ticks(op, clock, 2)
+    assert vs(api, 0)[0] == [80, 20]
+    refused = _lines(logs, "rollback.retrying")
+    assert refused and all(e["write_landed"].startswith("no: the write was refused (the weights write") and
+                           "subset write after it was not tried" in e["write_landed"] for e in refused), refused
+    assert not _lines(logs, "rollout.end_confirmed")
+    with api.handler.lock:
+        api.handler.faults.clear()
+    with capture_logs() as logs:
+        _ticks(op, clock, 2)
+    assert vs(api, 0)[0] == [100, 0]
+    [partly] = _lines(logs, "rollback.retrying")
+    assert partly["write_landed"].startswith("partly: the weights write landed"), partly
+    assert "DestinationRule ml/m0 not found" in partly["write_landed"]
+    [confirmed] = _lines(logs, "rollout.end_confirmed")
+    assert confirmed["write_landed"] == partly["write_landed"] and "no answer" not in confirmed["detail"]
+
+
+def test_the_weights_write_with_no_answer_says_unknown_and_names_it(world: Any) -> None:
+    """An operator's rollback whose VirtualService writes get 500s (no answer: they may have been applied):
+    `unknown`, the weights write named, the subset not tried; once one lands, `rollout.end_confirmed` is not
+    needed (the write's answer came back) or says no answer only where it was so."""
+    api, op, custom, clock = _started(world)
+    api.fail_next(500, times=1000, plural="virtualservices")
+    _rollback(custom)
+    with capture_logs() as logs:
+        _ticks(op, clock, 1)
+    lines = _lines(logs, "rollback.retrying") + _lines(logs, "rollback.failed")
+    assert lines, [e["event"] for e in logs]
+    assert all(e["write_landed"].startswith("unknown: no answer came back") and "(the weights write: stable 100% "
+               "on VirtualService ml/m0; the stable subset write after it was not tried)" in e["write_landed"]
+               for e in lines), lines
+
+
+def test_the_subset_write_with_no_answer_after_the_weights_landed_says_partly_unknown(world: Any) -> None:
+    """The stable subset re-pointed by hand mid-rollout (to v9) ends the rollout (`subset.foreign_edit`); its
+    weights land and its DestinationRule writes (pointing the stable subset back at v1) get 500s: `partly`, the
+    subset write "had no answer", never "refused" or "not found"; the next tick confirms the end saying so."""
+    api, op, custom, clock = _started(world)
+
+    def repoint(o: dict[str, Any]) -> None:
+        next(s for s in o["spec"]["subsets"] if s["name"] == "stable")["labels"]["version"] = "v9"
+
+    api.edit(GROUP, "destinationrules", "ml", "m0", repoint)
+    api.fail_next(500, times=1000, plural="destinationrules")
+    with capture_logs() as logs:
+        _ticks(op, clock, 1)
+    assert vs(api, 0)[0] == [100, 0]
+    lines = _lines(logs, "rollback.retrying") + _lines(logs, "rollback.failed")
+    assert lines, [e["event"] for e in logs]
+    for line in lines:
+        landed = line["write_landed"]
+        assert landed.startswith("partly: the weights write landed (stable 100% on VirtualService ml/m0"), landed
+        assert "the stable subset write (pointing it at v1) had no answer" in landed, landed
+        assert "may still be split" not in line.get("note", ""), line
+    with api.handler.lock:
+        api.handler.faults.clear()
+    with capture_logs() as logs:
+        _ticks(op, clock, 1)
+    [confirmed] = _lines(logs, "rollout.end_confirmed")
+    assert confirmed["write_landed"].startswith("partly") and "subset write did not" in confirmed["detail"]
