@@ -1,0 +1,204 @@
+"""A finished CanaryRollout whose route is re-created or edited split with no process driving it (decision 164),
+against the strict API emulator and a real (backfilled) Prometheus. Its VirtualService is put back from an old
+copy at 80/20 with no rollout record, or edited to 80/20 under this CR's ended record: Ready read True while the
+canary had 20% that nothing judged. Argo Rollouts re-asserts the desired weights at every reconcile of a Rollout
+it owns; Flagger re-asserts its VirtualService. Here: stable 100% on the route the CR names alone, guarded on the
+record read, one `rollout.unowned_split` line, nothing claimed or run again; another route of that
+VirtualService and another VirtualService split the same are left as they are.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from typing import Any, Iterator
+
+import pytest
+from structlog.testing import capture_logs
+
+from canary import crd
+from canary import rollout as rl
+from tests import fleet
+from tests.fakes import FakeClock
+from tests.integration.test_controller import GROUP, _progressing, prometheus, vs, world  # noqa: F401
+from tests.integration.test_controller_route_deleted import _delete, _ticks
+
+pytestmark = pytest.mark.integration
+ANN = "modelcanary.dev/rollout"
+
+
+def _route(api: Any, name: str, i: int = 0) -> list[int]:
+    obj = api.get(GROUP, "virtualservices", "ml", fleet.model(i))
+    route = next(r for r in obj["spec"]["http"] if r.get("name") == name)
+    return [d["weight"] for d in route["route"]]
+
+
+def _split(o: dict[str, Any], weights: tuple[int, int] = (80, 20), name: str = "primary") -> None:
+    route = next(r for r in o["spec"]["http"] if r.get("name") == name)
+    for d, w in zip(route["route"], weights):
+        d["weight"] = w
+
+
+def _with_shadow(o: dict[str, Any]) -> None:
+    """A second http route beside `primary` (another team's), split 50/50."""
+    shadow = copy.deepcopy(o["spec"]["http"][0])
+    shadow["name"] = "shadow"
+    shadow["match"] = [{"headers": {"x-shadow": {"exact": "1"}}}]
+    o["spec"]["http"].insert(0, shadow)
+    _split(o, (50, 50), "shadow")
+
+
+def _status(custom: Any) -> dict[str, Any]:
+    return custom.get_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0").get("status") or {}
+
+
+def _ready(st: dict[str, Any]) -> dict[str, Any]:
+    return next(c for c in st.get("conditions") or [] if c["type"] == "Ready")
+
+
+def _finished(api: Any, op: Any, custom: Any) -> FakeClock:
+    """r0 (route `primary` of m0) runs its first step, is rolled back by an operator and settles: 100/0, its
+    ended record on the route, Ready True."""
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL,
+                                           fleet.rollout_object(0, "v2", route="primary"))
+    _progressing(op, custom, api)
+    custom.patch_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0",
+                                          {"spec": {"action": "rollback", "actionReason": "pager"}})
+    op.clock = clock = FakeClock(time.time())
+    _ticks(op, clock, 3)
+    st = _status(custom)
+    assert st["phase"] == rl.ROLLED_BACK and _route(api, "primary") == [100, 0] and _ready(st)["status"] == "True"
+    return clock
+
+
+def _no_second_rollout(logs: list[dict[str, Any]]) -> None:
+    assert not [e["event"] for e in logs if e["event"] in ("rollout.started", "step.advanced", "subset.pointed",
+                                                           "rollout.aborting", "rollback.started")], logs
+
+
+@pytest.mark.parametrize("how", ["re-created without a record", "edited under its ended record"])
+def test_a_finished_canary_rollouts_route_split_again_goes_to_stable_on_that_route_alone(world: Any,
+                                                                                         how: str) -> None:
+    api, op, custom = world
+    clock = _finished(api, op, custom)
+    ended = api.get(GROUP, "virtualservices", "ml", "m0")["metadata"]["annotations"][ANN]
+    _edit_other = api.edit(GROUP, "virtualservices", "ml", "m1", _split_first)  # another VirtualService, split
+    assert [d["weight"] for d in _edit_other["spec"]["http"][0]["route"]] == [80, 20]
+    if how == "re-created without a record":
+        with api.handler.lock:
+            old = copy.deepcopy(api.handler.objects[(GROUP, "virtualservices", "ml", "m0")])
+        old["metadata"].pop("resourceVersion", None)
+        old["metadata"]["annotations"].pop(ANN)
+        _split(old)
+        _with_shadow(old)
+        _delete(api, "virtualservices", "m0")
+        api.handler.put_object(old)
+    else:
+        api.edit(GROUP, "virtualservices", "ml", "m0", lambda o: (_split(o), _with_shadow(o)))
+    assert _route(api, "primary") == [80, 20]
+    rv = _status(custom)
+    with capture_logs() as logs:
+        _ticks(op, clock, 3)
+    assert _route(api, "primary") == [100, 0], "the route the CR names goes to stable"
+    assert _route(api, "shadow") == [50, 50], "another route of that VirtualService is not touched"
+    other = api.get(GROUP, "virtualservices", "ml", "m1")["spec"]["http"][0]["route"]
+    assert [d["weight"] for d in other] == [80, 20], "another VirtualService is not touched"
+    annotations = api.get(GROUP, "virtualservices", "ml", "m0")["metadata"].get("annotations") or {}
+    assert annotations.get(ANN) == (None if how.startswith("re-created") else ended), "the record is left as it is"
+    lines = [e for e in logs if e["event"] == "rollout.unowned_split"]
+    assert len(lines) == 1, [e["event"] for e in logs]
+    line = lines[0]
+    assert line["log_level"] == "warning" and line["written"] is True and line["from_weights"] == "80/20", line
+    assert line["recorded_phase"] == ("none" if how.startswith("re-created") else rl.ROLLED_BACK), line
+    assert line["rollout"] == "ml/r0" and line["virtual_service"] == "m0" and line["route"] == "primary", line
+    _no_second_rollout(logs)
+    st = _status(custom)
+    assert st["phase"] == rl.ROLLED_BACK and _ready(st)["status"] == "True" and st == rv
+
+
+def _split_first(o: dict[str, Any]) -> None:
+    for d, w in zip(o["spec"]["http"][0]["route"], (80, 20)):
+        d["weight"] = w
+
+
+def test_a_refused_write_is_said_and_tried_again_at_the_next_tick(world: Any) -> None:
+    """The VirtualService's writes refused (403): `rollout.unowned_split` at error, `written: false`, traffic
+    split; once writes are accepted, the next tick writes stable 100%."""
+    api, op, custom = world
+    clock = _finished(api, op, custom)
+    api.edit(GROUP, "virtualservices", "ml", "m0", _split)
+    api.fail_next(403, times=1000, plural="virtualservices")
+    with capture_logs() as logs:
+        _ticks(op, clock, 1)
+    assert _route(api, "primary") == [80, 20]
+    [line] = [e for e in logs if e["event"] == "rollout.unowned_split"]
+    assert line["log_level"] == "error" and line["written"] is False and "403" in line["error"], line
+    with api.handler.lock:
+        api.handler.faults.clear()
+    _ticks(op, clock, 1)
+    assert _route(api, "primary") == [100, 0]
+
+
+def test_another_owners_record_or_a_claim_meanwhile_is_left_alone(world: Any) -> None:
+    """A split under another owner's rollout in progress is theirs: nothing written (the guard and the owner
+    check), no line."""
+    api, op, custom = world
+    clock = _finished(api, op, custom)
+
+    def foreign(o: dict[str, Any]) -> None:
+        _split(o)
+        rec = rl.RolloutState.from_json(o["metadata"]["annotations"][ANN])
+        other = rl.RolloutState(**{**rec.__dict__, "phase": rl.PROGRESSING, "owner": "promote#host:1:x",
+                                   "started_at": rec.started_at + 1})
+        o["metadata"]["annotations"][ANN] = other.to_json()
+
+    api.edit(GROUP, "virtualservices", "ml", "m0", foreign)
+    writes = len(api.writes)
+    with capture_logs() as logs:
+        _ticks(op, clock, 2)
+    assert _route(api, "primary") == [80, 20]
+    assert not [e for e in logs if e["event"] == "rollout.unowned_split"]
+    assert [w for w in api.writes[writes:] if "virtualservices" in w[1]] == []
+
+
+@pytest.fixture
+def watched(prometheus: Any) -> Iterator[tuple[Any, Any, Any]]:  # noqa: F811
+    """`canary controller run` as it runs: watches, a local cache and the due-time work queue."""
+    from tests.integration.test_controller_scale import Clock
+    from tests.integration.test_controller_watch import make
+
+    api = fleet.start_api(2)
+    clock = Clock(time.time())
+    op, stop, client = make(api, prometheus, clock)
+    yield api, op, clock
+    stop.set()
+    client.close()
+    api.stop()
+
+
+def test_with_watches_the_edit_wakes_the_finished_canary_rollout_and_stable_gets_100(watched: Any) -> None:
+    """From the informers' cache a finished CanaryRollout is due only on a change of its objects: the
+    VirtualService edited to 80/20 wakes it, and the tick that change brings writes stable 100% (no time
+    passes)."""
+    from tests.integration.test_controller_watch import caught_up, create, status, step
+
+    api, op, clock = watched
+    create(api, 0, "v2", route="primary")
+    for _ in range(20):
+        step(api, op, clock)
+        if status(api, "r0").get("phase") == rl.PROGRESSING and _route(api, "primary")[1] > 0:
+            break
+    api.edit(crd.GROUP, crd.PLURAL, "ml", "r0", lambda o: o["spec"].update(action="rollback", actionReason="pager"))
+    for _ in range(10):
+        step(api, op, clock)
+    assert status(api, "r0")["phase"] == rl.ROLLED_BACK and _route(api, "primary") == [100, 0]
+    caught_up(api, op)
+    assert op.queue.due_at("ml/r0") == float("inf"), "finished: due only when one of its objects changes"
+    api.edit(GROUP, "virtualservices", "ml", "m0", _split)
+    with capture_logs() as logs:
+        for _ in range(3):
+            step(api, op, clock, dt=0.0)
+    assert _route(api, "primary") == [100, 0]
+    assert [e["event"] for e in logs].count("rollout.unowned_split") == 1, [e["event"] for e in logs]
+    _no_second_rollout(logs)
+    assert status(api, "r0")["phase"] == rl.ROLLED_BACK
