@@ -599,8 +599,8 @@ class Controller:
             if FINALIZER in _finalizers(obj):  # once: a finished rollout's deletion needs nothing of us
                 self._set_finalizer(obj, False)
             self._ready_again(obj)
-            self._split_after_end(obj)
-            return None
+            # a failed write: handed back as a failure, so that with watches the queue tries again (its backoff)
+            return self._split_after_end(obj)  # type: ignore[return-value]
         spec = crd.parse(obj, configmap=self._configmap)
         if FINALIZER not in _finalizers(obj) and not _finished(obj):  # before any traffic moves
             self._set_finalizer(obj, True)
@@ -2091,7 +2091,7 @@ class Controller:
             return False
         return True
 
-    def _split_after_end(self, obj: dict[str, Any]) -> None:
+    def _split_after_end(self, obj: dict[str, Any]) -> CanaryError | None:
         """The route a finished CanaryRollout names reads split while no process drives it (decision 164): its
         VirtualService re-created or edited from an old copy (80/20 from a backup) with no rollout record, or
         with this CR's ended one. Nothing judged the canary's share and Ready read True. Argo Rollouts
@@ -2101,20 +2101,21 @@ class Controller:
         line; nothing claimed, judged or run again. This CR's own rollout recorded in progress (a copy taken
         mid-rollout) is ended as `_end_restored` ends it, unless Ready is False (`_ready_again` does that).
         Another owner's record, an unreadable one, or a route that cannot be read: left alone (the sweep, the
-        Ready condition). Costs one read of the route a tick (the prefetch's, or the informers' cache)."""
+        Ready condition). Costs one read of the route a tick (the prefetch's, or the informers' cache). Returns
+        the write's failure (None when nothing failed): the caller hands it to the queue, which tries again."""
         sp = obj.get("spec") if isinstance(obj.get("spec"), dict) else {}
         vs = str(sp.get("virtualService") or sp.get("model") or "")
         if not vs:
-            return
+            return None
         target = _raw_target(obj, (vs, str(sp.get("route") or ""), str(sp.get("canaryVersion") or ""),
                                    str(sp.get("destinationRule") or "")))
         try:
             status = self._inspect_for_stable(target)
             rec = parse_state(status)
         except Exception:  # noqa: BLE001 - missing, renamed, unreadable (Ready says so) or transient: not now
-            return
+            return None
         if status.weights == STABLE_ONLY and status.raw_weights is None:
-            return
+            return None
         st = obj.get("status") or {}
         if rec is not None and not rec.terminal:
             ready = next((c for c in st.get("conditions") or [] if c.get("type") == "Ready"), {})
@@ -2123,9 +2124,9 @@ class Controller:
                     self._end_restored(obj, crd.parse(obj, configmap=self._configmap), rec, status.state)
                 except CanaryError:  # its spec no longer parses: Ready says so; the next tick asks again
                     pass
-            return  # another owner's rollout in progress: theirs (or the sweep's)
+            return None  # another owner's rollout in progress: theirs (or the sweep's)
         if rec is not None and rec.owner != _owner(obj):
-            return  # another owner's end: the sweep's (`check_end`)
+            return None  # another owner's end: the sweep's (`check_end`)
         log = self.log.bind(rollout=_key(obj), **rollout_context(target, rec))
         found = {"from_weights": str(status.weights), "recorded_phase": rec.phase if rec is not None else "none",
                  "ended": st.get("phase")}
@@ -2133,11 +2134,12 @@ class Controller:
             self.fenced.set_weights(target, STABLE_ONLY, state=None, expect_state=status.state)  # type: ignore[arg-type]
         except CanaryError as exc:
             log.error("rollout.unowned_split", **found, written=False, error=str(exc)[:300],
-                      note="traffic stays split, judged by nobody: the next tick (or change) tries again")
-            return
+                      note="traffic stays split, judged by nobody: the next tick tries again")
+            return exc
         log.warning("rollout.unowned_split", **found, written=True,
                     note="the route of this finished CanaryRollout read split with no rollout driving it (re-created "
                          "or edited from an old copy?): stable 100% written; edit the spec to run a rollout")
+        return None
 
     def _not_ready(self, obj: dict[str, Any], reason: str, message: str) -> bool:
         """The CR's Ready condition False with `reason` and `message` (for its current generation);

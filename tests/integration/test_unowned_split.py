@@ -202,3 +202,34 @@ def test_with_watches_the_edit_wakes_the_finished_canary_rollout_and_stable_gets
     assert [e["event"] for e in logs].count("rollout.unowned_split") == 1, [e["event"] for e in logs]
     _no_second_rollout(logs)
     assert status(api, "r0")["phase"] == rl.ROLLED_BACK
+
+
+def test_with_watches_a_refused_write_is_tried_again_with_no_change(watched: Any) -> None:
+    """From the cache, a finished CanaryRollout is due only on a change; its stable-100% write refused (403) must
+    not wait for another change: it is due again with the queue's backoff, and lands once writes are accepted."""
+    from tests.integration.test_controller_watch import caught_up, create, status, step
+
+    api, op, clock = watched
+    create(api, 0, "v2", route="primary")
+    for _ in range(20):
+        step(api, op, clock)
+        if status(api, "r0").get("phase") == rl.PROGRESSING and _route(api, "primary")[1] > 0:
+            break
+    api.edit(crd.GROUP, crd.PLURAL, "ml", "r0", lambda o: o["spec"].update(action="rollback", actionReason="pager"))
+    for _ in range(10):
+        step(api, op, clock)
+    assert status(api, "r0")["phase"] == rl.ROLLED_BACK
+    api.fail_next(403, times=1000, plural="virtualservices")
+    api.edit(GROUP, "virtualservices", "ml", "m0", _split)
+    for _ in range(3):
+        step(api, op, clock, dt=0.0)
+    assert _route(api, "primary") == [80, 20]
+    assert op.queue.due_at("ml/r0") < float("inf"), "a failed write is due again, not only on a change"
+    with api.handler.lock:
+        api.handler.faults.clear()
+    caught_up(api, op)
+    for _ in range(30):
+        step(api, op, clock, dt=5.0)  # time passes, nothing changes
+        if _route(api, "primary") == [100, 0]:
+            break
+    assert _route(api, "primary") == [100, 0]
