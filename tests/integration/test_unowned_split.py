@@ -116,6 +116,34 @@ def test_a_finished_canary_rollouts_route_split_again_goes_to_stable_on_that_rou
     assert st["phase"] == rl.ROLLED_BACK and _ready(st)["status"] == "True" and st == rv
 
 
+def test_a_route_put_back_from_a_copy_taken_mid_rollout_under_ready_true_is_ended_as_restored(world: Any) -> None:
+    """The copy was taken while this CR's rollout had 20% (its record in progress); the CR ended normally
+    (Ready True), then the copy is applied: nothing drives that record. Stable 100% and the record ended
+    aborted (`rollout.restored_split`), never a second rollout."""
+    api, op, custom = world
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL,
+                                           fleet.rollout_object(0, "v2", route="primary"))
+    _progressing(op, custom, api)
+    with api.handler.lock:
+        backup = copy.deepcopy(api.handler.objects[(GROUP, "virtualservices", "ml", "m0")])
+    backup["metadata"].pop("resourceVersion", None)
+    custom.patch_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0",
+                                          {"spec": {"action": "rollback", "actionReason": "pager"}})
+    op.clock = clock = FakeClock(time.time())
+    _ticks(op, clock, 3)
+    assert _status(custom)["phase"] == rl.ROLLED_BACK and _ready(_status(custom))["status"] == "True"
+    api.handler.put_object(backup)
+    assert vs(api, 0)[0] == [80, 20] and vs(api, 0)[1]["phase"] == rl.PROGRESSING
+    with capture_logs() as logs:
+        _ticks(op, clock, 3)
+    weights, record = vs(api, 0)
+    assert weights == [100, 0] and record["phase"] == rl.ABORTED, record
+    events = [e["event"] for e in logs]
+    assert events.count("rollout.restored_split") == 1 and "rollout.unowned_split" not in events, events
+    assert "rollout.started" not in events and "step.advanced" not in events, events
+    assert _status(custom)["phase"] == rl.ROLLED_BACK and _ready(_status(custom))["status"] == "True"
+
+
 def _split_first(o: dict[str, Any]) -> None:
     for d, w in zip(o["spec"]["http"][0]["route"], (80, 20)):
         d["weight"] = w
