@@ -2097,7 +2097,7 @@ class Controller:
         with this CR's ended one. Nothing judged the canary's share and Ready read True. Argo Rollouts
         re-asserts the desired weights at every reconcile of a Rollout it owns, Flagger its VirtualService:
         stable 100% on that route alone (never another route or VirtualService), guarded on the record as read
-        (a rollout that claims the route meanwhile wins), the record left as it is; one `rollout.unowned_split`
+        (a rollout that claims the route meanwhile wins), the record left as it is; one `rollout.end_reasserted`
         line; nothing claimed, judged or run again. This CR's own rollout recorded in progress (a copy taken
         mid-rollout) is ended as `_end_restored` ends it, unless Ready is False (`_ready_again` does that).
         Another owner's record, an unreadable one, or a route that cannot be read: left alone (the sweep, the
@@ -2114,8 +2114,9 @@ class Controller:
             rec = parse_state(status)
         except Exception:  # noqa: BLE001 - missing, renamed, unreadable (Ready says so) or transient: not now
             return None
-        if status.weights == STABLE_ONLY and status.raw_weights is None:
-            return None
+        same = bool(status.canary_subset_version) and status.canary_subset_version == status.stable_subset_version
+        if (status.weights == STABLE_ONLY and status.raw_weights is None) or same:
+            return None  # (a weight beside one version on both subsets splits nothing, as `canary.unowned` reads it)
         st = obj.get("status") or {}
         if rec is not None and not rec.terminal:
             ready = next((c for c in st.get("conditions") or [] if c.get("type") == "Ready"), {})
@@ -2133,10 +2134,10 @@ class Controller:
         try:
             self.fenced.set_weights(target, STABLE_ONLY, state=None, expect_state=status.state)  # type: ignore[arg-type]
         except CanaryError as exc:
-            log.error("rollout.unowned_split", **found, written=False, error=str(exc)[:300],
+            log.error("rollout.end_reasserted", **found, written=False, error=str(exc)[:300],
                       note="traffic stays split, judged by nobody: the next tick tries again")
             return exc
-        log.warning("rollout.unowned_split", **found, written=True,
+        log.warning("rollout.end_reasserted", **found, written=True,
                     note="the route of this finished CanaryRollout read split with no rollout driving it (re-created "
                          "or edited from an old copy?): stable 100% written; edit the spec to run a rollout")
         return None

@@ -3,7 +3,7 @@ against the strict API emulator and a real (backfilled) Prometheus. Its VirtualS
 copy at 80/20 with no rollout record, or edited to 80/20 under this CR's ended record: Ready read True while the
 canary had 20% that nothing judged. Argo Rollouts re-asserts the desired weights at every reconcile of a Rollout
 it owns; Flagger re-asserts its VirtualService. Here: stable 100% on the route the CR names alone, guarded on the
-record read, one `rollout.unowned_split` line, nothing claimed or run again; another route of that
+record read, one `rollout.end_reasserted` line, nothing claimed or run again; another route of that
 VirtualService and another VirtualService split the same are left as they are.
 """
 
@@ -105,7 +105,7 @@ def test_a_finished_canary_rollouts_route_split_again_goes_to_stable_on_that_rou
     assert [d["weight"] for d in other] == [80, 20], "another VirtualService is not touched"
     annotations = api.get(GROUP, "virtualservices", "ml", "m0")["metadata"].get("annotations") or {}
     assert annotations.get(ANN) == (None if how.startswith("re-created") else ended), "the record is left as it is"
-    lines = [e for e in logs if e["event"] == "rollout.unowned_split"]
+    lines = [e for e in logs if e["event"] == "rollout.end_reasserted"]
     assert len(lines) == 1, [e["event"] for e in logs]
     line = lines[0]
     assert line["log_level"] == "warning" and line["written"] is True and line["from_weights"] == "80/20", line
@@ -139,7 +139,7 @@ def test_a_route_put_back_from_a_copy_taken_mid_rollout_under_ready_true_is_ende
     weights, record = vs(api, 0)
     assert weights == [100, 0] and record["phase"] == rl.ABORTED, record
     events = [e["event"] for e in logs]
-    assert events.count("rollout.restored_split") == 1 and "rollout.unowned_split" not in events, events
+    assert events.count("rollout.restored_split") == 1 and "rollout.end_reasserted" not in events, events
     assert "rollout.started" not in events and "step.advanced" not in events, events
     assert _status(custom)["phase"] == rl.ROLLED_BACK and _ready(_status(custom))["status"] == "True"
 
@@ -150,7 +150,7 @@ def _split_first(o: dict[str, Any]) -> None:
 
 
 def test_a_refused_write_is_said_and_tried_again_at_the_next_tick(world: Any) -> None:
-    """The VirtualService's writes refused (403): `rollout.unowned_split` at error, `written: false`, traffic
+    """The VirtualService's writes refused (403): `rollout.end_reasserted` at error, `written: false`, traffic
     split; once writes are accepted, the next tick writes stable 100%."""
     api, op, custom = world
     clock = _finished(api, op, custom)
@@ -159,7 +159,7 @@ def test_a_refused_write_is_said_and_tried_again_at_the_next_tick(world: Any) ->
     with capture_logs() as logs:
         _ticks(op, clock, 1)
     assert _route(api, "primary") == [80, 20]
-    [line] = [e for e in logs if e["event"] == "rollout.unowned_split"]
+    [line] = [e for e in logs if e["event"] == "rollout.end_reasserted"]
     assert line["log_level"] == "error" and line["written"] is False and "403" in line["error"], line
     with api.handler.lock:
         api.handler.faults.clear()
@@ -167,9 +167,10 @@ def test_a_refused_write_is_said_and_tried_again_at_the_next_tick(world: Any) ->
     assert _route(api, "primary") == [100, 0]
 
 
-def test_another_owners_record_or_a_claim_meanwhile_is_left_alone(world: Any) -> None:
-    """A split under another owner's rollout in progress is theirs: nothing written (the guard and the owner
-    check), no line."""
+@pytest.mark.parametrize("case", ["another owner's rollout in progress", "one version on both subsets"])
+def test_another_owners_rollout_or_a_split_of_one_version_is_left_alone(world: Any, case: str) -> None:
+    """A split under another owner's rollout in progress is theirs; a weight beside the same version on both
+    subsets splits nothing (as `canary.unowned` reads it): nothing written, no line."""
     api, op, custom = world
     clock = _finished(api, op, custom)
 
@@ -180,12 +181,19 @@ def test_another_owners_record_or_a_claim_meanwhile_is_left_alone(world: Any) ->
                                    "started_at": rec.started_at + 1})
         o["metadata"]["annotations"][ANN] = other.to_json()
 
-    api.edit(GROUP, "virtualservices", "ml", "m0", foreign)
+    def one_version(o: dict[str, Any]) -> None:
+        next(s for s in o["spec"]["subsets"] if s["name"] == "canary")["labels"]["version"] = "v1"
+
+    if case.startswith("another owner"):
+        api.edit(GROUP, "virtualservices", "ml", "m0", foreign)
+    else:
+        api.edit(GROUP, "destinationrules", "ml", "m0", one_version)
+        api.edit(GROUP, "virtualservices", "ml", "m0", _split)
     writes = len(api.writes)
     with capture_logs() as logs:
         _ticks(op, clock, 2)
     assert _route(api, "primary") == [80, 20]
-    assert not [e for e in logs if e["event"] == "rollout.unowned_split"]
+    assert not [e for e in logs if e["event"] == "rollout.end_reasserted"]
     assert [w for w in api.writes[writes:] if "virtualservices" in w[1]] == []
 
 
@@ -227,7 +235,7 @@ def test_with_watches_the_edit_wakes_the_finished_canary_rollout_and_stable_gets
         for _ in range(3):
             step(api, op, clock, dt=0.0)
     assert _route(api, "primary") == [100, 0]
-    assert [e["event"] for e in logs].count("rollout.unowned_split") == 1, [e["event"] for e in logs]
+    assert [e["event"] for e in logs].count("rollout.end_reasserted") == 1, [e["event"] for e in logs]
     _no_second_rollout(logs)
     assert status(api, "r0")["phase"] == rl.ROLLED_BACK
 
