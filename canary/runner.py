@@ -500,6 +500,8 @@ class Runner:
         except TargetError as exc:
             existing, unreadable = None, exc
         if not unowned.why(existing, status, unreadable=str(unreadable or "")):
+            if unreadable is not None and (later := unowned.newer(status.state)):  # a live newer canary's? (167)
+                raise TargetError(f"{unreadable}; {later}") from None
             if unreadable is not None:
                 raise unreadable
             return status, existing

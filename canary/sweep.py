@@ -224,6 +224,15 @@ def _stand_in(name: str) -> rl.RolloutState:
                            weights=STABLE_ONLY)
 
 
+def _owner_of(text: str) -> str:
+    """The owner an unreadable record names, when it names one as a string ("" otherwise)."""
+    try:
+        owner = json.loads(text).get("owner")
+    except (ValueError, AttributeError, RecursionError):
+        return ""
+    return owner[:300] if isinstance(owner, str) else ""
+
+
 def scan(virtual_services: Iterable[dict[str, Any]], quiet: Callable[[dict[str, Any], str, str], float | None],
          owner_gone: Callable[[str], bool], *, owns: Callable[[str], bool] = lambda key: True,
          owner_object: Callable[[str], dict[str, Any] | None] | None = None,
@@ -247,6 +256,12 @@ def scan(virtual_services: Iterable[dict[str, Any]], quiet: Callable[[dict[str, 
         try:
             rec = rl.RolloutState.from_json(text)
         except (ValueError, TypeError, KeyError) as exc:
+            from canary.unowned import newer
+
+            if (later := newer(text)) and _canary_weighted(vs, ""):  # maybe a newer canary's live rollout (167)
+                out.unknown.append(Found(ns, name, replace(_stand_in(name), owner=_owner_of(text)), text,
+                                         unknown=later))
+                continue
             if _canary_weighted(vs, ""):  # garbage over a split: no owner reads it as its own (`canary.unowned`)
                 out.unowned.append(Found(ns, name, _stand_in(name), text, quiet_s=quiet(vs, f"{ns}/{name}", text),
                                          unreadable=f"{type(exc).__name__}: {exc}"[:300]))

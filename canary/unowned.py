@@ -15,6 +15,7 @@ sweep`) end it; `canary status`, `pause` and `resume` name it.
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from typing import Any
 
@@ -34,6 +35,23 @@ def claim(state: rl.RolloutState | None, unreadable: str = "") -> str:
     return f"{state.phase} ({serving} serving)" if state.terminal else f"{state.phase} at {state.weights}"
 
 
+def newer(text: str | None) -> str:
+    """Why the record `text`, which this canary cannot read, may be a live rollout's all the same ("" when it is
+    not): a JSON object whose `phase` is one this version does not know, as a newer canary records a phase added
+    since (a controller upgraded first, a CI image ahead of the on-call's). Its owner may be writing it once a
+    look; nothing here can tell, so nobody here ends it (`why` says ""; the sweep reports it as not checked)."""
+    try:
+        d = json.loads(text or "")
+    except (ValueError, RecursionError):
+        return ""
+    phase = d.get("phase") if isinstance(d, dict) else None
+    if not isinstance(phase, str) or not phase or phase in rl.PHASES:
+        return ""
+    owner = d.get("owner") if isinstance(d.get("owner"), str) and d.get("owner") else "no owner recorded"
+    return (f"the record names phase {phase[:40]!r}, which this canary does not know (written by a newer canary? "
+            f"owner: {owner[:200]}): left to a canary that reads it; `canary rollback` ends it")
+
+
 def split(status: RouteStatus) -> bool:
     """Whether the route sends traffic to two versions: the canary subset has weight and selects another
     version than the stable subset (or one that cannot be told)."""
@@ -44,8 +62,11 @@ def split(status: RouteStatus) -> bool:
 def why(state: rl.RolloutState | None, status: RouteStatus, *, unreadable: str = "") -> str:
     """Why the split on the route `status` was read from is nobody's ("" when it is not so): its record
     `state` is an end (None with `unreadable`: a record that does not parse), and the route splits
-    traffic between two versions all the same. Pure."""
+    traffic between two versions all the same. A record in a phase this canary does not know (`newer`) is not
+    garbage: it may be a newer canary's live rollout, never ended here (decision 167). Pure."""
     if not split(status) or not (unreadable if state is None else state.terminal):
+        return ""
+    if state is None and newer(status.state):
         return ""
     return (f"the record says {claim(state, unreadable)}, but the route splits {status.weights} between "
             f"{status.stable_subset_version or '(no version)'} and {status.canary_subset_version or '(no version)'}: "

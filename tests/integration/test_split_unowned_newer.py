@@ -1,0 +1,118 @@
+"""Decision 157 attacked (decision 167): a split whose record this canary cannot read is not always nobody's.
+
+A newer canary (a rolling upgrade of the controller, a CI image ahead of the on-call's) may record a rollout in
+a phase this version does not know. Its record is then "unreadable" here, and 157 took every unreadable record
+over a split as garbage typed by hand: the sweeps ended it after 30 s unchanged (a live promote writes once a
+look, 60 s apart here), and the next promote ended it at once, racing a live owner that had written nothing
+wrong. Tried against the strict Kubernetes API emulator, beside the control (cut JSON is still ended)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+import structlog.testing
+import tenacity
+from typer.testing import CliRunner
+
+from canary import sweep
+from canary.cli import app
+from canary.errors import TargetError
+from canary.routing.istio import IstioRouter
+from tests import fleet
+from tests.fakes import FakeClock
+from tests.integration.test_promote_route_safety import runner
+from tests.integration.test_sweep import _claim, _controller
+
+pytestmark = pytest.mark.integration
+GROUP, ANN = "networking.istio.io", "modelcanary.dev/rollout"
+
+
+@pytest.fixture
+def api() -> Iterator[Any]:
+    server = fleet.start_api(1)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _newer_promote(api: Any, *, at: float) -> str:
+    """A newer canary's promote of v2, live, at step 1 (80/20): its record names a phase this version does not
+    know and a field it does not read. Returns the record as written."""
+    _claim(IstioRouter(api.api_client(), wait=tenacity.wait_none()), at=at, heartbeat_s=60.0)
+
+    def edit(vs: dict[str, Any]) -> None:
+        ann = vs["metadata"]["annotations"]
+        ann[ANN] = json.dumps({**json.loads(ann[ANN]), "phase": "verifying", "verification": {"shadow": 0.2}})
+    api.edit(GROUP, "virtualservices", "ml", "m0", edit)
+    return _record(api)
+
+
+def _record(api: Any) -> str:
+    return str(api.get(GROUP, "virtualservices", "ml", "m0")["metadata"]["annotations"][ANN])
+
+
+def _weights(api: Any) -> list[int]:
+    return [d["weight"] for d in api.get(GROUP, "virtualservices", "ml", "m0")["spec"]["http"][0]["route"]]
+
+
+def _unowned(logs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [e for e in logs if e["event"] == "rollout.split_unowned"]
+
+
+def test_the_controllers_sweep_never_ends_a_newer_canarys_rollout_it_cannot_read(api: Any) -> None:
+    """Seen unchanged for 31 s and 62 s (its owner writes every 60 s): left as it is, reported as not checked
+    (`sweep.owner_unknown`, naming the phase). Without the fix: stable 100%, `aborted`, at 31 s."""
+    clock = FakeClock(time.time())
+    written = _newer_promote(api, at=clock.now())
+    ctl = _controller(api.api_client(), clock, sweep_every=0.001)
+    with structlog.testing.capture_logs() as logs:
+        for _ in range(3):
+            ctl.tick()
+            clock.sleep(sweep.UNOWNED_AFTER_S + 1)
+    assert _weights(api) == [80, 20] and _record(api) == written and not _unowned(logs), _unowned(logs)
+    told = [e for e in logs if e["event"] == "sweep.owner_unknown"]
+    assert told and "'verifying'" in told[0]["error"] and told[0]["owner"].startswith("promote#"), told
+
+
+def test_the_next_promote_refuses_a_newer_canarys_rollout_instead_of_ending_it(api: Any) -> None:
+    """An older promote of v2 run beside it: refused, the record named, nothing written (as before 157). Without
+    the fix it ended the live rollout's split at once and claimed the route."""
+    clock = FakeClock(time.time())
+    written = _newer_promote(api, at=clock.now())
+    writes = len(api.writes)
+    with structlog.testing.capture_logs() as logs, pytest.raises(TargetError, match="verifying"):
+        runner(api, "v2", clock).run()
+    assert len(api.writes) == writes and _record(api) == written and not _unowned(logs)
+    assert _weights(api) == [80, 20]
+
+
+def test_status_and_its_watch_never_call_a_newer_canarys_rollout_nobodys(tmp_path: Path, api: Any) -> None:
+    """`status` named it "no process drives this split" and `status --watch` exited 3 (aborted) while the newer
+    promote ran. Now: no `split_unowned`, the record's phase named, and the watch waits (exit 4 at --timeout)."""
+    kubeconfig = fleet.write_kubeconfig(tmp_path / "kubeconfig", api.url)
+    _newer_promote(api, at=time.time())
+    shown = CliRunner().invoke(app, ["status", "m0", "-n", "ml", "-o", "json", "--kubeconfig", str(kubeconfig)])
+    got = json.loads(shown.stdout)
+    assert "split_unowned" not in got and "verifying" in got["unreadable_state"], got
+    watched = CliRunner().invoke(app, ["status", "m0", "-n", "ml", "-w", "--timeout", "1s",
+                                       "--kubeconfig", str(kubeconfig)])
+    assert watched.exit_code == 4, watched.output
+
+
+def test_cut_json_over_a_split_is_still_ended_by_the_sweep(api: Any) -> None:
+    """The control: garbage that is no JSON object at all is no canary's record; 157's end stands."""
+    clock = FakeClock(time.time())
+    _newer_promote(api, at=clock.now() - 1000)
+    api.edit(GROUP, "virtualservices", "ml", "m0",
+             lambda vs: vs["metadata"]["annotations"].update({ANN: '{"phase": "promoted", "model": '}))
+    ctl = _controller(api.api_client(), clock, sweep_every=0.001)
+    with structlog.testing.capture_logs() as logs:
+        ctl.tick()
+        clock.sleep(sweep.UNOWNED_AFTER_S + 1)
+        ctl.tick()
+    assert _weights(api) == [100, 0] and len(_unowned(logs)) == 1
