@@ -432,7 +432,7 @@ class Controller:
                                error=f"{type(exc).__name__}: {exc}")
         for one in found.unowned:  # an end typed over a split, or garbage: nobody drives it (decision 157)
             try:
-                sweep.end_unowned(self.fenced, one, log=self.log, now=now, notifier=self.notifier)
+                sweep.end_unowned(self.fenced, one, log=self.log, now=now, notifier=self.notifier, counted=self._swept)
             except NotLeader:
                 return
             except CanaryError:  # logged (`rollback.failed`, `traffic.unsafe`): the next sweep reads it again

@@ -52,6 +52,8 @@ _REASON_RULES: tuple[tuple[re.Pattern[str], str], ...] = tuple((re.compile(p, re
     (r"^\s*(no verdict|deadline)\b", "deadline"),
     (r"^\s*interrupt", "interrupted"),
     (r"^\s*(foreign|weights\.foreign|the (canary|stable) subset was re-pointed)", "foreign_edit"),  # subset drift
+    # an end typed over a split by hand, ended at stable 100% (canary.unowned, decision 157)
+    (r"^\s*the record says\b", "foreign_edit"),
     (r"^\s*CanaryRollout deleted\b", "operator"),
     # a process's or an API call's failure with traffic split (promote's fail-safe, the controller's `_failed`):
     # `failed: <error>` read as a check's `name: reason`, a pipeline took an aborted rollout for a bad canary

@@ -361,12 +361,14 @@ def check_end(router: Any, found: Found, *, log: Any) -> str:
 UNOWNED_AFTER_S = REPAIR_AFTER_S
 
 
-def end_unowned(router: Any, found: Found, *, log: Any, now: float, notifier: Any = None) -> str:
+def end_unowned(router: Any, found: Found, *, log: Any, now: float, notifier: Any = None,
+                counted: Callable[[rl.RolloutState], None] | None = None) -> str:
     """The split under `found`'s ended or unreadable record (`canary.unowned`), read from the route and, once
     seen unchanged UNOWNED_AFTER_S, sent to stable 100% (recorded `aborted`, guarded on the record as read:
     `rollout.split_unowned`). Returns "agrees" (no split of two versions after all: both subsets select one),
     "waiting", "ended", "left alone" (written since: `sweep.left_alone`) or "unknown" (the route could not be
-    read, or changed since the listing). Raises TrafficUnsafe when stable 100% could not be written and the
+    read, or changed since the listing). `counted(end)`: told the end once it landed (the controller's counters).
+    Raises TrafficUnsafe when stable 100% could not be written and the
     route may still be split, CanaryError when another write failed, NotLeader."""
     from canary import unowned
 
@@ -403,6 +405,8 @@ def end_unowned(router: Any, found: Found, *, log: Any, now: float, notifier: An
         from canary.notify import payload_for
 
         notifier.notify("aborted", payload_for(out, namespace=found.namespace, rollout=found.virtual_service))
+    if counted is not None:
+        counted(out)
     return "ended"
 
 

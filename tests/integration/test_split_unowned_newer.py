@@ -116,3 +116,27 @@ def test_cut_json_over_a_split_is_still_ended_by_the_sweep(api: Any) -> None:
         clock.sleep(sweep.UNOWNED_AFTER_S + 1)
         ctl.tick()
     assert _weights(api) == [100, 0] and len(_unowned(logs)) == 1
+
+
+def test_the_controllers_sweep_counts_the_split_it_ended_as_a_foreign_edit(api: Any) -> None:
+    """`promoted` typed into a dead promote's record at 80/20, ended by the controller's sweep: counted in
+    `canary_rollbacks_total{reason="foreign_edit"}` (a record edited by hand), as the sweep's abandoned ends are
+    counted. Without the fix the end was in no counter: a dashboard of ends missed it, and its `end_cause` was
+    `other`."""
+    from canary.telemetry import Telemetry
+    from tests.unit.test_telemetry import value as metric
+
+    clock = FakeClock(time.time())
+    _claim(IstioRouter(api.api_client(), wait=tenacity.wait_none()), at=clock.now() - 1000)
+    api.edit(GROUP, "virtualservices", "ml", "m0", lambda vs: vs["metadata"]["annotations"].update(
+        {ANN: json.dumps({**json.loads(vs["metadata"]["annotations"][ANN]), "phase": "promoted"})}))
+    telemetry = Telemetry()
+    ctl = _controller(api.api_client(), clock, sweep_every=0.001, telemetry=telemetry)
+    with structlog.testing.capture_logs() as logs:
+        ctl.tick()
+        clock.sleep(sweep.UNOWNED_AFTER_S + 1)
+        ctl.tick()
+    assert _weights(api) == [100, 0] and len(_unowned(logs)) == 1
+    assert metric(telemetry, "canary_rollbacks_total", model="m0", reason="foreign_edit") == 1
+    aborted = [e for e in logs if e["event"] == "rollout.aborted"]
+    assert aborted and aborted[0]["end_cause"] == "foreign_edit", aborted
