@@ -159,6 +159,7 @@ class Runner:
         # grace's end): it may have landed, whatever later attempts say (`write_landed` on the fail-safe's page)
         self._unanswered_end = ""
         self._before_claim = ""  # what this process wrote before a claim it did not make (a superseded rollout's end)
+        self._wrote_first = ""  # the same, as a sentence added to an error raised before the claim (`run`)
         self._beat_retry_at = -math.inf  # a failed heartbeat is tried again from then
         self.owner = promote_owner(_identity())
         self._probe_failures = 0
@@ -189,6 +190,10 @@ class Runner:
                 # pod count's reads): said as what it is, not only as an unsent request (decision 128)
                 raise GraceSpent(f"{self._signalled} before the rollout began, and "
                                  f"{exc}; this promote moved no traffic to the canary") from None
+            if (current is None and self._wrote_first and isinstance(exc, CanaryError)
+                    and self._before_claim not in str(exc)):  # an interrupt's error says it already
+                # refused after an end this promote wrote before any claim: never "untouched" (decision 167)
+                exc.args = (f"{exc}; before that, {self._wrote_first}", *exc.args[1:])
             if current is None or current.terminal:
                 raise
             reason = f"{type(exc).__name__}: {exc}" if not isinstance(exc, CanaryError) else str(exc)
@@ -431,6 +436,8 @@ class Runner:
             self._current = None  # at stable 100%: what fails from here on is reported as before a claim
             self._before_claim = (f"; the rollout of {existing.canary_version} it superseded was ended at stable 100% "
                                   "(recorded aborted), and no new one was claimed")
+            self._wrote_first = (f"this promote ended the rollout of {existing.canary_version} it superseded at stable "
+                                 "100% (recorded aborted)")
             status = self.router.inspect(self.target)
             target, existing = self.target, parse_state(status)
         if (existing is not None and existing.phase == rl.PROMOTED and existing.canary_version == target.canary_version
@@ -517,6 +524,8 @@ class Runner:
         said = unowned.claim(existing, str(unreadable or ""))
         self._before_claim = (f"; the split nobody owned under the route's record ({said}) was ended at stable 100% "
                               "(recorded aborted), and no new rollout was claimed")
+        self._wrote_first = (f"this promote ended the split nobody owned under the route's record ({said}) at stable "
+                             "100% (recorded aborted)")
         status = self.router.inspect(self.target)
         return status, parse_state(status)
 

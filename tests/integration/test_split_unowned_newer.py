@@ -140,3 +140,21 @@ def test_the_controllers_sweep_counts_the_split_it_ended_as_a_foreign_edit(api: 
     assert metric(telemetry, "canary_rollbacks_total", model="m0", reason="foreign_edit") == 1
     aborted = [e for e in logs if e["event"] == "rollout.aborted"]
     assert aborted and aborted[0]["end_cause"] == "foreign_edit", aborted
+
+
+def test_a_promote_refused_after_it_ended_the_split_nobody_owned_says_it_wrote_stable_100(api: Any) -> None:
+    """The next promote ends the split under a typed `promoted` first (157), then is refused as bad input (here:
+    v1, the version the stable subset selects, asked as the canary). Its error said only the refusal, exit 2, which
+    the README calls untouched: the on-call read 80/20 still standing. The error now says the split was ended at
+    stable 100% by this promote."""
+    from canary.errors import ConfigError
+
+    clock = FakeClock(time.time())
+    _claim(IstioRouter(api.api_client(), wait=tenacity.wait_none()), at=clock.now() - 1000)
+    api.edit(GROUP, "virtualservices", "ml", "m0", lambda vs: vs["metadata"]["annotations"].update(
+        {ANN: json.dumps({**json.loads(vs["metadata"]["annotations"][ANN]), "phase": "promoted"})}))
+    with pytest.raises(ConfigError) as refused:
+        runner(api, "v1", clock).run()
+    assert _weights(api) == [100, 0]
+    assert "this promote ended the split nobody owned under the route's record (promoted (v2 serving)) at stable " \
+           "100%" in str(refused.value), str(refused.value)
