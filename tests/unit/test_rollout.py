@@ -139,6 +139,26 @@ def test_a_look_that_could_not_measure_neither_adds_a_failed_look_nor_ends_the_r
     assert s.phase == rl.PROGRESSING and s.failed_looks == 1
 
 
+def test_an_unmeasured_look_never_carries_a_failed_look_past_a_step_advance_or_a_resume() -> None:
+    """Decision 167, the control for 166: the run an ERROR look keeps alive is the step window's own. A failed
+    look at step 1, then an unmeasured one, then a pass that advances: step 2's first failed look is 1 of 2,
+    never a run of 2. Likewise a pause and resume between them (the step starts over)."""
+    policy = POLICY.model_copy(update={"checks": [POLICY.checks[0], POLICY.checks[1].model_copy(update={"hard": False})]})
+    s, _ = rl.transition(started(), rl.Looked(2, two_checks(Outcome.FAIL, unavailable=False), 120), policy)
+    s, _ = rl.transition(s, rl.Looked(4, two_checks(Outcome.ERROR, unavailable=True), 140), policy)
+    assert s.failed_looks == 1
+    s, _ = rl.transition(s, rl.Looked(10, two_checks(Outcome.PASS, unavailable=False), 200), policy)
+    assert s.step == 1 and s.failed_looks == 0
+    s, _ = rl.transition(s, rl.Looked(12, two_checks(Outcome.FAIL, unavailable=False), 220), policy)
+    assert s.phase == rl.PROGRESSING and s.failed_looks == 1, s.reason
+    s, _ = rl.transition(s, rl.Looked(14, two_checks(Outcome.ERROR, unavailable=True), 240), policy)
+    s, _ = rl.transition(s, rl.Pause(15, "operator: hold"), policy)
+    s, _ = rl.transition(rl.RolloutState.from_json(s.to_json()), rl.Resume(16), policy)
+    assert s.phase == rl.PROGRESSING and s.failed_looks == 0
+    s, _ = rl.transition(s, rl.Looked(18, two_checks(Outcome.FAIL, unavailable=False), 260), policy)
+    assert s.phase == rl.PROGRESSING and s.failed_looks == 1, s.reason
+
+
 def test_hard_breach_rolls_back_at_first_look() -> None:
     s, actions = look(started(), 2, Outcome.FAIL, hard=True, check="err")
     assert s.phase == rl.ROLLED_BACK and "err" in s.reason
