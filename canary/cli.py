@@ -987,8 +987,7 @@ def status(model: str = ModelArg, namespace: Optional[str] = NamespaceOpt, virtu
                                                        and state.phase != rl.PROMOTED else ""))
                 if nobody:
                     typer.echo(f"note: {nobody}; `canary rollback {_where(model, ns, virtual_service, route)}` sends "
-                               f"stable 100% now (the controller's sweep, or `canary sweep`, does once it has seen it "
-                               f"unchanged {sweep_after:.0f}s)")
+                               f"stable 100% now {unowned.who_ends(state, sweep_after)}")
                 if elsewhere:
                     typer.echo(f"note: {elsewhere}")
                 elif state is not None and state.phase in (rl.PROGRESSING, rl.PAUSED):

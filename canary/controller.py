@@ -761,7 +761,7 @@ class Controller:
         if off and state.phase == rl.PROMOTED:
             self._typed_promotion(obj, spec, state, status, off, log=log)
             return None
-        if state.terminal and unowned.why(state, status):
+        if state.terminal and unowned.to_end(state, status):
             self._unowned_end(obj, spec, state, status, log=log)
             return None
         if off:  # a hand edit of the record (a promotion at 80/20 was finished): ended as an unreadable one is

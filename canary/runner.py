@@ -506,7 +506,7 @@ class Runner:
             existing = parse_state(status)
         except TargetError as exc:
             existing, unreadable = None, exc
-        if not unowned.why(existing, status, unreadable=str(unreadable or "")):
+        if not unowned.to_end(existing, status, unreadable=str(unreadable or "")):
             if unreadable is not None and (later := unowned.newer(status.state)):  # a live newer canary's? (167)
                 raise TargetError(f"{unreadable}; {later}") from None
             if unreadable is not None:
@@ -1408,7 +1408,7 @@ def _unowned_note(message: Any, state: rl.RolloutState | None, status: Any, targ
     if not why:
         return str(message)
     return (f"{message}; {why}: `canary rollback {target.model} -n {target.namespace}` sends stable 100% now "
-            "(the controller's sweep, or `canary sweep`, does once it has seen it unchanged 30s)")
+            + unowned.who_ends(state, 30.0))
 
 
 def _last(state: rl.RolloutState, status: Any) -> str:

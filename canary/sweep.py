@@ -266,7 +266,8 @@ def scan(virtual_services: Iterable[dict[str, Any]], quiet: Callable[[dict[str, 
                 out.unowned.append(Found(ns, name, _stand_in(name), text, quiet_s=quiet(vs, f"{ns}/{name}", text),
                                          unreadable=f"{type(exc).__name__}: {exc}"[:300]))
             continue
-        if rec.terminal and _canary_weighted(vs, rec.route):  # an end over a split: nobody's (`canary.unowned`)
+        # an end typed over a split: nobody's (`canary.unowned`); a person's split after a real end is theirs (167)
+        if rec.terminal and rec.weights != STABLE_ONLY and _canary_weighted(vs, rec.route):
             out.unowned.append(Found(ns, name, rec, text, quiet_s=quiet(vs, f"{ns}/{name}", text)))
             continue
         if ended and rec.phase in ENDS_SERVING:
@@ -382,7 +383,7 @@ def end_unowned(router: Any, found: Found, *, log: Any, now: float, notifier: An
         return "unknown"
     if status.state != found.text:
         return "unknown"
-    if not unowned.why(r, status, unreadable=found.unreadable):
+    if not unowned.to_end(r, status, unreadable=found.unreadable):
         return "agrees"
     if found.quiet_s is None or found.quiet_s < UNOWNED_AFTER_S:
         return "waiting"

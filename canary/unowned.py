@@ -20,7 +20,7 @@ from dataclasses import replace
 from typing import Any
 
 from canary import rollout as rl
-from canary.model import Target
+from canary.model import STABLE_ONLY, Target
 from canary.routing.base import RouteStatus
 
 EVENT = "rollout.split_unowned"
@@ -68,9 +68,33 @@ def why(state: rl.RolloutState | None, status: RouteStatus, *, unreadable: str =
         return ""
     if state is None and newer(status.state):
         return ""
+    how = ("the weights moved by hand after that end, which canary wrote at stable 100% (a person's own split?)"
+           if by_hand_since(state) else "the record or the weights edited by hand after its process was gone?")
     return (f"the record says {claim(state, unreadable)}, but the route splits {status.weights} between "
             f"{status.stable_subset_version or '(no version)'} and {status.canary_subset_version or '(no version)'}: "
-            "no process drives this split (the record or the weights edited by hand after its process was gone?)")
+            f"no process drives this split ({how})")
+
+
+def who_ends(state: rl.RolloutState | None, after_s: float) -> str:
+    """What ends the split `why` names unasked, in words for a note."""
+    if by_hand_since(state):
+        return "(nothing of canary's ends a split made by hand after a real end unasked: it may be someone's)"
+    return f"(the controller's sweep, or `canary sweep`, does once it has seen it unchanged {after_s:.0f}s)"
+
+
+def by_hand_since(state: rl.RolloutState | None) -> bool:
+    """Whether the end `state` is one canary wrote, so a split under it was made by a person after it: every end
+    canary records carries stable 100% in its own `weights` (`rl._end`, `rl.finish_promotion`); an end typed over a
+    rollout keeps the weights of the step it was typed at. A person's own split after a real end (an A/B test,
+    a hand canary) is theirs, not a dead process's: named (`why`), never ended by the sweeps, the next promote
+    or the controller (`to_end`); `canary rollback` ends it when asked (decision 167)."""
+    return state is not None and state.terminal and state.weights == STABLE_ONLY
+
+
+def to_end(state: rl.RolloutState | None, status: RouteStatus, *, unreadable: str = "") -> str:
+    """`why`, for the writers that end such a split unasked (the sweeps, the next promote, the controller's
+    tick): "" as well for a split a person made after a real end (`by_hand_since`). Pure."""
+    return "" if by_hand_since(state) else why(state, status, unreadable=unreadable)
 
 
 def ending(state: rl.RolloutState | None, status: RouteStatus, *, model: str, now: float,
@@ -110,7 +134,7 @@ def end(router: Any, target: Target, state: rl.RolloutState | None, status: Rout
     done)."""
     from canary.reconcile import execute
 
-    reason = why(state, status, unreadable=unreadable)
+    reason = to_end(state, status, unreadable=unreadable)
     new, actions = ending(state, status, model=target.model, now=now, reason=f"{reason}; stable 100%")
     actions.append(said(state, status, reason=reason, by=by, done="stable 100%, recorded aborted",
                         unreadable=unreadable))

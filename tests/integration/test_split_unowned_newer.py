@@ -158,3 +158,48 @@ def test_a_promote_refused_after_it_ended_the_split_nobody_owned_says_it_wrote_s
     assert _weights(api) == [100, 0]
     assert "this promote ended the split nobody owned under the route's record (promoted (v2 serving)) at stable " \
            "100%" in str(refused.value), str(refused.value)
+
+
+def _own_ab_after_a_real_end(api: Any, clock: FakeClock) -> None:
+    """v2 promoted by a real promote (its end recorded at 100/0), then a person's own A/B test on the route: the
+    canary subset pointed at v3 by hand and 90/10 set, with canary's record left as it was."""
+    assert runner(api, "v2", clock).run().state.phase == "promoted"
+
+    def dr(obj: dict[str, Any]) -> None:
+        for s in obj["spec"]["subsets"]:
+            if s["name"] == "canary":
+                s["labels"]["version"] = "v3"
+    api.edit(GROUP, "destinationrules", "ml", "m0", dr)
+    api.edit(GROUP, "virtualservices", "ml", "m0",
+             lambda vs: [d.update(weight=w) for d, w in zip(vs["spec"]["http"][0]["route"], (90, 10))])
+
+
+def test_a_persons_own_split_after_a_real_end_is_never_ended_by_the_sweep_or_the_next_promote(api: Any) -> None:
+    """The record is canary's genuine end (recorded 100/0: every end canary writes is), and a person split the
+    route afterwards, by hand, for their own reasons. Nothing of canary's drives it and nothing of canary's made
+    it: the sweep leaves it (157 ended it after 30 s), and the next promote refuses as it did before 157 ("set it
+    to 100/0 first"), nothing written (157 ended it and claimed). `status` still names it."""
+    from canary.errors import ConfigError
+
+    clock = FakeClock(time.time())
+    _own_ab_after_a_real_end(api, clock)
+    record = _record(api)
+    ctl = _controller(api.api_client(), clock, sweep_every=0.001)
+    with structlog.testing.capture_logs() as logs:
+        for _ in range(3):
+            ctl.tick()
+            clock.sleep(sweep.UNOWNED_AFTER_S + 1)
+        writes = len(api.writes)
+        with pytest.raises(ConfigError, match="already split 90/10"):
+            runner(api, "v4", clock).run()
+    assert len(api.writes) == writes and _record(api) == record and not _unowned(logs), _unowned(logs)
+    assert _weights(api) == [90, 10]
+
+
+def test_status_names_a_persons_split_after_a_real_end_without_promising_the_sweep_ends_it(tmp_path: Path,
+                                                                                          api: Any) -> None:
+    kubeconfig = fleet.write_kubeconfig(tmp_path / "kubeconfig", api.url)
+    _own_ab_after_a_real_end(api, FakeClock(time.time()))
+    text = CliRunner().invoke(app, ["status", "m0", "-n", "ml", "--kubeconfig", str(kubeconfig)]).stdout
+    assert "the weights moved by hand after that end" in text and "nothing of canary's ends" in text, text
+    assert "controller's sweep" not in text, text
