@@ -953,8 +953,21 @@ def status(model: str = ModelArg, namespace: Optional[str] = NamespaceOpt, virtu
                                         route=route or spec.get("route") or None))
         awaited = RecordWait(canary_version=canary_version or "")
         said_waiting = said_stale = False
+        crd_unread: dict[str, Any] = {}  # a read of the CanaryRollout that failed for a moment (167)
         while True:
-            st = router.inspect(target)
+            try:
+                st = router.inspect(target)
+            except TransientError as exc:
+                if not watch:
+                    raise
+                # a watch waits: a moment's outage of the API server is no outcome (exit 3 ended a pipeline's
+                # wait while its rollout went on); read again until --timeout (decision 167)
+                typer.echo(f"{ns}/{target.virtual_service} could not be read ({exc}): reading it again", err=True)
+                if deadline is not None and time.monotonic() >= deadline:
+                    typer.echo(f"timed out after {timeout:g}s: the route could not be read", err=True)
+                    return EXIT_WATCH_TIMEOUT
+                time.sleep(2 if deadline is None else max(0.0, min(2.0, deadline - time.monotonic())))
+                continue
             unreadable = ""
             try:  # status must show the traffic even when the record is damaged
                 state = parse_record(st.state)
@@ -1003,7 +1016,12 @@ def status(model: str = ModelArg, namespace: Optional[str] = NamespaceOpt, virtu
                        **({"route_disagrees": disagrees} if disagrees else {}),
                        **({"recorded_elsewhere": elsewhere} if elsewhere else {}),
                        **({"split_unowned": nobody} if nobody else {})}, output, text, stream=watch)
-            if watch and nobody:  # the end it claims does not hold: never a pipeline's "promoted" (exit 0)
+            # the end it claims does not hold: never a pipeline's "promoted" (exit 0); the answer only when that
+            # split is the awaited rollout's: another version's, under `--rollout` or `--canary-version`, is ended by
+            # the awaited one's start (its promote, its controller), and its exit 3 failed a pipeline whose rollout
+            # then ran (decision 167)
+            if watch and nobody and read_cr is None and (not canary_version or (
+                    state is not None and state.canary_version == canary_version)):
                 typer.echo(f"the record says {state.phase if state else 'nothing readable'}, but traffic is split with "
                            "nobody driving it: exit 3, as for an aborted rollout", err=True)
                 return WATCH_EXIT[rl.ABORTED]
@@ -1013,7 +1031,13 @@ def status(model: str = ModelArg, namespace: Optional[str] = NamespaceOpt, virtu
             # started (the previous rollout's, the controller not yet at the new request) was reported as this
             # rollout's outcome, exit 0 for a model never judged (decision 165)
             if read_cr is not None:
-                ended, now = crd_end(read_cr(), where=where, uid=uid)
+                try:
+                    obj = read_cr()
+                except TransientError as exc:  # a moment's outage is no outcome: read again, until --timeout (167)
+                    typer.echo(f"CanaryRollout {where} could not be read ({exc}): reading it again", err=True)
+                    obj = crd_unread
+                ended, now = (None, f"CanaryRollout {where} could not be read") if obj is crd_unread else crd_end(
+                    obj, where=where, uid=uid)
                 if ended is not None:
                     typer.echo(f"CanaryRollout {where}: {ended}", err=True)
                     return WATCH_EXIT[ended]
