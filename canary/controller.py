@@ -420,22 +420,21 @@ class Controller:
         for one in found.unknown:
             self.log.warning("sweep.owner_unknown", namespace=one.namespace, virtual_service=one.virtual_service,
                              owner=one.record.owner, error=one.unknown, weights=str(one.record.weights))
-        for one in found.abandoned:
+        # an abandoned rollout, and an end typed over a split or garbage nobody drives (decision 157): each is
+        # ended once; a refusal is logged (`sweep.left_alone`, `rollback.failed`, `traffic.unsafe`) and the next
+        # sweep reads it again
+        ends = [(one, lambda one=one: self._swept(sweep.end(self.fenced, one, log=self.log, now=now,
+                                                            notifier=self.notifier)))
+                for one in found.abandoned]
+        ends += [(one, lambda one=one: sweep.end_unowned(self.fenced, one, log=self.log, now=now,
+                                                         notifier=self.notifier, counted=self._swept))
+                 for one in found.unowned]
+        for one, end_it in ends:
             try:
-                self._swept(sweep.end(self.fenced, one, log=self.log, now=now, notifier=self.notifier))
+                end_it()
             except NotLeader:
                 return
-            except CanaryError:  # logged (`sweep.left_alone`, `rollback.failed`): the next sweep reads it again
-                continue
-            except Exception as exc:
-                self.log.error("sweep.failed", namespace=one.namespace, virtual_service=one.virtual_service,
-                               error=f"{type(exc).__name__}: {exc}")
-        for one in found.unowned:  # an end typed over a split, or garbage: nobody drives it (decision 157)
-            try:
-                sweep.end_unowned(self.fenced, one, log=self.log, now=now, notifier=self.notifier, counted=self._swept)
-            except NotLeader:
-                return
-            except CanaryError:  # logged (`rollback.failed`, `traffic.unsafe`): the next sweep reads it again
+            except CanaryError:
                 continue
             except Exception as exc:
                 self.log.error("sweep.failed", namespace=one.namespace, virtual_service=one.virtual_service,
