@@ -37,8 +37,8 @@ from canary.analysis.sequential import looks_per_step
 from canary.runner import SKEW_WARN_S, SystemClock, probe_reason, probe_streak
 from canary.errors import (CanaryError, ConfigError, ConflictStorm, KubeUnavailable, MetricsUnavailable, NotFound,
                            others_decision,
-                           NotLeader, PodsNotReady, RolloutBusy, RoutingConflict, StableNotReady, TargetError,
-                           TransientError)
+                           NotLeader, PodsNotReady, RecordTooNew, RolloutBusy, RoutingConflict, StableNotReady,
+                           TargetError, TransientError)
 from canary.fencing import FencedRouter
 from canary.history_store import configmap_name
 from canary.logs import get as get_logger
@@ -1399,6 +1399,8 @@ class Controller:
             return False, ..., None
         try:
             rec = parse_state(seen)
+        except RecordTooNew:  # a newer canary's record (decision 169): not this process's to undo
+            return True, seen.state or None, None
         except CanaryError:
             return False, seen.state or None, None
         other = rec is not None and (rec.canary_version != state.canary_version or rec.started_at != state.started_at
@@ -1422,6 +1424,8 @@ class Controller:
             raise
         try:
             rec = parse_state(seen)
+        except RecordTooNew:  # a newer canary's rollout (decision 169): never ended here; raised, the next tick sees
+            raise
         except CanaryError:
             rec = None  # unreadable: the traffic decides
         started = (obj.get("status") or {}).get("startedAt")
@@ -1716,6 +1720,14 @@ class Controller:
         key = _key(obj)
         known = self._known.get(key)
         if isinstance(exc, NotLeader) or others_decision(exc):
+            return
+        if isinstance(exc, RecordTooNew):
+            # the route's record is in a record schema above this canary's: a newer canary (a controller replica
+            # or a promote a release ahead, mid rolling upgrade) runs it. Never ended, resumed or rewritten here
+            # (its split was sent to stable as unreadable): said on the status (Ready False) and here (169)
+            self.log.warning("rollout.record_newer", rollout=key, error=str(exc)[:600],
+                             hint="upgrade this canary (controller and CLI) to the writer's release; "
+                                  "`canary rollback` sends stable 100% now")
             return
         if known is not None and _uid(obj) and known.owner not in ("", _owner(obj)):
             # what this process remembers is of another object of this name (deleted and created again)

@@ -63,6 +63,12 @@ class TargetError(ConfigError):
     """The Istio objects cannot be driven (missing, wrong shape, missing subset)."""
 
 
+class RecordTooNew(TargetError):
+    """The route's rollout record is in a record schema above this canary's (`rollout.NewerRecord`): a newer
+    canary's rollout, left to it (never ended, resumed or rewritten here; `canary rollback` ends it). The remedy
+    is to upgrade this canary (decision 169)."""
+
+
 class NotFound(TargetError):
     """The object does not exist (HTTP 404 for a served API). `what`: the object as the request named it
     (`kube.translate`'s, e.g. 'ml/rec-model (virtualservices)'); "" when not known."""

@@ -31,7 +31,7 @@ from typing import Any, Callable, Literal
 
 from canary import rollout as rl
 from canary.errors import (CanaryError, ConfigError, ConflictStorm, GraceSpent, MetricsUnavailable, NotFound,
-                           NotLeader, RollbackFailed, RolloutBusy, RoutingConflict, TargetError, TransientError, others_decision)
+                           NotLeader, RecordTooNew, RollbackFailed, RolloutBusy, RoutingConflict, TargetError, TransientError, others_decision)
 from canary.metrics.base import MetricsProvider
 from canary.model import STABLE_ONLY, ArmData, Target, check_version
 from canary.policy import Policy
@@ -53,6 +53,8 @@ def parse_record(text: str | None) -> rl.RolloutState | None:
         return None
     try:
         return rl.RolloutState.from_json(text)
+    except rl.NewerRecord as exc:  # a newer canary's: not garbage to fix or remove (decision 169)
+        raise RecordTooNew(f"rollout state annotation {STATE_ANNOTATION} was {exc}") from None
     except (ValueError, TypeError, KeyError) as exc:
         raise TargetError(f"rollout state annotation {STATE_ANNOTATION} is unreadable ({exc}); fix or remove it"
                           ) from None

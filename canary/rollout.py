@@ -39,6 +39,16 @@ PROMOTED, ROLLED_BACK, ABORTED = "promoted", "rolled_back", "aborted"
 TERMINAL = frozenset({PROMOTED, ROLLED_BACK, ABORTED})
 PHASES = frozenset({PENDING, PROGRESSING, PAUSED, PROMOTING}) | TERMINAL
 
+# The record's schema (decision 169), written into every record as `schema`, with the writer as `writer`. A record
+# without one is schema 1: what this release and every one before it wrote. A release whose record an older canary
+# would misread (a third weight, a field of another type, a field it needs to drive the rollout right) bumps it;
+# a field an older reader may ignore (`_parse` drops fields it does not know) and a new phase (`unowned.newer`) do
+# not need to. A reader meeting a schema above its own never ends, resumes or rewrites that rollout (`NewerRecord`);
+# only `canary rollback`, asked by a person, sends stable 100% under it.
+SCHEMA = 1
+# who wrote a record, in words (`writer`); tests/unit/test_record_schema.py keeps it at pyproject's version
+WRITER = "modelcanary 0.1.0"
+
 # The class of an end's reason (`end_cause` on its lines and in `-o json`, `canary_rollbacks_total{reason}`)
 ROLLBACK_REASONS = ("check", "gate", "deadline", "operator", "interrupted", "infrastructure", "foreign_edit", "abandoned",
                     "other")
@@ -151,6 +161,7 @@ class RolloutState:
         json.dumps reads them in place (dataclasses.asdict deep-copied them first: measured as a
         tenth of the controller's CPU per look)."""
         d = {name: getattr(self, name) for name in _FIELDS}
+        d["schema"], d["writer"] = SCHEMA, WRITER
         d["weights"] = {"stable": self.weights.stable, "canary": self.weights.canary}
         d["history"] = list(self.history)[-20:]  # an annotation must stay small
         return json.dumps(d, sort_keys=True, separators=(",", ":"))
@@ -172,6 +183,8 @@ class RolloutState:
         d = json.loads(text)
         if not isinstance(d, dict):
             raise ValueError("rollout state must be a JSON object")
+        if (schema := record_schema(d)) > SCHEMA:  # before any field: a newer schema's shape is not ours to judge
+            raise NewerRecord(schema, d.get("writer"))
         known = {f.name for f in dataclasses.fields(cls)}
         d = {k: v for k, v in d.items() if k in known}  # tolerate fields from newer versions
         for name in ("model", "stable_version", "canary_version", "phase", "weights"):
@@ -234,6 +247,29 @@ class RolloutState:
 
 
 _FIELDS = tuple(f.name for f in dataclasses.fields(RolloutState))
+
+
+class NewerRecord(ValueError):
+    """A record written in a schema above this canary's (`SCHEMA`): a newer canary's rollout, maybe live (a
+    rolling upgrade of canary itself: a controller replica or a CI image a release behind). Not garbage: every
+    reader leaves it (never ends, resumes or rewrites it) and says so, naming the writer; `canary rollback` alone
+    ends it. A ValueError, so a reader that knows no better still reads it as unreadable, never as a state."""
+
+    def __init__(self, schema: int, writer: Any = None) -> None:
+        self.schema = schema
+        self.writer = writer[:80] if isinstance(writer, str) and writer else "a newer canary"
+        super().__init__(f"written by {self.writer} in record schema {schema}, which this canary ({WRITER}, record "
+                         f"schema {SCHEMA}) cannot read: upgrade this canary to read it; left to the canary that "
+                         "wrote it, `canary rollback` sends stable 100%")
+
+
+def record_schema(d: dict[str, Any]) -> int:
+    """The record schema of the parsed record `d`: its `schema`, 1 when it has none (written by this release or an
+    older one). Raises ValueError when it is no positive integer: no canary writes that (a hand edit)."""
+    schema = d.get("schema", 1)
+    if isinstance(schema, bool) or not isinstance(schema, int) or schema < 1:
+        raise ValueError(f"rollout state: schema must be a positive integer, got {str(schema)[:40]!r}")
+    return schema
 
 
 def _evidence(raw: Any, name: str) -> dict[str, tuple[float, float]]:

@@ -28,7 +28,7 @@ from canary import judged_marks, unowned
 from canary import rollout as rl
 from canary.analysis.judge import judge
 from canary.errors import (AlreadyStable, CanaryError, CanaryNotReady, ConfigError, ConflictStorm, GraceSpent,
-                           KubeUnavailable, NotFound, PodsNotReady, RollbackFailed, RolloutBusy, RoutingConflict,
+                           KubeUnavailable, NotFound, PodsNotReady, RecordTooNew, RollbackFailed, RolloutBusy, RoutingConflict,
                            StableNotReady, TargetError, TrafficUnsafe, TransientError)
 from canary.logs import get as get_logger
 from canary.metrics.base import MetricsProvider
@@ -248,6 +248,10 @@ class Runner:
                 guards = list(dict.fromkeys([self._written or None, self._sent or None]))
             else:
                 text, theirs, weights, status = read
+                if theirs is None and text and text not in (self._written, self._sent) and (
+                        later := unowned.newer(text)):  # a newer canary's record: it took over (decision 169)
+                    self._current = final = self._taken_by_newer(current, later)
+                    return final
                 lost, error = self._record_lost(text) if not said_lost and current.phase != rl.PROMOTING and (
                     end is None or end[0].phase != rl.PROMOTED) else ("", "")
                 if lost:
@@ -507,6 +511,8 @@ class Runner:
         except TargetError as exc:
             existing, unreadable = None, exc
         if not unowned.to_end(existing, status, unreadable=str(unreadable or "")):
+            if isinstance(unreadable, RecordTooNew):  # a newer canary's record schema: it says so itself (169)
+                raise unreadable
             if unreadable is not None and (later := unowned.newer(status.state)):  # a live newer canary's? (167)
                 raise TargetError(f"{unreadable}; {later}") from None
             if unreadable is not None:
@@ -880,6 +886,8 @@ class Runner:
             lost, error = self._record_lost(status.state)
             if lost and state.phase != rl.PROMOTING:
                 return self._record_removed(state, status, lost, detail=error)
+            if later := unowned.newer(status.state):
+                return self._taken_by_newer(state, later)
             theirs = parse_state(status)
             if theirs is not None:
                 return self._adopt_record(state, status, theirs)
@@ -897,6 +905,15 @@ class Runner:
                          recorded_canary_version=theirs.canary_version, recorded_phase=theirs.phase,
                          recorded_started_at=theirs.started_at, note="nothing written")
         return replace(state, phase=rl.ABORTED, reason=why, updated_at=self.clock.now())
+
+    def _taken_by_newer(self, state: rl.RolloutState, later: str) -> rl.RolloutState:
+        """The route's record is now one this canary cannot read but a newer canary may have written (`later`,
+        `unowned.newer`: a record schema above ours, or a phase we do not know): it took this rollout over, mid
+        rolling upgrade of canary itself. Ended as `_taken_over` ends it: nothing written, exit 3 (a stable-100%
+        write here undid the newer canary's live rollout, decision 169)."""
+        why = f"taken over: {later}; this one ended, nothing written"
+        self.log.warning("rollout.taken_over", holder="a newer canary", error=later[:600], note="nothing written")
+        return replace(state, phase=rl.ABORTED, reason=why[:1000], updated_at=self.clock.now())
 
     def _interrupted(self, state: rl.RolloutState) -> rl.RolloutState:
         now = self.clock.now()
@@ -1012,6 +1029,8 @@ class Runner:
         lost, error = self._record_lost(status.state)
         if lost and state.phase != rl.PROMOTING:
             return self._record_removed(state, status, lost, detail=error)
+        if later := unowned.newer(status.state):
+            return self._taken_by_newer(state, later)
         theirs = parse_state(status)
         if theirs is None:
             raise exc
@@ -1052,6 +1071,8 @@ class Runner:
             if text.strip():  # blank reads as none (`parse_record`)
                 rl.RolloutState.from_json(text)
         except (ValueError, TypeError, KeyError) as exc:  # what `parse_record` refuses
+            if unowned.newer(text):  # a newer canary's record: not lost, taken over (`_taken_by_newer`, 169)
+                return "", ""
             return "unreadable", str(exc)
         return "", ""
 

@@ -39,11 +39,18 @@ def newer(text: str | None) -> str:
     """Why the record `text`, which this canary cannot read, may be a live rollout's all the same ("" when it is
     not): a JSON object whose `phase` is one this version does not know, as a newer canary records a phase added
     since (a controller upgraded first, a CI image ahead of the on-call's). Its owner may be writing it once a
-    look; nothing here can tell, so nobody here ends it (`why` says ""; the sweep reports it as not checked)."""
+    look; nothing here can tell, so nobody here ends it (`why` says ""; the sweep reports it as not checked). So is a
+    record in a record schema above this canary's (`rl.NewerRecord`, decision 169), whatever its phase or shape."""
     try:
         d = json.loads(text or "")
     except (ValueError, RecursionError):
         return ""
+    try:
+        schema = rl.record_schema(d) if isinstance(d, dict) else 1
+    except ValueError:
+        return ""  # no canary writes that schema: garbage
+    if schema > rl.SCHEMA:  # a newer record schema than this canary's (decision 169)
+        return f"the record was {rl.NewerRecord(schema, d.get('writer'))}"
     phase = d.get("phase") if isinstance(d, dict) else None
     if not isinstance(phase, str) or not phase or phase in rl.PHASES:
         return ""
