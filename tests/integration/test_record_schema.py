@@ -29,7 +29,7 @@ from tests import fleet
 from tests.fakes import FakeClock
 from tests.integration.test_controller import _progressing, prometheus, vs, world  # noqa: F401
 from tests.integration.test_controller_review import _cr
-from tests.integration.test_promote_route_safety import runner
+from tests.integration.test_promote_route_safety import HookClock, _at_first_step, runner
 from tests.integration.test_sweep import _claim, _controller
 
 pytestmark = pytest.mark.integration
@@ -177,3 +177,28 @@ def test_an_older_controller_never_ends_its_crs_rollout_a_newer_replica_recorded
     assert ready["status"] == "False" and ready["reason"] == "RecordTooNew" and WRITER in ready["message"], ready
     said = [e for e in logs if e["event"] == "rollout.record_newer"]
     assert said and "upgrade this canary" in said[0]["hint"], said
+
+
+@pytest.mark.parametrize("seen_by", ["watch", "fail-safe"])
+def test_a_running_promote_whose_rollout_a_newer_canary_took_over_writes_nothing(api: Any, seen_by: str) -> None:
+    """promote v2 (this release) runs at 80/20; a newer canary's promote takes the rollout over and records it in
+    its schema. This one's next read of the route (its watch, or its fail-safe after an exception of any type)
+    found the record "unreadable": it wrote stable 100% (`record.lost`) under the newer canary's live rollout.
+    Now it is taken over: exit 3, nothing written, the writer named."""
+    clock = HookClock(api)
+    v2 = runner(api, "v2", clock)
+    newer: list[str] = []
+    if seen_by == "watch":
+        clock.hooks.append((_at_first_step("v2"), lambda: newer.append(_to_newer_schema(api))))
+    else:
+        def update(state: rl.RolloutState) -> None:
+            if state.phase == rl.PROGRESSING and not newer:
+                newer.append(_to_newer_schema(api))
+                raise RuntimeError("a display bug")
+        v2.on_update = update
+    with structlog.testing.capture_logs() as logs:
+        res = v2.run()
+    assert res.exit_code == 3 and res.state.reason.startswith("taken over: the record was written by " + WRITER), \
+        res.state.reason
+    assert newer and _record(api) == newer[0] and _weights(api)[1] > 0
+    assert [e for e in logs if e["event"] == "rollout.taken_over" and e.get("holder") == "a newer canary"]
