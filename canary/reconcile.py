@@ -31,7 +31,8 @@ from typing import Any, Callable, Literal
 
 from canary import rollout as rl
 from canary.errors import (CanaryError, ConfigError, ConflictStorm, GraceSpent, MetricsUnavailable, NotFound,
-                           NotLeader, RecordTooNew, RollbackFailed, RolloutBusy, RoutingConflict, TargetError, TransientError, others_decision)
+                           NotLeader, RecordTooNew, RollbackFailed, RolloutBusy, RoutingConflict, TargetError,
+                           TransientError, others_decision)
 from canary.metrics.base import MetricsProvider
 from canary.model import STABLE_ONLY, ArmData, Target, check_version
 from canary.policy import Policy

@@ -28,8 +28,8 @@ from canary import judged_marks, unowned
 from canary import rollout as rl
 from canary.analysis.judge import judge
 from canary.errors import (AlreadyStable, CanaryError, CanaryNotReady, ConfigError, ConflictStorm, GraceSpent,
-                           KubeUnavailable, NotFound, PodsNotReady, RecordTooNew, RollbackFailed, RolloutBusy, RoutingConflict,
-                           StableNotReady, TargetError, TrafficUnsafe, TransientError)
+                           KubeUnavailable, NotFound, PodsNotReady, RecordTooNew, RollbackFailed, RolloutBusy,
+                           RoutingConflict, StableNotReady, TargetError, TrafficUnsafe, TransientError)
 from canary.logs import get as get_logger
 from canary.metrics.base import MetricsProvider
 from canary.model import STABLE_ONLY, Target, check_version

@@ -97,7 +97,8 @@ def test_canary_sweep_leaves_it_and_says_so(tmp_path: Path, api: Any) -> None:
     written = _newer_promote(api, at=time.time() - 1000)
     for _ in range(2):  # no mark is set: nothing here times it
         got = CliRunner().invoke(app, ["sweep", "-n", "ml", "--kubeconfig", str(kubeconfig)])
-        assert "modelcanary.dev/sweep-seen" not in api.get(GROUP, "virtualservices", "ml", "m0")["metadata"]["annotations"]
+        marks = api.get(GROUP, "virtualservices", "ml", "m0")["metadata"]["annotations"]
+        assert "modelcanary.dev/sweep-seen" not in marks
     assert got.exit_code == 3 and WRITER in got.output, got.output
     assert _weights(api) == [80, 20] and _record(api) == written
 

@@ -16,7 +16,8 @@ from canary.reconcile import parse_record
 
 # A record as the releases before decision 169 wrote it (no `schema`, no `writer`), field for field
 OLD = ('{"canary_version":"v2","destination_rule":"m0","evidence":{},"failed_looks":0,"heartbeat_s":60.0,'
-       '"history":[{"at":1000.0,"event":"rollout.started","phase":"progressing","step":0}],"judged":{},"last_look_requests":-1.0,'
+       '"history":[{"at":1000.0,"event":"rollout.started","phase":"progressing","step":0}],"judged":{},'
+       '"last_look_requests":-1.0,'
        '"last_verdict":null,"look":0,"model":"m0","owner":"promote#abc","pass_anchor_requests":-1.0,'
        '"phase":"progressing","reason":"","route":"","stable_version":"v1","started_at":1000.0,"step":0,'
        '"step_looks":0,"step_started_at":1000.0,"step_window":0,"updated_at":1000.0,'
