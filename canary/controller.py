@@ -792,7 +792,8 @@ class Controller:
             return None
         recorded = status.state  # every write below is guarded on what is recorded now
         seen = Observation(status=status, command=self._operator_action(spec, state, now),
-                           on_foreign_edit=spec.on_foreign_edit)
+                           on_foreign_edit=spec.on_foreign_edit,
+                           virtual_service=f"{spec.target.namespace}/{spec.target.virtual_service}")
         state, recorded = self._decide(spec, state, seen, expect=recorded, log=log)
         if state.phase == rl.PENDING and spec.action == "pause":  # claimed, no traffic yet: it stays at 100/0
             self._held_before_start(obj, spec)

@@ -375,6 +375,7 @@ class Observation:
     probe_failed  PROGRESSING only: why the canary is not ready ("" = ready or not probed)
     look          the judge's look over the step's window, when one was due
     on_foreign_edit  "reassert" our weights, or "abort" (roll back), when the weights were edited
+    virtual_service  the route's "<namespace>/<name>", for the line that ends a revert loop (`reassert`)
     """
 
     status: RouteStatus | None = None
@@ -384,6 +385,7 @@ class Observation:
     probe_failed: str = ""
     look: rl.Looked | None = None
     on_foreign_edit: Literal["reassert", "abort"] = "reassert"
+    virtual_service: str = ""  # "<namespace>/<name>" of the route, named in the end after REVERT_LIMIT reverts
 
 
 Step = tuple[rl.RolloutState, list[rl.Action]]
@@ -430,8 +432,7 @@ def decide(policy: Policy, state: rl.RolloutState, seen: Observation, now: float
                     now, f"foreign edit of the weights: expected {state.weights}, found {status.weights}"), policy)
                 then((new, [edit, *actions]))
             else:
-                then((state, [edit, rl.SetWeights(state.weights),
-                              rl.Emit("weights.reasserted", {"found": str(status.weights)}, warning=True)]))
+                then(reassert(policy, state, status, now, edit=edit, virtual_service=seen.virtual_service))
     if state.phase == rl.PENDING and seen.gate_ran:
         if seen.gate_failed is not None:
             failed = rl.Emit("gate.failed", {"reason": seen.gate_failed, "stage": "preflight", "phase": state.phase,
@@ -449,10 +450,58 @@ def decide(policy: Policy, state: rl.RolloutState, seen: Observation, now: float
         then((new, [failed, *actions]))
     elif state.phase == rl.PROMOTING:
         then(rl.finish_promotion(state, now))
-    if state.phase == rl.PROGRESSING and seen.look is not None:
+    if state.phase == rl.PROGRESSING and seen.look is not None and not any(
+            isinstance(a, rl.Emit) and a.event == "weights.reasserted" for _, acts in steps for a in acts):
+        # (a look read with the route found reverted measured a window the canary did not have: not judged)
         new, actions = rl.transition(state, seen.look, policy)
+        if new.reverts:  # a look judged over a window our weights held: the reverts in a row end here
+            new = replace(new, reverts=0)
         then((new, with_look_recorded(new, actions)))
     return steps
+
+
+# reverts in a row (our weights replaced outside the rollout with our record left in place, reasserted, and no
+# look counted since) after which the rollout ends at stable 100%: a GitOps tool that re-applies the route's
+# manifest (Argo CD selfHeal, Flux) reverts every write, and writing again forever judges nothing (decision 170)
+REVERT_LIMIT = 3
+
+
+def reassert(policy: Policy, state: rl.RolloutState, status: RouteStatus, now: float, *, edit: rl.Emit,
+             virtual_service: str = "") -> Step:
+    """Our weights found replaced outside the rollout, our record still on the route (a `kubectl apply` or a
+    server-side apply of a manifest from git keeps an annotation it does not own, and sets the weights it
+    does): write them again with the step's window started over (`rl.reverted`: no look judges the data
+    measured at the weight found), or, at the REVERT_LIMIT-th revert in a row, end at stable 100% (aborted:
+    nothing was judged of the canary) with one line, `weights.reverted`, naming the VirtualService, the
+    field and the remedy. Pure."""
+    if state.reverts + 1 < REVERT_LIMIT:
+        new = rl.reverted(state, now, status.weights)
+        return new, [edit, rl.SetWeights(new.weights),
+                     rl.Emit("weights.reasserted", {"found": str(status.weights), "reverts": new.reverts,
+                                                    "limit": REVERT_LIMIT}, warning=True)]
+    index = route_index(state, status)
+    vs = virtual_service or "the rollout's VirtualService"
+    field = f"spec.http[{index}].route[*].weight"
+    remedy = (f"Argo CD: ignoreDifferences on VirtualService {vs} with jsonPointers /spec/http/{index}/route/0/weight, "
+              f"/spec/http/{index}/route/1/weight and /metadata/annotations/{STATE_ANNOTATION.replace('/', '~1')} "
+              "(with syncOptions RespectIgnoreDifferences=true); Flux: annotate it in git "
+              "kustomize.toolkit.fluxcd.io/ssa: IfNotPresent, or leave its weights out of the manifest")
+    why = (f"foreign edit, {state.reverts + 1} times in a row: {field} of VirtualService {vs} was reverted to "
+           f"{status.weights} after canary wrote {state.weights} (a GitOps tool re-applying its manifest: Argo CD "
+           f"selfHeal, Flux); stable 100%, the canary was never judged at a weight it did not have. Remedy: {remedy}")
+    line = rl.Emit("weights.reverted", {"virtual_service": vs, "field": field, "found": str(status.weights),
+                                        "expected": str(state.weights), "reverts": state.reverts + 1,
+                                        "remedy": remedy}, warning=True)
+    new, actions = rl.transition(state, rl.Rollback(now, why, aborted=True), policy)
+    return new, [edit, line, *actions]
+
+
+def route_index(state: rl.RolloutState, status: RouteStatus) -> int:
+    """The index of the rollout's HTTP route in the VirtualService's spec.http, as read (0 when unnamed or not
+    read: the only route)."""
+    if state.route and state.route in status.routes:
+        return status.routes.index(state.route)
+    return 0
 
 
 # how the gate's messages open when what failed is not the canary: the stable server (`TritonEndpoint.who`,

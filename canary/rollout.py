@@ -145,6 +145,10 @@ class RolloutState:
     # what the rollout is judged under (`canary.judged_marks.marks`: mark name -> digest), written with the
     # claim (by a controller or a promote); {} in a record written before marks existed
     judged: dict[str, str] = field(default_factory=dict)
+    # weight reverts in a row: our weights found replaced outside the rollout (a GitOps tool re-applying its
+    # manifest) and reasserted, with no look counted since (`reverted`; decision 170). Left out of the
+    # record while 0, so a record without reverts reads as before
+    reverts: int = 0
 
     def __post_init__(self) -> None:
         if self.phase not in PHASES:
@@ -164,6 +168,8 @@ class RolloutState:
         d["schema"], d["writer"] = SCHEMA, WRITER
         d["weights"] = {"stable": self.weights.stable, "canary": self.weights.canary}
         d["history"] = list(self.history)[-20:]  # an annotation must stay small
+        if not self.reverts:
+            del d["reverts"]
         return json.dumps(d, sort_keys=True, separators=(",", ":"))
 
     @classmethod
@@ -197,6 +203,8 @@ class RolloutState:
         for name in ("step", "look", "step_looks", "failed_looks", "step_window"):
             if name in d and (isinstance(d[name], bool) or not isinstance(d[name], int) or d[name] < -1):
                 raise ValueError(f"rollout state: {name} must be an integer >= -1, got {d[name]!r}")
+        if "reverts" in d and (isinstance(d["reverts"], bool) or not isinstance(d["reverts"], int) or d["reverts"] < 0):
+            raise ValueError(f"rollout state: reverts must be an integer >= 0, got {d['reverts']!r}")
         for name in ("started_at", "step_started_at", "updated_at", "last_look_requests", "pass_anchor_requests",
                      "heartbeat_s"):
             v = d.get(name, 0.0)
@@ -554,6 +562,22 @@ def window_for(state: RolloutState, data_from: float, now: float) -> RolloutStat
                 window_from=state.window_to, updated_at=now)
     return _log(s, now, "window restarted: the data before the step-start snapshot were not measured again "
                         "(a restart without it); their failure evidence is kept, a pass needs the new window's data")
+
+
+def reverted(state: RolloutState, now: float, found: Weights) -> RolloutState:
+    """The state after our weights were found replaced outside the rollout (`found`, with our record still on
+    the route) and are about to be reasserted: one more revert in a row, and, while a step runs, the step's
+    window starts over at `now`, as after a resume (decision 170). The data since the window began were
+    measured partly at `found`, a weight the canary did not have (at 100/0: none of its own), so no look may
+    judge them as the step's: its failure evidence is kept (pooled; failures seen at a smaller share are still
+    the canary's), a pass needs the new window's own data. Pure."""
+    s = replace(state, reverts=state.reverts + 1, updated_at=now)
+    if state.phase == PROGRESSING:
+        s = replace(s, step_started_at=now, step_looks=0, failed_looks=state.failed_looks, last_look_requests=-1.0,
+                    evidence=_fold(state), window_evidence={}, step_window=state.step_window + 1,
+                    pass_anchor_requests=-1.0, window_to=None, window_from=None)
+    return _log(s, now, f"weights reverted outside the rollout to {found} ({s.reverts} in a row); reasserted"
+                        + ("; the step's window starts over" if state.phase == PROGRESSING else ""))
 
 
 def reaches_back(state: RolloutState, taken_at: float) -> bool:

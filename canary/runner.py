@@ -824,10 +824,30 @@ class Runner:
             self.log.warning("look.abandoned", reason="the canary's probes failed meanwhile", phase=ended.phase,
                              weights=str(ended.weights), step=ended.step + 1)
             return ended
+        reverted = self._reverted_meanwhile(state)
+        if reverted is not None:
+            return reverted
         verdict = judge(self.policy, measurements, prior=state.prior(), window=state.step_window,
                         pass_ratio=state.pass_ratio(canary_n), canary_weight=state.weights.canary,
                         step=max(state.step, 0), window_s=window, canary_version=state.canary_version)
         return self._decide(state, Observation(look=rl.Looked(self.clock.now(), verdict, canary_n, float(window))))
+
+    def _reverted_meanwhile(self, state: rl.RolloutState) -> rl.RolloutState | None:
+        """A look's data were measured while the route may have left our weights (a GitOps tool reverting them
+        between the watch's reads): the route is read once more before the look is judged, and when it no
+        longer carries our weights the look is not judged (`look.discarded`: its window held a weight the
+        canary did not have) and the watch's answer is taken instead (reassert with the window started
+        over, decision 170). None when the route still carries them, or could not be read (the watch reports)."""
+        try:
+            status = self.router.inspect(self.target)
+        except CanaryError:
+            return None
+        if status.weights == state.weights:
+            return None
+        self.log.warning("look.discarded", reason="the route's weights were changed outside the rollout while the "
+                         "look measured: not judged at a weight the canary did not have", phase=state.phase,
+                         weights=str(status.weights), recorded_weights=str(state.weights), step=state.step + 1)
+        return self._check_outside(state)
 
     def _bounded(self, fn: Callable[[], T], *, meanwhile: Callable[[], bool] | None = None,
                  abandoned: str | None = "look.abandoned") -> T:
@@ -891,7 +911,8 @@ class Runner:
             theirs = parse_state(status)
             if theirs is not None:
                 return self._adopt_record(state, status, theirs)
-        return self._decide(state, Observation(status=status))
+        return self._decide(state, Observation(
+            status=status, virtual_service=f"{self.target.namespace}/{self.target.virtual_service}"))
 
     def _taken_over(self, state: rl.RolloutState, theirs: rl.RolloutState) -> rl.RolloutState:
         """The route records another rollout (of this version: a CanaryRollout's, or a new one started

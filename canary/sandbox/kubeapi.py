@@ -28,7 +28,8 @@ every write stores a new object); a watch from an older resourceVersion, or one
 that fell more than `LOG_SIZE` events behind, gets a 410 Expired ERROR event and
 must re-list, as from a real API server. `writes` keeps the last `WRITES_KEPT`
 (`write_count` counts them all). Not emulated: admission, defaulting, schema
-validation and pruning, server-side apply, label selectors beyond equality,
+validation and pruning, server-side apply (`gitops_apply` models what
+an apply does to the fields it sets and the annotations it never applied), label selectors beyond equality,
 bookmarks, pagination (a LIST answers everything at once), RBAC. Finalizers are: a DELETE of
 an object with finalizers sets `metadata.deletionTimestamp` (a MODIFIED event) and keeps it
 until a write removes the last one (then DELETED); none may be added from then on.
@@ -456,6 +457,22 @@ _CONFIGMAP_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
 CONFIGMAP_LIMIT = 1_048_576  # bytes of data + binaryData (the API server's MaxSecretSize, which ConfigMaps share)
 
 
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+
+
+def three_way(live: Any, last: Any, desired: Any) -> Any:
+    """`kubectl apply`'s merge for a custom resource (JSON merge semantics): `desired`'s fields set (objects
+    merged key by key, anything else replaced whole), `last`'s fields that `desired` dropped removed, the
+    rest of `live` kept."""
+    if not (isinstance(live, dict) and isinstance(desired, dict)):
+        return copy.deepcopy(desired)
+    last = last if isinstance(last, dict) else {}
+    out = {k: copy.deepcopy(v) for k, v in live.items() if not (k in last and k not in desired)}
+    for k, v in desired.items():
+        out[k] = three_way(live[k], last.get(k), v) if k in live else copy.deepcopy(v)
+    return out
+
+
 def _check_configmap(name: str, obj: Obj) -> None:
     """The API server's ConfigMap validation of keys and total size: 422 Invalid otherwise."""
     total = 0
@@ -619,6 +636,38 @@ class KubeAPIServer:
 
     def get(self, group: str, plural: str, namespace: str, name: str) -> Obj | None:
         return self.handler.get_object(group, plural, namespace, name)
+
+    def gitops_apply(self, group: str, plural: str, manifest: Obj, *, replace: bool = False) -> bool:
+        """A GitOps tool re-applying `manifest` (its copy in git) over the live object, as Argo CD's sync
+        (selfHeal) or Flux's kustomize-controller does; True when it wrote (no write when nothing differs).
+
+        Default: `kubectl apply` (Argo CD's default sync), a three-way merge of the manifest, the live object
+        and the manifest applied last time (`kubectl.kubernetes.io/last-applied-configuration`): every field
+        the manifest sets is set; a field the last-applied manifest set and this one lacks is removed; a field
+        neither set (an annotation another writer added: canary's record) is kept. For a custom resource
+        (a VirtualService) lists merge as JSON merge patch does: `spec.http` is replaced whole, weights
+        included. A server-side apply (Argo CD `ServerSideApply=true`, Flux, with force) ends the same for
+        these fields: the applier takes the weights it sets and leaves the annotations it never applied,
+        which another field manager owns. `replace=True`: `kubectl replace` (Argo CD `Replace=true`): the
+        object becomes the manifest, every annotation not in it gone (canary's record included)."""
+        meta = manifest["metadata"]
+        with self.handler.lock:
+            key = (group, plural, meta.get("namespace", ""), meta["name"])
+            live = self.handler.objects[key]
+            desired = copy.deepcopy(manifest)
+            applied = json.dumps(manifest, sort_keys=True, separators=(",", ":"))
+            desired["metadata"].setdefault("annotations", {})[LAST_APPLIED] = applied
+            if replace:
+                new = desired
+            else:
+                last = json.loads((live["metadata"].get("annotations") or {}).get(LAST_APPLIED) or "{}")
+                last.setdefault("metadata", {}).setdefault("annotations", {})[LAST_APPLIED] = ""
+                new = three_way(live, last, desired)
+            new["metadata"]["resourceVersion"] = live["metadata"]["resourceVersion"]
+            if new == live:
+                return False
+            self.handler._store(key, new, live, "MODIFIED")
+            return True
 
     def list(self, group: str, plural: str, namespace: str = "") -> list[Obj]:
         with self.handler.lock:
