@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 import structlog.testing
@@ -117,11 +118,36 @@ def test_a_re_pointed_subset_aborts_even_when_the_weights_were_also_edited(subse
 def test_edited_weights_are_reasserted_or_rolled_back_by_policy() -> None:
     state = _running(rl.PAUSED)
     reassert = decide(POLICY, state, Observation(status=_status(Weights(0, 100))), NOW)
-    assert len(reassert) == 1 and reassert[0][0] is state
+    assert len(reassert) == 1 and reassert[0][0].weights == state.weights and reassert[0][0].reverts == 1
     assert rl.SetWeights(Weights(90, 10)) in reassert[0][1]
     assert _events(reassert) == ["weights.foreign_edit", "weights.reasserted"]
     abort = decide(POLICY, state, Observation(status=_status(Weights(0, 100)), on_foreign_edit="abort"), NOW)
     assert abort[-1][0].phase == rl.ROLLED_BACK and "foreign edit" in abort[-1][0].reason
+
+
+def test_a_revert_restarts_the_window_is_never_judged_and_the_third_in_a_row_ends_at_stable() -> None:
+    """Decision 170: our weights found reverted (record left in place: a GitOps apply) are reasserted with the
+    step's window started over; a look read with the revert is not judged; a look judged afterwards ends the
+    reverts in a row; the third revert in a row ends the rollout at stable 100%, aborted, with one line."""
+    state = replace(_running(), step=0, step_looks=2, step_window=0)
+    vs = "ml/m"
+    first = decide(POLICY, state, Observation(status=_status(STABLE_ONLY), look=_look(Outcome.PASS),
+                                              virtual_service=vs), NOW)
+    s1 = first[-1][0]
+    assert s1.reverts == 1 and s1.step_started_at == NOW and s1.step_looks == 0 and s1.step_window == 1
+    assert s1.look == state.look and s1.phase == rl.PROGRESSING, "the look read with the revert was judged"
+    assert _events(first) == ["weights.foreign_edit", "weights.reasserted"]
+    judged = decide(POLICY, s1, Observation(status=_status(), look=_look(Outcome.INCONCLUSIVE)), NOW + 5)
+    assert judged[-1][0].reverts == 0 and judged[-1][0].look == state.look + 1
+    s2 = decide(POLICY, s1, Observation(status=_status(STABLE_ONLY), virtual_service=vs), NOW + 5)[-1][0]
+    third = decide(POLICY, s2, Observation(status=_status(STABLE_ONLY), virtual_service=vs), NOW + 10)
+    end = third[-1][0]
+    assert s2.reverts == 2 and end.phase == rl.ABORTED and end.weights == STABLE_ONLY, end
+    assert rl.classify_reason(end.reason) == "foreign_edit" and "VirtualService ml/m" in end.reason
+    lines = [a for _, acts in third for a in acts if isinstance(a, rl.Emit) and a.event == "weights.reverted"]
+    assert len(lines) == 1 and lines[0].fields["field"] == "spec.http[0].route[*].weight", lines
+    assert "/spec/http/0/route/1/weight" in lines[0].fields["remedy"]
+    assert rl.RolloutState.from_json(s2.to_json()).reverts == 2 and '"reverts"' not in state.to_json()
 
 
 def test_pending_moves_only_once_the_gate_ran() -> None:
