@@ -711,6 +711,8 @@ def _point(router: TrafficRouter, target: Target, state: rl.RolloutState, action
             raise RollbackFailed(msg) from exc
         if rollback:  # the weights landed (stable 100%, the end recorded): the line says which write did not
             exc.landed_words = subset_failed_words(exc, target, action)  # type: ignore[attr-defined]
+        if rollback and isinstance(exc, NotFound):  # an outage, not a retry: the page, whoever reports (168)
+            destination_rule_deleted(log, target, action, error=str(exc))
         if report_failure and rollback:
             (retry or Retry(page=True)).line(log, {
                 "error": str(exc), "subset": action.subset, "version": action.version, "weights": str(state.weights),
@@ -991,11 +993,29 @@ def subset_note(exc: BaseException, target: Target, action: rl.PointSubset) -> s
     """What a rollback's line says once its weights landed and its subset pointing did not: no split is left,
     nothing writes stable 100% again (the end is recorded), and what to mend by hand."""
     dr = f"{target.namespace}/{target.dr_name}"
-    mend = (f"restore DestinationRule {dr} with its {action.subset} subset selecting {action.version}"
+    mend = (f"every request fails (503, NR: the subset no longer resolves) until DestinationRule {dr} is restored: "
+            f"restore DestinationRule {dr} with its {action.subset} subset selecting {action.version}"
             if isinstance(exc, NotFound) else
             f"check that DestinationRule {dr}'s {action.subset} subset selects {action.version}")
     return (f"stable has 100% of the weights and the end is recorded: no split is left, and stable 100% is not "
             f"written again; the {action.subset} subset was not pointed at {action.version}: {mend}")
+
+
+def destination_rule_deleted(log: Any, target: Target, action: rl.PointSubset, *, error: str) -> None:
+    """`rollout.destination_rule_deleted` (error, the page): a rollback's weights landed (stable 100% on the
+    VirtualService, the end recorded) and its DestinationRule is gone. The route now sends every request to a
+    subset no DestinationRule defines, which Istio cannot resolve: every request fails (503, response flag NR)
+    until the DestinationRule is restored. Nothing canary does mends it (the end is recorded; stable 100% is
+    what a rollback writes), so a person must, now: decision 168 (164 left it a warning)."""
+    vs, dr = f"{target.namespace}/{target.virtual_service}", f"{target.namespace}/{target.dr_name}"
+    log.error("rollout.destination_rule_deleted", destination_rule=dr, subset=action.subset, version=action.version,
+              traffic="failing", error=error[:300],
+              impact=f"DestinationRule {dr} is gone: VirtualService {vs} sends 100% to its {action.subset} subset, "
+                     "which Istio can no longer resolve, so every request to it fails (503, NR) until the "
+                     "DestinationRule is restored",
+              hint=f"restore DestinationRule {dr} now (re-apply it from your manifests) with its {action.subset} "
+                   f"subset selecting version {action.version}; traffic recovers as soon as Istio has it, and "
+                   "canary writes nothing more to this route (the rollout is ended, stable 100% recorded)")
 
 
 def confirmed_detail(landed: str) -> str:

@@ -65,6 +65,29 @@ def test_a_destination_rule_deleted_mid_rollout_says_the_weights_landed_and_the_
     assert "stable has 100%" in confirmed["detail"]
 
 
+def test_a_destination_rule_deleted_mid_rollout_pages_once_that_every_request_fails_until_it_is_restored(
+        world: Any) -> None:
+    """The route left at stable 100% on a subset no DestinationRule defines is an outage (Istio answers 503 NR to
+    every request), not a retry: one error line (`rollout.destination_rule_deleted`) names the DestinationRule,
+    says traffic fails until it is restored, and gives the remedy; the ticks after it add none (decision 168: it
+    was only the warning `rollback.retrying`)."""
+    api, op, custom, clock = _started(world)
+    _delete(api, "destinationrules", "m0")
+    with capture_logs() as logs:
+        _ticks(op, clock, 5)
+    assert vs(api, 0)[0] == [100, 0] and _status(custom)["phase"] == rl.ABORTED
+    [page] = [e for e in logs if e["log_level"] in ("error", "critical")]
+    assert page["event"] == "rollout.destination_rule_deleted" and page["log_level"] == "error", page
+    assert page["destination_rule"] == "ml/m0" and page["traffic"] == "failing", page
+    assert page["subset"] == "stable" and page["version"] == "v1", page
+    assert {"rollout": "ml/r0", "virtual_service": "m0", "canary_version": "v2"}.items() <= page.items(), page
+    assert "every request to it fails (503, NR) until the DestinationRule is restored" in page["impact"], page
+    assert "DestinationRule ml/m0 is gone" in page["impact"], page
+    assert page["hint"].startswith("restore DestinationRule ml/m0 now") and "selecting version v1" in page["hint"]
+    [retrying] = _lines(logs, "rollback.retrying")  # the write's own line stays beside it, its note saying so too
+    assert "every request fails (503, NR" in retrying["note"], retrying
+
+
 def test_the_weights_write_refused_says_no_and_that_the_subset_was_not_tried(world: Any) -> None:
     """An operator's rollback whose VirtualService write is refused (403: a policy webhook): `write_landed` says
     `no`, that it was the weights write, and that the subset write after it was not tried."""
