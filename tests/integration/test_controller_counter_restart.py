@@ -40,7 +40,7 @@ pytestmark = pytest.mark.integration
 N = 4  # models m0..m3: one per test, all served by the one exporter
 DT = 5.0  # fake seconds of traffic per tick (= `look_every`)
 INTERVAL = 20.0
-RPS = 100.0  # per pod
+RPS = {"s1": 100.0, "s2": 100.0, "c1": 20.0, "c2": 100.0}  # requests/s per pod: c1 a quiet one
 POLICY = {
     "steps": [20, 50, 100],
     "analysis": {"interval": f"{INTERVAL:.0f}s", "look_every": f"{DT:.0f}s", "min_canary_requests": 100,
@@ -73,13 +73,13 @@ class Exporter:
         return 200, "text/plain; version=0.0.4", "\n".join(lines)
 
     def advance(self, model: str, *, canary_errors: float = 0.005) -> int:
-        """DT seconds of traffic for `model`'s pods: RPS each, stable at 0.5% errors, the canary at `canary_errors`."""
+        """DT seconds of traffic for `model`'s pods at their RPS, stable at 0.5% errors, the canary at `canary_errors`."""
         with self.lock:
             for pod, version in PODS.items():
                 share = 0.005 if version == "v1" else canary_errors
                 c = self.counts[(model, pod)]
-                c[0] += RPS * DT * (1 - share)
-                c[1] += RPS * DT * share
+                c[0] += RPS[pod] * DT * (1 - share)
+                c[1] += RPS[pod] * DT * share
             self.generation += 1
             return self.generation
 
@@ -230,9 +230,12 @@ def _no_early_pass(run: Run, restarts: list[tuple[float, dict[str, Any]]]) -> No
 @pytest.mark.parametrize("pod", ["c1", "c2"])
 def test_a_canary_pod_restarted_at_the_look_that_would_pass_opens_one_new_window_and_still_promotes(
         world: Any, pod: str) -> None:
-    """One canary pod of two restarts just before the look whose window first covers the interval: the
-    canary's total still grows (the other pod), and the look, on data partly counted from the restart, is no
-    evidence; one `look.window_restarted`; the step passes only an interval of new data later; promoted."""
+    """One canary pod of two restarts just before the look whose window first covers the interval, the look a
+    good canary's step passes at. c1, the quiet pod: the canary's total still grows (c2's traffic), so only
+    the snapshots' restart (`requests_restarted`, `Looked.restarted`) tells; c2: the total goes down. Either
+    way that look, on data partly counted from the restart, is no evidence; one `look.window_restarted`; the
+    step passes only an interval of new data later; promoted. (c1 passed the step at the restart look
+    without `Looked.restarted`.)"""
     run = Run(world, 0 if pod == "c1" else 1)
     run.until_in_step(0)
     run.restart_before_the_look_that_would_pass(pod)
