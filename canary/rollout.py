@@ -657,6 +657,11 @@ def _judge(state: RolloutState, ev: Looked, policy: Policy) -> tuple[RolloutStat
                           _restart_reason(n, before))
     elif stale and n == before:
         j = _not_evidence(j, Outcome.FAIL, "no new canary requests since the last look")
+        if ev.data_to is not None:  # snapshots: the canary's counters did not move (its pods down, a series
+            # read at its last value), so the data end where the last look's did and cannot cover more of the
+            # interval than it did: no pass either (a canary restarting at its step's last look passed; 168)
+            j = _not_evidence(j, Outcome.PASS, "no new canary requests since the last look (its counters did "
+                                               "not move: the data end where that look's did)")
     elif stale:
         j = _not_evidence(j, Outcome.PASS, f"fewer canary requests than an earlier look of this step ({before:.0f})")
     s = replace(state, look=state.look + 1, step_looks=state.step_looks + 1, updated_at=ev.now,

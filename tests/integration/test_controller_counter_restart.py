@@ -37,7 +37,7 @@ from tests.support.http import ScriptedHTTP
 
 pytestmark = pytest.mark.integration
 
-N = 4  # models m0..m3: one per test, all served by the one exporter
+N = 5  # models m0..m4: one per test, all served by the one exporter
 DT = 5.0  # fake seconds of traffic per tick (= `look_every`)
 INTERVAL = 20.0
 RPS = {"s1": 100.0, "s2": 100.0, "c1": 20.0, "c2": 100.0}  # requests/s per pod: c1 a quiet one
@@ -60,12 +60,15 @@ class Exporter:
         self.lock = threading.Lock()
         self.counts = {(fleet.model(i), pod): [0.0, 0.0] for i in range(N) for pod in PODS}  # [success, error]
         self.generation = 0
+        self.down: set[tuple[str, str]] = set()  # (model, pod) whose series the exposition leaves out
         self.http = ScriptedHTTP(self._answer)
 
     def _answer(self, path: str, headers: dict[str, str]) -> tuple[int, str, str]:
         with self.lock:
             lines = ["# TYPE model_requests_total counter"]
             for (model, pod), (ok, err) in sorted(self.counts.items()):
+                if (model, pod) in self.down:
+                    continue
                 m = f'model_name="{model}",model_version="{PODS[pod]}",pod="{pod}"'
                 lines.append(f'model_requests_total{{{m},outcome="success"}} {ok}')
                 lines.append(f'model_requests_total{{{m},outcome="error"}} {err}')
@@ -191,16 +194,20 @@ class Run:
             self.tick()
         raise AssertionError(_state(self.api, self.i))
 
-    def restart_before_the_look_that_would_pass(self, pod: str) -> None:
+    def before_the_look_that_would_pass(self) -> None:
         """Tick until the next look's window would cover `analysis.interval` (the look a good canary's step
-        passes at), then restart `pod` so that this very look meets the restart."""
+        passes at)."""
         for _ in range(40):
             base = self.base()
             if base is not None and self.clock.t + DT - base >= INTERVAL:
-                self.exporter.restart(self.model, pod)
                 return
             self.tick()
         raise AssertionError(self.state())
+
+    def restart_before_the_look_that_would_pass(self, pod: str) -> None:
+        """... and restart `pod` then, so that this very look meets the restart."""
+        self.before_the_look_that_would_pass()
+        self.exporter.restart(self.model, pod)
 
     def events(self, name: str) -> list[tuple[float, dict[str, Any]]]:
         return [(t, e) for t, e in self.lines if e["event"] == name]
@@ -288,3 +295,28 @@ def test_a_hard_breach_after_a_restart_still_rolls_back_at_that_look(world: Any)
     assert failed and all(t == t_r for t, _ in failed), failed
     assert [t for t, _ in run.events("rollback.completed")] == [t_r]
     assert [e["step"] for _, e in run.events("step.advanced")] == [1]  # into the first step, never past it
+
+
+def test_a_canary_down_at_the_look_that_would_pass_passes_nothing_on_its_frozen_counts(world: Any) -> None:
+    """A restart as a process restart is scraped: the canary's only pods are down at the look whose window
+    first covers the interval (their series gone from the scrape), then back from zero. The snapshot reads
+    a series' last value within its lookback, so that look counts exactly the canary requests of the look
+    before: no canary request in its last `look_every`, its data end where the earlier look's did. It passed
+    the step there (a pass on a look without new requests stood), before a full interval of data and while
+    the canary was down. Now no pass on it; the restart at the next look opens one new window; promoted."""
+    run = Run(world, 4)
+    run.until_in_step(0)
+    run.before_the_look_that_would_pass()
+    run.exporter.down |= {(run.model, "c1"), (run.model, "c2")}
+    run.tick()
+    t_down = run.clock.t
+    [(_, look)] = [(t, e) for t, e in run.events("look.completed") if t == t_down]
+    assert look["outcome"] != "pass" and not [t for t, _ in run.events("step.advanced") if t >= t_down], look
+    run.exporter.down.clear()
+    run.exporter.restart(run.model, "c1")
+    run.exporter.restart(run.model, "c2")
+    end = run.to_end()
+    assert end.phase == rl.PROMOTED, end
+    restarts = run.events("look.window_restarted")
+    assert len(restarts) == 1, [e for _, e in restarts]
+    _no_early_pass(run, restarts)
