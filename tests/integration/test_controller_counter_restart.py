@@ -113,7 +113,7 @@ def scraped(prometheus_binary: str) -> Iterator[tuple[PromServer, Exporter]]:
     prom.start()
     try:
         prom.wait_targets_up()
-        _held(prom, exporter.advance("m0") and exporter.generation)
+        _held(prom, exporter.advance("m0"))
         yield prom, exporter
     finally:
         prom.stop()
@@ -158,7 +158,8 @@ def _state(api: Any, i: int) -> rl.RolloutState | None:
 
 class Run:
     """One rollout driven tick by tick: DT of traffic, Prometheus holding it, the clock DT later, one tick.
-    `looks` keeps (fake time, event) of every line the test reads; `base()` the step-start snapshot's time."""
+    `lines` keeps (the tick's fake time, the line) of every line logged; `base()` is the step-start
+    snapshot's time (Prometheus's evaluation time, as every snapshot's)."""
 
     def __init__(self, world: Any, i: int) -> None:
         self.api, self.op, self.custom, self.clock, self.prom, self.exporter = world
