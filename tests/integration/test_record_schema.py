@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import structlog.testing
@@ -29,21 +29,12 @@ from tests import fleet
 from tests.fakes import FakeClock
 from tests.integration.test_controller import _progressing, prometheus, vs, world  # noqa: F401
 from tests.integration.test_controller_review import _cr
-from tests.integration.test_promote_route_safety import HookClock, _at_first_step, runner
+from tests.integration.test_promote_route_safety import HookClock, _at_first_step, api, runner  # noqa: F401 - the fixture
 from tests.integration.test_sweep import _claim, _controller
 
 pytestmark = pytest.mark.integration
 GROUP, ANN = "networking.istio.io", "modelcanary.dev/rollout"
 WRITER = "modelcanary 9.1.0"
-
-
-@pytest.fixture
-def api() -> Iterator[Any]:
-    server = fleet.start_api(1)
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def _to_newer_schema(api: Any, name: str = "m0") -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import pytest
 import structlog.testing
@@ -27,7 +27,7 @@ from canary.runner import oncall_action
 from tests import fleet
 from tests.fakes import FakeClock
 from tests.integration.test_controller import prometheus, vs, world  # noqa: F401 - fixtures
-from tests.integration.test_promote_route_safety import runner
+from tests.integration.test_promote_route_safety import api, runner  # noqa: F401 - the fixture
 from tests.integration.test_record_edited import _controller_after, _edited, _status
 from tests.integration.test_sweep import _age_mark, _claim, _controller
 from tests.support.killpoints import cluster_state
@@ -43,15 +43,6 @@ TYPED: dict[str, Callable[[dict[str, Any]], str]] = {
     "rolled_back": lambda rec: json.dumps({**rec, "phase": rl.ROLLED_BACK, "reason": "operator: done"}),
     "garbage": lambda rec: GARBAGE,
 }
-
-
-@pytest.fixture
-def api() -> Iterator[Any]:
-    server = fleet.start_api(1)
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def _router(api: Any) -> IstioRouter:

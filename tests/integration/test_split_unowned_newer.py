@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import structlog.testing
@@ -24,20 +24,11 @@ from canary.errors import TargetError
 from canary.routing.istio import IstioRouter
 from tests import fleet
 from tests.fakes import FakeClock
-from tests.integration.test_promote_route_safety import runner
+from tests.integration.test_promote_route_safety import api, runner  # noqa: F401 - the fixture
 from tests.integration.test_sweep import _claim, _controller
 
 pytestmark = pytest.mark.integration
 GROUP, ANN = "networking.istio.io", "modelcanary.dev/rollout"
-
-
-@pytest.fixture
-def api() -> Iterator[Any]:
-    server = fleet.start_api(1)
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def _newer_promote(api: Any, *, at: float) -> str:
