@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 import time
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from structlog.testing import capture_logs
@@ -22,6 +22,7 @@ from tests import fleet
 from tests.fakes import FakeClock
 from tests.integration.test_controller import GROUP, _progressing, prometheus, vs, world  # noqa: F401
 from tests.integration.test_controller_route_deleted import _delete, _ticks
+from tests.integration.test_ready_route_again import watched  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.integration
 ANN = "modelcanary.dev/rollout"
@@ -195,21 +196,6 @@ def test_another_owners_rollout_or_a_split_of_one_version_is_left_alone(world: A
     assert _route(api, "primary") == [80, 20]
     assert not [e for e in logs if e["event"] == "rollout.end_reasserted"]
     assert [w for w in api.writes[writes:] if "virtualservices" in w[1]] == []
-
-
-@pytest.fixture
-def watched(prometheus: Any) -> Iterator[tuple[Any, Any, Any]]:  # noqa: F811
-    """`canary controller run` as it runs: watches, a local cache and the due-time work queue."""
-    from tests.integration.test_controller_scale import Clock
-    from tests.integration.test_controller_watch import make
-
-    api = fleet.start_api(2)
-    clock = Clock(time.time())
-    op, stop, client = make(api, prometheus, clock)
-    yield api, op, clock
-    stop.set()
-    client.close()
-    api.stop()
 
 
 def test_with_watches_the_edit_wakes_the_finished_canary_rollout_and_stable_gets_100(watched: Any) -> None:
