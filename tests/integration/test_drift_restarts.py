@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -22,7 +21,7 @@ from canary.metrics.client import PrometheusClient
 from canary.notify import Notifier
 from tests.integration.test_drift_pass_faults import MODELS, served  # noqa: F401
 from tests.support.blackhole import BlackholeProxy
-from tests.support.http import serving
+from tests.support.http import receiving
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -32,22 +31,10 @@ NEWS = ("drift.prometheus_down", "drift.prometheus_back")
 @pytest.fixture()
 def down(served: SimpleNamespace) -> Iterator[SimpleNamespace]:  # noqa: F811
     """A proxy in front of the real Prometheus (black-holed: down), and a notification receiver."""
-    notes: list[dict[str, Any]] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
-            notes.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(200)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
     proxy = BlackholeProxy("127.0.0.1", int(served.prom.url.rsplit(":", 1)[1])).start()
     proxy.blackhole = True
     try:
-        with serving(Handler) as base:
+        with receiving() as (base, notes):
             yield SimpleNamespace(proxy=proxy, hook=f"{base}/hook", notes=notes, served=served)
     finally:
         proxy.stop()

@@ -8,6 +8,7 @@ exporter for Prometheus to scrape.
 from __future__ import annotations
 
 import contextlib
+import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Iterator
@@ -63,3 +64,23 @@ def serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+@contextlib.contextmanager
+def receiving() -> Iterator[tuple[str, list[Any]]]:
+    """A webhook receiver on 127.0.0.1 while the block runs: every POST's JSON body is appended, in order, to
+    the list it yields with its base URL (`http://127.0.0.1:port`, any path); each POST is answered 200."""
+    bodies: list[Any] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            bodies.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    with serving(Handler) as base:
+        yield base, bodies
