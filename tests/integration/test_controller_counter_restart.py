@@ -33,6 +33,7 @@ from canary.metrics.prometheus import PrometheusProvider
 from canary.routing.istio import IstioRouter
 from canary.sandbox.promserver import PromServer
 from tests import fleet
+from tests.integration.test_controller_scale import Clock  # the controller's clock, moved only by the test
 from tests.support.http import ScriptedHTTP
 
 pytestmark = pytest.mark.integration
@@ -118,19 +119,6 @@ def scraped(prometheus_binary: str) -> Iterator[tuple[PromServer, Exporter]]:
     finally:
         prom.stop()
         exporter.http.close()
-
-
-class Clock:
-    """The controller's clock: ahead of Prometheus's, moved only by the test."""
-
-    def __init__(self, t: float) -> None:
-        self.t = t
-
-    def now(self) -> float:
-        return self.t
-
-    def sleep(self, seconds: float) -> None:
-        self.t += max(0.0, seconds)
 
 
 @pytest.fixture
