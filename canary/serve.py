@@ -46,6 +46,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -128,6 +129,12 @@ class Service:
         self.answer_within_s, self.auth = answer_within_s, auth
         self.gate_runs = GateRuns(clock)
         self._ignored: set[tuple[str, ...]] = set()  # Flagger payload fields ignored and said (serve.fields_ignored)
+
+    def close(self) -> None:
+        """Stop what the service runs in the background: the thread of a clock still waiting for Prometheus's
+        time (`_LateAnchor.close`). Calls still answer (on the host's clock, settled by each look). Idempotent."""
+        if self._late is not None:
+            self._late.close()
 
     def handle(self, method: str, path: str, query: str, body: bytes, content_type: str | None, *,
                authorization: str | None = None, peer: str = "") -> Reply:
@@ -587,7 +594,18 @@ class _LateAnchor(SystemClock):
         self._metrics, self._log = metrics, log
         self.anchored = False  # Prometheus answered: the clock is settled for the life of the process
         self._asking = threading.Lock()  # one `time()` in flight: a look's and the thread's never both move it
+        self._closed = threading.Event()  # `close`: the thread asks no more
+        _LateAnchor.live.add(self)
         threading.Thread(target=self._ask, name="canary-serve-clock", daemon=True).start()
+
+    live: "weakref.WeakSet[_LateAnchor]" = weakref.WeakSet()  # every anchor whose thread may still be asking
+
+    def close(self) -> None:
+        """Stop the thread that asks `time()` (a stopped service's clock asked a Prometheus that never came up
+        every `REANCHOR_EVERY_S` for the life of the process, one `metrics.query_failed` line a minute naming no
+        rollout); `settle` still asks when a look calls it. Idempotent."""
+        self._closed.set()
+        _LateAnchor.live.discard(self)
 
     def now(self) -> float:
         wall0, mono0 = self._base  # one read: an anchor moved between two reads would mix them
@@ -609,12 +627,12 @@ class _LateAnchor(SystemClock):
         return self.anchored
 
     def _ask(self) -> None:
-        while not self.anchored:
+        while not self.anchored and not self._closed.is_set():
             with self._asking:
-                if not self.anchored:
+                if not self.anchored and not self._closed.is_set():
                     self._try(within_s=2.0)
             if not self.anchored:
-                time.sleep(REANCHOR_EVERY_S)
+                self._closed.wait(REANCHOR_EVERY_S)
 
     def _try(self, *, within_s: float) -> None:
         """One `time()` asked (under `_asking`); the clock anchored when Prometheus answers."""

@@ -109,6 +109,7 @@ class ServeServer(BackgroundHTTPServer):
         state's write and the answer's (2 s). `stopped`: (calls in flight, calls still unanswered then)."""
         super().stop()
         self.stopped = self.calls.drain(self.service.answer_within_s + 2.0)
+        self.service.close()
 
 
 def _handler(service: Service, request_timeout_s: float, calls: InFlight) -> type[BaseHTTPRequestHandler]:

@@ -42,3 +42,17 @@ def _logging_as_it_was() -> Iterator[None]:
     saved = structlog.get_config()
     yield
     structlog.configure(**saved)
+
+
+@pytest.fixture(autouse=True)
+def _no_serve_clock_left_asking() -> Iterator[None]:
+    """A `canary serve` Service built against a Prometheus that never answered leaves its clock's thread asking
+    `time()` every 30 s for the life of the process unless the service is closed (`Service.close`, which
+    `ServeServer.stop` calls). Tests that build a Service and drop it would leave one such thread per test, whose
+    `metrics.query_failed check=clock` lines land in a later test's captured logs (an on-call test that every
+    failed-query line names its rollout failed on one in CI). Each test's are stopped after it."""
+    yield
+    from canary.serve import _LateAnchor
+
+    for anchor in list(_LateAnchor.live):
+        anchor.close()

@@ -122,3 +122,35 @@ def test_a_prometheus_that_answers_only_after_start_up_still_anchors_a_host_cloc
             assert abs(service.clock() - real() - host_minus_real_s) < 5, "a host behind is kept"
     finally:
         hole.stop()
+
+
+def test_a_stopped_service_stops_asking_a_prometheus_that_never_answered(tmp_path: Path, monkeypatch: Any) -> None:
+    """A Service whose Prometheus never answered `time()` asks again on a thread every `REANCHOR_EVERY_S`. That
+    thread outlived the service: a stopped `ServeServer` (or a Service an embedding process dropped) asked a dead
+    Prometheus for the life of the process, a `metrics.query_failed check=clock` line a minute naming no rollout
+    (one landed in an on-call test's logs in CI). `ServeServer.stop` now closes the service, and the thread ends."""
+    import threading
+
+    from canary import serve as serve_module
+    from canary.serve_http import ServeServer
+    from tests.support.blackhole import BlackholeProxy
+
+    monkeypatch.setattr(serve_module, "REANCHOR_EVERY_S", 0.05, raising=False)
+    hole = BlackholeProxy("127.0.0.1", 9).start()
+    hole.blackhole, hole.answer = True, 503  # a Prometheus that never answers time()
+    try:
+        named = {"ml": NamedPolicy("ml", parse_policy(POLICY), tmp_path)}
+        provider = PrometheusProvider(hole.url, retries=1, budget_s=0.2, backoff_s=0.01)
+        before = set(threading.enumerate())
+        service = Service(policies=named, metrics=provider, store=SessionStore(tmp_path / "state"))
+        late = service._late
+        assert late is not None and not late.anchored
+        (asking,) = [t for t in set(threading.enumerate()) - before if t.name == "canary-serve-clock"]
+        server = ServeServer(service).start()
+        server.stop()
+        asking.join(timeout=30)  # ends at its next wait (0.05 s) or when its ask in flight gives up (0.2 s)
+        assert not asking.is_alive(), "the clock's thread still asks after the service stopped"
+        assert late not in serve_module._LateAnchor.live
+        assert abs(service.clock() - time.time()) < 5  # the host's clock still answers the calls
+    finally:
+        hole.stop()
