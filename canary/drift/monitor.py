@@ -63,6 +63,9 @@ class MonitorState:
     clean_in_row: int = 0
     drifted_at: float = 0.0  # the last evaluation counted in drifted_in_row: the next counts a window later
     clean_at: float = 0.0  # the last evaluation counted in clean_in_row: likewise (the exit's hysteresis)
+    # the first evaluation counted in the current drifted_in_row (0: none, or a state stored before the field): the
+    # episode's drift has been read since its window began (the evidence's `since`, `retrain.create_job`)
+    drifted_from: float = 0.0
     episode: int = 0  # episodes started so far (the current one while DRIFTING)
     quiet_until: float = 0.0
     traffic_since: float = 0.0  # the first evaluation with live data (0: none yet); the quiet period starts there
@@ -92,7 +95,7 @@ class MonitorState:
                 raise ValueError(f"drift monitor state: {name} must be an integer >= 0, got {kw[name]!r}")
         if "traffic_since" not in kw and kw.get("quiet_until"):  # a state written before the field: its
             kw["traffic_since"] = kw["quiet_until"]  # quiet period was set when first seen; keep it, never restart it
-        for name in ("quiet_until", "trigger_due", "traffic_since", "drifted_at", "clean_at"):
+        for name in ("quiet_until", "trigger_due", "traffic_since", "drifted_at", "clean_at", "drifted_from"):
             if name in kw and (isinstance(kw[name], bool) or not isinstance(kw[name], (int, float))):
                 raise ValueError(f"drift monitor state: {name} must be a number, got {kw[name]!r}")
         if "missing" in kw and (not isinstance(kw["missing"], list) or not all(isinstance(x, str) for x in kw["missing"])):
@@ -166,7 +169,8 @@ def step(state: MonitorState, result: DatasetDrift, now: float, config: MonitorC
         # streak holds (a clean evaluation still breaks it)
         state = replace(state, clean_in_row=0)
     elif result.drifted:
-        state = replace(state, drifted_in_row=state.drifted_in_row + 1, drifted_at=now, clean_in_row=0)
+        state = replace(state, drifted_in_row=state.drifted_in_row + 1, drifted_at=now, clean_in_row=0,
+                        drifted_from=state.drifted_from if state.drifted_in_row else now)
     elif state.phase == DRIFTING and _unmeasured_drifted(state, unmeasured):
         # clean among the features compared, but a feature the episode opened on was not compared (too little
         # traffic at night, an exporter that stopped exporting it): no evidence that its drift ended. Counted
@@ -185,6 +189,11 @@ def step(state: MonitorState, result: DatasetDrift, now: float, config: MonitorC
     who = f"{state.model} {state.version}"
     if state.phase == OK and state.drifted_in_row >= config.enter_after and now >= state.quiet_until:
         earlier = state if state.trigger == "pending" else None  # an earlier episode's retraining not yet started
+        # since when this drift has been read: the start of the first window its streak counted (a state stored
+        # before `drifted_from`: its windows, back to back). A retraining Job of this model version created since
+        # then is this drift's, whoever created it (`retrain.create_job`: one retraining, whatever the watchers)
+        first = state.drifted_from or now - (state.drifted_in_row - 1) * window_s
+        ev = {**ev, "since": first - window_s}
         if earlier is not None:
             ev = {**ev, "supersedes": superseded(earlier)}
         state = replace(state, phase=DRIFTING, episode=state.episode + 1, trigger="pending", trigger_attempts=0,
@@ -236,6 +245,8 @@ def rebase(state: MonitorState, now: float, config: MonitorConfig) -> MonitorSta
         changes["drifted_at"] = now
     if state.clean_at > now:
         changes["clean_at"] = now
+    if state.drifted_from > now:
+        changes["drifted_from"] = now
     if state.traffic_since > now:
         changes["traffic_since"] = now
     if state.quiet_until > now + config.quiet_s:

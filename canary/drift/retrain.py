@@ -85,20 +85,22 @@ def _most(fits: Any, n: int) -> int:
 
 
 def retrain_job(template: Mapping[str, Any], *, model: str, version: str, episode: int,
-                evidence: Mapping[str, Any], distinct: bool = False) -> dict[str, Any]:
-    """The user's Job template with a name per episode, labels, and the evidence attached. The
-    `modelcanary.dev/drift-episode-start` annotation identifies the episode (its start time), so a
-    Job found under the same name can be told apart from one of an earlier episode that had the same
-    number; `distinct` adds a hash of that start to the name (`create_job`)."""
+                evidence: Mapping[str, Any], number: int | None = None) -> dict[str, Any]:
+    """The user's Job template with a name, labels, and the evidence attached. The name ends in
+    `-e<number>`, the model version's retraining number (`create_job`; the episode's number when not
+    given); `modelcanary.dev/drift-episode` is the episode of the watcher that created it. The
+    `modelcanary.dev/drift-episode-start` annotation identifies that episode (its start time), so a retry
+    of the same episode finds its own Job."""
     job = copy.deepcopy(dict(template))
     meta = job.setdefault("metadata", {})
     base = meta.pop("generateName", None) or meta.get("name") or "retrain"
     start = episode_start(evidence)
-    meta["name"] = job_name(base, model=model, version=version, episode=episode,
-                            suffix=_start_hash(model, version, episode, start) if distinct else "")
+    n = episode if number is None else number
+    meta["name"] = job_name(base, model=model, version=version, episode=n)
     meta.setdefault("labels", {}).update({"modelcanary.dev/model": label_value(model),
                                           "modelcanary.dev/version": label_value(version),
-                                          "modelcanary.dev/drift-episode": str(episode)})
+                                          "modelcanary.dev/drift-episode": str(episode),
+                                          RETRAINING: str(n)})
     text = evidence_text(evidence)
     annotations = meta.setdefault("annotations", {})
     annotations["modelcanary.dev/drift-evidence"] = text
@@ -109,6 +111,7 @@ def retrain_job(template: Mapping[str, Any], *, model: str, version: str, episod
 
 
 START = "modelcanary.dev/drift-episode-start"
+RETRAINING = "modelcanary.dev/retraining"  # label: the model version's retraining number, the name's -e<N>
 
 
 def episode_start(evidence: Mapping[str, Any]) -> str:
@@ -117,52 +120,158 @@ def episode_start(evidence: Mapping[str, Any]) -> str:
     return repr(float(at)) if isinstance(at, (int, float)) and not isinstance(at, bool) else ""
 
 
-def _start_hash(model: str, version: str, episode: int, start: str) -> str:
-    return hashlib.sha256(f"{model}\0{version}\0{episode}\0{start}".encode()).hexdigest()[:6]
-
-
 def create_job(batch: Any, template: Mapping[str, Any], *, namespace: str, model: str, version: str, episode: int,
-               evidence: Mapping[str, Any]) -> tuple[bool, str, str]:
-    """Create the episode's Job; (done, error, the Job's name: the one created or found). A Job already under its name is this episode's (a
-    restart, a retry: done, never a second Job) only when its episode-start annotation says so; one of
-    an earlier episode with the same number (a watcher restarted without its state counts from 1
-    again) gets a new Job whose name adds a hash of this episode's start. When the Job found cannot
-    be read, nothing is created: the trigger fails (reported, retried), never skipped."""
-    job = retrain_job(template, model=model, version=version, episode=episode, evidence=evidence)
-    name = job["metadata"]["name"]
-    try:
-        batch.create_namespaced_job(namespace, job, _request_timeout=5)
-        return True, "", name
-    except Exception as exc:
-        if getattr(exc, "status", None) != 409:
-            return False, brief(exc), name
-    try:
-        found = batch.read_namespaced_job(name, namespace, _request_timeout=5)
-    except Exception as exc:  # e.g. 403: RBAC grants create only; never guess
-        return (False, f"Job {namespace}/{name} exists and could not be read to tell whose episode it is: "
-                       f"{brief(exc)}", name)
+               evidence: Mapping[str, Any], since: float | None = None) -> tuple[bool, str, str]:
+    """Start the episode's retraining, at most one in flight per model version whatever the number of
+    watchers (two `drift watch` replicas each with its own state file, a `--once` cron beside a continuous
+    watch); (done, error, the Job's name: the one created, found or adopted).
+
+    First the model version's retraining Jobs in `namespace` are listed (by the labels `retrain_job` sets;
+    RBAC: `list` on jobs). This episode's own Job (its episode-start annotation: a restart, a retry) is done.
+    Else a Job that is still in flight (not Complete nor Failed: running, pending, suspended or queued), or
+    that was created at or after `since` (Unix seconds: when this episode's drift began to be read, the
+    start of its first drifted window; the API server's `creationTimestamp`), is adopted as this episode's:
+    logged (`drift.retrain_adopted`), no second Job. Only then is a Job created, named `-e<N>` with N one
+    more than the highest retraining number among the Jobs listed: two watchers that list at the same moment
+    compute the same name, so the API server lets one create it and the other's create is AlreadyExists,
+    read and adopted (the name is the lock, no other object needed). A name taken by a Job that is not a
+    candidate (no such labels, or finished before `since`) moves to the next number. Any failure to list or
+    read is a failed trigger (reported, retried), never a guess: nothing is created then."""
     mine = episode_start(evidence)
-    if mine and _start_of(found) == mine:
-        return True, "", name  # this episode's: created before a restart or a lost write
-    again = retrain_job(template, model=model, version=version, episode=episode, evidence=evidence, distinct=True)
-    log.warning("drift.retrain_job_renamed", model=model, version=version, episode=episode, existing=name,
-                job=again["metadata"]["name"],
-                message=f"Job {name} was created for another episode {episode}, started at {_start_of(found)} "
-                        f"(this one started at {mine}): the monitor's state was not kept (a watcher without "
-                        f"--state-file, restarted), so episode numbers restarted")
+    selector = f"modelcanary.dev/model={label_value(model)},modelcanary.dev/version={label_value(version)}"
     try:
-        batch.create_namespaced_job(namespace, again, _request_timeout=5)
-    except Exception as exc:
-        if getattr(exc, "status", None) != 409:  # its name carries this episode's start: a 409 is ours
-            return False, brief(exc), again["metadata"]["name"]
-    return True, "", again["metadata"]["name"]
+        found = list(getattr(batch.list_namespaced_job(namespace, label_selector=selector, _request_timeout=5),
+                             "items", None) or [])
+    except Exception as exc:  # e.g. 403: RBAC without `list` on jobs; never create blind
+        return (False, f"cannot list the retraining Jobs of {model} {version} in {namespace} to check that none "
+                       f"is in flight (RBAC: list on jobs): {brief(exc)}", "")
+    found = [j for j in found if _labelled(j, model, version)]
+    for j in found:
+        if mine and _start_of(j) == mine:
+            return True, "", _name(j)  # this episode's: created before a restart or a lost write
+    adopted = _candidate(found, since)
+    if adopted is not None:
+        return True, "", _adopt(adopted, namespace=namespace, model=model, version=version, episode=episode,
+                                since=since)
+    n = 1 + max((_number(j) for j in found), default=0)
+    for _ in range(5):
+        job = retrain_job(template, model=model, version=version, episode=episode, evidence=evidence, number=n)
+        name = job["metadata"]["name"]
+        try:
+            batch.create_namespaced_job(namespace, job, _request_timeout=5)
+            return True, "", name
+        except Exception as exc:
+            if getattr(exc, "status", None) != 409:
+                return False, brief(exc), name
+        try:  # taken: by the other watcher of a race (adopted), or by a Job that is no retraining of this version
+            there = batch.read_namespaced_job(name, namespace, _request_timeout=5)
+        except Exception as exc:  # e.g. 403: RBAC grants create only; never guess
+            return (False, f"Job {namespace}/{name} exists and could not be read to tell whose it is: "
+                           f"{brief(exc)}", name)
+        if _labelled(there, model, version):
+            if mine and _start_of(there) == mine:
+                return True, "", name
+            if _candidate([there], since) is not None:
+                return True, "", _adopt(there, namespace=namespace, model=model, version=version, episode=episode,
+                                        since=since)
+        n = max(n, _number(there)) + 1
+    return False, f"Job names {name} and the four before it are taken by other Jobs", name
+
+
+def _adopt(job: Any, *, namespace: str, model: str, version: str, episode: int, since: float | None) -> str:
+    """Log that `job` is this episode's retraining (`drift.retrain_adopted`); its name."""
+    name = _name(job)
+    theirs = _meta(job, "labels").get("modelcanary.dev/drift-episode", "")
+    how = ("still in flight" if not _finished(job) else
+           f"created {_iso(_created(job))}, after this drift began to be read ({_iso(since)})")
+    log.warning("drift.retrain_adopted", model=model, version=version, namespace=namespace, episode=episode,
+                job=f"{namespace}/{name}", adopted_episode=theirs,
+                message=f"{model} {version}: drift episode {episode}'s retraining is Job {namespace}/{name} ({how}; "
+                        f"created for episode {theirs or '?'} started at {_start_of(job) or '?'}, by another "
+                        f"watcher of this model version or an earlier episode): no second Job, at most one "
+                        f"retraining in flight per model version")
+    return name
+
+
+def _candidate(jobs: list[Any], since: float | None) -> Any:
+    """The Job to adopt among `jobs` (one model version's retraining Jobs), or None: the newest of those in
+    flight or created at or after `since` (None: in flight only). One whose creation time cannot be read
+    counts as recent (never two retrainings for want of a timestamp)."""
+    def recent(j: Any) -> bool:
+        at = _created(j)
+        return since is not None and (at is None or at >= since)
+
+    live = [j for j in jobs if not _meta(j, "deletion_timestamp", "deletionTimestamp")
+            and (not _finished(j) or recent(j))]
+    return max(live, key=lambda j: (_created(j) or float("inf"), _name(j)), default=None)
+
+
+def _finished(job: Any) -> bool:
+    """Whether a Job has ended: a Complete or Failed condition that is True."""
+    status = _field(job, "status")
+    conditions = _field(status, "conditions") if status is not None else None
+    return any(str(_field(c, "type")) in ("Complete", "Failed") and str(_field(c, "status")) == "True"
+               for c in conditions or [])
+
+
+def _created(job: Any) -> float | None:
+    """A Job's creationTimestamp as Unix seconds, or None."""
+    import datetime as dt
+
+    at = _meta(job, "creation_timestamp", "creationTimestamp")
+    if isinstance(at, str):
+        try:
+            at = dt.datetime.fromisoformat(at.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    if isinstance(at, dt.datetime):
+        return (at if at.tzinfo else at.replace(tzinfo=dt.timezone.utc)).timestamp()
+    return None
+
+
+def _iso(t: float | None) -> str:
+    import datetime as dt
+
+    return "?" if t is None else dt.datetime.fromtimestamp(t, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _number(job: Any) -> int:
+    """A Job's retraining number: its label, else (a Job of an older canary) its episode label, else its
+    name's `-e<N>`; 0 when none."""
+    labels = _meta(job, "labels")
+    for text in (labels.get(RETRAINING), labels.get("modelcanary.dev/drift-episode")):
+        if isinstance(text, str) and text.isdigit():
+            return int(text)
+    m = re.search(r"-e([0-9]+)(-[0-9a-f]{6})?$", _name(job))
+    return int(m.group(1)) if m else 0
+
+
+def _labelled(job: Any, model: str, version: str) -> bool:
+    labels = _meta(job, "labels")
+    return (labels.get("modelcanary.dev/model") == label_value(model)
+            and labels.get("modelcanary.dev/version") == label_value(version))
+
+
+def _field(obj: Any, name: str, camel: str | None = None) -> Any:
+    """A field of a kubernetes client model (snake_case attribute) or of a plain dict (camelCase key)."""
+    if isinstance(obj, Mapping):
+        return obj.get(camel or name)
+    return getattr(obj, name, None)
+
+
+def _meta(job: Any, name: str, camel: str | None = None) -> Any:
+    value = _field(_field(job, "metadata"), name, camel)
+    return dict(value or {}) if name in ("labels", "annotations") else value
+
+
+def _name(job: Any) -> str:
+    return str(_meta(job, "name") or "")
 
 
 def _start_of(job: Any) -> str:
     """The episode start a Job was created for: its annotation, or the `at` of its evidence (Jobs
     created before the annotation existed)."""
-    meta = getattr(job, "metadata", None)
-    annotations = dict(getattr(meta, "annotations", None) or {})
+    annotations = _meta(job, "annotations")
     if annotations.get(START):
         return str(annotations[START])
     text = annotations.get("modelcanary.dev/drift-evidence", "")
@@ -201,13 +310,13 @@ def load_job_template(path: Path) -> dict[str, Any]:
     return raw
 
 
-def job_name(prefix: str, *, model: str, version: str, episode: int, suffix: str = "") -> str:
+def job_name(prefix: str, *, model: str, version: str, episode: int) -> str:
     """`<prefix>-<model>-<version>-e<episode>`, a DNS-1123 name of at most 63 characters. When it
     would be longer (or when lowercasing and replacing characters could make two versions alike,
     e.g. v2.1 and v2-1), the middle is shortened and a hash of the exact model and version
-    keeps it unique; the episode number (and `suffix`, when given) is always kept."""
+    keeps it unique; the number is always kept."""
     clean = lambda t: re.sub(r"[^a-z0-9-]+", "-", t.lower()).strip("-")  # noqa: E731
-    tail = f"-e{episode}" + (f"-{suffix}" if suffix else "")
+    tail = f"-e{episode}"
     body = clean(f"{prefix.rstrip('-')}-{model}-{version}")
     exact = f"{prefix.rstrip('-')}-{model}-{version}" == body
     if exact and len(body) + len(tail) <= 63:

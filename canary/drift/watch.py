@@ -7,9 +7,10 @@ monitor (`monitor.step`) and carry out its actions:
 * `Alert` -> one log line (what happened and why), a Kubernetes Event on the
   model's VirtualService (name = model, `--namespace`), the webhook/Slack
   notifications that already exist (`canary.notify`);
-* `Trigger` -> a retraining Job created from the user's template (its name
-  carries model, version and episode, so a second create for the same episode
-  is AlreadyExists, i.e. done: at most one Job per episode, across restarts),
+* `Trigger` -> a retraining Job created from the user's template, or one of this
+  model version adopted (in flight, or created since this drift began to be read:
+  at most one retraining in flight per model version whatever the number of
+  watchers, and one Job per episode across restarts; `retrain.create_job`),
   the evidence in the `CANARY_DRIFT_EVIDENCE` env var of every container and
   in an annotation; or a POST of the evidence to `--retrain-webhook`. A failure
   is reported and retried with backoff (`monitor.trigger_result`).
@@ -508,8 +509,9 @@ class DriftWatcher:
         """(done, error, what was asked to retrain: "Job <namespace>/<name>" or "webhook <url>")."""
         if self.job_template is not None and self.batch is not None:
             ok, error, name = create_job(self.batch, self.job_template, namespace=namespace, model=state.model,
-                                         version=state.version, episode=t.episode, evidence=t.evidence)
-            return ok, error, f"Job {namespace}/{name}"
+                                         version=state.version, episode=t.episode, evidence=t.evidence,
+                                         since=_since(t.evidence, self.config))
+            return ok, error, f"Job {namespace}/{name}" if name else f"Job {namespace}"
         if self.retrain_webhook:
             target = f"webhook {_without_credentials(self.retrain_webhook)}"
             try:
@@ -618,6 +620,16 @@ def _reference(prof: Mapping[str, Any]) -> str:
         + ([f"{prof['rows']:,} rows"] if isinstance(prof.get("rows"), int) else [])
     where = f" (baseline ConfigMap in {prof['_namespace']})" if prof.get("_namespace") else ""
     return ("training profile " + ", ".join(p for p in parts if p) + where) if any(parts) else ""
+
+
+def _since(evidence: Mapping[str, Any], config: M.MonitorConfig) -> float | None:
+    """When the episode's drift began to be read (`retrain.create_job` adopts a retraining Job created since):
+    its evidence's `since`; for an episode opened before that field, its `enter_after` windows back to back."""
+    since, at, window = (evidence.get(k) for k in ("since", "at", "window_s"))
+    num = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)  # noqa: E731
+    if num(since):
+        return float(since)
+    return float(at) - config.enter_after * float(window) if num(at) and num(window) else None
 
 
 def webhook_key(state: M.MonitorState, t: M.Trigger) -> str:

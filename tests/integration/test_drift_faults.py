@@ -322,11 +322,12 @@ def test_a_small_reference_in_a_baseline_configmap_is_warned_of_once(live: Live,
     assert not [e for e in logs if e["event"] in ("drift.pass_failed", "drift.bad_baseline")], logs
 
 
-def test_an_episode_number_used_before_gets_its_own_job_and_a_retry_never_a_second(live: Live, kube: Any) -> None:
-    """`drift watch` without --state-file, restarted: its next episode is numbered 1 again, and the create
-    of retrain-m1-v1-e1 met the earlier episode's Job (409), counted as done: no retraining, while
-    drift.retrain_triggered was logged. Now the Job found is checked (its episode-start annotation):
-    another episode's gets this episode a Job of its own; a retry of the same episode creates none."""
+def test_a_watcher_restarted_without_its_state_adopts_the_job_in_flight_and_a_retry_never_makes_a_second(
+        live: Live, kube: Any) -> None:
+    """`drift watch` without --state-file, restarted: its next episode is numbered 1 again. Decision 134 gave it
+    a Job of its own beside the first one's (renamed with a hash of its start); decision 173: the first Job is
+    still in flight, so it is this episode's retraining too (adopted, said), never a second one; a retry of
+    either episode's trigger finds it and creates none."""
     from dataclasses import replace
 
     from canary.drift.retrain import START
@@ -344,21 +345,20 @@ def test_an_episode_number_used_before_gets_its_own_job_and_a_retry_never_a_seco
 
     first = fresh()
     first.once(), first.once()
-    assert list(jobs()) == ["retrain-m1-v1-e1"]
+    got = jobs()
+    assert list(got) == ["retrain-m1-v1-e1"]
     second = fresh()  # restarted, no state: episode 1 again, another start
     with capture_logs() as logs:
         second.once(), second.once()
-    got = jobs()
-    assert len(got) == 2 and "retrain-m1-v1-e1" in got, got
-    [renamed] = [n for n in got if n != "retrain-m1-v1-e1"]
-    assert renamed.startswith("retrain-m1-v1-e1-") and len(renamed) <= 63
-    assert got[renamed] == repr(second.states["m1/v1"].evidence["at"]) != got["retrain-m1-v1-e1"]
-    assert "drift.retrain_job_renamed" in [e["event"] for e in logs]
-    for w in (first, second):  # a lost write: the same episode's trigger again finds its own Job
+    assert jobs() == got and second.states["m1/v1"].trigger == "done"
+    assert got["retrain-m1-v1-e1"] != repr(second.states["m1/v1"].evidence["at"])
+    [adopted] = [e for e in logs if e["event"] == "drift.retrain_adopted"]
+    assert adopted["job"] == "ml/retrain-m1-v1-e1" and "still in flight" in adopted["message"]
+    for w in (first, second):  # a lost write: the same episode's trigger again finds the Job
         key = "m1/v1"
         w.states[key] = replace(w.states[key], trigger="pending", trigger_due=0.0)
         done = w.once()
-        assert [d["ok"] for d in done if "trigger" in d] == [True]
+        assert [(d["ok"], d["target"]) for d in done if "trigger" in d] == [(True, "Job ml/retrain-m1-v1-e1")]
     assert jobs() == got
 
 
@@ -498,7 +498,7 @@ def test_an_episode_opened_twice_gets_one_job_and_one_event(live: Live, kube: An
         b = _replica(live, kube, clock)  # the lease passes to b, which reads what is stored
         _lead(b, kube, 1)
     _one_episode(kube)
-    assert "drift.retrain_job_renamed" not in [e["event"] for e in logs]
+    assert "drift.retrain_adopted" not in [e["event"] for e in logs]
 
 
 def test_overlapping_leaders_open_one_episode(live: Live, kube: Any) -> None:
@@ -564,3 +564,130 @@ def test_a_baseline_configmaps_annotations_set_its_own_window_and_enter_after(li
         _lead(watcher, kube, 1)
     (bad,) = [e for e in logs if e["event"] == "drift.bad_baseline"]
     assert WINDOW_ANNOTATION in bad["error"] and "'a day'" in bad["error"] and "ml/late-baseline" in bad["error"], bad
+
+
+# --------------------------------------------------------------------------- one retraining per model version
+# Two watchers of one model version, each with its own state (two replicas of a Deployment, each with an emptyDir;
+# a `--once` CronJob beside a long-running watch) each opened their own episode and each created a retraining Job
+# (decision 173). Their clocks here are real time (the Jobs' creationTimestamps are the emulator's), an hour apart
+# per evaluation: each evaluation is new evidence.
+
+
+def _hours_ago(hours: float) -> Any:
+    it = iter(range(0, 10**6, 3_600))
+    start = time.time() - hours * 3_600
+    return lambda: start + next(it)
+
+
+def _watch(live: Live, kube: Any, state_file: Any, clock: Any, batch: Any = None) -> Any:
+    """`canary drift watch --state-file STATE -n ml --retrain-job ...` of m1 v1 (enter after 2 windows)."""
+    from canary.drift.watch import DriftWatcher
+
+    return DriftWatcher([live.profiles["m1"]], client=live.client, window_s=3600, namespace="ml",
+                        config=M.MonitorConfig(enter_after=2, quiet_s=0), state_file=state_file,
+                        core_api=kube.core, batch_api=batch or kube.batch, job_template=JOB, clock=clock)
+
+
+def _seed_state(path: Any, episode: int) -> Any:
+    """A state file whose watcher has had `episode` episodes of m1 v1 (all ended)."""
+    path.write_text(json.dumps({"m1/v1": M.MonitorState("m1", "v1", episode=episode).to_dict()}))
+    return path
+
+
+def _job_names(kube: Any) -> list[str]:
+    return sorted(j.metadata.name for j in kube.batch.list_namespaced_job("ml").items)
+
+
+def test_two_watchers_with_their_own_state_files_start_one_retraining(live: Live, kube: Any, tmp_path: Any) -> None:
+    """The first watcher's Job is in flight: the second (a fresh state: its episode 1 too) and a third (a state
+    at episode 4: its episode 5) adopt it, say so, and log it as their retraining. Before: three Jobs
+    (retrain-m1-v1-e1, e1-<hash> renamed as 'episode numbers restarted', and e5)."""
+    a = _watch(live, kube, tmp_path / "a.json", _hours_ago(3))
+    b = _watch(live, kube, tmp_path / "b.json", _hours_ago(3))
+    c = _watch(live, kube, _seed_state(tmp_path / "c.json", 4), _hours_ago(3))
+    a.once(), a.once()
+    assert _job_names(kube) == ["retrain-m1-v1-e1"]
+    with capture_logs() as logs:
+        for w in (b, c, b, c):
+            w.once()
+    assert _job_names(kube) == ["retrain-m1-v1-e1"]
+    assert [(w.states["m1/v1"].episode, w.states["m1/v1"].trigger) for w in (a, b, c)] == [
+        (1, "done"), (1, "done"), (5, "done")]
+    adopted = [e for e in logs if e["event"] == "drift.retrain_adopted"]
+    assert [(e["episode"], e["job"]) for e in adopted] == [(1, "ml/retrain-m1-v1-e1"), (5, "ml/retrain-m1-v1-e1")]
+    assert all(e["adopted_episode"] == "1" and "no second Job" in e["message"] for e in adopted), adopted
+    said = [e["retraining"] for e in logs if e["event"] == "drift.retrain_triggered"]
+    assert said == ["Job ml/retrain-m1-v1-e1"] * 2
+    stored = json.loads((tmp_path / "c.json").read_text())["m1/v1"]  # adopted, stored as done
+    assert stored["trigger"] == "done" and stored["episode"] == 5
+
+
+def test_two_watchers_creating_at_the_same_moment_make_one_job(live: Live, kube: Any, tmp_path: Any) -> None:
+    """Both list the model version's Jobs before either creates one (none in flight), then both create. Checking
+    first is not enough: the name is the lock. Both name the version's next retraining (-e1), whatever their
+    episode numbers, so the API server lets one create it; the other's AlreadyExists is read and adopted."""
+    a = _watch(live, kube, tmp_path / "a.json", _hours_ago(3))
+
+    class Racing:
+        """The second watcher's batch API: the first watcher's whole evaluation runs between its list and its
+        create (on demand, no timing)."""
+
+        def __init__(self) -> None:
+            self.lists = 0
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(kube.batch, name)
+
+        def list_namespaced_job(self, *args: Any, **kw: Any) -> Any:
+            self.lists += 1
+            return kube.batch.list_namespaced_job(*args, **kw)
+
+        def create_namespaced_job(self, *args: Any, **kw: Any) -> Any:
+            if self.lists == 1 and not _job_names(kube):
+                a.once()  # the first watcher opens its episode, lists (nothing either) and creates its Job
+                assert _job_names(kube) == ["retrain-m1-v1-e1"]
+            return kube.batch.create_namespaced_job(*args, **kw)
+
+    racing = Racing()
+    b = _watch(live, kube, _seed_state(tmp_path / "b.json", 4), _hours_ago(3), batch=racing)
+    a.once(), b.once()  # one drifted window each
+    with capture_logs() as logs:
+        b.once()  # opens its episode 5: lists, then (the race) a creates, then b creates
+    assert racing.lists == 1 and a.states["m1/v1"].trigger == "done" and b.states["m1/v1"].trigger == "done"
+    assert _job_names(kube) == ["retrain-m1-v1-e1"]
+    [adopted] = [e for e in logs if e["event"] == "drift.retrain_adopted"]
+    assert adopted["episode"] == 5 and adopted["job"] == "ml/retrain-m1-v1-e1"
+
+
+def _retraining(kube: Any, name: str, *, hours_ago: float, number: int, episode: int) -> None:
+    """A finished (Complete) retraining Job of m1 v1, created `hours_ago`."""
+    created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - hours_ago * 3600))
+    kube.handler.put_object({
+        **JOB, "metadata": {"name": name, "namespace": "ml", "creationTimestamp": created,
+                            "labels": {"modelcanary.dev/model": "m1", "modelcanary.dev/version": "v1",
+                                       "modelcanary.dev/drift-episode": str(episode),
+                                       "modelcanary.dev/retraining": str(number)},
+                            "annotations": {"modelcanary.dev/drift-episode-start": repr(time.time() - hours_ago)}},
+        "status": {"conditions": [{"type": "Complete", "status": "True"}], "succeeded": 1}})
+
+
+def test_a_finished_retraining_is_adopted_only_when_created_since_the_drift_was_read(
+        live: Live, kube: Any, tmp_path: Any) -> None:
+    """A retraining that finished a day ago is an earlier drift's: the new episode gets its own Job, the version's
+    next number (e2). One that finished after this drift began to be read (the start of the first window the
+    episode counted) is this drift's: a second watcher whose episode opens later, and whose quicker retraining
+    is already over, adopts it."""
+    _retraining(kube, "retrain-m1-v1-e1", hours_ago=30, number=1, episode=1)
+    a = _watch(live, kube, tmp_path / "a.json", _hours_ago(2))
+    with capture_logs() as logs:
+        a.once(), a.once()
+    assert _job_names(kube) == ["retrain-m1-v1-e1", "retrain-m1-v1-e2"]
+    assert "drift.retrain_adopted" not in [e["event"] for e in logs]
+    kube.edit("batch", "jobs", "ml", "retrain-m1-v1-e2",
+              lambda o: o.update(status={"conditions": [{"type": "Complete", "status": "True"}]}))
+    b = _watch(live, kube, tmp_path / "b.json", _hours_ago(1))  # its drift read from 2 h ago: after e2 began
+    with capture_logs() as logs:
+        b.once(), b.once()
+    assert _job_names(kube) == ["retrain-m1-v1-e1", "retrain-m1-v1-e2"]
+    [adopted] = [e for e in logs if e["event"] == "drift.retrain_adopted"]
+    assert adopted["job"] == "ml/retrain-m1-v1-e2" and "after this drift began to be read" in adopted["message"]

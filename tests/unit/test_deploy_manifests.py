@@ -468,7 +468,8 @@ def test_cluster_role_is_least_privilege() -> None:
         expected |= {("networking.istio.io", resource, v) for v in ("get", "list", "watch", "update", "patch")}
     expected |= {("", "events", "create"), ("", "events", "patch")}
     expected |= {("", "configmaps", v) for v in ("get", "list", "watch", "create", "update", "patch")}  # + histories (a part: a PATCH)
-    expected |= {("batch", "jobs", "create"), ("batch", "jobs", "get")}  # --drift: one retraining Job per episode
+    # --drift: one retraining Job per episode, at most one in flight per model version (list: decision 173)
+    expected |= {("batch", "jobs", "create"), ("batch", "jobs", "get"), ("batch", "jobs", "list")}
     expected |= {("", "pods", "list"), ("", "services", "get")}  # a Ready canary pod before traffic (routing/pods.py)
     assert grants(one("ClusterRole", "canary-controller")) == expected
 

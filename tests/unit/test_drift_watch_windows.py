@@ -10,6 +10,7 @@ the last counted one's ended; a clean evaluation still breaks the streak.
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 from canary.drift import monitor as M
@@ -70,6 +71,9 @@ def test_one_line_says_what_drifted_by_how_much_against_which_reference_and_whic
     class Batch:
         def __init__(self, fail: int = 0) -> None:
             self.fail, self.names = fail, []
+
+        def list_namespaced_job(self, namespace: str, **_: Any) -> Any:  # none in flight (retrain.create_job)
+            return SimpleNamespace(items=[])
 
         def create_namespaced_job(self, namespace: str, job: Any, **_: Any) -> None:
             if self.fail:
