@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -121,9 +122,24 @@ def serve(
         service = Service(policies=policies, metrics=metrics, store=store, answer_within_s=answer_within, auth=auth)
         # pruned after Prometheus's time is asked (the Service's clock), on it and on the host's: by the host's
         # alone, a host clock ahead by more than --state-ttl deleted every live session (decision 166). Not
-        # known (Prometheus not answering at start-up): nothing pruned until a start-up where it answers
+        # known (Prometheus not answering at start-up): pruned once it first answers (`serve.state_pruned`);
+        # it waited for the next start-up where it answered, and a service started with Prometheus late (both
+        # pods restarted together) kept every idle revision for its whole life (decision 174)
         settled = service.settled_now()
         pruned = store.prune(older_than_s=state_ttl, now=settled) if settled is not None else None
+        if settled is None:
+            began = time.monotonic()
+
+            def late_prune(now: float) -> None:
+                try:
+                    n = store.prune(older_than_s=state_ttl, now=now)
+                except Exception as exc:  # noqa: BLE001 - a thread of its own: said, never raised into nothing
+                    log.warning("serve.state_pruned", pruned=None, after_s=round(time.monotonic() - began, 1),
+                                error=str(exc)[:300])
+                    return
+                log.info("serve.state_pruned", pruned=n, after_s=round(time.monotonic() - began, 1))
+
+            service.when_settled(late_prune)
         try:
             server = ServeServer(service, host=host, port=port, tls=tls)
         except OSError as exc:

@@ -460,6 +460,16 @@ class Service:
             return None
         return self.clock()
 
+    def when_settled(self, fn: Callable[[float], None]) -> None:
+        """Call `fn(now)` (the service's clock) once `settled_now` is known: now when it is, else when Prometheus
+        first answers `time()` (a look's ask, or the clock's own every `REANCHOR_EVERY_S`), on a thread of its own;
+        never with a clock that cannot settle (a provider without `ask`)."""
+        owner = getattr(self.clock, "__self__", None)
+        if isinstance(owner, _LateAnchor):
+            owner.when_anchored(lambda: fn(self.clock()))
+        elif (now := self.settled_now()) is not None:
+            fn(now)
+
     def _quiet(self, s: Session, now: float) -> bool:
         """Not called for longer than a window of its policy may last (`interval + no_data_deadline`; of the
         longest loaded policy when its own is gone): that rollout is over. Argo's `undo` to a pod-template
@@ -596,6 +606,8 @@ class _LateAnchor(SystemClock):
         self._asking = threading.Lock()  # one `time()` in flight: a look's and the thread's never both move it
         self._closed = threading.Event()  # `close`: the thread asks no more
         _LateAnchor.live.add(self)
+        self._then: list[Callable[[], None]] = []  # `when_anchored`'s, run once when Prometheus first answers
+        self._then_lock = threading.Lock()
         threading.Thread(target=self._ask, name="canary-serve-clock", daemon=True).start()
 
     live: "weakref.WeakSet[_LateAnchor]" = weakref.WeakSet()  # every anchor whose thread may still be asking
@@ -626,6 +638,21 @@ class _LateAnchor(SystemClock):
             self._asking.release()
         return self.anchored
 
+    def when_anchored(self, fn: Callable[[], None]) -> None:
+        """Run `fn` once the clock is Prometheus's: on a thread of its own when Prometheus first answers (never in
+        the look that asked: it answers within --answer-within), or now, on this thread, when it already has."""
+        with self._then_lock:
+            if not self.anchored:
+                self._then.append(fn)
+                return
+        fn()
+
+    def _anchored_now(self) -> None:
+        with self._then_lock:
+            then, self._then = self._then, []
+        if then:
+            threading.Thread(target=lambda: [fn() for fn in then], name="canary-serve-anchored", daemon=True).start()
+
     def _ask(self) -> None:
         while not self.anchored and not self._closed.is_set():
             with self._asking:
@@ -655,3 +682,4 @@ class _LateAnchor(SystemClock):
                               note="Prometheus answered after start-up: this host is behind, kept (its looks lag "
                                    "by that much); run NTP")
         self.anchored = True
+        self._anchored_now()

@@ -215,7 +215,8 @@ class SessionStore:
         resumed before NTP, a clock set by hand) deleted every live session at start-up, a rollout's evidence and
         failed looks gone, a shown fail forgotten and judged again as a new revision (decision 166). Either clock
         ahead alone now deletes nothing. A file that cannot be read is kept for a person (a call for it is a
-        500 naming it), as `_make_room` keeps it; so is a revision a call holds."""
+        500 naming it), as `_make_room` keeps it; so is a revision a call holds (asked again just before each
+        delete: `canary serve` prunes while serving when Prometheus answered only after start-up)."""
         host = time.time() if host_now is None else host_now
         with self._guard:
             busy = set(self._locks)
@@ -231,9 +232,12 @@ class SessionStore:
                 continue  # another replica, a concurrent write, or unreadable: kept
             if now - s.updated_at < older_than_s:
                 continue  # written within the TTL on the clock it was written with
-            try:
-                p.unlink()
-                gone += 1
-            except OSError:
-                continue
+            with self._guard:  # a call that took the revision since `busy` was read keeps it (a prune while serving)
+                if p.stem in self._locks:
+                    continue
+                try:
+                    p.unlink()
+                    gone += 1
+                except OSError:
+                    continue
         return gone

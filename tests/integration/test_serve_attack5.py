@@ -324,3 +324,47 @@ def test_a_host_clock_ahead_by_more_than_the_state_ttl_prunes_no_live_session(
     assert serve(server.url)["pruned"] == 1
     assert store.load(old.key, old.revision) is None
     assert store.load(failed.key, failed.revision) == failed
+
+
+def test_a_serve_started_before_prometheus_prunes_once_prometheus_answers(
+        recent: tuple[PromServer, float], tmp_path: Path) -> None:
+    """Decision 166 skipped `--state-ttl`'s start-up prune while Prometheus's time was unknown, "until a start-up
+    where it answers", and nothing scheduled it again: a `canary serve` started before Prometheus (both pods
+    restarted together, its Istio sidecar not ready) kept every revision idle past the TTL for its whole life,
+    however long Prometheus had been answering since. It is now pruned once Prometheus first answers (here at
+    the first look, which asks its time first), by the same rule: the revision idle 200 h by both clocks goes,
+    the live one stays."""
+    store = SessionStore(tmp_path / "s")
+    now = time.time()
+    live = replace(new_session(key="argo/ml/live", revision="v3", policy="ml", model="live", namespace="ml",
+                               stable_version="v2", canary_version="v3", now=now - 600), looks=3, updated_at=now - 60)
+    old = new_session(key="argo/ml/old", revision="v7", policy="ml", model="old", namespace="ml",
+                      stable_version="v6", canary_version="v7", now=now - 200 * 3600)
+    store.save(live)
+    store.save(old)
+    os.utime(store.path(old.key, old.revision), (now - 200 * 3600, now - 200 * 3600))  # idle 200 h by both clocks
+    server, _ = recent
+    hole = BlackholeProxy("127.0.0.1", int(server.url.rsplit(":", 1)[1])).start()
+    hole.blackhole, hole.answer = True, 503  # the sidecar not ready at start-up: Prometheus's time unknown
+    proc = subprocess.Popen([str(Path(sys.executable).with_name("canary")), *_serve_args(tmp_path, hole.url)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "NO_COLOR": "1"})
+    try:
+        assert _event(proc, "serve.started")["pruned"] is None
+        url = _event(proc, "serve.listening")["url"]
+        assert store.load(old.key, old.revision) == old
+        hole.blackhole = False  # Prometheus answers from now on
+        code, doc = call(f"{url}/api/v1/argo/measure?{_argo_query()}")
+        assert code == 200 and doc["result"]["verdict"] == "inconclusive", doc
+        pruned = _event(proc, "serve.state_pruned")  # on a thread of its own, once the clock is Prometheus's
+        assert pruned["pruned"] == 1 and pruned["level"] == "info" and pruned["after_s"] >= 0, pruned
+        assert store.load(old.key, old.revision) is None
+        assert store.load(live.key, live.revision) == live
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        hole.stop()
+    assert proc.returncode == 0
+    assert [e for e in logs.parse_json_lines(err.decode()) if e["event"] == "serve.state_pruned"] == []  # once

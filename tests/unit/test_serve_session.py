@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -200,6 +201,38 @@ def test_store_keeps_one_file_per_revision_refuses_an_unreadable_one_and_prunes(
     assert store.prune(older_than_s=3600, now=T0 + 3659, host_now=T0 + 10**6) == 0
     assert store.prune(older_than_s=3600, now=T0 + 10**6, host_now=T0 + 3599) == 0
     assert store.prune(older_than_s=3600, now=T0 + 3661, host_now=T0 + 3601) == 1 and store.load(s.key, s.revision) is None
+
+
+def test_a_prune_while_serving_keeps_a_revision_a_call_took_after_the_prune_began(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`canary serve` now also prunes while it serves (once Prometheus first answers, decision 174): a call that takes
+    an idle revision's lock after the prune read which ones are in use, and before it deletes that one, keeps it."""
+    import contextlib
+    import os
+
+    import canary.serve_store as serve_store
+    from canary.serve_store import SessionStore
+
+    store = SessionStore(tmp_path / "state")
+    s = look(fresh(), GOOD, now=T0 + 60)
+    store.save(s)
+    os.utime(store.path(s.key, s.revision), (T0, T0))
+    held = contextlib.ExitStack()
+    original = serve_store.Session
+    read = original.from_json
+
+    class CalledMeanwhile(original):
+        @classmethod
+        def from_json(cls, text: str) -> Any:  # the prune reads the file: a call takes the revision just then
+            held.enter_context(store.lock(s.key, s.revision))
+            return read(text)
+
+    monkeypatch.setattr(serve_store, "Session", CalledMeanwhile)
+    with held:
+        assert store.prune(older_than_s=3600, now=T0 + 10**6, host_now=T0 + 10**6) == 0
+    monkeypatch.setattr(serve_store, "Session", original)
+    assert store.load(s.key, s.revision) == s
+    assert store.prune(older_than_s=3600, now=T0 + 10**6, host_now=T0 + 10**6) == 1
 
 
 def test_the_pass_anchor_is_set_once_per_window_and_sets_the_next_looks_pass_ratio() -> None:
