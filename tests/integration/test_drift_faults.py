@@ -691,3 +691,21 @@ def test_a_finished_retraining_is_adopted_only_when_created_since_the_drift_was_
     assert _job_names(kube) == ["retrain-m1-v1-e1", "retrain-m1-v1-e2"]
     [adopted] = [e for e in logs if e["event"] == "drift.retrain_adopted"]
     assert adopted["job"] == "ml/retrain-m1-v1-e2" and "after this drift began to be read" in adopted["message"]
+
+
+def test_the_controllers_drift_monitor_and_a_drift_watch_of_one_version_start_one_retraining(
+        live: Live, kube: Any, tmp_path: Any) -> None:
+    """The same kind across the two watchers canary has: the controller's drift monitor (its state in a ConfigMap)
+    and a `drift watch` someone runs beside it on its own state file. The watch opens its episode first here;
+    the controller's leader then adopts its Job (before: a second Job, `retrain-m1-v1-e1-<hash>`)."""
+    kube.save_profile(live.profiles["m1"], "m1-v1-baseline")
+    w = _watch(live, kube, tmp_path / "w.json", _hours_ago(3))
+    w.once(), w.once()
+    assert _job_names(kube) == ["retrain-m1-v1-e1"]
+    leader = _replica(live, kube, _hours_ago(3))
+    with capture_logs() as logs:
+        _lead(leader, kube, 2)
+    assert _job_names(kube) == ["retrain-m1-v1-e1"]
+    assert _stored(kube)["ml/m1/v1"]["trigger"] == "done"
+    [adopted] = [e for e in logs if e["event"] == "drift.retrain_adopted"]
+    assert adopted["job"] == "ml/retrain-m1-v1-e1" and adopted["namespace"] == "ml"
