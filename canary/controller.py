@@ -1590,7 +1590,8 @@ class Controller:
         return None if rl.reaches_back(state, have[1].taken_at) else have[1]
 
     def _looks(self, due: list[_Active], snap: Any = None) -> dict[str, str]:
-        """Every due look, `workers` at a time; rollout key -> looked | skipped (no window yet) | failed."""
+        """Every due look, `workers` at a time; rollout key -> looked | skipped (no window yet) | failed |
+        discarded (`_route_moved`)."""
         stop = threading.Event()  # NotLeader: no further look starts
         outcomes = self._map(lambda a: self._look(a, snap, stop), due)
         return {a.spec.key: outcome for a, outcome in zip(due, outcomes)}
@@ -1605,6 +1606,9 @@ class Controller:
             if measured is None:
                 return "skipped"  # no window yet (the step's start is this very snapshot): the next one looks
             measurements, canary_n, window_s, data_from, data_to, restarted = measured
+            moved = self._route_moved(a, log)
+            if moved is not None:
+                return moved
             if data_from is not None:  # a step-start snapshot taken after the window's earlier looks: a new window
                 state = rl.window_for(state, data_from, self.clock.now())
                 if state.step_window != a.state.step_window:
@@ -1646,6 +1650,40 @@ class Controller:
         finally:
             if self.informers is not None and hasattr(self.router, "forget_prefetch"):
                 self.router.forget_prefetch()
+
+    def _route_moved(self, a: _Active, log: Any) -> str | None:
+        """After a look has measured, before it is judged: the route read again from the API server (never
+        the informers' cache, which may not hold the change yet). The look counts only when the route still
+        carries the weights and the record this tick left on it (`a.state.weights`, `a.recorded`: read at
+        the tick's start, or written since by this rollout); otherwise its data may have been measured while
+        the canary had another weight (a GitOps tool re-applying the route's manifest between the tick's read
+        and the look, decision 170), and it is discarded (`look.discarded`, no evidence either way). Weights
+        changed under our record: the foreign edit is handled now, as a tick would (`reconcile.decide`: the
+        weights reasserted with the step's window started over, the revert counted; `on_foreign_edit: abort`
+        ends it). The record changed: the next tick reads everything again and adopts or leaves what it finds.
+        A route that cannot be read raises (the tick's failure path, as a read at the tick's start). Returns
+        None when the look counts, else the look's outcome ("discarded", or "skipped": due again next tick)."""
+        spec, state = a.spec, a.state
+        if hasattr(self.router, "forget_prefetch"):
+            self.router.forget_prefetch()  # nothing prefetched or seeded answers this read
+        status = self.router.inspect(spec.target)
+        if (status.state or None) == (a.recorded or None) and status.weights == state.weights:
+            return None
+        record_changed = (status.state or None) != (a.recorded or None)
+        log.warning("look.discarded", reason=(
+            "the route's record was changed outside this rollout while the look measured" if record_changed else
+            "the route's weights were changed outside the rollout while the look measured") +
+            ": not judged at a weight the canary may not have had", phase=state.phase,
+            weights=str(status.weights), recorded_weights=str(state.weights), step=state.step + 1)
+        if record_changed:
+            return "skipped"  # the next tick: ours, another's, ended, unreadable (`_advance`)
+        seen = Observation(status=status, on_foreign_edit=spec.on_foreign_edit,
+                           virtual_service=f"{spec.target.namespace}/{spec.target.virtual_service}")
+        obj = self._fresh(a.obj)  # no `_seed`: the write reads the route from the API server
+        new, _ = self._decide(spec, state, seen, expect=a.recorded, log=log)
+        self._known[spec.key] = _Known(spec, new)
+        self._status(obj, spec, new)
+        return "discarded"
 
     def _measure(self, spec: crd.RolloutSpec, state: rl.RolloutState,
                  snap: Any = None) -> tuple[dict[str, Any], float, float, float | None, float | None, bool] | None:

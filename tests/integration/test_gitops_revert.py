@@ -158,3 +158,51 @@ def test_the_controller_under_a_selfheal_ends_at_stable_after_three_reverts(worl
     lines = [e for e in logs if e["event"] == "weights.reverted"]
     assert len(lines) == 1 and lines[0]["virtual_service"] == f"ml/{name}", lines
     assert "/spec/http/0/route/1/weight" in lines[0]["remedy"], lines
+
+
+class _RevertAsTheLookMeasures:
+    """The controller's batched snapshot (a look's measurement) with a GitOps apply of git's manifest landing just
+    before it is taken: after the tick read the route (and found our weights), before the look is judged. Armed,
+    it fires once, at the first snapshot that serves a due look of `key` (its step-start snapshot is held: a tick
+    takes a snapshot then only for a look)."""
+
+    def __init__(self, api: Any, op: Any, git: dict[str, Any], key: str = "ml/r0") -> None:
+        self.api, self.op, self.git, self.key = api, op, git, key
+        self.real, self.armed, self.fired = op.batch.snapshot, False, 0
+
+    def __call__(self, wants: Any, **kw: Any) -> Any:
+        if self.armed and self.op._step_starts.get(self.key) is not None:
+            self.armed = False
+            self.fired += int(self.api.gitops_apply(GROUP, "virtualservices", self.git))
+        return self.real(wants, **kw)
+
+
+def test_the_controller_never_judges_a_look_measured_after_a_revert_it_had_not_read(world: Any) -> None:
+    """A revert landing between the tick's read of the route and the look's measurement: the look is discarded
+    (`look.discarded`), the revert handled at once as a tick handles one (reasserted, the window started over,
+    counted). Before, the look was judged at a weight the canary did not have, and its write put our weights
+    back over the revert with no `weights.reasserted` and no count: the revert was never seen."""
+    api, op, custom = world
+    name = fleet.model(0)
+    api.gitops_apply(GROUP, "virtualservices", _git_manifest(api, name))
+    hook = _RevertAsTheLookMeasures(api, op, _git_manifest(api, name))
+    op.batch.snapshot = hook
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v2"))
+    _progressing(op, custom, api)
+    before = vs(api, 0)[1]
+    hook.armed = True
+    with structlog.testing.capture_logs() as logs:
+        for _ in range(100):
+            op.tick()
+            if hook.fired:
+                break
+            time.sleep(0.1)
+    assert hook.fired == 1, "no look was due within 100 ticks"
+    weights, rec = vs(api, 0)
+    events = [e["event"] for e in logs]
+    assert "look.completed" not in events and rec.get("look") == before.get("look"), (events, rec)
+    discarded = [e for e in logs if e["event"] == "look.discarded"]
+    assert len(discarded) == 1 and discarded[0]["weights"] == str(rl.Weights(100, 0)), discarded
+    reasserted = [e for e in logs if e["event"] == "weights.reasserted"]
+    assert [e["reverts"] for e in reasserted] == [1], reasserted
+    assert weights == [80, 20] and rec["phase"] == rl.PROGRESSING and rec.get("reverts") == 1, (weights, rec)
