@@ -165,6 +165,7 @@ class Runner:
         self._probe_failures = 0
         self._next_probe = 0.0
         self._next_watch = 0.0
+        self._look_not_before = 0.0  # a look discarded on an unreadable route: the next one waits a watch_every
         if self.history is None:
             from canary.history_store import ConfigMapStore, Recorder
 
@@ -770,7 +771,8 @@ class Runner:
         also runs right before every look: what is judged must be what is routed (subsets, weights,
         record), and a look every second must not starve it (`_next_watch` is kept across calls)."""
         progressing = state.phase == rl.PROGRESSING
-        due = next_look_at(self.policy, state) if progressing else self.clock.now() + self.watch_every
+        due = max(next_look_at(self.policy, state), self._look_not_before) if progressing else \
+            self.clock.now() + self.watch_every
         while True:
             now = self.clock.now()
             if self.stop.is_set():
@@ -834,17 +836,27 @@ class Runner:
 
     def _reverted_meanwhile(self, state: rl.RolloutState) -> rl.RolloutState | None:
         """A look's data were measured while the route may have left our weights (a GitOps tool reverting them
-        between the watch's reads): the route is read once more before the look is judged, and when it no
-        longer carries our weights the look is not judged (`look.discarded`: its window held a weight the
-        canary did not have) and the watch's answer is taken instead (reassert with the window started
-        over, decision 170). None when the route still carries them, or could not be read (the watch reports)."""
+        between the watch's reads): the route is read once more before the look is judged. The look counts
+        only when the route still carries our weights and the record this process last wrote (`_written`, its
+        heartbeat included); otherwise it is not judged (`look.discarded`: its window may have held a weight
+        the canary did not have) and the watch's answer is taken instead (reassert with the window started
+        over, decision 170; another writer's record adopted or left). A route that cannot be read is no
+        confirmation either: the look is discarded too, the watch reads again (a transient failure says
+        `watch.failed`, anything else ends as the watch's does), and the next look waits a `watch_every`.
+        Before, an unreadable route let the look be judged, and its write put our weights back over a revert
+        nobody had read (decision 171). None when the look counts."""
         try:
             status = self.router.inspect(self.target)
-        except CanaryError:
+        except CanaryError as exc:
+            self.log.warning("look.discarded", reason=f"the route could not be read after the look measured "
+                             f"({exc}): not judged, its weights unconfirmed"[:600], phase=state.phase,
+                             weights="unknown", recorded_weights=str(state.weights), step=state.step + 1)
+            self._look_not_before = self.clock.now() + self.watch_every
+            return self._check_outside(state)
+        if status.weights == state.weights and (status.state or "") == self._written:
             return None
-        if status.weights == state.weights:
-            return None
-        self.log.warning("look.discarded", reason="the route's weights were changed outside the rollout while the "
+        what = "weights" if status.weights != state.weights else "record"
+        self.log.warning("look.discarded", reason=f"the route's {what} changed outside the rollout while the "
                          "look measured: not judged at a weight the canary did not have", phase=state.phase,
                          weights=str(status.weights), recorded_weights=str(state.weights), step=state.step + 1)
         return self._check_outside(state)

@@ -137,6 +137,46 @@ def test_a_revert_now_and_then_restarts_the_window_and_the_rollout_goes_on(api: 
     assert any("the step's window starts over" in h["what"] for h in record(api)["history"]), record(api)["history"]
 
 
+def test_promote_never_judges_a_look_whose_route_it_could_not_read_again(api: Any) -> None:
+    """A revert lands while a look measures, and the API server answers the read after the look with 503s (its
+    four tries): the look is discarded (`look.discarded`, weights unknown), the watch reads again and reasserts
+    (one revert, counted), and the good canary is promoted on later looks. Before (decision 171), an unreadable
+    route let the look be judged at 80/20 while the route said 100/0, and its write put 80/20 back over the
+    revert: no `weights.reasserted`, the revert never seen."""
+    api.gitops_apply(GROUP, "virtualservices", _git_manifest(api))
+    git = _git_manifest(api)
+    clock = HookClock(api)
+    policy = copy.deepcopy(fleet.FAST_POLICY)
+    policy["failure"]["no_data_deadline"] = "60s"
+    promote = runner(api, "v2", clock, policy=policy)
+    real = promote.metrics.request_counts  # the last query of a look (`measure_window`)
+    fired: list[int] = []  # the count of looks judged when the revert landed
+    logs: list[dict[str, Any]] = []
+
+    def counts(*a: Any, **kw: Any) -> Any:
+        out = real(*a, **kw)
+        rec = record(api)
+        if not fired and rec.get("phase") == rl.PROGRESSING and rec.get("step_looks") == 1:
+            assert api.gitops_apply(GROUP, "virtualservices", git)
+            api.fail_next(503, times=4, methods=("GET",), plural="virtualservices")
+            fired.append(sum(e["event"] == "look.completed" for e in logs))
+        return out
+
+    promote.metrics.request_counts = counts  # type: ignore[method-assign]
+    with structlog.testing.capture_logs() as captured:
+        logs = captured
+        res = promote.run()
+    assert fired, "no look measured at the first step's second look"
+    assert res.exit_code == 0 and res.state.phase == rl.PROMOTED, res.state.reason
+    events = [e["event"] for e in logs]
+    assert "weights.reasserted" in events, sorted(set(events))
+    first = events.index("weights.reasserted")
+    assert events[:first].count("look.completed") == fired[0], events[:first]  # the look that met the revert
+    discarded = [e for e in logs[:first] if e["event"] == "look.discarded"]
+    assert len(discarded) == 1 and discarded[0]["weights"] == "unknown", discarded
+    assert [e["reverts"] for e in logs if e["event"] == "weights.reasserted"] == [1]
+
+
 def test_the_controller_under_a_selfheal_ends_at_stable_after_three_reverts(world: Any) -> None:
     api, op, custom = world
     name = fleet.model(0)
