@@ -1665,7 +1665,10 @@ class Controller:
         None when the look counts, else the look's outcome ("discarded", or "skipped": due again next tick)."""
         spec, state = a.spec, a.state
         if hasattr(self.router, "forget_prefetch"):
-            self.router.forget_prefetch()  # nothing prefetched or seeded answers this read
+            self.router.forget_prefetch()  # nothing prefetched or seeded answers the route's read
+        # with informers, the DestinationRule from their cache (a subset re-pointed is the next tick's to see):
+        # one GET a look, of the VirtualService
+        self._seed_names(spec.target.namespace, {"destinationrules": spec.target.dr_name})
         status = self.router.inspect(spec.target)
         if (status.state or None) == (a.recorded or None) and status.weights == state.weights:
             return None
