@@ -280,6 +280,15 @@ def follow(*, model: str, canary_version: str, policy_file: Path, namespace: str
                 said = refused.removeprefix(f"{namespace}/{meta['name']}: ")  # the controller's own words
                 raise cli.ConfigError(f"{'' if said.startswith(where) else where + ': '}{said}; nothing was moved"
                                       f"{_withdrawn(api, namespace, meta['name'], _uid(written) if created else '')}")
+            newer = _left_to_newer(st, generation)
+            if newer:  # claimed, then recorded by a newer canary: not this controller's to finish (decision 172)
+                where = f"CanaryRollout {namespace}/{meta['name']}"
+                said = newer.removeprefix(f"{namespace}/{meta['name']}: ")
+                raise cli.TransientError(
+                    f"{where} ({st.get('phase')}, weights {_weights_text(st)}): {crd.RECORD_TOO_NEW}: {said}; its "
+                    "outcome is not known here: the newer canary drives it (`canary status`), this controller never "
+                    "will; the CanaryRollout is left in place. Upgrade this controller and CLI to the writer's "
+                    "release, or `canary rollback` for stable 100% now")
             if st.get("phase") in rl.TERMINAL and ours:
                 # a request that waited on another owner's rollout of the same version ends unrun
                 # (aborted); the version's outcome is that rollout's, judged by that owner's policy
@@ -378,19 +387,46 @@ def rollout_name(model: str, canary_version: str) -> str:
 
 
 BAD_INPUT_REASONS = crd.BAD_INPUT_REASONS  # a request the controller refuses as bad input (README, --via-controller)
+REFUSED_REASONS = crd.REFUSED_REASONS  # ... and, besides, a route whose record a newer canary wrote (decision 172)
+
+
+def _ready_false(status: dict[str, Any], generation: int, reasons: tuple[str, ...]) -> dict[str, Any] | None:
+    """The Ready condition when it is False for one of `reasons`, of this generation of the request, else None."""
+    for cond in status.get("conditions") or []:
+        if (isinstance(cond, dict) and cond.get("type") == "Ready" and cond.get("status") == "False"
+                and cond.get("reason") in reasons
+                and isinstance(cond.get("observedGeneration"), int) and cond["observedGeneration"] >= generation):
+            return cond
+    return None
 
 
 def _refused(status: dict[str, Any], generation: int) -> str:
-    """The controller's message when it refused this generation of the request as bad input before
-    claiming anything (no phase in the status), else ""."""
+    """The controller's message when it refused this generation of the request before claiming anything (no
+    phase in the status): bad input, or a route whose record a newer canary wrote (`RecordTooNew`: this
+    controller never claims it, and a plain `promote` exits 2 for it too), else ""."""
     if status.get("phase"):
         return ""
-    for cond in status.get("conditions") or []:
-        if (isinstance(cond, dict) and cond.get("type") == "Ready" and cond.get("status") == "False"
-                and cond.get("reason") in BAD_INPUT_REASONS
-                and isinstance(cond.get("observedGeneration"), int) and cond["observedGeneration"] >= generation):
-            return str(cond.get("message") or cond["reason"])
-    return ""
+    cond = _ready_false(status, generation, REFUSED_REASONS)
+    if cond is None:
+        return ""
+    said = str(cond.get("message") or cond["reason"])
+    return f"{crd.RECORD_TOO_NEW}: {said}" if cond["reason"] == crd.RECORD_TOO_NEW else said
+
+
+def _left_to_newer(status: dict[str, Any], generation: int) -> str:
+    """The controller's message when the rollout it claimed for this request (a phase in the status, not an end)
+    is now recorded on the route in a record schema above its own (Ready False, `RecordTooNew`): a newer canary
+    drives it (a newer replica led, mid rolling upgrade), and this controller will not, whatever it waits; else
+    "" (decision 172)."""
+    if not status.get("phase") or status.get("phase") in rl.TERMINAL:
+        return ""
+    cond = _ready_false(status, generation, (crd.RECORD_TOO_NEW,))
+    return str(cond.get("message") or cond["reason"]) if cond is not None else ""
+
+
+def _weights_text(status: dict[str, Any]) -> str:
+    w = status.get("weights") if isinstance(status.get("weights"), dict) else {}
+    return f"{w.get('stable', '?')}/{w.get('canary', '?')}"
 
 
 def _not_started(status: dict[str, Any], generation: int) -> str:

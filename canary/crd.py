@@ -264,6 +264,16 @@ def conditions(state: rl.RolloutState, old: list[dict[str, Any]], generation: in
 # input: the same errors `canary promote` exits 2 for. RolloutBusy is not one: such a request waits for the
 # rollout in its way (README, --via-controller).
 BAD_INPUT_REASONS = ("ConfigError", "PolicyError", "TargetError", "NotFound", "RouteNotFound")
+# the Ready reason of a CanaryRollout whose route records a rollout in a record schema above this controller's
+# (`errors.RecordTooNew`, decision 169): a newer canary's, left to it. Not bad input (a later tick of a newer
+# controller may run the very same spec, so Ready goes True again once an end of its own is written), but this
+# controller never claims or drives that route until it is upgraded or a person runs `canary rollback`: a request
+# never claimed is refused, one claimed is reported as out of this controller's hands (`--via-controller`,
+# decision 172)
+RECORD_TOO_NEW = "RecordTooNew"
+# the Ready reasons `canary promote --via-controller` takes as the controller's refusal of a request it has not
+# claimed: exit 2 at once, the CanaryRollout it created withdrawn (what plain `canary promote` exits 2 for)
+REFUSED_REASONS = (*BAD_INPUT_REASONS, RECORD_TOO_NEW)
 
 
 OUTCOMES = ("pass", "inconclusive", "error", "fail")
