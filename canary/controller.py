@@ -2031,7 +2031,7 @@ class Controller:
             "lastVerdict": state.last_verdict,
             "summary": crd.summary(old.get("summary"), state, verdict=verdict.outcome.label if verdict else None,
                                    history=configmap_name(spec.target.virtual_service, state.model)),
-            "observedGeneration": spec.generation, "leader": self.identity,
+            "observedGeneration": spec.generation, "leader": self.identity, "writer": rl.WRITER,
             "target": _status_target(spec, state.canary_version, state.judged),
             "conditions": crd.conditions(state, old.get("conditions") or [], spec.generation, self.clock.now()),
         }

@@ -119,3 +119,5 @@ def test_a_claimed_request_recorded_by_a_newer_canary_ends_its_follower_with_exi
     assert _record(api) == rewritten[0] and _weights(api)[1] > 0  # the newer canary's rollout, untouched
     obj = custom.get_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "req")
     assert not (obj.get("metadata") or {}).get("deletionTimestamp")
+    # the status names the release that wrote it (this, older, controller: the newer one would name itself)
+    assert obj["status"]["writer"] == rl.WRITER != WRITER, obj["status"]

@@ -300,7 +300,7 @@ FULL_STATUS: dict[str, Any] = {
                     "lastTransitionTime": "2025-01-01T10:05:00Z", "observedGeneration": 3},
                    {"type": "modelcanary.dev/Healthy", "status": "Unknown", "reason": "NoData", "message": "",
                     "lastTransitionTime": "2025-01-01T10:05:00Z"}],
-    "observedGeneration": 3, "leader": "canary-controller-7d9f-abcde",
+    "observedGeneration": 3, "leader": "canary-controller-7d9f-abcde", "writer": "modelcanary 0.1.0",
     "stepStart": {"stepStartedAt": 1735725900.25, "snapshot": {"at": 1735725901.0, "series": {"a": [1.0, 2.5]}}},
 }
 
