@@ -282,13 +282,7 @@ def follow(*, model: str, canary_version: str, policy_file: Path, namespace: str
                                       f"{_withdrawn(api, namespace, meta['name'], _uid(written) if created else '')}")
             newer = _left_to_newer(st, generation)
             if newer:  # claimed, then recorded by a newer canary: not this controller's to finish (decision 172)
-                where = f"CanaryRollout {namespace}/{meta['name']}"
-                said = newer.removeprefix(f"{namespace}/{meta['name']}: ")
-                raise cli.TransientError(
-                    f"{where} ({st.get('phase')}, weights {_weights_text(st)}): {crd.RECORD_TOO_NEW}: {said}; its "
-                    "outcome is not known here: the newer canary drives it (`canary status`), this controller never "
-                    "will; the CanaryRollout is left in place. Upgrade this controller and CLI to the writer's "
-                    "release, or `canary rollback` for stable 100% now")
+                raise cli.TransientError(left_to_newer_words(f"{namespace}/{meta['name']}", st, newer))
             if st.get("phase") in rl.TERMINAL and ours:
                 # a request that waited on another owner's rollout of the same version ends unrun
                 # (aborted); the version's outcome is that rollout's, judged by that owner's policy
@@ -422,6 +416,15 @@ def _left_to_newer(status: dict[str, Any], generation: int) -> str:
         return ""
     cond = _ready_false(status, generation, (crd.RECORD_TOO_NEW,))
     return str(cond.get("message") or cond["reason"]) if cond is not None else ""
+
+
+def left_to_newer_words(where: str, status: dict[str, Any], said: str) -> str:
+    """What a follower (`promote --via-controller`, `status -w --rollout`) says, exit 3, of the CanaryRollout
+    `where` ("ns/name") whose claimed rollout a newer canary recorded (`_left_to_newer`'s `said`)."""
+    said = said.removeprefix(f"{where}: ")
+    return (f"CanaryRollout {where} ({status.get('phase')}, weights {_weights_text(status)}): {crd.RECORD_TOO_NEW}: "
+            f"{said}; its outcome is not known here: the newer canary drives it (`canary status`), this controller "
+            "never will (upgrade it and this CLI to the writer's release); the CanaryRollout is left in place")
 
 
 def _weights_text(status: dict[str, Any]) -> str:

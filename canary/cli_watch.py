@@ -66,9 +66,11 @@ class RecordWait:
 def crd_end(obj: dict[str, Any] | None, *, where: str, uid: str) -> tuple[str | None, str]:
     """(the terminal phase, "") when the CanaryRollout `obj` has ended at its current generation for the
     version its spec names, else (None, why it is not over yet). Raises CanaryError (exit 3) when it is gone
-    or another object took its name (its status is not the awaited request's), ConfigError (exit 2) when the
-    controller refused this generation as bad input before claiming anything."""
-    from canary.cli_controller import _refused
+    or another object took its name (its status is not the awaited request's), or when the rollout it claimed is
+    now recorded by a newer canary (Ready False, RecordTooNew: this controller never drives it, decision 172),
+    ConfigError (exit 2) when the controller refused this generation before claiming anything (bad input, or a
+    route a newer canary recorded)."""
+    from canary.cli_controller import _left_to_newer, _refused, left_to_newer_words
 
     if obj is None or str((obj.get("metadata") or {}).get("uid") or "") != uid:
         raise CanaryError(f"CanaryRollout {where} was deleted{'' if obj is None else ' and created again'} while "
@@ -79,6 +81,9 @@ def crd_end(obj: dict[str, Any] | None, *, where: str, uid: str) -> tuple[str | 
     refused = _refused(st, generation)
     if refused:
         raise ConfigError(f"CanaryRollout {where}: {refused.removeprefix(where + ': ')}; nothing was moved")
+    newer = _left_to_newer(st, generation)
+    if newer:
+        raise CanaryError(left_to_newer_words(where, st, newer))
     version = str(spec.get("canaryVersion") or "")
     ours = (isinstance(observed, int) and observed >= generation
             and (st.get("target") or {}).get("canaryVersion") == version)

@@ -74,3 +74,22 @@ def test_a_canaryrollout_gone_or_refused_is_said_not_waited_on() -> None:
                                "observedGeneration": 2}]}
     with pytest.raises(ConfigError, match="CanaryRollout ml/r: bad steps; nothing was moved"):
         crd_end(_cr(refused), where="ml/r", uid="u1")
+
+
+def test_a_canaryrollout_a_newer_canary_recorded_is_said_not_waited_on() -> None:
+    """Decision 172: Ready False, reason RecordTooNew. Never claimed: refused (exit 2), as `promote` refuses that
+    route; claimed and progressing: exit 3, its outcome the newer canary's; ended: its end, as any."""
+    ready = {"type": "Ready", "status": "False", "reason": "RecordTooNew", "observedGeneration": 2,
+             "message": "rollout state annotation was written by modelcanary 9.1.0 in record schema 2"}
+    with pytest.raises(ConfigError, match="CanaryRollout ml/r: RecordTooNew: rollout state annotation was written "
+                                          "by modelcanary 9.1.0.*; nothing was moved"):
+        crd_end(_cr({"conditions": [ready]}), where="ml/r", uid="u1")
+    running = {"phase": rl.PROGRESSING, "observedGeneration": 2, "target": {"canaryVersion": "v3"},
+               "weights": {"stable": 80, "canary": 20}, "conditions": [ready]}
+    with pytest.raises(CanaryError, match=r"CanaryRollout ml/r \(progressing, weights 80/20\): RecordTooNew: "
+                                          "rollout state annotation was written by modelcanary 9.1.0") as raised:
+        crd_end(_cr(running), where="ml/r", uid="u1")
+    assert not isinstance(raised.value, ConfigError) and "left in place" in str(raised.value)
+    assert crd_end(_cr({**running, "conditions": [{**ready, "observedGeneration": 1}]}), where="ml/r",
+                   uid="u1")[0] is None  # an earlier generation's: waited on
+    assert crd_end(_cr({**running, "phase": rl.ROLLED_BACK}), where="ml/r", uid="u1")[0] == rl.ROLLED_BACK
