@@ -166,21 +166,17 @@ class SessionStore:
             if p.stem in busy:
                 continue
             try:
+                seen = p.stat()
                 s = Session.from_json(p.read_text(encoding="utf-8"))
             except (OSError, ValueError, TypeError):
                 continue  # unreadable: kept for a person to look at (a call for it is a 500 naming it)
             if finished(s):
-                done.append((s.updated_at, p.name, p, s))
+                done.append((s.updated_at, p.name, p, s, seen))
         done.sort(key=lambda d: (d[0], d[1]))
         pruned = []
-        for _, _, p, s in done[:need]:
-            try:
-                p.unlink()
-            except FileNotFoundError:
-                pass
-            except OSError:
-                continue
-            pruned.append(s)
+        for _, _, p, s, seen in done[:need]:
+            if self._delete_as_read(p, seen):
+                pruned.append(s)
         if len(pruned) < need:
             raise StoreFull(f"the state directory {self.dir} holds {len(names) - len(pruned)} revisions "
                             f"(--max-revisions {self.max_revisions}) and none more is finished (failed, or not called "
@@ -215,8 +211,9 @@ class SessionStore:
         resumed before NTP, a clock set by hand) deleted every live session at start-up, a rollout's evidence and
         failed looks gone, a shown fail forgotten and judged again as a new revision (decision 166). Either clock
         ahead alone now deletes nothing. A file that cannot be read is kept for a person (a call for it is a
-        500 naming it), as `_make_room` keeps it; so is a revision a call holds (asked again just before each
-        delete: `canary serve` prunes while serving when Prometheus answered only after start-up)."""
+        500 naming it), as `_make_room` keeps it; so is a revision a call holds, or wrote since it was read (asked
+        again just before each delete, `_delete_as_read`: `canary serve` prunes while serving when Prometheus
+        answered only after start-up)."""
         host = time.time() if host_now is None else host_now
         with self._guard:
             busy = set(self._locks)
@@ -225,19 +222,36 @@ class SessionStore:
             if p.name.startswith(".") or p.stem in busy:
                 continue
             try:
-                if p.stat().st_mtime >= host - older_than_s:
+                seen = p.stat()
+                if seen.st_mtime >= host - older_than_s:
                     continue
                 s = Session.from_json(p.read_text(encoding="utf-8"))
             except (OSError, ValueError, TypeError):
                 continue  # another replica, a concurrent write, or unreadable: kept
             if now - s.updated_at < older_than_s:
                 continue  # written within the TTL on the clock it was written with
-            with self._guard:  # a call that took the revision since `busy` was read keeps it (a prune while serving)
-                if p.stem in self._locks:
-                    continue
-                try:
-                    p.unlink()
-                    gone += 1
-                except OSError:
-                    continue
+            if self._delete_as_read(p, seen, missing=False):
+                gone += 1
         return gone
+
+    def _delete_as_read(self, p: Path, seen: os.stat_result, *, missing: bool = True) -> bool:
+        """Delete the session file `p` as it was when read (`seen`: its `stat()` taken before the read), under the
+        store's guard: kept when a call holds its revision now, or wrote it since (`save` renames a new file over
+        it: another inode). Asking only whether a call holds it now let a whole call land between the read and the
+        delete (it took the revision, wrote its look and let go): the prune, or `create` making room, deleted the
+        look just written, judged on the session read before it. Whether it is gone: `missing` when it already was
+        (another deleter); False when kept or the disk refused."""
+        with self._guard:
+            if p.stem in self._locks:
+                return False
+            try:
+                now = p.stat()
+                if (now.st_ino, now.st_dev, now.st_mtime_ns, now.st_size) != (
+                        seen.st_ino, seen.st_dev, seen.st_mtime_ns, seen.st_size):
+                    return False
+                p.unlink()
+            except FileNotFoundError:
+                return missing
+            except OSError:
+                return False
+            return True

@@ -235,6 +235,50 @@ def test_a_prune_while_serving_keeps_a_revision_a_call_took_after_the_prune_bega
     assert store.prune(older_than_s=3600, now=T0 + 10**6, host_now=T0 + 10**6) == 1
 
 
+@pytest.mark.parametrize("deleter", ["prune", "make_room"])
+def test_a_call_that_lands_whole_between_the_read_and_the_delete_keeps_its_look(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, deleter: str) -> None:
+    """Decision 174's re-check asked only whether a call holds the revision at the delete. A call that took the
+    idle revision after the prune (or `create` making room) read it, wrote its look and let go before the delete
+    held nothing by then: the look just written was deleted, judged on the session read before it (its evidence
+    and failed looks gone, a shown fail judged again as a new revision). The file is now deleted only as it was
+    read (decision 178)."""
+    import os
+
+    import canary.serve_store as serve_store
+    from canary.serve_store import SessionStore, StoreFull
+
+    store = SessionStore(tmp_path / "state", max_revisions=1)
+    s = look(fresh(), GOOD, now=T0 + 60)
+    store.save(s)
+    os.utime(store.path(s.key, s.revision), (T0, T0))
+    later = replace(look(s, GOOD, now=T0 + 10**6 - 5), updated_at=T0 + 10**6 - 5)  # a look of the revision, now
+    original = serve_store.Session
+    read = original.from_json
+    calls = []
+
+    class CalledMeanwhile(original):
+        @classmethod
+        def from_json(cls, text: str) -> Any:  # the deleter reads the file: a whole call lands just then
+            got = read(text)
+            if not calls:
+                calls.append(got)
+                with store.lock(s.key, s.revision):
+                    assert read(store.path(s.key, s.revision).read_text(encoding="utf-8")) == s
+                    store.save(later)
+            return got
+
+    monkeypatch.setattr(serve_store, "Session", CalledMeanwhile)
+    if deleter == "prune":
+        assert store.prune(older_than_s=3600, now=T0 + 10**6, host_now=T0 + 10**6) == 0
+    else:  # a new revision meets --max-revisions 1; the one there read as finished (it was, before the call)
+        other = replace(fresh(), revision="other")
+        with pytest.raises(StoreFull):
+            store.create(other, finished=lambda old: True)
+    monkeypatch.setattr(serve_store, "Session", original)
+    assert calls == [s] and store.load(s.key, s.revision) == later
+
+
 def test_the_pass_anchor_is_set_once_per_window_and_sets_the_next_looks_pass_ratio() -> None:
     s = look(fresh(), counts(20, 3000), now=T0 + 30, n=3000)
     assert s.pass_anchor_requests == -1.0, "before the interval no look can pass"
