@@ -1,10 +1,11 @@
 """The retraining Job of a drift episode: built from the user's template, created once per episode.
 
 `canary drift watch` and the controller's drift monitor (`canary.drift.watch`) create it when an
-episode starts. Its name carries model, version and episode number, so a second create for the same
-episode is AlreadyExists, i.e. done; a Job under that name from an *earlier* episode with the same
-number (a watcher restarted without its state numbers episodes from 1 again) is told apart by its
-`modelcanary.dev/drift-episode-start` annotation, and this episode gets a Job of its own. The
+episode starts, at most one in flight per model version whatever the number of watchers (`create_job`:
+one in flight, or created since the drift began to be read, is adopted; a new one's name carries the
+version's next retraining number, so two watchers that race create one). Its
+`modelcanary.dev/drift-episode-start` annotation tells a retry of the same episode its own Job, and its
+`modelcanary.dev/model`/`version` annotations the exact model version (the labels' values are lossy). The
 evidence rides along as an annotation and the `CANARY_DRIFT_EVIDENCE` env var of every container,
 always valid JSON (`evidence_text`).
 """
@@ -90,21 +91,22 @@ def retrain_job(template: Mapping[str, Any], *, model: str, version: str, episod
     `-e<number>`, the model version's retraining number (`create_job`; the episode's number when not
     given); `modelcanary.dev/drift-episode` is the episode of the watcher that created it. The
     `modelcanary.dev/drift-episode-start` annotation identifies that episode (its start time), so a retry
-    of the same episode finds its own Job."""
+    of the same episode finds its own Job; `modelcanary.dev/model` and `modelcanary.dev/version` are labels
+    (`label_value`, for the list's selector) and annotations (exact: two models can share a label value)."""
     job = copy.deepcopy(dict(template))
     meta = job.setdefault("metadata", {})
     base = meta.pop("generateName", None) or meta.get("name") or "retrain"
     start = episode_start(evidence)
     n = episode if number is None else number
     meta["name"] = job_name(base, model=model, version=version, episode=n)
-    meta.setdefault("labels", {}).update({"modelcanary.dev/model": label_value(model),
-                                          "modelcanary.dev/version": label_value(version),
+    meta.setdefault("labels", {}).update({MODEL: label_value(model), VERSION: label_value(version),
                                           "modelcanary.dev/drift-episode": str(episode),
                                           RETRAINING: str(n)})
     text = evidence_text(evidence)
     annotations = meta.setdefault("annotations", {})
     annotations["modelcanary.dev/drift-evidence"] = text
     annotations[START] = start
+    annotations[MODEL], annotations[VERSION] = model, version  # exact: label values can be alike (`_of_version`)
     for c in job.get("spec", {}).get("template", {}).get("spec", {}).get("containers", []):
         c.setdefault("env", []).append({"name": "CANARY_DRIFT_EVIDENCE", "value": text})
     return job
@@ -112,6 +114,7 @@ def retrain_job(template: Mapping[str, Any], *, model: str, version: str, episod
 
 START = "modelcanary.dev/drift-episode-start"
 RETRAINING = "modelcanary.dev/retraining"  # label: the model version's retraining number, the name's -e<N>
+MODEL, VERSION = "modelcanary.dev/model", "modelcanary.dev/version"  # labels (`label_value`), and annotations (exact)
 
 
 def episode_start(evidence: Mapping[str, Any]) -> str:
@@ -126,8 +129,8 @@ def create_job(batch: Any, template: Mapping[str, Any], *, namespace: str, model
     watchers (two `drift watch` replicas each with its own state file, a `--once` cron beside a continuous
     watch); (done, error, the Job's name: the one created, found or adopted).
 
-    First the model version's retraining Jobs in `namespace` are listed (by the labels `retrain_job` sets;
-    RBAC: `list` on jobs). This episode's own Job (its episode-start annotation: a restart, a retry) is done.
+    First the model version's retraining Jobs in `namespace` are listed (by the labels `retrain_job` sets,
+    then its exact model and version annotations, `_of_version`; RBAC: `list` on jobs). This episode's own Job (its episode-start annotation: a restart, a retry) is done.
     Else a Job that is still in flight (not Complete nor Failed: running, pending, suspended or queued), or
     that was created at or after `since` (Unix seconds: when this episode's drift began to be read, the
     start of its first drifted window; the API server's `creationTimestamp`), is adopted as this episode's:
@@ -138,14 +141,14 @@ def create_job(batch: Any, template: Mapping[str, Any], *, namespace: str, model
     candidate (no such labels, or finished before `since`) moves to the next number. Any failure to list or
     read is a failed trigger (reported, retried), never a guess: nothing is created then."""
     mine = episode_start(evidence)
-    selector = f"modelcanary.dev/model={label_value(model)},modelcanary.dev/version={label_value(version)}"
+    selector = f"{MODEL}={label_value(model)},{VERSION}={label_value(version)}"
     try:
         found = list(getattr(batch.list_namespaced_job(namespace, label_selector=selector, _request_timeout=5),
                              "items", None) or [])
     except Exception as exc:  # e.g. 403: RBAC without `list` on jobs; never create blind
         return (False, f"cannot list the retraining Jobs of {model} {version} in {namespace} to check that none "
                        f"is in flight (RBAC: list on jobs): {brief(exc)}", "")
-    found = [j for j in found if _labelled(j, model, version)]
+    found = [j for j in found if _of_version(j, model, version)]
     for j in found:
         if mine and _start_of(j) == mine:
             return True, "", _name(j)  # this episode's: created before a restart or a lost write
@@ -168,7 +171,7 @@ def create_job(batch: Any, template: Mapping[str, Any], *, namespace: str, model
         except Exception as exc:  # e.g. 403: RBAC grants create only; never guess
             return (False, f"Job {namespace}/{name} exists and could not be read to tell whose it is: "
                            f"{brief(exc)}", name)
-        if _labelled(there, model, version):
+        if _of_version(there, model, version):
             if mine and _start_of(there) == mine:
                 return True, "", name
             if _candidate([there], since) is not None:
@@ -246,10 +249,15 @@ def _number(job: Any) -> int:
     return int(m.group(1)) if m else 0
 
 
-def _labelled(job: Any, model: str, version: str) -> bool:
-    labels = _meta(job, "labels")
-    return (labels.get("modelcanary.dev/model") == label_value(model)
-            and labels.get("modelcanary.dev/version") == label_value(version))
+def _of_version(job: Any, model: str, version: str) -> bool:
+    """Whether `job` is a retraining of this exact model version: its labels say so (`label_value`s), and so do
+    its annotations when it has them. Label values are lossy (any other character becomes `-`, cut at 63):
+    `fraud/model` and `fraud-model`, or `1.2+cu121` and `1.2-cu121`, have the same, and by the labels alone one
+    model's drift adopted the other's retraining as its own (decision 179). A Job of an older canary has no such
+    annotations: its labels alone."""
+    labels, notes = _meta(job, "labels"), _meta(job, "annotations")
+    return (labels.get(MODEL) == label_value(model) and labels.get(VERSION) == label_value(version)
+            and notes.get(MODEL, model) == model and notes.get(VERSION, version) == version)
 
 
 def _field(obj: Any, name: str, camel: str | None = None) -> Any:

@@ -709,3 +709,33 @@ def test_the_controllers_drift_monitor_and_a_drift_watch_of_one_version_start_on
     assert _stored(kube)["ml/m1/v1"]["trigger"] == "done"
     [adopted] = [e for e in logs if e["event"] == "drift.retrain_adopted"]
     assert adopted["job"] == "ml/retrain-m1-v1-e1" and adopted["namespace"] == "ml"
+
+
+def test_a_model_whose_label_value_is_another_models_gets_a_retraining_of_its_own(kube: Any) -> None:
+    """Label values are lossy (`label_value`: any other character becomes `-`): `fraud/model`, `fraud-model` and
+    `fraud model` are all `fraud-model`. Listed by those labels, the second model's episode, opened in the same pass
+    as the first's (the controller's drift monitor evaluates every model at one instant: the same episode start),
+    took the first's Job for its own, said nothing and never retrained; a third, opened later, adopted it
+    (decision 179). Each is a model of its own: three Jobs, none adopted, and a retry of each finds its own."""
+    from canary.drift.retrain import create_job
+    from canary.drift.store import label_value
+
+    models = ("fraud/model", "fraud-model", "fraud model")
+    assert len({label_value(m) for m in models}) == 1
+    at = {"fraud/model": 7_200.0, "fraud-model": 7_200.0, "fraud model": 10_800.0}
+
+    def trigger(model: str) -> tuple[bool, str, str]:
+        ev = {"at": at[model], "window_s": 3_600.0, "since": 0.0}
+        return create_job(kube.batch, JOB, namespace="ml", model=model, version="v1", episode=1, evidence=ev,
+                          since=0.0)
+
+    with capture_logs() as logs:
+        first = [trigger(m) for m in models]
+    assert [ok for ok, _, _ in first] == [True] * 3 and len({name for _, _, name in first}) == 3, first
+    assert _job_names(kube) == sorted(name for _, _, name in first)
+    assert [e for e in logs if e["event"] == "drift.retrain_adopted"] == []
+    for model, done in zip(models, first):  # a lost write: each model's retry finds its own Job
+        job = kube.batch.read_namespaced_job(done[2], "ml")
+        assert job.metadata.annotations["modelcanary.dev/model"] == model
+        assert trigger(model) == done
+    assert len(_job_names(kube)) == 3
