@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 import urllib.parse
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterator
@@ -138,6 +139,21 @@ def _serve_args(tmp_path: Path, prometheus_url: str, *extra: str) -> list[str]:
             "--prometheus-url", prometheus_url, "--log-format", "json", *extra]
 
 
+@contextmanager
+def _canary_serve(tmp_path: Path, hole: BlackholeProxy, *extra: str) -> Iterator[subprocess.Popen[bytes]]:
+    """`canary serve` in a subprocess asking Prometheus through `hole`; killed if the test left it running, and
+    `hole` stopped, on the way out."""
+    proc = subprocess.Popen([str(Path(sys.executable).with_name("canary")), *_serve_args(tmp_path, hole.url, *extra)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "NO_COLOR": "1"})
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        hole.stop()
+
+
 def test_sigterm_during_start_up_exits_0_serving_nothing_and_leaves_the_state_as_it_was(tmp_path: Path) -> None:
     """A rolling restart's SIGTERM while `canary serve` was still starting (asking Prometheus's time, up to
     2 s, pruning the state directory) killed it with the signal's default: exit 143 and no `serve.stopped`,
@@ -171,10 +187,7 @@ def test_sigterm_twice_during_a_look_answers_it_and_a_restarted_serve_goes_on_wi
     answered (503, could not measure: Argo's Error, never a pass), the process exits 0 with one `serve.stopped`,
     the session is whole on disk, and the next process goes on with it: the same window, the look after."""
     hole = BlackholeProxy("127.0.0.1", int(prom[0].url.rsplit(":", 1)[1])).start()
-    proc = subprocess.Popen([str(Path(sys.executable).with_name("canary")),
-                             *_serve_args(tmp_path, hole.url, "--answer-within", "4s")],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "NO_COLOR": "1"})
-    try:
+    with _canary_serve(tmp_path, hole, "--answer-within", "4s") as proc:
         url = _event(proc, "serve.listening")["url"]
         first = call(f"{url}/api/v1/argo/measure?{_argo_query()}")
         assert first[0] == 200 and first[1]["result"]["verdict"] == "inconclusive", first
@@ -194,11 +207,6 @@ def test_sigterm_twice_during_a_look_answers_it_and_a_restarted_serve_goes_on_wi
         proc.send_signal(signal.SIGTERM)
         caller.join(120)
         _, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        hole.stop()
     assert proc.returncode == 0
     code, doc = got["answer"]  # a reset was a str here
     assert code == 503 and doc["result"]["verdict"] == "inconclusive" and doc["result"]["look"] == 2, doc
@@ -346,9 +354,7 @@ def test_a_serve_started_before_prometheus_prunes_once_prometheus_answers(
     server, _ = recent
     hole = BlackholeProxy("127.0.0.1", int(server.url.rsplit(":", 1)[1])).start()
     hole.blackhole, hole.answer = True, 503  # the sidecar not ready at start-up: Prometheus's time unknown
-    proc = subprocess.Popen([str(Path(sys.executable).with_name("canary")), *_serve_args(tmp_path, hole.url)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "NO_COLOR": "1"})
-    try:
+    with _canary_serve(tmp_path, hole) as proc:
         assert _event(proc, "serve.started")["pruned"] is None
         url = _event(proc, "serve.listening")["url"]
         assert store.load(old.key, old.revision) == old
@@ -361,10 +367,5 @@ def test_a_serve_started_before_prometheus_prunes_once_prometheus_answers(
         assert store.load(live.key, live.revision) == live
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        hole.stop()
     assert proc.returncode == 0
     assert [e for e in logs.parse_json_lines(err.decode()) if e["event"] == "serve.state_pruned"] == []  # once
