@@ -608,16 +608,27 @@ class _LateAnchor(SystemClock):
         _LateAnchor.live.add(self)
         self._then: list[Callable[[], None]] = []  # `when_anchored`'s, run once when Prometheus first answers
         self._then_lock = threading.Lock()
+        self._running: threading.Thread | None = None  # the thread running them, once started
         threading.Thread(target=self._ask, name="canary-serve-clock", daemon=True).start()
 
     live: "weakref.WeakSet[_LateAnchor]" = weakref.WeakSet()  # every anchor whose thread may still be asking
 
-    def close(self) -> None:
+    def close(self, wait_s: float = 5.0) -> None:
         """Stop the thread that asks `time()` (a stopped service's clock asked a Prometheus that never came up
         every `REANCHOR_EVERY_S` for the life of the process, one `metrics.query_failed` line a minute naming no
-        rollout); `settle` still asks when a look calls it. Idempotent."""
+        rollout), drop the `when_anchored` calls still waiting (a stopped service's prune ran when Prometheus
+        answered later), and wait up to `wait_s` seconds for an ask in flight (at most 2 s) and for those calls
+        already running to end, so nothing of the service runs or logs after its stop. `settle` still asks when a
+        look calls it. Idempotent."""
         self._closed.set()
         _LateAnchor.live.discard(self)
+        with self._then_lock:
+            self._then, running = [], self._running
+        until = time.monotonic() + wait_s
+        if self._asking.acquire(timeout=max(0.0, until - time.monotonic())):
+            self._asking.release()
+        if running is not None and running is not threading.current_thread():
+            running.join(timeout=max(0.0, until - time.monotonic()))
 
     def now(self) -> float:
         wall0, mono0 = self._base  # one read: an anchor moved between two reads would mix them
@@ -642,6 +653,8 @@ class _LateAnchor(SystemClock):
         """Run `fn` once the clock is Prometheus's: on a thread of its own when Prometheus first answers (never in
         the look that asked: it answers within --answer-within), or now, on this thread, when it already has."""
         with self._then_lock:
+            if self._closed.is_set():
+                return  # the service stopped: nothing of it runs any more
             if not self.anchored:
                 self._then.append(fn)
                 return
@@ -650,8 +663,11 @@ class _LateAnchor(SystemClock):
     def _anchored_now(self) -> None:
         with self._then_lock:
             then, self._then = self._then, []
-        if then:
-            threading.Thread(target=lambda: [fn() for fn in then], name="canary-serve-anchored", daemon=True).start()
+            if not then or self._closed.is_set():
+                return
+            self._running = threading.Thread(target=lambda: [fn() for fn in then], name="canary-serve-anchored",
+                                             daemon=True)
+            self._running.start()
 
     def _ask(self) -> None:
         while not self.anchored and not self._closed.is_set():

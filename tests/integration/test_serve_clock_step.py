@@ -154,3 +154,37 @@ def test_a_stopped_service_stops_asking_a_prometheus_that_never_answered(tmp_pat
         assert abs(service.clock() - time.time()) < 5  # the host's clock still answers the calls
     finally:
         hole.stop()
+
+
+def test_a_stopped_service_runs_no_late_prune_and_its_clock_asks_nothing_after_the_stop(
+        prom: Any, tmp_path: Path) -> None:
+    """Two things of a stopped service still ran after `ServeServer.stop`: the start-up prune waiting for
+    Prometheus's time (decision 174's `when_settled`) ran when Prometheus answered a later `settle`, on a thread
+    of its own, deleting files and logging while the process exited; and a `time()` ask in flight at the stop
+    ended after it (a `metrics.query_failed check=clock` line after the stop). `close` now drops the waiting
+    calls and waits for the ask in flight (decision 180)."""
+    from canary.serve_http import ServeServer
+    from tests.support.blackhole import BlackholeProxy
+
+    server, _ = prom
+    hole = BlackholeProxy("127.0.0.1", int(server.url.rsplit(":", 1)[1])).start()
+    hole.blackhole = True  # every request held, never answered: the clock's first ask is in flight
+    try:
+        named = {"ml": NamedPolicy("ml", parse_policy(POLICY), tmp_path)}
+        provider = PrometheusProvider(hole.url, retries=1, timeout_s=1.0, budget_s=1.0, backoff_s=0.01)
+        service = Service(policies=named, metrics=provider, store=SessionStore(tmp_path / "state"))
+        late = service._late
+        assert late is not None
+        ran: list[float] = []
+        service.when_settled(ran.append)  # the start-up prune, waiting for Prometheus's time
+        assert hole.holding.wait(30), "the clock's first ask reached the proxy"
+        assert late._asking.locked()  # ... and is in flight
+        ServeServer(service).start().stop()
+        assert not late._asking.locked(), "close returned with the clock's ask still in flight"
+        hole.blackhole = False  # Prometheus answers now
+        assert late.settle(time.monotonic() + 10), "a look still settles the clock after the stop"
+        assert late._running is None and ran == [], "a stopped service's prune ran when Prometheus answered"
+        service.when_settled(ran.append)
+        assert ran == [], "a call registered after the stop runs nothing"
+    finally:
+        hole.stop()
