@@ -27,7 +27,7 @@ import math
 from canary.errors import ConfigError, MetricsUnavailable, NoData
 from canary.metrics import queries as q
 from canary.metrics.answers import (arm_name, arms_pair, bucket_pairs, evaluated_at, is_scalar, keep_shared,
-                                    shared_bounds)
+                                    number_of, shared_bounds)
 from canary.metrics.base import PreflightReport
 from canary.metrics.client import PrometheusClient
 from canary.metrics.preflight import preflight as run_preflight
@@ -69,7 +69,9 @@ class PrometheusProvider(PrometheusClient):
                 return pair
             return self._with_requests(pair[0], plan["stable"], name, "stable", window_s, at), \
                 self._with_requests(pair[1], plan["canary"], name, "canary", window_s, at)
-        per_arm = {"error_rate": self._error_counts, "feature_missing": self._missing_counts,
+        if check.kind == "error_rate":
+            return self._error_counts(plan, name, window_s, at)
+        per_arm = {"feature_missing": self._missing_counts,
                    "feature_drift": self._features, "custom": self._custom}[check.kind]
         return arms_pair(lambda arm: per_arm(plan[arm], name, arm, window_s, at))
 
@@ -211,13 +213,7 @@ class PrometheusProvider(PrometheusClient):
         return native_buckets(self.query(native, check=check, arm=arm, at=at), native, check, arm)
 
     def _requests(self, query: str, check: str, arm: str, window_s: float, at: float | None) -> float:
-        n = self.scalar(query, check=check, arm=arm, at=at)
-        if math.isinf(n):  # a counter that overflowed or jumped (its increase() summed to +Inf): not a count
-            raise MetricsUnavailable(f"check {check!r}: Prometheus answered {n} requests for {arm_name(arm)} in "
-                                     f"{window_s}s, not a count; query: {query}")
-        if n <= 0:
-            raise NoData(f"check {check!r}: no requests for {arm_name(arm)} in {window_s}s; query: {query}")
-        return n
+        return _request_count(self.scalar(query, check=check, arm=arm, at=at), query, check, arm, window_s)
 
     def _with_requests(self, data: Histogram | NoData, plan: dict[str, str], check: str, arm: str,
                        window_s: float, at: float | None) -> Histogram | NoData:
@@ -231,11 +227,25 @@ class PrometheusProvider(PrometheusClient):
             n = 0.0
         return dataclasses.replace(data, requests=n)
 
-    def _error_counts(self, plan: dict[str, str], check: str, arm: str, window_s: float, at: float | None) -> Counts:
-        total = self._requests(plan["requests"], check, arm, window_s, at)
-        errors = self.scalar(plan["errors"], check=check, arm=arm, at=at)
-        # the two counters are extrapolated separately; errors may overshoot by a hair
-        return Counts(events=min(max(errors, 0.0), total), total=total)
+    def _error_counts(self, plan: dict[str, dict[str, str]], check: str, window_s: float,
+                      at: float | None) -> tuple[Counts | NoData, Counts | NoData]:
+        """Both arms' requests and failed requests over the window, from ONE query (`queries.one_answer`):
+        one Prometheus answers all four at one instant. Asked one by one through a load balancer over
+        replicas, each could come from another replica, and a replica restarted with empty storage counts
+        only the part of the window it has: requests from it and errors from the other read a good canary
+        at 1% as 5.4%, the other way round a canary at 10% as 1.9% (decision 175). Each arm's NoData in its
+        place (no request series, or none in the window); NoData when neither arm has requests."""
+        parts = {f"{arm}/{role}": plan[arm][role] for arm in q.ARMS for role in ("requests", "errors")}
+        got = q.split_answer(self.query(q.one_answer(parts), check=check, at=at), parts)
+
+        def counts(arm: str) -> Counts:
+            query = plan[arm]["requests"]
+            total = _request_count(number_of(got[f"{arm}/requests"], query, check, arm), query, check, arm, window_s)
+            errors = number_of(got[f"{arm}/errors"], plan[arm]["errors"], check, arm)
+            # the two counters are extrapolated separately; errors may overshoot by a hair
+            return Counts(events=min(max(errors, 0.0), total), total=total)
+
+        return arms_pair(counts)
 
     def _missing_counts(self, plan: dict[str, str], check: str, arm: str, window_s: float, at: float | None) -> Counts:
         query = plan["feature_missing"]
@@ -268,6 +278,16 @@ class PrometheusProvider(PrometheusClient):
         except NoData:
             n = math.nan  # the custom number stands on its own; n is only evidence
         return Scalar(value=value, n=n)
+
+
+def _request_count(n: float, query: str, check: str, arm: str, window_s: float) -> float:
+    """`n`, an arm's requests over the window; MetricsUnavailable for +Inf, NoData for none."""
+    if math.isinf(n):  # a counter that overflowed or jumped (its increase() summed to +Inf): not a count
+        raise MetricsUnavailable(f"check {check!r}: Prometheus answered {n} requests for {arm_name(arm)} in "
+                                 f"{window_s}s, not a count; query: {query}")
+    if n <= 0:
+        raise NoData(f"check {check!r}: no requests for {arm_name(arm)} in {window_s}s; query: {query}")
+    return n
 
 
 def _cumulative(pairs: list[tuple[float, float]], check: str, arm: str, query: str) -> list[tuple[float, float]]:

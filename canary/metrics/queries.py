@@ -273,6 +273,34 @@ def errors_query(p: Preset, sel: str, window_s: float) -> str:
     return f"({errors} or ({_sum_increase(p.requests[0], sel, window_s)} * 0))"
 
 
+PART_LABEL = "canary_part"  # the label `one_answer` marks each part's series with
+
+
+def one_answer(parts: Mapping[str, str]) -> str:
+    """ONE query whose answer holds every query of `parts` ({key: PromQL}), each part's series marked with
+    `PART_LABEL`=key (`split_answer` takes them apart). One query is one HTTP request, so one Prometheus
+    answers every part at one instant: behind a load balancer over replicas (kube-prometheus-stack's
+    `replicas: 2` behind its Service) separate queries may each reach another replica, whose samples are
+    another scrape's (up to an interval apart) and whose history may have a gap (a replica restarted with
+    empty storage): a count and the count it is divided by, read from two of them, are no count of one
+    window (decision 175). Each part must answer label-free series (`sum(...)`), which every query of the
+    presets' requests and errors roles does; a key must be a valid label value (any text)."""
+    return " or ".join(f'label_replace(({query}), "{PART_LABEL}", "{escape(key)}", "", "")'
+                       for key, query in parts.items())
+
+
+def split_answer(result: object, keys: Iterable[str]) -> dict[str, list[object]]:
+    """`one_answer`'s answer as {key: that part's series (marker removed)}: [] for a part with no series,
+    as its own query would have answered. A series of no part (not a vector) is left out."""
+    out: dict[str, list[object]] = {key: [] for key in keys}
+    for series in result if isinstance(result, list) else []:
+        metric = dict(series.get("metric") or {}) if isinstance(series, dict) else {}
+        key = metric.pop(PART_LABEL, None)
+        if key in out:
+            out[key].append({**series, "metric": metric})
+    return out
+
+
 def feature_missing_query(p: Preset, sel: str, window_s: float) -> str:
     """Mean missing fraction over the window and over all features (each feature weighs the same)."""
     return f"avg(avg_over_time({p.feature_missing}{sel}[{duration(window_s)}]))"

@@ -1,0 +1,199 @@
+"""Two Prometheus replicas behind one load-balanced address (kube-prometheus-stack's `replicas: 2` behind the
+`prometheus-operated` Service, as an L7 proxy such as an Istio sidecar balances it: each query to either).
+
+Both replicas scrape the same exporter; replica B scrapes at another offset, so at any instant its newest
+sample of a counter is older than A's by up to one scrape interval. Here that offset is made exact and
+deterministic: B scrapes an endpoint of the same exporter that serves its state as of one change earlier
+(`LaggingExporter`), with the same `instance` label (relabelled), so both replicas store the same series and
+B's newest sample is always one tick of traffic behind A's. HAProxy (round-robin, no stickiness) sends each
+query to the next replica, so the queries of one look alternate between them. A replica that restarted with
+empty storage is started late: its history holds only the traffic since.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import kubernetes.client as kc
+import pytest
+import structlog
+from structlog.testing import capture_logs
+
+from canary import rollout as rl
+from canary.controller import Controller
+from canary.metrics.batch import BatchMetrics
+from canary.metrics.prometheus import PrometheusProvider
+from canary.model import Counts, Target
+from canary.policy import Policy
+from canary.reconcile import measure_window
+from canary.routing.istio import IstioRouter
+from canary.sandbox.haproxy import HAProxy
+from canary.sandbox.promserver import PromServer
+from tests import fleet
+from tests.integration.test_controller_counter_restart import DT, POLICY, Exporter, Run, _held
+from tests.integration.test_controller_scale import Clock
+from tests.support.http import ScriptedHTTP
+
+pytestmark = pytest.mark.integration
+
+INSTANCE = "model-pod:8000"  # the one `instance` label both replicas give the exporter's series
+
+
+class LaggingExporter(Exporter):
+    """`Exporter`, plus a second endpoint (`lagged`) that serves the exposition as it was before the last
+    change: what a replica whose scrape comes later in the interval holds."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.frozen = self._answer("/metrics", {})
+        self.lagged = ScriptedHTTP(lambda path, headers: self.frozen)
+
+    def advance(self, model: str, *, canary_errors: float = 0.005) -> int:
+        self.frozen = self._answer("/metrics", {})
+        return super().advance(model, canary_errors=canary_errors)
+
+
+class Replica(PromServer):
+    """One replica: its own external label (kube-prometheus-stack's `prometheus_replica`) and the exporter's
+    series under one `instance` whatever address it scrapes."""
+
+    def __init__(self, name: str, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.name = name
+
+    def config(self) -> dict[str, object]:
+        cfg = super().config()
+        cfg["global"]["external_labels"] = {"prometheus_replica": self.name}  # type: ignore[index]
+        for job in cfg.get("scrape_configs", []):  # type: ignore[attr-defined]
+            job["relabel_configs"] = [{"target_label": "instance", "replacement": INSTANCE}]
+        return cfg
+
+
+def _replica(name: str, target: str, binary: str) -> Replica:
+    # a lookback longer than the fake clock can get ahead of Prometheus's (as test_controller_counter_restart)
+    return Replica(name, targets=[target], scrape_interval="1s", binary=binary,
+                   extra_args=["--query.lookback-delta=30m"])
+
+
+@pytest.fixture(scope="module")
+def pair(prometheus_binary: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """(A, B, the load balancer, the exporter): B one change behind A, HAProxy round-robin over both."""
+    exporter = LaggingExporter()
+    a = _replica("a", exporter.http.address, prometheus_binary).start()
+    b = _replica("b", exporter.lagged.address, prometheus_binary).start()
+    lb = HAProxy({"a": f"127.0.0.1:{a.port}", "b": f"127.0.0.1:{b.port}"}, weights={"a": 1, "b": 1},
+                 workdir=tmp_path_factory.mktemp("haproxy")).start()
+    try:
+        a.wait_targets_up()
+        b.wait_targets_up()
+        g = exporter.advance("m0")
+        _held(a, g)
+        _held(b, g - 1)
+        yield a, b, lb, exporter
+    finally:
+        lb.stop()
+        b.stop()
+        a.stop()
+        exporter.lagged.close()
+        exporter.http.close()
+
+
+class HARun(Run):
+    """`Run` whose ticks wait until A holds the change and B the one before it."""
+
+    def __init__(self, world: Any, i: int, b: PromServer) -> None:
+        super().__init__(world, i)
+        self.b = b
+
+    def tick(self, *, canary_errors: float = 0.005) -> None:
+        g = self.exporter.advance(self.model, canary_errors=canary_errors)
+        _held(self.prom, g)
+        _held(self.b, g - 1)
+        self.clock.t += DT
+        self.clock.t = max(self.clock.t, time.time() + 10.0)
+        with capture_logs() as logs:
+            self.op.tick()
+        self.lines += [(self.clock.t, e) for e in logs]
+
+
+def _controller(url: str) -> tuple[Any, Any, Controller, Clock]:
+    api = fleet.start_api(fleet_size := 5)
+    del fleet_size
+    client = api.api_client()
+    provider = PrometheusProvider(url, retries=2, budget_s=5)
+    clock = Clock(time.time() + 60.0)
+    op = Controller(custom=kc.CustomObjectsApi(client), core=kc.CoreV1Api(client), router=IstioRouter(client, wait=None),
+                    metrics=provider, batch=BatchMetrics(provider), namespace="ml", clock=clock)
+    return api, client, op, clock
+
+
+# -- `canary promote`'s looks: range queries, each arm's counts over the window ------------------------------
+
+FRESH_MODEL = "m4"
+TICKS_BEFORE_B = 10  # changes of traffic A holds before B starts (B restarted with empty storage)
+
+
+@pytest.fixture(scope="module")
+def fresh_pair(prometheus_binary: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """(A, B, the load balancer): both scrape the one exporter; B started with empty storage after
+    `TICKS_BEFORE_B` changes that A holds, so B's history holds one change of the window's traffic; both hold
+    the newest scrape. The canary of `FRESH_MODEL` at 1% errors, the stable at 0.5%; `m3`'s canary at 10%."""
+    exporter = Exporter()
+    a = _replica("a", exporter.http.address, prometheus_binary).start()
+    b = _replica("b", exporter.http.address, prometheus_binary)
+    lb: HAProxy | None = None
+    try:
+        a.wait_targets_up()
+        for _ in range(TICKS_BEFORE_B):
+            exporter.advance("m3", canary_errors=0.10)
+            _held(a, exporter.advance(FRESH_MODEL, canary_errors=0.01))
+        b.start().wait_targets_up()
+        _held(b, exporter.generation)
+        exporter.advance("m3", canary_errors=0.10)
+        g = exporter.advance(FRESH_MODEL, canary_errors=0.01)
+        _held(a, g)
+        _held(b, g)
+        lb = HAProxy({"a": f"127.0.0.1:{a.port}", "b": f"127.0.0.1:{b.port}"}, weights={"a": 1, "b": 1},
+                     workdir=tmp_path_factory.mktemp("haproxy")).start()
+        yield a, b, lb
+    finally:
+        if lb is not None:
+            lb.stop()
+        b.stop()
+        a.stop()
+        exporter.http.close()
+
+
+def _rates(url: str, model: str, *, skip: int = 0) -> dict[str, float]:
+    """One look's error rate of each arm as `canary promote` measures it (`measure_window`, a window of the
+    whole history), after `skip` queries to `url` (so the look's first query reaches the other replica)."""
+    provider = PrometheusProvider(url, retries=1, budget_s=5)
+    for _ in range(skip):
+        provider.query("vector(1)")
+    policy = Policy.model_validate(POLICY)
+    with capture_logs():
+        out, _ = measure_window(provider, policy, Target("ml", model, model, "v1", "v2"), window_s=600,
+                                log=structlog.get_logger())
+    stable, canary = out["errors"]
+    assert isinstance(stable, Counts) and isinstance(canary, Counts), out
+    return {"stable": stable.rate, "canary": canary.rate}
+
+
+@pytest.mark.parametrize("skip", [0, 1])
+def test_a_look_through_the_balancer_reads_each_error_rate_from_one_replica(fresh_pair: Any, skip: int) -> None:
+    """Through round-robin HAProxy a look's queries alternate between A (the whole window) and B (restarted
+    with empty storage: a tenth of it). Read one query at a time, one arm's requests came from one replica
+    and its errors from the other: the good canary (1%) read 5.4% (over its 5% hard ceiling: a rollback
+    of a good canary) or 0.19%, and the bad one (10%) 1.9% (passing it). Now both arms' requests and
+    errors are one query: each rate is the replica's, which is the truth on either (the counts differ,
+    the rates not). `skip` starts the look on either replica."""
+    a, b, lb = fresh_pair
+    for direct in (a, b):  # the premise: each replica alone reads the true rates, from different counts
+        got = _rates(direct.url, FRESH_MODEL)
+        assert got["canary"] == pytest.approx(0.01, rel=0.05) and got["stable"] == pytest.approx(0.005, rel=0.05)
+    good, bad = _rates(lb.url, FRESH_MODEL, skip=skip), _rates(lb.url, "m3", skip=skip)
+    assert good["canary"] == pytest.approx(0.01, rel=0.05), good
+    assert good["stable"] == pytest.approx(0.005, rel=0.05), good
+    assert bad["canary"] == pytest.approx(0.10, rel=0.05), bad
