@@ -71,7 +71,7 @@ from canary.metrics.families import (
     regex_matcher,
 )
 from canary.metrics.native import CUSTOM, sample_values
-from canary.metrics.snapshot import FORMAT, UNREADABLE, Binding, Groups, Snapshot, UnusableStepStart
+from canary.metrics.snapshot import FORMAT, MIXED, UNREADABLE, Binding, Groups, Snapshot, UnusableStepStart
 from canary.model import Target
 from canary.policy import Policy
 
@@ -196,12 +196,73 @@ class BatchMetrics:
             uses[query] -= 1
             if not uses[query]:
                 answers.pop(query, None)  # parsed for its last family: one raw answer in memory at a time
+        asked += self._consistent(index, groups, at)
         self.queries_last = asked + isolate.asked + (self.clock_offset_last is not None)
         for fam, group in groups.items():
             if group.idents:
                 self.series_per_ident[fam.key] = rows[fam.key] / len(group.idents)
         log.debug("metrics.batch_snapshot", families=len(groups), queries=self.queries_last)
         return Snapshot.from_index(taken_at, index, probe=RestartProbe(self, at, chunks))
+
+
+    def _consistent(self, index: dict[str, dict[Ident, dict[str, dict[str, float]]]], groups: dict[Family, _Group],
+                    at: float) -> int:
+        """Makes the families of one metric agree (`_mixed`): those that do not are asked again together, in
+        order, at most `REASKS` times (behind a balancer each answer may come from either replica, so another
+        round may find one replica answering them all); rollout arms still read with two values are marked
+        `MIXED`, unread. Returns the queries it sent."""
+        sent = 0
+        for _ in range(REASKS):
+            mixed = _mixed(index, groups)
+            if not mixed:
+                return sent
+            log.info("metrics.replicas_mixed", rollout_arms=len({i for _, idents in mixed for i in idents}),
+                     asking_again=True)
+            for fam in (f for fams, _ in mixed for f in fams):
+                fresh: dict[Ident, dict[str, dict[str, float]]] = {}
+                try:
+                    for _, query in self._queries(fam, groups[fam]):
+                        sent += 1
+                        _parse(self.prom.query(query, check=BATCH, at=at), fam, groups[fam].idents, query, fresh)
+                except MetricsUnavailable:
+                    break  # a partial or failed answer: this round is lost; the marks below say so
+                index[fam.key] = fresh
+        for fams, idents in _mixed(index, groups):
+            log.warning("metrics.replicas_mixed", rollout_arms=len(idents), asking_again=False, metric=fams[0].metric)
+            for fam in fams:
+                for ident in idents:
+                    index[fam.key].setdefault(ident, {})[MIXED] = {"": 1.0}
+        return sent
+
+
+REASKS = 2  # rounds of asking again a metric's families whose answers disagree (`BatchMetrics._consistent`)
+
+
+def _mixed(index: dict[str, dict[Ident, dict[str, dict[str, float]]]],
+           fams: Iterable[Family]) -> list[tuple[list[Family], set[Ident]]]:
+    """The families of one metric (the requests and the failed requests: `model_requests_total` and its
+    `outcome="error"` part), with the rollout arms whose series they hold with two values. Each family is
+    its own query, and one Prometheus answers one series with one value at one instant, so two values are
+    two answers from two scrapes (two replicas behind one load-balanced address, whose scrapes are up to an
+    interval apart, decision 175): such an arm's errors and requests would be counted over two windows.
+    Only plain values are compared (a series' values by extra label too)."""
+    same: dict[tuple[Any, ...], list[Family]] = {}
+    for fam in fams:
+        if fam.key in index and not fam.native:
+            same.setdefault((fam.metric, fam.by, fam.extra), []).append(fam)
+    out = []
+    for group in (g for g in same.values() if len(g) > 1):
+        bad: set[Ident] = set()
+        for ident in set().union(*(index[f.key] for f in group)):
+            seen: dict[str, Any] = {}
+            for fam in group:
+                for sid, vals in index[fam.key].get(ident, {}).items():
+                    have = sid.startswith("!") or seen.setdefault(sid, vals)
+                    if have is not True and any(have.get(x, v) != v for x, v in vals.items()):
+                        bad.add(ident)
+        if bad:
+            out.append((group, bad))
+    return out
 
 
 def _chunks(fam: Family, group: _Group, limit: int, *, max_idents: int | None = None) -> list[dict[str, set[str]]]:

@@ -42,6 +42,10 @@ UNREADABLE = "!unreadable"
 # the same for a rollout arm whose family Prometheus answered only in part (a partial-response warning,
 # or an error status, even when asked for that rollout alone: `batch`): its series may be incomplete
 PARTIAL = "!partial"
+# the same for a rollout arm whose series one snapshot read twice (two families of one metric, such as the
+# requests and the failed requests) with two values: two answers from two scrapes, such as two Prometheus
+# replicas behind one load-balanced address (`batch`, decision 175): its counts are of no one window
+MIXED = "!mixed"
 RESETS = "!resets"  # in a restart probe's answer: the key of a series' `resets()` count (`Snapshot.restarted`)
 # (family, rollout arm, since) -> {series id: {extra label value: min over (since, taken_at], RESETS: count}}
 RestartProbe = Callable[[Family, Ident, float], Mapping[str, Mapping[str, float]]]
@@ -210,9 +214,13 @@ class Snapshot:
         if got is None:
             return None
         groups = got.get(ident, {})
-        if UNREADABLE in groups or PARTIAL in groups:  # no count can be subtracted from it, or left out of a sum
+        if UNREADABLE in groups or PARTIAL in groups or MIXED in groups:  # no count to subtract, or to sum
             what = (f"a NaN or infinite {fam.metric} sample for {'/'.join(ident)}" if UNREADABLE in groups else
-                    f"only part of the {fam.metric} series of {'/'.join(ident)} (Prometheus answered in part)")
+                    f"only part of the {fam.metric} series of {'/'.join(ident)} (Prometheus answered in part)"
+                    if PARTIAL in groups else
+                    f"{fam.metric} series of {'/'.join(ident)} read with two values by two of its queries (two "
+                    f"Prometheus replicas behind one address, or a scrape in between): its request and error counts "
+                    f"are from two moments; point canary at one replica, or at Thanos Query (README)")
             if self.bound is not None:  # a step-start snapshot: the next one starts the step again
                 raise UnusableStepStart(f"step-start snapshot taken at {self.taken_at:.3f} holds {what}")
             raise MetricsUnavailable(f"the snapshot taken at {self.taken_at:.3f} holds {what}: not a count")

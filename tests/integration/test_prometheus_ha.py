@@ -24,6 +24,7 @@ from structlog.testing import capture_logs
 from canary import rollout as rl
 from canary.controller import Controller
 from canary.metrics.batch import BatchMetrics
+from canary.metrics.families import policy_families
 from canary.metrics.prometheus import PrometheusProvider
 from canary.model import Counts, Target
 from canary.policy import Policy
@@ -118,15 +119,73 @@ class HARun(Run):
         self.lines += [(self.clock.t, e) for e in logs]
 
 
-def _controller(url: str) -> tuple[Any, Any, Controller, Clock]:
+class Interleaved(PrometheusProvider):
+    """The controller's Prometheus client, with one query of another client of the Service (a dashboard, a
+    rule evaluator) sent through the balancer just before each of the snapshot's error-family queries: so
+    the round robin answers that family from the other replica than the request family (the order in
+    which other clients' queries interleave decides it in a cluster; here it is fixed)."""
+
+    def query(self, query: str, **kw: Any) -> Any:
+        if query.startswith("last_over_time(") and 'outcome="error"' in query:
+            PrometheusProvider(self.url, retries=1, budget_s=5).query("vector(1)")
+        return super().query(query, **kw)
+
+
+def _controller(url: str, *, interleaved: bool = False) -> tuple[Any, Any, Controller, Clock]:
     api = fleet.start_api(fleet_size := 5)
     del fleet_size
     client = api.api_client()
-    provider = PrometheusProvider(url, retries=2, budget_s=5)
+    provider = (Interleaved if interleaved else PrometheusProvider)(url, retries=2, budget_s=5)
     clock = Clock(time.time() + 60.0)
     op = Controller(custom=kc.CustomObjectsApi(client), core=kc.CoreV1Api(client), router=IstioRouter(client, wait=None),
                     metrics=provider, batch=BatchMetrics(provider), namespace="ml", clock=clock)
     return api, client, op, clock
+
+
+def _agree(snap: Any, i: int) -> bool:
+    """Whether the snapshot's request family and its error family hold each series of model `i` with one value."""
+    fams = {fam.matcher: fam for fam in policy_families(Policy.model_validate(POLICY)) if fam.metric == "model_requests_total"}
+    target = Target("ml", fleet.model(i), fleet.model(i), "v1", "v2")
+    for arm in ("stable", "canary"):
+        ident = fams[""].ident(target, arm)
+        requests, errors = (dict(snap._index[fams[m].key].get(ident, {})) for m in ("", 'outcome="error"'))
+        if any(requests.get(sid) is not None and dict(requests[sid]) != dict(vals) for sid, vals in errors.items()):
+            return False
+    return True
+
+
+@pytest.mark.parametrize("i,canary_errors,phase", [(0, 0.03, rl.PROMOTED), (1, 0.08, rl.ROLLED_BACK)])
+def test_the_controllers_snapshots_read_requests_and_errors_from_one_replica(
+        pair: Any, i: int, canary_errors: float, phase: str) -> None:
+    """The controller's snapshot asks one query per family; through the balancer, with another client's query
+    between two of them, the request family came from one replica and the error family from the other, one
+    tick apart: the look's errors were counted over another window than its requests (the canary's cumulative
+    counts read 2,400 requests with 9 errors at one snapshot, A's requests and B's errors, and 2,400 with 105
+    at the next, B's requests and A's errors). Now a metric's families that disagree
+    are asked again together (`metrics.replicas_mixed`) until one replica answers both; every snapshot the
+    looks judge agrees, the good canary (3%, under its 5% hard ceiling) is promoted and the bad one (8%)
+    rolled back."""
+    a, b, lb, exporter = pair
+    api, client, op, clock = _controller(lb.url, interleaved=True)
+    taken: list[Any] = []
+    snapshot = op.batch.snapshot
+
+    def spy(*args: Any, **kw: Any) -> Any:
+        taken.append(snapshot(*args, **kw))
+        return taken[-1]
+
+    op.batch.snapshot = spy  # type: ignore[method-assign]
+    try:
+        run = HARun((api, op, kc.CustomObjectsApi(client), clock, a, exporter), i, b)
+        run.until_in_step(0)
+        end = run.to_end(canary_errors=canary_errors)
+        assert taken and all(_agree(snap, i) for snap in taken)
+        assert end.phase == phase, end
+        asked = run.events("metrics.replicas_mixed")
+        assert asked and all(e["asking_again"] for _, e in asked)  # the premise: they disagreed, and were asked again
+    finally:
+        client.close()
+        api.stop()
 
 
 # -- `canary promote`'s looks: range queries, each arm's counts over the window ------------------------------
