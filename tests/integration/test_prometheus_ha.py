@@ -13,6 +13,7 @@ empty storage is started late: its history holds only the traffic since.
 from __future__ import annotations
 
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -23,7 +24,7 @@ from structlog.testing import capture_logs
 
 from canary import rollout as rl
 from canary.controller import Controller
-from canary.metrics.batch import BatchMetrics
+from canary.metrics.batch import BatchMetrics, Want
 from canary.metrics.families import policy_families
 from canary.metrics.prometheus import PrometheusProvider
 from canary.model import Counts, Target
@@ -225,12 +226,21 @@ def fresh_pair(prometheus_binary: str, tmp_path_factory: pytest.TempPathFactory)
         exporter.http.close()
 
 
+def _skip(url: str, n: int) -> None:
+    """`n` queries to `url`, whatever they answer: the balancer's next query goes to the next replica."""
+    for _ in range(n):
+        try:
+            urllib.request.urlopen(url + "/api/v1/query?query=vector(1)", timeout=5).close()  # noqa: S310
+        except OSError:
+            pass
+
+
 def _rates(url: str, model: str, *, skip: int = 0) -> dict[str, float]:
     """One look's error rate of each arm as `canary promote` measures it (`measure_window`, a window of the
-    whole history), after `skip` queries to `url` (so the look's first query reaches the other replica)."""
-    provider = PrometheusProvider(url, retries=1, budget_s=5)
-    for _ in range(skip):
-        provider.query("vector(1)")
+    whole history; the client's default retries), after `skip` queries to `url` (so the look's first query
+    reaches the other replica)."""
+    provider = PrometheusProvider(url, backoff_s=0.01)
+    _skip(url, skip)
     policy = Policy.model_validate(POLICY)
     with capture_logs():
         out, _ = measure_window(provider, policy, Target("ml", model, model, "v1", "v2"), window_s=600,
@@ -256,3 +266,23 @@ def test_a_look_through_the_balancer_reads_each_error_rate_from_one_replica(fres
     assert good["canary"] == pytest.approx(0.01, rel=0.05), good
     assert good["stable"] == pytest.approx(0.005, rel=0.05), good
     assert bad["canary"] == pytest.approx(0.10, rel=0.05), bad
+
+
+def test_a_replica_down_behind_the_balancer_costs_a_retry_not_a_look(fresh_pair: Any) -> None:
+    """B stopped (a replica rescheduled), the balancer without health checks still sends it every other query:
+    HAProxy answers that one 503, the client asks again (`retries`), and the next reaches A. Both paths read
+    A's rates: `promote`'s look and the controller's snapshot. (Last in this module: B stays down.)"""
+    a, b, lb = fresh_pair
+    b.stop()
+    for skip in (0, 1):
+        got = _rates(lb.url, FRESH_MODEL, skip=skip)
+        assert got["canary"] == pytest.approx(0.01, rel=0.05) and got["stable"] == pytest.approx(0.005, rel=0.05)
+    policy = Policy.model_validate(POLICY)
+    target = Target("ml", FRESH_MODEL, FRESH_MODEL, "v1", "v2")
+    for skip in (0, 1):
+        provider = PrometheusProvider(lb.url, backoff_s=0.01)
+        _skip(lb.url, skip)
+        with capture_logs():
+            snap = BatchMetrics(provider).snapshot([Want(policy, target)], at=time.time())
+        data = snap.arm(policy, policy.checks[0], target, "canary")
+        assert isinstance(data, Counts) and data.total > 0 and data.rate == pytest.approx(0.01, rel=0.05)
