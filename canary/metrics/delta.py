@@ -165,6 +165,17 @@ def _layout_changed(where: str, base_raw: list[tuple[float, float]], now_raw: li
             f"counts stay in Prometheus's {LOOKBACK} lookback, so the new layout cannot be told apart until then")
 
 
+def _refuse_missed(now: Snapshot, base: Snapshot, fam: Family, ident: tuple[str, ...]) -> None:
+    """UnusableStepStart when `base` lacks series of this arm that Prometheus held when it was taken
+    (`Snapshot.missed`): they would count from 0, their whole life as the window's. The next snapshot
+    starts the step again (decision 176)."""
+    missed = now.missed(fam, ident, base)
+    if missed:
+        raise UnusableStepStart(f"step-start snapshot taken at {base.taken_at:.3f} lacks {len(missed)} {fam.metric} "
+                                f"series of {'/'.join(ident)} that Prometheus held then (read from a replica that had "
+                                "not scraped them yet?)")
+
+
 def _requests_delta(now: Snapshot, base: Snapshot, policy: Policy, source: str, target: Target,
                     arm: str) -> tuple[float, int] | None:
     """Requests of one arm over base..now, series by series, and the series that restarted; None when
@@ -178,6 +189,7 @@ def _requests_delta(now: Snapshot, base: Snapshot, policy: Policy, source: str, 
         vals_base = base.groups(fam, ident)
         if vals_base is None:
             raise _missing_family(f"request counter {fam.metric}", base, "request_counts")
+        _refuse_missed(now, base, fam, ident)
         d, r = _counter_delta(now.groups(fam, ident) or {}, vals_base, now.restarted(fam, ident, base))
         total, resets = total + sum(d.values()), resets + r
     return total, resets
@@ -227,6 +239,7 @@ def _classic_arm(policy: Policy, spec: Spec, check: Check, target: Target, arm: 
             raise _missing_family(fam.metric, snap, check.name)
     assert g_now is not None and g_base is not None
     where = f"check {check.name!r}: {arm} arm of {target.model!r}"
+    _refuse_missed(now, base, fam, ident)
     d, resets = _arm_delta(spec, policy, target, arm, snaps=(now, base), groups=(g_now, g_base), where=where)
     _log_resets(resets, check.name, target, arm, now, base)
     return d

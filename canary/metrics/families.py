@@ -99,15 +99,19 @@ class Family:
         `either`, the series any of the matchers picks, each once (`or` keeps one of equal label sets)."""
         return " or ".join(f"last_over_time({self.metric}{sel}[{lookback}])" for sel in self._selectors(filters))
 
-    def restart_query(self, filters: Mapping[str, Iterable[str]] | None, range_ms: int) -> str:
+    def restart_query(self, filters: Mapping[str, Iterable[str]] | None, range_ms: int, *,
+                      lookback: str = LOOKBACK) -> str:
         """What tells restarts within the last `range_ms` ms apart from growth, per series (`Snapshot.restarted`):
         its `resets()` when above 0 and its `min_over_time()`, told apart by the label `RESTART_LABEL`
-        ("resets" | "min"); a classic histogram's +Inf bucket only (a process restarts all its buckets)."""
+        ("resets" | "min"); a classic histogram's +Inf bucket only (a process restarts all its buckets).
+        Also ("before") its latest value `range_ms` ago, as a snapshot then read it (`lookback`): a series
+        the window's start snapshot lacks although this Prometheus held it then (`Snapshot.missed`)."""
         le = ',le=~"[+]?[Ii]nf(inity)?"' if self.extra == "le" else ""
         parts = []
         for sel in self._selectors(filters):
             sel = (sel[:-1] + le + "}") if sel else ("{" + le[1:] + "}" if le else "")
-            for kind, expr in (("resets", "resets({}[{}ms]) > 0"), ("min", "min_over_time({}[{}ms])")):
+            for kind, expr in (("resets", "resets({}[{}ms]) > 0"), ("min", "min_over_time({}[{}ms])"),
+                               ("before", "last_over_time({}[" + lookback + "] offset {}ms)")):
                 parts.append(f'label_replace({expr.format(self.metric + sel, range_ms)}, "{RESTART_LABEL}", '
                              f'"{kind}", "__name__", ".*")')
         return " or ".join(parts)

@@ -26,7 +26,7 @@ import structlog
 from canary.errors import MetricsUnavailable
 from canary.metrics.client import BATCH, BATCH_WHO, PartialAnswer
 from canary.metrics.families import RESTART_LABEL, Family, Ident
-from canary.metrics.snapshot import PARTIAL, RESETS
+from canary.metrics.snapshot import BEFORE, PARTIAL, RESETS
 
 log = structlog.get_logger(__name__)
 # `batch._parse`: adds an answer's series for `idents` to a snapshot's index, returns how many it kept
@@ -117,7 +117,7 @@ class RestartProbe:
                 if key in self._answers:  # asked by the look this one waited for
                     return self._answers[key]
                 self.batch.restart_queries += 1
-            query = fam.restart_query(filters, range_ms)
+            query = fam.restart_query(filters, range_ms, lookback=self.batch.lookback)
             got: dict[Ident, dict[str, dict[str, float]]] | None
             try:
                 if attempts is None:
@@ -145,7 +145,7 @@ def _model_at(fam: Family) -> int:
 
 def _parse_restarts(result: Any, fam: Family, idents: set[Ident],
                     query: str) -> dict[Ident, dict[str, dict[str, float]]]:
-    """{ident: {series id: {extra: min, RESETS: count}}} from a `Family.restart_query` answer."""
+    """{ident: {series id: {extra: min, RESETS: count, BEFORE: value}}} from a `Family.restart_query` answer."""
     if not isinstance(result, list):
         raise MetricsUnavailable(f"batch: malformed answer (not a vector); query: {query}")
     out: dict[Ident, dict[str, dict[str, float]]] = {}
@@ -156,7 +156,9 @@ def _parse_restarts(result: Any, fam: Family, idents: set[Ident],
             value = float(s["value"][1])
             if ident not in idents or not math.isfinite(value):
                 continue  # a NaN sample: the snapshot itself says what it makes of it
-            key = RESETS if labels.get(RESTART_LABEL) == "resets" else (labels.get(fam.extra, "") if fam.extra else "")
+            kind = labels.get(RESTART_LABEL)
+            key = RESETS if kind == "resets" else BEFORE if kind == "before" else \
+                (labels.get(fam.extra, "") if fam.extra else "")
             out.setdefault(ident, {}).setdefault(fam.series_id(labels), {})[key] = value
     except (KeyError, ValueError, TypeError, IndexError, AttributeError) as exc:
         raise MetricsUnavailable(f"batch: malformed answer; query: {query}") from exc

@@ -46,7 +46,8 @@ PARTIAL = "!partial"
 # requests and the failed requests) with two values: two answers from two scrapes, such as two Prometheus
 # replicas behind one load-balanced address (`batch`, decision 175): its counts are of no one window
 MIXED = "!mixed"
-RESETS = "!resets"  # in a restart probe's answer: the key of a series' `resets()` count (`Snapshot.restarted`)
+RESETS = "!resets"
+BEFORE = "!before"  # in a restart probe's answer: the series' value as Prometheus held it at the window's start  # in a restart probe's answer: the key of a series' `resets()` count (`Snapshot.restarted`)
 # (family, rollout arm, since) -> {series id: {extra label value: min over (since, taken_at], RESETS: count}}
 RestartProbe = Callable[[Family, Ident, float], Mapping[str, Mapping[str, float]]]
 Groups = Mapping[str, Mapping[str, float]]  # series id -> {extra label value: cumulative value}
@@ -247,9 +248,25 @@ class Snapshot:
                 continue  # born in the window: counted from 0 (a restart since its birth: `resets`)
             key = q.parse_le if fam.extra == "le" else str
             was_by = {key(x): v for x, v in was.items()}
-            if any(m < was_by.get(key(x), -math.inf) for x, m in info.items() if x != RESETS):
+            if any(m < was_by.get(key(x), -math.inf) for x, m in info.items() if x not in (RESETS, BEFORE)):
                 out.add(sid)
         return frozenset(out)
+
+    def missed(self, fam: Family, ident: Ident, base: "Snapshot") -> frozenset[str]:
+        """Series ids of one rollout arm that `base` lacks although the Prometheus answering this snapshot's
+        restart probe held them at `base.taken_at` (`Family.restart_query`'s "before"): `base` was read
+        from a replica that had not scraped them yet (restarted with empty storage, behind a load balancer:
+        decision 176), and counting them "born in the window", from 0, would count their whole life. Empty
+        where `restarted` asks nothing (no probe, a native histogram, no window). MetricsUnavailable when
+        Prometheus cannot be asked."""
+        if self._probe is None or fam.native or base.taken_at >= self.taken_at:
+            return frozenset()
+        now, before = self.groups(fam, ident) or {}, base.groups(fam, ident) or {}
+        born = [sid for sid in now if sid not in before]
+        if not born:
+            return frozenset()
+        got = self._probe(fam, ident, base.taken_at)
+        return frozenset(sid for sid in born if BEFORE in got.get(sid, {}))
 
     def values(self, fam: Family, ident: Ident) -> dict[str, float] | None:
         """{extra label value: cumulative value summed over series} for one rollout arm; None if never asked."""

@@ -24,7 +24,8 @@ from structlog.testing import capture_logs
 
 from canary import rollout as rl
 from canary.controller import Controller
-from canary.metrics.batch import BatchMetrics, Want
+from canary.metrics.batch import BatchMetrics, UnusableStepStart, Want
+from canary.metrics.delta import measure_delta
 from canary.metrics.families import policy_families
 from canary.metrics.prometheus import PrometheusProvider
 from canary.model import Counts, Target
@@ -201,7 +202,9 @@ def fresh_pair(prometheus_binary: str, tmp_path_factory: pytest.TempPathFactory)
     `TICKS_BEFORE_B` changes that A holds, so B's history holds one change of the window's traffic; both hold
     the newest scrape. The canary of `FRESH_MODEL` at 1% errors, the stable at 0.5%; `m3`'s canary at 10%."""
     exporter = Exporter()
+    before = time.time()  # A holds nothing from before this
     a = _replica("a", exporter.http.address, prometheus_binary).start()
+    a.before_first_scrape = before  # type: ignore[attr-defined]
     b = _replica("b", exporter.http.address, prometheus_binary)
     lb: HAProxy | None = None
     try:
@@ -266,6 +269,39 @@ def test_a_look_through_the_balancer_reads_each_error_rate_from_one_replica(fres
     assert good["canary"] == pytest.approx(0.01, rel=0.05), good
     assert good["stable"] == pytest.approx(0.005, rel=0.05), good
     assert bad["canary"] == pytest.approx(0.10, rel=0.05), bad
+
+
+def test_a_step_start_snapshot_from_a_replica_that_has_not_scraped_yet_is_taken_again(
+        fresh_pair: Any, prometheus_binary: str) -> None:
+    """A replica restarted with empty storage answers, until its first scrape, with no series at all (here C:
+    one with no targets yet). A step-start snapshot it answers lacks every series; the look's snapshot from
+    A then counted each of them "born in the window", from 0: the canary's whole life (6,600 requests and
+    66 errors, every earlier step's) as the step's data. Now the look's restart probe asks A for each such
+    series' value at the step start, and one A held then makes the step-start snapshot unusable (the
+    controller takes the next snapshot as the step's start). A series A itself did not hold then (born in
+    the window) still counts from 0."""
+    a, _, _ = fresh_pair
+    policy = Policy.model_validate(POLICY)
+    target = Target("ml", FRESH_MODEL, FRESH_MODEL, "v1", "v2")
+    check = policy.checks[0]
+    c = _replica("c", "127.0.0.1:1", prometheus_binary)
+    c.targets = []
+    c.start()
+    try:
+        start = time.time() - 5
+        with capture_logs():
+            base = BatchMetrics(PrometheusProvider(c.url)).snapshot([Want(policy, target)], at=start)
+            now = BatchMetrics(PrometheusProvider(a.url)).snapshot([Want(policy, target)], at=time.time())
+    finally:
+        c.stop()
+    assert base.requests(policy, target, "canary") is None  # the premise: C held nothing
+    with capture_logs(), pytest.raises(UnusableStepStart, match="lacks .* series .* Prometheus held then"):
+        measure_delta(policy, check, target, now, base.restrict(policy, target))
+    with capture_logs():  # A before its first scrape: every series born since, counted from 0
+        early = BatchMetrics(PrometheusProvider(a.url)).snapshot([Want(policy, target)],
+                                                                 at=a.before_first_scrape)  # type: ignore[attr-defined]
+        _, canary = measure_delta(policy, check, target, now, early.restrict(policy, target))
+    assert isinstance(canary, Counts) and canary.total == now.requests(policy, target, "canary")
 
 
 def test_a_replica_down_behind_the_balancer_costs_a_retry_not_a_look(fresh_pair: Any) -> None:
