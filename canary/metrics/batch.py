@@ -245,7 +245,10 @@ def _mixed(index: dict[str, dict[Ident, dict[str, dict[str, float]]]],
     its own query, and one Prometheus answers one series with one value at one instant, so two values are
     two answers from two scrapes (two replicas behind one load-balanced address, whose scrapes are up to an
     interval apart, decision 175): such an arm's errors and requests would be counted over two windows.
-    Only plain values are compared (a series' values by extra label too)."""
+    Only plain values are compared (a series' values by extra label too). A family with no matcher of
+    its own holds every series of the metric, so a series another family of it holds and it lacks is a
+    disagreement too (one replica that had scraped a pod, the other not yet: its errors without its
+    requests)."""
     same: dict[tuple[Any, ...], list[Family]] = {}
     for fam in fams:
         if fam.key in index and not fam.native:
@@ -253,6 +256,7 @@ def _mixed(index: dict[str, dict[Ident, dict[str, dict[str, float]]]],
     out = []
     for group in (g for g in same.values() if len(g) > 1):
         bad: set[Ident] = set()
+        whole = [f for f in group if not f.matcher and not f.either]
         for ident in set().union(*(index[f.key] for f in group)):
             seen: dict[str, Any] = {}
             for fam in group:
@@ -260,6 +264,10 @@ def _mixed(index: dict[str, dict[Ident, dict[str, dict[str, float]]]],
                     have = sid.startswith("!") or seen.setdefault(sid, vals)
                     if have is not True and any(have.get(x, v) != v for x, v in vals.items()):
                         bad.add(ident)
+            for fam in whole:
+                held = index[fam.key].get(ident, {})
+                if any(sid not in held for sid in seen) and not any(sid.startswith("!") for sid in held):
+                    bad.add(ident)
         if bad:
             out.append((group, bad))
     return out

@@ -69,3 +69,33 @@ def test_families_that_never_agree_leave_the_arms_unread_and_a_step_start_snapsh
     good, _ = _take(TwoReplicas(behind=0))
     with pytest.raises(MetricsUnavailable):  # a look against it measures nothing, rather than two windows
         measure_delta(pol, chk(pol, "err"), T, snap, good.restrict(pol, T))
+
+
+class Unscraped(FakeProm):
+    """The request family's first `behind` answers from a replica that has not scraped the canary's second
+    pod yet (its series missing), the error family's from one that has."""
+
+    def __init__(self, *, behind: int) -> None:
+        super().__init__(model_arm("rec", "v1", lat=[1, 2], ok=990, err=10)
+                         + [(n, {**labels, "pod": "c1"}, v) for n, labels, v in model_arm("rec", "v2", lat=[1, 2], ok=95, err=5)]
+                         + [(n, {**labels, "pod": "c2"}, v) for n, labels, v in model_arm("rec", "v2", lat=[1, 2], ok=0, err=50)])
+        self.behind = behind
+
+    def query(self, query: str, **kw: Any) -> Any:
+        out = super().query(query, **kw)
+        if query.startswith("last_over_time(model_requests_total{") and "outcome" not in query and self.behind > 0:
+            self.behind -= 1
+            return [s for s in out if s["metric"].get("pod") != "c2"]
+        return out
+
+
+def test_a_request_family_that_lacks_a_series_its_error_family_holds_disagrees() -> None:
+    """Without the rule the canary read 55 errors of 100 requests: c2's 50 errors without c2's 50 requests."""
+    snap, lines = _take(Unscraped(behind=b.REASKS + 1))
+    pol = policy(checks=[{"name": "err", "kind": "error_rate", "max_rate_pct": 5}])
+    assert lines and lines[-1]["asking_again"] is False
+    with pytest.raises(MetricsUnavailable, match="two Prometheus replicas"):
+        snap.arm(pol, chk(pol, "err"), T, "canary")
+    snap, _ = _take(Unscraped(behind=1))
+    got = snap.arm(pol, chk(pol, "err"), T, "canary")
+    assert (got.events, got.total) == (55, 150)
