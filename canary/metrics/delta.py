@@ -12,7 +12,9 @@ while the queries are shared (`batch`). Kept apart from the snapshot format
   the group restarted and counts its current values, as `increase()` does
   across a reset between two samples (flagged in `ArmDelta.reset`, logged as
   ``metrics.counter_reset``); absent from the step-start snapshot -> born in the window, from
-  0; absent now -> contributes nothing new. Limitation of two points: growth
+  0, unless the look's Prometheus held it at the step start (`Snapshot.missed`: the step-start
+  snapshot came from a replica that had not scraped it yet) -> `UnusableStepStart`; absent now ->
+  contributes nothing new. Limitation of two points: growth
   before a restart is not seen (`increase()` sees it between samples). Rates match
   `increase()`'s while a series' error share is steady; counts can be lower.
 - A histogram series that restarted is read on its own bounds; one that came back with
