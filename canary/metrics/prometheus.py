@@ -31,7 +31,7 @@ from canary.metrics.answers import (arm_name, arms_pair, bucket_pairs, evaluated
 from canary.metrics.base import PreflightReport
 from canary.metrics.client import PrometheusClient
 from canary.metrics.preflight import preflight as run_preflight
-from canary.metrics.query_plan import HISTOGRAM, query_plan, request_plan
+from canary.metrics.query_plan import HISTOGRAM, error_counts_query, query_plan, request_plan
 from canary.metrics.features import feature_counts
 from canary.metrics.native import (INF_ONLY_HINT, SHIFT_CELLS, NativeBuckets, combine, inf_only, native_buckets,
                                    observed)
@@ -235,8 +235,8 @@ class PrometheusProvider(PrometheusClient):
         only the part of the window it has: requests from it and errors from the other read a good canary
         at 1% as 5.4%, the other way round a canary at 10% as 1.9% (decision 175). Each arm's NoData in its
         place (no request series, or none in the window); NoData when neither arm has requests."""
-        parts = {f"{arm}/{role}": plan[arm][role] for arm in q.ARMS for role in ("requests", "errors")}
-        got = q.split_answer(self.query(q.one_answer(parts), check=check, at=at), parts)
+        query, parts = error_counts_query(plan)
+        got = q.split_answer(self.query(query, check=check, at=at), parts)
 
         def counts(arm: str) -> Counts:
             query = plan[arm]["requests"]

@@ -63,3 +63,15 @@ def request_plan(policy: Policy, target: Target, *, window_s: float) -> dict[str
     source = policy.metrics.source
     p = q.preset(source)
     return {arm: q.requests_query(p, q.selector(policy, target, arm, source), window_s) for arm in q.ARMS}
+
+
+ONE_QUERY_ROLES = ("requests", "errors")  # an error_rate check's roles, asked as one query
+
+
+def error_counts_query(plan: Plan) -> tuple[str, dict[str, str]]:
+    """An error_rate check's plan as ONE query (`queries.one_answer`) and its parts ({"<arm>/<role>": PromQL}):
+    what `measure` sends for it, so that one Prometheus answers both arms' requests and errors (behind a
+    load balancer over replicas, decision 175); preflight asks it too."""
+    parts = {f"{arm}/{role}": plan[arm][role] for arm in q.ARMS for role in ONE_QUERY_ROLES}
+    return q.one_answer(parts), parts
+

@@ -22,6 +22,7 @@ import pytest
 from canary.errors import ConfigError, MetricsUnavailable, NoData
 from canary.metrics import queries as q
 from canary.metrics.preflight import preflight_plan
+from canary.metrics.query_plan import error_counts_query, query_plan
 from canary.metrics.prometheus import PrometheusProvider
 from canary.model import Target
 from canary.policy import Policy, load_policy, parse_policy
@@ -101,15 +102,18 @@ def test_default_policy_passes_and_checks_what_a_look_sends(prom: PrometheusProv
     # errors/errors-hard share queries: each distinct one goes out once; each classic histogram's
     # bucket count query (pods of one arm on different layouts) goes with it
     counting = {c for x in distinct if (c := q.series_count_query_of(x))}
-    assert counting and len(asked) == report.sent == 1 + len(distinct) + len(counting)
-    assert set(asked) == {"vector(1)"} | distinct | counting
+    # and each error_rate check's parts as the one query a look sends (decision 175)
+    combined = {error_counts_query(query_plan(pol, c, TARGET, window_s=report.window_s))[0]
+                for c in pol.checks if c.kind == "error_rate"}
+    assert counting and combined and len(asked) == report.sent == 1 + len(distinct) + len(counting) + len(combined)
+    assert set(asked) == {"vector(1)"} | distinct | counting | combined
 
     sent: list[str] = []  # what measure() and request_counts() really send over the same window
     monkeypatch.setattr(prom, "_once", lambda query, *a: sent.append(query) or real_once(query, *a))
     for check in pol.checks:
         prom.measure(pol, check, TARGET, window_s=report.window_s)
     prom.request_counts(pol, TARGET, window_s=report.window_s)
-    assert set(sent) == distinct | counting
+    assert set(sent) <= distinct | counting | combined and combined <= set(sent)  # all of it checked first
 
 
 def test_a_bucket_layout_that_cannot_show_the_limit_is_named_before_traffic(prom: PrometheusProvider) -> None:
