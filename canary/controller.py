@@ -208,6 +208,10 @@ class Controller:
         self._step_starts: dict[str, tuple[tuple[str, int, float], Any]] = {}
         self._breach_seen: dict[tuple[str, str], float] = {}  # (rollout, canary version) -> first failed look
         self._failing: dict[str, float] = {}  # rollout key -> when its ticks started failing
+        # (namespace, VirtualService) -> the resourceVersion a look's read after it measured found with another
+        # record (`_route_moved`): until the informers' cache holds that version or a later one, the route is
+        # read from the API server (`_seed_names`), not from the cache's older copy (decision 181)
+        self._route_ahead: dict[tuple[str, str], int] = {}
         # rollout key -> (generation, when its canary or stable was first found without a Ready pod): `wait_ready_s`
         self._unready_since: dict[str, tuple[int, float]] = {}
         # per CanaryRollout: its `rollout.invalid`/`rollout.tick_failed` message said once, then every minute (`_told`)
@@ -580,9 +584,30 @@ class Controller:
         self._seed_names(meta.get("namespace", ""), names)
 
     def _seed_names(self, namespace: str, names: dict[str, str]) -> None:
-        """The router's next reads of these objects ({plural: name}) come from the informers' cache."""
+        """The router's next reads of these objects ({plural: name}) come from the informers' cache; a
+        VirtualService the cache holds older than a look's read found it (`_route_ahead`) is read from the API."""
         if self.informers is not None and hasattr(self.router, "seed"):
-            self.router.seed(self.informers.route_objects(namespace, names))
+            self.router.seed([(plural, obj) for plural, obj in self.informers.route_objects(namespace, names)
+                              if plural != "virtualservices" or not self._cache_behind(namespace, obj)])
+
+    def _cache_behind(self, namespace: str, obj: dict[str, Any]) -> bool:
+        """Whether the informers' copy `obj` of a VirtualService is older than the version a look's read found
+        with another record (`_route_moved`). A look discarded for a record the cache did not hold yet was
+        measured again at every tick and discarded again (the tick read the older record from the cache) until
+        the watch caught up: a Prometheus snapshot, a GET and a `look.discarded` a tick, and with a stalled
+        watch no look judged at all (decision 181). Forgotten once the cache holds that version or a later one."""
+        key = (namespace, str((obj.get("metadata") or {}).get("name") or ""))
+        ahead = self._route_ahead.get(key)
+        if ahead is None:
+            return False
+        try:
+            have = int((obj.get("metadata") or {}).get("resourceVersion"))
+        except (TypeError, ValueError):
+            have = None
+        if have is not None and have < ahead:
+            return True
+        self._route_ahead.pop(key, None)
+        return False
 
     # ---- per rollout ----------------------------------------------------------------
 
@@ -1679,6 +1704,8 @@ class Controller:
             ": not judged at a weight the canary may not have had", phase=state.phase,
             weights=str(status.weights), recorded_weights=str(state.weights), step=state.step + 1)
         if record_changed:
+            if status.resource_version.isdigit():  # the next tick reads this version, whatever the cache holds yet
+                self._route_ahead[(spec.target.namespace, spec.target.virtual_service)] = int(status.resource_version)
             return "skipped"  # the next tick: ours, another's, ended, unreadable (`_advance`)
         seen = Observation(status=status, on_foreign_edit=spec.on_foreign_edit,
                            virtual_service=f"{spec.target.namespace}/{spec.target.virtual_service}")

@@ -18,7 +18,7 @@ from __future__ import annotations
 import copy
 import json
 import time
-from typing import Any
+from typing import Any, Callable
 
 import pytest
 import structlog.testing
@@ -204,16 +204,18 @@ class _RevertAsTheLookMeasures:
     """The controller's batched snapshot (a look's measurement) with a GitOps apply of git's manifest landing just
     before it is taken: after the tick read the route (and found our weights), before the look is judged. Armed,
     it fires once, at the first snapshot that serves a due look of `key` (its step-start snapshot is held: a tick
-    takes a snapshot then only for a look)."""
+    takes a snapshot then only for a look). `act`, when given, is the foreign write instead (True: it landed)."""
 
-    def __init__(self, api: Any, op: Any, git: dict[str, Any], key: str = "ml/r0") -> None:
+    def __init__(self, api: Any, op: Any, git: dict[str, Any] | None, key: str = "ml/r0",
+                 act: Callable[[], bool] | None = None) -> None:
         self.api, self.op, self.git, self.key = api, op, git, key
+        self.act = act or (lambda: bool(self.api.gitops_apply(GROUP, "virtualservices", self.git)))
         self.real, self.armed, self.fired = op.batch.snapshot, False, 0
 
     def __call__(self, wants: Any, **kw: Any) -> Any:
         if self.armed and self.op._step_starts.get(self.key) is not None:
             self.armed = False
-            self.fired += int(self.api.gitops_apply(GROUP, "virtualservices", self.git))
+            self.fired += int(self.act())
         return self.real(wants, **kw)
 
 
