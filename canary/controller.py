@@ -2235,6 +2235,11 @@ class Controller:
         return True
 
     def _patch_status(self, obj: dict[str, Any], status: dict[str, Any]) -> None:
+        """Merge-patch `status` into the CanaryRollout's status. A write that names this pod as `leader` names
+        this release as `writer` too: the patch keeps what it does not name, and an end written by `_end_unrun`
+        or `_ended_status` left a newer release's `writer` beside this pod's `leader` (decision 182)."""
+        if "leader" in status:
+            status = {**status, "writer": rl.WRITER}
         left = self.lease_left() if self.lease_left is not None else 10.0
         if not self.is_leader() or left <= 0.05:
             raise NotLeader("not the leader: status write refused")

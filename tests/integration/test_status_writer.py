@@ -1,0 +1,32 @@
+"""`status.writer` (decision 172) goes with `status.leader`: every status write that names the controller pod
+that wrote it names its release too (decision 182). Against the strict API emulator and a real Prometheus."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from canary import crd
+from canary import rollout as rl
+from tests import fleet
+from tests.integration.test_controller import prometheus, world  # noqa: F401 - fixtures
+
+pytestmark = pytest.mark.integration
+
+
+def test_a_status_a_newer_release_wrote_names_this_release_once_this_controller_ends_it(world: Any) -> None:
+    """A CanaryRollout whose status a newer replica wrote last (mid rolling upgrade: `leader` its pod, `writer` its
+    release), then ended unrun by this controller (`spec.action: rollback` before any claim): the end's status
+    names this pod as `leader` and, before, still named the newer release as `writer` (the status is merge-patched
+    and only `_status` wrote the field): a status that said which release wrote it, wrongly, at the very moment
+    two releases share the work. Each such write (`_end_unrun`, `_ended_status`, the claim's wait) names both."""
+    api, op, custom = world
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL,
+                                           fleet.rollout_object(0, "v2", action="rollback", actionReason="not now"))
+    custom.patch_namespaced_custom_object_status(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0", {
+        "status": {"leader": "canary-newer-0", "writer": "modelcanary 9.9.9"}})
+    op.tick()
+    st = custom.get_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0")["status"]
+    assert st["phase"] == rl.ABORTED and st["leader"] == op.identity, st
+    assert st["writer"] == rl.WRITER, st
