@@ -2070,7 +2070,10 @@ class Controller:
             if waited in old:  # what it once waited on, or a restart asked for, is history
                 new[waited] = None
         new.update(extra or {})
-        if all(old.get(k) == v for k, v in new.items() if k not in ("conditions",)):
+        # `writer` names the release of a write made for something else, never the only reason for one: with a
+        # CRD older than the field the API server prunes it, and a paused rollout's status was written again at
+        # every tick (decision 182)
+        if all(old.get(k) == v for k, v in new.items() if k not in ("conditions", "writer")):
             return
         self._patch_status(obj, new)
         for gone in ("verdictHistory", "waitedOn", "waitedOnPhase", "restartPending"):

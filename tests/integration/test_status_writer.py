@@ -10,7 +10,7 @@ import pytest
 from canary import crd
 from canary import rollout as rl
 from tests import fleet
-from tests.integration.test_controller import prometheus, world  # noqa: F401 - fixtures
+from tests.integration.test_controller import _progressing, prometheus, world  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.integration
 
@@ -30,3 +30,35 @@ def test_a_status_a_newer_release_wrote_names_this_release_once_this_controller_
     st = custom.get_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0")["status"]
     assert st["phase"] == rl.ABORTED and st["leader"] == op.identity, st
     assert st["writer"] == rl.WRITER, st
+
+
+def test_a_cluster_whose_crd_predates_the_writer_field_gets_no_status_write_a_tick_for_it(world: Any) -> None:
+    """The controller upgraded before the CRD (a chart that installs CRDs once, a `kubectl apply` of the controller
+    alone): the API server prunes `status.writer`, a field the installed schema does not declare, from every status
+    write. `_status` compared it with what the status held (none) and wrote the status again at every tick of a
+    paused rollout, for nothing: a PATCH a second per CanaryRollout until the CRD is upgraded. `writer` names the
+    release of a write made for something else; it is never the only reason for one."""
+    api, op, custom = world
+    real = custom.patch_namespaced_custom_object_status
+
+    def pruned(group: str, version: str, namespace: str, plural: str, name: str, body: Any, **kw: Any) -> Any:
+        body = {**body, "status": {k: v for k, v in (body.get("status") or {}).items() if k != "writer"}}
+        return real(group, version, namespace, plural, name, body, **kw)
+
+    op.custom.patch_namespaced_custom_object_status = pruned
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v2"))
+    _progressing(op, custom, api)
+    custom.patch_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0",
+                                          {"spec": {"action": "pause", "actionReason": "hold"}})
+    for _ in range(5):
+        op.tick()
+        if custom.get_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0")["status"]["phase"] \
+                == rl.PAUSED:
+            break
+    st = custom.get_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0")["status"]
+    assert st["phase"] == rl.PAUSED and "writer" not in st, st
+    op.tick()  # the pause's own writes settled
+    before = api.handler.requests[("PATCH", crd.PLURAL)]
+    for _ in range(5):
+        op.tick()
+    assert api.handler.requests[("PATCH", crd.PLURAL)] == before
