@@ -1704,7 +1704,7 @@ class Controller:
             ": not judged at a weight the canary may not have had", phase=state.phase,
             weights=str(status.weights), recorded_weights=str(state.weights), step=state.step + 1)
         if record_changed:
-            if status.resource_version.isdigit():  # the next tick reads this version, whatever the cache holds yet
+            if self.informers is not None and status.resource_version.isdigit():  # the next tick reads this version
                 self._route_ahead[(spec.target.namespace, spec.target.virtual_service)] = int(status.resource_version)
             return "skipped"  # the next tick: ours, another's, ended, unreadable (`_advance`)
         seen = Observation(status=status, on_foreign_edit=spec.on_foreign_edit,
