@@ -278,8 +278,12 @@ def follow(*, model: str, canary_version: str, policy_file: Path, namespace: str
             if refused:  # the controller refused the request before claiming anything: exit 2, as promote does
                 where = f"CanaryRollout {namespace}/{meta['name']}"
                 said = refused.removeprefix(f"{namespace}/{meta['name']}: ")  # the controller's own words
+                withdrawn = _withdrawn(api, namespace, meta['name'], _uid(written) if created else '',
+                                       str((obj.get("metadata") or {}).get("resourceVersion") or ""))
+                if withdrawn is None:  # written since it was read (a claim, once the route could be): read again
+                    continue
                 raise cli.ConfigError(f"{'' if said.startswith(where) else where + ': '}{said}; nothing was moved"
-                                      f"{_withdrawn(api, namespace, meta['name'], _uid(written) if created else '')}")
+                                      f"{withdrawn}")
             newer = _left_to_newer(st, generation)
             if newer:  # claimed, then recorded by a newer canary: not this controller's to finish (decision 172)
                 raise cli.TransientError(left_to_newer_words(f"{namespace}/{meta['name']}", st, newer))
@@ -482,18 +486,25 @@ def _read_own(api: Any, namespace: str, name: str, uid: str) -> dict[str, Any] |
     return obj
 
 
-def _withdrawn(api: Any, namespace: str, name: str, uid: str) -> str:
+def _withdrawn(api: Any, namespace: str, name: str, uid: str, resource_version: str = "") -> str | None:
     """Delete the CanaryRollout this request created, `uid` (it would start unattended once its input is
     fixed); one that existed before, or one of this name created again by someone else since (uid ""), is
     left as it is: the delete carries the uid as a precondition, so it never lands on another object of the
-    name. The words to add to the error."""
+    name, and the refusal's `resource_version`, so it never lands on a request the controller claimed since
+    the refusal was read (the route's record readable again: a `canary rollback` of the newer canary's
+    rollout). The words to add to the error; None when that precondition failed (409): the request was written
+    since, and the caller reads it again (decision 182: it was deleted mid-claim, its first step at
+    20%, the finalizer's stable 100% ended it, and the follower said "nothing was moved", exit 2)."""
     if not uid:
         return (" (the CanaryRollout is not one this request created: left in place, with its Ready "
                 "condition)")
+    pre = {"uid": uid, **({"resourceVersion": resource_version} if resource_version else {})}
     try:
         api.delete_namespaced_custom_object(crd.GROUP, crd.VERSION, namespace, crd.PLURAL, name,
-                                            body={"preconditions": {"uid": uid}})
+                                            body={"preconditions": pre})
     except Exception as exc:  # noqa: BLE001 - the refusal is what the caller must see
+        if resource_version and getattr(exc, "status", None) == 409:
+            return None
         return f" (deleting the CanaryRollout failed: {type(exc).__name__}; delete it by hand)"
     return " (the CanaryRollout created for it was deleted)"
 

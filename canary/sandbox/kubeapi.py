@@ -295,6 +295,14 @@ class StrictKubeAPI(kmock.KubernetesScaffold):
         if method == "GET":
             return 200, self._out(current, kind, version)
         if method == "DELETE":
+            # DeleteOptions.preconditions, as the API server checks them: a uid or resourceVersion that is not the
+            # object's refuses the delete (409)
+            body = self._body(request)
+            pre = (body.get("preconditions") if isinstance(body, dict) else None) or {}
+            for field in ("uid", "resourceVersion"):
+                if pre.get(field) is not None and str(pre[field]) != str(current["metadata"].get(field)):
+                    raise ApiError(409, "Conflict", f"Precondition failed: {field} in precondition: {pre[field]}, "
+                                   f"{field} in object meta: {current['metadata'].get(field)}")
             if current["metadata"].get("finalizers"):  # as the API server: marked, kept until they are removed
                 if current["metadata"].get("deletionTimestamp"):
                     return 200, self._out(current, kind, version)

@@ -30,7 +30,7 @@ from canary.routing.istio import IstioRouter
 from canary.model import Target
 from tests.fakes import FakeClock, FakeMetrics
 from tests.support.killpoints import LiveWeights
-from tests.integration.test_record_schema import WRITER, _newer_promote, _record, _to_newer_schema, _weights
+from tests.integration.test_record_schema import ANN, GROUP, WRITER, _newer_promote, _record, _to_newer_schema, _weights
 from tests.integration.test_validation_attack2 import requested  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.integration
@@ -121,3 +121,41 @@ def test_a_claimed_request_recorded_by_a_newer_canary_ends_its_follower_with_exi
     assert not (obj.get("metadata") or {}).get("deletionTimestamp")
     # the status names the release that wrote it (this, older, controller: the newer one would name itself)
     assert obj["status"]["writer"] == rl.WRITER != WRITER, obj["status"]
+
+
+def test_a_refused_request_claimed_before_its_withdrawal_lands_is_followed_not_deleted(
+        requested: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The follower read the refusal (never claimed, RecordTooNew); before its delete landed, on-call's rollback of
+    the newer canary's rollout left the route readable and the controller claimed the request and moved its first
+    step. The delete carried the uid only: it landed, the finalizer sent stable 100% over the running rollout, and
+    the follower said "nothing was moved" (exit 2). Now it carries the refusal's resourceVersion too: refused
+    (409), the follower reads again and follows the rollout the controller runs."""
+    api, custom = requested.api, requested.custom
+    _newer_promote(api, at=time.time())
+    ctl = _controller(requested)
+    counted = _ticking(requested, ctl)
+    real = kc.CustomObjectsApi.delete_namespaced_custom_object
+    claimed: list[Any] = []
+
+    def delete(self: Any, *a: Any, **kw: Any) -> Any:
+        if not claimed:  # between the follower's read and its delete
+            def rolled_back(o: dict[str, Any]) -> None:
+                o["metadata"]["annotations"].pop(ANN, None)
+                r = o["spec"]["http"][0]["route"]
+                r[0]["weight"], r[1]["weight"] = 100, 0
+
+            api.edit(GROUP, "virtualservices", "ml", "m0", rolled_back)
+            for _ in range(3):
+                with structlog.testing.capture_logs():
+                    ctl.tick()
+            claimed.append((custom.get_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "req")
+                            .get("status") or {}).get("phase"))
+        return real(self, *a, **kw)
+
+    monkeypatch.setattr(kc.CustomObjectsApi, "delete_namespaced_custom_object", delete)
+    out = _follow(requested, "v3")
+    assert claimed == [rl.PROGRESSING], claimed  # the controller claimed it between the read and the delete
+    assert not isinstance(out, ConfigError), f"refused after the controller claimed it: {out!r}"
+    assert counted[0] > 1  # it went on following
+    obj = custom.get_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "req")
+    assert not (obj.get("metadata") or {}).get("deletionTimestamp"), obj["metadata"]
