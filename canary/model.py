@@ -246,11 +246,15 @@ class Verdict:
         worst = [r for r in self.results if r.outcome is self.outcome]
         if len(worst) < 2:
             return "; ".join(f"{r.check}: {r.reason}" for r in worst) or self.outcome.label
-        said: dict[str, list[str]] = {}
+        said: dict[str, list[tuple[str, str]]] = {}  # one cause -> (check, its words)
         for r in worst:
             text = r.reason.split("; query: ")[0].replace(f"check '{r.check}': ", "")
-            said.setdefault(text, []).append(r.check)
-        return "; ".join(f"{', '.join(checks)}: {text}" for text, checks in said.items())
+            said.setdefault(_ASKED_FOR.sub("could not be asked (", text), []).append((r.check, text))
+        # the query a Prometheus that could not be asked failed on first (the stable arm's, or a check's one query
+        # for both arms, decision 175) is no part of the cause: checks that differ only in it are one cause, said
+        # without it; with the same query words they keep them
+        return "; ".join(f"{', '.join(c for c, _ in hit)}: {hit[0][1] if len({t for _, t in hit}) == 1 else cause}"
+                         for cause, hit in said.items())
 
     def window_evidence(self) -> dict[str, tuple[float, float]]:
         """This look's contribution of its own window per sub-test "check/test": (z*sqrt(I), I); and
@@ -273,6 +277,8 @@ class Verdict:
     def to_dict(self) -> dict[str, Any]:
         return {"outcome": self.outcome.label, "results": [r.to_dict() for r in self.results]}
 
+
+_ASKED_FOR = re.compile(r"could not be asked for (?:the \w+ arm|the query|both arms) \(")  # client.py's words
 
 _CHECK_FIELDS = tuple(f.name for f in fields(CheckResult))
 
