@@ -356,53 +356,35 @@ def test_a_prometheus_down_for_an_hour_is_told_to_people_once_and_its_return_too
     without drift watching went unseen. After an hour down at every pass: `drift.prometheus_down` (the log
     and the notifications, one for all baselines), once; back: `drift.prometheus_back`. The clock is the test's;
     the notification receiver is a real HTTP server on 127.0.0.1."""
-    import json
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
     from canary.notify import Notifier
+    from tests.support.http import receiving
 
-    notes: list[dict[str, Any]] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
-            notes.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(200)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    receiver = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=receiver.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     port = int(served.prom.url.rsplit(":", 1)[1])
     proxy = BlackholeProxy("127.0.0.1", port).start()
     t = [2_000_000_000.0]
     try:
-        notifier = Notifier(webhooks=[f"http://127.0.0.1:{receiver.server_address[1]}/hook"], retries=0)
-        client = PrometheusClient(proxy.url, timeout_s=0.5, budget_s=1.0, retries=2, backoff_s=0.05)
-        watcher = DriftWatcher([served.profiles[m] for m in MODELS], client=client, window_s=3600, namespace="prod",
-                               registry=CollectorRegistry(), config=M.MonitorConfig(quiet_s=0), clock=lambda: t[0],
-                               notifier=notifier)
-        proxy.blackhole = True
-        with capture_logs() as logs:
-            for _ in range(5):  # every 20 min: down at 0, 20, 40 min (not yet told), 60 (told), 80 (not again)
-                watcher.once()
-                t[0] += 1_200
-            proxy.blackhole = False
-            watcher.once()  # back
-            watcher.once()  # and nothing more
-        assert notifier.close(timeout=10)
-        said = [e for e in logs if e["event"] in ("drift.prometheus_down", "drift.prometheus_back")]
-        assert [e["event"] for e in said] == ["drift.prometheus_down", "drift.prometheus_back"], said
-        assert "has not answered for 60 min" in said[0]["message"]
-        assert "4 baselines are not measured" in said[0]["message"]
-        assert said[0]["unmeasured"] == [f"prod/{m}/v1" for m in MODELS]
-        assert "after about 1.7 h" in said[1]["message"]
-        assert [n["event"] for n in notes] == ["drift_prometheus_down", "drift_prometheus_back"], notes
-        assert len([e for e in logs if e["event"] == "drift.prometheus_unavailable"]) == 5  # each pass, as before
+        with receiving() as (hook, notes):
+            notifier = Notifier(webhooks=[f"{hook}/hook"], retries=0)
+            client = PrometheusClient(proxy.url, timeout_s=0.5, budget_s=1.0, retries=2, backoff_s=0.05)
+            watcher = DriftWatcher([served.profiles[m] for m in MODELS], client=client, window_s=3600,
+                                   namespace="prod", registry=CollectorRegistry(), config=M.MonitorConfig(quiet_s=0),
+                                   clock=lambda: t[0], notifier=notifier)
+            proxy.blackhole = True
+            with capture_logs() as logs:
+                for _ in range(5):  # every 20 min: down at 0, 20, 40 min (not yet told), 60 (told), 80 (not again)
+                    watcher.once()
+                    t[0] += 1_200
+                proxy.blackhole = False
+                watcher.once()  # back
+                watcher.once()  # and nothing more
+            assert notifier.close(timeout=10)
+            said = [e for e in logs if e["event"] in ("drift.prometheus_down", "drift.prometheus_back")]
+            assert [e["event"] for e in said] == ["drift.prometheus_down", "drift.prometheus_back"], said
+            assert "has not answered for 60 min" in said[0]["message"]
+            assert "4 baselines are not measured" in said[0]["message"]
+            assert said[0]["unmeasured"] == [f"prod/{m}/v1" for m in MODELS]
+            assert "after about 1.7 h" in said[1]["message"]
+            assert [n["event"] for n in notes] == ["drift_prometheus_down", "drift_prometheus_back"], notes
+            assert len([e for e in logs if e["event"] == "drift.prometheus_unavailable"]) == 5  # each pass, as before
     finally:
         proxy.stop()
-        receiver.shutdown()
-        receiver.server_close()

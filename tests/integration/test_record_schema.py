@@ -30,6 +30,7 @@ from tests.fakes import FakeClock
 from tests.integration.test_controller import _progressing, prometheus, vs, world  # noqa: F401
 from tests.integration.test_controller_review import _cr
 from tests.integration.test_promote_route_safety import HookClock, _at_first_step, api, runner  # noqa: F401 - the fixture
+from tests.integration.test_split_unowned_newer import _unowned, _weights
 from tests.integration.test_sweep import _claim, _controller
 
 pytestmark = pytest.mark.integration
@@ -57,14 +58,6 @@ def _newer_promote(api: Any, *, at: float) -> str:
 
 def _record(api: Any, name: str = "m0") -> str:
     return str(api.get(GROUP, "virtualservices", "ml", name)["metadata"]["annotations"][ANN])
-
-
-def _weights(api: Any) -> list[int]:
-    return [d["weight"] for d in api.get(GROUP, "virtualservices", "ml", "m0")["spec"]["http"][0]["route"]]
-
-
-def _unowned(logs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [e for e in logs if e["event"] == "rollout.split_unowned"]
 
 
 def test_the_controllers_sweep_never_ends_a_rollout_in_a_newer_record_schema(api: Any) -> None:
