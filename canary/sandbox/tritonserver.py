@@ -17,8 +17,10 @@ import ctypes
 import ctypes.util
 import json
 import os
+import re
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import sysconfig
@@ -35,8 +37,6 @@ from canary.sandbox.model import MODEL_NAME, Behaviour, write_behaviour
 from canary.sandbox.ports import free_port
 
 log = structlog.get_logger(__name__)
-
-
 
 
 def child_env(home: Path) -> dict[str, str]:
@@ -84,6 +84,135 @@ def die_with_parent() -> None:
     libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
+# Triton's own temporary directories (decision 184). Neither lies under PYTRITON_HOME, and Triton removes
+# neither when it is killed, nor the second when it stops cleanly:
+#   <tmp>/folderXXXXXX      Triton core's copy of the model PyTriton loads (config.pbtxt, 1/model.py, ...);
+#                           each Python backend stub's argv[1] is <folder>/1/model.py.
+#   /tmp/python_env_XXXXXX  the Python backend's EnvironmentManager: made empty when the backend initialises,
+#                           0.3-31 ms after the folder (measured, 86 servers, 2 busy cores); /tmp is hard-coded
+#                           in libtriton_python.so (TMPDIR is not read). No process names it: see paired_env.
+TRITON_TMP = Path("/tmp")
+_STUB = "triton_python_backend_stub"
+_MODEL_TAIL = "/1/model.py"
+_MKDTEMP_SUFFIX = re.compile(r"[A-Za-z0-9]{6}")  # the six characters glibc's mkdtemp puts for XXXXXX
+ENV_WINDOW_NS = 500_000_000  # a python_env_ dir follows its server's folder by at most this (ctime, ns)
+
+
+def _mkdtemp_name(name: str, prefix: str) -> bool:
+    """Whether `name` is what mkdtemp makes of `<prefix>XXXXXX`."""
+    return name.startswith(prefix) and _MKDTEMP_SUFFIX.fullmatch(name[len(prefix):]) is not None
+
+
+def _group_pids(pgid: int) -> list[int]:
+    """The live (not zombie) processes of process group `pgid`, read from /proc."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if os.getpgid(int(entry.name)) != pgid:
+                continue
+            fields = (entry / "stat").read_text().rpartition(")")[2].split()  # the state follows "(comm)"
+        except (OSError, ValueError):
+            continue
+        if fields and fields[0] != "Z":
+            pids.append(int(entry.name))
+    return pids
+
+
+def _own_dir(path: Path) -> os.stat_result | None:
+    """lstat of `path` when it is a directory (not a link to one) owned by this user; else None."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    return st if stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid() else None
+
+
+def stub_folders(pgid: int) -> list[Path]:
+    """The model folders Triton made for process group `pgid`, from its Python backend stubs' command lines.
+
+    A stub's argv[1] counts only when it is ``<tmp>/folderXXXXXX/1/model.py`` (``<tmp>``: /tmp or
+    ``tempfile.gettempdir()``; a normalised absolute path) and that folder is a directory of this user
+    (not a link) holding ``1/model.py`` as a regular file. [] when no stub runs (yet, or any more).
+    """
+    roots = {str(TRITON_TMP), os.path.normpath(tempfile.gettempdir())}
+    found: list[Path] = []
+    for pid in _group_pids(pgid):
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if len(argv) < 2 or os.path.basename(os.fsdecode(argv[0])) != _STUB:
+            continue
+        model = os.fsdecode(argv[1])
+        if not (model.endswith(_MODEL_TAIL) and os.path.isabs(model) and os.path.normpath(model) == model):
+            continue
+        folder = model[:-len(_MODEL_TAIL)]
+        if os.path.dirname(folder) not in roots or not _mkdtemp_name(os.path.basename(folder), "folder"):
+            continue
+        try:
+            is_file = stat.S_ISREG(os.lstat(model).st_mode)
+        except OSError:
+            continue
+        if is_file and _own_dir(Path(folder)) is not None and Path(folder) not in found:
+            found.append(Path(folder))
+    return found
+
+
+def tmp_creations(root: Path = TRITON_TMP) -> tuple[dict[str, int], dict[str, int]]:
+    """Every ``folderXXXXXX`` and every ``python_env_XXXXXX`` directory in `root`, whoever made it:
+    ({name: st_ctime_ns}, {name: st_ctime_ns}). Links and files are left out."""
+    folders: dict[str, int] = {}
+    envs: dict[str, int] = {}
+    try:
+        entries = list(os.scandir(root))
+    except OSError:
+        return folders, envs
+    for entry in entries:
+        into = (folders if _mkdtemp_name(entry.name, "folder")
+                else envs if _mkdtemp_name(entry.name, "python_env_") else None)
+        if into is None:
+            continue
+        try:
+            st = entry.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            into[entry.name] = st.st_ctime_ns
+    return folders, envs
+
+
+def paired_env(folder: str, folders: dict[str, int], envs: dict[str, int],
+               window_ns: int = ENV_WINDOW_NS) -> str | None:
+    """The python_env_ directory the server whose model folder is `folder` made, told by creation times.
+
+    `folders`/`envs`: :func:`tmp_creations` (name -> ctime in ns); `folder` is a key of `folders`. The
+    directories made from two windows before `folder` to one window after it (envs: from one window before)
+    are read in time order, a folder before an env made in the same clock tick. Each env goes to the one
+    folder made since the env before it; an env made while two or more folders wait goes to none (nor do
+    those folders: which is whose cannot be told), and one made while none waits goes to none (its folder
+    is gone). Returns the env `folder` gets, or None when it gets none, or when an env that went to no
+    folder was made at or after `folder` within the window (a folder gone from /tmp could then have
+    taken the place of `folder` in the order).
+    """
+    made = folders[folder]
+    events = sorted([(t, 0, name) for name, t in folders.items() if made - 2 * window_ns <= t <= made + window_ns]
+                    + [(t, 1, name) for name, t in envs.items() if made - window_ns <= t <= made + window_ns])
+    waiting: list[str] = []
+    ours: str | None = None
+    for t, kind, name in events:
+        if kind == 0:
+            waiting.append(name)
+            continue
+        if waiting == [folder]:
+            ours = name
+        elif not waiting and t >= made:
+            return None
+        waiting = []
+    return ours
+
+
 @dataclass
 class TritonServer:
     """Parent-side handle on one arm's Triton process.
@@ -113,6 +242,16 @@ class TritonServer:
     home: Path | None = None  # PYTRITON_HOME: short, outside workdir (see pytriton_home); removed by stop()
     auto_ports: set[str] = field(default_factory=set)  # port fields start() picked (re-picked on a clash)
     _log_from: int = 0  # server.log offset where this start's output begins
+    _triton_tmp: dict[Path, tuple[int, int]] = field(default_factory=dict)  # Triton's temp dirs: (st_dev, st_ino)
+    _tmp_recorded: bool = False  # this start's temp dirs were looked for while a stub ran
+    _envs_before: frozenset[str] = frozenset()  # python_env_ dirs in /tmp when this start began
+
+    @property
+    def triton_tmp(self) -> list[Path]:
+        """Triton's own temp dirs of the server this handle started (its model folder ``<tmp>/folderXXXXXX``
+        and, when :func:`paired_env` can tell it, ``/tmp/python_env_XXXXXX``), as recorded while it ran
+        (:meth:`wait_ready`, else :meth:`terminate` / :meth:`kill`); :meth:`stop` removes them. Decision 184."""
+        return list(self._triton_tmp)
 
     @property
     def http_url(self) -> str:
@@ -168,6 +307,8 @@ class TritonServer:
         if self.home is None:
             self.home = pytriton_home(self.arm)
         home = self.home
+        self._tmp_recorded = False
+        self._envs_before = frozenset(tmp_creations()[1])
         self.started_at = time.monotonic()
         self._log_from = self.log_file.stat().st_size if self.log_file.exists() else 0
         with open(self.log_file, "ab") as out:
@@ -217,6 +358,7 @@ class TritonServer:
                 if "RequestsServer will be closed" in self.log_tail(400):  # ready, yet every request fails
                     raise RuntimeError(f"triton {self.arm}: the model's request server died:\n{self.log_tail()}")
                 self.ready_after_s = time.monotonic() - self.started_at
+                self._record_triton_tmp()
                 log.info("triton.ready", arm=self.arm, version=self.version, seconds=round(self.ready_after_s, 2),
                          rss_mb=round(self.rss_mb(), 1))
                 return self.ready_after_s
@@ -239,6 +381,7 @@ class TritonServer:
         if self.alive():
             assert self.proc is not None
             self.killed_at = time.monotonic()
+            self._record_triton_tmp()
             _signal_group(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=10)
             log.warning("triton.killed", arm=self.arm, pid=self.proc.pid)
@@ -246,7 +389,51 @@ class TritonServer:
     def terminate(self) -> None:
         """Ask the arm to stop (SIGTERM to its group) without waiting; :meth:`stop` waits."""
         if self.proc is not None and self.alive():
+            self._record_triton_tmp()
             _signal_group(self.proc.pid, signal.SIGTERM)
+
+    def _record_triton_tmp(self) -> None:
+        """Note this start's Triton temp dirs (see :attr:`triton_tmp`), once, while a stub of it runs: each
+        model folder its stubs name (:func:`stub_folders`) and the python_env_ dir :func:`paired_env` gives
+        it, when that one is new since :meth:`start`, of this user and empty."""
+        if self._tmp_recorded or self.proc is None or not self.alive():
+            return
+        folders = stub_folders(self.proc.pid)
+        if not folders:
+            return  # no stub yet: looked for again at the next chance
+        self._tmp_recorded = True
+        made, envs = tmp_creations()
+        for folder in folders:
+            st = _own_dir(folder)
+            if st is None:
+                continue
+            self._triton_tmp[folder] = (st.st_dev, st.st_ino)
+            name = paired_env(folder.name, made, envs) if folder.parent == TRITON_TMP and folder.name in made else None
+            if name is None or name in self._envs_before:
+                continue
+            env = TRITON_TMP / name
+            st = _own_dir(env)
+            if st is not None and not any(env.iterdir()):
+                self._triton_tmp[env] = (st.st_dev, st.st_ino)
+
+    def _remove_triton_tmp(self) -> int:
+        """Remove the recorded Triton temp dirs that are still the very ones recorded (same device and
+        inode); a python_env_ dir only while empty (rmdir). Returns how many were removed."""
+        removed = 0
+        for path, ident in self._triton_tmp.items():
+            st = _own_dir(path)
+            if st is None or (st.st_dev, st.st_ino) != ident:
+                continue  # gone (a clean stop removes the folder) or not the one recorded
+            try:
+                if path.name.startswith("python_env_"):
+                    path.rmdir()
+                else:
+                    shutil.rmtree(path)
+            except OSError:
+                continue
+            removed += 1
+        self._triton_tmp.clear()
+        return removed
 
     def _this_start_log(self) -> str:
         try:
@@ -257,7 +444,11 @@ class TritonServer:
             return ""
 
     def stop(self, timeout: float = 15.0, *, keep_files: bool = False) -> None:
-        """SIGTERM (PyTriton stops Triton cleanly), then SIGKILL the group if needed."""
+        """SIGTERM (PyTriton stops Triton cleanly), then SIGKILL the group if needed.
+
+        Once the group is gone, Triton's temp dirs of this start (:attr:`triton_tmp`) are removed, with
+        `keep_files` too (a restart makes its own); without `keep_files` the work dir (when start() made
+        it) and PYTRITON_HOME go as well."""
         if self.proc is None:
             return
         if self.alive():
@@ -269,7 +460,11 @@ class TritonServer:
         _signal_group(self.proc.pid, signal.SIGKILL)  # leftovers (stubs) in the group, if any
         if self.proc.poll() is None:
             self.proc.wait(timeout=5)
-        log.info("triton.stopped", arm=self.arm, pid=self.proc.pid)
+        deadline = time.monotonic() + 5.0
+        while _group_pids(self.proc.pid) and time.monotonic() < deadline:  # SIGKILLed stubs: gone at once
+            time.sleep(0.05)
+        removed = self._remove_triton_tmp()
+        log.info("triton.stopped", arm=self.arm, pid=self.proc.pid, triton_tmp_removed=removed)
         if keep_files:  # a restart follows (wait_ready after a port clash)
             return
         if self.own_workdir and self.workdir is not None:
@@ -283,13 +478,9 @@ class TritonServer:
         if self.proc is None:
             return 0.0
         total = 0
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
+        for pid in _group_pids(self.proc.pid):
             try:
-                if os.getpgid(int(entry.name)) != self.proc.pid:
-                    continue
-                for line in (entry / "status").read_text().splitlines():
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
                     if line.startswith("VmRSS:"):
                         total += int(line.split()[1])
             except (OSError, ValueError):
