@@ -238,10 +238,13 @@ def test_a_triton_port_taken_before_the_server_binds_it_is_picked_again(monkeypa
             server.wait_ready(timeout=90)
         assert server.http_port != clash and server.is_ready()
         assert [e for e in logs if e["event"] == "triton.port_taken"]
+        triton_tmp = server.triton_tmp  # the restarted server's model folder (and python_env_ dir)
+        assert triton_tmp and all(p.is_dir() for p in triton_tmp)
     finally:
         server.stop()
         taken.close()
     assert server.home is None
+    assert not [p for p in triton_tmp if p.exists()]  # decision 184
 
 
 def test_sandbox_ports_come_from_below_the_ephemeral_range() -> None:
