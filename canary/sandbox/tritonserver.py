@@ -188,8 +188,8 @@ def paired_env(folder: str, folders: dict[str, int], envs: dict[str, int],
     """The python_env_ directory the server whose model folder is `folder` made, told by creation times.
 
     `folders`/`envs`: :func:`tmp_creations` (name -> ctime in ns); `folder` is a key of `folders`. The
-    directories made from two windows before `folder` to one window after it (envs: from one window before)
-    are read in time order, a folder before an env made in the same clock tick. Each env goes to the one
+    directories made from two windows before `folder` to one window after it are read in time order, a
+    folder before an env made in the same clock tick. Each env goes to the one
     folder made since the env before it; an env made while two or more folders wait goes to none (nor do
     those folders: which is whose cannot be told), and one made while none waits goes to none (its folder
     is gone). Returns the env `folder` gets, or None when it gets none, or when an env that went to no
@@ -197,8 +197,9 @@ def paired_env(folder: str, folders: dict[str, int], envs: dict[str, int],
     taken the place of `folder` in the order).
     """
     made = folders[folder]
-    events = sorted([(t, 0, name) for name, t in folders.items() if made - 2 * window_ns <= t <= made + window_ns]
-                    + [(t, 1, name) for name, t in envs.items() if made - window_ns <= t <= made + window_ns])
+    lo, hi = made - 2 * window_ns, made + window_ns
+    events = sorted([(t, 0, name) for name, t in folders.items() if lo <= t <= hi]
+                    + [(t, 1, name) for name, t in envs.items() if lo <= t <= hi])
     waiting: list[str] = []
     ours: str | None = None
     for t, kind, name in events:

@@ -27,6 +27,14 @@ def test_two_servers_a_tenth_of_a_second_apart_each_get_their_own() -> None:
     assert paired_env("folderBBBBBB", folders, envs) == "python_env_bbbbbb"
 
 
+def test_a_server_most_of_a_second_before_ours_whose_env_came_late_still_lets_ours_get_its_own() -> None:
+    """Seen with the sandbox's two arms: the other folder 922 ms before ours, its env 72 ms after it. Read
+    without that env, the other folder still waited when ours came, and neither got one."""
+    folders, envs = at(folderAAAAAA=0, folderBBBBBB=-921.6), at(python_env_aaaaaa=2.4, python_env_bbbbbb=-849.6)
+    assert paired_env("folderAAAAAA", folders, envs) == "python_env_aaaaaa"
+    assert paired_env("folderBBBBBB", folders, envs) == "python_env_bbbbbb"
+
+
 def test_two_folders_before_either_env_give_neither_server_an_env() -> None:
     """folder A, folder B, env, env: which env is whose cannot be told (seen: folders 15.7 ms apart)."""
     folders, envs = at(folderAAAAAA=0, folderBBBBBB=15.7), at(python_env_aaaaaa=17.9, python_env_bbbbbb=17.8)
