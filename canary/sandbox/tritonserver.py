@@ -409,12 +409,18 @@ class TritonServer:
             if st is None:
                 continue
             self._triton_tmp[folder] = (st.st_dev, st.st_ino)
-            name = paired_env(folder.name, made, envs) if folder.parent == TRITON_TMP and folder.name in made else None
+            if folder.parent != TRITON_TMP or folder.name not in made:
+                continue
+            name = paired_env(folder.name, made, envs)
             if name is None or name in self._envs_before:
                 continue
             env = TRITON_TMP / name
             st = _own_dir(env)
-            if st is not None and not any(env.iterdir()):
+            try:
+                empty = st is not None and not any(env.iterdir())
+            except OSError:  # removed meanwhile
+                continue
+            if st is not None and empty:
                 self._triton_tmp[env] = (st.st_dev, st.st_ino)
 
     def _remove_triton_tmp(self) -> int:
