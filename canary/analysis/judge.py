@@ -11,6 +11,7 @@ reads to a human. It is pure: the controller passes in what Prometheus said
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from bisect import bisect_left
 from collections.abc import Mapping
@@ -579,6 +580,15 @@ def _latency_ceiling(c: Arm | evidence.ArrayArm, *, on_lists: bool, max_value: f
 
 
 def _unit_mismatch(stable: tuple[float, ...], canary: tuple[float, ...]) -> str:
+    """Why two latency layouts look like one layout in two units ("" when they do not): `_unit_mismatch_of`,
+    remembered for the last 256 pairs of layouts. A rollout's layouts stay the same from look to look, and
+    the comparison rounds every bound three times (about 0.5 ms a look on a native histogram's 188 bounds,
+    more than the rest of a latency check: docs/benchmarks/judge_speed.md)."""
+    return _unit_mismatch_of(tuple(stable), tuple(canary))
+
+
+@functools.lru_cache(maxsize=256)
+def _unit_mismatch_of(stable: tuple[float, ...], canary: tuple[float, ...]) -> str:
     """Why two latency layouts look like one layout in two units ("" when they do not).
 
     Prometheus's convention is seconds (`le="0.005"`), Istio's and this tool's milliseconds: a new
