@@ -38,12 +38,12 @@ from canary.runner import SKEW_WARN_S, SystemClock, probe_reason, probe_streak
 from canary.errors import (CanaryError, ConfigError, ConflictStorm, KubeUnavailable, MetricsUnavailable, NotFound,
                            others_decision,
                            NotLeader, PodsNotReady, RecordTooNew, RolloutBusy, RoutingConflict, StableNotReady,
-                           TargetError, TransientError)
+                           TargetError, TransientError, WeightsMoved)
 from canary.fencing import FencedRouter
 from canary.history_store import configmap_name
 from canary.logs import get as get_logger
 from canary.informer import stub
-from canary.model import STABLE_ONLY, Outcome, Target, Verdict
+from canary.model import STABLE_ONLY, Outcome, Target, Verdict, Weights
 from canary import judged_marks
 from canary import kube
 from canary import malloc
@@ -55,7 +55,7 @@ from canary.reconcile import (K8S_EVENTS, Observation, camel, check_claim, check
 from canary.reconcile import vs_gone as _vs_gone
 from canary.reconcile import confirmed_detail, write_landed
 from canary.routing import patch
-from canary.routing.base import TrafficRouter
+from canary.routing.base import RouteStatus, TrafficRouter
 from canary.throttle import Throttle
 from canary.workqueue import DueQueue
 
@@ -1176,14 +1176,15 @@ class Controller:
         return None
 
     def _do(self, spec: crd.RolloutSpec, state: rl.RolloutState, actions: list[rl.Action], *, expect: str | None,
-            log: Any) -> tuple[rl.RolloutState, str | None]:
-        """Execute guarded on `expect`; returns the new state and the state text now recorded."""
+            log: Any, routed: Weights | None = None) -> tuple[rl.RolloutState, str | None]:
+        """Execute guarded on `expect` (and on `routed`, the weights confirmed on the route: `execute`);
+        returns the new state and the state text now recorded."""
         texts: list[str] = []  # the state text each weight write recorded (computed once, by execute)
         rolls_back = state.phase in (rl.ROLLED_BACK, rl.ABORTED) and any(isinstance(a, rl.SetWeights) for a in actions)
         retry = self._retry(spec.key, state, spec.target) if rolls_back else None
         try:
             new = execute(self.fenced, spec.target, state, actions, log=log, expect=expect, written=texts.append,
-                          retry=retry)
+                          retry=retry, routed=routed)
         except CanaryError as exc:
             if retry is not None:  # a weights write that landed was the stable 100% (a re-pointing after it failed)
                 self._stable_tried(spec.key, state, retry, None if texts else exc)
@@ -1200,15 +1201,18 @@ class Controller:
         return new, texts[-1] if texts else expect
 
     def _decide(self, spec: crd.RolloutSpec, state: rl.RolloutState, seen: Observation, *, expect: str | None,
-                log: Any) -> tuple[rl.RolloutState, str | None]:
+                log: Any, confirmed: Weights | None = None) -> tuple[rl.RolloutState, str | None]:
         """The shared reconcile step (`reconcile.decide`), each write guarded on the previous one; a
-        write that moves traffic towards the canary is guarded on the live CanaryRollout (`_still_asked`)."""
+        write that moves traffic towards the canary is guarded on the live CanaryRollout (`_still_asked`).
+        `confirmed`: the weights a read after the look found on the route (`_route_moved`): the look's write
+        lands only on them, else WeightsMoved (nothing written; decision 185)."""
         routed = seen.status.weights if seen.status is not None else None
         for new, actions in decide(spec.policy, state, seen, self.clock.now()):
             if _forward(state, new, actions, routed):
                 self._still_asked(spec)
-            state, expect = self._do(spec, new, actions, expect=expect, log=log)
+            state, expect = self._do(spec, new, actions, expect=expect, log=log, routed=confirmed)
             routed = None
+            confirmed = state.weights if confirmed is not None else None
         return state, expect
 
     def _still_asked(self, spec: crd.RolloutSpec) -> None:
@@ -1653,7 +1657,11 @@ class Controller:
                                               restarted=restarted))
             obj = self._fresh(obj)
             self._seed(obj)  # the write reads what the cache holds now (our own writes included)
-            new, _ = self._decide(spec, state, seen, expect=a.recorded, log=log)
+            try:
+                # lands only on the weights `_route_moved` confirmed: a revert after that read is not written over
+                new, _ = self._decide(spec, state, seen, expect=a.recorded, log=log, confirmed=a.state.weights)
+            except WeightsMoved as exc:
+                return self._moved_at_write(a, log, exc)
             self._known[spec.key] = _Known(spec, new)
             step_start = None
             if new.phase == rl.PROGRESSING and new.step != state.step and snap is not None:
@@ -1697,10 +1705,29 @@ class Controller:
         status = self.router.inspect(spec.target)
         if (status.state or None) == (a.recorded or None) and status.weights == state.weights:
             return None
+        return self._discard(a, log, status, when="while the look measured")
+
+    def _moved_at_write(self, a: _Active, log: Any, exc: WeightsMoved) -> str:
+        """The look's write refused for weights other than those `_route_moved` confirmed (a revert landing after
+        that read, before the write or between a 409 and its retry's re-read): nothing was written, and the look
+        is discarded and the revert handled exactly as if `_route_moved` had read it (decision 185). The route is
+        read again from the API server for it; a read that fails raises (the tick's failure path)."""
+        spec = a.spec
+        if hasattr(self.router, "forget_prefetch"):
+            self.router.forget_prefetch()
+        self._seed_names(spec.target.namespace, {"destinationrules": spec.target.dr_name})
+        status = self.router.inspect(spec.target)
+        return self._discard(a, log, status, when=f"before the look's write could land ({exc.found} found)")
+
+    def _discard(self, a: _Active, log: Any, status: RouteStatus, *, when: str) -> str:
+        """`look.discarded` for a look whose route, read in `status`, was changed outside the rollout `when`, and
+        the change handled: the record changed is the next tick's ("skipped"); weights changed under our record
+        go through `reconcile.decide` now (reassert and count, or abort) ("discarded")."""
+        spec, state = a.spec, a.state
         record_changed = (status.state or None) != (a.recorded or None)
         log.warning("look.discarded", reason=(
-            "the route's record was changed outside this rollout while the look measured" if record_changed else
-            "the route's weights were changed outside the rollout while the look measured") +
+            f"the route's record was changed outside this rollout {when}" if record_changed else
+            f"the route's weights were changed outside the rollout {when}") +
             ": not judged at a weight the canary may not have had", phase=state.phase,
             weights=str(status.weights), recorded_weights=str(state.weights), step=state.step + 1)
         if record_changed:

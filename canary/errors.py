@@ -17,7 +17,9 @@ made by type, never by parsing messages::
     ├── NoData                 Prometheus answered, but nothing about this arm
     ├── RoutingConflict        someone else wrote the VirtualService (409 after re-tries,
     │   │                      or a foreign edit of the weights)
-    │   └── ConflictStorm      ...every try met 409: nobody's decision refused it, it may pass
+    │   ├── ConflictStorm      ...every try met 409: nobody's decision refused it, it may pass
+    │   └── WeightsMoved       ...a write guarded on the weights a look was judged at found others:
+    │                          nothing written; handled as a revert the look's re-read found
     ├── RolloutBusy            another rollout already owns this VirtualService
     ├── RollbackFailed         traffic had moved; stable 100% could not be completed -> exit 3
     │   └── TrafficUnsafe      ...and the route may still send traffic to the canary -> exit 6
@@ -144,6 +146,20 @@ def others_decision(exc: BaseException) -> bool:
     """Whether `exc` is a write refused by another writer's decision (a RoutingConflict: adopt it, or leave
     that writer's rollout alone), not a ConflictStorm (nobody's decision: a failed write)."""
     return isinstance(exc, RoutingConflict) and not isinstance(exc, ConflictStorm)
+
+
+class WeightsMoved(RoutingConflict):
+    """A weights write guarded on the weights the route carried when its decision was taken (`expect_weights`:
+    those a look was judged at, confirmed by the read after it measured) found other weights on the route at
+    write time, its first attempt or a 409 retry's re-read: nothing was written. No writer's decision on the
+    record (that stays ours): a revert of the weights alone (`kubectl edit`, a GitOps sync that leaves the
+    record annotation alone), which the caller handles as a revert its own read had found (decision 185).
+    `found`: the weights read ("unknown" when the route's weights are not two integers summing to 100, as
+    written there)."""
+
+    def __init__(self, message: str, *, found: str = "unknown") -> None:
+        super().__init__(message)
+        self.found = found
 
 
 class RolloutBusy(CanaryError):

@@ -50,9 +50,11 @@ class FencedRouter:
             return PodCount(unchecked="the router cannot count pods")
         return count(target, subset, glance=glance)
 
-    def set_weights(self, target: Target, weights: Weights, *, state: str, expect_state: Any = ...) -> RouteStatus:
+    def set_weights(self, target: Target, weights: Weights, *, state: str, expect_state: Any = ...,
+                    expect_weights: Weights | None = None) -> RouteStatus:
         self._fence()
-        return self.inner.set_weights(target, weights, state=state, expect_state=expect_state)
+        guard = {"expect_weights": expect_weights} if expect_weights is not None else {}
+        return self.inner.set_weights(target, weights, state=state, expect_state=expect_state, **guard)
 
     def point_subset(self, target: Target, subset: str, version: str, **kw: Any) -> None:
         self._fence()

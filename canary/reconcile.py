@@ -32,9 +32,9 @@ from typing import Any, Callable, Literal
 from canary import rollout as rl
 from canary.errors import (CanaryError, ConfigError, ConflictStorm, GraceSpent, MetricsUnavailable, NotFound,
                            NotLeader, RecordTooNew, RollbackFailed, RolloutBusy, RoutingConflict, TargetError,
-                           TransientError, others_decision)
+                           TransientError, WeightsMoved, others_decision)
 from canary.metrics.base import MetricsProvider
-from canary.model import STABLE_ONLY, ArmData, Target, check_version
+from canary.model import STABLE_ONLY, ArmData, Target, Weights, check_version
 from canary.policy import Policy
 from canary.routing.base import RouteStatus, TrafficRouter
 from canary.routing.patch import CANARY, STATE_ANNOTATION, VERSION_LABEL
@@ -562,7 +562,8 @@ class Retry:
 
 def execute(router: TrafficRouter, target: Target, state: rl.RolloutState, actions: list[rl.Action], *,
             log: Any, expect: Any = ..., written: Callable[[str], None] | None = None,
-            report_failure: bool = True, retry: Retry | None = None) -> rl.RolloutState:
+            report_failure: bool = True, retry: Retry | None = None,
+            routed: Weights | None = None) -> rl.RolloutState:
     """Carry out actions in order. Writes are guarded on the recorded state being `expect` (what we
     last read or wrote; `...` = unguarded). A failed write that should have put stable at 100% is
     logged as ``rollback.failed`` and re-raised. A guarded PointSubset checks the recorded state
@@ -571,7 +572,12 @@ def execute(router: TrafficRouter, target: Target, state: rl.RolloutState, actio
     `retry`: the caller writes stable 100% again should this fail (promote's fail-safe within its budget,
     the controller at its next tick): a failed stable-100% write is then said as `Retry.line` says
     (`rollback.retrying`, not yet the critical ``rollback.failed``: "act by hand" while it is still being
-    tried; the caller's page when its bound is spent)."""
+    tried; the caller's page when its bound is spent).
+    `routed`: the weights the route was confirmed to carry when these actions were decided (a look's read after
+    it measured, a heartbeat's read): every weights write that is not stable 100% lands only on the weights
+    before it (`expect_weights`: `routed`, then each landed write's own), else raises WeightsMoved with nothing
+    written; the lines before the first such write (`look.completed`, `check.failed`) are said once it lands,
+    so that a look refused at its write never said it was judged (decision 185). Stable 100% is never guarded."""
     log = log.bind(**rollout_context(target, state))
     # the weights a stable-100% write moves from (its end's `from_weights`): what is still routed when it fails
     split = next((a.fields["from_weights"] for a in actions if isinstance(a, rl.Emit) and "from_weights" in a.fields),
@@ -582,18 +588,35 @@ def execute(router: TrafficRouter, target: Target, state: rl.RolloutState, actio
     # event logs it as target_phase/target_weights (a failed write must leave no line claiming it)
     writes_left = sum(isinstance(a, rl.SetWeights) for a in actions)
     pointed: list[rl.PointSubset] = []  # guarded pointings of this call before its weights write
-    for action in actions:
+    # the lines before the first weights write guarded on `routed`: said once it lands (none, refused)
+    first = next((i for i, a in enumerate(actions) if isinstance(a, rl.SetWeights)), None)
+    held: list[Callable[[], None]] | None = [] if routed is not None and first is not None and \
+        getattr(actions[first], "weights", None) != STABLE_ONLY else None
+    for index, action in enumerate(actions):
         if isinstance(action, rl.SetWeights):
             text = state.to_json()
+            guard = {"expect_weights": routed} if routed is not None and action.weights != STABLE_ONLY else {}
             try:
-                router.set_weights(target, action.weights, state=text, expect_state=expect)
+                router.set_weights(target, action.weights, state=text, expect_state=expect, **guard)
+                if routed is not None:
+                    routed = action.weights
+                for say in held or ():
+                    say()
+                held = None
                 writes_left -= 1
                 expect = text
                 stable_written = stable_written or action.weights == STABLE_ONLY
                 pointed.clear()
             except NotLeader:  # refused by the fence, nothing sent: the new leader's tick ends it; nobody is paged
+                for say in held or ():
+                    say()
+                raise
+            except WeightsMoved:  # nothing written, and the look it would have recorded is not judged: unsaid
                 raise
             except CanaryError as exc:
+                for say in held or ():  # said as before: the write failed, the judgement stands
+                    say()
+                held = None
                 if action.weights == STABLE_ONLY and state.phase in (rl.ROLLED_BACK, rl.ABORTED):
                     _weights_failed(exc, target, actions)
                 if isinstance(exc, RoutingConflict) and expect is not ... and pointed:
@@ -625,16 +648,29 @@ def execute(router: TrafficRouter, target: Target, state: rl.RolloutState, actio
             if action.guarded and expect is not ... and action.subset == "stable":
                 pointed.append(action)
         elif isinstance(action, rl.Emit):
-            now = "" if not writes_left else "target_"
-            fields = {**_context(state, writes_left), **action.fields}
-            getattr(log, action.log_level)(action.event, **fields)
-            if action.event in K8S_EVENTS:
-                router.record_event(target, reason=camel(action.event), warning=action.warning,
-                                    message=f"{action.event}: {now.replace('_', ' ')}weights {state.weights} "
-                                    + str(action.fields.get("reason", "")))
+            say = _saying(router, target, state, action, log, writes_left)
+            if held is not None and first is not None and index < first:
+                held.append(say)
+            else:
+                say()
     if stable_written and state.phase in (rl.ROLLED_BACK, rl.ABORTED):
         _warn_stable_unserved(router, target, state, log=log)
     return state
+
+
+def _saying(router: TrafficRouter, target: Target, state: rl.RolloutState, action: rl.Emit, log: Any,
+            writes_left: int) -> Callable[[], None]:
+    """`action`'s line (and its Kubernetes Event), as it reads at its place among the actions."""
+    now = "" if not writes_left else "target_"
+    fields = {**_context(state, writes_left), **action.fields}
+
+    def say() -> None:
+        getattr(log, action.log_level)(action.event, **fields)
+        if action.event in K8S_EVENTS:
+            router.record_event(target, reason=camel(action.event), warning=action.warning,
+                                message=f"{action.event}: {now.replace('_', ' ')}weights {state.weights} "
+                                + str(action.fields.get("reason", "")))
+    return say
 
 
 def _warn_stable_unserved(router: Any, target: Target, state: rl.RolloutState, *, log: Any) -> None:

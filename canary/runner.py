@@ -29,10 +29,10 @@ from canary import rollout as rl
 from canary.analysis.judge import judge
 from canary.errors import (AlreadyStable, CanaryError, CanaryNotReady, ConfigError, ConflictStorm, GraceSpent,
                            KubeUnavailable, NotFound, PodsNotReady, RecordTooNew, RollbackFailed, RolloutBusy,
-                           RoutingConflict, StableNotReady, TargetError, TrafficUnsafe, TransientError)
+                           RoutingConflict, StableNotReady, TargetError, TrafficUnsafe, TransientError, WeightsMoved)
 from canary.logs import get as get_logger
 from canary.metrics.base import MetricsProvider
-from canary.model import STABLE_ONLY, Target, check_version
+from canary.model import STABLE_ONLY, Target, Weights, check_version
 from canary.policy import Policy
 from canary.reconcile import (EXIT_BAD_INPUT, EXIT_CODES, EXIT_INFRA, EXIT_INTERRUPTED, EXIT_PROMOTED,
                               EXIT_ROLLED_BACK, Observation, check_pods, check_claim, count_pods, decide, describe_owner, end_disagreement, execute,
@@ -832,7 +832,17 @@ class Runner:
         verdict = judge(self.policy, measurements, prior=state.prior(), window=state.step_window,
                         pass_ratio=state.pass_ratio(canary_n), canary_weight=state.weights.canary,
                         step=max(state.step, 0), window_s=window, canary_version=state.canary_version)
-        return self._decide(state, Observation(look=rl.Looked(self.clock.now(), verdict, canary_n, float(window))))
+        try:
+            # lands only on the weights `_reverted_meanwhile` confirmed: a revert after that read is not written over
+            return self._decide(state, Observation(look=rl.Looked(self.clock.now(), verdict, canary_n, float(window))),
+                                routed=state.weights)
+        except WeightsMoved as exc:
+            # as if `_reverted_meanwhile` had read it: not judged, and the watch's answer taken (decision 185)
+            self.log.warning("look.discarded", reason="the route's weights were changed outside the rollout before "
+                             "the look's write could land: not judged at a weight the canary did not have",
+                             phase=state.phase, weights=exc.found, recorded_weights=str(state.weights),
+                             step=state.step + 1)
+            return self._check_outside(state)
 
     def _reverted_meanwhile(self, state: rl.RolloutState) -> rl.RolloutState | None:
         """A look's data were measured while the route may have left our weights (a GitOps tool reverting them
@@ -960,20 +970,24 @@ class Runner:
 
     # ---- actions --------------------------------------------------------------------
 
-    def _decide(self, state: rl.RolloutState, seen: Observation) -> rl.RolloutState:
+    def _decide(self, state: rl.RolloutState, seen: Observation, *, routed: Weights | None = None) -> rl.RolloutState:
         """The shared reconcile step (`reconcile.decide`), each write guarded on the previous one. Once a
         signal has arrived (`stop`), no write that moves traffic toward the canary is made (the first
         step after the gates, the next step after a pass, the promotion's 100%): `_Interrupted`
-        instead, and the interrupt ends the rollout from the traffic as it is."""
+        instead, and the interrupt ends the rollout from the traffic as it is. `routed`: the weights a read
+        after the look found (`_reverted_meanwhile`): its write lands only on them, else WeightsMoved
+        (nothing written; decision 185)."""
         for new, actions in decide(self.policy, state, seen, self.clock.now()):
             if self.stop.is_set() and new.weights.canary > state.weights.canary:
                 self.log.warning("step.withheld", reason="interrupted", phase=state.phase,
                                  weights=str(state.weights), target_weights=str(new.weights))
                 raise _Interrupted()
-            state = self._apply(new, actions)
+            state = self._apply(new, actions, routed=routed)
+            routed = state.weights if routed is not None else None
         return state
 
-    def _apply(self, new: rl.RolloutState, actions: list[rl.Action], *, attempts: int = 3) -> rl.RolloutState:
+    def _apply(self, new: rl.RolloutState, actions: list[rl.Action], *, attempts: int = 3,
+               routed: Weights | None = None) -> rl.RolloutState:
         """Execute `new`'s actions, guarded on the record this process last wrote. A rollback always
         wins: when its guarded write conflicts with a pause or resume of this very rollout recorded
         meanwhile (an on-call `canary pause` landing just before it), the route is read again and the
@@ -990,7 +1004,7 @@ class Runner:
                 # (a promotion's last write that fails is `promotion.write_failed`, not `rollback.failed`:
                 # `run`'s fail-safe finishes it, or gives the old version 100%)
                 state = execute(self.router, self.target, new, todo, log=self.log, expect=expect,
-                                written=self._remember,
+                                written=self._remember, routed=routed,
                                 retry=Retry(fields={"attempt": 0}) if self._current is not None else None)
                 break
             except RoutingConflict:
@@ -1041,8 +1055,10 @@ class Runner:
                 return state
             beat = replace(state, updated_at=now)
             self._sent = beat.to_json()
+            # on the weights just read too: a revert landing after that read is the watch's to find, not
+            # overwritten by a beat (WeightsMoved: skipped, tried again; decision 185)
             execute(self.router, self.target, beat, [rl.SetWeights(beat.weights)], log=self.log,
-                    expect=self._written or None, written=self._remember)
+                    expect=self._written or None, written=self._remember, routed=state.weights)
             # the next beat is due a look_every after the time this one recorded, not after its write returned
             # (`_remember` reads the clock then): a slow write postponed it by its own length
             self._wrote_at = now

@@ -39,13 +39,18 @@ class FakeRouter:
     def inspect(self, target: Target) -> RouteStatus:
         return RouteStatus(self.weights, self.state, self.subsets["stable"], self.subsets["canary"])
 
-    def set_weights(self, target: Target, weights: Weights, *, state: str, expect_state: Any = ...) -> RouteStatus:
+    def set_weights(self, target: Target, weights: Weights, *, state: str, expect_state: Any = ...,
+                    expect_weights: Weights | None = None) -> RouteStatus:
         while self.before_write:
             self.before_write.pop(0)()
         if expect_state is not ... and self.state not in (expect_state, state):
             from canary.errors import RoutingConflict
 
             raise RoutingConflict("fake: state changed by someone else")
+        if expect_weights is not None and weights != STABLE_ONLY and self.weights != expect_weights:
+            from canary.errors import WeightsMoved
+
+            raise WeightsMoved("fake: weights changed by someone else", found=str(self.weights))
         if self.fail_writes:
             from canary.errors import KubeUnavailable
 

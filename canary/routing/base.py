@@ -42,11 +42,17 @@ class TrafficRouter(Protocol):
         """Read and validate the objects (VS exists, route has exactly the two
         destinations, DR defines both subsets). Raises TargetError otherwise."""
 
-    def set_weights(self, target: Target, weights: Weights, *, state: str, expect_state: str | None | object = ...) -> RouteStatus:
+    def set_weights(self, target: Target, weights: Weights, *, state: str, expect_state: str | None | object = ...,
+                    expect_weights: Weights | None = None) -> RouteStatus:
         """Write the route's weights and the state annotation in ONE write, with a
         resourceVersion precondition; on 409 re-read, re-check, re-apply. With
         `expect_state`, raise RoutingConflict instead when the recorded state is
-        neither that nor `state` (another writer's rollout decision wins)."""
+        neither that nor `state` (another writer's rollout decision wins). With
+        `expect_weights` (the weights a look was judged at), raise WeightsMoved, a
+        RoutingConflict, instead when the route's weights read by that attempt (the
+        first, or a 409 retry's re-read) are not exactly those: nothing is written.
+        Ignored when `weights` is stable 100%, which is never refused for it. Callers
+        pass it only when they have it (older test doubles do not take it)."""
 
     def point_subset(self, target: Target, subset: str, version: str, *,
                      guard: Callable[[], None] | None = None, supersede: bool = False) -> None:

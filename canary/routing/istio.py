@@ -29,7 +29,7 @@ from canary import kube
 import math
 
 from canary.errors import (CanaryError, ConflictStorm, NotFound, NotLeader, RoutingConflict, TargetError,
-                           TrafficUnsafe)
+                           TrafficUnsafe, WeightsMoved)
 from canary.model import STABLE_ONLY, Target, Weights
 from canary.routing import claims, patch, stable
 from canary.routing.base import RouteStatus
@@ -181,10 +181,17 @@ class IstioRouter:
         return vs, dr, route
 
     def set_weights(self, target: Target, weights: Weights, *, state: str,
-                    expect_state: str | None | object = ANY_STATE) -> RouteStatus:
+                    expect_state: str | None | object = ANY_STATE,
+                    expect_weights: Weights | None = None) -> RouteStatus:
+        """See `TrafficRouter.set_weights`. `expect_weights` is checked on every attempt's read, after the
+        record's guard (another writer's decision is a plain RoutingConflict, adopted), and never for a
+        stable-100% write (stable 100% over any weights is always the safe write)."""
+        where = f"{target.namespace}/{target.virtual_service}"
+
         def compute() -> tuple[Obj, Obj, Obj]:
+            ref: patch.RouteRef | None = None
             try:
-                vs, dr, _ = self._read_checked(target)
+                vs, dr, ref = self._read_checked(target)
                 desired = patch.with_weights(vs, weights, route_name=target.route, state=state)
             except CanaryError:
                 if weights != STABLE_ONLY:
@@ -200,8 +207,17 @@ class IstioRouter:
             # A retry after 409 re-applies our weights on top of other edits -- but never on top
             # of another writer's rollout state (an operator's `canary rollback`): that is theirs.
             if expect_state is not ANY_STATE and found != expect_state and found != state:
-                raise RoutingConflict(f"{target.namespace}/{target.virtual_service}: the rollout state was changed "
-                                      "by someone else; re-read it before writing")
+                raise RoutingConflict(f"{where}: the rollout state was changed by someone else; re-read it before "
+                                      "writing")
+            # ...nor on top of weights other than those the write was decided at (decision 185): a revert of the
+            # weights alone keeps our record, and was overwritten here unseen. Never for stable 100%.
+            if expect_weights is not None and weights != STABLE_ONLY and ref is not None:
+                seen = patch.observe_weights(vs, ref)
+                if not seen.canonical or seen.weights != expect_weights:
+                    shown = str(seen.weights) if seen.canonical else "unknown"
+                    raise WeightsMoved(f"{where}: the route's weights are {shown if seen.canonical else seen.raw}, "
+                                       f"not {expect_weights} as when this write was decided (changed outside the "
+                                       "rollout); not written", found=shown)
             return vs, desired, dr
 
         written, dr = self._update(target, VS_PLURAL, target.virtual_service, compute)

@@ -162,9 +162,9 @@ def _writes(v: Runner) -> list[tuple[str, str]]:
     seen: list[tuple[str, str]] = []
     real = v.router.set_weights
 
-    def set_weights(t: Target, w: Any, *, state: str, expect_state: Any = ...) -> Any:
+    def set_weights(t: Target, w: Any, *, state: str, expect_state: Any = ..., **kw: Any) -> Any:
         seen.append((str(w), json.loads(state)["phase"]))
-        return real(t, w, state=state, expect_state=expect_state)
+        return real(t, w, state=state, expect_state=expect_state, **kw)
 
     v.router.set_weights = set_weights  # type: ignore[method-assign]
     return seen
@@ -237,13 +237,13 @@ def test_a_pause_or_resume_landing_before_a_rollback_write_never_cancels_it(api:
     real = v.router.set_weights
     raced: list[str] = []
 
-    def set_weights(t: Target, w: Any, *, state: str, expect_state: Any = ...) -> Any:
+    def set_weights(t: Target, w: Any, *, state: str, expect_state: Any = ..., **kw: Any) -> Any:
         if json.loads(state)["phase"] == rl.ROLLED_BACK and not raced:
             for name in commands:
                 event = rl.Pause(v.clock.now()) if name == "pause" else rl.Resume(v.clock.now())
                 raced.append(oncall_action(IstioRouter(api.api_client(), wait=tenacity.wait_none()), target, event,
                                            log=get()).phase)
-        return real(t, w, state=state, expect_state=expect_state)
+        return real(t, w, state=state, expect_state=expect_state, **kw)
 
     v.router.set_weights = set_weights  # type: ignore[method-assign]
     with structlog.testing.capture_logs() as logs:

@@ -53,9 +53,9 @@ class Killer:
         self._alive()
         return self.inner.inspect(target)
 
-    def set_weights(self, target: Target, weights: Weights, *, state: str, expect_state: Any = ...) -> Any:
+    def set_weights(self, target: Target, weights: Weights, *, state: str, expect_state: Any = ..., **kw: Any) -> Any:
         self._alive()
-        out = self.inner.set_weights(target, weights, state=state, expect_state=expect_state)
+        out = self.inner.set_weights(target, weights, state=state, expect_state=expect_state, **kw)
         self._wrote(f"weights {weights} {json.loads(state)['phase']}")
         return out
 
