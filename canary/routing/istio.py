@@ -190,6 +190,8 @@ class IstioRouter:
 
         def compute() -> tuple[Obj, Obj, Obj]:
             ref: patch.RouteRef | None = None
+            # a copy from the informers' cache (`seed`) may be behind the API server: no evidence of a revert
+            cached = (VS_PLURAL, target.namespace, target.virtual_service) in getattr(self._local, "cache", {})
             try:
                 vs, dr, ref = self._read_checked(target)
                 desired = patch.with_weights(vs, weights, route_name=target.route, state=state)
@@ -213,6 +215,8 @@ class IstioRouter:
             # weights alone keeps our record, and was overwritten here unseen. Never for stable 100%.
             if expect_weights is not None and weights != STABLE_ONLY and ref is not None:
                 seen = patch.observe_weights(vs, ref)
+                if (not seen.canonical or seen.weights != expect_weights) and cached:
+                    raise _Conflict(f"{where}: weights read from a cached copy; read again from the API server")
                 if not seen.canonical or seen.weights != expect_weights:
                     shown = str(seen.weights) if seen.canonical else "unknown"
                     raise WeightsMoved(f"{where}: the route's weights are {shown if seen.canonical else seen.raw}, "

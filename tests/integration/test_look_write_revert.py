@@ -280,3 +280,20 @@ def test_the_routers_weights_guard_refuses_a_split_and_never_stable_100(api: Any
     assert api.get(GROUP, "virtualservices", "ml", "m0")["metadata"]["resourceVersion"] == before
     router.set_weights(target, STABLE_ONLY, state="{}", expect_weights=rl.Weights(80, 20))
     assert routes(api)[0] == [("stable", 100), ("canary", 0)]
+
+
+def test_the_routers_weights_guard_takes_no_stale_cached_copy_for_a_revert(api: Any) -> None:
+    """The controller seeds the write's first read from its informers' cache, which may be behind the API server: a
+    cached copy at other weights is read again from the API server (as a 409 would), not taken for a revert."""
+    import tenacity
+
+    from canary.model import Target
+    from canary.routing.istio import IstioRouter
+
+    router = IstioRouter(api.api_client(), wait=tenacity.wait_none())
+    target = Target(namespace="ml", virtual_service="m0", model="m0", stable_version="v1", canary_version="v2")
+    stale = copy.deepcopy(api.get(GROUP, "virtualservices", "ml", "m0"))  # 100/0, as the cache still holds it
+    _hand_edit(api, (80, 20))()  # the API server's: what the look's read found
+    router.seed([("virtualservices", stale)])
+    router.set_weights(target, rl.Weights(50, 50), state="{}", expect_weights=rl.Weights(80, 20))
+    assert routes(api)[0] == [("stable", 50), ("canary", 50)]
