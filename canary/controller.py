@@ -1662,6 +1662,14 @@ class Controller:
                 new, _ = self._decide(spec, state, seen, expect=a.recorded, log=log, confirmed=a.state.weights)
             except WeightsMoved as exc:
                 return self._moved_at_write(a, log, exc)
+            except RoutingConflict as exc:
+                # another writer's record since `_route_moved` (a CanaryRollout changed says itself: `_still_asked`)
+                if not isinstance(exc, (ConflictStorm, CanaryRolloutChanged)):
+                    log.warning("look.discarded", reason="the route's record was changed outside this rollout "
+                                "before the look's write could land: not judged", phase=state.phase,
+                                weights="unknown", recorded_weights=str(a.state.weights),
+                                step=state.step + 1)
+                raise
             self._known[spec.key] = _Known(spec, new)
             step_start = None
             if new.phase == rl.PROGRESSING and new.step != state.step and snap is not None:

@@ -32,7 +32,7 @@ from typing import Any, Callable, Literal
 from canary import rollout as rl
 from canary.errors import (CanaryError, ConfigError, ConflictStorm, GraceSpent, MetricsUnavailable, NotFound,
                            NotLeader, RecordTooNew, RollbackFailed, RolloutBusy, RoutingConflict, TargetError,
-                           TransientError, WeightsMoved, others_decision)
+                           TransientError, others_decision)
 from canary.metrics.base import MetricsProvider
 from canary.model import STABLE_ONLY, ArmData, Target, Weights, check_version
 from canary.policy import Policy
@@ -611,9 +611,11 @@ def execute(router: TrafficRouter, target: Target, state: rl.RolloutState, actio
                 for say in held or ():
                     say()
                 raise
-            except WeightsMoved:  # nothing written, and the look it would have recorded is not judged: unsaid
-                raise
             except CanaryError as exc:
+                if held is not None and others_decision(exc):
+                    # refused, nothing written (WeightsMoved: a revert; or another writer's record): the look it
+                    # would have recorded was not judged, and its lines are unsaid (decisions 185, 186)
+                    raise
                 for say in held or ():  # said as before: the write failed, the judgement stands
                     say()
                 held = None

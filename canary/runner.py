@@ -843,6 +843,13 @@ class Runner:
                              phase=state.phase, weights=exc.found, recorded_weights=str(state.weights),
                              step=state.step + 1)
             return self._check_outside(state)
+        except RoutingConflict as exc:
+            if not isinstance(exc, ConflictStorm):  # another writer's record since `_reverted_meanwhile`: adopted
+                self.log.warning("look.discarded", reason="the route's record was changed outside the rollout "
+                                 "before the look's write could land: not judged", phase=state.phase,
+                                 weights="unknown", recorded_weights=str(state.weights),
+                                 step=state.step + 1)
+            raise
 
     def _reverted_meanwhile(self, state: rl.RolloutState) -> rl.RolloutState | None:
         """A look's data were measured while the route may have left our weights (a GitOps tool reverting them

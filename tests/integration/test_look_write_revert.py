@@ -297,3 +297,53 @@ def test_the_routers_weights_guard_takes_no_stale_cached_copy_for_a_revert(api: 
     router.seed([("virtualservices", stale)])
     router.set_weights(target, rl.Weights(50, 50), state="{}", expect_weights=rl.Weights(80, 20))
     assert routes(api)[0] == [("stable", 50), ("canary", 50)]
+
+
+def test_promote_a_look_whose_write_meets_another_writers_record_says_no_judgement(api: Any) -> None:
+    """On-call's `canary pause` lands after the look's read and before its write: the write is refused (the record
+    guard) and the pause adopted, as before; the look was never recorded, and now never said it was judged (no
+    `look.completed`, no `check.failed` for it: alerts keyed on them fired for a look nobody counted), but
+    `look.discarded` (decision 186)."""
+    import tenacity
+
+    from canary.logs import get
+    from canary.model import Target
+    from canary.routing.istio import IstioRouter
+    from canary.runner import oncall_action
+
+    clock = HookClock(api)
+    promote = runner(api, "v2", clock, on_interrupt="pause")
+    target = Target(namespace="ml", virtual_service="m0", model="m0", stable_version="", canary_version="v2")
+    pause = lambda: oncall_action(IstioRouter(api.api_client(), wait=tenacity.wait_none()), target,  # noqa: E731
+                                  rl.Pause(clock.now(), "on-call: hold"), log=get())
+    raced = _reverting(api, promote.router, pause,
+                       lambda new, old: _records_a_look(new, old) and old.get("look", 0) >= 1)
+    clock.hooks.append((lambda rec: rec.get("phase") == rl.PAUSED, promote.stop.set))
+    with structlog.testing.capture_logs() as logs:
+        res = promote.run()
+    assert raced == [rl.PROGRESSING] and res.state.phase == rl.PAUSED, (raced, res.state.phase, res.state.reason)
+    events = [e["event"] for e in logs]
+    assert "rollout.changed_outside" in events, sorted(set(events))
+    assert events.count("look.completed") == record(api)["look"] == 1, (events, record(api)["look"])
+    discarded = [e for e in logs if e["event"] == "look.discarded"]
+    assert len(discarded) == 1 and "record" in discarded[0]["reason"], discarded
+
+
+def test_the_controller_a_look_whose_write_meets_another_writers_record_says_no_judgement(world: Any) -> None:
+    """A foreign writer re-serialises the record (the same state in another text) after `_route_moved` read it,
+    before the look's write: refused, as before, and adopted at the next tick; the refused look said nothing of a
+    judgement (decision 186): every `look.completed` is a look the record counts."""
+    from tests.integration.test_look_discard_cache import _reserialised
+
+    api, op, custom = world
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v2"))
+    _progressing(op, custom, api)
+    looks = vs(api, 0)[1].get("look", 0)
+    raced = _reverting(api, op.router, lambda: api.edit(GROUP, "virtualservices", "ml", fleet.model(0), _reserialised),
+                       _records_a_look)
+    with structlog.testing.capture_logs() as logs:
+        _tick_until(op, api, lambda: bool(raced) and vs(api, 0)[1].get("look", 0) >= looks + 2)
+    events = [e["event"] for e in logs]
+    discarded = [e for e in logs if e["event"] == "look.discarded"]
+    assert len(discarded) == 1 and "record" in discarded[0]["reason"], events
+    assert events.count("look.completed") == vs(api, 0)[1]["look"] - looks, (events, vs(api, 0)[1]["look"], looks)
