@@ -577,7 +577,8 @@ def execute(router: TrafficRouter, target: Target, state: rl.RolloutState, actio
     it measured, a heartbeat's read): every weights write that is not stable 100% lands only on the weights
     before it (`expect_weights`: `routed`, then each landed write's own), else raises WeightsMoved with nothing
     written; the lines before the first such write (`look.completed`, `check.failed`) are said once it lands,
-    so that a look refused at its write never said it was judged (decision 185). Stable 100% is never guarded."""
+    or once it fails for any cause but a refusal (WeightsMoved, another writer's record: the look was not
+    recorded, and never says it was judged; decisions 185, 186). Stable 100% is never guarded."""
     log = log.bind(**rollout_context(target, state))
     # the weights a stable-100% write moves from (its end's `from_weights`): what is still routed when it fails
     split = next((a.fields["from_weights"] for a in actions if isinstance(a, rl.Emit) and "from_weights" in a.fields),
