@@ -42,14 +42,18 @@ def _num(x: float, fmt: str = ".4g") -> str:
 
 
 def render_verdict(j: Verdict, console: Console, *, wide: bool = False) -> None:
+    from canary.display import unmeasured  # lazily, as the other commands import the display
+
     table = Table(title=f"verdict: {j.outcome.label.upper()}", title_style=_COLOUR[j.outcome])
     cols = ("check", "outcome", "stable", "canary", "n stable", "n canary", "limit", "p", "alpha")
     for col in cols + (("kind", "statistic", "effect") if wide else ()):
         table.add_column(col)
     for r in j.results:
+        none = unmeasured(r.outcome.label, r.n_canary, r.n_stable)  # an ERROR's 0.0 defaults are no counts
         row = [r.check + (" (hard)" if r.hard else ""), f"[{_COLOUR[r.outcome]}]{r.outcome.label}[/]",
                with_unit(r.stable_value, r.value_unit), with_unit(r.canary_value, r.value_unit),
-               _num(r.n_stable, ",.0f"), _num(r.n_canary, ",.0f"), with_unit(r.threshold, r.threshold_unit),
+               "-" if none else _num(r.n_stable, ",.0f"), "-" if none else _num(r.n_canary, ",.0f"),
+               with_unit(r.threshold, r.threshold_unit),
                _num(r.p_value, ".2g"), _num(r.alpha, ".2g")]
         if wide:
             row += [r.kind, _num(r.statistic), _num(r.effect_size, ".3g")]

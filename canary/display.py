@@ -36,6 +36,12 @@ def _count(value: Any) -> str:
     return f"{value:,.0f}" if isinstance(value, (int, float)) and math.isfinite(value) else _fmt(value)
 
 
+def unmeasured(outcome: str, n_canary: Any, n_stable: Any) -> bool:
+    """An ERROR row with no request counts: the check could not measure, and CheckResult's 0.0
+    defaults are no count of either arm (decision 190). The tables show "-" for its n."""
+    return outcome == "error" and not n_canary and not n_stable
+
+
 def evidence_table(results: Iterable[dict[str, Any]], title: str = "checks") -> Table:
     t = Table(title=title, show_lines=False)
     for col in ("check", "verdict", "stable", "canary", "n canary/stable", "threshold", "p", "effect", "reason"):
@@ -46,7 +52,8 @@ def evidence_table(results: Iterable[dict[str, Any]], title: str = "checks") -> 
         t.add_row(
             r.get("check", ""), Text(outcome, style=colors.get(outcome, "")),
             with_unit(r.get("stable_value"), r.get("value_unit")), with_unit(r.get("canary_value"), r.get("value_unit")),
-            f"{_count(r.get('n_canary'))}/{_count(r.get('n_stable'))}",  # as reasons
+            "-" if unmeasured(outcome, r.get("n_canary"), r.get("n_stable"))
+            else f"{_count(r.get('n_canary'))}/{_count(r.get('n_stable'))}",  # as reasons
             # a state recorded before units were: the bare number
             with_unit(r.get("threshold"), r.get("threshold_unit")), _fmt(r.get("p_value"), 2),
             with_unit(r.get("effect_size"), r.get("threshold_unit"), 3), r.get("reason", ""),

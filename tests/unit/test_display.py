@@ -42,6 +42,35 @@ def test_evidence_table_handles_unknown_values() -> None:
     assert "could not measure" in text and "-" in text
 
 
+def test_a_check_that_could_not_measure_shows_no_request_counts() -> None:
+    """Decision 190: `canary analyze` on the sandbox before any rollout (stable at 150 rps, the canary
+    at 0%) printed `n canary/stable` 0/0 on every ERROR row, as if stable had served nothing; and
+    `canary judge`'s example printed n 0 and 0 for a `predictions` row whose canary arm held counts.
+    An ERROR carries no counts (CheckResult's 0.0 defaults): both tables show "-" there. Counts an
+    ERROR does carry (a unit slip's) and a real 0 on a judged row are shown as they are."""
+    import io
+
+    from canary.cli_analysis import render_verdict
+
+    unmeasured = CheckResult(check="errors", kind="error_rate", outcome=Outcome.ERROR,
+                             reason="could not measure canary: no requests for the canary arm in 300s")
+    slip = CheckResult(check="latency-p95", kind="latency", outcome=Outcome.ERROR, reason="unit slip",
+                       n_stable=540, n_canary=52)
+    judged = CheckResult(check="missing", kind="feature_missing", outcome=Outcome.INCONCLUSIVE, reason="few",
+                         n_stable=120, n_canary=0)
+    text = render(evidence_table([unmeasured.to_dict(), slip.to_dict(), judged.to_dict()]))
+    rows = {line.split()[1]: line for line in text.splitlines() if line.split()[1:2] in (["errors"], ["latency-p95"], ["missing"])}
+    assert "0/0" not in rows["errors"] and " - " in rows["errors"], rows["errors"]
+    assert "52/540" in rows["latency-p95"] and "0/120" in rows["missing"], text
+
+    out = io.StringIO()
+    render_verdict(Verdict.combine([unmeasured, slip, judged]), Console(file=out, width=200))
+    lines = {line.split()[1]: line for line in out.getvalue().splitlines() if line.startswith("│")}
+    assert [c.strip() for c in lines["errors"].split("│")[5:7]] == ["-", "-"], lines["errors"]
+    assert [c.strip() for c in lines["latency-p95"].split("│")[5:7]] == ["540", "52"], lines["latency-p95"]
+    assert [c.strip() for c in lines["missing"].split("│")[5:7]] == ["120", "0"], lines["missing"]
+
+
 def test_status_wide_does_not_fold_the_verdict_table() -> None:
     """`status -o wide` renders on a console of at least 200 columns (cli_options.console): the
     check names and reasons stay on one line even when stdout is a narrow pipe."""
