@@ -22,7 +22,7 @@ from rich.table import Table
 from canary import cli_options as opts
 from canary.analysis.shown import beside
 from canary.errors import CanaryError
-from canary.model import Outcome, Verdict, with_unit
+from canary.model import Outcome, Verdict, unmeasured, with_unit
 
 EXIT_PASS, EXIT_FAIL, EXIT_BAD_INPUT, EXIT_INFRA, EXIT_UNDECIDED = 0, 1, 2, 3, 4
 _COLOUR = {Outcome.PASS: "green", Outcome.INCONCLUSIVE: "yellow", Outcome.ERROR: "magenta", Outcome.FAIL: "red"}
@@ -42,8 +42,6 @@ def _num(x: float, fmt: str = ".4g") -> str:
 
 
 def render_verdict(j: Verdict, console: Console, *, wide: bool = False) -> None:
-    from canary.display import unmeasured  # lazily, as the other commands import the display
-
     table = Table(title=f"verdict: {j.outcome.label.upper()}", title_style=_COLOUR[j.outcome])
     cols = ("check", "outcome", "stable", "canary", "n stable", "n canary", "limit", "p", "alpha")
     for col in cols + (("kind", "statistic", "effect") if wide else ()):

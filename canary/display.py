@@ -17,7 +17,7 @@ from rich.text import Text
 
 from canary import rollout as rl
 from canary import streams
-from canary.model import with_unit
+from canary.model import unmeasured, with_unit
 from canary.policy import Policy
 from canary.routing.base import RouteStatus
 from canary.reconcile import describe_owner
@@ -34,12 +34,6 @@ def _fmt(value: Any, digits: int = 4) -> str:
 def _count(value: Any) -> str:
     """A request count as a whole number (`increase()` extrapolates: 65.3625 requests)."""
     return f"{value:,.0f}" if isinstance(value, (int, float)) and math.isfinite(value) else _fmt(value)
-
-
-def unmeasured(outcome: str, n_canary: Any, n_stable: Any) -> bool:
-    """An ERROR row with no request counts: the check could not measure, and CheckResult's 0.0
-    defaults are no count of either arm (decision 190). The tables show "-" for its n."""
-    return outcome == "error" and not n_canary and not n_stable
 
 
 def evidence_table(results: Iterable[dict[str, Any]], title: str = "checks") -> Table:

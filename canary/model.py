@@ -283,6 +283,13 @@ _ASKED_FOR = re.compile(r"could not be asked for (?:the \w+ arm|the query|both a
 _CHECK_FIELDS = tuple(f.name for f in fields(CheckResult))
 
 
+def unmeasured(outcome: str, n_canary: Any, n_stable: Any) -> bool:
+    """Whether a check's row is an ERROR with no request counts: the check could not measure, and
+    CheckResult's 0.0 defaults are no count of either arm (decision 190). The terminal's tables and the
+    HTML report show "-" for its n, never "0/0" (read as arms with no traffic)."""
+    return outcome == "error" and not n_canary and not n_stable
+
+
 def with_unit(value: Any, unit: str | None, digits: int = 4) -> str:
     """A threshold or value as tables print it, with its unit (`CheckResult.threshold_unit`): '50 ms',
     '1%', '+50%', '+1 points', 'PSI 0.1', 'x1.2'; '-' for none or not a finite number."""

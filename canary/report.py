@@ -20,7 +20,7 @@ from typing import Any, Optional
 
 from canary import report_plots as plots
 from canary.errors import ConfigError
-from canary.model import with_unit
+from canary.model import unmeasured, with_unit
 
 _CSS = """
 body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:1.5rem auto;max-width:1100px;color:#212121;padding:0 1rem}
@@ -69,6 +69,13 @@ def _f(x: Any, digits: int = 4) -> str:
 def _count(x: Any) -> str:
     """A request count as a whole number (`increase()` extrapolates: 65.3625 requests)."""
     return f"{x:,.0f}" if isinstance(x, (int, float)) and math.isfinite(x) else _f(x)
+
+
+def _n(rec: dict[str, Any]) -> str:
+    """A check record's "canary/stable" request counts; "-" for an ERROR with none (it could not measure:
+    its 0.0 defaults are no count of either arm, as in the terminal's tables, `model.unmeasured`)."""
+    stable, canary = ([*(rec.get("n") or [])][:2] + [None, None])[:2]
+    return "-" if unmeasured(str(rec.get("o", "")), canary, stable) else f"{_count(canary)}/{_count(stable)}"
 
 
 def _outcome(o: str) -> str:
@@ -173,7 +180,7 @@ def _looks(doc: dict[str, Any], checks: list[dict[str, Any]], t0: float) -> str:
         cells = "".join(_check_cell(lk["c"].get(n)) for n in names)
         detail = "".join(
             f"<tr><td>{_e(n)}</td><td>{_outcome(r.get('o', ''))}</td><td>{_f(r.get('sv'))}</td><td>{_f(r.get('cv'))}"
-            f"</td><td>{_count((r.get('n') or [None, None])[1])}/{_count((r.get('n') or [None, None])[0])}</td>"
+            f"</td><td>{_n(r)}</td>"
             f"<td>{_e(with_unit(r.get('th'), r.get('u')) if r.get('th') is not None else _f(r.get('th')))}</td>"
             f"<td>{_f(r.get('p'), 3)}</td><td>{_e(r.get('r', ''))}</td></tr>"
             for n, r in lk["c"].items())

@@ -300,7 +300,9 @@ def _print_summary(r: ScenarioResult, log_file: str | None = None) -> None:
         t.add_row("client latency p50 / p95", f"{load.get('p50_ms')} ms / {load.get('p95_ms')} ms")
     streams.console().print(t)
     if r.report:
-        streams.console().print(f"report: file://{r.report}  (canary report rec-model, in a cluster)")
+        # the page `canary report` writes from a cluster's history: the command that makes it there
+        streams.console().print(f"report: file://{r.report}  (in a cluster, `canary report MODEL -n NAMESPACE` "
+                                "writes this page)")
     elif r.report == "":
         streams.console().print("report: could not be written (see the logs)")
     if log_file:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from typer.testing import CliRunner
 
@@ -140,3 +141,18 @@ def test_keeps_printout_gives_a_canaryrollout_the_controller_runs_and_the_stable
     assert f"kubectl apply --validate=false -f {shlex.quote(str(path))}" in " ".join(lines)
     assert any(line.startswith(f"canary drift check --baseline {shlex.quote(info['stable_profile'])} -n ml")
                for line in lines)
+
+
+def test_the_demo_summary_says_how_a_cluster_makes_the_report_page(capsys: Any) -> None:
+    """The summary's report line names the command that writes that page in a cluster, with placeholders
+    a newcomer can read (it read "(canary report rec-model, in a cluster)")."""
+    from canary.sandbox.demo import ScenarioResult, _print_summary
+
+    r = ScenarioResult(scenario="slow", exit_code=1, phase="rolled_back", reason="latency", final_vs_weights={
+        "stable": 100, "canary": 0}, fault_onset_s=1.0, stable_100_after_onset_s=2.0, rollout_s=9.0, load={},
+        report="/tmp/x/canary-demo.report.html")
+    _print_summary(r)
+    out = " ".join(capsys.readouterr().out.split())  # as one line, whatever the terminal's width wrapped
+    said = out[out.index("report: "):]
+    assert said.startswith("report: file:///tmp/x/canary-demo.report.html (in a cluster, `canary report MODEL -n "
+                           "NAMESPACE` writes this page)"), said

@@ -113,3 +113,16 @@ def test_a_saved_history_that_is_not_utf8_is_bad_input_exit_2(tmp_path: Path) ->
     bad.write_bytes(b"\xff\xfe{")
     res = CliRunner().invoke(app, ["report", "--input", str(bad), "-o", "json"])
     assert res.exit_code == 2 and f"{bad}: not UTF-8 text" in res.output, res.output
+
+
+def test_a_check_that_could_not_measure_shows_no_request_counts_in_the_report(slow: dict[str, Any]) -> None:
+    """As in the terminal's tables (decision 190): an ERROR with no counts is "-", not "0/0" (arms with no
+    traffic); a check that measured keeps its counts, 0 included."""
+    doc = json.loads(json.dumps(slow))
+    look = doc["looks"][0]
+    look["c"]["lat"].update({"o": "error", "n": [0.0, 0.0], "r": "Prometheus could not be asked"})
+    look["c"]["err"].update({"o": "pass", "n": [5000.0, 0.0]})
+    detail = render(doc).split('<tr class="look"')[1].split("</details>")[0]
+    cells = re.findall(r"<tr><td>(\w+)</td><td><span[^>]*>\w+</span></td><td>[^<]*</td><td>[^<]*</td><td>([^<]*)</td>",
+                       detail)
+    assert dict(cells) == {"lat": "-", "err": "0/5,000"}, cells
