@@ -23,7 +23,8 @@ from canary.metrics.answers import (bucket_pairs, evaluated_at, is_scalar, keep_
 from canary.metrics.base import REQUEST_COUNTS, PreflightQuery, PreflightReport
 from canary.metrics.client import PREFIX_HINT, NotPrometheus, PrometheusClient, Rejected, excerpt
 from canary.metrics.native import INF_ONLY_HINT, inf_only, native_buckets
-from canary.metrics.query_plan import FEATURE_ROLES, HISTOGRAM, error_counts_query, query_plan, request_plan
+from canary.metrics.query_plan import (FEATURE_ROLES, HISTOGRAM, classic_buckets_query, error_counts_query, query_plan,
+                                       request_plan)
 from canary.model import Histogram, Target
 from canary.policy import LatencyCheck, Policy
 
@@ -86,12 +87,13 @@ def preflight(client: PrometheusClient, policy: Policy, target: Target) -> Prefl
     layouts: list[str] = []
     counted: set[str] = set()
     for where, check, arm, role, query in planned:  # classic histograms a look reads: their pods' bounds
-        counting = q.series_count_query_of(query) if role == HISTOGRAM else None
-        if counting is None or query in native or query in counted or not _finite(answers[query][2]):
+        combined = classic_buckets_query(query) if role == HISTOGRAM else None
+        if combined is None or query in native or query in counted or not _finite(answers[query][2]):
             continue
         counted.add(query)
-        answers[query], disjoint = _on_shared_bounds(client, answers[query], counting, where=where, check=check,
+        answers[query], disjoint = _on_shared_bounds(client, answers[query], combined, where=where, check=check,
                                                      arm=arm, deadline=deadline, at=at)
+        counting = combined[1]["count"]
         sent += 1
         if disjoint and arm == "stable":
             layouts.append(f"{where}: the stable pods export bucket layouts that share no finite bound (a "
@@ -121,15 +123,20 @@ def _finite(hist: Histogram | None) -> bool:
     return hist is not None and any(math.isfinite(b) for b in hist.bounds)
 
 
-def _on_shared_bounds(client: PrometheusClient, answer: tuple[int, float | None, Histogram | None], counting: str, *,
+def _on_shared_bounds(client: PrometheusClient, answer: tuple[int, float | None, Histogram | None],
+                      combined: tuple[str, dict[str, str]], *,
                       where: str, check: str, arm: str, deadline: float, at: float
                       ) -> tuple[tuple[int, float | None, Histogram | None], bool]:
     """A classic histogram answer on the bounds every pod with observations exports, as a look reads
-    it (`PrometheusProvider._classic`), after asking the look's `count by (le)` query; and whether
+    it (`PrometheusProvider._classic`), after asking the look's query of the sum and its `count by (le)`
+    together (`query_plan.classic_buckets_query`, decision 188); and whether
     its pods share no finite bound. That is a warning, not a refusal: a stable Deployment in the
     middle of its own update passes through it, and a look then has NoData, as for an outage."""
     who = f"policy {where} ({arm} arm)"
-    result = client.ask(counting, check=check, arm=arm, at=at, who=who, strict=True, deadline=deadline)
+    one, parts = combined
+    counting = parts["count"]
+    result = q.split_answer(client.ask(one, check=check, arm=arm, at=at, who=who, strict=True, deadline=deadline),
+                            parts)["count"]
     try:
         shared = shared_bounds(result, counting, check, arm)
     except MetricsUnavailable as exc:  # the answer's shape, not the wire

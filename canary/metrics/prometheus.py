@@ -26,12 +26,12 @@ import math
 
 from canary.errors import ConfigError, MetricsUnavailable, NoData
 from canary.metrics import queries as q
-from canary.metrics.answers import (arm_name, arms_pair, bucket_pairs, evaluated_at, is_scalar, keep_shared,
+from canary.metrics.answers import (arm_name, arms_pair, bucket_pairs, is_scalar, keep_shared,
                                     number_of, shared_bounds)
 from canary.metrics.base import PreflightReport
 from canary.metrics.client import PrometheusClient
 from canary.metrics.preflight import preflight as run_preflight
-from canary.metrics.query_plan import HISTOGRAM, error_counts_query, query_plan, request_plan
+from canary.metrics.query_plan import HISTOGRAM, classic_buckets_query, error_counts_query, query_plan, request_plan
 from canary.metrics.features import feature_counts
 from canary.metrics.native import (INF_ONLY_HINT, SHIFT_CELLS, NativeBuckets, combine, inf_only, native_buckets,
                                    observed)
@@ -180,24 +180,31 @@ class PrometheusProvider(PrometheusClient):
 
         `sum by (le)` over pods that export different layouts (a stable Deployment in the middle of
         its own update, a selector matching two versions) holds, at a bound only some pods export,
-        only their counts: a distribution nobody observed. So a second query counts, per bound, the
+        only their counts: a distribution nobody observed. So the look also counts, per bound, the
         series with observations in the window that export it (`queries.series_count_query_of`),
         and a bound not all of them export is dropped, as the batched snapshot sums on the bounds
         every series shares (`delta._histogram_delta`). NoData when they share no finite bound.
 
-        The count query is evaluated at the time the sum's answer carries (Prometheus's own clock:
-        pinning both to this machine's clock would shift the window by any clock skew), so it sees
-        the same samples, or more when a scrape commits in between: more series counted can only
-        drop a bound, never keep one that some summed pod lacks."""
-        result = self.query(query, check=check, arm=arm, at=at)
-        if not result and not is_scalar(result):
+        The sum and the count are ONE query (`query_plan.classic_buckets_query`): one Prometheus
+        answers both over the same samples. Asked one after the other through a load balancer over
+        replicas, the count could come from a replica restarted with empty storage, which does not
+        count a pod whose observations all came before its restart, and keep a bound that pod lacks
+        while the other replica's sum holds its counts at every other bound (decision 188)."""
+        combined = classic_buckets_query(query)
+        if combined is None:
+            result = self.query(query, check=check, arm=arm, at=at)
+            if not result and not is_scalar(result):
+                return None
+            return _cumulative(bucket_pairs(result, query, check, arm), check, arm, query)
+        one, parts = combined
+        got = q.split_answer(self.query(one, check=check, arm=arm, at=at), parts)
+        if not got["buckets"]:
             return None
-        pairs = bucket_pairs(result, query, check, arm)
-        counting = q.series_count_query_of(query)
-        if counting is None or inf_only(pairs):
+        pairs = bucket_pairs(got["buckets"], query, check, arm)
+        counting = parts["count"]
+        if inf_only(pairs):
             return _cumulative(pairs, check, arm, query)
-        when = at if at is not None else evaluated_at(result)
-        shared = shared_bounds(self.query(counting, check=check, arm=arm, at=when), counting, check, arm)
+        shared = shared_bounds(got["count"], counting, check, arm)
         if shared is None:  # no histogram with observations in the window
             return _cumulative(pairs, check, arm, query)
         kept = keep_shared(pairs, shared)

@@ -75,3 +75,19 @@ def error_counts_query(plan: Plan) -> tuple[str, dict[str, str]]:
     parts = {f"{arm}/{role}": plan[arm][role] for arm in q.ARMS for role in ONE_QUERY_ROLES}
     return q.one_answer(parts), parts
 
+
+def classic_buckets_query(histogram: str) -> tuple[str, dict[str, str]] | None:
+    """A classic histogram query (`queries.histogram_query`: `sum by (le)`) and its series count
+    (`queries.series_count_query_of`: how many of the arm's histograms with observations export each bound)
+    as ONE query (`queries.one_answer`) and its parts ({"buckets": sum, "count": count}): what a look sends
+    for an arm's classic histogram, so that one Prometheus answers both at one instant. Asked one by one
+    through a load balancer over replicas, a count from a replica restarted with empty storage does not see
+    a pod whose observations all came before its restart, and keeps a bound that pod lacks while the other
+    replica's sum holds its counts at the other bounds: a distribution nobody observed (decision 188).
+    None for any other query (a custom one, a native histogram's); preflight asks it too."""
+    counting = q.series_count_query_of(histogram)
+    if counting is None:
+        return None
+    parts = {"buckets": histogram, "count": counting}
+    return q.one_answer(parts), parts
+

@@ -12,6 +12,7 @@ empty storage is started late: its history holds only the traffic since.
 
 from __future__ import annotations
 
+import math
 import time
 import urllib.request
 from pathlib import Path
@@ -194,14 +195,54 @@ def test_the_controllers_snapshots_read_requests_and_errors_from_one_replica(
 
 FRESH_MODEL = "m4"
 TICKS_BEFORE_B = 10  # changes of traffic A holds before B starts (B restarted with empty storage)
+# FRESH_MODEL's latency histograms (seconds): per pod, its layout and the cumulative observations one change
+# adds at each bound. Stable pod `s0` (the old layout, no 0.25) serves only before B starts (`retire`), `s1`
+# and the canary's `c1` throughout; s0's observations are all under 0.1 s.
+LAYOUTS = {"s0": (("v1", "0.1", 10), ("v1", "0.5", 10), ("v1", "+Inf", 10)),
+           "s1": (("v1", "0.1", 20), ("v1", "0.25", 70), ("v1", "0.5", 95), ("v1", "+Inf", 100)),
+           "c1": (("v2", "0.1", 20), ("v2", "0.25", 70), ("v2", "0.5", 95), ("v2", "+Inf", 100))}
+
+
+class ShapedExporter(Exporter):
+    """`Exporter`, plus `FRESH_MODEL`'s latency histograms per pod (`LAYOUTS`), grown at each of its
+    changes; after `retire()` the old stable pod `s0` grows no more (its series stay, as a pod's do until
+    it is gone)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.retired = False
+        self.buckets = {(pod, le): 0.0 for pod, layout in LAYOUTS.items() for _, le, _ in layout}
+
+    def retire(self) -> None:
+        with self.lock:
+            self.retired = True
+
+    def advance(self, model: str, *, canary_errors: float = 0.005) -> int:
+        with self.lock:
+            for pod, layout in LAYOUTS.items():
+                if model == FRESH_MODEL and not (pod == "s0" and self.retired):
+                    for _, le, n in layout:
+                        self.buckets[(pod, le)] += n
+        return super().advance(model, canary_errors=canary_errors)
+
+    def _answer(self, path: str, headers: dict[str, str]) -> tuple[int, str, str]:
+        status, ctype, body = super()._answer(path, headers)
+        with self.lock:
+            lines = ["# TYPE model_inference_duration_seconds histogram"]
+            for pod, layout in LAYOUTS.items():
+                for version, le, _ in layout:
+                    lines.append(f'model_inference_duration_seconds_bucket{{model_name="{FRESH_MODEL}",'
+                                 f'model_version="{version}",pod="{pod}",le="{le}"}} {self.buckets[(pod, le)]}')
+        return status, ctype, body + "\n".join(lines) + "\n"
 
 
 @pytest.fixture(scope="module")
 def fresh_pair(prometheus_binary: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """(A, B, the load balancer): both scrape the one exporter; B started with empty storage after
     `TICKS_BEFORE_B` changes that A holds, so B's history holds one change of the window's traffic; both hold
-    the newest scrape. The canary of `FRESH_MODEL` at 1% errors, the stable at 0.5%; `m3`'s canary at 10%."""
-    exporter = Exporter()
+    the newest scrape. The canary of `FRESH_MODEL` at 1% errors, the stable at 0.5%; `m3`'s canary at 10%.
+    `FRESH_MODEL`'s latency histograms (`ShapedExporter`): the old stable pod retired as B starts."""
+    exporter = ShapedExporter()
     before = time.time()  # A holds nothing from before this
     a = _replica("a", exporter.http.address, prometheus_binary).start()
     a.before_first_scrape = before  # type: ignore[attr-defined]
@@ -212,6 +253,7 @@ def fresh_pair(prometheus_binary: str, tmp_path_factory: pytest.TempPathFactory)
         for _ in range(TICKS_BEFORE_B):
             exporter.advance("m3", canary_errors=0.10)
             _held(a, exporter.advance(FRESH_MODEL, canary_errors=0.01))
+        exporter.retire()
         b.start().wait_targets_up()
         _held(b, exporter.generation)
         exporter.advance("m3", canary_errors=0.10)
@@ -269,6 +311,44 @@ def test_a_look_through_the_balancer_reads_each_error_rate_from_one_replica(fres
     assert good["canary"] == pytest.approx(0.01, rel=0.05), good
     assert good["stable"] == pytest.approx(0.005, rel=0.05), good
     assert bad["canary"] == pytest.approx(0.10, rel=0.05), bad
+
+
+def _latency(url: str, *, skip: int = 0) -> tuple[Any, Any]:
+    """One look's (stable, canary) p50 latency histograms of `FRESH_MODEL` as `canary promote` measures them,
+    after `skip` queries to `url`."""
+    provider = PrometheusProvider(url, backoff_s=0.01)
+    _skip(url, skip)
+    policy = Policy.model_validate({**POLICY, "checks": [LATENCY]})
+    with capture_logs():
+        return provider.measure(policy, policy.checks[0], Target("ml", FRESH_MODEL, FRESH_MODEL, "v1", "v2"),
+                                window_s=600)
+
+
+LATENCY = {"name": "p50", "kind": "latency", "quantile": 0.5, "max_increase_pct": 20}
+
+
+@pytest.mark.parametrize("skip", [0, 1])
+def test_a_looks_bucket_sum_and_its_series_count_come_from_one_replica(fresh_pair: Any, skip: int) -> None:
+    """The stable arm's pods export two layouts: `s0` (no 0.25 s bound, observations only before B
+    restarted empty) and `s1`. A sums both and counts both (s0 grew in the window): 0.25 s is not every
+    pod's bound and is dropped. B never saw s0 grow: its sum and its count are s1's alone, 0.25 s kept. Read
+    as two queries through the balancer, A's sum with B's count kept 0.25 s holding s1's counts alone
+    beside bounds that hold s0's too: 1,200 observations, 320 under 0.1 s and 770 "under 0.25 s" where 870
+    were (a distribution nobody observed; that stable's p70 read above 250 ms, its true one below). Now the
+    sum and the count are one query (`query_plan.classic_buckets_query`): each arm's histogram is one
+    replica's, whichever; `skip` starts the look on either replica."""
+    a, b, lb = fresh_pair
+
+    def shares(h: Any) -> tuple[float, float]:  # the observations under 0.1 s and 0.25 s, as shares of all
+        return h.counts[h.bounds.index(100.0)] / h.total, h.counts[h.bounds.index(250.0)] / h.total
+
+    on_a, on_b = _latency(a.url)[0], _latency(b.url)[0]
+    # the premise: A drops 0.25 s (s0 lacks it); B holds s1's alone (every bucket of one replica is read
+    # over the same scrapes, so its shares are exact whatever its increase() extrapolates)
+    assert on_a.bounds == (100.0, 500.0, math.inf) and shares(on_b) == pytest.approx((0.20, 0.70), abs=1e-6)
+    stable, canary = _latency(lb.url, skip=skip)
+    assert stable.bounds == on_a.bounds or shares(stable) == pytest.approx((0.20, 0.70), abs=1e-6), stable
+    assert shares(canary) == pytest.approx((0.20, 0.70), abs=1e-6)
 
 
 def test_a_step_start_snapshot_from_a_replica_that_has_not_scraped_yet_is_taken_again(

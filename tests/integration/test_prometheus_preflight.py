@@ -22,14 +22,14 @@ import pytest
 from canary.errors import ConfigError, MetricsUnavailable, NoData
 from canary.metrics import queries as q
 from canary.metrics.preflight import preflight_plan
-from canary.metrics.query_plan import error_counts_query, query_plan
+from canary.metrics.query_plan import classic_buckets_query, error_counts_query, query_plan
 from canary.metrics.prometheus import PrometheusProvider
 from canary.model import Target
 from canary.policy import Policy, load_policy, parse_policy
 from canary.sandbox.promserver import PromServer
 from tests.support.http import Answer, ScriptedHTTP
 from tests.support.native_histograms import NativeHistogramTarget
-from tests.support.prom import TARGET, Dataset, series_counts
+from tests.support.prom import TARGET, Dataset, answering_parts, series_counts
 from tests.support.refused import refused_port
 
 pytestmark = pytest.mark.integration
@@ -59,7 +59,7 @@ def http() -> Iterator[Callable[..., ScriptedHTTP]]:
     made: list[ScriptedHTTP] = []
 
     def make(answer: Callable[[str, dict[str, str]], Answer]) -> ScriptedHTTP:
-        made.append(ScriptedHTTP(answer))
+        made.append(ScriptedHTTP(answering_parts(answer)))  # a look's one-query parts, each answered alone
         return made[-1]
 
     yield make
@@ -101,7 +101,7 @@ def test_default_policy_passes_and_checks_what_a_look_sends(prom: PrometheusProv
     distinct = {x.query for x in report.queries}
     # errors/errors-hard share queries: each distinct one goes out once; each classic histogram's
     # bucket count query (pods of one arm on different layouts) goes with it
-    counting = {c for x in distinct if (c := q.series_count_query_of(x))}
+    counting = {c[0] for x in distinct if (c := classic_buckets_query(x))}  # with its sum, one query (decision 188)
     # and each error_rate check's parts as the one query a look sends (decision 175)
     combined = {error_counts_query(query_plan(pol, c, TARGET, window_s=report.window_s))[0]
                 for c in pol.checks if c.kind == "error_rate"}

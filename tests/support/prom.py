@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 import pytest
 
 from canary.metrics.prometheus import PrometheusProvider
+from canary.metrics.queries import PART_LABEL
 from canary.model import Target
 from canary.sandbox.promserver import (
     PromServer, Series, counter, find_binary, gauge, histogram, history_window, openmetrics,
@@ -246,3 +248,45 @@ def series_counts(answer: str) -> str:
 
 def close(a: float, b: float, rel: float = 1e-6) -> bool:
     return math.isclose(a, b, rel_tol=rel, abs_tol=1e-6)
+
+
+_PART = re.compile(r'label_replace\(\((?P<query>.*?)\), "' + PART_LABEL + r'", "(?P<key>[^"]*)", "", ""\)')
+
+
+def one_answer_parts(query: str) -> dict[str, str] | None:
+    """For a scripted Prometheus: the parts of a `queries.one_answer` query ({key: PromQL}); None for any
+    other query."""
+    if not query.startswith("label_replace(("):
+        return None
+    return {m["key"]: m["query"] for m in _PART.finditer(query)}
+
+
+def answering_parts(reply: Callable[[str, dict[str, str]], tuple[int, str, str]]
+                    ) -> Callable[[str, dict[str, str]], tuple[int, str, str]]:
+    """A scripted Prometheus's `reply` (path, headers) -> (status, content type, body), which answers each
+    query alone, made to answer a `queries.one_answer` query as Prometheus does: every part's answer, each
+    series marked with its part's key. A part answered with anything but a 200 vector is the answer."""
+    from urllib.parse import parse_qs, urlencode, urlparse
+
+    def answer(path: str, headers: dict[str, str]) -> tuple[int, str, str]:
+        url = urlparse(path)
+        params = {k: v[0] for k, v in parse_qs(url.query).items()}
+        parts = one_answer_parts(params.get("query", ""))
+        if not parts:
+            return reply(path, headers)
+        merged: list[Any] = []
+        body: dict[str, Any] = {}
+        for key, part in parts.items():
+            status, ctype, text = reply(url._replace(query=urlencode({**params, "query": part})).geturl(), headers)
+            try:
+                body = json.loads(text)
+                result = body["data"]["result"]
+            except (ValueError, KeyError, TypeError):
+                return status, ctype, text
+            if status != 200 or body["data"].get("resultType") != "vector":
+                return status, ctype, text
+            merged += [{**s, "metric": {**s.get("metric", {}), PART_LABEL: key}} for s in result]
+        body["data"]["result"] = merged
+        return 200, "application/json", json.dumps(body)
+
+    return answer
