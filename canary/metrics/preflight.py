@@ -23,8 +23,8 @@ from canary.metrics.answers import (bucket_pairs, evaluated_at, is_scalar, keep_
 from canary.metrics.base import REQUEST_COUNTS, PreflightQuery, PreflightReport
 from canary.metrics.client import PREFIX_HINT, NotPrometheus, PrometheusClient, Rejected, excerpt
 from canary.metrics.native import INF_ONLY_HINT, inf_only, native_buckets
-from canary.metrics.query_plan import (FEATURE_ROLES, HISTOGRAM, classic_buckets_query, error_counts_query, query_plan,
-                                       request_plan)
+from canary.metrics.query_plan import (FEATURE_ROLES, HISTOGRAM, classic_buckets_query, one_query_of,
+                                       query_plan, request_plan)
 from canary.model import Histogram, Target
 from canary.policy import LatencyCheck, Policy
 
@@ -38,8 +38,9 @@ def preflight(client: PrometheusClient, policy: Policy, target: Target) -> Prefl
     and of `request_plan`, both arms, over `window_s` (the policy's
     `analysis.interval`, or 3 scrapes where that is longer: an empty stable
     arm means no data over a whole step); equal queries
-    are sent once, and each error_rate check's parts once more as the one query a look sends
-    (`query_plan.error_counts_query`, decision 175). A known-answer query (`vector(1)`)
+    are sent once, and each error_rate and feature_missing check's parts once more as the one query a
+    look sends (`query_plan.one_query_of`, decisions 175 and 189), and each classic histogram's sum with
+    its series count as one query (`query_plan.classic_buckets_query`, decision 188). A known-answer query (`vector(1)`)
     goes first, so a URL that is not Prometheus is told apart from a bad
     check. Returns a `PreflightReport` (empty answers are recorded, not
     raised: a canary has no series before it gets traffic).
@@ -73,9 +74,9 @@ def preflight(client: PrometheusClient, policy: Policy, target: Target) -> Prefl
                                             deadline=deadline, at=at)
             sent += 1
     combined: set[str] = set()  # what a look sends for an error_rate check: its parts (asked above) as one query
-    for i, check in enumerate(policy.checks):
-        if check.kind == "error_rate":
-            query, _ = error_counts_query(query_plan(policy, check, target, window_s=window))
+    for i, check in enumerate(policy.checks):  # and a feature_missing check's (decision 189)
+        query = one_query_of(policy, check, target, window_s=window)
+        if query is not None:
             if query not in combined:
                 client.ask(query, check=check.name, arm="", at=at, who=f"policy checks[{i}] {check.name!r}",
                            strict=True, deadline=deadline)

@@ -31,7 +31,8 @@ from canary.metrics.answers import (arm_name, arms_pair, bucket_pairs, is_scalar
 from canary.metrics.base import PreflightReport
 from canary.metrics.client import PrometheusClient
 from canary.metrics.preflight import preflight as run_preflight
-from canary.metrics.query_plan import HISTOGRAM, classic_buckets_query, error_counts_query, query_plan, request_plan
+from canary.metrics.query_plan import (HISTOGRAM, ONE_QUERY_KINDS, arms_query, classic_buckets_query, error_counts_query,
+                                       query_plan, request_plan)
 from canary.metrics.features import feature_counts
 from canary.metrics.native import (INF_ONLY_HINT, SHIFT_CELLS, NativeBuckets, combine, inf_only, native_buckets,
                                    observed)
@@ -71,8 +72,9 @@ class PrometheusProvider(PrometheusClient):
                 self._with_requests(pair[1], plan["canary"], name, "canary", window_s, at)
         if check.kind == "error_rate":
             return self._error_counts(plan, name, window_s, at)
-        per_arm = {"feature_missing": self._missing_counts,
-                   "feature_drift": self._features, "custom": self._custom}[check.kind]
+        if check.kind == "feature_missing":
+            return self._missing_counts(plan, name, window_s, at)
+        per_arm = {"feature_drift": self._features, "custom": self._custom}[check.kind]
         return arms_pair(lambda arm: per_arm(plan[arm], name, arm, window_s, at))
 
     def request_counts(
@@ -254,16 +256,32 @@ class PrometheusProvider(PrometheusClient):
 
         return arms_pair(counts)
 
-    def _missing_counts(self, plan: dict[str, str], check: str, arm: str, window_s: float, at: float | None) -> Counts:
-        query = plan["feature_missing"]
-        rate = self.scalar(query, check=check, arm=arm, at=at)
-        if rate < 0 or rate > 1 + 1e-9:
-            raise ConfigError(
-                f"check {check!r}: the feature-missing gauge must be a fraction 0..1, got {rate:g} for {arm_name(arm)} "
-                f"(exported as a percentage?); query: {query}"
-            )
-        n = self._requests(plan["requests"], check, arm, window_s, at)
-        return Counts(events=min(rate, 1.0) * n, total=n)
+    def _missing_counts(self, plan: dict[str, dict[str, str]], check: str, window_s: float,
+                        at: float | None) -> tuple[Counts | NoData, Counts | NoData]:
+        """Both arms' mean feature-missing fraction (0..1) times their requests over the window: the
+        expected number of requests missing a feature out of the requests, `Counts(rate * n, n)`. The
+        four numbers are ONE query (`query_plan.arms_query`), as an error_rate check's (decision 175):
+        asked apart through a load balancer over replicas, a fraction from one replica was multiplied by
+        the requests of the other, whose history may have a gap (restarted with empty storage), and the
+        two arms compared over two replicas' windows (decision 189). ConfigError for a fraction outside
+        0..1 (a percentage); each arm's NoData in its place; NoData when neither arm has data."""
+        query, parts = arms_query(plan, ONE_QUERY_KINDS["feature_missing"])
+        got = q.split_answer(self.query(query, check=check, at=at), parts)
+
+        def counts(arm: str) -> Counts:
+            gauge = plan[arm]["feature_missing"]
+            rate = number_of(got[f"{arm}/feature_missing"], gauge, check, arm)
+            if rate < 0 or rate > 1 + 1e-9:
+                raise ConfigError(
+                    f"check {check!r}: the feature-missing gauge must be a fraction 0..1, got {rate:g} for "
+                    f"{arm_name(arm)} (exported as a percentage?); query: {gauge}"
+                )
+            requests = plan[arm]["requests"]
+            n = _request_count(number_of(got[f"{arm}/requests"], requests, check, arm), requests, check, arm,
+                               window_s)
+            return Counts(events=min(rate, 1.0) * n, total=n)
+
+        return arms_pair(counts)
 
     def _features(self, plan: dict[str, str], check: str, arm: str, window_s: float, at: float | None
                   ) -> FeatureCounts:

@@ -66,14 +66,31 @@ def request_plan(policy: Policy, target: Target, *, window_s: float) -> dict[str
 
 
 ONE_QUERY_ROLES = ("requests", "errors")  # an error_rate check's roles, asked as one query
+# the kinds whose roles, both arms, a look asks as ONE query: a count and the count (or fraction) it is
+# combined with must come from one Prometheus (decisions 175, 189)
+ONE_QUERY_KINDS = {"error_rate": ONE_QUERY_ROLES, "feature_missing": ("feature_missing", "requests")}
 
 
 def error_counts_query(plan: Plan) -> tuple[str, dict[str, str]]:
     """An error_rate check's plan as ONE query (`queries.one_answer`) and its parts ({"<arm>/<role>": PromQL}):
     what `measure` sends for it, so that one Prometheus answers both arms' requests and errors (behind a
     load balancer over replicas, decision 175); preflight asks it too."""
-    parts = {f"{arm}/{role}": plan[arm][role] for arm in q.ARMS for role in ONE_QUERY_ROLES}
+    return arms_query(plan, ONE_QUERY_ROLES)
+
+
+def arms_query(plan: Plan, roles: tuple[str, ...]) -> tuple[str, dict[str, str]]:
+    """`roles` of both arms of a check's plan as ONE query (`queries.one_answer`) and its parts
+    ({"<arm>/<role>": PromQL}); every role's query must answer one label-free series (`sum`, `avg`)."""
+    parts = {f"{arm}/{role}": plan[arm][role] for arm in q.ARMS for role in roles}
     return q.one_answer(parts), parts
+
+
+def one_query_of(policy: Policy, check: Check, target: Target, *, window_s: float) -> str | None:
+    """The ONE query a look sends for `check` in place of its plan's queries (`ONE_QUERY_KINDS`: an
+    error_rate check's requests and errors, a feature_missing check's fraction and requests, both arms);
+    None for the other kinds. Preflight asks it."""
+    roles = ONE_QUERY_KINDS.get(check.kind)
+    return None if roles is None else arms_query(query_plan(policy, check, target, window_s=window_s), roles)[0]
 
 
 def classic_buckets_query(histogram: str) -> tuple[str, dict[str, str]] | None:

@@ -201,12 +201,16 @@ TICKS_BEFORE_B = 10  # changes of traffic A holds before B starts (B restarted w
 LAYOUTS = {"s0": (("v1", "0.1", 10), ("v1", "0.5", 10), ("v1", "+Inf", 10)),
            "s1": (("v1", "0.1", 20), ("v1", "0.25", 70), ("v1", "0.5", 95), ("v1", "+Inf", 100)),
            "c1": (("v2", "0.1", 20), ("v2", "0.25", 70), ("v2", "0.5", 95), ("v2", "+Inf", 100))}
+# FRESH_MODEL's feature-missing gauge (a fraction) per pod: canary pod `c0` serves only before B starts (its
+# series gone from the exposition at `retire`, as a deleted pod's are)
+MISSING = {("s1", "v1"): 0.01, ("s2", "v1"): 0.01, ("c0", "v2"): 0.50, ("c1", "v2"): 0.02, ("c2", "v2"): 0.02}
 
 
 class ShapedExporter(Exporter):
     """`Exporter`, plus `FRESH_MODEL`'s latency histograms per pod (`LAYOUTS`), grown at each of its
     changes; after `retire()` the old stable pod `s0` grows no more (its series stay, as a pod's do until
-    it is gone)."""
+    it is gone); and its feature-missing gauges (`MISSING`), the retired canary pod `c0`'s gone after
+    `retire()`."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -233,6 +237,11 @@ class ShapedExporter(Exporter):
                 for version, le, _ in layout:
                     lines.append(f'model_inference_duration_seconds_bucket{{model_name="{FRESH_MODEL}",'
                                  f'model_version="{version}",pod="{pod}",le="{le}"}} {self.buckets[(pod, le)]}')
+            lines.append("# TYPE model_feature_missing_rate gauge")
+            for (pod, version), rate in MISSING.items():
+                if not (pod == "c0" and self.retired):
+                    lines.append(f'model_feature_missing_rate{{model_name="{FRESH_MODEL}",model_version="{version}",'
+                                 f'pod="{pod}"}} {rate}')
         return status, ctype, body + "\n".join(lines) + "\n"
 
 
@@ -349,6 +358,39 @@ def test_a_looks_bucket_sum_and_its_series_count_come_from_one_replica(fresh_pai
     stable, canary = _latency(lb.url, skip=skip)
     assert stable.bounds == on_a.bounds or shares(stable) == pytest.approx((0.20, 0.70), abs=1e-6), stable
     assert shares(canary) == pytest.approx((0.20, 0.70), abs=1e-6)
+
+
+def _missing(url: str, *, skip: int = 0) -> tuple[Any, Any]:
+    """One look's (stable, canary) feature-missing counts of `FRESH_MODEL` as `canary promote` measures
+    them (`Counts(fraction * requests, requests)`), after `skip` queries to `url`."""
+    provider = PrometheusProvider(url, backoff_s=0.01)
+    _skip(url, skip)
+    policy = Policy.model_validate({**POLICY, "checks": [{"name": "missing", "kind": "feature_missing",
+                                                          "max_increase_points": 2}]})
+    with capture_logs():
+        return provider.measure(policy, policy.checks[0], Target("ml", FRESH_MODEL, FRESH_MODEL, "v1", "v2"),
+                                window_s=600)
+
+
+@pytest.mark.parametrize("skip", [0, 1])
+def test_a_looks_feature_missing_fraction_and_its_requests_come_from_one_replica(fresh_pair: Any, skip: int) -> None:
+    """The canary's pod `c0` missed half its features and served only before B restarted empty: over the
+    window A's mean fraction is (0.5 + 0.02 + 0.02) / 3 = 18% of 6,600 canary requests, B's 2% of its
+    ~600 (`increase()` over its short history). Read as four queries through the balancer (stable's fraction,
+    stable's requests, canary's fraction, canary's requests), the canary's fraction came from one replica
+    and its requests from the other: B's 2% times A's 6,600 (132 "missing" where A counted 1,188: a
+    canary 9x better than it is, and 11 times B's own evidence) or A's 18% of B's requests; and each arm's
+    window from another replica. Now the four are one query: each arm is one replica's fraction and count,
+    both arms the same replica's. `skip` starts the look on either replica."""
+    a, b, lb = fresh_pair
+    on = {name: _missing(r.url) for name, r in (("a", a), ("b", b))}
+    # the premise: the replicas disagree on the canary's fraction (A held c0's series, B never did)
+    assert on["a"][1].rate == pytest.approx(0.18, abs=1e-6) and on["b"][1].rate == pytest.approx(0.02, abs=1e-6)
+    assert on["a"][1].total > 3 * on["b"][1].total
+    stable, canary = _missing(lb.url, skip=skip)
+    replica = min(on, key=lambda r: abs(on[r][1].total - canary.total))
+    assert canary.rate == pytest.approx(on[replica][1].rate, abs=1e-6), (replica, canary, on)
+    assert stable.total == pytest.approx(on[replica][0].total, rel=0.2), (replica, stable, on)
 
 
 def test_a_step_start_snapshot_from_a_replica_that_has_not_scraped_yet_is_taken_again(

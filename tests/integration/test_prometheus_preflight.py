@@ -22,7 +22,7 @@ import pytest
 from canary.errors import ConfigError, MetricsUnavailable, NoData
 from canary.metrics import queries as q
 from canary.metrics.preflight import preflight_plan
-from canary.metrics.query_plan import classic_buckets_query, error_counts_query, query_plan
+from canary.metrics.query_plan import classic_buckets_query, error_counts_query, one_query_of, query_plan
 from canary.metrics.prometheus import PrometheusProvider
 from canary.model import Target
 from canary.policy import Policy, load_policy, parse_policy
@@ -105,6 +105,9 @@ def test_default_policy_passes_and_checks_what_a_look_sends(prom: PrometheusProv
     # and each error_rate check's parts as the one query a look sends (decision 175)
     combined = {error_counts_query(query_plan(pol, c, TARGET, window_s=report.window_s))[0]
                 for c in pol.checks if c.kind == "error_rate"}
+    # and each feature_missing check's fraction and requests, both arms, as one query (decision 189)
+    combined |= {x for c in pol.checks if c.kind == "feature_missing"
+                 if (x := one_query_of(pol, c, TARGET, window_s=report.window_s))}
     assert counting and combined and len(asked) == report.sent == 1 + len(distinct) + len(counting) + len(combined)
     assert set(asked) == {"vector(1)"} | distinct | counting | combined
 
