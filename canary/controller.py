@@ -1201,18 +1201,26 @@ class Controller:
         return new, texts[-1] if texts else expect
 
     def _decide(self, spec: crd.RolloutSpec, state: rl.RolloutState, seen: Observation, *, expect: str | None,
-                log: Any, confirmed: Weights | None = None) -> tuple[rl.RolloutState, str | None]:
+                log: Any, confirmed: Weights | None = None,
+                lead: list[rl.Action] | None = None) -> tuple[rl.RolloutState, str | None]:
         """The shared reconcile step (`reconcile.decide`), each write guarded on the previous one; a
         write that moves traffic towards the canary is guarded on the live CanaryRollout (`_still_asked`).
         `confirmed`: the weights a read after the look found on the route (`_route_moved`): the look's write
-        lands only on them, else WeightsMoved (nothing written; decision 185)."""
+        lands only on them, else WeightsMoved (nothing written; decision 185). `lead`: the look's own lines
+        that come before its decision's (`look.window_restarted`): said with them, i.e. held like them until
+        the look's write lands, and never for a look refused at its write (decision 191)."""
         routed = seen.status.weights if seen.status is not None else None
+        lead = list(lead or ())
         for new, actions in decide(spec.policy, state, seen, self.clock.now()):
             if _forward(state, new, actions, routed):
                 self._still_asked(spec)
+            actions, lead = [*lead, *actions], []
             state, expect = self._do(spec, new, actions, expect=expect, log=log, routed=confirmed)
             routed = None
             confirmed = state.weights if confirmed is not None else None
+        for line in lead:  # nothing decided (no write): said as before
+            assert isinstance(line, rl.Emit)
+            getattr(log, line.log_level)(line.event, **line.fields)
         return state, expect
 
     def _still_asked(self, spec: crd.RolloutSpec) -> None:
@@ -1638,13 +1646,15 @@ class Controller:
             moved = self._route_moved(a, log)
             if moved is not None:
                 return moved
+            lead: list[rl.Action] = []  # said with the look's own lines: held until its write lands (decision 191)
             if data_from is not None:  # a step-start snapshot taken after the window's earlier looks: a new window
                 state = rl.window_for(state, data_from, self.clock.now())
                 if state.step_window != a.state.step_window:
-                    log.warning("look.window_restarted", step=state.step + 1, window=state.step_window + 1,
-                                reason="this step's earlier data were not measured again (no step-start snapshot "
-                                       "after a restart); their failure evidence is kept, a pass needs "
-                                       f"{spec.policy.analysis.interval:g} s of new data")
+                    lead.append(rl.Emit("look.window_restarted", {
+                        "step": state.step + 1, "window": state.step_window + 1,
+                        "reason": "this step's earlier data were not measured again (no step-start snapshot "
+                                  "after a restart); their failure evidence is kept, a pass needs "
+                                  f"{spec.policy.analysis.interval:g} s of new data"}, warning=True))
             verdict = judge(spec.policy, measurements, prior=state.prior(), window=state.step_window,
                             pass_ratio=state.pass_ratio(canary_n), canary_weight=state.weights.canary,
                             step=max(state.step, 0), window_s=window_s, canary_version=state.canary_version)
@@ -1659,7 +1669,8 @@ class Controller:
             self._seed(obj)  # the write reads what the cache holds now (our own writes included)
             try:
                 # lands only on the weights `_route_moved` confirmed: a revert after that read is not written over
-                new, _ = self._decide(spec, state, seen, expect=a.recorded, log=log, confirmed=a.state.weights)
+                new, _ = self._decide(spec, state, seen, expect=a.recorded, log=log, confirmed=a.state.weights,
+                                      lead=lead)
             except WeightsMoved as exc:
                 return self._moved_at_write(a, log, exc)
             except RoutingConflict as exc:

@@ -395,6 +395,40 @@ def test_a_restart_without_the_step_start_snapshot_opens_a_new_window(world: Any
     assert status(custom, "r0")["phase"] == rl.PROMOTED
 
 
+def test_a_new_window_is_not_said_for_a_look_whose_write_met_a_revert(world: Any) -> None:
+    """A controller restarted mid-step without the persisted step-start snapshot opens a new window at its first
+    look (`look.window_restarted`, above); when that look's write meets a revert (a person's edit landing after
+    the read that confirmed the weights, decision 185) the look is refused and discarded, its window never
+    recorded, and its `look.window_restarted` must stay unsaid with its `look.completed` (decision 186). Before,
+    the controller logged it before the write, for a window the record never had."""
+    from structlog.testing import capture_logs
+
+    from tests.integration.test_look_write_revert import _hand_edit, _records_a_look, _reverting
+
+    api, op, custom, clock = world
+    slow = {**fleet.FAST_POLICY, "analysis": {**fleet.FAST_POLICY["analysis"], "interval": "30s"},
+            "failure": {**fleet.FAST_POLICY["failure"], "no_data_deadline": "60s"}}
+    create(custom, 0, "v2", policy=slow)
+    before = _to_looks_in_step(op, custom, api, clock, 3)
+    api.edit(crd.GROUP, crd.PLURAL, "ml", "r0", lambda o: o["status"].pop("stepStart", None))
+    clock.t += 2.0
+    new = _restarted(world)
+    raced = _reverting(api, new.router, _hand_edit(api, (100, 0), fleet.model(0)), _records_a_look)
+    with capture_logs() as logs:
+        for _ in range(40):
+            new.tick()
+            if raced:
+                break
+            clock.t += 1.0
+    events = [e["event"] for e in logs]
+    assert raced and "look.discarded" in events, events
+    refused = events.index("look.discarded")
+    assert "look.window_restarted" not in events[:refused], events
+    assert "look.completed" not in events[:refused], events
+    state = _recorded_state(api, 0)
+    assert state is not None and state.look == before.look and state.reverts == 1, state  # not judged; counted
+
+
 @pytest.mark.parametrize("how", ["leader_back", "stale_persisted"])
 def test_a_step_start_from_before_a_restarted_window_is_not_judged_again(world: Any, how: str) -> None:
     """Once a window was restarted (`window_for`: its data start at the old window's end, whose
