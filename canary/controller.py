@@ -1658,29 +1658,33 @@ class Controller:
             verdict = judge(spec.policy, measurements, prior=state.prior(), window=state.step_window,
                             pass_ratio=state.pass_ratio(canary_n), canary_weight=state.weights.canary,
                             step=max(state.step, 0), window_s=window_s, canary_version=state.canary_version)
-            if self.telemetry:
-                self.telemetry.record_verdict(model=spec.target.model, results=verdict.results)
             if verdict.outcome is Outcome.FAIL:
                 self._breach_seen.setdefault((spec.key, state.canary_version), time.monotonic())
             seen = Observation(look=rl.Looked(self.clock.now(), verdict, canary_n, window_s, data_to=data_to,
                                               hold_unreachable=spec.on_prometheus_outage == "hold",
                                               restarted=restarted))
-            obj = self._fresh(obj)
-            self._seed(obj)  # the write reads what the cache holds now (our own writes included)
+            refused = False  # a look refused at its write is not judged: its verdict is not counted (decision 192)
             try:
+                obj = self._fresh(obj)
+                self._seed(obj)  # the write reads what the cache holds now (our own writes included)
                 # lands only on the weights `_route_moved` confirmed: a revert after that read is not written over
                 new, _ = self._decide(spec, state, seen, expect=a.recorded, log=log, confirmed=a.state.weights,
                                       lead=lead)
             except WeightsMoved as exc:
+                refused = True
                 return self._moved_at_write(a, log, exc)
             except RoutingConflict as exc:
                 # another writer's record since `_route_moved` (a CanaryRollout changed says itself: `_still_asked`)
+                refused = not isinstance(exc, ConflictStorm)
                 if not isinstance(exc, (ConflictStorm, CanaryRolloutChanged)):
                     log.warning("look.discarded", reason="the route's record was changed outside this rollout "
                                 "before the look's write could land: not judged", phase=state.phase,
                                 weights="unknown", recorded_weights=str(a.state.weights),
                                 step=state.step + 1)
                 raise
+            finally:  # counted as its look.completed is said: once it lands, or when it fails for another cause
+                if self.telemetry and not refused:
+                    self.telemetry.record_verdict(model=spec.target.model, results=verdict.results)
             self._known[spec.key] = _Known(spec, new)
             step_start = None
             if new.phase == rl.PROGRESSING and new.step != state.step and snap is not None:

@@ -109,7 +109,9 @@ class Telemetry:
     # ---- decisions -----------------------------------------------------------------
 
     def record_verdict(self, *, model: str, results: Iterable[CheckResult]) -> None:
-        """Count each check's outcome; keep its last finite effect size."""
+        """Count each check's outcome; keep its last finite effect size. Called for a look judged (the
+        controller: once its write lands or fails for a cause other than a refusal; never for a look refused at
+        its write, decision 192)."""
         with self._lock:  # with forget() and the scrape: a series is either tracked or gone
             for r in results:
                 key = (model, r.check, r.outcome.label)

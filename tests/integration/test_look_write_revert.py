@@ -242,6 +242,28 @@ def test_the_controller_under_reverts_at_every_looks_write_ends_at_stable_after_
     assert st["phase"] == rl.ABORTED and f"VirtualService ml/{name}" in st["reason"], st
 
 
+def test_the_controller_counts_no_verdict_for_a_look_whose_write_met_a_revert(world: Any) -> None:
+    """`canary_verdicts_total` counts looks judged, as `look.completed` says them: three looks refused at their
+    write (a GitOps revert before each, stable 100% after the third) count none. Before, `_look` counted each
+    verdict before its write, so a dashboard or an alert on failed verdicts saw looks nobody recorded."""
+    from canary.telemetry import Telemetry
+
+    api, op, custom = world
+    name = fleet.model(0)
+    api.gitops_apply(GROUP, "virtualservices", _git_manifest(api, name))
+    git = _git_manifest(api, name)
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v2"))
+    _progressing(op, custom, api)
+    op.telemetry = Telemetry()
+    raced = _reverting(api, op.router, lambda: api.gitops_apply(GROUP, "virtualservices", git),
+                       _records_a_look, times=10)
+    with structlog.testing.capture_logs() as logs:
+        _tick_until(op, api, lambda: vs(api, 0)[1]["phase"] in rl.TERMINAL)
+    events = [e["event"] for e in logs]
+    assert len(raced) == 3 and events.count("look.discarded") == 3 and "look.completed" not in events, events
+    assert op.telemetry.check_rows()[0] == [], op.telemetry.check_rows()[0]
+
+
 def test_the_controller_a_rollback_write_is_never_refused_for_a_revert(world: Any) -> None:
     """A slow canary under the controller: its first failed look's write meets a person's edit (90/10): refused,
     discarded, reasserted and counted; the look that rolls it back meets the same edit and its stable 100% lands."""
