@@ -177,13 +177,20 @@ def test_promote_never_judges_a_look_whose_route_it_could_not_read_again(api: An
     assert [e["reverts"] for e in logs if e["event"] == "weights.reasserted"] == [1]
 
 
-def test_the_controller_under_a_selfheal_ends_at_stable_after_three_reverts(world: Any) -> None:
-    api, op, custom = world
+def _progressing_under_git(api: Any, op: Any, custom: Any) -> dict[str, Any]:
+    """The fleet's first route applied by a GitOps tool, and a CanaryRollout for v2 on it taken to its first
+    step by the controller `op`; returns the manifest the tool re-applies (its git state) to revert it."""
     name = fleet.model(0)
     api.gitops_apply(GROUP, "virtualservices", _git_manifest(api, name))
     git = _git_manifest(api, name)
     custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v2"))
     _progressing(op, custom, api)
+    return git
+
+
+def test_the_controller_under_a_selfheal_ends_at_stable_after_three_reverts(world: Any) -> None:
+    api, op, custom = world
+    git = _progressing_under_git(api, op, custom)
     reverts = 0
     with structlog.testing.capture_logs() as logs:
         for _ in range(10):
@@ -194,9 +201,9 @@ def test_the_controller_under_a_selfheal_ends_at_stable_after_three_reverts(worl
     weights, rec = vs(api, 0)
     st = custom.get_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0")["status"]
     assert weights == [100, 0] and rec["phase"] == rl.ABORTED and reverts == 3, (weights, rec["phase"], reverts)
-    assert st["phase"] == rl.ABORTED and f"VirtualService ml/{name}" in st["reason"], st
+    assert st["phase"] == rl.ABORTED and f"VirtualService ml/{fleet.model(0)}" in st["reason"], st
     lines = [e for e in logs if e["event"] == "weights.reverted"]
-    assert len(lines) == 1 and lines[0]["virtual_service"] == f"ml/{name}", lines
+    assert len(lines) == 1 and lines[0]["virtual_service"] == f"ml/{fleet.model(0)}", lines
     assert "/spec/http/0/route/1/weight" in lines[0]["remedy"], lines
 
 

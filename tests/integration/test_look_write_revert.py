@@ -31,7 +31,7 @@ from canary import crd
 from canary import rollout as rl
 from tests import fleet
 from tests.integration.test_controller import _progressing, prometheus, vs, world  # noqa: F401 - fixtures
-from tests.integration.test_gitops_revert import _git_manifest
+from tests.integration.test_gitops_revert import _git_manifest, _progressing_under_git
 from tests.integration.test_promote_route_safety import GROUP, HookClock, api, record, routes, runner  # noqa: F401
 
 pytestmark = pytest.mark.integration
@@ -198,11 +198,7 @@ def test_the_controller_never_advances_on_a_look_whose_write_met_a_revert(world:
     next step. Refused: `look.discarded`, reasserted and counted, the window started over; the step is taken later,
     on a look judged at the weights the route had. Before: the step advanced over the revert, unseen."""
     api, op, custom = world
-    name = fleet.model(0)
-    api.gitops_apply(GROUP, "virtualservices", _git_manifest(api, name))
-    git = _git_manifest(api, name)
-    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v2"))
-    _progressing(op, custom, api)
+    git = _progressing_under_git(api, op, custom)
     raced = _reverting(api, op.router, lambda: api.gitops_apply(GROUP, "virtualservices", git), _advances_the_step)
     with structlog.testing.capture_logs() as logs:
         _tick_until(op, api, lambda: bool(raced) and vs(api, 0)[1].get("step", 0) > 0)
@@ -221,11 +217,7 @@ def test_the_controller_never_advances_on_a_look_whose_write_met_a_revert(world:
 
 def test_the_controller_under_reverts_at_every_looks_write_ends_at_stable_after_three(world: Any) -> None:
     api, op, custom = world
-    name = fleet.model(0)
-    api.gitops_apply(GROUP, "virtualservices", _git_manifest(api, name))
-    git = _git_manifest(api, name)
-    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v2"))
-    _progressing(op, custom, api)
+    git = _progressing_under_git(api, op, custom)
     looks = vs(api, 0)[1].get("look", 0)
     raced = _reverting(api, op.router, lambda: api.gitops_apply(GROUP, "virtualservices", git),
                        _records_a_look, times=10)
@@ -239,7 +231,7 @@ def test_the_controller_under_reverts_at_every_looks_write_ends_at_stable_after_
     assert [e["reverts"] for e in logs if e["event"] == "weights.reasserted"] == [1, 2]
     assert events.count("weights.reverted") == 1
     st = custom.get_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0")["status"]
-    assert st["phase"] == rl.ABORTED and f"VirtualService ml/{name}" in st["reason"], st
+    assert st["phase"] == rl.ABORTED and f"VirtualService ml/{fleet.model(0)}" in st["reason"], st
 
 
 def test_the_controller_counts_no_verdict_for_a_look_whose_write_met_a_revert(world: Any) -> None:
@@ -249,11 +241,7 @@ def test_the_controller_counts_no_verdict_for_a_look_whose_write_met_a_revert(wo
     from canary.telemetry import Telemetry
 
     api, op, custom = world
-    name = fleet.model(0)
-    api.gitops_apply(GROUP, "virtualservices", _git_manifest(api, name))
-    git = _git_manifest(api, name)
-    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, "v2"))
-    _progressing(op, custom, api)
+    git = _progressing_under_git(api, op, custom)
     op.telemetry = Telemetry()
     raced = _reverting(api, op.router, lambda: api.gitops_apply(GROUP, "virtualservices", git),
                        _records_a_look, times=10)
