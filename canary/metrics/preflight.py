@@ -23,8 +23,8 @@ from canary.metrics.answers import (bucket_pairs, evaluated_at, is_scalar, keep_
 from canary.metrics.base import REQUEST_COUNTS, PreflightQuery, PreflightReport
 from canary.metrics.client import PREFIX_HINT, NotPrometheus, PrometheusClient, Rejected, excerpt
 from canary.metrics.native import INF_ONLY_HINT, inf_only, native_buckets
-from canary.metrics.query_plan import (FEATURE_ROLES, HISTOGRAM, classic_buckets_query, one_query_of,
-                                       query_plan, request_plan)
+from canary.metrics.query_plan import (FEATURE_ROLES, HISTOGRAM, classic_buckets_query, histogram_query_of,
+                                       one_query_of, query_plan, request_plan)
 from canary.model import Histogram, Target
 from canary.policy import LatencyCheck, Policy
 
@@ -40,7 +40,9 @@ def preflight(client: PrometheusClient, policy: Policy, target: Target) -> Prefl
     arm means no data over a whole step); equal queries
     are sent once, and each error_rate and feature_missing check's parts once more as the one query a
     look sends (`query_plan.one_query_of`, decisions 175 and 189), and each classic histogram's sum with
-    its series count as one query (`query_plan.classic_buckets_query`, decision 188). A known-answer query (`vector(1)`)
+    its series count as one query (`query_plan.classic_buckets_query`, decision 188), and each latency and
+    prediction_shift check's classic histograms, both arms, as the one query a look sends
+    (`query_plan.histogram_query_of`, decision 193). A known-answer query (`vector(1)`)
     goes first, so a URL that is not Prometheus is told apart from a bad
     check. Returns a `PreflightReport` (empty answers are recorded, not
     raised: a canary has no series before it gets traffic).
@@ -85,6 +87,15 @@ def preflight(client: PrometheusClient, policy: Policy, target: Target) -> Prefl
     native, more = _read_native_histograms(client, planned, answers, deadline,
                                            native_first=policy.metrics.histograms == "native", at=at)
     sent += more
+    for i, check in enumerate(policy.checks):  # a latency or prediction_shift check's classic histograms, both
+        # arms, as one query (decision 193), where a look reads classic buckets: not both arms read natively
+        query = histogram_query_of(policy, check, target, window_s=window)
+        arms = [x for _, c, _, role, x in planned if c == check.name and role == HISTOGRAM]
+        if query is not None and query not in combined and not all(x in native for x in arms):
+            client.ask(query, check=check.name, arm="", at=at, who=f"policy checks[{i}] {check.name!r}",
+                       strict=True, deadline=deadline)
+            combined.add(query)
+            sent += 1
     layouts: list[str] = []
     counted: set[str] = set()
     for where, check, arm, role, query in planned:  # classic histograms a look reads: their pods' bounds

@@ -31,8 +31,8 @@ from canary.metrics.answers import (arm_name, arms_pair, bucket_pairs, is_scalar
 from canary.metrics.base import PreflightReport
 from canary.metrics.client import PrometheusClient
 from canary.metrics.preflight import preflight as run_preflight
-from canary.metrics.query_plan import (HISTOGRAM, ONE_QUERY_KINDS, arms_query, classic_buckets_query, error_counts_query,
-                                       query_plan, request_plan)
+from canary.metrics.query_plan import (HISTOGRAM, ONE_QUERY_KINDS, Plan, arms_histograms_query,
+                                       arms_query, classic_buckets_query, error_counts_query, query_plan, request_plan)
 from canary.metrics.features import feature_counts
 from canary.metrics.native import (INF_ONLY_HINT, SHIFT_CELLS, NativeBuckets, combine, inf_only, native_buckets,
                                    observed)
@@ -63,13 +63,14 @@ class PrometheusProvider(PrometheusClient):
         name = check.name
         if check.kind in ("latency", "prediction_shift"):
             scale = q.latency_metric(q.preset(policy.source_of(check)), name)[1] if check.kind == "latency" else 1.0
+            look = _Together(self, plan, name, at)
             pair = self._histograms({arm: plan[arm][HISTOGRAM] for arm in q.ARMS}, name, window_s, at, scale=scale,
                                     native_first=policy.metrics.histograms == "native",
-                                    cells=0 if check.kind == "latency" else SHIFT_CELLS)
+                                    cells=0 if check.kind == "latency" else SHIFT_CELLS, together=look)
             if check.kind == "latency":
                 return pair
-            return self._with_requests(pair[0], plan["stable"], name, "stable", window_s, at), \
-                self._with_requests(pair[1], plan["canary"], name, "canary", window_s, at)
+            return self._with_requests(pair[0], plan["stable"], name, "stable", window_s, at, together=look), \
+                self._with_requests(pair[1], plan["canary"], name, "canary", window_s, at, together=look)
         if check.kind == "error_rate":
             return self._error_counts(plan, name, window_s, at)
         if check.kind == "feature_missing":
@@ -93,8 +94,8 @@ class PrometheusProvider(PrometheusClient):
     # -- per kind ------------------------------------------------------------------------
 
     def _histograms(self, queries: dict[str, str], check: str, window_s: float, at: float | None, *,
-                    scale: float = 1.0, native_first: bool = False, cells: int = 0
-                    ) -> tuple[Histogram | NoData, Histogram | NoData]:
+                    scale: float = 1.0, native_first: bool = False, cells: int = 0,
+                    together: _Together | None = None) -> tuple[Histogram | NoData, Histogram | NoData]:
         """Both arms' histograms over the window, classic `_bucket` series or Prometheus native ones.
 
         Each arm is read from its classic buckets, and an arm with no classic series as a native
@@ -110,11 +111,17 @@ class PrometheusProvider(PrometheusClient):
         limits on the canary alone are judged). Two classic arms keep their own bounds: the judge
         compares on the bounds both share, and a count at a bound an arm lacks is never invented
         (filling it with the count below would fail identical arms exporting different layouts).
-        An arm's NoData stays in its place; NoData when neither has data."""
+        An arm's NoData stays in its place; NoData when neither has data.
+        With `together` (a look's check), both arms' classic histograms are ONE query
+        (`query_plan.arms_histograms_query`), asked once when first needed: asked one arm at a time through
+        a load balancer over replicas, the two arms came from two replicas' windows (decision 193). A
+        native histogram is still asked per arm: Prometheus 2.42 answers `label_replace` of a native
+        sample as a float, so it cannot be one part of one answer."""
         got: dict[str, list[tuple[float, float]] | NativeBuckets | NoData] = {}
         for arm in q.ARMS:
             try:
-                got[arm] = self._classic_or_native(queries[arm], check, arm, at, native_first=native_first)
+                got[arm] = self._classic_or_native(queries[arm], check, arm, at, native_first=native_first,
+                                                   together=together)
             except NoData as exc:
                 got[arm] = exc
         natives = [arm for arm in q.ARMS if isinstance(got[arm], NativeBuckets)]
@@ -123,7 +130,7 @@ class PrometheusProvider(PrometheusClient):
             if isinstance(got[other], list):  # one form for both where both arms have it
                 try:
                     if native_first:  # the classic arm has no native histogram: the native arm's classic?
-                        pairs = self._classic(queries[native], check, native, at)
+                        pairs = self._classic(queries[native], check, native, at, together=together)
                         if pairs is None or not observed(pairs):  # none, or an empty histogram's ghost
                             raise NoData("no classic buckets")
                         got[native] = pairs
@@ -144,8 +151,8 @@ class PrometheusProvider(PrometheusClient):
             raise NoData("; ".join(str(x) for x in out))
         return out[0], out[1]
 
-    def _classic_or_native(self, query: str, check: str, arm: str, at: float | None, *, native_first: bool = False
-                           ) -> list[tuple[float, float]] | NativeBuckets:
+    def _classic_or_native(self, query: str, check: str, arm: str, at: float | None, *, native_first: bool = False,
+                           together: _Together | None = None) -> list[tuple[float, float]] | NativeBuckets:
         """The arm's classic (le, count) pairs; its native histogram when it has no classic series
         (`native_first`: its native histogram; its classic pairs when it has no native series).
         Classic series with only `le="+Inf"`, or without observations in the window, are no classic
@@ -157,7 +164,7 @@ class PrometheusProvider(PrometheusClient):
                 return self._native(query, check, arm, at)
             except NoData:
                 pass
-        pairs = self._classic(query, check, arm, at)
+        pairs = self._classic(query, check, arm, at, together=together)
         if pairs is not None and observed(pairs):
             return pairs
         if not native_first:
@@ -176,7 +183,8 @@ class PrometheusProvider(PrometheusClient):
         raise NoData(f"check {check!r}: no observations for {arm_name(arm)} (a `_bucket` series with only "
                      f"le=\"+Inf\" at 0, no native histogram); query: {query}")
 
-    def _classic(self, query: str, check: str, arm: str, at: float | None) -> list[tuple[float, float]] | None:
+    def _classic(self, query: str, check: str, arm: str, at: float | None, *, together: _Together | None = None
+                 ) -> list[tuple[float, float]] | None:
         """The arm's classic (le, count) pairs on the bounds every one of its histograms with
         observations exports; None without series.
 
@@ -199,7 +207,11 @@ class PrometheusProvider(PrometheusClient):
                 return None
             return _cumulative(bucket_pairs(result, query, check, arm), check, arm, query)
         one, parts = combined
-        got = q.split_answer(self.query(one, check=check, arm=arm, at=at), parts)
+        both = together.classic() if together is not None else None
+        if both is not None:  # both arms' in one answer (decision 193)
+            got = {key: both[f"{arm}/{key}"] for key in parts}
+        else:
+            got = q.split_answer(self.query(one, check=check, arm=arm, at=at), parts)
         if not got["buckets"]:
             return None
         pairs = bucket_pairs(got["buckets"], query, check, arm)
@@ -225,13 +237,19 @@ class PrometheusProvider(PrometheusClient):
         return _request_count(self.scalar(query, check=check, arm=arm, at=at), query, check, arm, window_s)
 
     def _with_requests(self, data: Histogram | NoData, plan: dict[str, str], check: str, arm: str,
-                       window_s: float, at: float | None) -> Histogram | NoData:
+                       window_s: float, at: float | None, *, together: _Together | None = None) -> Histogram | NoData:
         """A prediction histogram with the arm's request count over the window (0 when the request
-        counter has no series: the floor, `min_canary_requests`, is then not met, never met by rows)."""
+        counter has no series: the floor, `min_canary_requests`, is then not met, never met by rows).
+        With `together`, the count is from the answer that held both arms' classic histograms."""
         if isinstance(data, NoData):
             return data
         try:
-            n = self._requests(plan["requests"], check, arm, window_s, at)
+            both = together.requests() if together is not None else None
+            if both is not None:
+                query = plan["requests"]
+                n = _request_count(number_of(both[f"{arm}/requests"], query, check, arm), query, check, arm, window_s)
+            else:
+                n = self._requests(plan["requests"], check, arm, window_s, at)
         except NoData:
             n = 0.0
         return dataclasses.replace(data, requests=n)
@@ -303,6 +321,29 @@ class PrometheusProvider(PrometheusClient):
         except NoData:
             n = math.nan  # the custom number stands on its own; n is only evidence
         return Scalar(value=value, n=n)
+
+
+class _Together:
+    """One look's histogram check: both arms' classic histograms, with their series counts and a
+    prediction_shift check's request counts, as ONE query (`query_plan.arms_histograms_query`), asked
+    once, when first needed, and split into {"<arm>/<role>": series} (decision 193). `classic` is None
+    when the plan's queries have no classic form (each arm then asks its own)."""
+
+    def __init__(self, provider: PrometheusProvider, plan: Plan, check: str, at: float | None) -> None:
+        self._provider, self._check, self._at = provider, check, at
+        self._plan = arms_histograms_query(plan)
+        self._got: dict[str, list[object]] | None = None
+
+    def classic(self) -> dict[str, list[object]] | None:
+        if self._plan is not None and self._got is None:
+            one, parts = self._plan
+            self._got = q.split_answer(self._provider.query(one, check=self._check, at=self._at), parts)
+        return self._got
+
+    def requests(self) -> dict[str, list[object]] | None:
+        """Both arms' request counts from the classic answer (asked first in every look but one with
+        `metrics.histograms: native` whose arms are both native: then None, each arm asks its own)."""
+        return self._got
 
 
 def _request_count(n: float, query: str, check: str, arm: str, window_s: float) -> float:

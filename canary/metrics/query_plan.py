@@ -108,3 +108,36 @@ def classic_buckets_query(histogram: str) -> tuple[str, dict[str, str]] | None:
     parts = {"buckets": histogram, "count": counting}
     return q.one_answer(parts), parts
 
+
+
+HISTOGRAM_KINDS = ("latency", "prediction_shift")  # the kinds whose two arms' histograms a look asks together
+
+
+def arms_histograms_query(plan: Plan) -> tuple[str, dict[str, str]] | None:
+    """A histogram check's classic histograms, both arms, as ONE query (`queries.one_answer`) and its parts:
+    "<arm>/buckets" and "<arm>/count" (`classic_buckets_query`'s sum and series count) and, where the plan
+    has them (prediction_shift), "<arm>/requests". What a look sends for a latency or prediction_shift
+    check, so that one Prometheus answers both arms over one window at one instant: asked one arm at a time
+    through a load balancer over replicas, one arm came from a replica restarted with empty storage (its
+    last minutes) and the other from one holding the whole window, and two arms that served alike read
+    apart (decision 193). None when an arm's query is no classic histogram query."""
+    parts: dict[str, str] = {}
+    for arm in q.ARMS:
+        combined = classic_buckets_query(plan[arm][HISTOGRAM])
+        if combined is None:
+            return None
+        parts.update({f"{arm}/{key}": part for key, part in combined[1].items()})
+    parts.update({f"{arm}/requests": plan[arm]["requests"] for arm in q.ARMS if "requests" in plan[arm]})
+    return q.one_answer(parts), parts
+
+
+def histogram_query_of(policy: Policy, check: Check, target: Target, *, window_s: float) -> str | None:
+    """The ONE query a look sends for a latency or prediction_shift check's classic histograms, both arms
+    (`arms_histograms_query`); None for the other kinds and for a histogram query of no classic form.
+    Preflight asks it. A native histogram stays one query per arm: Prometheus 2.42 (the one tested)
+    answers `label_replace` of a native histogram sample as a float, so it cannot be marked as a part of
+    one answer (decision 193)."""
+    if check.kind not in HISTOGRAM_KINDS:
+        return None
+    got = arms_histograms_query(query_plan(policy, check, target, window_s=window_s))
+    return None if got is None else got[0]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any, Iterator
@@ -203,6 +204,12 @@ LAYOUTS = {"s0": (("v1", "0.1", 10), ("v1", "0.5", 10), ("v1", "+Inf", 10)),
            "c1": (("v2", "0.1", 20), ("v2", "0.25", 70), ("v2", "0.5", 95), ("v2", "+Inf", 100))}
 # FRESH_MODEL's feature-missing gauge (a fraction) per pod: canary pod `c0` serves only before B starts (its
 # series gone from the exposition at `retire`, as a deleted pod's are)
+# `SPIKE_MODEL`'s latency histograms, both arms (pods s1 and c1) alike at every change: each change before B
+# starts adds `SPIKE` (slow: a load spike on every pod), each one after adds `CALM` (cumulative at each bound)
+SPIKE_MODEL = "m3"
+SPIKE = (("0.1", 10), ("0.25", 20), ("0.5", 60), ("+Inf", 100))  # B's first sample of every bucket holds
+# over 1.1 times the calm change, so its increase() extrapolates every bucket alike (none is clamped at zero)
+CALM = (("0.1", 80), ("0.25", 95), ("0.5", 100), ("+Inf", 100))
 MISSING = {("s1", "v1"): 0.01, ("s2", "v1"): 0.01, ("c0", "v2"): 0.50, ("c1", "v2"): 0.02, ("c2", "v2"): 0.02}
 
 
@@ -216,6 +223,7 @@ class ShapedExporter(Exporter):
         super().__init__()
         self.retired = False
         self.buckets = {(pod, le): 0.0 for pod, layout in LAYOUTS.items() for _, le, _ in layout}
+        self.spiked = {(pod, le): 0.0 for pod in ("s1", "c1") for le, _ in SPIKE}
 
     def retire(self) -> None:
         with self.lock:
@@ -227,6 +235,10 @@ class ShapedExporter(Exporter):
                 if model == FRESH_MODEL and not (pod == "s0" and self.retired):
                     for _, le, n in layout:
                         self.buckets[(pod, le)] += n
+            if model == SPIKE_MODEL:
+                for pod in ("s1", "c1"):
+                    for le, n in CALM if self.retired else SPIKE:
+                        self.spiked[(pod, le)] += n
         return super().advance(model, canary_errors=canary_errors)
 
     def _answer(self, path: str, headers: dict[str, str]) -> tuple[int, str, str]:
@@ -237,6 +249,10 @@ class ShapedExporter(Exporter):
                 for version, le, _ in layout:
                     lines.append(f'model_inference_duration_seconds_bucket{{model_name="{FRESH_MODEL}",'
                                  f'model_version="{version}",pod="{pod}",le="{le}"}} {self.buckets[(pod, le)]}')
+            for (pod, le), n in self.spiked.items():
+                version = "v1" if pod == "s1" else "v2"
+                lines.append(f'model_inference_duration_seconds_bucket{{model_name="{SPIKE_MODEL}",'
+                             f'model_version="{version}",pod="{pod}",le="{le}"}} {n}')
             lines.append("# TYPE model_feature_missing_rate gauge")
             for (pod, version), rate in MISSING.items():
                 if not (pod == "c0" and self.retired):
@@ -322,15 +338,15 @@ def test_a_look_through_the_balancer_reads_each_error_rate_from_one_replica(fres
     assert bad["canary"] == pytest.approx(0.10, rel=0.05), bad
 
 
-def _latency(url: str, *, skip: int = 0) -> tuple[Any, Any]:
+def _latency(url: str, *, skip: int = 0, model: str = FRESH_MODEL, check: dict[str, Any] | None = None
+             ) -> tuple[Any, Any]:
     """One look's (stable, canary) p50 latency histograms of `FRESH_MODEL` as `canary promote` measures them,
     after `skip` queries to `url`."""
     provider = PrometheusProvider(url, backoff_s=0.01)
     _skip(url, skip)
-    policy = Policy.model_validate({**POLICY, "checks": [LATENCY]})
+    policy = Policy.model_validate({**POLICY, "checks": [check or LATENCY]})
     with capture_logs():
-        return provider.measure(policy, policy.checks[0], Target("ml", FRESH_MODEL, FRESH_MODEL, "v1", "v2"),
-                                window_s=600)
+        return provider.measure(policy, policy.checks[0], Target("ml", model, model, "v1", "v2"), window_s=600)
 
 
 LATENCY = {"name": "p50", "kind": "latency", "quantile": 0.5, "max_increase_pct": 20}
@@ -358,6 +374,32 @@ def test_a_looks_bucket_sum_and_its_series_count_come_from_one_replica(fresh_pai
     stable, canary = _latency(lb.url, skip=skip)
     assert stable.bounds == on_a.bounds or shares(stable) == pytest.approx((0.20, 0.70), abs=1e-6), stable
     assert shares(canary) == pytest.approx((0.20, 0.70), abs=1e-6)
+
+
+@pytest.mark.parametrize("check", [LATENCY, {"name": "shift", "kind": "prediction_shift", "max_psi": 0.2,
+                                            "metric": "model_inference_duration_seconds"}])
+@pytest.mark.parametrize("skip", [0, 1])
+def test_a_looks_two_arms_histograms_come_from_one_replica(fresh_pair: Any, skip: int, check: dict[str, Any]) -> None:
+    """`SPIKE_MODEL`'s arms are alike at every change: slow through A's ten changes before B restarted empty
+    (a load spike on every pod), fast after. Each replica alone reads the two arms alike (A mostly slow, B
+    fast: B's window holds the calm change only). Read as one query per arm through the balancer, one arm
+    came from A and the other from B: a canary read slower than a stable that served exactly as it did (a
+    rollback of a good canary), or the other way round (a pass of any canary). Now both arms' histograms
+    are one query: `skip` starts the look on either replica."""
+    a, b, lb = fresh_pair
+
+    def shares(h: Any) -> list[float]:
+        return [c / h.total for c in h.counts]
+
+    for direct in (a, b):  # the premise: one replica reads the two arms alike (up to the extrapolation of
+        stable, canary = _latency(direct.url, model=SPIKE_MODEL, check=check)  # two queries' instants)
+        assert shares(stable) == pytest.approx(shares(canary), abs=0.01)
+    on_a, on_b = (shares(_latency(r.url, model=SPIKE_MODEL, check=check)[0]) for r in (a, b))
+    assert on_a[0] < 0.3 < 0.7 < on_b[0]  # ... and the two replicas do not
+    stable, canary = _latency(lb.url, skip=skip, model=SPIKE_MODEL, check=check)
+    assert shares(stable) == pytest.approx(shares(canary), abs=0.01), (stable, canary)
+    if check["kind"] == "prediction_shift":  # the arms' request counts from the same replica as well
+        assert min(stable.requests, canary.requests) > 0
 
 
 def _missing(url: str, *, skip: int = 0) -> tuple[Any, Any]:
@@ -444,3 +486,4 @@ def test_a_replica_down_behind_the_balancer_costs_a_retry_not_a_look(fresh_pair:
             snap = BatchMetrics(provider).snapshot([Want(policy, target)], at=time.time())
         data = snap.arm(policy, policy.checks[0], target, "canary")
         assert isinstance(data, Counts) and data.total > 0 and data.rate == pytest.approx(0.01, rel=0.05)
+

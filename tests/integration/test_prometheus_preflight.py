@@ -22,7 +22,8 @@ import pytest
 from canary.errors import ConfigError, MetricsUnavailable, NoData
 from canary.metrics import queries as q
 from canary.metrics.preflight import preflight_plan
-from canary.metrics.query_plan import classic_buckets_query, error_counts_query, one_query_of, query_plan
+from canary.metrics.query_plan import (classic_buckets_query, error_counts_query, histogram_query_of, one_query_of,
+                                       query_plan)
 from canary.metrics.prometheus import PrometheusProvider
 from canary.model import Target
 from canary.policy import Policy, load_policy, parse_policy
@@ -108,6 +109,9 @@ def test_default_policy_passes_and_checks_what_a_look_sends(prom: PrometheusProv
     # and each feature_missing check's fraction and requests, both arms, as one query (decision 189)
     combined |= {x for c in pol.checks if c.kind == "feature_missing"
                  if (x := one_query_of(pol, c, TARGET, window_s=report.window_s))}
+    # and each latency and prediction_shift check's classic histograms, both arms, as one query (decision 193)
+    combined |= {x for c in pol.checks if (x := histogram_query_of(pol, c, TARGET, window_s=report.window_s))}
+    assert any('"canary/buckets"' in x for x in combined)
     assert counting and combined and len(asked) == report.sent == 1 + len(distinct) + len(counting) + len(combined)
     assert set(asked) == {"vector(1)"} | distinct | counting | combined
 
@@ -759,8 +763,9 @@ def test_stable_pods_whose_layouts_share_no_finite_bound_are_a_warning_before_tr
         target = Target(namespace="ml", virtual_service=model, model=model, stable_version="v1", canary_version="v2")
         if ok:
             report = prom.preflight(pol, target)
-            # the probe, a histogram and a request query per arm, and a bucket count query per arm
-            assert report.empty_stable == () and report.sent == 1 + 2 * 2 + 2 and report.layouts == ()
+            # the probe, a histogram and a request query per arm, a bucket count query per arm, and both
+            # arms' histograms as the one query a look sends (decision 193)
+            assert report.empty_stable == () and report.sent == 1 + 2 * 2 + 2 + 1 and report.layouts == ()
             # read on the shared bounds (100, 250 ms), as a look reads it: too coarse for +20%
             assert "narrower than 1.2x" in report.unresolvable[0]
             continue
