@@ -276,11 +276,13 @@ def _read_layout(pol: Any, metrics: Any, model: str, version: str, namespace: st
 
 def _stable_words(message: str, version: str, model: str) -> str:
     """A metrics error about reading the stable version for the plan: it asked for both arms as that
-    version, so "the canary arm" (or "the stable arm") there is the stable version."""
+    version, so "the canary arm" (or "the stable arm", or "the query" asking both) there is the stable version."""
     who = f"the stable version {version!r} of {model!r}"
     for arm in ("canary", "stable"):
         message = message.replace(f"the {arm} arm of {model!r}", who).replace(f"the {arm} arm", who)
         message = message.replace(f"{arm} arm of {model!r}", who)
+    # a query asking both arms at once (decision 193) failed "for the query": it was asked for that version too
+    message = message.replace("could not be asked for the query", f"could not be asked for {who}")
     # both "arms" failed alike: one account of it, not the same sentence twice
     first, *rest = message.split("; check '")
     parts = list(dict.fromkeys([first, *(f"check '{x}" for x in rest)]))
