@@ -31,8 +31,8 @@ from canary.metrics.answers import (arm_name, arms_pair, bucket_pairs, is_scalar
 from canary.metrics.base import PreflightReport
 from canary.metrics.client import PrometheusClient
 from canary.metrics.preflight import preflight as run_preflight
-from canary.metrics.query_plan import (HISTOGRAM, ONE_QUERY_KINDS, Plan, arms_histograms_query,
-                                       arms_query, classic_buckets_query, error_counts_query, query_plan, request_plan)
+from canary.metrics.query_plan import (HISTOGRAM, HISTOGRAM_KINDS, ONE_QUERY_KINDS, Plan, arms_histograms_query,
+                                       arms_query, classic_buckets_query, query_plan, request_plan)
 from canary.metrics.features import feature_counts
 from canary.metrics.native import (INF_ONLY_HINT, SHIFT_CELLS, NativeBuckets, combine, inf_only, native_buckets,
                                    observed)
@@ -61,7 +61,7 @@ class PrometheusProvider(PrometheusClient):
                  at: float | None) -> tuple[ArmData | NoData, ArmData | NoData]:
         plan = query_plan(policy, check, target, window_s=window_s)
         name = check.name
-        if check.kind in ("latency", "prediction_shift"):
+        if check.kind in HISTOGRAM_KINDS:
             scale = q.latency_metric(q.preset(policy.source_of(check)), name)[1] if check.kind == "latency" else 1.0
             look = _Together(self, plan, name, at)
             pair = self._histograms({arm: plan[arm][HISTOGRAM] for arm in q.ARMS}, name, window_s, at, scale=scale,
@@ -262,7 +262,7 @@ class PrometheusProvider(PrometheusClient):
         only the part of the window it has: requests from it and errors from the other read a good canary
         at 1% as 5.4%, the other way round a canary at 10% as 1.9% (decision 175). Each arm's NoData in its
         place (no request series, or none in the window); NoData when neither arm has requests."""
-        query, parts = error_counts_query(plan)
+        query, parts = arms_query(plan, ONE_QUERY_KINDS["error_rate"])
         got = q.split_answer(self.query(query, check=check, at=at), parts)
 
         def counts(arm: str) -> Counts:

@@ -65,17 +65,9 @@ def request_plan(policy: Policy, target: Target, *, window_s: float) -> dict[str
     return {arm: q.requests_query(p, q.selector(policy, target, arm, source), window_s) for arm in q.ARMS}
 
 
-ONE_QUERY_ROLES = ("requests", "errors")  # an error_rate check's roles, asked as one query
 # the kinds whose roles, both arms, a look asks as ONE query: a count and the count (or fraction) it is
-# combined with must come from one Prometheus (decisions 175, 189)
-ONE_QUERY_KINDS = {"error_rate": ONE_QUERY_ROLES, "feature_missing": ("feature_missing", "requests")}
-
-
-def error_counts_query(plan: Plan) -> tuple[str, dict[str, str]]:
-    """An error_rate check's plan as ONE query (`queries.one_answer`) and its parts ({"<arm>/<role>": PromQL}):
-    what `measure` sends for it, so that one Prometheus answers both arms' requests and errors (behind a
-    load balancer over replicas, decision 175); preflight asks it too."""
-    return arms_query(plan, ONE_QUERY_ROLES)
+# combined with must come from one Prometheus (behind a load balancer over replicas: decisions 175, 189)
+ONE_QUERY_KINDS = {"error_rate": ("requests", "errors"), "feature_missing": ("feature_missing", "requests")}
 
 
 def arms_query(plan: Plan, roles: tuple[str, ...]) -> tuple[str, dict[str, str]]:
@@ -107,7 +99,6 @@ def classic_buckets_query(histogram: str) -> tuple[str, dict[str, str]] | None:
         return None
     parts = {"buckets": histogram, "count": counting}
     return q.one_answer(parts), parts
-
 
 
 HISTOGRAM_KINDS = ("latency", "prediction_shift")  # the kinds whose two arms' histograms a look asks together

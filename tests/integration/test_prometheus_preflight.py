@@ -22,8 +22,7 @@ import pytest
 from canary.errors import ConfigError, MetricsUnavailable, NoData
 from canary.metrics import queries as q
 from canary.metrics.preflight import preflight_plan
-from canary.metrics.query_plan import (classic_buckets_query, error_counts_query, histogram_query_of, one_query_of,
-                                       query_plan)
+from canary.metrics.query_plan import classic_buckets_query, histogram_query_of, one_query_of
 from canary.metrics.prometheus import PrometheusProvider
 from canary.model import Target
 from canary.policy import Policy, load_policy, parse_policy
@@ -103,12 +102,11 @@ def test_default_policy_passes_and_checks_what_a_look_sends(prom: PrometheusProv
     # errors/errors-hard share queries: each distinct one goes out once; each classic histogram's
     # bucket count query (pods of one arm on different layouts) goes with it
     counting = {c[0] for x in distinct if (c := classic_buckets_query(x))}  # with its sum, one query (decision 188)
-    # and each error_rate check's parts as the one query a look sends (decision 175)
-    combined = {error_counts_query(query_plan(pol, c, TARGET, window_s=report.window_s))[0]
-                for c in pol.checks if c.kind == "error_rate"}
-    # and each feature_missing check's fraction and requests, both arms, as one query (decision 189)
-    combined |= {x for c in pol.checks if c.kind == "feature_missing"
-                 if (x := one_query_of(pol, c, TARGET, window_s=report.window_s))}
+    # and each error_rate check's parts (decision 175) and each feature_missing check's fraction and requests
+    # (decision 189), both arms, as the one query a look sends
+    combined = {x for c in pol.checks if (x := one_query_of(pol, c, TARGET, window_s=report.window_s))}
+    assert {c.kind for c in pol.checks if one_query_of(pol, c, TARGET, window_s=report.window_s)} == {
+        "error_rate", "feature_missing"}
     # and each latency and prediction_shift check's classic histograms, both arms, as one query (decision 193)
     combined |= {x for c in pol.checks if (x := histogram_query_of(pol, c, TARGET, window_s=report.window_s))}
     assert any('"canary/buckets"' in x for x in combined)
