@@ -1719,28 +1719,27 @@ class Controller:
         ends it). The record changed: the next tick reads everything again and adopts or leaves what it finds.
         A route that cannot be read raises (the tick's failure path, as a read at the tick's start). Returns
         None when the look counts, else the look's outcome ("discarded", or "skipped": due again next tick)."""
-        spec, state = a.spec, a.state
-        if hasattr(self.router, "forget_prefetch"):
-            self.router.forget_prefetch()  # nothing prefetched or seeded answers the route's read
-        # with informers, the DestinationRule from their cache (a subset re-pointed is the next tick's to see):
-        # one GET a look, of the VirtualService
-        self._seed_names(spec.target.namespace, {"destinationrules": spec.target.dr_name})
-        status = self.router.inspect(spec.target)
-        if (status.state or None) == (a.recorded or None) and status.weights == state.weights:
+        status = self._route_now(a.spec)
+        if (status.state or None) == (a.recorded or None) and status.weights == a.state.weights:
             return None
         return self._discard(a, log, status, when="while the look measured")
+
+    def _route_now(self, spec: crd.RolloutSpec) -> RouteStatus:
+        """The route read from the API server (nothing prefetched or seeded answers it); with informers, the
+        DestinationRule from their cache (a subset re-pointed is the next tick's to see): one GET, of the
+        VirtualService. Raises as `inspect` does."""
+        if hasattr(self.router, "forget_prefetch"):
+            self.router.forget_prefetch()
+        self._seed_names(spec.target.namespace, {"destinationrules": spec.target.dr_name})
+        return self.router.inspect(spec.target)
 
     def _moved_at_write(self, a: _Active, log: Any, exc: WeightsMoved) -> str:
         """The look's write refused for weights other than those `_route_moved` confirmed (a revert landing after
         that read, before the write or between a 409 and its retry's re-read): nothing was written, and the look
         is discarded and the revert handled exactly as if `_route_moved` had read it (decision 185). The route is
         read again from the API server for it; a read that fails raises (the tick's failure path)."""
-        spec = a.spec
-        if hasattr(self.router, "forget_prefetch"):
-            self.router.forget_prefetch()
-        self._seed_names(spec.target.namespace, {"destinationrules": spec.target.dr_name})
-        status = self.router.inspect(spec.target)
-        return self._discard(a, log, status, when=f"before the look's write could land ({exc.found} found)")
+        return self._discard(a, log, self._route_now(a.spec),
+                             when=f"before the look's write could land ({exc.found} found)")
 
     def _discard(self, a: _Active, log: Any, status: RouteStatus, *, when: str) -> str:
         """`look.discarded` for a look whose route, read in `status`, was changed outside the rollout `when`, and
