@@ -271,17 +271,24 @@ def test_the_controller_a_rollback_write_is_never_refused_for_a_revert(world: An
     assert events.count("look.discarded") == 1 and "rollback.completed" in events, events
 
 
+def _router(api: Any) -> tuple[Any, Any]:
+    """An IstioRouter on `api` (no wait between 409 retries) and the Target of route ml/m0, v1 -> v2."""
+    import tenacity
+
+    from canary.model import Target
+    from canary.routing.istio import IstioRouter
+
+    return (IstioRouter(api.api_client(), wait=tenacity.wait_none()),
+            Target(namespace="ml", virtual_service="m0", model="m0", stable_version="v1", canary_version="v2"))
+
+
 def test_the_routers_weights_guard_refuses_a_split_and_never_stable_100(api: Any) -> None:
     """`IstioRouter.set_weights(expect_weights=)`: refused, with nothing written, when the route's weights are not
     those; a stable-100% write over the same weights lands."""
-    import tenacity
-
     from canary.errors import WeightsMoved
-    from canary.model import STABLE_ONLY, Target
-    from canary.routing.istio import IstioRouter
+    from canary.model import STABLE_ONLY
 
-    router = IstioRouter(api.api_client(), wait=tenacity.wait_none())
-    target = Target(namespace="ml", virtual_service="m0", model="m0", stable_version="v1", canary_version="v2")
+    router, target = _router(api)
     _hand_edit(api, (70, 30))()
     before = api.get(GROUP, "virtualservices", "ml", "m0")["metadata"]["resourceVersion"]
     with pytest.raises(WeightsMoved) as refused:
@@ -295,13 +302,7 @@ def test_the_routers_weights_guard_refuses_a_split_and_never_stable_100(api: Any
 def test_the_routers_weights_guard_takes_no_stale_cached_copy_for_a_revert(api: Any) -> None:
     """The controller seeds the write's first read from its informers' cache, which may be behind the API server: a
     cached copy at other weights is read again from the API server (as a 409 would), not taken for a revert."""
-    import tenacity
-
-    from canary.model import Target
-    from canary.routing.istio import IstioRouter
-
-    router = IstioRouter(api.api_client(), wait=tenacity.wait_none())
-    target = Target(namespace="ml", virtual_service="m0", model="m0", stable_version="v1", canary_version="v2")
+    router, target = _router(api)
     stale = copy.deepcopy(api.get(GROUP, "virtualservices", "ml", "m0"))  # 100/0, as the cache still holds it
     _hand_edit(api, (80, 20))()  # the API server's: what the look's read found
     router.seed([("virtualservices", stale)])
