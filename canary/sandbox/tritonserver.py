@@ -214,6 +214,21 @@ def paired_env(folder: str, folders: dict[str, int], envs: dict[str, int],
     return ours
 
 
+# Error lines every healthy CPU start writes (no GPU; PyTriton's generated config has no file time).
+_BENIGN = ("CudaDriverHelper has not been initialized", "Failed to set config modification time",
+           "CUDA driver version is insufficient")
+_ERROR_LINE = re.compile(r"^E\d{4} |Traceback|Error\b|[Ee]rror:|[Ff]ailed|exited with failure")
+
+
+def start_errors(text: str, limit: int = 15) -> list[str]:
+    """The lines of a Triton start's log that say what went wrong: Triton's own ``E`` lines, Python
+    tracebacks and errors, "failed", less :data:`_BENIGN` lines; the first `limit`, each cut to 400
+    characters (a Python backend error carries its whole traceback on one line)."""
+    found = [line[:400] for line in text.splitlines()
+             if _ERROR_LINE.search(line) and not any(b in line for b in _BENIGN)]
+    return found[:limit]
+
+
 @dataclass
 class TritonServer:
     """Parent-side handle on one arm's Triton process.
@@ -352,9 +367,10 @@ class TritonServer:
                 port_retries -= 1
                 continue
             if not self.alive():
-                raise RuntimeError(f"triton {self.arm} exited (rc={self.proc and self.proc.returncode}):\n{self.log_tail()}")
+                raise RuntimeError(f"triton {self.arm} exited (rc={self.proc and self.proc.returncode}):\n"
+                                   f"{self.failure_report()}")
             if failed:
-                raise RuntimeError(f"triton {self.arm}: Triton Inference Server failed to start:\n{self.log_tail()}")
+                raise RuntimeError(f"triton {self.arm}: Triton Inference Server failed to start:\n{self.failure_report()}")
             if self.is_ready() and _http_ok(self.model_metrics_url):
                 if "RequestsServer will be closed" in self.log_tail(400):  # ready, yet every request fails
                     raise RuntimeError(f"triton {self.arm}: the model's request server died:\n{self.log_tail()}")
@@ -364,7 +380,7 @@ class TritonServer:
                          rss_mb=round(self.rss_mb(), 1))
                 return self.ready_after_s
             time.sleep(0.1)
-        raise TimeoutError(f"triton {self.arm} not ready after {timeout}s:\n{self.log_tail()}")
+        raise TimeoutError(f"triton {self.arm} not ready after {timeout}s:\n{self.failure_report()}")
 
     def set_behaviour(self, behaviour: Behaviour, *, settle: bool = True) -> None:
         """Change the running model's knobs; with ``settle``, return once they are in effect.
@@ -493,6 +509,13 @@ class TritonServer:
             except (OSError, ValueError):
                 continue
         return total / 1024.0
+
+    def failure_report(self, lines: int = 30) -> str:
+        """What a failed start says, for its error: this start's error lines (:func:`start_errors`), the
+        full log's path (kept: ``stop`` removes the work dir only when ``start`` made it) and the log's tail."""
+        errors = start_errors(self._this_start_log())
+        head = ("errors in this start's log:\n" + "\n".join(errors) + "\n") if errors else ""
+        return f"{head}full log: {self.log_file}\nlast {lines} lines:\n{self.log_tail(lines)}"
 
     def log_tail(self, lines: int = 30) -> str:
         try:

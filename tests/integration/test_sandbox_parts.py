@@ -247,6 +247,48 @@ def test_a_triton_port_taken_before_the_server_binds_it_is_picked_again(monkeypa
     assert not [p for p in triton_tmp if p.exists()]  # decision 184
 
 
+def test_a_failed_triton_start_names_its_error_lines_and_its_full_log(tmp_path: Path) -> None:
+    """A start Triton refuses (here a port held by another process, no retry) raises with the lines of this
+    start's log that say why, beside the path of the whole log, which stays: a failure seen once under load
+    must be explainable afterwards, not only from the last 30 lines. Healthy starts' own E lines (no CUDA
+    on CPU, PyTriton's config without a file time) are not among them."""
+    import socket
+
+    taken = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    taken.bind(("127.0.0.1", 0))
+    taken.listen(1)
+    server = TritonServer("refused", "v9", workdir=tmp_path / "refused", http_port=taken.getsockname()[1])
+    try:
+        server.start()
+        with pytest.raises(RuntimeError) as err:
+            server.wait_ready(timeout=90, port_retries=0)
+    finally:
+        server.stop()
+        taken.close()
+    text = str(err.value)
+    errors = text.split("errors in this start's log:\n", 1)[1].split("\nfull log: ", 1)[0].splitlines()
+    assert any("already in use" in line for line in errors), text
+    assert not [line for line in errors if "CudaDriverHelper" in line or "modification time" in line], text
+    log = Path(text.split("full log: ", 1)[1].splitlines()[0])
+    assert log == server.log_file and "already in use" in log.read_text(errors="replace")
+
+
+def test_start_errors_keeps_the_failure_lines_of_a_triton_log_and_cuts_them() -> None:
+    from canary.sandbox.tritonserver import start_errors
+
+    log = "\n".join([
+        'I1204 22:40:25.1 1 server.cc:1] "started"',
+        'E1204 22:40:25.1 1 server.cc:241] "CudaDriverHelper has not been initialized."',
+        'E1204 22:40:26.2 1 model_repository_manager.cc:470] "Failed to set config modification time: x"',
+        'E1204 22:40:27.3 1 model_lifecycle.cc:1] "failed to load \'rec-model\': ' + "x" * 600 + '"',
+        "TimeoutError: Timeout occurred while waiting for config file",
+        "Triton Inference Server exited with failure. Please wait.",
+    ])
+    found = start_errors(log)
+    assert [line[:20] for line in found] == ["E1204 22:40:27.3 1 m", "TimeoutError: Timeou", "Triton Inference Ser"]
+    assert len(found[0]) == 400 and start_errors(log, limit=1) == found[:1]
+
+
 def test_sandbox_ports_come_from_below_the_ephemeral_range() -> None:
     from canary.sandbox.ports import free_port
 
