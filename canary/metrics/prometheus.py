@@ -31,8 +31,9 @@ from canary.metrics.answers import (arm_name, arms_pair, bucket_pairs, is_scalar
 from canary.metrics.base import PreflightReport
 from canary.metrics.client import PrometheusClient
 from canary.metrics.preflight import preflight as run_preflight
-from canary.metrics.query_plan import (HISTOGRAM, HISTOGRAM_KINDS, ONE_QUERY_KINDS, Plan, arms_histograms_query,
-                                       arms_query, classic_buckets_query, query_plan, request_plan)
+from canary.metrics.query_plan import (HISTOGRAM, HISTOGRAM_KINDS, ONE_QUERY_KINDS, ArmsNative, Plan,
+                                       arms_histograms_query, arms_native_query, arms_query, classic_buckets_query,
+                                       query_plan, request_plan)
 from canary.metrics.features import feature_counts
 from canary.metrics.native import (INF_ONLY_HINT, SHIFT_CELLS, NativeBuckets, combine, inf_only, native_buckets,
                                    observed)
@@ -63,7 +64,8 @@ class PrometheusProvider(PrometheusClient):
         name = check.name
         if check.kind in HISTOGRAM_KINDS:
             scale = q.latency_metric(q.preset(policy.source_of(check)), name)[1] if check.kind == "latency" else 1.0
-            look = _Together(self, plan, name, at)
+            look = _Together(self, plan, name, at,
+                             native=arms_native_query(policy, check, target, window_s=window_s))
             pair = self._histograms({arm: plan[arm][HISTOGRAM] for arm in q.ARMS}, name, window_s, at, scale=scale,
                                     native_first=policy.metrics.histograms == "native",
                                     cells=0 if check.kind == "latency" else SHIFT_CELLS, together=look)
@@ -113,10 +115,11 @@ class PrometheusProvider(PrometheusClient):
         (filling it with the count below would fail identical arms exporting different layouts).
         An arm's NoData stays in its place; NoData when neither has data.
         With `together` (a look's check), both arms' classic histograms are ONE query
-        (`query_plan.arms_histograms_query`), asked once when first needed: asked one arm at a time through
-        a load balancer over replicas, the two arms came from two replicas' windows (decision 193). A
-        native histogram is still asked per arm: Prometheus 2.42 answers `label_replace` of a native
-        sample as a float, so it cannot be one part of one answer."""
+        (`query_plan.arms_histograms_query`), and both arms' native histograms another
+        (`query_plan.arms_native_query`), each asked once when first needed: asked one arm at a time through
+        a load balancer over replicas, the two arms came from two replicas' windows (decisions 193, 195).
+        Two arms read in one form are read from one answer; `together` records which form each arm was
+        read in, so that a prediction_shift check's request counts come from that answer too."""
         got: dict[str, list[tuple[float, float]] | NativeBuckets | NoData] = {}
         for arm in q.ARMS:
             try:
@@ -135,10 +138,13 @@ class PrometheusProvider(PrometheusClient):
                             raise NoData("no classic buckets")
                         got[native] = pairs
                     else:
-                        got[other] = self._native(queries[other], check, other, at)
+                        got[other] = self._native(queries[other], check, other, at, together=together)
                 except NoData:
                     pass  # one arm of each form: `combine` leaves the stable arm out
                 # (MetricsUnavailable: the look could not measure; an outage, not a form mismatch)
+        if together is not None:
+            together.read_as({arm: "native" if isinstance(got[arm], NativeBuckets) else "classic" for arm in q.ARMS
+                              if not isinstance(got[arm], NoData)})
         out: list[Histogram | NoData] = []
         for arm, data in zip(q.ARMS, combine(got["stable"], got["canary"], check=check, cells=cells)):
             if isinstance(data, NoData):
@@ -161,7 +167,7 @@ class PrometheusProvider(PrometheusClient):
         exports both forms, at every bound, all 0 (decision 51)."""
         if native_first:
             try:
-                return self._native(query, check, arm, at)
+                return self._native(query, check, arm, at, together=together)
             except NoData:
                 pass
         pairs = self._classic(query, check, arm, at, together=together)
@@ -169,7 +175,7 @@ class PrometheusProvider(PrometheusClient):
             return pairs
         if not native_first:
             try:
-                return self._native(query, check, arm, at)
+                return self._native(query, check, arm, at, together=together)
             except NoData:
                 pass
         if pairs is not None and not inf_only(pairs):
@@ -227,10 +233,17 @@ class PrometheusProvider(PrometheusClient):
                          f"exporting different layouts?); queries: {query}; {counting}")
         return _cumulative(kept, check, arm, query)
 
-    def _native(self, query: str, check: str, arm: str, at: float | None) -> NativeBuckets:
+    def _native(self, query: str, check: str, arm: str, at: float | None, *, together: _Together | None = None
+                ) -> NativeBuckets:
+        """The arm's native histogram over the window (`native.native_buckets`: NoData for none). With
+        `together`, from the answer holding both arms' (`query_plan.arms_native_query`, decision 195): an
+        arm with no sample there is NoData, never an empty histogram; errors name the arm's own query."""
         native = q.native_query_of(query)
         if native is None:
             raise NoData(f"check {check!r}: no histogram series for {arm_name(arm)}; query: {query}")
+        both = together.native() if together is not None else None
+        if both is not None:
+            return native_buckets(both[arm], native, check, arm)
         return native_buckets(self.query(native, check=check, arm=arm, at=at), native, check, arm)
 
     def _requests(self, query: str, check: str, arm: str, window_s: float, at: float | None) -> float:
@@ -240,11 +253,12 @@ class PrometheusProvider(PrometheusClient):
                        window_s: float, at: float | None, *, together: _Together | None = None) -> Histogram | NoData:
         """A prediction histogram with the arm's request count over the window (0 when the request
         counter has no series: the floor, `min_canary_requests`, is then not met, never met by rows).
-        With `together`, the count is from the answer that held both arms' classic histograms."""
+        With `together`, the count is from the answer the arm's histogram was read from (both arms' classic
+        histograms, or both arms' native ones: decisions 193, 195)."""
         if isinstance(data, NoData):
             return data
         try:
-            both = together.requests() if together is not None else None
+            both = together.requests(arm) if together is not None else None
             if both is not None:
                 query = plan["requests"]
                 n = _request_count(number_of(both[f"{arm}/requests"], query, check, arm), query, check, arm, window_s)
@@ -325,14 +339,20 @@ class PrometheusProvider(PrometheusClient):
 
 class _Together:
     """One look's histogram check: both arms' classic histograms, with their series counts and a
-    prediction_shift check's request counts, as ONE query (`query_plan.arms_histograms_query`), asked
-    once, when first needed, and split into {"<arm>/<role>": series} (decision 193). `classic` is None
-    when the plan's queries have no classic form (each arm then asks its own)."""
+    prediction_shift check's request counts, as ONE query (`query_plan.arms_histograms_query`, decision
+    193), and both arms' native histograms, with those request counts, as another (`query_plan.
+    arms_native_query`, decision 195); each asked once, when first needed, and split: `classic()` into
+    {"<arm>/<role>": series}, `native()` into {arm: series}. Either is None when the plan's queries have
+    no such form (each arm then asks its own)."""
 
-    def __init__(self, provider: PrometheusProvider, plan: Plan, check: str, at: float | None) -> None:
+    def __init__(self, provider: PrometheusProvider, plan: Plan, check: str, at: float | None, *,
+                 native: ArmsNative | None = None) -> None:
         self._provider, self._check, self._at = provider, check, at
         self._plan = arms_histograms_query(plan)
+        self._native_plan = native
         self._got: dict[str, list[object]] | None = None
+        self._native: tuple[dict[str, list[object]], dict[str, list[object]]] | None = None
+        self._read: dict[str, str] = {}  # arm -> the form its histogram was read in
 
     def classic(self) -> dict[str, list[object]] | None:
         if self._plan is not None and self._got is None:
@@ -340,9 +360,23 @@ class _Together:
             self._got = q.split_answer(self._provider.query(one, check=self._check, at=self._at), parts)
         return self._got
 
-    def requests(self) -> dict[str, list[object]] | None:
-        """Both arms' request counts from the classic answer (asked first in every look but one with
-        `metrics.histograms: native` whose arms are both native: then None, each arm asks its own)."""
+    def native(self) -> dict[str, list[object]] | None:
+        """Both arms' native histogram samples, {arm: series} ([] for an arm with none)."""
+        plan = self._native_plan
+        if plan is not None and self._native is None:
+            answer = self._provider.query(plan.query, check=self._check, at=self._at)
+            self._native = q.split_arms(answer, plan.arm_label, plan.versions, plan.parts)
+        return None if self._native is None else self._native[0]
+
+    def read_as(self, forms: dict[str, str]) -> None:
+        """Which form ("classic", "native") each arm's histogram was read in (`_histograms`)."""
+        self._read = dict(forms)
+
+    def requests(self, arm: str) -> dict[str, list[object]] | None:
+        """Both arms' request counts ({"<arm>/requests": series}) from the answer `arm`'s histogram was
+        read from; None when that answer was not asked (each arm then asks its own)."""
+        if self._read.get(arm) == "native":
+            return None if self._native is None else self._native[1]
         return self._got
 
 

@@ -187,6 +187,11 @@ def selector(policy: Policy, target: Target, arm: str, source: str) -> str:
     at load time, so reaching it is a bug, never a quiet read of the other arm
     or another model).
     """
+    return _selector(policy, target, arm, source)
+
+
+def _selector(policy: Policy, target: Target, arm: str, source: str, *, arm_regex: str | None = None) -> str:
+    """`selector`; with `arm_regex`, the arm label matched by that regex (`=~`) instead of `arm`'s version."""
     extra = dict(preset(source).fixed)
     extra.update(policy.metrics.labels)
     extra = {_label_name(k, f"metrics.labels.{k}"): extra[k] for k in sorted(extra)}
@@ -194,7 +199,27 @@ def selector(policy: Policy, target: Target, arm: str, source: str) -> str:
     clash = sorted(set(extra) & set(ident))
     if clash:
         raise IdentityClash(f"source {source!r}: matcher(s) {clash} would override the model/arm/namespace labels")
-    return "{" + ",".join(f'{k}="{escape(v)}"' for k, v in {**ident, **extra}.items()) + "}"
+    label = arm_label_of(policy, source) if arm_regex is not None else None
+    return "{" + ",".join(f'{k}=~"{escape(arm_regex)}"' if k == label and arm_regex is not None else f'{k}="{escape(v)}"'
+                          for k, v in {**ident, **extra}.items()) + "}"
+
+
+def arm_label_of(policy: Policy, source: str) -> str:
+    """The label that tells the arms apart (`metrics.arm_label`, else the source's: `model_version`,
+    `destination_version`, `version`)."""
+    return _label_name(identity_labels(policy.metrics, source)["arm label"], _ROLE_FIELD["arm label"])
+
+
+def arms_selector(policy: Policy, target: Target, source: str) -> tuple[str, str, dict[str, str]]:
+    """The matchers that pick BOTH arms of one model, the arm label, and {arm: its version}: `selector`'s
+    matchers with the arm label's equality replaced by `=~"<stable>|<canary>"`, each version a regex
+    literal (`regex_literal`: "v1.0" never matches "v1x0", "1.2+cu121" matches itself), once when both
+    arms have the same version. Prometheus anchors `=~` at both ends, so no other version's series is
+    picked. Grouped `by (<arm label>)`, a query over it answers one series per arm, told apart by the
+    label's value; raises as `selector`."""
+    versions = {arm: arm_version(target, arm) for arm in ARMS}
+    regex = "|".join(regex_literal(v) for v in dict.fromkeys(versions.values()))
+    return _selector(policy, target, ARMS[0], source, arm_regex=regex), arm_label_of(policy, source), versions
 
 
 def _with(sel: str, matcher: str) -> str:
@@ -217,6 +242,38 @@ def native_histogram_query(base: str, sel: str, window_s: float) -> str:
 
 def _native_query(base: str, sel: str, window: str) -> str:
     return f"sum(increase({base}{sel}[{window}]))"
+
+
+def arms_native_histogram_query(base: str, arms_sel: str, arm_label: str, window_s: float) -> str:
+    """Both arms' native histograms over the window as ONE query, one sample per arm grouped by the arm
+    label: `sum by (<arm label>) (increase(<base>{<arms_selector>}[w]))`. Each arm's sample is the
+    `native_histogram_query` of its own selector (the two selectors differ only in the arm label's
+    value). Not marked with `label_replace` as `one_answer`'s parts are: Prometheus 2.42 answers
+    `label_replace` of a native histogram sample as a float (decision 193); `sum by` keeps it native
+    (decision 195). `split_arms` takes the answer apart."""
+    return f"sum by ({arm_label}) (increase({base}{arms_sel}[{duration(window_s)}]))"
+
+
+def split_arms(result: object, arm_label: str, versions: Mapping[str, str], keys: Iterable[str] = ()
+               ) -> tuple[dict[str, list[object]], dict[str, list[object]]]:
+    """An answer holding both arms' series grouped by `arm_label` (`arms_native_histogram_query`), or'ed
+    with `one_answer` parts (keys `keys`), as ({arm: its series}, {key: that part's series}): an arm's
+    series are those whose arm label is its version ({arm: version} `versions`; both arms the same
+    version: both get that series, as their own queries would answer), [] for an arm or a part with
+    none (missing, never 0). A series of another version, or of no part, is left out."""
+    arms: dict[str, list[object]] = {arm: [] for arm in versions}
+    parts: dict[str, list[object]] = {key: [] for key in keys}
+    for series in result if isinstance(result, list) else []:
+        metric = dict(series.get("metric") or {}) if isinstance(series, dict) else {}
+        if PART_LABEL in metric:
+            key = metric.pop(PART_LABEL)
+            if key in parts:
+                parts[key].append({**series, "metric": metric})
+            continue
+        for arm, version in versions.items():
+            if metric.get(arm_label, "") == version:
+                arms[arm].append(series)
+    return arms, parts
 
 
 _HISTOGRAM_QUERY = re.compile(r"^sum by \(le\) \(increase\((?P<base>[a-zA-Z_:][a-zA-Z0-9_:]*)_bucket(?P<sel>\{.*\})"

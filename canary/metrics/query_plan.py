@@ -7,6 +7,8 @@ what is checked is what runs.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from canary.errors import ConfigError
 from canary.metrics import queries as q
 from canary.model import Target
@@ -122,12 +124,54 @@ def arms_histograms_query(plan: Plan) -> tuple[str, dict[str, str]] | None:
     return q.one_answer(parts), parts
 
 
+@dataclass(frozen=True)
+class ArmsNative:
+    """What a look sends for a histogram check's NATIVE histograms, both arms, as ONE query (`query`), and
+    how to read it: the arms' samples grouped by `arm_label`, each arm's the one whose label is its
+    version (`versions`: {arm: version}; `queries.split_arms`); each arm's own native query
+    (`arm_queries`: {arm: PromQL}, what an error about that arm names); and, for a prediction_shift check,
+    both arms' request counts as `one_answer` parts or'ed in (`parts`: {"<arm>/requests": PromQL})."""
+
+    query: str
+    arm_label: str
+    versions: dict[str, str]
+    arm_queries: dict[str, str]
+    parts: dict[str, str]
+
+
+def arms_native_query(policy: Policy, check: Check, target: Target, *, window_s: float) -> ArmsNative | None:
+    """A latency or prediction_shift check's native histograms, both arms, as ONE query (`ArmsNative`):
+    `sum by (<arm label>) (increase(<metric>{<both arms>}[w]))` (`queries.arms_native_histogram_query`
+    over `queries.arms_selector`), or'ed, for prediction_shift, with both arms' request counts marked as
+    `one_answer` parts. Asked one arm at a time through a load balancer over replicas, the two arms came
+    from two replicas' windows (decisions 193, 195); `label_replace` cannot mark a native sample (2.42
+    answers a float), the arm label's own value tells the arms apart. None for the other kinds, and when
+    the arm label is `queries.PART_LABEL` (the arms could not be told from the parts)."""
+    if check.kind not in HISTOGRAM_KINDS:
+        return None
+    plan = query_plan(policy, check, target, window_s=window_s)
+    source = policy.source_of(check)
+    p = q.preset(source)
+    base = q.latency_metric(p, check.name)[0] if check.kind == "latency" else \
+        q.prediction_metric(p, check.name, check.metric)  # type: ignore[union-attr]
+    sel, label, versions = q.arms_selector(policy, target, source)
+    arm_queries = {arm: q.native_query_of(plan[arm][HISTOGRAM]) for arm in q.ARMS}
+    if label == q.PART_LABEL or any(x is None for x in arm_queries.values()):
+        return None
+    query = q.arms_native_histogram_query(base, sel, label, window_s)
+    parts = {f"{arm}/requests": plan[arm]["requests"] for arm in q.ARMS if "requests" in plan[arm]}
+    if parts:
+        query = f"{query} or {q.one_answer(parts)}"
+    return ArmsNative(query=query, arm_label=label, versions=versions,
+                      arm_queries=arm_queries, parts=parts)  # type: ignore[arg-type]
+
+
 def histogram_query_of(policy: Policy, check: Check, target: Target, *, window_s: float) -> str | None:
     """The ONE query a look sends for a latency or prediction_shift check's classic histograms, both arms
     (`arms_histograms_query`); None for the other kinds and for a histogram query of no classic form.
-    Preflight asks it. A native histogram stays one query per arm: Prometheus 2.42 (the one tested)
-    answers `label_replace` of a native histogram sample as a float, so it cannot be marked as a part of
-    one answer (decision 193)."""
+    Preflight asks it. A native histogram's both arms are another query (`arms_native_query`): Prometheus
+    2.42 (the one tested) answers `label_replace` of a native histogram sample as a float, so it cannot be
+    marked as a part of one answer (decisions 193, 195)."""
     if check.kind not in HISTOGRAM_KINDS:
         return None
     got = arms_histograms_query(query_plan(policy, check, target, window_s=window_s))

@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterator
 import pytest
 
 from canary.metrics.prometheus import PrometheusProvider
-from canary.metrics.queries import PART_LABEL
+from canary.metrics.queries import PART_LABEL, escape
 from canary.model import Target
 from canary.sandbox.promserver import (
     PromServer, Series, counter, find_binary, gauge, histogram, history_window, openmetrics,
@@ -261,6 +261,27 @@ def one_answer_parts(query: str) -> dict[str, str] | None:
     return {m["key"]: m["query"] for m in _PART.finditer(query)}
 
 
+_ARMS_NATIVE = re.compile(r'^sum by \((?P<label>[a-zA-Z_][a-zA-Z0-9_]*)\) \(increase\((?P<base>[a-zA-Z_:][a-zA-Z0-9_:]*)'
+                          r'(?P<sel>\{.*?\})\[(?P<window>[0-9a-z]+)\]\)\)(?: or (?P<rest>label_replace\(\(.*))?$')
+
+
+def arms_native_parts(query: str) -> tuple[str, dict[str, str], str] | None:
+    """For a scripted Prometheus: a `query_plan.arms_native_query` query as (the arm label, {version: that
+    arm's own native query}, the `one_answer` parts or'ed after it, "" for none); None for any other query."""
+    m = _ARMS_NATIVE.match(query)
+    if m is None:
+        return None
+    label, sel = m["label"], m["sel"]
+    matcher = re.search(label + r'=~"((?:[^"\\]|\\.)*)"', sel)
+    if matcher is None:
+        return None
+    regex = re.sub(r"\\(.)", r"\1", matcher[1])  # the PromQL string's escapes
+    versions = [re.sub(r"\\(.)", r"\1", v) for v in re.split(r"(?<!\\)\|", regex)]  # RE2's
+    arms = {v: f"sum(increase({m['base']}{sel[:matcher.start()]}{label}=\"{escape(v)}\""
+               f"{sel[matcher.end():]}[{m['window']}]))" for v in versions}
+    return label, arms, m["rest"] or ""
+
+
 def answering_parts(reply: Callable[[str, dict[str, str]], tuple[int, str, str]]
                     ) -> Callable[[str, dict[str, str]], tuple[int, str, str]]:
     """A scripted Prometheus's `reply` (path, headers) -> (status, content type, body), which answers each
@@ -271,12 +292,17 @@ def answering_parts(reply: Callable[[str, dict[str, str]], tuple[int, str, str]]
     def answer(path: str, headers: dict[str, str]) -> tuple[int, str, str]:
         url = urlparse(path)
         params = {k: v[0] for k, v in parse_qs(url.query).items()}
-        parts = one_answer_parts(params.get("query", ""))
-        if not parts:
+        query = params.get("query", "")
+        arms = arms_native_parts(query)  # (both arms' native histograms, grouped by the arm label: decision 195)
+        parts = one_answer_parts(arms[2] if arms else query)
+        if not parts and not arms:
             return reply(path, headers)
+        asked = [(label_, {label_: v}, part) for label_, by in ([(arms[0], arms[1])] if arms else [])
+                 for v, part in by.items()]
+        asked += [(None, {PART_LABEL: key}, part) for key, part in (parts or {}).items()]
         merged: list[Any] = []
         body: dict[str, Any] = {}
-        for key, part in parts.items():
+        for _, mark, part in asked:
             status, ctype, text = reply(url._replace(query=urlencode({**params, "query": part})).geturl(), headers)
             try:
                 body = json.loads(text)
@@ -285,7 +311,7 @@ def answering_parts(reply: Callable[[str, dict[str, str]], tuple[int, str, str]]
                 return status, ctype, text
             if status != 200 or body["data"].get("resultType") != "vector":
                 return status, ctype, text
-            merged += [{**s, "metric": {**s.get("metric", {}), PART_LABEL: key}} for s in result]
+            merged += [{**s, "metric": {**s.get("metric", {}), **mark}} for s in result]
         body["data"]["result"] = merged
         return 200, "application/json", json.dumps(body)
 
