@@ -12,6 +12,7 @@ empty storage is started late: its history holds only the traffic since.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 import urllib.parse
@@ -30,6 +31,7 @@ from canary.metrics.batch import BatchMetrics, UnusableStepStart, Want
 from canary.metrics.delta import measure_delta
 from canary.metrics.families import policy_families
 from canary.metrics.prometheus import PrometheusProvider
+from canary.errors import NoData
 from canary.model import Counts, Target
 from canary.policy import Policy
 from canary.reconcile import measure_window
@@ -40,6 +42,7 @@ from tests import fleet
 from tests.integration.test_controller_counter_restart import DT, POLICY, Exporter, Run, _held
 from tests.integration.test_controller_scale import Clock
 from tests.support.http import ScriptedHTTP
+from tests.support.native_histograms import SteppedNativeTarget
 
 pytestmark = pytest.mark.integration
 
@@ -64,14 +67,14 @@ class Replica(PromServer):
     """One replica: its own external label (kube-prometheus-stack's `prometheus_replica`) and the exporter's
     series under one `instance` whatever address it scrapes."""
 
-    def __init__(self, name: str, **kw: Any) -> None:
+    def __init__(self, name: str, *, relabel: bool = True, **kw: Any) -> None:
         super().__init__(**kw)
-        self.name = name
+        self.name, self.relabel = name, relabel
 
     def config(self) -> dict[str, object]:
         cfg = super().config()
         cfg["global"]["external_labels"] = {"prometheus_replica": self.name}  # type: ignore[index]
-        for job in cfg.get("scrape_configs", []):  # type: ignore[attr-defined]
+        for job in cfg.get("scrape_configs", []) if self.relabel else []:  # type: ignore[attr-defined]
             job["relabel_configs"] = [{"target_label": "instance", "replacement": INSTANCE}]
         return cfg
 
@@ -400,6 +403,155 @@ def test_a_looks_two_arms_histograms_come_from_one_replica(fresh_pair: Any, skip
     assert shares(stable) == pytest.approx(shares(canary), abs=0.01), (stable, canary)
     if check["kind"] == "prediction_shift":  # the arms' request counts from the same replica as well
         assert min(stable.requests, canary.requests) > 0
+
+
+# `native_pair`: NATIVE_MODEL's latency as a Prometheus native histogram only (protobuf exposition), both arms
+# alike at every step: slow through A's ten steps before B starts with empty storage, fast after
+NATIVE_MODEL = "m5"
+SLOW = [0.4] * 8 + [0.05] * 2  # one step's observations per arm (seconds): 20% under 100 ms
+FAST = [0.05] * 8 + [0.4] * 2  # 80% under 100 ms
+# ESCAPED_MODEL (read on A alone): versions with RE2 metacharacters, and decoys an unescaped regex of them picks
+ESCAPED_MODEL = "m6"
+ESCAPED = {"1.0+cu121": FAST, "2.0": FAST, "1x00cu121": SLOW * 5, "2x0": SLOW * 5}
+
+
+def _arm(model: str, version: str) -> tuple[tuple[str, str], ...]:
+    return (("model_name", model), ("model_version", version))
+
+
+class _Requests:
+    """`model_requests_total` of NATIVE_MODEL's two arms (text exposition), one request per observation."""
+
+    def __init__(self) -> None:
+        self.n = 0.0
+        self.http = ScriptedHTTP(lambda path, headers: (200, "text/plain; version=0.0.4", "".join(
+            f'model_requests_total{{model_name="{NATIVE_MODEL}",model_version="{v}",outcome="success"}} {self.n}\n'
+            for v in ("v1", "v2"))))
+
+
+def _holds(prom: PromServer, count: float) -> None:
+    """Return once `prom`'s newest samples of NATIVE_MODEL's arms count `count` observations and requests."""
+    sel = f'{{model_name="{NATIVE_MODEL}"}}'
+    url = f"{prom.url}/api/v1/query?" + urllib.parse.urlencode(
+        {"query": f"min(histogram_count(model_inference_duration_seconds{sel}) or model_requests_total{sel})"})
+    for _ in range(600):
+        with urllib.request.urlopen(url, timeout=5) as answer:  # noqa: S310 - 127.0.0.1 only
+            got = json.load(answer)["data"]["result"]
+        if got and float(got[0]["value"][1]) >= count:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"Prometheus never scraped {count} observations: {prom.log_tail(500)}")
+
+
+@pytest.fixture(scope="module")
+def native_pair(prometheus_binary: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """(A, B, the load balancer) as `fresh_pair`, over a target that exports NATIVE_MODEL's latency as a
+    native histogram only (`SteppedNativeTarget`: it grows at `step`, not at a scrape) and its request
+    counter: ten slow steps that A holds, then B started with empty storage, then one fast step both hold.
+    Both replicas ingest native histograms (`--enable-feature=native-histograms`)."""
+    target = SteppedNativeTarget("model_inference_duration_seconds", {
+        **{_arm(NATIVE_MODEL, v): [] for v in ("v1", "v2")}, **{_arm(ESCAPED_MODEL, v): [] for v in ESCAPED}}).start()
+    requests = _Requests()
+    kw = {"targets": [target.address, requests.http.address], "scrape_interval": "1s", "binary": prometheus_binary,
+          "extra_args": ["--query.lookback-delta=30m", "--enable-feature=native-histograms"], "relabel": False}
+    a, b = Replica("a", **kw).start(), Replica("b", **kw)
+    lb: HAProxy | None = None
+
+    def step(values: list[float]) -> None:
+        target.step({_arm(NATIVE_MODEL, v): values for v in ("v1", "v2")})
+        requests.n += len(values)
+
+    try:
+        a.wait_targets_up()
+        target.step({_arm(ESCAPED_MODEL, v): values for v, values in ESCAPED.items()})
+        for _ in range(TICKS_BEFORE_B):
+            step(SLOW)
+            _holds(a, requests.n)
+        b.start().wait_targets_up()
+        _holds(b, requests.n)
+        step(FAST)
+        _holds(a, requests.n)
+        _holds(b, requests.n)
+        lb = HAProxy({"a": f"127.0.0.1:{a.port}", "b": f"127.0.0.1:{b.port}"}, weights={"a": 1, "b": 1},
+                     workdir=tmp_path_factory.mktemp("haproxy-native")).start()
+        yield a, b, lb
+    finally:
+        if lb is not None:
+            lb.stop()
+        b.stop()
+        a.stop()
+        target.stop()
+        requests.http.close()
+
+
+def _native_look(url: str, check: dict[str, Any], *, histograms: str = "native", skip: int = 0,
+                 model: str = NATIVE_MODEL, versions: tuple[str, str] = ("v1", "v2")) -> tuple[Any, Any]:
+    """One look's (stable, canary) of `check` on `model`'s native histograms, as `canary promote` measures
+    them, `metrics.histograms` as given (native or classic first), after `skip` queries."""
+    provider = PrometheusProvider(url, backoff_s=0.01)
+    _skip(url, skip)
+    policy = Policy.model_validate({**POLICY, "metrics": {**POLICY.get("metrics", {}), "histograms": histograms},
+                                    "checks": [check]})
+    with capture_logs():
+        return provider.measure(policy, policy.checks[0], Target("ml", model, model, *versions), window_s=600)
+
+
+def _under(h: Any, bound: float) -> float:
+    """The share of `h`'s observations at or under `bound`."""
+    return h.counts[max(i for i, b in enumerate(h.bounds) if b <= bound)] / h.total
+
+
+SHIFT = {"name": "shift", "kind": "prediction_shift", "max_psi": 0.2, "metric": "model_inference_duration_seconds"}
+
+
+@pytest.mark.parametrize("histograms", ["native", "classic"])
+@pytest.mark.parametrize("check", [LATENCY, SHIFT])
+@pytest.mark.parametrize("skip", [0, 1])
+def test_a_looks_two_arms_native_histograms_come_from_one_replica(native_pair: Any, skip: int, check: dict[str, Any],
+                                                                   histograms: str) -> None:
+    """Decision 193's case for native histograms: NATIVE_MODEL's arms are alike at every step, slow through
+    A's ten steps before B restarted empty, fast after. Each replica alone reads the two arms alike (A 25%
+    under 100 ms, B 80%). Read one native query per arm through the balancer (what decision 193 left:
+    `label_replace` turns a native sample into a float, so the arms could not be parts of one answer), one
+    arm came from A and the other from B: a canary read 3x faster or slower than a stable that served
+    exactly as it did. Now both arms are ONE query grouped by the arm label (`query_plan.arms_native_query`),
+    and a prediction_shift check's request counts are parts of that same answer: `skip` starts the look
+    on either replica, with `metrics.histograms: native` and `classic` (the default: classic asked first)."""
+    a, b, lb = native_pair
+
+    def under_100ms(h: Any) -> float:  # (a prediction histogram keeps the metric's unit: seconds)
+        return _under(h, 100.0 if check["kind"] == "latency" else 0.1)
+
+    on = {}
+    for name, direct in (("a", a), ("b", b)):  # the premise: one replica reads the two arms alike ...
+        stable, canary = _native_look(direct.url, check, histograms=histograms)
+        assert under_100ms(stable) == pytest.approx(under_100ms(canary), abs=1e-6)
+        on[name] = under_100ms(stable)
+    assert on["a"] == pytest.approx(28 / 110, abs=0.01) and on["b"] == pytest.approx(0.8, abs=0.01)  # ... apart
+    stable, canary = _native_look(lb.url, check, histograms=histograms, skip=skip)
+    assert under_100ms(stable) == pytest.approx(under_100ms(canary), abs=1e-6), (stable, canary)
+    if check["kind"] == "prediction_shift":  # the arms' request counts from the answer their histograms came from
+        for arm in (stable, canary):  # (one request per observation; A counts ~110 of each, B ~10-25, as each
+            assert 0.5 < arm.requests / arm.total < 2, (stable, canary)  # replica extrapolates its own samples)
+
+
+def test_a_native_look_reads_each_arm_by_its_own_version_and_never_another(native_pair: Any) -> None:
+    """The one query's regex over the arm label: versions with RE2 metacharacters match only themselves
+    ("1.0+cu121" never "1x00cu121", "2.0" never "2x0": decoys with five times the observations, all slow);
+    an arm with no series is NoData (missing, never an empty histogram or another arm's); both arms the
+    same version (`canary plan` reads the stable's layout so) read that version's series each."""
+    a, _, _ = native_pair
+    latency = {**LATENCY, "max_ms": 1000}  # a limit on the canary alone: judged with the stable arm missing
+    stable, canary = _native_look(a.url, latency, model=ESCAPED_MODEL, versions=("1.0+cu121", "2.0"))
+    for arm in (stable, canary):
+        assert arm.total == pytest.approx(10, rel=0.1) and _under(arm, 100.0) == pytest.approx(0.8), arm
+    stable, canary = _native_look(a.url, latency, model=ESCAPED_MODEL, versions=("3.0", "2.0"))
+    assert isinstance(stable, NoData) and "stable arm" in str(stable), stable
+    assert canary.total == pytest.approx(10, rel=0.1)
+    stable, canary = _native_look(a.url, latency, model=ESCAPED_MODEL, versions=("1.0+cu121", "1.0+cu121"))
+    assert stable == canary and stable.total == pytest.approx(10, rel=0.1)
+    with pytest.raises(NoData):
+        _native_look(a.url, latency, model=ESCAPED_MODEL, versions=("3.0", "4.0"))
 
 
 def _missing(url: str, *, skip: int = 0) -> tuple[Any, Any]:

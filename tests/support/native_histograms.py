@@ -69,3 +69,29 @@ class NativeHistogramTarget:
                     metric.histogram.bucket.add(cumulative_count=c, upper_bound=b)
         body = family.SerializeToString()
         return varint(len(body)) + body
+
+
+class SteppedNativeTarget(NativeHistogramTarget):
+    """`NativeHistogramTarget` whose series observe only when told (`step`), never at a scrape: its
+    histograms are then the same whichever server scrapes it and how often (two replicas scraping one
+    target; a test that must know what each holds)."""
+
+    def step(self, values: Mapping[tuple[tuple[str, str], ...], list[float]]) -> None:
+        """Every series of `values` observes its values once, seen from the next scrape on."""
+        with self._lock:
+            for labels, got in values.items():
+                self.histograms.setdefault(labels, NativeHistogram())
+                self.series.setdefault(labels, [])
+                for v in got:
+                    self.histograms[labels].observe(v)
+
+    def scrape(self) -> bytes:
+        family = MetricFamily(name=self.name, help="native histogram", type=HISTOGRAM)
+        with self._lock:
+            for labels in self.series:
+                metric = family.metric.add()
+                for k, v in labels:
+                    metric.label.add(name=k, value=v)
+                self.histograms[labels].fill(metric.histogram)
+        body = family.SerializeToString()
+        return varint(len(body)) + body
