@@ -23,8 +23,9 @@ from canary.metrics.answers import (bucket_pairs, evaluated_at, is_scalar, keep_
 from canary.metrics.base import REQUEST_COUNTS, PreflightQuery, PreflightReport
 from canary.metrics.client import PREFIX_HINT, NotPrometheus, PrometheusClient, Rejected, excerpt
 from canary.metrics.native import INF_ONLY_HINT, inf_only, native_buckets
-from canary.metrics.query_plan import (FEATURE_ROLES, HISTOGRAM, classic_buckets_query, histogram_query_of,
-                                       one_query_of, query_plan, request_plan)
+from canary.metrics.query_plan import (FEATURE_ROLES, HISTOGRAM, ArmsNative, arms_native_query,
+                                       classic_buckets_query, histogram_query_of, one_query_of, query_plan,
+                                       request_plan)
 from canary.model import Histogram, Target
 from canary.policy import LatencyCheck, Policy
 
@@ -42,7 +43,9 @@ def preflight(client: PrometheusClient, policy: Policy, target: Target) -> Prefl
     look sends (`query_plan.one_query_of`, decisions 175 and 189), and each classic histogram's sum with
     its series count as one query (`query_plan.classic_buckets_query`, decision 188), and each latency and
     prediction_shift check's classic histograms, both arms, as the one query a look sends
-    (`query_plan.histogram_query_of`, decision 193). A known-answer query (`vector(1)`)
+    (`query_plan.histogram_query_of`, decision 193); a histogram read natively is read from the one
+    query a look asks both arms' native histograms with (`query_plan.arms_native_query`, decision 195).
+    A known-answer query (`vector(1)`)
     goes first, so a URL that is not Prometheus is told apart from a bad
     check. Returns a `PreflightReport` (empty answers are recorded, not
     raised: a canary has no series before it gets traffic).
@@ -84,14 +87,22 @@ def preflight(client: PrometheusClient, policy: Policy, target: Target) -> Prefl
                            strict=True, deadline=deadline)
                 combined.add(query)
                 sent += 1
+    both_arms = {}  # each arm's native query -> the one query a look asks both arms' native histograms with
+    for check in policy.checks:
+        got = arms_native_query(policy, check, target, window_s=window)
+        for arm in q.ARMS if got is not None else ():
+            both_arms.setdefault(got.arm_queries[arm], (got, arm))  # type: ignore[union-attr]
     native, more = _read_native_histograms(client, planned, answers, deadline,
-                                           native_first=policy.metrics.histograms == "native", at=at)
+                                           native_first=policy.metrics.histograms == "native", at=at,
+                                           both_arms=both_arms)
     sent += more
+    native_first = policy.metrics.histograms == "native"
     for i, check in enumerate(policy.checks):  # a latency or prediction_shift check's classic histograms, both
-        # arms, as one query (decision 193), where a look reads classic buckets: not both arms read natively
+        # arms, as one query (decision 193), where a look asks for classic buckets: always, unless it reads
+        # both arms natively first (`metrics.histograms: native`); read classic first, it asks them first
         query = histogram_query_of(policy, check, target, window_s=window)
         arms = [x for _, c, _, role, x in planned if c == check.name and role == HISTOGRAM]
-        if query is not None and query not in combined and not all(x in native for x in arms):
+        if query is not None and query not in combined and not (native_first and all(x in native for x in arms)):
             client.ask(query, check=check.name, arm="", at=at, who=f"policy checks[{i}] {check.name!r}",
                        strict=True, deadline=deadline)
             combined.add(query)
@@ -232,7 +243,8 @@ def _bounds_text(bounds: tuple[float, ...]) -> str:
 
 def _read_native_histograms(client: PrometheusClient, planned: list[tuple[str, str, str, str, str]],
                             answers: dict[str, tuple[int, float | None, Histogram | None]],
-                            deadline: float, *, native_first: bool = False, at: float | None = None
+                            deadline: float, *, native_first: bool = False, at: float | None = None,
+                            both_arms: dict[str, tuple[ArmsNative, str]] | None = None
                             ) -> tuple[dict[str, str], int]:
     """A histogram with no classic `_bucket` series is read as a Prometheus *native* histogram, as a
     look reads it (`PrometheusProvider._histograms`): ask the native query of each empty one once
@@ -242,9 +254,33 @@ def _read_native_histograms(client: PrometheusClient, planned: list[tuple[str, s
     `le="+Inf"` are read natively too (the ghost Prometheus before 2.47 ingests for a native
     histogram while it is empty), and so are classic buckets without observations (from a client
     exporting both forms, the same ghost at every bound); when +Inf-only series hold observations
-    and the stable arm has no native histogram, no look can place them: refused before traffic. Returns {classic query: native query}
-    for those read natively, and the queries sent."""
+    and the stable arm has no native histogram, no look can place them: refused before traffic.
+    An arm's native query in `both_arms` ({arm's native query: (both arms' query, arm)}) is read from
+    the one query a look sends for both arms (`query_plan.arms_native_query`, decision 195), asked
+    once. Returns {classic query: the arm's own native query} for those read natively, and the queries
+    sent."""
     read, sent, asked, absent = {}, 0, set(), set()  # absent: native queries that found nothing
+    together: dict[str, tuple[dict[str, list[object]], dict[str, list[object]]] | Exception] = {}
+
+    def ask(native: str, *, check: str, arm: str, who: str) -> object:
+        """The arm's native histogram answer (its part of both arms' one query, asked once)."""
+        nonlocal sent
+        if native not in (both_arms or {}):
+            sent += 1
+            return client.ask(native, check=check, arm=arm, at=at, who=who, strict=True, deadline=deadline)
+        plan, which = (both_arms or {})[native]
+        if plan.query not in together:
+            sent += 1
+            try:
+                result = client.ask(plan.query, check=check, arm="", at=at, who=who, strict=True, deadline=deadline)
+                together[plan.query] = q.split_arms(result, plan.arm_label, plan.versions, plan.parts)
+            except (ConfigError, MetricsUnavailable) as exc:  # the same for the other arm
+                together[plan.query] = exc
+        got = together[plan.query]
+        if isinstance(got, Exception):
+            raise got
+        return got[0][which]
+
     for where, check, arm, role, query in planned:
         native = q.native_query_of(query) if role == HISTOGRAM else None
         hist, who = answers[query][2], f"policy {where} ({arm} arm)"
@@ -257,9 +293,8 @@ def _read_native_histograms(client: PrometheusClient, planned: list[tuple[str, s
                 raise _unplaceable(who, query)
             continue
         asked.add(native)
-        sent += 1
         try:
-            result = client.ask(native, check=check, arm=arm, at=at, who=who, strict=True, deadline=deadline)
+            result = ask(native, check=check, arm=arm, who=who)
             got = native_buckets(result, native, check, arm)
         except ConfigError as exc:  # a float where a histogram was wanted: no look could read it
             if arm == "stable":

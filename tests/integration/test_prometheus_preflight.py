@@ -306,7 +306,7 @@ def _lognormal(n: int, median: float, sigma: float) -> list[float]:
 
 
 def test_a_latency_exported_only_as_a_native_histogram_is_read_and_judged(
-        prom_server_factory: Callable[..., PromServer]) -> None:
+        prom_server_factory: Callable[..., PromServer], monkeypatch: pytest.MonkeyPatch) -> None:
     """Issue 9: a model exporting its latency only as a Prometheus native histogram (protobuf
     exposition, Prometheus with the feature on) has no `_bucket` series. Preflight reads it natively
     (no warning, the native query in the report), a look reads both arms on one grid, and the
@@ -341,6 +341,9 @@ def test_a_latency_exported_only_as_a_native_histogram_is_read_and_judged(
         pol = parse_policy({"steps": [10, 100], "analysis": {"interval": "10s", "look_every": "10s"},
                             "metrics": {"source": "model", "scrape_interval": "1s"},
                             "checks": [{"name": "latency-p95", "kind": "latency", "max_increase_pct": 20}]})
+        asked: list[str] = []  # what preflight sends, then what a look sends
+        real_once = prom._once
+        monkeypatch.setattr(prom, "_once", lambda query, *a: asked.append(query) or real_once(query, *a))
         report = prom.preflight(pol, TARGET)
         latency = [x for x in report.queries if x.check == "latency-p95"]
         assert [x.query for x in latency] == [
@@ -349,6 +352,14 @@ def test_a_latency_exported_only_as_a_native_histogram_is_read_and_judged(
         assert not [w for w in report.warnings() if "latency-p95" in w], report.warnings()
         at = time.time()
         check = pol.checks[0]
+        for histograms in ("classic", "native"):  # both arms' native histograms: one query, asked first (195)
+            first = pol.model_copy(update={"metrics": pol.metrics.model_copy(update={"histograms": histograms})})
+            before = len(prom.preflight(first, TARGET) and asked)
+            prom.measure(first, check, TARGET, window_s=10, at=at)
+            look = asked[before:]
+            assert set(look) <= set(asked[:before]), look
+            assert [x for x in look if x.startswith("sum by (model_version) (increase(")] == [
+                f'sum by (model_version) (increase({base}{{model_name="rec",model_version=~"v1|v2"}}[10s]))']
         for model, expected in (("rec", Outcome.PASS), ("slow", Outcome.FAIL)):
             t = Target(namespace=TARGET.namespace, virtual_service="vs", model=model, stable_version="v1",
                        canary_version="v2")
@@ -503,8 +514,8 @@ def test_a_stable_arm_without_any_histogram_is_still_only_a_warning(prom: Promet
 
 def test_the_native_read_is_best_effort_and_sent_once_per_series(http: Callable[..., ScriptedHTTP]) -> None:
     """A native query Prometheus cannot answer leaves an empty histogram the warning it was (never a
-    failed preflight); two checks on one metric send one native query per arm; a native answer is
-    read as the look reads it."""
+    failed preflight); two checks on one metric send one native query, for both arms, the one a look
+    sends (decision 195); a native answer is read as the look reads it."""
     from urllib.parse import parse_qs, urlparse
 
     empty = json.dumps({"status": "success", "data": {"resultType": "vector", "result": []}})
@@ -531,7 +542,9 @@ def test_the_native_read_is_best_effort_and_sent_once_per_series(http: Callable[
     server = http(answer(200, native))
     report = provider(server.url).preflight(two_checks, TARGET)
     assert not [w for w in report.warnings() if "p95" in w or "p99" in w], report.warnings()
-    assert sum("sum%28increase%28model_inference_duration_seconds%7B" in p for p in server.paths) == 2  # one per arm
+    assert sum("sum+by+%28model_version%29+%28increase%28model_inference_duration_seconds%7B" in p
+               for p in server.paths) == 1  # both arms, one query (decision 195)
+    assert not any("query=sum%28increase%28model_inference_duration_seconds%7B" in p for p in server.paths)
     assert {x.value for x in report.queries if x.check in ("p95", "p99")} == {3.0}
 
 
