@@ -23,8 +23,8 @@ from canary.metrics.answers import (bucket_pairs, evaluated_at, is_scalar, keep_
 from canary.metrics.base import REQUEST_COUNTS, PreflightQuery, PreflightReport
 from canary.metrics.client import PREFIX_HINT, NotPrometheus, PrometheusClient, Rejected, excerpt
 from canary.metrics.native import INF_ONLY_HINT, inf_only, native_buckets
-from canary.metrics.query_plan import (FEATURE_ROLES, HISTOGRAM, ArmsNative, arms_native_query,
-                                       classic_buckets_query, histogram_query_of, one_query_of, query_plan,
+from canary.metrics.query_plan import (FEATURE_ROLES, HISTOGRAM, HISTOGRAM_KINDS, ArmsNative, arms_histograms_query,
+                                       arms_native_query, classic_buckets_query, one_query_of, query_plan,
                                        request_plan)
 from canary.model import Histogram, Target
 from canary.policy import LatencyCheck, Policy
@@ -40,10 +40,10 @@ def preflight(client: PrometheusClient, policy: Policy, target: Target) -> Prefl
     `analysis.interval`, or 3 scrapes where that is longer: an empty stable
     arm means no data over a whole step); equal queries
     are sent once, and each error_rate and feature_missing check's parts once more as the one query a
-    look sends (`query_plan.one_query_of`, decisions 175 and 189), and each classic histogram's sum with
-    its series count as one query (`query_plan.classic_buckets_query`, decision 188), and each latency and
-    prediction_shift check's classic histograms, both arms, as the one query a look sends
-    (`query_plan.histogram_query_of`, decision 193); a histogram read natively is read from the one
+    look sends (`query_plan.one_query_of`, decisions 175 and 189), and each latency and
+    prediction_shift check's classic histograms, both arms, with their series counts (decision 188), as the
+    one query a look sends (`query_plan.arms_histograms_query`, decision 193), whose counts the layout
+    warnings read (decision 196); a histogram read natively is read from the one
     query a look asks both arms' native histograms with (`query_plan.arms_native_query`, decision 195).
     A known-answer query (`vector(1)`)
     goes first, so a URL that is not Prometheus is told apart from a bad
@@ -87,24 +87,31 @@ def preflight(client: PrometheusClient, policy: Policy, target: Target) -> Prefl
                            strict=True, deadline=deadline)
                 combined.add(query)
                 sent += 1
-    both_arms = {}  # each arm's native query -> the one query a look asks both arms' native histograms with
-    for check in policy.checks:
+    both_arms: dict[str, tuple[ArmsNative, str]] = {}  # each arm's native query -> the one query a look asks
+    for check in policy.checks:  # both arms' native histograms with (decision 195)
         got = arms_native_query(policy, check, target, window_s=window)
-        for arm in q.ARMS if got is not None else ():
-            both_arms.setdefault(got.arm_queries[arm], (got, arm))  # type: ignore[union-attr]
+        if got is not None:
+            for arm in q.ARMS:
+                both_arms.setdefault(got.arm_queries[arm], (got, arm))
     native, more = _read_native_histograms(client, planned, answers, deadline,
                                            native_first=policy.metrics.histograms == "native", at=at,
                                            both_arms=both_arms)
     sent += more
     native_first = policy.metrics.histograms == "native"
+    counts: dict[str, list[object]] = {}  # an arm's classic histogram query -> its series count per bound
     for i, check in enumerate(policy.checks):  # a latency or prediction_shift check's classic histograms, both
         # arms, as one query (decision 193), where a look asks for classic buckets: always, unless it reads
         # both arms natively first (`metrics.histograms: native`); read classic first, it asks them first
-        query = histogram_query_of(policy, check, target, window_s=window)
+        both = arms_histograms_query(query_plan(policy, check, target, window_s=window)) \
+            if check.kind in HISTOGRAM_KINDS else None
         arms = [x for _, c, _, role, x in planned if c == check.name and role == HISTOGRAM]
-        if query is not None and query not in combined and not (native_first and all(x in native for x in arms)):
-            client.ask(query, check=check.name, arm="", at=at, who=f"policy checks[{i}] {check.name!r}",
-                       strict=True, deadline=deadline)
+        if both is not None and both[0] not in combined and not (native_first and all(x in native for x in arms)):
+            query, parts = both
+            got = q.split_answer(client.ask(query, check=check.name, arm="", at=at,
+                                            who=f"policy checks[{i}] {check.name!r}", strict=True, deadline=deadline),
+                                 parts)
+            for arm in q.ARMS:  # the layout warnings read each arm's count from this answer (decision 196)
+                counts.setdefault(parts[f"{arm}/buckets"], got[f"{arm}/count"])
             combined.add(query)
             sent += 1
     layouts: list[str] = []
@@ -114,10 +121,12 @@ def preflight(client: PrometheusClient, policy: Policy, target: Target) -> Prefl
         if combined is None or query in native or query in counted or not _finite(answers[query][2]):
             continue
         counted.add(query)
-        answers[query], disjoint = _on_shared_bounds(client, answers[query], combined, where=where, check=check,
-                                                     arm=arm, deadline=deadline, at=at)
+        if query not in counts:  # (every classic arm a look reads was in a both-arms answer above)
+            counts[query] = _count_of(client, combined, where=where, check=check, arm=arm, deadline=deadline, at=at)
+            sent += 1
         counting = combined[1]["count"]
-        sent += 1
+        answers[query], disjoint = _on_shared_bounds(answers[query], counts[query], counting, where=where,
+                                                     check=check, arm=arm)
         if disjoint and arm == "stable":
             layouts.append(f"{where}: the stable pods export bucket layouts that share no finite bound (a "
                            f"Deployment in the middle of an update?): until they share one, no look can compare "
@@ -146,20 +155,23 @@ def _finite(hist: Histogram | None) -> bool:
     return hist is not None and any(math.isfinite(b) for b in hist.bounds)
 
 
-def _on_shared_bounds(client: PrometheusClient, answer: tuple[int, float | None, Histogram | None],
-                      combined: tuple[str, dict[str, str]], *,
-                      where: str, check: str, arm: str, deadline: float, at: float
-                      ) -> tuple[tuple[int, float | None, Histogram | None], bool]:
-    """A classic histogram answer on the bounds every pod with observations exports, as a look reads
-    it (`PrometheusProvider._classic`), after asking the look's query of the sum and its `count by (le)`
-    together (`query_plan.classic_buckets_query`, decision 188); and whether
-    its pods share no finite bound. That is a warning, not a refusal: a stable Deployment in the
-    middle of its own update passes through it, and a look then has NoData, as for an outage."""
-    who = f"policy {where} ({arm} arm)"
+def _count_of(client: PrometheusClient, combined: tuple[str, dict[str, str]], *, where: str, check: str, arm: str,
+              deadline: float, at: float | None) -> list[object]:
+    """One arm's `count by (le)` of its histograms with observations, asked with its sum as one query
+    (`query_plan.classic_buckets_query`, decision 188)."""
     one, parts = combined
-    counting = parts["count"]
-    result = q.split_answer(client.ask(one, check=check, arm=arm, at=at, who=who, strict=True, deadline=deadline),
-                            parts)["count"]
+    return q.split_answer(client.ask(one, check=check, arm=arm, at=at, who=f"policy {where} ({arm} arm)",
+                                     strict=True, deadline=deadline), parts)["count"]
+
+
+def _on_shared_bounds(answer: tuple[int, float | None, Histogram | None], result: list[object], counting: str, *,
+                      where: str, check: str, arm: str) -> tuple[tuple[int, float | None, Histogram | None], bool]:
+    """A classic histogram answer on the bounds every pod with observations exports (`result`: the arm's
+    `count by (le)` answer to `counting`), as a look reads it (`PrometheusProvider._classic`); and whether
+    its pods share no finite bound. That is a warning, not a refusal: a stable Deployment in the
+    middle of its own update passes through it, and a look then has NoData, as for an outage. The count
+    is read from the both-arms query a look sends (`query_plan.arms_histograms_query`, decision 196)."""
+    who = f"policy {where} ({arm} arm)"
     try:
         shared = shared_bounds(result, counting, check, arm)
     except MetricsUnavailable as exc:  # the answer's shape, not the wire

@@ -155,15 +155,15 @@ def arms_native_query(policy: Policy, check: Check, target: Target, *, window_s:
     base = q.latency_metric(p, check.name)[0] if check.kind == "latency" else \
         q.prediction_metric(p, check.name, check.metric)  # type: ignore[union-attr]
     sel, label, versions = q.arms_selector(policy, target, source)
-    arm_queries = {arm: q.native_query_of(plan[arm][HISTOGRAM]) for arm in q.ARMS}
-    if label == q.PART_LABEL or any(x is None for x in arm_queries.values()):
+    natives = {arm: q.native_query_of(plan[arm][HISTOGRAM]) for arm in q.ARMS}
+    arm_queries = {arm: x for arm, x in natives.items() if x is not None}
+    if label == q.PART_LABEL or len(arm_queries) < len(natives):
         return None
     query = q.arms_native_histogram_query(base, sel, label, window_s)
     parts = {f"{arm}/requests": plan[arm]["requests"] for arm in q.ARMS if "requests" in plan[arm]}
     if parts:
         query = f"{query} or {q.one_answer(parts)}"
-    return ArmsNative(query=query, arm_label=label, versions=versions,
-                      arm_queries=arm_queries, parts=parts)  # type: ignore[arg-type]
+    return ArmsNative(query=query, arm_label=label, versions=versions, arm_queries=arm_queries, parts=parts)
 
 
 def histogram_query_of(policy: Policy, check: Check, target: Target, *, window_s: float) -> str | None:

@@ -100,8 +100,9 @@ def test_default_policy_passes_and_checks_what_a_look_sends(prom: PrometheusProv
     assert all(not x.no_data for x in report.queries)
     distinct = {x.query for x in report.queries}
     # errors/errors-hard share queries: each distinct one goes out once; each classic histogram's
-    # bucket count query (pods of one arm on different layouts) goes with it
-    counting = {c[0] for x in distinct if (c := classic_buckets_query(x))}  # with its sum, one query (decision 188)
+    # bucket count query (pods of one arm on different layouts) is read from the both-arms query below
+    # (decision 196), never asked on its own with its sum (decision 188), as a look never sends it
+    counting = {c[0] for x in distinct if (c := classic_buckets_query(x))}
     # and each error_rate check's parts (decision 175) and each feature_missing check's fraction and requests
     # (decision 189), both arms, as the one query a look sends
     combined = {x for c in pol.checks if (x := one_query_of(pol, c, TARGET, window_s=report.window_s))}
@@ -110,15 +111,15 @@ def test_default_policy_passes_and_checks_what_a_look_sends(prom: PrometheusProv
     # and each latency and prediction_shift check's classic histograms, both arms, as one query (decision 193)
     combined |= {x for c in pol.checks if (x := histogram_query_of(pol, c, TARGET, window_s=report.window_s))}
     assert any('"canary/buckets"' in x for x in combined)
-    assert counting and combined and len(asked) == report.sent == 1 + len(distinct) + len(counting) + len(combined)
-    assert set(asked) == {"vector(1)"} | distinct | counting | combined
+    assert counting and combined and len(asked) == report.sent == 1 + len(distinct) + len(combined)
+    assert set(asked) == {"vector(1)"} | distinct | combined and not counting & set(asked)
 
     sent: list[str] = []  # what measure() and request_counts() really send over the same window
     monkeypatch.setattr(prom, "_once", lambda query, *a: sent.append(query) or real_once(query, *a))
     for check in pol.checks:
         prom.measure(pol, check, TARGET, window_s=report.window_s)
     prom.request_counts(pol, TARGET, window_s=report.window_s)
-    assert set(sent) <= distinct | counting | combined and combined <= set(sent)  # all of it checked first
+    assert set(sent) <= distinct | combined and combined <= set(sent)  # all of it checked first
 
 
 def test_a_bucket_layout_that_cannot_show_the_limit_is_named_before_traffic(prom: PrometheusProvider) -> None:
@@ -774,9 +775,9 @@ def test_stable_pods_whose_layouts_share_no_finite_bound_are_a_warning_before_tr
         target = Target(namespace="ml", virtual_service=model, model=model, stable_version="v1", canary_version="v2")
         if ok:
             report = prom.preflight(pol, target)
-            # the probe, a histogram and a request query per arm, a bucket count query per arm, and both
-            # arms' histograms as the one query a look sends (decision 193)
-            assert report.empty_stable == () and report.sent == 1 + 2 * 2 + 2 + 1 and report.layouts == ()
+            # the probe, a histogram and a request query per arm, and both arms' histograms with their
+            # bucket counts as the one query a look sends (decision 193), which the layouts are read from (196)
+            assert report.empty_stable == () and report.sent == 1 + 2 * 2 + 1 and report.layouts == ()
             # read on the shared bounds (100, 250 ms), as a look reads it: too coarse for +20%
             assert "narrower than 1.2x" in report.unresolvable[0]
             continue
