@@ -286,7 +286,9 @@ def answering_parts(reply: Callable[[str, dict[str, str]], tuple[int, str, str]]
                     ) -> Callable[[str, dict[str, str]], tuple[int, str, str]]:
     """A scripted Prometheus's `reply` (path, headers) -> (status, content type, body), which answers each
     query alone, made to answer a `queries.one_answer` query as Prometheus does: every part's answer, each
-    series marked with its part's key. A part answered with anything but a 200 vector is the answer."""
+    series marked with its part's key; and a `query_plan.arms_native_query` query (`arms_native_parts`):
+    each arm's own native query's answer, marked with its version. A part answered with anything but a 200
+    vector is the answer."""
     from urllib.parse import parse_qs, urlencode, urlparse
 
     def answer(path: str, headers: dict[str, str]) -> tuple[int, str, str]:
@@ -297,12 +299,12 @@ def answering_parts(reply: Callable[[str, dict[str, str]], tuple[int, str, str]]
         parts = one_answer_parts(arms[2] if arms else query)
         if not parts and not arms:
             return reply(path, headers)
-        asked = [(label_, {label_: v}, part) for label_, by in ([(arms[0], arms[1])] if arms else [])
-                 for v, part in by.items()]
-        asked += [(None, {PART_LABEL: key}, part) for key, part in (parts or {}).items()]
+        # each part's series marked as Prometheus marks them: an arm's by its arm label, a part by PART_LABEL
+        asked = [({arms[0]: version}, part) for version, part in arms[1].items()] if arms else []
+        asked += [({PART_LABEL: key}, part) for key, part in (parts or {}).items()]
         merged: list[Any] = []
         body: dict[str, Any] = {}
-        for _, mark, part in asked:
+        for mark, part in asked:
             status, ctype, text = reply(url._replace(query=urlencode({**params, "query": part})).geturl(), headers)
             try:
                 body = json.loads(text)
