@@ -87,12 +87,17 @@ def preflight(client: PrometheusClient, policy: Policy, target: Target) -> Prefl
                            strict=True, deadline=deadline)
                 combined.add(query)
                 sent += 1
-    both_arms: dict[str, tuple[ArmsNative, str]] = {}  # each arm's native query -> the one query a look asks
-    for check in policy.checks:  # both arms' native histograms with (decision 195)
+    # each arm's native query -> the one query each check reading it asks both arms' native histograms with
+    # (decision 195): several where checks share a histogram (a latency check's, and a prediction_shift
+    # check's, which ors its request counts in: decision 198)
+    both_arms: dict[str, list[tuple[ArmsNative, str, str, str]]] = {}
+    for i, check in enumerate(policy.checks):
         got = arms_native_query(policy, check, target, window_s=window)
         if got is not None:
             for arm in q.ARMS:
-                both_arms.setdefault(got.arm_queries[arm], (got, arm))
+                whose = (got, arm, check.name, f"policy checks[{i}] {check.name!r} ({arm} arm)")
+                if all(x[0].query != got.query for x in both_arms.get(got.arm_queries[arm], [])):
+                    both_arms.setdefault(got.arm_queries[arm], []).append(whose)
     native, more = _read_native_histograms(client, planned, answers, deadline,
                                            native_first=policy.metrics.histograms == "native", at=at,
                                            both_arms=both_arms)
@@ -256,7 +261,7 @@ def _bounds_text(bounds: tuple[float, ...]) -> str:
 def _read_native_histograms(client: PrometheusClient, planned: list[tuple[str, str, str, str, str]],
                             answers: dict[str, tuple[int, float | None, Histogram | None]],
                             deadline: float, *, native_first: bool = False, at: float | None = None,
-                            both_arms: dict[str, tuple[ArmsNative, str]] | None = None
+                            both_arms: dict[str, list[tuple[ArmsNative, str, str, str]]] | None = None
                             ) -> tuple[dict[str, str], int]:
     """A histogram with no classic `_bucket` series is read as a Prometheus *native* histogram, as a
     look reads it (`PrometheusProvider._histograms`): ask the native query of each empty one once
@@ -267,10 +272,11 @@ def _read_native_histograms(client: PrometheusClient, planned: list[tuple[str, s
     histogram while it is empty), and so are classic buckets without observations (from a client
     exporting both forms, the same ghost at every bound); when +Inf-only series hold observations
     and the stable arm has no native histogram, no look can place them: refused before traffic.
-    An arm's native query in `both_arms` ({arm's native query: (both arms' query, arm)}) is read from
-    the one query a look sends for both arms (`query_plan.arms_native_query`, decision 195), asked
-    once. Returns {classic query: the arm's own native query} for those read natively, and the queries
-    sent."""
+    An arm's native query in `both_arms` ({arm's native query: [(both arms' query, arm, check, who)]})
+    is read from the one query a look sends for both arms (`query_plan.arms_native_query`, decision
+    195), asked once; where several checks read that histogram, each check's own such query is asked
+    (a look of each sends its own: decision 198), and an error in any of them is the arm's. Returns
+    {classic query: the arm's own native query} for those read natively, and the queries sent."""
     read, sent, asked, absent = {}, 0, set(), set()  # absent: native queries that found nothing
     together: dict[str, tuple[dict[str, list[object]], dict[str, list[object]]] | Exception] = {}
 
@@ -280,18 +286,22 @@ def _read_native_histograms(client: PrometheusClient, planned: list[tuple[str, s
         if native not in (both_arms or {}):
             sent += 1
             return client.ask(native, check=check, arm=arm, at=at, who=who, strict=True, deadline=deadline)
-        plan, which = (both_arms or {})[native]
-        if plan.query not in together:
-            sent += 1
-            try:
-                result = client.ask(plan.query, check=check, arm="", at=at, who=who, strict=True, deadline=deadline)
-                together[plan.query] = q.split_arms(result, plan.arm_label, plan.versions, plan.parts)
-            except (ConfigError, MetricsUnavailable) as exc:  # the same for the other arm
-                together[plan.query] = exc
-        got = together[plan.query]
-        if isinstance(got, Exception):
-            raise got
-        return got[0][which]
+        plans = (both_arms or {})[native]
+        for plan, _, whose_check, whose in plans:  # every check's that reads this arm's histogram
+            if plan.query not in together:
+                sent += 1
+                try:
+                    result = client.ask(plan.query, check=whose_check, arm="", at=at, who=whose, strict=True,
+                                        deadline=deadline)
+                    together[plan.query] = q.split_arms(result, plan.arm_label, plan.versions, plan.parts)
+                except (ConfigError, MetricsUnavailable) as exc:  # the same for the other arm
+                    together[plan.query] = exc
+        each = [together[plan.query] for plan, *_ in plans]
+        for got in each:
+            if isinstance(got, Exception):
+                raise got
+        first = each[0]  # (the checks' queries hold the same histogram samples)
+        return [] if isinstance(first, Exception) else first[0][plans[0][1]]
 
     for where, check, arm, role, query in planned:
         native = q.native_query_of(query) if role == HISTOGRAM else None

@@ -864,3 +864,46 @@ def test_native_first_reads_past_a_both_forms_clients_zero_buckets_in_the_cross_
     stable, canary = provider(http(answer).url).measure(pol, pol.checks[0], TARGET, window_s=60)
     assert isinstance(stable, NoData) and "stable arm is a Prometheus native histogram" in str(stable), stable
     assert not isinstance(canary, NoData) and canary.total == 400
+
+
+def test_every_checks_both_arms_native_query_is_asked_when_two_checks_read_one_histogram(
+        prom_server_factory: Callable[..., PromServer], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Decision 198: a latency check and a prediction_shift check on the SAME native histogram (a
+    prediction_shift check's `metric` may name any histogram) read each arm's native histogram through
+    two both-arms queries: the latency check's, and the prediction_shift check's, which also ors in both
+    arms' request counts (`query_plan.arms_native_query`). Preflight asked only the first check's: it
+    keyed the one query by each arm's own native query, the same for both checks, so the second
+    check's was never asked, and a look then sent a query preflight had not (classic first and native
+    first alike)."""
+    base = "model_inference_duration_seconds"
+    fast = _lognormal(50, 0.05, 0.3)
+    target = NativeHistogramTarget(base, {(("model_name", "rec"), ("model_version", v)): fast
+                                          for v in ("v1", "v2")}).start()
+    try:
+        server = prom_server_factory(targets=[target.address], extra_args=["--enable-feature=native-histograms"])
+        server.wait_targets_up(timeout_s=30)
+        prom = provider(server.url)
+        _wait_for(prom, f'count_over_time({base}{{model_name="rec"}}[60s]) >= 3', 2)
+        asked: list[str] = []
+        real_once = prom._once
+        monkeypatch.setattr(prom, "_once", lambda query, *a: asked.append(query) or real_once(query, *a))
+        for histograms in ("classic", "native"):
+            pol = parse_policy({"steps": [10, 100], "analysis": {"interval": "60s", "look_every": "10s"},
+                                "metrics": {"source": "model", "scrape_interval": "1s", "histograms": histograms},
+                                "checks": [{"name": "latency-p95", "kind": "latency", "max_increase_pct": 20},
+                                           {"name": "shift", "kind": "prediction_shift", "max_psi": 0.2,
+                                            "metric": base}]})
+            asked.clear()
+            report = prom.preflight(pol, TARGET)
+            assert not [w for w in report.warnings() if "latency-p95" in w], report.warnings()  # (no request
+            # counter is exported: the shift check's requests are a warning)
+            before = list(asked)
+            for check in pol.checks:
+                stable, canary = prom.measure(pol, check, TARGET, window_s=report.window_s)
+                assert stable.total > 0 and canary.total > 0
+            look = asked[len(before):]
+            natives = [x for x in look if x.startswith("sum by (model_version) (increase(")]
+            assert len(set(natives)) == 2, natives  # one per check: the shift check's ors its requests in
+            assert set(look) <= set(before), (histograms, sorted(set(look) - set(before)))
+    finally:
+        target.stop()
