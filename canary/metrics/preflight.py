@@ -104,6 +104,7 @@ def preflight(client: PrometheusClient, policy: Policy, target: Target) -> Prefl
     sent += more
     native_first = policy.metrics.histograms == "native"
     counts: dict[str, list[object]] = {}  # an arm's classic histogram query -> its series count per bound
+    sums: dict[str, list[object]] = {}  # ... -> its buckets, from the same answer as its count (decision 199)
     for i, check in enumerate(policy.checks):  # a latency or prediction_shift check's classic histograms, both
         # arms, as one query (decision 193), where a look asks for classic buckets: always, unless it reads
         # both arms natively first (`metrics.histograms: native`); read classic first, it asks them first
@@ -116,7 +117,9 @@ def preflight(client: PrometheusClient, policy: Policy, target: Target) -> Prefl
                                             who=f"policy checks[{i}] {check.name!r}", strict=True, deadline=deadline),
                                  parts)
             for arm in q.ARMS:  # the layout warnings read each arm's count from this answer (decision 196)
-                counts.setdefault(parts[f"{arm}/buckets"], got[f"{arm}/count"])
+                if parts[f"{arm}/buckets"] not in counts:
+                    counts[parts[f"{arm}/buckets"]] = got[f"{arm}/count"]
+                    sums[parts[f"{arm}/buckets"]] = got[f"{arm}/buckets"]
             combined.add(query)
             sent += 1
     layouts: list[str] = []
@@ -130,6 +133,10 @@ def preflight(client: PrometheusClient, policy: Policy, target: Target) -> Prefl
             counts[query] = _count_of(client, combined, where=where, check=check, arm=arm, deadline=deadline, at=at)
             sent += 1
         counting = combined[1]["count"]
+        if sums.get(query):  # the sum the count was asked with: behind a load balancer over replicas the arm's
+            # own query may have reached another replica, whose sum holds bounds this count drops (decision 199)
+            answers[query] = _histogram_answer(sums[query], query, who=f"policy {where} ({arm} arm)", check=check,
+                                               arm=arm)
         answers[query], disjoint = _on_shared_bounds(answers[query], counts[query], counting, where=where,
                                                      check=check, arm=arm)
         if disjoint and arm == "stable":
@@ -371,10 +378,25 @@ def _preflight_one(client: PrometheusClient, query: str, *, where: str, check: s
             # features); only an empty bucket answer warns as a selector that matches nothing.
             return series, (0.0 if series == 0 and role != FEATURE_ROLES[0] else None), None
         if role == HISTOGRAM:  # value: observations in the window (the +Inf bucket)
-            pairs = bucket_pairs(result, query, check, arm)  # (+Inf only: see `_read_native_histograms`)
-            hist = q.normalise(pairs, [le for le, _ in pairs])
-            return series, hist.total, hist
+            return _histogram_answer(result, query, who=who, check=check, arm=arm)
         return series, number_of(result, query, check, arm), None
+    except NoData:
+        return series, (math.nan if series else None), None
+    except (ConfigError, MetricsUnavailable) as exc:  # the answer's shape, not the wire: fix the query
+        detail = str(exc).removeprefix(f"check {check!r}: ")
+        raise ConfigError(f"{who}: {detail}") from exc
+
+
+def _histogram_answer(result: object, query: str, *, who: str, check: str, arm: str
+                      ) -> tuple[int, float | None, Histogram | None]:
+    """(series, observations in the window (the +Inf bucket), histogram) of one arm's classic bucket
+    answer to `query` (`sum by (le)`), read as `measure` reads it; NaN and no histogram for an answer
+    without a usable bucket; ConfigError naming `who` for an answer of another shape."""
+    series = 1 if is_scalar(result) else len(result) if isinstance(result, list) else 0
+    try:
+        pairs = bucket_pairs(result, query, check, arm)  # (+Inf only: see `_read_native_histograms`)
+        hist = q.normalise(pairs, [le for le, _ in pairs])
+        return series, hist.total, hist
     except NoData:
         return series, (math.nan if series else None), None
     except (ConfigError, MetricsUnavailable) as exc:  # the answer's shape, not the wire: fix the query

@@ -639,3 +639,35 @@ def test_a_replica_down_behind_the_balancer_costs_a_retry_not_a_look(fresh_pair:
         data = snap.arm(policy, policy.checks[0], target, "canary")
         assert isinstance(data, Counts) and data.total > 0 and data.rate == pytest.approx(0.01, rel=0.05)
 
+
+
+
+def _preflight_p67(url: str) -> tuple[str, ...]:
+    """The layout warnings (`unresolvable`) of preflight for a p67 latency check (+20%) and an error_rate check
+    on `FRESH_MODEL`, over a window holding its whole history: nine queries, the stable's `sum by (le)` the
+    second and both arms' histograms with their series counts (what a look sends) the ninth."""
+    policy = Policy.model_validate({**POLICY, "analysis": {**POLICY["analysis"], "interval": "600s"}, "checks": [
+        {"name": "p67", "kind": "latency", "quantile": 0.67, "max_increase_pct": 20},
+        {"name": "errors", "kind": "error_rate", "max_rate_pct": 5}]})
+    with capture_logs():
+        report = PrometheusProvider(url, backoff_s=0.01).preflight(policy, Target("ml", FRESH_MODEL, FRESH_MODEL,
+                                                                                  "v1", "v2"))
+    assert report.sent == 9, report
+    return report.unresolvable
+
+
+def test_preflight_reads_a_stable_layout_from_one_replica(fresh_pair: Any) -> None:
+    """Decision 199: decision 188's case in preflight's layout reading. The stable pods export two layouts
+    (`s0` without the 0.25 s bound, observations only before B restarted empty). A alone reads the stable p67
+    in (100, 500] ms (0.25 s dropped: not every pod's bound), B alone in (100, 250] (s1's alone). Preflight
+    read the bounds from the count part of the both-arms query a look sends (decision 196) but the sum from
+    the arm's own `sum by (le)` query, asked earlier: through the balancer one came from each replica, and
+    A's sum on B's count said "stable p67 in (250, 500] ms, a bucket 2x wide", a bucket neither replica
+    reads (a distribution nobody observed). Now the sum is read from the same answer as the count. Two
+    preflights in a row (nine queries each) start on each replica in turn."""
+    a, b, lb = fresh_pair
+    on = {name: _preflight_p67(r.url) for name, r in (("a", a), ("b", b))}
+    assert "stable p67 in (100, 500] ms" in on["a"][0] and "stable p67 in (100, 250] ms" in on["b"][0], on
+    for _ in range(2):
+        got = _preflight_p67(lb.url)
+        assert got in on.values(), (got, on)
