@@ -42,8 +42,8 @@ def preflight(client: PrometheusClient, policy: Policy, target: Target) -> Prefl
     are sent once, and each error_rate and feature_missing check's parts once more as the one query a
     look sends (`query_plan.one_query_of`, decisions 175 and 189), and each latency and
     prediction_shift check's classic histograms, both arms, with their series counts (decision 188), as the
-    one query a look sends (`query_plan.arms_histograms_query`, decision 193), whose counts the layout
-    warnings read (decision 196); a histogram read natively is read from the one
+    one query a look sends (`query_plan.arms_histograms_query`, decision 193), whose sums and counts
+    the layout warnings read (decisions 196, 199); a histogram read natively is read from the one
     query a look asks both arms' native histograms with (`query_plan.arms_native_query`, decision 195).
     A known-answer query (`vector(1)`)
     goes first, so a URL that is not Prometheus is told apart from a bad
@@ -182,7 +182,8 @@ def _on_shared_bounds(answer: tuple[int, float | None, Histogram | None], result
     `count by (le)` answer to `counting`), as a look reads it (`PrometheusProvider._classic`); and whether
     its pods share no finite bound. That is a warning, not a refusal: a stable Deployment in the
     middle of its own update passes through it, and a look then has NoData, as for an outage. The count
-    is read from the both-arms query a look sends (`query_plan.arms_histograms_query`, decision 196)."""
+    and `answer` are read from the both-arms query a look sends (`query_plan.arms_histograms_query`,
+    decisions 196, 199): one Prometheus's, behind a load balancer over replicas."""
     who = f"policy {where} ({arm} arm)"
     try:
         shared = shared_bounds(result, counting, check, arm)
