@@ -63,7 +63,6 @@ Key = tuple[str, str, str, str]  # group, plural, namespace, name
 ISTIO = "networking.istio.io"
 ISTIO_VERSIONS = ("v1", "v1beta1", "v1alpha3")
 LOG_SIZE = 5000  # change events a watch can replay (older resourceVersions: 410 Expired)
-WATCH_POLL_S = 0.05  # a watch's look at `closing` and its deadline when no event wakes it
 WRITES_KEPT = 100_000  # (method, path, status) of the latest writes, for tests
 
 
@@ -143,8 +142,6 @@ class StrictKubeAPI(kmock.KubernetesScaffold):
         self.requests: dict[tuple[str, str], int] = {}  # (method or WATCH, plural) -> requests received
         self.arrivals: list[tuple[float, str, str]] = []  # (time.monotonic() on receipt, method, path) of writes
         self.closing = False
-        # each open watch's (event loop, asyncio.Event): set on every logged event, so a watch sends it at once
-        self._wakers: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
         self._rv = itertools.count(1)
         self._first_rv = 1  # the resourceVersion of the first event ever logged
         for res in DEFAULT_RESOURCES:
@@ -213,11 +210,6 @@ class StrictKubeAPI(kmock.KubernetesScaffold):
         self.log.append((int(obj["metadata"]["resourceVersion"]), event, key, obj))
         if len(self.log) > LOG_SIZE + LOG_SIZE // 10:  # trimmed in batches: amortised O(1)
             del self.log[:-LOG_SIZE]
-        for loop, woken in list(self._wakers):
-            try:
-                loop.call_soon_threadsafe(woken.set)
-            except RuntimeError:  # that watch's loop is closed: nothing left to wake
-                self._wakers.discard((loop, woken))
 
     def _wrote(self, method: str, path: str, code: int) -> None:
         self.writes.append((method, path, code))
@@ -428,11 +420,7 @@ class StrictKubeAPI(kmock.KubernetesScaffold):
         return str(self.log[-1][0]) if self.log else "0"
 
     async def _watch(self, request: kmock.Request, kind: Resource) -> aiohttp.web.StreamResponse:
-        """Stream events from the event log as they are logged, as an API server does: each logged event
-        wakes every open watch (`_append_log`), which sends what is new since its cursor; it also looks
-        every WATCH_POLL_S (for `closing` and its deadline). Until 2026-12-04 a watch only looked every 50 ms: every
-        write a test waited to see in an informer cost up to 50 ms of wall time (most of the controller
-        tests' time: docs/decisions.md 197)."""
+        """Stream events by polling the event log: simple, thread-safe, ~50 ms latency."""
         ns, name, version = request.namespace or "", request.name, request.resource.version
         since = request.params.get("resourceVersion", "")
         deadline = time.monotonic() + float(request.params.get("timeoutSeconds", 300))
@@ -442,9 +430,7 @@ class StrictKubeAPI(kmock.KubernetesScaffold):
             return key[:2] == (kind.group, kind.plural) and (not ns or key[2] == ns) and \
                 (name is None or key[3] == name) and sel(obj)
 
-        loop, woken = asyncio.get_running_loop(), asyncio.Event()
         with self.lock:
-            self._wakers.add((loop, woken))  # before the first read: no event logged after it is missed
             if since in ("", "0"):
                 backlog = [{"type": "ADDED", "object": self._out(o, kind, version)}
                            for k, o in sorted(self.objects.items()) if match(k, o)]
@@ -452,21 +438,11 @@ class StrictKubeAPI(kmock.KubernetesScaffold):
             else:
                 cursor = int(since)
                 backlog = []
-        try:
-            return await self._stream(request, kind, version, match, backlog, cursor, deadline, woken)
-        finally:
-            with self.lock:
-                self._wakers.discard((loop, woken))
-
-    async def _stream(self, request: kmock.Request, kind: Resource, version: str,
-                      match: Callable[[Key, Obj], bool], backlog: list[dict[str, Any]], cursor: int,
-                      deadline: float, woken: asyncio.Event) -> aiohttp.web.StreamResponse:
         resp = aiohttp.web.StreamResponse(headers={"Content-Type": "application/json"})
         await resp.prepare(request._raw_request)
         for event in backlog:
             await resp.write(json.dumps(event).encode() + b"\n")
         while not self.closing and time.monotonic() < deadline:
-            woken.clear()  # before reading the log: an event logged after the read sets it again
             with self.lock:
                 if self.log and self.log[0][0] > cursor + 1 and self._trimmed():
                     expired = status_body(410, "Expired", f"too old resource version: {cursor}")
@@ -480,10 +456,7 @@ class StrictKubeAPI(kmock.KubernetesScaffold):
                 break
             if fresh:
                 await resp.write(b"".join(json.dumps({"type": t, "object": o}).encode() + b"\n" for _, t, o in fresh))
-            try:
-                await asyncio.wait_for(woken.wait(), WATCH_POLL_S)
-            except TimeoutError:
-                pass
+            await asyncio.sleep(0.05)
         await resp.write_eof()
         return resp
 

@@ -117,31 +117,3 @@ def test_finalizers_keep_a_deleted_object_until_the_last_one_is_removed() -> Non
         assert "deletionTimestamp" not in api.get("", "configmaps", "ml", "g")["metadata"]  # not a client's to set
         core.delete_namespaced_config_map("g", "ml")  # no finalizers: gone at once
         assert api.get("", "configmaps", "ml", "g") is None
-
-
-def test_a_watch_sends_an_event_when_it_is_logged_not_at_its_next_poll(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A logged event wakes every open watch (decision 197): with the poll set to a minute, a watch still
-    delivers a write made while it waits, and each closed watch is no longer woken (`_wakers` empty)."""
-    import threading
-
-    monkeypatch.setattr(kubeapi, "WATCH_POLL_S", 60.0)
-    with KubeAPIServer() as api:
-        since = api.handler.put_object(cm("a"))["metadata"]["resourceVersion"]
-        url = f"{api.url}/api/v1/namespaces/ml/configmaps?watch=true&resourceVersion={since}&timeoutSeconds=120"
-        got: list[dict[str, Any]] = []
-        with urllib.request.urlopen(url, timeout=30) as r:
-            def write_once_watching() -> None:
-                while not api.handler._wakers:  # the watch is open, before any event after `since`
-                    threading.Event().wait(0.01)
-                api.handler.put_object(cm("a", "woken"))
-            writer = threading.Thread(target=write_once_watching)
-            writer.start()
-            got.append(json.loads(r.readline()))  # before the minute's poll: woken by the write
-            writer.join()
-        assert got[0]["type"] == "MODIFIED" and got[0]["object"]["data"]["v"] == "woken"
-        for i in range(500):  # a closed watch's waker goes at its first wake after the server saw it close
-            if not api.handler._wakers:
-                break
-            api.handler.put_object(cm("a", f"after{i}"))
-            threading.Event().wait(0.01)
-        assert not api.handler._wakers
