@@ -620,28 +620,6 @@ def test_a_step_start_snapshot_from_a_replica_that_has_not_scraped_yet_is_taken_
     assert isinstance(canary, Counts) and canary.total == now.requests(policy, target, "canary")
 
 
-def test_a_replica_down_behind_the_balancer_costs_a_retry_not_a_look(fresh_pair: Any) -> None:
-    """B stopped (a replica rescheduled), the balancer without health checks still sends it every other query:
-    HAProxy answers that one 503, the client asks again (`retries`), and the next reaches A. Both paths read
-    A's rates: `promote`'s look and the controller's snapshot. (Last in this module: B stays down.)"""
-    a, b, lb = fresh_pair
-    b.stop()
-    for skip in (0, 1):
-        got = _rates(lb.url, FRESH_MODEL, skip=skip)
-        assert got["canary"] == pytest.approx(0.01, rel=0.05) and got["stable"] == pytest.approx(0.005, rel=0.05)
-    policy = Policy.model_validate(POLICY)
-    target = Target("ml", FRESH_MODEL, FRESH_MODEL, "v1", "v2")
-    for skip in (0, 1):
-        provider = PrometheusProvider(lb.url, backoff_s=0.01)
-        _skip(lb.url, skip)
-        with capture_logs():
-            snap = BatchMetrics(provider).snapshot([Want(policy, target)], at=time.time())
-        data = snap.arm(policy, policy.checks[0], target, "canary")
-        assert isinstance(data, Counts) and data.total > 0 and data.rate == pytest.approx(0.01, rel=0.05)
-
-
-
-
 def _preflight_p67(url: str) -> tuple[str, ...]:
     """The layout warnings (`unresolvable`) of preflight for a p67 latency check (+20%) and an error_rate check
     on `FRESH_MODEL`, over a window holding its whole history: nine queries, the stable's `sum by (le)` the
@@ -671,3 +649,24 @@ def test_preflight_reads_a_stable_layout_from_one_replica(fresh_pair: Any) -> No
     for _ in range(2):
         got = _preflight_p67(lb.url)
         assert got in on.values(), (got, on)
+
+
+# Keep this test LAST in the module: it stops `fresh_pair`'s replica B for good (a test after it met B refused).
+def test_a_replica_down_behind_the_balancer_costs_a_retry_not_a_look(fresh_pair: Any) -> None:
+    """B stopped (a replica rescheduled), the balancer without health checks still sends it every other query:
+    HAProxy answers that one 503, the client asks again (`retries`), and the next reaches A. Both paths read
+    A's rates: `promote`'s look and the controller's snapshot. (Last in this module: B stays down.)"""
+    a, b, lb = fresh_pair
+    b.stop()
+    for skip in (0, 1):
+        got = _rates(lb.url, FRESH_MODEL, skip=skip)
+        assert got["canary"] == pytest.approx(0.01, rel=0.05) and got["stable"] == pytest.approx(0.005, rel=0.05)
+    policy = Policy.model_validate(POLICY)
+    target = Target("ml", FRESH_MODEL, FRESH_MODEL, "v1", "v2")
+    for skip in (0, 1):
+        provider = PrometheusProvider(lb.url, backoff_s=0.01)
+        _skip(lb.url, skip)
+        with capture_logs():
+            snap = BatchMetrics(provider).snapshot([Want(policy, target)], at=time.time())
+        data = snap.arm(policy, policy.checks[0], target, "canary")
+        assert isinstance(data, Counts) and data.total > 0 and data.rate == pytest.approx(0.01, rel=0.05)
