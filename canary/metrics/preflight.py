@@ -98,11 +98,10 @@ def preflight(client: PrometheusClient, policy: Policy, target: Target) -> Prefl
                 whose = (got, arm, check.name, f"policy checks[{i}] {check.name!r} ({arm} arm)")
                 if all(x[0].query != got.query for x in both_arms.get(got.arm_queries[arm], [])):
                     both_arms.setdefault(got.arm_queries[arm], []).append(whose)
-    native, more = _read_native_histograms(client, planned, answers, deadline,
-                                           native_first=policy.metrics.histograms == "native", at=at,
+    native_first = policy.metrics.histograms == "native"
+    native, more = _read_native_histograms(client, planned, answers, deadline, native_first=native_first, at=at,
                                            both_arms=both_arms)
     sent += more
-    native_first = policy.metrics.histograms == "native"
     counts: dict[str, list[object]] = {}  # an arm's classic histogram query -> its series count per bound
     sums: dict[str, list[object]] = {}  # ... -> its buckets, from the same answer as its count (decision 199)
     for i, check in enumerate(policy.checks):  # a latency or prediction_shift check's classic histograms, both
@@ -125,14 +124,15 @@ def preflight(client: PrometheusClient, policy: Policy, target: Target) -> Prefl
     layouts: list[str] = []
     counted: set[str] = set()
     for where, check, arm, role, query in planned:  # classic histograms a look reads: their pods' bounds
-        combined = classic_buckets_query(query) if role == HISTOGRAM else None
-        if combined is None or query in native or query in counted or not _finite(answers[query][2]):
+        with_count = classic_buckets_query(query) if role == HISTOGRAM else None
+        if with_count is None or query in native or query in counted or not _finite(answers[query][2]):
             continue
         counted.add(query)
         if query not in counts:  # (every classic arm a look reads was in a both-arms answer above)
-            counts[query] = _count_of(client, combined, where=where, check=check, arm=arm, deadline=deadline, at=at)
+            counts[query] = _count_of(client, with_count, where=where, check=check, arm=arm, deadline=deadline,
+                                      at=at)
             sent += 1
-        counting = combined[1]["count"]
+        counting = with_count[1]["count"]
         if sums.get(query):  # the sum the count was asked with: behind a load balancer over replicas the arm's
             # own query may have reached another replica, whose sum holds bounds this count drops (decision 199)
             answers[query] = _histogram_answer(sums[query], query, who=f"policy {where} ({arm} arm)", check=check,

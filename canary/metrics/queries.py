@@ -244,35 +244,23 @@ def _native_query(base: str, sel: str, window: str) -> str:
     return f"sum(increase({base}{sel}[{window}]))"
 
 
-def arms_native_histogram_query(base: str, arms_sel: str, arm_label: str, window_s: float) -> str:
-    """Both arms' native histograms over the window as ONE query, one sample per arm grouped by the arm
-    label: `sum by (<arm label>) (increase(<base>{<arms_selector>}[w]))`. Each arm's sample is the
-    `native_histogram_query` of its own selector (the two selectors differ only in the arm label's
-    value). Not marked with `label_replace` as `one_answer`'s parts are: Prometheus 2.42 answers
-    `label_replace` of a native histogram sample as a float (decision 193); `sum by` keeps it native
-    (decision 195). `split_arms` takes the answer apart."""
-    return f"sum by ({arm_label}) (increase({base}{arms_sel}[{duration(window_s)}]))"
-
-
 def split_arms(result: object, arm_label: str, versions: Mapping[str, str], keys: Iterable[str] = ()
                ) -> tuple[dict[str, list[object]], dict[str, list[object]]]:
-    """An answer holding both arms' series grouped by `arm_label` (`arms_native_histogram_query`), or'ed
+    """An answer holding both arms' series grouped by `arm_label` (`arms_native_query_of`), or'ed
     with `one_answer` parts (keys `keys`), as ({arm: its series}, {key: that part's series}): an arm's
     series are those whose arm label is its version ({arm: version} `versions`; both arms the same
     version: both get that series, as their own queries would answer), [] for an arm or a part with
     none (missing, never 0). A series of another version, or of no part, is left out."""
+    series_list = result if isinstance(result, list) else []
     arms: dict[str, list[object]] = {arm: [] for arm in versions}
-    parts: dict[str, list[object]] = {key: [] for key in keys}
-    for series in result if isinstance(result, list) else []:
-        metric = dict(series.get("metric") or {}) if isinstance(series, dict) else {}
+    for series in series_list:
+        metric = (series.get("metric") or {}) if isinstance(series, dict) else {}
         if PART_LABEL in metric:
-            key = metric.pop(PART_LABEL)
-            if key in parts:
-                parts[key].append({**series, "metric": metric})
             continue
         for arm, version in versions.items():
             if metric.get(arm_label, "") == version:
                 arms[arm].append(series)
+    parts = split_answer(series_list, keys)
     return arms, parts
 
 
@@ -285,6 +273,17 @@ def native_query_of(query: str) -> str | None:
     any other query."""
     m = _HISTOGRAM_QUERY.match(query)
     return None if m is None else _native_query(m["base"], m["sel"], m["window"])
+
+
+def arms_native_query_of(query: str, arms_sel: str, arm_label: str) -> str | None:
+    """For one arm's `histogram_query`, both arms' native histograms over the same metric and window as
+    ONE query, one sample per arm: `sum by (<arm label>) (increase(<base>{<arms_sel>}[w]))` (`arms_sel`:
+    `arms_selector`'s). Each arm's sample is its own `native_query_of` (the two selectors differ only in
+    the arm label's value). Not marked with `label_replace` as `one_answer`'s parts are: Prometheus 2.42
+    answers `label_replace` of a native histogram sample as a float (decision 193); `sum by` keeps it
+    native (decision 195). `split_arms` takes the answer apart. None for any other query."""
+    m = _HISTOGRAM_QUERY.match(query)
+    return None if m is None else f"sum by ({arm_label}) (increase({m['base']}{arms_sel}[{m['window']}]))"
 
 
 def series_count_query_of(query: str) -> str | None:

@@ -141,7 +141,7 @@ class ArmsNative:
 
 def arms_native_query(policy: Policy, check: Check, target: Target, *, window_s: float) -> ArmsNative | None:
     """A latency or prediction_shift check's native histograms, both arms, as ONE query (`ArmsNative`):
-    `sum by (<arm label>) (increase(<metric>{<both arms>}[w]))` (`queries.arms_native_histogram_query`
+    `sum by (<arm label>) (increase(<metric>{<both arms>}[w]))` (`queries.arms_native_query_of`
     over `queries.arms_selector`), or'ed, for prediction_shift, with both arms' request counts marked as
     `one_answer` parts. Asked one arm at a time through a load balancer over replicas, the two arms came
     from two replicas' windows (decisions 193, 195); `label_replace` cannot mark a native sample (2.42
@@ -150,20 +150,16 @@ def arms_native_query(policy: Policy, check: Check, target: Target, *, window_s:
     if check.kind not in HISTOGRAM_KINDS:
         return None
     plan = query_plan(policy, check, target, window_s=window_s)
-    source = policy.source_of(check)
-    p = q.preset(source)
-    base = q.latency_metric(p, check.name)[0] if check.kind == "latency" else \
-        q.prediction_metric(p, check.name, check.metric)  # type: ignore[union-attr]
-    sel, label, versions = q.arms_selector(policy, target, source)
-    natives = {arm: q.native_query_of(plan[arm][HISTOGRAM]) for arm in q.ARMS}
-    arm_queries = {arm: x for arm, x in natives.items() if x is not None}
-    if label == q.PART_LABEL or len(arm_queries) < len(natives):
+    sel, label, versions = q.arms_selector(policy, target, policy.source_of(check))
+    arm_queries = {arm: q.native_query_of(plan[arm][HISTOGRAM]) for arm in q.ARMS}
+    query = q.arms_native_query_of(plan[q.ARMS[0]][HISTOGRAM], sel, label)
+    if label == q.PART_LABEL or query is None or None in arm_queries.values():
         return None
-    query = q.arms_native_histogram_query(base, sel, label, window_s)
     parts = {f"{arm}/requests": plan[arm]["requests"] for arm in q.ARMS if "requests" in plan[arm]}
     if parts:
         query = f"{query} or {q.one_answer(parts)}"
-    return ArmsNative(query=query, arm_label=label, versions=versions, arm_queries=arm_queries, parts=parts)
+    return ArmsNative(query=query, arm_label=label, versions=versions,
+                      arm_queries={arm: x for arm, x in arm_queries.items() if x is not None}, parts=parts)
 
 
 def histogram_query_of(policy: Policy, check: Check, target: Target, *, window_s: float) -> str | None:
