@@ -55,18 +55,25 @@ class NativeHistogramTarget:
 
     def scrape(self) -> bytes:
         """One exposition: every series observes its values once more, then all are written."""
-        family = MetricFamily(name=self.name, help="native histogram", type=HISTOGRAM)
         with self._lock:
-            for labels, values in self.series.items():
-                for v in values:
-                    self.histograms[labels].observe(v)
-                    self.classic[labels] = [c + (v <= b) for c, b in zip(self.classic[labels], self.classic_bounds)]
-                metric = family.metric.add()
-                for k, v in labels:
-                    metric.label.add(name=k, value=v)
-                self.histograms[labels].fill(metric.histogram)
-                for b, c in zip(self.classic_bounds, self.classic[labels]):
-                    metric.histogram.bucket.add(cumulative_count=c, upper_bound=b)
+            self._observe_once_more()
+            return self._exposition()
+
+    def _observe_once_more(self) -> None:
+        for labels, values in self.series.items():
+            for v in values:
+                self.histograms[labels].observe(v)
+                self.classic[labels] = [c + (v <= b) for c, b in zip(self.classic[labels], self.classic_bounds)]
+
+    def _exposition(self) -> bytes:
+        family = MetricFamily(name=self.name, help="native histogram", type=HISTOGRAM)
+        for labels in self.series:
+            metric = family.metric.add()
+            for k, v in labels:
+                metric.label.add(name=k, value=v)
+            self.histograms[labels].fill(metric.histogram)
+            for b, c in zip(self.classic_bounds, self.classic.get(labels, ())):
+                metric.histogram.bucket.add(cumulative_count=c, upper_bound=b)
         body = family.SerializeToString()
         return varint(len(body)) + body
 
@@ -85,13 +92,5 @@ class SteppedNativeTarget(NativeHistogramTarget):
                 for v in got:
                     self.histograms[labels].observe(v)
 
-    def scrape(self) -> bytes:
-        family = MetricFamily(name=self.name, help="native histogram", type=HISTOGRAM)
-        with self._lock:
-            for labels in self.series:
-                metric = family.metric.add()
-                for k, v in labels:
-                    metric.label.add(name=k, value=v)
-                self.histograms[labels].fill(metric.histogram)
-        body = family.SerializeToString()
-        return varint(len(body)) + body
+    def _observe_once_more(self) -> None:
+        """Nothing: a scrape only writes what `step` observed."""
