@@ -209,11 +209,14 @@ class CheckResult:
     value_unit: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        """Every field as JSON values (NaN/inf -> None at the top level); `extra` copied, so the
+        """Every field as JSON values (NaN/inf -> None at the top level; `n_stable`/`n_canary` None
+        for an ERROR that counted neither arm, `unmeasured`); `extra` copied, so the
         dict can be changed without changing the result. What `dataclasses.asdict` gives, without
         its deepcopy of every leaf (measured at 3% of the controller's CPU per look)."""
         d = {name: _json_number(getattr(self, name)) for name in _CHECK_FIELDS}
         d["outcome"] = self.outcome.label
+        if unmeasured(d["outcome"], self.n_canary, self.n_stable):  # no count of either arm, not "no traffic"
+            d["n_stable"] = d["n_canary"] = None
         d["extra"] = _plain_copy(self.extra)
         return d
 

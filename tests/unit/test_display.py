@@ -71,6 +71,24 @@ def test_a_check_that_could_not_measure_shows_no_request_counts() -> None:
     assert [c.strip() for c in lines["missing"].split("│")[5:7]] == ["120", "0"], lines["missing"]
 
 
+def test_json_gives_no_request_counts_for_a_check_that_could_not_measure() -> None:
+    """`canary judge -o json` (and every `CheckResult.to_dict` reader: history, the evidence) said
+    `"n_stable": 0.0, "n_canary": 0.0` for an ERROR that counted neither arm, the arms-with-no-traffic
+    reading decision 190 took out of the tables. Such an ERROR now says null; counts an ERROR does carry
+    and a real 0 on a judged row stay numbers."""
+    unmeasured = CheckResult(check="errors", kind="error_rate", outcome=Outcome.ERROR, reason="could not measure canary: boom")
+    slip = CheckResult(check="latency-p95", kind="latency", outcome=Outcome.ERROR, reason="unit slip",
+                       n_stable=540, n_canary=52)
+    judged = CheckResult(check="missing", kind="feature_missing", outcome=Outcome.INCONCLUSIVE, reason="few",
+                         n_stable=120, n_canary=0)
+    assert (unmeasured.to_dict()["n_stable"], unmeasured.to_dict()["n_canary"]) == (None, None)
+    assert (slip.to_dict()["n_stable"], slip.to_dict()["n_canary"]) == (540, 52)
+    assert (judged.to_dict()["n_stable"], judged.to_dict()["n_canary"]) == (120, 0)
+    from canary.history import check_record
+    assert check_record(unmeasured.to_dict())["n"] == [None, None]
+    assert "0/0" not in render(evidence_table([unmeasured.to_dict()]))
+
+
 def test_status_wide_does_not_fold_the_verdict_table() -> None:
     """`status -o wide` renders on a console of at least 200 columns (cli_options.console): the
     check names and reasons stay on one line even when stdout is a narrow pipe."""
