@@ -81,6 +81,7 @@ def serve(
         from canary.serve import Service, load_policies
         from canary.serve_auth import TokenFile, is_loopback
         from canary.serve_http import ServeServer
+        from canary.serve_prune import StatePruner
         from canary.serve_store import SessionStore, StoreError
         from canary.serve_tls import TlsFiles
 
@@ -122,38 +123,31 @@ def serve(
         service = Service(policies=policies, metrics=metrics, store=store, answer_within_s=answer_within, auth=auth)
         # pruned after Prometheus's time is asked (the Service's clock), on it and on the host's: by the host's
         # alone, a host clock ahead by more than --state-ttl deleted every live session (decision 166). Not
-        # known (Prometheus not answering at start-up): pruned once it first answers (`serve.state_pruned`);
-        # it waited for the next start-up where it answered, and a service started with Prometheus late (both
-        # pods restarted together) kept every idle revision for its whole life (decision 174)
+        # known (Prometheus not answering at start-up): pruned once it first answers (`serve.state_pruned`,
+        # decision 174). Then again every `every_s(--state-ttl)` while serving: once per process, a service up
+        # for months forgot nothing idle past the TTL between restarts (decision 202)
         settled = service.settled_now()
         pruned = store.prune(older_than_s=state_ttl, now=settled) if settled is not None else None
+        pruner = StatePruner(store, ttl_s=state_ttl, settled_now=service.settled_now, log=log, began=time.monotonic())
         if settled is None:
-            began = time.monotonic()
-
-            def late_prune(now: float) -> None:
-                try:
-                    n = store.prune(older_than_s=state_ttl, now=now)
-                except Exception as exc:  # noqa: BLE001 - a thread of its own: said, never raised into nothing
-                    log.warning("serve.state_pruned", pruned=None, after_s=round(time.monotonic() - began, 1),
-                                error=str(exc)[:300])
-                    return
-                log.info("serve.state_pruned", pruned=n, after_s=round(time.monotonic() - began, 1))
-
-            service.when_settled(late_prune)
+            service.when_settled(lambda _now: pruner.prometheus_answered())
         try:
             server = ServeServer(service, host=host, port=port, tls=tls)
         except OSError as exc:
             raise cli.ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
         log.info("serve.started", policies=sorted(policies), state_dir=str(state_dir), pruned=pruned,
-                 auth="token" if auth else "none", max_revisions=max_revisions, tls=tls is not None)
-        if not stop.is_set():  # stopped while starting: nothing served, the port closed, exit 0
+                 prune_every_s=pruner.every_s, auth="token" if auth else "none", max_revisions=max_revisions,
+                 tls=tls is not None)
+        if not stop.is_set():  # stopped while starting: nothing served, nothing pruned, the port closed, exit 0
             server.start()
+            pruner.start()
         try:
             # a bounded wait: the kernel may hand SIGTERM to a server thread, and a main thread
             # blocked in an unbounded wait would never run the Python handler (a stop that hung)
             while not stop.wait(0.25):
                 pass
         finally:
+            pruner.stop()  # no prune after the stop (decision 180): the round running, if any, ends first
             server.stop()  # the calls in flight answered first (SIGTERM mid-look cut them)
             in_flight, cut = server.stopped
             (log.warning if cut else log.info)("serve.stopped", in_flight=in_flight, cut=cut)

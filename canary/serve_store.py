@@ -202,7 +202,8 @@ class SessionStore:
             raise StoreError(f"{p}: cannot write the state of {s.key} revision {s.revision}: "
                              f"{exc.strerror or exc}") from None
 
-    def prune(self, *, older_than_s: float, now: float, host_now: float | None = None) -> int:
+    def prune(self, *, older_than_s: float, now: float, host_now: float | None = None,
+              stopped: Callable[[], bool] | None = None) -> int:
         """Delete the sessions idle for `older_than_s` seconds by both clocks that can say so; how many.
 
         Idle by the session's own last write (`updated_at`) against `now`, the service's clock (Prometheus's,
@@ -212,8 +213,8 @@ class SessionStore:
         failed looks gone, a shown fail forgotten and judged again as a new revision (decision 166). Either clock
         ahead alone now deletes nothing. A file that cannot be read is kept for a person (a call for it is a
         500 naming it), as `_make_room` keeps it; so is a revision a call holds, or wrote since it was read (asked
-        again just before each delete, `_delete_as_read`: `canary serve` prunes while serving when Prometheus
-        answered only after start-up)."""
+        again just before each delete, `_delete_as_read`: `canary serve` prunes while it serves, every
+        `serve_prune.every_s`). Once `stopped()` says so, nothing more is deleted (the service stopped)."""
         host = time.time() if host_now is None else host_now
         with self._guard:
             busy = set(self._locks)
@@ -230,6 +231,8 @@ class SessionStore:
                 continue  # another replica, a concurrent write, or unreadable: kept
             if now - s.updated_at < older_than_s:
                 continue  # written within the TTL on the clock it was written with
+            if stopped is not None and stopped():
+                break
             if self._delete_as_read(p, seen, missing=False):
                 gone += 1
         return gone
