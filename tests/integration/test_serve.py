@@ -410,8 +410,10 @@ def test_a_second_canary_serve_on_the_same_state_directory_exits_2(tmp_path: Pat
             first.wait()
 
 
-def _event(proc: subprocess.Popen[bytes], name: str, timeout: float = 60.0) -> dict[str, Any]:
-    """The first JSON log line `name` on the process's stderr (fails with what came if it exits first).
+def _event(proc: subprocess.Popen[bytes], name: str, timeout: float = 60.0, *,
+           passed: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The first JSON log line `name` on the process's stderr (fails with what came if it exits first); the
+    lines read before it are appended to `passed` when given (else dropped).
 
     Reads the pipe's file descriptor itself: a buffered readline could hold the wanted line in
     its buffer while select() waits on the (empty) pipe. What one read brought past the line found is
@@ -426,6 +428,8 @@ def _event(proc: subprocess.Popen[bytes], name: str, timeout: float = 60.0) -> d
                 if e.get("event") == name:
                     proc._unread = b"\n".join([*lines[i + 1:], buf])  # type: ignore[attr-defined]
                     return e
+                if passed is not None:
+                    passed.append(e)
         ready, _, _ = select.select([fd], [], [], timeout)
         assert ready, f"no {name} within {timeout}s; stderr so far: {buf!r}"
         chunk = os.read(fd, 65536)

@@ -369,3 +369,107 @@ def test_a_serve_started_before_prometheus_prunes_once_prometheus_answers(
         _, err = proc.communicate(timeout=120)
     assert proc.returncode == 0
     assert [e for e in logs.parse_json_lines(err.decode()) if e["event"] == "serve.state_pruned"] == []  # once
+
+
+# ---- decision 202: --state-ttl's prune again while serving --------------------------------------------------
+
+# the period's timer and both clocks are the test's, from stdin: "period" ends the prune thread's wait (as its
+# timeout would), "host S" / "mono S" move the host's wall clock / the monotonic clock (which advances the
+# service's, Prometheus's as anchored at start-up) S seconds ahead of the real ones. The thread says
+# `test.prune_waiting` each time it is back in its wait: the round before it is done.
+_PRUNE_STEPPED = """
+import sys, threading, time
+offset = {"host": 0.0, "mono": 0.0}
+real_time, real_monotonic = time.time, time.monotonic
+time.time = lambda: real_time() + offset["host"]
+time.monotonic = lambda: real_monotonic() + offset["mono"]
+from canary import logs
+pruners = []
+try:
+    from canary import serve_prune
+except ImportError:  # no prune while serving
+    serve_prune = None
+if serve_prune is not None:
+    init = serve_prune.StatePruner.__init__
+    def __init__(self, *a, **kw):
+        init(self, *a, **kw)
+        pruners.append(self)
+    def _wait(self, timeout_s):
+        logs.get().info("test.prune_waiting", every_s=timeout_s)
+        self._wake.wait()
+    serve_prune.StatePruner.__init__, serve_prune.StatePruner._wait = __init__, _wait
+def read():
+    for line in sys.stdin:
+        what, _, value = line.strip().partition(" ")
+        if what == "period":
+            for p in pruners:
+                p._wake.set()
+        else:
+            offset[what] = float(value)
+threading.Thread(target=read, daemon=True).start()
+from canary.cli import app
+sys.argv = ["canary", *sys.argv[1:]]
+try:
+    app()
+finally:
+    logs.get().info("test.exit", threads=sorted(t.name for t in threading.enumerate()))
+"""
+
+
+def test_a_revision_gone_idle_past_the_state_ttl_while_serving_is_forgotten_within_a_period(
+        recent: tuple[PromServer, float], tmp_path: Path) -> None:
+    """`--state-ttl`'s prune ran once per process (at start-up, or when Prometheus first answered: decisions 166,
+    174): a `canary serve` up for months forgot nothing that went idle past the TTL while it ran. It now prunes
+    again every min(TTL/4, 1 h), by the start-up rule (idle past the TTL by Prometheus's clock as the service
+    anchored it and by the host's, both), says `serve.state_pruned` only when a round forgot something, and
+    stops with the service. The real `canary serve`, a real Prometheus; the period and the clocks are stepped."""
+    server, _ = recent
+    h = 3600.0
+    proc = subprocess.Popen([sys.executable, "-c", _PRUNE_STEPPED, *_serve_args(tmp_path, server.url)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, "NO_COLOR": "1"})
+    assert proc.stdin is not None
+    store = SessionStore(tmp_path / "s")
+
+    def period(**ahead: float) -> list[dict[str, Any]]:
+        """Move the clocks, end one period, and wait for its round: the `serve.state_pruned` lines it said."""
+        assert proc.stdin is not None
+        proc.stdin.write("".join(f"{k} {v}\n" for k, v in ahead.items()).encode() + b"period\n")
+        proc.stdin.flush()
+        said: list[dict[str, Any]] = []
+        _event(proc, "test.prune_waiting", passed=said)
+        return [e for e in said if e["event"] == "serve.state_pruned"]
+
+    def look(rollout: str) -> Path:
+        q = urllib.parse.urlencode({"namespace": "ml", "rollout": rollout, "model": "good", "stableVersion": "v1",
+                                    "canaryVersion": "v2"})
+        code, doc = call(f"{url}/api/v1/argo/measure?{q}")
+        assert code in (200, 503), doc
+        return store.path(f"argo/ml/{rollout}", "v2")
+
+    try:
+        started = _event(proc, "serve.started")
+        assert started["pruned"] == 0, started
+        url = _event(proc, "serve.listening")["url"]
+        # a prune is scheduled while serving, an hour apart for the default 168 h (none before the fix)
+        assert _event(proc, "test.prune_waiting")["every_s"] == started["prune_every_s"] == 3600.0, started
+        a = look("a")  # revision a, looked at now
+        assert a.exists()
+        assert period(host=200 * h) == [] and a.exists()  # the host's clock alone past the TTL: kept, unsaid
+        assert period(mono=100 * h) == [] and a.exists()  # Prometheus's 100 h on: still within it
+        b = look("b")  # revision b, looked at 100 h after a on Prometheus's clock
+        (line,) = period(mono=200 * h)  # a idle 200 h by both clocks, b 100 h by Prometheus's
+        assert (line["level"], line["pruned"], line["cause"]) == ("info", 1, "period"), line
+        assert not a.exists() and b.exists()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err.decode()[-2000:]
+    tail = logs.parse_json_lines((getattr(proc, "_unread", b"") + err).decode())  # what came after the prune
+    assert "serve.stopped" in [e["event"] for e in tail] and "serve.state_pruned" not in [e["event"] for e in tail]
+    (exited,) = [e for e in tail if e["event"] == "test.exit"]
+    assert "canary-serve-prune" not in exited["threads"], exited  # stopped with the service, not left running
+    assert b.exists()
