@@ -27,7 +27,8 @@ def serve(
                                    help="where each rollout revision's sequential state is kept (a volume)"),
     host: str = typer.Option("127.0.0.1", "--host", help="address to bind (0.0.0.0 in a pod behind a Service)"),
     port: int = typer.Option(8090, "--port", help="TCP port (0: any free one, logged in serve.listening)"),
-    state_ttl: float = opts.DurationOpt("168h", "--state-ttl", help="forget revisions not looked at for this long"),
+    state_ttl: float = opts.DurationOpt("168h", "--state-ttl", help="forget revisions not looked at for this long "
+                                        "(at start-up, then every quarter of it while serving, an hour apart at most)"),
     max_revisions: int = typer.Option(1000, "--max-revisions", min=1, help="revisions kept in --state-dir at most: a "
                                       "new one makes room by dropping the oldest finished one (failed, or no longer "
                                       "called), and is refused (503) when every one is still in progress"),
