@@ -105,13 +105,15 @@ class StatePruner:
         now = self._settled_now()
         if now is None:
             return None
-        after_s = lambda: round(time.monotonic() - self._began, 1)  # noqa: E731
         try:
             n = self.store.prune(older_than_s=self.ttl_s, now=now, host_now=(self._host_clock or time.time)(),
                                  stopped=self._stop.is_set)
         except Exception as exc:  # noqa: BLE001 - a thread of its own: said, never raised into nothing
-            self.log.warning("serve.state_pruned", pruned=None, cause=cause, after_s=after_s(), error=str(exc)[:300])
+            self.log.warning("serve.state_pruned", pruned=None, cause=cause, after_s=self._after_s(), error=str(exc)[:300])
             return None
         if n or cause == "prometheus_answered":
-            self.log.info("serve.state_pruned", pruned=n, cause=cause, after_s=after_s())
+            self.log.info("serve.state_pruned", pruned=n, cause=cause, after_s=self._after_s())
         return n
+
+    def _after_s(self) -> float:
+        return round(time.monotonic() - self._began, 1)
