@@ -373,6 +373,18 @@ def watch_cmd(
                 raise ConfigError(f"{exc}; the watch posts Kubernetes Events (and a --retrain-job Job) there: "
                                   "pass --no-kube to watch without a cluster") from None
             core, batch = kubernetes.client.CoreV1Api(api), kubernetes.client.BatchV1Api(api)
+            if template is not None:  # asked now, not when an episode opens (weeks later: refused, retried for ever)
+                from canary.drift.retrain import check_job_template
+
+                unchecked = check_job_template(batch, template, source=str(retrain_job), namespace=namespace,
+                                               versions=list(first))
+                if unchecked:  # no answer about the template: the watch goes on, the episode's create will tell
+                    import structlog
+
+                    structlog.get_logger("canary.drift").warning(
+                        "drift.retrain_unchecked", template=str(retrain_job), namespace=namespace, error=unchecked,
+                        message=f"{retrain_job}: the retraining Job could not be checked at start ({unchecked}); "
+                                "the watch goes on, and an episode's create says what the API server answers")
         from prometheus_client import CollectorRegistry
 
         registry = CollectorRegistry()

@@ -290,6 +290,46 @@ def _start_of(job: Any) -> str:
         return repr(float(m.group(1))) if m else ""
 
 
+def check_job_template(batch: Any, template: Mapping[str, Any], *, source: str, namespace: str,
+                       versions: list[tuple[str, str]]) -> str:
+    """Ask the API server, before any drift is read, whether it would create the retraining Job of each
+    (model, version) in `namespace`: the list `create_job` starts with, then a create with `dryRun=All`
+    (checked as a create is, stored nowhere). A template the server refuses (422: an invalid field; 403: RBAC
+    without list or create on jobs; 400, 404: no such namespace) was found only when an episode opened, weeks
+    later, and retried there for ever while the drift went on untrained: ConfigError naming `source` (the
+    template's file), the Job and the server's words. A 409 (a Job of that name exists) is an answer about
+    the name, which `create_job` moves past. Returns "" when accepted, else why it could not be checked (no
+    answer, 5xx, 429: the server says nothing of the template then; the caller warns and goes on)."""
+    def refused(exc: BaseException) -> bool:
+        status = getattr(exc, "status", None)
+        return isinstance(status, int) and 400 <= status < 500 and status not in (408, 409, 429)
+
+    model, version = versions[0] if versions else ("model", "v1")
+    try:
+        batch.list_namespaced_job(namespace, label_selector=f"{MODEL}={label_value(model)}", limit=1,
+                                  _request_timeout=5)
+    except Exception as exc:
+        if refused(exc):
+            raise ConfigError(f"{source}: the retraining Jobs of namespace {namespace} cannot be listed "
+                              f"({brief(exc)}); each drift episode lists them before it creates one (RBAC: list "
+                              f"on jobs), so no retraining could start") from None
+        return f"the retraining Jobs of namespace {namespace} could not be listed ({brief(exc)})"
+    for model, version in versions or [(model, version)]:
+        job = retrain_job(template, model=model, version=version, episode=1, evidence={"at": 0.0}, number=1)
+        name = job["metadata"]["name"]
+        try:
+            batch.create_namespaced_job(namespace, job, dry_run="All", _request_timeout=5)
+        except Exception as exc:
+            if getattr(exc, "status", None) == 409:
+                continue
+            if refused(exc):
+                raise ConfigError(f"{source}: the API server refuses the retraining Job of {model} {version} "
+                                  f"(Job {namespace}/{name}, a create with dryRun=All: {brief(exc)}); a drift "
+                                  f"episode would find it refused and no retraining would start") from None
+            return f"Job {namespace}/{name} could not be checked with dryRun=All ({brief(exc)})"
+    return ""
+
+
 def load_job_template(path: Path) -> dict[str, Any]:
     """A batch/v1 Job from YAML. ConfigError naming the file and field when it is not one."""
     import yaml
@@ -315,6 +355,11 @@ def load_job_template(path: Path) -> dict[str, Any]:
     for key in ("labels", "annotations"):
         if not isinstance(raw["metadata"].get(key, {}), dict):
             raise ConfigError(f"{path}: metadata.{key}: must be a mapping")
+    policy = pod.get("restartPolicy", "Always")  # a pod's default; a Job takes only these two
+    if policy not in ("Never", "OnFailure"):
+        given = f"is {policy!r}" if "restartPolicy" in pod else "is not given (a pod's default is Always)"
+        raise ConfigError(f"{path}: spec.template.spec.restartPolicy {given}: the API server creates a Job only "
+                          f"with Never or OnFailure, so every retraining would be refused; set one of them")
     return raw
 
 

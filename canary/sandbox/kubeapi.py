@@ -11,7 +11,8 @@ store with a strict one:
 * PUT and merge-patch carrying a stale resourceVersion get 409 Conflict;
   a failing JSON-patch ``test`` op gets 422 (as the real apiserver does);
 * create answers 201, duplicates 409 AlreadyExists, missing objects 404 —
-  always as a ``kind: Status`` body the official client understands;
+  always as a ``kind: Status`` body the official client understands; a create
+  with ``dryRun=All`` is checked as one is and stores nothing;
 * GET/LIST/WATCH, POST, PUT, PATCH (merge, strategic treated as merge, JSON
   patch) and DELETE for the registered resources; anything else is 404;
 * a ConfigMap whose data keys are not `[-._a-zA-Z0-9]+` or whose data and
@@ -286,6 +287,8 @@ class StrictKubeAPI(kmock.KubernetesScaffold):
                          "kind": f"{kind.kind}List", "items": items,
                          "metadata": {"resourceVersion": self._current_rv()}}
         if method == "POST" and name is None:
+            if request.params.get("dryRun") == "All":  # validated as a create is, never stored (`kubectl --dry-run=server`)
+                return 201, self._out(self._create(request, kind, ns, dry_run=True), kind, version)
             return 201, self._out(self._create(request, kind, ns), kind, version)
         if name is None:
             raise ApiError(405, "MethodNotAllowed", f"{method} is not allowed on a collection")
@@ -365,7 +368,7 @@ class StrictKubeAPI(kmock.KubernetesScaffold):
         gone["metadata"]["resourceVersion"] = str(next(self._rv))
         self._append_log("DELETED", key, gone)
 
-    def _create(self, request: kmock.Request, kind: Resource, ns: str) -> Obj:
+    def _create(self, request: kmock.Request, kind: Resource, ns: str, *, dry_run: bool = False) -> Obj:
         obj = self._body(request)
         if not isinstance(obj, dict):
             raise ApiError(400, "BadRequest", "the object must be a JSON object")
@@ -383,6 +386,8 @@ class StrictKubeAPI(kmock.KubernetesScaffold):
             raise ApiError(409, "AlreadyExists", f'{kind.plural} "{meta["name"]}" already exists')
         obj.setdefault("kind", kind.kind)
         obj.setdefault("apiVersion", f"{kind.group}/{request.resource.version}" if kind.group else "v1")
+        if dry_run:  # what the create would store, with nothing stored, logged or versioned
+            return obj
         return self._store(key, obj, None, "ADDED")
 
     @staticmethod
