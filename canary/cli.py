@@ -955,8 +955,18 @@ def status(model: str = ModelArg, namespace: Optional[str] = NamespaceOpt, virtu
         said_waiting = said_stale = False
         crd_unread: dict[str, Any] = {}  # a read of the CanaryRollout that failed for a moment (167)
         while True:
+            shape = ""  # why no rollout can go on on this route as it is, when it is a shape one never starts from
             try:
-                st = router.inspect(target)
+                try:
+                    st = router.inspect(target)
+                except TargetError as exc:
+                    if isinstance(exc, (NotFound, TransientError)):
+                        raise
+                    # a third destination, the canary subset gone from the DestinationRule: on-call's first command
+                    # said only the error, exit 2, and showed no split, though `canary rollback` acts on it; show
+                    # the route as the rollback reads it (the stable destination's share, every other one's)
+                    shape = str(exc)
+                    st = router.inspect_any(target, for_stable=True)
             except TransientError as exc:
                 if not watch:
                     raise
@@ -975,6 +985,7 @@ def status(model: str = ModelArg, namespace: Optional[str] = NamespaceOpt, virtu
                 state, unreadable = None, str(exc)
                 logs.get(model=model, namespace=ns).warning("rollout.state_unreadable", error=unreadable)
             raw = st.raw_weights or (st.weights.stable, st.weights.canary)
+            others = isinstance(raw[1], list)  # `inspect_any(for_stable=True)`: every non-stable destination's weight
             # an ended rollout whose stable subset selects another version than its end names: a process
             # killed between its writes, nobody following it (docs/decisions.md 94)
             disagrees = end_disagreement(state, st) if state is not None else ""
@@ -989,9 +1000,11 @@ def status(model: str = ModelArg, namespace: Optional[str] = NamespaceOpt, virtu
                 if wide:
                     typer.echo(f"{ns}/{target.virtual_service} route {target.route or '(the only one)'} "
                                f"destination rule {target.dr_name}; weights as written stable={raw[0]!r} "
-                               f"canary={raw[1]!r}")
+                               f"{'others' if others else 'canary'}={raw[1]!r}")
                 render_status(st, state, console=opts.console(wide))
-                if st.raw_weights is not None:
+                if shape:
+                    typer.echo(_shape_note(shape, st.weights, raw, state))
+                elif st.raw_weights is not None:
                     typer.echo(_raw_note(st.weights, st.raw_weights))
                 if unreadable:
                     typer.echo(f"note: {unreadable}; `canary rollback` writes 100/0 and a new record")
@@ -1007,7 +1020,8 @@ def status(model: str = ModelArg, namespace: Optional[str] = NamespaceOpt, virtu
                     typer.echo(_oncall_hint(state.phase, model, ns, virtual_service, route))
 
             opts.emit({"weights": {"stable": st.weights.stable, "canary": st.weights.canary},
-                       "raw_weights": {"stable": raw[0], "canary": raw[1]},
+                       "raw_weights": {"stable": raw[0], "others" if others else "canary": raw[1]},
+                       **({"route_shape": shape} if shape else {}),
                        "route": target.route or None,
                        "stable_subset_version": st.stable_subset_version,
                        "canary_subset_version": st.canary_subset_version,
@@ -1128,6 +1142,17 @@ def _recorded_elsewhere(state: Any, target: Any, st: Any) -> str:
     whose = f"model {state.model}'s rollout" if state.model else "the rollout"
     return (f"the phase and history shown are {whose} of {state.canary_version} on route {state.route!r}, recorded "
             f"on {target.namespace}/{target.virtual_service}; route {target.route!r} is not that rollout's")
+
+
+def _shape_note(shape: str, weights: Any, raw: tuple[Any, Any], state: Any) -> str:
+    """`canary status`'s note on a route of a shape no rollout starts from (`shape`: the refusal), read as a
+    stable-100% write reads it: the stable destination's weight and every other one's (`raw`)."""
+    others = raw[1] if isinstance(raw[1], list) else [raw[1]]
+    going = (f"; the rollout recorded {state.phase} cannot go on on it" if state is not None and not state.terminal
+             else "")
+    return (f"note: {shape}{going}; weights as written stable={'(missing)' if raw[0] is None else repr(raw[0])}, "
+            f"others={others!r}: the canary subset and every other destination get {weights.canary}%; "
+            f"`canary rollback` writes stable 100% on it (the stable destination 100, every other 0)")
 
 
 def _raw_note(weights: Any, raw: tuple[Any, Any]) -> str:

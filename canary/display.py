@@ -118,7 +118,10 @@ def render_status(status: RouteStatus, state: rl.RolloutState | None, *, console
     wide as the terminal; `-o wide` passes one of at least 200 columns, so nothing is folded)."""
     console = console or streams.console()
     console.print(_weights_bar(status.weights.stable, status.weights.canary))
-    console.print(f"subsets: stable → version={status.stable_subset_version}, canary → version={status.canary_subset_version}")
+    if status.stable_subset_version or status.canary_subset_version:
+        console.print(f"subsets: stable → version={status.stable_subset_version}, canary → version={status.canary_subset_version}")
+    else:  # the DestinationRule could not be read, or lacks a subset (`inspect_any(for_stable=True)`)
+        console.print("subsets: unknown (the DestinationRule could not be read, or lacks the stable or canary subset)")
     if state is None:
         console.print("no rollout recorded on this VirtualService")
         return

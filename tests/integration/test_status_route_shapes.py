@@ -1,0 +1,94 @@
+"""`canary status` on a route whose shape no rollout starts from, with a rollout recorded on it (decision 208).
+
+A third destination added to the rollout's route, or the canary subset taken out of the DestinationRule,
+mid-rollout: `canary rollback` acts on such a route (decision 114: stable 100% needs the VirtualService
+alone), but `canary status`, on-call's first command, said only the shape's error and exit 2, and showed no
+weights: nobody could see how much traffic the canary (and the third destination) got. It now shows the
+route as the rollback reads it (the stable destination's share against every other's), says why no rollout
+can go on on it and what `canary rollback` writes, exit 0. The strict Kubernetes API emulator holds the
+objects; the CLI is the real one."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from canary.cli import app
+from canary.sandbox.kubeapi import KubeAPIServer
+from tests import fleet
+from tests.support.kube import shipped_istio_objects
+
+pytestmark = pytest.mark.integration
+GROUP = "networking.istio.io"
+RECORD = json.dumps({"model": "rec-model", "stable_version": "v1", "canary_version": "v2", "phase": "progressing",
+                     "weights": {"stable": 75, "canary": 25}, "step": 1, "started_at": 1.0, "step_started_at": 2.0})
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[tuple[KubeAPIServer, Path]]:
+    api = KubeAPIServer(seed=shipped_istio_objects()).start()
+    try:
+        yield api, fleet.write_kubeconfig(tmp_path / "kubeconfig", api.url)
+    finally:
+        api.stop()
+
+
+def _edit(api: KubeAPIServer, plural: str, change: Any) -> None:
+    obj = copy.deepcopy(api.handler.get_object(GROUP, plural, "ml", "rec-model"))
+    change(obj)
+    api.handler.put_object(obj)
+
+
+def _split(weights: list[int], *, third: bool = False) -> Any:
+    def change(vs: dict[str, Any]) -> None:
+        route = vs["spec"]["http"][0]["route"]
+        if third:
+            route.append({"destination": {"host": "rec-model", "subset": "shadow"}, "weight": 0})
+        for dest, w in zip(route, weights):
+            dest["weight"] = w
+        vs["metadata"]["annotations"] = {"modelcanary.dev/rollout": RECORD}
+    return change
+
+
+def _status(kubeconfig: Path, *more: str) -> Any:
+    return CliRunner().invoke(app, ["status", "rec-model", "-n", "ml", "--kubeconfig", str(kubeconfig), *more])
+
+
+def test_a_third_destination_added_mid_rollout_is_shown_with_every_share(cluster: Any) -> None:
+    api, kc = cluster
+    _edit(api, "virtualservices", _split([50, 25, 25], third=True))
+    r = _status(kc)
+    assert r.exit_code == 0, r.output
+    assert "spec.http[0].route has 3 destinations" in r.output and "cannot go on on it" in r.output
+    assert "stable=50, others=[25, 25]" in r.output and "get 50%" in r.output, r.output
+    assert "`canary rollback` writes stable 100% on it" in r.output
+    shown = json.loads(_status(kc, "-o", "json").stdout)
+    assert shown["weights"] == {"stable": 50, "canary": 50} and shown["raw_weights"] == {"stable": 50,
+                                                                                         "others": [25, 25]}
+    assert "3 destinations" in shown["route_shape"] and shown["rollout"]["phase"] == "progressing"
+
+
+def test_the_canary_subset_gone_from_the_destination_rule_still_shows_the_split(cluster: Any) -> None:
+    api, kc = cluster
+    _edit(api, "virtualservices", _split([75, 25]))
+    _edit(api, "destinationrules",
+          lambda dr: dr["spec"].update(subsets=[s for s in dr["spec"]["subsets"] if s["name"] != "canary"]))
+    r = _status(kc)
+    assert r.exit_code == 0, r.output
+    assert "does not define subset 'canary'" in r.output and "75/25" in r.output and "get 25%" in r.output
+    assert "subsets: unknown" in r.output, r.output
+    shown = json.loads(_status(kc, "-o", "json").stdout)
+    assert shown["weights"] == {"stable": 75, "canary": 25} and "subset 'canary'" in shown["route_shape"]
+
+
+def test_a_route_of_the_usual_shape_says_nothing_of_its_shape(cluster: Any) -> None:
+    api, kc = cluster
+    _edit(api, "virtualservices", _split([75, 25]))
+    shown = json.loads(_status(kc, "-o", "json").stdout)
+    assert "route_shape" not in shown and shown["raw_weights"] == {"stable": 75, "canary": 25}
