@@ -1,0 +1,85 @@
+"""`canary rollback`'s lines say the split the route was read at, not the one its record says (decision 209).
+
+A route edited by hand under a rollout recorded at 75/25: the stable weight deleted (Istio then sends every
+request to the canary), or a third destination added at 50/25/25. The rollback wrote stable 100% as it should,
+but `rollback.started` and `rollback.completed` said `from_weights: 75/25` (and the start `weights: 75/25`),
+the record's: on-call read a quarter of the traffic on the canary where all of it, or half, had been. They now
+say the route's split, with `recorded_weights` (the record's) and `written_as` (the weights as written) beside
+it. The strict Kubernetes API emulator holds the objects; the CLI is the real one."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from canary.cli import app
+from canary.sandbox.kubeapi import KubeAPIServer
+from tests import fleet
+from tests.support.kube import shipped_istio_objects
+
+pytestmark = pytest.mark.integration
+GROUP = "networking.istio.io"
+RECORD = json.dumps({"model": "rec-model", "stable_version": "v1", "canary_version": "v2", "phase": "progressing",
+                     "weights": {"stable": 75, "canary": 25}, "step": 1, "started_at": 1.0, "step_started_at": 2.0})
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[tuple[KubeAPIServer, Path]]:
+    api = KubeAPIServer(seed=shipped_istio_objects()).start()
+    try:
+        yield api, fleet.write_kubeconfig(tmp_path / "kubeconfig", api.url)
+    finally:
+        api.stop()
+
+
+def _route(api: KubeAPIServer, weights: list[int | None]) -> None:
+    vs = copy.deepcopy(api.handler.get_object(GROUP, "virtualservices", "ml", "rec-model"))
+    route = vs["spec"]["http"][0]["route"]
+    if len(weights) == 3:
+        route.append({"destination": {"host": "rec-model", "subset": "shadow"}})
+    for dest, w in zip(route, weights):
+        dest.pop("weight", None)
+        if w is not None:
+            dest["weight"] = w
+    vs["metadata"]["annotations"] = {"modelcanary.dev/rollout": RECORD}
+    api.handler.put_object(vs)
+
+
+def _rollback(api: KubeAPIServer, kubeconfig: Path) -> dict[str, dict[str, Any]]:
+    r = CliRunner().invoke(app, ["rollback", "rec-model", "-n", "ml", "--reason", "pager", "-o", "json",
+                                 "--kubeconfig", str(kubeconfig)])
+    assert r.exit_code == 0, r.output
+    route = api.handler.get_object(GROUP, "virtualservices", "ml", "rec-model")["spec"]["http"][0]["route"]
+    assert [d.get("weight", 0) for d in route][:2] == [100, 0] and all(d.get("weight", 0) == 0 for d in route[1:])
+    lines = [json.loads(line) for line in r.output.splitlines() if line.startswith('{"') and '"event"' in line]
+    return {e["event"]: e for e in lines if e["event"] in ("rollback.started", "rollback.completed")}
+
+
+@pytest.mark.parametrize(("weights", "seen", "written"), [
+    ([None, 25], "0/100", "stable=(missing) canary=25"),  # Istio: a missing weight is 0
+    ([50, 25, 25], "50/50", "stable=50 others=[25, 25]"),
+    ([70, 20], "78/22", "stable=70 canary=20"),
+])
+def test_a_rollback_says_the_split_it_ended_not_the_recorded_one(
+        cluster: Any, weights: list[int | None], seen: str, written: str) -> None:
+    api, kc = cluster
+    _route(api, weights)
+    said = _rollback(api, kc)
+    start, done = said["rollback.started"], said["rollback.completed"]
+    assert start["from_weights"] == seen and start["weights"] == seen and done["from_weights"] == seen
+    for line in (start, done):
+        assert line["recorded_weights"] == "75/25" and line["written_as"] == written
+
+
+def test_a_route_that_carries_its_record_says_it_as_before(cluster: Any) -> None:
+    api, kc = cluster
+    _route(api, [75, 25])
+    said = _rollback(api, kc)
+    for line in said.values():
+        assert line["from_weights"] == "75/25" and "recorded_weights" not in line and "written_as" not in line
