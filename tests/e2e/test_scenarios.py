@@ -3,8 +3,9 @@
 Real processes on 127.0.0.1: two Triton servers, Prometheus scraping them
 every second, HAProxy carrying the load generator's traffic, the Kubernetes
 API emulator, and the watcher that pushes VirtualService weights into HAProxy.
-Times are asserted only as generous functional bounds (the rollback came from
-the breach, not from a deadline); the measured times are in
+No time is asserted: how soon a rollback comes is bounded in what decides it
+(the canary requests the failing look judged, the probes that failed in a row),
+which a loaded host does not change; the measured times are in
 docs/benchmarks/rollback.md (scripts/bench_rollback.py).
 """
 
@@ -25,9 +26,11 @@ if not (shutil.which("prometheus") and shutil.which("haproxy")):
     pytest.skip("the sandbox needs prometheus and haproxy (scripts/setup.sh installs them)", allow_module_level=True)
 
 POLICY = load_policy(SANDBOX_POLICY)
-# the breach is visible at the first looks of the first step; one failed look rolls back (sandbox.yaml)
-BREACH_BOUND_S = POLICY.analysis.interval + 5 + 10  # target interval+5 s, plus slack for a shared machine
-CRASH_BOUND_S = 5 + 10  # target 5 s, plus slack
+# the breach is visible at the first looks of the first step, one failed look rolls back (sandbox.yaml): the
+# failing look has judged at most this many canary requests (measured on a quiet host: 60-120). Bounded in
+# requests and probes, not seconds: at load average 20 the load generator sent 34 of its 150 rps and the
+# errors canary's 120 requests took 27 s; the seconds are measured in docs/benchmarks/rollback.md
+BREACH_BOUND_REQUESTS = 400
 # a good canary is promoted once each step has shown it within its limits, which takes a number of canary
 # requests: at twice the demo's 150 rps its rollout takes about half the time (77 s -> 35 s here); the
 # breach scenarios keep the demo's rate, their timing bounds are measured at it (docs/benchmarks/rollback.md)
@@ -98,7 +101,13 @@ def test_breach_is_rolled_back_with_its_evidence(scenario: str, check: str) -> N
     assert failing, ev["evidence"]
     e = failing[0]
     assert e["n_canary"] > 0 and e["n_stable"] > 0 and e["p_value"] is not None and e["reason"]
-    assert r.stable_100_after_onset_s is not None and r.stable_100_after_onset_s <= BREACH_BOUND_S
+    assert r.stable_100_after_onset_s is not None  # the data plane sent everything to stable after the onset
+    # the rollback came from the first step's looks, at the first failed one, on few canary requests
+    looks = [x for x in r.events if x.get("event") == "look.completed"]
+    assert looks and looks[-1]["outcome"] == "fail" and all(x["outcome"] != "fail" for x in looks[:-1]), looks
+    assert looks[-1]["weights"] == "90/10" and looks[-1]["canary_requests"] <= BREACH_BOUND_REQUESTS, looks[-1]
+    started = [x for x in r.events if x.get("event") == "rollback.started"]
+    assert started and r.events.index(started[0]) > r.events.index(looks[-1]), "the rollback follows the failed look"
     # the sandbox's stable pod is Ready: the rollback's one count of it says nothing (decision 124)
     assert not [x for x in r.events if x.get("event") == "rollback.stable_not_ready"]
 
@@ -107,9 +116,13 @@ def test_crashed_canary_is_rolled_back_by_the_probe_within_seconds() -> None:
     r = run_scenario("crash")
     ev = assert_rolled_back(r)
     assert "gate" in ev["reason"] and "not ready" in ev["reason"]
-    assert r.stable_100_after_onset_s is not None and r.stable_100_after_onset_s <= CRASH_BOUND_S
+    assert r.stable_100_after_onset_s is not None
     failed = [e for e in r.events if e.get("event") == "gate.probe_failed"]
     assert failed and all(e.get("reason") for e in failed), failed  # each says why (on-call reads one line)
+    # rolled back at the probe failure that reached the limit (2 in a row, sandbox.yaml), not by a deadline:
+    # bounded in probes, not seconds (a loaded host spaces them out)
+    assert failed[-1]["consecutive"] == failed[-1]["limit"] == POLICY.gates.triton.probe_failures, failed
+    assert [e["consecutive"] for e in failed[-failed[-1]["limit"]:]] == list(range(1, failed[-1]["limit"] + 1)), failed
 
 
 def test_incompatible_model_never_gets_traffic() -> None:
