@@ -592,8 +592,9 @@ def warn_gate_off(cfg: Any, policy_file: Path, stable_url: Optional[str], canary
 
 
 def check_gate_urls(cfg: Any, policy_file: Path, stable_url: Optional[str], canary_url: Optional[str]) -> None:
-    """ConfigError naming the flags when the policy's `gates.triton` is enabled and a Triton URL is missing
-    (`promote`, and `promote --via-controller` before its CanaryRollout is created)."""
+    """ConfigError naming the flags when the policy's `gates.triton` is enabled and a Triton URL is missing,
+    malformed, or the same server for both (`promote`, and `promote --via-controller` before its CanaryRollout
+    is created)."""
     if cfg is None or not cfg.enabled:
         return
     if not canary_url:
@@ -601,6 +602,12 @@ def check_gate_urls(cfg: Any, policy_file: Path, stable_url: Optional[str], cana
     if not stable_url:  # without it the tensor-contract check (docs/triton.md) was skipped, saying nothing
         raise ConfigError(f"{policy_file}: gates.triton is enabled; pass --triton-stable too: the canary's inputs, "
                           "outputs and max_batch_size are compared with stable's before it gets traffic")
+    from canary.gates import check_urls
+
+    # a URL tritonclient would misread, or one server given as both (decision 204): refused here, before a
+    # CanaryRollout is created, as `promote` refuses it before anything is read
+    check_urls(cfg.protocol, stable_url=stable_url, canary_url=canary_url,
+               url_fields=("--triton-stable", "--triton-canary"))
 
 
 def _gate(policy: Any, policy_file: Path, model: str, stable_url: Optional[str], canary_url: Optional[str]) -> Any:

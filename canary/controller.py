@@ -1061,6 +1061,12 @@ class Controller:
             raise ConfigError(f"{spec.key}: policy gates.triton is enabled and needs spec.triton.stableUrl too: the "
                               "canary's inputs, outputs and max_batch_size are compared with stable's before it "
                               "gets traffic")
+        if cfg is not None and cfg.enabled:
+            from canary.gates import check_urls
+
+            # a URL tritonclient would misread, or one server as both (decision 204): refused before the claim
+            # (a bad URL was found only by the gate, the route claimed at 100/0 and left pending)
+            check_urls(cfg.protocol, stable_url=spec.triton_stable, canary_url=spec.triton_canary)
 
     def _gate(self, spec: crd.RolloutSpec) -> Any:
         """The rollout's Triton gates, None when its policy has none or turns them off

@@ -14,9 +14,11 @@ either": on-call learns from that line that the rollback lands on a dead stable.
 
 from __future__ import annotations
 
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
+from canary.errors import ConfigError
 from canary.policy import TritonGate
 from canary.triton import (ReadinessProbe, Signature, TritonEndpoint, check_url, connect, preflight,
                            require_client, signature)
@@ -27,6 +29,30 @@ STABLE_DOWN = ("no baseline answers, so the canary cannot be shown good: the rol
                "anyway; restore stable, then promote again")
 
 
+def check_urls(protocol: str, *, stable_url: str | None, canary_url: str,
+               url_fields: tuple[str, str] = CR_FIELDS) -> None:
+    """ConfigError naming the field (`url_fields`: what the user called the stable and canary URLs) when a
+    Triton URL is one tritonclient would misread (`check_url`), or when both name one server: the gate then
+    compared stable with itself and passed, and the probe that rolls a crashed canary back watched stable, so
+    the canary was never looked at (decision 204). Host names are compared as written (no DNS lookup)."""
+    canary_at, _ = check_url(canary_url, protocol, field=url_fields[1])
+    if not stable_url:
+        return
+    stable_at, _ = check_url(stable_url, protocol, field=url_fields[0])
+    if _server(stable_at) == _server(canary_at):
+        raise ConfigError(
+            f"{url_fields[1]} {canary_url!r} and {url_fields[0]} {stable_url!r} name the same Triton server "
+            f"({canary_at}): the gate would check stable against itself and its probe would watch stable, never "
+            f"the canary; give {url_fields[1]} the address of the canary pods' Triton")
+
+
+def _server(netloc: str) -> tuple[str, int | None]:
+    """(host in lower case, port) of a `check_url` host:port: how two URLs are told to name one server
+    (`10.0.0.7:8000`, `http://10.0.0.7:8000`, `HTTP://Triton.ml:8000` and `triton.ml:8000` do)."""
+    parts = urllib.parse.urlsplit("//" + netloc)
+    return (parts.hostname or "").lower().rstrip("."), parts.port
+
+
 class TritonGates:
     def __init__(self, cfg: TritonGate, *, model: str, stable_url: str | None, canary_url: str, base_dir: Path,
                  samples: tuple[str, Any] | None = None, url_fields: tuple[str, str] = CR_FIELDS) -> None:
@@ -34,9 +60,7 @@ class TritonGates:
         relative to `base_dir` (`triton.preflight`). `url_fields`: what the user called the stable and
         canary URLs (a bad one is a ConfigError naming it, raised here: before any traffic moves)."""
         require_client(cfg.protocol)  # ConfigError without the `triton` extra: refused before traffic moves
-        check_url(canary_url, cfg.protocol, field=url_fields[1])
-        if stable_url:
-            check_url(stable_url, cfg.protocol, field=url_fields[0])
+        check_urls(cfg.protocol, stable_url=stable_url, canary_url=canary_url, url_fields=url_fields)
         self.cfg = cfg
         self.base_dir = base_dir
         self.samples = samples

@@ -120,3 +120,19 @@ def test_via_controller_names_the_triton_flags_a_gated_policy_needs(tmp_path: Pa
     res = run("promote", "rec-model", "--canary-version", "v2", "-n", "ml", "--policy", policy, "--via-controller",
               "--triton-canary", "127.0.0.1:9", "--kubeconfig", str(tmp_path / "none"))
     assert res.exit_code == 2 and "pass --triton-stable too" in res.output, res.output  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("mode", [[], ["--via-controller"]])
+def test_one_triton_server_given_as_both_canary_and_stable_exits_2_naming_both_flags(tmp_path: Path,
+                                                                                      mode: list[str]) -> None:
+    """A promote line pasted with the stable's address in both flags: the gate compared stable with itself and
+    passed (`gate.passed`), and the probe that rolls a crashed canary back watched stable; the canary was never
+    looked at (decision 204). Refused before anything is read or created (the kubeconfig does not even exist),
+    whatever the spelling of the one address."""
+    policy = str(ROOT / "policies" / "sandbox.yaml")
+    res = run("promote", "rec-model", "--canary-version", "v2", "-n", "ml", "--policy", policy, *mode,
+              "--prometheus-url", "http://127.0.0.1:9", "--kubeconfig", str(tmp_path / "none"),
+              "--triton-canary", "HTTP://Triton-Stable.ml:8000", "--triton-stable", "triton-stable.ml:8000")
+    assert res.exit_code == 2, res.output  # type: ignore[attr-defined]
+    assert ("--triton-canary 'HTTP://Triton-Stable.ml:8000' and --triton-stable 'triton-stable.ml:8000' name the "
+            "same Triton server") in res.output, res.output  # type: ignore[attr-defined]

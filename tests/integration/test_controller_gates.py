@@ -216,3 +216,21 @@ def test_warm_up_samples_a_cr_cannot_have_are_refused_before_any_traffic(data: d
     finally:
         client.close()
         api.stop()
+
+
+def test_one_server_as_both_triton_urls_is_refused_before_the_claim() -> None:
+    """A CanaryRollout whose `spec.triton` names the stable's Triton twice: the gate compared stable with
+    itself and passed, and the probe watched stable, never the canary (decision 204). Refused before the claim,
+    Ready False `ConfigError` naming both fields; the route is left as it was (nothing recorded)."""
+    api, client, clock, op = world("triton-stable.ml:8000", "http://Triton-Stable.ml:8000")
+    try:
+        obj, ready, route = ticked(api, clock, op, 2)
+        assert ready["status"] == "False" and ready["reason"] == "ConfigError", ready
+        assert ("spec.triton.canaryUrl 'http://Triton-Stable.ml:8000' and spec.triton.stableUrl "
+                "'triton-stable.ml:8000' name the same Triton server") in ready["message"], ready
+        assert [r["weight"] for r in route] == [100, 0]
+        vs = api.get("networking.istio.io", "virtualservices", "ml", "m0")
+        assert "modelcanary.dev/rollout" not in (vs["metadata"].get("annotations") or {}), vs["metadata"]
+    finally:
+        client.close()
+        api.stop()

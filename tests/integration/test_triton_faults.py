@@ -21,7 +21,7 @@ import pytest
 
 from canary import rollout as rl
 from canary.errors import ConfigError, GateError
-from canary.gates import TritonGates
+from canary.gates import CR_FIELDS, TritonGates
 from canary.model import STABLE_ONLY
 from canary.policy import TritonGate
 from canary.runner import probe_reason
@@ -90,6 +90,23 @@ def test_a_url_tritonclient_would_misread_is_refused_naming_the_field(protocol: 
     assert says in str(err.value)
     with pytest.raises(ConfigError, match=r"^spec\.triton\.stableUrl "):
         TritonGates(gate, model=MODEL, stable_url=bad, canary_url="10.0.0.7:8000", base_dir=Path("."))
+
+
+@pytest.mark.parametrize(("fields", "stable", "canary"), [
+    (("--triton-stable", "--triton-canary"), "10.0.0.6:8000", "http://10.0.0.6:8000"),
+    (CR_FIELDS, "triton.ml.svc:8000", "TRITON.ml.svc.:8000"),
+    (("metadata.tritonStable", "metadata.tritonCanary"), "http://[::1]:8000", "[::1]:8000"),
+])
+def test_one_server_given_as_both_canary_and_stable_is_refused_naming_both_fields(
+        fields: tuple[str, str], stable: str, canary: str) -> None:
+    """The same address in both fields: the gate compared stable with itself and passed, and the probe that
+    rolls a crashed canary back watched stable (decision 204). Two servers on one host still pass."""
+    with pytest.raises(ConfigError) as err:
+        TritonGates(GATE, model=MODEL, stable_url=stable, canary_url=canary, base_dir=Path("."), url_fields=fields)
+    assert str(err.value).startswith(f"{fields[1]} {canary!r} and {fields[0]} {stable!r} name the same Triton "
+                                     "server"), err.value
+    TritonGates(GATE, model=MODEL, stable_url="10.0.0.6:8000", canary_url="10.0.0.6:8001", base_dir=Path("."),
+                url_fields=fields)
 
 
 def test_a_name_that_does_not_resolve_names_the_field_to_check(tmp_path: Path) -> None:
