@@ -999,6 +999,7 @@ def status(model: str = ModelArg, namespace: Optional[str] = NamespaceOpt, virtu
             elsewhere = _recorded_elsewhere(state, target, st)
             # an end typed in (or garbage) over a split: nobody drives it, and the end it claims is not so
             nobody = unowned.why(state, st, unreadable=unreadable)
+            undriven = _undriven(state, time.time())  # in progress, its promote gone: nobody judges it (205)
             if disagrees:
                 logs.get(model=model, namespace=ns).warning("rollout.route_disagrees", phase=state.phase,
                                                             error=disagrees)
@@ -1021,6 +1022,8 @@ def status(model: str = ModelArg, namespace: Optional[str] = NamespaceOpt, virtu
                 if nobody:
                     typer.echo(f"note: {nobody}; `canary rollback {_where(model, ns, virtual_service, route)}` sends "
                                f"stable 100% now {unowned.who_ends(state, sweep_after)}")
+                if undriven:
+                    typer.echo(_undriven_note(undriven, state, model, ns, virtual_service, route))
                 if elsewhere:
                     typer.echo(f"note: {elsewhere}")
                 elif state is not None and state.phase in (rl.PROGRESSING, rl.PAUSED):
@@ -1036,7 +1039,8 @@ def status(model: str = ModelArg, namespace: Optional[str] = NamespaceOpt, virtu
                        **({"unreadable_state": unreadable} if unreadable else {}),
                        **({"route_disagrees": disagrees} if disagrees else {}),
                        **({"recorded_elsewhere": elsewhere} if elsewhere else {}),
-                       **({"split_unowned": nobody} if nobody else {})}, output, text, stream=watch)
+                       **({"split_unowned": nobody} if nobody else {}),
+                       **({"undriven": undriven} if undriven else {})}, output, text, stream=watch)
             # the end it claims does not hold: never a pipeline's "promoted" (exit 0); the answer only when that
             # split is the awaited rollout's: another version's, under `--rollout` or `--canary-version`, is ended by
             # the awaited one's start (its promote, its controller), and its exit 3 failed a pipeline whose rollout
@@ -1128,6 +1132,47 @@ def _oncall_hint(phase: str, model: str, ns: str, virtual_service: str | None, r
             else f"`canary pause {where}` holds this split")
     return (f"to act: `canary rollback {where} --reason \"...\"` sends stable 100% now (recorded rolled back; "
             f"the promote or CanaryRollout running it ends too); {hold}")
+
+
+def _undriven(state: Any, now: float) -> str:
+    """Why no process drives the rollout `state` any more ("" when one may): a rollout in progress (progressing or
+    promoting, traffic on the canary) whose `canary promote` is gone from this machine, or, run elsewhere, whose
+    record has not changed for the time after which the sweeps call it abandoned (3 of its looks + 120 s, read
+    against this host's clock `now`, Unix seconds). `canary status` showed it "progressing, run by `canary
+    promote`" with nothing judging or moving the split until a sweep ended it, or never, with no sweep
+    deployed (decision 205). A CanaryRollout's rollout is the controller's: never said here."""
+    from canary import sweep as sw
+    from canary.reconcile import is_promote_owner
+    from canary.runner import promote_here
+
+    if state is None or not sw.in_progress(state) or not is_promote_owner(state.owner):
+        return ""
+    here = promote_here(state.owner)
+    if here == "alive":
+        return ""
+    beat = state.heartbeat_s if state.heartbeat_s > 0 else None
+    writes = (f"a running `canary promote` writes it at least every {beat:g}s" if beat
+              else "a running `canary promote` writes it at every look")
+    if here == "gone":
+        pid = state.owner.partition("#")[2].split(":")[2]
+        return f"its `canary promote` (pid {pid} on this machine) is no longer running"
+    age = now - state.updated_at
+    if age < sw.abandoned_after(state):
+        return ""
+    return (f"its record has not changed for {age:.0f}s (this host's clock against the writer's) and {writes}: "
+            "its `canary promote` is gone or stalled")
+
+
+def _undriven_note(why: str, state: Any, model: str, ns: str, virtual_service: str | None,
+                   route: str | None) -> str:
+    """`canary status`'s line for a rollout nothing drives (`_undriven`): what holds, and the commands."""
+    import shlex
+
+    where = _where(model, ns, virtual_service, route)
+    return (f"note: nothing drives this rollout now: {why}. The canary keeps {state.weights.canary}% unjudged "
+            f"until `canary promote {shlex.quote(model)} --canary-version {shlex.quote(state.canary_version)} ...` "
+            f"is run again (it resumes the recorded step), `canary rollback {where}` sends stable 100%, or a sweep "
+            "(the controller's, or `canary sweep`) ends it as abandoned")
 
 
 def _where(model: str, ns: str, virtual_service: str | None, route: str | None) -> str:

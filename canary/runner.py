@@ -1217,6 +1217,12 @@ def _identity() -> str:
     return f"{socket.gethostname()}:{_pid_namespace()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
+def promote_here(owner: str) -> str:
+    """Whether the promote process `owner` names runs on this machine: "alive", "gone" or "" (cannot tell:
+    another machine or container). `canary status` says so of a rollout nothing drives (decision 205)."""
+    return _here(owner)
+
+
 def _here(owner: str) -> str:
     """Whether the promote process `owner` names (`promote#host:pidns:pid:nonce`) ran on this machine,
     in this pid namespace, and is "alive" (running, stopped or sleeping) or "gone" (no such pid, a

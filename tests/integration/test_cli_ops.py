@@ -385,3 +385,45 @@ def test_status_and_analyze_of_a_destination_rule_not_there_name_the_ones_there(
     res = canary("status", "ranker", "-n", "ml", kubeconfig=kc)
     assert res.returncode == 2 and "did you mean" not in res.stderr, res.stderr
     assert "annotations" not in api.get(GROUP, "virtualservices", "ml", "rec-model")["metadata"]  # nothing written
+
+
+def _promote_here(pid: object) -> str:
+    import socket
+
+    from canary.runner import _pid_namespace
+
+    return f"promote#{socket.gethostname()}:{_pid_namespace()}:{pid}:ab12cd34"
+
+
+@pytest.mark.parametrize(("owner", "age_s", "phase", "says"), [
+    ("gone-here", 5, rl.PROGRESSING, "its `canary promote` (pid 99999999999 on this machine) is no longer running"),
+    ("promote#ci-runner-7:4026531836:41:ab12cd34", 1000, rl.PROGRESSING, "its record has not changed for "),
+    ("promote#ci-runner-7:4026531836:41:ab12cd34", 5, rl.PROGRESSING, ""),
+    ("alive-here", 1000, rl.PROGRESSING, ""),
+    ("gone-here", 5, rl.PAUSED, ""),
+], ids=["gone here", "stale elsewhere", "fresh elsewhere", "alive here", "paused by a person"])
+def test_status_says_when_nothing_drives_a_rollout_in_progress(cluster: Any, owner: str, age_s: float, phase: str,
+                                                               says: str) -> None:
+    """A `canary promote` killed (or interrupted with --on-interrupt pause, then `canary resume`d) left a record
+    "progressing at 75/25, run by `canary promote` (...)": `canary status` showed it as running, while nothing
+    judged or moved the split until a sweep ended it, or never where no sweep runs (decision 205). Said when its
+    process is gone from this machine, or its record has not changed for the sweeps' abandonment time (3 looks
+    + 120 s); not for a live or fresh one, nor a rollout a person paused."""
+    import time
+
+    owner = {"gone-here": _promote_here(99999999999), "alive-here": _promote_here(os.getpid())}.get(owner, owner)
+    router = IstioRouter(api_client(kubeconfig=str(cluster[1])))
+    state = rl.RolloutState(model="rec-model", stable_version="v1", canary_version="v2", phase=phase,
+                            weights=Weights(75, 25), step=1, started_at=1.0, step_started_at=2.0, owner=owner,
+                            heartbeat_s=2.0, updated_at=time.time() - age_s)
+    router.set_weights(TARGET, Weights(75, 25), state=state.to_json())
+    st = json.loads(canary("status", "rec-model", "-n", "ml", "-o", "json", kubeconfig=cluster[1]).stdout)
+    human = canary("status", "rec-model", "-n", "ml", kubeconfig=cluster[1])
+    assert human.returncode == 0, human.stderr
+    if not says:
+        assert "undriven" not in st and "nothing drives" not in human.stdout, human.stdout
+        return
+    assert st["undriven"].startswith(says), st["undriven"]
+    note = next(line for line in human.stdout.splitlines() if line.startswith("note: nothing drives this rollout now"))
+    assert says in note and "The canary keeps 25% unjudged until `canary promote rec-model --canary-version v2" in note
+    assert "`canary rollback rec-model -n ml` sends stable 100%" in note, note
