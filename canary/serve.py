@@ -327,15 +327,16 @@ class Service:
         cfg = named.policy.gates.triton
         if cfg is not None and cfg.enabled and not ask.triton_canary:
             raise BadRequest("metadata.tritonCanary", f"missing: policy {named.name!r} enables gates.triton")
-        if cfg is not None and cfg.enabled:  # a URL tritonclient would misread is the request's fault: 400, not 503
-            from canary.triton import check_url
+        if cfg is not None and cfg.enabled:  # a URL tritonclient would misread is the request's fault: 400, not 503;
+            # so is one server given as both (decision 204): the gates' 503 had Flagger ask again until its deadline
+            from canary.gates import check_urls
 
-            for name, url in (("metadata.tritonCanary", ask.triton_canary), ("metadata.tritonStable", ask.triton_stable)):
-                try:
-                    if url:
-                        check_url(url, cfg.protocol, field=name)
-                except ConfigError as exc:
-                    raise BadRequest(name, str(exc).removeprefix(f"{name} ")) from None
+            fields = ("metadata.tritonStable", "metadata.tritonCanary")
+            try:
+                check_urls(cfg.protocol, stable_url=ask.triton_stable, canary_url=ask.triton_canary, url_fields=fields)
+            except ConfigError as exc:
+                name = fields[0] if str(exc).startswith(f"{fields[0]} ") else fields[1]
+                raise BadRequest(name, str(exc).removeprefix(f"{name} ")) from None
         with self.store.lock(ask.key, ask.revision, timeout=_left(deadline)):
             stored = self.store.load(ask.key, ask.revision)  # read once: _restarted and _session both look at it
             s = self._restarted(ask, named, stored) or self._session(ask, named, create=True, stored=stored)

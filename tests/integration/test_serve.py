@@ -255,6 +255,14 @@ def test_flagger_pre_rollout_runs_the_triton_gates(serve: Any) -> None:
     # a URL tritonclient would misread (a path: "not live") is the request's fault, naming its field: 400
     code, doc = flagger(server, "pre-rollout", "good", tritonCanary="http://127.0.0.1:8000/triton")
     assert code == 400 and doc["field"] == "metadata.tritonCanary" and "without a path" in str(doc), doc
+    code, doc = flagger(server, "pre-rollout", "good", tritonCanary="127.0.0.1:8000",
+                        tritonStable="127.0.0.1:8001/x")
+    assert code == 400 and doc["field"] == "metadata.tritonStable" and "without a path" in str(doc), doc
+    # the stable's address in both: the gates compared stable with itself (decision 204); a 503 had Flagger ask again
+    code, doc = flagger(server, "pre-rollout", "good", tritonCanary="http://127.0.0.1:8000",
+                        tritonStable="127.0.0.1:8000")
+    assert code == 400 and doc["field"] == "metadata.tritonCanary", doc
+    assert "name the same Triton server" in doc["error"], doc
 
 
 def test_flagger_pre_rollout_passes_with_real_triton(serve: Any, triton_stable: Any, triton_canary: Any) -> None:
