@@ -507,11 +507,17 @@ SAMPLE_FIELD = "gates.triton.sample_file"
 
 def advisories(policy: Policy) -> list[tuple[str, str]]:
     """(field, message) for what a valid policy says that will not hold as written: said by `policy validate`,
-    `plan` and `promote` (`policy.advisory`), never refused (the rollout stays safe, only slower).
+    `plan` and `promote` (`policy.advisory`), never refused (the rollout stays safe: slower, or rolled back).
 
     `analysis.interval` shorter than `metrics.scrape_interval`: a step's data grow once per scrape, so no step
     can show a pass within its interval, and `plan`'s time "if each passes at its interval" was too short
-    (Flagger's docs ask the same: an analysis interval above the scrape interval)."""
+    (Flagger's docs ask the same: an analysis interval above the scrape interval).
+
+    A latency limit on the scale of another unit (decision 206): `max_ms` below 1 (seconds, as Prometheus
+    histograms count them: `0.25` for 250 ms) rolled back every canary as shown bad, stable being as far
+    beyond it; `max_increase_pct` below 1 (a fraction: `0.2` for +20%) asked for a canary shown within
+    +0.2%, which only buckets finer than x1.001 and more requests than a step holds can show, so every step
+    ended at its deadline."""
     out = []
     a, m = policy.analysis, policy.metrics
     if a.interval < m.scrape_interval:
@@ -519,6 +525,21 @@ def advisories(policy: Policy) -> list[tuple[str, str]]:
                     f"({m.scrape_interval:g}s): a step's data grow only once per scrape, so a step takes a scrape "
                     "interval or more before its data can show a pass; set analysis.interval to at least the scrape "
                     "interval (or metrics.scrape_interval to what your Prometheus really scrapes at)"))
+    for i, c in enumerate(policy.checks):
+        if not isinstance(c, LatencyCheck):
+            continue
+        if c.max_ms is not None and c.max_ms < 1:
+            out.append((f"checks[{i}].max_ms", f"{c.max_ms:g} is below one millisecond: max_ms is in milliseconds "
+                        f"(a ceiling of {c.max_ms * 1000:g} ms is `max_ms: {c.max_ms * 1000:g}`, not seconds as "
+                        "Prometheus's histograms count them); a canary as fast as stable is shown beyond it and "
+                        "rolled back as bad"))
+        if c.max_increase_pct is not None and c.max_increase_pct < 1:
+            out.append((f"checks[{i}].max_increase_pct", f"{c.max_increase_pct:g} allows +{c.max_increase_pct:g}%: "
+                        f"max_increase_pct is in percent (+{c.max_increase_pct * 100:g}% is `max_increase_pct: "
+                        f"{c.max_increase_pct * 100:g}`, not a fraction); a canary as good as stable is shown within "
+                        "so small a margin only with latency buckets finer than half of it and far more requests "
+                        "than a step usually holds, else each step ends at its deadline as failure.on_deadline says "
+                        "(`canary plan --rps R` says by which step)"))
     return out
 
 
