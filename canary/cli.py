@@ -1169,10 +1169,14 @@ def _undriven_note(why: str, state: Any, model: str, ns: str, virtual_service: s
     import shlex
 
     where = _where(model, ns, virtual_service, route)
+    again = f"`canary promote {shlex.quote(model)} --canary-version {shlex.quote(state.canary_version)} ...`"
+    if state.phase == rl.PROMOTING:  # every step passed: a re-run or the sweep finishes the promotion
+        return (f"note: nothing drives this rollout now: {why}. Its promotion is unfinished (every step passed; the "
+                f"canary has {state.weights.canary}%) until {again} is run again (it finishes it), `canary rollback "
+                f"{where}` sends stable 100%, or a sweep (the controller's, or `canary sweep`) finishes it")
     return (f"note: nothing drives this rollout now: {why}. The canary keeps {state.weights.canary}% unjudged "
-            f"until `canary promote {shlex.quote(model)} --canary-version {shlex.quote(state.canary_version)} ...` "
-            f"is run again (it resumes the recorded step), `canary rollback {where}` sends stable 100%, or a sweep "
-            "(the controller's, or `canary sweep`) ends it as abandoned")
+            f"until {again} is run again (it resumes the recorded step), `canary rollback {where}` sends stable 100%, "
+            "or a sweep (the controller's, or `canary sweep`) ends it as abandoned")
 
 
 def _where(model: str, ns: str, virtual_service: str | None, route: str | None) -> str:

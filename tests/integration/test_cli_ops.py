@@ -401,7 +401,8 @@ def _promote_here(pid: object) -> str:
     ("promote#ci-runner-7:4026531836:41:ab12cd34", 5, rl.PROGRESSING, ""),
     ("alive-here", 1000, rl.PROGRESSING, ""),
     ("gone-here", 5, rl.PAUSED, ""),
-], ids=["gone here", "stale elsewhere", "fresh elsewhere", "alive here", "paused by a person"])
+    ("gone-here", 5, rl.PROMOTING, "its `canary promote` (pid 99999999999 on this machine) is no longer running"),
+], ids=["gone here", "stale elsewhere", "fresh elsewhere", "alive here", "paused by a person", "promoting"])
 def test_status_says_when_nothing_drives_a_rollout_in_progress(cluster: Any, owner: str, age_s: float, phase: str,
                                                                says: str) -> None:
     """A `canary promote` killed (or interrupted with --on-interrupt pause, then `canary resume`d) left a record
@@ -425,5 +426,8 @@ def test_status_says_when_nothing_drives_a_rollout_in_progress(cluster: Any, own
         return
     assert st["undriven"].startswith(says), st["undriven"]
     note = next(line for line in human.stdout.splitlines() if line.startswith("note: nothing drives this rollout now"))
-    assert says in note and "The canary keeps 25% unjudged until `canary promote rec-model --canary-version v2" in note
+    keeps = ("Its promotion is unfinished (every step passed; the canary has 25%) until `canary promote rec-model "
+             "--canary-version v2 ...` is run again (it finishes it)" if phase == rl.PROMOTING else
+             "The canary keeps 25% unjudged until `canary promote rec-model --canary-version v2")
+    assert says in note and keeps in note, note
     assert "`canary rollback rec-model -n ml` sends stable 100%" in note, note
