@@ -440,6 +440,7 @@ def promote(
         from canary.notify import Notifier
         from canary.runner import Runner
         from canary.policy import advisories, load_policy
+        from canary.routing.patch import RouteNotFound
 
         # first: a bad URL (no scheme, a port that is none) is refused before anything is read or moved, not
         # found at the rollback it was meant to announce
@@ -494,6 +495,8 @@ def promote(
             if ctl._current is not None:  # after the claim: said as the rollout found it
                 raise
             raise _named_what_is_there(exc, router, target) from None
+        except RouteNotFound as exc:
+            raise policy_route_named(exc, route, policy, policy_file) from None
         except RollbackFailed as exc:  # traffic had moved and stable 100% is not sure: the most urgent news of all
             announce_unfinished(notifier, ctl._current, exc, namespace=target.namespace,
                                 rollout=target.virtual_service)
@@ -608,6 +611,16 @@ def check_gate_urls(cfg: Any, policy_file: Path, stable_url: Optional[str], cana
     # CanaryRollout is created, as `promote` refuses it before anything is read
     check_urls(cfg.protocol, stable_url=stable_url, canary_url=canary_url,
                url_fields=("--triton-stable", "--triton-canary"))
+
+
+def policy_route_named(exc: Exception, flag: str | None, policy: Any, policy_file: Path) -> Exception:
+    """`exc` (a RouteNotFound: "ns/vs: spec.http has no route named 'x' (routes: [...])"), naming the policy
+    file's `route:` field when the name came from there (no `--route` given): a mistyped `route:` said only
+    the VirtualService, and the user looked for the typo in the command (decision 214). Else `exc` itself."""
+    if flag or not getattr(policy, "route", None):
+        return exc
+    return type(exc)(f"{exc}; the route named is the policy's: {policy_file}: route: {policy.route!r} "
+                     "(--route overrides it)")
 
 
 def _gate(policy: Any, policy_file: Path, model: str, stable_url: Optional[str], canary_url: Optional[str]) -> Any:

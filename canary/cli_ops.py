@@ -51,6 +51,7 @@ def analyze(
     from canary.model import Outcome
     from canary.policy import load_policy
     from canary.reconcile import one_instant
+    from canary.routing.patch import RouteNotFound
 
     def go() -> int:
         policy = load_policy(policy_file)
@@ -62,7 +63,10 @@ def analyze(
         where = route or policy.route
         if not (stable and canary):
             router = cli._oncall_router(kubeconfig, context)
-            resolved = router.resolve(cli._target(model, ns, virtual_service, destination_rule, route=where))
+            try:
+                resolved = router.resolve(cli._target(model, ns, virtual_service, destination_rule, route=where))
+            except RouteNotFound as exc:
+                raise cli.policy_route_named(exc, route, policy, policy_file) from None
             where = resolved.route
             st = router.inspect(resolved)
             stable, canary = stable or st.stable_subset_version, canary or st.canary_subset_version

@@ -431,3 +431,23 @@ def test_status_says_when_nothing_drives_a_rollout_in_progress(cluster: Any, own
              "The canary keeps 25% unjudged until `canary promote rec-model --canary-version v2")
     assert says in note and keeps in note, note
     assert "`canary rollback rec-model -n ml` sends stable 100%" in note, note
+
+
+def test_a_route_the_policy_names_and_the_virtual_service_lacks_names_the_policys_field(cluster: Any, tmp_path: Path) -> None:
+    """A policy's `route: nope` made `canary promote` and `canary analyze` say only "ml/rec-model: spec.http has
+    no route named 'nope'", naming no file: the user looked for the typo in the command line. Now the policy file
+    and its `route:` field are named (decision 214); a `--route` given names none (the flag was the user's).
+    Exit 2, nothing written."""
+    api, kc = cluster
+    policy = tmp_path / "p.yaml"
+    policy.write_text((ROOT / "policies" / "default.yaml").read_text().replace(
+        "# route: triton-http       #", "route: nope                 #"))
+    common = ["--policy", str(policy), "--prometheus-url", "http://127.0.0.1:9", "-n", "ml"]
+    for cmd in (["promote", "rec-model", "--canary-version", "v2"], ["analyze", "rec-model"]):
+        res = canary(*cmd, *common, kubeconfig=kc)
+        assert res.returncode == 2, res.stderr
+        assert "spec.http has no route named 'nope'" in res.stderr, res.stderr
+        assert f"the route named is the policy's: {policy}: route: 'nope' (--route overrides it)" in res.stderr, res.stderr
+        res = canary(*cmd, *common, "--route", "typo", kubeconfig=kc)
+        assert res.returncode == 2 and "no route named 'typo'" in res.stderr and "policy's" not in res.stderr, res.stderr
+    assert "annotations" not in api.get(GROUP, "virtualservices", "ml", "rec-model")["metadata"]  # nothing written
