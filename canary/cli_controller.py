@@ -184,7 +184,8 @@ def _start_drift(client: Any, prom: Any, *, namespace: Optional[str], state_name
     watcher = DriftWatcher([], client=prom, window_s=window_s, config=M.MonitorConfig(quiet_s=quiet_s),
                            store=ConfigMapStateStore(core, namespace=state_namespace), core_api=core,
                            batch_api=kc.BatchV1Api(client), job_template=template, notifier=notifier,
-                           registry=registry)  # model_data_drift_* on the controller's /metrics
+                           registry=registry,  # model_data_drift_* on the controller's /metrics
+                           load=False)  # read by watch_baselines when it leads: a state it cannot use is said there
     threading.Thread(target=watch_baselines, args=(watcher, core),
                      kwargs={"namespace": namespace, "stop": stop, "interval_s": interval_s, "is_leader": is_leader},
                      name="canary-drift", daemon=True).start()

@@ -36,6 +36,7 @@ alerting loses no alert, as it loses no trigger.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -43,6 +44,25 @@ from canary.drift.stats import MISSING_SURE_P, DatasetDrift
 from canary.workqueue import exponential_delay
 
 OK, DRIFTING = "ok", "drifting"
+
+# The drift state's schema: every state `to_dict` writes names it and its writer (`rollout.WRITER`), as a rollout
+# record does (decision 169). A state with none is schema 1 (this release and every older one). A release whose state
+# an older canary would misread writes a higher one; an older canary refuses it (`NewerState`), never rewrites it.
+STATE_SCHEMA = 1
+
+
+class NewerState(ValueError):
+    """A drift monitor state written in a schema above this canary's (`STATE_SCHEMA`): a newer canary's. Read as
+    today's, its unknown fields were dropped and the next save wrote it back without them; it is refused instead
+    (left as it is in its file or ConfigMap), naming the writer and the remedy."""
+
+    def __init__(self, schema: int, writer: Any) -> None:
+        from canary.rollout import WRITER
+
+        self.schema, self.writer = schema, (str(writer)[:80] if isinstance(writer, str) and writer else "a newer canary")
+        super().__init__(f"written by {self.writer} in drift state schema {schema}, which this canary ({WRITER}, "
+                         f"drift state schema {STATE_SCHEMA}) cannot read: upgrade this canary (the state is left as "
+                         "it is, never rewritten)")
 
 
 @dataclass(frozen=True)
@@ -79,12 +99,26 @@ class MonitorState:
     outbox: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The state as stored: its fields, with `schema` (STATE_SCHEMA) and `writer` (`rollout.WRITER`)."""
+        from canary.rollout import WRITER
+
+        return {"schema": STATE_SCHEMA, "writer": WRITER, **dataclasses.asdict(self)}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "MonitorState":
+        """A stored state (`to_dict`'s shape; one without `schema` is schema 1, read as before). Raises NewerState
+        for a schema above STATE_SCHEMA (before any field is read), ValueError naming the field for any other:
+        a missing model or version, a field of the wrong type, a count below 0, a time that is not a finite
+        number >= 0 (NaN, Infinity: `now >= NaN` is never true, so a pending retraining was never retried)."""
         if not isinstance(d, dict):
             raise ValueError("a drift monitor state must be an object")
+        schema = d.get("schema", 1)
+        if isinstance(schema, bool) or not isinstance(schema, int) or schema < 1:
+            raise ValueError(f"drift monitor state: schema must be a positive integer, got {str(schema)[:40]!r}")
+        if schema > STATE_SCHEMA:
+            raise NewerState(schema, d.get("writer"))
+        if "writer" in d and not isinstance(d["writer"], str):
+            raise ValueError(f"drift monitor state: writer must be a string, got {str(d['writer'])[:40]!r}")
         known = {f.name: f for f in dataclasses.fields(cls)}
         kw = {k: v for k, v in d.items() if k in known}
         for name in ("model", "version", "phase", "trigger"):
@@ -96,8 +130,10 @@ class MonitorState:
         if "traffic_since" not in kw and kw.get("quiet_until"):  # a state written before the field: its
             kw["traffic_since"] = kw["quiet_until"]  # quiet period was set when first seen; keep it, never restart it
         for name in ("quiet_until", "trigger_due", "traffic_since", "drifted_at", "clean_at", "drifted_from"):
-            if name in kw and (isinstance(kw[name], bool) or not isinstance(kw[name], (int, float))):
-                raise ValueError(f"drift monitor state: {name} must be a number, got {kw[name]!r}")
+            if name in kw and (isinstance(kw[name], bool) or not isinstance(kw[name], (int, float))
+                               or not math.isfinite(kw[name]) or kw[name] < 0):
+                raise ValueError(f"drift monitor state: {name} must be a finite number of seconds >= 0 (a Unix "
+                                 f"time, 0 for none), got {kw[name]!r}")
         if "missing" in kw and (not isinstance(kw["missing"], list) or not all(isinstance(x, str) for x in kw["missing"])):
             raise ValueError("drift monitor state: missing must be a list of feature names")
         if "evidence" in kw and not isinstance(kw["evidence"], dict):

@@ -62,8 +62,12 @@ class DriftWatcher:
                  store: Any = None,
                  core_api: Any = None, batch_api: Any = None, job_template: Mapping[str, Any] | None = None,
                  retrain_webhook: str | None = None, notifier: Any = None, registry: CollectorRegistry | None = None,
-                 clock: Callable[[], float] = time.time, post: Callable[[str, dict], int] | None = None) -> None:
-        """`namespace`: the Events' and Jobs' namespace ("default" when None) and the one the live queries
+                 clock: Callable[[], float] = time.time, post: Callable[[str, dict], int] | None = None,
+                 load: bool = True) -> None:
+        """`load`: read the stored states now (`reload`; ConfigError when one cannot be used). False: later,
+        by `reload` (the controller's `watch_baselines` reads them when its replica leads, so a state it cannot
+        use, a newer canary's or a hand-edited one, is said there and never stops the rollouts' controller).
+        `namespace`: the Events' and Jobs' namespace ("default" when None) and the one the live queries
         select (`live.live_counts`; None: every namespace) for a profile without its own (`_namespace`,
         a baseline ConfigMap's, which wins for both)."""
         self.profiles = list(profiles)
@@ -90,7 +94,8 @@ class DriftWatcher:
         self.store = store if store is not None else (FileStateStore(state_file) if state_file else None)
         self.states: dict[str, M.MonitorState] = {}
         self._synced: dict[str, M.MonitorState] = {}  # what the store held at our last read or write
-        self.reload()
+        if load:
+            self.reload()
         self.last: dict[str, Any] = {}  # per state key: the last evaluation's DatasetDrift (displays, demos)
         self._unmeasured: dict[str, Any] = {}  # per state key: the features last logged as without live data
         self._few: dict[str, dict[str, int]] = {}  # per state key: features with too few live values to compare
