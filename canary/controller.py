@@ -53,7 +53,7 @@ from canary.reconcile import (K8S_EVENTS, Observation, camel, check_claim, check
                               parse_state, preflight_metrics, ROLLBACK_BUDGET_S, Retry, rollout_context,
                               route_deleted, say_split_unrecorded, split_unrecorded, to_stable)
 from canary.reconcile import vs_gone as _vs_gone
-from canary.reconcile import confirmed_detail, write_landed
+from canary.reconcile import confirmed_detail, routed_fields, write_landed
 from canary.routing import patch
 from canary.routing.base import RouteStatus, TrafficRouter
 from canary.throttle import Throttle
@@ -1431,25 +1431,26 @@ class Controller:
         return inspect_any(target, for_stable=True) if inspect_any is not None else self.router.inspect(target)
 
     def _taken_over(self, target: Target,
-                    state: rl.RolloutState) -> tuple[bool, Any, rl.RolloutState | None]:
+                    state: rl.RolloutState) -> tuple[bool, Any, rl.RolloutState | None, Any]:
         """Whether the route now records another rollout than `state` (another version, or the same
         started at another time): what this process remembers is stale, and a stable-100% write would
         undo someone else's rollout. Also the record text read, to guard that write on (`...` when the
         route cannot be read: then stable, unguarded), and the record itself when it is this very
-        rollout (None otherwise, or unreadable): a decision is taken from it, not from memory."""
+        rollout (None otherwise, or unreadable): a decision is taken from it, not from memory; and the route as
+        read (None when it could not be), whose split an end from that record says (`reconcile.as_routed`)."""
         try:
             seen = self._inspect_for_stable(target)
         except CanaryError:
-            return False, ..., None
+            return False, ..., None, None
         try:
             rec = parse_state(seen)
         except RecordTooNew:  # a newer canary's record (decision 169): not this process's to undo
-            return True, seen.state or None, None
+            return True, seen.state or None, None, seen
         except CanaryError:
-            return False, seen.state or None, None
+            return False, seen.state or None, None, seen
         other = rec is not None and (rec.canary_version != state.canary_version or rec.started_at != state.started_at
                                      or rec.owner not in ("", state.owner))
-        return other, seen.state or None, None if other else rec
+        return other, seen.state or None, None if other else rec, seen
 
     def _stable_if_ours(self, obj: dict[str, Any], target: Target, *, reason: str,
                         log: Any) -> tuple[str, rl.RolloutState | None]:
@@ -1487,6 +1488,7 @@ class Controller:
             # drives it, and the status said "aborted, 100/0, left alone" over it (decision 143 d)
             say_split_unrecorded(log, unrecorded, rec, seen.weights)
             reason, rec = f"{reason}; {unrecorded}: stable 100%", None
+        routed = seen if rec is not None else None  # the record as read with the route: its end says the route's split
         if rec is None:
             if seen.weights == STABLE_ONLY and seen.raw_weights is None:
                 return "idle", None
@@ -1496,7 +1498,7 @@ class Controller:
         # guarded on the record this decision read (the informer's copy, perhaps behind): a route another
         # owner took over meanwhile is a RoutingConflict, and the next tick reads it again
         new = self._to_stable(_key(obj), replace(target, stable_version=rec.stable_version), rec, reason=reason,
-                              log=log, now=now, expect=seen.state or None)
+                              log=log, now=now, expect=seen.state or None, routed=routed)
         return "stable", new
 
     def _rescue(self, obj: dict[str, Any], spec: crd.RolloutSpec, drove: tuple[str, str, str, str], *, reason: str,
@@ -1912,7 +1914,7 @@ class Controller:
             self._record(spec, ended, [a for a in actions if isinstance(a, rl.Emit) and a.event == "rollout.aborted"])
             self._mirror_end(obj, spec, ended)
             return
-        other, read, rec = self._taken_over(spec.target, state)
+        other, read, rec, seen = self._taken_over(spec.target, state)
         if other:
             return  # the route runs another rollout now (an operator's rollback, another promote): not ours to undo
         if rec is not None and rec.terminal:
@@ -1935,7 +1937,8 @@ class Controller:
         log = self._rollout_log(spec, state)
         now = self.clock.now()
         try:
-            new = self._to_stable(key, spec.target, state, reason=reason[:500], log=log, now=now, expect=read)
+            new = self._to_stable(key, spec.target, state, reason=reason[:500], log=log, now=now, expect=read,
+                                  routed=seen if rec is not None else None)
         except CanaryError as exc:  # rollback.retrying (or its page) is logged; the next tick tries again, or finds it landed
             self._unconfirmed[key] = (*rl.transition(state, rl.Rollback(now, reason[:500], aborted=True),
                                                      None), read, write_landed(exc))  # type: ignore[arg-type]
@@ -1972,13 +1975,13 @@ class Controller:
         route_deleted(log, target, split, error=error)
 
     def _to_stable(self, key: str, target: Target, state: rl.RolloutState, *, reason: str, log: Any, now: float,
-                   expect: str | None) -> rl.RolloutState:
+                   expect: str | None, routed: Any = None) -> rl.RolloutState:
         """`to_stable` for rollout `key` within a tick's budget (TO_STABLE_BUDGET_S), its failure said as `_retry`
         says (the next tick tries again). Raises what `to_stable` raises."""
         retry = self._retry(key, state, target)
         try:
             new = to_stable(self.fenced, target, state, reason=reason, log=log, now=now, budget_s=TO_STABLE_BUDGET_S,
-                            expect=expect, retry=retry)
+                            expect=expect, retry=retry, routed=routed)
         except CanaryError as exc:
             self._stable_tried(key, state, retry, None if getattr(exc, "rollout_state", None) else exc)
             raise
@@ -2197,7 +2200,7 @@ class Controller:
         except Exception:  # noqa: BLE001 - transient (the ConfigMap's or the route's read): the next tick asks again
             return
         if rec is not None and not rec.terminal and rec.owner == _owner(obj) and not self._end_restored(
-                obj, spec, rec, status.state):
+                obj, spec, rec, status.state, status):
             return
         key = f"{meta.get('namespace')}/{meta.get('name')}"
         what = "the spec reads" if why in ("ConfigError", "PolicyError") else "its route reads"
@@ -2209,7 +2212,7 @@ class Controller:
         self.log.info("rollout.ready_again", rollout=key, phase=st.get("phase"), was=was, was_reason=why)
 
     def _end_restored(self, obj: dict[str, Any], spec: crd.RolloutSpec, rec: rl.RolloutState,
-                      recorded: str | None) -> bool:
+                      recorded: str | None, status: Any = None) -> bool:
         """The route of a finished CanaryRollout reads again with this CR's rollout recorded in progress on it:
         the VirtualService was restored as it was mid-rollout (a backup, a `kubectl apply` of a copy taken
         then) after its deletion ended the rollout. Nothing drives it (the CR is finished; the sweep leaves a
@@ -2219,12 +2222,12 @@ class Controller:
         target = replace(spec.target, stable_version=rec.stable_version)
         log = self._rollout_log(replace(spec, target=target), rec)
         phase = (obj.get("status") or {}).get("phase")
-        log.warning("rollout.restored_split", from_weights=str(rec.weights), recorded_phase=rec.phase, ended=phase,
+        log.warning("rollout.restored_split", **routed_fields(rec, status), recorded_phase=rec.phase, ended=phase,
                     note="the route was restored as it was mid-rollout after this CanaryRollout ended: stable 100%")
         try:
             self._to_stable(spec.key, target, rec, reason=(f"the route was restored mid-rollout ({rec.weights}) after "
                                                            f"this CanaryRollout ended {phase}: stable 100%"),
-                            log=log, now=self.clock.now(), expect=recorded)
+                            log=log, now=self.clock.now(), expect=recorded, routed=status)
         except CanaryError:  # said (`rollback.retrying`, its page); the next tick reads the route again
             return False
         return True
@@ -2260,7 +2263,7 @@ class Controller:
             ready = next((c for c in st.get("conditions") or [] if c.get("type") == "Ready"), {})
             if rec.owner == _owner(obj) and ready.get("status") != "False":
                 try:
-                    self._end_restored(obj, crd.parse(obj, configmap=self._configmap), rec, status.state)
+                    self._end_restored(obj, crd.parse(obj, configmap=self._configmap), rec, status.state, status)
                 except CanaryError:  # its spec no longer parses: Ready says so; the next tick asks again
                     pass
             return None  # another owner's rollout in progress: theirs (or the sweep's)

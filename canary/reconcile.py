@@ -400,18 +400,21 @@ def decide(policy: Policy, state: rl.RolloutState, seen: Observation, now: float
     Looked (every look recorded). Returns the (state, actions) pairs to execute in order,
     each write guarded on the previous one; [] when nothing changes."""
     steps: list[Step] = []
+    status = seen.status
+    read = state  # the record as read with `status`: an end decided on it says the split as routed (`as_routed`)
 
     def then(step: Step) -> None:
         nonlocal state
         new, actions = step
         if new is state and not actions:
             return
+        if status is not None and state is read and new.terminal and not read.terminal:
+            actions = as_routed(actions, read, status)
         steps.append((new, actions))
         state = new
 
     if seen.command is not None:
         then(rl.transition(state, seen.command, policy))
-    status = seen.status
     if status is not None and not state.terminal:
         drift = subset_drift(state, status)
         # logged before the write of the decision: the phase and weights as recorded and routed now (the
@@ -458,6 +461,51 @@ def decide(policy: Policy, state: rl.RolloutState, seen: Observation, now: float
             new = replace(new, reverts=0)
         then((new, with_look_recorded(new, actions)))
     return steps
+
+
+def as_routed(actions: list[rl.Action], state: rl.RolloutState, status: Any) -> list[rl.Action]:
+    """An end's lines (`rollback.started`/`rollback.completed`, `rollout.aborting`/`rollout.aborted`, any line with
+    `from_weights`) decided on the record `state` read with the route `status`, with `from_weights` (and the start's
+    `weights`) the split the route was read at, not the one its record says: a route edited by hand under a
+    rollout in progress (the stable weight deleted: every request to the canary; 70/20; a third destination)
+    was said "from_weights 75/25", the record's, and on-call read a quarter on the canary where all of it was.
+    `recorded_weights` then gives the record's, and `written_as` the weights as written when Istio's split of
+    them is not what they say (`RouteStatus.raw_weights`). Unchanged when the route carries what is recorded.
+    Used by `canary rollback` (decision 209), `decide` (the controller's and promote's ends) and the sweep's
+    (decision 212). Pure."""
+    more = routed_fields(state, status)
+    if len(more) == 1:
+        return actions
+    seen = more["from_weights"]
+    out: list[rl.Action] = []
+    for a in actions:
+        if isinstance(a, rl.Emit) and "from_weights" in a.fields:
+            fields = {**a.fields, **more}
+            if "weights" in fields:  # the start's "as routed"
+                fields["weights"] = seen
+            a = replace(a, fields=fields)
+        out.append(a)
+    return out
+
+
+
+def routed_fields(state: rl.RolloutState, status: Any) -> dict[str, Any]:
+    """The fields an end's line gives for the split it ended (`as_routed`): `from_weights`, the route's split
+    ("78/22"); and, only when the route does not carry what the record `state` says, `recorded_weights` (the
+    record's) and `written_as` (the weights as written, when Istio's split of them differs: "stable=(missing)
+    canary=25", "stable=50 others=[25, 25]"). `status` None (the route not read): the record's, as before."""
+    if status is None:
+        return {"from_weights": str(state.weights)}
+    seen = str(status.weights)
+    raw = getattr(status, "raw_weights", None)
+    if seen == str(state.weights) and raw is None:
+        return {"from_weights": seen}
+    more: dict[str, Any] = {"from_weights": seen, "recorded_weights": str(state.weights)}
+    if raw is not None:
+        name = "others" if isinstance(raw[1], list) else "canary"
+        more["written_as"] = " ".join(f"{k}={'(missing)' if v is None else repr(v)}" for k, v in (("stable", raw[0]),
+                                                                                             (name, raw[1])))
+    return more
 
 
 # reverts in a row (our weights replaced outside the rollout with our record left in place, reasserted, and no
@@ -877,7 +925,8 @@ ROLLBACK_BUDGET_S = 20.0
 
 def to_stable(router: TrafficRouter, target: Target, state: rl.RolloutState, *, reason: str, log: Any,
               now: float, attempts: int = 3, budget_s: float | None = None, expect: Any = ...,
-              end: tuple[rl.RolloutState, list[rl.Action]] | None = None, retry: Retry | None = None) -> rl.RolloutState:
+              end: tuple[rl.RolloutState, list[rl.Action]] | None = None, retry: Retry | None = None,
+              routed: Any = None) -> rl.RolloutState:
     """Stable 100% after a failure, with a retry budget of its own: at least `attempts` writes, and
     more until `budget_s` (ROLLBACK_BUDGET_S) has passed, each with the router's own retries, 0.5 s
     more between them each time, at most 2 s. The rollout is recorded ``aborted`` (exit 3).
@@ -891,7 +940,8 @@ def to_stable(router: TrafficRouter, target: Target, state: rl.RolloutState, *, 
     logged before that write are not logged again. Raises the last
     error, after logging ``rollback.failed``, when every attempt failed; with `retry` (the caller writes
     stable 100% again later: the controller's next tick) that last failure, a refusal's included, is said
-    as `Retry.line` says (`rollback.retrying` until the caller's bound is spent)."""
+    as `Retry.line` says (`rollback.retrying` until the caller's bound is spent). `routed`: the route as read
+    with `state` (a RouteStatus), when the caller read it: the end's lines say its split (`as_routed`)."""
     if end is not None and end[0].phase in (rl.ROLLED_BACK, rl.ABORTED, rl.PROMOTED) and not state.terminal:
         new, decided = end
         first = next((i for i, a in enumerate(decided) if not isinstance(a, rl.Emit)), len(decided))
@@ -901,6 +951,8 @@ def to_stable(router: TrafficRouter, target: Target, state: rl.RolloutState, *, 
         new, actions = rl.transition(state, rl.Rollback(now, reason, aborted=True), None)  # type: ignore[arg-type]
     if new is state:  # terminal already: nothing to do
         return state
+    if routed is not None:
+        actions = as_routed(actions, state, routed)
     log = log.bind(**rollout_context(target, new))
     # a promotion being finished is no rollback: its lines say so (`execute` names the last attempt's
     # failure the same way), and the caller reports giving up (`promotion.unfinished`): nothing is split

@@ -34,6 +34,7 @@ from canary.logs import get as get_logger
 from canary.metrics.base import MetricsProvider
 from canary.model import STABLE_ONLY, Target, Weights, check_version
 from canary.policy import Policy
+from canary.reconcile import as_routed as _as_routed  # decision 209
 from canary.reconcile import (EXIT_BAD_INPUT, EXIT_CODES, EXIT_INFRA, EXIT_INTERRUPTED, EXIT_PROMOTED,
                               EXIT_ROLLED_BACK, Observation, check_pods, check_claim, count_pods, decide, describe_owner, end_disagreement, execute,
                               is_promote_owner, look_window, measure_window, next_look_at, parse_record, parse_state,
@@ -1483,33 +1484,6 @@ def _oncall_decide(router: TrafficRouter, target: Target, event: rl.Rollback | r
     bound = log.bind(virtual_service=target.virtual_service, stable_version=state.stable_version,
                      canary_version=state.canary_version)
     return status, state, new, actions, bound
-
-
-def _as_routed(actions: list[rl.Action], state: rl.RolloutState, status: Any) -> list[rl.Action]:
-    """A rollback's lines (`rollback.started`, `rollback.completed`) with `from_weights` (and the start's
-    `weights`) the split the route was read at, not the one its record says: a route edited by hand under a
-    rollout in progress (the stable weight deleted: every request to the canary; 70/20; a third destination)
-    was said "from_weights 75/25", the record's, and on-call read a quarter on the canary where all of it was.
-    `recorded_weights` then gives the record's, and `written_as` the weights as written when Istio's split of
-    them is not what they say (`RouteStatus.raw_weights`). Unchanged when the route carries what is recorded."""
-    seen = str(status.weights)
-    raw = getattr(status, "raw_weights", None)
-    if seen == str(state.weights) and raw is None:
-        return actions
-    more: dict[str, Any] = {"recorded_weights": str(state.weights)}
-    if raw is not None:
-        name = "others" if isinstance(raw[1], list) else "canary"
-        more["written_as"] = " ".join(f"{k}={'(missing)' if v is None else repr(v)}" for k, v in (("stable", raw[0]),
-                                                                                             (name, raw[1])))
-    out: list[rl.Action] = []
-    for a in actions:
-        if isinstance(a, rl.Emit) and "from_weights" in a.fields:
-            fields = {**a.fields, "from_weights": seen, **more}
-            if "weights" in fields:  # the start's "as routed"
-                fields["weights"] = seen
-            a = replace(a, fields=fields)
-        out.append(a)
-    return out
 
 
 def _unowned_note(message: Any, state: rl.RolloutState | None, status: Any, target: Target) -> str:

@@ -44,7 +44,7 @@ from canary import crd
 from canary import rollout as rl
 from canary.errors import CanaryError, NotLeader, RoutingConflict, TransientError
 from canary.model import STABLE_ONLY, Target, Weights
-from canary.reconcile import (crd_ref, describe_owner, end_disagreement, execute, is_promote_owner, landed_after,
+from canary.reconcile import (routed_fields, crd_ref, describe_owner, end_disagreement, execute, is_promote_owner, landed_after,
                               rollout_context)
 from canary.routing import patch
 
@@ -438,6 +438,17 @@ def _unsafe(router: Any, found: Found, log: Any, exc: Exception) -> None:
         raise TrafficUnsafe(f"{exc}{said}") from exc
 
 
+def _routed(router: Any, found: Found) -> Any:
+    """The route under `found` as read now, for the split its end says (`reconcile.routed_fields`); None when it
+    cannot be read or no longer carries the record it was found with (the guarded write is then refused)."""
+    lenient = getattr(router, "inspect_any", None)
+    try:  # a read: the fence refuses writes only
+        status = lenient(found.target(), for_stable=True) if lenient is not None else router.inspect(found.target())
+    except CanaryError:
+        return None
+    return status if status.state == found.text else None
+
+
 def end(router: Any, found: Found, *, log: Any, now: float, notifier: Any = None) -> rl.RolloutState:
     """End `found`'s rollout, guarded on the record it was found with: a split one goes to stable 100%
     (`aborted`, its reason), one half-way through its promotion is finished (`promoted`). Logs
@@ -460,6 +471,11 @@ def end(router: Any, found: Found, *, log: Any, now: float, notifier: Any = None
         did = "stable 100%"
     # the write says what happened; nothing is logged as done before it is
     actions = [a for a in actions if not (isinstance(a, rl.Emit) and a.event in ("rollout.aborting",))]
+    # the split it ends as the route has it, not as the record says (a route edited by hand under it: the stable
+    # weight deleted, 70/20, a third destination), as `canary rollback` says it (decisions 209, 212): one read
+    routed = routed_fields(r, _routed(router, found))
+    actions = [replace(a, fields={**a.fields, **routed}) if isinstance(a, rl.Emit) and "from_weights" in a.fields
+               else a for a in actions]
     unanswered = ""  # an attempt with no answer may have landed: a later refusal must not say `write_landed: no`
     for attempt in range(3):
         try:
@@ -476,14 +492,14 @@ def end(router: Any, found: Found, *, log: Any, now: float, notifier: Any = None
                 continue
             log.critical("rollback.failed", error=str(exc), reason=found.reason,
                          write_landed=landed_after(exc, unanswered),
-                         end_cause="abandoned", from_weights=str(r.weights),
+                         end_cause="abandoned", **routed,
                          hint="traffic may still be split: run `canary rollback` for it")
             _unsafe(router, found, log, exc)
             raise
     # logged once the write landed: the phase and weights as recorded and routed now (it gave the abandoned
     # record's, "progressing 80/20", for a rollout it had just sent to stable 100%), and what they were
     log.warning("rollout.abandoned", owner=r.owner, phase=out.phase, weights=str(out.weights), done=did,
-                from_phase=r.phase, from_weights=str(r.weights),
+                from_phase=r.phase, **routed,
                 **({} if out.phase == rl.PROMOTED else {"end_cause": rl.classify_reason(out.reason)}),
                 seen_unchanged_s=None if found.quiet_s is None else round(found.quiet_s, 1),
                 heartbeat_s=r.heartbeat_s, reason=found.reason)
