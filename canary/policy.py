@@ -134,6 +134,20 @@ class TritonGate(Strict):
             raise ValueError("output_range must be [low, high] with low < high")
         return pair
 
+    @model_validator(mode="after")
+    def _warmup_uses(self) -> "TritonGate":
+        """`output_range` and `sample_file` act through the warm-up requests alone: with `warmup_requests: 0`
+        none is sent, so the range was never applied and the samples never sent, and the policy read as if they
+        were (decision 213). Refused, naming the field that would do nothing. A gate turned off (`enabled:
+        false`) keeps its settings for when it is turned on again: that is the switch's purpose, not refused."""
+        if self.enabled and self.warmup_requests == 0:
+            for name in ("output_range", "sample_file"):
+                if getattr(self, name) is not None:
+                    raise FieldProblem(name, f"has no effect with warmup_requests: 0 (no warm-up request is sent, "
+                                             f"so {'no answer is checked against it' if name == 'output_range' else 'no sample is sent'}): "
+                                             f"set warmup_requests to 1 or more, or remove {name}")
+        return self
+
 
 class Gates(Strict):
     triton: TritonGate | None = None
