@@ -488,7 +488,6 @@ def as_routed(actions: list[rl.Action], state: rl.RolloutState, status: Any) -> 
     return out
 
 
-
 def routed_fields(state: rl.RolloutState, status: Any) -> dict[str, Any]:
     """The fields an end's line gives for the split it ended (`as_routed`): `from_weights`, the route's split
     ("78/22"); and, only when the route does not carry what the record `state` says, `recorded_weights` (the
