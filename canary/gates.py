@@ -14,6 +14,9 @@ either": on-call learns from that line that the rollback lands on a dead stable.
 
 from __future__ import annotations
 
+import ipaddress
+import re
+import socket
 import urllib.parse
 from pathlib import Path
 from typing import Any
@@ -34,7 +37,8 @@ def check_urls(protocol: str, *, stable_url: str | None, canary_url: str,
     """ConfigError naming the field (`url_fields`: what the user called the stable and canary URLs) when a
     Triton URL is one tritonclient would misread (`check_url`), or when both name one server: the gate then
     compared stable with itself and passed, and the probe that rolls a crashed canary back watched stable, so
-    the canary was never looked at (decision 204). Host names are compared as written (no DNS lookup)."""
+    the canary was never looked at (decision 204). Told without a DNS lookup (`_server`: IP spellings,
+    this machine's names, a Service's short and full names; decision 215)."""
     canary_at, _ = check_url(canary_url, protocol, field=url_fields[1])
     if not stable_url:
         return
@@ -47,10 +51,28 @@ def check_urls(protocol: str, *, stable_url: str | None, canary_url: str,
 
 
 def _server(netloc: str) -> tuple[str, int | None]:
-    """(host in lower case, port) of a `check_url` host:port: how two URLs are told to name one server
-    (`10.0.0.7:8000`, `http://10.0.0.7:8000`, `HTTP://Triton.ml:8000` and `triton.ml:8000` do)."""
+    """(host, port) of a `check_url` host:port, as two URLs are told to name one server without a DNS lookup:
+    the host in lower case without a trailing dot (`HTTP://Triton.ml:8000`, `triton.ml.:8000`); an IP address
+    as the client reads it (`getaddrinfo` with AI_NUMERICHOST, no lookup: `[0:0::1]` is `::1`, `127.1` is
+    `127.0.0.1`, `[::ffff:10.0.0.6]` is `10.0.0.6`); this machine by any of its usual names (`localhost`,
+    `*.localhost`, `127.0.0.1`, `::1`: `localhost` resolves to both, and a Triton bound to 0.0.0.0 answers on
+    either); a Kubernetes Service as `name.namespace` (`rec-model.ml`, `rec-model.ml.svc`,
+    `rec-model.ml.svc.cluster.local`). Decision 215: each of these pairs named one server and passed."""
     parts = urllib.parse.urlsplit("//" + netloc)
-    return (parts.hostname or "").lower().rstrip("."), parts.port
+    host = (parts.hostname or "").lower().rstrip(".")
+    try:
+        infos = socket.getaddrinfo(host, None, flags=socket.AI_NUMERICHOST)
+    except (OSError, UnicodeError, ValueError):
+        infos = []
+    if infos:
+        address = ipaddress.ip_address(str(infos[0][4][0]).partition("%")[0])
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        host = address.compressed
+    if host in ("localhost", "127.0.0.1", "::1") or host.endswith(".localhost"):
+        host = "localhost"
+    service = re.fullmatch(r"([^.]+\.[^.]+)\.svc(\..+)?", host)
+    return (service.group(1) if service else host), parts.port
 
 
 class TritonGates:

@@ -109,6 +109,25 @@ def test_one_server_given_as_both_canary_and_stable_is_refused_naming_both_field
                 url_fields=fields)
 
 
+@pytest.mark.parametrize(("stable", "canary"), [
+    ("localhost:8000", "127.0.0.1:8000"),  # this machine by two of its names: a Triton on 0.0.0.0 answers both
+    ("http://127.0.0.1:8000", "http://[::1]:8000"),
+    ("[::1]:8000", "[0:0:0:0:0:0:0:1]:8000"),  # one IPv6 address in two spellings
+    ("10.0.0.6:8000", "[::ffff:10.0.0.6]:8000"),  # an IPv4 address as IPv6 writes it
+    ("127.1:8000", "Localhost.:8000"),
+    ("rec-model.ml:8000", "rec-model.ml.svc.cluster.local:8000"),  # one Kubernetes Service, short and full
+])
+def test_one_server_spelled_two_ways_is_refused_as_one(stable: str, canary: str) -> None:
+    """Decision 204 compared host names as written: `localhost` against `127.0.0.1`, two spellings of one IPv6
+    address, a Service's short and full names passed, the gate checking stable against itself (decision 215).
+    Told without a DNS lookup; two ports, or two loopback addresses, are still two servers."""
+    fields = ("--triton-stable", "--triton-canary")
+    with pytest.raises(ConfigError, match="name the same Triton server"):
+        TritonGates(GATE, model=MODEL, stable_url=stable, canary_url=canary, base_dir=Path("."), url_fields=fields)
+    for other in ("localhost:8001", "127.0.0.2:8000", "rec-model-canary.ml:8000"):
+        TritonGates(GATE, model=MODEL, stable_url=stable, canary_url=other, base_dir=Path("."), url_fields=fields)
+
+
 def test_a_name_that_does_not_resolve_names_the_field_to_check(tmp_path: Path) -> None:
     """DNS failure: the refusal names the server and the field the URL came from, before any traffic."""
     gates = TritonGates(GATE, model=MODEL, stable_url="stable.invalid:8000", canary_url="canary.invalid:8000",
