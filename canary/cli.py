@@ -19,6 +19,7 @@ import json  # noqa: E402
 import math  # noqa: E402
 import signal  # noqa: E402
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Optional
 
@@ -1012,7 +1013,9 @@ def status(model: str = ModelArg, namespace: Optional[str] = NamespaceOpt, virtu
             elsewhere = _recorded_elsewhere(state, target, st)
             # an end typed in (or garbage) over a split: nobody drives it, and the end it claims is not so
             nobody = unowned.why(state, st, unreadable=unreadable)
-            undriven = _undriven(state, time.time())  # in progress, its promote gone: nobody judges it (205)
+            # in progress, its promote gone: nobody judges it (205); a record from elsewhere is timed by the API
+            # server's clock, asked only then (216)
+            undriven = _undriven(state, lambda: router.server_time(target.namespace, target.virtual_service))
             if disagrees:
                 logs.get(model=model, namespace=ns).warning("rollout.route_disagrees", phase=state.phase,
                                                             error=disagrees)
@@ -1147,13 +1150,16 @@ def _oncall_hint(phase: str, model: str, ns: str, virtual_service: str | None, r
             f"the promote or CanaryRollout running it ends too); {hold}")
 
 
-def _undriven(state: Any, now: float) -> str:
+def _undriven(state: Any, server_now: Callable[[], float | None]) -> str:
     """Why no process drives the rollout `state` any more ("" when one may): a rollout in progress (progressing or
     promoting, traffic on the canary) whose `canary promote` is gone from this machine, or, run elsewhere, whose
-    record has not changed for the time after which the sweeps call it abandoned (3 of its looks + 120 s, read
-    against this host's clock `now`, Unix seconds). `canary status` showed it "progressing, run by `canary
-    promote`" with nothing judging or moving the split until a sweep ended it, or never, with no sweep
-    deployed (decision 205). A CanaryRollout's rollout is the controller's: never said here."""
+    record has not changed for the time after which the sweeps call it abandoned (3 of its looks + 120 s).
+    `canary status` showed it "progressing, run by `canary promote`" with nothing judging or moving the split
+    until a sweep ended it, or never, with no sweep deployed (decision 205). A CanaryRollout's rollout is the
+    controller's: never said here. The record's `updated_at` is on its promote's clock, Prometheus's: its age is
+    read against the API server's (`server_now()`, Unix seconds; None: not said), a clock of the cluster as
+    Prometheus's is, never this host's: a laptop 5 minutes ahead called every live rollout elsewhere gone, and
+    one behind never said it (decision 216)."""
     from canary import sweep as sw
     from canary.reconcile import is_promote_owner
     from canary.runner import promote_here
@@ -1169,11 +1175,14 @@ def _undriven(state: Any, now: float) -> str:
     if here == "gone":
         pid = state.owner.partition("#")[2].split(":")[2]
         return f"its `canary promote` (pid {pid} on this machine) is no longer running"
+    now = server_now()
+    if now is None:
+        return ""
     age = now - state.updated_at
     if age < sw.abandoned_after(state):
         return ""
-    return (f"its record has not changed for {age:.0f}s (this host's clock against the writer's) and {writes}: "
-            "its `canary promote` is gone or stalled")
+    return (f"its record has not changed for {age:.0f}s (the API server's clock against its promote's, "
+            f"Prometheus's) and {writes}: its `canary promote` is gone or stalled")
 
 
 def _undriven_note(why: str, state: Any, model: str, ns: str, virtual_service: str | None,

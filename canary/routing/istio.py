@@ -324,6 +324,20 @@ class IstioRouter:
         seconds, 1 s resolution; None when absent): a clock every caller shares (`canary sweep`)."""
         return self._list(VS_PLURAL, namespace, with_date=True)
 
+    def server_time(self, namespace: str, name: str) -> float | None:
+        """The API server's time (epoch seconds, its `Date` header, 1 s resolution) of a read of VirtualService
+        namespace/name; None when it has no such header or the read fails (said by the read that matters, not
+        here). A clock of the cluster, for a caller that must not compare its own with one a promote recorded
+        (`canary status`'s undriven note; decision 216)."""
+        try:
+            res = self._call(lambda: self.custom.get_namespaced_custom_object_with_http_info(
+                GROUP, self.version, namespace, VS_PLURAL, name, _request_timeout=self.timeout),
+                f"{namespace}/{name} ({VS_PLURAL})")
+        except CanaryError:
+            return None
+        headers = res[2] if isinstance(res, tuple) and len(res) == 3 else None
+        return _http_date((headers or {}).get("Date") or (headers or {}).get("date"))
+
     def _list(self, plural: str, namespace: str | None, *, with_date: bool = False) -> tuple[list[Obj], float | None]:
         """One LIST of `plural` in `namespace` (None: all namespaces), with the router's retries; and
         with `with_date`, the server's time of the answer."""

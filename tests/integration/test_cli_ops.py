@@ -433,6 +433,48 @@ def test_status_says_when_nothing_drives_a_rollout_in_progress(cluster: Any, own
     assert "`canary rollback rec-model -n ml` sends stable 100%" in note, note
 
 
+@pytest.mark.parametrize("skew_s", [1000.0, -1000.0], ids=["this host ahead", "this host behind"])
+def test_the_undriven_note_times_a_record_from_elsewhere_by_the_api_servers_clock(cluster: Any,
+                                                                                 monkeypatch: pytest.MonkeyPatch,
+                                                                                 skew_s: float) -> None:
+    """A promote run elsewhere records `updated_at` on Prometheus's clock; `canary status` read its age against
+    the host it ran on: a laptop 1,000 s ahead said "nothing drives this rollout now ... gone or stalled" of a
+    promote that wrote 5 s ago, and one 1,000 s behind never said it of a record 1,000 s old. The age is now
+    read against the API server's clock (its `Date`), a clock of the cluster as Prometheus's is (decision 216).
+    Here the API server's and Prometheus's are this machine's; only `canary status`'s own clock is moved."""
+    import time as real_time
+
+    from typer.testing import CliRunner
+
+    from canary import cli
+
+    class Shifted:  # the `time` module as canary.cli sees it, its wall clock `skew_s` off
+        def __getattr__(self, name: str) -> Any:
+            return getattr(real_time, name)
+
+        @staticmethod
+        def time() -> float:
+            return real_time.time() + skew_s
+
+    monkeypatch.setattr(cli, "time", Shifted())
+    router = IstioRouter(api_client(kubeconfig=str(cluster[1])))
+    for age_s, says in ((5.0, False), (1000.0, True)):
+        state = rl.RolloutState(model="rec-model", stable_version="v1", canary_version="v2", phase=rl.PROGRESSING,
+                                weights=Weights(75, 25), step=1, started_at=1.0, step_started_at=2.0,
+                                owner="promote#ci-runner-7:4026531836:41:ab12cd34", heartbeat_s=2.0,
+                                updated_at=real_time.time() - age_s)
+        router.set_weights(TARGET, Weights(75, 25), state=state.to_json())
+        res = CliRunner().invoke(cli.app, ["status", "rec-model", "-n", "ml", "-o", "json", "--kubeconfig",
+                                           str(cluster[1])])
+        assert res.exit_code == 0, res.output
+        shown = json.loads(res.stdout)
+        assert ("undriven" in shown) is says, (age_s, shown.get("undriven"))
+        if says:
+            age = float(shown["undriven"].removeprefix("its record has not changed for ").partition("s ")[0])
+            assert 998 <= age < 1100, shown["undriven"]  # the Date header's second cut off; no bound on the run's pace
+            assert "the API server's clock against its promote's, Prometheus's" in shown["undriven"]
+
+
 def test_a_route_the_policy_names_and_the_virtual_service_lacks_names_the_policys_field(cluster: Any, tmp_path: Path) -> None:
     """A policy's `route: nope` made `canary promote` and `canary analyze` say only "ml/rec-model: spec.http has
     no route named 'nope'", naming no file: the user looked for the typo in the command line. Now the policy file
