@@ -1213,9 +1213,36 @@ def _pid_namespace() -> str:
         return ""
 
 
+def _boot_id() -> str:
+    """This machine's boot, as the kernel names it (`/proc/sys/kernel/random/boot_id`, 12 hex digits: random at
+    every boot, shared by its containers); "" where there is none."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as f:
+            return f.read().strip().replace("-", "")[:12]
+    except OSError:
+        return ""
+
+
+def _started(stat: str) -> str:
+    """A process's start time (clock ticks after boot, field 22 of `/proc/<pid>/stat` text `stat`); "" if unread."""
+    fields = stat.rpartition(")")[2].split()
+    return fields[19] if len(fields) > 19 and fields[19].isdigit() else ""
+
+
 def _identity() -> str:
-    """A promote process: host, pid namespace, pid and a nonce (`promote_owner`)."""
-    return f"{socket.gethostname()}:{_pid_namespace()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    """A promote process: host, pid namespace, pid and a nonce (`promote_owner`); the nonce ends in
+    `@<boot>.<start>` (`_boot_id`, `_started`) where /proc has them: a host name and the initial pid namespace's
+    inode (4026531836 on every Linux machine) are shared by two machines named alike, and a pid is reused
+    (decision 217). `_here` reads an owner without them as before."""
+    nonce = uuid.uuid4().hex[:8]
+    try:
+        with open(f"/proc/{os.getpid()}/stat", encoding="ascii", errors="replace") as f:
+            start = _started(f.read())
+    except OSError:
+        start = ""
+    boot = _boot_id()
+    mark = f"@{boot}.{start}" if boot and start else ""
+    return f"{socket.gethostname()}:{_pid_namespace()}:{os.getpid()}:{nonce}{mark}"
 
 
 def promote_here(owner: str) -> str:
@@ -1228,9 +1255,15 @@ def _here(owner: str) -> str:
     """Whether the promote process `owner` names (`promote#host:pidns:pid:nonce`) ran on this machine,
     in this pid namespace, and is "alive" (running, stopped or sleeping) or "gone" (no such pid, a
     zombie, or this very process: a rollout resumed in-process); "" when it cannot tell (another
-    machine or container, no /proc, an owner of another shape): then its record's age decides."""
+    machine or container, no /proc, an owner of another shape): then its record's age decides. An owner
+    that names its boot and start (`_identity`, decision 217) is another machine's (or from before this
+    one's reboot: "") when the boot is not this one's, and "gone" when its pid now runs a process started at
+    another time (the pid reused); the host name and pid namespace alone told neither."""
     parts = owner.partition("#")[2].split(":")
     if len(parts) != 4 or parts[0] != socket.gethostname() or not parts[1] or parts[1] != _pid_namespace():
+        return ""
+    boot, dot, start = parts[3].partition("@")[2].partition(".")
+    if dot and boot != _boot_id():
         return ""
     try:
         pid = int(parts[2])
@@ -1242,9 +1275,12 @@ def _here(owner: str) -> str:
         return "gone"
     try:
         with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
-            state = f.read().rpartition(")")[2].split()[0]
+            stat = f.read()
+        state = stat.rpartition(")")[2].split()[0]
     except (OSError, IndexError):
         return "gone"
+    if dot and start and _started(stat) != start:
+        return "gone"  # another process has its pid now
     return "gone" if state in ("Z", "X", "x") else "alive"
 
 

@@ -371,6 +371,55 @@ def test_a_second_promote_never_judges_a_rollout_another_live_promote_runs(owner
     assert router.state == before
 
 
+def test_a_promote_names_its_boot_and_start_so_a_namesake_machine_or_a_reused_pid_is_not_taken_for_it() -> None:
+    """A host name and the initial pid namespace's inode (4026531836 on every Linux machine) are all the owner
+    said of a machine: a promote running on another machine of the same name (two VMs from one image, a laptop
+    and a CI runner both `ubuntu`) was "gone" here as soon as its pid was not, `canary status` said nothing
+    drives it and a second promote took the live rollout over at once; and a pid reused since by another
+    process was "alive" for ever, a re-run refused with "it runs on this machine: stop it first". The owner now
+    ends in `@<boot>.<start>` (decision 217): another boot is "cannot tell" (the record's age decides), another
+    start of that pid is "gone". An owner written before it is read as before."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from canary.runner import promote_here
+
+    with open("/proc/sys/kernel/random/boot_id") as f:
+        this_boot = f.read().strip().replace("-", "")[:12]
+    child = subprocess.Popen([sys.executable, "-c", "import sys; from canary.runner import _identity; "
+                              "print(_identity(), flush=True); sys.stdin.read()"],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        owner = "promote#" + child.stdout.readline().strip()  # type: ignore[union-attr]
+        host, pidns, pid, nonce = owner.partition("#")[2].split(":")
+        assert (host, pid) == (socket.gethostname(), str(child.pid)) and nonce.count("@") == 1, owner
+        boot, start = nonce.partition("@")[2].split(".")
+        assert boot == this_boot and start.isdigit(), owner
+        assert promote_here(owner) == "alive"  # itself, running
+        namesake = owner.replace(f"@{boot}.", "@0123456789ab.")  # the same name, pid namespace and pid elsewhere
+        assert promote_here(namesake) == ""
+        reused = owner.replace(f".{start}", f".{int(start) + 1}")  # this pid, but a process started at another time
+        assert promote_here(reused) == "gone"
+        assert promote_here(owner.partition("@")[0]) == "alive"  # an owner of before: as before
+    finally:
+        child.stdin.close()  # type: ignore[union-attr]
+        child.wait()
+    assert promote_here(owner) == "gone"
+    # what a second promote does with each: a namesake's fresh record is busy, a reused pid's is taken over
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    elsewhere = f"promote#{socket.gethostname()}:{pidns}:{dead.stdout.strip()}:ab12cd34@0123456789ab.5"
+    second, router, _ = _claimed_by_another_process(elsewhere, age_s=5)
+    with pytest.raises(RolloutBusy, match=r"if that process is gone, run this again after \d+s"):
+        second._start()
+    with open(f"/proc/{os.getppid()}/stat") as f:
+        parent_start = f.read().rpartition(")")[2].split()[19]
+    reused = f"promote#{socket.gethostname()}:{pidns}:{os.getppid()}:ab12cd34@{this_boot}.{int(parent_start) + 1}"
+    second, router, _ = _claimed_by_another_process(reused, age_s=5)
+    assert second._start().phase == rl.PROGRESSING and json.loads(router.state)["owner"] == second.owner
+
+
 @pytest.mark.parametrize(("age_s", "pause", "owner"), [(200, False, "promote#elsewhere:4026531836:123:ab"),
                                                        (5, True, "promote#elsewhere:4026531836:123:ab"),
                                                        (5, False, "dead"), (5, False, "zombie"),
