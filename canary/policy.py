@@ -545,7 +545,9 @@ def advisories(policy: Policy) -> list[tuple[str, str]]:
         if c.max_ms is not None and c.max_ms < 1:
             out.append((f"checks[{i}].max_ms", f"{c.max_ms:g} is below one millisecond: max_ms is in milliseconds "
                         f"(a ceiling of {c.max_ms * 1000:g} ms is `max_ms: {c.max_ms * 1000:g}`, not seconds as "
-                        "Prometheus's histograms count them); a canary as fast as stable is shown beyond it and "
+                        "Prometheus's histograms count them); unless the model's p95 really is under "
+                        f"{c.max_ms:g} ms where this is measured (a service mesh adds about a millisecond, and Istio's "
+                        "smallest buckets are 0.5 and 1 ms), a canary as fast as stable is shown beyond it and "
                         "rolled back as bad"))
         if c.max_increase_pct is not None and c.max_increase_pct < 1:
             out.append((f"checks[{i}].max_increase_pct", f"{c.max_increase_pct:g} allows +{c.max_increase_pct:g}%: "
