@@ -409,7 +409,7 @@ def _gated(api: KubeAPIServer, op: Controller, gate: Any) -> None:
     """r0 with a Triton gate (`gate`, no server behind it)."""
     gated = fleet.rollout_object(0, "v2")
     gated["spec"]["policy"]["gates"] = {"triton": {"enabled": True, "probe_interval": "1s"}}
-    gated["spec"]["triton"] = {"stableUrl": "http://127.0.0.1:9", "canaryUrl": "http://127.0.0.1:9"}
+    gated["spec"]["triton"] = {"stableUrl": "http://127.0.0.1:10", "canaryUrl": "http://127.0.0.1:9"}
     api.handler.put_object(gated)
     op._gate = lambda spec: gate if spec.key == "ml/r0" else None  # type: ignore[method-assign]
 
