@@ -1027,7 +1027,7 @@ def status(model: str = ModelArg, namespace: Optional[str] = NamespaceOpt, virtu
                                f"{'others' if others else 'canary'}={raw[1]!r}")
                 render_status(st, state, console=opts.console(wide))
                 if shape:
-                    typer.echo(_shape_note(shape, st.weights, raw, state))
+                    typer.echo(_shape_note(shape, st.weights, raw, state, st.shares))
                 elif st.raw_weights is not None:
                     typer.echo(_raw_note(st.weights, st.raw_weights))
                 if unreadable:
@@ -1048,6 +1048,7 @@ def status(model: str = ModelArg, namespace: Optional[str] = NamespaceOpt, virtu
             opts.emit({"weights": {"stable": st.weights.stable, "canary": st.weights.canary},
                        "raw_weights": {"stable": raw[0], "others" if others else "canary": raw[1]},
                        **({"route_shape": shape} if shape else {}),
+                       **({"shares": st.shares} if shape and st.shares else {}),
                        "route": target.route or None,
                        "stable_subset_version": st.stable_subset_version,
                        "canary_subset_version": st.canary_subset_version,
@@ -1222,14 +1223,21 @@ def _recorded_elsewhere(state: Any, target: Any, st: Any) -> str:
             f"on {target.namespace}/{target.virtual_service}; route {target.route!r} is not that rollout's")
 
 
-def _shape_note(shape: str, weights: Any, raw: tuple[Any, Any], state: Any) -> str:
+def _shape_note(shape: str, weights: Any, raw: tuple[Any, Any], state: Any,
+                split: dict[str, int] | None = None) -> str:
     """`canary status`'s note on a route of a shape no rollout starts from (`shape`: the refusal), read as a
-    stable-100% write reads it: the stable destination's weight and every other one's (`raw`)."""
+    stable-100% write reads it: the stable subset's weight (a list: copies of its destination) and every other
+    one's (`raw`), and what Istio sends to each (`split`, `stable.shares`: stable, canary subset, others)."""
     others = raw[1] if isinstance(raw[1], list) else [raw[1]]
     going = (f"; the rollout recorded {state.phase} cannot go on on it" if state is not None and not state.terminal
              else "")
+    if split is None:
+        sent = f"the canary subset and every other destination get {weights.canary}%"
+    else:
+        sent = (f"Istio sends {split['stable']}% to the stable subset, {split['canary']}% to the canary subset"
+                + (f", {split['others']}% to other destinations" if split["others"] or len(others) > 1 else ""))
     return (f"note: {shape}{going}; weights as written stable={'(missing)' if raw[0] is None else repr(raw[0])}, "
-            f"others={others!r}: the canary subset and every other destination get {weights.canary}%; "
+            f"others={others!r}: {sent}; "
             f"`canary rollback` writes stable 100% on it (the stable destination 100, every other 0)")
 
 

@@ -35,6 +35,10 @@ class RouteStatus:
     # why a new rollout must not claim the VirtualService ("" when it may, or when not read): another of its
     # routes splits traffic with the canary subset (`claims.split_elsewhere`); read by the strict `inspect`
     split_elsewhere: str = ""
+    # on a route of a shape no rollout starts from, read as a stable-100% write reads it (`inspect_any(
+    # for_stable=True)`): the percentages Istio sends to the stable subset, the canary subset and every other
+    # destination ({"stable", "canary", "others"}, `stable.shares`); None otherwise
+    shares: dict[str, int] | None = None
 
 
 class TrafficRouter(Protocol):

@@ -136,12 +136,13 @@ class IstioRouter:
             raise TrafficUnsafe(f"{exc}; the rollout of {recorded.canary_version} is recorded {recorded.phase} at "
                                 f"{recorded.weights}: stable 100% cannot be written") from None
         weights, raw = stable.view(vs, routes)
+        split = stable.shares(vs, routes)
         status = self._status(vs, dr, STABLE_ONLY)  # the subsets' versions ("" without the rule)
         from dataclasses import replace
 
         canonical = len(raw[1]) == 1 and all(type(v) is int for v in (raw[0], *raw[1])) and \
             (raw[0], raw[1][0]) == (weights.stable, weights.canary)
-        return replace(status, weights=weights, raw_weights=None if canonical else raw)
+        return replace(status, weights=weights, raw_weights=None if canonical else raw, shares=split)
 
     def _for_stable_write(self, target: Target) -> tuple[Obj, Obj | None, str, Weights | None]:
         """The VirtualService, the DestinationRule if it can be read and names both subsets (else None),

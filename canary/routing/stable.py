@@ -16,7 +16,7 @@ from typing import Any
 
 from canary.errors import TargetError
 from canary.model import Weights
-from canary.routing.patch import STABLE, STATE_ANNOTATION, annotate, fqdn, where
+from canary.routing.patch import CANARY, STABLE, STATE_ANNOTATION, annotate, fqdn, where
 from canary.routing.splits import other_routes
 
 
@@ -27,6 +27,9 @@ class StableRoute:
     index: int  # position in spec.http
     stable: int  # position of its `stable` destination
     others: tuple[int, ...]  # every other destination's position
+    # the positions among `others` of copies of the stable destination (the same host and subset `stable`):
+    # Istio sends their weight to the stable version too; a stable-100% write gives them 0 all the same
+    copies: tuple[int, ...] = ()
 
     @property
     def field(self) -> str:
@@ -117,37 +120,72 @@ def _stable_route(route: Any, index: int, at: str, host: str = "", vs: Any = Non
             raise TargetError(f"{at}: {field}[{i}].destination is missing or not a mapping")
         if dest.get("subset") == STABLE and (not host or _dest_host(d, vs) == host):
             stable.append(i)
-    if host and len(stable) > 1:  # the same host and subset twice: one of them at 100 is stable 100%
-        stable = stable[:1]
+    if len(stable) > 1 and len({_dest_host(dests[i], vs) for i in stable}) == 1:
+        # the same host and subset twice: one of them at 100 is stable 100%; the rest are its copies
+        copies, stable = tuple(stable[1:]), stable[:1]
+    else:
+        copies = ()
     if len(stable) != 1:
         what = "no" if not stable else f"{len(stable)}"
         of = f" of host {host}" if host else ""
         raise TargetError(f"{at}: {field} has {what} destinations with subset 'stable'{of}; expected one")
-    return StableRoute(index=index, stable=stable[0], others=tuple(i for i in range(len(dests)) if i != stable[0]))
+    return StableRoute(index=index, stable=stable[0], others=tuple(i for i in range(len(dests)) if i != stable[0]),
+                       copies=copies)
 
 
 def view(vs: Any, routes: list[StableRoute]) -> tuple[Weights, tuple[Any, Any]]:
-    """The split Istio makes of `routes` (the one sending the most to non-stable destinations), as
-    (stable, the rest) percentages summing to 100, and its weights as written (stable's, and the
-    others' as a list). A weight that is not a non-negative integer counts as 0; a total of 0 is
-    reported 50/50, as `patch.observe_weights` reports it (Istio refuses it: never stable-only)."""
-    worst: tuple[Weights, tuple[Any, Any]] | None = None
+    """The split Istio makes of `routes` (the one sending the most away from the stable version), as
+    (stable, the rest) percentages summing to 100, and its weights as written: the stable subset's
+    (one value; a list when the route holds copies of its stable destination, the same host and subset)
+    and every other destination's as a list. The stable share is the sum of every destination of the
+    stable subset: a copy of it at 100 beside stable 100 and canary 0 sends nothing to the canary, and
+    was shown 50/50. A weight that is not a non-negative integer counts as 0; a total of 0 is reported
+    50/50, as `patch.observe_weights` reports it (Istio refuses it: never stable-only)."""
+    return _view(vs, routes)[:2]  # type: ignore[return-value]
+
+
+def shares(vs: Any, routes: list[StableRoute]) -> dict[str, int]:
+    """The percentages of requests Istio sends, on the route `view` reads, to the stable subset, to the
+    canary subset (destinations of the stable destination's host with subset `canary`) and to every other
+    destination ("others": another subset or another host): {"stable", "canary", "others"}, summing to
+    100; "stable" and "canary" + "others" are `view`'s two shares."""
+    return _view(vs, routes)[2]
+
+
+def _view(vs: Any, routes: list[StableRoute]) -> tuple[Weights, tuple[Any, Any], dict[str, int]]:
+    worst: tuple[Weights, tuple[Any, Any], dict[str, int]] | None = None
     for r in routes:
         dests = vs["spec"]["http"][r.index]["route"]
-        raw_stable = dests[r.stable].get("weight")
-        raw_others = [dests[i].get("weight") for i in r.others]
-        s, *o = (v if type(v) is int and v >= 0 else 0 for v in (raw_stable, *raw_others))
+        rest = [i for i in r.others if i not in r.copies]
+        raw_stable = [dests[i].get("weight") for i in (r.stable, *r.copies)]
+        raw_others = [dests[i].get("weight") for i in rest]
+        value = [v if type(v) is int and v >= 0 else 0 for v in (*raw_stable, *raw_others)]
+        s, o = sum(value[:len(raw_stable)]), value[len(raw_stable):]
+        home = _dest_host(dests[r.stable], vs)
+        c = sum(v for i, v in zip(rest, o) if _subset(dests[i]) == CANARY and _dest_host(dests[i], vs) == home)
         total = s + sum(o)
         if total == 0:
             share = 50
+            to_canary = 50 if any(_subset(dests[i]) == CANARY for i in rest) else 0
         else:
             share = (200 * sum(o) + total) // (2 * total)
             share = 1 if sum(o) and share == 0 else 99 if s and share == 100 else share
-        seen = (Weights.canary_at(share), (raw_stable, raw_others))
+            to_canary = min(share, (200 * c + total) // (2 * total))
+            if c and to_canary == 0:  # a request in a thousand is not none, as for `share`
+                to_canary = 1
+            elif c < sum(o) and to_canary == share:
+                to_canary = share - 1
+        split = {"stable": 100 - share, "canary": to_canary, "others": share - to_canary}
+        seen = (Weights.canary_at(share), (raw_stable[0] if len(raw_stable) == 1 else raw_stable, raw_others), split)
         if worst is None or seen[0].canary > worst[0].canary:
             worst = seen
     assert worst is not None
     return worst
+
+
+def _subset(d: Any) -> Any:
+    dest = d.get("destination") if isinstance(d, dict) else None
+    return dest.get("subset") if isinstance(dest, dict) else None
 
 
 def with_stable_only(vs: Any, *, route_name: str = "", recorded: Weights | None = None,

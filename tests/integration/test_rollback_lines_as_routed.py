@@ -38,11 +38,11 @@ def cluster(tmp_path: Path) -> Iterator[tuple[KubeAPIServer, Path]]:
         api.stop()
 
 
-def _route(api: KubeAPIServer, weights: list[int | None]) -> None:
+def _route(api: KubeAPIServer, weights: list[int | None], *, third: str = "shadow") -> None:
     vs = copy.deepcopy(api.handler.get_object(GROUP, "virtualservices", "ml", "rec-model"))
     route = vs["spec"]["http"][0]["route"]
     if len(weights) == 3:
-        route.append({"destination": {"host": "rec-model", "subset": "shadow"}})
+        route.append({"destination": {**route[0]["destination"], "subset": third}})
     for dest, w in zip(route, weights):
         dest.pop("weight", None)
         if w is not None:
@@ -75,6 +75,19 @@ def test_a_rollback_says_the_split_it_ended_not_the_recorded_one(
     assert start["from_weights"] == seen and start["weights"] == seen and done["from_weights"] == seen
     for line in (start, done):
         assert line["recorded_weights"] == "75/25" and line["written_as"] == written
+
+
+def test_a_copy_of_the_stable_destination_is_said_as_stable(cluster: Any) -> None:
+    # 100/0/100, the third a copy of the stable destination: Istio sends nothing to the canary; the rollback said
+    # "from_weights 50/50", the copy counted with the canary's (decision 218). It writes 100/0/0.
+    api, kc = cluster
+    _route(api, [100, 0, 100], third="stable")
+    said = _rollback(api, kc)
+    route = api.handler.get_object(GROUP, "virtualservices", "ml", "rec-model")["spec"]["http"][0]["route"]
+    assert [d["weight"] for d in route] == [100, 0, 0]
+    for line in (said["rollback.started"], said["rollback.completed"]):
+        assert line["from_weights"] == "100/0" and line["recorded_weights"] == "75/25"
+        assert line["written_as"] == "stable=[100, 100] others=[0]"
 
 
 def test_a_route_that_carries_its_record_says_it_as_before(cluster: Any) -> None:

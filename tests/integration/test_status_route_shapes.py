@@ -66,7 +66,8 @@ def test_a_third_destination_added_mid_rollout_is_shown_with_every_share(cluster
     r = _status(kc)
     assert r.exit_code == 0, r.output
     assert "spec.http[0].route has 3 destinations" in r.output and "cannot go on on it" in r.output
-    assert "stable=50, others=[25, 25]" in r.output and "get 50%" in r.output, r.output
+    assert "stable=50, others=[25, 25]" in r.output, r.output
+    assert "Istio sends 50% to the stable subset, 25% to the canary subset, 25% to other destinations" in r.output
     assert "`canary rollback` writes stable 100% on it" in r.output
     shown = json.loads(_status(kc, "-o", "json").stdout)
     assert shown["weights"] == {"stable": 50, "canary": 50} and shown["raw_weights"] == {"stable": 50,
@@ -85,6 +86,28 @@ def test_the_canary_subset_gone_from_the_destination_rule_still_shows_the_split(
     assert "subsets: unknown" in r.output, r.output
     shown = json.loads(_status(kc, "-o", "json").stdout)
     assert shown["weights"] == {"stable": 75, "canary": 25} and "subset 'canary'" in shown["route_shape"]
+
+
+def test_a_copy_of_the_stable_destination_counts_as_stable_not_as_the_canary(cluster: Any) -> None:
+    # stable 100, canary 0 and a copy of the stable destination at 100: Istio sends every request to the stable
+    # version; the copy was counted with the canary's, shown 50/50 "the canary subset ... get 50%" (decision 218)
+    api, kc = cluster
+
+    def change(vs: dict[str, Any]) -> None:
+        route = vs["spec"]["http"][0]["route"]
+        route[0]["weight"], route[1]["weight"] = 100, 0
+        route.append(copy.deepcopy(route[0]))
+        vs["metadata"]["annotations"] = {"modelcanary.dev/rollout": RECORD}
+
+    _edit(api, "virtualservices", change)
+    r = _status(kc)
+    assert r.exit_code == 0, r.output
+    assert "stable=[100, 100], others=[0]" in r.output, r.output
+    assert "Istio sends 100% to the stable subset, 0% to the canary subset" in r.output and "50%" not in r.output
+    shown = json.loads(_status(kc, "-o", "json").stdout)
+    assert shown["weights"] == {"stable": 100, "canary": 0}
+    assert shown["shares"] == {"stable": 100, "canary": 0, "others": 0}
+    assert shown["raw_weights"] == {"stable": [100, 100], "others": [0]}
 
 
 def test_a_route_of_the_usual_shape_says_nothing_of_its_shape(cluster: Any) -> None:
