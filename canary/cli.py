@@ -1027,7 +1027,7 @@ def status(model: str = ModelArg, namespace: Optional[str] = NamespaceOpt, virtu
                                f"{'others' if others else 'canary'}={raw[1]!r}")
                 render_status(st, state, console=opts.console(wide))
                 if shape:
-                    typer.echo(_shape_note(shape, st.weights, raw, state, st.shares))
+                    typer.echo(_shape_note(shape, st.weights, raw, state, st.shares, st.stable_added))
                 elif st.raw_weights is not None:
                     typer.echo(_raw_note(st.weights, st.raw_weights))
                 if unreadable:
@@ -1049,6 +1049,7 @@ def status(model: str = ModelArg, namespace: Optional[str] = NamespaceOpt, virtu
                        "raw_weights": {"stable": raw[0], "others" if others else "canary": raw[1]},
                        **({"route_shape": shape} if shape else {}),
                        **({"shares": st.shares} if shape and st.shares else {}),
+                       **({"stable_added": st.stable_added} if shape and st.stable_added else {}),
                        "route": target.route or None,
                        "stable_subset_version": st.stable_subset_version,
                        "canary_subset_version": st.canary_subset_version,
@@ -1224,18 +1225,27 @@ def _recorded_elsewhere(state: Any, target: Any, st: Any) -> str:
 
 
 def _shape_note(shape: str, weights: Any, raw: tuple[Any, Any], state: Any,
-                split: dict[str, int] | None = None) -> str:
+                split: dict[str, int] | None = None, added: str = "") -> str:
     """`canary status`'s note on a route of a shape no rollout starts from (`shape`: the refusal), read as a
     stable-100% write reads it: the stable subset's weight (a list: copies of its destination) and every other
-    one's (`raw`), and what Istio sends to each (`split`, `stable.shares`: stable, canary subset, others)."""
+    one's (`raw`), and what Istio sends to each (`split`, `stable.shares`: stable, canary subset, others);
+    `added`: the route has no stable destination, and the host of the one `canary rollback` adds."""
     others = raw[1] if isinstance(raw[1], list) else [raw[1]]
     going = (f"; the rollout recorded {state.phase} cannot go on on it" if state is not None and not state.terminal
              else "")
+    if added and not others:
+        return (f"note: {shape}{going}: the route has no destination at all: Istio routes nothing by it (and refuses "
+                f"such a route); `canary rollback` is what restores stable: it writes one destination, host {added} "
+                "subset stable, weight 100")
     if split is None:
         sent = f"the canary subset and every other destination get {weights.canary}%"
     else:
         sent = (f"Istio sends {split['stable']}% to the stable subset, {split['canary']}% to the canary subset"
                 + (f", {split['others']}% to other destinations" if split["others"] or len(others) > 1 else ""))
+    if added:
+        return (f"note: {shape}{going}: the route has no destination with subset 'stable' (deleted by hand); weights "
+                f"as written others={others!r}: {sent}; `canary rollback` is what restores stable: it adds a "
+                f"destination host {added} subset stable at 100 and gives every other 0")
     return (f"note: {shape}{going}; weights as written stable={'(missing)' if raw[0] is None else repr(raw[0])}, "
             f"others={others!r}: {sent}; "
             f"`canary rollback` writes stable 100% on it (the stable destination 100, every other 0)")

@@ -39,6 +39,9 @@ class RouteStatus:
     # for_stable=True)`): the percentages Istio sends to the stable subset, the canary subset and every other
     # destination ({"stable", "canary", "others"}, `stable.shares`); None otherwise
     shares: dict[str, int] | None = None
+    # that route has no destination with subset `stable` (deleted by hand, or no destination at all): a
+    # stable-100% write adds one; the host it adds ("" when the route has a stable destination)
+    stable_added: str = ""
 
 
 class TrafficRouter(Protocol):

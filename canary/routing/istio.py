@@ -137,12 +137,14 @@ class IstioRouter:
                                 f"{recorded.weights}: stable 100% cannot be written") from None
         weights, raw = stable.view(vs, routes)
         split = stable.shares(vs, routes)
+        added = next((stable.added_host(vs, r, _service(dr, target)) for r in routes if r.missing), "")
         status = self._status(vs, dr, STABLE_ONLY)  # the subsets' versions ("" without the rule)
         from dataclasses import replace
 
         canonical = len(raw[1]) == 1 and all(type(v) is int for v in (raw[0], *raw[1])) and \
             (raw[0], raw[1][0]) == (weights.stable, weights.canary)
-        return replace(status, weights=weights, raw_weights=None if canonical else raw, shares=split)
+        return replace(status, weights=weights, raw_weights=None if canonical else raw, shares=split,
+                       stable_added=added)
 
     def _for_stable_write(self, target: Target) -> tuple[Obj, Obj | None, str, Weights | None]:
         """The VirtualService, the DestinationRule if it can be read and names both subsets (else None),

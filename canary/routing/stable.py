@@ -30,6 +30,10 @@ class StableRoute:
     # the positions among `others` of copies of the stable destination (the same host and subset `stable`):
     # Istio sends their weight to the stable version too; a stable-100% write gives them 0 all the same
     copies: tuple[int, ...] = ()
+    # the route has no destination with subset `stable` (deleted by hand: every request to the canary; or no
+    # destination at all), and every destination it has is the rollout's service's `canary` subset:
+    # a stable-100% write adds one at `stable` (= the number of destinations) with 100
+    missing: bool = False
 
     @property
     def field(self) -> str:
@@ -47,7 +51,11 @@ def stable_routes(vs: Any, route_name: str = "", *, recorded: Weights | None = N
     the rollout's service as its DestinationRule names it (a full name, `patch.fqdn`; "" unknown):
     only a route with a `stable` destination of that host is the rollout's (another model's route in
     the same VirtualService, even one named alike, is never written), and that destination is its
-    stable one (a failover destination of another host with subset `stable` gets 0). Raises
+    stable one (a failover destination of another host with subset `stable` gets 0). The route
+    named, or the only one, whose destinations are all the `canary` subset of `host` (its stable
+    destination deleted by hand: every request to the canary), or none at all, is returned `missing`: a
+    stable-100% write adds the stable destination (only with `host` known: the DestinationRule names the
+    service and both subsets). A stable destination renamed (another subset) is still refused. Raises
     TargetError naming the VirtualService and route when there is no such route, or one has no single
     `stable` destination."""
     at = where(vs)
@@ -56,17 +64,20 @@ def stable_routes(vs: Any, route_name: str = "", *, recorded: Weights | None = N
     if not isinstance(http, list) or not http:
         raise TargetError(f"{at}: spec.http has no HTTP routes; no route to send to stable")
     if route_name:
-        picked = [i for i, r in enumerate(http) if isinstance(r, dict) and r.get("name") == route_name]
+        named = picked = [i for i, r in enumerate(http) if isinstance(r, dict) and r.get("name") == route_name]
         if host:  # routes named alike, or the name now another model's: the rollout's are those of its host
             picked = [i for i in picked if _has_host_stable(http[i], host, vs)]
+        if host and not picked:  # named, and no stable destination left: the route is still the rollout's
+            # when every destination it has is the canary subset of the rollout's service
+            picked = [i for i in named if _canary_only(http[i], host, vs)]
         if picked:
-            return [_stable_route(http[i], i, at, host, vs) for i in picked]
+            return [_stable_route(http[i], i, at, host, vs, missing_ok=True) for i in picked]
         renamed = [r for r in _candidates(http, at, host, vs) if recorded is not None and _written_as(vs, r, recorded)]
         if not renamed:  # renamed since, and found by the weights the rollout wrote; else nothing to act on
             raise TargetError(f"{at}: spec.http has no route named {route_name!r}; no route to send to stable")
         return renamed
     if len(http) == 1:
-        return [_stable_route(http[0], 0, at, host, vs)]
+        return [_stable_route(http[0], 0, at, host, vs, missing_ok=True)]
     found = _candidates(http, at, host, vs)
     if not found:
         raise TargetError(f"{at}: none of its {len(http)} HTTP routes has a 'stable' destination beside others; "
@@ -108,9 +119,22 @@ def _has_host_stable(route: Any, host: str, vs: Any) -> bool:
         and _dest_host(d, vs) == host for d in dests)
 
 
-def _stable_route(route: Any, index: int, at: str, host: str = "", vs: Any = None) -> StableRoute:
+def _canary_only(route: Any, host: str, vs: Any) -> bool:
+    """Whether every destination of the HTTP route is the `canary` subset of the service `host` (True for an
+    empty list): its stable destination deleted by hand. A stable destination renamed (another subset) is not."""
+    dests = route.get("route") if isinstance(route, dict) else None
+    return isinstance(dests, list) and all(
+        isinstance(d, dict) and isinstance(d.get("destination"), dict) and d["destination"].get("subset") == CANARY
+        and _dest_host(d, vs) == host for d in dests)
+
+
+def _stable_route(route: Any, index: int, at: str, host: str = "", vs: Any = None, *,
+                  missing_ok: bool = False) -> StableRoute:
     field = f"spec.http[{index}].route"
     dests = route.get("route") if isinstance(route, dict) else None
+    if missing_ok and host and _canary_only(route, host, vs):
+        assert isinstance(dests, list)
+        return StableRoute(index=index, stable=len(dests), others=tuple(range(len(dests))), missing=True)
     if not isinstance(dests, list) or not dests:
         raise TargetError(f"{at}: {field} is missing or empty; no destination to send to stable")
     stable = []
@@ -157,11 +181,13 @@ def _view(vs: Any, routes: list[StableRoute]) -> tuple[Weights, tuple[Any, Any],
     for r in routes:
         dests = vs["spec"]["http"][r.index]["route"]
         rest = [i for i in r.others if i not in r.copies]
-        raw_stable = [dests[i].get("weight") for i in (r.stable, *r.copies)]
+        raw_stable = [None] if r.missing else [dests[i].get("weight") for i in (r.stable, *r.copies)]
         raw_others = [dests[i].get("weight") for i in rest]
         value = [v if type(v) is int and v >= 0 else 0 for v in (*raw_stable, *raw_others)]
         s, o = sum(value[:len(raw_stable)]), value[len(raw_stable):]
-        home = _dest_host(dests[r.stable], vs)
+        if r.missing and len(o) == 1:  # Istio: a route's only destination gets every request, whatever its weight
+            o = [100]
+        home = _dest_host(dests[r.stable if not r.missing else 0], vs) if dests else ""
         c = sum(v for i, v in zip(rest, o) if _subset(dests[i]) == CANARY and _dest_host(dests[i], vs) == home)
         total = s + sum(o)
         if total == 0:
@@ -176,6 +202,8 @@ def _view(vs: Any, routes: list[StableRoute]) -> tuple[Weights, tuple[Any, Any],
             elif c < sum(o) and to_canary == share:
                 to_canary = share - 1
         split = {"stable": 100 - share, "canary": to_canary, "others": share - to_canary}
+        if not dests:  # no destination: Istio routes nothing by it (it refuses such a route)
+            split = {"stable": 0, "canary": 0, "others": 0}
         seen = (Weights.canary_at(share), (raw_stable[0] if len(raw_stable) == 1 else raw_stable, raw_others), split)
         if worst is None or seen[0].canary > worst[0].canary:
             worst = seen
@@ -199,6 +227,8 @@ def with_stable_only(vs: Any, *, route_name: str = "", recorded: Weights | None 
     for r in routes:
         route = out["spec"]["http"][r.index]
         dests = route["route"]
+        if r.missing:  # the stable destination deleted by hand: add it back, spelled as the others spell the host
+            dests.append({"destination": {"host": added_host(vs, r, host), "subset": STABLE}})
         dests[r.stable]["weight"] = 100
         for i in r.others:
             dests[i]["weight"] = 0
@@ -213,6 +243,13 @@ def route_service(route: Any, vs: Any) -> str:
     dests = route.get("route") if isinstance(route, dict) and isinstance(route.get("route"), list) else []
     return next((_dest_host(d, vs) for d in dests if isinstance(d, dict) and isinstance(d.get("destination"), dict)
                  and d["destination"].get("subset") == STABLE), "")
+
+
+def added_host(vs: Any, r: StableRoute, host: str) -> str:
+    """The host a stable-100% write gives the `stable` destination it adds to route `r` (`r.missing`): as the
+    route's other destinations spell the service, else `host` (the DestinationRule's service, a full name)."""
+    dests = vs["spec"]["http"][r.index]["route"]
+    return dests[0]["destination"].get("host") if dests else host
 
 
 def drop_mirrors(route: dict[str, Any], host: str, vs: Any) -> None:

@@ -96,3 +96,26 @@ def test_a_route_that_carries_its_record_says_it_as_before(cluster: Any) -> None
     said = _rollback(api, kc)
     for line in said.values():
         assert line["from_weights"] == "75/25" and "recorded_weights" not in line and "written_as" not in line
+
+
+@pytest.mark.parametrize("emptied", [False, True])
+def test_a_route_without_its_stable_destination_gets_one_at_100(cluster: Any, emptied: bool) -> None:
+    # the stable destination deleted by hand (every request to the canary), or no destination left: the rollback
+    # exited 6 ("stable 100% cannot be written"); it now adds the stable destination at 100 (decision 219)
+    api, kc = cluster
+    vs = copy.deepcopy(api.handler.get_object(GROUP, "virtualservices", "ml", "rec-model"))
+    route = vs["spec"]["http"][0]["route"]
+    del route[:len(route) if emptied else 1]
+    vs["metadata"]["annotations"] = {"modelcanary.dev/rollout": RECORD}
+    api.handler.put_object(vs)
+    r = CliRunner().invoke(app, ["rollback", "rec-model", "-n", "ml", "--reason", "pager", "-o", "json",
+                                 "--kubeconfig", str(kc)])
+    assert r.exit_code == 0, r.output
+    route = api.handler.get_object(GROUP, "virtualservices", "ml", "rec-model")["spec"]["http"][0]["route"]
+    on = [(d["destination"]["subset"], d["weight"]) for d in route]
+    assert on == ([] if emptied else [("canary", 0)]) + [("stable", 100)]
+    lines = [json.loads(line) for line in r.output.splitlines() if line.startswith('{"') and '"event"' in line]
+    done = next(e for e in lines if e["event"] == "rollback.completed")
+    assert done["recorded_weights"] == "75/25" and done["written_as"].startswith("stable=(missing)")
+    if not emptied:
+        assert done["from_weights"] == "0/100"

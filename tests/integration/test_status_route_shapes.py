@@ -115,3 +115,29 @@ def test_a_route_of_the_usual_shape_says_nothing_of_its_shape(cluster: Any) -> N
     _edit(api, "virtualservices", _split([75, 25]))
     shown = json.loads(_status(kc, "-o", "json").stdout)
     assert "route_shape" not in shown and shown["raw_weights"] == {"stable": 75, "canary": 25}
+
+
+@pytest.mark.parametrize(("emptied", "shares", "said"), [
+    (False, {"stable": 0, "canary": 100, "others": 0}, "Istio sends 0% to the stable subset, 100% to the canary"),
+    (True, {"stable": 0, "canary": 0, "others": 0}, "no destination at all: Istio routes nothing by it"),
+])
+def test_a_route_without_its_stable_destination_is_shown_not_refused(
+        cluster: Any, emptied: bool, shares: dict[str, int], said: str) -> None:
+    # `route[0]` (the stable destination) deleted by hand under a progressing record, or the route list emptied:
+    # status, read-only, exited 6 ("stable 100% cannot be written") with no weights and no JSON (decision 219)
+    api, kc = cluster
+
+    def change(vs: dict[str, Any]) -> None:
+        route = vs["spec"]["http"][0]["route"]
+        del route[:len(route) if emptied else 1]
+        vs["metadata"]["annotations"] = {"modelcanary.dev/rollout": RECORD}
+
+    _edit(api, "virtualservices", change)
+    r = _status(kc)
+    assert r.exit_code == 0, r.output
+    assert said in r.output and "`canary rollback` is what restores stable" in r.output, r.output
+    assert "subset stable" in r.output
+    shown = json.loads(_status(kc, "-o", "json").stdout)
+    assert shown["shares"] == shares and shown["stable_added"] and shown["rollout"]["phase"] == "progressing"
+    if not emptied:
+        assert shown["weights"] == {"stable": 0, "canary": 100}
