@@ -299,10 +299,13 @@ def check_job_template(batch: Any, template: Mapping[str, Any], *, source: str, 
     later, and retried there for ever while the drift went on untrained: ConfigError naming `source` (the
     template's file), the Job and the server's words. A 409 (a Job of that name exists) is an answer about
     the name, which `create_job` moves past. Returns "" when accepted, else why it could not be checked (no
-    answer, 5xx, 429: the server says nothing of the template then; the caller warns and goes on)."""
+    answer, 5xx, 429, or a 403 of a full ResourceQuota (`over_quota`: the quota may be free when an episode
+    opens, and the episode's create retries): the server says nothing of the template then; the caller
+    warns and goes on)."""
     def refused(exc: BaseException) -> bool:
         status = getattr(exc, "status", None)
-        return isinstance(status, int) and 400 <= status < 500 and status not in (408, 409, 429)
+        return isinstance(status, int) and 400 <= status < 500 and status not in (408, 409, 429) \
+            and not over_quota(exc)
 
     model, version = versions[0] if versions else ("model", "v1")
     try:
@@ -328,6 +331,26 @@ def check_job_template(batch: Any, template: Mapping[str, Any], *, source: str, 
                                   f"episode would find it refused and no retraining would start") from None
             return f"Job {namespace}/{name} could not be checked with dryRun=All ({brief(exc)})"
     return ""
+
+
+def over_quota(exc: BaseException) -> bool:
+    """Whether an API error is a ResourceQuota's refusal (403 Forbidden whose Status message says
+    `exceeded quota: <name>, requested: ..., used: ..., limited: ...`, as the quota admission plugin answers
+    a create over `count/jobs.batch` or any other limit): a refusal of the moment, not of the request; the
+    other 403s (RBAC: `cannot create resource "jobs"`, a webhook's denial) are not. Reads the Status object
+    in the error's body (`message`, and `details.causes[].message`); False when there is none."""
+    if getattr(exc, "status", None) != 403:
+        return False
+    try:
+        body = json.loads(getattr(exc, "body", None) or "{}")
+    except (TypeError, ValueError):
+        return False
+    if not isinstance(body, dict):
+        return False
+    details = body.get("details") if isinstance(body.get("details"), dict) else {}
+    causes = details.get("causes") if isinstance(details.get("causes"), list) else []
+    said = [body.get("message")] + [c.get("message") for c in causes if isinstance(c, dict)]
+    return any(isinstance(m, str) and "exceeded quota:" in m for m in said)
 
 
 def load_job_template(path: Path) -> dict[str, Any]:

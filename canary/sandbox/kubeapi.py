@@ -16,7 +16,12 @@ store with a strict one:
 * GET/LIST/WATCH, POST, PUT, PATCH (merge, strategic treated as merge, JSON
   patch) and DELETE for the registered resources; anything else is 404;
 * a ConfigMap whose data keys are not `[-._a-zA-Z0-9]+` or whose data and
-  binaryData exceed 1 MiB is refused with 422 Invalid, as the API server does.
+  binaryData exceed 1 MiB is refused with 422 Invalid, as the API server does;
+* a ResourceQuota's object counts (`spec.hard` keys `count/<resource>.<group>`,
+  `count/<resource>` for the core group) are enforced on create, a dry run too,
+  as the quota admission plugin does: 403 Forbidden, `<resource>.<group> "<name>"
+  is forbidden: exceeded quota: <quota>, requested: ..., used: ..., limited: ...`
+  (register `resourcequotas` to store one). Other quota resources are not.
 
 Tests drive it through :class:`KubeAPIServer` (a real HTTP server on
 127.0.0.1 in a background thread) and can inject faults or make a "foreign"
@@ -368,6 +373,25 @@ class StrictKubeAPI(kmock.KubernetesScaffold):
         gone["metadata"]["resourceVersion"] = str(next(self._rv))
         self._append_log("DELETED", key, gone)
 
+    def _check_quota(self, kind: Resource, ns: str, name: str) -> None:
+        """The quota admission plugin's object count on a create: a ResourceQuota of `ns` whose `spec.hard`
+        limits `count/<plural>.<group>` to no more than the objects already there refuses it with 403, its
+        message as kube-apiserver words it (`exceeded quota: ...`)."""
+        resource = f"{kind.plural}.{kind.group}" if kind.group else kind.plural
+        counted = f"count/{resource}"
+        for (g, p, n, qname), quota in sorted(self.objects.items()):
+            if (g, p, n) != ("", "resourcequotas", ns):
+                continue
+            hard = (quota.get("spec") or {}).get("hard") or {}
+            if counted not in hard:
+                continue
+            limit = int(str(hard[counted]))
+            used = sum(1 for (g2, p2, n2, _) in self.objects if (g2, p2, n2) == (kind.group, kind.plural, ns))
+            if used + 1 > limit:
+                raise ApiError(403, "Forbidden", f'{resource} "{name}" is forbidden: exceeded quota: {qname}, '
+                                                 f"requested: {counted}=1, used: {counted}={used}, "
+                                                 f"limited: {counted}={limit}")
+
     def _create(self, request: kmock.Request, kind: Resource, ns: str, *, dry_run: bool = False) -> Obj:
         obj = self._body(request)
         if not isinstance(obj, dict):
@@ -386,6 +410,7 @@ class StrictKubeAPI(kmock.KubernetesScaffold):
             raise ApiError(409, "AlreadyExists", f'{kind.plural} "{meta["name"]}" already exists')
         obj.setdefault("kind", kind.kind)
         obj.setdefault("apiVersion", f"{kind.group}/{request.resource.version}" if kind.group else "v1")
+        self._check_quota(kind, ns, meta["name"])
         if dry_run:  # what the create would store, with nothing stored, logged or versioned
             return obj
         return self._store(key, obj, None, "ADDED")

@@ -101,3 +101,51 @@ def test_a_pod_that_restarts_always_is_refused_before_the_cluster_is_asked(
     r = _watch(tmp_path, kubeconfig, TEMPLATE.replace("      restartPolicy: Never\n", line))
     assert r.exit_code == 2 and "spec.template.spec.restartPolicy" in r.output, r.output
     assert "Never or OnFailure" in r.output and not api.handler.requests.get(("POST", "jobs"))
+
+
+def _full_quota(api: KubeAPIServer) -> None:
+    api.handler.register(Resource("", "resourcequotas", "ResourceQuota", ("v1",)))
+    api.handler.put_object({"apiVersion": "v1", "kind": "ResourceQuota",
+                            "metadata": {"name": "jobs", "namespace": "ml"},
+                            "spec": {"hard": {"count/jobs.batch": "1"}}})
+    api.handler.put_object({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "nightly", "namespace": "ml"},
+                            "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": []}}}})
+
+
+def test_a_full_quota_on_jobs_is_said_and_the_watch_goes_on(cluster: Any, tmp_path: Path) -> None:
+    # a ResourceQuota at its `count/jobs.batch`: the API server answers the create 403 "exceeded quota", which
+    # the start's check took for RBAC, exit 2, though the quota may be free when an episode opens (decision 220)
+    import kubernetes
+
+    api, kubeconfig = cluster
+    _full_quota(api)
+    r = _watch(tmp_path, kubeconfig)
+    assert r.exit_code == 3, r.output  # past its start
+    said = [json.loads(line) for line in r.output.splitlines() if '"drift.retrain_unchecked"' in line]
+    assert len(said) == 1 and "403" in said[0]["error"] and "exceeded quota: jobs" in said[0]["error"], r.output
+    assert _jobs(api) == ["nightly"]
+    # the emulator answers as kube-apiserver's quota admission does, on a real create too
+    batch = kubernetes.client.BatchV1Api(api.api_client())
+    with pytest.raises(kubernetes.client.ApiException) as err:
+        batch.create_namespaced_job("ml", {"metadata": {"name": "x"},
+                                           "spec": {"template": {"spec": {"containers": []}}}})
+    body = json.loads(err.value.body)
+    assert err.value.status == 403 and body["reason"] == "Forbidden" and body["details"]["kind"] == "jobs"
+    assert body["message"] == ('jobs.batch "x" is forbidden: exceeded quota: jobs, requested: count/jobs.batch=1, '
+                               "used: count/jobs.batch=1, limited: count/jobs.batch=1")
+
+
+def test_an_rbac_refusal_worded_as_the_api_server_words_it_is_still_exit_2(cluster: Any, tmp_path: Path) -> None:
+    # a 403 that is no quota's stays bad input (decision 220 keeps 207's exit 2 for it)
+    from canary.drift.retrain import over_quota
+
+    class Refused(Exception):
+        status = 403
+        body = json.dumps({"kind": "Status", "reason": "Forbidden", "code": 403, "message": (
+            'jobs.batch is forbidden: User "system:serviceaccount:ml:drift" cannot create resource "jobs" in API '
+            'group "batch" in the namespace "ml"'), "details": {"group": "batch", "kind": "jobs"}})
+
+    assert not over_quota(Refused())
+    api, kubeconfig = cluster
+    api.fail_next(403, methods=("POST",), plural="jobs")
+    assert _watch(tmp_path, kubeconfig).exit_code == 2
