@@ -377,6 +377,8 @@ class StrictKubeAPI(kmock.KubernetesScaffold):
         """The quota admission plugin's object count on a create: a ResourceQuota of `ns` whose `spec.hard`
         limits `count/<plural>.<group>` to no more than the objects already there refuses it with 403, its
         message as kube-apiserver words it (`exceeded quota: ...`)."""
+        if ("", "resourcequotas") not in self.kinds:  # no quota can be stored: a create costs nothing more
+            return
         resource = f"{kind.plural}.{kind.group}" if kind.group else kind.plural
         counted = f"count/{resource}"
         for (g, p, n, qname), quota in sorted(self.objects.items()):
