@@ -987,7 +987,7 @@ def status(model: str = ModelArg, namespace: Optional[str] = NamespaceOpt, virtu
                     # said only the error, exit 2, and showed no split, though `canary rollback` acts on it; show
                     # the route as the rollback reads it (the stable destination's share, every other one's)
                     shape = str(exc)
-                    st = router.inspect_any(target, for_stable=True)
+                    st = router.inspect_any(target, for_stable=True, shown=True)
             except TransientError as exc:
                 if not watch:
                     raise
@@ -1027,7 +1027,8 @@ def status(model: str = ModelArg, namespace: Optional[str] = NamespaceOpt, virtu
                                f"{'others' if others else 'canary'}={raw[1]!r}")
                 render_status(st, state, console=opts.console(wide))
                 if shape:
-                    typer.echo(_shape_note(shape, st.weights, raw, state, st.shares, st.stable_added))
+                    typer.echo(_shape_note(shape, st.weights, raw, state, st.shares, st.stable_added,
+                                           st.stable_unwritable))
                 elif st.raw_weights is not None:
                     typer.echo(_raw_note(st.weights, st.raw_weights))
                 if unreadable:
@@ -1050,6 +1051,7 @@ def status(model: str = ModelArg, namespace: Optional[str] = NamespaceOpt, virtu
                        **({"route_shape": shape} if shape else {}),
                        **({"shares": st.shares} if shape and st.shares else {}),
                        **({"stable_added": st.stable_added} if shape and st.stable_added else {}),
+                       **({"stable_unwritable": st.stable_unwritable} if shape and st.stable_unwritable else {}),
                        "route": target.route or None,
                        "stable_subset_version": st.stable_subset_version,
                        "canary_subset_version": st.canary_subset_version,
@@ -1225,11 +1227,12 @@ def _recorded_elsewhere(state: Any, target: Any, st: Any) -> str:
 
 
 def _shape_note(shape: str, weights: Any, raw: tuple[Any, Any], state: Any,
-                split: dict[str, int] | None = None, added: str = "") -> str:
+                split: dict[str, int] | None = None, added: str = "", unwritable: str = "") -> str:
     """`canary status`'s note on a route of a shape no rollout starts from (`shape`: the refusal), read as a
     stable-100% write reads it: the stable subset's weight (a list: copies of its destination) and every other
     one's (`raw`), and what Istio sends to each (`split`, `stable.shares`: stable, canary subset, others);
-    `added`: the route has no stable destination, and the host of the one `canary rollback` adds."""
+    `added`: the route has no stable destination, and the host of the one `canary rollback` adds;
+    `unwritable`: it has none, and why `canary rollback` cannot add one."""
     others = raw[1] if isinstance(raw[1], list) else [raw[1]]
     going = (f"; the rollout recorded {state.phase} cannot go on on it" if state is not None and not state.terminal
              else "")
@@ -1242,6 +1245,11 @@ def _shape_note(shape: str, weights: Any, raw: tuple[Any, Any], state: Any,
     else:
         sent = (f"Istio sends {split['stable']}% to the stable subset, {split['canary']}% to the canary subset"
                 + (f", {split['others']}% to other destinations" if split["others"] or len(others) > 1 else ""))
+    if unwritable:
+        return (f"note: {shape}{going}: the route has no destination with subset 'stable' (deleted by hand); weights "
+                f"as written others={others!r}: {sent}; `canary rollback` is what restores stable, but cannot here "
+                f"(exit 6): {unwritable}; add a destination with subset stable at 100 by hand, or restore the "
+                "DestinationRule and run `canary rollback`")
     if added:
         return (f"note: {shape}{going}: the route has no destination with subset 'stable' (deleted by hand); weights "
                 f"as written others={others!r}: {sent}; `canary rollback` is what restores stable: it adds a "

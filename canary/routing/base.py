@@ -42,6 +42,9 @@ class RouteStatus:
     # that route has no destination with subset `stable` (deleted by hand, or no destination at all): a
     # stable-100% write adds one; the host it adds ("" when the route has a stable destination)
     stable_added: str = ""
+    # such a route read by `inspect_any(shown=True)` where no stable destination can be added (the
+    # DestinationRule unreadable or without both subsets): why `canary rollback` cannot restore stable on it
+    stable_unwritable: str = ""
 
 
 class TrafficRouter(Protocol):

@@ -98,12 +98,15 @@ class IstioRouter:
         status = self._status(vs, dr, patch.read_weights(vs, ref))
         return replace(status, split_elsewhere=claims.split_elsewhere(vs, ref))
 
-    def inspect_any(self, target: Target, *, for_stable: bool = False) -> RouteStatus:
+    def inspect_any(self, target: Target, *, for_stable: bool = False, shown: bool = False) -> RouteStatus:
         """`inspect` for on-call commands and whoever must send traffic back to stable: weights that
         do not sum to 100 are read as Istio splits them, and the values as written are in
         `RouteStatus.raw_weights`, instead of a TargetError. With `for_stable` (a rollback), also a
         DestinationRule that cannot be read or lacks a subset (versions "") and a route among
-        several, found as `_read_for_stable` finds it. Raises what `inspect` raises otherwise."""
+        several, found as `_read_for_stable` finds it. With `shown` (`canary status`, read-only), a route
+        left with only its canary destination, or none, is shown even where stable 100% cannot be written on
+        it (no DestinationRule naming the service and both subsets): `RouteStatus.stable_unwritable` says
+        why. Raises what `inspect` raises otherwise."""
         from dataclasses import replace
 
         try:
@@ -117,24 +120,37 @@ class IstioRouter:
             except NotFound:
                 raise
             except TargetError:  # a route of a shape no rollout starts from: stable 100% still works on it
-                return self._stable_view(target)
+                return self._stable_view(target, shown=shown)
         seen = patch.observe_weights(vs, ref)
         return replace(self._status(vs, dr, seen.weights), raw_weights=None if seen.canonical else seen.raw)
 
-    def _stable_view(self, target: Target) -> RouteStatus:
+    def _stable_view(self, target: Target, *, shown: bool = False) -> RouteStatus:
         """The route as a stable-100% write sees it (`stable.stable_routes`: the route named, else the
         recorded one, else the candidates), whatever its shape: the share its non-stable destinations
         get, and the weights as written in `raw_weights` (stable's, the others' as a list)."""
         vs, dr, route, recorded_weights = self._for_stable_write(target)
+        unwritable = ""
         try:
             routes = stable.stable_routes(vs, route, recorded=recorded_weights, host=_service(dr, target))
         except TargetError as exc:
-            recorded = _record(vs)
-            if recorded is None or recorded.terminal:
+            recorded, why = _record(vs), str(exc)
+            guessed = stable.canary_host(vs, route) if not _service(dr, target) else ""
+            try:
+                routes = stable.stable_routes(vs, route, host=guessed) if guessed else []
+            except TargetError:
+                routes = []
+            if routes and all(r.missing for r in routes):  # shown as the route sends; not writable
+                why = unwritable = (f"{why}; the DestinationRule {target.namespace}/{target.dr_name} could not be "
+                                    "read or does not define subsets 'stable' and 'canary', so the stable "
+                                    "destination to add is not known")
+            if unwritable and shown:
+                pass
+            elif recorded is None or recorded.terminal:
                 raise
-            # a rollout in progress, and no route stable 100% can be written to: not "bad input, untouched"
-            raise TrafficUnsafe(f"{exc}; the rollout of {recorded.canary_version} is recorded {recorded.phase} at "
-                                f"{recorded.weights}: stable 100% cannot be written") from None
+            else:
+                # a rollout in progress, and no route stable 100% can be written to: not "bad input, untouched"
+                raise TrafficUnsafe(f"{why}; the rollout of {recorded.canary_version} is recorded {recorded.phase} "
+                                    f"at {recorded.weights}: stable 100% cannot be written") from None
         weights, raw = stable.view(vs, routes)
         split = stable.shares(vs, routes)
         added = next((stable.added_host(vs, r, _service(dr, target)) for r in routes if r.missing), "")
@@ -144,7 +160,7 @@ class IstioRouter:
         canonical = len(raw[1]) == 1 and all(type(v) is int for v in (raw[0], *raw[1])) and \
             (raw[0], raw[1][0]) == (weights.stable, weights.canary)
         return replace(status, weights=weights, raw_weights=None if canonical else raw, shares=split,
-                       stable_added=added)
+                       stable_added="" if unwritable else added, stable_unwritable=unwritable)
 
     def _for_stable_write(self, target: Target) -> tuple[Obj, Obj | None, str, Weights | None]:
         """The VirtualService, the DestinationRule if it can be read and names both subsets (else None),

@@ -245,6 +245,20 @@ def route_service(route: Any, vs: Any) -> str:
                  and d["destination"].get("subset") == STABLE), "")
 
 
+def canary_host(vs: Any, route_name: str = "") -> str:
+    """The service (a full name) the route named (else the only route) sends to, when every destination of
+    it is the `canary` subset of that one service; "" otherwise (no such route, other subsets or hosts, no
+    destination). What `canary status` reads such a route by without a DestinationRule."""
+    spec = vs.get("spec") if isinstance(vs, dict) else None
+    http = spec.get("http") if isinstance(spec, dict) else None
+    if not isinstance(http, list):
+        return ""
+    named = [r for r in http if isinstance(r, dict) and r.get("name") == route_name] if route_name else \
+        (http if len(http) == 1 else [])
+    hosts = {_dest_host(d, vs) for r in named for d in (r.get("route") if isinstance(r.get("route"), list) else [])}
+    return next(iter(hosts)) if len(hosts) == 1 and all(_canary_only(r, next(iter(hosts)), vs) for r in named) else ""
+
+
 def added_host(vs: Any, r: StableRoute, host: str) -> str:
     """The host a stable-100% write gives the `stable` destination it adds to route `r` (`r.missing`): as the
     route's other destinations spell the service, else `host` (the DestinationRule's service, a full name)."""

@@ -141,3 +141,27 @@ def test_a_route_without_its_stable_destination_is_shown_not_refused(
     assert shown["shares"] == shares and shown["stable_added"] and shown["rollout"]["phase"] == "progressing"
     if not emptied:
         assert shown["weights"] == {"stable": 0, "canary": 100}
+
+
+def test_a_route_without_its_stable_destination_nor_a_usable_rule_is_shown_saying_why_rollback_cannot(
+        cluster: Any) -> None:
+    # the stable destination deleted and the DestinationRule's stable subset too: no stable destination can be
+    # added (which service and subset are not known); status still shows the split, exit 0 (decision 219)
+    api, kc = cluster
+
+    def change(vs: dict[str, Any]) -> None:
+        del vs["spec"]["http"][0]["route"][0]
+        vs["metadata"]["annotations"] = {"modelcanary.dev/rollout": RECORD}
+
+    _edit(api, "virtualservices", change)
+    _edit(api, "destinationrules",
+          lambda dr: dr["spec"].update(subsets=[s for s in dr["spec"]["subsets"] if s["name"] != "stable"]))
+    r = _status(kc)
+    assert r.exit_code == 0, r.output
+    assert "100% to the canary subset" in r.output and "cannot here (exit 6)" in r.output, r.output
+    shown = json.loads(_status(kc, "-o", "json").stdout)
+    assert shown["weights"] == {"stable": 0, "canary": 100} and "stable_added" not in shown
+    assert "does not define subsets" in shown["stable_unwritable"]
+    rolled = CliRunner().invoke(app, ["rollback", "rec-model", "-n", "ml", "--reason", "x", "--kubeconfig", str(kc)])
+    assert rolled.exit_code == 6 and "no destinations with subset 'stable'" in rolled.output, rolled.output
+    assert "so the stable destination to add is not known" in rolled.output
