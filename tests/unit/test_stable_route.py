@@ -81,3 +81,35 @@ def test_the_view_reads_the_share_every_non_stable_destination_gets() -> None:
     routes = stable.stable_routes(vs({"route": [dest("stable", 80), dest("canary", 15), dest("shadow", 5)]}))
     assert stable.view(vs({"route": [dest("stable", 80), dest("canary", 15), dest("shadow", 5)]}), routes) == \
         (Weights(80, 20), (80, [15, 5]))
+
+
+HOST = "m.ml.svc.cluster.local"
+
+
+@pytest.mark.parametrize("route, host, seen, shares", [
+    # a copy of the stable destination is stable (decision 218), with or without the DestinationRule's host
+    ([dest("stable", 100), dest("canary", 0), dest("stable", 100)], HOST, Weights(100, 0),
+     {"stable": 100, "canary": 0, "others": 0}),
+    ([dest("stable", 100), dest("canary", 0), dest("stable", 100)], "", Weights(100, 0),
+     {"stable": 100, "canary": 0, "others": 0}),
+    ([dest("stable", 50), dest("canary", 30), dest("shadow", 20)], HOST, Weights(50, 50),
+     {"stable": 50, "canary": 30, "others": 20}),
+    # the stable destination deleted: the canary, the route's only destination, gets every request (219)
+    ([dest("canary", 0)], HOST, Weights(0, 100), {"stable": 0, "canary": 100, "others": 0}),
+])
+def test_the_shares_are_what_istio_sends_to_each_version(
+        route: list[Any], host: str, seen: Weights, shares: dict[str, int]) -> None:
+    obj = vs({"route": route})
+    routes = stable.stable_routes(obj, host=host)
+    assert stable.view(obj, routes)[0] == seen and stable.shares(obj, routes) == shares
+    assert sum(d["weight"] == 100 for d in stable.with_stable_only(obj, host=host)["spec"]["http"][0]["route"]) == 1
+
+
+def test_a_route_left_with_only_its_canary_gets_the_stable_destination_back_only_with_the_host() -> None:
+    obj = vs({"route": [dest("canary", 0)]})
+    out = stable.with_stable_only(obj, host=HOST)["spec"]["http"][0]["route"]
+    assert out == [dest("canary", 0), dest("stable", 100)]
+    with pytest.raises(TargetError, match="no destinations with subset 'stable'"):
+        stable.with_stable_only(obj)
+    with pytest.raises(TargetError):  # a stable destination renamed is not deleted: still refused
+        stable.with_stable_only(vs({"route": [dest("stable-old", 80), dest("canary", 20)]}), host=HOST)
