@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,22 +19,16 @@ from typer.testing import CliRunner
 
 from canary.cli import app
 from canary.sandbox.kubeapi import KubeAPIServer
-from tests import fleet
-from tests.support.kube import shipped_istio_objects
+from tests.support.kube import PROGRESSING_RECORD
 
 pytestmark = pytest.mark.integration
 GROUP = "networking.istio.io"
-RECORD = json.dumps({"model": "rec-model", "stable_version": "v1", "canary_version": "v2", "phase": "progressing",
-                     "weights": {"stable": 75, "canary": 25}, "step": 1, "started_at": 1.0, "step_started_at": 2.0})
+RECORD = PROGRESSING_RECORD
 
 
 @pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[tuple[KubeAPIServer, Path]]:
-    api = KubeAPIServer(seed=shipped_istio_objects()).start()
-    try:
-        yield api, fleet.write_kubeconfig(tmp_path / "kubeconfig", api.url)
-    finally:
-        api.stop()
+def cluster(istio_cluster: tuple[KubeAPIServer, Path]) -> tuple[KubeAPIServer, Path]:
+    return istio_cluster
 
 
 def _route(api: KubeAPIServer, weights: list[int | None], *, third: str = "shadow") -> None:

@@ -8,11 +8,15 @@ Fixtures:
     kube_api      a started KubeAPIServer (empty store); seed with api.handler.put_object
     kube_client   an official kubernetes ApiClient pointed at kube_api
     istio_api     kube_api seeded with the shipped istio/ manifests (rec-model in ml)
+    istio_cluster (a started emulator seeded with those manifests, a kubeconfig file for it): for CLI runs
+
+PROGRESSING_RECORD is a rollout record (the VirtualService annotation's JSON) of rec-model v1 -> v2 at 75/25.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +27,9 @@ import yaml
 from canary.sandbox.kubeapi import KubeAPIServer
 
 ISTIO_DIR = Path(__file__).resolve().parents[2] / "istio"
+PROGRESSING_RECORD = json.dumps({"model": "rec-model", "stable_version": "v1", "canary_version": "v2",
+                                 "phase": "progressing", "weights": {"stable": 75, "canary": 25}, "step": 1,
+                                 "started_at": 1.0, "step_started_at": 2.0})
 
 
 def shipped_istio_objects() -> list[dict[str, Any]]:
@@ -58,3 +65,15 @@ def istio_api(kube_api: KubeAPIServer) -> KubeAPIServer:
     for obj in shipped_istio_objects():
         kube_api.handler.put_object(obj)
     return kube_api
+
+
+@pytest.fixture
+def istio_cluster(tmp_path: Path) -> Iterator[tuple[KubeAPIServer, Path]]:
+    """A started emulator seeded with the shipped istio/ manifests, and a kubeconfig file pointing at it."""
+    from tests import fleet
+
+    api = KubeAPIServer(seed=shipped_istio_objects()).start()
+    try:
+        yield api, fleet.write_kubeconfig(tmp_path / "kubeconfig", api.url)
+    finally:
+        api.stop()
