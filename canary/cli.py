@@ -1176,8 +1176,11 @@ def _undriven(state: Any, server_now: Callable[[], float | None]) -> str:
     beat = state.heartbeat_s if state.heartbeat_s > 0 else None
     writes = (f"a running `canary promote` writes it at least every {beat:g}s" if beat
               else "a running `canary promote` writes it at every look")
-    if here == "gone":
+    if here in ("gone", "stopped"):
         pid = state.owner.partition("#")[2].split(":")[2]
+        if here == "stopped":  # Ctrl-Z in its terminal, or a SIGSTOP: it judges and moves nothing meanwhile
+            return (f"its `canary promote` (pid {pid} on this machine) is stopped (Ctrl-Z or SIGSTOP) and judges "
+                    f"nothing until it is continued (`fg` in its terminal, or `kill -CONT {pid}`)")
         return f"its `canary promote` (pid {pid} on this machine) is no longer running"
     now = server_now()
     if now is None:

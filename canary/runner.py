@@ -1246,19 +1246,22 @@ def _identity() -> str:
 
 
 def promote_here(owner: str) -> str:
-    """Whether the promote process `owner` names runs on this machine: "alive", "gone" or "" (cannot tell:
-    another machine or container). `canary status` says so of a rollout nothing drives (decision 205)."""
-    return _here(owner)
+    """Whether the promote process `owner` names runs on this machine: "alive", "stopped" (job control's
+    Ctrl-Z or a SIGSTOP, state T: it drives nothing until continued), "gone" or "" (cannot tell: another
+    machine or container). `canary status` says so of a rollout nothing drives (decisions 205, 222)."""
+    return _here(owner, stopped="stopped")
 
 
-def _here(owner: str) -> str:
+def _here(owner: str, *, stopped: str = "alive") -> str:
     """Whether the promote process `owner` names (`promote#host:pidns:pid:nonce`) ran on this machine,
     in this pid namespace, and is "alive" (running, stopped or sleeping) or "gone" (no such pid, a
     zombie, or this very process: a rollout resumed in-process); "" when it cannot tell (another
     machine or container, no /proc, an owner of another shape): then its record's age decides. An owner
     that names its boot and start (`_identity`, decision 217) is another machine's (or from before this
     one's reboot: "") when the boot is not this one's, and "gone" when its pid now runs a process started at
-    another time (the pid reused); the host name and pid namespace alone told neither."""
+    another time (the pid reused); the host name and pid namespace alone told neither. `stopped`: what a
+    stopped process (state T, or t: traced) is said as; "alive" for a take-over, which must not run beside a
+    process that can be continued."""
     parts = owner.partition("#")[2].split(":")
     if len(parts) != 4 or parts[0] != socket.gethostname() or not parts[1] or parts[1] != _pid_namespace():
         return ""
@@ -1281,6 +1284,8 @@ def _here(owner: str) -> str:
         return "gone"
     if dot and start and _started(stat) != start:
         return "gone"  # another process has its pid now
+    if state in ("T", "t"):
+        return stopped
     return "gone" if state in ("Z", "X", "x") else "alive"
 
 

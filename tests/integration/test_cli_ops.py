@@ -433,6 +433,39 @@ def test_status_says_when_nothing_drives_a_rollout_in_progress(cluster: Any, own
     assert "`canary rollback rec-model -n ml` sends stable 100%" in note, note
 
 
+def test_status_says_a_stopped_promote_drives_nothing_until_continued(cluster: Any) -> None:
+    """A `canary promote` stopped with Ctrl-Z (state T) read as alive: `canary status` said nothing, while the
+    split stayed unjudged for as long as it stayed stopped (decision 222). It is now said, with how to continue
+    it; a second promote still refuses to take over from it (it can be continued)."""
+    import signal
+    import time
+
+    from canary.runner import _here
+
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        os.kill(proc.pid, signal.SIGSTOP)
+        for _ in range(500):  # until the kernel shows it stopped (a condition, not a sleep's end)
+            with open(f"/proc/{proc.pid}/stat", encoding="ascii") as f:
+                if f.read().rpartition(")")[2].split()[0] == "T":
+                    break
+            time.sleep(0.01)
+        owner = _promote_here(proc.pid)
+        assert _here(owner) == "alive"  # a take-over still refuses
+        router = IstioRouter(api_client(kubeconfig=str(cluster[1])))
+        state = rl.RolloutState(model="rec-model", stable_version="v1", canary_version="v2", phase=rl.PROGRESSING,
+                                weights=Weights(75, 25), step=1, started_at=1.0, step_started_at=2.0, owner=owner,
+                                heartbeat_s=2.0, updated_at=time.time())
+        router.set_weights(TARGET, Weights(75, 25), state=state.to_json())
+        st = json.loads(canary("status", "rec-model", "-n", "ml", "-o", "json", kubeconfig=cluster[1]).stdout)
+        assert st["undriven"] == (f"its `canary promote` (pid {proc.pid} on this machine) is stopped (Ctrl-Z or "
+                                  f"SIGSTOP) and judges nothing until it is continued (`fg` in its terminal, or "
+                                  f"`kill -CONT {proc.pid}`)"), st
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 @pytest.mark.parametrize("skew_s", [1000.0, -1000.0], ids=["this host ahead", "this host behind"])
 def test_the_undriven_note_times_a_record_from_elsewhere_by_the_api_servers_clock(cluster: Any,
                                                                                  monkeypatch: pytest.MonkeyPatch,
