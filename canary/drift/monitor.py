@@ -142,6 +142,12 @@ class MonitorState:
                 isinstance(a, dict) and isinstance(a.get("event"), str) and isinstance(a.get("message"), str)
                 for a in kw["outbox"])):
             raise ValueError("drift monitor state: outbox must be a list of alerts (event, message)")
+        for i, a in enumerate(kw.get("outbox") or ()):  # an alert's time is its webhook id's and its body's `at`
+            at = a.get("at")
+            if at is not None and (isinstance(at, bool) or not isinstance(at, (int, float)) or not math.isfinite(at)
+                                   or at < 0):
+                raise ValueError(f"drift monitor state: outbox[{i}].at must be a finite number of seconds >= 0 (a "
+                                 f"Unix time) or absent, got {at!r}")
         if kw.get("phase", OK) not in (OK, DRIFTING):  # the field named, as every other one is
             raise ValueError(f"drift monitor state: phase must be {OK!r} or {DRIFTING!r}, got {kw['phase']!r}")
         if kw.get("trigger", "") not in ("", "pending", "done"):

@@ -50,6 +50,21 @@ def test_a_state_whose_time_is_not_a_finite_number_is_refused_naming_file_entry_
     assert state.read_bytes() == before
 
 
+@pytest.mark.parametrize("value", ["NaN", "Infinity", "-1", "\"soon\""])
+def test_an_undelivered_alert_whose_time_is_not_a_finite_number_is_refused_naming_it(tmp_path: Any, value: str) -> None:
+    """An alert waiting in the state's outbox carries its evaluation's time (`at`: its webhook id and its body's
+    `at` when delivered again). `"at": NaN` was read, and unsent() sent a body with NaN, which is no JSON a
+    receiver parses (decision 223, of 210's kind)."""
+    state = tmp_path / "state.json"
+    state.write_text('{"rec/v1": {"model": "rec", "version": "v1", "outbox": [{"event": "drift.started", '
+                     f'"message": "drift", "at": {value}}}]}}}}')
+    before = state.read_bytes()
+    r = _watch(tmp_path, state)
+    assert r.exit_code == 2, r.output
+    assert f"{state}: rec/v1: " in r.stderr and "outbox[0].at must be a finite number" in r.stderr, r.stderr
+    assert state.read_bytes() == before
+
+
 def test_a_state_of_a_newer_schema_is_refused_and_left_as_it_is(tmp_path: Any) -> None:
     """A newer canary's state, a field this one does not know (`cooldown`): read as today's, the field was
     dropped and the next save wrote the state back without it."""
