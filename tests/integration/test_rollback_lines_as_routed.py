@@ -23,12 +23,6 @@ from tests.support.kube import PROGRESSING_RECORD
 
 pytestmark = pytest.mark.integration
 GROUP = "networking.istio.io"
-RECORD = PROGRESSING_RECORD
-
-
-@pytest.fixture
-def cluster(istio_cluster: tuple[KubeAPIServer, Path]) -> tuple[KubeAPIServer, Path]:
-    return istio_cluster
 
 
 def _route(api: KubeAPIServer, weights: list[int | None], *, third: str = "shadow") -> None:
@@ -40,7 +34,7 @@ def _route(api: KubeAPIServer, weights: list[int | None], *, third: str = "shado
         dest.pop("weight", None)
         if w is not None:
             dest["weight"] = w
-    vs["metadata"]["annotations"] = {"modelcanary.dev/rollout": RECORD}
+    vs["metadata"]["annotations"] = {"modelcanary.dev/rollout": PROGRESSING_RECORD}
     api.handler.put_object(vs)
 
 
@@ -60,8 +54,8 @@ def _rollback(api: KubeAPIServer, kubeconfig: Path) -> dict[str, dict[str, Any]]
     ([70, 20], "78/22", "stable=70 canary=20"),
 ])
 def test_a_rollback_says_the_split_it_ended_not_the_recorded_one(
-        cluster: Any, weights: list[int | None], seen: str, written: str) -> None:
-    api, kc = cluster
+        istio_cluster: Any, weights: list[int | None], seen: str, written: str) -> None:
+    api, kc = istio_cluster
     _route(api, weights)
     said = _rollback(api, kc)
     start, done = said["rollback.started"], said["rollback.completed"]
@@ -70,10 +64,10 @@ def test_a_rollback_says_the_split_it_ended_not_the_recorded_one(
         assert line["recorded_weights"] == "75/25" and line["written_as"] == written
 
 
-def test_a_copy_of_the_stable_destination_is_said_as_stable(cluster: Any) -> None:
+def test_a_copy_of_the_stable_destination_is_said_as_stable(istio_cluster: Any) -> None:
     # 100/0/100, the third a copy of the stable destination: Istio sends nothing to the canary; the rollback said
     # "from_weights 50/50", the copy counted with the canary's (decision 218). It writes 100/0/0.
-    api, kc = cluster
+    api, kc = istio_cluster
     _route(api, [100, 0, 100], third="stable")
     said = _rollback(api, kc)
     route = api.handler.get_object(GROUP, "virtualservices", "ml", "rec-model")["spec"]["http"][0]["route"]
@@ -83,8 +77,8 @@ def test_a_copy_of_the_stable_destination_is_said_as_stable(cluster: Any) -> Non
         assert line["written_as"] == "stable=[100, 100] others=[0]"
 
 
-def test_a_route_that_carries_its_record_says_it_as_before(cluster: Any) -> None:
-    api, kc = cluster
+def test_a_route_that_carries_its_record_says_it_as_before(istio_cluster: Any) -> None:
+    api, kc = istio_cluster
     _route(api, [75, 25])
     said = _rollback(api, kc)
     for line in said.values():
@@ -92,14 +86,14 @@ def test_a_route_that_carries_its_record_says_it_as_before(cluster: Any) -> None
 
 
 @pytest.mark.parametrize("emptied", [False, True])
-def test_a_route_without_its_stable_destination_gets_one_at_100(cluster: Any, emptied: bool) -> None:
+def test_a_route_without_its_stable_destination_gets_one_at_100(istio_cluster: Any, emptied: bool) -> None:
     # the stable destination deleted by hand (every request to the canary), or no destination left: the rollback
     # exited 6 ("stable 100% cannot be written"); it now adds the stable destination at 100 (decision 219)
-    api, kc = cluster
+    api, kc = istio_cluster
     vs = copy.deepcopy(api.handler.get_object(GROUP, "virtualservices", "ml", "rec-model"))
     route = vs["spec"]["http"][0]["route"]
     del route[:len(route) if emptied else 1]
-    vs["metadata"]["annotations"] = {"modelcanary.dev/rollout": RECORD}
+    vs["metadata"]["annotations"] = {"modelcanary.dev/rollout": PROGRESSING_RECORD}
     api.handler.put_object(vs)
     r = CliRunner().invoke(app, ["rollback", "rec-model", "-n", "ml", "--reason", "pager", "-o", "json",
                                  "--kubeconfig", str(kc)])

@@ -24,12 +24,6 @@ from tests.support.kube import PROGRESSING_RECORD
 
 pytestmark = pytest.mark.integration
 GROUP = "networking.istio.io"
-RECORD = PROGRESSING_RECORD
-
-
-@pytest.fixture
-def cluster(istio_cluster: tuple[KubeAPIServer, Path]) -> tuple[KubeAPIServer, Path]:
-    return istio_cluster
 
 
 def _edit(api: KubeAPIServer, plural: str, change: Any) -> None:
@@ -45,7 +39,7 @@ def _split(weights: list[int], *, third: bool = False) -> Any:
             route.append({"destination": {"host": "rec-model", "subset": "shadow"}, "weight": 0})
         for dest, w in zip(route, weights):
             dest["weight"] = w
-        vs["metadata"]["annotations"] = {"modelcanary.dev/rollout": RECORD}
+        vs["metadata"]["annotations"] = {"modelcanary.dev/rollout": PROGRESSING_RECORD}
     return change
 
 
@@ -53,8 +47,8 @@ def _status(kubeconfig: Path, *more: str) -> Any:
     return CliRunner().invoke(app, ["status", "rec-model", "-n", "ml", "--kubeconfig", str(kubeconfig), *more])
 
 
-def test_a_third_destination_added_mid_rollout_is_shown_with_every_share(cluster: Any) -> None:
-    api, kc = cluster
+def test_a_third_destination_added_mid_rollout_is_shown_with_every_share(istio_cluster: Any) -> None:
+    api, kc = istio_cluster
     _edit(api, "virtualservices", _split([50, 25, 25], third=True))
     r = _status(kc)
     assert r.exit_code == 0, r.output
@@ -68,8 +62,8 @@ def test_a_third_destination_added_mid_rollout_is_shown_with_every_share(cluster
     assert "3 destinations" in shown["route_shape"] and shown["rollout"]["phase"] == "progressing"
 
 
-def test_the_canary_subset_gone_from_the_destination_rule_still_shows_the_split(cluster: Any) -> None:
-    api, kc = cluster
+def test_the_canary_subset_gone_from_the_destination_rule_still_shows_the_split(istio_cluster: Any) -> None:
+    api, kc = istio_cluster
     _edit(api, "virtualservices", _split([75, 25]))
     _edit(api, "destinationrules",
           lambda dr: dr["spec"].update(subsets=[s for s in dr["spec"]["subsets"] if s["name"] != "canary"]))
@@ -81,16 +75,16 @@ def test_the_canary_subset_gone_from_the_destination_rule_still_shows_the_split(
     assert shown["weights"] == {"stable": 75, "canary": 25} and "subset 'canary'" in shown["route_shape"]
 
 
-def test_a_copy_of_the_stable_destination_counts_as_stable_not_as_the_canary(cluster: Any) -> None:
+def test_a_copy_of_the_stable_destination_counts_as_stable_not_as_the_canary(istio_cluster: Any) -> None:
     # stable 100, canary 0 and a copy of the stable destination at 100: Istio sends every request to the stable
     # version; the copy was counted with the canary's, shown 50/50 "the canary subset ... get 50%" (decision 218)
-    api, kc = cluster
+    api, kc = istio_cluster
 
     def change(vs: dict[str, Any]) -> None:
         route = vs["spec"]["http"][0]["route"]
         route[0]["weight"], route[1]["weight"] = 100, 0
         route.append(copy.deepcopy(route[0]))
-        vs["metadata"]["annotations"] = {"modelcanary.dev/rollout": RECORD}
+        vs["metadata"]["annotations"] = {"modelcanary.dev/rollout": PROGRESSING_RECORD}
 
     _edit(api, "virtualservices", change)
     r = _status(kc)
@@ -103,8 +97,8 @@ def test_a_copy_of_the_stable_destination_counts_as_stable_not_as_the_canary(clu
     assert shown["raw_weights"] == {"stable": [100, 100], "others": [0]}
 
 
-def test_a_route_of_the_usual_shape_says_nothing_of_its_shape(cluster: Any) -> None:
-    api, kc = cluster
+def test_a_route_of_the_usual_shape_says_nothing_of_its_shape(istio_cluster: Any) -> None:
+    api, kc = istio_cluster
     _edit(api, "virtualservices", _split([75, 25]))
     shown = json.loads(_status(kc, "-o", "json").stdout)
     assert "route_shape" not in shown and shown["raw_weights"] == {"stable": 75, "canary": 25}
@@ -115,15 +109,15 @@ def test_a_route_of_the_usual_shape_says_nothing_of_its_shape(cluster: Any) -> N
     (True, {"stable": 0, "canary": 0, "others": 0}, "no destination at all: Istio routes nothing by it"),
 ])
 def test_a_route_without_its_stable_destination_is_shown_not_refused(
-        cluster: Any, emptied: bool, shares: dict[str, int], said: str) -> None:
+        istio_cluster: Any, emptied: bool, shares: dict[str, int], said: str) -> None:
     # `route[0]` (the stable destination) deleted by hand under a progressing record, or the route list emptied:
     # status, read-only, exited 6 ("stable 100% cannot be written") with no weights and no JSON (decision 219)
-    api, kc = cluster
+    api, kc = istio_cluster
 
     def change(vs: dict[str, Any]) -> None:
         route = vs["spec"]["http"][0]["route"]
         del route[:len(route) if emptied else 1]
-        vs["metadata"]["annotations"] = {"modelcanary.dev/rollout": RECORD}
+        vs["metadata"]["annotations"] = {"modelcanary.dev/rollout": PROGRESSING_RECORD}
 
     _edit(api, "virtualservices", change)
     r = _status(kc)
@@ -137,14 +131,14 @@ def test_a_route_without_its_stable_destination_is_shown_not_refused(
 
 
 def test_a_route_without_its_stable_destination_nor_a_usable_rule_is_shown_saying_why_rollback_cannot(
-        cluster: Any) -> None:
+        istio_cluster: Any) -> None:
     # the stable destination deleted and the DestinationRule's stable subset too: no stable destination can be
     # added (which service and subset are not known); status still shows the split, exit 0 (decision 219)
-    api, kc = cluster
+    api, kc = istio_cluster
 
     def change(vs: dict[str, Any]) -> None:
         del vs["spec"]["http"][0]["route"][0]
-        vs["metadata"]["annotations"] = {"modelcanary.dev/rollout": RECORD}
+        vs["metadata"]["annotations"] = {"modelcanary.dev/rollout": PROGRESSING_RECORD}
 
     _edit(api, "virtualservices", change)
     _edit(api, "destinationrules",
