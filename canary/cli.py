@@ -1173,9 +1173,6 @@ def _undriven(state: Any, server_now: Callable[[], float | None]) -> str:
     here = promote_here(state.owner)
     if here == "alive":
         return ""
-    beat = state.heartbeat_s if state.heartbeat_s > 0 else None
-    writes = (f"a running `canary promote` writes it at least every {beat:g}s" if beat
-              else "a running `canary promote` writes it at every look")
     if here in ("gone", "stopped"):
         pid = state.owner.partition("#")[2].split(":")[2]
         if here == "stopped":  # Ctrl-Z in its terminal, or a SIGSTOP: it judges and moves nothing meanwhile
@@ -1188,6 +1185,8 @@ def _undriven(state: Any, server_now: Callable[[], float | None]) -> str:
     age = now - state.updated_at
     if age < sw.abandoned_after(state):
         return ""
+    writes = (f"a running `canary promote` writes it at least every {state.heartbeat_s:g}s" if state.heartbeat_s > 0
+              else "a running `canary promote` writes it at every look")
     return (f"its record has not changed for {age:.0f}s (the API server's clock against its promote's, "
             f"Prometheus's) and {writes}: its `canary promote` is gone or stalled")
 
