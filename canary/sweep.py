@@ -44,8 +44,8 @@ from canary import crd
 from canary import rollout as rl
 from canary.errors import CanaryError, NotLeader, RoutingConflict, TransientError
 from canary.model import STABLE_ONLY, Target, Weights
-from canary.reconcile import (routed_fields, crd_ref, describe_owner, end_disagreement, execute, is_promote_owner, landed_after,
-                              rollout_context)
+from canary.reconcile import (as_routed, crd_ref, describe_owner, end_disagreement, execute, is_promote_owner,
+                              landed_after, rollout_context, routed_fields)
 from canary.routing import patch
 
 # a promote record seen unchanged for 3 of its looks and this much more is abandoned: a look's queries
@@ -473,9 +473,9 @@ def end(router: Any, found: Found, *, log: Any, now: float, notifier: Any = None
     actions = [a for a in actions if not (isinstance(a, rl.Emit) and a.event in ("rollout.aborting",))]
     # the split it ends as the route has it, not as the record says (a route edited by hand under it: the stable
     # weight deleted, 70/20, a third destination), as `canary rollback` says it (decisions 209, 212): one read
-    routed = routed_fields(r, _routed(router, found))
-    actions = [replace(a, fields={**a.fields, **routed}) if isinstance(a, rl.Emit) and "from_weights" in a.fields
-               else a for a in actions]
+    status = _routed(router, found)
+    routed = routed_fields(r, status)
+    actions = as_routed(actions, r, status)
     unanswered = ""  # an attempt with no answer may have landed: a later refusal must not say `write_landed: no`
     for attempt in range(3):
         try:
