@@ -40,7 +40,20 @@ class CanaryError(Exception):
 
 
 class ConfigError(CanaryError):
-    """Bad input given by the user. Never retried; exit code 2."""
+    """Bad input given by the user. Never retried; exit code 2. `field`: the input as the user named it
+    ("--triton-canary", "spec.triton.canaryUrl", "metadata.tritonCanary"; a policy's field for a PolicyError),
+    "" when the error is not about one; `detail`: the message without that name. A caller that reports the
+    field apart (a 400's `field`) reads them here, never from the text (`ConfigError.at`)."""
+
+    def __init__(self, *args: object, field: str = "", detail: str = "") -> None:
+        super().__init__(*args)
+        self.field = field
+        self.detail = detail
+
+    @classmethod
+    def at(cls, field: str, detail: str) -> "ConfigError":
+        """The error "<field> <detail>" about the input `field`."""
+        return cls(f"{field} {detail}", field=field, detail=detail)
 
 
 class PolicyError(ConfigError):
@@ -49,8 +62,6 @@ class PolicyError(ConfigError):
     def __init__(self, file: str, field: str, message: str,
                  problems: "list[tuple[str, str]] | None" = None) -> None:
         self.file = file
-        self.field = field
-        self.detail = message
         # every problem (field, message), in the order found: a user fixing a policy needs all of them
         self.problems = problems or [(field, message)]
         where = f"{file}: {field}" if field else file
@@ -58,7 +69,7 @@ class PolicyError(ConfigError):
         if len(self.problems) > 1:  # each once, under the file
             text = f"{file}: {len(self.problems)} problems:" + "".join(
                 f"\n  - {f or '(top level)'}: {m}" for f, m in self.problems)
-        super().__init__(text)
+        super().__init__(text, field=field, detail=message)
 
 
 class TargetError(ConfigError):

@@ -34,7 +34,7 @@ STABLE_DOWN = ("no baseline answers, so the canary cannot be shown good: the rol
 
 def check_urls(protocol: str, *, stable_url: str | None, canary_url: str,
                url_fields: tuple[str, str] = CR_FIELDS) -> None:
-    """ConfigError naming the field (`url_fields`: what the user called the stable and canary URLs) when a
+    """ConfigError naming the field (`url_fields`: what the user calls the stable and canary URLs) if a
     Triton URL is one tritonclient would misread (`check_url`), or when both name one server: the gate then
     compared stable with itself and passed, and the probe that rolls a crashed canary back watched stable, so
     the canary was never looked at (decision 204). Told without a DNS lookup (`_server`: IP spellings,
@@ -44,8 +44,8 @@ def check_urls(protocol: str, *, stable_url: str | None, canary_url: str,
         return
     stable_at, _ = check_url(stable_url, protocol, field=url_fields[0])
     if _server(stable_at) == _server(canary_at):
-        raise ConfigError(
-            f"{url_fields[1]} {canary_url!r} and {url_fields[0]} {stable_url!r} name the same Triton server "
+        raise ConfigError.at(url_fields[1],
+            f"{canary_url!r} and {url_fields[0]} {stable_url!r} name the same Triton server "
             f"({canary_at}): the gate would check stable against itself and its probe would watch stable, never "
             f"the canary; give {url_fields[1]} the address of the canary pods' Triton")
 

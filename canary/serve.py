@@ -335,8 +335,7 @@ class Service:
             try:
                 check_urls(cfg.protocol, stable_url=ask.triton_stable, canary_url=ask.triton_canary, url_fields=fields)
             except ConfigError as exc:
-                name = fields[0] if str(exc).startswith(f"{fields[0]} ") else fields[1]
-                raise BadRequest(name, str(exc).removeprefix(f"{name} ")) from None
+                raise BadRequest(exc.field or fields[1], exc.detail or str(exc)) from None
         with self.store.lock(ask.key, ask.revision, timeout=_left(deadline)):
             stored = self.store.load(ask.key, ask.revision)  # read once: _restarted and _session both look at it
             s = self._restarted(ask, named, stored) or self._session(ask, named, create=True, stored=stored)

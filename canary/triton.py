@@ -43,25 +43,28 @@ def check_url(url: str, protocol: str, *, field: str = "url") -> tuple[str, bool
     scheme, sep, rest = text.partition("://")
     if not sep:
         scheme, rest = "", text
-    where = f"{field} {url!r}"
+
+    def bad(message: str) -> ConfigError:
+        return ConfigError.at(field, f"{url!r}: {message}")
+
     if not rest or any(c.isspace() for c in text):
-        raise ConfigError(f"{where}: expected host:port or http(s)://host:port")
+        raise bad("expected host:port or http(s)://host:port")
     if scheme.lower() not in _SCHEMES.get(protocol, ()):
-        raise ConfigError(f"{where}: scheme {scheme!r} does not go with gates.triton.protocol {protocol} "
-                          f"(use {' or '.join(s + '://' for s in _SCHEMES.get(protocol, ()) if s)} or plain host:port)")
+        raise bad(f"scheme {scheme!r} does not go with gates.triton.protocol {protocol} "
+                  f"(use {' or '.join(s + '://' for s in _SCHEMES.get(protocol, ()) if s)} or plain host:port)")
     try:
         parts = urllib.parse.urlsplit("//" + rest)
         port = parts.port
     except ValueError as exc:
-        raise ConfigError(f"{where}: {exc}") from None
+        raise bad(str(exc)) from None
     if parts.path not in ("", "/") or parts.query or parts.fragment or "?" in rest or "#" in rest:
-        raise ConfigError(f"{where}: Triton's API is at the server's root; give host:port without a path or query "
-                          f"(found {rest[len(parts.netloc):]!r})")
+        raise bad(f"Triton's API is at the server's root; give host:port without a path or query "
+                  f"(found {rest[len(parts.netloc):]!r})")
     if parts.username is not None or not parts.hostname:
-        raise ConfigError(f"{where}: expected host:port (no user, a host name)")
+        raise bad("expected host:port (no user, a host name)")
     if port is None or port == 0:
-        raise ConfigError(f"{where}: no port: give Triton's {protocol.upper()} port (Triton's defaults: HTTP 8000, "
-                          f"gRPC 8001)")
+        raise bad(f"no port: give Triton's {protocol.upper()} port (Triton's defaults: HTTP 8000, "
+                  f"gRPC 8001)")
     return parts.netloc, scheme.lower() == "https"
 
 
