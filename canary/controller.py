@@ -106,6 +106,15 @@ class _SnapshotOutage(NamedTuple):
     ticks: int
 
 
+class _RouteNow(NamedTuple):
+    """A route read again before a stable-100% write from memory (`Controller._taken_over`)."""
+
+    other: bool  # it records another rollout than the one remembered: not ours to undo
+    text: Any  # the record text read, to guard the write on; `...` when the route could not be read (unguarded)
+    record: rl.RolloutState | None  # the record when it is this very rollout, None otherwise or unreadable
+    route: Any  # the RouteStatus read (None when it could not be): an end from `record` says its split
+
+
 class CanaryRolloutChanged(RoutingConflict):
     """A write towards the canary refused: the CanaryRollout, read live, is no longer what the decision
     was taken on (`Controller._still_asked`). Nothing was written; the next tick acts on it."""
@@ -1430,27 +1439,26 @@ class Controller:
         inspect_any = getattr(self.router, "inspect_any", None)
         return inspect_any(target, for_stable=True) if inspect_any is not None else self.router.inspect(target)
 
-    def _taken_over(self, target: Target,
-                    state: rl.RolloutState) -> tuple[bool, Any, rl.RolloutState | None, Any]:
-        """Whether the route now records another rollout than `state` (another version, or the same
-        started at another time): what this process remembers is stale, and a stable-100% write would
-        undo someone else's rollout. Also the record text read, to guard that write on (`...` when the
-        route cannot be read: then stable, unguarded), and the record itself when it is this very
-        rollout (None otherwise, or unreadable): a decision is taken from it, not from memory; and the route as
-        read (None when it could not be), whose split an end from that record says (`reconcile.as_routed`)."""
+    def _taken_over(self, target: Target, state: rl.RolloutState) -> _RouteNow:
+        """The route read again (`_RouteNow`): whether it now records another rollout than `state` (another
+        version, or the same started at another time): what this process remembers is stale, and a stable-100%
+        write would undo someone else's rollout; the record text read, to guard that write on (`...` when the
+        route cannot be read: then stable, unguarded); the record itself when it is this very rollout (a
+        decision is taken from it, not from memory); and the route, whose split an end from that record says
+        (`reconcile.as_routed`)."""
         try:
             seen = self._inspect_for_stable(target)
         except CanaryError:
-            return False, ..., None, None
+            return _RouteNow(False, ..., None, None)
         try:
             rec = parse_state(seen)
         except RecordTooNew:  # a newer canary's record (decision 169): not this process's to undo
-            return True, seen.state or None, None, seen
+            return _RouteNow(True, seen.state or None, None, seen)
         except CanaryError:
-            return False, seen.state or None, None, seen
+            return _RouteNow(False, seen.state or None, None, seen)
         other = rec is not None and (rec.canary_version != state.canary_version or rec.started_at != state.started_at
                                      or rec.owner not in ("", state.owner))
-        return other, seen.state or None, None if other else rec, seen
+        return _RouteNow(other, seen.state or None, None if other else rec, seen)
 
     def _stable_if_ours(self, obj: dict[str, Any], target: Target, *, reason: str,
                         log: Any) -> tuple[str, rl.RolloutState | None]:
@@ -1914,8 +1922,9 @@ class Controller:
             self._record(spec, ended, [a for a in actions if isinstance(a, rl.Emit) and a.event == "rollout.aborted"])
             self._mirror_end(obj, spec, ended)
             return
-        other, read, rec, seen = self._taken_over(spec.target, state)
-        if other:
+        now_read = self._taken_over(spec.target, state)
+        read, rec = now_read.text, now_read.record
+        if now_read.other:
             return  # the route runs another rollout now (an operator's rollback, another promote): not ours to undo
         if rec is not None and rec.terminal:
             # this very rollout has ended meanwhile (another replica promoted or rolled it back while this one
@@ -1938,7 +1947,7 @@ class Controller:
         now = self.clock.now()
         try:
             new = self._to_stable(key, spec.target, state, reason=reason[:500], log=log, now=now, expect=read,
-                                  routed=seen if rec is not None else None)
+                                  routed=now_read.route if rec is not None else None)
         except CanaryError as exc:  # rollback.retrying (or its page) is logged; the next tick tries again, or finds it landed
             self._unconfirmed[key] = (*rl.transition(state, rl.Rollback(now, reason[:500], aborted=True),
                                                      None), read, write_landed(exc))  # type: ignore[arg-type]
