@@ -187,7 +187,8 @@ def _start_drift(client: Any, prom: Any, *, namespace: Optional[str], state_name
                            registry=registry,  # model_data_drift_* on the controller's /metrics
                            load=False)  # read by watch_baselines when it leads: a state it cannot use is said there
     threading.Thread(target=watch_baselines, args=(watcher, core),
-                     kwargs={"namespace": namespace, "stop": stop, "interval_s": interval_s, "is_leader": is_leader},
+                     kwargs={"namespace": namespace, "stop": stop, "interval_s": interval_s, "is_leader": is_leader,
+                             "job_source": str(retrain_job or "--retrain-job")},
                      name="canary-drift", daemon=True).start()
     from canary import logs
 

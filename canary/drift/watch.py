@@ -796,10 +796,12 @@ class Redirected(Exception):
 
 
 def watch_baselines(watcher: DriftWatcher, core: Any, *, namespace: str | None, stop: Any, interval_s: float,
-                    is_leader: Callable[[], bool] = lambda: True) -> None:
+                    is_leader: Callable[[], bool] = lambda: True, job_source: str = "--retrain-job") -> None:
     """The controller's drift loop: every `interval_s`, while this replica leads, evaluate every
-    baseline ConfigMap (`store.load_profiles`; new versions are picked up without a restart).
-    Never raises: a failed pass is logged and the next one tries again."""
+    baseline ConfigMap (`store.load_profiles`; new versions are picked up without a restart). With a
+    retraining Job template, each baseline's Job is asked of the API server when the baseline is first
+    seen (`JobChecks`: `job_source` names the template's file). Never raises: a failed pass is logged and
+    the next one tries again."""
     from canary.drift.compare import validate_profile
     from canary.drift.store import load_profiles
 
@@ -808,6 +810,7 @@ def watch_baselines(watcher: DriftWatcher, core: Any, *, namespace: str | None, 
     leading = False
     warned: dict[str, str] = {}  # ConfigMap -> the error logged for it: once per baseline content, not per pass
     small_warned: dict[str, Any] = {}  # ConfigMap -> the profile it warned of as a small reference (once per content)
+    jobs = JobChecks(watcher, job_source)
     while True:
         if not is_leader():
             leading = False
@@ -855,12 +858,67 @@ def watch_baselines(watcher: DriftWatcher, core: Any, *, namespace: str | None, 
                         small_warned[where] = content if small else None
                         good.append({**prof, "_namespace": where.split("/", 1)[0]})
                 watcher.profiles = good
+                jobs.check(good)
                 watcher.once(keep_going=lambda: "stopping" if stop.is_set() else
                              "" if is_leader() else "no longer the leader", interval_s=interval_s)
             except Exception as exc:  # the rollouts' controller must never die of its drift monitor
                 _log_quietly("drift.pass_failed", error=brief(exc))
         if stop.wait(interval_s):
             return
+
+
+class JobChecks:
+    """The controller's check of its retraining Job template (`--retrain-job`), as `drift watch` checks its own at
+    start (`retrain.check_job_template`: the list an episode starts with, then a create with dryRun=All): the
+    Jobs go to each baseline ConfigMap's namespace, known only once the baselines are listed, so each baseline's
+    (namespace, model, version) is asked when first seen. A template the API server refused (a 422 field, RBAC
+    without list or create on jobs in that namespace) was found only when an episode opened, weeks later, and
+    retried there while the model drifted untrained. The controller serves rollouts and does not exit for it:
+    ``drift.retrain_refused`` (error) once per answer, ``drift.retrain_unchecked`` (warning) when the server
+    gave none; both are asked again at the next pass (RBAC fixed meanwhile: ``drift.retrain_accepted``). An
+    accepted one is never asked again. One pass stops asking at the first unanswered check (an API server that
+    does not answer costs one 5 s timeout a pass, not one per baseline)."""
+
+    def __init__(self, watcher: DriftWatcher, source: str) -> None:
+        self.watcher, self.source = watcher, source
+        self.accepted: set[tuple[str, str, str]] = set()
+        self.said: dict[tuple[str, str, str], str] = {}  # what was last logged of each: once per answer
+
+    def check(self, profiles: list[dict[str, Any]]) -> None:
+        from canary.drift.retrain import check_job_template
+
+        template, batch = self.watcher.job_template, self.watcher.batch
+        if template is None or batch is None:
+            return
+        for prof in profiles:
+            ns = str(prof.get("_namespace") or self.watcher.namespace)
+            key = (ns, str(prof.get("model")), str(prof.get("version")))
+            if key in self.accepted:
+                continue
+            fields = {"template": self.source, "namespace": ns, "model": key[1], "version": key[2]}
+            try:
+                unchecked = check_job_template(batch, template, source=self.source, namespace=ns,
+                                               versions=[(key[1], key[2])])
+            except ConfigError as exc:
+                if self.said.get(key) != str(exc):
+                    log.error("drift.retrain_refused", **fields, error=str(exc),
+                              hint="a drift episode of this model would start no retraining: fix the template or "
+                                   "the controller's RBAC on jobs in this namespace (asked again every pass)")
+                    self.said[key] = str(exc)
+                continue
+            except Exception as exc:  # noqa: BLE001 - a check is a warning, never the pass's failure
+                unchecked = brief(exc)
+            if unchecked:
+                if self.said.get(key) != unchecked:
+                    log.warning("drift.retrain_unchecked", **fields, error=unchecked,
+                                message=f"{self.source}: the retraining Job could not be checked ({unchecked}); "
+                                        "asked again next pass, and an episode's create says what the API "
+                                        "server answers")
+                    self.said[key] = unchecked
+                return
+            self.accepted.add(key)
+            if self.said.pop(key, None) is not None:
+                log.info("drift.retrain_accepted", **fields)
 
 
 def _log_quietly(event: str, **fields: Any) -> None:

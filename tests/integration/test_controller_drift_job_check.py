@@ -1,0 +1,99 @@
+"""The controller's drift monitor asks the API server about its retraining Job when a baseline is first seen
+(decision 224), as `drift watch` asks at start (decision 207).
+
+`canary controller run --drift --retrain-job` checked the template's shape only: its Jobs go to each baseline
+ConfigMap's namespace, known once the baselines are listed, so a template the API server refuses there (RBAC
+without create on jobs, an invalid field) was found when a drift episode opened, weeks later, and retried while
+the model drifted untrained. Now each baseline's Job is created with dryRun=All when its baseline is first seen:
+a refusal is `drift.retrain_refused` (the controller serves rollouts and does not exit for it), asked again at
+every pass until accepted; no answer is `drift.retrain_unchecked`. The strict Kubernetes API emulator answers,
+its faults injected as the API server sends them; Prometheus is a port nobody listens on (no drift is read)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+from structlog.testing import capture_logs
+
+from tests.integration.test_drift_faults import JOB, _profile
+from tests.support.passes import Passes
+from tests.support.refused import refused_port
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+
+
+@pytest.fixture
+def kube() -> Iterator[Any]:
+    import kubernetes
+
+    from canary.drift.store import save_profile
+    from canary.sandbox.kubeapi import KubeAPIServer, Resource
+
+    api = KubeAPIServer()
+    api.handler.register(Resource("batch", "jobs", "Job", ("v1",)))
+    api.start()
+    try:
+        k = api.api_client()
+        api.core, api.batch = kubernetes.client.CoreV1Api(k), kubernetes.client.BatchV1Api(k)
+        ref = np.random.default_rng(224).normal(0, 1, 2_000)
+        for ns, model in (("ml", "m1"), ("ml", "m2"), ("prod", "m3")):
+            save_profile(api.core, namespace=ns, name=f"{model}-baseline", profile=_profile(model, {"f": ref}))
+        yield api
+    finally:
+        api.stop()
+
+
+def _passes(kube: Any, n: int) -> list[dict[str, Any]]:
+    """`n` passes of the controller's drift loop as its leader, over every namespace; the lines logged."""
+    from canary.drift import monitor as M
+    from canary.drift.store import ConfigMapStateStore
+    from canary.drift.watch import DriftWatcher, watch_baselines
+    from canary.metrics.client import PrometheusClient
+
+    watcher = DriftWatcher([], client=PrometheusClient(f"http://127.0.0.1:{refused_port()}"), window_s=3600,
+                           config=M.MonitorConfig(quiet_s=0), store=ConfigMapStateStore(kube.core, namespace="canary"),
+                           core_api=kube.core, batch_api=kube.batch, job_template=JOB, load=False)
+    with capture_logs() as logs:
+        watch_baselines(watcher, kube.core, namespace=None, stop=Passes(n), interval_s=0.01, is_leader=lambda: True,
+                        job_source="job.yaml")
+    return [e for e in logs if str(e.get("event", "")).startswith("drift.retrain_")]
+
+
+def _jobs(kube: Any) -> list[str]:
+    return [k[3] for k in kube.handler.objects if k[1] == "jobs"]
+
+
+def test_each_baselines_job_is_asked_once_with_a_dry_run_when_first_seen(kube: Any) -> None:
+    said = _passes(kube, 3)
+    assert said == []  # accepted: nothing to say
+    # one list and one dry-run create per baseline, in its own namespace, over three passes; nothing stored
+    assert kube.handler.requests.get(("POST", "jobs")) == 3 and kube.handler.requests.get(("GET", "jobs")) == 3
+    assert _jobs(kube) == []
+
+
+def test_a_refused_job_is_said_once_per_answer_asked_every_pass_and_accepted_once_allowed(kube: Any) -> None:
+    # RBAC without create on jobs for the first two passes (3 baselines: 6 dry-run creates), then granted
+    kube.fail_next(403, times=6, methods=("POST",), plural="jobs")
+    said = _passes(kube, 3)
+    refused = [e for e in said if e["event"] == "drift.retrain_refused"]
+    assert sorted((e["namespace"], e["model"]) for e in refused) == [("ml", "m1"), ("ml", "m2"), ("prod", "m3")]
+    for e in refused:
+        assert e["log_level"] == "error" and e["template"] == "job.yaml" and e["version"] == "v1"
+        assert e["error"].startswith("job.yaml: the API server refuses the retraining Job of " + e["model"] + " v1")
+        assert "403" in e["error"] and "RBAC" in e["hint"]
+    accepted = [e for e in said if e["event"] == "drift.retrain_accepted"]
+    assert sorted(e["model"] for e in accepted) == ["m1", "m2", "m3"]
+    assert kube.handler.requests.get(("POST", "jobs")) == 9 and _jobs(kube) == []
+
+
+def test_an_api_server_that_does_not_answer_costs_one_check_a_pass(kube: Any) -> None:
+    kube.fail_next(503, times=2, methods=("GET",), plural="jobs")
+    said = _passes(kube, 3)
+    unchecked = [e for e in said if e["event"] == "drift.retrain_unchecked"]
+    # the first baseline's list unanswered in passes 1 and 2 (said once: the same answer); the pass stops asking
+    assert len(unchecked) == 1 and "503" in unchecked[0]["error"] and unchecked[0]["log_level"] == "warning"
+    assert kube.handler.requests.get(("GET", "jobs")) == 2 + 3
+    assert [e["model"] for e in said if e["event"] == "drift.retrain_accepted"] == [unchecked[0]["model"]]
