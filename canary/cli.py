@@ -397,46 +397,42 @@ def promote(
         from canary import cli_controller
         from canary.cli_controller import follow
 
-        armed = [True]  # raised once, and only while following: a second signal must not cut the report
+        from canary.interrupts import Interrupt
 
-        def interrupted(signum: int, _frame: Any) -> None:
+        def interrupted(name: str) -> CanaryError:
             # a cancelled CI job: exit 3 with the -o json document (SIGINT was click's exit 130, SIGTERM and
             # SIGHUP killed the follower with nothing said); the request is the controller's from here on
-            if not armed[0]:
-                return
-            armed[0] = False
             where = rollout_name or cli_controller.rollout_name(model, canary_version)
-            raise CanaryError(f"interrupted ({signal.Signals(signum).name}) while following; the CanaryRollout "
-                              f"{where}, once created, goes on in the controller (`canary status`; "
-                              "`canary rollback` ends it)")
+            return CanaryError(f"interrupted ({name}) while following; the CanaryRollout {where}, once created, goes "
+                               "on in the controller (`canary status`; `canary rollback` ends it)")
 
         if webhook or slack_webhook:  # the controller posts the ends; a follower posting them too said each twice
             flag_error("--webhook and --slack-webhook do not apply with --via-controller: the controller posts the "
                        "rollout's end (its own --webhook / --slack-webhook)")
         triton = {k: v for k, v in (("stableUrl", triton_stable), ("canaryUrl", triton_canary)) if v} or None
-        before = {sig: signal.signal(sig, interrupted) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+        # raised once, and only while following (a second signal must not cut the report); raised again at the
+        # follower's next read when native code lost the handler's raise (decision 225)
+        signals = Interrupt(interrupted).install()
         try:
             code = run_guarded(lambda: follow(
                 model=model, canary_version=canary_version, policy_file=policy_file,
                 namespace=opts.namespace(namespace, kubeconfig, context), stable_version=stable_version,
                 virtual_service=virtual_service, destination_rule=destination_rule, route=route,
                 kubeconfig=kubeconfig, context=context, name=rollout_name, triton=triton, output=output,
-                timeout_s=timeout), report=refused)
+                timeout_s=timeout, interrupted=signals.check), report=refused)
         finally:
-            armed[0] = False
-            for sig, handler in before.items():  # an in-process caller (a test) gets its own back
-                signal.signal(sig, handler)
+            signals.restore()  # an in-process caller (a test) gets its own handlers back
         raise typer.Exit(code)
 
-    def early(signum: int, _frame: Any) -> None:
-        raise CanaryError(f"interrupted ({signal.Signals(signum).name}) before the rollout began; nothing was "
-                          "read or written")
+    def early(name: str) -> CanaryError:
+        return CanaryError(f"interrupted ({name}) before the rollout began; nothing was read or written")
 
     def go() -> int:
         # a cancel before the Runner exists (the policy read, the clients built): exit 3 with the -o json
         # document, not click's 130 for SIGINT (README's "held at the current split") or a kill for SIGTERM
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            signal.signal(sig, early)
+        from canary.interrupts import Interrupt
+
+        before_runner = Interrupt(early).install()
         from canary.kube import bound_by
         from canary.notify import Notifier
         from canary.runner import Runner
@@ -482,6 +478,9 @@ def promote(
         # dropped, a runner's terminal closed); its default action killed the process with the route split
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, interrupted)
+        # a signal before this whose raise native code lost (building a kubernetes client's validators: decision
+        # 225) is said now, before the Runner reads or writes anything; it was dropped and the rollout began
+        before_runner.check()
         display = None
         from canary import streams
 

@@ -13,7 +13,7 @@ import socket
 import threading
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import typer
 
@@ -200,8 +200,10 @@ def _start_drift(client: Any, prom: Any, *, namespace: Optional[str], state_name
 def follow(*, model: str, canary_version: str, policy_file: Path, namespace: str, stable_version: str,
            virtual_service: Optional[str], kubeconfig: Optional[str], context: Optional[str], name: Optional[str],
            triton: dict[str, str] | None, output: str, timeout_s: float, destination_rule: Optional[str] = None,
-           route: Optional[str] = None) -> int:
-    """`promote --via-controller`: create/update the CanaryRollout, follow its status, same exit codes."""
+           route: Optional[str] = None, interrupted: Callable[[], None] = lambda: None) -> int:
+    """`promote --via-controller`: create/update the CanaryRollout, follow its status, same exit codes.
+    `interrupted()` raises when a signal came whose handler's raise was lost (`interrupts.Interrupt.check`): called
+    before each write and read, and before any other error is reported."""
     import kubernetes.client as kc
 
     from canary.kube import api_client, translate
@@ -239,10 +241,12 @@ def follow(*, model: str, canary_version: str, policy_file: Path, namespace: str
     meta = body["metadata"]
     created = False
     try:
+        interrupted()
         try:
             written = api.create_namespaced_custom_object(crd.GROUP, crd.VERSION, namespace, crd.PLURAL, body)
             created = True
         except Exception as exc:
+            interrupted()
             if getattr(exc, "status", None) != 409:
                 raise
             current = api.get_namespaced_custom_object(crd.GROUP, crd.VERSION, namespace, crd.PLURAL, meta["name"])
@@ -266,7 +270,9 @@ def follow(*, model: str, canary_version: str, policy_file: Path, namespace: str
         deadline = time.monotonic() + timeout_s
         last: dict[str, Any] = {}
         while time.monotonic() < deadline:
+            interrupted()
             obj = _read_own(api, namespace, meta["name"], _uid(written))
+            interrupted()  # a read whose signal came out as another error (read as the API down: None)
             last = obj or last
             if obj is None:  # a read failed for a while (the API down, a 5xx): the rollout goes on; read again
                 time.sleep(1.0)
@@ -308,8 +314,10 @@ def follow(*, model: str, canary_version: str, policy_file: Path, namespace: str
                 return code
             time.sleep(1.0)
     except cli.CanaryError:
+        interrupted()  # the signal's own error, or another's it came out as: the signal is what is said
         raise
     except Exception as exc:
+        interrupted()
         raise translate(exc, f"CanaryRollout {namespace}/{meta['name']}") from exc
     waiting = _not_started(last.get("status") or {}, generation)
     if waiting:  # never claimed (its canary's pods not Ready, Prometheus down): say why, and that it may start later

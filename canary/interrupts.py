@@ -1,0 +1,54 @@
+"""A signal whose handler raises, made to hold where native code would lose the exception.
+
+A Python signal handler runs between two bytecodes of the main thread and its exception is raised there. When
+that is inside native code calling back into Python, the exception can be lost: the kubernetes client wraps
+every API method in pydantic's `validate_call` (built on first call, `defer_build`), and a signal landing
+while pydantic-core builds or runs that validator came out as a `SchemaError` (which `kube.translate` read as
+the API unreachable: read again) or was printed "Exception ignored in: 'get_namespaced_custom_object'" and
+dropped. A `promote --via-controller` follower SIGTERMed by its CI job then went on following until
+`--timeout` (decision 225). `Interrupt` also records the signal, and `check()`, called by the loop at its
+safe points, raises it there.
+"""
+
+from __future__ import annotations
+
+import signal
+from typing import Any, Callable
+
+
+class Interrupt:
+    """The first of `signals` raises `error(signal name)` from the handler and is recorded; later ones do
+    nothing (a second signal must not cut the report the first one's exception makes). `check()` raises it
+    again, from ordinary Python code, when the handler's raise was lost. `install()` / `restore()` put the
+    handler on and give the previous ones back (an in-process caller, a test, gets its own). Main thread only,
+    as `signal.signal` is."""
+
+    def __init__(self, error: Callable[[str], BaseException],
+                 signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)) -> None:
+        self.error, self.signals = error, signals
+        self.fired: str | None = None  # the signal's name once one came
+        self.armed = True
+        self._before: dict[int, Any] = {}
+
+    def handler(self, signum: int, _frame: Any) -> None:
+        if not self.armed:
+            return
+        self.armed = False
+        self.fired = signal.Signals(signum).name
+        raise self.error(self.fired)
+
+    def check(self) -> None:
+        """Raise the recorded signal's error (nothing when none came)."""
+        if self.fired is not None:
+            raise self.error(self.fired)
+
+    def install(self) -> "Interrupt":
+        self._before = {sig: signal.signal(sig, self.handler) for sig in self.signals}
+        return self
+
+    def restore(self) -> None:
+        """Later signals do nothing here; the handlers from before `install` are put back."""
+        self.armed = False
+        for sig, handler in self._before.items():
+            signal.signal(sig, handler)
+        self._before = {}

@@ -1,0 +1,93 @@
+"""A signal whose handler's exception native code lost still ends the command (decision 225).
+
+The kubernetes client wraps every API method in pydantic's `validate_call`, built on its first call: a SIGTERM
+landing while pydantic-core built or ran it came out as a `SchemaError` (read by `kube.translate` as the API
+unreachable, so read again) or was printed "Exception ignored in: 'get_namespaced_custom_object'" and dropped.
+A `promote --via-controller` follower cancelled by its CI job went on following until `--timeout`, and a
+`promote` signalled while building its clients went on to begin the rollout. Each test below delivers a real
+signal to this process inside a layer that swallows what the handler raises, as that native code did; the
+strict Kubernetes API emulator answers."""
+
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from canary import crd
+from canary.cli import app
+from tests import fleet
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def api() -> Iterator[Any]:
+    server = fleet.start_api(1)
+    yield server
+    server.stop()
+
+
+def _swallowed(sig: int) -> None:
+    """`sig` delivered to this process, its handler's exception lost as pydantic-core lost it."""
+    try:
+        signal.raise_signal(sig)
+    except BaseException:  # noqa: BLE001 - what "Exception ignored in" does
+        pass
+
+
+def _args(api: Any, tmp_path: Path, *more: str) -> list[str]:
+    kubeconfig = fleet.write_kubeconfig(tmp_path / "kubeconfig", api.url)
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(yaml.safe_dump(fleet.FAST_POLICY))
+    return ["promote", "m0", "--canary-version", "v2", "--policy", str(policy), "-n", "ml",
+            "--kubeconfig", str(kubeconfig), "-o", "json", *more]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_follower_whose_signal_was_lost_in_a_read_exits_3_at_its_next_read(
+        api: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sig: int) -> None:
+    from canary import cli_controller
+
+    real, reads = cli_controller._read_own, []
+
+    def read_own(*args: Any) -> Any:
+        reads.append(1)
+        if len(reads) == 1:  # the first read: the signal lands in the client and its raise is lost
+            _swallowed(sig)
+            return None  # as `_read_own` answers a read that failed for a moment
+        return real(*args)
+
+    monkeypatch.setattr(cli_controller, "_read_own", read_own)
+    handler = signal.getsignal(sig)
+    r = CliRunner().invoke(app, _args(api, tmp_path, "--via-controller", "--timeout", "30s"))
+    assert r.exit_code == 3, r.output
+    doc = json.loads(r.stdout)
+    assert f"interrupted ({signal.Signals(sig).name}) while following" in doc["error"], doc
+    assert len(reads) == 1  # said at once, not after reading on until --timeout
+    assert api.get(crd.GROUP, crd.PLURAL, "ml", "m0-v2") is not None  # left to the controller
+    assert signal.getsignal(sig) is handler  # given back: an in-process caller goes on with its own
+
+
+def test_a_promote_whose_signal_was_lost_before_the_rollout_began_moves_nothing(
+        api: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from canary import cli
+
+    real = cli._router
+
+    def router(*args: Any) -> Any:  # the clients being built when the signal lands
+        _swallowed(signal.SIGTERM)
+        return real(*args)
+
+    monkeypatch.setattr(cli, "_router", router)
+    before = api.get("networking.istio.io", "virtualservices", "ml", "m0")
+    r = CliRunner().invoke(app, _args(api, tmp_path, "--prometheus-url", "http://127.0.0.1:9"))
+    assert r.exit_code == 3, r.output
+    assert "interrupted (SIGTERM) before the rollout began; nothing was read or written" in r.output
+    assert api.get("networking.istio.io", "virtualservices", "ml", "m0") == before
+    assert not [k for k in api.handler.requests if k[0] in ("PUT", "PATCH", "POST")]
