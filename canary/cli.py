@@ -1165,7 +1165,7 @@ def _undriven(state: Any, server_now: Callable[[], float | None]) -> str:
     one behind never said it (decision 216)."""
     from canary import sweep as sw
     from canary.reconcile import is_promote_owner
-    from canary.runner import promote_here
+    from canary.processes import promote_here
 
     if state is None or not sw.in_progress(state) or not is_promote_owner(state.owner):
         return ""

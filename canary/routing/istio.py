@@ -75,7 +75,7 @@ class IstioRouter:
         request_timeout: float = 10.0,
     ) -> None:
         self.custom = kclient.CustomObjectsApi(api_client)
-        self.core = kclient.CoreV1Api(api_client)
+        self._core: Any = None  # `core`, made when first used
         self.version = version
         self.conflict_attempts = conflict_attempts
         self.transient_attempts = transient_attempts
@@ -88,6 +88,19 @@ class IstioRouter:
         # router writes handed back (`written(plural, obj)`) so the cache holds our own writes at once
         self._local = threading.local()
         self.written: Callable[[str, Obj], None] | None = None
+
+    @property
+    def core(self) -> Any:
+        """The CoreV1Api on this router's client (Events, Services, Pods), made on first use: importing it costs
+        about 0.5 s of CPU (kubernetes' core models), which `canary status` and the other on-call commands,
+        reading only the VirtualService and DestinationRule, paid at every run."""
+        if self._core is None:
+            self._core = kclient.CoreV1Api(self.custom.api_client)
+        return self._core
+
+    @core.setter
+    def core(self, api: Any) -> None:
+        self._core = api
 
     # --- TrafficRouter ------------------------------------------------------------
 
