@@ -1015,6 +1015,9 @@ def status(model: str = ModelArg, namespace: Optional[str] = NamespaceOpt, virtu
             # in progress, its promote gone: nobody judges it (205); a record from elsewhere is timed by the API
             # server's clock, asked only then (216)
             undriven = _undriven(state, lambda: router.server_time(target.namespace, target.virtual_service))
+            # a route whose destination list was emptied by hand routes nothing: its weights were shown 50/50 (the
+            # rollback's reading of a total of 0: never stable-only), a half the canary does not get (decision 233)
+            nothing = bool(shape) and st.shares == {"stable": 0, "canary": 0, "others": 0}
             if disagrees:
                 logs.get(model=model, namespace=ns).warning("rollout.route_disagrees", phase=state.phase,
                                                             error=disagrees)
@@ -1024,7 +1027,7 @@ def status(model: str = ModelArg, namespace: Optional[str] = NamespaceOpt, virtu
                     typer.echo(f"{ns}/{target.virtual_service} route {target.route or '(the only one)'} "
                                f"destination rule {target.dr_name}; weights as written stable={raw[0]!r} "
                                f"{'others' if others else 'canary'}={raw[1]!r}")
-                render_status(st, state, console=opts.console(wide))
+                render_status(st, state, console=opts.console(wide), routes_nothing=nothing)
                 if shape:
                     typer.echo(_shape_note(shape, st.weights, raw, state, st.shares, st.stable_added,
                                            st.stable_unwritable))
@@ -1045,7 +1048,8 @@ def status(model: str = ModelArg, namespace: Optional[str] = NamespaceOpt, virtu
                 elif state is not None and state.phase in (rl.PROGRESSING, rl.PAUSED):
                     typer.echo(_oncall_hint(state.phase, model, ns, virtual_service, route))
 
-            opts.emit({"weights": {"stable": st.weights.stable, "canary": st.weights.canary},
+            opts.emit({"weights": {"stable": 0, "canary": 0} if nothing else {"stable": st.weights.stable,
+                                                                                "canary": st.weights.canary},
                        "raw_weights": {"stable": raw[0], "others" if others else "canary": raw[1]},
                        **({"route_shape": shape} if shape else {}),
                        **({"shares": st.shares} if shape and st.shares else {}),

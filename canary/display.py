@@ -113,11 +113,14 @@ class LiveDisplay:
                     pass
 
 
-def render_status(status: RouteStatus, state: rl.RolloutState | None, *, console: Console | None = None) -> None:
+def render_status(status: RouteStatus, state: rl.RolloutState | None, *, console: Console | None = None,
+                  routes_nothing: bool = False) -> None:
     """Weights, subsets, the recorded rollout and its history; `console`: where (default stdout, as
-    wide as the terminal; `-o wide` passes one of at least 200 columns, so nothing is folded)."""
+    wide as the terminal; `-o wide` passes one of at least 200 columns, so nothing is folded).
+    `routes_nothing`: the route has no destination, and a line says so instead of the weights' bar."""
     console = console or streams.console()
-    console.print(_weights_bar(status.weights.stable, status.weights.canary))
+    console.print("weights: none (the route has no destination: Istio routes nothing by it)" if routes_nothing
+                  else _weights_bar(status.weights.stable, status.weights.canary))
     if status.stable_subset_version or status.canary_subset_version:
         console.print(f"subsets: stable → version={status.stable_subset_version}, canary → version={status.canary_subset_version}")
     else:  # the DestinationRule could not be read, or lacks a subset (`inspect_any(for_stable=True)`)

@@ -126,8 +126,9 @@ def test_a_route_without_its_stable_destination_is_shown_not_refused(
     assert "subset stable" in r.output
     shown = json.loads(_status(kc, "-o", "json").stdout)
     assert shown["shares"] == shares and shown["stable_added"] and shown["rollout"]["phase"] == "progressing"
-    if not emptied:
-        assert shown["weights"] == {"stable": 0, "canary": 100}
+    # emptied: nothing is routed by it, and neither arm is said to get a share (it was shown 50/50, decision 233)
+    assert shown["weights"] == ({"stable": 0, "canary": 0} if emptied else {"stable": 0, "canary": 100})
+    assert ("weights: none (the route has no destination" in r.output) == emptied and ("50/50" in r.output) is False
 
 
 def test_a_route_without_its_stable_destination_nor_a_usable_rule_is_shown_saying_why_rollback_cannot(
