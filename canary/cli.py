@@ -973,6 +973,7 @@ def status(model: str = ModelArg, namespace: Optional[str] = NamespaceOpt, virtu
                                         route=route or spec.get("route") or None))
         awaited = RecordWait(canary_version=canary_version or "")
         said_waiting = said_stale = False
+        said_undriven = False  # said on stderr that nothing drives the watched rollout (again once driven again)
         crd_unread: dict[str, Any] = {}  # a read of the CanaryRollout that failed for a moment (167)
         while True:
             shape = ""  # why no rollout can go on on this route as it is, when it is a shape one never starts from
@@ -1105,6 +1106,13 @@ def status(model: str = ModelArg, namespace: Optional[str] = NamespaceOpt, virtu
                 now = (stale.partition(":")[0] if stale else f"the rollout is {state.phase}" if state is not None
                        else "its record is unreadable" if unreadable
                        else f"no rollout is recorded on {ns}/{target.virtual_service}")
+            if watch and undriven and not said_undriven:
+                # the watch waits on: a re-run of its promote resumes it, a sweep or `canary rollback` ends it; said
+                # once on stderr (a pipeline reading -o json saw nothing, and waited to its --timeout or for ever)
+                typer.echo(f"nothing drives this rollout now: {undriven}; watching until it ends (a re-run of its "
+                           "promote resumes it, a sweep or `canary rollback` ends it)" +
+                           ("" if deadline is not None else "; --timeout D gives up, exit 4"), err=True)
+            said_undriven = bool(undriven)
             if state is None and not said_waiting and read_cr is None:
                 said_waiting = True
                 typer.echo(f"{now} yet: watching until one ends" + ("" if deadline is not None else

@@ -431,6 +431,16 @@ def test_status_says_when_nothing_drives_a_rollout_in_progress(cluster: Any, own
              "The canary keeps 25% unjudged until `canary promote rec-model --canary-version v2")
     assert says in note and keeps in note, note
     assert "`canary rollback rec-model -n ml` sends stable 100%" in note, note
+    # a watch says it once on stderr and waits on (a re-run resumes it): a pipeline reading -o json saw nothing
+    from typer.testing import CliRunner
+
+    from canary.cli import app
+
+    watched = CliRunner().invoke(app, ["status", "rec-model", "-n", "ml", "-w", "--timeout", "1s", "-o", "json",
+                                       "--kubeconfig", str(cluster[1])])
+    assert watched.exit_code == 4, watched.output
+    said = [line for line in watched.stderr.splitlines() if line.startswith("nothing drives this rollout now: ")]
+    assert len(said) == 1 and says in said[0] and "a re-run of its promote resumes it" in said[0], watched.stderr
 
 
 def test_status_says_a_stopped_promote_drives_nothing_until_continued(cluster: Any) -> None:
