@@ -23,7 +23,6 @@ from typing import Any, Callable, Protocol, TypeVar
 
 from canary import judged_marks, unowned
 from canary import rollout as rl
-from canary.analysis.judge import judge
 from canary.errors import (AlreadyStable, CanaryError, CanaryNotReady, ConfigError, ConflictStorm, GraceSpent,
                            KubeUnavailable, NotFound, PodsNotReady, RecordTooNew, RollbackFailed, RolloutBusy,
                            RoutingConflict, StableNotReady, TargetError, TrafficUnsafe, TransientError, WeightsMoved)
@@ -828,6 +827,8 @@ class Runner:
         reverted = self._reverted_meanwhile(state)
         if reverted is not None:
             return reverted
+        from canary.analysis.judge import judge  # imported here: on-call commands use this module, never the judge
+
         verdict = judge(self.policy, measurements, prior=state.prior(), window=state.step_window,
                         pass_ratio=state.pass_ratio(canary_n), canary_weight=state.weights.canary,
                         step=max(state.step, 0), window_s=window, canary_version=state.canary_version)

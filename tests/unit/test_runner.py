@@ -303,18 +303,18 @@ def test_a_look_without_new_canary_data_is_not_a_second_failure() -> None:
 def test_each_look_is_judged_at_its_requests_over_the_windows_anchor(monkeypatch: pytest.MonkeyPatch) -> None:
     """The promote loop hands the judge pass_ratio = canary requests / the window's anchor (its
     first look that could pass), so a pass is judged at the level that holds at any looks."""
-    from canary import runner as runner_mod
     from canary.analysis import evidence
+    from canary.analysis import judge as judge_mod  # the Runner imports it when it judges (decision 226)
 
     seen: list[tuple[float, float]] = []
-    real = runner_mod.judge
+    real = judge_mod.judge
 
     def spy(policy, measurements, **kw):  # type: ignore[no-untyped-def]
         v = real(policy, measurements, **kw)
         seen.append((kw["pass_ratio"], v.results[0].extra["pass_level"]))
         return v
 
-    monkeypatch.setattr(runner_mod, "judge", spy)
+    monkeypatch.setattr(judge_mod, "judge", spy)
     ctl, _, _, _ = make(slowdown=lambda t: 1.17)  # inside +20%, but not shown within it soon
     res = ctl.run()
     assert res.exit_code != 0  # never shown within by the deadline: rolled back unproven
