@@ -11,14 +11,13 @@ its faults injected as the API server sends them; Prometheus is a port nobody li
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pytest
 from structlog.testing import capture_logs
 
-from tests.integration.test_drift_faults import JOB, _profile
+from tests.integration.test_drift_faults import JOB, _profile, kube  # noqa: F401 (a fixture)
 from tests.support.passes import Passes
 from tests.support.refused import refused_port
 
@@ -26,24 +25,14 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 
 @pytest.fixture
-def kube() -> Iterator[Any]:
-    import kubernetes
-
+def cluster(kube: Any) -> Any:
+    """The API emulator (`test_drift_faults.kube`) with three baselines, in namespaces ml (m1, m2) and prod (m3)."""
     from canary.drift.store import save_profile
-    from canary.sandbox.kubeapi import KubeAPIServer, Resource
 
-    api = KubeAPIServer()
-    api.handler.register(Resource("batch", "jobs", "Job", ("v1",)))
-    api.start()
-    try:
-        k = api.api_client()
-        api.core, api.batch = kubernetes.client.CoreV1Api(k), kubernetes.client.BatchV1Api(k)
-        ref = np.random.default_rng(224).normal(0, 1, 2_000)
-        for ns, model in (("ml", "m1"), ("ml", "m2"), ("prod", "m3")):
-            save_profile(api.core, namespace=ns, name=f"{model}-baseline", profile=_profile(model, {"f": ref}))
-        yield api
-    finally:
-        api.stop()
+    ref = np.random.default_rng(224).normal(0, 1, 2_000)
+    for ns, model in (("ml", "m1"), ("ml", "m2"), ("prod", "m3")):
+        save_profile(kube.core, namespace=ns, name=f"{model}-baseline", profile=_profile(model, {"f": ref}))
+    return kube
 
 
 def _passes(kube: Any, n: int) -> list[dict[str, Any]]:
@@ -66,18 +55,18 @@ def _jobs(kube: Any) -> list[str]:
     return [k[3] for k in kube.handler.objects if k[1] == "jobs"]
 
 
-def test_each_baselines_job_is_asked_once_with_a_dry_run_when_first_seen(kube: Any) -> None:
-    said = _passes(kube, 3)
+def test_each_baselines_job_is_asked_once_with_a_dry_run_when_first_seen(cluster: Any) -> None:
+    said = _passes(cluster, 3)
     assert said == []  # accepted: nothing to say
     # one list and one dry-run create per baseline, in its own namespace, over three passes; nothing stored
-    assert kube.handler.requests.get(("POST", "jobs")) == 3 and kube.handler.requests.get(("GET", "jobs")) == 3
-    assert _jobs(kube) == []
+    assert cluster.handler.requests.get(("POST", "jobs")) == 3 and cluster.handler.requests.get(("GET", "jobs")) == 3
+    assert _jobs(cluster) == []
 
 
-def test_a_refused_job_is_said_once_per_answer_asked_every_pass_and_accepted_once_allowed(kube: Any) -> None:
+def test_a_refused_job_is_said_once_per_answer_asked_every_pass_and_accepted_once_allowed(cluster: Any) -> None:
     # RBAC without create on jobs for the first two passes (3 baselines: 6 dry-run creates), then granted
-    kube.fail_next(403, times=6, methods=("POST",), plural="jobs")
-    said = _passes(kube, 3)
+    cluster.fail_next(403, times=6, methods=("POST",), plural="jobs")
+    said = _passes(cluster, 3)
     refused = [e for e in said if e["event"] == "drift.retrain_refused"]
     assert sorted((e["namespace"], e["model"]) for e in refused) == [("ml", "m1"), ("ml", "m2"), ("prod", "m3")]
     for e in refused:
@@ -86,14 +75,14 @@ def test_a_refused_job_is_said_once_per_answer_asked_every_pass_and_accepted_onc
         assert "403" in e["error"] and "RBAC" in e["hint"]
     accepted = [e for e in said if e["event"] == "drift.retrain_accepted"]
     assert sorted(e["model"] for e in accepted) == ["m1", "m2", "m3"]
-    assert kube.handler.requests.get(("POST", "jobs")) == 9 and _jobs(kube) == []
+    assert cluster.handler.requests.get(("POST", "jobs")) == 9 and _jobs(cluster) == []
 
 
-def test_an_api_server_that_does_not_answer_costs_one_check_a_pass(kube: Any) -> None:
-    kube.fail_next(503, times=2, methods=("GET",), plural="jobs")
-    said = _passes(kube, 3)
+def test_an_api_server_that_does_not_answer_costs_one_check_a_pass(cluster: Any) -> None:
+    cluster.fail_next(503, times=2, methods=("GET",), plural="jobs")
+    said = _passes(cluster, 3)
     unchecked = [e for e in said if e["event"] == "drift.retrain_unchecked"]
     # the first baseline's list unanswered in passes 1 and 2 (said once: the same answer); the pass stops asking
     assert len(unchecked) == 1 and "503" in unchecked[0]["error"] and unchecked[0]["log_level"] == "warning"
-    assert kube.handler.requests.get(("GET", "jobs")) == 2 + 3
+    assert cluster.handler.requests.get(("GET", "jobs")) == 2 + 3
     assert [e["model"] for e in said if e["event"] == "drift.retrain_accepted"] == [unchecked[0]["model"]]
