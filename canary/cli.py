@@ -976,6 +976,7 @@ def status(model: str = ModelArg, namespace: Optional[str] = NamespaceOpt, virtu
         said_undriven = False  # said on stderr that nothing drives the watched rollout (again once driven again)
         crd_unread: dict[str, Any] = {}  # a read of the CanaryRollout that failed for a moment (167)
         while True:
+            ctrl_c.check()  # a Ctrl-C whose raise the Kubernetes client lost ends the watch here (decision 230)
             shape = ""  # why no rollout can go on on this route as it is, when it is a shape one never starts from
             try:
                 try:
@@ -989,6 +990,7 @@ def status(model: str = ModelArg, namespace: Optional[str] = NamespaceOpt, virtu
                     shape = str(exc)
                     st = router.inspect_any(target, for_stable=True, shown=True)
             except TransientError as exc:
+                ctrl_c.check()  # the Ctrl-C itself, come out as the API unreachable: no "reading it again"
                 if not watch:
                     raise
                 # a watch waits: a moment's outage of the API server is no outcome (exit 3 ended a pipeline's
@@ -1083,6 +1085,7 @@ def status(model: str = ModelArg, namespace: Optional[str] = NamespaceOpt, virtu
                 try:
                     obj = read_cr()
                 except TransientError as exc:  # a moment's outage is no outcome: read again, until --timeout (167)
+                    ctrl_c.check()
                     typer.echo(f"CanaryRollout {where} could not be read ({exc}): reading it again", err=True)
                     obj = crd_unread
                 ended, now = (None, f"CanaryRollout {where} could not be read") if obj is crd_unread else crd_end(
@@ -1122,7 +1125,30 @@ def status(model: str = ModelArg, namespace: Optional[str] = NamespaceOpt, virtu
                 return EXIT_WATCH_TIMEOUT
             time.sleep(2 if deadline is None else max(0.0, min(2.0, deadline - time.monotonic())))
 
-    raise typer.Exit(run_guarded(go))
+    # Ctrl-C (SIGINT's KeyboardInterrupt) landing inside the Kubernetes client's pydantic `validate_call` was lost
+    # or came out as a SchemaError, read as the API unreachable: the watch read on until --timeout, or for ever
+    # without one. The signal is recorded and said at the loop's next step; any error it came out as is the
+    # signal (decision 230). Only for --watch: a single read ends by itself.
+    import threading
+
+    from canary.interrupts import Interrupt
+
+    ctrl_c = Interrupt(lambda _name: KeyboardInterrupt(), (signal.SIGINT,), repeat=True)
+    if watch and threading.current_thread() is threading.main_thread():
+        ctrl_c.install()
+
+    def watched() -> int:
+        try:
+            return go()
+        except Exception:
+            ctrl_c.check()
+            raise
+
+    try:
+        code = run_guarded(watched)
+    finally:
+        ctrl_c.restore()
+    raise typer.Exit(code)
 
 
 def _watched_rollout(name: Optional[str], ns: str, kubeconfig: Optional[str], context: Optional[str]) -> Any:

@@ -20,12 +20,14 @@ class Interrupt:
     """The first of `signals` raises `error(signal name)` from the handler and is recorded; later ones do
     nothing (a second signal must not cut the report the first one's exception makes). `check()` raises it
     again, from ordinary Python code, when the handler's raise was lost. `install()` / `restore()` put the
-    handler on and give the previous ones back (an in-process caller, a test, gets its own). Main thread only,
-    as `signal.signal` is."""
+    handler on and give the previous ones back (an in-process caller, a test, gets its own). `repeat=True`: every
+    signal raises until `restore` (Ctrl-C as Python's own handler: a second one still cuts a blocked read when
+    the first's raise was lost, for a command with no report to protect). Main thread only, as `signal.signal` is."""
 
     def __init__(self, error: Callable[[str], BaseException],
-                 signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)) -> None:
-        self.error, self.signals = error, signals
+                 signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP), *,
+                 repeat: bool = False) -> None:
+        self.error, self.signals, self.repeat = error, signals, repeat
         self.fired: str | None = None  # the signal's name once one came
         self.armed = True
         self._before: dict[int, Any] = {}
@@ -33,7 +35,7 @@ class Interrupt:
     def handler(self, signum: int, _frame: Any) -> None:
         if not self.armed:
             return
-        self.armed = False
+        self.armed = self.repeat
         self.fired = signal.Signals(signum).name
         raise self.error(self.fired)
 

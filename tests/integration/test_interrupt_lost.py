@@ -91,3 +91,37 @@ def test_a_promote_whose_signal_was_lost_before_the_rollout_began_moves_nothing(
     assert "interrupted (SIGTERM) before the rollout began; nothing was read or written" in r.output
     assert api.get("networking.istio.io", "virtualservices", "ml", "m0") == before
     assert not [k for k in api.handler.requests if k[0] in ("PUT", "PATCH", "POST")]
+
+
+def test_a_status_watch_whose_ctrl_c_was_lost_in_a_read_stops_at_once(
+        api: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`status -w` Ctrl-C'd while it reads the route: the KeyboardInterrupt lost in the client came out as the
+    API unreachable (`kube.translate`: KubeUnavailable), and the watch said "reading it again" and read on until
+    --timeout (exit 4; for ever without one). Now it stops there, as a Ctrl-C that was not lost (decision 230)."""
+    from canary import cli
+    from canary.errors import KubeUnavailable
+
+    real, reads = cli._oncall_router, []
+
+    def oncall_router(*args: Any) -> Any:
+        router = real(*args)
+        inspect = router.inspect
+
+        def inspecting(*a: Any, **kw: Any) -> Any:
+            reads.append(1)
+            if len(reads) == 1:  # SIGINT lands in the client; its raise comes out as the API unreachable
+                _swallowed(signal.SIGINT)
+                raise KubeUnavailable("SchemaError: the validator of get_namespaced_custom_object")
+            return inspect(*a, **kw)
+
+        router.inspect = inspecting
+        return router
+
+    monkeypatch.setattr(cli, "_oncall_router", oncall_router)
+    handler = signal.getsignal(signal.SIGINT)
+    kubeconfig = fleet.write_kubeconfig(tmp_path / "kubeconfig", api.url)
+    r = CliRunner().invoke(app, ["status", "m0", "-n", "ml", "--kubeconfig", str(kubeconfig), "-w", "--timeout", "3s"])
+    assert r.exit_code not in (0, 4), r.output  # not "promoted", not "still running when --timeout ran out"
+    assert isinstance(r.exception, (KeyboardInterrupt, SystemExit)) and "reading it again" not in r.output, r.output
+    assert len(reads) == 1
+    assert signal.getsignal(signal.SIGINT) is handler
