@@ -431,16 +431,34 @@ def watch_cmd(
             stop.set()
 
         before = signal.signal(signal.SIGTERM, on_term)
+    # Ctrl-C's KeyboardInterrupt landing in the Kubernetes client (pydantic's `validate_call`: an Event, a Job) was
+    # lost, or came out as an error the pass logs and goes on from: the watch went on for ever. It is recorded too:
+    # the pass stops before the next baseline, as for SIGTERM, and the watch then stops as Ctrl-C (decision 231).
+    from canary.interrupts import Interrupt
+
+    ctrl_c = Interrupt(lambda _name: KeyboardInterrupt(), (signal.SIGINT,), repeat=True)
+    if threading.current_thread() is threading.main_thread():
+        ctrl_c.install()
+
+    def keep_going() -> str:
+        return "stopping (SIGTERM)" if stop.is_set() else "stopping (SIGINT)" if ctrl_c.fired else ""
+
     try:
         while True:
-            done = watcher.once(interval_s=None if once else interval_s,
-                                keep_going=lambda: "stopping (SIGTERM)" if stop.is_set() else "", act_stored=True)
+            try:
+                done = watcher.once(interval_s=None if once else interval_s, keep_going=keep_going, act_stored=True)
+            except Exception:
+                ctrl_c.check()  # the error the Ctrl-C came out as: the Ctrl-C is what stops the watch
+                raise
+            ctrl_c.check()
             if once or stop.is_set() or stop.wait(interval_s):
                 break
+            ctrl_c.check()
     except KeyboardInterrupt:  # stopped by hand: not an open episode, not an error
         typer.echo("stopped", err=True)
         raise typer.Exit(EXIT_OK) from None
     finally:  # the process ending releases the lock too; an in-process run (tests, embedding) must as well
+        ctrl_c.restore()
         if before is not None:
             signal.signal(signal.SIGTERM, before)
         if store is not None:

@@ -125,3 +125,38 @@ def test_a_status_watch_whose_ctrl_c_was_lost_in_a_read_stops_at_once(
     assert isinstance(r.exception, (KeyboardInterrupt, SystemExit)) and "reading it again" not in r.output, r.output
     assert len(reads) == 1
     assert signal.getsignal(signal.SIGINT) is handler
+
+
+def test_a_drift_watch_whose_ctrl_c_was_lost_stops_before_the_next_baseline(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`drift watch` Ctrl-C'd while it evaluates a baseline: the KeyboardInterrupt lost in the client (an Event's
+    create, logged and gone on from as any error there) left the watch going on, to the next baseline and the
+    next pass, for ever. Now the pass stops before the next baseline, as for SIGTERM, and the watch says
+    "stopped", exit 0, as a Ctrl-C that was not lost (decision 231)."""
+    import pyarrow as pa
+
+    from canary.drift import watch as W
+    from canary.drift.profile import capture
+
+    reads: list[int] = []
+
+    def live(*_a: Any, **_k: Any) -> dict[str, Any]:
+        reads.append(1)
+        if len(reads) > 1:  # the next baseline read: the watch went on (a real Ctrl-C ends this test then)
+            raise KeyboardInterrupt
+        _swallowed(signal.SIGINT)  # lands while the first baseline is evaluated; its raise is lost
+        return {"c": {"categories": {"a": 1_000, "b": 0}, "other": 0, "missing": 0}}
+
+    monkeypatch.setattr(W, "live_counts", live)
+    baselines = []
+    for v in ("v1", "v2"):
+        prof = capture(pa.table({"c": ["a", "b"] * 1_000}), model="rec", version=v, file="t.csv", sha256="0" * 64)
+        (path := tmp_path / f"{v}.json").write_text(json.dumps(prof))
+        baselines += ["--baseline", str(path)]
+    handler = signal.getsignal(signal.SIGINT)
+    r = CliRunner().invoke(app, ["drift", "watch", *baselines, "--prometheus-url", "http://127.0.0.1:9", "--no-kube",
+                                 "--interval", "1h", "--state-file", str(tmp_path / "s.json")])
+    assert len(reads) == 1, r.output  # the second baseline is not read
+    assert r.exit_code == 0 and r.output.rstrip().endswith("stopped"), r.output
+    assert "stopping (SIGINT)" in r.output  # drift.pass_cut's reason
+    assert signal.getsignal(signal.SIGINT) is handler
