@@ -38,6 +38,7 @@ from typing import Any, Callable
 import structlog
 import yaml
 
+from canary.interrupts import Interrupt
 from canary.sandbox.haproxy import HAProxy
 from canary.sandbox.loadgen import LoadGenerator
 from canary.sandbox.model import MODEL_NAME, SCENARIOS, Behaviour
@@ -141,7 +142,7 @@ class Sandbox:
         self._stops: list[tuple[str, Callable[[], None]]] = []
         self._lock = threading.Lock()
         self._timer: threading.Timer | None = None
-        self._old_sigterm: Any = None
+        self._interrupt: Interrupt | None = None  # SIGTERM/SIGINT while started (`_trap_sigterm`)
 
     # -- urls ------------------------------------------------------------------------------
     @property
@@ -188,11 +189,15 @@ class Sandbox:
         self._trap_sigterm()
         t0 = time.monotonic()
         try:
-            self._start_kube()
-            self._start_tritons()
-            self._start_data_plane()
-            if self.use_prometheus:
-                self._start_prometheus()
+            # a signal whose raise native code lost (the watcher's first read builds the kubernetes client's
+            # validators: decision 225) is raised between the parts: the sandbox started on, then ran the whole
+            # demo (decision 232)
+            for part in (self._start_kube, self._start_tritons, self._start_data_plane,
+                         self._start_prometheus if self.use_prometheus else None):
+                self._interrupted()
+                if part is not None:
+                    part()
+            self._interrupted()
             if self.load:
                 self.loadgen = LoadGenerator(self.haproxy_url, rate=self.rate, batch=self.batch,
                                              missing_share=self.missing_share).start()
@@ -305,17 +310,27 @@ class Sandbox:
                 self._api_client = None
             if self._own_workdir:
                 shutil.rmtree(self.workdir, ignore_errors=True)
-            if self._old_sigterm is not None:
-                signal.signal(signal.SIGTERM, self._old_sigterm)
-                self._old_sigterm = None
+            if self._interrupt is not None:
+                self._interrupt.restore()
+                self._interrupt = None
         atexit.unregister(self.stop)
 
     def _trap_sigterm(self) -> None:
-        """SIGTERM becomes KeyboardInterrupt (so `with` cleans up), if nobody else handles it."""
-        if threading.current_thread() is threading.main_thread() and \
-                signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
-            self._old_sigterm = signal.SIG_DFL
-            signal.signal(signal.SIGTERM, _raise_interrupt)
+        """SIGTERM becomes KeyboardInterrupt (so `with` cleans up), if nobody else handles it; it and Ctrl-C (its
+        default handler's) are recorded, so that `start` raises one whose raise native code lost (decision 232).
+        Every one raises (`repeat`); `stop` puts the handlers back."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+        signals = tuple(sig for sig, default in ((signal.SIGTERM, signal.SIG_DFL),
+                                                 (signal.SIGINT, signal.default_int_handler))
+                        if signal.getsignal(sig) is default)
+        if signals:
+            self._interrupt = Interrupt(lambda _name: KeyboardInterrupt(), signals, repeat=True).install()
+
+    def _interrupted(self) -> None:
+        """KeyboardInterrupt when SIGTERM or Ctrl-C came since `start` began (its handler's raise lost)."""
+        if self._interrupt is not None:
+            self._interrupt.check()
 
     # -- faults ----------------------------------------------------------------------------
     def _before_push(self, weights: dict[str, int]) -> None:
@@ -360,10 +375,6 @@ class Sandbox:
         if self.loadgen:
             out["load"] = self.loadgen.snapshot()
         return out
-
-
-def _raise_interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
 
 
 class LabelledPromServer(PromServer):

@@ -160,3 +160,31 @@ def test_a_drift_watch_whose_ctrl_c_was_lost_stops_before_the_next_baseline(
     assert r.exit_code == 0 and r.output.rstrip().endswith("stopped"), r.output
     assert "stopping (SIGINT)" in r.output  # drift.pass_cut's reason
     assert signal.getsignal(signal.SIGINT) is handler
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_sandbox_whose_signal_was_lost_while_starting_stops_before_its_next_part(
+        monkeypatch: pytest.MonkeyPatch, sig: int) -> None:
+    """`canary demo` SIGTERMed or Ctrl-C'd while its sandbox starts: the KeyboardInterrupt lost in the client
+    (the watcher's first read of the VirtualService builds its validators) left the sandbox starting on, and the
+    demo then ran its whole rollout. Now the next part is not started: KeyboardInterrupt, what was started is
+    stopped (the real API emulator here) and the handlers are given back (decision 232)."""
+    from canary.sandbox.env import Sandbox
+
+    started: list[str] = []
+    monkeypatch.setattr(Sandbox, "_start_tritons", lambda self: _swallowed(sig))  # the signal lands, lost
+    monkeypatch.setattr(Sandbox, "_start_data_plane", lambda self: started.append("data plane"))
+    # the demo's: nobody else handles them (an earlier test in this process may have left its own)
+    before = {signal.SIGTERM: signal.signal(signal.SIGTERM, signal.SIG_DFL),
+              signal.SIGINT: signal.signal(signal.SIGINT, signal.default_int_handler)}
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    sb = Sandbox("good", prometheus=False, load=False)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            sb.start()
+        assert started == [] and sb._stops == []  # the data plane never started; the API emulator stopped
+        assert {s: signal.getsignal(s) for s in handlers} == handlers
+    finally:
+        sb.stop()
+        for s, handler in before.items():
+            signal.signal(s, handler)
