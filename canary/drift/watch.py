@@ -877,12 +877,17 @@ class JobChecks:
     ``drift.retrain_refused`` (error) once per answer, ``drift.retrain_unchecked`` (warning) when the server
     gave none; both are asked again at the next pass (RBAC fixed meanwhile: ``drift.retrain_accepted``). An
     accepted one is never asked again. One pass stops asking at the first unanswered check (an API server that
-    does not answer costs one 5 s timeout a pass, not one per baseline)."""
+    does not answer costs one 5 s timeout a pass, not one per baseline), and the next pass asks the baselines
+    never left unanswered first, then those left so, longest ago first: one namespace whose checks stay
+    unanswered (a full ResourceQuota on Jobs, a webhook that hangs) kept every baseline listed after it unasked,
+    its refusal never said, for as long as it lasted (decision 227)."""
 
     def __init__(self, watcher: DriftWatcher, source: str) -> None:
         self.watcher, self.source = watcher, source
         self.accepted: set[tuple[str, str, str]] = set()
         self.said: dict[tuple[str, str, str], str] = {}  # what was last logged of each: once per answer
+        self.unanswered: dict[tuple[str, str, str], int] = {}  # the pass that last left each unanswered
+        self.passes = 0
 
     def check(self, profiles: list[dict[str, Any]]) -> None:
         from canary.drift.retrain import check_job_template
@@ -890,9 +895,17 @@ class JobChecks:
         template, batch = self.watcher.job_template, self.watcher.batch
         if template is None or batch is None:
             return
-        for prof in profiles:
+        self.passes += 1
+
+        def key_of(prof: dict[str, Any]) -> tuple[str, str, str]:
             ns = str(prof.get("_namespace") or self.watcher.namespace)
-            key = (ns, str(prof.get("model")), str(prof.get("version")))
+            return ns, str(prof.get("model")), str(prof.get("version"))
+
+        # the listing's order, those left unanswered last (longest ago first): a pass that stops at one never
+        # starts at the same one again while others wait (sorted is stable)
+        for prof in sorted(profiles, key=lambda p: self.unanswered.get(key_of(p), -1)):
+            key = key_of(prof)
+            ns = key[0]
             if key in self.accepted:
                 continue
             fields = {"template": self.source, "namespace": ns, "model": key[1], "version": key[2]}
@@ -905,6 +918,7 @@ class JobChecks:
                               hint="a drift episode of this model would start no retraining: fix the template or "
                                    "the controller's RBAC on jobs in this namespace (asked again every pass)")
                     self.said[key] = str(exc)
+                self.unanswered.pop(key, None)
                 continue
             except Exception as exc:  # noqa: BLE001 - a check is a warning, never the pass's failure
                 unchecked = brief(exc)
@@ -915,7 +929,9 @@ class JobChecks:
                                         "asked again next pass, and an episode's create says what the API "
                                         "server answers")
                     self.said[key] = unchecked
+                self.unanswered[key] = self.passes
                 return
+            self.unanswered.pop(key, None)
             self.accepted.add(key)
             if self.said.pop(key, None) is not None:
                 log.info("drift.retrain_accepted", **fields)

@@ -82,7 +82,29 @@ def test_an_api_server_that_does_not_answer_costs_one_check_a_pass(cluster: Any)
     cluster.fail_next(503, times=2, methods=("GET",), plural="jobs")
     said = _passes(cluster, 3)
     unchecked = [e for e in said if e["event"] == "drift.retrain_unchecked"]
-    # the first baseline's list unanswered in passes 1 and 2 (said once: the same answer); the pass stops asking
-    assert len(unchecked) == 1 and "503" in unchecked[0]["error"] and unchecked[0]["log_level"] == "warning"
+    # one list unanswered in each of passes 1 and 2, and the pass stops asking there; pass 2 began with the
+    # baselines not left unanswered (decision 227): m1's list in pass 1, m2's in pass 2, each said once
+    assert [e["model"] for e in unchecked] == ["m1", "m2"]
+    assert all("503" in e["error"] and e["log_level"] == "warning" for e in unchecked)
     assert cluster.handler.requests.get(("GET", "jobs")) == 2 + 3
-    assert [e["model"] for e in said if e["event"] == "drift.retrain_accepted"] == [unchecked[0]["model"]]
+    assert [e["model"] for e in said if e["event"] == "drift.retrain_accepted"] == ["m1", "m2"]
+
+
+def test_a_namespace_whose_checks_go_unanswered_does_not_keep_the_others_unasked(cluster: Any) -> None:
+    # namespace ml's ResourceQuota on Jobs is full (last night's Jobs not cleaned up): its dry-run creates are
+    # answered 403 "exceeded quota", unchecked (decision 220), for as long as the quota stays full. A pass stops
+    # at the first unchecked one; each pass began with ml's m1 again, so prod's m3 was never asked and a refusal
+    # there never said. The next pass asks the ones not left unanswered first (decision 227).
+    from canary.sandbox.kubeapi import Resource
+
+    cluster.handler.register(Resource("", "resourcequotas", "ResourceQuota", ("v1",)))
+    cluster.handler.put_object({"apiVersion": "v1", "kind": "ResourceQuota",
+                             "metadata": {"name": "jobs", "namespace": "ml"},
+                             "spec": {"hard": {"count/jobs.batch": "0"}}})
+    said = _passes(cluster, 3)
+    unchecked = [e for e in said if e["event"] == "drift.retrain_unchecked"]
+    assert {e["namespace"] for e in unchecked} == {"ml"} and all("exceeded quota" in e["error"] for e in unchecked)
+    asked = [path for method, path, _ in cluster.writes if method == "POST" and path.endswith("/jobs")]
+    assert "/apis/batch/v1/namespaces/prod/jobs" in asked, asked
+    # each pass still stops at its first unchecked one: ml's two, one a pass, then prod's and ml's first again
+    assert [p.split("/")[5] for p in asked] == ["ml", "ml", "prod", "ml"]
