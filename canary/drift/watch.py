@@ -876,11 +876,13 @@ class JobChecks:
     retried there while the model drifted untrained. The controller serves rollouts and does not exit for it:
     ``drift.retrain_refused`` (error) once per answer, ``drift.retrain_unchecked`` (warning) when the server
     gave none; both are asked again at the next pass (RBAC fixed meanwhile: ``drift.retrain_accepted``). An
-    accepted one is never asked again. One pass stops asking at the first unanswered check (an API server that
-    does not answer costs one 5 s timeout a pass, not one per baseline), and the next pass asks the baselines
-    never left unanswered first, then those left so, longest ago first: one namespace whose checks stay
+    accepted one is not asked again while it stays listed. One pass stops asking at the first unanswered check
+    (an API server that does not answer costs one 5 s timeout a pass, not one per baseline); the next asks the
+    baselines never left unanswered first, then those left so, longest ago first: one namespace whose checks stay
     unanswered (a full ResourceQuota on Jobs, a webhook that hangs) kept every baseline listed after it unasked,
-    its refusal never said, for as long as it lasted (decision 227)."""
+    its refusal never said, for as long as it lasted (decision 227). A baseline missing from a pass's listing is
+    forgotten: listed again later (deleted and created again, its namespace too), it is asked again (decision
+    228); RBAC revoked under a baseline that stays listed is not seen before an episode's create."""
 
     def __init__(self, watcher: DriftWatcher, source: str) -> None:
         self.watcher, self.source = watcher, source
@@ -901,6 +903,13 @@ class JobChecks:
             ns = str(prof.get("_namespace") or self.watcher.namespace)
             return ns, str(prof.get("model")), str(prof.get("version"))
 
+        # a baseline gone from the listing is forgotten: listed again (its namespace deleted and created again,
+        # the controller's RBAC there perhaps not), it is first seen and asked again (decision 228)
+        listed = {key_of(p) for p in profiles}
+        self.accepted &= listed
+        for kept in (self.said, self.unanswered):
+            for key in [k for k in kept if k not in listed]:
+                del kept[key]
         # the listing's order, those left unanswered last (longest ago first): a pass that stops at one never
         # starts at the same one again while others wait (sorted is stable)
         for prof in sorted(profiles, key=lambda p: self.unanswered.get(key_of(p), -1)):

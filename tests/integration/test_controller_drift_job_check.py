@@ -35,8 +35,9 @@ def cluster(kube: Any) -> Any:
     return kube
 
 
-def _passes(kube: Any, n: int) -> list[dict[str, Any]]:
-    """`n` passes of the controller's drift loop as its leader, over every namespace; the lines logged."""
+def _passes(kube: Any, n: int, stop: Any = None) -> list[dict[str, Any]]:
+    """`n` passes of the controller's drift loop as its leader, over every namespace (`stop`: a Passes of its
+    own, to act between them); the lines logged."""
     from canary.drift import monitor as M
     from canary.drift.store import ConfigMapStateStore
     from canary.drift.watch import DriftWatcher, watch_baselines
@@ -46,7 +47,8 @@ def _passes(kube: Any, n: int) -> list[dict[str, Any]]:
                            config=M.MonitorConfig(quiet_s=0), store=ConfigMapStateStore(kube.core, namespace="canary"),
                            core_api=kube.core, batch_api=kube.batch, job_template=JOB, load=False)
     with capture_logs() as logs:
-        watch_baselines(watcher, kube.core, namespace=None, stop=Passes(n), interval_s=0.01, is_leader=lambda: True,
+        watch_baselines(watcher, kube.core, namespace=None, stop=stop or Passes(n), interval_s=0.01,
+                        is_leader=lambda: True,
                         job_source="job.yaml")
     return [e for e in logs if str(e.get("event", "")).startswith("drift.retrain_")]
 
@@ -108,3 +110,36 @@ def test_a_namespace_whose_checks_go_unanswered_does_not_keep_the_others_unasked
     assert "/apis/batch/v1/namespaces/prod/jobs" in asked, asked
     # each pass still stops at its first unchecked one: ml's two, one a pass, then prod's and ml's first again
     assert [p.split("/")[5] for p in asked] == ["ml", "ml", "prod", "ml"]
+
+
+class _Between(Passes):
+    """Passes that run the next of `steps` after each pass (before the next one)."""
+
+    def __init__(self, steps: list[Any]) -> None:
+        super().__init__(len(steps) + 1)
+        self.steps = list(steps)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        if self.steps:
+            self.steps.pop(0)()
+        return super().wait(timeout)
+
+
+def test_a_baseline_deleted_and_created_again_is_asked_again(kube: Any) -> None:
+    # a namespace torn down and created again (its baselines re-applied by GitOps, the controller's RoleBinding
+    # on jobs not): the baseline is seen again, but its (namespace, model, version) was accepted before and never
+    # asked again, so the RBAC refusal was found when an episode opened. A baseline gone from a pass's listing is
+    # forgotten; seen again, it is first seen (decision 228).
+    from canary.drift.store import save_profile
+
+    ref = np.random.default_rng(228).normal(0, 1, 2_000)
+    gone = lambda: kube.core.delete_namespaced_config_map("m3-baseline", "prod")  # noqa: E731
+
+    def back() -> None:
+        save_profile(kube.core, namespace="prod", name="m3-baseline", profile=_profile("m3", {"f": ref}))
+        kube.fail_next(403, times=1, methods=("POST",), plural="jobs")  # no create on jobs in prod now
+
+    said = _passes(kube, 3, stop=_Between([gone, back]))
+    refused = [(e["event"], e["namespace"], e["model"]) for e in said]
+    assert refused == [("drift.retrain_refused", "prod", "m3")], said
+    assert kube.handler.requests.get(("POST", "jobs")) == 3 + 1
