@@ -250,6 +250,7 @@ def follow(*, model: str, canary_version: str, policy_file: Path, namespace: str
             if getattr(exc, "status", None) != 409:
                 raise
             current = api.get_namespaced_custom_object(crd.GROUP, crd.VERSION, namespace, crd.PLURAL, meta["name"])
+            interrupted()  # a signal lost in that read: nothing more is read, and the replace below not sent
             old = current.get("status") or {}
             if old.get("phase") in rl.TERMINAL and (old.get("target") or {}).get("canaryVersion") == canary_version:
                 # a pipeline's step retried (its runner lost, or the first follower out of --timeout, exit 3,
