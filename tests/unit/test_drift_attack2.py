@@ -132,9 +132,12 @@ class _Core:
 
 
 class _Watcher:
-    """What `watch_baselines` uses of a DriftWatcher: the profiles it is handed, each pass."""
+    """What `watch_baselines` uses of a DriftWatcher: the profiles it is handed, each pass (no retraining Job
+    template, so no Job is asked of an API server: `JobChecks`, decision 224)."""
 
     namespace = "ml"
+    job_template: Any = None
+    batch: Any = None
 
     def __init__(self) -> None:
         self.passes: list[list[str]] = []
