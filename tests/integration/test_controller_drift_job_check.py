@@ -125,7 +125,7 @@ class _Between(Passes):
         return super().wait(timeout)
 
 
-def test_a_baseline_deleted_and_created_again_is_asked_again(kube: Any) -> None:
+def test_a_baseline_deleted_and_created_again_is_asked_again(cluster: Any) -> None:
     # a namespace torn down and created again (its baselines re-applied by GitOps, the controller's RoleBinding
     # on jobs not): the baseline is seen again, but its (namespace, model, version) was accepted before and never
     # asked again, so the RBAC refusal was found when an episode opened. A baseline gone from a pass's listing is
@@ -133,13 +133,13 @@ def test_a_baseline_deleted_and_created_again_is_asked_again(kube: Any) -> None:
     from canary.drift.store import save_profile
 
     ref = np.random.default_rng(228).normal(0, 1, 2_000)
-    gone = lambda: kube.core.delete_namespaced_config_map("m3-baseline", "prod")  # noqa: E731
+    gone = lambda: cluster.core.delete_namespaced_config_map("m3-baseline", "prod")  # noqa: E731
 
     def back() -> None:
-        save_profile(kube.core, namespace="prod", name="m3-baseline", profile=_profile("m3", {"f": ref}))
-        kube.fail_next(403, times=1, methods=("POST",), plural="jobs")  # no create on jobs in prod now
+        save_profile(cluster.core, namespace="prod", name="m3-baseline", profile=_profile("m3", {"f": ref}))
+        cluster.fail_next(403, times=1, methods=("POST",), plural="jobs")  # no create on jobs in prod now
 
-    said = _passes(kube, 3, stop=_Between([gone, back]))
+    said = _passes(cluster, 3, stop=_Between([gone, back]))
     refused = [(e["event"], e["namespace"], e["model"]) for e in said]
     assert refused == [("drift.retrain_refused", "prod", "m3")], said
-    assert kube.handler.requests.get(("POST", "jobs")) == 3 + 1
+    assert cluster.handler.requests.get(("POST", "jobs")) == 3 + 1
