@@ -419,7 +419,8 @@ def promote(
                 namespace=opts.namespace(namespace, kubeconfig, context), stable_version=stable_version,
                 virtual_service=virtual_service, destination_rule=destination_rule, route=route,
                 kubeconfig=kubeconfig, context=context, name=rollout_name, triton=triton, output=output,
-                timeout_s=timeout, interrupted=signals.check), report=refused)
+                timeout_s=timeout, interrupted=signals.check, reporting=signals.disarm),
+                report=lambda code, message: (signals.disarm(), refused(code, message)))
         finally:
             signals.restore()  # an in-process caller (a test) gets its own handlers back
         raise typer.Exit(code)

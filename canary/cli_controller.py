@@ -200,10 +200,12 @@ def _start_drift(client: Any, prom: Any, *, namespace: Optional[str], state_name
 def follow(*, model: str, canary_version: str, policy_file: Path, namespace: str, stable_version: str,
            virtual_service: Optional[str], kubeconfig: Optional[str], context: Optional[str], name: Optional[str],
            triton: dict[str, str] | None, output: str, timeout_s: float, destination_rule: Optional[str] = None,
-           route: Optional[str] = None, interrupted: Callable[[], None] = lambda: None) -> int:
+           route: Optional[str] = None, interrupted: Callable[[], None] = lambda: None,
+           reporting: Callable[[], None] = lambda: None) -> int:
     """`promote --via-controller`: create/update the CanaryRollout, follow its status, same exit codes.
     `interrupted()` raises when a signal came whose handler's raise was lost (`interrupts.Interrupt.check`): called
-    before each write and read, and before any other error is reported."""
+    before each write and read, and before any other error is reported. `reporting()` is called just before an
+    outcome is printed (`Interrupt.disarm`): a signal then no longer cuts it."""
     import kubernetes.client as kc
 
     from canary.kube import api_client, translate
@@ -257,7 +259,8 @@ def follow(*, model: str, canary_version: str, policy_file: Path, namespace: str
                 # while the controller went on): the end this very object reached, when the route still
                 # shows it, is this request's outcome (0 promoted, 1 rolled back), as `promote` re-run
                 # reports a promotion (decision 22); anything since on the route: refused as before
-                ended = _still_routed(current, kubeconfig=kubeconfig, context=context, model=model, output=output)
+                ended = _still_routed(current, kubeconfig=kubeconfig, context=context, model=model, output=output,
+                                      reporting=reporting)
                 if ended is not None:
                     return ended
                 raise cli.ConfigError(
@@ -311,6 +314,7 @@ def follow(*, model: str, canary_version: str, policy_file: Path, namespace: str
                     weights = f" weights {w.get('stable')}/{w.get('canary')}" if w else ""  # none: it ran nothing
                     typer.echo(f"{outcome}{by}: {model} {canary_version}{weights}{extra} - {st.get('reason', '')}")
 
+                reporting()
                 opts.emit(_document(st, outcome=outcome, exit_code=code, rollout=where), output, text)
                 return code
             time.sleep(1.0)
@@ -331,7 +335,7 @@ def follow(*, model: str, canary_version: str, policy_file: Path, namespace: str
 
 
 def _still_routed(obj: dict[str, Any], *, kubeconfig: Optional[str], context: Optional[str], model: str,
-                  output: str) -> int | None:
+                  output: str, reporting: Callable[[], None] = lambda: None) -> int | None:
     """The exit code of the end the CanaryRollout `obj` reached (promoted 0, rolled back 1), reported
     as `follow` reports an end, when its route still shows that end: the route's record is this object's
     (its name and uid), in that phase, at stable 100%, the stable subset on the version that end serves
@@ -370,6 +374,7 @@ def _still_routed(obj: dict[str, Any], *, kubeconfig: Optional[str], context: Op
         typer.echo(f"{phase} already: {model} {recorded.canary_version} weights 100/0{extra} - "
                        f"{st.get('reason', '')}")
 
+    reporting()
     opts.emit(_document(st, outcome=phase, exit_code=code, rollout=where, already_ended=True), output, text)
     return code
 

@@ -211,3 +211,29 @@ def test_a_follower_whose_signal_was_lost_reading_the_rollout_it_met_writes_noth
     assert api.handler.requests.get(("POST", crd.PLURAL)) == 1  # the create, answered 409
     assert not api.handler.requests.get(("PUT", crd.PLURAL))  # nothing written after the signal
     assert api.get(crd.GROUP, crd.PLURAL, "ml", "m0-v2")["spec"]["stableVersion"] == "v0"
+
+
+def test_a_signal_while_the_outcome_is_printed_does_not_cut_it(
+        api: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the follower's handler stayed armed while it printed its outcome: a SIGTERM then raised in the middle of the
+    # report, and stdout carried the promotion's document and then an "interrupted" one, exit 3 (decision 237)
+    from canary import cli_controller
+    from canary import rollout as rl
+
+    real_emit = cli_controller.opts.emit
+
+    def emit(*args: Any, **kw: Any) -> None:
+        real_emit(*args, **kw)
+        signal.raise_signal(signal.SIGTERM)  # the CI job cancelled just as the outcome came
+
+    def read_own(*_args: Any) -> Any:  # the controller promoted it: this generation, this version
+        return {"metadata": {"resourceVersion": "1"},
+                "status": {"phase": rl.PROMOTED, "target": {"canaryVersion": "v2"}, "observedGeneration": 99,
+                           "weights": {"stable": 100, "canary": 0}, "reason": "all steps passed"}}
+
+    monkeypatch.setattr(cli_controller.opts, "emit", emit)
+    monkeypatch.setattr(cli_controller, "_read_own", read_own)
+    r = CliRunner().invoke(app, _args(api, tmp_path, "--via-controller", "--timeout", "30s"))
+    assert r.exit_code == 0, r.output
+    docs = [line for line in r.stdout.splitlines() if line.startswith("{")]
+    assert len(docs) == 1 and json.loads(docs[0])["exit_code"] == 0, r.stdout
