@@ -13,11 +13,17 @@ Typer (0.29) prints help through a rich Console of its own, not `streams.console
   gives each parameter without a metavar the one click has always shown (`TEXT`, `PATH`, `FLOAT`,
   `INTEGER`; `URL` and `FILE` where the option names one), none for a switch (`--retry`, `--x/--no-x`), and an argument its name in
   capitals (`MODEL`), once per command tree (`ReadableGroup.main`).
+- Its description kept the docstring's own line breaks after the first paragraph (typer 0.29's rich
+  mode joins only the first), so rich wrapped each source line on its own and a page read
+  `... Slack URLs` / `given` / `(canary/notify.py's formats ...`, a word or two alone on a line at any
+  width but the source's. `reflowed` joins each paragraph's lines (paragraphs, and a `\\b` one verbatim,
+  kept), so rich wraps whole paragraphs at the terminal's width.
 """
 
 from __future__ import annotations
 
 import errno
+import inspect
 from typing import Any
 
 from typer.core import TyperGroup
@@ -60,8 +66,24 @@ def _metavar(param: Any) -> str | None:
     return _BY_TYPE.get(label)
 
 
+def reflowed(text: str | None) -> str | None:
+    """`text` (a command's help) with each paragraph's single line breaks made spaces.
+
+    Paragraphs (split on a blank line, after `inspect.cleandoc`) stay apart; a paragraph that starts
+    with `\\b` (click's "do not rewrap") and what follows a `\\f` line are left as they are. None stays None.
+    """
+    if not text:
+        return text
+    body, cut, rest = inspect.cleandoc(text).partition("\f")
+    paragraphs = [p if p.startswith("\b") else " ".join(line.strip() for line in p.splitlines())
+                  for p in body.split("\n\n")]
+    return "\n\n".join(paragraphs) + cut + rest
+
+
 def readable(command: Any) -> None:
-    """Give every parameter of `command` and of its subcommands a metavar that reads as click's did."""
+    """Give every parameter of `command` and of its subcommands a metavar that reads as click's did,
+    and each command's help whole paragraphs (`reflowed`)."""
+    command.help = reflowed(command.help)
     for param in command.params:
         if param.metavar is None:
             param.metavar = _metavar(param)

@@ -107,3 +107,24 @@ def test_every_command_is_summed_up_in_one_line_in_its_groups_help() -> None:
 
     long = [(name, first) for name, first in walk(typer.main.get_command(app), []) if "\n" in first or len(first) > 120]
     assert not long, long
+
+
+@pytest.mark.parametrize("columns", ["80", "100", "160"])
+def test_a_description_is_wrapped_as_whole_paragraphs_at_any_width(columns: str) -> None:
+    """Typer 0.29 kept the docstring's own line breaks after the first paragraph, and rich wrapped each source
+    line on its own: at 100 columns `sweep --help` read `... + 120` / `s` / `(killed with SIGKILL ...`, `status`'s
+    `is` / `end at`, `promote`'s `given` alone on a line. No line of a description is now a word or two left
+    over before the paragraph goes on (the width the source's lines were not written for shows it)."""
+    from typer.testing import CliRunner
+
+    from canary.cli import app
+
+    runner = CliRunner()
+    orphans = []
+    for args in COMMANDS:
+        out = runner.invoke(app, [*args, "--help"], env={"COLUMNS": columns, "NO_COLOR": "1", "TERM": "dumb"})
+        assert out.exit_code == 0, (args, out.output)
+        lines = [line.strip() for line in out.output.split("╭")[0].splitlines()]  # the description: before the panels
+        orphans += [(" ".join(args), line, after) for line, after in zip(lines, lines[1:])
+                    if line and after and len(line.split()) <= 2 and not line.startswith(("Usage:", "Example:"))]
+    assert not orphans, orphans
