@@ -697,7 +697,8 @@ def _operator(model: str, namespace: Optional[str], vs: Optional[str], dr: Optio
                 typer.echo(state_line(state, wide=True, route=target.route))
             else:
                 where = f" (route {target.route})" if target.route else ""
-                typer.echo(f"{state.phase}: weights {state.weights} (stable/canary){where} {state.reason}")
+                typer.echo(f"{state.phase}: weights {state.weights} (stable/canary){where}"
+                           + (f" {state.reason}" if state.reason else ""))
             if note:
                 typer.echo(f"note: {note}")
 

@@ -68,8 +68,10 @@ def test_status_pause_resume_rollback(cluster: Any) -> None:
     assert canary("pause", "rec-model", "-n", "ml", kubeconfig=kc).returncode == 0
     assert vs(api) == ([75, 25], vs(api)[1]) and vs(api)[1]["phase"] == rl.PAUSED
     assert canary("pause", "rec-model", "-n", "ml", kubeconfig=kc).returncode == 2  # already paused
-    assert canary("resume", "rec-model", "-n", "ml", kubeconfig=kc).returncode == 0
-    assert vs(api)[1]["phase"] == rl.PROGRESSING
+    resumed = canary("resume", "rec-model", "-n", "ml", kubeconfig=kc)
+    assert resumed.returncode == 0 and vs(api)[1]["phase"] == rl.PROGRESSING
+    # no reason recorded: the line ends at the weights, without a trailing space
+    assert resumed.stdout.splitlines()[0] == "progressing: weights 75/25 (stable/canary)", resumed.stdout
 
     res = canary("rollback", "rec-model", "-n", "ml", "--reason", "pager says so", "-o", "json", kubeconfig=kc)
     assert res.returncode == 0, res.stderr
