@@ -200,10 +200,10 @@ def test_a_signal_during_a_passing_look_never_writes_the_next_step(api: Any, mod
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """The signal lands while the look that passes step 1 is judged: 50/50 is never written; the
     interrupt ends the rollout from 80/20 (paused there, exit 130; or stable 100%, exit 3)."""
-    from canary import runner as runner_module
+    from canary.analysis import judge as judge_module  # the Runner imports it where it judges (decision 226)
 
     v = runner(api, "v2", FakeClock(), on_interrupt=mode)
-    real_judge = runner_module.judge
+    real_judge = judge_module.judge
 
     def judge(*a: Any, **kw: Any) -> Any:
         verdict = real_judge(*a, **kw)
@@ -212,7 +212,7 @@ def test_a_signal_during_a_passing_look_never_writes_the_next_step(api: Any, mod
             v.stop.set()
         return verdict
 
-    monkeypatch.setattr(runner_module, "judge", judge)
+    monkeypatch.setattr(judge_module, "judge", judge)
     writes = _writes(v)
     res = v.run()
     assert ("50/50", rl.PROGRESSING) not in writes, writes
