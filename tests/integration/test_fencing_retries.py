@@ -34,7 +34,10 @@ def trial(api: Any, client: Any, seed: int, *, renew_deadline_s: float = 1.5) ->
     elector = LeaderElector(client, namespace="ml", name=f"lease-{seed}", identity="a",
                             lease_duration_s=renew_deadline_s * 3, renew_deadline_s=renew_deadline_s,
                             retry_period_s=renew_deadline_s / 5)
-    assert elector.try_acquire_or_renew()  # and never renewed again: the lease lapses during the write
+    # acquired, and never renewed again: the lease lapses during the write. An acquisition is a GET and a PUT that
+    # must both answer within the renew deadline, which a starved machine missed once in CI (seed 5, at the
+    # suite's busiest end): asked again until it holds, as the controller's loop asks every retry period
+    assert any(elector.try_acquire_or_renew() for _ in range(50))
     assert elector._sent is not None
     deadline = elector._sent + elector.renew_deadline_s
     expiry = elector._sent + elector.lease_duration_s  # from here a standby may lead
