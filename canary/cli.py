@@ -1111,7 +1111,7 @@ def status(model: str = ModelArg, namespace: Optional[str] = NamespaceOpt, virtu
                 now = (stale.partition(":")[0] if stale else f"the rollout is {state.phase}" if state is not None
                        else "its record is unreadable" if unreadable
                        else f"no rollout is recorded on {ns}/{target.virtual_service}")
-            if watch and undriven and not said_undriven:
+            if undriven and not said_undriven:  # (past `if not watch: return 0`)
                 # the watch waits on: a re-run of its promote resumes it, a sweep or `canary rollback` ends it; said
                 # once on stderr (a pipeline reading -o json saw nothing, and waited to its --timeout or for ever)
                 typer.echo(f"nothing drives this rollout now: {undriven}; watching until it ends (a re-run of its "
