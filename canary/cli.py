@@ -1131,12 +1131,10 @@ def status(model: str = ModelArg, namespace: Optional[str] = NamespaceOpt, virtu
     # or came out as a SchemaError, read as the API unreachable: the watch read on until --timeout, or for ever
     # without one. The signal is recorded and said at the loop's next step; any error it came out as is the
     # signal (decision 230). Only for --watch: a single read ends by itself.
-    import threading
-
     from canary.interrupts import Interrupt
 
-    ctrl_c = Interrupt(lambda _name: KeyboardInterrupt(), (signal.SIGINT,), repeat=True)
-    if watch and threading.current_thread() is threading.main_thread():
+    ctrl_c = Interrupt.keyboard()
+    if watch:
         ctrl_c.install()
 
     def watched() -> int:

@@ -436,9 +436,7 @@ def watch_cmd(
     # the pass stops before the next baseline, as for SIGTERM, and the watch then stops as Ctrl-C (decision 231).
     from canary.interrupts import Interrupt
 
-    ctrl_c = Interrupt(lambda _name: KeyboardInterrupt(), (signal.SIGINT,), repeat=True)
-    if threading.current_thread() is threading.main_thread():
-        ctrl_c.install()
+    ctrl_c = Interrupt.keyboard().install()
 
     def keep_going() -> str:
         return "stopping (SIGTERM)" if stop.is_set() else "stopping (SIGINT)" if ctrl_c.fired else ""

@@ -13,6 +13,7 @@ safe points, raises it there.
 from __future__ import annotations
 
 import signal
+import threading
 from typing import Any, Callable
 
 
@@ -22,7 +23,8 @@ class Interrupt:
     again, from ordinary Python code, when the handler's raise was lost. `install()` / `restore()` put the
     handler on and give the previous ones back (an in-process caller, a test, gets its own). `repeat=True`: every
     signal raises until `restore` (Ctrl-C as Python's own handler: a second one still cuts a blocked read when
-    the first's raise was lost, for a command with no report to protect). Main thread only, as `signal.signal` is."""
+    the first's raise was lost, for a command with no report to protect). Handlers exist on the main thread only
+    (`signal.signal`): elsewhere `install` does nothing and `check` never raises."""
 
     def __init__(self, error: Callable[[str], BaseException],
                  signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP), *,
@@ -31,6 +33,12 @@ class Interrupt:
         self.fired: str | None = None  # the signal's name once one came
         self.armed = True
         self._before: dict[int, Any] = {}
+
+    @classmethod
+    def keyboard(cls, signals: tuple[int, ...] = (signal.SIGINT,)) -> "Interrupt":
+        """Every one of `signals` raises KeyboardInterrupt, as Python's own Ctrl-C handler does, and is recorded
+        (`repeat`): for a command that stops as Ctrl-C stops it, with no report to protect."""
+        return cls(lambda _name: KeyboardInterrupt(), signals, repeat=True)
 
     def handler(self, signum: int, _frame: Any) -> None:
         if not self.armed:
@@ -53,6 +61,9 @@ class Interrupt:
         self.fired = None
 
     def install(self) -> "Interrupt":
+        """Put the handler on for `signals` (on the main thread; elsewhere nothing happens). Returns self."""
+        if threading.current_thread() is not threading.main_thread():
+            return self
         self._before = {sig: signal.signal(sig, self.handler) for sig in self.signals}
         return self
 

@@ -320,12 +320,12 @@ class Sandbox:
         default handler's) are recorded, so that `start` raises one whose raise native code lost (decision 232).
         Every one raises (`repeat`); `stop` puts the handlers back."""
         if threading.current_thread() is not threading.main_thread():
-            return
+            return  # another thread's start: its handlers are the main thread's business
         signals = tuple(sig for sig, default in ((signal.SIGTERM, signal.SIG_DFL),
                                                  (signal.SIGINT, signal.default_int_handler))
                         if signal.getsignal(sig) is default)
         if signals:
-            self._interrupt = Interrupt(lambda _name: KeyboardInterrupt(), signals, repeat=True).install()
+            self._interrupt = Interrupt.keyboard(signals).install()
 
     def _interrupted(self) -> None:
         """KeyboardInterrupt when SIGTERM or Ctrl-C came since `start` began (its handler's raise lost)."""

@@ -35,3 +35,30 @@ def test_the_first_signal_raises_and_is_recorded_and_later_ones_raise_only_with_
     finally:
         stop.restore()
     assert signal.getsignal(signal.SIGUSR1) is before
+
+
+def test_keyboard_raises_keyboardinterrupt_for_each_signal_and_installs_only_on_the_main_thread() -> None:
+    """`Interrupt.keyboard` is Ctrl-C as Python's own handler, recorded (status -w, drift watch, the sandbox).
+    Off the main thread, where `signal.signal` raises ValueError, `install` leaves the handlers alone."""
+    import threading
+
+    before = signal.getsignal(signal.SIGUSR1)
+    elsewhere: list[object] = []
+    other = Interrupt.keyboard((signal.SIGUSR1,))
+    thread = threading.Thread(target=lambda: elsewhere.append(other.install()))
+    thread.start()
+    thread.join()
+    assert elsewhere == [other] and signal.getsignal(signal.SIGUSR1) is before
+    other.restore()  # nothing to give back
+    assert signal.getsignal(signal.SIGUSR1) is before
+
+    ctrl_c = Interrupt.keyboard((signal.SIGUSR1,)).install()
+    try:
+        for _ in range(2):
+            with pytest.raises(KeyboardInterrupt):
+                signal.raise_signal(signal.SIGUSR1)
+        with pytest.raises(KeyboardInterrupt):
+            ctrl_c.check()
+    finally:
+        ctrl_c.restore()
+    assert signal.getsignal(signal.SIGUSR1) is before
