@@ -319,7 +319,7 @@ def promote(
     triton_stable: Optional[str] = typer.Option(None, "--triton-stable", help="stable Triton URL, to compare model metadata"),
     on_interrupt: str = typer.Option("rollback", "--on-interrupt", help="on SIGINT/SIGTERM: rollback (stable 100%, exit 3) or pause (keep split, exit 130)"),
     retry: bool = typer.Option(False, "--retry", help="run the version again when the route records its rollout "
-                                                      "rolled back (without it, a re-run reports that rollback: exit 1)"),
+                                                      "rolled back (without it, a re-run reports that rollback: exit 1; with --via-controller too)"),
     via_controller: bool = typer.Option(False, "--via-controller", help="create a CanaryRollout for `canary controller run` and follow it (same exit codes)"),
     rollout_name: Optional[str] = typer.Option(None, "--rollout-name", help="CanaryRollout name (default: <model>-<version>)"),
     timeout: float = opts.DurationOpt("1h", "--timeout", help="--via-controller: give up following after this long "
@@ -385,8 +385,6 @@ def promote(
     mode_flags = (("--rollout-name", "rollout_name", True, ""), ("--timeout", "timeout", True, ""),
                   ("--on-interrupt", "on_interrupt", False, ": a CanaryRollout goes on in the controller when the "
                    "follower is interrupted (`canary rollback` ends it)"),
-                  ("--retry", "retry", False, ": a CanaryRollout that ran the version is deleted, or another "
-                   "--rollout-name given, to run it again"),
                   ("--wait-ready", "wait_ready", False, ": the controller waits for Ready canary and stable pods by itself"),
                   ("--interrupt-grace", "interrupt_grace", False, ": an interrupted follower writes nothing"))
     for flag, param, needs, why in mode_flags:
@@ -419,7 +417,7 @@ def promote(
                 namespace=opts.namespace(namespace, kubeconfig, context), stable_version=stable_version,
                 virtual_service=virtual_service, destination_rule=destination_rule, route=route,
                 kubeconfig=kubeconfig, context=context, name=rollout_name, triton=triton, output=output,
-                timeout_s=timeout, interrupted=signals.check, reporting=signals.disarm),
+                timeout_s=timeout, interrupted=signals.check, reporting=signals.disarm, retry=retry),
                 report=lambda code, message: (signals.disarm(), refused(code, message)))
         finally:
             signals.restore()  # an in-process caller (a test) gets its own handlers back

@@ -201,8 +201,10 @@ def follow(*, model: str, canary_version: str, policy_file: Path, namespace: str
            virtual_service: Optional[str], kubeconfig: Optional[str], context: Optional[str], name: Optional[str],
            triton: dict[str, str] | None, output: str, timeout_s: float, destination_rule: Optional[str] = None,
            route: Optional[str] = None, interrupted: Callable[[], None] = lambda: None,
-           reporting: Callable[[], None] = lambda: None) -> int:
+           reporting: Callable[[], None] = lambda: None, retry: bool = False) -> int:
     """`promote --via-controller`: create/update the CanaryRollout, follow its status, same exit codes.
+    A version the route records rolled back is reported (exit 1, nothing created) unless `retry`, as `promote`
+    reports it (`_rolled_back_before`, decision 238).
     `interrupted()` raises when a signal came whose handler's raise was lost (`interrupts.Interrupt.check`): called
     before each write and read, and before any other error is reported. `reporting()` is called just before an
     outcome is printed (`Interrupt.disarm`): a signal then no longer cuts it."""
@@ -214,7 +216,8 @@ def follow(*, model: str, canary_version: str, policy_file: Path, namespace: str
 
     # read and parsed once, strictly: what is checked here (exit 2, nothing created) is what is sent
     raw = load_text(read_file(policy_file), file=str(policy_file))
-    gate = parse_policy(raw, file=str(policy_file)).gates.triton
+    policy = parse_policy(raw, file=str(policy_file))
+    gate = policy.gates.triton
     cli.warn_gate_off(gate, policy_file, (triton or {}).get("stableUrl"), (triton or {}).get("canaryUrl"))
     if gate is not None and gate.enabled and gate.sample_file:
         raise cli.ConfigError(f"{policy_file}: gates.triton.sample_file: --via-controller sends the policy inline, "
@@ -244,6 +247,14 @@ def follow(*, model: str, canary_version: str, policy_file: Path, namespace: str
     created = False
     try:
         interrupted()
+        if not retry:
+            ended = _rolled_back_before(api, namespace, name, model=model, canary_version=canary_version,
+                                        virtual_service=virtual_service, destination_rule=destination_rule,
+                                        route=route or policy.route, kubeconfig=kubeconfig, context=context,
+                                        output=output, reporting=reporting)
+            interrupted()  # a signal lost in those reads: nothing created
+            if ended is not None:
+                return ended
         try:
             written = api.create_namespaced_custom_object(crd.GROUP, crd.VERSION, namespace, crd.PLURAL, body)
             created = True
@@ -377,6 +388,54 @@ def _still_routed(obj: dict[str, Any], *, kubeconfig: Optional[str], context: Op
     reporting()
     opts.emit(_document(st, outcome=phase, exit_code=code, rollout=where, already_ended=True), output, text)
     return code
+
+
+def _rolled_back_before(api: Any, namespace: str, name: str, *, model: str, canary_version: str,
+                        virtual_service: Optional[str], destination_rule: Optional[str], route: Optional[str],
+                        kubeconfig: Optional[str], context: Optional[str], output: str,
+                        reporting: Callable[[], None]) -> int | None:
+    """Exit 1, that rollback reported (`rollout.already_rolled_back`, `"already_ended": true`), when the route
+    records `canary_version` rolled back (stable 100%, the stable subset on the version it serves:
+    `end_disagreement`) and no CanaryRollout `name` exists (one that does is reported by its own end, or refused,
+    as before). A plain `promote` re-run reports that rollback the same way, and runs the version again only
+    with `--retry`; a new CanaryRollout put it back in front of users, whoever rolled it back: a plain
+    `promote`, a CanaryRollout since deleted, one of another name (decision 238). None otherwise, and when the
+    route cannot be read here (the controller then says why, as before)."""
+    from canary import logs
+    from canary.errors import CanaryError
+    from canary.model import STABLE_ONLY
+    from canary.reconcile import end_disagreement, parse_record
+
+    try:
+        router = cli._oncall_router(kubeconfig, context)
+        target = router.resolve(cli._target(model, namespace, virtual_service, destination_rule, route=route))
+        status = router.inspect(target)
+        recorded = parse_record(status.state)
+    except CanaryError:
+        return None
+    if (recorded is None or recorded.phase != rl.ROLLED_BACK or recorded.canary_version != canary_version
+            or status.weights != STABLE_ONLY or end_disagreement(recorded, status)):
+        return None
+    try:
+        api.get_namespaced_custom_object(crd.GROUP, crd.VERSION, namespace, crd.PLURAL, name)
+        return None  # its own end, or a refusal naming it, is reported as before
+    except Exception as exc:
+        if getattr(exc, "status", None) != 404:
+            return None  # not known to be absent: the create below says what it says
+    logs.get(model=model, namespace=namespace, route=target.route).info(
+        "rollout.already_rolled_back", rolled_back_at=recorded.updated_at, reason=recorded.reason,
+        owner=recorded.owner, note="nothing created; `--retry` runs this version again")
+    doc = cli.state_dict(recorded, exit_code=EXIT_CODES[rl.ROLLED_BACK])
+    doc.update(outcome=rl.ROLLED_BACK, already_ended=True, rollout=None)
+
+    def text(wide: bool) -> None:
+        extra = f" (route {target.route or '-'}, {recorded.owner or 'no owner recorded'})" if wide else ""
+        typer.echo(f"{rl.ROLLED_BACK} already: {model} {canary_version} weights 100/0{extra} - {recorded.reason}; "
+                   "nothing created (--retry runs it again)")
+
+    reporting()
+    opts.emit(doc, output, text)
+    return EXIT_CODES[rl.ROLLED_BACK]
 
 
 def _document(st: dict[str, Any], **more: Any) -> dict[str, Any]:

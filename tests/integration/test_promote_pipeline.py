@@ -161,11 +161,36 @@ def test_a_step_retried_after_a_rollback_reports_it_and_retry_runs_it_again(clus
     assert json.loads(retried.stdout)["started_at"] > doc["started_at"]
 
 
-def test_retry_with_via_controller_is_refused(cluster: Any, prometheus: Any) -> None:
+def test_via_controller_reports_a_rollback_a_plain_promote_recorded_and_retry_runs_it_again(
+        cluster: Any, prometheus: Any) -> None:
+    """A plain `promote` rolled v3 back; the same step as `--via-controller` created a new CanaryRollout, and
+    the controller ran the rolled-back version again in front of users. Now it reports that rollback (exit 1,
+    `already_ended`, nothing created, decision 238); `--retry` creates the CanaryRollout (no controller runs
+    here: followed until `--timeout`, exit 3)."""
+    from canary import crd
+    from tests.fleet import CANARY_RESOURCE
+
     api, kubeconfig, policy = cluster
-    res = subprocess.run(argv(kubeconfig, policy, "v3", "--retry", "--via-controller", "-o", "json"), cwd=ROOT,
-                         env=env(prometheus.url), capture_output=True, text=True, timeout=60)
-    assert res.returncode == 2 and "--retry only applies without --via-controller" in json.loads(res.stdout)["error"]
+    api.handler.register(CANARY_RESOURCE)  # the CanaryRollout CRD installed
+    first = subprocess.run(argv(kubeconfig, policy, "v3", "-o", "json"), cwd=ROOT, env=env(prometheus.url),
+                           capture_output=True, text=True, timeout=120)
+    assert first.returncode == 1, first.stderr[-2000:]
+    ended = api.get("networking.istio.io", "virtualservices", "ml", "rec-model")
+    res = subprocess.run(argv(kubeconfig, policy, "v3", "--via-controller", "--timeout", "20s", "-o", "json",
+                              "--log-format", "json"), cwd=ROOT, env=env(prometheus.url), capture_output=True,
+                         text=True, timeout=60)
+    assert res.returncode == 1, (res.stdout, res.stderr[-2000:])
+    doc = json.loads(res.stdout)
+    assert doc["outcome"] == doc["phase"] == "rolled_back" and doc["already_ended"] is True
+    assert doc["started_at"] == json.loads(first.stdout)["started_at"] and doc["end_cause"] == "check"
+    assert "rollout.already_rolled_back" in [e["event"] for e in parse_json_lines(res.stderr)]
+    assert api.get(crd.GROUP, crd.PLURAL, "ml", "rec-model-v3") is None  # nothing created
+    now = api.get("networking.istio.io", "virtualservices", "ml", "rec-model")
+    assert now["metadata"]["resourceVersion"] == ended["metadata"]["resourceVersion"]  # nothing written
+    res = subprocess.run(argv(kubeconfig, policy, "v3", "--via-controller", "--retry", "--timeout", "2s", "-o",
+                              "json"), cwd=ROOT, env=env(prometheus.url), capture_output=True, text=True, timeout=60)
+    assert res.returncode == 3 and "did not finish within 2s" in json.loads(res.stdout)["error"], res.stdout
+    assert api.get(crd.GROUP, crd.PLURAL, "ml", "rec-model-v3") is not None  # created: the controller runs it
 
 
 @pytest.mark.parametrize("words,output,said", [
