@@ -1282,6 +1282,11 @@ def _shape_note(shape: str, weights: Any, raw: tuple[Any, Any], state: Any,
     else:
         sent = (f"Istio sends {split['stable']}% to the stable subset, {split['canary']}% to the canary subset"
                 + (f", {split['others']}% to other destinations" if split["others"] or len(others) > 1 else ""))
+    if unwritable and not others:
+        return (f"note: {shape}{going}: the route has no destination at all: Istio routes nothing by it (and refuses "
+                f"such a route); `canary rollback` is what restores stable, but cannot here (exit 6): {unwritable}; "
+                "add a destination with subset stable at 100 by hand, or restore the DestinationRule and run "
+                "`canary rollback`")
     if unwritable:
         return (f"note: {shape}{going}: the route has no destination with subset 'stable' (deleted by hand); weights "
                 f"as written others={others!r}: {sent}; `canary rollback` is what restores stable, but cannot here "

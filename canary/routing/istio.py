@@ -148,6 +148,10 @@ class IstioRouter:
         except TargetError as exc:
             recorded, why = _record(vs), str(exc)
             guessed = stable.canary_host(vs, route) if not _service(dr, target) else ""
+            if not guessed and not _service(dr, target) and shown and stable.emptied(vs, route):
+                # nothing routed and no service named anywhere: any host reads it as it is (no destination to
+                # match), and `shown` never writes; it was a TrafficUnsafe, `canary status` exit 6 with nothing shown
+                guessed = target.virtual_service
             try:
                 routes = stable.stable_routes(vs, route, host=guessed) if guessed else []
             except TargetError:

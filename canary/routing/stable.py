@@ -259,6 +259,18 @@ def canary_host(vs: Any, route_name: str = "") -> str:
     return next(iter(hosts)) if len(hosts) == 1 and all(_canary_only(r, next(iter(hosts)), vs) for r in named) else ""
 
 
+def emptied(vs: Any, route_name: str = "") -> bool:
+    """Whether the route named (else the only route) has an empty destination list: it routes nothing, and no
+    destination says which service it was for."""
+    spec = vs.get("spec") if isinstance(vs, dict) else None
+    http = spec.get("http") if isinstance(spec, dict) else None
+    if not isinstance(http, list):
+        return False
+    named = [r for r in http if isinstance(r, dict) and r.get("name") == route_name] if route_name else \
+        (http if len(http) == 1 else [])
+    return bool(named) and all(isinstance(r, dict) and r.get("route") == [] for r in named)
+
+
 def added_host(vs: Any, r: StableRoute, host: str) -> str:
     """The host a stable-100% write gives the `stable` destination it adds to route `r` (`r.missing`): as the
     route's other destinations spell the service, else `host` (the DestinationRule's service, a full name)."""

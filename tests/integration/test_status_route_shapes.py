@@ -153,3 +153,32 @@ def test_a_route_without_its_stable_destination_nor_a_usable_rule_is_shown_sayin
     rolled = CliRunner().invoke(app, ["rollback", "rec-model", "-n", "ml", "--reason", "x", "--kubeconfig", str(kc)])
     assert rolled.exit_code == 6 and "no destinations with subset 'stable'" in rolled.output, rolled.output
     assert "so the stable destination to add is not known" in rolled.output
+
+
+@pytest.mark.parametrize("rule", ["deleted", "no stable subset"])
+def test_an_emptied_route_without_a_usable_rule_is_shown_saying_why_rollback_cannot(
+        istio_cluster: Any, rule: str) -> None:
+    # the route's destination list emptied and its DestinationRule deleted (or its stable subset removed): status
+    # exited 2 naming the missing DestinationRule, and showed nothing; it shows the route (nothing routed by it),
+    # exit 0, and why `canary rollback` cannot restore stable here
+    api, kc = istio_cluster
+
+    def change(vs: dict[str, Any]) -> None:
+        del vs["spec"]["http"][0]["route"][:]
+        vs["metadata"]["annotations"] = {"modelcanary.dev/rollout": PROGRESSING_RECORD}
+
+    _edit(api, "virtualservices", change)
+    if rule == "deleted":
+        key = (GROUP, "destinationrules", "ml", "rec-model")
+        with api.handler.lock:
+            api.handler._delete(key, api.handler.objects[key])
+    else:
+        _edit(api, "destinationrules",
+              lambda dr: dr["spec"].update(subsets=[s for s in dr["spec"]["subsets"] if s["name"] != "stable"]))
+    r = _status(kc)
+    assert r.exit_code == 0, r.output
+    assert "weights: none (the route has no destination" in r.output and "cannot here (exit 6)" in r.output, r.output
+    assert "no destination at all: Istio routes nothing by it" in r.output and "others=[]" not in r.output
+    shown = json.loads(_status(kc, "-o", "json").stdout)
+    assert shown["weights"] == {"stable": 0, "canary": 0} and "stable_added" not in shown
+    assert shown["stable_unwritable"] and shown["rollout"]["phase"] == "progressing"
