@@ -19,6 +19,7 @@ from canary.routing.istio import IstioRouter
 from canary.sandbox.kubeapi import KubeAPIServer
 from canary.sandbox.promserver import PromServer
 from tests import fleet
+from tests.support import cli
 from tests.support.kube import shipped_istio_objects
 
 pytestmark = pytest.mark.integration
@@ -36,9 +37,10 @@ def cluster(tmp_path: Path) -> Iterator[tuple[KubeAPIServer, Path]]:
 
 
 def canary(*args: str, kubeconfig: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """The real CLI in this process (tests/support/cli.py); the tests of what only a process shows (a watch
+    followed through its pipe, a signal) start one."""
     extra = ["--kubeconfig", str(kubeconfig)] if kubeconfig else []
-    return subprocess.run([sys.executable, "-m", "canary", *args, *extra], capture_output=True, text=True,
-                          timeout=60, cwd=ROOT, env={**os.environ, "KUBECONFIG": ""})
+    return cli.run([*args, *extra], env={"KUBECONFIG": ""})
 
 
 def in_progress(kubeconfig: Path, weights: Weights = Weights(75, 25)) -> None:
@@ -406,7 +408,7 @@ def _promote_here(pid: object) -> str:
     ("gone-here", 5, rl.PROMOTING, "its `canary promote` (pid 99999999999 on this machine) is no longer running"),
 ], ids=["gone here", "stale elsewhere", "fresh elsewhere", "alive here", "paused by a person", "promoting"])
 def test_status_says_when_nothing_drives_a_rollout_in_progress(cluster: Any, owner: str, age_s: float, phase: str,
-                                                               says: str) -> None:
+                                                               says: str, request: Any) -> None:
     """A `canary promote` killed (or interrupted with --on-interrupt pause, then `canary resume`d) left a record
     "progressing at 75/25, run by `canary promote` (...)": `canary status` showed it as running, while nothing
     judged or moved the split until a sweep ended it, or never where no sweep runs (decision 205). Said when its
@@ -414,7 +416,10 @@ def test_status_says_when_nothing_drives_a_rollout_in_progress(cluster: Any, own
     + 120 s); not for a live or fresh one, nor a rollout a person paused."""
     import time
 
-    owner = {"gone-here": _promote_here(99999999999), "alive-here": _promote_here(os.getpid())}.get(owner, owner)
+    # a live process of this machine, not this one (the CLI runs in this process: its own pid reads as gone)
+    alive = subprocess.Popen(["sleep", "120"])
+    request.addfinalizer(lambda: (alive.kill(), alive.wait()))
+    owner = {"gone-here": _promote_here(99999999999), "alive-here": _promote_here(alive.pid)}.get(owner, owner)
     router = IstioRouter(api_client(kubeconfig=str(cluster[1])))
     state = rl.RolloutState(model="rec-model", stable_version="v1", canary_version="v2", phase=phase,
                             weights=Weights(75, 25), step=1, started_at=1.0, step_started_at=2.0, owner=owner,
