@@ -791,6 +791,7 @@ def sweep(namespace: Optional[str] = NamespaceOpt,
                     "result": result, **more}
 
         for one in found.abandoned:
+            ctrl_c.check()  # a Ctrl-C lost in the last route's write: nothing more is written
             if dry_run:
                 result = "dry-run: not written"
             else:
@@ -810,6 +811,7 @@ def sweep(namespace: Optional[str] = NamespaceOpt,
             code = max(code, EXIT_INFRA)
             out["unchecked"].append(row(one, f"not checked: {one.unknown}"))
         for one in found.watching:
+            ctrl_c.check()  # a Ctrl-C lost in the last route's write: nothing more is written
             limit = sw.abandoned_after(one.record)
             if one.key not in first:
                 result = f"watching: unchanged for {one.quiet_s:.0f}s of {limit:.0f}s"
@@ -842,6 +844,7 @@ def sweep(namespace: Optional[str] = NamespaceOpt,
                 return f"not marked: {exc}"
 
         for one in found.unowned:  # an end typed over a split, or garbage: nobody drives it (decision 157)
+            ctrl_c.check()  # a Ctrl-C lost in the last route's write: nothing more is written
             after = sw.UNOWNED_AFTER_S
             if one.key in first and server_now is None:
                 result, code = "not timed: the API server's answer had no Date header", max(code, EXIT_INFRA)
@@ -883,12 +886,28 @@ def sweep(namespace: Optional[str] = NamespaceOpt,
                 typer.echo(f"{r['virtualService']}: {r['canaryVersion']} {r['phase']} at {w['stable']}/{w['canary']}: "
                            f"{r['result']}" + (f" ({r['reason']})" if r.get("reason") else ""))
 
+        ctrl_c.check()
         opts.emit({**out, "dryRun": dry_run}, output, text)
         return code
 
+    # Ctrl-C landing inside the Kubernetes client's pydantic `validate_call` was lost, or came out as the API
+    # unreachable: the pass went on writing the next routes and ended exit 3 "could not complete". It is recorded
+    # and raised before the next route, as a Ctrl-C that was not lost (decision 240).
+    from canary.interrupts import Interrupt
+
+    ctrl_c = Interrupt.keyboard().install()
+
+    def swept() -> int:
+        try:
+            return go()
+        except Exception:
+            ctrl_c.check()
+            raise
+
     try:
-        code = run_guarded(go)
+        code = run_guarded(swept)
     finally:
+        ctrl_c.restore()
         notifier.close(5.0)  # what is queued is delivered (or given up) before the process ends
     raise typer.Exit(code)
 

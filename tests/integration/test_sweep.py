@@ -328,6 +328,41 @@ def test_canary_sweep_exits_6_when_the_stable_write_fails_and_2_on_bad_flags(tmp
     assert _sweep(kubeconfig, "-n", "ml").exit_code == 0 and vs(api, 0)[0] == [100, 0]
 
 
+def test_a_ctrl_c_lost_in_a_routes_write_stops_the_sweep_before_the_next_route(
+        tmp_path: Path, cluster: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C landing inside the Kubernetes client (pydantic's `validate_call`) was lost or came out as the API
+    unreachable: the pass wrote the next abandoned route too and ended exit 3 "could not complete". It now stops
+    before the next route, as a Ctrl-C that was not lost (exit 130, decision 240)."""
+    import signal
+
+    from canary.errors import KubeUnavailable
+
+    api, client, router = cluster
+    kubeconfig = fleet.write_kubeconfig(tmp_path / "kubeconfig", api.url)
+    for name in ("m0", "m1"):
+        _claim(IstioRouter(client, wait=tenacity.wait_none()), at=time.time() - 1000, vs_name=name)
+    assert _sweep(kubeconfig, "-n", "ml").exit_code == 0  # marks both
+    for name in ("m0", "m1"):
+        _age_mark(api, name, 151)
+    ended: list[str] = []
+
+    def end(_router: Any, found: Any, **_kw: Any) -> Any:
+        ended.append(found.key)
+        try:
+            signal.raise_signal(signal.SIGINT)
+        except BaseException:  # noqa: BLE001 - lost, as "Exception ignored in" loses it
+            pass
+        raise KubeUnavailable("SchemaError: the validator of replace_namespaced_custom_object")
+
+    monkeypatch.setattr(sweep, "end", end)
+    handler = signal.getsignal(signal.SIGINT)
+    out = _sweep(kubeconfig, "-n", "ml")
+    assert out.exit_code == 130 and ended == ["ml/m0"], (out.exit_code, ended, out.output)
+    assert "could not complete" not in out.output and "ml/m1" not in out.output
+    assert signal.getsignal(signal.SIGINT) is handler
+    assert vs(api, 1)[1]["phase"] == rl.PROGRESSING  # nothing written after the Ctrl-C
+
+
 def test_a_live_promote_whose_rollout_was_swept_stops_with_the_sweeps_reason() -> None:
     """A sweeper that judged a live promote gone (one that timed it wrongly) ends its rollout
     between two looks. The promote adopts the ended record (its own, same owner and start), writes
