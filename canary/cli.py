@@ -431,7 +431,8 @@ def promote(
         # document, not click's 130 for SIGINT (README's "held at the current split") or a kill for SIGTERM
         from canary.interrupts import Interrupt
 
-        before_runner = Interrupt(early).install()
+        before_runner = ran["signals"] = Interrupt(early).install()
+        ran["alarm"] = signal.getsignal(signal.SIGALRM)
         from canary.kube import bound_by
         from canary.notify import Notifier
         from canary.runner import Runner
@@ -515,6 +516,12 @@ def promote(
     finally:
         if "notifier" in ran:  # delivered, or what was not is logged (`notify.undelivered`)
             ran["notifier"].close(notify_wait_s(ran.get("grace_until", [math.inf])[0], time.monotonic()))
+        # the handlers found are put back, the delivery above still covered: an in-process caller (a test, a
+        # program embedding the CLI) kept promote's, which set a stopped Runner's event at its next Ctrl-C
+        if "signals" in ran:
+            ran["signals"].restore()
+        if "alarm" in ran:
+            signal.signal(signal.SIGALRM, ran["alarm"])
     raise typer.Exit(code)
 
 

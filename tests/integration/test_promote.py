@@ -92,12 +92,14 @@ def cluster(tmp_path: Path) -> Iterator[tuple[KubeAPIServer, Path, Path]]:
     api.stop()
 
 
-def promote(kubeconfig: Path, policy: Path, prom_url: str, version: str, *extra: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "KUBECONFIG": "", "CANARY_PROMETHEUS_URL": prom_url}
-    return subprocess.run(
-        [*CANARY, "promote", "rec-model", "--canary-version", version, "--policy", str(policy), "--namespace", "ml",
-         "--kubeconfig", str(kubeconfig), "--output", "json", "--log-format", "json", *extra],
-        capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
+def promote(kubeconfig: Path, policy: Path, prom_url: str, version: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    """`canary promote` of `version`, the real CLI in this process (tests/support/cli.py; pytest-timeout bounds
+    it); the tests of signals start a process of their own."""
+    from tests.support import cli
+
+    return cli.run(["promote", "rec-model", "--canary-version", version, "--policy", str(policy), "--namespace", "ml",
+                    "--kubeconfig", str(kubeconfig), "--output", "json", "--log-format", "json", *extra],
+                   env={"KUBECONFIG": "", "CANARY_PROMETHEUS_URL": prom_url})
 
 
 def vs_state(api: KubeAPIServer) -> tuple[list[int], dict[str, Any]]:

@@ -5,10 +5,13 @@ request (imports); the suite started hundreds of them (docs/benchmarks/suite.md)
 
 from __future__ import annotations
 
+import signal
 import subprocess
 from typing import Mapping
 
 from typer.testing import CliRunner
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGALRM)
 
 
 def run(args: list[str], *, env: Mapping[str, str | None] | None = None,
@@ -17,5 +20,10 @@ def run(args: list[str], *, env: Mapping[str, str | None] | None = None,
     os.environ for the run and restored after (CliRunner's isolation), as the environment of a child."""
     from canary.cli import app
 
+    before = {sig: signal.getsignal(sig) for sig in SIGNALS}
     result = CliRunner(env=dict(env or {})).invoke(app, args, input=input, catch_exceptions=False)
+    # a command run in-process (an embedding caller's, a test's) gives back the handlers it found: one left
+    # installed would act on the next command's signals in this process
+    left = [signal.Signals(sig).name for sig, handler in before.items() if signal.getsignal(sig) is not handler]
+    assert not left, f"`canary {' '.join(args)}` left its handlers of {left} installed"
     return subprocess.CompletedProcess(["canary", *args], result.exit_code, result.stdout, result.stderr)
