@@ -36,8 +36,10 @@ pytestmark = pytest.mark.integration
 
 def report(api: KubeAPIServer, tmp: Path, model: str, *args: str) -> subprocess.CompletedProcess[str]:
     config = fleet.write_kubeconfig(tmp / "kubeconfig", api.url)
-    return subprocess.run([*CANARY, "report", model, "-n", "ml", "--kubeconfig", str(config), "-o", "json", *args],
-                          capture_output=True, text=True, timeout=120, env={**os.environ, "KUBECONFIG": ""}, cwd=ROOT)
+    from tests.support import cli  # the real CLI in this process
+
+    return cli.run(["report", model, "-n", "ml", "--kubeconfig", str(config), "-o", "json", *args],
+                   env={"KUBECONFIG": ""})
 
 
 def looks(doc: dict[str, Any]) -> list[int]:

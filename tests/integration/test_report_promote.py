@@ -33,8 +33,9 @@ def recorded(api: KubeAPIServer) -> dict[str, Any]:
 
 
 def report(kubeconfig: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*CANARY, "report", "rec-model", "-n", "ml", "--kubeconfig", str(kubeconfig), *args],
-                          capture_output=True, text=True, timeout=120, env={**os.environ, "KUBECONFIG": ""}, cwd=ROOT)
+    from tests.support import cli  # the real CLI in this process
+
+    return cli.run(["report", "rec-model", "-n", "ml", "--kubeconfig", str(kubeconfig), *args], env={"KUBECONFIG": ""})
 
 
 def test_a_promotion_driven_end_to_end_makes_a_report_with_its_looks(
