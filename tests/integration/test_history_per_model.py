@@ -7,7 +7,6 @@ saying so."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ from canary.sandbox.kubeapi import KubeAPIServer
 from tests import fleet
 from tests.fakes import FakeClock, FakeMetrics
 from tests.support.killpoints import LiveWeights
-from tests.integration.test_promote import CANARY, ROOT
+
 from tests.integration.test_vs_shapes import _shared
 from tests.unit.test_history import MemoryStore, drive
 from tests.unit.test_runner import POLICY

@@ -5,7 +5,6 @@ values, and the page built from the cluster loads in chromium with its plots and
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 from typing import Any
