@@ -188,20 +188,16 @@ def test_a_sandbox_whose_signal_was_lost_while_starting_stops_before_its_next_pa
         sb.stop()
         for s, handler in before.items():
             signal.signal(s, handler)
-def test_a_follower_whose_signal_was_lost_reading_the_rollout_it_met_writes_nothing_after_it(
-        api: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # the CanaryRollout exists (a create answered 409): the follower reads it, then replaces its spec with this
-    # request. A signal whose raise was lost in that read let the replace go on: the request written after the
-    # cancel came (the signal was said at the next read, after it). Checked before that write too (decision 229).
+def _follow_with_sigterm_lost_reading(api: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, plural: str) -> Any:
+    """`promote --via-controller` in-process, a SIGTERM delivered and lost in each read of a `plural` object
+    (`get_namespaced_custom_object`): exit 3 "interrupted (SIGTERM) while following" all the same."""
     import kubernetes.client as kc
 
-    api.handler.put_object(crd.new_object(namespace="ml", name="m0-v2", model="m0", canary_version="v2",
-                                          policy_raw=fleet.FAST_POLICY, stable_version="v0"))
     real = kc.CustomObjectsApi.get_namespaced_custom_object
 
-    def get(self: Any, *args: Any, **kwargs: Any) -> Any:  # the read of the rollout the create met
+    def get(self: Any, *args: Any, **kwargs: Any) -> Any:
         got = real(self, *args, **kwargs)
-        if crd.PLURAL in args:  # not the route's reads before the create (decision 238)
+        if plural in args:
             _swallowed(signal.SIGTERM)
         return got
 
@@ -209,6 +205,18 @@ def test_a_follower_whose_signal_was_lost_reading_the_rollout_it_met_writes_noth
     r = CliRunner().invoke(app, _args(api, tmp_path, "--via-controller", "--timeout", "30s"))
     assert r.exit_code == 3, r.output
     assert "interrupted (SIGTERM) while following" in json.loads(r.stdout)["error"]
+    return r
+
+
+def test_a_follower_whose_signal_was_lost_reading_the_rollout_it_met_writes_nothing_after_it(
+        api: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the CanaryRollout exists (a create answered 409): the follower reads it, then replaces its spec with this
+    # request. A signal whose raise was lost in that read let the replace go on: the request written after the
+    # cancel came (the signal was said at the next read, after it). Checked before that write too (decision 229).
+    # Only the CanaryRollout's reads lose it, not the route's before the create (decision 238).
+    api.handler.put_object(crd.new_object(namespace="ml", name="m0-v2", model="m0", canary_version="v2",
+                                          policy_raw=fleet.FAST_POLICY, stable_version="v0"))
+    _follow_with_sigterm_lost_reading(api, tmp_path, monkeypatch, crd.PLURAL)
     assert api.handler.requests.get(("POST", crd.PLURAL)) == 1  # the create, answered 409
     assert not api.handler.requests.get(("PUT", crd.PLURAL))  # nothing written after the signal
     assert api.get(crd.GROUP, crd.PLURAL, "ml", "m0-v2")["spec"]["stableVersion"] == "v0"
@@ -218,20 +226,7 @@ def test_a_follower_whose_signal_was_lost_reading_the_route_creates_nothing(
         api: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # before its create the follower reads the route (a version it records rolled back is reported, decision 238):
     # a signal lost in that read ends the follower there, the CanaryRollout never created
-    import kubernetes.client as kc
-
-    real = kc.CustomObjectsApi.get_namespaced_custom_object
-
-    def get(self: Any, *args: Any, **kwargs: Any) -> Any:
-        got = real(self, *args, **kwargs)
-        if "virtualservices" in args:
-            _swallowed(signal.SIGTERM)
-        return got
-
-    monkeypatch.setattr(kc.CustomObjectsApi, "get_namespaced_custom_object", get)
-    r = CliRunner().invoke(app, _args(api, tmp_path, "--via-controller", "--timeout", "30s"))
-    assert r.exit_code == 3, r.output
-    assert "interrupted (SIGTERM) while following" in json.loads(r.stdout)["error"]
+    _follow_with_sigterm_lost_reading(api, tmp_path, monkeypatch, "virtualservices")
     assert not api.handler.requests.get(("POST", crd.PLURAL))
     assert api.get(crd.GROUP, crd.PLURAL, "ml", "m0-v2") is None
 
