@@ -7,6 +7,6 @@ scripts/setup.sh
 # Six workers, a test file per worker at a time (pytest-xdist --dist loadfile): a file's
 # module-scoped servers start once, and much of the wall time is waiting on real servers: on a
 # 2-core machine three workers left the CPUs 31% idle and took 21 min, four 18, five 15.8 (decision 200);
-# with the CLI run in-process where the process is not tested, six took 13.7 min (decision 242).
+# with the CLI run in-process where the process is not tested, six took 13.7 min (decision 246).
 # CANARY_TEST_WORKERS=3 (or 0: one process) runs fewer at once.
 exec .venv/bin/python -m pytest -q -p no:cacheprovider -n "${CANARY_TEST_WORKERS:-6}" --dist loadfile "$@"
