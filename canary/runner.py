@@ -450,7 +450,8 @@ class Runner:
             return existing
         if (existing is not None and existing.phase == rl.ROLLED_BACK and not self.retry
                 and existing.canary_version == target.canary_version and status.weights == STABLE_ONLY
-                and not end_disagreement(existing, status)):
+                and existing.model == target.model and same_route(status.routes, existing.route, target.route)
+                and not end_disagreement(existing, status)):  # another model's, of a shared VirtualService: not this one's
             # the same step re-run (a pipeline's retry on failure, a runner lost after the rollback): it
             # reports that rollback (exit 1), as a re-run reports a promotion, and as Argo Rollouts and
             # Flagger never run a failed revision again by themselves: each rerun put the bad version back

@@ -498,3 +498,53 @@ def test_a_rollback_also_ends_a_split_with_the_canary_made_on_another_route_mid_
     assert routes(api) == [[("stable", 100), ("canary", 0)], [("stable", 100), ("canary", 0)], [("canary", None)],
                            [("stable", 70), ("canary", 30)]]
     assert api.get(GROUP, VS, "ml", "m0")["spec"]["http"][1]["retries"] == {"attempts": 5}
+
+
+def test_another_models_rollback_on_a_shared_virtual_service_is_not_this_ones(tmp_path: Any) -> None:
+    """The rollout record is one annotation per VirtualService. m1's v2 rolled back on route `b` of `shared`;
+    `canary promote m0 --virtual-service shared --route a` of v2 (one commit for both models) reported m1's
+    rollback as its own (exit 1, `already_ended`, the document naming m1 and route b), plain and
+    `--via-controller` alike, and the follower did so with no `--route` too (its on-call read picks the route
+    recorded), where the controller refuses or runs it: m0's v2 never ran (decision 242)."""
+    import json
+
+    import yaml
+    from typer.testing import CliRunner
+
+    from canary.cli import app
+    from canary.model import Weights
+    from canary.routing.patch import STATE_ANNOTATION
+
+    server = fleet.start_api(2)
+    try:
+        _shared(server)
+        vs = server.get(GROUP, VS, "ml", "shared")
+        theirs = rl.RolloutState(model="m1", stable_version="v1", canary_version="v2", phase=rl.ROLLED_BACK,
+                                 weights=Weights(100, 0), step=1, started_at=1.0, step_started_at=2.0, route="b",
+                                 reason="check failed: latency", updated_at=3.0, owner="promote#h:1:n")
+        vs["metadata"]["annotations"] = {STATE_ANNOTATION: theirs.to_json()}
+        server.handler.put_object(vs)
+        kubeconfig = fleet.write_kubeconfig(tmp_path / "kubeconfig", server.url)
+        policy = tmp_path / "policy.yaml"
+        policy.write_text(yaml.safe_dump(fleet.FAST_POLICY))
+        for route in (["--route", "a"], []):
+            r = CliRunner().invoke(app, ["promote", "m0", "--virtual-service", "shared", "--destination-rule", "m0",
+                                         *route, "--canary-version", "v2", "--policy", str(policy), "-n", "ml",
+                                         "--kubeconfig", str(kubeconfig), "-o", "json", "--via-controller",
+                                         "--timeout", "1s"])
+            doc = json.loads(r.stdout)
+            assert r.exit_code == 3 and "did not finish within 1s" in doc["error"], (route, r.stdout)
+            assert server.get(crd.GROUP, crd.PLURAL, "ml", "m0-v2") is not None  # created: the controller's
+            server.handler._delete((crd.GROUP, crd.PLURAL, "ml", "m0-v2"),
+                                   server.handler.objects[(crd.GROUP, crd.PLURAL, "ml", "m0-v2")])
+        # m1's own re-run still reports its rollback
+        r = CliRunner().invoke(app, ["promote", "m1", "--virtual-service", "shared", "--destination-rule", "m1",
+                                     "--route", "b", "--canary-version", "v2", "--policy", str(policy), "-n", "ml",
+                                     "--kubeconfig", str(kubeconfig), "-o", "json", "--via-controller"])
+        assert r.exit_code == 1 and json.loads(r.stdout)["already_ended"] is True, r.stdout
+        # a plain promote of m0 on route a runs m0's v2 (to its promotion here), not m1's rollback reported
+        assert _shared_runner(server, "m0", "a", FakeClock(10.0)).run().state.model == "m0"
+        assert rl.RolloutState.from_json(server.get(GROUP, VS, "ml", "shared")["metadata"]["annotations"][
+            STATE_ANNOTATION]).phase == rl.PROMOTED
+    finally:
+        server.stop()
