@@ -521,6 +521,8 @@ def promote(
         if "signals" in ran:
             ran["signals"].restore()
         if "alarm" in ran:
+            if signal.getsignal(signal.SIGALRM) is not ran["alarm"]:  # a signal after the Runner's end set the
+                signal.setitimer(signal.ITIMER_REAL, 0)  # grace's alarm: given to the handler found, it went off
             signal.signal(signal.SIGALRM, ran["alarm"])
     raise typer.Exit(code)
 

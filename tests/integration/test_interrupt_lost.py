@@ -255,3 +255,38 @@ def test_a_signal_while_the_outcome_is_printed_does_not_cut_it(
     assert r.exit_code == 0, r.output
     docs = [line for line in r.stdout.splitlines() if line.startswith("{")]
     assert len(docs) == 1 and json.loads(docs[0])["exit_code"] == 0, r.stdout
+
+
+def test_a_promote_signalled_after_its_end_leaves_no_grace_alarm_behind(
+        api: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A SIGTERM after the Runner returned (its end being printed) started the --interrupt-grace alarm
+    (`setitimer`, 25 s), which nothing cancelled once `promote` ended: decision 241 gives the SIGALRM handler
+    found back, so the alarm went to it 25 s later (the default's kills the process, exit 142; in-process, a
+    test's pytest-timeout handler failed whatever test ran then). Cancelled when promote ends."""
+    from canary import cli
+    from canary import rollout as rl
+    from canary.model import Weights
+    from canary.routing.patch import STATE_ANNOTATION
+    from tests.support import cli as in_process
+
+    vs = api.get("networking.istio.io", "virtualservices", "ml", "m0")
+    ended = rl.RolloutState(model="m0", stable_version="v1", canary_version="v2", phase=rl.ROLLED_BACK,
+                            weights=Weights(100, 0), step=1, started_at=1.0, step_started_at=2.0,
+                            reason="check failed: latency", updated_at=3.0, owner="promote#h:1:n")
+    vs["metadata"]["annotations"] = {STATE_ANNOTATION: ended.to_json()}
+    api.handler.put_object(vs)
+    real = cli.state_dict
+
+    def state_dict(*args: Any, **kwargs: Any) -> Any:  # the end being printed when the signal comes
+        signal.raise_signal(signal.SIGTERM)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(cli, "state_dict", state_dict)
+    paused = signal.setitimer(signal.ITIMER_REAL, 0)  # pytest-timeout's own alarm, given back below
+    try:
+        r = in_process.run([*_args(api, tmp_path), "--prometheus-url", "http://127.0.0.1:9"])
+        left = signal.setitimer(signal.ITIMER_REAL, 0)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, *paused)
+    assert r.returncode == 1 and json.loads(r.stdout)["phase"] == rl.ROLLED_BACK, (r.stdout, r.stderr[-2000:])
+    assert left == (0.0, 0.0), f"an alarm in {left[0]:.1f} s was left behind"
