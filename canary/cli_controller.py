@@ -95,7 +95,7 @@ def run(
         me = identity or f"{socket.gethostname()}-{os.getpid()}"
         stop = threading.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda *_: stop.set())
+            before.setdefault(sig, signal.signal(sig, lambda *_: stop.set()))
         telemetry = Telemetry()
         notifier = Notifier.from_env(webhooks=webhook, slack=slack_webhook)
         if shard_index is not None and shard_index >= shards:
@@ -147,7 +147,13 @@ def run(
             log.info("controller.stopped", identity=me)
         return 0
 
-    raise typer.Exit(cli.run_guarded(go))
+    before: dict[int, Any] = {}
+    try:
+        code = cli.run_guarded(go)
+    finally:  # an in-process caller (a test, a program embedding the CLI) gets its own handlers back
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
+    raise typer.Exit(code)
 
 
 def _health_server(addr: str, telemetry: Any, *, ready: Any, live: Any) -> Any:

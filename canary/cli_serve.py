@@ -75,8 +75,7 @@ def serve(
     # directory, and a rolling restart's SIGTERM there killed the process with the signal's default (exit 143,
     # no `serve.stopped`), where the README promises exit 0 (decision 159)
     stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+    before = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
 
     def go() -> int:
         from canary.serve import Service, load_policies
@@ -154,7 +153,12 @@ def serve(
             (log.warning if cut else log.info)("serve.stopped", in_flight=in_flight, cut=cut)
         return 0
 
-    raise typer.Exit(cli.run_guarded(go))
+    try:
+        code = cli.run_guarded(go)
+    finally:  # an in-process caller (a test, a program embedding the CLI) gets its own handlers back
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
+    raise typer.Exit(code)
 
 
 def register(app: typer.Typer) -> None:

@@ -543,3 +543,18 @@ def test_a_route_the_policy_names_and_the_virtual_service_lacks_names_the_policy
         res = canary(*cmd, *common, "--route", "typo", kubeconfig=kc)
         assert res.returncode == 2 and "no route named 'typo'" in res.stderr and "policy's" not in res.stderr, res.stderr
     assert "annotations" not in api.get(GROUP, "virtualservices", "ml", "rec-model")["metadata"]  # nothing written
+
+
+def test_serve_and_controller_run_give_back_the_signal_handlers_they_found(tmp_path: Path) -> None:
+    """`canary serve` and `canary controller run` set SIGINT and SIGTERM to stop their loop from their first
+    moment and never gave the handlers found back: in-process (a test, a program embedding the CLI), the
+    caller's next Ctrl-C set a finished command's stop event and was otherwise ignored, as promote's were
+    (decision 241). Their exit 2 on a bad flag read after the handlers are set shows it: tests/support/cli.py's
+    `run` fails a command that leaves a handler behind (decision 244)."""
+    kubeconfig = fleet.write_kubeconfig(tmp_path / "kubeconfig", "http://127.0.0.1:9")
+    res = cli.run(["serve", "--port", "70000", "--policy", str(ROOT / "policies" / "default.yaml"),
+                   "--state-dir", str(tmp_path / "state")])
+    assert res.returncode == 2 and "--port must be 0..65535" in res.stderr, res.stderr
+    res = cli.run(["controller", "run", "--shards", "1", "--shard-index", "3", "--kubeconfig", str(kubeconfig),
+                   "--prometheus-url", "http://127.0.0.1:9"])
+    assert res.returncode == 2 and "--shard-index must be below --shards" in res.stderr, res.stderr
