@@ -408,7 +408,8 @@ def _rolled_back_before(api: Any, namespace: str, name: str, *, model: str, cana
     `promote`, a CanaryRollout since deleted, one of another name (decision 238). None otherwise, and when the
     route cannot be read here (the controller then says why, as before)."""
     from canary import logs
-    from canary.errors import CanaryError
+    from canary.errors import CanaryError, NotFound
+    from canary.kube import translate
     from canary.model import STABLE_ONLY
     from canary.reconcile import end_disagreement, parse_record
     from canary.routing.patch import same_route
@@ -430,8 +431,10 @@ def _rolled_back_before(api: Any, namespace: str, name: str, *, model: str, cana
         api.get_namespaced_custom_object(crd.GROUP, crd.VERSION, namespace, crd.PLURAL, name)
         return None  # its own end, or a refusal naming it, is reported as before
     except Exception as exc:
-        if getattr(exc, "status", None) != 404:
-            return None  # not known to be absent: the create below says what it says
+        # not known to be absent (a 404 for the CRD not installed, not for the object, is one): the create below
+        # says what it says, as before
+        if not isinstance(translate(exc, f"CanaryRollout {namespace}/{name}"), NotFound):
+            return None
     logs.get(model=model, namespace=namespace, route=target.route).info(
         "rollout.already_rolled_back", rolled_back_at=recorded.updated_at, reason=recorded.reason,
         owner=recorded.owner, note="nothing created; `--retry` runs this version again")

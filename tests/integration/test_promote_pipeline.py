@@ -267,3 +267,36 @@ def test_a_cancel_before_the_rollout_began_is_exit_3_with_its_document(cluster: 
     doc = json.loads(out)
     assert doc["exit_code"] == 3 and doc["phase"] is None and "before the rollout began" in doc["error"]
     assert api.get("networking.istio.io", "virtualservices", "ml", "rec-model") == before
+
+
+def test_via_controller_without_the_crd_says_so_whatever_the_route_records(tmp_path: Path) -> None:
+    """The CanaryRollout CRD not installed: `promote --via-controller` exits 2 saying so. With a rollback of the
+    version recorded on the route, decision 238's check read the 404 its GET of the CanaryRollout met (the type
+    not served) as "no CanaryRollout of that name" and reported the rollback (exit 1, "--retry runs it again"),
+    and `--retry` then exited 2 for the CRD: the same 404 is not an absent object (decision 245)."""
+    from typer.testing import CliRunner
+
+    from canary import rollout as rl
+    from canary.cli import app
+    from canary.model import Weights
+    from canary.routing.patch import STATE_ANNOTATION
+    from canary.sandbox.kubeapi import KubeAPIServer
+    from tests import fleet
+
+    api = KubeAPIServer(seed=fleet.istio_objects(1)).start()  # no CanaryRollout resource registered
+    try:
+        vs = api.get("networking.istio.io", "virtualservices", "ml", "m0")
+        ended = rl.RolloutState(model="m0", stable_version="v1", canary_version="v2", phase=rl.ROLLED_BACK,
+                                weights=Weights(100, 0), step=1, started_at=1.0, step_started_at=2.0,
+                                reason="check failed: latency", updated_at=3.0, owner="promote#h:1:n")
+        vs["metadata"]["annotations"] = {STATE_ANNOTATION: ended.to_json()}
+        api.handler.put_object(vs)
+        policy = tmp_path / "policy.yaml"
+        policy.write_text(yaml.safe_dump(fleet.FAST_POLICY))
+        args = ["promote", "m0", "--canary-version", "v2", "--policy", str(policy), "-n", "ml", "--kubeconfig",
+                str(fleet.write_kubeconfig(tmp_path / "kubeconfig", api.url)), "-o", "json", "--via-controller"]
+        for retry in ([], ["--retry"]):
+            res = CliRunner().invoke(app, [*args, *retry])
+            assert res.exit_code == 2 and "is the CRD installed" in json.loads(res.stdout)["error"], res.stdout
+    finally:
+        api.stop()
