@@ -507,8 +507,10 @@ def promote(
                 display.close()
         if not ctl.found_ended:  # queued now, delivered while the result is written, waited for at exit
             announce(notifier, result.state, namespace=target.namespace, rollout=target.virtual_service)
-        opts.emit(state_dict(result.state, exit_code=result.exit_code), output,
-                  lambda wide: typer.echo(state_line(result.state, wide=wide, route=target.route)))
+        doc = state_dict(result.state, exit_code=result.exit_code)
+        if ctl.found_ended:  # an earlier end reported, nothing written: said as `--via-controller` says it
+            doc["already_ended"] = True
+        opts.emit(doc, output, lambda wide: typer.echo(state_line(result.state, wide=wide, route=target.route)))
         return result.exit_code
 
     try:

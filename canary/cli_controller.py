@@ -271,6 +271,14 @@ def follow(*, model: str, canary_version: str, policy_file: Path, namespace: str
             current = api.get_namespaced_custom_object(crd.GROUP, crd.VERSION, namespace, crd.PLURAL, meta["name"])
             interrupted()  # a signal lost in that read: nothing more is read, and the replace below not sent
             old = current.get("status") or {}
+            if (retry and old.get("phase") == rl.ROLLED_BACK
+                    and (old.get("target") or {}).get("canaryVersion") == canary_version):
+                # `--retry` asks for a new run of a rolled-back version: reporting this object's old end (decision
+                # 116) ignored it. A promoted one is reported as before, as a plain `promote --retry` reports it
+                raise cli.ConfigError(
+                    f"CanaryRollout {namespace}/{meta['name']} already ran {canary_version} ({old['phase']}, "
+                    f"{old.get('updatedAt') or 'earlier'}); --retry runs the version again only as a new "
+                    "CanaryRollout: delete this one first, or give --rollout-name; nothing was started") from None
             if old.get("phase") in rl.TERMINAL and (old.get("target") or {}).get("canaryVersion") == canary_version:
                 # a pipeline's step retried (its runner lost, or the first follower out of --timeout, exit 3,
                 # while the controller went on): the end this very object reached, when the route still

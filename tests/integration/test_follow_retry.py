@@ -28,13 +28,13 @@ from tests.integration.test_controller import prometheus, run_until_done, world 
 pytestmark = pytest.mark.integration
 
 
-def _retry(tmp_path: Any, api: Any, version: str) -> int:
+def _retry(tmp_path: Any, api: Any, version: str, *, retry: bool = False) -> int:
     kubeconfig = fleet.write_kubeconfig(tmp_path / "kubeconfig", api.url)
     policy = tmp_path / "policy.yaml"
     policy.write_text(yaml.safe_dump(fleet.FAST_POLICY))
     return follow(model="m0", canary_version=version, policy_file=policy, namespace="ml", stable_version="",
                   virtual_service=None, kubeconfig=str(kubeconfig), context=None, name="r0", triton=None,
-                  output="json", timeout_s=30)
+                  output="json", timeout_s=30, retry=retry)
 
 
 @pytest.mark.parametrize("version", ["v2", "v3"])
@@ -66,3 +66,25 @@ def test_a_retry_after_another_rollout_on_the_route_is_still_refused(world: Any,
     assert run_until_done(op, custom, ["later"])["later"]["status"]["phase"] == rl.ROLLED_BACK
     with pytest.raises(ConfigError, match="already ran v2 \\(promoted"):
         _retry(tmp_path, api, "v2")
+
+
+@pytest.mark.parametrize("version", ["v2", "v3"])
+def test_retry_never_reports_the_old_rollback_of_its_canaryrollout(world: Any, tmp_path: Any, capsys: Any,
+                                                                   version: str) -> None:
+    """`promote --via-controller --retry` of the version its CanaryRollout rolled back met that object and reported
+    its old end (exit 1): `--retry` was silently ignored. It is refused now, naming what runs it again (exit 2,
+    nothing started); a promoted one is still reported (exit 0), as a plain `promote --retry` reports it."""
+    api, op, custom = world
+    custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, fleet.rollout_object(0, version))
+    want = fleet.expected_phase(version)
+    assert run_until_done(op, custom, ["r0"])["r0"]["status"]["phase"] == want
+    capsys.readouterr()
+    if want == rl.PROMOTED:
+        assert _retry(tmp_path, api, version, retry=True) == 0
+        assert json.loads(capsys.readouterr().out)["already_ended"] is True
+        return
+    before = custom.get_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0")
+    with pytest.raises(ConfigError, match="--retry runs the version again only as a new CanaryRollout"):
+        _retry(tmp_path, api, version, retry=True)
+    after = custom.get_namespaced_custom_object(crd.GROUP, crd.VERSION, "ml", crd.PLURAL, "r0")
+    assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]  # nothing written

@@ -150,6 +150,8 @@ def test_a_step_retried_after_a_rollback_reports_it_and_retry_runs_it_again(clus
     doc = json.loads(again.stdout)
     assert doc["phase"] == "rolled_back" and doc["exit_code"] == 1
     assert doc["started_at"] == json.loads(first.stdout)["started_at"]  # that rollout, not a new one
+    # said as `--via-controller` says an end it found (decision 248); the first run's own end is not
+    assert doc["already_ended"] is True and "already_ended" not in json.loads(first.stdout)
     assert "rollout.already_rolled_back" in [e["event"] for e in parse_json_lines(again.stderr)]
     now = api.get("networking.istio.io", "virtualservices", "ml", "rec-model")
     assert now["metadata"]["resourceVersion"] == ended["metadata"]["resourceVersion"]  # nothing written
