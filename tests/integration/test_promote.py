@@ -92,14 +92,20 @@ def cluster(tmp_path: Path) -> Iterator[tuple[KubeAPIServer, Path, Path]]:
     api.stop()
 
 
-def promote(kubeconfig: Path, policy: Path, prom_url: str, version: str, *extra: str) -> subprocess.CompletedProcess[str]:
+def promote(kubeconfig: Path, policy: Path, prom_url: str, version: str, *extra: str,
+            process: bool = False) -> subprocess.CompletedProcess[str]:
     """`canary promote` of `version`, the real CLI in this process (tests/support/cli.py; pytest-timeout bounds
-    it); the tests of signals start a process of their own."""
+    it), or with `process` a `canary` process of its own (what happens before it exits); the tests of signals
+    start theirs."""
     from tests.support import cli
 
-    return cli.run(["promote", "rec-model", "--canary-version", version, "--policy", str(policy), "--namespace", "ml",
-                    "--kubeconfig", str(kubeconfig), "--output", "json", "--log-format", "json", *extra],
-                   env={"KUBECONFIG": "", "CANARY_PROMETHEUS_URL": prom_url})
+    args = ["promote", "rec-model", "--canary-version", version, "--policy", str(policy), "--namespace", "ml",
+            "--kubeconfig", str(kubeconfig), "--output", "json", "--log-format", "json", *extra]
+    env = {"KUBECONFIG": "", "CANARY_PROMETHEUS_URL": prom_url}
+    if process:
+        return subprocess.run([*CANARY, *args], capture_output=True, text=True, timeout=120,
+                              env={**os.environ, **env}, cwd=ROOT)
+    return cli.run(args, env=env)
 
 
 def vs_state(api: KubeAPIServer) -> tuple[list[int], dict[str, Any]]:

@@ -2,7 +2,7 @@
 
 Before: promote took no `--webhook` and ignored CANARY_SLACK_WEBHOOK_URLS. A rollback made by a CD
 pipeline's promote at 3 a.m. reached nobody, and a person who had set the variable for the
-controller believed it did. The real CLI process, a real Prometheus (test_promote's backfilled
+controller believed it did. The real CLI (a process where its exit is the subject), a real Prometheus (test_promote's backfilled
 history: v3 is slow), the strict Kubernetes API emulator and a real local HTTP receiver.
 """
 
@@ -34,7 +34,7 @@ def test_a_rollback_by_promote_reaches_the_webhook_and_slack_before_it_exits(clu
                                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     api, kubeconfig, policy = cluster
     monkeypatch.setenv("CANARY_SLACK_WEBHOOK_URLS", srv.url + SECRET)  # the controller's variable, set once
-    res = promote(kubeconfig, policy, prometheus.url, "v3", "--webhook", srv.url + "/hook")
+    res = promote(kubeconfig, policy, prometheus.url, "v3", "--webhook", srv.url + "/hook", process=True)
     assert res.returncode == 1, res.stderr[-3000:]
     assert vs_state(api)[0] == [100, 0]
     hooks = {p: b for p, b in srv.got}  # delivered before the process exited: nothing is waited for here
@@ -53,7 +53,7 @@ def test_a_hung_receiver_delays_the_exit_by_at_most_5s_and_the_loss_is_said(clus
                                                                             srv: Server) -> None:
     api, kubeconfig, policy = cluster
     srv.routes[SECRET] = srv.hang  # held until the test ends
-    res = promote(kubeconfig, policy, prometheus.url, "v3", "--slack-webhook", srv.url + SECRET)
+    res = promote(kubeconfig, policy, prometheus.url, "v3", "--slack-webhook", srv.url + SECRET, process=True)
     assert res.returncode == 1, res.stderr[-3000:]
     (lost,) = [e for e in parse_json_lines(res.stderr) if e["event"] == "notify.undelivered"]
     assert lost["undelivered"] == [{"sink": "slack", "host": "127.0.0.1", "events": ["rollback"]}]
