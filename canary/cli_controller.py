@@ -420,7 +420,7 @@ def _rolled_back_before(api: Any, namespace: str, name: str, *, model: str, cana
     from canary.kube import translate
     from canary.model import STABLE_ONLY
     from canary.reconcile import end_disagreement, parse_record
-    from canary.routing.patch import same_route
+    from canary.routing.patch import may_be_route
 
     try:
         router = cli._oncall_router(kubeconfig, context)
@@ -432,7 +432,7 @@ def _rolled_back_before(api: Any, namespace: str, name: str, *, model: str, cana
     # the record is one annotation per VirtualService: on a shared one it may be another model's, or another
     # route's (the on-call router picks the recorded route when none is named): not this request's rollback
     if (recorded is None or recorded.phase != rl.ROLLED_BACK or recorded.canary_version != canary_version
-            or recorded.model != model or not same_route(status.routes, recorded.route, route or "")
+            or recorded.model != model or not may_be_route(status.routes, recorded.route, route or "")
             or status.weights != STABLE_ONLY or end_disagreement(recorded, status)):
         return None
     try:

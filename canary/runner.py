@@ -39,7 +39,7 @@ from canary.reconcile import (EXIT_BAD_INPUT, EXIT_CODES, EXIT_INFRA, EXIT_INTER
                               route_deleted, say_split_unrecorded, split_unrecorded, to_stable, vs_gone)
 from canary.routing.base import RouteStatus, TrafficRouter
 from canary.routing.pods import not_ready_message
-from canary.routing.patch import STATE_ANNOTATION, same_route
+from canary.routing.patch import STATE_ANNOTATION, may_be_route, same_route
 
 T = TypeVar("T")
 POD_POLL_S = 5.0  # how often `promote --wait-ready` asks whether a canary pod and a stable pod are Ready
@@ -450,7 +450,7 @@ class Runner:
             return existing
         if (existing is not None and existing.phase == rl.ROLLED_BACK and not self.retry
                 and existing.canary_version == target.canary_version and status.weights == STABLE_ONLY
-                and existing.model == target.model and same_route(status.routes, existing.route, target.route)
+                and existing.model == target.model and may_be_route(status.routes, existing.route, target.route)
                 and not end_disagreement(existing, status)):  # another model's, of a shared VirtualService: not this one's
             # the same step re-run (a pipeline's retry on failure, a runner lost after the rollback): it
             # reports that rollback (exit 1), as a re-run reports a promotion, and as Argo Rollouts and

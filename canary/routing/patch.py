@@ -115,13 +115,26 @@ def same_route(names: tuple[str, ...], a: str, b: str) -> bool:
     whose routes are named `names` (`route_names`), as `locate_route` picks one: `primary` and ""
     when `primary` is its only route. A name that picks none (no such route, two of that name, ""
     among several) is the same as itself only."""
-    def index(name: str) -> int | None:
-        if not name:
-            return 0 if len(names) == 1 else None
-        found = [i for i, n in enumerate(names) if n == name]
-        return found[0] if len(found) == 1 else None
+    i = _picked(names, a)
+    return a == b or (i is not None and i == _picked(names, b))
 
-    return a == b or (index(a) is not None and index(a) == index(b))
+
+def _picked(names: tuple[str, ...], name: str) -> int | None:
+    """The index of the route `name` picks among `names` ("" = the only one), None when it picks none."""
+    if not name:
+        return 0 if len(names) == 1 else None
+    found = [i for i, n in enumerate(names) if n == name]
+    return found[0] if len(found) == 1 else None
+
+
+def may_be_route(names: tuple[str, ...], recorded: str, asked: str) -> bool:
+    """Whether a record written for route `recorded` may be one of the route `asked` picks, on a
+    VirtualService whose routes are named `names` now (`same_route`'s spelling: "" = the only one).
+    False only when `asked` picks no route (`same_route`'s "the same as itself only") or `recorded` picks
+    another route than `asked`; a `recorded` that picks none now (the route renamed or removed since,
+    "" once a second route was added) cannot be told from `asked`'s and may be it (decision 249)."""
+    return same_route(names, recorded, asked) or (
+        _picked(names, asked) is not None and _picked(names, recorded) is None)
 
 
 def _check_route(route: Any, index: int, at: str, namespace: str = "") -> RouteRef:

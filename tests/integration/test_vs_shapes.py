@@ -548,3 +548,34 @@ def test_another_models_rollback_on_a_shared_virtual_service_is_not_this_ones(tm
             STATE_ANNOTATION]).phase == rl.PROMOTED
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("now_named, recorded, asked", [
+    ("renamed", "primary", ""),  # the only route renamed since the rollback, no --route
+    ("renamed", "primary", "renamed"),  # the same, --route naming it as it is now
+    ("", "primary", ""),  # its name removed since
+], ids=["renamed", "renamed, --route", "name removed"])
+def test_a_rollback_recorded_on_a_route_renamed_since_is_still_reported(
+        api: Any, now_named: str, recorded: str, asked: str) -> None:
+    """Decision 242 reports a recorded rollback only when its route is the request's (`same_route`). A route
+    renamed since the rollback (or its name removed) picks no route now, and is no other route either: the
+    step re-run started the rolled-back v2 again, the bad version back in front of users without `--retry`.
+    A record's route that picks none now may be the request's: the rollback is reported, nothing written
+    (decision 249)."""
+    from canary.model import Weights
+    from canary.routing.patch import STATE_ANNOTATION
+
+    ours = rl.RolloutState(model="m0", stable_version="v1", canary_version="v2", phase=rl.ROLLED_BACK,
+                           weights=Weights(100, 0), step=1, started_at=1.0, step_started_at=2.0, route=recorded,
+                           reason="check failed: latency", updated_at=3.0, owner="promote#h:1:n")
+
+    def edit(vs: dict[str, Any]) -> None:
+        vs["spec"]["http"][0]["name"] = now_named
+        vs["metadata"]["annotations"] = {STATE_ANNOTATION: ours.to_json()}
+
+    api.edit(GROUP, VS, "ml", "m0", edit)
+    before = _objects(api)
+    ran = runner(api, "v2", FakeClock(10.0), route=asked)
+    res = ran.run()
+    assert ran.found_ended and res.state == ours and res.exit_code == 1, res.state
+    assert _objects(api) == before, "written: the rolled-back version was started again"

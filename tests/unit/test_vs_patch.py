@@ -20,6 +20,7 @@ from canary.model import Weights
 from canary.routing.patch import (
     STATE_ANNOTATION,
     locate_route,
+    may_be_route,
     read_state,
     read_weights,
     route_names,
@@ -308,3 +309,17 @@ def test_same_route_is_the_route_locate_route_picks(routes: list[str], a: str, b
     if same and a != b:
         assert locate_route(obj, a).index == locate_route(obj, b).index
     assert route_names({"spec": {}}) == () and not same_route((), "", "primary")
+
+
+@pytest.mark.parametrize("names, recorded, asked, may", [
+    (("a", "b"), "b", "a", False),  # another route of the VirtualService: not this one's (decision 242)
+    (("a", "b"), "b", "", False),  # the request picks no route
+    (("a", "b"), "a", "a", True),
+    (("primary",), "", "primary", True),  # one route, spelled either way
+    (("renamed",), "primary", "", True),  # the record's route renamed since: picks none, may be this one
+    (("a", "b"), "", "a", True),  # recorded with one route, a second added since (decision 249)
+    (("a", "c"), "b", "a", True),  # the record's route gone
+])
+def test_may_be_route_is_false_only_for_another_route_picked(names: tuple[str, ...], recorded: str, asked: str,
+                                                             may: bool) -> None:
+    assert may_be_route(names, recorded, asked) is may
