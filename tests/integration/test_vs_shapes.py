@@ -556,7 +556,7 @@ def test_another_models_rollback_on_a_shared_virtual_service_is_not_this_ones(tm
     ("", "primary", ""),  # its name removed since
 ], ids=["renamed", "renamed, --route", "name removed"])
 def test_a_rollback_recorded_on_a_route_renamed_since_is_still_reported(
-        api: Any, now_named: str, recorded: str, asked: str) -> None:
+        api: Any, tmp_path: Any, now_named: str, recorded: str, asked: str) -> None:
     """Decision 242 reports a recorded rollback only when its route is the request's (`same_route`). A route
     renamed since the rollback (or its name removed) picks no route now, and is no other route either: the
     step re-run started the rolled-back v2 again, the bad version back in front of users without `--retry`.
@@ -579,3 +579,19 @@ def test_a_rollback_recorded_on_a_route_renamed_since_is_still_reported(
     res = ran.run()
     assert ran.found_ended and res.state == ours and res.exit_code == 1, res.state
     assert _objects(api) == before, "written: the rolled-back version was started again"
+    if asked:  # `--via-controller` naming the route: the same rollback reported, no CanaryRollout created
+        import json
+
+        import yaml
+        from typer.testing import CliRunner
+
+        from canary.cli import app
+
+        kubeconfig = fleet.write_kubeconfig(tmp_path / "kubeconfig", api.url)
+        policy = tmp_path / "policy.yaml"
+        policy.write_text(yaml.safe_dump(fleet.FAST_POLICY))
+        r = CliRunner().invoke(app, ["promote", "m0", "--route", asked, "--canary-version", "v2", "--policy",
+                                     str(policy), "-n", "ml", "--kubeconfig", str(kubeconfig), "-o", "json",
+                                     "--via-controller", "--timeout", "1s"])
+        assert r.exit_code == 1 and json.loads(r.stdout)["already_ended"] is True, r.stdout
+        assert api.get(crd.GROUP, crd.PLURAL, "ml", "m0-v2") is None
