@@ -525,7 +525,8 @@ def promote(
         if "alarm" in ran:
             if signal.getsignal(signal.SIGALRM) is not ran["alarm"]:  # a signal after the Runner's end set the
                 signal.setitimer(signal.ITIMER_REAL, 0)  # grace's alarm: given to the handler found, it went off
-            signal.signal(signal.SIGALRM, ran["alarm"])
+            if ran["alarm"] is not None:  # None: a handler from outside Python, which cannot be put back
+                signal.signal(signal.SIGALRM, ran["alarm"])
     raise typer.Exit(code)
 
 

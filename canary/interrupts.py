@@ -71,5 +71,6 @@ class Interrupt:
         """Later signals do nothing here; the handlers from before `install` are put back."""
         self.armed = False
         for sig, handler in self._before.items():
-            signal.signal(sig, handler)
+            if handler is not None:  # None: one installed outside Python, which Python cannot put back
+                signal.signal(sig, handler)
         self._before = {}

@@ -62,3 +62,14 @@ def test_keyboard_raises_keyboardinterrupt_for_each_signal_and_installs_only_on_
     finally:
         ctrl_c.restore()
     assert signal.getsignal(signal.SIGUSR1) is before
+
+
+def test_restore_leaves_a_handler_installed_outside_python_alone() -> None:
+    """`signal.getsignal` answers None for a handler installed outside Python (a C library, an embedding program):
+    it cannot be put back, and `signal.signal(sig, None)` raised TypeError from `restore`."""
+    before = signal.getsignal(signal.SIGUSR1)
+    stop = Interrupt(lambda name: Stopped(name), (signal.SIGUSR1,)).install()
+    stop._before = {signal.SIGUSR1: None}  # as `install` records such a handler
+    stop.restore()
+    assert not stop.armed
+    signal.signal(signal.SIGUSR1, before)
