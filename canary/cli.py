@@ -432,7 +432,7 @@ def promote(
         from canary.interrupts import Interrupt
 
         before_runner = ran["signals"] = Interrupt(early).install()
-        ran["alarm"] = signal.getsignal(signal.SIGALRM)
+        ran["alarm"] = {signal.SIGALRM: signal.getsignal(signal.SIGALRM)}
         from canary.kube import bound_by
         from canary.notify import Notifier
         from canary.runner import Runner
@@ -523,10 +523,11 @@ def promote(
         if "signals" in ran:
             ran["signals"].restore()
         if "alarm" in ran:
-            if signal.getsignal(signal.SIGALRM) is not ran["alarm"]:  # a signal after the Runner's end set the
-                signal.setitimer(signal.ITIMER_REAL, 0)  # grace's alarm: given to the handler found, it went off
-            if ran["alarm"] is not None:  # None: a handler from outside Python, which cannot be put back
-                signal.signal(signal.SIGALRM, ran["alarm"])
+            from canary.interrupts import restore_handlers
+
+            if signal.getsignal(signal.SIGALRM) is not ran["alarm"][signal.SIGALRM]:  # a signal after the Runner's
+                signal.setitimer(signal.ITIMER_REAL, 0)  # end set the grace's alarm: given back, it went off
+            restore_handlers(ran["alarm"])
     raise typer.Exit(code)
 
 
@@ -908,16 +909,8 @@ def sweep(namespace: Optional[str] = NamespaceOpt,
     from canary.interrupts import Interrupt
 
     ctrl_c = Interrupt.keyboard().install()
-
-    def swept() -> int:
-        try:
-            return go()
-        except Exception:
-            ctrl_c.check()
-            raise
-
     try:
-        code = run_guarded(swept)
+        code = run_guarded(lambda: ctrl_c.guarded(go))
     finally:
         ctrl_c.restore()
         notifier.close(5.0)  # what is queued is delivered (or given up) before the process ends
@@ -1165,16 +1158,8 @@ def status(model: str = ModelArg, namespace: Optional[str] = NamespaceOpt, virtu
     ctrl_c = Interrupt.keyboard()
     if watch:
         ctrl_c.install()
-
-    def watched() -> int:
-        try:
-            return go()
-        except Exception:
-            ctrl_c.check()
-            raise
-
     try:
-        code = run_guarded(watched)
+        code = run_guarded(lambda: ctrl_c.guarded(go))
     finally:
         ctrl_c.restore()
     raise typer.Exit(code)

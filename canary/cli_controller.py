@@ -19,6 +19,7 @@ import typer
 
 from canary import cli, crd
 from canary import cli_options as opts
+from canary.interrupts import install_handlers, restore_handlers
 from canary import rollout as rl
 from canary.model import check_object_name, check_version
 from canary.reconcile import EXIT_CODES
@@ -94,8 +95,7 @@ def run(
         client = api_client(kubeconfig=kubeconfig, context=context)
         me = identity or f"{socket.gethostname()}-{os.getpid()}"
         stop = threading.Event()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            before.setdefault(sig, signal.signal(sig, lambda *_: stop.set()))
+        before.update(install_handlers(lambda *_: stop.set(), (signal.SIGINT, signal.SIGTERM)))
         telemetry = Telemetry()
         notifier = Notifier.from_env(webhooks=webhook, slack=slack_webhook)
         if shard_index is not None and shard_index >= shards:
@@ -150,9 +150,8 @@ def run(
     before: dict[int, Any] = {}
     try:
         code = cli.run_guarded(go)
-    finally:  # an in-process caller (a test, a program embedding the CLI) gets its own handlers back
-        for sig, handler in before.items():
-            signal.signal(sig, handler)
+    finally:
+        restore_handlers(before)
     raise typer.Exit(code)
 
 

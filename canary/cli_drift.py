@@ -416,9 +416,11 @@ def watch_cmd(
             raise
         # never a traceback, and never exit 1 (which means an open episode)
         _fail(f"drift watch could not start: {type(exc).__name__}: {str(exc)[:200]}")
+    from canary.interrupts import Interrupt, install_handlers, restore_handlers
+
     stop = threading.Event()
-    before = None
-    if not once and threading.current_thread() is threading.main_thread():
+    before: dict[int, Any] = {}
+    if not once:
         # SIGTERM (a pod deleted, a rollout of the watcher, `docker stop`) killed the watch wherever it was: an
         # alert delivered and not yet marked so in the state was delivered again by the next watcher (a second
         # DriftDetected, Slack message), a webhook answered and not yet stored was POSTed again (a second
@@ -430,12 +432,10 @@ def watch_cmd(
                 raise KeyboardInterrupt
             stop.set()
 
-        before = signal.signal(signal.SIGTERM, on_term)
+        before = install_handlers(on_term, (signal.SIGTERM,))
     # Ctrl-C's KeyboardInterrupt landing in the Kubernetes client (pydantic's `validate_call`: an Event, a Job) was
     # lost, or came out as an error the pass logs and goes on from: the watch went on for ever. It is recorded too:
     # the pass stops before the next baseline, as for SIGTERM, and the watch then stops as Ctrl-C (decision 231).
-    from canary.interrupts import Interrupt
-
     ctrl_c = Interrupt.keyboard().install()
 
     def keep_going() -> str:
@@ -443,11 +443,9 @@ def watch_cmd(
 
     try:
         while True:
-            try:
-                done = watcher.once(interval_s=None if once else interval_s, keep_going=keep_going, act_stored=True)
-            except Exception:
-                ctrl_c.check()  # the error the Ctrl-C came out as: the Ctrl-C is what stops the watch
-                raise
+            # an error the Ctrl-C came out as: the Ctrl-C is what stops the watch
+            done = ctrl_c.guarded(lambda: watcher.once(interval_s=None if once else interval_s, keep_going=keep_going,
+                                                       act_stored=True))
             ctrl_c.check()
             if once or stop.is_set() or stop.wait(interval_s):
                 break
@@ -457,8 +455,7 @@ def watch_cmd(
         raise typer.Exit(EXIT_OK) from None
     finally:  # the process ending releases the lock too; an in-process run (tests, embedding) must as well
         ctrl_c.restore()
-        if before is not None:
-            signal.signal(signal.SIGTERM, before)
+        restore_handlers(before)
         if store is not None:
             store.release()
         # the alerts of the last pass are queued on daemon threads the process's end killed: a DriftDetected

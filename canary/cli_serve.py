@@ -17,6 +17,7 @@ import typer
 
 from canary import cli
 from canary import cli_options as opts
+from canary.interrupts import install_handlers, restore_handlers
 
 
 def serve(
@@ -75,7 +76,7 @@ def serve(
     # directory, and a rolling restart's SIGTERM there killed the process with the signal's default (exit 143,
     # no `serve.stopped`), where the README promises exit 0 (decision 159)
     stop = threading.Event()
-    before = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    before = install_handlers(lambda *_: stop.set(), (signal.SIGINT, signal.SIGTERM))
 
     def go() -> int:
         from canary.serve import Service, load_policies
@@ -155,9 +156,8 @@ def serve(
 
     try:
         code = cli.run_guarded(go)
-    finally:  # an in-process caller (a test, a program embedding the CLI) gets its own handlers back
-        for sig, handler in before.items():
-            signal.signal(sig, handler)
+    finally:
+        restore_handlers(before)
     raise typer.Exit(code)
 
 

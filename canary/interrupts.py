@@ -14,7 +14,26 @@ from __future__ import annotations
 
 import signal
 import threading
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
+
+T = TypeVar("T")
+
+
+def install_handlers(handler: Any, signals: tuple[int, ...]) -> dict[int, Any]:
+    """Put `handler` on each of `signals` and return the handlers found, for `restore_handlers`. Handlers exist
+    on the main thread only (`signal.signal`): elsewhere nothing is installed and {} is returned."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {sig: signal.signal(sig, handler) for sig in signals}
+
+
+def restore_handlers(before: dict[int, Any]) -> None:
+    """Put back the handlers `install_handlers` found: an in-process caller (a test, a program embedding the CLI)
+    gets its own. A None (`signal.getsignal`'s answer for a handler installed outside Python) cannot be put back
+    and is left: `signal.signal(sig, None)` raises TypeError."""
+    for sig, handler in before.items():
+        if handler is not None:
+            signal.signal(sig, handler)
 
 
 class Interrupt:
@@ -62,15 +81,21 @@ class Interrupt:
 
     def install(self) -> "Interrupt":
         """Put the handler on for `signals` (on the main thread; elsewhere nothing happens). Returns self."""
-        if threading.current_thread() is not threading.main_thread():
-            return self
-        self._before = {sig: signal.signal(sig, self.handler) for sig in self.signals}
+        self._before = install_handlers(self.handler, self.signals)
         return self
+
+    def guarded(self, fn: Callable[[], T]) -> T:
+        """`fn()`; an exception it raises after a signal came is that signal's error instead (`check`): the
+        error a signal lost in native code came out as (a SchemaError read as the API unreachable) is not what
+        the command reports."""
+        try:
+            return fn()
+        except Exception:
+            self.check()
+            raise
 
     def restore(self) -> None:
         """Later signals do nothing here; the handlers from before `install` are put back."""
         self.armed = False
-        for sig, handler in self._before.items():
-            if handler is not None:  # None: one installed outside Python, which Python cannot put back
-                signal.signal(sig, handler)
+        restore_handlers(self._before)
         self._before = {}

@@ -73,3 +73,24 @@ def test_restore_leaves_a_handler_installed_outside_python_alone() -> None:
     stop.restore()
     assert not stop.armed
     signal.signal(signal.SIGUSR1, before)
+
+
+def test_guarded_reports_the_signal_an_error_came_out_as() -> None:
+    """An error raised after a signal came is that signal's (the SchemaError pydantic-core made of a lost
+    KeyboardInterrupt); before one came it is itself; a result is returned as is."""
+    def failing() -> None:
+        raise RuntimeError("SchemaError: the validator of get_namespaced_custom_object")
+
+    stop = Interrupt(lambda name: Stopped(name), (signal.SIGUSR1,)).install()
+    try:
+        assert stop.guarded(lambda: 7) == 7
+        with pytest.raises(RuntimeError):
+            stop.guarded(failing)
+        try:
+            signal.raise_signal(signal.SIGUSR1)
+        except Stopped:
+            pass  # lost, as native code loses it
+        with pytest.raises(Stopped, match="SIGUSR1"):
+            stop.guarded(failing)
+    finally:
+        stop.restore()
