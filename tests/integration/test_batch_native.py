@@ -14,12 +14,8 @@ Prometheus that does answer them, the exact delta is.
 
 from __future__ import annotations
 
-import json
 import math
 import random
-import time
-import urllib.parse
-import urllib.request
 from types import SimpleNamespace
 from typing import Any, Iterator
 
@@ -33,6 +29,7 @@ from canary.policy import parse_policy
 from canary.sandbox.promserver import PromServer
 from tests.support.http import ScriptedHTTP
 from tests.support.native_histograms import SteppedNativeTarget
+from tests.support.prom import until_value
 
 pytestmark = pytest.mark.integration
 MODELS = {"rec": 1.0, "slow": 1.5}  # the canary's latency factor: alike, and 50% slower
@@ -62,29 +59,13 @@ class _Requests:
 
 def _holds(prom: PromServer, count: int) -> None:
     """Return once Prometheus's newest samples of every arm count `count` observations and requests."""
-    url = f"{prom.url}/api/v1/query?" + urllib.parse.urlencode(
-        {"query": "min(histogram_count(model_inference_duration_seconds) or model_requests_total)"})
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        with urllib.request.urlopen(url, timeout=5) as answer:  # noqa: S310 - 127.0.0.1 only
-            got = json.load(answer)["data"]["result"]
-        if got and float(got[0]["value"][1]) >= count:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"Prometheus never scraped {count} observations: {prom.log_tail(500)}")
+    until_value(prom, "min(histogram_count(model_inference_duration_seconds) or model_requests_total)", count,
+                f"{count} observations")
 
 
 def _scraped_since(prom: PromServer, t: float) -> None:
-    """Return once every arm has a sample scraped after `t` (s since the epoch)."""
-    url = f"{prom.url}/api/v1/query?" + urllib.parse.urlencode({"query": "min(timestamp(model_requests_total))"})
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        with urllib.request.urlopen(url, timeout=5) as answer:  # noqa: S310 - 127.0.0.1 only
-            got = json.load(answer)["data"]["result"]
-        if got and float(got[0]["value"][1]) > t:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"Prometheus scraped nothing after {t}: {prom.log_tail(500)}")
+    """Return once every arm has a sample scraped after `t` (s since the epoch; samples are stamped in ms)."""
+    until_value(prom, "min(timestamp(model_requests_total))", t + 0.001, f"a sample after {t}")
 
 
 @pytest.fixture(scope="module")

@@ -14,11 +14,8 @@ machine's speed); nothing depends on when a sleep ends, only on what Prometheus 
 
 from __future__ import annotations
 
-import json
 import threading
 import time
-import urllib.parse
-import urllib.request
 from typing import Any, Iterator
 
 import kubernetes.client as kc
@@ -35,6 +32,7 @@ from canary.sandbox.promserver import PromServer
 from tests import fleet
 from tests.integration.test_controller_scale import Clock  # the controller's clock, moved only by the test
 from tests.support.http import ScriptedHTTP
+from tests.support.prom import until_value
 
 pytestmark = pytest.mark.integration
 
@@ -95,14 +93,7 @@ class Exporter:
 
 def _held(prom: PromServer, generation: int) -> None:
     """Return once Prometheus's newest scrape of the exporter carries `generation` (and so every counter of it)."""
-    url = f"{prom.url}/api/v1/query?" + urllib.parse.urlencode({"query": "canary_test_generation"})
-    for _ in range(600):
-        with urllib.request.urlopen(url, timeout=5) as answer:  # noqa: S310 - 127.0.0.1 only
-            got = json.load(answer)["data"]["result"]
-        if got and float(got[0]["value"][1]) >= generation:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"Prometheus never scraped generation {generation}: {prom.log_tail(500)}")
+    until_value(prom, "canary_test_generation", generation, f"generation {generation}")
 
 
 @pytest.fixture(scope="module")

@@ -12,12 +12,10 @@ empty storage is started late: its history holds only the traffic since.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 import urllib.parse
 import urllib.request
-from pathlib import Path
 from typing import Any, Iterator
 
 import kubernetes.client as kc
@@ -43,6 +41,7 @@ from tests.integration.test_controller_counter_restart import DT, POLICY, Export
 from tests.integration.test_controller_scale import Clock
 from tests.support.http import ScriptedHTTP
 from tests.support.native_histograms import SteppedNativeTarget
+from tests.support.prom import until_value
 
 pytestmark = pytest.mark.integration
 
@@ -432,15 +431,8 @@ class _Requests:
 def _holds(prom: PromServer, count: float) -> None:
     """Return once `prom`'s newest samples of NATIVE_MODEL's arms count `count` observations and requests."""
     sel = f'{{model_name="{NATIVE_MODEL}"}}'
-    url = f"{prom.url}/api/v1/query?" + urllib.parse.urlencode(
-        {"query": f"min(histogram_count(model_inference_duration_seconds{sel}) or model_requests_total{sel})"})
-    for _ in range(600):
-        with urllib.request.urlopen(url, timeout=5) as answer:  # noqa: S310 - 127.0.0.1 only
-            got = json.load(answer)["data"]["result"]
-        if got and float(got[0]["value"][1]) >= count:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"Prometheus never scraped {count} observations: {prom.log_tail(500)}")
+    until_value(prom, f"min(histogram_count(model_inference_duration_seconds{sel}) or model_requests_total{sel})",
+                count, f"{count} observations")
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,9 @@ from __future__ import annotations
 import json
 import math
 import re
+import time
+import urllib.parse
+import urllib.request
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
@@ -318,3 +321,18 @@ def answering_parts(reply: Callable[[str, dict[str, str]], tuple[int, str, str]]
         return 200, "application/json", json.dumps(body)
 
     return answer
+
+
+def until_value(prom: Any, query: str, at_least: float, what: str, *, timeout_s: float = 60.0) -> None:
+    """Return once the first sample `query` answers on the real Prometheus `prom` (a PromServer) is at least
+    `at_least`: a scrape that test code waits for (a count of observations, a generation, a timestamp), asked
+    every 50 ms. AssertionError naming `what` and the server's log tail after `timeout_s`."""
+    url = f"{prom.url}/api/v1/query?" + urllib.parse.urlencode({"query": query})
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(url, timeout=5) as answer:  # noqa: S310 - 127.0.0.1 only
+            got = json.load(answer)["data"]["result"]
+        if got and float(got[0]["value"][1]) >= at_least:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"Prometheus never scraped {what}: {prom.log_tail(500)}")
