@@ -117,3 +117,23 @@ def write_kubeconfig(path: Any, server: str) -> Any:
 
 def expected_phase(version: str) -> str:
     return "promoted" if version == "v2" else "rolled_back"
+
+
+def rolled_back(model_name: str = "m0", version: str = "v2", *, route: str = "") -> Any:
+    """The record a promote of `version` leaves when it rolled back (stable 100%, step 1, an owner from
+    another machine), for tests that meet a rollback recorded earlier."""
+    from canary import rollout as rl
+    from canary.model import Weights
+
+    return rl.RolloutState(model=model_name, stable_version="v1", canary_version=version, phase=rl.ROLLED_BACK,
+                           weights=Weights(100, 0), step=1, started_at=1.0, step_started_at=2.0, route=route,
+                           reason="check failed: latency", updated_at=3.0, owner="promote#h:1:n")
+
+
+def record(api: KubeAPIServer, vs_name: str, state: Any) -> None:
+    """`state` written as the rollout record of VirtualService ml/`vs_name` (its only annotation)."""
+    from canary.routing.patch import STATE_ANNOTATION
+
+    vs = api.get("networking.istio.io", "virtualservices", "ml", vs_name)
+    vs["metadata"]["annotations"] = {STATE_ANNOTATION: state.to_json()}
+    api.handler.put_object(vs)

@@ -265,16 +265,9 @@ def test_a_promote_signalled_after_its_end_leaves_no_grace_alarm_behind(
     test's pytest-timeout handler failed whatever test ran then). Cancelled when promote ends."""
     from canary import cli
     from canary import rollout as rl
-    from canary.model import Weights
-    from canary.routing.patch import STATE_ANNOTATION
     from tests.support import cli as in_process
 
-    vs = api.get("networking.istio.io", "virtualservices", "ml", "m0")
-    ended = rl.RolloutState(model="m0", stable_version="v1", canary_version="v2", phase=rl.ROLLED_BACK,
-                            weights=Weights(100, 0), step=1, started_at=1.0, step_started_at=2.0,
-                            reason="check failed: latency", updated_at=3.0, owner="promote#h:1:n")
-    vs["metadata"]["annotations"] = {STATE_ANNOTATION: ended.to_json()}
-    api.handler.put_object(vs)
+    fleet.record(api, "m0", fleet.rolled_back())
     real = cli.state_dict
 
     def state_dict(*args: Any, **kwargs: Any) -> Any:  # the end being printed when the signal comes

@@ -278,21 +278,13 @@ def test_via_controller_without_the_crd_says_so_whatever_the_route_records(tmp_p
     and `--retry` then exited 2 for the CRD: the same 404 is not an absent object (decision 245)."""
     from typer.testing import CliRunner
 
-    from canary import rollout as rl
     from canary.cli import app
-    from canary.model import Weights
-    from canary.routing.patch import STATE_ANNOTATION
     from canary.sandbox.kubeapi import KubeAPIServer
     from tests import fleet
 
     api = KubeAPIServer(seed=fleet.istio_objects(1)).start()  # no CanaryRollout resource registered
     try:
-        vs = api.get("networking.istio.io", "virtualservices", "ml", "m0")
-        ended = rl.RolloutState(model="m0", stable_version="v1", canary_version="v2", phase=rl.ROLLED_BACK,
-                                weights=Weights(100, 0), step=1, started_at=1.0, step_started_at=2.0,
-                                reason="check failed: latency", updated_at=3.0, owner="promote#h:1:n")
-        vs["metadata"]["annotations"] = {STATE_ANNOTATION: ended.to_json()}
-        api.handler.put_object(vs)
+        fleet.record(api, "m0", fleet.rolled_back())
         policy = tmp_path / "policy.yaml"
         policy.write_text(yaml.safe_dump(fleet.FAST_POLICY))
         args = ["promote", "m0", "--canary-version", "v2", "--policy", str(policy), "-n", "ml", "--kubeconfig",

@@ -512,18 +512,12 @@ def test_another_models_rollback_on_a_shared_virtual_service_is_not_this_ones(tm
     from typer.testing import CliRunner
 
     from canary.cli import app
-    from canary.model import Weights
     from canary.routing.patch import STATE_ANNOTATION
 
     server = fleet.start_api(2)
     try:
         _shared(server)
-        vs = server.get(GROUP, VS, "ml", "shared")
-        theirs = rl.RolloutState(model="m1", stable_version="v1", canary_version="v2", phase=rl.ROLLED_BACK,
-                                 weights=Weights(100, 0), step=1, started_at=1.0, step_started_at=2.0, route="b",
-                                 reason="check failed: latency", updated_at=3.0, owner="promote#h:1:n")
-        vs["metadata"]["annotations"] = {STATE_ANNOTATION: theirs.to_json()}
-        server.handler.put_object(vs)
+        fleet.record(server, "shared", fleet.rolled_back("m1", route="b"))
         kubeconfig = fleet.write_kubeconfig(tmp_path / "kubeconfig", server.url)
         policy = tmp_path / "policy.yaml"
         policy.write_text(yaml.safe_dump(fleet.FAST_POLICY))
@@ -562,12 +556,9 @@ def test_a_rollback_recorded_on_a_route_renamed_since_is_still_reported(
     step re-run started the rolled-back v2 again, the bad version back in front of users without `--retry`.
     A record's route that picks none now may be the request's: the rollback is reported, nothing written
     (decision 249)."""
-    from canary.model import Weights
     from canary.routing.patch import STATE_ANNOTATION
 
-    ours = rl.RolloutState(model="m0", stable_version="v1", canary_version="v2", phase=rl.ROLLED_BACK,
-                           weights=Weights(100, 0), step=1, started_at=1.0, step_started_at=2.0, route=recorded,
-                           reason="check failed: latency", updated_at=3.0, owner="promote#h:1:n")
+    ours = fleet.rolled_back(route=recorded)
 
     def edit(vs: dict[str, Any]) -> None:
         vs["spec"]["http"][0]["name"] = now_named
