@@ -417,9 +417,7 @@ def _rolled_back_before(api: Any, namespace: str, name: str, *, model: str, cana
     from canary import logs
     from canary.errors import CanaryError, NotFound
     from canary.kube import translate
-    from canary.model import STABLE_ONLY
-    from canary.reconcile import end_disagreement, parse_record
-    from canary.routing.patch import may_be_route
+    from canary.reconcile import parse_record, rolled_back_here
 
     try:
         router = cli._oncall_router(kubeconfig, context)
@@ -428,11 +426,8 @@ def _rolled_back_before(api: Any, namespace: str, name: str, *, model: str, cana
         recorded = parse_record(status.state)
     except CanaryError:
         return None
-    # the record is one annotation per VirtualService: on a shared one it may be another model's, or another
-    # route's (the on-call router picks the recorded route when none is named): not this request's rollback
-    if (recorded is None or recorded.phase != rl.ROLLED_BACK or recorded.canary_version != canary_version
-            or recorded.model != model or not may_be_route(status.routes, recorded.route, route or "")
-            or status.weights != STABLE_ONLY or end_disagreement(recorded, status)):
+    # the route as asked: the on-call router's `resolve` picks the recorded one when none is named
+    if not rolled_back_here(recorded, status, model=model, canary_version=canary_version, route=route or ""):
         return None
     try:
         api.get_namespaced_custom_object(crd.GROUP, crd.VERSION, namespace, crd.PLURAL, name)

@@ -332,6 +332,20 @@ def end_disagreement(state: rl.RolloutState, status: RouteStatus) -> str:
             f"{status.stable_subset_version}: every request is served by {status.stable_subset_version}")
 
 
+def rolled_back_here(recorded: rl.RolloutState | None, status: RouteStatus, *, model: str, canary_version: str,
+                     route: str) -> bool:
+    """Whether the route's record `recorded` is a rollback of `model`'s `canary_version` that a request for it
+    (on `route` as asked, "" = the only one) re-runs: a plain `promote` then reports it, as `--via-controller`
+    does (decisions 75 (f), 238). Rolled back, stable 100%, the stable subset on the version it serves
+    (`end_disagreement`), the same model (the record is one per VirtualService: a shared one's may be another
+    model's, decision 242), and a route that may be the one asked (`patch.may_be_route`, decision 249)."""
+    from canary.routing.patch import may_be_route
+
+    return (recorded is not None and recorded.phase == rl.ROLLED_BACK and recorded.canary_version == canary_version
+            and recorded.model == model and may_be_route(status.routes, recorded.route, route)
+            and status.weights == STABLE_ONLY and not end_disagreement(recorded, status))
+
+
 def measure_window(metrics: MetricsProvider, policy: Policy, target: Target, *, window_s: int,
                    log: Any) -> tuple[dict[str, tuple[ArmData, ArmData] | Exception], float]:
     """Every check's (stable, canary) data over the window, and the canary request count.

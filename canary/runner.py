@@ -36,10 +36,10 @@ from canary.reconcile import (EXIT_BAD_INPUT, EXIT_CODES, EXIT_INFRA, EXIT_INTER
                               EXIT_ROLLED_BACK, Observation, check_pods, check_claim, count_pods, decide, describe_owner, end_disagreement, execute,
                               is_promote_owner, look_window, measure_window, next_look_at, parse_record, parse_state,
                               may_have_landed, preflight_metrics, promote_owner, Retry, after_unanswered, rollout_context,
-                              route_deleted, say_split_unrecorded, split_unrecorded, to_stable, vs_gone)
+                              rolled_back_here, route_deleted, say_split_unrecorded, split_unrecorded, to_stable, vs_gone)
 from canary.routing.base import RouteStatus, TrafficRouter
 from canary.routing.pods import not_ready_message
-from canary.routing.patch import STATE_ANNOTATION, may_be_route, same_route
+from canary.routing.patch import STATE_ANNOTATION, same_route
 
 T = TypeVar("T")
 POD_POLL_S = 5.0  # how often `promote --wait-ready` asks whether a canary pod and a stable pod are Ready
@@ -448,10 +448,8 @@ class Runner:
             # promote is idempotent: a CD step re-run after its process was killed at the very end
             self.log.info("rollout.already_promoted", promoted_at=existing.updated_at)
             return existing
-        if (existing is not None and existing.phase == rl.ROLLED_BACK and not self.retry
-                and existing.canary_version == target.canary_version and status.weights == STABLE_ONLY
-                and existing.model == target.model and may_be_route(status.routes, existing.route, target.route)
-                and not end_disagreement(existing, status)):  # another model's, of a shared VirtualService: not this one's
+        if not self.retry and rolled_back_here(existing, status, model=target.model,
+                                               canary_version=target.canary_version, route=target.route):
             # the same step re-run (a pipeline's retry on failure, a runner lost after the rollback): it
             # reports that rollback (exit 1), as a re-run reports a promotion, and as Argo Rollouts and
             # Flagger never run a failed revision again by themselves: each rerun put the bad version back
