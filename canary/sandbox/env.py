@@ -318,9 +318,8 @@ class Sandbox:
     def _trap_sigterm(self) -> None:
         """SIGTERM becomes KeyboardInterrupt (so `with` cleans up), if nobody else handles it; it and Ctrl-C (its
         default handler's) are recorded, so that `start` raises one whose raise native code lost (decision 232).
-        Every one raises (`repeat`); `stop` puts the handlers back."""
-        if threading.current_thread() is not threading.main_thread():
-            return  # another thread's start: its handlers are the main thread's business
+        Every one raises (`repeat`); `stop` puts the handlers back. Another thread's start installs nothing
+        (`Interrupt.install`: handlers are the main thread's)."""
         signals = tuple(sig for sig, default in ((signal.SIGTERM, signal.SIG_DFL),
                                                  (signal.SIGINT, signal.default_int_handler))
                         if signal.getsignal(sig) is default)
