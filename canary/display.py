@@ -17,7 +17,7 @@ from rich.text import Text
 
 from canary import rollout as rl
 from canary import streams
-from canary.model import unmeasured, with_unit
+from canary.model import Weights, unmeasured, with_unit
 from canary.policy import Policy
 from canary.routing.base import RouteStatus
 from canary.reconcile import describe_owner
@@ -64,12 +64,25 @@ def _weights_bar(stable: int, canary: int, width: int = 40) -> Text:
     return bar
 
 
-def state_panel(state: rl.RolloutState, steps: list[int] | None = None) -> Panel:
+_ROUTES_NOTHING = "nothing"
+
+
+def state_panel(state: rl.RolloutState, steps: list[int] | None = None, *,
+                live: Weights | str | None = None) -> Panel:
+    """The recorded rollout as a rich Panel: phase, step of `steps`, the record's weights, owner, reason and
+    the last look's evidence. `live`: the route's weights now (`status`), or "nothing" for a route with no
+    destination; when they are not the record's, the record's bar says it is the record's and what the
+    route holds now, so a bar never reads as the live split it is not (None: `promote`'s own panel)."""
     head = Text(f"{state.model}: {state.stable_version} → {state.canary_version}   phase ")
     head.append(state.phase, style="bold red" if state.phase in (rl.ROLLED_BACK, rl.ABORTED) else "bold")
     if steps and state.step >= 0:
         head.append(f"   step {state.step + 1}/{len(steps)} of {steps}")
-    parts: list[Any] = [head, _weights_bar(state.weights.stable, state.weights.canary)]
+    bar = _weights_bar(state.weights.stable, state.weights.canary)
+    if live == _ROUTES_NOTHING:
+        bar = Text("as recorded: ").append(bar).append("   (the route has no destination now)")
+    elif isinstance(live, Weights) and (live.stable, live.canary) != (state.weights.stable, state.weights.canary):
+        bar = Text("as recorded: ").append(bar).append(f"   (the route holds {live.stable}/{live.canary} now)")
+    parts: list[Any] = [head, bar]
     if state.owner:
         parts.append(Text(describe_owner(state.owner)))
     if state.reason:
@@ -128,7 +141,7 @@ def render_status(status: RouteStatus, state: rl.RolloutState | None, *, console
     if state is None:
         console.print("no rollout recorded on this VirtualService")
         return
-    console.print(state_panel(state))
+    console.print(state_panel(state, live=_ROUTES_NOTHING if routes_nothing else status.weights))
     if state.history:
         t = Table(title="history")
         for col in ("at", "phase", "weights", "what"):

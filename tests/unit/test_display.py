@@ -149,3 +149,28 @@ def test_the_weights_bar_shows_the_split_without_colour() -> None:
     bar = _weights_bar(90, 10).plain
     assert bar.count("░") == 4 and bar.count("█") == 36 and bar.endswith("90/10")
     assert "░" not in _weights_bar(100, 0).plain
+
+
+def test_status_says_the_panels_bar_is_the_record_when_the_route_holds_other_weights() -> None:
+    """`canary status` on a route emptied by hand (or whose weights were edited under a rollout) printed the
+    live line and then the record's bar, 90/10, unlabelled: read as the split Istio applies, which it was not.
+    The record's bar now says it is the record's and what the route holds now; equal weights stay unlabelled."""
+    from canary.display import render_status
+    from canary.routing.base import RouteStatus
+
+    state = rl.RolloutState(model="rec-model", stable_version="v1", canary_version="v2", phase=rl.PROGRESSING,
+                            weights=Weights(90, 10), step=0)
+
+    def shown(live: Weights, nothing: bool = False) -> str:
+        status = RouteStatus(weights=live, state=None, stable_subset_version="v1", canary_subset_version="v2")
+        console = Console(record=True, width=200)
+        render_status(status, state, console=console, routes_nothing=nothing)
+        return console.export_text()
+
+    emptied = shown(Weights(50, 50), nothing=True)
+    assert "weights: none" in emptied
+    assert "as recorded: stable" in emptied and "(the route has no destination now)" in emptied
+    edited = shown(Weights(100, 0))
+    assert "as recorded: stable" in edited and "canary   90/10   (the route holds 100/0 now)" in edited
+    same = shown(Weights(90, 10))
+    assert "as recorded" not in same and "route holds" not in same
