@@ -774,12 +774,53 @@ def sweep(namespace: Optional[str] = NamespaceOpt,
     except CanaryError as exc:
         fail(str(exc), EXIT_BAD_INPUT)
 
+    # what the pass found and answered so far: a Ctrl-C still reports it (-o json's document too), with every route
+    # found and not answered, and the one whose write it cut, named as such
+    out: dict[str, list[dict[str, Any]]] = {"abandoned": [], "watching": [], "unchecked": [], "unowned": []}
+    seen: dict[str, Any] = {"found": None, "writing": None, "reported": False}
+
+    def row(one: Any, result: str, **more: Any) -> dict[str, Any]:
+        r = one.record
+        return {"virtualService": one.key, "model": r.model, "canaryVersion": r.canary_version, "owner": r.owner,
+                "phase": r.phase, "weights": {"stable": r.weights.stable, "canary": r.weights.canary},
+                "result": result, **more}
+
+    def report(interrupted: bool) -> None:
+        seen["reported"] = True
+        if interrupted and seen["found"] is not None:
+            answered = {r["virtualService"] for rows in out.values() for r in rows}
+            found = seen["found"]
+            for group, ones in (("abandoned", found.abandoned), ("unchecked", found.unknown),
+                                ("watching", found.watching), ("unowned", found.unowned)):
+                for one in ones:
+                    if one.key not in answered:
+                        out[group].append(row(one, "interrupted during its write: it may have landed; sweep again"
+                                              if one.key == seen["writing"] else
+                                              "interrupted before it was answered: nothing written; sweep again"))
+
+        def text(wide: bool) -> None:
+            rows = out["abandoned"] + out["unchecked"] + out["unowned"] + out["watching"]
+            if not rows:
+                typer.echo(f"no rollouts in progress in {ns_shown}" if not interrupted
+                           else "interrupted before the VirtualServices were read: nothing written")
+            for r in rows:
+                w = r["weights"]
+                typer.echo(f"{r['virtualService']}: {r['canaryVersion']} {r['phase']} at {w['stable']}/{w['canary']}: "
+                           f"{r['result']}" + (f" ({r['reason']})" if r.get("reason") else ""))
+
+        opts.emit({**out, "dryRun": dry_run, "interrupted": interrupted}, output, text)
+
+    ns_shown = namespace or "any namespace"
+
     def go() -> int:
         import kubernetes.client as kc
 
         from canary.errors import RoutingConflict
 
+        nonlocal ns_shown
+
         ns = None if all_namespaces else opts.namespace(namespace, kubeconfig, context)
+        ns_shown = ns or "any namespace"
         router = _router(kubeconfig, context)
         vss, server_now = router.list_virtual_services_at(ns)
         first: list[str] = []
@@ -794,20 +835,15 @@ def sweep(namespace: Optional[str] = NamespaceOpt,
             return None
 
         custom = kc.CustomObjectsApi(router.custom.api_client)
-        found = sw.scan(vss, quiet, lambda owner: sw.crd_gone(custom, owner))
-        code, out = 0, {"abandoned": [], "watching": [], "unchecked": [], "unowned": []}
-
-        def row(one: Any, result: str, **more: Any) -> dict[str, Any]:
-            r = one.record
-            return {"virtualService": one.key, "model": r.model, "canaryVersion": r.canary_version, "owner": r.owner,
-                    "phase": r.phase, "weights": {"stable": r.weights.stable, "canary": r.weights.canary},
-                    "result": result, **more}
+        found = seen["found"] = sw.scan(vss, quiet, lambda owner: sw.crd_gone(custom, owner))
+        code = 0
 
         for one in found.abandoned:
             ctrl_c.check()  # a Ctrl-C lost in the last route's write: nothing more is written
             if dry_run:
                 result = "dry-run: not written"
             else:
+                seen["writing"] = one.key
                 try:
                     ended = sw.end(router, one, log=logs.get(), now=server_now if server_now is not None else time.time(),
                                    notifier=notifier)
@@ -818,6 +854,7 @@ def sweep(namespace: Optional[str] = NamespaceOpt,
                 except TrafficUnsafe as exc:  # the route may still send traffic to the canary
                     result, code = f"failed: {exc}", EXIT_TRAFFIC_UNSAFE
                 except CanaryError as exc:
+                    ctrl_c.check()  # the error a Ctrl-C lost in the write came out as: the Ctrl-C is reported
                     result, code = f"failed: {exc}", max(code, EXIT_INFRA)
             out["abandoned"].append(row(one, result, reason=one.reason, seenUnchangedS=one.quiet_s))
         for one in found.unknown:
@@ -833,6 +870,7 @@ def sweep(namespace: Optional[str] = NamespaceOpt,
             elif dry_run:
                 result = f"watching: first seen now (dry run: not marked); ended after {limit:.0f}s unchanged"
             else:
+                seen["writing"] = one.key
                 try:
                     router.annotate(one.namespace, one.virtual_service, sw.SEEN_ANNOTATION,
                                     json.dumps({"record": sw.fingerprint(one.text), "since": server_now}),
@@ -841,11 +879,13 @@ def sweep(namespace: Optional[str] = NamespaceOpt,
                 except RoutingConflict:
                     result = "watching: its owner just wrote"
                 except CanaryError as exc:  # this route only: the others are still swept
+                    ctrl_c.check()
                     result, code = f"not marked: {exc}", max(code, EXIT_INFRA)
             out["watching"].append(row(one, result, seenUnchangedS=one.quiet_s, abandonedAfterS=limit))
 
         def mark(one: Any) -> str:
             """`canary sweep`'s memory of `one`'s record until its next pass; "" once written, else why not."""
+            seen["writing"] = one.key
             try:
                 router.annotate(one.namespace, one.virtual_service, sw.SEEN_ANNOTATION,
                                 json.dumps({"record": sw.fingerprint(one.text), "since": server_now}),
@@ -854,6 +894,7 @@ def sweep(namespace: Optional[str] = NamespaceOpt,
             except RoutingConflict:
                 return "its record was just written"
             except CanaryError as exc:  # this route only: the others are still swept
+                ctrl_c.check()
                 return f"not marked: {exc}"
 
         for one in found.unowned:  # an end typed over a split, or garbage: nobody drives it (decision 157)
@@ -872,6 +913,7 @@ def sweep(namespace: Optional[str] = NamespaceOpt,
                 result = (f"dry-run: not written (unchanged for {one.quiet_s:.0f}s)" if (one.quiet_s or 0) >= after
                           else f"waiting: unchanged for {one.quiet_s:.0f}s of {after:.0f}s")
             else:
+                seen["writing"] = one.key
                 try:
                     done = sw.end_unowned(router, one, log=logs.get(), notifier=notifier,
                                           now=server_now if server_now is not None else time.time())
@@ -885,22 +927,15 @@ def sweep(namespace: Optional[str] = NamespaceOpt,
                 except TrafficUnsafe as exc:
                     result, code = f"failed: {exc}", EXIT_TRAFFIC_UNSAFE
                 except CanaryError as exc:
+                    ctrl_c.check()  # the error a Ctrl-C lost in the write came out as: the Ctrl-C is reported
                     result, code = f"failed: {exc}", max(code, EXIT_INFRA)
             shown = row(one, result, seenUnchangedS=one.quiet_s, endedAfterS=after,
                         **({"unreadable": one.unreadable} if one.unreadable else {}))
             out["unowned"].append({**shown, "phase": "unreadable"} if one.unreadable else shown)
 
-        def text(wide: bool) -> None:
-            rows = out["abandoned"] + out["unchecked"] + out["unowned"] + out["watching"]
-            if not rows:
-                typer.echo(f"no rollouts in progress in {ns or 'any namespace'}")
-            for r in rows:
-                w = r["weights"]
-                typer.echo(f"{r['virtualService']}: {r['canaryVersion']} {r['phase']} at {w['stable']}/{w['canary']}: "
-                           f"{r['result']}" + (f" ({r['reason']})" if r.get("reason") else ""))
-
         ctrl_c.check()
-        opts.emit({**out, "dryRun": dry_run}, output, text)
+        ctrl_c.disarm()  # every route answered: the report is the outcome, a Ctrl-C now does not cut it (237)
+        report(False)
         return code
 
     # Ctrl-C landing inside the Kubernetes client's pydantic `validate_call` was lost, or came out as the API
@@ -910,7 +945,15 @@ def sweep(namespace: Optional[str] = NamespaceOpt,
 
     ctrl_c = Interrupt.keyboard().install()
     try:
-        code = run_guarded(lambda: ctrl_c.guarded(go))
+        try:
+            code = run_guarded(lambda: ctrl_c.guarded(go))
+        except KeyboardInterrupt:
+            ctrl_c.disarm()  # a second Ctrl-C does not cut the report of the first
+            if not seen["reported"]:
+                report(True)
+            typer.echo("interrupted (Ctrl-C): the routes above not answered are as they were read, or as their "
+                       "write in flight left them; run `canary sweep` again", err=True)
+            code = 130
     finally:
         ctrl_c.restore()
         notifier.close(5.0)  # what is queued is delivered (or given up) before the process ends

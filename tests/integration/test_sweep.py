@@ -358,9 +358,21 @@ def test_a_ctrl_c_lost_in_a_routes_write_stops_the_sweep_before_the_next_route(
     handler = signal.getsignal(signal.SIGINT)
     out = _sweep(kubeconfig, "-n", "ml")
     assert out.exit_code == 130 and ended == ["ml/m0"], (out.exit_code, ended, out.output)
-    assert "could not complete" not in out.output and "ml/m1" not in out.output
+    assert "could not complete" not in out.output
+    # what the pass did is still reported: the route whose write the Ctrl-C cut, and the one never reached
+    assert "ml/m0: v2 progressing at 80/20: interrupted during its write: it may have landed" in out.stdout
+    assert "ml/m1: v2 progressing at 80/20: interrupted before it was answered: nothing written" in out.stdout
     assert signal.getsignal(signal.SIGINT) is handler
     assert vs(api, 1)[1]["phase"] == rl.PROGRESSING  # nothing written after the Ctrl-C
+
+    ended.clear()  # -o json promises a document: one, naming the interruption, and the same rows
+    doc = _sweep(kubeconfig, "-n", "ml", "-o", "json")
+    assert doc.exit_code == 130 and ended == ["ml/m0"], (doc.exit_code, ended, doc.output)
+    report = json.loads(doc.stdout)
+    assert report["interrupted"] is True and report["dryRun"] is False
+    assert [(r["virtualService"], r["result"].split(":")[0]) for r in report["abandoned"]] == [
+        ("ml/m0", "interrupted during its write"), ("ml/m1", "interrupted before it was answered")]
+    assert json.loads(_sweep(kubeconfig, "-n", "ml", "-o", "json", "--dry-run").stdout)["interrupted"] is False
 
 
 def test_a_live_promote_whose_rollout_was_swept_stops_with_the_sweeps_reason() -> None:
