@@ -381,14 +381,23 @@ def keep_sandbox(scenario: str, *, rate: float, policy: Path, output: str, nativ
     import signal
     import threading
 
+    from canary.interrupts import install_handlers, restore_handlers
+
+    done = threading.Event()
+    # given back at the end: an in-process caller (a test, a program embedding the CLI) gets its own (main thread only)
+    before = install_handlers(lambda *_: done.set(), (signal.SIGINT, signal.SIGTERM))
+    try:
+        return _keep(scenario, done, rate=rate, policy=policy, output=output, native_histograms=native_histograms)
+    finally:
+        restore_handlers(before)
+
+
+def _keep(scenario: str, done: Any, *, rate: float, policy: Path, output: str, native_histograms: bool) -> int:
+    """`keep_sandbox`'s body, with SIGINT/SIGTERM setting `done`."""
     from canary import crd
     from canary.sandbox.env import Sandbox
     from canary.sandbox.kubeapi import Resource
 
-    done = threading.Event()
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda *_: done.set())
     typer.echo(f"starting the sandbox for scenario {scenario!r} (two Tritons, Prometheus, HAProxy, API emulator)...",
                err=True)
     sb = Sandbox(scenario, rate=rate, native_histograms=native_histograms)

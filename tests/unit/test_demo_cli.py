@@ -156,3 +156,25 @@ def test_the_demo_summary_says_how_a_cluster_makes_the_report_page(capsys: Any) 
     said = out[out.index("report: "):]
     assert said.startswith("report: file:///tmp/x/canary-demo.report.html (in a cluster, `canary report MODEL -n "
                            "NAMESPACE` writes this page)"), said
+
+
+def test_keep_gives_back_the_signal_handlers_it_found(monkeypatch: Any) -> None:
+    """`canary demo --keep` waits for SIGINT/SIGTERM with handlers of its own, and left them installed when it
+    returned: an in-process caller (a test, a program embedding the CLI) then had Ctrl-C set an Event nobody
+    waits on. While it waits a signal ends the wait; once it returns the handlers found are back."""
+    import signal
+
+    from canary.sandbox import demo
+
+    seen: dict[str, Any] = {}
+
+    def keep(scenario: str, done: Any, **_kw: Any) -> int:
+        signal.raise_signal(signal.SIGTERM)  # the wait's own handler: sets `done`, raises nothing
+        seen["done"] = done.is_set()
+        return 0
+
+    monkeypatch.setattr(demo, "_keep", keep)
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    assert demo.keep_sandbox("good", rate=1.0, policy=Path("p.yaml"), output="text") == 0
+    assert seen == {"done": True}
+    assert {sig: signal.getsignal(sig) for sig in before} == before
