@@ -236,8 +236,6 @@ def _drift_table(rows: list[Any]) -> Any:
 
 def _drift_demo(rate: float, *, live: bool) -> Any:
     """run_drift_scenario with a live table on a terminal (or a line per evaluation on stderr)."""
-    import sys
-
     from canary.sandbox.drift_demo import run_drift_scenario
 
     rows: list[Any] = []
