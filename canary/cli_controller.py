@@ -428,7 +428,18 @@ def _rolled_back_before(api: Any, namespace: str, name: str, *, model: str, cana
         return None
     # the route as asked: the on-call router's `resolve` picks the recorded one when none is named
     if not rolled_back_here(recorded, status, model=model, canary_version=canary_version, route=route or ""):
-        return None
+        if recorded is not None and recorded.model == model:
+            return None
+        # another model's record on a shared VirtualService (or none left) hid this model's rollback, which its own
+        # history ConfigMap still records: as the plain promote does (decision 253)
+        from canary.history_store import ConfigMapStore, rollback_in_history
+
+        core = getattr(router, "core", None)
+        recorded = rollback_in_history(ConfigMapStore(core) if core is not None else None, status,
+                                       namespace=target.namespace, virtual_service=target.virtual_service,
+                                       model=model, canary_version=canary_version, route=route or "")
+        if recorded is None:
+            return None
     try:
         api.get_namespaced_custom_object(crd.GROUP, crd.VERSION, namespace, crd.PLURAL, name)
         return None  # its own end, or a refusal naming it, is reported as before

@@ -269,6 +269,41 @@ def _legacy_doc(store: ConfigMapStore, namespace: str, virtual_service: str, mod
         return None
 
 
+def rollback_in_history(store: ConfigMapStore | None, status: Any, *, namespace: str, virtual_service: str,
+                        model: str, canary_version: str, route: str) -> rl.RolloutState | None:
+    """`model`'s rollback of `canary_version` as its own history ConfigMap records it, when a request for it (on
+    `route` as asked, "" = the only one) re-runs it: the route's record is one per VirtualService, and another
+    model's claim on a shared one (or a record stripped by a GitOps sync) hid it, while each model keeps its latest
+    rollout's history (decision 127). The rollback (a RolloutState rebuilt from the history: versions, route,
+    reason, times, weights 100/0) when that latest rollout ended `rolled_back` for this version and `status`
+    (`RouteStatus` of the request's route, read now) shows it still in force: `reconcile.rolled_back_here`, and
+    the stable subset positively on the version the rollback kept (the history is a second source: what the route
+    cannot confirm is not taken). None otherwise, with no store, and when the ConfigMap is absent, unreadable or
+    cannot be read (never raises: a refusal rests on what was read, and a run goes on as before without it)."""
+    from canary.model import Weights
+    from canary.reconcile import rolled_back_here
+
+    if store is None:
+        return None
+    try:
+        doc, _ = store.load(namespace, virtual_service, model=model)
+        if doc is None or str(doc.get("phase") or "") != rl.ROLLED_BACK:
+            return None
+        r = doc["rollout"]
+        if str(r.get("model") or "") != model or str(r.get("canary_version") or "") != canary_version:
+            return None
+        found = rl.RolloutState(model=model, stable_version=str(r.get("stable_version") or ""),
+                                canary_version=canary_version, phase=rl.ROLLED_BACK, weights=Weights(100, 0),
+                                route=str(r.get("route") or ""), reason=str(doc.get("reason") or ""),
+                                started_at=hist.at_time(r.get("started_at")),
+                                updated_at=hist.at_time(doc.get("updated_at")))
+    except Exception:  # noqa: BLE001 - no history read: nothing to go on (documented above)
+        return None
+    if not found.stable_version or status.stable_subset_version != found.stable_version:
+        return None
+    return found if rolled_back_here(found, status, model=model, canary_version=canary_version, route=route) else None
+
+
 def from_cluster(client: Any, namespace: str, virtual_service: str, *, model: str = "", canary_version: str = "",
                  rollout: str = "") -> dict[str, Any]:
     """The history of `model`'s latest rollout on the VirtualService (`client`: a kubernetes ApiClient;

@@ -457,6 +457,21 @@ class Runner:
             self.log.info("rollout.already_rolled_back", rolled_back_at=existing.updated_at, reason=existing.reason,
                           note="nothing written; `--retry` runs this version again")
             return existing
+        if not self.retry and (existing is None or existing.model != target.model):
+            # the record is one per VirtualService: another model's claim on a shared one (or a sync that stripped
+            # it) hid this model's rollback, which its own history ConfigMap still records (decision 253)
+            from canary.history_store import configmap_name, rollback_in_history
+
+            earlier = rollback_in_history(getattr(self.history, "store", None), status,
+                                          namespace=target.namespace, virtual_service=target.virtual_service,
+                                          model=target.model, canary_version=target.canary_version,
+                                          route=target.route)
+            if earlier is not None:
+                self.log.info("rollout.already_rolled_back", rolled_back_at=earlier.updated_at, reason=earlier.reason,
+                              recorded_in=f"ConfigMap {target.namespace}/"
+                                          f"{configmap_name(target.virtual_service, target.model)}",
+                              note="nothing written; `--retry` runs this version again")
+                return earlier
         if not target.stable_version:
             target = self.target = replace(target, stable_version=status.stable_subset_version)
         check_claim(target, status, existing)

@@ -544,6 +544,77 @@ def test_another_models_rollback_on_a_shared_virtual_service_is_not_this_ones(tm
         server.stop()
 
 
+def _shared_promote(api: Any, model: str, route: str, clock: FakeClock, *, slowdown: float = 1.0,
+                    retry: bool = False) -> Any:
+    """A `canary promote MODEL --virtual-service shared --route ROUTE --destination-rule MODEL` of v2, its
+    history recorded where the CLI's is (the model's own ConfigMap of `shared`)."""
+    import tenacity
+
+    from canary.model import Target
+    from canary.policy import parse_policy
+    from canary.routing.istio import IstioRouter
+    from canary.runner import Runner
+    from tests.fakes import FakeMetrics
+    from tests.support.killpoints import LiveWeights
+
+    target = Target(namespace="ml", virtual_service="shared", model=model, stable_version="", canary_version="v2",
+                    route=route, destination_rule=model)
+    router = IstioRouter(api.api_client(), wait=tenacity.wait_none())
+    metrics = FakeMetrics(LiveWeights(router, target), clock, slowdown=lambda t: slowdown, rps=1000.0)
+    return Runner(policy=parse_policy(fleet.FAST_POLICY), target=target, router=router, metrics=metrics,
+                  clock=clock, retry=retry)
+
+
+def test_a_rollback_another_models_record_hid_is_still_reported_from_its_history(tmp_path: Any) -> None:
+    """The rollout record is one annotation per VirtualService. m1's v2 was rolled back on route `b` of `shared`;
+    then m0's v2 ran on route `a` to its promotion, and its record replaced m1's. The step that rolled m1's v2 back
+    re-run (`canary promote m1 --route b --canary-version v2`) no longer saw the rollback and started v2 again:
+    the bad version back in front of m1's users without `--retry`. m1's own history ConfigMap still records it:
+    the re-run reports it (exit 1, nothing written), plain and `--via-controller`; `--retry` runs it again
+    (decision 253)."""
+    import json
+
+    import yaml
+    from typer.testing import CliRunner
+
+    from canary.cli import app
+
+    server = fleet.start_api(2)
+    try:
+        _shared(server)
+        clock = FakeClock(10.0)
+        first = _shared_promote(server, "m1", "b", clock, slowdown=3.0).run()
+        assert first.state.phase == rl.ROLLED_BACK and first.state.model == "m1", first.state
+        assert _shared_promote(server, "m0", "a", FakeClock(clock.now())).run().state.phase == rl.PROMOTED
+        assert record(server, "shared")["model"] == "m0"  # m1's rollback is no longer on the route
+        before = copy.deepcopy(server.get(GROUP, VS, "ml", "shared")), copy.deepcopy(server.get(GROUP, DR, "ml", "m1"))
+
+        again = _shared_promote(server, "m1", "b", FakeClock(clock.now() + 100), slowdown=3.0)
+        res = again.run()
+        assert again.found_ended and res.exit_code == 1, res.state
+        assert (res.state.model, res.state.canary_version, res.state.route) == ("m1", "v2", "b")
+        assert res.state.reason == first.state.reason
+        assert (server.get(GROUP, VS, "ml", "shared"), server.get(GROUP, DR, "ml", "m1")) == before, "written"
+
+        kubeconfig = fleet.write_kubeconfig(tmp_path / "kubeconfig", server.url)
+        policy = tmp_path / "policy.yaml"
+        policy.write_text(yaml.safe_dump(fleet.FAST_POLICY))
+        r = CliRunner().invoke(app, ["promote", "m1", "--virtual-service", "shared", "--destination-rule", "m1",
+                                     "--route", "b", "--canary-version", "v2", "--policy", str(policy), "-n", "ml",
+                                     "--kubeconfig", str(kubeconfig), "-o", "json", "--via-controller"])
+        assert r.exit_code == 1 and json.loads(r.stdout)["already_ended"] is True, r.stdout
+        assert server.get(crd.GROUP, crd.PLURAL, "ml", "m1-v2") is None  # nothing created
+
+        # m0's promotion is not m1's rollback: m0's own history says promoted, and a re-run of it is as before
+        assert _shared_promote(server, "m0", "a", FakeClock(clock.now() + 200)).run().state.phase == rl.PROMOTED
+        # `--retry` runs m1's v2 again (rolled back again here: it is still 3x slower)
+        retried = _shared_promote(server, "m1", "b", FakeClock(clock.now() + 300), slowdown=3.0, retry=True)
+        assert retried.run().state.phase == rl.ROLLED_BACK and not retried.found_ended
+        assert record(server, "shared")["model"] == "m1"
+    finally:
+        server.stop()
+
+
 @pytest.mark.parametrize("now_named, recorded, asked", [
     ("renamed", "primary", ""),  # the only route renamed since the rollback, no --route
     ("renamed", "primary", "renamed"),  # the same, --route naming it as it is now
