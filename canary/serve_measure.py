@@ -9,6 +9,13 @@ next call queued behind it. Here every check (and the request count) is asked on
 own, in parallel, and what has not answered by the deadline is "could not measure" for that check
 (a `MetricsUnavailable`: never a pass). A thread left behind ends within its client's own budget;
 its answer is dropped.
+
+A query Prometheus refused (401/403 credentials, 404 a wrong path prefix, 400/422 a query it will not
+run: the client's ConfigError) is "could not ask" too, as a refused connection is: Prometheus said
+nothing about the series. Taken as "asked, no such series" (NoData), every look against a
+`--prometheus-url` with a wrong prefix or expired credentials was a 200 "inconclusive" (no 503 for
+the caller to see) and the window's deadline a `fail` with "canary requests 0": a good canary rolled
+back (Argo: Failed; Flagger: 409) for this service's own configuration (decision 270).
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from canary.errors import CanaryError, MetricsUnavailable, TransientError
+from canary.errors import CanaryError, MetricsUnavailable, NoData, TransientError
 from canary.model import Target
 from canary.policy import Policy
 
@@ -41,8 +48,10 @@ def measure_within(metrics: Any, policy: Policy, target: Target, *, window_s: in
         if got is None:
             log.error("metrics.too_slow", check=check.name, answer_within_s=answer_within_s)
             out[check.name] = MetricsUnavailable(f"check {check.name!r}: {late}")
-        elif isinstance(got[1], CanaryError) or got[0]:
+        elif got[0] or isinstance(got[1], (NoData, TransientError)):
             out[check.name] = got[1]
+        elif isinstance(got[1], CanaryError):  # refused (credentials, prefix, query): could not ask, never NoData
+            out[check.name] = MetricsUnavailable(str(got[1]))
         else:  # a provider bug is "could not measure", not a 500
             exc = got[1]
             log.error("metrics.unexpected_error", check=check.name, error=f"{type(exc).__name__}: {exc}")
@@ -57,8 +66,8 @@ def measure_within(metrics: Any, policy: Policy, target: Target, *, window_s: in
             n = float(counted[1][1])
         except (TypeError, ValueError, IndexError):
             n = 0.0
-    else:  # could not ask (refused, 5xx, timeout), or a provider bug: not counted; NoData: Prometheus said none
-        ok = isinstance(counted[1], CanaryError) and not isinstance(counted[1], TransientError)
+    else:  # could not ask (refused, 5xx, timeout, a query refused), or a provider bug: not counted; NoData: none
+        ok = isinstance(counted[1], NoData)
     return out, n, ok
 
 

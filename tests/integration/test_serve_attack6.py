@@ -1,0 +1,84 @@
+"""`canary serve` called as Argo Rollouts and Flagger call it, with its own configuration wrong (decisions 270-274).
+
+Over real HTTP on 127.0.0.1 against test_serve.py's real, backfilled Prometheus, with the fake clock moving
+the windows (no test waits on time). What the callers make of an answer was read in their source: Argo's `web`
+provider marks any non-2xx an Error and a 200 whose `result.verdict` is "fail" Failed (metricproviders/webmetric,
+argo-rollouts 9f8d111); Flagger counts any status above 202 as a failed check and rolls back at `threshold`
+(pkg/controller/webhook.go, scheduler.go, flagger 15bd6ad).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from canary.metrics.prometheus import PrometheusProvider
+from canary.policy import parse_policy
+from canary.serve import NamedPolicy, Service
+from canary.serve_http import ServeServer
+from canary.serve_session import UNREACHABLE
+from canary.serve_store import SessionStore
+from tests.integration.test_serve import POLICY, Clock, argo_get, flagger, prom  # noqa: F401 - prom
+
+pytestmark = pytest.mark.integration
+
+DEADLINE_S = 180  # POLICY: interval 60 s + no_data_deadline 2 m
+
+
+@pytest.fixture
+def clock(prom: Any) -> Clock:
+    return Clock(prom[1])
+
+
+@pytest.fixture
+def rig(prom: Any, clock: Clock, tmp_path: Path) -> Iterator[Any]:
+    """start(prefix="") -> a ServeServer on one state directory asking the real Prometheus at its URL + `prefix`;
+    each start stops the one before (a restart of the service with its flags mended)."""
+    running: list[ServeServer] = []
+
+    def start(*, prefix: str = "") -> ServeServer:
+        for s in running:
+            s.stop()
+        running.clear()
+        named = {"ml": NamedPolicy("ml", parse_policy(POLICY), tmp_path)}
+        metrics = PrometheusProvider(prom[0].url + prefix, retries=1, budget_s=2.0, backoff_s=0.05)
+        service = Service(policies=named, metrics=metrics, store=SessionStore(tmp_path / "state"), clock=clock)
+        running.append(ServeServer(service).start())
+        return running[0]
+
+    yield start
+    for s in running:
+        s.stop()
+
+
+# ---- decision 270: a Prometheus that refuses the queries is "could not ask", never "no series" -----------------
+
+
+def test_a_prometheus_url_whose_queries_are_refused_is_a_503_and_never_fails_the_canary(rig: Any,
+                                                                                       clock: Clock) -> None:
+    """`--prometheus-url` with a path prefix the Prometheus does not serve (a reverse proxy's `/prometheus` left
+    in, or dropped): every query is a 404, as with credentials Prometheus refuses (401/403) or a query it will
+    not run (400/422). Taken as "asked, no such series", every look was a 200 inconclusive and the window's
+    deadline a 200 `fail` (Argo: Failed, the rollout aborted as a bad canary) and Flagger's 409, "canary
+    requests 0", sticky: a good canary rolled back for the service's own configuration."""
+    server = rig(prefix="/not-prometheus")
+    assert flagger(server, "pre-rollout", "good")[0] == 200
+    assert flagger(server, "confirm-traffic-increase", "good")[0] == 200  # the first step, at weight 0
+    code, doc = argo_get(server, "good")
+    assert code == 503, doc  # Argo: Error, "could not measure"
+    assert doc["result"]["verdict"] == "inconclusive" and "404" in doc["result"]["reason"], doc["result"]
+    clock.t += DEADLINE_S
+    code, doc = argo_get(server, "good")
+    assert code == 503 and doc["result"]["verdict"] == "inconclusive", doc["result"]
+    assert doc["result"]["reason"].startswith(UNREACHABLE), doc["result"]
+    code, doc = flagger(server, "rollout", "good")
+    assert code == 503 and doc["result"]["verdict"] == "inconclusive", doc  # not the canary's 409
+    assert flagger(server, "confirm-promotion", "good")[0] == 412, "nothing was shown about the canary"
+    server = rig()  # the URL mended: the held window is judged on Prometheus's data
+    clock.t += 60
+    code, doc = argo_get(server, "good")
+    assert code == 200 and doc["result"]["verdict"] == "pass", doc["result"]
+    code, doc = flagger(server, "rollout", "good")
+    assert code == 200 and doc["result"]["verdict"] == "pass", doc["result"]
