@@ -1273,9 +1273,11 @@ def route_refusal(target: Target, recorded: rl.RolloutState, routes: int) -> str
             f"{recorded.weights}) drives {drives}, and this promote asks {asked}; nothing was written: {how}")
 
 
-def prometheus_time(metrics: Any, *, within_s: float = 2.0) -> float | None:
+def prometheus_time(metrics: Any, *, within_s: float = 2.0, refused: bool = False) -> float | None:
     """Prometheus's own `time()` (Unix seconds), asked within `within_s` (2 s); None when `metrics` cannot ask (no
-    `ask`), or Prometheus does not answer it in time or answers no finite number. Raises what is no CanaryError."""
+    `ask`), or Prometheus does not answer it in time or answers no finite number. Raises what is no CanaryError,
+    and with `refused` the ConfigError of a URL that answers but refuses the query (not a Prometheus API there:
+    a wrong path prefix's 404; credentials refused, 401/403)."""
     ask = getattr(metrics, "ask", None)
     if ask is None:
         return None
@@ -1284,7 +1286,9 @@ def prometheus_time(metrics: Any, *, within_s: float = 2.0) -> float | None:
     try:
         now = evaluated_at(ask("time()", check="clock", arm="", at=None, who="clock", strict=False,
                                deadline=time.monotonic() + within_s))
-    except CanaryError:
+    except CanaryError as exc:
+        if refused and isinstance(exc, ConfigError):
+            raise
         return None
     return now if now is not None and math.isfinite(now) else None
 

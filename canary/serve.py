@@ -567,9 +567,13 @@ def prometheus_clock(metrics: Any, *, log: Any) -> Callable[[], float]:
     NTP synced) and corrected later kept its error: 900 s ahead, every look was asked 900 s ahead of
     Prometheus and "could not measure: no series" until a restart (decision 145). `clock.skew` when the two
     differ by more than `runner.SKEW_WARN_S`. A Prometheus that did not answer at start (an Istio sidecar not
-    ready yet, both pods restarted together) is asked again every `REANCHOR_EVERY_S` (`_LateAnchor`)."""
+    ready yet, both pods restarted together) is asked again every `REANCHOR_EVERY_S` (`_LateAnchor`). One that
+    answers and refuses the query (a path prefix it does not serve, credentials it refuses) is a ConfigError naming
+    `--prometheus-url`: started, the service answered every look "could not measure" until someone read its log."""
     try:  # at most 2 s: a Prometheus that does not answer now is the looks' to report
-        anchor = prometheus_time(metrics)
+        anchor = prometheus_time(metrics, refused=True)
+    except ConfigError as exc:  # it answers, and refuses: no look could ask it (decision 271), exit 2 now
+        raise ConfigError(f"--prometheus-url: {exc}") from None
     except Exception:  # noqa: BLE001 - the host's clock then, as before
         anchor = None
     if anchor is None:  # asked again later, when there is a way to ask (a provider with `ask`)

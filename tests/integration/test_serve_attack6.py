@@ -9,6 +9,9 @@ argo-rollouts 9f8d111); Flagger counts any status above 202 as a failed check an
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -82,3 +85,20 @@ def test_a_prometheus_url_whose_queries_are_refused_is_a_503_and_never_fails_the
     assert code == 200 and doc["result"]["verdict"] == "pass", doc["result"]
     code, doc = flagger(server, "rollout", "good")
     assert code == 200 and doc["result"]["verdict"] == "pass", doc["result"]
+
+
+def test_canary_serve_pointed_at_a_url_that_refuses_its_queries_exits_2_naming_the_flag(prom: Any,
+                                                                                       tmp_path: Path) -> None:
+    """Start-up asks Prometheus's `time()`; a URL that answers and refuses it (the wrong path prefix here; the same
+    for credentials refused) was taken as "Prometheus not up yet" and the service served, every look "could not
+    measure" until someone read its log. It exits 2 naming `--prometheus-url` before anything listens; a URL
+    where nothing answers yet still starts (tests/integration/test_serve_attack5.py)."""
+    policy = tmp_path / "ml.yaml"
+    policy.write_text(json.dumps(POLICY))
+    # a process, not in-process: one that serves (the defect) is ended by the timeout, never waited on for ever
+    res = subprocess.run([str(Path(sys.executable).with_name("canary")), "serve", "--policy", str(policy),
+                          "--state-dir", str(tmp_path / "s"), "--port", "0", "--prometheus-url",
+                          prom[0].url + "/not-prometheus", "--log-format", "json"],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2, (res.returncode, res.stderr)
+    assert "--prometheus-url" in res.stderr and "404" in res.stderr and "serve.started" not in res.stderr, res.stderr
