@@ -182,6 +182,10 @@ class Service:
         if path == "/api/v1/argo/measure":
             _allow(method, ("GET", "POST"))
             if method == "GET":
+                if body:  # ignored, it answered "namespace: missing" for a request that sent every field
+                    raise BadRequest("", f"a GET gives the fields in the query string; this one sent a body "
+                                         f"({len(body)} bytes): send that as a POST (Argo: method: POST with "
+                                         "jsonBody), or the fields in the URL")
                 raw: Any = query_fields(query)
             else:
                 if query:

@@ -193,13 +193,14 @@ def _handler(service: Service, request_timeout_s: float, calls: InFlight) -> typ
             length = lengths[0].strip() if lengths else None
             if self.headers.get("Transfer-Encoding") is not None:  # any coding: a proxy might read the
                 return self._reply(411, {"error": "Transfer-Encoding is not accepted; send Content-Length",  # body
-                                         "field": ""}, close=True)  # otherwise than we do
+                                         "field": "Transfer-Encoding"}, close=True)  # otherwise than we do
             if len({v.strip() for v in lengths}) > 1:
                 return self._reply(400, {"error": "Content-Length given more than once with different values",
-                                         "field": ""}, close=True)
+                                         "field": "Content-Length"}, close=True)
             if length is not None:
                 if not _LENGTH.fullmatch(length):  # int() took "1_0", "+10", " 10 ": one reading, ASCII digits
-                    return self._reply(400, {"error": f"bad Content-Length {length[:20]!r}", "field": ""}, close=True)
+                    return self._reply(400, {"error": f"bad Content-Length {length[:20]!r}", "field": "Content-Length"},
+                                       close=True)
                 n = int(length)
                 if n > MAX_BODY:
                     if n <= _DRAIN:  # read what the client sends, so that it gets the answer, not a reset
@@ -211,7 +212,8 @@ def _handler(service: Service, request_timeout_s: float, calls: InFlight) -> typ
                     self.close_connection = True
                     return None
             elif self.command in ("POST", "PUT", "PATCH"):
-                return self._reply(411, {"error": f"a {self.command} needs Content-Length", "field": ""}, close=True)
+                return self._reply(411, {"error": f"a {self.command} needs Content-Length", "field": "Content-Length"},
+                                   close=True)
             if not self._arrived():
                 return None
             given = self.headers.get_all("Authorization") or []

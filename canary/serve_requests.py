@@ -84,7 +84,7 @@ class Ask:
 def read_json(body: bytes, content_type: str | None) -> Any:
     """The body as JSON; BadRequest (415 for another content type, 400 for bad JSON)."""
     if content_type and content_type.split(";", 1)[0].strip().lower() not in ("application/json", ""):
-        raise BadRequest("", f"Content-Type must be application/json, got {content_type[:80]!r}", 415)
+        raise BadRequest("Content-Type", f"must be application/json, got {content_type[:80]!r}", 415)
     try:
         return json.loads(body.decode("utf-8"), object_pairs_hook=_once)
     except _Twice as exc:  # as in a query string: which one a proxy in front read is not ours to guess
@@ -139,10 +139,24 @@ def _text(raw: dict[str, Any], name: str, *, where: str = "", required: bool = T
         return ""
     v = raw[name]
     if not isinstance(v, str):
-        raise BadRequest(field, f"must be a string, got {type(v).__name__}")
+        raise BadRequest(field, f"must be a string, got {json_type(v)}")
     if len(v) > limit or not pattern.fullmatch(v):
         raise BadRequest(field, f"must be {what}, got {v[:80]!r}")
     return v
+
+
+def json_type(v: Any) -> str:
+    """What a parsed JSON value is, in JSON's words ("null", "a number", "an array"...): the caller wrote JSON (or
+    YAML an Argo template or a Flagger Canary turned into it), and "got NoneType" named Python's."""
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return f"a number ({v!r:.40})"
+    if isinstance(v, str):
+        return "a string"
+    return "an array" if isinstance(v, list) else "an object" if isinstance(v, dict) else type(v).__name__
 
 
 def _version(raw: dict[str, Any], name: str, where: str = "") -> str:
@@ -187,9 +201,12 @@ def flagger_ask(raw: Any) -> Ask:
     # `metadata` is the user's, written in the Canary: an unknown name there is a typo, refused.
     ignored = tuple(sorted(ascii(k)[1:-1][:60] for k in raw if k not in FLAGGER_FIELDS))[:8]
     meta = raw.get("metadata")
-    if not isinstance(meta, dict):
+    if meta is None:
         raise BadRequest("metadata", "missing: set the webhook's metadata (model, stableVersion, canaryVersion, "
                                      "policy) in the Canary")
+    if not isinstance(meta, dict):  # present and not the webhook's map of strings: "missing" sent people looking
+        raise BadRequest("metadata", f"must be an object of strings (the webhook's metadata: model, stableVersion, "
+                                     f"canaryVersion, policy), got {json_type(meta)}")
     _known(meta, FLAGGER_METADATA, "metadata.")
     m = "metadata."
     _distinct(_version(meta, "stableVersion", m), _version(meta, "canaryVersion", m), "metadata.canaryVersion")

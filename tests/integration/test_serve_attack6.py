@@ -10,6 +10,7 @@ argo-rollouts 9f8d111); Flagger counts any status above 202 as a failed check an
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -23,7 +24,7 @@ from canary.serve import NamedPolicy, Service
 from canary.serve_http import ServeServer
 from canary.serve_session import UNREACHABLE
 from canary.serve_store import SessionStore
-from tests.integration.test_serve import POLICY, Clock, argo_get, flagger, prom  # noqa: F401 - prom
+from tests.integration.test_serve import POLICY, Clock, argo_get, call, flagger, prom  # noqa: F401 - prom
 
 pytestmark = pytest.mark.integration
 
@@ -102,3 +103,51 @@ def test_canary_serve_pointed_at_a_url_that_refuses_its_queries_exits_2_naming_t
                          capture_output=True, text=True, timeout=60)
     assert res.returncode == 2, (res.returncode, res.stderr)
     assert "--prometheus-url" in res.stderr and "404" in res.stderr and "serve.started" not in res.stderr, res.stderr
+
+
+# ---- decision 272: every refusal names what is wrong in the caller's words ------------------------------------
+
+ARGO = {"namespace": "ml", "rollout": "good", "model": "good", "stableVersion": "v1", "canaryVersion": "v2"}
+FLAGGER = {"name": "good", "namespace": "ml", "phase": "Progressing", "checksum": "abc",
+           "metadata": {"model": "good", "stableVersion": "v1", "canaryVersion": "v2"}}
+
+
+@pytest.mark.parametrize(("method", "path", "body", "field", "says", "not_says"), [
+    ("POST", "/api/v1/argo/measure", {**ARGO, "namespace": None}, "namespace", "got null", "NoneType"),
+    ("POST", "/api/v1/argo/measure", {**ARGO, "step": 10}, "step", "got a number (10)", " int"),
+    ("POST", "/api/v1/argo/measure", {**ARGO, "model": ["good"]}, "model", "got an array", " list"),
+    ("POST", "/api/v1/flagger/rollout", {**FLAGGER, "metadata": "model=good"}, "metadata", "must be an object",
+     "missing"),
+    ("POST", "/api/v1/flagger/rollout", {**FLAGGER, "checksum": True}, "checksum", "got true", " bool"),
+    # a GET whose fields came in a body: "namespace: missing" for a request that sent every field
+    ("GET", "/api/v1/argo/measure", ARGO, "", "sent a body", "missing"),
+])
+def test_a_refusal_names_the_field_and_what_came_in_json_words(rig: Any, method: str, path: str, body: Any,
+                                                               field: str, says: str, not_says: str) -> None:
+    server = rig()
+    code, doc = call(server.url + path, method=method, body=body)
+    assert code == 400 and doc["field"] == field, doc
+    assert says in doc["error"] and not_says not in doc["error"], doc["error"]
+
+
+def _raw(server: ServeServer, request: bytes) -> tuple[int, dict[str, Any]]:
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
+        s.sendall(request)
+        out = b""
+        while chunk := s.recv(65536):  # each of these answers closes the connection
+            out += chunk
+    head, _, doc = out.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), json.loads(doc)
+
+
+@pytest.mark.parametrize(("headers", "status", "field"), [
+    (b"Content-Type: text/plain\r\nContent-Length: 2\r\n\r\n{}", 415, "Content-Type"),
+    (b"Content-Type: application/json\r\n\r\n", 411, "Content-Length"),  # a POST without its length
+    (b"Content-Length: 2\r\nContent-Length: 3\r\n\r\n{}", 400, "Content-Length"),
+    (b"Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n", 411, "Transfer-Encoding"),
+])
+def test_a_refused_header_is_named_as_the_field(rig: Any, headers: bytes, status: int, field: str) -> None:
+    """As `Authorization` is named in a 401: "field": "" sent the caller looking through its JSON body."""
+    server = rig()
+    code, doc = _raw(server, b"POST /api/v1/argo/measure HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" + headers)
+    assert (code, doc["field"]) == (status, field), doc
