@@ -62,8 +62,8 @@ from canary.serve_auth import TokenFile
 from canary.serve_gates import GateRuns, run_gates
 from canary.serve_measure import measure_within
 from canary.serve_requests import Ask, BadRequest, argo_ask, flagger_ask, query_fields, read_json
-from canary.serve_session import (FAIL, PASS, Session, new_session, open_window, record_gates, record_look, reopen,
-                                  serve_window, unproven, unreachable_at_deadline, window_deadline_s)
+from canary.serve_session import (FAIL, PASS, Session, new_session, open_window, owed_pass, record_gates, record_look,
+                                  reopen, serve_window, unproven, unreachable_at_deadline, window_deadline_s)
 from canary.serve_store import RevisionBusy, SessionStore, StoreError, StoreFull
 
 ANSWER_WITHIN_S = 8.0  # below Flagger's and Argo's default webhook/measurement timeout of 10 s
@@ -227,9 +227,12 @@ class Service:
             s = self._session(ask, named, create=True)
             assert s is not None
             verdict: Verdict | None = None
-            window_s, n, unmeasured, ratio = 0, None, False, None
-            if not s.ended:
-                now = self.clock()
+            window_s, n, unmeasured, ratio, shared = 0, None, False, None, False
+            now = self.clock()
+            owed = owed_pass(s, step=ask.step, now=now, within_s=policy.analysis.interval)
+            if owed is not None:  # another analysis of this window got its pass: this one is owed it (decision 273)
+                s, shared = owed, True
+            elif not s.ended:
                 s = open_window(s, now=now, step=ask.step, quiet_s=window_deadline_s(policy))
                 window_s = serve_window(s, now, policy.analysis.look_every)
                 measurements, n, counted = measure_within(self.metrics, policy, _target(s), window_s=window_s, at=now,
@@ -237,12 +240,17 @@ class Service:
                 ratio = s.pass_ratio(n)  # the look's requests over its window's anchor: sets the pass level
                 verdict = judge(policy, measurements, prior=s.prior(), window=s.window, pass_ratio=ratio,
                                 step=s.windows_closed)  # a count that never repeats: places the window
-                s, verdict = record_look(s, verdict, canary_requests=n, now=now, policy=policy, counted=counted)
+                s, verdict = record_look(s, verdict, canary_requests=n, now=now, policy=policy, counted=counted,
+                                         caller=ask.step)
                 # 503 (Argo: Error, never Failed): no check could ask Prometheus, or one could not at the
                 # window's deadline (held, not failed: record_look)
                 unmeasured = s.verdict != FAIL and (unreachable_at_deadline(s) or all(
                     r.outcome is Outcome.ERROR and r.extra.get("unavailable") for r in verdict.results))
             self.store.save(s)
+        if shared:  # the pass as answered at its look, nothing measured now; the revision's own state is unchanged
+            why = (f"the pass of look {s.passed_look}, answered to another analysis of its window, is this one's too "
+                   f"(step {ask.step!r})" + (f": {s.reason}" if s.looks == s.passed_look else ""))
+            s = replace(s, verdict=PASS, reason=why)
         status = 503 if unmeasured else (200 if ask.integration == "argo" else STATUS[s.verdict])
         doc = _document(s, verdict, policy=policy, window_s=window_s, canary_requests=n, pass_ratio=ratio)
         if ask.integration == "flagger":

@@ -73,6 +73,12 @@ class Session:
     # the step labels this rollout of the revision has had windows for (`open_window`: a step named again does
     # not open another; at most MAX_STEPS_SEEN, the oldest dropped)
     steps_seen: tuple[str, ...] = ()
+    # the step labels of the calls that looked in the open window (`record_look`'s `caller`): when one of them
+    # passes, the others are owed that pass once (`owed_pass`: Argo's background and step analyses on one revision)
+    window_callers: tuple[str, ...] = ()
+    pass_owed: tuple[str, ...] = ()  # the labels still owed the last pass
+    passed_at: float | None = None  # when the last pass was answered
+    passed_look: int = 0  # and at which look
 
     def __post_init__(self) -> None:
         if self.verdict not in VERDICTS:
@@ -108,10 +114,11 @@ class Session:
                 if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
                     raise ValueError(f"{name}: must be a finite number")
                 d[name] = float(v)
-        seen = d.get("steps_seen", [])
-        if not isinstance(seen, (list, tuple)) or not all(isinstance(x, str) for x in seen):
-            raise ValueError("steps_seen: must be a list of strings")
-        d["steps_seen"] = tuple(seen)
+        for name in ("steps_seen", "window_callers", "pass_owed"):
+            seen = d.get(name, [])
+            if not isinstance(seen, (list, tuple)) or not all(isinstance(x, str) for x in seen):
+                raise ValueError(f"{name}: must be a list of strings")
+            d[name] = tuple(seen)
         if not valid_pass_anchor(d.get("pass_anchor_requests", -1.0)):
             raise ValueError("pass_anchor_requests: must be -1 (none yet) or a positive count")
         for name in ("evidence", "window_evidence"):
@@ -180,7 +187,8 @@ def _fold(s: Session) -> dict[str, tuple[float, float]]:
 def _next_window(s: Session, *, start: float, step: str, index: int) -> Session:
     return replace(s, evidence=_fold(s), window_evidence={}, window_started_at=start, step=step, window=index,
                    windows_closed=s.windows_closed + 1, window_looks=0, failed_looks=0, last_look_requests=-1.0,
-                   pass_anchor_requests=-1.0, advanced_at=None, steps_seen=_seen(s.steps_seen, step))
+                   pass_anchor_requests=-1.0, advanced_at=None, steps_seen=_seen(s.steps_seen, step),
+                   window_callers=())
 
 
 def open_window(s: Session, *, now: float, step: str = "", quiet_s: float | None = None) -> Session:
@@ -235,7 +243,7 @@ def _not_evidence(verdict: Verdict, outcome: Outcome, why: str) -> Verdict:
 
 
 def record_look(s: Session, verdict: Verdict, *, canary_requests: float, now: float,
-                policy: Policy, counted: bool = True) -> tuple[Session, Verdict]:
+                policy: Policy, counted: bool = True, caller: str = "") -> tuple[Session, Verdict]:
     """One look of the open window (see `open_window`) -> (the new session, the verdict as counted).
 
     The session's `verdict` and `reason` are the answer. Same rules as rollout.py's looks: a
@@ -252,6 +260,9 @@ def record_look(s: Session, verdict: Verdict, *, canary_requests: float, now: fl
     sticky `fail` that Argo reads as Failed and Flagger as the canary's 409, and that stayed after
     Prometheus came back. The service answers it 503 (`unreachable_at_deadline`), as promote ends
     such a step "could not complete" (ABORTED), not rolled back.
+
+    `caller` is the call's step label ("" when it names none): a pass owes itself once to every other
+    label that looked in its window (`owed_pass`); a failed look or a breach cancels what is owed.
     """
     if s.ended:
         return s, verdict
@@ -263,7 +274,7 @@ def record_look(s: Session, verdict: Verdict, *, canary_requests: float, now: fl
     elif stale:
         j = _not_evidence(j, Outcome.PASS, f"fewer canary requests than an earlier look of this window ({before:.0f})")
     s = replace(s, looks=s.looks + 1, window_looks=s.window_looks + 1, updated_at=now,
-                last_look_requests=max(n, before))
+                last_look_requests=max(n, before), window_callers=_seen(s.window_callers, caller))
     if not 0 <= n < before:
         s = replace(s, window_evidence={**s.window_evidence, **j.window_evidence()})
     fail, a = policy.failure, policy.analysis
@@ -273,8 +284,9 @@ def record_look(s: Session, verdict: Verdict, *, canary_requests: float, now: fl
     if anchor != s.pass_anchor_requests:
         s = replace(s, pass_anchor_requests=anchor)
     if j.hard_breach:
-        return replace(s, verdict=FAIL, reason=f"hard check breached: {j.reason()}"), j
+        return replace(s, verdict=FAIL, pass_owed=(), reason=f"hard check breached: {j.reason()}"), j
     if j.outcome is Outcome.FAIL:
+        s = replace(s, pass_owed=())  # shown failing since: the last pass is owed to nobody any more
         failed = s.failed_looks + 1
         if failed >= fail.max_failed_looks:
             return replace(s, failed_looks=failed, verdict=FAIL,
@@ -284,7 +296,9 @@ def record_look(s: Session, verdict: Verdict, *, canary_requests: float, now: fl
     if not stale and j.outcome is not Outcome.ERROR:  # "could not measure" shows no failure ended (decision 159)
         s = replace(s, failed_looks=0)
     if elapsed >= a.interval and j.outcome is Outcome.PASS and n >= pass_floor(a.min_canary_requests):
-        return replace(s, verdict=PASS, advanced_at=now, reason=f"all checks shown within their limits: {j.reason()}"), j
+        owed = tuple(c for c in s.window_callers if c != caller)
+        return replace(s, verdict=PASS, advanced_at=now, passed_at=now, passed_look=s.looks, pass_owed=owed,
+                       reason=f"all checks shown within their limits: {j.reason()}"), j
     if elapsed < window_deadline_s(policy):
         why = j.reason() if elapsed >= a.interval else f"window {elapsed:.0f}s of {a.interval:g}s; {j.reason()}"
         return replace(s, verdict=INCONCLUSIVE, reason=why), j
@@ -297,6 +311,30 @@ def record_look(s: Session, verdict: Verdict, *, canary_requests: float, now: fl
         held = _next_window(s, start=now, step=s.step, index=s.window + 1)
         return replace(held, verdict=INCONCLUSIVE, reason=f"held: {why}"), j
     return replace(s, verdict=FAIL, reason=why), j
+
+
+def owed_pass(s: Session, *, step: str, now: float, within_s: float) -> Session | None:
+    """The session with the last pass answered to a call of step label `step` (nothing measured, nothing judged),
+    or None when that call must look.
+
+    Argo's background analysis and a step's, on one revision (docs/integrations.md), alternate their `step`
+    labels in one window; a pass opens the next window from its answer. The analysis whose call came first after
+    the window covered the interval took every pass: when that was the background one (its first call came after
+    the step's, so its new label opened the window), the step analysis met a fresh window at each call, never
+    passed, and Argo ended it Inconclusive at `count`: the rollout paused at that step for ever. A pass is now owed
+    once to each other label that looked in its window: the same evidence, answered to the analysis it would have
+    been answered to had its call come first. Never to the label that got it, to one that did not look in that
+    window (a later step reusing a label), to a call naming no step, after a failed look or a breach since (the
+    owed labels are dropped), nor more than `within_s` (the policy's interval) after the pass."""
+    if s.ended or not step or step not in s.pass_owed or s.passed_at is None or s.failed_looks:
+        return None
+    if not 0 <= now - s.passed_at <= within_s:
+        return None
+    s = replace(s, pass_owed=tuple(x for x in s.pass_owed if x != step), updated_at=now)
+    if s.advanced_at is not None:  # the window after the pass, as the next look would open it
+        s = _next_window(s, start=s.advanced_at, step=step, index=0)
+    # a caller of the window it is answered in: owed that window's pass in turn, whoever's call gets it
+    return replace(s, window_callers=_seen(s.window_callers, step))
 
 
 UNREACHABLE = "Prometheus could not be asked at the window's deadline: "

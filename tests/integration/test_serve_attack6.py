@@ -151,3 +151,37 @@ def test_a_refused_header_is_named_as_the_field(rig: Any, headers: bytes, status
     server = rig()
     code, doc = _raw(server, b"POST /api/v1/argo/measure HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" + headers)
     assert (code, doc["field"]) == (status, field), doc
+
+
+# ---- decision 273: Argo's background and step analyses on one revision both get the window's pass -----------------
+
+
+def test_a_step_analysis_whose_background_analysis_opened_the_window_still_passes(rig: Any, clock: Clock) -> None:
+    """The documented pair (docs/integrations.md): one template, the step's analysis passes `step: "10"`, the
+    background one the template's default "0", both every 30 s. The background one's first call came 10 s after
+    the step's: its new label opened the window, so its calls were the first to cover the interval and took every
+    pass, each pass opening the next window; the step analysis met a fresh window at every call, never passed, and
+    Argo ended it Inconclusive at `count`: the rollout paused at its step for ever."""
+    server = rig()
+    t0, step_verdicts = clock.t, []
+    for k in range(8):  # four windows of POLICY's 60 s interval
+        clock.t = t0 + 30 * k
+        code, doc = argo_get(server, "good", step="10")
+        assert code == 200, doc
+        step_verdicts.append(doc["result"]["verdict"])
+        clock.t = t0 + 30 * k + 10
+        assert argo_get(server, "good", step="0")[0] == 200
+    assert "pass" in step_verdicts, step_verdicts
+    # owed once, and only to a label that looked in the window that passed
+    clock.t = t0 + 240 + 10
+    code, doc = argo_get(server, "good", step="0")
+    assert doc["result"]["verdict"] == "pass", doc["result"]  # the background analysis passes: owed to "10"
+    clock.t += 5
+    code, doc = argo_get(server, "good", step="50")  # a new step (its label new): its own window, never this pass
+    assert doc["result"]["verdict"] == "inconclusive" and doc["result"]["window_s"] <= 60, doc["result"]
+    clock.t += 5
+    code, doc = argo_get(server, "good", step="10")
+    assert doc["result"]["verdict"] == "pass" and "answered to another analysis" in doc["result"]["reason"], doc
+    clock.t += 5
+    code, doc = argo_get(server, "good", step="10")  # owed once: this call looks
+    assert doc["result"]["verdict"] == "inconclusive", doc["result"]

@@ -17,7 +17,8 @@ from canary.errors import MetricsUnavailable
 from canary.model import Counts
 from canary.policy import Policy, parse_policy
 from canary.serve_session import (
-    FAIL, INCONCLUSIVE, PASS, Session, new_session, open_window, record_gates, record_look, unreachable_at_deadline,
+    FAIL, INCONCLUSIVE, PASS, Session, new_session, open_window, owed_pass, record_gates, record_look,
+    unreachable_at_deadline,
 )
 
 RAW = {"steps": [10, 100], "analysis": {"interval": "60s", "look_every": "10s", "min_canary_requests": 100},
@@ -37,7 +38,7 @@ GOOD, BAD = counts(25), counts(500)
 def look(s: Session, data: dict, *, now: float, n: float = 5000, policy: Policy = POLICY, step: str = "") -> Session:
     s = open_window(s, now=now, step=step)
     verdict = judge(policy, data, prior=s.prior(), window=s.window, pass_ratio=s.pass_ratio(n))
-    return record_look(s, verdict, canary_requests=n, now=now, policy=policy)[0]
+    return record_look(s, verdict, canary_requests=n, now=now, policy=policy, caller=step)[0]
 
 
 def fresh(**kw: object) -> Session:
@@ -336,3 +337,25 @@ def test_a_look_that_could_not_measure_neither_adds_a_failed_look_nor_ends_the_r
     # a measured look within the limits still ends the run, as before
     s = look(look(fresh(), BAD, now=T0 + 10, n=5000), counts(30, 5200), now=T0 + 20, n=5200)
     assert (s.verdict, s.failed_looks) == (INCONCLUSIVE, 0), s.reason
+
+
+def test_a_pass_is_owed_once_to_each_other_label_that_looked_in_its_window_and_to_nothing_else() -> None:
+    """Decision 273 (Argo's background and step analyses on one revision): the window's pass, taken by one label,
+    is answered once to each other label that looked in that window; never to the label that took it, to one that
+    did not look there (a later step reusing a label), to a call naming no step, after a failed look since, or
+    more than `within_s` after the pass."""
+    s = look(fresh(step="10"), GOOD, now=T0 + 10, step="10")
+    s = look(s, counts(25, 5050), now=T0 + 15, n=5050, step="0")  # a label not seen: the window opens now
+    s = look(s, counts(25, 5060), now=T0 + 40, n=5060, step="10")
+    s = look(s, counts(26, 5100), now=T0 + 75, n=5100, step="0")
+    assert s.verdict == PASS and s.pass_owed == ("10",) and s.passed_at == T0 + 75, s.reason
+    for step, now in (("0", T0 + 85), ("", T0 + 85), ("50", T0 + 85), ("10", T0 + 136)):
+        assert owed_pass(s, step=step, now=now, within_s=60) is None, step
+    owed = owed_pass(s, step="10", now=T0 + 85, within_s=60)
+    assert owed is not None and owed.pass_owed == () and owed.looks == s.looks
+    assert (owed.window_started_at, owed.windows_closed, owed.window_evidence, owed.window_callers) == (
+        T0 + 75, s.windows_closed + 1, {}, ("10",)), "the next window, from the pass, with this caller in it"
+    assert owed_pass(owed, step="10", now=T0 + 90, within_s=60) is None, "owed once"
+    failed = look(s, counts(520, 5200), now=T0 + 85, n=5200, step="0")  # a failed look in the next window
+    assert failed.failed_looks == 1 and owed_pass(failed, step="10", now=T0 + 90, within_s=60) is None
+    assert owed_pass(replace(s, verdict=FAIL), step="10", now=T0 + 85, within_s=60) is None
