@@ -185,3 +185,27 @@ def test_a_step_analysis_whose_background_analysis_opened_the_window_still_passe
     clock.t += 5
     code, doc = argo_get(server, "good", step="10")  # owed once: this call looks
     assert doc["result"]["verdict"] == "inconclusive", doc["result"]
+
+
+# ---- decision 274: a query string on a Flagger webhook URL is refused, not ignored ------------------------------
+
+
+def test_a_flagger_webhook_url_with_a_query_string_is_refused_not_judged_without_it(prom: Any, clock: Clock,
+                                                                                    tmp_path: Path) -> None:
+    """`url: .../api/v1/flagger/rollout?policy=strict` (a platform engineer choosing the policy in the URL): the
+    query string was never read, and the look was judged with the only policy loaded, a 200 on the wrong limits.
+    Now a 400 naming the query's field; the same payload on the bare URL is judged."""
+    named = {"default": NamedPolicy("default", parse_policy(POLICY), tmp_path)}
+    service = Service(policies=named, metrics=PrometheusProvider(prom[0].url, retries=1, budget_s=2.0),
+                      store=SessionStore(tmp_path / "state"), clock=clock)
+    server = ServeServer(service).start()
+    try:
+        body = {"name": "good", "namespace": "ml", "phase": "Progressing", "checksum": "abc",
+                "metadata": {"model": "good", "stableVersion": "v1", "canaryVersion": "v2"}}
+        code, doc = call(f"{server.url}/api/v1/flagger/rollout?policy=strict", method="POST", body=body)
+        assert (code, doc["field"]) == (400, "policy") and "query string" in doc["error"], doc
+        assert not list((tmp_path / "state").glob("*.json")), "nothing recorded for a refused call"
+        code, doc = call(f"{server.url}/api/v1/flagger/rollout", method="POST", body=body)
+        assert code == 200 and doc["rollout"]["policy"] == "default", doc
+    finally:
+        server.stop()
