@@ -203,8 +203,8 @@ class Service:
                 raise BadRequest("", f"no Flagger webhook {hook!r} here; known: {', '.join(FLAGGER_HOOKS)}", 404)
             _allow(method, ("POST",))
             if query:  # not read: `?policy=b` on a webhook URL was judged with the only policy loaded, unsaid
-                named = [k for k, _ in urllib.parse.parse_qsl(query, keep_blank_values=True)][:1]
-                raise BadRequest(ascii(named[0])[1:-1][:60] if named else "", "a Flagger webhook's fields come in its payload (the "
+                names = [ascii(k)[1:-1][:60] for k, _ in urllib.parse.parse_qsl(query, keep_blank_values=True)]
+                raise BadRequest(names[0] if names else "", "a Flagger webhook's fields come in its payload (the "
                                  "webhook's metadata in the Canary), never in the URL: remove the query string "
                                  f"{ascii(query[:80])}")
             raw = read_json(body, content_type)
