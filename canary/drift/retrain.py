@@ -145,9 +145,9 @@ def create_job(batch: Any, template: Mapping[str, Any], *, namespace: str, model
     try:
         found = list(getattr(batch.list_namespaced_job(namespace, label_selector=selector, _request_timeout=5),
                              "items", None) or [])
-    except Exception as exc:  # e.g. 403: RBAC without `list` on jobs; never create blind
+    except Exception as exc:  # never create blind
         return (False, f"cannot list the retraining Jobs of {model} {version} in {namespace} to check that none "
-                       f"is in flight (RBAC: list on jobs): {brief(exc)}", "")
+                       f"is in flight ({api_cause(exc, 'list', namespace)}): {brief(exc)}", "")
     found = [j for j in found if _of_version(j, model, version)]
     for j in found:
         if mine and _start_of(j) == mine:
@@ -168,9 +168,13 @@ def create_job(batch: Any, template: Mapping[str, Any], *, namespace: str, model
                 return False, brief(exc), name
         try:  # taken: by the other watcher of a race (adopted), or by a Job that is no retraining of this version
             there = batch.read_namespaced_job(name, namespace, _request_timeout=5)
-        except Exception as exc:  # e.g. 403: RBAC grants create only; never guess
-            return (False, f"Job {namespace}/{name} exists and could not be read to tell whose it is: "
-                           f"{brief(exc)}", name)
+        except Exception as exc:  # never guess
+            if getattr(exc, "status", None) == 404:  # gone since the 409: deleted between the two answers
+                return (False, f"the name was taken at the create (409 AlreadyExists) and the Job gone at the read "
+                               f"that followed (deleted meanwhile: its ttlSecondsAfterFinished, a person); the "
+                               f"retry lists the Jobs again: {brief(exc)}", name)
+            return (False, f"the name is taken (409 AlreadyExists) and the Job could not be read to tell whose it "
+                           f"is ({api_cause(exc, 'get', namespace)}): {brief(exc)}", name)
         if _of_version(there, model, version):
             if mine and _start_of(there) == mine:
                 return True, "", name
@@ -179,6 +183,24 @@ def create_job(batch: Any, template: Mapping[str, Any], *, namespace: str, model
                                         since=since)
         n = max(n, _number(there)) + 1
     return False, f"Job names {name} and the four before it are taken by other Jobs", name
+
+
+def api_cause(exc: BaseException, verb: str, namespace: str) -> str:
+    """What an API error on jobs means for the person on call, by its status: only a 403 (that is not a full
+    ResourceQuota) is RBAC. A 500 read "(RBAC: list on jobs)", which sent on-call to the Role while the API
+    server was failing and the trigger's retry would do. `verb`: the RBAC verb the call needs."""
+    status = getattr(exc, "status", None)
+    if not isinstance(status, int) or isinstance(status, bool) or status == 0:
+        return "the API server did not answer (a timeout, a connection error): not a permission; retried"
+    if status == 403 and not over_quota(exc):
+        return f"refused: RBAC must grant {verb} on jobs in {namespace}"
+    if status == 401:
+        return "the API server does not accept the watcher's credentials"
+    if status == 404:
+        return f"not found: does namespace {namespace} exist?"
+    if status >= 500 or status in (408, 429):
+        return f"the API server failed it (HTTP {status}): not a permission; retried"
+    return f"the API server refused it (HTTP {status})"
 
 
 def _adopt(job: Any, *, namespace: str, model: str, version: str, episode: int, since: float | None) -> str:

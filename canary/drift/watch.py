@@ -516,7 +516,8 @@ class DriftWatcher:
             ok, error, name = create_job(self.batch, self.job_template, namespace=namespace, model=state.model,
                                          version=state.version, episode=t.episode, evidence=t.evidence,
                                          since=_since(t.evidence, self.config))
-            return ok, error, f"Job {namespace}/{name}" if name else f"Job {namespace}"
+            # no name when the list failed: "Job ml: cannot list ..." named a Job that does not exist
+            return ok, error, f"Job {namespace}/{name}" if name else ""
         if self.retrain_webhook:
             target = f"webhook {_without_credentials(self.retrain_webhook)}"
             try:

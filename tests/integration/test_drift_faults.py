@@ -739,3 +739,48 @@ def test_a_model_whose_label_value_is_another_models_gets_a_retraining_of_its_ow
         assert job.metadata.annotations["modelcanary.dev/model"] == model
         assert trigger(model) == done
     assert len(_job_names(kube)) == 3
+
+
+@pytest.mark.parametrize(("status", "says", "never"), [
+    (500, "the API server failed it (HTTP 500): not a permission; retried", "RBAC"),
+    (403, "refused: RBAC must grant list on jobs in ml", "not a permission"),
+])
+def test_a_retraining_list_that_fails_says_why_by_the_api_servers_answer(
+        live: Live, kube: Any, tmp_path: Any, status: int, says: str, never: str) -> None:
+    """The episode's trigger lists the model version's Jobs before it creates one. Any failure of that list read
+    "Job ml: cannot list the retraining Jobs ... (RBAC: list on jobs): ServiceException: 500": a Job named by its
+    namespace alone, and RBAC blamed for an API server that was failing, so on-call went to the Role while the
+    retry would do. The line now names no Job, and the cause is the server's status: RBAC for a 403 only."""
+    w = _watch(live, kube, tmp_path / "s.json", _hours_ago(2))
+    w.once()  # the first drifted window
+    kube.fail_next(status, methods=("GET",), plural="jobs")  # the list the episode's trigger starts with
+    with capture_logs() as logs:
+        w.once()  # the second: the episode opens, its trigger fails
+    [failed] = [e for e in logs if e["event"] == "drift.retrain_failed"]
+    assert failed["message"].startswith("m1 v1: retraining trigger for episode 1 failed (attempt 1): cannot list "
+                                        "the retraining Jobs of m1 v1 in ml"), failed["message"]
+    assert says in failed["message"] and never not in failed["message"], failed["message"]
+    assert f"{status}" in failed["message"] and _job_names(kube) == []
+    assert w.states["m1/v1"].trigger == "pending"
+
+
+def test_a_job_deleted_between_the_creates_409_and_the_read_is_said_so(live: Live, kube: Any, tmp_path: Any) -> None:
+    """The create's 409 AlreadyExists, then the Job gone at the read that tells whose it is (its TTL, a person):
+    the line read "Job ml/retrain-m1-v1-e1: Job ml/retrain-m1-v1-e1 exists and could not be read ...: 404 Not
+    Found", the Job named twice and said to exist and not to. It now says what happened, and the retry creates it."""
+    w = _watch(live, kube, tmp_path / "s.json", _hours_ago(2))
+    w.once()
+    kube.fail_next(409, methods=("POST",), plural="jobs")  # the name taken at the create, gone at the read
+    with capture_logs() as logs:
+        w.once()
+    [failed] = [e for e in logs if e["event"] == "drift.retrain_failed"]
+    msg = failed["message"]
+    ours = msg.split("NotFoundException")[0]  # the server's own words name it once more
+    assert ours.count("retrain-m1-v1-e1") == 1 and "exists and could not be read" not in msg, msg
+    assert "taken at the create (409 AlreadyExists) and the Job gone at the read" in msg, msg
+    from dataclasses import replace
+
+    key = "m1/v1"
+    w.states[key] = replace(w.states[key], trigger_due=0.0)  # the retry, due now
+    w.once()
+    assert _job_names(kube) == ["retrain-m1-v1-e1"] and w.states[key].trigger == "done"
