@@ -398,7 +398,8 @@ class DriftWatcher:
         profile). Features that arrive, fewer than MIN_LIVE times in the window, are said apart (`too_few`,
         feature -> values): low traffic, inconclusive, not an exporter to look for. Logged when the set
         changes (every evaluation of a continuous watch would repeat it); always recorded in `done`
-        (`--once` exits 4 or 5 on them). Features that do not arrive (text for numbers, all missing) have
+        (`--once` exits 4 or 5 on them). Every feature compared again after such a line is said too
+        (`drift.live_data_back`): else "nothing was measured" stayed the watch's last word while it measured. Features that do not arrive (text for numbers, all missing) have
         their own alert (`drift.features_missing`)."""
         gone = set(result.not_arriving())
         absent = sorted(set(prof["features"]) - {f.feature for f in result.features} - gone)
@@ -409,10 +410,20 @@ class DriftWatcher:
             done.append({**who, "no_live_data": absent, "not_arriving": sorted(gone), **extra})
         elif absent or gone:
             done.append({**who, "unmeasured": absent, "not_arriving": sorted(gone), **extra})
-        if self._unmeasured.get(key) == (absent, sorted(few), bool(result.features)):
+        before = self._unmeasured.get(key)
+        if before == (absent, sorted(few), bool(result.features)):
             return
         self._unmeasured[key] = (absent, sorted(few), bool(result.features))
         window = self._window(prof)
+        if not absent and result.features:
+            if before is not None and before[0]:  # said not measured: say it is again, or that line stays the last
+                names = ", ".join(before[0][:10]) + (f" and {len(before[0]) - 10} more" if len(before[0]) > 10 else "")
+                log.info("drift.live_data_back", **who, features=before[0], window_s=window,
+                         message=f"{who['model']} {who['version']}: {names} compared again (without live data, or "
+                                 f"with too few values, before): "
+                                 + (f"the verdict covers the whole profile again" if not gone else
+                                    f"{', '.join(sorted(gone))} still not arriving (drift.features_missing)"))
+            return
         unseen = [name for name in absent if name not in few]
         low = (f"too little traffic to judge {', '.join(f'{k} ({n} values)' for k, n in few.items())}: fewer than "
                f"{MIN_LIVE} values in the window of {M._duration(window)}, so inconclusive (no drift alarm and no "

@@ -232,3 +232,33 @@ def test_a_renamed_model_is_not_measured_never_no_drift(setup: Any, tmp_path: An
                                    "--window", "30m", "-o", "json"])
     got = json.loads(out.stdout)
     assert out.exit_code == 4 and got["dataset_drift"] is None and got["measured"] is False, out.output
+
+
+def test_live_data_coming_back_is_said_after_a_line_that_said_it_was_not_measured(setup: Any) -> None:
+    """A continuous watch logs `drift.no_live_data` (and `drift.features_unmeasured`) when it starts, not at every
+    evaluation, and said nothing when the live data came back: "nothing was measured" stayed its last line while
+    it measured again (a night without traffic, an exporter redeployed), and on-call could not tell from the log
+    whether the verdicts covered the model again. Now `drift.live_data_back` says so, once. The watcher reads the
+    backfilled history at chosen instants: before its series began (nothing), then within them (every feature)."""
+    import time
+
+    from structlog.testing import capture_logs
+
+    from canary.drift import monitor as M
+    from canary.drift.watch import DriftWatcher
+    from canary.metrics.client import PrometheusClient
+
+    url, prof = setup
+    client = PrometheusClient(url, retries=1)
+    w = DriftWatcher([prof], client=client, window_s=1800, config=M.MonitorConfig(quiet_s=0))
+    events = []
+    for at in (time.time() - 5 * H, time.time() - 5 * H + 60, time.time() - H, time.time() - H + 60):
+        client.at = at
+        with capture_logs() as logs:
+            w.once()
+        events.append([e for e in logs if e["event"].startswith("drift.")])
+    assert [e["event"] for e in events[0]] == ["drift.no_live_data"] and events[1] == []
+    [back] = events[2]
+    assert back["event"] == "drift.live_data_back" and back["log_level"] == "info", back
+    assert back["features"] == ["f0", "f1", "f2", "f3"] and "f0, f1, f2, f3 compared again" in back["message"]
+    assert "the verdict covers the whole profile again" in back["message"] and events[3] == []
