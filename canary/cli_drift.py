@@ -244,15 +244,21 @@ def check_cmd(
     gone = sorted(result.not_arriving())
     quiet = sorted(set(prof["features"]) - {f.feature for f in result.features} - set(gone))
     few = {name: n for name, n in few.items() if name in quiet}  # low traffic: inconclusive, not "no series"
+    why = ""
+    if client is not None and not result.features and not few:  # nothing at all: what Prometheus can tell of why
+        from canary.drift.live import why_no_live_data
+
+        why = why_no_live_data(client, model=str(prof["model"]), version=version or str(prof["version"]),
+                               window_s=window, namespace=namespace)
     opts.emit({
         # nothing compared: no verdict (null), never a `false` read as "no drift"
         "model": prof["model"], "version": version or prof["version"],
         "dataset_drift": result.drifted if result.features else None, "measured": bool(result.features),
         "share": result.share, "drifted_features": list(result.drifted_features()), "no_live_data": quiet,
-        "too_few": few, "not_arriving": gone,
+        "too_few": few, "not_arriving": gone, **({"no_live_data_reason": why} if why else {}),
         "features": [{**f.__dict__, "score": f.score, "reason": f.reason()} for f in result.features],
         "missing": [{**m.__dict__, "reason": m.reason()} for m in result.missing]},
-        output, lambda wide: _table(prof, result, quiet, few, None if client is None else window, wide=wide))
+        output, lambda wide: _table(prof, result, quiet, few, None if client is None else window, wide=wide, why=why))
     if result.drifted:
         raise typer.Exit(EXIT_DRIFT)
     if not result.features:
@@ -569,7 +575,7 @@ def _from_prometheus(client: Any, prof: dict, version: str, window_s: float, nam
 
 
 def _table(prof: dict, result: Any, quiet: list[str], few: dict[str, int], window_s: float | None, *,
-           wide: bool = False) -> None:
+           wide: bool = False, why: str = "") -> None:
     from canary.drift.stats import DRIFT_SHARE
 
     # nothing compared (a model renamed in the server, an exporter not deployed): no verdict, never "no dataset drift"
@@ -592,7 +598,8 @@ def _table(prof: dict, result: Any, quiet: list[str], few: dict[str, int], windo
     console.print(t)
     if unseen := [name for name in quiet if name not in few]:
         console.print(f"no live data for: {', '.join(unseen)}"
-                      + ("" if window_s is None else f" (no series of {prof['model']} {prof['version']} in the window: "
+                      + ("" if window_s is None else f" ({why})" if why else
+                         f" (no series of {prof['model']} {prof['version']} in the window: "
                          "is the exporter deployed, are the model name and version those it exports (a model renamed "
                          "in the server exports under its new name), does the version get traffic?)"), highlight=False)
     if few:

@@ -107,9 +107,7 @@ def live_counts(client: PrometheusClient, profile: Mapping[str, Any], *, model: 
     (`NAMESPACE_LABEL`) or without the label; None: every namespace. Raises MetricsUnavailable when
     Prometheus cannot be read, ConfigError when the live series are not the profile's (or Prometheus
     refuses the query or the credentials)."""
-    sel = f'model_name="{q.escape(model)}",model_version="{q.escape(version)}"'
-    if namespace is not None:
-        sel += f',{NAMESPACE_LABEL}=~"{q.escape(q.regex_literal(namespace))}|"'
+    sel = _selector(model, version, namespace)
     w = q.duration(window_s)
 
     # one evaluation, one instant: the client's own (replays, tests) or this machine's now
@@ -180,6 +178,67 @@ def live_counts(client: PrometheusClient, profile: Mapping[str, Any], *, model: 
         if name in gone:
             out[name]["missing"] = gone[name]
     return out
+
+
+def _selector(model: str, version: str | None, namespace: str | None) -> str:
+    """The label matchers of one model version's live series (`version` None: every version of the model), in
+    `namespace` (its `NAMESPACE_LABEL`, or none) or in every namespace (None)."""
+    sel = f'model_name="{q.escape(model)}"' + ("" if version is None else f',model_version="{q.escape(version)}"')
+    if namespace is not None:
+        sel += f',{NAMESPACE_LABEL}=~"{q.escape(q.regex_literal(namespace))}|"'
+    return sel
+
+
+def why_no_live_data(client: PrometheusClient, *, model: str, version: str, window_s: float,
+                     namespace: str | None = None) -> str:
+    """Why the live queries of a model version found no values at all in the window, as far as Prometheus can
+    tell (asked only then: one query, two when the window holds fewer than two scrapes of the version): its series
+    are there and counted nothing (no traffic), the window holds fewer than two scrapes of series that exist
+    (`increase()` needs two: a window shorter than twice the scrape interval, or a target no longer scraped), or
+    the model's series carry other versions (the version the server labels is
+    not the profile's), or the model has none (an exporter not deployed, another model name). "" when it cannot
+    tell (the questions failed): the caller's general hint stands. Never a verdict: nothing was measured either
+    way. The versions are looked for over the window, or the last hour when the window is shorter."""
+    at = getattr(client, "at", None)
+    at = time.time() if at is None else at
+    w = q.duration(window_s)
+    what = f"{model} {version}" + (f" in namespace {namespace}" if namespace is not None else "")
+
+    def human(t: float) -> str:
+        return f"{t / 3600:g}h" if t >= 3600 and t % 3600 == 0 else f"{t / 60:g}m" if t % 60 == 0 else f"{t:g}s"
+
+    def ask(expr: str, by: str) -> list[tuple[dict[str, str], float]]:
+        got = client.ask(expr, check="drift", arm="", at=at, who=f"why no live data of {what}", strict=False,
+                         deadline=None)
+        return series_by(got, [k.strip() for k in by.split(",") if k.strip()])
+
+    try:
+        samples = ask(f"max(count_over_time({q.FEATURE_MISSING}{{{_selector(model, version, namespace)}}}[{w}]))", "")
+        n = int(samples[0][1]) if samples else 0
+        if n >= 2:
+            return (f"its exporter's series are in Prometheus ({n} scrapes in the window) and counted no request: "
+                    f"{model} {version} got no traffic in the window (or none of its requests reached the "
+                    f"exporter's observe())")
+        back = max(window_s, 3600.0)
+        lookback = q.duration(back)
+        others = ask(f"count by (model_version) (count_over_time({q.FEATURE_MISSING}"
+                     f"{{{_selector(model, None, namespace)}}}[{lookback}]))", "model_version")
+        versions = sorted({m["model_version"] for m, _ in others})
+        if version in versions:
+            return (f"the window of {human(window_s)} holds {n} scrape{'' if n == 1 else 's'} of its series, and "
+                    f"increase() needs two (they are there in the last {human(back)}): a window shorter than twice "
+                    f"Prometheus's scrape interval, or a target no longer scraped (its `up`)")
+        if versions:
+            shown = ", ".join(versions[:10]) + (f" and {len(versions) - 10} more" if len(versions) > 10 else "")
+            return (f"no series of version {version}, but {model}'s exporter exports version"
+                    f"{'s' if len(versions) > 1 else ''} {shown} (in the last {human(back)}): is the version the "
+                    f"server labels (model_version) the profile's (or --version)?")
+        return (f"no series of model {model} at all in the last {human(back)}"
+                + (f" in namespace {namespace}" if namespace is not None else "")
+                + ": is the exporter deployed and scraped, is the model name the one it exports (a model renamed in "
+                  "the server exports under its new name)?")
+    except Exception:  # noqa: BLE001 - a hint only: the general one stands
+        return ""
 
 
 def _same_categories(name: str, f: Mapping[str, Any], live: Mapping[str, float]) -> None:

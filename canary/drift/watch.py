@@ -48,7 +48,7 @@ from prometheus_client import CollectorRegistry, Gauge
 
 from canary.drift import monitor as M
 from canary.drift.compare import MIN_LIVE, compare, too_few
-from canary.drift.live import live_counts, remedy, unavailable
+from canary.drift.live import live_counts, remedy, unavailable, why_no_live_data
 from canary.drift.retrain import create_job, job_name, load_job_template, retrain_job  # noqa: F401 (re-exported)
 from canary.drift.store import KEY, StateConflict, brief
 from canary.errors import CanaryError, ConfigError, MetricsUnavailable
@@ -399,7 +399,8 @@ class DriftWatcher:
         feature -> values): low traffic, inconclusive, not an exporter to look for. Logged when the set
         changes (every evaluation of a continuous watch would repeat it); always recorded in `done`
         (`--once` exits 4 or 5 on them). Every feature compared again after such a line is said too
-        (`drift.live_data_back`): else "nothing was measured" stayed the watch's last word while it measured. Features that do not arrive (text for numbers, all missing) have
+        (`drift.live_data_back`): else "nothing was measured" stayed the watch's last word while it
+        measured. Features that do not arrive (text for numbers, all missing) have
         their own alert (`drift.features_missing`)."""
         gone = set(result.not_arriving())
         absent = sorted(set(prof["features"]) - {f.feature for f in result.features} - gone)
@@ -430,9 +431,13 @@ class DriftWatcher:
                f"all-clear from so few); a longer window holds more (--window, or the baseline ConfigMap's "
                f"modelcanary.dev/drift-window annotation)") if few else ""
         if not result.features:
-            why = ([f"no live values of {', '.join(unseen)} in the window (is the exporter deployed, are the "
-                    f"model name and version right, does the version get traffic?)"] if unseen else []) \
-                + ([low] if low else [])
+            reason = ""
+            if unseen and not few:  # nothing at all: what Prometheus can tell of why (asked when this line is logged)
+                reason = why_no_live_data(self.client, model=str(prof["model"]), version=str(prof["version"]),
+                                          window_s=window, namespace=prof.get("_namespace") or self._selects)
+            why = ([f"no live values of {', '.join(unseen)} in the window ("
+                    + (reason or "is the exporter deployed, are the model name and version right, does the version "
+                                 "get traffic?") + ")"] if unseen else []) + ([low] if low else [])
             log.warning("drift.no_live_data", **who, features=absent, too_few=few, window_s=window,
                         message="nothing was measured: " + "; ".join(why))
         elif absent:

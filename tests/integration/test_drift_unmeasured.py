@@ -66,6 +66,7 @@ def setup(prometheus_binary: str) -> Iterator[tuple[str, dict[str, Any]]]:
     series += _series(prof, "v3", names, per_hour=120) + _series(prof, "v4", names[:2]) \
         + _series(prof, "v4", names[2:], per_hour=120)
     series += _series(prof, "v6", names[:1], overflowed=True) + _series(prof, "v6", names[1:])
+    series += _series(prof, "v8", names, per_hour=0)  # exported, scraped, and no request at all
     start, end = history_window(before_s=3 * 3600, after_s=3 * 3600)
     server = PromServer(history=openmetrics(series, start=start, end=end), binary=prometheus_binary)
     server.start()
@@ -262,3 +263,38 @@ def test_live_data_coming_back_is_said_after_a_line_that_said_it_was_not_measure
     assert back["event"] == "drift.live_data_back" and back["log_level"] == "info", back
     assert back["features"] == ["f0", "f1", "f2", "f3"] and "f0, f1, f2, f3 compared again" in back["message"]
     assert "the verdict covers the whole profile again" in back["message"] and events[3] == []
+
+
+@pytest.mark.parametrize(("model", "version", "window", "says"), [
+    ("rec", "v8", "30m", "scrapes in the window) and counted no request: rec v8 got no traffic in the window"),
+    ("rec", "v7", "30m", "no series of version v7, but rec's exporter exports versions v1, v3, v4, v5, v6, v8, v9 (in "
+                         "the last 1h): is the version the server labels (model_version) the profile's"),
+    ("rec-renamed", "v1", "30m", "no series of model rec-renamed at all in the last 1h: is the exporter deployed"),
+    ("rec", "v1", "10s", "of its series, and increase() needs two (they are there in the last 1h): a window shorter "
+                         "than twice Prometheus's scrape interval"),
+])
+def test_no_live_data_says_what_prometheus_can_tell_of_why(setup: Any, tmp_path: Any, model: str, version: str,
+                                                           window: str, says: str) -> None:
+    """With no live value at all, `drift check` and `drift watch` said the same list of guesses whatever the cause
+    ("is the exporter deployed, are the model name and version right, does the version get traffic?"): a version
+    that got no traffic, a profile of v7 while the server labels v1, a renamed model and a --window shorter than two
+    scrapes all read alike, and on-call checked the exporter, which was there. Prometheus is now asked (only then)
+    what it can tell: the version's series scraped and counting nothing, the versions the model's series carry, no
+    series of the model at all, or a window holding fewer than two scrapes of series that exist (the 15 s grid of
+    the backfill: a 10 s window holds one or none). Still no verdict: exit 4, nothing measured."""
+    url, prof = setup
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps({**prof, "model": model, "version": version}))
+    args = ["--baseline", str(path), "--prometheus-url", url, "--window", window]
+    check = CliRunner().invoke(app, ["drift", "check", *args, "-o", "json"])
+    assert check.exit_code == 4, check.output
+    doc = json.loads(check.stdout)
+    assert doc["measured"] is False and says in doc["no_live_data_reason"], doc
+    table = CliRunner().invoke(app, ["drift", "check", *args], env={"COLUMNS": "400"})
+    assert table.exit_code == 4 and says in " ".join(table.output.split()), table.output
+    watch = CliRunner().invoke(app, ["drift", "watch", *args, "--no-kube", "--once", "--state-file",
+                                     str(tmp_path / "s.json"), "-o", "json"])
+    assert watch.exit_code == 4, watch.output
+    (ev,) = [e for e in _events(watch.stderr) if e["event"] == "drift.no_live_data"]
+    assert says in ev["message"] and "is the exporter deployed, are the model name and version right" not in \
+        ev["message"], ev["message"]
