@@ -127,8 +127,8 @@ def capture_cmd(
             core = kubernetes.client.CoreV1Api(api_client(kubeconfig=kubeconfig, context=context))
             stored = f"ConfigMap {namespace}/{configmap} " + save_profile(core, namespace=namespace, name=configmap,
                                                                           profile=prof)
-        except CanaryError as exc:
-            _fail(str(exc))
+        except CanaryError as exc:  # the file is written: say so, as for an unreachable cluster below
+            _fail(f"{target} written, but not stored: {exc}")
         except Exception as exc:  # the cluster could not be reached: the file is written, say so
             _fail(f"{target} written, but ConfigMap {namespace}/{configmap} not: {type(exc).__name__}: "
                   f"{str(exc)[:200]}", EXIT_UNAVAILABLE)

@@ -69,26 +69,64 @@ def label_value(text: str) -> str:
 
 
 def save_profile(core: Any, *, namespace: str, name: str, profile: Mapping[str, Any]) -> str:
-    """Create or replace the baseline ConfigMap; returns 'created' or 'updated'."""
+    """Create or replace the baseline ConfigMap; returns 'created' or 'updated' (naming the model's own drift
+    settings it kept, when it has any).
+
+    A replace keeps what the ConfigMap carries beside the profile: its annotations (the model's own
+    `modelcanary.dev/drift-window` and `drift-enter-after`, set with `kubectl annotate` as docs/drift.md section 5
+    says, and anything a person or a GitOps tool put there) and its other labels; it was replaced whole, so a
+    re-capture of a daily-cycle model's training data put it back on the controller's 1 h window (a false episode
+    and a retraining Job about every day). It is written with the resourceVersion read (a concurrent change: run
+    again). ConfigError, nothing written, when the ConfigMap holds another model version's baseline (a capture of
+    v3 given v2's ConfigMap name replaced v2's, and the version serving all traffic went unwatched, silently) or
+    is not a baseline ConfigMap at all (no `modelcanary.dev/baseline` label: someone else's)."""
     from kubernetes.client.exceptions import ApiException
 
     text = json.dumps(profile, separators=(",", ":"), allow_nan=False)
     if len(text.encode()) > MAX_BYTES:
         raise ConfigError(f"the profile is {len(text.encode()):,} bytes; a ConfigMap holds at most 1 MiB "
                           f"(use fewer --buckets or --features, or keep it as a file)")
-    body = {"apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": {"name": name, "namespace": namespace,
-                         "labels": {LABEL: "true", "modelcanary.dev/model": label_value(str(profile["model"])),
-                                    "modelcanary.dev/version": label_value(str(profile["version"]))}},
-            "data": {KEY: text}}
+    model, version = str(profile["model"]), str(profile["version"])
+    ours = {LABEL: "true", "modelcanary.dev/model": label_value(model), "modelcanary.dev/version": label_value(version)}
+    body: dict[str, Any] = {"apiVersion": "v1", "kind": "ConfigMap",
+                            "metadata": {"name": name, "namespace": namespace, "labels": dict(ours)},
+                            "data": {KEY: text}}
+    where = f"ConfigMap {namespace}/{name}"
     try:
         core.create_namespaced_config_map(namespace, body, _request_timeout=10)
         return "created"
     except ApiException as exc:
         if exc.status != 409:
-            raise ConfigError(f"ConfigMap {namespace}/{name}: {exc.status} {exc.reason}") from None
-    core.replace_namespaced_config_map(name, namespace, body, _request_timeout=10)
-    return "updated"
+            raise ConfigError(f"{where}: {exc.status} {exc.reason}") from None
+    try:
+        there = core.read_namespaced_config_map(name, namespace, _request_timeout=10)
+    except ApiException as exc:
+        raise ConfigError(f"{where} exists and could not be read to replace it: {exc.status} {exc.reason}") from None
+    meta = there.metadata
+    labels, notes = dict(meta.labels or {}), dict(meta.annotations or {})
+    if labels.get(LABEL) != "true":
+        raise ConfigError(f"{where} exists and is not a baseline ConfigMap (no {LABEL}=true label): not replaced; "
+                          f"give --configmap a name of its own")
+    try:
+        held = json.loads((there.data or {}).get(KEY) or "")
+        held = (str(held["model"]), str(held["version"])) if isinstance(held, dict) else None
+    except (ValueError, KeyError, TypeError):
+        held = None  # a malformed baseline (drift.bad_baseline): this capture repairs it
+    if held is not None and held != (model, version):
+        raise ConfigError(f"{where} holds the baseline of {held[0]} {held[1]}, not {model} {version}: replacing it "
+                          f"would stop the drift watch of {held[0]} {held[1]} (the controller watches the baselines "
+                          f"it finds); give this version a ConfigMap of its own (--configmap), or delete that one "
+                          f"first if {held[0]} {held[1]} is no longer served")
+    body["metadata"].update(labels={**labels, **ours}, resourceVersion=meta.resource_version,
+                            **({"annotations": notes} if notes else {}))
+    try:
+        core.replace_namespaced_config_map(name, namespace, body, _request_timeout=10)
+    except ApiException as exc:
+        if exc.status == 409:
+            raise ConfigError(f"{where} changed while it was being replaced: run the capture again") from None
+        raise ConfigError(f"{where}: {exc.status} {exc.reason}") from None
+    kept = sorted(k for k in notes if k.startswith(DRIFT_ANNOTATIONS))
+    return "updated" + (f" (its drift settings kept: {', '.join(f'{k}={notes[k]}' for k in kept)})" if kept else "")
 
 
 def load_profiles(core: Any, namespace: str | None) -> list[tuple[str, dict[str, Any]]]:
