@@ -247,7 +247,7 @@ def step(state: MonitorState, result: DatasetDrift, now: float, config: MonitorC
         names = ", ".join(left[:5]) + (f" and {len(left) - 5} more" if len(left) > 5 else "")
         actions.append(Alert("drift.started", f"{who}: dataset drift, {len(drifted)} of {n} features{compared} "
                                               f"drifted ({result.share:.0%}; {how_much(drifted)}) in "
-                                              f"{state.drifted_in_row} windows of {_duration(window_s)} in a row"
+                                              f"{_in_a_row(state.drifted_in_row, 'window', f' of {_duration(window_s)}')}"
                                               + (f", against {reference}" if reference else "")
                                               + (f"; not compared (no live data, or not arriving): {names}"
                                                  if left else "")
@@ -261,8 +261,9 @@ def step(state: MonitorState, result: DatasetDrift, now: float, config: MonitorC
                                  fields={"superseded_episode": earlier.episode, "failed_attempts": tries}))
     elif state.phase == DRIFTING and state.clean_in_row >= config.exit_after:
         state = replace(state, phase=OK)
-        actions.append(Alert("drift.resolved", f"{who}: no dataset drift in {state.clean_in_row} evaluations "
-                                               f"in a row; episode {state.episode} ended", ev, warning=False))
+        actions.append(Alert("drift.resolved", f"{who}: no dataset drift in "
+                                               f"{_in_a_row(state.clean_in_row, 'evaluation')}; episode "
+                                               f"{state.episode} ended", ev, warning=False))
     return state, actions + due(state, now)
 
 
@@ -330,6 +331,12 @@ def how_much(drifted: list[Any], most: int = 5) -> str:
     ranked = sorted(drifted, key=lambda f: -f.score)
     more = len(ranked) - most
     return ", ".join(one(f) for f in ranked[:most]) + (f", and {more} more" if more > 0 else "")
+
+
+def _in_a_row(n: int, what: str, of: str = "") -> str:
+    """ "3 windows of 1h in a row", "1 window of 1h": what a person reads ("in 1 windows of 1h in a row" read as a
+    slip, and "1 evaluations in a row" too)."""
+    return f"{n} {what}{of}" if n == 1 else f"{n} {what}s{of} in a row"
 
 
 def _duration(s: float) -> str:

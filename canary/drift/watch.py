@@ -488,7 +488,10 @@ class DriftWatcher:
                         message=f"{state.model} {state.version}: retraining for drift episode {a.episode} "
                                 f"started: {target}")
         elif ok:  # the episode is alerted only: say so, never claim a retraining that nothing started
-            log.info("drift.retrain_not_configured", model=state.model, version=state.version, episode=a.episode)
+            log.info("drift.retrain_not_configured", model=state.model, version=state.version, episode=a.episode,
+                     message=f"{state.model} {state.version}: drift episode {a.episode} is alerted only, nothing "
+                             f"retrains it (no retraining Job template nor webhook configured: `drift watch "
+                             f"--retrain-job` or `--retrain-webhook`, `controller run --drift --retrain-job`)")
         return state
 
     def _alert(self, state: M.MonitorState, a: M.Alert, namespace: str) -> None:

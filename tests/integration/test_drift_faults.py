@@ -784,3 +784,20 @@ def test_a_job_deleted_between_the_creates_409_and_the_read_is_said_so(live: Liv
     w.states[key] = replace(w.states[key], trigger_due=0.0)  # the retry, due now
     w.once()
     assert _job_names(kube) == ["retrain-m1-v1-e1"] and w.states[key].trigger == "done"
+
+
+def test_the_lines_of_an_episode_opened_by_one_window_read_as_written(live: Live) -> None:
+    """`--enter-after 1` (docs/drift.md: a daily-cycle model's `--window 24h --enter-after 1`) opened its episode
+    with "... in 1 windows of 1h in a row", and one without retraining configured logged `drift.retrain_not_configured`
+    with no message at all: the one line on-call reads to learn that nothing retrains this drift."""
+    from canary.drift.watch import DriftWatcher
+
+    w = DriftWatcher([live.profiles["m2"]], client=live.client, window_s=3600, config=M.MonitorConfig(
+        enter_after=1, exit_after=1, quiet_s=0), clock=_ticks())
+    with capture_logs() as logs:
+        w.once()
+    [started] = [e for e in logs if e["event"] == "drift.started"]
+    assert "drifted (100%; f wasserstein" in started["message"], started["message"]
+    assert ") in 1 window of 1h, against" in started["message"] and "windows" not in started["message"], started
+    [alone] = [e for e in logs if e["event"] == "drift.retrain_not_configured"]
+    assert alone["message"].startswith("m2 v1: drift episode 1 is alerted only, nothing retrains it"), alone
