@@ -166,15 +166,21 @@ def test_a_refused_call_is_logged_with_the_rollout_that_sent_it(rig: Any, clock:
 # ---- (d) SIGTERM while a call is being answered --------------------------------------------------
 
 
-def test_sigterm_during_a_look_lets_it_answer_before_the_process_exits(tmp_path: Path) -> None:
+def test_sigterm_during_a_look_lets_it_answer_before_the_process_exits(tmp_path: Path, prom: Any) -> None:
     """A rolling restart of `canary serve` (SIGTERM) while a look waited on Prometheus closed the connection
     without an answer ("Remote end closed connection without response"): Flagger counts that as a failed
     check (two of them roll back under the documented `threshold: 2`), Argo as an Error, and no
     `serve.decision` said what the look was. Now the listener closes and the call in flight answers first."""
     policy = tmp_path / "ml.yaml"
     policy.write_text(json.dumps(POLICY))
-    hole = BlackholeProxy("127.0.0.1", refused_port()).start()
-    hole.blackhole = True  # a Prometheus that accepts and never answers: the look waits --answer-within
+    # a Prometheus that answers its clock and never a look's query: the look waits --answer-within. Its `time()`
+    # answered, the clock is anchored at start and nothing else asks: `holding` means the call is in flight. A
+    # clock left unanswered was asked again from its own thread, whose held `time()` could set `holding` before
+    # the call was read, and SIGTERM then got "stopping: ask again" (1 run in 8)
+    upstream = urllib.parse.urlsplit(prom[0].url)
+    hole = BlackholeProxy(upstream.hostname or "127.0.0.1", upstream.port or 9090).start()
+    hole.blackhole = True
+    hole.hold_only = lambda line: b"time%28%29" not in line
     exe = Path(sys.executable).with_name("canary")
     proc = subprocess.Popen([str(exe), "serve", "--policy", str(policy), "--state-dir", str(tmp_path / "s"),
                              "--port", "0", "--prometheus-url", hole.url, "--answer-within", "4s",
@@ -182,7 +188,7 @@ def test_sigterm_during_a_look_lets_it_answer_before_the_process_exits(tmp_path:
                             env={**os.environ, "NO_COLOR": "1"})
     try:
         url = _event(proc, "serve.listening")["url"]
-        hole.holding.clear()  # the start-up's clock query was held too
+        assert not hole.holding.is_set(), hole.held_lines  # the start-up's clock query was answered
         q = urllib.parse.urlencode({"namespace": "ml", "rollout": "r", "model": "m", "stableVersion": "v1",
                                     "canaryVersion": "v2"})
         got: dict[str, Any] = {}
