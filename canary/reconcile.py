@@ -225,7 +225,8 @@ def _blind_message(report: Any, blind: tuple[str, ...], policy: Policy, target: 
     """One line: which places found no stable data, what to look at, an example query."""
     m = policy.metrics
     labels = ", ".join(f"{k}={v}" for k, v in sorted(m.labels.items())) or "none"
-    query = next((x.query for x in report.queries if x.arm == "stable" and x.where == blind[0]), "")
+    stable = [x for x in report.queries if x.arm == "stable" and x.where == blind[0]]
+    query = next((x.query for x in stable if x.no_data), stable[0].query if stable else "")  # an empty one
     return (f"preflight: no stable ({target.stable_version}) data over the last {report.window_s}s for "
             f"{', '.join(blind)}: the canary could not be compared with anything and no step could pass. "
             f"Check policy metrics.labels ({labels}), metrics.source ({m.source}) and the checks' "

@@ -18,6 +18,9 @@ from canary.policy import Check, Policy
 
 _ARMS = ("stable", "canary")
 REQUEST_COUNTS = "request counts"  # the `where` of `request_plan`'s queries in a preflight
+# `query_plan`'s role of a check's own request count (its n, `min_canary_requests`), beside the queries the
+# check compares: that count answering says nothing of whether the check can compare
+COUNTING_ROLE = "requests"
 
 
 @dataclass(frozen=True)
@@ -27,7 +30,8 @@ class PreflightQuery:
     `where` names it in the policy ("checks[1] 'errors'", or "request counts"),
     `check` is the name `measure` reports it under, `series` the number of
     series in the answer (a scalar counts as 1), `value` the number when the
-    answer is one number (None for histograms and empty answers).
+    answer is one number (None for histograms and empty answers), `role` its
+    role in `query_plan` ("histogram", "custom", "requests", ...; "" not known).
     """
 
     where: str
@@ -36,6 +40,7 @@ class PreflightQuery:
     query: str
     series: int
     value: float | None = None
+    role: str = ""
 
     def __post_init__(self) -> None:
         if self.arm not in _ARMS:
@@ -91,13 +96,21 @@ class PreflightReport:
 
         Blind (decision 110): the stable request count is empty or 0 (no step can pass on the count
         the canary's is read with), or every check's stable queries are all empty (no check can
-        compare). Some checks empty, the others not, is no refusal: a custom query or a hard
-        check's absolute limit may rightly find nothing on stable (`warnings` names them)."""
+        compare). A check's own request count (`COUNTING_ROLE`: a custom, prediction_shift,
+        feature_missing or feature_drift check's n) does not make it compare: a custom query or a
+        prediction `metric` that matches nothing is empty whatever that count says (decision 260).
+        Some checks empty, the others not, is no refusal: a custom query or a hard check's absolute
+        limit may rightly find nothing on stable (`warnings` names them)."""
         empty: dict[str, bool] = {}
+        compared: dict[str, bool] = {}  # per check: are the queries it compares all empty?
         for x in self.queries:
             if x.arm == "stable":
                 none = x.no_data or (x.where == REQUEST_COUNTS and x.value == 0)
                 empty[x.where] = empty.get(x.where, True) and none
+                if x.where != REQUEST_COUNTS and x.role != COUNTING_ROLE:
+                    compared[x.where] = compared.get(x.where, True) and none
+        for where in compared:
+            empty[where] = compared[where]
         checks = [w for w in empty if w != REQUEST_COUNTS]
         if empty.get(REQUEST_COUNTS) or (checks and all(empty[w] for w in checks)):
             return tuple(w for w, none in empty.items() if none)

@@ -144,7 +144,7 @@ def preflight(client: PrometheusClient, policy: Policy, target: Target) -> Prefl
                            f"Deployment in the middle of an update?): until they share one, no look can compare "
                            f"a quantile; query: {counting}")
     found = tuple(PreflightQuery(where=w, check=c, arm=a, query=native.get(x, x), series=answers[x][0],
-                                 value=answers[x][1]) for w, c, a, _, x in planned)
+                                 value=answers[x][1], role=r) for w, c, a, r, x in planned)
     return PreflightReport(url=client.url, window_s=window, queries=found, sent=sent,
                            elapsed_s=time.monotonic() - t0,
                            unresolvable=_unresolvable(policy, planned, answers, native),

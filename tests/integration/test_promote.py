@@ -258,6 +258,13 @@ def test_a_policy_prometheus_would_refuse_exits_2_and_touches_nothing(cluster: A
         {"name": "latency-p95", "kind": "latency", "max_increase_pct": 20},
         {"name": "predictions", "kind": "prediction_shift", "source": "model", "max_psi": 0.25}]},
      "checks[0] 'latency-p95', request counts"),
+    # decision 260: a check's own request count (found) does not make its query compare: a custom query and a
+    # prediction `metric` that match nothing were a warning, then every look an error to the deadline, exit 1
+    ({"checks": [{"name": "ratio", "kind": "custom", "max_ratio": 2,
+                  "query": 'sum(rate(model_requestz_total{model_version="{version}"}[{window}]))'}]},
+     "checks[0] 'ratio'"),
+    ({"checks": [{"name": "predictions", "kind": "prediction_shift", "metric": "model_predictoin_value",
+                  "max_psi": 0.25}]}, "checks[0] 'predictions'"),
 ])
 def test_no_stable_data_to_judge_exits_2_before_traffic_moves(cluster: Any, prometheus: PromServer, tmp_path: Path,
                                                              change: dict[str, Any], blind: str) -> None:

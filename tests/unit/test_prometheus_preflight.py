@@ -94,6 +94,19 @@ def test_report_values() -> None:
         q("stable", -1)
 
 
+@pytest.mark.parametrize(("value_series", "blind"), [(0, ("checks[0] 'p'",)), (1, ())])
+def test_a_checks_own_request_count_does_not_make_it_compare(value_series: int, blind: tuple[str, ...]) -> None:
+    """Decision 260: the check's custom query empty, its request count (role `requests`) and the rollout's found."""
+    def q(arm: str, series: int, role: str, where: str = "checks[0] 'p'") -> PreflightQuery:
+        return PreflightQuery(where=where, check="p", arm=arm, query=f"q_{arm}_{role}", series=series,
+                              value=None if series == 0 else 5.0, role=role)
+
+    report = PreflightReport(url="http://p", window_s=60, sent=3, elapsed_s=0.1, queries=(
+        q("stable", value_series, "custom"), q("stable", 1, "requests"), q("canary", 0, "custom"),
+        q("canary", 1, "requests"), q("stable", 1, "requests", "request counts")))
+    assert report.blind() == blind
+
+
 @pytest.mark.parametrize(("message", "status", "body"), [
     ("HTTP Status Code 404 (b'404 page not found\\n')", 404, b"404 page not found\n"),
     ('HTTP Status Code 400 (b\'{"status":"error","error":"it\\\'s bad"}\')', 400, b'{"status":"error","error":"it\'s bad"}'),
