@@ -149,15 +149,20 @@ def preflight_metrics(metrics: MetricsProvider, policy: Policy, target: Target, 
     the stable request count empty or 0, or every check empty): the rollout would run blind to its
     step deadline and roll back, blaming the canary for a label, a source or a quiet stable. Promote
     exits 2, the controller keeps the CanaryRollout unclaimed (Ready False, ConfigError) and tries
-    again at its next tick (decision 110). The `metrics.preflight_empty_stable` lines come first."""
+    again at its next tick (decision 110). The same refusal when a check with a limit relative to stable
+    (`max_increase_pct`, `max_psi`, `max_ratio`, ...) found no stable data, however the others fare: that
+    check is ERROR at every look, never a pass, so no step could pass either (decision 261). The
+    `metrics.preflight_empty_stable` lines come first."""
     report = metrics.preflight(policy, target)
     blind = report.blind()
-    if not blind:
+    never = () if blind else _never_comparable(report, policy)
+    if not blind and not never:
         log.info("metrics.preflight_passed", **report.to_dict())
     for line in report.warnings():  # an empty STABLE arm: most often a label or value matching nothing
         log.warning("metrics.preflight_empty_stable", detail=line)
-    if blind:
-        refused = ConfigError(_blind_message(report, blind, policy, target))
+    if blind or never:
+        refused = ConfigError(_blind_message(report, blind, policy, target) if blind else
+                              _never_message(report, never, policy, target))
         # the one refusal a stable with no Ready pod explains (promote's `_preflight_metrics`); a query Prometheus
         # rejects, a URL that is no Prometheus, credentials refused: the policy's or the flags' whatever the pods
         refused.stable_blind = True  # type: ignore[attr-defined]
@@ -232,6 +237,31 @@ def _blind_message(report: Any, blind: tuple[str, ...], policy: Policy, target: 
             f"Check policy metrics.labels ({labels}), metrics.source ({m.source}) and the checks' "
             f"source/query against the series Prometheus has, or whether {target.stable_version} gets "
             f"traffic now (start again when it does); nothing was moved; query: {query}")
+
+
+def _never_comparable(report: Any, policy: Policy) -> tuple[tuple[str, list[str]], ...]:
+    """(where, relative limits) of each check that found no stable data and has a limit relative to stable."""
+    from canary.analysis.judge import relative_limits
+
+    by_name = {c.name: c for c in policy.checks}
+    names = {x.where: x.check for x in report.queries}
+    found = ((where, relative_limits(by_name[names[where]])) for where in report.empty_checks()
+             if names.get(where) in by_name)
+    return tuple((where, limits) for where, limits in found if limits)
+
+
+def _never_message(report: Any, never: tuple[tuple[str, list[str]], ...], policy: Policy, target: Target) -> str:
+    """One line: the checks that can never pass for want of stable data, why, what to look at, a query."""
+    m = policy.metrics
+    labels = ", ".join(f"{k}={v}" for k, v in sorted(m.labels.items())) or "none"
+    stable = [x for x in report.queries if x.arm == "stable" and x.where == never[0][0] and x.no_data]
+    places = ", ".join(f"{where} ({' and '.join(limits)} compared with stable)" for where, limits in never)
+    return (f"preflight: no stable ({target.stable_version}) data over the last {report.window_s}s for {places}: "
+            f"such a check is never shown within its limit, so no step could pass and the rollout would end at "
+            f"its deadline with the canary's share exposed. Check that check's source, metric or query, "
+            f"policy metrics.labels ({labels}) and "
+            f"metrics.source ({m.source}) against the series Prometheus has; nothing was moved; query: "
+            f"{stable[0].query if stable else ''}")
 
 
 def next_look_at(policy: Policy, state: rl.RolloutState) -> float:

@@ -339,8 +339,9 @@ def _absolute(check: Check) -> bool:
     return any(getattr(check, f, None) is not None for f in ("max_ms", "max_rate_pct", "max_value"))
 
 
-def _relative(check: Check) -> list[str]:
-    """The limits that compare the canary with stable."""
+def relative_limits(check: Check) -> list[str]:
+    """The limits (field names) that compare the canary with stable: with no stable data the check is
+    ERROR, never a pass, while any is set (`_canary_only`)."""
     if isinstance(check, (PredictionShiftCheck, FeatureDriftCheck)):
         return [f for f in ("max_psi", "max_js") if getattr(check, f) is not None]
     return [f for f in ("max_increase_pct", "max_increase_points", "max_ratio", "max_increase")
@@ -378,7 +379,7 @@ def _canary_only(check: Check, exc: BaseException, canary: ArmData, ctx: _Ctx) -
         return dataclasses.replace(r, extra={**r.extra, "unavailable": True})
     if r.outcome is Outcome.FAIL or r.outcome is Outcome.ERROR:
         return r
-    unjudged = _relative(check)
+    unjudged = relative_limits(check)
     if unjudged:
         return dataclasses.replace(r, outcome=Outcome.ERROR, extra={**r.extra, **(
             {"unavailable": True} if isinstance(exc, TransientError) else {})},

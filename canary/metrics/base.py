@@ -101,6 +101,20 @@ class PreflightReport:
         prediction `metric` that matches nothing is empty whatever that count says (decision 260).
         Some checks empty, the others not, is no refusal: a custom query or a hard check's absolute
         limit may rightly find nothing on stable (`warnings` names them)."""
+        empty = self._empty()
+        checks = [w for w in empty if w != REQUEST_COUNTS]
+        if empty.get(REQUEST_COUNTS) or (checks and all(empty[w] for w in checks)):
+            return tuple(w for w, none in empty.items() if none)
+        return ()
+
+    def empty_checks(self) -> tuple[str, ...]:
+        """The checks (`where`, in policy order) whose stable queries found nothing over the window, a
+        check's own request count aside (see `blind`)."""
+        return tuple(w for w, none in self._empty().items() if none and w != REQUEST_COUNTS)
+
+    def _empty(self) -> dict[str, bool]:
+        """Per place (`where`): did every stable query it reads find nothing? For a check, the queries it
+        compares; for the request counts, its query or a 0."""
         empty: dict[str, bool] = {}
         compared: dict[str, bool] = {}  # per check: are the queries it compares all empty?
         for x in self.queries:
@@ -109,12 +123,7 @@ class PreflightReport:
                 empty[x.where] = empty.get(x.where, True) and none
                 if x.where != REQUEST_COUNTS and x.role != COUNTING_ROLE:
                     compared[x.where] = compared.get(x.where, True) and none
-        for where in compared:
-            empty[where] = compared[where]
-        checks = [w for w in empty if w != REQUEST_COUNTS]
-        if empty.get(REQUEST_COUNTS) or (checks and all(empty[w] for w in checks)):
-            return tuple(w for w, none in empty.items() if none)
-        return ()
+        return {**empty, **compared}
 
     def warnings(self) -> tuple[str, ...]:
         """One line per stable-arm query that found nothing over the window (`layouts` and

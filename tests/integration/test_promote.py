@@ -284,6 +284,26 @@ def test_no_stable_data_to_judge_exits_2_before_traffic_moves(cluster: Any, prom
     assert api.get(GROUP, "virtualservices", "ml", "rec-model") == before
 
 
+def test_a_check_compared_with_stable_that_finds_no_stable_data_exits_2_before_traffic_moves(
+        cluster: Any, prometheus: PromServer, tmp_path: Path) -> None:
+    """Decision 261: a mistyped prediction `metric` beside checks with data was a warning; the check was ERROR at
+    every look (no stable to compare with), so no step could pass: 80/20 to the deadline, exit 1, a good canary."""
+    api, kubeconfig, _ = cluster
+    bad = tmp_path / "typo.yaml"
+    bad.write_text(yaml.safe_dump({**POLICY, "checks": [*POLICY["checks"][:2], {
+        "name": "predictions", "kind": "prediction_shift", "metric": "model_predictoin_value", "max_psi": 0.25}]}))
+    before = api.get(GROUP, "virtualservices", "ml", "rec-model")
+    res = promote(kubeconfig, bad, prometheus.url, "v2")
+    assert res.returncode == 2, res.stderr[-3000:]
+    out = json.loads(res.stdout)
+    assert out["exit_code"] == 2 and out["phase"] is None
+    assert ("no stable (v1) data over the last 3s for checks[2] 'predictions' (max_psi compared with stable): "
+            in out["error"]) and "model_predictoin_value_bucket" in out["error"]
+    names = [e["event"] for e in parse_json_lines(res.stderr)]
+    assert names.count("metrics.preflight_empty_stable") == 1 and "rollout.started" not in names
+    assert api.get(GROUP, "virtualservices", "ml", "rec-model") == before
+
+
 def test_a_prometheus_url_that_is_not_a_prometheus_api_exits_2_and_touches_nothing(cluster: Any,
                                                                                   prometheus: PromServer) -> None:
     api, kubeconfig, policy = cluster

@@ -71,6 +71,29 @@ def test_no_stable_data_to_judge_refuses_the_rollout_before_traffic_moves(answer
                                                                                       and answers["counts"] is None)
 
 
+@pytest.mark.parametrize("limits,refused", [
+    ({"max_increase_pct": 20}, "(max_increase_pct compared with stable)"),
+    ({"max_increase_pct": 20, "max_ms": 250}, "(max_increase_pct compared with stable)"),  # the ceiling alone: ERROR
+    ({"max_ms": 250}, ""),  # a limit on the canary alone is judged without stable: a warning, as before
+])
+def test_a_check_compared_with_stable_that_found_no_stable_data_refuses_the_rollout(limits: dict[str, float],
+                                                                                    refused: str) -> None:
+    """Decision 261: `lat` empty, `err` with data: `lat` is ERROR at every look, so no step could ever pass."""
+    policy = parse_policy({**POLICY.model_dump(mode="json", exclude={"checks"}), "checks": [
+        {"name": "err", "kind": "error_rate", "max_rate_pct": 1}, {"name": "lat", "kind": "latency", **limits}]})
+    with structlog.testing.capture_logs() as logs:
+        if not refused:
+            preflight_metrics(_Metrics(lat=0), policy, TARGET, log=get())
+        else:
+            with pytest.raises(ConfigError) as err:
+                preflight_metrics(_Metrics(lat=0), policy, TARGET, log=get())
+            assert f"no stable (v1) data over the last 60s for checks[1] 'lat' {refused}:" in str(err.value)
+            assert "no step could pass" in str(err.value) and "nothing was moved" in str(err.value)
+    names = [e["event"] for e in logs]
+    assert names.count("metrics.preflight_empty_stable") == 1
+    assert ("metrics.preflight_passed" in names) is not bool(refused)
+
+
 # ---- decide: the one reconcile step both loops call -----------------------------------
 
 
