@@ -182,6 +182,11 @@ def demo(
         except ConfigError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from None
+    if not keep and scenario != DATA_DRIFT:  # written after the rollout: a folder that is not there is said now
+        unwritable = _unwritable(report)
+        if unwritable:
+            typer.echo(f"error: --report {report}: {unwritable}", err=True)
+            raise typer.Exit(2)
     if keep:
         if scenario == DATA_DRIFT:
             typer.echo("error: --keep runs a rollout scenario's sandbox (good, slow, ...), not data-drift", err=True)
@@ -217,6 +222,20 @@ def demo(
     opts.emit({**result.brief(), "log_file": None if sink is None else str(Path(log_file).resolve())}, output,
               lambda wide: _print_summary(result, None if sink is None else log_file))
     raise typer.Exit(0 if result.as_expected else 1)
+
+
+def _unwritable(path: Path) -> str:
+    """Why the file `path` cannot be written ("" when it can): its folder missing or read-only, a folder of that
+    name. Tried by opening it for appending; a file that was not there is removed again."""
+    existed = path.exists()
+    try:
+        with open(path, "a", encoding="utf-8"):
+            pass
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    if not existed:
+        path.unlink(missing_ok=True)
+    return ""
 
 
 def _drift_table(rows: list[Any]) -> Any:

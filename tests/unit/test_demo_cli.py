@@ -35,6 +35,28 @@ def test_a_log_file_that_cannot_be_opened_is_refused(tmp_path: Path) -> None:
     assert r.exit_code == 2 and "--log-file" in r.output and "missing-dir" in r.output
 
 
+def test_a_report_that_cannot_be_written_is_refused_before_the_sandbox_starts(tmp_path: Path,
+                                                                           monkeypatch: object) -> None:
+    """Decision 262: `--report missing-dir/x.html` started the sandbox, ran the whole rollout (a minute or more of
+    real servers) and then said "report: could not be written", exit 0. The sandbox is replaced by a stand-in
+    that records being started: the refusal must come before it."""
+    import pytest
+
+    from canary.sandbox import demo
+
+    started: list[str] = []
+    assert isinstance(monkeypatch, pytest.MonkeyPatch)
+    monkeypatch.setattr(demo, "run_scenario", lambda *_a, **_k: started.append("sandbox") or 1 / 0)
+    log = tmp_path / "demo.log"
+    for report in (tmp_path / "missing-dir" / "x.html", tmp_path):  # no such folder; a folder, not a file
+        r = run("--scenario", "slow", "--report", str(report), "--log-file", str(log))
+        assert r.exit_code == 2 and f"--report {report}:" in r.output and "Traceback" not in r.output
+    assert started == [] and not log.exists()
+    fine = tmp_path / "ok.html"  # a writable path goes on to the sandbox and is left as it was (not created)
+    r = run("--scenario", "slow", "--report", str(fine), "--log-file", str(log))
+    assert started == ["sandbox"] and not fine.exists()
+
+
 def test_help_says_where_the_logs_and_the_report_go() -> None:
     r = run("--help")
     assert r.exit_code == 0 and "--log-file" in r.output and "--report" in r.output and "Example" in r.output
