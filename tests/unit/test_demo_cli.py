@@ -200,3 +200,17 @@ def test_keep_gives_back_the_signal_handlers_it_found(monkeypatch: Any) -> None:
     assert demo.keep_sandbox("good", rate=1.0, policy=Path("p.yaml"), output="text") == 0
     assert seen == {"done": True}
     assert {sig: signal.getsignal(sig) for sig in before} == before
+def test_scripts_demo_sh_reads_relative_paths_from_the_callers_folder(tmp_path: Path) -> None:
+    """Decision 263: scripts/demo.sh changed to the checkout before `canary demo`, so a policy given relative to
+    the folder it was run from was "cannot read" (and a relative --log-file or --report, and canary-demo.log,
+    went into the checkout). A policy with a typo is refused before any sandbox starts: its error shows which
+    file was read, and that the log file given went nowhere."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[2]
+    (tmp_path / "my.yaml").write_text(SANDBOX_POLICY.read_text().replace("max_increase_pct:", "max_increse_pct:", 1))
+    res = subprocess.run(["bash", str(root / "scripts" / "demo.sh"), "--scenario", "slow", "--policy", "my.yaml",
+                          "--log-file", "my.log"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 2, res.stderr[-2000:]
+    assert "my.yaml: checks[0].max_increse_pct: unknown key" in res.stderr and "cannot read" not in res.stderr
+    assert not (root / "my.log").exists() and not (tmp_path / "my.log").exists()
