@@ -164,6 +164,13 @@ def plan_cmd(
         # the environment's Prometheus (set for promote in a CI job) is read only when asked whose layout to
         # read: it used to turn `plan --policy F --rps 50` into an error there
         prometheus_url = os.environ.get("CANARY_PROMETHEUS_URL") or None
+    if prometheus_url is None and (model or stable_version):
+        # asked whose layout to read with no Prometheus to read it from (CANARY_PROMETHEUS_URL unset in the job):
+        # the plan would assume fine buckets, which Istio's default ones are not (decision 264)
+        given = " and ".join(f for f, v in (("--model", model), ("--stable-version", stable_version)) if v)
+        _fail(f"{given} {'say' if ' and ' in given else 'says'} whose latency buckets to read, but no Prometheus is "
+              "given: pass --prometheus-url or set CANARY_PROMETHEUS_URL (with --model and --stable-version), or "
+              "leave them out to plan on --bucket-ratio without reading the layout")
 
     def go() -> int:  # a bug is exit 3 with its type and message, never a traceback and exit 1 ("rolled back")
         try:

@@ -213,6 +213,21 @@ def test_plan_asked_to_read_a_layout_never_exits_0_without_reading_it(tmp_path):
     assert fine.exit_code == 0, fine.output  # an empty environment variable is no request to read
 
 
+def test_plan_told_whose_layout_to_read_without_a_prometheus_exits_2(tmp_path):
+    """Decision 264: `--model m --stable-version v1` with CANARY_PROMETHEUS_URL unset (a CI job's variable) planned on
+    fine buckets, exit 0, nothing said: the plan that README's Istio-buckets warning sends one to read them with."""
+    f = tmp_path / "rel.yaml"
+    f.write_text("steps: [10, 50, 100]\nchecks:\n  - {name: lat, kind: latency, quantile: 0.95, max_increase_pct: 20}\n")
+    for extra, said in ((("--model", "m", "--stable-version", "v1", "-n", "ml"), "--model and --stable-version say"),
+                        (("--model", "m"), "--model says"), (("--stable-version", "v1"), "--stable-version says")):
+        res = _cli("-p", str(f), "--rps", "50", *extra, env={"CANARY_PROMETHEUS_URL": ""})
+        assert res.exit_code == 2, res.output
+        text = " ".join(res.output.split())
+        assert f"{said} whose latency buckets to read, but no Prometheus is given" in text and "rollout at" not in text
+    fine = _cli("-p", str(f), "--rps", "50", "-n", "ml", env={"CANARY_PROMETHEUS_URL": ""})
+    assert fine.exit_code == 0, fine.output  # nothing asked to be read: the plan on --bucket-ratio
+
+
 def test_pass_values_never_read_equal_to_a_limit_they_are_not_on():
     """At 4 rps under the default policy the 50% step's JS value is 0.1011: late, and it printed "0.1"
     beside the limit "JS 0.1". docs/judge.md says what the plan says: within JS 0.1 at no step."""
