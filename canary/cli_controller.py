@@ -318,8 +318,8 @@ def follow(*, model: str, canary_version: str, policy_file: Path, namespace: str
                                        str((obj.get("metadata") or {}).get("resourceVersion") or ""))
                 if withdrawn is None:  # written since it was read (a claim, once the route could be): read again
                     continue
-                raise cli.ConfigError(f"{'' if said.startswith(where) else where + ': '}{said}; nothing was moved"
-                                      f"{withdrawn}")
+                raise cli.ConfigError(nothing_moved(f"{'' if said.startswith(where) else where + ': '}{said}")
+                                      + withdrawn)
             newer = _left_to_newer(st, generation)
             if newer:  # claimed, then recorded by a newer canary: not this controller's to finish (decision 172)
                 raise cli.TransientError(left_to_newer_words(f"{namespace}/{meta['name']}", st, newer))
@@ -497,6 +497,12 @@ def _ready_false(status: dict[str, Any], generation: int, reasons: tuple[str, ..
                 and isinstance(cond.get("observedGeneration"), int) and cond["observedGeneration"] >= generation):
             return cond
     return None
+
+
+def nothing_moved(said: str) -> str:
+    """`said` (the controller's refusal) with "; nothing was moved" added, unless its words say so already (a
+    preflight refusal does: the follower's line said it twice)."""
+    return said if "nothing was moved" in said else f"{said}; nothing was moved"
 
 
 def _refused(status: dict[str, Any], generation: int) -> str:

@@ -70,7 +70,7 @@ def crd_end(obj: dict[str, Any] | None, *, where: str, uid: str) -> tuple[str | 
     now recorded by a newer canary (Ready False, RecordTooNew: this controller never drives it, decision 172),
     ConfigError (exit 2) when the controller refused this generation before claiming anything (bad input, or a
     route a newer canary recorded)."""
-    from canary.cli_controller import _left_to_newer, _refused, left_to_newer_words
+    from canary.cli_controller import _left_to_newer, _refused, left_to_newer_words, nothing_moved
 
     if obj is None or str((obj.get("metadata") or {}).get("uid") or "") != uid:
         raise CanaryError(f"CanaryRollout {where} was deleted{'' if obj is None else ' and created again'} while "
@@ -80,7 +80,7 @@ def crd_end(obj: dict[str, Any] | None, *, where: str, uid: str) -> tuple[str | 
     observed = st.get("observedGeneration")
     refused = _refused(st, generation)
     if refused:
-        raise ConfigError(f"CanaryRollout {where}: {refused.removeprefix(where + ': ')}; nothing was moved")
+        raise ConfigError(nothing_moved(f"CanaryRollout {where}: {refused.removeprefix(where + ': ')}"))
     newer = _left_to_newer(st, generation)
     if newer:
         raise CanaryError(left_to_newer_words(where, st, newer))

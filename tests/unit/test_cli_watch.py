@@ -74,6 +74,12 @@ def test_a_canaryrollout_gone_or_refused_is_said_not_waited_on() -> None:
                                "observedGeneration": 2}]}
     with pytest.raises(ConfigError, match="CanaryRollout ml/r: bad steps; nothing was moved"):
         crd_end(_cr(refused), where="ml/r", uid="u1")
+    # a refusal whose words say it already (a preflight's) is not told twice
+    said = "check 'p95': no stable data in 5m; nothing was moved; query: x"
+    empty = {"conditions": [{**refused["conditions"][0], "reason": "ConfigError", "message": said}]}
+    with pytest.raises(ConfigError) as raised:
+        crd_end(_cr(empty), where="ml/r", uid="u1")
+    assert str(raised.value) == f"CanaryRollout ml/r: {said}", raised.value
 
 
 def test_a_canaryrollout_a_newer_canary_recorded_is_said_not_waited_on() -> None:
