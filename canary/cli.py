@@ -576,10 +576,7 @@ def announce_unfinished(notifier: Any, state: rl.RolloutState | None, exc: BaseE
         logs.get().error("notify.internal_error", notify_event="aborted", error=type(err).__name__)
 
 
-def _given(ctx: typer.Context, param: str) -> bool:
-    """Whether option `param` was given (on the command line or through its variable), not defaulted."""
-    source = ctx.get_parameter_source(param)
-    return source is not None and getattr(source, "name", "") != "DEFAULT"
+_given = opts.given
 
 
 def state_line(s: rl.RolloutState, *, wide: bool = False, route: str = "") -> str:

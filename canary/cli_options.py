@@ -193,3 +193,9 @@ def _ca_bundle(path: str) -> str:
     except (ssl.SSLError, OSError, ValueError) as exc:
         raise ConfigError(f"--prometheus-ca-file: {path!r} is not a readable PEM CA bundle ({exc})") from None
     return str(p)
+
+
+def given(ctx: typer.Context, param: str) -> bool:
+    """Whether option `param` was given (on the command line or through its variable), not defaulted."""
+    source = ctx.get_parameter_source(param)
+    return source is not None and getattr(source, "name", "") != "DEFAULT"

@@ -140,6 +140,7 @@ def _stable_100_at(history: list[tuple[float, dict[str, int]]], *, after: float)
 
 
 def demo(
+    ctx: typer.Context,
     scenario: str = typer.Option("good", "--scenario", "-s", help=SCENARIOS_HELP),
     rate: float = typer.Option(150.0, "--rate", help="requests per second through HAProxy"),
     policy: Path = typer.Option(SANDBOX_POLICY, "--policy", show_default=False,
@@ -172,6 +173,17 @@ def demo(
         raise typer.Exit(2)
     if not rate > 0:
         typer.echo(f"error: --rate must be > 0 (requests per second through HAProxy); got {rate}", err=True)
+        raise typer.Exit(2)
+    # a flag the run would ignore is refused, not dropped: the user meant something by it (decision 255)
+    ignored = {"--policy": "policy", "--report": "report", "--native-histograms": "native_histograms"} \
+        if scenario == DATA_DRIFT else {"--report": "report", "--log-file": "log_file"} if keep else {}
+    given = [flag for flag, name in ignored.items() if opts.given(ctx, name)]
+    if given:
+        why = ("--scenario data-drift runs no rollout (no policy, no report; the models' latency is not judged)"
+               if scenario == DATA_DRIFT else
+               "--keep runs no rollout (no report) and writes no log file (its processes log to stderr)")
+        typer.echo(f"error: {' and '.join(given)} {'has' if len(given) == 1 else 'have'} no effect here: {why}; "
+                   "drop it", err=True)
         raise typer.Exit(2)
     if scenario != DATA_DRIFT:  # a bad policy is bad input: refused before the sandbox starts, not a rollout's exit 2
         from canary.errors import ConfigError

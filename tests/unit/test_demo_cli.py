@@ -214,3 +214,15 @@ def test_scripts_demo_sh_reads_relative_paths_from_the_callers_folder(tmp_path: 
     assert res.returncode == 2, res.stderr[-2000:]
     assert "my.yaml: checks[0].max_increse_pct: unknown key" in res.stderr and "cannot read" not in res.stderr
     assert not (root / "my.log").exists() and not (tmp_path / "my.log").exists()
+
+
+def test_a_flag_the_run_would_ignore_is_refused_before_the_sandbox_starts(tmp_path: Path) -> None:
+    """`--scenario data-drift` runs no rollout: its `--policy`, `--report` and `--native-histograms` were dropped
+    without a word, as were `--keep`'s `--report` and `--log-file`; the user meant something by each. Refused, exit
+    2, the flags named, before any process starts; the defaults (flags not given) still run."""
+    r = run("--scenario", "data-drift", "--policy", str(SANDBOX_POLICY), "--report", str(tmp_path / "r.html"))
+    assert r.exit_code == 2 and "--policy and --report have no effect here" in r.output, r.output
+    assert "data-drift runs no rollout" in r.output
+    r = run("--keep", "--log-file", str(tmp_path / "x.log"))
+    assert r.exit_code == 2 and "--log-file has no effect here" in r.output and "--keep runs no rollout" in r.output
+    assert not (tmp_path / "x.log").exists() and not (tmp_path / "r.html").exists()
