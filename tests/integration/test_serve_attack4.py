@@ -46,15 +46,16 @@ def clock(prom: Any) -> Clock:
 
 @pytest.fixture
 def rig(prom: Any, clock: Clock, tmp_path: Path) -> Iterator[Any]:
-    """start(up=True) -> a ServeServer on one state directory, asking the real Prometheus (up) or a port
-    that refuses (down); each start stops the one before (a restart of the service)."""
+    """start(up=True, prefix="") -> a ServeServer on one state directory, asking the real Prometheus (up) at its URL
+    + `prefix` (a path it does not serve: decision 270) or a port that refuses (down); each start stops the one
+    before (a restart of the service, its flags mended or not)."""
     running: list[ServeServer] = []
 
-    def start(*, up: bool = True) -> ServeServer:
+    def start(*, up: bool = True, prefix: str = "") -> ServeServer:
         for s in running:
             s.stop()
         running.clear()
-        url = prom[0].url if up else f"http://127.0.0.1:{refused_port()}"
+        url = prom[0].url + prefix if up else f"http://127.0.0.1:{refused_port()}"
         named = {"ml": NamedPolicy("ml", parse_policy(POLICY), tmp_path)}
         metrics = PrometheusProvider(url, retries=1, budget_s=2.0, backoff_s=0.05)
         service = Service(policies=named, metrics=metrics, store=SessionStore(tmp_path / "state"), clock=clock)

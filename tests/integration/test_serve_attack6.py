@@ -25,36 +25,11 @@ from canary.serve_http import ServeServer
 from canary.serve_session import UNREACHABLE
 from canary.serve_store import SessionStore
 from tests.integration.test_serve import POLICY, Clock, argo_get, call, flagger, prom  # noqa: F401 - prom
+from tests.integration.test_serve_attack4 import clock, rig  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.integration
 
 DEADLINE_S = 180  # POLICY: interval 60 s + no_data_deadline 2 m
-
-
-@pytest.fixture
-def clock(prom: Any) -> Clock:
-    return Clock(prom[1])
-
-
-@pytest.fixture
-def rig(prom: Any, clock: Clock, tmp_path: Path) -> Iterator[Any]:
-    """start(prefix="") -> a ServeServer on one state directory asking the real Prometheus at its URL + `prefix`;
-    each start stops the one before (a restart of the service with its flags mended)."""
-    running: list[ServeServer] = []
-
-    def start(*, prefix: str = "") -> ServeServer:
-        for s in running:
-            s.stop()
-        running.clear()
-        named = {"ml": NamedPolicy("ml", parse_policy(POLICY), tmp_path)}
-        metrics = PrometheusProvider(prom[0].url + prefix, retries=1, budget_s=2.0, backoff_s=0.05)
-        service = Service(policies=named, metrics=metrics, store=SessionStore(tmp_path / "state"), clock=clock)
-        running.append(ServeServer(service).start())
-        return running[0]
-
-    yield start
-    for s in running:
-        s.stop()
 
 
 # ---- decision 270: a Prometheus that refuses the queries is "could not ask", never "no series" -----------------
