@@ -508,9 +508,15 @@ def promote(
         if not ctl.found_ended:  # queued now, delivered while the result is written, waited for at exit
             announce(notifier, result.state, namespace=target.namespace, rollout=target.virtual_service)
         doc = state_dict(result.state, exit_code=result.exit_code)
+        tail = ""
         if ctl.found_ended:  # an earlier end reported, nothing written: said as `--via-controller` says it
             doc["already_ended"] = True
-        opts.emit(doc, output, lambda wide: typer.echo(state_line(result.state, wide=wide, route=target.route)))
+            if result.state.phase == rl.ROLLED_BACK:  # when, why, and that `--retry` runs it again (decision 278)
+                fields, tail = earlier_rollback(result.state)
+                doc.update(fields)
+                tail = f"; {tail}"
+        opts.emit(doc, output,
+                  lambda wide: typer.echo(state_line(result.state, wide=wide, route=target.route) + tail))
         return result.exit_code
 
     try:
@@ -577,6 +583,29 @@ def announce_unfinished(notifier: Any, state: rl.RolloutState | None, exc: BaseE
 
 
 _given = opts.given
+
+
+def earlier_rollback(s: rl.RolloutState, *, created: bool = False) -> tuple[dict[str, Any], str]:
+    """What a re-run that meets the earlier rollback `s` of its version says about it (decision 278): the
+    `-o json` fields (`rolled_back_at`: its time, UTC ISO 8601, "" when unrecorded; `before_traffic`: True when
+    its pre-traffic gate ended it at 0%, step 0 and cause `gate`; `next`: how to run the version again) and the
+    one text line's tail. The run wrote nothing (`created`: the `--via-controller` wording, nothing created);
+    the same command with `--retry` runs the version again. Before decision 278 only a JSON log line's note
+    named `--retry`, and the text line read as a fresh rollback."""
+    from canary.crd import iso
+    from canary.telemetry import classify_reason
+
+    at = iso(s.updated_at) if s.updated_at else ""
+    before_traffic = s.step < 0 and classify_reason(s.reason) == "gate"
+    if before_traffic:
+        nxt = ("its pre-traffic gate failed before any traffic moved (a wrong --triton-canary or --triton-stable "
+               "URL fails it as a canary whose model does not load does): once the cause is fixed, run the same "
+               "command with --retry")
+    else:
+        nxt = "run the same command with --retry to roll this version out again (it goes back in front of users)"
+    done = "nothing created" if created else "nothing written"
+    tail = f"rolled back earlier{f' at {at}' if at else ''}, {done}; {nxt}"
+    return {"rolled_back_at": at, "before_traffic": before_traffic, "next": nxt}, tail
 
 
 def state_line(s: rl.RolloutState, *, wide: bool = False, route: str = "") -> str:

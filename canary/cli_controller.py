@@ -452,12 +452,13 @@ def _rolled_back_before(api: Any, namespace: str, name: str, *, model: str, cana
         "rollout.already_rolled_back", rolled_back_at=recorded.updated_at, reason=recorded.reason,
         owner=recorded.owner, note="nothing created; `--retry` runs this version again")
     doc = cli.state_dict(recorded, exit_code=EXIT_CODES[rl.ROLLED_BACK])
-    doc.update(outcome=rl.ROLLED_BACK, already_ended=True, rollout=None)
+    fields, tail = cli.earlier_rollback(recorded, created=True)  # when, why, how to run it again (decision 278)
+    doc.update(outcome=rl.ROLLED_BACK, already_ended=True, rollout=None, **fields)
 
     def text(wide: bool) -> None:
         extra = f" (route {target.route or '-'}, {recorded.owner or 'no owner recorded'})" if wide else ""
         typer.echo(f"{rl.ROLLED_BACK} already: {model} {canary_version} weights 100/0{extra} - {recorded.reason}; "
-                   "nothing created (--retry runs it again)")
+                   f"{tail}")
 
     reporting()
     opts.emit(doc, output, text)

@@ -275,8 +275,9 @@ def rollback_in_history(store: ConfigMapStore | None, status: Any, *, namespace:
     `route` as asked, "" = the only one) re-runs it: the route's record is one per VirtualService, and another
     model's claim on a shared one (or a record stripped by a GitOps sync) hid it, while each model keeps its latest
     rollout's history (decision 127). The rollback (a RolloutState rebuilt from the history: versions, route,
-    reason, times, weights 100/0) when that latest rollout ended `rolled_back` for this version and `status`
-    (`RouteStatus` of the request's route, read now) shows it still in force: `reconcile.rolled_back_here`, and
+    reason, times, weights 100/0; step -1 when every weight it wrote was 0, else 0) when that latest rollout
+    ended `rolled_back` for this version and `status` (`RouteStatus` of the request's route, read now) shows it
+    still in force: `reconcile.rolled_back_here`, and
     the stable subset positively on the version the rollback kept (the history is a second source: what the route
     cannot confirm is not taken). None otherwise, with no store, and when the ConfigMap is absent, unreadable or
     cannot be read (never raises: a refusal rests on what was read, and a run goes on as before without it)."""
@@ -292,8 +293,12 @@ def rollback_in_history(store: ConfigMapStore | None, status: Any, *, namespace:
         r = doc["rollout"]
         if str(r.get("model") or "") != model or str(r.get("canary_version") or "") != canary_version:
             return None
+        # the step is not kept: -1 (before the first step) only when every weight written is known and 0, so that
+        # a re-run says "before any traffic moved" (decision 278) on what was written, never on a gap
+        written = [float(p[1]) for p in doc.get("weights") or []]
         found = rl.RolloutState(model=model, stable_version=str(r.get("stable_version") or ""),
                                 canary_version=canary_version, phase=rl.ROLLED_BACK, weights=Weights(100, 0),
+                                step=-1 if written and not any(written) else 0,
                                 route=str(r.get("route") or ""), reason=str(doc.get("reason") or ""),
                                 started_at=hist.at_time(r.get("started_at")),
                                 updated_at=hist.at_time(doc.get("updated_at")))

@@ -185,6 +185,8 @@ def test_via_controller_reports_a_rollback_a_plain_promote_recorded_and_retry_ru
     doc = json.loads(res.stdout)
     assert doc["outcome"] == doc["phase"] == "rolled_back" and doc["already_ended"] is True
     assert doc["started_at"] == json.loads(first.stdout)["started_at"] and doc["end_cause"] == "check"
+    # when, and how to run it again: said in the document, not only in a log line's note (decision 278)
+    assert doc["rolled_back_at"] and doc["before_traffic"] is False and "with --retry" in doc["next"], doc
     assert "rollout.already_rolled_back" in [e["event"] for e in parse_json_lines(res.stderr)]
     assert api.get(crd.GROUP, crd.PLURAL, "ml", "rec-model-v3") is None  # nothing created
     now = api.get("networking.istio.io", "virtualservices", "ml", "rec-model")
@@ -294,3 +296,46 @@ def test_via_controller_without_the_crd_says_so_whatever_the_route_records(tmp_p
             assert res.exit_code == 2 and "is the CRD installed" in json.loads(res.stdout)["error"], res.stdout
     finally:
         api.stop()
+
+
+def test_a_rerun_after_a_gate_failure_at_0_percent_says_when_why_and_how_to_retry(cluster: Any,
+                                                                                  prometheus: Any) -> None:
+    """A typo'd `--triton-canary` port: the pre-traffic gate fails at 0% and v2 is recorded rolled back (exit 1,
+    `end_cause` gate). The same command with the port corrected reports that rollback (exit 1, nothing written,
+    decision 116 (f)); its text line read as a fresh rollback and only a JSON log line's note named `--retry`.
+    Now the line and `-o json` say when it was rolled back, that no traffic had moved, and to run it again with
+    `--retry` (decision 278), which does. Both ports refuse: the canary's is probed first, so the gate fails
+    on it whichever the run, with no Triton started."""
+    from tests.integration.test_promote import promote
+    from tests.support.refused import refused_port
+
+    api, kubeconfig, policy = cluster
+    policy.write_text(yaml.safe_dump({**POLICY, "gates": {"triton": {"warmup_requests": 1}}}))
+    stable, typo, fixed = (f"127.0.0.1:{refused_port()}" for _ in range(3))
+    first = promote(kubeconfig, policy, prometheus.url, "v2", "--triton-stable", stable, "--triton-canary", typo)
+    assert first.returncode == 1, first.stderr[-2000:]
+    ended = json.loads(first.stdout)
+    assert ended["phase"] == "rolled_back" and ended["end_cause"] == "gate" and ended["step_number"] == 0, ended
+    assert vs_state(api)[0] == [100, 0]
+    written = api.get("networking.istio.io", "virtualservices", "ml", "rec-model")["metadata"]["resourceVersion"]
+
+    text = promote(kubeconfig, policy, prometheus.url, "v2", "--triton-stable", stable, "--triton-canary", fixed,
+                   "-o", "text")
+    assert text.returncode == 1, text.stderr[-2000:]
+    line = text.stdout.strip()
+    assert line.startswith("rolled_back: rec-model v2 weights 100/0"), line
+    assert ended["reason"] in line and "rolled back earlier at 20" in line and "nothing written" in line, line
+    assert "before any traffic moved" in line and "--triton-canary" in line and "with --retry" in line, line
+    doc = json.loads(promote(kubeconfig, policy, prometheus.url, "v2", "--triton-stable", stable,
+                             "--triton-canary", fixed).stdout)
+    assert doc["already_ended"] is True and doc["before_traffic"] is True and "--retry" in doc["next"], doc
+    assert doc["rolled_back_at"].startswith("20") and doc["started_at"] == ended["started_at"], doc
+    now = api.get("networking.istio.io", "virtualservices", "ml", "rec-model")["metadata"]["resourceVersion"]
+    assert now == written  # nothing written by either re-run
+
+    retried = promote(kubeconfig, policy, prometheus.url, "v2", "--triton-stable", stable, "--triton-canary", fixed,
+                      "--retry")
+    assert retried.returncode == 1, retried.stderr[-2000:]  # the fixed port refuses too: the gate fails again
+    again = json.loads(retried.stdout)
+    assert "already_ended" not in again and again["started_at"] > ended["started_at"], again
+    assert fixed.split(":")[1] in again["reason"], again["reason"]
