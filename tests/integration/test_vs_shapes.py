@@ -577,6 +577,7 @@ def test_a_rollback_another_models_record_hid_is_still_reported_from_its_history
     import yaml
     from typer.testing import CliRunner
 
+    from canary import cli
     from canary.cli import app
 
     server = fleet.start_api(2)
@@ -594,6 +595,8 @@ def test_a_rollback_another_models_record_hid_is_still_reported_from_its_history
         assert again.found_ended and res.exit_code == 1, res.state
         assert (res.state.model, res.state.canary_version, res.state.route) == ("m1", "v2", "b")
         assert res.state.reason == first.state.reason
+        # traffic had moved (its history's weights say so): not said to be a rollback before traffic (decision 278)
+        assert res.state.step >= 0 and cli.earlier_rollback(res.state)[0]["before_traffic"] is False
         assert (server.get(GROUP, VS, "ml", "shared"), server.get(GROUP, DR, "ml", "m1")) == before, "written"
 
         kubeconfig = fleet.write_kubeconfig(tmp_path / "kubeconfig", server.url)
@@ -603,6 +606,7 @@ def test_a_rollback_another_models_record_hid_is_still_reported_from_its_history
                                      "--route", "b", "--canary-version", "v2", "--policy", str(policy), "-n", "ml",
                                      "--kubeconfig", str(kubeconfig), "-o", "json", "--via-controller"])
         assert r.exit_code == 1 and json.loads(r.stdout)["already_ended"] is True, r.stdout
+        assert "with --retry" in json.loads(r.stdout)["next"], r.stdout
         assert server.get(crd.GROUP, crd.PLURAL, "ml", "m1-v2") is None  # nothing created
 
         # m0's promotion is not m1's rollback: m0's own history says promoted, and a re-run of it is as before
