@@ -513,6 +513,9 @@ def _print_evaluations(watcher: Any, done: list[dict[str, Any]], output: str) ->
                      "drifted_in_row": st.drifted_in_row, "clean_in_row": st.clean_in_row,
                      "share": None if measured == "none" else res.share,
                      "drifted_features": [] if res is None else list(res.drifted_features()),
+                     # the open episode's retraining Job, and why it failed when it did (null: not seen failed)
+                     "retraining_job": (st.job or None) if st.phase != "ok" else None,
+                     "retraining_failed": (st.job_failed or None) if st.phase != "ok" else None,
                      "actions": [{k: v for k, v in d.items() if k not in ("model", "version")} for d in mine]})
 
     def text(wide: bool) -> None:
@@ -525,6 +528,8 @@ def _print_evaluations(watcher: Any, done: list[dict[str, Any]], output: str) ->
                 phase = "ok for the features compared"
             typer.echo(f"{r['model']} {r['version']}: {phase} (episode {r['episode']}), drifted share {share}"
                        f" [{', '.join(r['drifted_features']) or 'none'}]" + (f"; {acts}" if acts else "")
+                       + (f"; retraining Job {r['retraining_job']} FAILED ({r['retraining_failed']}): nothing is "
+                          f"retraining this episode" if r["retraining_failed"] else "")
                        + (f"; in a row: drifted {r['drifted_in_row']}, clean {r['clean_in_row']}" if wide else ""))
 
     opts.emit({"profiles": rows}, output, text)

@@ -92,6 +92,10 @@ class MonitorState:
     trigger: str = ""  # "" none for this episode, "pending", "done"
     trigger_attempts: int = 0
     trigger_due: float = 0.0
+    # the episode's retraining Job ("namespace/name": created, found or adopted; "" none, or a webhook) and, once it
+    # was read Failed, why ("" not seen failed): a Failed Job left the episode open with no alert and no Job
+    job: str = ""
+    job_failed: str = ""
     evidence: dict[str, Any] = field(default_factory=dict)  # the episode's start: features, scores, window
     missing: list[str] = field(default_factory=list)  # features alerted as MORE MISSING (not arriving included)
     # alerts decided and stored, not yet delivered (`hold`, `unsent`): a process killed between storing an
@@ -121,7 +125,7 @@ class MonitorState:
             raise ValueError(f"drift monitor state: writer must be a string, got {str(d['writer'])[:40]!r}")
         known = {f.name: f for f in dataclasses.fields(cls)}
         kw = {k: v for k, v in d.items() if k in known}
-        for name in ("model", "version", "phase", "trigger"):
+        for name in ("model", "version", "phase", "trigger", "job", "job_failed"):
             if name in kw and not isinstance(kw[name], str):
                 raise ValueError(f"drift monitor state: {name} must be a string, got {kw[name]!r}")
         for name in ("drifted_in_row", "clean_in_row", "episode", "trigger_attempts"):
@@ -239,7 +243,7 @@ def step(state: MonitorState, result: DatasetDrift, now: float, config: MonitorC
         if earlier is not None:
             ev = {**ev, "supersedes": superseded(earlier)}
         state = replace(state, phase=DRIFTING, episode=state.episode + 1, trigger="pending", trigger_attempts=0,
-                        trigger_due=now, evidence=ev)
+                        trigger_due=now, evidence=ev, job="", job_failed="")
         drifted = [f for f in result.features if f.drifted]
         n = len(result.features)
         left = list(unmeasured)
@@ -403,6 +407,25 @@ def due(state: MonitorState, now: float) -> list[Action]:
     if state.trigger == "pending" and now >= state.trigger_due:
         return [Trigger(state.episode, state.evidence)]
     return []
+
+
+def retrain_job_failed(state: MonitorState, job: str, why: str, now: float) -> tuple[MonitorState, list[Action]]:
+    """The open episode's retraining Job `job` ("namespace/name", the one `state.job` records) was read with a
+    Failed condition (`why`: its reason and message): recorded in `state.job_failed` and alerted once
+    (`drift.retrain_job_failed`). No new Job is created for the episode: the Job's own `backoffLimit` was its
+    retries, and a template or data that failed them fails a new Job the same way (one a pass was a Job storm);
+    a person fixes the cause and starts the retraining, and the next episode creates its own Job. Nothing when
+    the episode is not open, the Job is not its recorded one, or its failure was already recorded."""
+    if state.phase != DRIFTING or not job or state.job != job or state.job_failed:
+        return state, []
+    why = why or "Failed"
+    state = replace(state, job_failed=why)
+    return state, [Alert("drift.retrain_job_failed",
+                         f"{state.model} {state.version}: the retraining Job {job} of drift episode {state.episode} "
+                         f"FAILED ({why}); the episode stays open and nothing is retraining it: no new Job is "
+                         f"created (the Job's backoffLimit was its retries); fix the cause and start the "
+                         f"retraining by hand (the next episode creates its own Job)",
+                         state.evidence, fields={"job": job, "reason": why}, at=now)]
 
 
 def reported_attempt(attempts: int) -> bool:

@@ -231,6 +231,17 @@ def _candidate(jobs: list[Any], since: float | None) -> Any:
     return max(live, key=lambda j: (_created(j) or float("inf"), _name(j)), default=None)
 
 
+def failed_condition(job: Any) -> str | None:
+    """A Job's Failed condition that is True, as "<reason>: <message>" (either may be absent; "Failed" when both
+    are), or None when the Job has not failed (running, Complete). `job`: the client's V1Job or a dict."""
+    status = _field(job, "status")
+    for c in (_field(status, "conditions") if status is not None else None) or []:
+        if str(_field(c, "type")) == "Failed" and str(_field(c, "status")) == "True":
+            reason, message = _field(c, "reason"), _field(c, "message")
+            return ": ".join(str(x)[:300] for x in (reason, message) if x) or "Failed"
+    return None
+
+
 def _finished(job: Any) -> bool:
     """Whether a Job has ended: a Complete or Failed condition that is True."""
     status = _field(job, "status")

@@ -50,6 +50,7 @@ from canary.drift import monitor as M
 from canary.drift.compare import MIN_LIVE, compare, too_few
 from canary.drift.live import live_counts, remedy, unavailable, why_no_live_data
 from canary.drift.retrain import create_job, job_name, load_job_template, retrain_job  # noqa: F401 (re-exported)
+from canary.drift.retrain import failed_condition
 from canary.drift.store import KEY, StateConflict, brief
 from canary.errors import CanaryError, ConfigError, MetricsUnavailable
 
@@ -320,6 +321,7 @@ class DriftWatcher:
             self._episode(prof, ns, state)
             return
         state = self._act(dataclasses.replace(state, outbox=[]), actions, done, ns)
+        state = self._job_outcome(state, done, ns)
         self._episode(prof, ns, state)
         # a trigger's outcome and the emptied outbox; when lost, the stored "pending" retries the trigger (same
         # Job) and the stored outbox delivers the alerts again (at least once)
@@ -388,7 +390,31 @@ class DriftWatcher:
         if due and (why := self._go_on()):  # as `_evaluate`: left to the next evaluation
             self._held = why
         elif due:
-            self._save(key, self._act(dataclasses.replace(state, outbox=[]), due, done, ns))
+            state = self._act(dataclasses.replace(state, outbox=[]), due, done, ns)
+            self._save(key, state)
+        if not self._held:  # the Job's outcome needs the Kubernetes API only, not Prometheus
+            self._save(key, self._job_outcome(state, done, ns))
+
+    def _job_outcome(self, state: M.MonitorState, done: list[dict[str, Any]], ns: str) -> M.MonitorState:
+        """The open episode's retraining Job (`state.job`), read once an evaluation: a Failed condition is recorded
+        and alerted once (`monitor.retrain_job_failed`, `drift.retrain_job_failed`); a Job that ended Failed was
+        never noticed, and the episode stayed open with nothing retraining it. A read that fails (the API server
+        down, the Job deleted) changes nothing: read again at the next evaluation. RBAC: `get` on jobs."""
+        if (self.batch is None or state.phase != M.DRIFTING or state.trigger != "done" or not state.job
+                or state.job_failed):
+            return state
+        where, _, name = state.job.partition("/")
+        try:
+            job = self.batch.read_namespaced_job(name, where, _request_timeout=5)
+        except Exception as exc:  # noqa: BLE001 - not known: asked again next evaluation
+            log.debug("drift.retrain_job_unread", model=state.model, version=state.version, job=state.job,
+                      error=brief(exc))
+            return state
+        why = failed_condition(job)
+        if why is None:
+            return state
+        state, alerts = M.retrain_job_failed(state, state.job, why, self.clock())
+        return self._act(state, alerts, done, ns)
 
     def _say_unmeasured(self, key: str, prof: Mapping[str, Any], result: Any, done: list[dict[str, Any]]) -> None:
         """Profiled features this evaluation could not compare are never silently "ok": with none
@@ -481,6 +507,8 @@ class DriftWatcher:
         state, more = M.trigger_result(state, ok, self.clock(), self.config,
                                        f"{target}: {error}" if target and error else error, target=target)
         queue.extend(more)
+        if ok and target.startswith("Job ") and state.episode == a.episode:  # the episode's Job, read each pass
+            state = dataclasses.replace(state, job=target.removeprefix("Job "), job_failed="")
         if ok and configured:  # which Job (or webhook), for which drift: on-call finds it from this line
             log.warning("drift.retrain_triggered", model=state.model, version=state.version, namespace=namespace,
                         episode=a.episode,
@@ -517,6 +545,7 @@ class DriftWatcher:
                                                                 "drift.features_missing": "FeatureMissing",
                                                                 "drift.retrain_superseded": "RetrainSuperseded",
                                                                 "drift.retrain_recovered": "RetrainRecovered",
+                                                                "drift.retrain_job_failed": "RetrainJobFailed",
                                                                 "drift.features_missing_resolved":
                                                                     "FeatureMissingResolved"}.get(
                                   a.event, "RetrainTriggerFailed"),

@@ -1,0 +1,183 @@
+"""A drift episode's retraining Job that ends Failed is said, once (decision 275).
+
+The watcher created (or adopted) the episode's Job and never read it again: a Job that ended Failed (its
+pod's backoffLimit reached: an image that cannot be pulled, a trainer that crashes) left the episode open
+with no alert and no new Job, while on-call believed retraining was under way. Now the episode's Job is
+read at each evaluation: a Failed condition is one `drift.retrain_job_failed` line (the Job, its reason and
+message, the episode), a `RetrainJobFailed` Event, and `drift watch --once -o json`'s `retraining_failed`;
+no new Job is created for the episode. On real parts: a real Prometheus scraping a real exporter whose
+model drifted, and the strict Kubernetes API emulator for the state, Events and Jobs; the Job controller's
+part (marking the Job Failed or Complete) is played by the test, as the API server would store it."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from prometheus_client import CollectorRegistry, start_http_server
+from structlog.testing import capture_logs
+from typer.testing import CliRunner
+
+from canary.drift import monitor as M
+from canary.drift.exporter import FeatureExporter
+from canary.drift.live import live_counts
+from canary.drift.profile import capture
+from canary.metrics.client import PrometheusClient
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
+
+JOB = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"generateName": "retrain-"},
+       "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "t", "image": "t"}]}}}}
+FAILED = {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
+          "message": "Job has reached the specified backoff limit"}
+
+
+@pytest.fixture(scope="module")
+def served(prometheus_binary: str, tmp_path_factory: Any) -> Iterator[tuple[str, Path]]:
+    """(Prometheus's URL, the profile's file): model `rec` v1, whose live inputs moved by two standard deviations."""
+    import pyarrow as pa
+
+    from canary.sandbox.promserver import PromServer
+
+    rng = np.random.default_rng(275)
+    prof = capture(pa.table({"f": rng.normal(0, 1, 5_000)}), model="rec", version="v1", file="t.parquet",
+                   sha256="0" * 64)
+    path = tmp_path_factory.mktemp("profile") / "rec-v1.profile.json"
+    path.write_text(json.dumps(prof))
+    reg = CollectorRegistry()
+    exporter = FeatureExporter(prof, registry=reg)
+    exporter.observe({"f": 0.0})  # the series exist before the first scrape
+    server, thread = start_http_server(0, addr="127.0.0.1", registry=reg)
+    prom = PromServer(binary=prometheus_binary, targets=[f"127.0.0.1:{server.server_address[1]}"],
+                      scrape_interval="1s").start()
+    try:
+        assert prom.wait_targets_up(timeout_s=30) < 30
+        for x in rng.normal(2, 1, 3_000):
+            exporter.observe({"f": x})
+        client = PrometheusClient(prom.url)
+        deadline = time.monotonic() + 60
+        while sum(live_counts(client, prof, model="rec", version="v1", window_s=3600)
+                  .get("f", {}).get("counts", [0])) < 2_000:
+            assert time.monotonic() < deadline, "Prometheus never saw the traffic"
+            time.sleep(0.5)
+        yield prom.url, path
+    finally:
+        prom.stop()
+        server.shutdown()
+        thread.join(timeout=5)
+
+
+@pytest.fixture
+def kube() -> Iterator[Any]:
+    import kubernetes
+
+    from canary.sandbox.kubeapi import KubeAPIServer, Resource
+
+    api = KubeAPIServer()
+    api.handler.register(Resource("batch", "jobs", "Job", ("v1",)))
+    api.start()
+    try:
+        k = api.api_client()
+        api.core, api.batch = kubernetes.client.CoreV1Api(k), kubernetes.client.BatchV1Api(k)
+        yield api
+    finally:
+        api.stop()
+
+
+def _jobs(kube: Any) -> list[str]:
+    return sorted(j.metadata.name for j in kube.batch.list_namespaced_job("ml").items)
+
+
+def _ends(kube: Any, name: str, condition: dict[str, Any]) -> None:
+    """The Job controller's part: the Job's pod ran out of retries (Failed) or finished (Complete)."""
+    def edit(job: dict[str, Any]) -> None:
+        job["status"] = {"conditions": [{**condition, "lastTransitionTime": "2026-12-05T10:00:00Z"}],
+                         **({"failed": 7} if condition["type"] == "Failed" else {"succeeded": 1})}
+    kube.handler.edit_object("batch", "jobs", "ml", name, edit)
+
+
+def _watcher(url: str, path: Path, kube: Any, state: Path) -> Any:
+    from canary.drift.watch import DriftWatcher
+
+    ticks = iter(range(1_000, 10**8, 3_600))  # a window (1 h) apart: each evaluation new evidence
+    return DriftWatcher([json.loads(path.read_text())], client=PrometheusClient(url), window_s=3600, namespace="ml",
+                        state_file=state, core_api=kube.core, batch_api=kube.batch, job_template=JOB,
+                        config=M.MonitorConfig(enter_after=1, exit_after=3, quiet_s=0),
+                        clock=lambda: float(next(ticks)))
+
+
+def test_a_failed_retraining_job_is_said_once_and_no_second_job_is_created(
+        served: tuple[str, Path], kube: Any, tmp_path: Path) -> None:
+    url, path = served
+    w = _watcher(url, path, kube, tmp_path / "s.json")
+    opened = w.once()
+    assert [d.get("alert") for d in opened if "alert" in d] == ["drift.started"], opened
+    assert _jobs(kube) == ["retrain-rec-v1-e1"]
+    assert w.states["rec/v1"].job == "ml/retrain-rec-v1-e1"  # recorded: the Job read at every evaluation
+    with capture_logs() as logs:
+        assert w.once() == []  # running: nothing to say
+    assert not [e for e in logs if e["event"] == "drift.retrain_job_failed"]
+
+    _ends(kube, "retrain-rec-v1-e1", FAILED)
+    with capture_logs() as logs:
+        w.once()
+    said = [e for e in logs if e["event"] == "drift.retrain_job_failed"]
+    assert len(said) == 1, logs
+    assert said[0]["job"] == "ml/retrain-rec-v1-e1" and said[0]["episode"] == 1
+    assert said[0]["reason"] == "BackoffLimitExceeded: Job has reached the specified backoff limit"
+    assert "FAILED" in said[0]["message"] and "no new Job" in said[0]["message"]
+    events = kube.core.list_namespaced_event("ml").items
+    assert [e.reason for e in events] == ["DriftDetected", "RetrainJobFailed"]
+    assert "retrain-rec-v1-e1" in events[1].message and events[1].type == "Warning"
+    stored = json.loads((tmp_path / "s.json").read_text())["rec/v1"]
+    assert stored["phase"] == "drifting" and stored["job_failed"].startswith("BackoffLimitExceeded")
+
+    # said once: a later evaluation, and a watcher restarted from the state file, say nothing more and create no Job
+    with capture_logs() as logs:
+        w.once()
+    again = _watcher(url, path, kube, tmp_path / "s.json")
+    with capture_logs() as more:
+        again.once()
+    assert not [e for e in logs + more if e["event"] in ("drift.retrain_job_failed", "drift.retrain_triggered")]
+    assert _jobs(kube) == ["retrain-rec-v1-e1"]
+    assert len(kube.core.list_namespaced_event("ml").items) == 2
+
+
+@pytest.mark.parametrize(("condition", "exit_failed"), [(FAILED, True), ({"type": "Complete", "status": "True"}, False)])
+def test_drift_watch_once_says_the_failed_job_in_json_and_text(
+        served: tuple[str, Path], kube: Any, tmp_path: Path, condition: dict[str, Any], exit_failed: bool) -> None:
+    from canary.cli import app
+    from tests import fleet
+
+    url, path = served
+    (tmp_path / "job.yaml").write_text(json.dumps(JOB))
+    kubeconfig = fleet.write_kubeconfig(tmp_path / "kubeconfig", kube.url)
+
+    def once(output: str) -> Any:
+        return CliRunner().invoke(app, ["drift", "watch", "--baseline", str(path), "--once", "--enter-after", "1",
+                                        "--quiet", "0", "--retrain-job", str(tmp_path / "job.yaml"), "-n", "ml",
+                                        "--state-file", str(tmp_path / "s.json"), "--kubeconfig", str(kubeconfig),
+                                        "--prometheus-url", url, "-o", output])
+
+    first = once("json")
+    assert first.exit_code == 1, first.output  # the episode is open
+    assert _jobs(kube) == ["retrain-rec-v1-e1"]
+    _ends(kube, "retrain-rec-v1-e1", condition)
+    r = once("json")
+    assert r.exit_code == 1, r.output  # still open: exit 1, as for any open episode
+    row = json.loads(r.stdout[r.stdout.index("{"):])["profiles"][0]
+    assert row["retraining_job"] == "ml/retrain-rec-v1-e1"
+    if exit_failed:
+        assert row["retraining_failed"] == "BackoffLimitExceeded: Job has reached the specified backoff limit"
+        assert "drift.retrain_job_failed" in r.output
+    else:
+        assert row["retraining_failed"] is None and "drift.retrain_job_failed" not in r.output
+    text = once("text")
+    assert ("retraining Job ml/retrain-rec-v1-e1 FAILED (BackoffLimitExceeded" in text.stdout) is exit_failed, text.stdout
+    assert "drift.retrain_job_failed" not in text.output  # said once, by the run that saw it
+    assert _jobs(kube) == ["retrain-rec-v1-e1"]
