@@ -267,8 +267,30 @@ def step(state: MonitorState, result: DatasetDrift, now: float, config: MonitorC
         state = replace(state, phase=OK)
         actions.append(Alert("drift.resolved", f"{who}: no dataset drift in "
                                                f"{_in_a_row(state.clean_in_row, 'evaluation')}; episode "
-                                               f"{state.episode} ended", ev, warning=False))
+                                               f"{state.episode} ended" + _retraining_at_end(state), ev,
+                             warning=False, fields=_retraining_fields(state)))
     return state, actions + due(state, now)
+
+
+def _retraining_at_end(state: MonitorState) -> str:
+    """What the `drift.resolved` line says of the ending episode's retraining when it did not run: a trigger still
+    failing (pending: no longer retried, `due`), or a Job that failed (`retrain_job_failed`); "" otherwise."""
+    if state.trigger == "pending":
+        n = state.trigger_attempts
+        return (f"; its retraining was NEVER STARTED ({n} failed attempt{'' if n == 1 else 's'}) and is no longer "
+                f"retried now that the drift has ended (a later episode's retraining covers it)")
+    if state.job_failed:
+        return f"; its retraining Job {state.job} FAILED ({state.job_failed})"
+    return ""
+
+
+def _retraining_fields(state: MonitorState) -> dict[str, Any]:
+    """`drift.resolved`'s fields on the ending episode's retraining (`_retraining_at_end`)."""
+    if state.trigger == "pending":
+        return {"retraining": "never started", "failed_attempts": state.trigger_attempts}
+    if state.job_failed:
+        return {"retraining": "failed", "job": state.job, "reason": state.job_failed}
+    return {}
 
 
 def _unmeasured_drifted(state: MonitorState, unmeasured: tuple[str, ...] | list[str]) -> list[str]:
@@ -403,8 +425,11 @@ def unsent(state: MonitorState) -> list[Action]:
 
 def due(state: MonitorState, now: float) -> list[Action]:
     """The retraining trigger of the open episode when it is due (a retry), whatever this evaluation
-    measured: the drift it acts on was decided when the episode opened."""
-    if state.trigger == "pending" and now >= state.trigger_due:
+    measured: the drift it acts on was decided when the episode opened. Only while the episode is open: a
+    trigger still failing when its episode ended is no longer retried (its retry created a Job days after
+    the drift had ended, and `drift watch --once` exited 0 meanwhile); it stays "pending", so the next episode
+    takes it over (`supersedes`), and `drift.resolved` says it never started (decision 276)."""
+    if state.trigger == "pending" and state.phase == DRIFTING and now >= state.trigger_due:
         return [Trigger(state.episode, state.evidence)]
     return []
 

@@ -33,6 +33,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
 JOB = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"generateName": "retrain-"},
        "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "t", "image": "t"}]}}}}
+BACK: dict[str, Any] = {}  # model `back`'s profile and exporter (the module's Prometheus scrapes it)
 FAILED = {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
           "message": "Job has reached the specified backoff limit"}
 
@@ -52,6 +53,11 @@ def served(prometheus_binary: str, tmp_path_factory: Any) -> Iterator[tuple[str,
     reg = CollectorRegistry()
     exporter = FeatureExporter(prof, registry=reg)
     exporter.observe({"f": 0.0})  # the series exist before the first scrape
+    # `back`: drifted like rec, then (its test) served what it was trained on again
+    back = capture(pa.table({"f": rng.normal(0, 1, 5_000)}), model="back", version="v1", file="t.parquet",
+                   sha256="0" * 64)
+    BACK.update(profile=back, exporter=FeatureExporter(back, registry=reg))
+    BACK["exporter"].observe({"f": 0.0})
     server, thread = start_http_server(0, addr="127.0.0.1", registry=reg)
     prom = PromServer(binary=prometheus_binary, targets=[f"127.0.0.1:{server.server_address[1]}"],
                       scrape_interval="1s").start()
@@ -59,6 +65,7 @@ def served(prometheus_binary: str, tmp_path_factory: Any) -> Iterator[tuple[str,
         assert prom.wait_targets_up(timeout_s=30) < 30
         for x in rng.normal(2, 1, 3_000):
             exporter.observe({"f": x})
+            BACK["exporter"].observe({"f": x})
         client = PrometheusClient(prom.url)
         deadline = time.monotonic() + 60
         while sum(live_counts(client, prof, model="rec", version="v1", window_s=3600)
@@ -131,9 +138,9 @@ def test_a_failed_retraining_job_is_said_once_and_no_second_job_is_created(
     assert said[0]["job"] == "ml/retrain-rec-v1-e1" and said[0]["episode"] == 1
     assert said[0]["reason"] == "BackoffLimitExceeded: Job has reached the specified backoff limit"
     assert "FAILED" in said[0]["message"] and "no new Job" in said[0]["message"]
-    events = kube.core.list_namespaced_event("ml").items
-    assert [e.reason for e in events] == ["DriftDetected", "RetrainJobFailed"]
-    assert "retrain-rec-v1-e1" in events[1].message and events[1].type == "Warning"
+    events = {e.reason: e for e in kube.core.list_namespaced_event("ml").items}  # listed by their random names
+    assert sorted(events) == ["DriftDetected", "RetrainJobFailed"]
+    assert "retrain-rec-v1-e1" in events["RetrainJobFailed"].message and events["RetrainJobFailed"].type == "Warning"
     stored = json.loads((tmp_path / "s.json").read_text())["rec/v1"]
     assert stored["phase"] == "drifting" and stored["job_failed"].startswith("BackoffLimitExceeded")
 
@@ -181,3 +188,53 @@ def test_drift_watch_once_says_the_failed_job_in_json_and_text(
     assert ("retraining Job ml/retrain-rec-v1-e1 FAILED (BackoffLimitExceeded" in text.stdout) is exit_failed, text.stdout
     assert "drift.retrain_job_failed" not in text.output  # said once, by the run that saw it
     assert _jobs(kube) == ["retrain-rec-v1-e1"]
+
+
+def test_an_episode_that_ends_with_its_trigger_still_failing_stops_retrying_and_says_so(
+        served: tuple[str, Path], kube: Any, tmp_path: Path) -> None:
+    """Decision 276: the Job's create was refused (HTTP 500) when the episode opened; the drift ended (the model
+    served what it was trained on again) while the trigger was still failing. Its retry went on and created a Job
+    after the drift had ended, and `drift.resolved` did not say that no retraining had run. Now the ended
+    episode's trigger is no longer retried, and `drift.resolved` says its retraining never started."""
+    from canary.drift.watch import DriftWatcher
+
+    url, _ = served
+    client = PrometheusClient(url)
+    prof = json.loads(json.dumps(BACK["profile"]))
+    ticks = iter(range(1_000, 10**8, 3_600))
+    w = DriftWatcher([prof], client=client, window_s=3600, namespace="ml", state_file=tmp_path / "s.json",
+                     core_api=kube.core, batch_api=kube.batch, job_template=JOB,
+                     config=M.MonitorConfig(enter_after=1, exit_after=1, quiet_s=0),
+                     clock=lambda: float(next(ticks)))
+    kube.fail_next(500, methods=("POST",), plural="jobs")
+    with capture_logs() as logs:
+        w.once()
+    assert [e["event"] for e in logs if e["event"].startswith("drift.retrain")] == ["drift.retrain_failed"], logs
+    assert w.states["back/v1"].trigger == "pending" and _jobs(kube) == []
+
+    # the drift ends: served what it was trained on, and read over a window that holds only that traffic
+    rng = np.random.default_rng(276)
+    for x in rng.normal(0, 1, 3_000):
+        BACK["exporter"].observe({"f": x})
+    window, top = 20.0, len(prof["features"]["f"]["counts"]) - 1
+    deadline = time.monotonic() + 90
+    while True:  # until Prometheus's last `window` seconds hold the new traffic only (no drifted mass left)
+        got = live_counts(client, prof, model="back", version="v1", window_s=window).get("f", {}).get("counts", [])
+        if got and sum(got) >= 2_000 and got[top] < 0.01 * sum(got):
+            break
+        assert time.monotonic() < deadline, f"Prometheus never showed the clean traffic alone: {got}"
+        time.sleep(0.5)
+    w.profiles = [{**prof, "_window_s": window}]
+    with capture_logs() as logs:
+        w.once()  # the retry is due (an hour later), the API server answers again: it was created before
+    [resolved] = [e for e in logs if e["event"] == "drift.resolved"]
+    assert "retraining was NEVER STARTED (1 failed attempt)" in resolved["message"], resolved
+    assert "no longer retried" in resolved["message"]
+    assert resolved["retraining"] == "never started" and resolved["failed_attempts"] == 1
+    assert not [e for e in logs if e["event"] in ("drift.retrain_triggered", "drift.retrain_failed")], logs
+    with capture_logs() as logs:
+        w.once()  # and later: still no retry, no Job
+    assert not [e for e in logs if e["event"].startswith("drift.retrain")], logs
+    assert _jobs(kube) == []
+    stored = json.loads((tmp_path / "s.json").read_text())["back/v1"]
+    assert stored["phase"] == "ok" and stored["trigger"] == "pending"  # kept: the next episode takes it over
