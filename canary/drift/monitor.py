@@ -21,9 +21,12 @@ seen: a baseline registered a day before the version serves must not spend its
 quiet period on no traffic.
 At the start of an episode: an `Alert` (Kubernetes Event, webhook, Slack) and
 one retraining `Trigger`, recorded with its evidence. A failed trigger is
-retried with exponential backoff (`Trigger` again when due) and every failure
-is reported (`Alert` "drift.retrain_failed"); it is never dropped silently, and
-never sent twice for one episode: the state says it succeeded. An episode that
+retried with exponential backoff (`Trigger` again when due) while its episode is
+open, and every failure is reported (`Alert` "drift.retrain_failed"); it is never
+dropped silently (an episode that ends with it still failing stops retrying it and
+its "drift.resolved" says so), and never sent twice for one episode: the state says
+it succeeded. The episode's Job read Failed is said once ("drift.retrain_job_failed",
+`retrain_job_failed`) and replaced by no new Job. An episode that
 opens while an earlier episode's trigger is still pending (its Job could not be
 created yet) takes it over: one retraining covers both, on the newer data (two
 Jobs in a row would train on the same data), its evidence names the earlier
