@@ -238,3 +238,13 @@ def test_an_episode_that_ends_with_its_trigger_still_failing_stops_retrying_and_
     assert _jobs(kube) == []
     stored = json.loads((tmp_path / "s.json").read_text())["back/v1"]
     assert stored["phase"] == "ok" and stored["trigger"] == "pending"  # kept: the next episode takes it over
+
+
+def test_a_failed_retraining_job_reads_as_a_warning_in_slack() -> None:
+    from canary.notify_body import slack_line
+
+    line = slack_line("drift_retrain_job_failed", {
+        "model": "rec", "namespace": "ml", "rollout": "rec", "stable_version": "v1", "canary_version": "",
+        "weights": None, "reason": "rec v1: the retraining Job ml/retrain-rec-v1-e1 of drift episode 1 FAILED",
+        "evidence": [], "at": 1000.0})
+    assert line.startswith(":warning: drift_retrain_job_failed ml/rec"), line
