@@ -67,6 +67,7 @@ from canary.serve_session import (FAIL, PASS, Session, new_session, open_window,
                                   reopen, serve_window, unproven, unreachable_at_deadline, window_deadline_s)
 from canary.serve_store import RevisionBusy, SessionStore, StoreError, StoreFull
 
+MAX_IGNORED_SETS = 64  # sets of unknown Flagger payload fields said once each (`serve.fields_ignored`)
 ANSWER_WITHIN_S = 8.0  # below Flagger's and Argo's default webhook/measurement timeout of 10 s
 FLAGGER_HOOKS = ("pre-rollout", "rollout", "confirm-traffic-increase", "confirm-promotion")
 STATUS = {PASS: 200, "inconclusive": 200, FAIL: 409}
@@ -211,10 +212,15 @@ class Service:
             caller.update(_named(raw, "flagger", "name"))
             ask = flagger_ask(raw)
             caller.update(key=ask.key, revision=ask.revision)
-            if ask.ignored and ask.ignored not in self._ignored:  # once per set of names: a Flagger upgrade
+            # once per set of names (a Flagger upgrade), for the first MAX_IGNORED_SETS sets: a caller sending new
+            # names at every call grew the memory without bound and wrote a line per call (decision 256)
+            if ask.ignored and ask.ignored not in self._ignored and len(self._ignored) < MAX_IGNORED_SETS:
                 self._ignored.add(ask.ignored)
+                full = len(self._ignored) == MAX_IGNORED_SETS
                 self.log.info("serve.fields_ignored", integration="flagger", hook=hook, key=ask.key,
-                              fields=list(ask.ignored))
+                              fields=list(ask.ignored),
+                              **({"note": f"{MAX_IGNORED_SETS} sets of ignored fields said: later ones are ignored "
+                                          "without a line"} if full else {}))
             if hook == "pre-rollout":
                 return self._gates(ask, deadline=deadline)
             if hook == "rollout":

@@ -312,6 +312,26 @@ def test_a_flagger_payload_with_a_field_this_version_does_not_know_is_served(rig
     assert len(said) == 1 and said[0]["fields"] == ["type"] and said[0]["key"] == "flagger/ml/good", said
 
 
+def test_ignored_flagger_fields_are_said_for_a_bounded_number_of_sets(rig: Any, clock: Clock, monkeypatch: Any) -> None:
+    """Each new set of unknown payload names was remembered and logged: a caller sending new names at every call
+    grew the service's memory without bound and wrote a line per call. The first MAX_IGNORED_SETS sets are said,
+    the last with a note; later ones are served, ignored, without a line (decision 256)."""
+    from canary import serve
+
+    monkeypatch.setattr(serve, "MAX_IGNORED_SETS", 3)
+    server = rig(up=True)
+    with structlog.testing.capture_logs() as lines:
+        for i in range(6):
+            body = {"name": "good", "namespace": "ml", "phase": "Progressing", "checksum": "6d8f9c7b5",
+                    f"extra{i}": 1, "metadata": {"model": "good", "stableVersion": "v1", "canaryVersion": "v2"}}
+            code, doc = call(f"{server.url}/api/v1/flagger/pre-rollout", method="POST", body=body)
+            assert code == 200, doc
+    said = [e for e in lines if e["event"] == "serve.fields_ignored"]
+    assert [e["fields"] for e in said] == [["extra0"], ["extra1"], ["extra2"]], said
+    assert "later ones are ignored without a line" in said[-1]["note"] and "note" not in said[0]
+    assert len(server.service._ignored) == 3
+
+
 # ---- (h) two analyses of one rollout on one revision ------------------------------------------------
 
 
