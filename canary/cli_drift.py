@@ -258,7 +258,8 @@ def check_cmd(
         "too_few": few, "not_arriving": gone, **({"no_live_data_reason": why} if why else {}),
         "features": [{**f.__dict__, "score": f.score, "reason": f.reason()} for f in result.features],
         "missing": [{**m.__dict__, "reason": m.reason()} for m in result.missing]},
-        output, lambda wide: _table(prof, result, quiet, few, None if client is None else window, wide=wide, why=why))
+        output, lambda wide: _table(prof, result, quiet, few, None if client is None else window, wide=wide, why=why,
+                                    live_version=version or str(prof["version"])))
     if result.drifted:
         raise typer.Exit(EXIT_DRIFT)
     if not result.features:
@@ -580,11 +581,15 @@ def _from_prometheus(client: Any, prof: dict, version: str, window_s: float, nam
 
 
 def _table(prof: dict, result: Any, quiet: list[str], few: dict[str, int], window_s: float | None, *,
-           wide: bool = False, why: str = "") -> None:
+           wide: bool = False, why: str = "", live_version: str = "") -> None:
     from canary.drift.stats import DRIFT_SHARE
 
+    # the version whose live data were checked: `--version v3` against v2's profile titled its table "v2" (the
+    # version it was trained as), and an on-call person read the verdict as v2's (decision 257)
+    live_version = live_version or str(prof["version"])
+    against = "" if live_version == str(prof["version"]) else f" (against the profile of {prof['version']})"
     # nothing compared (a model renamed in the server, an exporter not deployed): no verdict, never "no dataset drift"
-    t = Table(title=f"{prof['model']} {prof['version']}: "
+    t = Table(title=f"{prof['model']} {live_version}{against}: "
                     + (f"{'DATASET DRIFT' if result.drifted else 'no dataset drift'} "
                        f"({sum(1 for f in result.features if f.drifted)} of {len(result.features)} features drifted, "
                        f"{result.share:.0%}; dataset drift at {DRIFT_SHARE:.0%} or more)" if result.features else

@@ -101,6 +101,20 @@ def test_everything_measured_is_ok(setup: Any, tmp_path: Any) -> None:
     assert row["measured"] == "all" and row["phase"] == "ok"
 
 
+def test_the_table_names_the_version_checked_and_the_profile_it_was_checked_against(setup: Any, tmp_path: Any) -> None:
+    """`drift check --version v1` with v9's profile titled its table "rec v9: no dataset drift": the verdict is
+    v1's live data against v9's training profile, and on-call read it as v9's (decision 257)."""
+    url, prof = setup
+    path = tmp_path / "v9.profile.json"
+    path.write_text(json.dumps({**prof, "version": "v9"}))
+    args = ["drift", "check", "--baseline", str(path), "--prometheus-url", url, "--window", "30m"]
+    other = CliRunner().invoke(app, [*args, "--version", "v1"], env={"COLUMNS": "400"})
+    assert other.exit_code == 0 and "rec v1 (against the profile of v9): no dataset drift" in other.output, other.output
+    path.write_text(json.dumps({**prof, "version": "v1"}))
+    own = CliRunner().invoke(app, args, env={"COLUMNS": "400"})
+    assert own.exit_code == 0 and "rec v1: no dataset drift" in own.output and "against" not in own.output
+
+
 def test_no_series_for_the_version_is_not_ok(setup: Any, tmp_path: Any) -> None:
     url, prof = setup
     check, watch, logs = _run(tmp_path, url, prof, "v7")
