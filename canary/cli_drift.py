@@ -517,6 +517,8 @@ def _print_evaluations(watcher: Any, done: list[dict[str, Any]], output: str) ->
                      # the open episode's retraining Job, and why it failed when it did (null: not seen failed)
                      "retraining_job": (st.job or None) if st.phase != "ok" else None,
                      "retraining_failed": (st.job_failed or None) if st.phase != "ok" else None,
+                     # true: the Job was deleted before it was read ended (decision 285): its outcome is unknown
+                     "retraining_gone": bool(st.job_gone) if st.phase != "ok" else False,
                      "actions": [{k: v for k, v in d.items() if k not in ("model", "version")} for d in mine]})
 
     def text(wide: bool) -> None:
@@ -531,6 +533,8 @@ def _print_evaluations(watcher: Any, done: list[dict[str, Any]], output: str) ->
                        f" [{', '.join(r['drifted_features']) or 'none'}]" + (f"; {acts}" if acts else "")
                        + (f"; retraining Job {r['retraining_job']} FAILED ({r['retraining_failed']}): nothing is "
                           f"retraining this episode" if r["retraining_failed"] else "")
+                       + (f"; retraining Job {r['retraining_job']} GONE (deleted before its outcome was read): "
+                          f"UNKNOWN whether it succeeded" if r["retraining_gone"] else "")
                        + (f"; in a row: drifted {r['drifted_in_row']}, clean {r['clean_in_row']}" if wide else ""))
 
     opts.emit({"profiles": rows}, output, text)

@@ -53,6 +53,7 @@ _ICONS = {"rollback": ":rotating_light:", "aborted": ":warning:", "promotion": "
           # :information_source:, a drift episode and a failing retraining as much as their ends
           "drift_started": ":warning:", "drift_retrain_failed": ":warning:", "drift_retrain_superseded": ":warning:",
           "drift_retrain_job_failed": ":warning:",
+          "drift_retrain_job_gone": ":warning:",
           "drift_features_missing": ":warning:", "drift_resolved": ":white_check_mark:",
           "drift_features_missing_resolved": ":white_check_mark:", "drift_retrain_recovered": ":white_check_mark:",
           "drift_prometheus_down": ":warning:", "drift_prometheus_back": ":white_check_mark:"}

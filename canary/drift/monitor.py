@@ -26,7 +26,8 @@ open, and every failure is reported (`Alert` "drift.retrain_failed"); it is neve
 dropped silently (an episode that ends with it still failing stops retrying it and
 its "drift.resolved" says so), and never sent twice for one episode: the state says
 it succeeded. The episode's Job read Failed is said once ("drift.retrain_job_failed",
-`retrain_job_failed`) and replaced by no new Job. An episode that
+`retrain_job_failed`) and replaced by no new Job; one deleted before it was read
+so, once too ("drift.retrain_job_gone", `retrain_job_gone`: its outcome unknown). An episode that
 opens while an earlier episode's trigger is still pending (its Job could not be
 created yet) takes it over: one retraining covers both, on the newer data (two
 Jobs in a row would train on the same data), its evidence names the earlier
@@ -99,6 +100,9 @@ class MonitorState:
     # was read Failed, why ("" not seen failed): a Failed Job left the episode open with no alert and no Job
     job: str = ""
     job_failed: str = ""
+    # the episode's Job was read as gone (404: deleted by its ttlSecondsAfterFinished or a person) before it was
+    # read Failed or Complete: its outcome is unknown; said once (`retrain_job_gone`), never read again
+    job_gone: bool = False
     evidence: dict[str, Any] = field(default_factory=dict)  # the episode's start: features, scores, window
     missing: list[str] = field(default_factory=list)  # features alerted as MORE MISSING (not arriving included)
     # alerts decided and stored, not yet delivered (`hold`, `unsent`): a process killed between storing an
@@ -141,6 +145,8 @@ class MonitorState:
                                or not math.isfinite(kw[name]) or kw[name] < 0):
                 raise ValueError(f"drift monitor state: {name} must be a finite number of seconds >= 0 (a Unix "
                                  f"time, 0 for none), got {kw[name]!r}")
+        if "job_gone" in kw and not isinstance(kw["job_gone"], bool):
+            raise ValueError(f"drift monitor state: job_gone must be true or false, got {kw['job_gone']!r}")
         if "missing" in kw and (not isinstance(kw["missing"], list) or not all(isinstance(x, str) for x in kw["missing"])):
             raise ValueError("drift monitor state: missing must be a list of feature names")
         if "evidence" in kw and not isinstance(kw["evidence"], dict):
@@ -246,7 +252,7 @@ def step(state: MonitorState, result: DatasetDrift, now: float, config: MonitorC
         if earlier is not None:
             ev = {**ev, "supersedes": superseded(earlier)}
         state = replace(state, phase=DRIFTING, episode=state.episode + 1, trigger="pending", trigger_attempts=0,
-                        trigger_due=now, evidence=ev, job="", job_failed="")
+                        trigger_due=now, evidence=ev, job="", job_failed="", job_gone=False)
         drifted = [f for f in result.features if f.drifted]
         n = len(result.features)
         left = list(unmeasured)
@@ -284,6 +290,8 @@ def _retraining_at_end(state: MonitorState) -> str:
                 f"retried now that the drift has ended (a later episode's retraining covers it)")
     if state.job_failed:
         return f"; its retraining Job {state.job} FAILED ({state.job_failed})"
+    if state.job_gone:
+        return f"; its retraining Job {state.job} was deleted before its outcome was read (UNKNOWN whether it succeeded)"
     return ""
 
 
@@ -293,6 +301,8 @@ def _retraining_fields(state: MonitorState) -> dict[str, Any]:
         return {"retraining": "never started", "failed_attempts": state.trigger_attempts}
     if state.job_failed:
         return {"retraining": "failed", "job": state.job, "reason": state.job_failed}
+    if state.job_gone:
+        return {"retraining": "unknown", "job": state.job}
     return {}
 
 
@@ -454,6 +464,24 @@ def retrain_job_failed(state: MonitorState, job: str, why: str, now: float) -> t
                          f"created (the Job's backoffLimit was its retries); fix the cause and start the "
                          f"retraining by hand (the next episode creates its own Job)",
                          state.evidence, fields={"job": job, "reason": why}, at=now)]
+
+
+def retrain_job_gone(state: MonitorState, job: str, now: float) -> tuple[MonitorState, list[Action]]:
+    """The open episode's retraining Job `job` ("namespace/name", `state.job`) was read as not found (404) before it
+    was ever read Failed: deleted by its template's `ttlSecondsAfterFinished` or by a person, so whether it
+    succeeded is unknown. Recorded in `state.job_gone` (not read again) and alerted once (`drift.retrain_job_gone`,
+    a warning: it was a debug line only, and on-call never learnt that the episode's retraining was gone). No new
+    Job is created (as `retrain_job_failed`: it may have failed, and a new one would fail the same way; or it
+    succeeded). Nothing when the episode is not open, the Job is not its recorded one, or its end was recorded."""
+    if state.phase != DRIFTING or not job or state.job != job or state.job_failed or state.job_gone:
+        return state, []
+    state = replace(state, job_gone=True)
+    return state, [Alert("drift.retrain_job_gone",
+                         f"{state.model} {state.version}: the retraining Job {job} of drift episode {state.episode} "
+                         f"is GONE (deleted, by its ttlSecondsAfterFinished or by hand, before its outcome was "
+                         f"read): whether the retraining succeeded is UNKNOWN; no new Job is created; check the "
+                         f"trainer's output or logs and start the retraining by hand if it did not succeed",
+                         state.evidence, fields={"job": job, "outcome": "unknown"}, at=now)]
 
 
 def reported_attempt(attempts: int) -> bool:

@@ -398,15 +398,20 @@ class DriftWatcher:
     def _job_outcome(self, state: M.MonitorState, done: list[dict[str, Any]], ns: str) -> M.MonitorState:
         """The open episode's retraining Job (`state.job`), read once an evaluation: a Failed condition is recorded
         and alerted once (`monitor.retrain_job_failed`, `drift.retrain_job_failed`); a Job that ended Failed was
-        never noticed, and the episode stayed open with nothing retraining it. A read that fails (the API server
-        down, the Job deleted) changes nothing: read again at the next evaluation. RBAC: `get` on jobs."""
+        never noticed, and the episode stayed open with nothing retraining it. A Job not found (404: deleted by its
+        `ttlSecondsAfterFinished` or a person before it was read Failed) is recorded and alerted once too
+        (`monitor.retrain_job_gone`, `drift.retrain_job_gone`: outcome unknown) and not read again. Any other read
+        that fails (the API server down) changes nothing: read again at the next evaluation. RBAC: `get` on jobs."""
         if (self.batch is None or state.phase != M.DRIFTING or state.trigger != "done" or not state.job
-                or state.job_failed):
+                or state.job_failed or state.job_gone):
             return state
         where, _, name = state.job.partition("/")
         try:
             job = self.batch.read_namespaced_job(name, where, _request_timeout=5)
         except Exception as exc:  # noqa: BLE001 - not known: asked again next evaluation
+            if getattr(exc, "status", None) == 404:  # deleted before it was read ended: said once, outcome unknown
+                state, alerts = M.retrain_job_gone(state, state.job, self.clock())
+                return self._act(state, alerts, done, ns)
             log.debug("drift.retrain_job_unread", model=state.model, version=state.version, job=state.job,
                       error=brief(exc))
             return state
@@ -508,7 +513,8 @@ class DriftWatcher:
                                        f"{target}: {error}" if target and error else error, target=target)
         queue.extend(more)
         if ok and target.startswith("Job ") and state.episode == a.episode:  # the episode's Job, read each pass
-            state = dataclasses.replace(state, job=target.removeprefix("Job "), job_failed="")
+            state = dataclasses.replace(state, job=target.removeprefix("Job "), job_failed="",
+                                        job_gone=False)
         if ok and configured:  # which Job (or webhook), for which drift: on-call finds it from this line
             log.warning("drift.retrain_triggered", model=state.model, version=state.version, namespace=namespace,
                         episode=a.episode,
@@ -546,6 +552,7 @@ class DriftWatcher:
                                                                 "drift.retrain_superseded": "RetrainSuperseded",
                                                                 "drift.retrain_recovered": "RetrainRecovered",
                                                                 "drift.retrain_job_failed": "RetrainJobFailed",
+                                                                "drift.retrain_job_gone": "RetrainJobGone",
                                                                 "drift.features_missing_resolved":
                                                                     "FeatureMissingResolved"}.get(
                                   a.event, "RetrainTriggerFailed"),

@@ -190,6 +190,82 @@ def test_drift_watch_once_says_the_failed_job_in_json_and_text(
     assert _jobs(kube) == ["retrain-rec-v1-e1"]
 
 
+@pytest.mark.parametrize("ended", [{"type": "Complete", "status": "True"}, FAILED, None])
+def test_a_retraining_job_deleted_before_it_was_read_is_said_once_as_gone(
+        served: tuple[str, Path], kube: Any, tmp_path: Path, ended: dict[str, Any] | None) -> None:
+    """Decision 285: the episode's Job ended (Complete, Failed) or not (None: a person's `kubectl delete` of a running
+    Job) and was deleted (its `ttlSecondsAfterFinished`, a person) before an evaluation read it: the read's 404 was a
+    debug line, read again for ever, and on-call never learnt that the retraining was gone and whether it had run.
+    Now one `drift.retrain_job_gone` warning (outcome unknown), an Event, kept in the state; no new Job."""
+    url, path = served
+    w = _watcher(url, path, kube, tmp_path / "s.json")
+    w.once()
+    assert _jobs(kube) == ["retrain-rec-v1-e1"]
+    if ended is not None:
+        _ends(kube, "retrain-rec-v1-e1", ended)
+    kube.batch.delete_namespaced_job("retrain-rec-v1-e1", "ml")
+    kube.fail_next(500, methods=("GET",), plural="jobs")  # an API server failing is not "gone": said nothing
+    with capture_logs() as logs:
+        w.once()
+    assert not [e for e in logs if e["event"].startswith("drift.retrain_job")], logs
+    assert not getattr(w.states["rec/v1"], "job_gone", False)
+
+    with capture_logs() as logs:
+        w.once()
+    said = [e for e in logs if e["event"] == "drift.retrain_job_gone"]
+    assert len(said) == 1, logs
+    assert said[0]["log_level"] == "warning" and said[0]["job"] == "ml/retrain-rec-v1-e1" and said[0]["episode"] == 1
+    assert said[0]["outcome"] == "unknown" and "UNKNOWN" in said[0]["message"] and "no new Job" in said[0]["message"]
+    events = {e.reason: e for e in kube.core.list_namespaced_event("ml").items}
+    assert sorted(events) == ["DriftDetected", "RetrainJobGone"]
+    assert "retrain-rec-v1-e1" in events["RetrainJobGone"].message and events["RetrainJobGone"].type == "Warning"
+    stored = json.loads((tmp_path / "s.json").read_text())["rec/v1"]
+    assert stored["phase"] == "drifting" and stored["job_gone"] is True and stored["job_failed"] == ""
+
+    # said once: a later evaluation and a watcher restarted from the state file say nothing more, create no Job
+    with capture_logs() as logs:
+        w.once()
+    again = _watcher(url, path, kube, tmp_path / "s.json")
+    with capture_logs() as more:
+        again.once()
+    assert not [e for e in logs + more if e["event"] in ("drift.retrain_job_gone", "drift.retrain_job_unread",
+                                                         "drift.retrain_job_failed", "drift.retrain_triggered")]
+    assert _jobs(kube) == []
+    assert len(kube.core.list_namespaced_event("ml").items) == 2
+
+
+def test_drift_watch_once_says_the_gone_job_in_json_and_text(
+        served: tuple[str, Path], kube: Any, tmp_path: Path) -> None:
+    from canary.cli import app
+    from tests import fleet
+
+    url, path = served
+    (tmp_path / "job.yaml").write_text(json.dumps(JOB))
+    kubeconfig = fleet.write_kubeconfig(tmp_path / "kubeconfig", kube.url)
+
+    def once(output: str) -> Any:
+        return CliRunner().invoke(app, ["drift", "watch", "--baseline", str(path), "--once", "--enter-after", "1",
+                                        "--quiet", "0", "--retrain-job", str(tmp_path / "job.yaml"), "-n", "ml",
+                                        "--state-file", str(tmp_path / "s.json"), "--kubeconfig", str(kubeconfig),
+                                        "--prometheus-url", url, "-o", output])
+
+    first = once("json")
+    assert first.exit_code == 1, first.output
+    assert json.loads(first.stdout[first.stdout.index("{"):])["profiles"][0].get("retraining_gone") is False
+    _ends(kube, "retrain-rec-v1-e1", {"type": "Complete", "status": "True"})
+    kube.batch.delete_namespaced_job("retrain-rec-v1-e1", "ml")  # its ttlSecondsAfterFinished
+    r = once("json")
+    assert r.exit_code == 1, r.output  # still open: exit codes unchanged
+    assert "drift.retrain_job_gone" in r.output, r.output
+    row = json.loads(r.stdout[r.stdout.index("{"):])["profiles"][0]
+    assert row["retraining_job"] == "ml/retrain-rec-v1-e1" and row["retraining_failed"] is None
+    assert row["retraining_gone"] is True
+    text = once("text")
+    assert "retraining Job ml/retrain-rec-v1-e1 GONE" in text.stdout and "UNKNOWN" in text.stdout, text.stdout
+    assert "drift.retrain_job_gone" not in text.output  # said once, by the run that saw it
+    assert _jobs(kube) == []
+
+
 def test_an_episode_that_ends_with_its_trigger_still_failing_stops_retrying_and_says_so(
         served: tuple[str, Path], kube: Any, tmp_path: Path) -> None:
     """Decision 276: the Job's create was refused (HTTP 500) when the episode opened; the drift ended (the model
