@@ -291,7 +291,8 @@ def _retraining_at_end(state: MonitorState) -> str:
     if state.job_failed:
         return f"; its retraining Job {state.job} FAILED ({state.job_failed})"
     if state.job_gone:
-        return f"; its retraining Job {state.job} was deleted before its outcome was read (UNKNOWN whether it succeeded)"
+        return (f"; its retraining Job {state.job} was deleted before its outcome was read (UNKNOWN whether it "
+                f"succeeded)")
     return ""
 
 

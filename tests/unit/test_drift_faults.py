@@ -465,3 +465,21 @@ def test_a_hand_edited_constant_std_is_refused_at_watch_start(tmp_path: Any) -> 
     r = CliRunner().invoke(app, ["drift", "watch", "--baseline", str(path), "--once", "--prometheus-url",
                                  "http://127.0.0.1:9", "--state-file", str(tmp_path / "s.json"), "--no-kube"])
     assert r.exit_code == 2 and f"{path}: features.age.std: 0, but the values captured differ" in r.output, r.output
+
+
+def test_a_retraining_job_gone_is_recorded_once_and_said_at_the_episode_end() -> None:
+    """Decision 285 (pure part): a Job read as 404 before it was read ended is recorded (`job_gone`), alerted once,
+    kept across a store and load, and `drift.resolved` says the episode's retraining outcome is unknown."""
+    from canary.drift import monitor as M
+
+    st = M.MonitorState(model="rec", version="v1", phase=M.DRIFTING, episode=2, trigger="done", job="ml/r-e2")
+    st2, acts = M.retrain_job_gone(st, "ml/r-e2", 1000.0)
+    assert [a.event for a in acts] == ["drift.retrain_job_gone"] and acts[0].warning
+    assert acts[0].fields == {"job": "ml/r-e2", "outcome": "unknown"} and "episode 2" in acts[0].message
+    assert st2.job_gone and M.retrain_job_gone(st2, "ml/r-e2", 2000.0) == (st2, [])  # once
+    assert M.retrain_job_gone(st, "ml/other", 1000.0) == (st, [])  # not the episode's Job
+    assert M.MonitorState.from_dict(st2.to_dict()).job_gone is True
+    assert M._retraining_fields(st2) == {"retraining": "unknown", "job": "ml/r-e2"}
+    assert "UNKNOWN whether it succeeded" in M._retraining_at_end(st2)
+    with pytest.raises(ValueError, match="job_gone"):
+        M.MonitorState.from_dict({**st2.to_dict(), "job_gone": "yes"})
