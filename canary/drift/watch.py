@@ -75,6 +75,7 @@ class DriftWatcher:
         self.client, self.window_s, self.config = client, window_s, config
         self.namespace, self._selects = namespace or "default", namespace
         self._outage: str | None = None  # this pass's: why Prometheus did not answer (`once`)
+        self._jobs_unread = ""  # this pass's: why a retraining Job's read failed (`_job_outcome`)
         self._store_down: str | None = None  # this pass's: why the store could not be written (`_save`)
         self._not_measured: list[str] = []  # this pass's: the profiles its outage left unmeasured
         self._left: list[str] = []  # the state keys a cut pass did not evaluate, in order (`once`): first next pass
@@ -143,6 +144,7 @@ class DriftWatcher:
         done: list[dict[str, Any]] = []
         seen: set[str] = set()
         self._outage = self._store_down = None
+        self._jobs_unread = ""  # why this pass's Job reads stopped (one failed: the others wait for the next pass)
         self._not_measured = []
         self._keep_going, self._held, self._act_stored = keep_going, "", act_stored
         started = time.monotonic()
@@ -401,9 +403,11 @@ class DriftWatcher:
         never noticed, and the episode stayed open with nothing retraining it. A Job not found (404: deleted by its
         `ttlSecondsAfterFinished` or a person before it was read Failed) is recorded and alerted once too
         (`monitor.retrain_job_gone`, `drift.retrain_job_gone`: outcome unknown) and not read again. Any other read
-        that fails (the API server down) changes nothing: read again at the next evaluation. RBAC: `get` on jobs."""
+        that fails (the API server down) changes nothing: read again at the next evaluation, and the other open
+        episodes' Jobs are not read in this pass (an API server that does not answer cost each its 5 s timeout,
+        every pass). RBAC: `get` on jobs."""
         if (self.batch is None or state.phase != M.DRIFTING or state.trigger != "done" or not state.job
-                or state.job_failed or state.job_gone):
+                or state.job_failed or state.job_gone or self._jobs_unread):
             return state
         where, _, name = state.job.partition("/")
         try:
@@ -412,8 +416,9 @@ class DriftWatcher:
             if getattr(exc, "status", None) == 404:  # deleted before it was read ended: said once, outcome unknown
                 state, alerts = M.retrain_job_gone(state, state.job, self.clock())
                 return self._act(state, alerts, done, ns)
+            self._jobs_unread = brief(exc)  # the others' reads wait for the next pass (decision 258)
             log.debug("drift.retrain_job_unread", model=state.model, version=state.version, job=state.job,
-                      error=brief(exc))
+                      error=brief(exc), note="no other Job is read in this pass")
             return state
         why = failed_condition(job)
         if why is None:

@@ -266,6 +266,35 @@ def test_drift_watch_once_says_the_gone_job_in_json_and_text(
     assert _jobs(kube) == []
 
 
+def test_a_failed_job_read_leaves_the_other_episodes_jobs_to_the_next_pass(
+        served: tuple[str, Path], kube: Any, tmp_path: Path) -> None:
+    """Two open episodes (rec and back, both drifted), each with its Job. An API server that does not answer made
+    each episode's Job read wait its 5 s timeout, at every pass: with many open episodes the pass outlasted its
+    interval. Now a read that fails ends the pass's Job reads; the others are read at the next pass (decision
+    258). Before the test of decision 276 in this file, which serves `back` its training data again."""
+    from canary.drift.watch import DriftWatcher
+
+    url, path = served
+    ticks = iter(range(1_000, 10**8, 3_600))
+    w = DriftWatcher([json.loads(path.read_text()), json.loads(json.dumps(BACK["profile"]))],
+                     client=PrometheusClient(url), window_s=3600, namespace="ml", state_file=tmp_path / "s.json",
+                     core_api=kube.core, batch_api=kube.batch, job_template=JOB,
+                     config=M.MonitorConfig(enter_after=1, exit_after=3, quiet_s=0), clock=lambda: float(next(ticks)))
+    w.once()
+    assert _jobs(kube) == ["retrain-back-v1-e1", "retrain-rec-v1-e1"]
+    kube.fail_next(500, methods=("GET",), plural="jobs", times=2)
+    w.once()
+    assert sum(f.times for f in kube.handler.faults) == 1  # the first read failed, the second was not sent
+    assert w._jobs_unread  # and why is kept for the pass (`drift.retrain_job_unread`, a debug line)
+    for name in ("retrain-rec-v1-e1", "retrain-back-v1-e1"):
+        _ends(kube, name, FAILED)
+    kube.handler.faults.clear()
+    with capture_logs() as logs:
+        w.once()  # the next pass reads both again
+    assert sorted(e["job"] for e in logs if e["event"] == "drift.retrain_job_failed") == [
+        "ml/retrain-back-v1-e1", "ml/retrain-rec-v1-e1"], logs
+
+
 def test_an_episode_that_ends_with_its_trigger_still_failing_stops_retrying_and_says_so(
         served: tuple[str, Path], kube: Any, tmp_path: Path) -> None:
     """Decision 276: the Job's create was refused (HTTP 500) when the episode opened; the drift ended (the model
