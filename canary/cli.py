@@ -588,8 +588,8 @@ _given = opts.given
 def earlier_rollback(s: rl.RolloutState, *, created: bool = False) -> tuple[dict[str, Any], str]:
     """What a re-run that meets the earlier rollback `s` of its version says about it (decision 278): the
     `-o json` fields (`rolled_back_at`: its time, UTC ISO 8601, "" when unrecorded; `before_traffic`: True when
-    its pre-traffic gate ended it at 0%, step 0 and cause `gate`; `next`: how to run the version again) and the
-    one text line's tail. The run wrote nothing (`created`: the `--via-controller` wording, nothing created);
+    its pre-traffic gate ended it at 0%: step -1, before the first step, and cause `gate`; `next`: how to run
+    the version again) and the one text line's tail. The run wrote nothing (`created`: the `--via-controller` wording, nothing created);
     the same command with `--retry` runs the version again. Before decision 278 only a JSON log line's note
     named `--retry`, and the text line read as a fresh rollback."""
     from canary.crd import iso
