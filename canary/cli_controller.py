@@ -419,6 +419,7 @@ def _rolled_back_before(api: Any, namespace: str, name: str, *, model: str, cana
     from canary.kube import translate
     from canary.reconcile import parse_record, rolled_back_here
 
+    where: dict[str, str] = {}  # `recorded_in` when the rollback was read from the model's history ConfigMap
     try:
         router = cli._oncall_router(kubeconfig, context)
         target = router.resolve(cli._target(model, namespace, virtual_service, destination_rule, route=route))
@@ -432,7 +433,7 @@ def _rolled_back_before(api: Any, namespace: str, name: str, *, model: str, cana
             return None
         # another model's record on a shared VirtualService (or none left) hid this model's rollback, which its own
         # history ConfigMap still records: as the plain promote does (decision 253)
-        from canary.history_store import ConfigMapStore, rollback_in_history
+        from canary.history_store import ConfigMapStore, configmap_name, rollback_in_history
 
         core = getattr(router, "core", None)
         recorded = rollback_in_history(ConfigMapStore(core) if core is not None else None, status,
@@ -440,6 +441,8 @@ def _rolled_back_before(api: Any, namespace: str, name: str, *, model: str, cana
                                        model=model, canary_version=canary_version, route=route or "")
         if recorded is None:
             return None
+        # where it was read, as the plain promote's line says it: the route's record is another model's (or none)
+        where = {"recorded_in": f"ConfigMap {target.namespace}/{configmap_name(target.virtual_service, model)}"}
     try:
         api.get_namespaced_custom_object(crd.GROUP, crd.VERSION, namespace, crd.PLURAL, name)
         return None  # its own end, or a refusal naming it, is reported as before
@@ -450,7 +453,7 @@ def _rolled_back_before(api: Any, namespace: str, name: str, *, model: str, cana
             return None
     logs.get(model=model, namespace=namespace, route=target.route).info(
         "rollout.already_rolled_back", rolled_back_at=recorded.updated_at, reason=recorded.reason,
-        owner=recorded.owner, note="nothing created; `--retry` runs this version again")
+        owner=recorded.owner, note="nothing created; `--retry` runs this version again", **where)
     doc = cli.state_dict(recorded, exit_code=EXIT_CODES[rl.ROLLED_BACK])
     fields, tail = cli.earlier_rollback(recorded, created=True)  # when, why, how to run it again (decision 278)
     doc.update(outcome=rl.ROLLED_BACK, already_ended=True, rollout=None, **fields)

@@ -579,6 +579,8 @@ def test_a_rollback_another_models_record_hid_is_still_reported_from_its_history
 
     from canary import cli
     from canary.cli import app
+    from canary.history_store import configmap_name
+    from canary.logs import parse_json_lines
 
     server = fleet.start_api(2)
     try:
@@ -608,6 +610,9 @@ def test_a_rollback_another_models_record_hid_is_still_reported_from_its_history
         assert r.exit_code == 1 and json.loads(r.stdout)["already_ended"] is True, r.stdout
         assert "with --retry" in json.loads(r.stdout)["next"], r.stdout
         assert server.get(crd.GROUP, crd.PLURAL, "ml", "m1-v2") is None  # nothing created
+        # the log line says where the rollback was read, as the plain promote's does (the route's record is m0's)
+        said = [e for e in parse_json_lines(r.stderr) if e["event"] == "rollout.already_rolled_back"]
+        assert [e.get("recorded_in") for e in said] == [f"ConfigMap ml/{configmap_name('shared', 'm1')}"], said
 
         # m0's promotion is not m1's rollback: m0's own history says promoted, and a re-run of it is as before
         assert _shared_promote(server, "m0", "a", FakeClock(clock.now() + 200)).run().state.phase == rl.PROMOTED
