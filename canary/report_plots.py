@@ -46,7 +46,9 @@ def _svg(fig: Any, salt: str) -> str:
 def _axes(title: str, ylabel: str) -> tuple[Any, Any]:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(9.5, 3.0), dpi=100)
-    ax.set_title(title, loc="left", fontsize=11)
+    # parse_math=False: a check name is plain text; "$...$" in one (an edited export) was typeset as
+    # math or, when not valid math, crashed the whole report (decision 288)
+    ax.set_title(title, loc="left", fontsize=11, parse_math=False)
     ax.set_ylabel(ylabel)
     ax.set_xlabel("seconds since the rollout started")
     ax.grid(True, alpha=0.3)

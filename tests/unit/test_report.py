@@ -126,3 +126,15 @@ def test_a_check_that_could_not_measure_shows_no_request_counts_in_the_report(sl
     cells = re.findall(r"<tr><td>(\w+)</td><td><span[^>]*>\w+</span></td><td>[^<]*</td><td>[^<]*</td><td>([^<]*)</td>",
                        detail)
     assert dict(cells) == {"lat": "-", "err": "0/5,000"}, cells
+
+
+@pytest.mark.parametrize("name", ["$\\foo$", "p$_{95}$-lat"])
+def test_a_check_name_with_dollar_signs_is_plain_text_in_the_plot(slow: dict[str, Any], name: str) -> None:
+    """Matplotlib reads "$...$" as math: "$\\foo$" crashed the report, "p$_{95}$" drew a subscript."""
+    doc = json.loads(json.dumps(slow))
+    doc["policy"]["checks"][0]["name"] = name
+    for lk in doc["looks"]:
+        lk["c"][name] = lk["c"].pop("lat")
+    page = render(hist.parse(json.dumps(doc), where="t"))
+    svg = page.split('id="check-' + name, 1)[1].split("</svg>", 1)[0]
+    assert f">{name}: p95 latency</text>" in svg
