@@ -146,7 +146,8 @@ def _summary(doc: dict[str, Any], t0: float, t_end: float) -> str:
         ("run by", who), ("started", _iso(t0)), ("last update", _iso(doc.get("updated_at"))),
         ("duration", f"{t_end - t0:.0f} s"),
         ("steps", " → ".join(f"{s}%" for s in pol.get("steps") or [])),
-        ("looks", f"{len(looks)} recorded: " + ", ".join(f"{n} {o}" for o, n in sorted(by.items()))
+        ("looks", (f"{len(looks)} recorded: " + ", ".join(f"{n} {o}" for o, n in sorted(by.items())) if looks
+                   else "none recorded (the rollout ended, or was read, before its first look)")
                   + (f"; {missing} not kept (bounded history, or written by a process that stopped)" if missing else "")),
         ("analysis", f"interval {pol.get('interval_s', 0):g} s, a look every {pol.get('look_every_s', 0):g} s, "
                      f"alpha {pol.get('alpha', 0):g}, {pol.get('max_failed_looks', '?')} failed looks to roll back"),
@@ -193,6 +194,8 @@ def _looks(doc: dict[str, Any], checks: list[dict[str, Any]], t0: float) -> str:
     thinned = doc.get("thinned") or 0
     note = (f'<p class="note">{thinned} ordinary looks were dropped to keep the history bounded; failed and '
             "error looks and each step's first and last look are always kept.</p>") if thinned else ""
+    if not rows:  # a header row alone read as a table that failed to load
+        note += '<p class="note" id="no-looks">No look was recorded for this rollout.</p>'
     return ('<h2 id="looks">Every look</h2>'
             '<label><input type="checkbox" id="only-problems"> only looks that did not pass</label>'
             f'{note}<table id="looks-table"><tr><th>#</th><th>t (s)</th><th>step</th><th>canary</th><th>verdict</th>'

@@ -138,3 +138,13 @@ def test_a_check_name_with_dollar_signs_is_plain_text_in_the_plot(slow: dict[str
     page = render(hist.parse(json.dumps(doc), where="t"))
     svg = page.split('id="check-' + name, 1)[1].split("</svg>", 1)[0]
     assert f">{name}: p95 latency</text>" in svg
+
+
+def test_a_history_with_no_look_says_so(slow: dict[str, Any]) -> None:
+    """A rollout rolled back by the pre-traffic gate (or read before its first look) has no look:
+    the page said "looks: 0 recorded: " and showed a looks table of headers only."""
+    doc = json.loads(json.dumps(slow))
+    doc["looks"] = []
+    page = render(hist.parse(json.dumps(doc), where="t"))
+    assert "<dt>looks</dt><dd>none recorded" in page and "0 recorded" not in page
+    assert 'id="no-looks">No look was recorded' in page
