@@ -98,7 +98,7 @@ def render(doc: dict[str, Any]) -> str:
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>canary report: {_e(title)}</title><style>{_CSS}</style></head><body>",
         f"<h1>{_e(title)} <span class=\"phase {_e(doc.get('phase'))}\">{_e(doc.get('phase') or 'unknown')}</span></h1>",
-        f"<p class=\"sub\">{_e(doc.get('reason') or '')}</p>",
+        f"<p class=\"sub\">{_e(doc.get('reason') or '')}</p>", _still_running(doc),
         _summary(doc, t0, t_end),
         '<h2 id="plots">Over time</h2>',
         *(f'<figure class="plot" id="{_e(fid)}">{svg}</figure>' for fid, svg in figures),
@@ -108,6 +108,22 @@ def render(doc: dict[str, Any]) -> str:
         f"<script>{_JS}</script></body></html>",
     ]
     return "\n".join(parts)
+
+
+def _still_running(doc: dict[str, Any]) -> str:
+    """For a rollout not ended when its history was read: a line saying so, at what weight and step,
+    so the page is not read as the whole story (empty for promoted / rolled_back / aborted)."""
+    from canary.rollout import TERMINAL
+
+    if doc.get("phase") in TERMINAL:
+        return ""
+    weights, looks, steps = doc.get("weights") or [], doc.get("looks") or [], doc["policy"].get("steps") or []
+    where = f"canary at {weights[-1][1]:g}%" if weights else "no weight written yet"
+    if looks and looks[-1].get("step") is not None:
+        where += f", step {looks[-1]['step']} of {len(steps)}"
+    return (f'<p class="sub" id="still-running"><strong>Still in progress</strong> at the last update '
+            f"({_e(_iso(doc.get('updated_at')))}): {_e(where)}. This page shows the history up to then; render it "
+            "again for what happened after.</p>")
 
 
 def write(doc: dict[str, Any], path: Optional[Path] = None) -> Path:

@@ -148,3 +148,15 @@ def test_a_history_with_no_look_says_so(slow: dict[str, Any]) -> None:
     page = render(hist.parse(json.dumps(doc), where="t"))
     assert "<dt>looks</dt><dd>none recorded" in page and "0 recorded" not in page
     assert 'id="no-looks">No look was recorded' in page
+
+
+def test_a_rollout_still_in_progress_says_so_at_the_top(slow: dict[str, Any]) -> None:
+    """Read mid-rollout (phase progressing, no reason yet) the page had a blue badge and an empty line under
+    the title: nothing said the story was unfinished. An ended rollout gets no such line."""
+    doc = json.loads(json.dumps(slow))
+    doc.update(phase="progressing", reason="", updated_at=1012.0, looks=doc["looks"][:6], weights=doc["weights"][:3],
+               events=doc["events"][:3])
+    page = render(hist.parse(json.dumps(doc), where="t"))
+    head = page.split('<h2 id="plots">', 1)[0]
+    assert "Still in progress</strong> at the last update (1970-01-01 00:16:52 UTC): canary at 50%, step 2 of 3" in head
+    assert "Still in progress" not in render(slow)
