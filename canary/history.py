@@ -238,16 +238,20 @@ def parse(text: str | bytes, *, where: str) -> dict[str, Any]:
     c.fields(pol, "policy.", {"steps": list, "checks": list},
              {"interval_s": _NUMBER, "look_every_s": _NUMBER, "alpha": _NUMBER, "max_failed_looks": int})
     for i, w in enumerate(pol["steps"]):
-        c.value(w, f"policy.steps[{i}]", _NUMBER)
+        c.value(w, f"policy.steps[{i}]", _PERCENT)
+    names: set[str] = set()
     for i, chk in enumerate(pol["checks"]):
         f = f"policy.checks[{i}]."
         c.value(chk, f[:-1], dict)
         c.fields(chk, f, {"name": str, "kind": str}, {"hard": bool, "limits": dict})
+        if chk["name"] in names:  # two plots and two columns under one name: which values are whose is lost
+            raise ConfigError(f"{where}: {f}name: {json.dumps(chk['name'])[:60]} names an earlier check too")
+        names.add(chk["name"])
         for k, v in (chk.get("limits") or {}).items():
             c.value(v, f"{f}limits.{k}", _NUMBER)
     for i, p in enumerate(doc["weights"]):
-        if not (isinstance(p, list) and len(p) == 2 and _time(p[0]) is not None and _num(p[1]) is not None):
-            raise ConfigError(f"{where}: weights[{i}]: must be [at (a Unix time), canary %]")
+        if not (isinstance(p, list) and len(p) == 2 and _time(p[0]) is not None and _percent(p[1]) is not None):
+            raise ConfigError(f"{where}: weights[{i}]: must be [at (a Unix time), canary % (0 to 100)]")
     for i, e in enumerate(doc["events"]):
         c.value(e, f"events[{i}]", dict)
         c.fields(e, f"events[{i}].", {"at": _TIME, "event": str}, {"phase": str, "weights": str, "reason": str})
@@ -258,7 +262,7 @@ def parse(text: str | bytes, *, where: str) -> dict[str, Any]:
         f = f"looks[{i}]."
         c.value(lk, f[:-1], dict)
         c.fields(lk, f, {"n": int, "at": _TIME, "c": dict},
-                 {"step": int, "w": _NUMBER, "o": str, "r": str, "cn": _OPT_NUMBER})
+                 {"step": int, "w": _PERCENT, "o": str, "r": str, "cn": _OPT_NUMBER})
         for name, rec in lk["c"].items():
             g = f"{f}c.{name}."
             c.value(rec, g[:-1], dict)
@@ -274,6 +278,13 @@ def parse(text: str | bytes, *, where: str) -> dict[str, Any]:
 
 _NUMBER, _OPT_NUMBER, _OPT_STR = "a number", "a number or null", "a string or null"
 _TIME = f"a Unix time in seconds (0 to {1e11:g}, the year 5138)"
+_PERCENT = "a percentage of traffic (0 to 100)"
+
+
+def _percent(v: Any) -> float | None:
+    """`v` as a share of traffic in % (0..100), else None (a weight of 1e308 was drawn off the report's chart)."""
+    x = _num(v)
+    return x if x is not None and 0 <= x <= 100 else None
 
 
 def _time(v: Any) -> float | None:
@@ -289,7 +300,8 @@ class _Checker:
         self.where = where
 
     def value(self, v: Any, field: str, kind: Any) -> None:
-        ok = {_NUMBER: lambda: _num(v) is not None, _TIME: lambda: _time(v) is not None, _OPT_NUMBER: lambda: v is None or _num(v) is not None,
+        ok = {_NUMBER: lambda: _num(v) is not None, _TIME: lambda: _time(v) is not None,
+              _PERCENT: lambda: _percent(v) is not None, _OPT_NUMBER: lambda: v is None or _num(v) is not None,
               _OPT_STR: lambda: v is None or isinstance(v, str),
               int: lambda: isinstance(v, int) and not isinstance(v, bool)}.get(kind, lambda: isinstance(v, kind))()
         if not ok:

@@ -210,6 +210,13 @@ def test_merging_twice_keeps_each_look_once() -> None:
     (lambda d: d.__setitem__("updated_at", -1e308), "updated_at: must be a Unix time"),
     (lambda d: d["looks"][0].__setitem__("at", 1e300), "looks[0].at: must be a Unix time"),
     (lambda d: d["weights"][0].__setitem__(0, -5.0), "weights[0]: must be [at (a Unix time)"),
+    # weights a page cannot draw (a line off the chart) and two checks under one name (decision 259)
+    (lambda d: d["weights"][1].__setitem__(1, 1e308), "weights[1]: must be [at (a Unix time), canary % (0 to 100)]"),
+    (lambda d: d["weights"][1].__setitem__(1, -10), "weights[1]: must be [at (a Unix time), canary % (0 to 100)]"),
+    (lambda d: d["looks"][0].__setitem__("w", 250), "looks[0].w: must be a percentage of traffic (0 to 100)"),
+    (lambda d: d["policy"]["steps"].__setitem__(0, 1000), "policy.steps[0]: must be a percentage"),
+    (lambda d: d["policy"].__setitem__("checks", [{"name": "lat", "kind": "latency"}, {"name": "lat", "kind": "error_rate"}]),
+     'policy.checks[1].name: "lat" names an earlier check too'),
     # another file given (a `judge --input` file): it said "format: expected 1, got 'None'"
     (lambda d: d.pop("format"), "not a rollout history (no `format` field): give a file `canary report -o json`"),
 ])
