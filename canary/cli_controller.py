@@ -417,9 +417,9 @@ def _rolled_back_before(api: Any, namespace: str, name: str, *, model: str, cana
     from canary import logs
     from canary.errors import CanaryError, NotFound
     from canary.kube import translate
-    from canary.reconcile import parse_record, rolled_back_here
+    from canary.history_store import ConfigMapStore, rollback_reported
+    from canary.reconcile import parse_record
 
-    where: dict[str, str] = {}  # `recorded_in` when the rollback was read from the model's history ConfigMap
     try:
         router = cli._oncall_router(kubeconfig, context)
         target = router.resolve(cli._target(model, namespace, virtual_service, destination_rule, route=route))
@@ -427,22 +427,16 @@ def _rolled_back_before(api: Any, namespace: str, name: str, *, model: str, cana
         recorded = parse_record(status.state)
     except CanaryError:
         return None
-    # the route as asked: the on-call router's `resolve` picks the recorded one when none is named
-    if not rolled_back_here(recorded, status, model=model, canary_version=canary_version, route=route or ""):
-        if recorded is not None and recorded.model == model:
-            return None
-        # another model's record on a shared VirtualService (or none left) hid this model's rollback, which its own
-        # history ConfigMap still records: as the plain promote does (decision 253)
-        from canary.history_store import ConfigMapStore, configmap_name, rollback_in_history
-
-        core = getattr(router, "core", None)
-        recorded = rollback_in_history(ConfigMapStore(core) if core is not None else None, status,
-                                       namespace=target.namespace, virtual_service=target.virtual_service,
-                                       model=model, canary_version=canary_version, route=route or "")
-        if recorded is None:
-            return None
-        # where it was read, as the plain promote's line says it: the route's record is another model's (or none)
-        where = {"recorded_in": f"ConfigMap {target.namespace}/{configmap_name(target.virtual_service, model)}"}
+    # the route as asked (the on-call router's `resolve` picks the recorded one when none is named); the model's own
+    # history when another model's record on a shared VirtualService (or none left) hid it, as the plain promote
+    # does (decision 253): `where` then names that ConfigMap (`recorded_in`)
+    core = getattr(router, "core", None)
+    found = rollback_reported(recorded, status, ConfigMapStore(core) if core is not None else None,
+                              namespace=target.namespace, virtual_service=target.virtual_service, model=model,
+                              canary_version=canary_version, route=route or "")
+    if found is None:
+        return None
+    recorded, where = found
     try:
         api.get_namespaced_custom_object(crd.GROUP, crd.VERSION, namespace, crd.PLURAL, name)
         return None  # its own end, or a refusal naming it, is reported as before

@@ -309,6 +309,27 @@ def rollback_in_history(store: ConfigMapStore | None, status: Any, *, namespace:
     return found if rolled_back_here(found, status, model=model, canary_version=canary_version, route=route) else None
 
 
+def rollback_reported(recorded: rl.RolloutState | None, status: Any, store: ConfigMapStore | None, *, namespace: str,
+                      virtual_service: str, model: str, canary_version: str,
+                      route: str) -> tuple[rl.RolloutState, dict[str, str]] | None:
+    """The earlier rollback of `model`'s `canary_version` that a request for it (on `route` as asked) re-runs, and
+    the log fields saying where it was read: the route's record `recorded` (`reconcile.rolled_back_here`; no
+    fields), else, when that record is not this model's or there is none, the model's own history ConfigMap
+    (`rollback_in_history`; `recorded_in` naming it, decision 253). None when neither shows it. The one test of
+    `promote`'s Runner and of `--via-controller`'s check (decisions 238, 253); never raises."""
+    from canary.reconcile import rolled_back_here
+
+    if rolled_back_here(recorded, status, model=model, canary_version=canary_version, route=route):
+        return recorded, {}  # type: ignore[return-value]  # rolled_back_here: not None
+    if recorded is not None and recorded.model == model:
+        return None
+    earlier = rollback_in_history(store, status, namespace=namespace, virtual_service=virtual_service, model=model,
+                                  canary_version=canary_version, route=route)
+    if earlier is None:
+        return None
+    return earlier, {"recorded_in": f"ConfigMap {namespace}/{configmap_name(virtual_service, model)}"}
+
+
 def from_cluster(client: Any, namespace: str, virtual_service: str, *, model: str = "", canary_version: str = "",
                  rollout: str = "") -> dict[str, Any]:
     """The history of `model`'s latest rollout on the VirtualService (`client`: a kubernetes ApiClient;

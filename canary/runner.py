@@ -36,7 +36,7 @@ from canary.reconcile import (EXIT_BAD_INPUT, EXIT_CODES, EXIT_INFRA, EXIT_INTER
                               EXIT_ROLLED_BACK, Observation, check_pods, check_claim, count_pods, decide, describe_owner, end_disagreement, execute,
                               is_promote_owner, look_window, measure_window, next_look_at, parse_record, parse_state,
                               may_have_landed, preflight_metrics, promote_owner, Retry, after_unanswered, rollout_context,
-                              rolled_back_here, route_deleted, say_split_unrecorded, split_unrecorded, to_stable, vs_gone)
+                              route_deleted, say_split_unrecorded, split_unrecorded, to_stable, vs_gone)
 from canary.routing.base import RouteStatus, TrafficRouter
 from canary.routing.pods import not_ready_message
 from canary.routing.patch import STATE_ANNOTATION, same_route
@@ -448,30 +448,22 @@ class Runner:
             # promote is idempotent: a CD step re-run after its process was killed at the very end
             self.log.info("rollout.already_promoted", promoted_at=existing.updated_at)
             return existing
-        if not self.retry and rolled_back_here(existing, status, model=target.model,
-                                               canary_version=target.canary_version, route=target.route):
-            # the same step re-run (a pipeline's retry on failure, a runner lost after the rollback): it
-            # reports that rollback (exit 1), as a re-run reports a promotion, and as Argo Rollouts and
-            # Flagger never run a failed revision again by themselves: each rerun put the bad version back
-            # in front of users and drew another chance at a false pass. `--retry` runs it again
-            self.log.info("rollout.already_rolled_back", rolled_back_at=existing.updated_at, reason=existing.reason,
-                          note="nothing written; `--retry` runs this version again")
-            return existing
-        if not self.retry and (existing is None or existing.model != target.model):
-            # the record is one per VirtualService: another model's claim on a shared one (or a sync that stripped
-            # it) hid this model's rollback, which its own history ConfigMap still records (decision 253)
-            from canary.history_store import configmap_name, rollback_in_history
+        # the same step re-run (a pipeline's retry on failure, a runner lost after the rollback): it reports that
+        # rollback (exit 1), as a re-run reports a promotion, and as Argo Rollouts and Flagger never run a failed
+        # revision again by themselves: each rerun put the bad version back in front of users and drew another
+        # chance at a false pass. `--retry` runs it again. Read on the route's record, or, when that is another
+        # model's on a shared VirtualService (or a sync stripped it), in the model's own history (decision 253)
+        from canary.history_store import rollback_reported
 
-            earlier = rollback_in_history(getattr(self.history, "store", None), status,
-                                          namespace=target.namespace, virtual_service=target.virtual_service,
-                                          model=target.model, canary_version=target.canary_version,
-                                          route=target.route)
-            if earlier is not None:
-                self.log.info("rollout.already_rolled_back", rolled_back_at=earlier.updated_at, reason=earlier.reason,
-                              recorded_in=f"ConfigMap {target.namespace}/"
-                                          f"{configmap_name(target.virtual_service, target.model)}",
-                              note="nothing written; `--retry` runs this version again")
-                return earlier
+        found = None if self.retry else rollback_reported(
+            existing, status, getattr(self.history, "store", None), namespace=target.namespace,
+            virtual_service=target.virtual_service, model=target.model, canary_version=target.canary_version,
+            route=target.route)
+        if found is not None:
+            earlier, where = found
+            self.log.info("rollout.already_rolled_back", rolled_back_at=earlier.updated_at, reason=earlier.reason,
+                          note="nothing written; `--retry` runs this version again", **where)
+            return earlier
         if not target.stable_version:
             target = self.target = replace(target, stable_version=status.stable_subset_version)
         check_claim(target, status, existing)
