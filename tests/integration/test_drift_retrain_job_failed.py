@@ -28,6 +28,7 @@ from canary.drift.exporter import FeatureExporter
 from canary.drift.live import live_counts
 from canary.drift.profile import capture
 from canary.metrics.client import PrometheusClient
+from tests.integration.test_drift_faults import kube  # noqa: F401 - the API emulator with Jobs (a fixture)
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -79,21 +80,22 @@ def served(prometheus_binary: str, tmp_path_factory: Any) -> Iterator[tuple[str,
         thread.join(timeout=5)
 
 
-@pytest.fixture
-def kube() -> Iterator[Any]:
-    import kubernetes
+def _once(served: tuple[str, Path], kube: Any, tmp_path: Path) -> Any:
+    """once(output) -> `drift watch --once -o output` through the CLI, a kubeconfig to `kube`, the episode's Job from
+    JOB, its state in tmp_path/s.json (the same across calls)."""
+    from canary.cli import app
+    from tests import fleet
 
-    from canary.sandbox.kubeapi import KubeAPIServer, Resource
+    url, path = served
+    (tmp_path / "job.yaml").write_text(json.dumps(JOB))
+    kubeconfig = fleet.write_kubeconfig(tmp_path / "kubeconfig", kube.url)
 
-    api = KubeAPIServer()
-    api.handler.register(Resource("batch", "jobs", "Job", ("v1",)))
-    api.start()
-    try:
-        k = api.api_client()
-        api.core, api.batch = kubernetes.client.CoreV1Api(k), kubernetes.client.BatchV1Api(k)
-        yield api
-    finally:
-        api.stop()
+    def once(output: str) -> Any:
+        return CliRunner().invoke(app, ["drift", "watch", "--baseline", str(path), "--once", "--enter-after", "1",
+                                        "--quiet", "0", "--retrain-job", str(tmp_path / "job.yaml"), "-n", "ml",
+                                        "--state-file", str(tmp_path / "s.json"), "--kubeconfig", str(kubeconfig),
+                                        "--prometheus-url", url, "-o", output])
+    return once
 
 
 def _jobs(kube: Any) -> list[str]:
@@ -158,18 +160,7 @@ def test_a_failed_retraining_job_is_said_once_and_no_second_job_is_created(
 @pytest.mark.parametrize(("condition", "exit_failed"), [(FAILED, True), ({"type": "Complete", "status": "True"}, False)])
 def test_drift_watch_once_says_the_failed_job_in_json_and_text(
         served: tuple[str, Path], kube: Any, tmp_path: Path, condition: dict[str, Any], exit_failed: bool) -> None:
-    from canary.cli import app
-    from tests import fleet
-
-    url, path = served
-    (tmp_path / "job.yaml").write_text(json.dumps(JOB))
-    kubeconfig = fleet.write_kubeconfig(tmp_path / "kubeconfig", kube.url)
-
-    def once(output: str) -> Any:
-        return CliRunner().invoke(app, ["drift", "watch", "--baseline", str(path), "--once", "--enter-after", "1",
-                                        "--quiet", "0", "--retrain-job", str(tmp_path / "job.yaml"), "-n", "ml",
-                                        "--state-file", str(tmp_path / "s.json"), "--kubeconfig", str(kubeconfig),
-                                        "--prometheus-url", url, "-o", output])
+    once = _once(served, kube, tmp_path)
 
     first = once("json")
     assert first.exit_code == 1, first.output  # the episode is open
@@ -236,18 +227,7 @@ def test_a_retraining_job_deleted_before_it_was_read_is_said_once_as_gone(
 
 def test_drift_watch_once_says_the_gone_job_in_json_and_text(
         served: tuple[str, Path], kube: Any, tmp_path: Path) -> None:
-    from canary.cli import app
-    from tests import fleet
-
-    url, path = served
-    (tmp_path / "job.yaml").write_text(json.dumps(JOB))
-    kubeconfig = fleet.write_kubeconfig(tmp_path / "kubeconfig", kube.url)
-
-    def once(output: str) -> Any:
-        return CliRunner().invoke(app, ["drift", "watch", "--baseline", str(path), "--once", "--enter-after", "1",
-                                        "--quiet", "0", "--retrain-job", str(tmp_path / "job.yaml"), "-n", "ml",
-                                        "--state-file", str(tmp_path / "s.json"), "--kubeconfig", str(kubeconfig),
-                                        "--prometheus-url", url, "-o", output])
+    once = _once(served, kube, tmp_path)
 
     first = once("json")
     assert first.exit_code == 1, first.output
