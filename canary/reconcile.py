@@ -229,14 +229,22 @@ def count_pods(router: Any, target: Target, *, log: Any) -> tuple[list[tuple[str
 def _blind_message(report: Any, blind: tuple[str, ...], policy: Policy, target: Target) -> str:
     """One line: which places found no stable data, what to look at, an example query."""
     m = policy.metrics
-    labels = ", ".join(f"{k}={v}" for k, v in sorted(m.labels.items())) or "none"
-    stable = [x for x in report.queries if x.arm == "stable" and x.where == blind[0]]
-    query = next((x.query for x in stable if x.no_data), stable[0].query if stable else "")  # an empty one
     return (f"preflight: no stable ({target.stable_version}) data over the last {report.window_s}s for "
             f"{', '.join(blind)}: the canary could not be compared with anything and no step could pass. "
-            f"Check policy metrics.labels ({labels}), metrics.source ({m.source}) and the checks' "
+            f"Check policy metrics.labels ({_labels(policy)}), metrics.source ({m.source}) and the checks' "
             f"source/query against the series Prometheus has, or whether {target.stable_version} gets "
-            f"traffic now (start again when it does); nothing was moved; query: {query}")
+            f"traffic now (start again when it does); nothing was moved; query: {_stable_query(report, blind[0])}")
+
+
+def _labels(policy: Policy) -> str:
+    """policy metrics.labels as the refusals show them ("none" when there are none)."""
+    return ", ".join(f"{k}={v}" for k, v in sorted(policy.metrics.labels.items())) or "none"
+
+
+def _stable_query(report: Any, where: str) -> str:
+    """A stable query of `where` in the preflight `report`: one that found nothing, else the first ("" if none)."""
+    stable = [x for x in report.queries if x.arm == "stable" and x.where == where]
+    return next((x.query for x in stable if x.no_data), stable[0].query if stable else "")
 
 
 def _never_comparable(report: Any, policy: Policy) -> tuple[tuple[str, list[str]], ...]:
@@ -253,15 +261,13 @@ def _never_comparable(report: Any, policy: Policy) -> tuple[tuple[str, list[str]
 def _never_message(report: Any, never: tuple[tuple[str, list[str]], ...], policy: Policy, target: Target) -> str:
     """One line: the checks that can never pass for want of stable data, why, what to look at, a query."""
     m = policy.metrics
-    labels = ", ".join(f"{k}={v}" for k, v in sorted(m.labels.items())) or "none"
-    stable = [x for x in report.queries if x.arm == "stable" and x.where == never[0][0] and x.no_data]
     places = ", ".join(f"{where} ({' and '.join(limits)} compared with stable)" for where, limits in never)
     return (f"preflight: no stable ({target.stable_version}) data over the last {report.window_s}s for {places}: "
             f"such a check is never shown within its limit, so no step could pass and the rollout would end at "
             f"its deadline with the canary's share exposed. Check that check's source, metric or query, "
-            f"policy metrics.labels ({labels}) and "
+            f"policy metrics.labels ({_labels(policy)}) and "
             f"metrics.source ({m.source}) against the series Prometheus has; nothing was moved; query: "
-            f"{stable[0].query if stable else ''}")
+            f"{_stable_query(report, never[0][0])}")
 
 
 def next_look_at(policy: Policy, state: rl.RolloutState) -> float:
