@@ -803,7 +803,7 @@ def sweep(namespace: Optional[str] = NamespaceOpt,
     # what the pass found and answered so far: a Ctrl-C still reports it (-o json's document too), with every route
     # found and not answered, and the one whose write it cut, named as such
     out: dict[str, list[dict[str, Any]]] = {"abandoned": [], "watching": [], "unchecked": [], "unowned": []}
-    seen: dict[str, Any] = {"found": None, "writing": None, "reported": False}
+    seen: dict[str, Any] = {"found": None, "writing": None, "reported": False, "ns": namespace or "any namespace"}
 
     def row(one: Any, result: str, **more: Any) -> dict[str, Any]:
         r = one.record
@@ -827,7 +827,7 @@ def sweep(namespace: Optional[str] = NamespaceOpt,
         def text(wide: bool) -> None:
             rows = out["abandoned"] + out["unchecked"] + out["unowned"] + out["watching"]
             if not rows:
-                typer.echo(f"no rollouts in progress in {ns_shown}" if not interrupted
+                typer.echo(f"no rollouts in progress in {seen['ns']}" if not interrupted
                            else "interrupted before the VirtualServices were read: nothing written")
             for r in rows:
                 w = r["weights"]
@@ -836,17 +836,13 @@ def sweep(namespace: Optional[str] = NamespaceOpt,
 
         opts.emit({**out, "dryRun": dry_run, "interrupted": interrupted}, output, text)
 
-    ns_shown = namespace or "any namespace"
-
     def go() -> int:
         import kubernetes.client as kc
 
         from canary.errors import RoutingConflict
 
-        nonlocal ns_shown
-
         ns = None if all_namespaces else opts.namespace(namespace, kubeconfig, context)
-        ns_shown = ns or "any namespace"
+        seen["ns"] = ns or "any namespace"
         router = _router(kubeconfig, context)
         vss, server_now = router.list_virtual_services_at(ns)
         first: list[str] = []
