@@ -204,7 +204,7 @@ def _looks(doc: dict[str, Any], checks: list[dict[str, Any]], t0: float) -> str:
         rows.append(
             f'<tr class="look" data-outcome="{_e(lk.get("o"))}"><td>{lk["n"]}</td><td>{lk["at"] - t0:.1f}</td>'
             f"<td>{_e(lk.get('step'))}</td><td>{_e(lk.get('w'))}%</td><td>{_outcome(lk.get('o', ''))}</td>"
-            f"<td>{_count(lk.get('cn'))}</td>{cells}<td><details><summary>{_e(lk.get('r', ''))}</summary>"
+            f"<td>{_count(lk.get('cn'))}</td>{cells}<td><details><summary>{_e(lk.get('r') or 'per-check details')}</summary>"
             "<table><tr><th>check</th><th>outcome</th><th>stable</th><th>canary</th><th>n canary/stable</th>"
             f"<th>threshold</th><th>p</th><th>reason</th></tr>{detail}</table></details></td></tr>")
     thinned = doc.get("thinned") or 0

@@ -160,3 +160,14 @@ def test_a_rollout_still_in_progress_says_so_at_the_top(slow: dict[str, Any]) ->
     head = page.split('<h2 id="plots">', 1)[0]
     assert "Still in progress</strong> at the last update (1970-01-01 00:16:52 UTC): canary at 50%, step 2 of 3" in head
     assert "Still in progress" not in render(slow)
+
+
+def test_a_look_without_a_reason_still_has_a_summary_to_open(slow: dict[str, Any]) -> None:
+    """A look recorded with no reason (a hand-made export, an older canary) rendered `<summary></summary>`: a
+    bare disclosure triangle with no text, which on-call did not know to click for the per-check table."""
+    doc = json.loads(json.dumps(slow))
+    for lk in doc["looks"]:
+        lk["r"] = ""
+    page = render(hist.parse(json.dumps(doc), where="t"))
+    assert "<summary></summary>" not in page
+    assert page.count("<summary>per-check details</summary>") == len(doc["looks"])
