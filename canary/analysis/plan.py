@@ -73,12 +73,15 @@ class StepPlan:
 @dataclass(frozen=True)
 class Plan:
     rps: float
-    seconds: float  # judged steps only, each passing at its interval: the shortest rollout (the 100% step is a promotion)
+    # judged steps only, each passing at its first look that covers its interval (ceil(interval / look_every)
+    # looks): the shortest rollout (the 100% step is a promotion)
+    seconds: float
     looks: int
     steps: tuple[StepPlan, ...]
     assumptions: str
     bucket_ratio: float = 1.0  # the latency layout assumed at the quantile (1: fine)
-    longest_s: float = 0.0  # every judged step running to its deadline (interval + no_data_deadline)
+    # every judged step running to its deadline: its first look at or past interval + no_data_deadline
+    longest_s: float = 0.0
     # per limit the pass side plans: {"check", "test", "key" ("check/test"), "limit", "unit", "late_steps":
     # [weights where a good canary is not shown within with 95% probability by the deadline]; a latency
     # ceiling ("ms") also has "depends_on_latency": true when --p95-ms was not given (late_steps then
@@ -320,10 +323,15 @@ def plan(policy: Policy, *, rps: float, canary_share: float | None = None, laten
                                     if math.isfinite(r := x.bucket_ratio(_quantile_of(policy, name), latency_sigma)))])
     pairs = {c.name: detection_pair(read[c.name], q=c.quantile, tol=c.max_increase_pct / 100,  # type: ignore[operator]
                                     sigma=latency_sigma) for c in relative if c.name in read}
-    return Plan(rps=rps, seconds=a.interval * len(judged), looks=per_step * len(judged), steps=tuple(steps),
+    # a step passes at its first look covering the interval, and ends at its first look at or past its deadline:
+    # looks come every look_every from the step's start (`reconcile.next_look_at`), so where look_every does not
+    # divide them, each is later than the interval or deadline itself
+    passes_at = per_step * a.look_every
+    ends_at = math.ceil((a.interval + policy.failure.no_data_deadline) / a.look_every - 1e-9) * a.look_every
+    return Plan(rps=rps, seconds=passes_at * len(judged), looks=per_step * len(judged), steps=tuple(steps),
                 assumptions=assumptions, bucket_ratio=coarsest, layout_checks=at_ms, layout_detection=pairs,
                 p95_ms=p95_ms,
-                longest_s=(a.interval + policy.failure.no_data_deadline) * len(judged),
+                longest_s=ends_at * len(judged),
                 pass_checks=_pass_checks(passing, steps, sigma=latency_sigma, p95_ms=p95_ms, layouts=read,
                                          unresolved=unresolved),
                 pass_unplanned=tuple(k for k in sub_levels(policy) if k not in {t.key for t in passing}),
