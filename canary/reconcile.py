@@ -155,7 +155,7 @@ def preflight_metrics(metrics: MetricsProvider, policy: Policy, target: Target, 
     `metrics.preflight_empty_stable` lines come first."""
     report = metrics.preflight(policy, target)
     blind = report.blind()
-    never = () if blind else _never_comparable(report, policy)
+    never = () if blind else never_comparable(report, policy)
     if not blind and not never:
         log.info("metrics.preflight_passed", **report.to_dict())
     for line in report.warnings():  # an empty STABLE arm: most often a label or value matching nothing
@@ -231,23 +231,23 @@ def _blind_message(report: Any, blind: tuple[str, ...], policy: Policy, target: 
     m = policy.metrics
     return (f"preflight: no stable ({target.stable_version}) data over the last {report.window_s}s for "
             f"{', '.join(blind)}: the canary could not be compared with anything and no step could pass. "
-            f"Check policy metrics.labels ({_labels(policy)}), metrics.source ({m.source}) and the checks' "
+            f"Check policy metrics.labels ({policy_labels(policy)}), metrics.source ({m.source}) and the checks' "
             f"source/query against the series Prometheus has, or whether {target.stable_version} gets "
-            f"traffic now (start again when it does); nothing was moved; query: {_stable_query(report, blind[0])}")
+            f"traffic now (start again when it does); nothing was moved; query: {stable_query(report, blind[0])}")
 
 
-def _labels(policy: Policy) -> str:
+def policy_labels(policy: Policy) -> str:
     """policy metrics.labels as the refusals show them ("none" when there are none)."""
     return ", ".join(f"{k}={v}" for k, v in sorted(policy.metrics.labels.items())) or "none"
 
 
-def _stable_query(report: Any, where: str) -> str:
+def stable_query(report: Any, where: str) -> str:
     """A stable query of `where` in the preflight `report`: one that found nothing, else the first ("" if none)."""
     stable = [x for x in report.queries if x.arm == "stable" and x.where == where]
     return next((x.query for x in stable if x.no_data), stable[0].query if stable else "")
 
 
-def _never_comparable(report: Any, policy: Policy) -> tuple[tuple[str, list[str]], ...]:
+def never_comparable(report: Any, policy: Policy) -> tuple[tuple[str, list[str]], ...]:
     """(where, relative limits) of each check that found no stable data and has a limit relative to stable."""
     from canary.analysis.judge import relative_limits
 
@@ -265,9 +265,9 @@ def _never_message(report: Any, never: tuple[tuple[str, list[str]], ...], policy
     return (f"preflight: no stable ({target.stable_version}) data over the last {report.window_s}s for {places}: "
             f"such a check is never shown within its limit, so no step could pass and the rollout would end at "
             f"its deadline with the canary's share exposed. Check that check's source, metric or query, "
-            f"policy metrics.labels ({_labels(policy)}) and "
+            f"policy metrics.labels ({policy_labels(policy)}) and "
             f"metrics.source ({m.source}) against the series Prometheus has; nothing was moved; query: "
-            f"{_stable_query(report, never[0][0])}")
+            f"{stable_query(report, never[0][0])}")
 
 
 def next_look_at(policy: Policy, state: rl.RolloutState) -> float:

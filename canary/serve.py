@@ -61,7 +61,7 @@ from canary.policy import Policy, load_policy
 from canary.runner import SKEW_WARN_S, SystemClock, prometheus_time, warn_skew
 from canary.serve_auth import TokenFile
 from canary.serve_gates import GateRuns, run_gates
-from canary.serve_measure import measure_within
+from canary.serve_measure import measure_within, no_stable_data
 from canary.serve_requests import Ask, BadRequest, argo_ask, flagger_ask, query_fields, read_json
 from canary.serve_session import (FAIL, PASS, Session, new_session, open_window, owed_pass, record_gates, record_look,
                                   reopen, serve_window, unproven, unreachable_at_deadline, window_deadline_s)
@@ -240,10 +240,16 @@ class Service:
             assert s is not None
             verdict: Verdict | None = None
             window_s, n, unmeasured, ratio, shared = 0, None, False, None, False
+            refused: Session | None = None  # the first look's answer when no look could be judged
             now = self.clock()
             owed = owed_pass(s, step=ask.step, now=now, within_s=policy.analysis.interval)
             if owed is not None:  # another analysis of this window got its pass: this one is owed it (decision 273)
                 s, shared = owed, True
+            elif not s.ended and s.looks == 0 and (why := no_stable_data(
+                    self.metrics, policy, _target(s), deadline=_half_left(deadline), log=self.log)):
+                # a model (or label) matching no series: refused at once, as promote's preflight refuses (decision
+                # 291); not recorded, so the next call checks again (the series may appear: a scrape fixed)
+                refused = replace(s, verdict=FAIL, reason=why, step=ask.step)
             elif not s.ended:
                 s = open_window(s, now=now, step=ask.step, quiet_s=window_deadline_s(policy))
                 window_s = serve_window(s, now, policy.analysis.look_every)
@@ -258,7 +264,10 @@ class Service:
                 # window's deadline (held, not failed: record_look)
                 unmeasured = s.verdict != FAIL and (unreachable_at_deadline(s) or all(
                     r.outcome is Outcome.ERROR and r.extra.get("unavailable") for r in verdict.results))
-            self.store.save(s)
+            if refused is None:
+                self.store.save(s)
+        if refused is not None:
+            s = refused
         if shared:  # the pass as answered at its look, nothing measured now; the revision's own state is unchanged
             why = (f"the pass of look {s.passed_look}, answered to another analysis of its window, is this one's too "
                    f"(step {ask.step!r})" + (f": {s.reason}" if s.looks == s.passed_look else ""))
@@ -545,6 +554,12 @@ def _printable(v: Any) -> str:
 def _left(deadline: float) -> float:
     """Seconds to `deadline` (time.monotonic()), at least 0."""
     return max(0.0, deadline - time.monotonic())
+
+
+def _half_left(deadline: float) -> float:
+    """The time.monotonic() halfway to `deadline`: a check before the look leaves the look the other half."""
+    now = time.monotonic()
+    return now + _left(deadline) / 2
 
 
 def _allow(method: str, methods: tuple[str, ...]) -> None:

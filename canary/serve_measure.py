@@ -16,6 +16,10 @@ nothing about the series. Taken as "asked, no such series" (NoData), every look 
 `--prometheus-url` with a wrong prefix or expired credentials was a 200 "inconclusive" (no 503 for
 the caller to see) and the window's deadline a `fail` with "canary requests 0": a good canary rolled
 back (Argo: Failed; Flagger: 409) for this service's own configuration (decision 270).
+
+`no_stable_data` asks, at a rollout's first look, whether the stable arm has data a look could judge (the
+preflight `canary promote` runs before traffic moves, decisions 110, 261): a model name that matches no series
+answered "inconclusive" at every look and `fail` only at `interval + no_data_deadline` (decision 291).
 """
 
 from __future__ import annotations
@@ -69,6 +73,37 @@ def measure_within(metrics: Any, policy: Policy, target: Target, *, window_s: in
     else:  # could not ask (refused, 5xx, timeout, a query refused), or a provider bug: not counted; NoData: none
         ok = isinstance(counted[1], NoData)
     return out, n, ok
+
+
+def no_stable_data(metrics: Any, policy: Policy, target: Target, *, deadline: float, log: Any) -> str | None:
+    """Why no look of this rollout could be judged, or None: the policy's preflight (`metrics.preflight`: every
+    query a look sends, stable and canary, over one interval at Prometheus's now) finds no stable data for the
+    request count or for every check (`PreflightReport.blind`, decision 110), or none for a check whose limit is
+    relative to stable (`reconcile.never_comparable`, decision 261). The reason names the model, the places,
+    what to look at and one empty query. None too when that cannot be told by `deadline` (time.monotonic()),
+    or the preflight fails (Prometheus down, a query refused: the look itself then says "could not measure").
+    Logs `metrics.preflight_empty_stable` per empty stable query, as promote does."""
+    from canary.reconcile import never_comparable, policy_labels, stable_query
+
+    done = _run({"preflight": lambda: metrics.preflight(policy, target)}, deadline).get("preflight")
+    if done is None or not done[0]:  # the look's own queries say why (503 "could not measure")
+        return None
+    report = done[1]
+    for line in report.warnings():
+        log.warning("metrics.preflight_empty_stable", model=target.model, detail=line)
+    blind = report.blind()
+    never = () if blind else never_comparable(report, policy)
+    if not blind and not never:
+        return None
+    places = (", ".join(blind) if blind else
+              ", ".join(f"{where} ({' and '.join(limits)} compared with stable)" for where, limits in never))
+    m = policy.metrics
+    return (f"model {target.model!r}: no stable ({target.stable_version}) data over the last {report.window_s}s for "
+            f"{places}: no look of this rollout could pass, and it would fail only at its deadline. Check the model "
+            f"name (the Canary's or the AnalysisTemplate's `model`), policy metrics.labels ({policy_labels(policy)}), "
+            f"metrics.source ({m.source}) and the checks' source/query against the series Prometheus has, or whether "
+            f"{target.stable_version} gets traffic now; not recorded as a look: the next call checks again; query: "
+            f"{stable_query(report, blind[0] if blind else never[0][0])}")
 
 
 def _run(jobs: dict[str, Callable[[], Any]], deadline: float) -> dict[str, tuple[bool, Any]]:

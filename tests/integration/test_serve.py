@@ -484,7 +484,10 @@ def test_the_documented_argo_and_flagger_requests_are_accepted_as_written(serve:
                 for k, v in web["jsonBody"].items()}
         path = urllib.parse.urlsplit(web["url"]).path
         code, doc = call(server.url + path, method=web["method"], body=body, headers=headers)
-        assert code == 200 and web["jsonPath"] == "{$.result}" and doc["result"]["verdict"] in ("inconclusive",)
+        # accepted, and judged: the documented model has no series in this Prometheus, so the first look is the
+        # refusal of a model that matches nothing (decision 291), naming it
+        assert code == 200 and web["jsonPath"] == "{$.result}" and doc["result"]["verdict"] == "fail", doc
+        assert doc["result"]["reason"].startswith(f"model {doc['rollout']['model']!r}: no stable"), doc
         assert doc["rollout"]["step"] == args["step"] and doc["rollout"]["canaryVersion"] == hashes["Latest"]
     canary = docs["Canary"]
     for hook in canary["spec"]["analysis"]["webhooks"]:
@@ -494,7 +497,9 @@ def test_the_documented_argo_and_flagger_requests_are_accepted_as_written(serve:
         assert url.password == "${CANARY_SERVE_TOKEN}", "filled in at apply time (envsubst), as documented"
         basic = base64.b64encode(f"{url.username}:{token}".encode()).decode()
         code, doc = call(server.url + url.path, method="POST", body=payload, headers={"Authorization": f"Basic {basic}"})
-        assert code in {"pre-rollout": (200,), "rollout": (200,)}.get(hook["type"], (412,)), (hook["type"], doc)
+        # the refused rollout call recorded no look: the first traffic increase is the one granted before any look
+        expected = {"pre-rollout": (200,), "rollout": (409,), "confirm-traffic-increase": (200,)}
+        assert code in expected.get(hook["type"], (412,)), (hook["type"], doc)
 
 
 def test_serve_help_shows_an_example() -> None:

@@ -1,0 +1,72 @@
+"""`canary serve` asked about a model Prometheus has no series for (decision 291).
+
+A misspelled model name in an AnalysisTemplate's or a Canary's metadata (or a Canary whose model label
+matches no series) was answered "inconclusive" at every look ("could not measure: no series for the
+stable arm") and `fail` only at `interval + no_data_deadline` (15 minutes with default.yaml), with the
+canary's share exposed all along. Now the rollout's first look runs the preflight `canary promote` runs
+before traffic moves and answers `fail` at once (Argo: Failed; Flagger: 409), naming the model, the check
+and the empty query. Real HTTP on 127.0.0.1 against test_serve.py's backfilled Prometheus, its fake clock.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from canary.serve_store import SessionStore
+from tests.integration.test_serve import POLICY, Clock, argo_get, clock, flagger, prom, serve  # noqa: F401
+
+pytestmark = pytest.mark.integration
+
+
+def test_argo_a_model_with_no_series_fails_at_the_first_call_naming_model_check_and_query(
+        serve: Any, clock: Clock, tmp_path: Path) -> None:
+    server = serve()
+    code, doc = argo_get(server, "goood")  # "good" misspelled: no series has model_name="goood"
+    r = doc["result"]
+    assert code == 200 and r["verdict"] == "fail", doc  # Argo: a 200 whose verdict is "fail" is Failed
+    assert r["reason"].startswith("model 'goood': no stable (v1) data"), r["reason"]
+    assert "errors" in r["reason"] and "p95" in r["reason"], r["reason"]
+    assert 'model_name="goood"' in r["reason"], "the empty query is named"
+    assert r["look"] == 0 and doc["evidence"] == []
+    # not recorded as a look, nor as a sticky fail: the next call checks again and says the same
+    stored = SessionStore(tmp_path / "state").load("argo/ml/goood", "v2")
+    assert stored is not None and stored.looks == 0 and stored.verdict == "inconclusive"
+    clock.t += 15
+    code, doc = argo_get(server, "goood")
+    assert code == 200 and doc["result"]["verdict"] == "fail" and doc["result"]["look"] == 0
+    # a model with stable data is unaffected: its first look is the usual inconclusive one
+    code, doc = argo_get(server, "good")
+    assert code == 200 and doc["result"]["verdict"] == "inconclusive" and doc["result"]["look"] == 1, doc
+    assert "window 0s of 60s" in doc["result"]["reason"], doc
+
+
+def test_flagger_a_model_with_no_series_is_refused_409_at_the_first_rollout_call(serve: Any, clock: Clock) -> None:
+    server = serve()
+    assert flagger(server, "pre-rollout", "goood")[0] == 200  # no gates configured
+    assert flagger(server, "confirm-traffic-increase", "goood")[0] == 200  # the first step, nothing to judge yet
+    clock.t += 15
+    code, doc = flagger(server, "rollout", "goood")
+    assert code == 409 and doc["result"]["verdict"] == "fail", doc  # Flagger: a failed check, shown as an Event
+    assert doc["result"]["reason"].startswith("model 'goood': no stable (v1) data"), doc
+    assert 'model_name="goood"' in doc["result"]["reason"]
+    assert flagger(server, "confirm-promotion", "goood")[0] == 412, "no pass, no promotion"
+    code, doc = flagger(server, "rollout", "good")
+    assert code == 200 and doc["result"]["verdict"] == "inconclusive", doc
+
+
+def test_a_check_compared_with_stable_that_finds_no_stable_data_fails_the_first_call(serve: Any) -> None:
+    """Decision 261's rule: the model exists (errors and p95 have data) but one check relative to stable finds none
+    (a mistyped metric): that check is ERROR at every look, so no look could pass either."""
+    typo = {**POLICY, "checks": [*POLICY["checks"], {
+        "name": "ratio", "kind": "custom", "max_ratio": 2,
+        "query": 'sum(rate(model_requestz_total{model_name="{model}",model_version="{version}"}[{window}]))'}]}
+    server = serve(policies={"typo": typo})
+    code, doc = argo_get(server, "good")
+    reason = doc["result"]["reason"]
+    assert code == 200 and doc["result"]["verdict"] == "fail", doc
+    assert reason.startswith("model 'good': no stable (v1) data over the last "), reason
+    assert "checks[2] 'ratio' (max_ratio compared with stable)" in reason and "model_requestz_total" in reason
+    assert "checks[0]" not in reason, "the checks with data are not blamed"
