@@ -136,7 +136,8 @@ def serve(
             server = ServeServer(service, host=host, port=port, tls=tls)
         except OSError as exc:
             raise cli.ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-        log.info("serve.started", policies=sorted(policies), state_dir=str(state_dir), pruned=pruned,
+        log.info("serve.started", policies=sorted(policies), state_dir=str(state_dir),
+                 state_dir_created=store.created, pruned=pruned,
                  prune_every_s=pruner.every_s, auth="token" if auth else "none", max_revisions=max_revisions,
                  tls=tls is not None)
         if not stop.is_set():  # stopped while starting: nothing served, nothing pruned, the port closed, exit 0

@@ -50,7 +50,11 @@ class _Slot:
 
 
 class SessionStore:
-    """Sessions under `directory` (created if missing), named by a hash of (key, revision).
+    """Sessions under `directory`, named by a hash of (key, revision).
+
+    A `directory` that does not exist is created, itself only (`created` says so: `serve.started`'s
+    `state_dir_created`); one whose parent does not exist either is a StoreError: a mistyped path, or a volume
+    mounted elsewhere, kept the state in a tree created silently on the container's own disk (decision 292).
 
     At most `max_revisions` of them (`create`): every caller names its own revisions, so without a
     cap any client could fill the volume one new checksum at a time (then every call is a 500).
@@ -62,8 +66,16 @@ class SessionStore:
         self.dir = Path(directory)
         self.max_revisions = max_revisions
         self._creating = threading.Lock()  # one new revision at a time: the count and its file agree
+        self.created = False  # this process created the directory: nothing was kept there before
         try:
-            self.dir.mkdir(parents=True, exist_ok=True)
+            if not self.dir.is_dir():
+                self.dir.mkdir()
+                self.created = True
+        except FileNotFoundError:
+            raise StoreError(f"{self.dir}: its parent {self.dir.parent} does not exist: give --state-dir an existing "
+                             "directory (the mounted volume) or a new one inside an existing one; a whole new path is "
+                             "not created (a mistyped or unmounted path would keep the state where no restart "
+                             "finds it)") from None
         except OSError as exc:
             raise StoreError(f"{self.dir}: cannot create the state directory: {exc.strerror or exc}") from None
         if not os.access(self.dir, os.W_OK):
