@@ -334,7 +334,8 @@ def _pass_text(p: Any, console: Console) -> None:
     _floor_text(p, console)
     late_any: set[int] = set()
     for c in p.pass_checks:
-        head = f"{c['key']} ({_limit_text(c['limit'], c['unit'])})"
+        limit = _limit_text(c["limit"], c["unit"])
+        head = f"{c['key']} ({limit})"
         latency = c["unit"] in ("%", "ms")  # the latency tests: bucket rounding applies
         unsure = [w for w in c["late_steps"] if w not in floor]
         late_any.update(c["late_steps"])
@@ -353,6 +354,14 @@ def _pass_text(p: Any, console: Console) -> None:
             source = "from --p95-ms" if p.p95_ms is not None else "read from Prometheus"
             console.print(f"[red]{head}: the stable's latency there ({c['canary_quantile_ms']:.3g} ms, {source}) "
                           "is already at or above the limit: no canary like it passes[/red]", highlight=False)
+        elif "canary_rate_pct" in c and c["canary_rate_pct"] >= c["limit"] - 1e-9:
+            # a ceiling on the canary alone: at the baseline it is never shown below, and over it the judge fails
+            # it (a rollback, not a deadline), the sooner the more traffic
+            rate = f"{c['canary_rate_pct']:g}%"
+            console.print(f"[red]{head}: the stable's rate there ({rate}, the baseline assumed) is already at or "
+                          "above the limit: no canary like it passes; over it the judge fails it and it is rolled "
+                          "back, the sooner the more traffic. Only a lower rate or a higher limit help.[/red]",
+                          highlight=False)
         elif unsure:
             worst = (" (on the bucket layout read)" if latency and read else
                      " (worst case over where the quantile falls in its bucket)" if latency and p.bucket_ratio > 1

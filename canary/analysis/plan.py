@@ -85,7 +85,8 @@ class Plan:
     # per limit the pass side plans: {"check", "test", "key" ("check/test"), "limit", "unit", "late_steps":
     # [weights where a good canary is not shown within with 95% probability by the deadline]; a latency
     # ceiling ("ms") also has "depends_on_latency": true when --p95-ms was not given (late_steps then
-    # holds only the steps that show no latency below it at all)}
+    # holds only the steps that show no latency below it at all) and, when known, "canary_quantile_ms"; a rate
+    # ceiling ("% rate") has "canary_rate_pct", the baseline rate assumed (--error-rate / --missing-rate)}
     pass_checks: tuple[dict[str, Any], ...] = ()
     pass_unplanned: tuple[str, ...] = ()  # sub-tests ("check/test") the pass side does not plan (feature drift)
     # steps whose window holds fewer than min_canary_requests canary requests by the deadline: no look passes
@@ -432,6 +433,7 @@ class PassTest:
     unit: str  # "%" (relative latency), "points" (rate increase), "% rate" (rate ceiling), "PSI", "JS", "ms"
     value: Callable[[float, float, float], float | None]
     quantile: float = 0.95  # a latency check's
+    base_pct: float | None = None  # a rate ceiling's: the good canary's rate, % (--error-rate / --missing-rate)
 
     @property
     def key(self) -> str:
@@ -477,7 +479,8 @@ def pass_tests(policy: Policy, *, sigma: float, error_rate: float, missing_rate:
                                     lambda n_s, n_c, level, b=base: pass_error_points(n_s, n_c, base=b, level=level)))
             if c.max_rate_pct is not None:
                 out.append(PassTest(c.name, "ceiling", float(c.max_rate_pct), "% rate",
-                                    lambda n_s, n_c, level, b=base: pass_rate_pct(n_c, base=b, level=level)))
+                                    lambda n_s, n_c, level, b=base: pass_rate_pct(n_c, base=b, level=level),
+                                    base_pct=base * 100))
         elif isinstance(c, PredictionShiftCheck):
             if c.max_psi:
                 out.append(PassTest(c.name, "psi", float(c.max_psi), "PSI",
@@ -499,7 +502,8 @@ def _pass_checks(tests: Sequence[PassTest], steps: Sequence[StepPlan], *, sigma:
     each on its own value (`StepPlan.pass_by_check`). A latency ceiling is judged against the
     canary's quantile from `p95_ms` (lognormal `sigma`), else from the stable's layout read
     (`layouts`); without either only the steps with no value are late, and the entry says
-    `depends_on_latency`. A sub-test in `unresolved` is late at every step and says `unresolvable`:
+    `depends_on_latency`. A rate ceiling ("% rate") records the good canary's rate, % (`canary_rate_pct`:
+    the baseline the plan assumed). A sub-test in `unresolved` is late at every step and says `unresolvable`:
     its real layout cannot show a canary as fast as stable within, whatever the traffic."""
     out = []
     for t in tests:
@@ -516,6 +520,8 @@ def _pass_checks(tests: Sequence[PassTest], steps: Sequence[StepPlan], *, sigma:
                 entry["canary_quantile_ms"] = at_q  # the good canary's latency at the check's quantile
         else:
             entry["late_steps"] = [w for w, v in values if v is None or v > t.limit + 1e-9]
+        if t.base_pct is not None:
+            entry["canary_rate_pct"] = t.base_pct  # the good canary's rate, the baseline: at or over the limit, late
         if t.key in unresolved or (t.test == "relative" and t.check in unresolved):
             entry["late_steps"], entry["unresolvable"] = [s.weight for s in steps], True
         out.append(entry)
