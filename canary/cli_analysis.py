@@ -333,6 +333,7 @@ def _pass_text(p: Any, console: Console) -> None:
     console.print(t)
     _floor_text(p, console)
     late_any: set[int] = set()
+    never: list[str] = []  # sub-tests no canary like the one described ever passes, each with why
     for c in p.pass_checks:
         limit = _limit_text(c["limit"], c["unit"])
         head = f"{c['key']} ({limit})"
@@ -345,6 +346,8 @@ def _pass_text(p: Any, console: Console) -> None:
                           f"whatever the traffic (see {c['check']}'s layout line): a good canary never passes it, at "
                           "any step. Only other buckets help: a bucket bound where the layout line says; more "
                           "traffic, a longer interval or deadline do not.[/red]", highlight=False)
+            never.append(f"{c['key']} (the bucket layout read cannot show a canary as fast as stable within "
+                         f"{limit})")
         elif c.get("depends_on_latency"):
             extra = (f" (never at step(s) {_steps_text(unsure)}: too few requests to bound the quantile)"
                      if unsure else "")
@@ -354,6 +357,8 @@ def _pass_text(p: Any, console: Console) -> None:
             source = "from --p95-ms" if p.p95_ms is not None else "read from Prometheus"
             console.print(f"[red]{head}: the stable's latency there ({c['canary_quantile_ms']:.3g} ms, {source}) "
                           "is already at or above the limit: no canary like it passes[/red]", highlight=False)
+            never.append(f"{c['key']} (the stable's latency {c['canary_quantile_ms']:.3g} ms is at or above "
+                         f"{limit})")
         elif "canary_rate_pct" in c and c["canary_rate_pct"] >= c["limit"] - 1e-9:
             # a ceiling on the canary alone: at the baseline it is never shown below, and over it the judge fails
             # it (a rollback, not a deadline), the sooner the more traffic
@@ -362,6 +367,7 @@ def _pass_text(p: Any, console: Console) -> None:
                           "above the limit: no canary like it passes; over it the judge fails it and it is rolled "
                           "back, the sooner the more traffic. Only a lower rate or a higher limit help.[/red]",
                           highlight=False)
+            never.append(f"{c['key']} (the baseline rate {rate} is at or above {limit})")
         elif unsure:
             worst = (" (on the bucket layout read)" if latency and read else
                      " (worst case over where the quantile falls in its bucket)" if latency and p.bucket_ratio > 1
@@ -380,7 +386,10 @@ def _pass_text(p: Any, console: Console) -> None:
                           highlight=False)
     for note in notes:
         console.print(note, highlight=False)
-    if floor:
+    if never:  # whatever the traffic: stronger than the floor's "at this traffic" and the unsure steps
+        console.print(f"[bold]so a canary like the one described cannot be promoted with this policy, at any "
+                      f"traffic: {'; '.join(never)}[/bold]", highlight=False)
+    elif floor:
         console.print("[bold]so a good canary cannot be promoted at this traffic with this policy[/bold]",
                       highlight=False)
     elif late_any:

@@ -4,14 +4,17 @@ line for the sub-test says so (not "more traffic helps"), and so does the closin
 
 from __future__ import annotations
 
+import io
 import json
 
 import typer
 import yaml
+from rich.console import Console
 from typer.testing import CliRunner
 
 from canary.analysis.judge import judge_check
-from canary.cli_analysis import register
+from canary.analysis.plan import plan
+from canary.cli_analysis import _plan_text, register
 from canary.model import Counts, Outcome
 from canary.policy import parse_policy
 
@@ -62,3 +65,31 @@ def test_a_rate_ceiling_at_or_under_the_baseline_is_never_passed_not_late(tmp_pa
     code, out = _run(tmp_path, "--error-rate", "1", "-o", "json")
     assert {c["key"]: c for c in json.loads(out)["pass_checks"]}["errors-hard/ceiling"]["canary_rate_pct"] == 1
 
+
+def test_the_closing_line_says_cannot_be_promoted_when_a_sub_test_never_passes(tmp_path):
+    """A latency ceiling under the stable's p95 and a rate ceiling under the baseline can never pass: the
+    closing line says a canary like it cannot be promoted with this policy, naming each and why, and not
+    that it is merely "not sure" to be promoted at this traffic."""
+    code, out = _run(tmp_path, "--p95-ms", "300", "--error-rate", "20")
+    said = _said(out)
+    assert code == 0, out
+    assert "so a canary like the one described cannot be promoted with this policy, at any traffic: lat/ceiling " \
+           "(the stable's latency 300 ms is at or above 250 ms); errors-hard/ceiling (the baseline rate 20% is at " \
+           "or above 10%)" in said
+    assert "not sure to be promoted" not in said
+    _, fine = _run(tmp_path, "--p95-ms", "100", "--rps", "5000")
+    assert "cannot be promoted" not in _said(fine)
+
+
+def test_the_closing_line_says_cannot_be_promoted_after_an_unresolvable_layout():
+    """A relative limit the bucket layout read can never show (`unresolved`) is never passed, at any
+    traffic: the closing line says so rather than "not sure", even at a traffic with no other doubt."""
+    pol = parse_policy({**POLICY, "checks": POLICY["checks"][:1]})
+    p = plan(pol, rps=50000, p95_ms=100, unresolved=["lat/relative"])
+    buf = io.StringIO()
+    _plan_text(p, 50000, None, Console(file=buf, width=400, color_system=None), {"lat": 0.95})
+    said = _said(buf.getvalue())
+    assert "lat/relative (+20%): the bucket layout read cannot show a canary as fast as stable" in said
+    assert "so a canary like the one described cannot be promoted with this policy, at any traffic: lat/relative " \
+           "(the bucket layout read cannot show a canary as fast as stable within +20%)" in said
+    assert "not sure to be promoted" not in said
