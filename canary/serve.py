@@ -43,6 +43,7 @@ is a 401 without an accepted token; a new revision when the state directory hold
 
 from __future__ import annotations
 
+import copy
 import math
 import threading
 import time
@@ -65,13 +66,27 @@ from canary.serve_measure import measure_within, no_stable_data
 from canary.serve_requests import Ask, BadRequest, argo_ask, flagger_ask, query_fields, read_json
 from canary.serve_session import (FAIL, PASS, Session, new_session, open_window, owed_pass, record_gates, record_look,
                                   reopen, serve_window, unproven, unreachable_at_deadline, window_deadline_s)
-from canary.serve_store import RevisionBusy, SessionStore, StoreError, StoreFull
+from canary.serve_store import RevisionBusy, SessionStore, StoreError, StoreFull, Turn
 
 MAX_IGNORED_SETS = 64  # sets of unknown Flagger payload fields said once each (`serve.fields_ignored`)
 ANSWER_WITHIN_S = 8.0  # below Flagger's and Argo's default webhook/measurement timeout of 10 s
 FLAGGER_HOOKS = ("pre-rollout", "rollout", "confirm-traffic-increase", "confirm-promotion")
 STATUS = {PASS: 200, "inconclusive": 200, FAIL: 409}
 Reply = tuple[int, dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """A call's answer as offered to the same call made at once (`Service._joined`): its `hook` and `step`, the
+    revision's session as the call left it, the status and document, and what `serve.decision` logged
+    ((session, verdict, canary requests, reason))."""
+
+    hook: str
+    step: str
+    session: Session | None
+    status: int
+    doc: dict[str, Any]
+    decided: Any
 
 
 @dataclass(frozen=True)
@@ -235,8 +250,12 @@ class Service:
         policy = named.policy
         if self._late is not None:  # Prometheus's clock before this look's: never a window judged on the host's
             self._late.settle(deadline)
-        with self.store.lock(ask.key, ask.revision, timeout=_left(deadline)):
-            s = self._session(ask, named, create=True)
+        with self.store.lock(ask.key, ask.revision, timeout=_left(deadline)) as turn:
+            stored = self.store.load(ask.key, ask.revision)
+            joined = self._joined(turn, ask, hook, stored)
+            if joined is not None:
+                return joined
+            s = self._session(ask, named, create=True, stored=stored)
             assert s is not None
             verdict: Verdict | None = None
             window_s, n, unmeasured, ratio, shared = 0, None, False, None, False
@@ -266,65 +285,98 @@ class Service:
                     r.outcome is Outcome.ERROR and r.extra.get("unavailable") for r in verdict.results))
             if refused is None:
                 self.store.save(s)
-        if refused is not None:
-            s = refused
-        if shared:  # the pass as answered at its look, nothing measured now; the revision's own state is unchanged
-            why = (f"the pass of look {s.passed_look}, answered to another analysis of its window, is this one's too "
-                   f"(step {ask.step!r})" + (f": {s.reason}" if s.looks == s.passed_look else ""))
-            s = replace(s, verdict=PASS, reason=why)
-        status = 503 if unmeasured else (200 if ask.integration == "argo" else STATUS[s.verdict])
-        doc = _document(s, verdict, policy=policy, window_s=window_s, canary_requests=n, pass_ratio=ratio)
-        if ask.integration == "flagger":
-            doc.pop("evidence")
+            saved = s  # the stored session (unchanged by a refusal): a call that joins this one needs it unchanged
+            if refused is not None:
+                s = refused
+            if shared:  # the pass as answered at its look, nothing measured now; the revision's own state is unchanged
+                why = (f"the pass of look {s.passed_look}, answered to another analysis of its window, is this one's "
+                       f"too (step {ask.step!r})" + (f": {s.reason}" if s.looks == s.passed_look else ""))
+                s = replace(s, verdict=PASS, reason=why)
+            status = 503 if unmeasured else (200 if ask.integration == "argo" else STATUS[s.verdict])
+            doc = _document(s, verdict, policy=policy, window_s=window_s, canary_requests=n, pass_ratio=ratio)
+            if ask.integration == "flagger":
+                doc.pop("evidence")
+            turn.share(_Answer(hook=hook, step=ask.step, session=saved, status=status, doc=doc,
+                               decided=(s, verdict, n, None)))
         self._decided(ask, hook, status, s, verdict, n)
         return status, doc
+
+    def _joined(self, turn: Turn, ask: Ask, hook: str, stored: Session | None) -> Reply | None:
+        """The answer of the call that held this revision while this one waited, when it was the same hook for the
+        same step and nothing was written since (`stored`, the session as read now, is the one it left): a call
+        made twice at once (Flagger's retry after its timeout, two Flagger replicas in a leader change, two hooks
+        pointed at one URL) is one look, answered to both, where the second judged again behind the first, in the
+        window the first one's pass had just opened: its `inconclusive` replaced the recorded pass, and the confirm
+        hooks that followed the pass were 412 until the next one (decision 303). None: this call is answered on
+        its own. (Called with the revision held.)"""
+        prev = turn.since_arrival()
+        if not isinstance(prev, _Answer) or (prev.hook, prev.step) != (hook, ask.step) or stored != prev.session:
+            return None
+        s, verdict, n, reason = prev.decided
+        self._decided(ask, hook, prev.status, s, verdict, n, reason=reason, joined=True)
+        return prev.status, copy.deepcopy(prev.doc)
 
     def _confirm(self, ask: Ask, *, hook: str, deadline: float) -> Reply:
         """A pass grants one traffic increase and one promotion (Flagger's last step asks both after one
         look): the same confirm hook again before the next look is 412, so a replayed or repeated call
-        never moves the canary twice on one piece of evidence."""
+        never moves the canary twice on one piece of evidence. The same call made twice at once is one
+        call, answered to both (`_joined`): the second was the replay's 412 while the first one's 200
+        went to a caller that had given up."""
         named = self._policy(ask)
+        with self.store.lock(ask.key, ask.revision, timeout=_left(deadline)) as turn:
+            stored = self.store.load(ask.key, ask.revision)
+            joined = self._joined(turn, ask, hook, stored)
+            if joined is not None:
+                return joined
+            status, doc, decided = self._confirm_held(ask, named, hook, stored)
+            turn.share(_Answer(hook=hook, step=ask.step, session=self.store.load(ask.key, ask.revision),
+                               status=status, doc=doc, decided=decided))
+        if decided is not None:
+            s, verdict, n, reason = decided
+            self._decided(ask, hook, status, s, verdict, n, reason=reason)
+        else:
+            self.log.info("serve.decision", integration=ask.integration, hook=hook, key=ask.key,
+                          revision=ask.revision, status=status, verdict="inconclusive", reason=doc["error"])
+        return status, doc
+
+    def _confirm_held(self, ask: Ask, named: NamedPolicy, hook: str,
+                      stored: Session | None) -> tuple[int, dict[str, Any], Any]:
+        """`_confirm`'s answer, with the revision held: (status, document, what `_decided` logs or None)."""
         spent = ""
-        with self.store.lock(ask.key, ask.revision, timeout=_left(deadline)):
-            s = self._session(ask, named, create=False)
-            if hook == "confirm-traffic-increase" and (s is None or s.looks == 0):
-                return self._first_step(ask, named, s)
-            if s is not None and s.verdict == PASS:
-                grant = "traffic_granted_look" if hook == "confirm-traffic-increase" else "promotion_granted_look"
-                if getattr(s, grant) == s.looks:
-                    spent = (f"the pass of look {s.looks} already granted "
-                             f"{'a traffic increase' if grant == 'traffic_granted_look' else 'the promotion'}: the "
-                             "rollout webhook must judge again before another (a replayed or repeated call)")
-                else:
-                    s = replace(s, **{grant: s.looks})
-                    self.store.save(s)
+        s = self._session(ask, named, create=False, stored=stored)
+        if hook == "confirm-traffic-increase" and (s is None or s.looks == 0):
+            return self._first_step(ask, named, s)
+        if s is not None and s.verdict == PASS:
+            grant = "traffic_granted_look" if hook == "confirm-traffic-increase" else "promotion_granted_look"
+            if getattr(s, grant) == s.looks:
+                spent = (f"the pass of look {s.looks} already granted "
+                         f"{'a traffic increase' if grant == 'traffic_granted_look' else 'the promotion'}: the "
+                         "rollout webhook must judge again before another (a replayed or repeated call)")
+            else:
+                s = replace(s, **{grant: s.looks})
+                self.store.save(s)
         if spent and s is not None:
             doc = _document(s, None, policy=named.policy, window_s=0, canary_requests=None)
             doc.pop("evidence")
             doc["result"]["reason"] = doc["error"] = spent
             doc["field"] = "checksum"
-            self._decided(ask, hook, 412, s, None, None, reason=spent)
-            return 412, doc
+            return 412, doc, (s, None, None, spent)
         if s is None:
-            status, doc = 412, {"error": f"no look recorded for {ask.key} revision {ask.revision} yet: the rollout "
-                                         "webhook must come before this one", "field": "checksum"}
-            self.log.info("serve.decision", integration=ask.integration, hook=hook, key=ask.key,
-                          revision=ask.revision, status=status, verdict="inconclusive", reason=doc["error"])
-            return status, doc
+            return 412, {"error": f"no look recorded for {ask.key} revision {ask.revision} yet: the rollout "
+                                  "webhook must come before this one", "field": "checksum"}, None
         status = {PASS: 200, FAIL: 409}.get(s.verdict, 412)
         doc = _document(s, None, policy=named.policy, window_s=0, canary_requests=None)
         doc.pop("evidence")
-        self._decided(ask, hook, status, s, None, None)
-        return status, doc
+        return status, doc, (s, None, None, None)
 
-    def _first_step(self, ask: Ask, named: NamedPolicy, s: Session | None) -> Reply:
+    def _first_step(self, ask: Ask, named: NamedPolicy, s: Session | None) -> tuple[int, dict[str, Any], Any]:
         """Flagger's confirm-traffic-increase before any look: at weight 0 Flagger runs the pre-rollout
         hooks and then this one, in the same tick, and calls the rollout hook only once the canary has
         traffic (`advanceCanary`, pkg/controller/scheduler.go). Nothing can be judged yet, so the first
         step is granted, as `canary promote` moves to its first step: once per revision, and only after
         the policy's Triton gates passed. A second one with still no look means the rollout hook is
         missing: 412, so the canary stays on its first step instead of climbing unjudged. (Called
-        under the revision's lock.)"""
+        under the revision's lock; `_confirm_held`'s answer.)"""
         gates = named.policy.gates.triton
         if s is not None and s.ended:
             status, why = 409, s.reason
@@ -343,17 +395,13 @@ class Service:
             s = replace(_with_reason(s, why), first_step=True, updated_at=self.clock())
             self.store.save(s)
         if s is None:
-            doc: dict[str, Any] = {"error": why, "field": "checksum"}
-            self.log.info("serve.decision", integration=ask.integration, hook="confirm-traffic-increase",
-                          key=ask.key, revision=ask.revision, status=status, verdict="inconclusive", reason=why)
-            return status, doc
+            return status, {"error": why, "field": "checksum"}, None
         doc = _document(s, None, policy=named.policy, window_s=0, canary_requests=None)
         doc.pop("evidence")
         doc["result"]["reason"] = why
         if status != 200:
             doc["error"] = why
-        self._decided(ask, "confirm-traffic-increase", status, s, None, None)
-        return status, doc
+        return status, doc, (s, None, None, None)
 
     def _gates(self, ask: Ask, *, deadline: float) -> Reply:
         named = self._policy(ask)
@@ -522,10 +570,12 @@ class Service:
         return now - s.updated_at > window_deadline_s(named.policy)
 
     def _decided(self, ask: Ask, hook: str, status: int, s: Session, verdict: Verdict | None, n: float | None, *,
-                 reason: str | None = None) -> None:
-        fields = dict(integration=ask.integration, hook=hook, key=ask.key, revision=ask.revision, policy=s.policy,
-                      model=s.model, status=status, verdict=s.verdict, reason=reason or s.reason, look=s.looks,
-                      window=s.windows_closed, failed_looks=s.failed_looks)
+                 reason: str | None = None, joined: bool = False) -> None:
+        """`serve.decision`; `joined`: the answer of the same call made at once, given again (`_joined`)."""
+        fields: dict[str, Any] = dict(integration=ask.integration, hook=hook, key=ask.key, revision=ask.revision,
+                                      policy=s.policy, model=s.model, status=status, verdict=s.verdict,
+                                      reason=reason or s.reason, look=s.looks, window=s.windows_closed,
+                                      failed_looks=s.failed_looks, **({"joined": True} if joined else {}))
         if verdict is not None:
             fields.update(outcome=verdict.outcome.label, canary_requests=n,
                           checks={r.check: r.outcome.label for r in verdict.results})

@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from canary.errors import CanaryError
 from canary.serve_session import Session
@@ -42,11 +43,31 @@ MAX_REVISIONS = 1000
 
 
 class _Slot:
-    """A revision's lock and how many calls hold or wait on it."""
+    """A revision's lock, how many calls hold or wait on it, and the last answer one of them shared (`Turn`)."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.users = 0
+        self.shared = 0  # how many answers were shared while the slot lived
+        self.last: Any = None  # the last one (`Turn.share`)
+
+
+class Turn:
+    """One call's hold of a revision (`SessionStore.lock`): what a call that held it since this one arrived
+    shared. Lives as long as some call holds or waits on the revision, so only calls that overlapped meet."""
+
+    def __init__(self, slot: _Slot, seen: int) -> None:
+        self._slot, self._seen = slot, seen
+
+    def since_arrival(self) -> Any:
+        """The last answer `share`d by a call that held the revision after this one arrived (it was being
+        answered while this one waited), None when there is none. (Called with the revision held.)"""
+        return self._slot.last if self._slot.shared > self._seen else None
+
+    def share(self, answer: Any) -> None:
+        """Offer `answer` to the calls waiting on the revision now (`since_arrival`). (Called with it held.)"""
+        self._slot.shared += 1
+        self._slot.last = answer
 
 
 class SessionStore:
@@ -117,20 +138,22 @@ class SessionStore:
         return self.dir / f"{digest}.json"
 
     @contextmanager
-    def lock(self, key: str, revision: str, *, timeout: float = -1) -> Iterator[None]:
+    def lock(self, key: str, revision: str, *, timeout: float = -1) -> Iterator[Turn]:
         """Held by every read-modify-write of this revision (looks of one revision in order), and by
         nothing else: calls for other revisions never wait on it. RevisionBusy when it cannot be had
-        within `timeout` seconds (-1: wait for as long as it takes)."""
+        within `timeout` seconds (-1: wait for as long as it takes). Yields this call's `Turn`: the
+        answer a call that held the revision while this one waited shared, if any."""
         name = self.path(key, revision).stem
         with self._guard:
             slot = self._locks.setdefault(name, _Slot())
             slot.users += 1
+            turn = Turn(slot, slot.shared)
         try:
             if not slot.lock.acquire(timeout=max(timeout, 0.0) if timeout >= 0 else -1):
                 raise RevisionBusy(f"another call for {key} revision {revision} is still being answered "
                                    f"(waited {max(timeout, 0.0):.1f}s for it)")
             try:
-                yield
+                yield turn
             finally:
                 slot.lock.release()
         finally:

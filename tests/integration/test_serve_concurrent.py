@@ -1,0 +1,127 @@
+"""Two calls for one Flagger Canary at once, against a real Prometheus (decision 303).
+
+Flagger may call one webhook of a Canary twice at once: its client's retry after a timeout while the first
+call is still being answered, two Flagger replicas during a leader change, a confirm-rollout gate pointed at
+the rollout hook beside the rollout hook. The interleaving is forced, never timed: the first call's look is
+held before its state write (`Held`) until the second call is seen waiting on the revision
+(the store's count of the calls that hold or wait on it), then let go.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from canary.serve_http import ServeServer
+from tests.integration.test_serve import Clock, _service, clock, flagger, prom  # noqa: F401 - fixtures
+
+pytestmark = pytest.mark.integration
+WAIT_S = 30.0  # a guard against a harness bug only: nothing waits for time to pass
+
+
+class Held:
+    """The service's store, whose next `save` waits at `go` once `hold()` is called (`entered` set when it does):
+    a call held with the revision's session read and its answer judged, before its write."""
+
+    def __init__(self, store: Any) -> None:
+        self.store, self.armed, self._save = store, False, store.save
+        self.entered, self.go = threading.Event(), threading.Event()
+        store.save = self.save
+
+    def hold(self) -> None:
+        self.armed, self.entered, self.go = True, threading.Event(), threading.Event()
+
+    def save(self, s: Any) -> None:
+        if self.armed:
+            self.armed = False
+            self.entered.set()
+            assert self.go.wait(WAIT_S), "never let go"
+        self._save(s)
+
+
+@pytest.fixture
+def rig(prom: tuple[Any, float], clock: Clock, tmp_path: Path) -> Iterator[tuple[ServeServer, Held]]:
+    service = _service(prom[0], tmp_path / "state", clock, answer_within_s=60.0)
+    held = Held(service.store)
+    server = ServeServer(service).start()
+    try:
+        yield server, held
+    finally:
+        held.go.set()
+        server.stop()
+
+
+def _waiting(server: ServeServer, n: int) -> None:
+    """Until `n` calls hold or wait on the Canary's one revision (the store's count), without sleeping."""
+    store = server.service.store
+    done = threading.Event()
+
+    def watch() -> None:  # asked under the store's guard, as each call comes and goes
+        while not done.is_set():
+            with store._guard:
+                if sum(slot.users for slot in store._locks.values()) >= n:
+                    done.set()
+                    return
+            done.wait(0.001)
+
+    t = threading.Thread(target=watch, daemon=True)
+    t.start()
+    t.join(WAIT_S)
+    assert done.is_set(), f"never {n} calls on the revision"
+
+
+def _twice(server: ServeServer, held: Held, hook: str, model: str = "good") -> list[tuple[int, dict[str, Any]]]:
+    """`hook` called twice at once: the first held in its look until the second waits on the revision."""
+    out: list[Any] = [None, None]
+
+    def one(i: int) -> None:
+        out[i] = flagger(server, hook, model)
+
+    held.hold()
+    first = threading.Thread(target=one, args=(0,))
+    first.start()
+    assert held.entered.wait(WAIT_S)
+    second = threading.Thread(target=one, args=(1,))
+    second.start()
+    _waiting(server, 2)
+    held.go.set()
+    first.join(WAIT_S)
+    second.join(WAIT_S)
+    return out
+
+
+def test_a_rollout_call_made_twice_at_once_is_one_look_and_its_pass_grants_the_confirm_hooks(
+        rig: tuple[ServeServer, Held], clock: Clock) -> None:
+    server, held = rig
+    assert flagger(server, "pre-rollout", "good")[0] == 200
+    clock.t += 30
+    assert flagger(server, "rollout", "good")[1]["result"]["verdict"] == "inconclusive"
+    clock.t += 30  # the window covers the interval: this look passes
+    (c1, d1), (c2, d2) = _twice(server, held, "rollout")
+    assert (c1, d1["result"]["verdict"], d1["result"]["look"]) == (200, "pass", 2), d1
+    assert (c2, d2["result"]["verdict"], d2["result"]["look"]) == (200, "pass", 2), d2  # the same look, answered twice
+    # the state records the pass both calls were answered: Flagger's confirm hooks read it
+    assert flagger(server, "confirm-traffic-increase", "good")[0] == 200
+    assert flagger(server, "confirm-traffic-increase", "good")[0] == 412  # one pass, one traffic increase
+    assert flagger(server, "confirm-promotion", "good")[0] == 200
+
+
+def test_a_confirm_hook_called_twice_at_once_is_one_grant_answered_to_both(rig: tuple[ServeServer, Held],
+                                                                          clock: Clock) -> None:
+    server, held = rig
+    assert flagger(server, "pre-rollout", "good")[0] == 200
+    clock.t += 60
+    assert flagger(server, "rollout", "good")[1]["result"]["verdict"] == "pass"
+    # Flagger's retry after its own timeout: the first call's 200 went to a caller that gave up; the retry was the
+    # replay's 412 ("already granted"), and the canary stayed at its weight until the next pass
+    (c1, d1), (c2, d2) = _twice(server, held, "confirm-traffic-increase")
+    assert (c1, c2) == (200, 200) and d1 == d2, (d1, d2)
+    assert flagger(server, "confirm-traffic-increase", "good")[0] == 412  # a later call is a replay: one grant
+    # the first step, at weight 0 before any look, the same way
+    clock.t += 1
+    (c1, d1), (c2, d2) = _twice(server, held, "confirm-traffic-increase", model="other")
+    assert (c1, c2) == (200, 200) and "first step granted" in d2["result"]["reason"], (d1, d2)
+    assert flagger(server, "confirm-traffic-increase", "other")[0] == 412
