@@ -64,8 +64,9 @@ from canary.serve_auth import TokenFile
 from canary.serve_gates import GateRuns, run_gates
 from canary.serve_measure import measure_within, no_stable_data
 from canary.serve_requests import Ask, BadRequest, argo_ask, flagger_ask, query_fields, read_json
-from canary.serve_session import (FAIL, PASS, Session, new_session, open_window, owed_pass, record_gates, record_look,
-                                  reopen, serve_window, unproven, unreachable_at_deadline, window_deadline_s)
+from canary.serve_session import (FAIL, PASS, Session, new_session, open_window, owed_pass, pass_to_grant, record_gates,
+                                  record_look, reopen, serve_window, unproven, unreachable_at_deadline,
+                                  window_deadline_s)
 from canary.serve_store import RevisionBusy, SessionStore, StoreError, StoreFull, Turn
 
 MAX_IGNORED_SETS = 64  # sets of unknown Flagger payload fields said once each (`serve.fields_ignored`)
@@ -346,15 +347,21 @@ class Service:
         s = self._session(ask, named, create=False, stored=stored)
         if hook == "confirm-traffic-increase" and (s is None or s.looks == 0):
             return self._first_step(ask, named, s)
-        if s is not None and s.verdict == PASS:
-            grant = "traffic_granted_look" if hook == "confirm-traffic-increase" else "promotion_granted_look"
-            if getattr(s, grant) == s.looks:
-                spent = (f"the pass of look {s.looks} already granted "
-                         f"{'a traffic increase' if grant == 'traffic_granted_look' else 'the promotion'}: the "
-                         "rollout webhook must judge again before another (a replayed or repeated call)")
-            else:
-                s = replace(s, **{grant: s.looks})
-                self.store.save(s)
+        grant = "traffic_granted_look" if hook == "confirm-traffic-increase" else "promotion_granted_look"
+        now = self.clock()
+        if s is not None and s.verdict == PASS and getattr(s, grant) == s.looks:
+            spent = (f"the pass of look {s.looks} already granted "
+                     f"{'a traffic increase' if grant == 'traffic_granted_look' else 'the promotion'}: the "
+                     "rollout webhook must judge again before another (a replayed or repeated call)")
+        elif s is not None and (look := pass_to_grant(s, granted_look=getattr(s, grant), now=now,
+                                                      within_s=named.policy.analysis.interval)):
+            s = replace(s, **{grant: look})
+            self.store.save(s)
+            if s.looks != look:  # answered as recorded: the pass of `look`, not the verdict of the looks since
+                assert s.passed_at is not None
+                s = replace(s, verdict=PASS, reason=(
+                    f"the pass of look {look}, answered {now - s.passed_at:.0f}s ago: the {s.looks - look} look(s) "
+                    "since, in the window it opened, showed no failure (a rollout call made again before this hook)"))
         if spent and s is not None:
             doc = _document(s, None, policy=named.policy, window_s=0, canary_requests=None)
             doc.pop("evidence")

@@ -284,9 +284,9 @@ def record_look(s: Session, verdict: Verdict, *, canary_requests: float, now: fl
     if anchor != s.pass_anchor_requests:
         s = replace(s, pass_anchor_requests=anchor)
     if j.hard_breach:
-        return replace(s, verdict=FAIL, pass_owed=(), reason=f"hard check breached: {j.reason()}"), j
+        return replace(s, verdict=FAIL, pass_owed=(), passed_at=None, reason=f"hard check breached: {j.reason()}"), j
     if j.outcome is Outcome.FAIL:
-        s = replace(s, pass_owed=())  # shown failing since: the last pass is owed to nobody any more
+        s = replace(s, pass_owed=(), passed_at=None)  # shown failing since: the last pass is nobody's any more
         failed = s.failed_looks + 1
         if failed >= fail.max_failed_looks:
             return replace(s, failed_looks=failed, verdict=FAIL,
@@ -335,6 +335,25 @@ def owed_pass(s: Session, *, step: str, now: float, within_s: float) -> Session 
         s = _next_window(s, start=s.advanced_at, step=step, index=0)
     # a caller of the window it is answered in: owed that window's pass in turn, whoever's call gets it
     return replace(s, window_callers=_seen(s.window_callers, step))
+
+
+def pass_to_grant(s: Session, *, granted_look: int, now: float, within_s: float) -> int:
+    """The look whose pass a confirm hook may grant now, 0 for none; `granted_look` is the look whose pass
+    that hook last granted (`traffic_granted_look` or `promotion_granted_look`), `within_s` the policy's interval.
+
+    The last look's pass; or the last pass answered at most `within_s` ago when the looks after it, in the window
+    it opened, showed no failure (a failed look or a breach drops it: `passed_at` None) and none of them passed.
+    Those looks can show nothing yet, and Flagger asks its confirm hooks right after the `rollout` hook in one
+    tick: a second `rollout` call between the two (a second Flagger replica in a leader change, a
+    `confirm-rollout` gate pointed at the rollout URL) recorded `inconclusive` over the pass, and the confirm hook
+    was 412 until the next pass, an interval later (decision 304). Never a pass this hook already granted."""
+    if s.ended or s.passed_look == 0 or granted_look >= s.passed_look:
+        return 0
+    if s.verdict == PASS and s.looks == s.passed_look:
+        return s.passed_look
+    if s.passed_at is None or s.failed_looks or not 0 <= now - s.passed_at <= within_s:
+        return 0
+    return s.passed_look
 
 
 UNREACHABLE = "Prometheus could not be asked at the window's deadline: "

@@ -125,3 +125,20 @@ def test_a_confirm_hook_called_twice_at_once_is_one_grant_answered_to_both(rig: 
     (c1, d1), (c2, d2) = _twice(server, held, "confirm-traffic-increase", model="other")
     assert (c1, c2) == (200, 200) and "first step granted" in d2["result"]["reason"], (d1, d2)
     assert flagger(server, "confirm-traffic-increase", "other")[0] == 412
+
+
+def test_a_rollout_call_made_again_just_after_a_pass_does_not_take_it_from_the_confirm_hooks(
+        rig: tuple[ServeServer, Held], clock: Clock) -> None:
+    server, _ = rig
+    assert flagger(server, "pre-rollout", "good")[0] == 200
+    clock.t += 60
+    assert flagger(server, "rollout", "good")[1]["result"]["verdict"] == "pass"
+    # the same tick's call again, once the first was answered (a second Flagger replica in a leader change, a
+    # confirm-rollout gate pointed at the rollout URL): a look in the window the pass opened, nothing to show yet
+    code, doc = flagger(server, "rollout", "good")
+    assert (code, doc["result"]["verdict"], doc["result"]["look"]) == (200, "inconclusive", 2), doc
+    code, doc = flagger(server, "confirm-traffic-increase", "good")
+    assert code == 200 and doc["result"]["verdict"] == "pass" and "the pass of look 1" in doc["result"]["reason"], doc
+    assert flagger(server, "confirm-traffic-increase", "good")[0] == 412  # one pass, one traffic increase
+    assert flagger(server, "confirm-promotion", "good")[0] == 200
+    assert flagger(server, "confirm-promotion", "good")[0] == 412

@@ -17,7 +17,7 @@ from canary.errors import MetricsUnavailable
 from canary.model import Counts
 from canary.policy import Policy, parse_policy
 from canary.serve_session import (
-    FAIL, INCONCLUSIVE, PASS, Session, new_session, open_window, owed_pass, record_gates, record_look,
+    FAIL, INCONCLUSIVE, PASS, Session, new_session, open_window, owed_pass, pass_to_grant, record_gates, record_look,
     unreachable_at_deadline,
 )
 
@@ -359,3 +359,20 @@ def test_a_pass_is_owed_once_to_each_other_label_that_looked_in_its_window_and_t
     failed = look(s, counts(520, 5200), now=T0 + 85, n=5200, step="0")  # a failed look in the next window
     assert failed.failed_looks == 1 and owed_pass(failed, step="10", now=T0 + 90, within_s=60) is None
     assert owed_pass(replace(s, verdict=FAIL), step="10", now=T0 + 85, within_s=60) is None
+
+
+def test_a_pass_stays_grantable_through_looks_that_show_nothing_yet_within_its_interval_and_no_longer() -> None:
+    s = look(look(fresh(), GOOD, now=T0 + 30), counts(26, 5100), now=T0 + 60, n=5100)
+    assert (s.verdict, s.passed_look) == (PASS, 2)
+    assert pass_to_grant(s, granted_look=0, now=T0 + 60, within_s=60) == 2
+    assert pass_to_grant(s, granted_look=2, now=T0 + 60, within_s=60) == 0  # granted already
+    again = look(s, counts(26, 5110), now=T0 + 61, n=5110)  # the same call made again: a window of 1 s
+    assert (again.verdict, again.looks) == (INCONCLUSIVE, 3)
+    assert pass_to_grant(again, granted_look=0, now=T0 + 62, within_s=60) == 2
+    assert pass_to_grant(again, granted_look=2, now=T0 + 62, within_s=60) == 0
+    assert pass_to_grant(again, granted_look=0, now=T0 + 121, within_s=60) == 0  # past its interval
+    failed = look(again, BAD, now=T0 + 70, n=6000)  # shown failing since: the pass is nobody's any more
+    assert (failed.failed_looks, failed.passed_at) == (1, None)
+    assert pass_to_grant(failed, granted_look=0, now=T0 + 71, within_s=60) == 0
+    reset = look(failed, counts(30, 7000), now=T0 + 80, n=7000)  # a later look ends the run of failed looks
+    assert reset.failed_looks == 0 and pass_to_grant(reset, granted_look=0, now=T0 + 81, within_s=60) == 0
