@@ -236,7 +236,7 @@ def _handler(service: Service, request_timeout_s: float, calls: InFlight) -> typ
             data = (json.dumps(_finite(doc), allow_nan=False, default=str) + "\n").encode()
             with self._guard:
                 self._reading = False  # answering: the watchdog stands down
-            self.send_response(status)
+            self.send_response(status, _phrase(status, doc))
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
             self.send_header("Cache-Control", "no-store")
@@ -264,6 +264,32 @@ def _cut(connection: socket.socket) -> None:
         socket.socket.shutdown(connection, socket.SHUT_RDWR)
     except OSError:
         pass
+
+
+PHRASE_MAX = 300  # characters of the reason put on a 5xx's status line (`_phrase`)
+
+
+def _phrase(status: int, doc: dict[str, Any]) -> str | None:
+    """The status line's reason phrase: None (the standard one) below 500; for a 5xx, the standard one, ": " and why
+    (the document's `error`, or a look's `result.reason`), printable ASCII on one line, at most `PHRASE_MAX`
+    characters of why. Flagger's client (go-retryablehttp) drops a 5xx's body once it gives up, and its Event says
+    only `POST <url> giving up after 1 attempt(s): unexpected HTTP status <the status line after the version>`: the
+    line is the one place a 5xx's reason reaches the Canary's Events (decision 305). The status stays what it was:
+    still retried by a client that retries, still an Error to Argo, a failed check to Flagger's `rollout` hook."""
+    if status < 500:
+        return None
+    try:
+        standard = HTTPStatus(status).phrase
+    except ValueError:
+        standard = "error"
+    result = doc.get("result")
+    why = doc.get("error") or (result.get("reason") if isinstance(result, dict) else None)
+    if not isinstance(why, str) or not why.strip():
+        return standard
+    why = " ".join(re.sub(r"[^\x20-\x7e]", " ", why).split())  # one line: no CR/LF can end the status line
+    if len(why) > PHRASE_MAX:
+        why = why[:PHRASE_MAX - 3] + "..."
+    return f"{standard}: {why}"
 
 
 def _finite(value: Any) -> Any:

@@ -28,7 +28,7 @@ from canary.metrics.prometheus import PrometheusProvider
 from canary.policy import parse_policy
 from canary.serve import NamedPolicy, Service
 from canary import logs
-from canary.serve_http import InFlight, ServeServer
+from canary.serve_http import PHRASE_MAX, InFlight, ServeServer, _phrase
 from canary.serve_store import SessionStore
 from tests.integration.test_serve import POLICY, Clock, _event, argo_get, call, flagger, prom  # noqa: F401 - prom
 from tests.support.blackhole import BlackholeProxy
@@ -112,6 +112,41 @@ def test_flagger_prometheus_down_at_the_deadline_is_503_and_no_sticky_409(rig: A
     code, doc = flagger(server, "rollout", "good")
     assert code == 200 and doc["result"]["verdict"] == "pass", doc["result"]
     assert flagger(server, "confirm-promotion", "good")[0] == 200
+
+
+def _status_line(server: ServeServer, hook: str) -> tuple[int, str, dict[str, Any]]:
+    """(status, reason phrase as the status line carries it, body) of a Flagger call, for model "good"."""
+    import http.client
+
+    body = json.dumps({"name": "good", "namespace": "ml", "phase": "Progressing", "checksum": "6d8f9c7b5",
+                       "metadata": {"model": "good", "stableVersion": "v1", "canaryVersion": "v2"}})
+    conn = http.client.HTTPConnection("127.0.0.1", urllib.parse.urlsplit(server.url).port, timeout=30)
+    try:
+        conn.request("POST", f"/api/v1/flagger/{hook}", body=body, headers={"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        return resp.status, resp.reason, json.loads(resp.read())
+    finally:
+        conn.close()
+
+
+def test_a_5xx_carries_its_reason_on_the_status_line_the_one_place_flaggers_client_keeps(rig: Any,
+                                                                                          clock: Clock) -> None:
+    """go-retryablehttp (Flagger 15bd6ad, v0.7.8) drains a 5xx's body once it gives up and returns `giving up after
+    1 attempt(s): unexpected HTTP status <resp.Status>`, Go's `Status` being the status line after the version as
+    the server wrote it: the Event said "503 Service Unavailable" and nothing of why (decision 305)."""
+    server = rig(up=True)
+    assert flagger(server, "pre-rollout", "good")[0] == 200
+    server = rig(up=False)
+    clock.t += 30
+    status, reason, doc = _status_line(server, "rollout")
+    assert status == 503, doc  # the status as before: a failed check to Flagger, an Error to Argo
+    assert "could not measure" in doc["result"]["reason"], doc
+    assert reason == f"Service Unavailable: {doc['result']['reason']}", (reason, doc)
+    # one printable ASCII line, cut at PHRASE_MAX: nothing a reason holds can end the status line or forge a header
+    long = _phrase(503, {"error": "stopping\r\nX-Forged: 1 \u2265 " + "x" * 400, "field": ""})
+    assert long == "Service Unavailable: " + ("stopping X-Forged: 1 " + "x" * 400)[:PHRASE_MAX - 3] + "...", long
+    status, reason, doc = _status_line(server, "confirm-traffic-increase")
+    assert (status, reason) == (412, "Precondition Failed"), doc  # a 4xx's body reaches Flagger: its phrase as is
 
 
 def test_a_bad_canary_still_fails_at_the_deadline_when_prometheus_answered(rig: Any, clock: Clock) -> None:
