@@ -354,14 +354,15 @@ class Service:
                      f"{'a traffic increase' if grant == 'traffic_granted_look' else 'the promotion'}: the "
                      "rollout webhook must judge again before another (a replayed or repeated call)")
         elif s is not None and (look := pass_to_grant(s, granted_look=getattr(s, grant), now=now,
-                                                      within_s=named.policy.analysis.interval)):
+                                                      within_s=named.policy.analysis.interval,
+                                                      same_tick_s=named.policy.analysis.look_every / 2)):
             s = replace(s, **{grant: look})
             self.store.save(s)
             if s.looks != look:  # answered as recorded: the pass of `look`, not the verdict of the looks since
                 assert s.passed_at is not None
                 s = replace(s, verdict=PASS, reason=(
                     f"the pass of look {look}, answered {now - s.passed_at:.0f}s ago: the {s.looks - look} look(s) "
-                    "since, in the window it opened, showed no failure (a rollout call made again before this hook)"))
+                    "since, in the same tick, showed no failure (a rollout call made again before this hook)"))
         if spent and s is not None:
             doc = _document(s, None, policy=named.policy, window_s=0, canary_requests=None)
             doc.pop("evidence")

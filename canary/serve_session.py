@@ -79,6 +79,7 @@ class Session:
     pass_owed: tuple[str, ...] = ()  # the labels still owed the last pass
     passed_at: float | None = None  # when the last pass was answered
     passed_look: int = 0  # and at which look
+    looked_at: float | None = None  # when the last look was recorded (`pass_to_grant`)
 
     def __post_init__(self) -> None:
         if self.verdict not in VERDICTS:
@@ -273,7 +274,7 @@ def record_look(s: Session, verdict: Verdict, *, canary_requests: float, now: fl
         j = _not_evidence(j, Outcome.FAIL, "no new canary requests since the last look")
     elif stale:
         j = _not_evidence(j, Outcome.PASS, f"fewer canary requests than an earlier look of this window ({before:.0f})")
-    s = replace(s, looks=s.looks + 1, window_looks=s.window_looks + 1, updated_at=now,
+    s = replace(s, looks=s.looks + 1, window_looks=s.window_looks + 1, updated_at=now, looked_at=now,
                 last_look_requests=max(n, before), window_callers=_seen(s.window_callers, caller))
     if not 0 <= n < before:
         s = replace(s, window_evidence={**s.window_evidence, **j.window_evidence()})
@@ -337,21 +338,26 @@ def owed_pass(s: Session, *, step: str, now: float, within_s: float) -> Session 
     return replace(s, window_callers=_seen(s.window_callers, step))
 
 
-def pass_to_grant(s: Session, *, granted_look: int, now: float, within_s: float) -> int:
+def pass_to_grant(s: Session, *, granted_look: int, now: float, within_s: float, same_tick_s: float) -> int:
     """The look whose pass a confirm hook may grant now, 0 for none; `granted_look` is the look whose pass
-    that hook last granted (`traffic_granted_look` or `promotion_granted_look`), `within_s` the policy's interval.
+    that hook last granted (`traffic_granted_look` or `promotion_granted_look`), `within_s` the policy's interval,
+    `same_tick_s` half its `look_every`.
 
-    The last look's pass; or the last pass answered at most `within_s` ago when the looks after it, in the window
-    it opened, showed no failure (a failed look or a breach drops it: `passed_at` None) and none of them passed.
-    Those looks can show nothing yet, and Flagger asks its confirm hooks right after the `rollout` hook in one
-    tick: a second `rollout` call between the two (a second Flagger replica in a leader change, a
-    `confirm-rollout` gate pointed at the rollout URL) recorded `inconclusive` over the pass, and the confirm hook
-    was 412 until the next pass, an interval later (decision 304). Never a pass this hook already granted."""
+    The last look's pass; or, within `within_s` of it, the last pass when every look after it came within
+    `same_tick_s` of it (the same tick's call made again: Flagger asks at least every `look_every`), showed no
+    failure (a failed look or a breach drops the pass: `passed_at` None) and did not pass. Flagger asks its
+    confirm hooks right after the `rollout` hook in one tick: a second `rollout` call between the two (a second
+    Flagger replica in a leader change, a `confirm-rollout` gate pointed at the rollout URL) recorded
+    `inconclusive` over the pass, and the confirm hook was 412 until the next pass, an interval later (decision
+    304). A look of a later tick still takes the pass from a hook not asked by then (the promotion waits for a
+    pass at the weight it promotes from). Never a pass this hook already granted."""
     if s.ended or s.passed_look == 0 or granted_look >= s.passed_look:
         return 0
     if s.verdict == PASS and s.looks == s.passed_look:
         return s.passed_look
     if s.passed_at is None or s.failed_looks or not 0 <= now - s.passed_at <= within_s:
+        return 0
+    if s.looked_at is None or not 0 <= s.looked_at - s.passed_at < same_tick_s:
         return 0
     return s.passed_look
 

@@ -361,18 +361,21 @@ def test_a_pass_is_owed_once_to_each_other_label_that_looked_in_its_window_and_t
     assert owed_pass(replace(s, verdict=FAIL), step="10", now=T0 + 85, within_s=60) is None
 
 
-def test_a_pass_stays_grantable_through_looks_that_show_nothing_yet_within_its_interval_and_no_longer() -> None:
+def test_a_pass_stays_grantable_through_the_same_ticks_looks_that_show_no_failure_and_no_longer() -> None:
     s = look(look(fresh(), GOOD, now=T0 + 30), counts(26, 5100), now=T0 + 60, n=5100)
-    assert (s.verdict, s.passed_look) == (PASS, 2)
-    assert pass_to_grant(s, granted_look=0, now=T0 + 60, within_s=60) == 2
-    assert pass_to_grant(s, granted_look=2, now=T0 + 60, within_s=60) == 0  # granted already
-    again = look(s, counts(26, 5110), now=T0 + 61, n=5110)  # the same call made again: a window of 1 s
+    assert (s.verdict, s.passed_look, s.looked_at) == (PASS, 2, T0 + 60)
+    grant = {"within_s": 60, "same_tick_s": 5}  # POLICY: interval 60 s, look_every 10 s
+    assert pass_to_grant(s, granted_look=0, now=T0 + 60, **grant) == 2
+    assert pass_to_grant(s, granted_look=2, now=T0 + 60, **grant) == 0  # granted already
+    again = look(s, counts(26, 5110), now=T0 + 61, n=5110)  # the same tick's call made again: a window of 1 s
     assert (again.verdict, again.looks) == (INCONCLUSIVE, 3)
-    assert pass_to_grant(again, granted_look=0, now=T0 + 62, within_s=60) == 2
-    assert pass_to_grant(again, granted_look=2, now=T0 + 62, within_s=60) == 0
-    assert pass_to_grant(again, granted_look=0, now=T0 + 121, within_s=60) == 0  # past its interval
-    failed = look(again, BAD, now=T0 + 70, n=6000)  # shown failing since: the pass is nobody's any more
+    assert pass_to_grant(again, granted_look=0, now=T0 + 62, **grant) == 2
+    assert pass_to_grant(again, granted_look=2, now=T0 + 62, **grant) == 0
+    assert pass_to_grant(again, granted_look=0, now=T0 + 121, **grant) == 0  # past its interval
+    later = look(again, counts(30, 6000), now=T0 + 70, n=6000)  # the next tick's look: a hook not asked by then
+    assert later.verdict == INCONCLUSIVE and pass_to_grant(later, granted_look=0, now=T0 + 71, **grant) == 0
+    failed = look(again, BAD, now=T0 + 62, n=6000)  # shown failing since: the pass is nobody's any more
     assert (failed.failed_looks, failed.passed_at) == (1, None)
-    assert pass_to_grant(failed, granted_look=0, now=T0 + 71, within_s=60) == 0
-    reset = look(failed, counts(30, 7000), now=T0 + 80, n=7000)  # a later look ends the run of failed looks
-    assert reset.failed_looks == 0 and pass_to_grant(reset, granted_look=0, now=T0 + 81, within_s=60) == 0
+    assert pass_to_grant(failed, granted_look=0, now=T0 + 63, **grant) == 0
+    reset = look(failed, counts(30, 7000), now=T0 + 63, n=7000)  # a later look ends the run of failed looks
+    assert reset.failed_looks == 0 and pass_to_grant(reset, granted_look=0, now=T0 + 64, **grant) == 0
