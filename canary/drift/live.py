@@ -133,7 +133,12 @@ def live_counts(client: PrometheusClient, profile: Mapping[str, Any], *, model: 
 
     buckets: dict[str, dict[float, float]] = defaultdict(dict)
     for m, v in ask(inc(q.FEATURE_BUCKETS), "feature, le"):
-        buckets[m["feature"]][q.parse_le(m["le"])] = max(v, 0.0)
+        # one bound, one bucket: pods whose client libraries spell it two ways ("20.0" and "20", "+Inf" and
+        # "Inf") are two series of `sum by (le)`, each with its own pods' observations: summed, as
+        # `queries.normalise` sums them (keeping the last dropped the other pods' counts)
+        got = buckets[m["feature"]]
+        le = q.parse_le(m["le"])
+        got[le] = got.get(le, 0.0) + max(v, 0.0)
     categories: dict[str, dict[str, float]] = defaultdict(dict)
     for m, v in ask(inc(q.FEATURE_CATEGORIES), "feature, category"):
         cat = "" if m["category"] == EMPTY else m["category"]  # Prometheus keeps no empty label value

@@ -50,6 +50,27 @@ class Older:
         return [f for f in self.exporter.collect() if f.name in self.FAMILIES]
 
 
+class Respelled:
+    """An exporter of another client library: its histogram's `le` written `%.17g` ("20", "27.339999999999999",
+    as C and Go clients write bounds) and its top bucket "Inf"; the same numbers prometheus_client writes."""
+
+    def __init__(self, exporter: FeatureExporter, registry: CollectorRegistry) -> None:
+        self.exporter = exporter
+        registry.register(self)
+
+    def collect(self) -> Any:
+        for f in self.exporter.collect():
+            if f.type == "histogram":
+                f.samples = [s._replace(labels={**s.labels, "le": _respell(s.labels["le"])}) if "le" in s.labels
+                             else s for s in f.samples]
+            yield f
+
+
+def _respell(le: str) -> str:
+    x = float(le)
+    return "Inf" if x == float("inf") else f"{x:.17g}"
+
+
 class Live:
     """Exporters served over HTTP and scraped by a real Prometheus every second."""
 
@@ -96,11 +117,17 @@ def live(prometheus_binary: str) -> Iterator[Live]:
     # a rolling upgrade: pod "old" runs an older exporter, the module's pod the new one, same model
     profiles["mixed"] = _profile("mixed", {"age": ref * 12 + 40, "price": ref * 10 + 1000})
     profiles["oldneg"] = _profile("oldneg", {"f": rng.uniform(1, 10, 5_000)})  # bounds >= 0: `_sum` exported
+    # two pods of one version whose client libraries spell the bounds two ways ("20.0" and "20", "+Inf" and "Inf")
+    profiles["spelled"] = _profile("spelled", {"age": np.round(ref * 10 + 40)})
     reg, old_reg = CollectorRegistry(), CollectorRegistry()
     exporters = {m: FeatureExporter(p, registry=reg) for m, p in profiles.items() if m != "oldneg"}
     older = {m: FeatureExporter(profiles[m], registry=None) for m in ("mixed", "oldneg")}
     for e in older.values():
         Older(e, old_reg)
+    respelled = FeatureExporter(profiles["spelled"], registry=None)
+    Respelled(respelled, old_reg)
+    for e in (exporters["spelled"], respelled):
+        e.observe({"age": 40.0})
     older["oldneg"].observe({"f": 5.0})
     for e in (exporters["mixed"], older["mixed"]):
         e.observe({"age": 40.0, "price": 1000.0})
@@ -126,8 +153,12 @@ def live(prometheus_binary: str) -> Iterator[Live]:
             exporters["gone"].observe({"age": a, "income": f"{a:.0f} EUR"})
         for i, a in enumerate(rng.normal(0, 1, 4_000)):  # no drift: 3 in 4 requests to the older pod
             (older if i % 4 else exporters)["mixed"].observe({"age": a * 12 + 40, "price": a * 10 + 1000})
+        for i, a in enumerate(rng.normal(40, 10, 4_000)):  # no drift: half the requests to each pod
+            (respelled if i % 2 else exporters["spelled"]).observe({"age": a})
         out = Live(prom, reg, exporters, profiles)
         out.older = older
+        out.respelled = respelled
+        out.scraped('sum(model_feature_observations_total{model_name="spelled"})', 4_002)
         # an older pod's `_sum` falls once (one value of -1): increase() reads a restart there
         for x in rng.uniform(1, 10, 200):
             older["oldneg"].observe({"f": x})
@@ -446,6 +477,29 @@ def test_a_rolling_upgrade_is_not_drift_the_mean_is_read_from_the_pods_that_expo
     r = CliRunner().invoke(app, ["drift", "check", "--baseline", str(path), "--prometheus-url", live.prom.url,
                                  "--window", "1h", "-o", "json"])
     assert r.exit_code == 0, r.output
+
+
+def test_a_bound_two_pods_spell_two_ways_counts_both_pods(live: Live, tmp_path: Any) -> None:
+    """Two pods of one version, one writing le="20.0" and "+Inf", the other "20" and "Inf" (another client
+    library): `sum by (feature, le)` answers two series per bound, and the live histogram kept the last
+    one of each: about half the observations, in a mix of the two pods. Each bound now sums its series."""
+    from typer.testing import CliRunner
+
+    from canary.cli import app
+
+    got = live_counts(live.client, live.profiles["spelled"], model="spelled", version="v1", window_s=3600)
+    mine, theirs = live.exporters["spelled"].live_counts()["age"], live.respelled.live_counts()["age"]
+    # increase() only adds by extrapolation; it leaves out what each pod counted before its first scrape (1 value)
+    want = [a + b for a, b in zip(mine["counts"], theirs["counts"])]
+    assert len(got["age"]["counts"]) == len(want) and sum(want) == 4_002
+    assert all(g >= w - 2 for g, w in zip(got["age"]["counts"], want)), (got["age"]["counts"], want)
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(live.profiles["spelled"]))
+    r = CliRunner().invoke(app, ["drift", "check", "--baseline", str(path), "--prometheus-url", live.prom.url,
+                                 "--window", "1h", "-o", "json"])
+    assert r.exit_code == 0, r.output
+    (row,) = json.loads(r.stdout)["features"]
+    assert row["n_current"] >= 4_000 and not row["drifted"], row
 
 
 def test_an_older_exporters_sum_is_read_only_where_it_never_fell(live: Live) -> None:
