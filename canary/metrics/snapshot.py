@@ -286,7 +286,10 @@ class Snapshot:
         if vals is None or (not vals and spec.kind != "errors"):
             return None
         if spec.kind == "histogram":
-            return q.normalise(raw_buckets(vals), [], scale=spec.scale)
+            # one bound written two ways is one bucket within a series (`raw_buckets`), and summed across series:
+            # two pods whose client libraries write "1" and "1.0" each counted their own observations
+            groups = self.groups(spec.family, spec.family.ident(target, arm)) or {}
+            return q.normalise([p for one in groups.values() for p in raw_buckets(one)], [], scale=spec.scale)
         if spec.kind == "features":
             missing, values = feature_counts(vals, spec.source)
             requests = self.requests(policy, target, arm, source=spec.source)

@@ -865,3 +865,25 @@ def test_a_bound_written_two_ways_in_one_series_is_one_bucket() -> None:
                + arm("v2", ["0.5", "1", "1.0", "+Inf"], [950, 1000, 1050, 1050], 1050), pol, at=160)
     _, canary = b.measure_delta(pol, chk(pol, "lat"), T, now, base)
     assert canary == Histogram((500.0, 1000.0, math.inf), (50.0, 50.0, 50.0))
+
+
+def test_a_bound_two_pods_spell_two_ways_is_summed_in_the_window_and_since_the_start() -> None:
+    """Two pods of the canary, one writing le="1" and "+Inf", the other "1.0" and "Inf" (two client libraries):
+    two series, each with its own observations. `Snapshot.arm` summed the series per spelling first and then
+    took the larger spelling (the one-series rule above), dropping a pod: it counts both, as the window does."""
+    pol = policy(checks=[{"name": "lat", "kind": "latency", "max_ms": 2000}])
+
+    def pod(version: str, name: str, les: list[str], counts: list[float]) -> list[Sample]:
+        m = {"model_name": "rec", "model_version": version, "pod": name}
+        return ([("model_inference_duration_seconds_bucket", {**m, "le": le}, c) for le, c in zip(les, counts)]
+                + [("model_requests_total", {**m, "outcome": "success"}, counts[-1])])
+
+    def arms(a: list[float], b_: list[float]) -> list[Sample]:
+        return (pod("v1", "s", ["0.5", "1", "+Inf"], [10, 20, 20])
+                + pod("v2", "a", ["0.5", "1", "+Inf"], a) + pod("v2", "b", ["0.5", "1.0", "Inf"], b_))
+
+    base = snap(arms([10, 20, 20], [30, 40, 40]), pol, at=100)
+    now = snap(arms([30, 60, 60], [130, 190, 200]), pol, at=160)
+    assert now.arm(pol, chk(pol, "lat"), T, "canary") == Histogram((500.0, 1000.0, math.inf), (160.0, 250.0, 260.0))
+    _, canary = b.measure_delta(pol, chk(pol, "lat"), T, now, base)
+    assert canary == Histogram((500.0, 1000.0, math.inf), (120.0, 190.0, 200.0))
