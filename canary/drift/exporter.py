@@ -18,6 +18,8 @@ compares bucket for bucket, never re-binning):
     model_feature_value_summed_total{model_name, model_version, feature, role}   numeric features: how many
         values those sums are over (born with them, in the same scrape: the live mean's own count)
     model_feature_observations_total{model_name, model_version}                 observed requests
+    model_feature_profile_info{model_name, model_version, profile_hash}          1: the profile it counts over
+        (`profile.profile_hash`), so `drift watch` can tell a server still exporting an older profile's buckets
 
 A value equal to a bound at float32 precision (a model server's FP32 input: float32(0.1) is a little
 above the training data's 0.1) counts in that bound's bucket, as the capture counts it
@@ -57,9 +59,9 @@ from typing import Any
 
 import numpy as np
 from prometheus_client import REGISTRY, CollectorRegistry
-from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, InfoMetricFamily
 
-from canary.drift.profile import boolean_category, bucket_edges, is_boolean
+from canary.drift.profile import boolean_category, bucket_edges, is_boolean, profile_hash
 
 OTHER = "__other__"
 # the label value of the empty category "" (a CSV's empty field is a value, not a missing one, to pyarrow):
@@ -82,6 +84,7 @@ class FeatureExporter:
         self.model = model or str(profile["model"])
         self.version = version or str(profile["version"])
         self._prediction = profile.get("prediction")
+        self.profile_hash = profile_hash(profile)
         self._lock = threading.Lock()
         # each bucket's upper edge (`profile.bucket_edges`: a float32 0.1 counts as the bound 0.1; a list: bisect
         # on it is ~10x faster than numpy for one value), counts, [sum]; the bounds themselves label the buckets
@@ -175,6 +178,9 @@ class FeatureExporter:
                                      "with the sums, so both cover the same pods and time)", labels=labels)
         observed = CounterMetricFamily("model_feature_observations", "Requests observed by the drift exporter",
                                        labels=labels[:2])
+        built = InfoMetricFamily("model_feature_profile", "The training profile the drift exporter counts over "
+                                 "(profile_hash: canary.drift.profile.profile_hash)", labels=labels[:2])
+        built.add_metric([self.model, self.version], {"profile_hash": self.profile_hash})
         role = lambda name: "prediction" if name == self._prediction else "input"  # noqa: E731
         with self._lock:
             for name, (_, counts, total) in self._numeric.items():
@@ -191,7 +197,7 @@ class FeatureExporter:
             for name, n in self._missing.items():
                 missing.add_metric([self.model, self.version, name, role(name)], float(n))
             observed.add_metric([self.model, self.version], float(self._observed))
-        yield from (hist, cats, missing, signed, summed, observed)
+        yield from (hist, cats, missing, signed, summed, observed, built)
 
 
 def _category(v: Any) -> str:

@@ -246,6 +246,23 @@ def why_no_live_data(client: PrometheusClient, *, model: str, version: str, wind
         return ""
 
 
+PROFILE_INFO = "model_feature_profile_info"
+
+
+def exported_profiles(client: PrometheusClient, *, model: str, version: str, window_s: float,
+                      namespace: str | None = None) -> set[str]:
+    """The `profile_hash` labels (`profile.profile_hash`) that the exporters of one model version exported in
+    the last `window_s` seconds (`PROFILE_INFO`, one query at the client's instant): the profiles whose buckets
+    the live counts are over. Empty when none says (exporters from before the label). Raises what the
+    client raises (MetricsUnavailable, ConfigError)."""
+    at = getattr(client, "at", None)
+    at = time.time() if at is None else at
+    got = client.ask(f"max by (profile_hash) (last_over_time({PROFILE_INFO}{{{_selector(model, version, namespace)}}}"
+                     f"[{q.duration(window_s)}]))", check="drift", arm="", at=at,
+                     who=f"the profiles exported for {model} {version}", strict=False, deadline=None)
+    return {m["profile_hash"] for m, _ in series_by(got, ["profile_hash"]) if m["profile_hash"]}
+
+
 def _same_categories(name: str, f: Mapping[str, Any], live: Mapping[str, float]) -> None:
     """ConfigError naming the feature when the live category series are not the profile's categories plus
     "__other__": the exporter creates a series for each category of its own profile (at 0) and counts any

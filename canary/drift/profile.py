@@ -25,6 +25,7 @@ ConfigError naming the file and the column.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 from collections.abc import Mapping
 from pathlib import Path
@@ -86,6 +87,20 @@ def read_table(path: str | Path) -> Any:
     if table.num_rows == 0:
         raise ConfigError(f"{path}: no rows (an empty file cannot be a baseline)")
     return table
+
+
+PROFILE_HASH_CHARS = 16
+
+
+def profile_hash(profile: Mapping[str, Any]) -> str:
+    """The first PROFILE_HASH_CHARS hex digits of the SHA-256 of the profile's content: its JSON with keys
+    sorted and no spaces, leaving out the top-level keys starting with "_" (what a baseline ConfigMap's
+    annotations add when the watcher reads it: `_namespace`, `_window_s`, ...). The same profile hashes the
+    same in the model server's exporter (`model_feature_profile_info`) and in the watcher, whatever the
+    file's formatting; a re-capture (other rows, other counts) hashes differently even over the same bounds."""
+    content = {k: v for k, v in profile.items() if not str(k).startswith("_")}
+    text = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:PROFILE_HASH_CHARS]
 
 
 def file_sha256(path: str | Path) -> str:

@@ -48,7 +48,8 @@ from prometheus_client import CollectorRegistry, Gauge
 
 from canary.drift import monitor as M
 from canary.drift.compare import MIN_LIVE, compare, too_few
-from canary.drift.live import live_counts, remedy, unavailable, why_no_live_data
+from canary.drift.live import exported_profiles, live_counts, remedy, unavailable, why_no_live_data
+from canary.drift.profile import profile_hash
 from canary.drift.retrain import create_job, job_name, load_job_template, retrain_job  # noqa: F401 (re-exported)
 from canary.drift.retrain import failed_condition
 from canary.drift.store import KEY, StateConflict, brief
@@ -101,6 +102,7 @@ class DriftWatcher:
         self.last: dict[str, Any] = {}  # per state key: the last evaluation's DatasetDrift (displays, demos)
         self._unmeasured: dict[str, Any] = {}  # per state key: the features last logged as without live data
         self._few: dict[str, dict[str, int]] = {}  # per state key: features with too few live values to compare
+        self._foreign: dict[str, list[str]] = {}  # per state key: the other profiles' hashes last said (`_say_profiles`)
         reg = registry if registry is not None else CollectorRegistry()
         self.g_score = Gauge("model_data_drift_score", "Drift score per feature (1 - p, or the distance)",
                              ["model", "version", "namespace", "feature"], registry=reg)
@@ -302,6 +304,7 @@ class DriftWatcher:
             return
         self.last[key] = result
         self._say_unmeasured(key, prof, result, done)
+        self._say_profiles(key, prof, window_s)
         self._gauges(prof, result, ns)
         before = self.states.get(key)
         compared = {f.feature for f in result.features}
@@ -482,6 +485,44 @@ class DriftWatcher:
             log.warning("drift.features_unmeasured", **who, features=absent, too_few=few, window_s=window,
                         message="not every profiled feature was compared, the verdict does not cover them: "
                                 + "; ".join(why))
+
+    def _say_profiles(self, key: str, prof: Mapping[str, Any], window_s: float) -> None:
+        """`drift.profile_mismatch` when the model version's exporters said, in the window, that they count over
+        a profile other than this baseline (`model_feature_profile_info`'s `profile_hash`): a server still
+        running an exporter built from an older capture. Over the same bounds (`--bounds-from`) and categories
+        nothing else tells it (other bounds are `drift.bad_live_data`). Logged when the set of other hashes
+        changes; `drift.profile_matched` once when a mismatch said before is gone (every hash said is the
+        baseline's). Exporters that export no hash (older canary) say nothing either way; a failed query is a
+        debug line (`drift.profiles_unread`) and changes nothing. The verdict is not changed: the live counts
+        are still compared."""
+        model, version = str(prof["model"]), str(prof["version"])
+        mine = profile_hash(prof)
+        try:
+            seen = exported_profiles(self.client, model=model, version=version, window_s=window_s,
+                                     namespace=prof.get("_namespace") or self._selects)
+        except Exception as exc:  # noqa: BLE001 - a hint only: the evaluation stands without it
+            log.debug("drift.profiles_unread", model=model, version=version, error=str(exc))
+            return
+        if not seen:  # no exporter in the window says (older exporters, no series): nothing known either way
+            return
+        other = sorted(seen - {mine})
+        before = self._foreign.get(key, [])
+        if other == before:
+            return
+        self._foreign[key] = other
+        who = {"model": model, "version": version}
+        if not other:
+            log.info("drift.profile_matched", **who, profile_hash=mine, message=(
+                f"{model} {version}: every exporter in the window counts over this baseline's profile ({mine}) "
+                f"again"))
+            return
+        pods = "some of the model server's pods export" if mine in seen else "the model server exports"
+        ref = _reference(prof)
+        log.warning("drift.profile_mismatch", **who, profile_hash=mine, exported=other, window_s=window_s, message=(
+            f"{model} {version}: {pods} live counts built from another profile ({', '.join(other)}) than this "
+            f"baseline's ({mine}{', ' + ref if ref else ''}): an exporter built from an older capture, whose counts are "
+            f"compared with a reference they were not built for (where its buckets differ: drift.bad_live_data). "
+            f"Deploy the server with this baseline's profile file, or watch the profile it exports"))
 
     def _forget(self, key: str, before: M.MonitorState | None) -> None:
         if before is None:

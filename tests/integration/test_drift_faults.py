@@ -107,6 +107,8 @@ class Live:
 def live(prometheus_binary: str) -> Iterator[Live]:
     from canary.sandbox.promserver import PromServer
 
+    import pyarrow as pa
+
     rng = np.random.default_rng(61)
     ref = rng.normal(0, 1, 5_000)
     profiles = {m: _profile(m, {"f": ref}) for m in ("m1", "m2")}
@@ -119,8 +121,13 @@ def live(prometheus_binary: str) -> Iterator[Live]:
     profiles["oldneg"] = _profile("oldneg", {"f": rng.uniform(1, 10, 5_000)})  # bounds >= 0: `_sum` exported
     # two pods of one version whose client libraries spell the bounds two ways ("20.0" and "20", "+Inf" and "Inf")
     profiles["spelled"] = _profile("spelled", {"age": np.round(ref * 10 + 40)})
+    # the baseline of "stale" was captured again (other rows, the same bounds); its server still exports the older one
+    profiles["stale"] = _profile("stale", {"f": ref})
+    stale_old = capture(pa.table({"f": rng.normal(0.2, 1, 5_000)}), model="stale", version="v1", file="old.parquet",
+                        sha256="1" * 64, bounds_from=profiles["stale"])
     reg, old_reg = CollectorRegistry(), CollectorRegistry()
-    exporters = {m: FeatureExporter(p, registry=reg) for m, p in profiles.items() if m != "oldneg"}
+    exporters = {m: FeatureExporter(p, registry=reg) for m, p in profiles.items() if m not in ("oldneg", "stale")}
+    exporters["stale"] = FeatureExporter(stale_old, registry=reg)
     older = {m: FeatureExporter(profiles[m], registry=None) for m in ("mixed", "oldneg")}
     for e in older.values():
         Older(e, old_reg)
@@ -159,6 +166,10 @@ def live(prometheus_binary: str) -> Iterator[Live]:
         out.older = older
         out.respelled = respelled
         out.scraped('sum(model_feature_observations_total{model_name="spelled"})', 4_002)
+        for x in rng.normal(0, 1, 300):
+            exporters["stale"].observe({"f": x})
+        out.stale_old = stale_old
+        out.scraped('sum(model_feature_observations_total{model_name="stale"})', 300)
         # an older pod's `_sum` falls once (one value of -1): increase() reads a restart there
         for x in rng.uniform(1, 10, 200):
             older["oldneg"].observe({"f": x})
@@ -500,6 +511,29 @@ def test_a_bound_two_pods_spell_two_ways_counts_both_pods(live: Live, tmp_path: 
     assert r.exit_code == 0, r.output
     (row,) = json.loads(r.stdout)["features"]
     assert row["n_current"] >= 4_000 and not row["drifted"], row
+
+
+def test_a_server_exporting_an_older_profile_is_said_once_and_its_own_profile_is_not(live: Live) -> None:
+    """The baseline of "stale" v1 was captured again over the same bounds (`--bounds-from`) while its model
+    server still ran the exporter of the older capture: the live counts fit the baseline's buckets, so nothing
+    told it. The exporter says its profile (`model_feature_profile_info{profile_hash}`) and the watcher warns
+    once when it is not the baseline's; a watch of the profile the server exports says nothing."""
+    from canary.drift.profile import profile_hash
+    from canary.drift.watch import DriftWatcher
+
+    new, old = live.profiles["stale"], live.stale_old
+    assert profile_hash(new) != profile_hash(old) and new["features"]["f"]["bounds"] == old["features"]["f"]["bounds"]
+    w = DriftWatcher([new], client=live.client, window_s=3600, config=M.MonitorConfig())
+    with capture_logs() as logs:
+        w.once()
+        w.once()
+    said = [e for e in logs if e["event"] == "drift.profile_mismatch"]
+    assert len(said) == 1, logs
+    assert said[0]["exported"] == [profile_hash(old)] and said[0]["profile_hash"] == profile_hash(new)
+    assert profile_hash(old) in said[0]["message"] and "t.parquet" in said[0]["message"]
+    with capture_logs() as logs:
+        DriftWatcher([old], client=live.client, window_s=3600, config=M.MonitorConfig()).once()
+    assert not [e for e in logs if e["event"].startswith("drift.profile")], logs
 
 
 def test_an_older_exporters_sum_is_read_only_where_it_never_fell(live: Live) -> None:

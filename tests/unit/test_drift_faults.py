@@ -483,3 +483,38 @@ def test_a_retraining_job_gone_is_recorded_once_and_said_at_the_episode_end() ->
     assert "UNKNOWN whether it succeeded" in M._retraining_at_end(st2)
     with pytest.raises(ValueError, match="job_gone"):
         M.MonitorState.from_dict({**st2.to_dict(), "job_gone": "yes"})
+
+
+def test_another_profiles_exporter_is_said_when_the_set_changes_and_when_it_is_gone(monkeypatch: Any) -> None:
+    """`drift.profile_mismatch` once per set of other profiles the exporters said in the window, and
+    `drift.profile_matched` once when none is left; exporters without the label, or a query that fails, say
+    nothing. A baseline ConfigMap's own keys (`_namespace`, ...) are not part of the profile's hash."""
+    from structlog.testing import capture_logs
+
+    from canary.drift import monitor as M
+    from canary.drift import watch as W
+    from canary.drift.profile import profile_hash
+
+    prof, live = _ages_exported(seed=3, std=10, observed=500)
+    mine = profile_hash(prof)
+    assert profile_hash({**prof, "_namespace": "ml", "_window_s": 600}) == mine
+    assert FeatureExporter(prof, registry=None).profile_hash == mine
+    assert profile_hash(json.loads(json.dumps(prof, indent=2))) == mine
+    seen: list[Any] = [{"a" * 16}, {"a" * 16}, {"a" * 16, mine}, set(), {mine}, RuntimeError("down"), {"b" * 16}]
+
+    def exported(*_a: Any, **_k: Any) -> set[str]:
+        got = seen.pop(0)
+        if isinstance(got, Exception):
+            raise got
+        return got
+
+    monkeypatch.setattr(W, "live_counts", lambda *_a, **_k: live)
+    monkeypatch.setattr(W, "exported_profiles", exported)
+    w = W.DriftWatcher([prof], client=None, window_s=3_600, config=M.MonitorConfig())
+    said = []
+    for _ in range(7):
+        with capture_logs() as logs:
+            w.once()
+        said.append([(e["event"], e.get("exported")) for e in logs if e["event"].startswith("drift.profile")])
+    assert said == [[("drift.profile_mismatch", ["a" * 16])], [], [], [], [("drift.profile_matched", None)], [],
+                    [("drift.profile_mismatch", ["b" * 16])]]
