@@ -513,6 +513,25 @@ def test_a_bound_two_pods_spell_two_ways_counts_both_pods(live: Live, tmp_path: 
     assert row["n_current"] >= 4_000 and not row["drifted"], row
 
 
+def test_the_feature_drift_check_reads_a_bound_two_pods_spell_two_ways_as_one(live: Live) -> None:
+    """The rollout's `feature_drift` check reads the same series through `metrics.features` and
+    `queries.normalise`, which sum the series of one bound: both pods counted (a guard beside the fix above)."""
+    from canary.metrics.prometheus import PrometheusProvider
+    from canary.model import Target
+    from canary.policy import parse_policy
+
+    policy = parse_policy({"steps": [10, 100], "analysis": {"min_canary_requests": 1},
+                           "checks": [{"name": "inputs", "kind": "feature_drift", "max_psi": 0.2}]})
+    target = Target(namespace="ml", virtual_service="spelled", model="spelled", stable_version="v1",
+                    canary_version="v1")
+    stable, _ = PrometheusProvider(live.prom.url).measure(policy, policy.checks[0], target, window_s=3600)
+    mine, theirs = live.exporters["spelled"].live_counts()["age"], live.respelled.live_counts()["age"]
+    want = [a + b for a, b in zip(mine["counts"], theirs["counts"])]
+    h = stable.numeric["age"]
+    got = [h.counts[0]] + [b - a for a, b in zip(h.counts, h.counts[1:])]
+    assert len(got) == len(want) and all(g >= w - 2 for g, w in zip(got, want)), (got, want)
+
+
 def test_a_server_exporting_an_older_profile_is_said_once_and_its_own_profile_is_not(live: Live) -> None:
     """The baseline of "stale" v1 was captured again over the same bounds (`--bounds-from`) while its model
     server still ran the exporter of the older capture: the live counts fit the baseline's buckets, so nothing
