@@ -512,14 +512,19 @@ class Service:
             if recorded == given:
                 continue
             now = self.clock()
-            if self._quiet(s, now):  # another rollout of this revision, long after the last one ended
+            quiet = self._quiet(s, now)  # another rollout of this revision, long after the last one ended
+            if quiet or (s.looks == 0 and not s.ended):  # or nothing judged with those inputs yet: the first
+                # look's refusal of a mistyped model or version (decision 291) left its session, and the
+                # corrected call was this 409 until the silence that ends a rollout (decision 310)
                 self._say_restarted(ask, s, field=meta + field, was=recorded, now=given,
                                     idle_s=round(now - s.updated_at))
                 fresh = _new_session(ask, named, now)
+                if not quiet:  # the same rollout: the traffic its first step was given stays given
+                    fresh = replace(fresh, first_step=s.first_step)
                 if create:
                     self.store.save(fresh)
                     return fresh
-                return None
+                return None if quiet else fresh
             raise BadRequest(meta + field, f"{ask.key} revision {ask.revision} is judged with {field} "
                                            f"{recorded!r}, not {given!r}, and was called {now - s.updated_at:.0f}s "
                                            "ago: one rollout of a revision is judged with one policy and one pair "

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from canary.serve_store import SessionStore
-from tests.integration.test_serve import POLICY, Clock, argo_get, clock, flagger, prom, serve  # noqa: F401
+from tests.integration.test_serve import POLICY, Clock, argo_get, call, clock, flagger, prom, serve  # noqa: F401
 
 pytestmark = pytest.mark.integration
 
@@ -70,3 +70,41 @@ def test_a_check_compared_with_stable_that_finds_no_stable_data_fails_the_first_
     assert reason.startswith("model 'good': no stable (v1) data over the last "), reason
     assert "checks[2] 'ratio' (max_ratio compared with stable)" in reason and "model_requestz_total" in reason
     assert "checks[0]" not in reason, "the checks with data are not blamed"
+
+
+def test_argo_a_corrected_stable_version_is_judged_at_once_not_refused_as_other_inputs(serve: Any) -> None:
+    """The refusal stored the revision's session with the mistyped input (the session is created before the
+    preflight runs), so the corrected call was a 409 "judged with stableVersion 'v0', not 'v1'" (Argo: an Error,
+    the rollout aborted after its error limit) until the 15-minute silence that ends a rollout: not "judged at
+    once". A session with no look recorded has judged nothing with its inputs: other inputs start it over."""
+    server = serve()
+    code, doc = argo_get(server, "good", rollout="fraud", stableVersion="v0")  # "v1" mistyped; revision: v2 both times
+    assert code == 200 and doc["result"]["verdict"] == "fail", doc
+    assert doc["result"]["reason"].startswith("model 'good': no stable (v0) data"), doc
+    code, doc = argo_get(server, "good", rollout="fraud")
+    assert code == 200 and doc["result"]["verdict"] == "inconclusive" and doc["result"]["look"] == 1, doc
+    assert doc["rollout"]["stableVersion"] == "v1", doc
+    # once a look is recorded, a revision is judged with one pair, as before
+    code, doc = argo_get(server, "good", rollout="fraud", stableVersion="v0")
+    assert code == 409 and doc["field"] == "stableVersion", doc
+
+
+def test_flagger_a_corrected_model_is_judged_at_once_and_the_first_step_stays_granted(serve: Any, clock: Clock) -> None:
+    server = serve()
+    assert flagger(server, "pre-rollout", "goood")[0] == 200
+    assert flagger(server, "confirm-traffic-increase", "goood")[0] == 200  # the first step: the canary has traffic
+    clock.t += 15
+    assert flagger(server, "rollout", "goood")[0] == 409  # refused: the model matches no series
+    # the Canary's metadata.model corrected; the same Canary and checksum (Flagger's hash of the target's spec)
+    code, doc = _flagger_named(server, "rollout", "goood", model="good")
+    assert code == 200 and doc["result"]["verdict"] == "inconclusive" and doc["result"]["look"] == 1, doc
+    assert doc["rollout"]["model"] == "good", doc
+    # the traffic the first step gave is not given again: with a look recorded, a confirm hook waits for a pass
+    assert _flagger_named(server, "confirm-traffic-increase", "goood", model="good")[0] == 412
+
+
+def _flagger_named(server: Any, hook: str, name: str, *, model: str) -> tuple[int, dict[str, Any]]:
+    """test_serve's `flagger` call for the Canary `name` whose metadata names `model`."""
+    body = {"name": name, "namespace": "ml", "phase": "Progressing", "checksum": "6d8f9c7b5",
+            "metadata": {"model": model, "stableVersion": "v1", "canaryVersion": "v2"}}
+    return call(f"{server.url}/api/v1/flagger/{hook}", method="POST", body=body)
