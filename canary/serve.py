@@ -79,11 +79,12 @@ Reply = tuple[int, dict[str, Any]]
 @dataclass(frozen=True)
 class _Answer:
     """A call's answer as offered to the same call made at once (`Service._joined`): its `hook` and `step`, the
-    revision's session as the call left it, the status and document, and what `serve.decision` logged
-    ((session, verdict, canary requests, reason))."""
+    inputs it named (`_inputs`), the revision's session as the call left it, the status and document, and what
+    `serve.decision` logged ((session, verdict, canary requests, reason))."""
 
     hook: str
     step: str
+    inputs: tuple[str, ...]
     session: Session | None
     status: int
     doc: dict[str, Any]
@@ -253,7 +254,7 @@ class Service:
             self._late.settle(deadline)
         with self.store.lock(ask.key, ask.revision, timeout=_left(deadline)) as turn:
             stored = self.store.load(ask.key, ask.revision)
-            joined = self._joined(turn, ask, hook, stored)
+            joined = self._joined(turn, ask, hook, named, stored)
             if joined is not None:
                 return joined
             s = self._session(ask, named, create=True, stored=stored)
@@ -297,21 +298,24 @@ class Service:
             doc = _document(s, verdict, policy=policy, window_s=window_s, canary_requests=n, pass_ratio=ratio)
             if ask.integration == "flagger":
                 doc.pop("evidence")
-            turn.share(_Answer(hook=hook, step=ask.step, session=saved, status=status, doc=doc,
-                               decided=(s, verdict, n, None)))
+            turn.share(_Answer(hook=hook, step=ask.step, inputs=_inputs(ask, named), session=saved, status=status,
+                               doc=doc, decided=(s, verdict, n, None)))
         self._decided(ask, hook, status, s, verdict, n)
         return status, doc
 
-    def _joined(self, turn: Turn, ask: Ask, hook: str, stored: Session | None) -> Reply | None:
+    def _joined(self, turn: Turn, ask: Ask, hook: str, named: NamedPolicy, stored: Session | None) -> Reply | None:
         """The answer of the call that held this revision while this one waited, when it was the same hook for the
-        same step and nothing was written since (`stored`, the session as read now, is the one it left): a call
-        made twice at once (Flagger's retry after its timeout, two Flagger replicas in a leader change, two hooks
-        pointed at one URL) is one look, answered to both, where the second judged again behind the first, in the
-        window the first one's pass had just opened: its `inconclusive` replaced the recorded pass, and the confirm
-        hooks that followed the pass were 412 until the next one (decision 303). None: this call is answered on
+        same step and the same inputs (policy, model, versions: `_inputs`) and nothing was written since (`stored`,
+        the session as read now, is the one it left): a call made twice at once (Flagger's retry after its timeout,
+        two Flagger replicas in a leader change, two hooks pointed at one URL) is one look, answered to both, where
+        the second judged again behind the first, in the window the first one's pass had just opened: its
+        `inconclusive` replaced the recorded pass, and the confirm hooks that followed the pass were 412 until the
+        next one (decision 303). A call naming another model or policy was answered the first one's verdict, on
+        a model it never measured, where made alone it is a 409 (decision 311). None: this call is answered on
         its own. (Called with the revision held.)"""
         prev = turn.since_arrival()
-        if not isinstance(prev, _Answer) or (prev.hook, prev.step) != (hook, ask.step) or stored != prev.session:
+        if (not isinstance(prev, _Answer) or stored != prev.session
+                or (prev.hook, prev.step, prev.inputs) != (hook, ask.step, _inputs(ask, named))):
             return None
         s, verdict, n, reason = prev.decided
         self._decided(ask, hook, prev.status, s, verdict, n, reason=reason, joined=True)
@@ -326,12 +330,13 @@ class Service:
         named = self._policy(ask)
         with self.store.lock(ask.key, ask.revision, timeout=_left(deadline)) as turn:
             stored = self.store.load(ask.key, ask.revision)
-            joined = self._joined(turn, ask, hook, stored)
+            joined = self._joined(turn, ask, hook, named, stored)
             if joined is not None:
                 return joined
             status, doc, decided = self._confirm_held(ask, named, hook, stored)
-            turn.share(_Answer(hook=hook, step=ask.step, session=self.store.load(ask.key, ask.revision),
-                               status=status, doc=doc, decided=decided))
+            turn.share(_Answer(hook=hook, step=ask.step, inputs=_inputs(ask, named),
+                               session=self.store.load(ask.key, ask.revision), status=status, doc=doc,
+                               decided=decided))
         if decided is not None:
             s, verdict, n, reason = decided
             self._decided(ask, hook, status, s, verdict, n, reason=reason)
@@ -650,6 +655,11 @@ def _document(s: Session, verdict: Verdict | None, *, policy: Policy, window_s: 
                "stableVersion": s.stable_version, "canaryVersion": s.canary_version, "step": s.step}
     return {"result": result, "rollout": rollout,
             "evidence": [r.to_dict() for r in verdict.results] if verdict else []}
+
+
+def _inputs(ask: Ask, named: NamedPolicy) -> tuple[str, ...]:
+    """What a call names that its revision's session is judged with: (policy, model, stable, canary version)."""
+    return (named.name, ask.model, ask.stable_version, ask.canary_version)
 
 
 def _new_session(ask: Ask, named: NamedPolicy, now: float) -> Session:

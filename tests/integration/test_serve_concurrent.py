@@ -16,7 +16,7 @@ from typing import Any, Iterator
 import pytest
 
 from canary.serve_http import ServeServer
-from tests.integration.test_serve import Clock, _service, clock, flagger, prom  # noqa: F401 - fixtures
+from tests.integration.test_serve import Clock, _service, call, clock, flagger, prom  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.integration
 WAIT_S = 30.0  # a guard against a harness bug only: nothing waits for time to pass
@@ -145,3 +145,36 @@ def test_a_rollout_call_made_again_just_after_a_pass_does_not_take_it_from_the_c
     clock.t += 15
     assert flagger(server, "rollout", "good")[1]["result"]["verdict"] == "inconclusive"
     assert flagger(server, "confirm-promotion", "good")[0] == 412
+
+
+def test_a_call_naming_another_model_at_once_is_not_answered_the_first_ones_verdict(rig: tuple[ServeServer, Held],
+                                                                                   clock: Clock) -> None:
+    """Two calls for one Canary and checksum at once, the second naming another model (an AnalysisTemplate or a
+    Canary's webhooks with one metric per model of a Triton server, the revision not set apart): the second was
+    joined and answered the first one's pass, a verdict on a model it never measured. Made one after the other it
+    is a 409 (one revision is judged with one model); at once it is the same."""
+    server, held = rig
+    assert flagger(server, "pre-rollout", "good")[0] == 200
+    clock.t += 30
+    assert flagger(server, "rollout", "good")[1]["result"]["verdict"] == "inconclusive"
+    clock.t += 30  # this look passes
+    out: list[Any] = [None, None]
+
+    def one(i: int, model: str) -> None:
+        body = {"name": "good", "namespace": "ml", "phase": "Progressing", "checksum": "6d8f9c7b5",
+                "metadata": {"model": model, "stableVersion": "v1", "canaryVersion": "v2"}}
+        out[i] = call(f"{server.url}/api/v1/flagger/rollout", method="POST", body=body)
+
+    held.hold()
+    first = threading.Thread(target=one, args=(0, "good"))
+    first.start()
+    assert held.entered.wait(WAIT_S)
+    second = threading.Thread(target=one, args=(1, "bad"))
+    second.start()
+    _waiting(server, 2)
+    held.go.set()
+    first.join(WAIT_S)
+    second.join(WAIT_S)
+    (c1, d1), (c2, d2) = out
+    assert (c1, d1["result"]["verdict"]) == (200, "pass"), d1
+    assert (c2, d2.get("field")) == (409, "metadata.model"), d2  # not the pass of model "good"
