@@ -95,7 +95,9 @@ def test_flagger_a_corrected_model_is_judged_at_once_and_the_first_step_stays_gr
     assert flagger(server, "confirm-traffic-increase", "goood")[0] == 200  # the first step: the canary has traffic
     clock.t += 15
     assert flagger(server, "rollout", "goood")[0] == 409  # refused: the model matches no series
-    # the Canary's metadata.model corrected; the same Canary and checksum (Flagger's hash of the target's spec)
+    # the Canary's metadata.model corrected; the same Canary and checksum (Flagger's hash of the target's spec).
+    # The traffic the first step gave is not given again before a look ("first step" twice: 412)
+    assert _flagger_named(server, "confirm-traffic-increase", "goood", model="good")[0] == 412
     code, doc = _flagger_named(server, "rollout", "goood", model="good")
     assert code == 200 and doc["result"]["verdict"] == "inconclusive" and doc["result"]["look"] == 1, doc
     assert doc["rollout"]["model"] == "good", doc
