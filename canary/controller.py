@@ -572,7 +572,12 @@ class Controller:
             self.queue.schedule(key, math.inf)
             return
         known.pack()  # its tick is over: from here on only scheduling and the failure path read it
-        if known.terminal or known.phase == rl.PAUSED or (known.phase == rl.PENDING and known.spec.action == "pause"):
+        if known.terminal and self._finalizer_left(key):
+            # the end's status write is our own, already in the cache: no watch event wakes it, and its
+            # finalizer stayed for ever (a CanaryRollout deleted while no controller ran hung in Terminating).
+            # The next tick finds it settled and releases it (one write; a failure comes back with its backoff)
+            self.queue.schedule(key, now)
+        elif known.terminal or known.phase == rl.PAUSED or (known.phase == rl.PENDING and known.spec.action == "pause"):
             self.queue.schedule(key, math.inf)  # a change of one of its objects wakes it
         elif known.phase == rl.PROGRESSING and looked != "skipped":
             due = known.next_look()
@@ -580,6 +585,13 @@ class Controller:
             self.queue.schedule(key, min(due, probe[3]) if probe is not None else due)
         else:
             self.queue.schedule(key, now)
+
+    def _finalizer_left(self, key: str) -> bool:
+        """Whether the informers' copy of CanaryRollout `key` is settled (`_settled`: finished, its status
+        mirroring its spec) and still carries FINALIZER, which `_advance` releases at its next tick."""
+        namespace, _, name = key.partition("/")
+        obj = self.informers.rollouts.get(namespace, name) if self.informers is not None else None
+        return obj is not None and FINALIZER in _finalizers(obj) and _settled(obj)
 
     def _seed(self, obj: dict[str, Any]) -> None:
         """The router's next reads of this rollout's VirtualService and DestinationRule come from the cache."""
