@@ -74,6 +74,9 @@ GATE_RESULT_TTL_S = 60.0
 SNAPSHOT_NAMES = 20  # rollouts (and models) named on a `metrics.snapshot_failed` line at most
 CHECK_ENDS_PER_SWEEP = 50  # ended rollouts whose route a sweep reads at most (`_check_ends`)
 FORGET_ABSENT_EVERY_S = 300.0  # how often `_forget_absent` drops what rollouts deleted meanwhile left in memory
+# a finished rollout's history flush is tried this many times in a row (the queue's backoff between: about
+# a minute) before its records are given up (`history.end_unwritten`); a ConfigError (no RBAC) only once
+ENDED_HISTORY_TRIES = 10
 # on every CanaryRollout from its claim until it ends: a deletion mid-rollout sends stable 100% first
 FINALIZER = "modelcanary.dev/stable-on-delete"
 
@@ -572,10 +575,11 @@ class Controller:
             self.queue.schedule(key, math.inf)
             return
         known.pack()  # its tick is over: from here on only scheduling and the failure path read it
-        if known.terminal and self._finalizer_left(key):
+        if known.terminal and (self._finalizer_left(key) or key in self._histories):
             # the end's status write is our own, already in the cache: no watch event wakes it, and its
-            # finalizer stayed for ever (a CanaryRollout deleted while no controller ran hung in Terminating).
-            # The next tick finds it settled and releases it (one write; a failure comes back with its backoff)
+            # finalizer stayed for ever (a CanaryRollout deleted while no controller ran hung in Terminating),
+            # as did the history records its end's failed flush kept. The next tick finds it settled, releases
+            # the finalizer and writes the history (a failure comes back with the queue's backoff)
             self.queue.schedule(key, now)
         elif known.terminal or known.phase == rl.PAUSED or (known.phase == rl.PENDING and known.spec.action == "pause"):
             self.queue.schedule(key, math.inf)  # a change of one of its objects wakes it
@@ -640,12 +644,16 @@ class Controller:
             self._deleted(obj)
             return None
         if _settled(obj):  # finished and its status mirrors this generation: nothing to parse, read or write
+            unwritten = self._flush_ended_history(_key(obj))  # (but what its end's history write left)
+            recorder = self._histories.get(_key(obj))
             self._forget(_key(obj))
+            if recorder is not None:
+                self._histories[_key(obj)] = recorder
             if FINALIZER in _finalizers(obj):  # once: a finished rollout's deletion needs nothing of us
                 self._set_finalizer(obj, False)
             self._ready_again(obj)
             # a failed write: handed back as a failure, so that with watches the queue tries again (its backoff)
-            return self._split_after_end(obj)  # type: ignore[return-value]
+            return self._split_after_end(obj) or unwritten  # type: ignore[return-value]
         spec = crd.parse(obj, configmap=self._configmap)
         if FINALIZER not in _finalizers(obj) and not _finished(obj):  # before any traffic moves
             self._set_finalizer(obj, True)
@@ -2080,10 +2088,41 @@ class Controller:
         return rec
 
     def _observe(self, spec: crd.RolloutSpec, state: rl.RolloutState, actions: list[rl.Action] | None = None) -> None:
-        """The rollout's history (`canary.history_store`): never fails the tick."""
-        self._history(spec).observe(state, actions or ())
-        if state.terminal:
+        """The rollout's history (`canary.history_store`): never fails the tick. An end whose flush failed keeps
+        its recorder, flushed again by the settled CanaryRollout's ticks (`_flush_ended_history`): dropped here,
+        the end, the last looks and the verdict behind it were lost, and `canary report` showed a rolled-back
+        rollout as still in progress at its last step."""
+        rec = self._history(spec)
+        rec.observe(state, actions or ())
+        if state.terminal and not self._ended_history_kept(spec.key, rec):
             self._histories.pop(spec.key, None)
+
+    def _ended_history_kept(self, key: str, rec: Any) -> bool:
+        """Whether a finished rollout's recorder `rec` is kept for another flush: records are left, its last
+        failure may pass (not a ConfigError: RBAC, bad input) and fewer than ENDED_HISTORY_TRIES flushes failed
+        in a row. When records are left and it is not kept, `history.end_unwritten` says what is lost."""
+        if not rec.unwritten:
+            return False
+        if not isinstance(rec.last_failure, ConfigError) and rec.failed_flushes < ENDED_HISTORY_TRIES:
+            return True
+        self.log.warning("history.end_unwritten", rollout=key, tries=rec.failed_flushes, pending=rec.pending,
+                         error=f"{type(rec.last_failure).__name__}: {rec.last_failure}"[:500],
+                         note="the rollout's end and its last looks are not in its history ConfigMap: "
+                              "`canary report` shows the rollout as of the last write that landed")
+        return False
+
+    def _flush_ended_history(self, key: str) -> CanaryError | None:
+        """A finished rollout's history records its end's flush left (`_observe`), written again: None once none
+        is left or they are given up (the recorder dropped), else a TransientError the queue retries with its
+        backoff (the recorder kept; `history.write_failed` said why)."""
+        rec = self._histories.get(key)
+        if rec is None:
+            return None
+        rec.flush()
+        if self._ended_history_kept(key, rec):
+            return TransientError(f"CanaryRollout {key}: its history's last records are not written yet")
+        self._histories.pop(key, None)
+        return None
 
     def _record(self, spec: crd.RolloutSpec, state: rl.RolloutState, actions: list[rl.Action]) -> None:
         events = {a.event for a in actions if isinstance(a, rl.Emit)}

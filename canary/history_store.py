@@ -396,6 +396,8 @@ class Recorder:
         self._rv = ""  # the resourceVersion this recorder's last write returned (an append's precondition)
         self._parts = 0
         self._may_append = True  # False once a PATCH was refused (403): every flush rewrites
+        self.failed_flushes = 0  # flushes that failed in a row (0 after one that wrote)
+        self.last_failure: BaseException | None = None  # why the last one failed (None: it wrote)
 
     @property
     def model(self) -> str:
@@ -410,6 +412,11 @@ class Recorder:
     @property
     def pending(self) -> int:
         return len(self._looks) + len(self._events) + len(self._gates)
+
+    @property
+    def unwritten(self) -> bool:
+        """Whether records (looks, events, gates, weights) wait for a flush: one that failed keeps them."""
+        return self.store is not None and self._ident is not None and bool(self.pending or self._weights)
 
     def observe(self, state: rl.RolloutState, actions: Iterable[Any] = ()) -> None:
         if self.store is None:
@@ -467,6 +474,7 @@ class Recorder:
                     if not self._append():
                         self._write()
                     self._clear()
+                    self.failed_flushes, self.last_failure = 0, None
                     return
                 except (_Conflict, _Gone, _TooBig):
                     self._room = None  # someone else wrote, the ConfigMap went, or it is full: rewrite
@@ -479,6 +487,7 @@ class Recorder:
             raise CanaryError("the ConfigMap kept changing under the write (3 conflicts)")
         except Exception as exc:  # an observation: it never fails a rollout
             self._room = None  # the next flush reads what the ConfigMap holds and rewrites it
+            self.failed_flushes, self.last_failure = self.failed_flushes + 1, exc
             if not isinstance(exc, NotLeader):
                 self.log.warning("history.write_failed", namespace=self.namespace, virtual_service=self.vs, rollout=self.name,
                                  error=f"{type(exc).__name__}: {exc}"[:500], pending=self.pending)
