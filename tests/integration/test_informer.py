@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import threading
 import time
 from typing import Any, Callable, Iterator
@@ -299,3 +300,64 @@ def test_a_kind_the_api_server_does_not_serve_is_named_once_with_what_to_install
     assert failed[0]["log_level"] == "error" and "does not serve canaryrollouts" in failed[0]["error"], failed
     assert "canary/deploy/crd-canaryrollout.yaml" in failed[0]["error"] and "HTTPHeaderDict" not in failed[0]["error"]
     assert (failed[0]["repeated"], failed[1]["repeated"], failed[1]["error"]) == (0, 4, failed[0]["error"]), failed
+
+
+class _Waits(threading.Event):
+    """A stop event that records every `wait(timeout)` (returning at once): the informer's pauses, counted."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waits: list[float | None] = []
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.waits.append(timeout)
+        return self.is_set()
+
+
+@pytest.mark.parametrize("how", ["closed at once", "an ERROR event"])
+def test_a_watch_that_ends_at_once_or_with_an_error_is_waited_for_before_the_next(how: str,
+                                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A watch the API server (or a proxy before it) closes at once with nothing delivered, or answers with an
+    ERROR event other than 410, was followed at once by the next WATCH (and LIST): ~450 watches a second per
+    informer, with three informers in the controller. Each is now followed by a `retry_s` wait; a closed one
+    is watched again from the same resourceVersion (no LIST) and said as `informer.watch_failed` once."""
+    import aiohttp.web
+    from structlog.testing import capture_logs
+
+    from canary import informer
+
+    monkeypatch.setattr(informer, "QUICK_END_S", 600.0, raising=False)  # however slow this machine: "at once"
+    api = KubeAPIServer(seed=[cm("a")]).start()
+    client = api.api_client()
+    stop, watches = _Waits(), [0]
+
+    async def ends(request: Any, kind: Any) -> Any:
+        watches[0] += 1
+        if watches[0] >= 10:
+            stop.set()
+        resp = aiohttp.web.StreamResponse(headers={"Content-Type": "application/json"})
+        await resp.prepare(request._raw_request)
+        if how == "an ERROR event":
+            error = kubeapi.status_body(500, "InternalError", "etcd leader changed")
+            await resp.write(json.dumps({"type": "ERROR", "object": error}).encode() + b"\n")
+        await resp.write_eof()
+        return resp
+
+    api.handler._watch = ends  # type: ignore[method-assign]
+    inf = Informer(functools.partial(kc.CoreV1Api(client).list_namespaced_config_map, "ml"), kind="configmaps",
+                   watch_timeout_s=2, retry_s=0.25)
+    try:
+        with capture_logs() as logs:
+            inf.run(stop)  # in this thread, until the 10th watch sets stop
+    finally:
+        client.close()
+        api.stop()
+    assert watches[0] == 10
+    # one wait after each watch but the last (stop set during it: its ERROR is not read; a closed one still waits)
+    assert len(stop.waits) in (9, 10) and set(stop.waits) == {0.25}, stop.waits
+    if how == "closed at once":
+        assert inf.relists == 1  # watched again from where it was
+        said = [e for e in logs if e["event"] == "informer.watch_failed"]
+        assert len(said) == 1 and "ended within" in said[0]["error"], said
+    else:
+        assert inf.relists == 10  # an ERROR: LIST again, as before, after the wait
