@@ -1064,6 +1064,7 @@ def status(model: str = ModelArg, namespace: Optional[str] = NamespaceOpt, virtu
         said_waiting = said_stale = False
         said_undriven = False  # said on stderr that nothing drives the watched rollout (again once driven again)
         crd_unread: dict[str, Any] = {}  # a read of the CanaryRollout that failed for a moment (167)
+        shown = False  # a pass read the route: an object not found after it was deleted while the watch waited
         while True:
             ctrl_c.check()  # a Ctrl-C whose raise the Kubernetes client lost ends the watch here (decision 230)
             shape = ""  # why no rollout can go on on this route as it is, when it is a shape one never starts from
@@ -1078,6 +1079,14 @@ def status(model: str = ModelArg, namespace: Optional[str] = NamespaceOpt, virtu
                     # the route as the rollback reads it (the stable destination's share, every other one's)
                     shape = str(exc)
                     st = router.inspect_any(target, for_stable=True, shown=True)
+            except NotFound as exc:
+                ctrl_c.check()
+                if not shown:  # the first read: a name not there is bad input (exit 2), said with the names there
+                    raise
+                # read by an earlier pass, then deleted: "is -n right?", exit 2 (bad input), told a pipeline whose
+                # flags had just read it; the rollout's outcome is not known, as for a CanaryRollout deleted
+                # under `--rollout` (exit 3)
+                raise CanaryError(_deleted_under_watch(exc)) from None
             except TransientError as exc:
                 ctrl_c.check()  # the Ctrl-C itself, come out as the API unreachable: no "reading it again"
                 if not watch:
@@ -1090,6 +1099,7 @@ def status(model: str = ModelArg, namespace: Optional[str] = NamespaceOpt, virtu
                     return EXIT_WATCH_TIMEOUT
                 time.sleep(2 if deadline is None else max(0.0, min(2.0, deadline - time.monotonic())))
                 continue
+            shown = True
             unreadable = ""
             try:  # status must show the traffic even when the record is damaged
                 state = parse_record(st.state)
@@ -1228,6 +1238,22 @@ def status(model: str = ModelArg, namespace: Optional[str] = NamespaceOpt, virtu
     finally:
         ctrl_c.restore()
     raise typer.Exit(code)
+
+
+def _deleted_under_watch(exc: NotFound) -> str:
+    """`status --watch`'s one line for the route's VirtualService or DestinationRule (`exc.what`, as
+    `kube.translate` names it: "ml/rec-model (virtualservices)") found gone after a pass had read it."""
+    from canary.routing.istio import DR_PLURAL, VS_PLURAL
+
+    name, _, plural = exc.what.rpartition(" (")
+    plural = plural.rstrip(")")
+    kind = {VS_PLURAL: "VirtualService", DR_PLURAL: "DestinationRule"}.get(plural)
+    if kind is None or not name:
+        return f"{exc}: deleted while this watch waited; the rollout's outcome is not known"
+    traffic = ("the mesh no longer routes by it: requests are balanced over the Service's pods, the canary's "
+               "included" if kind == "VirtualService" else
+               "the route's subsets no longer resolve: its requests fail until it is restored")
+    return f"{kind} {name} was deleted while this watch waited: the rollout's outcome is not known ({traffic})"
 
 
 def _watched_rollout(name: Optional[str], ns: str, kubeconfig: Optional[str], context: Optional[str]) -> Any:

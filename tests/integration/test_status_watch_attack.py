@@ -107,3 +107,41 @@ def test_a_watch_reads_its_route_again_after_the_api_server_failed_past_its_retr
         if follower.poll() is None:
             follower.kill()
             follower.wait()
+
+
+@pytest.mark.parametrize("plural", ["virtualservices", "destinationrules"])
+def test_a_watch_whose_route_is_deleted_under_it_says_so_instead_of_blaming_the_namespace(
+        cluster: Any, monkeypatch: pytest.MonkeyPatch, plural: str) -> None:
+    """`status -w` of v2's rollout in progress (75/25), then its VirtualService (or DestinationRule) deleted
+    between two reads: the watch said "namespace 'ml' has no VirtualService: is -n right?", exit 2 (bad input),
+    to a pipeline whose flags had just read the route; the rollout's outcome is not known and the mesh no longer
+    routes as the rollout set it. It now says the object was deleted while it waited, exit 3 (as a CanaryRollout
+    deleted under `--rollout`). The deletion lands in the watch's sleep between two passes: no timing."""
+    import types
+
+    import kubernetes.client as kcl
+
+    from canary import cli as cli_module
+    from tests.integration.test_cli_ops import in_progress
+
+    api, kc = cluster
+    in_progress(kc)
+
+    def delete_then_go_on(_seconds: float) -> None:
+        if api.get("networking.istio.io", plural, "ml", "rec-model") is not None:
+            kcl.CustomObjectsApi(api.api_client()).delete_namespaced_custom_object(
+                "networking.istio.io", "v1beta1", "ml", plural, "rec-model")
+
+    real = cli_module.time
+    monkeypatch.setattr(cli_module, "time", types.SimpleNamespace(
+        time=real.time, monotonic=real.monotonic, sleep=delete_then_go_on))
+    res = canary("status", "rec-model", "-n", "ml", "-w", "--timeout", "60s", kubeconfig=kc)
+    assert res.returncode == 3, (res.returncode, res.stderr)
+    assert "75/25" in res.stdout  # the first pass was shown
+    what = {"virtualservices": "VirtualService", "destinationrules": "DestinationRule"}[plural]
+    line = res.stderr.strip().splitlines()[-1]
+    assert f"{what} ml/rec-model was deleted while this watch waited" in line, line
+    assert "outcome is not known" in line and "is -n right" not in line, line
+    # the first read still refuses a name not there as bad input (exit 2), with the names there
+    res = canary("status", "rec-model", "-n", "ml", "-w", "--timeout", "1s", kubeconfig=kc)
+    assert res.returncode == 2 and "is -n right" in res.stderr, res.stderr
