@@ -679,13 +679,19 @@ def _gate(policy: Any, policy_file: Path, model: str, stable_url: Optional[str],
 def _operator(model: str, namespace: Optional[str], vs: Optional[str], dr: Optional[str], route: Optional[str],
               kubeconfig: Optional[str], context: Optional[str], event: Any, output: str) -> None:
     logs.configure()
+    command = type(event).__name__.lower()  # rollback, pause, resume
+    # a Ctrl-C on a command hanging on the API server exited 130 saying nothing, whether or not its write had
+    # been sent (decision 308): the route's writes sent so far, and where, are said then
+    sent: list[str] = []
+    at = {"ns": namespace or "", "vs": vs or model}
 
     def go() -> int:
         from canary.reconcile import describe_owner
         from canary.runner import oncall_action
 
-        ns = opts.namespace(namespace, kubeconfig, context)
+        ns = at["ns"] = opts.namespace(namespace, kubeconfig, context)
         router = _oncall_router(kubeconfig, context)
+        _note_route_writes(router.custom.api_client, sent)
         named = _target(model, ns, vs, dr, route=route)
         try:
             target = router.resolve(named)
@@ -742,7 +748,36 @@ def _operator(model: str, namespace: Optional[str], vs: Optional[str], dr: Optio
         opts.emit({**state_dict(state), **({"note": note} if note else {})}, output, text)
         return 0
 
-    raise typer.Exit(run_guarded(go))
+    try:
+        code = run_guarded(go)
+    except KeyboardInterrupt:
+        where = f"{at['ns']}/{at['vs']}" if at["ns"] else at["vs"]
+        again = _where(model, at["ns"], vs, route) if at["ns"] else model
+        if not sent:
+            typer.echo(f"interrupted (Ctrl-C) before {command} wrote anything: {where} is as it was; run "
+                       f"`canary {command} {again}` again", err=True)
+        else:
+            then = (f"`canary rollback {again}` again finishes it" if command == "rollback" else
+                    f"if it did not land, run `canary {command} {again}` again")
+            typer.echo(f"interrupted (Ctrl-C) during its write to {where} ({', '.join(sent)}): it may have landed, "
+                       f"or part of it; `canary status {again}` shows what holds now, {then}", err=True)
+        code = 130
+    raise typer.Exit(code)
+
+
+def _note_route_writes(client: Any, sent: list[str]) -> None:
+    """Append to `sent` each write to a VirtualService or DestinationRule that `client` (a kubernetes
+    `ApiClient`) sends from now on, as "PUT virtualservices/NAME", before it is sent (answered or not)."""
+    rest = client.rest_client
+    send = rest.request
+
+    def request(method: str, url: str, *args: Any, **kw: Any) -> Any:
+        parts = url.split("?", 1)[0].rstrip("/").split("/")
+        if method.upper() != "GET" and len(parts) >= 2 and parts[-2] in ("virtualservices", "destinationrules"):
+            sent.append(f"{method.upper()} {parts[-2]}/{parts[-1]}")
+        return send(method, url, *args, **kw)
+
+    rest.request = request
 
 
 @app.command()
