@@ -29,8 +29,8 @@ from canary import cli_help
 from canary import cli_options as opts
 from canary import logs, streams
 from canary import rollout as rl
-from canary.errors import (AlreadyStable, CanaryError, ConfigError, NotFound, RollbackFailed, RolloutBusy, TargetError,
-                           TrafficUnsafe, TransientError)
+from canary.errors import (AlreadyStable, CanaryError, ConfigError, KubeUnavailable, NotFound, RollbackFailed,
+                           RolloutBusy, TargetError, TrafficUnsafe, TransientError)
 from canary.model import Target
 
 cli_help.pipe_safe_help()
@@ -748,8 +748,28 @@ def _operator(model: str, namespace: Optional[str], vs: Optional[str], dr: Optio
         opts.emit({**state_dict(state), **({"note": note} if note else {})}, output, text)
         return 0
 
+    def guarded() -> int:
+        try:
+            return go()
+        except KubeUnavailable as exc:
+            if not isinstance(event, rl.Rollback) or sent:
+                raise  # a pause/resume that could not read changes nothing; a write sent is oncall_action's to judge
+            # the emergency button could not even read the route: nothing was written, and whether a canary gets
+            # traffic is not known. It was exit 3, "could not complete", with no `traffic.unsafe`: a pipeline's
+            # rollback step read it as a retryable hiccup while a split may stand (decision 309)
+            ns = at["ns"] or "(the kubeconfig's namespace)"
+            logs.get(model=model, namespace=at["ns"]).critical(
+                "traffic.unsafe", virtual_service=f"{ns}/{at['vs']}", route=route or "(the only route)",
+                weights="unknown", error=str(exc)[:500],
+                hint="nothing was written: if a rollout is in progress the canary may still get traffic; run "
+                     "`canary rollback` again once the API server answers, or set the route's stable destination "
+                     "to 100 by hand")
+            raise TrafficUnsafe(f"stable 100% could not be written: the route could not be read ({exc}); nothing "
+                                f"was written: if a rollout is in progress on {ns}/{at['vs']}, its canary may still "
+                                "get traffic") from exc
+
     try:
-        code = run_guarded(go)
+        code = run_guarded(guarded)
     except KeyboardInterrupt:
         where = f"{at['ns']}/{at['vs']}" if at["ns"] else at["vs"]
         again = _where(model, at["ns"], vs, route) if at["ns"] else model

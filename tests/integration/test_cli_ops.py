@@ -93,10 +93,36 @@ def test_rollback_forces_stable_when_traffic_is_split_without_a_record(cluster: 
     assert vs(api)[0] == [100, 0]
 
 
-def test_unreachable_cluster_is_exit_3_without_traceback(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("command", "code"), [("rollback", 6), ("pause", 3), ("status", 3)])
+def test_unreachable_cluster_exits_without_traceback(tmp_path: Path, command: str, code: int) -> None:
+    """A rollback that cannot reach the API server wrote nothing and cannot tell whether a canary gets traffic:
+    exit 6, as a rollback whose stable-100% write failed (it was 3, "could not complete", decision 309); a pause
+    or a status that cannot reach it changes nothing: exit 3."""
     kc = fleet.write_kubeconfig(tmp_path / "kc", "http://127.0.0.1:9")
+    res = canary(command, "rec-model", "-n", "ml", kubeconfig=kc)
+    said = "\n".join(line for line in res.stderr.splitlines() if not line.startswith("{"))
+    assert res.returncode == code and "Traceback" not in res.stderr and said.startswith("error:"), res.stderr
+    if command == "rollback":
+        assert "stable 100% could not be written: the route could not be read" in said, said
+        assert "nothing was written" in said and "its canary may still get traffic" in said, said
+        assert '"event": "traffic.unsafe"' in res.stderr and '"weights": "unknown"' in res.stderr, res.stderr
+
+
+def test_a_rollback_that_cannot_read_the_route_is_exit_6_and_writes_nothing(cluster: Any) -> None:
+    """The API server answering every read of the VirtualService 429 (overloaded) past the client's retries,
+    a rollout in progress at 75/25: the rollback wrote nothing, the canary still gets its 25%, and it said
+    "could not complete", exit 3, with no `traffic.unsafe` (decision 309). Now exit 6 and the critical line
+    with the weights unknown; a later rollback, the API server back, lands stable 100%."""
+    api, kc = cluster
+    in_progress(kc)
+    api.fail_next(429, times=10_000, methods=("GET",), plural="virtualservices")
     res = canary("rollback", "rec-model", "-n", "ml", kubeconfig=kc)
-    assert res.returncode == 3 and "Traceback" not in res.stderr and res.stderr.startswith("error:")
+    assert res.returncode == 6, res.stderr
+    assert '"event": "traffic.unsafe"' in res.stderr and "nothing was written" in res.stderr, res.stderr
+    api.handler.faults.clear()
+    assert vs(api)[0] == [75, 25] and vs(api)[1]["phase"] == rl.PROGRESSING
+    assert canary("rollback", "rec-model", "-n", "ml", kubeconfig=kc).returncode == 0
+    assert vs(api)[0] == [100, 0]
 
 
 def test_analyze_compares_the_arms_now(prom_server: PromServer, tmp_path: Path) -> None:
