@@ -257,21 +257,32 @@ class Service:
             joined = self._joined(turn, ask, hook, named, stored)
             if joined is not None:
                 return joined
-            s = self._session(ask, named, create=True, stored=stored)
+            # a new revision is stored only once its look is (below): a refusal stores nothing, so it neither
+            # counts toward --max-revisions nor meets a full store's 503 (decision 314)
+            fresh = stored is None
+            s = (_new_session(ask, named, self.clock()) if fresh
+                 else self._session(ask, named, create=True, stored=stored))
             assert s is not None
             verdict: Verdict | None = None
             window_s, n, unmeasured, ratio, shared = 0, None, False, None, False
-            refused: Session | None = None  # the first look's answer when no look could be judged
+            refused: Session | None = None  # the answer when no look of this rollout could be judged
             now = self.clock()
             owed = owed_pass(s, step=ask.step, now=now, within_s=policy.analysis.interval)
+            told, why = False, None  # the preflight: asked until it once answers, not at the first look only (one
+            # that timed out behind a concurrent call or a slow Prometheus was never asked again: decision 314)
+            if owed is None and not s.ended and not s.preflight_done:
+                told, why = no_stable_data(self.metrics, policy, _target(s), deadline=_half_left(deadline),
+                                           log=self.log)
             if owed is not None:  # another analysis of this window got its pass: this one is owed it (decision 273)
                 s, shared = owed, True
-            elif not s.ended and s.looks == 0 and (why := no_stable_data(
-                    self.metrics, policy, _target(s), deadline=_half_left(deadline), log=self.log)):
+            elif why:
                 # a model (or label) matching no series: refused at once, as promote's preflight refuses (decision
-                # 291); not recorded, so the next call checks again (the series may appear: a scrape fixed)
+                # 291); not recorded, so the next call checks again (the series may appear: a scrape fixed). After
+                # looks were recorded (their preflights unanswered) they and their evidence stay as they are
                 refused = replace(s, verdict=FAIL, reason=why, step=ask.step)
             elif not s.ended:
+                if told:  # the stable arm has data: not asked again for this revision
+                    s = replace(s, preflight_done=True)
                 s = open_window(s, now=now, step=ask.step, quiet_s=window_deadline_s(policy))
                 window_s = serve_window(s, now, policy.analysis.look_every)
                 measurements, n, counted = measure_within(self.metrics, policy, _target(s), window_s=window_s, at=now,
@@ -285,9 +296,13 @@ class Service:
                 # window's deadline (held, not failed: record_look)
                 unmeasured = s.verdict != FAIL and (unreachable_at_deadline(s) or all(
                     r.outcome is Outcome.ERROR and r.extra.get("unavailable") for r in verdict.results))
-            if refused is None:
+            if refused is None and fresh:
+                self._create(s, now)
+            elif refused is None:
                 self.store.save(s)
-            saved = s  # the stored session (unchanged by a refusal): a call that joins this one needs it unchanged
+            # the stored session (unchanged by a refusal; none for a new revision's): a call that joins this one
+            # needs it unchanged
+            saved = None if fresh and refused is not None else s
             if refused is not None:
                 s = refused
             if shared:  # the pass as answered at its look, nothing measured now; the revision's own state is unchanged
@@ -506,9 +521,7 @@ class Service:
                 return None
             now = self.clock()
             s = _new_session(ask, named, now)
-            for gone in self.store.create(s, finished=lambda old: self._finished(old, now)):
-                self.log.info("serve.pruned", key=gone.key, revision=gone.revision, verdict=gone.verdict,
-                              idle_s=round(now - gone.updated_at), max_revisions=self.store.max_revisions)
+            self._create(s, now)
             return s
         meta = "" if ask.integration == "argo" else "metadata."
         for field, recorded, given in (("policy", s.policy, named.name), ("model", s.model, ask.model),
@@ -544,6 +557,13 @@ class Service:
         if s.ended:  # the silence that ends a rollout (`_quiet`) counts from its caller's last call, not its last
             s = replace(s, updated_at=self.clock())  # look: a caller still asking after a fail is that rollout
         return s
+
+    def _create(self, s: Session, now: float) -> None:
+        """Store the new revision `s`, pruning finished ones (`serve.pruned`) when the store is full; StoreFull
+        (a 503) when none is finished."""
+        for gone in self.store.create(s, finished=lambda old: self._finished(old, now)):
+            self.log.info("serve.pruned", key=gone.key, revision=gone.revision, verdict=gone.verdict,
+                          idle_s=round(now - gone.updated_at), max_revisions=self.store.max_revisions)
 
     def _say_restarted(self, ask: Ask, old: Session, **why: Any) -> None:
         """`serve.restarted`: the revision's stored session `old` is taken for an earlier rollout; `why`: what

@@ -19,7 +19,9 @@ back (Argo: Failed; Flagger: 409) for this service's own configuration (decision
 
 `no_stable_data` asks, at a rollout's first look, whether the stable arm has data a look could judge (the
 preflight `canary promote` runs before traffic moves, decisions 110, 261): a model name that matches no series
-answered "inconclusive" at every look and `fail` only at `interval + no_data_deadline` (decision 291).
+answered "inconclusive" at every look and `fail` only at `interval + no_data_deadline` (decision 291). It is
+asked at every look until it has once answered (decision 314): asked only while no look was recorded, one that
+timed out (behind a concurrent call, a slow Prometheus) was never asked again.
 """
 
 from __future__ import annotations
@@ -75,30 +77,32 @@ def measure_within(metrics: Any, policy: Policy, target: Target, *, window_s: in
     return out, n, ok
 
 
-def no_stable_data(metrics: Any, policy: Policy, target: Target, *, deadline: float, log: Any) -> str | None:
-    """Why no look of this rollout could be judged, or None: the policy's preflight (`metrics.preflight`: every
-    query a look sends, stable and canary, over one interval at Prometheus's now) finds no stable data for the
-    request count or for every check (`PreflightReport.blind`, decision 110), or none for a check whose limit is
-    relative to stable (`reconcile.never_comparable`, decision 261). The reason names the model, the places,
-    what to look at and one empty query. None too when that cannot be told by `deadline` (time.monotonic()),
-    or the preflight fails (Prometheus down, a query refused: the look itself then says "could not measure").
-    Logs `metrics.preflight_empty_stable` per empty stable query, as promote does."""
+def no_stable_data(metrics: Any, policy: Policy, target: Target, *, deadline: float,
+                   log: Any) -> tuple[bool, str | None]:
+    """(told, why): whether the policy's preflight (`metrics.preflight`: every query a look sends, stable and
+    canary, over one interval at Prometheus's now) answered by `deadline` (time.monotonic()), and why no look of
+    this rollout could be judged, or None. `why` is set when it finds no stable data for the request count or
+    for every check (`PreflightReport.blind`, decision 110), or none for a check whose limit is relative to
+    stable (`reconcile.never_comparable`, decision 261): it names the model, the places, what to look at and one
+    empty query. (False, None) when that could not be told: no answer by `deadline`, or the preflight failed
+    (Prometheus down, a query refused: the look itself then says "could not measure"); the caller asks again at
+    its next look (decision 314). Logs `metrics.preflight_empty_stable` per empty stable query, as promote does."""
     from canary.reconcile import never_comparable, policy_labels, stable_query
 
     done = _run({"preflight": lambda: metrics.preflight(policy, target)}, deadline).get("preflight")
     if done is None or not done[0]:  # the look's own queries say why (503 "could not measure")
-        return None
+        return False, None
     report = done[1]
     for line in report.warnings():
         log.warning("metrics.preflight_empty_stable", model=target.model, detail=line)
     blind = report.blind()
     never = () if blind else never_comparable(report, policy)
     if not blind and not never:
-        return None
+        return True, None
     places = (", ".join(blind) if blind else
               ", ".join(f"{where} ({' and '.join(limits)} compared with stable)" for where, limits in never))
     m = policy.metrics
-    return (f"model {target.model!r}: no stable ({target.stable_version}) data over the last {report.window_s}s for "
+    return True, (f"model {target.model!r}: no stable ({target.stable_version}) data over the last {report.window_s}s for "
             f"{places}: no look of this rollout could pass, and it would fail only at its deadline. Check the model "
             f"name (the Canary's or the AnalysisTemplate's `model`), policy metrics.labels ({policy_labels(policy)}), "
             f"metrics.source ({m.source}) and the checks' source/query against the series Prometheus has, or whether "

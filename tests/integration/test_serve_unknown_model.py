@@ -31,9 +31,9 @@ def test_argo_a_model_with_no_series_fails_at_the_first_call_naming_model_check_
     assert "errors" in r["reason"] and "p95" in r["reason"], r["reason"]
     assert 'model_name="goood"' in r["reason"], "the empty query is named"
     assert r["look"] == 0 and doc["evidence"] == []
-    # not recorded as a look, nor as a sticky fail: the next call checks again and says the same
-    stored = SessionStore(tmp_path / "state").load("argo/ml/goood", "v2")
-    assert stored is not None and stored.looks == 0 and stored.verdict == "inconclusive"
+    # not recorded as a look, nor as a sticky fail: the next call checks again and says the same. Nothing is
+    # stored for the new revision (decision 314: it counted toward --max-revisions)
+    assert SessionStore(tmp_path / "state").load("argo/ml/goood", "v2") is None
     clock.t += 15
     code, doc = argo_get(server, "goood")
     assert code == 200 and doc["result"]["verdict"] == "fail" and doc["result"]["look"] == 0
