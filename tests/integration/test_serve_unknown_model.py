@@ -10,11 +10,18 @@ and the empty query. Real HTTP on 127.0.0.1 against test_serve.py's backfilled P
 
 from __future__ import annotations
 
+import threading
+import urllib.parse
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from canary.errors import TransientError
+from canary.metrics.prometheus import PrometheusProvider
+from canary.policy import parse_policy
+from canary.serve import NamedPolicy, Service
 from canary.serve_store import SessionStore
 from tests.integration.test_serve import POLICY, Clock, argo_get, call, clock, flagger, prom, serve  # noqa: F401
 
@@ -110,3 +117,101 @@ def _flagger_named(server: Any, hook: str, name: str, *, model: str) -> tuple[in
     body = {"name": name, "namespace": "ml", "phase": "Progressing", "checksum": "6d8f9c7b5",
             "metadata": {"model": model, "stableVersion": "v1", "canaryVersion": "v2"}}
     return call(f"{server.url}/api/v1/flagger/{hook}", method="POST", body=body)
+
+
+class HeldPreflight:
+    """test_serve's provider whose `preflight` is held, while `held`, until the test releases it (a Prometheus
+    slow to answer, or a first look that waited its turn behind a concurrent call: the preflight gets half of
+    what is left): the look's own half then runs as usual. `asked` counts the preflights asked."""
+
+    def __init__(self, inner: PrometheusProvider) -> None:
+        self.inner, self.held, self.asked = inner, True, 0
+        self.release = threading.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def preflight(self, policy: Any, target: Any) -> Any:
+        self.asked += 1
+        if self.held:
+            self.release.wait()  # released by the test once the call was answered: its answer is dropped
+            raise TransientError("held preflight released")
+        return self.inner.preflight(policy, target)
+
+
+@pytest.fixture
+def held(prom: Any, clock: Clock, tmp_path: Path) -> Iterator[Any]:
+    """start(max_revisions=...) -> (Service on test_serve's Prometheus and fake clock, its HeldPreflight)."""
+    made: list[HeldPreflight] = []
+
+    def start(**store: Any) -> tuple[Service, HeldPreflight]:
+        metrics = HeldPreflight(PrometheusProvider(prom[0].url, retries=2, budget_s=3.0, backoff_s=0.05))
+        made.append(metrics)
+        named = {"ml": NamedPolicy("ml", parse_policy(POLICY), tmp_path)}
+        return Service(policies=named, metrics=metrics, store=SessionStore(tmp_path / "state", **store), clock=clock,
+                       answer_within_s=4.0), metrics
+
+    yield start
+    for m in made:
+        m.release.set()
+
+
+def _measure(service: Service, model: str) -> tuple[int, dict[str, Any]]:
+    q = {"namespace": "ml", "rollout": model, "model": model, "stableVersion": "v1", "canaryVersion": "v2"}
+    return service.handle("GET", "/api/v1/argo/measure", urllib.parse.urlencode(q), b"", None)
+
+
+def test_a_first_look_whose_preflight_timed_out_is_refused_at_the_next_look_with_nothing_recorded(
+        held: Any, clock: Clock, tmp_path: Path) -> None:
+    """The preflight ran only while no look was recorded: a first look whose preflight did not answer in its half of
+    the time (behind Argo's other analysis on the revision's lock, a slow Prometheus) recorded its look, and the
+    mistyped model was `inconclusive` at every look until the deadline, 15 minutes with default.yaml. It is now
+    asked until it once answers; its refusal then leaves the looks recorded and their evidence as they are."""
+    service, metrics = held()
+    code, doc = _measure(service, "goood")
+    assert doc["result"]["verdict"] == "inconclusive" and doc["result"]["look"] == 1, doc  # as before: not told
+    metrics.release.set()
+    metrics.held = False
+    store = SessionStore(tmp_path / "state")
+    before = store.load("argo/ml/goood", "v2")
+    assert before is not None and before.looks == 1 and not before.preflight_done
+    clock.t += 15
+    code, doc = _measure(service, "goood")
+    assert code == 200 and doc["result"]["verdict"] == "fail", doc  # inconclusive, look 2, without the change
+    assert doc["result"]["reason"].startswith("model 'goood': no stable (v1) data"), doc
+    assert doc["result"]["look"] == 1 and metrics.asked == 2
+    assert store.load("argo/ml/goood", "v2") == before, "a refusal records nothing: no look, no evidence, no fail"
+    clock.t += 15
+    assert _measure(service, "goood")[1]["result"]["verdict"] == "fail"  # asked again: still nothing recorded
+    assert store.load("argo/ml/goood", "v2") == before
+
+
+def test_a_preflight_is_asked_until_it_once_answers_then_never_again(held: Any, clock: Clock, tmp_path: Path) -> None:
+    service, metrics = held()
+    assert _measure(service, "good")[1]["result"]["look"] == 1 and metrics.asked == 1  # held: not told
+    metrics.release.set()
+    metrics.held = False
+    clock.t += 15
+    code, doc = _measure(service, "good")
+    assert code == 200 and doc["result"]["verdict"] != "fail" and doc["result"]["look"] == 2, doc
+    assert metrics.asked == 2, "the preflight that did not answer is asked again at the next look"
+    stored = SessionStore(tmp_path / "state").load("argo/ml/good", "v2")
+    assert stored is not None and stored.preflight_done
+    clock.t += 15
+    assert _measure(service, "good")[1]["result"]["look"] == 3
+    assert metrics.asked == 2, "answered once (the stable arm has data): not asked again"
+
+
+def test_a_refusal_with_the_state_directory_full_is_the_refusal_not_a_503(held: Any, tmp_path: Path) -> None:
+    """The refused call's revision was stored before its preflight ran: it counted toward --max-revisions, and with
+    the store full of live rollouts the call was a 503 "state directory full" (Argo: an Error) instead of its
+    refusal. A refusal stores nothing now."""
+    service, metrics = held(max_revisions=1)
+    metrics.held = False
+    assert _measure(service, "good")[1]["result"]["look"] == 1  # the one live revision the store holds
+    code, doc = _measure(service, "goood")
+    assert code == 200 and doc["result"]["verdict"] == "fail", doc  # 503 without the change
+    assert doc["result"]["reason"].startswith("model 'goood': no stable (v1) data"), doc
+    assert SessionStore(tmp_path / "state").load("argo/ml/goood", "v2") is None
+    code, doc = _measure(service, "bad")  # a revision a look would store still meets the full store
+    assert code == 503, doc
