@@ -182,6 +182,17 @@ def test_json_round_trip_and_refusals_name_the_field() -> None:
     assert Session.from_json(newer) == s, "a field a newer version writes is ignored, as RolloutState does"
 
 
+def test_a_state_file_written_before_the_preflight_field_reads_as_preflight_not_done() -> None:
+    """Decision 314: the preflight is asked until it once answers; a revision stored by an earlier version (which
+    asked it at the first look only, or not at all) is asked once more."""
+    s = replace(look(fresh(), GOOD, now=T0 + 60), preflight_done=True)
+    assert Session.from_json(s.to_json()) == s
+    legacy = s.to_json().replace(',"preflight_done":true', "")
+    assert legacy != s.to_json() and Session.from_json(legacy).preflight_done is False
+    with pytest.raises(ValueError, match="preflight_done"):
+        Session.from_json(s.to_json().replace('"preflight_done":true', '"preflight_done":"yes"'))
+
+
 def test_store_keeps_one_file_per_revision_refuses_an_unreadable_one_and_prunes(tmp_path: Path) -> None:
     import os
 
