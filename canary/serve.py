@@ -268,21 +268,15 @@ class Service:
             refused: Session | None = None  # the answer when no look of this rollout could be judged
             now = self.clock()
             owed = owed_pass(s, step=ask.step, now=now, within_s=policy.analysis.interval)
-            told, why = False, None  # the preflight: asked until it once answers, not at the first look only (one
-            # that timed out behind a concurrent call or a slow Prometheus was never asked again: decision 314)
-            if owed is None and not s.ended and not s.preflight_done:
-                told, why = no_stable_data(self.metrics, policy, _target(s), deadline=_half_left(deadline),
-                                           log=self.log)
+            # the preflight (decision 291), asked beside the look's own queries until it once answers: asked only
+            # while no look was recorded, on half the time left, one that timed out (behind a concurrent call, a
+            # slow Prometheus) was never asked again and the revision was inconclusive to its deadline (314)
+            told_by = (no_stable_data(self.metrics, policy, _target(s), log=self.log)
+                       if owed is None and not s.ended and not s.preflight_done else None)
             if owed is not None:  # another analysis of this window got its pass: this one is owed it (decision 273)
                 s, shared = owed, True
-            elif why:
-                # a model (or label) matching no series: refused at once, as promote's preflight refuses (decision
-                # 291); not recorded, so the next call checks again (the series may appear: a scrape fixed). After
-                # looks were recorded (their preflights unanswered) they and their evidence stay as they are
-                refused = replace(s, verdict=FAIL, reason=why, step=ask.step)
             elif not s.ended:
-                if told:  # the stable arm has data: not asked again for this revision
-                    s = replace(s, preflight_done=True)
+                before = s
                 s = open_window(s, now=now, step=ask.step, quiet_s=window_deadline_s(policy))
                 window_s = serve_window(s, now, policy.analysis.look_every)
                 measurements, n, counted = measure_within(self.metrics, policy, _target(s), window_s=window_s, at=now,
@@ -296,6 +290,14 @@ class Service:
                 # window's deadline (held, not failed: record_look)
                 unmeasured = s.verdict != FAIL and (unreachable_at_deadline(s) or all(
                     r.outcome is Outcome.ERROR and r.extra.get("unavailable") for r in verdict.results))
+                told, why = told_by(deadline) if told_by is not None else (False, None)
+                if why:  # a model (or label) matching no series: refused, as promote's preflight refuses (decision
+                    # 291); this look is dropped, nothing recorded (the looks before it, their evidence, stay), so
+                    # the next call checks again (the series may appear: a scrape fixed)
+                    s, verdict, window_s, n, ratio, unmeasured = before, None, 0, None, None, False
+                    refused = replace(s, verdict=FAIL, reason=why, step=ask.step)
+                elif told:  # the stable arm has data: not asked again for this revision
+                    s = replace(s, preflight_done=True)
             if refused is None and fresh:
                 self._create(s, now)
             elif refused is None:
@@ -642,12 +644,6 @@ def _printable(v: Any) -> str:
 def _left(deadline: float) -> float:
     """Seconds to `deadline` (time.monotonic()), at least 0."""
     return max(0.0, deadline - time.monotonic())
-
-
-def _half_left(deadline: float) -> float:
-    """The time.monotonic() halfway to `deadline`: a check before the look leaves the look the other half."""
-    now = time.monotonic()
-    return now + _left(deadline) / 2
 
 
 def _allow(method: str, methods: tuple[str, ...]) -> None:

@@ -77,19 +77,26 @@ def measure_within(metrics: Any, policy: Policy, target: Target, *, window_s: in
     return out, n, ok
 
 
-def no_stable_data(metrics: Any, policy: Policy, target: Target, *, deadline: float,
-                   log: Any) -> tuple[bool, str | None]:
-    """(told, why): whether the policy's preflight (`metrics.preflight`: every query a look sends, stable and
-    canary, over one interval at Prometheus's now) answered by `deadline` (time.monotonic()), and why no look of
-    this rollout could be judged, or None. `why` is set when it finds no stable data for the request count or
-    for every check (`PreflightReport.blind`, decision 110), or none for a check whose limit is relative to
-    stable (`reconcile.never_comparable`, decision 261): it names the model, the places, what to look at and one
-    empty query. (False, None) when that could not be told: no answer by `deadline`, or the preflight failed
-    (Prometheus down, a query refused: the look itself then says "could not measure"); the caller asks again at
-    its next look (decision 314). Logs `metrics.preflight_empty_stable` per empty stable query, as promote does."""
+def no_stable_data(metrics: Any, policy: Policy, target: Target, *,
+                   log: Any) -> Callable[[float], tuple[bool, str | None]]:
+    """Ask the policy's preflight now, on a thread of its own (`metrics.preflight`: every query a look sends, stable
+    and canary, over one interval at Prometheus's now), so that it runs beside the look's own queries rather than
+    taking half of the look's time (decision 314). Returns `told(deadline)` -> (told, why), waiting until `deadline`
+    (time.monotonic()) at most: whether it answered, and why no look of this rollout could be judged, or None.
+    `why` is set when it finds no stable data for the request count or for every check (`PreflightReport.blind`,
+    decision 110), or none for a check whose limit is relative to stable (`reconcile.never_comparable`, decision
+    261): it names the model, the places, what to look at and one empty query. (False, None) when that could not
+    be told: no answer by `deadline`, or the preflight failed (Prometheus down, a query refused: the look itself
+    then says "could not measure"); the caller asks again at its next look. Logs
+    `metrics.preflight_empty_stable` per empty stable query, as promote does."""
+    started = _Started({"preflight": lambda: metrics.preflight(policy, target)})
+    return lambda deadline: _told(started.wait(deadline).get("preflight"), policy, target, log)
+
+
+def _told(done: tuple[bool, Any] | None, policy: Policy, target: Target, log: Any) -> tuple[bool, str | None]:
+    """`no_stable_data`'s answer from the preflight's result (None: not answered in time)."""
     from canary.reconcile import never_comparable, policy_labels, stable_query
 
-    done = _run({"preflight": lambda: metrics.preflight(policy, target)}, deadline).get("preflight")
     if done is None or not done[0]:  # the look's own queries say why (503 "could not measure")
         return False, None
     report = done[1]
@@ -102,34 +109,45 @@ def no_stable_data(metrics: Any, policy: Policy, target: Target, *, deadline: fl
     places = (", ".join(blind) if blind else
               ", ".join(f"{where} ({' and '.join(limits)} compared with stable)" for where, limits in never))
     m = policy.metrics
-    return True, (f"model {target.model!r}: no stable ({target.stable_version}) data over the last {report.window_s}s for "
-            f"{places}: no look of this rollout could pass, and it would fail only at its deadline. Check the model "
-            f"name (the Canary's or the AnalysisTemplate's `model`), policy metrics.labels ({policy_labels(policy)}), "
-            f"metrics.source ({m.source}) and the checks' source/query against the series Prometheus has, or whether "
-            f"{target.stable_version} gets traffic now; not recorded as a look: the next call checks again; query: "
-            f"{stable_query(report, blind[0] if blind else never[0][0])}")
+    why = (f"model {target.model!r}: no stable ({target.stable_version}) data over the last {report.window_s}s for "
+           f"{places}: no look of this rollout could pass, and it would fail only at its deadline. Check the model "
+           f"name (the Canary's or the AnalysisTemplate's `model`), policy metrics.labels ({policy_labels(policy)}), "
+           f"metrics.source ({m.source}) and the checks' source/query against the series Prometheus has, or whether "
+           f"{target.stable_version} gets traffic now; not recorded as a look: the next call checks again; query: "
+           f"{stable_query(report, blind[0] if blind else never[0][0])}")
+    return True, why
 
 
 def _run(jobs: dict[str, Callable[[], Any]], deadline: float) -> dict[str, tuple[bool, Any]]:
     """{name: (True, value) | (False, exception)} for the jobs that finished by `deadline`."""
-    done: dict[str, tuple[bool, Any]] = {}
-    cond = threading.Condition()
+    return _Started(jobs).wait(deadline)
 
-    def work(name: str, fn: Callable[[], Any]) -> None:
+
+class _Started:
+    """Jobs started now, each on a thread of its own; `wait(deadline)` gives those finished by then."""
+
+    def __init__(self, jobs: dict[str, Callable[[], Any]]) -> None:
+        self.done: dict[str, tuple[bool, Any]] = {}
+        self.cond = threading.Condition()
+        self.count = len(jobs)
+        for name, fn in jobs.items():
+            threading.Thread(target=self._work, args=(name, fn), name="canary-serve-measure", daemon=True).start()
+
+    def _work(self, name: str, fn: Callable[[], Any]) -> None:
         try:
             got: tuple[bool, Any] = (True, fn())
         except Exception as exc:  # noqa: BLE001 - handed to the look as this check's failure
             got = (False, exc)
-        with cond:
-            done[name] = got
-            cond.notify()
+        with self.cond:
+            self.done[name] = got
+            self.cond.notify_all()
 
-    for name, fn in jobs.items():
-        threading.Thread(target=work, args=(name, fn), name="canary-serve-measure", daemon=True).start()
-    with cond:
-        while len(done) < len(jobs):
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            cond.wait(left)
-        return dict(done)
+    def wait(self, deadline: float) -> dict[str, tuple[bool, Any]]:
+        """{name: (True, value) | (False, exception)} for the jobs finished by `deadline` (time.monotonic())."""
+        with self.cond:
+            while len(self.done) < self.count:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self.cond.wait(left)
+            return dict(self.done)
