@@ -121,8 +121,8 @@ def _flagger_named(server: Any, hook: str, name: str, *, model: str) -> tuple[in
 
 class HeldPreflight:
     """test_serve's provider whose `preflight` is held, while `held`, until the test releases it (a Prometheus
-    slow to answer, or a first look that waited its turn behind a concurrent call: the preflight gets half of
-    what is left): the look's own half then runs as usual. `asked` counts the preflights asked."""
+    slow to answer it, or a first look left little time after waiting its turn behind a concurrent call): the
+    look's own queries run as usual. `asked` counts the preflights asked."""
 
     def __init__(self, inner: PrometheusProvider) -> None:
         self.inner, self.held, self.asked = inner, True, 0
