@@ -80,9 +80,9 @@ class Session:
     passed_at: float | None = None  # when the last pass was answered
     passed_look: int = 0  # and at which look
     looked_at: float | None = None  # when the last look was recorded (`pass_to_grant`)
-    # the first look's preflight (serve_measure.no_stable_data) answered that the stable arm has data: until it
-    # has, every look asks it first (one that timed out or failed stays to do; decision 314). Absent from the
-    # state files of earlier versions: not done, so it runs once more
+    # the preflight of the rollout's looks (serve_measure.no_stable_data) answered that the stable arm has data:
+    # until it has, every look asks it beside its own queries (one that timed out or failed stays to do; decision
+    # 314). Absent from the state files of earlier versions: not done, so it is asked once more
     preflight_done: bool = False
 
     def __post_init__(self) -> None:
