@@ -43,6 +43,11 @@ from canary.routing.patch import STATE_ANNOTATION, same_route
 
 T = TypeVar("T")
 POD_POLL_S = 5.0  # how often `promote --wait-ready` asks whether a canary pod and a stable pod are Ready
+# an end's history write that failed (after the flushes of it the loop made: two on a decided end) is tried
+# again this many times, END_HISTORY_WAIT_S before the first and doubled after each (7.5 s in all), then
+# given up with `history.end_unwritten` (`Runner._write_end_history`)
+END_HISTORY_RETRIES = 4
+END_HISTORY_WAIT_S = 0.5
 
 
 class _Interrupted(Exception):
@@ -175,6 +180,45 @@ class Runner:
     # ---- entry point ----------------------------------------------------------------
 
     def run(self) -> Result:
+        """The rollout from its claim to its end (or a pause): its state and exit code. An end this process
+        wrote is then in the model's history too, written again when its write failed (`_write_end_history`,
+        after traffic is back at stable and without changing the exit code)."""
+        result = self._run()
+        if result.state.terminal and not self.found_ended:
+            self._write_end_history()
+        return result
+
+    def _write_end_history(self) -> None:
+        """The end's history records (`Recorder.unwritten`: its end, its last looks and events) that the loop's
+        flushes left after a failed write, written again up to END_HISTORY_RETRIES times, waiting
+        END_HISTORY_WAIT_S doubled between (7.5 s in all; none once a signal stopped the rollout: its grace
+        bounds each request). A refusal for good (ConfigError: a 403, no rights on configmaps) is not asked
+        again. Still unwritten: one `history.end_unwritten` warning naming what is lost and where the end is
+        read instead (the route's record). Never raises: the rollout ended as its exit code says."""
+        rec = self.history
+        wait = END_HISTORY_WAIT_S
+        for _ in range(END_HISTORY_RETRIES):
+            if not getattr(rec, "unwritten", False) or isinstance(getattr(rec, "last_failure", None), ConfigError):
+                break
+            until = self.clock.now() + wait
+            while not self.stop.is_set() and self.clock.now() < until:  # a signal ends the wait
+                self.clock.sleep(max(0.01, min(until - self.clock.now(), 0.25)))
+            wait *= 2
+            rec.flush()
+        if not getattr(rec, "unwritten", False):
+            return
+        from canary.history_store import configmap_name
+
+        failure = getattr(rec, "last_failure", None)
+        where = f"{self.target.namespace}/{configmap_name(self.target.virtual_service, self.target.model)}"
+        self.log.warning("history.end_unwritten", tries=getattr(rec, "failed_flushes", 0), pending=rec.pending,
+                         error=f"{type(failure).__name__}: {failure}"[:500], configmap=where,
+                         note=f"this rollout's end and its last looks are not in ConfigMap {where}: `canary report` "
+                              f"shows it as of the last write that landed; its end is in the route's record "
+                              f"(`canary status {self.target.model} -n {self.target.namespace}`); the exit code is "
+                              "the rollout's")
+
+    def _run(self) -> Result:
         self._on_prometheus_clock()
         try:
             state = self._current = self._start()
