@@ -213,8 +213,10 @@ class Runner:
         where = f"{self.target.namespace}/{configmap_name(self.target.virtual_service, self.target.model)}"
         self.log.warning("history.end_unwritten", tries=getattr(rec, "failed_flushes", 0), pending=rec.pending,
                          error=f"{type(failure).__name__}: {failure}"[:500], configmap=where,
-                         note=f"this rollout's end and its last looks are not in ConfigMap {where}: `canary report` "
-                              f"shows it as of the last write that landed; its end is in the route's record "
+                         note=f"this rollout's end (its phase, last looks and events) is not in ConfigMap {where}, "
+                              "which says it is in progress: `canary report` completes it from the route's record "
+                              "only while that record is this rollout's, and a re-run's check for an earlier "
+                              "rollback misses it once the record is another's; the end is on the route "
                               f"(`canary status {self.target.model} -n {self.target.namespace}`); the exit code is "
                               "the rollout's")
 

@@ -21,6 +21,7 @@ from canary.runner import END_HISTORY_RETRIES
 from canary.sandbox import kubeapi
 from canary.sandbox.promserver import PromServer
 from tests.integration.test_promote import GROUP, cluster, prometheus, promote, vs_state  # noqa: F401  (fixtures)
+from tests.integration.test_report_promote import report
 
 pytestmark = pytest.mark.integration
 
@@ -64,6 +65,13 @@ def test_a_rolled_back_promotes_end_whose_history_write_failed_is_written_again(
     assert doc["looks"] and doc["looks"][-1]["o"] == "fail"
     names = [e["event"] for e in parse_json_lines(res.stderr)]
     assert names.count("history.write_failed") == times and "history.end_unwritten" not in names
+    # the history alone says the end: `canary report` once the route's record is gone (a GitOps sync stripped
+    # it; or another model's on a shared VirtualService) said "progressing" without the change
+    vs = api.handler.objects[(GROUP, "virtualservices", "ml", "rec-model")]
+    vs["metadata"]["annotations"].pop("modelcanary.dev/rollout")
+    shown = report(kubeconfig, "-o", "json")
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    assert json.loads(shown.stdout)["phase"] == rl.ROLLED_BACK
 
 
 @pytest.mark.parametrize("code", [500, 403], ids=["failing for ever", "refused (RBAC)"])
