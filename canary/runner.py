@@ -198,8 +198,9 @@ class Runner:
         rec = self.history
         wait = END_HISTORY_WAIT_S
         for _ in range(END_HISTORY_RETRIES):
-            if not getattr(rec, "unwritten", False) or isinstance(getattr(rec, "last_failure", None), ConfigError):
-                break
+            if not getattr(rec, "unwritten", False) or isinstance(getattr(rec, "last_failure", None),
+                                                                  (ConfigError, GraceSpent)):
+                break  # a refusal for good, or a signal's grace spent: every request now is refused unsent
             until = self.clock.now() + wait
             while not self.stop.is_set() and self.clock.now() < until:  # a signal ends the wait
                 self.clock.sleep(max(0.01, min(until - self.clock.now(), 0.25)))
