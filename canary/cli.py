@@ -143,6 +143,8 @@ def _oncall_router(kubeconfig: Optional[str], context: Optional[str]) -> Any:
             try:
                 return self.inspect_any(target)
             except NotFound as exc:  # `status --destination-rule rec-modl` named no DestinationRule that is there
+                if exc.what == f"{target.namespace}/{target.dr_name} ({DR_PLURAL})":  # the VirtualService was read
+                    raise _destination_rule_gone(exc, self, target) from None
                 raise _named_what_is_there(exc, self, target) from None
 
         def in_progress(self, target: Target) -> bool:
@@ -210,6 +212,75 @@ def _named_what_is_there(exc: NotFound, router: Any, target: Target) -> NotFound
         if exc.what == f"{target.namespace}/{name} ({plural})":  # as the router named what it read
             return NotFound(f"{exc}{_which(router, plural, target.namespace, name)}", what=exc.what)
     return exc
+
+
+class DestinationRuleGone(NotFound):
+    """The route's DestinationRule not found where its VirtualService was just read (so -n is right): deleted
+    (by a person, a GitOps sync) or never applied, or a --destination-rule mistyped. `recorded`: the rollout the
+    VirtualService records (None: none readable); `what` as NotFound's ("ml/rec-model (destinationrules)")."""
+
+    def __init__(self, message: str, *, what: str, recorded: Optional[rl.RolloutState],
+                 mid_rollout: bool = False) -> None:
+        super().__init__(message, what=what)
+        self.recorded = recorded
+        self.mid_rollout = mid_rollout  # the one the rollout in progress goes by: no typo
+
+
+def _destination_rule_gone(exc: NotFound, router: Any, target: Target) -> DestinationRuleGone:
+    """The on-call commands' refusal of a route whose DestinationRule is not there, its VirtualService read: the
+    DestinationRules the namespace holds (a mistyped --destination-rule), or, with none, that it is gone; never
+    "is -n right?" (the VirtualService is there). One more read of the VirtualService for its record (best effort)."""
+    from canary.routing import patch
+    from canary.routing.istio import DR_PLURAL, VS_PLURAL
+
+    try:
+        recorded = _recorded(patch.read_state(router._get(VS_PLURAL, target.namespace, target.virtual_service)))
+    except CanaryError:
+        recorded = None
+    where = f"{target.namespace}/{target.dr_name}"
+    if recorded is not None and not recorded.terminal and \
+            target.dr_name == (recorded.destination_rule or target.virtual_service):
+        return DestinationRuleGone(
+            f"{exc}: DestinationRule {where} is gone, mid-rollout (VirtualService {target.namespace}/"
+            f"{target.virtual_service} records the rollout of {recorded.canary_version} {recorded.phase} at "
+            f"{recorded.weights}): Istio cannot resolve the route's subsets, so every request it sends to them "
+            "fails (503, NR) until it is restored; `canary status` shows the weights, `canary rollback` sets stable "
+            "100% on the VirtualService alone", what=exc.what, recorded=recorded, mid_rollout=True)
+    names = _which(router, DR_PLURAL, target.namespace, target.dr_name)
+    if not names or names.endswith("is -n right?"):  # the VirtualService was read: -n is right
+        names = (f"; namespace {target.namespace!r} has no DestinationRule, though VirtualService "
+                 f"{target.namespace}/{target.virtual_service} is there: deleted, or never applied")
+    return DestinationRuleGone(f"{exc}{names}", what=exc.what, recorded=recorded)
+
+
+def _dr_gone_shown(exc: DestinationRuleGone, flag: Optional[str], target: Target) -> bool:
+    """Whether `canary status` shows the route of `exc` from its VirtualService alone: the DestinationRule is the
+    one the route goes by (the rollout's recorded one, or the default: the VirtualService's name), not a
+    `--destination-rule` given that may be a typo (refused, exit 2, with the names there: decision 147)."""
+    if not flag:
+        return True
+    recorded = exc.recorded.destination_rule if exc.recorded is not None else ""
+    return flag == (recorded or target.virtual_service)
+
+
+def _dr_gone_note(target: Target, state: Optional[rl.RolloutState], model: str, ns: str,
+                  virtual_service: Optional[str], route: Optional[str]) -> str:
+    """`canary status`'s note (and `destination_rule_missing` in -o json) on a route whose DestinationRule is
+    gone: which one, what Istio does with the route's subsets now, and what `canary rollback` writes."""
+    where = f"{target.namespace}/{target.dr_name}"
+    named = ("the rollout's record names it" if state is not None and state.destination_rule == target.dr_name
+             else "the default: the VirtualService's name" if target.dr_name == target.virtual_service
+             else "named by --destination-rule")
+    said = (f"DestinationRule {where} ({named}) is gone (not found): Istio cannot resolve the route's subsets "
+            "'stable' and 'canary' without it, so every request the route sends to them fails (503, NR) until it "
+            "is restored")
+    if state is not None and not state.terminal:
+        return (f"{said} (re-apply it from your manifests: subset 'stable' selecting version {state.stable_version}"
+                f", 'canary' {state.canary_version}); `canary rollback {_where(model, ns, virtual_service, route)}` "
+                "writes stable 100% (canary 0) on the VirtualService alone and records the rollout rolled back, then "
+                f"exits 3: the stable subset cannot be pointed at {state.stable_version} without the DestinationRule, "
+                "so requests fail until it is restored")
+    return f"{said} (re-apply it from your manifests, or name the right one: --destination-rule DR)"
 
 
 def _recorded(text: Optional[str]) -> Optional[rl.RolloutState]:
@@ -722,6 +793,12 @@ def _operator(model: str, namespace: Optional[str], vs: Optional[str], dr: Optio
         log = logs.get(model=model, namespace=ns, **({"route": target.route} if target.route else {}))
         try:
             state = oncall_action(router, target, event, log=log)
+        except DestinationRuleGone as exc:
+            if not exc.mid_rollout:
+                raise  # a mistyped --destination-rule, or no rollout: bad input, exit 2, with the names there
+            # the rollout's DestinationRule deleted (a person, a GitOps sync): a pause or resume cannot hold or go on
+            # with routing Istio cannot resolve; it said "is -n right?", exit 2, blaming the flags. Nothing written
+            raise CanaryError(f"{command} refused, nothing written: {exc}") from None
         except AlreadyStable as exc:  # idempotent: the traffic is where a rollback would put it
             opts.emit({"weights": {"stable": 100, "canary": 0}, "phase": None, "note": str(exc)}, output,
                       lambda wide: typer.echo(f"stable 100% already: {exc}"))
@@ -1120,20 +1197,30 @@ def status(model: str = ModelArg, namespace: Optional[str] = NamespaceOpt, virtu
         said_undriven = False  # said on stderr that nothing drives the watched rollout (again once driven again)
         crd_unread: dict[str, Any] = {}  # a read of the CanaryRollout that failed for a moment (167)
         shown = False  # a pass read the route: an object not found after it was deleted while the watch waited
+        dr_gone_seen = False  # a pass showed the route with its DestinationRule gone: not deleted under this watch
         while True:
             ctrl_c.check()  # a Ctrl-C whose raise the Kubernetes client lost ends the watch here (decision 230)
             shape = ""  # why no rollout can go on on this route as it is, when it is a shape one never starts from
             try:
+                dr_gone = ""
                 try:
                     st = router.inspect(target)
                 except TargetError as exc:
-                    if isinstance(exc, (NotFound, TransientError)):
+                    if isinstance(exc, DestinationRuleGone) and (not shown or dr_gone_seen) and _dr_gone_shown(
+                            exc, destination_rule or spec.get("destinationRule") or None, target):
+                        # the route's DestinationRule deleted (a person, a GitOps sync): on-call's first command
+                        # said "is -n right?", exit 2, and no weights; the VirtualService alone shows them, as
+                        # `canary rollback` reads it. One deleted under a watch that had read it is decision 307's
+                        dr_gone = "gone"
+                        st = router.inspect_any(target, for_stable=True, shown=True)
+                    elif isinstance(exc, (NotFound, TransientError)):
                         raise
-                    # a third destination, the canary subset gone from the DestinationRule: on-call's first command
-                    # said only the error, exit 2, and showed no split, though `canary rollback` acts on it; show
-                    # the route as the rollback reads it (the stable destination's share, every other one's)
-                    shape = str(exc)
-                    st = router.inspect_any(target, for_stable=True, shown=True)
+                    else:
+                        # a third destination, the canary subset gone from the DestinationRule: on-call's first
+                        # command said only the error, exit 2, and showed no split, though `canary rollback` acts on
+                        # it; show the route as the rollback reads it (the stable destination's share, every other's)
+                        shape = str(exc)
+                        st = router.inspect_any(target, for_stable=True, shown=True)
             except NotFound as exc:
                 ctrl_c.check()
                 if not shown:  # the first read: a name not there is bad input (exit 2), said with the names there
@@ -1155,6 +1242,7 @@ def status(model: str = ModelArg, namespace: Optional[str] = NamespaceOpt, virtu
                 time.sleep(2 if deadline is None else max(0.0, min(2.0, deadline - time.monotonic())))
                 continue
             shown = True
+            dr_gone_seen = bool(dr_gone)
             unreadable = ""
             try:  # status must show the traffic even when the record is damaged
                 state = parse_record(st.state)
@@ -1175,6 +1263,8 @@ def status(model: str = ModelArg, namespace: Optional[str] = NamespaceOpt, virtu
             # a route whose destination list was emptied by hand routes nothing: its weights were shown 50/50 (the
             # rollback's reading of a total of 0: never stable-only), a half the canary does not get (decision 233)
             nothing = bool(shape) and st.shares == {"stable": 0, "canary": 0, "others": 0}
+            if dr_gone:
+                dr_gone = _dr_gone_note(target, state, model, ns, virtual_service, route)
             if disagrees:
                 logs.get(model=model, namespace=ns).warning("rollout.route_disagrees", phase=state.phase,
                                                             error=disagrees)
@@ -1190,6 +1280,8 @@ def status(model: str = ModelArg, namespace: Optional[str] = NamespaceOpt, virtu
                                            st.stable_unwritable))
                 elif st.raw_weights is not None:
                     typer.echo(_raw_note(st.weights, st.raw_weights))
+                if dr_gone:
+                    typer.echo(f"note: {dr_gone}")
                 if unreadable:
                     typer.echo(f"note: {unreadable}; `canary rollback` writes 100/0 and a new record")
                 if disagrees:
@@ -1202,7 +1294,7 @@ def status(model: str = ModelArg, namespace: Optional[str] = NamespaceOpt, virtu
                     typer.echo(_undriven_note(undriven, state, model, ns, virtual_service, route))
                 if elsewhere:
                     typer.echo(f"note: {elsewhere}")
-                elif state is not None and state.phase in (rl.PROGRESSING, rl.PAUSED):
+                elif state is not None and state.phase in (rl.PROGRESSING, rl.PAUSED) and not dr_gone:
                     typer.echo(_oncall_hint(state.phase, model, ns, virtual_service, route))
 
             opts.emit({"weights": {"stable": 0, "canary": 0} if nothing else {"stable": st.weights.stable,
@@ -1212,6 +1304,7 @@ def status(model: str = ModelArg, namespace: Optional[str] = NamespaceOpt, virtu
                        **({"shares": st.shares} if shape and st.shares else {}),
                        **({"stable_added": st.stable_added} if shape and st.stable_added else {}),
                        **({"stable_unwritable": st.stable_unwritable} if shape and st.stable_unwritable else {}),
+                       **({"destination_rule_missing": dr_gone} if dr_gone else {}),
                        "route": target.route or None,
                        "stable_subset_version": st.stable_subset_version,
                        "canary_subset_version": st.canary_subset_version,
