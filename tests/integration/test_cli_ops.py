@@ -363,6 +363,52 @@ def test_status_of_a_rollout_in_progress_says_which_commands_end_or_hold_it(clus
     assert "to act" not in canary("status", "rec-model", "-n", "ml", kubeconfig=kc).stdout  # ended: nothing to do
 
 
+def _delete_destination_rule(api: KubeAPIServer) -> None:
+    """The route's DestinationRule deleted (a person, a GitOps sync), as the API server deletes it."""
+    key = (GROUP, "destinationrules", "ml", "rec-model")
+    with api.handler.lock:
+        api.handler._delete(key, api.handler.objects[key])
+
+
+def test_status_of_a_rollout_whose_destination_rule_was_deleted_shows_the_weights(cluster: Any) -> None:
+    """A rollout at 75/25 and its DestinationRule deleted: on-call's first command, `canary status`, said
+    "namespace 'ml' has no DestinationRule: is -n right?", exit 2, no weights, and `pause` the same, while
+    `canary rollback` acted. Status now shows the weights from the VirtualService alone with a note naming the
+    DestinationRule, what Istio does (503, NR) and what the rollback writes, exit 0 (`destination_rule_missing` in
+    -o json); pause refuses naming it, exit 3, nothing written. A wrong -n is still "is -n right?" (decision 315)."""
+    api, kc = cluster
+    in_progress(kc)
+    _delete_destination_rule(api)
+    human = canary("status", "rec-model", "-n", "ml", kubeconfig=kc)
+    assert human.returncode == 0 and "75/25" in human.stdout and "is -n right?" not in human.stderr, human.stderr
+    note = next(line for line in human.stdout.splitlines() if line.startswith("note: DestinationRule ml/rec-model"))
+    assert "is gone (not found)" in note and "fails (503, NR)" in note, note
+    assert "`canary rollback rec-model -n ml` writes stable 100% (canary 0) on the VirtualService alone" in note
+    assert "canary pause" not in human.stdout  # it refuses here: only the rollback is offered
+    shown = json.loads(canary("status", "rec-model", "-n", "ml", "-o", "json", kubeconfig=kc).stdout)
+    assert shown["weights"] == {"stable": 75, "canary": 25} and shown["rollout"]["phase"] == rl.PROGRESSING
+    assert shown["destination_rule_missing"].startswith("DestinationRule ml/rec-model ")
+
+    paused = canary("pause", "rec-model", "-n", "ml", kubeconfig=kc)
+    assert paused.returncode == 3 and "is -n right?" not in paused.stderr, paused.stderr
+    assert "pause refused, nothing written" in paused.stderr and "DestinationRule ml/rec-model is gone" in paused.stderr
+    assert vs(api)[0] == [75, 25] and vs(api)[1]["phase"] == rl.PROGRESSING  # nothing written
+
+    # what the note says the rollback writes: stable 100% and the end recorded, then exit 3 (the subset not pointed)
+    assert canary("rollback", "rec-model", "-n", "ml", kubeconfig=kc).returncode == 3
+    assert vs(api)[0] == [100, 0] and vs(api)[1]["phase"] == rl.ROLLED_BACK
+    ended = canary("status", "rec-model", "-n", "ml", "-o", "json", kubeconfig=kc)
+    assert ended.returncode == 0 and json.loads(ended.stdout)["weights"] == {"stable": 100, "canary": 0}
+    assert "DestinationRule ml/rec-model" in json.loads(ended.stdout)["destination_rule_missing"]
+
+    # a --destination-rule given that is not there may be a typo: refused, exit 2, but never "is -n right?"
+    typo = canary("status", "rec-model", "-n", "ml", "--destination-rule", "rec-modl", kubeconfig=kc)
+    assert typo.returncode == 2 and "is -n right?" not in typo.stderr, typo.stderr
+    assert "namespace 'ml' has no DestinationRule, though VirtualService ml/rec-model is there" in typo.stderr
+    wrong = canary("status", "rec-model", "-n", "prod", kubeconfig=kc)  # no VirtualService there: -n is wrong
+    assert wrong.returncode == 2 and "namespace 'prod' has no VirtualService: is -n right?" in wrong.stderr
+
+
 def test_a_model_name_that_is_no_virtual_service_names_the_ones_there(cluster: Any) -> None:
     """`canary status rec-modl -n ml` at night said only "ml/rec-modl (virtualservices): not found": nothing
     said whether the name or the namespace was wrong. It now names the namespace's VirtualServices (or says it
