@@ -26,6 +26,13 @@ from tests.integration.test_report_promote import report
 pytestmark = pytest.mark.integration
 
 
+@pytest.fixture(autouse=True)
+def _short_waits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The waits between the end's retries (0.5 s doubled: 7.5 s) shortened: what is asserted is how many writes
+    were tried and what was said, never when (the CLI runs in this process)."""
+    monkeypatch.setattr("canary.runner.END_HISTORY_WAIT_S", 0.01)
+
+
 def _fail_history_writes_after_the_end(api: Any, times: int, code: int = 500) -> list[str]:
     """The first `times` writes of a history ConfigMap once rec-model's record is terminal answer `code`."""
     real, failed = api.handler._serve, []
