@@ -94,13 +94,32 @@ PROFILE_HASH_CHARS = 16
 
 def profile_hash(profile: Mapping[str, Any]) -> str:
     """The first PROFILE_HASH_CHARS hex digits of the SHA-256 of the profile's content: its JSON with keys
-    sorted and no spaces, leaving out the top-level keys starting with "_" (what a baseline ConfigMap's
-    annotations add when the watcher reads it: `_namespace`, `_window_s`, ...). The same profile hashes the
-    same in the model server's exporter (`model_feature_profile_info`) and in the watcher, whatever the
+    sorted, no spaces and integral numbers as ints (`_canonical`: 20.0 and 20 are one bound), leaving out the
+    top-level keys starting with "_" (what a baseline ConfigMap's annotations add when the watcher reads it:
+    `_namespace`, `_window_s`, ...). The same profile hashes the same in the model server's exporter (`model_feature_profile_info`) and in the watcher, whatever the
     file's formatting; a re-capture (other rows, other counts) hashes differently even over the same bounds."""
-    content = {k: v for k, v in profile.items() if not str(k).startswith("_")}
+    content = {k: _canonical(v) for k, v in profile.items() if not str(k).startswith("_")}
     text = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:PROFILE_HASH_CHARS]
+
+
+def _canonical(v: Any) -> Any:
+    """`v` with every number written one way: an integral number as an int (the bound 20.0 and 20 are one
+    number; a JSON tool that keeps numbers as doubles, jq 1.6, Go, JavaScript, writes 20.0 as "20"), any other
+    as a Python float (whose JSON is the shortest text that reads back the same double); numpy numbers as
+    Python's; booleans stay booleans. Keys become strings, as JSON's are."""
+    if isinstance(v, Mapping):
+        return {str(k): _canonical(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_canonical(x) for x in v]
+    if isinstance(v, (bool, np.bool_)):
+        return bool(v)
+    if isinstance(v, (int, np.integer)):
+        return int(v)
+    if isinstance(v, (float, np.floating)):
+        f = float(v)
+        return int(f) if f.is_integer() else f
+    return v
 
 
 def file_sha256(path: str | Path) -> str:

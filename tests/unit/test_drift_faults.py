@@ -518,3 +518,37 @@ def test_another_profiles_exporter_is_said_when_the_set_changes_and_when_it_is_g
         said.append([(e["event"], e.get("exported")) for e in logs if e["event"].startswith("drift.profile")])
     assert said == [[("drift.profile_mismatch", ["a" * 16])], [], [], [], [("drift.profile_matched", None)], [],
                     [("drift.profile_mismatch", ["b" * 16])]]
+
+
+def _as_another_json_tool_writes_it(v: Any) -> Any:
+    """`v` as a JSON tool that keeps numbers as doubles writes it back (jq 1.6, Go's encoding/json, a JavaScript
+    service): an integral float is written without its ".0" (20.0 -> 20)."""
+    if isinstance(v, dict):
+        return {k: _as_another_json_tool_writes_it(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_as_another_json_tool_writes_it(x) for x in v]
+    return int(v) if isinstance(v, float) and v.is_integer() else v
+
+
+def test_one_profile_hashes_the_same_whichever_tool_wrote_its_json() -> None:
+    """The profile a model server's exporter loads and the baseline the watcher reads are one capture, often
+    carried by other tools (a ConfigMap rendered by a GitOps pipeline, a file passed through jq): one writes
+    the bound 20.0 as "20", another keeps "20.0", keys in another order, numpy numbers in a profile built in
+    memory. The same profile must hash the same, or `drift.profile_mismatch` says a server that counts over
+    the baseline's own profile counts over another (decision 319)."""
+    from canary.drift.profile import profile_hash
+
+    rng = np.random.default_rng(5)
+    prof = _profile({"age": np.round(rng.normal(40, 10, 5_000)), "score": rng.uniform(0, 1, 5_000)})
+    assert any(isinstance(b, float) and b.is_integer() for b in prof["features"]["age"]["bounds"])
+    mine = profile_hash(prof)
+    rewritten = json.loads(json.dumps(_as_another_json_tool_writes_it(prof)))
+    assert json.dumps(rewritten) != json.dumps(prof)  # the text differs: "20" where the capture wrote "20.0"
+    assert profile_hash(rewritten) == mine
+    assert profile_hash(json.loads(json.dumps(dict(reversed(list(prof.items())))))) == mine
+    assert FeatureExporter(rewritten, registry=None).profile_hash == mine
+    numpyed = {**prof, "rows": np.int64(prof["rows"])}
+    assert profile_hash(numpyed) == mine
+    # a re-capture over the same bounds is still another profile; a number really changed is another hash
+    assert profile_hash({**prof, "rows": prof["rows"] + 1}) != mine
+    assert profile_hash(_edit(prof, "score", "mean", 0.5000001)) != profile_hash(_edit(prof, "score", "mean", 0.5))
