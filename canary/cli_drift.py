@@ -234,6 +234,7 @@ def check_cmd(
             live = _from_prometheus(client, prof, version or str(prof["version"]), window, namespace)
             result = compare(prof, live)
         few = too_few(prof, live)
+        other = _other_profiles(client, prof, version, window, namespace)
     except TransientError as exc:
         _fail(str(exc) + _unmeasured_remedy(client, exc), EXIT_UNAVAILABLE)
     except (CanaryError, ValueError) as exc:
@@ -250,6 +251,11 @@ def check_cmd(
 
         why = why_no_live_data(client, model=str(prof["model"]), version=version or str(prof["version"]),
                                window_s=window, namespace=namespace)
+    if other:  # the fact `drift watch` says as drift.profile_mismatch (decision 320); the verdict stands
+        from canary.drift.watch import profile_mismatch_message
+
+        typer.echo(f"warning: {profile_mismatch_message(prof, other['exported'], some=other['some_pods'])}",
+                   err=True)
     opts.emit({
         # nothing compared: no verdict (null), never a `false` read as "no drift"
         "model": prof["model"], "version": version or prof["version"],
@@ -257,7 +263,8 @@ def check_cmd(
         "share": result.share, "drifted_features": list(result.drifted_features()), "no_live_data": quiet,
         "too_few": few, "not_arriving": gone, **({"no_live_data_reason": why} if why else {}),
         "features": [{**f.__dict__, "score": f.score, "reason": f.reason()} for f in result.features],
-        "missing": [{**m.__dict__, "reason": m.reason()} for m in result.missing]},
+        "missing": [{**m.__dict__, "reason": m.reason()} for m in result.missing],
+        **({"profile_mismatch": other} if other else {})},
         output, lambda wide: _table(prof, result, quiet, few, None if client is None else window, wide=wide, why=why,
                                     live_version=version or str(prof["version"])))
     if result.drifted:
@@ -575,6 +582,28 @@ def _unmeasured_remedy(client: Any, exc: BaseException) -> str:
     if "connection failed" in str(exc) or unavailable(client) is not None:
         return "; Prometheus does not answer at all (is it up, is --prometheus-url right?): nothing measured"
     return remedy(exc)
+
+
+def _other_profiles(client: Any, prof: dict, version: str | None, window_s: float,
+                    namespace: str | None) -> dict[str, Any] | None:
+    """{"profile_hash": the baseline's, "exported": [other hashes], "some_pods": bool} when the live version's
+    exporters said in the window (`model_feature_profile_info`) that they count over another profile than the
+    baseline (`drift watch`'s drift.profile_mismatch); None when they all say the baseline's, none says (older
+    exporters), the answers came from --input, `--version` names another version than the profile's (its
+    server counts over its own profile, by design), or the query failed (a hint: the verdict stands)."""
+    from canary.drift.live import exported_profiles
+    from canary.drift.profile import profile_hash
+
+    if client is None or (version is not None and version != str(prof["version"])):
+        return None
+    try:
+        seen = exported_profiles(client, model=str(prof["model"]), version=str(prof["version"]), window_s=window_s,
+                                 namespace=namespace)
+    except Exception:  # noqa: BLE001 - a hint only, as in drift watch (drift.profiles_unread)
+        return None
+    mine = profile_hash(prof)
+    other = sorted(seen - {mine})
+    return {"profile_hash": mine, "exported": other, "some_pods": mine in seen} if other else None
 
 
 def _from_prometheus(client: Any, prof: dict, version: str, window_s: float, namespace: str | None) -> dict:

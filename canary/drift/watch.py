@@ -516,13 +516,8 @@ class DriftWatcher:
                 f"{model} {version}: every exporter in the window counts over this baseline's profile ({mine}) "
                 f"again"))
             return
-        pods = "some of the model server's pods export" if mine in seen else "the model server exports"
-        ref = _reference(prof)
-        log.warning("drift.profile_mismatch", **who, profile_hash=mine, exported=other, window_s=window_s, message=(
-            f"{model} {version}: {pods} live counts built from another profile ({', '.join(other)}) than this "
-            f"baseline's ({mine}{', ' + ref if ref else ''}): an exporter built from an older capture, whose counts are "
-            f"compared with a reference they were not built for (where its buckets differ: drift.bad_live_data). "
-            f"Deploy the server with this baseline's profile file, or watch the profile it exports"))
+        log.warning("drift.profile_mismatch", **who, profile_hash=mine, exported=other, window_s=window_s,
+                    message=profile_mismatch_message(prof, other, some=mine in seen))
 
     def _forget(self, key: str, before: M.MonitorState | None) -> None:
         if before is None:
@@ -717,6 +712,19 @@ PROMETHEUS_DOWN_TELL_S = 3600.0  # a Prometheus down at every pass this long is 
 
 def _about(seconds: float) -> str:
     return f"{round(seconds / 60)} min" if seconds < 5_400 else f"{seconds / 3_600:.1f} h"
+
+
+def profile_mismatch_message(prof: Mapping[str, Any], other: list[str], *, some: bool) -> str:
+    """`drift.profile_mismatch`'s words (and `drift check`'s warning): the model version's exporters count over
+    the profiles `other` (`profile.profile_hash`), not this baseline's; `some`: the baseline's own hash was
+    exported too (some pods only, as in a rolling redeploy)."""
+    model, version, mine = str(prof["model"]), str(prof["version"]), profile_hash(prof)
+    pods = "some of the model server's pods export" if some else "the model server exports"
+    ref = _reference(prof)
+    return (f"{model} {version}: {pods} live counts built from another profile ({', '.join(other)}) than this "
+            f"baseline's ({mine}{', ' + ref if ref else ''}): an exporter built from an older capture, whose counts "
+            f"are compared with a reference they were not built for (where its buckets differ: drift.bad_live_data). "
+            f"Deploy the server with this baseline's profile file, or watch the profile it exports")
 
 
 def _reference(prof: Mapping[str, Any]) -> str:

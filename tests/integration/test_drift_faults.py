@@ -908,3 +908,31 @@ def test_the_lines_of_an_episode_opened_by_one_window_read_as_written(live: Live
     assert ") in 1 window of 1h, against" in started["message"] and "windows" not in started["message"], started
     [alone] = [e for e in logs if e["event"] == "drift.retrain_not_configured"]
     assert alone["message"].startswith("m2 v1: drift episode 1 is alerted only, nothing retrains it"), alone
+
+
+def test_drift_check_says_a_server_exporting_another_profile_as_drift_watch_does(live: Live, tmp_path: Any) -> None:
+    """`drift check` of the re-captured "stale" v1 baseline, whose server still exports the older capture's
+    profile: the same fact `drift watch` logs as drift.profile_mismatch is a warning on stderr and a
+    `profile_mismatch` entry in the output, the verdict and exit code unchanged; a check of the profile the
+    server exports says nothing of it (decision 320)."""
+    from typer.testing import CliRunner
+
+    from canary.cli import app
+    from canary.drift.profile import profile_hash
+
+    new, old = live.profiles["stale"], live.stale_old
+    runs = {}
+    for name, prof in (("new", new), ("old", old)):
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps(prof, indent=1))
+        runs[name] = CliRunner().invoke(app, ["drift", "check", "--baseline", str(path), "--prometheus-url",
+                                              live.prom.url, "--window", "1h", "-o", "json"])
+    r = runs["new"]
+    assert r.exit_code in (0, 1), r.output
+    got = json.loads(r.stdout)
+    assert got["profile_mismatch"] == {"profile_hash": profile_hash(new), "exported": [profile_hash(old)],
+                                       "some_pods": False}, got
+    assert "warning: stale v1: the model server exports live counts built from another profile" in r.stderr
+    assert profile_hash(old) in r.stderr and "t.parquet" in r.stderr
+    assert runs["old"].exit_code in (0, 1) and "profile_mismatch" not in json.loads(runs["old"].stdout)
+    assert "another profile" not in runs["old"].stderr
