@@ -102,7 +102,8 @@ class DriftWatcher:
         self.last: dict[str, Any] = {}  # per state key: the last evaluation's DatasetDrift (displays, demos)
         self._unmeasured: dict[str, Any] = {}  # per state key: the features last logged as without live data
         self._few: dict[str, dict[str, int]] = {}  # per state key: features with too few live values to compare
-        self._foreign: dict[str, list[str]] = {}  # per state key: the other profiles' hashes last said (`_say_profiles`)
+        # per state key: (the baseline's hash, the other profiles' hashes) last said (`_say_profiles`)
+        self._foreign: dict[str, tuple[str, list[str]]] = {}
         reg = registry if registry is not None else CollectorRegistry()
         self.g_score = Gauge("model_data_drift_score", "Drift score per feature (1 - p, or the distance)",
                              ["model", "version", "namespace", "feature"], registry=reg)
@@ -506,10 +507,12 @@ class DriftWatcher:
         if not seen:  # no exporter in the window says (older exporters, no series): nothing known either way
             return
         other = sorted(seen - {mine})
-        before = self._foreign.get(key, [])
-        if other == before:
+        before = self._foreign.get(key, ("", []))
+        # keyed on the baseline's hash too: a baseline re-captured while the server still exports the old
+        # profile was not said again, and the last line on record named a baseline that no longer exists
+        if (other == before[1]) and (not other or mine == before[0]):
             return
-        self._foreign[key] = other
+        self._foreign[key] = (mine, other)
         who = {"model": model, "version": version}
         if not other:
             log.info("drift.profile_matched", **who, profile_hash=mine, message=(

@@ -552,3 +552,29 @@ def test_one_profile_hashes_the_same_whichever_tool_wrote_its_json() -> None:
     # a re-capture over the same bounds is still another profile; a number really changed is another hash
     assert profile_hash({**prof, "rows": prof["rows"] + 1}) != mine
     assert profile_hash(_edit(prof, "score", "mean", 0.5000001)) != profile_hash(_edit(prof, "score", "mean", 0.5))
+
+
+def test_a_baseline_recaptured_while_the_server_exports_another_profile_is_said_again(monkeypatch: Any) -> None:
+    """The server exports profile X; the mismatch with baseline A was said. The baseline is re-captured (B) while
+    the server still exports X: nothing was said, and the last line on record named A, a baseline gone (decision
+    321). Now the mismatch is said again naming B; the same (B, X) at the next evaluation says nothing."""
+    from structlog.testing import capture_logs
+
+    from canary.drift import monitor as M
+    from canary.drift import watch as W
+    from canary.drift.profile import profile_hash
+
+    prof, live = _ages_exported(seed=3, std=10, observed=500)
+    recaptured = {**prof, "source": {**(prof.get("source") or {}), "sha256": "2" * 64}}
+    assert profile_hash(recaptured) != profile_hash(prof)
+    monkeypatch.setattr(W, "live_counts", lambda *_a, **_k: live)
+    monkeypatch.setattr(W, "exported_profiles", lambda *_a, **_k: {"c" * 16})
+    w = W.DriftWatcher([prof], client=None, window_s=3_600, config=M.MonitorConfig())
+    said = []
+    for baseline in (prof, recaptured, recaptured):
+        w.profiles = [baseline]
+        with capture_logs() as logs:
+            w.once()
+        said.append([(e["event"], e.get("profile_hash")) for e in logs if e["event"].startswith("drift.profile")])
+    assert said == [[("drift.profile_mismatch", profile_hash(prof))],
+                    [("drift.profile_mismatch", profile_hash(recaptured))], []]
