@@ -334,8 +334,7 @@ class Service:
         if (not isinstance(prev, _Answer) or stored != prev.session
                 or (prev.hook, prev.step, prev.inputs) != (hook, ask.step, _inputs(ask, named))):
             return None
-        s, verdict, n, reason = prev.decided
-        self._decided(ask, hook, prev.status, s, verdict, n, reason=reason, joined=True)
+        self._say_confirm(ask, hook, prev.status, prev.doc, prev.decided, joined=True)
         return prev.status, copy.deepcopy(prev.doc)
 
     def _confirm(self, ask: Ask, *, hook: str, deadline: float) -> Reply:
@@ -354,13 +353,20 @@ class Service:
             turn.share(_Answer(hook=hook, step=ask.step, inputs=_inputs(ask, named),
                                session=self.store.load(ask.key, ask.revision), status=status, doc=doc,
                                decided=decided))
+        self._say_confirm(ask, hook, status, doc, decided)
+        return status, doc
+
+    def _say_confirm(self, ask: Ask, hook: str, status: int, doc: dict[str, Any], decided: Any, *,
+                     joined: bool = False) -> None:
+        """`serve.decision` of an answer: `decided` is what `_decided` logs ((session, verdict, canary requests,
+        reason)), None for one with no session (a confirm hook before any look: `doc["error"]` says why)."""
         if decided is not None:
             s, verdict, n, reason = decided
-            self._decided(ask, hook, status, s, verdict, n, reason=reason)
+            self._decided(ask, hook, status, s, verdict, n, reason=reason, joined=joined)
         else:
             self.log.info("serve.decision", integration=ask.integration, hook=hook, key=ask.key,
-                          revision=ask.revision, status=status, verdict="inconclusive", reason=doc["error"])
-        return status, doc
+                          revision=ask.revision, status=status, verdict="inconclusive", reason=doc["error"],
+                          **({"joined": True} if joined else {}))
 
     def _confirm_held(self, ask: Ask, named: NamedPolicy, hook: str,
                       stored: Session | None) -> tuple[int, dict[str, Any], Any]:

@@ -24,22 +24,31 @@ WAIT_S = 30.0  # a guard against a harness bug only: nothing waits for time to p
 
 class Held:
     """The service's store, whose next `save` waits at `go` once `hold()` is called (`entered` set when it does):
-    a call held with the revision's session read and its answer judged, before its write."""
+    a call held with the revision's session read and its answer judged, before its write. `hold("load")` holds
+    the next `load` instead: a call held with the revision held, before it reads the session (a call that
+    writes nothing: a confirm hook before any look)."""
 
     def __init__(self, store: Any) -> None:
-        self.store, self.armed, self._save = store, False, store.save
+        self.store, self.armed, self._save, self._load = store, "", store.save, store.load
         self.entered, self.go = threading.Event(), threading.Event()
-        store.save = self.save
+        store.save, store.load = self.save, self.load
 
-    def hold(self) -> None:
-        self.armed, self.entered, self.go = True, threading.Event(), threading.Event()
+    def hold(self, at: str = "save") -> None:
+        self.armed, self.entered, self.go = at, threading.Event(), threading.Event()
 
-    def save(self, s: Any) -> None:
-        if self.armed:
-            self.armed = False
+    def _wait(self, at: str) -> None:
+        if self.armed == at:
+            self.armed = ""
             self.entered.set()
             assert self.go.wait(WAIT_S), "never let go"
+
+    def save(self, s: Any) -> None:
+        self._wait("save")
         self._save(s)
+
+    def load(self, key: str, revision: str) -> Any:
+        self._wait("load")
+        return self._load(key, revision)
 
 
 @pytest.fixture
@@ -73,14 +82,16 @@ def _waiting(server: ServeServer, n: int) -> None:
     assert done.is_set(), f"never {n} calls on the revision"
 
 
-def _twice(server: ServeServer, held: Held, hook: str, model: str = "good") -> list[tuple[int, dict[str, Any]]]:
-    """`hook` called twice at once: the first held in its look until the second waits on the revision."""
+def _twice(server: ServeServer, held: Held, hook: str, model: str = "good",
+           at: str = "save") -> list[tuple[int, dict[str, Any]]]:
+    """`hook` called twice at once: the first held in its look (at `Held.hold`'s `at`) until the second waits on
+    the revision."""
     out: list[Any] = [None, None]
 
     def one(i: int) -> None:
         out[i] = flagger(server, hook, model)
 
-    held.hold()
+    held.hold(at)
     first = threading.Thread(target=one, args=(0,))
     first.start()
     assert held.entered.wait(WAIT_S)
@@ -178,3 +189,13 @@ def test_a_call_naming_another_model_at_once_is_not_answered_the_first_ones_verd
     (c1, d1), (c2, d2) = out
     assert (c1, d1["result"]["verdict"]) == (200, "pass"), d1
     assert (c2, d2.get("field")) == (409, "metadata.model"), d2  # not the pass of model "good"
+
+
+
+def test_a_confirm_hook_refused_with_no_session_called_twice_at_once_is_the_same_412_to_both(
+        rig: tuple[ServeServer, Held]) -> None:
+    """`confirm-promotion` before any look answers 412 and writes nothing (no session): the same call made at once
+    joined that answer, which carried no session to log, and was a 500 (a TypeError unpacking it)."""
+    server, held = rig
+    (c1, d1), (c2, d2) = _twice(server, held, "confirm-promotion", at="load")
+    assert c1 == 412 and "no look recorded" in d1["error"] and (c2, d2) == (c1, d1), (d1, d2)
