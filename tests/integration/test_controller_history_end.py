@@ -9,7 +9,6 @@ Against the strict API emulator and a real Prometheus, with watches and a fake c
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
@@ -18,33 +17,16 @@ from structlog.testing import capture_logs
 from canary import history_store
 from canary import rollout as rl
 from canary.controller import ENDED_HISTORY_TRIES
-from canary.sandbox import kubeapi
-from tests.integration.test_controller_watch import ISTIO, create, prometheus, status, step, world  # noqa: F401
+from tests.integration.test_controller_watch import create, prometheus, status, step, world  # noqa: F401
+from tests.support.kube import fail_history_writes_once_ended
 
 pytestmark = pytest.mark.integration
-
-
-def _fail_history_writes_after_the_end(api: Any, times: int, code: int = 500) -> list[str]:
-    """The first `times` writes of a history ConfigMap once m0's record is terminal answer `code`."""
-    real, failed = api.handler._serve, []
-
-    def serve(method: str, request: Any, kind: Any) -> Any:
-        if method in ("PUT", "PATCH", "POST") and "/configmaps/" in request.url.path and len(failed) < times:
-            vs = api.handler.objects[(ISTIO, "virtualservices", "ml", "m0")]
-            rec = json.loads(vs["metadata"].get("annotations", {}).get("modelcanary.dev/rollout") or "{}")
-            if rec.get("phase") in rl.TERMINAL:
-                failed.append(f"{method} {request.url.path}")
-                raise kubeapi.ApiError(code, {403: "Forbidden"}.get(code, "InternalError"), f"injected: HTTP {code}")
-        return real(method, request, kind)
-
-    api.handler._serve = serve  # type: ignore[method-assign]
-    return failed
 
 
 @pytest.mark.parametrize("times", [1, 3])
 def test_an_end_whose_history_write_failed_is_written_at_a_later_tick(world: Any, times: int) -> None:
     api, op, custom, clock = world
-    failed = _fail_history_writes_after_the_end(api, times)
+    failed = fail_history_writes_once_ended(api, "m0", times)
     create(api, 0, "v3")  # a slow canary: rolled back at its first step
     for _ in range(100):
         step(api, op, clock)
@@ -67,7 +49,7 @@ def test_an_end_whose_history_cannot_be_written_is_given_up_once_and_said(world:
     """A write that keeps failing is tried ENDED_HISTORY_TRIES times (the queue's backoff between), one the API
     refuses (403: no ConfigMap rights) once; then the records are dropped with one `history.end_unwritten`."""
     api, op, custom, clock = world
-    failed = _fail_history_writes_after_the_end(api, 1000, code)
+    failed = fail_history_writes_once_ended(api, "m0", 1000, code)
     create(api, 0, "v3")
     with capture_logs() as logs:
         for _ in range(100):

@@ -18,10 +18,10 @@ from canary import rollout as rl
 from canary.history_store import configmap_name
 from canary.logs import parse_json_lines
 from canary.runner import END_HISTORY_RETRIES
-from canary.sandbox import kubeapi
 from canary.sandbox.promserver import PromServer
 from tests.integration.test_promote import GROUP, cluster, prometheus, promote, vs_state  # noqa: F401  (fixtures)
 from tests.integration.test_report_promote import report
+from tests.support.kube import fail_history_writes_once_ended
 
 pytestmark = pytest.mark.integration
 
@@ -31,23 +31,6 @@ def _short_waits(monkeypatch: pytest.MonkeyPatch) -> None:
     """The waits between the end's retries (0.5 s doubled: 7.5 s) shortened: what is asserted is how many writes
     were tried and what was said, never when (the CLI runs in this process)."""
     monkeypatch.setattr("canary.runner.END_HISTORY_WAIT_S", 0.01)
-
-
-def _fail_history_writes_after_the_end(api: Any, times: int, code: int = 500) -> list[str]:
-    """The first `times` writes of a history ConfigMap once rec-model's record is terminal answer `code`."""
-    real, failed = api.handler._serve, []
-
-    def serve(method: str, request: Any, kind: Any) -> Any:
-        if method in ("PUT", "PATCH", "POST") and "/configmaps" in request.url.path and len(failed) < times:
-            vs = api.handler.objects[(GROUP, "virtualservices", "ml", "rec-model")]
-            rec = json.loads(vs["metadata"].get("annotations", {}).get("modelcanary.dev/rollout") or "{}")
-            if rec.get("phase") in rl.TERMINAL:
-                failed.append(f"{method} {request.url.path}")
-                raise kubeapi.ApiError(code, {403: "Forbidden"}.get(code, "InternalError"), f"injected: HTTP {code}")
-        return real(method, request, kind)
-
-    api.handler._serve = serve  # type: ignore[method-assign]
-    return failed
 
 
 def _history(api: Any) -> dict[str, Any]:
@@ -60,7 +43,7 @@ def _history(api: Any) -> dict[str, Any]:
 def test_a_rolled_back_promotes_end_whose_history_write_failed_is_written_again(
         cluster: Any, prometheus: PromServer, times: int) -> None:  # noqa: F811
     api, kubeconfig, policy = cluster
-    failed = _fail_history_writes_after_the_end(api, times)
+    failed = fail_history_writes_once_ended(api, "rec-model", times)
     res = promote(kubeconfig, policy, prometheus.url, "v3")  # a slow canary: rolled back
     assert res.returncode == 1, res.stderr[-3000:]
     weights, state = vs_state(api)
@@ -87,7 +70,7 @@ def test_a_promotes_end_whose_history_cannot_be_written_is_given_up_once_and_sai
     """Tried END_HISTORY_RETRIES times after the loop's own flushes (a 403 not again), then one
     `history.end_unwritten` naming the ConfigMap and the route's record; the exit code stays the rollout's (1)."""
     api, kubeconfig, policy = cluster
-    failed = _fail_history_writes_after_the_end(api, 1000, code)
+    failed = fail_history_writes_once_ended(api, "rec-model", 1000, code)
     res = promote(kubeconfig, policy, prometheus.url, "v3")
     assert res.returncode == 1, res.stderr[-3000:]
     assert json.loads(res.stdout)["phase"] == rl.ROLLED_BACK and vs_state(api)[1]["phase"] == rl.ROLLED_BACK

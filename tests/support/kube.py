@@ -10,6 +10,9 @@ Fixtures:
     istio_api     kube_api seeded with the shipped istio/ manifests (rec-model in ml)
     istio_cluster (a started emulator seeded with those manifests, a kubeconfig file for it): for CLI runs
 
+fail_history_writes_once_ended(api, vs, times) makes the emulator refuse a history ConfigMap's writes once
+the rollout its VirtualService records has ended.
+
 PROGRESSING_RECORD is a rollout record (the VirtualService annotation's JSON) of rec-model v1 -> v2 at 75/25.
 """
 
@@ -77,3 +80,25 @@ def istio_cluster(tmp_path: Path) -> Iterator[tuple[KubeAPIServer, Path]]:
         yield api, fleet.write_kubeconfig(tmp_path / "kubeconfig", api.url)
     finally:
         api.stop()
+
+
+def fail_history_writes_once_ended(api: KubeAPIServer, vs: str, times: int, code: int = 500) -> list[str]:
+    """The first `times` writes of a ConfigMap (a rollout's history) answer `code` once the rollout record on
+    VirtualService ml/`vs` is terminal (ended, promoted or rolled back). Returns the list the refused writes are
+    added to ("PUT /api/v1/namespaces/ml/configmaps/..."), growing as they come."""
+    from canary import rollout as rl
+    from canary.sandbox import kubeapi
+
+    real, failed = api.handler._serve, []
+
+    def serve(method: str, request: Any, kind: Any) -> Any:
+        if method in ("PUT", "PATCH", "POST") and "/configmaps" in request.url.path and len(failed) < times:
+            obj = api.handler.objects[("networking.istio.io", "virtualservices", "ml", vs)]
+            rec = json.loads(obj["metadata"].get("annotations", {}).get("modelcanary.dev/rollout") or "{}")
+            if rec.get("phase") in rl.TERMINAL:
+                failed.append(f"{method} {request.url.path}")
+                raise kubeapi.ApiError(code, {403: "Forbidden"}.get(code, "InternalError"), f"injected: HTTP {code}")
+        return real(method, request, kind)
+
+    api.handler._serve = serve  # type: ignore[method-assign]
+    return failed
