@@ -80,7 +80,8 @@ Reply = tuple[int, dict[str, Any]]
 class _Answer:
     """A call's answer as offered to the same call made at once (`Service._joined`): its `hook` and `step`, the
     inputs it named (`_inputs`), the revision's session as the call left it, the status and document, and what
-    `serve.decision` logged ((session, verdict, canary requests, reason))."""
+    `serve.decision` logged ((session, verdict, canary requests, reason); None for an answer with no session:
+    `_say_confirm`)."""
 
     hook: str
     step: str
