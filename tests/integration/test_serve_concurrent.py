@@ -82,14 +82,17 @@ def _waiting(server: ServeServer, n: int) -> None:
     assert done.is_set(), f"never {n} calls on the revision"
 
 
-def _twice(server: ServeServer, held: Held, hook: str, model: str = "good",
-           at: str = "save") -> list[tuple[int, dict[str, Any]]]:
-    """`hook` called twice at once: the first held in its look (at `Held.hold`'s `at`) until the second waits on
-    the revision."""
+def _twice(server: ServeServer, held: Held, hook: str, model: str = "good", at: str = "save",
+           second_model: str | None = None) -> list[tuple[int, dict[str, Any]]]:
+    """`hook` of Canary `model` called twice at once: the first held in its look (at `Held.hold`'s `at`) until the
+    second waits on the revision. `second_model`: the model the second call names instead (same Canary, checksum)."""
     out: list[Any] = [None, None]
 
     def one(i: int) -> None:
-        out[i] = flagger(server, hook, model)
+        named = second_model if i == 1 and second_model is not None else model
+        body = {"name": model, "namespace": "ml", "phase": "Progressing", "checksum": "6d8f9c7b5",
+                "metadata": {"model": named, "stableVersion": "v1", "canaryVersion": "v2"}}
+        out[i] = call(f"{server.url}/api/v1/flagger/{hook}", method="POST", body=body)
 
     held.hold(at)
     first = threading.Thread(target=one, args=(0,))
@@ -169,27 +172,9 @@ def test_a_call_naming_another_model_at_once_is_not_answered_the_first_ones_verd
     clock.t += 30
     assert flagger(server, "rollout", "good")[1]["result"]["verdict"] == "inconclusive"
     clock.t += 30  # this look passes
-    out: list[Any] = [None, None]
-
-    def one(i: int, model: str) -> None:
-        body = {"name": "good", "namespace": "ml", "phase": "Progressing", "checksum": "6d8f9c7b5",
-                "metadata": {"model": model, "stableVersion": "v1", "canaryVersion": "v2"}}
-        out[i] = call(f"{server.url}/api/v1/flagger/rollout", method="POST", body=body)
-
-    held.hold()
-    first = threading.Thread(target=one, args=(0, "good"))
-    first.start()
-    assert held.entered.wait(WAIT_S)
-    second = threading.Thread(target=one, args=(1, "bad"))
-    second.start()
-    _waiting(server, 2)
-    held.go.set()
-    first.join(WAIT_S)
-    second.join(WAIT_S)
-    (c1, d1), (c2, d2) = out
+    (c1, d1), (c2, d2) = _twice(server, held, "rollout", second_model="bad")
     assert (c1, d1["result"]["verdict"]) == (200, "pass"), d1
     assert (c2, d2.get("field")) == (409, "metadata.model"), d2  # not the pass of model "good"
-
 
 
 def test_a_confirm_hook_refused_with_no_session_called_twice_at_once_is_the_same_412_to_both(
