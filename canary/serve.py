@@ -81,7 +81,7 @@ class _Answer:
     """A call's answer as offered to the same call made at once (`Service._joined`): its `hook` and `step`, the
     inputs it named (`_inputs`), the revision's session as the call left it, the status and document, and what
     `serve.decision` logged ((session, verdict, canary requests, reason); None for an answer with no session:
-    `_say_confirm`)."""
+    `_say_decision`)."""
 
     hook: str
     step: str
@@ -335,7 +335,7 @@ class Service:
         if (not isinstance(prev, _Answer) or stored != prev.session
                 or (prev.hook, prev.step, prev.inputs) != (hook, ask.step, _inputs(ask, named))):
             return None
-        self._say_confirm(ask, hook, prev.status, prev.doc, prev.decided, joined=True)
+        self._say_decision(ask, hook, prev.status, prev.doc, prev.decided, joined=True)
         return prev.status, copy.deepcopy(prev.doc)
 
     def _confirm(self, ask: Ask, *, hook: str, deadline: float) -> Reply:
@@ -354,10 +354,10 @@ class Service:
             turn.share(_Answer(hook=hook, step=ask.step, inputs=_inputs(ask, named),
                                session=self.store.load(ask.key, ask.revision), status=status, doc=doc,
                                decided=decided))
-        self._say_confirm(ask, hook, status, doc, decided)
+        self._say_decision(ask, hook, status, doc, decided)
         return status, doc
 
-    def _say_confirm(self, ask: Ask, hook: str, status: int, doc: dict[str, Any], decided: Any, *,
+    def _say_decision(self, ask: Ask, hook: str, status: int, doc: dict[str, Any], decided: Any, *,
                      joined: bool = False) -> None:
         """`serve.decision` of an answer: `decided` is what `_decided` logs ((session, verdict, canary requests,
         reason)), None for one with no session (a confirm hook before any look: `doc["error"]` says why)."""
