@@ -326,7 +326,7 @@ def test_a_watch_that_ends_at_once_or_with_an_error_is_waited_for_before_the_nex
 
     from canary import informer
 
-    monkeypatch.setattr(informer, "QUICK_END_S", 600.0, raising=False)  # however slow this machine: "at once"
+    monkeypatch.setattr(informer, "QUICK_END_S", 600.0)  # however slow this machine: "at once"
     api = KubeAPIServer(seed=[cm("a")]).start()
     client = api.api_client()
     stop, watches = _Waits(), [0]
