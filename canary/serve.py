@@ -385,7 +385,7 @@ class Service:
         elif s is not None and (look := pass_to_grant(s, granted_look=getattr(s, grant), now=now,
                                                       within_s=named.policy.analysis.interval,
                                                       same_tick_s=named.policy.analysis.look_every / 2)):
-            s = replace(s, **{grant: look})
+            s = replace(s, **{grant: look}, **({"traffic_granted_at": now} if grant == "traffic_granted_look" else {}))
             self.store.save(s)
             if s.looks != look:  # answered as recorded: the pass of `look`, not the verdict of the looks since
                 assert s.passed_at is not None

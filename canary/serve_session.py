@@ -80,6 +80,8 @@ class Session:
     passed_at: float | None = None  # when the last pass was answered
     passed_look: int = 0  # and at which look
     looked_at: float | None = None  # when the last look was recorded (`pass_to_grant`)
+    # when a confirm-traffic-increase was last granted: a look after it is at the weight it moved to (decision 317)
+    traffic_granted_at: float | None = None
     # the preflight of the rollout's looks (serve_measure.no_stable_data) answered that the stable arm has data:
     # until it has, every look asks it beside its own queries (one that timed out or failed stays to do; decision
     # 314). Absent from the state files of earlier versions: not done, so it is asked once more
@@ -345,7 +347,8 @@ def owed_pass(s: Session, *, step: str, now: float, within_s: float) -> Session 
 def pass_to_grant(s: Session, *, granted_look: int, now: float, within_s: float, same_tick_s: float) -> int:
     """The look whose pass a confirm hook may grant now, 0 for none; `granted_look` is the look whose pass
     that hook last granted (`traffic_granted_look` or `promotion_granted_look`), `within_s` the policy's interval,
-    `same_tick_s` half its `look_every`.
+    `same_tick_s` half its `look_every`. A look after the pass's traffic increase was granted (`traffic_granted_at`)
+    is at another weight: the pass is no longer the latest weight's, whenever that look came.
 
     The last look's pass; or, within `within_s` of it, the last pass when every look after it came within
     `same_tick_s` of it (the same tick's call made again: Flagger asks at least every `look_every`), showed no
@@ -362,6 +365,12 @@ def pass_to_grant(s: Session, *, granted_look: int, now: float, within_s: float,
     if s.passed_at is None or s.failed_looks or not 0 <= now - s.passed_at <= within_s:
         return 0
     if s.looked_at is None or not 0 <= s.looked_at - s.passed_at < same_tick_s:
+        return 0
+    if s.traffic_granted_look == s.passed_look and s.traffic_granted_at is not None \
+            and s.looked_at > s.traffic_granted_at:
+        # the pass moved the traffic, and a look came after: it judged the new weight, whatever its time. A
+        # Flagger `interval` under half of `look_every` put the next tick's look in the "same tick", and its
+        # confirm-promotion was granted on the pass of the weight before (decision 317)
         return 0
     return s.passed_look
 

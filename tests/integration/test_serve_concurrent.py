@@ -184,3 +184,20 @@ def test_a_confirm_hook_refused_with_no_session_called_twice_at_once_is_the_same
     server, held = rig
     (c1, d1), (c2, d2) = _twice(server, held, "confirm-promotion", at="load")
     assert c1 == 412 and "no look recorded" in d1["error"] and (c2, d2) == (c1, d1), (d1, d2)
+
+
+def test_a_look_after_the_pass_moved_the_traffic_never_lets_that_pass_promote(rig: tuple[ServeServer, Held],
+                                                                             clock: Clock) -> None:
+    """A Canary whose Flagger `interval` is under half the policy's `look_every` (15 s here): the pass's tick
+    granted its traffic increase, and the next tick's look came within the "same tick" span of decision 304. Its
+    confirm-promotion was granted on the pass of the weight before: a weight never judged promoted. A look
+    after the pass's traffic increase is at the new weight, whenever it comes (decision 317)."""
+    server, _ = rig
+    assert flagger(server, "pre-rollout", "good")[0] == 200
+    clock.t += 60
+    assert flagger(server, "rollout", "good")[1]["result"]["verdict"] == "pass"
+    assert flagger(server, "confirm-traffic-increase", "good")[0] == 200  # the weight moves on this pass
+    clock.t += 5  # the next tick, 5 s later (interval 5s < look_every/2): a look at the new weight
+    assert flagger(server, "rollout", "good")[1]["result"]["verdict"] == "inconclusive"
+    code, doc = flagger(server, "confirm-promotion", "good")
+    assert code == 412, doc

@@ -390,3 +390,11 @@ def test_a_pass_stays_grantable_through_the_same_ticks_looks_that_show_no_failur
     assert pass_to_grant(failed, granted_look=0, now=T0 + 63, **grant) == 0
     reset = look(failed, counts(30, 7000), now=T0 + 63, n=7000)  # a later look ends the run of failed looks
     assert reset.failed_looks == 0 and pass_to_grant(reset, granted_look=0, now=T0 + 64, **grant) == 0
+    # the pass's traffic increase granted, then a look: it judged the new weight, even within the "same tick"
+    # span (a Flagger interval under half of look_every), and the pass no longer grants the promotion (317)
+    moved = replace(s, traffic_granted_look=2, traffic_granted_at=T0 + 60.5)
+    assert pass_to_grant(look(moved, counts(26, 5110), now=T0 + 61, n=5110), granted_look=0, now=T0 + 62, **grant) == 0
+    # the same tick's rollout call made again before the traffic increase: both hooks still have the pass (304)
+    before = look(s, counts(26, 5110), now=T0 + 61, n=5110)
+    assert pass_to_grant(replace(before, traffic_granted_look=2, traffic_granted_at=T0 + 61.5), granted_look=0,
+                         now=T0 + 62, **grant) == 2
