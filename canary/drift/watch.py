@@ -48,7 +48,7 @@ from prometheus_client import CollectorRegistry, Gauge
 
 from canary.drift import monitor as M
 from canary.drift.compare import MIN_LIVE, compare, too_few
-from canary.drift.live import exported_profiles, live_counts, remedy, unavailable, why_no_live_data
+from canary.drift.live import PROFILE_INFO, exported_profiles, live_counts, remedy, unavailable, why_no_live_data
 from canary.drift.profile import profile_hash
 from canary.drift.retrain import create_job, job_name, load_job_template, retrain_job  # noqa: F401 (re-exported)
 from canary.drift.retrain import failed_condition
@@ -104,6 +104,8 @@ class DriftWatcher:
         self._few: dict[str, dict[str, int]] = {}  # per state key: features with too few live values to compare
         # per state key: (the baseline's hash, the other profiles' hashes) last said (`_say_profiles`)
         self._foreign: dict[str, tuple[str, list[str]]] = {}
+        # per state key: consecutive evaluations whose profile query failed (`_say_profiles`)
+        self._unread: dict[str, int] = {}
         reg = registry if registry is not None else CollectorRegistry()
         self.g_score = Gauge("model_data_drift_score", "Drift score per feature (1 - p, or the distance)",
                              ["model", "version", "namespace", "feature"], registry=reg)
@@ -494,16 +496,29 @@ class DriftWatcher:
         nothing else tells it (other bounds are `drift.bad_live_data`). Logged when the set of other hashes
         changes; `drift.profile_matched` once when a mismatch said before is gone (every hash said is the
         baseline's). Exporters that export no hash (older canary) say nothing either way; a failed query is a
-        debug line (`drift.profiles_unread`) and changes nothing. The verdict is not changed: the live counts
-        are still compared."""
+        debug line (`drift.profiles_unread`) and changes nothing, but UNREAD_WARN_AFTER failed evaluations in a
+        row of one model version are `drift.profile_check_failing` once (the check is off until the query
+        answers: a Prometheus refusing it, a proxy), and the first answer after it `drift.profile_check_restored`.
+        The verdict is not changed: the live counts are still compared."""
         model, version = str(prof["model"]), str(prof["version"])
         mine = profile_hash(prof)
+        who = {"model": model, "version": version}
         try:
             seen = exported_profiles(self.client, model=model, version=version, window_s=window_s,
                                      namespace=prof.get("_namespace") or self._selects)
         except Exception as exc:  # noqa: BLE001 - a hint only: the evaluation stands without it
-            log.debug("drift.profiles_unread", model=model, version=version, error=str(exc))
+            failed = self._unread[key] = self._unread.get(key, 0) + 1
+            log.debug("drift.profiles_unread", **who, error=str(exc))
+            if failed == UNREAD_WARN_AFTER:
+                log.warning("drift.profile_check_failing", **who, failures=failed, error=str(exc), message=(
+                    f"{model} {version}: the query of {PROFILE_INFO} failed at {failed} evaluations in a row "
+                    f"({exc}): whether the model server counts over this baseline's profile ({mine}) is not "
+                    f"checked until it answers (the live counts are still compared). Let the query reach Prometheus "
+                    f"(a proxy's or a tenant's rules, a query limit)"))
             return
+        if self._unread.pop(key, 0) >= UNREAD_WARN_AFTER:
+            log.info("drift.profile_check_restored", **who, profile_hash=mine, message=(
+                f"{model} {version}: the query of {PROFILE_INFO} answers again; the exported profile is checked"))
         if not seen:  # no exporter in the window says (older exporters, no series): nothing known either way
             return
         other = sorted(seen - {mine})
@@ -513,7 +528,6 @@ class DriftWatcher:
         if (other == before[1]) and (not other or mine == before[0]):
             return
         self._foreign[key] = (mine, other)
-        who = {"model": model, "version": version}
         if not other:
             log.info("drift.profile_matched", **who, profile_hash=mine, message=(
                 f"{model} {version}: every exporter in the window counts over this baseline's profile ({mine}) "
@@ -710,6 +724,9 @@ class DriftWatcher:
 STORED, THEIRS, FAILED = "stored", "theirs", "failed"
 
 
+# failed evaluations in a row of the profile query before `drift.profile_check_failing` (`_say_profiles`):
+# one failure is a blip the next evaluation retries; three is a query that is refused
+UNREAD_WARN_AFTER = 3
 PROMETHEUS_DOWN_TELL_S = 3600.0  # a Prometheus down at every pass this long is told to people (`_outage_news`)
 
 
@@ -722,12 +739,14 @@ def profile_mismatch_message(prof: Mapping[str, Any], other: list[str], *, some:
     the profiles `other` (`profile.profile_hash`), not this baseline's; `some`: the baseline's own hash was
     exported too (some pods only, as in a rolling redeploy)."""
     model, version, mine = str(prof["model"]), str(prof["version"]), profile_hash(prof)
-    pods = "some of the model server's pods export" if some else "the model server exports"
+    # pods of an exporter from before the label name no profile: "every pod" could be wrong when some run one
+    pods = ("some of the model server's pods export" if some else
+            "every pod of the model server that names its profile (older exporters name none) exports")
     ref = _reference(prof)
     return (f"{model} {version}: {pods} live counts built from another profile ({', '.join(other)}) than this "
             f"baseline's ({mine}{', ' + ref if ref else ''}): an exporter built from an older capture, whose counts "
             f"are compared with a reference they were not built for (where its buckets differ: drift.bad_live_data). "
-            f"Deploy the server with this baseline's profile file, or watch the profile it exports")
+            f"Deploy the server with this baseline's profile file, or use the profile it exports as the baseline")
 
 
 def _reference(prof: Mapping[str, Any]) -> str:

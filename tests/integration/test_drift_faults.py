@@ -932,7 +932,8 @@ def test_drift_check_says_a_server_exporting_another_profile_as_drift_watch_does
     got = json.loads(r.stdout)
     assert got["profile_mismatch"] == {"profile_hash": profile_hash(new), "exported": [profile_hash(old)],
                                        "some_pods": False}, got
-    assert "warning: stale v1: the model server exports live counts built from another profile" in r.stderr
+    assert "warning: stale v1: every pod of the model server that names its profile (older exporters name none) " \
+           "exports live counts built from another profile" in r.stderr
     assert profile_hash(old) in r.stderr and "t.parquet" in r.stderr
     assert runs["old"].exit_code in (0, 1) and "profile_mismatch" not in json.loads(runs["old"].stdout)
     assert "another profile" not in runs["old"].stderr

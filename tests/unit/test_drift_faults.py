@@ -578,3 +578,59 @@ def test_a_baseline_recaptured_while_the_server_exports_another_profile_is_said_
         said.append([(e["event"], e.get("profile_hash")) for e in logs if e["event"].startswith("drift.profile")])
     assert said == [[("drift.profile_mismatch", profile_hash(prof))],
                     [("drift.profile_mismatch", profile_hash(recaptured))], []]
+
+
+def test_a_profile_query_that_fails_every_time_is_said_once_and_its_return_too(monkeypatch: Any) -> None:
+    """The query of `model_feature_profile_info` fails at every evaluation (a Prometheus or proxy refusing it)
+    while the live counts are read: it was a debug line each time, so the profile check was off for the
+    watcher's life unseen (decision 324). Three failures in a row are one warning naming the error; more say
+    nothing; the first answer after it is one info line; fewer failures than three, then an answer, say
+    nothing (a blip the next evaluation retried)."""
+    from structlog.testing import capture_logs
+
+    from canary.drift import monitor as M
+    from canary.drift import watch as W
+    from canary.drift.profile import profile_hash
+
+    prof, live = _ages_exported(seed=4, std=10, observed=500)
+    mine = profile_hash(prof)
+    no = PermissionError("403 Forbidden: model_feature_profile_info")
+    seen: list[Any] = [no, no, {mine}, no, no, no, no, {mine}, no, {mine}]
+
+    def exported(*_a: Any, **_k: Any) -> set[str]:
+        got = seen.pop(0)
+        if isinstance(got, Exception):
+            raise got
+        return got
+
+    monkeypatch.setattr(W, "live_counts", lambda *_a, **_k: live)
+    monkeypatch.setattr(W, "exported_profiles", exported)
+    w = W.DriftWatcher([prof], client=None, window_s=3_600, config=M.MonitorConfig())
+    said = []
+    for _ in range(10):
+        with capture_logs() as logs:
+            w.once()
+        said.append([e for e in logs if e["event"].startswith("drift.profile")])
+    events = [[(e["event"], e["log_level"]) for e in one] for one in said]
+    assert events == [[], [], [], [], [], [("drift.profile_check_failing", "warning")], [],
+                      [("drift.profile_check_restored", "info")], [], []]
+    warned = said[5][0]
+    assert warned["failures"] == 3 and "403 Forbidden" in warned["error"]
+    assert "not checked" in warned["message"] and mine in warned["message"]
+    assert warned["model"] == prof["model"] and warned["version"] == prof["version"]
+
+
+def test_the_mismatch_words_fit_drift_check_and_pods_that_name_no_profile() -> None:
+    """`profile_mismatch_message` is `drift check`'s warning too: its remedy said "watch the profile it
+    exports", which a one-off check cannot do. And with no pod exporting the baseline's hash, pods of an
+    older exporter (no hash at all) may still run: "the model server exports" said every pod does
+    (decision 324)."""
+    from canary.drift.profile import profile_hash
+    from canary.drift.watch import profile_mismatch_message
+
+    prof, _ = _ages_exported(seed=4, std=10, observed=10)
+    every = profile_mismatch_message(prof, ["c" * 16], some=False)
+    assert "the model server exports" not in every and "watch the profile" not in every
+    assert "every pod of the model server that names its profile (older exporters name none)" in every
+    assert "use the profile it exports as the baseline" in every and profile_hash(prof) in every
+    assert "some of the model server's pods export" in profile_mismatch_message(prof, ["c" * 16], some=True)
