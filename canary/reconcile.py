@@ -258,10 +258,16 @@ def never_comparable(report: Any, policy: Policy) -> tuple[tuple[str, list[str]]
     return tuple((where, limits) for where, limits in found if limits)
 
 
+def never_places(never: tuple[tuple[str, list[str]], ...]) -> str:
+    """`never_comparable`'s checks as the refusals name them: "checks[1] 'p95' (max_increase_pct compared with
+    stable), ..."."""
+    return ", ".join(f"{where} ({' and '.join(limits)} compared with stable)" for where, limits in never)
+
+
 def _never_message(report: Any, never: tuple[tuple[str, list[str]], ...], policy: Policy, target: Target) -> str:
     """One line: the checks that can never pass for want of stable data, why, what to look at, a query."""
     m = policy.metrics
-    places = ", ".join(f"{where} ({' and '.join(limits)} compared with stable)" for where, limits in never)
+    places = never_places(never)
     return (f"preflight: no stable ({target.stable_version}) data over the last {report.window_s}s for {places}: "
             f"such a check is never shown within its limit, so no step could pass and the rollout would end at "
             f"its deadline with the canary's share exposed. Check that check's source, metric or query, "

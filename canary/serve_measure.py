@@ -95,7 +95,7 @@ def no_stable_data(metrics: Any, policy: Policy, target: Target, *,
 
 def _told(done: tuple[bool, Any] | None, policy: Policy, target: Target, log: Any) -> tuple[bool, str | None]:
     """`no_stable_data`'s answer from the preflight's result (None: not answered in time)."""
-    from canary.reconcile import never_comparable, policy_labels, stable_query
+    from canary.reconcile import never_comparable, never_places, policy_labels, stable_query
 
     if done is None or not done[0]:  # the look's own queries say why (503 "could not measure")
         return False, None
@@ -106,8 +106,7 @@ def _told(done: tuple[bool, Any] | None, policy: Policy, target: Target, log: An
     never = () if blind else never_comparable(report, policy)
     if not blind and not never:
         return True, None
-    places = (", ".join(blind) if blind else
-              ", ".join(f"{where} ({' and '.join(limits)} compared with stable)" for where, limits in never))
+    places = ", ".join(blind) if blind else never_places(never)
     m = policy.metrics
     why = (f"model {target.model!r}: no stable ({target.stable_version}) data over the last {report.window_s}s for "
            f"{places}: no look of this rollout could pass, and it would fail only at its deadline. Check the model "
