@@ -864,7 +864,8 @@ def _point(router: TrafficRouter, target: Target, state: rl.RolloutState, action
                         f"could not be re-pointed at {action.version}: check what it selects"}, own=("note",))
         if rollback and not isinstance(exc, TransientError):  # the weights were written: exit 3, not 2
             failed = RollbackFailed(f"stable has 100% of the weights, but the {action.subset} subset could not be "
-                                    f"re-pointed at {action.version}: {exc}")
+                                    f"re-pointed at {action.version}: {exc}"
+                                    + (gone_words(target, action) if isinstance(exc, NotFound) else ""))
             failed.rollout_state = state  # type: ignore[attr-defined]  # what the route now records
             failed.landed_words = exc.landed_words  # type: ignore[attr-defined]
             failed.subset_note = subset_note(exc, target, action)  # type: ignore[attr-defined]
@@ -1146,6 +1147,17 @@ def subset_note(exc: BaseException, target: Target, action: rl.PointSubset) -> s
             f"check that DestinationRule {dr}'s {action.subset} subset selects {action.version}")
     return (f"stable has 100% of the weights and the end is recorded: no split is left, and stable 100% is not "
             f"written again; the {action.subset} subset was not pointed at {action.version}: {mend}")
+
+
+def gone_words(target: Target, action: rl.PointSubset) -> str:
+    """The end of a rollback's error message (what `canary rollback` and `canary promote` print on stderr, exit
+    3) when its weights landed and its DestinationRule is gone: what the page `rollout.destination_rule_deleted`
+    says, in words (every request fails until it is restored, and how to restore it). Decision 325."""
+    dr = f"{target.namespace}/{target.dr_name}"
+    return (f"; DestinationRule {dr} is gone (deleted mid-rollout): every request to VirtualService "
+            f"{target.namespace}/{target.virtual_service} fails (503, NR) until it is restored: re-apply "
+            f"DestinationRule {dr} from your manifests now, with its {action.subset} subset selecting version "
+            f"{action.version}; canary writes nothing more to this route (the end is recorded)")
 
 
 def destination_rule_deleted(log: Any, target: Target, action: rl.PointSubset, *, error: str) -> None:

@@ -409,6 +409,31 @@ def test_status_of_a_rollout_whose_destination_rule_was_deleted_shows_the_weight
     assert wrong.returncode == 2 and "namespace 'prod' has no VirtualService: is -n right?" in wrong.stderr
 
 
+def test_an_oncall_rollback_whose_destination_rule_was_deleted_pages_once_and_says_so_on_stderr(
+        cluster: Any) -> None:
+    """A rollout at 75/25, its DestinationRule deleted: `canary rollback` writes 100/0, records `rolled_back`
+    and exits 3 (the stable subset cannot be pointed). It logs the page `rollout.destination_rule_deleted` once,
+    as the controller and promote do, and its stderr error line said only "could not be re-pointed at v1: ...
+    not found": it now says in words that every request fails (503, NR) until the DestinationRule is restored,
+    and how to restore it (decision 325)."""
+    api, kc = cluster
+    in_progress(kc)
+    _delete_destination_rule(api)
+    res = canary("rollback", "rec-model", "-n", "ml", kubeconfig=kc)
+    assert res.returncode == 3, res.stderr
+    assert vs(api)[0] == [100, 0] and vs(api)[1]["phase"] == rl.ROLLED_BACK
+    lines = [json.loads(line) for line in res.stderr.splitlines() if line.startswith("{")]
+    [page] = [e for e in lines if e["event"] == "rollout.destination_rule_deleted"]
+    assert page["level"] == "error" and page["destination_rule"] == "ml/rec-model" and page["traffic"] == "failing"
+    assert page["subset"] == "stable" and page["version"] == "v1", page
+    assert "every request to it fails (503, NR) until the DestinationRule is restored" in page["impact"], page
+    [error] = [line for line in res.stderr.splitlines() if line.startswith("error: ")]
+    assert "DestinationRule ml/rec-model is gone (deleted mid-rollout)" in error, error
+    assert "every request to VirtualService ml/rec-model fails (503, NR) until it is restored" in error, error
+    assert ("re-apply DestinationRule ml/rec-model from your manifests now, with its stable subset selecting "
+            "version v1") in error, error
+
+
 def test_a_model_name_that_is_no_virtual_service_names_the_ones_there(cluster: Any) -> None:
     """`canary status rec-modl -n ml` at night said only "ml/rec-modl (virtualservices): not found": nothing
     said whether the name or the namespace was wrong. It now names the namespace's VirtualServices (or says it
