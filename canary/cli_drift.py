@@ -536,8 +536,12 @@ def _print_evaluations(watcher: Any, done: list[dict[str, Any]], output: str) ->
             phase = r["phase"] if r["measured"] == "all" or r["phase"] != "ok" else f"NOT MEASURED ({r['measured']})"
             if r["measured"] == "partial" and r["phase"] == "ok":
                 phase = "ok for the features compared"
+            if r["measured"] == "none" and r["phase"] == "ok":
+                phase = "NOT MEASURED (no feature compared)"  # it read "NOT MEASURED (none)"
+            # nothing compared: no list of drifted features, whose "[none]" read as a clean pass
+            drifted = "" if r["share"] is None else f" [{', '.join(r['drifted_features']) or 'none'}]"
             typer.echo(f"{r['model']} {r['version']}: {phase} (episode {r['episode']}), drifted share {share}"
-                       f" [{', '.join(r['drifted_features']) or 'none'}]" + (f"; {acts}" if acts else "")
+                       + drifted + (f"; {acts}" if acts else "")
                        + (f"; retraining Job {r['retraining_job']} FAILED ({r['retraining_failed']}): nothing is "
                           f"retraining this episode" if r["retraining_failed"] else "")
                        + (f"; retraining Job {r['retraining_job']} GONE (deleted before its outcome was read): "
