@@ -52,7 +52,10 @@ def capture_cmd(
     version: str = typer.Option(..., "--version", help="model version the data trained"),
     prediction: Optional[str] = typer.Option(None, "--prediction", help="column holding the model's prediction"),
     features: Optional[str] = typer.Option(None, "--features", help="comma-separated columns (default: all)"),
-    buckets: int = typer.Option(20, "--buckets", help="buckets per numeric feature (at its quantiles)"),
+    buckets: int = typer.Option(20, "--buckets",
+                                help="equal-frequency buckets per numeric feature, at its quantiles; the outer ones "
+                                     "are split again at the 0.5%, 1% and 2.5% quantiles and their mirrors "
+                                     "(20: 26 buckets)"),
     bounds_from: Optional[Path] = typer.Option(None, "--bounds-from",
                                                help="another version's profile: reuse its bounds and categories, so "
                                                     "a rollout's feature_drift check compares the two bucket for bucket"),
