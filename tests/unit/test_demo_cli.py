@@ -226,3 +226,22 @@ def test_a_flag_the_run_would_ignore_is_refused_before_the_sandbox_starts(tmp_pa
     r = run("--keep", "--log-file", str(tmp_path / "x.log"))
     assert r.exit_code == 2 and "--log-file has no effect here" in r.output and "--keep runs no rollout" in r.output
     assert not (tmp_path / "x.log").exists() and not (tmp_path / "r.html").exists()
+
+
+def test_the_data_drift_summary_counts_every_evaluation_before_the_shift(capsys: Any) -> None:
+    """Decision 323: five as-trained lines, one reading a feature drifted, were summed up as "evaluations on the
+    training distribution (A/A), alerts: 4, 0": the count was of the clean ones alone. Both are given now."""
+    from canary.sandbox.demo import _print_drift_summary
+    from canary.sandbox.drift_demo import DriftResult, Evaluation
+
+    def ev(t: float, shifted: bool, drifted: list[str]) -> Evaluation:
+        return Evaluation(t=t, shifted=shifted, share=len(drifted) / 9, drifted=drifted, phase="ok", episode=0,
+                          actions=[])
+
+    evaluations = [ev(0, False, ["f3"])] + [ev(2.0 * i, False, []) for i in range(1, 5)] + [ev(12, True, ["f0"])]
+    r = DriftResult(clean_before_shift=4, false_alerts=0, alert_after_shift_s=18.5, jobs=["retrain-e1"],
+                    job_evidence={}, events=["DriftDetected"], evaluations=evaluations)
+    _print_drift_summary(r, None)
+    out = " ".join(capsys.readouterr().out.split())  # as one line, whatever the terminal's width wrapped
+    assert "5, 4 with no feature drifted" in out, out
+    assert "alerts before the shift" in out and "A/A), alerts" not in out, out
