@@ -7,7 +7,9 @@ exactly as `canary.drift.exporter` counts them (`profile.bucket_edges`, first ed
 Trials are batched as copies of feature f0 in one profile (the batched path judges each row alone).
 Seeded; prints per n the false-drift rate (Wasserstein >= 0.1 AND p < 0.05), the rate of p < 0.05 alone,
 and which p-value decided (binned KS, or the z-test of the means when their gap exceeds the binned distance);
-then whole evaluations (8 inputs and the score, one `compare` each) of n requests: how often any feature drifts:
+then whole evaluations (8 inputs and the score, one `compare` each) of n requests: how often any feature drifts;
+then the sandbox load generator's own stream (`LoadGenerator`, seed 0, 4 threads, batches of 4, 5% rows with
+missing values) replayed through a `FeatureExporter`: its first n rows, what the demo's first evaluation reads:
 
     PYTHONPATH=. .venv/bin/python scripts/bench_drift_aa.py [TRIALS]      # 2,000 trials: about 1 min
 """
@@ -72,3 +74,28 @@ for n in (300, 500, 1_000):
     m = len(FEATURE_NAMES) + 1
     print(f"| {n:,} | {drifted}/{EVALS * m} = {100 * drifted / (EVALS * m):.1f}% | "
           f"{anyd}/{EVALS} = {100 * anyd / EVALS:.1f}% |")
+
+from prometheus_client import CollectorRegistry  # noqa: E402
+
+from canary.drift.exporter import FeatureExporter  # noqa: E402
+from canary.sandbox.loadgen import LoadGenerator  # noqa: E402
+
+print("\nthe sandbox's load (LoadGenerator seed 0, threads 4, batch 4; threads taken in turn), first n rows")
+print("| rows n | share | drifted (Wasserstein, p) |")
+print("|---:|---:|---|")
+gen = LoadGenerator("http://127.0.0.1:9", threads=4, batch=4, missing_share=0.05, seed=0)
+rngs = [np.random.default_rng(i) for i in range(4)]  # the generator's per-thread seeds: seed * 1000 + index
+ex = FeatureExporter(prof, registry=CollectorRegistry())
+rows = 0
+for n in (200, 300, 400, 500, 600, 800, 1_000, 1_500):
+    while rows < n:
+        x = gen.features(rngs[(rows // 4) % 4])
+        for row, s in zip(x, score(x).ravel()):
+            ex.observe(dict(zip(FEATURE_NAMES, row.tolist())), prediction=float(s))
+        rows += 4
+    live = ex.live_counts()
+    for v in live.values():
+        v["sum_n"] = float(sum(v["counts"]))
+    res = compare(prof, live)
+    print(f"| {n:,} | {res.share:.3f} | " + (", ".join(f"{f.feature} ({f.value:.3f}, {f.p_value:.3f})"
+                                              for f in res.features if f.drifted) or "none") + " |")
