@@ -540,9 +540,10 @@ class Service:
                 continue
             now = self.clock()
             quiet = self._quiet(s, now)  # another rollout of this revision, long after the last one ended
-            if quiet or (s.looks == 0 and not s.ended):  # or nothing judged with those inputs yet: the first
-                # look's refusal of a mistyped model or version (decision 291) left its session, and the
-                # corrected call was this 409 until the silence that ends a rollout (decision 310)
+            if quiet or _unjudged(s):  # or nothing judged with those inputs yet: the first look's refusal of a
+                # mistyped model or version (decision 291) left its session, and the corrected call was this 409
+                # until the silence that ends a rollout (decision 310); so did looks recorded `inconclusive`
+                # while the preflight timed out, before it refused (decisions 314, 326)
                 self._say_restarted(ask, s, field=meta + field, was=recorded, now=given,
                                     idle_s=round(now - s.updated_at))
                 fresh = _new_session(ask, named, now)
@@ -661,6 +662,17 @@ def _allow(method: str, methods: tuple[str, ...]) -> None:
 def _target(s: Session) -> Target:
     return Target(namespace=s.namespace, virtual_service=s.model, model=s.model, stable_version=s.stable_version,
                   canary_version=s.canary_version)
+
+
+def _unjudged(s: Session) -> bool:
+    """Nothing judged yet with `s`'s inputs, so a call naming other ones may start it over (decisions 310, 326):
+    not ended, and no look recorded, or looks recorded only while its preflight never completed and with no data
+    taken from them (no evidence of a closed or the open window, no failed look, no pass): the looks of a model
+    matching no series, `inconclusive` while the preflight timed out, before it refused."""
+    if s.ended:
+        return False
+    return s.looks == 0 or (not s.preflight_done and not s.evidence and not s.window_evidence
+                            and s.failed_looks == 0 and s.passed_look == 0)
 
 
 def _with_reason(s: Session, reason: str) -> Session:

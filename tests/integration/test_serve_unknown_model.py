@@ -156,8 +156,8 @@ def held(prom: Any, clock: Clock, tmp_path: Path) -> Iterator[Any]:
         m.release.set()
 
 
-def _measure(service: Service, model: str) -> tuple[int, dict[str, Any]]:
-    q = {"namespace": "ml", "rollout": model, "model": model, "stableVersion": "v1", "canaryVersion": "v2"}
+def _measure(service: Service, model: str, *, rollout: str = "") -> tuple[int, dict[str, Any]]:
+    q = {"namespace": "ml", "rollout": rollout or model, "model": model, "stableVersion": "v1", "canaryVersion": "v2"}
     return service.handle("GET", "/api/v1/argo/measure", urllib.parse.urlencode(q), b"", None)
 
 
@@ -215,3 +215,50 @@ def test_a_refusal_with_the_state_directory_full_is_the_refusal_not_a_503(held: 
     assert SessionStore(tmp_path / "state").load("argo/ml/goood", "v2") is None
     code, doc = _measure(service, "bad")  # a revision a look would store still meets the full store
     assert code == 503, doc
+
+
+def test_a_model_corrected_after_looks_recorded_while_its_preflight_timed_out_is_judged_at_once(
+        held: Any, clock: Clock, tmp_path: Path) -> None:
+    """Decision 326: the mistyped model's first looks were recorded `inconclusive` while its preflight timed out
+    (decision 314), then refused once it answered; the corrected call was a 409 "judged with model 'goood', not
+    'good'" until the rollout went quiet (15 minutes with default.yaml), since decision 310 started a session over
+    only with no look recorded. Those looks judged nothing (no evidence, no failed look, no pass): started over."""
+    service, metrics = held()
+    for _ in range(2):  # two looks recorded while the preflight is held: nothing judged, no series for `goood`
+        code, doc = _measure(service, "goood", rollout="fraud")
+        assert code == 200 and doc["result"]["verdict"] == "inconclusive", doc
+        clock.t += 15
+    store = SessionStore(tmp_path / "state")
+    before = store.load("argo/ml/fraud", "v2")
+    assert before is not None and before.looks == 2 and not before.preflight_done
+    assert not before.evidence and not before.window_evidence and before.failed_looks == 0
+    metrics.release.set()
+    metrics.held = False
+    code, doc = _measure(service, "goood", rollout="fraud")
+    assert code == 200 and doc["result"]["verdict"] == "fail", doc
+    assert doc["result"]["reason"].startswith("model 'goood': no stable (v1) data"), doc
+    clock.t += 15
+    code, doc = _measure(service, "good", rollout="fraud")  # the AnalysisTemplate's model corrected
+    assert code == 200 and doc["result"]["verdict"] == "inconclusive" and doc["result"]["look"] == 1, doc  # 409
+    assert doc["rollout"]["model"] == "good", doc
+    stored = store.load("argo/ml/fraud", "v2")
+    assert stored is not None and stored.model == "good" and stored.preflight_done
+    # judged now, with its preflight done: a revision is judged with one pair, as before
+    clock.t += 15
+    code, doc = _measure(service, "goood", rollout="fraud")
+    assert code == 409 and doc["field"] == "model", doc
+
+
+def test_looks_with_evidence_are_not_started_over_on_another_model_while_the_preflight_never_answered(
+        held: Any, clock: Clock, tmp_path: Path) -> None:
+    """Decision 326's restart is only for looks that judged nothing: a model with data whose preflight has not
+    answered yet has evidence after its first look, and a call naming another model is the 409 of decision 310."""
+    service, metrics = held()
+    code, doc = _measure(service, "good", rollout="fraud")
+    assert code == 200 and doc["result"]["look"] == 1, doc
+    stored = SessionStore(tmp_path / "state").load("argo/ml/fraud", "v2")
+    assert stored is not None and not stored.preflight_done and stored.window_evidence, stored
+    clock.t += 15
+    code, doc = _measure(service, "bad", rollout="fraud")
+    assert code == 409 and doc["field"] == "model", doc
+    assert SessionStore(tmp_path / "state").load("argo/ml/fraud", "v2") == stored
