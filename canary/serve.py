@@ -44,6 +44,7 @@ is a 401 without an accepted token; a new revision when the state directory hold
 from __future__ import annotations
 
 import copy
+import json
 import math
 import threading
 import time
@@ -64,9 +65,9 @@ from canary.serve_auth import TokenFile
 from canary.serve_gates import GateRuns, run_gates
 from canary.serve_measure import measure_within, no_stable_data
 from canary.serve_requests import Ask, BadRequest, argo_ask, flagger_ask, query_fields, read_json
-from canary.serve_session import (FAIL, PASS, Session, new_session, open_window, owed_pass, pass_to_grant, record_gates,
-                                  record_look, reopen, serve_window, unproven, unreachable_at_deadline,
-                                  window_deadline_s)
+from canary.serve_session import (FAIL, MAX_LEFT_INPUTS, PASS, Session, new_session, open_window, owed_pass,
+                                  pass_to_grant, record_gates, record_look, reopen, serve_window, unproven,
+                                  unreachable_at_deadline, window_deadline_s)
 from canary.serve_store import RevisionBusy, SessionStore, StoreError, StoreFull, Turn
 
 MAX_IGNORED_SETS = 64  # sets of unknown Flagger payload fields said once each (`serve.fields_ignored`)
@@ -533,6 +534,7 @@ class Service:
             self._create(s, now)
             return s
         meta = "" if ask.integration == "argo" else "metadata."
+        left = _left_key(_inputs(ask, named)) in s.left_inputs
         for field, recorded, given in (("policy", s.policy, named.name), ("model", s.model, ask.model),
                                        ("stableVersion", s.stable_version, ask.stable_version),
                                        ("canaryVersion", s.canary_version, ask.canary_version)):
@@ -540,19 +542,29 @@ class Service:
                 continue
             now = self.clock()
             quiet = self._quiet(s, now)  # another rollout of this revision, long after the last one ended
-            if quiet or _unjudged(s):  # or nothing judged with those inputs yet: the first look's refusal of a
-                # mistyped model or version (decision 291) left its session, and the corrected call was this 409
-                # until the silence that ends a rollout (decision 310); so did looks recorded `inconclusive`
-                # while the preflight timed out, before it refused (decisions 314, 326)
+            if quiet or (_unjudged(s) and not left):  # or nothing judged with those inputs yet: the first
+                # look's refusal of a mistyped model or version (decision 291) left its session, and the corrected
+                # call was this 409 until the silence that ends a rollout (decision 310); so did looks recorded
+                # `inconclusive` while the preflight timed out, before it refused (decisions 314, 326). Not back
+                # to inputs this rollout was started over from: two callers, each starting it over (326)
                 self._say_restarted(ask, s, field=meta + field, was=recorded, now=given,
                                     idle_s=round(now - s.updated_at))
                 fresh = _new_session(ask, named, now)
-                if not quiet:  # the same rollout: the traffic its first step was given stays given
-                    fresh = replace(fresh, first_step=s.first_step)
+                if not quiet:  # the same rollout: the traffic its first step was given stays given, and the
+                    # inputs it leaves are not started over to again (decision 326)
+                    gone = _left_key((s.policy, s.model, s.stable_version, s.canary_version))
+                    fresh = replace(fresh, first_step=s.first_step,
+                                    left_inputs=(*s.left_inputs, gone)[-MAX_LEFT_INPUTS:])
                 if create:
                     self.store.save(fresh)
                     return fresh
                 return None if quiet else fresh
+            if left:
+                raise BadRequest(meta + field, f"{ask.key} revision {ask.revision} was started over from {field} "
+                                               f"{given!r} to {recorded!r} with nothing judged, and was called "
+                                               f"{now - s.updated_at:.0f}s ago: two callers name different inputs "
+                                               "for one rollout of a revision (a metric or webhook per model needs "
+                                               "a revision of its own)", 409)
             raise BadRequest(meta + field, f"{ask.key} revision {ask.revision} is judged with {field} "
                                            f"{recorded!r}, not {given!r}, and was called {now - s.updated_at:.0f}s "
                                            "ago: one rollout of a revision is judged with one policy and one pair "
@@ -662,6 +674,11 @@ def _allow(method: str, methods: tuple[str, ...]) -> None:
 def _target(s: Session) -> Target:
     return Target(namespace=s.namespace, virtual_service=s.model, model=s.model, stable_version=s.stable_version,
                   canary_version=s.canary_version)
+
+
+def _left_key(inputs: tuple[str, ...]) -> str:
+    """`Session.left_inputs`' entry for `inputs` (`_inputs`' order): a JSON list, unambiguous whatever they hold."""
+    return json.dumps(list(inputs), separators=(",", ":"))
 
 
 def _unjudged(s: Session) -> bool:

@@ -86,6 +86,10 @@ class Session:
     # until it has, every look asks it beside its own queries (one that timed out or failed stays to do; decision
     # 314). Absent from the state files of earlier versions: not done, so it is asked once more
     preflight_done: bool = False
+    # the inputs (`[policy, model, stableVersion, canaryVersion]` as a JSON list) this rollout was started over from
+    # while nothing was judged (decisions 310, 326): a call naming them again is two callers naming different
+    # inputs for one revision, a 409, not another start over (at most MAX_LEFT_INPUTS, the oldest dropped)
+    left_inputs: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.verdict not in VERDICTS:
@@ -121,7 +125,7 @@ class Session:
                 if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
                     raise ValueError(f"{name}: must be a finite number")
                 d[name] = float(v)
-        for name in ("steps_seen", "window_callers", "pass_owed"):
+        for name in ("steps_seen", "window_callers", "pass_owed", "left_inputs"):
             seen = d.get(name, [])
             if not isinstance(seen, (list, tuple)) or not all(isinstance(x, str) for x in seen):
                 raise ValueError(f"{name}: must be a list of strings")
@@ -166,6 +170,7 @@ def window_deadline_s(policy: Policy) -> float:
 
 
 MAX_STEPS_SEEN = 64
+MAX_LEFT_INPUTS = 16
 
 
 def new_session(*, key: str, revision: str, policy: str, model: str, namespace: str, stable_version: str,

@@ -262,3 +262,31 @@ def test_looks_with_evidence_are_not_started_over_on_another_model_while_the_pre
     code, doc = _measure(service, "bad", rollout="fraud")
     assert code == 409 and doc["field"] == "model", doc
     assert SessionStore(tmp_path / "state").load("argo/ml/fraud", "v2") == stored
+
+
+def test_callers_naming_two_models_for_one_revision_before_anything_judged_are_a_409_not_started_over_by_turns(
+        held: Any, clock: Clock, tmp_path: Path) -> None:
+    """Decision 326: while nothing was judged, each call naming another model started the revision over
+    (`serve.restarted`), so two metrics of one Rollout naming different models (one without series, its preflight
+    timing out) reset it by turns, each window opened afresh and never reaching its deadline, where once evidence
+    is recorded the second is a 409. Inputs a rollout was started over from are a 409 when named again in it; a
+    correction to inputs not named before still starts it over, and so does a later rollout."""
+    service, metrics = held()
+    store = SessionStore(tmp_path / "state")
+    assert _measure(service, "goood", rollout="fraud")[1]["result"]["look"] == 1  # held: nothing judged
+    clock.t += 15
+    code, doc = _measure(service, "gooood", rollout="fraud")  # another caller's model: started over
+    assert code == 200 and doc["result"]["look"] == 1 and doc["rollout"]["model"] == "gooood", doc
+    stored = store.load("argo/ml/fraud", "v2")
+    assert stored is not None and stored.looks == 1 and stored.model == "gooood", stored
+    clock.t += 15
+    code, doc = _measure(service, "goood", rollout="fraud")  # started over again, look 1, without the change
+    assert code == 409 and doc["field"] == "model", doc
+    assert "started over from model 'goood' to 'gooood'" in doc["error"], doc
+    assert store.load("argo/ml/fraud", "v2") == stored, "nothing written"
+    code, doc = _measure(service, "good", rollout="fraud")  # a model not named before in this rollout
+    assert code == 200 and doc["rollout"]["model"] == "good" and doc["result"]["look"] == 1, doc
+    # after the silence that ends a rollout (interval + no_data_deadline), another rollout takes any inputs
+    clock.t += 16 * 60
+    code, doc = _measure(service, "goood", rollout="fraud")
+    assert code == 200 and doc["rollout"]["model"] == "goood", doc
