@@ -193,6 +193,16 @@ def test_a_state_file_written_before_the_preflight_field_reads_as_preflight_not_
         Session.from_json(s.to_json().replace('"preflight_done":true', '"preflight_done":"yes"'))
 
 
+
+def test_the_inputs_a_rollout_was_started_over_from_round_trip_and_older_files_have_none() -> None:
+    """Decision 326: `left_inputs` is stored as a list of strings; a file without it (an earlier version) has none."""
+    s = replace(fresh(), left_inputs=('["ml","goood","v1","v2"]',))
+    assert Session.from_json(s.to_json()) == s
+    legacy = s.to_json().replace(',"left_inputs":["[\\"ml\\",\\"goood\\",\\"v1\\",\\"v2\\"]"]', "")
+    assert legacy != s.to_json() and Session.from_json(legacy).left_inputs == ()
+    with pytest.raises(ValueError, match="left_inputs"):
+        Session.from_json(s.to_json().replace('"left_inputs":[', '"left_inputs":[1,'))
+
 def test_store_keeps_one_file_per_revision_refuses_an_unreadable_one_and_prunes(tmp_path: Path) -> None:
     import os
 
