@@ -1,0 +1,53 @@
+"""`canary judge --input` at the edges of issue 9's kinds (docs/decisions.md 327, 328).
+
+A FAIL's reason names the increase the bucket counts show; a float quotient of two bounds printed it
+below the limit it was shown beyond (`at least +19.999999999999996%` against +20%). Each test fails
+without its fix.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from canary.analysis import stats
+from canary.analysis.judge import judge
+from canary.model import Outcome
+from canary.offline import parse_exported
+
+
+def _judge(raw: dict):
+    d = parse_exported(raw)
+    return judge(d.policy, d.measurements, prior=d.prior, window=d.window, pass_ratio=d.pass_ratio,
+                 canary_weight=d.canary_weight, step=d.step)
+
+
+def _policy(check: dict) -> dict:
+    return {"steps": [10, 100], "analysis": {"interval": "5m", "look_every": "1m"}, "checks": [check]}
+
+
+def test_a_shown_increase_is_never_printed_below_its_limit() -> None:
+    """Stable all <= 100 ms, canary all > 120 ms: p95 +20% or more is shown, and printed as such."""
+    bounds = [100, 120, "+Inf"]
+    raw = {"policy": _policy({"name": "lat", "kind": "latency", "quantile": 0.95, "max_increase_pct": 20}),
+           "checks": {"lat": {"stable": {"bounds": bounds, "counts": [100000, 100000, 100000]},
+                              "canary": {"bounds": bounds, "counts": [0, 0, 20000]}}}}
+    r = _judge(raw).results[0]
+    assert r.outcome is Outcome.FAIL
+    assert "canary p95 > 120 ms and stable p95 <= 100 ms, at least +20%" in r.reason, r.reason
+
+
+@pytest.mark.parametrize("pct", [5, 7, 10, 15, 20, 30, 33, 50])
+def test_the_bounds_tests_increase_is_on_the_far_side_of_its_limit(pct: int) -> None:
+    """For a bound pair exactly (1 + tol) apart in floats, at many scales, the printed increase is the
+    limit or more (never 19.99…% for 20%)."""
+    tol = pct / 100
+    for hi in (0.001, 0.3, 1, 7, 10, 100, 333, 1000, 2.5e4):
+        lo = hi * (1 + tol)
+        if lo / (1 + tol) < hi:  # no pair in floats
+            continue
+        p, why = stats.quantiles_beyond([hi, lo], [10000, 10000], 10000, [0, 0], 1000, q=0.95, tol=tol)
+        assert p < 1e-10, (hi, lo, why)
+        shown = float(re.search(r"at least \+([0-9.]+)%", why).group(1))
+        assert shown >= pct, (hi, lo, why)
