@@ -743,9 +743,14 @@ def _latency(check: LatencyCheck, s: ArmData | None, c: ArmData, ctx: _Ctx) -> C
     c_text = _q_text(c_arm)
     if name == "relative":
         assert s_arm is not None
-        rel = (cv / sv - 1) * 100 if sv > 0 else math.nan
-        rel_text = (">" if c_text[0] == ">" else "") + beside(rel, check.max_increase_pct, 0, fixed=True, sign=True) + "%"
-        head = (f"canary {label} {c_text} ms vs stable {_q_text(s_arm)} ms ({rel_text}, "
+        s_text = _q_text(s_arm)
+        # an arm in the open +Inf bucket has only a lower bound ('>b'): the increase is then a lower bound
+        # (canary), an upper one (stable), or unknown (both: '?', never the '>+0%' of two lower bounds)
+        c_open, s_open = c_text[0] == ">", s_text[0] == ">"
+        rel = (cv / sv - 1) * 100 if sv > 0 and not (c_open and s_open) else math.nan
+        rel_text = (("" if math.isnan(rel) else ">" if c_open else "<" if s_open else "")
+                    + beside(rel, check.max_increase_pct, 0, fixed=True, sign=True) + "%")
+        head = (f"canary {label} {c_text} ms vs stable {s_text} ms ({rel_text}, "
                 f"limit +{exact(check.max_increase_pct)}%)")
         threshold, effect, unit = float(check.max_increase_pct), rel, "+%"  # type: ignore[arg-type]
     else:

@@ -1,8 +1,9 @@
 """`canary judge --input` at the edges of issue 9's kinds (docs/decisions.md 327, 328).
 
 A FAIL's reason names the increase the bucket counts show; a float quotient of two bounds printed it
-below the limit it was shown beyond (`at least +19.999999999999996%` against +20%). Each test fails
-without its fix.
+below the limit it was shown beyond (`at least +19.999999999999996%` against +20%) (327). Two arms whose
+quantiles both lie in the open +Inf bucket printed the increase as `>+0%`, a slower canary that nothing
+shows (328). Each test fails without its fix.
 """
 
 from __future__ import annotations
@@ -51,3 +52,21 @@ def test_the_bounds_tests_increase_is_on_the_far_side_of_its_limit(pct: int) -> 
         assert p < 1e-10, (hi, lo, why)
         shown = float(re.search(r"at least \+([0-9.]+)%", why).group(1))
         assert shown >= pct, (hi, lo, why)
+
+
+@pytest.mark.parametrize("stable, canary, shown", [
+    ([0, 0, 100000], [0, 0, 20000], "canary p95 >300 ms vs stable >300 ms (?%, limit +20%)"),  # nothing known
+    ([0, 0, 100000], [20000, 20000, 20000], "canary p95 95 ms vs stable >300 ms (<-68%, limit +20%)"),
+    ([100000, 100000, 100000], [0, 0, 20000], "canary p95 >300 ms vs stable 95 ms (>+216%, limit +20%)"),
+])
+def test_an_arm_in_the_open_bucket_prints_the_increase_as_a_bound_or_unknown(stable: list, canary: list,
+                                                                             shown: str) -> None:
+    """An arm whose p95 lies above the last finite bound has only a lower bound: two of them say nothing
+    of the increase (it printed '>+0%', a slower canary), a stable one makes the increase an upper bound."""
+    bounds = [100, 300, "+Inf"]
+    raw = {"policy": _policy({"name": "lat", "kind": "latency", "quantile": 0.95, "max_increase_pct": 20}),
+           "checks": {"lat": {"stable": {"bounds": bounds, "counts": stable},
+                              "canary": {"bounds": bounds, "counts": canary}}}}
+    r = _judge(raw).results[0]
+    assert r.reason.startswith(shown), r.reason
+    assert r.outcome is not Outcome.PASS or "<" in shown
