@@ -501,21 +501,7 @@ def test_another_profiles_exporter_is_said_when_the_set_changes_and_when_it_is_g
     assert FeatureExporter(prof, registry=None).profile_hash == mine
     assert profile_hash(json.loads(json.dumps(prof, indent=2))) == mine
     seen: list[Any] = [{"a" * 16}, {"a" * 16}, {"a" * 16, mine}, set(), {mine}, RuntimeError("down"), {"b" * 16}]
-
-    def exported(*_a: Any, **_k: Any) -> set[str]:
-        got = seen.pop(0)
-        if isinstance(got, Exception):
-            raise got
-        return got
-
-    monkeypatch.setattr(W, "live_counts", lambda *_a, **_k: live)
-    monkeypatch.setattr(W, "exported_profiles", exported)
-    w = W.DriftWatcher([prof], client=None, window_s=3_600, config=M.MonitorConfig())
-    said = []
-    for _ in range(7):
-        with capture_logs() as logs:
-            w.once()
-        said.append([(e["event"], e.get("exported")) for e in logs if e["event"].startswith("drift.profile")])
+    said = [[(e["event"], e.get("exported")) for e in one] for one in _profile_lines(monkeypatch, prof, live, seen)]
     assert said == [[("drift.profile_mismatch", ["a" * 16])], [], [], [], [("drift.profile_matched", None)], [],
                     [("drift.profile_mismatch", ["b" * 16])]]
 
@@ -596,21 +582,7 @@ def test_a_profile_query_that_fails_every_time_is_said_once_and_its_return_too(m
     mine = profile_hash(prof)
     no = PermissionError("403 Forbidden: model_feature_profile_info")
     seen: list[Any] = [no, no, {mine}, no, no, no, no, {mine}, no, {mine}]
-
-    def exported(*_a: Any, **_k: Any) -> set[str]:
-        got = seen.pop(0)
-        if isinstance(got, Exception):
-            raise got
-        return got
-
-    monkeypatch.setattr(W, "live_counts", lambda *_a, **_k: live)
-    monkeypatch.setattr(W, "exported_profiles", exported)
-    w = W.DriftWatcher([prof], client=None, window_s=3_600, config=M.MonitorConfig())
-    said = []
-    for _ in range(10):
-        with capture_logs() as logs:
-            w.once()
-        said.append([e for e in logs if e["event"].startswith("drift.profile")])
+    said = _profile_lines(monkeypatch, prof, live, seen)
     events = [[(e["event"], e["log_level"]) for e in one] for one in said]
     assert events == [[], [], [], [], [], [("drift.profile_check_failing", "warning")], [],
                       [("drift.profile_check_restored", "info")], [], []]
@@ -634,3 +606,30 @@ def test_the_mismatch_words_fit_drift_check_and_pods_that_name_no_profile() -> N
     assert "every pod of the model server that names its profile (older exporters name none)" in every
     assert "use the profile it exports as the baseline" in every and profile_hash(prof) in every
     assert "some of the model server's pods export" in profile_mismatch_message(prof, ["c" * 16], some=True)
+
+
+def _profile_lines(monkeypatch: Any, prof: dict[str, Any], live: Any, seen: list[Any]) -> list[list[dict[str, Any]]]:
+    """One `DriftWatcher.once()` per item of `seen` (the hashes the profile query answers, or the exception it
+    raises), the live counts `live`: the `drift.profile*` lines each evaluation logged."""
+    from structlog.testing import capture_logs
+
+    from canary.drift import monitor as M
+    from canary.drift import watch as W
+
+    answers = list(seen)
+
+    def exported(*_a: Any, **_k: Any) -> set[str]:
+        got = answers.pop(0)
+        if isinstance(got, Exception):
+            raise got
+        return got
+
+    monkeypatch.setattr(W, "live_counts", lambda *_a, **_k: live)
+    monkeypatch.setattr(W, "exported_profiles", exported)
+    w = W.DriftWatcher([prof], client=None, window_s=3_600, config=M.MonitorConfig())
+    said = []
+    for _ in seen:
+        with capture_logs() as logs:
+            w.once()
+        said.append([e for e in logs if e["event"].startswith("drift.profile")])
+    return said
