@@ -489,10 +489,6 @@ def test_another_profiles_exporter_is_said_when_the_set_changes_and_when_it_is_g
     """`drift.profile_mismatch` once per set of other profiles the exporters said in the window, and
     `drift.profile_matched` once when none is left; exporters without the label, or a query that fails, say
     nothing. A baseline ConfigMap's own keys (`_namespace`, ...) are not part of the profile's hash."""
-    from structlog.testing import capture_logs
-
-    from canary.drift import monitor as M
-    from canary.drift import watch as W
     from canary.drift.profile import profile_hash
 
     prof, live = _ages_exported(seed=3, std=10, observed=500)
@@ -572,10 +568,6 @@ def test_a_profile_query_that_fails_every_time_is_said_once_and_its_return_too(m
     watcher's life unseen (decision 324). Three failures in a row are one warning naming the error; more say
     nothing; the first answer after it is one info line; fewer failures than three, then an answer, say
     nothing (a blip the next evaluation retried)."""
-    from structlog.testing import capture_logs
-
-    from canary.drift import monitor as M
-    from canary.drift import watch as W
     from canary.drift.profile import profile_hash
 
     prof, live = _ages_exported(seed=4, std=10, observed=500)
