@@ -22,7 +22,7 @@ from pathlib import Path
 
 import structlog
 
-from canary.sandbox.tritonserver import die_with_parent, free_port
+from canary.sandbox.tritonserver import free_port, spawn
 
 log = structlog.get_logger(__name__)
 
@@ -115,8 +115,8 @@ class HAProxy:
             raise RuntimeError(f"haproxy config invalid:\n{check.stdout}{check.stderr}")
         with open(self.workdir / "haproxy.log", "ab") as out:
             # -db: foreground, no daemon, so the PID we hold is the process that serves.
-            self.proc = subprocess.Popen(["haproxy", "-db", "-f", str(cfg)], stdout=out, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, preexec_fn=die_with_parent)
+            self.proc = spawn(["haproxy", "-db", "-f", str(cfg)], new_group=True, stdout=out,
+                              stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -65,14 +65,6 @@ def backfill(data_dir: str | Path, openmetrics_text: str, *, promtool: str | Non
         raise PromServerError(f"promtool backfill failed ({proc.returncode}): {proc.stderr.strip()[-2000:]}")
 
 
-def _die_with_parent() -> None:
-    """Child pre-exec: SIGTERM when the parent dies (PR_SET_PDEATHSIG), so a killed test run leaves no orphan."""
-    import ctypes
-    import ctypes.util
-    import signal
-
-    ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True).prctl(1, signal.SIGTERM)
-
 
 class PromServer:
     """Context manager running one private Prometheus on 127.0.0.1:<free port>."""
@@ -155,8 +147,10 @@ class PromServer:
         ]
         log = open(self._workdir / "prometheus.log", "wb")
         with log:
-            self._proc = subprocess.Popen(args, cwd=self._workdir, stdout=log, stderr=subprocess.STDOUT,
-                                          stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+            from canary.sandbox.tritonserver import spawn  # PR_SET_PDEATHSIG by setpriv, not a preexec_fn (330)
+
+            self._proc = spawn(args, new_group=False, cwd=self._workdir, stdout=log, stderr=subprocess.STDOUT,
+                               stdin=subprocess.DEVNULL)
 
     def _wait_ready(self, timeout_s: float) -> bool:
         deadline = time.monotonic() + timeout_s

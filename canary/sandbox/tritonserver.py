@@ -78,10 +78,34 @@ def pytriton_home(arm: str) -> Path:
 
 
 def die_with_parent() -> None:
-    """Child pre-exec: new process group, and SIGTERM when the parent dies (no orphans)."""
+    """Child pre-exec: new process group, and SIGTERM when the parent dies (no orphans). Used only where
+    util-linux's `setpriv` is missing (`spawn`)."""
     os.setpgrp()
     libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
     libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def _pdeathsig_only() -> None:
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def spawn(cmd: list[str], *, new_group: bool, **kwargs: object) -> "subprocess.Popen[bytes]":
+    """`subprocess.Popen(cmd, **kwargs)` of a server this process owns: SIGTERM when the parent (the thread that
+    started it) dies, so a killed run leaves no orphan, and with `new_group` in a process group of its own.
+
+    Set by util-linux's `setpriv --pdeathsig TERM`, which sets PR_SET_PDEATHSIG and execs `cmd` (the PID held is
+    the server's), never by a `preexec_fn`: Python code in the child forces a plain fork(), whose atfork handlers
+    gRPC runs in the child while other threads of this process call into it (tritonclient's gRPC channels), and
+    the child then aborted before its exec (HAProxy "exited rc=-6: ... Epoll1Poller ... epoll_wait error: Bad
+    file descriptor", a CI failure; decision 330). Without a preexec_fn CPython starts the child by vfork(), which
+    runs no atfork handler. Without `setpriv` the preexec_fn is the fallback."""
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        return subprocess.Popen(cmd, preexec_fn=die_with_parent if new_group else _pdeathsig_only,  # type: ignore[call-overload]
+                                **kwargs)
+    return subprocess.Popen([setpriv, "--pdeathsig", "TERM", "--", *cmd],  # type: ignore[call-overload]
+                            **({"process_group": 0} if new_group else {}), **kwargs)
 
 
 # Triton's own temporary directories (decision 184). Neither lies under PYTRITON_HOME, and Triton removes
@@ -328,10 +352,10 @@ class TritonServer:
         self.started_at = time.monotonic()
         self._log_from = self.log_file.stat().st_size if self.log_file.exists() else 0
         with open(self.log_file, "ab") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "canary.sandbox.tritonserver", str(cfg)],
+            self.proc = spawn(
+                [sys.executable, "-m", "canary.sandbox.tritonserver", str(cfg)], new_group=True,
                 env=child_env(home), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                preexec_fn=die_with_parent, cwd=str(self.workdir),
+                cwd=str(self.workdir),
             )
         log.info("triton.starting", arm=self.arm, version=self.version, pid=self.proc.pid, http_port=self.http_port)
         return self
