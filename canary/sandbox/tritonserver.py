@@ -81,11 +81,11 @@ def die_with_parent() -> None:
     """Child pre-exec: new process group, and SIGTERM when the parent dies (no orphans). Used only where
     util-linux's `setpriv` is missing (`spawn`)."""
     os.setpgrp()
-    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    _pdeathsig_only()
 
 
 def _pdeathsig_only() -> None:
+    """Child pre-exec: SIGTERM when the parent dies (PR_SET_PDEATHSIG), in the parent's process group."""
     libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
     libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
