@@ -352,6 +352,9 @@ class Service:
             if joined is not None:
                 return joined
             status, doc, decided = self._confirm_held(ask, named, hook, stored)
+            # the session as stored now, read again: the call path above may save it at any of five places
+            # (`_session`'s restart and reopen, `_create`, the grant, `_first_step`) or change it unsaved, and
+            # `_joined` compares this with what the next call reads; one small file read (decision 331)
             turn.share(_Answer(hook=hook, step=ask.step, inputs=_inputs(ask, named),
                                session=self.store.load(ask.key, ask.revision), status=status, doc=doc,
                                decided=decided))
@@ -552,7 +555,7 @@ class Service:
                 fresh = _new_session(ask, named, now)
                 if not quiet:  # the same rollout: the traffic its first step was given stays given, and the
                     # inputs it leaves are not started over to again (decision 326)
-                    gone = _left_key((s.policy, s.model, s.stable_version, s.canary_version))
+                    gone = _left_key(_session_inputs(s))
                     fresh = replace(fresh, first_step=s.first_step,
                                     left_inputs=(*s.left_inputs, gone)[-MAX_LEFT_INPUTS:])
                 if create:
@@ -712,6 +715,11 @@ def _document(s: Session, verdict: Verdict | None, *, policy: Policy, window_s: 
 def _inputs(ask: Ask, named: NamedPolicy) -> tuple[str, ...]:
     """What a call names that its revision's session is judged with: (policy, model, stable, canary version)."""
     return (named.name, ask.model, ask.stable_version, ask.canary_version)
+
+
+def _session_inputs(s: Session) -> tuple[str, ...]:
+    """The inputs `s` is judged with, in `_inputs`' order: (policy, model, stable, canary version)."""
+    return (s.policy, s.model, s.stable_version, s.canary_version)
 
 
 def _new_session(ask: Ask, named: NamedPolicy, now: float) -> Session:
