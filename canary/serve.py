@@ -262,8 +262,9 @@ class Service:
             # a new revision is stored only once its look is (below): a refusal stores nothing, so it neither
             # counts toward --max-revisions nor meets a full store's 503 (decision 314)
             fresh = stored is None
+            said: list[tuple[Session, dict[str, Any]]] = []  # a start over or reopen, stored (and said) with the look
             s = (_new_session(ask, named, self.clock()) if fresh
-                 else self._session(ask, named, create=True, stored=stored))
+                 else self._session(ask, named, create=True, stored=stored, said=said))
             assert s is not None
             verdict: Verdict | None = None
             window_s, n, unmeasured, ratio, shared = 0, None, False, None, False
@@ -304,9 +305,11 @@ class Service:
                 self._create(s, now)
             elif refused is None:
                 self.store.save(s)
-            # the stored session (unchanged by a refusal; none for a new revision's): a call that joins this one
-            # needs it unchanged
-            saved = None if fresh and refused is not None else s
+                for old, why in said:
+                    self._say_restarted(ask, old, **why)
+            # the stored session (unchanged by a refusal, a start over's included: decision 332; none for a new
+            # revision's): a call that joins this one needs it unchanged
+            saved = stored if refused is not None else s
             if refused is not None:
                 s = refused
             if shared:  # the pass as answered at its look, nothing measured now; the revision's own state is unchanged
@@ -351,13 +354,17 @@ class Service:
             joined = self._joined(turn, ask, hook, named, stored)
             if joined is not None:
                 return joined
-            status, doc, decided = self._confirm_held(ask, named, hook, stored)
-            # the session as stored now, read again: the call path above may save it at any of five places
-            # (`_session`'s restart and reopen, `_create`, the grant, `_first_step`) or change it unsaved, and
-            # `_joined` compares this with what the next call reads; one small file read (decision 331)
-            turn.share(_Answer(hook=hook, step=ask.step, inputs=_inputs(ask, named),
-                               session=self.store.load(ask.key, ask.revision), status=status, doc=doc,
-                               decided=decided))
+            said: list[tuple[Session, dict[str, Any]]] = []
+            status, doc, decided = self._confirm_held(ask, named, hook, stored, said)
+            # the session as stored now, read again: the call path above may save it at any of four places
+            # (`_create`, `_session`'s start over when it creates, the grant, `_first_step`) or change it unsaved,
+            # and `_joined` compares this with what the next call reads; one small file read (decision 331)
+            now_stored = self.store.load(ask.key, ask.revision)
+            if now_stored != stored:  # a start over is said when stored: granting the first step (decision 332)
+                for old, why in said:
+                    self._say_restarted(ask, old, **why)
+            turn.share(_Answer(hook=hook, step=ask.step, inputs=_inputs(ask, named), session=now_stored,
+                               status=status, doc=doc, decided=decided))
         self._say_decision(ask, hook, status, doc, decided)
         return status, doc
 
@@ -373,11 +380,12 @@ class Service:
                           revision=ask.revision, status=status, verdict="inconclusive", reason=doc["error"],
                           **({"joined": True} if joined else {}))
 
-    def _confirm_held(self, ask: Ask, named: NamedPolicy, hook: str,
-                      stored: Session | None) -> tuple[int, dict[str, Any], Any]:
-        """`_confirm`'s answer, with the revision held: (status, document, what `_decided` logs or None)."""
+    def _confirm_held(self, ask: Ask, named: NamedPolicy, hook: str, stored: Session | None,
+                      said: list[tuple[Session, dict[str, Any]]]) -> tuple[int, dict[str, Any], Any]:
+        """`_confirm`'s answer, with the revision held: (status, document, what `_decided` logs or None). A start
+        over `_session` makes is stored only when the first step is granted (`said`: its `serve.restarted`)."""
         spent = ""
-        s = self._session(ask, named, create=False, stored=stored)
+        s = self._session(ask, named, create=False, stored=stored, said=said)
         if hook == "confirm-traffic-increase" and (s is None or s.looks == 0):
             return self._first_step(ask, named, s)
         grant = "traffic_granted_look" if hook == "confirm-traffic-increase" else "promotion_granted_look"
@@ -524,10 +532,15 @@ class Service:
             raise BadRequest(field, f"no policy {ask.policy!r} here; known: {', '.join(sorted(self.policies))}")
         return self.policies[ask.policy]
 
-    def _session(self, ask: Ask, named: NamedPolicy, *, create: bool, stored: Any = ...) -> Session | None:
+    def _session(self, ask: Ask, named: NamedPolicy, *, create: bool, stored: Any = ...,
+                 said: list[tuple[Session, dict[str, Any]]] | None = None) -> Session | None:
         """The revision's stored session (a new one if `create`); 409 when the request names other
         inputs than those it was started with: a revision is judged with one policy and one pair.
-        `stored`: that session as the caller already read it (None: none), else it is read here."""
+        `stored`: that session as the caller already read it (None: none), else it is read here. `said`: when a
+        list, a start over or a reopen is neither stored nor said here: its `serve.restarted` (the session left,
+        the fields) is appended, for the caller to say once it stored the session it returns. A look refused by
+        its preflight stores nothing, the start over included (decision 332), and a confirm hook stores one only
+        when it grants the first step."""
         s = self.store.load(ask.key, ask.revision) if stored is ... else stored
         if s is None:
             if not create:
@@ -550,18 +563,22 @@ class Service:
                 # call was this 409 until the silence that ends a rollout (decision 310); so did looks recorded
                 # `inconclusive` while the preflight timed out, before it refused (decisions 314, 326). Not back
                 # to inputs this rollout was started over from: two callers, each starting it over (326)
-                self._say_restarted(ask, s, field=meta + field, was=recorded, now=given,
-                                    idle_s=round(now - s.updated_at))
+                if quiet and not create:  # another rollout, and nothing to look at yet: no session (a call that
+                    return None  # creates one says its start over)
+                why = dict(field=meta + field, was=recorded, now=given, idle_s=round(now - s.updated_at))
                 fresh = _new_session(ask, named, now)
                 if not quiet:  # the same rollout: the traffic its first step was given stays given, and the
                     # inputs it leaves are not started over to again (decision 326)
                     gone = _left_key(_session_inputs(s))
                     fresh = replace(fresh, first_step=s.first_step,
                                     left_inputs=(*s.left_inputs, gone)[-MAX_LEFT_INPUTS:])
+                if said is not None:
+                    said.append((s, why))
+                    return fresh
+                self._say_restarted(ask, s, **why)
                 if create:
                     self.store.save(fresh)
-                    return fresh
-                return None if quiet else fresh
+                return fresh
             if left:
                 raise BadRequest(meta + field, f"{ask.key} revision {ask.revision} was started over from {field} "
                                                f"{given!r} to {recorded!r} with nothing judged, and was called "
@@ -575,10 +592,14 @@ class Service:
         if unproven(s):  # a `fail` for want of a verdict is sticky while its rollout lasts, not into the next one
             now = self.clock()
             if self._quiet(s, now):
-                self._say_restarted(ask, s, field="", was=s.reason[:200], now="judged again, the evidence kept",
-                                    idle_s=round(now - s.updated_at))
-                s = reopen(s, now=now)
-                self.store.save(s)
+                why = dict(field="", was=s.reason[:200], now="judged again, the evidence kept",
+                           idle_s=round(now - s.updated_at))
+                old, s = s, reopen(s, now=now)
+                if said is not None:
+                    said.append((old, why))
+                else:
+                    self._say_restarted(ask, old, **why)
+                    self.store.save(s)
         if s.ended:  # the silence that ends a rollout (`_quiet`) counts from its caller's last call, not its last
             s = replace(s, updated_at=self.clock())  # look: a caller still asking after a fail is that rollout
         return s

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog.testing
 
 from canary.errors import TransientError
 from canary.metrics.prometheus import PrometheusProvider
@@ -290,3 +291,59 @@ def test_callers_naming_two_models_for_one_revision_before_anything_judged_are_a
     clock.t += 16 * 60
     code, doc = _measure(service, "goood", rollout="fraud")
     assert code == 200 and doc["rollout"]["model"] == "goood", doc
+
+
+def test_a_start_over_to_inputs_the_preflight_refuses_stores_nothing(held: Any, clock: Clock, tmp_path: Path) -> None:
+    """Decision 332: a call naming other inputs for a revision with nothing judged started it over and stored the
+    new session before its look's preflight ran; when that refused the new inputs too (a second typo), the refusal
+    had stored the start over: the looks of the inputs it left were gone, those inputs were in `left_inputs`, and
+    their next call was a 409 "was started over from model 'goood' to 'gooood'", a start over that never was,
+    instead of its own answer. A refusal stores nothing (decisions 291, 314), and says no `serve.restarted`."""
+    service, metrics = held()
+    store = SessionStore(tmp_path / "state")
+    assert _measure(service, "goood", rollout="fraud")[1]["result"]["look"] == 1  # held: recorded, nothing judged
+    metrics.release.set()
+    metrics.held = False
+    before = store.load("argo/ml/fraud", "v2")
+    assert before is not None and before.model == "goood" and before.looks == 1
+    clock.t += 15
+    with structlog.testing.capture_logs() as lines:
+        code, doc = _measure(service, "gooood", rollout="fraud")  # another typo: refused by its preflight
+    assert code == 200 and doc["result"]["verdict"] == "fail", doc
+    assert doc["result"]["reason"].startswith("model 'gooood': no stable (v1) data"), doc
+    assert store.load("argo/ml/fraud", "v2") == before, "the refused start over is not stored"
+    assert not any(e["event"] == "serve.restarted" for e in lines), lines
+    clock.t += 15
+    code, doc = _measure(service, "goood", rollout="fraud")  # 409 "started over from" without the change
+    assert code == 200 and doc["result"]["verdict"] == "fail", doc
+    assert doc["result"]["reason"].startswith("model 'goood': no stable (v1) data"), doc
+    with structlog.testing.capture_logs() as lines:
+        code, doc = _measure(service, "good", rollout="fraud")  # corrected: started over and judged
+    assert code == 200 and doc["result"]["look"] == 1 and doc["rollout"]["model"] == "good", doc
+    assert [e["field"] for e in lines if e["event"] == "serve.restarted"] == ["model"], lines
+    stored = store.load("argo/ml/fraud", "v2")
+    assert stored is not None and stored.model == "good" and stored.looks == 1
+
+
+def test_a_confirm_hooks_start_over_is_stored_and_said_only_when_it_grants_the_first_step(
+        serve: Any, tmp_path: Path) -> None:
+    """Decision 333: a confirm hook naming other inputs for a revision with nothing judged answers as the start over
+    would (it judges nothing), and stores it only when it grants the first step, `left_inputs` included: a caller
+    whose confirm hooks are answered so cannot start the revision over by turns. `serve.restarted` was said at each
+    such call, stored or not: a start over that never was, in the log an on-call person reads."""
+    server = serve()
+    store = SessionStore(tmp_path / "state")
+    assert flagger(server, "pre-rollout", "goood")[0] == 200  # stored: gates passed, nothing judged
+    before = store.load("flagger/ml/goood", "6d8f9c7b5")
+    assert before is not None and before.model == "goood" and before.looks == 0
+    with structlog.testing.capture_logs() as lines:
+        code, doc = _flagger_named(server, "confirm-promotion", "goood", model="good")
+    assert code == 412, doc
+    assert store.load("flagger/ml/goood", "6d8f9c7b5") == before, "nothing stored"
+    assert not any(e["event"] == "serve.restarted" for e in lines), lines  # said without the change
+    with structlog.testing.capture_logs() as lines:
+        code, doc = _flagger_named(server, "confirm-traffic-increase", "goood", model="good")
+    assert code == 200, doc  # the first step, granted: the start over is stored, and said once
+    assert [e["now"] for e in lines if e["event"] == "serve.restarted"] == ["good"], lines
+    stored = store.load("flagger/ml/goood", "6d8f9c7b5")
+    assert stored is not None and stored.model == "good" and stored.first_step and len(stored.left_inputs) == 1
