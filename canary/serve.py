@@ -550,7 +550,9 @@ class Service:
             self._create(s, now)
             return s
         meta = "" if ask.integration == "argo" else "metadata."
-        left = _left_key(_inputs(ask, named)) in s.left_inputs
+        named_key = _left_key(_inputs(ask, named))
+        barred = named_key in s.barred_inputs  # left by going back: two callers taking turns (decision 334)
+        back = named_key in s.left_inputs and not barred
         for field, recorded, given in (("policy", s.policy, named.name), ("model", s.model, ask.model),
                                        ("stableVersion", s.stable_version, ask.stable_version),
                                        ("canaryVersion", s.canary_version, ask.canary_version)):
@@ -558,20 +560,23 @@ class Service:
                 continue
             now = self.clock()
             quiet = self._quiet(s, now)  # another rollout of this revision, long after the last one ended
-            if quiet or (_unjudged(s) and not left):  # or nothing judged with those inputs yet: the first
+            if quiet or (_unjudged(s) and not barred):  # or nothing judged with those inputs yet: the first
                 # look's refusal of a mistyped model or version (decision 291) left its session, and the corrected
                 # call was this 409 until the silence that ends a rollout (decision 310); so did looks recorded
-                # `inconclusive` while the preflight timed out, before it refused (decisions 314, 326). Not back
-                # to inputs this rollout was started over from: two callers, each starting it over (326)
+                # `inconclusive` while the preflight timed out, before it refused (decisions 314, 326). Back to
+                # inputs this rollout left (an operator who corrected a name that was right) too, but the inputs
+                # that leaves are barred: two callers, each starting it over, do it once, not by turns (326, 334)
                 if quiet and not create:  # another rollout, and nothing to look at yet: no session (a call that
                     return None  # creates one says its start over)
-                why = dict(field=meta + field, was=recorded, now=given, idle_s=round(now - s.updated_at))
+                why = dict(field=meta + field, was=recorded, now=given, idle_s=round(now - s.updated_at),
+                           **({"back": True} if back and not quiet else {}))
                 fresh = _new_session(ask, named, now)
                 if not quiet:  # the same rollout: the traffic its first step was given stays given, and the
-                    # inputs it leaves are not started over to again (decision 326)
+                    # inputs it leaves are recorded (decisions 326, 334)
                     gone = _left_key(_session_inputs(s))
                     fresh = replace(fresh, first_step=s.first_step,
-                                    left_inputs=(*s.left_inputs, gone)[-MAX_LEFT_INPUTS:])
+                                    left_inputs=_kept(s.left_inputs, gone),
+                                    barred_inputs=_kept(s.barred_inputs, gone) if back else s.barred_inputs)
                 if said is not None:
                     said.append((s, why))
                     return fresh
@@ -579,12 +584,14 @@ class Service:
                 if create:
                     self.store.save(fresh)
                 return fresh
-            if left:
-                raise BadRequest(meta + field, f"{ask.key} revision {ask.revision} was started over from {field} "
-                                               f"{given!r} to {recorded!r} with nothing judged, and was called "
-                                               f"{now - s.updated_at:.0f}s ago: two callers name different inputs "
-                                               "for one rollout of a revision (a metric or webhook per model needs "
-                                               "a revision of its own)", 409)
+            if barred:
+                raise BadRequest(meta + field, f"{ask.key} revision {ask.revision} went back from {field} {given!r} "
+                                               f"to inputs it had left, with nothing judged (it is judged with "
+                                               f"{recorded!r} now, called {now - s.updated_at:.0f}s ago): two "
+                                               "callers name different inputs for one rollout of a revision (a "
+                                               "metric or webhook per model needs a revision of its own); inputs "
+                                               "left by going back are taken again only after the rollout's "
+                                               "silence", 409)
             raise BadRequest(meta + field, f"{ask.key} revision {ask.revision} is judged with {field} "
                                            f"{recorded!r}, not {given!r}, and was called {now - s.updated_at:.0f}s "
                                            "ago: one rollout of a revision is judged with one policy and one pair "
@@ -703,6 +710,11 @@ def _target(s: Session) -> Target:
 def _left_key(inputs: tuple[str, ...]) -> str:
     """`Session.left_inputs`' entry for `inputs` (`_inputs`' order): a JSON list, unambiguous whatever they hold."""
     return json.dumps(list(inputs), separators=(",", ":"))
+
+
+def _kept(entries: tuple[str, ...], key: str) -> tuple[str, ...]:
+    """`entries` with `key` added once (the oldest dropped past MAX_LEFT_INPUTS)."""
+    return entries if key in entries else (*entries, key)[-MAX_LEFT_INPUTS:]
 
 
 def _unjudged(s: Session) -> bool:

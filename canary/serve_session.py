@@ -90,6 +90,10 @@ class Session:
     # while nothing was judged (decisions 310, 326): a call naming them again is two callers naming different
     # inputs for one revision, a 409, not another start over (at most MAX_LEFT_INPUTS, the oldest dropped)
     left_inputs: tuple[str, ...] = ()
+    # of those, the inputs this rollout left by going back to inputs it had left (an operator's correction undone,
+    # or two callers taking turns): a call naming them is a 409 until the rollout's silence, so callers naming
+    # different inputs start it over a bounded number of times (decision 334; at most MAX_LEFT_INPUTS)
+    barred_inputs: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.verdict not in VERDICTS:
@@ -125,7 +129,7 @@ class Session:
                 if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
                     raise ValueError(f"{name}: must be a finite number")
                 d[name] = float(v)
-        for name in ("steps_seen", "window_callers", "pass_owed", "left_inputs"):
+        for name in ("steps_seen", "window_callers", "pass_owed", "left_inputs", "barred_inputs"):
             seen = d.get(name, [])
             if not isinstance(seen, (list, tuple)) or not all(isinstance(x, str) for x in seen):
                 raise ValueError(f"{name}: must be a list of strings")

@@ -10,6 +10,7 @@ and the empty query. Real HTTP on 127.0.0.1 against test_serve.py's backfilled P
 
 from __future__ import annotations
 
+import json
 import threading
 import urllib.parse
 from collections.abc import Iterator
@@ -281,12 +282,20 @@ def test_callers_naming_two_models_for_one_revision_before_anything_judged_are_a
     stored = store.load("argo/ml/fraud", "v2")
     assert stored is not None and stored.looks == 1 and stored.model == "gooood", stored
     clock.t += 15
-    code, doc = _measure(service, "goood", rollout="fraud")  # started over again, look 1, without the change
+    code, doc = _measure(service, "goood", rollout="fraud")  # back to inputs left: once (decision 334)
+    assert code == 200 and doc["result"]["look"] == 1 and doc["rollout"]["model"] == "goood", doc
+    stored = store.load("argo/ml/fraud", "v2")
+    assert stored is not None and stored.model == "goood" and len(stored.barred_inputs) == 1, stored
+    clock.t += 15
+    code, doc = _measure(service, "gooood", rollout="fraud")  # started over again, look 1, without the change
     assert code == 409 and doc["field"] == "model", doc
-    assert "started over from model 'goood' to 'gooood'" in doc["error"], doc
+    assert "went back from model 'gooood' to inputs it had left" in doc["error"], doc
     assert store.load("argo/ml/fraud", "v2") == stored, "nothing written"
     code, doc = _measure(service, "good", rollout="fraud")  # a model not named before in this rollout
     assert code == 200 and doc["rollout"]["model"] == "good" and doc["result"]["look"] == 1, doc
+    clock.t += 15
+    code, doc = _measure(service, "goood", rollout="fraud")  # judged with `good` now: one pair (decision 310)
+    assert code == 409 and doc["field"] == "model" and "is judged with model 'good'" in doc["error"], doc
     # after the silence that ends a rollout (interval + no_data_deadline), another rollout takes any inputs
     clock.t += 16 * 60
     code, doc = _measure(service, "goood", rollout="fraud")
@@ -347,3 +356,39 @@ def test_a_confirm_hooks_start_over_is_stored_and_said_only_when_it_grants_the_f
     assert [e["now"] for e in lines if e["event"] == "serve.restarted"] == ["good"], lines
     stored = store.load("flagger/ml/goood", "6d8f9c7b5")
     assert stored is not None and stored.model == "good" and stored.first_step and len(stored.left_inputs) == 1
+
+
+def _hook(service: Service, hook: str, model: str) -> tuple[int, dict[str, Any]]:
+    """Flagger's `hook` for Canary `fraud` (one checksum) whose metadata names `model`."""
+    body = {"name": "fraud", "namespace": "ml", "phase": "Progressing", "checksum": "6d8f9c7b5",
+            "metadata": {"model": model, "stableVersion": "v1", "canaryVersion": "v2"}}
+    return service.handle("POST", f"/api/v1/flagger/{hook}", "", json.dumps(body).encode(), "application/json")
+
+
+def test_an_operator_who_goes_back_to_the_inputs_first_named_is_judged_at_once(
+        held: Any, clock: Clock, tmp_path: Path) -> None:
+    """Decision 334: a Canary's model `good`, its first step granted; the operator "corrects" it to `goood` (no
+    series; its preflight slow, so its look is recorded with nothing judged: the rollout starts over), then sees
+    `good` was right. That call was a 409 "was started over from model 'good'" until the rollout went quiet (15
+    minutes with default.yaml, the canary's traffic exposed unjudged). Going back is a start over; the inputs it
+    leaves are then barred, so two callers still cannot take turns."""
+    service, metrics = held()
+    store = SessionStore(tmp_path / "state")
+    assert _hook(service, "pre-rollout", "good")[0] == 200
+    assert _hook(service, "confirm-traffic-increase", "good")[0] == 200  # the first step: the canary has traffic
+    clock.t += 15
+    code, doc = _hook(service, "rollout", "goood")  # the mistaken correction: recorded, nothing judged (held)
+    assert code == 200 and doc["result"]["look"] == 1 and doc["rollout"]["model"] == "goood", doc
+    metrics.release.set()
+    metrics.held = False
+    clock.t += 15
+    code, doc = _hook(service, "rollout", "good")  # 409 without the change
+    assert code == 200 and doc["result"]["verdict"] == "inconclusive", doc
+    assert doc["result"]["look"] == 1 and doc["rollout"]["model"] == "good", doc
+    stored = store.load("flagger/ml/fraud", "6d8f9c7b5")
+    assert stored is not None and stored.model == "good" and stored.first_step and stored.window_evidence
+    # the first step stays given: no second unjudged step
+    assert _hook(service, "confirm-traffic-increase", "good")[0] == 412
+    clock.t += 15
+    code, doc = _hook(service, "rollout", "goood")  # judged with `good`: one pair, as before
+    assert code == 409 and doc["field"] == "metadata.model", doc

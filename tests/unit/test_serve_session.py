@@ -202,6 +202,12 @@ def test_the_inputs_a_rollout_was_started_over_from_round_trip_and_older_files_h
     assert legacy != s.to_json() and Session.from_json(legacy).left_inputs == ()
     with pytest.raises(ValueError, match="left_inputs"):
         Session.from_json(s.to_json().replace('"left_inputs":[', '"left_inputs":[1,'))
+    # decision 334's `barred_inputs` likewise
+    b = replace(s, barred_inputs=('["ml","goood","v1","v2"]',))
+    assert Session.from_json(b.to_json()) == b
+    assert Session.from_json(s.to_json().replace('"barred_inputs":[],', "")).barred_inputs == ()
+    with pytest.raises(ValueError, match="barred_inputs"):
+        Session.from_json(b.to_json().replace('"barred_inputs":[', '"barred_inputs":[1,'))
 
 def test_store_keeps_one_file_per_revision_refuses_an_unreadable_one_and_prunes(tmp_path: Path) -> None:
     import os
