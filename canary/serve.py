@@ -414,9 +414,19 @@ class Service:
             return 412, {"error": f"no look recorded for {ask.key} revision {ask.revision} yet: the rollout "
                                   "webhook must come before this one", "field": "checksum"}, None
         status = {PASS: 200, FAIL: 409}.get(s.verdict, 412)
+        reason = None
+        same_tick_s = named.policy.analysis.look_every / 2
+        if (status == 412 and s.pass_gap_s is not None and s.pass_gap_s < same_tick_s
+                and s.passed_look > getattr(s, grant) and s.looks != s.passed_look):
+            reason = (f"the pass of look {s.passed_look} is not granted after look {s.looks}: it came "
+                      f"{s.pass_gap_s:.0f}s after the look before it, under half the policy's look_every "
+                      f"({named.policy.analysis.look_every:g}s), so a look after it may be the next tick's, at "
+                      "another weight; set the Canary's interval to at least the policy's look_every "
+                      f"({s.reason})")
+            s = _with_reason(s, reason)
         doc = _document(s, None, policy=named.policy, window_s=0, canary_requests=None)
         doc.pop("evidence")
-        return status, doc, (s, None, None, None)
+        return status, doc, (s, None, None, reason)
 
     def _first_step(self, ask: Ask, named: NamedPolicy, s: Session | None) -> tuple[int, dict[str, Any], Any]:
         """Flagger's confirm-traffic-increase before any look: at weight 0 Flagger runs the pre-rollout

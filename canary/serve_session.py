@@ -80,6 +80,11 @@ class Session:
     passed_at: float | None = None  # when the last pass was answered
     passed_look: int = 0  # and at which look
     looked_at: float | None = None  # when the last look was recorded (`pass_to_grant`)
+    # seconds from the look before the last pass to it (None: none before it, or a file of an earlier version):
+    # under half of `look_every`, the caller asks that often (a Flagger `interval` shorter than documented), so a
+    # look soon after the pass may be the next tick's, at another weight: `pass_to_grant` grants only the last
+    # look's pass then (decision 335)
+    pass_gap_s: float | None = None
     # when a confirm-traffic-increase was last granted: a look after it is at the weight it moved to (decision 317)
     traffic_granted_at: float | None = None
     # the preflight of the rollout's looks (serve_measure.no_stable_data) answered that the stable arm has data:
@@ -289,6 +294,7 @@ def record_look(s: Session, verdict: Verdict, *, canary_requests: float, now: fl
         j = _not_evidence(j, Outcome.FAIL, "no new canary requests since the last look")
     elif stale:
         j = _not_evidence(j, Outcome.PASS, f"fewer canary requests than an earlier look of this window ({before:.0f})")
+    gap = None if s.looked_at is None else max(0.0, now - s.looked_at)
     s = replace(s, looks=s.looks + 1, window_looks=s.window_looks + 1, updated_at=now, looked_at=now,
                 last_look_requests=max(n, before), window_callers=_seen(s.window_callers, caller))
     if not 0 <= n < before:
@@ -314,7 +320,7 @@ def record_look(s: Session, verdict: Verdict, *, canary_requests: float, now: fl
     if elapsed >= a.interval and j.outcome is Outcome.PASS and n >= pass_floor(a.min_canary_requests):
         owed = tuple(c for c in s.window_callers if c != caller)
         return replace(s, verdict=PASS, advanced_at=now, passed_at=now, passed_look=s.looks, pass_owed=owed,
-                       reason=f"all checks shown within their limits: {j.reason()}"), j
+                       pass_gap_s=gap, reason=f"all checks shown within their limits: {j.reason()}"), j
     if elapsed < window_deadline_s(policy):
         why = j.reason() if elapsed >= a.interval else f"window {elapsed:.0f}s of {a.interval:g}s; {j.reason()}"
         return replace(s, verdict=INCONCLUSIVE, reason=why), j
@@ -366,13 +372,18 @@ def pass_to_grant(s: Session, *, granted_look: int, now: float, within_s: float,
     Flagger replica in a leader change, a `confirm-rollout` gate pointed at the rollout URL) recorded
     `inconclusive` over the pass, and the confirm hook was 412 until the next pass, an interval later (decision
     304). A look of a later tick still takes the pass from a hook not asked by then (the promotion waits for a
-    pass at the weight it promotes from). Never a pass this hook already granted."""
+    pass at the weight it promotes from). Never a pass this hook already granted, nor, but as the last look, a pass
+    that came within `same_tick_s` of the look before it (`pass_gap_s`: a Flagger `interval` under half of
+    `look_every` put the next tick, at the weight Flagger moved to without asking a traffic hook, in the "same
+    tick" span; decision 335)."""
     if s.ended or s.passed_look == 0 or granted_look >= s.passed_look:
         return 0
     if s.verdict == PASS and s.looks == s.passed_look:
         return s.passed_look
     if s.passed_at is None or s.failed_looks or not 0 <= now - s.passed_at <= within_s:
         return 0
+    if s.pass_gap_s is not None and s.pass_gap_s < same_tick_s:
+        return 0  # the pass came that soon after the look before it: so may the next tick's look after it (335)
     if s.looked_at is None or not 0 <= s.looked_at - s.passed_at < same_tick_s:
         return 0
     if s.traffic_granted_look == s.passed_look and s.traffic_granted_at is not None \

@@ -201,3 +201,24 @@ def test_a_look_after_the_pass_moved_the_traffic_never_lets_that_pass_promote(ri
     assert flagger(server, "rollout", "good")[1]["result"]["verdict"] == "inconclusive"
     code, doc = flagger(server, "confirm-promotion", "good")
     assert code == 412, doc
+
+
+def test_a_canary_ticking_under_half_of_look_every_is_not_promoted_on_the_weight_befores_pass(
+        rig: tuple[ServeServer, Held], clock: Clock) -> None:
+    """Decision 335: no traffic hook, so Flagger moves the weight after each rollout answer itself; its interval 5 s,
+    under half the policy's `look_every` (15 s). The next tick's look, at the new weight, came within decision 304's
+    "same tick" span of the pass, and its confirm-promotion was granted on the pass of the weight before."""
+    server, _ = rig
+    assert flagger(server, "pre-rollout", "good")[0] == 200
+    verdict = ""
+    for _ in range(20):  # every 5 s until the window covers the interval and passes
+        clock.t += 5
+        verdict = flagger(server, "rollout", "good")[1]["result"]["verdict"]
+        if verdict == "pass":
+            break
+    assert verdict == "pass"
+    clock.t += 5  # the next tick, at the weight Flagger moved to
+    assert flagger(server, "rollout", "good")[1]["result"]["verdict"] == "inconclusive"
+    code, doc = flagger(server, "confirm-promotion", "good")
+    assert code == 412, doc  # 200 without the change
+    assert "under half the policy's look_every" in doc["result"]["reason"], doc

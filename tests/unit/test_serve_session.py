@@ -414,3 +414,29 @@ def test_a_pass_stays_grantable_through_the_same_ticks_looks_that_show_no_failur
     before = look(s, counts(26, 5110), now=T0 + 61, n=5110)
     assert pass_to_grant(replace(before, traffic_granted_look=2, traffic_granted_at=T0 + 61.5), granted_look=0,
                          now=T0 + 62, **grant) == 2
+
+
+def test_a_caller_asking_more_often_than_half_of_look_every_gets_only_the_last_looks_pass() -> None:
+    """Decision 335: with only confirm-promotion configured, Flagger moves the weight itself after each `rollout`
+    answer of 200 (inconclusive too). Its `interval` under half of `look_every` put the next tick's look, at the new
+    weight, in the "same tick" span of decision 304, and that tick's confirm-promotion was granted on the pass of
+    the weight before (decision 317 guards only a move the traffic hook granted). Looks closer than `look_every / 2`
+    show such a caller: a pass that came that soon after the look before it is granted only as the last look."""
+    grant = {"within_s": 60, "same_tick_s": 5}  # POLICY: interval 60 s, look_every 10 s
+    s, n = fresh(), 5000
+    for t in range(4, 61, 4):  # Flagger's interval 4 s
+        n += 100
+        s = look(s, counts(25 * n / 5000, n), now=T0 + t, n=n)
+    assert s.verdict == PASS and pass_to_grant(s, granted_look=0, now=T0 + 60, **grant) == s.looks
+    nxt = look(s, counts(26, 5100), now=T0 + 64, n=n + 100)  # the next tick, at the weight Flagger moved to
+    assert nxt.verdict == INCONCLUSIVE and pass_to_grant(nxt, granted_look=0, now=T0 + 64.5, **grant) == 0  # 15
+    assert s.pass_gap_s == 4 and Session.from_json(s.to_json()) == s
+    assert Session.from_json(s.to_json().replace('"pass_gap_s":4.0,', "")).pass_gap_s is None  # older files
+    # a caller at the documented interval (>= look_every) still gets the same tick's pass after a call made again
+    ok = look(look(fresh(), GOOD, now=T0 + 30), counts(26, 5100), now=T0 + 60, n=5100)
+    again = look(ok, counts(26, 5110), now=T0 + 61, n=5110)
+    assert again.pass_gap_s == 30 and pass_to_grant(again, granted_look=0, now=T0 + 62, **grant) == 2
+    # a gate's look before each hook's (decision 304): the pass on the gate's look, a tick after the last look
+    gate = look(look(fresh(), GOOD, now=T0 + 30.1), counts(26, 5100), now=T0 + 60, n=5100)
+    after = look(gate, counts(26, 5110), now=T0 + 60.1, n=5110)
+    assert pass_to_grant(after, granted_look=0, now=T0 + 60.2, **grant) == 2
