@@ -22,8 +22,11 @@ from canary import report_plots as plots
 from canary.errors import ConfigError
 from canary.model import unmeasured, with_unit
 
+# Free text (names, reasons) breaks anywhere rather than running off the window: `.txt` and each table's last
+# column (its reason or detail); numbers and outcomes keep whole (a "14.0" split as "14 / .0" misreads).
 _CSS = """
 body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:1.5rem auto;max-width:1100px;color:#212121;padding:0 1rem}
+h1,.sub,dd,td:last-child,.txt{overflow-wrap:anywhere}
 h1{font-size:1.4rem;margin-bottom:.2rem} h2{font-size:1.1rem;margin-top:2rem;border-bottom:1px solid #ddd}
 .sub{color:#616161;margin:0 0 1rem 0} .phase{font-weight:600;padding:.1rem .5rem;border-radius:.3rem;color:#fff}
 .promoted{background:#2e7d32} .rolled_back,.aborted{background:#c62828} .progressing,.pending,.promoting{background:#1565c0}
@@ -191,12 +194,12 @@ def _events(doc: dict[str, Any], t0: float) -> str:
 
 def _looks(doc: dict[str, Any], checks: list[dict[str, Any]], t0: float) -> str:
     names = [c["name"] for c in checks]
-    head = "".join(f"<th>{_e(n)}</th>" for n in names)
+    head = "".join(f'<th class="txt">{_e(n)}</th>' for n in names)
     rows = []
     for lk in doc.get("looks") or ():
         cells = "".join(_check_cell(lk["c"].get(n)) for n in names)
         detail = "".join(
-            f"<tr><td>{_e(n)}</td><td>{_outcome(r.get('o', ''))}</td><td>{_f(r.get('sv'))}</td><td>{_f(r.get('cv'))}"
+            f"<tr><td class=\"txt\">{_e(n)}</td><td>{_outcome(r.get('o', ''))}</td><td>{_f(r.get('sv'))}</td><td>{_f(r.get('cv'))}"
             f"</td><td>{_n(r)}</td>"
             f"<td>{_e(with_unit(r.get('th'), r.get('u')) if r.get('th') is not None else _f(r.get('th')))}</td>"
             f"<td>{_f(r.get('p'), 3)}</td><td>{_e(r.get('r', ''))}</td></tr>"

@@ -3,6 +3,7 @@ message or script error and no network, and its plots are drawn (pixels of each 
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ import pytest
 
 from canary.report import render
 from canary.report_plots import CANARY, OUTCOME_COLORS, STABLE
-from tests.support.browser import chromium, load, screenshot  # noqa: F401  (chromium: a fixture)
+from tests.support.browser import chromium, load, measure, screenshot  # noqa: F401  (chromium: a fixture)
 from tests.unit.test_history import fake_rollout
 
 pytestmark = pytest.mark.integration
@@ -65,3 +66,39 @@ def test_the_browser_check_sees_a_script_error(chromium: str, tmp_path: Path) ->
     page.write_text(render(fake_rollout()).replace("</body>", "<script>undefinedFunction();</script></body>"))
     loaded = load(chromium, page, tmp=tmp_path)
     assert any("undefinedFunction" in line for line in loaded.console), loaded.console
+
+
+def _long_words(doc: dict[str, Any]) -> dict[str, Any]:
+    """Every free text of a history as one long word (a 253-character name, a reason with no space): the widest
+    a page can be asked to show."""
+    doc = json.loads(json.dumps(doc))
+    doc["rollout"].update(model="m" * 253, canary_version="v" * 63, stable_version="s" * 63,
+                          namespace="n" * 63, virtual_service="r" * 253, name="c" * 253)
+    doc["reason"] = "why" * 160
+    for e in doc["events"]:
+        e["reason"] = "e" * 240
+    for lk in doc["looks"]:
+        lk["r"] = "z" * 480
+        for rec in lk["c"].values():
+            rec["r"] = "q" * 240
+    return doc
+
+
+@pytest.mark.parametrize("width", [1280, 800])
+def test_long_names_and_reasons_wrap_inside_the_window(chromium: str, tmp_path: Path, width: int) -> None:
+    """A reason or a name with no space in it ran off the right edge: the rollback's reason, under the title,
+    was cut at the window's edge (the rest behind a horizontal scroll nobody sees at 3 a.m.)."""
+    doc = _long_words(fake_rollout(slow=True))
+    got = measure(chromium, render(doc), "{page: document.documentElement.scrollWidth, window: window.innerWidth,"
+                  " reason: document.querySelector('p.sub').getBoundingClientRect().right, split: " + _SPLIT + "}",
+                  tmp=tmp_path, width=width, height=800)
+    assert got["page"] <= got["window"] and got["reason"] <= got["window"], got  # type: ignore[index]
+    assert got["split"] == [], got  # type: ignore[index]  # and no number or outcome was broken to make room
+
+
+# the texts of the looks table's first six columns (#, t, step, canary %, verdict, requests) laid out on more
+# than one line
+_SPLIT = ("Array.from(document.querySelectorAll('#looks-table tr.look')).flatMap(function(tr){"
+          "return Array.from(tr.children).slice(0, 6).filter(function(td){var r=document.createRange();"
+          "r.selectNodeContents(td);return new Set(Array.from(r.getClientRects()).map(function(x){"
+          "return Math.round(x.top)})).size>1}).map(function(td){return td.textContent})})")

@@ -2,7 +2,9 @@
 
   chromium        fixture: the binary's path (skips the test, with the reason, if absent)
   load(...)       the page's DOM after its scripts ran, and every console message or uncaught
-                  error chromium logged while loading it
+                  error chromium logged while loading it (optionally at a window size, or with
+                  JavaScript disabled)
+  measure(...)    what a script added to the page measured in the laid-out page (JSON)
   screenshot(...) the page rendered to a PNG
 
 Each run gets its own profile directory and no network: every request would go to a proxy on a
@@ -53,8 +55,15 @@ def _run(binary: str, args: list[str], *, profile: Path, timeout_s: float) -> su
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
-def load(binary: str, page: Path, *, tmp: Path, timeout_s: float = 90) -> Page:
-    res = _run(binary, ["--dump-dom", page.resolve().as_uri()], profile=tmp / "chromium-dom", timeout_s=timeout_s)
+def load(binary: str, page: Path, *, tmp: Path, timeout_s: float = 90, width: int = 0, height: int = 0,
+         javascript: bool = True) -> Page:
+    """`width`/`height`: the window's size (chromium's default when 0); `javascript=False`: scripts disabled,
+    as a mail client or a locked-down browser opens an attachment."""
+    args = [f"--window-size={width},{height}"] if width and height else []
+    if not javascript:
+        args.append("--blink-settings=scriptEnabled=false")
+    res = _run(binary, [*args, "--dump-dom", page.resolve().as_uri()], profile=tmp / "chromium-dom",
+               timeout_s=timeout_s)
     assert res.returncode == 0, res.stderr[-3000:]
     return Page(dom=res.stdout, console=[line for line in res.stderr.splitlines() if _CONSOLE.search(line)])
 
@@ -64,3 +73,19 @@ def screenshot(binary: str, page: Path, png: Path, *, tmp: Path, width: int = 12
     res = _run(binary, ["--hide-scrollbars", f"--window-size={width},{height}", f"--screenshot={png}",
                         page.resolve().as_uri()], profile=tmp / "chromium-shot", timeout_s=timeout_s)
     assert res.returncode == 0 and png.exists(), res.stderr[-3000:]
+
+
+def measure(binary: str, page_html: str, script: str, *, tmp: Path, width: int = 1280, height: int = 800) -> object:
+    """Load `page_html` with `script` appended (an expression whose value is JSON-encoded into the DOM after
+    layout) at `width` x `height`, and return that value: sizes and positions as chromium laid them out."""
+    probe = ("<script>document.body.setAttribute('data-measured', JSON.stringify((function(){return "
+             + script + "})()));</script></body>")
+    page = tmp / "measured.html"
+    page.write_text(page_html.replace("</body>", probe), encoding="utf-8")
+    loaded = load(binary, page, tmp=tmp, width=width, height=height)
+    m = re.search(r'data-measured="([^"]*)"', loaded.dom)
+    assert m, loaded.console
+    import html
+    import json
+
+    return json.loads(html.unescape(m.group(1)))

@@ -123,7 +123,7 @@ def test_a_check_that_could_not_measure_shows_no_request_counts_in_the_report(sl
     look["c"]["lat"].update({"o": "error", "n": [0.0, 0.0], "r": "Prometheus could not be asked"})
     look["c"]["err"].update({"o": "pass", "n": [5000.0, 0.0]})
     detail = render(doc).split('<tr class="look"')[1].split("</details>")[0]
-    cells = re.findall(r"<tr><td>(\w+)</td><td><span[^>]*>\w+</span></td><td>[^<]*</td><td>[^<]*</td><td>([^<]*)</td>",
+    cells = re.findall(r"<tr><td[^>]*>(\w+)</td><td><span[^>]*>\w+</span></td><td>[^<]*</td><td>[^<]*</td><td>([^<]*)</td>",
                        detail)
     assert dict(cells) == {"lat": "-", "err": "0/5,000"}, cells
 
