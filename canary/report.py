@@ -59,6 +59,16 @@ def _e(x: Any) -> str:
     return html.escape(str(x), quote=True)
 
 
+def _b(x: Any) -> str:
+    """A name or other text from the history, escaped and isolated (`<bdi>`) where it shares a line with other
+    text: a right-to-left override in a version name reversed the verdict after it ("kcab_dellor")."""
+    return f"<bdi>{_e(x)}</bdi>"
+
+
+# explicit bidi embeddings, overrides and isolates: removed from the page's <title> (no markup isolates there)
+_BIDI_CONTROLS = dict.fromkeys(map(ord, "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"))
+
+
 def _iso(t: Any) -> str:
     if not isinstance(t, (int, float)) or not t:
         return "-"
@@ -99,8 +109,8 @@ def render(doc: dict[str, Any]) -> str:
     parts = [
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>canary report: {_e(title)}</title><style>{_CSS}</style></head><body>",
-        f"<h1>{_e(title)} <span class=\"phase {_e(doc.get('phase'))}\">{_e(doc.get('phase') or 'unknown')}</span></h1>",
+        f"<title>canary report: {_e(title.translate(_BIDI_CONTROLS))}</title><style>{_CSS}</style></head><body>",
+        f"<h1>{_b(ro['model'])} {_b(ro['stable_version'])} → {_b(ro['canary_version'])} <span class=\"phase {_e(doc.get('phase'))}\">{_e(doc.get('phase') or 'unknown')}</span></h1>",
         f"<p class=\"sub\">{_e(doc.get('reason') or '')}</p>", _still_running(doc),
         _summary(doc, t0, t_end),
         '<h2 id="plots">Over time</h2>',
@@ -156,22 +166,22 @@ def _summary(doc: dict[str, Any], t0: float, t_end: float) -> str:
         by[lk.get("o", "")] = by.get(lk.get("o", ""), 0) + 1
     numbers = [lk["n"] for lk in looks]
     missing = (max(numbers) - len(numbers)) if numbers else 0
-    who = ro.get("source", "")
+    who = _b(ro.get("source", ""))
     if ro.get("name"):
-        who += f" (CanaryRollout {ro['name']})"
-    rows = [
-        ("where", f"{ro.get('namespace', '')}/{ro.get('virtual_service', '')}"
-                  + (f" route {ro['route']}" if ro.get("route") else "")),
-        ("run by", who), ("started", _iso(t0)), ("last update", _iso(doc.get("updated_at"))),
+        who += f" (CanaryRollout {_b(ro['name'])})"
+    rows = [  # (label, HTML): each name from the history isolated (`_b`)
+        ("where", f"{_b(ro.get('namespace', ''))}/{_b(ro.get('virtual_service', ''))}"
+                  + (f" route {_b(ro['route'])}" if ro.get("route") else "")),
+        ("run by", who), ("started", _e(_iso(t0))), ("last update", _e(_iso(doc.get("updated_at")))),
         ("duration", f"{t_end - t0:.0f} s"),
-        ("steps", " → ".join(f"{s}%" for s in pol.get("steps") or [])),
-        ("looks", (f"{len(looks)} recorded: " + ", ".join(f"{n} {o}" for o, n in sorted(by.items())) if looks
+        ("steps", _e(" → ".join(f"{s}%" for s in pol.get("steps") or []))),
+        ("looks", (f"{len(looks)} recorded: " + ", ".join(f"{n} {_b(o)}" for o, n in sorted(by.items())) if looks
                    else "none recorded (the rollout ended, or was read, before its first look)")
                   + (f"; {missing} not kept (bounded history, or written by a process that stopped)" if missing else "")),
-        ("analysis", f"interval {pol.get('interval_s', 0):g} s, a look every {pol.get('look_every_s', 0):g} s, "
-                     f"alpha {pol.get('alpha', 0):g}, {pol.get('max_failed_looks', '?')} failed looks to roll back"),
+        ("analysis", _e(f"interval {pol.get('interval_s', 0):g} s, a look every {pol.get('look_every_s', 0):g} s, "
+                        f"alpha {pol.get('alpha', 0):g}, {pol.get('max_failed_looks', '?')} failed looks to roll back")),
     ]
-    return "<dl>" + "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in rows) + "</dl>"
+    return "<dl>" + "".join(f"<dt>{_e(k)}</dt><dd>{v}</dd>" for k, v in rows) + "</dl>"
 
 
 def _gates(doc: dict[str, Any], t0: float) -> str:

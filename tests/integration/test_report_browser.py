@@ -102,3 +102,23 @@ _SPLIT = ("Array.from(document.querySelectorAll('#looks-table tr.look')).flatMap
           "return Array.from(tr.children).slice(0, 6).filter(function(td){var r=document.createRange();"
           "r.selectNodeContents(td);return new Set(Array.from(r.getClientRects()).map(function(x){"
           "return Math.round(x.top)})).size>1}).map(function(td){return td.textContent})})")
+
+
+# whether each element's last text reads left to right as laid out: its first character left of its last
+_LTR = ("function(sel){return Array.from(document.querySelectorAll(sel)).map(function(el){"
+        "var w=document.createTreeWalker(el,NodeFilter.SHOW_TEXT),t=null,n;while((n=w.nextNode()))t=n;"
+        "var r=document.createRange();r.setStart(t,0);r.setEnd(t,1);var a=r.getBoundingClientRect().left;"
+        "r.setStart(t,t.length-1);r.setEnd(t,t.length);return [t.data, a<r.getBoundingClientRect().left]})}")
+
+
+def test_a_right_to_left_override_in_a_name_does_not_reverse_the_verdict(chromium: str, tmp_path: Path) -> None:
+    """A U+202E (right-to-left override) in a canary version or a namespace ran on into the text after it: the
+    badge read "kcab_dellor", the VirtualService "cer". Right-to-left names still show right to left, inside
+    their own isolate; the tab's title drops the control."""
+    doc = fake_rollout(slow=True)
+    doc["rollout"].update(canary_version="v2\u202e", namespace="\u05de\u05dc\u202e")
+    got = measure(chromium, render(doc), "{badge: (" + _LTR + ")('h1 .phase'), where: (" + _LTR + ")('dd:nth-of-type(1)')}",
+                  tmp=tmp_path)
+    assert got["badge"] == [["rolled_back", True]], got  # type: ignore[index]
+    assert got["where"] == [["rec", True]], got  # type: ignore[index]
+    assert "\u202e" not in render(doc).split("</title>")[0]
