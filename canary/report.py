@@ -39,10 +39,12 @@ figure{margin:.5rem 0} figure svg{width:100%;height:auto} details summary{cursor
 dt{color:#616161} dd{margin:0}
 """
 
-# Only filters the looks table; the page reads the same without it.
+# Only filters the looks table; the page reads the same without it. The filter's checkbox is shown by this
+# script: with scripts off (a mail client, a locked-down browser) a box that did nothing was not shown.
 _JS = """
 (function(){
   var box=document.getElementById('only-problems');
+  if(box){box.parentNode.hidden=false;}
   function apply(){
     var rows=document.querySelectorAll('tr.look');
     for(var i=0;i<rows.length;i++){
@@ -226,7 +228,7 @@ def _looks(doc: dict[str, Any], checks: list[dict[str, Any]], t0: float) -> str:
     if not rows:  # a header row alone read as a table that failed to load
         note += '<p class="note" id="no-looks">No look was recorded for this rollout.</p>'
     return ('<h2 id="looks">Every look</h2>'
-            '<label><input type="checkbox" id="only-problems"> only looks that did not pass</label>'
+            '<label hidden><input type="checkbox" id="only-problems"> only looks that did not pass</label>'
             f'{note}<table id="looks-table"><tr><th>#</th><th>t (s)</th><th>step</th><th>canary</th><th>verdict</th>'
             f"<th>canary requests</th>{head}<th>reason (click for the evidence)</th></tr>{''.join(rows)}</table>")
 

@@ -122,3 +122,14 @@ def test_a_right_to_left_override_in_a_name_does_not_reverse_the_verdict(chromiu
     assert got["badge"] == [["rolled_back", True]], got  # type: ignore[index]
     assert got["where"] == [["rec", True]], got  # type: ignore[index]
     assert "\u202e" not in render(doc).split("</title>")[0]
+
+
+def test_with_scripts_off_the_page_shows_no_filter_that_does_nothing(chromium: str, tmp_path: Path) -> None:
+    """The "only looks that did not pass" box is the page's one script; opened with scripts off (a mail client's
+    viewer, a locked-down browser) it was shown and, ticked, hid nothing. Now the script shows it. (The page
+    "with scripts off" is the page with its script taken out: chromium's --dump-dom needs scripts.)"""
+    page = render(fake_rollout(slow=True))
+    shown = "{box: document.getElementById('only-problems').getClientRects().length > 0}"
+    without = re.sub(r"<script>.*?</script>", "", page, flags=re.S)
+    assert measure(chromium, without, shown, tmp=tmp_path) == {"box": False}
+    assert measure(chromium, page, shown, tmp=tmp_path) == {"box": True}

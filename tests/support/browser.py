@@ -2,8 +2,7 @@
 
   chromium        fixture: the binary's path (skips the test, with the reason, if absent)
   load(...)       the page's DOM after its scripts ran, and every console message or uncaught
-                  error chromium logged while loading it (optionally at a window size, or with
-                  JavaScript disabled)
+                  error chromium logged while loading it (optionally at a window size)
   measure(...)    what a script added to the page measured in the laid-out page (JSON)
   screenshot(...) the page rendered to a PNG
 
@@ -55,13 +54,10 @@ def _run(binary: str, args: list[str], *, profile: Path, timeout_s: float) -> su
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
-def load(binary: str, page: Path, *, tmp: Path, timeout_s: float = 90, width: int = 0, height: int = 0,
-         javascript: bool = True) -> Page:
-    """`width`/`height`: the window's size (chromium's default when 0); `javascript=False`: scripts disabled,
-    as a mail client or a locked-down browser opens an attachment."""
+def load(binary: str, page: Path, *, tmp: Path, timeout_s: float = 90, width: int = 0, height: int = 0) -> Page:
+    """`width`/`height`: the window's size (chromium's default when 0). (With scripts disabled chromium's
+    --dump-dom prints nothing: to see a page without its script, take the script out of the page.)"""
     args = [f"--window-size={width},{height}"] if width and height else []
-    if not javascript:
-        args.append("--blink-settings=scriptEnabled=false")
     res = _run(binary, [*args, "--dump-dom", page.resolve().as_uri()], profile=tmp / "chromium-dom",
                timeout_s=timeout_s)
     assert res.returncode == 0, res.stderr[-3000:]
