@@ -71,6 +71,11 @@ def _b(x: Any) -> str:
 _BIDI_CONTROLS = dict.fromkeys(map(ord, "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"))
 
 
+def _v(x: Any) -> str:
+    """An optional field of the history, escaped: "-" when absent (a page said "None" and "None%")."""
+    return "-" if x is None else _e(x)
+
+
 def _iso(t: Any) -> str:
     if not isinstance(t, (int, float)) or not t:
         return "-"
@@ -112,7 +117,7 @@ def render(doc: dict[str, Any]) -> str:
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>canary report: {_e(title.translate(_BIDI_CONTROLS))}</title><style>{_CSS}</style></head><body>",
-        f"<h1>{_b(ro['model'])} {_b(ro['stable_version'])} → {_b(ro['canary_version'])} <span class=\"phase {_e(doc.get('phase'))}\">{_e(doc.get('phase') or 'unknown')}</span></h1>",
+        f"<h1>{_b(ro['model'])} {_b(ro['stable_version'])} → {_b(ro['canary_version'])} <span class=\"phase {_e(doc.get('phase') or '')}\">{_e(doc.get('phase') or 'unknown')}</span></h1>",
         f"<p class=\"sub\">{_e(doc.get('reason') or '')}</p>", _still_running(doc),
         _summary(doc, t0, t_end),
         '<h2 id="plots">Over time</h2>',
@@ -165,25 +170,34 @@ def _summary(doc: dict[str, Any], t0: float, t_end: float) -> str:
     looks = doc.get("looks") or []
     by: dict[str, int] = {}
     for lk in looks:
-        by[lk.get("o", "")] = by.get(lk.get("o", ""), 0) + 1
+        o = lk.get("o") or "with no outcome recorded"
+        by[o] = by.get(o, 0) + 1
     numbers = [lk["n"] for lk in looks]
     missing = (max(numbers) - len(numbers)) if numbers else 0
-    who = _b(ro.get("source", ""))
+    who = _b(ro["source"]) if ro.get("source") else ""
     if ro.get("name"):
         who += f" (CanaryRollout {_b(ro['name'])})"
     rows = [  # (label, HTML): each name from the history isolated (`_b`)
-        ("where", f"{_b(ro.get('namespace', ''))}/{_b(ro.get('virtual_service', ''))}"
+        ("where", f"{_b(ro.get('namespace') or '-')}/{_b(ro.get('virtual_service') or '-')}"
                   + (f" route {_b(ro['route'])}" if ro.get("route") else "")),
-        ("run by", who), ("started", _e(_iso(t0))), ("last update", _e(_iso(doc.get("updated_at")))),
+        ("run by", who or "-"), ("started", _e(_iso(t0))), ("last update", _e(_iso(doc.get("updated_at")))),
         ("duration", f"{t_end - t0:.0f} s"),
         ("steps", _e(" → ".join(f"{s}%" for s in pol.get("steps") or []))),
         ("looks", (f"{len(looks)} recorded: " + ", ".join(f"{n} {_b(o)}" for o, n in sorted(by.items())) if looks
                    else "none recorded (the rollout ended, or was read, before its first look)")
                   + (f"; {missing} not kept (bounded history, or written by a process that stopped)" if missing else "")),
-        ("analysis", _e(f"interval {pol.get('interval_s', 0):g} s, a look every {pol.get('look_every_s', 0):g} s, "
-                        f"alpha {pol.get('alpha', 0):g}, {pol.get('max_failed_looks', '?')} failed looks to roll back")),
+        ("analysis", _e(_analysis(pol))),
     ]
     return "<dl>" + "".join(f"<dt>{_e(k)}</dt><dd>{v}</dd>" for k, v in rows) + "</dl>"
+
+
+def _analysis(pol: dict[str, Any]) -> str:
+    """The policy's timings, each "not recorded" when the history has none (a page said "alpha 0")."""
+    def num(key: str, unit: str = "") -> str:
+        return f"{pol[key]:g}{unit}" if key in pol else "not recorded"
+
+    return (f"interval {num('interval_s', ' s')}, a look every {num('look_every_s', ' s')}, alpha {num('alpha')}, "
+            f"{pol.get('max_failed_looks', 'not recorded')} failed looks to roll back")
 
 
 def _gates(doc: dict[str, Any], t0: float) -> str:
@@ -192,14 +206,15 @@ def _gates(doc: dict[str, Any], t0: float) -> str:
         return '<h2 id="gates">Gates</h2><p class="note">No Triton gate ran for this rollout.</p>'
     rows = "".join(f"<tr><td>{e['at'] - t0:.1f}</td><td>{_e(e.get('stage'))}</td>"
                    f"<td>{_outcome('pass' if e.get('outcome') == 'passed' else 'fail')}</td>"
-                   f"<td>{_e(e.get('detail'))}</td></tr>" for e in gates)
+                   f"<td>{_v(e.get('detail'))}</td></tr>" for e in gates)
     return ('<h2 id="gates">Gates</h2><table><tr><th>t (s)</th><th>stage</th><th>outcome</th><th>detail</th></tr>'
             f"{rows}</table>")
 
 
 def _events(doc: dict[str, Any], t0: float) -> str:
-    rows = "".join(f"<tr><td>{e['at'] - t0:.1f}</td><td>{_e(e.get('event'))}</td><td>{_e(e.get('phase'))}</td>"
-                   f"<td>{_e(e.get('weights'))}</td><td>{_e(e.get('reason'))}</td></tr>" for e in doc.get("events") or ())
+    rows = "".join(f"<tr><td>{e['at'] - t0:.1f}</td><td>{_e(e.get('event'))}</td><td>{_v(e.get('phase'))}</td>"
+                   f"<td>{_v(e.get('weights'))}</td><td>{_e(e.get('reason') or '')}</td></tr>"
+                   for e in doc.get("events") or ())
     return ('<h2 id="events">Steps and phase changes</h2><table><tr><th>t (s)</th><th>event</th><th>phase</th>'
             f"<th>weights (stable/canary)</th><th>reason</th></tr>{rows}</table>")
 
@@ -217,8 +232,9 @@ def _looks(doc: dict[str, Any], checks: list[dict[str, Any]], t0: float) -> str:
             f"<td>{_f(r.get('p'), 3)}</td><td>{_e(r.get('r', ''))}</td></tr>"
             for n, r in lk["c"].items())
         rows.append(
-            f'<tr class="look" data-outcome="{_e(lk.get("o"))}"><td>{lk["n"]}</td><td>{lk["at"] - t0:.1f}</td>'
-            f"<td>{_e(lk.get('step'))}</td><td>{_e(lk.get('w'))}%</td><td>{_outcome(lk.get('o', ''))}</td>"
+            f'<tr class="look" data-outcome="{_e(lk.get("o") or "")}"><td>{lk["n"]}</td><td>{lk["at"] - t0:.1f}</td>'
+            f"<td>{_v(lk.get('step'))}</td><td>{_v(lk.get('w'))}{'%' if lk.get('w') is not None else ''}</td>"
+            f"<td>{_outcome(lk.get('o', ''))}</td>"
             f"<td>{_count(lk.get('cn'))}</td>{cells}<td><details><summary>{_e(lk.get('r') or 'per-check details')}</summary>"
             "<table><tr><th>check</th><th>outcome</th><th>stable</th><th>canary</th><th>n canary/stable</th>"
             f"<th>threshold</th><th>p</th><th>reason</th></tr>{detail}</table></details></td></tr>")

@@ -79,7 +79,8 @@ def weights_svg(doc: dict[str, Any], t0: float, t_end: float) -> str:
         ys = [p[1] for p in pts] + [pts[-1][1]]
         ax.step(xs, ys, where="post", color=CANARY, lw=2, label="canary %")
     for outcome, color in OUTCOME_COLORS.items():
-        looks = [lk for lk in doc.get("looks") or () if lk.get("o") == outcome]
+        # a look with no weight recorded ("w" is optional in a history) has no place on this plot
+        looks = [lk for lk in doc.get("looks") or () if lk.get("o") == outcome and lk.get("w") is not None]
         if looks:
             ax.scatter([lk["at"] - t0 for lk in looks], [lk["w"] for lk in looks], s=18, color=color,
                        label=f"look: {outcome}", zorder=3)

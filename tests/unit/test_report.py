@@ -171,3 +171,29 @@ def test_a_look_without_a_reason_still_has_a_summary_to_open(slow: dict[str, Any
     page = render(hist.parse(json.dumps(doc), where="t"))
     assert "<summary></summary>" not in page
     assert page.count("<summary>per-check details</summary>") == len(doc["looks"])
+
+
+def test_a_history_without_its_optional_fields_renders_them_as_not_recorded(slow: dict[str, Any]) -> None:
+    """Every field `history.parse` lets a history leave out (an older canary's, a hand-made export): a look with
+    an outcome and no weight crashed the report (KeyError 'w', exit 3); the others showed "None", "None%", a
+    phase class "None" and "alpha 0" (an alpha never recorded, read as a policy that could fail nothing)."""
+    doc = json.loads(json.dumps(slow))
+    for k in ("phase", "reason", "updated_at", "thinned"):
+        doc.pop(k)
+    for k in ("namespace", "virtual_service", "route", "started_at", "source", "name"):
+        doc["rollout"].pop(k)
+    for k in ("interval_s", "look_every_s", "alpha", "max_failed_looks"):
+        doc["policy"].pop(k)
+    for e in doc["events"]:
+        for k in ("phase", "weights", "reason"):
+            e.pop(k)
+    doc["gates"] = [{"at": 1000.0, "stage": "preflight", "outcome": "passed"}]
+    for i, lk in enumerate(doc["looks"]):
+        for k in ("step", "w", "r", "cn", *(("o",) if i % 2 else ())):
+            lk.pop(k)
+    page = render(hist.parse(json.dumps(doc), where="t"))
+    text = re.sub(r"<svg.*?</svg>", "", page, flags=re.S)
+    assert "None" not in text and "alpha 0" not in text and "interval 0 s" not in text
+    assert "interval not recorded, a look every not recorded, alpha not recorded, not recorded failed looks" in text
+    assert "3 <bdi>with no outcome recorded</bdi>" in text and 'data-outcome=""' in text
+    assert "<dt>where</dt><dd><bdi>-</bdi>/<bdi>-</bdi></dd><dt>run by</dt><dd>-</dd>" in text
