@@ -10,6 +10,7 @@ Needs the `report` extra (`pip install 'modelcanary[report]'`).
 
 from __future__ import annotations
 
+import html
 import io
 import math
 from typing import Any
@@ -33,14 +34,21 @@ def _plt() -> Any:
     return plt
 
 
-def _svg(fig: Any, salt: str) -> str:
+def _svg(fig: Any, salt: str, label: str) -> str:
+    """The figure as inline SVG, one image to a screen reader (role="img") named by `label`: what the plot
+    shows in words (unnamed, it was read as its tick labels, "0 2 4 6 8 ...", or skipped)."""
     plt = _plt()
     buf = io.StringIO()
     with plt.rc_context({"svg.fonttype": "none", "svg.hashsalt": salt}):
         fig.savefig(buf, format="svg", metadata={"Date": None}, bbox_inches="tight")
     plt.close(fig)
     text = buf.getvalue()
-    return text[text.index("<svg"):]  # inline: no XML declaration or DOCTYPE
+    text = text[text.index("<svg"):]  # inline: no XML declaration or DOCTYPE
+    return f'<svg role="img" aria-label="{html.escape(label, quote=True)}"' + text[len("<svg"):]
+
+
+def _last(xs: list[float], ys: list[float], unit: str) -> str:
+    return f"{ys[-1]:.4g} {unit} at {xs[-1]:.0f} s" if xs else "no value"
 
 
 def _axes(title: str, ylabel: str) -> tuple[Any, Any]:
@@ -87,7 +95,10 @@ def weights_svg(doc: dict[str, Any], t0: float, t_end: float) -> str:
     _step_edges(ax, doc, t0)
     ax.set_ylim(-5, 105)
     _legend(ax)
-    return _svg(fig, "weights")
+    counts = {o: sum(1 for lk in doc.get("looks") or () if lk.get("o") == o) for o in OUTCOME_COLORS}
+    label = ("Traffic to the canary over time: canary weight " + (" → ".join(f"{p[1]:g}%" for p in pts) or "none written")
+             + "; looks: " + (", ".join(f"{n} {o}" for o, n in counts.items() if n) or "none"))
+    return _svg(fig, "weights", label)
 
 
 def _series(looks: list[dict[str, Any]], name: str, key: str, t0: float) -> tuple[list[float], list[float]]:
@@ -158,4 +169,19 @@ def check_svg(doc: dict[str, Any], check: dict[str, Any], t0: float, index: int)
         ax.text(0.5, 0.5, "no look recorded a value for this check", transform=ax.transAxes, ha="center",
                 color=LIMIT)
     _legend(ax)
-    return _svg(fig, f"check{index}")
+    return _svg(fig, f"check{index}", _check_label(looks, check, t0))
+
+
+def _check_label(looks: list[dict[str, Any]], check: dict[str, Any], t0: float) -> str:
+    """The check's plot in words: what it plots, each arm's last value with its unit, its limits, its fails."""
+    name, kind, lim = check["name"], check["kind"], check.get("limits") or {}
+    fails = sum(1 for lk in looks if (lk["c"].get(name) or {}).get("o") == "fail")
+    limits = ", ".join(f"{k} {v:g}" for k, v in lim.items()) or "none recorded"
+    if kind == "prediction_shift":
+        arms = "JS distance, last " + _last(*_series(looks, name, "x.js_distance", t0), "")
+    else:
+        unit = UNITS.get(kind, "")
+        arms = (f"stable, last {_last(*_series(looks, name, 'sv', t0), unit)}; "
+                f"canary, last {_last(*_series(looks, name, 'cv', t0), unit)}")
+    return (f"{name}: {kind.replace('_', ' ')} per look over time, {len(looks)} looks, {fails} failed; {arms}; "
+            f"limits: {limits}")

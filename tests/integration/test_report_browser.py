@@ -133,3 +133,18 @@ def test_with_scripts_off_the_page_shows_no_filter_that_does_nothing(chromium: s
     without = re.sub(r"<script>.*?</script>", "", page, flags=re.S)
     assert measure(chromium, without, shown, tmp=tmp_path) == {"box": False}
     assert measure(chromium, page, shown, tmp=tmp_path) == {"box": True}
+
+
+def test_a_screen_reader_gets_each_plot_as_one_image_named_in_words(chromium: str, tmp_path: Path) -> None:
+    """The plots were unnamed SVG: chromium gave a screen reader no role and no name for them (their tick labels
+    at best). Each is now one image whose name says what it shows: the weights, each arm's last value with its
+    unit, the limits and how many looks failed."""
+    got = measure(chromium, render(fake_rollout(slow=True)), "Array.from(document.querySelectorAll('figure.plot svg'))"
+                  ".map(function(s){return [s.computedRole, s.computedName]})", tmp=tmp_path)
+    assert [role for role, _ in got] == ["image"] * 3, got  # type: ignore[union-attr]
+    weights, lat, err = (name for _, name in got)  # type: ignore[union-attr]
+    assert weights == "Traffic to the canary over time: canary weight 0% → 10% → 50% → 0%; looks: 3 pass, " \
+                      "2 inconclusive, 2 fail"
+    assert lat.startswith("lat: latency per look over time, 7 looks, 2 failed; stable, last 89.19 ms at 14 s; "
+                          "canary, last 184.9 ms at 14 s") and "max_increase_pct 20" in lat, lat
+    assert "% of requests" in err and "0 failed" in err, err

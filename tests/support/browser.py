@@ -54,10 +54,11 @@ def _run(binary: str, args: list[str], *, profile: Path, timeout_s: float) -> su
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
-def load(binary: str, page: Path, *, tmp: Path, timeout_s: float = 90, width: int = 0, height: int = 0) -> Page:
+def load(binary: str, page: Path, *, tmp: Path, timeout_s: float = 90, width: int = 0, height: int = 0,
+         flags: tuple[str, ...] = ()) -> Page:
     """`width`/`height`: the window's size (chromium's default when 0). (With scripts disabled chromium's
     --dump-dom prints nothing: to see a page without its script, take the script out of the page.)"""
-    args = [f"--window-size={width},{height}"] if width and height else []
+    args = [*flags, *([f"--window-size={width},{height}"] if width and height else [])]
     res = _run(binary, [*args, "--dump-dom", page.resolve().as_uri()], profile=tmp / "chromium-dom",
                timeout_s=timeout_s)
     assert res.returncode == 0, res.stderr[-3000:]
@@ -73,12 +74,14 @@ def screenshot(binary: str, page: Path, png: Path, *, tmp: Path, width: int = 12
 
 def measure(binary: str, page_html: str, script: str, *, tmp: Path, width: int = 1280, height: int = 800) -> object:
     """Load `page_html` with `script` appended (an expression whose value is JSON-encoded into the DOM after
-    layout) at `width` x `height`, and return that value: sizes and positions as chromium laid them out."""
+    layout) at `width` x `height`, and return that value: sizes and positions as chromium laid them out, and
+    what a screen reader is given (`el.computedRole`, `el.computedName`: chromium's accessibility tree)."""
     probe = ("<script>document.body.setAttribute('data-measured', JSON.stringify((function(){return "
              + script + "})()));</script></body>")
     page = tmp / "measured.html"
     page.write_text(page_html.replace("</body>", probe), encoding="utf-8")
-    loaded = load(binary, page, tmp=tmp, width=width, height=height)
+    loaded = load(binary, page, tmp=tmp, width=width, height=height,
+                  flags=("--enable-blink-features=ComputedAccessibilityInfo",))
     m = re.search(r'data-measured="([^"]*)"', loaded.dom)
     assert m, loaded.console
     import html

@@ -197,3 +197,15 @@ def test_a_history_without_its_optional_fields_renders_them_as_not_recorded(slow
     assert "interval not recorded, a look every not recorded, alpha not recorded, not recorded failed looks" in text
     assert "3 <bdi>with no outcome recorded</bdi>" in text and 'data-outcome=""' in text
     assert "<dt>where</dt><dd><bdi>-</bdi>/<bdi>-</bdi></dd><dt>run by</dt><dd>-</dd>" in text
+
+
+def test_a_check_name_with_markup_is_escaped_in_the_plot_and_its_name(slow: dict[str, Any]) -> None:
+    """A check name reaches the SVG's text and its aria-label (what a screen reader is told the plot shows)."""
+    doc = json.loads(json.dumps(slow))
+    name = '"><script>alert(1)</script>'
+    doc["policy"]["checks"][0]["name"] = name
+    for lk in doc["looks"]:
+        lk["c"][name] = lk["c"].pop("lat")
+    page = render(hist.parse(json.dumps(doc), where="t"))
+    assert page.count("<script") == 1 and "alert(1)</script>" not in page  # the page's own script only
+    assert 'aria-label="&quot;&gt;&lt;script&gt;alert(1)&lt;/script&gt;: latency per look' in page
