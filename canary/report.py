@@ -98,6 +98,17 @@ def _n(rec: dict[str, Any]) -> str:
     return "-" if unmeasured(str(rec.get("o", "")), canary, stable) else f"{_count(canary)}/{_count(stable)}"
 
 
+# the unit of a check's per-arm values ("sv", "cv") by its kind (`history`: ms for latency, % for rates), for
+# `model.with_unit`; a kind not here (a custom check) prints its values bare
+_VALUE_UNITS = {"latency": "ms", "error_rate": "%", "feature_missing": "%"}
+
+
+def _value(x: Any, kind: Any) -> str:
+    """A per-arm value with its unit: "89.19 ms", "0.5%" (the evidence table read "89.19" beside "+20%")."""
+    unit = _VALUE_UNITS.get(kind) if isinstance(kind, str) else None
+    return _e(with_unit(x, unit)) if unit else _f(x)
+
+
 def _outcome(o: str) -> str:
     return f'<span class="o-{_e(o)}">{_e(o)}</span>'
 
@@ -221,12 +232,14 @@ def _events(doc: dict[str, Any], t0: float) -> str:
 
 def _looks(doc: dict[str, Any], checks: list[dict[str, Any]], t0: float) -> str:
     names = [c["name"] for c in checks]
+    kinds = {c["name"]: c.get("kind") for c in checks}
     head = "".join(f'<th class="txt">{_e(n)}</th>' for n in names)
     rows = []
     for lk in doc.get("looks") or ():
         cells = "".join(_check_cell(lk["c"].get(n)) for n in names)
         detail = "".join(
-            f"<tr><td class=\"txt\">{_e(n)}</td><td>{_outcome(r.get('o', ''))}</td><td>{_f(r.get('sv'))}</td><td>{_f(r.get('cv'))}"
+            f"<tr><td class=\"txt\">{_e(n)}</td><td>{_outcome(r.get('o', ''))}</td><td>{_value(r.get('sv'), kinds.get(n))}</td>"
+            f"<td>{_value(r.get('cv'), kinds.get(n))}"
             f"</td><td>{_n(r)}</td>"
             f"<td>{_e(with_unit(r.get('th'), r.get('u')) if r.get('th') is not None else _f(r.get('th')))}</td>"
             f"<td>{_f(r.get('p'), 3)}</td><td>{_e(r.get('r', ''))}</td></tr>"

@@ -209,3 +209,15 @@ def test_a_check_name_with_markup_is_escaped_in_the_plot_and_its_name(slow: dict
     page = render(hist.parse(json.dumps(doc), where="t"))
     assert page.count("<script") == 1 and "alert(1)</script>" not in page  # the page's own script only
     assert 'aria-label="&quot;&gt;&lt;script&gt;alert(1)&lt;/script&gt;: latency per look' in page
+
+
+def test_the_evidence_gives_each_arms_value_with_its_unit(slow: dict[str, Any]) -> None:
+    """A look's per-check table printed "89.19" and "184.9" beside a threshold of "+20%": ms or %? Latency values
+    are in ms and rates in %, as the history records them; a check of another kind keeps its bare number."""
+    doc = json.loads(json.dumps(slow))
+    doc["policy"]["checks"].append({"name": "custom", "kind": "custom", "hard": False, "limits": {}})
+    doc["looks"][-1]["c"]["custom"] = {"o": "pass", "sv": 0.25, "cv": 0.5, "n": [1, 1], "r": ""}
+    detail = render(hist.parse(json.dumps(doc), where="t")).split('<tr class="look"')[-1]
+    rows = dict((name, (sv, cv)) for name, sv, cv in re.findall(
+        r'<tr><td class="txt">(\w+)</td><td><span[^>]*>\w+</span></td><td>([^<]*)</td><td>([^<]*)</td>', detail))
+    assert rows == {"lat": ("89.19 ms", "184.9 ms"), "err": ("0%", "0%"), "custom": ("0.25", "0.5")}, rows
