@@ -22,18 +22,21 @@ from canary import report_plots as plots
 from canary.errors import ConfigError
 from canary.model import unmeasured, with_unit
 
+# Every text colour has a contrast of 4.5 or more on its background (WCAG AA); a phase without a colour of its
+# own gets grey, never white on nothing.
 # Free text (names, reasons) breaks anywhere rather than running off the window: `.txt` and each table's last
 # column (its reason or detail); numbers and outcomes keep whole (a "14.0" split as "14 / .0" misreads).
 _CSS = """
 body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:1.5rem auto;max-width:1100px;color:#212121;padding:0 1rem}
 h1,.sub,dd,td:last-child,.txt{overflow-wrap:anywhere}
 h1{font-size:1.4rem;margin-bottom:.2rem} h2{font-size:1.1rem;margin-top:2rem;border-bottom:1px solid #ddd}
-.sub{color:#616161;margin:0 0 1rem 0} .phase{font-weight:600;padding:.1rem .5rem;border-radius:.3rem;color:#fff}
+.sub{color:#616161;margin:0 0 1rem 0}
+.phase{font-weight:600;padding:.1rem .5rem;border-radius:.3rem;color:#fff;background:#616161}
 .promoted{background:#2e7d32} .rolled_back,.aborted{background:#c62828} .progressing,.pending,.promoting{background:#1565c0}
-.paused{background:#f9a825}
+.phase.paused{background:#f9a825;color:#212121}
 table{border-collapse:collapse;width:100%;font-size:.85rem} th,td{border-bottom:1px solid #eee;padding:.25rem .4rem;
 text-align:left;vertical-align:top} th{background:#fafafa}
-.o-pass{color:#2e7d32} .o-inconclusive{color:#b28704} .o-error{color:#8e24aa} .o-fail{color:#c62828;font-weight:600}
+.o-pass{color:#2e7d32} .o-inconclusive{color:#8a6a00} .o-error{color:#8e24aa} .o-fail{color:#c62828;font-weight:600}
 figure{margin:.5rem 0} figure svg{width:100%;height:auto} details summary{cursor:pointer}
 .note{color:#616161;font-size:.85rem} dl{display:grid;grid-template-columns:max-content 1fr;gap:.2rem 1rem}
 dt{color:#616161} dd{margin:0}

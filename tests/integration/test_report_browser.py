@@ -148,3 +148,27 @@ def test_a_screen_reader_gets_each_plot_as_one_image_named_in_words(chromium: st
     assert lat.startswith("lat: latency per look over time, 7 looks, 2 failed; stable, last 89.19 ms at 14 s; "
                           "canary, last 184.9 ms at 14 s") and "max_increase_pct 20" in lat, lat
     assert "% of requests" in err and "0 failed" in err, err
+
+
+# the contrast ratio (WCAG 2) of each element's text against its background, as chromium computed their colours;
+# a transparent background is the page's (white)
+_CONTRAST = ("function(els){function lum(c){var v=c.match(/[\\d.]+/g).slice(0,3).map(function(x){x=x/255;"
+             "return x<=0.03928?x/12.92:Math.pow((x+0.055)/1.055,2.4)});return 0.2126*v[0]+0.7152*v[1]+0.0722*v[2]}"
+             "return els.map(function(el){var s=getComputedStyle(el),bg=s.backgroundColor;"
+             "if(/rgba\\(.*, 0\\)$/.test(bg))bg='rgb(255,255,255)';var a=lum(s.color),b=lum(bg);"
+             "return [el.className, Math.round((Math.max(a,b)+0.05)/(Math.min(a,b)+0.05)*100)/100]})}")
+
+
+def test_every_verdict_badge_and_outcome_is_readable(chromium: str, tmp_path: Path) -> None:
+    """The verdict is the page's first word: a paused rollout's badge was white on yellow (contrast 1.97), one
+    with no phase recorded ("unknown") or another phase white on no background at all (invisible), and
+    "inconclusive" in the tables #b28704 on white (3.3). WCAG's 4.5 for text, for every phase and outcome."""
+    from canary import rollout as rl
+
+    phases = [rl.PENDING, rl.PROGRESSING, rl.PAUSED, rl.PROMOTING, rl.PROMOTED, rl.ROLLED_BACK, rl.ABORTED, "", "x"]
+    spans = "".join(f'<span class="phase {p}">{p or "unknown"}</span>' for p in phases) + "".join(
+        f'<span class="o-{o}">{o}</span>' for o in ["pass", "inconclusive", "error", "fail", "", "x"])
+    script = ("(function(){var d=document.createElement('div');d.id='probe';d.innerHTML=" + json.dumps(spans)
+              + ";document.body.appendChild(d);return (" + _CONTRAST + ")(Array.from(d.children))})()")
+    got = measure(chromium, render(fake_rollout(slow=True)), script, tmp=tmp_path)
+    assert len(got) == 15 and [x for x in got if x[1] < 4.5] == [], got  # type: ignore[arg-type, index, misc]
