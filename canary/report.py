@@ -25,7 +25,8 @@ from canary.model import unmeasured, with_unit
 # Every text colour has a contrast of 4.5 or more on its background (WCAG AA); a phase without a colour of its
 # own gets grey, never white on nothing.
 # Free text (names, reasons) breaks anywhere rather than running off the window: `.txt` and each table's last
-# column (its reason or detail); numbers and outcomes keep whole (a "14.0" split as "14 / .0" misreads).
+# column (its reason or detail); numbers and outcomes keep whole (a "14.0" split as "14 / .0" misreads). The looks
+# table (a column per check) scrolls sideways in its own box, its reasons kept 20em wide, p-values on one line.
 _CSS = """
 body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:1.5rem auto;max-width:1100px;color:#212121;padding:0 1rem}
 h1,.sub,dd,td:last-child,.txt{overflow-wrap:anywhere}
@@ -40,6 +41,7 @@ text-align:left;vertical-align:top} th{background:#fafafa}
 figure{margin:.5rem 0} figure svg{width:100%;height:auto} details summary{cursor:pointer}
 .note{color:#616161;font-size:.85rem} dl{display:grid;grid-template-columns:max-content 1fr;gap:.2rem 1rem}
 dt{color:#616161} dd{margin:0}
+.scroll{overflow-x:auto} #looks-table tr.look>td:last-child{min-width:20em} #looks-table td>.note{white-space:nowrap}
 """
 
 # Only filters the looks table; the page reads the same without it. The filter's checkbox is shown by this
@@ -261,8 +263,8 @@ def _looks(doc: dict[str, Any], checks: list[dict[str, Any]], t0: float) -> str:
         note += '<p class="note" id="no-looks">No look was recorded for this rollout.</p>'
     return ('<h2 id="looks">Every look</h2>'
             '<label hidden><input type="checkbox" id="only-problems"> only looks that did not pass</label>'
-            f'{note}<table id="looks-table"><tr><th>#</th><th>t (s)</th><th>step</th><th>canary</th><th>verdict</th>'
-            f"<th>canary requests</th>{head}<th>reason (click for the evidence)</th></tr>{''.join(rows)}</table>")
+            f'{note}<div class="scroll"><table id="looks-table"><tr><th>#</th><th>t (s)</th><th>step</th><th>canary</th><th>verdict</th>'
+            f"<th>canary requests</th>{head}<th>reason (click for the evidence)</th></tr>{''.join(rows)}</table></div>")
 
 
 def _check_cell(rec: dict[str, Any] | None) -> str:

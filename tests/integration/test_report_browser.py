@@ -172,3 +172,33 @@ def test_every_verdict_badge_and_outcome_is_readable(chromium: str, tmp_path: Pa
               + ";document.body.appendChild(d);return (" + _CONTRAST + ")(Array.from(d.children))})()")
     got = measure(chromium, render(fake_rollout(slow=True)), script, tmp=tmp_path)
     assert len(got) == 15 and [x for x in got if x[1] < 4.5] == [], got  # type: ignore[arg-type, index, misc]
+
+
+def _many_checks(doc: dict[str, Any], count: int) -> dict[str, Any]:
+    """`doc` judged by `count` latency checks (copies of its "lat"), as a policy with a check per model output."""
+    doc = json.loads(json.dumps(doc))
+    lat = next(c for c in doc["policy"]["checks"] if c["name"] == "lat")
+    doc["policy"]["checks"] = [{**lat, "name": f"output_{i}_p99"} for i in range(count)]
+    for lk in doc["looks"]:  # the others passing with a tiny p-value: the narrowest columns, the longest p
+        lk["c"] = {f"output_{i}_p99": lk["c"]["lat"] if not i else {**lk["c"]["lat"], "o": "pass", "p": 4.8e-111}
+                   for i in range(count)}
+    return doc
+
+
+@pytest.mark.parametrize("width", [1280, 800])
+def test_a_looks_table_of_many_checks_scrolls_in_its_box_and_keeps_reasons_readable(chromium: str, tmp_path: Path,
+                                                                                    width: int) -> None:
+    """Ten checks: the looks table ran past the window at 800 px (the page scrolled sideways, the reasons off
+    screen), the reason column was squeezed to a few letters a line (a row 370 px high), and a p-value broke at
+    its exponent ("p=4.8e-" over "111"). The table now scrolls inside its own box, the reason keeps a readable
+    width and a p-value stays on one line."""
+    doc = _many_checks(fake_rollout(slow=True), 10)
+    probe = ("{page: document.documentElement.scrollWidth, window: window.innerWidth,"
+             " reason: Math.min.apply(null, Array.from(document.querySelectorAll('#looks-table tr.look > td:last-child'))"
+             ".map(function(td){return td.getBoundingClientRect().width})),"
+             " split: Array.from(document.querySelectorAll('#looks-table tr.look > td > span.note')).filter(function(s){"
+             "return new Set(Array.from(s.getClientRects()).map(function(x){return Math.round(x.top)})).size>1})"
+             ".map(function(s){return s.textContent})}")
+    got = measure(chromium, render(doc), probe, tmp=tmp_path, width=width, height=800)
+    assert got["page"] <= got["window"], got  # type: ignore[index]
+    assert got["reason"] >= 240 and got["split"] == [], got  # type: ignore[index]
