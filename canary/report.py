@@ -197,7 +197,7 @@ def _summary(doc: dict[str, Any], t0: float, t_end: float) -> str:
         ("where", f"{_b(ro.get('namespace') or '-')}/{_b(ro.get('virtual_service') or '-')}"
                   + (f" route {_b(ro['route'])}" if ro.get("route") else "")),
         ("run by", who or "-"), ("started", _e(_iso(t0))), ("last update", _e(_iso(doc.get("updated_at")))),
-        ("duration", f"{t_end - t0:.0f} s"),
+        ("duration", _duration(t_end - t0)),
         ("steps", _e(" → ".join(f"{s}%" for s in pol.get("steps") or []))),
         ("looks", (f"{len(looks)} recorded: " + ", ".join(f"{n} {_b(o)}" for o, n in sorted(by.items())) if looks
                    else "none recorded (the rollout ended, or was read, before its first look)")
@@ -205,6 +205,16 @@ def _summary(doc: dict[str, Any], t0: float, t_end: float) -> str:
         ("analysis", _e(_analysis(pol))),
     ]
     return "<dl>" + "".join(f"<dt>{_e(k)}</dt><dd>{v}</dd>" for k, v in rows) + "</dl>"
+
+
+def _duration(s: float) -> str:
+    """Seconds as people read them: "14 s", "12 min 5 s", "3 h 2 min (10920 s)" ("10920 s" had to be worked out;
+    the plots' axes stay in seconds, hence the figure in brackets)."""
+    s = max(0, round(s))
+    h, m, sec = s // 3600, s % 3600 // 60, s % 60
+    if h:
+        return f"{h} h {m} min ({s} s)"
+    return f"{m} min {sec} s" if m else f"{sec} s"
 
 
 def _analysis(pol: dict[str, Any]) -> str:

@@ -221,3 +221,16 @@ def test_the_evidence_gives_each_arms_value_with_its_unit(slow: dict[str, Any]) 
     rows = dict((name, (sv, cv)) for name, sv, cv in re.findall(
         r'<tr><td class="txt">(\w+)</td><td><span[^>]*>\w+</span></td><td>([^<]*)</td><td>([^<]*)</td>', detail))
     assert rows == {"lat": ("89.19 ms", "184.9 ms"), "err": ("0%", "0%"), "custom": ("0.25", "0.5")}, rows
+
+
+@pytest.mark.parametrize("seconds, shown", [(14, "14 s"), (725, "12 min 5 s"), (10920, "3 h 2 min (10920 s)"),
+                                            (3600, "1 h 0 min (3600 s)")])
+def test_the_duration_reads_in_hours_and_minutes(slow: dict[str, Any], seconds: int, shown: str) -> None:
+    """A three-hour rollout (hundreds of looks) said "duration 10920 s"."""
+    doc = json.loads(json.dumps(slow))
+    doc["updated_at"] = doc["rollout"]["started_at"] + seconds
+    for lk in doc["looks"]:
+        lk["at"] = min(lk["at"], doc["updated_at"])
+    doc["weights"] = [p for p in doc["weights"] if p[0] <= doc["updated_at"]]
+    doc["events"] = [e for e in doc["events"] if e["at"] <= doc["updated_at"]]
+    assert f"<dt>duration</dt><dd>{shown}</dd>" in render(hist.parse(json.dumps(doc), where="t"))
