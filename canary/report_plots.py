@@ -112,6 +112,14 @@ def _series(looks: list[dict[str, Any]], name: str, key: str, t0: float) -> tupl
     return xs, ys
 
 
+def _plot(ax: Any, xs: list[float], ys: list[float], **kw: Any) -> None:
+    """A series as a line; a series of one point (a rollback on its first look) as a mark, since a line of one
+    point is drawn as nothing: a dash for a limit (dashed), a dot for a value."""
+    if len(xs) == 1:
+        kw.update(marker="_" if kw.get("ls") == "--" else "o", markersize=14 if kw.get("ls") == "--" else 5)
+    ax.plot(xs, ys, **kw)
+
+
 def _outcome_dots(ax: Any, looks: list[dict[str, Any]], name: str, key: str, t0: float) -> None:
     """The canary's points coloured by the check's outcome at that look."""
     for outcome, color in OUTCOME_COLORS.items():
@@ -133,7 +141,7 @@ def check_svg(doc: dict[str, Any], check: dict[str, Any], t0: float, index: int)
                                   ("x.psi_bound", "PSI upper bound", "#6d4c41")):
             xs, ys = _series(looks, name, key, t0)
             if xs:
-                ax.plot(xs, ys, color=color, lw=1.5, label=label)
+                _plot(ax, xs, ys, color=color, lw=1.5, label=label)
         for key, label in (("max_js", "limit JS"), ("max_psi", "limit PSI")):
             if key in lim:
                 ax.axhline(lim[key], color=LIMIT, ls="--" if key == "max_js" else ":", lw=1.2,
@@ -146,13 +154,13 @@ def check_svg(doc: dict[str, Any], check: dict[str, Any], t0: float, index: int)
         xs_s, ys_s = _series(looks, name, "sv", t0)
         xs_c, ys_c = _series(looks, name, "cv", t0)
         if xs_s:
-            ax.plot(xs_s, ys_s, color=STABLE, lw=1.5, label="stable")
+            _plot(ax, xs_s, ys_s, color=STABLE, lw=1.5, label="stable")
         if xs_c:
-            ax.plot(xs_c, ys_c, color=CANARY, lw=1.5, label="canary")
+            _plot(ax, xs_c, ys_c, color=CANARY, lw=1.5, label="canary")
         rel = lim.get("max_increase_pct") if kind == "latency" else lim.get("max_increase_points")
         if rel is not None and xs_s:
             ys = [v * (1 + rel / 100) for v in ys_s] if kind == "latency" else [v + rel for v in ys_s]
-            ax.plot(xs_s, ys, color=LIMIT, ls="--", lw=1.2,
+            _plot(ax, xs_s, ys, color=LIMIT, ls="--", lw=1.2,
                     label=f"limit stable +{rel:g}{'%' if kind == 'latency' else ' points'}")
         for key in ("max_ms", "max_rate_pct", "max_value"):
             if key in lim:
@@ -160,7 +168,7 @@ def check_svg(doc: dict[str, Any], check: dict[str, Any], t0: float, index: int)
         if not xs_c:  # a custom check without per-arm values: its effect against its threshold
             xs, ys = _series(looks, name, "e", t0)
             if xs:
-                ax.plot(xs, ys, color=CANARY, lw=1.5, label="effect")
+                _plot(ax, xs, ys, color=CANARY, lw=1.5, label="effect")
             _outcome_dots(ax, looks, name, "e", t0)
         else:
             _outcome_dots(ax, looks, name, "cv", t0)

@@ -202,3 +202,37 @@ def test_a_looks_table_of_many_checks_scrolls_in_its_box_and_keeps_reasons_reada
     got = measure(chromium, render(doc), probe, tmp=tmp_path, width=width, height=800)
     assert got["page"] <= got["window"], got  # type: ignore[index]
     assert got["reason"] >= 240 and got["split"] == [], got  # type: ignore[index]
+
+
+def _first_look_rollback(doc: dict[str, Any]) -> dict[str, Any]:
+    """`doc` (a rollback) as if its first look had failed a hard check: one look, one value per series."""
+    doc = json.loads(json.dumps(doc))
+    last = doc["looks"][-1]
+    last.update(n=1, at=1002.0, step=1, w=10)
+    doc["looks"] = [last]
+    doc["policy"]["checks"][0]["hard"] = True
+    doc["weights"] = [[1000.0, 0], [1000.0, 10], [1002.0, 0]]
+    doc["events"] = [e for e in doc["events"] if e["weights"] != "50/50"]
+    for e in doc["events"]:
+        e["at"] = min(e["at"], 1002.0)
+    doc["updated_at"] = 1002.0
+    return doc
+
+
+# for each of a plot's series (by its colour), the largest width + height chromium laid any of its marks out at,
+# outside the legend and the faint step edges (stroke-opacity): 0 is a series drawn as nothing
+_DRAWN = ("function(fig, series){var out={};Object.keys(series).forEach(function(k){out[k]=0;"
+          "document.querySelectorAll('#'+fig+' svg [style*=\"'+series[k]+'\"]').forEach(function(el){"
+          "if(el.closest('[id^=legend]')||el.getAttribute('style').indexOf('stroke-opacity')>=0)return;"
+          "var r=el.getBoundingClientRect();out[k]=Math.max(out[k],r.width+r.height)})});return out}")
+
+
+def test_a_rollback_on_the_first_look_draws_both_arms_and_the_limit(chromium: str, tmp_path: Path) -> None:
+    """One look, one value per series: a line of one point is drawn as nothing, so the plot of a rollback on
+    its first look showed the canary's red dot alone, no stable value and no limit to hold it against."""
+    from canary.report_plots import LIMIT
+
+    doc = _first_look_rollback(fake_rollout(slow=True))
+    series = {"stable": STABLE, "canary": CANARY, "limit": LIMIT}
+    got = measure(chromium, render(doc), "(" + _DRAWN + ")('check-lat', " + json.dumps(series) + ")", tmp=tmp_path)
+    assert all(size >= 4 for size in got.values()), got  # type: ignore[union-attr]
