@@ -241,6 +241,9 @@ def _events(doc: dict[str, Any], t0: float) -> str:
     rows = "".join(f"<tr><td>{e['at'] - t0:.1f}</td><td>{_e(e.get('event'))}</td><td>{_v(e.get('phase'))}</td>"
                    f"<td>{_v(e.get('weights'))}</td><td>{_e(e.get('reason') or '')}</td></tr>"
                    for e in doc.get("events") or ())
+    if not rows:  # as the looks: a header row alone read as a table that failed to load
+        return ('<h2 id="events">Steps and phase changes</h2>'
+                '<p class="note" id="no-events">No step or phase change was recorded for this rollout.</p>')
     return ('<h2 id="events">Steps and phase changes</h2><table><tr><th>t (s)</th><th>event</th><th>phase</th>'
             f"<th>weights (stable/canary)</th><th>reason</th></tr>{rows}</table>")
 

@@ -150,6 +150,16 @@ def test_a_history_with_no_look_says_so(slow: dict[str, Any]) -> None:
     assert 'id="no-looks">No look was recorded' in page
 
 
+def test_a_history_with_no_step_or_phase_change_says_so(slow: dict[str, Any]) -> None:
+    """An empty history (read before its first write landed, or its events lost): the events table was its
+    header row alone."""
+    doc = json.loads(json.dumps(slow))
+    doc["events"] = []
+    page = render(hist.parse(json.dumps(doc), where="t"))
+    events = page.split('<h2 id="events">', 1)[1].split("<h2", 1)[0]
+    assert "<table" not in events and 'id="no-events">No step or phase change was recorded' in events
+
+
 def test_a_rollout_still_in_progress_says_so_at_the_top(slow: dict[str, Any]) -> None:
     """Read mid-rollout (phase progressing, no reason yet) the page had a blue badge and an empty line under
     the title: nothing said the story was unfinished. An ended rollout gets no such line."""
