@@ -55,7 +55,7 @@ def test_controller_rollouts_have_their_history_and_a_report(world: Any, chromiu
     assert out.returncode == 0, out.stderr[-3000:]
     doc = hist.parse(api.get("", "configmaps", "ml", configmap_name("m1"))["data"][KEY], where="history")
     dom = assert_report_page(chromium, page, tmp_path, checks=["latency-p95", "errors"], looks=len(doc["looks"]))
-    assert "CanaryRollout ml/r1" in dom and "rolled_back" in dom
+    assert "CanaryRollout <bdi>ml/r1</bdi>" in dom and "rolled_back" in dom  # the name isolated (decision 349)
 
     # a CanaryRollout whose VirtualService has since recorded another rollout is not reported as that one
     later = fleet.rollout_object(0, "v3")
