@@ -236,3 +236,16 @@ def test_a_rollback_on_the_first_look_draws_both_arms_and_the_limit(chromium: st
     series = {"stable": STABLE, "canary": CANARY, "limit": LIMIT}
     got = measure(chromium, render(doc), "(" + _DRAWN + ")('check-lat', " + json.dumps(series) + ")", tmp=tmp_path)
     assert all(size >= 4 for size in got.values()), got  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("width, height", [(1280, 720), (390, 844)])
+def test_the_verdict_and_the_reason_are_on_the_first_screen(chromium: str, tmp_path: Path, width: int,
+                                                            height: int) -> None:
+    """At 3 a.m., on a laptop or a phone: the verdict badge and the whole reason (the longest a history keeps,
+    one long word in it) are inside the first screen, before any scrolling, down or sideways."""
+    doc = fake_rollout(slow=True)
+    doc["reason"] = ("lat: canary p95 185 ms vs stable 89.2 ms (+107%, limit +20%) " * 8)[:400] + "x" * 80
+    probe = ("[document.querySelector('h1 .phase'), document.querySelector('p.sub')].map(function(el){"
+             "var r=el.getBoundingClientRect();return r.left>=0&&r.top>=0&&r.right<=window.innerWidth"
+             "&&r.bottom<=window.innerHeight&&document.documentElement.scrollWidth<=window.innerWidth})")
+    assert measure(chromium, render(doc), probe, tmp=tmp_path, width=width, height=height) == [True, True]
