@@ -49,12 +49,15 @@ def render_verdict(j: Verdict, console: Console, *, wide: bool = False) -> None:
     for r in j.results:
         none = unmeasured(r.outcome.label, r.n_canary, r.n_stable)  # an ERROR's 0.0 defaults are no counts
         row = [r.check + (" (hard)" if r.hard else ""), f"[{_COLOUR[r.outcome]}]{r.outcome.label}[/]",
-               with_unit(r.stable_value, r.value_unit), with_unit(r.canary_value, r.value_unit),
+               # a quantile only known as a bound prints as one ('>300 ms', as the reason), never as a value
+               with_unit(r.stable_value, r.value_unit, bound=r.bounded.get("stable_value")),
+               with_unit(r.canary_value, r.value_unit, bound=r.bounded.get("canary_value")),
                "-" if none else _num(r.n_stable, ",.0f"), "-" if none else _num(r.n_canary, ",.0f"),
                with_unit(r.threshold, r.threshold_unit),
                _num(r.p_value, ".2g"), _num(r.alpha, ".2g")]
         if wide:
-            row += [r.kind, _num(r.statistic), _num(r.effect_size, ".3g")]
+            effect = _num(r.effect_size, ".3g")
+            row += [r.kind, _num(r.statistic), effect if effect == "-" else r.bounded.get("effect_size", "") + effect]
         table.add_row(*row)
     console.print(table)
     for r in j.results:  # reasons are long sentences: one line each, not a squeezed column

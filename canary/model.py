@@ -207,6 +207,10 @@ class CheckResult:
     # "ratio" (custom canary/stable), "" (a custom query's own unit, or no threshold); `with_unit` prints one
     threshold_unit: str = ""
     value_unit: str = ""
+    # which of `stable_value`, `canary_value` and `effect_size` are only bounds: ">" (the true value lies
+    # above the number: a latency quantile in the open +Inf bucket is only known to exceed the last finite
+    # bound) or "<" (below it); a field not named is a value. `with_unit(..., bound=)` prints ">300 ms"
+    bounded: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """Every field as JSON values (NaN/inf -> None at the top level; `n_stable`/`n_canary` None
@@ -218,6 +222,7 @@ class CheckResult:
         if unmeasured(d["outcome"], self.n_canary, self.n_stable):  # no count of either arm, not "no traffic"
             d["n_stable"] = d["n_canary"] = None
         d["extra"] = _plain_copy(self.extra)
+        d["bounded"] = dict(self.bounded)
         return d
 
 
@@ -293,12 +298,14 @@ def unmeasured(outcome: str, n_canary: Any, n_stable: Any) -> bool:
     return outcome == "error" and not n_canary and not n_stable
 
 
-def with_unit(value: Any, unit: str | None, digits: int = 4) -> str:
+def with_unit(value: Any, unit: str | None, digits: int = 4, *, bound: str | None = None) -> str:
     """A threshold or value as tables print it, with its unit (`CheckResult.threshold_unit`): '50 ms',
-    '1%', '+50%', '+1 points', 'PSI 0.1', 'x1.2'; '-' for none or not a finite number."""
+    '1%', '+50%', '+1 points', 'PSI 0.1', 'x1.2'; '-' for none or not a finite number. `bound`: ">" or "<"
+    for a number that is only a bound (`CheckResult.bounded`), printed before it: '>300 ms', '<-68%'."""
     if value is None or isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         return "-"
-    v, signed = f"{value:.{digits}g}", f"{value:+.{digits}g}"  # an increase keeps its sign: -5%, +20%
+    side = bound if bound in (">", "<") else ""
+    v, signed = f"{side}{value:.{digits}g}", f"{side}{value:+.{digits}g}"  # an increase keeps its sign: -5%, +20%
     return {"ms": f"{v} ms", "%": f"{v}%", "+%": f"{signed}%", "points": f"{signed} points", "psi": f"PSI {v}",
             "js": f"JS {v}", "ratio": f"x{v}"}.get(unit or "", v)
 

@@ -540,6 +540,11 @@ def _q_text(arm: Arm | evidence.ArrayArm, limit: float | None = None) -> str:
     return f">{beside(lo, limit)}" if math.isinf(hi) else beside(arm.estimate(), limit)
 
 
+def _open(arm: Arm | evidence.ArrayArm) -> bool:
+    """Whether the arm's quantile lies in the open +Inf bucket: only a lower bound on it is known."""
+    return math.isinf(arm.bucket()[1])
+
+
 def _arms(bounds: tuple[float, ...], sc: tuple[float, ...] | None, cc: tuple[float, ...], q: float
           ) -> tuple[Arm | evidence.ArrayArm | None, Arm | evidence.ArrayArm, bool]:
     """(stable, canary, on lists): `buckets.Arm`s where the counts allow, else the array reference."""
@@ -741,26 +746,32 @@ def _latency(check: LatencyCheck, s: ArmData | None, c: ArmData, ctx: _Ctx) -> C
     sv = s_arm.estimate() if s_arm is not None else math.nan
     cv = c_arm.estimate()
     c_text = _q_text(c_arm)
+    # an arm in the open +Inf bucket has only a lower bound: its value is the last finite bound, named as
+    # a bound in the result (`CheckResult.bounded`), as the reason writes it ('>b')
+    bounded = {"stable_value": ">"} if s_arm is not None and _open(s_arm) else {}
     if name == "relative":
         assert s_arm is not None
         s_text = _q_text(s_arm)
-        # an arm in the open +Inf bucket has only a lower bound ('>b'): the increase is then a lower bound
-        # (canary), an upper one (stable), or unknown (both: '?', never the '>+0%' of two lower bounds)
-        c_open, s_open = c_text[0] == ">", s_text[0] == ">"
+        # the increase is then a lower bound (canary), an upper one (stable), or unknown (both: '?', never
+        # the '>+0%' of two lower bounds)
+        c_open, s_open = _open(c_arm), _open(s_arm)
         rel = (cv / sv - 1) * 100 if sv > 0 and not (c_open and s_open) else math.nan
-        rel_text = (("" if math.isnan(rel) else ">" if c_open else "<" if s_open else "")
-                    + beside(rel, check.max_increase_pct, 0, fixed=True, sign=True) + "%")
+        side = "" if math.isnan(rel) else ">" if c_open else "<" if s_open else ""
+        rel_text = side + beside(rel, check.max_increase_pct, 0, fixed=True, sign=True) + "%"
         head = (f"canary {label} {c_text} ms vs stable {s_text} ms ({rel_text}, "
                 f"limit +{exact(check.max_increase_pct)}%)")
         threshold, effect, unit = float(check.max_increase_pct), rel, "+%"  # type: ignore[arg-type]
+        bounded.update({"canary_value": ">"} if c_open else {})
+        bounded.update({"effect_size": side} if side else {})
     else:
         cv = own.estimate()
         head = f"canary {label} {_q_text(own, check.max_ms)} ms (limit {exact(check.max_ms)} ms)"
         threshold, effect, unit = float(check.max_ms), cv, "ms"  # type: ignore[arg-type]
+        bounded.update({"canary_value": ">", "effect_size": ">"} if _open(own) else {})
     reason = (f"{not_judged if outcome is not Outcome.FAIL else ''}{head}, n={_n(n[1])}/{_n(n[0])}, "
               f"p={_p(t.p_value)}" + (f"; {more}" if more else ""))
     return _result(check, outcome, reason, t, n=n, threshold=threshold, effect=effect, alpha=alpha, subs=subs,
-                   seq=seq, stable_value=sv, canary_value=cv, threshold_unit=unit, value_unit="ms")
+                   seq=seq, stable_value=sv, canary_value=cv, threshold_unit=unit, value_unit="ms", bounded=bounded)
 
 
 def _proportion(check: ErrorRateCheck | FeatureMissingCheck, s: ArmData | None, c: ArmData, ctx: _Ctx

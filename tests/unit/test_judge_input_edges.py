@@ -70,3 +70,54 @@ def test_an_arm_in_the_open_bucket_prints_the_increase_as_a_bound_or_unknown(sta
     r = _judge(raw).results[0]
     assert r.reason.startswith(shown), r.reason
     assert r.outcome is not Outcome.PASS or "<" in shown
+
+
+def _cli(tmp_path, raw: dict, output: str) -> tuple[int, str]:
+    import json
+
+    from typer.testing import CliRunner
+
+    from tests.unit.test_plan_offline import _app
+
+    f = tmp_path / "in.json"
+    f.write_text(json.dumps(raw))
+    res = CliRunner().invoke(_app(), ["judge", "--input", str(f), "--output", output])
+    return res.exit_code, res.stdout
+
+
+@pytest.mark.parametrize("limit, stable, canary, bounded, cells", [
+    ({"max_increase_pct": 20}, [100000, 100000, 100000], [0, 0, 20000],  # the canary's p95 is above 300 ms
+     {"canary_value": ">", "effect_size": ">"}, ["95 ms", ">300 ms", ">216"]),
+    ({"max_increase_pct": 20}, [0, 0, 100000], [20000, 20000, 20000],  # the stable's
+     {"stable_value": ">", "effect_size": "<"}, [">300 ms", "95 ms", "<-68.3"]),
+    ({"max_increase_pct": 20}, [0, 0, 100000], [0, 0, 20000],  # both: the increase is unknown (null)
+     {"stable_value": ">", "canary_value": ">"}, [">300 ms", ">300 ms"]),
+    ({"max_ms": 250}, [100000, 100000, 100000], [0, 0, 20000],  # a ceiling: the canary's p95 is its effect
+     {"canary_value": ">", "effect_size": ">"}, ["95 ms", ">300 ms", ">300"]),
+])
+def test_a_quantile_in_the_open_bucket_is_printed_as_a_bound_in_the_table_and_json(
+        tmp_path, limit: dict, stable: list, canary: list, bounded: dict, cells: list) -> None:
+    """The table's stable, canary and effect columns printed such an arm's lower bound as a plain value
+    (`300 ms`) beside a reason that says `>300 ms` (decision 328's "not done"). JSON keeps the numbers and
+    names the ones that are only bounds in `bounded`."""
+    import json
+
+    bounds = [100, 300, "+Inf"]
+    raw = {"policy": _policy({"name": "lat", "kind": "latency", "quantile": 0.95, **limit}),
+           "checks": {"lat": {"stable": {"bounds": bounds, "counts": stable},
+                              "canary": {"bounds": bounds, "counts": canary}}}}
+    _, out = _cli(tmp_path, raw, "json")
+    r = json.loads(out)["results"][0]
+    assert r["bounded"] == bounded, r
+    for key, side in bounded.items():
+        assert r[key] is not None, key  # the number stays a number: consumers reading it are not broken
+    _, table = _cli(tmp_path, raw, "wide")
+    row = next(line for line in table.splitlines() if line.startswith("│ lat"))
+    got = [c.strip() for c in row.strip("│").split("│")]
+    assert got[2:4] == cells[:2], row  # stable, canary
+    if len(cells) > 2:
+        assert got[-1] == cells[2], row  # effect
+    if "effect_size" not in bounded:
+        assert got[-1] == "-", row
+    for cell in got[2:4]:
+        assert cell in ("95 ms", ">300 ms"), row  # never the bound as a value
