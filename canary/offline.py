@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from canary.analysis.judge import MAX_COUNT
 from canary.analysis.sequential import Z_CLIP, plausible, sub_levels
 from canary.errors import ConfigError, NoData, PolicyError
 from canary.model import ArmData, Counts, FeatureCounts, Histogram, Scalar
@@ -65,7 +66,8 @@ def _bad(file: str, field: str, message: str) -> ConfigError:
 def load_exported(path: str | Path) -> Exported:
     path = Path(path)
     try:
-        raw = unique_keys(json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=_Pairs), file=str(path))
+        raw = unique_keys(json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=_Pairs, parse_float=_float),
+                          file=str(path))
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
     except UnicodeDecodeError as exc:
@@ -77,6 +79,16 @@ def load_exported(path: str | Path) -> Exported:
 
 class _Pairs(list):  # type: ignore[type-arg]
     """A JSON object as json.loads read it: its (key, value) pairs in order, duplicates kept."""
+
+
+class _Overflow(str):
+    """A JSON number beyond a 64-bit float (`1e309`), kept as the text it was: json.loads reads it as
+    inf, so a last bound of 1e309 was +Inf and a count of 1e309 said "got inf", which the input never wrote."""
+
+
+def _float(text: str) -> float | _Overflow:
+    x = float(text)
+    return _Overflow(text) if math.isinf(x) else x
 
 
 def unique_keys(value: Any, *, file: str, path: str = "") -> Any:
@@ -249,6 +261,8 @@ def _shown(value: Any) -> str:
 
 
 def _num(value: Any, file: str, field: str, *, inf_ok: bool = False) -> float:
+    if isinstance(value, _Overflow):
+        raise _bad(file, field, f"out of range: {value[:40]} is beyond a 64-bit float (about 1.8e308)")
     if inf_ok and value in ("+Inf", "Inf", "inf", "+inf"):
         return math.inf
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -278,17 +292,17 @@ def _arm(raw: Any, file: str, field: str) -> ArmData | Exception:
         if "error" in keys:
             return NoData(str(raw["error"]))
         if "bounds" in keys:
-            b, c = raw["bounds"], raw["counts"]
-            if not isinstance(b, list) or not isinstance(c, list):
-                raise _bad(file, field, "bounds and counts must be lists")
-            bounds = tuple(_num(x, file, f"{field}.bounds[{i}]", inf_ok=True) for i, x in enumerate(b))
-            counts = tuple(_num(x, file, f"{field}.counts[{i}]") for i, x in enumerate(c))
-            return Histogram(bounds, counts, requests=requests)
+            return _histogram(raw["bounds"], raw["counts"], file, field, requests)
         if "events" in keys:
-            return Counts(_num(raw["events"], file, f"{field}.events"), _num(raw["total"], file, f"{field}.total"))
+            events, total = _count(raw["events"], file, f"{field}.events"), _count(raw["total"], file, f"{field}.total")
+            if events > total + 1e-9:  # (`Counts`' own tolerance)
+                raise _bad(file, f"{field}.events", f"{_readable(events)} events exceed the total, {_readable(total)}")
+            return Counts(events, total)
         n = _num(raw["n"], file, f"{field}.n") if "n" in raw else math.nan
         if n < 0:
             raise _bad(file, f"{field}.n", f"must be a request count >= 0, got {_shown(raw['n'])}")
+        if n >= MAX_COUNT:
+            raise _bad(file, f"{field}.n", _too_many(n))
         return Scalar(_num(raw["value"], file, f"{field}.value"), n)
     except ValueError as exc:  # the value types check their own invariants
         raise _bad(file, field, str(exc)) from None
@@ -350,7 +364,61 @@ def _features(raw: dict[str, Any], file: str, field: str) -> FeatureCounts:
 
 
 def _count(value: Any, file: str, field: str) -> float:
+    """A count: a finite number from 0 to below 2^53 (fractional: Prometheus' increase() extrapolates)."""
     x = _num(value, file, field)
     if x < 0:
-        raise _bad(file, field, f"a count must be >= 0, got {x:g}")
+        raise _bad(file, field, f"a count must be >= 0, got {_readable(x)}")
+    if x >= MAX_COUNT:
+        raise _bad(file, field, _too_many(x))
     return x
+
+
+def _too_many(x: float) -> str:
+    # the judge reads such an arm from Prometheus as an ERROR (`judge.MAX_COUNT`); in a file it is bad input
+    return (f"{x:.4g} is not a count: 2^53 (about 9.007e15) or more is no exact integer in a float (a counter "
+            "at 1,000,000 per second reaches it in 285 years)")
+
+
+def _histogram(b: Any, c: Any, file: str, field: str, requests: float | None) -> Histogram:
+    """A cumulative histogram, each bound and count checked where it is, so the error names the element
+    (`checks.lat.canary.counts[3]`): counts from 0 to below 2^53, never decreasing; bounds increasing
+    strictly, the last "+Inf"."""
+    if not isinstance(b, list) or not isinstance(c, list):
+        raise _bad(file, field, "bounds and counts must be lists")
+    bounds = [_num(x, file, f"{field}.bounds[{i}]", inf_ok=True) for i, x in enumerate(b)]
+    counts = [_count(x, file, f"{field}.counts[{i}]") for i, x in enumerate(c)]
+    if not bounds:
+        raise _bad(file, f"{field}.bounds", 'empty: a histogram has at least its "+Inf" bucket')
+    if len(counts) != len(bounds):
+        raise _bad(file, f"{field}.counts", f"{len(counts)} counts for {len(bounds)} bounds: one cumulative count "
+                                           "per bound")
+    for i in range(1, len(bounds)):
+        if math.isinf(bounds[i - 1]):
+            raise _bad(file, f"{field}.bounds[{i - 1}]", '+Inf before the last bound: "+Inf" closes the histogram')
+        if not bounds[i - 1] < bounds[i]:
+            a, z = _apart(bounds[i - 1], bounds[i])
+            raise _bad(file, f"{field}.bounds[{i}]", f"{z} after {a}: bucket bounds increase strictly (sorted, "
+                                                     "each once)")
+    if not math.isinf(bounds[-1]):
+        raise _bad(file, f"{field}.bounds[{len(bounds) - 1}]", f'the last bound must be "+Inf" (its count is every '
+                                                               f"observation), got {_readable(bounds[-1])}")
+    for i in range(1, len(counts)):
+        if counts[i] < counts[i - 1]:
+            a, z = _apart(counts[i - 1], counts[i])
+            raise _bad(file, f"{field}.counts[{i}]", f"{z} after {a}: bucket counts are cumulative (the observations "
+                                                     "<= each bound) and never decrease")
+    return Histogram(tuple(bounds), tuple(counts), requests=requests)
+
+
+def _readable(x: float) -> str:
+    """A number in an error: a whole count below 1e16 with its digits (1,000), else 6 significant digits."""
+    return f"{x:,.0f}" if x.is_integer() and abs(x) < 1e16 else f"{x:.6g}"
+
+
+def _apart(a: float, b: float) -> tuple[str, str]:
+    """Two different numbers with the fewest digits (6 or more) that tell them apart: 99.99999999999999, 100."""
+    for d in range(6, 18):
+        x, y = f"{a:.{d}g}", f"{b:.{d}g}"
+        if (x == y) == (a == b):
+            return x, y
+    return repr(a), repr(b)
