@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from canary import cli_options as opts
-from canary.analysis.shown import beside
+from canary.analysis.shown import beside, whole
 from canary.errors import CanaryError
 from canary.model import Outcome, Verdict, unmeasured, with_unit
 
@@ -41,6 +41,11 @@ def _num(x: float, fmt: str = ".4g") -> str:
     return "-" if x is None or (isinstance(x, float) and not math.isfinite(x)) else format(x, fmt)
 
 
+def _count(x: float) -> str:
+    """A request count as the table prints it: 12,345, or 1e+300 (`shown.whole`), never hundreds of digits."""
+    return "-" if x is None or not math.isfinite(x) else whole(x)
+
+
 def render_verdict(j: Verdict, console: Console, *, wide: bool = False) -> None:
     table = Table(title=f"verdict: {j.outcome.label.upper()}", title_style=_COLOUR[j.outcome])
     cols = ("check", "outcome", "stable", "canary", "n stable", "n canary", "limit", "p", "alpha")
@@ -52,7 +57,7 @@ def render_verdict(j: Verdict, console: Console, *, wide: bool = False) -> None:
                # a quantile only known as a bound prints as one ('>300 ms', as the reason), never as a value
                with_unit(r.stable_value, r.value_unit, bound=r.bounded.get("stable_value")),
                with_unit(r.canary_value, r.value_unit, bound=r.bounded.get("canary_value")),
-               "-" if none else _num(r.n_stable, ",.0f"), "-" if none else _num(r.n_canary, ",.0f"),
+               "-" if none else _count(r.n_stable), "-" if none else _count(r.n_canary),
                with_unit(r.threshold, r.threshold_unit),
                _num(r.p_value, ".2g"), _num(r.alpha, ".2g")]
         if wide:

@@ -201,6 +201,7 @@ def _prior(raw: Any, file: str, policy: Policy) -> dict[str, tuple[float, float]
         if key not in tests:  # a typo in the test name was ignored, and the evidence with it
             raise _bad(file, field, f"'{key.rpartition('/')[2]}' is not a statistical test of check "
                                     f"'{key.rpartition('/')[0]}' (this policy's: {', '.join(sorted(tests)) or 'none'})")
+        _overflowed(v, file, field)
         if (not isinstance(v, list) or len(v) != 2
                 or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)):
             raise _bad(file, field, f"must be [S, I]: finite numbers, I >= 0, got {str(v)[:60]}")
@@ -219,6 +220,7 @@ def _exact_prior(v: Any, file: str, field: str, test: str) -> tuple[float, float
     increase's [log factor sum, windows] (each window's factor is at least 1 - INCREASE_LAMBDA)."""
     from canary.analysis.sequential import INCREASE_LAMBDA
 
+    _overflowed(v, file, field)
     if (not isinstance(v, list) or len(v) != 2
             or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)):
         raise _bad(file, field, f"must be a pair of finite numbers, got {str(v)[:60]}")
@@ -229,6 +231,13 @@ def _exact_prior(v: Any, file: str, field: str, test: str) -> tuple[float, float
         raise _bad(file, field, f"must be [log factors, windows]: windows >= 0, each window's log factor in "
                                 f"[{math.log1p(-INCREASE_LAMBDA):.3f}, 745], got {str(v)[:60]}")
     return float(a), float(b)
+
+
+def _overflowed(v: Any, file: str, field: str) -> None:
+    """A prior pair with a number beyond a float (1e309) is out of range at its index, not "got ['1e309', 1]"."""
+    for i, x in enumerate(v if isinstance(v, list) else ()):
+        if isinstance(x, _Overflow):
+            _num(x, file, f"{field}[{i}]")
 
 
 def _policy(raw: dict[str, Any], file: str, base: Path | None) -> Policy:
@@ -252,7 +261,13 @@ def _policy(raw: dict[str, Any], file: str, base: Path | None) -> Policy:
 
 
 def _shown(value: Any) -> str:
-    """A bad value as the input wrote it (JSON), cut to 40 characters."""
+    """A bad value as the input wrote it (JSON), cut to 40 characters; a number at a few significant digits
+    (`1e+400`, not the first 40 of its 401 digits)."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10 ** 15:
+        digits = len(str(abs(value)))
+        return f"{'-' if value < 0 else ''}{str(abs(value))[0]}e+{digits - 1:02d} ({digits} digits)"
+    if isinstance(value, float) and math.isfinite(value):
+        return f"{value:.6g}"
     try:
         text = json.dumps(value, allow_nan=False)
     except (TypeError, ValueError):
@@ -270,7 +285,7 @@ def _num(value: Any, file: str, field: str, *, inf_ok: bool = False) -> float:
     try:
         x = float(value)
     except OverflowError:  # a 400-digit integer literal
-        raise _bad(file, field, f"out of range: {str(value)[:20]}... ({len(str(value))} digits)") from None
+        raise _bad(file, field, f"out of range: {_shown(value)}") from None
     if math.isnan(x) or (math.isinf(x) and not (inf_ok and x > 0)):
         raise _bad(file, field, f"must be a finite number{' or +Inf' if inf_ok else ''}, got {value!r}")
     return x

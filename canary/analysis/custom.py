@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 
 from canary.model import CheckResult, Outcome, Scalar
-from canary.analysis.shown import beside, exact
+from canary.analysis.shown import beside, exact, whole
 from canary.policy import CustomCheck
 
 
@@ -67,7 +67,7 @@ def judge_custom(check: CustomCheck, s: Scalar | None, c: Scalar, *, min_canary:
         return CheckResult(outcome=Outcome.FAIL, reason=f"{head}: {text}{extra}", threshold=float(thr),
                            effect_size=float(eff), threshold_unit=unit, **base)  # type: ignore[arg-type]
     if small:
-        return CheckResult(outcome=Outcome.INCONCLUSIVE, reason=f"{head}; canary n={c.n:,.0f} below min {min_canary:,}",
+        return CheckResult(outcome=Outcome.INCONCLUSIVE, reason=f"{head}; canary n={whole(c.n)} below min {min_canary:,}",
                            **base)  # type: ignore[arg-type]
     thr, eff = (float(shown[0][1]), float(shown[0][2])) if shown else (math.nan, math.nan)
     base["threshold_unit"] = shown[0][5] if shown else ""

@@ -26,7 +26,7 @@ from canary.analysis.evidence import attach
 from canary.analysis.sequential import (EXACT_SHARE, effective_requests, exact_shares, exceedance_p, failure_p,
                                         increase_factor, log_p, sub_levels, test_weights, tests_in, window_share, window_z)
 from canary.errors import CanaryError, NoData, TransientError
-from canary.analysis.shown import beside, exact
+from canary.analysis.shown import beside, exact, whole
 from canary.analysis.unrouted import bound as unrouted_bound, requests_counted, unrouted
 from canary.model import ArmData, CheckResult, Counts, FeatureCounts, Histogram, Verdict, Outcome, Scalar
 from canary.policy import (
@@ -431,7 +431,7 @@ def _per_bucket(cum: tuple[float, ...]) -> list[float]:
 
 
 def _n(x: float) -> str:
-    return f"{x:,.0f}" if math.isfinite(x) else "?"
+    return whole(x) if math.isfinite(x) else "?"
 
 
 def _p(p: float) -> str:
@@ -666,7 +666,8 @@ def _unit_slip(stable: Histogram, canary: Histogram, level: float) -> tuple[str,
     if math.isfinite(s_lo) and s_lo > 0:
         if c_hi * FAR_FASTER <= s_lo:
             return (f"the canary's median latency is at most {c_hi:.3g} ms and the stable's at least {s_lo:.3g} ms: "
-                    f"{f'{s_lo / c_hi:,.0f}x' if c_hi > 0 else 'that much'} faster is read as one exporter writing "
+                    f"{f'{whole(s_lo / c_hi)}x' if c_hi > 0 and math.isfinite(s_lo / c_hi) else 'that much'} faster "
+                    "is read as one exporter writing "
                     "seconds and the other "
                     "milliseconds (latency bounds are milliseconds here), not as a release"), ""
         return "", ""

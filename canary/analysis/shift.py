@@ -16,7 +16,7 @@ import numpy as np
 from scipy import special
 
 from canary.analysis.stats import TestResult, bdtr, chi2_sf, ncx2_sf
-from canary.analysis.shown import beside, exact
+from canary.analysis.shown import beside, exact, whole
 
 _MIN_EXPECTED = 5.0  # chi-square cells are merged until each arm expects this many
 
@@ -308,7 +308,7 @@ def _empty_cell(stable: list[float], canary: list[float], level: float) -> str:
             where = (f"bucket {cells[0] + 1}" if len(cells) == 1
                      else f"{len(cells)} buckets ({', '.join(str(i + 1) for i in cells[:6])}{', ...' if len(cells) > 6 else ''})")
             return (f"PSI cannot be bounded: the {arm} has no observations in {where} where the {them} has "
-                    f"{share:.2%} of its {n_other:,.0f} (a share the counts cannot bound away from 0)")
+                    f"{share:.2%} of its {whole(n_other)} (a share the counts cannot bound away from 0)")
     return ""
 
 
@@ -401,7 +401,7 @@ def _thin_upper(stable: list[float], canary: list[float], level: float) -> tuple
                      _ncx2_upper(n_eff * value, len(rest), level / 2) / n_eff)
     i = thin[0]
     few, arm, them = (canary, "canary", "stable") if canary[i] < stable[i] * n_c / n_s else (stable, "stable", "canary")
-    return total, (f"bucket {i + 1} rests on {few[i]:,.0f} {arm} observation{'s' if round(few[i]) != 1 else ''} "
+    return total, (f"bucket {i + 1} rests on {whole(few[i])} {arm} observation{'s' if round(few[i]) != 1 else ''} "
                    f"against the {them}'s {(stable if arm == 'canary' else canary)[i] / (n_s if arm == 'canary' else n_c):.2%}")
 
 

@@ -19,6 +19,8 @@ def beside(x: float, limit: float | None, digits: int = 3, *, fixed: bool = Fals
     x = float(x)  # a numpy scalar too
     if not math.isfinite(x):
         return "?" if math.isnan(x) else ("+inf" if x > 0 and sign else "inf" if x > 0 else "-inf")
+    if fixed and abs(x) >= HUGE:  # decimals of 1e302 are its 303 digits: significant ones instead
+        fixed, digits = False, max(digits, 3)
     spec = ("+" if sign else "") + "." + "{}" + ("f" if fixed else "g")
     want = _side(x, limit)
     for d in range(digits, digits + 18):
@@ -26,6 +28,19 @@ def beside(x: float, limit: float | None, digits: int = 3, *, fixed: bool = Fals
         if want is None or _side(float(text), limit) == want:
             return text
     return repr(x)
+
+
+HUGE = 1e15  # from here on a number prints with significant digits, never all of its own (1e+300, not 301 digits)
+
+
+def whole(x: float) -> str:
+    """A count (or a large factor) rounded to a whole number with its digits, '12,345', below HUGE; from
+    there 4 significant digits, '9.007e+15', '1e+300' (a count from Prometheus or a file is any float);
+    '?' for NaN, 'inf' for infinity."""
+    x = float(x)
+    if not math.isfinite(x):
+        return "?" if math.isnan(x) else "inf" if x > 0 else "-inf"
+    return f"{x:,.0f}" if abs(x) < HUGE else f"{x:.4g}"
 
 
 def _side(x: float, limit: float | None) -> int | None:

@@ -26,6 +26,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from canary.analysis.shown import whole
 from canary.errors import NoData
 from canary.model import Counts, Histogram
 from canary.policy import Policy
@@ -122,7 +123,7 @@ def unrouted(policy: Policy, measurements: Mapping[str, Any], *, weight: int | N
     if expected < bound(policy, window):
         return {}, ""
     pods = f"labelled version={canary_version}" if canary_version else "of the canary version"
-    return stable, (f"the canary got no requests at {weight}% while stable got {n:.0f} over the last {window_s:.0f}s "
-                    f"(about {expected:.0f} expected in its first {shown:.0f}s, "
-                    f"P(none) = e^-{expected:.0f}): do pods {pods} exist, "
+    return stable, (f"the canary got no requests at {weight}% while stable got {whole(n)} over the last {window_s:.0f}s "
+                    f"(about {whole(expected)} expected in its first {shown:.0f}s, "
+                    f"P(none) = e^-{whole(expected)}): do pods {pods} exist, "
                     "ready, and does the canary subset select them? Its share of the traffic is failing")
