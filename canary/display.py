@@ -17,6 +17,7 @@ from rich.text import Text
 
 from canary import rollout as rl
 from canary import streams
+from canary.analysis.shown import whole
 from canary.model import Weights, unmeasured, with_unit
 from canary.policy import Policy
 from canary.routing.base import RouteStatus
@@ -33,7 +34,7 @@ def _fmt(value: Any, digits: int = 4) -> str:
 
 def _count(value: Any) -> str:
     """A request count as a whole number (`increase()` extrapolates: 65.3625 requests)."""
-    return f"{value:,.0f}" if isinstance(value, (int, float)) and math.isfinite(value) else _fmt(value)
+    return whole(value) if isinstance(value, (int, float)) and math.isfinite(value) else _fmt(value)
 
 
 def evidence_table(results: Iterable[dict[str, Any]], title: str = "checks") -> Table:
@@ -43,14 +44,18 @@ def evidence_table(results: Iterable[dict[str, Any]], title: str = "checks") -> 
     colors = {"pass": "green", "inconclusive": "yellow", "error": "magenta", "fail": "red"}
     for r in results:
         outcome = r.get("outcome", "")
+        # a value only known as a bound (a quantile in the open +Inf bucket) prints as one: '>300 ms'
+        bound = r.get("bounded") if isinstance(r.get("bounded"), dict) else {}
         t.add_row(
             r.get("check", ""), Text(outcome, style=colors.get(outcome, "")),
-            with_unit(r.get("stable_value"), r.get("value_unit")), with_unit(r.get("canary_value"), r.get("value_unit")),
+            with_unit(r.get("stable_value"), r.get("value_unit"), bound=bound.get("stable_value")),
+            with_unit(r.get("canary_value"), r.get("value_unit"), bound=bound.get("canary_value")),
             "-" if unmeasured(outcome, r.get("n_canary"), r.get("n_stable"))
             else f"{_count(r.get('n_canary'))}/{_count(r.get('n_stable'))}",  # as reasons
             # a state recorded before units were: the bare number
             with_unit(r.get("threshold"), r.get("threshold_unit")), _fmt(r.get("p_value"), 2),
-            with_unit(r.get("effect_size"), r.get("threshold_unit"), 3), r.get("reason", ""),
+            with_unit(r.get("effect_size"), r.get("threshold_unit"), 3, bound=bound.get("effect_size")),
+            r.get("reason", ""),
         )
     return t
 
