@@ -106,6 +106,8 @@ class DriftWatcher:
         self._foreign: dict[str, tuple[str, list[str]]] = {}
         # per state key: consecutive evaluations whose profile query failed (`_say_profiles`)
         self._unread: dict[str, int] = {}
+        # per state key: the gauges' labels set for it (model, version, namespace, features), removed with it
+        self._gauged: dict[str, tuple[str, str, str, tuple[str, ...]]] = {}
         reg = registry if registry is not None else CollectorRegistry()
         self.g_score = Gauge("model_data_drift_score", "Drift score per feature (1 - p, or the distance)",
                              ["model", "version", "namespace", "feature"], registry=reg)
@@ -157,6 +159,7 @@ class DriftWatcher:
         # body and id, at every pass until delivered (`Notifier`'s `keep_failed`, `notify.drift_event`)
         if self.notifier is not None and hasattr(self.notifier, "resend"):
             self.notifier.resend()
+        self._forget_removed()
         # the baselines a cut pass left first, in the order it would have taken them, then the others
         first = {k: i for i, k in enumerate(self._left)}
         order = sorted(self.profiles, key=lambda p: first.get(_key(p, self.namespace), len(first)))
@@ -202,6 +205,32 @@ class DriftWatcher:
                                 f"evaluated about every {took + interval_s:.0f} s, not every {interval_s:.0f} s "
                                 f"(a slow Prometheus, or too many baselines for one watcher)")
         return done
+
+    def _forget_removed(self) -> None:
+        """What this process said of a baseline no longer watched (its ConfigMap deleted or malformed, the model
+        no longer served) is forgotten: the other profile hashes its exporters said (`_foreign`), its failed
+        profile queries in a row (`_unread`), the features said without live data (`_unmeasured`, `_few`), its
+        last verdict (`last`). Kept, a baseline added again was measured against what was said of the removed
+        one: its exporters' mismatch, still there, was never said again (the last line on record was the
+        removed baseline's), its first failed profile query was "3 in a row" with the removed one's two, and a
+        `drift.profile_check_restored` or `drift.live_data_back` ended a warning said of the removed one. Its
+        monitor state (episode, hysteresis) is the stored truth and is kept (decision 336)."""
+        watched = {_key(p, self.namespace) for p in self.profiles}
+        for said in (self._foreign, self._unread, self._unmeasured, self._few, self.last):
+            for key in [k for k in said if k not in watched]:
+                del said[key]
+        for key in [k for k in self._gauged if k not in watched]:
+            self._ungauge(*self._gauged.pop(key))
+
+    def _ungauge(self, model: str, version: str, ns: str, features: Sequence[str]) -> None:
+        """Remove a baseline's series from the gauges: a removed baseline's `model_data_drift_episode` 1 kept an
+        alert on it firing, and its scores stayed on dashboards, for the process's life."""
+        for gauge, labels in [(self.g_share, (model, version, ns)), (self.g_episode, (model, version, ns))] + [
+                (g, (model, version, ns, name)) for name in features for g in (self.g_score, self.g_missing)]:
+            try:
+                gauge.remove(*labels)
+            except KeyError:  # never set (an evaluation that stopped before its gauges)
+                pass
 
     def _outage_news(self, baselines: int) -> None:
         """People hear of a Prometheus down for PROMETHEUS_DOWN_TELL_S at every pass (`drift.prometheus_down`:
@@ -378,6 +407,7 @@ class DriftWatcher:
         0 kept through hours of Prometheus failing read as "no drift" on a dashboard, and a feature gone
         from the live data kept its last score."""
         model, version = str(prof["model"]), str(prof["version"])
+        self._gauged[_key(prof, self.namespace)] = (model, version, ns, tuple(prof["features"]))
         scores = {f.feature: f.score for f in result.features} if result is not None else {}
         rates = {m.feature: m.live_rate for m in result.missing} if result is not None else {}
         for name in prof["features"]:

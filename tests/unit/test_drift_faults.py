@@ -625,3 +625,53 @@ def _profile_lines(monkeypatch: Any, prof: dict[str, Any], live: Any, seen: list
             w.once()
         said.append([e for e in logs if e["event"].startswith("drift.profile")])
     return said
+
+
+def test_what_was_said_of_a_removed_baseline_is_forgotten_and_said_fresh_when_it_is_added_again(
+        monkeypatch: Any) -> None:
+    """A baseline no longer watched (its ConfigMap deleted: `watch_baselines` sets `profiles` to those listed)
+    kept its records in the watcher: added again while its exporters still count over another profile, the
+    mismatch was never said again; two failed profile queries before its removal made the first after its return
+    "3 in a row"; a check said failing of the removed baseline was "restored" by the new one's first answer; its
+    "no live data" was not said again; and its gauges stayed, `model_data_drift_episode` included (decision 336)."""
+    from prometheus_client import CollectorRegistry
+    from structlog.testing import capture_logs
+
+    from canary.drift import monitor as M
+    from canary.drift import watch as W
+    from canary.drift.profile import profile_hash
+
+    prof, live = _ages_exported(seed=4, std=10, observed=500)
+    mine, no = profile_hash(prof), PermissionError("403 Forbidden: model_feature_profile_info")
+    # (watched?, the profile query's answer, the live counts) per pass
+    steps: list[Any] = [(True, {"a" * 16}, live), (False, None, live), (True, {"a" * 16}, live),  # said fresh
+                        (True, no, live), (True, no, live), (False, None, live), (True, no, live),  # 2 + 1: not 3
+                        (True, no, live), (True, no, live), (False, None, live), (True, {mine}, live),  # no restored
+                        (True, {mine}, {}), (False, None, live), (True, {mine}, {})]  # no live data, said again
+    answers = [s[1] for s in steps if s[0]]
+    lives = [s[2] for s in steps if s[0]]
+
+    def exported(*_a: Any, **_k: Any) -> set[str]:
+        got = answers.pop(0)
+        if isinstance(got, Exception):
+            raise got
+        return got
+
+    monkeypatch.setattr(W, "live_counts", lambda *_a, **_k: lives.pop(0))
+    monkeypatch.setattr(W, "exported_profiles", exported)
+    monkeypatch.setattr(W, "why_no_live_data", lambda *_a, **_k: "")
+    reg = CollectorRegistry()
+    w = W.DriftWatcher([prof], client=None, window_s=3_600, config=M.MonitorConfig(), registry=reg)
+    said = []
+    for watched, _, _ in steps:
+        w.profiles = [prof] if watched else []
+        with capture_logs() as logs:
+            w.once()
+        said.append([e["event"] for e in logs if e["event"].startswith(("drift.profile", "drift.no_live_data"))])
+        labels = {"model": prof["model"], "version": prof["version"], "namespace": "default"}
+        assert (reg.get_sample_value("model_data_drift_episode", labels) is not None) == watched
+        assert (reg.get_sample_value("model_data_drift_score", {**labels, "feature": "age"}) is not None) == watched
+    assert said == [["drift.profile_mismatch"], [], ["drift.profile_mismatch"],
+                    [], [], [], [],
+                    [], ["drift.profile_check_failing"], [], [],
+                    ["drift.no_live_data"], [], ["drift.no_live_data"]]
