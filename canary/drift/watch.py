@@ -106,6 +106,9 @@ class DriftWatcher:
         self._foreign: dict[str, tuple[str, list[str]]] = {}
         # per state key: consecutive evaluations whose profile query failed (`_say_profiles`)
         self._unread: dict[str, int] = {}
+        # per state key: a run of evaluations whose live data could not be read while Prometheus answered (`_measure`):
+        # (what failed: the error's kind and remedy, the first such evaluation's time, how many)
+        self._failing: dict[str, tuple[tuple[str, str], float, int]] = {}
         # per state key: the gauges' labels set for it (model, version, namespace, features), removed with it
         self._gauged: dict[str, tuple[str, str, str, tuple[str, ...]]] = {}
         reg = registry if registry is not None else CollectorRegistry()
@@ -216,7 +219,7 @@ class DriftWatcher:
         `drift.profile_check_restored` or `drift.live_data_back` ended a warning said of the removed one. Its
         monitor state (episode, hysteresis) is the stored truth and is kept (decision 336)."""
         watched = {_key(p, self.namespace) for p in self.profiles}
-        for said in (self._foreign, self._unread, self._unmeasured, self._few, self.last):
+        for said in (self._foreign, self._unread, self._unmeasured, self._few, self.last, self._failing):
             for key in [k for k in said if k not in watched]:
                 del said[key]
         for key in [k for k in self._gauged if k not in watched]:
@@ -379,17 +382,19 @@ class DriftWatcher:
             try:
                 live = live_counts(self.client, prof, model=model, version=version, window_s=window_s,
                                    namespace=prof.get("_namespace") or self._selects)
+                self._read_again(key, model, version, ns, now)
                 result = compare(prof, live)
                 self._few[key] = too_few(prof, live)  # left out for low traffic, not for want of series
                 return result
             except ConfigError as exc:  # live data that cannot be compared (another profile's buckets): a setup fault
+                self._read_again(key, model, version, ns, now)  # read, if not comparable: that run is over
                 log.error("drift.bad_live_data", model=model, version=version, namespace=ns, error=str(exc))
                 done.append({"model": model, "version": version, "error": str(exc), "config_error": True})
             except CanaryError as exc:  # Prometheus down or a bad answer: nothing is decided, say so
                 # Prometheus answers a trivial query: only this profile's queries failed, the others are asked
                 if not (isinstance(exc, MetricsUnavailable) and unavailable(self.client)):
                     error = str(exc) + remedy(exc)  # why nothing was measured, and what to do about it
-                    log.warning("drift.unmeasured", model=model, version=version, namespace=ns, error=error)
+                    self._unreadable(key, exc, error, model, version, ns, now)
                     done.append({"model": model, "version": version, "error": error})
                 else:  # down: no profile left in this pass is asked (each would wait out the retry budget)
                     self._outage = (f"{exc}; Prometheus does not answer a trivial query either: no other baseline "
@@ -400,6 +405,36 @@ class DriftWatcher:
         self._gauges(prof, None, ns)
         self._retry_unmeasured(key, state, now, done, ns)
         return None
+
+    def _unreadable(self, key: str, exc: Exception, error: str, model: str, version: str, ns: str,
+                    now: float) -> None:
+        """`drift.unmeasured` (warning) at the first evaluation of a run whose live data could not be read while
+        Prometheus answered (a 5xx, its timeout, a refusal, a partial answer), and again when the fault changes
+        kind (another remedy); the run's other evaluations are a debug line (`drift.still_unmeasured`), and its
+        end `drift.readable_again` (`_read_again`). It was a warning at every evaluation and nothing at the end:
+        a 422 on a 24 h window was one line every 5 minutes for good, and its cure left the last line saying
+        nothing was measured (decision 337)."""
+        text = str(exc)
+        kind = (type(exc).__name__, remedy(exc) or text.rsplit("; ", 1)[-1])
+        was = self._failing.get(key)
+        if was is not None and was[0] == kind:
+            self._failing[key] = (kind, was[1], was[2] + 1)
+            log.debug("drift.still_unmeasured", model=model, version=version, namespace=ns, error=error,
+                      evaluations=was[2] + 1, since=was[1])
+            return
+        self._failing[key] = (kind, was[1] if was else now, was[2] + 1 if was else 1)
+        log.warning("drift.unmeasured", model=model, version=version, namespace=ns, error=error)
+
+    def _read_again(self, key: str, model: str, version: str, ns: str, now: float) -> None:
+        """The live data were read after a `drift.unmeasured` run (`_unreadable`): said once."""
+        was = self._failing.pop(key, None)
+        if was is None:
+            return
+        n = was[2]
+        log.info("drift.readable_again", model=model, version=version, namespace=ns, evaluations=n, since=was[1],
+                 message=f"{model} {version}: the live data are read again, after {n} evaluation{'' if n == 1 else 's'} "
+                         f"over about {_about(max(now - was[1], 0.0))} that could not read them (nothing was "
+                         f"decided by those)")
 
     def _gauges(self, prof: Mapping[str, Any], result: Any, ns: str) -> None:
         """This evaluation's gauges, for every profiled feature: what was not measured (Prometheus down, live
