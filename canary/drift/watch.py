@@ -258,6 +258,11 @@ class DriftWatcher:
                            f"drift is watched again ({baselines} baselines)")
                 log.info("drift.prometheus_back", down_since=self._down_since, message=message)
                 self._tell("drift.prometheus_back", message, now)
+            elif self._down_since is not None:  # an outage said in the log only (`drift.prometheus_unavailable`)
+                # its end said too: the last line on drift watching stayed "Prometheus did not answer" (decision 338)
+                log.info("drift.prometheus_answers", down_since=self._down_since,
+                         message=f"Prometheus answers again after about {_about(max(now - self._down_since, 0.0))} "
+                                 f"(found down at every pass since): drift is watched again ({baselines} baselines)")
             self._down_since, self._down_told, self._down_seen = None, False, None
             self._store_outage()
             return

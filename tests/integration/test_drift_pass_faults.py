@@ -417,3 +417,30 @@ def test_a_baselines_unreadable_live_data_are_said_once_and_their_return_too(ser
         assert errors == [[], ["o1"], ["o1"], ["o1"], ["o1"], [], []]
     finally:
         proxy.stop()
+
+
+@pytest.mark.parametrize("fault", [503, None], ids=["http-503", "timeout"])
+def test_a_short_prometheus_outage_has_its_end_said_once(served: SimpleNamespace, fault: int | None) -> None:
+    """Prometheus down for less than the hour that tells people (`drift.prometheus_down`): restarted, or a proxy in
+    front of it answering 503 for a while. Each pass said `drift.prometheus_unavailable`, and its end nothing: the
+    last line on drift watching stayed "Prometheus did not answer" while every baseline was measured again. Its
+    end is now one `drift.prometheus_answers` line; nothing is decided during it (decision 338)."""
+    port = int(served.prom.url.rsplit(":", 1)[1])
+    proxy = BlackholeProxy("127.0.0.1", port).start()
+    t = [2_000_000_000.0]
+    try:
+        client = PrometheusClient(proxy.url, timeout_s=0.5, budget_s=1.0, retries=2, backoff_s=0.05)
+        watcher = DriftWatcher([served.profiles[m] for m in MODELS], client=client, window_s=3600, namespace="prod",
+                               registry=CollectorRegistry(), config=M.MonitorConfig(quiet_s=0), clock=lambda: t[0])
+        said = []
+        for down in (False, True, True, False, False):
+            proxy.blackhole, proxy.answer = down, fault
+            with capture_logs() as logs:
+                watcher.once()
+            t[0] += 600
+            said.append([e["event"] for e in logs if e["event"].startswith("drift.prometheus")])
+            assert not [e for e in logs if e["event"] in ("drift.started", "drift.evaluation_failed")], logs
+        assert said == [[], ["drift.prometheus_unavailable"], ["drift.prometheus_unavailable"],
+                        ["drift.prometheus_answers"], []], said
+    finally:
+        proxy.stop()
