@@ -217,6 +217,23 @@ def why_no_live_data(client: PrometheusClient, *, model: str, version: str, wind
                          deadline=None)
         return series_by(got, [k.strip() for k in by.split(",") if k.strip()])
 
+    def young(back: float) -> str:
+        """A note when Prometheus itself holds less than `back` seconds of data (its oldest `up` sample, any target):
+        restarted without its storage, or new. Its model series are then not scraped yet, or were lost with it, and
+        "is the exporter deployed?" sent on-call to an exporter that was there (decision 339). "" when it holds
+        more, or cannot tell (no `up` at all: a store fed by remote write or a backfill)."""
+        step = q.duration(max(15.0, back / 240))
+        try:
+            # the subquery's steps are aligned to its step: `up` younger than the last one is read as it is now
+            got = ask(f"max(time() - (min_over_time(timestamp(up)[{q.duration(back)}:{step}]) or timestamp(up)))", "")
+        except Exception:  # noqa: BLE001 - a hint only
+            return ""
+        if not got or not got[0][1] < 0.9 * back:
+            return ""
+        return (f"; but Prometheus itself holds only about {human(round(got[0][1] / 60) * 60 or 60)} of data (the "
+                f"oldest sample of any target's `up`): restarted without its storage, or new, so these series may "
+                f"not be scraped yet or were lost with it; the next evaluations read them as scrapes come")
+
     try:
         samples = ask(f"max(count_over_time({q.FEATURE_MISSING}{{{_selector(model, version, namespace)}}}[{w}]))", "")
         n = int(samples[0][1]) if samples else 0
@@ -232,7 +249,7 @@ def why_no_live_data(client: PrometheusClient, *, model: str, version: str, wind
         if version in versions:
             return (f"the window of {human(window_s)} holds {n} scrape{'' if n == 1 else 's'} of its series, and "
                     f"increase() needs two (they are there in the last {human(back)}): a window shorter than twice "
-                    f"Prometheus's scrape interval, or a target no longer scraped (its `up`)")
+                    f"Prometheus's scrape interval, or a target no longer scraped (its `up`)" + young(window_s))
         if versions:
             shown = ", ".join(versions[:10]) + (f" and {len(versions) - 10} more" if len(versions) > 10 else "")
             return (f"no series of version {version}, but {model}'s exporter exports version"
@@ -241,7 +258,7 @@ def why_no_live_data(client: PrometheusClient, *, model: str, version: str, wind
         return (f"no series of model {model} at all in the last {human(back)}"
                 + (f" in namespace {namespace}" if namespace is not None else "")
                 + ": is the exporter deployed and scraped, is the model name the one it exports (a model renamed in "
-                  "the server exports under its new name)?")
+                  "the server exports under its new name)?" + young(back))
     except Exception:  # noqa: BLE001 - a hint only: the general one stands
         return ""
 

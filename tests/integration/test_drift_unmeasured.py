@@ -312,3 +312,41 @@ def test_no_live_data_says_what_prometheus_can_tell_of_why(setup: Any, tmp_path:
     (ev,) = [e for e in _events(watch.stderr) if e["event"] == "drift.no_live_data"]
     assert says in ev["message"] and "is the exporter deployed, are the model name and version right" not in \
         ev["message"], ev["message"]
+
+
+def test_no_live_data_on_a_prometheus_restarted_without_its_storage_says_so(prometheus_binary: str, tmp_path: Any
+                                                                           ) -> None:
+    """A Prometheus restarted without its storage (an emptyDir, a pod rescheduled) holds no series of the model until
+    its first scrapes: "no series of model rec at all in the last 1h: is the exporter deployed" sent on-call to an
+    exporter that was there. Prometheus is asked how much data it holds at all (its oldest `up` sample, any target):
+    less than the window is said (decision 339). A real Prometheus started now, scraping another model's exporter."""
+    from prometheus_client import CollectorRegistry, start_http_server
+
+    from canary.drift.exporter import FeatureExporter
+    from tests.support.prom import until_value
+
+    prof = _profile()
+    reg = CollectorRegistry()
+    FeatureExporter({**prof, "model": "other"}, registry=reg).observe({})
+    srv, thread = start_http_server(0, addr="127.0.0.1", registry=reg)
+    server = PromServer(targets=[f"127.0.0.1:{srv.server_address[1]}"], binary=prometheus_binary).start()
+    try:
+        until_value(server, "count(up)", 1, "a first scrape")
+        path = tmp_path / "p.json"
+        path.write_text(json.dumps(prof))
+        args = ["--baseline", str(path), "--prometheus-url", server.url, "--window", "30m"]
+        check = CliRunner().invoke(app, ["drift", "check", *args, "-o", "json"])
+        assert check.exit_code == 4, check.output
+        reason = json.loads(check.stdout)["no_live_data_reason"]
+        assert "no series of model rec at all" in reason and "Prometheus itself holds only about" in reason, reason
+        assert "restarted without its storage" in reason
+        watch = CliRunner().invoke(app, ["drift", "watch", *args, "--no-kube", "--once", "--state-file",
+                                         str(tmp_path / "s.json"), "-o", "json"])
+        assert watch.exit_code == 4, watch.output
+        (ev,) = [e for e in _events(watch.stderr) if e["event"] == "drift.no_live_data"]
+        assert "Prometheus itself holds only about" in ev["message"], ev["message"]
+    finally:
+        server.stop()
+        srv.shutdown()
+        srv.server_close()
+        thread.join(timeout=5)
