@@ -64,6 +64,13 @@ class QueryRefused(MetricsUnavailable):
     look for an exporter built from another profile."""
 
 
+class AccessRefused(ConfigError):
+    """Prometheus (or a proxy before it) refused canary's access to the live data: its credentials (HTTP 401/403), or
+    the URL is not a Prometheus API (a 404: a path prefix). A setup fault of the watcher's access, not live data
+    that do not fit the profile: it was `drift.bad_live_data`, "the exporter counts over another profile's
+    buckets", at every evaluation of every baseline, and on-call went looking for an exporter (decision 339)."""
+
+
 REFUSED_HINT = ("the live data could not be read (not drift, not a profile fault): a shorter --window (or "
                 "the baseline ConfigMap's modelcanary.dev/drift-window), or a higher --query.max-samples in "
                 "Prometheus for a query over many pods")
@@ -124,6 +131,8 @@ def live_counts(client: PrometheusClient, profile: Mapping[str, Any], *, model: 
         except Rejected as exc:  # Prometheus refused to run it: not live data that do not fit the profile
             many = "too many samples" in str(exc) or "max-samples" in str(exc)
             raise QueryRefused(f"{exc}; {REFUSED_HINT if many else BAD_QUERY_HINT}") from exc
+        except ConfigError as exc:  # credentials refused, not a Prometheus API: the watcher's access, not the data
+            raise AccessRefused(f"{exc} (reading the live data of {what}: nothing measured)") from exc
         except CanaryError as exc:  # the client speaks of a rollout's arms; drift reads one model's live data
             raise type(exc)(str(exc).replace(f"for {arm_name('')}", f"for the live data of {what}")) from exc
         return series_by(got, [k.strip() for k in by.split(",")])

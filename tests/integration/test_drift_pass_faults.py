@@ -444,3 +444,32 @@ def test_a_short_prometheus_outage_has_its_end_said_once(served: SimpleNamespace
                         ["drift.prometheus_answers"], []], said
     finally:
         proxy.stop()
+
+
+@pytest.mark.parametrize("status", [401, 403, 404])
+def test_refused_access_to_prometheus_is_said_as_such_once_and_its_end_too(served: SimpleNamespace,
+                                                                          status: int) -> None:
+    """A proxy before a real Prometheus refusing the watcher's credentials (401, 403: a token rotated) or answering
+    404 (a path prefix): each baseline's evaluation was `drift.bad_live_data`, "the live data do not fit the profile
+    (the exporter counts over another profile's buckets)", an error at every evaluation, and nothing when access
+    came back. Now `drift.prometheus_refused` once per baseline's run, naming the credentials or the URL, and
+    `drift.readable_again` at its end; nothing decided, `--once` still exits 2 (a setup fault; decision 339)."""
+    port = int(served.prom.url.rsplit(":", 1)[1])
+    proxy = BlackholeProxy("127.0.0.1", port).start()
+    try:
+        client = PrometheusClient(proxy.url, timeout_s=0.5, budget_s=1.0, retries=2, backoff_s=0.05)
+        watcher = _watcher(client, CollectorRegistry(), served)
+        proxy.answer = status
+        said = []
+        for refused in (False, True, True, False, False):
+            proxy.blackhole = refused
+            with capture_logs() as logs:
+                done = watcher.once()
+            said.append(sorted({e["event"] for e in logs if e["event"].startswith("drift.")}))
+            assert [d.get("config_error") for d in done if "error" in d] == ([True] * 4 if refused else [])
+            if refused and said[-1]:
+                why = [e["error"] for e in logs if e["event"] == "drift.prometheus_refused"]
+                assert len(why) == 4 and ("credentials" in why[0] if status != 404 else "path prefix" in why[0]), why
+        assert said == [[], ["drift.prometheus_refused"], [], ["drift.readable_again"], []], said
+    finally:
+        proxy.stop()
