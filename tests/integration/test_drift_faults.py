@@ -555,6 +555,30 @@ def test_a_server_exporting_an_older_profile_is_said_once_and_its_own_profile_is
     assert not [e for e in logs if e["event"].startswith("drift.profile")], logs
 
 
+def test_a_baseline_removed_and_added_again_has_its_mismatch_said_again(live: Live) -> None:
+    """The controller watches the baselines listed at each pass (`watch_baselines` sets `profiles`). "stale" v1's
+    baseline, whose server exports an older capture, was said once; its ConfigMap deleted, then applied again while
+    the server still exports the older profile: nothing was said, the watcher still held the removed baseline's
+    record. It is now said again, and the removed baseline's gauges are gone meanwhile (decision 336)."""
+    from prometheus_client import CollectorRegistry
+
+    from canary.drift.watch import DriftWatcher
+
+    new = live.profiles["stale"]
+    reg = CollectorRegistry()
+    w = DriftWatcher([new], client=live.client, window_s=3600, config=M.MonitorConfig(), registry=reg)
+    said, episode = [], []
+    for listed in (True, False, True):
+        w.profiles = [new] if listed else []
+        with capture_logs() as logs:
+            w.once()
+        said.append([e["event"] for e in logs if e["event"] == "drift.profile_mismatch"])
+        episode.append(reg.get_sample_value("model_data_drift_episode",
+                                            {"model": "stale", "version": "v1", "namespace": "default"}))
+    assert said == [["drift.profile_mismatch"], [], ["drift.profile_mismatch"]], said
+    assert episode == [0.0, None, 0.0]
+
+
 def test_an_older_exporters_sum_is_read_only_where_it_never_fell(live: Live) -> None:
     """Older exporters only: the histogram's `_sum` is the live sum, but one negative value made it fall
     and increase() read a restart there, adding the whole sum again (a mean ~2x the truth: drift).
