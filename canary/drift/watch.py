@@ -107,8 +107,8 @@ class DriftWatcher:
         # per state key: consecutive evaluations whose profile query failed (`_say_profiles`)
         self._unread: dict[str, int] = {}
         # per state key: a run of evaluations whose live data could not be read while Prometheus answered (`_measure`):
-        # (what failed: the error's kind and remedy, the first such evaluation's time, how many)
-        self._failing: dict[str, tuple[tuple[str, str], float, int]] = {}
+        # (the faults said in it: each error's kind and remedy, the first such evaluation's time, how many)
+        self._failing: dict[str, tuple[tuple[tuple[str, str], ...], float, int]] = {}
         # per state key: the gauges' labels set for it (model, version, namespace, features), removed with it
         self._gauged: dict[str, tuple[str, str, str, tuple[str, ...]]] = {}
         reg = registry if registry is not None else CollectorRegistry()
@@ -417,8 +417,8 @@ class DriftWatcher:
     def _unreadable(self, key: str, exc: Exception, error: str, model: str, version: str, ns: str,
                     now: float, event: str = "drift.unmeasured") -> None:
         """`drift.unmeasured` (warning) at the first evaluation of a run whose live data could not be read while
-        Prometheus answered (a 5xx, its timeout, a refusal, a partial answer), and again when the fault changes
-        kind (another remedy); the run's other evaluations are a debug line (`drift.still_unmeasured`), and its
+        Prometheus answered (a 5xx, its timeout, a refusal, a partial answer), and again for each other kind of
+        fault (another remedy) in the run, once; the run's other evaluations are a debug line (`drift.still_unmeasured`), and its
         end `drift.readable_again` (`_read_again`). It was a warning at every evaluation and nothing at the end:
         a 422 on a 24 h window was one line every 5 minutes for good, and its cure left the last line saying
         nothing was measured (decision 337). `event`: `drift.prometheus_refused` (error) for a refused access
@@ -426,12 +426,12 @@ class DriftWatcher:
         text = str(exc)
         kind = (type(exc).__name__, remedy(exc) or text.rsplit("; ", 1)[-1])
         was = self._failing.get(key)
-        if was is not None and was[0] == kind:
-            self._failing[key] = (kind, was[1], was[2] + 1)
+        if was is not None and kind in was[0]:  # said in this run (two faults taking turns: each said once)
+            self._failing[key] = (was[0], was[1], was[2] + 1)
             log.debug("drift.still_unmeasured", model=model, version=version, namespace=ns, error=error,
                       evaluations=was[2] + 1, since=was[1])
             return
-        self._failing[key] = (kind, was[1] if was else now, was[2] + 1 if was else 1)
+        self._failing[key] = ((*was[0], kind) if was else (kind,), was[1] if was else now, was[2] + 1 if was else 1)
         (log.error if event == "drift.prometheus_refused" else log.warning)(
             event, model=model, version=version, namespace=ns, error=error)
 

@@ -396,8 +396,8 @@ def test_a_baselines_unreadable_live_data_are_said_once_and_their_return_too(ser
     """One baseline's live-data queries failing while Prometheus answers a trivial query (a real Prometheus behind a
     proxy that answers those queries with a 5xx, or holds them past the client's timeout): `drift.unmeasured` was a
     warning at every evaluation, and nothing said when they were read again, so the last line stayed "nothing
-    measured". Now: once when the run starts, again when the fault changes kind (a 422 refusal, whose remedy
-    differs), once when the data are read again (`drift.readable_again`); every failed evaluation is still an error
+    measured". Now: once when the run starts, once for each other kind of fault in the run (a 422 refusal, whose
+    remedy differs; the first fault back again says nothing), once when the data are read again (`drift.readable_again`); every failed evaluation is still an error
     in what the pass did (`--once` exits 3), and nothing is decided from it (decision 337)."""
     port = int(served.prom.url.rsplit(":", 1)[1])
     proxy = BlackholeProxy("127.0.0.1", port).start()
@@ -406,15 +406,15 @@ def test_a_baselines_unreadable_live_data_are_said_once_and_their_return_too(ser
         watcher = _watcher(PrometheusClient(proxy.url, timeout_s=1.0), reg, served)
         proxy.hold_only = lambda line: b"o1%22" in line  # o1's queries (model_name="o1"), never vector(1)
         said, errors = [], []
-        for answer in ("ok", fault, fault, 422, 422, "ok", "ok"):
+        for answer in ("ok", fault, fault, 422, 422, fault, "ok", "ok"):
             proxy.blackhole, proxy.answer = answer != "ok", (None if answer == "ok" else answer)
             with capture_logs() as logs:
                 done = watcher.once()
             said.append([e["event"] for e in logs if e["event"].startswith("drift.") and e.get("model") == "o1"])
             errors.append([d["model"] for d in done if "error" in d])
             assert not [e for e in logs if e["event"] in ("drift.started", "drift.prometheus_unavailable")], logs
-        assert said == [[], ["drift.unmeasured"], [], ["drift.unmeasured"], [], ["drift.readable_again"], []], said
-        assert errors == [[], ["o1"], ["o1"], ["o1"], ["o1"], [], []]
+        assert said == [[], ["drift.unmeasured"], [], ["drift.unmeasured"], [], [], ["drift.readable_again"], []], said
+        assert errors == [[], ["o1"], ["o1"], ["o1"], ["o1"], ["o1"], [], []]
     finally:
         proxy.stop()
 
