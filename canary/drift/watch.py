@@ -48,7 +48,8 @@ from prometheus_client import CollectorRegistry, Gauge
 
 from canary.drift import monitor as M
 from canary.drift.compare import MIN_LIVE, compare, too_few
-from canary.drift.live import PROFILE_INFO, AccessRefused, exported_profiles, live_counts, remedy, unavailable, why_no_live_data
+from canary.drift.live import (PROFILE_INFO, AccessRefused, exported_profiles, live_counts, remedy, unavailable,
+                               why_no_live_data)
 from canary.drift.profile import profile_hash
 from canary.drift.retrain import create_job, job_name, load_job_template, retrain_job  # noqa: F401 (re-exported)
 from canary.drift.retrain import failed_condition
@@ -418,11 +419,11 @@ class DriftWatcher:
                     now: float, event: str = "drift.unmeasured") -> None:
         """`drift.unmeasured` (warning) at the first evaluation of a run whose live data could not be read while
         Prometheus answered (a 5xx, its timeout, a refusal, a partial answer), and again for each other kind of
-        fault (another remedy) in the run, once; the run's other evaluations are a debug line (`drift.still_unmeasured`), and its
-        end `drift.readable_again` (`_read_again`). It was a warning at every evaluation and nothing at the end:
-        a 422 on a 24 h window was one line every 5 minutes for good, and its cure left the last line saying
-        nothing was measured (decision 337). `event`: `drift.prometheus_refused` (error) for a refused access
-        (`AccessRefused`: credentials, a URL that is no Prometheus API; decision 339)."""
+        fault (another remedy) in the run, once; the run's other evaluations are a debug line
+        (`drift.still_unmeasured`), and its end `drift.readable_again` (`_read_again`). It was a warning at every
+        evaluation and nothing at the end: a 422 on a 24 h window was one line every 5 minutes for good, and its
+        cure left the last line saying nothing was measured (decision 337). `event`: `drift.prometheus_refused`
+        (error) for a refused access (`AccessRefused`: credentials, a URL that is no Prometheus API; decision 339)."""
         text = str(exc)
         kind = (type(exc).__name__, remedy(exc) or text.rsplit("; ", 1)[-1])
         was = self._failing.get(key)
@@ -442,9 +443,9 @@ class DriftWatcher:
             return
         n = was[2]
         log.info("drift.readable_again", model=model, version=version, namespace=ns, evaluations=n, since=was[1],
-                 message=f"{model} {version}: the live data are read again, after {n} evaluation{'' if n == 1 else 's'} "
-                         f"over about {_about(max(now - was[1], 0.0))} that could not read them (nothing was "
-                         f"decided by those)")
+                 message=f"{model} {version}: the live data are read again, after {n} "
+                         f"evaluation{'' if n == 1 else 's'} over about {_about(max(now - was[1], 0.0))} that could "
+                         f"not read them (nothing was decided by those)")
 
     def _gauges(self, prof: Mapping[str, Any], result: Any, ns: str) -> None:
         """This evaluation's gauges, for every profiled feature: what was not measured (Prometheus down, live

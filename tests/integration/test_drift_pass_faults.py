@@ -397,7 +397,8 @@ def test_a_baselines_unreadable_live_data_are_said_once_and_their_return_too(ser
     proxy that answers those queries with a 5xx, or holds them past the client's timeout): `drift.unmeasured` was a
     warning at every evaluation, and nothing said when they were read again, so the last line stayed "nothing
     measured". Now: once when the run starts, once for each other kind of fault in the run (a 422 refusal, whose
-    remedy differs; the first fault back again says nothing), once when the data are read again (`drift.readable_again`); every failed evaluation is still an error
+    remedy differs; the first fault back again says nothing), once when the data are read again
+    (`drift.readable_again`); every failed evaluation is still an error
     in what the pass did (`--once` exits 3), and nothing is decided from it (decision 337)."""
     port = int(served.prom.url.rsplit(":", 1)[1])
     proxy = BlackholeProxy("127.0.0.1", port).start()
