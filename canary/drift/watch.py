@@ -393,7 +393,7 @@ class DriftWatcher:
                 self._few[key] = too_few(prof, live)  # left out for low traffic, not for want of series
                 return result
             except AccessRefused as exc:  # the watcher's access (credentials, a URL that is no Prometheus API)
-                self._unreadable(key, exc, str(exc), model, version, ns, now, event="drift.prometheus_refused")
+                self._unreadable(key, exc, str(exc), model, version, ns, now, refused=True)
                 done.append({"model": model, "version": version, "error": str(exc), "config_error": True})
             except ConfigError as exc:  # live data that cannot be compared (another profile's buckets): a setup fault
                 self._read_again(key, model, version, ns, now)  # read, if not comparable: that run is over
@@ -416,14 +416,14 @@ class DriftWatcher:
         return None
 
     def _unreadable(self, key: str, exc: Exception, error: str, model: str, version: str, ns: str,
-                    now: float, event: str = "drift.unmeasured") -> None:
+                    now: float, refused: bool = False) -> None:
         """`drift.unmeasured` (warning) at the first evaluation of a run whose live data could not be read while
         Prometheus answered (a 5xx, its timeout, a refusal, a partial answer), and again for each other kind of
         fault (another remedy) in the run, once; the run's other evaluations are a debug line
         (`drift.still_unmeasured`), and its end `drift.readable_again` (`_read_again`). It was a warning at every
         evaluation and nothing at the end: a 422 on a 24 h window was one line every 5 minutes for good, and its
-        cure left the last line saying nothing was measured (decision 337). `event`: `drift.prometheus_refused`
-        (error) for a refused access (`AccessRefused`: credentials, a URL that is no Prometheus API; decision 339)."""
+        cure left the last line saying nothing was measured (decision 337). `refused`: `drift.prometheus_refused`
+        (error) instead, for a refused access (`AccessRefused`: credentials, a URL that is no Prometheus API; decision 339)."""
         text = str(exc)
         kind = (type(exc).__name__, remedy(exc) or text.rsplit("; ", 1)[-1])
         was = self._failing.get(key)
@@ -433,8 +433,10 @@ class DriftWatcher:
                       evaluations=was[2] + 1, since=was[1])
             return
         self._failing[key] = ((*was[0], kind) if was else (kind,), was[1] if was else now, was[2] + 1 if was else 1)
-        (log.error if event == "drift.prometheus_refused" else log.warning)(
-            event, model=model, version=version, namespace=ns, error=error)
+        if refused:
+            log.error("drift.prometheus_refused", model=model, version=version, namespace=ns, error=error)
+        else:
+            log.warning("drift.unmeasured", model=model, version=version, namespace=ns, error=error)
 
     def _read_again(self, key: str, model: str, version: str, ns: str, now: float) -> None:
         """The live data were read after a `drift.unmeasured` run (`_unreadable`): said once."""
