@@ -6,7 +6,14 @@ plus a fence the caller can check before every write.
 
 Acquire or renew (one attempt, :meth:`LeaderElector.try_acquire_or_renew`):
 
-* no Lease -> create it holding it (POST; 409 AlreadyExists means someone won).
+* no Lease -> create it holding it (POST; 409 AlreadyExists means someone won), but only once it has been
+  seen absent for its lease duration, as a held record is timed: absence proves nobody leads no more
+  than a stale record does (a Lease deleted by hand under a live leader: a standby that created it at
+  once led beside it until the old leader's next renewal). Our own term's Lease found deleted while we
+  still lead is created again at once, in the same term (standbys are then still waiting). What this
+  cannot see: a Lease created anew and deleted again between two of a standby's reads looks to it as if
+  it never existed (no tombstone, no resourceVersion to compare), so two deletions within a retry period
+  can still give two leaders until the old one's next renewal.
 * held by us -> renew: PUT a new ``renewTime``.
 * held by nobody (released) -> take it now.
 * held by another -> take it only when the record has not *changed* for its
@@ -52,6 +59,8 @@ tests and in the failover benchmark).
 
 Log events (for on-call): ``leader.acquired`` (fence_token), ``leader.lost``
 (reason: renew_deadline | taken | released), ``leader.renew_failed`` (error),
+``leader.lease_absent`` (no Lease: created after a lease duration), ``leader.lease_recreated`` (ours deleted
+while leading: created again),
 ``leader.attempt_failed`` (debug: a standby could not reach the API or lost a
 race), ``leader.released``, ``leader.release_failed``, ``leader.callback_failed``.
 """
@@ -69,12 +78,13 @@ from typing import Any, Protocol, runtime_checkable
 
 import structlog
 
-from canary.errors import CanaryError, ConfigError, RoutingConflict
+from canary.errors import CanaryError, ConfigError, NotFound, RoutingConflict
 from canary.kube import translate
 
 log = structlog.get_logger(__name__)
 
 DURATION_ANNOTATION = "modelcanary.dev/lease-duration-s"
+_ABSENT = "(no Lease)"  # the fingerprint of an absent Lease: timed as any record is
 _NOT_SERVED = "the server could not find the requested resource"
 
 
@@ -169,6 +179,7 @@ class LeaderElector:
         self._cached: dict[str, Any] | None = None  # the Lease as we last wrote it (fast renew path)
         self._observed: tuple[str, float] | None = None  # (record fingerprint, monotonic time first seen)
         self._may_take_at: float | None = None  # standing by: when the holder's lease lapses unless renewed
+        self._seen_transitions = -1              # the highest leaseTransitions read: a Lease created anew goes on from it
         self._reported = False
         self._last_token = -1                     # for logs: the term we last held
         self._lost_reason = "renew_deadline"
@@ -227,11 +238,11 @@ class LeaderElector:
             try:
                 self._write(cached, new_term=False)
                 return
-            except RoutingConflict:
-                pass  # someone wrote since: look at what is there now
+            except (RoutingConflict, NotFound):
+                pass  # someone wrote since, or deleted it: look at what is there now
         lease = self._store.get(self.namespace, self.name)
         if lease is None:
-            self._write(None, new_term=True)
+            self._absent()
             return
         spec = lease.get("spec") or {}
         holder = spec.get("holderIdentity") or ""
@@ -249,12 +260,52 @@ class LeaderElector:
                     return  # a live holder (by what we have seen of it): stand by
         self._write(lease, new_term=not ours)
 
-    def _observe(self, lease: dict[str, Any]) -> float:
-        """Note when we first saw this version of the record; returns now (after the GET answered)."""
-        meta = lease.get("metadata") or {}
-        fingerprint = str(meta.get("resourceVersion") or json.dumps(lease.get("spec"), sort_keys=True))
+    def _absent(self) -> None:
+        """No Lease. Ours deleted while we lead: created again now, in our term (a standby waits a lease
+        duration from seeing it absent, longer than our fence holds). Otherwise created once seen absent
+        for a lease duration: a leader whose Lease was deleted by hand still writes until its renew deadline."""
+        now = self._observe(None)
+        with self._lock:
+            mine = self._leading_at(now)
+            term = self._token
+            if not mine:
+                self._token, self._cached = None, None
+                assert self._observed is not None
+                first = self._observed[1] == now
+                self._may_take_at = self._observed[1] + self.lease_duration_s
+                wait = self._may_take_at - now
+        if mine:
+            try:
+                self._write(None, new_term=False, term=term)
+            except RoutingConflict:  # created by another since: it leads now, we stop at once
+                with self._lock:
+                    if self._token == term:
+                        self._token, self._cached, self._lost_reason = None, None, "taken"
+                raise
+            self._log.warning("leader.lease_recreated", fence_token=term,
+                              reason="the Lease was deleted while this replica led: created again in the same term")
+            return
+        if wait > 0:
+            if first:
+                self._log.info("leader.lease_absent", wait_s=round(wait, 3),
+                               reason="no Lease (a first start, or deleted by hand): created once seen absent for "
+                                      "its lease duration, so a leader it was deleted under has stopped first")
+            return
+        self._write(None, new_term=True)
+
+    def _observe(self, lease: dict[str, Any] | None) -> float:
+        """Note when we first saw this version of the record (or its absence); returns now (after the GET
+        answered)."""
+        if lease is None:
+            fingerprint = _ABSENT
+        else:
+            meta = lease.get("metadata") or {}
+            fingerprint = str(meta.get("resourceVersion") or json.dumps(lease.get("spec"), sort_keys=True))
         now = self._clock()
         with self._lock:
+            if lease is not None:
+                self._seen_transitions = max(self._seen_transitions,
+                                             _int((lease.get("spec") or {}).get("leaseTransitions")))
             if self._observed is None or self._observed[0] != fingerprint:
                 self._observed = (fingerprint, now)
         return now
@@ -269,13 +320,17 @@ class LeaderElector:
             return float(declared)
         return exact if declared - 1 < exact <= declared else float(declared)
 
-    def _write(self, base: dict[str, Any] | None, *, new_term: bool) -> None:
+    def _write(self, base: dict[str, Any] | None, *, new_term: bool, term: int | None = None) -> None:
         now = self._wall()
         body = _lease_body(base, namespace=self.namespace, name=self.name)
         spec = body["spec"]
         if new_term:
-            spec["leaseTransitions"] = 0 if base is None else _int(spec.get("leaseTransitions")) + 1
+            # a Lease created anew goes on from the highest term seen (one deleted by hand), so tokens grow
+            spec["leaseTransitions"] = (self._seen_transitions + 1 if base is None
+                                        else _int(spec.get("leaseTransitions")) + 1)
             spec["acquireTime"] = micro_time(now)
+        elif base is None:  # ours, deleted while we lead: created again in the same term
+            spec["leaseTransitions"], spec["acquireTime"] = term, micro_time(now)
         spec["holderIdentity"] = self.identity
         spec["leaseDurationSeconds"] = math.ceil(self.lease_duration_s)
         spec["renewTime"] = micro_time(now)
@@ -285,6 +340,7 @@ class LeaderElector:
             self._store.replace(self.namespace, self.name, body)
         with self._lock:
             self._sent, self._token, self._cached = sent, _int(spec["leaseTransitions"]), written
+            self._seen_transitions = max(self._seen_transitions, self._token)
             self._last_token, self._may_take_at = self._token, None
 
     def _failed(self, exc: CanaryError) -> None:

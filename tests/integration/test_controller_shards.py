@@ -84,7 +84,7 @@ def test_a_lost_replica_moves_only_its_shard_within_one_lease_duration(prometheu
             api.handler.put_object(obj)
         shard_of = {f"r{i}": sh.shard_of("ml", f"r{i}", SHARDS) for i in range(N)}
         assert set(shard_of.values()) == {0, 1}
-        for _ in range(5):
+        for _ in range(int(LEASE_S) + 5):  # the absent Leases are created once seen absent for a lease duration
             for r in (a, b, c):
                 r.round()
             clock.t += 1.0

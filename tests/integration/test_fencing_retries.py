@@ -34,6 +34,9 @@ def trial(api: Any, client: Any, seed: int, *, renew_deadline_s: float = 1.5) ->
     elector = LeaderElector(client, namespace="ml", name=f"lease-{seed}", identity="a",
                             lease_duration_s=renew_deadline_s * 3, renew_deadline_s=renew_deadline_s,
                             retry_period_s=renew_deadline_s / 5)
+    # a Lease released by its last holder: taken at once (an absent one only after a lease duration seen absent)
+    api.handler.put_object({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                            "metadata": {"name": f"lease-{seed}", "namespace": "ml"}, "spec": {"holderIdentity": ""}})
     # acquired, and never renewed again: the lease lapses during the write. An acquisition is a GET and a PUT that
     # must both answer within the renew deadline, which a starved machine missed once in CI (seed 5, at the
     # suite's busiest end): asked again until it holds, as the controller's loop asks every retry period

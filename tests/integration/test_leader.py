@@ -128,7 +128,8 @@ def last_renewal(r: Replica, before: float = float("inf")) -> float:
 
 def test_two_replicas_one_leader(kube_api, sim):
     sim.add("a"), sim.add("b", offset=RETRY / 2)
-    sim.run(2.5)  # longer than a lease: the leader keeps it, the standby never takes it
+    sim.run(LEASE + 2.5)  # the absent Lease is created a lease duration after it was seen absent; then longer
+    # than a lease: the leader keeps it, the standby never takes it
     assert sim.overlaps == []
     assert [(n, v) for _, n, v in sim.transitions] == [("a", True)]
     spec = lease(kube_api)["spec"]
@@ -140,7 +141,7 @@ def test_two_replicas_one_leader(kube_api, sim):
 
 def test_killed_leader_is_replaced_after_a_lease_duration_and_stops_first(kube_api, sim):
     a, b = sim.add("a"), sim.add("b", offset=RETRY / 2)
-    sim.run(0.6)
+    sim.run(LEASE + 0.6)
     a.alive = False  # no more renewals, no release: a crashed or a partitioned replica
     killed = sim.clock.now
     sim.run(LEASE + 3 * RETRY, until=b.elector.is_leader)
@@ -160,7 +161,7 @@ def test_killed_leader_is_replaced_after_a_lease_duration_and_stops_first(kube_a
 def test_api_errors_fence_the_leader_by_the_renew_deadline_and_it_comes_back(kube_api, sim):
     a = sim.add("a")
     with capture_logs() as logs:
-        sim.run(0.5)
+        sim.run(LEASE + 0.5)
         assert a.elector.is_leader()
         kube_api.fail_next(500, times=10**6, methods=("GET", "PUT", "POST"), plural=PLURAL)
         broken = sim.clock.now
@@ -186,7 +187,7 @@ def test_a_stalled_api_fences_the_leader_too(kube_api, sim):
     """Every request hangs past the client's timeout (a real 0.8 s against 0.5 s): no answers, no
     errors from the server. The simulated clock runs on; the leader lapses at its deadline."""
     a = sim.add("a")
-    sim.run(0.3)
+    sim.run(LEASE + 0.3)
     kube_api.delay_next(0.8, times=10**6, methods=("GET", "PUT", "POST"), plural=PLURAL)
     stalled = sim.clock.now
     lost = sim.run(DEADLINE + 0.5, until=lambda: not a.elector.is_leader())
@@ -198,7 +199,7 @@ def test_a_stalled_api_fences_the_leader_too(kube_api, sim):
 
 def test_release_hands_over_at_once(kube_api, sim):
     a, b = sim.add("a"), sim.add("b", offset=RETRY / 2)
-    sim.run(0.6)
+    sim.run(LEASE + 0.6)
     a.alive = False
     released = sim.clock.now
     a.elector.release()
@@ -240,9 +241,12 @@ def _wait(cond: Callable[[], bool], timeout: float) -> None:
 
 def test_candidates_racing_for_a_new_lease_elect_one(kube_api):
     clients = [kube_api.api_client() for _ in range(6)]
+    clock = SimClock()
     try:
-        electors = [LeaderElector(c, namespace=NS, identity=f"r{i}", lease_duration_s=LEASE,
+        electors = [LeaderElector(c, namespace=NS, identity=f"r{i}", lease_duration_s=LEASE, clock=clock,
                                   renew_deadline_s=DEADLINE, retry_period_s=RETRY) for i, c in enumerate(clients)]
+        assert not any(e.try_acquire_or_renew() for e in electors)  # each sees it absent ...
+        clock.now += LEASE  # ... for a lease duration: then all try to create it at once
         go = threading.Barrier(len(electors))
         results: list[bool] = [False] * len(electors)
 
@@ -261,3 +265,43 @@ def test_candidates_racing_for_a_new_lease_elect_one(kube_api):
     finally:
         for c in clients:
             c.close()
+
+
+def test_a_lease_deleted_by_hand_under_the_leader_gives_no_second_leader(kube_api, sim):
+    """`kubectl delete lease canary-controller` while a leads and b stands by. b created the absent Lease at its
+    next attempt and led beside a until a's next renewal found b's Lease (two writers, up to a retry period). Now
+    b waits a lease duration from seeing it absent; a's next renewal finds it gone and creates it again in its
+    own term (`leader.lease_recreated`), and leads on."""
+    a, _ = sim.add("a"), sim.add("b", offset=RETRY / 2)
+    sim.run(LEASE + 0.6)
+    assert a.elector.is_leader()
+    with kube_api.handler.lock:  # a DELETE as kubectl sends it: gone, no tombstone
+        key = (GROUP, PLURAL, NS, "canary-controller")
+        kube_api.handler._delete(key, kube_api.handler.objects[key])
+    with capture_logs() as logs:
+        sim.run(3 * LEASE)
+    assert sim.overlaps == []
+    assert [(n, v) for _, n, v in sim.transitions] == [("a", True)]  # a never stopped, b never led
+    spec = lease(kube_api)["spec"]
+    assert spec["holderIdentity"] == "a" and spec["leaseTransitions"] == 0 and a.elector.fence_token() == 0
+    said = [(e["event"], e["identity"]) for e in logs if e["event"].startswith("leader.lease")]
+    assert ("leader.lease_recreated", "a") in said and set(said) <= {("leader.lease_recreated", "a"),
+                                                                    ("leader.lease_absent", "b")}
+    assert not [e for e in logs if e["event"] == "leader.renew_failed"]  # a 404 is no failure: created again
+
+
+def test_a_lease_deleted_by_hand_after_its_leader_died_is_taken_a_lease_duration_later(kube_api, sim):
+    a, b = sim.add("a"), sim.add("b", offset=RETRY / 2)
+    sim.run(LEASE + 0.6)
+    a.alive = False
+    with kube_api.handler.lock:
+        key = (GROUP, PLURAL, NS, "canary-controller")
+        kube_api.handler._delete(key, kube_api.handler.objects[key])
+    deleted = sim.clock.now
+    with capture_logs() as logs:
+        started = sim.run(LEASE + 3 * RETRY, until=b.elector.is_leader)
+    assert sim.overlaps == []
+    assert LEASE - 1e-9 <= started - deleted <= LEASE + 2 * RETRY + TICK
+    assert b.elector.fence_token() == 1 and lease(kube_api)["spec"]["leaseTransitions"] == 1  # tokens grow
+    absent = [e for e in logs if e["event"] == "leader.lease_absent"]
+    assert len(absent) == 1 and absent[0]["identity"] == "b"

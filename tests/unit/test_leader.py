@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from canary.errors import ConfigError, KubeUnavailable, RoutingConflict, TargetError
+from canary.errors import ConfigError, KubeUnavailable, NotFound, RoutingConflict, TargetError
 from canary.leader import DURATION_ANNOTATION, LeaderElector, LeaseStore, micro_time
 
 NS, NAME = "ml", "canary-controller"
@@ -66,7 +66,7 @@ class FakeLeases:
         self.calls.append("replace")
         self.hook("replace", "send")
         if self.lease is None:
-            raise TargetError("not found")
+            raise NotFound("not found")  # what translate() makes of a 404
         if body["metadata"].get("resourceVersion") != self.lease["metadata"]["resourceVersion"]:
             raise RoutingConflict("stale resourceVersion")
         return self._store(body)
@@ -91,6 +91,15 @@ def elector(store: FakeLeases, clock: Clock, identity: str, *, wall: Callable[[]
                          wall=wall or (lambda: T0 + timedelta(seconds=clock.t)))
 
 
+def acquire(e: LeaderElector, clock: Clock) -> None:
+    """`e` takes an absent Lease, now: it saw it absent one lease duration ago (before anything else read the
+    clock), and creates it now (so the times in the tests' comments stay those of the acquisition)."""
+    clock.advance(-e.lease_duration_s)
+    assert e.try_acquire_or_renew() is False
+    clock.advance(e.lease_duration_s)
+    assert e.try_acquire_or_renew() is True
+
+
 @pytest.fixture
 def clock() -> Clock:
     return Clock()
@@ -105,8 +114,15 @@ def test_fake_store_satisfies_the_protocol(store):
     assert isinstance(store, LeaseStore)
 
 
-def test_absent_lease_is_created_and_held(store, clock):
+def test_an_absent_lease_is_created_once_seen_absent_for_a_lease_duration_and_held(store, clock):
     a = elector(store, clock, "a")
+    with capture_logs() as logs:
+        assert a.try_acquire_or_renew() is False  # absent: nothing says nobody leads (deleted by hand under a leader)
+        clock.advance(14.9)
+        assert a.try_acquire_or_renew() is False
+    assert [e["event"] for e in logs] == ["leader.lease_absent"] and logs[0]["wait_s"] == 15.0  # said once
+    assert store.lease is None and a.take_over_in() == pytest.approx(0.1)
+    clock.advance(0.1)
     assert a.try_acquire_or_renew() is True
     assert a.is_leader() and a.fence_token() == 0
     spec = store.spec()
@@ -114,7 +130,54 @@ def test_absent_lease_is_created_and_held(store, clock):
     assert spec["acquireTime"] == spec["renewTime"]
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", spec["renewTime"])
     assert store.lease is not None and store.lease["metadata"]["annotations"][DURATION_ANNOTATION] == "15.0"
-    assert store.calls == ["get", "create"]
+    assert store.calls == ["get", "get", "get", "create"]
+
+
+def test_a_lease_deleted_under_a_live_leader_is_never_taken_beside_it(store, clock):
+    """`kubectl delete lease` while a leads and b stands by: b took the absent Lease at once and led beside a
+    until a's next renewal (two writers). Now b waits a lease duration from seeing it absent; a, still within
+    its renew deadline, creates it again in its own term at its next renewal, and leads on."""
+    a, b = elector(store, clock, "a"), elector(store, clock, "b")
+    acquire(a, clock)
+    b.try_acquire_or_renew()
+    clock.advance(2)
+    assert a.try_acquire_or_renew()
+    store.lease = None  # deleted by hand
+    clock.advance(0.5)
+    assert b.try_acquire_or_renew() is False and not (a.is_leader() and b.is_leader())
+    clock.advance(1.5)
+    with capture_logs() as logs:
+        assert a.try_acquire_or_renew() is True  # its renewal finds it gone: created again, same term
+    assert [e["event"] for e in logs] == ["leader.lease_recreated"] and logs[0]["fence_token"] == 0
+    assert store.spec()["holderIdentity"] == "a" and store.spec()["leaseTransitions"] == 0 and a.fence_token() == 0
+    for _ in range(10):
+        clock.advance(2)
+        assert a.try_acquire_or_renew() and not b.try_acquire_or_renew()
+
+
+def test_a_lease_deleted_after_its_leader_died_is_taken_a_lease_duration_later_in_a_newer_term(store, clock):
+    a, b = elector(store, clock, "a"), elector(store, clock, "b")
+    acquire(a, clock)
+    clock.advance(16)
+    assert b.try_acquire_or_renew() is False
+    clock.advance(15)
+    assert b.try_acquire_or_renew() and b.fence_token() == 1  # a died: b takes term 1
+    b.renew_deadline_s = 0.0  # b dies too (its fence lapses at once) ...
+    store.lease = None        # ... and its Lease is deleted
+    a2 = elector(store, clock, "a")
+    assert a2.try_acquire_or_renew() is False
+    clock.advance(15)
+    assert a2.try_acquire_or_renew() and a2.fence_token() == 0  # a new process: it never saw term 1
+    store.lease = None
+    clock.advance(1)
+    assert a2.try_acquire_or_renew() and a2.fence_token() == 0  # its own, deleted while it leads: same term
+    b.renew_deadline_s = 10.0
+    b._sent, b._token = None, None  # b comes back, with nothing held
+    a2.renew_deadline_s = 0.0
+    store.lease = None
+    assert b.try_acquire_or_renew() is False
+    clock.advance(15)
+    assert b.try_acquire_or_renew() and b.fence_token() == 2  # b goes on from the term it last saw
 
 
 def test_micro_time_always_has_six_fraction_digits():
@@ -125,18 +188,18 @@ def test_micro_time_always_has_six_fraction_digits():
 
 def test_renewal_updates_renew_time_without_a_get_and_keeps_the_token(store, clock):
     a = elector(store, clock, "a")
-    a.try_acquire_or_renew()
+    acquire(a, clock)
     acquired, first_renew = store.spec()["acquireTime"], store.spec()["renewTime"]
     clock.advance(2)
     assert a.try_acquire_or_renew()
-    assert store.calls == ["get", "create", "replace"]  # fast path: PUT with the resourceVersion we wrote
+    assert store.calls == ["get", "get", "create", "replace"]  # fast path: PUT with the resourceVersion we wrote
     assert store.spec()["renewTime"] > first_renew and store.spec()["acquireTime"] == acquired
     assert a.fence_token() == 0 and store.spec()["leaseTransitions"] == 0
 
 
 def test_standby_waits_a_lease_duration_from_the_last_change_it_observed(store, clock):
     a, b = elector(store, clock, "a"), elector(store, clock, "b")
-    a.try_acquire_or_renew()
+    acquire(a, clock)
     for _ in range(10):  # a keeps renewing: b never gets it
         clock.advance(2)
         assert a.try_acquire_or_renew()
@@ -154,7 +217,7 @@ def test_a_standby_tries_again_when_the_holders_lease_lapses_not_a_retry_period_
     """A dead holder's lease moves within one lease duration of its last renewal seen: the standby's
     loop wakes when that lapses (`take_over_in`), not at its next retry period."""
     a, b = elector(store, clock, "a"), elector(store, clock, "b")
-    a.try_acquire_or_renew()
+    acquire(a, clock)
     assert a.take_over_in() is None  # leading: nothing to wait for
     assert not b.try_acquire_or_renew()  # b first sees a's record now: lapses 15 s later unless renewed
     assert b.take_over_in() == pytest.approx(15.0)
@@ -172,7 +235,7 @@ def test_a_standby_tries_again_when_the_holders_lease_lapses_not_a_retry_period_
 
 def test_a_new_standby_waits_a_full_duration_even_if_the_lease_looks_old(store, clock):
     a = elector(store, clock, "a")
-    a.try_acquire_or_renew()
+    acquire(a, clock)
     clock.advance(3600)  # a is long dead by the wall clock, but b has never seen the record change
     b = elector(store, clock, "b")
     assert not b.try_acquire_or_renew()
@@ -184,7 +247,7 @@ def test_a_new_standby_waits_a_full_duration_even_if_the_lease_looks_old(store, 
 def test_wall_clock_skew_between_replicas_does_not_matter(store, clock, skew):
     a = elector(store, clock, "a", wall=lambda: T0 + skew + timedelta(seconds=clock.t))
     b = elector(store, clock, "b")
-    a.try_acquire_or_renew()
+    acquire(a, clock)
     b.try_acquire_or_renew()
     clock.advance(14)
     assert not b.try_acquire_or_renew()  # a renewTime an hour old is not "expired" before 15 s seen
@@ -194,7 +257,7 @@ def test_wall_clock_skew_between_replicas_does_not_matter(store, clock, skew):
 
 def test_any_write_to_the_lease_restarts_the_standbys_wait(store, clock):
     a, b = elector(store, clock, "a"), elector(store, clock, "b")
-    a.try_acquire_or_renew()
+    acquire(a, clock)
     b.try_acquire_or_renew()
     clock.advance(10)
     a.try_acquire_or_renew()
@@ -208,7 +271,7 @@ def test_any_write_to_the_lease_restarts_the_standbys_wait(store, clock):
 
 def test_fencing_turns_false_at_the_renew_deadline_without_any_call(store, clock):
     a = elector(store, clock, "a")
-    a.try_acquire_or_renew()
+    acquire(a, clock)
     clock.advance(9.999)
     assert a.is_leader()
     clock.advance(0.001)
@@ -217,7 +280,7 @@ def test_fencing_turns_false_at_the_renew_deadline_without_any_call(store, clock
 
 def test_a_slow_renewal_counts_from_when_it_was_sent(store, clock):
     a = elector(store, clock, "a")
-    a.try_acquire_or_renew()            # sent at 1000
+    acquire(a, clock)            # sent at 1000
     clock.advance(5)
     store.hook = lambda op, phase: clock.advance(4) if phase == "send" else None
     assert a.try_acquire_or_renew()     # sent at 1005, answered at 1009
@@ -230,7 +293,7 @@ def test_a_slow_renewal_counts_from_when_it_was_sent(store, clock):
 
 def test_a_renewal_answered_after_the_deadline_restores_leadership_only_until_send_plus_deadline(store, clock):
     a = elector(store, clock, "a")
-    a.try_acquire_or_renew()
+    acquire(a, clock)
     clock.advance(8)
     seen: list[bool] = []
 
@@ -251,7 +314,7 @@ def test_a_renewal_answered_after_the_deadline_restores_leadership_only_until_se
 
 def test_a_standby_that_sees_a_renewal_before_its_answer_arrives_cannot_overlap(store, clock):
     a, b = elector(store, clock, "a"), elector(store, clock, "b")
-    a.try_acquire_or_renew()                                  # 1000
+    acquire(a, clock)                                         # 1000
     b.try_acquire_or_renew()
     clock.advance(2)
 
@@ -270,7 +333,7 @@ def test_a_standby_that_sees_a_renewal_before_its_answer_arrives_cannot_overlap(
 
 def test_a_standby_dates_what_it_reads_from_when_the_answer_came(store, clock):
     a, b = elector(store, clock, "a"), elector(store, clock, "b")
-    a.try_acquire_or_renew()                                  # 1000
+    acquire(a, clock)                                         # 1000
     b.try_acquire_or_renew()
     clock.advance(9)
     interleaved: list[bool] = []
@@ -292,7 +355,7 @@ def test_a_standby_dates_what_it_reads_from_when_the_answer_came(store, clock):
 
 def test_failed_renewals_fence_then_recover_with_the_same_term(store, clock):
     a, b = elector(store, clock, "a"), elector(store, clock, "b")
-    a.try_acquire_or_renew()
+    acquire(a, clock)
     b.try_acquire_or_renew()
 
     def down(op: str, phase: str) -> None:
@@ -319,7 +382,7 @@ def test_failed_renewals_fence_then_recover_with_the_same_term(store, clock):
 
 def test_a_renewal_that_landed_but_whose_answer_was_lost_is_not_counted(store, clock):
     a = elector(store, clock, "a")
-    a.try_acquire_or_renew()
+    acquire(a, clock)
     clock.advance(9)
 
     def lose_answer(op: str, phase: str) -> None:
@@ -337,7 +400,7 @@ def test_a_renewal_that_landed_but_whose_answer_was_lost_is_not_counted(store, c
 
 def test_two_candidates_racing_for_an_expired_lease_produce_one_winner(store, clock):
     a, b, c = elector(store, clock, "a"), elector(store, clock, "b"), elector(store, clock, "c")
-    a.try_acquire_or_renew()
+    acquire(a, clock)
     b.try_acquire_or_renew()
     c.try_acquire_or_renew()
     clock.advance(15)
@@ -356,6 +419,8 @@ def test_two_candidates_racing_for_an_expired_lease_produce_one_winner(store, cl
 
 def test_two_creators_produce_one_winner(store, clock):
     a, b = elector(store, clock, "a"), elector(store, clock, "b")
+    assert not a.try_acquire_or_renew() and not b.try_acquire_or_renew()  # both see it absent
+    clock.advance(15)
     results: list[bool] = []
 
     def b_creates_first(op: str, phase: str) -> None:
@@ -370,7 +435,7 @@ def test_two_creators_produce_one_winner(store, clock):
 
 def test_release_fences_first_then_hands_over_at_once(store, clock):
     a, b = elector(store, clock, "a"), elector(store, clock, "b")
-    a.try_acquire_or_renew()
+    acquire(a, clock)
     b.try_acquire_or_renew()
     leading_while_writing: list[bool] = []
     store.hook = lambda op, phase: leading_while_writing.append(a.is_leader()) if op == "replace" else None
@@ -385,14 +450,14 @@ def test_release_fences_first_then_hands_over_at_once(store, clock):
 
 def test_release_does_nothing_when_someone_else_holds_it(store, clock):
     a, b = elector(store, clock, "a"), elector(store, clock, "b")
-    a.try_acquire_or_renew()
+    acquire(a, clock)
     b.release()
     assert store.spec()["holderIdentity"] == "a" and a.is_leader()
 
 
 def test_release_swallows_api_errors(store, clock):
     a = elector(store, clock, "a")
-    a.try_acquire_or_renew()
+    acquire(a, clock)
     store.hook = lambda op, phase: (_ for _ in ()).throw(KubeUnavailable("down"))
     with capture_logs() as logs:
         a.release()
@@ -448,7 +513,7 @@ def test_inconsistent_settings_are_a_config_error(store, kwargs):
 
 def test_lease_durations_are_written_as_a_ceiling_and_exactly(store, clock):
     a = elector(store, clock, "a", lease=1.5, deadline=1.0, retry=0.2)
-    a.try_acquire_or_renew()
+    acquire(a, clock)
     assert store.spec()["leaseDurationSeconds"] == 2
     assert store.lease is not None and store.lease["metadata"]["annotations"][DURATION_ANNOTATION] == "1.5"
 
@@ -456,7 +521,7 @@ def test_lease_durations_are_written_as_a_ceiling_and_exactly(store, clock):
 # --- the invariant, over random schedules ---------------------------------------------------------
 # Two replicas run their loops (every retry period) on one fake clock. Requests are sometimes slow
 # on the way out or back (up to 8 s: more than lease - deadline), refused, or lose their answer;
-# a replica sometimes goes silent (crash, GC pause, partition) or releases; and the other replica's
+# a replica sometimes goes silent (crash, GC pause, partition) or releases; the Lease is sometimes deleted; and the other replica's
 # whole attempt sometimes runs in the middle of a request or of its answer, which is where the
 # races live. After every event: never two leaders, and a new leader's token is larger.
 
@@ -497,6 +562,13 @@ def _simulate(seed: int) -> int:
             electors[who].release()
             check()
             continue
+        if rng.random() < 0.03 and store.lease is not None and all(
+                e._observed is not None and e._observed[0] == store.lease["metadata"]["resourceVersion"]
+                or store.lease["spec"].get("holderIdentity") == n for n, e in electors.items()):
+            # `kubectl delete lease`, of a Lease every replica has read (or holds): one deleted again before a
+            # replica read it, created anew meanwhile, looks to that replica as if it never existed (see leader.py)
+            store.lease = None
+            check()
         before, after = _delay(rng), _delay(rng)
         mode = rng.choice(["ok"] * 8 + ["refused", "answer_lost"])
         cut = (rng.choice(["send", "landed"]), rng.randint(1, 2)) if rng.random() < 0.25 else None
