@@ -211,9 +211,12 @@ class Scan:
 
 def _canary_weighted(vs: dict[str, Any], route: str) -> bool:
     """Whether the route `route` of `vs` (as listed) gives the canary destination weight: the only thing a
-    listing tells of a split (the subsets are the DestinationRule's; `end_unowned` reads them)."""
+    listing tells of a split (the subsets are the DestinationRule's; `end_unowned` reads them). Read as Istio
+    routes it (`observe_weights`): weights that do not sum to 100 (80/30: 27% to the canary), a stable weight
+    deleted (/20: all of it) are splits too; read strictly, such a split under an ended or unreadable record
+    was skipped by both sweeps, exit 0 "no rollouts in progress", and left as it was."""
     try:
-        return patch.read_weights(vs, patch.locate_route(vs, route)).canary > 0
+        return patch.observe_weights(vs, patch.locate_route(vs, route)).weights.canary > 0
     except Exception:  # noqa: BLE001 - a route of no rollout's shape: not one the sweep can tell
         return False
 

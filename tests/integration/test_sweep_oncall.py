@@ -1,0 +1,72 @@
+"""`canary sweep` as on-call runs it after an incident (decisions 344-347): routes whose weights do not sum to
+100, API faults mid-pass. Against the strict Kubernetes API emulator; the faults are its injected ones."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+from canary import sweep
+from tests.integration.test_sweep import _age_mark, _claim, _sweep, cluster  # noqa: F401
+
+pytestmark = pytest.mark.integration
+GROUP, RECORD = "networking.istio.io", "modelcanary.dev/rollout"
+
+
+def _route(api: Any, name: str) -> list[Any]:
+    return [d.get("weight") for d in api.get(GROUP, "virtualservices", "ml", name)["spec"]["http"][0]["route"]]
+
+
+def _edit(api: Any, name: str, *, weights: tuple[Any, Any], record: Callable[[str], str] | None = None) -> None:
+    """A person's edit of route 0 (None: the weight deleted) and, with `record`, of the rollout record's text."""
+    def edit(o: dict[str, Any]) -> None:
+        r = o["spec"]["http"][0]["route"]
+        for dest, w in zip(r, weights):
+            dest.pop("weight", None)
+            if w is not None:
+                dest["weight"] = w
+        if record is not None:
+            o["metadata"]["annotations"][RECORD] = record(o["metadata"]["annotations"][RECORD])
+    api.edit(GROUP, "virtualservices", "ml", name, edit)
+
+
+def _typed_end(text: str) -> str:
+    rec = json.loads(text)
+    rec["phase"] = "aborted"  # an end typed in after its promote was killed, weights left at the step's
+    return json.dumps(rec)
+
+
+def test_a_split_whose_weights_do_not_sum_to_100_under_an_ended_or_unreadable_record_is_ended(
+        tmp_path: Path, cluster: Any) -> None:
+    """m0: an end typed over a split edited to 80/30 (27% to the canary); m1: garbage over a route whose stable
+    weight was deleted (/20: every request to the canary); m2: garbage over 0/0 (Istio refuses it). The listing
+    was read strictly (two weights summing to 100): none of them was a split, so both sweeps skipped them and
+    `canary sweep` said "no rollouts in progress", exit 0, the canary keeping its traffic for good."""
+    from tests import fleet
+
+    api, client, router = cluster
+    kubeconfig = fleet.write_kubeconfig(tmp_path / "kubeconfig", api.url)
+    now = time.time()
+    for i in range(3):
+        _claim(router, at=now - 1000, vs_name=f"m{i}")
+    _edit(api, "m0", weights=(80, 30), record=_typed_end)
+    _edit(api, "m1", weights=(None, 20), record=lambda _: "{not json")
+    _edit(api, "m2", weights=(0, 0), record=lambda _: "{not json")
+
+    # the controller's sweep reads the same listing (`scan`): each is a split nobody drives
+    found = sweep.scan(router.list_virtual_services("ml"), lambda vs, key, text: 60.0, lambda owner: False)
+    assert [f.key for f in found.unowned] == ["ml/m0", "ml/m1", "ml/m2"]
+
+    first = _sweep(kubeconfig, "-n", "ml")
+    assert first.exit_code == 0, first.output
+    assert first.stdout.count("split under an ended or unreadable record: first seen now") == 3, first.stdout
+    for name in ("m0", "m1", "m2"):
+        _age_mark(api, name, 31)
+    done = _sweep(kubeconfig, "-n", "ml")
+    assert done.exit_code == 0, done.output
+    assert done.stdout.count("stable 100%, recorded aborted") == 3, done.stdout
+    assert [_route(api, f"m{i}") for i in range(3)] == [[100, 0]] * 3
