@@ -938,9 +938,12 @@ def sweep(namespace: Optional[str] = NamespaceOpt,
     seen: dict[str, Any] = {"found": None, "writing": None, "reported": False, "ns": namespace or "any namespace"}
 
     def row(one: Any, result: str, **more: Any) -> dict[str, Any]:
-        r = one.record
+        r, routed = one.record, one.routed
         return {"virtualService": one.key, "model": r.model, "canaryVersion": r.canary_version, "owner": r.owner,
                 "phase": r.phase, "weights": {"stable": r.weights.stable, "canary": r.weights.canary},
+                # the route as listed, as Istio splits it: what the pass found (the record's weights may say
+                # otherwise: a route edited under it, an unreadable record's stand-in)
+                "routedWeights": None if routed is None else {"stable": routed.stable, "canary": routed.canary},
                 "result": result, **more}
 
     def report(interrupted: bool) -> None:
@@ -962,9 +965,17 @@ def sweep(namespace: Optional[str] = NamespaceOpt,
                 typer.echo(f"no rollouts in progress in {seen['ns']}" if not interrupted
                            else "interrupted before the VirtualServices were read: nothing written")
             for r in rows:
-                w = r["weights"]
-                typer.echo(f"{r['virtualService']}: {r['canaryVersion']} {r['phase']} at {w['stable']}/{w['canary']}: "
-                           f"{r['result']}" + (f" ({r['reason']})" if r.get("reason") else ""))
+                w, routed = r["weights"], r.get("routedWeights")
+                at = f"{w['stable']}/{w['canary']}"
+                if r["phase"] == "unreadable" or not r["canaryVersion"]:  # no record to read: the route's split only
+                    at = f"routed {routed['stable']}/{routed['canary']}" if routed else "route unreadable"
+                    what = "(unreadable record)"
+                else:
+                    what = f"{r['canaryVersion']} {r['phase']}"
+                    if routed and routed != w:  # the route is not at what its record says: say both
+                        at = f"{routed['stable']}/{routed['canary']} as routed (recorded {at})"
+                typer.echo(f"{r['virtualService']}: {what} at {at}: {r['result']}"
+                           + (f" ({r['reason']})" if r.get("reason") else ""))
 
         opts.emit({**out, "dryRun": dry_run, "interrupted": interrupted}, output, text)
 

@@ -180,6 +180,9 @@ class Found:
     superseded: bool = False
     # the record does not parse (its error): `record` then stands in for it, built from the route (`unowned`)
     unreadable: str = ""
+    # the route's split as listed, as Istio routes it (`routed_share`): what on-call is told the route was at,
+    # not the record's weights (a route edited under its record, an unreadable record's stand-in); None: unreadable
+    routed: Weights | None = None
 
     @property
     def key(self) -> str:
@@ -215,10 +218,16 @@ def _canary_weighted(vs: dict[str, Any], route: str) -> bool:
     routes it (`observe_weights`): weights that do not sum to 100 (80/30: 27% to the canary), a stable weight
     deleted (/20: all of it) are splits too; read strictly, such a split under an ended or unreadable record
     was skipped by both sweeps, exit 0 "no rollouts in progress", and left as it was."""
+    share = routed_share(vs, route)  # None: a route of no rollout's shape, not one the sweep can tell
+    return share is not None and share.canary > 0
+
+
+def routed_share(vs: dict[str, Any], route: str) -> Weights | None:
+    """The split of `vs`'s route `route` (as listed) as Istio routes it; None when it has no rollout's shape."""
     try:
-        return patch.observe_weights(vs, patch.locate_route(vs, route)).weights.canary > 0
-    except Exception:  # noqa: BLE001 - a route of no rollout's shape: not one the sweep can tell
-        return False
+        return patch.observe_weights(vs, patch.locate_route(vs, route)).weights
+    except Exception:  # noqa: BLE001 - a route of no rollout's shape
+        return None
 
 
 def _stand_in(name: str) -> rl.RolloutState:
@@ -263,18 +272,21 @@ def scan(virtual_services: Iterable[dict[str, Any]], quiet: Callable[[dict[str, 
 
             if (later := newer(text)) and _canary_weighted(vs, ""):  # maybe a newer canary's live rollout (167)
                 out.unknown.append(Found(ns, name, replace(_stand_in(name), owner=_owner_of(text)), text,
+                                         routed=routed_share(vs, ""),
                                          unknown=later))
                 continue
             if _canary_weighted(vs, ""):  # garbage over a split: no owner reads it as its own (`canary.unowned`)
                 out.unowned.append(Found(ns, name, _stand_in(name), text, quiet_s=quiet(vs, f"{ns}/{name}", text),
+                                         routed=routed_share(vs, ""),
                                          unreadable=f"{type(exc).__name__}: {exc}"[:300]))
             continue
+        routed = routed_share(vs, rec.route)
         # an end typed over a split: nobody's (`canary.unowned`); a person's split after a real end is theirs (167)
         if rec.terminal and rec.weights != STABLE_ONLY and _canary_weighted(vs, rec.route):
-            out.unowned.append(Found(ns, name, rec, text, quiet_s=quiet(vs, f"{ns}/{name}", text)))
+            out.unowned.append(Found(ns, name, rec, text, quiet_s=quiet(vs, f"{ns}/{name}", text), routed=routed))
             continue
         if ended and rec.phase in ENDS_SERVING:
-            out.ended.append(Found(ns, name, rec, text, quiet_s=quiet(vs, f"{ns}/{name}", text)))
+            out.ended.append(Found(ns, name, rec, text, quiet_s=quiet(vs, f"{ns}/{name}", text), routed=routed))
             continue
         if not in_progress(rec) and not (rec.phase == rl.PAUSED and owner_object is not None):
             continue
@@ -282,7 +294,7 @@ def scan(virtual_services: Iterable[dict[str, Any]], quiet: Callable[[dict[str, 
         try:
             reason = why_abandoned(rec, quiet_s, owner_gone)
         except OwnerUnknown as exc:
-            out.unknown.append(Found(ns, name, rec, text, unknown=str(exc)))
+            out.unknown.append(Found(ns, name, rec, text, unknown=str(exc), routed=routed))
             continue
         superseded = False
         if (reason is None and owner_object is not None and rec.owner.startswith("CanaryRollout ")
@@ -291,9 +303,9 @@ def scan(virtual_services: Iterable[dict[str, Any]], quiet: Callable[[dict[str, 
             reason = None if obj is None else asked_elsewhere(obj, name, rec)
             superseded = reason is not None
         if reason is not None:
-            out.abandoned.append(Found(ns, name, rec, text, reason, quiet_s, superseded=superseded))
+            out.abandoned.append(Found(ns, name, rec, text, reason, quiet_s, superseded=superseded, routed=routed))
         elif watched(rec):
-            out.watching.append(Found(ns, name, rec, text, quiet_s=quiet_s))
+            out.watching.append(Found(ns, name, rec, text, quiet_s=quiet_s, routed=routed))
     return out
 
 

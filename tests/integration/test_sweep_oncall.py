@@ -70,3 +70,37 @@ def test_a_split_whose_weights_do_not_sum_to_100_under_an_ended_or_unreadable_re
     assert done.exit_code == 0, done.output
     assert done.stdout.count("stable 100%, recorded aborted") == 3, done.stdout
     assert [_route(api, f"m{i}") for i in range(3)] == [[100, 0]] * 3
+
+
+def test_each_line_says_the_split_the_route_was_at_not_the_records(tmp_path: Path, cluster: Any) -> None:
+    """m0: a killed promote's record at 80/20 over a route edited to 80/30; m1: garbage over 70/20. Each line
+    gave the record's weights as what the route was at: "ml/m1:  unreadable at 100/0: ... stable 100%" (the
+    stand-in's), for a route that sent 22% to the canary until the sweep moved it; "v2 progressing at 80/20"
+    for one at 73/27. Now the line says the route's split as Istio routed it (and the record's beside it when
+    they differ); -o json has it as `routedWeights`."""
+    from tests import fleet
+
+    api, client, router = cluster
+    kubeconfig = fleet.write_kubeconfig(tmp_path / "kubeconfig", api.url)
+    now = time.time()
+    for i in range(3):
+        _claim(router, at=now - 1000, vs_name=f"m{i}")
+    _edit(api, "m0", weights=(80, 30))
+    _edit(api, "m1", weights=(70, 20), record=lambda _: "{not json")
+    assert _sweep(kubeconfig, "-n", "ml").exit_code == 0  # marks
+    for name in ("m0", "m1", "m2"):
+        _age_mark(api, name, 200)
+    dry = _sweep(kubeconfig, "-n", "ml", "--dry-run", "-o", "json")
+    rows = {r["virtualService"]: r for group in ("abandoned", "unowned") for r in json.loads(dry.stdout)[group]}
+    assert rows["ml/m0"]["routedWeights"] == {"stable": 73, "canary": 27}
+    assert rows["ml/m0"]["weights"] == {"stable": 80, "canary": 20}  # the record's, as before
+    assert rows["ml/m1"]["routedWeights"] == {"stable": 78, "canary": 22}
+    assert rows["ml/m2"]["routedWeights"] == rows["ml/m2"]["weights"] == {"stable": 80, "canary": 20}
+    done = _sweep(kubeconfig, "-n", "ml")
+    assert done.exit_code == 0, done.output
+    lines = {ln.split(":", 1)[0]: ln for ln in done.stdout.splitlines()}
+    assert lines["ml/m0"].startswith("ml/m0: v2 progressing at 73/27 as routed (recorded 80/20): stable 100%, "
+                                     "recorded aborted"), done.stdout
+    assert lines["ml/m1"] == "ml/m1: (unreadable record) at routed 78/22: stable 100%, recorded aborted", done.stdout
+    assert lines["ml/m2"].startswith("ml/m2: v2 progressing at 80/20: stable 100%, recorded aborted"), done.stdout
+    assert [_route(api, f"m{i}") for i in range(3)] == [[100, 0]] * 3
