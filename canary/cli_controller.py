@@ -122,8 +122,8 @@ def run(
             lease_namespace=lease_namespace or "canary-system", lease_base=lease_name, lease_duration_s=lease_duration,
             renew_deadline_s=renew_deadline, retry_period_s=retry_period, stop=stop, sweep_every_s=sweep_every,
             wait_ready_s=wait_ready)
-        op = ops[0]
         stall = max(30.0, 10 * tick)
+        looped = False
         try:
             if drift:
                 _start_drift(client, prom, namespace=namespace, state_namespace=lease_namespace or "canary-system",
@@ -135,12 +135,13 @@ def run(
                 log.info("controller.serving", url=server.url)
             log.info("controller.started", identity=me, namespace=namespace or "(all)", leader_elect=leader_elect,
                      shards=shards, shard_index=shard_index, workers=workers)
-            for other in ops[1:]:  # one loop per shard: a slow shard never delays another
-                threading.Thread(target=other.run, args=(stop,), kwargs={"tick_s": tick}, daemon=True).start()
-            op.run(stop, tick_s=tick)
+            # the Leases are handed over once every shard's loop has ended its tick (none mid-write)
+            looped = True
+            sh.run_loops(ops, stop, tick_s=tick, release=release, join_s=renew_deadline, log=log)
         finally:
             stop.set()  # whatever ended the loop (a signal, a bad --retrain-job, a bug): the informers and Leases stop
-            release()
+            if not looped:  # the loops never ran: nothing is in flight
+                release()
             notifier.close(5.0)
             if server is not None:
                 server.stop()

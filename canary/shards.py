@@ -206,3 +206,31 @@ def build(client: Any, *, prom: Any, namespace: str | None, identity: str, telem
             e.release()
 
     return ops, is_leader, release
+
+
+def run_loops(ops: Sequence[Any], stop: threading.Event, *, tick_s: float, release: Callable[[], None],
+              join_s: float, log: Any) -> None:
+    """Run every shard's controller loop (the first in this thread) until `stop`; then hand the Leases over
+    (`release`) only once every loop has finished its tick. A loop still in its tick may have a write in
+    flight that passed the fence: released under it, a standby took the Lease at its next try and wrote
+    beside it (a shard's loop ran in a daemon thread nobody waited for). A loop not done within `join_s`
+    (the renew deadline) keeps its Lease unreleased: it lapses by itself, a lease duration after its last
+    renewal, the margin the fence counts on (`controller.release_skipped`)."""
+    threads = [threading.Thread(target=op.run, args=(stop,), kwargs={"tick_s": tick_s}, daemon=True,
+                                name=f"canary-shard-loop-{i + 1}") for i, op in enumerate(ops[1:])]
+    for t in threads:  # one loop per shard: a slow shard never delays another
+        t.start()
+    try:
+        ops[0].run(stop, tick_s=tick_s)
+    finally:
+        stop.set()
+        deadline = time.monotonic() + join_s
+        for t in threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+        busy = [t.name for t in threads if t.is_alive()]
+        if busy:
+            log.warning("controller.release_skipped", loops=busy, wait_s=join_s,
+                        reason="a shard's loop was still in its tick (a write may be in flight): its Leases are left "
+                               "to lapse, so a standby takes over a lease duration after the last renewal")
+        else:
+            release()

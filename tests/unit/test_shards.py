@@ -127,3 +127,64 @@ def test_the_drift_monitor_runs_on_the_leader_of_shard_0_only(monkeypatch: Any) 
     assert given["is_leader"]() is False  # this replica leads shard 1, not shard 0
     assert sh.drift_leader([op(True)], shard_index=None)() is True
     assert sh.drift_leader([op(True)], shard_index=1)() is False  # pinned to shard 1: its one op is shard 1's
+
+
+class _Loop:
+    """A shard's controller loop: `run` ticks once; with `write` (an Event), its tick holds a write in flight
+    until it is set (a PUT that passed the fence, not yet answered)."""
+
+    def __init__(self, write: Any = None) -> None:
+        import threading
+
+        self.write, self.in_flight, self.started = write, False, threading.Event()
+
+    def run(self, stop: Any, *, tick_s: float) -> None:
+        if self.write is not None:
+            self.in_flight = True
+            self.started.set()
+            self.write.wait()
+            self.in_flight = False
+        stop.wait()
+
+
+def test_the_leases_are_handed_over_only_once_no_shards_loop_has_a_write_in_flight() -> None:
+    """`canary controller run --shards 2 --leader-elect` stopping (SIGTERM): shard 0's loop ran in the main
+    thread, the others in daemon threads nobody waited for, and every Lease was released as soon as shard 0's
+    loop returned. A standby takes a released Lease at its next try, while shard 1's write that had passed the
+    fence was still in flight: two writers. Now the Leases are released once every loop ended its tick; a loop
+    still mid-tick after the renew deadline leaves the Leases to lapse (`controller.release_skipped`)."""
+    import threading
+
+    from structlog.testing import capture_logs
+
+    from canary.logs import get as get_logger
+
+    held, stop = threading.Event(), threading.Event()
+    main, busy = _Loop(), _Loop(write=held)
+    released: list[bool] = []  # at each release: was a write in flight?
+    done = threading.Thread(target=sh.run_loops, args=([main, busy], stop),
+                            kwargs={"tick_s": 1.0, "release": lambda: released.append(busy.in_flight),
+                                    "join_s": 0.2, "log": get_logger()})
+    with capture_logs() as logs:
+        done.start()
+        assert busy.started.wait(30)  # shard 1 is mid-write ...
+        stop.set()                    # ... when the replica is told to stop
+        done.join(30)
+    held.set()
+    assert not done.is_alive()
+    assert released == []  # not released under a write in flight: the Leases lapse on their own
+    skipped = [e for e in logs if e["event"] == "controller.release_skipped"]
+    assert len(skipped) == 1 and skipped[0]["loops"] == ["canary-shard-loop-1"]
+
+    stop2 = threading.Event()
+    quick = _Loop(write=stop2)  # its write is answered when the stop comes: the loop ends its tick in time
+    released.clear()
+    busy = quick
+    done = threading.Thread(target=sh.run_loops, args=([_Loop(), quick], stop2),
+                            kwargs={"tick_s": 1.0, "release": lambda: released.append(quick.in_flight),
+                                    "join_s": 30.0, "log": get_logger()})
+    done.start()
+    assert quick.started.wait(30)
+    stop2.set()
+    done.join(60)
+    assert not done.is_alive() and released == [False]  # released once, with nothing in flight
