@@ -14,7 +14,9 @@ Acquire or renew (one attempt, :meth:`LeaderElector.try_acquire_or_renew`):
   cannot see: a Lease created anew and deleted again between two of a standby's reads looks to it as if
   it never existed (no tombstone, no resourceVersion to compare), so two deletions within a retry period
   can still give two leaders until the old one's next renewal.
-* held by us -> renew: PUT a new ``renewTime``.
+* held by us (our identity and the term this process holds) -> renew: PUT a new ``renewTime``. Our
+  identity in a term we did not take is another holder's (a replica given the same identity, or our
+  own previous run): timed as below.
 * held by nobody (released) -> take it now.
 * held by another -> take it only when the record has not *changed* for its
   lease duration, measured from when *we* first saw the current record, on
@@ -59,6 +61,7 @@ tests and in the failover benchmark).
 
 Log events (for on-call): ``leader.acquired`` (fence_token), ``leader.lost``
 (reason: renew_deadline | taken | released), ``leader.renew_failed`` (error),
+``leader.identity_held`` (held under our name in a term we did not take: waited for as any holder),
 ``leader.lease_absent`` (no Lease: created after a lease duration), ``leader.lease_recreated`` (ours deleted
 while leading: created again),
 ``leader.attempt_failed`` (debug: a standby could not reach the API or lost a
@@ -180,6 +183,7 @@ class LeaderElector:
         self._observed: tuple[str, float] | None = None  # (record fingerprint, monotonic time first seen)
         self._may_take_at: float | None = None  # standing by: when the holder's lease lapses unless renewed
         self._seen_transitions = -1              # the highest leaseTransitions read: a Lease created anew goes on from it
+        self._clash_said = False                  # `leader.identity_held` said for the clash going on
         self._reported = False
         self._last_token = -1                     # for logs: the term we last held
         self._lost_reason = "renew_deadline"
@@ -247,17 +251,31 @@ class LeaderElector:
         spec = lease.get("spec") or {}
         holder = spec.get("holderIdentity") or ""
         now = self._observe(lease)
+        wait, clash = 0.0, False
         with self._lock:
             ours = holder == self.identity and self._token is not None and \
                 _int(spec.get("leaseTransitions")) == self._token
-            if holder and holder != self.identity:
+            # held under our own name in a term this process did not take (or lost track of) is somebody's
+            # too: another process given the same identity (a duplicated --identity, POD_NAME unset under
+            # hostNetwork: one hostname, pid 1 in both), or our previous run. Taken at once, two such
+            # replicas both led, each taking a new term at every try; it is timed as any holder's is.
+            if holder and not ours:
                 if self._token is not None:
                     self._lost_reason = "taken"
                 self._token, self._cached = None, None
                 assert self._observed is not None
                 self._may_take_at = self._observed[1] + self._duration_of(lease)
-                if now < self._may_take_at:
-                    return  # a live holder (by what we have seen of it): stand by
+                wait = self._may_take_at - now
+                clash = holder == self.identity and not self._clash_said  # said once, until it ends
+                self._clash_said = holder == self.identity
+        if holder and not ours and wait > 0:
+            if clash:
+                self._log.warning("leader.identity_held", fence_token=_int(spec.get("leaseTransitions")),
+                                  reason="the Lease is held under this replica's identity in a term it did not "
+                                         "take: another replica with the same identity (--identity, POD_NAME), or "
+                                         "this one's previous run; taken only once seen unrenewed for its lease "
+                                         "duration")
+            return  # a live holder (by what we have seen of it): stand by
         self._write(lease, new_term=not ours)
 
     def _absent(self) -> None:
@@ -341,6 +359,7 @@ class LeaderElector:
         with self._lock:
             self._sent, self._token, self._cached = sent, _int(spec["leaseTransitions"]), written
             self._seen_transitions = max(self._seen_transitions, self._token)
+            self._clash_said = False
             self._last_token, self._may_take_at = self._token, None
 
     def _failed(self, exc: CanaryError) -> None:

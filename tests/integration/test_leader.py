@@ -305,3 +305,15 @@ def test_a_lease_deleted_by_hand_after_its_leader_died_is_taken_a_lease_duration
     assert b.elector.fence_token() == 1 and lease(kube_api)["spec"]["leaseTransitions"] == 1  # tokens grow
     absent = [e for e in logs if e["event"] == "leader.lease_absent"]
     assert len(absent) == 1 and absent[0]["identity"] == "b"
+
+
+def test_two_replicas_started_at_once_with_one_identity_never_both_lead(kube_api, sim):
+    """Both replicas run with `--identity canary`: each took the Lease held under its own name as its own, in a
+    new term at every try, and both led (2.85 of 3 simulated s, 29 terms). Now one leads; the other waits."""
+    first = sim.add("a")
+    twin = Replica(kube_api, first.name, sim.clock, RETRY / 2)  # the same identity, its own client
+    sim.replicas["twin"], sim.state["twin"] = twin, False
+    sim.run(LEASE + 3.0)
+    assert sim.overlaps == []
+    assert [(n, v) for _, n, v in sim.transitions] == [("a", True)]
+    assert lease(kube_api)["spec"]["leaseTransitions"] == 0  # one term

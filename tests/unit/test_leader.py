@@ -417,6 +417,27 @@ def test_two_candidates_racing_for_an_expired_lease_produce_one_winner(store, cl
     assert c.fence_token() == 1 and b.fence_token() == -1
 
 
+def test_two_replicas_given_one_identity_never_both_lead(store, clock):
+    """`--identity canary` in both replicas' args (or POD_NAME unset under hostNetwork: one hostname, pid 1 in
+    both). A Lease held under our own name was taken as ours at once in a new term: each replica re-took it at
+    every try, and both led the whole time. Held under our name in a term this process did not take, it is now
+    timed as any holder's, and said once (`leader.identity_held`); a restarted replica (a container restarted in
+    its pod, same POD_NAME) takes its old Lease once it is seen unrenewed for its lease duration."""
+    a, twin = elector(store, clock, "canary"), elector(store, clock, "canary")
+    acquire(a, clock)
+    with capture_logs() as logs:
+        for _ in range(20):
+            clock.advance(1)
+            assert twin.try_acquire_or_renew() is False
+            clock.advance(1)
+            assert a.try_acquire_or_renew() and not twin.is_leader()
+    assert [e["event"] for e in logs] == ["leader.identity_held"] and a.fence_token() == 0
+    # a is gone (its process killed; the container restarted as `twin`): its last renewal, seen now, lapses 15 s on
+    assert twin.try_acquire_or_renew() is False
+    clock.advance(15)
+    assert twin.try_acquire_or_renew() and twin.fence_token() == 1 and not a.is_leader()
+
+
 def test_two_creators_produce_one_winner(store, clock):
     a, b = elector(store, clock, "a"), elector(store, clock, "b")
     assert not a.try_acquire_or_renew() and not b.try_acquire_or_renew()  # both see it absent
