@@ -1015,7 +1015,7 @@ def sweep(namespace: Optional[str] = NamespaceOpt,
                     result = ("promotion finished (every step had passed)" if ended.phase == rl.PROMOTED
                               else "stable 100%, recorded aborted")
                 except RoutingConflict:
-                    result = "left alone: its owner wrote since it was read"
+                    result = sw.since_read(router, one)
                 except TrafficUnsafe as exc:  # the route may still send traffic to the canary
                     result, code = f"failed: {exc}", EXIT_TRAFFIC_UNSAFE
                 except CanaryError as exc:
@@ -1085,9 +1085,9 @@ def sweep(namespace: Optional[str] = NamespaceOpt,
                     result = {"ended": "stable 100%, recorded aborted",
                               "agrees": "left alone: both subsets select one version",
                               "waiting": f"waiting: unchanged for {one.quiet_s or 0:.0f}s of {after:.0f}s",
-                              "left alone": "left alone: its record was written since it was read",
+                              "left alone": None,
                               "unknown": "not read: the route changed or could not be read; the next sweep reads "
-                                         "it again"}[done]
+                                         "it again"}[done] or sw.since_read(router, one)
                     code = max(code, EXIT_INFRA) if done == "unknown" else code
                 except TrafficUnsafe as exc:
                     result, code = f"failed: {exc}", EXIT_TRAFFIC_UNSAFE

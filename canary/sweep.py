@@ -453,6 +453,25 @@ def _unsafe(router: Any, found: Found, log: Any, exc: Exception) -> None:
         raise TrafficUnsafe(f"{exc}{said}") from exc
 
 
+def since_read(router: Any, found: Found) -> str:
+    """What a guarded write refused (RoutingConflict) found instead, for the line that says so: the route read
+    again. Another sweeper (the controller's, a second `canary sweep`) or a person ending it is not its owner
+    writing: "left alone: its owner wrote since it was read" beside "its process is gone" read as a live promote."""
+    lenient = getattr(router, "inspect_any", None)
+    try:  # a read: the fence refuses writes only
+        status = lenient(found.target(), for_stable=True) if lenient is not None else router.inspect(found.target())
+        now = rl.RolloutState.from_json(status.state) if status.state else None
+    except Exception:  # noqa: BLE001 - unreadable now: said as such
+        return "left alone: the route changed since it was read (unreadable now); the next sweep reads it again"
+    w = status.weights
+    if now is None:
+        return f"left alone: its record was removed since it was read; the route is at {w.stable}/{w.canary}"
+    if now.terminal:
+        return (f"already ended since it was read (not by this sweep): recorded {now.phase}, the route at "
+                f"{w.stable}/{w.canary}" + (f": {now.reason}" if now.reason else ""))
+    return f"left alone: its owner wrote since it was read ({now.phase} at {w.stable}/{w.canary} now)"
+
+
 def _routed(router: Any, found: Found) -> Any:
     """The route under `found` as read now, for the split its end says (`reconcile.routed_fields`); None when it
     cannot be read or no longer carries the record it was found with (the guarded write is then refused)."""

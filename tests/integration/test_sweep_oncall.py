@@ -104,3 +104,48 @@ def test_each_line_says_the_split_the_route_was_at_not_the_records(tmp_path: Pat
     assert lines["ml/m1"] == "ml/m1: (unreadable record) at routed 78/22: stable 100%, recorded aborted", done.stdout
     assert lines["ml/m2"].startswith("ml/m2: v2 progressing at 80/20: stable 100%, recorded aborted"), done.stdout
     assert [_route(api, f"m{i}") for i in range(3)] == [[100, 0]] * 3
+
+
+def test_a_rollout_ended_by_another_sweeper_meanwhile_is_not_said_to_have_a_live_owner(
+        tmp_path: Path, cluster: Any) -> None:
+    """m0 and m1: killed promotes, marked and aged. Between `canary sweep`'s listing and its write, the controller's
+    sweep ends m0 (stable 100%, recorded aborted) and m1's promote, alive after all, records a look. Both writes are
+    refused (guarded on the record read), and both lines said "left alone: its owner wrote since it was read",
+    beside "its process is gone or stalled": m0 read as a live promote holding traffic. m0's line now says it was
+    already ended, not by this sweep, and how the route is; m1's that its owner wrote, and what it is at now."""
+    from tests import fleet
+
+    api, client, router = cluster
+    kubeconfig = fleet.write_kubeconfig(tmp_path / "kubeconfig", api.url)
+    now = time.time()
+    for i in range(2):
+        _claim(router, at=now - 1000, vs_name=f"m{i}")
+    assert _sweep(kubeconfig, "-n", "ml").exit_code == 0  # marks
+    for name in ("m0", "m1"):
+        _age_mark(api, name, 200)
+
+    def meanwhile() -> None:  # in the API server, just before canary sweep's first write lands
+        def ended(o: dict[str, Any]) -> None:
+            rec = json.loads(o["metadata"]["annotations"][RECORD])
+            rec.update(phase="aborted", weights={"stable": 100, "canary": 0}, reason="abandoned (controller sweep)")
+            o["metadata"]["annotations"][RECORD] = json.dumps(rec)
+            route = o["spec"]["http"][0]["route"]
+            route[0]["weight"], route[1]["weight"] = 100, 0
+
+        def looked(o: dict[str, Any]) -> None:
+            rec = json.loads(o["metadata"]["annotations"][RECORD])
+            rec["look"] = rec.get("look", 0) + 1
+            o["metadata"]["annotations"][RECORD] = json.dumps(rec)
+        api.handler.edit_object(GROUP, "virtualservices", "ml", "m0", ended)
+        api.handler.edit_object(GROUP, "virtualservices", "ml", "m1", looked)
+
+    api.before_next_write(meanwhile)
+    done = _sweep(kubeconfig, "-n", "ml")
+    assert done.exit_code == 0, done.output
+    lines = {ln.split(":", 1)[0]: ln for ln in done.stdout.splitlines()}
+    assert ("ml/m0: v2 progressing at 80/20: already ended since it was read (not by this sweep): recorded aborted, "
+            "the route at 100/0: abandoned (controller sweep)") in lines["ml/m0"], done.stdout
+    assert "its owner wrote" not in lines["ml/m0"]
+    assert ("ml/m1: v2 progressing at 80/20: left alone: its owner wrote since it was read (progressing at 80/20 "
+            "now)") in lines["ml/m1"], done.stdout
+    assert _route(api, "m0") == [100, 0] and _route(api, "m1") == [80, 20]
