@@ -64,8 +64,9 @@ Log events (for on-call): ``leader.acquired`` (fence_token), ``leader.lost``
 ``leader.identity_held`` (held under our name in a term we did not take: waited for as any holder),
 ``leader.lease_absent`` (no Lease: created after a lease duration), ``leader.lease_recreated`` (ours deleted
 while leading: created again),
-``leader.attempt_failed`` (debug: a standby could not reach the API or lost a
-race), ``leader.released``, ``leader.release_failed``, ``leader.callback_failed``.
+``leader.refused`` (warning: the API refused a standby's request, RBAC or no coordination API: it
+cannot lead; said once per refusal), ``leader.attempt_failed`` (debug: a standby could not reach the API or
+lost a race), ``leader.released``, ``leader.release_failed``, ``leader.callback_failed``.
 """
 
 from __future__ import annotations
@@ -184,6 +185,7 @@ class LeaderElector:
         self._may_take_at: float | None = None  # standing by: when the holder's lease lapses unless renewed
         self._seen_transitions = -1              # the highest leaseTransitions read: a Lease created anew goes on from it
         self._clash_said = False                  # `leader.identity_held` said for the clash going on
+        self._refused_said = ""                   # the refusal `leader.refused` last said ("" once a write passed)
         self._reported = False
         self._last_token = -1                     # for logs: the term we last held
         self._lost_reason = "renew_deadline"
@@ -359,7 +361,7 @@ class LeaderElector:
         with self._lock:
             self._sent, self._token, self._cached = sent, _int(spec["leaseTransitions"]), written
             self._seen_transitions = max(self._seen_transitions, self._token)
-            self._clash_said = False
+            self._clash_said, self._refused_said = False, ""
             self._last_token, self._may_take_at = self._token, None
 
     def _failed(self, exc: CanaryError) -> None:
@@ -367,6 +369,15 @@ class LeaderElector:
             held = self._token is not None and self._sent is not None
         if held:
             self._log.warning("leader.renew_failed", error=str(exc), error_type=type(exc).__name__)
+        elif isinstance(exc, ConfigError) and not isinstance(exc, NotFound):
+            # refused, not unreachable and no lost race: RBAC (403), the coordination API not served. No retry
+            # mends it, and nobody leads: it was said at debug only, every rollout waiting with nothing said
+            with self._lock:
+                said, self._refused_said = self._refused_said, str(exc)
+            if said != str(exc):
+                self._log.warning("leader.refused", error=str(exc), error_type=type(exc).__name__,
+                                  reason="the API refused this replica's Lease request: it cannot lead until that "
+                                         "is mended (RBAC: get, create, update on leases in the lease namespace)")
         else:
             self._log.debug("leader.attempt_failed", error=str(exc), error_type=type(exc).__name__)
 

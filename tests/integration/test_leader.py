@@ -317,3 +317,19 @@ def test_two_replicas_started_at_once_with_one_identity_never_both_lead(kube_api
     assert sim.overlaps == []
     assert [(n, v) for _, n, v in sim.transitions] == [("a", True)]
     assert lease(kube_api)["spec"]["leaseTransitions"] == 0  # one term
+
+
+def test_a_lease_request_refused_by_rbac_is_said_once_at_warning_not_at_debug(kube_api, sim):
+    """The Role lacks `leases` (a namespace or verb missed): every attempt of both replicas gets 403, nobody leads,
+    and nothing was said above debug (`leader.attempt_failed`) while every rollout waited. Now each replica says
+    `leader.refused` once, naming RBAC; once the Role is mended one leads."""
+    sim.add("a"), sim.add("b", offset=RETRY / 2)
+    kube_api.fail_next(403, times=10**6, methods=("GET", "PUT", "POST"), plural=PLURAL)
+    with capture_logs() as logs:
+        sim.run(3 * LEASE)
+    assert sim.transitions == []
+    said = [e for e in logs if e["log_level"] in ("warning", "error", "critical")]
+    assert [(e["event"], e["identity"]) for e in said] == [("leader.refused", "a"), ("leader.refused", "b")]
+    assert "check RBAC" in said[0]["error"] and said[0]["error_type"] == "ConfigError"
+    clear_faults(kube_api)
+    sim.run(LEASE + 3 * RETRY, until=lambda: any(r.elector.is_leader() for r in sim.replicas.values()))
