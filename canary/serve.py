@@ -594,7 +594,7 @@ class Service:
                 if create:
                     self.store.save(fresh)
                 return fresh
-            if barred:
+            if barred and _unjudged(s):  # judged since: the one-pair 409 below says so (decision 334)
                 raise BadRequest(meta + field, f"{ask.key} revision {ask.revision} went back from {field} {given!r} "
                                                f"to inputs it had left, with nothing judged (it is judged with "
                                                f"{recorded!r} now, called {now - s.updated_at:.0f}s ago): two "

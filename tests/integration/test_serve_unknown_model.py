@@ -392,3 +392,4 @@ def test_an_operator_who_goes_back_to_the_inputs_first_named_is_judged_at_once(
     clock.t += 15
     code, doc = _hook(service, "rollout", "goood")  # judged with `good`: one pair, as before
     assert code == 409 and doc["field"] == "metadata.model", doc
+    assert "is judged with model 'good', not 'goood'" in doc["error"] and "nothing judged" not in doc["error"], doc
