@@ -1015,7 +1015,8 @@ def sweep(namespace: Optional[str] = NamespaceOpt,
                     result = ("promotion finished (every step had passed)" if ended.phase == rl.PROMOTED
                               else "stable 100%, recorded aborted")
                 except RoutingConflict:
-                    result = sw.since_read(router, one)
+                    result, left_split = sw.since_read(router, one)
+                    code = max(code, EXIT_INFRA) if left_split else code
                 except TrafficUnsafe as exc:  # the route may still send traffic to the canary
                     result, code = f"failed: {exc}", EXIT_TRAFFIC_UNSAFE
                 except CanaryError as exc:
@@ -1087,8 +1088,11 @@ def sweep(namespace: Optional[str] = NamespaceOpt,
                               "waiting": f"waiting: unchanged for {one.quiet_s or 0:.0f}s of {after:.0f}s",
                               "left alone": None,
                               "unknown": "not read: the route changed or could not be read; the next sweep reads "
-                                         "it again"}[done] or sw.since_read(router, one)
-                    code = max(code, EXIT_INFRA) if done == "unknown" else code
+                                         "it again"}[done]
+                    left_split = False
+                    if result is None:
+                        result, left_split = sw.since_read(router, one)
+                    code = max(code, EXIT_INFRA) if done == "unknown" or left_split else code
                 except TrafficUnsafe as exc:
                     result, code = f"failed: {exc}", EXIT_TRAFFIC_UNSAFE
                 except CanaryError as exc:

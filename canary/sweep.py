@@ -453,23 +453,31 @@ def _unsafe(router: Any, found: Found, log: Any, exc: Exception) -> None:
         raise TrafficUnsafe(f"{exc}{said}") from exc
 
 
-def since_read(router: Any, found: Found) -> str:
+def since_read(router: Any, found: Found) -> tuple[str, bool]:
     """What a guarded write refused (RoutingConflict) found instead, for the line that says so: the route read
     again. Another sweeper (the controller's, a second `canary sweep`) or a person ending it is not its owner
-    writing: "left alone: its owner wrote since it was read" beside "its process is gone" read as a live promote."""
+    writing: "left alone: its owner wrote since it was read" beside "its process is gone" read as a live promote.
+    Second: the route read again is a split nobody drives (an end recorded over weights that still send the
+    canary traffic, `unowned.why`): the caller's exit is then not 0, and the next sweep ends it."""
+    from canary import unowned
+
     lenient = getattr(router, "inspect_any", None)
     try:  # a read: the fence refuses writes only
         status = lenient(found.target(), for_stable=True) if lenient is not None else router.inspect(found.target())
         now = rl.RolloutState.from_json(status.state) if status.state else None
     except Exception:  # noqa: BLE001 - unreadable now: said as such
-        return "left alone: the route changed since it was read (unreadable now); the next sweep reads it again"
+        return "left alone: the route changed since it was read (unreadable now); the next sweep reads it again", False
     w = status.weights
     if now is None:
-        return f"left alone: its record was removed since it was read; the route is at {w.stable}/{w.canary}"
+        return f"left alone: its record was removed since it was read; the route is at {w.stable}/{w.canary}", False
+    if now.terminal and unowned.why(now, status):  # "already ended" would read as safe while the canary has traffic
+        return (f"recorded {now.phase} since it was read (not by this sweep), but the route still splits "
+                f"{w.stable}/{w.canary}: nobody drives it; the next sweep ends it (stable 100%), or run `canary "
+                "rollback` now", True)
     if now.terminal:
         return (f"already ended since it was read (not by this sweep): recorded {now.phase}, the route at "
-                f"{w.stable}/{w.canary}" + (f": {now.reason}" if now.reason else ""))
-    return f"left alone: its owner wrote since it was read ({now.phase} at {w.stable}/{w.canary} now)"
+                f"{w.stable}/{w.canary}" + (f": {now.reason}" if now.reason else "")), False
+    return f"left alone: its owner wrote since it was read ({now.phase} at {w.stable}/{w.canary} now)", False
 
 
 def _routed(router: Any, found: Found) -> Any:

@@ -149,3 +149,33 @@ def test_a_rollout_ended_by_another_sweeper_meanwhile_is_not_said_to_have_a_live
     assert ("ml/m1: v2 progressing at 80/20: left alone: its owner wrote since it was read (progressing at 80/20 "
             "now)") in lines["ml/m1"], done.stdout
     assert _route(api, "m0") == [100, 0] and _route(api, "m1") == [80, 20]
+
+
+def test_an_end_typed_over_the_split_meanwhile_is_not_said_already_ended(tmp_path: Path, cluster: Any) -> None:
+    """m0: a killed promote, marked and aged. Between `canary sweep`'s listing and its write, a person types
+    `aborted` into its record and leaves the weights at 80/20. The write is refused (guarded on the record read),
+    and the line said "already ended since it was read", exit 0, while 20% still went to the canary. It now says
+    the route still splits and that nobody drives it, and the exit is 3 (the review of decision 345)."""
+    from tests import fleet
+
+    api, client, router = cluster
+    kubeconfig = fleet.write_kubeconfig(tmp_path / "kubeconfig", api.url)
+    _claim(router, at=time.time() - 1000, vs_name="m0")
+    assert _sweep(kubeconfig, "-n", "ml").exit_code == 0  # marks
+    _age_mark(api, "m0", 200)
+
+    def meanwhile() -> None:  # in the API server, just before canary sweep's write lands
+        def typed(o: dict[str, Any]) -> None:
+            rec = json.loads(o["metadata"]["annotations"][RECORD])
+            rec.update(phase="aborted", reason="typed in by hand")
+            o["metadata"]["annotations"][RECORD] = json.dumps(rec)
+        api.handler.edit_object(GROUP, "virtualservices", "ml", "m0", typed)
+
+    api.before_next_write(meanwhile)
+    done = _sweep(kubeconfig, "-n", "ml")
+    line = next(ln for ln in done.stdout.splitlines() if ln.startswith("ml/m0:"))
+    assert "already ended" not in line, done.stdout
+    assert "recorded aborted since it was read (not by this sweep), but the route still splits 80/20: nobody " \
+           "drives it" in line, done.stdout
+    assert done.exit_code == 3, done.output
+    assert _route(api, "m0") == [80, 20]
