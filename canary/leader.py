@@ -311,7 +311,13 @@ class LeaderElector:
                                reason="no Lease (a first start, or deleted by hand): created once seen absent for "
                                       "its lease duration, so a leader it was deleted under has stopped first")
             return
-        self._write(None, new_term=True)
+        try:
+            self._write(None, new_term=True)
+        except NotFound as exc:  # a create's 404: no retry mends it, so `leader.refused` says it (it was debug only)
+            raise ConfigError(f"leader election: creating Lease {self.namespace}/{self.name} was answered 404 "
+                              f"({exc}): the lease namespace {self.namespace!r} does not exist, or the API server "
+                              "does not serve coordination.k8s.io/v1 leases; set --lease-namespace (or POD_NAMESPACE) "
+                              "to an existing namespace") from exc
 
     def _observe(self, lease: dict[str, Any] | None) -> float:
         """Note when we first saw this version of the record (or its absence); returns now (after the GET

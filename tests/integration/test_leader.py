@@ -333,3 +333,20 @@ def test_a_lease_request_refused_by_rbac_is_said_once_at_warning_not_at_debug(ku
     assert "check RBAC" in said[0]["error"] and said[0]["error_type"] == "ConfigError"
     clear_faults(kube_api)
     sim.run(LEASE + 3 * RETRY, until=lambda: any(r.elector.is_leader() for r in sim.replicas.values()))
+
+
+def test_a_lease_namespace_that_does_not_exist_is_said_once_at_warning(kube_api, sim):
+    """No `--lease-namespace` and no POD_NAMESPACE, and `canary-system` was never created: the GET is a 404 (read as
+    no Lease), and after a lease duration the create is a 404 too. That was `leader.attempt_failed` at debug, again
+    at every retry, nobody leading and nothing said. Now `leader.refused` names the namespace, once per replica."""
+    sim.add("a")
+    kube_api.fail_next(404, times=10**6, methods=("POST",), plural=PLURAL)
+    with capture_logs() as logs:
+        sim.run(4 * LEASE)
+    assert sim.transitions == []
+    said = [e for e in logs if e["log_level"] in ("warning", "error", "critical")]
+    assert [(e["event"], e["identity"]) for e in said] == [("leader.refused", "a")], said
+    assert f"the lease namespace {NS!r} does not exist" in said[0]["error"] and "--lease-namespace" in said[0]["error"]
+    clear_faults(kube_api)
+    sim.run(LEASE + 3 * RETRY, until=lambda: any(r.elector.is_leader() for r in sim.replicas.values()))
+    assert [(n, v) for _, n, v in sim.transitions] == [("a", True)]
