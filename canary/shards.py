@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 
@@ -201,21 +201,25 @@ def build(client: Any, *, prom: Any, namespace: str | None, identity: str, telem
     def is_leader() -> bool:
         return any(op.is_leader() for op in ops)
 
-    def release() -> None:
-        for e in electors:
-            e.release()
+    def release(loops: Iterable[int] | None = None) -> None:
+        """Hand over the Leases of the shards' loops `loops` (positions in `ops`; None: every one)."""
+        for i, e in enumerate(electors):  # electors[i] fences ops[i]: built together above
+            if loops is None or i in loops:
+                e.release()
 
     return ops, is_leader, release
 
 
-def run_loops(ops: Sequence[Any], stop: threading.Event, *, tick_s: float, release: Callable[[], None],
-              join_s: float, log: Any) -> None:
-    """Run every shard's controller loop (the first in this thread) until `stop`; then hand the Leases over
-    (`release`) only once every loop has finished its tick. A loop still in its tick may have a write in
-    flight that passed the fence: released under it, a standby took the Lease at its next try and wrote
-    beside it (a shard's loop ran in a daemon thread nobody waited for). A loop not done within `join_s`
-    (the renew deadline) keeps its Lease unreleased: it lapses by itself, a lease duration after its last
-    renewal, the margin the fence counts on (`controller.release_skipped`)."""
+def run_loops(ops: Sequence[Any], stop: threading.Event, *, tick_s: float,
+              release: Callable[[list[int]], None], join_s: float, log: Any) -> None:
+    """Run every shard's controller loop (the first in this thread) until `stop`; then hand each shard's Lease
+    over (`release`, given the positions in `ops` of the loops that ended) only once its loop has finished its
+    tick. A loop still in its tick may have a write in flight that passed the fence: released under it, a
+    standby took the Lease at its next try and wrote beside it (a shard's loop ran in a daemon thread nobody
+    waited for). A loop not done within `join_s` (the renew deadline) keeps its own Lease unreleased: it lapses
+    by itself, a lease duration after its last renewal, the margin the fence counts on
+    (`controller.release_skipped`); the other shards' Leases are handed over at once, so their standbys do not
+    wait a lease duration too."""
     threads = [threading.Thread(target=op.run, args=(stop,), kwargs={"tick_s": tick_s}, daemon=True,
                                 name=f"canary-shard-loop-{i + 1}") for i, op in enumerate(ops[1:])]
     for t in threads:  # one loop per shard: a slow shard never delays another
@@ -228,9 +232,9 @@ def run_loops(ops: Sequence[Any], stop: threading.Event, *, tick_s: float, relea
         for t in threads:
             t.join(max(0.0, deadline - time.monotonic()))
         busy = [t.name for t in threads if t.is_alive()]
+        release([0] + [i + 1 for i, t in enumerate(threads) if not t.is_alive()])
         if busy:
             log.warning("controller.release_skipped", loops=busy, wait_s=join_s,
-                        reason="a shard's loop was still in its tick (a write may be in flight): its Leases are left "
-                               "to lapse, so a standby takes over a lease duration after the last renewal")
-        else:
-            release()
+                        reason="a shard's loop was still in its tick (a write may be in flight): its Lease is left "
+                               "to lapse, so a standby takes that shard over a lease duration after the last "
+                               "renewal; the other shards' Leases were handed over")

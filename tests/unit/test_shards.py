@@ -119,7 +119,7 @@ def test_the_drift_monitor_runs_on_the_leader_of_shard_0_only(monkeypatch: Any) 
 
     given: dict[str, Any] = {}
     monkeypatch.setattr(canary.kube, "api_client", lambda **_k: object())
-    monkeypatch.setattr(sh, "build", lambda *_a, **_k: ([op(False), op(True)], lambda: True, lambda: None))
+    monkeypatch.setattr(sh, "build", lambda *_a, **_k: ([op(False), op(True)], lambda: True, lambda loops=None: None))
     monkeypatch.setattr(cc, "_start_drift", lambda *_a, **k: given.update(k))
     r = CliRunner().invoke(app, ["controller", "run", "--drift", "--shards", "2", "--leader-elect", "--metrics-addr", "",
                                  "--prometheus-url", "http://127.0.0.1:9"])
@@ -160,10 +160,10 @@ def test_the_leases_are_handed_over_only_once_no_shards_loop_has_a_write_in_flig
     from canary.logs import get as get_logger
 
     held, stop = threading.Event(), threading.Event()
-    main, busy = _Loop(), _Loop(write=held)
-    released: list[bool] = []  # at each release: was a write in flight?
-    done = threading.Thread(target=sh.run_loops, args=([main, busy], stop),
-                            kwargs={"tick_s": 1.0, "release": lambda: released.append(busy.in_flight),
+    main, busy, idle = _Loop(), _Loop(write=held), _Loop()
+    released: list[tuple[list[int], bool]] = []  # at each release: the loops released, was a write in flight?
+    done = threading.Thread(target=sh.run_loops, args=([main, busy, idle], stop),
+                            kwargs={"tick_s": 1.0, "release": lambda loops: released.append((loops, busy.in_flight)),
                                     "join_s": 0.2, "log": get_logger()})
     with capture_logs() as logs:
         done.start()
@@ -172,7 +172,9 @@ def test_the_leases_are_handed_over_only_once_no_shards_loop_has_a_write_in_flig
         done.join(30)
     held.set()
     assert not done.is_alive()
-    assert released == []  # not released under a write in flight: the Leases lapse on their own
+    # shard 1's Lease is not released under its write in flight (it lapses on its own); shards 0 and 2 are idle:
+    # theirs are handed over at once, not left to lapse beside it (the review of decision 346)
+    assert released == [([0, 2], True)]
     skipped = [e for e in logs if e["event"] == "controller.release_skipped"]
     assert len(skipped) == 1 and skipped[0]["loops"] == ["canary-shard-loop-1"]
 
@@ -181,10 +183,10 @@ def test_the_leases_are_handed_over_only_once_no_shards_loop_has_a_write_in_flig
     released.clear()
     busy = quick
     done = threading.Thread(target=sh.run_loops, args=([_Loop(), quick], stop2),
-                            kwargs={"tick_s": 1.0, "release": lambda: released.append(quick.in_flight),
+                            kwargs={"tick_s": 1.0, "release": lambda loops: released.append((loops, quick.in_flight)),
                                     "join_s": 30.0, "log": get_logger()})
     done.start()
     assert quick.started.wait(30)
     stop2.set()
     done.join(60)
-    assert not done.is_alive() and released == [False]  # released once, with nothing in flight
+    assert not done.is_alive() and released == [([0, 1], False)]  # released once, with nothing in flight
