@@ -254,16 +254,23 @@ class DriftWatcher:
         if self._outage is not None and not self._not_measured:
             return  # a pass cut before any baseline was asked: no news either way
         if self._outage is None:
+            since = self._down_since if self._down_since is not None else now
+            seen = self._down_seen if self._down_seen is not None else now
+            if now - seen > PROMETHEUS_DOWN_TELL_S:  # no watcher ran between the last pass that found it down and
+                # this one (a restart hours later): "after 20 h, found down at every pass since" was not seen
+                how = (f"was found down for about {_about(max(seen - since, 0.0))}, last {_about(now - seen)} ago "
+                       "(no pass ran since), and answers now")
+            else:
+                how = f"answers again after about {_about(max(now - since, 0.0))}"
             if self._down_told:
-                message = (f"Prometheus answers again after about {_about(now - (self._down_since or now))}: "
-                           f"drift is watched again ({baselines} baselines)")
+                message = f"Prometheus {how}: drift is watched again ({baselines} baselines)"
                 log.info("drift.prometheus_back", down_since=self._down_since, message=message)
                 self._tell("drift.prometheus_back", message, now)
             elif self._down_since is not None:  # an outage said in the log only (`drift.prometheus_unavailable`)
                 # its end said too: the last line on drift watching stayed "Prometheus did not answer" (decision 338)
+                found = "" if now - seen > PROMETHEUS_DOWN_TELL_S else " (found down at every pass since)"
                 log.info("drift.prometheus_answers", down_since=self._down_since,
-                         message=f"Prometheus answers again after about {_about(max(now - self._down_since, 0.0))} "
-                                 f"(found down at every pass since): drift is watched again ({baselines} baselines)")
+                         message=f"Prometheus {how}{found}: drift is watched again ({baselines} baselines)")
             self._down_since, self._down_told, self._down_seen = None, False, None
             self._store_outage()
             return

@@ -447,6 +447,35 @@ def test_a_short_prometheus_outage_has_its_end_said_once(served: SimpleNamespace
         proxy.stop()
 
 
+def test_an_outage_end_found_hours_after_the_last_pass_does_not_say_it_was_down_all_along(
+        served: SimpleNamespace) -> None:
+    """A pass found Prometheus down (503 from a proxy); the next pass runs 3 hours later (the watcher restarted,
+    a `--once` cron paused) and finds it answering. `drift.prometheus_answers` said "answers again after about 3 h
+    (found down at every pass since)": no pass ran in those hours. It now says how long it was found down and when
+    it was last seen down (the review of decision 338)."""
+    port = int(served.prom.url.rsplit(":", 1)[1])
+    proxy = BlackholeProxy("127.0.0.1", port).start()
+    t = [2_000_000_000.0]
+    try:
+        client = PrometheusClient(proxy.url, timeout_s=0.5, budget_s=1.0, retries=2, backoff_s=0.05)
+        watcher = DriftWatcher([served.profiles[m] for m in MODELS], client=client, window_s=3600, namespace="prod",
+                               registry=CollectorRegistry(), config=M.MonitorConfig(quiet_s=0), clock=lambda: t[0])
+        proxy.blackhole, proxy.answer = True, 503
+        watcher.once()
+        t[0] += 600
+        watcher.once()
+        t[0] += 3 * 3600
+        proxy.blackhole = False
+        with capture_logs() as logs:
+            watcher.once()
+        said = [e for e in logs if e["event"] == "drift.prometheus_answers"]
+        assert len(said) == 1, logs
+        assert "found down at every pass since" not in said[0]["message"], said
+        assert "was found down for about 10 min, last 3.0 h ago (no pass ran since)" in said[0]["message"], said
+    finally:
+        proxy.stop()
+
+
 @pytest.mark.parametrize("status", [401, 403, 404])
 def test_refused_access_to_prometheus_is_said_as_such_once_and_its_end_too(served: SimpleNamespace,
                                                                           status: int) -> None:
