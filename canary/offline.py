@@ -35,6 +35,7 @@ from typing import Any
 
 from canary.analysis.judge import MAX_COUNT
 from canary.analysis.sequential import Z_CLIP, plausible, sub_levels
+from canary.analysis.shown import integer
 from canary.errors import ConfigError, NoData, PolicyError
 from canary.model import ArmData, Counts, FeatureCounts, Histogram, Scalar
 from canary.policy import Policy, load_policy, parse_policy
@@ -263,9 +264,8 @@ def _policy(raw: dict[str, Any], file: str, base: Path | None) -> Policy:
 def _shown(value: Any) -> str:
     """A bad value as the input wrote it (JSON), cut to 40 characters; a number at a few significant digits
     (`1e+400`, not the first 40 of its 401 digits)."""
-    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10 ** 15:
-        digits = len(str(abs(value)))
-        return f"{'-' if value < 0 else ''}{str(abs(value))[0]}e+{digits - 1:02d} ({digits} digits)"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return integer(value)
     if isinstance(value, float) and math.isfinite(value):
         return f"{value:.6g}"
     try:

@@ -350,6 +350,8 @@ def _message(err: Any) -> str:
     elif kind == "string_pattern_mismatch":
         allowed = _PATTERNS.get(str(ctx.get("pattern")), f"must match {ctx.get('pattern')}")
         msg = f"{allowed}, not {show(value)}"
+    elif kind == "float_type" and isinstance(value, int) and not isinstance(value, bool):  # past a float: 1e400
+        msg = f"must be a number within a 64-bit float (about 1.8e308), not {show(value)}"
     elif kind == "string_type" and isinstance(value, (bool, int, float)):
         msg += f", not {show(value)}: quote it in YAML (which reads 1.10 as the number 1.1)"
     elif kind in _TYPE_MESSAGES and value is not None and isinstance(value, (bool, int, float, str)):

@@ -24,6 +24,8 @@ from typing import Annotated, Any, Literal
 import pydantic
 from pydantic import BaseModel, ConfigDict
 
+from canary.analysis.shown import integer, spelled
+
 LABEL_NAME = r"^[a-zA-Z_][a-zA-Z0-9_]*$"
 METRIC_NAME = r"^[a-zA-Z_:][a-zA-Z0-9_:]*$"
 _LABEL, METRIC_PATTERN = re.compile(LABEL_NAME, re.ASCII), re.compile(METRIC_NAME, re.ASCII)
@@ -44,12 +46,22 @@ class FieldProblem(ValueError):
 
 
 def show(value: Any, limit: int = 40) -> str:
-    """`value` as it may stand in an error message: its repr, cut to `limit` characters."""
+    """`value` as it may stand in an error message: its repr, cut to `limit` characters. A number at a few
+    significant digits, never cut (`shown.integer`: `1e+40 (41 digits)`, not the first 37 of them and "...");
+    a number written out as text past `limit` with the number it spells (`'0.0000000000...' (304 characters:
+    the number 1e-301)`, whose cut read as 0)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return integer(value)
     try:
         text = repr(value)
-    except ValueError:  # an int too long to print
+    except ValueError:  # a list holding an int too long to print
         text = "<a very long number>"
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    if len(text) <= limit:
+        return text
+    number = spelled(value) if isinstance(value, str) else None
+    if number is not None:
+        return f"{text[:12]}...' ({len(value)} characters: the number {number})"
+    return text[: limit - 3] + "..."
 
 
 def label_name(name: str, *, allow_empty: bool = False) -> str:

@@ -9,6 +9,8 @@ only where fewer would put it on the other side of the limit (or on it).
 from __future__ import annotations
 
 import math
+import re
+from decimal import ROUND_DOWN, Context, Decimal
 
 
 def beside(x: float, limit: float | None, digits: int = 3, *, fixed: bool = False, sign: bool = False) -> str:
@@ -41,6 +43,40 @@ def whole(x: float) -> str:
     if not math.isfinite(x):
         return "?" if math.isnan(x) else "inf" if x > 0 else "-inf"
     return f"{x:,.0f}" if abs(x) < HUGE else f"{x:.4g}"
+
+
+def integer(n: int) -> str:
+    """An integer as a message prints it (a value from a file or a policy, which JSON and Python keep exact at
+    any size): its digits below HUGE; from there 4 significant digits, cut (never rounded up past it), and how
+    many digits it has: '1e+400 (401 digits)', '1.234e+19 (20 digits)'. The first 40 of its digits told
+    nothing of its size, and a float cannot hold it (1e400); Decimal reads it past Python's 4,300-digit limit
+    on printing an int."""
+    if abs(n) < HUGE:
+        return str(n)
+    return f"{_significant(Decimal(n))} ({Decimal(n).adjusted() + 1} digits)"
+
+
+_NUMBER_TEXT = re.compile(r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
+
+
+def spelled(text: str) -> str | None:
+    """The number a text spells (a quoted value in a policy), at 4 significant digits: '1e+400', '1e-301'
+    for 401 characters of '1000...' or '0.000...1' (cut to its first characters, the second read as 0);
+    None when the text is no plain decimal number."""
+    if not _NUMBER_TEXT.fullmatch(text.strip()):
+        return None
+    d = Decimal(text.strip())
+    return "0" if d.is_zero() else _significant(d)
+
+
+def _significant(d: Decimal) -> str:
+    """`d` at 4 significant digits, cut toward zero, trailing zeros dropped: '0.5', '1234', '1e+400',
+    '9.999e+34' (an exponent past the 4 digits, and below 1e-4, as `:.4g` writes them)."""
+    d = Context(prec=4, rounding=ROUND_DOWN).plus(d)
+    text, _, exponent = format(d, "f" if -4 <= d.adjusted() < 4 else "e").partition("e")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return f"{text}e{exponent}" if exponent else text
 
 
 def _side(x: float, limit: float | None) -> int | None:
