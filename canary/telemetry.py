@@ -40,6 +40,9 @@ from canary.rollout import ROLLBACK_REASONS, classify_reason  # re-exported: the
 KUBE_ERROR_KINDS = ("conflict", "unavailable", "other")
 # breach first seen -> stable 100% written: sub-second is the goal, ten minutes is an incident
 ROLLBACK_BUCKETS = (0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0)
+# `CheckResult.bounded`'s sides as `canary_check_effect_size_bounded` exports them: the true effect lies above (1)
+# or below (-1) the number exported; 0: it is the value
+BOUND_SIDES = {">": 1, "<": -1}
 TICK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
@@ -59,7 +62,8 @@ class Telemetry:
         # children, the default policy's five checks cost ~10 kB a rollout (25 MB at 2,500).
         # (model, check, outcome) -> (count, created): created as prometheus_client's Counter exports it
         self._verdicts: dict[tuple[str, str, str], tuple[float, float]] = {}
-        self._effects: dict[tuple[str, str], float] = {}  # (model, check) -> last finite effect size
+        # (model, check) -> (last finite effect size, BOUND_SIDES of it: 0 a value, 1/-1 only a lower/upper bound)
+        self._effects: dict[tuple[str, str], tuple[float, int]] = {}
         r.register(_CheckCollector(self))
         self.rollbacks = Counter("canary_rollbacks_total", "Rollbacks, by class of reason",
                                  ["model", "reason"], registry=r)
@@ -109,7 +113,8 @@ class Telemetry:
     # ---- decisions -----------------------------------------------------------------
 
     def record_verdict(self, *, model: str, results: Iterable[CheckResult]) -> None:
-        """Count each check's outcome; keep its last finite effect size. Called for a look judged (the
+        """Count each check's outcome; keep its last finite effect size, and whether it is only a bound
+        (`CheckResult.bounded`: a latency quantile in the open +Inf bucket). Called for a look judged (the
         controller: once its write lands or fails for a cause other than a refusal; never for a look refused at
         its write, decision 192)."""
         with self._lock:  # with forget() and the scrape: a series is either tracked or gone
@@ -118,10 +123,11 @@ class Telemetry:
                 n, created = self._verdicts.get(key) or (0.0, time.time())
                 self._verdicts[key] = (n + 1.0, created)
                 if isinstance(r.effect_size, (int, float)) and math.isfinite(r.effect_size):
-                    self._effects[(model, r.check)] = float(r.effect_size)
+                    side = BOUND_SIDES.get(r.bounded.get("effect_size", ""), 0)
+                    self._effects[(model, r.check)] = (float(r.effect_size), side)
 
     def check_rows(self) -> tuple[list[tuple[tuple[str, str, str], tuple[float, float]]],
-                                  list[tuple[tuple[str, str], float]]]:
+                                  list[tuple[tuple[str, str], tuple[float, int]]]]:
         """(verdict counts, effect sizes), copied under the lock (for the scrape)."""
         with self._lock:
             return list(self._verdicts.items()), list(self._effects.items())
@@ -190,8 +196,8 @@ class _RolloutCollector:
 
 
 class _CheckCollector:
-    """`canary_verdicts_total` (a counter) and `canary_check_effect_size` (a gauge), per model and
-    check, rendered from `Telemetry`'s rows at each scrape."""
+    """`canary_verdicts_total` (a counter), `canary_check_effect_size` and `canary_check_effect_size_bounded`
+    (gauges), per model and check, rendered from `Telemetry`'s rows at each scrape."""
 
     def __init__(self, telemetry: Telemetry) -> None:
         self.telemetry = telemetry
@@ -204,16 +210,24 @@ class _CheckCollector:
 
     @staticmethod
     def _families(verdicts: list[tuple[tuple[str, str, str], tuple[float, float]]],
-                  effects: list[tuple[tuple[str, str], float]]) -> list[Any]:
+                  effects: list[tuple[tuple[str, str], tuple[float, int]]]) -> list[Any]:
         counts = CounterMetricFamily("canary_verdicts", "Check verdicts, per check and outcome",
                                      labels=["model", "check", "outcome"])
         for labels, (n, created) in verdicts:
             counts.add_metric(list(labels), n, created=created)
         effect = GaugeMetricFamily("canary_check_effect_size",
                                    "Last effect size per check (e.g. PSI for prediction shift)", labels=["model", "check"])
-        for labels, x in effects:
+        # a bound is exported as the number (a lower bound above a limit is above it too: an alert on
+        # `> limit` keeps firing when the canary's latency runs off the buckets, where NaN or no sample would
+        # silence it), and said so by a second series of the same labels (docs/deploy.md, "The metrics")
+        bounded = GaugeMetricFamily("canary_check_effect_size_bounded",
+                                    "1 when canary_check_effect_size is only a lower bound (the true effect is above "
+                                    "it: a latency quantile in the open +Inf bucket), -1 an upper bound (below it), "
+                                    "0 a value", labels=["model", "check"])
+        for labels, (x, side) in effects:
             effect.add_metric(list(labels), x)
-        return [counts, effect]
+            bounded.add_metric(list(labels), float(side))
+        return [counts, effect, bounded]
 
 
 # ---- health server ---------------------------------------------------------------------

@@ -103,6 +103,55 @@ def test_record_verdict_counts_outcomes_and_keeps_last_finite_effect():
     assert value(t, "canary_check_effect_size", model="rec", check="errors") is None
 
 
+def _judged(limit: dict, stable: list, canary: list) -> CheckResult:
+    """A latency check judged by the real judge on bounds 100, 300, +Inf (`canary judge --input`'s reader)."""
+    from canary.analysis.judge import judge
+    from canary.offline import parse_exported
+
+    bounds = [100, 300, "+Inf"]
+    d = parse_exported({"policy": {"steps": [10, 100], "analysis": {"interval": "5m", "look_every": "1m"},
+                                   "checks": [{"name": "lat", "kind": "latency", "quantile": 0.95, **limit}]},
+                        "checks": {"lat": {"stable": {"bounds": bounds, "counts": stable},
+                                           "canary": {"bounds": bounds, "counts": canary}}}})
+    return judge(d.policy, d.measurements, prior=d.prior, window=d.window, pass_ratio=d.pass_ratio,
+                 canary_weight=d.canary_weight, step=d.step).results[0]
+
+
+@pytest.mark.parametrize("limit, stable, canary, side", [
+    ({"max_increase_pct": 20}, [100000, 100000, 100000], [0, 0, 20000], 1.0),  # the canary's p95 is above 300 ms
+    ({"max_ms": 250}, [100000, 100000, 100000], [0, 0, 20000], 1.0),  # a ceiling: the canary's p95 is its effect
+    ({"max_increase_pct": 20}, [0, 0, 100000], [20000, 20000, 20000], -1.0),  # the stable's: an upper bound
+    ({"max_increase_pct": 20}, [100000, 100000, 100000], [20000, 20000, 20000], 0.0),  # both measured: a value
+])
+def test_an_effect_that_is_only_a_bound_is_exported_as_one(limit: dict, stable: list, canary: list,
+                                                           side: float) -> None:
+    """`canary_check_effect_size` exported a quantile in the open +Inf bucket's bound (the last finite bucket
+    bound, `CheckResult.bounded`) as if it were the effect, with nothing saying so. The number stays (a lower
+    bound over a limit is over it: an alert on the gauge keeps firing); `canary_check_effect_size_bounded` of the
+    same labels says which side of it the true effect lies: 1 above, -1 below, 0 the value itself."""
+    r = _judged(limit, stable, canary)
+    assert r.bounded.get("effect_size", "") == {1.0: ">", -1.0: "<", 0.0: ""}[side], r.bounded  # the judge's view
+    t = Telemetry()
+    t.record_verdict(model="rec", results=[r])
+    assert value(t, "canary_check_effect_size", model="rec", check="lat") == pytest.approx(r.effect_size)
+    assert value(t, "canary_check_effect_size_bounded", model="rec", check="lat") == side
+    # a later look measured (the effect a value) clears it; one with no effect (an ERROR) keeps both as they were
+    t.record_verdict(model="rec", results=[CheckResult("lat", "latency", Outcome.ERROR, "no data")])
+    assert value(t, "canary_check_effect_size_bounded", model="rec", check="lat") == side
+    t.record_verdict(model="rec", results=[replace(r, bounded={}, effect_size=12.5)])
+    assert value(t, "canary_check_effect_size", model="rec", check="lat") == 12.5
+    assert value(t, "canary_check_effect_size_bounded", model="rec", check="lat") == 0.0
+
+
+def test_the_bound_series_goes_with_its_effect() -> None:
+    t = Telemetry()
+    t.record_state(namespace="ml", rollout="rec-vs", state=state())
+    t.record_verdict(model="rec", results=[_judged({"max_ms": 250}, [10, 10, 10], [0, 0, 20000])])
+    assert value(t, "canary_check_effect_size_bounded", model="rec", check="lat") == 1.0
+    t.forget("ml", "rec-vs")
+    assert names(t, "canary_check_effect_size_bounded") == names(t, "canary_check_effect_size") == []
+
+
 def test_rollbacks_promotions_and_time_to_rollback():
     t = Telemetry()
     t.record_rollback(model="rec", reason="latency-p95: p95 94 ms vs 61 ms", seconds=0.8)
