@@ -23,6 +23,9 @@ The document (format 1), also what `canary report -o json` exports and `--input`
                   "c": {check: {"o", "sv", "cv" (stable/canary value: ms for latency, % for rates),
                                 "e" (effect), "th" (threshold), "u" (its unit: "ms", "%", "+%", "points",
                                 "psi", "js", "ratio"; absent: none or not recorded), "p", "n": [stable, canary], "r",
+                                "b": {which of "sv", "cv", "e" are only bounds: ">" the true value is above the
+                                      number, "<" below (`CheckResult.bounded`: a quantile in the open +Inf
+                                      bucket); absent: every number a value, as histories written before it},
                                 "x": {kind-specific extras, e.g. "js_distance", "psi_upper"}}}}],
      "thinned": looks dropped to stay within the bounds}
 
@@ -47,6 +50,9 @@ MAX_WEIGHTS = 200
 MAX_GATES = 50
 MAX_REASON = 240
 SOURCES = ("promote", "controller")
+# `CheckResult.bounded`'s fields as a look record names them ("b": {"cv": ">"}), and the sides a bound has
+BOUNDED_KEYS = {"stable_value": "sv", "canary_value": "cv", "effect_size": "e"}
+BOUND_SIDES = (">", "<")
 # log events that are not step or phase changes (they are part of a look, or too frequent)
 _NOT_EVENTS = frozenset({"look.completed", "check.failed", "look.window_short", "gate.probe_failed", "gate.passed"})
 
@@ -109,6 +115,11 @@ def check_record(result: dict[str, Any]) -> dict[str, Any]:
                            "r": _cut(result.get("reason"))}
     if result.get("threshold_unit"):  # "ms", "%", "+%", "points", ... (`model.with_unit`)
         rec["u"] = result["threshold_unit"]
+    bounded = result.get("bounded") if isinstance(result.get("bounded"), dict) else {}
+    b = {short: bounded[long] for long, short in BOUNDED_KEYS.items()
+         if bounded.get(long) in BOUND_SIDES and rec[short] is not None}
+    if b:  # only where a number is a bound: the common look pays no bytes for it
+        rec["b"] = b
     extra = result.get("extra") or {}
     x = {k: _num(extra[k]) for k in ("js_distance", "js_upper", "psi_upper") if _num(extra.get(k)) is not None}
     for t in extra.get("tests") or ():
@@ -267,7 +278,11 @@ def parse(text: str | bytes, *, where: str) -> dict[str, Any]:
             g = f"{f}c.{name}."
             c.value(rec, g[:-1], dict)
             c.fields(rec, g, {}, {"o": str, "r": str, "u": str, **{k: _OPT_NUMBER for k in ("sv", "cv", "e", "th", "p")},
-                                  "n": list, "x": dict})
+                                  "n": list, "x": dict, "b": dict})
+            for k, side in (rec.get("b") or {}).items():  # what the report prints before a number: nothing else
+                if k not in BOUNDED_KEYS.values() or side not in BOUND_SIDES:
+                    raise ConfigError(f"{where}: {g}b.{str(k)[:40]}: must name sv, cv or e as \">\" or \"<\" (a bound), "
+                                      f"got {json.dumps(side)[:60]}")
             n = rec.get("n")
             if n is not None and not (len(n) == 2 and all(x is None or _num(x) is not None for x in n)):
                 raise ConfigError(f"{where}: {g}n: must be [stable, canary] numbers")

@@ -108,10 +108,14 @@ def _n(rec: dict[str, Any]) -> str:
 _VALUE_UNITS = {"latency": "ms", "error_rate": "%", "feature_missing": "%"}
 
 
-def _value(x: Any, kind: Any) -> str:
-    """A per-arm value with its unit: "89.19 ms", "0.5%" (the evidence table read "89.19" beside "+20%")."""
+def _value(x: Any, kind: Any, bound: Any = None) -> str:
+    """A per-arm value with its unit: "89.19 ms", "0.5%" (the evidence table read "89.19" beside "+20%"); one that
+    is only a bound (the look's "b", `history`) as one: ">2500 ms" (it printed the last bucket bound as the p95)."""
     unit = _VALUE_UNITS.get(kind) if isinstance(kind, str) else None
-    return _e(with_unit(x, unit)) if unit else _f(x)
+    side = bound if bound in (">", "<") else None
+    if unit:
+        return _e(with_unit(x, unit, bound=side))
+    return _e(side) + _f(x) if side and x is not None else _f(x)
 
 
 def _outcome(o: str) -> str:
@@ -256,8 +260,9 @@ def _looks(doc: dict[str, Any], checks: list[dict[str, Any]], t0: float) -> str:
     for lk in doc.get("looks") or ():
         cells = "".join(_check_cell(lk["c"].get(n)) for n in names)
         detail = "".join(
-            f"<tr><td class=\"txt\">{_e(n)}</td><td>{_outcome(r.get('o', ''))}</td><td>{_value(r.get('sv'), kinds.get(n))}</td>"
-            f"<td>{_value(r.get('cv'), kinds.get(n))}"
+            f"<tr><td class=\"txt\">{_e(n)}</td><td>{_outcome(r.get('o', ''))}</td>"
+            f"<td>{_value(r.get('sv'), kinds.get(n), (r.get('b') or {}).get('sv'))}</td>"
+            f"<td>{_value(r.get('cv'), kinds.get(n), (r.get('b') or {}).get('cv'))}"
             f"</td><td>{_n(r)}</td>"
             f"<td>{_e(with_unit(r.get('th'), r.get('u')) if r.get('th') is not None else _f(r.get('th')))}</td>"
             f"<td>{_f(r.get('p'), 3)}</td><td>{_e(r.get('r', ''))}</td></tr>"

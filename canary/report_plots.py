@@ -19,6 +19,10 @@ OUTCOME_COLORS = {"pass": "#2e7d32", "inconclusive": "#f9a825", "error": "#8e24a
 STABLE, CANARY, LIMIT = "#1565c0", "#ef6c00", "#616161"
 # the unit of each kind's per-arm values (as the judge reports them)
 UNITS = {"latency": "ms", "error_rate": "% of requests", "feature_missing": "% missing"}
+# a value that is only a bound (a look's "b": a quantile in the open +Inf bucket) is drawn as an open triangle
+# pointing to where the true value lies, never as a dot read as the value
+BOUND_MARKERS = {">": "^", "<": "v"}
+BOUND_LABELS = {">": "only a bound: the value is above", "<": "only a bound: the value is below"}
 
 
 def _plt() -> Any:
@@ -47,8 +51,15 @@ def _svg(fig: Any, salt: str, label: str) -> str:
     return f'<svg role="img" aria-label="{html.escape(label, quote=True)}"' + text[len("<svg"):]
 
 
-def _last(xs: list[float], ys: list[float], unit: str) -> str:
-    return f"{ys[-1]:.4g} {unit} at {xs[-1]:.0f} s" if xs else "no value"
+def _last(xs: list[float], ys: list[float], unit: str, sides: list[str] | None = None) -> str:
+    """The series' last point in words: "184.9 ms at 60 s", ">300 ms at 60 s" for a bound; with how many of
+    its values are only bounds, when any is."""
+    if not xs:
+        return "no value"
+    sides = sides or [""] * len(xs)
+    text = f"{sides[-1]}{ys[-1]:.4g} {unit}".rstrip() + f" at {xs[-1]:.0f} s"
+    n = sum(1 for side in sides if side)
+    return text + (f" ({n} of its {len(xs)} values only bounds)" if n else "")
 
 
 def _axes(title: str, ylabel: str) -> tuple[Any, Any]:
@@ -102,14 +113,40 @@ def weights_svg(doc: dict[str, Any], t0: float, t_end: float) -> str:
 
 
 def _series(looks: list[dict[str, Any]], name: str, key: str, t0: float) -> tuple[list[float], list[float]]:
-    xs, ys = [], []
+    xs, ys, _ = _sided(looks, name, key, t0)
+    return xs, ys
+
+
+def _sided(looks: list[dict[str, Any]], name: str, key: str, t0: float
+           ) -> tuple[list[float], list[float], list[str]]:
+    """A check's series of `key` ("sv", "cv", "e", "x.<extra>") and, for each point, ">" or "<" when the look
+    recorded it as only a bound ("b"), "" for a value (and in a history written before "b" was)."""
+    xs, ys, sides = [], [], []
     for lk in looks:
         rec = lk["c"].get(name) or {}
         v = (rec.get("x") or {}).get(key[2:]) if key.startswith("x.") else rec.get(key)
         if isinstance(v, (int, float)) and math.isfinite(v):
             xs.append(lk["at"] - t0)
             ys.append(float(v))
-    return xs, ys
+            sides.append((rec.get("b") or {}).get(key, ""))
+    return xs, ys, sides
+
+
+def _bound_marks(ax: Any, xs: list[float], ys: list[float], sides: list[str], color: str) -> set[str]:
+    """Open triangles over the points of a series that are only bounds; the sides drawn."""
+    for side, marker in BOUND_MARKERS.items():
+        pts = [(x, y) for x, y, s in zip(xs, ys, sides) if s == side]
+        if pts:
+            ax.scatter([x for x, _ in pts], [y for _, y in pts], s=46, marker=marker, facecolors="white",
+                       edgecolors=color, linewidths=1.5, zorder=4)
+    return {s for s in sides if s}
+
+
+def _bound_legend(ax: Any, sides: set[str]) -> None:
+    """One legend entry per side drawn (a grey open triangle: the colour is its arm's or outcome's)."""
+    for side in sorted(sides, reverse=True):
+        ax.scatter([], [], s=46, marker=BOUND_MARKERS[side], facecolors="white", edgecolors=LIMIT, linewidths=1.5,
+                   label=BOUND_LABELS[side])
 
 
 def _plot(ax: Any, xs: list[float], ys: list[float], **kw: Any) -> None:
@@ -120,13 +157,18 @@ def _plot(ax: Any, xs: list[float], ys: list[float], **kw: Any) -> None:
     ax.plot(xs, ys, **kw)
 
 
-def _outcome_dots(ax: Any, looks: list[dict[str, Any]], name: str, key: str, t0: float) -> None:
-    """The canary's points coloured by the check's outcome at that look."""
+def _outcome_dots(ax: Any, looks: list[dict[str, Any]], name: str, key: str, t0: float) -> set[str]:
+    """The canary's points coloured by the check's outcome at that look: a dot for a value, an open triangle for
+    one that is only a bound (`_bound_marks`); the bound sides drawn."""
+    drawn: set[str] = set()
     for outcome, color in OUTCOME_COLORS.items():
         sub = [lk for lk in looks if (lk["c"].get(name) or {}).get("o") == outcome]
-        xs, ys = _series(sub, name, key, t0)
-        if xs:
-            ax.scatter(xs, ys, s=16, color=color, zorder=3, label=f"{outcome}")
+        xs, ys, sides = _sided(sub, name, key, t0)
+        values = [(x, y) for x, y, side in zip(xs, ys, sides) if not side]
+        if xs:  # the legend names the outcome even when every point of it is a bound
+            ax.scatter([x for x, _ in values], [y for _, y in values], s=16, color=color, zorder=3, label=f"{outcome}")
+        drawn |= _bound_marks(ax, xs, ys, sides, color)
+    return drawn
 
 
 def check_svg(doc: dict[str, Any], check: dict[str, Any], t0: float, index: int) -> str:
@@ -146,22 +188,24 @@ def check_svg(doc: dict[str, Any], check: dict[str, Any], t0: float, index: int)
             if key in lim:
                 ax.axhline(lim[key], color=LIMIT, ls="--" if key == "max_js" else ":", lw=1.2,
                            label=f"{label} {lim[key]:g}")
-        _outcome_dots(ax, looks, name, "x.js_distance" if "max_js" in lim else "x.psi_bound", t0)
+        bounds = _outcome_dots(ax, looks, name, "x.js_distance" if "max_js" in lim else "x.psi_bound", t0)
     else:
         q = lim.get("quantile")
         what = f"p{q * 100:g} latency" if kind == "latency" and q else kind.replace("_", " ")
         fig, ax = _axes(f"{name}{hard}: {what}", UNITS.get(kind, "value"))
-        xs_s, ys_s = _series(looks, name, "sv", t0)
+        xs_s, ys_s, sides_s = _sided(looks, name, "sv", t0)
         xs_c, ys_c = _series(looks, name, "cv", t0)
         if xs_s:
             _plot(ax, xs_s, ys_s, color=STABLE, lw=1.5, label="stable")
         if xs_c:
             _plot(ax, xs_c, ys_c, color=CANARY, lw=1.5, label="canary")
+        bounds = _bound_marks(ax, xs_s, ys_s, sides_s, STABLE)
         rel = lim.get("max_increase_pct") if kind == "latency" else lim.get("max_increase_points")
         if rel is not None and xs_s:
             ys = [v * (1 + rel / 100) for v in ys_s] if kind == "latency" else [v + rel for v in ys_s]
             _plot(ax, xs_s, ys, color=LIMIT, ls="--", lw=1.2,
                     label=f"limit stable +{rel:g}{'%' if kind == 'latency' else ' points'}")
+            bounds |= _bound_marks(ax, xs_s, ys, sides_s, LIMIT)  # a limit from a stable known as a bound is one
         for key in ("max_ms", "max_rate_pct", "max_value"):
             if key in lim:
                 ax.axhline(lim[key], color=LIMIT, ls=":", lw=1.2, label=f"limit {lim[key]:g}")
@@ -169,9 +213,10 @@ def check_svg(doc: dict[str, Any], check: dict[str, Any], t0: float, index: int)
             xs, ys = _series(looks, name, "e", t0)
             if xs:
                 _plot(ax, xs, ys, color=CANARY, lw=1.5, label="effect")
-            _outcome_dots(ax, looks, name, "e", t0)
+            bounds |= _outcome_dots(ax, looks, name, "e", t0)
         else:
-            _outcome_dots(ax, looks, name, "cv", t0)
+            bounds |= _outcome_dots(ax, looks, name, "cv", t0)
+    _bound_legend(ax, bounds)
     _step_edges(ax, doc, t0)
     if not looks:
         ax.text(0.5, 0.5, "no look recorded a value for this check", transform=ax.transAxes, ha="center",
@@ -189,7 +234,11 @@ def _check_label(looks: list[dict[str, Any]], check: dict[str, Any], t0: float) 
         arms = "JS distance, last " + _last(*_series(looks, name, "x.js_distance", t0), "")
     else:
         unit = UNITS.get(kind, "")
-        arms = (f"stable, last {_last(*_series(looks, name, 'sv', t0), unit)}; "
-                f"canary, last {_last(*_series(looks, name, 'cv', t0), unit)}")
+
+        def last(key: str) -> str:  # a bound as one: ">300 ms at 60 s"
+            xs, ys, sides = _sided(looks, name, key, t0)
+            return _last(xs, ys, unit, sides)
+
+        arms = f"stable, last {last('sv')}; canary, last {last('cv')}"
     return (f"{name}: {kind.replace('_', ' ')} per look over time, {len(looks)} looks, {fails} failed; {arms}; "
             f"limits: {limits}")

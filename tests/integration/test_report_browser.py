@@ -150,6 +150,25 @@ def test_a_screen_reader_gets_each_plot_as_one_image_named_in_words(chromium: st
     assert "% of requests" in err and "0 failed" in err, err
 
 
+def test_a_canary_off_the_buckets_is_read_and_drawn_as_a_bound(chromium: str, tmp_path: Path) -> None:
+    """A canary p95 past the last finite bucket bound (1020 ms) is only known as ">1020 ms": a screen reader was
+    told "canary, last 1020 ms" and the plot drew the bound as a value. Now the plot's name says the bound, and the
+    two failed looks' points are open triangles (white inside, the fail colour round them) laid out inside the
+    plot, with their legend entry shown."""
+    got = measure(chromium, render(fake_rollout(slow=True, factor=100.0)), """(function(){
+      var fig=document.getElementById('check-lat'), svg=fig.querySelector('svg'), box=svg.getBoundingClientRect();
+      var marks=Array.from(fig.querySelectorAll('use')).filter(function(u){
+        var s=getComputedStyle(u); return s.fill==='rgb(255, 255, 255)' && s.stroke==='rgb(198, 40, 40)'});
+      var legend=Array.from(fig.querySelectorAll('text')).filter(function(t){
+        return t.textContent==='only a bound: the value is above'});
+      return {name: svg.computedName, marks: marks.map(function(u){var r=u.getBoundingClientRect();
+                return r.width>3 && r.height>3 && r.left>=box.left && r.right<=box.right}),
+              legend: legend.map(function(t){return t.getClientRects().length>0})};
+    })()""", tmp=tmp_path)
+    assert "canary, last >1020 ms at 14 s (2 of its 7 values only bounds)" in got["name"], got  # type: ignore[index]
+    assert got["marks"] == [True, True] and got["legend"] == [True], got  # type: ignore[index]
+
+
 # the contrast ratio (WCAG 2) of each element's text against its background, as chromium computed their colours;
 # a transparent background is the page's (white)
 _CONTRAST = ("function(els){function lum(c){var v=c.match(/[\\d.]+/g).slice(0,3).map(function(x){x=x/255;"

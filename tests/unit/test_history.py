@@ -71,18 +71,20 @@ class MemoryStore:
         self.rv += 1
 
 
-def run_rollout(*, slow: bool = False, store: MemoryStore | None = None) -> tuple[Any, MemoryStore]:
+def run_rollout(*, slow: bool = False, store: MemoryStore | None = None, factor: float = 2.0) -> tuple[Any, MemoryStore]:
+    """`slow`: the canary's latency `factor` times the stable's from t=1012 (100: its p95 past the fakes' last
+    finite bucket bound, 1020 ms, in the open +Inf bucket)."""
     store = store or MemoryStore()
     clock, router = FakeClock(), FakeRouter()
-    metrics = FakeMetrics(router, clock, **({"slowdown": lambda t: 2.0 if t >= 1012 else 1.0} if slow else {}))
+    metrics = FakeMetrics(router, clock, **({"slowdown": lambda t: factor if t >= 1012 else 1.0} if slow else {}))
     rec = Recorder(store, namespace="ml", virtual_service="rec", policy=POLICY, source="promote")  # type: ignore[arg-type]
     res = Runner(policy=POLICY, target=TARGET, router=router, metrics=metrics, clock=clock, history=rec).run()
     return res, store
 
 
-def fake_rollout(*, slow: bool = False) -> dict[str, Any]:
+def fake_rollout(*, slow: bool = False, factor: float = 2.0) -> dict[str, Any]:
     """A whole rollout's history, driven by the real runner on a fake clock (also for the browser tests)."""
-    _, store = run_rollout(slow=slow)
+    _, store = run_rollout(slow=slow, factor=factor)
     assert store.doc is not None
     return store.doc
 
@@ -101,6 +103,32 @@ def test_a_promotion_records_every_look_with_both_arms_and_the_weights() -> None
     assert doc["policy"]["checks"][0] == {"name": "lat", "kind": "latency", "hard": False,
                                           "limits": {"max_increase_pct": 20.0, "quantile": 0.95}}
     assert hist.parse(hist.dumps(doc), where="x") == doc
+
+
+def test_a_canary_off_the_buckets_is_recorded_as_a_bound_not_a_value() -> None:
+    """A canary whose p95 is in the open +Inf bucket has only a lower bound (the last finite bound, 1020 ms) for
+    its value and its increase (`CheckResult.bounded`, decision 340); the look record kept `cv` and `e` as values,
+    so the report printed the bound as the p95. Now "b" names them; a look of values has no "b"."""
+    res, store = run_rollout(slow=True, factor=100.0)
+    doc = store.doc
+    assert res.exit_code == 1 and doc is not None and doc["phase"] == rl.ROLLED_BACK
+    off = [lk for lk in doc["looks"] if lk["o"] == "fail"]
+    assert len(off) == 2 and all(lk["c"]["lat"]["b"] == {"cv": ">", "e": ">"} for lk in off), off
+    assert all(lk["c"]["lat"]["cv"] == 1020.0 for lk in off)  # the number stays: the bound
+    assert [name for lk in doc["looks"] for name, rec in lk["c"].items() if "b" in rec] == ["lat", "lat"]
+    assert hist.parse(hist.dumps(doc), where="x") == doc
+
+
+@pytest.mark.parametrize("bounded, b", [
+    ({"stable_value": ">", "effect_size": "<"}, {"sv": ">", "e": "<"}),
+    ({"canary_value": ">"}, {}),  # no canary number recorded (NaN): nothing is a bound of it
+    ({"canary_value": "?", "p_value": ">"}, {}),  # not a side, not a value the record keeps
+    ({}, None), (None, None),  # every number a value; a result written before `bounded`
+])
+def test_the_record_names_only_recorded_numbers_as_bounds(bounded: Any, b: Any) -> None:
+    rec = hist.check_record({"outcome": "fail", "stable_value": 300.0, "canary_value": None, "effect_size": -68.3,
+                             **({"bounded": bounded} if bounded is not None else {})})
+    assert rec.get("b") == (b or None), rec
 
 
 def test_a_rollback_keeps_the_failed_looks_evidence() -> None:
@@ -197,6 +225,9 @@ def test_merging_twice_keeps_each_look_once() -> None:
     (lambda d: d["looks"][0].__setitem__("o", 5), "looks[0].o"),
     (lambda d: d["looks"][0].__setitem__("w", "ten"), "looks[0].w"),
     (lambda d: d["looks"][0].__setitem__("n", True), "looks[0].n"),
+    (lambda d: d["looks"][0].__setitem__("c", {"lat": {"b": ">"}}), "looks[0].c.lat.b: must be an object"),
+    (lambda d: d["looks"][0].__setitem__("c", {"lat": {"b": {"cv": "="}}}), 'looks[0].c.lat.b.cv: must name sv, cv or e'),
+    (lambda d: d["looks"][0].__setitem__("c", {"lat": {"b": {"p": ">"}}}), 'looks[0].c.lat.b.p: must name sv, cv or e'),
     (lambda d: d["events"].append("boom"), "events[0]"),
     (lambda d: d["events"].append({"event": "x"}), "events[0].at"),
     (lambda d: d["gates"].append(7), "gates[0]"),

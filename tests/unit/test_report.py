@@ -233,6 +233,56 @@ def test_the_evidence_gives_each_arms_value_with_its_unit(slow: dict[str, Any]) 
     assert rows == {"lat": ("89.19 ms", "184.9 ms"), "err": ("0%", "0%"), "custom": ("0.25", "0.5")}, rows
 
 
+_EVIDENCE = re.compile(r'<tr><td class="txt">(\w+)</td><td><span[^>]*>\w+</span></td><td>([^<]*)</td><td>([^<]*)</td>')
+
+
+def _figure(page: str, fid: str) -> str:
+    return re.search(rf'<figure class="plot" id="{fid}">(.*?)</figure>', page, re.S).group(1)  # type: ignore[union-attr]
+
+
+@pytest.fixture(scope="module")
+def off_scale() -> dict[str, Any]:
+    """A rollback whose canary p95 ran past the last finite bucket bound (1020 ms): its failed looks' canary value
+    and increase are only lower bounds (the real runner and judge, fake clock; `run_rollout`)."""
+    return fake_rollout(slow=True, factor=100.0)
+
+
+def test_a_value_known_only_as_a_bound_reads_as_one_in_the_evidence_and_the_plot(off_scale: dict[str, Any]) -> None:
+    """The history kept no `bounded`, so the page printed the last finite bucket bound as the canary's p95
+    ("1020 ms") and drew it as a value, beside a reason that says ">1020 ms" (decision 340's "not done")."""
+    page = render(hist.parse(json.dumps(off_scale), where="t"))
+    rows = dict((n, (sv, cv)) for n, sv, cv in _EVIDENCE.findall(page.split('<tr class="look"')[-1]))
+    assert rows == {"lat": ("89.19 ms", "&gt;1020 ms"), "err": ("0%", "0%")}, rows
+    lat, err = _figure(page, "check-lat"), _figure(page, "check-err")
+    assert "canary, last &gt;1020 ms at 14 s (2 of its 7 values only bounds)" in lat
+    # the two bounds as open triangles in their outcome's colour, named in the legend; no dot of a value there
+    assert lat.count('style="fill: #ffffff; stroke: #c62828') == 2, lat
+    assert ">only a bound: the value is above<" in lat and "only a bound" not in err
+    # a history written before "b" (or by an older canary) reads as it always did: values, no bound claimed
+    old = json.loads(json.dumps(off_scale))
+    for lk in old["looks"]:
+        for rec in lk["c"].values():
+            rec.pop("b", None)
+    page = render(hist.parse(json.dumps(old), where="t"))
+    rows = dict((n, (sv, cv)) for n, sv, cv in _EVIDENCE.findall(page.split('<tr class="look"')[-1]))
+    assert rows["lat"] == ("89.19 ms", "1020 ms") and "only a bound" not in page and "&gt;1020" not in page
+
+
+def test_a_stable_bound_and_an_upper_bound_read_as_theirs(slow: dict[str, Any]) -> None:
+    """A stable in the open bucket (`>`), and a side `<` on a kind without a unit (a custom check's bare number)."""
+    doc = json.loads(json.dumps(slow))
+    doc["policy"]["checks"].append({"name": "custom", "kind": "custom", "hard": False, "limits": {}})
+    doc["looks"][-1]["c"]["lat"]["b"] = {"sv": ">"}
+    doc["looks"][-1]["c"]["custom"] = {"o": "fail", "sv": 0.25, "cv": 0.5, "n": [1, 1], "r": "", "b": {"cv": "<"}}
+    page = render(hist.parse(json.dumps(doc), where="t"))
+    rows = dict((n, (sv, cv)) for n, sv, cv in _EVIDENCE.findall(page.split('<tr class="look"')[-1]))
+    assert rows["lat"] == ("&gt;89.19 ms", "184.9 ms") and rows["custom"] == ("0.25", "&lt;0.5"), rows
+    lat, custom = _figure(page, "check-lat"), _figure(page, "check-custom")
+    assert "stable, last &gt;89.19 ms at 14 s (1 of its 7 values only bounds)" in lat
+    assert ">only a bound: the value is above<" in lat and ">only a bound: the value is below<" in custom
+    assert "canary, last &lt;0.5 at 14 s (1 of its 1 values only bounds)" in custom
+
+
 @pytest.mark.parametrize("seconds, shown", [(14, "14 s"), (725, "12 min 5 s"), (10920, "3 h 2 min (10920 s)"),
                                             (3600, "1 h 0 min (3600 s)")])
 def test_the_duration_reads_in_hours_and_minutes(slow: dict[str, Any], seconds: int, shown: str) -> None:
