@@ -228,7 +228,7 @@ def why_no_live_data(client: PrometheusClient, *, model: str, version: str, wind
 
     def young(back: float) -> str:
         """A note when Prometheus itself holds less than `back` seconds of data (its oldest `up` sample, any target):
-        restarted without its storage, or new. Its model series are then not scraped yet, or were lost with it, and
+        restarted without its storage, new, or with a retention shorter than `back`. Its model series are then not scraped yet, or were lost with it, and
         "is the exporter deployed?" sent on-call to an exporter that was there (decision 339). "" when it holds
         more, or cannot tell (no `up` at all: a store fed by remote write or a backfill)."""
         step = q.duration(max(15.0, back / 240))
@@ -240,8 +240,9 @@ def why_no_live_data(client: PrometheusClient, *, model: str, version: str, wind
         if not got or not got[0][1] < 0.9 * back:
             return ""
         return (f"; but Prometheus itself holds only about {human(round(got[0][1] / 60) * 60 or 60)} of data (the "
-                f"oldest sample of any target's `up`): restarted without its storage, or new, so these series may "
-                f"not be scraped yet or were lost with it; the next evaluations read them as scrapes come")
+                f"oldest sample of any target's `up`): restarted without its storage or new (these series not "
+                f"scraped yet, or lost with it: the next evaluations read them as scrapes come), or its retention "
+                f"is that short (then a window this long is never filled: shorten `--window`, the controller's `--drift-window`)")
 
     try:
         samples = ask(f"max(count_over_time({q.FEATURE_MISSING}{{{_selector(model, version, namespace)}}}[{w}]))", "")
