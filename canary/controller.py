@@ -55,7 +55,7 @@ from canary.reconcile import (K8S_EVENTS, Observation, camel, check_claim, check
 from canary.reconcile import vs_gone as _vs_gone
 from canary.reconcile import confirmed_detail, routed_fields, write_landed
 from canary.routing import patch
-from canary.routing.base import RouteStatus, TrafficRouter
+from canary.routing.base import RouteStatus, TrafficRouter, read_for_stable
 from canary.throttle import Throttle
 from canary.workqueue import DueQueue
 
@@ -1456,8 +1456,7 @@ class Controller:
     def _inspect_for_stable(self, target: Target) -> Any:
         """The route as a stable-100% write reads it (`IstioRouter.inspect_any(for_stable=True)`), or the
         router's `inspect` for routers without it (test doubles)."""
-        inspect_any = getattr(self.router, "inspect_any", None)
-        return inspect_any(target, for_stable=True) if inspect_any is not None else self.router.inspect(target)
+        return read_for_stable(self.router, target)
 
     def _taken_over(self, target: Target, state: rl.RolloutState) -> _RouteNow:
         """The route read again (`_RouteNow`): whether it now records another rollout than `state` (another

@@ -37,7 +37,7 @@ from canary.reconcile import (EXIT_BAD_INPUT, EXIT_CODES, EXIT_INFRA, EXIT_INTER
                               is_promote_owner, look_window, measure_window, next_look_at, parse_record, parse_state,
                               may_have_landed, preflight_metrics, promote_owner, Retry, after_unanswered, rollout_context,
                               route_deleted, say_split_unrecorded, split_unrecorded, to_stable, vs_gone)
-from canary.routing.base import RouteStatus, TrafficRouter
+from canary.routing.base import RouteStatus, TrafficRouter, read_for_stable
 from canary.routing.pods import not_ready_message
 from canary.routing.patch import STATE_ANNOTATION, same_route
 
@@ -358,9 +358,8 @@ class Runner:
     def _read_record(self) -> tuple[str | None, rl.RolloutState | None, Any, RouteStatus] | None:
         """The route's record as text, parsed (None: none, or unreadable: nobody's rollout can run on
         it), its weights and the whole status read; None when the route could not be read."""
-        lenient = getattr(self.router, "inspect_any", None)
         try:
-            status = lenient(self.target, for_stable=True) if lenient is not None else self.router.inspect(self.target)
+            status = read_for_stable(self.router, self.target)
         except BaseException:  # noqa: BLE001 - inside the fail-safe: any failure to read
             return None
         try:
@@ -1344,9 +1343,8 @@ def unsafe_traffic(router: TrafficRouter, target: Target, *, log: Any, error: st
     after the weights: a subset re-pointing), else a sentence for the error saying how traffic stands
     (weights as read now, or `known`, the last weights this process knew, when the route cannot be
     read), logged as the critical `traffic.unsafe` naming the VirtualService and the route."""
-    lenient = getattr(router, "inspect_any", None)
     try:
-        status = lenient(target, for_stable=True) if lenient is not None else router.inspect(target)
+        status = read_for_stable(router, target)
     except NotFound as exc:
         if not vs_gone(exc, target):
             return ""
@@ -1426,10 +1424,8 @@ def _oncall_decide(router: TrafficRouter, target: Target, event: rl.Rollback | r
     """One read of the route and what `event` makes of it: (status as read, the state it records, the
     new state, its actions, the log bound to the rollout's context). Raises AlreadyStable / ConfigError
     when there is nothing to do, TrafficUnsafe when a rollout in progress cannot be reached."""
-    lenient = getattr(router, "inspect_any", None)
     try:
-        status = lenient(target, for_stable=True) if lenient is not None and isinstance(event, rl.Rollback) \
-            else router.inspect(target)
+        status = read_for_stable(router, target) if isinstance(event, rl.Rollback) else router.inspect(target)
     except TrafficUnsafe as exc:  # a rollout in progress on a route no stable-100% write can reach
         log.critical("traffic.unsafe", virtual_service=f"{target.namespace}/{target.virtual_service}",
                      route=target.route or "(the only route)", weights="unknown", error=str(exc),

@@ -47,6 +47,7 @@ from canary.model import STABLE_ONLY, Target, Weights
 from canary.reconcile import (as_routed, crd_ref, describe_owner, end_disagreement, execute, is_promote_owner,
                               landed_after, rollout_context, routed_fields)
 from canary.routing import patch
+from canary.routing.base import read_for_stable
 
 # a promote record seen unchanged for 3 of its looks and this much more is abandoned: a look's queries
 # (bounded, ~5 s each) and a slow write fit well inside it
@@ -390,10 +391,9 @@ def end_unowned(router: Any, found: Found, *, log: Any, now: float, notifier: An
 
     r = None if found.unreadable else found.record
     log = log.bind(**rollout_context(found.target(), r))
-    lenient = getattr(router, "inspect_any", None)
     target = found.target()
     try:  # a read: the fence refuses writes only
-        status = lenient(target, for_stable=True) if lenient is not None else router.inspect(target)
+        status = read_for_stable(router, target)
     except CanaryError:
         return "unknown"
     if status.state != found.text:
@@ -461,9 +461,8 @@ def since_read(router: Any, found: Found) -> tuple[str, bool]:
     canary traffic, `unowned.why`): the caller's exit is then not 0, and the next sweep ends it."""
     from canary import unowned
 
-    lenient = getattr(router, "inspect_any", None)
     try:  # a read: the fence refuses writes only
-        status = lenient(found.target(), for_stable=True) if lenient is not None else router.inspect(found.target())
+        status = read_for_stable(router, found.target())
         now = rl.RolloutState.from_json(status.state) if status.state else None
     except Exception:  # noqa: BLE001 - unreadable now: said as such
         return "left alone: the route changed since it was read (unreadable now); the next sweep reads it again", False
@@ -483,9 +482,8 @@ def since_read(router: Any, found: Found) -> tuple[str, bool]:
 def _routed(router: Any, found: Found) -> Any:
     """The route under `found` as read now, for the split its end says (`reconcile.routed_fields`); None when it
     cannot be read or no longer carries the record it was found with (the guarded write is then refused)."""
-    lenient = getattr(router, "inspect_any", None)
     try:  # a read: the fence refuses writes only
-        status = lenient(found.target(), for_stable=True) if lenient is not None else router.inspect(found.target())
+        status = read_for_stable(router, found.target())
     except CanaryError:
         return None
     return status if status.state == found.text else None

@@ -75,3 +75,11 @@ class TrafficRouter(Protocol):
 
     def record_event(self, target: Target, *, reason: str, message: str, warning: bool = False) -> bool:
         """Best effort: a Kubernetes Event on the VirtualService. Never raises; False if not recorded."""
+
+
+def read_for_stable(router: Any, target: Any) -> RouteStatus:
+    """The route under `target` as a stable-100% write reads it: the router's lenient
+    `inspect_any(for_stable=True)` (`IstioRouter`: a route of a shape no rollout starts from, a DestinationRule
+    gone), else its strict `inspect` (a router without it, as test doubles are). Raises what they raise."""
+    lenient = getattr(router, "inspect_any", None)
+    return lenient(target, for_stable=True) if lenient is not None else router.inspect(target)
