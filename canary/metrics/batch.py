@@ -71,7 +71,7 @@ from canary.metrics.families import (
     regex_matcher,
 )
 from canary.metrics.native import CUSTOM, sample_values
-from canary.metrics.snapshot import FORMAT, MIXED, UNREADABLE, Binding, Groups, Snapshot, UnusableStepStart
+from canary.metrics.snapshot import FORMAT, MIXED, SCRAPED_TWICE, UNREADABLE, Binding, Groups, Snapshot, UnusableStepStart
 from canary.model import Target
 from canary.policy import Policy
 
@@ -332,6 +332,8 @@ def _parse(result: Any, fam: Family, idents: set[Ident], query: str,
     strs: dict[str, str] = {}
     one = strs.setdefault
     kept = 0
+    jobs: dict[tuple[Ident, str], str] = {}  # (rollout arm, instance) -> the first job that scraped it
+    twice: set[Ident] = set()
     try:
         for s in result:
             labels = s["metric"]
@@ -339,6 +341,12 @@ def _parse(result: Any, fam: Family, idents: set[Ident], query: str,
             if ident not in idents:
                 continue  # filtered client-side: exact values only, whatever the regex let through
             kept += 1
+            instance, job = labels.get("instance", ""), labels.get("job", "")
+            if instance and jobs.setdefault((ident, instance), job) != job and ident not in twice:
+                twice.add(ident)  # one target read by two scrape jobs: each of its series twice in the sum
+                into.setdefault(ident, {})[SCRAPED_TWICE] = {"": 1.0}
+                log.warning("metrics.scraped_twice", metric=fam.metric, rollout_arm="/".join(ident),
+                            instance=instance, jobs=sorted({jobs[(ident, instance)], job}))
             own = fam.identity(labels)
             sid = ids.get(own) or ids.setdefault(own, hash_identity(own))
             if fam.native:  # one sample holds every bucket: kept by bucket index (`native.sample_values`)

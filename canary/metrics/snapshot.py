@@ -46,6 +46,10 @@ PARTIAL = "!partial"
 # requests and the failed requests) with two values: two answers from two scrapes, such as two Prometheus
 # replicas behind one load-balanced address (`batch`, decision 175): its counts are of no one window
 MIXED = "!mixed"
+# the same for a rollout arm one of whose scrape targets (`instance`) two scrape jobs read (a ServiceMonitor
+# beside an annotation scrape): every series of that pod is in the answer twice, and a sum would count its
+# requests twice, more evidence than requests served (`batch`)
+SCRAPED_TWICE = "!scraped_twice"
 RESETS = "!resets"
 BEFORE = "!before"  # in a restart probe's answer: the series' value as Prometheus held it at the window's start  # in a restart probe's answer: the key of a series' `resets()` count (`Snapshot.restarted`)
 # (family, rollout arm, since) -> {series id: {extra label value: min over (since, taken_at], RESETS: count}}
@@ -215,8 +219,11 @@ class Snapshot:
         if got is None:
             return None
         groups = got.get(ident, {})
-        if UNREADABLE in groups or PARTIAL in groups or MIXED in groups:  # no count to subtract, or to sum
+        if UNREADABLE in groups or PARTIAL in groups or MIXED in groups or SCRAPED_TWICE in groups:
             what = (f"a NaN or infinite {fam.metric} sample for {'/'.join(ident)}" if UNREADABLE in groups else
+                    f"{fam.metric} series of {'/'.join(ident)} scraped by two jobs (one target, two `job` labels): "
+                    f"summed, its requests count twice; set metrics.labels: {{job: ...}} to the one job to read"
+                    if SCRAPED_TWICE in groups else
                     f"only part of the {fam.metric} series of {'/'.join(ident)} (Prometheus answered in part)"
                     if PARTIAL in groups else
                     f"{fam.metric} series of {'/'.join(ident)} read with two values by two of its queries (two "

@@ -1,0 +1,101 @@
+"""Prometheus as an SRE's cluster scrapes it, messier than the sandbox's (decisions 352-355), against one
+real, backfilled Prometheus.
+
+- One pod scraped by two jobs (a ServiceMonitor beside the `prometheus.io/scrape` annotation job): every
+  series of the pod is in Prometheus twice, with another `job` and the same `instance`. Summed, the
+  canary's request count doubled: a look judged on twice the requests served, more evidence than there
+  is. Such an arm now "could not measure", naming the metric and the fix (`metrics.labels: {job: ...}`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+import pytest
+
+from canary.errors import MetricsUnavailable
+from canary.metrics import batch as b
+from canary.metrics.prometheus import PrometheusProvider
+from canary.model import Counts, Target
+from canary.policy import Policy, parse_policy
+from canary.sandbox.promserver import PromServer, Series, history_window
+from tests.integration.test_metrics_attack2 import _During, _openmetrics
+
+pytestmark = pytest.mark.integration
+
+WINDOW_S = 600
+
+
+def _arm(model: str, version: str, ok: float, bad: float, **labels: str) -> list[Series]:
+    m = {"model_name": model, "model_version": version, **labels}
+    return [_During("model_requests_total", {**m, "outcome": "success"}, ok),
+            _During("model_requests_total", {**m, "outcome": "error"}, bad)]
+
+
+def _scraped_twice(model: str) -> list[Series]:
+    """Stable v1 (one pod, one job) at 1% errors, 100 req/s; canary v2's one pod (10 req/s, 1% errors) read by
+    the ServiceMonitor's job and by the annotation job: the same `instance`, another `job`."""
+    out = _arm(model, "v1", 99, 1, job="serviceMonitor/ml/rec", instance="10.0.0.1:8000")
+    for job in ("serviceMonitor/ml/rec", "kubernetes-pods"):
+        out += _arm(model, "v2", 9.9, 0.1, job=job, instance="10.0.0.2:8000")
+    return out
+
+
+def _two_pods(model: str) -> list[Series]:
+    """The control: canary v2 with two pods of one job (two instances), 5 req/s each."""
+    out = _arm(model, "v1", 99, 1, job="pods", instance="10.0.0.1:8000")
+    for instance in ("10.0.0.2:8000", "10.0.0.3:8000"):
+        out += _arm(model, "v2", 4.95, 0.05, job="pods", instance=instance)
+    return out
+
+
+@pytest.fixture(scope="module")
+def prom(prometheus_binary: str) -> Iterator[tuple[PromServer, float]]:
+    start, end = history_window(before_s=3600, after_s=3600)
+    series = _scraped_twice("twice") + _two_pods("pods")
+    server = PromServer(history=_openmetrics(series, start=start, end=end), binary=prometheus_binary)
+    server.start()
+    try:
+        yield server, start + 3600
+    finally:
+        server.stop()
+
+
+def _policy() -> Policy:
+    return parse_policy({"steps": [10, 100], "metrics": {"source": "model"},
+                         "checks": [{"name": "errors", "kind": "error_rate", "max_increase_points": 1}]})
+
+
+def _target(model: str) -> Target:
+    return Target(namespace="ml", virtual_service=model, model=model, stable_version="v1", canary_version="v2")
+
+
+def _snapshots(server: PromServer, t0: float, pol: Policy, t: Target) -> tuple[b.Snapshot, b.Snapshot]:
+    batch = b.BatchMetrics(PrometheusProvider(server.url, retries=1, budget_s=3.0))
+    base = batch.snapshot([b.Want(pol, t)], at=t0 - WINDOW_S).restrict(pol, t, step_started_at=t0 - WINDOW_S)
+    return b.Snapshot.from_json(base.to_json()), batch.snapshot([b.Want(pol, t)], at=t0)
+
+
+def test_two_pods_of_one_job_are_counted_once_each_in_the_batched_snapshot(prom: Any) -> None:
+    server, t0 = prom
+    pol, t = _policy(), _target("pods")
+    base, now = _snapshots(server, t0, pol, t)
+    _, canary = b.measure_delta(pol, pol.checks[0], t, now, base)
+    assert isinstance(canary, Counts) and canary.total == pytest.approx(10 * WINDOW_S), canary
+
+
+def test_a_pod_scraped_by_two_jobs_is_not_twice_the_evidence_in_the_batched_snapshot(prom: Any) -> None:
+    server, t0 = prom
+    pol, t = _policy(), _target("twice")
+    base, now = _snapshots(server, t0, pol, t)
+    with pytest.raises(MetricsUnavailable, match="model_requests_total series of twice/v2 scraped by two jobs"):
+        b.measure_delta(pol, pol.checks[0], t, now, base)
+
+
+def test_a_pod_scraped_by_two_jobs_in_the_step_start_snapshot_starts_the_step_again(prom: Any) -> None:
+    server, t0 = prom
+    pol, t = _policy(), _target("twice")
+    base, _ = _snapshots(server, t0, pol, t)
+    with pytest.raises(b.UnusableStepStart, match="scraped by two jobs"):
+        for fam in b.families(pol):
+            base.groups(fam, fam.ident(t, "canary"))
