@@ -24,7 +24,7 @@ from canary.metrics.base import REQUEST_COUNTS, PreflightQuery, PreflightReport
 from canary.metrics.client import PREFIX_HINT, NotPrometheus, PrometheusClient, Rejected, excerpt
 from canary.metrics.native import INF_ONLY_HINT, inf_only, native_buckets
 from canary.metrics.query_plan import (FEATURE_ROLES, HISTOGRAM, HISTOGRAM_KINDS, ArmsNative, arms_histograms_query,
-                                       arms_native_query, classic_buckets_query, one_query_of, query_plan,
+                                       arms_native_query, classic_buckets_query, one_query_of, query_plan, twice_parts,
                                        request_plan)
 from canary.model import Histogram, Target
 from canary.policy import LatencyCheck, Policy
@@ -107,7 +107,8 @@ def preflight(client: PrometheusClient, policy: Policy, target: Target) -> Prefl
     for i, check in enumerate(policy.checks):  # a latency or prediction_shift check's classic histograms, both
         # arms, as one query (decision 193), where a look asks for classic buckets: always, unless it reads
         # both arms natively first (`metrics.histograms: native`); read classic first, it asks them first
-        both = arms_histograms_query(query_plan(policy, check, target, window_s=window)) \
+        both = arms_histograms_query(query_plan(policy, check, target, window_s=window),
+                                     twice_parts(policy, check, target)) \
             if check.kind in HISTOGRAM_KINDS else None
         arms = [x for _, c, _, role, x in planned if c == check.name and role == HISTOGRAM]
         if both is not None and both[0] not in combined and not (native_first and all(x in native for x in arms)):

@@ -22,7 +22,10 @@ the proportion tests can weigh by sample size.
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 import math
+
+import structlog
 
 from canary.errors import ConfigError, MetricsUnavailable, NoData
 from canary.metrics import queries as q
@@ -31,9 +34,9 @@ from canary.metrics.answers import (arm_name, arms_pair, bucket_pairs, is_scalar
 from canary.metrics.base import PreflightReport
 from canary.metrics.client import PrometheusClient
 from canary.metrics.preflight import preflight as run_preflight
-from canary.metrics.query_plan import (HISTOGRAM, HISTOGRAM_KINDS, ONE_QUERY_KINDS, ArmsNative, Plan,
+from canary.metrics.query_plan import (HISTOGRAM, HISTOGRAM_KINDS, ONE_QUERY_KINDS, TWICE, ArmsNative, Plan,
                                        arms_histograms_query, arms_native_query, arms_query, classic_buckets_query,
-                                       query_plan, request_plan)
+                                       query_plan, request_plan, twice_parts)
 from canary.metrics.features import feature_counts
 from canary.metrics.native import (INF_ONLY_HINT, SHIFT_CELLS, NativeBuckets, combine, inf_only, native_buckets,
                                    observed)
@@ -41,6 +44,8 @@ from canary.model import ArmData, Counts, FeatureCounts, Histogram, Scalar, Targ
 from canary.policy import Check, Policy
 
 __all__ = ["PrometheusProvider"]
+
+log = structlog.get_logger(__name__)
 
 
 class PrometheusProvider(PrometheusClient):
@@ -62,21 +67,22 @@ class PrometheusProvider(PrometheusClient):
                  at: float | None) -> tuple[ArmData | NoData, ArmData | NoData]:
         plan = query_plan(policy, check, target, window_s=window_s)
         name = check.name
+        twice = twice_parts(policy, check, target)
         if check.kind in HISTOGRAM_KINDS:
             scale = q.latency_metric(q.preset(policy.source_of(check)), name)[1] if check.kind == "latency" else 1.0
             look = _Together(self, plan, name, at,
-                             native=arms_native_query(policy, check, target, window_s=window_s))
+                             native=arms_native_query(policy, check, target, window_s=window_s), twice=twice)
             pair = self._histograms({arm: plan[arm][HISTOGRAM] for arm in q.ARMS}, name, window_s, at, scale=scale,
                                     native_first=policy.metrics.histograms == "native",
                                     cells=0 if check.kind == "latency" else SHIFT_CELLS, together=look)
-            if check.kind == "latency":
-                return pair
-            return self._with_requests(pair[0], plan["stable"], name, "stable", window_s, at, together=look), \
-                self._with_requests(pair[1], plan["canary"], name, "canary", window_s, at, together=look)
+            if check.kind != "latency":
+                pair = self._with_requests(pair[0], plan["stable"], name, "stable", window_s, at, together=look), \
+                    self._with_requests(pair[1], plan["canary"], name, "canary", window_s, at, together=look)
+            return _not_twice(pair, look.scraped_twice(), twice, name)
         if check.kind == "error_rate":
-            return self._error_counts(plan, name, window_s, at)
+            return self._error_counts(plan, name, window_s, at, twice)
         if check.kind == "feature_missing":
-            return self._missing_counts(plan, name, window_s, at)
+            return self._missing_counts(plan, name, window_s, at, twice)
         per_arm = {"feature_drift": self._features, "custom": self._custom}[check.kind]
         return arms_pair(lambda arm: per_arm(plan[arm], name, arm, window_s, at))
 
@@ -269,14 +275,14 @@ class PrometheusProvider(PrometheusClient):
         return dataclasses.replace(data, requests=n)
 
     def _error_counts(self, plan: dict[str, dict[str, str]], check: str, window_s: float,
-                      at: float | None) -> tuple[Counts | NoData, Counts | NoData]:
+                      at: float | None, twice: dict[str, str]) -> tuple[Counts | NoData, Counts | NoData]:
         """Both arms' requests and failed requests over the window, from ONE query (`queries.one_answer`):
         one Prometheus answers all four at one instant. Asked one by one through a load balancer over
         replicas, each could come from another replica, and a replica restarted with empty storage counts
         only the part of the window it has: requests from it and errors from the other read a good canary
         at 1% as 5.4%, the other way round a canary at 10% as 1.9% (decision 175). Each arm's NoData in its
         place (no request series, or none in the window); NoData when neither arm has requests."""
-        query, parts = arms_query(plan, ONE_QUERY_KINDS["error_rate"])
+        query, parts = arms_query(plan, ONE_QUERY_KINDS["error_rate"], twice)
         got = q.split_answer(self.query(query, check=check, at=at), parts)
 
         def counts(arm: str) -> Counts:
@@ -286,10 +292,10 @@ class PrometheusProvider(PrometheusClient):
             # the two counters are extrapolated separately; errors may overshoot by a hair
             return Counts(events=min(max(errors, 0.0), total), total=total)
 
-        return arms_pair(counts)
+        return _not_twice(arms_pair(counts), got, twice, check)
 
     def _missing_counts(self, plan: dict[str, dict[str, str]], check: str, window_s: float,
-                        at: float | None) -> tuple[Counts | NoData, Counts | NoData]:
+                        at: float | None, twice: dict[str, str]) -> tuple[Counts | NoData, Counts | NoData]:
         """Both arms' mean feature-missing fraction (0..1) times their requests over the window: the
         expected number of requests missing a feature out of the requests, `Counts(rate * n, n)`. The
         four numbers are ONE query (`query_plan.arms_query`), as an error_rate check's (decision 175):
@@ -297,7 +303,7 @@ class PrometheusProvider(PrometheusClient):
         the requests of the other, whose history may have a gap (restarted with empty storage), and the
         two arms compared over two replicas' windows (decision 189). ConfigError for a fraction outside
         0..1 (a percentage); each arm's NoData in its place; NoData when neither arm has data."""
-        query, parts = arms_query(plan, ONE_QUERY_KINDS["feature_missing"])
+        query, parts = arms_query(plan, ONE_QUERY_KINDS["feature_missing"], twice)
         got = q.split_answer(self.query(query, check=check, at=at), parts)
 
         def counts(arm: str) -> Counts:
@@ -313,7 +319,7 @@ class PrometheusProvider(PrometheusClient):
                                window_s)
             return Counts(events=min(rate, 1.0) * n, total=n)
 
-        return arms_pair(counts)
+        return _not_twice(arms_pair(counts), got, twice, check)
 
     def _features(self, plan: dict[str, str], check: str, arm: str, window_s: float, at: float | None
                   ) -> FeatureCounts:
@@ -346,9 +352,10 @@ class _Together:
     no such form (each arm then asks its own)."""
 
     def __init__(self, provider: PrometheusProvider, plan: Plan, check: str, at: float | None, *,
-                 native: ArmsNative | None = None) -> None:
+                 native: ArmsNative | None = None, twice: dict[str, str] | None = None) -> None:
         self._provider, self._check, self._at = provider, check, at
-        self._plan = arms_histograms_query(plan)
+        self._twice = dict(twice or {})  # `query_plan.twice_parts`, a part of each answer asked
+        self._plan = arms_histograms_query(plan, twice)
         self._native_plan = native
         self._got: dict[str, list[object]] | None = None
         self._native: tuple[dict[str, list[object]], dict[str, list[object]]] | None = None
@@ -368,6 +375,14 @@ class _Together:
             self._native = q.split_arms(answer, plan.arm_label, plan.versions, plan.parts)
         return None if self._native is None else self._native[0]
 
+    def scraped_twice(self) -> dict[str, list[object]]:
+        """The `query_plan.twice_parts` series of every answer asked (an arm's targets two scrape jobs read)."""
+        out: dict[str, list[object]] = {key: [] for key in self._twice}
+        for got in (self._got, None if self._native is None else self._native[1]):
+            for key in out:
+                out[key] += (got or {}).get(key, [])
+        return out
+
     def read_as(self, forms: dict[str, str]) -> None:
         """Which form ("classic", "native") each arm's histogram was read in (`_histograms`)."""
         self._read = dict(forms)
@@ -378,6 +393,43 @@ class _Together:
         if self._read.get(arm) == "native":
             return None if self._native is None else self._native[1]
         return self._got
+
+
+def _not_twice(pair: tuple[Any, Any], got: dict[str, list[object]], twice: dict[str, str], check: str
+               ) -> tuple[Any, Any]:
+    """`pair`, with an arm one of whose targets two scrape jobs read (a `query_plan.twice_parts` answer that is not
+    empty) as NoData: its series are summed twice (a pod scraped by a ServiceMonitor and by the annotation
+    job), so its counts are twice the requests it served, more evidence than there is. Said in one line
+    (`metrics.scraped_twice`); NoData when neither arm is left."""
+    out = list(pair)
+    for i, arm in enumerate(q.ARMS):
+        key = f"{arm}/{TWICE}"
+        instances = sorted(_twice_instances(got.get(key) or []))
+        if not instances:
+            continue
+        log.warning("metrics.scraped_twice", check=check, arm=arm, instances=instances[:5], query=twice[key])
+        out[i] = NoData(f"check {check!r}: {arm_name(arm)}'s series are scraped by two jobs (instance "
+                        f"{', '.join(instances[:3])}): summed, its requests count twice; set metrics.labels: "
+                        f"{{job: ...}} to the one job to read; query: {twice[key]}")
+    if all(isinstance(x, NoData) for x in out):
+        raise NoData("; ".join(str(x) for x in out))
+    return out[0], out[1]
+
+
+def _twice_instances(series: list[object]) -> set[str]:
+    """The targets a `queries.scraped_twice_query` answer names: series with an `instance` and a count of
+    jobs above 1 (anything else is no such answer)."""
+    out: set[str] = set()
+    for s in series:
+        metric = s.get("metric") if isinstance(s, dict) else None
+        value = s.get("value") if isinstance(s, dict) else None
+        try:
+            jobs = float(value[1]) if isinstance(value, list) and len(value) == 2 else 0.0
+        except (TypeError, ValueError):
+            jobs = 0.0
+        if isinstance(metric, dict) and metric.get("instance") and jobs > 1:
+            out.add(str(metric["instance"]))
+    return out
 
 
 def _request_count(n: float, query: str, check: str, arm: str, window_s: float) -> float:

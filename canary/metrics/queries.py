@@ -316,6 +316,16 @@ def requests_query(p: Preset, sel: str, window_s: float) -> str:
     return q
 
 
+def scraped_twice_query(metrics: Iterable[str], sel: str) -> str:
+    """The scrape targets (`instance`) of one arm that two or more scrape jobs read now: a pod scraped by a
+    ServiceMonitor and by the `prometheus.io/scrape` annotation job is in Prometheus twice, its series the
+    same but for `job`, and a `sum` over the arm counts its requests twice. Empty when none is (series
+    without an `instance` are not compared: nothing says they are one target)."""
+    names = "|".join(metrics)
+    inner = _with(_with(sel, f'__name__=~"{names}"'), 'instance!=""')
+    return f"count by (instance) (count by (instance, job) ({inner})) > 1"
+
+
 def errors_query(p: Preset, sel: str, window_s: float) -> str:
     """Failed requests; absent series mean none (a 5xx series exists only after a 5xx), but only where
     the arm exports the request counter that would carry them: an arm counted by the fallback (a

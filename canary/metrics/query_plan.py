@@ -72,10 +72,36 @@ def request_plan(policy: Policy, target: Target, *, window_s: float) -> dict[str
 ONE_QUERY_KINDS = {"error_rate": ("requests", "errors"), "feature_missing": ("feature_missing", "requests")}
 
 
-def arms_query(plan: Plan, roles: tuple[str, ...]) -> tuple[str, dict[str, str]]:
+TWICE = "scraped_twice"  # the one-query part, per arm, naming the arm's targets that two scrape jobs read
+
+
+def twice_parts(policy: Policy, check: Check, target: Target) -> dict[str, str]:
+    """{"<arm>/scraped_twice": `queries.scraped_twice_query`} over the series `check` counts: a part of the
+    ONE query of an error_rate or feature_missing check and of a histogram check's both-arms queries, so a
+    look asks nothing more, and preflight asks what a look sends. {} for the other kinds. Not in
+    `query_plan`: a plan's text is a rollout record's mark (`judged_marks`), and the arm's counts are the
+    same whether or not this is asked."""
+    p = q.preset(policy.source_of(check))
+    if check.kind == "latency":
+        base = q.latency_metric(p, check.name)[0]
+        names: tuple[str, ...] = (f"{base}_bucket", base)
+    elif check.kind == "prediction_shift":
+        base = q.prediction_metric(p, check.name, check.metric)
+        names = (f"{base}_bucket", base, *p.requests)
+    elif check.kind in ONE_QUERY_KINDS:
+        names = p.requests + ((p.requests_fallback,) if p.requests_fallback else ())
+    else:
+        return {}
+    source = policy.source_of(check)
+    return {f"{arm}/{TWICE}": q.scraped_twice_query(names, q.selector(policy, target, arm, source)) for arm in q.ARMS}
+
+
+def arms_query(plan: Plan, roles: tuple[str, ...], twice: dict[str, str] | None = None) -> tuple[str, dict[str, str]]:
     """`roles` of both arms of a check's plan as ONE query (`queries.one_answer`) and its parts
-    ({"<arm>/<role>": PromQL}); every role's query must answer one label-free series (`sum`, `avg`)."""
+    ({"<arm>/<role>": PromQL}), with `twice` (`twice_parts`) among them; every role's query must answer
+    one label-free series (`sum`, `avg`)."""
     parts = {f"{arm}/{role}": plan[arm][role] for arm in q.ARMS for role in roles}
+    parts.update(twice or {})
     return q.one_answer(parts), parts
 
 
@@ -84,7 +110,8 @@ def one_query_of(policy: Policy, check: Check, target: Target, *, window_s: floa
     error_rate check's requests and errors, a feature_missing check's fraction and requests, both arms);
     None for the other kinds. Preflight asks it."""
     roles = ONE_QUERY_KINDS.get(check.kind)
-    return None if roles is None else arms_query(query_plan(policy, check, target, window_s=window_s), roles)[0]
+    return None if roles is None else arms_query(query_plan(policy, check, target, window_s=window_s), roles,
+                                                 twice_parts(policy, check, target))[0]
 
 
 def classic_buckets_query(histogram: str) -> tuple[str, dict[str, str]] | None:
@@ -106,7 +133,7 @@ def classic_buckets_query(histogram: str) -> tuple[str, dict[str, str]] | None:
 HISTOGRAM_KINDS = ("latency", "prediction_shift")  # the kinds whose two arms' histograms a look asks together
 
 
-def arms_histograms_query(plan: Plan) -> tuple[str, dict[str, str]] | None:
+def arms_histograms_query(plan: Plan, twice: dict[str, str] | None = None) -> tuple[str, dict[str, str]] | None:
     """A histogram check's classic histograms, both arms, as ONE query (`queries.one_answer`) and its parts:
     "<arm>/buckets" and "<arm>/count" (`classic_buckets_query`'s sum and series count) and, where the plan
     has them (prediction_shift), "<arm>/requests". What a look sends for a latency or prediction_shift
@@ -121,6 +148,7 @@ def arms_histograms_query(plan: Plan) -> tuple[str, dict[str, str]] | None:
             return None
         parts.update({f"{arm}/{key}": part for key, part in combined[1].items()})
     parts.update({f"{arm}/requests": plan[arm]["requests"] for arm in q.ARMS if "requests" in plan[arm]})
+    parts.update(twice or {})  # `twice_parts`
     return q.one_answer(parts), parts
 
 
@@ -156,6 +184,7 @@ def arms_native_query(policy: Policy, check: Check, target: Target, *, window_s:
     if label == q.PART_LABEL or query is None or None in arm_queries.values():
         return None
     parts = {f"{arm}/requests": plan[arm]["requests"] for arm in q.ARMS if "requests" in plan[arm]}
+    parts.update(twice_parts(policy, check, target))
     if parts:
         query = f"{query} or {q.one_answer(parts)}"
     return ArmsNative(query=query, arm_label=label, versions=versions,
@@ -170,5 +199,5 @@ def histogram_query_of(policy: Policy, check: Check, target: Target, *, window_s
     marked as a part of one answer (decisions 193, 195)."""
     if check.kind not in HISTOGRAM_KINDS:
         return None
-    got = arms_histograms_query(query_plan(policy, check, target, window_s=window_s))
+    got = arms_histograms_query(query_plan(policy, check, target, window_s=window_s), twice_parts(policy, check, target))
     return None if got is None else got[0]

@@ -13,12 +13,12 @@ from typing import Any, Iterator
 
 import pytest
 
-from canary.errors import MetricsUnavailable
+from canary.errors import MetricsUnavailable, NoData
 from canary.metrics import batch as b
 from canary.metrics.prometheus import PrometheusProvider
 from canary.model import Counts, Target
 from canary.policy import Policy, parse_policy
-from canary.sandbox.promserver import PromServer, Series, history_window
+from canary.sandbox.promserver import PromServer, Series, histogram, history_window
 from tests.integration.test_metrics_attack2 import _During, _openmetrics
 
 pytestmark = pytest.mark.integration
@@ -27,9 +27,11 @@ WINDOW_S = 600
 
 
 def _arm(model: str, version: str, ok: float, bad: float, **labels: str) -> list[Series]:
+    """An arm's pod: its request counter, and its latency histogram (half under 50 ms, all under 100 ms)."""
     m = {"model_name": model, "model_version": version, **labels}
     return [_During("model_requests_total", {**m, "outcome": "success"}, ok),
-            _During("model_requests_total", {**m, "outcome": "error"}, bad)]
+            _During("model_requests_total", {**m, "outcome": "error"}, bad),
+            *histogram("model_inference_duration_seconds", m, [0.05, 0.1], [(ok + bad) / 2, (ok + bad) / 2, 0])]
 
 
 def _scraped_twice(model: str) -> list[Series]:
@@ -61,9 +63,13 @@ def prom(prometheus_binary: str) -> Iterator[tuple[PromServer, float]]:
         server.stop()
 
 
-def _policy() -> Policy:
-    return parse_policy({"steps": [10, 100], "metrics": {"source": "model"},
-                         "checks": [{"name": "errors", "kind": "error_rate", "max_increase_points": 1}]})
+def _policy(*checks: dict[str, Any]) -> Policy:
+    return parse_policy({"steps": [10, 100], "metrics": {"source": "model", "scrape_interval": "15s"},
+                         "checks": list(checks) or [{"name": "errors", "kind": "error_rate", "max_increase_points": 1}]})
+
+
+_LATENCY = {"name": "p95", "kind": "latency", "quantile": 0.95, "max_increase_pct": 20}
+_MISSING = {"name": "missing", "kind": "feature_missing", "max_increase_points": 1}
 
 
 def _target(model: str) -> Target:
@@ -99,3 +105,35 @@ def test_a_pod_scraped_by_two_jobs_in_the_step_start_snapshot_starts_the_step_ag
     with pytest.raises(b.UnusableStepStart, match="scraped by two jobs"):
         for fam in b.families(pol):
             base.groups(fam, fam.ident(t, "canary"))
+
+
+def _measure(server: PromServer, t0: float, pol: Policy, model: str) -> tuple[Any, Any]:
+    provider = PrometheusProvider(server.url, retries=1, budget_s=3.0)
+    return provider.measure(pol, pol.checks[0], _target(model), window_s=WINDOW_S, at=t0)
+
+
+def test_two_pods_of_one_job_are_counted_once_each_per_rollout(prom: Any) -> None:
+    server, t0 = prom
+    _, canary = _measure(server, t0, _policy(), "pods")
+    assert isinstance(canary, Counts) and canary.total == pytest.approx(10 * WINDOW_S, rel=0.02), canary
+    _, canary = _measure(server, t0, _policy(_LATENCY), "pods")
+    assert canary.total == pytest.approx(10 * WINDOW_S, rel=0.02), canary
+
+
+@pytest.mark.parametrize("check", [None, _LATENCY], ids=["error_rate", "latency"])
+def test_a_pod_scraped_by_two_jobs_is_not_twice_the_evidence_per_rollout(prom: Any, check: Any,
+                                                                         caplog: Any) -> None:
+    server, t0 = prom
+    pol = _policy(check) if check else _policy()
+    stable, canary = _measure(server, t0, pol, "twice")
+    assert not isinstance(stable, NoData), stable  # stable's one job: judged as before
+    assert isinstance(canary, NoData), canary  # before: 12,000 requests, twice the 6,000 served
+    assert "scraped by two jobs (instance 10.0.0.2:8000)" in str(canary) and "metrics.labels" in str(canary)
+
+
+def test_a_pod_scraped_by_two_jobs_is_read_once_where_the_policy_names_the_job(prom: Any) -> None:
+    server, t0 = prom
+    pol = parse_policy({"steps": [10, 100], "metrics": {"source": "model", "labels": {"job": "serviceMonitor/ml/rec"}},
+                        "checks": [{"name": "errors", "kind": "error_rate", "max_increase_points": 1}]})
+    _, canary = _measure(server, t0, pol, "twice")
+    assert isinstance(canary, Counts) and canary.total == pytest.approx(10 * WINDOW_S, rel=0.02), canary

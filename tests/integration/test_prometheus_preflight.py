@@ -22,7 +22,7 @@ import pytest
 from canary.errors import ConfigError, MetricsUnavailable, NoData
 from canary.metrics import queries as q
 from canary.metrics.preflight import preflight_plan
-from canary.metrics.query_plan import classic_buckets_query, histogram_query_of, one_query_of
+from canary.metrics.query_plan import classic_buckets_query, histogram_query_of, one_query_of, twice_parts
 from canary.metrics.prometheus import PrometheusProvider
 from canary.model import Target
 from canary.policy import Policy, load_policy, parse_policy
@@ -360,7 +360,8 @@ def test_a_latency_exported_only_as_a_native_histogram_is_read_and_judged(
             look = asked[before:]
             assert set(look) <= set(asked[:before]), look
             assert [x for x in look if x.startswith("sum by (model_version) (increase(")] == [
-                f'sum by (model_version) (increase({base}{{model_name="rec",model_version=~"v1|v2"}}[10s]))']
+                f'sum by (model_version) (increase({base}{{model_name="rec",model_version=~"v1|v2"}}[10s])) '
+                f'or {q.one_answer(twice_parts(pol, check, TARGET))}']  # and whether two scrape jobs read a pod
         for model, expected in (("rec", Outcome.PASS), ("slow", Outcome.FAIL)):
             t = Target(namespace=TARGET.namespace, virtual_service="vs", model=model, stable_version="v1",
                        canary_version="v2")

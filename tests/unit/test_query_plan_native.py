@@ -7,7 +7,7 @@ import re
 import pytest
 
 from canary.metrics import queries as q
-from canary.metrics.query_plan import arms_native_query, query_plan
+from canary.metrics.query_plan import arms_native_query, query_plan, twice_parts
 from canary.model import Target
 from canary.policy import parse_policy
 
@@ -26,8 +26,9 @@ SHIFT = {"name": "shift", "kind": "prediction_shift", "max_psi": 0.2}
 def test_a_latency_checks_two_arms_native_histograms_are_one_query_grouped_by_the_arm_label() -> None:
     pol = policy(LATENCY)
     got = arms_native_query(pol, pol.checks[0], TARGET, window_s=60)
-    assert got is not None and got.parts == {}
-    assert got.query == f'sum by (model_version) (increase({BASE}{{model_name="rec",model_version=~"v1|v2"}}[60s]))'
+    assert got is not None and got.parts == twice_parts(pol, pol.checks[0], TARGET)  # no part but the scrape jobs'
+    head = f'sum by (model_version) (increase({BASE}{{model_name="rec",model_version=~"v1|v2"}}[60s]))'
+    assert got.query == f"{head} or {q.one_answer(got.parts)}"
     assert (got.arm_label, got.versions) == ("model_version", {"stable": "v1", "canary": "v2"})
     # each arm's own native query: what an error about that arm names, and what the arm's sample answers
     plan = query_plan(pol, pol.checks[0], TARGET, window_s=60)
@@ -39,7 +40,8 @@ def test_a_prediction_shift_checks_request_counts_are_parts_of_the_same_query() 
     pol = policy(SHIFT)
     got = arms_native_query(pol, pol.checks[0], TARGET, window_s=60)
     plan = query_plan(pol, pol.checks[0], TARGET, window_s=60)
-    assert got is not None and got.parts == {f"{arm}/requests": plan[arm]["requests"] for arm in q.ARMS}
+    assert got is not None and got.parts == {**{f"{arm}/requests": plan[arm]["requests"] for arm in q.ARMS},
+                                             **twice_parts(pol, pol.checks[0], TARGET)}
     head = 'sum by (model_version) (increase(model_prediction_value{model_name="rec",model_version=~"v1|v2"}[60s]))'
     assert got.query == f"{head} or {q.one_answer(got.parts)}"
     # no part is a native histogram: label_replace marks only the request counts (floats), never a histogram
