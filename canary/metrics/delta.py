@@ -36,7 +36,7 @@ import structlog
 from canary.errors import MetricsUnavailable, NoData
 from canary.metrics.answers import arms_pair
 from canary.metrics import queries as q
-from canary.metrics.families import LOOKBACK, Family, NotBatchable, Spec, check_spec, families, request_families
+from canary.metrics.families import EARLIER_S, LOOKBACK, Family, NotBatchable, Spec, check_spec, families, request_families
 from canary.metrics.native import (CUSTOM, INF_ONLY_HINT, NativeBuckets, combine, inf_only, mixed_forms, values_buckets,
                                    values_delta, values_sum)
 from canary.metrics.snapshot import (Groups, Snapshot, UnusableStepStart, counted_by_fallback, feature_counts,
@@ -174,8 +174,10 @@ def _refuse_missed(now: Snapshot, base: Snapshot, fam: Family, ident: tuple[str,
     missed = now.missed(fam, ident, base)
     if missed:
         raise UnusableStepStart(f"step-start snapshot taken at {base.taken_at:.3f} lacks {len(missed)} {fam.metric} "
-                                f"series of {'/'.join(ident)} that Prometheus held then (read from a replica that had "
-                                "not scraped them yet?)")
+                                f"series of {'/'.join(ident)} that Prometheus held then or within "
+                                f"{EARLIER_S // 60}m before (read from a replica that had not scraped them yet, or "
+                                f"their scrape failed over the step start for longer than {LOOKBACK}: counted as born "
+                                "in the window, their whole life would count)")
 
 
 def _requests_delta(now: Snapshot, base: Snapshot, policy: Policy, source: str, target: Target,

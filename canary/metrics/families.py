@@ -35,6 +35,7 @@ because it is the only part that knows PromQL and the presets.
 from __future__ import annotations
 
 import hashlib
+import re
 import json
 from dataclasses import dataclass
 from functools import cached_property
@@ -47,6 +48,10 @@ from canary.model import Target
 from canary.policy import Check, Policy, identity_labels
 
 LOOKBACK = "10m"  # last_over_time range: bridges failed scrapes, keeps recently deleted pods visible
+# how far before a window's start a restart probe looks for a series the step-start snapshot lacks (`Snapshot.
+# missed`): a pod whose scrape failed over the step start for longer than LOOKBACK is absent from that snapshot
+# while its counter kept counting, and read as born in the window it counted its whole life (decision 353)
+EARLIER_S = 3600
 # source -> (counter, state label, missing value, present value); only the model family exports one
 FEATURE_COUNTERS: dict[str, tuple[str, str, str, str]] = {
     "model": ("model_features_total", "state", "missing", "present"),
@@ -104,14 +109,17 @@ class Family:
         """What tells restarts within the last `range_ms` ms apart from growth, per series (`Snapshot.restarted`):
         its `resets()` when above 0 and its `min_over_time()`, told apart by the label `RESTART_LABEL`
         ("resets" | "min"); a classic histogram's +Inf bucket only (a process restarts all its buckets).
-        Also ("before") its latest value `range_ms` ago, as a snapshot then read it (`lookback`): a series
-        the window's start snapshot lacks although this Prometheus held it then (`Snapshot.missed`)."""
+        Also ("before") its latest value `range_ms` ago within `EARLIER_S` (or `lookback` where longer): a
+        series the window's start snapshot lacks although this Prometheus held it then (`Snapshot.missed`:
+        a replica that had not scraped it, or a scrape that failed for longer than `lookback` over the
+        step start)."""
+        earlier = lookback if _seconds(lookback) >= EARLIER_S else f"{EARLIER_S}s"
         le = ',le=~"[+]?[Ii]nf(inity)?"' if self.extra == "le" else ""
         parts = []
         for sel in self._selectors(filters):
             sel = (sel[:-1] + le + "}") if sel else ("{" + le[1:] + "}" if le else "")
             for kind, expr in (("resets", "resets({}[{}ms]) > 0"), ("min", "min_over_time({}[{}ms])"),
-                               ("before", "last_over_time({}[" + lookback + "] offset {}ms)")):
+                               ("before", "last_over_time({}[" + earlier + "] offset {}ms)")):
                 parts.append(f'label_replace({expr.format(self.metric + sel, range_ms)}, "{RESTART_LABEL}", '
                              f'"{kind}", "__name__", ".*")')
         return " or ".join(parts)
@@ -250,3 +258,10 @@ def policy_families(policy: Policy) -> list[Family]:
         except ConfigError:
             continue  # measured per rollout; its error surfaces there
     return out
+
+
+def _seconds(duration: str) -> float:
+    """Seconds of a Prometheus duration such as "10m" or "1h30m" (0 for one it cannot read)."""
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
+    parts = re.findall(r"(\d+)(ms|[smhdwy])", duration)
+    return sum(int(n) * units[u] for n, u in parts) if "".join(n + u for n, u in parts) == duration else 0.0

@@ -9,6 +9,7 @@ real, backfilled Prometheus.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Iterator
 
 import pytest
@@ -43,6 +44,29 @@ def _scraped_twice(model: str) -> list[Series]:
     return out
 
 
+@dataclass(frozen=True)
+class _Unscraped(Series):
+    """A counter that goes on counting while its scrape fails from `begin` until `until` (no samples then)."""
+
+    begin: float = 0.0
+    until: float = 0.0
+
+    def value(self, t: float, start: float) -> float | None:  # type: ignore[override]
+        return None if self.begin <= t < self.until else self.per_s * (t - start)
+
+
+def _scrape_gap(model: str, t0: float) -> list[Series]:
+    """Stable v1 (100 req/s); canary v2's two pods at 10 req/s each, pod c's scrape failing from 800 s before
+    the step start (t0 - WINDOW_S) until 100 s before now: absent from the step-start snapshot, which looks
+    back 10 minutes, while its counter kept counting from the start of the history."""
+    out = _arm(model, "v1", 99, 1, job="pods", instance="10.0.0.1:8000")
+    out += _arm(model, "v2", 10, 0, job="pods", instance="10.0.0.2:8000")
+    m = {"model_name": model, "model_version": "v2", "job": "pods", "instance": "10.0.0.3:8000"}
+    gap = {"begin": t0 - WINDOW_S - 800, "until": t0 - 100}
+    return out + [_Unscraped("model_requests_total", {**m, "outcome": "success"}, 10, **gap),
+                  _Unscraped("model_requests_total", {**m, "outcome": "error"}, 0, **gap)]
+
+
 def _two_pods(model: str) -> list[Series]:
     """The control: canary v2 with two pods of one job (two instances), 5 req/s each."""
     out = _arm(model, "v1", 99, 1, job="pods", instance="10.0.0.1:8000")
@@ -54,7 +78,7 @@ def _two_pods(model: str) -> list[Series]:
 @pytest.fixture(scope="module")
 def prom(prometheus_binary: str) -> Iterator[tuple[PromServer, float]]:
     start, end = history_window(before_s=3600, after_s=3600)
-    series = _scraped_twice("twice") + _two_pods("pods")
+    series = _scraped_twice("twice") + _two_pods("pods") + _scrape_gap("gap", start + 3600)
     server = PromServer(history=_openmetrics(series, start=start, end=end), binary=prometheus_binary)
     server.start()
     try:
@@ -137,3 +161,16 @@ def test_a_pod_scraped_by_two_jobs_is_read_once_where_the_policy_names_the_job(p
                         "checks": [{"name": "errors", "kind": "error_rate", "max_increase_points": 1}]})
     _, canary = _measure(server, t0, pol, "twice")
     assert isinstance(canary, Counts) and canary.total == pytest.approx(10 * WINDOW_S, rel=0.02), canary
+
+
+def test_a_pod_whose_scrape_failed_over_the_step_start_is_not_counted_for_its_whole_life(prom: Any) -> None:
+    """Before: the batched read took pod c, absent from the step-start snapshot, as born in the window and
+    counted its whole life: 42,000 canary requests where the window saw 12,000 served. Now the step-start
+    snapshot is refused (the next snapshot starts the step again), as for a series a replica missed."""
+    server, t0 = prom
+    pol, t = _policy(), _target("gap")
+    base, now = _snapshots(server, t0, pol, t)
+    with pytest.raises(b.UnusableStepStart, match="lacks 1 model_requests_total series of gap/v2 .*scrape failed"):
+        b.measure_delta(pol, pol.checks[0], t, now, base)
+    _, canary = _measure(server, t0, pol, "gap")  # per rollout: increase() counts what it saw, no more
+    assert isinstance(canary, Counts) and canary.total <= 12_000, canary
