@@ -34,7 +34,7 @@ from canary.metrics.answers import (arm_name, arms_pair, bucket_pairs, is_scalar
 from canary.metrics.base import PreflightReport
 from canary.metrics.client import PrometheusClient
 from canary.metrics.preflight import preflight as run_preflight
-from canary.metrics.query_plan import (HISTOGRAM, HISTOGRAM_KINDS, ONE_QUERY_KINDS, TWICE, ArmsNative, Plan,
+from canary.metrics.query_plan import (HISTOGRAM, HISTOGRAM_KINDS, ONE_QUERY_KINDS, TWICE, UNSCRAPED, ArmsNative, Plan,
                                        arms_histograms_query, arms_native_query, arms_query, classic_buckets_query,
                                        query_plan, request_plan, twice_parts)
 from canary.metrics.features import feature_counts
@@ -403,22 +403,28 @@ def _not_twice(pair: tuple[Any, Any], got: dict[str, list[object]], twice: dict[
     (`metrics.scraped_twice`); NoData when neither arm is left."""
     out = list(pair)
     for i, arm in enumerate(q.ARMS):
-        key = f"{arm}/{TWICE}"
+        key, down = f"{arm}/{TWICE}", f"{arm}/{UNSCRAPED}"
         instances = sorted(_twice_instances(got.get(key) or []))
-        if not instances:
-            continue
-        log.warning("metrics.scraped_twice", check=check, arm=arm, instances=instances[:5], query=twice[key])
-        out[i] = NoData(f"check {check!r}: {arm_name(arm)}'s series are scraped by two jobs (instance "
-                        f"{', '.join(instances[:3])}): summed, its requests count twice; set metrics.labels: "
-                        f"{{job: ...}} to the one job to read; query: {twice[key]}")
+        unscraped = sorted(_twice_instances(got.get(down) or [], at_least=1))
+        if instances:
+            log.warning("metrics.scraped_twice", check=check, arm=arm, instances=instances[:5], query=twice[key])
+            out[i] = NoData(f"check {check!r}: {arm_name(arm)}'s series are scraped by two jobs (instance "
+                            f"{', '.join(instances[:3])}): summed, its requests count twice; set metrics.labels: "
+                            f"{{job: ...}} to the one job to read; query: {twice[key]}")
+        elif unscraped:
+            log.warning("metrics.target_down", check=check, arm=arm, instances=unscraped[:5], query=twice[down])
+            out[i] = NoData(f"check {check!r}: {arm_name(arm)} has a scrape target down (up == 0; instance "
+                            f"{', '.join(unscraped[:3])}) whose series Prometheus held within the hour and has no "
+                            f"sample of now: what that pod serves, errors included, is in no count; query: "
+                            f"{twice[down]}")
     if all(isinstance(x, NoData) for x in out):
         raise NoData("; ".join(str(x) for x in out))
     return out[0], out[1]
 
 
-def _twice_instances(series: list[object]) -> set[str]:
-    """The targets a `queries.scraped_twice_query` answer names: series with an `instance` and a count of
-    jobs above 1 (anything else is no such answer)."""
+def _twice_instances(series: list[object], *, at_least: float = 2) -> set[str]:
+    """The targets a `queries.scraped_twice_query` (or `unscraped_query`: `at_least=1`) answer names: series
+    with an `instance` and a count of at least `at_least` (anything else is no such answer)."""
     out: set[str] = set()
     for s in series:
         metric = s.get("metric") if isinstance(s, dict) else None
@@ -427,7 +433,7 @@ def _twice_instances(series: list[object]) -> set[str]:
             jobs = float(value[1]) if isinstance(value, list) and len(value) == 2 else 0.0
         except (TypeError, ValueError):
             jobs = 0.0
-        if isinstance(metric, dict) and metric.get("instance") and jobs > 1:
+        if isinstance(metric, dict) and metric.get("instance") and jobs >= at_least:
             out.add(str(metric["instance"]))
     return out
 

@@ -326,6 +326,17 @@ def scraped_twice_query(metrics: Iterable[str], sel: str) -> str:
     return f"count by (instance) (count by (instance, job) ({inner})) > 1"
 
 
+def unscraped_query(metrics: Iterable[str], sel: str, *, seen_s: float = 3600) -> str:
+    """The scrape targets (`instance`) of one arm whose series Prometheus held within `seen_s` but not now
+    (no sample within its 5 min lookback) while the target is down now (`up == 0`): a pod still running
+    (its target still discovered) whose scrape fails, so whatever it serves, errors included, is in no
+    sum. A pod deleted is no target any more (its `up` goes stale): not named."""
+    names = "|".join(metrics)
+    inner = _with(_with(sel, f'__name__=~"{names}"'), 'instance!=""')
+    return (f"count by (instance) (last_over_time({inner}[{duration(seen_s)}]) unless on (instance) {inner}) "
+            f"and on (instance) (up == 0)")
+
+
 def errors_query(p: Preset, sel: str, window_s: float) -> str:
     """Failed requests; absent series mean none (a 5xx series exists only after a 5xx), but only where
     the arm exports the request counter that would carry them: an arm counted by the fallback (a

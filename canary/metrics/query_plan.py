@@ -73,10 +73,12 @@ ONE_QUERY_KINDS = {"error_rate": ("requests", "errors"), "feature_missing": ("fe
 
 
 TWICE = "scraped_twice"  # the one-query part, per arm, naming the arm's targets that two scrape jobs read
+UNSCRAPED = "unscraped"  # ... naming the arm's targets that are down now, their series gone (`queries.unscraped_query`)
 
 
 def twice_parts(policy: Policy, check: Check, target: Target) -> dict[str, str]:
-    """{"<arm>/scraped_twice": `queries.scraped_twice_query`} over the series `check` counts: a part of the
+    """{"<arm>/scraped_twice": `queries.scraped_twice_query`, "<arm>/unscraped": `queries.unscraped_query`}
+    over the series `check` counts: parts of the
     ONE query of an error_rate or feature_missing check and of a histogram check's both-arms queries, so a
     look asks nothing more, and preflight asks what a look sends. {} for the other kinds. Not in
     `query_plan`: a plan's text is a rollout record's mark (`judged_marks`), and the arm's counts are the
@@ -93,7 +95,12 @@ def twice_parts(policy: Policy, check: Check, target: Target) -> dict[str, str]:
     else:
         return {}
     source = policy.source_of(check)
-    return {f"{arm}/{TWICE}": q.scraped_twice_query(names, q.selector(policy, target, arm, source)) for arm in q.ARMS}
+    out: dict[str, str] = {}
+    for arm in q.ARMS:
+        sel = q.selector(policy, target, arm, source)
+        out[f"{arm}/{TWICE}"] = q.scraped_twice_query(names, sel)
+        out[f"{arm}/{UNSCRAPED}"] = q.unscraped_query(names, sel)
+    return out
 
 
 def arms_query(plan: Plan, roles: tuple[str, ...], twice: dict[str, str] | None = None) -> tuple[str, dict[str, str]]:

@@ -67,6 +67,36 @@ def _scrape_gap(model: str, t0: float) -> list[Series]:
                   _Unscraped("model_requests_total", {**m, "outcome": "error"}, 0, **gap)]
 
 
+@dataclass(frozen=True)
+class _Up(Series):
+    """A target's `up`: 1 until `down_at`, 0 from then until `gone_at` (its pod deleted: no target, no `up`)."""
+
+    down_at: float = 0.0
+    gone_at: float = float("inf")
+
+    def value(self, t: float, start: float) -> float | None:  # type: ignore[override]
+        return None if t >= self.gone_at else 0.0 if t >= self.down_at else 1.0
+
+
+def _target_down(model: str, t0: float, *, deleted: bool) -> list[Series]:
+    """Stable v1 (100 req/s, 1% errors); canary v2's pod b at 10 req/s without errors, and its pod c at
+    50% errors whose series end 400 s before the step start: its scrape fails from then on (`up` 0: the pod
+    runs, Istio still sends it requests) or, `deleted`, the pod is gone (its target too)."""
+    net = "10.0.2" if deleted else "10.0.1"  # one `up` series per target
+    out = _arm(model, "v1", 99, 1, job="pods", instance=f"{net}.1:8000")
+    out += _arm(model, "v2", 10, 0, job="pods", instance=f"{net}.2:8000")
+    end = t0 - WINDOW_S - 400
+    m = {"model_name": model, "model_version": "v2", "job": "pods", "instance": f"{net}.3:8000"}
+    out += [_During("model_requests_total", {**m, "outcome": "success"}, 5, until=end),
+            _During("model_requests_total", {**m, "outcome": "error"}, 5, until=end)]
+    out += [_During("model_inference_duration_seconds_bucket", {**m, "le": le}, n, until=end)
+            for le, n in (("0.05", 0), ("0.1", 0), ("+Inf", 10))]  # all of them slower than 100 ms
+    for instance in (f"{net}.1:8000", f"{net}.2:8000"):
+        out.append(_Up("up", {"job": "pods", "instance": instance}, down_at=float("inf")))
+    out.append(_Up("up", {"job": "pods", "instance": f"{net}.3:8000"}, down_at=end, gone_at=end if deleted else float("inf")))
+    return out
+
+
 def _two_pods(model: str) -> list[Series]:
     """The control: canary v2 with two pods of one job (two instances), 5 req/s each."""
     out = _arm(model, "v1", 99, 1, job="pods", instance="10.0.0.1:8000")
@@ -78,7 +108,9 @@ def _two_pods(model: str) -> list[Series]:
 @pytest.fixture(scope="module")
 def prom(prometheus_binary: str) -> Iterator[tuple[PromServer, float]]:
     start, end = history_window(before_s=3600, after_s=3600)
-    series = _scraped_twice("twice") + _two_pods("pods") + _scrape_gap("gap", start + 3600)
+    t0 = start + 3600
+    series = _scraped_twice("twice") + _two_pods("pods") + _scrape_gap("gap", t0)
+    series += _target_down("down", t0, deleted=False) + _target_down("deleted", t0, deleted=True)
     server = PromServer(history=_openmetrics(series, start=start, end=end), binary=prometheus_binary)
     server.start()
     try:
@@ -174,3 +206,21 @@ def test_a_pod_whose_scrape_failed_over_the_step_start_is_not_counted_for_its_wh
         b.measure_delta(pol, pol.checks[0], t, now, base)
     _, canary = _measure(server, t0, pol, "gap")  # per rollout: increase() counts what it saw, no more
     assert isinstance(canary, Counts) and canary.total <= 12_000, canary
+
+
+@pytest.mark.parametrize("check", [None, _LATENCY], ids=["error_rate", "latency"])
+def test_a_canary_pod_whose_scrape_is_down_for_the_whole_look_is_not_read_as_no_errors(prom: Any, check: Any) -> None:
+    """Before: pod c (50% errors) unscraped since before the window, pod b counted alone: 6,000 requests,
+    0 errors, a pass for a canary at about 17% errors."""
+    server, t0 = prom
+    pol = _policy(check) if check else _policy()
+    stable, canary = _measure(server, t0, pol, "down")
+    assert not isinstance(stable, NoData), stable
+    assert isinstance(canary, NoData), canary
+    assert "scrape target down (up == 0; instance 10.0.1.3:8000)" in str(canary)
+
+
+def test_a_canary_pod_deleted_before_the_look_is_not_a_target_down(prom: Any) -> None:
+    server, t0 = prom
+    _, canary = _measure(server, t0, _policy(), "deleted")
+    assert isinstance(canary, Counts) and canary.total == pytest.approx(10 * WINDOW_S, rel=0.02), canary
