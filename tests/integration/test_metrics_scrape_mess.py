@@ -5,6 +5,10 @@ real, backfilled Prometheus.
   series of the pod is in Prometheus twice, with another `job` and the same `instance`. Summed, the
   canary's request count doubled: a look judged on twice the requests served, more evidence than there
   is. Such an arm now "could not measure", naming the metric and the fix (`metrics.labels: {job: ...}`).
+- A canary pod whose scrape failed across the step start for longer than the snapshots' 10 min lookback:
+  the controller read it as born in the window and counted its whole life; the step now starts again.
+- A canary pod whose scrape is down (`up == 0`, the pod still running) for the whole look: per rollout, the
+  other pod was summed alone, its errors unseen; such an arm now "could not measure". A deleted pod is not.
 """
 
 from __future__ import annotations
