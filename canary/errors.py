@@ -142,6 +142,12 @@ class NoData(CanaryError):
     """Prometheus answered, but had no samples for the arm/query."""
 
 
+class NotCountable(NoData):
+    """Prometheus holds the arm's series, but they do not count what it served: a target read by two scrape jobs
+    (counted twice), a target down (its requests in no count). No verdict from it, as NoData; and never read as
+    "the canary got no requests" (`analysis.unrouted`): a good canary scraped twice was a hard rollback there."""
+
+
 class RoutingConflict(CanaryError):
     """The VirtualService changed under us in a way we will not overwrite."""
 

@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from canary.analysis.shown import whole
-from canary.errors import NoData
+from canary.errors import NoData, NotCountable
 from canary.model import Counts, Histogram
 from canary.policy import Policy
 
@@ -109,8 +109,9 @@ def unrouted(policy: Policy, measurements: Mapping[str, Any], *, weight: int | N
         s, c = requests_counted(check.kind, m[0]), m[1]
         if s is None or not s > 0:
             continue
-        if isinstance(c, BaseException) and not isinstance(c, NoData):
-            return {}, ""  # could not be asked: not this case
+        if isinstance(c, NotCountable) or isinstance(c, BaseException) and not isinstance(c, NoData):
+            return {}, ""  # could not be asked, or its series are there and do not count (scraped twice, a target
+            # down: a crashed pod is the gates' probe's to say): not this case
         cn = 0.0 if isinstance(c, NoData) else requests_counted(check.kind, c)
         if cn == 0:
             stable[check.name] = s

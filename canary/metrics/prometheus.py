@@ -27,7 +27,7 @@ import math
 
 import structlog
 
-from canary.errors import ConfigError, MetricsUnavailable, NoData
+from canary.errors import ConfigError, MetricsUnavailable, NoData, NotCountable
 from canary.metrics import queries as q
 from canary.metrics.answers import (arm_name, arms_pair, bucket_pairs, is_scalar, keep_shared,
                                     number_of, shared_bounds)
@@ -398,7 +398,7 @@ class _Together:
 def _not_twice(pair: tuple[Any, Any], got: dict[str, list[object]], twice: dict[str, str], check: str
                ) -> tuple[Any, Any]:
     """`pair`, with an arm one of whose targets two scrape jobs read (a `query_plan.twice_parts` answer that is not
-    empty) as NoData: its series are summed twice (a pod scraped by a ServiceMonitor and by the annotation
+    empty) as NotCountable (a NoData): its series are summed twice (a pod scraped by a ServiceMonitor and by the annotation
     job), so its counts are twice the requests it served, more evidence than there is. Said in one line
     (`metrics.scraped_twice`); NoData when neither arm is left."""
     out = list(pair)
@@ -408,17 +408,17 @@ def _not_twice(pair: tuple[Any, Any], got: dict[str, list[object]], twice: dict[
         unscraped = sorted(_twice_instances(got.get(down) or [], at_least=1))
         if instances:
             log.warning("metrics.scraped_twice", check=check, arm=arm, instances=instances[:5], query=twice[key])
-            out[i] = NoData(f"check {check!r}: {arm_name(arm)}'s series are scraped by two jobs (instance "
+            out[i] = NotCountable(f"check {check!r}: {arm_name(arm)}'s series are scraped by two jobs (instance "
                             f"{', '.join(instances[:3])}): summed, its requests count twice; set metrics.labels: "
                             f"{{job: ...}} to the one job to read; query: {twice[key]}")
         elif unscraped:
             log.warning("metrics.target_down", check=check, arm=arm, instances=unscraped[:5], query=twice[down])
-            out[i] = NoData(f"check {check!r}: {arm_name(arm)} has a scrape target down (up == 0; instance "
+            out[i] = NotCountable(f"check {check!r}: {arm_name(arm)} has a scrape target down (up == 0; instance "
                             f"{', '.join(unscraped[:3])}) whose series Prometheus held within the hour and has no "
                             f"sample of now: what that pod serves, errors included, is in no count; query: "
                             f"{twice[down]}")
     if all(isinstance(x, NoData) for x in out):
-        raise NoData("; ".join(str(x) for x in out))
+        raise (NotCountable if any(isinstance(x, NotCountable) for x in out) else NoData)("; ".join(str(x) for x in out))
     return out[0], out[1]
 
 

@@ -228,3 +228,25 @@ def test_a_canary_pod_deleted_before_the_look_is_not_a_target_down(prom: Any) ->
     server, t0 = prom
     _, canary = _measure(server, t0, _policy(), "deleted")
     assert isinstance(canary, Counts) and canary.total == pytest.approx(10 * WINDOW_S, rel=0.02), canary
+
+
+@pytest.mark.parametrize("model", ["twice", "down"])
+def test_an_arm_that_cannot_be_counted_is_never_read_as_a_canary_that_got_no_requests(prom: Any, model: str) -> None:
+    """The canary arm scraped by two jobs, or with a target down, is NoData for its check (decisions 352, 354); the
+    unrouted rule (decision 110) read every NoData canary arm as "the canary got no requests" and, with stable's
+    thousands at 10%, failed every request-counting check as a hard breach: a good canary scraped by two jobs was
+    rolled back at once, and the sandbox's crashed canary by that rule rather than by its probe. Its series are
+    there: such an arm is `NotCountable`, no verdict and no unrouted breach."""
+    from canary.analysis.judge import judge
+    from canary.model import Outcome
+    from canary.errors import NotCountable
+
+    server, t0 = prom
+    for pol in (_policy(), _policy(_LATENCY)):
+        stable, canary = _measure(server, t0, pol, model)
+        assert isinstance(canary, NotCountable), canary
+        v = judge(pol, {pol.checks[0].name: (stable, canary)}, canary_weight=10, window_s=WINDOW_S,
+                  canary_version="v2")
+        r = v.results[0]
+        assert r.outcome is Outcome.ERROR and "unrouted" not in r.extra, r
+        assert "got no requests" not in r.reason, r.reason
