@@ -240,6 +240,11 @@ class Runner:
                     and self._before_claim not in str(exc)):  # an interrupt's error says it already
                 # refused after an end this promote wrote before any claim: never "untouched" (decision 167)
                 exc.args = (f"{exc}; before that, {self._wrote_first}", *exc.args[1:])
+            elif current is None and not self._wrote_first and _untouched_exit_3(exc):
+                # exit 3 means "untouched" before the claim and "stable 100%" after it: a pipeline's log said
+                # "could not complete: <Prometheus or the API server's error>" alone, and whoever read it could
+                # not tell whether a split was left or whether retrying the step was safe (decision 356)
+                exc.args = (f"{exc}; {NO_TRAFFIC_MOVED}", *exc.args[1:])
             if current is None or current.terminal:
                 raise
             reason = f"{type(exc).__name__}: {exc}" if not isinstance(exc, CanaryError) else str(exc)
@@ -1273,6 +1278,22 @@ def _adoptable(ours: rl.RolloutState, theirs: rl.RolloutState) -> bool:
     another promote process's (it took the rollout over) or one started since is not ours to judge,
     pause or abort."""
     return theirs.owner in ("", ours.owner) and (theirs.started_at == ours.started_at or theirs.terminal)
+
+
+NO_TRAFFIC_MOVED = ("this promote moved no traffic to the canary (the route's weights are as they were): running the "
+                    "same command again is safe once that is fixed")
+_SAYS_UNTOUCHED = ("nothing was moved", "no traffic moved", "moved no traffic", "nothing was written",
+                   "nothing written")
+
+
+def _untouched_exit_3(exc: BaseException) -> bool:
+    """Whether `exc`, raised before this promote claimed the route, is an exit 3 ("could not complete") whose
+    words do not yet say that no traffic moved. Exit 2 (ConfigError, RolloutBusy) is "untouched" by definition
+    and names what to fix; a signal's and the pod wait's errors say it already."""
+    if not isinstance(exc, CanaryError) or isinstance(exc, (ConfigError, RolloutBusy, RollbackFailed, GraceSpent)):
+        return False
+    text = str(exc)
+    return not any(words in text for words in _SAYS_UNTOUCHED)
 
 
 def _resumable(recorded: rl.RolloutState, target: Target) -> bool:

@@ -1,0 +1,56 @@
+"""What the last line of a `canary promote` that could not complete before its claim says (decision 356): exit 3
+is "untouched" before traffic moved and "stable 100%" after, and the error alone ("could not complete:
+<Prometheus's or the API server's error>") did not say which, nor that running the pipeline's step again is safe.
+
+The real CLI (in-process), the strict Kubernetes API emulator, a real Prometheus or a port that refuses."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from canary.runner import NO_TRAFFIC_MOVED
+from canary.sandbox import kubeapi
+from tests.integration.test_promote import cluster, prometheus, promote  # noqa: F401 - fixtures
+from tests.support.refused import refused_port
+
+pytestmark = pytest.mark.integration
+
+
+def route(api: Any) -> tuple[list[int], str]:
+    vs = api.get("networking.istio.io", "virtualservices", "ml", "rec-model")
+    return [d["weight"] for d in vs["spec"]["http"][0]["route"]], vs["metadata"].get("resourceVersion", "")
+
+
+def test_a_prometheus_that_refuses_before_the_claim_says_no_traffic_moved(cluster: Any) -> None:
+    api, kubeconfig, policy = cluster
+    before = route(api)
+    res = promote(kubeconfig, policy, f"http://127.0.0.1:{refused_port()}", "v2")
+    assert res.returncode == 3, res.stderr[-2000:]
+    doc = json.loads(res.stdout)
+    assert doc["phase"] is None and doc["exit_code"] == 3
+    assert "could not complete" in doc["error"] and NO_TRAFFIC_MOVED in doc["error"], doc["error"]
+    assert res.stderr.rstrip().splitlines()[-1].endswith(NO_TRAFFIC_MOVED)  # the log's last line says it too
+    assert route(api) == before  # and it is so: not one write
+
+
+def test_an_api_server_that_fails_before_the_claim_says_no_traffic_moved(cluster: Any, prometheus: Any) -> None:
+    """Every read of the VirtualService answered 503 past the retries: exit 3, with the same words."""
+    api, kubeconfig, policy = cluster
+    before = route(api)
+    real = api.handler._serve
+
+    def serve(method: str, request: Any, kind: Any) -> Any:
+        if method == "GET" and "/virtualservices" in request.url.path:
+            raise kubeapi.ApiError(503, "ServiceUnavailable", "injected: HTTP 503")
+        return real(method, request, kind)
+
+    api.handler._serve = serve  # type: ignore[method-assign]
+    res = promote(kubeconfig, policy, prometheus.url, "v2")
+    api.handler._serve = real  # type: ignore[method-assign]
+    assert res.returncode == 3, res.stderr[-2000:]
+    doc = json.loads(res.stdout)
+    assert doc["phase"] is None and NO_TRAFFIC_MOVED in doc["error"], doc["error"]
+    assert route(api) == before
