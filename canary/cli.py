@@ -586,6 +586,10 @@ def promote(
                 fields, tail = earlier_rollback(result.state)
                 doc.update(fields)
                 tail = f"; {tail}"
+            elif result.state.phase == rl.PROMOTED:  # a re-run's line read as a fresh promotion (decision 357)
+                fields, tail = earlier_promotion(result.state)
+                doc.update(fields)
+                tail = f"; {tail}"
         opts.emit(doc, output,
                   lambda wide: typer.echo(state_line(result.state, wide=wide, route=target.route) + tail))
         return result.exit_code
@@ -677,6 +681,18 @@ def earlier_rollback(s: rl.RolloutState, *, created: bool = False) -> tuple[dict
     done = "nothing created" if created else "nothing written"
     tail = f"rolled back earlier{f' at {at}' if at else ''}, {done}; {nxt}"
     return {"rolled_back_at": at, "before_traffic": before_traffic, "next": nxt}, tail
+
+
+def earlier_promotion(s: rl.RolloutState) -> tuple[dict[str, Any], str]:
+    """What a re-run that meets the earlier promotion `s` of its version says about it (decision 357): the `-o json`
+    fields (`promoted_at`: its time, UTC ISO 8601, "" when unrecorded; `next`) and the text line's tail. The text
+    line of a re-run read "promoted: ... - all steps passed", word for word a fresh promotion's: a pipeline's retry
+    (or a re-run of an old job) could not tell from its log that nothing was judged or moved this time."""
+    from canary.crd import iso
+
+    at = iso(s.updated_at) if s.updated_at else ""
+    nxt = f"nothing to do: {s.canary_version} already serves all traffic"
+    return {"promoted_at": at, "next": nxt}, f"promoted earlier{f' at {at}' if at else ''}, nothing written; {nxt}"
 
 
 def state_line(s: rl.RolloutState, *, wide: bool = False, route: str = "") -> str:

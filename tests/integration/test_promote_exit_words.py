@@ -54,3 +54,24 @@ def test_an_api_server_that_fails_before_the_claim_says_no_traffic_moved(cluster
     doc = json.loads(res.stdout)
     assert doc["phase"] is None and NO_TRAFFIC_MOVED in doc["error"], doc["error"]
     assert route(api) == before
+
+
+def test_a_step_re_run_after_its_promotion_says_it_moved_nothing(cluster: Any, prometheus: Any) -> None:
+    """A pipeline's retry of a promote step (or a re-run of an old job) after v2 was promoted: exit 0 and nothing
+    written, but its text line read "promoted: rec-model v2 ... - all steps passed", word for word a fresh
+    promotion's, so the log did not say that nothing was judged or moved this time (decision 357). The re-run of
+    a rollback says it (decision 278); a promotion's now does too, and `-o json` gives `promoted_at` and `next`."""
+    api, kubeconfig, policy = cluster
+    first = promote(kubeconfig, policy, prometheus.url, "v2", "--output", "text")
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert "earlier" not in first.stdout and "nothing written" not in first.stdout  # its own end: said as before
+    before = route(api)
+    again = promote(kubeconfig, policy, prometheus.url, "v2", "--output", "text")
+    assert again.returncode == 0, again.stderr[-2000:]
+    line = again.stdout.strip()
+    assert line.startswith("promoted: rec-model v2 weights 100/0") and "promoted earlier at " in line, line
+    assert line.endswith("nothing written; nothing to do: v2 already serves all traffic"), line
+    doc = json.loads(promote(kubeconfig, policy, prometheus.url, "v2").stdout)
+    assert doc["already_ended"] is True and doc["promoted_at"].endswith("Z")
+    assert doc["next"] == "nothing to do: v2 already serves all traffic"
+    assert route(api) == before  # nothing written by either re-run
