@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from typing import Any, TextIO
 
@@ -28,7 +29,9 @@ def configure(*, fmt: str = "auto", level: str = "info", stream: TextIO | None =
     if fmt == "json":
         renderer = structlog.processors.JSONRenderer(sort_keys=False)
     else:
-        renderer = structlog.dev.ConsoleRenderer(colors=sink.isatty())
+        # NO_COLOR (no-color.org: set and not empty) as `rich` honours it for the panel and tables: a CI runner that
+        # gives its steps a terminal and sets it got colour codes in every log line all the same (decision 358)
+        renderer = structlog.dev.ConsoleRenderer(colors=sink.isatty() and not os.environ.get("NO_COLOR"))
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
