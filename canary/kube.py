@@ -232,7 +232,12 @@ def translate(exc: BaseException, what: str) -> CanaryError:
             return NotFound(f"{what}: not found ({reason})", what=what)
         if status == 409:
             return RoutingConflict(f"{what}: conflicting write ({reason})")
-        if status in (401, 403):
+        if status == 401:  # authentication, not RBAC: "check RBAC" sent a pipeline's on-call to the Role (decision 356)
+            return ConfigError(f"{what}: the Kubernetes API did not accept our credentials (HTTP 401: {reason}): "
+                               "the token expired or was revoked (a CI job's short-lived token can expire before a "
+                               "long rollout ends: give it a lifetime longer than the rollout, or a kubeconfig whose "
+                               "exec plugin renews it); not RBAC")
+        if status == 403:
             return ConfigError(f"{what}: the Kubernetes API refused us (HTTP {status}: {reason}); check RBAC")
         if status >= 500 or status in (0, 429):
             return KubeUnavailable(f"{what}: Kubernetes API error HTTP {status} ({reason})")

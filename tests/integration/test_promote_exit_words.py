@@ -75,3 +75,21 @@ def test_a_step_re_run_after_its_promotion_says_it_moved_nothing(cluster: Any, p
     assert doc["already_ended"] is True and doc["promoted_at"].endswith("Z")
     assert doc["next"] == "nothing to do: v2 already serves all traffic"
     assert route(api) == before  # nothing written by either re-run
+
+
+@pytest.mark.parametrize("code,says,not_says", [(401, "did not accept our credentials", "check RBAC"),
+                                                (403, "check RBAC", "credentials")])
+def test_a_refusal_by_the_api_server_says_credentials_for_401_and_rbac_for_403(
+        cluster: Any, prometheus: Any, code: int, says: str, not_says: str) -> None:
+    """A CI job's token that expired (401) was told "check RBAC", as a Role that lacks a verb (403) is: the
+    pipeline's on-call looked at the Role while the token's lifetime was at fault (decision 356)."""
+    api, kubeconfig, policy = cluster
+    before = route(api)
+    api.fail_next(code, times=10**6, methods=("GET",), plural="virtualservices")
+    res = promote(kubeconfig, policy, prometheus.url, "v2")
+    with api.handler.lock:
+        api.handler.faults.clear()
+    assert res.returncode == 2, res.stderr[-2000:]
+    error = json.loads(res.stdout)["error"]
+    assert f"HTTP {code}" in error and says in error and not_says not in error, error
+    assert route(api) == before
