@@ -683,6 +683,18 @@ def earlier_rollback(s: rl.RolloutState, *, created: bool = False) -> tuple[dict
     return {"rolled_back_at": at, "before_traffic": before_traffic, "next": nxt}, tail
 
 
+def _captured(write: Callable[[], None]) -> str:
+    """What `write` prints on stdout, captured instead of printed (its rich tables rendered as for a stdout that is
+    no terminal, which is when `status --watch` compares its passes)."""
+    import contextlib
+    import io
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        write()
+    return buf.getvalue()
+
+
 def earlier_promotion(s: rl.RolloutState) -> tuple[dict[str, Any], str]:
     """What a re-run that meets the earlier promotion `s` of its version says about it (decision 357): the `-o json`
     fields (`promoted_at`: its time, UTC ISO 8601, "" when unrecorded; `next`) and the text line's tail. The text
@@ -1225,6 +1237,7 @@ def status(model: str = ModelArg, namespace: Optional[str] = NamespaceOpt, virtu
                                         route=route or spec.get("route") or None))
         awaited = RecordWait(canary_version=canary_version or "")
         said_waiting = said_stale = False
+        last_shown: list[str | None] = [None]  # what the last pass printed, when stdout is no terminal
         said_undriven = False  # said on stderr that nothing drives the watched rollout (again once driven again)
         crd_unread: dict[str, Any] = {}  # a read of the CanaryRollout that failed for a moment (167)
         shown = False  # a pass read the route: an object not found after it was deleted while the watch waited
@@ -1328,23 +1341,33 @@ def status(model: str = ModelArg, namespace: Optional[str] = NamespaceOpt, virtu
                 elif state is not None and state.phase in (rl.PROGRESSING, rl.PAUSED) and not dr_gone:
                     typer.echo(_oncall_hint(state.phase, model, ns, virtual_service, route))
 
-            opts.emit({"weights": {"stable": 0, "canary": 0} if nothing else {"stable": st.weights.stable,
-                                                                                "canary": st.weights.canary},
-                       "raw_weights": {"stable": raw[0], "others" if others else "canary": raw[1]},
-                       **({"route_shape": shape} if shape else {}),
-                       **({"shares": st.shares} if shape and st.shares else {}),
-                       **({"stable_added": st.stable_added} if shape and st.stable_added else {}),
-                       **({"stable_unwritable": st.stable_unwritable} if shape and st.stable_unwritable else {}),
-                       **({"destination_rule_missing": dr_gone} if dr_gone else {}),
-                       "route": target.route or None,
-                       "stable_subset_version": st.stable_subset_version,
-                       "canary_subset_version": st.canary_subset_version,
-                       "rollout": state_dict(state) if state else None,
-                       **({"unreadable_state": unreadable} if unreadable else {}),
-                       **({"route_disagrees": disagrees} if disagrees else {}),
-                       **({"recorded_elsewhere": elsewhere} if elsewhere else {}),
-                       **({"split_unowned": nobody} if nobody else {}),
-                       **({"undriven": undriven} if undriven else {})}, output, text, stream=watch)
+            doc = {"weights": {"stable": 0, "canary": 0} if nothing else {"stable": st.weights.stable,
+                                                                            "canary": st.weights.canary},
+                   "raw_weights": {"stable": raw[0], "others" if others else "canary": raw[1]},
+                   **({"route_shape": shape} if shape else {}),
+                   **({"shares": st.shares} if shape and st.shares else {}),
+                   **({"stable_added": st.stable_added} if shape and st.stable_added else {}),
+                   **({"stable_unwritable": st.stable_unwritable} if shape and st.stable_unwritable else {}),
+                   **({"destination_rule_missing": dr_gone} if dr_gone else {}),
+                   "route": target.route or None,
+                   "stable_subset_version": st.stable_subset_version,
+                   "canary_subset_version": st.canary_subset_version,
+                   "rollout": state_dict(state) if state else None,
+                   **({"unreadable_state": unreadable} if unreadable else {}),
+                   **({"route_disagrees": disagrees} if disagrees else {}),
+                   **({"recorded_elsewhere": elsewhere} if elsewhere else {}),
+                   **({"split_unowned": nobody} if nobody else {}),
+                   **({"undriven": undriven} if undriven else {})}
+            if watch and not streams.isatty("stdout"):
+                # a pipeline's log, a file: a pass is printed when it differs from the last one printed, as
+                # `kubectl get -w` and `kubectl argo rollouts status` print changes. It printed the same block every
+                # 2 s: 900 of them in the log of a pipeline waiting 30 minutes for its rollout (decision 358)
+                now_shown = _captured(lambda: opts.emit(doc, output, text, stream=True))
+                if now_shown != last_shown[0]:
+                    last_shown[0] = now_shown
+                    opts.emit(None, "text", lambda _wide: typer.echo(now_shown, nl=False))
+            else:
+                opts.emit(doc, output, text, stream=watch)
             # the end it claims does not hold: never a pipeline's "promoted" (exit 0); the answer only when that
             # split is the awaited rollout's: another version's, under `--rollout` or `--canary-version`, is ended by
             # the awaited one's start (its promote, its controller), and its exit 3 failed a pipeline whose rollout
