@@ -42,6 +42,7 @@ from canary.metrics.native import (INF_ONLY_HINT, SHIFT_CELLS, NativeBuckets, co
                                    observed)
 from canary.model import ArmData, Counts, FeatureCounts, Histogram, Scalar, Target
 from canary.policy import Check, Policy
+from canary.throttle import Throttle
 
 __all__ = ["PrometheusProvider"]
 
@@ -78,7 +79,7 @@ class PrometheusProvider(PrometheusClient):
             if check.kind != "latency":
                 pair = self._with_requests(pair[0], plan["stable"], name, "stable", window_s, at, together=look), \
                     self._with_requests(pair[1], plan["canary"], name, "canary", window_s, at, together=look)
-            return _not_twice(pair, look.scraped_twice(), twice, name)
+            return _not_twice(pair, look.scraped_twice(), twice, name, self._quiet)
         if check.kind == "error_rate":
             return self._error_counts(plan, name, window_s, at, twice)
         if check.kind == "feature_missing":
@@ -292,7 +293,7 @@ class PrometheusProvider(PrometheusClient):
             # the two counters are extrapolated separately; errors may overshoot by a hair
             return Counts(events=min(max(errors, 0.0), total), total=total)
 
-        return _not_twice(arms_pair(counts), got, twice, check)
+        return _not_twice(arms_pair(counts), got, twice, check, self._quiet)
 
     def _missing_counts(self, plan: dict[str, dict[str, str]], check: str, window_s: float,
                         at: float | None, twice: dict[str, str]) -> tuple[Counts | NoData, Counts | NoData]:
@@ -319,7 +320,7 @@ class PrometheusProvider(PrometheusClient):
                                window_s)
             return Counts(events=min(rate, 1.0) * n, total=n)
 
-        return _not_twice(arms_pair(counts), got, twice, check)
+        return _not_twice(arms_pair(counts), got, twice, check, self._quiet)
 
     def _features(self, plan: dict[str, str], check: str, arm: str, window_s: float, at: float | None
                   ) -> FeatureCounts:
@@ -395,31 +396,47 @@ class _Together:
         return self._got
 
 
-def _not_twice(pair: tuple[Any, Any], got: dict[str, list[object]], twice: dict[str, str], check: str
-               ) -> tuple[Any, Any]:
+def _not_twice(pair: tuple[Any, Any], got: dict[str, list[object]], twice: dict[str, str], check: str,
+               quiet: Throttle | None = None) -> tuple[Any, Any]:
     """`pair`, with an arm one of whose targets two scrape jobs read (a `query_plan.twice_parts` answer that is not
-    empty) as NotCountable (a NoData): its series are summed twice (a pod scraped by a ServiceMonitor and by the annotation
-    job), so its counts are twice the requests it served, more evidence than there is. Said in one line
-    (`metrics.scraped_twice`); NoData when neither arm is left."""
+    empty) as NotCountable (a NoData): its series are summed twice (a pod scraped by a ServiceMonitor and by the
+    annotation job), so its counts are twice the requests it served, more evidence than there is; either arm (a
+    stable arm counted twice narrows its interval as much). And the canary arm, where it counted requests, one of
+    whose targets is down with its series gone (`unscraped`): whatever that pod serves, errors included, is in no
+    count (decision 354). Not the stable arm: a stable pod down is most often one that serves nothing (not Ready:
+    restarting, loading its models, crash-looping), and one that serves unseen only makes stable look better than
+    it is, which weighs against the canary, never for it; a good canary was rolled back "no verdict" for a stable
+    pod that served nothing. Not a canary arm that counted nothing either: that is the unrouted rule's (every pod
+    gone, `analysis.unrouted`), which NotCountable would silence. Each said in one line (`metrics.scraped_twice`,
+    `metrics.target_down`), once per cause and then every minute with `repeated` (`quiet`); NoData when neither
+    arm is left."""
     out = list(pair)
     for i, arm in enumerate(q.ARMS):
         key, down = f"{arm}/{TWICE}", f"{arm}/{UNSCRAPED}"
         instances = sorted(_twice_instances(got.get(key) or []))
         unscraped = sorted(_twice_instances(got.get(down) or [], at_least=1))
         if instances:
-            log.warning("metrics.scraped_twice", check=check, arm=arm, instances=instances[:5], query=twice[key])
-            out[i] = NotCountable(f"check {check!r}: {arm_name(arm)}'s series are scraped by two jobs (instance "
-                            f"{', '.join(instances[:3])}): summed, its requests count twice; set metrics.labels: "
-                            f"{{job: ...}} to the one job to read; query: {twice[key]}")
-        elif unscraped:
-            log.warning("metrics.target_down", check=check, arm=arm, instances=unscraped[:5], query=twice[down])
+            _say(quiet, "metrics.scraped_twice", check=check, arm=arm, instances=instances[:5], query=twice[key])
+            out[i] = NotCountable(f"check {check!r}: {arm_name(arm)}'s series are scraped by two jobs (host "
+                                  f"{', '.join(instances[:3])}): summed, its requests count twice; set metrics.labels: "
+                                  f"{{job: ...}} to the one job to read; query: {twice[key]}")
+        elif unscraped and arm == "canary" and not isinstance(out[i], BaseException):
+            _say(quiet, "metrics.target_down", check=check, arm=arm, instances=unscraped[:5], query=twice[down])
             out[i] = NotCountable(f"check {check!r}: {arm_name(arm)} has a scrape target down (up == 0; instance "
-                            f"{', '.join(unscraped[:3])}) whose series Prometheus held within the hour and has no "
-                            f"sample of now: what that pod serves, errors included, is in no count; query: "
-                            f"{twice[down]}")
+                                  f"{', '.join(unscraped[:3])}) whose series Prometheus held within the hour and has "
+                                  f"no sample of now: what that pod serves, errors included, is in no count; query: "
+                                  f"{twice[down]}")
     if all(isinstance(x, NoData) for x in out):
         raise (NotCountable if any(isinstance(x, NotCountable) for x in out) else NoData)("; ".join(str(x) for x in out))
     return out[0], out[1]
+
+
+def _say(quiet: Throttle | None, event: str, *, check: str, arm: str, instances: list[str], query: str) -> None:
+    """`event`'s warning, once per (event, check, arm, instances), then every REPEAT_LOG_S with `repeated`: every
+    look of every check said it again (and the controller's every snapshot), a log flood for one scrape config."""
+    repeated = 0 if quiet is None else quiet.due((event, check, arm), " ".join(instances))
+    if repeated is not None:
+        log.warning(event, check=check, arm=arm, instances=instances, query=query, repeated=repeated)
 
 
 def _twice_instances(series: list[object], *, at_least: float = 2) -> set[str]:

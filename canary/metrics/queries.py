@@ -316,23 +316,33 @@ def requests_query(p: Preset, sel: str, window_s: float) -> str:
     return q
 
 
+# a histogram's +Inf bucket, or a series with no `le` (a counter, a native histogram): one series per target and
+# label set is all these two queries need, not every bucket (an hour of every bucket series at every look)
+_ONE_PER_HISTOGRAM = 'le=~"([+]?[Ii]nf(inity)?)?"'
+
+
 def scraped_twice_query(metrics: Iterable[str], sel: str) -> str:
-    """The scrape targets (`instance`) of one arm that two or more scrape jobs read now: a pod scraped by a
-    ServiceMonitor and by the `prometheus.io/scrape` annotation job is in Prometheus twice, its series the
-    same but for `job`, and a `sum` over the arm counts its requests twice. Empty when none is (series
-    without an `instance` are not compared: nothing says they are one target)."""
+    """The scrape targets of one arm, by host (`instance` without its port), that two or more scrape jobs read now:
+    a pod scraped by a ServiceMonitor and by the `prometheus.io/scrape` annotation job is in Prometheus twice,
+    its series the same but for `job`, and a `sum` over the arm counts its requests twice. By host, not by
+    `instance`: under Istio's metrics merging the annotation job scrapes the sidecar's :15020 and a PodMonitor
+    the app's port (or Envoy's :15090), one pod under two `instance`s (decision 352's review). Empty when none
+    is (series without an `instance` are not compared: nothing says they are one target). Two pods of one arm
+    sharing a host (hostNetwork) read by two jobs would be named too."""
     names = "|".join(metrics)
-    inner = _with(_with(sel, f'__name__=~"{names}"'), 'instance!=""')
-    return f"count by (instance) (count by (instance, job) ({inner})) > 1"
+    inner = _with(_with(_with(sel, f'__name__=~"{names}"'), 'instance!=""'), _ONE_PER_HISTOGRAM)
+    host = f'label_replace({inner}, "instance", "$1", "instance", "(.+?)(:[0-9]+)?")'
+    return f"count by (instance) (count by (instance, job) ({host})) > 1"
 
 
 def unscraped_query(metrics: Iterable[str], sel: str, *, seen_s: float = 3600) -> str:
     """The scrape targets (`instance`) of one arm whose series Prometheus held within `seen_s` but not now
-    (no sample within its 5 min lookback) while the target is down now (`up == 0`): a pod still running
-    (its target still discovered) whose scrape fails, so whatever it serves, errors included, is in no
-    sum. A pod deleted is no target any more (its `up` goes stale): not named."""
+    (no sample within its 5 min lookback) while the target is down now (`up == 0`): a pod whose scrape fails,
+    so whatever it serves, errors included, is in no sum (`prometheus._not_twice` asks it of the canary arm
+    only). A pod deleted is no target any more (its `up` goes stale): not named. Blind where a proxy answers
+    the scrape (Istio's metrics merging: the sidecar's :15020 answers 200 without the app's series)."""
     names = "|".join(metrics)
-    inner = _with(_with(sel, f'__name__=~"{names}"'), 'instance!=""')
+    inner = _with(_with(_with(sel, f'__name__=~"{names}"'), 'instance!=""'), _ONE_PER_HISTOGRAM)
     return (f"count by (instance) (last_over_time({inner}[{duration(seen_s)}]) unless on (instance) {inner}) "
             f"and on (instance) (up == 0)")
 

@@ -101,6 +101,39 @@ def _target_down(model: str, t0: float, *, deleted: bool) -> list[Series]:
     return out
 
 
+def _down_pod(model: str, version: str, instance: str, end: float) -> list[Series]:
+    """A pod of `version` whose series end at `end`, its target down (`up` 0) from then on."""
+    m = {"model_name": model, "model_version": version, "job": "pods", "instance": instance}
+    return [_During("model_requests_total", {**m, "outcome": "success"}, 5, until=end),
+            _During("model_requests_total", {**m, "outcome": "error"}, 5, until=end),
+            _Up("up", {"job": "pods", "instance": instance}, down_at=end)]
+
+
+def _stable_pod_down(model: str, t0: float) -> list[Series]:
+    """Stable v1's pod a serving (100 req/s, 1% errors) and its pod c down since before the window: a pod
+    restarting or crash-looping, not Ready, which Istio sends nothing; canary v2's one pod, 10 req/s, 1%."""
+    out = _arm(model, "v1", 99, 1, job="pods", instance="10.0.4.1:8000")
+    out += _arm(model, "v2", 9.9, 0.1, job="pods", instance="10.0.4.2:8000")
+    out += [_Up("up", {"job": "pods", "instance": i}, down_at=float("inf")) for i in ("10.0.4.1:8000", "10.0.4.2:8000")]
+    return out + _down_pod(model, "v1", "10.0.4.3:8000", t0 - WINDOW_S - 400)
+
+
+def _canary_gone(model: str, t0: float) -> list[Series]:
+    """Stable v1 (100 req/s); canary v2's only pod down since before the window (crashed, its series ended within
+    the hour): the canary counted nothing in the window, as a version no pod serves."""
+    out = _arm(model, "v1", 99, 1, job="pods", instance="10.0.5.1:8000")
+    out.append(_Up("up", {"job": "pods", "instance": "10.0.5.1:8000"}, down_at=float("inf")))
+    return out + _down_pod(model, "v2", "10.0.5.2:8000", t0 - WINDOW_S - 400)
+
+
+def _merged(model: str) -> list[Series]:
+    """Istio's metrics merging: canary v2's pod read by the annotation job through the sidecar's :15020 and by a
+    ServiceMonitor on the app's :8000, one pod under two `instance`s."""
+    out = _arm(model, "v1", 99, 1, job="serviceMonitor/ml/rec", instance="10.0.6.1:8000")
+    out += _arm(model, "v2", 9.9, 0.1, job="serviceMonitor/ml/rec", instance="10.0.6.2:8000")
+    return out + _arm(model, "v2", 9.9, 0.1, job="kubernetes-pods", instance="10.0.6.2:15020")
+
+
 def _two_pods(model: str) -> list[Series]:
     """The control: canary v2 with two pods of one job (two instances), 5 req/s each."""
     out = _arm(model, "v1", 99, 1, job="pods", instance="10.0.0.1:8000")
@@ -115,6 +148,7 @@ def prom(prometheus_binary: str) -> Iterator[tuple[PromServer, float]]:
     t0 = start + 3600
     series = _scraped_twice("twice") + _two_pods("pods") + _scrape_gap("gap", t0)
     series += _target_down("down", t0, deleted=False) + _target_down("deleted", t0, deleted=True)
+    series += _stable_pod_down("stabledown", t0) + _canary_gone("gone", t0) + _merged("merged")
     server = PromServer(history=_openmetrics(series, start=start, end=end), binary=prometheus_binary)
     server.start()
     try:
@@ -188,7 +222,7 @@ def test_a_pod_scraped_by_two_jobs_is_not_twice_the_evidence_per_rollout(prom: A
     stable, canary = _measure(server, t0, pol, "twice")
     assert not isinstance(stable, NoData), stable  # stable's one job: judged as before
     assert isinstance(canary, NoData), canary  # before: 12,000 requests, twice the 6,000 served
-    assert "scraped by two jobs (instance 10.0.0.2:8000)" in str(canary) and "metrics.labels" in str(canary)
+    assert "scraped by two jobs (host 10.0.0.2)" in str(canary) and "metrics.labels" in str(canary)
 
 
 def test_a_pod_scraped_by_two_jobs_is_read_once_where_the_policy_names_the_job(prom: Any) -> None:
@@ -250,3 +284,57 @@ def test_an_arm_that_cannot_be_counted_is_never_read_as_a_canary_that_got_no_req
         r = v.results[0]
         assert r.outcome is Outcome.ERROR and "unrouted" not in r.extra, r
         assert "got no requests" not in r.reason, r.reason
+
+
+def test_a_stable_pod_down_that_serves_nothing_does_not_stop_the_judgement(prom: Any) -> None:
+    """A stable pod restarting or crash-looping (`up` 0, not Ready, sent nothing) made the stable arm NotCountable,
+    every relative check ERROR, and a good canary was rolled back "no verdict" at its deadline. The target-down
+    rule is the canary arm's: a stable pod unseen only weighs against the canary (the review of decision 354)."""
+    server, t0 = prom
+    for pol in (_policy(), _policy(_LATENCY)):
+        stable, canary = _measure(server, t0, pol, "stabledown")
+        assert not isinstance(stable, NoData) and not isinstance(canary, NoData), (stable, canary)
+
+
+def test_a_canary_whose_every_pod_is_gone_is_still_the_unrouted_breach(prom: Any) -> None:
+    """The canary's only pod down since before the window: it counted nothing at 10% while stable counted
+    thousands. That arm was NotCountable (its series held within the hour, its target down), which the unrouted
+    rule skips, so its share of the traffic failed until the step's deadline; it is plain NoData, as a version no
+    pod serves, and the unrouted rule fails it at once (the review of decision 363)."""
+    from canary.analysis.judge import judge
+    from canary.errors import NotCountable
+    from canary.model import Outcome
+
+    server, t0 = prom
+    pol = _policy()
+    stable, canary = _measure(server, t0, pol, "gone")
+    assert isinstance(canary, NoData) and not isinstance(canary, NotCountable), canary
+    v = judge(pol, {pol.checks[0].name: (stable, canary)}, canary_weight=10, window_s=WINDOW_S, canary_version="v2")
+    assert v.results[0].outcome is Outcome.FAIL and "unrouted" in v.results[0].extra, v.results[0]
+
+
+def test_one_pod_read_under_two_instances_by_istios_metrics_merging_is_not_twice_the_evidence(prom: Any) -> None:
+    """The annotation job scrapes the sidecar's :15020 (the app's metrics merged), a ServiceMonitor the app's
+    :8000: two `instance`s, one pod, its requests counted twice and not flagged (12,000 read where 6,000 were
+    served). Targets are compared by host (the review of decision 352)."""
+    from canary.errors import NotCountable
+
+    server, t0 = prom
+    for pol in (_policy(), _policy(_LATENCY)):
+        _, canary = _measure(server, t0, pol, "merged")
+        assert isinstance(canary, NotCountable) and "scraped by two jobs (host 10.0.6.2)" in str(canary), canary
+
+
+def test_a_pod_scraped_twice_is_said_once_not_at_every_look(prom: Any) -> None:
+    """`metrics.scraped_twice` was a warning at every look of every check: one scrape config's mistake flooded the
+    log. It is said once per check, arm and hosts, then every minute with `repeated` (the review of decision 352)."""
+    from structlog.testing import capture_logs
+
+    server, t0 = prom
+    pol = _policy()
+    provider = PrometheusProvider(server.url, retries=1, budget_s=3.0)
+    with capture_logs() as logs:
+        for _ in range(3):
+            provider.measure(pol, pol.checks[0], _target("twice"), window_s=WINDOW_S, at=t0)
+    said = [e for e in logs if e["event"] == "metrics.scraped_twice"]
+    assert len(said) == 1 and said[0]["repeated"] == 0 and said[0]["instances"] == ["10.0.0.2"], said
