@@ -115,6 +115,26 @@ def test_a_saved_history_that_is_not_utf8_is_bad_input_exit_2(tmp_path: Path) ->
     assert res.exit_code == 2 and f"{bad}: not UTF-8 text" in res.output, res.output
 
 
+@pytest.mark.parametrize("content, what", [
+    ('{"event": "rollout.started", "level": "info"}\n{"event": "look.done", "level": "info"}\n',
+     "one JSON object per line, a JSON-lines log"),
+    ("<!doctype html>\n<html><body>report</body></html>\n", "an HTML page"),
+    ("format: 1\nrollout:\n  model: rec-model\n", "YAML (`-o yaml` exports it to read, not for --input)"),
+    ("rollout: {model: m}\nformat: 1\n", "YAML"),
+    ("not a history at all", "not JSON"),
+])
+def test_a_saved_history_that_is_not_json_says_what_it_is_and_what_to_give(
+        tmp_path: Path, content: str, what: str) -> None:
+    """The demo's `canary-demo.log`, its `canary-demo.report.html` or a `-o yaml` export given to --input
+    said only `not JSON (Extra data: line 2 column 1 (char 162))`: what the file is, and which file to give."""
+    bad = tmp_path / "given"
+    bad.write_text(content, encoding="utf-8")
+    res = CliRunner().invoke(app, ["report", "--input", str(bad), "-o", "json"])
+    out = " ".join(res.output.split())
+    assert res.exit_code == 2 and f"{bad}: not JSON (" in out and what in out, res.output
+    assert "--input takes the JSON history `canary report MODEL -o FILE.json` writes" in out, res.output
+
+
 def test_a_check_that_could_not_measure_shows_no_request_counts_in_the_report(slow: dict[str, Any]) -> None:
     """As in the terminal's tables (decision 190): an ERROR with no counts is "-", not "0/0" (arms with no
     traffic); a check that measured keeps its counts, 0 included."""
