@@ -308,7 +308,7 @@ def _print_drift_summary(r: Any, log_file: str | None) -> None:
     t.add_row("Kubernetes Events", ", ".join(sorted(set(r.events))) or "none")
     streams.console().print(t)
     if log_file:
-        streams.console().print(f"logs:   {log_file}")
+        streams.console().print(f"logs:   {log_file}", soft_wrap=True)
 
 
 def _print_summary(r: ScenarioResult, log_file: str | None = None) -> None:
@@ -334,12 +334,14 @@ def _print_summary(r: ScenarioResult, log_file: str | None = None) -> None:
     streams.console().print(t)
     if r.report:
         # the page `canary report` writes from a cluster's history: the command that makes it there
+        # soft_wrap: one line however narrow the console (80 columns in a CI log), so the file:// URL and the
+        # command are copied and clicked whole, not cut at the width as the table above is
         streams.console().print(f"report: file://{r.report}  (in a cluster, `canary report MODEL -n NAMESPACE` "
-                                "writes this page)")
+                                "writes this page)", soft_wrap=True)
     elif r.report == "":
         streams.console().print("report: could not be written (see the logs)")
     if log_file:
-        streams.console().print(f"logs:   {log_file}")
+        streams.console().print(f"logs:   {log_file}", soft_wrap=True)
 
 
 __all__ = ["run_scenario", "ScenarioResult", "demo", "EXPECTED"]

@@ -180,6 +180,28 @@ def test_the_demo_summary_says_how_a_cluster_makes_the_report_page(capsys: Any) 
                            "NAMESPACE` writes this page)"), said
 
 
+def test_the_demo_summary_keeps_the_report_url_and_the_log_path_on_one_line(capsys: Any) -> None:
+    """Out of a terminal (a CI log, `| tee`) rich's console is 80 columns wide: the report line was cut inside
+    its command (`canary` / `report MODEL -n NAMESPACE`) and a long folder's file:// URL inside the path, so
+    neither could be copied or clicked whole. Both summaries (a rollout's and data-drift's) print them whole."""
+    from canary.sandbox.demo import ScenarioResult, _print_drift_summary, _print_summary
+    from canary.sandbox.drift_demo import DriftResult
+
+    folder = "/home/runner/work/some-team-repository/some-team-repository/build/canary-demo-output"
+    r = ScenarioResult(scenario="slow", exit_code=1, phase="rolled_back", reason="latency", final_vs_weights={
+        "stable": 100, "canary": 0}, fault_onset_s=1.0, stable_100_after_onset_s=2.0, rollout_s=9.0, load={},
+        report=f"{folder}/canary-demo.report.html")
+    _print_summary(r, f"{folder}/canary-demo.log")
+    lines = capsys.readouterr().out.splitlines()
+    assert f"report: file://{folder}/canary-demo.report.html  (in a cluster, `canary report MODEL -n NAMESPACE` " \
+           "writes this page)" in lines, lines
+    assert f"logs:   {folder}/canary-demo.log" in lines, lines
+    d = DriftResult(clean_before_shift=0, false_alerts=0, alert_after_shift_s=None, jobs=[], job_evidence={},
+                    events=[], evaluations=[])
+    _print_drift_summary(d, f"{folder}/canary-demo.log")
+    assert f"logs:   {folder}/canary-demo.log" in capsys.readouterr().out.splitlines()
+
+
 def test_keep_gives_back_the_signal_handlers_it_found(monkeypatch: Any) -> None:
     """`canary demo --keep` waits for SIGINT/SIGTERM with handlers of its own, and left them installed when it
     returned: an in-process caller (a test, a program embedding the CLI) then had Ctrl-C set an Event nobody
