@@ -575,7 +575,12 @@ def _load_json(path: Path, what: str) -> Any:
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the {what}: {exc.strerror or exc}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: the {what} is not valid JSON: {str(exc)[:160]}") from None
+        from canary.filekind import not_json
+
+        takes = "live counts as JSON (docs/drift.md)" if what == "input" else \
+            "a profile `canary baseline capture` wrote"
+        raise ConfigError(f"{path}: the {what} is not valid JSON: {str(exc)[:160]}{not_json(path)}; "
+                          f"{'--' + what if what != '--bounds-from' else what} takes {takes}") from None
 
 
 def _unmeasured_remedy(client: Any, exc: BaseException) -> str:

@@ -100,27 +100,11 @@ def _from_file(path: Path) -> dict[str, Any]:
     try:
         json.loads(text)
     except (ValueError, RecursionError) as exc:  # say what the file is, and what --input takes
-        raise cli.ConfigError(f"{path}: not JSON ({str(exc)[:200]}){_not_history(text)}; --input takes the JSON "
+        from canary.filekind import not_json
+
+        raise cli.ConfigError(f"{path}: not JSON ({str(exc)[:200]}){not_json(text)}; --input takes the JSON "
                               "history `canary report MODEL -o FILE.json` writes") from None
     return hist.parse(text, where=str(path))
-
-
-def _not_history(text: str) -> str:
-    """What a file that is not JSON most likely is, as `: ...` to append to the error, or ""."""
-    head = text.lstrip("\ufeff \t\r\n")
-    if head[:1] == "<":
-        return ": an HTML page (a report canary wrote is the page itself: open it in a browser)"
-    first = head.split("\n", 1)[0].strip()
-    try:
-        line = json.loads(first) if first else None
-    except (ValueError, RecursionError):
-        line = None
-    if isinstance(line, dict):
-        return (": one JSON object per line, a JSON-lines log (`canary-demo.log`, `--log-file`), not one rollout "
-                "history")
-    if head.startswith(("format:", "---")) or "\nformat:" in head[:2000]:
-        return ": YAML (`-o yaml` exports it to read, not for --input)"
-    return ""
 
 
 def _from_cluster(model: Optional[str], namespace: Optional[str], vs: Optional[str], rollout: Optional[str],

@@ -74,7 +74,10 @@ def load_exported(path: str | Path) -> Exported:
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); export the measurements as JSON") from None
     except (json.JSONDecodeError, RecursionError, ValueError) as exc:
-        raise ConfigError(f"{path}: not valid JSON: {str(exc)[:200]}") from None
+        from canary.filekind import not_json
+
+        raise ConfigError(f"{path}: not valid JSON: {str(exc)[:200]}{not_json(path)}; --input takes one look's "
+                          "counts as one JSON object (docs/judge.md; e.g. docs/examples/judge-input.json)") from None
     return parse_exported(raw, file=str(path), base=path.parent)
 
 

@@ -119,7 +119,10 @@ class FeatureExporter:
         except OSError as exc:
             raise ConfigError(f"{path}: cannot read the profile: {exc.strerror or exc}") from None
         except (ValueError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{path}: the profile is not valid JSON: {str(exc)[:160]}") from None
+            from canary.filekind import not_json
+
+            raise ConfigError(f"{path}: the profile is not valid JSON: {str(exc)[:160]}{not_json(Path(path))}; "
+                              "give the profile `canary baseline capture` wrote") from None
         return cls(profile, where=str(path), **kwargs)
 
     def observe(self, features: Mapping[str, Any], *, prediction: Any = None) -> None:

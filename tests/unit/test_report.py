@@ -119,7 +119,7 @@ def test_a_saved_history_that_is_not_utf8_is_bad_input_exit_2(tmp_path: Path) ->
     ('{"event": "rollout.started", "level": "info"}\n{"event": "look.done", "level": "info"}\n',
      "one JSON object per line, a JSON-lines log"),
     ("<!doctype html>\n<html><body>report</body></html>\n", "an HTML page"),
-    ("format: 1\nrollout:\n  model: rec-model\n", "YAML (`-o yaml` exports it to read, not for --input)"),
+    ("format: 1\nrollout:\n  model: rec-model\n", "YAML (a command's `-o yaml` output is for reading; give its `-o json`)"),
     ("rollout: {model: m}\nformat: 1\n", "YAML"),
     ("not a history at all", "not JSON"),
 ])
