@@ -212,10 +212,15 @@ def plan_cmd(
         if layout is not None and unreadable:  # the plan above assumed a layout it was asked to read
             # the text output has just printed each reason on its check's layout line: not again here
             why = f" ({'; '.join(f'{c}: {w}' for c, w in unreadable)})" if output not in ("text", "wide") else " (see above)"
+            # the series read are the policy's source's: a policy for Istio's metrics read against a Prometheus
+            # with only the model's own (the sandbox's) was told to check every flag but the one that was wrong
+            names = {c for c, _ in unreadable}
+            sources = ", ".join(f"{c.name}: source {pol.source_of(c)!r}" for c in pol.checks if c.name in names)
             _fail(f"could not read the stable's latency buckets of {', '.join(c for c, _ in unreadable)} from "
                   f"{prometheus_url} in namespace {ns!r}{why}; the plan above assumes --bucket-ratio {bucket_ratio:g} "
-                  "there: check --prometheus-url, -n, --model and --stable-version, or plan without --prometheus-url "
-                  "and give --bucket-ratio", EXIT_INFRA)
+                  "there: check --prometheus-url, -n, --model and --stable-version, and that this Prometheus has "
+                  f"the series the policy reads ({sources}: `metrics.source` or the check's `source` picks another), "
+                  "or plan without --prometheus-url and give --bucket-ratio", EXIT_INFRA)
         from canary.policy import advisories
 
         for field, message in advisories(pol):  # accepted by the policy, planned as if it held

@@ -121,3 +121,15 @@ def test_a_model_without_series_is_named_as_the_stable_version_once(plan_of: Any
     assert "the canary arm" not in said and "stable version 'v1'" in said, said
     assert said.count("could not read the stable histogram") == 1 and said.count("no histogram series") == 1, said
     assert "could not read the stable's latency buckets of lat from" in said and "(see above)" in said
+
+
+def test_series_of_another_source_name_the_policys_source_in_the_remedy(plan_of: Any) -> None:
+    """Decision 367: `canary plan --policy policies/default.yaml` (Istio's metrics) against the sandbox's
+    Prometheus (the model's own) exit 3 telling to check --prometheus-url, -n, --model and --stable-version, all
+    right; the policy's source, the one thing wrong, went unnamed. Here a check on source `model` against a
+    Prometheus that has Istio's series only."""
+    r = plan_of([{**REL, "source": "model"}], "istio114")
+    assert r.exit_code == 3, r.output
+    said = " ".join(r.output.split())
+    assert "and that this Prometheus has the series the policy reads (lat: source 'model': `metrics.source` or " \
+           "the check's `source` picks another)" in said, said
