@@ -136,8 +136,9 @@ def _lead_everywhere(watcher: DriftWatcher, kube: Any) -> None:
 
 def _watcher(client: PrometheusClient, reg: CollectorRegistry, served: SimpleNamespace, **kw: Any) -> DriftWatcher:
     """`drift watch -n prod` over o1-o4."""
+    kw.setdefault("clock", _ticks())
     return DriftWatcher([served.profiles[m] for m in MODELS], client=client, window_s=3600, namespace="prod",
-                        registry=reg, config=M.MonitorConfig(quiet_s=0), clock=_ticks(), **kw)
+                        registry=reg, config=M.MonitorConfig(quiet_s=0), **kw)
 
 
 def test_a_pass_asks_a_down_prometheus_once_whatever_the_number_of_baselines(served: SimpleNamespace) -> None:
@@ -431,8 +432,7 @@ def test_a_short_prometheus_outage_has_its_end_said_once(served: SimpleNamespace
     t = [2_000_000_000.0]
     try:
         client = PrometheusClient(proxy.url, timeout_s=0.5, budget_s=1.0, retries=2, backoff_s=0.05)
-        watcher = DriftWatcher([served.profiles[m] for m in MODELS], client=client, window_s=3600, namespace="prod",
-                               registry=CollectorRegistry(), config=M.MonitorConfig(quiet_s=0), clock=lambda: t[0])
+        watcher = _watcher(client, CollectorRegistry(), served, clock=lambda: t[0])
         said = []
         for down in (False, True, True, False, False):
             proxy.blackhole, proxy.answer = down, fault
@@ -458,8 +458,7 @@ def test_an_outage_end_found_hours_after_the_last_pass_does_not_say_it_was_down_
     t = [2_000_000_000.0]
     try:
         client = PrometheusClient(proxy.url, timeout_s=0.5, budget_s=1.0, retries=2, backoff_s=0.05)
-        watcher = DriftWatcher([served.profiles[m] for m in MODELS], client=client, window_s=3600, namespace="prod",
-                               registry=CollectorRegistry(), config=M.MonitorConfig(quiet_s=0), clock=lambda: t[0])
+        watcher = _watcher(client, CollectorRegistry(), served, clock=lambda: t[0])
         proxy.blackhole, proxy.answer = True, 503
         watcher.once()
         t[0] += 600
