@@ -11,7 +11,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from canary.errors import ConfigError, MetricsUnavailable, NoData
+from canary.errors import ConfigError, MetricsUnavailable, NoData, NotCountable
 from canary.metrics import queries as q
 
 
@@ -127,6 +127,6 @@ def arms_pair(fetch: Callable[[str], Any]) -> tuple[Any, Any]:
             out.append(fetch(arm))
         except NoData as exc:
             out.append(exc)
-    if all(isinstance(x, NoData) for x in out):
-        raise NoData("; ".join(str(x) for x in out))
+    if all(isinstance(x, NoData) for x in out):  # an arm that cannot be counted stays so (`errors.NotCountable`)
+        raise (NotCountable if any(isinstance(x, NotCountable) for x in out) else NoData)("; ".join(str(x) for x in out))
     return out[0], out[1]

@@ -71,7 +71,8 @@ from canary.metrics.families import (
     regex_matcher,
 )
 from canary.metrics.native import CUSTOM, sample_values
-from canary.metrics.snapshot import FORMAT, MIXED, SCRAPED_TWICE, UNREADABLE, Binding, Groups, Snapshot, UnusableStepStart
+from canary.metrics.snapshot import (FORMAT, MIXED, SCRAPED_TWICE, TARGET_DOWN, UNREADABLE, Binding, Groups, Snapshot,
+                                     UnusableStepStart)
 from canary.model import Target
 from canary.policy import Policy
 
@@ -126,6 +127,8 @@ class BatchMetrics:
         self.isolate_s = getattr(prom, "budget_s", 5.0) if isolate_s is None else isolate_s
         self.monotonic = monotonic  # the clock of that budget (tests drive it)
         self.restart_queries = 0  # `Snapshot.restarted`'s queries, all snapshots (not in `queries_last`)
+        # the last snapshot's target-down queries (`_down`: one per label shape and chunk; not in `queries_last`)
+        self.down_queries_last = 0
 
     def plan(self, wants: Iterable[Want]) -> dict[Family, list[str]]:
         """The queries each family will be asked with (what `snapshot` sends): one per chunk."""
@@ -197,6 +200,7 @@ class BatchMetrics:
             if not uses[query]:
                 answers.pop(query, None)  # parsed for its last family: one raw answer in memory at a time
         asked += self._consistent(index, groups, at)
+        self.down_queries_last = self._down(planned, index, at)  # after `_consistent`, which replaces what it asks again
         self.queries_last = asked + isolate.asked + (self.clock_offset_last is not None)
         for fam, group in groups.items():
             if group.idents:
@@ -232,6 +236,57 @@ class BatchMetrics:
             for fam in fams:
                 for ident in idents:
                     index[fam.key].setdefault(ident, {})[MIXED] = {"": 1.0}
+        return sent
+
+
+    def _down(self, planned: list[tuple[Family, _Group, dict[str, set[str]], str]],
+              index: dict[str, dict[Ident, dict[str, dict[str, float]]]], at: float) -> int:
+        """Marks `TARGET_DOWN` every rollout arm one of whose scrape targets is down now (`up == 0`: the pod still
+        discovered, so still serving) while Prometheus held its series within the hour and has no sample of
+        them now (`queries.unscraped_query`, what a per-rollout look asks: decision 354): its families' sums
+        hold the other pods alone (a canary with a healthy pod and one failing half its requests, unscraped,
+        passed). ONE query per label shape (the families' rollout labels and constant matchers) and chunk,
+        whatever the rollouts, over every metric of those families (a classic histogram's `_count` for its
+        buckets: one series per pod, not one per bucket). A partial answer marks nothing (decision 106 keeps
+        a store's outage to the families it answered in part): the down target is then unseen, as before.
+        Returns the queries it sent."""
+        shapes: dict[tuple[Any, ...], tuple[dict[str, set[str]], list[tuple[Family, set[Ident]]], set[str]]] = {}
+        for fam, group, filters, _ in planned:
+            if not fam.by:
+                continue  # no rollout labels: nothing tells its arms apart
+            key = (fam.by, fam.constant, tuple(sorted((k, tuple(sorted(v))) for k, v in filters.items())))
+            _, fams, names = shapes.setdefault(key, (filters, [], set()))
+            fams.append((fam, chunk_idents(fam, group.idents, filters)))
+            bucket = fam.extra == "le" and fam.metric.endswith("_bucket")
+            names.add(fam.metric[:-len("_bucket")] + "_count" if bucket else fam.metric)
+        sent = 0
+        for (by, _, _), (filters, fams, names) in shapes.items():
+            labels = [label for label, _ in by]
+            query = q.unscraped_query(sorted(names), fams[0][0].selector(filters), by=labels)
+            sent += 1
+            try:
+                answer = self.prom.query(query, check=BATCH, at=at)
+            except PartialAnswer as exc:
+                log.info("metrics.target_down_unknown", error=str(exc)[:300], query=query[:300])
+                continue
+            down: dict[Ident, set[str]] = {}
+            try:
+                for s in answer:
+                    m = s["metric"]
+                    if m.get("instance") and float(s["value"][1]) >= 1:
+                        down.setdefault(tuple(m.get(label, "") for label in labels), set()).add(m["instance"])
+            except (KeyError, ValueError, TypeError, IndexError, AttributeError) as exc:
+                raise MetricsUnavailable(f"batch: malformed answer; query: {query}") from exc
+            for ident, instances in sorted(down.items()):
+                marked = False
+                for fam, idents in fams:
+                    if ident in idents:
+                        index.setdefault(fam.key, {}).setdefault(ident, {})[TARGET_DOWN] = dict.fromkeys(
+                            sorted(instances), 1.0)
+                        marked = True
+                if marked:
+                    log.warning("metrics.target_down", rollout_arm="/".join(ident), instances=sorted(instances)[:5],
+                                query=query[:500])
         return sent
 
 

@@ -33,7 +33,7 @@ from typing import Any
 
 import structlog
 
-from canary.errors import MetricsUnavailable, NoData
+from canary.errors import MetricsUnavailable, NoData, NotCountable
 from canary.metrics.answers import arms_pair
 from canary.metrics import queries as q
 from canary.metrics.families import EARLIER_S, LOOKBACK, Family, NotBatchable, Spec, check_spec, families, request_families
@@ -355,7 +355,13 @@ def _forms(policy: Policy, spec: Spec, target: Target, now: Snapshot, base: Snap
     def has_form(snap: Snapshot, arm: str, form: str) -> bool:
         return _has_buckets(snap, spec.family, target, arm) if form == "classic" else _has(snap, spec.native, target, arm)
 
-    has = {arm: {form: has_form(now, arm, form) for form in ("classic", "native")} for arm in q.ARMS}
+    def countable(arm: str, form: str) -> bool:  # an arm that cannot be counted (a target down) is read in the
+        try:  # other arm's form, and says so itself there: the other arm is still judged
+            return has_form(now, arm, form)
+        except NotCountable:
+            return False
+
+    has = {arm: {form: countable(arm, form) for form in ("classic", "native")} for arm in q.ARMS}
     for arm in q.ARMS:  # classic buckets that never counted an observation beside a native histogram:
         # what Prometheus < 2.47 ingests for a both-forms client's empty histogram (decision 51)
         if has[arm]["classic"] and has[arm]["native"] and not _observed(now, base, spec.family, target, arm):

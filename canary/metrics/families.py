@@ -99,6 +99,11 @@ class Family:
     def _selectors(self, filters: Mapping[str, Iterable[str]] | None) -> list[str]:
         return [self._matchers(filters, m) for m in (self.matcher, *self.either)]
 
+    def selector(self, filters: Mapping[str, Iterable[str]] | None = None) -> str:
+        """The constant matchers and `filters`' alternations, without the family's own raw matcher: what every
+        family of this label shape and chunk shares (`batch`'s target-down query); "{}" when there are none."""
+        return self._matchers(filters, "") or "{}"
+
     def query(self, filters: Mapping[str, Iterable[str]] | None = None, *, lookback: str = LOOKBACK) -> str:
         """Every series' latest cumulative value (series kept apart: see the module docstring); with
         `either`, the series any of the matchers picks, each once (`or` keeps one of equal label sets)."""

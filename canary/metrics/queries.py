@@ -335,15 +335,18 @@ def scraped_twice_query(metrics: Iterable[str], sel: str) -> str:
     return f"count by (instance) (count by (instance, job) ({host})) > 1"
 
 
-def unscraped_query(metrics: Iterable[str], sel: str, *, seen_s: float = 3600) -> str:
+def unscraped_query(metrics: Iterable[str], sel: str, *, seen_s: float = 3600, by: Iterable[str] = ()) -> str:
     """The scrape targets (`instance`) of one arm whose series Prometheus held within `seen_s` but not now
     (no sample within its 5 min lookback) while the target is down now (`up == 0`): a pod whose scrape fails,
     so whatever it serves, errors included, is in no sum (`prometheus._not_twice` asks it of the canary arm
     only). A pod deleted is no target any more (its `up` goes stale): not named. Blind where a proxy answers
-    the scrape (Istio's metrics merging: the sidecar's :15020 answers 200 without the app's series)."""
+    the scrape (Istio's metrics merging: the sidecar's :15020 answers 200 without the app's series). `by`:
+    further labels the answer keeps (the controller's batched snapshot asks for many rollouts at once: their
+    model and version)."""
     names = "|".join(metrics)
     inner = _with(_with(_with(sel, f'__name__=~"{names}"'), 'instance!=""'), _ONE_PER_HISTOGRAM)
-    return (f"count by (instance) (last_over_time({inner}[{duration(seen_s)}]) unless on (instance) {inner}) "
+    return (f"count by ({', '.join((*by, 'instance'))}) (last_over_time({inner}[{duration(seen_s)}]) unless on "
+            f"(instance) {inner}) "
             f"and on (instance) (up == 0)")
 
 

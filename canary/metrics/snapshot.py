@@ -29,7 +29,7 @@ from types import MappingProxyType
 from typing import Any, Callable, Iterator, Mapping
 
 from canary.packing import pack_text, unpack_text
-from canary.errors import ConfigError, MetricsUnavailable
+from canary.errors import ConfigError, MetricsUnavailable, NotCountable
 from canary.metrics import queries as q
 from canary.metrics.families import FEATURE_COUNTERS, Family, Ident, check_spec, policy_families, request_families
 from canary.model import ArmData, Counts, Target
@@ -50,6 +50,12 @@ MIXED = "!mixed"
 # beside an annotation scrape): every series of that pod is in the answer twice, and a sum would count its
 # requests twice, more evidence than requests served (`batch`)
 SCRAPED_TWICE = "!scraped_twice"
+# the same for a rollout arm one of whose scrape targets is down now (`up == 0`: its pod still discovered, so
+# still serving) while Prometheus held its series within the hour and has no sample of them now: what that pod
+# serves, errors included, is in no sum (`batch`, decision 364). Its values name the instances. Only in a
+# snapshot a look reads (`restrict` leaves it out of a step-start snapshot: `missed` and the look's own
+# snapshot say what such a pod changes)
+TARGET_DOWN = "!target_down"
 RESETS = "!resets"
 BEFORE = "!before"  # in a restart probe's answer: the series' value as Prometheus held it at the window's start  # in a restart probe's answer: the key of a series' `resets()` count (`Snapshot.restarted`)
 # (family, rollout arm, since) -> {series id: {extra label value: min over (since, taken_at], RESETS: count}}
@@ -232,6 +238,14 @@ class Snapshot:
             if self.bound is not None:  # a step-start snapshot: the next one starts the step again
                 raise UnusableStepStart(f"step-start snapshot taken at {self.taken_at:.3f} holds {what}")
             raise MetricsUnavailable(f"the snapshot taken at {self.taken_at:.3f} holds {what}: not a count")
+        if TARGET_DOWN in groups:
+            if self.bound is not None:  # not kept by `restrict`; a snapshot persisted otherwise: its series only
+                return {sid: vals for sid, vals in groups.items() if sid != TARGET_DOWN}
+            down = sorted(groups[TARGET_DOWN])[:3]
+            raise NotCountable(f"the snapshot taken at {self.taken_at:.3f}: {'/'.join(ident)} has a scrape target "
+                               f"down (up == 0; instance {', '.join(down)}) whose series Prometheus held within the "
+                               f"hour and has no sample of now: what that pod serves, errors included, is in no "
+                               f"count ({fam.metric}); fix the scrape")
         return groups
 
     def restarted(self, fam: Family, ident: Ident, base: "Snapshot") -> frozenset[str]:
@@ -325,8 +339,9 @@ class Snapshot:
                 continue
             per = out[fam.key] = {}
             for i in {fam.ident(target, arm) for arm in q.ARMS}:
-                if got.get(i):
-                    per[i] = dict(got[i])  # the Values themselves are immutable: shared
+                kept = {sid: vals for sid, vals in (got.get(i) or {}).items() if sid != TARGET_DOWN}
+                if kept:
+                    per[i] = kept  # the Values themselves are immutable: shared
         return Snapshot.from_index(self.taken_at, out, Binding.of(target, step_started_at))
 
     def check_step_start(self, target: Target, *, step_started_at: float | None = None) -> "Snapshot":

@@ -338,3 +338,34 @@ def test_a_pod_scraped_twice_is_said_once_not_at_every_look(prom: Any) -> None:
             provider.measure(pol, pol.checks[0], _target("twice"), window_s=WINDOW_S, at=t0)
     said = [e for e in logs if e["event"] == "metrics.scraped_twice"]
     assert len(said) == 1 and said[0]["repeated"] == 0 and said[0]["instances"] == ["10.0.0.2"], said
+@pytest.mark.parametrize("check", [None, _LATENCY], ids=["error_rate", "latency"])
+def test_a_canary_pod_whose_scrape_is_down_is_not_read_as_no_errors_by_the_controller(prom: Any, check: Any) -> None:
+    """Decision 354 in the controller's batched snapshot (decision 364): pod c (50% errors) unscraped since before
+    the window, its last values out of the snapshot's 10 min lookback, pod b counted alone: 6,000 requests, 0 errors,
+    a pass. Now that arm is NotCountable (no verdict, never "Prometheus unreachable"), stable judged as before; the
+    step-start snapshot is still a step start (its marks are not kept), and a deleted pod is no target down."""
+    from canary.errors import NotCountable
+
+    server, t0 = prom
+    pol = _policy(check) if check else _policy()
+    t = _target("down")
+    base, now = _snapshots(server, t0, pol, t)
+    stable, canary = b.measure_delta(pol, pol.checks[0], t, now, base)
+    assert isinstance(canary, NotCountable), canary  # before: Counts(events=0, total=6000), or its histogram
+    assert "scrape target down (up == 0; instance 10.0.1.3:8000)" in str(canary), canary
+    assert not isinstance(stable, NoData), stable
+    from canary.analysis.judge import judge
+    from canary.model import Outcome
+
+    r = judge(pol, {pol.checks[0].name: (stable, canary)}, canary_weight=10, window_s=WINDOW_S, canary_version="v2").results[0]
+    assert r.outcome is Outcome.ERROR and not r.extra.get("unavailable") and "unrouted" not in r.extra, r
+    for fam in b.families(pol):  # the step-start snapshot: read as it was
+        base.groups(fam, fam.ident(t, "canary"))
+    batch = b.BatchMetrics(PrometheusProvider(server.url, retries=1, budget_s=3.0))
+    wants = [b.Want(pol, _target(m)) for m in ("down", "deleted", "pods", "gap")]
+    batch.snapshot(wants, at=t0)
+    assert batch.down_queries_last == 1  # one per label shape and chunk, whatever the rollouts
+    t = _target("deleted")
+    base, now = _snapshots(server, t0, pol, t)
+    _, canary = b.measure_delta(pol, pol.checks[0], t, now, base)
+    assert not isinstance(canary, NoData), canary

@@ -52,11 +52,15 @@ class FakeProm:
     def __init__(self, series: list[Sample] | None = None) -> None:
         self.series = series or []
         self.queries: list[str] = []
+        self.down: list[str] = []  # the target-down queries
         self.at = None
 
     def query(self, query: str, *, check: str = "", arm: str = "", at: float | None = None) -> Any:
-        self.queries.append(query)
         out: list[dict[str, Any]] = []
+        if query.startswith("count by ("):  # `BatchMetrics._down` (`down_queries_last`): no `up` here, none down
+            self.down.append(query)
+            return out
+        self.queries.append(query)
         if query.startswith("label_replace("):  # `Snapshot.restarted`: these series hold one sample each
             return out
         parts = query.split(" or last_over_time(")  # a family with `either`: one selector per matcher, or'ed
@@ -141,6 +145,7 @@ def test_a_model_name_cannot_inject_promql_or_widen_the_match() -> None:
     for query in fake.queries:
         assert _QUERY.match(query), query  # strict parse: the quote stayed inside its string
         assert "vector(1)" not in query.replace('or vector(1)#', '')
+    assert fake.down and all("vector(1)" not in query.replace('or vector(1)#', '') for query in fake.down)
     assert s.requests(pol, wide, "stable") == 7
     assert s.requests(pol, evil, "stable") == 6
     # every answered series belongs to one of the two wanted models
@@ -187,17 +192,20 @@ def wants(n: int) -> list[b.Want]:
 
 
 def test_query_count_is_independent_of_the_number_of_rollouts() -> None:
-    counts = {}
+    counts, downs = {}, {}
     for n in (3, 30, 1000):
         fake = FakeProm()
         batch = b.BatchMetrics(fake)  # type: ignore[arg-type]
         batch.snapshot(wants(n))
         counts[n] = batch.queries_last
         assert len(fake.queries) == batch.queries_last
+        downs[n] = batch.down_queries_last  # the target-down query: one per label shape (model, triton, istio)
+        assert len(fake.down) == batch.down_queries_last
     # model: requests, _count fallback, errors, latency and predictions (classic and native each),
     # features; istio: requests, errors, latency (classic and native); triton: success, failure (errors
     # are the failure counter); custom is not batched
     assert counts == {3: 14, 30: 14, 1000: 14}
+    assert downs == {3: 3, 30: 3, 1000: 3}
 
 
 def test_every_query_is_filtered_to_its_rollouts_and_chunked_by_model() -> None:
@@ -790,7 +798,8 @@ def test_a_snapshot_not_before_the_callers_clock_is_taken_at_prometheuss_now_or_
     assert s.taken_at == expect_at
     assert fake.asked_at[0] == ("time()", None)  # asked at Prometheus's own now
     assert [at for query, at in fake.asked_at[1:]] == [expect_at] * (len(fake.asked_at) - 1) and len(fake.asked_at) > 1
-    assert batch.clock_offset_last == 1000.0 - local and batch.queries_last == len(fake.asked_at)
+    assert batch.clock_offset_last == 1000.0 - local
+    assert batch.queries_last + batch.down_queries_last == len(fake.asked_at)
     batch.snapshot([b.Want(policy(), T)], at=5.0)  # an explicit time: no clock asked, no offset
     assert fake.asked_at[-1][1] == 5.0 and batch.clock_offset_last is None
     assert sum(1 for query, _ in fake.asked_at if query == "time()") == 1
