@@ -237,6 +237,9 @@ class Snapshot:
                     f"are from two moments; point canary at one replica, or at Thanos Query (README)")
             if self.bound is not None:  # a step-start snapshot: the next one starts the step again
                 raise UnusableStepStart(f"step-start snapshot taken at {self.taken_at:.3f} holds {what}")
+            if SCRAPED_TWICE in groups:  # Prometheus answered, whole: the arm's series count what it did not serve.
+                # Not "Prometheus unreachable" (a step so ends aborted, with those words): no verdict, as per rollout
+                raise NotCountable(f"the snapshot taken at {self.taken_at:.3f} holds {what}: not a count")
             raise MetricsUnavailable(f"the snapshot taken at {self.taken_at:.3f} holds {what}: not a count")
         if TARGET_DOWN in groups:
             if self.bound is not None:  # not kept by `restrict`; a snapshot persisted otherwise: its series only

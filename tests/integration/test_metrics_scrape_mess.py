@@ -18,7 +18,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from canary.errors import MetricsUnavailable, NoData
+from canary.errors import NoData
 from canary.metrics import batch as b
 from canary.metrics.prometheus import PrometheusProvider
 from canary.model import Counts, Target
@@ -184,12 +184,24 @@ def test_two_pods_of_one_job_are_counted_once_each_in_the_batched_snapshot(prom:
     assert isinstance(canary, Counts) and canary.total == pytest.approx(10 * WINDOW_S), canary
 
 
-def test_a_pod_scraped_by_two_jobs_is_not_twice_the_evidence_in_the_batched_snapshot(prom: Any) -> None:
+@pytest.mark.parametrize("check", [None, _LATENCY], ids=["error_rate", "latency"])
+def test_a_pod_scraped_by_two_jobs_is_not_twice_the_evidence_in_the_batched_snapshot(prom: Any, check: Any) -> None:
+    """The canary arm is NotCountable, the stable arm read as before (decision 365): it was MetricsUnavailable
+    for the whole check, judged "Prometheus unreachable" and, lasting to the deadline, aborted with those words."""
+    from canary.analysis.judge import judge
+    from canary.errors import NotCountable
+    from canary.model import Outcome
+
     server, t0 = prom
-    pol, t = _policy(), _target("twice")
+    pol, t = (_policy(check) if check else _policy()), _target("twice")
     base, now = _snapshots(server, t0, pol, t)
-    with pytest.raises(MetricsUnavailable, match="model_requests_total series of twice/v2 scraped by two jobs"):
-        b.measure_delta(pol, pol.checks[0], t, now, base)
+    stable, canary = b.measure_delta(pol, pol.checks[0], t, now, base)
+    assert isinstance(canary, NotCountable), canary
+    assert "series of twice/v2 scraped by two jobs" in str(canary) and "metrics.labels" in str(canary)
+    assert not isinstance(stable, NoData), stable
+    r = judge(pol, {pol.checks[0].name: (stable, canary)}, canary_weight=10, window_s=WINDOW_S,
+              canary_version="v2").results[0]
+    assert r.outcome is Outcome.ERROR and not r.extra.get("unavailable") and "unrouted" not in r.extra, r
 
 
 def test_a_pod_scraped_by_two_jobs_in_the_step_start_snapshot_starts_the_step_again(prom: Any) -> None:
