@@ -25,7 +25,7 @@ from canary.metrics.client import PREFIX_HINT, NotPrometheus, PrometheusClient, 
 from canary.metrics.native import INF_ONLY_HINT, inf_only, native_buckets
 from canary.metrics.query_plan import (FEATURE_ROLES, HISTOGRAM, HISTOGRAM_KINDS, ArmsNative, arms_histograms_query,
                                        arms_native_query, classic_buckets_query, one_query_of, query_plan, twice_parts,
-                                       request_plan)
+                                       twice_query_of, request_plan)
 from canary.model import Histogram, Target
 from canary.policy import LatencyCheck, Policy
 
@@ -80,7 +80,7 @@ def preflight(client: PrometheusClient, policy: Policy, target: Target) -> Prefl
             sent += 1
     combined: set[str] = set()  # what a look sends for an error_rate check: its parts (asked above) as one query
     for i, check in enumerate(policy.checks):  # and a feature_missing check's (decision 189)
-        query = one_query_of(policy, check, target, window_s=window)
+        query = one_query_of(policy, check, target, window_s=window) or twice_query_of(policy, check, target)
         if query is not None:
             if query not in combined:
                 client.ask(query, check=check.name, arm="", at=at, who=f"policy checks[{i}] {check.name!r}",

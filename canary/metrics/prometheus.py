@@ -36,7 +36,7 @@ from canary.metrics.client import PrometheusClient
 from canary.metrics.preflight import preflight as run_preflight
 from canary.metrics.query_plan import (HISTOGRAM, HISTOGRAM_KINDS, ONE_QUERY_KINDS, TWICE, UNSCRAPED, ArmsNative, Plan,
                                        arms_histograms_query, arms_native_query, arms_query, classic_buckets_query,
-                                       query_plan, request_plan, twice_parts)
+                                       query_plan, request_plan, twice_parts, twice_query_of)
 from canary.metrics.features import feature_counts
 from canary.metrics.native import (INF_ONLY_HINT, SHIFT_CELLS, NativeBuckets, combine, inf_only, native_buckets,
                                    observed)
@@ -85,7 +85,17 @@ class PrometheusProvider(PrometheusClient):
         if check.kind == "feature_missing":
             return self._missing_counts(plan, name, window_s, at, twice)
         per_arm = {"feature_drift": self._features, "custom": self._custom}[check.kind]
-        return arms_pair(lambda arm: per_arm(plan[arm], name, arm, window_s, at))
+        if not twice:  # custom: no parts (`twice_parts`)
+            return arms_pair(lambda arm: per_arm(plan[arm], name, arm, window_s, at))
+        pair: list[Any] = []
+        for arm in q.ARMS:  # each arm's NoData in its place; `_not_twice` raises when neither has data
+            try:
+                pair.append(per_arm(plan[arm], name, arm, window_s, at))
+            except NoData as exc:
+                pair.append(exc)
+        query = twice_query_of(policy, check, target) or q.one_answer(twice)
+        got = q.split_answer(self.query(query, check=name, at=at), twice)
+        return _not_twice((pair[0], pair[1]), got, twice, name)
 
     def request_counts(
         self, policy: Policy, target: Target, *, window_s: int, at: float | None = None, check: str = "request_counts"

@@ -92,7 +92,10 @@ def twice_parts(policy: Policy, check: Check, target: Target) -> dict[str, str]:
         names = (f"{base}_bucket", base, *p.requests)
     elif check.kind in ONE_QUERY_KINDS:
         names = p.requests + ((p.requests_fallback,) if p.requests_fallback else ())
-    else:
+    elif check.kind == "feature_drift":  # counts of feature values per arm: a pod read twice weighs twice, one
+        # down is out of the distribution (its requests too: the floor). Asked alone (`twice_query_of`)
+        names = (q.FEATURE_BUCKETS, q.FEATURE_CATEGORIES, q.FEATURE_MISSING, *p.requests)
+    else:  # custom: the author's PromQL, whose series and arithmetic (a ratio, a max) canary does not know
         return {}
     source = policy.source_of(check)
     out: dict[str, str] = {}
@@ -119,6 +122,16 @@ def one_query_of(policy: Policy, check: Check, target: Target, *, window_s: floa
     roles = ONE_QUERY_KINDS.get(check.kind)
     return None if roles is None else arms_query(query_plan(policy, check, target, window_s=window_s), roles,
                                                  twice_parts(policy, check, target))[0]
+
+
+def twice_query_of(policy: Policy, check: Check, target: Target) -> str | None:
+    """The ONE query a look of a feature_drift check sends for its `twice_parts` (its per-arm queries are
+    the feature roles, whose answers are not label-free sums: the parts travel alone); None for the other
+    kinds, whose queries carry them. Preflight asks it."""
+    if check.kind != "feature_drift":
+        return None
+    parts = twice_parts(policy, check, target)
+    return q.one_answer(parts) if parts else None
 
 
 def classic_buckets_query(histogram: str) -> tuple[str, dict[str, str]] | None:

@@ -32,10 +32,12 @@ WINDOW_S = 600
 
 
 def _arm(model: str, version: str, ok: float, bad: float, **labels: str) -> list[Series]:
-    """An arm's pod: its request counter, and its latency histogram (half under 50 ms, all under 100 ms)."""
+    """An arm's pod: its request counter, its latency histogram (half under 50 ms, all under 100 ms) and the drift
+    exporter's count of one categorical feature (`city`: all "paris")."""
     m = {"model_name": model, "model_version": version, **labels}
     return [_During("model_requests_total", {**m, "outcome": "success"}, ok),
             _During("model_requests_total", {**m, "outcome": "error"}, bad),
+            _During("model_feature_category_total", {**m, "feature": "city", "category": "paris"}, ok + bad),
             *histogram("model_inference_duration_seconds", m, [0.05, 0.1], [(ok + bad) / 2, (ok + bad) / 2, 0])]
 
 
@@ -92,7 +94,8 @@ def _target_down(model: str, t0: float, *, deleted: bool) -> list[Series]:
     end = t0 - WINDOW_S - 400
     m = {"model_name": model, "model_version": "v2", "job": "pods", "instance": f"{net}.3:8000"}
     out += [_During("model_requests_total", {**m, "outcome": "success"}, 5, until=end),
-            _During("model_requests_total", {**m, "outcome": "error"}, 5, until=end)]
+            _During("model_requests_total", {**m, "outcome": "error"}, 5, until=end),
+            _During("model_feature_category_total", {**m, "feature": "city", "category": "lyon"}, 10, until=end)]
     out += [_During("model_inference_duration_seconds_bucket", {**m, "le": le}, n, until=end)
             for le, n in (("0.05", 0), ("0.1", 0), ("+Inf", 10))]  # all of them slower than 100 ms
     for instance in (f"{net}.1:8000", f"{net}.2:8000"):
@@ -381,3 +384,36 @@ def test_a_canary_pod_whose_scrape_is_down_is_not_read_as_no_errors_by_the_contr
     base, now = _snapshots(server, t0, pol, t)
     _, canary = b.measure_delta(pol, pol.checks[0], t, now, base)
     assert not isinstance(canary, NoData), canary
+
+
+_DRIFT = {"name": "inputs", "kind": "feature_drift", "max_psi": 0.2}
+
+
+@pytest.mark.parametrize("model", ["twice", "down"])
+def test_a_feature_drift_arm_scraped_twice_or_with_a_target_down_cannot_be_counted(prom: Any, model: str) -> None:
+    """feature_drift counts feature values per arm (decision 366): a pod read by two jobs weighs twice in the canary's
+    distribution (and its requests, the floor, count twice); a pod whose scrape is down (its values all "lyon") is
+    out of it, the canary read as the stable's all "paris". Both read as a FeatureCounts before; NotCountable now,
+    the stable arm as before, and preflight asks what the look asks."""
+    from canary.errors import NotCountable
+    from canary.model import FeatureCounts
+
+    server, t0 = prom
+    pol = _policy(_DRIFT)
+    stable, canary = _measure(server, t0, pol, model)
+    assert isinstance(stable, FeatureCounts), stable
+    assert isinstance(canary, NotCountable), canary
+    assert ("scraped by two jobs" if model == "twice" else "scrape target down") in str(canary), canary
+    _, canary = _measure(server, t0, pol, "pods")  # two pods of one job: counted once each
+    assert isinstance(canary, FeatureCounts) and canary.categorical["city"]["paris"] == pytest.approx(
+        10 * WINDOW_S, rel=0.02), canary
+    from canary.metrics.query_plan import twice_query_of
+
+    class Asked(PrometheusProvider):
+        def ask(self, query: str, **kw: Any) -> Any:
+            asked.append(query)
+            return super().ask(query, **kw)
+
+    asked: list[str] = []
+    Asked(server.url, retries=1, budget_s=3.0).preflight(pol, _target(model))
+    assert twice_query_of(pol, pol.checks[0], _target(model)) in asked
