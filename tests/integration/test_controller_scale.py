@@ -207,12 +207,14 @@ def test_every_look_is_served_by_the_batched_snapshot_however_long_the_tick(worl
         create(custom, i, v)
     per_tick: list[int] = []
     restarts_per_tick: list[int] = []  # `Snapshot.restarted` at the looks: per family and window start
+    downs_per_tick: list[int] = []  # the target-down query: one per label shape and chunk (decision 364)
     for _ in range(40):
         before = len(recording.queries)
         op.tick()
         asked = recording.queries[before:]
         restarts_per_tick.append(sum(q.startswith("label_replace(") for q in asked))
-        per_tick.append(len(asked) - restarts_per_tick[-1])
+        downs_per_tick.append(sum(q.startswith("count by (") for q in asked))  # `BatchMetrics._down`
+        per_tick.append(len(asked) - restarts_per_tick[-1] - downs_per_tick[-1])
         if all(status(custom, f"r{i}").get("phase") in rl.TERMINAL for i in versions):
             break
         clock.t += 1.0  # time passes between ticks too: a tick with no look due takes no snapshot
@@ -223,6 +225,7 @@ def test_every_look_is_served_by_the_batched_snapshot_however_long_the_tick(worl
         crd.parse(fleet.rollout_object(0, "v2")).policy, crd.parse(fleet.rollout_object(0, "v2")).target)]))
     assert max(per_tick) <= families + 1  # one query per family and `time()`, whatever the number of rollouts
     assert max(restarts_per_tick) <= families  # the rollouts' steps start at one snapshot: one window start
+    assert max(downs_per_tick) == 1  # one label shape, one chunk: whatever the number of rollouts
     assert all("model_name=~" in q for q in recording.queries if q != "time()")  # never the whole mesh
 
 
