@@ -102,6 +102,7 @@ class Want:
 @dataclass
 class _Group:
     idents: set[Ident] = field(default_factory=set)
+    canary: set[Ident] = field(default_factory=set)  # the canary arms among them (`_down` marks those only)
 
 
 class BatchMetrics:
@@ -241,22 +242,24 @@ class BatchMetrics:
 
     def _down(self, planned: list[tuple[Family, _Group, dict[str, set[str]], str]],
               index: dict[str, dict[Ident, dict[str, dict[str, float]]]], at: float) -> int:
-        """Marks `TARGET_DOWN` every rollout arm one of whose scrape targets is down now (`up == 0`: the pod still
-        discovered, so still serving) while Prometheus held its series within the hour and has no sample of
+        """Marks `TARGET_DOWN` every canary arm, with series in this snapshot, one of whose scrape targets is down
+        now (`up == 0`) while Prometheus held its series within the hour and has no sample of
         them now (`queries.unscraped_query`, what a per-rollout look asks: decision 354): its families' sums
         hold the other pods alone (a canary with a healthy pod and one failing half its requests, unscraped,
         passed). ONE query per label shape (the families' rollout labels and constant matchers) and chunk,
         whatever the rollouts, over every metric of those families (a classic histogram's `_count` for its
         buckets: one series per pod, not one per bucket). A partial answer marks nothing (decision 106 keeps
         a store's outage to the families it answered in part): the down target is then unseen, as before.
-        Returns the queries it sent."""
+        Not a stable arm: a stable pod down is most often not Ready and sent nothing, and one that serves unseen
+        weighs against the canary, never for it; not a canary arm with no series left (every pod gone): that is
+        the unrouted breach, which a NotCountable arm never is (decision 370). Returns the queries it sent."""
         shapes: dict[tuple[Any, ...], tuple[dict[str, set[str]], list[tuple[Family, set[Ident]]], set[str]]] = {}
         for fam, group, filters, _ in planned:
             if not fam.by:
                 continue  # no rollout labels: nothing tells its arms apart
             key = (fam.by, fam.constant, tuple(sorted((k, tuple(sorted(v))) for k, v in filters.items())))
             _, fams, names = shapes.setdefault(key, (filters, [], set()))
-            fams.append((fam, chunk_idents(fam, group.idents, filters)))
+            fams.append((fam, chunk_idents(fam, group.idents, filters) & group.canary))
             bucket = fam.extra == "le" and fam.metric.endswith("_bucket")
             names.add(fam.metric[:-len("_bucket")] + "_count" if bucket else fam.metric)
         sent = 0
@@ -279,8 +282,9 @@ class BatchMetrics:
                 raise MetricsUnavailable(f"batch: malformed answer; query: {query}") from exc
             for ident, instances in sorted(down.items()):
                 marked = False
-                for fam, idents in fams:
-                    if ident in idents:
+                for fam, idents in fams:  # a canary arm that still has series in the snapshot: one whose every
+                    # pod is gone has none, and is the unrouted rule's (decision 370)
+                    if ident in idents and any(not sid.startswith("!") for sid in index.get(fam.key, {}).get(ident, {})):
                         index.setdefault(fam.key, {}).setdefault(ident, {})[TARGET_DOWN] = dict.fromkeys(
                             sorted(instances), 1.0)
                         marked = True
@@ -369,6 +373,8 @@ def _group(wants: Iterable[Want]) -> dict[Family, _Group]:
             for arm in q.ARMS:
                 ident = fam.ident(want.target, arm)
                 g.idents.add(ident)
+                if arm == "canary":
+                    g.canary.add(ident)
     return groups
 
 

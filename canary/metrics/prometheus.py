@@ -95,7 +95,7 @@ class PrometheusProvider(PrometheusClient):
                 pair.append(exc)
         query = twice_query_of(policy, check, target) or q.one_answer(twice)
         got = q.split_answer(self.query(query, check=name, at=at), twice)
-        return _not_twice((pair[0], pair[1]), got, twice, name)
+        return _not_twice((pair[0], pair[1]), got, twice, name, self._quiet)
 
     def request_counts(
         self, policy: Policy, target: Target, *, window_s: int, at: float | None = None, check: str = "request_counts"

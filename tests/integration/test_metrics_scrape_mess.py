@@ -417,3 +417,27 @@ def test_a_feature_drift_arm_scraped_twice_or_with_a_target_down_cannot_be_count
     asked: list[str] = []
     Asked(server.url, retries=1, budget_s=3.0).preflight(pol, _target(model))
     assert twice_query_of(pol, pol.checks[0], _target(model)) in asked
+
+
+def test_the_controller_reads_a_stable_pod_down_and_a_canary_with_every_pod_gone_as_per_rollout(prom: Any) -> None:
+    """Decision 370 in the batched snapshot (decision 364 marked every arm): a stable pod down that serves nothing
+    made the stable arm NotCountable (every relative check ERROR, a good canary rolled back "no verdict"); a canary
+    whose every pod is gone was NotCountable, which the unrouted rule skips. Now the stable arm is read, and the
+    empty canary arm is plain NoData, the unrouted breach."""
+    from canary.analysis.judge import judge
+    from canary.errors import NotCountable
+    from canary.model import Outcome
+
+    server, t0 = prom
+    pol = _policy()
+    t = _target("stabledown")
+    base, now = _snapshots(server, t0, pol, t)
+    stable, canary = b.measure_delta(pol, pol.checks[0], t, now, base)
+    assert not isinstance(stable, NoData) and not isinstance(canary, NoData), (stable, canary)
+    t = _target("gone")
+    base, now = _snapshots(server, t0, pol, t)
+    stable, canary = b.measure_delta(pol, pol.checks[0], t, now, base)
+    assert isinstance(canary, NoData) and not isinstance(canary, NotCountable), canary
+    r = judge(pol, {pol.checks[0].name: (stable, canary)}, canary_weight=10, window_s=WINDOW_S,
+              canary_version="v2").results[0]
+    assert r.outcome is Outcome.FAIL and "unrouted" in r.extra, r
