@@ -91,6 +91,10 @@ class DriftWatcher:
         self._down_seen: float | None = None
         self._outage_rec: dict[str, Any] | None = None
         self._outage_synced: dict[str, Any] | None = None
+        # per state key: since when a run of `_failing` that lasted PROMETHEUS_DOWN_TELL_S, told to people
+        # (`drift.live_data_unreadable`), has lasted, until its end is told (`drift.live_data_readable`); stored in
+        # the outage record (OUTAGE_KEY's "unreadable"), so a restart or a new leader tells the end, not the start again
+        self._unread_told: dict[str, float] = {}
         self.core, self.batch = core_api, batch_api
         self.job_template, self.retrain_webhook, self.notifier = job_template, retrain_webhook, notifier
         self.clock, self._post = clock, post or _post_json
@@ -131,7 +135,9 @@ class DriftWatcher:
         # a Prometheus outage an earlier process (or leader) saw and perhaps told people of (`_outage_news`)
         self._outage_rec, self._outage_synced = outage, outage
         self._down_since, self._down_told, self._down_seen = (
-            (outage["down_since"], outage["told"], outage["seen"]) if outage else (None, False, None))
+            (outage["down_since"], outage["told"], outage["seen"]) if outage and "down_since" in outage
+            else (None, False, None))
+        self._unread_told = dict(outage.get("unreadable", {})) if outage else {}
 
     def once(self, *, keep_going: Callable[[], str] | None = None,
              interval_s: float | None = None, act_stored: bool = False) -> list[dict[str, Any]]:
@@ -220,7 +226,8 @@ class DriftWatcher:
         `drift.profile_check_restored` or `drift.live_data_back` ended a warning said of the removed one. Its
         monitor state (episode, hysteresis) is the stored truth and is kept (decision 336)."""
         watched = {_key(p, self.namespace) for p in self.profiles}
-        for said in (self._foreign, self._unread, self._unmeasured, self._few, self.last, self._failing):
+        for said in (self._foreign, self._unread, self._unmeasured, self._few, self.last, self._failing,
+                     self._unread_told):
             for key in [k for k in said if k not in watched]:
                 del said[key]
         for key in [k for k in self._gauged if k not in watched]:
@@ -290,8 +297,11 @@ class DriftWatcher:
     def _store_outage(self) -> None:
         """Store the outage record with the states (`_outage_news`); a failed write is said and tried again at
         the next pass (the record is also written with the next state that is)."""
-        self._outage_rec = (None if self._down_since is None else
-                            {"down_since": self._down_since, "told": self._down_told, "seen": self._down_seen})
+        rec: dict[str, Any] = ({} if self._down_since is None else
+                               {"down_since": self._down_since, "told": self._down_told, "seen": self._down_seen})
+        if self._unread_told:  # the told runs of unreadable live data (`_unreadable_news`)
+            rec["unreadable"] = dict(self._unread_told)
+        self._outage_rec = rec or None
         if self.store is None or self._outage_rec == self._outage_synced or self._store_down is not None:
             return
         try:
@@ -438,23 +448,62 @@ class DriftWatcher:
             self._failing[key] = (was[0], was[1], was[2] + 1)
             log.debug("drift.still_unmeasured", model=model, version=version, namespace=ns, error=error,
                       evaluations=was[2] + 1, since=was[1])
-            return
-        self._failing[key] = ((*was[0], kind) if was else (kind,), was[1] if was else now, was[2] + 1 if was else 1)
-        if refused:
-            log.error("drift.prometheus_refused", model=model, version=version, namespace=ns, error=error)
         else:
-            log.warning("drift.unmeasured", model=model, version=version, namespace=ns, error=error)
+            # a run told before a restart (stored) goes on from its stored start
+            self._failing[key] = ((*was[0], kind) if was else (kind,),
+                                  was[1] if was else self._unread_told.get(key, now), was[2] + 1 if was else 1)
+            if refused:
+                log.error("drift.prometheus_refused", model=model, version=version, namespace=ns, error=error)
+            else:
+                log.warning("drift.unmeasured", model=model, version=version, namespace=ns, error=error)
+        self._unreadable_news(key, error, model, version, ns, now)
+
+    def _unreadable_news(self, key: str, error: str, model: str, version: str, ns: str, now: float) -> None:
+        """People hear of a run of `_unreadable` evaluations that lasted PROMETHEUS_DOWN_TELL_S
+        (`drift.live_data_unreadable`: the log and the notifications), once; its end, `drift.live_data_readable`
+        (`_read_again`). It was a log line only: a model whose drift was not measured for a day, Prometheus
+        answering all along (so no `drift.prometheus_down`), was watched by nobody. Evaluations skipped by a
+        Prometheus down neither count nor end the run (that outage is `drift.prometheus_down`'s)."""
+        _, since, n = self._failing[key]
+        if key in self._unread_told or now - since < PROMETHEUS_DOWN_TELL_S:
+            return
+        self._unread_told[key] = since
+        at = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(since))
+        message = (f"{model} {version} in namespace {ns}: its live data could not be read for "
+                   f"{_about(now - since)} ({n} evaluation{'' if n == 1 else 's'} since {at}, every one failed) "
+                   f"while Prometheus answers: its drift is not measured, so a drift now is not seen and no "
+                   f"retraining starts; last error: {error[:400]}")
+        log.warning("drift.live_data_unreadable", model=model, version=version, namespace=ns, since=since,
+                    evaluations=n, error=error, message=message)
+        self._tell_model("drift.live_data_unreadable", message, model, version, ns, now)
+
+    def _tell_model(self, event: str, message: str, model: str, version: str, ns: str, now: float) -> None:
+        """One baseline's watcher alert, notified (no Kubernetes Event, as `_tell`'s: a watcher's fault)."""
+        if self.notifier is not None:
+            self.notifier.notify(event.replace(".", "_"), {
+                "model": model, "namespace": ns, "rollout": model, "stable_version": version,
+                "canary_version": "", "weights": None, "reason": message, "evidence": [], "at": now})
 
     def _read_again(self, key: str, model: str, version: str, ns: str, now: float) -> None:
         """The live data were read after a `drift.unmeasured` run (`_unreadable`): said once."""
         was = self._failing.pop(key, None)
-        if was is None:
+        told = self._unread_told.pop(key, None)
+        if was is None and told is None:
             return
+        if was is None:  # a run told before this process started (stored), read at its first evaluation here
+            was = ((), told, 0)
         n = was[2]
+        count = (f"{n} evaluation{'' if n == 1 else 's'}" if was[0] else "evaluations of an earlier watcher")
+        message = (f"{model} {version}: the live data are read again, after {count} over about "
+                   f"{_about(max(now - was[1], 0.0))} that could not read them (nothing was decided by those)")
+        if told is not None:  # told to people: its end is told too, said by it alone
+            message = f"{message}; namespace {ns}: drift is measured again"
+            log.info("drift.live_data_readable", model=model, version=version, namespace=ns, evaluations=n,
+                     since=was[1], message=message)
+            self._tell_model("drift.live_data_readable", message, model, version, ns, now)
+            return
         log.info("drift.readable_again", model=model, version=version, namespace=ns, evaluations=n, since=was[1],
-                 message=f"{model} {version}: the live data are read again, after {n} "
-                         f"evaluation{'' if n == 1 else 's'} over about {_about(max(now - was[1], 0.0))} that could "
-                         f"not read them (nothing was decided by those)")
+                 message=message)
 
     def _gauges(self, prof: Mapping[str, Any], result: Any, ns: str) -> None:
         """This evaluation's gauges, for every profiled feature: what was not measured (Prometheus down, live
@@ -977,11 +1026,22 @@ def _outage_record(raw: Any) -> dict[str, Any] | None:
     decision: a malformed one is counted again from the next pass rather than refusing the state)."""
     if not isinstance(raw, dict):
         return None
+
+    def _t(t: Any) -> bool:
+        return isinstance(t, (int, float)) and not isinstance(t, bool) and math.isfinite(t)
+
+    rec: dict[str, Any] = {}
     since, seen, told = raw.get("down_since"), raw.get("seen"), raw.get("told")
-    if not all(isinstance(t, (int, float)) and not isinstance(t, bool) and math.isfinite(t) for t in (since, seen)) \
-            or not isinstance(told, bool):
-        return None
-    return {"down_since": float(since), "told": told, "seen": float(seen)}
+    if _t(since) and _t(seen) and isinstance(told, bool):
+        rec = {"down_since": float(since), "told": told, "seen": float(seen)}
+    # the baselines whose unreadable live data were told to people, and since when (`_unreadable_news`); an older
+    # canary reads a record without the outage's fields as none, and drops this
+    unread = raw.get("unreadable")
+    if isinstance(unread, dict):
+        kept = {str(k): float(v) for k, v in unread.items() if isinstance(k, str) and _t(v)}
+        if kept:
+            rec["unreadable"] = kept
+    return rec or None
 
 
 def _post_json(url: str, body: dict) -> int:

@@ -404,8 +404,8 @@ def test_a_baselines_unreadable_live_data_are_said_once_and_their_return_too(ser
     port = int(served.prom.url.rsplit(":", 1)[1])
     proxy = BlackholeProxy("127.0.0.1", port).start()
     try:
-        reg = CollectorRegistry()
-        watcher = _watcher(PrometheusClient(proxy.url, timeout_s=1.0), reg, served)
+        reg = CollectorRegistry()  # a clock that stands still: a run shorter than its told hour (below)
+        watcher = _watcher(PrometheusClient(proxy.url, timeout_s=1.0), reg, served, clock=lambda: 2_000_000_000.0)
         proxy.hold_only = lambda line: b"o1%22" in line  # o1's queries (model_name="o1"), never vector(1)
         said, errors = [], []
         for answer in ("ok", fault, fault, 422, 422, fault, "ok", "ok"):
@@ -487,7 +487,7 @@ def test_refused_access_to_prometheus_is_said_as_such_once_and_its_end_too(serve
     proxy = BlackholeProxy("127.0.0.1", port).start()
     try:
         client = PrometheusClient(proxy.url, timeout_s=0.5, budget_s=1.0, retries=2, backoff_s=0.05)
-        watcher = _watcher(client, CollectorRegistry(), served)
+        watcher = _watcher(client, CollectorRegistry(), served, clock=lambda: 2_000_000_000.0)  # under the hour
         proxy.answer = status
         said = []
         for refused in (False, True, True, False, False):
@@ -500,5 +500,109 @@ def test_refused_access_to_prometheus_is_said_as_such_once_and_its_end_too(serve
                 why = [e["error"] for e in logs if e["event"] == "drift.prometheus_refused"]
                 assert len(why) == 4 and ("credentials" in why[0] if status != 404 else "path prefix" in why[0]), why
         assert said == [[], ["drift.prometheus_refused"], [], ["drift.readable_again"], []], said
+    finally:
+        proxy.stop()
+
+
+@pytest.mark.parametrize("fault", [503, None, 422, 403], ids=["http-503", "timeout", "http-422", "refused-403"])
+def test_a_baselines_live_data_unreadable_for_an_hour_are_told_to_people_once_and_their_return_too(
+        served: SimpleNamespace, fault: int | None) -> None:
+    """One baseline's live-data queries failing while Prometheus answers (a real Prometheus behind a proxy that
+    answers o1's queries with a 5xx, a 422 or a 403, or holds them past the client's timeout): decision 337 said it
+    in the log once, and no one was ever notified, unlike a Prometheus down for an hour: a model not measured for a
+    day was watched by nobody. Now after an hour of failed evaluations: `drift.live_data_unreadable`, the log and
+    the notifications, once, naming the model, version, namespace, since when, the error; read again:
+    `drift.live_data_readable`, notified, once. Prometheus wholly down for hours tells only `drift.prometheus_down`
+    (the test's clock; the notification receiver a real HTTP server on 127.0.0.1)."""
+    from canary.notify import Notifier
+    from tests.support.http import receiving
+
+    port = int(served.prom.url.rsplit(":", 1)[1])
+    proxy = BlackholeProxy("127.0.0.1", port).start()
+    t = [2_000_000_000.0]  # 2033-05-18 03:33:20 UTC
+    try:
+        with receiving() as (hook, notes):
+            notifier = Notifier(webhooks=[f"{hook}/hook"], retries=0)
+            client = PrometheusClient(proxy.url, timeout_s=0.5, budget_s=1.0, retries=2, backoff_s=0.05)
+            watcher = _watcher(client, CollectorRegistry(), served, clock=lambda: t[0], notifier=notifier)
+            said = []
+            # every 20 min: read at 0, o1 failing from 20 min (60 min later, told: once), read again at 2 h, then
+            # all of Prometheus down for 2 h (its own `drift.prometheus_down`, never o1's), then answering
+            for o1_fails, down in ((False, False), *[(True, False)] * 5, (False, False), (False, False),
+                                   *[(False, True)] * 7, (False, False)):
+                proxy.blackhole, proxy.answer = o1_fails or down, 503 if down else fault
+                proxy.hold_only = None if down else (lambda line: b"o1%22" in line)  # model_name="o1", not vector(1)
+                with capture_logs() as logs:
+                    watcher.once()
+                t[0] += 1_200
+                said.append([e for e in logs if e["event"] in (
+                    "drift.live_data_unreadable", "drift.live_data_readable", "drift.readable_again",
+                    "drift.prometheus_down", "drift.prometheus_back")])
+                assert not [e for e in logs if e["event"] in ("drift.started", "drift.evaluation_failed")], logs
+            assert notifier.close(timeout=10)
+        events = [[e["event"] for e in s] for s in said]
+        assert events == [[], [], [], [], ["drift.live_data_unreadable"], [], ["drift.live_data_readable"], [],
+                          [], [], [], ["drift.prometheus_down"], [], [], [], ["drift.prometheus_back"]], events
+        told, back = said[4][0], said[6][0]
+        assert (told["model"], told["version"], told["namespace"]) == ("o1", "v1", "prod")
+        assert told["since"] == 2_000_001_200.0 and told["evaluations"] == 4
+        assert "o1 v1 in namespace prod: its live data could not be read for 60 min" in told["message"], told
+        assert "4 evaluations since 2033-05-18 03:53 UTC" in told["message"], told
+        assert ("credentials" in told["error"] if fault == 403 else
+                str(fault) in told["error"] if fault else "timed out" in told["error"]), told
+        assert "read again, after 5 evaluations over about 1.7 h" in back["message"], back
+        assert [(n["event"], n.get("model"), n.get("stable_version")) for n in notes] == [
+            ("drift_live_data_unreadable", "o1", "v1"), ("drift_live_data_readable", "o1", "v1"),
+            ("drift_prometheus_down", "", ""), ("drift_prometheus_back", "", "")], notes
+        assert notes[0]["reason"] == told["message"][:len(notes[0]["reason"])]
+    finally:
+        proxy.stop()
+
+
+def test_unreadable_live_data_told_before_a_restart_have_their_end_told_by_the_next_watcher(
+        served: SimpleNamespace, tmp_path: Any) -> None:
+    """`drift.live_data_unreadable` told, then the watcher restarted (same state file): kept in the process, the
+    next watcher counted a new hour, told it again, and never told its end (the last notification stayed
+    "unreadable"). It is stored with the Prometheus outage record: the next watcher tells neither the start again
+    nor forgets its end (`drift.live_data_readable`, notified once)."""
+    import json
+
+    from canary.notify import Notifier
+    from tests.support.http import receiving
+
+    port = int(served.prom.url.rsplit(":", 1)[1])
+    proxy = BlackholeProxy("127.0.0.1", port).start()
+    t = [2_000_000_000.0]
+    state = tmp_path / "state.json"
+    try:
+        with receiving() as (hook, notes):
+            def watcher() -> DriftWatcher:
+                client = PrometheusClient(proxy.url, timeout_s=0.5, budget_s=1.0, retries=2, backoff_s=0.05)
+                return _watcher(client, CollectorRegistry(), served, clock=lambda: t[0], state_file=state,
+                                notifier=Notifier(webhooks=[f"{hook}/hook"], retries=0))
+
+            proxy.blackhole, proxy.answer = True, 503
+            proxy.hold_only = lambda line: b"o1%22" in line
+            first = watcher()
+            for _ in range(4):  # failing at 0, 20, 40, 60 min: told at 60
+                first.once()
+                t[0] += 1_200
+            assert first.notifier.close(timeout=10)
+            assert json.loads(state.read_text())["prometheus"] == {"unreadable": {"o1/v1": 2_000_000_000.0}}
+            second = watcher()  # restarted
+            with capture_logs() as logs:
+                for _ in range(4):  # still failing for another hour: not told again
+                    second.once()
+                    t[0] += 1_200
+                proxy.blackhole = False
+                second.once()  # read again: its end told
+                second.once()
+            assert second.notifier.close(timeout=10)
+        said = [e for e in logs if e["event"] in ("drift.live_data_unreadable", "drift.live_data_readable",
+                                                  "drift.readable_again")]
+        assert [e["event"] for e in said] == ["drift.live_data_readable"], said
+        assert "over about 2.7 h" in said[0]["message"], said
+        assert [n["event"] for n in notes] == ["drift_live_data_unreadable", "drift_live_data_readable"], notes
+        assert "prometheus" not in json.loads(state.read_text())  # nothing left to tell
     finally:
         proxy.stop()
