@@ -95,6 +95,7 @@ class DriftWatcher:
         # (`drift.live_data_unreadable`), has lasted, until its end is told (`drift.live_data_readable`); stored in
         # the outage record (OUTAGE_KEY's "unreadable"), so a restart or a new leader tells the end, not the start again
         self._unread_told: dict[str, float] = {}
+        self._inherited: set[str] = set()  # the state keys whose run here goes on with a stored told one
         self.core, self.batch = core_api, batch_api
         self.job_template, self.retrain_webhook, self.notifier = job_template, retrain_webhook, notifier
         self.clock, self._post = clock, post or _post_json
@@ -230,6 +231,7 @@ class DriftWatcher:
                      self._unread_told):
             for key in [k for k in said if k not in watched]:
                 del said[key]
+        self._inherited &= watched
         for key in [k for k in self._gauged if k not in watched]:
             self._ungauge(*self._gauged.pop(key))
 
@@ -450,6 +452,8 @@ class DriftWatcher:
                       evaluations=was[2] + 1, since=was[1])
         else:
             # a run told before a restart (stored) goes on from its stored start
+            if was is None and key in self._unread_told:
+                self._inherited.add(key)
             self._failing[key] = ((*was[0], kind) if was else (kind,),
                                   was[1] if was else self._unread_told.get(key, now), was[2] + 1 if was else 1)
             if refused:
@@ -493,7 +497,13 @@ class DriftWatcher:
         if was is None:  # a run told before this process started (stored), read at its first evaluation here
             was = ((), told, 0)
         n = was[2]
-        count = (f"{n} evaluation{'' if n == 1 else 's'}" if was[0] else "evaluations of an earlier watcher")
+        # a run told before this process started: its evaluations here, and an earlier watcher's before them
+        count = f"{n} evaluation{'' if n == 1 else 's'}"
+        if not was[0]:
+            count = "evaluations of an earlier watcher"
+        elif key in self._inherited:
+            count += " here and an earlier watcher's"
+        self._inherited.discard(key)
         message = (f"{model} {version}: the live data are read again, after {count} over about "
                    f"{_about(max(now - was[1], 0.0))} that could not read them (nothing was decided by those)")
         if told is not None:  # told to people: its end is told too, said by it alone

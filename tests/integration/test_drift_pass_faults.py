@@ -601,7 +601,7 @@ def test_unreadable_live_data_told_before_a_restart_have_their_end_told_by_the_n
         said = [e for e in logs if e["event"] in ("drift.live_data_unreadable", "drift.live_data_readable",
                                                   "drift.readable_again")]
         assert [e["event"] for e in said] == ["drift.live_data_readable"], said
-        assert "over about 2.7 h" in said[0]["message"], said
+        assert "after 4 evaluations here and an earlier watcher's over about 2.7 h" in said[0]["message"], said
         assert [n["event"] for n in notes] == ["drift_live_data_unreadable", "drift_live_data_readable"], notes
         assert "prometheus" not in json.loads(state.read_text())  # nothing left to tell
     finally:
