@@ -608,7 +608,7 @@ class DriftWatcher:
                 log.info("drift.live_data_back", **who, features=before[0], window_s=window,
                          message=f"{who['model']} {who['version']}: {names} compared again (without live data, or "
                                  f"with too few values, before): "
-                                 + (f"the verdict covers the whole profile again" if not gone else
+                                 + ("the verdict covers the whole profile again" if not gone else
                                     f"{', '.join(sorted(gone))} still not arriving (drift.features_missing)"))
             return
         unseen = [name for name in absent if name not in few]
