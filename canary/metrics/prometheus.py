@@ -450,8 +450,9 @@ def _say(quiet: Throttle | None, event: str, *, check: str, arm: str, instances:
 
 
 def _twice_instances(series: list[object], *, at_least: float = 2) -> set[str]:
-    """The targets a `queries.scraped_twice_query` (or `unscraped_query`: `at_least=1`) answer names: series
-    with an `instance` and a count of at least `at_least` (anything else is no such answer)."""
+    """The targets a `queries.scraped_twice_query` (hosts, `queries.HOST_LABEL`) or `unscraped_query` (`instance`s,
+    `at_least=1`) answer names: series with one and a count of at least `at_least` (anything else is no such
+    answer)."""
     out: set[str] = set()
     for s in series:
         metric = s.get("metric") if isinstance(s, dict) else None
@@ -460,8 +461,9 @@ def _twice_instances(series: list[object], *, at_least: float = 2) -> set[str]:
             jobs = float(value[1]) if isinstance(value, list) and len(value) == 2 else 0.0
         except (TypeError, ValueError):
             jobs = 0.0
-        if isinstance(metric, dict) and metric.get("instance") and jobs >= at_least:
-            out.add(str(metric["instance"]))
+        where = metric.get(q.HOST_LABEL) or metric.get("instance") if isinstance(metric, dict) else None
+        if where and jobs >= at_least:
+            out.add(str(where))
     return out
 
 

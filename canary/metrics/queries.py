@@ -321,6 +321,9 @@ def requests_query(p: Preset, sel: str, window_s: float) -> str:
 _ONE_PER_HISTOGRAM = 'le=~"([+]?[Ii]nf(inity)?)?"'
 
 
+HOST_LABEL = "canary_host"  # `scraped_twice_query`'s answer: a target's host, its `instance` without the port
+
+
 def scraped_twice_query(metrics: Iterable[str], sel: str) -> str:
     """The scrape targets of one arm, by host (`instance` without its port), that two or more scrape jobs read now:
     a pod scraped by a ServiceMonitor and by the `prometheus.io/scrape` annotation job is in Prometheus twice,
@@ -331,8 +334,11 @@ def scraped_twice_query(metrics: Iterable[str], sel: str) -> str:
     sharing a host (hostNetwork) read by two jobs would be named too."""
     names = "|".join(metrics)
     inner = _with(_with(_with(sel, f'__name__=~"{names}"'), 'instance!=""'), _ONE_PER_HISTOGRAM)
-    host = f'label_replace({inner}, "instance", "$1", "instance", "(.+?)(:[0-9]+)?")'
-    return f"count by (instance) (count by (instance, job) ({host})) > 1"
+    # the host into a label of its own: written over `instance`, two targets of one host (two containers of a pod
+    # on two ports, hostNetwork pods) made two series with one label set, which Prometheus refuses (422: "vector
+    # cannot contain metrics with the same labelset"), and the whole look's query with it
+    host = f'label_replace({inner}, "{HOST_LABEL}", "$1", "instance", "(.+?)(:[0-9]+)?")'
+    return f"count by ({HOST_LABEL}) (count by ({HOST_LABEL}, job) ({host})) > 1"
 
 
 def unscraped_query(metrics: Iterable[str], sel: str, *, seen_s: float = 3600, by: Iterable[str] = ()) -> str:

@@ -137,6 +137,14 @@ def _merged(model: str) -> list[Series]:
     return out + _arm(model, "v2", 9.9, 0.1, job="kubernetes-pods", instance="10.0.6.2:15020")
 
 
+def _one_host(model: str) -> list[Series]:
+    """Canary v2's two targets on one host, two ports, one job (two containers of a pod, or hostNetwork pods)."""
+    out = _arm(model, "v1", 99, 1, job="pods", instance="10.0.7.1:8000")
+    for instance in ("10.0.7.2:8000", "10.0.7.2:8001"):
+        out += _arm(model, "v2", 4.95, 0.05, job="pods", instance=instance)
+    return out
+
+
 def _two_pods(model: str) -> list[Series]:
     """The control: canary v2 with two pods of one job (two instances), 5 req/s each."""
     out = _arm(model, "v1", 99, 1, job="pods", instance="10.0.0.1:8000")
@@ -151,7 +159,7 @@ def prom(prometheus_binary: str) -> Iterator[tuple[PromServer, float]]:
     t0 = start + 3600
     series = _scraped_twice("twice") + _two_pods("pods") + _scrape_gap("gap", t0)
     series += _target_down("down", t0, deleted=False) + _target_down("deleted", t0, deleted=True)
-    series += _stable_pod_down("stabledown", t0) + _canary_gone("gone", t0) + _merged("merged")
+    series += _stable_pod_down("stabledown", t0) + _canary_gone("gone", t0) + _merged("merged") + _one_host("onehost")
     server = PromServer(history=_openmetrics(series, start=start, end=end), binary=prometheus_binary)
     server.start()
     try:
@@ -441,3 +449,16 @@ def test_the_controller_reads_a_stable_pod_down_and_a_canary_with_every_pod_gone
     r = judge(pol, {pol.checks[0].name: (stable, canary)}, canary_weight=10, window_s=WINDOW_S,
               canary_version="v2").results[0]
     assert r.outcome is Outcome.FAIL and "unrouted" in r.extra, r
+
+
+def test_two_targets_of_one_host_under_one_job_are_measured(prom: Any) -> None:
+    """The scraped-twice part wrote each target's host over its `instance`: two targets of one host (two ports)
+    made two series with one label set, Prometheus refused the whole look's query (422 "vector cannot contain
+    metrics with the same labelset"), and every look of such a canary could not measure (a clean-clone run's
+    failure). The host is a label of its own (`queries.HOST_LABEL`)."""
+    server, t0 = prom
+    for pol in (_policy(), _policy(_LATENCY)):
+        _, canary = _measure(server, t0, pol, "onehost")
+        assert not isinstance(canary, NoData), canary
+        total = canary.total if isinstance(canary, Counts) else canary.counts[-1]  # requests, or observations
+        assert total == pytest.approx(10 * WINDOW_S, rel=0.02), canary
