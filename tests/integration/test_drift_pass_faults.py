@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from contextlib import contextmanager
 from types import SimpleNamespace
 from typing import Any
 
@@ -139,6 +140,16 @@ def _watcher(client: PrometheusClient, reg: CollectorRegistry, served: SimpleNam
     kw.setdefault("clock", _ticks())
     return DriftWatcher([served.profiles[m] for m in MODELS], client=client, window_s=3600, namespace="prod",
                         registry=reg, config=M.MonitorConfig(quiet_s=0), **kw)
+
+
+@contextmanager
+def _proxied(served: SimpleNamespace) -> Iterator[tuple[BlackholeProxy, PrometheusClient]]:
+    """A BlackholeProxy before the served Prometheus, and a client of it with short timeouts; stopped after."""
+    proxy = BlackholeProxy("127.0.0.1", int(served.prom.url.rsplit(":", 1)[1])).start()
+    try:
+        yield proxy, PrometheusClient(proxy.url, timeout_s=0.5, budget_s=1.0, retries=2, backoff_s=0.05)
+    finally:
+        proxy.stop()
 
 
 def test_a_pass_asks_a_down_prometheus_once_whatever_the_number_of_baselines(served: SimpleNamespace) -> None:
@@ -427,11 +438,8 @@ def test_a_short_prometheus_outage_has_its_end_said_once(served: SimpleNamespace
     front of it answering 503 for a while. Each pass said `drift.prometheus_unavailable`, and its end nothing: the
     last line on drift watching stayed "Prometheus did not answer" while every baseline was measured again. Its
     end is now one `drift.prometheus_answers` line; nothing is decided during it (decision 338)."""
-    port = int(served.prom.url.rsplit(":", 1)[1])
-    proxy = BlackholeProxy("127.0.0.1", port).start()
     t = [2_000_000_000.0]
-    try:
-        client = PrometheusClient(proxy.url, timeout_s=0.5, budget_s=1.0, retries=2, backoff_s=0.05)
+    with _proxied(served) as (proxy, client):
         watcher = _watcher(client, CollectorRegistry(), served, clock=lambda: t[0])
         said = []
         for down in (False, True, True, False, False):
@@ -443,8 +451,6 @@ def test_a_short_prometheus_outage_has_its_end_said_once(served: SimpleNamespace
             assert not [e for e in logs if e["event"] in ("drift.started", "drift.evaluation_failed")], logs
         assert said == [[], ["drift.prometheus_unavailable"], ["drift.prometheus_unavailable"],
                         ["drift.prometheus_answers"], []], said
-    finally:
-        proxy.stop()
 
 
 def test_an_outage_end_found_hours_after_the_last_pass_does_not_say_it_was_down_all_along(
@@ -453,11 +459,8 @@ def test_an_outage_end_found_hours_after_the_last_pass_does_not_say_it_was_down_
     a `--once` cron paused) and finds it answering. `drift.prometheus_answers` said "answers again after about 3 h
     (found down at every pass since)": no pass ran in those hours. It now says how long it was found down and when
     it was last seen down (the review of decision 338)."""
-    port = int(served.prom.url.rsplit(":", 1)[1])
-    proxy = BlackholeProxy("127.0.0.1", port).start()
     t = [2_000_000_000.0]
-    try:
-        client = PrometheusClient(proxy.url, timeout_s=0.5, budget_s=1.0, retries=2, backoff_s=0.05)
+    with _proxied(served) as (proxy, client):
         watcher = _watcher(client, CollectorRegistry(), served, clock=lambda: t[0])
         proxy.blackhole, proxy.answer = True, 503
         watcher.once()
@@ -471,8 +474,6 @@ def test_an_outage_end_found_hours_after_the_last_pass_does_not_say_it_was_down_
         assert len(said) == 1, logs
         assert "found down at every pass since" not in said[0]["message"], said
         assert "was found down for about 10 min, last 3.0 h ago (no pass ran since)" in said[0]["message"], said
-    finally:
-        proxy.stop()
 
 
 @pytest.mark.parametrize("status", [401, 403, 404])
@@ -483,10 +484,7 @@ def test_refused_access_to_prometheus_is_said_as_such_once_and_its_end_too(serve
     (the exporter counts over another profile's buckets)", an error at every evaluation, and nothing when access
     came back. Now `drift.prometheus_refused` once per baseline's run, naming the credentials or the URL, and
     `drift.readable_again` at its end; nothing decided, `--once` still exits 2 (a setup fault; decision 339)."""
-    port = int(served.prom.url.rsplit(":", 1)[1])
-    proxy = BlackholeProxy("127.0.0.1", port).start()
-    try:
-        client = PrometheusClient(proxy.url, timeout_s=0.5, budget_s=1.0, retries=2, backoff_s=0.05)
+    with _proxied(served) as (proxy, client):
         watcher = _watcher(client, CollectorRegistry(), served, clock=lambda: 2_000_000_000.0)  # under the hour
         proxy.answer = status
         said = []
@@ -500,8 +498,6 @@ def test_refused_access_to_prometheus_is_said_as_such_once_and_its_end_too(serve
                 why = [e["error"] for e in logs if e["event"] == "drift.prometheus_refused"]
                 assert len(why) == 4 and ("credentials" in why[0] if status != 404 else "path prefix" in why[0]), why
         assert said == [[], ["drift.prometheus_refused"], [], ["drift.readable_again"], []], said
-    finally:
-        proxy.stop()
 
 
 @pytest.mark.parametrize("fault", [503, None, 422, 403], ids=["http-503", "timeout", "http-422", "refused-403"])
