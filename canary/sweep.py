@@ -213,13 +213,12 @@ class Scan:
     unowned: list[Found] = field(default_factory=list)
 
 
-def _canary_weighted(vs: dict[str, Any], route: str) -> bool:
-    """Whether the route `route` of `vs` (as listed) gives the canary destination weight: the only thing a
-    listing tells of a split (the subsets are the DestinationRule's; `end_unowned` reads them). Read as Istio
-    routes it (`observe_weights`): weights that do not sum to 100 (80/30: 27% to the canary), a stable weight
-    deleted (/20: all of it) are splits too; read strictly, such a split under an ended or unreadable record
-    was skipped by both sweeps, exit 0 "no rollouts in progress", and left as it was."""
-    share = routed_share(vs, route)  # None: a route of no rollout's shape, not one the sweep can tell
+def _canary_weighted(share: Any) -> bool:
+    """Whether a route's split as Istio routes it (`routed_share`; None: a route of no rollout's shape, not one the
+    sweep can tell) gives the canary destination weight: the only thing a listing tells of a split (the subsets
+    are the DestinationRule's; `end_unowned` reads them). Weights that do not sum to 100 (80/30: 27% to the
+    canary), a stable weight deleted (/20: all of it) are splits too; read strictly, such a split under an ended
+    or unreadable record was skipped by both sweeps, exit 0 "no rollouts in progress", and left as it was."""
     return share is not None and share.canary > 0
 
 
@@ -271,19 +270,18 @@ def scan(virtual_services: Iterable[dict[str, Any]], quiet: Callable[[dict[str, 
         except (ValueError, TypeError, KeyError) as exc:
             from canary.unowned import newer
 
-            if (later := newer(text)) and _canary_weighted(vs, ""):  # maybe a newer canary's live rollout (167)
+            routed = routed_share(vs, "")
+            if (later := newer(text)) and _canary_weighted(routed):  # maybe a newer canary's live rollout (167)
                 out.unknown.append(Found(ns, name, replace(_stand_in(name), owner=_owner_of(text)), text,
-                                         routed=routed_share(vs, ""),
-                                         unknown=later))
+                                         routed=routed, unknown=later))
                 continue
-            if _canary_weighted(vs, ""):  # garbage over a split: no owner reads it as its own (`canary.unowned`)
+            if _canary_weighted(routed):  # garbage over a split: no owner reads it as its own (`canary.unowned`)
                 out.unowned.append(Found(ns, name, _stand_in(name), text, quiet_s=quiet(vs, f"{ns}/{name}", text),
-                                         routed=routed_share(vs, ""),
-                                         unreadable=f"{type(exc).__name__}: {exc}"[:300]))
+                                         routed=routed, unreadable=f"{type(exc).__name__}: {exc}"[:300]))
             continue
         routed = routed_share(vs, rec.route)
         # an end typed over a split: nobody's (`canary.unowned`); a person's split after a real end is theirs (167)
-        if rec.terminal and rec.weights != STABLE_ONLY and _canary_weighted(vs, rec.route):
+        if rec.terminal and rec.weights != STABLE_ONLY and _canary_weighted(routed):
             out.unowned.append(Found(ns, name, rec, text, quiet_s=quiet(vs, f"{ns}/{name}", text), routed=routed))
             continue
         if ended and rec.phase in ENDS_SERVING:
