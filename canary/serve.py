@@ -390,13 +390,14 @@ class Service:
             return self._first_step(ask, named, s)
         grant = "traffic_granted_look" if hook == "confirm-traffic-increase" else "promotion_granted_look"
         now = self.clock()
+        same_tick_s = named.policy.analysis.look_every / 2  # looks closer than this are one tick's (decision 304)
         if s is not None and s.verdict == PASS and getattr(s, grant) == s.looks:
             spent = (f"the pass of look {s.looks} already granted "
                      f"{'a traffic increase' if grant == 'traffic_granted_look' else 'the promotion'}: the "
                      "rollout webhook must judge again before another (a replayed or repeated call)")
         elif s is not None and (look := pass_to_grant(s, granted_look=getattr(s, grant), now=now,
                                                       within_s=named.policy.analysis.interval,
-                                                      same_tick_s=named.policy.analysis.look_every / 2)):
+                                                      same_tick_s=same_tick_s)):
             s = replace(s, **{grant: look}, **({"traffic_granted_at": now} if grant == "traffic_granted_look" else {}))
             self.store.save(s)
             if s.looks != look:  # answered as recorded: the pass of `look`, not the verdict of the looks since
@@ -415,7 +416,6 @@ class Service:
                                   "webhook must come before this one", "field": "checksum"}, None
         status = {PASS: 200, FAIL: 409}.get(s.verdict, 412)
         reason = None
-        same_tick_s = named.policy.analysis.look_every / 2
         if (status == 412 and s.pass_gap_s is not None and s.pass_gap_s < same_tick_s
                 and s.passed_look > getattr(s, grant) and s.looks != s.passed_look):
             reason = (f"the pass of look {s.passed_look} is not granted after look {s.looks}: it came "
