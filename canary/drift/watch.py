@@ -312,12 +312,15 @@ class DriftWatcher:
             log.warning("drift.state_save_failed", model="", version="", error=brief(exc),
                         message="the Prometheus outage record could not be stored; the next pass tries again")
 
-    def _tell(self, event: str, message: str, now: float) -> None:
-        """A watcher-wide alert's notifications (no Kubernetes Event: it is no one model's)."""
+    def _tell(self, event: str, message: str, now: float, *, model: str = "", version: str = "",
+              ns: str | None = None) -> None:
+        """A watcher's alert, notified (no Kubernetes Event: a watcher's fault): watcher-wide, or of one baseline
+        (`model`, `version`, `ns`)."""
         if self.notifier is not None:
             self.notifier.notify(event.replace(".", "_"), {
-                "model": "", "namespace": self._selects or "", "rollout": "", "stable_version": "",
-                "canary_version": "", "weights": None, "reason": message, "evidence": [], "at": now})
+                "model": model, "namespace": (self._selects or "") if ns is None else ns, "rollout": model,
+                "stable_version": version, "canary_version": "", "weights": None, "reason": message,
+                "evidence": [], "at": now})
 
     def _go_on(self, before_profile: bool = False) -> str:
         """This pass's `keep_going`: "" to go on, else why not. One that raises is a stop: whether this
@@ -479,14 +482,7 @@ class DriftWatcher:
                    f"retraining starts; last error: {error[:400]}")
         log.warning("drift.live_data_unreadable", model=model, version=version, namespace=ns, since=since,
                     evaluations=n, error=error, message=message)
-        self._tell_model("drift.live_data_unreadable", message, model, version, ns, now)
-
-    def _tell_model(self, event: str, message: str, model: str, version: str, ns: str, now: float) -> None:
-        """One baseline's watcher alert, notified (no Kubernetes Event, as `_tell`'s: a watcher's fault)."""
-        if self.notifier is not None:
-            self.notifier.notify(event.replace(".", "_"), {
-                "model": model, "namespace": ns, "rollout": model, "stable_version": version,
-                "canary_version": "", "weights": None, "reason": message, "evidence": [], "at": now})
+        self._tell("drift.live_data_unreadable", message, now, model=model, version=version, ns=ns)
 
     def _read_again(self, key: str, model: str, version: str, ns: str, now: float) -> None:
         """The live data were read after a `drift.unmeasured` run (`_unreadable`): said once."""
@@ -510,7 +506,7 @@ class DriftWatcher:
             message = f"{message}; namespace {ns}: drift is measured again"
             log.info("drift.live_data_readable", model=model, version=version, namespace=ns, evaluations=n,
                      since=was[1], message=message)
-            self._tell_model("drift.live_data_readable", message, model, version, ns, now)
+            self._tell("drift.live_data_readable", message, now, model=model, version=version, ns=ns)
             return
         log.info("drift.readable_again", model=model, version=version, namespace=ns, evaluations=n, since=was[1],
                  message=message)
