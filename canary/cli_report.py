@@ -98,13 +98,10 @@ def _from_file(path: Path) -> dict[str, Any]:
         raise cli.ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); give the file `canary report -o json` "
                               "wrote") from None
     try:
-        json.loads(text)
-    except (ValueError, RecursionError) as exc:  # say what the file is, and what --input takes
-        from canary.filekind import not_json
-
-        raise cli.ConfigError(f"{path}: not JSON ({str(exc)[:200]}){not_json(text)}; --input takes the JSON "
-                              "history `canary report MODEL -o FILE.json` writes") from None
-    return hist.parse(text, where=str(path))
+        return hist.parse(text, where=str(path))
+    except hist.NotJson as exc:  # it says what the file is; and what --input takes
+        raise cli.ConfigError(f"{exc}; --input takes the JSON history `canary report MODEL -o FILE.json` "
+                              "writes") from None
 
 
 def _from_cluster(model: Optional[str], namespace: Optional[str], vs: Optional[str], rollout: Optional[str],

@@ -224,6 +224,10 @@ def _kept(looks: list[dict[str, Any]]) -> set[int]:
     return keep
 
 
+class NotJson(ConfigError):
+    """`parse`'s text is not JSON (the message says what it seems to be instead: `filekind.not_json`)."""
+
+
 def parse(text: str | bytes, *, where: str) -> dict[str, Any]:
     """A history read back (a ConfigMap's value, an exported file), checked field by field, so
     that everything a report reads has the type it expects. Raises ConfigError naming `where`
@@ -231,7 +235,10 @@ def parse(text: str | bytes, *, where: str) -> dict[str, Any]:
     try:
         doc = json.loads(text)
     except (ValueError, RecursionError) as exc:
-        raise ConfigError(f"{where}: not JSON ({str(exc)[:200]})") from None
+        from canary.filekind import not_json
+
+        raise NotJson(f"{where}: not JSON ({str(exc)[:200]})"
+                      f"{not_json(text if isinstance(text, str) else text.decode('utf-8', 'replace'))}") from None
     if not isinstance(doc, dict):
         raise ConfigError(f"{where}: a rollout history must be a JSON object")
     if "format" not in doc:  # another file than a history (a `judge --input` file, a CR, a policy)
