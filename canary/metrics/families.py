@@ -35,7 +35,6 @@ because it is the only part that knows PromQL and the presets.
 from __future__ import annotations
 
 import hashlib
-import re
 import json
 from dataclasses import dataclass
 from functools import cached_property
@@ -46,6 +45,7 @@ from canary.metrics import queries as q
 from canary.metrics.native import SHIFT_CELLS
 from canary.model import Target
 from canary.policy import Check, Policy, identity_labels
+from canary.policy_fields import parse_duration
 
 LOOKBACK = "10m"  # last_over_time range: bridges failed scrapes, keeps recently deleted pods visible
 # how far before a window's start a restart probe looks for a series the step-start snapshot lacks (`Snapshot.
@@ -118,7 +118,7 @@ class Family:
         series the window's start snapshot lacks although this Prometheus held it then (`Snapshot.missed`:
         a replica that had not scraped it, or a scrape that failed for longer than `lookback` over the
         step start)."""
-        earlier = lookback if _seconds(lookback) >= EARLIER_S else f"{EARLIER_S}s"
+        earlier = lookback if parse_duration(lookback) >= EARLIER_S else f"{EARLIER_S}s"
         le = ',le=~"[+]?[Ii]nf(inity)?"' if self.extra == "le" else ""
         parts = []
         for sel in self._selectors(filters):
@@ -264,9 +264,3 @@ def policy_families(policy: Policy) -> list[Family]:
             continue  # measured per rollout; its error surfaces there
     return out
 
-
-def _seconds(duration: str) -> float:
-    """Seconds of a Prometheus duration such as "10m" or "1h30m" (0 for one it cannot read)."""
-    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
-    parts = re.findall(r"(\d+)(ms|[smhdwy])", duration)
-    return sum(int(n) * units[u] for n, u in parts) if "".join(n + u for n, u in parts) == duration else 0.0
