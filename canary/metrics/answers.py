@@ -118,15 +118,26 @@ def keep_shared(pairs: list[tuple[float, float]], shared: set[float]) -> list[tu
     return kept if any(math.isfinite(le) for le, _ in kept) else None
 
 
-def arms_pair(fetch: Callable[[str], Any]) -> tuple[Any, Any]:
-    """(stable, canary) from `fetch(arm)`, each arm's NoData kept in its place; NoData when neither
-    arm has data. A limit on the canary alone is then judged without the stable series."""
+def each_arm(fetch: Callable[[str], Any]) -> tuple[Any, Any]:
+    """(stable, canary) from `fetch(arm)`, each arm's NoData kept in its place."""
     out: list[Any] = []
     for arm in q.ARMS:
         try:
             out.append(fetch(arm))
         except NoData as exc:
             out.append(exc)
-    if all(isinstance(x, NoData) for x in out):  # an arm that cannot be counted stays so (`errors.NotCountable`)
-        raise (NotCountable if any(isinstance(x, NotCountable) for x in out) else NoData)("; ".join(str(x) for x in out))
     return out[0], out[1]
+
+
+def both_or_raise(pair: tuple[Any, Any]) -> tuple[Any, Any]:
+    """`pair`, or NoData when neither arm has data: NotCountable when one of them cannot be counted
+    (`errors.NotCountable`: it stays so, never read as an arm that served nothing)."""
+    if all(isinstance(x, NoData) for x in pair):
+        raise (NotCountable if any(isinstance(x, NotCountable) for x in pair) else NoData)("; ".join(map(str, pair)))
+    return pair
+
+
+def arms_pair(fetch: Callable[[str], Any]) -> tuple[Any, Any]:
+    """(stable, canary) from `fetch(arm)`, each arm's NoData kept in its place; NoData when neither
+    arm has data (`both_or_raise`). A limit on the canary alone is then judged without the stable series."""
+    return both_or_raise(each_arm(fetch))

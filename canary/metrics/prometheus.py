@@ -29,14 +29,14 @@ import structlog
 
 from canary.errors import ConfigError, MetricsUnavailable, NoData, NotCountable
 from canary.metrics import queries as q
-from canary.metrics.answers import (arm_name, arms_pair, bucket_pairs, is_scalar, keep_shared,
+from canary.metrics.answers import (arm_name, arms_pair, both_or_raise, bucket_pairs, each_arm, is_scalar, keep_shared,
                                     number_of, shared_bounds)
 from canary.metrics.base import PreflightReport
 from canary.metrics.client import PrometheusClient
 from canary.metrics.preflight import preflight as run_preflight
 from canary.metrics.query_plan import (HISTOGRAM, HISTOGRAM_KINDS, ONE_QUERY_KINDS, TWICE, UNSCRAPED, ArmsNative, Plan,
                                        arms_histograms_query, arms_native_query, arms_query, classic_buckets_query,
-                                       query_plan, request_plan, twice_parts, twice_query_of)
+                                       query_plan, request_plan, twice_parts)
 from canary.metrics.features import feature_counts
 from canary.metrics.native import (INF_ONLY_HINT, SHIFT_CELLS, NativeBuckets, combine, inf_only, native_buckets,
                                    observed)
@@ -87,15 +87,11 @@ class PrometheusProvider(PrometheusClient):
         per_arm = {"feature_drift": self._features, "custom": self._custom}[check.kind]
         if not twice:  # custom: no parts (`twice_parts`)
             return arms_pair(lambda arm: per_arm(plan[arm], name, arm, window_s, at))
-        pair: list[Any] = []
-        for arm in q.ARMS:  # each arm's NoData in its place; `_not_twice` raises when neither has data
-            try:
-                pair.append(per_arm(plan[arm], name, arm, window_s, at))
-            except NoData as exc:
-                pair.append(exc)
-        query = twice_query_of(policy, check, target) or q.one_answer(twice)
-        got = q.split_answer(self.query(query, check=name, at=at), twice)
-        return _not_twice((pair[0], pair[1]), got, twice, name, self._quiet)
+        # feature_drift: its parts asked alone (`query_plan.twice_query_of`); `_not_twice` raises when neither
+        # arm has data
+        pair = each_arm(lambda arm: per_arm(plan[arm], name, arm, window_s, at))
+        got = q.split_answer(self.query(q.one_answer(twice), check=name, at=at), twice)
+        return _not_twice(pair, got, twice, name, self._quiet)
 
     def request_counts(
         self, policy: Policy, target: Target, *, window_s: int, at: float | None = None, check: str = "request_counts"
@@ -436,9 +432,7 @@ def _not_twice(pair: tuple[Any, Any], got: dict[str, list[object]], twice: dict[
                                   f"{', '.join(unscraped[:3])}) whose series Prometheus held within the hour and has "
                                   f"no sample of now: what that pod serves, errors included, is in no count; query: "
                                   f"{twice[down]}")
-    if all(isinstance(x, NoData) for x in out):
-        raise (NotCountable if any(isinstance(x, NotCountable) for x in out) else NoData)("; ".join(str(x) for x in out))
-    return out[0], out[1]
+    return both_or_raise((out[0], out[1]))
 
 
 def _say(quiet: Throttle | None, event: str, *, check: str, arm: str, instances: list[str], query: str) -> None:
