@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from canary import report_plots as plots
+from canary.analysis.shown import whole
 from canary.errors import ConfigError
 from canary.model import unmeasured, with_unit
 
@@ -93,7 +94,7 @@ def _f(x: Any, digits: int = 4) -> str:
 
 def _count(x: Any) -> str:
     """A request count as a whole number (`increase()` extrapolates: 65.3625 requests)."""
-    return f"{x:,.0f}" if isinstance(x, (int, float)) and math.isfinite(x) else _f(x)
+    return whole(x) if isinstance(x, (int, float)) and math.isfinite(x) else _f(x)
 
 
 def _n(rec: dict[str, Any]) -> str:
