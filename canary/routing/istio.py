@@ -241,6 +241,11 @@ class IstioRouter:
                                                   host=_service(dr, target))
             if weights == STABLE_ONLY and _ends_rolled_back(state):
                 desired = _without_canary_mirrors(desired, target, dr)
+            if desired == vs:
+                # already exactly what this write puts there, our record's text included: our own write, landed
+                # although its answer was a 5xx or a timeout, met again as the retry's 409. Done, not a revert nor
+                # another writer's record (its weights differ from `expect_weights`: they are this write's own)
+                return vs, desired, dr
             found = patch.read_state(vs)
             # A retry after 409 re-applies our weights on top of other edits -- but never on top
             # of another writer's rollout state (an operator's `canary rollback`): that is theirs.

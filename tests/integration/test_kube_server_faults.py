@@ -1,0 +1,129 @@
+"""The Kubernetes API server failing as real ones do, against canary's own writes and reads (decisions 390-393).
+
+Faults are driven by request count and content on the strict emulator (its `_serve`, as
+test_controller_write_faults.py does), never by time:
+
+* a write that lands and is answered 500 `etcdserver: request timed out` / `leader changed` or 504: the
+  router's retry meets its own write as a 409, which must end the write, not read as another writer's
+  (a revert of the weights, a record changed);
+* 429 with `Retry-After` (API Priority and Fairness): the router waits what the server asks;
+* a LIST answered 200 with a body that is not the list (a proxy's empty, cut or non-JSON body): an error,
+  never "nothing there".
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+import tenacity
+
+from canary.errors import KubeUnavailable
+from canary.model import STABLE_ONLY, Target, Weights
+from canary.routing.istio import GROUP, IstioRouter
+from canary.sandbox import kubeapi
+from canary.sandbox.kubeapi import KubeAPIServer
+
+pytestmark = pytest.mark.integration
+
+TARGET = Target(namespace="ml", virtual_service="rec-model", model="rec-model", stable_version="v1",
+                canary_version="v2")
+LANDED = [(500, "etcdserver: request timed out"), (500, "etcdserver: leader changed"),
+          (504, "the server was unable to return a response in the time allotted")]
+
+
+def _record(phase: str, stable: int, canary: int, at: float) -> str:
+    return json.dumps({"model": "rec-model", "stable_version": "v1", "canary_version": "v2", "phase": phase,
+                       "weights": {"stable": stable, "canary": canary}, "step": 1, "started_at": 1.0,
+                       "step_started_at": at})
+
+
+def _land_then_fail(api: KubeAPIServer, plural: str, code: int, message: str, *, times: int = 1) -> list[str]:
+    """The next `times` writes (PUT, PATCH, POST) of `plural` are applied, then answered `code` with `message`
+    (the Status etcd's timeout or a leader change gives: the write may have landed, and here it did)."""
+    real, hit = api.handler._serve, []
+
+    def serve(method: str, request: Any, kind: Any) -> Any:
+        if method in ("PUT", "PATCH", "POST") and kind.plural == plural and len(hit) < times:
+            real(method, request, kind)
+            hit.append(f"{method} {request.url.path}")
+            raise kubeapi.ApiError(code, "InternalError" if code == 500 else "Timeout", message)
+        return real(method, request, kind)
+
+    api.handler._serve = serve  # type: ignore[method-assign]
+    return hit
+
+
+def _weights(api: KubeAPIServer) -> list[int]:
+    vs = api.get(GROUP, "virtualservices", "ml", "rec-model")
+    assert vs is not None
+    return [d["weight"] for d in vs["spec"]["http"][0]["route"]]
+
+
+@pytest.mark.parametrize("code,message", LANDED)
+def test_a_look_write_that_landed_unanswered_is_not_read_as_a_revert_at_its_retry(
+        istio_api: KubeAPIServer, code: int, message: str) -> None:
+    """A step's write guarded on the weights it was judged at (`expect_weights`, decision 185) lands, is answered
+    500/504, and the retry's PUT (the resourceVersion it read) gets 409; the re-read finds this write's own weights
+    and record. Before: WeightsMoved, "the route's weights are 75/25, not 90/10 ... changed outside the rollout",
+    the look discarded as a revert of our own write."""
+    router = IstioRouter(istio_api.api_client(), wait=tenacity.wait_none())
+    first = _record("progressing", 90, 10, 2.0)
+    router.set_weights(TARGET, Weights(90, 10), state=first, expect_state=None)
+    hit = _land_then_fail(istio_api, "virtualservices", code, message)
+    second = _record("progressing", 75, 25, 3.0)
+    status = router.set_weights(TARGET, Weights(75, 25), state=second, expect_state=first,
+                                expect_weights=Weights(90, 10))
+    assert hit and status.weights == Weights(75, 25) and status.state == second
+    assert _weights(istio_api) == [75, 25]
+    codes = [c for m, p, c in istio_api.handler.writes if p.endswith("/virtualservices/rec-model")]
+    assert codes[-2:] == [code, 409]  # the retry met its own write, and nothing more was written
+
+
+@pytest.mark.parametrize("code,message", LANDED[:1])
+def test_a_revert_after_a_write_that_landed_unanswered_is_still_refused(istio_api: KubeAPIServer, code: int,
+                                                                       message: str) -> None:
+    """The same retry, but the weights were put back (a GitOps revert) after our write landed and before the
+    retry's re-read: the route no longer holds what this write puts there, and the guard refuses as before."""
+    from canary.errors import WeightsMoved
+
+    router = IstioRouter(istio_api.api_client(), wait=tenacity.wait_none())
+    first = _record("progressing", 90, 10, 2.0)
+    router.set_weights(TARGET, Weights(90, 10), state=first, expect_state=None)
+    real = istio_api.handler._serve
+
+    def serve(method: str, request: Any, kind: Any) -> Any:
+        if method == "PUT" and kind.plural == "virtualservices" and istio_api.handler.write_count == 1:
+            real(method, request, kind)
+
+            def revert(vs: dict[str, Any]) -> None:
+                for d, w in zip(vs["spec"]["http"][0]["route"], (90, 10)):
+                    d["weight"] = w
+            istio_api.handler.edit_object(GROUP, "virtualservices", "ml", "rec-model", revert)
+            raise kubeapi.ApiError(code, "InternalError", message)
+        return real(method, request, kind)
+
+    istio_api.handler._serve = serve  # type: ignore[method-assign]
+    with pytest.raises(WeightsMoved):
+        router.set_weights(TARGET, Weights(50, 50), state=_record("progressing", 50, 50, 3.0), expect_state=first,
+                           expect_weights=Weights(75, 25))
+
+
+@pytest.mark.parametrize("code,message", LANDED)
+def test_every_router_write_that_landed_unanswered_ends_at_its_retry(istio_api: KubeAPIServer, code: int,
+                                                                    message: str) -> None:
+    """The other router writes (a stable-100% write, a subset re-pointed, an annotation) met again at their
+    retry's 409: each ends there, as written."""
+    router = IstioRouter(istio_api.api_client(), wait=tenacity.wait_none())
+    first = _record("progressing", 90, 10, 2.0)
+    router.set_weights(TARGET, Weights(90, 10), state=first, expect_state=None)
+    _land_then_fail(istio_api, "virtualservices", code, message, times=2)
+    end = _record("rolled_back", 100, 0, 3.0)
+    assert router.set_weights(TARGET, STABLE_ONLY, state=end, expect_state=first).state == end
+    router.annotate("ml", "rec-model", "example.com/note", "x", expect_state=end)
+    _land_then_fail(istio_api, "destinationrules", code, message)
+    router.point_subset(TARGET, "canary", "v3")
+    assert _weights(istio_api) == [100, 0]
+    dr = istio_api.get(GROUP, "destinationrules", "ml", "rec-model")
+    assert dr is not None and [s["labels"]["version"] for s in dr["spec"]["subsets"] if s["name"] == "canary"] == ["v3"]
