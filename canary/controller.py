@@ -2384,7 +2384,8 @@ class Controller:
             res = self.custom.list_namespaced_custom_object(crd.GROUP, crd.VERSION, self.namespace, crd.PLURAL)
         else:
             res = self.custom.list_cluster_custom_object(crd.GROUP, crd.VERSION, crd.PLURAL)
-        return list(res.get("items", []))
+        # a 200 whose body is not a list (empty, a proxy's page): the tick's failure, never "no CanaryRollouts"
+        return list(kube.list_items(res, "CanaryRollouts"))
 
     def _configmap(self, namespace: str, name: str) -> dict[str, str]:
         try:

@@ -17,6 +17,7 @@ Two jobs, both about keeping library details at the boundary:
 from __future__ import annotations
 
 import functools
+import json
 import os
 from pathlib import Path
 from typing import Any, Callable
@@ -210,11 +211,37 @@ def _load_file(kconfig: Any, cfg: Any, path: str | None, context: str | None, wh
         raise ConfigError(f"cannot use {what}kubeconfig {first!r}: {exc}") from exc
 
 
+class BadAnswer(ValueError):
+    """A request answered 200 with a body that is not what was asked for: empty, cut short, not JSON, or a
+    LIST's answer without its `items` (a proxy in front of the API server, a connection cut mid-body that
+    the framing did not catch). Transient: asked again. Never read as "nothing there" (decision 391)."""
+
+
+def list_items(answer: Any, what: str) -> list[Any]:
+    """The `items` of a LIST's answer (the JSON object, parsed), or BadAnswer when it is not a list object:
+    not a JSON object, or without `items` (an API server always sends the key; `null` is read as none). An
+    empty or non-JSON body, which the client hands back as "" or as the text itself, was read as an empty
+    list: no routes for `canary sweep`, no CanaryRollouts for the controller, no pods for the pod check."""
+    if not isinstance(answer, dict) or "items" not in answer:
+        shown = answer if isinstance(answer, str) else json.dumps(answer)[:80] if answer is not None else "null"
+        raise BadAnswer(f"the LIST of {what} was answered with a body that is not a list "
+                        f"({(shown[:80] + '...') if len(shown) > 80 else shown!r}); a proxy or a cut answer?")
+    items = answer["items"]
+    if items is None:
+        return []
+    if not isinstance(items, list):
+        raise BadAnswer(f"the LIST of {what} was answered with `items` that is not a list")
+    return items
+
+
 def is_transient(exc: BaseException) -> bool:
-    """True for errors worth another attempt: 5xx, 429, timeouts, refused connections."""
+    """True for errors worth another attempt: 5xx, 429, timeouts, refused connections, and a 200 whose body
+    is not what was asked for (BadAnswer, or JSON cut short)."""
     status = getattr(exc, "status", None)
     if _is_api_exception(exc) and isinstance(status, int):
         return status >= 500 or status == 429 or status == 0
+    if isinstance(exc, (BadAnswer, json.JSONDecodeError)):
+        return True
     return _is_network_error(exc)
 
 
@@ -242,6 +269,10 @@ def translate(exc: BaseException, what: str) -> CanaryError:
         if status >= 500 or status in (0, 429):
             return KubeUnavailable(f"{what}: Kubernetes API error HTTP {status} ({reason})")
         return TargetError(f"{what}: the Kubernetes API rejected the request (HTTP {status}: {reason})")
+    if isinstance(exc, BadAnswer):
+        return KubeUnavailable(f"{what}: {exc}")
+    if isinstance(exc, json.JSONDecodeError):
+        return KubeUnavailable(f"{what}: the Kubernetes API's answer is not JSON, or was cut short ({exc})")
     if _is_network_error(exc):
         return KubeUnavailable(f"{what}: Kubernetes API unreachable ({type(exc).__name__}: {exc})")
     return KubeUnavailable(f"{what}: unexpected Kubernetes client error ({type(exc).__name__}: {exc})")
@@ -249,8 +280,6 @@ def translate(exc: BaseException, what: str) -> CanaryError:
 
 def _status_message(exc: BaseException) -> str:
     """The `message` of a Kubernetes Status body, else the HTTP reason."""
-    import json
-
     body = getattr(exc, "body", None)
     try:
         data = json.loads(body) if body else {}

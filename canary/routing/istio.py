@@ -382,21 +382,23 @@ class IstioRouter:
     def _list(self, plural: str, namespace: str | None, *, with_date: bool = False) -> tuple[list[Obj], float | None]:
         """One LIST of `plural` in `namespace` (None: all namespaces), with the router's retries; and
         with `with_date`, the server's time of the answer."""
-        if namespace:
-            fn = (self.custom.list_namespaced_custom_object_with_http_info if with_date
-                  else self.custom.list_namespaced_custom_object)
-            res = self._call(lambda: fn(GROUP, self.version, namespace, plural, _request_timeout=self.timeout),
-                             f"{namespace} ({plural})")
-        else:
-            fn = (self.custom.list_cluster_custom_object_with_http_info if with_date
-                  else self.custom.list_cluster_custom_object)
-            res = self._call(lambda: fn(GROUP, self.version, plural, _request_timeout=self.timeout),
-                             f"all namespaces ({plural})")
-        at = None
-        if with_date:
-            res, _, headers = res
-            at = _http_date((headers or {}).get("Date") or (headers or {}).get("date"))
-        return list((res or {}).get("items") or []), at
+        what = f"{namespace} ({plural})" if namespace else f"all namespaces ({plural})"
+
+        def listed() -> tuple[list[Obj], Any]:
+            # checked inside the retries: a 200 whose body is not a list (empty, cut, a proxy's page) is asked
+            # again, and never read as an empty list (`kube.list_items`)
+            if namespace:
+                res = self.custom.list_namespaced_custom_object_with_http_info(
+                    GROUP, self.version, namespace, plural, _request_timeout=self.timeout)
+            else:
+                res = self.custom.list_cluster_custom_object_with_http_info(
+                    GROUP, self.version, plural, _request_timeout=self.timeout)
+            body, _, headers = res
+            return list(kube.list_items(body, what)), headers
+
+        items, headers = self._call(listed, what)
+        at = _http_date((headers or {}).get("Date") or (headers or {}).get("date")) if with_date else None
+        return items, at
 
     def annotate(self, namespace: str, name: str, key: str, value: str, *, expect_state: str | None) -> None:
         """Set annotation `key` on VirtualService namespace/name, only while its rollout record is still
@@ -460,15 +462,22 @@ class IstioRouter:
         svc = pods.service_of(dr, target.namespace)
         namespace = svc[1] if svc else target.namespace
 
-        def read(fn: Callable[[], Any], what: str) -> tuple[Any, str]:
-            """(the answer's JSON, "") or (None, why it cannot be read) for a 403 or 404."""
+        def read(fn: Callable[[], Any], what: str, *, listed: bool = False) -> tuple[Any, str]:
+            """(the answer's JSON, "") or (None, why it cannot be read) for a 403 or 404. An answer that is not
+            an object (`listed`: a list object, `kube.list_items`) is asked again, as a 5xx is: a 200 whose
+            body a proxy emptied was "no pods", and a Service's "no selector: unchecked"."""
             def call() -> Any:
                 try:
-                    return json.loads(fn().data)
+                    got = json.loads(fn().data)
                 except ApiException as exc:
                     if exc.status in (403, 404):
                         return exc
                     raise
+                if listed:
+                    kube.list_items(got, what)
+                elif not isinstance(got, dict):
+                    raise kube.BadAnswer(f"{what} was answered with a body that is not an object")
+                return got
             got = self._call(call, what)
             if isinstance(got, ApiException):
                 why = "forbidden (RBAC)" if got.status == 403 else "not found"
@@ -502,10 +511,10 @@ class IstioRouter:
         selector = pods.selector_text(labels)
         listed, why = read(lambda: self.core.list_namespaced_pod(
             namespace, label_selector=selector, _preload_content=False, _request_timeout=self.timeout),
-            f"pods {selector} in {namespace}")
+            f"pods {selector} in {namespace}", listed=True)
         if listed is None:
             return pods.PodCount(selector=selector, namespace=namespace, unchecked=why)
-        items = listed.get("items") if isinstance(listed, dict) and isinstance(listed.get("items"), list) else []
+        items = kube.list_items(listed, f"pods {selector} in {namespace}")
         ready, total, not_ready = pods.count_ready(items, labels)
         return pods.PodCount(ready=ready, total=total, selector=selector, namespace=namespace, not_ready=not_ready)
 

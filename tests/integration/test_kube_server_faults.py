@@ -127,3 +127,83 @@ def test_every_router_write_that_landed_unanswered_ends_at_its_retry(istio_api: 
     assert _weights(istio_api) == [100, 0]
     dr = istio_api.get(GROUP, "destinationrules", "ml", "rec-model")
     assert dr is not None and [s["labels"]["version"] for s in dr["spec"]["subsets"] if s["name"] == "canary"] == ["v3"]
+
+
+# --- a LIST answered 200 with a body that is not a list (decision 391) ----------------------------------------
+
+BAD_BODIES = [(b"", "application/json"), (b'{"apiVersion":"v1","items":[{"metadata":', "application/json"),
+              (b"<html><body>upstream connect error</body></html>", "text/html"), (b"{}", "application/json"),
+              (b"null", "application/json")]
+
+
+def _bad_lists(api: KubeAPIServer, plural: str, body: bytes, content_type: str, *, times: int) -> list[str]:
+    """The next `times` LISTs (GET without a name, not a watch) of `plural` are answered 200 with `body` as it is
+    (a proxy in front of the API server; an answer cut where its framing did not show it)."""
+    import aiohttp.web
+
+    real, hit = api.handler._handle, []
+
+    async def handle(request: Any) -> Any:
+        res = request.resource
+        if (res is not None and res.plural == plural and request.name is None and len(hit) < times
+                and str(request.method.value).upper() == "GET" and request.params.get("watch") not in ("true", "1")):
+            hit.append(str(request.url.path))
+            return aiohttp.web.Response(body=body, status=200, headers={"Content-Type": content_type})
+        return await real(request)
+
+    api.handler._handle = handle  # type: ignore[method-assign]
+    return hit
+
+
+@pytest.mark.parametrize("body,content_type", BAD_BODIES)
+def test_a_list_answered_with_a_body_that_is_no_list_is_asked_again_never_read_as_empty(
+        istio_api: KubeAPIServer, body: bytes, content_type: str) -> None:
+    """`canary sweep`'s LIST of VirtualServices (and the controller's prefetch) answered once with an empty, cut,
+    HTML, `{}` or `null` body: asked again, the routes found. Before: [] for the empty, `{}` and `null` bodies
+    (sweep: "no routes"), an AttributeError for the HTML page."""
+    router = IstioRouter(istio_api.api_client(), wait=tenacity.wait_none())
+    hit = _bad_lists(istio_api, "virtualservices", body, content_type, times=1)
+    routes, _ = router.list_virtual_services_at("ml")
+    assert hit and [vs["metadata"]["name"] for vs in routes] == ["rec-model"]
+    hit = _bad_lists(istio_api, "virtualservices", body, content_type, times=99)
+    with pytest.raises(KubeUnavailable, match="not a list|not JSON"):
+        router.list_virtual_services(None)
+    assert len(hit) == router.transient_attempts
+
+
+@pytest.mark.parametrize("body,content_type", BAD_BODIES)
+def test_a_pod_list_answered_with_a_body_that_is_no_list_is_no_count_of_no_pods(
+        istio_api: KubeAPIServer, body: bytes, content_type: str) -> None:
+    """The pod check's LIST answered so: asked again, the Ready pod counted; answered so at every try, an error,
+    never "0 of 0 pods". Before: the empty, `{}` and `null` bodies counted no pods."""
+    from canary.sandbox.kubeapi import PODS, SERVICES, ready_pod
+
+    istio_api.handler.register(PODS)
+    istio_api.handler.register(SERVICES)
+    istio_api.handler.put_object({"apiVersion": "v1", "kind": "Service",
+                                  "metadata": {"name": "rec-model", "namespace": "ml"},
+                                  "spec": {"selector": {"app": "rec-model"}}})
+    istio_api.handler.put_object(ready_pod("rec-model-v2-a", "ml", {"app": "rec-model", "version": "v2"}))
+    router = IstioRouter(istio_api.api_client(), wait=tenacity.wait_none())
+    _bad_lists(istio_api, "pods", body, content_type, times=1)
+    count = router.subset_pods(TARGET)
+    assert (count.ready, count.total, count.unchecked) == (1, 1, "")
+    _bad_lists(istio_api, "pods", body, content_type, times=99)
+    with pytest.raises(KubeUnavailable):
+        router.subset_pods(TARGET)
+
+
+@pytest.mark.parametrize("body,content_type", BAD_BODIES[3:])
+def test_an_informer_relist_answered_with_no_list_keeps_its_cache(istio_api: KubeAPIServer, body: bytes,
+                                                                  content_type: str) -> None:
+    """The controller's informers: a relist answered `{}` or `null` fails (the watch loop lists again), and the
+    cache keeps what it held. Before: `{}` emptied it, every VirtualService gone from the controller's view."""
+    from canary.informer import Informers
+
+    informers = Informers(istio_api.api_client(), namespace="ml")
+    informers.routes["virtualservices"].relist()
+    assert informers.routes["virtualservices"].get("ml", "rec-model") is not None
+    _bad_lists(istio_api, "virtualservices", body, content_type, times=1)
+    with pytest.raises(Exception):
+        informers.routes["virtualservices"].relist("expired")
+    assert informers.routes["virtualservices"].get("ml", "rec-model") is not None
