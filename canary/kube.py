@@ -144,7 +144,75 @@ def bound_by(client: Any, until: Callable[[], float], *,
         return answer
 
     rest.request = request
+    rest.canary_until = until  # a retry's wait ends by then too (`retry_wait`, `retry_sleep`)
     return flying
+
+
+# the longest a `Retry-After` is waited before the next try: kube-apiserver asks 1 s (API Priority and Fairness,
+# max-in-flight) or a few (a storage timeout); a proxy asking minutes must not hold a rollback's write that long
+MAX_RETRY_AFTER_S = 5.0
+
+
+def retry_after_s(exc: BaseException | None) -> float | None:
+    """The seconds a 429 or 5xx answer asked to wait before the next try: its `Retry-After` header (delta-seconds;
+    an HTTP date is no advice), else its Status's `details.retryAfterSeconds`; None when it asked nothing."""
+    if exc is None or not _is_api_exception(exc):
+        return None
+    headers = getattr(exc, "headers", None) or {}
+    try:
+        value = headers.get("Retry-After") or headers.get("retry-after")
+    except AttributeError:
+        value = None
+    try:
+        if value is not None and float(value) >= 0:
+            return float(value)
+    except (TypeError, ValueError):
+        pass
+    try:
+        details = json.loads(getattr(exc, "body", None) or "{}").get("details") or {}
+        asked = details.get("retryAfterSeconds")
+        return float(asked) if isinstance(asked, (int, float)) and asked >= 0 else None
+    except (TypeError, ValueError, AttributeError):
+        return None
+
+
+def retry_wait(base: Callable[[Any], float], client: Any) -> Callable[[Any], float]:
+    """A tenacity wait: `base`'s backoff, or what the answer's `Retry-After` asked when longer (at most
+    MAX_RETRY_AFTER_S), and never past the end of `client`'s grace (`bound_by`; none before a signal). Without
+    it a 429 asking 1 s was tried again 0.2, 0.4 and 0.8 s later: all four tries of a write in 1.4 s, three of
+    them before the server said it would take one (decision 392)."""
+    import math
+    import time
+
+    until = getattr(getattr(client, "rest_client", None), "canary_until", None)
+
+    def wait(state: Any) -> float:
+        out = float(base(state))
+        outcome = getattr(state, "outcome", None)
+        asked = retry_after_s(outcome.exception() if outcome is not None and outcome.failed else None)
+        if asked is not None:
+            out = max(out, min(asked, MAX_RETRY_AFTER_S))
+        end = until() if callable(until) else math.inf
+        return max(0.0, min(out, end - time.monotonic()))
+
+    return wait
+
+
+def retry_sleep(client: Any) -> Callable[[float], None]:
+    """A tenacity sleep that ends early once `client`'s grace is spent (a signal arrived while it slept: the
+    next request is refused unsent at once, GraceSpent, instead of after the rest of a Retry-After)."""
+    import time
+
+    until = getattr(getattr(client, "rest_client", None), "canary_until", None)
+    if not callable(until):
+        return time.sleep
+
+    def sleep(seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while (left := min(end, until()) - time.monotonic()) > 0:
+            time.sleep(min(left, 0.25))
+
+    return sleep
 
 
 def _cut_timeout(timeout: Any, left: float) -> Any:

@@ -1045,7 +1045,9 @@ def to_stable(router: TrafficRouter, target: Target, state: rl.RolloutState, *, 
             log.warning(f"{what}.retrying", attempt=attempt, error=str(exc))
             if not finishing:  # it may have landed: a later attempt's refusal must not say `write_landed: no`
                 retry = after_unanswered(retry, str(exc))
-            time.sleep(min(wait, max(0.0, deadline - time.monotonic())))
+            # the server's Retry-After (a 429 of API Priority and Fairness) when it asked for longer: the budget
+            # is kept by time, so waiting what it asks costs no attempt (decision 392)
+            time.sleep(min(max(wait, asked_wait(exc)), max(0.0, deadline - time.monotonic())))
         except CanaryError as exc:  # will not pass by waiting (a route no rollout can drive)
             if not last and finishing:
                 log.warning("promotion.write_failed", error=str(exc), reason=reason, write_landed=write_landed(exc))
@@ -1061,6 +1063,22 @@ def to_stable(router: TrafficRouter, target: Target, state: rl.RolloutState, *, 
                     "end_cause": rl.classify_reason(reason), "write_landed": write_landed(exc),
                     "hint": "traffic may still be split: act by hand"})
             raise
+
+
+def asked_wait(exc: BaseException) -> float:
+    """The seconds the Kubernetes API asked to wait (`Retry-After`, at most `kube.MAX_RETRY_AFTER_S`) in the answer
+    behind `exc` (the client's error a TransientError was raised from); 0 when it asked nothing."""
+    from canary import kube
+
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        asked = kube.retry_after_s(cause)
+        if asked is not None:
+            return min(asked, kube.MAX_RETRY_AFTER_S)
+        cause = cause.__cause__ or cause.__context__
+    return 0.0
 
 
 def after_unanswered(retry: Retry | None, error: str) -> Retry:

@@ -60,7 +60,9 @@ class IstioRouter:
             on every Istio since 1.5; use "v1" on Istio >= 1.22 if you prefer).
         conflict_attempts: writes tried before RoutingConflict.
         transient_attempts: attempts per API call on 5xx/429/network errors.
-        wait: tenacity wait strategy between attempts (tests pass a zero wait).
+        wait: tenacity wait strategy between attempts (tests pass a zero wait); a `Retry-After` longer than it
+            is waited instead (`kube.retry_wait`).
+        sleep: how a wait is slept (tests record it); by default `kube.retry_sleep`, which ends with the grace.
         request_timeout: seconds per API call (connect and read).
     """
 
@@ -73,6 +75,7 @@ class IstioRouter:
         transient_attempts: int = 4,
         wait: Any = None,
         request_timeout: float = 10.0,
+        sleep: Callable[[float], None] | None = None,
     ) -> None:
         self.custom = kclient.CustomObjectsApi(api_client)
         self._core: Any = None  # `core`, made when first used
@@ -81,6 +84,7 @@ class IstioRouter:
         self.transient_attempts = transient_attempts
         self.wait = wait if wait is not None else tenacity.wait_exponential(multiplier=0.2, max=2.0)
         self.timeout = request_timeout
+        self.sleep = sleep
         # seconds this process may still write (set by FencedRouter under leader election); checked
         # before EVERY write attempt, and each attempt's timeout is cut to fit inside it
         self.fence: Callable[[], float] = lambda: math.inf
@@ -552,10 +556,12 @@ class IstioRouter:
     def _call(self, fn: Callable[[], Any], what: str) -> Any:
         """One API call with bounded retries on transient errors, translated at the end."""
         try:
+            client = self.custom.api_client
             for attempt in tenacity.Retrying(
                 retry=tenacity.retry_if_exception(kube.is_transient),
                 stop=tenacity.stop_after_attempt(self.transient_attempts),
-                wait=self.wait,
+                wait=kube.retry_wait(self.wait, client),  # the server's Retry-After when it asks for longer
+                sleep=self.sleep or kube.retry_sleep(client),
                 reraise=True,
             ):
                 with attempt:

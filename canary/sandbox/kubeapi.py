@@ -115,12 +115,13 @@ class Fault:
     plural: str | None = None
     delay: float = 0.0
     hold: threading.Event | None = None
+    retry_after: int | None = None  # seconds: a `Retry-After` header and the Status's details.retryAfterSeconds
 
 
 class ApiError(Exception):
-    def __init__(self, code: int, reason: str, message: str) -> None:
+    def __init__(self, code: int, reason: str, message: str, *, retry_after: int | None = None) -> None:
         super().__init__(message)
-        self.code, self.reason, self.message = code, reason, message
+        self.code, self.reason, self.message, self.retry_after = code, reason, message, retry_after
 
 
 def status_body(code: int, reason: str, message: str, details: Obj | None = None) -> Obj:
@@ -263,7 +264,11 @@ class StrictKubeAPI(kmock.KubernetesScaffold):
             if method != "GET":
                 with self.lock:
                     self._wrote(method, request.url.path, exc.code)
-            details = {"name": request.name or "", "group": res.group, "kind": res.plural}
+            details: Obj = {"name": request.name or "", "group": res.group, "kind": res.plural}
+            if exc.retry_after is not None:  # as the API server says it (APF's 429, a storage timeout)
+                details["retryAfterSeconds"] = exc.retry_after
+                body, code = status_body(exc.code, exc.reason, exc.message, details), exc.code
+                return aiohttp.web.json_response(body, status=code, headers={"Retry-After": str(exc.retry_after)})
             body, code = status_body(exc.code, exc.reason, exc.message, details), exc.code
         return aiohttp.web.json_response(body, status=code)
 
@@ -277,7 +282,7 @@ class StrictKubeAPI(kmock.KubernetesScaffold):
                     if fault.delay:
                         return fault.delay
                     raise ApiError(fault.status, _REASONS.get(fault.status, "InternalError"),
-                                   f"injected fault: HTTP {fault.status}")
+                                   f"injected fault: HTTP {fault.status}", retry_after=fault.retry_after)
         return 0.0
 
     def _serve(self, method: str, request: kmock.Request, kind: Resource) -> tuple[int, Any]:
@@ -648,10 +653,12 @@ class KubeAPIServer:
     # --- test helpers ---------------------------------------------------------
 
     def fail_next(self, status: int, *, times: int = 1, methods: Iterable[str] = ("PUT", "PATCH", "POST"),
-                  plural: str | None = None) -> None:
-        """The next `times` matching requests get `status` (e.g. 409, 500) and change nothing."""
+                  plural: str | None = None, retry_after: int | None = None) -> None:
+        """The next `times` matching requests get `status` (e.g. 409, 500) and change nothing; with `retry_after`,
+        a `Retry-After` header of that many seconds too (429 from API Priority and Fairness)."""
         with self.handler.lock:
-            self.handler.faults.append(Fault(status, times, frozenset(m.upper() for m in methods), plural))
+            self.handler.faults.append(Fault(status, times, frozenset(m.upper() for m in methods), plural,
+                                             retry_after=retry_after))
 
     def delay_next(self, seconds: float, *, times: int = 1, methods: Iterable[str] = ("GET",),
                    plural: str | None = None) -> None:

@@ -207,3 +207,78 @@ def test_an_informer_relist_answered_with_no_list_keeps_its_cache(istio_api: Kub
     with pytest.raises(Exception):
         informers.routes["virtualservices"].relist("expired")
     assert informers.routes["virtualservices"].get("ml", "rec-model") is not None
+
+
+# --- 429 with Retry-After (API Priority and Fairness; decision 392) ------------------------------------------
+
+
+def _recording_router(api: KubeAPIServer) -> tuple[IstioRouter, list[float]]:
+    """A router with no backoff of its own whose sleeps are recorded, not slept (the test's clock)."""
+    slept: list[float] = []
+    return IstioRouter(api.api_client(), wait=tenacity.wait_none(), sleep=slept.append), slept
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_a_retry_after_is_waited_before_the_next_try_of_a_write_and_a_read(istio_api: KubeAPIServer,
+                                                                           status: int) -> None:
+    """The server answers 429 (or 503) with `Retry-After: 3`: each next try comes after the 3 s it asked, and the
+    write lands within the router's tries. Before: tried again at once (here: the wait of 0 s; by default 0.2, 0.4
+    and 0.8 s: all four tries of a write within 1.4 s of a server that asked for 1 s between them)."""
+    router, slept = _recording_router(istio_api)
+    istio_api.fail_next(status, times=2, methods=("PUT",), plural="virtualservices", retry_after=3)
+    router.set_weights(TARGET, Weights(90, 10), state=_record("progressing", 90, 10, 2.0), expect_state=None)
+    assert slept == [3.0, 3.0] and _weights(istio_api) == [90, 10]
+    slept.clear()
+    istio_api.fail_next(status, times=1, methods=("GET",), plural="virtualservices", retry_after=1)
+    assert router.inspect(TARGET).weights == Weights(90, 10)
+    assert slept == [1.0]
+
+
+def test_a_retry_after_of_minutes_is_waited_at_most_its_bound_and_never_past_the_grace(
+        istio_api: KubeAPIServer) -> None:
+    """A proxy asking an hour: waited MAX_RETRY_AFTER_S. Once a signal's grace is set (`kube.bound_by`), no wait
+    reaches past its end: the process must be gone by then."""
+    import time
+
+    from canary import kube
+
+    router, slept = _recording_router(istio_api)
+    istio_api.fail_next(429, times=1, methods=("PUT",), plural="virtualservices", retry_after=3600)
+    router.set_weights(TARGET, Weights(90, 10), state=_record("progressing", 90, 10, 2.0), expect_state=None)
+    assert slept == [kube.MAX_RETRY_AFTER_S]
+    slept.clear()
+    grace_end = time.monotonic() + 60.0
+    kube.bound_by(router.custom.api_client, lambda: grace_end)
+    istio_api.fail_next(429, times=1, methods=("GET",), plural="virtualservices", retry_after=3600)
+    router.inspect(TARGET)
+    assert slept == [kube.MAX_RETRY_AFTER_S]
+    slept.clear()
+    grace_end = time.monotonic() + 1.0  # a signal: 1 s of grace left
+    istio_api.fail_next(429, times=1, methods=("GET",), plural="virtualservices", retry_after=3)
+    router.inspect(TARGET)
+    assert len(slept) == 1 and 0.0 < slept[0] <= 1.0
+
+
+def test_a_rollbacks_stable_write_waits_what_the_server_asks_between_its_attempts(
+        istio_api: KubeAPIServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`to_stable` (decision 57: stable 100% retried for its whole budget) under 429 `Retry-After: 3`, with a
+    router that tries once: between its own attempts it waits the 3 s asked, not its 0.5 s, then 1 s, and the
+    write lands. Its sleeps are recorded (the test's clock), its budget far off."""
+    import time
+    import types
+
+    from canary import reconcile
+    from canary import rollout as rl
+    from canary.logs import get as get_logger
+    from tests.support.kube import PROGRESSING_RECORD
+
+    router = IstioRouter(istio_api.api_client(), wait=tenacity.wait_none(), transient_attempts=1)
+    router.set_weights(TARGET, Weights(75, 25), state=PROGRESSING_RECORD, expect_state=None)
+    slept: list[float] = []
+    monkeypatch.setattr(reconcile, "time", types.SimpleNamespace(sleep=slept.append, monotonic=time.monotonic))
+    istio_api.fail_next(429, times=2, methods=("PUT",), plural="virtualservices", retry_after=3)
+    state = rl.RolloutState.from_json(PROGRESSING_RECORD)
+    final = reconcile.to_stable(router, TARGET, state, reason="failed: test", log=get_logger(component="test"),
+                                now=10.0, budget_s=3600.0)
+    assert final.terminal and _weights(istio_api) == [100, 0]
+    assert slept == [3.0, 3.0]
