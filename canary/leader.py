@@ -16,7 +16,9 @@ Acquire or renew (one attempt, :meth:`LeaderElector.try_acquire_or_renew`):
   can still give two leaders until the old one's next renewal.
 * held by us (our identity and the term this process holds) -> renew: PUT a new ``renewTime``. Our
   identity in a term we did not take is another holder's (a replica given the same identity, or our
-  own previous run): timed as below.
+  own previous run): timed as below. A new term's write (create or takeover) answered 5xx or timed out may
+  have landed (etcd's "request timed out", "leader changed"): found at the next read exactly as sent (the
+  term and ``renewTime``), it is ours, and renewed at once (it was waited out a lease duration as a clash).
 * held by nobody (released) -> take it now.
 * held by another -> take it only when the record has not *changed* for its
   lease duration, measured from when *we* first saw the current record, on
@@ -82,7 +84,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import structlog
 
-from canary.errors import CanaryError, ConfigError, NotFound, RoutingConflict
+from canary.errors import CanaryError, ConfigError, NotFound, RoutingConflict, TransientError
 from canary.kube import translate
 
 log = structlog.get_logger(__name__)
@@ -184,6 +186,9 @@ class LeaderElector:
         self._observed: tuple[str, float] | None = None  # (record fingerprint, monotonic time first seen)
         self._may_take_at: float | None = None  # standing by: when the holder's lease lapses unless renewed
         self._seen_transitions = -1              # the highest leaseTransitions read: a Lease created anew goes on from it
+        # a new term's write (a create, a takeover) that got no answer (a 5xx, a timeout) and may have landed:
+        # (its leaseTransitions, its renewTime as sent). Found on the Lease at the next read, it is our own term
+        self._unanswered: tuple[int, str] | None = None
         self._clash_said = False                  # `leader.identity_held` said for the clash going on
         self._refused_said = ""                   # the refusal `leader.refused` last said ("" once a write passed)
         self._reported = False
@@ -255,6 +260,13 @@ class LeaderElector:
         now = self._observe(lease)
         wait, clash = 0.0, False
         with self._lock:
+            landed, self._unanswered = self._unanswered, None
+            if landed is not None and holder == self.identity and self._token is None and \
+                    _int(spec.get("leaseTransitions")) == landed[0] and _same_time(spec.get("renewTime"), landed[1]):
+                # the term this replica took, whose answer was lost (etcd's timeout, a leader change): renewed now
+                # (a PUT guarded on this version: nobody wrote since), not timed as a holder of our name in a term
+                # we did not take (`leader.identity_held`, a lease duration with nobody leading)
+                self._token = landed[0]
             ours = holder == self.identity and self._token is not None and \
                 _int(spec.get("leaseTransitions")) == self._token
             # held under our own name in a term this process did not take (or lost track of) is somebody's
@@ -362,12 +374,18 @@ class LeaderElector:
         spec["renewTime"] = micro_time(now)
         body["metadata"].setdefault("annotations", {})[DURATION_ANNOTATION] = repr(self.lease_duration_s)
         sent = self._clock()  # before the request: a slow answer must not stretch our term
-        written = self._store.create(self.namespace, body) if base is None else \
-            self._store.replace(self.namespace, self.name, body)
+        try:
+            written = self._store.create(self.namespace, body) if base is None else \
+                self._store.replace(self.namespace, self.name, body)
+        except TransientError:
+            if new_term:  # it may have landed: the next read tells (`_attempt`)
+                with self._lock:
+                    self._unanswered = (_int(spec["leaseTransitions"]), spec["renewTime"])
+            raise
         with self._lock:
             self._sent, self._token, self._cached = sent, _int(spec["leaseTransitions"]), written
             self._seen_transitions = max(self._seen_transitions, self._token)
-            self._clash_said, self._refused_said = False, ""
+            self._clash_said, self._refused_said, self._unanswered = False, "", None
             self._last_token, self._may_take_at = self._token, None
 
     def _failed(self, exc: CanaryError) -> None:
@@ -476,6 +494,18 @@ def _lease_body(base: dict[str, Any] | None, *, namespace: str, name: str) -> di
     if not isinstance(body.get("spec"), dict):
         body["spec"] = {}
     return body
+
+
+def _same_time(written: Any, sent: str) -> bool:
+    """Whether the Lease's `renewTime` is the one we sent (the client may send it re-formatted: compared as
+    instants, to the microsecond)."""
+    def parse(value: Any) -> datetime | None:
+        try:
+            return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    got = parse(written)
+    return got is not None and got == parse(sent)
 
 
 def _int(value: Any) -> int:

@@ -350,3 +350,45 @@ def test_a_lease_namespace_that_does_not_exist_is_said_once_at_warning(kube_api,
     clear_faults(kube_api)
     sim.run(LEASE + 3 * RETRY, until=lambda: any(r.elector.is_leader() for r in sim.replicas.values()))
     assert [(n, v) for _, n, v in sim.transitions] == [("a", True)]
+
+
+def _land_then_fail_lease_writes(api: KubeAPIServer, clock: SimClock, methods: tuple[str, ...],
+                                 times: int = 1) -> list[float]:
+    """The next `times` Lease writes of `methods` are applied, then answered 500 `etcdserver: request timed out`
+    (the write may have landed: here it did). Returns when (`clock`) each was, growing as they come."""
+    from canary.sandbox import kubeapi
+
+    real, hit = api.handler._serve, []
+
+    def serve(method: str, request: Any, kind: Any) -> Any:
+        if method in methods and kind.plural == PLURAL and len(hit) < times:
+            real(method, request, kind)
+            hit.append(clock.now)
+            raise kubeapi.ApiError(500, "InternalError", "etcdserver: request timed out")
+        return real(method, request, kind)
+
+    api.handler._serve = serve  # type: ignore[method-assign]
+    return hit
+
+
+@pytest.mark.parametrize("how", ["create", "takeover"])
+def test_a_term_taken_whose_answer_was_lost_is_led_at_the_next_try_not_waited_out(kube_api, sim, how):
+    """A new term's write (the create of an absent Lease, or the takeover of a released one) lands and is answered
+    500 (etcd's timeout; decision 393). The next read finds our own write: renewed and led at once, in the term
+    written. Before: read as the Lease held under our name in a term we did not take (`leader.identity_held`,
+    a duplicated identity), waited out a whole lease duration with nobody leading, then taken in a new term."""
+    if how == "takeover":
+        kube_api.handler.put_object({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                                     "metadata": {"name": "canary-controller", "namespace": NS},
+                                     "spec": {"holderIdentity": "", "leaseTransitions": 4,
+                                              "leaseDurationSeconds": 1}})
+    hit = _land_then_fail_lease_writes(kube_api, sim.clock, ("POST",) if how == "create" else ("PUT",))
+    a = sim.add("a")
+    with capture_logs() as logs:
+        started = sim.run(3 * LEASE, until=a.elector.is_leader)
+    assert len(hit) == 1 and started - hit[0] <= RETRY + TICK, (hit, started)  # the next try, not a lease later
+    term = 0 if how == "create" else 5
+    assert a.elector.fence_token() == term and lease(kube_api)["spec"]["leaseTransitions"] == term
+    assert not [e for e in logs if e["event"] == "leader.identity_held"]
+    sim.run(LEASE)
+    assert [(n, v) for _, n, v in sim.transitions] == [("a", True)]
