@@ -392,3 +392,32 @@ def test_a_term_taken_whose_answer_was_lost_is_led_at_the_next_try_not_waited_ou
     assert not [e for e in logs if e["event"] == "leader.identity_held"]
     sim.run(LEASE)
     assert [(n, v) for _, n, v in sim.transitions] == [("a", True)]
+
+
+def _delete_lease(api: KubeAPIServer) -> None:
+    with api.handler.lock:  # a DELETE as kubectl sends it: gone, no tombstone
+        key = (GROUP, PLURAL, NS, "canary-controller")
+        api.handler._delete(key, api.handler.objects[key])
+
+
+def test_a_lease_deleted_twice_the_leader_recreating_it_between_gives_no_second_leader(kube_api, sim):
+    """Decision 344's open case, measured (decision 393): the Lease deleted, the standby reads it absent, the leader
+    creates it again in its term, and it is deleted again before the standby's next read (it never saw the Lease
+    created anew). The standby's next read after that finds the leader's next re-creation (within a retry period
+    of each deletion), and its wait restarts: no second leader. Only a deletion landing before every one of the
+    standby's reads for a whole lease duration (or its reads failing meanwhile) keeps it from seeing one."""
+    a, b = sim.add("a"), sim.add("b", offset=RETRY / 2)
+    sim.run(LEASE + 0.6)
+    sim.run(RETRY + TICK, until=lambda: a.attempts[-1][0] == sim.clock.now)  # just after a's renewal
+    _delete_lease(kube_api)
+    read = len(b.attempts)
+    sim.run(RETRY + TICK, until=lambda: len(b.attempts) > read)
+    assert b.elector._observed is not None and b.elector._observed[0] == "(no Lease)"  # b saw it absent
+    sim.run(RETRY + TICK, until=lambda: kube_api.get(GROUP, PLURAL, NS, "canary-controller") is not None)
+    assert len(b.attempts) == read + 1  # a created it again; b has not read since
+    _delete_lease(kube_api)
+    with capture_logs() as logs:
+        sim.run(3 * LEASE)
+    assert sim.overlaps == []
+    assert [(n, v) for _, n, v in sim.transitions] == [("a", True)]  # a never stopped, b never led
+    assert [e["identity"] for e in logs if e["event"] == "leader.lease_recreated"] == ["a"]
