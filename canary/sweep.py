@@ -150,7 +150,13 @@ def crd_gone(custom: Any, owner: str) -> bool:
             return True  # that object is gone (not "the server could not find the requested resource": no CRD)
         raise OwnerUnknown(f"CanaryRollout {ref} could not be read: {getattr(exc, 'status', '') or type(exc).__name__} "
                            f"{getattr(exc, 'reason', '') or exc}".strip()) from None
-    return bool(uid) and str(((obj or {}).get("metadata") or {}).get("uid") or "") != uid
+    meta = obj.get("metadata") if isinstance(obj, dict) else None
+    if not isinstance(meta, dict) or not meta.get("uid"):
+        # a 200 whose body is no object (empty, a proxy's page, `{}`): read as "another object of that name", it
+        # ended a rollout its live CanaryRollout drives (decision 391)
+        raise OwnerUnknown(f"CanaryRollout {ref} could not be read: the answer is not a CanaryRollout "
+                           f"({type(obj).__name__} without metadata.uid); a proxy or a cut answer?")
+    return bool(uid) and str(meta.get("uid")) != uid
 
 
 def _names(body: Any, name: str) -> bool:

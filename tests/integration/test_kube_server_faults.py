@@ -309,3 +309,38 @@ def test_a_list_cut_mid_body_by_a_reset_connection_is_asked_again(istio_api: Kub
     router = IstioRouter(istio_api.api_client(), wait=tenacity.wait_none())
     routes = router.list_virtual_services("ml")
     assert hit and [vs["metadata"]["name"] for vs in routes] == ["rec-model"]
+
+
+@pytest.mark.parametrize("body,content_type", BAD_BODIES)
+def test_a_canaryrollout_read_answered_with_no_object_is_unknown_never_gone(
+        istio_api: KubeAPIServer, body: bytes, content_type: str) -> None:
+    """`canary sweep` asks whether a record's owner CanaryRollout still exists (`sweep.crd_gone`); the GET answered
+    200 with an empty, cut, HTML, `{}` or `null` body is "cannot be told" (OwnerUnknown: the route is listed as
+    unknown, nothing written), never "gone". Before: the empty, `{}` and `null` bodies read as another object of
+    that name, and the sweep ended a rollout its live CanaryRollout drives."""
+    import kubernetes
+
+    from canary import crd, sweep
+    from tests.fleet import CANARY_RESOURCE
+
+    istio_api.handler.register(CANARY_RESOURCE)
+    cr = istio_api.handler.put_object({"apiVersion": f"{crd.GROUP}/{crd.VERSION}", "kind": crd.KIND,
+                                       "metadata": {"name": "rec", "namespace": "ml"}, "spec": {}})
+    owner = f"CanaryRollout ml/rec#{cr['metadata']['uid']}"
+    custom = kubernetes.client.CustomObjectsApi(istio_api.api_client())
+    assert sweep.crd_gone(custom, owner) is False
+    real, hit = istio_api.handler._handle, []
+
+    async def handle(request: Any) -> Any:
+        import aiohttp.web
+
+        res = request.resource
+        if res is not None and res.plural == crd.PLURAL and request.name == "rec" and not hit:
+            hit.append(request.name)
+            return aiohttp.web.Response(body=body, status=200, headers={"Content-Type": content_type})
+        return await real(request)
+
+    istio_api.handler._handle = handle  # type: ignore[method-assign]
+    with pytest.raises(sweep.OwnerUnknown):
+        sweep.crd_gone(custom, owner)
+    assert hit
