@@ -1467,7 +1467,7 @@ def _watched_rollout(name: Optional[str], ns: str, kubeconfig: Optional[str], co
     import kubernetes.client as kc
 
     from canary import crd
-    from canary.kube import api_client, translate
+    from canary.kube import an_object, api_client, translate
     from canary.model import check_object_name
 
     check_object_name(name, "--rollout")
@@ -1476,7 +1476,9 @@ def _watched_rollout(name: Optional[str], ns: str, kubeconfig: Optional[str], co
 
     def read() -> dict[str, Any] | None:
         try:
-            return dict(api.get_namespaced_custom_object(crd.GROUP, crd.VERSION, ns, crd.PLURAL, name))
+            # a 200 whose body is no object (a proxy's): a read that failed, read again (not "created again")
+            return dict(an_object(api.get_namespaced_custom_object(crd.GROUP, crd.VERSION, ns, crd.PLURAL, name),
+                                  f"CanaryRollout {where}"))
         except Exception as exc:
             if getattr(exc, "status", None) == 404:
                 return None

@@ -570,11 +570,12 @@ def _read_own(api: Any, namespace: str, name: str, uid: str) -> dict[str, Any] |
     API errors are raised translated (`kube.translate`)."""
     from canary import logs
     from canary.errors import KubeUnavailable, NotFound
-    from canary.kube import translate
+    from canary.kube import an_object, translate
 
     where = f"CanaryRollout {namespace}/{name}"
     try:
-        obj = api.get_namespaced_custom_object(crd.GROUP, crd.VERSION, namespace, crd.PLURAL, name)
+        # a 200 whose body is no object (a proxy's): a read that failed (`follow.read_failed`), not another object
+        obj = an_object(api.get_namespaced_custom_object(crd.GROUP, crd.VERSION, namespace, crd.PLURAL, name), where)
     except Exception as exc:
         err = translate(exc, where)
         if isinstance(err, NotFound):

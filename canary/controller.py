@@ -1268,8 +1268,9 @@ class Controller:
         finish, weights reasserted over a lower edit): a rollback, a deletion or an edit that landed
         meanwhile must win over it, not be found after it (a promotion stands)."""
         try:
-            live = self.custom.get_namespaced_custom_object(crd.GROUP, crd.VERSION, spec.namespace, crd.PLURAL,
-                                                            spec.name, _request_timeout=10)
+            live = kube.an_object(self.custom.get_namespaced_custom_object(
+                crd.GROUP, crd.VERSION, spec.namespace, crd.PLURAL, spec.name, _request_timeout=10),
+                f"CanaryRollout {spec.key}")  # no object (a proxy's 200): the read failed, not "another object"
         except Exception as exc:
             if getattr(exc, "status", None) == 404:
                 raise CanaryRolloutChanged(f"{spec.key}: the CanaryRollout is gone; not moving traffic to the "

@@ -302,6 +302,17 @@ def list_items(answer: Any, what: str) -> list[Any]:
     return items
 
 
+def an_object(answer: Any, what: str) -> dict[str, Any]:
+    """The answer of a GET of one object (parsed), or BadAnswer when it is not one: not a JSON object, or without
+    `metadata.uid` (the API server gives every object one). An empty body, `{}` or a proxy's page was read as an
+    object with no uid: "deleted and created again", a watch's and a follower's exit 3, a sweep's end."""
+    meta = answer.get("metadata") if isinstance(answer, dict) else None
+    if not isinstance(meta, dict) or not meta.get("uid"):
+        raise BadAnswer(f"{what} was answered with a body that is not the object (no metadata.uid); "
+                        "a proxy or a cut answer?")
+    return answer  # type: ignore[return-value]
+
+
 def is_transient(exc: BaseException) -> bool:
     """True for errors worth another attempt: 5xx, 429, timeouts, refused connections, and a 200 whose body
     is not what was asked for (BadAnswer, or JSON cut short)."""

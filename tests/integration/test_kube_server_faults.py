@@ -344,3 +344,45 @@ def test_a_canaryrollout_read_answered_with_no_object_is_unknown_never_gone(
     with pytest.raises(sweep.OwnerUnknown):
         sweep.crd_gone(custom, owner)
     assert hit
+
+
+@pytest.mark.parametrize("body,content_type", BAD_BODIES)
+def test_a_followed_canaryrollout_read_answered_with_no_object_is_a_failed_read_not_another_object(
+        istio_api: KubeAPIServer, tmp_path: Any, body: bytes, content_type: str) -> None:
+    """`canary status -w --rollout` and `promote --via-controller` read their CanaryRollout again and again; one
+    read answered 200 with no object is a read that failed (said, read again), never the object "deleted and
+    created again while this watch waited" (exit 3 for a rollout going on). Before: the empty, `{}` and `null`
+    bodies gave that exit 3 in the watch, and the follower returned the body as the object."""
+    import kubernetes
+
+    from canary import cli, cli_controller, crd
+    from canary.cli_watch import crd_end
+    from tests import fleet
+    from tests.fleet import CANARY_RESOURCE
+
+    istio_api.handler.register(CANARY_RESOURCE)
+    cr = istio_api.handler.put_object({"apiVersion": f"{crd.GROUP}/{crd.VERSION}", "kind": crd.KIND,
+                                       "metadata": {"name": "rec", "namespace": "ml"},
+                                       "spec": {"canaryVersion": "v2"}})
+    uid = cr["metadata"]["uid"]
+    read, where, first_uid, _ = cli._watched_rollout("rec", "ml", str(fleet.write_kubeconfig(
+        tmp_path / "kubeconfig", istio_api.url)), None)
+    assert first_uid == uid
+    real, hit = istio_api.handler._handle, []
+
+    async def handle(request: Any) -> Any:
+        import aiohttp.web
+
+        res = request.resource
+        if res is not None and res.plural == crd.PLURAL and request.name == "rec" and len(hit) < 2:
+            hit.append(request.name)
+            return aiohttp.web.Response(body=body, status=200, headers={"Content-Type": content_type})
+        return await real(request)
+
+    istio_api.handler._handle = handle  # type: ignore[method-assign]
+    with pytest.raises(KubeUnavailable):
+        crd_end(read(), where=where, uid=uid)
+    custom = kubernetes.client.CustomObjectsApi(istio_api.api_client())
+    assert cli_controller._read_own(custom, "ml", "rec", uid) is None  # follow.read_failed: read again
+    assert len(hit) == 2
+    assert crd_end(read(), where=where, uid=uid)[0] is None  # then read as it is: not over yet
