@@ -556,7 +556,7 @@ class IstioRouter:
     def _call(self, fn: Callable[[], Any], what: str) -> Any:
         """One API call with bounded retries on transient errors, translated at the end."""
         try:
-            client = self.custom.api_client
+            client = getattr(self.custom, "api_client", None)
             for attempt in tenacity.Retrying(
                 retry=tenacity.retry_if_exception(kube.is_transient),
                 stop=tenacity.stop_after_attempt(self.transient_attempts),
