@@ -129,12 +129,25 @@ def selector_insertions(template: str) -> list[tuple[int, str]]:
     `x + offset`, `x or on(job) unless`), and an operator or modifier after an operand
     (`x offset 5m`, `sum(x) by (job)`, `x and y`). `template` must pass `check_promql`.
     """
+    return [(at, form) for _, _, at, form in _scan_selectors(template)]
+
+
+def selector_spans(template: str) -> list[tuple[int, int]]:
+    """The (start, end) offsets of every vector selector of a PromQL template, `selector_insertions`'s
+    selectors: `x`, `x{a="b"}`, `{__name__="x"}` (a range's `[5m]`, an `offset` left out). Each span is a
+    template of its own (its placeholders stand in its strings), so it renders as the whole query does."""
+    return [(start, end) for start, end, _, _ in _scan_selectors(template)]
+
+
+def _scan_selectors(template: str) -> list[tuple[int, int, int, str]]:
+    """(start, end, insertion offset, form) of each vector selector (`selector_insertions`)."""
     code: list[str] = []  # the template's code: a comment as spaces, a string or placeholder as NULs, same offsets
     for text, ctx, name in scan_promql(template)[0]:
         code.append(" " * len(text) if ctx == "#" else text if not ctx and name is None else "\0" * len(text))
     s = "".join(code)
-    out: list[tuple[int, str]] = []
+    out: list[tuple[int, int, int, str]] = []
     i, n = 0, len(s)
+    named = -1  # where the metric name of the `{` reached next starts (-1: none)
     operand = True  # an operand (a selector, a number, a call) may stand here; else an operator or modifier
     while i < n:
         ch = s[i]
@@ -143,8 +156,9 @@ def selector_insertions(template: str) -> list[tuple[int, str]]:
         elif ch == "{":
             end = _closing(s, i, "{", "}")
             inner = s[i + 1 : end].rstrip(" \t\r\n")
-            out.append((end, "first" if not inner or inner.endswith(",") else "append"))
-            i, operand = end + 1, False
+            out.append((named if named >= 0 else i, end + 1, end,
+                        "first" if not inner or inner.endswith(",") else "append"))
+            i, operand, named = end + 1, False, -1
         elif _NUMBER.match(s, i) and (ch.isdigit() or ch == "."):
             i, operand = _NUMBER.match(s, i).end(), False  # type: ignore[union-attr]
         elif _WORD_START.match(ch):
@@ -160,8 +174,8 @@ def selector_insertions(template: str) -> list[tuple[int, str]]:
                 i, operand = end, True  # a function or an aggregation: its arguments follow
             elif operand or low not in KEYWORDS:  # where an operand stands, any other word is a metric name
                 if nxt != "{":  # a named selector's `{` is reached next
-                    out.append((end, "braces"))
-                i, operand = end, nxt == "{"
+                    out.append((i, end, end, "braces"))
+                i, operand, named = end, nxt == "{", i if nxt == "{" else -1
             else:  # after an operand: and/or/unless, offset, by/without, smoothed/anchored
                 i, operand = end, low in ("and", "or", "unless")
         else:

@@ -85,10 +85,10 @@ class PrometheusProvider(PrometheusClient):
         if check.kind == "feature_missing":
             return self._missing_counts(plan, name, window_s, at, twice)
         per_arm = {"feature_drift": self._features, "custom": self._custom}[check.kind]
-        if not twice:  # custom: no parts (`twice_parts`)
+        if not twice:
             return arms_pair(lambda arm: per_arm(plan[arm], name, arm, window_s, at))
-        # feature_drift: its parts asked alone (`query_plan.twice_query_of`); `_not_twice` raises when neither
-        # arm has data
+        # feature_drift, custom: their parts asked alone (`query_plan.twice_query_of`); `_not_twice` raises when
+        # neither arm has data
         pair = each_arm(lambda arm: per_arm(plan[arm], name, arm, window_s, at))
         got = q.split_answer(self.query(q.one_answer(twice), check=name, at=at), twice)
         return _not_twice(pair, got, twice, name, self._quiet)

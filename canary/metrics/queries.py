@@ -50,7 +50,7 @@ from typing import Iterable, Mapping, Sequence
 from canary.errors import ConfigError
 from canary.model import Histogram, Target
 from canary.policy import SOURCE_LABELS, Policy, identity_labels, label_name, scan_promql, source_lacks
-from canary.policy_promql import selector_insertions
+from canary.policy_promql import code_form, selector_insertions, selector_spans
 from canary.policy_fields import METRIC_PATTERN
 
 ARMS = ("stable", "canary")
@@ -332,13 +332,18 @@ def scraped_twice_query(metrics: Iterable[str], sel: str) -> str:
     the app's port (or Envoy's :15090), one pod under two `instance`s (decision 352's review). Empty when none
     is (series without an `instance` are not compared: nothing says they are one target). Two pods of one arm
     sharing a host (hostNetwork) read by two jobs would be named too."""
-    names = "|".join(metrics)
-    inner = _with(_with(_with(sel, f'__name__=~"{names}"'), 'instance!=""'), _ONE_PER_HISTOGRAM)
+    return scraped_twice_of([arm_series(metrics, sel)])
+
+
+def scraped_twice_of(selectors: Sequence[str]) -> str:
+    """`scraped_twice_query` over the series of any of `selectors` (vector selectors that match only series with an
+    `instance`, `scrape_selector`'s): a custom check's are the selectors of its own PromQL (decision 378)."""
     # the host into a label of its own: written over `instance`, two targets of one host (two containers of a pod
     # on two ports, hostNetwork pods) made two series with one label set, which Prometheus refuses (422: "vector
     # cannot contain metrics with the same labelset"), and the whole look's query with it
-    host = f'label_replace({inner}, "{HOST_LABEL}", "$1", "instance", "(.+?)(:[0-9]+)?")'
-    return f"count by ({HOST_LABEL}) (count by ({HOST_LABEL}, job) ({host})) > 1"
+    jobs = " or ".join(f'count by ({HOST_LABEL}, job) (label_replace({inner}, "{HOST_LABEL}", "$1", "instance", '
+                       f'"(.+?)(:[0-9]+)?"))' for inner in selectors)
+    return f"count by ({HOST_LABEL}) ({jobs}) > 1"
 
 
 def unscraped_query(metrics: Iterable[str], sel: str, *, seen_s: float = 3600, by: Iterable[str] = ()) -> str:
@@ -349,11 +354,41 @@ def unscraped_query(metrics: Iterable[str], sel: str, *, seen_s: float = 3600, b
     the scrape (Istio's metrics merging: the sidecar's :15020 answers 200 without the app's series). `by`:
     further labels the answer keeps (the controller's batched snapshot asks for many rollouts at once: their
     model and version)."""
-    names = "|".join(metrics)
-    inner = _with(_with(_with(sel, f'__name__=~"{names}"'), 'instance!=""'), _ONE_PER_HISTOGRAM)
-    return (f"count by ({', '.join((*by, 'instance'))}) (last_over_time({inner}[{duration(seen_s)}]) unless on "
-            f"(instance) {inner}) "
-            f"and on (instance) (up == 0)")
+    return unscraped_of([arm_series(metrics, sel)], seen_s=seen_s, by=by)
+
+
+def unscraped_of(selectors: Sequence[str], *, seen_s: float = 3600, by: Iterable[str] = ()) -> str:
+    """`unscraped_query` over the series of any of `selectors` (`scraped_twice_of`'s)."""
+    gone = " or ".join(f"(last_over_time({inner}[{duration(seen_s)}]) unless on (instance) {inner})"
+                       for inner in selectors)
+    if len(selectors) == 1:
+        gone = gone[1:-1]
+    return f"count by ({', '.join((*by, 'instance'))}) ({gone}) and on (instance) (up == 0)"
+
+
+def arm_series(metrics: Iterable[str], sel: str) -> str:
+    """The series of `metrics` that `sel` (an arm's `selector`) picks, as `scrape_selector` narrows them."""
+    return scrape_selector(_with(sel, f'__name__=~"{"|".join(metrics)}"'))
+
+
+def scrape_selector(selector: str) -> str:
+    """A vector selector (`x`, `x{...}`, `{...}`) narrowed to series with an `instance` (a target's; a recording
+    rule's output has none, and is never compared) and, where it does not match `le` itself, to a histogram's +Inf
+    bucket or series with no `le` (one series per target and label set)."""
+    narrowed = _add_matcher(selector, 'instance!=""')
+    return narrowed if _MATCHES_LE.search(selector) else _add_matcher(narrowed, _ONE_PER_HISTOGRAM)
+
+
+_MATCHES_LE = re.compile(r"[{,]\s*le\s*[=!]")
+
+
+def _add_matcher(selector: str, matcher: str) -> str:
+    """`selector` with `matcher` among its matchers: `x` -> `x{m}`, `x{}` -> `x{m}`, `x{a="b"}` -> `x{a="b",m}`."""
+    body = selector.rstrip()
+    if not body.endswith("}"):
+        return body + "{" + matcher + "}"
+    inner = body[:-1].rstrip()
+    return inner + ("" if inner.endswith(("{", ",")) else ",") + matcher + "}"
 
 
 def errors_query(p: Preset, sel: str, window_s: float) -> str:
@@ -497,6 +532,17 @@ def render_custom(template: str, *, check_name: str, model: str, version: str, n
             )
     out.append(inserts.get(pos, ""))
     return "".join(out)
+
+
+def custom_selectors(template: str, *, check_name: str, model: str, version: str, namespace: str, window_s: float,
+                     labels: Mapping[str, str] | None = None) -> list[str]:
+    """Every vector selector of a custom check's PromQL as `render_custom` renders it for one arm (`metrics.labels`
+    added), each once, comments dropped: the series the author's query reads, whatever it makes of them (decision
+    378)."""
+    out = [render_custom(code_form(template[start:end]), check_name=check_name, model=model, version=version,
+                         namespace=namespace, window_s=window_s, labels=labels)
+           for start, end in selector_spans(template)]
+    return list(dict.fromkeys(out))
 
 
 _RE2_META = frozenset("\\.+*?()|[]{}^$")

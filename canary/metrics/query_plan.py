@@ -80,7 +80,9 @@ def twice_parts(policy: Policy, check: Check, target: Target) -> dict[str, str]:
     """{"<arm>/scraped_twice": `queries.scraped_twice_query`, "<arm>/unscraped": `queries.unscraped_query`}
     over the series `check` counts: parts of the
     ONE query of an error_rate or feature_missing check and of a histogram check's both-arms queries, so a
-    look asks nothing more, and preflight asks what a look sends. {} for the other kinds. Not in
+    look asks nothing more, and preflight asks what a look sends; a feature_drift or custom check's are a query of
+    their own (`twice_query_of`). A custom check's are over every selector of its PromQL (`queries.custom_selectors`)
+    and the requests its `n` counts (decision 378). Not in
     `query_plan`: a plan's text is a rollout record's mark (`judged_marks`), and the arm's counts are the
     same whether or not this is asked."""
     p = q.preset(policy.source_of(check))
@@ -95,14 +97,22 @@ def twice_parts(policy: Policy, check: Check, target: Target) -> dict[str, str]:
     elif check.kind == "feature_drift":  # counts of feature values per arm: a pod read twice weighs twice, one
         # down is out of the distribution (its requests too: the floor). Asked alone (`twice_query_of`)
         names = (q.FEATURE_BUCKETS, q.FEATURE_CATEGORIES, q.FEATURE_MISSING, *p.requests)
-    else:  # custom: the author's PromQL, whose series and arithmetic (a ratio, a max) canary does not know
+    elif check.kind == "custom":  # the author's PromQL: its own selectors, and the requests it is counted by
+        names = p.requests + ((p.requests_fallback,) if p.requests_fallback else ())
+    else:
         return {}
     source = policy.source_of(check)
     out: dict[str, str] = {}
     for arm in q.ARMS:
         sel = q.selector(policy, target, arm, source)
-        out[f"{arm}/{TWICE}"] = q.scraped_twice_query(names, sel)
-        out[f"{arm}/{UNSCRAPED}"] = q.unscraped_query(names, sel)
+        selectors = [q.arm_series(names, sel)]
+        if check.kind == "custom":  # its arithmetic (a ratio, a max) is the author's, the series it reads are known
+            selectors = [q.scrape_selector(x) for x in q.custom_selectors(
+                check.template(arm), check_name=check.name, model=target.model,  # type: ignore[union-attr]
+                version=q.arm_version(target, arm), namespace=target.namespace, window_s=60,  # no range in a selector
+                labels=policy.metrics.labels)] + selectors
+        out[f"{arm}/{TWICE}"] = q.scraped_twice_of(selectors)
+        out[f"{arm}/{UNSCRAPED}"] = q.unscraped_of(selectors)
     return out
 
 
@@ -125,10 +135,10 @@ def one_query_of(policy: Policy, check: Check, target: Target, *, window_s: floa
 
 
 def twice_query_of(policy: Policy, check: Check, target: Target) -> str | None:
-    """The ONE query a look of a feature_drift check sends for its `twice_parts` (its per-arm queries are
-    the feature roles, whose answers are not label-free sums: the parts travel alone); None for the other
-    kinds, whose queries carry them. Preflight asks it."""
-    if check.kind != "feature_drift":
+    """The ONE query a look of a feature_drift or custom check sends for its `twice_parts` (its per-arm queries
+    are the feature roles, whose answers are not label-free sums, or the author's PromQL: the parts travel
+    alone); None for the other kinds, whose queries carry them. Preflight asks it."""
+    if check.kind not in ("feature_drift", "custom"):
         return None
     parts = twice_parts(policy, check, target)
     return q.one_answer(parts) if parts else None
