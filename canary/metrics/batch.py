@@ -44,6 +44,7 @@ from __future__ import annotations
 from collections import Counter
 
 import math
+import re
 import sys
 import time
 from dataclasses import dataclass, field
@@ -378,6 +379,9 @@ def _group(wants: Iterable[Want]) -> dict[Family, _Group]:
     return groups
 
 
+_HOST = re.compile(r"(.+?)(:[0-9]+)?", re.S)  # `queries.scraped_twice_query`'s: an `instance` without its port
+
+
 def _parse(result: Any, fam: Family, idents: set[Ident], query: str,
            into: dict[Ident, dict[str, dict[str, float]]]) -> int:
     """Adds one answer's series to `into` ({ident: {series id: {extra: value}}}, a Snapshot's index);
@@ -393,8 +397,9 @@ def _parse(result: Any, fam: Family, idents: set[Ident], query: str,
     strs: dict[str, str] = {}
     one = strs.setdefault
     kept = 0
-    jobs: dict[tuple[Ident, str], str] = {}  # (rollout arm, instance) -> the first job that scraped it
+    jobs: dict[tuple[Ident, str], str] = {}  # (rollout arm, host) -> the first job that scraped it
     twice: set[Ident] = set()
+    hosts: dict[str, str] = {}  # instance -> its host (`instance` without the port), once per answer
     try:
         for s in result:
             labels = s["metric"]
@@ -403,11 +408,15 @@ def _parse(result: Any, fam: Family, idents: set[Ident], query: str,
                 continue  # filtered client-side: exact values only, whatever the regex let through
             kept += 1
             instance, job = labels.get("instance", ""), labels.get("job", "")
-            if instance and jobs.setdefault((ident, instance), job) != job and ident not in twice:
+            # by host, as per rollout (`queries.scraped_twice_query`): under Istio's metrics merging one pod is read
+            # on the sidecar's :15020 by one job and on the app's port by another, two `instance`s (decision 379)
+            host = (hosts.get(instance) or hosts.setdefault(instance, _HOST.fullmatch(instance)[1])  # type: ignore[index]
+                    ) if instance else ""
+            if host and jobs.setdefault((ident, host), job) != job and ident not in twice:
                 twice.add(ident)  # one target read by two scrape jobs: each of its series twice in the sum
                 into.setdefault(ident, {})[SCRAPED_TWICE] = {"": 1.0}
                 log.warning("metrics.scraped_twice", metric=fam.metric, rollout_arm="/".join(ident),
-                            instance=instance, jobs=sorted({jobs[(ident, instance)], job}))
+                            instance=instance, host=host, jobs=sorted({jobs[(ident, host)], job}))
             own = fam.identity(labels)
             sid = ids.get(own) or ids.setdefault(own, hash_identity(own))
             if fam.native:  # one sample holds every bucket: kept by bucket index (`native.sample_values`)

@@ -11,7 +11,10 @@ from canary.errors import NoData, NotCountable
 from canary.metrics.prometheus import PrometheusProvider
 from canary.model import Outcome, Scalar
 from canary.policy import Policy, parse_policy
-from tests.integration.test_metrics_scrape_mess import WINDOW_S, _target, prom  # noqa: F401 - the module's server
+from tests.integration import test_metrics_scrape_mess as mess
+from tests.integration.test_metrics_scrape_mess import WINDOW_S, _target
+
+prom = mess.prom  # the same real, backfilled Prometheus (its own module-scoped server)
 
 pytestmark = pytest.mark.integration
 
@@ -55,3 +58,25 @@ def test_a_custom_check_of_two_pods_of_one_job_is_read_as_before(prom: Any) -> N
         stable, canary = _measure(server, t0, pol, "pods")
         assert isinstance(stable, Scalar) and isinstance(canary, Scalar), (stable, canary)
         assert canary.n == pytest.approx(10 * WINDOW_S, rel=0.02), canary
+
+
+@pytest.mark.parametrize("check", [None, {"name": "p95", "kind": "latency", "quantile": 0.95, "max_increase_pct": 20}],
+                         ids=["error_rate", "latency"])
+def test_one_pod_under_two_instances_is_not_twice_the_evidence_in_the_batched_snapshot(prom: Any, check: Any) -> None:
+    """Istio's metrics merging (the annotation job on the sidecar's :15020, a ServiceMonitor on the app's :8000):
+    decision 370 compared targets by host per rollout, but the controller's snapshot still by `instance`, so
+    there the canary read 12,000 requests where it served 6,000, judged on twice the evidence. Now by host."""
+    from canary.metrics import batch as b
+    from tests.integration.test_metrics_scrape_mess import _policy, _snapshots
+
+    server, t0 = prom
+    pol, t = (_policy(check) if check else _policy()), _target("merged")
+    base, now = _snapshots(server, t0, pol, t)
+    stable, canary = b.measure_delta(pol, pol.checks[0], t, now, base)
+    assert isinstance(canary, NotCountable) and "scraped by two jobs" in str(canary), canary
+    assert not isinstance(stable, NoData), stable
+    with pytest.raises(NotCountable):
+        b.requests_delta(pol, t, now, base)
+    t = _target("onehost")  # two targets of one host under one job: two pods' worth, counted once each
+    base, now = _snapshots(server, t0, pol, t)
+    assert b.requests_delta(pol, t, now, base)[1] == pytest.approx(10 * WINDOW_S, rel=0.02)
